@@ -1,0 +1,13 @@
+#!/usr/bin/env bash
+# Create (once) the project's virtual environment in .venv and install gpvae into it.
+# Usage: bash scripts/setup_env.sh [extras]   (extras default: test)
+set -euo pipefail
+cd "$(dirname "$0")/.."
+extras="${1:-test}"
+venv="${GPVAE_VENV:-.venv}"
+if [ ! -x "$venv/bin/python" ]; then
+    python3 -m venv "$venv"
+fi
+# torch first and pinned: a bare "torch" requirement can pull a multi-GB CUDA build.
+"$venv/bin/python" -m pip install --quiet "torch==2.13.0"
+"$venv/bin/python" -m pip install --quiet -e ".[${extras}]"

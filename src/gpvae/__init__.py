@@ -1,0 +1,9 @@
+"""gpvae: Gaussian-process-prior variational autoencoders."""
+
+from __future__ import annotations
+
+from gpvae import errors, gp, kernels
+
+__version__ = "0.1.0.dev0"
+
+__all__ = ["__version__", "errors", "gp", "kernels"]

@@ -1,0 +1,56 @@
+"""User-facing errors.
+
+Every error caused by what a user passed in is a :class:`GPVAEError`. The subclasses also
+derive from the matching built-in (``ValueError``, ``TypeError``, ...) so that generic
+``except ValueError`` code keeps working. Messages name the argument, what was expected
+and what was found.
+"""
+
+from __future__ import annotations
+
+__all__ = [
+    "GPVAEError",
+    "InputTypeError",
+    "ModelFileError",
+    "NotFittedError",
+    "NumericalError",
+    "ShapeError",
+    "ValidationError",
+    "invalid",
+]
+
+
+class GPVAEError(Exception):
+    """Base class of every error that gpvae raises on purpose."""
+
+
+class ValidationError(GPVAEError, ValueError):
+    """An argument has a bad value (non-finite, out of range, unknown name, ...)."""
+
+
+class ShapeError(GPVAEError, ValueError):
+    """An argument has the wrong shape or does not match another argument's shape."""
+
+
+class InputTypeError(GPVAEError, TypeError):
+    """An argument has the wrong type or dtype."""
+
+
+class NotFittedError(GPVAEError, RuntimeError):
+    """A method that needs a fitted model was called before ``fit``."""
+
+
+class NumericalError(GPVAEError, ArithmeticError):
+    """A computation failed numerically (e.g. a Cholesky factorisation) after retries."""
+
+
+class ModelFileError(GPVAEError, ValueError):
+    """A model file or directory is missing, malformed or of an unsupported version."""
+
+
+def invalid(argument: str, expected: str, found: object) -> ValidationError:
+    """Build a :class:`ValidationError` with the standard message.
+
+    Example: ``raise invalid("var", "positive values", "a minimum of -0.5")``.
+    """
+    return ValidationError(f"{argument}: expected {expected}, found {found}")

@@ -1,0 +1,292 @@
+"""Kernel base class, positive hyper-parameters, state-space forms and Sum/Product kernels.
+
+A kernel is an ``nn.Module`` whose ``forward(x1, x2=None, diag=False)`` maps index points
+``x1`` (..., N, d) and ``x2`` (..., M, d) to the covariance matrix (..., N, M), or to its
+diagonal (..., N) when ``diag=True`` (``x2`` must then be omitted or equal ``x1``).
+
+Positive hyper-parameters (variance, lengthscale, period, ...) are stored as raw,
+unconstrained ``nn.Parameter`` ``raw_<name>`` and read through ``softplus`` by the
+:class:`Positive` descriptor, so ``kernel.lengthscale`` is always positive, ``kernel.lengthscale
+= 2.0`` sets it, and ``kernel.freeze("lengthscale")`` stops it from being learned.
+
+Kernels with a Markovian (state-space) representation -- the Matern family and sums of
+such kernels -- also return :class:`StateSpace` ``(F, L, Qc, H, Pinf)`` describing the linear
+SDE ``ds/dt = F s + L w``, ``w`` white noise with spectral density ``Qc``, ``f = H s``, with
+stationary state covariance ``Pinf``; :meth:`Kernel.transition` gives the discrete transition
+``A = expm(F dt)`` and process noise ``Q = Pinf - A Pinf A^T`` for steps ``dt`` (Särkkä &
+Solin, "Applied Stochastic Differential Equations", 2019, ch. 12).
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterable
+from typing import Any, NamedTuple
+
+import torch
+from torch import Tensor, nn
+from torch.nn.functional import softplus
+
+from gpvae.errors import InputTypeError, ShapeError, ValidationError, invalid
+
+__all__ = [
+    "Kernel",
+    "Positive",
+    "Product",
+    "StateSpace",
+    "Sum",
+    "inv_softplus",
+]
+
+
+def inv_softplus(y: Tensor) -> Tensor:
+    """Inverse of ``softplus``: ``log(expm1(y))``, computed stably for large ``y``."""
+    return torch.where(y > 20.0, y, torch.log(torch.expm1(torch.clamp(y, max=20.0))))
+
+
+class Positive:
+    """Descriptor for a positive hyper-parameter stored raw as ``raw_<name>``.
+
+    Reading gives ``softplus(raw_<name>)``; assigning a number or tensor stores its inverse
+    softplus in place (the parameter object, and so the optimiser's reference, is kept).
+    """
+
+    def __init__(self, doc: str = "") -> None:
+        self.__doc__ = doc
+
+    def __set_name__(self, owner: type, name: str) -> None:
+        self.name = name
+        self.raw_name = f"raw_{name}"
+
+    def __get__(self, obj: Any, objtype: type | None = None) -> Any:
+        if obj is None:
+            return self
+        return softplus(getattr(obj, self.raw_name))
+
+    def __set__(self, obj: Any, value: float | Tensor) -> None:
+        raw = getattr(obj, self.raw_name)
+        new = torch.as_tensor(value, dtype=raw.dtype, device=raw.device)
+        if not bool(torch.isfinite(new).all()) or not bool((new > 0).all()):
+            raise invalid(self.name, "finite positive values", new.tolist())
+        with torch.no_grad():
+            raw.copy_(inv_softplus(new).expand_as(raw))
+
+
+def _as_positive_raw(name: str, value: float | Tensor | Iterable[float]) -> nn.Parameter:
+    """Validate an initial positive value and wrap its inverse softplus as a parameter."""
+    try:
+        t = torch.as_tensor(value, dtype=torch.get_default_dtype())
+    except (TypeError, ValueError, RuntimeError) as exc:
+        raise InputTypeError(
+            f"{name}: expected a positive number or sequence, found {value!r}"
+        ) from exc
+    if t.ndim > 1:
+        raise ShapeError(
+            f"{name}: expected a scalar or a 1-D sequence, found shape {tuple(t.shape)}"
+        )
+    if t.numel() == 0 or not bool(torch.isfinite(t).all()) or not bool((t > 0).all()):
+        raise invalid(name, "finite positive values", t.tolist())
+    return nn.Parameter(inv_softplus(t.clone()))
+
+
+class StateSpace(NamedTuple):
+    """State-space form of a stationary 1-D kernel (state dimension m, noise dimension s).
+
+    F (m, m) feedback matrix; L (m, s) noise effect; Qc (s, s) white-noise spectral density;
+    H (1, m) measurement row (f = H s); Pinf (m, m) stationary state covariance, so that
+    ``k(tau) = H expm(F |tau|) Pinf H^T``.
+    """
+
+    F: Tensor
+    L: Tensor
+    Qc: Tensor
+    H: Tensor
+    Pinf: Tensor
+
+
+class Kernel(nn.Module):
+    """Base class of covariance functions.
+
+    Subclasses implement :meth:`forward`. Kernels with a state-space form set
+    ``has_state_space = True`` and implement :meth:`state_space` (and may override
+    :meth:`transition` with a closed form).
+    """
+
+    #: True when :meth:`state_space` is available (1-D inputs only).
+    has_state_space: bool = False
+
+    def forward(self, x1: Tensor, x2: Tensor | None = None, diag: bool = False) -> Tensor:
+        """Covariance between index points.
+
+        Args:
+            x1: (..., N, d) index points.
+            x2: (..., M, d) index points, or None for ``x1``.
+            diag: return only the diagonal ``k(x1_i, x1_i)`` (..., N); needs ``x2`` None.
+
+        Returns:
+            (..., N, M) covariance matrix, or (..., N) when ``diag``.
+        """
+        raise NotImplementedError
+
+    # ----------------------------------------------------------------------------------
+    # composition
+    def __add__(self, other: Kernel) -> Sum:
+        if not isinstance(other, Kernel):
+            return NotImplemented
+        return Sum(self, other)
+
+    def __mul__(self, other: Kernel) -> Product:
+        if not isinstance(other, Kernel):
+            return NotImplemented
+        return Product(self, other)
+
+    # ----------------------------------------------------------------------------------
+    # hyper-parameters
+    def freeze(self, *names: str) -> Kernel:
+        """Stop learning the named positive hyper-parameters (all of them if none named)."""
+        self._set_trainable(names, False)
+        return self
+
+    def unfreeze(self, *names: str) -> Kernel:
+        """Learn the named positive hyper-parameters again (all of them if none named)."""
+        self._set_trainable(names, True)
+        return self
+
+    def _set_trainable(self, names: tuple[str, ...], flag: bool) -> None:
+        own = {n[len("raw_") :]: p for n, p in self.named_parameters() if n.startswith("raw_")}
+        if not names:
+            for p in self.parameters():
+                p.requires_grad_(flag)
+            return
+        for name in names:
+            if name not in own:
+                raise ValidationError(
+                    f"names: expected hyper-parameters of {type(self).__name__} "
+                    f"({', '.join(sorted(own)) or 'none'}), found {name!r}"
+                )
+            own[name].requires_grad_(flag)
+
+    # ----------------------------------------------------------------------------------
+    # state-space form
+    @property
+    def state_dim(self) -> int:
+        """Dimension m of the state-space form."""
+        raise NotImplementedError(f"{type(self).__name__} has no state-space form")
+
+    def state_space(self) -> StateSpace:
+        """The kernel's state-space form; see :class:`StateSpace`."""
+        raise ValidationError(
+            f"kernel: expected a kernel with a state-space form (Matern12/32/52 or sums of "
+            f"them) for the markov backend, found {type(self).__name__}"
+        )
+
+    def transition(self, dt: Tensor) -> tuple[Tensor, Tensor]:
+        """Discrete-time transition over steps ``dt`` >= 0.
+
+        Args:
+            dt: (...,) non-negative time steps.
+
+        Returns:
+            ``A`` (..., m, m) = expm(F dt) and ``Q`` (..., m, m) = Pinf - A Pinf A^T.
+        """
+        ss = self.state_space()
+        A = torch.linalg.matrix_exp(ss.F * dt[..., None, None])  # (..., m, m)
+        Q = ss.Pinf - A @ ss.Pinf @ A.transpose(-1, -2)  # (..., m, m)
+        return A, Q
+
+
+def _flatten(kind: type, kernels: Iterable[Kernel]) -> list[Kernel]:
+    out: list[Kernel] = []
+    for k in kernels:
+        if not isinstance(k, Kernel):
+            raise InputTypeError(f"kernels: expected Kernel instances, found {type(k).__name__}")
+        out.extend(k.terms if isinstance(k, (Sum, Product)) and type(k) is kind else [k])
+    return out
+
+
+class Sum(Kernel):
+    """Sum of kernels, flattened: ``(k1 + k2) + k3`` holds ``[k1, k2, k3]``.
+
+    Has a state-space form when every term has one: block-diagonal ``F, L, Qc, Pinf`` and
+    concatenated ``H``.
+    """
+
+    def __init__(self, *kernels: Kernel) -> None:
+        super().__init__()
+        self.kernels = nn.ModuleList(_flatten(Sum, kernels))
+
+    @property
+    def terms(self) -> list[Kernel]:
+        """The flattened list of summed kernels."""
+        return [k for k in self.kernels if isinstance(k, Kernel)]
+
+    @property
+    def has_state_space(self) -> bool:  # type: ignore[override]
+        return all(k.has_state_space for k in self.terms)
+
+    def forward(self, x1: Tensor, x2: Tensor | None = None, diag: bool = False) -> Tensor:
+        terms = self.terms
+        out = terms[0](x1, x2, diag=diag)
+        for k in terms[1:]:
+            out = out + k(x1, x2, diag=diag)
+        return out
+
+    @property
+    def state_dim(self) -> int:
+        return sum(k.state_dim for k in self.terms)
+
+    def state_space(self) -> StateSpace:
+        if not self.has_state_space:
+            return super().state_space()
+        parts = [k.state_space() for k in self.terms]
+        return StateSpace(
+            F=torch.block_diag(*[p.F for p in parts]),
+            L=torch.block_diag(*[p.L for p in parts]),
+            Qc=torch.block_diag(*[p.Qc for p in parts]),
+            H=torch.cat([p.H for p in parts], dim=-1),
+            Pinf=torch.block_diag(*[p.Pinf for p in parts]),
+        )
+
+    def transition(self, dt: Tensor) -> tuple[Tensor, Tensor]:
+        """Block-diagonal transition built from each term's (possibly closed-form) one."""
+        if not self.has_state_space:
+            self.state_space()  # raises the standard error
+        blocks = [k.transition(dt) for k in self.terms]
+        return _block_diag_batched([b[0] for b in blocks]), _block_diag_batched(
+            [b[1] for b in blocks]
+        )
+
+
+class Product(Kernel):
+    """Product of kernels, flattened: ``(k1 * k2) * k3`` holds ``[k1, k2, k3]``.
+
+    No state-space form in general (``has_state_space`` is False).
+    """
+
+    def __init__(self, *kernels: Kernel) -> None:
+        super().__init__()
+        self.kernels = nn.ModuleList(_flatten(Product, kernels))
+
+    @property
+    def terms(self) -> list[Kernel]:
+        """The flattened list of multiplied kernels."""
+        return [k for k in self.kernels if isinstance(k, Kernel)]
+
+    def forward(self, x1: Tensor, x2: Tensor | None = None, diag: bool = False) -> Tensor:
+        terms = self.terms
+        out = terms[0](x1, x2, diag=diag)
+        for k in terms[1:]:
+            out = out * k(x1, x2, diag=diag)
+        return out
+
+
+def _block_diag_batched(mats: list[Tensor]) -> Tensor:
+    """Block-diagonal matrix of batched square blocks (..., m_i, m_i) -> (..., m, m)."""
+    batch = torch.broadcast_shapes(*[m.shape[:-2] for m in mats])
+    size = sum(m.shape[-1] for m in mats)
+    out = mats[0].new_zeros(*batch, size, size)
+    i = 0
+    for m in mats:
+        j = i + m.shape[-1]
+        out[..., i:j, i:j] = m
+        i = j
+    return out
