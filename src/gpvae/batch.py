@@ -1,0 +1,114 @@
+"""The batch every model-level function takes: index points, values, and two masks.
+
+Shapes: B series, N points per series (padded to the longest), d index dimension, D features.
+One mask convention everywhere: True means observed (``observed``) or real (``valid``).
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+import torch
+from torch import Tensor
+
+from gpvae.errors import InputTypeError, ShapeError, ValidationError
+
+__all__ = ["Batch"]
+
+
+@dataclass(frozen=True)
+class Batch:
+    """A padded batch of series.
+
+    Attributes:
+        x: (B, N, d) float index points (times, coordinates, frame numbers).
+        y: (B, N, D) float values, finite everywhere, zero where not observed.
+        observed: (B, N, D) bool, True where ``y`` is observed.
+        valid: (B, N) bool, False for padding after the end of a shorter series.
+    """
+
+    x: Tensor
+    y: Tensor
+    observed: Tensor
+    valid: Tensor
+
+    @classmethod
+    def from_tensors(
+        cls,
+        y: Tensor,
+        observed: Tensor | None = None,
+        x: Tensor | None = None,
+        valid: Tensor | None = None,
+    ) -> Batch:
+        """Build a checked batch, filling defaults.
+
+        Args:
+            y: (B, N, D) values; NaN entries are treated as unobserved when ``observed`` is
+                None (and set to zero).
+            observed: (B, N, D) bool, or None for "every non-NaN entry".
+            x: (B, N, d) or (B, N) index points, or None for 0..N-1.
+            valid: (B, N) bool, or None for "no padding".
+        """
+        if y.ndim != 3:
+            raise ShapeError(f"y: expected shape (B, N, D), found {tuple(y.shape)}")
+        if observed is None:
+            observed = ~torch.isnan(y)
+            y = torch.where(observed, y, torch.zeros_like(y))
+        B, N, _ = y.shape
+        if x is None:
+            x = torch.arange(N, dtype=y.dtype, device=y.device).expand(B, N)[..., None]
+        elif x.ndim == 2:
+            x = x[..., None]
+        if valid is None:
+            valid = torch.ones(B, N, dtype=torch.bool, device=y.device)
+        batch = cls(x=x, y=y, observed=observed, valid=valid)
+        batch.validate()
+        return batch
+
+    def validate(self, num_features: int | None = None) -> None:
+        """Raise a :class:`~gpvae.errors.GPVAEError` naming the offending field, if any."""
+        y, x, obs, valid = self.y, self.x, self.observed, self.valid
+        if y.ndim != 3:
+            raise ShapeError(f"y: expected shape (B, N, D), found {tuple(y.shape)}")
+        B, N, D = y.shape
+        if not y.is_floating_point():
+            raise InputTypeError(f"y: expected a floating-point tensor, found {y.dtype}")
+        if num_features is not None and num_features != D:
+            raise ShapeError(f"y: expected {num_features} features (last axis), found {D}")
+        if x.ndim != 3 or tuple(x.shape[:2]) != (B, N):
+            raise ShapeError(f"x: expected shape ({B}, {N}, d) to match y, found {tuple(x.shape)}")
+        if tuple(obs.shape) != (B, N, D):
+            raise ShapeError(
+                f"observed: expected shape {(B, N, D)} to match y, found {tuple(obs.shape)}"
+            )
+        if obs.dtype != torch.bool:
+            raise InputTypeError(f"observed: expected a bool tensor, found {obs.dtype}")
+        if tuple(valid.shape) != (B, N):
+            raise ShapeError(f"valid: expected shape {(B, N)}, found {tuple(valid.shape)}")
+        if valid.dtype != torch.bool:
+            raise InputTypeError(f"valid: expected a bool tensor, found {valid.dtype}")
+        if not bool(torch.isfinite(y).all()):
+            raise ValidationError(
+                "y: expected finite values (zeros where not observed; mark missing entries "
+                "in `observed`), found NaN or Inf"
+            )
+        if not bool(torch.isfinite(x[valid]).all()):
+            raise ValidationError("x: expected finite index points, found NaN or Inf")
+        if bool((obs & ~valid[..., None]).any()):
+            raise ValidationError("observed: expected no observed entry on padding (valid=False)")
+
+    @property
+    def num_features(self) -> int:
+        """D, the number of observed features."""
+        return int(self.y.shape[-1])
+
+    def to(
+        self, device: torch.device | str | None = None, dtype: torch.dtype | None = None
+    ) -> Batch:
+        """Copy to a device and/or floating dtype (masks stay bool)."""
+        return Batch(
+            x=self.x.to(device=device, dtype=dtype),
+            y=self.y.to(device=device, dtype=dtype),
+            observed=self.observed.to(device=device),
+            valid=self.valid.to(device=device),
+        )
