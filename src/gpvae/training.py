@@ -1,0 +1,322 @@
+"""The fit loop: optimiser, gradient clipping, early stopping, progress, NaN safety.
+
+:func:`train` drives any ``nn.Module`` with an ``elbo(batch, num_samples=..., iwae=...,
+generator=...)`` method returning per-series ``elbo``, ``loglik`` and ``kl`` tensors (B,), as
+:class:`gpvae.model.GPVAEModel` does. The loss of a step is the negative ELBO summed over the
+batch and divided by the number of observed entries, so the learning rate does not depend on
+the batch size or the share of missing data.
+
+A step whose loss or gradients are not finite is never applied: the model and optimiser go
+back to the last good state (the end of the last finished epoch, or the start), the learning
+rate is halved, and a warning says so. After ``max_bad_steps`` such events in one fit, a
+:class:`~gpvae.errors.NumericalError` is raised (the best state seen so far is kept in the
+model).
+"""
+
+from __future__ import annotations
+
+import copy
+import math
+import time
+import warnings
+from collections.abc import Callable, Iterable, Iterator
+from dataclasses import asdict, dataclass, field
+from typing import Any, Protocol
+
+import torch
+from torch import Tensor, nn
+from tqdm.auto import tqdm
+
+from gpvae.batch import Batch
+from gpvae.errors import NumericalError, ValidationError, invalid
+
+__all__ = ["ElboParts", "TrainConfig", "TrainState", "make_optimizer", "train"]
+
+
+class ElboParts(Protocol):
+    """What ``model.elbo`` returns: per-series tensors of shape (B,)."""
+
+    elbo: Tensor
+    loglik: Tensor
+    kl: Tensor
+
+
+class ElboModel(Protocol):
+    """A module with the ELBO method used by :func:`train`."""
+
+    def elbo(
+        self,
+        batch: Batch,
+        num_samples: int = 1,
+        iwae: int = 1,
+        generator: torch.Generator | None = None,
+    ) -> ElboParts: ...
+
+    def parameters(self, recurse: bool = True) -> Iterator[nn.Parameter]: ...
+
+    def state_dict(self) -> dict[str, Any]: ...
+
+    def load_state_dict(self, state_dict: dict[str, Any]) -> Any: ...
+
+    def train(self, mode: bool = True) -> Any: ...
+
+
+OPTIMIZERS: dict[str, Callable[..., torch.optim.Optimizer]] = {
+    "adam": torch.optim.Adam,
+    "adamw": torch.optim.AdamW,
+    "rmsprop": torch.optim.RMSprop,
+}
+
+
+@dataclass
+class TrainConfig:
+    """Settings of :func:`train`.
+
+    Attributes:
+        epochs: maximum number of passes over the training batches.
+        lr: learning rate.
+        optimizer: "adam", "adamw" or "rmsprop".
+        weight_decay: L2 penalty passed to the optimiser.
+        grad_clip: maximum global gradient norm (None: no clipping).
+        patience: epochs without improvement of the validation score before stopping
+            (None: never stop early).
+        num_samples: Monte Carlo samples of z per series in the ELBO.
+        iwae: importance samples (1: the standard ELBO).
+        max_bad_steps: non-finite steps tolerated (each rolls back and halves lr).
+        progress: show a tqdm progress bar with the loss parts and ETA.
+    """
+
+    epochs: int = 100
+    lr: float = 1e-3
+    optimizer: str = "adam"
+    weight_decay: float = 0.0
+    grad_clip: float | None = 10.0
+    patience: int | None = 10
+    num_samples: int = 1
+    iwae: int = 1
+    max_bad_steps: int = 5
+    progress: bool = True
+
+    def validate(self) -> None:
+        """Raise a :class:`~gpvae.errors.ValidationError` naming the first bad setting."""
+        if not isinstance(self.epochs, int) or self.epochs < 1:
+            raise invalid("epochs", "an integer >= 1", self.epochs)
+        if not (isinstance(self.lr, (int, float)) and math.isfinite(self.lr) and self.lr > 0):
+            raise invalid("lr", "a finite positive number", self.lr)
+        if self.optimizer not in OPTIMIZERS:
+            raise ValidationError(
+                f"optimizer: expected one of {sorted(OPTIMIZERS)}, found {self.optimizer!r}"
+            )
+        if self.grad_clip is not None and not self.grad_clip > 0:
+            raise invalid("grad_clip", "a positive number or None", self.grad_clip)
+        if self.patience is not None and (not isinstance(self.patience, int) or self.patience < 1):
+            raise invalid("patience", "an integer >= 1 or None", self.patience)
+        for name in ("num_samples", "iwae", "max_bad_steps"):
+            value = getattr(self, name)
+            if not isinstance(value, int) or value < 1:
+                raise invalid(name, "an integer >= 1", value)
+
+
+@dataclass
+class TrainState:
+    """Where a fit stands; kept so that training can be resumed.
+
+    Attributes:
+        epoch: number of finished epochs.
+        step: number of applied optimiser steps.
+        best_score: best validation score so far (lower is better).
+        best_epoch: the epoch that reached it.
+        bad_steps: non-finite steps rolled back so far.
+        history: one dict per finished epoch (loss parts, validation score, lr, seconds).
+    """
+
+    epoch: int = 0
+    step: int = 0
+    best_score: float = math.inf
+    best_epoch: int = 0
+    bad_steps: int = 0
+    history: list[dict[str, float]] = field(default_factory=list)
+
+    def to_json(self) -> dict[str, Any]:
+        """A JSON-able dict (infinite scores become None)."""
+        out = asdict(self)
+        out["best_score"] = None if not math.isfinite(self.best_score) else self.best_score
+        return out
+
+    @classmethod
+    def from_json(cls, data: dict[str, Any]) -> TrainState:
+        """Inverse of :meth:`to_json`."""
+        data = dict(data)
+        if data.get("best_score") is None:
+            data["best_score"] = math.inf
+        return cls(**data)
+
+
+def make_optimizer(params: Iterable[nn.Parameter], config: TrainConfig) -> torch.optim.Optimizer:
+    """The optimiser named in ``config`` over the trainable ``params``."""
+    trainable = [p for p in params if p.requires_grad]
+    return OPTIMIZERS[config.optimizer](trainable, lr=config.lr, weight_decay=config.weight_decay)
+
+
+def _snapshot(model: ElboModel, optimizer: torch.optim.Optimizer) -> dict[str, Any]:
+    return {
+        "model": {k: v.detach().clone() for k, v in model.state_dict().items()},
+        "optimizer": copy.deepcopy(optimizer.state_dict()),
+    }
+
+
+def _restore(model: ElboModel, optimizer: torch.optim.Optimizer, snap: dict[str, Any]) -> None:
+    model.load_state_dict(snap["model"])
+    optimizer.load_state_dict(copy.deepcopy(snap["optimizer"]))
+
+
+def _grads_finite(params: list[nn.Parameter]) -> bool:
+    grads = [p.grad for p in params if p.grad is not None]
+    if not grads:
+        return True
+    return bool(torch.isfinite(torch.stack([g.detach().abs().sum() for g in grads]).sum()))
+
+
+def train(
+    model: ElboModel,
+    batches: Callable[[int], Iterable[Batch]],
+    config: TrainConfig,
+    *,
+    val_score: Callable[[], float] | None = None,
+    optimizer: torch.optim.Optimizer | None = None,
+    state: TrainState | None = None,
+    generator: torch.Generator | None = None,
+    on_epoch_end: Callable[[TrainState, torch.optim.Optimizer], None] | None = None,
+    steps_per_epoch: int | None = None,
+) -> tuple[TrainState, torch.optim.Optimizer]:
+    """Maximise the ELBO of ``model`` over the training batches.
+
+    Args:
+        model: module with ``elbo(batch, num_samples, iwae, generator)``.
+        batches: ``batches(epoch)`` yields the training batches of that epoch (so that the
+            caller controls shuffling and seeding).
+        config: the settings.
+        val_score: called after each epoch with the model in eval mode; lower is better.
+            Without it, the training loss decides early stopping and the best state.
+        optimizer: continue with this optimiser (resuming); else a new one from ``config``.
+        state: continue from this state (resuming); else a fresh one.
+        generator: random generator for the ELBO's samples.
+        on_epoch_end: called after each epoch (e.g. to write a checkpoint).
+        steps_per_epoch: number of batches per epoch, for the progress bar's ETA.
+
+    Returns:
+        The final :class:`TrainState` and the optimiser. The model holds the best state
+        (lowest validation score) when the loop ends.
+    """
+    config.validate()
+    params = [p for p in model.parameters() if p.requires_grad]
+    if optimizer is None:
+        optimizer = make_optimizer(params, config)
+    state = state if state is not None else TrainState()
+    good = _snapshot(model, optimizer)
+    best_model = {k: v.detach().clone() for k, v in model.state_dict().items()}
+    epochs_left = config.epochs - state.epoch
+    total = epochs_left * steps_per_epoch if steps_per_epoch else None
+    bar = tqdm(total=total, disable=not config.progress, unit="step", dynamic_ncols=True)
+    try:
+        while state.epoch < config.epochs:
+            t0 = time.perf_counter()
+            model.train(True)
+            sums = {"loss": 0.0, "loglik": 0.0, "kl": 0.0}
+            n_obs_total = 0
+            for batch in batches(state.epoch):
+                n_obs = max(int(batch.observed.sum()), 1)
+                optimizer.zero_grad(set_to_none=True)
+                parts = model.elbo(
+                    batch, num_samples=config.num_samples, iwae=config.iwae, generator=generator
+                )
+                loss = -parts.elbo.sum() / n_obs
+                ok = bool(torch.isfinite(loss))
+                if ok:
+                    loss.backward()
+                    ok = _grads_finite(params)
+                if not ok:
+                    _handle_bad_step(model, optimizer, good, state, config, loss)
+                    bar.update(1)
+                    continue
+                if config.grad_clip is not None:
+                    nn.utils.clip_grad_norm_(params, config.grad_clip)
+                optimizer.step()
+                state.step += 1
+                sums["loss"] += float(loss.detach()) * n_obs
+                sums["loglik"] += float(parts.loglik.detach().sum())
+                sums["kl"] += float(parts.kl.detach().sum())
+                n_obs_total += n_obs
+                bar.update(1)
+                bar.set_postfix(
+                    epoch=state.epoch + 1,
+                    loss=f"{float(loss.detach()):.4f}",
+                    ll=f"{float(parts.loglik.detach().sum()) / n_obs:.3f}",
+                    kl=f"{float(parts.kl.detach().sum()) / n_obs:.3f}",
+                    refresh=False,
+                )
+            record = {k: v / max(n_obs_total, 1) for k, v in sums.items()}
+            model.train(False)
+            score = float(val_score()) if val_score is not None else record["loss"]
+            if not math.isfinite(score):
+                warnings.warn(
+                    f"validation score is {score} after epoch {state.epoch + 1}; "
+                    "treating it as no improvement",
+                    RuntimeWarning,
+                    stacklevel=2,
+                )
+            record.update(
+                epoch=float(state.epoch + 1),
+                val_score=score,
+                lr=float(optimizer.param_groups[0]["lr"]),
+                seconds=time.perf_counter() - t0,
+            )
+            state.history.append(record)
+            state.epoch += 1
+            if math.isfinite(score) and score < state.best_score:
+                state.best_score = score
+                state.best_epoch = state.epoch
+                best_model = {k: v.detach().clone() for k, v in model.state_dict().items()}
+            good = _snapshot(model, optimizer)
+            bar.set_postfix(epoch=state.epoch, loss=f"{record['loss']:.4f}", val=f"{score:.4f}")
+            if on_epoch_end is not None:
+                on_epoch_end(state, optimizer)
+            if config.patience is not None and state.epoch - state.best_epoch >= config.patience:
+                break
+    finally:
+        bar.close()
+    if math.isfinite(state.best_score):
+        model.load_state_dict(best_model)
+    model.train(False)
+    return state, optimizer
+
+
+def _handle_bad_step(
+    model: ElboModel,
+    optimizer: torch.optim.Optimizer,
+    good: dict[str, Any],
+    state: TrainState,
+    config: TrainConfig,
+    loss: Tensor,
+) -> None:
+    """Roll back to the last good state, halve the learning rate, warn; raise past the limit."""
+    state.bad_steps += 1
+    optimizer.zero_grad(set_to_none=True)
+    lrs = [group["lr"] for group in optimizer.param_groups]
+    _restore(model, optimizer, good)
+    for group, old_lr in zip(optimizer.param_groups, lrs):
+        group["lr"] = old_lr * 0.5
+    lr = optimizer.param_groups[0]["lr"]
+    if state.bad_steps > config.max_bad_steps:
+        raise NumericalError(
+            f"training: the loss or its gradients were not finite in {state.bad_steps} steps "
+            f"(last loss {float(loss.detach())}); the model holds the last good state. "
+            "Try a lower lr, a larger jitter, or check the data's scale."
+        )
+    warnings.warn(
+        f"non-finite loss or gradient at step {state.step} (epoch {state.epoch + 1}): update "
+        f"skipped, last good state restored, learning rate lowered to {lr:.3g} "
+        f"({state.bad_steps}/{config.max_bad_steps})",
+        RuntimeWarning,
+        stacklevel=3,
+    )

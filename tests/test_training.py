@@ -1,0 +1,133 @@
+"""Tests of the fit loop with a small model whose optimum is known."""
+
+from __future__ import annotations
+
+import math
+from collections.abc import Iterable
+from dataclasses import dataclass
+
+import pytest
+import torch
+from torch import Tensor, nn
+
+from gpvae.batch import Batch
+from gpvae.errors import GPVAEError, NumericalError
+from gpvae.training import TrainConfig, TrainState, train
+
+
+@dataclass
+class Parts:
+    elbo: Tensor
+    loglik: Tensor
+    kl: Tensor
+
+
+class MeanModel(nn.Module):
+    """log N(y | mu, 1) over observed entries; the optimum is the observed mean."""
+
+    def __init__(self, num_features: int) -> None:
+        super().__init__()
+        self.mu = nn.Parameter(torch.zeros(num_features))
+        self.poison_steps: set[int] = set()
+        self.calls = 0
+
+    def elbo(
+        self,
+        batch: Batch,
+        num_samples: int = 1,
+        iwae: int = 1,
+        generator: torch.Generator | None = None,
+    ) -> Parts:
+        self.calls += 1
+        lp = -0.5 * (batch.y - self.mu) ** 2 - 0.5 * math.log(2 * math.pi)
+        ll = (lp * batch.observed).sum(dim=(1, 2))
+        if self.calls in self.poison_steps:
+            ll = ll * float("nan")
+        return Parts(elbo=ll, loglik=ll, kl=torch.zeros_like(ll))
+
+
+def _batches(y: Tensor) -> Iterable[Batch]:
+    return [Batch.from_tensors(y[i : i + 4]) for i in range(0, y.shape[0], 4)]
+
+
+def _data() -> Tensor:
+    g = torch.Generator().manual_seed(0)
+    y = torch.randn(16, 10, 3, generator=g) + torch.tensor([1.0, -2.0, 0.5])
+    y[torch.rand(16, 10, 3, generator=g) < 0.3] = float("nan")
+    return y
+
+
+def test_train_reaches_the_observed_mean() -> None:
+    y = _data()
+    model = MeanModel(3)
+    cfg = TrainConfig(epochs=200, lr=0.05, patience=None, progress=False)
+    state, _ = train(model, lambda epoch: _batches(y), cfg)
+    expected = torch.nanmean(y.reshape(-1, 3), dim=0)
+    assert torch.allclose(model.mu.detach(), expected, atol=2e-2)
+    assert state.epoch == 200
+    assert len(state.history) == 200
+    assert state.history[-1]["loss"] < state.history[0]["loss"]
+
+
+def test_early_stopping_restores_the_best_state() -> None:
+    y = _data()
+    model = MeanModel(3)
+    scores = iter([5.0, 4.0, 1.0, 3.0, 3.0, 3.0, 3.0])
+    seen: list[Tensor] = []
+
+    def val() -> float:
+        seen.append(model.mu.detach().clone())
+        return next(scores)
+
+    cfg = TrainConfig(epochs=50, lr=0.05, patience=3, progress=False)
+    state, _ = train(model, lambda epoch: _batches(y), cfg, val_score=val)
+    assert state.epoch == 6  # best at epoch 3, then 3 epochs without improvement
+    assert state.best_epoch == 3
+    assert torch.equal(model.mu.detach(), seen[2])
+
+
+def test_non_finite_loss_is_skipped_rolled_back_and_reported() -> None:
+    y = _data()
+    model = MeanModel(3)
+    model.poison_steps = {6, 7}  # two bad steps in the second epoch (4 batches per epoch)
+    cfg = TrainConfig(epochs=3, lr=0.05, patience=None, progress=False)
+    with pytest.warns(RuntimeWarning, match="non-finite loss"):
+        state, opt = train(model, lambda epoch: _batches(y), cfg)
+    assert state.bad_steps == 2
+    assert opt.param_groups[0]["lr"] == pytest.approx(0.05 * 0.25)
+    assert torch.isfinite(model.mu).all()
+    assert state.step == 12 - 2
+
+
+def test_too_many_bad_steps_raise_numerical_error() -> None:
+    y = _data()
+    model = MeanModel(3)
+    model.poison_steps = set(range(1, 100))
+    cfg = TrainConfig(epochs=3, lr=0.05, max_bad_steps=2, progress=False)
+    with pytest.raises(NumericalError, match="not finite"), pytest.warns(RuntimeWarning):
+        train(model, lambda epoch: _batches(y), cfg)
+    assert torch.isfinite(model.mu).all()
+
+
+def test_resume_continues_from_state() -> None:
+    y = _data()
+    cfg = TrainConfig(epochs=4, lr=0.05, patience=None, progress=False)
+    model = MeanModel(3)
+    state, opt = train(model, lambda epoch: _batches(y), cfg)
+    cfg_more = TrainConfig(epochs=6, lr=0.05, patience=None, progress=False)
+    state2, _ = train(model, lambda epoch: _batches(y), cfg_more, state=state, optimizer=opt)
+    assert state2.epoch == 6
+    assert len(state2.history) == 6
+    restored = TrainState.from_json(state2.to_json())
+    assert restored.epoch == 6
+
+
+@pytest.mark.parametrize(
+    ("field", "value"),
+    [("epochs", 0), ("lr", -1.0), ("lr", float("nan")), ("optimizer", "sgdx"), ("patience", 0)],
+)
+def test_bad_config_names_the_setting(field: str, value: object) -> None:
+    cfg = TrainConfig(progress=False)
+    setattr(cfg, field, value)
+    with pytest.raises(GPVAEError, match=field):
+        train(MeanModel(3), lambda epoch: _batches(_data()), cfg)
