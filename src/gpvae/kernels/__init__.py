@@ -1,7 +1,43 @@
-"""Composable covariance functions with learnable, positive hyper-parameters."""
+"""Composable covariance functions with learnable, positive hyper-parameters.
+
+``k1 + k2`` and ``k1 * k2`` build flat :class:`Sum` / :class:`Product` kernels; the Matern
+kernels (and sums of them) on 1-D inputs also give a state-space form for the markov backend;
+:func:`get_kernel` builds a kernel from its name.
+"""
 
 from __future__ import annotations
 
-from gpvae.kernels.base import Kernel, Positive, Product, StateSpace, Sum
+from gpvae.kernels.base import Kernel, Positive, Product, StateSpace, Sum, inv_softplus
+from gpvae.kernels.registry import available_kernels, get_kernel, register_kernel
+from gpvae.kernels.stationary import (
+    RBF,
+    Cauchy,
+    Matern12,
+    Matern32,
+    Matern52,
+    Periodic,
+    RationalQuadratic,
+    Stationary,
+)
+from gpvae.kernels.white import White
 
-__all__ = ["Kernel", "Positive", "Product", "StateSpace", "Sum"]
+__all__ = [
+    "RBF",
+    "Cauchy",
+    "Kernel",
+    "Matern12",
+    "Matern32",
+    "Matern52",
+    "Periodic",
+    "Positive",
+    "Product",
+    "RationalQuadratic",
+    "StateSpace",
+    "Stationary",
+    "Sum",
+    "White",
+    "available_kernels",
+    "get_kernel",
+    "inv_softplus",
+    "register_kernel",
+]

@@ -64,7 +64,19 @@ class Positive:
 
     def __set__(self, obj: Any, value: float | Tensor) -> None:
         raw = getattr(obj, self.raw_name)
-        new = torch.as_tensor(value, dtype=raw.dtype, device=raw.device)
+        try:
+            new = torch.as_tensor(value, dtype=raw.dtype, device=raw.device)
+        except (TypeError, ValueError, RuntimeError) as exc:
+            raise InputTypeError(
+                f"{self.name}: expected a positive number or tensor, found {value!r}"
+            ) from exc
+        if new.numel() == 1:
+            new = new.reshape(())
+        elif new.shape != raw.shape:
+            raise ShapeError(
+                f"{self.name}: expected a scalar or shape {tuple(raw.shape)}, "
+                f"found shape {tuple(new.shape)}"
+            )
         if not bool(torch.isfinite(new).all()) or not bool((new > 0).all()):
             raise invalid(self.name, "finite positive values", new.tolist())
         with torch.no_grad():
@@ -169,8 +181,8 @@ class Kernel(nn.Module):
     # state-space form
     @property
     def state_dim(self) -> int:
-        """Dimension m of the state-space form."""
-        raise NotImplementedError(f"{type(self).__name__} has no state-space form")
+        """Dimension m of the state-space form (raises like :meth:`state_space` if none)."""
+        return int(self.state_space().F.shape[-1])
 
     def state_space(self) -> StateSpace:
         """The kernel's state-space form; see :class:`StateSpace`."""
@@ -189,13 +201,19 @@ class Kernel(nn.Module):
             ``A`` (..., m, m) = expm(F dt) and ``Q`` (..., m, m) = Pinf - A Pinf A^T.
         """
         ss = self.state_space()
-        A = torch.linalg.matrix_exp(ss.F * dt[..., None, None])  # (..., m, m)
-        Q = ss.Pinf - A @ ss.Pinf @ A.transpose(-1, -2)  # (..., m, m)
-        return A, Q
+        dt = torch.as_tensor(dt, device=ss.F.device)
+        dtype = torch.promote_types(dt.dtype, ss.F.dtype)
+        F, Pinf = ss.F.to(dtype), ss.Pinf.to(dtype)
+        A = torch.linalg.matrix_exp(F * dt.to(dtype)[..., None, None])  # (..., m, m)
+        Q = Pinf - A @ Pinf @ A.transpose(-1, -2)  # (..., m, m)
+        return A, 0.5 * (Q + Q.transpose(-1, -2))
 
 
 def _flatten(kind: type, kernels: Iterable[Kernel]) -> list[Kernel]:
     out: list[Kernel] = []
+    kernels = list(kernels)
+    if not kernels:
+        raise ValidationError(f"kernels: expected at least one kernel for {kind.__name__}, found 0")
     for k in kernels:
         if not isinstance(k, Kernel):
             raise InputTypeError(f"kernels: expected Kernel instances, found {type(k).__name__}")
