@@ -1,0 +1,122 @@
+"""Low-level conversions shared by the input paths: numbers, times, the parsed record.
+
+Private to :mod:`gpvae.data`; see :func:`gpvae.data.to_series_set` for the public entry point.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from typing import Any
+
+import numpy as np
+import pandas as pd
+import torch
+
+from gpvae.errors import InputTypeError, ValidationError
+
+__all__ = ["Parsed", "check_no_inf", "first_non_numeric", "pandas_times", "raw_times", "to_float"]
+
+
+@dataclass
+class Parsed:
+    """Intermediate result of one input path, before validation and sorting."""
+
+    values: list[np.ndarray]
+    times: list[np.ndarray]
+    labels: list[str]  # how to name each series in messages
+    time_name: str
+    layout: dict[str, Any] = field(default_factory=dict)
+
+
+def to_float(a: Any, what: str) -> tuple[np.ndarray, np.dtype]:
+    """Convert to a float64 array; return it and the float dtype to give results back in."""
+    if isinstance(a, torch.Tensor):
+        a = a.detach().cpu().numpy()
+    try:
+        arr = np.asarray(a)
+    except (ValueError, TypeError) as err:
+        raise InputTypeError(
+            f"{what}: expected a numeric array, found {type(a).__name__} that numpy cannot "
+            f"read as one ({err})"
+        ) from None
+    kind = arr.dtype.kind
+    if kind in "biu":
+        return arr.astype(np.float64), np.dtype(np.float64)
+    if kind == "f":
+        return arr.astype(np.float64), arr.dtype
+    if kind in "OUS":
+        try:
+            return arr.astype(np.float64), np.dtype(np.float64)
+        except (ValueError, TypeError):
+            bad = first_non_numeric(arr.ravel())
+            raise InputTypeError(
+                f"{what}: expected numeric values (NaN for missing), found dtype {arr.dtype} "
+                f"with a value that cannot be converted to float: {bad!r}"
+            ) from None
+    raise InputTypeError(
+        f"{what}: expected real numeric values (float, int or bool), found dtype {arr.dtype}"
+    )
+
+
+def first_non_numeric(flat: np.ndarray) -> object:
+    """The first element that ``float()`` rejects, for error messages."""
+    for v in flat:
+        try:
+            float(v)
+        except (ValueError, TypeError):
+            return v
+    return None
+
+
+def check_no_inf(arr: np.ndarray, what: str) -> None:
+    """Raise a ValidationError naming ``what`` if ``arr`` holds +-Inf (NaN is fine)."""
+    inf = np.isinf(arr)
+    if inf.any():
+        where = tuple(int(i) for i in np.argwhere(inf)[0])
+        raise ValidationError(
+            f"{what}: expected finite values, found {int(inf.sum())} infinite value(s) "
+            f"(first at index {where}); use NaN for missing entries"
+        )
+
+
+def raw_times(a: Any, what: str) -> np.ndarray:
+    """A 1-D-or-more time array: float64, datetime64[ns] or timedelta64[ns]."""
+    if isinstance(a, torch.Tensor):
+        a = a.detach().cpu().numpy()
+    if isinstance(a, (pd.Series, pd.Index)):
+        return pandas_times(a, what)
+    try:
+        arr = np.asarray(a)
+    except (ValueError, TypeError) as err:
+        raise InputTypeError(f"{what}: expected numeric or datetime times, found {err}") from None
+    kind = arr.dtype.kind
+    if kind == "M":
+        return arr.astype("datetime64[ns]")
+    if kind == "m":
+        return arr.astype("timedelta64[ns]")
+    if kind in "biuf":
+        return arr.astype(np.float64)
+    if kind in "OUS":
+        try:
+            return arr.astype(np.float64)
+        except (ValueError, TypeError):
+            raise InputTypeError(
+                f"{what}: expected numeric or datetime times, found dtype {arr.dtype} with "
+                f"value {first_non_numeric(arr.ravel())!r} (parse dates with pd.to_datetime)"
+            ) from None
+    raise InputTypeError(f"{what}: expected numeric or datetime times, found dtype {arr.dtype}")
+
+
+def pandas_times(s: pd.Series | pd.Index, what: str) -> np.ndarray:
+    """Times of a column or index: float64, datetime64[ns] (tz-aware -> UTC) or timedelta64."""
+    dtype = s.dtype
+    if isinstance(dtype, pd.DatetimeTZDtype):
+        idx = pd.DatetimeIndex(s).tz_convert("UTC").tz_localize(None)
+        return idx.to_numpy(dtype="datetime64[ns]")
+    if pd.api.types.is_datetime64_any_dtype(dtype):
+        return np.asarray(s.to_numpy(), dtype="datetime64[ns]")
+    if pd.api.types.is_timedelta64_dtype(dtype):
+        return np.asarray(s.to_numpy(), dtype="timedelta64[ns]")
+    if pd.api.types.is_bool_dtype(dtype) or pd.api.types.is_numeric_dtype(dtype):
+        return np.asarray(pd.Series(s).to_numpy(dtype=np.float64, na_value=np.nan))
+    return raw_times(np.asarray(s, dtype=object), what)

@@ -1,0 +1,313 @@
+"""Turn what users pass in (arrays, ragged lists, DataFrames, dicts) into a :class:`SeriesSet`.
+
+Accepted ``X`` (n series, T_i time steps, D features; NaN marks a missing entry):
+
+- a numpy array or torch tensor (n, T, D); ``times`` None (0..T-1), (T,) shared by all
+  series, (n, T), or a list of n arrays (T,);
+- a list of n arrays (T_i, D) (ragged); ``times`` None (0..T_i-1) or a list of n arrays (T_i,);
+- a long pandas DataFrame: an id column, a time column and feature columns, one row per
+  (series, time);
+- a wide pandas DataFrame: one series, the time in the index or in ``time_col``;
+- a PyPOTS-style dict ``{"X": array or list, "times": optional}``.
+
+Datetime times become float hours since the earliest timestamp (timedeltas become hours);
+the unit and origin are kept in the layout. Unsorted times are sorted and the permutation
+kept so that outputs come back in the input's order. Every problem raises a
+:class:`~gpvae.errors.GPVAEError` naming the argument, the expected and the found.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Hashable, Mapping, Sequence
+from typing import Any
+
+import numpy as np
+import pandas as pd
+
+from gpvae.data._parse import Parsed, check_no_inf, raw_times, to_float
+from gpvae.data.frames import from_frame
+from gpvae.data.series import InputKind, Layout, SeriesSet
+from gpvae.errors import InputTypeError, ShapeError, ValidationError
+
+__all__ = ["to_series_set"]
+
+_NS_PER_HOUR = 3.6e12
+
+
+def to_series_set(
+    X: Any,
+    times: Any = None,
+    *,
+    id_col: Hashable | None = None,
+    time_col: Hashable | None = None,
+    feature_cols: Sequence[Hashable] | None = None,
+    num_features: int | None = None,
+    allow_single_step: bool = False,
+    allow_empty_series: bool = False,
+    name: str = "X",
+    times_name: str = "times",
+) -> SeriesSet:
+    """Validate and normalise user data into a :class:`SeriesSet`.
+
+    Args:
+        X: (n, T, D) array/tensor, list of (T_i, D) arrays, long or wide DataFrame, or a
+            dict ``{"X": ..., "times": ...}``; NaN marks missing entries. A
+            :class:`SeriesSet` is returned as is (after the ``num_features`` check).
+        times: None (0..T_i-1), a (T,) array shared by all series, an (n, T) array or a list
+            of n (T_i,) arrays; numeric, datetime64 or timedelta64. Must be None for
+            DataFrames (use ``time_col`` or the index).
+        id_col: series id column of a long DataFrame (inferred from names such as "id").
+        time_col: time column of a DataFrame (inferred from names such as "time"; for a wide
+            frame the index is the time when no time column is given or found).
+        feature_cols: feature columns of a DataFrame; default all other columns.
+        num_features: expected D (e.g. the number seen at fit), or None.
+        allow_single_step: accept series with a single time step (T_i == 1).
+        allow_empty_series: accept series with no observed entry at all.
+        name: the argument name used in error messages (e.g. "X_val").
+        times_name: the name of the times argument in error messages (e.g. "times_val").
+
+    Returns:
+        The validated, time-sorted :class:`SeriesSet`.
+
+    Raises:
+        ShapeError: wrong number of dimensions, mismatched shapes or feature counts, empty X.
+        InputTypeError: values or times that cannot be converted to float.
+        ValidationError: Inf in X, non-finite or duplicate times, a series with no observed
+            entry or a single time step (unless allowed), unknown or ambiguous columns.
+    """
+    if isinstance(X, SeriesSet):
+        if times is not None:
+            raise ValidationError(
+                f"{times_name}: expected None when {name} is already a SeriesSet, found "
+                f"{type(times).__name__}"
+            )
+        _check_num_features(X.num_features, num_features, name)
+        return X
+    if isinstance(X, pd.DataFrame):
+        if times is not None:
+            raise ValidationError(
+                f"{times_name}: expected None for a DataFrame {name} (give the time column as "
+                f"time_col, or use the index), found {type(times).__name__}"
+            )
+        parsed = from_frame(X, id_col, time_col, feature_cols, name)
+    elif isinstance(X, Mapping):
+        parsed = _from_dict(X, times, name, times_name)
+    elif isinstance(X, (list, tuple)):
+        parsed = _from_ragged(X, times, name, times_name)
+    else:
+        parsed = _from_array(X, times, name, times_name)
+    _check_num_features(parsed.values[0].shape[1], num_features, name)
+    return _finish(parsed, name, allow_single_step, allow_empty_series)
+
+
+def _check_num_features(found: int, expected: int | None, name: str) -> None:
+    if expected is not None and found != expected:
+        raise ShapeError(
+            f"{name}: expected {expected} features (last axis; as at fit), found {found}"
+        )
+
+
+# ---------------------------------------------------------------- input paths
+
+
+def _split_times(times: Any, lengths: list[int], times_name: str, name: str) -> list[np.ndarray]:
+    n = len(lengths)
+    if times is None:
+        return [np.arange(T, dtype=np.float64) for T in lengths]
+    expected = f"None, an ({n}, T) array or a list of {n} arrays (T_i,) matching {name}"
+    if isinstance(times, (list, tuple)):
+        if len(times) != n:
+            raise ShapeError(f"{times_name}: expected {expected}, found a list of {len(times)}")
+        out = [raw_times(t, f"{times_name}[{i}]") for i, t in enumerate(times)]
+    else:
+        arr = raw_times(times, times_name)
+        if arr.ndim == 1 and len(set(lengths)) == 1 and arr.shape[0] == lengths[0]:
+            return [arr.copy() for _ in range(n)]
+        if arr.ndim != 2 or arr.shape[0] != n:
+            raise ShapeError(f"{times_name}: expected {expected}, found shape {arr.shape}")
+        out = list(arr)
+    for i, (t, T) in enumerate(zip(out, lengths)):
+        if t.shape != (T,):
+            raise ShapeError(
+                f"{times_name}[{i}]: expected shape ({T},) to match {name}[{i}] with {T} time "
+                f"steps, found shape {t.shape}"
+            )
+    return out
+
+
+def _from_array(X: Any, times: Any, name: str, times_name: str) -> Parsed:
+    arr, dtype = to_float(X, name)
+    if arr.ndim != 3:
+        hint = ""
+        if arr.ndim == 2:
+            hint = f"; for one series of shape (T, D) pass {name}[None] or [{name}]"
+        elif arr.ndim == 1:
+            hint = f"; for one univariate series pass {name}.reshape(1, -1, 1)"
+        raise ShapeError(
+            f"{name}: expected a 3-D array (n, T, D) or a list of (T_i, D) arrays, found a "
+            f"{arr.ndim}-D array of shape {arr.shape}{hint}"
+        )
+    if 0 in arr.shape:
+        raise ShapeError(f"{name}: expected a non-empty (n, T, D) array, found shape {arr.shape}")
+    check_no_inf(arr, name)
+    n, T, _ = arr.shape
+    tms = _split_times(times, [T] * n, times_name, name)
+    return Parsed(
+        values=list(arr),
+        times=tms,
+        labels=[f"{name}[{i}]" for i in range(n)],
+        time_name=times_name,
+        layout={"kind": "array", "dtype": dtype},
+    )
+
+
+def _from_ragged(X: Sequence[Any], times: Any, name: str, times_name: str) -> Parsed:
+    if len(X) == 0:
+        raise ShapeError(f"{name}: expected at least one series, found an empty list")
+    values: list[np.ndarray] = []
+    dtypes: list[np.dtype] = []
+    for i, x in enumerate(X):
+        what = f"{name}[{i}]"
+        arr, dt = to_float(x, what)
+        if arr.ndim != 2:
+            hint = " (reshape a univariate series with .reshape(-1, 1))" if arr.ndim == 1 else ""
+            raise ShapeError(
+                f"{what}: expected a 2-D array (T_i, D), found shape {arr.shape}{hint}"
+            )
+        if arr.shape[0] == 0:
+            raise ShapeError(f"{what}: expected at least one time step, found shape {arr.shape}")
+        if arr.shape[1] == 0:
+            raise ShapeError(f"{what}: expected at least 1 feature, found shape {arr.shape}")
+        if values and arr.shape[1] != values[0].shape[1]:
+            raise ShapeError(
+                f"{what}: expected {values[0].shape[1]} features like {name}[0], found "
+                f"{arr.shape[1]}"
+            )
+        check_no_inf(arr, what)
+        values.append(arr)
+        dtypes.append(dt)
+    tms = _split_times(times, [len(v) for v in values], times_name, name)
+    return Parsed(
+        values=values,
+        times=tms,
+        labels=[f"{name}[{i}]" for i in range(len(values))],
+        time_name=times_name,
+        layout={"kind": "ragged", "dtype": np.result_type(*dtypes)},
+    )
+
+
+def _from_dict(X: Mapping[Any, Any], times: Any, name: str, times_name: str) -> Parsed:
+    if "X" not in X:
+        raise ValidationError(
+            f"{name}: expected a PyPOTS-style dict with key 'X', found keys {sorted(map(str, X))}"
+        )
+    if "times" in X and X["times"] is not None:
+        if times is not None:
+            raise ValidationError(
+                f"{times_name}: expected None when {name} has a 'times' entry, found both"
+            )
+        times = X["times"]
+    inner = X["X"]
+    if isinstance(inner, (pd.DataFrame, Mapping)):
+        raise InputTypeError(
+            f"{name}['X']: expected an (n, T, D) array or a list of (T_i, D) arrays, found "
+            f"{type(inner).__name__}"
+        )
+    if isinstance(inner, (list, tuple)):
+        parsed = _from_ragged(inner, times, f"{name}['X']", times_name)
+    else:
+        parsed = _from_array(inner, times, f"{name}['X']", times_name)
+    parsed.layout["inner_kind"] = parsed.layout["kind"]
+    parsed.layout["kind"] = "dict"
+    return parsed
+
+
+# ---------------------------------------------------------------- validation, sorting
+
+
+def _times_to_hours(parsed: Parsed) -> tuple[list[np.ndarray], str | None, object | None]:
+    kinds = {t.dtype.kind for t in parsed.times}
+    if len(kinds) > 1:
+        raise InputTypeError(
+            f"{parsed.time_name}: expected all times of one kind (numeric, datetime or "
+            f"timedelta), found a mix of dtypes {sorted(str(t.dtype) for t in parsed.times)[:3]}"
+        )
+    kind = kinds.pop()
+    if kind == "f":
+        return parsed.times, None, None
+    for t, label in zip(parsed.times, parsed.labels):
+        if np.isnat(t).any():
+            raise ValidationError(
+                f"{parsed.time_name}: expected finite times, found NaT in {label}"
+            )
+    if kind == "m":
+        return [t.astype(np.int64) / _NS_PER_HOUR for t in parsed.times], "hours", None
+    origin = min(t.min() for t in parsed.times)
+    hours = [(t - origin).astype(np.int64) / _NS_PER_HOUR for t in parsed.times]
+    return hours, "hours", origin
+
+
+def _finish(
+    parsed: Parsed, name: str, allow_single_step: bool, allow_empty_series: bool
+) -> SeriesSet:
+    times, unit, origin = _times_to_hours(parsed)
+    values_out: list[np.ndarray] = []
+    times_out: list[np.ndarray] = []
+    orders: list[np.ndarray] = []
+    for v, t, label in zip(parsed.values, times, parsed.labels):
+        if not np.isfinite(t).all():
+            bad = t[~np.isfinite(t)][0]
+            raise ValidationError(
+                f"{parsed.time_name}: expected finite times, found {bad} in {label}"
+            )
+        if len(t) == 1 and not allow_single_step:
+            raise ValidationError(
+                f"{name}: expected at least 2 time steps per series, found a single time step "
+                f"in {label}"
+            )
+        order = np.argsort(t, kind="stable")
+        ts = t[order]
+        dup = np.flatnonzero(np.diff(ts) == 0)
+        if dup.size:
+            raise ValidationError(
+                f"{parsed.time_name}: expected distinct times within each series, found "
+                f"duplicate time {ts[dup[0]]} in {label}"
+            )
+        vs = np.ascontiguousarray(v[order])
+        if not allow_empty_series and np.isnan(vs).all():
+            raise ValidationError(
+                f"{name}: expected at least one observed (non-NaN) entry per series, found none "
+                f"in {label}"
+            )
+        vs.setflags(write=False)
+        ts.setflags(write=False)
+        order.setflags(write=False)
+        values_out.append(vs)
+        times_out.append(ts)
+        orders.append(order)
+    lay = parsed.layout
+    D = values_out[0].shape[1]
+    labels = lay.get("feature_labels", tuple(f"feature_{j}" for j in range(D)))
+    rows = lay.get("rows")
+    kind: InputKind = lay["kind"]
+    layout = Layout(
+        kind=kind,
+        dtype=np.dtype(lay["dtype"]),
+        order=tuple(orders),
+        feature_labels=tuple(labels),
+        names_given=bool(lay.get("names_given", False)),
+        inner_kind=lay.get("inner_kind"),
+        time_unit=unit,
+        time_origin=origin,
+        frame=lay.get("frame"),
+        id_col=lay.get("id_col"),
+        time_col=lay.get("time_col"),
+        series_ids=lay.get("series_ids"),
+        rows=None if rows is None else tuple(r[o] for r, o in zip(rows, orders)),
+    )
+    return SeriesSet(
+        values=tuple(values_out),
+        times=tuple(times_out),
+        feature_names=tuple(str(c) for c in labels),
+        layout=layout,
+    )

@@ -1,0 +1,139 @@
+"""DataFrame inputs: long (id, time, feature columns) and wide (one series, time index).
+
+Private to :mod:`gpvae.data`; see :func:`gpvae.data.to_series_set`. Column names are inferred
+only when unambiguous: an id column named like "id"/"series_id" makes the frame long, a time
+column named like "time"/"timestamp" is used as the time (for a wide frame only when its index
+is the default RangeIndex; otherwise the index is the time).
+"""
+
+from __future__ import annotations
+
+from collections.abc import Hashable, Sequence
+from typing import Any
+
+import numpy as np
+import pandas as pd
+
+from gpvae.data._parse import Parsed, check_no_inf, pandas_times
+from gpvae.errors import InputTypeError, ShapeError, ValidationError
+
+__all__ = ["from_frame"]
+
+_ID_NAMES = frozenset({"id", "series", "series_id", "unique_id", "item_id", "recordid"})
+_TIME_NAMES = frozenset({"time", "times", "timestamp", "t", "date", "datetime", "ds"})
+
+
+def _frame_column(frame: pd.DataFrame, col: Hashable, name: str) -> np.ndarray:
+    """One feature column as float64 (R,), NaN for missing (nullable dtypes included)."""
+    s = frame[col]
+    what = f"{name}[{col!r}]"
+    if pd.api.types.is_datetime64_any_dtype(s.dtype) or pd.api.types.is_timedelta64_dtype(s.dtype):
+        raise InputTypeError(
+            f"{what}: expected a numeric feature column, found dtype {s.dtype} (is it the time "
+            "column? pass time_col)"
+        )
+    try:
+        num = pd.to_numeric(s, errors="raise")
+    except (ValueError, TypeError):
+        coerced = pd.to_numeric(s, errors="coerce")
+        bad = s[coerced.isna() & s.notna()]
+        example = bad.iloc[0] if len(bad) else None
+        raise InputTypeError(
+            f"{what}: expected numeric values (NaN for missing), found dtype {s.dtype} with a "
+            f"value that cannot be converted to float: {example!r}; pass feature_cols to "
+            "choose the feature columns"
+        ) from None
+    try:
+        arr = np.asarray(pd.Series(num).to_numpy(dtype=np.float64, na_value=np.nan))
+    except (ValueError, TypeError) as err:
+        raise InputTypeError(f"{what}: expected numeric values, found {err}") from None
+    return arr
+
+
+def _pick_column(
+    given: Hashable | None, names: frozenset[str], columns: list[Hashable], arg: str, exclude: set
+) -> Hashable | None:
+    if given is not None:
+        if given not in columns:
+            raise ValidationError(f"{arg}: expected one of the columns {columns}, found {given!r}")
+        return given
+    found = [c for c in columns if str(c).lower() in names and c not in exclude]
+    if len(found) > 1:
+        raise ValidationError(
+            f"{arg}: expected one column to infer, found several candidates {found}; pass {arg}"
+        )
+    return found[0] if found else None
+
+
+def from_frame(
+    X: pd.DataFrame,
+    id_col: Hashable | None,
+    time_col: Hashable | None,
+    feature_cols: Sequence[Hashable] | None,
+    name: str,
+) -> Parsed:
+    """Parse a long or wide DataFrame (see the module docstring); values are (R, D) rows."""
+    columns: list[Hashable] = list(X.columns)
+    if X.columns.has_duplicates:
+        dup = X.columns[X.columns.duplicated()].tolist()
+        raise ValidationError(f"{name}: expected unique column names, found duplicates {dup}")
+    if X.shape[0] == 0:
+        raise ShapeError(f"{name}: expected at least one row, found an empty DataFrame")
+    id_col = _pick_column(id_col, _ID_NAMES, columns, "id_col", {time_col})
+    long = id_col is not None
+    if long or time_col is not None or isinstance(X.index, pd.RangeIndex):
+        time_col = _pick_column(time_col, _TIME_NAMES, columns, "time_col", {id_col})
+    if long and time_col is None:
+        raise ValidationError(
+            f"time_col: expected the time column of the long DataFrame {name} (id column "
+            f"{id_col!r}), found none among {columns}; pass time_col"
+        )
+    if feature_cols is None:
+        feats: list[Hashable] = [c for c in columns if c != id_col and c != time_col]
+    else:
+        feats = list(feature_cols)
+        for c in feats:
+            if c not in columns or c in (id_col, time_col):
+                raise ValidationError(
+                    f"feature_cols: expected columns of {name} other than the id and time "
+                    f"columns, found {c!r} (columns: {columns})"
+                )
+    if not feats:
+        raise ShapeError(f"{name}: expected at least one feature column, found none in {columns}")
+    values = np.stack([_frame_column(X, c, name) for c in feats], axis=1)  # (R, D)
+    check_no_inf(values, name)
+    if time_col is None:
+        time_name = f"{name}.index"
+        raw_t = pandas_times(X.index, time_name)
+    else:
+        time_name = f"{name}[{time_col!r}]"
+        raw_t = pandas_times(X[time_col], time_name)
+    layout: dict[str, Any] = {
+        "dtype": np.dtype(np.float64),
+        "feature_labels": tuple(feats),
+        "names_given": True,
+        "frame": X.copy(),
+        "time_col": time_col,
+    }
+    if not long:
+        rows = np.arange(len(X))
+        layout.update(kind="dataframe_wide", rows=[rows])
+        return Parsed([values], [raw_t], [name], time_name, layout)
+    ids = X[id_col]
+    if ids.isna().any():
+        raise ValidationError(
+            f"{name}[{id_col!r}]: expected a series id on every row, found "
+            f"{int(ids.isna().sum())} missing"
+        )
+    codes, uniques = pd.factorize(ids, sort=False)
+    by_series = np.argsort(codes, kind="stable")
+    splits = np.cumsum(np.bincount(codes, minlength=len(uniques)))[:-1]
+    row_groups = np.split(by_series, splits)
+    layout.update(kind="dataframe_long", id_col=id_col, series_ids=tuple(uniques), rows=row_groups)
+    return Parsed(
+        values=[values[r] for r in row_groups],
+        times=[raw_t[r] for r in row_groups],
+        labels=[f"series {u!r}" for u in uniques],
+        time_name=time_name,
+        layout=layout,
+    )

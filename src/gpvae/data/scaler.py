@@ -1,0 +1,247 @@
+"""Per-feature standardisation fitted on observed training entries, and the time scale.
+
+``z = (y - mean) / std`` per feature, with mean and (population, ddof=0) std computed from the
+observed (non-NaN) training entries only. A constant feature (std 0, including a feature
+observed once) gets std 1, so it is only centred. A feature never observed in the training
+data cannot be scaled and raises an error.
+
+The scaler also records ``time_step_``, the median spacing between consecutive time steps of
+the training series, as a natural unit for kernel lengthscale defaults (it is not applied).
+"""
+
+from __future__ import annotations
+
+import math
+from collections.abc import Mapping
+from typing import Any, TypeVar, overload
+
+import numpy as np
+import torch
+from torch import Tensor
+
+from gpvae.data.series import SeriesSet
+from gpvae.errors import NotFittedError, ShapeError, ValidationError
+
+__all__ = ["Scaler"]
+
+_STATE_VERSION = 1
+_ArrayT = TypeVar("_ArrayT", np.ndarray, Tensor)
+
+
+class Scaler:
+    """Standardise features with statistics of observed training entries.
+
+    Attributes (after :meth:`fit`):
+        mean_: (D,) float64 per-feature mean of observed entries.
+        std_: (D,) float64 per-feature std of observed entries (1.0 for constant features).
+        feature_names_: D feature names seen at fit.
+        names_given_: whether the names came from the user (DataFrame columns); only then
+            are names compared at :meth:`transform`.
+        time_step_: median difference between consecutive times of the training series
+            (1.0 when no series has two steps).
+        time_origin_: the earliest training time (a natural ``time_shift`` for batches).
+    """
+
+    def __init__(self) -> None:
+        self.mean_: np.ndarray | None = None
+        self.std_: np.ndarray | None = None
+        self.feature_names_: tuple[str, ...] = ()
+        self.names_given_: bool = False
+        self.time_step_: float = 1.0
+        self.time_origin_: float = 0.0
+
+    @property
+    def is_fitted(self) -> bool:
+        """True after :meth:`fit` or :meth:`from_state_dict`."""
+        return self.mean_ is not None
+
+    @property
+    def num_features(self) -> int:
+        """D, the number of features seen at fit."""
+        return len(self.feature_names_)
+
+    def fit(self, data: SeriesSet) -> Scaler:
+        """Compute per-feature mean/std from the observed entries, and the median time step.
+
+        Args:
+            data: training series (values (T_i, D) with NaN for missing).
+
+        Returns:
+            self.
+
+        Raises:
+            ValidationError: a feature has no observed entry in ``data`` (message names X and
+                the feature).
+        """
+        D = data.num_features
+        mean = np.empty(D)
+        std = np.empty(D)
+        for j in range(D):
+            col = np.concatenate([v[:, j] for v in data.values])
+            col = col[~np.isnan(col)]
+            if col.size == 0:
+                raise ValidationError(
+                    f"X: expected every feature to be observed at least once in the training "
+                    f"data, found feature {data.feature_names[j]!r} (column {j}) never observed"
+                )
+            # Divide by the largest magnitude first so that values near 1e300 do not overflow.
+            big = float(np.abs(col).max())
+            unit = col / big if big > 0 else col
+            mean[j] = float(unit.mean()) * big if big > 0 else 0.0
+            s = float(unit.std()) * big if big > 0 else 0.0
+            std[j] = s if s > 0 and math.isfinite(s) else 1.0
+        steps = np.concatenate([np.diff(t) for t in data.times])
+        self.mean_, self.std_ = mean, std
+        self.feature_names_ = tuple(data.feature_names)
+        self.names_given_ = data.layout.names_given
+        self.time_step_ = float(np.median(steps)) if steps.size else 1.0
+        self.time_origin_ = float(min(t[0] for t in data.times))
+        return self
+
+    def _stats(self) -> tuple[np.ndarray, np.ndarray]:
+        if self.mean_ is None or self.std_ is None:
+            raise NotFittedError("Scaler: call fit(...) before transforming data")
+        return self.mean_, self.std_
+
+    def check(self, data: SeriesSet, name: str = "X") -> None:
+        """Raise if ``data`` has a different number of features (or names) than at fit."""
+        self._stats()
+        if data.num_features != self.num_features:
+            raise ShapeError(
+                f"{name}: expected {self.num_features} features (as at fit), found "
+                f"{data.num_features}"
+            )
+        same = tuple(data.feature_names) == self.feature_names_
+        if self.names_given_ and data.layout.names_given and not same:
+            raise ValidationError(
+                f"{name}: expected features {list(self.feature_names_)} (as at fit, same "
+                f"order), found {list(data.feature_names)}"
+            )
+
+    @overload
+    def transform(self, data: SeriesSet) -> SeriesSet: ...
+    @overload
+    def transform(self, data: _ArrayT) -> _ArrayT: ...
+
+    def transform(self, data: SeriesSet | np.ndarray | Tensor) -> SeriesSet | np.ndarray | Tensor:
+        """Standardise: ``(y - mean) / std`` per feature (last axis, D).
+
+        Args:
+            data: a SeriesSet, or values (..., D) as a numpy array or tensor. NaN stays NaN.
+
+        Returns:
+            The same kind of object, standardised.
+        """
+        if isinstance(data, SeriesSet):
+            self.check(data)
+            mean, std = self._stats()
+            return data.with_values([(v - mean) / std for v in data.values])
+        mean_, std_ = self._cast(data)
+        return (data - mean_) / std_
+
+    @overload
+    def inverse_transform(self, data: SeriesSet) -> SeriesSet: ...
+    @overload
+    def inverse_transform(self, data: _ArrayT) -> _ArrayT: ...
+
+    def inverse_transform(
+        self, data: SeriesSet | np.ndarray | Tensor
+    ) -> SeriesSet | np.ndarray | Tensor:
+        """Back to original units: ``z * std + mean`` per feature (last axis, D).
+
+        Args:
+            data: a SeriesSet, or standardised values (..., D) as an array or tensor.
+        """
+        if isinstance(data, SeriesSet):
+            self.check(data)
+            mean, std = self._stats()
+            return data.with_values([v * std + mean for v in data.values])
+        mean_, std_ = self._cast(data)
+        return data * std_ + mean_
+
+    def inverse_transform_scale(self, scale: _ArrayT) -> _ArrayT:
+        """Standard deviations (..., D) in standardised units -> original units (``* std``)."""
+        _, std_ = self._cast(scale)
+        return scale * std_
+
+    def inverse_transform_variance(self, var: _ArrayT) -> _ArrayT:
+        """Variances (..., D) in standardised units -> original units (``* std**2``)."""
+        _, std_ = self._cast(var)
+        return var * std_**2
+
+    def transform_variance(self, var: _ArrayT) -> _ArrayT:
+        """Variances (..., D) in original units -> standardised units (``/ std**2``)."""
+        _, std_ = self._cast(var)
+        return var / std_**2
+
+    def _cast(self, data: np.ndarray | Tensor) -> tuple[Any, Any]:
+        mean, std = self._stats()
+        if data.shape[-1:] != (len(mean),):
+            raise ShapeError(
+                f"X: expected values with {len(mean)} features on the last axis, found shape "
+                f"{tuple(data.shape)}"
+            )
+        if isinstance(data, Tensor):
+            dtype = data.dtype if data.is_floating_point() else torch.float64
+            return (
+                torch.as_tensor(mean, dtype=dtype, device=data.device),
+                torch.as_tensor(std, dtype=dtype, device=data.device),
+            )
+        if isinstance(data, np.ndarray) and data.dtype.kind == "f":
+            return mean.astype(data.dtype), std.astype(data.dtype)
+        return mean, std
+
+    def state_dict(self) -> dict[str, Any]:
+        """Plain, JSON-able state: lists of floats and strings."""
+        mean, std = self._stats()
+        return {
+            "version": _STATE_VERSION,
+            "mean": [float(m) for m in mean],
+            "std": [float(s) for s in std],
+            "feature_names": list(self.feature_names_),
+            "names_given": self.names_given_,
+            "time_step": self.time_step_,
+            "time_origin": self.time_origin_,
+        }
+
+    @classmethod
+    def from_state_dict(cls, state: Mapping[str, Any]) -> Scaler:
+        """Rebuild a fitted scaler from :meth:`state_dict` output.
+
+        Raises:
+            ValidationError: the state is malformed (names the offending field).
+        """
+        if not isinstance(state, Mapping):
+            raise ValidationError(f"state: expected a dict, found {type(state).__name__}")
+        if state.get("version") != _STATE_VERSION:
+            raise ValidationError(
+                f"state['version']: expected {_STATE_VERSION}, found {state.get('version')!r}"
+            )
+        try:
+            mean = np.asarray(state["mean"], dtype=np.float64)
+            std = np.asarray(state["std"], dtype=np.float64)
+            names = tuple(str(s) for s in state["feature_names"])
+            step = float(state["time_step"])
+            origin = float(state.get("time_origin", 0.0))
+        except (KeyError, TypeError, ValueError) as err:
+            msg = f"state: expected mean, std, feature_names and time_step, found error {err!r}"
+            raise ValidationError(msg) from None
+        D = len(names)
+        if mean.shape != (D,) or std.shape != (D,) or D == 0:
+            raise ValidationError(
+                f"state: expected mean and std of length {D} (the number of feature_names), "
+                f"found {mean.shape} and {std.shape}"
+            )
+        if not (np.isfinite(mean).all() and np.isfinite(std).all() and (std > 0).all()):
+            raise ValidationError("state: expected finite mean and positive finite std")
+        if not (math.isfinite(step) and step > 0):
+            raise ValidationError(f"state['time_step']: expected a positive number, found {step}")
+        if not math.isfinite(origin):
+            raise ValidationError(f"state['time_origin']: expected a finite number, found {origin}")
+        out = cls()
+        out.mean_, out.std_ = mean, std
+        out.feature_names_ = names
+        out.names_given_ = bool(state.get("names_given", False))
+        out.time_step_ = step
+        out.time_origin_ = origin
+        return out

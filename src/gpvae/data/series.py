@@ -1,0 +1,286 @@
+"""The normalised collection of series that the rest of gpvae works on.
+
+A :class:`SeriesSet` holds n series, each as values (T_i, D) float64 with NaN for missing
+entries and times (T_i,) float64, strictly increasing. It also keeps a :class:`Layout`: what
+the user passed in (array, ragged list, long or wide DataFrame, PyPOTS-style dict), the
+original order of unsorted timestamps, feature labels and dtype, so that per-point results can
+be given back in the user's form (see :func:`gpvae.data.from_padded`).
+
+Build one with :func:`gpvae.data.to_series_set`; do not fill the fields by hand.
+"""
+
+from __future__ import annotations
+
+import math
+from collections.abc import Hashable, Sequence
+from dataclasses import dataclass, field, replace
+from typing import Literal
+
+import numpy as np
+import pandas as pd
+import torch
+
+from gpvae.batch import Batch
+from gpvae.errors import ShapeError, ValidationError
+
+__all__ = ["InputKind", "Layout", "SeriesSet", "check_time_transform"]
+
+InputKind = Literal["array", "ragged", "dataframe_long", "dataframe_wide", "dict"]
+
+
+@dataclass(frozen=True, eq=False)
+class Layout:
+    """How the user's input was laid out, to give results back in the same form.
+
+    Attributes:
+        kind: "array" (n, T, D), "ragged" (list of (T_i, D)), "dataframe_long" (id, time,
+            feature columns), "dataframe_wide" (one series, time index or column) or "dict"
+            (PyPOTS-style ``{"X": ...}``).
+        inner_kind: for "dict", the kind of ``X`` inside it ("array" or "ragged"); else None.
+        dtype: numpy float dtype for array outputs (the input's float dtype, float64 for
+            int/bool inputs).
+        order: per series, the sort permutation (T_i,): sorted point k is input point
+            ``order[i][k]``; results are put back with ``out[order[i]] = sorted_out``.
+        feature_labels: the user's feature labels (DataFrame column labels), length D.
+        names_given: True when feature labels came from the user (DataFrame columns).
+        time_unit: "hours" when datetimes / timedeltas were converted to float hours, else None.
+        time_origin: the timestamp that became time 0.0 for datetimes, else None.
+        frame: for DataFrame kinds, a copy of the input frame (outputs keep its rows, order,
+            index and columns).
+        id_col: the id column of a long DataFrame.
+        time_col: the time column of a DataFrame (None when the index is the time).
+        series_ids: the id of every series (long DataFrames), in first-appearance order.
+        rows: for DataFrame kinds, per series, the positional row of each sorted point.
+    """
+
+    kind: InputKind
+    dtype: np.dtype
+    order: tuple[np.ndarray, ...]
+    feature_labels: tuple[Hashable, ...]
+    names_given: bool = False
+    inner_kind: Literal["array", "ragged"] | None = None
+    time_unit: str | None = None
+    time_origin: object | None = None
+    frame: pd.DataFrame | None = field(default=None, repr=False)
+    id_col: Hashable | None = None
+    time_col: Hashable | None = None
+    series_ids: tuple[Hashable, ...] | None = None
+    rows: tuple[np.ndarray, ...] | None = field(default=None, repr=False)
+
+    @property
+    def output_kind(self) -> InputKind:
+        """The kind results are given back in (a dict gives back its ``X``'s kind)."""
+        if self.kind == "dict" and self.inner_kind is not None:
+            return self.inner_kind
+        return self.kind
+
+
+@dataclass(frozen=True, eq=False)
+class SeriesSet:
+    """A validated collection of n series, sorted by time.
+
+    Attributes:
+        values: n arrays (T_i, D) float64, NaN where missing (read-only).
+        times: n arrays (T_i,) float64, finite and strictly increasing (read-only).
+        feature_names: D feature names (strings).
+        layout: how to give results back in the user's form.
+    """
+
+    values: tuple[np.ndarray, ...]
+    times: tuple[np.ndarray, ...]
+    feature_names: tuple[str, ...]
+    layout: Layout = field(repr=False)
+
+    def __len__(self) -> int:
+        return len(self.values)
+
+    @property
+    def num_series(self) -> int:
+        """n, the number of series."""
+        return len(self.values)
+
+    @property
+    def num_features(self) -> int:
+        """D, the number of features."""
+        return len(self.feature_names)
+
+    @property
+    def lengths(self) -> np.ndarray:
+        """(n,) int64 number of time steps T_i of every series."""
+        return np.array([len(t) for t in self.times], dtype=np.int64)
+
+    @property
+    def max_length(self) -> int:
+        """The longest series length, max_i T_i."""
+        return int(self.lengths.max())
+
+    @property
+    def num_observed(self) -> int:
+        """Total number of observed (non-NaN) entries."""
+        return int(sum(int((~np.isnan(v)).sum()) for v in self.values))
+
+    def with_values(self, values: Sequence[np.ndarray]) -> SeriesSet:
+        """A copy with new values (same times, names and layout), e.g. scaled or masked.
+
+        Args:
+            values: n arrays (T_i, D), NaN where missing, in this set's (sorted) time order.
+
+        Raises:
+            ShapeError: when the number of series or a shape differs.
+        """
+        if len(values) != self.num_series:
+            raise ShapeError(f"values: expected {self.num_series} series, found {len(values)}")
+        out = []
+        for i, (v, t) in enumerate(zip(values, self.times)):
+            a = np.array(v, dtype=np.float64)
+            if a.shape != (len(t), self.num_features):
+                raise ShapeError(
+                    f"values[{i}]: expected shape {(len(t), self.num_features)}, found {a.shape}"
+                )
+            if np.isinf(a).any():
+                raise ValidationError(f"values[{i}]: expected finite values or NaN, found Inf")
+            a.setflags(write=False)
+            out.append(a)
+        return replace(self, values=tuple(out))
+
+    def hold_out(
+        self,
+        fraction: float,
+        *,
+        seed: int | None = None,
+        generator: torch.Generator | None = None,
+    ) -> tuple[SeriesSet, SeriesSet]:
+        """Hide a random share of the observed entries, e.g. for validation without ``X_val``.
+
+        Every series keeps at least one observed entry (so the kept set stays valid); the
+        share actually hidden can therefore be a little below ``fraction``.
+
+        Args:
+            fraction: share of observed entries to hide, in [0, 1).
+            seed: seed of a fresh random generator (not with ``generator``).
+            generator: explicit torch random generator.
+
+        Returns:
+            (kept, held): ``kept`` has the hidden entries set to NaN; ``held`` has only the
+            hidden entries observed (NaN elsewhere). Both have this set's times and layout.
+        """
+        if not (0.0 <= fraction < 1.0):
+            raise ValidationError(f"fraction: expected a number in [0, 1), found {fraction}")
+        if generator is not None and seed is not None:
+            raise ValidationError("seed: expected None when a generator is given, found both")
+        if seed is not None:
+            generator = torch.Generator().manual_seed(int(seed))
+        kept, held = [], []
+        for v in self.values:
+            observed = np.flatnonzero(~np.isnan(v))  # flat positions (T_i * D)
+            u = torch.rand(len(observed), generator=generator, dtype=torch.float64).numpy()
+            hide = u < fraction
+            if hide.all() and len(observed):
+                hide[np.argmax(u)] = False  # keep one observed entry
+            k = v.copy()
+            k.flat[observed[hide]] = np.nan
+            h = np.full_like(v, np.nan)
+            h.flat[observed[hide]] = v.flat[observed[hide]]
+            kept.append(k)
+            held.append(h)
+        return self.with_values(kept), self.with_values(held)
+
+    def padded(
+        self, length: int | None = None, indices: Sequence[int] | np.ndarray | None = None
+    ) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+        """Pad series (in sorted time order) to a common length.
+
+        Args:
+            length: N, at least the longest selected series; None for the longest.
+            indices: which series (B of them), in this order; None for all.
+
+        Returns:
+            values (B, N, D) float64, NaN where missing or padding; times (B, N) float64,
+            padding repeats the last valid time; valid (B, N) bool, False on padding.
+        """
+        idx = np.arange(self.num_series) if indices is None else _check_indices(indices, self)
+        lengths = self.lengths[idx]
+        n_max = int(lengths.max()) if len(idx) else 0
+        if length is None:
+            length = n_max
+        if length < n_max:
+            raise ShapeError(
+                f"length: expected at least the longest series {n_max}, found {length}"
+            )
+        B, D = len(idx), self.num_features
+        vals = np.full((B, length, D), np.nan)
+        tms = np.zeros((B, length))
+        valid = np.zeros((B, length), dtype=bool)
+        for b, i in enumerate(idx):
+            T = int(lengths[b])
+            vals[b, :T] = self.values[i]
+            tms[b, :T] = self.times[i]
+            tms[b, T:] = self.times[i][-1]
+            valid[b, :T] = True
+        return vals, tms, valid
+
+    def to_batch(
+        self,
+        indices: Sequence[int] | np.ndarray | None = None,
+        *,
+        dtype: torch.dtype = torch.float32,
+        device: torch.device | str | None = None,
+        time_shift: float = 0.0,
+        time_scale: float = 1.0,
+    ) -> Batch:
+        """Build a padded :class:`~gpvae.batch.Batch` of some series.
+
+        Padding goes to the longest selected series: ``valid`` is False there, ``x`` repeats
+        the last valid time, ``y`` is 0 and ``observed`` False; missing entries also have
+        ``y`` = 0 and ``observed`` False.
+
+        Args:
+            indices: which series (B of them), in this order; None for all.
+            dtype: floating dtype of ``x`` and ``y``.
+            device: device of the tensors.
+            time_shift: subtracted from the times (in float64, before the cast to ``dtype``:
+                large absolute times such as Unix seconds lose precision in float32).
+            time_scale: the shifted times are divided by it, ``x = (t - shift) / scale``
+                (e.g. :attr:`Scaler.time_step_` to measure time in typical steps).
+
+        Returns:
+            Batch with x (B, N, 1), y (B, N, D), observed (B, N, D), valid (B, N).
+        """
+        check_time_transform(time_shift, time_scale)
+        vals, tms, valid = self.padded(indices=indices)
+        observed = ~np.isnan(vals)
+        y = np.where(observed, vals, 0.0)
+        x = (tms - time_shift) / time_scale
+        batch = Batch(
+            x=torch.from_numpy(x[..., None]).to(device=device, dtype=dtype),
+            y=torch.from_numpy(y).to(device=device, dtype=dtype),
+            observed=torch.from_numpy(observed).to(device=device),
+            valid=torch.from_numpy(valid).to(device=device),
+        )
+        batch.validate()
+        return batch
+
+
+def check_time_transform(time_shift: float, time_scale: float) -> None:
+    """Raise unless ``time_shift`` is finite and ``time_scale`` positive and finite."""
+    if not math.isfinite(time_shift):
+        raise ValidationError(f"time_shift: expected a finite number, found {time_shift}")
+    if not (math.isfinite(time_scale) and time_scale > 0):
+        raise ValidationError(f"time_scale: expected a positive number, found {time_scale}")
+
+
+def _check_indices(indices: Sequence[int] | np.ndarray, ss: SeriesSet) -> np.ndarray:
+    idx = np.asarray(indices)
+    if idx.ndim != 1 or (idx.size and idx.dtype.kind not in "iu"):
+        raise ValidationError(
+            f"indices: expected a 1-D sequence of series numbers, found shape {idx.shape} "
+            f"dtype {idx.dtype}"
+        )
+    if idx.size == 0:
+        raise ValidationError("indices: expected at least one series, found none")
+    n = ss.num_series
+    if idx.min() < -n or idx.max() >= n:
+        raise ValidationError(
+            f"indices: expected series numbers in [0, {n}), found {idx.min()}..{idx.max()}"
+        )
+    return idx.astype(np.int64) % n

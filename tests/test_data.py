@@ -1,0 +1,688 @@
+"""Tests for gpvae.data: input normalisation, batching, scaling and outputs in the user's form."""
+
+from __future__ import annotations
+
+import json
+from typing import Any
+
+import numpy as np
+import pandas as pd
+import pytest
+import torch
+from hypothesis import given, settings
+from hypothesis import strategies as st
+
+from gpvae.batch import Batch
+from gpvae.data import (
+    Scaler,
+    SeriesSet,
+    batch_indices,
+    from_padded,
+    make_batches,
+    to_series_set,
+    unpad,
+)
+from gpvae.errors import GPVAEError, InputTypeError, ShapeError, ValidationError
+
+# ---------------------------------------------------------------- helpers
+
+
+def _through_batches(ss: SeriesSet, batch_size: int = 3, seed: int = 0) -> np.ndarray:
+    """Send every series through shuffled batches and collect y back as (n, N_max, D)."""
+    out = np.full((ss.num_series, ss.max_length, ss.num_features), -1.0)
+    for idx in batch_indices(ss.num_series, batch_size, shuffle=True, seed=seed):
+        b = ss.to_batch(idx, dtype=torch.float64)
+        y = torch.where(b.observed, b.y, torch.nan).numpy()
+        N = y.shape[1]
+        out[idx, :N] = y
+    return out
+
+
+def _ragged(rng: np.random.Generator, lengths: list[int], D: int) -> list[np.ndarray]:
+    xs = []
+    for T in lengths:
+        x = rng.normal(size=(T, D))
+        x[rng.random((T, D)) < 0.3] = np.nan
+        x[0, 0] = 1.5  # at least one observed entry
+        xs.append(x)
+    return xs
+
+
+def _irregular_unsorted(rng: np.random.Generator, T: int) -> np.ndarray:
+    t = np.cumsum(rng.exponential(1.0, size=T)) + 0.1
+    return t[rng.permutation(T)]
+
+
+# ---------------------------------------------------------------- round trips
+
+
+def test_array_round_trip_keeps_values_nan_and_dtype() -> None:
+    rng = np.random.default_rng(0)
+    X = rng.normal(size=(7, 12, 3)).astype(np.float32)
+    X[rng.random(X.shape) < 0.4] = np.nan
+    X[:, 0, 0] = 1.0
+    ss = to_series_set(X)
+    assert ss.layout.kind == "array"
+    np.testing.assert_array_equal(ss.times[3], np.arange(12.0))
+    out = from_padded(ss, _through_batches(ss))
+    assert out.dtype == np.float32
+    np.testing.assert_array_equal(out, X)  # NaN positions compare equal
+
+
+def test_array_unsorted_times_are_sorted_and_restored() -> None:
+    rng = np.random.default_rng(1)
+    X = rng.normal(size=(4, 9, 2))
+    times = np.stack([_irregular_unsorted(rng, 9) for _ in range(4)])
+    ss = to_series_set(X, times)
+    for i in range(4):
+        assert np.all(np.diff(ss.times[i]) > 0)
+        order = np.argsort(times[i])
+        np.testing.assert_array_equal(ss.values[i], X[i][order])
+    b = ss.to_batch()
+    assert torch.all(b.x[..., 0].diff(dim=1) > 0)
+    np.testing.assert_array_equal(from_padded(ss, _through_batches(ss)), X)
+    # The times of the outputs follow the input order too.
+    t_back = from_padded(ss, ss.padded()[1][..., None].repeat(2, axis=2))
+    np.testing.assert_array_equal(t_back[..., 0], times)
+
+
+def test_shared_times_and_time_list_for_array() -> None:
+    X = np.ones((3, 5, 1))
+    t = np.array([0.0, 0.5, 1.5, 2.0, 4.0])
+    a = to_series_set(X, t)
+    b = to_series_set(X, [t, t, t])
+    for i in range(3):
+        np.testing.assert_array_equal(a.times[i], t)
+        np.testing.assert_array_equal(b.times[i], t)
+
+
+def test_ragged_lengths_5_to_200_round_trip_and_padding() -> None:
+    rng = np.random.default_rng(2)
+    lengths = [5, 200, 17, 64, 5, 131, 99]
+    X = _ragged(rng, lengths, D=3)
+    times = [_irregular_unsorted(rng, T) for T in lengths]
+    ss = to_series_set(X, times)
+    assert ss.layout.kind == "ragged"
+    np.testing.assert_array_equal(ss.lengths, lengths)
+    out = from_padded(ss, _through_batches(ss, batch_size=3))
+    assert isinstance(out, list)
+    for a, b in zip(out, X):
+        np.testing.assert_array_equal(a, b)
+    b = ss.to_batch([0, 1])  # lengths 5 and 200
+    assert b.y.shape == (2, 200, 3)
+    assert b.valid[0].sum() == 5
+    assert not b.valid[0, 5:].any()
+    assert not b.observed[0, 5:].any()
+    assert torch.all(b.y[0, 5:] == 0)
+    last = torch.tensor(np.sort(times[0])[-1], dtype=torch.float32)
+    assert torch.all(b.x[0, 5:, 0] == last)
+    # Missing entries: zero value, not observed.
+    nan_mask = np.isnan(ss.values[0])
+    assert not b.observed[0, :5].numpy()[nan_mask].any()
+    assert torch.all(b.y[0, :5][torch.from_numpy(nan_mask)] == 0)
+
+
+def test_ragged_default_times() -> None:
+    X = [np.ones((3, 2)), np.ones((6, 2))]
+    ss = to_series_set(X)
+    np.testing.assert_array_equal(ss.times[1], np.arange(6.0))
+
+
+def test_from_padded_accepts_tensor_and_list_and_mapping() -> None:
+    rng = np.random.default_rng(3)
+    X = _ragged(rng, [4, 6], D=2)
+    times = [_irregular_unsorted(rng, 4), _irregular_unsorted(rng, 6)]
+    ss = to_series_set(X, times)
+    vals = ss.padded()[0]
+    from_tensor = from_padded(ss, torch.from_numpy(vals))
+    from_list = from_padded(ss, list(ss.values))
+    for a, b, c in zip(from_tensor, from_list, X):
+        np.testing.assert_array_equal(a, c)
+        np.testing.assert_array_equal(b, c)
+    both = from_padded(ss, {"mean": vals, "lower": vals - 1})
+    assert set(both) == {"mean", "lower"}
+    np.testing.assert_array_equal(both["lower"][1], X[1] - 1)
+    per_point = from_padded(ss, ss.padded()[1])  # (n, N) per-point scalars
+    np.testing.assert_array_equal(per_point[0], times[0])
+    with pytest.raises(ShapeError, match="values"):
+        from_padded(ss, vals[:, :3])
+
+
+def test_long_dataframe_round_trip_same_rows_order_columns() -> None:
+    rng = np.random.default_rng(4)
+    rows = []
+    for sid, T in [("b", 6), ("a", 4), ("c", 9)]:
+        t = _irregular_unsorted(rng, T)
+        for k in range(T):
+            rows.append({"id": sid, "time": t[k], "hr": rng.normal(), "sbp": rng.normal()})
+    df = pd.DataFrame(rows).sample(frac=1.0, random_state=0)  # interleave series, shuffle rows
+    df.loc[df.index[:5], "hr"] = np.nan
+    df["note"] = "x"
+    ss = to_series_set(df, feature_cols=["hr", "sbp"])
+    assert ss.layout.kind == "dataframe_long"
+    assert ss.layout.series_ids == tuple(pd.unique(df["id"]))
+    assert ss.feature_names == ("hr", "sbp")
+    out = from_padded(ss, _through_batches(ss, batch_size=2))
+    pd.testing.assert_frame_equal(out, df)
+    vals = ss.padded()[0]
+    both = from_padded(ss, {"mean": vals, "lower": vals - 1, "upper": vals + 1})
+    assert list(both.columns) == [*df.columns, "hr_lower", "sbp_lower", "hr_upper", "sbp_upper"]
+    np.testing.assert_array_equal(both["sbp_upper"].to_numpy(), df["sbp"].to_numpy() + 1)
+    pd.testing.assert_index_equal(both.index, df.index)
+    score = from_padded(ss, ss.padded()[1], name="score")  # per point -> Series on the rows
+    assert isinstance(score, pd.Series)
+    np.testing.assert_array_equal(score.to_numpy(), df["time"].to_numpy())
+
+
+def test_long_dataframe_infers_columns_and_datetime_hours() -> None:
+    start = pd.Timestamp("2024-03-01 08:00")
+    df = pd.DataFrame(
+        {
+            "series_id": [1, 1, 2, 2, 2],
+            "timestamp": [start + pd.Timedelta(hours=h) for h in (2, 0, 5, 3, 4.5)],
+            "v": [1.0, 2.0, 3.0, np.nan, 5.0],
+        }
+    )
+    ss = to_series_set(df)
+    assert ss.layout.id_col == "series_id"
+    assert ss.layout.time_col == "timestamp"
+    assert ss.layout.time_unit == "hours"
+    assert pd.Timestamp(ss.layout.time_origin) == start
+    np.testing.assert_allclose(ss.times[0], [0.0, 2.0])
+    np.testing.assert_allclose(ss.times[1], [3.0, 4.5, 5.0])
+    pd.testing.assert_frame_equal(from_padded(ss, ss.padded()[0]), df)
+
+
+def test_wide_dataframe_datetime_index_unsorted() -> None:
+    idx = pd.to_datetime(["2020-01-01 02:00", "2020-01-01 00:00", "2020-01-01 00:30"])
+    df = pd.DataFrame({"a": [1.0, np.nan, 3.0], "b": [4, 5, 6]}, index=idx)
+    ss = to_series_set(df)
+    assert ss.layout.kind == "dataframe_wide"
+    np.testing.assert_allclose(ss.times[0], [0.0, 0.5, 2.0])
+    np.testing.assert_array_equal(ss.values[0], [[np.nan, 5.0], [3.0, 6.0], [1.0, 4.0]])
+    out = from_padded(ss, _through_batches(ss))
+    pd.testing.assert_frame_equal(out, df.astype({"b": np.float64}))
+
+
+def test_wide_dataframe_time_column_and_tz_aware_index() -> None:
+    df = pd.DataFrame({"time": [0.0, 2.0, 1.0], "a": [1.0, 2.0, 3.0]})
+    ss = to_series_set(df)  # time column inferred (RangeIndex)
+    np.testing.assert_array_equal(ss.times[0], [0.0, 1.0, 2.0])
+    pd.testing.assert_frame_equal(from_padded(ss, ss.padded()[0]), df)
+    tz = pd.DataFrame({"a": [1.0, 2.0]}, index=pd.date_range("2021-06-01", periods=2, freq="15min"))
+    tz.index = tz.index.tz_localize("Europe/Berlin")
+    np.testing.assert_allclose(to_series_set(tz).times[0], [0.0, 0.25])
+
+
+def test_dict_input_pypots_style() -> None:
+    rng = np.random.default_rng(5)
+    X = rng.normal(size=(3, 5, 2))
+    t = np.stack([_irregular_unsorted(rng, 5) for _ in range(3)])
+    ss = to_series_set({"X": X, "times": t, "y": np.zeros(3)})
+    assert ss.layout.kind == "dict"
+    assert ss.layout.output_kind == "array"
+    np.testing.assert_array_equal(from_padded(ss, _through_batches(ss)), X)
+    with pytest.raises(ValidationError, match="times"):
+        to_series_set({"X": X, "times": t}, t)
+
+
+@pytest.mark.parametrize(
+    ("X", "dtype"),
+    [
+        (np.ones((2, 3, 1), dtype=bool), np.float64),
+        (np.arange(12).reshape(2, 3, 2), np.float64),
+        (np.array([[["1.5"], ["nan"], ["2"]]]), np.float64),
+        (torch.ones(2, 3, 1, dtype=torch.float32), np.float32),
+    ],
+    ids=["bool", "int", "numeric-strings", "torch-float32"],
+)
+def test_convertible_dtypes(X: Any, dtype: type) -> None:
+    ss = to_series_set(X)
+    assert ss.values[0].dtype == np.float64
+    assert ss.layout.dtype == dtype
+
+
+def test_timedelta_times_become_hours() -> None:
+    t = pd.to_timedelta(["00:00:00", "01:30:00", "00:45:00"]).to_numpy()
+    ss = to_series_set([np.ones((3, 1))], [t])
+    np.testing.assert_allclose(ss.times[0], [0.0, 0.75, 1.5])
+    assert ss.layout.time_unit == "hours"
+
+
+def test_series_set_is_read_only_and_passes_through() -> None:
+    ss = to_series_set(np.ones((2, 3, 1)))
+    with pytest.raises(ValueError, match="read-only"):
+        ss.values[0][0, 0] = 2.0
+    assert to_series_set(ss) is ss
+    with pytest.raises(ShapeError, match="X_val"):
+        to_series_set(ss, num_features=2, name="X_val")
+
+
+def test_hold_out_hides_observed_entries_reproducibly() -> None:
+    rng = np.random.default_rng(10)
+    X = _ragged(rng, [3, 40, 25], D=2)
+    ss = to_series_set(X)
+    kept, held = ss.hold_out(0.3, seed=1)
+    kept2, _ = ss.hold_out(0.3, generator=torch.Generator().manual_seed(1))
+    n_held = 0
+    for v, k, h, k2 in zip(ss.values, kept.values, held.values, kept2.values):
+        np.testing.assert_array_equal(k, k2)
+        both = ~np.isnan(k) & ~np.isnan(h)
+        assert not both.any()  # disjoint
+        merged = np.where(np.isnan(k), h, k)
+        np.testing.assert_array_equal(merged, v)  # together they are the original
+        assert (~np.isnan(k)).any()  # every series keeps an observed entry
+        n_held += int((~np.isnan(h)).sum())
+    assert 0.15 < n_held / ss.num_observed < 0.45
+    with pytest.raises(ValidationError, match="fraction"):
+        ss.hold_out(1.0)
+
+
+def test_allow_flags() -> None:
+    X = np.full((1, 1, 2), np.nan)
+    ss = to_series_set(X, allow_single_step=True, allow_empty_series=True)
+    assert ss.lengths.tolist() == [1]
+    b = ss.to_batch()
+    assert not b.observed.any()
+
+
+# ---------------------------------------------------------------- bad input
+
+
+def _long_frame(**changes: Any) -> pd.DataFrame:
+    df = pd.DataFrame({"id": [1, 1, 2, 2], "time": [0.0, 1.0, 0.0, 1.0], "v": [1.0, 2, 3, 4]})
+    for k, v in changes.items():
+        df[k] = v
+    return df
+
+
+_T3 = np.zeros((2, 3, 1))
+BAD_INPUTS: list[tuple[str, Any, Any, dict[str, Any], type[GPVAEError], str]] = [
+    ("2d-array", np.zeros((5, 2)), None, {}, ShapeError, "X"),
+    ("1d-array", np.zeros(5), None, {}, ShapeError, "X"),
+    ("4d-array", np.zeros((2, 3, 4, 5)), None, {}, ShapeError, "X"),
+    ("object-dtype", np.array([[[1.0], ["abc"]]], dtype=object), None, {}, InputTypeError, "X"),
+    ("str-dtype", np.array([[["a"], ["b"]]]), None, {}, InputTypeError, "X"),
+    ("complex-dtype", np.ones((1, 2, 1), dtype=complex), None, {}, InputTypeError, "X"),
+    ("inf", np.array([[[1.0], [np.inf]]]), None, {}, ValidationError, "use NaN"),
+    (
+        "neg-inf-ragged",
+        [np.ones((3, 1)), np.array([[1.0], [-np.inf]])],
+        None,
+        {},
+        ValidationError,
+        "X[1]",
+    ),
+    ("nan-time", _T3, np.array([[0, 1, np.nan]] * 2), {}, ValidationError, "times"),
+    ("inf-time", _T3, np.array([[0, 1, np.inf]] * 2), {}, ValidationError, "times"),
+    (
+        "nat-time",
+        [np.ones((2, 1))],
+        [np.array(["2020-01-01", "NaT"], dtype="datetime64[ns]")],
+        {},
+        ValidationError,
+        "times",
+    ),
+    ("duplicate-time", _T3, np.array([[0, 1, 1], [0, 1, 2]]), {}, ValidationError, "times"),
+    ("times-wrong-T", _T3, np.zeros((2, 4)), {}, ShapeError, "times"),
+    ("times-wrong-n", _T3, np.zeros((3, 3)), {}, ShapeError, "times"),
+    ("times-list-len", [np.ones((3, 1))], [np.arange(3), np.arange(3)], {}, ShapeError, "times"),
+    ("times-list-shape", [np.ones((3, 1))], [np.arange(4)], {}, ShapeError, "times[0]"),
+    ("times-strings", _T3, np.array([["a", "b", "c"]] * 2), {}, InputTypeError, "times"),
+    (
+        "all-missing-series",
+        np.array([[[1.0], [2.0]], [[np.nan], [np.nan]]]),
+        None,
+        {},
+        ValidationError,
+        "X[1]",
+    ),
+    ("single-step", np.ones((2, 1, 3)), None, {}, ValidationError, "X"),
+    ("ragged-feature-mismatch", [np.ones((3, 2)), np.ones((4, 3))], None, {}, ShapeError, "X[1]"),
+    ("ragged-1d-element", [np.ones(3)], None, {}, ShapeError, "X[0]"),
+    ("ragged-empty-element", [np.ones((3, 2)), np.ones((0, 2))], None, {}, ShapeError, "X[1]"),
+    ("empty-list", [], None, {}, ShapeError, "X"),
+    ("empty-array", np.zeros((0, 3, 2)), None, {}, ShapeError, "X"),
+    ("zero-features", np.zeros((2, 3, 0)), None, {}, ShapeError, "X"),
+    ("num-features", np.ones((2, 3, 2)), None, {"num_features": 3}, ShapeError, "X"),
+    ("df-string-column", _long_frame(v=["1", "2", "x", "4"]), None, {}, InputTypeError, "X['v']"),
+    (
+        "df-duplicate-time",
+        _long_frame(time=[0.0, 0.0, 0.0, 1.0]),
+        None,
+        {},
+        ValidationError,
+        "X['time']",
+    ),
+    ("df-unknown-id-col", _long_frame(), None, {"id_col": "patient"}, ValidationError, "id_col"),
+    (
+        "df-unknown-feature",
+        _long_frame(),
+        None,
+        {"feature_cols": ["w"]},
+        ValidationError,
+        "feature_cols",
+    ),
+    ("df-times-given", _long_frame(), np.arange(4), {}, ValidationError, "times"),
+    ("df-missing-id", _long_frame(id=[1, None, 2, 2]), None, {}, ValidationError, "X['id']"),
+    (
+        "df-long-no-time",
+        _long_frame().rename(columns={"time": "when"}),
+        None,
+        {},
+        ValidationError,
+        "time_col",
+    ),
+    ("df-ambiguous-id", _long_frame(series=[1, 1, 2, 2]), None, {}, ValidationError, "id_col"),
+    ("df-empty", _long_frame().iloc[:0], None, {}, ShapeError, "X"),
+    ("df-inf", _long_frame(v=[1.0, np.inf, 2.0, 3.0]), None, {}, ValidationError, "use NaN"),
+    ("dict-without-X", {"data": _T3}, None, {}, ValidationError, "X"),
+]
+
+
+@pytest.mark.parametrize(
+    ("X", "times", "kwargs", "error", "needle"),
+    [case[1:] for case in BAD_INPUTS],
+    ids=[case[0] for case in BAD_INPUTS],
+)
+def test_bad_input_raises_named_error(
+    X: Any, times: Any, kwargs: dict[str, Any], error: type[GPVAEError], needle: str
+) -> None:
+    with pytest.raises(error) as info:
+        to_series_set(X, times, **kwargs)
+    assert isinstance(info.value, GPVAEError)
+    assert needle in str(info.value)
+    assert "expected" in str(info.value)
+
+
+def test_error_messages_use_given_argument_names() -> None:
+    with pytest.raises(ValidationError, match="times_val"):
+        to_series_set(_T3, np.array([[0, 1, 1]] * 2), name="X_val", times_name="times_val")
+    with pytest.raises(ShapeError, match="X_val"):
+        to_series_set(np.zeros(3), name="X_val")
+
+
+# ---------------------------------------------------------------- batches
+
+
+def test_make_batches_shapes_and_determinism() -> None:
+    rng = np.random.default_rng(6)
+    ss = to_series_set(_ragged(rng, [5, 8, 3, 12, 7], D=2))
+    batches = list(make_batches(ss, 2, shuffle=True, seed=3, dtype=torch.float64))
+    again = list(make_batches(ss, 2, shuffle=True, seed=3, dtype=torch.float64))
+    assert [b.y.shape[0] for b in batches] == [2, 2, 1]
+    for a, b in zip(batches, again):
+        assert isinstance(a, Batch)
+        assert a.y.dtype == torch.float64
+        assert a.x.shape == (*a.y.shape[:2], 1)
+        assert torch.equal(a.y, b.y)
+        assert torch.equal(a.valid.sum(1), b.valid.sum(1))
+        assert a.y.shape[1] == int(a.valid.sum(1).max())  # padded to the batch's longest
+    gen = torch.Generator().manual_seed(3)
+    with_gen = list(make_batches(ss, 2, shuffle=True, generator=gen, dtype=torch.float64))
+    assert all(torch.equal(a.y, b.y) for a, b in zip(batches, with_gen))
+    assert len(list(make_batches(ss, 2, drop_last=True))) == 2
+    plain = list(batch_indices(5, 2))
+    assert [p.tolist() for p in plain] == [[0, 1], [2, 3], [4]]
+
+
+@pytest.mark.parametrize("bad", [0, -1, 1.5, True], ids=["zero", "negative", "float", "bool"])
+def test_make_batches_rejects_bad_batch_size_at_call(bad: Any) -> None:
+    ss = to_series_set(np.ones((2, 3, 1)))
+    with pytest.raises(GPVAEError, match="batch_size"):
+        make_batches(ss, bad)
+
+
+def test_time_shift_and_scale_keep_float32_precision() -> None:
+    t0 = 1.7e9  # Unix seconds: float32 cannot tell t0 from t0 + 1
+    times = np.array([[t0, t0 + 1.0, t0 + 3.0]])
+    ss = to_series_set(np.ones((1, 3, 1)), times)
+    sc = Scaler().fit(ss)
+    assert sc.time_origin_ == t0
+    assert sc.time_step_ == 1.5
+    b = ss.to_batch(time_shift=sc.time_origin_, time_scale=sc.time_step_)
+    torch.testing.assert_close(b.x[0, :, 0], torch.tensor([0.0, 2 / 3, 2.0]))
+    shifted = next(make_batches(ss, 1, time_shift=t0))
+    torch.testing.assert_close(shifted.x[0, :, 0], torch.tensor([0.0, 1.0, 3.0]))
+    with pytest.raises(ValidationError, match="time_scale"):
+        make_batches(ss, 1, time_scale=0.0)
+    with pytest.raises(ValidationError, match="time_shift"):
+        ss.to_batch(time_shift=float("nan"))
+
+
+def test_nullable_pandas_dtypes() -> None:
+    df = pd.DataFrame(
+        {
+            "id": ["a", "a", "b", "b"],
+            "time": [0, 1, 0, 1],
+            "n": pd.array([1, None, 3, 4], dtype="Int64"),
+            "f": pd.array([0.5, 1.5, None, 2.0], dtype="Float64"),
+            "flag": [True, False, True, True],
+        }
+    )
+    ss = to_series_set(df)
+    np.testing.assert_array_equal(ss.values[0], [[1.0, 0.5, 1.0], [np.nan, 1.5, 0.0]])
+
+
+def test_to_batch_rejects_bad_indices() -> None:
+    ss = to_series_set(np.ones((2, 3, 1)))
+    with pytest.raises(ValidationError, match="indices"):
+        ss.to_batch([0, 5])
+    with pytest.raises(ValidationError, match="indices"):
+        ss.to_batch([])
+
+
+# ---------------------------------------------------------------- scaler
+
+
+def test_scaler_statistics_from_observed_entries_only() -> None:
+    rng = np.random.default_rng(7)
+    X = _ragged(rng, [10, 30, 4], D=3)
+    full = np.concatenate(X)
+    ss = to_series_set(X)
+    sc = Scaler().fit(ss)
+    np.testing.assert_allclose(sc.mean_, np.nanmean(full, axis=0), rtol=1e-12)
+    np.testing.assert_allclose(sc.std_, np.nanstd(full, axis=0), rtol=1e-12)
+    # Adding fully missing rows leaves the statistics unchanged.
+    padded = [np.vstack([x, np.full((5, 3), np.nan)]) for x in X]
+    sc2 = Scaler().fit(to_series_set(padded))
+    np.testing.assert_allclose(sc2.mean_, sc.mean_)
+    np.testing.assert_allclose(sc2.std_, sc.std_)
+
+
+def test_scaler_round_trips() -> None:
+    rng = np.random.default_rng(8)
+    X = rng.normal(5.0, 3.0, size=(4, 20, 2))
+    X[rng.random(X.shape) < 0.2] = np.nan
+    X[:, 0] = 1.0
+    ss = to_series_set(X)
+    sc = Scaler().fit(ss)
+    z = sc.transform(ss)
+    zall = np.concatenate(z.values)
+    np.testing.assert_allclose(np.nanmean(zall, axis=0), 0.0, atol=1e-12)
+    np.testing.assert_allclose(np.nanstd(zall, axis=0), 1.0, rtol=1e-12)
+    back = sc.inverse_transform(z)
+    for a, b in zip(back.values, ss.values):
+        np.testing.assert_allclose(a, b, rtol=1e-12)
+    arr = rng.normal(size=(3, 7, 2))
+    np.testing.assert_allclose(sc.inverse_transform(sc.transform(arr)), arr, rtol=1e-12)
+    t = torch.randn(3, 7, 2, dtype=torch.float32)
+    torch.testing.assert_close(sc.inverse_transform(sc.transform(t)), t)
+    var = np.ones((2, 2))
+    np.testing.assert_allclose(sc.inverse_transform_variance(var), np.tile(sc.std_**2, (2, 1)))
+    np.testing.assert_allclose(sc.transform_variance(sc.inverse_transform_variance(var)), var)
+    np.testing.assert_allclose(sc.inverse_transform_scale(var), np.tile(sc.std_, (2, 1)))
+
+
+def test_scaler_constant_feature_and_time_step() -> None:
+    X = [np.array([[2.0, 1.0], [2.0, 3.0], [2.0, np.nan]])]
+    times = [np.array([0.0, 0.5, 2.0])]
+    sc = Scaler().fit(to_series_set(X, times))
+    assert sc.std_[0] == 1.0
+    assert sc.mean_[0] == 2.0
+    assert sc.time_step_ == pytest.approx(1.0)  # median of [0.5, 1.5]
+    extreme = Scaler().fit(to_series_set(np.array([[[1e300], [-1e300]]])))
+    assert np.isfinite(extreme.std_).all()
+    assert extreme.std_[0] == pytest.approx(1e300)
+
+
+def test_scaler_feature_never_observed_names_it() -> None:
+    df = pd.DataFrame({"time": [0.0, 1.0], "hr": [1.0, 2.0], "lactate": [np.nan, np.nan]})
+    with pytest.raises(ValidationError, match="lactate") as info:
+        Scaler().fit(to_series_set(df))
+    assert "X" in str(info.value)
+
+
+def test_scaler_state_dict_is_json_and_round_trips() -> None:
+    rng = np.random.default_rng(9)
+    ss = to_series_set(rng.normal(size=(2, 6, 3)))
+    sc = Scaler().fit(ss)
+    state = json.loads(json.dumps(sc.state_dict()))
+    sc2 = Scaler.from_state_dict(state)
+    np.testing.assert_array_equal(sc2.mean_, sc.mean_)
+    np.testing.assert_array_equal(sc2.std_, sc.std_)
+    assert sc2.time_step_ == sc.time_step_
+    assert sc2.feature_names_ == sc.feature_names_
+    with pytest.raises(ValidationError, match="state"):
+        Scaler.from_state_dict({**state, "std": [1.0, -1.0, 1.0]})
+    with pytest.raises(ValidationError, match="state"):
+        Scaler.from_state_dict({"version": 1})
+
+
+def test_scaler_checks_features_at_transform() -> None:
+    sc = Scaler().fit(to_series_set(np.ones((2, 3, 2))))
+    with pytest.raises(ShapeError, match="X"):
+        sc.transform(to_series_set(np.ones((2, 3, 3))))
+    with pytest.raises(ShapeError, match="X"):
+        sc.transform(np.ones((4, 3)))
+    df1 = pd.DataFrame({"a": [1.0, 2.0], "b": [1.0, 3.0]})
+    df2 = pd.DataFrame({"b": [1.0, 2.0], "a": [1.0, 3.0]})
+    sc_df = Scaler().fit(to_series_set(df1))
+    with pytest.raises(ValidationError, match="features"):
+        sc_df.transform(to_series_set(df2))
+
+
+# ---------------------------------------------------------------- property-based
+
+
+@settings(max_examples=25, deadline=None)
+@given(
+    lengths=st.lists(st.integers(2, 30), min_size=1, max_size=6),
+    D=st.integers(1, 4),
+    seed=st.integers(0, 2**31 - 1),
+    batch_size=st.integers(1, 4),
+)
+def test_round_trip_property(lengths: list[int], D: int, seed: int, batch_size: int) -> None:
+    rng = np.random.default_rng(seed)
+    X = _ragged(rng, lengths, D)
+    times = [_irregular_unsorted(rng, T) for T in lengths]
+    ss = to_series_set(X, times)
+    for a, b in zip(from_padded(ss, _through_batches(ss, batch_size, seed)), X):
+        np.testing.assert_array_equal(a, b)
+    for a, b in zip(unpad(ss, ss.padded(length=ss.max_length + 3)[1]), times):
+        np.testing.assert_array_equal(a, b)
+
+
+# ---------------------------------------------------------------- fuzzing
+
+
+_VALUE_FILLS = [0.0, np.nan, np.inf, -np.inf, 1e-30, 1e30, -1e300, 7.0]
+
+
+@st.composite
+def _messy_inputs(draw: st.DrawFn) -> tuple[Any, Any]:
+    """Random X / times in every accepted form, often broken on purpose."""
+    rare_zero = st.integers(0, 19).map(lambda k: k == 0)  # True one time in 20
+    n = 0 if draw(rare_zero) else draw(st.integers(1, 4))
+    D = 0 if draw(rare_zero) else draw(st.integers(1, 3))
+
+    def length() -> int:
+        return 0 if draw(rare_zero) else draw(st.integers(1, 8))
+
+    ragged = draw(st.booleans())
+    lengths = [length() for _ in range(n)] if ragged else [length()] * n
+    rng = np.random.default_rng(draw(st.integers(0, 2**32 - 1)))
+    xs = []
+    for T in lengths:
+        x = rng.normal(size=(T, D)) * 10.0 ** draw(st.integers(-30, 30))
+        for _ in range(draw(st.sampled_from([0, 0, 0, 1, 2]))):
+            if x.size:
+                x.flat[rng.integers(x.size)] = draw(st.sampled_from(_VALUE_FILLS))
+        if draw(st.booleans()) and T:
+            x[rng.integers(T)] = np.nan  # an all-missing time step
+        xs.append(x)
+    dtype = draw(st.sampled_from(["float64", "float32", "int", "bool", "object", "str"]))
+
+    def cast(x: np.ndarray) -> np.ndarray:
+        if dtype in ("int", "bool"):
+            return np.clip(np.nan_to_num(x, posinf=0, neginf=0), -1e6, 1e6).astype(dtype)
+        if dtype == "str":
+            return x.astype(str)
+        with np.errstate(over="ignore"):  # 1e300 -> inf in float32: the user's problem
+            return x.astype(dtype)
+
+    times_kind = draw(
+        st.sampled_from(["none", "sorted", "unsorted", "unsorted", "dup", "nan", "inf", "short"])
+    )
+
+    def make_t(T: int) -> np.ndarray | None:
+        t = np.cumsum(rng.exponential(size=T))
+        if times_kind == "unsorted":
+            t = t[rng.permutation(T)]
+        elif times_kind == "dup" and T > 1:
+            t[-1] = t[0]
+        elif times_kind in ("nan", "inf") and T:
+            t[rng.integers(T)] = np.nan if times_kind == "nan" else np.inf
+        elif times_kind == "short":
+            t = t[:-1]
+        return t
+
+    times = None if times_kind == "none" else [make_t(T) for T in lengths]
+    form = draw(st.sampled_from(["list", "array", "dict", "frame"]))
+    if form == "list" or (ragged and form == "array"):
+        return [cast(x) for x in xs], times
+    if form == "dict":
+        return {"X": [cast(x) for x in xs]}, times
+    if form == "frame":
+        rows = [
+            {"id": i, "time": (times[i][k] if times else k), **{f"f{j}": x[k, j] for j in range(D)}}
+            for i, x in enumerate(xs)
+            for k in range(min(len(x), len(times[i]) if times else len(x)))
+        ]
+        return pd.DataFrame(rows, columns=["id", "time", *[f"f{j}" for j in range(D)]]), None
+    arr = np.stack(xs) if xs else np.zeros((0, lengths[0] if lengths else 0, D))
+    return cast(arr), None if times is None else np.stack(times) if times else np.zeros((0, 0))
+
+
+def _check_messy(X: Any, times: Any) -> None:
+    try:
+        ss = to_series_set(X, times)
+    except GPVAEError as err:
+        message = str(err)
+        assert "expected" in message
+        assert any(arg in message for arg in ("X", "times", "time_col", "id_col")), message
+        return
+    for v, t in zip(ss.values, ss.times):
+        assert v.dtype == np.float64
+        assert not np.isinf(v).any()
+        assert (~np.isnan(v)).any()
+        assert len(t) >= 2
+        assert np.all(np.isfinite(t))
+        assert np.all(np.diff(t) > 0)
+    ss.to_batch(dtype=torch.float64).validate()
+    back = from_padded(ss, ss.padded()[0])
+    if isinstance(X, np.ndarray):
+        np.testing.assert_array_equal(back, X.astype(np.float64).astype(back.dtype))
+
+
+@settings(max_examples=150, deadline=None)
+@given(_messy_inputs())
+def test_fuzz_inputs_work_or_raise_named_errors(case: tuple[Any, Any]) -> None:
+    _check_messy(*case)
+
+
+@pytest.mark.slow
+@settings(max_examples=1500, deadline=None)
+@given(_messy_inputs())
+def test_fuzz_inputs_many(case: tuple[Any, Any]) -> None:
+    _check_messy(*case)
