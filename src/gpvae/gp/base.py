@@ -89,7 +89,10 @@ def expected_pseudo_loglik(
     Returns:
         (B, L).
     """
+    # Mask before any arithmetic: excluded entries may hold NaN/inf (e.g. a NaN mean on
+    # padding), and a masked-out NaN would still poison the backward pass.
     safe_var = torch.where(included, var, torch.ones_like(var))
-    sq = (mean - post_mean) ** 2 + post_var
+    safe_mean = torch.where(included, mean, torch.zeros_like(mean))
+    sq = (safe_mean - post_mean) ** 2 + post_var
     terms = -0.5 * (math.log(2 * math.pi) + torch.log(safe_var) + sq / safe_var)
     return torch.where(included, terms, torch.zeros_like(terms)).sum(dim=-2)

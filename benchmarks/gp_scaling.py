@@ -1,0 +1,175 @@
+"""Time and peak memory of ``log_marginal`` + backward for the dense and markov GP backends.
+
+Each configuration runs in a fresh Python subprocess, which reports the median wall time of a
+few repeats (after one warm-up) of ``prior.condition(x, mean, var).log_marginal.sum()
+.backward()`` and its peak resident memory (``ru_maxrss``); the peak of an idle subprocess
+that has imported torch and gpvae is subtracted, so ``peak_mib`` is what the computation
+itself added.
+
+Settings: B = 1 series, L = 1 channel, Matern32 (lengthscale 10, variance 1) on irregular
+sorted times (gaps ~ Exp(1)), pseudo-observation variance 0.1, float64, 1 thread.
+
+Usage::
+
+    OMP_NUM_THREADS=1 .venv/bin/python benchmarks/gp_scaling.py            # full run
+    OMP_NUM_THREADS=1 .venv/bin/python benchmarks/gp_scaling.py --quick    # smoke run
+
+Writes ``benchmarks/results/gp_scaling.json`` (or ``--out``): a list of records with
+``backend``, ``T``, ``seconds``, ``peak_mib``, ``settings`` and ``machine``, and prints a table.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import platform
+import resource
+import subprocess
+import sys
+import time
+from pathlib import Path
+from typing import Any
+
+__all__ = ["main"]
+
+RESULTS = Path(__file__).resolve().parent / "results" / "gp_scaling.json"
+FULL = {"markov": [1_000, 10_000, 100_000], "dense": [1_000, 2_000, 4_000]}
+QUICK = {"markov": [1_000, 10_000], "dense": [1_000, 2_000]}
+
+
+def _peak_kib() -> int:
+    """Peak resident memory of this process so far, KiB (Linux reports ru_maxrss in KiB)."""
+    peak = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss
+    return int(peak // 1024) if sys.platform == "darwin" else int(peak)
+
+
+def _worker(args: argparse.Namespace) -> dict[str, Any]:
+    """Run one configuration in this (fresh) process and return its measurements."""
+    import torch
+
+    from gpvae.gp import GPPrior
+    from gpvae.kernels import Matern32
+
+    torch.set_num_threads(args.threads)
+    if args.backend == "baseline":
+        return {"peak_kib": _peak_kib()}
+    dtype = getattr(torch, args.dtype)
+    g = torch.Generator().manual_seed(0)
+    B, T, L = args.batch, args.T, args.latent_dim
+    x = torch.cumsum(-torch.log(torch.rand(B, T, generator=g, dtype=dtype)), dim=1)[..., None]
+    mean = torch.randn(B, T, L, generator=g, dtype=dtype)
+    var = torch.full((B, T, L), 0.1, dtype=dtype)
+    prior = GPPrior(Matern32(lengthscale=10.0, variance=1.0), L, backend=args.backend).to(dtype)
+
+    def step() -> float:
+        prior.zero_grad()
+        start = time.perf_counter()
+        prior.condition(x, mean, var).log_marginal.sum().backward()
+        return time.perf_counter() - start
+
+    step()  # warm-up
+    seconds = sorted(step() for _ in range(args.repeats))
+    return {"seconds": seconds[len(seconds) // 2], "seconds_all": seconds, "peak_kib": _peak_kib()}
+
+
+def _run(script: Path, argv: list[str], timeout: float) -> dict[str, Any]:
+    env = {**os.environ, "OMP_NUM_THREADS": os.environ.get("OMP_NUM_THREADS", "1")}
+    try:
+        out = subprocess.run(
+            [sys.executable, str(script), "--worker", *argv],
+            capture_output=True,
+            text=True,
+            timeout=timeout,
+            env=env,
+            check=False,
+        )
+    except subprocess.TimeoutExpired:
+        return {"error": f"timed out after {timeout:g} s"}
+    if out.returncode != 0:
+        return {"error": out.stderr.strip().splitlines()[-1] if out.stderr else "failed"}
+    return dict(json.loads(out.stdout.strip().splitlines()[-1]))
+
+
+def _machine() -> dict[str, Any]:
+    import torch
+
+    return {
+        "platform": platform.platform(),
+        "processor": platform.processor() or platform.machine(),
+        "cpu_count": os.cpu_count(),
+        "python": platform.python_version(),
+        "torch": torch.__version__,
+    }
+
+
+def main(argv: list[str] | None = None) -> int:
+    """Run the benchmark (or, with ``--worker``, one configuration) and write the JSON."""
+    parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
+    parser.add_argument("--out", type=Path, default=RESULTS, help="JSON file to write")
+    parser.add_argument("--quick", action="store_true", help="smaller sizes, one repeat")
+    parser.add_argument("--dtype", default="float64", choices=["float32", "float64"])
+    parser.add_argument("--threads", type=int, default=1, help="torch intra-op threads")
+    parser.add_argument("--repeats", type=int, default=3, help="timed runs after a warm-up")
+    parser.add_argument("--timeout", type=float, default=1800.0, help="seconds per config")
+    parser.add_argument("--batch", type=int, default=1, help=argparse.SUPPRESS)
+    parser.add_argument("--latent-dim", type=int, default=1, help=argparse.SUPPRESS)
+    parser.add_argument("--worker", action="store_true", help=argparse.SUPPRESS)
+    parser.add_argument("--backend", default="baseline", help=argparse.SUPPRESS)
+    parser.add_argument("--T", type=int, default=0, help=argparse.SUPPRESS)
+    args = parser.parse_args(argv)
+
+    if args.worker:
+        print(json.dumps(_worker(args)))
+        return 0
+
+    repeats = 1 if args.quick else args.repeats
+    common = [
+        f"--dtype={args.dtype}",
+        f"--threads={args.threads}",
+        f"--repeats={repeats}",
+        f"--batch={args.batch}",
+        f"--latent-dim={args.latent_dim}",
+    ]
+    script = Path(__file__).resolve()
+    baseline = _run(script, ["--backend=baseline", *common], args.timeout)
+    if "error" in baseline:
+        print(f"baseline process failed: {baseline['error']}", file=sys.stderr)
+        return 1
+    settings = {
+        "B": args.batch,
+        "L": args.latent_dim,
+        "kernel": "Matern32(lengthscale=10, variance=1)",
+        "times": "irregular, gaps ~ Exp(1)",
+        "pseudo_observation_var": 0.1,
+        "dtype": args.dtype,
+        "threads": args.threads,
+        "repeats": repeats,
+        "measured": "median wall time of condition(...).log_marginal.sum().backward()",
+        "baseline_peak_mib": baseline["peak_kib"] / 1024,
+    }
+    machine = _machine()
+    records: list[dict[str, Any]] = []
+    print(f"{'backend':<8} {'T':>8} {'seconds':>10} {'peak MiB':>10}")
+    for backend, sizes in (QUICK if args.quick else FULL).items():
+        for T in sizes:
+            res = _run(script, [f"--backend={backend}", f"--T={T}", *common], args.timeout)
+            record: dict[str, Any] = {"backend": backend, "T": T}
+            if "error" in res:
+                record["error"] = res["error"]
+                print(f"{backend:<8} {T:>8} {'failed: ' + res['error']}")
+            else:
+                peak = (res["peak_kib"] - baseline["peak_kib"]) / 1024
+                record.update(seconds=res["seconds"], seconds_all=res["seconds_all"])
+                record["peak_mib"] = round(peak, 1)
+                print(f"{backend:<8} {T:>8} {res['seconds']:>10.3f} {peak:>10.1f}")
+            record.update(settings=settings, machine=machine)
+            records.append(record)
+    args.out.parent.mkdir(parents=True, exist_ok=True)
+    args.out.write_text(json.dumps(records, indent=2) + "\n")
+    print(f"wrote {args.out}")
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,402 @@
+"""Markov (state-space) GP backend: exact, O(N) time and memory, for 1-D index points.
+
+A kernel with a state-space form ``(F, L, Qc, H, Pinf)`` (Matern-1/2, 3/2, 5/2 and sums of
+them) makes ``f(x) = H s(x)`` with a Markov state ``s``: between sorted points ``x_{n-1} <=
+x_n`` the state moves by ``s_n = A_n s_{n-1} + q_n``, ``A_n = expm(F dt_n)``, ``q_n ~ N(0,
+Q_n)``, ``Q_n = Pinf - A_n Pinf A_n^T``, ``dt_n = x_n - x_{n-1}``, from ``s_0 ~ N(0, Pinf)``.
+Conditioning on the pseudo-observations ``mean_n = H s_n + N(0, var_n)`` is then a Kalman
+filter (log-marginal by the prediction-error decomposition), an RTS smoother (marginals) and a
+simulation smoother (joint samples); see :mod:`gpvae.gp._kalman`.
+
+- ``var = +inf`` and padding (``valid = False``) enter with precision 0: exact no-ops.
+- Padded index points may hold anything; they are replaced internally by the nearest valid
+  point before them (or after them, for leading padding), so the sequence stays sorted.
+- Channels whose kernels share a state dimension are stacked and filtered together; the
+  recursion over the N points is a Python loop of a few small batched matrix products, with
+  hand-written adjoint backward passes (see :mod:`gpvae.gp._kalman`), so time and memory are
+  O(N m^2) per series and channel with a small constant.
+- Prediction at new points merges them into the sorted sequence as excluded points and reads
+  the smoother there: exact, O(N + M).
+
+References:
+    S. Särkkä, "Bayesian Filtering and Smoothing", Cambridge University Press, 2013.
+    J. Durbin and S. J. Koopman, "A simple and efficient simulation smoother for state space
+    time series analysis", Biometrika 89(3), 2002.
+    S. Särkkä and A. Solin, "Applied Stochastic Differential Equations", 2019, ch. 12.
+"""
+
+from __future__ import annotations
+
+import math
+from collections.abc import Sequence
+from functools import cached_property
+
+import torch
+from torch import Tensor
+
+from gpvae.errors import InputTypeError, ShapeError, ValidationError
+from gpvae.gp import _kalman
+from gpvae.gp._checks import check_condition_inputs, check_index_points, check_num_samples
+from gpvae.gp.base import GPPosterior
+from gpvae.kernels.base import Kernel
+
+__all__ = ["MarkovGPPosterior", "sample_prior_markov"]
+
+
+# --------------------------------------------------------------------------------------
+# input handling
+
+
+def _check_kernels(kernels: Sequence[Kernel]) -> list[Kernel]:
+    """Check that every channel kernel has a state-space form; return them as a list."""
+    kernels = list(kernels)
+    for k in kernels:
+        if not isinstance(k, Kernel):
+            raise InputTypeError(f"kernels: expected Kernel instances, found {type(k).__name__}")
+        if not k.has_state_space:
+            raise ValidationError(
+                "kernel: expected a kernel with a state-space form (Matern12/32/52 or sums of "
+                f"them, on 1-D inputs) for the markov backend, found {k!r}"
+            )
+    return kernels
+
+
+def _check_one_dim(x: Tensor, name: str) -> None:
+    if x.shape[-1] != 1:
+        raise ShapeError(
+            f"{name}: expected 1-D index points (B, N, 1) for the markov backend, "
+            f"found d = {x.shape[-1]} (shape {tuple(x.shape)}); use the dense backend"
+        )
+
+
+def _fill_padding(x: Tensor, valid: Tensor) -> Tensor:
+    """Replace padded index points by the previous valid one (the next one for leading padding).
+
+    Args:
+        x: (B, N) index points (anything, even NaN, on padding).
+        valid: (B, N) bool.
+
+    Returns:
+        (B, N) index points, sorted whenever the valid ones are (0 for a series without any
+        valid point).
+    """
+    N = x.shape[1]
+    idx = torch.arange(N, device=x.device).expand_as(valid)  # (B, N)
+    last = torch.where(valid, idx, torch.full_like(idx, -1)).cummax(dim=1).values  # (B, N)
+    first = valid.to(torch.int64).argmax(dim=1, keepdim=True)  # (B, 1)
+    filled = x.gather(1, torch.where(last >= 0, last, first))  # (B, N)
+    any_valid = valid.any(dim=1, keepdim=True)  # (B, 1)
+    return torch.where(any_valid, filled, torch.zeros_like(filled))
+
+
+def _check_sorted(x_filled: Tensor) -> None:
+    """Raise a ValidationError naming ``x`` if valid index points decrease along N."""
+    decrease = x_filled[:, 1:] < x_filled[:, :-1]  # (B, N-1)
+    if bool(decrease.any()):
+        b, n = (int(i) for i in decrease.nonzero()[0])
+        raise ValidationError(
+            "x: expected sorted (non-decreasing) index points along N on valid points for the "
+            f"markov backend, found {float(x_filled[b, n + 1])} after {float(x_filled[b, n])} "
+            f"at position [{b}, {n + 1}]"
+        )
+
+
+def _prepared_x(x: Tensor, valid: Tensor) -> Tensor:
+    """(B, N, 1) checked index points -> (B, N) sorted, padding filled."""
+    _check_one_dim(x, "x")
+    x_filled = _fill_padding(x[..., 0].detach(), valid)  # (B, N)
+    _check_sorted(x_filled)
+    return x_filled
+
+
+# --------------------------------------------------------------------------------------
+# the state-space model of one group of channels
+
+
+class _Group:
+    """Channels sharing a state dimension m, stacked; all tensors time-first.
+
+    Attributes:
+        channels: the G channel indices of the group.
+        A, Q: (N, B, G, m, m) transitions into each step (entry 0 unused).
+        H: (G, 1, m) measurement rows.
+        Pinf: (G, m, m) stationary covariances.
+        still: (N, B) bool, True where dt = 0 (repeated points and padding).
+    """
+
+    def __init__(self, kernels: Sequence[Kernel], channels: list[int], dt: Tensor) -> None:
+        self.channels = channels
+        self.still = (dt == 0).movedim(1, 0)  # (N, B): A = I and Q = 0 there
+        As, Qs, Hs, Ps = [], [], [], []
+        for c in channels:
+            A, Q = kernels[c].transition(dt)  # (B, N, m, m)
+            ss = kernels[c].state_space()
+            As.append(A)
+            Qs.append(Q)
+            Hs.append(ss.H)
+            Ps.append(ss.Pinf)
+        dtype, device = dt.dtype, dt.device
+        # (N, B, G, m, m), contiguous: the loops over N unbind these into per-step views
+        self.A = torch.stack(As, dim=0).permute(2, 1, 0, 3, 4).to(dtype).contiguous()
+        self.Q = torch.stack(Qs, dim=0).permute(2, 1, 0, 3, 4).to(dtype).contiguous()
+        self.H = torch.stack(Hs).to(dtype=dtype, device=device)  # (G, 1, m)
+        self.Pinf = torch.stack(Ps).to(dtype=dtype, device=device)  # (G, m, m)
+
+    def observe(self, states: Tensor) -> Tensor:
+        """States (N, B, G, m, S') -> function values (N, B, G, S')."""
+        return (self.H @ states)[..., 0, :]
+
+
+def _groups(kernels: Sequence[Kernel], x_filled: Tensor) -> list[_Group]:
+    """Group channels by state dimension and build their transitions for sorted x (B, N)."""
+    dt = torch.diff(x_filled, dim=1, prepend=x_filled[:, :1])  # (B, N), dt_0 = 0
+    by_dim: dict[int, list[int]] = {}
+    for c, k in enumerate(kernels):
+        by_dim.setdefault(k.state_dim, []).append(c)
+    return [_Group(kernels, channels, dt) for channels in by_dim.values()]
+
+
+def _to_channels(parts: list[Tensor], groups: list[_Group], dim: int = -1) -> Tensor:
+    """Per-group tensors with G_g channels on axis ``dim`` -> L channels in channel order."""
+    order = [c for g in groups for c in g.channels]
+    inverse = torch.tensor(sorted(range(len(order)), key=order.__getitem__))
+    stacked = torch.cat(parts, dim=dim)  # channels in group order
+    return stacked.index_select(dim, inverse.to(stacked.device))
+
+
+# --------------------------------------------------------------------------------------
+# the conditioned chain
+
+
+class _Chain:
+    """Kalman filter and smoother on a sorted sequence, for every channel group.
+
+    Args:
+        kernels: L state-space kernels.
+        x_sorted: (B, N) sorted index points.
+        mean: (B, N, L) pseudo-observation means (finite).
+        var: (B, N, L) pseudo-observation variances, finite and positive where included.
+        included: (B, N, L) bool.
+    """
+
+    def __init__(
+        self,
+        kernels: Sequence[Kernel],
+        x_sorted: Tensor,
+        mean: Tensor,
+        var: Tensor,
+        included: Tensor,
+    ) -> None:
+        self.groups = _groups(kernels, x_sorted)
+        safe_var = torch.where(included, var, torch.ones_like(var))  # (B, N, L)
+        w = torch.where(included, 1.0 / safe_var, torch.zeros_like(var))  # (B, N, L)
+        self.included = included.movedim(1, 0)  # (N, B, L)
+        self.y = torch.where(included, mean, torch.zeros_like(mean)).movedim(1, 0)  # (N, B, L)
+        self.sd = safe_var.sqrt().movedim(1, 0)  # (N, B, L)
+        w = w.movedim(1, 0)  # (N, B, L)
+        log_var = safe_var.log().movedim(1, 0)  # (N, B, L)
+        self.cov = [
+            _kalman.filter_covariances(
+                g.A, g.Q, g.Pinf, g.H, w[..., g.channels], log_var[..., g.channels], g.still
+            )
+            for g in self.groups
+        ]
+
+    @cached_property
+    def _filtered(self) -> list[tuple[Tensor, Tensor]]:
+        """Per group: filtered means (N, B, G, m, 1) and innovations (N, B, G, 1) of y."""
+        return [
+            _kalman.filter_means(g.A, g.H, cov.gain, self.y[..., g.channels, None])
+            for g, cov in zip(self.groups, self.cov)
+        ]
+
+    def _smoothed_f(self, y: Tensor) -> list[Tensor]:
+        """Smoothed means of f for data y (N, B, L, S'): per group (N, B, G, S')."""
+        out = []
+        for g, cov in zip(self.groups, self.cov):
+            m_filt, _ = _kalman.filter_means(g.A, g.H, cov.gain, y[:, :, g.channels])
+            out.append(g.observe(_kalman.smooth_means(g.A, cov.smooth_gain, m_filt)))
+        return out
+
+    def log_marginal(self) -> Tensor:
+        """(B, L) log N(mean | 0, K + diag var) over included points."""
+        parts = []
+        for g, cov, (_, v) in zip(self.groups, self.cov, self._filtered):
+            v = v[..., 0]  # (N, B, G)
+            terms = -0.5 * (math.log(2 * math.pi) + cov.log_s + cov.inv_s * v**2)  # (N, B, G)
+            inc = self.included[..., g.channels]
+            parts.append(torch.where(inc, terms, torch.zeros_like(terms)).sum(dim=0))
+        return _to_channels(parts, self.groups)
+
+    @cached_property
+    def smoothed(self) -> tuple[Tensor, Tensor]:
+        """Smoothed mean and variance of f, (B, N, L) each."""
+        means, variances = [], []
+        for g, cov, (m_filt, _) in zip(self.groups, self.cov, self._filtered):
+            means.append(g.observe(_kalman.smooth_means(g.A, cov.smooth_gain, m_filt)))
+            P = _kalman.smooth_covariances(cov)  # (N, B, G, m, m)
+            variances.append((g.H @ P @ g.H.transpose(-1, -2))[..., 0, 0])  # (N, B, G)
+        mean = _to_channels([m[..., 0] for m in means], self.groups).movedim(0, 1)
+        return mean, _to_channels(variances, self.groups).movedim(0, 1)
+
+    def sample(self, num_samples: int, generator: torch.Generator | None) -> Tensor:
+        """Joint posterior samples of f (S, B, N, L) by the simulation smoother.
+
+        Durbin & Koopman (2002): with a joint prior sample ``f+`` and synthetic data ``y+ =
+        f+ + sqrt(var) e``, ``f+ + E[f | y - y+]`` is a posterior sample.
+        """
+        prior = [
+            g.observe(_kalman.prior_states(g.A, g.Q, g.Pinf, num_samples, generator))
+            for g in self.groups
+        ]  # per group (N, B, G, S)
+        f_prior = _to_channels(prior, self.groups, dim=-2)  # (N, B, L, S)
+        e = torch.randn(
+            f_prior.shape, dtype=f_prior.dtype, device=f_prior.device, generator=generator
+        )
+        y_prior = f_prior + self.sd[..., None] * e  # (N, B, L, S)
+        resid = self.y[..., None] - y_prior
+        resid = torch.where(self.included[..., None], resid, torch.zeros_like(resid))
+        correction = _to_channels(self._smoothed_f(resid), self.groups, dim=-2)  # (N, B, L, S)
+        return (f_prior + correction).permute(3, 1, 0, 2)  # (S, B, N, L)
+
+
+# --------------------------------------------------------------------------------------
+# public API
+
+
+class MarkovGPPosterior(GPPosterior):
+    """GP posterior by Kalman filtering and RTS smoothing, O(N) per series and channel.
+
+    Args:
+        kernels: L kernels with a state-space form, one per latent channel.
+        x: (B, N, 1) index points, sorted non-decreasing along N on valid points (repeats
+            allowed); anything on padding.
+        mean: (B, N, L) pseudo-observation means.
+        var: (B, N, L) pseudo-observation variances, > 0, +inf to exclude a point.
+        valid: (B, N) bool, False for padding, or None (no padding).
+
+    Raises:
+        ShapeError: ``x`` has d != 1, or shapes disagree.
+        ValidationError: unsorted ``x``; a ``kernel`` without a state-space form; bad ``var``.
+    """
+
+    def __init__(
+        self,
+        kernels: Sequence[Kernel],
+        x: Tensor,
+        mean: Tensor,
+        var: Tensor,
+        valid: Tensor | None = None,
+    ) -> None:
+        self.kernels = _check_kernels(kernels)
+        x, valid = check_condition_inputs(x, mean, var, valid, len(self.kernels))
+        self._x_sorted = _prepared_x(x, valid)  # (B, N)
+        self.x, self.mean, self.var, self.valid = x, mean, var, valid
+
+    @cached_property
+    def _chain(self) -> _Chain:
+        return _Chain(self.kernels, self._x_sorted, self.mean, self.var, self.included)
+
+    @property
+    def log_marginal(self) -> Tensor:
+        """(B, L) log N(mean | 0, K + diag(var)) over the included points of each channel."""
+        return self._chain.log_marginal()
+
+    def marginals(self) -> tuple[Tensor, Tensor]:
+        """Posterior mean and variance of f at ``x``: two (B, N, L) tensors.
+
+        At padding they are those at the valid point whose index the padding was given (the
+        previous valid point, or the first one for leading padding).
+        """
+        return self._chain.smoothed
+
+    def sample(self, num_samples: int, generator: torch.Generator | None = None) -> Tensor:
+        """Joint posterior samples of f at ``x``, reparameterised: (S, B, N, L).
+
+        Args:
+            num_samples: S.
+            generator: random number generator, or None for the global one.
+        """
+        return self._chain.sample(check_num_samples(num_samples), generator)
+
+    def _merged(self, x_new: Tensor) -> tuple[_Chain, Tensor]:
+        """The chain on the sorted union of ``x`` and ``x_new`` (B, M, 1), and where the new
+        points landed (B, M)."""
+        x_new, _ = check_index_points(x_new, name="x_new")
+        _check_one_dim(x_new, "x_new")
+        B, N = self._x_sorted.shape
+        if x_new.shape[0] != B:
+            raise ShapeError(
+                f"x_new: expected shape ({B}, M, 1) to match x, found {tuple(x_new.shape)}"
+            )
+        M, L = x_new.shape[1], self.mean.shape[-1]
+        x_all = torch.cat([self._x_sorted, x_new[..., 0].detach().to(self._x_sorted.dtype)], 1)
+        x_sorted, order = torch.sort(x_all, dim=1, stable=True)  # (B, N + M)
+        position = torch.argsort(order, dim=1)[:, N:]  # (B, M)
+        idx = order[..., None].expand(B, N + M, L)  # (B, N + M, L)
+        pad_value = self.mean.new_ones(B, M, L)
+        mean = torch.cat([self.mean, pad_value], 1).gather(1, idx)  # (B, N + M, L)
+        var = torch.cat([self.var, pad_value], 1).gather(1, idx)
+        inc = torch.cat([self.included, pad_value.bool().logical_not()], 1).gather(1, idx)
+        return _Chain(self.kernels, x_sorted, mean, var, inc), position
+
+    def predict(self, x_new: Tensor) -> tuple[Tensor, Tensor]:
+        """Posterior mean and variance of f at ``x_new``.
+
+        Args:
+            x_new: (B, M, 1) index points, in any order (may repeat or equal points of ``x``).
+
+        Returns:
+            Two (B, M, L) tensors.
+        """
+        chain, position = self._merged(x_new)
+        mean, var = chain.smoothed  # (B, N + M, L)
+        idx = position[..., None].expand(-1, -1, mean.shape[-1])  # (B, M, L)
+        return mean.gather(1, idx), var.gather(1, idx)
+
+    def sample_at(
+        self, x_new: Tensor, num_samples: int, generator: torch.Generator | None = None
+    ) -> Tensor:
+        """Joint posterior samples of f at ``x_new`` (B, M, 1), reparameterised: (S, B, M, L).
+
+        Args:
+            x_new: (B, M, 1) index points, in any order.
+            num_samples: S.
+            generator: random number generator, or None for the global one.
+        """
+        num_samples = check_num_samples(num_samples)
+        chain, position = self._merged(x_new)
+        f = chain.sample(num_samples, generator)  # (S, B, N + M, L)
+        idx = position[None, ..., None].expand(num_samples, -1, -1, f.shape[-1])
+        return f.gather(2, idx)
+
+
+def sample_prior_markov(
+    kernels: Sequence[Kernel],
+    x: Tensor,
+    valid: Tensor | None,
+    num_samples: int,
+    generator: torch.Generator | None = None,
+) -> Tensor:
+    """Joint GP prior samples at sorted 1-D index points in O(N), reparameterised.
+
+    Args:
+        kernels: L kernels with a state-space form, one per latent channel.
+        x: (B, N, 1) index points, sorted along N on valid points (anything on padding).
+        valid: (B, N) bool, False for padding, or None.
+        num_samples: S.
+        generator: random number generator, or None for the global one.
+
+    Returns:
+        (S, B, N, L) samples; at padding, the value at the previous valid point (the first
+        one for leading padding).
+    """
+    kernels = _check_kernels(kernels)
+    x, valid = check_index_points(x, valid)
+    num_samples = check_num_samples(num_samples)
+    x_sorted = _prepared_x(x, valid)  # (B, N)
+    groups = _groups(kernels, x_sorted)
+    parts = [
+        g.observe(_kalman.prior_states(g.A, g.Q, g.Pinf, num_samples, generator)) for g in groups
+    ]  # per group (N, B, G, S)
+    return _to_channels(parts, groups, dim=-2).permute(3, 1, 0, 2)  # (S, B, N, L)

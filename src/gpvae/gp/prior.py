@@ -1,0 +1,261 @@
+"""The GP prior over L independent latent channels, and the choice of backend.
+
+``GPPrior`` holds one kernel per latent channel and hands the work to a backend:
+``dense`` (Cholesky; any kernel, any index dimension, O(N^3)) or ``markov`` (state-space
+kernels on 1-D inputs, O(N)). Backends are looked up in :data:`BACKENDS`, a registry from
+name to a :class:`Backend`, so a new one (e.g. ``sparse``) is one entry, not an ``if`` chain.
+
+Shapes: B series, N points, d index dimension, L channels, S samples.
+"""
+
+from __future__ import annotations
+
+import copy
+import importlib.util
+from collections.abc import Callable, Sequence
+from typing import NamedTuple
+
+import torch
+from torch import Tensor, nn
+
+from gpvae.errors import InputTypeError, ValidationError, invalid
+from gpvae.gp._checks import as_index_points, check_index_points, check_num_samples
+from gpvae.gp.base import GPPosterior
+from gpvae.gp.dense import DenseGPPosterior, jittered_cholesky, stacked_covariance
+from gpvae.kernels.base import Kernel
+
+__all__ = ["BACKENDS", "Backend", "GPPrior"]
+
+
+class Backend(NamedTuple):
+    """How one backend conditions the prior and samples from it.
+
+    Attributes:
+        condition: ``(kernels, x, mean, var, valid, jitter) -> GPPosterior`` with x (B, N, d),
+            mean and var (B, N, L), valid (B, N) bool.
+        sample_prior: ``(kernels, x, valid, num_samples, generator, jitter) -> (S, B, N, L)``.
+        needs_state_space: the backend takes only kernels with a state-space form, on d = 1.
+    """
+
+    condition: Callable[
+        [Sequence[Kernel], Tensor, Tensor, Tensor, Tensor | None, float], GPPosterior
+    ]
+    sample_prior: Callable[
+        [Sequence[Kernel], Tensor, Tensor, int, torch.Generator | None, float], Tensor
+    ]
+    needs_state_space: bool
+
+
+def _dense_sample_prior(
+    kernels: Sequence[Kernel],
+    x: Tensor,
+    valid: Tensor,
+    num_samples: int,
+    generator: torch.Generator | None,
+    jitter: float,
+) -> Tensor:
+    """Prior draws by Cholesky of K + jitter I; padding gets independent N(0, 1) draws."""
+    x_safe = torch.where(valid[..., None], x, torch.zeros_like(x))  # (B, N, d)
+    cov = stacked_covariance(kernels, x_safe)  # (B, L, N, N)
+    pair = (valid[:, :, None] & valid[:, None, :])[:, None]  # (B, 1, N, N)
+    pad_eye = torch.diag_embed((~valid).to(cov.dtype))[:, None]  # (B, 1, N, N)
+    cov = torch.where(pair, cov, torch.zeros_like(cov)) + pad_eye
+    scale = jittered_cholesky(cov, jitter, "prior covariance")  # (B, L, N, N)
+    B, L, N = cov.shape[:3]
+    z = torch.randn((num_samples, B, L, N, 1), generator=generator, dtype=x.dtype, device=x.device)
+    return (scale @ z).squeeze(-1).permute(0, 1, 3, 2)  # (S, B, N, L)
+
+
+def _markov_condition(
+    kernels: Sequence[Kernel],
+    x: Tensor,
+    mean: Tensor,
+    var: Tensor,
+    valid: Tensor | None,
+    jitter: float,
+) -> GPPosterior:
+    from gpvae.gp.markov import MarkovGPPosterior
+
+    return MarkovGPPosterior(kernels, x, mean, var, valid)
+
+
+def _markov_sample_prior(
+    kernels: Sequence[Kernel],
+    x: Tensor,
+    valid: Tensor,
+    num_samples: int,
+    generator: torch.Generator | None,
+    jitter: float,
+) -> Tensor:
+    from gpvae.gp.markov import sample_prior_markov
+
+    return sample_prior_markov(kernels, x, valid, num_samples, generator)
+
+
+#: Registry of backends by name (``"auto"`` is resolved by :meth:`GPPrior.resolve_backend`).
+BACKENDS: dict[str, Backend] = {
+    "dense": Backend(DenseGPPosterior, _dense_sample_prior, needs_state_space=False),
+    "markov": Backend(_markov_condition, _markov_sample_prior, needs_state_space=True),
+}
+
+
+def _markov_available() -> bool:
+    return importlib.util.find_spec("gpvae.gp.markov") is not None
+
+
+class GPPrior(nn.Module):
+    """Independent GP priors over L latent channels, one kernel per channel.
+
+    Args:
+        kernel: a kernel, deep-copied per channel so that each channel learns its own
+            hyper-parameters, or a sequence of ``latent_dim`` kernels (used as given).
+        latent_dim: L, the number of latent channels.
+        backend: ``"auto"`` (markov when every kernel has a state-space form and d == 1,
+            else dense), or a name in :data:`BACKENDS` (``"dense"``, ``"markov"``).
+        jitter: diagonal jitter for the Cholesky factorisations used to sample (multiplied by
+            10 on failure, with a warning, a few times before a NumericalError).
+
+    Example:
+        >>> prior = GPPrior(Matern32(lengthscale=3.0), latent_dim=4)
+        >>> post = prior.condition(x, mean, var, valid)   # x (B, N, 1), mean/var (B, N, 4)
+        >>> loss = post.kl().sum()
+    """
+
+    def __init__(
+        self,
+        kernel: Kernel | Sequence[Kernel],
+        latent_dim: int,
+        backend: str = "auto",
+        jitter: float = 1e-6,
+    ) -> None:
+        super().__init__()
+        if isinstance(latent_dim, bool) or not isinstance(latent_dim, int):
+            raise InputTypeError(
+                f"latent_dim: expected a positive int, found {type(latent_dim).__name__}"
+            )
+        if latent_dim < 1:
+            raise invalid("latent_dim", "a positive int", latent_dim)
+        if backend != "auto" and backend not in BACKENDS:
+            names = ", ".join(repr(n) for n in ["auto", *BACKENDS])
+            raise invalid("backend", f"one of {names}", repr(backend))
+        if isinstance(jitter, bool) or not isinstance(jitter, (int, float)) or not jitter > 0:
+            raise invalid("jitter", "a positive float", repr(jitter))
+        if jitter == float("inf"):
+            raise invalid("jitter", "a finite positive float", repr(jitter))
+
+        if isinstance(kernel, Kernel):
+            kernels = [copy.deepcopy(kernel) for _ in range(latent_dim)]
+        elif isinstance(kernel, (Sequence, nn.ModuleList)) and not isinstance(kernel, str):
+            kernels = list(kernel)
+            for k in kernels:
+                if not isinstance(k, Kernel):
+                    raise InputTypeError(
+                        f"kernel: expected a Kernel or a sequence of Kernels, found an element "
+                        f"of type {type(k).__name__}"
+                    )
+            if len(kernels) != latent_dim:
+                raise ValidationError(
+                    f"kernel: expected {latent_dim} kernels (one per latent channel, "
+                    f"latent_dim={latent_dim}), found {len(kernels)}"
+                )
+        else:
+            raise InputTypeError(
+                f"kernel: expected a Kernel or a sequence of Kernels, found {type(kernel).__name__}"
+            )
+        if BACKENDS.get(backend, BACKENDS["dense"]).needs_state_space:
+            for i, k in enumerate(kernels):
+                if not k.has_state_space:
+                    raise ValidationError(
+                        f"kernel: backend={backend!r} needs kernels with a state-space form "
+                        f"(Matern12/32/52 or sums of them), found {type(k).__name__} for "
+                        f"channel {i}; use backend='dense' or 'auto'"
+                    )
+
+        self.kernels = nn.ModuleList(kernels)
+        self.latent_dim = latent_dim
+        self.backend = backend
+        self.jitter = float(jitter)
+
+    def extra_repr(self) -> str:
+        return f"latent_dim={self.latent_dim}, backend={self.backend!r}, jitter={self.jitter:g}"
+
+    @property
+    def kernel_list(self) -> list[Kernel]:
+        """The L channel kernels as a plain list."""
+        return [k for k in self.kernels if isinstance(k, Kernel)]
+
+    def resolve_backend(self, x: Tensor) -> str:
+        """The backend name used for index points ``x`` (B, N, d) or (B, N).
+
+        ``auto`` gives ``markov`` when every channel kernel has a state-space form and
+        d == 1 (and the markov backend is installed), else ``dense``.
+
+        Raises:
+            ValidationError: naming ``x`` when a state-space backend is asked for with d != 1.
+        """
+        d = 1 if x.ndim == 2 else int(x.shape[-1])
+        if self.backend == "auto":
+            markov_ok = d == 1 and all(k.has_state_space for k in self.kernel_list)
+            return "markov" if markov_ok and _markov_available() else "dense"
+        if BACKENDS[self.backend].needs_state_space and d != 1:
+            raise ValidationError(
+                f"x: backend={self.backend!r} needs 1-D index points (d = 1), found d = {d}; "
+                "use backend='dense' or 'auto'"
+            )
+        return self.backend
+
+    def covariance(self, x: Tensor) -> Tensor:
+        """Prior kernel matrices of every channel.
+
+        Args:
+            x: (B, N, d) or (B, N) index points.
+
+        Returns:
+            (B, L, N, N) stacked kernel matrices.
+        """
+        x, _ = check_index_points(x)
+        return stacked_covariance(self.kernel_list, x)
+
+    def sample(
+        self,
+        x: Tensor,
+        num_samples: int,
+        generator: torch.Generator | None = None,
+        valid: Tensor | None = None,
+    ) -> Tensor:
+        """Joint draws from the prior, reparameterised in the hyper-parameters.
+
+        Args:
+            x: (B, N, d) or (B, N) index points.
+            num_samples: S.
+            generator: source of randomness, or None for the global one.
+            valid: (B, N) bool, False for padding, or None (no padding).
+
+        Returns:
+            (S, B, N, L) samples (placeholders at padding: mask them with ``valid``).
+        """
+        check_num_samples(num_samples)
+        x, valid = check_index_points(x, valid)
+        backend = BACKENDS[self.resolve_backend(x)]
+        return backend.sample_prior(self.kernel_list, x, valid, num_samples, generator, self.jitter)
+
+    def condition(
+        self, x: Tensor, mean: Tensor, var: Tensor, valid: Tensor | None = None
+    ) -> GPPosterior:
+        """The prior conditioned on Gaussian pseudo-observations.
+
+        For channel l of series b: ``mean[b, n, l] = f_l(x[b, n]) + eps``, ``eps ~ N(0,
+        var[b, n, l])``; ``var = +inf`` excludes a point exactly, ``valid`` False marks padding.
+
+        Args:
+            x: (B, N, d) or (B, N) index points.
+            mean: (B, N, L) pseudo-observation means.
+            var: (B, N, L) pseudo-observation variances (> 0 or +inf).
+            valid: (B, N) bool, or None (no padding).
+
+        Returns:
+            A :class:`~gpvae.gp.base.GPPosterior` of the resolved backend.
+        """
+        x = as_index_points(x)
+        backend = BACKENDS[self.resolve_backend(x)]
+        return backend.condition(self.kernel_list, x, mean, var, valid, self.jitter)
