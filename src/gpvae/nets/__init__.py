@@ -1,0 +1,12 @@
+"""Encoders and decoders: per-point MLP, partial inference network, temporal convolution.
+
+Any ``nn.Module`` with the same call signature and shapes may be used instead; see
+:mod:`gpvae.nets.mlp` for the contracts.
+"""
+
+from __future__ import annotations
+
+from gpvae.nets.conv import ConvEncoder
+from gpvae.nets.mlp import MLP, MLPDecoder, MLPEncoder, PartialEncoder
+
+__all__ = ["MLP", "ConvEncoder", "MLPDecoder", "MLPEncoder", "PartialEncoder"]

@@ -1,0 +1,120 @@
+"""Likelihoods: log-densities against scipy, masking, sampling moments, parameters."""
+
+from __future__ import annotations
+
+import numpy as np
+import pytest
+import torch
+from scipy import stats
+
+from gpvae.errors import GPVAEError, InputTypeError, ShapeError, ValidationError
+from gpvae.likelihoods import Bernoulli, Gaussian, StudentT, get_likelihood
+
+D = 3
+
+
+def _data(seed: int = 0) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
+    g = torch.Generator().manual_seed(seed)
+    loc = torch.randn(2, 4, 5, D, generator=g, dtype=torch.float64)  # (S, B, N, D)
+    y = torch.randn(4, 5, D, generator=g, dtype=torch.float64)  # (B, N, D)
+    observed = torch.rand(4, 5, D, generator=g) < 0.5
+    return loc, y, observed
+
+
+def test_gaussian_matches_scipy_and_masks() -> None:
+    loc, y, observed = _data()
+    lik = Gaussian(D, variance=0.3).double()
+    var = lik.feature_variance().detach().numpy()
+    ref = stats.norm(loc.numpy(), np.sqrt(var)).logpdf(y.numpy())
+    np.testing.assert_allclose(lik.log_prob_entries(loc, y).detach().numpy(), ref, rtol=1e-10)
+    total = lik.log_prob(loc, y, observed)
+    assert total.shape == (2, 4)
+    expected = (ref * observed.numpy()).sum(axis=(-2, -1))
+    np.testing.assert_allclose(total.detach().numpy(), expected, rtol=1e-10)
+
+
+def test_gaussian_heteroscedastic_reads_variance_from_decoder() -> None:
+    loc, y, _observed = _data()
+    raw = torch.randn_like(loc)
+    lik = Gaussian(heteroscedastic=True, min_variance=0.0)
+    assert lik.num_params == 2
+    var = torch.nn.functional.softplus(raw)
+    ref = stats.norm(loc.numpy(), np.sqrt(var.numpy())).logpdf(y.numpy())
+    np.testing.assert_allclose(lik.log_prob_entries((loc, raw), y).numpy(), ref, rtol=1e-10)
+    torch.testing.assert_close(lik.variance((loc, raw)), var)
+
+
+def test_gaussian_variance_is_learned_per_feature_or_fixed() -> None:
+    lik = Gaussian(D, variance=0.5)
+    assert lik.raw_variance.requires_grad
+    assert lik.raw_variance.shape == (D,)
+    torch.testing.assert_close(lik.feature_variance(), torch.full((D,), 0.5))
+    fixed = Gaussian(D, variance=0.5, learn_variance=False)
+    assert not fixed.raw_variance.requires_grad
+
+
+def test_bernoulli_matches_scipy() -> None:
+    loc, _, observed = _data()
+    g = torch.Generator().manual_seed(1)
+    y = (torch.rand(4, 5, D, generator=g) < 0.5).double()
+    lik = Bernoulli(D)
+    p = torch.sigmoid(loc).numpy()
+    ref = stats.bernoulli(p).logpmf(y.numpy())
+    np.testing.assert_allclose(lik.log_prob_entries(loc, y).numpy(), ref, rtol=1e-10)
+    assert lik.log_prob(loc, y, observed).shape == (2, 4)
+
+
+def test_student_t_matches_scipy() -> None:
+    loc, y, _ = _data()
+    lik = StudentT(D, df=3.5, scale=0.7).double()
+    df, scale = lik.df.detach().numpy(), lik.scale.detach().numpy()
+    ref = stats.t(df=df, loc=loc.numpy(), scale=scale).logpdf(y.numpy())
+    np.testing.assert_allclose(
+        lik.log_prob_entries(loc, y).detach().numpy(), ref, rtol=1e-8, atol=1e-10
+    )
+
+
+@pytest.mark.parametrize(
+    "lik",
+    [Gaussian(D, variance=0.5), Bernoulli(D), StudentT(D, df=6.0, scale=0.5)],
+    ids=["gaussian", "bernoulli", "student-t"],
+)
+def test_sample_moments_match_mean_and_variance(lik: torch.nn.Module) -> None:
+    g = torch.Generator().manual_seed(0)
+    params = torch.tensor([0.3, -1.0, 2.0]).expand(40000, 1, D)
+    s = lik.sample(params, generator=g)
+    assert s.shape == params.shape
+    torch.testing.assert_close(s.mean(0), lik.mean(params)[0], atol=0.03, rtol=0.0)
+    var = lik.variance(params)[0]
+    torch.testing.assert_close(s.var(0), var.detach(), atol=0.0, rtol=0.06)
+    s2 = lik.sample(params, generator=torch.Generator().manual_seed(0))
+    assert torch.equal(s, s2)
+
+
+def test_unobserved_entries_take_no_part() -> None:
+    loc, y, observed = _data()
+    lik = Gaussian(D)
+    y2 = torch.where(observed, y, torch.full_like(y, 1e6))
+    torch.testing.assert_close(lik.log_prob(loc, y, observed), lik.log_prob(loc, y2, observed))
+
+
+def test_registry_and_bad_arguments() -> None:
+    assert isinstance(get_likelihood("student-t", 2), StudentT)
+    assert isinstance(get_likelihood("Gaussian", 2, heteroscedastic=True), Gaussian)
+    with pytest.raises(ValidationError, match="likelihood"):
+        get_likelihood("poisson", 2)
+    with pytest.raises(ValidationError, match="num_features"):
+        Gaussian(None)
+    with pytest.raises(ValidationError, match="variance"):
+        Gaussian(D, variance=-1.0)
+    with pytest.raises(ValidationError, match="df"):
+        StudentT(D, df=0.5)
+    loc, y, observed = _data()
+    with pytest.raises(ShapeError, match="params"):
+        Gaussian(D + 1).log_prob(loc, y, observed)
+    with pytest.raises(InputTypeError, match="params"):
+        Gaussian(heteroscedastic=True).log_prob(loc, y, observed)
+    with pytest.raises(InputTypeError, match="observed"):
+        Gaussian(D).log_prob(loc, y, observed.double())
+    with pytest.raises(GPVAEError, match="observed"):
+        Gaussian(D).log_prob(loc, y, observed[:, :2])

@@ -1,0 +1,140 @@
+"""Encoders and decoders: shapes, masking, and the partial inference network's algebra."""
+
+from __future__ import annotations
+
+import pytest
+import torch
+
+from gpvae.errors import GPVAEError, ShapeError, ValidationError
+from gpvae.nets import ConvEncoder, MLPDecoder, MLPEncoder, PartialEncoder
+
+B, N, D, L = 3, 7, 4, 2
+
+
+def _inputs(seed: int = 0) -> tuple[torch.Tensor, torch.Tensor]:
+    g = torch.Generator().manual_seed(seed)
+    observed = torch.rand(B, N, D, generator=g) < 0.6
+    observed[0, 2] = False  # a point with nothing observed
+    y = torch.where(observed, torch.randn(B, N, D, generator=g), torch.zeros(B, N, D))
+    return y, observed
+
+
+@pytest.mark.parametrize(
+    "encoder",
+    [
+        MLPEncoder(D, L),
+        MLPEncoder(D, L, hidden=(16,), num_outputs=3),
+        ConvEncoder(D, L, channels=8),
+        ConvEncoder(D, L, channels=8, num_outputs=3),
+        PartialEncoder(D, L, hidden=(16,)),
+    ],
+    ids=["mlp", "mlp-banded", "conv", "conv-banded", "partial"],
+)
+def test_encoder_shapes_and_positive_variance(encoder: torch.nn.Module) -> None:
+    y, observed = _inputs()
+    out = encoder(y, observed)
+    assert len(out) == getattr(encoder, "num_outputs", 2)
+    for t in out:
+        assert t.shape == (B, N, L)
+    var = out[1]
+    has_obs = observed.any(-1)
+    assert bool((var[has_obs] > 0).all())
+    assert bool(torch.isfinite(out[0]).all())
+
+
+def test_plain_encoders_never_see_unobserved_values() -> None:
+    torch.manual_seed(0)
+    y, observed = _inputs()
+    noisy = torch.where(observed, y, torch.randn(B, N, D) * 100)
+    for enc in [MLPEncoder(D, L), ConvEncoder(D, L, channels=8), PartialEncoder(D, L)]:
+        for a, b in zip(enc(y, observed), enc(noisy, observed)):
+            torch.testing.assert_close(a, b)
+
+
+def test_partial_encoder_excludes_points_without_observations_exactly() -> None:
+    y, observed = _inputs()
+    mean, var = PartialEncoder(D, L)(y, observed)
+    none = ~observed.any(-1)
+    assert bool(none.any())
+    assert bool(torch.isinf(var[none]).all())
+    assert bool((mean[none] == 0).all())
+    assert bool(torch.isfinite(var[~none]).all())
+
+
+def test_partial_encoder_precisions_add_over_features() -> None:
+    """The precision of a point is the sum of its observed features' factor precisions."""
+    torch.manual_seed(1)
+    enc = PartialEncoder(D, L, hidden=(8,)).double()
+    y = torch.randn(1, 1, D, dtype=torch.float64)
+    both = torch.tensor([[[True, True, False, False]]])
+    only0 = torch.tensor([[[True, False, False, False]]])
+    only1 = torch.tensor([[[False, True, False, False]]])
+    m01, v01 = enc(y, both)
+    m0, v0 = enc(y, only0)
+    m1, v1 = enc(y, only1)
+    torch.testing.assert_close(1 / v01, 1 / v0 + 1 / v1)
+    torch.testing.assert_close(m01 / v01, m0 / v0 + m1 / v1)
+    assert bool((v01 < v0).all())
+    assert bool((v01 < v1).all())
+
+
+def test_partial_encoder_gradients_are_finite_with_unobserved_points() -> None:
+    y, observed = _inputs()
+    enc = PartialEncoder(D, L)
+    mean, var = enc(y, observed)
+    has = observed.any(-1)
+    (mean[has].sum() + var[has].sum()).backward()
+    for p in enc.parameters():
+        assert p.grad is not None
+        assert bool(torch.isfinite(p.grad).all())
+
+
+def test_decoder_shapes_and_tuple_output() -> None:
+    z = torch.randn(5, B, N, L)
+    assert MLPDecoder(L, D)(z).shape == (5, B, N, D)
+    out = MLPDecoder(L, D, hidden=(), num_params=2)(z)
+    assert isinstance(out, tuple)
+    assert len(out) == 2
+    assert all(t.shape == (5, B, N, D) for t in out)
+
+
+def test_conv_encoder_mixes_neighbours_but_mlp_does_not() -> None:
+    torch.manual_seed(0)
+    y, observed = _inputs()
+    y2 = y.clone()
+    y2[:, 3] += 1.0
+    observed2 = observed.clone()
+    observed2[:, 3] = True
+    for enc, changes_neighbour in [(MLPEncoder(D, L), False), (ConvEncoder(D, L), True)]:
+        a = enc(y, observed)[0]
+        b = enc(y2, observed2)[0]
+        assert bool((a[:, 2] != b[:, 2]).any()) == changes_neighbour
+        assert bool(torch.equal(a[:, 5], b[:, 5]))
+
+
+@pytest.mark.parametrize(
+    ("build", "match"),
+    [
+        (lambda: MLPEncoder(0, L), "num_features"),
+        (lambda: MLPEncoder(D, L, num_outputs=4), "num_outputs"),
+        (lambda: MLPEncoder(D, L, hidden=(8, -1)), "hidden"),
+        (lambda: ConvEncoder(D, L, kernel_size=4), "kernel_size"),
+        (lambda: MLPDecoder(L, D, num_params=0), "num_params"),
+        (lambda: PartialEncoder(D, 0), "latent_dim"),
+    ],
+    ids=["features", "outputs", "hidden", "kernel-size", "num-params", "latent"],
+)
+def test_bad_constructor_arguments(build: object, match: str) -> None:
+    with pytest.raises(ValidationError, match=match):
+        build()  # type: ignore[operator]
+
+
+def test_bad_input_shapes_name_the_argument() -> None:
+    y, observed = _inputs()
+    enc = MLPEncoder(D, L)
+    with pytest.raises(ShapeError, match="y: expected shape"):
+        enc(y[..., :3], observed[..., :3])
+    with pytest.raises(ShapeError, match="observed"):
+        enc(y, observed[:, :4])
+    with pytest.raises(GPVAEError, match="z: expected shape"):
+        MLPDecoder(L, D)(torch.randn(2, N, L + 1))
