@@ -87,18 +87,6 @@ def jittered_cholesky(cov: Tensor, jitter: float, what: str = "covariance") -> T
     )
 
 
-def _sample_mvn(
-    mean: Tensor, scale_tril: Tensor, num_samples: int, generator: torch.Generator | None
-) -> Tensor:
-    """Reparameterised draws mean + scale_tril @ z: (B, L, N), (B, L, N, N) -> (S, B, N, L)."""
-    B, L, N = mean.shape
-    z = torch.randn(
-        (num_samples, B, L, N, 1), generator=generator, dtype=mean.dtype, device=mean.device
-    )
-    draws = mean + (scale_tril @ z).squeeze(-1)  # (S, B, L, N)
-    return draws.permute(0, 1, 3, 2)  # (S, B, N, L)
-
-
 class DenseGPPosterior(GPPosterior):
     """Exact GP posterior by Cholesky factorisation, for any kernel and index dimension.
 
@@ -222,13 +210,36 @@ class DenseGPPosterior(GPPosterior):
     def sample(self, num_samples: int, generator: torch.Generator | None = None) -> Tensor:
         """Joint posterior samples of f at ``x``, reparameterised: (S, B, N, L).
 
-        Padding points get independent standard-normal draws (placeholders).
+        Drawn by Matheron's rule (pathwise conditioning): a prior draw ``f_p ~ N(0, K)`` and
+        pseudo-noise ``e ~ N(0, V)`` give the posterior draw
+        ``f_p + K (K + V)^-1 (mean - f_p - e)``. Only the prior covariance is factorised, never
+        the posterior one, which is close to singular whenever the pseudo-observations are
+        precise. Padding points get independent standard-normal draws (placeholders).
         """
         check_num_samples(num_samples)
-        mean = (self._K * self._alpha[..., None]).sum(dim=-2)  # (B, L, N): K (K + V)^-1 m
-        mean = torch.where(self.valid[:, None, :], mean, torch.zeros_like(mean))
-        scale = jittered_cholesky(self.covariance(), self.jitter, "posterior covariance")
-        return _sample_mvn(mean, scale, num_samples, generator)
+        return self._pathwise(num_samples, generator).permute(0, 1, 3, 2)  # (S, B, N, L)
+
+    def _pathwise(self, num_samples: int, generator: torch.Generator | None) -> Tensor:
+        """Matheron's rule at ``x``: (S, B, L, N) posterior draws."""
+        B, L, N, _ = self._K.shape
+        # Padding points (x set to 0) would make K singular: give them an identity block, so
+        # their prior draws are independent standard normals (the documented placeholder).
+        pair = (self.valid[:, :, None] & self.valid[:, None, :])[:, None]  # (B, 1, N, N)
+        pad_eye = torch.diag_embed((~self.valid).to(self._K.dtype))[:, None]  # (B, 1, N, N)
+        cov = torch.where(pair, self._K, torch.zeros_like(self._K)) + pad_eye
+        scale = jittered_cholesky(cov, self.jitter, "prior covariance")  # (B, L, N, N)
+        dtype, device = cov.dtype, cov.device
+        eps = torch.randn(
+            (num_samples, B, L, N, 1), generator=generator, dtype=dtype, device=device
+        )
+        noise = torch.randn((num_samples, B, L, N), generator=generator, dtype=dtype, device=device)
+        prior = (scale @ eps).squeeze(-1)  # (S, B, L, N)
+        s = self._sqrt_w  # (B, L, N), zero where not included
+        m = self.mean.transpose(1, 2)  # (B, L, N), zero where not included
+        # W^1/2 (mean - f_p - e); the pseudo-noise term W^1/2 sqrt(var) noise is just noise.
+        resid = s * (m - prior) - torch.where(s > 0, noise, torch.zeros_like(noise))
+        v = torch.cholesky_solve(resid[..., None], self._chol_b).squeeze(-1)  # B^-1 (...)
+        return prior + (self._K @ (s * v)[..., None]).squeeze(-1)  # f_p + K (K + V)^-1 (...)
 
     def predict(self, x_new: Tensor) -> tuple[Tensor, Tensor]:
         """Posterior mean and variance of f at ``x_new``.
@@ -263,7 +274,11 @@ class DenseGPPosterior(GPPosterior):
         cov = stacked_covariance(self.kernels, x_new) - red.transpose(-1, -2) @ red
         cov = 0.5 * (cov + cov.transpose(-1, -2))  # (B, L, M, M)
         scale = jittered_cholesky(cov, self.jitter, "posterior covariance at x_new")
-        return _sample_mvn(mean, scale, num_samples, generator)
+        eps = torch.randn(
+            (num_samples, *mean.shape, 1), generator=generator, dtype=mean.dtype, device=mean.device
+        )
+        draws = mean + (scale @ eps).squeeze(-1)  # (S, B, L, M)
+        return draws.permute(0, 1, 3, 2)
 
     def _check_new(self, x_new: Tensor) -> Tensor:
         """Check new index points against ``x``: (B, M, d) or (B, M) -> (B, M, d)."""
