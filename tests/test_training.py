@@ -131,3 +131,34 @@ def test_bad_config_names_the_setting(field: str, value: object) -> None:
     setattr(cfg, field, value)
     with pytest.raises(GPVAEError, match=field):
         train(MeanModel(3), lambda epoch: _batches(_data()), cfg)
+
+
+def test_iwae_bound_is_the_objective_when_present() -> None:
+    y = _data()
+
+    class IwaeModel(MeanModel):
+        def elbo(
+            self,
+            batch: Batch,
+            num_samples: int = 1,
+            iwae: int = 1,
+            generator: torch.Generator | None = None,
+        ) -> Parts:
+            parts = super().elbo(batch, num_samples, iwae, generator)
+            # A bound whose optimum is mu = 0 while the ELBO's is the observed mean.
+            bound = -(self.mu**2).sum() * torch.ones_like(parts.elbo) * 100.0
+            out = IwaeParts(parts.elbo, parts.loglik, parts.kl, bound if iwae > 1 else None)
+            return out  # type: ignore[return-value]
+
+    model = IwaeModel(3)
+    cfg = TrainConfig(epochs=100, lr=0.05, patience=None, progress=False, iwae=4)
+    train(model, lambda epoch: _batches(y), cfg)
+    assert model.mu.detach().abs().max() < 1e-2
+
+
+@dataclass
+class IwaeParts:
+    elbo: Tensor
+    loglik: Tensor
+    kl: Tensor
+    iwae: Tensor | None

@@ -2,8 +2,9 @@
 
 :func:`train` drives any ``nn.Module`` with an ``elbo(batch, num_samples=..., iwae=...,
 generator=...)`` method returning per-series ``elbo``, ``loglik`` and ``kl`` tensors (B,), as
-:class:`gpvae.model.GPVAEModel` does. The loss of a step is the negative ELBO summed over the
-batch and divided by the number of observed entries, so the learning rate does not depend on
+:class:`gpvae.model.GPVAEModel` does. The loss of a step is the negative ELBO (or the IWAE
+bound, when the model computes one) summed over the batch and divided by the number of
+observed entries, so the learning rate does not depend on
 the batch size or the share of missing data.
 
 A step whose loss or gradients are not finite is never applied: the model and optimiser go
@@ -34,7 +35,11 @@ __all__ = ["ElboParts", "TrainConfig", "TrainState", "make_optimizer", "train"]
 
 
 class ElboParts(Protocol):
-    """What ``model.elbo`` returns: per-series tensors of shape (B,)."""
+    """What ``model.elbo`` returns: per-series tensors of shape (B,).
+
+    When the result also has a non-None ``iwae`` (the importance-weighted bound, for
+    ``iwae > 1``), that bound is maximised instead of ``elbo``.
+    """
 
     elbo: Tensor
     loglik: Tensor
@@ -230,7 +235,9 @@ def train(
                 parts = model.elbo(
                     batch, num_samples=config.num_samples, iwae=config.iwae, generator=generator
                 )
-                loss = -parts.elbo.sum() / n_obs
+                bound = getattr(parts, "iwae", None)
+                objective = parts.elbo if bound is None else bound
+                loss = -objective.sum() / n_obs
                 ok = bool(torch.isfinite(loss))
                 if ok:
                     loss.backward()
