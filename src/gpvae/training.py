@@ -41,9 +41,14 @@ class ElboParts(Protocol):
     ``iwae > 1``), that bound is maximised instead of ``elbo``.
     """
 
-    elbo: Tensor
-    loglik: Tensor
-    kl: Tensor
+    @property
+    def elbo(self) -> Tensor: ...
+
+    @property
+    def loglik(self) -> Tensor: ...
+
+    @property
+    def kl(self) -> Tensor: ...
 
 
 class ElboModel(Protocol):

@@ -1,0 +1,280 @@
+"""Result objects of :class:`gpvae.GPVAE`: imputations, forecasts and anomaly scores.
+
+Every array is in the original units of the data. "Input form" means what the user passed:
+an array (n, T, D) for an array, a list of n arrays (T_i, D) for a ragged list, a copy of
+the DataFrame (same rows, order, index and columns) for a DataFrame.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from typing import Any, cast
+
+import numpy as np
+import pandas as pd
+
+from gpvae.builders import int_arg
+from gpvae.data import SeriesSet, from_padded, unpad
+from gpvae.errors import InputTypeError, ShapeError, ValidationError
+
+__all__ = [
+    "AnomalyResult",
+    "ForecastResult",
+    "ImputationResult",
+    "forecast_frame",
+    "mask_form",
+    "resolve_future_times",
+    "samples_form",
+    "times_1d",
+    "times_out",
+]
+
+_NS_PER_HOUR = 3.6e12
+
+
+def _no_frame(what: str) -> InputTypeError:
+    return InputTypeError(
+        f"to_frame: expected a {what} computed from a DataFrame input, found one from an "
+        "array or list input (use .mean, .lower and .upper)"
+    )
+
+
+@dataclass(frozen=True, eq=False)
+class ImputationResult:
+    """Imputed values with predictive intervals.
+
+    Observed entries of ``mean``, ``lower`` and ``upper`` (and of every sample) are the
+    input's values, bit for bit. Missing entries hold the posterior-predictive mean and the
+    quantiles of draws y ~ p(y | z), z ~ q(z | observed), so the intervals include the
+    observation noise.
+
+    Attributes:
+        mean: posterior-predictive mean, input form ((n, T, D) array, list of (T_i, D)
+            arrays, or DataFrame).
+        lower: the lower quantile (default 5%), input form.
+        upper: the upper quantile (default 95%), input form.
+        samples: None unless asked for: (S, n, T, D) array for arrays, a list of n (S, T_i, D)
+            arrays for ragged lists, (S, R, D) for a DataFrame of R rows (feature columns in
+            order).
+        observed: True where the input was observed: bool, input form (for DataFrames, a
+            copy of the frame whose feature columns are bool).
+        quantiles: the (lower, upper) probabilities.
+    """
+
+    mean: Any
+    lower: Any
+    upper: Any
+    samples: Any
+    observed: Any
+    quantiles: tuple[float, float]
+    frame: pd.DataFrame | None = field(default=None, repr=False)
+
+    def to_frame(self) -> pd.DataFrame:
+        """One frame for a DataFrame input: the input's columns with the feature columns
+        imputed (mean), plus ``<feature>_lower`` and ``<feature>_upper`` columns."""
+        if self.frame is None:
+            raise _no_frame("result")
+        return self.frame.copy()
+
+
+@dataclass(frozen=True, eq=False)
+class ForecastResult:
+    """Forecasts at H future times of every series.
+
+    Attributes:
+        times: (n, H) future times in the input's time units (datetime64 for datetime
+            inputs).
+        mean: (n, H, D) predictive mean.
+        lower: (n, H, D) lower quantile.
+        upper: (n, H, D) upper quantile.
+        samples: None, or (S, n, H, D) draws of y.
+        quantiles: the (lower, upper) probabilities.
+        series_ids: the id of every series (long DataFrames) or None.
+    """
+
+    times: np.ndarray
+    mean: np.ndarray
+    lower: np.ndarray
+    upper: np.ndarray
+    samples: np.ndarray | None
+    quantiles: tuple[float, float]
+    series_ids: tuple[Any, ...] | None = None
+    frame: pd.DataFrame | None = field(default=None, repr=False)
+
+    def to_frame(self) -> pd.DataFrame:
+        """For a DataFrame input: one row per (series, future time) with the input's id and
+        time columns (a wide frame's time becomes the index, as in the input), the feature
+        columns (mean) and ``<feature>_lower`` / ``<feature>_upper`` columns."""
+        if self.frame is None:
+            raise _no_frame("forecast")
+        return self.frame.copy()
+
+
+@dataclass(frozen=True, eq=False)
+class AnomalyResult:
+    """Per-entry and per-step anomaly scores (higher = more anomalous).
+
+    ``entry[i, t, d] = -log p(y[i, t, d] | y[i, steps not in the fold of t])``: the negative
+    log posterior-predictive density of the observed entry, in standardised units (the value
+    after the fit's scaler; add ``log(scaler_.std_[d])`` for the density in original units),
+    under the model's posterior given the series with every entry at time step t (and the
+    other steps of its fold) hidden. NaN where the entry is not observed.
+    ``step[i, t]`` = the sum of ``entry[i, t, :]`` over the observed entries (NaN if none).
+
+    Attributes:
+        entry: per-entry scores, input form ((n, T, D) array, list, or DataFrame copy with
+            the feature columns replaced by scores).
+        step: per-step scores: (n, T) array, list of (T_i,) arrays, or a Series aligned with
+            the DataFrame's rows.
+        num_folds: the K interleaved folds of time steps used.
+        num_samples: Monte Carlo samples of z per fold.
+    """
+
+    entry: Any
+    step: Any
+    num_folds: int
+    num_samples: int
+
+
+# ---------------------------------------------------------------- building results
+
+
+def mask_form(ss: SeriesSet, observed: list[np.ndarray]) -> Any:
+    kind = ss.layout.output_kind
+    per = unpad(ss, observed, name="observed")
+    if kind == "ragged":
+        return per
+    if kind == "array":
+        return np.stack(per)
+    frame = from_padded(ss, [o.astype(np.float64) for o in observed], name="observed")
+    for col in ss.layout.feature_labels:
+        frame[col] = frame[col].astype(bool)
+    return frame
+
+
+def samples_form(ss: SeriesSet, draws: list[np.ndarray]) -> Any:
+    """Per-series (S, T_i, D) draws in sorted order -> the input's form (see results)."""
+    lay = ss.layout
+    per = []
+    for d, order in zip(draws, lay.order):
+        w = np.empty_like(d)
+        w[:, order] = d
+        per.append(w.astype(lay.dtype, copy=False) if lay.dtype.kind == "f" else w)
+    if lay.output_kind == "ragged":
+        return per
+    if lay.output_kind == "array":
+        return np.stack(per, axis=1)  # (S, n, T, D)
+    frame, rows = lay.frame, lay.rows
+    if frame is None or rows is None:
+        raise InputTypeError(f"X: expected a DataFrame layout, found kind {lay.kind!r}")
+    S, D = draws[0].shape[0], ss.num_features
+    full = np.full((S, len(frame), D), np.nan)
+    for r, d in zip(rows, draws):
+        full[:, r] = d
+    return full
+
+
+def times_1d(times: Any, name: str) -> np.ndarray:
+    try:
+        t = np.asarray(times, dtype=np.float64)
+    except (TypeError, ValueError):
+        raise InputTypeError(
+            f"{name}: expected numeric times, found {type(times).__name__}"
+        ) from None
+    if t.ndim != 1 or t.size == 0:
+        raise ShapeError(f"{name}: expected a non-empty 1-D array (T,), found shape {t.shape}")
+    if not np.isfinite(t).all():
+        raise ValidationError(f"{name}: expected finite times, found {t[~np.isfinite(t)][0]}")
+    if np.unique(t).size != t.size:
+        raise ValidationError(f"{name}: expected distinct times, found duplicates")
+    return t
+
+
+def resolve_future_times(ss: SeriesSet, horizon: int | None, future_times: Any) -> np.ndarray:
+    """(n, H) future times in the SeriesSet's float time units."""
+    n = ss.num_series
+    if future_times is None:
+        if horizon is None:
+            raise ValidationError(
+                "horizon: expected a positive int (or future_times), found neither"
+            )
+        H = int_arg("horizon", horizon)
+        out = np.empty((n, H))
+        for i, t in enumerate(ss.times):
+            step = float(np.median(np.diff(t)))
+            out[i] = t[-1] + step * np.arange(1, H + 1)
+        return out
+    if horizon is not None:
+        raise ValidationError("horizon: expected None when future_times is given, found both")
+    lay = ss.layout
+    per_series = isinstance(future_times, (list, tuple)) and len(future_times) == n
+    if per_series and all(np.ndim(f) == 1 for f in future_times):
+        rows = [_future_row(lay, f, f"future_times[{i}]") for i, f in enumerate(future_times)]
+        if len({r.shape for r in rows}) != 1:
+            raise ShapeError("future_times: expected the same number H of times for every series")
+        return np.stack(rows)
+    arr = np.asarray(future_times)
+    if arr.ndim == 1:
+        row = _future_row(lay, arr, "future_times")
+        return np.repeat(row[None], n, axis=0)
+    if arr.ndim == 2 and arr.shape[0] == n:
+        return np.stack([_future_row(lay, r, f"future_times[{i}]") for i, r in enumerate(arr)])
+    raise ShapeError(
+        f"future_times: expected (H,), ({n}, H) or a list of {n} (H,) arrays, found shape "
+        f"{arr.shape}"
+    )
+
+
+def _future_row(lay: Any, values: Any, name: str) -> np.ndarray:
+    arr = np.asarray(pd.Series(values).to_numpy() if isinstance(values, pd.Index) else values)
+    if arr.ndim != 1 or arr.size == 0:
+        raise ShapeError(f"{name}: expected a non-empty 1-D array of times, found {arr.shape}")
+    if arr.dtype.kind == "M":
+        if lay.time_origin is None:
+            raise InputTypeError(f"{name}: expected numeric times (the input's), found datetimes")
+        hours = (
+            arr.astype("datetime64[ns]") - pd.Timestamp(cast(Any, lay.time_origin)).to_datetime64()
+        ).astype(np.int64) / _NS_PER_HOUR
+        return hours.astype(np.float64)
+    if arr.dtype.kind == "m":
+        return arr.astype("timedelta64[ns]").astype(np.int64) / _NS_PER_HOUR
+    if lay.time_unit is not None and lay.time_origin is not None:
+        raise InputTypeError(f"{name}: expected datetimes like the input's times, found numbers")
+    return times_1d(arr, name)
+
+
+def times_out(ss: SeriesSet, future: np.ndarray) -> np.ndarray:
+    lay = ss.layout
+    if lay.time_unit is None:
+        return future
+    delta = (future * _NS_PER_HOUR).round().astype(np.int64).astype("timedelta64[ns]")
+    if lay.time_origin is None:
+        return delta
+    return pd.Timestamp(cast(Any, lay.time_origin)).to_datetime64() + delta
+
+
+def forecast_frame(
+    ss: SeriesSet, times: np.ndarray, mean: np.ndarray, lo: np.ndarray, hi: np.ndarray
+) -> pd.DataFrame | None:
+    lay = ss.layout
+    if lay.kind not in ("dataframe_long", "dataframe_wide"):
+        return None
+    n, H, _ = mean.shape
+    labels = list(lay.feature_labels)
+    cols: dict[Any, Any] = {}
+    if lay.kind == "dataframe_long":
+        ids = lay.series_ids or tuple(range(n))
+        cols[lay.id_col] = np.repeat(np.asarray(ids, dtype=object), H)
+    flat_t = times.reshape(n * H)
+    if lay.time_col is not None:
+        cols[lay.time_col] = flat_t
+    for j, c in enumerate(labels):
+        cols[c] = mean[..., j].reshape(n * H)
+    for j, c in enumerate(labels):
+        cols[f"{c}_lower"] = lo[..., j].reshape(n * H)
+    for j, c in enumerate(labels):
+        cols[f"{c}_upper"] = hi[..., j].reshape(n * H)
+    frame = pd.DataFrame(cols)
+    if lay.time_col is None and lay.frame is not None:
+        frame.index = pd.Index(flat_t, name=lay.frame.index.name)
+    return frame

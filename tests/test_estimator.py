@@ -1,0 +1,571 @@
+"""gpvae.GPVAE: input forms, observed entries untouched, save/load, resume, bad input.
+
+Small, seeded models (a few epochs) so that the file runs in seconds; quality on synthetic
+GP-VAE data (calibration, timestamps, forecasting) is in test_estimator_quality.py.
+"""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import pandas as pd
+import pytest
+import torch
+from torch import Tensor, nn
+
+import gpvae
+import gpvae.draws
+import gpvae.fit_run
+from gpvae import GPVAE
+from gpvae.errors import (
+    GPVAEError,
+    ModelFileError,
+    NotFittedError,
+    ShapeError,
+    ValidationError,
+)
+from gpvae.kernels import Matern12, Matern32, Matern52
+from gpvae.model import GPVAEModel
+
+FAST = {"latent_dim": 2, "hidden": (16,), "epochs": 3, "batch_size": 8, "progress": False}
+
+
+def smooth_series(
+    n: int, T: int, D: int = 3, seed: int = 0, missing: float = 0.3
+) -> tuple[np.ndarray, np.ndarray]:
+    """(n, T, D) noisy sinusoids with NaN gaps, and the complete values."""
+    rng = np.random.default_rng(seed)
+    t = np.arange(T)[None, :, None]
+    phase = rng.uniform(0, 2 * np.pi, size=(n, 1, 1))
+    full = np.sin(t / 4 + phase) * np.linspace(1, 3, D) + 10.0
+    full = full + 0.1 * rng.standard_normal((n, T, D))
+    X = np.where(rng.random(full.shape) < missing, np.nan, full)
+    X[:, 0, 0] = full[:, 0, 0]  # every series has an observed entry
+    return X, full
+
+
+def ragged_series(lengths: list[int], D: int = 2, seed: int = 0) -> tuple[list, list]:
+    """Ragged series with irregular, unsorted times."""
+    rng = np.random.default_rng(seed)
+    X, times = [], []
+    for T in lengths:
+        t = np.cumsum(rng.uniform(0.5, 1.5, size=T))
+        x = np.sin(t[:, None] / 3 + rng.uniform(0, 6)) * np.arange(1, D + 1)
+        x = x + 0.05 * rng.standard_normal((T, D))
+        x[rng.random((T, D)) < 0.3] = np.nan
+        x[0, 0] = 0.5
+        perm = rng.permutation(T)
+        X.append(x[perm])
+        times.append(t[perm])
+    return X, times
+
+
+@pytest.fixture(scope="module")
+def fitted() -> tuple[GPVAE, np.ndarray]:
+    X, _ = smooth_series(16, 20)
+    return GPVAE(**FAST).fit(X), X
+
+
+@pytest.fixture(scope="module")
+def fitted_ragged() -> tuple[GPVAE, list, list]:
+    X, times = ragged_series([5, 12, 30, 200, 7, 64, 25, 150, 9, 40])
+    return GPVAE(**FAST).fit(X, times), X, times
+
+
+def long_frame(seed: int = 0) -> pd.DataFrame:
+    X, _ = ragged_series([8, 15, 11], D=2, seed=seed)
+    rows = []
+    for i, x in enumerate(X):
+        for k in range(len(x)):
+            rows.append({"id": f"s{i}", "time": float(k * 2), "a": x[k, 0], "b": x[k, 1]})
+    frame = pd.DataFrame(rows)
+    return frame.sample(frac=1.0, random_state=seed).reset_index(drop=True)  # shuffled rows
+
+
+def same_bits(a: np.ndarray, b: np.ndarray) -> bool:
+    return a.dtype == b.dtype and a.tobytes() == b.tobytes()
+
+
+# ---------------------------------------------------------------- fit and impute
+
+
+def test_fit_sets_fitted_attributes(fitted: tuple[GPVAE, np.ndarray]) -> None:
+    est, _ = fitted
+    assert isinstance(est.model_, GPVAEModel)
+    assert est.num_features_ == 3
+    assert est.feature_names_ == ["feature_0", "feature_1", "feature_2"]
+    assert len(est.history_) == 3
+    assert {"loss", "loglik", "kl", "val_score", "lr", "seconds"} <= set(est.history_[0])
+    assert all(np.isfinite(h["val_score"]) for h in est.history_)
+    assert est.scaler_.time_step_ == 1.0
+    assert est.device_ == torch.device("cpu")
+    assert isinstance(gpvae.GPVAE, type)
+
+
+def test_impute_array_keeps_observed_entries_bit_for_bit(
+    fitted: tuple[GPVAE, np.ndarray],
+) -> None:
+    est, X = fitted
+    X32 = X.astype(np.float32)
+    res = est.impute(X32, num_samples=20, return_samples=True)
+    obs = ~np.isnan(X32)
+    for out in (res.mean, res.lower, res.upper):
+        assert out.dtype == np.float32
+        assert out.shape == X.shape
+        assert same_bits(out[obs], X32[obs])
+        assert np.isfinite(out).all()
+    assert res.samples.shape == (20, *X.shape)
+    assert same_bits(res.samples[:, obs], np.broadcast_to(X32[obs], (20, int(obs.sum()))))
+    assert np.array_equal(res.observed, obs)
+    missing = ~obs
+    assert (res.lower[missing] < res.upper[missing]).all()
+    assert res.quantiles == (0.05, 0.95)
+
+
+def test_impute_ragged_keeps_input_order_and_observed_values(
+    fitted_ragged: tuple[GPVAE, list, list],
+) -> None:
+    est, X, times = fitted_ragged
+    res = est.impute(X, times, num_samples=10)
+    assert isinstance(res.mean, list)
+    assert len(res.mean) == len(X)
+    for x, m, lo, up, o in zip(X, res.mean, res.lower, res.upper, res.observed):
+        obs = ~np.isnan(x)
+        assert m.shape == x.shape
+        assert np.array_equal(o, obs)
+        for out in (m, lo, up):
+            assert same_bits(out[obs], x[obs])
+            assert np.isfinite(out).all()
+
+
+@pytest.mark.parametrize("dense_max", [256, 20], ids=["dense-route", "markov-route"])
+def test_ragged_imputation_is_the_same_batched_or_one_by_one(
+    fitted_ragged: tuple[GPVAE, list, list], dense_max: int, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Lengths 5..200 in batches of 8 vs each alone: each series' draws come from its own
+    generator (seeded by the estimator seed and the series' content), so the imputations
+    agree to float32 round-off, on both sampling routes (dense per series; simulation
+    smoother for series longer than ``DENSE_MAX_POINTS``)."""
+    monkeypatch.setattr(gpvae.draws, "DENSE_MAX_POINTS", dense_max)
+    est, X, times = fitted_ragged
+    together = est.impute(X, times, num_samples=30)
+    for i, (x, t) in enumerate(zip(X, times)):
+        alone = est.impute([x], [t], num_samples=30)
+        for key in ("mean", "lower", "upper"):
+            np.testing.assert_allclose(
+                getattr(alone, key)[0], getattr(together, key)[i], rtol=1e-5, atol=1e-5
+            )
+    mean_all, _ = est.latent(X, times)
+    mean_one, _ = est.latent([X[3]], [times[3]])
+    np.testing.assert_allclose(mean_one[0], mean_all[3], rtol=1e-5, atol=1e-6)
+
+
+def test_impute_long_dataframe_gives_frames() -> None:
+    frame = long_frame()
+    est = GPVAE(**FAST).fit(frame)
+    res = est.impute(frame, num_samples=10, return_samples=True)
+    obs = frame[["a", "b"]].notna().to_numpy()
+    for out in (res.mean, res.lower, res.upper):
+        assert isinstance(out, pd.DataFrame)
+        assert list(out.columns) == list(frame.columns)
+        assert out.index.equals(frame.index)
+        vals = out[["a", "b"]].to_numpy()
+        assert same_bits(vals[obs], frame[["a", "b"]].to_numpy()[obs])
+        assert np.isfinite(vals).all()
+    assert res.observed[["a", "b"]].to_numpy().tolist() == obs.tolist()
+    assert res.samples.shape == (10, len(frame), 2)
+    combined = res.to_frame()
+    assert list(combined.columns) == [*frame.columns, "a_lower", "b_lower", "a_upper", "b_upper"]
+    assert np.array_equal(combined["a_lower"].to_numpy(), res.lower["a"].to_numpy())
+
+
+def test_wide_dataframe_and_dict_inputs() -> None:
+    X, _ = smooth_series(1, 30, D=2)
+    idx = pd.date_range("2024-01-01", periods=30, freq="2h")
+    wide = pd.DataFrame(X[0], index=idx, columns=["x", "y"])
+    est = GPVAE(**FAST).fit(wide)
+    assert est.scaler_.time_step_ == pytest.approx(2.0)  # hours
+    res = est.impute(wide, num_samples=5)
+    assert res.mean.index.equals(wide.index)
+    fc = est.forecast(wide, horizon=3, num_samples=5)
+    assert fc.times.dtype.kind == "M"
+    assert fc.times[0, 0] == np.datetime64("2024-01-03T12:00")
+    assert list(fc.to_frame().columns) == ["x", "y", "x_lower", "y_lower", "x_upper", "y_upper"]
+    dict_res = est.impute({"X": X}, num_samples=5)
+    assert dict_res.mean.shape == X.shape
+
+
+def test_impute_with_a_fitted_frame_rejects_other_feature_names() -> None:
+    frame = long_frame()
+    est = GPVAE(**FAST).fit(frame)
+    with pytest.raises(ValidationError, match="X"):
+        est.impute(frame.rename(columns={"b": "c"}))
+
+
+# ---------------------------------------------------------------- other methods
+
+
+def test_forecast_shapes_and_times(fitted: tuple[GPVAE, np.ndarray]) -> None:
+    est, X = fitted
+    fc = est.forecast(X, horizon=4, num_samples=10)
+    assert fc.mean.shape == fc.lower.shape == fc.upper.shape == (16, 4, 3)
+    assert np.array_equal(fc.times, np.tile(np.arange(20, 24.0), (16, 1)))
+    assert (fc.lower <= fc.upper).all()
+    explicit = est.forecast(X, future_times=[20.0, 21.0, 22.0, 23.0], num_samples=10)
+    assert np.array_equal(explicit.times, fc.times)
+    per_series = est.forecast(X, future_times=fc.times + 1, num_samples=10)
+    assert per_series.mean.shape == (16, 4, 3)
+    with pytest.raises(ValidationError, match="horizon"):
+        est.forecast(X)
+    with pytest.raises(GPVAEError, match="future_times"):
+        est.forecast(X, future_times=[20.0, np.inf])
+
+
+def test_forecast_long_frame_to_frame() -> None:
+    frame = long_frame()
+    est = GPVAE(**FAST).fit(frame)
+    fc = est.forecast(frame, horizon=2, num_samples=5)
+    out = fc.to_frame()
+    assert list(out.columns) == ["id", "time", "a", "b", "a_lower", "b_lower", "a_upper", "b_upper"]
+    assert sorted(out["id"]) == ["s0", "s0", "s1", "s1", "s2", "s2"]
+    last = frame.groupby("id")["time"].max()
+    for sid, rows in out.groupby("id"):
+        assert rows["time"].tolist() == [last[sid] + 2.0, last[sid] + 4.0]
+
+
+def test_sample_and_latent(fitted: tuple[GPVAE, np.ndarray]) -> None:
+    est, X = fitted
+    draws = est.sample(np.arange(15.0), num_samples=4)
+    assert draws.shape == (4, 15, 3)
+    assert np.isfinite(draws).all()
+    assert abs(draws.mean() - np.nanmean(X)) < 2 * np.nanstd(X)  # original units
+    mean, var = est.latent(X)
+    assert mean.shape == var.shape == (16, 20, 2)
+    assert (var > 0).all()
+    with pytest.raises(ValidationError, match="times"):
+        est.sample([1.0, 1.0])
+
+
+def test_anomaly_scores_find_an_injected_outlier(fitted: tuple[GPVAE, np.ndarray]) -> None:
+    est, X = fitted
+    Y = X.copy()
+    Y[3, 10, 1] = np.nanmax(X) + 8 * np.nanstd(X)  # a gross outlier
+    res = est.anomaly_scores(Y, num_samples=30)
+    entry, step = res.entry, res.step
+    assert entry.shape == X.shape
+    assert step.shape == X.shape[:2]
+    assert np.array_equal(np.isnan(entry), np.isnan(Y))
+    assert np.unravel_index(np.nanargmax(entry), entry.shape) == (3, 10, 1)
+    np.testing.assert_allclose(step[3, 10], np.nansum(entry[3, 10]))
+    assert res.num_folds == 5
+
+
+# ---------------------------------------------------------------- determinism, save/load
+
+
+def test_same_seed_gives_identical_fit_and_outputs() -> None:
+    X, _ = smooth_series(8, 15)
+    a = GPVAE(**FAST, seed=3).fit(X)
+    b = GPVAE(**FAST, seed=3).fit(X)
+    assert [h["loss"] for h in a.history_] == [h["loss"] for h in b.history_]
+    assert np.array_equal(a.impute(X, num_samples=5).mean, b.impute(X, num_samples=5).mean)
+    assert np.array_equal(a.forecast(X, horizon=2).mean, b.forecast(X, horizon=2).mean)
+    assert np.array_equal(a.sample(np.arange(5.0), 2), b.sample(np.arange(5.0), 2))
+    c = GPVAE(**FAST, seed=4).fit(X)
+    assert not np.array_equal(a.impute(X, num_samples=5).mean, c.impute(X, num_samples=5).mean)
+
+
+def _outputs(est: GPVAE, X: Any, times: Any = None) -> list[Any]:
+    imp = est.impute(X, times, num_samples=8, return_samples=True)
+    outs = [imp.mean, imp.lower, imp.upper, imp.samples, est.latent(X, times)[0]]
+    outs.append(est.anomaly_scores(X, times, num_samples=8).entry)
+    outs.append(est.forecast(X, times, horizon=2, num_samples=8).mean)
+    outs.append(est.sample(np.arange(6.0), 2))
+    return outs
+
+
+def _assert_same(a: Any, b: Any) -> None:
+    if isinstance(a, list):
+        assert len(a) == len(b)
+        for x, y in zip(a, b):
+            _assert_same(x, y)
+    elif isinstance(a, pd.DataFrame):
+        pd.testing.assert_frame_equal(a, b)
+    else:
+        assert np.array_equal(a, b, equal_nan=True)
+
+
+@pytest.mark.parametrize("form", ["array", "ragged", "dataframe"])
+def test_save_load_round_trip_gives_identical_outputs(form: str, tmp_path: Path) -> None:
+    if form == "array":
+        X, times = smooth_series(8, 12)[0], None
+    elif form == "ragged":
+        X, times = ragged_series([5, 9, 14])
+    else:
+        X, times = long_frame(), None
+    est = GPVAE(**FAST).fit(X, times)
+    est.save(tmp_path / "model")
+    loaded = GPVAE.load(tmp_path / "model")
+    for a, b in zip(_outputs(est, X, times), _outputs(loaded, X, times)):
+        _assert_same(a, b)
+    assert loaded.history_ == est.history_
+    assert loaded.feature_names_ == est.feature_names_
+    cfg = json.loads((tmp_path / "model" / "config.json").read_text())
+    assert cfg["config"]["estimator"]["latent_dim"] == 2
+    assert cfg["config"]["time_step"] == est.scaler_.time_step_
+    assert cfg["gpvae_version"] == gpvae.__version__
+
+
+def test_save_load_kernel_instance_and_unsaveable_arguments(tmp_path: Path) -> None:
+    X, _ = smooth_series(4, 10)
+    est = GPVAE(**{**FAST, "epochs": 1}, kernel=Matern52(lengthscale=2.0)).fit(X)
+    est.save(tmp_path / "m")
+    loaded = GPVAE.load(tmp_path / "m")
+    assert np.array_equal(est.impute(X).mean, loaded.impute(X).mean)
+    summed = GPVAE(**{**FAST, "epochs": 1}, kernel=Matern12() + Matern32()).fit(X)
+    with pytest.raises(ValidationError, match=r"^kernel"):
+        summed.save(tmp_path / "s")
+
+    class Enc(nn.Module):
+        def __init__(self) -> None:
+            super().__init__()
+            self.lin = nn.Linear(6, 4)
+
+        def forward(self, y: Tensor, observed: Tensor) -> tuple[Tensor, Tensor]:
+            h = self.lin(torch.cat([y, observed.to(y.dtype)], -1))
+            return h[..., :2], nn.functional.softplus(h[..., 2:]) + 1e-3
+
+    custom = GPVAE(**{**FAST, "epochs": 1}, encoder=Enc()).fit(X)
+    assert custom.impute(X).mean.shape == X.shape
+    with pytest.raises(ValidationError, match=r"^encoder"):
+        custom.save(tmp_path / "c")
+
+
+def test_load_rejects_mismatched_weights(fitted: tuple[GPVAE, np.ndarray], tmp_path: Path) -> None:
+    est, _ = fitted
+    est.save(tmp_path / "m")
+    path = tmp_path / "m" / "config.json"
+    doc = json.loads(path.read_text())
+    doc["config"]["estimator"]["hidden"] = [17]
+    path.write_text(json.dumps(doc))
+    with pytest.raises(ModelFileError, match="shape"):
+        GPVAE.load(tmp_path / "m")
+    doc["config"]["estimator"]["hidden"] = [16]
+    doc["config"]["estimator"]["kernel"] = {"name": "no-such-kernel"}
+    path.write_text(json.dumps(doc))
+    with pytest.raises(ModelFileError, match="kernel"):
+        GPVAE.load(tmp_path / "m")
+    with pytest.raises(ModelFileError):
+        GPVAE.load(tmp_path / "missing")
+
+
+# ---------------------------------------------------------------- checkpoints and resume
+
+
+def test_resume_after_a_crash_matches_an_uninterrupted_fit(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    X, _ = smooth_series(12, 15)
+    settings = {**FAST, "epochs": 5, "patience": None}
+    reference = GPVAE(**settings, checkpoint_dir=tmp_path / "ref").fit(X)
+
+    real_save = gpvae.fit_run.save_checkpoint
+    calls = {"n": 0}
+
+    def crashing_save(*args: Any, **kwargs: Any) -> None:
+        real_save(*args, **kwargs)
+        calls["n"] += 1
+        if calls["n"] == 2:
+            raise KeyboardInterrupt  # the process dies after the 2nd checkpoint
+
+    monkeypatch.setattr(gpvae.fit_run, "save_checkpoint", crashing_save)
+    with pytest.raises(KeyboardInterrupt):
+        GPVAE(**settings, checkpoint_dir=tmp_path / "run").fit(X)
+    monkeypatch.setattr(gpvae.fit_run, "save_checkpoint", real_save)
+
+    resumed = GPVAE(**settings, checkpoint_dir=tmp_path / "run").fit(X, resume=True)
+    assert len(resumed.history_) == 5
+    assert [h["loss"] for h in resumed.history_] == [h["loss"] for h in reference.history_]
+    for k, v in reference.model_.state_dict().items():
+        assert torch.equal(v, resumed.model_.state_dict()[k]), k
+    # resuming a finished run trains no further
+    again = GPVAE(**settings, checkpoint_dir=tmp_path / "run").fit(X, resume=True)
+    assert [h["loss"] for h in again.history_] == [h["loss"] for h in reference.history_]
+    other, _ = smooth_series(12, 15, seed=9)
+    with pytest.raises(ValidationError, match="resume"):
+        GPVAE(**settings, checkpoint_dir=tmp_path / "run").fit(other, resume=True)
+    with pytest.raises(ValidationError, match="resume"):
+        GPVAE(**settings).fit(X, resume=True)
+
+
+def test_validation_data_and_plain_vae_baseline() -> None:
+    X, _ = smooth_series(10, 15)
+    Xv, _ = smooth_series(4, 15, seed=1)
+    est = GPVAE(**FAST, kernel="white", posterior="diagonal").fit(X, X_val=Xv)
+    assert all(np.isfinite(h["val_score"]) for h in est.history_)
+    assert est.impute(X).mean.shape == X.shape
+    with pytest.raises(GPVAEError, match="structured"):
+        est.forecast(X, horizon=2)
+    with pytest.raises(ShapeError, match="X_val"):
+        GPVAE(**FAST).fit(X, X_val=Xv[..., :2])
+    with pytest.raises(GPVAEError, match="times_val"):
+        GPVAE(**FAST).fit(X, X_val=Xv, times_val=np.arange(3.0))
+
+
+# ---------------------------------------------------------------- bad input
+
+
+def _bad_inputs() -> list[tuple[str, dict[str, Any], str]]:
+    X, _ = smooth_series(4, 6)
+    all_missing_series = X.copy()
+    all_missing_series[1] = np.nan
+    inf = X.copy()
+    inf[0, 2, 1] = np.inf
+    dup = np.tile(np.arange(6.0), (4, 1))
+    dup[2, 3] = dup[2, 2]
+    nonfinite = np.tile(np.arange(6.0), (4, 1))
+    nonfinite[0, 4] = np.nan
+    return [
+        ("all-missing series", {"X": all_missing_series}, "X"),
+        ("all-missing data", {"X": np.full_like(X, np.nan)}, "X"),
+        ("single time step", {"X": X[:, :1]}, "X"),
+        ("duplicate timestamps", {"X": X, "times": dup}, "times"),
+        ("times shape", {"X": X, "times": np.arange(5.0)}, "times"),
+        ("non-finite times", {"X": X, "times": nonfinite}, "times"),
+        ("inf in X", {"X": inf}, "X"),
+        ("1-D X", {"X": X[0, :, 0]}, "X"),
+        ("2-D X", {"X": X[0]}, "X"),
+        ("ragged feature counts", {"X": [X[0], X[1][:, :2]]}, "X"),
+        ("strings", {"X": np.array([[["a", "b"], ["c", "d"]]])}, "X"),
+    ]
+
+
+@pytest.mark.parametrize(
+    ("kwargs", "argument"),
+    [(c[1], c[2]) for c in _bad_inputs()],
+    ids=[c[0] for c in _bad_inputs()],
+)
+def test_fit_rejects_bad_input_and_keeps_the_fitted_model(
+    fitted: tuple[GPVAE, np.ndarray], kwargs: dict[str, Any], argument: str
+) -> None:
+    est, X = fitted
+    before = est.impute(X, num_samples=4).mean
+    with pytest.raises(GPVAEError, match=rf"^{argument}\b"):
+        est.fit(**kwargs)
+    assert np.array_equal(est.impute(X, num_samples=4).mean, before)
+    with pytest.raises(GPVAEError, match=rf"^{argument}\b"):
+        GPVAE(**FAST).fit(**kwargs)
+
+
+def test_predict_rejects_bad_input(fitted: tuple[GPVAE, np.ndarray]) -> None:
+    est, X = fitted
+    with pytest.raises(ShapeError, match=r"^X.*features"):
+        est.impute(X[..., :2])
+    with pytest.raises(ShapeError, match=r"^X"):
+        est.forecast(X[0], horizon=2)
+    with pytest.raises(ValidationError, match=r"^num_samples"):
+        est.impute(X, num_samples=0)
+    with pytest.raises(ValidationError, match=r"^quantiles"):
+        est.impute(X, quantiles=(0.9, 0.1))
+    with pytest.raises(GPVAEError, match=r"^times"):
+        est.anomaly_scores(X, times=np.arange(3.0))
+
+
+@pytest.mark.parametrize("method", ["impute", "forecast", "latent", "anomaly_scores", "sample"])
+def test_methods_before_fit_raise_not_fitted(method: str, tmp_path: Path) -> None:
+    est = GPVAE(**FAST)
+    X, _ = smooth_series(2, 5)
+    calls = {
+        "sample": lambda: est.sample(np.arange(3.0)),
+        "forecast": lambda: est.forecast(X, horizon=1),
+    }
+    call = calls.get(method, lambda: getattr(est, method)(X))
+    with pytest.raises(NotFittedError, match=method):
+        call()
+    with pytest.raises(NotFittedError):
+        est.save(tmp_path / "m")
+    with pytest.raises(NotFittedError):
+        _ = est.model_
+
+
+@pytest.mark.parametrize(
+    ("kwargs", "argument"),
+    [
+        ({"kernel": "maternn32"}, "kernel"),
+        ({"kernel": 3}, "kernel"),
+        ({"likelihood": "poisson"}, "likelihood"),
+        ({"posterior": "full"}, "posterior"),
+        ({"backend": "sparse9"}, "backend"),
+        ({"encoder": "transformer"}, "encoder"),
+        ({"decoder": "cnn"}, "decoder"),
+        ({"optimizer": "sgd9"}, "optimizer"),
+        ({"encoder": "partial", "posterior": "banded"}, "encoder"),
+        ({"kernel": "rbf", "backend": "markov"}, "backend"),
+        ({"latent_dim": 0}, "latent_dim"),
+        ({"latent_dim": 2.5}, "latent_dim"),
+        ({"hidden": (16, 0)}, "hidden"),
+        ({"hidden": "big"}, "hidden"),
+        ({"beta": -1.0}, "beta"),
+        ({"beta": float("nan")}, "beta"),
+        ({"epochs": 0}, "epochs"),
+        ({"batch_size": 0}, "batch_size"),
+        ({"lr": 0.0}, "lr"),
+        ({"patience": 0}, "patience"),
+        ({"val_fraction": 1.0}, "val_fraction"),
+        ({"num_samples": 0}, "num_samples"),
+        ({"lengthscale": -2.0}, "lengthscale"),
+        ({"device": "gpu9"}, "device"),
+        ({"seed": -1}, "seed"),
+        ({"progress": "yes"}, "progress"),
+        ({"checkpoint_dir": 5}, "checkpoint_dir"),
+        ({"checkpoint_every": 0}, "checkpoint_every"),
+    ],
+)
+def test_constructor_rejects_bad_arguments(kwargs: dict[str, Any], argument: str) -> None:
+    with pytest.raises(GPVAEError, match=rf"^{argument}\b"):
+        GPVAE(**kwargs)
+
+
+def test_unknown_names_list_the_options() -> None:
+    with pytest.raises(ValidationError, match="matern32"):
+        GPVAE(kernel="maternn32")
+    with pytest.raises(ValidationError, match=r"'gaussian'.*'student_t'"):
+        GPVAE(likelihood="poisson")
+
+
+# ---------------------------------------------------------------- per-series draws
+
+
+@pytest.mark.parametrize(
+    ("posterior", "dense_max"),
+    [("structured", 256), ("structured", 4), ("diagonal", 256), ("banded", 256)],
+    ids=["structured-dense", "structured-markov", "diagonal", "banded"],
+)
+def test_per_series_draws_have_the_posterior_moments(
+    posterior: str, dense_max: int, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """PosteriorSampler's draws (own noise per series) have q's marginal means and variances,
+    whatever route (dense per series, or the simulation smoother for long series)."""
+    monkeypatch.setattr(gpvae.draws, "DENSE_MAX_POINTS", dense_max)
+    X, times = ragged_series([12, 30, 7], seed=4)
+    est = GPVAE(**{**FAST, "epochs": 1}, posterior=posterior).fit(X, times)
+    ss, scaled = est._input(X, times, "test")
+    idx = np.arange(3)
+    batch = est._batch(scaled, idx, est.scaler_)
+    with torch.no_grad():
+        q = est.model_.encode(batch)
+        mean, var = q.marginals()
+        S = 4000
+        sampler = gpvae.draws.PosteriorSampler(
+            q, est.model_.prior, batch, est._series_generators(ss, idx, salt=0)
+        )
+        z = torch.cat([sampler.draw(1000) for _ in range(4)])  # (S, B, N, L)
+    valid = batch.valid[..., None].expand_as(mean)
+    z_score = ((z.mean(0) - mean) / (var / S).sqrt())[valid]
+    ratio = (z.var(0) / var)[valid]
+    assert z_score.abs().max() < 4.5
+    assert ratio.min() > 0.88
+    assert ratio.max() < 1.12
