@@ -1,0 +1,275 @@
+"""The parallel-scan path of the markov backend against the sequential path and the dense
+reference, in float64: values, samples and gradients.
+
+Samples: the parallel path draws the same normal variates in the same order as the
+sequential one, so the same generator gives the same draws (compared to 1e-10 here), not
+merely the same distribution.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+
+import pytest
+import torch
+from test_markov import (
+    CASES,
+    DTYPE,
+    check_moments,
+    close,
+    dense_all,
+    make_kernels,
+    make_problem,
+    new_points,
+)
+from torch import Tensor
+
+from gpvae.errors import ValidationError
+from gpvae.gp import _scan, markov
+from gpvae.gp.markov import MarkovGPPosterior, sample_prior_markov
+from gpvae.kernels.base import Kernel
+from gpvae.kernels.stationary import Matern32, Matern52
+
+#: parallel vs sequential: both exact, so only rounding separates them.
+SAME = 1e-10
+
+
+def same(actual: Tensor, expected: Tensor, rtol: float = SAME) -> None:
+    torch.testing.assert_close(actual, expected, rtol=rtol, atol=rtol)
+
+
+def posteriors(
+    kernels: list[Kernel], x: Tensor, mean: Tensor, var: Tensor, valid: Tensor
+) -> tuple[MarkovGPPosterior, MarkovGPPosterior]:
+    """(sequential, parallel) posteriors on the same inputs."""
+    return (
+        MarkovGPPosterior(kernels, x, mean, var, valid, method="sequential"),
+        MarkovGPPosterior(kernels, x, mean, var, valid, method="parallel"),
+    )
+
+
+def stacked(ref: list[list[dict[str, Tensor]]], key: str) -> Tensor:
+    return torch.stack([torch.stack([r[key] for r in row]) for row in ref])  # (B, L)
+
+
+# ----------------------------------------------------------------------------------------
+# the scan itself
+
+
+@pytest.mark.parametrize("n", [1, 2, 3, 4, 5, 7, 8, 9, 16, 31, 33])
+def test_associative_scan_matches_a_loop(n: int) -> None:
+    # A non-commutative operator: products of random matrices, later on the left.
+    g = torch.Generator().manual_seed(n)
+    M = torch.randn(n, 2, 3, 3, generator=g, dtype=DTYPE)  # (n, batch, 3, 3)
+    (out,) = _scan.associative_scan((M,), lambda a, b: (b[0] @ a[0],))
+    expected = [M[0]]
+    for k in range(1, n):
+        expected.append(M[k] @ expected[-1])
+    same(out, torch.stack(expected))
+
+
+# ----------------------------------------------------------------------------------------
+# values
+
+
+@pytest.mark.parametrize("case", list(CASES))
+def test_values_match_sequential_and_dense(case: str) -> None:
+    kernels = make_kernels(case)
+    x, mean, var, valid = make_problem(len(kernels), seed=20, N=15)
+    x_new = new_points(x, valid)
+    seq, par = posteriors(kernels, x, mean, var, valid)
+    ref = dense_all(kernels, x, mean, var, valid, x_new)
+
+    same(par.log_marginal, seq.log_marginal)
+    same(par.kl(), seq.kl())
+    close(par.log_marginal, stacked(ref, "log_marginal"))
+    close(par.kl(), stacked(ref, "kl"))
+    for got, want in zip(par.marginals(), seq.marginals(), strict=True):
+        same(got, want)
+    for got, want in zip(par.predict(x_new), seq.predict(x_new), strict=True):
+        same(got, want)
+    pm, pv = par.marginals()
+    nm, nv = par.predict(x_new)
+    for b in range(x.shape[0]):
+        for ell in range(len(kernels)):
+            close(pm[b, valid[b], ell], ref[b][ell]["mean"])
+            close(pv[b, valid[b], ell], torch.diagonal(ref[b][ell]["cov"]))
+            close(nm[b, :, ell], ref[b][ell]["new_mean"])
+            close(nv[b, :, ell], torch.diagonal(ref[b][ell]["new_cov"]))
+
+
+@pytest.mark.parametrize("N", [1, 2, 3, 5, 8, 13, 33])
+def test_lengths_that_are_not_powers_of_two(N: int) -> None:
+    kernels = make_kernels("mixed")
+    x, mean, var, valid = make_problem(len(kernels), seed=21, B=2, N=N)
+    valid[:, 0] = True  # keep a valid point in every series, also for N = 1
+    seq, par = posteriors(kernels, x, mean, var, valid)
+    same(par.log_marginal, seq.log_marginal)
+    for got, want in zip(par.marginals(), seq.marginals(), strict=True):
+        same(got, want)
+    ref = dense_all(kernels, x, mean, var, valid)
+    close(par.log_marginal, stacked(ref, "log_marginal"))
+    close(par.kl(), stacked(ref, "kl"))
+    gen = lambda: torch.Generator().manual_seed(N)  # noqa: E731
+    same(par.sample(3, gen()), seq.sample(3, gen()))
+
+
+def test_all_excluded_gives_the_prior() -> None:
+    kernels = make_kernels("mixed")
+    x, mean, var, valid = make_problem(len(kernels), seed=22)
+    var = torch.full_like(var, torch.inf)
+    seq, par = posteriors(kernels, x, mean, var, valid)
+    close(par.log_marginal, torch.zeros_like(par.log_marginal))
+    close(par.kl(), torch.zeros_like(par.log_marginal))
+    pm, pv = par.marginals()
+    close(pm, torch.zeros_like(pm))
+    prior_var = torch.stack([k(x, diag=True) for k in kernels], dim=-1)  # (B, N, L)
+    close(pv[valid], prior_var[valid])
+    same(pv, seq.marginals()[1])
+
+
+def test_very_precise_repeated_points() -> None:
+    # Nearly singular filtered covariances next to dt = 0 steps: X = I + C_i J_j in the
+    # combination stays invertible and the RTS gain is exactly I there. K + diag(var) has a
+    # condition number near 1e11, hence the tolerances of test_markov.
+    kernels = make_kernels("mixed")
+    x, mean, var, valid = make_problem(len(kernels), seed=23)
+    var = var * 1e-9
+    seq, par = posteriors(kernels, x, mean, var, valid)
+    close(par.log_marginal, seq.log_marginal)
+    torch.testing.assert_close(par.marginals()[0], seq.marginals()[0], rtol=1e-5, atol=1e-6)
+    ref = dense_all(kernels, x, mean, var, valid, with_kl=False)
+    close(par.log_marginal, stacked(ref, "log_marginal"))
+
+
+def test_float32_long_series_agrees_with_sequential() -> None:
+    # Not exactness (float64 above) but stability: the scans' rounding in float32 stays at
+    # the level of the sequential filter's on a long series with repeats and exclusions.
+    g = torch.Generator().manual_seed(34)
+    N = 1500
+    x = torch.cumsum(torch.rand(1, N, 1, generator=g) * (torch.rand(1, N, 1, generator=g) > 0.1), 1)
+    mean = torch.randn(1, N, 2, generator=g)
+    var = 0.05 + torch.rand(1, N, 2, generator=g)
+    var = torch.where(torch.rand(1, N, 2, generator=g) < 0.2, torch.inf, var)
+    kernels: list[Kernel] = [Matern32(lengthscale=10.0), Matern52(lengthscale=3.0)]
+    seq, par = posteriors(kernels, x, mean, var, torch.ones(1, N, dtype=torch.bool))
+    torch.testing.assert_close(par.log_marginal, seq.log_marginal, rtol=1e-5, atol=0.0)
+    for got, want in zip(par.marginals(), seq.marginals(), strict=True):
+        torch.testing.assert_close(got, want, rtol=1e-3, atol=1e-4)
+
+
+# ----------------------------------------------------------------------------------------
+# samples
+
+
+def test_samples_equal_sequential_draws() -> None:
+    kernels = make_kernels("mixed")
+    x, mean, var, valid = make_problem(len(kernels), seed=24)
+    x_new = new_points(x, valid, seed=25)
+    seq, par = posteriors(kernels, x, mean, var, valid)
+    gen = lambda: torch.Generator().manual_seed(26)  # noqa: E731
+    same(par.sample(16, gen()), seq.sample(16, gen()))
+    same(par.sample_at(x_new, 16, gen()), seq.sample_at(x_new, 16, gen()))
+    prior = [sample_prior_markov(kernels, x, valid, 16, gen(), method=m) for m in markov.METHODS]
+    same(prior[2], prior[1])
+
+
+def test_sample_moments_match_dense() -> None:
+    kernels = make_kernels("mixed")
+    x, mean, var, valid = make_problem(len(kernels), seed=27, N=9)
+    post = MarkovGPPosterior(kernels, x, mean, var, valid, method="parallel")
+    f = post.sample(20_000, generator=torch.Generator().manual_seed(28))
+    ref = dense_all(kernels, x, mean, var, valid)
+    for b in range(x.shape[0]):
+        for ell in range(len(kernels)):
+            check_moments(f[:, b, valid[b], ell], ref[b][ell]["mean"], ref[b][ell]["cov"])
+
+
+# ----------------------------------------------------------------------------------------
+# gradients
+
+Quantity = Callable[[MarkovGPPosterior, Tensor], Tensor]
+
+QUANTITIES: dict[str, Quantity] = {
+    "log_marginal": lambda post, _: post.log_marginal,
+    "kl": lambda post, _: post.kl(),
+    "marginals": lambda post, _: post.marginals()[0].sin().sum(1) + post.marginals()[1].sum(1),
+    "predict": lambda post, x_new: post.predict(x_new)[0].sum(1) + post.predict(x_new)[1].sum(1),
+    "sample": lambda post, _: post.sample(4, torch.Generator().manual_seed(29)).square().sum(0),
+}
+
+
+@pytest.mark.parametrize("quantity", list(QUANTITIES))
+@pytest.mark.parametrize("case", ["matern12", "matern32", "sum12+32", "mixed"])
+def test_gradients_match_sequential(case: str, quantity: str) -> None:
+    kernels = make_kernels(case)
+    x, mean, var, valid = make_problem(len(kernels), seed=30)
+    x_new = new_points(x, valid, seed=31)
+    weights = torch.rand(x.shape[0], len(kernels), generator=torch.Generator().manual_seed(32))
+    weights = weights.to(DTYPE) + 0.5
+    params = [p for k in kernels for p in k.parameters()]
+
+    def grads(method: str) -> list[Tensor]:
+        m = mean.clone().requires_grad_()
+        v = var.clone().requires_grad_()
+        post = MarkovGPPosterior(kernels, x, m, v, valid, method=method)
+        value = QUANTITIES[quantity](post, x_new)  # (B, L), (B, N, L) for samples
+        if value.ndim == 3:
+            value = value.sum(1)
+        return list(torch.autograd.grad((weights * value).sum(), [m, v, *params]))
+
+    for got, want in zip(grads("parallel"), grads("sequential"), strict=True):
+        assert bool(torch.isfinite(got).all())
+        same(got, want, rtol=1e-8)
+
+
+@pytest.mark.parametrize("quantity", ["log_marginal", "kl"])
+@pytest.mark.parametrize("case", ["matern52", "mixed"])
+def test_gradients_match_dense(case: str, quantity: str) -> None:
+    kernels = make_kernels(case)
+    x, mean, var, valid = make_problem(len(kernels), seed=33)
+    params = [p for k in kernels for p in k.parameters()]
+
+    def grads(parallel: bool) -> list[Tensor]:
+        m = mean.clone().requires_grad_()
+        v = var.clone().requires_grad_()
+        if parallel:
+            post = MarkovGPPosterior(kernels, x, m, v, valid, method="parallel")
+            value = post.log_marginal if quantity == "log_marginal" else post.kl()
+        else:
+            value = stacked(dense_all(kernels, x, m, v, valid), quantity)
+        return list(torch.autograd.grad(value.sum(), [m, v, *params]))
+
+    for got, want in zip(grads(True), grads(False), strict=True):
+        close(got, want, rtol=1e-6)
+
+
+# ----------------------------------------------------------------------------------------
+# method selection
+
+
+def test_auto_takes_the_scans_for_long_narrow_problems(monkeypatch: pytest.MonkeyPatch) -> None:
+    kernels = make_kernels("mixed")  # L = 5
+    x, mean, var, valid = make_problem(len(kernels), B=2, N=10)  # B * L = 10 chains
+    monkeypatch.setattr(markov, "PARALLEL_MIN_POINTS", 10)
+    monkeypatch.setattr(markov, "PARALLEL_MAX_CHAINS", 10)
+    post = MarkovGPPosterior(kernels, x, mean, var, valid)
+    assert post._chain.ops is _scan
+    assert post._merged(x[:, :2])[0].ops is _scan  # predicting lengthens the chain
+    monkeypatch.setattr(markov, "PARALLEL_MIN_POINTS", 11)
+    post = MarkovGPPosterior(kernels, x, mean, var, valid)
+    assert post._chain.ops is not _scan
+    assert post._merged(x[:, :1])[0].ops is _scan
+    monkeypatch.setattr(markov, "PARALLEL_MAX_CHAINS", 9)
+    assert MarkovGPPosterior(kernels, x, mean, var, valid)._merged(x)[0].ops is not _scan
+    for method, ops in [("parallel", _scan), ("sequential", markov._kalman)]:
+        assert MarkovGPPosterior(kernels, x, mean, var, valid, method=method)._chain.ops is ops
+
+
+def test_unknown_method_raises_naming_method() -> None:
+    kernels = make_kernels("matern32")
+    x, mean, var, valid = make_problem(1, N=6)
+    with pytest.raises(ValidationError, match=r"^method: expected one of .* found 'fast'"):
+        MarkovGPPosterior(kernels, x, mean, var, valid, method="fast")
+    with pytest.raises(ValidationError, match=r"^method: "):
+        sample_prior_markov(kernels, x, valid, 2, method="fast")
