@@ -1,6 +1,6 @@
 #!/usr/bin/env bash
 # Create (once) the project's virtual environment in .venv and install gpvae into it.
-# Usage: bash scripts/setup_env.sh [extras]   (extras default: test)
+# Usage: bash scripts/setup_env.sh [extras]   (extras default: test; "none" for the core only)
 set -euo pipefail
 cd "$(dirname "$0")/.."
 extras="${1:-test}"
@@ -10,4 +10,8 @@ if [ ! -x "$venv/bin/python" ]; then
 fi
 # torch first and pinned: a bare "torch" requirement can pull a multi-GB CUDA build.
 "$venv/bin/python" -m pip install --quiet "torch==2.13.0"
-"$venv/bin/python" -m pip install --quiet -e ".[${extras}]"
+if [ "$extras" = "none" ]; then
+    "$venv/bin/python" -m pip install --quiet -e .
+else
+    "$venv/bin/python" -m pip install --quiet -e ".[${extras}]"
+fi

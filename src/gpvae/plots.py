@@ -1,0 +1,508 @@
+"""Pictures of what a GP-VAE did: imputations, forecasts, anomaly scores, latents, kernels.
+
+Every function takes plain arrays (numpy, or anything :func:`numpy.asarray` accepts), draws
+on a :class:`~matplotlib.figure.Figure` with the non-interactive ``Agg`` canvas (pyplot and
+its global figure list are not used, so nothing opens a window, figures need no closing and
+the user's matplotlib backend is left alone), returns the figure and, when ``save`` is
+given, also writes it there (the format follows the extension, e.g. ``.png`` or ``.pdf``).
+
+Shapes: T time steps, D features, H forecast steps, L latent channels, S samples.
+
+Example::
+
+    res = model.impute(X[:1])
+    fig = plot_imputation(times, X[0], res.mean[0], res.lower[0], res.upper[0],
+                          feature_names=model.feature_names_, save="imputation.png")
+"""
+
+from __future__ import annotations
+
+import math
+import os
+from collections.abc import Sequence
+from typing import Any
+
+import matplotlib
+import numpy as np
+import torch
+from matplotlib.axes import Axes
+from matplotlib.backends.backend_agg import FigureCanvasAgg
+from matplotlib.figure import Figure
+
+from gpvae.errors import ShapeError, ValidationError
+
+__all__ = [
+    "plot_anomalies",
+    "plot_forecast",
+    "plot_history",
+    "plot_imputation",
+    "plot_kernels",
+    "plot_latents",
+    "plot_samples",
+]
+
+_OBSERVED = "#1f1f1f"
+_MODEL = "#1f77b4"
+_TRUTH = "#d62728"
+_FLAG = "#d62728"
+_MAX_ROWS = 12  # at most this many stacked panels in one figure
+
+
+def _as_2d(a: Any, name: str, rows: int | None = None) -> np.ndarray:
+    """A float64 (T, D) array; a (T,) array becomes (T, 1)."""
+    arr = np.asarray(a, dtype=np.float64)
+    if arr.ndim == 1:
+        arr = arr[:, None]
+    if arr.ndim != 2:
+        raise ShapeError(f"{name}: expected shape (T, D) or (T,), found {arr.shape}")
+    if rows is not None and arr.shape[0] != rows:
+        raise ShapeError(f"{name}: expected {rows} rows (time steps), found shape {arr.shape}")
+    return arr
+
+
+def _times(t: Any, name: str) -> np.ndarray:
+    """A (T,) time axis: numbers or datetimes, kept as given for matplotlib."""
+    arr = np.asarray(t)
+    if arr.ndim != 1:
+        raise ShapeError(f"{name}: expected a 1-D array of times (T,), found shape {arr.shape}")
+    if arr.dtype.kind not in "biufM":
+        raise ValidationError(f"{name}: expected numeric or datetime64 times, found {arr.dtype}")
+    return arr
+
+
+def _check_same(a: np.ndarray, b: np.ndarray, name_a: str, name_b: str) -> None:
+    if a.shape != b.shape:
+        raise ShapeError(f"{name_b}: expected shape {a.shape} like {name_a}, found {b.shape}")
+
+
+def _names(names: Sequence[str] | None, count: int, prefix: str) -> list[str]:
+    if names is None:
+        return [f"{prefix} {j}" for j in range(count)]
+    out = [str(n) for n in names]
+    if len(out) != count:
+        raise ShapeError(f"feature_names: expected {count} names, found {len(out)}")
+    return out
+
+
+def _figure(width: float, height: float) -> Figure:
+    """A new figure on an Agg canvas (not registered with pyplot)."""
+    fig = Figure(figsize=(width, height), layout="constrained")
+    FigureCanvasAgg(fig)
+    return fig
+
+
+def _panels(count: int, title: str | None, width: float = 10.0) -> tuple[Figure, list[Axes]]:
+    """A figure with ``count`` stacked panels sharing the x axis."""
+    if count < 1:
+        raise ShapeError("data: expected at least one feature or channel to plot, found none")
+    if count > _MAX_ROWS:
+        raise ValidationError(
+            f"data: expected at most {_MAX_ROWS} panels per figure, found {count}; plot a "
+            "subset of the features"
+        )
+    fig = _figure(width, 1.0 + 2.1 * count)
+    axes = fig.subplots(count, 1, sharex=True, squeeze=False)
+    if title:
+        fig.suptitle(title)
+    return fig, [ax for row in axes for ax in row]
+
+
+def _finish(fig: Figure, save: str | os.PathLike[str] | None) -> Figure:
+    fig.align_ylabels()
+    if save is not None:
+        fig.savefig(os.fspath(save), dpi=110)
+    return fig
+
+
+def plot_imputation(
+    times: Any,
+    values: Any,
+    mean: Any,
+    lower: Any,
+    upper: Any,
+    *,
+    truth: Any | None = None,
+    feature_names: Sequence[str] | None = None,
+    level: float | None = 0.9,
+    title: str | None = "Imputation",
+    time_label: str = "time",
+    save: str | os.PathLike[str] | None = None,
+) -> Figure:
+    """One series: the imputed mean with its interval band over the observed points.
+
+    Args:
+        times: (T,) times (numbers or datetime64).
+        values: (T, D) the input, NaN where missing (drawn as points).
+        mean: (T, D) imputed mean (equal to ``values`` where observed).
+        lower: (T, D) lower interval bound.
+        upper: (T, D) upper interval bound.
+        truth: optional (T, D) true values of entries hidden on purpose (NaN elsewhere),
+            drawn as red crosses, e.g. to check an imputation in a benchmark.
+        feature_names: D names for the panel labels.
+        level: the interval's probability, for the legend (None: unnamed).
+        title: figure title.
+        time_label: x-axis label.
+        save: optional path to write the figure to.
+
+    Returns:
+        The figure: one panel per feature.
+    """
+    t = _times(times, "times")
+    y = _as_2d(values, "values", len(t))
+    m = _as_2d(mean, "mean", len(t))
+    lo = _as_2d(lower, "lower", len(t))
+    up = _as_2d(upper, "upper", len(t))
+    for arr, nm in ((m, "mean"), (lo, "lower"), (up, "upper")):
+        _check_same(y, arr, "values", nm)
+    tr = None if truth is None else _as_2d(truth, "truth", len(t))
+    if tr is not None:
+        _check_same(y, tr, "values", "truth")
+    names = _names(feature_names, y.shape[1], "feature")
+    band = "interval" if level is None else f"{level:.0%} interval"
+    fig, axes = _panels(y.shape[1], title)
+    for j, ax in enumerate(axes):
+        ax.fill_between(t, lo[:, j], up[:, j], color=_MODEL, alpha=0.25, lw=0, label=band)
+        ax.plot(t, m[:, j], color=_MODEL, lw=1.2, label="imputed mean")
+        obs = ~np.isnan(y[:, j])
+        ax.plot(t[obs], y[obs, j], ".", color=_OBSERVED, ms=3, label="observed")
+        if tr is not None:
+            hid = ~np.isnan(tr[:, j])
+            ax.plot(t[hid], tr[hid, j], "x", color=_TRUTH, ms=3.5, mew=1.0, label="hidden truth")
+        ax.set_ylabel(names[j])
+        ax.grid(alpha=0.3)
+    axes[0].legend(loc="upper right", fontsize="small", ncol=4, framealpha=0.8)
+    axes[-1].set_xlabel(time_label)
+    return _finish(fig, save)
+
+
+def plot_forecast(
+    history_times: Any,
+    history: Any,
+    future_times: Any,
+    mean: Any,
+    lower: Any,
+    upper: Any,
+    *,
+    levels: Sequence[float] | None = None,
+    truth: Any | None = None,
+    feature_names: Sequence[str] | None = None,
+    title: str | None = "Forecast",
+    time_label: str = "time",
+    save: str | os.PathLike[str] | None = None,
+) -> Figure:
+    """A fan chart: the history, then the forecast mean with nested interval bands.
+
+    Args:
+        history_times: (T,) times of the history.
+        history: (T, D) observed history, NaN where missing.
+        future_times: (H,) forecast times.
+        mean: (H, D) forecast mean.
+        lower: (H, D) lower bound, or (K, H, D) for K nested bands (widest first looks best).
+        upper: same shape as ``lower``.
+        levels: K probabilities of the bands, for the legend.
+        truth: optional (H, D) true future values, drawn as red points.
+        feature_names: D names.
+        title: figure title.
+        time_label: x-axis label.
+        save: optional path to write the figure to.
+
+    Returns:
+        The figure: one panel per feature.
+    """
+    th = _times(history_times, "history_times")
+    tf = _times(future_times, "future_times")
+    y = _as_2d(history, "history", len(th))
+    m = _as_2d(mean, "mean", len(tf))
+    lo = np.asarray(lower, dtype=np.float64)
+    up = np.asarray(upper, dtype=np.float64)
+    if lo.ndim == 2:
+        lo, up = lo[None], up[None]
+    if lo.ndim != 3 or lo.shape[1:] != m.shape:
+        raise ShapeError(f"lower: expected shape {m.shape} or (K, *{m.shape}), found {lo.shape}")
+    _check_same(lo, up, "lower", "upper")
+    if m.shape[1] != y.shape[1]:
+        raise ShapeError(f"mean: expected {y.shape[1]} features like history, found {m.shape}")
+    if levels is not None and len(levels) != lo.shape[0]:
+        raise ShapeError(f"levels: expected {lo.shape[0]} levels (one per band), found {levels}")
+    tr = None if truth is None else _as_2d(truth, "truth", len(tf))
+    if tr is not None:
+        _check_same(m, tr, "mean", "truth")
+    names = _names(feature_names, y.shape[1], "feature")
+    fig, axes = _panels(y.shape[1], title)
+    for j, ax in enumerate(axes):
+        obs = ~np.isnan(y[:, j])
+        ax.plot(th[obs], y[obs, j], ".-", color=_OBSERVED, ms=3, lw=0.6, label="history")
+        for k in range(lo.shape[0]):
+            label = None
+            if levels is not None:
+                label = f"{levels[k]:.0%} interval"
+            elif k == 0:
+                label = "interval"
+            alpha = 0.18 + 0.2 * k / max(1, lo.shape[0] - 1)
+            ax.fill_between(
+                tf, lo[k, :, j], up[k, :, j], color=_MODEL, alpha=alpha, lw=0, label=label
+            )
+        ax.plot(tf, m[:, j], color=_MODEL, lw=1.5, label="forecast mean")
+        if tr is not None:
+            ax.plot(tf, tr[:, j], "o", color=_TRUTH, ms=3, label="truth")
+        if len(th) and len(tf):
+            ax.axvline(tf[0], color="grey", ls=":", lw=1)
+        ax.set_ylabel(names[j])
+        ax.grid(alpha=0.3)
+    axes[0].legend(loc="upper left", fontsize="small", ncol=3, framealpha=0.8)
+    axes[-1].set_xlabel(time_label)
+    return _finish(fig, save)
+
+
+def plot_anomalies(
+    times: Any,
+    scores: Any,
+    threshold: float,
+    *,
+    values: Any | None = None,
+    feature_names: Sequence[str] | None = None,
+    title: str | None = "Anomaly scores",
+    time_label: str = "time",
+    save: str | os.PathLike[str] | None = None,
+) -> Figure:
+    """The anomaly-score timeline with the threshold and the flagged steps.
+
+    Args:
+        times: (T,) times.
+        scores: (T,) score per step (higher = more anomalous; NaN where nothing observed).
+        threshold: steps with a score above it are flagged (red).
+        values: optional (T, D) data; one extra panel per feature marks the flagged steps.
+        feature_names: D names for the value panels.
+        title: figure title.
+        time_label: x-axis label.
+        save: optional path to write the figure to.
+
+    Returns:
+        The figure: the score panel on top, then the value panels.
+    """
+    t = _times(times, "times")
+    s = np.asarray(scores, dtype=np.float64)
+    if s.shape != t.shape:
+        raise ShapeError(f"scores: expected shape {t.shape} like times, found {s.shape}")
+    y = None if values is None else _as_2d(values, "values", len(t))
+    D = 0 if y is None else y.shape[1]
+    names = _names(feature_names, D, "feature") if y is not None else []
+    flagged = np.nan_to_num(s, nan=-np.inf) > threshold
+    fig, axes = _panels(1 + D, title)
+    ax = axes[0]
+    ax.plot(t, s, color=_MODEL, lw=0.9, label="score")
+    ax.axhline(threshold, color="grey", ls="--", lw=1, label=f"threshold {threshold:.3g}")
+    ax.plot(t[flagged], s[flagged], "o", color=_FLAG, ms=4, label=f"flagged ({flagged.sum()})")
+    ax.set_ylabel("anomaly score")
+    ax.grid(alpha=0.3)
+    ax.legend(loc="upper right", fontsize="small", ncol=3, framealpha=0.8)
+    if y is not None:
+        for j in range(D):
+            ax = axes[1 + j]
+            ax.plot(t, y[:, j], ".-", color=_OBSERVED, ms=2, lw=0.5, label="data")
+            ax.plot(
+                t[flagged], y[flagged, j], "o", color=_FLAG, ms=4, mfc="none", label="flagged step"
+            )
+            ax.set_ylabel(names[j])
+            ax.grid(alpha=0.3)
+        axes[1].legend(loc="upper right", fontsize="small", ncol=2, framealpha=0.8)
+    axes[-1].set_xlabel(time_label)
+    return _finish(fig, save)
+
+
+def plot_latents(
+    times: Any,
+    mean: Any,
+    var: Any,
+    *,
+    title: str | None = "Latent paths (posterior mean ± 2 sd)",
+    time_label: str = "time",
+    save: str | os.PathLike[str] | None = None,
+) -> Figure:
+    """Posterior latent paths of one series: mean ± 2 standard deviations per channel.
+
+    Args:
+        times: (T,) times.
+        mean: (T, L) posterior mean of the latent channels.
+        var: (T, L) posterior marginal variance.
+        title: figure title.
+        time_label: x-axis label.
+        save: optional path to write the figure to.
+
+    Returns:
+        The figure: one panel per latent channel.
+    """
+    t = _times(times, "times")
+    m = _as_2d(mean, "mean", len(t))
+    v = _as_2d(var, "var", len(t))
+    _check_same(m, v, "mean", "var")
+    if (v < 0).any():
+        raise ValidationError("var: expected non-negative variances, found negative values")
+    sd = np.sqrt(v)
+    fig, axes = _panels(m.shape[1], title, width=9.0)
+    for j, ax in enumerate(axes):
+        ax.fill_between(
+            t,
+            m[:, j] - 2 * sd[:, j],
+            m[:, j] + 2 * sd[:, j],
+            color=_MODEL,
+            alpha=0.25,
+            lw=0,
+            label="± 2 sd",
+        )
+        ax.plot(t, m[:, j], color=_MODEL, lw=1.1, label="posterior mean")
+        ax.set_ylabel(f"z{j}")
+        ax.grid(alpha=0.3)
+    axes[0].legend(loc="upper right", fontsize="small", ncol=2, framealpha=0.8)
+    axes[-1].set_xlabel(time_label)
+    return _finish(fig, save)
+
+
+def plot_kernels(
+    kernels: Sequence[torch.nn.Module],
+    max_lag: float,
+    *,
+    num_points: int = 200,
+    title: str | None = "Learned kernels k(τ)",
+    lag_label: str = "lag τ",
+    save: str | os.PathLike[str] | None = None,
+) -> Figure:
+    """The learned covariance k(τ) = k(0, τ) of each latent channel's 1-D kernel.
+
+    Args:
+        kernels: L kernels (``model.prior.kernels``), each callable as ``k(x1, x2)`` on
+            (N, 1) and (M, 1) tensors, returning (N, M).
+        max_lag: largest lag τ to draw, in the model's time units.
+        num_points: grid size over [0, max_lag].
+        title: figure title.
+        lag_label: x-axis label.
+        save: optional path to write the figure to.
+
+    Returns:
+        The figure: one curve per channel, and k(τ)/k(0) (the correlation) on the right.
+    """
+    ks = list(kernels)
+    if not ks:
+        raise ShapeError("kernels: expected at least one kernel, found none")
+    if not (isinstance(max_lag, (int, float)) and math.isfinite(max_lag) and max_lag > 0):
+        raise ValidationError(f"max_lag: expected a positive finite number, found {max_lag!r}")
+    first = next(iter(ks[0].parameters()), None)
+    dtype = first.dtype if first is not None else torch.float32
+    device = first.device if first is not None else torch.device("cpu")
+    tau = torch.linspace(0.0, float(max_lag), num_points, dtype=dtype, device=device)[:, None]
+    zero = torch.zeros(1, 1, dtype=dtype, device=device)
+    fig = _figure(11.0, 4.2)
+    ax_k, ax_r = fig.subplots(1, 2)
+    if title:
+        fig.suptitle(title)
+    x = tau[:, 0].cpu().numpy()
+    cmap = matplotlib.colormaps["tab10" if len(ks) <= 10 else "tab20"]
+    with torch.no_grad():
+        for j, k in enumerate(ks):
+            cov = k(tau, zero)[:, 0].detach().cpu().double().numpy()  # (num_points,)
+            color = cmap(j % cmap.N)
+            ax_k.plot(x, cov, color=color, lw=1.3, label=f"z{j}: {_kernel_label(k)}")
+            ax_r.plot(x, cov / cov[0] if cov[0] > 0 else cov, color=color, lw=1.3)
+    ax_k.set_xlabel(lag_label)
+    ax_k.set_ylabel("k(τ)")
+    ax_k.set_title("covariance")
+    ax_r.set_xlabel(lag_label)
+    ax_r.set_ylabel("k(τ) / k(0)")
+    ax_r.set_title("correlation")
+    ax_r.set_ylim(min(-0.05, ax_r.get_ylim()[0]), 1.05)
+    for ax in (ax_k, ax_r):
+        ax.grid(alpha=0.3)
+    ax_k.legend(fontsize="small", ncol=2 if len(ks) > 6 else 1)
+    return _finish(fig, save)
+
+
+def _kernel_label(kernel: torch.nn.Module) -> str:
+    """``Matern32 (ℓ=2.9)``: the class and, when scalar, the lengthscale and period."""
+    parts = []
+    for name, symbol in (("lengthscale", "ℓ"), ("period", "p")):
+        value = getattr(kernel, name, None)
+        if isinstance(value, torch.Tensor) and value.numel() == 1:
+            parts.append(f"{symbol}={float(value):.3g}")
+    return type(kernel).__name__ + (f" ({', '.join(parts)})" if parts else "")
+
+
+def plot_samples(
+    times: Any,
+    samples: Any,
+    *,
+    feature_names: Sequence[str] | None = None,
+    max_samples: int = 5,
+    title: str | None = "Samples from the model",
+    time_label: str = "time",
+    save: str | os.PathLike[str] | None = None,
+) -> Figure:
+    """Series drawn from the generative model (prior latents through the decoder).
+
+    Args:
+        times: (T,) times.
+        samples: (S, T, D) sampled series.
+        feature_names: D names.
+        max_samples: draw at most this many samples.
+        title: figure title.
+        time_label: x-axis label.
+        save: optional path to write the figure to.
+
+    Returns:
+        The figure: one panel per feature, one line per sample.
+    """
+    t = _times(times, "times")
+    s = np.asarray(samples, dtype=np.float64)
+    if s.ndim != 3 or s.shape[1] != len(t):
+        raise ShapeError(f"samples: expected shape (S, {len(t)}, D), found {s.shape}")
+    names = _names(feature_names, s.shape[2], "feature")
+    fig, axes = _panels(s.shape[2], title)
+    shown = min(max_samples, s.shape[0])
+    cmap = matplotlib.colormaps["tab10"]
+    for j, ax in enumerate(axes):
+        for i in range(shown):
+            ax.plot(t, s[i, :, j], color=cmap(i % 10), lw=0.9, alpha=0.85, label=f"sample {i}")
+        ax.set_ylabel(names[j])
+        ax.grid(alpha=0.3)
+    axes[0].legend(loc="upper right", fontsize="small", ncol=min(shown, 5), framealpha=0.8)
+    axes[-1].set_xlabel(time_label)
+    return _finish(fig, save)
+
+
+def plot_history(
+    history: Sequence[dict[str, float]],
+    *,
+    keys: Sequence[str] = ("loss", "val_score"),
+    title: str | None = "Training",
+    save: str | os.PathLike[str] | None = None,
+) -> Figure:
+    """Training curves: selected per-epoch values against the epoch.
+
+    Args:
+        history: one mapping per finished epoch (``model.history_``), e.g.
+            ``{"loss": 1.2, "val_score": 1.3, ...}``.
+        keys: the entries to draw (those missing from ``history`` are skipped).
+        title: figure title.
+        save: optional path to write the figure to.
+
+    Returns:
+        The figure: one line per key.
+    """
+    rows = list(history)
+    drawn = [k for k in keys if rows and all(k in r for r in rows)]
+    if not drawn:
+        raise ValidationError(
+            f"history: expected per-epoch mappings with one of the keys {list(keys)}, found "
+            f"{sorted(rows[0]) if rows else 'no epochs'}"
+        )
+    fig = _figure(7.0, 4.0)
+    ax = fig.subplots()
+    if title:
+        ax.set_title(title)
+    epochs = np.arange(1, len(rows) + 1)
+    for key in drawn:
+        ax.plot(epochs, [float(r[key]) for r in rows], marker=".", lw=1.2, label=key)
+    ax.set_xlabel("epoch")
+    ax.set_ylabel("loss / validation score")
+    ax.grid(alpha=0.3)
+    ax.legend(fontsize="small")
+    return _finish(fig, save)

@@ -1,0 +1,448 @@
+"""Tests of the ``gpvae`` command line.
+
+End-to-end tests run the CLI as a subprocess (``python -m gpvae.cli`` and once the installed
+``gpvae`` script) on small CSV and Parquet files, long and wide. Error handling is checked
+both in a subprocess (exit code, a single ``error:`` line, no traceback) and, for the many
+cases, in-process through :func:`gpvae.cli.main`.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import subprocess
+import sys
+from pathlib import Path
+
+import numpy as np
+import pandas as pd
+import pytest
+
+from gpvae.cli import CLI_FILE, ColumnSpec, main, read_table, write_table
+
+FEATURES = ["temp", "humidity", "wind"]
+FIT_OPTIONS = ["--epochs", "4", "--latent-dim", "2", "--hidden", "16,16", "--quiet"]
+
+
+def _has_estimator() -> bool:
+    try:
+        import gpvae.estimator  # noqa: F401
+    except ImportError:
+        return False
+    return True
+
+
+needs_estimator = pytest.mark.skipif(
+    not _has_estimator(), reason="gpvae.estimator (GPVAE) is not in this checkout yet"
+)
+
+
+def run_cli(*args: str | Path, script: bool = False) -> subprocess.CompletedProcess[str]:
+    """Run the CLI in a fresh process; returns the finished process (never raises)."""
+    env = {**os.environ, "OMP_NUM_THREADS": "1", "PYTHONWARNINGS": "ignore"}
+    env.pop("GPVAE_DEBUG", None)
+    if script:
+        exe = Path(sys.executable).with_name("gpvae")
+        if not exe.is_file():
+            pytest.skip(f"the installed gpvae script is not next to {sys.executable}")
+        cmd = [str(exe)]
+    else:
+        cmd = [sys.executable, "-m", "gpvae.cli"]
+    return subprocess.run(
+        [*cmd, *map(str, args)], capture_output=True, text=True, env=env, timeout=600
+    )
+
+
+def _ok(proc: subprocess.CompletedProcess[str]) -> None:
+    assert proc.returncode == 0, f"stdout:\n{proc.stdout}\nstderr:\n{proc.stderr}"
+    assert "Traceback" not in proc.stderr
+
+
+def _one_error_line(proc: subprocess.CompletedProcess[str], *needles: str) -> str:
+    assert proc.returncode != 0
+    assert "Traceback" not in proc.stderr
+    lines = [ln for ln in proc.stderr.splitlines() if ln.strip()]
+    assert len(lines) == 1, proc.stderr
+    assert lines[0].startswith("error: ")
+    for needle in needles:
+        assert needle in lines[0]
+    return lines[0]
+
+
+# ---------------------------------------------------------------- data
+
+
+def _long_frame(seed: int = 0) -> pd.DataFrame:
+    """3 series of 36-48 irregular numeric times, 3 correlated features, ~20% missing."""
+    rng = np.random.default_rng(seed)
+    rows = []
+    for sid, T in zip(["a", "b", "c"], [40, 36, 48]):
+        t = np.cumsum(rng.uniform(0.5, 1.5, size=T))
+        base = np.sin(t / 4.0 + rng.uniform(0, 6))
+        vals = np.stack([20 + 5 * base, 60 - 10 * base, 3 + rng.normal(size=T)], axis=1)
+        vals += 0.1 * rng.normal(size=vals.shape)
+        vals[rng.random(vals.shape) < 0.2] = np.nan
+        for k in range(T):
+            rows.append({"station": sid, "t": t[k], **dict(zip(FEATURES, vals[k]))})
+    frame = pd.DataFrame(rows)
+    # Shuffle the rows: outputs must keep this order.
+    return frame.sample(frac=1.0, random_state=seed).reset_index(drop=True)
+
+
+def _wide_frame(seed: int = 1) -> pd.DataFrame:
+    """One daily series of 80 days with a date column and a non-feature text column."""
+    rng = np.random.default_rng(seed)
+    T = 80
+    base = np.sin(np.arange(T) / 6.0)
+    vals = np.stack([20 + 5 * base, 60 - 10 * base, 3 + rng.normal(size=T)], axis=1)
+    vals[rng.random(vals.shape) < 0.25] = np.nan
+    frame = pd.DataFrame(vals, columns=FEATURES)
+    frame.insert(0, "date", pd.date_range("2021-03-01", periods=T, freq="D"))
+    frame["note"] = ["x"] * T
+    return frame
+
+
+@pytest.fixture(scope="module")
+def files(tmp_path_factory: pytest.TempPathFactory) -> dict[str, Path]:
+    d = tmp_path_factory.mktemp("cli_data")
+    paths = {"long_csv": d / "long.csv", "wide_parquet": d / "wide.parquet"}
+    _long_frame().to_csv(paths["long_csv"], index=False)
+    _wide_frame().to_parquet(paths["wide_parquet"], index=False)
+    return paths
+
+
+@pytest.fixture(scope="module")
+def long_model(files: dict[str, Path], tmp_path_factory: pytest.TempPathFactory) -> Path:
+    if not _has_estimator():
+        pytest.skip("gpvae.estimator (GPVAE) is not in this checkout yet")
+    out = tmp_path_factory.mktemp("long_model")
+    proc = run_cli("fit", files["long_csv"], "--time-col", "t", "--id-col", "station",
+                   "-o", out, *FIT_OPTIONS)  # fmt: skip
+    _ok(proc)
+    return out
+
+
+@pytest.fixture(scope="module")
+def wide_model(files: dict[str, Path], tmp_path_factory: pytest.TempPathFactory) -> Path:
+    if not _has_estimator():
+        pytest.skip("gpvae.estimator (GPVAE) is not in this checkout yet")
+    out = tmp_path_factory.mktemp("wide_model")
+    proc = run_cli("fit", files["wide_parquet"], "--time-col", "date", "--features",
+                   ",".join(FEATURES), "-o", out, "--window", "30", *FIT_OPTIONS)  # fmt: skip
+    _ok(proc)
+    return out
+
+
+def _check_imputed(original: pd.DataFrame, out: pd.DataFrame) -> None:
+    assert len(out) == len(original)
+    for col in original.columns:
+        assert col in out.columns
+    assert list(out.columns[: len(original.columns)]) == list(original.columns)
+    for f in FEATURES:
+        obs = original[f].notna().to_numpy()
+        np.testing.assert_array_equal(out[f].to_numpy()[obs], original[f].to_numpy()[obs])
+        for part in ("", "_lower", "_upper"):
+            assert out[f + part].notna().all(), f"NaN left in {f + part}"
+        lo, mid, up = (out[f + p].to_numpy() for p in ("_lower", "", "_upper"))
+        assert (lo <= mid + 1e-9).all()
+        assert (mid <= up + 1e-9).all()
+        assert (up[~obs] > lo[~obs]).all()  # real intervals where missing
+        np.testing.assert_array_equal(lo[obs], mid[obs])
+
+
+# ---------------------------------------------------------------- end to end
+
+
+@needs_estimator
+def test_fit_writes_model_and_layout(long_model: Path) -> None:
+    spec = json.loads((long_model / CLI_FILE).read_text())
+    assert spec["time_col"] == "t"
+    assert spec["id_col"] == "station"
+    assert spec["features"] == FEATURES
+    assert spec["time_type"] == "numeric"
+    assert 0.5 < spec["time_step"] < 1.5
+    assert spec["threshold"] is not None
+    assert np.isfinite(spec["threshold"])
+    assert (long_model / "model").is_dir()
+
+
+@needs_estimator
+def test_impute_long_csv(long_model: Path, files: dict[str, Path], tmp_path: Path) -> None:
+    out = tmp_path / "imputed.csv"
+    plot = tmp_path / "imputed.png"
+    proc = run_cli("impute", long_model, files["long_csv"], "-o", out, "--num-samples", "30",
+                   "--plot", plot, "--series", "b")  # fmt: skip
+    _ok(proc)
+    original = pd.read_csv(files["long_csv"])
+    result = pd.read_csv(out)
+    _check_imputed(original, result)
+    np.testing.assert_array_equal(result["station"], original["station"])
+    np.testing.assert_array_equal(result["t"], original["t"])
+    assert plot.is_file()
+    assert plot.stat().st_size > 5_000
+
+
+@needs_estimator
+def test_impute_wide_parquet_via_installed_script(
+    wide_model: Path, files: dict[str, Path], tmp_path: Path
+) -> None:
+    out = tmp_path / "imputed.parquet"
+    proc = run_cli("impute", wide_model, files["wide_parquet"], "-o", out, "--num-samples", "30",
+                   script=True)  # fmt: skip
+    _ok(proc)
+    original = pd.read_parquet(files["wide_parquet"])
+    result = pd.read_parquet(out)
+    _check_imputed(original, result)
+    assert (result["note"] == "x").all()
+    assert pd.api.types.is_datetime64_any_dtype(result["date"])
+
+
+@needs_estimator
+def test_impute_parquet_with_model_fit_on_csv(
+    long_model: Path, files: dict[str, Path], tmp_path: Path
+) -> None:
+    """The layout is stored at fit: any format of the same columns can be imputed."""
+    src = tmp_path / "long.parquet"
+    original = pd.read_csv(files["long_csv"])
+    original.to_parquet(src, index=False)
+    out = tmp_path / "imputed.csv"
+    _ok(run_cli("impute", long_model, src, "-o", out, "--num-samples", "20"))
+    _check_imputed(original, pd.read_csv(out))
+
+
+@needs_estimator
+def test_forecast_long(long_model: Path, files: dict[str, Path], tmp_path: Path) -> None:
+    out = tmp_path / "fc.csv"
+    plot = tmp_path / "fc.png"
+    proc = run_cli("forecast", long_model, files["long_csv"], "--horizon", "5", "-o", out,
+                   "--num-samples", "30", "--plot", plot)  # fmt: skip
+    _ok(proc)
+    fc = pd.read_csv(out)
+    original = pd.read_csv(files["long_csv"])
+    assert len(fc) == 3 * 5
+    assert set(fc["station"]) == {"a", "b", "c"}
+    for sid, part in fc.groupby("station"):
+        last = original.loc[original["station"] == sid, "t"].max()
+        assert (part["t"] > last).all()
+        assert np.all(np.diff(part["t"].to_numpy()) > 0)
+    for f in FEATURES:
+        assert fc[[f, f + "_lower", f + "_upper"]].notna().all().all()
+        assert (fc[f + "_lower"] <= fc[f]).all()
+        assert (fc[f] <= fc[f + "_upper"]).all()
+    assert plot.is_file()
+
+
+@needs_estimator
+def test_forecast_wide_keeps_dates(
+    wide_model: Path, files: dict[str, Path], tmp_path: Path
+) -> None:
+    out = tmp_path / "fc.parquet"
+    _ok(run_cli("forecast", wide_model, files["wide_parquet"], "--horizon", "7", "-o", out))
+    fc = pd.read_parquet(out)
+    assert len(fc) == 7
+    dates = pd.to_datetime(fc["date"])
+    assert dates.iloc[0] == pd.Timestamp("2021-05-20")  # the day after the last (80 days)
+    assert (dates.diff().dropna() == pd.Timedelta(days=1)).all()
+
+
+@needs_estimator
+def test_detect_scores_and_flags(long_model: Path, files: dict[str, Path], tmp_path: Path) -> None:
+    original = pd.read_csv(files["long_csv"])
+    spiked = original.copy()
+    row = int(np.flatnonzero(spiked["temp"].notna().to_numpy())[10])
+    spiked.loc[row, "temp"] = spiked["temp"].max() + 40.0  # an obvious outlier
+    src = tmp_path / "spiked.csv"
+    spiked.to_csv(src, index=False)
+    out = tmp_path / "scores.csv"
+    plot = tmp_path / "scores.png"
+    proc = run_cli("detect", long_model, src, "-o", out, "--quantile", "0.98", "--plot", plot)
+    _ok(proc)
+    res = pd.read_csv(out)
+    assert len(res) == len(original)
+    assert {"score", "anomaly", *(f + "_score" for f in FEATURES)} <= set(res.columns)
+    for f in FEATURES:  # entry scores exactly where observed
+        np.testing.assert_array_equal(res[f + "_score"].notna(), spiked[f].notna())
+    assert res["anomaly"].dtype == bool
+    assert 1 <= res["anomaly"].sum() <= 3
+    assert bool(res.loc[row, "anomaly"])
+    assert res["score"].idxmax() == row
+    assert plot.is_file()
+    # Default threshold: the training quantile stored by fit.
+    _ok(run_cli("detect", long_model, src, "-o", out))
+    assert "anomaly" in pd.read_csv(out).columns
+
+
+@needs_estimator
+def test_sample_long_table(long_model: Path, wide_model: Path, tmp_path: Path) -> None:
+    out = tmp_path / "s.csv"
+    plot = tmp_path / "s.png"
+    _ok(run_cli("sample", long_model, "--length", "12", "-n", "3", "-o", out, "--plot", plot))
+    s = pd.read_csv(out)
+    assert list(s.columns) == ["station", "t", *FEATURES]
+    assert len(s) == 36
+    assert sorted(s["station"].unique()) == [0, 1, 2]
+    assert s[FEATURES].notna().all().all()
+    assert plot.is_file()
+    out2 = tmp_path / "s.parquet"
+    _ok(run_cli("sample", wide_model, "--length", "10", "-n", "2", "-o", out2))
+    s2 = pd.read_parquet(out2)
+    assert len(s2) == 20
+    assert pd.api.types.is_datetime64_any_dtype(s2["date"])
+
+
+@needs_estimator
+def test_errors_after_fit_are_one_line(long_model: Path, tmp_path: Path) -> None:
+    wrong = tmp_path / "wrong.csv"
+    pd.DataFrame({"station": ["a", "a"], "t": [0.0, 1.0], "temp": [1.0, 2.0]}).to_csv(wrong)
+    proc = run_cli("impute", long_model, wrong, "-o", tmp_path / "o.csv")
+    _one_error_line(proc, "humidity")
+
+
+# ---------------------------------------------------------------- errors, subprocess
+
+
+def test_missing_file_subprocess(tmp_path: Path) -> None:
+    proc = run_cli("fit", tmp_path / "nope.csv", "--time-col", "t", "-o", tmp_path / "m")
+    _one_error_line(proc, "file not found", "nope.csv")
+    assert proc.returncode == 1
+
+
+def test_unknown_column_subprocess(files: dict[str, Path], tmp_path: Path) -> None:
+    proc = run_cli("fit", files["long_csv"], "--time-col", "time", "-o", tmp_path / "m")
+    _one_error_line(proc, "--time-col", "'time'")
+
+
+def test_bad_option_subprocess_and_debug_traceback(files: dict[str, Path], tmp_path: Path) -> None:
+    proc = run_cli("fit", files["long_csv"], "--time-col", "t", "-o", tmp_path / "m",
+                   "--epochs", "-3")  # fmt: skip
+    _one_error_line(proc, "--epochs")
+    assert proc.returncode == 2
+    proc = run_cli("--debug", "fit", tmp_path / "nope.csv", "--time-col", "t", "-o", tmp_path)
+    assert proc.returncode == 1
+    assert "Traceback" in proc.stderr
+    assert proc.stderr.strip().splitlines()[-1].startswith("error: ")
+
+
+@pytest.mark.parametrize("command", ["demo", "fit", "impute", "forecast", "detect", "sample"])
+def test_help_of_every_command_has_an_example(
+    command: str, capsys: pytest.CaptureFixture[str]
+) -> None:
+    assert main([command, "--help"]) == 0
+    out = capsys.readouterr().out
+    assert "Example:" in out
+    assert f"gpvae {command} " in out.split("Example:")[1]
+
+
+def test_top_level_help_subprocess_and_version(capsys: pytest.CaptureFixture[str]) -> None:
+    proc = run_cli("--help")
+    _ok(proc)
+    for command in ["demo", "fit", "impute", "forecast", "detect", "sample"]:
+        assert command in proc.stdout
+    assert main(["--version"]) == 0
+    assert "gpvae" in capsys.readouterr().out
+
+
+# ---------------------------------------------------------------- errors, in process
+
+
+def _main_error(capsys: pytest.CaptureFixture[str], args: list[str]) -> tuple[int, str]:
+    code = main(args)
+    err = capsys.readouterr().err
+    lines = [ln for ln in err.splitlines() if ln.strip()]
+    assert code != 0
+    assert len(lines) == 1, err
+    assert lines[0].startswith("error: ")
+    assert "Traceback" not in err
+    return code, lines[0]
+
+
+@pytest.mark.parametrize(
+    ("args", "needle"),
+    [
+        pytest.param(["fit", "{dir}/x.txt", "--time-col", "t", "-o", "{dir}/m"], ".txt",
+                     id="wrong-extension"),
+        pytest.param(["fit", "{dir}/missing.parquet", "--time-col", "t", "-o", "{dir}/m"],
+                     "file not found", id="missing-parquet"),
+        pytest.param(["fit", "{dir}/garbage.parquet", "--time-col", "t", "-o", "{dir}/m"],
+                     "could not read", id="unreadable-parquet"),
+        pytest.param(["fit", "{dir}/empty.csv", "--time-col", "t", "-o", "{dir}/m"],
+                     "could not read", id="empty-csv"),
+        pytest.param(["fit", "{long}", "-o", "{dir}/m"], "--time-col", id="missing-time-col"),
+        pytest.param(["fit", "{long}", "--time-col", "t", "--id-col", "site", "-o", "{dir}/m"],
+                     "'site'", id="unknown-id-col"),
+        pytest.param(["fit", "{long}", "--time-col", "t", "--id-col", "station", "--features",
+                      "temp,rain", "-o", "{dir}/m"], "'rain'", id="unknown-feature"),
+        pytest.param(["fit", "{long}", "--time-col", "t", "--id-col", "station", "-o",
+                      "{dir}/m", "--hidden", "a,b"], "--hidden", id="bad-hidden"),
+        pytest.param(["fit", "{long}", "--time-col", "t", "--lr", "0", "-o", "{dir}/m"],
+                     "--lr", id="bad-lr"),
+        pytest.param(["fit", "{long}", "--time-col", "t", "--kernel", "foo", "-o", "{dir}/m"],
+                     "kernel", id="unknown-kernel"),
+        pytest.param(["fit", "{long}", "--time-col", "t", "--encoder", "rnn", "-o", "{dir}/m"],
+                     "--encoder", id="unknown-encoder"),
+        pytest.param(["fit", "{long}", "--time-col", "station", "-o", "{dir}/m"],
+                     "time column", id="text-time-column"),
+        pytest.param(["impute", "{dir}/no_model", "{long}", "-o", "{dir}/o.csv"], "MODEL_DIR",
+                     id="missing-model-dir"),
+        pytest.param(["impute", "{dir}", "{long}", "-o", "{dir}/o.csv"], "cli.json",
+                     id="not-a-model-dir"),
+        pytest.param(["impute", "{dir}", "{long}", "-o", "{dir}/o.xlsx"], ".xlsx",
+                     id="wrong-output-extension"),
+        pytest.param(["impute", "{dir}", "{long}", "-o", "{dir}/o.csv", "--level", "1.5"],
+                     "--level", id="bad-level"),
+        pytest.param(["forecast", "{dir}", "{long}", "-o", "{dir}/o.csv"], "--horizon",
+                     id="missing-horizon"),
+        pytest.param(["detect", "{dir}", "{long}", "-o", "{dir}/o.csv", "--threshold", "1",
+                      "--quantile", "0.9"], "both", id="threshold-and-quantile"),
+        pytest.param(["sample", "{dir}", "--length", "0", "-o", "{dir}/o.csv"], "--length",
+                     id="bad-length"),
+        pytest.param(["impute", "{dir}", "{long}", "-o", "{dir}/o.csv", "--plot", "{dir}/p.txt"],
+                     "--plot", id="bad-plot-name"),
+        pytest.param(["nonsense"], "No such command", id="unknown-command"),
+    ],
+)  # fmt: skip
+def test_bad_input_in_process(
+    args: list[str],
+    needle: str,
+    files: dict[str, Path],
+    tmp_path: Path,
+    capsys: pytest.CaptureFixture[str],
+) -> None:
+    (tmp_path / "garbage.parquet").write_bytes(b"this is not parquet")
+    (tmp_path / "empty.csv").write_text("")
+    (tmp_path / "x.txt").write_text("t,a\n1,2\n")
+    filled = [a.format(dir=tmp_path, long=files["long_csv"]) for a in args]
+    _, line = _main_error(capsys, filled)
+    assert needle in line
+
+
+def test_gpvae_error_in_data_is_one_line(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    """Errors from the data layer (here duplicate times) reach the user as one line."""
+    src = tmp_path / "dup.csv"
+    pd.DataFrame({"t": [0.0, 0.0, 1.0], "a": [1.0, 2.0, 3.0]}).to_csv(src, index=False)
+    code, line = _main_error(capsys, ["fit", str(src), "--time-col", "t", "-o", str(tmp_path)])
+    assert code == 1
+    assert "duplicate time" in line
+
+
+# ---------------------------------------------------------------- helpers
+
+
+@pytest.mark.parametrize("name", ["t.csv", "t.csv.gz", "t.parquet", "t.pq"])
+def test_table_round_trip_keeps_values_bit_for_bit(tmp_path: Path, name: str) -> None:
+    rng = np.random.default_rng(3)
+    frame = pd.DataFrame({"id": ["a", "b", "c"], "x": rng.normal(size=3) / 7.0})
+    frame.loc[1, "x"] = np.nan
+    write_table(frame, tmp_path / "sub" / name)  # creates the folder
+    back = read_table(tmp_path / "sub" / name)
+    pd.testing.assert_frame_equal(back, frame)
+
+
+def test_column_spec_round_trip(tmp_path: Path) -> None:
+    spec = ColumnSpec("date", None, ["a", "b"], "datetime", 24.0, "2020-01-01T00:00:00", 3.5, 0.99)
+    spec.save(tmp_path)
+    assert ColumnSpec.load(tmp_path) == spec
+    data = json.loads((tmp_path / CLI_FILE).read_text())
+    assert data["format_version"] == 1

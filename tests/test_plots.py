@@ -1,0 +1,166 @@
+"""Tests of gpvae.plots: every function draws a readable figure and writes the file."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import numpy as np
+import pytest
+from matplotlib.figure import Figure
+
+from gpvae import plots
+from gpvae.errors import ShapeError, ValidationError
+from gpvae.kernels import Matern32, Matern52
+
+T, D, H, L = 40, 3, 7, 2
+
+
+@pytest.fixture
+def rng() -> np.random.Generator:
+    return np.random.default_rng(0)
+
+
+def _check_png(path: Path) -> None:
+    assert path.is_file()
+    assert path.read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
+    assert path.stat().st_size > 5_000
+
+
+def _labels(fig: Figure) -> tuple[list[str], list[str]]:
+    """(y labels of every axes, legend texts of every axes)."""
+    ylabels = [ax.get_ylabel() for ax in fig.axes]
+    legends = [
+        t.get_text() for ax in fig.axes if ax.get_legend() for t in ax.get_legend().get_texts()
+    ]
+    return ylabels, legends
+
+
+def test_imputation_panels_labels_and_file(tmp_path: Path, rng: np.random.Generator) -> None:
+    t = np.arange(T, dtype=float)
+    truth = rng.normal(size=(T, D))
+    values = truth.copy()
+    values[rng.random((T, D)) < 0.3] = np.nan
+    mean = np.where(np.isnan(values), 0.0, values)
+    hidden = np.where(np.isnan(values), truth, np.nan)
+    fig = plots.plot_imputation(
+        t,
+        values,
+        mean,
+        mean - 1,
+        mean + 1,
+        truth=hidden,
+        feature_names=["a", "b", "c"],
+        save=tmp_path / "imp.png",
+    )
+    _check_png(tmp_path / "imp.png")
+    ylabels, legends = _labels(fig)
+    assert ylabels == ["a", "b", "c"]
+    assert {"90% interval", "imputed mean", "observed", "hidden truth"} <= set(legends)
+    assert fig.axes[-1].get_xlabel() == "time"
+    assert fig.get_suptitle() == "Imputation"
+
+
+def test_imputation_accepts_datetimes_and_one_feature(tmp_path: Path) -> None:
+    dates = np.arange("2020-01-01", "2020-02-10", dtype="datetime64[D]").astype("datetime64[ns]")
+    y = np.sin(np.arange(len(dates)) / 5.0)
+    fig = plots.plot_imputation(dates, y, y, y - 0.1, y + 0.1, save=tmp_path / "d.pdf")
+    assert (tmp_path / "d.pdf").read_bytes()[:4] == b"%PDF"
+    assert len(fig.axes) == 1
+
+
+def test_imputation_rejects_mismatched_shapes() -> None:
+    t = np.arange(T, dtype=float)
+    y = np.zeros((T, D))
+    with pytest.raises(ShapeError, match="lower"):
+        plots.plot_imputation(t, y, y, np.zeros((T, D + 1)), y)
+    with pytest.raises(ShapeError, match="values"):
+        plots.plot_imputation(t[:-1], y, y, y, y)
+    with pytest.raises(ShapeError, match="feature_names"):
+        plots.plot_imputation(t, y, y, y, y, feature_names=["only one"])
+
+
+def test_forecast_fan_chart_nested_bands(tmp_path: Path, rng: np.random.Generator) -> None:
+    th = np.arange(T, dtype=float)
+    tf = np.arange(T, T + H, dtype=float)
+    hist = rng.normal(size=(T, D))
+    mean = np.zeros((H, D))
+    widths = np.linspace(0.5, 2.0, H)[:, None]
+    lower = np.stack([mean - 2 * widths, mean - widths])
+    upper = np.stack([mean + 2 * widths, mean + widths])
+    fig = plots.plot_forecast(
+        th,
+        hist,
+        tf,
+        mean,
+        lower,
+        upper,
+        levels=[0.9, 0.5],
+        truth=rng.normal(size=(H, D)),
+        save=tmp_path / "fc.png",
+    )
+    _check_png(tmp_path / "fc.png")
+    _, legends = _labels(fig)
+    assert {"history", "90% interval", "50% interval", "forecast mean", "truth"} <= set(legends)
+    with pytest.raises(ShapeError, match="levels"):
+        plots.plot_forecast(th, hist, tf, mean, lower, upper, levels=[0.9])
+
+
+def test_anomalies_marks_flagged_steps(tmp_path: Path, rng: np.random.Generator) -> None:
+    t = np.arange(T, dtype=float)
+    scores = rng.normal(size=T)
+    scores[[5, 17]] = 10.0
+    scores[3] = np.nan  # a step with nothing observed
+    fig = plots.plot_anomalies(
+        t, scores, 5.0, values=rng.normal(size=(T, D)), save=tmp_path / "an.png"
+    )
+    _check_png(tmp_path / "an.png")
+    assert len(fig.axes) == 1 + D
+    _, legends = _labels(fig)
+    assert "flagged (2)" in legends
+    assert fig.axes[0].get_ylabel() == "anomaly score"
+
+
+def test_latents_and_negative_variance(tmp_path: Path, rng: np.random.Generator) -> None:
+    t = np.arange(T, dtype=float)
+    mean = rng.normal(size=(T, L))
+    fig = plots.plot_latents(t, mean, np.full((T, L), 0.1), save=tmp_path / "lat.png")
+    _check_png(tmp_path / "lat.png")
+    assert [ax.get_ylabel() for ax in fig.axes] == ["z0", "z1"]
+    with pytest.raises(ValidationError, match="var"):
+        plots.plot_latents(t, mean, -np.ones((T, L)))
+
+
+def test_kernels_curves_match_the_kernel(tmp_path: Path) -> None:
+    kernels = [Matern32(lengthscale=2.0), Matern52(lengthscale=5.0, variance=2.0)]
+    fig = plots.plot_kernels(kernels, max_lag=20.0, save=tmp_path / "k.png")
+    _check_png(tmp_path / "k.png")
+    cov_ax, corr_ax = fig.axes
+    x, y = cov_ax.get_lines()[1].get_data()
+    assert y[0] == pytest.approx(2.0, rel=1e-5)  # variance at lag 0
+    assert np.all(np.diff(y) <= 1e-6)  # Matern decays monotonically
+    assert corr_ax.get_lines()[0].get_ydata()[0] == pytest.approx(1.0)
+    assert x[-1] == pytest.approx(20.0)
+    _, legends = _labels(fig)
+    assert legends == ["z0: Matern32 (ℓ=2)", "z1: Matern52 (ℓ=5)"]
+    with pytest.raises(ValidationError, match="max_lag"):
+        plots.plot_kernels(kernels, max_lag=0.0)
+
+
+def test_samples_and_history(tmp_path: Path, rng: np.random.Generator) -> None:
+    t = np.arange(T, dtype=float)
+    fig = plots.plot_samples(t, rng.normal(size=(7, T, D)), save=tmp_path / "s.png")
+    _check_png(tmp_path / "s.png")
+    assert len(fig.axes[0].get_lines()) == 5  # max_samples
+    history = [{"loss": 2.0 / (e + 1), "val_score": 2.5 / (e + 1), "lr": 1e-3} for e in range(6)]
+    fig = plots.plot_history(history, save=tmp_path / "h.png")
+    _check_png(tmp_path / "h.png")
+    assert len(fig.axes[0].get_lines()) == 2
+    with pytest.raises(ValidationError, match="history"):
+        plots.plot_history([{"epoch": 1.0}])
+
+
+def test_too_many_panels_is_a_clear_error() -> None:
+    t = np.arange(5, dtype=float)
+    y = np.zeros((5, 40))
+    with pytest.raises(ValidationError, match="at most"):
+        plots.plot_imputation(t, y, y, y, y)
