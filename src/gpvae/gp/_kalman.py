@@ -430,15 +430,35 @@ def prior_states(
     Raises:
         NumericalError: a covariance could not be factorised.
     """
+    state0, noise = prior_noise(A, Q, Pinf, num_samples, generator)
+    states: Tensor = _LinearRecursion.apply(A, state0, noise)
+    return states
+
+
+def prior_noise(
+    A: Tensor,
+    Q: Tensor,
+    Pinf: Tensor,
+    num_samples: int,
+    generator: torch.Generator | None = None,
+) -> tuple[Tensor, Tensor]:
+    """The initial state and process-noise draws of a prior sample (shared by both paths).
+
+    Args:
+        A, Q: (N, B, G, m, m) transitions.
+        Pinf: (G, m, m) stationary covariances.
+        num_samples: S.
+        generator: random number generator, or None for the global one.
+
+    Returns:
+        ``s_0`` (B, G, m, S) and the noise terms ``chol(Q_n + jitter) e_n`` (N-1, B, G, m, S).
+    """
     N, B, G, m, _ = A.shape
     jitter = torch.finfo(A.dtype).eps ** 0.75 * torch.diagonal(Pinf, dim1=-2, dim2=-1)  # (G, m)
     chol_q = _cholesky(Q[1:] + torch.diag_embed(jitter), "process noise Q")  # (N-1, B, G, m, m)
     chol_0 = _cholesky(Pinf, "stationary covariance Pinf")  # (G, m, m)
     eps = torch.randn(N, B, G, m, num_samples, dtype=A.dtype, device=A.device, generator=generator)
-    noise = chol_q @ eps[1:]  # (N-1, B, G, m, S)
-    state0 = chol_0 @ eps[0]  # (B, G, m, S)
-    states: Tensor = _LinearRecursion.apply(A, state0, noise)
-    return states
+    return chol_0 @ eps[0], chol_q @ eps[1:]
 
 
 class _LinearRecursion(torch.autograd.Function):

@@ -47,7 +47,7 @@ import torch
 from torch import Tensor
 
 from gpvae.errors import NumericalError
-from gpvae.gp._kalman import Covariances
+from gpvae.gp._kalman import Covariances, prior_noise
 
 __all__ = [
     "associative_scan",
@@ -269,16 +269,6 @@ def smooth_covariances(cov: Covariances) -> Tensor:
 # prior samples
 
 
-def _cholesky(P: Tensor, what: str) -> Tensor:
-    chol, info = torch.linalg.cholesky_ex(P)
-    if bool((info != 0).any()):
-        raise NumericalError(
-            f"markov backend: the Cholesky factorisation of the {what} failed; the kernel's "
-            "hyper-parameters may be extreme for this dtype (try float64)"
-        )
-    return chol
-
-
 def prior_states(
     A: Tensor,
     Q: Tensor,
@@ -304,12 +294,6 @@ def prior_states(
     Raises:
         NumericalError: a covariance could not be factorised.
     """
-    N, B, G, m, _ = A.shape
-    jitter = torch.finfo(A.dtype).eps ** 0.75 * torch.diagonal(Pinf, dim1=-2, dim2=-1)  # (G, m)
-    chol_q = _cholesky(Q[1:] + torch.diag_embed(jitter), "process noise Q")  # (N-1, B, G, m, m)
-    chol_0 = _cholesky(Pinf, "stationary covariance Pinf")  # (G, m, m)
-    eps = torch.randn(N, B, G, m, num_samples, dtype=A.dtype, device=A.device, generator=generator)
-    noise = chol_q @ eps[1:]  # (N-1, B, G, m, S)
-    state0 = (chol_0 @ eps[0])[None]  # (1, B, G, m, S)
+    state0, noise = prior_noise(A, Q, Pinf, num_samples, generator)
     M = torch.cat([torch.zeros_like(A[:1]), A[1:]])  # (N, B, G, m, m)
-    return _affine_scan(M, torch.cat([state0, noise]))
+    return _affine_scan(M, torch.cat([state0[None], noise]))
