@@ -18,7 +18,8 @@ from gpvae.errors import GPVAEError, ShapeError, ValidationError
 from gpvae.gp import _kalman
 from gpvae.gp.markov import MarkovGPPosterior, sample_prior_markov
 from gpvae.kernels.base import Kernel
-from gpvae.kernels.stationary import RBF, Matern12, Matern32, Matern52
+from gpvae.kernels.matern import Matern12, Matern32, Matern52
+from gpvae.kernels.stationary import RBF
 
 DTYPE = torch.float64
 RTOL = 1e-6

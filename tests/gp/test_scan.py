@@ -28,7 +28,7 @@ from gpvae.errors import ValidationError
 from gpvae.gp import _scan, markov
 from gpvae.gp.markov import MarkovGPPosterior, sample_prior_markov
 from gpvae.kernels.base import Kernel
-from gpvae.kernels.stationary import Matern32, Matern52
+from gpvae.kernels.matern import Matern32, Matern52
 
 #: parallel vs sequential: both exact, so only rounding separates them.
 SAME = 1e-10

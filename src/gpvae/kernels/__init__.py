@@ -8,13 +8,11 @@ kernels (and sums of them) on 1-D inputs also give a state-space form for the ma
 from __future__ import annotations
 
 from gpvae.kernels.base import Kernel, Positive, Product, StateSpace, Sum, inv_softplus
+from gpvae.kernels.matern import Matern12, Matern32, Matern52
 from gpvae.kernels.registry import available_kernels, get_kernel, register_kernel
 from gpvae.kernels.stationary import (
     RBF,
     Cauchy,
-    Matern12,
-    Matern32,
-    Matern52,
     Periodic,
     RationalQuadratic,
     Stationary,

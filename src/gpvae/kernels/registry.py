@@ -13,12 +13,10 @@ from typing import Any
 
 from gpvae.errors import InputTypeError, ValidationError
 from gpvae.kernels.base import Kernel
+from gpvae.kernels.matern import Matern12, Matern32, Matern52
 from gpvae.kernels.stationary import (
     RBF,
     Cauchy,
-    Matern12,
-    Matern32,
-    Matern52,
     Periodic,
     RationalQuadratic,
 )
