@@ -569,3 +569,22 @@ def test_per_series_draws_have_the_posterior_moments(
     assert z_score.abs().max() < 4.5
     assert ratio.min() > 0.88
     assert ratio.max() < 1.12
+
+
+def test_heteroscedastic_gaussian_fits_and_imputes_with_ordered_intervals() -> None:
+    rng = np.random.default_rng(3)
+    t = np.arange(30, dtype=float)
+    X = np.stack(
+        [np.sin(t / 4 + p)[:, None] * [1.0, -0.5] + rng.normal(0, 0.1, (30, 2)) for p in range(8)]
+    )
+    X[rng.random(X.shape) < 0.3] = np.nan
+    model = GPVAE(
+        latent_dim=2, likelihood="gaussian_hetero", epochs=3, hidden=(16,), progress=False
+    ).fit(X)
+    res = model.impute(X, num_samples=20)
+    observed = ~np.isnan(X)
+    assert np.array_equal(res.mean[observed], X[observed])
+    assert np.isfinite(res.mean).all()
+    assert (res.lower <= res.mean + 1e-12).all()
+    assert (res.mean <= res.upper + 1e-12).all()
+    assert (res.upper - res.lower)[~observed].min() > 0

@@ -16,6 +16,7 @@ from __future__ import annotations
 import copy
 import math
 from collections.abc import Callable, Mapping, Sequence
+from functools import partial
 from typing import Any
 
 import numpy as np
@@ -99,6 +100,7 @@ DECODERS: dict[str, DecoderFactory] = {"mlp": _mlp_decoder}
 #: Likelihoods by name: ``cls(num_features=D)``.
 LIKELIHOODS: dict[str, Callable[..., Likelihood]] = {
     "gaussian": Gaussian,
+    "gaussian_hetero": partial(Gaussian, heteroscedastic=True),
     "student_t": StudentT,
     "bernoulli": Bernoulli,
 }

@@ -135,7 +135,8 @@ class GPVAE:
         posterior: ``"structured"`` (default; needed by ``forecast``), ``"banded"``
             (Fortuin et al. 2020) or ``"diagonal"``.
         backend: GP backend, ``"auto"``, ``"dense"`` or ``"markov"``.
-        likelihood: ``"gaussian"``, ``"student_t"`` or ``"bernoulli"``.
+        likelihood: ``"gaussian"`` (learned per-feature variance), ``"gaussian_hetero"``
+            (variance predicted by the decoder per entry), ``"student_t"`` or ``"bernoulli"``.
         encoder: ``"mlp"``, ``"partial"``, ``"conv"`` or an ``nn.Module`` (see
             :mod:`gpvae.nets`); deep-copied at each fit.
         decoder: ``"mlp"`` or an ``nn.Module``; deep-copied at each fit.
