@@ -1,4 +1,5 @@
-"""Encoders and decoders: per-point MLP, partial inference network, temporal convolution.
+"""Encoders and decoders: per-point MLP, partial inference network, temporal convolution,
+image CNN.
 
 Any ``nn.Module`` with the same call signature and shapes may be used instead; see
 :mod:`gpvae.nets.mlp` for the contracts.
@@ -7,6 +8,15 @@ Any ``nn.Module`` with the same call signature and shapes may be used instead; s
 from __future__ import annotations
 
 from gpvae.nets.conv import ConvEncoder
+from gpvae.nets.image import ImageDecoder, ImageEncoder
 from gpvae.nets.mlp import MLP, MLPDecoder, MLPEncoder, PartialEncoder
 
-__all__ = ["MLP", "ConvEncoder", "MLPDecoder", "MLPEncoder", "PartialEncoder"]
+__all__ = [
+    "MLP",
+    "ConvEncoder",
+    "ImageDecoder",
+    "ImageEncoder",
+    "MLPDecoder",
+    "MLPEncoder",
+    "PartialEncoder",
+]

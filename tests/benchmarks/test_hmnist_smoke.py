@@ -1,0 +1,116 @@
+"""Smoke test of benchmarks/hmnist.py: its metrics on hand-made cases, and a tiny run."""
+
+from __future__ import annotations
+
+import importlib.util
+import json
+import math
+import os
+import sys
+from pathlib import Path
+from types import ModuleType
+
+import numpy as np
+import pytest
+
+ROOT = Path(__file__).resolve().parents[2]
+SCRIPT = ROOT / "benchmarks" / "hmnist.py"
+
+
+@pytest.fixture(scope="module")
+def bench() -> ModuleType:
+    """The benchmark script imported as a module (it is not part of the package)."""
+    spec = importlib.util.spec_from_file_location("hmnist_bench", SCRIPT)
+    assert spec is not None
+    assert spec.loader is not None
+    module = importlib.util.module_from_spec(spec)
+    sys.modules["hmnist_bench"] = module
+    spec.loader.exec_module(module)
+    return module
+
+
+@pytest.fixture
+def mnist_dir() -> Path:
+    path = Path(os.environ.get("GPVAE_DATA", ROOT.parent / "shared" / "data"))
+    if not (path / "mnist").is_dir():
+        pytest.skip(f"MNIST not found under {path} (set GPVAE_DATA)")
+    return path
+
+
+def _split(bench: ModuleType, X: np.ndarray, observed: np.ndarray) -> object:
+    n, T, _ = X.shape
+    return bench.HMNISTSplit(
+        X=X.astype(np.float32),
+        observed=observed,
+        X_missing=np.where(observed, X, np.nan).astype(np.float32),
+        labels=np.zeros(n, dtype=np.int64),
+        times=np.broadcast_to(np.arange(T, dtype=np.float32), (n, T)).copy(),
+        angles=np.zeros((n, T)),
+        index=np.arange(n),
+    )
+
+
+def test_metrics_by_hand(bench: ModuleType) -> None:
+    X = np.array([[[1.0, 0.0, 1.0, 0.0]]])  # (1, 1, 4)
+    observed = np.array([[[True, False, False, True]]])
+    split = _split(bench, X, observed)
+    p = np.array([[[0.5, 0.2, 0.9, 0.5]]])
+    nll, mse = bench.imputation_metrics(split, np.log(p), np.log1p(-p))
+    # missing pixels: (x=0, p=0.2) and (x=1, p=0.9)
+    assert nll == pytest.approx(-(math.log(0.8) + math.log(0.9)) / 2)
+    assert mse == pytest.approx((0.2**2 + 0.1**2) / 2)
+    nll_hard, _ = bench.imputation_metrics(split, np.log(p), None)
+    assert nll_hard is None
+
+
+def test_forward_fill_and_mean(bench: ModuleType) -> None:
+    X = np.array([[[1.0, 0.0], [0.0, 0.0], [0.0, 1.0]]])  # (1, T=3, D=2)
+    observed = np.array([[[True, False], [False, False], [False, True]]])
+    split = _split(bench, X, observed)
+    mean = bench.impute_mean(split, split)
+    # pixel 0: 1 white of 1 observed -> (1 + 1) / (1 + 2); pixel 1: 1 of 1 likewise
+    np.testing.assert_allclose(mean[0, 0], [2 / 3, 2 / 3])
+    forward = bench.impute_forward(split, split)
+    np.testing.assert_allclose(forward[0, :, 0], [1.0, 1.0, 1.0])  # carried forward
+    np.testing.assert_allclose(forward[0, :, 1], [2 / 3, 2 / 3, 1.0])  # mean until seen
+
+
+def test_auroc_perfect_and_chance(bench: ModuleType) -> None:
+    labels = np.array([0, 1, 2, 0, 1, 2])
+    perfect = np.eye(3)[labels]
+    assert bench.auroc_ovr_macro(labels, perfect, np.arange(3)) == pytest.approx(1.0)
+    flat = np.full((6, 3), 1 / 3)
+    assert bench.auroc_ovr_macro(labels, flat, np.arange(3)) == pytest.approx(0.5)
+
+
+def test_smoke_run_writes_records_and_grid(
+    bench: ModuleType, mnist_dir: Path, tmp_path: Path
+) -> None:
+    out = tmp_path / "hmnist.json"
+    grid = tmp_path / "grid.png"
+    methods = ["mean", "forward", "plain_vae", "gpvae_banded", "gpvae_structured"]
+    argv = ["--smoke", "--data-dir", str(mnist_dir), "--out", str(out), "--grid", str(grid)]
+    records = bench.main([*argv, "--method", *methods])
+    assert [r["method"] for r in records] == methods
+    saved = json.loads(out.read_text())
+    assert saved == json.loads(json.dumps(records))
+    for rec in saved:
+        keys = {"method", "seed", "nll", "mse", "auroc", "wall_s", "epochs", "settings"}
+        assert keys <= set(rec)
+        assert rec["seed"] == 0
+        assert rec["settings"]["smoke"] is True
+        assert 0 <= rec["mse"] <= 1
+        assert 0 <= rec["auroc"] <= 1
+        if rec["method"] == "forward":
+            assert rec["nll"] is None
+        else:
+            assert math.isfinite(rec["nll"])
+            assert rec["nll"] > 0
+        if rec["method"] in ("plain_vae", "gpvae_banded", "gpvae_structured"):
+            assert rec["epochs"] == 1
+    assert grid.is_file()
+    assert 0 < grid.stat().st_size < 300_000
+    # resumable: a second call skips what is already recorded and appends nothing
+    assert bench.main([*argv, "--method", "mean"]) == []
+    assert len(json.loads(out.read_text())) == len(methods)
+    assert "pypots" not in sys.modules
