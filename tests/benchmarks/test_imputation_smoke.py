@@ -1,0 +1,165 @@
+"""Smoke test of the imputation benchmark harness (``benchmarks/imputation.py``).
+
+Runs the naive baselines and ``gpvae`` (1 epoch, tiny network) on 64 PhysioNet 2012 stays
+and checks the record format, that the metrics are finite, that masks hide only observed
+entries, and that finished records are skipped. The PyPOTS peers are never imported.
+"""
+
+from __future__ import annotations
+
+import importlib
+import math
+import sys
+from pathlib import Path
+from types import ModuleType
+from typing import Any
+
+import numpy as np
+import pytest
+
+BENCH = Path(__file__).resolve().parents[2] / "benchmarks"
+RECORD_KEYS = {
+    "dataset",
+    "pattern",
+    "method",
+    "seed",
+    "mae",
+    "mse",
+    "auroc",
+    "wall_s",
+    "epochs",
+    "settings",
+}
+
+
+@pytest.fixture(scope="module")
+def harness() -> ModuleType:
+    """``benchmarks/imputation.py`` imported as a module."""
+    if str(BENCH) not in sys.path:
+        sys.path.insert(0, str(BENCH))
+    return importlib.import_module("imputation")
+
+
+@pytest.fixture(scope="module")
+def prep(harness: ModuleType) -> Any:
+    """64 PhysioNet stays, prepared by the protocol (skips without the data directory)."""
+    import os
+
+    root = Path(__file__).resolve().parents[2]
+    path = Path(os.environ.get("GPVAE_DATA", root.parent / "shared" / "data"))
+    if not (path / "physionet2012" / "set-a").is_dir():
+        pytest.skip(f"PhysioNet 2012 data not found under {path} (set GPVAE_DATA)")
+    protocol = importlib.import_module("_protocol")
+    return protocol.prepare("physionet2012", path, subset=64)
+
+
+@pytest.mark.parametrize("pattern", ["point", "block"])
+def test_masks_hide_only_observed_entries(harness: ModuleType, prep: Any, pattern: str) -> None:
+    protocol = importlib.import_module("_protocol")
+    task = protocol.make_task(prep, pattern, seed=0)
+    for X_in, X_ori, mask in (
+        (task.X_val, task.X_val_ori, task.val_mask),
+        (task.X_test, task.X_test_ori, task.test_mask),
+    ):
+        assert mask.any()
+        assert not np.isnan(X_ori[mask]).any()  # only observed entries are hidden
+        assert np.isnan(X_in[mask]).all()
+        same = ~mask
+        np.testing.assert_array_equal(X_in[same], X_ori[same])  # nothing else changed
+    for rate in task.hidden_rates.values():
+        assert 0.09 <= rate <= 0.2
+    # Another seed draws other masks; the same seed the same ones.
+    again = protocol.make_task(prep, pattern, seed=0)
+    np.testing.assert_array_equal(again.test_mask, task.test_mask)
+    other = protocol.make_task(prep, pattern, seed=1)
+    assert (other.test_mask != task.test_mask).any()
+
+
+def test_standardised_with_training_statistics(prep: Any) -> None:
+    train = prep.X[prep.train]
+    observed = ~np.isnan(train).all(axis=(0, 1))
+    means = np.nanmean(train[:, :, observed], axis=(0, 1))
+    np.testing.assert_allclose(means, 0.0, atol=1e-9)
+    assert np.all(prep.std > 0)
+
+
+@pytest.mark.parametrize("method", ["mean", "locf", "linear", "gpvae"])
+def test_run_writes_valid_records(
+    harness: ModuleType, prep: Any, method: str, tmp_path: Path
+) -> None:
+    protocol = importlib.import_module("_protocol")
+    out = tmp_path / "imputation.json"
+    results = protocol.ResultsFile(out)
+    records = harness.run(
+        "physionet2012", method, 0, results, epochs=1, patience=1, smoke=True, prep=prep
+    )
+    assert [r["pattern"] for r in records] == ["point", "downstream", "block"]
+    for rec in records:
+        assert set(rec) >= RECORD_KEYS
+        assert (rec["dataset"], rec["method"], rec["seed"]) == ("physionet2012", method, 0)
+        assert rec["wall_s"] >= 0
+        assert isinstance(rec["epochs"], int)
+        assert isinstance(rec["settings"], dict)
+        if rec["pattern"] == "downstream":
+            assert 0.0 <= rec["auroc"] <= 1.0
+        else:
+            assert math.isfinite(rec["mae"])
+            assert math.isfinite(rec["mse"])
+            assert rec["mae"] > 0
+            assert rec["mse"] >= rec["mae"] ** 2 - 1e-12  # Jensen
+    if method == "gpvae":
+        assert all(r["epochs"] >= 1 for r in records)
+    # The file holds the same records, and a second run skips them all.
+    on_disk = protocol.ResultsFile(out).records
+    assert len(on_disk) == 3
+    again = harness.run("physionet2012", method, 0, results, epochs=1, smoke=True, prep=prep)
+    assert again == []
+    assert "pypots" not in sys.modules
+    assert "_peers" not in sys.modules
+
+
+def test_linear_beats_mean_on_points(harness: ModuleType, prep: Any, tmp_path: Path) -> None:
+    protocol = importlib.import_module("_protocol")
+    results = protocol.ResultsFile(tmp_path / "r.json")
+    maes = {}
+    for method in ("mean", "linear"):
+        (rec,) = harness.run(
+            "physionet2012",
+            method,
+            0,
+            results,
+            patterns=["point"],
+            downstream=False,
+            smoke=True,
+            prep=prep,
+        )
+        maes[method] = rec["mae"]
+    assert maes["linear"] < maes["mean"]
+
+
+def test_make_tables_keeps_other_sections(harness: ModuleType) -> None:
+    tables = importlib.import_module("make_tables")
+    other = "<!-- hmnist-table -->\nHMNIST numbers\n<!-- /hmnist-table -->\n"
+    records = [
+        {
+            "dataset": "physionet2012",
+            "pattern": pattern,
+            "method": "linear",
+            "seed": seed,
+            "mae": 0.3 + 0.01 * seed if pattern != "downstream" else None,
+            "mse": 0.4 if pattern != "downstream" else None,
+            "auroc": 0.7 if pattern == "downstream" else None,
+            "wall_s": 1.0,
+            "epochs": 0,
+            "settings": {},
+        }
+        for pattern in ("point", "block", "downstream")
+        for seed in (0, 1, 2)
+    ]
+    region = tables.render(records)
+    assert "0.310 +- 0.010 (3)" in region
+    doc = "# Benchmarks\n\n" + other
+    once = tables.replace_region(doc, region)
+    assert other in once
+    assert region in once
+    assert tables.replace_region(once, region) == once
