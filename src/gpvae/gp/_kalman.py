@@ -187,7 +187,36 @@ def filter_covariances(
         NumericalError: a predicted covariance is singular to working precision.
     """
     P_pred, P_filt = _FilterCovariances.apply(A, Q, Pinf, H, w)
-    P_pred, P_filt = _sym(P_pred), _sym(P_filt)  # (N, B, G, m, m)
+    return gains(A, H, _sym(P_pred), _sym(P_filt), w, log_var, still)
+
+
+def gains(
+    A: Tensor,
+    H: Tensor,
+    P_pred: Tensor,
+    P_filt: Tensor,
+    w: Tensor,
+    log_var: Tensor,
+    still: Tensor,
+) -> Covariances:
+    """Kalman gains, innovation terms and RTS gains from the filter's covariances.
+
+    Shared by the sequential and the parallel (scan) filters.
+
+    Args:
+        A: (N, B, G, m, m) transitions.
+        H: (G, 1, m) measurement rows.
+        P_pred, P_filt: (N, B, G, m, m) predicted and filtered covariances (symmetric).
+        w: (N, B, G) precisions, 0 where excluded.
+        log_var: (N, B, G) ``log(var)`` where included, any finite value elsewhere.
+        still: (N, B) bool, True where ``dt_n = 0``: the RTS gain there is exactly I.
+
+    Returns:
+        :class:`Covariances`.
+
+    Raises:
+        NumericalError: a predicted covariance is singular to working precision.
+    """
     Ph = P_pred @ H.transpose(-1, -2)  # (N, B, G, m, 1)
     s = (H @ Ph)[..., 0, 0]  # (N, B, G)
     ws = w * s

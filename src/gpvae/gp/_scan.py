@@ -46,8 +46,7 @@ from collections.abc import Callable
 import torch
 from torch import Tensor
 
-from gpvae.errors import NumericalError
-from gpvae.gp._kalman import Covariances, prior_noise
+from gpvae.gp._kalman import Covariances, gains, prior_noise
 
 __all__ = [
     "associative_scan",
@@ -186,26 +185,7 @@ def filter_covariances(
     P_pred = torch.cat(
         [Pinf.expand(1, B, G, m, m), A[1:] @ P_filt[:-1] @ A[1:].transpose(-1, -2) + Q[1:]]
     )
-    P_pred = _sym(P_pred)  # (N, B, G, m, m)
-    Ph = P_pred @ Ht  # (N, B, G, m, 1)
-    s = (H @ Ph)[..., 0, 0]  # (N, B, G)
-    ws = w * s
-    inv_s = w / (1.0 + ws)  # (N, B, G)
-    log_s = log_var + torch.log1p(ws)  # (N, B, G)
-    gain = inv_s[..., None, None] * Ph  # (N, B, G, m, 1)
-    # RTS gains G_n^T = (P_{n+1}^-)^{-1} A_{n+1} P_n, exactly I where dt = 0.
-    eye = torch.eye(m, dtype=A.dtype, device=A.device)
-    still = still[1:, :, None, None, None]  # (N-1, B, 1, 1, 1)
-    lhs = torch.where(still, eye, P_pred[1:])  # (N-1, B, G, m, m)
-    rhs = torch.where(still, eye, A[1:] @ P_filt[:-1])
-    Gt, info = torch.linalg.solve_ex(lhs, rhs)  # (N-1, B, G, m, m)
-    if bool((info != 0).any()):
-        raise NumericalError(
-            "markov backend: a predicted state covariance is singular to working precision; "
-            "pseudo-observation variances may be too small for this dtype (try float64 or a "
-            "variance floor)"
-        )
-    return Covariances(P_pred, P_filt, gain, inv_s, log_s, Gt.transpose(-1, -2))
+    return gains(A, H, P_filt=P_filt, P_pred=_sym(P_pred), w=w, log_var=log_var, still=still)
 
 
 def filter_means(A: Tensor, H: Tensor, gain: Tensor, y: Tensor) -> tuple[Tensor, Tensor]:
