@@ -38,7 +38,7 @@ from gpvae.kernels import (
     available_kernels,
     get_kernel,
 )
-from gpvae.likelihoods import Bernoulli, Gaussian, Likelihood, StudentT
+from gpvae.likelihoods import Bernoulli, Gaussian, GPNoiseGaussian, Likelihood, StudentT
 from gpvae.model import GPVAEModel
 from gpvae.nets import ConvEncoder, MLPDecoder, MLPEncoder, PartialEncoder
 from gpvae.posteriors import get_posterior
@@ -101,6 +101,7 @@ DECODERS: dict[str, DecoderFactory] = {"mlp": _mlp_decoder}
 LIKELIHOODS: dict[str, Callable[..., Likelihood]] = {
     "gaussian": Gaussian,
     "gaussian_hetero": partial(Gaussian, heteroscedastic=True),
+    "gaussian_gp": GPNoiseGaussian,
     "student_t": StudentT,
     "bernoulli": Bernoulli,
 }

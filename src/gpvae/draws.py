@@ -41,6 +41,7 @@ from gpvae.posteriors.banded import linear_recurrence
 __all__ = [
     "DENSE_MAX_POINTS",
     "PosteriorSampler",
+    "gaussian_draws",
     "likelihood_draws",
     "per_series_normal",
     "posterior_draws",
@@ -254,4 +255,19 @@ def likelihood_draws(
         sub = tuple(p[:, b : b + 1, :T] for p in parts)
         one: Params = sub[0] if len(sub) == 1 else sub
         out[:, b : b + 1, :T] = likelihood.sample(one, gen)
+    return out
+
+
+def gaussian_draws(
+    mean: Tensor,
+    var: Tensor,
+    generators: Sequence[torch.Generator],
+    lengths: Sequence[int],
+) -> Tensor:
+    """y ~ N(mean, var) entry-wise (S, B, N, D), series b's draws from its own generator."""
+    out = torch.zeros_like(mean)
+    for b, (gen, T) in enumerate(zip(generators, lengths)):
+        m, v = mean[:, b : b + 1, :T], var[:, b : b + 1, :T]
+        eps = torch.randn(m.shape, generator=gen, dtype=m.dtype, device=m.device)
+        out[:, b : b + 1, :T] = m + v.sqrt() * eps
     return out

@@ -44,7 +44,7 @@ from gpvae.builders import (
 from gpvae.data import Scaler, SeriesSet, batch_indices, from_padded
 from gpvae.data import to_series_set as _to_series_set
 from gpvae.data.output import unpad
-from gpvae.draws import PosteriorSampler, likelihood_draws, series_seed
+from gpvae.draws import PosteriorSampler, gaussian_draws, likelihood_draws, series_seed
 from gpvae.errors import (
     GPVAEError,
     InputTypeError,
@@ -56,6 +56,7 @@ from gpvae.errors import (
 from gpvae.fit_run import FitRun, json_number, seed_for
 from gpvae.io import check_state_dict, read_model, save_model
 from gpvae.kernels import Kernel
+from gpvae.likelihoods import Params
 from gpvae.model import GPVAEModel
 from gpvae.posteriors import StructuredQ
 from gpvae.results import (
@@ -84,6 +85,13 @@ def _quantiles_arg(quantiles: object) -> tuple[float, float]:
     if not (0.0 < lo < hi < 1.0):
         raise invalid("quantiles", "0 < lower < upper < 1", quantiles)
     return lo, hi
+
+
+def _double(params: Params) -> Params:
+    """Likelihood parameters in float64."""
+    if isinstance(params, Tensor):
+        return params.double()
+    return tuple(p.double() for p in params)
 
 
 def _resolve_device(device: str | torch.device) -> torch.device:
@@ -341,6 +349,7 @@ class GPVAE:
         _, scaler = self._fitted(method)
         ss = _to_series_set(X, times, num_features=scaler.num_features)
         scaler.check(ss)
+        scaler.check_range(ss)
         return ss, scaler.transform(ss)
 
     def _batches(self, n: int) -> Iterator[np.ndarray]:
@@ -396,8 +405,10 @@ class GPVAE:
         elif times_val is not None:
             raise ValidationError("times_val: expected None when X_val is None, found times")
         scaler = Scaler().fit(train_set)
+        scaler.check_range(train_set)
         if val_set is not None:
             scaler.check(val_set, "X_val")
+            scaler.check_range(val_set, "X_val", "times_val")
         device = _resolve_device(self.device)
         model = self._build_model(D).to(device)
         run = FitRun(self, model, scaler, device, train_set, val_set)
@@ -442,6 +453,10 @@ class GPVAE:
         model, scaler = self._fitted("impute")
         S = int_arg("num_samples", num_samples)
         q_lo, q_hi = _quantiles_arg(quantiles)
+        if not isinstance(return_samples, (bool, np.bool_)):
+            raise InputTypeError(
+                f"return_samples: expected True or False, found {return_samples!r}"
+            )
         ss, scaled = self._input(X, times, "impute")
         means: list[np.ndarray] = [np.empty(0)] * ss.num_series
         lowers, uppers = list(means), list(means)
@@ -455,9 +470,15 @@ class GPVAE:
                 sampler = PosteriorSampler(model.encode(batch), model.prior, batch, gens)
                 mean_sum = torch.zeros_like(batch.y)  # (B, N, D)
                 ys = []
+                correlated = hasattr(model.likelihood, "conditional")
                 for s in _sample_chunks(S):
                     z = sampler.draw(s)  # (s, B, N, L)
                     params = model.decode(z)
+                    if correlated:  # noise correlated along the index: condition on y_obs
+                        m, v = model.predictive(params, batch)  # (s, B, N, D) each
+                        mean_sum = mean_sum + m.sum(0)
+                        ys.append(gaussian_draws(m, v, gens, lengths))
+                        continue
                     mean_sum = mean_sum + model.likelihood.mean(params).sum(0)  # (B, N, D)
                     ys.append(likelihood_draws(model.likelihood, params, gens, lengths))
                 mean = mean_sum / S  # (B, N, D)
@@ -526,6 +547,8 @@ class GPVAE:
         q_lo, q_hi = _quantiles_arg(quantiles)
         ss, scaled = self._input(X, times, "forecast")
         future = resolve_future_times(ss, horizon, future_times)  # (n, H) float, input's units
+        future_name = "horizon" if future_times is None else "future_times"
+        scaler.scaled_times(future, future_name)  # checked before any work
         n, H = future.shape
         D = ss.num_features
         gen = self._generator(2)
@@ -533,16 +556,36 @@ class GPVAE:
         model.eval()
         for idx in self._batches(n):
             batch = self._batch(scaled, idx, scaler)
-            x_new = (future[idx] - scaler.time_origin_) / scaler.time_step_  # (B, H)
+            x_new = scaler.scaled_times(future[idx], future_name)  # (B, H)
             x_t = torch.as_tensor(x_new[..., None], dtype=batch.x.dtype, device=batch.x.device)
             with torch.no_grad():
                 q = model.encode(batch)
                 if not isinstance(q, StructuredQ):
                     raise ValidationError("posterior: forecast expected a structured posterior")
-                z = q.gp.sample_at(x_t, S, gen)  # (S, B, H, L)
-                params = model.decode(z)
-                mean = model.likelihood.mean(params).mean(0)  # (B, H, D)
-                y = model.likelihood.sample(params, gen)  # (S, B, H, D)
+                predict = getattr(model.likelihood, "predict", None)
+                if predict is None:
+                    z = q.gp.sample_at(x_t, S, gen)  # (S, B, H, L)
+                    params = model.decode(z)
+                    mean = model.likelihood.mean(params).mean(0)  # (B, H, D)
+                    y = model.likelihood.sample(params, gen)  # (S, B, H, D)
+                else:  # noise correlated along the index: joint z over history and future
+                    N = batch.x.shape[1]
+                    z = q.gp.sample_at(torch.cat([batch.x, x_t], dim=1), S, gen)
+                    f_all = model.decode(z)  # (S, B, N + H, D)
+                    if not isinstance(f_all, Tensor):
+                        raise ValidationError("decoder: expected one tensor for gaussian_gp")
+                    m, v = predict(
+                        f_all[..., :N, :],
+                        batch.y,
+                        batch.observed,
+                        batch.x,
+                        f_all[..., N:, :],
+                        x_t,
+                        batch.valid,
+                    )  # (S, B, H, D) each
+                    mean = m.mean(0)
+                    eps = torch.randn(m.shape, generator=gen, dtype=m.dtype, device=m.device)
+                    y = m + v.sqrt() * eps
                 lo, hi = _sorted_quantiles(y, (q_lo, q_hi))
             for out, t in ((mean_out, mean), (lo_out, lo), (hi_out, hi)):
                 out[idx] = scaler.inverse_transform(t.double().cpu().numpy())
@@ -576,14 +619,18 @@ class GPVAE:
         S = int_arg("num_samples", num_samples)
         t = times_1d(times, "times")
         order = np.argsort(t, kind="stable")
-        x = (t[order] - scaler.time_origin_) / scaler.time_step_
+        x = scaler.scaled_times(t[order], "times")
         dtype = next(model.parameters()).dtype
         x_t = torch.as_tensor(x[None, :, None], dtype=dtype, device=self.device_)
         gen = self._generator(3)
         model.eval()
         with torch.no_grad():
             z = model.prior.sample(x_t, S, gen)  # (S, 1, T, L)
-            y = model.likelihood.sample(model.decode(z), gen)[:, 0]  # (S, T, D)
+            path = getattr(model.likelihood, "sample_path", None)
+            if path is None:
+                y = model.likelihood.sample(model.decode(z), gen)[:, 0]  # (S, T, D)
+            else:  # noise correlated along the index: drawn jointly over the times
+                y = path(model.decode(z), x_t, gen)[:, 0]
         out = np.empty((S, len(t), scaler.num_features))
         out[:, order] = scaler.inverse_transform(y.double().cpu().numpy())
         return out
@@ -655,7 +702,16 @@ class GPVAE:
                     parts = []
                     for s in _sample_chunks(S):
                         z = sampler.draw(s)  # (s, B, N, L)
-                        lp = model.likelihood.log_prob_entries(model.decode(z), batch.y)
+                        params = model.decode(z)
+                        if hasattr(model.likelihood, "conditional"):  # given the other folds
+                            m, v = model.predictive(params, masked)
+                            lp = -0.5 * (math.log(2 * math.pi) + v.log() + (batch.y - m) ** 2 / v)
+                        else:
+                            # float64: a value far from the training data (|y| ~ 1e20
+                            # standardised) has a squared residual beyond float32.
+                            lp = model.likelihood.log_prob_entries(
+                                _double(params), batch.y.double()
+                            )
                         parts.append(torch.logsumexp(lp.double(), dim=0))  # (B, N, D)
                     lpd = torch.logsumexp(torch.stack(parts), dim=0) - math.log(S)
                 target = (batch.observed & hide).cpu()

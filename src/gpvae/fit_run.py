@@ -135,7 +135,8 @@ class FitRun:
             target, _, _ = self.val_target.padded(indices=idx)  # (B, N, D), NaN = not a target
             with torch.no_grad():
                 z_mean, _ = self.model.encode(batch).marginals()  # (B, N, L)
-                pred = self.model.likelihood.mean(self.model.decode(z_mean))  # (B, N, D)
+                params = self.model.decode(z_mean)
+                pred = self.model.predictive(params, batch)[0]  # (B, N, D)
             err = np.abs(pred.double().cpu().numpy() - target)
             keep = ~np.isnan(target)
             total += float(err[keep].sum())

@@ -194,7 +194,7 @@ class GPVAEModel(nn.Module):
         q = self.encode(batch)
         B = batch.y.shape[0]
         z = q.rsample(S * K, generator)  # (S K, B, N, L)
-        ll = self.likelihood.log_prob(self.decode(z), batch.y, batch.observed)  # (S K, B)
+        ll = self.log_likelihood(self.decode(z), batch)  # (S K, B)
         kl = q.kl()  # (B,)
         loglik = ll.mean(0)  # (B,)
         elbo = loglik - self.beta * kl
@@ -204,6 +204,35 @@ class GPVAEModel(nn.Module):
             log_w = log_w.reshape(S, K, B)
             bound = (torch.logsumexp(log_w, dim=1) - math.log(K)).mean(0)  # (B,)
         return ELBOResult(elbo=elbo, loglik=loglik, kl=kl, iwae=bound)
+
+    def log_likelihood(self, params: Params, batch: Batch) -> Tensor:
+        """log p(y_obs | z) of the batch's observed entries for decoded params (..., B).
+
+        Likelihoods whose noise is correlated along the index (``needs_index``, e.g.
+        :class:`~gpvae.likelihoods.gp_noise.GPNoiseGaussian`) also get the index points and
+        the padding mask.
+        """
+        if getattr(self.likelihood, "needs_index", False):
+            return self.likelihood.log_prob(  # type: ignore[call-arg]
+                params, batch.y, batch.observed, index=batch.x, valid=batch.valid
+            )
+        return self.likelihood.log_prob(params, batch.y, batch.observed)
+
+    def predictive(self, params: Params, batch: Batch) -> tuple[Tensor, Tensor]:
+        """Mean and variance of every entry of y given z and the batch's observed entries.
+
+        For likelihoods with independent entries this is ``likelihood.mean`` and
+        ``likelihood.variance``; a likelihood with a ``conditional`` method (noise correlated
+        along the index) conditions on the observed entries.
+
+        Returns:
+            (mean, var), each shaped like the decoder output (..., B, N, D).
+        """
+        conditional = getattr(self.likelihood, "conditional", None)
+        if conditional is not None:
+            mean, var = conditional(params, batch.y, batch.observed, batch.x, batch.valid)
+            return mean, var
+        return self.likelihood.mean(params), self.likelihood.variance(params)
 
     def forward(
         self,
@@ -227,7 +256,7 @@ class GPVAEModel(nn.Module):
         S = _check_count("num_samples", num_samples)
         q = self.encode(batch)
         z = q.rsample(S, generator)  # (S, B, N, L)
-        return self.likelihood.mean(self.decode(z)).mean(0)
+        return self.predictive(self.decode(z), batch)[0].mean(0)
 
     def extra_repr(self) -> str:
         return f"beta={self._beta:g}"

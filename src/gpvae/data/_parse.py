@@ -29,7 +29,12 @@ class Parsed:
 
 
 def to_float(a: Any, what: str) -> tuple[np.ndarray, np.dtype]:
-    """Convert to a float64 array; return it and the float dtype to give results back in."""
+    """Convert to a float64 array; return it and the float dtype to give results back in.
+
+    Results come back in the input's float dtype, except float16 inputs, whose results are
+    float32 (imputed values and interval bounds beyond 65504 would overflow float16), and
+    extended-precision inputs, whose results are float64 (the precision computed in).
+    """
     if isinstance(a, torch.Tensor):
         a = a.detach().cpu().numpy()
     try:
@@ -43,7 +48,13 @@ def to_float(a: Any, what: str) -> tuple[np.ndarray, np.dtype]:
     if kind in "biu":
         return arr.astype(np.float64), np.dtype(np.float64)
     if kind == "f":
-        return arr.astype(np.float64), arr.dtype
+        out = arr.dtype
+        if out.itemsize < 4:
+            out = np.dtype(np.float32)
+        elif out.itemsize > 8:
+            out = np.dtype(np.float64)
+        with np.errstate(over="ignore"):  # longdouble beyond float64 -> Inf, rejected later
+            return arr.astype(np.float64), out
     if kind in "OUS":
         try:
             return arr.astype(np.float64), np.dtype(np.float64)

@@ -100,8 +100,10 @@ def from_frame(
                 )
     if not feats:
         raise ShapeError(f"{name}: expected at least one feature column, found none in {columns}")
-    values = np.stack([_frame_column(X, c, name) for c in feats], axis=1)  # (R, D)
-    check_no_inf(values, name)
+    columns_f = [_frame_column(X, c, name) for c in feats]
+    for c, col in zip(feats, columns_f):
+        check_no_inf(col, f"{name}[{c!r}]")  # the message gives the row
+    values = np.stack(columns_f, axis=1)  # (R, D)
     if time_col is None:
         time_name = f"{name}.index"
         raw_t = pandas_times(X.index, time_name)

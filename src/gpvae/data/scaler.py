@@ -7,6 +7,10 @@ data cannot be scaled and raises an error.
 
 The scaler also records ``time_step_``, the median spacing between consecutive time steps of
 the training series, as a natural unit for kernel lengthscale defaults (it is not applied).
+
+The model computes in float32: :meth:`Scaler.check_range` rejects data whose standardised
+values or scaled times ``(t - time_origin_) / time_step_`` do not fit in float32, naming the
+argument, instead of letting them overflow to Inf inside the model.
 """
 
 from __future__ import annotations
@@ -22,9 +26,11 @@ from torch import Tensor
 from gpvae.data.series import SeriesSet
 from gpvae.errors import NotFittedError, ShapeError, ValidationError
 
-__all__ = ["Scaler"]
+__all__ = ["FLOAT32_MAX", "Scaler"]
 
 _STATE_VERSION = 1
+#: Largest magnitude the model's float32 tensors can hold.
+FLOAT32_MAX = float(np.finfo(np.float32).max)
 _ArrayT = TypeVar("_ArrayT", np.ndarray, Tensor)
 
 
@@ -90,7 +96,13 @@ class Scaler:
             mean[j] = float(unit.mean()) * big if big > 0 else 0.0
             s = float(unit.std()) * big if big > 0 else 0.0
             std[j] = s if s > 0 and math.isfinite(s) else 1.0
-        steps = np.concatenate([np.diff(t) for t in data.times])
+        with np.errstate(over="ignore", invalid="ignore"):
+            steps = np.concatenate([np.diff(t) for t in data.times])
+        if not np.isfinite(steps).all():
+            raise ValidationError(
+                "times: expected time differences that fit in float64, found an overflow "
+                f"between {min(t[0] for t in data.times)!r} and {max(t[-1] for t in data.times)!r}"
+            )
         self.mean_, self.std_ = mean, std
         self.feature_names_ = tuple(data.feature_names)
         self.names_given_ = data.layout.names_given
@@ -117,6 +129,56 @@ class Scaler:
                 f"{name}: expected features {list(self.feature_names_)} (as at fit, same "
                 f"order), found {list(data.feature_names)}"
             )
+
+    def check_range(self, data: SeriesSet, name: str = "X", times_name: str = "times") -> None:
+        """Raise unless ``data`` standardised and its scaled times fit in float32.
+
+        Args:
+            data: series with this scaler's features.
+            name: the values' argument name for messages (e.g. ``"X_val"``).
+            times_name: the times' argument name for messages.
+
+        Raises:
+            ValidationError: naming ``name`` for a value ``|y - mean| / std >= FLOAT32_MAX``
+                (including an overflow of ``y - mean``), or ``times_name`` for a time with
+                ``|t - time_origin_| / time_step_ >= FLOAT32_MAX``.
+        """
+        mean, std = self._stats()
+        ids = data.layout.series_ids
+        for i, (v, t) in enumerate(zip(data.values, data.times)):
+            label = f"series {ids[i]!r}" if ids is not None else f"{name}[{i}]"
+            with np.errstate(over="ignore", invalid="ignore"):
+                z = np.abs((v - mean) / std)  # NaN where missing
+            big = z >= FLOAT32_MAX
+            if big.any():
+                k, j = (int(a) for a in np.argwhere(big)[0])
+                raise ValidationError(
+                    f"{name}: expected values within {FLOAT32_MAX:.3g} standard deviations of "
+                    f"the training mean (the model computes in float32), found {v[k, j]!r} in "
+                    f"feature {self.feature_names_[j]!r} of {label} (training mean "
+                    f"{mean[j]:.4g}, std {std[j]:.4g})"
+                )
+            self.scaled_times(t, times_name, where=f" in {label}")
+
+    def scaled_times(self, t: np.ndarray, name: str = "times", where: str = "") -> np.ndarray:
+        """``(t - time_origin_) / time_step_`` (float64), checked to fit in float32.
+
+        Raises:
+            ValidationError: naming ``name`` when a scaled time is not finite in float32.
+        """
+        self._stats()
+        with np.errstate(over="ignore", invalid="ignore"):
+            x = (np.asarray(t, dtype=np.float64) - self.time_origin_) / self.time_step_
+        bad = ~(np.abs(x) < FLOAT32_MAX)
+        if bad.any():
+            found = np.asarray(t, dtype=np.float64)[bad][0]
+            raise ValidationError(
+                f"{name}: expected times within {FLOAT32_MAX:.3g} time steps (of "
+                f"{self.time_step_:.6g}) of the training data's first time "
+                f"{self.time_origin_:.6g} (the model computes in float32), found {found!r}"
+                f"{where}"
+            )
+        return x
 
     @overload
     def transform(self, data: SeriesSet) -> SeriesSet: ...

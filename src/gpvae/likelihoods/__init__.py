@@ -8,12 +8,22 @@ from gpvae.errors import ValidationError
 from gpvae.likelihoods.base import Likelihood, Params
 from gpvae.likelihoods.bernoulli import Bernoulli
 from gpvae.likelihoods.gaussian import Gaussian
+from gpvae.likelihoods.gp_noise import GPNoiseGaussian
 from gpvae.likelihoods.student_t import StudentT
 
-__all__ = ["Bernoulli", "Gaussian", "Likelihood", "Params", "StudentT", "get_likelihood"]
+__all__ = [
+    "Bernoulli",
+    "GPNoiseGaussian",
+    "Gaussian",
+    "Likelihood",
+    "Params",
+    "StudentT",
+    "get_likelihood",
+]
 
 _REGISTRY: dict[str, type[Likelihood]] = {
     "gaussian": Gaussian,
+    "gaussian_gp": GPNoiseGaussian,
     "bernoulli": Bernoulli,
     "student_t": StudentT,
     "studentt": StudentT,
@@ -21,7 +31,10 @@ _REGISTRY: dict[str, type[Likelihood]] = {
 
 
 def get_likelihood(name: str, num_features: int, **kwargs: Any) -> Likelihood:
-    """Build a likelihood by name: ``"gaussian"``, ``"bernoulli"`` or ``"student_t"``.
+    """Build a likelihood by name.
+
+    Names: ``"gaussian"``, ``"gaussian_gp"`` (noise correlated along the index),
+    ``"bernoulli"``, ``"student_t"``.
 
     Args:
         name: the likelihood's name (case-insensitive).
@@ -31,6 +44,7 @@ def get_likelihood(name: str, num_features: int, **kwargs: Any) -> Likelihood:
     key = str(name).lower().replace("-", "_")
     if key not in _REGISTRY:
         raise ValidationError(
-            f"likelihood: expected one of 'gaussian', 'bernoulli', 'student_t', found {name!r}"
+            "likelihood: expected one of 'gaussian', 'gaussian_gp', 'bernoulli', 'student_t', "
+            f"found {name!r}"
         )
     return _REGISTRY[key](num_features=num_features, **kwargs)
