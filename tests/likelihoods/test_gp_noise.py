@@ -15,14 +15,20 @@ S, B, N, D = 2, 3, 9, 4
 
 
 def _setup(
-    seed: int, backend: str, kernel: object = None
+    seed: int, backend: str, kernel: object = None, per_feature: bool = False
 ) -> tuple[GPNoiseGaussian, torch.Tensor, ...]:
     g = torch.Generator().manual_seed(seed)
-    lik = GPNoiseGaussian(D, kernel=kernel, backend=backend).double()  # type: ignore[arg-type]
+    lik = GPNoiseGaussian(
+        D,
+        kernel=kernel,  # type: ignore[arg-type]
+        backend=backend,
+        per_feature_kernel=per_feature,
+    ).double()
     with torch.no_grad():
         lik.raw_amplitude.copy_(torch.randn(D, generator=g, dtype=torch.float64))
         lik.raw_variance.copy_(torch.randn(D, generator=g, dtype=torch.float64) - 1.0)
-        lik.gp.kernel_list[0].lengthscale = 2.5
+        for i, k in enumerate(lik.gp.kernel_list):
+            k.lengthscale = 2.5 + i
     x = torch.cumsum(torch.rand(B, N, generator=g, dtype=torch.float64) + 0.2, dim=1)[..., None]
     f = torch.randn(S, B, N, D, generator=g, dtype=torch.float64, requires_grad=True)
     y = torch.randn(B, N, D, generator=g, dtype=torch.float64)
@@ -31,10 +37,14 @@ def _setup(
     return lik, x, f, y, observed
 
 
+def _kernel(lik: GPNoiseGaussian, d: int):  # type: ignore[no-untyped-def]
+    return lik.gp.kernel_list[d if lik.per_feature_kernel else 0]
+
+
 def _dense_cov(lik: GPNoiseGaussian, x: torch.Tensor, d: int) -> torch.Tensor:
     """a_d^2 K(x, x) + s2_d I for one series (N, N)."""
     a = lik.amplitude()[d]
-    K = lik.gp.kernel_list[0](x, x)
+    K = _kernel(lik, d)(x, x)
     return a**2 * K + lik.feature_variance()[d] * torch.eye(x.shape[0], dtype=x.dtype)
 
 
@@ -55,14 +65,18 @@ def _dense_log_prob(lik, x, f, y, observed):  # type: ignore[no-untyped-def]
     return out
 
 
+@pytest.mark.parametrize("per_feature", [False, True])
 @pytest.mark.parametrize("backend", ["markov", "dense"])
 @pytest.mark.parametrize("seed", [0, 1])
-def test_log_prob_matches_dense_multivariate_normal(backend: str, seed: int) -> None:
-    lik, x, f, y, observed = _setup(seed, backend)
+def test_log_prob_matches_dense_multivariate_normal(
+    backend: str, seed: int, per_feature: bool
+) -> None:
+    lik, x, f, y, observed = _setup(seed, backend, per_feature=per_feature)
     got = lik.log_prob(f, y, observed, index=x)
     want = _dense_log_prob(lik, x, f, y, observed)
     torch.testing.assert_close(got, want, rtol=1e-9, atol=1e-9)
-    params = [f, lik.raw_amplitude, lik.raw_variance, lik.gp.kernel_list[0].raw_lengthscale]
+    scales = [k.raw_lengthscale for k in lik.gp.kernel_list]
+    params = [f, lik.raw_amplitude, lik.raw_variance, *scales]
     g_got = torch.autograd.grad(got.sum(), params)
     g_want = torch.autograd.grad(want.sum(), params)
     for a, b in zip(g_got, g_want):
@@ -78,9 +92,10 @@ def test_log_prob_matern52_kernel_and_padding() -> None:
     torch.testing.assert_close(got, _dense_log_prob(lik, x, f, y, obs), rtol=1e-9, atol=1e-9)
 
 
+@pytest.mark.parametrize("per_feature", [False, True])
 @pytest.mark.parametrize("backend", ["markov", "dense"])
-def test_conditional_matches_dense_gaussian_conditioning(backend: str) -> None:
-    lik, x, f, y, observed = _setup(4, backend)
+def test_conditional_matches_dense_gaussian_conditioning(backend: str, per_feature: bool) -> None:
+    lik, x, f, y, observed = _setup(4, backend, per_feature=per_feature)
     with torch.no_grad():
         mean, var = lik.conditional(f, y, observed, x)
         for s in range(S):
@@ -88,7 +103,7 @@ def test_conditional_matches_dense_gaussian_conditioning(backend: str) -> None:
                 for d in range(D):
                     o = observed[b, :, d]
                     a2 = lik.amplitude()[d] ** 2
-                    K = a2 * lik.gp.kernel_list[0](x[b], x[b])  # (N, N), the noise process
+                    K = a2 * _kernel(lik, d)(x[b], x[b])  # (N, N), the noise process
                     s2 = lik.feature_variance()[d]
                     if o.any():
                         C = K[o][:, o] + s2 * torch.eye(int(o.sum()), dtype=torch.float64)
@@ -102,15 +117,16 @@ def test_conditional_matches_dense_gaussian_conditioning(backend: str) -> None:
                     torch.testing.assert_close(var[s, b, :, d], v_want, rtol=1e-8, atol=1e-9)
 
 
-def test_predict_matches_dense_gaussian_conditioning() -> None:
-    lik, x, f, y, observed = _setup(5, "markov")
+@pytest.mark.parametrize("per_feature", [False, True])
+def test_predict_matches_dense_gaussian_conditioning(per_feature: bool) -> None:
+    lik, x, f, y, observed = _setup(5, "markov", per_feature=per_feature)
     H = 3
     x_new = x[:, -1:] + torch.arange(1, H + 1, dtype=torch.float64)[None, :, None]
     g_new = torch.randn(S, B, H, D, dtype=torch.float64)
     with torch.no_grad():
         mean, var = lik.predict(f, y, observed, x, g_new, x_new)
-        k = lik.gp.kernel_list[0]
         for s, b, d in [(0, 1, 2), (1, 2, 3), (1, 0, 0)]:
+            k = _kernel(lik, d)
             o = observed[b, :, d]
             a2, s2 = lik.amplitude()[d] ** 2, lik.feature_variance()[d]
             Kss = a2 * k(x_new[b], x_new[b])

@@ -53,6 +53,8 @@ class GPNoiseGaussian(Likelihood):
         variance: initial white-noise variance s2_d.
         min_variance: floor added to s2_d.
         backend: GP backend of the noise processes (``"auto"``, ``"markov"``, ``"dense"``).
+        per_feature_kernel: give every feature its own copy of ``kernel`` (own lengthscale)
+            instead of one kernel shared by all features.
 
     Attributes:
         needs_index: True: :meth:`log_prob` needs the index points and padding mask.
@@ -69,6 +71,7 @@ class GPNoiseGaussian(Likelihood):
         variance: float = 0.1,
         min_variance: float = 1e-4,
         backend: str = "auto",
+        per_feature_kernel: bool = False,
     ) -> None:
         super().__init__()
         check_num_features(num_features)
@@ -94,7 +97,8 @@ class GPNoiseGaussian(Likelihood):
         a = check_positive("amplitude", amplitude)
         self.num_features = num_features
         self.min_variance = float(min_variance)
-        self.gp = GPPrior(kernel, 1, backend=backend)
+        self.per_feature_kernel = bool(per_feature_kernel)
+        self.gp = GPPrior(kernel, num_features if self.per_feature_kernel else 1, backend=backend)
         self.raw_amplitude = nn.Parameter(inv_softplus(torch.full((num_features,), a)))
         raw_var = inv_softplus(torch.full((num_features,), v - min_variance))
         self.raw_variance = nn.Parameter(raw_var)
@@ -134,6 +138,27 @@ class GPNoiseGaussian(Likelihood):
 
     # ---------------------------------------------------------------- joint over the index
 
+    def _chains(self, t: Tensor) -> Tensor:
+        """(S, B, N, D) -> the backend's layout: (S B, N, D) per-feature, else (S B D, N, 1)."""
+        S, B, N, D = t.shape
+        if self.per_feature_kernel:
+            return t.reshape(S * B, N, D)
+        return t.permute(0, 1, 3, 2).reshape(S * B * D, N, 1)
+
+    def _unchain(self, c: Tensor, lead: tuple[int, ...], B: int, D: int) -> Tensor:
+        """Inverse of :meth:`_chains`: -> (*lead, B, N, D)."""
+        N = c.shape[-2]
+        if self.per_feature_kernel:
+            return c.reshape(*lead, B, N, D)
+        return c.reshape(*lead, B, D, N).transpose(-1, -2)
+
+    def _chain_index(self, index: Tensor, S: int, D: int) -> Tensor:
+        """(B, N, d) index points (or a (B, N, 1) mask) in the layout of :meth:`_chains`."""
+        B, N, d = index.shape
+        if self.per_feature_kernel:
+            return index[None].expand(S, B, N, d).reshape(S * B, N, d)
+        return index[None, :, None].expand(S, B, D, N, d).reshape(S * B * D, N, d)
+
     def _condition(
         self, f: Tensor, y: Tensor, observed: Tensor, index: Tensor, valid: Tensor | None
     ) -> tuple[GPPosterior, tuple[int, ...], Tensor]:
@@ -161,13 +186,12 @@ class GPNoiseGaussian(Likelihood):
         y = torch.where(observed, y, torch.zeros_like(y))  # NaN-free where unobserved
         r = (y - f.reshape(S, B, N, D)) / a  # (S, B, N, D)
         var = torch.where(observed, s2 / a**2, torch.full_like(y, math.inf))  # (B, N, D)
-        mean = r.permute(0, 1, 3, 2).reshape(S * B * D, N, 1)
-        var_c = var.permute(0, 2, 1)[None].expand(S, B, D, N).reshape(S * B * D, N, 1)
-        d = index.shape[-1]
-        x = index[None, :, None].expand(S, B, D, N, d).reshape(S * B * D, N, d)
+        mean = self._chains(r)
+        var_c = self._chains(var.expand(S, B, N, D))
+        x = self._chain_index(index, S, D)
         valid_c = None
         if valid is not None:
-            valid_c = valid[None, :, None].expand(S, B, D, N).reshape(S * B * D, N)
+            valid_c = self._chain_index(valid[..., None], S, D)[..., 0]
         return self.gp.condition(x, mean, var_c, valid_c), lead, a
 
     def log_prob(
@@ -215,10 +239,8 @@ class GPNoiseGaussian(Likelihood):
         """
         (f,) = self.split(params)
         post, lead, a = self._condition(f, y, observed, index, valid)
-        B, N, D = y.shape
-        m, v = post.marginals()
-        m = m.reshape(*lead, B, D, N).transpose(-1, -2)
-        v = v.reshape(*lead, B, D, N).transpose(-1, -2)
+        B, _, D = y.shape
+        m, v = (self._unchain(t, lead, B, D) for t in post.marginals())
         return f + a * m, a**2 * v + self.feature_variance()
 
     def predict(
@@ -246,15 +268,10 @@ class GPNoiseGaussian(Likelihood):
         (g,) = self.split(new_params)
         post, lead, a = self._condition(f, y, observed, index, valid)
         B, _, D = y.shape
-        H = new_index.shape[1]
         if new_index.ndim == 2:
             new_index = new_index[..., None]
-        S = math.prod(lead)
-        d = new_index.shape[-1]
-        x_new = new_index[None, :, None].expand(S, B, D, H, d).reshape(S * B * D, H, d)
-        m, v = post.predict(x_new)
-        m = m.reshape(*lead, B, D, H).transpose(-1, -2)
-        v = v.reshape(*lead, B, D, H).transpose(-1, -2)
+        x_new = self._chain_index(new_index, math.prod(lead), D)
+        m, v = (self._unchain(t, lead, B, D) for t in post.predict(x_new))
         return g + a * m, a**2 * v + self.feature_variance()
 
     def sample_path(
@@ -273,12 +290,10 @@ class GPNoiseGaussian(Likelihood):
         (f,) = self.split(params)
         if f.ndim != 4:
             raise ShapeError(f"params: expected (S, B, N, D), found {tuple(f.shape)}")
-        S, B, N, D = f.shape
+        S, B, _, D = f.shape
         if index.ndim == 2:
             index = index[..., None]
-        d = index.shape[-1]
-        x = index[None, :, None].expand(S, B, D, N, d).reshape(S * B * D, N, d)
-        g = self.gp.sample(x, 1, generator)[0, ..., 0]  # (S B D, N)
-        g = g.reshape(S, B, D, N).transpose(-1, -2)  # (S, B, N, D)
+        x = self._chain_index(index, S, D)
+        g = self._unchain(self.gp.sample(x, 1, generator)[0], (S,), B, D)  # (S, B, N, D)
         eps = torch.randn(f.shape, generator=generator, dtype=f.dtype, device=f.device)
         return f + self.amplitude() * g + self.feature_variance().sqrt() * eps
