@@ -223,6 +223,30 @@ def test_gradients_match_sequential(case: str, quantity: str) -> None:
         same(got, want, rtol=1e-8)
 
 
+@pytest.mark.parametrize("quantity", list(QUANTITIES))
+def test_checkpointed_scans_match_sequential(
+    quantity: str, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Activation checkpointing (long series) changes memory, not values or gradients."""
+    monkeypatch.setattr(markov, "CHECKPOINT_MIN_POINTS", 1)
+    kernels = make_kernels("mixed")
+    x, mean, var, valid = make_problem(len(kernels), seed=40)
+    x_new = new_points(x, valid, seed=41)
+    params = [p for k in kernels for p in k.parameters()]
+
+    def run(method: str) -> list[Tensor]:
+        m = mean.clone().requires_grad_()
+        v = var.clone().requires_grad_()
+        post = MarkovGPPosterior(kernels, x, m, v, valid, method=method)
+        if method == "parallel":
+            assert post._chain.ops is markov._SCAN_CHECKPOINTED
+        value = QUANTITIES[quantity](post, x_new)
+        return [value.detach(), *torch.autograd.grad(value.sin().sum(), [m, v, *params])]
+
+    for got, want in zip(run("parallel"), run("sequential"), strict=True):
+        same(got, want, rtol=1e-8)
+
+
 @pytest.mark.parametrize("quantity", ["log_marginal", "kl"])
 @pytest.mark.parametrize("case", ["matern52", "mixed"])
 def test_gradients_match_dense(case: str, quantity: str) -> None:
