@@ -1,0 +1,533 @@
+"""Speed and memory of GP-VAE training: S1 (vs an N(0, I) prior), S2 (vs PyPOTS GPVAE), S3 (long T).
+
+- **S1**: one training step (forward + backward + Adam) of the GP-VAE (structured
+  posterior, markov backend, Matern32) against the *same* encoder, decoder and likelihood
+  with an N(0, I) prior (diagonal Gaussian posterior, closed-form KL): T = 48, D = 35,
+  L = 16, B = 64, hidden (128, 128), 50 % of entries missing. Both steps run in one process,
+  interleaved, and the median of ``--repeats`` timed steps is reported.
+- **S2**: one epoch of ``gpvae.GPVAE.fit`` against one epoch of PyPOTS 1.5 ``GPVAE.fit`` on
+  identical shapes: 512 series, D = 35, latent 16, batch 32, encoder and decoder widths
+  (64, 64), 20 % missing, T = 48, 200, 500. Each run is a fresh subprocess reporting its
+  wall time and peak resident memory (``ru_maxrss``) minus the peak of an idle subprocess
+  that imported the same libraries. PyPOTS runs in the benchmark environment
+  (``--peer-python``, default ``.venv-bench/bin/python``; see ``setup_bench_env.sh``); when it
+  is missing, S2 records only gpvae's side.
+- **S3**: one long series, D = 8, L = 4, hidden (64, 64), 10 % missing, one training step of
+  the structured markov GP-VAE (the parallel scan for these shapes) at T = 1e3 ... 1e6, in a
+  fresh subprocess per T: median step time and peak memory; the log-log slope of time
+  against T between the smallest and largest T is reported.
+
+Usage::
+
+    OMP_NUM_THREADS=1 .venv/bin/python benchmarks/speed.py                 # all parts
+    OMP_NUM_THREADS=1 .venv/bin/python benchmarks/speed.py --part s1 s3    # some parts
+    OMP_NUM_THREADS=1 .venv/bin/python benchmarks/speed.py --quick         # smoke run
+
+Writes ``benchmarks/results/speed.json`` (records of the parts run are replaced, others kept)
+and ``benchmarks/results/speed.png`` (log-log plots of S2 and S3), and prints a table.
+Everything is float32 on the CPU with 1 torch thread.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import math
+import os
+import platform
+import resource
+import subprocess
+import sys
+import time
+from pathlib import Path
+from typing import Any
+
+__all__ = ["main"]
+
+HERE = Path(__file__).resolve().parent
+RESULTS = HERE / "results" / "speed.json"
+PLOT = HERE / "results" / "speed.png"
+DOC = HERE.parent / "docs" / "benchmarks.md"
+PEER_PYTHON = HERE.parent / ".venv-bench" / "bin" / "python"
+PARTS = ("s1", "s2", "s3")
+S2_T = (48, 200, 500)
+S3_T = (1_000, 10_000, 100_000, 1_000_000)
+QUICK_S2_T = (48,)
+QUICK_S3_T = (1_000, 10_000)
+
+
+def _peak_mib() -> float:
+    """Peak resident memory of this process so far, MiB (Linux: ru_maxrss in KiB)."""
+    peak = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss
+    return float(peak) / (1024.0**2 if sys.platform == "darwin" else 1024.0)
+
+
+# ---------------------------------------------------------------- workers (fresh processes)
+
+
+def _gpvae_parts(D: int, L: int, hidden: tuple[int, ...], backend: str) -> tuple[Any, ...]:
+    from gpvae.gp import GPPrior
+    from gpvae.kernels import Matern32
+    from gpvae.likelihoods import Gaussian
+    from gpvae.model import GPVAEModel
+    from gpvae.nets import MLPDecoder, MLPEncoder
+    from gpvae.posteriors import get_posterior
+
+    enc, dec, lik = MLPEncoder(D, L, hidden), MLPDecoder(L, D, hidden), Gaussian(D)
+    prior = GPPrior(Matern32(lengthscale=5.0), L, backend=backend)
+    return GPVAEModel(enc, get_posterior("structured"), prior, dec, lik), enc, dec, lik
+
+
+def _batch(B: int, T: int, D: int, missing: float, seed: int) -> Any:
+    import torch
+
+    from gpvae.batch import Batch
+
+    g = torch.Generator().manual_seed(seed)
+    y = torch.randn(B, T, D, generator=g)
+    observed = torch.rand(B, T, D, generator=g) >= missing
+    x = torch.arange(T, dtype=torch.float32).expand(B, T)[..., None].contiguous()
+    return Batch(x=x, y=y, observed=observed, valid=torch.ones(B, T, dtype=torch.bool))
+
+
+def _median(values: list[float]) -> float:
+    ordered = sorted(values)
+    return ordered[len(ordered) // 2]
+
+
+def _worker_s1(args: argparse.Namespace) -> dict[str, Any]:
+    """GP-VAE step vs N(0, I)-prior step with the same networks, interleaved."""
+    import torch
+
+    B, T, D, L = 64, 48, 35, 16
+    torch.manual_seed(0)
+    model, enc, dec, lik = _gpvae_parts(D, L, (128, 128), "markov")
+    batch = _batch(B, T, D, 0.5, 0)
+    n_obs = batch.observed.sum()
+
+    def gp_loss() -> Any:
+        return -model.elbo(batch).elbo.sum() / n_obs
+
+    def plain_loss() -> Any:  # same networks, N(0, I) prior, diagonal q
+        y = torch.where(batch.observed, batch.y, torch.zeros_like(batch.y))
+        mean, var = enc(y, batch.observed)
+        z = mean + var.sqrt() * torch.randn_like(mean)
+        loglik = lik.log_prob(dec(z[None]), batch.y, batch.observed).mean(0)
+        kl = 0.5 * (var + mean**2 - 1.0 - var.log()).sum((-2, -1))
+        return -(loglik - kl).sum() / n_obs
+
+    opt_gp = torch.optim.Adam(model.parameters(), 1e-3)
+    plain_params = [*enc.parameters(), *dec.parameters(), *lik.parameters()]
+    opt_plain = torch.optim.Adam(plain_params, 1e-3)
+
+    def step(loss_fn: Any, opt: Any) -> float:
+        start = time.perf_counter()
+        opt.zero_grad()
+        loss_fn().backward()
+        opt.step()
+        return time.perf_counter() - start
+
+    for _ in range(3):
+        step(gp_loss, opt_gp)
+        step(plain_loss, opt_plain)
+    gp, plain = [], []
+    for _ in range(args.repeats):
+        gp.append(step(gp_loss, opt_gp))
+        plain.append(step(plain_loss, opt_plain))
+    # where the GP-VAE's time goes: the prior/posterior part alone (forward + backward)
+    mean = torch.randn(B, T, L, requires_grad=True)
+    var = torch.full((B, T, L), 0.5, requires_grad=True)
+    post: list[float] = []
+    for _ in range(max(3, args.repeats // 3)):
+        start = time.perf_counter()
+        q = model.prior.condition(batch.x, mean, var)
+        (q.kl().sum() + q.sample(1, None).sum()).backward()
+        post.append(time.perf_counter() - start)
+    return {
+        "gpvae_step_s": _median(gp),
+        "plain_step_s": _median(plain),
+        "ratio": _median(gp) / _median(plain),
+        "gp_part_s": _median(post),
+        "repeats": args.repeats,
+        "shapes": {"B": B, "T": T, "D": D, "L": L, "hidden": [128, 128], "missing": 0.5},
+    }
+
+
+def _s2_data(T: int) -> Any:
+    import numpy as np
+
+    rng = np.random.default_rng(0)
+    X = rng.standard_normal((512, T, 35)).astype(np.float32)
+    X[rng.random(X.shape) < 0.2] = np.nan
+    return X
+
+
+def _worker_s2(args: argparse.Namespace) -> dict[str, Any]:
+    """One epoch of ours or PyPOTS's GPVAE (fresh process), wall time and peak memory."""
+    import torch
+
+    torch.set_num_threads(1)
+    if args.impl == "idle_pypots":
+        import pypots.imputation  # noqa: F401
+
+        return {"peak_mib": _peak_mib()}
+    if args.impl == "idle_gpvae":
+        import gpvae  # noqa: F401
+
+        return {"peak_mib": _peak_mib()}
+    X = _s2_data(args.T)
+    if args.impl == "pypots":
+        from pypots.imputation import GPVAE as PyPOTSGPVAE
+
+        peer = PyPOTSGPVAE(
+            n_steps=args.T,
+            n_features=35,
+            latent_size=16,
+            encoder_sizes=(64, 64),
+            decoder_sizes=(64, 64),
+            batch_size=32,
+            epochs=1,
+            device="cpu",
+            verbose=False,
+        )
+        start = time.perf_counter()
+        peer.fit({"X": X})
+        seconds = time.perf_counter() - start
+    else:
+        from gpvae import GPVAE
+
+        ours = GPVAE(
+            latent_dim=16,
+            hidden=(64, 64),
+            batch_size=32,
+            epochs=1,
+            patience=None,
+            val_fraction=0.0,
+            device="cpu",
+            progress=False,
+        )
+        start = time.perf_counter()
+        ours.fit(X)
+        seconds = time.perf_counter() - start
+    return {"seconds": seconds, "peak_mib": _peak_mib()}
+
+
+def _worker_s3(args: argparse.Namespace) -> dict[str, Any]:
+    """Training steps on one long series (fresh process): median time and peak memory."""
+    import torch
+
+    torch.set_num_threads(1)
+    torch.manual_seed(0)
+    D, L = 8, 4
+    model, *_ = _gpvae_parts(D, L, (64, 64), "markov")
+    batch = _batch(1, args.T, D, 0.1, 0)
+    opt = torch.optim.Adam(model.parameters(), 1e-3)
+    n_obs = batch.observed.sum()
+    idle = _peak_mib()
+    times = []
+    for _ in range(args.repeats + 1):
+        start = time.perf_counter()
+        opt.zero_grad()
+        (-model.elbo(batch).elbo.sum() / n_obs).backward()
+        opt.step()
+        times.append(time.perf_counter() - start)
+    steps = times[1:] if len(times) > 1 else times
+    return {
+        "seconds": _median(steps),
+        "seconds_all": times,
+        "peak_mib": _peak_mib(),
+        "peak_before_mib": idle,
+    }
+
+
+# ---------------------------------------------------------------- driver
+
+
+def _run(python: str | Path, argv: list[str], timeout: float) -> dict[str, Any]:
+    env = {**os.environ, "OMP_NUM_THREADS": "1", "MKL_NUM_THREADS": "1"}
+    try:
+        out = subprocess.run(
+            [str(python), str(Path(__file__).resolve()), "--worker", *argv],
+            capture_output=True,
+            text=True,
+            timeout=timeout,
+            env=env,
+            check=False,
+        )
+    except subprocess.TimeoutExpired:
+        return {"error": f"timed out after {timeout:g} s"}
+    if out.returncode != 0:
+        lines = out.stderr.strip().splitlines()
+        return {"error": lines[-1] if lines else f"exit code {out.returncode}"}
+    return dict(json.loads(out.stdout.strip().splitlines()[-1]))
+
+
+def _machine() -> dict[str, Any]:
+    import torch
+
+    return {
+        "platform": platform.platform(),
+        "cpu_count": os.cpu_count(),
+        "python": platform.python_version(),
+        "torch": torch.__version__,
+        "threads": 1,
+        "dtype": "float32",
+    }
+
+
+def _slope(points: list[tuple[float, float]]) -> float | None:
+    """Log-log slope between the first and last (T, seconds) points."""
+    if len(points) < 2:
+        return None
+    (t0, s0), (t1, s1) = points[0], points[-1]
+    return math.log(s1 / s0) / math.log(t1 / t0)
+
+
+def run_s1(args: argparse.Namespace) -> list[dict[str, Any]]:
+    res = _run(sys.executable, ["--part=s1", f"--repeats={args.repeats}"], args.timeout)
+    rec = {"part": "s1", **res}
+    if "error" not in res:
+        print(
+            f"S1  GP-VAE step {1e3 * res['gpvae_step_s']:.1f} ms, N(0, I) prior step "
+            f"{1e3 * res['plain_step_s']:.1f} ms, ratio {res['ratio']:.2f} (goal <= 1.3); "
+            f"GP part alone {1e3 * res['gp_part_s']:.1f} ms"
+        )
+    else:
+        print(f"S1  failed: {res['error']}")
+    return [rec]
+
+
+def run_s2(args: argparse.Namespace) -> list[dict[str, Any]]:
+    peer_python = Path(args.peer_python)
+    have_peer = peer_python.exists()
+    if not have_peer:
+        print(f"S2  no PyPOTS environment at {peer_python}: only gpvae is measured")
+    python = peer_python if have_peer else Path(sys.executable)
+    idle = {
+        impl: _run(python, ["--part=s2", f"--impl=idle_{impl}"], args.timeout)
+        for impl in (("gpvae", "pypots") if have_peer else ("gpvae",))
+    }
+    records = []
+    for T in QUICK_S2_T if args.quick else S2_T:
+        rec: dict[str, Any] = {"part": "s2", "T": T, "python": str(python)}
+        for impl in ("gpvae", "pypots") if have_peer else ("gpvae",):
+            res = _run(python, ["--part=s2", f"--impl={impl}", f"--T={T}"], args.timeout)
+            if "error" in res:
+                rec[impl] = {"error": res["error"]}
+                continue
+            base = idle[impl].get("peak_mib", 0.0)
+            rec[impl] = {
+                "epoch_s": res["seconds"],
+                "peak_mib": res["peak_mib"],
+                "peak_above_idle_mib": res["peak_mib"] - base,
+            }
+        ours, peer = rec.get("gpvae", {}), rec.get("pypots", {})
+        if "epoch_s" in ours and "epoch_s" in peer:
+            rec["time_ratio"] = ours["epoch_s"] / peer["epoch_s"]
+            rec["memory_ratio"] = ours["peak_above_idle_mib"] / max(
+                peer["peak_above_idle_mib"], 1e-9
+            )
+        print(
+            f"S2  T={T:>4}: gpvae {ours.get('epoch_s', float('nan')):8.2f} s "
+            f"{ours.get('peak_above_idle_mib', float('nan')):7.0f} MiB | PyPOTS "
+            f"{peer.get('epoch_s', float('nan')):8.2f} s "
+            f"{peer.get('peak_above_idle_mib', float('nan')):7.0f} MiB | time ratio "
+            f"{rec.get('time_ratio', float('nan')):.3f}"
+        )
+        records.append(rec)
+    return records
+
+
+def run_s3(args: argparse.Namespace) -> list[dict[str, Any]]:
+    records = []
+    for T in QUICK_S3_T if args.quick else S3_T:
+        repeats = 3 if T <= 100_000 else 1
+        res = _run(sys.executable, ["--part=s3", f"--T={T}", f"--repeats={repeats}"], args.timeout)
+        rec = {"part": "s3", "T": T, **res}
+        if "error" in res:
+            print(f"S3  T={T:>8}: failed: {res['error']}")
+        else:
+            print(
+                f"S3  T={T:>8}: step {res['seconds']:8.3f} s, peak {res['peak_mib']:8.0f} MiB "
+                f"({res['peak_mib'] - res['peak_before_mib']:.0f} above the set-up)"
+            )
+        records.append(rec)
+    points = [(float(r["T"]), float(r["seconds"])) for r in records if "seconds" in r]
+    slope = _slope(points)
+    if slope is not None:
+        print(f"S3  log-log slope {points[0][0]:g}..{points[-1][0]:g}: {slope:.3f} (goal <= 1.1)")
+        span = [points[0][0], points[-1][0]]
+        records.append({"part": "s3_summary", "slope": slope, "T_range": span})
+    return records
+
+
+def plot(records: list[dict[str, Any]], path: Path) -> None:
+    """Log-log plots: S2 epoch time vs T (both implementations), S3 step time and memory."""
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    fig, axes = plt.subplots(1, 2, figsize=(10, 4))
+    s2 = [r for r in records if r.get("part") == "s2"]
+    for impl, label in (("gpvae", "gpvae"), ("pypots", "PyPOTS 1.5 GPVAE")):
+        pts = [(r["T"], r[impl]["epoch_s"]) for r in s2 if "epoch_s" in r.get(impl, {})]
+        if pts:
+            axes[0].loglog(*zip(*pts), marker="o", label=label)
+    axes[0].set(xlabel="T (steps per series)", ylabel="one epoch (s)", title="S2: 512 series")
+    s2_T = sorted({r["T"] for r in s2})
+    if s2_T:
+        axes[0].set_xticks(s2_T, [str(t) for t in s2_T])
+        axes[0].minorticks_off()
+    axes[0].legend()
+    s3 = [r for r in records if r.get("part") == "s3" and "seconds" in r]
+    if s3:
+        Ts = [r["T"] for r in s3]
+        axes[1].loglog(Ts, [r["seconds"] for r in s3], marker="o", label="step time (s)")
+        axes[1].loglog(Ts, [r["peak_mib"] / 1024 for r in s3], marker="s", label="peak GiB")
+        ref = [s3[0]["seconds"] * t / Ts[0] for t in Ts]
+        axes[1].loglog(Ts, ref, "k:", label="linear in T")
+    axes[1].set(xlabel="T (one series)", title="S3: D=8, L=4, one training step")
+    axes[1].legend()
+    fig.tight_layout()
+    path.parent.mkdir(parents=True, exist_ok=True)
+    fig.savefig(path, dpi=120)
+    plt.close(fig)
+
+
+def render(records: list[dict[str, Any]]) -> str:
+    """The markdown of docs/benchmarks.md's speed region from the records."""
+    by = {r.get("part"): r for r in records if r.get("part") in ("s1", "s3_summary")}
+    lines = [
+        "## Speed and scale (issue 7)",
+        "",
+        "One process per measurement, 1 torch thread, float32, on this 2-core machine while other",
+        "jobs ran (timings are noisy; ratios within one run are the robust figures).",
+        "",
+    ]
+    s1 = by.get("s1")
+    if s1 and "ratio" in s1:
+        lines += [
+            "**S1** (T=48, D=35, L=16, B=64, hidden 128-128; goal ratio <= 1.3): GP-VAE step "
+            f"{1e3 * s1['gpvae_step_s']:.0f} ms, same networks with an N(0, I) prior "
+            f"{1e3 * s1['plain_step_s']:.0f} ms, **ratio {s1['ratio']:.1f}**; the prior and "
+            f"posterior alone (KL + one sample, forward + backward) "
+            f"{1e3 * s1['gp_part_s']:.0f} ms.",
+            "",
+        ]
+    s2 = [r for r in records if r.get("part") == "s2"]
+    if s2:
+        lines += [
+            "**S2** (512 series, D=35, latent 16, batch 32, widths 64-64, one epoch; goals time "
+            "ratio <= 0.1 at T=48, <= 0.01 at T=500):",
+            "",
+            "| T | gpvae epoch (s) | PyPOTS GPVAE epoch (s) | time ratio | gpvae peak MiB "
+            "| PyPOTS peak MiB |",
+            "|---|---|---|---|---|---|",
+        ]
+        for r in s2:
+            ours, peer = r.get("gpvae", {}), r.get("pypots", {})
+
+            def num(d: dict[str, Any], key: str, fmt: str) -> str:
+                return format(d[key], fmt) if key in d else "-"
+
+            ratio = format(r["time_ratio"], ".3f") if "time_ratio" in r else "-"
+            lines.append(
+                f"| {r['T']} | {num(ours, 'epoch_s', '.2f')} | {num(peer, 'epoch_s', '.2f')} "
+                f"| {ratio} | {num(ours, 'peak_above_idle_mib', '.0f')} "
+                f"| {num(peer, 'peak_above_idle_mib', '.0f')} |"
+            )
+        lines += ["", "Peak MiB: resident memory above an idle process with the same imports.", ""]
+    s3 = [r for r in records if r.get("part") == "s3"]
+    if s3:
+        lines += [
+            "**S3** (one series, D=8, L=4, widths 64-64, one training step; goals slope <= 1.1, "
+            "T=1e6 within 8 GiB):",
+            "",
+            "| T | step (s) | peak resident MiB |",
+            "|---|---|---|",
+        ]
+        for r in s3:
+            if "seconds" in r:
+                lines.append(f"| {r['T']:.0e} | {r['seconds']:.3f} | {r['peak_mib']:.0f} |")
+            else:
+                lines.append(f"| {r['T']:.0e} | failed: {r.get('error', '?')} | - |")
+        summ = by.get("s3_summary")
+        if summ:
+            lines += ["", f"Log-log slope of step time from 1e3 to 1e6: **{summ['slope']:.2f}**."]
+        lines.append("")
+    lines += [
+        "![speed](../benchmarks/results/speed.png)",
+        "",
+        "Command: `OMP_NUM_THREADS=1 .venv/bin/python benchmarks/speed.py --peer-python "
+        ".venv-bench/bin/python` (S2 needs the PyPOTS environment of "
+        "`benchmarks/setup_bench_env.sh`; `--part s1 s3` runs without it).",
+    ]
+    return "\n".join(lines)
+
+
+def write_doc(records: list[dict[str, Any]], path: Path) -> None:
+    """Replace the ``speed-table`` region of ``path`` (appended when missing)."""
+    begin, end = "<!-- speed-table -->", "<!-- /speed-table -->"
+    text = path.read_text() if path.exists() else ""
+    block = f"{begin}\n{render(records)}\n{end}"
+    if begin in text and end in text:
+        head, rest = text.split(begin, 1)
+        text = head + block + rest.split(end, 1)[1]
+    else:
+        text = text.rstrip("\n") + "\n\n" + block + "\n"
+    path.write_text(text)
+
+
+def main(argv: list[str] | None = None) -> int:
+    """Run the chosen parts (or, with ``--worker``, one measurement) and write the results."""
+    parser = argparse.ArgumentParser(description=(__doc__ or "").split("\n")[0])
+    parser.add_argument("--part", nargs="+", default=list(PARTS), choices=PARTS)
+    parser.add_argument("--quick", action="store_true", help="small sizes (smoke run)")
+    parser.add_argument("--repeats", type=int, default=30, help="timed S1 steps")
+    parser.add_argument("--timeout", type=float, default=3600.0, help="seconds per process")
+    parser.add_argument("--peer-python", default=str(PEER_PYTHON), help="python with pypots")
+    parser.add_argument("--out", type=Path, default=RESULTS)
+    parser.add_argument("--plot", type=Path, default=PLOT)
+    parser.add_argument("--doc", type=Path, default=DOC, help="markdown to update (speed region)")
+    parser.add_argument("--doc-only", action="store_true", help="only re-render the doc region")
+    parser.add_argument("--worker", action="store_true", help=argparse.SUPPRESS)
+    parser.add_argument("--impl", default="gpvae", help=argparse.SUPPRESS)
+    parser.add_argument("--T", type=int, default=0, help=argparse.SUPPRESS)
+    args = parser.parse_args(argv)
+
+    if args.worker:
+        workers = {"s1": _worker_s1, "s2": _worker_s2, "s3": _worker_s3}
+        print(json.dumps(workers[args.part[0]](args)))
+        return 0
+    if args.quick:
+        args.repeats = min(args.repeats, 5)
+    runners = {"s1": run_s1, "s2": run_s2, "s3": run_s3}
+    old = json.loads(args.out.read_text()) if args.out.exists() else []
+    if args.doc_only:
+        write_doc(old, args.doc)
+        plot(old, args.plot)
+        print(f"wrote {args.doc} and {args.plot}")
+        return 0
+    parts = set(args.part)
+    kept = [r for r in old if r.get("part", "").split("_")[0] not in parts]
+    new: list[dict[str, Any]] = []
+    for part in PARTS:
+        if part in parts:
+            new.extend(runners[part](args))
+    machine = _machine()
+    stamp = time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime())
+    for rec in new:
+        rec.update(machine=machine, created=stamp, quick=args.quick)
+    records = kept + new
+    args.out.parent.mkdir(parents=True, exist_ok=True)
+    args.out.write_text(json.dumps(records, indent=2) + "\n")
+    plot(records, args.plot)
+    if not args.quick:
+        write_doc(records, args.doc)
+    print(f"wrote {args.out}, {args.plot} and {args.doc}")
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
