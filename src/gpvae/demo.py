@@ -96,6 +96,8 @@ class DemoSettings:
         hidden: hidden widths of encoder and decoder.
         kernel: kernel name of every latent channel.
         encoder: encoder name ("conv", "mlp" or "partial").
+        likelihood: likelihood name ("gaussian", or "gaussian_gp": per-feature noise that is
+            a GP in time).
         beta: weight of the KL term (below 1 lets the latents keep more detail).
         lengthscale: initial lengthscale in days (None: the estimator's default).
         epochs: maximum epochs.
@@ -112,6 +114,7 @@ class DemoSettings:
     hidden: tuple[int, ...] = (64, 64)
     kernel: str = "matern32"
     encoder: str = "conv"
+    likelihood: str = "gaussian"
     beta: float = 0.3
     lengthscale: float | None = None
     epochs: int = 40
@@ -303,6 +306,7 @@ def fit_model(
         latent_dim=settings.latent_dim,
         kernel=settings.kernel,
         encoder=settings.encoder,
+        likelihood=settings.likelihood,
         beta=settings.beta,
         hidden=settings.hidden,
         lengthscale=settings.lengthscale,

@@ -181,3 +181,17 @@ def test_kernel_variance_is_frozen_at_one() -> None:
     assert float(k.variance) == pytest.approx(1.0)
     assert not k.raw_variance.requires_grad
     assert k.raw_lengthscale.requires_grad
+
+
+@pytest.mark.parametrize("per_feature", [False, True])
+def test_sample_path_has_the_joint_covariance(per_feature: bool) -> None:
+    lik, x, _, _, _ = _setup(8, "markov", per_feature=per_feature)
+    S = 20_000
+    f = torch.zeros(S, 1, N, D, dtype=torch.float64)
+    with torch.no_grad():
+        y = lik.sample_path(f, x[:1], torch.Generator().manual_seed(9))  # (S, 1, N, D)
+        for d in range(D):
+            want = _dense_cov(lik, x[0], d)
+            got = torch.cov(y[:, 0, :, d].T)
+            se = (want.diagonal()[:, None] * want.diagonal()[None, :] * 2 / S).sqrt()
+            assert bool(((got - want).abs() <= 6 * se).all()), (d, (got - want).abs().max())
