@@ -106,6 +106,16 @@ GPVAE_CANDIDATES: tuple[dict[str, Any], ...] = (
         "batch_size": 64,
         "lr": 1e-3,
     },
+    {
+        "latent_dim": 32,
+        "kernel": "matern32",
+        "posterior": "structured",
+        "likelihood": "gaussian_gp",
+        "encoder": "mlp",
+        "hidden": [256, 256],
+        "batch_size": 32,
+        "lr": 1e-3,
+    },
 )
 """Settings tried for ``gpvae``; the validation split picks one (test is never consulted)."""
 
