@@ -17,14 +17,16 @@ Run ``gpvae --help`` or ``gpvae COMMAND --help``; docs/cli.md has worked example
 
 from __future__ import annotations
 
+import contextlib
 import inspect
 import json
 import math
 import os
+import re
 import sys
 import traceback
 import warnings
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Iterator, Sequence
 from dataclasses import asdict, dataclass
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, TypeVar
@@ -59,6 +61,41 @@ class CLIError(click.ClickException):
 
 def _one_line(text: str) -> str:
     return " ".join(part.strip() for part in str(text).splitlines() if part.strip())
+
+
+#: The estimator's argument names -> the command line's, for errors raised by the estimator.
+_CLI_NAMES = {
+    "X": "DATA",
+    "times": "DATA",
+    "resume": "--resume",
+    "horizon": "--horizon",
+    "num_samples": "--num-samples",
+}
+
+
+def _cli_message(message: str, default: str, names: dict[str, str] | None = None) -> str:
+    """An estimator error message with the argument it names replaced by the command line's
+    (``X[3]: ...`` -> ``DATA: ... (series 3)``); other messages are prefixed by ``default``."""
+    names = {**_CLI_NAMES, **(names or {})}
+    match = re.match(r"([A-Za-z_]\w*)(\[[^\]]*\])?: (.*)", message, re.S)
+    if match is None or match.group(1) not in names:
+        return f"{default}: {message}"
+    arg, index, rest = match.groups()
+    if index is not None and not index[1:-1].isdigit():  # a column: DATA['t']
+        return f"{names[arg]}{index}: {rest}"
+    where = f" (series {index[1:-1]})" if index else ""
+    return f"{names[arg]}: {rest}{where}"
+
+
+@contextlib.contextmanager
+def _as_cli(default: str, names: dict[str, str] | None = None) -> Iterator[None]:
+    """Re-raise a GPVAEError from the estimator as one naming the command line's argument or
+    option (the estimator names its own arguments, X, times, ...; ``names`` adds to
+    :data:`_CLI_NAMES`)."""
+    try:
+        yield
+    except GPVAEError as err:
+        raise CLIError(_cli_message(_one_line(str(err)), default, names)) from err
 
 
 def _info(message: str) -> None:
@@ -112,7 +149,12 @@ def read_table(path: str | os.PathLike[str], what: str = "DATA") -> pd.DataFrame
     if p.is_dir():
         raise CLIError(f"{what}: expected a file, found the directory {str(p)!r}")
     try:
-        frame = pd.read_csv(p) if fmt == "csv" else pd.read_parquet(p)
+        frame = _read_csv(p) if fmt == "csv" else pd.read_parquet(p)
+    except pd.errors.ParserWarning as err:
+        raise CLIError(
+            f"{what}: expected at most as many fields per row as the header of {str(p)!r} has "
+            "columns, found rows with more (check the delimiter and the quoting)"
+        ) from err
     except Exception as err:  # pandas/pyarrow raise many types for unreadable files
         raise CLIError(
             f"{what}: could not read {str(p)!r} as {fmt.upper()}: {_one_line(str(err))}"
@@ -120,6 +162,18 @@ def read_table(path: str | os.PathLike[str], what: str = "DATA") -> pd.DataFrame
     if frame.shape[0] == 0:
         raise CLIError(f"{what}: expected at least one row, found none in {str(p)!r}")
     return frame
+
+
+def _read_csv(path: Path) -> pd.DataFrame:
+    """A CSV file whose columns are exactly its header's.
+
+    pandas would silently turn extra leading fields into an index (shifting every value to
+    the wrong column, e.g. for rows with one field more than the header); here a trailing
+    delimiter on every line is ignored, and rows with more fields than the header raise.
+    """
+    with warnings.catch_warnings():
+        warnings.simplefilter("error", pd.errors.ParserWarning)
+        return pd.read_csv(path, index_col=False)
 
 
 def _check_output(path: str | os.PathLike[str], what: str = "OUT") -> Path:
@@ -202,8 +256,10 @@ class ColumnSpec:
 
     def save(self, model_dir: Path) -> None:
         """Write ``cli.json`` into ``model_dir``."""
+        from gpvae.io import atomic_write_bytes
+
         data = {"format_version": _CLI_FORMAT, "gpvae_version": __version__, **asdict(self)}
-        (model_dir / CLI_FILE).write_text(json.dumps(data, indent=2) + "\n")
+        atomic_write_bytes(model_dir / CLI_FILE, (json.dumps(data, indent=2) + "\n").encode())
 
     @classmethod
     def load(cls, model_dir: Path) -> ColumnSpec:
@@ -313,7 +369,13 @@ def _spec_from_fit(
         raise CLIError(f"--id-col: unknown column {id_col!r} in DATA; columns are {available}")
     if features is None:
         feats = [c for c in available if c not in (time_col, id_col)]
+        # an empty column that pandas named for an empty header cell (a delimiter ending
+        # every line) is not a feature
+        feats = [c for c in feats if not (c.startswith("Unnamed: ") and frame[c].isna().all())]
         numeric = [c for c in feats if pd.api.types.is_numeric_dtype(frame[c].dtype)]
+        for c in feats:
+            if c not in numeric:
+                _check_not_mostly_numeric(frame[c], c)
         if not numeric:
             raise CLIError(
                 f"--features: expected numeric feature columns in DATA, found none among {feats}"
@@ -326,6 +388,22 @@ def _spec_from_fit(
     spec = ColumnSpec(time_col=time_col, id_col=id_col, features=feats)
     _check_columns(frame, spec, "DATA")
     return spec
+
+
+def _check_not_mostly_numeric(col: pd.Series, name: str) -> None:
+    """Raise for a text column whose values are mostly numbers: a numeric feature with a
+    stray entry (e.g. "n.a."), which would otherwise be left out of the default features."""
+    present = col.dropna()
+    if present.empty or pd.api.types.is_datetime64_any_dtype(col.dtype):
+        return
+    parsed = pd.to_numeric(present.astype(str).str.strip(), errors="coerce")
+    if parsed.notna().mean() >= 0.5:
+        bad = present[parsed.isna()]
+        raise CLIError(
+            f"--features: expected numeric values in column {name!r}, found mostly numbers "
+            f"and {len(bad)} other value(s) such as {bad.iloc[0]!r} (row {bad.index[0]}); "
+            "leave missing values empty, or list the feature columns with --features"
+        )
 
 
 def _series_frame(frame: pd.DataFrame, spec: ColumnSpec, series: str | None) -> pd.DataFrame:
@@ -367,7 +445,8 @@ def _load(model_dir: Path) -> tuple[GPVAE, ColumnSpec]:
     from gpvae.estimator import GPVAE
 
     spec = ColumnSpec.load(model_dir)
-    model = GPVAE.load(model_dir / "model")
+    with _as_cli("MODEL_DIR"):
+        model = GPVAE.load(model_dir / "model")
     return model, spec
 
 
@@ -626,7 +705,14 @@ def fit(
     frame = read_table(data)
     spec = _spec_from_fit(frame, time_col, id_col, features)
     series = _series_set(frame, spec, "DATA")
-    steps = np.concatenate([np.diff(t) for t in series.times])
+    for j, feature in enumerate(spec.features):
+        if all(np.isnan(v[:, j]).all() for v in series.values):
+            raise CLIError(
+                f"DATA: expected at least one value in every feature column, found none in "
+                f"{feature!r} (leave it out of --features)"
+            )
+    with np.errstate(over="ignore", invalid="ignore"):  # an overflow is reported by fit
+        steps = np.concatenate([np.diff(t) for t in series.times])
     spec.time_step = float(np.median(steps)) if steps.size else 1.0
     tcol = _parse_times(frame[[time_col]], time_col, "DATA")[time_col]
     if pd.api.types.is_datetime64_any_dtype(tcol.dtype):
@@ -638,13 +724,16 @@ def fit(
         raise CLIError(f"--time-col: expected numbers or dates in {time_col!r}, found {tcol.dtype}")
     out.mkdir(parents=True, exist_ok=True)
     train_values, train_times = _training_series(series, window)
-    model.fit(train_values, train_times, resume=resume)
-    model.save(out / "model")
+    with _as_cli("DATA"):
+        model.fit(train_values, train_times, resume=resume)
+        res = model.anomaly_scores(list(series.values), list(series.times), num_samples=50)
     spec.threshold_quantile = 0.99
-    scores = model.anomaly_scores(list(series.values), list(series.times), num_samples=50).step
+    scores = res.step
     flat = np.concatenate([np.asarray(s, dtype=np.float64).ravel() for s in scores])
     flat = flat[np.isfinite(flat)]
     spec.threshold = float(np.quantile(flat, 0.99)) if flat.size else None
+    # Everything is computed before anything is written: an error leaves MODEL_DIR as it was.
+    model.save(out / "model")
     spec.save(out)
     hist = getattr(model, "history_", None) or []
     last = f" after {len(hist)} epochs" if hist else ""
@@ -719,7 +808,8 @@ def impute(
     model, spec = _load(_model_dir(model_dir))
     frame = read_table(data)
     ss = _series_set(frame, spec, "DATA")
-    res = model.impute(ss, num_samples=num_samples, quantiles=_quantiles(level))
+    with _as_cli("DATA"):
+        res = model.impute(ss, num_samples=num_samples, quantiles=_quantiles(level))
     table = _merge_back(frame, res.to_frame(), spec)
     write_table(table, out_path)
     _info(
@@ -785,7 +875,10 @@ def forecast(
     model, spec = _load(_model_dir(model_dir))
     frame = read_table(data)
     ss = _series_set(frame, spec, "DATA")
-    res = model.forecast(ss, horizon=horizon, num_samples=num_samples, quantiles=_quantiles(level))
+    with _as_cli("DATA"):
+        res = model.forecast(
+            ss, horizon=horizon, num_samples=num_samples, quantiles=_quantiles(level)
+        )
     table = res.to_frame()
     write_table(table, out_path)
     _info(f"forecast {horizon} steps of {ss.num_series} series; wrote {out_path}")
@@ -863,7 +956,8 @@ def detect(
     model, spec = _load(_model_dir(model_dir))
     frame = read_table(data)
     ss = _series_set(frame, spec, "DATA")
-    scores = _anomaly_table(model.anomaly_scores(ss, num_samples=num_samples), spec)
+    with _as_cli("DATA"):
+        scores = _anomaly_table(model.anomaly_scores(ss, num_samples=num_samples), spec)
     step = scores["score"].to_numpy(dtype=np.float64)
     if quantile is not None:
         thr = float(np.nanquantile(step, quantile))
@@ -950,7 +1044,8 @@ def sample(
     model, spec = _load(_model_dir(model_dir))
     steps = np.arange(length, dtype=np.float64) * spec.time_step
     model.seed = seed  # the estimator draws from generators seeded with its seed
-    draws = np.asarray(model.sample(steps, num_samples=num_samples), dtype=np.float64)
+    with _as_cli("--length", {"times": "--length"}):
+        draws = np.asarray(model.sample(steps, num_samples=num_samples), dtype=np.float64)
     if spec.time_type == "datetime":
         start = pd.Timestamp(str(spec.time_start))
         shown: Any = start + pd.to_timedelta(steps, unit="h")

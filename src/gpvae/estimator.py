@@ -225,6 +225,12 @@ class GPVAE:
                 "encoder: expected 'mlp' or 'conv' with posterior='banded' (it needs a third "
                 "output), found 'partial'"
             )
+        if self.encoder == "partial" and self.posterior == "diagonal":
+            raise ValidationError(
+                "encoder: expected 'mlp' or 'conv' with posterior='diagonal' ('partial' gives no "
+                "pseudo-observation at a time step with nothing observed, which only the "
+                "structured posterior accepts), found 'partial'"
+            )
         if isinstance(hidden, (str, bytes)) or not isinstance(hidden, Sequence):
             raise InputTypeError(f"hidden: expected a sequence of positive ints, found {hidden!r}")
         self.hidden = tuple(int_arg("hidden", h) for h in hidden)
@@ -703,15 +709,14 @@ class GPVAE:
                     for s in _sample_chunks(S):
                         z = sampler.draw(s)  # (s, B, N, L)
                         params = model.decode(z)
+                        # float64: a value far from the training data (|y| ~ 1e20
+                        # standardised) has a squared residual beyond float32.
+                        y64 = batch.y.double()
                         if hasattr(model.likelihood, "conditional"):  # given the other folds
-                            m, v = model.predictive(params, masked)
-                            lp = -0.5 * (math.log(2 * math.pi) + v.log() + (batch.y - m) ** 2 / v)
+                            m, v = (t.double() for t in model.predictive(params, masked))
+                            lp = -0.5 * (math.log(2 * math.pi) + v.log() + (y64 - m) ** 2 / v)
                         else:
-                            # float64: a value far from the training data (|y| ~ 1e20
-                            # standardised) has a squared residual beyond float32.
-                            lp = model.likelihood.log_prob_entries(
-                                _double(params), batch.y.double()
-                            )
+                            lp = model.likelihood.log_prob_entries(_double(params), y64)
                         parts.append(torch.logsumexp(lp.double(), dim=0))  # (B, N, D)
                     lpd = torch.logsumexp(torch.stack(parts), dim=0) - math.log(S)
                 target = (batch.observed & hide).cpu()
@@ -723,8 +728,9 @@ class GPVAE:
             np.where(np.isnan(e).all(axis=1), np.nan, np.nansum(e, axis=1)) for e in entry
         ]  # (T_i,)
         return AnomalyResult(
-            entry=from_padded(ss, entry, name="entry"),
-            step=from_padded(ss, step, name="step"),
+            # float64 whatever the input's dtype: a score (~ z^2 / 2) can exceed float32
+            entry=from_padded(ss, entry, name="entry", dtype=np.float64),
+            step=from_padded(ss, step, name="step", dtype=np.float64),
             num_folds=K,
             num_samples=S,
         )

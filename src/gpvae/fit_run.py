@@ -11,6 +11,7 @@ fit sees exactly the batches and draws an uninterrupted one would.
 
 from __future__ import annotations
 
+import contextlib
 import hashlib
 import math
 from collections.abc import Callable, Iterator
@@ -244,8 +245,18 @@ class FitRun:
             progress=est.progress,
         )
 
+    def remove_stale_temps(self) -> None:
+        """Delete temporary checkpoint files left by a run killed while writing one (the
+        checkpoint itself is only ever replaced whole, never left half-written)."""
+        if self.path is None or not self.path.is_dir():
+            return
+        for tmp in self.path.glob(f".{CHECKPOINT_FILE}.*.tmp"):
+            with contextlib.suppress(OSError):
+                tmp.unlink()
+
     def run(self, resume: bool) -> TrainState:
         """Train (or resume and finish training); leave the best weights in the model."""
+        self.remove_stale_temps()
         state: TrainState | None = None
         optimizer: torch.optim.Optimizer | None = None
         finished = False

@@ -27,8 +27,8 @@ import hashlib
 import json
 import math
 import os
+import secrets
 import struct
-import tempfile
 from collections.abc import Mapping
 from dataclasses import dataclass
 from pathlib import Path
@@ -87,9 +87,25 @@ def _fsync_dir(directory: Path) -> None:
         os.close(fd)
 
 
+def _new_temp(directory: Path, prefix: str) -> tuple[int, str]:
+    """Create ``directory/.{prefix}.XXXX.tmp`` exclusively; (fd, path).
+
+    Unlike ``tempfile.mkstemp`` (always mode 0600), the file gets the mode a plain ``open``
+    would give (0666 minus the umask), so a saved model is as readable as any other file.
+    """
+    flags = os.O_WRONLY | os.O_CREAT | os.O_EXCL | getattr(os, "O_BINARY", 0)
+    for _ in range(100):
+        path = os.path.join(directory, f".{prefix}.{secrets.token_hex(6)}.tmp")
+        try:
+            return os.open(path, flags, 0o666), path
+        except FileExistsError:
+            continue
+    raise FileExistsError(f"could not create a temporary file in {directory}")
+
+
 def _write_temp(directory: Path, prefix: str, data: bytes) -> Path:
     """Write ``data`` to a new temporary file in ``directory``, flushed and fsynced."""
-    fd, tmp = tempfile.mkstemp(prefix=f".{prefix}.", suffix=".tmp", dir=directory)
+    fd, tmp = _new_temp(directory, prefix)
     try:
         with os.fdopen(fd, "wb") as f:
             f.write(data)

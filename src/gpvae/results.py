@@ -123,7 +123,7 @@ class AnomalyResult:
 
     Attributes:
         entry: per-entry scores, input form ((n, T, D) array, list, or DataFrame copy with
-            the feature columns replaced by scores).
+            the feature columns replaced by scores), float64 whatever the input's dtype.
         step: per-step scores: (n, T) array, list of (T_i,) arrays, or a Series aligned with
             the DataFrame's rows.
         num_folds: the K interleaved folds of time steps used.

@@ -267,7 +267,8 @@ def train(
                     kl=f"{float(parts.kl.detach().sum()) / n_obs:.3f}",
                     refresh=False,
                 )
-            record = {k: v / max(n_obs_total, 1) for k, v in sums.items()}
+            # An epoch whose every step was skipped has no loss (NaN), not a loss of 0.
+            record = {k: v / n_obs_total if n_obs_total else math.nan for k, v in sums.items()}
             model.train(False)
             score = float(val_score()) if val_score is not None else record["loss"]
             if not math.isfinite(score):

@@ -65,9 +65,9 @@ def _as_numpy(v: Any, name: str) -> np.ndarray:
         ) from None
 
 
-def _cast(series_set: SeriesSet, v: np.ndarray) -> np.ndarray:
+def _cast(series_set: SeriesSet, v: np.ndarray, dtype: np.dtype | None = None) -> np.ndarray:
     if v.dtype.kind == "f":
-        return v.astype(series_set.layout.dtype, copy=False)
+        return v.astype(series_set.layout.dtype if dtype is None else dtype, copy=False)
     return v
 
 
@@ -118,10 +118,10 @@ def _frame_output(series_set: SeriesSet, sorted_vals: list[np.ndarray], name: st
     return full
 
 
-def _one(series_set: SeriesSet, values: Any, name: str) -> Any:
+def _one(series_set: SeriesSet, values: Any, name: str, dtype: np.dtype | None = None) -> Any:
     kind = series_set.layout.output_kind
     if kind in ("array", "ragged"):
-        per = [_cast(series_set, v) for v in unpad(series_set, values, name=name)]
+        per = [_cast(series_set, v, dtype) for v in unpad(series_set, values, name=name)]
         if kind == "ragged":
             return per
         shapes = {v.shape for v in per}
@@ -139,7 +139,11 @@ def _one(series_set: SeriesSet, values: Any, name: str) -> Any:
 
 
 def from_padded(
-    series_set: SeriesSet, outputs: Any | Mapping[str, Any], *, name: str = "values"
+    series_set: SeriesSet,
+    outputs: Any | Mapping[str, Any],
+    *,
+    name: str = "values",
+    dtype: np.dtype | type | None = None,
 ) -> Any:
     """Return per-point results in the user's original form.
 
@@ -150,6 +154,8 @@ def from_padded(
             results, e.g. ``{"mean": m, "lower": lo, "upper": up}``.
         name: argument name for error messages (and the Series name for (n, N) results on
             DataFrames).
+        dtype: float dtype of array / list results (default: the input's float dtype, see
+            :attr:`Layout.dtype`), e.g. float64 for scores that may exceed float32.
 
     Returns:
         For one result: an array (n, T, ...), a list of n arrays (T_i, ...), or a copy of the
@@ -159,12 +165,16 @@ def from_padded(
         columns ``<feature>_<key>`` (or ``key`` for (n, N) results) after the input's
         columns.
     """
+    out_dtype = None if dtype is None else np.dtype(dtype)
     if not isinstance(outputs, Mapping):
-        return _one(series_set, outputs, name)
+        return _one(series_set, outputs, name, out_dtype)
     if not outputs:
         raise ShapeError(f"{name}: expected at least one output, found an empty mapping")
     if series_set.layout.output_kind in ("array", "ragged"):
-        return {key: _one(series_set, val, f"{name}[{key!r}]") for key, val in outputs.items()}
+        return {
+            key: _one(series_set, val, f"{name}[{key!r}]", out_dtype)
+            for key, val in outputs.items()
+        }
     out = _frame(series_set).copy()
     new_cols: dict[str, np.ndarray] = {}
     for k, (key, val) in enumerate(outputs.items()):

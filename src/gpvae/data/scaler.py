@@ -144,7 +144,10 @@ class Scaler:
                 ``|t - time_origin_| / time_step_ >= FLOAT32_MAX``.
         """
         mean, std = self._stats()
-        ids = data.layout.series_ids
+        lay = data.layout
+        ids = lay.series_ids
+        if lay.kind in ("dataframe_long", "dataframe_wide"):  # the times are a column / index
+            times_name = f"{name}.index" if lay.time_col is None else f"{name}[{lay.time_col!r}]"
         for i, (v, t) in enumerate(zip(data.values, data.times)):
             label = f"series {ids[i]!r}" if ids is not None else f"{name}[{i}]"
             with np.errstate(over="ignore", invalid="ignore"):
@@ -154,9 +157,9 @@ class Scaler:
                 k, j = (int(a) for a in np.argwhere(big)[0])
                 raise ValidationError(
                     f"{name}: expected values within {FLOAT32_MAX:.3g} standard deviations of "
-                    f"the training mean (the model computes in float32), found {v[k, j]!r} in "
-                    f"feature {self.feature_names_[j]!r} of {label} (training mean "
-                    f"{mean[j]:.4g}, std {std[j]:.4g})"
+                    f"the training mean (the model computes in float32), found "
+                    f"{float(v[k, j])!r} in feature {self.feature_names_[j]!r} of {label} "
+                    f"(training mean {mean[j]:.4g}, std {std[j]:.4g})"
                 )
             self.scaled_times(t, times_name, where=f" in {label}")
 
@@ -171,7 +174,7 @@ class Scaler:
             x = (np.asarray(t, dtype=np.float64) - self.time_origin_) / self.time_step_
         bad = ~(np.abs(x) < FLOAT32_MAX)
         if bad.any():
-            found = np.asarray(t, dtype=np.float64)[bad][0]
+            found = float(np.asarray(t, dtype=np.float64)[bad][0])
             raise ValidationError(
                 f"{name}: expected times within {FLOAT32_MAX:.3g} time steps (of "
                 f"{self.time_step_:.6g}) of the training data's first time "
