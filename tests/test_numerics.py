@@ -6,13 +6,14 @@ prior samples are finite for both GP backends (dense and markov): at the model l
 :class:`~gpvae.gp.GPPrior` built with a kernel directly) and through ``gpvae.GPVAE(...,
 lengthscale=...)``.
 
-Two known failures whose fix belongs to code owned elsewhere are kept as strict xfails:
+Two failures found here were fixed at their source (tests kept below):
 
 - posteriors/base.py ``markov_chain_cross_entropy`` (the O(N) KL of the banded and diagonal
-  posteriors against a state-space prior) is NaN in float32 for smooth kernels with long
-  lengthscales, and for nearly coincident times;
-- kernels/stationary.py + kernels/matern.py: Matern-3/2 and 5/2 covariances, and the
-  Matern-5/2 transition, are NaN in float32 at separations beyond ~1e19 lengthscales.
+  posteriors against a state-space prior) was NaN in float32 for smooth kernels with long
+  lengthscales, and for nearly coincident times (now float64 with a 1e-14 jitter);
+- kernels/matern.py: Matern-3/2 and 5/2 covariances, and the Matern-5/2 transition, were
+  NaN in float32 at separations beyond ~1e19 lengthscales (inf * 0; now capped where the
+  exponential is exactly 0).
 """
 
 from __future__ import annotations
@@ -214,19 +215,9 @@ def test_structured_posterior_nearly_coincident_times() -> None:
         assert _finite(res.elbo), backend
 
 
-# ---------------------------------------------------------------- known failures (xfail)
+# ---------------------------------------------------------------- failures found and fixed
 
 
-@pytest.mark.xfail(
-    strict=True,
-    reason="posteriors/base.py markov_chain_cross_entropy (the O(N) KL of the banded and "
-    "diagonal posteriors against a state-space prior) runs the noise-free Kalman filter of the "
-    "prior in float32: the innovation variance S_n ~ (dt/l)^(2 nu) * variance cancels "
-    "catastrophically for Matern-3/2 and 5/2 at lengthscales >= ~50 steps, goes <= 0, and "
-    "log(S_n) is NaN (finite values are off by orders of magnitude). Fix there: run the "
-    "recursion in float64 (as gpvae.draws._prior_paths does) or in square-root form. The "
-    "route is chosen by use_markov_route, which ignores GPPrior.backend: dense fails too.",
-)
 @pytest.mark.parametrize("backend", ["markov", "dense"])
 def test_banded_and_diagonal_kl_long_lengthscales_float32(backend: str) -> None:
     for posterior in ("banded", "diagonal"):
@@ -236,12 +227,6 @@ def test_banded_and_diagonal_kl_long_lengthscales_float32(backend: str) -> None:
                 assert not bad, (posterior, name, ls, bad)
 
 
-@pytest.mark.xfail(
-    strict=True,
-    reason="posteriors/base.py markov_chain_cross_entropy: with index points 1e-40 steps apart "
-    "(valid, strictly increasing) the float32 process noise is 0 and the noise-free filter "
-    "divides by a zero innovation variance: NaN KL for the banded and diagonal posteriors.",
-)
 def test_banded_and_diagonal_kl_nearly_coincident_times() -> None:
     batch = _batch(6, B=1)
     x = batch.x.clone()
@@ -254,25 +239,12 @@ def test_banded_and_diagonal_kl_nearly_coincident_times() -> None:
     assert all(finite)
 
 
-@pytest.mark.xfail(
-    strict=True,
-    reason="kernels/stationary.py Stationary.correlation squares diff / lengthscale in float32 "
-    "(inf beyond ~1.8e19) and kernels/matern.py Matern32/52.profile then computes "
-    "(1 + sqrt(3) r) * exp(-sqrt(3) r) = inf * 0 = NaN: the dense backend's Cholesky fails "
-    "for points >= ~1e19 lengthscales apart (GPVAE.impute/forecast/sample raise NumericalError).",
-)
 @pytest.mark.parametrize("kernel", [Matern32, Matern52])
 def test_dense_matern_covariance_far_apart(kernel: type[Kernel]) -> None:
     x = torch.tensor([[0.0], [1e20]])
     assert _finite(kernel(lengthscale=1.0)(x))
 
 
-@pytest.mark.xfail(
-    strict=True,
-    reason="kernels/matern.py _Matern.transition: the series term dt**k overflows float32 for "
-    "dt >= ~1.8e19 (k = 2 for Matern-5/2) and A = exp(-lam dt) * series = 0 * inf = NaN; the "
-    "markov backend then fails its Cholesky of Q (NumericalError from GPVAE.sample/impute).",
-)
 def test_markov_matern52_transition_far_apart() -> None:
     A, Q = Matern52(lengthscale=1.0).transition(torch.tensor([1e20]))
     assert _finite(A)

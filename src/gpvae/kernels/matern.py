@@ -18,6 +18,12 @@ from gpvae.errors import ValidationError
 from gpvae.kernels.base import StateSpace
 from gpvae.kernels.stationary import Stationary, _safe_sqrt
 
+#: exp(-x) is exactly 0 in float32 and float64 beyond x = 800, and so is every Matern
+#: correlation ``poly(x) exp(-x)``: scaled distances (and lam dt in transitions) are capped
+#: there, which leaves every value unchanged while keeping the polynomial factors finite for
+#: points up to float max apart (without the cap, 1e20 lengthscales gave inf * 0 = NaN).
+_DECAY_MAX = 800.0
+
 __all__ = ["Matern12", "Matern32", "Matern52"]
 
 
@@ -104,6 +110,9 @@ class _Matern(Stationary):
         m = self.state_dim
         eye = torch.eye(m, dtype=dtype, device=lam.device)
         nil = F + lam * eye  # (m, m), nilpotent: nil^m = 0
+        # Beyond lam dt = _DECAY_MAX, A is exactly 0 in float32 and float64 (exp underflows),
+        # so the step is capped there: the polynomial factor dt^k then cannot overflow.
+        dt = torch.minimum(dt, _DECAY_MAX / lam)
         dtb = dt[..., None, None]  # (..., 1, 1)
         series = eye.expand(*dt.shape, m, m)  # (..., m, m)
         term = eye
@@ -150,7 +159,7 @@ class Matern32(_Matern):
     order = 1
 
     def profile(self, r2: Tensor) -> Tensor:
-        sr = math.sqrt(3.0) * _safe_sqrt(r2)
+        sr = torch.clamp(math.sqrt(3.0) * _safe_sqrt(r2), max=_DECAY_MAX)  # see _DECAY_MAX
         return (1.0 + sr) * torch.exp(-sr)
 
     def _pinf(self, lam: Tensor, s2: Tensor) -> Tensor:
@@ -170,7 +179,7 @@ class Matern52(_Matern):
     order = 2
 
     def profile(self, r2: Tensor) -> Tensor:
-        sr = math.sqrt(5.0) * _safe_sqrt(r2)
+        sr = torch.clamp(math.sqrt(5.0) * _safe_sqrt(r2), max=_DECAY_MAX)  # see _DECAY_MAX
         return (1.0 + sr + sr.square() / 3.0) * torch.exp(-sr)
 
     def _pinf(self, lam: Tensor, s2: Tensor) -> Tensor:

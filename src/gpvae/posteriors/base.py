@@ -167,6 +167,10 @@ def _filled_times(x: Tensor, valid: Tensor) -> Tensor:
     return t_safe.gather(1, torch.where(last >= 0, last, first))  # (B, N)
 
 
+#: Relative jitter of the prior in :func:`markov_chain_cross_entropy`.
+_CHAIN_JITTER = 1e-14
+
+
 def markov_chain_cross_entropy(
     kernel: Kernel, x: Tensor, valid: Tensor, mu: Tensor, a: Tensor, s2: Tensor
 ) -> Tensor:
@@ -182,7 +186,10 @@ def markov_chain_cross_entropy(
     give ``E_q[e_n^2]`` exactly. O(N) in time and memory, no N x N matrix.
 
     Padding points (``valid`` False) are skipped by the filter (exact marginalisation) and
-    contribute 0.
+    contribute 0. The recursion runs in float64 (in float32 the innovation variances of
+    smooth kernels with long lengthscales cancel to <= 0) with p's points observed under a
+    white-noise jitter of ``_CHAIN_JITTER`` times the prior variance (bounding the terms for
+    nearly repeated times); the terms are returned in mu's dtype.
 
     Args:
         kernel: a kernel with a state-space form (1-D inputs).
@@ -193,13 +200,19 @@ def markov_chain_cross_entropy(
     Returns:
         (..., B, N) the terms ``E_q[log p(z_n | z_<n)]`` (0 at padding).
     """
+    out_dtype = mu.dtype
+    dtype = torch.float64  # the noise-free filter cancels badly in float32 (smooth kernels)
+    mu, a, s2 = mu.to(dtype), a.to(dtype), s2.to(dtype)
     ss = kernel.state_space()
-    t = _filled_times(x, valid)  # (B, N)
+    t = _filled_times(x, valid).to(dtype)  # (B, N)
     dt = torch.diff(t, dim=1, prepend=t[:, :1])  # (B, N), dt_0 = 0
     A, Q = kernel.transition(dt)  # (B, N, m, m); A_0 = I, Q_0 = 0
-    dtype = mu.dtype
     A, Q = A.to(dtype), Q.to(dtype)
     H = ss.H.to(dtype)  # (1, m)
+    # jitter: p's points are observed with white noise of this variance, which bounds the
+    # innovation variance away from 0 for (nearly) repeated times, as the dense route's
+    # jitter does; negligible otherwise (1e-14 of the prior variance, ~50 float64 eps)
+    floor = _CHAIN_JITTER * (H @ ss.Pinf.to(dtype) @ H.T)[0, 0]
     m = H.shape[-1]
     batch_shape = torch.broadcast_shapes(mu.shape, a.shape, s2.shape)  # (..., B, N)
     mu, a, s2 = mu.expand(batch_shape), a.expand(batch_shape), s2.expand(batch_shape)
@@ -217,11 +230,12 @@ def markov_chain_cross_entropy(
         # prior: predicted covariance, innovation variance, gain (0 at padding)
         P_pred = An @ P @ An.transpose(-1, -2) + Q[:, n]  # (B, m, m)
         Ph = (P_pred @ H.T)[..., 0]  # (B, m)
-        S = (Ph * H[0]).sum(-1)  # (B,)
+        S = (Ph * H[0]).sum(-1) + floor  # (B,)
         S_safe = torch.where(vn, S, torch.ones_like(S))
         G = torch.where(vn[:, None], Ph / S_safe[:, None], torch.zeros_like(Ph))  # (B, m)
         IGH = eye - G[:, :, None] * H  # (B, m, m)
-        P = IGH @ P_pred @ IGH.transpose(-1, -2)  # (B, m, m), Joseph form (noise-free)
+        # Joseph form with the jitter's observation noise
+        P = IGH @ P_pred @ IGH.transpose(-1, -2) + floor * (G[:, :, None] * G[:, None, :])
         # q: e_n = r . u_{n-1} + beta_n + noise, with r = (a_n, -H A_n)
         beta = mu[..., n] - an * mu_prev  # (..., B)
         HA = (H @ An)[:, 0]  # (B, m)
@@ -242,7 +256,7 @@ def markov_chain_cross_entropy(
         ubar = (T @ ubar[..., None])[..., 0] + g * beta[..., None]
         C = T @ C @ T.transpose(-1, -2) + (g[:, :, None] * g[:, None, :]) * s2[..., n, None, None]
         mu_prev = mu[..., n]
-    return torch.stack(terms, dim=-1)  # (..., B, N)
+    return torch.stack(terms, dim=-1).to(out_dtype)  # (..., B, N)
 
 
 def dense_prior_cholesky(prior: GPPrior, x: Tensor, valid: Tensor) -> Tensor:
