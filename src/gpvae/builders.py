@@ -40,7 +40,14 @@ from gpvae.kernels import (
 )
 from gpvae.likelihoods import Bernoulli, Gaussian, GPNoiseGaussian, Likelihood, StudentT
 from gpvae.model import GPVAEModel
-from gpvae.nets import ConvEncoder, MLPDecoder, MLPEncoder, PartialEncoder
+from gpvae.nets import (
+    ConvEncoder,
+    ImageDecoder,
+    ImageEncoder,
+    MLPDecoder,
+    MLPEncoder,
+    PartialEncoder,
+)
 from gpvae.posteriors import get_posterior
 
 __all__ = [
@@ -85,6 +92,28 @@ def _conv_encoder(D: int, L: int, hidden: Sequence[int], num_outputs: int) -> nn
     return ConvEncoder(D, L, channels=channels, hidden=tuple(hidden[1:]), num_outputs=num_outputs)
 
 
+def square_image_shape(D: int, name: str) -> tuple[int, int]:
+    """(H, W) of a square image with D = H * W pixels, or a ValidationError naming ``name``."""
+    side = math.isqrt(D)
+    if side * side != D:
+        raise ValidationError(
+            f"{name}: 'cnn' expected frames of a square image flattened to D = H * W features, "
+            f"found D = {D}; pass an ImageEncoder / ImageDecoder module for other shapes"
+        )
+    return side, side
+
+
+def _cnn_encoder(D: int, L: int, hidden: Sequence[int], num_outputs: int) -> nn.Module:
+    width = hidden[0] if hidden else 256
+    shape = square_image_shape(D, "encoder")
+    return ImageEncoder(shape, L, hidden=width, num_outputs=num_outputs)
+
+
+def _cnn_decoder(L: int, D: int, hidden: Sequence[int], num_params: int) -> nn.Module:
+    width = hidden[0] if hidden else 256
+    return ImageDecoder(L, square_image_shape(D, "decoder"), hidden=width, num_params=num_params)
+
+
 def _mlp_decoder(L: int, D: int, hidden: Sequence[int], num_params: int) -> nn.Module:
     return MLPDecoder(L, D, hidden=tuple(reversed(tuple(hidden))), num_params=num_params)
 
@@ -94,9 +123,10 @@ ENCODERS: dict[str, EncoderFactory] = {
     "mlp": _mlp_encoder,
     "partial": _partial_encoder,
     "conv": _conv_encoder,
+    "cnn": _cnn_encoder,
 }
 #: Decoders by name: ``factory(latent_dim, num_features, hidden, num_params)``.
-DECODERS: dict[str, DecoderFactory] = {"mlp": _mlp_decoder}
+DECODERS: dict[str, DecoderFactory] = {"mlp": _mlp_decoder, "cnn": _cnn_decoder}
 #: Likelihoods by name: ``cls(num_features=D)``.
 LIKELIHOODS: dict[str, Callable[..., Likelihood]] = {
     "gaussian": Gaussian,

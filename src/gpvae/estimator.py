@@ -77,6 +77,17 @@ __all__ = ["GPVAE"]
 # ---------------------------------------------------------------- argument checks
 
 
+def _check_unit_interval(data: Any, name: str) -> None:
+    """Raise unless every observed value of the SeriesSet ``data`` lies in [0, 1]."""
+    for i, v in enumerate(data.values):
+        obs = v[~np.isnan(v)]
+        if obs.size and (obs.min() < 0 or obs.max() > 1):
+            raise ValidationError(
+                f"{name}: expected values in [0, 1] for likelihood='bernoulli', found "
+                f"{float(obs.min())!r}..{float(obs.max())!r} in series {i}"
+            )
+
+
 def _quantiles_arg(quantiles: object) -> tuple[float, float]:
     try:
         lo, hi = (float(q) for q in quantiles)  # type: ignore[attr-defined]
@@ -144,10 +155,15 @@ class GPVAE:
             (Fortuin et al. 2020) or ``"diagonal"``.
         backend: GP backend, ``"auto"``, ``"dense"`` or ``"markov"``.
         likelihood: ``"gaussian"`` (learned per-feature variance), ``"gaussian_hetero"``
-            (variance predicted by the decoder per entry), ``"student_t"`` or ``"bernoulli"``.
-        encoder: ``"mlp"``, ``"partial"``, ``"conv"`` or an ``nn.Module`` (see
-            :mod:`gpvae.nets`); deep-copied at each fit.
-        decoder: ``"mlp"`` or an ``nn.Module``; deep-copied at each fit.
+            (variance predicted by the decoder per entry), ``"gaussian_gp"`` (each feature's
+            deviation from the decoder is a GP in time of its own:
+            :class:`~gpvae.likelihoods.GPNoiseGaussian`), ``"student_t"`` or ``"bernoulli"``
+            (values in [0, 1], not standardised; imputations are probabilities).
+        encoder: ``"mlp"``, ``"partial"``, ``"conv"``, ``"cnn"`` (frames of a square image
+            flattened to D = H * W features: :class:`~gpvae.nets.ImageEncoder`) or an
+            ``nn.Module`` (see :mod:`gpvae.nets`); deep-copied at each fit.
+        decoder: ``"mlp"``, ``"cnn"`` (:class:`~gpvae.nets.ImageDecoder`) or an
+            ``nn.Module``; deep-copied at each fit.
         hidden: hidden widths of the named networks (the decoder uses them reversed).
         beta: weight of the KL term.
         epochs: maximum training epochs.
@@ -411,6 +427,11 @@ class GPVAE:
         elif times_val is not None:
             raise ValidationError("times_val: expected None when X_val is None, found times")
         scaler = Scaler().fit(train_set)
+        if self.likelihood == "bernoulli":  # 0/1 values are modelled as they are
+            _check_unit_interval(train_set, "X")
+            if val_set is not None:
+                _check_unit_interval(val_set, "X_val")
+            scaler.mean_, scaler.std_ = np.zeros(D), np.ones(D)
         scaler.check_range(train_set)
         if val_set is not None:
             scaler.check(val_set, "X_val")
