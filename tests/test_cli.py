@@ -446,3 +446,15 @@ def test_column_spec_round_trip(tmp_path: Path) -> None:
     assert ColumnSpec.load(tmp_path) == spec
     data = json.loads((tmp_path / CLI_FILE).read_text())
     assert data["format_version"] == 1
+
+
+@needs_estimator
+def test_fit_with_gp_noise_likelihood_then_impute(files: dict[str, Path], tmp_path: Path) -> None:
+    model = tmp_path / "gp_model"
+    _ok(run_cli("fit", files["long_csv"], "--time-col", "t", "--id-col", "station", "-o", model,
+                "--likelihood", "gaussian_gp", *FIT_OPTIONS))  # fmt: skip
+    config = json.loads((model / "model" / "config.json").read_text())
+    assert "gaussian_gp" in json.dumps(config)
+    out = tmp_path / "imputed.csv"
+    _ok(run_cli("impute", model, files["long_csv"], "-o", out, "--num-samples", "20"))
+    _check_imputed(pd.read_csv(files["long_csv"]), pd.read_csv(out))

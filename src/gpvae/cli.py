@@ -626,6 +626,16 @@ def demo(
     help="Encoder network ('partial' combines per-feature evidence).",
 )
 @click.option(
+    "--likelihood",
+    default="gaussian",
+    show_default=True,
+    type=click.Choice(
+        ["gaussian", "gaussian_gp", "gaussian_hetero", "student_t", "bernoulli"],
+        case_sensitive=False,
+    ),
+    help="Observation model ('gaussian_gp': each feature's own deviations form a GP in time).",
+)
+@click.option(
     "--hidden",
     default="128,128",
     show_default=True,
@@ -669,6 +679,7 @@ def fit(
     latent_dim: int,
     kernel: str,
     encoder: str,
+    likelihood: str,
     hidden: tuple[int, ...],
     lr: float,
     batch_size: int,
@@ -693,6 +704,7 @@ def fit(
         latent_dim=latent_dim,
         kernel=kernel,
         encoder=encoder,
+        likelihood=likelihood.lower(),
         hidden=hidden,
         epochs=epochs,
         lr=lr,
