@@ -500,7 +500,7 @@ def test_methods_before_fit_raise_not_fitted(method: str, tmp_path: Path) -> Non
         ({"posterior": "full"}, "posterior"),
         ({"backend": "sparse9"}, "backend"),
         ({"encoder": "transformer"}, "encoder"),
-        ({"decoder": "cnn"}, "decoder"),
+        ({"decoder": "transformer"}, "decoder"),
         ({"optimizer": "sgd9"}, "optimizer"),
         ({"encoder": "partial", "posterior": "banded"}, "encoder"),
         ({"kernel": "rbf", "backend": "markov"}, "backend"),
