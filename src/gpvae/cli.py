@@ -832,8 +832,9 @@ def impute(
 
         part = _series_frame(table, spec, series)
         raw = _series_frame(frame, spec, series)
-        order = np.argsort(_time_axis(_parse_times(part, spec.time_col, "DATA")[spec.time_col]))
-        t = _time_axis(_parse_times(part, spec.time_col, "DATA")[spec.time_col])[order]
+        t_all = _time_axis(_parse_times(part, spec.time_col, "DATA")[spec.time_col])
+        order = np.argsort(t_all)
+        t = t_all[order]
         feats = spec.features
         fig = plot_imputation(
             t,

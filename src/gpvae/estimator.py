@@ -426,12 +426,12 @@ class GPVAE:
             )
         elif times_val is not None:
             raise ValidationError("times_val: expected None when X_val is None, found times")
-        scaler = Scaler().fit(train_set)
-        if self.likelihood == "bernoulli":  # 0/1 values are modelled as they are
+        binary = self.likelihood == "bernoulli"  # 0/1 values are modelled as they are
+        if binary:
             _check_unit_interval(train_set, "X")
             if val_set is not None:
                 _check_unit_interval(val_set, "X_val")
-            scaler.mean_, scaler.std_ = np.zeros(D), np.ones(D)
+        scaler = Scaler().fit(train_set, standardise=not binary)
         scaler.check_range(train_set)
         if val_set is not None:
             scaler.check(val_set, "X_val")

@@ -66,11 +66,13 @@ class Scaler:
         """D, the number of features seen at fit."""
         return len(self.feature_names_)
 
-    def fit(self, data: SeriesSet) -> Scaler:
+    def fit(self, data: SeriesSet, standardise: bool = True) -> Scaler:
         """Compute per-feature mean/std from the observed entries, and the median time step.
 
         Args:
             data: training series (values (T_i, D) with NaN for missing).
+            standardise: False keeps values as they are (mean 0, std 1 for every feature,
+                e.g. 0/1 data for a Bernoulli likelihood); the time scale is fitted either way.
 
         Returns:
             self.
@@ -103,6 +105,8 @@ class Scaler:
                 "times: expected time differences that fit in float64, found an overflow "
                 f"between {min(t[0] for t in data.times)!r} and {max(t[-1] for t in data.times)!r}"
             )
+        if not standardise:
+            mean, std = np.zeros(D), np.ones(D)
         self.mean_, self.std_ = mean, std
         self.feature_names_ = tuple(data.feature_names)
         self.names_given_ = data.layout.names_given
