@@ -114,3 +114,50 @@ def test_smoke_run_writes_records_and_grid(
     assert bench.main([*argv, "--method", "mean"]) == []
     assert len(json.loads(out.read_text())) == len(methods)
     assert "pypots" not in sys.modules
+
+
+def _record(bench: ModuleType, method: str, seed: int, mse: float, **settings: object) -> dict:
+    st = {**bench.asdict(bench.Settings()), **settings}
+    return {
+        "method": method,
+        "seed": seed,
+        "nll": 0.3,
+        "mse": mse,
+        "auroc": 0.9,
+        "wall_s": 1.0,
+        "epochs": 3,
+        "best_epoch": 2,
+        "kernel": "matern32",
+        "settings": st,
+    }
+
+
+def test_docs_split_headline_from_exploration(bench: ModuleType, tmp_path: Path) -> None:
+    final = dict(bench.HEADLINE, num_train=4000)
+    records = [
+        _record(bench, "mean", 0, 0.161),
+        _record(bench, "gpvae_structured", 0, 0.101, **final),
+        _record(bench, "gpvae_structured", 1, 0.097, **final),
+        _record(bench, "plain_vae", 0, 0.555, epochs=10, lr=1e-3),  # a smaller budget
+    ]
+    doc = tmp_path / "bench.md"
+    doc.write_text("# Benchmarks\n\nintro\n")
+    bench.write_docs(records, doc)
+    text = doc.read_text()
+    assert text.startswith("# Benchmarks\n\nintro\n")
+    head, explored = text.split("Exploration at smaller budgets", 1)
+    assert "| gpvae_structured (matern32) | 0,1 | 0.300 +- 0.000 | 0.099 +- 0.003 |" in head
+    assert head.index("| mean |") < head.index("| gpvae_structured")
+    assert "0.555" in explored
+    assert "0.555" not in head
+    # rewriting replaces the region instead of appending a second copy
+    bench.write_docs(records[:2], doc)
+    assert doc.read_text().count(bench.BEGIN) == 1
+    assert "0.555" not in doc.read_text()
+
+
+def test_append_record_keeps_every_record(bench: ModuleType, tmp_path: Path) -> None:
+    out = tmp_path / "r.json"
+    for i in range(3):
+        bench.append_record(out, {"method": "mean", "seed": i})
+    assert [r["seed"] for r in json.loads(out.read_text())] == [0, 1, 2]
