@@ -416,6 +416,38 @@ def test_bad_input_in_process(
     assert needle in line
 
 
+@pytest.mark.parametrize(
+    ("command", "extra", "needle"),
+    [
+        ("forecast", ["--horizon", "10000000000000"], "error: --horizon: "),
+        (
+            "forecast",
+            ["--horizon", "3", "--num-samples", "10000000000000"],
+            "--num-samples, --horizon: ",
+        ),
+        ("impute", ["--num-samples", "10000000000000"], "error: --num-samples: "),
+        ("detect", ["--num-samples", "10000000000000"], "error: --num-samples: "),
+        ("sample", ["--length", "10000000000000"], "error: --length: "),
+    ],
+)
+def test_sizes_beyond_memory_name_the_option(
+    command: str,
+    extra: list[str],
+    needle: str,
+    long_model: Path,
+    files: dict[str, Path],
+    tmp_path: Path,
+    capsys: pytest.CaptureFixture[str],
+) -> None:
+    out = tmp_path / "o.csv"
+    data = [] if command == "sample" else [str(files["long_csv"])]
+    code, line = _main_error(capsys, [command, str(long_model), *data, "-o", str(out), *extra])
+    assert code == 1
+    assert needle in line
+    assert "GiB" in line
+    assert not out.exists()
+
+
 def test_gpvae_error_in_data_is_one_line(
     tmp_path: Path, capsys: pytest.CaptureFixture[str]
 ) -> None:

@@ -249,6 +249,39 @@ def test_sample_and_latent(fitted: tuple[GPVAE, np.ndarray]) -> None:
         est.sample([1.0, 1.0])
 
 
+def test_requests_beyond_memory_fail_at_once_naming_the_argument(
+    fitted: tuple[GPVAE, np.ndarray],
+) -> None:
+    """Absurd sizes raise a ValidationError before any allocation, not a MemoryError."""
+    est, X = fitted
+    huge = 10**13  # draws or steps: terabytes of values, beyond any machine here
+    with pytest.raises(ValidationError, match=r"^horizon: .*GiB"):
+        est.forecast(X, horizon=huge)
+    with pytest.raises(ValidationError, match=r"^num_samples, horizon: .*GiB"):
+        est.forecast(X, horizon=3, num_samples=huge)
+    with pytest.raises(ValidationError, match=r"^num_samples, future_times: .*GiB"):
+        est.forecast(X, future_times=[30.0, 31.0], num_samples=huge)
+    with pytest.raises(ValidationError, match=r"^num_samples: .*GiB"):
+        est.impute(X, num_samples=huge)
+    with pytest.raises(ValidationError, match=r"^num_samples: .*GiB"):
+        est.anomaly_scores(X, num_samples=huge)
+    with pytest.raises(ValidationError, match=r"^num_samples, times: .*GiB"):
+        est.sample(np.arange(15.0), num_samples=huge)
+    # sizes that fit still run, and the fitted model is untouched by the refusals
+    assert est.forecast(X, horizon=2, num_samples=3).mean.shape == (16, 2, 3)
+
+
+def test_check_memory_uses_the_machine_limit(monkeypatch: pytest.MonkeyPatch) -> None:
+    from gpvae import builders
+
+    monkeypatch.setattr(builders, "physical_memory", lambda: 2**30)
+    builders.check_memory("num_samples", 2**30, "exactly the limit")  # not above: passes
+    with pytest.raises(ValidationError, match=r"num_samples: .*1\.0 GiB, found 3 draws"):
+        builders.check_memory("num_samples", 2**30 + 1, "3 draws")
+    monkeypatch.setattr(builders, "physical_memory", lambda: None)  # unknown: no check
+    builders.check_memory("num_samples", 1e30, "anything")
+
+
 def test_anomaly_scores_find_an_injected_outlier(fitted: tuple[GPVAE, np.ndarray]) -> None:
     est, X = fitted
     Y = X.copy()

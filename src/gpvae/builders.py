@@ -15,6 +15,7 @@ from __future__ import annotations
 
 import copy
 import math
+import os
 from collections.abc import Callable, Mapping, Sequence
 from functools import partial
 from typing import Any
@@ -159,6 +160,29 @@ def int_arg(name: str, value: object, minimum: int = 1) -> int:
     if value < minimum:
         raise invalid(name, f"an integer >= {minimum}", value)
     return int(value)
+
+
+def physical_memory() -> int | None:
+    """Bytes of physical memory on this machine, or None where the OS does not report it."""
+    try:
+        pages, size = os.sysconf("SC_PHYS_PAGES"), os.sysconf("SC_PAGE_SIZE")
+    except (AttributeError, ValueError, OSError):
+        return None
+    return pages * size if pages > 0 and size > 0 else None
+
+
+def check_memory(names: str, nbytes: float, what: str) -> None:
+    """Raise a ValidationError naming ``names`` when ``nbytes`` exceed physical memory.
+
+    Called before large work (``what`` describes it) so that an absurd request fails at
+    once with a message that names the arguments, not with a MemoryError half-way through.
+    """
+    limit = physical_memory()
+    if limit is not None and nbytes > limit:
+        raise ValidationError(
+            f"{names}: expected values whose working memory fits in this machine's "
+            f"{limit / 2**30:.1f} GiB, found {what}, about {nbytes / 2**30:.3g} GiB"
+        )
 
 
 def float_arg(name: str, value: object, *, positive: bool = True) -> float:

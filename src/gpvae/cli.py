@@ -77,14 +77,16 @@ def _cli_message(message: str, default: str, names: dict[str, str] | None = None
     """An estimator error message with the argument it names replaced by the command line's
     (``X[3]: ...`` -> ``DATA: ... (series 3)``); other messages are prefixed by ``default``."""
     names = {**_CLI_NAMES, **(names or {})}
-    match = re.match(r"([A-Za-z_]\w*)(\[[^\]]*\])?: (.*)", message, re.S)
-    if match is None or match.group(1) not in names:
+    match = re.match(r"([A-Za-z_]\w*(?:, [A-Za-z_]\w*)*)(\[[^\]]*\])?: (.*)", message, re.S)
+    args = [] if match is None else match.group(1).split(", ")
+    if match is None or not all(a in names for a in args):
         return f"{default}: {message}"
-    arg, index, rest = match.groups()
+    _, index, rest = match.groups()
+    shown = ", ".join(dict.fromkeys(names[a] for a in args))  # "num_samples, horizon"
     if index is not None and not index[1:-1].isdigit():  # a column: DATA['t']
-        return f"{names[arg]}{index}: {rest}"
+        return f"{shown}{index}: {rest}"
     where = f" (series {index[1:-1]})" if index else ""
-    return f"{names[arg]}: {rest}{where}"
+    return f"{shown}: {rest}{where}"
 
 
 @contextlib.contextmanager
@@ -1055,6 +1057,10 @@ def sample(
     out_path = _check_output(out)
     plot_path = _check_plot(plot)
     model, spec = _load(_model_dir(model_dir))
+    from gpvae.builders import check_memory
+
+    with _as_cli("--length", {"times": "--length"}):
+        check_memory("times", 16.0 * length, f"{length} steps")  # before allocating them
     steps = np.arange(length, dtype=np.float64) * spec.time_step
     model.seed = seed  # the estimator draws from generators seeded with its seed
     with _as_cli("--length", {"times": "--length"}):

@@ -35,6 +35,7 @@ from gpvae.builders import (
     build_kernel,
     build_model,
     check_kernel_name,
+    check_memory,
     check_name,
     float_arg,
     int_arg,
@@ -377,6 +378,20 @@ class GPVAE:
     def _batches(self, n: int) -> Iterator[np.ndarray]:
         return batch_indices(n, self.batch_size)
 
+    def _check_draws(
+        self, names: str, S: int, n: int, N: int, width: int, nbytes: int, copies: int
+    ) -> None:
+        """Fail at once, naming ``names``, when S draws of (batch, N, width) values cannot fit.
+
+        ``nbytes`` per value and ``copies`` of the (S, batch, N, width) array alive at once.
+        """
+        B = min(self.batch_size, n)
+        check_memory(
+            names,
+            float(copies) * nbytes * S * B * N * width,
+            f"{S} draws x {B} series x {N} steps x {width} channels",
+        )
+
     # ------------------------------------------------------------------ fit
 
     def fit(
@@ -485,6 +500,10 @@ class GPVAE:
                 f"return_samples: expected True or False, found {return_samples!r}"
             )
         ss, scaled = self._input(X, times, "impute")
+        size = next(model.parameters()).element_size()
+        T_max = max(len(t) for t in ss.times)
+        # the draws of y, their concatenation and the sorted copy for the quantiles
+        self._check_draws("num_samples", S, ss.num_series, T_max, ss.num_features, size, 3)
         means: list[np.ndarray] = [np.empty(0)] * ss.num_series
         lowers, uppers = list(means), list(means)
         draws: list[np.ndarray] = list(means)
@@ -578,6 +597,11 @@ class GPVAE:
         scaler.scaled_times(future, future_name)  # checked before any work
         n, H = future.shape
         D = ss.num_features
+        width = max(D, model.latent_dim)
+        size = next(model.parameters()).element_size()
+        T_max = max(len(t) for t in ss.times)
+        # z and the decoded draws over history + future, the draws of y, the sorted copy
+        self._check_draws(f"num_samples, {future_name}", S, n, T_max + H, width, size, 4)
         gen = self._generator(2)
         mean_out, lo_out, hi_out = (np.empty((n, H, D)) for _ in range(3))
         model.eval()
@@ -645,6 +669,9 @@ class GPVAE:
         model, scaler = self._fitted("sample")
         S = int_arg("num_samples", num_samples)
         t = times_1d(times, "times")
+        width = max(scaler.num_features, model.latent_dim)
+        size = next(model.parameters()).element_size()
+        self._check_draws("num_samples, times", S, 1, len(t), width, size, 3)
         order = np.argsort(t, kind="stable")
         x = scaler.scaled_times(t[order], "times")
         dtype = next(model.parameters()).dtype
@@ -713,6 +740,14 @@ class GPVAE:
         S = int_arg("num_samples", num_samples)
         K = int_arg("num_folds", num_folds, minimum=2)
         ss, scaled = self._input(X, times, "anomaly_scores")
+        T_max = max(len(t) for t in ss.times)
+        # one float64 log-sum-exp per chunk of draws is kept until the fold is scored
+        B, D = min(self.batch_size, ss.num_series), ss.num_features
+        check_memory(
+            "num_samples",
+            8.0 * math.ceil(S / _SAMPLE_CHUNK) * B * T_max * D,
+            f"{S} draws for {B} series x {T_max} steps x {D} features",
+        )
         entry: list[np.ndarray] = [np.empty(0)] * ss.num_series
         model.eval()
         for idx in self._batches(ss.num_series):

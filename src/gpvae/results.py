@@ -13,7 +13,7 @@ from typing import Any, cast
 import numpy as np
 import pandas as pd
 
-from gpvae.builders import int_arg
+from gpvae.builders import check_memory, int_arg
 from gpvae.data import SeriesSet, from_padded, unpad
 from gpvae.errors import InputTypeError, ShapeError, ValidationError
 
@@ -199,6 +199,7 @@ def resolve_future_times(ss: SeriesSet, horizon: int | None, future_times: Any) 
                 "horizon: expected a positive int (or future_times), found neither"
             )
         H = int_arg("horizon", horizon)
+        check_memory("horizon", 16.0 * n * H, f"{n} series x {H} future times")
         out = np.empty((n, H))
         for i, t in enumerate(ss.times):
             step = float(np.median(np.diff(t)))
