@@ -88,7 +88,7 @@ def test_smoke_run_writes_records_and_grid(
 ) -> None:
     out = tmp_path / "hmnist.json"
     grid = tmp_path / "grid.png"
-    methods = ["mean", "forward", "plain_vae", "gpvae_banded", "gpvae_structured"]
+    methods = ["complete", "mean", "forward", "plain_vae", "gpvae_banded", "gpvae_structured"]
     argv = ["--smoke", "--data-dir", str(mnist_dir), "--out", str(out), "--grid", str(grid)]
     records = bench.main([*argv, "--method", *methods])
     assert [r["method"] for r in records] == methods
@@ -101,6 +101,14 @@ def test_smoke_run_writes_records_and_grid(
         assert rec["settings"]["smoke"] is True
         assert 0 <= rec["mse"] <= 1
         assert 0 <= rec["auroc"] <= 1
+        if rec["method"] == "complete":
+            assert rec["nll"] is None
+            assert rec["mse"] == 0
+            assert "fortuin" not in rec
+            continue
+        fortuin = rec["fortuin"]
+        assert 0 <= fortuin["mse"] <= 1
+        assert 0 <= fortuin["auroc"] <= 1
         if rec["method"] == "forward":
             assert rec["nll"] is None
         else:
@@ -161,3 +169,43 @@ def test_append_record_keeps_every_record(bench: ModuleType, tmp_path: Path) -> 
     for i in range(3):
         bench.append_record(out, {"method": "mean", "seed": i})
     assert [r["seed"] for r in json.loads(out.read_text())] == [0, 1, 2]
+
+
+def test_rounded_mse_is_the_error_rate(bench: ModuleType) -> None:
+    X = np.array([[[1.0, 0.0, 1.0, 0.0, 1.0]]] * 20)  # (20, 1, 5)
+    observed = np.zeros(X.shape, dtype=bool)
+    observed[:, :, 0] = True
+    split = _split(bench, X, observed)
+    split.labels[:] = np.arange(20) % 2  # two classes in each half
+    p = np.array([[[0.9, 0.4, 0.6, 0.7, 0.2]]] * 20)  # missing: right, right, wrong, wrong
+    out = bench.fortuin_metrics(split, p, 0.25)
+    assert out["mse"] == pytest.approx(0.5)
+    assert out["nll"] == 0.25
+
+
+def test_rescore_adds_the_metrics_from_the_checkpoint(
+    bench: ModuleType, mnist_dir: Path, tmp_path: Path
+) -> None:
+    settings = bench.replace(
+        bench.Settings(),
+        epochs=1,
+        num_train=32,
+        num_val=16,
+        num_test=32,
+        eval_samples=2,
+        smoke=True,
+    )
+    data = bench.load_data(settings, mnist_dir)
+    rec = bench.run_method("gpvae_structured", 0, settings, data, ckpt_dir=tmp_path)
+    out = tmp_path / "r.json"
+    without = {k: v for k, v in rec.items() if k != "fortuin"}
+    bench.append_record(out, without)
+    args = [["gpvae_structured"], [0], [tmp_path]]
+    assert bench.rescore(out, data, settings, *args) == 1
+    (saved,) = json.loads(out.read_text())
+    assert saved["fortuin"] == pytest.approx(rec["fortuin"])
+    assert bench.rescore(out, data, settings, *args) == 0  # done once only
+    # a record whose NLL the checkpoint does not reproduce is refused
+    bench._write_records(out, [{**without, "nll": without["nll"] + 0.1}])
+    with pytest.raises(RuntimeError, match="differs"):
+        bench.rescore(out, data, settings, *args)
