@@ -42,6 +42,7 @@ from gpvae.builders import (
     kernel_from_spec,
     kernel_spec,
 )
+from gpvae.calibration import LEVELS, fit_interval_scales
 from gpvae.data import Scaler, SeriesSet, batch_indices, from_padded
 from gpvae.data import to_series_set as _to_series_set
 from gpvae.data.output import unpad
@@ -106,6 +107,18 @@ def _double(params: Params) -> Params:
     return tuple(p.double() for p in params)
 
 
+def _interval_scale_entry(value: object, D: int) -> np.ndarray:
+    """The saved spread factors, or ones for a model saved before they existed."""
+    if value is None:
+        return np.ones(D)
+    arr = np.asarray(value, dtype=np.float64) if isinstance(value, list) else None
+    if arr is None or arr.shape != (D,) or not (np.isfinite(arr).all() and (arr > 0).all()):
+        raise ModelFileError(
+            f"config.json: expected interval_scale to be {D} positive numbers, found {value!r}"
+        )
+    return arr
+
+
 def _resolve_device(device: str | torch.device) -> torch.device:
     if device == "auto":
         if torch.cuda.is_available():
@@ -134,9 +147,41 @@ def _sorted_quantiles(samples: Tensor, probs: Sequence[float]) -> list[Tensor]:
     return out
 
 
+def _predictive_draws(
+    model: GPVAEModel,
+    batch: Batch,
+    gens: list[torch.Generator],
+    lengths: list[int],
+    S: int,
+) -> tuple[Tensor, Tensor]:
+    """Posterior-predictive mean (B, N, D) and S draws (S, B, N, D) of y for a batch.
+
+    z ~ q(z | observed entries), joint over each series; y ~ p(y | z), conditioned on the
+    observed residuals when the likelihood's noise is correlated along the index. Draws come
+    in chunks of :data:`_SAMPLE_CHUNK` from each series' own generator.
+    """
+    sampler = PosteriorSampler(model.encode(batch), model.prior, batch, gens)
+    mean_sum = torch.zeros_like(batch.y)  # (B, N, D)
+    ys = []
+    correlated = hasattr(model.likelihood, "conditional")
+    for s in _sample_chunks(S):
+        z = sampler.draw(s)  # (s, B, N, L)
+        params = model.decode(z)
+        if correlated:  # noise correlated along the index: condition on y_obs
+            m, v = model.predictive(params, batch)  # (s, B, N, D) each
+            mean_sum = mean_sum + m.sum(0)
+            ys.append(gaussian_draws(m, v, gens, lengths))
+            continue
+        mean_sum = mean_sum + model.likelihood.mean(params).sum(0)  # (B, N, D)
+        ys.append(likelihood_draws(model.likelihood, params, gens, lengths))
+    return mean_sum / S, torch.cat(ys)
+
+
 #: Samples per chunk in impute / anomaly_scores: bounds memory, and is a constant (not a
 #: function of the batch) so that every series consumes its generator the same way.
 _SAMPLE_CHUNK = 32
+#: Draws per series when fitting the interval spread factors after training.
+_CALIBRATION_SAMPLES = 64
 
 
 def _sample_chunks(num_samples: int) -> list[int]:
@@ -175,6 +220,9 @@ class GPVAE:
         val_fraction: share of observed entries held out as validation targets (of
             ``X_val`` when given, else of the training data, which then trains without them);
             0 turns early stopping on a held-out score off.
+        calibrate: after fit, rescale the imputation intervals per feature so that they
+            cover the held-out entries at their nominal levels
+            (:mod:`gpvae.calibration`; needs ``val_fraction > 0``; not for ``"bernoulli"``).
         num_samples: Monte Carlo samples of z per series in the training ELBO.
         lengthscale: initial kernel lengthscale in time steps for named kernels (None: 3).
         device: ``"auto"`` (cuda, then mps, then cpu) or a torch device.
@@ -189,6 +237,8 @@ class GPVAE:
         history_: one dict per epoch (loss, loglik, kl, val_score, lr, seconds).
         num_features_: D.
         feature_names_: the D feature names.
+        interval_scale_: (D,) spread factors of the imputation intervals (ones without
+            calibration).
     """
 
     def __init__(
@@ -208,6 +258,7 @@ class GPVAE:
         optimizer: str = "adam",
         patience: int | None = 10,
         val_fraction: float = 0.1,
+        calibrate: bool = True,
         num_samples: int = 1,
         lengthscale: float | None = None,
         device: str | torch.device = "auto",
@@ -261,6 +312,9 @@ class GPVAE:
         if vf >= 1.0:
             raise invalid("val_fraction", "a number in [0, 1)", val_fraction)
         self.val_fraction = vf
+        if not isinstance(calibrate, (bool, np.bool_)):
+            raise InputTypeError(f"calibrate: expected True or False, found {calibrate!r}")
+        self.calibrate = bool(calibrate)
         self.num_samples = int_arg("num_samples", num_samples)
         self.lengthscale = None if lengthscale is None else float_arg("lengthscale", lengthscale)
         if device != "auto":
@@ -286,6 +340,7 @@ class GPVAE:
         self.history_: list[dict[str, float]] = []
         self.num_features_: int | None = None
         self.feature_names_: list[str] | None = None
+        self.interval_scale_: np.ndarray | None = None
         self.device_: torch.device | None = None
 
     @staticmethod
@@ -358,6 +413,55 @@ class GPVAE:
             )
             for i in idx
         ]
+
+    def _scale(self) -> np.ndarray:
+        """The (D,) interval spread factors (ones for a model saved without them)."""
+        if self.interval_scale_ is None:
+            return np.ones(self.num_features_ or 0)
+        return self.interval_scale_
+
+    def _interval_scales(
+        self,
+        model: GPVAEModel,
+        scaler: Scaler,
+        device: torch.device,
+        inputs: SeriesSet,
+        targets: SeriesSet,
+    ) -> np.ndarray:
+        """Fit the spread factors on the held-out entries (``targets``, hidden in ``inputs``).
+
+        The draws are the ones :meth:`impute` would make (``_CALIBRATION_SAMPLES`` per
+        series), in standardised units.
+        """
+        levels = np.asarray(LEVELS)
+        probs = [*((1 - levels) / 2), *((1 + levels) / 2)]
+        parts: list[tuple[np.ndarray, ...]] = []
+        model.eval()
+        for idx in batch_indices(inputs.num_series, self.batch_size):
+            batch = inputs.to_batch(
+                idx, device=device, time_shift=scaler.time_origin_, time_scale=scaler.time_step_
+            )
+            gens = [
+                torch.Generator(device=device).manual_seed(
+                    series_seed(self.seed, 5, inputs.values[i], inputs.times[i])
+                )
+                for i in idx
+            ]
+            lengths = [len(inputs.times[i]) for i in idx]
+            with torch.no_grad():
+                mean, y = _predictive_draws(model, batch, gens, lengths, _CALIBRATION_SAMPLES)
+                q = torch.stack(_sorted_quantiles(y, probs), dim=-1)  # (B, N, D, 2K)
+            target, _, _ = targets.padded(indices=idx)  # (B, N, D), NaN = not a target
+            keep = ~np.isnan(target)
+            feature = np.broadcast_to(np.arange(target.shape[-1]), target.shape)
+            q_np = q.double().cpu().numpy()[keep]  # (M, 2K)
+            K = len(levels)
+            parts.append(
+                (mean.double().cpu().numpy()[keep], q_np[:, :K], q_np[:, K:], target[keep],
+                 feature[keep])
+            )  # fmt: skip
+        mean_a, lo_a, hi_a, y_a, f_a = (np.concatenate(p) for p in zip(*parts))
+        return fit_interval_scales(mean_a, lo_a, hi_a, y_a, f_a, targets.num_features)
 
     def _batch(self, ss: SeriesSet, idx: np.ndarray, scaler: Scaler) -> Batch:
         return ss.to_batch(
@@ -455,8 +559,13 @@ class GPVAE:
         model = self._build_model(D).to(device)
         run = FitRun(self, model, scaler, device, train_set, val_set)
         state = run.run(resume)
+        scale = np.ones(D)
+        if self.calibrate and not binary and run.val_input is not None:
+            assert run.val_target is not None
+            scale = self._interval_scales(model, scaler, device, run.val_input, run.val_target)
 
         self._model, self._scaler, self.device_ = model, scaler, device
+        self.interval_scale_ = scale
         self.history_ = [dict(h) for h in state.history]
         self.num_features_ = D
         self.feature_names_ = list(train_set.feature_names)
@@ -513,22 +622,10 @@ class GPVAE:
             gens = self._series_generators(ss, idx, salt=1)
             lengths = [len(ss.times[i]) for i in idx]
             with torch.no_grad():
-                sampler = PosteriorSampler(model.encode(batch), model.prior, batch, gens)
-                mean_sum = torch.zeros_like(batch.y)  # (B, N, D)
-                ys = []
-                correlated = hasattr(model.likelihood, "conditional")
-                for s in _sample_chunks(S):
-                    z = sampler.draw(s)  # (s, B, N, L)
-                    params = model.decode(z)
-                    if correlated:  # noise correlated along the index: condition on y_obs
-                        m, v = model.predictive(params, batch)  # (s, B, N, D) each
-                        mean_sum = mean_sum + m.sum(0)
-                        ys.append(gaussian_draws(m, v, gens, lengths))
-                        continue
-                    mean_sum = mean_sum + model.likelihood.mean(params).sum(0)  # (B, N, D)
-                    ys.append(likelihood_draws(model.likelihood, params, gens, lengths))
-                mean = mean_sum / S  # (B, N, D)
-                y = torch.cat(ys)  # (S, B, N, D)
+                mean, y = _predictive_draws(model, batch, gens, lengths, S)
+                if (self._scale() != 1).any():  # spread recalibrated about the mean
+                    scale = torch.as_tensor(self._scale(), dtype=y.dtype, device=y.device)
+                    y = mean + scale * (y - mean)  # (S, B, N, D)
                 lo, hi = _sorted_quantiles(y, (q_lo, q_hi))  # (B, N, D) each
             parts = [scaler.inverse_transform(t.double().cpu().numpy()) for t in (mean, lo, hi)]
             y_np = scaler.inverse_transform(y.double().cpu().numpy()) if return_samples else None
@@ -824,6 +921,7 @@ class GPVAE:
             "optimizer": self.optimizer,
             "patience": self.patience,
             "val_fraction": self.val_fraction,
+            "calibrate": self.calibrate,
             "num_samples": self.num_samples,
             "lengthscale": self.lengthscale,
             "device": str(self.device),
@@ -853,7 +951,11 @@ class GPVAE:
             "dtype": "float32",
         }
         history = [{k: json_number(v) for k, v in h.items()} for h in self.history_]
-        extra = {"scaler": scaler.state_dict(), "history": history}
+        extra = {
+            "scaler": scaler.state_dict(),
+            "history": history,
+            "interval_scale": self._scale().tolist(),
+        }
         save_model(path, model.state_dict(), config, extra)
 
     @classmethod
@@ -898,6 +1000,7 @@ class GPVAE:
         dev = _resolve_device(device)
         est._model, est._scaler, est.device_ = model.to(dev).eval(), scaler, dev
         est.num_features_, est.feature_names_ = D, names
+        est.interval_scale_ = _interval_scale_entry(mf.extra.get("interval_scale"), D)
         history = mf.extra.get("history", [])
         if isinstance(history, list):
             est.history_ = [
