@@ -490,3 +490,17 @@ def test_fit_with_gp_noise_likelihood_then_impute(files: dict[str, Path], tmp_pa
     out = tmp_path / "imputed.csv"
     _ok(run_cli("impute", model, files["long_csv"], "-o", out, "--num-samples", "20"))
     _check_imputed(pd.read_csv(files["long_csv"]), pd.read_csv(out))
+
+
+def test_fit_no_calibrate_keeps_unit_interval_factors(
+    files: dict[str, Path], tmp_path: Path
+) -> None:
+    out = tmp_path / "m"
+    proc = run_cli("fit", files["long_csv"], "--time-col", "t", "--id-col", "station",
+                   "-o", out, *FIT_OPTIONS, "--no-calibrate")  # fmt: skip
+    _ok(proc)
+    from gpvae import GPVAE
+
+    model = GPVAE.load(out / "model")
+    assert model.calibrate is False
+    assert (model.interval_scale_ == 1).all()

@@ -661,6 +661,12 @@ def demo(
     help="Cut long series into overlapping windows of this many steps for training "
     "(half-overlapping); helps a single long series.",
 )
+@click.option(
+    "--calibrate/--no-calibrate",
+    default=True,
+    show_default=True,
+    help="Rescale the imputation intervals per feature to cover held-out entries.",
+)
 @click.option("--seed", default=0, show_default=True, type=click.IntRange(min=0))
 @click.option(
     "--resume", is_flag=True, help="Continue an interrupted fit from MODEL_DIR's checkpoint."
@@ -687,6 +693,7 @@ def fit(
     batch_size: int,
     patience: int,
     window: int | None,
+    calibrate: bool,
     seed: int,
     resume: bool,
     quiet: bool,
@@ -712,6 +719,7 @@ def fit(
         lr=lr,
         batch_size=batch_size,
         patience=patience if patience > 0 else None,
+        calibrate=calibrate,
         seed=seed,
         progress=not quiet,
         checkpoint_dir=str(out / "checkpoints"),
