@@ -403,10 +403,10 @@ class GPVAE:
         return torch.Generator(device=device).manual_seed(seed_for(self.seed, *salt))
 
     def _series_generators(
-        self, ss: SeriesSet, idx: np.ndarray, salt: int
+        self, ss: SeriesSet, idx: np.ndarray, salt: int, device: torch.device | None = None
     ) -> list[torch.Generator]:
         """One generator per series, seeded by ``seed``, ``salt`` and the series' content."""
-        device = self.device_ or torch.device("cpu")
+        device = device or self.device_ or torch.device("cpu")
         return [
             torch.Generator(device=device).manual_seed(
                 series_seed(self.seed, salt, ss.values[i], ss.times[i])
@@ -435,18 +435,15 @@ class GPVAE:
         """
         levels = np.asarray(LEVELS)
         probs = [*((1 - levels) / 2), *((1 + levels) / 2)]
-        parts: list[tuple[np.ndarray, ...]] = []
+        K = len(levels)
+        preds: list[tuple[np.ndarray, np.ndarray, np.ndarray]] = []  # mean, lower, upper
+        truth: list[tuple[np.ndarray, np.ndarray]] = []  # value, feature index
         model.eval()
         for idx in batch_indices(inputs.num_series, self.batch_size):
             batch = inputs.to_batch(
                 idx, device=device, time_shift=scaler.time_origin_, time_scale=scaler.time_step_
             )
-            gens = [
-                torch.Generator(device=device).manual_seed(
-                    series_seed(self.seed, 5, inputs.values[i], inputs.times[i])
-                )
-                for i in idx
-            ]
+            gens = self._series_generators(inputs, idx, salt=5, device=device)
             lengths = [len(inputs.times[i]) for i in idx]
             with torch.no_grad():
                 mean, y = _predictive_draws(model, batch, gens, lengths, _CALIBRATION_SAMPLES)
@@ -454,13 +451,12 @@ class GPVAE:
             target, _, _ = targets.padded(indices=idx)  # (B, N, D), NaN = not a target
             keep = ~np.isnan(target)
             feature = np.broadcast_to(np.arange(target.shape[-1]), target.shape)
-            q_np = q.double().cpu().numpy()[keep]  # (M, 2K)
-            K = len(levels)
-            parts.append(
-                (mean.double().cpu().numpy()[keep], q_np[:, :K], q_np[:, K:], target[keep],
-                 feature[keep])
-            )  # fmt: skip
-        mean_a, lo_a, hi_a, y_a, f_a = (np.concatenate(p) for p in zip(*parts))
+            q_np = q.double().cpu().numpy()[keep]  # (M, 2K): lower ends, then upper ends
+            m_np = mean.double().cpu().numpy()[keep]  # (M,)
+            preds.append((m_np, q_np[:, :K], q_np[:, K:]))
+            truth.append((target[keep], feature[keep]))
+        mean_a, lo_a, hi_a = (np.concatenate(p) for p in zip(*preds))
+        y_a, f_a = (np.concatenate(p) for p in zip(*truth))
         return fit_interval_scales(mean_a, lo_a, hi_a, y_a, f_a, targets.num_features)
 
     def _batch(self, ss: SeriesSet, idx: np.ndarray, scaler: Scaler) -> Batch:
