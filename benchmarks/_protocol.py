@@ -381,6 +381,7 @@ class ResultsFile:
             with os.fdopen(fd, "w") as fh:
                 json.dump(self.records, fh, indent=1, allow_nan=False)
                 fh.write("\n")
+            os.chmod(tmp, 0o644)  # mkstemp creates the file private
             os.replace(tmp, self.path)
         except BaseException:
             if os.path.exists(tmp):

@@ -57,16 +57,16 @@ Usage::
 
 Each run appends one record ``{"method", "seed", "nll", "mse", "auroc", "wall_s", "epochs",
 "settings", ...}`` to ``benchmarks/results/hmnist.json`` (atomically: write a temporary file,
-then rename). A (method, seed, settings) already in the file is skipped (``--force`` reruns
-it), and model training checkpoints every epoch to ``--ckpt-dir``, so an interrupted run
-resumes. ``--grid`` writes the picture of a few test sequences (default for
-``gpvae_structured``) to ``benchmarks/results/hmnist_grid.png``.
+then rename, under a lock: :class:`_protocol.ResultsFile`). A (method, seed, settings)
+already in the file is skipped (``--force`` reruns it and replaces its record), and model
+training checkpoints every epoch to ``--ckpt-dir``, so an interrupted run resumes.
+``--grid`` writes the picture of a few test sequences (default for ``gpvae_structured``) to
+``benchmarks/results/hmnist_grid.png``.
 """
 
 from __future__ import annotations
 
 import argparse
-import fcntl
 import hashlib
 import json
 import math
@@ -81,6 +81,7 @@ from typing import Any
 
 import numpy as np
 import torch
+from _protocol import ResultsFile  # benchmarks/ is on sys.path when run as a script
 from torch import Tensor
 
 from gpvae.batch import Batch
@@ -95,8 +96,8 @@ from gpvae.training import TrainConfig, TrainState, train
 
 __all__ = [
     "METHODS",
+    "HMNISTResults",
     "Settings",
-    "append_record",
     "auroc_ovr_macro",
     "build_model",
     "classification_auroc",
@@ -782,52 +783,21 @@ def rescore(
                 f"{found[0]}: recomputed NLL {nll} differs from the record's {rec['nll']}"
             )
         metrics = model_fortuin_metrics(model, data.test, seed)
-        update_record(path, rec, {"fortuin": metrics})
+        HMNISTResults(path).add({**rec, "fortuin": metrics})  # replaces the record
         print(f"{method} seed {seed}: fortuin-protocol {metrics}", flush=True)
         updated += 1
     return updated
 
 
+class HMNISTResults(ResultsFile):
+    """``benchmarks/results/hmnist.json``: one record per (method, seed, settings)."""
+
+    KEY = ("method", "seed", "settings")
+
+
 def read_records(path: Path) -> list[dict[str, Any]]:
     """The records in ``path`` (an empty list when the file does not exist)."""
-    if not path.is_file():
-        return []
-    data = json.loads(path.read_text())
-    return list(data)
-
-
-def append_record(path: Path, record: dict[str, Any]) -> None:
-    """Append ``record`` to the JSON list in ``path`` atomically (temporary file + rename).
-
-    An exclusive lock on ``<path>.lock`` serialises the read-modify-write, so runs started
-    in parallel do not drop each other's records.
-    """
-    path.parent.mkdir(parents=True, exist_ok=True)
-    with open(path.with_name(path.name + ".lock"), "w") as lock:
-        fcntl.flock(lock, fcntl.LOCK_EX)
-        _write_records(path, [*read_records(path), record])
-
-
-def _write_records(path: Path, records: list[dict[str, Any]]) -> None:
-    """Write ``records`` to ``path`` atomically (temporary file + rename)."""
-    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=".hmnist-", suffix=".json")
-    with os.fdopen(fd, "w") as f:
-        json.dump(records, f, indent=1)
-        f.write("\n")
-    os.chmod(tmp, 0o644)  # mkstemp creates the file private
-    os.replace(tmp, path)
-
-
-def update_record(path: Path, record: dict[str, Any], fields: dict[str, Any]) -> None:
-    """Add ``fields`` to the record of ``path`` equal to ``record`` (under the file lock)."""
-    with open(path.with_name(path.name + ".lock"), "w") as lock:
-        fcntl.flock(lock, fcntl.LOCK_EX)
-        records = read_records(path)
-        hits = [i for i, r in enumerate(records) if r == record]
-        if len(hits) != 1:
-            raise RuntimeError(f"{path}: expected one matching record, found {len(hits)}")
-        records[hits[0]] = {**record, **fields}
-        _write_records(path, records)
+    return HMNISTResults(path).records
 
 
 def _done(records: list[dict[str, Any]], method: str, seed: int, settings: Settings) -> bool:
@@ -1076,7 +1046,7 @@ def main(argv: list[str] | None = None) -> list[dict[str, Any]]:
                 flush=True,
             )
             if out is not None:
-                append_record(out, rec)
+                HMNISTResults(out).add(rec)
             records.append(rec)
     return records
 
