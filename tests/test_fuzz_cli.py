@@ -20,10 +20,8 @@ from __future__ import annotations
 import contextlib
 import io
 import json
-import os
 import tempfile
 from collections import Counter
-from collections.abc import Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -31,31 +29,19 @@ from typing import Any
 import numpy as np
 import pandas as pd
 import pytest
-from hypothesis import HealthCheck, given, settings
+from hypothesis import given, settings
 from hypothesis import strategies as st
 
+from _fuzz import FUZZ, case_report, scaled
 from gpvae.cli import main, read_table
 
-SCALE = float(os.environ.get("GPVAE_FUZZ_SCALE", "1"))
-FAST = max(1, int(30 * SCALE))
-SLOW = max(1, int(250 * SCALE))
+FAST = scaled(30)
+SLOW = scaled(250)
 FIT = ["--epochs", "1", "--latent-dim", "2", "--hidden", "8", "--batch-size", "2", "--quiet"]
 FEATURES = ["a", "b"]
 
-FUZZ = settings(
-    deadline=None,
-    suppress_health_check=[HealthCheck.too_slow, HealthCheck.data_too_large],
-    print_blob=True,
-)
 COUNTS: Counter[str] = Counter()
-
-
-@pytest.fixture(scope="module", autouse=True)
-def _report() -> Iterator[None]:
-    yield
-    total = sum(v for k, v in COUNTS.items() if k.endswith(":cases"))
-    parts = ", ".join(f"{k}={v}" for k, v in sorted(COUNTS.items()))
-    print(f"\n[fuzz cli] {total} cases ({parts})")
+_report = case_report("fuzz cli", COUNTS)
 
 
 def run(*args: Any) -> tuple[int, str, str]:

@@ -20,10 +20,8 @@ test; ``GPVAE_FUZZ_SCALE`` multiplies both. ``pytest -s`` prints the number of c
 from __future__ import annotations
 
 import math
-import os
 import re
 from collections import Counter
-from collections.abc import Iterator
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -31,34 +29,21 @@ import numpy as np
 import pandas as pd
 import pytest
 import torch
-from hypothesis import HealthCheck, given, settings
+from hypothesis import given, settings
 from hypothesis import strategies as st
 
+from _fuzz import FUZZ, case_report, scaled
 from gpvae import GPVAE
 from gpvae.errors import GPVAEError
 
-SCALE = float(os.environ.get("GPVAE_FUZZ_SCALE", "1"))
-FAST = max(1, int(40 * SCALE))
-SLOW = max(1, int(500 * SCALE))
+FAST = scaled(40)
+SLOW = scaled(500)
 TINY = {"latent_dim": 2, "hidden": (8,), "batch_size": 4, "progress": False, "device": "cpu"}
 D_FIT = 2  # features of the module's fitted models
 LIKELIHOODS = ("gaussian", "student_t", "gaussian_gp")  # of the module's fitted models
 
-FUZZ = settings(
-    deadline=None,
-    suppress_health_check=[HealthCheck.too_slow, HealthCheck.data_too_large],
-    print_blob=True,
-)
-
 COUNTS: Counter[str] = Counter()
-
-
-@pytest.fixture(scope="module", autouse=True)
-def _report() -> Iterator[None]:
-    yield
-    total = sum(v for k, v in COUNTS.items() if k.endswith(":cases"))
-    parts = ", ".join(f"{k}={v}" for k, v in sorted(COUNTS.items()))
-    print(f"\n[fuzz estimator] {total} cases ({parts})")
+_report = case_report("fuzz estimator", COUNTS)
 
 
 # ---------------------------------------------------------------- generated inputs
