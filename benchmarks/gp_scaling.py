@@ -25,11 +25,12 @@ import json
 import os
 import platform
 import resource
-import subprocess
 import sys
 import time
 from pathlib import Path
 from typing import Any
+
+from _worker import run_worker  # benchmarks/ is on sys.path when run as a script
 
 __all__ = ["main"]
 
@@ -75,20 +76,7 @@ def _worker(args: argparse.Namespace) -> dict[str, Any]:
 
 def _run(script: Path, argv: list[str], timeout: float) -> dict[str, Any]:
     env = {**os.environ, "OMP_NUM_THREADS": os.environ.get("OMP_NUM_THREADS", "1")}
-    try:
-        out = subprocess.run(
-            [sys.executable, str(script), "--worker", *argv],
-            capture_output=True,
-            text=True,
-            timeout=timeout,
-            env=env,
-            check=False,
-        )
-    except subprocess.TimeoutExpired:
-        return {"error": f"timed out after {timeout:g} s"}
-    if out.returncode != 0:
-        return {"error": out.stderr.strip().splitlines()[-1] if out.stderr else "failed"}
-    return dict(json.loads(out.stdout.strip().splitlines()[-1]))
+    return run_worker(sys.executable, script, argv, timeout, env)
 
 
 def _machine() -> dict[str, Any]:

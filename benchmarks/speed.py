@@ -36,11 +36,12 @@ import math
 import os
 import platform
 import resource
-import subprocess
 import sys
 import time
 from pathlib import Path
 from typing import Any
+
+from _worker import run_worker  # benchmarks/ is on sys.path when run as a script
 
 __all__ = ["main"]
 
@@ -245,21 +246,7 @@ def _worker_s3(args: argparse.Namespace) -> dict[str, Any]:
 
 def _run(python: str | Path, argv: list[str], timeout: float) -> dict[str, Any]:
     env = {**os.environ, "OMP_NUM_THREADS": "1", "MKL_NUM_THREADS": "1"}
-    try:
-        out = subprocess.run(
-            [str(python), str(Path(__file__).resolve()), "--worker", *argv],
-            capture_output=True,
-            text=True,
-            timeout=timeout,
-            env=env,
-            check=False,
-        )
-    except subprocess.TimeoutExpired:
-        return {"error": f"timed out after {timeout:g} s"}
-    if out.returncode != 0:
-        lines = out.stderr.strip().splitlines()
-        return {"error": lines[-1] if lines else f"exit code {out.returncode}"}
-    return dict(json.loads(out.stdout.strip().splitlines()[-1]))
+    return run_worker(python, Path(__file__).resolve(), argv, timeout, env)
 
 
 def _machine() -> dict[str, Any]:
