@@ -479,13 +479,14 @@ class GPVAE:
         return batch_indices(n, self.batch_size)
 
     def _check_draws(
-        self, names: str, S: int, n: int, N: int, width: int, nbytes: int, copies: int
+        self, model: GPVAEModel, names: str, S: int, n: int, N: int, width: int, copies: int
     ) -> None:
         """Fail at once, naming ``names``, when S draws of (batch, N, width) values cannot fit.
 
-        ``nbytes`` per value and ``copies`` of the (S, batch, N, width) array alive at once.
+        ``copies`` of the (S, batch, N, width) array in the model's dtype are alive at once.
         """
         B = min(self.batch_size, n)
+        nbytes = next(model.parameters()).element_size()
         check_memory(
             names,
             float(copies) * nbytes * S * B * N * width,
@@ -605,10 +606,9 @@ class GPVAE:
                 f"return_samples: expected True or False, found {return_samples!r}"
             )
         ss, scaled = self._input(X, times, "impute")
-        size = next(model.parameters()).element_size()
         T_max = max(len(t) for t in ss.times)
         # the draws of y, their concatenation and the sorted copy for the quantiles
-        self._check_draws("num_samples", S, ss.num_series, T_max, ss.num_features, size, 3)
+        self._check_draws(model, "num_samples", S, ss.num_series, T_max, ss.num_features, 3)
         means: list[np.ndarray] = [np.empty(0)] * ss.num_series
         lowers, uppers = list(means), list(means)
         draws: list[np.ndarray] = list(means)
@@ -691,10 +691,9 @@ class GPVAE:
         n, H = future.shape
         D = ss.num_features
         width = max(D, model.latent_dim)
-        size = next(model.parameters()).element_size()
         T_max = max(len(t) for t in ss.times)
         # z and the decoded draws over history + future, the draws of y, the sorted copy
-        self._check_draws(f"num_samples, {future_name}", S, n, T_max + H, width, size, 4)
+        self._check_draws(model, f"num_samples, {future_name}", S, n, T_max + H, width, 4)
         gen = self._generator(2)
         mean_out, lo_out, hi_out = (np.empty((n, H, D)) for _ in range(3))
         model.eval()
@@ -763,8 +762,7 @@ class GPVAE:
         S = int_arg("num_samples", num_samples)
         t = times_1d(times, "times")
         width = max(scaler.num_features, model.latent_dim)
-        size = next(model.parameters()).element_size()
-        self._check_draws("num_samples, times", S, 1, len(t), width, size, 3)
+        self._check_draws(model, "num_samples, times", S, 1, len(t), width, 3)
         order = np.argsort(t, kind="stable")
         x = scaler.scaled_times(t[order], "times")
         dtype = next(model.parameters()).dtype
