@@ -41,6 +41,7 @@ from torch import Tensor
 from torch.autograd.function import once_differentiable
 
 from gpvae.errors import NumericalError
+from gpvae.gp.linalg import sym
 
 __all__ = [
     "Covariances",
@@ -71,10 +72,6 @@ class Covariances(NamedTuple):
     inv_s: Tensor
     log_s: Tensor
     smooth_gain: Tensor
-
-
-def _sym(P: Tensor) -> Tensor:
-    return 0.5 * (P + P.transpose(-1, -2))
 
 
 # --------------------------------------------------------------------------------------
@@ -187,7 +184,7 @@ def filter_covariances(
         NumericalError: a predicted covariance is singular to working precision.
     """
     P_pred, P_filt = _FilterCovariances.apply(A, Q, Pinf, H, w)
-    return gains(A, H, _sym(P_pred), _sym(P_filt), w, log_var, still)
+    return gains(A, H, sym(P_pred), sym(P_filt), w, log_var, still)
 
 
 def gains(
@@ -420,7 +417,7 @@ def smooth_covariances(cov: Covariances) -> Tensor:
         (N, B, G, m, m) smoothed covariances.
     """
     P_smooth: Tensor = _SmoothCovariances.apply(cov.smooth_gain, cov.P_filt, cov.P_pred)
-    return _sym(P_smooth)
+    return sym(P_smooth)
 
 
 def _cholesky(P: Tensor, what: str) -> Tensor:

@@ -47,6 +47,7 @@ import torch
 from torch import Tensor
 
 from gpvae.gp._kalman import Covariances, gains, prior_noise
+from gpvae.gp.linalg import sym
 
 __all__ = [
     "associative_scan",
@@ -59,10 +60,6 @@ __all__ = [
 
 Elements = tuple[Tensor, ...]
 Combine = Callable[[Elements, Elements], Elements]
-
-
-def _sym(P: Tensor) -> Tensor:
-    return 0.5 * (P + P.transpose(-1, -2))
 
 
 # --------------------------------------------------------------------------------------
@@ -114,7 +111,7 @@ def _congruence(earlier: Elements, later: Elements) -> Elements:
     """Compose maps ``P -> E P E^T + L``: the later after the earlier."""
     Ea, La = earlier
     Eb, Lb = later
-    return Eb @ Ea, _sym(Eb @ La @ Eb.transpose(-1, -2) + Lb)
+    return Eb @ Ea, sym(Eb @ La @ Eb.transpose(-1, -2) + Lb)
 
 
 def _affine_scan(M: Tensor, c: Tensor, reverse: bool = False) -> Tensor:
@@ -138,8 +135,8 @@ def _filter_combine(earlier: Elements, later: Elements) -> Elements:
     XAC = torch.linalg.solve(X, torch.cat([Ai, Ci], dim=-1))  # X^-1 [A_i, C_i]
     XJ = torch.linalg.solve(X.transpose(-1, -2), Jj)  # X^-T J_j = (I + J_j C_i)^-1 J_j
     A = Aj @ XAC[..., :m]
-    C = _sym(Aj @ XAC[..., m:] @ Aj.transpose(-1, -2) + Cj)
-    J = _sym(Ai.transpose(-1, -2) @ XJ @ Ai + Ji)
+    C = sym(Aj @ XAC[..., m:] @ Aj.transpose(-1, -2) + Cj)
+    J = sym(Ai.transpose(-1, -2) @ XJ @ Ai + Ji)
     return A, C, J
 
 
@@ -181,11 +178,11 @@ def filter_covariances(
         Qe - (c * u) @ u.transpose(-1, -2),  # (I - K H) Q
         c * HA.transpose(-1, -2) @ HA,  # A^T H^T S^-1 H A
     )
-    P_filt = _sym(associative_scan(elems, _filter_combine)[1])  # (N, B, G, m, m)
+    P_filt = sym(associative_scan(elems, _filter_combine)[1])  # (N, B, G, m, m)
     P_pred = torch.cat(
         [Pinf.expand(1, B, G, m, m), A[1:] @ P_filt[:-1] @ A[1:].transpose(-1, -2) + Q[1:]]
     )
-    return gains(A, H, P_filt=P_filt, P_pred=_sym(P_pred), w=w, log_var=log_var, still=still)
+    return gains(A, H, P_filt=P_filt, P_pred=sym(P_pred), w=w, log_var=log_var, still=still)
 
 
 def filter_means(A: Tensor, H: Tensor, gain: Tensor, y: Tensor) -> tuple[Tensor, Tensor]:
@@ -241,7 +238,7 @@ def smooth_covariances(cov: Covariances) -> Tensor:
     Gn, P_filt, P_pred = cov.smooth_gain, cov.P_filt, cov.P_pred
     E = torch.cat([Gn, torch.zeros_like(P_filt[:1])])  # (N, B, G, m, m)
     Lk = P_filt[:-1] - Gn @ P_pred[1:] @ Gn.transpose(-1, -2)  # (N-1, B, G, m, m)
-    L = torch.cat([_sym(Lk), P_filt[-1:]])
+    L = torch.cat([sym(Lk), P_filt[-1:]])
     return associative_scan((E.flip(0), L.flip(0)), _congruence)[1].flip(0)
 
 

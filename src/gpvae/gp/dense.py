@@ -18,21 +18,19 @@ L channel kernels that build K.
 from __future__ import annotations
 
 import math
-import warnings
 from collections.abc import Sequence
 
 import torch
 from torch import Tensor
 
+from gpvae import settings
 from gpvae.errors import InputTypeError, NumericalError, ShapeError, invalid
-from gpvae.gp._checks import check_condition_inputs, check_index_points, check_num_samples
 from gpvae.gp.base import GPPosterior
+from gpvae.gp.checks import check_condition_inputs, check_index_points, check_num_samples
+from gpvae.gp.linalg import jittered_cholesky
 from gpvae.kernels.base import Kernel
 
-__all__ = ["DenseGPPosterior", "jittered_cholesky", "stacked_covariance"]
-
-#: How many times the jitter is multiplied by 10 before giving up on a Cholesky factorisation.
-MAX_JITTER_RETRIES = 4
+__all__ = ["DenseGPPosterior", "stacked_covariance"]
 
 
 def stacked_covariance(kernels: Sequence[Kernel], x1: Tensor, x2: Tensor | None = None) -> Tensor:
@@ -54,39 +52,6 @@ def _stacked_diag(kernels: Sequence[Kernel], x: Tensor) -> Tensor:
     return torch.stack([k(x, diag=True) for k in kernels], dim=1).to(x.dtype)
 
 
-def jittered_cholesky(cov: Tensor, jitter: float, what: str = "covariance") -> Tensor:
-    """Lower Cholesky factor of ``cov + jitter I``, retrying with jitter x10 on failure.
-
-    Args:
-        cov: (..., N, N) symmetric covariance matrices.
-        jitter: the first diagonal jitter tried.
-        what: what ``cov`` is, for the warning and error messages.
-
-    Returns:
-        (..., N, N) lower-triangular factors.
-
-    Raises:
-        NumericalError: if the factorisation fails even with ``jitter * 10**MAX_JITTER_RETRIES``.
-    """
-    eye = torch.eye(cov.shape[-1], dtype=cov.dtype, device=cov.device)
-    for attempt in range(MAX_JITTER_RETRIES + 1):
-        current = jitter * 10.0**attempt
-        factor, info = torch.linalg.cholesky_ex(cov + current * eye)
-        if not bool(info.any()):
-            if attempt > 0:
-                warnings.warn(
-                    f"Cholesky of the {what} needed jitter {current:g} (asked {jitter:g}); "
-                    "samples are slightly over-dispersed",
-                    RuntimeWarning,
-                    stacklevel=3,
-                )
-            return factor
-    raise NumericalError(
-        f"{what}: Cholesky factorisation failed even with jitter {current:g} "
-        f"(not positive definite; check the kernel hyper-parameters for NaN or extreme values)"
-    )
-
-
 class DenseGPPosterior(GPPosterior):
     """Exact GP posterior by Cholesky factorisation, for any kernel and index dimension.
 
@@ -100,7 +65,8 @@ class DenseGPPosterior(GPPosterior):
         mean: (B, N, L) pseudo-observation means (stored with zeros where not included).
         var: (B, N, L) pseudo-observation variances (> 0, or +inf to exclude a point).
         valid: (B, N) bool, False for padding, or None (no padding).
-        jitter: diagonal jitter added to covariances before the Cholesky used for sampling.
+        jitter: diagonal jitter added to covariances before the Cholesky used for sampling
+            (None: :data:`gpvae.settings.JITTER`).
     """
 
     def __init__(
@@ -110,11 +76,13 @@ class DenseGPPosterior(GPPosterior):
         mean: Tensor,
         var: Tensor,
         valid: Tensor | None = None,
-        jitter: float = 1e-6,
+        jitter: float | None = None,
     ) -> None:
         self.kernels = list(kernels)
         if not self.kernels:
             raise invalid("kernels", "one kernel per latent channel", "an empty sequence")
+        if jitter is None:
+            jitter = settings.JITTER
         if not math.isfinite(jitter) or jitter <= 0:
             raise invalid("jitter", "a finite positive float", repr(jitter))
         x, valid = check_condition_inputs(x, mean, var, valid, len(self.kernels))

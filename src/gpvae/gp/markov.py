@@ -18,7 +18,7 @@ simulation smoother (joint samples); see :mod:`gpvae.gp._kalman`.
   associative scans of batched tensor ops over the time axis with O(log N) sequential steps
   (:mod:`gpvae.gp._scan`, Särkkä & García-Fernández 2021). Time and memory are O(N m^2) per
   series and channel either way; ``"auto"`` takes the scans for long series with few chains
-  (see :data:`PARALLEL_MIN_POINTS`).
+  (see :data:`gpvae.settings.PARALLEL_MIN_POINTS`).
 - Prediction at new points merges them into the sorted sequence as excluded points and reads
   the smoother there: exact, O(N + M).
 
@@ -43,16 +43,15 @@ import torch
 from torch import Tensor
 from torch.utils.checkpoint import checkpoint
 
+from gpvae import settings
 from gpvae.errors import InputTypeError, ShapeError, ValidationError, invalid
 from gpvae.gp import _kalman, _scan
-from gpvae.gp._checks import check_condition_inputs, check_index_points, check_num_samples
 from gpvae.gp.base import GPPosterior
+from gpvae.gp.checks import check_condition_inputs, check_index_points, check_num_samples
 from gpvae.kernels.base import Kernel
 
 __all__ = [
     "METHODS",
-    "PARALLEL_MAX_CHAINS",
-    "PARALLEL_MIN_POINTS",
     "MarkovGPPosterior",
     "sample_prior_markov",
 ]
@@ -60,27 +59,9 @@ __all__ = [
 #: Ways to run the recursions over the N points: ``"sequential"`` (Python loop over N with
 #: hand-written adjoints, :mod:`gpvae.gp._kalman`), ``"parallel"`` (associative scans, O(log N)
 #: sequential steps, :mod:`gpvae.gp._scan`) or ``"auto"`` (parallel for long, narrow
-#: problems: at least :data:`PARALLEL_MIN_POINTS` points and at most
-#: :data:`PARALLEL_MAX_CHAINS` chains B * L).
+#: problems: at least :data:`gpvae.settings.PARALLEL_MIN_POINTS` points and at most
+#: :data:`gpvae.settings.PARALLEL_MAX_CHAINS` chains B * L).
 METHODS = ("auto", "sequential", "parallel")
-
-#: ``method="auto"`` uses the parallel scans from this many points on (N, or N + M when
-#: predicting at M new points) ...
-PARALLEL_MIN_POINTS = 512
-
-#: ... when there are at most this many chains B * L. The sequential loop's cost per step is
-#: mostly fixed Python and dispatch overhead, shared by all B * L chains; the scans do a few
-#: times the arithmetic of the loop (about 2N combinations of m x m products and solves), so
-#: they win when few chains share each step (measured on 2 shared CPU cores, one thread,
-#: float32, Matern32: log-marginal + backward with B * L = 4 is 5-15x faster in parallel from
-#: N = 1e3 to 1e6; KL + a sample + backward at B * L = 1024, N = 48 is about 2x slower in
-#: parallel; the two are about even at B * L = 16-64, N = 1024).
-PARALLEL_MAX_CHAINS = 32
-
-#: The parallel scans recompute their levels in the backward pass (activation
-#: checkpointing) from this many points on, trading time for peak memory.
-CHECKPOINT_MIN_POINTS = 50_000
-
 
 # --------------------------------------------------------------------------------------
 # input handling
@@ -185,11 +166,14 @@ _SCAN_CHECKPOINTED = SimpleNamespace(
 def _ops(method: str, num_points: int, num_chains: int) -> Any:
     """The module running the recursions for ``method`` on B * L chains of N points."""
     if method == "auto":
-        long_and_narrow = num_points >= PARALLEL_MIN_POINTS and num_chains <= PARALLEL_MAX_CHAINS
+        long_and_narrow = (
+            num_points >= settings.PARALLEL_MIN_POINTS
+            and num_chains <= settings.PARALLEL_MAX_CHAINS
+        )
         method = "parallel" if long_and_narrow else "sequential"
     if method == "sequential":
         return _kalman
-    return _SCAN_CHECKPOINTED if num_points >= CHECKPOINT_MIN_POINTS else _scan
+    return _SCAN_CHECKPOINTED if num_points >= settings.CHECKPOINT_MIN_POINTS else _scan
 
 
 # --------------------------------------------------------------------------------------
@@ -363,9 +347,9 @@ class MarkovGPPosterior(GPPosterior):
         valid: (B, N) bool, False for padding, or None (no padding).
         method: ``"sequential"`` (a loop over the N points, the reference), ``"parallel"``
             (associative scans: O(N) work, O(log N) sequential steps) or ``"auto"`` (parallel
-            from :data:`PARALLEL_MIN_POINTS` points with at most :data:`PARALLEL_MAX_CHAINS`
-            chains B * L). Both give the same results up to rounding, and the same samples
-            for the same generator.
+            from :data:`~gpvae.settings.PARALLEL_MIN_POINTS` points with at most
+            :data:`~gpvae.settings.PARALLEL_MAX_CHAINS` chains B * L). Both give the same
+            results up to rounding, and the same samples for the same generator.
 
     Raises:
         ShapeError: ``x`` has d != 1, or shapes disagree.

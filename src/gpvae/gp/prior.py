@@ -18,10 +18,12 @@ from typing import NamedTuple
 import torch
 from torch import Tensor, nn
 
+from gpvae import settings
 from gpvae.errors import InputTypeError, ValidationError, invalid
-from gpvae.gp._checks import as_index_points, check_index_points, check_num_samples
 from gpvae.gp.base import GPPosterior
-from gpvae.gp.dense import DenseGPPosterior, jittered_cholesky, stacked_covariance
+from gpvae.gp.checks import as_index_points, check_index_points, check_num_samples
+from gpvae.gp.dense import DenseGPPosterior, stacked_covariance
+from gpvae.gp.linalg import jittered_cholesky
 from gpvae.kernels.base import Kernel
 
 __all__ = ["BACKENDS", "Backend", "GPPrior"]
@@ -112,8 +114,9 @@ class GPPrior(nn.Module):
         latent_dim: L, the number of latent channels.
         backend: ``"auto"`` (markov when every kernel has a state-space form and d == 1,
             else dense), or a name in :data:`BACKENDS` (``"dense"``, ``"markov"``).
-        jitter: diagonal jitter for the Cholesky factorisations used to sample (multiplied by
-            10 on failure, with a warning, a few times before a NumericalError).
+        jitter: diagonal jitter for the Cholesky factorisations used to sample (None:
+            :data:`gpvae.settings.JITTER`; multiplied by 10 on failure, with a warning, a
+            few times before a NumericalError).
 
     Example:
         >>> prior = GPPrior(Matern32(lengthscale=3.0), latent_dim=4)
@@ -126,9 +129,11 @@ class GPPrior(nn.Module):
         kernel: Kernel | Sequence[Kernel],
         latent_dim: int,
         backend: str = "auto",
-        jitter: float = 1e-6,
+        jitter: float | None = None,
     ) -> None:
         super().__init__()
+        if jitter is None:
+            jitter = settings.JITTER
         if isinstance(latent_dim, bool) or not isinstance(latent_dim, int):
             raise InputTypeError(
                 f"latent_dim: expected a positive int, found {type(latent_dim).__name__}"

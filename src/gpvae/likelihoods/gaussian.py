@@ -9,14 +9,10 @@ from torch import Tensor, nn
 from torch.nn.functional import softplus
 
 from gpvae.errors import ValidationError
+from gpvae.kernels.base import inv_softplus
 from gpvae.likelihoods.base import Likelihood, Params, check_num_features, check_positive
 
-__all__ = ["Gaussian", "inv_softplus"]
-
-
-def inv_softplus(y: Tensor) -> Tensor:
-    """Inverse of ``softplus``: ``log(expm1(y))``, stable for large ``y``."""
-    return torch.where(y > 20.0, y, torch.log(torch.expm1(torch.clamp(y, max=20.0))))
+__all__ = ["Gaussian"]
 
 
 class Gaussian(Likelihood):

@@ -30,12 +30,13 @@ import torch
 from torch import Tensor, nn
 from torch.nn.functional import softplus
 
+from gpvae import settings
 from gpvae.errors import InputTypeError, ShapeError, ValidationError
 from gpvae.gp.base import GPPosterior
 from gpvae.gp.prior import GPPrior
 from gpvae.kernels import Kernel, Matern32
+from gpvae.kernels.base import inv_softplus
 from gpvae.likelihoods.base import Likelihood, Params, check_num_features, check_positive
-from gpvae.likelihoods.gaussian import inv_softplus
 
 __all__ = ["GPNoiseGaussian"]
 
@@ -48,7 +49,8 @@ class GPNoiseGaussian(Likelihood):
     Args:
         num_features: D.
         kernel: the unit-variance kernel of the noise processes (its ``variance`` is frozen
-            at 1); default Matern32 with lengthscale 3 (in the index's units).
+            at 1); default Matern32 with lengthscale :data:`gpvae.settings.DEFAULT_LENGTHSCALE`
+            (in the index's units).
         amplitude: initial a_d (the same for every feature).
         variance: initial white-noise variance s2_d.
         min_variance: floor added to s2_d.
@@ -81,7 +83,7 @@ class GPNoiseGaussian(Likelihood):
                 "amplitudes and variances), found None"
             )
         if kernel is None:
-            kernel = Matern32(lengthscale=3.0)
+            kernel = Matern32(lengthscale=settings.DEFAULT_LENGTHSCALE)
         if not isinstance(kernel, Kernel):
             raise InputTypeError(f"kernel: expected a Kernel, found {type(kernel).__name__}")
         if hasattr(kernel, "raw_variance"):

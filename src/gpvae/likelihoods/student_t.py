@@ -9,8 +9,8 @@ from torch import Tensor, nn
 from torch.nn.functional import softplus
 
 from gpvae.errors import ValidationError
+from gpvae.kernels.base import inv_softplus
 from gpvae.likelihoods.base import Likelihood, Params, check_num_features, check_positive
-from gpvae.likelihoods.gaussian import inv_softplus
 
 __all__ = ["StudentT"]
 

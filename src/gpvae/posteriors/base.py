@@ -29,9 +29,10 @@ import math
 import torch
 from torch import Tensor, nn
 
+from gpvae import settings
 from gpvae.batch import Batch
 from gpvae.errors import InputTypeError, ShapeError, ValidationError
-from gpvae.gp.dense import jittered_cholesky
+from gpvae.gp.linalg import jittered_cholesky
 from gpvae.gp.prior import GPPrior
 from gpvae.kernels.base import Kernel
 from gpvae.kernels.white import White
@@ -167,10 +168,6 @@ def _filled_times(x: Tensor, valid: Tensor) -> Tensor:
     return t_safe.gather(1, torch.where(last >= 0, last, first))  # (B, N)
 
 
-#: Relative jitter of the prior in :func:`markov_chain_cross_entropy`.
-_CHAIN_JITTER = 1e-14
-
-
 def markov_chain_cross_entropy(
     kernel: Kernel, x: Tensor, valid: Tensor, mu: Tensor, a: Tensor, s2: Tensor
 ) -> Tensor:
@@ -188,8 +185,8 @@ def markov_chain_cross_entropy(
     Padding points (``valid`` False) are skipped by the filter (exact marginalisation) and
     contribute 0. The recursion runs in float64 (in float32 the innovation variances of
     smooth kernels with long lengthscales cancel to <= 0) with p's points observed under a
-    white-noise jitter of ``_CHAIN_JITTER`` times the prior variance (bounding the terms for
-    nearly repeated times); the terms are returned in mu's dtype.
+    white-noise jitter of :data:`gpvae.settings.CHAIN_JITTER` times the prior variance
+    (bounding the terms for nearly repeated times); the terms are returned in mu's dtype.
 
     Args:
         kernel: a kernel with a state-space form (1-D inputs).
@@ -212,7 +209,7 @@ def markov_chain_cross_entropy(
     # jitter: p's points are observed with white noise of this variance, which bounds the
     # innovation variance away from 0 for (nearly) repeated times, as the dense route's
     # jitter does; negligible otherwise (1e-14 of the prior variance, ~50 float64 eps)
-    floor = _CHAIN_JITTER * (H @ ss.Pinf.to(dtype) @ H.T)[0, 0]
+    floor = settings.CHAIN_JITTER * (H @ ss.Pinf.to(dtype) @ H.T)[0, 0]
     m = H.shape[-1]
     batch_shape = torch.broadcast_shapes(mu.shape, a.shape, s2.shape)  # (..., B, N)
     mu, a, s2 = mu.expand(batch_shape), a.expand(batch_shape), s2.expand(batch_shape)

@@ -25,7 +25,7 @@ from torch import Tensor
 
 from gpvae.batch import Batch
 from gpvae.errors import ValidationError
-from gpvae.gp._checks import check_num_samples
+from gpvae.gp.checks import check_num_samples
 from gpvae.gp.prior import GPPrior
 from gpvae.kernels.white import White
 from gpvae.posteriors.base import (

@@ -1,0 +1,94 @@
+"""Checks of user arguments shared by every upper layer (estimator, results, command line).
+
+Each check returns the normalised value or raises a :class:`~gpvae.errors.GPVAEError` whose
+message names the argument, what was expected and what was found.
+"""
+
+from __future__ import annotations
+
+import math
+import os
+from collections.abc import Sequence
+
+import numpy as np
+
+from gpvae.errors import InputTypeError, ValidationError, invalid
+
+__all__ = [
+    "bool_arg",
+    "check_memory",
+    "check_name",
+    "float_arg",
+    "int_arg",
+    "normalise_name",
+    "physical_memory",
+]
+
+
+def int_arg(name: str, value: object, minimum: int = 1) -> int:
+    """Return ``value`` as an int >= ``minimum`` or raise a GPVAEError naming ``name``."""
+    if isinstance(value, bool) or not isinstance(value, (int, np.integer)):
+        raise InputTypeError(f"{name}: expected an integer >= {minimum}, found {value!r}")
+    if value < minimum:
+        raise invalid(name, f"an integer >= {minimum}", value)
+    return int(value)
+
+
+def float_arg(name: str, value: object, *, positive: bool = True) -> float:
+    """A finite number, > 0 (``positive``) or >= 0, or a GPVAEError naming ``name``."""
+    if isinstance(value, bool) or not isinstance(value, (int, float, np.integer, np.floating)):
+        raise InputTypeError(f"{name}: expected a number, found {value!r}")
+    v = float(value)
+    if not math.isfinite(v) or (v <= 0 if positive else v < 0):
+        raise invalid(name, "a finite number " + ("> 0" if positive else ">= 0"), value)
+    return v
+
+
+def bool_arg(name: str, value: object) -> bool:
+    """``value`` as a bool (Python or numpy), or an InputTypeError naming ``name``."""
+    if not isinstance(value, (bool, np.bool_)):
+        raise InputTypeError(f"{name}: expected True or False, found {value!r}")
+    return bool(value)
+
+
+def normalise_name(value: str) -> str:
+    """The registry key of a name: stripped, lower case, ``-`` read as ``_``."""
+    return value.strip().lower().replace("-", "_")
+
+
+def check_name(argument: str, value: object, options: Sequence[str]) -> str:
+    """Normalise a registry name (:func:`normalise_name`) or raise naming ``argument``."""
+    if not isinstance(value, str):
+        raise InputTypeError(
+            f"{argument}: expected one of {', '.join(map(repr, options))}, found "
+            f"{type(value).__name__}"
+        )
+    key = normalise_name(value)
+    if key not in options:
+        raise ValidationError(
+            f"{argument}: expected one of {', '.join(map(repr, options))}, found {value!r}"
+        )
+    return key
+
+
+def physical_memory() -> int | None:
+    """Bytes of physical memory on this machine, or None where the OS does not report it."""
+    try:
+        pages, size = os.sysconf("SC_PHYS_PAGES"), os.sysconf("SC_PAGE_SIZE")
+    except (AttributeError, ValueError, OSError):
+        return None
+    return pages * size if pages > 0 and size > 0 else None
+
+
+def check_memory(names: str, nbytes: float, what: str) -> None:
+    """Raise a ValidationError naming ``names`` when ``nbytes`` exceed physical memory.
+
+    Called before large work (``what`` describes it) so that an absurd request fails at
+    once with a message that names the arguments, not with a MemoryError half-way through.
+    """
+    limit = physical_memory()
+    if limit is not None and nbytes > limit:
+        raise ValidationError(
+            f"{names}: expected values whose working memory fits in this machine's "
+            f"{limit / 2**30:.1f} GiB, found {what}, about {nbytes / 2**30:.3g} GiB"
+        )

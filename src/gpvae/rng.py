@@ -1,0 +1,67 @@
+"""Seeds and random draws whose randomness belongs to one series, not to its batch.
+
+``q.rsample(S, generator)`` draws one block of noise for a whole padded batch, so a series'
+draws would change with the other series in its batch and with the padding. Prediction
+(imputation, anomaly scores, calibration) instead gives every series its own generator,
+seeded by :func:`series_seed` from the estimator's seed and the series' values and times,
+and draws that series' noise from it alone (:func:`per_series_normal`); padding gets zeros.
+"""
+
+from __future__ import annotations
+
+import hashlib
+from collections.abc import Sequence
+
+import numpy as np
+import torch
+from torch import Tensor
+
+__all__ = ["gaussian_draws", "per_series_normal", "seed_for", "series_seed"]
+
+
+def seed_for(*parts: int) -> int:
+    """A 63-bit seed derived from integers (e.g. the estimator's seed and an epoch)."""
+    return int(np.random.SeedSequence([int(p) for p in parts]).generate_state(2, np.uint64)[0]) >> 1
+
+
+def series_seed(seed: int, salt: int, values: np.ndarray, times: np.ndarray) -> int:
+    """A 63-bit seed from the estimator seed, a per-method salt and the series' content."""
+    h = hashlib.sha256()
+    h.update(np.array([seed, salt], dtype=np.int64).tobytes())
+    h.update(np.ascontiguousarray(values, dtype=np.float64).tobytes())
+    h.update(np.ascontiguousarray(times, dtype=np.float64).tobytes())
+    return int.from_bytes(h.digest()[:8], "little") >> 1
+
+
+def per_series_normal(
+    generators: Sequence[torch.Generator],
+    lengths: Sequence[int],
+    num_samples: int,
+    num_points: int,
+    tail: tuple[int, ...],
+    like: Tensor,
+) -> Tensor:
+    """Standard-normal noise (S, B, N, *tail), series b's part (S, T_b, *tail) from its own
+    generator, zeros on padding."""
+    B = len(generators)
+    out = like.new_zeros((num_samples, B, num_points, *tail))
+    for b, (gen, T) in enumerate(zip(generators, lengths)):
+        out[:, b, :T] = torch.randn(
+            (num_samples, T, *tail), generator=gen, dtype=like.dtype, device=like.device
+        )
+    return out
+
+
+def gaussian_draws(
+    mean: Tensor,
+    var: Tensor,
+    generators: Sequence[torch.Generator],
+    lengths: Sequence[int],
+) -> Tensor:
+    """y ~ N(mean, var) entry-wise (S, B, N, D), series b's draws from its own generator."""
+    out = torch.zeros_like(mean)
+    for b, (gen, T) in enumerate(zip(generators, lengths)):
+        m, v = mean[:, b : b + 1, :T], var[:, b : b + 1, :T]
+        eps = torch.randn(m.shape, generator=gen, dtype=m.dtype, device=m.device)
+        out[:, b : b + 1, :T] = m + v.sqrt() * eps
+    return out
