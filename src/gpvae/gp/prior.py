@@ -26,7 +26,7 @@ from gpvae.gp.dense import DenseGPPosterior, stacked_covariance
 from gpvae.gp.linalg import jittered_cholesky
 from gpvae.kernels.base import Kernel
 
-__all__ = ["BACKENDS", "Backend", "GPPrior"]
+__all__ = ["BACKENDS", "Backend", "GPPrior", "backend_names"]
 
 
 class Backend(NamedTuple):
@@ -99,6 +99,11 @@ BACKENDS: dict[str, Backend] = {
     "dense": Backend(DenseGPPosterior, _dense_sample_prior, needs_state_space=False),
     "markov": Backend(_markov_condition, _markov_sample_prior, needs_state_space=True),
 }
+
+
+def backend_names() -> list[str]:
+    """The backend names a :class:`GPPrior` accepts: ``"auto"`` and those of :data:`BACKENDS`."""
+    return ["auto", *BACKENDS]
 
 
 def _markov_available() -> bool:

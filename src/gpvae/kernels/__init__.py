@@ -9,7 +9,17 @@ from __future__ import annotations
 
 from gpvae.kernels.base import Kernel, Positive, Product, StateSpace, Sum, inv_softplus
 from gpvae.kernels.matern import Matern12, Matern32, Matern52
-from gpvae.kernels.registry import available_kernels, get_kernel, register_kernel
+from gpvae.kernels.registry import (
+    available_kernels,
+    build_kernel,
+    get_kernel,
+    has_state_space,
+    kernel_from_spec,
+    kernel_key,
+    kernel_names,
+    kernel_spec,
+    register_kernel,
+)
 from gpvae.kernels.stationary import (
     RBF,
     Cauchy,
@@ -35,7 +45,13 @@ __all__ = [
     "Sum",
     "White",
     "available_kernels",
+    "build_kernel",
     "get_kernel",
+    "has_state_space",
     "inv_softplus",
+    "kernel_from_spec",
+    "kernel_key",
+    "kernel_names",
+    "kernel_spec",
     "register_kernel",
 ]

@@ -1,10 +1,16 @@
-"""Observation models p(y | decoder output), summed over observed entries only."""
+"""Observation models p(y | decoder output), summed over observed entries only.
+
+:func:`get_likelihood` builds one by name; :func:`likelihood_names` lists the names (the
+estimator and the command line take their choices from it).
+"""
 
 from __future__ import annotations
 
+from collections.abc import Callable
+from functools import partial
 from typing import Any
 
-from gpvae.errors import ValidationError
+from gpvae.arguments import check_name, normalise_name
 from gpvae.likelihoods.base import Likelihood, Params
 from gpvae.likelihoods.bernoulli import Bernoulli
 from gpvae.likelihoods.gaussian import Gaussian
@@ -19,32 +25,40 @@ __all__ = [
     "Params",
     "StudentT",
     "get_likelihood",
+    "likelihood_key",
+    "likelihood_names",
 ]
 
-_REGISTRY: dict[str, type[Likelihood]] = {
+_REGISTRY: dict[str, Callable[..., Likelihood]] = {
     "gaussian": Gaussian,
+    "gaussian_hetero": partial(Gaussian, heteroscedastic=True),
     "gaussian_gp": GPNoiseGaussian,
-    "bernoulli": Bernoulli,
     "student_t": StudentT,
-    "studentt": StudentT,
+    "bernoulli": Bernoulli,
 }
+_ALIASES = {"studentt": "student_t"}
+
+
+def likelihood_names() -> list[str]:
+    """The likelihood names: ``gaussian`` (learned per-feature variance), ``gaussian_hetero``
+    (variance from the decoder), ``gaussian_gp`` (each feature's noise a GP along the index),
+    ``student_t`` (heavy tails), ``bernoulli`` (values in [0, 1])."""
+    return list(_REGISTRY)
+
+
+def likelihood_key(name: object) -> str:
+    """The canonical likelihood name, or an error naming ``likelihood`` with the choices."""
+    if isinstance(name, str):
+        name = _ALIASES.get(normalise_name(name), name)
+    return check_name("likelihood", name, likelihood_names())
 
 
 def get_likelihood(name: str, num_features: int, **kwargs: Any) -> Likelihood:
-    """Build a likelihood by name.
-
-    Names: ``"gaussian"``, ``"gaussian_gp"`` (noise correlated along the index),
-    ``"bernoulli"``, ``"student_t"``.
+    """Build a likelihood by name (see :func:`likelihood_names`).
 
     Args:
-        name: the likelihood's name (case-insensitive).
+        name: the likelihood's name (case-insensitive, ``-`` or ``_``).
         num_features: D.
-        **kwargs: passed to the class (e.g. ``heteroscedastic=True`` for Gaussian).
+        **kwargs: passed to the class (e.g. ``variance=0.5`` for Gaussian).
     """
-    key = str(name).lower().replace("-", "_")
-    if key not in _REGISTRY:
-        raise ValidationError(
-            "likelihood: expected one of 'gaussian', 'gaussian_gp', 'bernoulli', 'student_t', "
-            f"found {name!r}"
-        )
-    return _REGISTRY[key](num_features=num_features, **kwargs)
+    return _REGISTRY[likelihood_key(name)](num_features=num_features, **kwargs)

@@ -2,11 +2,24 @@
 
 The decoder emits ``num_params`` tensors per feature, each (..., N, D), passed as one tensor
 when ``num_params == 1`` and as a tuple otherwise. Leading axes (...) are typically (S, B).
+
+What a likelihood offers is declared here, so the layers above never probe for methods:
+
+- every likelihood: :meth:`~Likelihood.log_prob_entries`, :meth:`~Likelihood.log_prob`,
+  :meth:`~Likelihood.mean`, :meth:`~Likelihood.variance`, :meth:`~Likelihood.sample`;
+- prediction given the observed entries (:meth:`~Likelihood.conditional`,
+  :meth:`~Likelihood.predict`, :meth:`~Likelihood.predictive_sample`,
+  :meth:`~Likelihood.log_predictive_entries`, :meth:`~Likelihood.sample_path`): the defaults
+  here are exact for likelihoods whose entries are independent given z (they ignore the
+  observed values); a likelihood whose noise is correlated along the index sets
+  :attr:`~Likelihood.needs_index` and overrides them all
+  (:class:`~gpvae.likelihoods.gp_noise.GPNoiseGaussian`).
 """
 
 from __future__ import annotations
 
 import abc
+from collections.abc import Sequence
 
 import torch
 from torch import Tensor, nn
@@ -25,10 +38,14 @@ class Likelihood(nn.Module, abc.ABC):
     Attributes:
         num_params: how many (..., N, D) tensors the decoder must emit.
         num_features: D when the likelihood has per-feature parameters, else None.
+        needs_index: the noise is correlated along the index: :meth:`log_prob` needs the
+            index points and padding mask, and prediction conditions on the observed entries
+            (a forecast then needs the latents jointly over history and future).
     """
 
     num_params: int = 1
     num_features: int | None = None
+    needs_index: bool = False
 
     def split(self, params: Params) -> tuple[Tensor, ...]:
         """Check the decoder output and return it as a tuple of ``num_params`` tensors."""
@@ -53,13 +70,22 @@ class Likelihood(nn.Module, abc.ABC):
     def log_prob_entries(self, params: Params, y: Tensor) -> Tensor:
         """Log density of every entry, observed or not: (..., N, D)."""
 
-    def log_prob(self, params: Params, y: Tensor, observed: Tensor) -> Tensor:
+    def log_prob(
+        self,
+        params: Params,
+        y: Tensor,
+        observed: Tensor,
+        index: Tensor | None = None,
+        valid: Tensor | None = None,
+    ) -> Tensor:
         """Log-likelihood of the observed entries, summed over N and D.
 
         Args:
             params: decoder output, (..., N, D) tensor(s).
             y: (B, N, D) values (zeros where unobserved), broadcast against params.
             observed: (B, N, D) bool mask.
+            index: (B, N, d) index points (used only when :attr:`needs_index`).
+            valid: (B, N) padding mask (used only when :attr:`needs_index`).
 
         Returns:
             (...,), e.g. (S, B).
@@ -85,6 +111,105 @@ class Likelihood(nn.Module, abc.ABC):
     @abc.abstractmethod
     def sample(self, params: Params, generator: torch.Generator | None = None) -> Tensor:
         """One draw of y for every entry: (..., N, D)."""
+
+    # ------------------------------------------------------------ prediction given data
+
+    def conditional(
+        self,
+        params: Params,
+        y: Tensor,
+        observed: Tensor,
+        index: Tensor,
+        valid: Tensor | None = None,
+    ) -> tuple[Tensor, Tensor]:
+        """Mean and variance of every entry of y given z and the observed entries.
+
+        Independent entries: ``(mean(params), variance(params))``.
+
+        Returns:
+            (mean, var), each shaped like the decoder output (..., B, N, D).
+        """
+        return self.mean(params), self.variance(params)
+
+    def predict(
+        self,
+        params: Params,
+        y: Tensor,
+        observed: Tensor,
+        index: Tensor,
+        new_params: Params,
+        new_index: Tensor,
+        valid: Tensor | None = None,
+    ) -> tuple[Tensor, Tensor]:
+        """Mean and variance of y at new index points given z there and the observed history.
+
+        Independent entries: ``(mean(new_params), variance(new_params))``.
+
+        Args:
+            params: decoder output at the history's index points, (..., B, N, D).
+            y, observed, index, valid: the history, as in :meth:`log_prob`.
+            new_params: decoder output at the new points, (..., B, H, D).
+            new_index: (B, H, d) new index points.
+
+        Returns:
+            (mean, var), each (..., B, H, D).
+        """
+        return self.mean(new_params), self.variance(new_params)
+
+    def predictive_sample(
+        self,
+        params: Params,
+        y: Tensor,
+        observed: Tensor,
+        index: Tensor,
+        valid: Tensor,
+        generators: Sequence[torch.Generator],
+    ) -> tuple[Tensor, Tensor]:
+        """Mean and one draw of y at every entry given z and the observed entries, series b's
+        draws from ``generators[b]`` (zeros on padding).
+
+        Args:
+            params: decoder output, (S, B, N, D).
+            y, observed, index, valid: the batch.
+            generators: B generators, one per series.
+
+        Returns:
+            (mean, draws), each (S, B, N, D).
+        """
+        parts = self.split(params)
+        lengths = [int(v) for v in valid.sum(dim=-1).tolist()]
+        mean = self.mean(params)
+        out = torch.zeros_like(mean)
+        for b, (gen, T) in enumerate(zip(generators, lengths)):
+            sub = tuple(p[:, b : b + 1, :T] for p in parts)
+            one: Params = sub[0] if len(sub) == 1 else sub
+            out[:, b : b + 1, :T] = self.sample(one, gen)
+        return mean, out
+
+    def log_predictive_entries(
+        self,
+        params: Params,
+        y: Tensor,
+        observed: Tensor,
+        index: Tensor,
+        valid: Tensor | None = None,
+    ) -> Tensor:
+        """log p(y | z, observed entries) of every entry, in float64: (..., B, N, D).
+
+        Independent entries: :meth:`log_prob_entries` (in float64: a value far from the
+        training data has a squared residual beyond float32).
+        """
+        parts = tuple(p.double() for p in self.split(params))
+        return self.log_prob_entries(parts[0] if len(parts) == 1 else parts, y.double())
+
+    def sample_path(
+        self, params: Params, index: Tensor, generator: torch.Generator | None = None
+    ) -> Tensor:
+        """Draws of y at every entry of new series (no observed entries), (S, B, N, D).
+
+        Independent entries: :meth:`sample`.
+        """
+        return self.sample(params, generator)
 
 
 def check_num_features(num_features: int | None) -> None:

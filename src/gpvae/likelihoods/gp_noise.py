@@ -25,6 +25,7 @@ s2), since they see no other entry.
 from __future__ import annotations
 
 import math
+from collections.abc import Sequence
 
 import torch
 from torch import Tensor, nn
@@ -37,6 +38,7 @@ from gpvae.gp.prior import GPPrior
 from gpvae.kernels import Kernel, Matern32
 from gpvae.kernels.base import inv_softplus
 from gpvae.likelihoods.base import Likelihood, Params, check_num_features, check_positive
+from gpvae.rng import gaussian_draws
 
 __all__ = ["GPNoiseGaussian"]
 
@@ -275,6 +277,33 @@ class GPNoiseGaussian(Likelihood):
         x_new = self._chain_index(new_index, math.prod(lead), D)
         m, v = (self._unchain(t, lead, B, D) for t in post.predict(x_new))
         return g + a * m, a**2 * v + self.feature_variance()
+
+    def predictive_sample(
+        self,
+        params: Params,
+        y: Tensor,
+        observed: Tensor,
+        index: Tensor,
+        valid: Tensor,
+        generators: Sequence[torch.Generator],
+    ) -> tuple[Tensor, Tensor]:
+        """Conditional mean and one Gaussian draw of every entry given z and the observed
+        entries (:meth:`conditional`), series b's draws from ``generators[b]``."""
+        m, v = self.conditional(params, y, observed, index, valid)
+        lengths = [int(n) for n in valid.sum(dim=-1).tolist()]
+        return m, gaussian_draws(m, v, generators, lengths)
+
+    def log_predictive_entries(
+        self,
+        params: Params,
+        y: Tensor,
+        observed: Tensor,
+        index: Tensor,
+        valid: Tensor | None = None,
+    ) -> Tensor:
+        """Gaussian log density of every entry given z and the observed entries, float64."""
+        m, v = (t.double() for t in self.conditional(params, y, observed, index, valid))
+        return -0.5 * (math.log(2 * math.pi) + v.log() + (y.double() - m) ** 2 / v)
 
     def sample_path(
         self, params: Params, index: Tensor, generator: torch.Generator | None = None

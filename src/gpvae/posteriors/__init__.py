@@ -7,9 +7,14 @@ from __future__ import annotations
 
 from typing import Any
 
-from gpvae.errors import ValidationError
+from gpvae.arguments import check_name
 from gpvae.posteriors.banded import BandedPosterior, BandedQ
-from gpvae.posteriors.base import EncoderOutput, PosteriorFamily, VariationalPosterior
+from gpvae.posteriors.base import (
+    EncoderOutput,
+    PosteriorFamily,
+    SeriesSampler,
+    VariationalPosterior,
+)
 from gpvae.posteriors.diagonal import DiagonalPosterior, DiagonalQ
 from gpvae.posteriors.structured import StructuredPosterior, StructuredQ
 
@@ -20,10 +25,13 @@ __all__ = [
     "DiagonalQ",
     "EncoderOutput",
     "PosteriorFamily",
+    "SeriesSampler",
     "StructuredPosterior",
     "StructuredQ",
     "VariationalPosterior",
     "get_posterior",
+    "posterior_key",
+    "posterior_names",
 ]
 
 _REGISTRY: dict[str, type[PosteriorFamily]] = {
@@ -33,11 +41,16 @@ _REGISTRY: dict[str, type[PosteriorFamily]] = {
 }
 
 
+def posterior_names() -> list[str]:
+    """The posterior family names: ``structured``, ``banded``, ``diagonal``."""
+    return list(_REGISTRY)
+
+
+def posterior_key(name: object) -> str:
+    """The normalised family name, or an error naming ``posterior`` with the choices."""
+    return check_name("posterior", name, posterior_names())
+
+
 def get_posterior(name: str, **kwargs: Any) -> PosteriorFamily:
     """Build a posterior family by name: ``"structured"``, ``"banded"`` or ``"diagonal"``."""
-    key = str(name).lower()
-    if key not in _REGISTRY:
-        raise ValidationError(
-            f"posterior: expected one of 'structured', 'banded', 'diagonal', found {name!r}"
-        )
-    return _REGISTRY[key](**kwargs)
+    return _REGISTRY[posterior_key(name)](**kwargs)

@@ -31,6 +31,7 @@ chain's marginal on the first n points is the chain truncated there.
 from __future__ import annotations
 
 import math
+from collections.abc import Sequence
 
 import torch
 from torch import Tensor
@@ -42,6 +43,7 @@ from gpvae.gp.prior import GPPrior
 from gpvae.posteriors.base import (
     EncoderOutput,
     PosteriorFamily,
+    SeriesSampler,
     VariationalPosterior,
     dense_prior_cholesky,
     markov_chain_cross_entropy,
@@ -49,6 +51,7 @@ from gpvae.posteriors.base import (
     use_markov_route,
 )
 from gpvae.posteriors.diagonal import check_finite_var
+from gpvae.rng import per_series_normal
 
 __all__ = ["BandedPosterior", "BandedQ", "linear_recurrence"]
 
@@ -132,6 +135,9 @@ class BandedQ(VariationalPosterior):
         var = linear_recurrence(self.a**2, self.var)  # (B, L, N)
         return self.mu.transpose(1, 2), var.transpose(1, 2)
 
+    def series_sampler(self, generators: Sequence[torch.Generator]) -> SeriesSampler:
+        return _BandedSeriesSampler(self, generators)
+
     def log_prob(self, z: Tensor) -> Tensor:
         """log q(z) over valid points: (S, B, N, L) -> (S, B)."""
         u = z.transpose(-1, -2) - self.mu  # (S, B, L, N)
@@ -183,6 +189,22 @@ class BandedQ(VariationalPosterior):
         quad = (r**2).sum((-2, -1)) - n_pad + (w**2).sum(-1)  # (B, L)
         n_valid = self.valid.sum(-1).to(chol.dtype)[:, None]  # (B, 1)
         return -0.5 * (quad + log_det + n_valid * _LOG_2PI)
+
+
+class _BandedSeriesSampler(SeriesSampler):
+    """The chain recursion of :meth:`BandedQ.rsample`, series b's noise from its own
+    generator (padding comes after the valid points, so it never feeds back into them)."""
+
+    def __init__(self, q: BandedQ, generators: Sequence[torch.Generator]) -> None:
+        self.q, self.generators = q, list(generators)
+        self.lengths = [int(v) for v in q.valid.sum(dim=1).tolist()]
+
+    def draw(self, num_samples: int) -> Tensor:
+        q = self.q
+        L, N = q.mu.shape[1:]
+        eps = per_series_normal(self.generators, self.lengths, num_samples, N, (L,), q.mu)
+        u = linear_recurrence(q.a, q.var.sqrt() * eps.transpose(-1, -2))  # (S, B, L, N)
+        return (q.mu + u).transpose(-1, -2)  # (S, B, N, L)
 
 
 class BandedPosterior(PosteriorFamily):

@@ -25,6 +25,7 @@ from __future__ import annotations
 
 import abc
 import math
+from collections.abc import Sequence
 
 import torch
 from torch import Tensor, nn
@@ -40,8 +41,10 @@ from gpvae.kernels.white import White
 __all__ = [
     "EncoderOutput",
     "PosteriorFamily",
+    "SeriesSampler",
     "VariationalPosterior",
     "dense_prior_cholesky",
+    "filled_times",
     "markov_chain_cross_entropy",
     "prior_log_prob",
     "use_markov_route",
@@ -77,6 +80,30 @@ class VariationalPosterior(abc.ABC):
     @abc.abstractmethod
     def log_ratio(self, z: Tensor) -> Tensor:
         """log p(z) - log q(z) of joint samples z (S, B, N, L), over valid points: (S, B)."""
+
+    @abc.abstractmethod
+    def series_sampler(self, generators: Sequence[torch.Generator]) -> SeriesSampler:
+        """Joint draws of z with each series' noise from its own generator.
+
+        The draws have the distribution of :meth:`rsample`, but series b's draws depend only
+        on ``generators[b]`` and on the series itself, never on the other series of the
+        batch or on its padding (so prediction does not depend on the batching).
+
+        Args:
+            generators: B generators, one per series of the batch.
+        """
+
+
+class SeriesSampler(abc.ABC):
+    """Draws of z from one batch's q, each series' noise from its own generator.
+
+    Work that does not depend on the noise is done once, so :meth:`draw` can be called for
+    several chunks of samples; each call continues every series' generator.
+    """
+
+    @abc.abstractmethod
+    def draw(self, num_samples: int) -> Tensor:
+        """(S, B, N, L) joint draws (placeholders on padding)."""
 
 
 class PosteriorFamily(nn.Module, abc.ABC):
@@ -158,7 +185,7 @@ def use_markov_route(prior: GPPrior, x: Tensor, valid: Tensor) -> bool:
     return _strictly_increasing(x1, valid)
 
 
-def _filled_times(x: Tensor, valid: Tensor) -> Tensor:
+def filled_times(x: Tensor, valid: Tensor) -> Tensor:
     """(B, N, 1) index points -> (B, N) with padding replaced by the last valid point."""
     t = x[..., 0]
     idx = torch.arange(t.shape[1], device=t.device).expand_as(valid)
@@ -201,7 +228,7 @@ def markov_chain_cross_entropy(
     dtype = torch.float64  # the noise-free filter cancels badly in float32 (smooth kernels)
     mu, a, s2 = mu.to(dtype), a.to(dtype), s2.to(dtype)
     ss = kernel.state_space()
-    t = _filled_times(x, valid).to(dtype)  # (B, N)
+    t = filled_times(x, valid).to(dtype)  # (B, N)
     dt = torch.diff(t, dim=1, prepend=t[:, :1])  # (B, N), dt_0 = 0
     A, Q = kernel.transition(dt)  # (B, N, m, m); A_0 = I, Q_0 = 0
     A, Q = A.to(dtype), Q.to(dtype)

@@ -19,6 +19,7 @@ points with nothing observed); padding takes no part.
 from __future__ import annotations
 
 import math
+from collections.abc import Sequence
 
 import torch
 from torch import Tensor
@@ -31,12 +32,14 @@ from gpvae.kernels.white import White
 from gpvae.posteriors.base import (
     EncoderOutput,
     PosteriorFamily,
+    SeriesSampler,
     VariationalPosterior,
     dense_prior_cholesky,
     markov_chain_cross_entropy,
     prior_log_prob,
     use_markov_route,
 )
+from gpvae.rng import per_series_normal
 
 __all__ = ["DiagonalPosterior", "DiagonalQ"]
 
@@ -82,6 +85,9 @@ class DiagonalQ(VariationalPosterior):
 
     def marginals(self) -> tuple[Tensor, Tensor]:
         return self.mean, self.var
+
+    def series_sampler(self, generators: Sequence[torch.Generator]) -> SeriesSampler:
+        return _DiagonalSeriesSampler(self, generators)
 
     def log_prob(self, z: Tensor) -> Tensor:
         """log q(z) over valid points: (S, B, N, L) -> (S, B)."""
@@ -133,6 +139,20 @@ class DiagonalQ(VariationalPosterior):
         tr = (diag_kinv * v).sum(-1)  # (B, L)
         N = m.shape[-1]
         return 0.5 * (tr + (w**2).sum(-1) - N + log_det - torch.log(v).sum(-1))
+
+
+class _DiagonalSeriesSampler(SeriesSampler):
+    """``z = mean + sqrt(var) * eps``, series b's eps from its own generator."""
+
+    def __init__(self, q: DiagonalQ, generators: Sequence[torch.Generator]) -> None:
+        self.q, self.generators = q, list(generators)
+        self.lengths = [int(v) for v in q.valid.sum(dim=1).tolist()]
+
+    def draw(self, num_samples: int) -> Tensor:
+        q = self.q
+        N, L = q.mean.shape[1:]
+        eps = per_series_normal(self.generators, self.lengths, num_samples, N, (L,), q.mean)
+        return q.mean + q.var.sqrt() * eps  # (S, B, N, L)
 
 
 class DiagonalPosterior(PosteriorFamily):

@@ -16,6 +16,7 @@ nothing else.
 from __future__ import annotations
 
 import math
+from collections.abc import Sequence
 
 import torch
 from torch import Tensor
@@ -23,7 +24,13 @@ from torch import Tensor
 from gpvae.batch import Batch
 from gpvae.gp.base import GPPosterior
 from gpvae.gp.prior import GPPrior
-from gpvae.posteriors.base import EncoderOutput, PosteriorFamily, VariationalPosterior
+from gpvae.posteriors.base import (
+    EncoderOutput,
+    PosteriorFamily,
+    SeriesSampler,
+    VariationalPosterior,
+)
+from gpvae.posteriors.structured_draws import StructuredSeriesSampler
 
 __all__ = ["StructuredPosterior", "StructuredQ"]
 
@@ -31,14 +38,18 @@ __all__ = ["StructuredPosterior", "StructuredQ"]
 class StructuredQ(VariationalPosterior):
     """q = GP prior conditioned on pseudo-observations.
 
-    Attributes:
+    Args:
         gp: the backend's :class:`~gpvae.gp.base.GPPosterior` (use it for ``predict`` /
             ``sample_at`` at new index points, e.g. forecasting).
+        prior: the GP prior that ``gp`` conditions.
+
+    Attributes:
+        gp, prior: as given.
         valid: (B, N) bool.
     """
 
-    def __init__(self, gp: GPPosterior) -> None:
-        self.gp = gp
+    def __init__(self, gp: GPPosterior, prior: GPPrior) -> None:
+        self.gp, self.prior = gp, prior
         self.valid = gp.valid
 
     def rsample(self, num_samples: int, generator: torch.Generator | None = None) -> Tensor:
@@ -49,6 +60,11 @@ class StructuredQ(VariationalPosterior):
 
     def marginals(self) -> tuple[Tensor, Tensor]:
         return self.gp.marginals()
+
+    def series_sampler(self, generators: Sequence[torch.Generator]) -> SeriesSampler:
+        """Per-series draws: exact dense posterior of each short series, simulation smoother
+        for long ones (:mod:`gpvae.posteriors.structured_draws`)."""
+        return StructuredSeriesSampler(self, generators)
 
     def log_ratio(self, z: Tensor) -> Tensor:
         """log Z - log t(z), with t(z) = prod over included points of N(mean | z, var).
@@ -82,4 +98,4 @@ class StructuredPosterior(PosteriorFamily):
         has_obs = (batch.observed.any(dim=-1) & batch.valid)[..., None]  # (B, N, 1)
         var = torch.where(has_obs, var, torch.full_like(var, float("inf")))  # (B, N, L)
         mean = torch.where(has_obs, mean, torch.zeros_like(mean))
-        return StructuredQ(prior.condition(batch.x, mean, var, valid=batch.valid))
+        return StructuredQ(prior.condition(batch.x, mean, var, valid=batch.valid), prior)

@@ -1,0 +1,149 @@
+"""Per-series seeded draws of the structured posterior (see :meth:`StructuredQ.series_sampler`).
+
+- Series of up to :data:`gpvae.settings.DENSE_MAX_POINTS` points (or kernels without a
+  state-space form): ``z = mean + chol(Cov) eps`` from the exact dense posterior of the series
+  alone, in float64 (the pseudo-observations are q's; any backend gives the same q).
+- Longer series: the simulation smoother of Durbin & Koopman (2002),
+  ``z = f+ + E[f | m - y+]`` with a prior path ``f+`` (state-space recursion driven by the
+  series' own noise) and synthetic pseudo-observations ``y+ = f+ + sqrt(var) e``; the
+  conditional mean is the backend's own smoother, run on S x B series at once.
+
+The choice depends only on the series' own length, so it does not change with the batching.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from typing import TYPE_CHECKING
+
+import torch
+from torch import Tensor
+
+from gpvae import settings
+from gpvae.gp.dense import DenseGPPosterior
+from gpvae.gp.linalg import jittered_cholesky
+from gpvae.gp.prior import GPPrior
+from gpvae.posteriors.base import SeriesSampler, filled_times
+from gpvae.rng import per_series_normal
+
+if TYPE_CHECKING:
+    from gpvae.posteriors.structured import StructuredQ
+
+__all__ = ["StructuredSeriesSampler"]
+
+
+class StructuredSeriesSampler(SeriesSampler):
+    """Draws of z from a structured q, each series' noise from its own generator.
+
+    The dense factors of the short series are computed once, at construction.
+
+    Args:
+        q: the batch's structured posterior.
+        generators: B generators, one per series of the batch.
+    """
+
+    def __init__(self, q: StructuredQ, generators: Sequence[torch.Generator]) -> None:
+        self.q, self.prior, self.generators = q, q.prior, list(generators)
+        self.lengths = [int(v) for v in q.valid.sum(dim=1).tolist()]
+        self.dense: dict[int, tuple[Tensor, Tensor]] = {}  # b -> mean (T, L), scale (L, T, T)
+        self.long: list[int] = []
+        x = q.gp.x
+        markov_ok = x.shape[-1] == 1 and all(k.has_state_space for k in self.prior.kernel_list)
+        for b, T in enumerate(self.lengths):
+            if T <= settings.DENSE_MAX_POINTS or not markov_ok:
+                self.dense[b] = _dense_factor(q, self.prior, b, T)
+            else:
+                self.long.append(b)
+
+    def draw(self, num_samples: int) -> Tensor:
+        """(S, B, N, L) joint draws (zeros on padding)."""
+        q, gens, lengths = self.q, self.generators, self.lengths
+        S = num_samples
+        like = q.gp.mean
+        out = like.new_zeros((S, *like.shape))  # (S, B, N, L)
+        L = like.shape[-1]
+        for b, (mean, scale) in self.dense.items():
+            T = lengths[b]
+            eps = torch.randn((S, T, L), generator=gens[b], dtype=like.dtype, device=like.device)
+            w = (scale @ eps.double().transpose(-1, -2)[..., None])[..., 0]  # (S, L, T)
+            out[:, b, :T] = (mean + w.transpose(-1, -2)).to(like.dtype)
+        if self.long:
+            sub = [gens[b] for b in self.long]
+            out[:, self.long] = _markov_draws(q, self.prior, self.long, S, sub)
+        return out
+
+
+def _dense_factor(q: StructuredQ, prior: GPPrior, b: int, T: int) -> tuple[Tensor, Tensor]:
+    """Mean (T, L) and covariance factor (L, T, T) of series b alone, float64, exact."""
+    gp = q.gp
+    post = DenseGPPosterior(
+        prior.kernel_list,
+        gp.x[b : b + 1, :T].double(),
+        gp.mean[b : b + 1, :T].double(),
+        gp.var[b : b + 1, :T].double(),
+        jitter=prior.jitter,
+    )
+    mean, _ = post.marginals()  # (1, T, L)
+    scale = jittered_cholesky(post.covariance(), prior.jitter, "posterior covariance")
+    return mean[0], scale[0]
+
+
+def _prior_paths(prior: GPPrior, t: Tensor, eps: Tensor) -> Tensor:
+    """Prior draws f+ (S, B, N, L) of state-space kernels at sorted times t (B, N), driven by
+    eps (S, B, N, L, m_max): ``s_0 = chol(Pinf) e_0``, ``s_n = A_n s_{n-1} + chol(Q_n) e_n``.
+
+    Channels with the same state dimension m run together; float64 throughout.
+    """
+    dt = torch.diff(t, dim=1, prepend=t[:, :1]).to(torch.float64)  # (B, N)
+    kernels = prior.kernel_list
+    by_dim: dict[int, list[int]] = {}
+    for ch, k in enumerate(kernels):
+        by_dim.setdefault(k.state_dim, []).append(ch)
+    S, B, N, L, _ = eps.shape
+    f = eps.new_zeros((S, B, N, L), dtype=torch.float64)
+    for m, channels in by_dim.items():
+        trans = [kernels[c].transition(dt) for c in channels]
+        A = torch.stack([a for a, _ in trans], dim=2)  # (B, N, G, m, m)
+        Q = torch.stack([q for _, q in trans], dim=2)  # (B, N, G, m, m)
+        spaces = [kernels[c].state_space() for c in channels]
+        Pinf = torch.stack([sp.Pinf for sp in spaces]).to(torch.float64)  # (G, m, m)
+        H = torch.stack([sp.H[0] for sp in spaces]).to(torch.float64)  # (G, m)
+        jitter = torch.finfo(torch.float64).eps ** 0.75 * torch.diagonal(Pinf, dim1=-2, dim2=-1)
+        chol_q = torch.linalg.cholesky(Q + torch.diag_embed(jitter))  # (B, N, G, m, m)
+        chol_0 = torch.linalg.cholesky(Pinf)  # (G, m, m)
+        e = eps[:, :, :, channels, :m].to(torch.float64)  # (S, B, N, G, m)
+        s = (chol_0 @ e[:, :, 0, :, :, None])[..., 0]  # (S, B, G, m)
+        f[:, :, 0, channels] = (s * H).sum(-1)
+        for n in range(1, N):
+            s = (A[:, n] @ s[..., None])[..., 0] + (chol_q[:, n] @ e[:, :, n, :, :, None])[..., 0]
+            f[:, :, n, channels] = (s * H).sum(-1)  # (S, B, G)
+    return f.to(eps.dtype)
+
+
+def _markov_draws(
+    q: StructuredQ,
+    prior: GPPrior,
+    rows: list[int],
+    S: int,
+    generators: Sequence[torch.Generator],
+) -> Tensor:
+    """Draws (S, B', N, L) for the series ``rows`` of the batch (simulation smoother)."""
+    x, valid = q.gp.x[rows], q.gp.valid[rows]  # (B', N, d), (B', N)
+    mean, var = q.gp.mean[rows], q.gp.var[rows]  # (B', N, L) pseudo-observations
+    lengths = [int(v) for v in valid.sum(dim=1).tolist()]
+    B, N = valid.shape
+    L = prior.latent_dim
+    m_max = max(k.state_dim for k in prior.kernel_list)
+    noise = per_series_normal(generators, lengths, S, N, (L, m_max + 1), mean)
+    t = filled_times(x, valid)  # (B, N)
+    f_plus = _prior_paths(prior, t, noise[..., :m_max])  # (S, B, N, L)
+    inc = torch.isfinite(var) & valid[..., None]  # (B, N, L)
+    sd = torch.where(inc, var, torch.ones_like(var)).sqrt()
+    y_plus = f_plus + sd * noise[..., m_max]  # (S, B, N, L)
+    resid = torch.where(inc, mean - y_plus, torch.zeros_like(y_plus))
+    x_rep = x.expand(S, *x.shape).reshape(S * B, N, -1)
+    var_rep = var.expand(S, B, N, L).reshape(S * B, N, L)
+    valid_rep = valid.expand(S, B, N).reshape(S * B, N)
+    post = prior.condition(x_rep, resid.reshape(S * B, N, L), var_rep, valid_rep)
+    correction, _ = post.marginals()  # (S B, N, L)
+    return f_plus + correction.reshape(S, B, N, L)
