@@ -22,6 +22,7 @@ __all__ = [
     "int_arg",
     "normalise_name",
     "physical_memory",
+    "quantiles_arg",
 ]
 
 
@@ -49,6 +50,18 @@ def bool_arg(name: str, value: object) -> bool:
     if not isinstance(value, (bool, np.bool_)):
         raise InputTypeError(f"{name}: expected True or False, found {value!r}")
     return bool(value)
+
+
+def quantiles_arg(quantiles: object) -> tuple[float, float]:
+    """Interval probabilities ``(lower, upper)`` with 0 < lower < upper < 1, or an error
+    naming ``quantiles``."""
+    try:
+        lo, hi = (float(q) for q in quantiles)  # type: ignore[attr-defined]
+    except (TypeError, ValueError):
+        raise invalid("quantiles", "two probabilities (lower, upper)", quantiles) from None
+    if not (0.0 < lo < hi < 1.0):
+        raise invalid("quantiles", "0 < lower < upper < 1", quantiles)
+    return lo, hi
 
 
 def normalise_name(value: str) -> str:

@@ -49,6 +49,7 @@ __all__ = [
     "atomic_write_bytes",
     "check_state_dict",
     "flatten_state",
+    "json_number",
     "load_checkpoint",
     "load_model",
     "read_model",
@@ -71,6 +72,13 @@ def _gpvae_version() -> str:
 
 
 # ---------------------------------------------------------------- atomic writes
+
+
+def json_number(v: Any) -> Any:
+    """``v`` with non-finite floats replaced by None (JSON has no NaN or Inf)."""
+    if isinstance(v, float) and not math.isfinite(v):
+        return None
+    return v
 
 
 def _fsync_dir(directory: Path) -> None:

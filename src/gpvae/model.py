@@ -12,23 +12,53 @@ covers the observed entries only. With ``iwae = K > 1`` the importance-weighted 
 
 is also returned; for beta = 1 it is a lower bound on log p(y_obs) that increases with K.
 Every expectation is estimated with reparameterised samples.
+
+The predictive maths that the estimator's imputation, forecasts and anomaly scores rest on
+lives here too: :meth:`GPVAEModel.predictive_draws` (posterior-predictive draws of every
+entry, each series' noise from its own generator), :meth:`GPVAEModel.forecast_draws`
+(draws at new index points), :meth:`GPVAEModel.heldout_nlpd` (negative log predictive density
+of each observed entry with its step hidden) and :meth:`GPVAEModel.sample_series`.
 """
 
 from __future__ import annotations
 
 import math
+from collections.abc import Sequence
 from typing import NamedTuple
 
 import torch
 from torch import Tensor, nn
 
+from gpvae import settings
 from gpvae.batch import Batch
-from gpvae.errors import InputTypeError, invalid
+from gpvae.errors import InputTypeError, ValidationError, invalid
 from gpvae.gp.prior import GPPrior
 from gpvae.likelihoods.base import Likelihood, Params
 from gpvae.posteriors.base import PosteriorFamily, VariationalPosterior
+from gpvae.posteriors.structured import StructuredQ
 
-__all__ = ["ELBOResult", "GPVAEModel"]
+__all__ = ["ELBOResult", "GPVAEModel", "sample_chunks", "sorted_quantiles"]
+
+
+def sample_chunks(num_samples: int) -> list[int]:
+    """``num_samples`` split into chunks of :data:`gpvae.settings.SAMPLE_CHUNK` (the last
+    one shorter): bounds memory, and every series consumes its generator the same way."""
+    full, rest = divmod(num_samples, settings.SAMPLE_CHUNK)
+    return [settings.SAMPLE_CHUNK] * full + ([rest] if rest else [])
+
+
+def sorted_quantiles(samples: Tensor, probs: Sequence[float]) -> list[Tensor]:
+    """Linear-interpolation quantiles over axis 0 of ``samples`` (S, ...) -> each (...)."""
+    s = samples.sort(dim=0).values
+    S = s.shape[0]
+    out = []
+    for p in probs:
+        pos = p * (S - 1)
+        lo = math.floor(pos)
+        hi = min(lo + 1, S - 1)
+        frac = pos - lo
+        out.append(s[lo] * (1 - frac) + s[hi] * frac)
+    return out
 
 
 class ELBOResult(NamedTuple):
@@ -208,31 +238,135 @@ class GPVAEModel(nn.Module):
     def log_likelihood(self, params: Params, batch: Batch) -> Tensor:
         """log p(y_obs | z) of the batch's observed entries for decoded params (..., B).
 
-        Likelihoods whose noise is correlated along the index (``needs_index``, e.g.
-        :class:`~gpvae.likelihoods.gp_noise.GPNoiseGaussian`) also get the index points and
-        the padding mask.
+        The likelihood gets the index points and the padding mask (used by those whose noise
+        is correlated along the index, e.g.
+        :class:`~gpvae.likelihoods.gp_noise.GPNoiseGaussian`).
         """
-        if getattr(self.likelihood, "needs_index", False):
-            return self.likelihood.log_prob(  # type: ignore[call-arg]
-                params, batch.y, batch.observed, index=batch.x, valid=batch.valid
-            )
-        return self.likelihood.log_prob(params, batch.y, batch.observed)
+        return self.likelihood.log_prob(
+            params, batch.y, batch.observed, index=batch.x, valid=batch.valid
+        )
 
     def predictive(self, params: Params, batch: Batch) -> tuple[Tensor, Tensor]:
-        """Mean and variance of every entry of y given z and the batch's observed entries.
-
-        For likelihoods with independent entries this is ``likelihood.mean`` and
-        ``likelihood.variance``; a likelihood with a ``conditional`` method (noise correlated
-        along the index) conditions on the observed entries.
+        """Mean and variance of every entry of y given z and the batch's observed entries
+        (:meth:`~gpvae.likelihoods.base.Likelihood.conditional`).
 
         Returns:
             (mean, var), each shaped like the decoder output (..., B, N, D).
         """
-        conditional = getattr(self.likelihood, "conditional", None)
-        if conditional is not None:
-            mean, var = conditional(params, batch.y, batch.observed, batch.x, batch.valid)
-            return mean, var
-        return self.likelihood.mean(params), self.likelihood.variance(params)
+        return self.likelihood.conditional(params, batch.y, batch.observed, batch.x, batch.valid)
+
+    # ------------------------------------------------------------ predictive maths
+
+    @torch.no_grad()
+    def predictive_draws(
+        self, batch: Batch, generators: Sequence[torch.Generator], num_samples: int
+    ) -> tuple[Tensor, Tensor]:
+        """Posterior-predictive mean (B, N, D) and S draws (S, B, N, D) of y for a batch.
+
+        z ~ q(z | observed entries), joint over each series; y ~ p(y | z), conditioned on
+        the observed entries when the likelihood's noise is correlated along the index.
+        Draws come in chunks (:func:`sample_chunks`), series b's from ``generators[b]``
+        alone, so a series' draws do not depend on the rest of the batch.
+        """
+        S = _check_count("num_samples", num_samples)
+        sampler = self.encode(batch).series_sampler(generators)
+        lik = self.likelihood
+        mean_sum = torch.zeros_like(batch.y)  # (B, N, D)
+        ys = []
+        for s in sample_chunks(S):
+            params = self.decode(sampler.draw(s))  # z: (s, B, N, L)
+            m, y = lik.predictive_sample(
+                params, batch.y, batch.observed, batch.x, batch.valid, generators
+            )  # (s, B, N, D) each
+            mean_sum = mean_sum + m.sum(0)
+            ys.append(y)
+        return mean_sum / S, torch.cat(ys)
+
+    @torch.no_grad()
+    def forecast_draws(
+        self, batch: Batch, x_new: Tensor, num_samples: int, generator: torch.Generator
+    ) -> tuple[Tensor, Tensor]:
+        """Predictive mean (B, H, D) and S draws (S, B, H, D) of y at new index points.
+
+        The latent paths at ``x_new`` (B, H, d) are joint draws from each series' posterior
+        GP (needs the structured posterior); a likelihood whose noise is correlated along
+        the index also conditions its noise on the observed history, which needs the
+        latents jointly over history and future.
+        """
+        S = _check_count("num_samples", num_samples)
+        q = self.encode(batch)
+        if not isinstance(q, StructuredQ):
+            raise ValidationError(
+                f"posterior: forecasting expected a structured posterior (a GP that can be "
+                f"evaluated at new points), found {type(self.posterior).__name__}"
+            )
+        lik = self.likelihood
+        if not lik.needs_index:
+            params = self.decode(q.gp.sample_at(x_new, S, generator))  # z: (S, B, H, L)
+            return lik.mean(params).mean(0), lik.sample(params, generator)
+        N = batch.x.shape[1]
+        z = q.gp.sample_at(torch.cat([batch.x, x_new], dim=1), S, generator)
+        parts = lik.split(self.decode(z))  # each (S, B, N + H, D)
+        hist = tuple(p[..., :N, :] for p in parts)
+        new = tuple(p[..., N:, :] for p in parts)
+        m, v = lik.predict(
+            hist[0] if len(hist) == 1 else hist,
+            batch.y,
+            batch.observed,
+            batch.x,
+            new[0] if len(new) == 1 else new,
+            x_new,
+            batch.valid,
+        )  # (S, B, H, D) each
+        eps = torch.randn(m.shape, generator=generator, dtype=m.dtype, device=m.device)
+        return m.mean(0), m + v.sqrt() * eps
+
+    @torch.no_grad()
+    def heldout_nlpd(
+        self,
+        batch: Batch,
+        generators: Sequence[torch.Generator],
+        num_folds: int,
+        num_samples: int,
+    ) -> Tensor:
+        """Negative log predictive density of every observed entry with its step hidden.
+
+        The steps are split into ``num_folds`` interleaved folds (step n in fold
+        ``n % num_folds``); for each fold, every entry at its steps is hidden from the
+        encoder and each observed entry there is scored by
+        ``-log (1/S) sum_s p(y | z_s, other folds)``, ``z_s ~ q(z | other folds)``.
+
+        Returns:
+            (B, N, D) float64 on the CPU, NaN where not observed.
+        """
+        K = _check_count("num_folds", num_folds)
+        S = _check_count("num_samples", num_samples)
+        B, N, D = batch.y.shape
+        fold_of = torch.arange(N, device=batch.y.device) % K  # (N,)
+        score = torch.full((B, N, D), float("nan"), dtype=torch.float64)
+        lik = self.likelihood
+        for k in range(K):
+            hide = (fold_of == k)[None, :, None]  # (1, N, 1)
+            masked = Batch(batch.x, batch.y, batch.observed & ~hide, batch.valid)
+            sampler = self.encode(masked).series_sampler(generators)
+            parts = []
+            for s in sample_chunks(S):
+                params = self.decode(sampler.draw(s))  # z: (s, B, N, L)
+                lp = lik.log_predictive_entries(
+                    params, batch.y, masked.observed, batch.x, batch.valid
+                )  # (s, B, N, D) float64
+                parts.append(torch.logsumexp(lp.double(), dim=0))  # (B, N, D)
+            lpd = torch.logsumexp(torch.stack(parts), dim=0) - math.log(S)
+            target = (batch.observed & hide).cpu()
+            score = torch.where(target, -lpd.cpu(), score)
+        return score
+
+    @torch.no_grad()
+    def sample_series(self, x: Tensor, num_samples: int, generator: torch.Generator) -> Tensor:
+        """New series: z ~ GP prior at ``x`` (B, N, d), y ~ p(y | z): (S, B, N, D)."""
+        S = _check_count("num_samples", num_samples)
+        z = self.prior.sample(x, S, generator)  # (S, B, N, L)
+        return self.likelihood.sample_path(self.decode(z), x, generator)
 
     def forward(
         self,

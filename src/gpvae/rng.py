@@ -16,7 +16,13 @@ import numpy as np
 import torch
 from torch import Tensor
 
-__all__ = ["gaussian_draws", "per_series_normal", "seed_for", "series_seed"]
+__all__ = [
+    "gaussian_draws",
+    "per_series_normal",
+    "seed_for",
+    "series_generators",
+    "series_seed",
+]
 
 
 def seed_for(*parts: int) -> int:
@@ -31,6 +37,20 @@ def series_seed(seed: int, salt: int, values: np.ndarray, times: np.ndarray) -> 
     h.update(np.ascontiguousarray(values, dtype=np.float64).tobytes())
     h.update(np.ascontiguousarray(times, dtype=np.float64).tobytes())
     return int.from_bytes(h.digest()[:8], "little") >> 1
+
+
+def series_generators(
+    seed: int,
+    salt: int,
+    values: Sequence[np.ndarray],
+    times: Sequence[np.ndarray],
+    device: torch.device,
+) -> list[torch.Generator]:
+    """One generator per series, seeded by :func:`series_seed` of its values and times."""
+    return [
+        torch.Generator(device=device).manual_seed(series_seed(seed, salt, v, t))
+        for v, t in zip(values, times)
+    ]
 
 
 def per_series_normal(

@@ -1,11 +1,11 @@
 """The fit loop: optimiser, gradient clipping, early stopping, progress, NaN safety.
 
 :func:`train` drives any ``nn.Module`` with an ``elbo(batch, num_samples=..., iwae=...,
-generator=...)`` method returning per-series ``elbo``, ``loglik`` and ``kl`` tensors (B,), as
-:class:`gpvae.model.GPVAEModel` does. The loss of a step is the negative ELBO (or the IWAE
-bound, when the model computes one) summed over the batch and divided by the number of
-observed entries, so the learning rate does not depend on
-the batch size or the share of missing data.
+generator=...)`` method returning a :class:`~gpvae.model.ELBOResult` of per-series tensors
+(B,), as :class:`gpvae.model.GPVAEModel` does. The loss of a step is the negative bound (the
+ELBO, or the IWAE bound when the model computes one) summed over the batch and divided by
+the number of observed entries, so the learning rate does not depend on the batch size or
+the share of missing data.
 
 A step whose loss or gradients are not finite is never applied: the model and optimiser go
 back to the last good state (the end of the last finished epoch, or the start), the learning
@@ -30,25 +30,9 @@ from tqdm.auto import tqdm
 
 from gpvae.batch import Batch
 from gpvae.errors import NumericalError, ValidationError, invalid
+from gpvae.model import ELBOResult
 
-__all__ = ["ElboParts", "TrainConfig", "TrainState", "make_optimizer", "train"]
-
-
-class ElboParts(Protocol):
-    """What ``model.elbo`` returns: per-series tensors of shape (B,).
-
-    When the result also has a non-None ``iwae`` (the importance-weighted bound, for
-    ``iwae > 1``), that bound is maximised instead of ``elbo``.
-    """
-
-    @property
-    def elbo(self) -> Tensor: ...
-
-    @property
-    def loglik(self) -> Tensor: ...
-
-    @property
-    def kl(self) -> Tensor: ...
+__all__ = ["OPTIMIZERS", "ElboModel", "TrainConfig", "TrainState", "make_optimizer", "train"]
 
 
 class ElboModel(Protocol):
@@ -60,7 +44,7 @@ class ElboModel(Protocol):
         num_samples: int = 1,
         iwae: int = 1,
         generator: torch.Generator | None = None,
-    ) -> ElboParts: ...
+    ) -> ELBOResult: ...
 
     def parameters(self, recurse: bool = True) -> Iterator[nn.Parameter]: ...
 
@@ -240,9 +224,7 @@ def train(
                 parts = model.elbo(
                     batch, num_samples=config.num_samples, iwae=config.iwae, generator=generator
                 )
-                bound = getattr(parts, "iwae", None)
-                objective = parts.elbo if bound is None else bound
-                loss = -objective.sum() / n_obs
+                loss = -parts.bound.sum() / n_obs
                 ok = bool(torch.isfinite(loss))
                 if ok:
                     loss.backward()

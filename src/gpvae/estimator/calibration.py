@@ -16,9 +16,17 @@ residuals and so are used for imputation only.
 
 from __future__ import annotations
 
-import numpy as np
+from collections.abc import Callable
 
-__all__ = ["LEVELS", "MIN_ENTRIES", "SCALES", "fit_interval_scales"]
+import numpy as np
+import torch
+
+from gpvae import settings
+from gpvae.batch import Batch
+from gpvae.data import SeriesSet, batch_indices
+from gpvae.model import GPVAEModel, sorted_quantiles
+
+__all__ = ["LEVELS", "MIN_ENTRIES", "SCALES", "fit_interval_scales", "heldout_interval_scales"]
 
 #: Central-interval levels whose held-out coverage the factors are fitted to.
 LEVELS = (0.5, 0.8, 0.9, 0.95)
@@ -80,3 +88,51 @@ def fit_interval_scales(
         if idx.sum() >= MIN_ENTRIES:
             out[d] = _best_scale(mean[idx], lower[idx], upper[idx], target[idx])
     return out
+
+
+def heldout_interval_scales(
+    model: GPVAEModel,
+    inputs: SeriesSet,
+    targets: SeriesSet,
+    to_batch: Callable[[SeriesSet, np.ndarray], Batch],
+    generators: Callable[[SeriesSet, np.ndarray], list[torch.Generator]],
+    batch_size: int,
+) -> np.ndarray:
+    """Fit the spread factors on held-out entries (``targets``, hidden in ``inputs``).
+
+    The draws are the ones imputation would make (:data:`gpvae.settings.CALIBRATION_SAMPLES`
+    per series, from each series' own generator), in standardised units.
+
+    Args:
+        model: the trained model.
+        inputs: standardised series with the held-out entries hidden.
+        targets: the held-out entries (NaN elsewhere), standardised.
+        to_batch: ``to_batch(inputs, idx)`` gives the batch of series ``idx``.
+        generators: ``generators(inputs, idx)`` gives one generator per series of ``idx``.
+        batch_size: series per batch.
+
+    Returns:
+        (D,) spread factors.
+    """
+    levels = np.asarray(LEVELS)
+    probs = [*((1 - levels) / 2), *((1 + levels) / 2)]
+    K = len(levels)
+    preds: list[tuple[np.ndarray, np.ndarray, np.ndarray]] = []  # mean, lower, upper
+    truth: list[tuple[np.ndarray, np.ndarray]] = []  # value, feature index
+    model.eval()
+    for idx in batch_indices(inputs.num_series, batch_size):
+        batch = to_batch(inputs, idx)
+        mean, y = model.predictive_draws(
+            batch, generators(inputs, idx), settings.CALIBRATION_SAMPLES
+        )
+        q = torch.stack(sorted_quantiles(y, probs), dim=-1)  # (B, N, D, 2K)
+        target, _, _ = targets.padded(indices=idx)  # (B, N, D), NaN = not a target
+        keep = ~np.isnan(target)
+        feature = np.broadcast_to(np.arange(target.shape[-1]), target.shape)
+        q_np = q.double().cpu().numpy()[keep]  # (M, 2K): lower ends, then upper ends
+        m_np = mean.double().cpu().numpy()[keep]  # (M,)
+        preds.append((m_np, q_np[:, :K], q_np[:, K:]))
+        truth.append((target[keep], feature[keep]))
+    mean_a, lo_a, hi_a = (np.concatenate(p) for p in zip(*preds))
+    y_a, f_a = (np.concatenate(p) for p in zip(*truth))
+    return fit_interval_scales(mean_a, lo_a, hi_a, y_a, f_a, targets.num_features)

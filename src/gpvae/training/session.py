@@ -1,6 +1,7 @@
-"""One run of :meth:`gpvae.GPVAE.fit`: validation split and score, checkpoints, resume.
+"""One fit session: validation split and score, checkpoints, resume.
 
-Private to the estimator. The loop itself is :func:`gpvae.training.train`; this module
+A :class:`FitSession` takes a model, the data and a :class:`SessionConfig` (it knows nothing
+of the estimator above it). The loop itself is :func:`gpvae.training.train`; this module
 prepares what it needs (seeded batches per epoch, the validation score, the epoch-end hook)
 and writes / reads the crash-safe checkpoint: model, best weights so far, optimiser state,
 the ELBO's random-generator state and the training state, in one safetensors file replaced
@@ -14,9 +15,10 @@ from __future__ import annotations
 import contextlib
 import hashlib
 import math
+import os
 from collections.abc import Callable, Iterator
+from dataclasses import dataclass
 from pathlib import Path
-from typing import TYPE_CHECKING, Any
 
 import numpy as np
 import torch
@@ -28,32 +30,40 @@ from gpvae.errors import ModelFileError, ValidationError
 from gpvae.io import (
     check_state_dict,
     flatten_state,
+    json_number,
     load_checkpoint,
     save_checkpoint,
     unflatten_state,
 )
 from gpvae.model import GPVAEModel
-from gpvae.training import TrainConfig, TrainState, make_optimizer, train
+from gpvae.rng import seed_for
+from gpvae.training.loop import TrainConfig, TrainState, make_optimizer, train
 
-if TYPE_CHECKING:
-    from gpvae.estimator import GPVAE
-
-__all__ = ["CHECKPOINT_FILE", "FitRun", "json_number", "seed_for"]
+__all__ = ["CHECKPOINT_FILE", "FitSession", "SessionConfig"]
 
 #: The checkpoint's file name inside ``checkpoint_dir``.
 CHECKPOINT_FILE = "checkpoint.safetensors"
 
 
-def seed_for(*parts: int) -> int:
-    """A 63-bit seed derived from integers (e.g. the estimator's seed and an epoch)."""
-    return int(np.random.SeedSequence([int(p) for p in parts]).generate_state(2, np.uint64)[0]) >> 1
+@dataclass(frozen=True)
+class SessionConfig:
+    """What a fit session needs besides the model and the data.
 
+    Attributes:
+        train: the loop's settings (epochs, learning rate, patience, ...).
+        batch_size: series per training batch.
+        seed: seed of the validation split, the batch order and the ELBO's draws.
+        val_fraction: share of observed entries held out as validation targets (0: none).
+        checkpoint_dir: folder of the crash-safe checkpoint, or None.
+        checkpoint_every: write the checkpoint every this many epochs (and at the end).
+    """
 
-def json_number(v: Any) -> Any:
-    """``v`` with non-finite floats replaced by None (JSON has no NaN or Inf)."""
-    if isinstance(v, float) and not math.isfinite(v):
-        return None
-    return v
+    train: TrainConfig
+    batch_size: int
+    seed: int
+    val_fraction: float
+    checkpoint_dir: str | os.PathLike[str] | None = None
+    checkpoint_every: int = 1
 
 
 def _fingerprint(*sets: SeriesSet | None) -> str:
@@ -68,43 +78,43 @@ def _fingerprint(*sets: SeriesSet | None) -> str:
     return h.hexdigest()
 
 
-class FitRun:
-    """One call of :meth:`GPVAE.fit`: data split, scoring, checkpoints, resume."""
+class FitSession:
+    """One fit: data split, scoring, checkpoints, resume."""
 
     def __init__(
         self,
-        est: GPVAE,
+        config: SessionConfig,
         model: GPVAEModel,
         scaler: Scaler,
         device: torch.device,
         train_set: SeriesSet,
         val_set: SeriesSet | None,
     ) -> None:
-        self.est, self.model, self.scaler, self.device = est, model, scaler, device
+        self.config, self.model, self.scaler, self.device = config, model, scaler, device
         self.fingerprint = _fingerprint(train_set, val_set)
-        split = torch.Generator().manual_seed(seed_for(est.seed, 10))
+        split = torch.Generator().manual_seed(seed_for(config.seed, 10))
         scaled_train = scaler.transform(train_set)
         self.val_input: SeriesSet | None = None
         self.val_target: SeriesSet | None = None
         if val_set is not None:
             scaled_val = scaler.transform(val_set)
-            if est.val_fraction > 0:
+            if config.val_fraction > 0:
                 self.val_input, self.val_target = scaled_val.hold_out(
-                    est.val_fraction, generator=split
+                    config.val_fraction, generator=split
                 )
             else:
                 self.val_input, self.val_target = scaled_val, scaled_val
             self.train_input = scaled_train
-        elif est.val_fraction > 0:
-            self.train_input, held = scaled_train.hold_out(est.val_fraction, generator=split)
+        elif config.val_fraction > 0:
+            self.train_input, held = scaled_train.hold_out(config.val_fraction, generator=split)
             self.val_input, self.val_target = self.train_input, held
         else:
             self.train_input = scaled_train
         if self.val_target is not None and self.val_target.num_observed == 0:
             self.val_input = self.val_target = None  # too little data to hold any out
-        self.generator = torch.Generator(device=device).manual_seed(seed_for(est.seed, 11))
+        self.generator = torch.Generator(device=device).manual_seed(seed_for(config.seed, 11))
         self.best: dict[str, Tensor] | None = None
-        self.path = None if est.checkpoint_dir is None else Path(est.checkpoint_dir)
+        self.path = None if config.checkpoint_dir is None else Path(config.checkpoint_dir)
 
     # -- pieces handed to gpvae.training.train
 
@@ -112,9 +122,9 @@ class FitRun:
         """The shuffled training batches of ``epoch`` (seeded by the estimator seed and it)."""
         return make_batches(
             self.train_input,
-            self.est.batch_size,
+            self.config.batch_size,
             shuffle=True,
-            seed=seed_for(self.est.seed, 12, epoch),
+            seed=seed_for(self.config.seed, 12, epoch),
             device=self.device,
             time_shift=self.scaler.time_origin_,
             time_scale=self.scaler.time_step_,
@@ -126,7 +136,7 @@ class FitRun:
             return math.nan
         total, count = 0.0, 0
         n = self.val_input.num_series
-        for idx in batch_indices(n, self.est.batch_size):
+        for idx in batch_indices(n, self.config.batch_size):
             batch = self.val_input.to_batch(
                 idx,
                 device=self.device,
@@ -149,11 +159,10 @@ class FitRun:
         at the end."""
         if state.best_epoch == state.epoch:
             self.best = {k: v.detach().clone() for k, v in self.model.state_dict().items()}
-        stopped_early = self.est.patience is not None and (
-            state.epoch - state.best_epoch >= self.est.patience
-        )
-        finished = stopped_early or state.epoch >= self.est.epochs
-        if self.path is not None and (state.epoch % self.est.checkpoint_every == 0 or finished):
+        patience = self.config.train.patience
+        stopped_early = patience is not None and state.epoch - state.best_epoch >= patience
+        finished = stopped_early or state.epoch >= self.config.train.epochs
+        if self.path is not None and (state.epoch % self.config.checkpoint_every == 0 or finished):
             self.write_checkpoint(state, optimizer, stopped_early)
 
     # -- checkpoints
@@ -215,7 +224,7 @@ class FitRun:
             self.model.load_state_dict(model_state)
             if meta.get("has_best"):
                 self.best = {k: v.to(self.device) for k, v in part("best/").items()}
-            optimizer = make_optimizer(self.model.parameters(), self.config())
+            optimizer = make_optimizer(self.model.parameters(), self.config.train)
             optimizer.load_state_dict(unflatten_state(tensors, meta["optimizer"]))
             self.generator.set_state(tensors["rng/elbo"])
             history = [
@@ -230,20 +239,8 @@ class FitRun:
             ) from None
         # Finished when it stopped early, or reached this run's epochs (a larger ``epochs``
         # continues a finished run).
-        finished = bool(meta.get("stopped_early", False)) or state.epoch >= self.est.epochs
+        finished = bool(meta.get("stopped_early", False)) or state.epoch >= self.config.train.epochs
         return state, optimizer, finished
-
-    def config(self) -> TrainConfig:
-        """The :class:`~gpvae.training.TrainConfig` of the estimator's settings."""
-        est = self.est
-        return TrainConfig(
-            epochs=est.epochs,
-            lr=est.lr,
-            optimizer=est.optimizer,
-            patience=est.patience,
-            num_samples=est.num_samples,
-            progress=est.progress,
-        )
 
     def remove_stale_temps(self) -> None:
         """Delete temporary checkpoint files left by a run killed while writing one (the
@@ -268,11 +265,11 @@ class FitRun:
         if self.val_input is not None:
             score = self.val_score
         if not finished:
-            n_batches = math.ceil(self.train_input.num_series / self.est.batch_size)
+            n_batches = math.ceil(self.train_input.num_series / self.config.batch_size)
             state, _ = train(
                 self.model,
                 self.batches,
-                self.config(),
+                self.config.train,
                 val_score=score,
                 optimizer=optimizer,
                 state=state,

@@ -13,7 +13,7 @@ from typing import Any, cast
 import numpy as np
 import pandas as pd
 
-from gpvae.builders import check_memory, int_arg
+from gpvae.arguments import check_memory, int_arg
 from gpvae.data import SeriesSet, from_padded, unpad
 from gpvae.errors import InputTypeError, ShapeError, ValidationError
 

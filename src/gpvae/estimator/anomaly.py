@@ -1,0 +1,54 @@
+"""Anomaly scores of the estimator: held-out predictive densities per entry and step."""
+
+from __future__ import annotations
+
+import math
+from typing import TYPE_CHECKING, Any
+
+import numpy as np
+
+from gpvae import settings
+from gpvae.arguments import check_memory, int_arg
+from gpvae.data import from_padded
+from gpvae.estimator.results import AnomalyResult
+
+if TYPE_CHECKING:
+    from gpvae.estimator.estimator import GPVAE
+
+__all__ = ["heldout_scores"]
+
+
+def heldout_scores(
+    est: GPVAE, X: Any, times: Any, num_samples: int, num_folds: int
+) -> AnomalyResult:
+    """:meth:`GPVAE.anomaly_scores` (see there)."""
+    model, scaler = est._fitted("anomaly_scores")
+    S = int_arg("num_samples", num_samples)
+    K = int_arg("num_folds", num_folds, minimum=2)
+    ss, scaled = est._input(X, times, "anomaly_scores")
+    T_max = max(len(t) for t in ss.times)
+    # one float64 log-sum-exp per chunk of draws is kept until the fold is scored
+    B, D = min(est.batch_size, ss.num_series), ss.num_features
+    check_memory(
+        "num_samples",
+        8.0 * math.ceil(S / settings.SAMPLE_CHUNK) * B * T_max * D,
+        f"{S} draws for {B} series x {T_max} steps x {D} features",
+    )
+    entry: list[np.ndarray] = [np.empty(0)] * ss.num_series
+    model.eval()
+    for idx in est._batches(ss.num_series):
+        batch = est._batch(scaled, idx, scaler)
+        gens = est._series_generators(ss, idx, salt=4)
+        s_np = model.heldout_nlpd(batch, gens, K, S).numpy()  # (B, N, D)
+        for b, i in enumerate(idx):
+            entry[i] = s_np[b, : len(ss.times[i])]
+    step = [
+        np.where(np.isnan(e).all(axis=1), np.nan, np.nansum(e, axis=1)) for e in entry
+    ]  # (T_i,)
+    return AnomalyResult(
+        # float64 whatever the input's dtype: a score (~ z^2 / 2) can exceed float32
+        entry=from_padded(ss, entry, name="entry", dtype=np.float64),
+        step=from_padded(ss, step, name="step", dtype=np.float64),
+        num_folds=K,
+        num_samples=S,
+    )

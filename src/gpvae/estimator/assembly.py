@@ -1,0 +1,129 @@
+"""Assembly of a :class:`~gpvae.model.GPVAEModel` from the estimator's names and numbers.
+
+Every name is owned by the registry of its kind (:mod:`gpvae.kernels.registry`,
+:mod:`gpvae.nets.registry`, :func:`gpvae.likelihoods.likelihood_names`,
+:func:`gpvae.posteriors.posterior_names`, :func:`gpvae.gp.prior.backend_names`); this module
+only checks that the chosen parts fit together and puts them together.
+"""
+
+from __future__ import annotations
+
+import copy
+from collections.abc import Sequence
+from dataclasses import dataclass
+
+import torch
+from torch import nn
+
+from gpvae.arguments import int_arg
+from gpvae.errors import InputTypeError, ValidationError, invalid
+from gpvae.gp.prior import GPPrior
+from gpvae.kernels import Kernel, build_kernel, has_state_space
+from gpvae.likelihoods import get_likelihood
+from gpvae.model import GPVAEModel
+from gpvae.nets.registry import build_decoder, build_encoder
+from gpvae.posteriors import get_posterior
+
+__all__ = [
+    "ModelSpec",
+    "build_model",
+    "check_device",
+    "check_parts",
+    "hidden_arg",
+    "resolve_device",
+]
+
+
+@dataclass(frozen=True)
+class ModelSpec:
+    """The parts of a model by name (or module), as the estimator holds them."""
+
+    latent_dim: int
+    kernel: str | Kernel
+    posterior: str
+    backend: str
+    likelihood: str
+    encoder: str | nn.Module
+    decoder: str | nn.Module
+    hidden: tuple[int, ...]
+    beta: float
+    lengthscale: float | None
+
+
+def check_parts(kernel: str | Kernel, backend: str, posterior: str, encoder: object) -> None:
+    """Raise a ValidationError naming the argument when chosen parts do not fit together."""
+    if backend == "markov" and not has_state_space(kernel):
+        raise ValidationError(
+            f"backend: 'markov' needs a kernel with a state-space form (matern12/32/52 or "
+            f"sums of them), found kernel={kernel!r}; use backend='auto' or 'dense'"
+        )
+    if encoder == "partial" and posterior == "banded":
+        raise ValidationError(
+            "encoder: expected 'mlp' or 'conv' with posterior='banded' (it needs a third "
+            "output), found 'partial'"
+        )
+    if encoder == "partial" and posterior == "diagonal":
+        raise ValidationError(
+            "encoder: expected 'mlp' or 'conv' with posterior='diagonal' ('partial' gives no "
+            "pseudo-observation at a time step with nothing observed, which only the "
+            "structured posterior accepts), found 'partial'"
+        )
+
+
+def build_model(spec: ModelSpec, num_features: int) -> GPVAEModel:
+    """Assemble encoder, posterior family, GP prior, decoder and likelihood (float32, CPU).
+
+    Module arguments (``encoder``, ``decoder``) are deep-copied so that every fit starts
+    from the same initial weights and the caller's modules are never trained in place.
+    """
+    family = get_posterior(spec.posterior)
+    lik = get_likelihood(spec.likelihood, num_features)
+    enc: nn.Module
+    dec: nn.Module
+    if isinstance(spec.encoder, nn.Module):
+        enc = copy.deepcopy(spec.encoder)
+    else:
+        enc = build_encoder(
+            spec.encoder, num_features, spec.latent_dim, spec.hidden, family.num_encoder_outputs
+        )
+    if isinstance(spec.decoder, nn.Module):
+        dec = copy.deepcopy(spec.decoder)
+    else:
+        dec = build_decoder(
+            spec.decoder, spec.latent_dim, num_features, spec.hidden, lik.num_params
+        )
+    kernel = build_kernel(spec.kernel, spec.lengthscale)
+    prior = GPPrior(kernel, spec.latent_dim, backend=spec.backend)
+    return GPVAEModel(enc, family, prior, dec, lik, beta=spec.beta)
+
+
+def check_device(device: object) -> str | torch.device:
+    """``"auto"`` or a value torch accepts as a device, else an error naming ``device``."""
+    if device == "auto":
+        return "auto"
+    try:
+        torch.device(device)  # type: ignore[call-overload]
+    except (RuntimeError, TypeError, ValueError):
+        raise invalid("device", "'auto', 'cpu', 'cuda', 'mps' or a torch.device", device) from None
+    return device  # type: ignore[return-value]
+
+
+def resolve_device(device: str | torch.device) -> torch.device:
+    """The torch device for ``device`` (``"auto"``: cuda, then mps, then the CPU)."""
+    if device == "auto":
+        if torch.cuda.is_available():
+            return torch.device("cuda")
+        if torch.backends.mps.is_available():
+            return torch.device("mps")
+        return torch.device("cpu")
+    dev = torch.device(device)
+    if dev.type == "cuda" and not torch.cuda.is_available():
+        raise invalid("device", "an available device ('auto', 'cpu', ...)", f"{device!r}")
+    return dev
+
+
+def hidden_arg(hidden: object) -> tuple[int, ...]:
+    """Hidden widths as a tuple of positive ints, or an error naming ``hidden``."""
+    if isinstance(hidden, (str, bytes)) or not isinstance(hidden, Sequence):
+        raise InputTypeError(f"hidden: expected a sequence of positive ints, found {hidden!r}")
+    return tuple(int_arg("hidden", h) for h in hidden)

@@ -1,0 +1,588 @@
+"""``gpvae.GPVAE``: one estimator for imputation, forecasting, sampling and anomaly scores.
+
+The estimator takes data as users have it (see :func:`gpvae.data.to_series_set`: arrays
+(n, T, D) with NaN, ragged lists, irregular times, long or wide DataFrames, PyPOTS dicts),
+standardises the features with statistics of the observed training entries and the times
+with the training data's median step, ``x = (t - time_origin) / time_step``, so that kernel
+lengthscales are in time steps whatever the time unit. Every output is in original units.
+
+The estimator holds the user's settings and turns data into batches and results; the maths
+is the model's (:class:`~gpvae.model.GPVAEModel`: ELBO and predictive draws), a fit is a
+:class:`~gpvae.training.FitSession`, model files are :mod:`gpvae.estimator.modelfile`.
+
+Randomness: every method draws from ``torch.Generator`` objects seeded with ``seed`` and
+created afresh at each call, so the same model, inputs and arguments give identical results
+on the CPU. ``impute`` and ``anomaly_scores`` give each series its own generator, seeded by
+``seed`` and the series' values and times (:func:`gpvae.rng.series_seed`), so a series gets
+the same result whether it is imputed alone or batched with others (up to float round-off).
+``forecast`` and ``sample`` draw per call (their draws depend on the batching).
+"""
+
+from __future__ import annotations
+
+import os
+from collections.abc import Iterator, Sequence
+from typing import Any
+
+import numpy as np
+import torch
+from torch import nn
+
+from gpvae.arguments import bool_arg, check_memory, check_name, float_arg, int_arg
+from gpvae.batch import Batch
+from gpvae.data import Scaler, SeriesSet, batch_indices
+from gpvae.data import to_series_set as _to_series_set
+from gpvae.data.output import unpad
+from gpvae.errors import InputTypeError, NotFittedError, ValidationError, invalid
+from gpvae.estimator.anomaly import heldout_scores
+from gpvae.estimator.assembly import (
+    ModelSpec,
+    build_model,
+    check_device,
+    check_parts,
+    hidden_arg,
+    resolve_device,
+)
+from gpvae.estimator.calibration import heldout_interval_scales
+from gpvae.estimator.forecasting import forecast_series
+from gpvae.estimator.imputation import impute_series
+from gpvae.estimator.modelfile import estimator_config, read_estimator, write_estimator
+from gpvae.estimator.results import (
+    AnomalyResult,
+    ForecastResult,
+    ImputationResult,
+    times_1d,
+)
+from gpvae.gp.prior import backend_names
+from gpvae.kernels import Kernel, kernel_key
+from gpvae.likelihoods import likelihood_key
+from gpvae.model import GPVAEModel
+from gpvae.nets.registry import decoder_key, encoder_key
+from gpvae.posteriors import posterior_key
+from gpvae.rng import seed_for, series_generators
+from gpvae.training import OPTIMIZERS, FitSession, SessionConfig, TrainConfig
+
+__all__ = ["GPVAE"]
+
+
+def _check_unit_interval(data: SeriesSet, name: str) -> None:
+    """Raise unless every observed value of ``data`` lies in [0, 1]."""
+    for i, v in enumerate(data.values):
+        obs = v[~np.isnan(v)]
+        if obs.size and (obs.min() < 0 or obs.max() > 1):
+            raise ValidationError(
+                f"{name}: expected values in [0, 1] for likelihood='bernoulli', found "
+                f"{float(obs.min())!r}..{float(obs.max())!r} in series {i}"
+            )
+
+
+class GPVAE:
+    """Gaussian-process-prior VAE for multivariate series with gaps.
+
+    Args:
+        latent_dim: L, latent channels, each with its own GP prior over time.
+        kernel: a kernel name (``gpvae.kernels.kernel_names()``) or a Kernel instance,
+            in units of time steps (one unit = the training data's median time step).
+            ``"white"`` with ``posterior="diagonal"`` is the plain VAE.
+        posterior: ``"structured"`` (default; needed by ``forecast``), ``"banded"``
+            (Fortuin et al. 2020) or ``"diagonal"``.
+        backend: GP backend, ``"auto"``, ``"dense"`` or ``"markov"``.
+        likelihood: ``"gaussian"`` (learned per-feature variance), ``"gaussian_hetero"``
+            (variance predicted by the decoder per entry), ``"gaussian_gp"`` (each feature's
+            deviation from the decoder is a GP in time of its own:
+            :class:`~gpvae.likelihoods.GPNoiseGaussian`), ``"student_t"`` or ``"bernoulli"``
+            (values in [0, 1], not standardised; imputations are probabilities).
+        encoder: ``"mlp"``, ``"partial"``, ``"conv"``, ``"cnn"`` (frames of a square image
+            flattened to D = H * W features: :class:`~gpvae.nets.ImageEncoder`) or an
+            ``nn.Module`` (see :mod:`gpvae.nets`); deep-copied at each fit.
+        decoder: ``"mlp"``, ``"cnn"`` (:class:`~gpvae.nets.ImageDecoder`) or an
+            ``nn.Module``; deep-copied at each fit.
+        hidden: hidden widths of the named networks (the decoder uses them reversed).
+        beta: weight of the KL term.
+        epochs: maximum training epochs.
+        batch_size: series per batch (training and prediction).
+        lr: learning rate.
+        optimizer: ``"adam"``, ``"adamw"`` or ``"rmsprop"``.
+        patience: epochs without a better validation score before stopping (None: never).
+        val_fraction: share of observed entries held out as validation targets (of
+            ``X_val`` when given, else of the training data, which then trains without them);
+            0 turns early stopping on a held-out score off.
+        calibrate: after fit, rescale the imputation intervals per feature so that they
+            cover the held-out entries at their nominal levels
+            (:mod:`gpvae.estimator.calibration`; needs ``val_fraction > 0``; not for
+            ``"bernoulli"``).
+        num_samples: Monte Carlo samples of z per series in the training ELBO.
+        lengthscale: initial kernel lengthscale in time steps for named kernels (None:
+            :data:`gpvae.settings.DEFAULT_LENGTHSCALE`).
+        device: ``"auto"`` (cuda, then mps, then cpu) or a torch device.
+        seed: seed of every random draw (initial weights, batches, samples).
+        progress: show a tqdm progress bar during fit.
+        checkpoint_dir: directory for a crash-safe checkpoint during fit (None: none).
+        checkpoint_every: write the checkpoint every this many epochs.
+
+    Attributes (after fit or load):
+        model_: the trained :class:`~gpvae.model.GPVAEModel`.
+        scaler_: the fitted :class:`~gpvae.data.Scaler` (feature statistics, time step).
+        history_: one dict per epoch (loss, loglik, kl, val_score, lr, seconds).
+        num_features_: D.
+        feature_names_: the D feature names.
+        interval_scale_: (D,) spread factors of the imputation intervals (ones without
+            calibration).
+    """
+
+    def __init__(
+        self,
+        latent_dim: int = 8,
+        kernel: str | Kernel = "matern32",
+        posterior: str = "structured",
+        backend: str = "auto",
+        likelihood: str = "gaussian",
+        encoder: str | nn.Module = "mlp",
+        decoder: str | nn.Module = "mlp",
+        hidden: Sequence[int] = (128, 128),
+        beta: float = 1.0,
+        epochs: int = 100,
+        batch_size: int = 32,
+        lr: float = 1e-3,
+        optimizer: str = "adam",
+        patience: int | None = 10,
+        val_fraction: float = 0.1,
+        calibrate: bool = True,
+        num_samples: int = 1,
+        lengthscale: float | None = None,
+        device: str | torch.device = "auto",
+        seed: int = 0,
+        progress: bool = True,
+        checkpoint_dir: str | os.PathLike[str] | None = None,
+        checkpoint_every: int = 1,
+    ) -> None:
+        self.latent_dim = int_arg("latent_dim", latent_dim)
+        self.kernel: str | Kernel = kernel if isinstance(kernel, Kernel) else kernel_key(kernel)
+        self.posterior = posterior_key(posterior)
+        self.backend = check_name("backend", backend, backend_names())
+        self.likelihood = likelihood_key(likelihood)
+        self.encoder = encoder if isinstance(encoder, nn.Module) else encoder_key(encoder)
+        self.decoder = decoder if isinstance(decoder, nn.Module) else decoder_key(decoder)
+        check_parts(self.kernel, self.backend, self.posterior, self.encoder)
+        self.hidden = hidden_arg(hidden)
+        self.beta = float_arg("beta", beta, positive=False)
+        self.epochs = int_arg("epochs", epochs)
+        self.batch_size = int_arg("batch_size", batch_size)
+        self.lr = float_arg("lr", lr)
+        self.optimizer = check_name("optimizer", optimizer, tuple(OPTIMIZERS))
+        self.patience = None if patience is None else int_arg("patience", patience)
+        self.val_fraction = float_arg("val_fraction", val_fraction, positive=False)
+        if self.val_fraction >= 1.0:
+            raise invalid("val_fraction", "a number in [0, 1)", val_fraction)
+        self.calibrate = bool_arg("calibrate", calibrate)
+        self.num_samples = int_arg("num_samples", num_samples)
+        self.lengthscale = None if lengthscale is None else float_arg("lengthscale", lengthscale)
+        self.device = check_device(device)
+        self.seed = int_arg("seed", seed, minimum=0)
+        if not isinstance(progress, bool):
+            raise InputTypeError(f"progress: expected True or False, found {progress!r}")
+        self.progress = progress
+        if checkpoint_dir is not None and not isinstance(checkpoint_dir, (str, os.PathLike)):
+            raise InputTypeError(
+                f"checkpoint_dir: expected a directory path or None, found {checkpoint_dir!r}"
+            )
+        self.checkpoint_dir = checkpoint_dir
+        self.checkpoint_every = int_arg("checkpoint_every", checkpoint_every)
+
+        self._model: GPVAEModel | None = None
+        self._scaler: Scaler | None = None
+        self.history_: list[dict[str, float]] = []
+        self.num_features_: int | None = None
+        self.feature_names_: list[str] | None = None
+        self.interval_scale_: np.ndarray | None = None
+        self.device_: torch.device | None = None
+
+    def __repr__(self) -> str:
+        fitted = "fitted" if self.is_fitted else "not fitted"
+        return (
+            f"GPVAE(latent_dim={self.latent_dim}, kernel={self.kernel!r}, "
+            f"posterior={self.posterior!r}, likelihood={self.likelihood!r}; {fitted})"
+        )
+
+    @property
+    def is_fitted(self) -> bool:
+        """True after :meth:`fit` or :meth:`load`."""
+        return self._model is not None
+
+    @property
+    def model_(self) -> GPVAEModel:
+        """The trained model (raises :class:`~gpvae.errors.NotFittedError` before fit)."""
+        return self._fitted("model_")[0]
+
+    @property
+    def scaler_(self) -> Scaler:
+        """The fitted scaler (raises :class:`~gpvae.errors.NotFittedError` before fit)."""
+        return self._fitted("scaler_")[1]
+
+    # ------------------------------------------------------------------ helpers
+
+    def _build_model(self, num_features: int) -> GPVAEModel:
+        """A fresh model with initial weights fixed by ``seed`` (global RNG untouched)."""
+        spec = ModelSpec(
+            latent_dim=self.latent_dim,
+            kernel=self.kernel,
+            posterior=self.posterior,
+            backend=self.backend,
+            likelihood=self.likelihood,
+            encoder=self.encoder,
+            decoder=self.decoder,
+            hidden=self.hidden,
+            beta=self.beta,
+            lengthscale=self.lengthscale,
+        )
+        with torch.random.fork_rng(devices=[]):
+            torch.manual_seed(self.seed)
+            return build_model(spec, num_features)
+
+    def _session_config(self) -> SessionConfig:
+        train = TrainConfig(
+            epochs=self.epochs,
+            lr=self.lr,
+            optimizer=self.optimizer,
+            patience=self.patience,
+            num_samples=self.num_samples,
+            progress=self.progress,
+        )
+        return SessionConfig(
+            train=train,
+            batch_size=self.batch_size,
+            seed=self.seed,
+            val_fraction=self.val_fraction,
+            checkpoint_dir=self.checkpoint_dir,
+            checkpoint_every=self.checkpoint_every,
+        )
+
+    def _set_fitted(
+        self,
+        model: GPVAEModel,
+        scaler: Scaler,
+        device: torch.device,
+        *,
+        feature_names: list[str],
+        interval_scale: np.ndarray,
+        history: list[dict[str, float]],
+    ) -> None:
+        self._model, self._scaler, self.device_ = model, scaler, device
+        self.num_features_ = scaler.num_features
+        self.feature_names_ = list(feature_names)
+        self.interval_scale_ = interval_scale
+        self.history_ = [dict(h) for h in history]
+
+    def _fitted(self, method: str) -> tuple[GPVAEModel, Scaler]:
+        if self._model is None or self._scaler is None:
+            raise NotFittedError(
+                f"{method}: this GPVAE is not fitted; call fit(X) or GPVAE.load(path) first"
+            )
+        return self._model, self._scaler
+
+    def _generator(self, *salt: int) -> torch.Generator:
+        device = self.device_ or torch.device("cpu")
+        return torch.Generator(device=device).manual_seed(seed_for(self.seed, *salt))
+
+    def _series_generators(
+        self, ss: SeriesSet, idx: np.ndarray, salt: int, device: torch.device | None = None
+    ) -> list[torch.Generator]:
+        """One generator per series, seeded by ``seed``, ``salt`` and the series' content."""
+        device = device or self.device_ or torch.device("cpu")
+        values, times = [ss.values[i] for i in idx], [ss.times[i] for i in idx]
+        return series_generators(self.seed, salt, values, times, device)
+
+    def _batch(
+        self, ss: SeriesSet, idx: np.ndarray, scaler: Scaler, device: torch.device | None = None
+    ) -> Batch:
+        return ss.to_batch(
+            idx,
+            device=device or self.device_,
+            time_shift=scaler.time_origin_,
+            time_scale=scaler.time_step_,
+        )
+
+    def _input(self, X: Any, times: Any, method: str) -> tuple[SeriesSet, SeriesSet]:
+        """(original, standardised) series of a prediction input."""
+        _, scaler = self._fitted(method)
+        ss = _to_series_set(X, times, num_features=scaler.num_features)
+        scaler.check(ss)
+        scaler.check_range(ss)
+        return ss, scaler.transform(ss)
+
+    def _batches(self, n: int) -> Iterator[np.ndarray]:
+        return batch_indices(n, self.batch_size)
+
+    def _check_draws(self, names: str, S: int, n: int, N: int, width: int, copies: int) -> None:
+        """Fail at once, naming ``names``, when S draws of (batch, N, width) values cannot fit.
+
+        ``copies`` of the (S, batch, N, width) array in the model's dtype are alive at once.
+        """
+        B = min(self.batch_size, n)
+        nbytes = next(self.model_.parameters()).element_size()
+        check_memory(
+            names,
+            float(copies) * nbytes * S * B * N * width,
+            f"{S} draws x {B} series x {N} steps x {width} channels",
+        )
+
+    # ------------------------------------------------------------------ fit
+
+    def fit(
+        self,
+        X: Any,
+        times: Any = None,
+        X_val: Any = None,
+        times_val: Any = None,
+        *,
+        resume: bool = False,
+    ) -> GPVAE:
+        """Train on X (observed entries only), early-stopping on a held-out imputation MAE.
+
+        The validation score is the mean absolute error, in standardised units, of the
+        imputation (likelihood mean decoded at the posterior mean of z) of held-out observed
+        entries: a ``val_fraction`` share of the observed entries of ``X_val`` when given
+        (the rest is the input), else of ``X`` (hidden from the training input). The weights
+        with the best score are kept.
+
+        Args:
+            X: (n, T, D) array with NaN, list of (T_i, D) arrays, DataFrame or dict.
+            times: None (0..T-1), (T,), (n, T) or a list of (T_i,) arrays.
+            X_val: optional validation data in the same form (same D).
+            times_val: times of ``X_val``.
+            resume: continue from the checkpoint in ``checkpoint_dir`` (same data and
+                settings) up to ``epochs``; starts afresh when there is no checkpoint yet.
+
+        Returns:
+            self.
+
+        Raises:
+            GPVAEError: bad input (naming the argument); an already fitted model is kept.
+        """
+        resume = bool_arg("resume", resume)
+        if resume and self.checkpoint_dir is None:
+            raise ValidationError(
+                "resume: expected checkpoint_dir to be set (the checkpoint to resume from), "
+                "found checkpoint_dir=None"
+            )
+        train_set = _to_series_set(X, times)
+        D = train_set.num_features
+        val_set = None
+        if X_val is not None:
+            val_set = _to_series_set(
+                X_val, times_val, num_features=D, name="X_val", times_name="times_val"
+            )
+        elif times_val is not None:
+            raise ValidationError("times_val: expected None when X_val is None, found times")
+        binary = self.likelihood == "bernoulli"  # 0/1 values are modelled as they are
+        if binary:
+            _check_unit_interval(train_set, "X")
+            if val_set is not None:
+                _check_unit_interval(val_set, "X_val")
+        scaler = Scaler().fit(train_set, standardise=not binary)
+        scaler.check_range(train_set)
+        if val_set is not None:
+            scaler.check(val_set, "X_val")
+            scaler.check_range(val_set, "X_val", "times_val")
+        device = resolve_device(self.device)
+        model = self._build_model(D).to(device)
+        session = FitSession(self._session_config(), model, scaler, device, train_set, val_set)
+        state = session.run(resume)
+        scale = np.ones(D)
+        if self.calibrate and not binary and session.val_input is not None:
+            assert session.val_target is not None
+            scale = heldout_interval_scales(
+                model,
+                session.val_input,
+                session.val_target,
+                to_batch=lambda ss, idx: self._batch(ss, idx, scaler, device),
+                generators=lambda ss, idx: self._series_generators(ss, idx, 5, device),
+                batch_size=self.batch_size,
+            )
+        self._set_fitted(
+            model,
+            scaler,
+            device,
+            feature_names=list(train_set.feature_names),
+            interval_scale=scale,
+            history=state.history,
+        )
+        return self
+
+    # ------------------------------------------------------------------ impute
+
+    def impute(
+        self,
+        X: Any,
+        times: Any = None,
+        num_samples: int = 100,
+        quantiles: Sequence[float] = (0.05, 0.95),
+        return_samples: bool = False,
+    ) -> ImputationResult:
+        """Fill the gaps of X with the posterior-predictive mean and intervals.
+
+        For every series, z ~ q(z | observed entries) (``num_samples`` joint draws), and
+        y ~ p(y | z). ``mean`` averages the decoded means E[y | z]; ``lower``/``upper`` are
+        the ``quantiles`` of the draws of y, so they include observation noise. Observed
+        entries are returned unchanged, bit for bit, in ``mean``, ``lower``, ``upper`` and
+        every sample. Each series draws from its own generator, seeded by ``seed`` and the
+        series' values and times, so its result does not depend on the other series in X
+        or on ``batch_size`` (up to float round-off).
+
+        Args:
+            X: data in any accepted form, with the fit's D features.
+            times: as in :meth:`fit`.
+            num_samples: S, draws per series.
+            quantiles: (lower, upper) probabilities of the interval.
+            return_samples: also return the S draws of y.
+
+        Returns:
+            :class:`~gpvae.estimator.results.ImputationResult` in the input's form.
+        """
+        return impute_series(self, X, times, num_samples, quantiles, return_samples)
+
+    # ------------------------------------------------------------------ forecast
+
+    def forecast(
+        self,
+        X: Any,
+        times: Any = None,
+        horizon: int | None = None,
+        future_times: Any = None,
+        num_samples: int = 100,
+        quantiles: Sequence[float] = (0.05, 0.95),
+    ) -> ForecastResult:
+        """Predict every series at future times, with intervals.
+
+        Latent paths at the future times are joint draws from the posterior GP of each
+        series (the prior conditioned on the encoder's pseudo-observations of the observed
+        entries), decoded; y ~ p(y | z) gives the intervals. Needs ``posterior="structured"``.
+
+        Args:
+            X: the observed history, any accepted form.
+            times: as in :meth:`fit`.
+            horizon: H steps of each series' median time step after its last time.
+            future_times: instead of ``horizon``: (H,) times for every series, (n, H), or a
+                list of n (H,) arrays, in the input's time units.
+            num_samples: S draws.
+            quantiles: (lower, upper) probabilities.
+
+        Returns:
+            :class:`~gpvae.estimator.results.ForecastResult` with (n, H, D) arrays.
+        """
+        return forecast_series(self, X, times, horizon, future_times, num_samples, quantiles)
+
+    # ------------------------------------------------------------------ sample, latent
+
+    def sample(self, times: Any, num_samples: int = 1) -> np.ndarray:
+        """New series from the model: z ~ GP prior at ``times``, y ~ p(y | z).
+
+        Args:
+            times: (T,) finite, distinct times in the training data's time units.
+            num_samples: S series.
+
+        Returns:
+            (S, T, D) array in original units (points in the order of ``times``).
+        """
+        model, scaler = self._fitted("sample")
+        S = int_arg("num_samples", num_samples)
+        t = times_1d(times, "times")
+        width = max(scaler.num_features, model.latent_dim)
+        self._check_draws("num_samples, times", S, 1, len(t), width, 3)
+        order = np.argsort(t, kind="stable")
+        x = scaler.scaled_times(t[order], "times")
+        dtype = next(model.parameters()).dtype
+        x_t = torch.as_tensor(x[None, :, None], dtype=dtype, device=self.device_)
+        model.eval()
+        y = model.sample_series(x_t, S, self._generator(3))[:, 0]  # (S, T, D)
+        out = np.empty((S, len(t), scaler.num_features))
+        out[:, order] = scaler.inverse_transform(y.double().cpu().numpy())
+        return out
+
+    def latent(self, X: Any, times: Any = None) -> tuple[Any, Any]:
+        """Posterior mean and variance of z at every time step of X.
+
+        Returns:
+            (mean, var): (n, T, L) arrays for array inputs, else lists of n (T_i, L) arrays
+            (in each series' input order).
+        """
+        model, scaler = self._fitted("latent")
+        ss, scaled = self._input(X, times, "latent")
+        mean_l: list[np.ndarray] = [np.empty(0)] * ss.num_series
+        var_l = list(mean_l)
+        model.eval()
+        for idx in self._batches(ss.num_series):
+            batch = self._batch(scaled, idx, scaler)
+            with torch.no_grad():
+                m, v = model.encode(batch).marginals()  # (B, N, L)
+            m_np, v_np = m.double().cpu().numpy(), v.double().cpu().numpy()
+            for b, i in enumerate(idx):
+                T = len(ss.times[i])
+                mean_l[i], var_l[i] = m_np[b, :T], v_np[b, :T]
+        mean_u, var_u = unpad(ss, mean_l), unpad(ss, var_l)
+        if ss.layout.output_kind == "array":
+            return np.stack(mean_u), np.stack(var_u)
+        return mean_u, var_u
+
+    # ------------------------------------------------------------------ anomaly scores
+
+    def anomaly_scores(
+        self, X: Any, times: Any = None, num_samples: int = 100, num_folds: int = 5
+    ) -> AnomalyResult:
+        """Negative log predictive density of every observed entry, with its step hidden.
+
+        The time steps of each series are split into ``num_folds`` interleaved folds (step k,
+        in time order, goes to fold ``k % num_folds``). For each fold, every entry at its
+        steps is hidden from the encoder (those steps give no pseudo-observation), and each
+        observed entry there is scored by
+
+            entry = -log (1/S) sum_s p(y | z_s),   z_s ~ q(z | the other folds' entries),
+
+        the negative log posterior-predictive density (Monte Carlo over S joint draws of z)
+        of the standardised value (add ``log(scaler_.std_[d])`` for original units). The
+        step score is the sum over the observed entries at the step (NaN if none).
+
+        Returns:
+            :class:`~gpvae.estimator.results.AnomalyResult`: ``entry`` in the input's form
+            (NaN where unobserved), ``step`` (n, T) / list / Series.
+        """
+        return heldout_scores(self, X, times, num_samples, num_folds)
+
+    # ------------------------------------------------------------------ save / load
+
+    def get_config(self) -> dict[str, Any]:
+        """The constructor arguments as JSON-able values (kernels as specs).
+
+        Raises:
+            ValidationError: naming ``encoder``/``decoder`` when it is an ``nn.Module``, or
+                ``kernel`` for a kernel instance that cannot be rebuilt from JSON.
+        """
+        return estimator_config(self)
+
+    def save(self, path: str | os.PathLike[str]) -> None:
+        """Write the fitted model to the directory ``path``: ``model.safetensors`` (weights)
+        and ``config.json`` (constructor arguments, D, feature names, time scale, scaler
+        state, history, gpvae version; no paths). Nothing is pickled.
+
+        Raises:
+            NotFittedError: before fit.
+            ValidationError: a custom encoder/decoder module or a kernel instance that JSON
+                cannot describe (names the argument).
+        """
+        self._fitted("save")
+        write_estimator(self, path)
+
+    @classmethod
+    def load(cls, path: str | os.PathLike[str], device: str | torch.device = "cpu") -> GPVAE:
+        """Load a model saved by :meth:`save` (never unpickles anything, and takes no path
+        from the files: ``checkpoint_dir`` is None after loading).
+
+        Args:
+            path: the model directory.
+            device: where to put the model (default the CPU; ``"auto"`` picks cuda/mps).
+
+        Raises:
+            ModelFileError: missing or malformed files, a config that does not describe a
+                valid estimator, or weights whose names or shapes do not match it.
+        """
+        return read_estimator(cls, path, device)

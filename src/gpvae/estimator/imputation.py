@@ -1,0 +1,71 @@
+"""Imputation of the estimator: predictive draws per series, intervals, observed values kept."""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from typing import TYPE_CHECKING, Any
+
+import numpy as np
+import torch
+
+from gpvae.arguments import bool_arg, int_arg, quantiles_arg
+from gpvae.data import from_padded
+from gpvae.estimator.results import ImputationResult, mask_form, samples_form
+from gpvae.model import sorted_quantiles
+
+if TYPE_CHECKING:
+    from gpvae.estimator.estimator import GPVAE
+
+__all__ = ["impute_series"]
+
+
+def impute_series(
+    est: GPVAE,
+    X: Any,
+    times: Any,
+    num_samples: int,
+    quantiles: Sequence[float],
+    return_samples: bool,
+) -> ImputationResult:
+    """:meth:`GPVAE.impute` (see there); observed entries are returned bit for bit."""
+    model, scaler = est._fitted("impute")
+    S = int_arg("num_samples", num_samples)
+    q_lo, q_hi = quantiles_arg(quantiles)
+    return_samples = bool_arg("return_samples", return_samples)
+    ss, scaled = est._input(X, times, "impute")
+    T_max = max(len(t) for t in ss.times)
+    # the draws of y, their concatenation and the sorted copy for the quantiles
+    est._check_draws("num_samples", S, ss.num_series, T_max, ss.num_features, 3)
+    means: list[np.ndarray] = [np.empty(0)] * ss.num_series
+    lowers, uppers = list(means), list(means)
+    draws: list[np.ndarray] = list(means)
+    spread = est.interval_scale_ if est.interval_scale_ is not None else np.ones(1)
+    model.eval()
+    for idx in est._batches(ss.num_series):
+        batch = est._batch(scaled, idx, scaler)
+        mean, y = model.predictive_draws(batch, est._series_generators(ss, idx, 1), S)
+        if (spread != 1).any():  # spread recalibrated about the mean
+            y = mean + torch.as_tensor(spread, dtype=y.dtype, device=y.device) * (y - mean)
+        lo, hi = sorted_quantiles(y, (q_lo, q_hi))  # (B, N, D) each
+        parts = [scaler.inverse_transform(t.double().cpu().numpy()) for t in (mean, lo, hi)]
+        y_np = scaler.inverse_transform(y.double().cpu().numpy()) if return_samples else None
+        for b, i in enumerate(idx):
+            orig = ss.values[i]  # (T_i, D) float64 in sorted time order
+            obs = ~np.isnan(orig)
+            T = orig.shape[0]
+            means[i], lowers[i], uppers[i] = (np.where(obs, orig, p[b, :T]) for p in parts)
+            if y_np is not None:
+                draws[i] = np.where(obs, orig, y_np[:, b, :T])  # (S, T_i, D)
+    observed = [~np.isnan(v) for v in ss.values]
+    frame = None
+    if ss.layout.output_kind not in ("array", "ragged"):
+        frame = from_padded(ss, {"mean": means, "lower": lowers, "upper": uppers})
+    return ImputationResult(
+        mean=from_padded(ss, means, name="mean"),
+        lower=from_padded(ss, lowers, name="lower"),
+        upper=from_padded(ss, uppers, name="upper"),
+        samples=samples_form(ss, draws) if return_samples else None,
+        observed=mask_form(ss, observed),
+        quantiles=(q_lo, q_hi),
+        frame=frame,
+    )
