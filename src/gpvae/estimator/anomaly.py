@@ -15,7 +15,7 @@ from gpvae.estimator.results import AnomalyResult
 if TYPE_CHECKING:
     from gpvae.estimator.estimator import GPVAE
 
-__all__ = ["heldout_scores"]
+__all__ = ["heldout_scores", "quantile_threshold"]
 
 
 def heldout_scores(
@@ -52,3 +52,11 @@ def heldout_scores(
         num_folds=K,
         num_samples=S,
     )
+
+
+def quantile_threshold(step_scores: Any, quantile: float) -> float | None:
+    """The ``quantile`` of the finite step scores (a list or array of per-series scores),
+    or None when there is none: a threshold that flags ``1 - quantile`` of such steps."""
+    flat = np.concatenate([np.asarray(s, dtype=np.float64).ravel() for s in step_scores])
+    flat = flat[np.isfinite(flat)]
+    return float(np.quantile(flat, quantile)) if flat.size else None
