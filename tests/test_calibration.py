@@ -10,8 +10,8 @@ import pytest
 from scipy.stats import norm
 
 from gpvae import GPVAE
-from gpvae.calibration import LEVELS, MIN_ENTRIES, SCALES, fit_interval_scales
 from gpvae.errors import InputTypeError, ModelFileError
+from gpvae.estimator.calibration import LEVELS, MIN_ENTRIES, SCALES, fit_interval_scales
 
 FAST = {"latent_dim": 2, "hidden": (32,), "batch_size": 16, "progress": False}
 

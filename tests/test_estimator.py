@@ -17,9 +17,8 @@ import torch
 from torch import Tensor, nn
 
 import gpvae
-import gpvae.draws
-import gpvae.fit_run
-from gpvae import GPVAE
+import gpvae.training.session
+from gpvae import GPVAE, settings
 from gpvae.errors import (
     GPVAEError,
     ModelFileError,
@@ -149,7 +148,7 @@ def test_ragged_imputation_is_the_same_batched_or_one_by_one(
     generator (seeded by the estimator seed and the series' content), so the imputations
     agree to float32 round-off, on both sampling routes (dense per series; simulation
     smoother for series longer than ``DENSE_MAX_POINTS``)."""
-    monkeypatch.setattr(gpvae.draws, "DENSE_MAX_POINTS", dense_max)
+    monkeypatch.setattr(settings, "DENSE_MAX_POINTS", dense_max)
     est, X, times = fitted_ragged
     together = est.impute(X, times, num_samples=30)
     for i, (x, t) in enumerate(zip(X, times)):
@@ -272,14 +271,14 @@ def test_requests_beyond_memory_fail_at_once_naming_the_argument(
 
 
 def test_check_memory_uses_the_machine_limit(monkeypatch: pytest.MonkeyPatch) -> None:
-    from gpvae import builders
+    from gpvae import arguments
 
-    monkeypatch.setattr(builders, "physical_memory", lambda: 2**30)
-    builders.check_memory("num_samples", 2**30, "exactly the limit")  # not above: passes
+    monkeypatch.setattr(arguments, "physical_memory", lambda: 2**30)
+    arguments.check_memory("num_samples", 2**30, "exactly the limit")  # not above: passes
     with pytest.raises(ValidationError, match=r"num_samples: .*1\.0 GiB, found 3 draws"):
-        builders.check_memory("num_samples", 2**30 + 1, "3 draws")
-    monkeypatch.setattr(builders, "physical_memory", lambda: None)  # unknown: no check
-    builders.check_memory("num_samples", 1e30, "anything")
+        arguments.check_memory("num_samples", 2**30 + 1, "3 draws")
+    monkeypatch.setattr(arguments, "physical_memory", lambda: None)  # unknown: no check
+    arguments.check_memory("num_samples", 1e30, "anything")
 
 
 def test_anomaly_scores_find_an_injected_outlier(fitted: tuple[GPVAE, np.ndarray]) -> None:
@@ -405,7 +404,7 @@ def test_resume_after_a_crash_matches_an_uninterrupted_fit(
     settings = {**FAST, "epochs": 5, "patience": None}
     reference = GPVAE(**settings, checkpoint_dir=tmp_path / "ref").fit(X)
 
-    real_save = gpvae.fit_run.save_checkpoint
+    real_save = gpvae.training.session.save_checkpoint
     calls = {"n": 0}
 
     def crashing_save(*args: Any, **kwargs: Any) -> None:
@@ -414,10 +413,10 @@ def test_resume_after_a_crash_matches_an_uninterrupted_fit(
         if calls["n"] == 2:
             raise KeyboardInterrupt  # the process dies after the 2nd checkpoint
 
-    monkeypatch.setattr(gpvae.fit_run, "save_checkpoint", crashing_save)
+    monkeypatch.setattr(gpvae.training.session, "save_checkpoint", crashing_save)
     with pytest.raises(KeyboardInterrupt):
         GPVAE(**settings, checkpoint_dir=tmp_path / "run").fit(X)
-    monkeypatch.setattr(gpvae.fit_run, "save_checkpoint", real_save)
+    monkeypatch.setattr(gpvae.training.session, "save_checkpoint", real_save)
 
     resumed = GPVAE(**settings, checkpoint_dir=tmp_path / "run").fit(X, resume=True)
     assert len(resumed.history_) == 5
@@ -580,9 +579,10 @@ def test_unknown_names_list_the_options() -> None:
 def test_per_series_draws_have_the_posterior_moments(
     posterior: str, dense_max: int, monkeypatch: pytest.MonkeyPatch
 ) -> None:
-    """PosteriorSampler's draws (own noise per series) have q's marginal means and variances,
-    whatever route (dense per series, or the simulation smoother for long series)."""
-    monkeypatch.setattr(gpvae.draws, "DENSE_MAX_POINTS", dense_max)
+    """The per-series draws of each posterior family (own noise per series) have q's
+    marginal means and variances, whatever route (dense per series, or the simulation
+    smoother for long series)."""
+    monkeypatch.setattr(settings, "DENSE_MAX_POINTS", dense_max)
     X, times = ragged_series([12, 30, 7], seed=4)
     est = GPVAE(**{**FAST, "epochs": 1}, posterior=posterior).fit(X, times)
     ss, scaled = est._input(X, times, "test")
@@ -592,9 +592,7 @@ def test_per_series_draws_have_the_posterior_moments(
         q = est.model_.encode(batch)
         mean, var = q.marginals()
         S = 4000
-        sampler = gpvae.draws.PosteriorSampler(
-            q, est.model_.prior, batch, est._series_generators(ss, idx, salt=0)
-        )
+        sampler = q.series_sampler(est._series_generators(ss, idx, salt=0))
         z = torch.cat([sampler.draw(1000) for _ in range(4)])  # (S, B, N, L)
     valid = batch.valid[..., None].expand_as(mean)
     z_score = ((z.mean(0) - mean) / (var / S).sqrt())[valid]

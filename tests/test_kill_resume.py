@@ -27,8 +27,8 @@ import torch
 
 from _kill_resume_fit import OPTIONS, data, frame
 from gpvae import GPVAE
-from gpvae.fit_run import CHECKPOINT_FILE
 from gpvae.io import load_checkpoint, read_model
+from gpvae.training import CHECKPOINT_FILE
 
 SCRIPT = Path(__file__).with_name("_kill_resume_fit.py")
 KILLS = 5

@@ -28,7 +28,6 @@ from torch import Tensor
 
 from gpvae import GPVAE
 from gpvae.batch import Batch
-from gpvae.draws import PosteriorSampler
 from gpvae.gp import GPPrior
 from gpvae.kernels import RBF, Kernel, Matern12, Matern32, Matern52
 from gpvae.likelihoods import Gaussian
@@ -93,7 +92,7 @@ def _model_problems(kernel: Kernel, backend: str, N: int, posterior: str = "stru
         if not (_finite(m) and _finite(v) and bool((v >= 0).all())):
             bad.append("marginals")
         gens = [torch.Generator().manual_seed(10 + b) for b in range(batch.y.shape[0])]
-        z = PosteriorSampler(q, model.prior, batch, gens).draw(4)  # impute's draws
+        z = q.series_sampler(gens).draw(4)  # impute's draws
         imputed = model.likelihood.mean(model.decode(z))
         if not (_finite(z) and _finite(imputed)):
             bad.append("imputation draws")
