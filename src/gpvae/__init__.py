@@ -4,7 +4,6 @@ from __future__ import annotations
 
 from gpvae import errors, gp, kernels
 from gpvae.estimator import GPVAE
-
-__version__ = "0.1.0.dev0"
+from gpvae.version import __version__
 
 __all__ = ["GPVAE", "__version__", "errors", "gp", "kernels"]

@@ -40,6 +40,7 @@ from safetensors.torch import save as _st_save
 from torch import Tensor
 
 from gpvae.errors import InputTypeError, ModelFileError, ValidationError
+from gpvae.version import __version__
 
 __all__ = [
     "CONFIG_FILE",
@@ -66,8 +67,6 @@ _MAX_HEADER = 100_000_000
 
 
 def _gpvae_version() -> str:
-    from gpvae import __version__  # late import: gpvae/__init__ may import this module
-
     return __version__
 
 

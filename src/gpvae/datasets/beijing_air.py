@@ -15,7 +15,7 @@ import numpy as np
 import pandas as pd
 
 from gpvae.datasets._paths import TimeSeriesData, dataset_dir
-from gpvae.datasets.physionet2012 import _split_sizes
+from gpvae.datasets.splits import split_sizes
 from gpvae.errors import ShapeError, ValidationError, invalid
 
 __all__ = [
@@ -193,6 +193,6 @@ def chronological_split(
     Raises:
         ValidationError: bad ``n`` or ``fractions``.
     """
-    sizes = _split_sizes(n, fractions)
+    sizes = split_sizes(n, fractions)
     edges = np.cumsum((0, *sizes))
     return tuple(np.arange(edges[i], edges[i + 1], dtype=np.int64) for i in range(len(sizes)))

@@ -24,6 +24,7 @@ import numpy as np
 import pandas as pd
 
 from gpvae.datasets._paths import TimeSeriesData, dataset_dir
+from gpvae.datasets.splits import split_sizes
 from gpvae.errors import InputTypeError, ShapeError, ValidationError, invalid
 
 __all__ = [
@@ -447,26 +448,9 @@ def random_split(
     Raises:
         ValidationError: bad ``n``, ``fractions`` or ``seed``.
     """
-    sizes = _split_sizes(n, fractions)
+    sizes = split_sizes(n, fractions)
     if isinstance(seed, bool) or not isinstance(seed, (int, np.integer)):
         raise invalid("seed", "an int", repr(seed))
     perm = np.random.default_rng(int(seed)).permutation(n)
     edges = np.cumsum((0, *sizes))
     return tuple(np.sort(perm[edges[i] : edges[i + 1]]) for i in range(len(sizes)))
-
-
-def _split_sizes(n: int, fractions: tuple[float, ...]) -> list[int]:
-    """Part sizes for a split of ``n`` items (shared by random and chronological splits)."""
-    if isinstance(n, bool) or not isinstance(n, (int, np.integer)) or n < 0:
-        raise invalid("n", "a non-negative int", repr(n))
-    try:
-        fr = np.asarray(fractions, dtype=float)
-    except (TypeError, ValueError):
-        raise invalid("fractions", "a sequence of floats", repr(fractions)) from None
-    if fr.ndim != 1 or len(fr) < 1 or np.any(~np.isfinite(fr)) or np.any(fr < 0):
-        raise invalid("fractions", "a non-empty sequence of non-negative floats", fractions)
-    if abs(fr.sum() - 1.0) > 1e-6:
-        raise invalid("fractions", "values summing to 1", f"{fractions} (sum {fr.sum():g})")
-    sizes = [int(np.floor(f * n + 1e-9)) for f in fr[:-1]]
-    sizes.append(int(n) - sum(sizes))
-    return sizes

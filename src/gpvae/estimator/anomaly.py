@@ -3,32 +3,30 @@
 from __future__ import annotations
 
 import math
-from typing import TYPE_CHECKING, Any
+from typing import Any
 
 import numpy as np
 
 from gpvae import settings
 from gpvae.arguments import check_memory, int_arg
 from gpvae.data import from_padded
+from gpvae.estimator.context import PredictContext
 from gpvae.estimator.results import AnomalyResult
-
-if TYPE_CHECKING:
-    from gpvae.estimator.estimator import GPVAE
 
 __all__ = ["heldout_scores", "quantile_threshold"]
 
 
 def heldout_scores(
-    est: GPVAE, X: Any, times: Any, num_samples: int, num_folds: int
+    ctx: PredictContext, X: Any, times: Any, num_samples: int, num_folds: int
 ) -> AnomalyResult:
     """:meth:`GPVAE.anomaly_scores` (see there)."""
-    model, scaler = est._fitted("anomaly_scores")
+    model = ctx.model
     S = int_arg("num_samples", num_samples)
     K = int_arg("num_folds", num_folds, minimum=2)
-    ss, scaled = est._input(X, times, "anomaly_scores")
+    ss, scaled = ctx.input(X, times)
     T_max = max(len(t) for t in ss.times)
     # one float64 log-sum-exp per chunk of draws is kept until the fold is scored
-    B, D = min(est.batch_size, ss.num_series), ss.num_features
+    B, D = min(ctx.batch_size, ss.num_series), ss.num_features
     check_memory(
         "num_samples",
         8.0 * math.ceil(S / settings.SAMPLE_CHUNK) * B * T_max * D,
@@ -36,9 +34,9 @@ def heldout_scores(
     )
     entry: list[np.ndarray] = [np.empty(0)] * ss.num_series
     model.eval()
-    for idx in est._batches(ss.num_series):
-        batch = est._batch(scaled, idx, scaler)
-        gens = est._series_generators(ss, idx, salt=4)
+    for idx in ctx.batches(ss.num_series):
+        batch = ctx.batch(scaled, idx)
+        gens = ctx.series_generators(ss, idx, salt=4)
         s_np = model.heldout_nlpd(batch, gens, K, S).numpy()  # (B, N, D)
         for b, i in enumerate(idx):
             entry[i] = s_np[b, : len(ss.times[i])]

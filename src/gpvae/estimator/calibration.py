@@ -16,17 +16,15 @@ residuals and so are used for imputation only.
 
 from __future__ import annotations
 
-from collections.abc import Callable
-
 import numpy as np
 import torch
 
 from gpvae import settings
-from gpvae.batch import Batch
-from gpvae.data import SeriesSet, batch_indices
-from gpvae.model import GPVAEModel, sorted_quantiles
+from gpvae.data import SeriesSet
+from gpvae.estimator.context import PredictContext
+from gpvae.model import sorted_quantiles
 
-__all__ = ["LEVELS", "MIN_ENTRIES", "SCALES", "fit_interval_scales", "heldout_interval_scales"]
+__all__ = ["LEVELS", "MIN_ENTRIES", "SCALES", "calibrate_intervals", "fit_interval_scales"]
 
 #: Central-interval levels whose held-out coverage the factors are fitted to.
 LEVELS = (0.5, 0.8, 0.9, 0.95)
@@ -90,26 +88,16 @@ def fit_interval_scales(
     return out
 
 
-def heldout_interval_scales(
-    model: GPVAEModel,
-    inputs: SeriesSet,
-    targets: SeriesSet,
-    to_batch: Callable[[SeriesSet, np.ndarray], Batch],
-    generators: Callable[[SeriesSet, np.ndarray], list[torch.Generator]],
-    batch_size: int,
-) -> np.ndarray:
+def calibrate_intervals(ctx: PredictContext, inputs: SeriesSet, targets: SeriesSet) -> np.ndarray:
     """Fit the spread factors on held-out entries (``targets``, hidden in ``inputs``).
 
     The draws are the ones imputation would make (:data:`gpvae.settings.CALIBRATION_SAMPLES`
     per series, from each series' own generator), in standardised units.
 
     Args:
-        model: the trained model.
+        ctx: the fitted model and the call's settings.
         inputs: standardised series with the held-out entries hidden.
         targets: the held-out entries (NaN elsewhere), standardised.
-        to_batch: ``to_batch(inputs, idx)`` gives the batch of series ``idx``.
-        generators: ``generators(inputs, idx)`` gives one generator per series of ``idx``.
-        batch_size: series per batch.
 
     Returns:
         (D,) spread factors.
@@ -119,12 +107,12 @@ def heldout_interval_scales(
     K = len(levels)
     preds: list[tuple[np.ndarray, np.ndarray, np.ndarray]] = []  # mean, lower, upper
     truth: list[tuple[np.ndarray, np.ndarray]] = []  # value, feature index
+    model = ctx.model
     model.eval()
-    for idx in batch_indices(inputs.num_series, batch_size):
-        batch = to_batch(inputs, idx)
-        mean, y = model.predictive_draws(
-            batch, generators(inputs, idx), settings.CALIBRATION_SAMPLES
-        )
+    for idx in ctx.batches(inputs.num_series):
+        batch = ctx.batch(inputs, idx)
+        gens = ctx.series_generators(inputs, idx, salt=5)
+        mean, y = model.predictive_draws(batch, gens, settings.CALIBRATION_SAMPLES)
         q = torch.stack(sorted_quantiles(y, probs), dim=-1)  # (B, N, D, 2K)
         target, _, _ = targets.padded(indices=idx)  # (B, N, D), NaN = not a target
         keep = ~np.isnan(target)

@@ -21,19 +21,24 @@ the same result whether it is imputed alone or batched with others (up to float 
 from __future__ import annotations
 
 import os
-from collections.abc import Iterator, Sequence
+from collections.abc import Sequence
 from typing import Any
 
 import numpy as np
 import torch
 from torch import nn
 
-from gpvae.arguments import bool_arg, check_memory, check_name, float_arg, int_arg
-from gpvae.batch import Batch
-from gpvae.data import Scaler, SeriesSet, batch_indices
-from gpvae.data import to_series_set as _to_series_set
+from gpvae.arguments import bool_arg, check_name, float_arg, int_arg
+from gpvae.data import Scaler
 from gpvae.data.output import unpad
-from gpvae.errors import InputTypeError, NotFittedError, ValidationError, invalid
+from gpvae.errors import (
+    GPVAEError,
+    InputTypeError,
+    ModelFileError,
+    NotFittedError,
+    ValidationError,
+    invalid,
+)
 from gpvae.estimator.anomaly import heldout_scores
 from gpvae.estimator.assembly import (
     ModelSpec,
@@ -43,10 +48,12 @@ from gpvae.estimator.assembly import (
     hidden_arg,
     resolve_device,
 )
-from gpvae.estimator.calibration import heldout_interval_scales
+from gpvae.estimator.calibration import calibrate_intervals
+from gpvae.estimator.context import PredictContext
+from gpvae.estimator.fitting import fit_data
 from gpvae.estimator.forecasting import forecast_series
 from gpvae.estimator.imputation import impute_series
-from gpvae.estimator.modelfile import estimator_config, read_estimator, write_estimator
+from gpvae.estimator.modelfile import load_weights, read_folder, write_folder
 from gpvae.estimator.results import (
     AnomalyResult,
     ForecastResult,
@@ -54,26 +61,42 @@ from gpvae.estimator.results import (
     times_1d,
 )
 from gpvae.gp.prior import backend_names
-from gpvae.kernels import Kernel, kernel_key
+from gpvae.kernels import Kernel, kernel_key, kernel_spec
 from gpvae.likelihoods import likelihood_key
 from gpvae.model import GPVAEModel
-from gpvae.nets.registry import decoder_key, encoder_key
+from gpvae.nets.registry import decoder_key, decoder_names, encoder_key, encoder_names
 from gpvae.posteriors import posterior_key
-from gpvae.rng import seed_for, series_generators
 from gpvae.training import OPTIMIZERS, FitSession, SessionConfig, TrainConfig
 
 __all__ = ["GPVAE"]
 
 
-def _check_unit_interval(data: SeriesSet, name: str) -> None:
-    """Raise unless every observed value of ``data`` lies in [0, 1]."""
-    for i, v in enumerate(data.values):
-        obs = v[~np.isnan(v)]
-        if obs.size and (obs.min() < 0 or obs.max() > 1):
-            raise ValidationError(
-                f"{name}: expected values in [0, 1] for likelihood='bernoulli', found "
-                f"{float(obs.min())!r}..{float(obs.max())!r} in series {i}"
-            )
+#: The constructor's arguments, in order (what :meth:`GPVAE.get_config` returns).
+_ARGUMENTS = (
+    "latent_dim",
+    "kernel",
+    "posterior",
+    "backend",
+    "likelihood",
+    "encoder",
+    "decoder",
+    "hidden",
+    "beta",
+    "epochs",
+    "batch_size",
+    "lr",
+    "optimizer",
+    "patience",
+    "val_fraction",
+    "calibrate",
+    "num_samples",
+    "lengthscale",
+    "device",
+    "seed",
+    "progress",
+    "checkpoint_dir",
+    "checkpoint_every",
+)
 
 
 class GPVAE:
@@ -280,50 +303,19 @@ class GPVAE:
             )
         return self._model, self._scaler
 
-    def _generator(self, *salt: int) -> torch.Generator:
-        device = self.device_ or torch.device("cpu")
-        return torch.Generator(device=device).manual_seed(seed_for(self.seed, *salt))
-
-    def _series_generators(
-        self, ss: SeriesSet, idx: np.ndarray, salt: int, device: torch.device | None = None
-    ) -> list[torch.Generator]:
-        """One generator per series, seeded by ``seed``, ``salt`` and the series' content."""
-        device = device or self.device_ or torch.device("cpu")
-        values, times = [ss.values[i] for i in idx], [ss.times[i] for i in idx]
-        return series_generators(self.seed, salt, values, times, device)
-
-    def _batch(
-        self, ss: SeriesSet, idx: np.ndarray, scaler: Scaler, device: torch.device | None = None
-    ) -> Batch:
-        return ss.to_batch(
-            idx,
-            device=device or self.device_,
-            time_shift=scaler.time_origin_,
-            time_scale=scaler.time_step_,
-        )
-
-    def _input(self, X: Any, times: Any, method: str) -> tuple[SeriesSet, SeriesSet]:
-        """(original, standardised) series of a prediction input."""
-        _, scaler = self._fitted(method)
-        ss = _to_series_set(X, times, num_features=scaler.num_features)
-        scaler.check(ss)
-        scaler.check_range(ss)
-        return ss, scaler.transform(ss)
-
-    def _batches(self, n: int) -> Iterator[np.ndarray]:
-        return batch_indices(n, self.batch_size)
-
-    def _check_draws(self, names: str, S: int, n: int, N: int, width: int, copies: int) -> None:
-        """Fail at once, naming ``names``, when S draws of (batch, N, width) values cannot fit.
-
-        ``copies`` of the (S, batch, N, width) array in the model's dtype are alive at once.
-        """
-        B = min(self.batch_size, n)
-        nbytes = next(self.model_.parameters()).element_size()
-        check_memory(
-            names,
-            float(copies) * nbytes * S * B * N * width,
-            f"{S} draws x {B} series x {N} steps x {width} channels",
+    def _context(self, method: str) -> PredictContext:
+        """The fitted model with this call's settings (raises before fit)."""
+        model, scaler = self._fitted(method)
+        assert self.device_ is not None
+        scale = self.interval_scale_
+        return PredictContext(
+            model=model,
+            scaler=scaler,
+            device=self.device_,
+            batch_size=self.batch_size,
+            seed=self.seed,
+            interval_scale=np.ones(scaler.num_features) if scale is None else scale,
+            posterior=self.posterior,
         )
 
     # ------------------------------------------------------------------ fit
@@ -365,25 +357,9 @@ class GPVAE:
                 "resume: expected checkpoint_dir to be set (the checkpoint to resume from), "
                 "found checkpoint_dir=None"
             )
-        train_set = _to_series_set(X, times)
-        D = train_set.num_features
-        val_set = None
-        if X_val is not None:
-            val_set = _to_series_set(
-                X_val, times_val, num_features=D, name="X_val", times_name="times_val"
-            )
-        elif times_val is not None:
-            raise ValidationError("times_val: expected None when X_val is None, found times")
         binary = self.likelihood == "bernoulli"  # 0/1 values are modelled as they are
-        if binary:
-            _check_unit_interval(train_set, "X")
-            if val_set is not None:
-                _check_unit_interval(val_set, "X_val")
-        scaler = Scaler().fit(train_set, standardise=not binary)
-        scaler.check_range(train_set)
-        if val_set is not None:
-            scaler.check(val_set, "X_val")
-            scaler.check_range(val_set, "X_val", "times_val")
+        train_set, val_set, scaler = fit_data(X, times, X_val, times_val, binary=binary)
+        D = train_set.num_features
         device = resolve_device(self.device)
         model = self._build_model(D).to(device)
         session = FitSession(self._session_config(), model, scaler, device, train_set, val_set)
@@ -391,14 +367,10 @@ class GPVAE:
         scale = np.ones(D)
         if self.calibrate and not binary and session.val_input is not None:
             assert session.val_target is not None
-            scale = heldout_interval_scales(
-                model,
-                session.val_input,
-                session.val_target,
-                to_batch=lambda ss, idx: self._batch(ss, idx, scaler, device),
-                generators=lambda ss, idx: self._series_generators(ss, idx, 5, device),
-                batch_size=self.batch_size,
+            ctx = PredictContext(
+                model, scaler, device, self.batch_size, self.seed, scale, self.posterior
             )
+            scale = calibrate_intervals(ctx, session.val_input, session.val_target)
         self._set_fitted(
             model,
             scaler,
@@ -439,7 +411,8 @@ class GPVAE:
         Returns:
             :class:`~gpvae.estimator.results.ImputationResult` in the input's form.
         """
-        return impute_series(self, X, times, num_samples, quantiles, return_samples)
+        ctx = self._context("impute")
+        return impute_series(ctx, X, times, num_samples, quantiles, return_samples)
 
     # ------------------------------------------------------------------ forecast
 
@@ -470,7 +443,8 @@ class GPVAE:
         Returns:
             :class:`~gpvae.estimator.results.ForecastResult` with (n, H, D) arrays.
         """
-        return forecast_series(self, X, times, horizon, future_times, num_samples, quantiles)
+        ctx = self._context("forecast")
+        return forecast_series(ctx, X, times, horizon, future_times, num_samples, quantiles)
 
     # ------------------------------------------------------------------ sample, latent
 
@@ -484,17 +458,18 @@ class GPVAE:
         Returns:
             (S, T, D) array in original units (points in the order of ``times``).
         """
-        model, scaler = self._fitted("sample")
+        ctx = self._context("sample")
+        model, scaler = ctx.model, ctx.scaler
         S = int_arg("num_samples", num_samples)
         t = times_1d(times, "times")
         width = max(scaler.num_features, model.latent_dim)
-        self._check_draws("num_samples, times", S, 1, len(t), width, 3)
+        ctx.check_draws("num_samples, times", S, 1, len(t), width, 3)
         order = np.argsort(t, kind="stable")
         x = scaler.scaled_times(t[order], "times")
         dtype = next(model.parameters()).dtype
-        x_t = torch.as_tensor(x[None, :, None], dtype=dtype, device=self.device_)
+        x_t = torch.as_tensor(x[None, :, None], dtype=dtype, device=ctx.device)
         model.eval()
-        y = model.sample_series(x_t, S, self._generator(3))[:, 0]  # (S, T, D)
+        y = model.sample_series(x_t, S, ctx.generator(3))[:, 0]  # (S, T, D)
         out = np.empty((S, len(t), scaler.num_features))
         out[:, order] = scaler.inverse_transform(y.double().cpu().numpy())
         return out
@@ -506,15 +481,15 @@ class GPVAE:
             (mean, var): (n, T, L) arrays for array inputs, else lists of n (T_i, L) arrays
             (in each series' input order).
         """
-        model, scaler = self._fitted("latent")
-        ss, scaled = self._input(X, times, "latent")
+        ctx = self._context("latent")
+        ss, scaled = ctx.input(X, times)
         mean_l: list[np.ndarray] = [np.empty(0)] * ss.num_series
         var_l = list(mean_l)
-        model.eval()
-        for idx in self._batches(ss.num_series):
-            batch = self._batch(scaled, idx, scaler)
+        ctx.model.eval()
+        for idx in ctx.batches(ss.num_series):
+            batch = ctx.batch(scaled, idx)
             with torch.no_grad():
-                m, v = model.encode(batch).marginals()  # (B, N, L)
+                m, v = ctx.model.encode(batch).marginals()  # (B, N, L)
             m_np, v_np = m.double().cpu().numpy(), v.double().cpu().numpy()
             for b, i in enumerate(idx):
                 T = len(ss.times[i])
@@ -546,7 +521,7 @@ class GPVAE:
             :class:`~gpvae.estimator.results.AnomalyResult`: ``entry`` in the input's form
             (NaN where unobserved), ``step`` (n, T) / list / Series.
         """
-        return heldout_scores(self, X, times, num_samples, num_folds)
+        return heldout_scores(self._context("anomaly_scores"), X, times, num_samples, num_folds)
 
     # ------------------------------------------------------------------ save / load
 
@@ -557,7 +532,20 @@ class GPVAE:
             ValidationError: naming ``encoder``/``decoder`` when it is an ``nn.Module``, or
                 ``kernel`` for a kernel instance that cannot be rebuilt from JSON.
         """
-        return estimator_config(self)
+        for name, options in (("encoder", encoder_names()), ("decoder", decoder_names())):
+            if isinstance(getattr(self, name), nn.Module):
+                raise ValidationError(
+                    f"{name}: expected a named network ({', '.join(options)}) to save the "
+                    f"model to JSON, found a custom {type(getattr(self, name)).__name__}; "
+                    "save its weights with torch yourself"
+                )
+        config = {name: getattr(self, name) for name in _ARGUMENTS}
+        config["kernel"] = kernel_spec(self.kernel)
+        config["hidden"] = list(self.hidden)
+        config["device"] = str(self.device)
+        if self.checkpoint_dir is not None:
+            config["checkpoint_dir"] = str(self.checkpoint_dir)
+        return config
 
     def save(self, path: str | os.PathLike[str]) -> None:
         """Write the fitted model to the directory ``path``: ``model.safetensors`` (weights)
@@ -569,8 +557,16 @@ class GPVAE:
             ValidationError: a custom encoder/decoder module or a kernel instance that JSON
                 cannot describe (names the argument).
         """
-        self._fitted("save")
-        write_estimator(self, path)
+        model, scaler = self._fitted("save")
+        write_folder(
+            path,
+            self.get_config(),
+            model,
+            scaler,
+            list(self.feature_names_ or []),
+            self._context("save").interval_scale,
+            self.history_,
+        )
 
     @classmethod
     def load(cls, path: str | os.PathLike[str], device: str | torch.device = "cpu") -> GPVAE:
@@ -585,4 +581,24 @@ class GPVAE:
             ModelFileError: missing or malformed files, a config that does not describe a
                 valid estimator, or weights whose names or shapes do not match it.
         """
-        return read_estimator(cls, path, device)
+        saved = read_folder(path)
+        try:
+            est = cls(**{**saved.arguments, "device": device})
+            model = est._build_model(saved.num_features)
+        except GPVAEError as err:
+            raise ModelFileError(f"config.json: does not describe a GPVAE ({err})") from None
+        except TypeError as err:  # unknown or missing constructor arguments
+            raise ModelFileError(
+                f"config.json: expected the estimator's arguments, found error {err!r}"
+            ) from None
+        load_weights(model, saved.state_dict)
+        dev = resolve_device(device)
+        est._set_fitted(
+            model.to(dev).eval(),
+            saved.scaler,
+            dev,
+            feature_names=saved.feature_names,
+            interval_scale=saved.interval_scale,
+            history=saved.history,
+        )
+        return est

@@ -3,24 +3,22 @@
 from __future__ import annotations
 
 from collections.abc import Sequence
-from typing import TYPE_CHECKING, Any
+from typing import Any
 
 import numpy as np
 import torch
 
 from gpvae.arguments import int_arg, quantiles_arg
 from gpvae.errors import ValidationError
+from gpvae.estimator.context import PredictContext
 from gpvae.estimator.results import ForecastResult, forecast_frame, resolve_future_times, times_out
 from gpvae.model import sorted_quantiles
-
-if TYPE_CHECKING:
-    from gpvae.estimator.estimator import GPVAE
 
 __all__ = ["forecast_series"]
 
 
 def forecast_series(
-    est: GPVAE,
+    ctx: PredictContext,
     X: Any,
     times: Any,
     horizon: int | None,
@@ -29,16 +27,16 @@ def forecast_series(
     quantiles: Sequence[float],
 ) -> ForecastResult:
     """:meth:`GPVAE.forecast` (see there)."""
-    model, scaler = est._fitted("forecast")
-    if est.posterior != "structured":
+    model, scaler = ctx.model, ctx.scaler
+    if ctx.posterior != "structured":
         raise ValidationError(
             f"posterior: forecast expected a model fitted with posterior='structured' (its "
             f"posterior is a GP that can be evaluated at new times), found "
-            f"{est.posterior!r}"
+            f"{ctx.posterior!r}"
         )
     S = int_arg("num_samples", num_samples)
     q_lo, q_hi = quantiles_arg(quantiles)
-    ss, scaled = est._input(X, times, "forecast")
+    ss, scaled = ctx.input(X, times)
     future = resolve_future_times(ss, horizon, future_times)  # (n, H) float, input's units
     future_name = "horizon" if future_times is None else "future_times"
     scaler.scaled_times(future, future_name)  # checked before any work
@@ -47,12 +45,12 @@ def forecast_series(
     width = max(D, model.latent_dim)
     T_max = max(len(t) for t in ss.times)
     # z and the decoded draws over history + future, the draws of y, the sorted copy
-    est._check_draws(f"num_samples, {future_name}", S, n, T_max + H, width, 4)
-    gen = est._generator(2)
+    ctx.check_draws(f"num_samples, {future_name}", S, n, T_max + H, width, 4)
+    gen = ctx.generator(2)
     mean_out, lo_out, hi_out = (np.empty((n, H, D)) for _ in range(3))
     model.eval()
-    for idx in est._batches(n):
-        batch = est._batch(scaled, idx, scaler)
+    for idx in ctx.batches(n):
+        batch = ctx.batch(scaled, idx)
         x_new = scaler.scaled_times(future[idx], future_name)  # (B, H)
         x_t = torch.as_tensor(x_new[..., None], dtype=batch.x.dtype, device=batch.x.device)
         mean, y = model.forecast_draws(batch, x_t, S, gen)  # (B, H, D), (S, B, H, D)

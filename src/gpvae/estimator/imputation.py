@@ -3,24 +3,22 @@
 from __future__ import annotations
 
 from collections.abc import Sequence
-from typing import TYPE_CHECKING, Any
+from typing import Any
 
 import numpy as np
 import torch
 
 from gpvae.arguments import bool_arg, int_arg, quantiles_arg
 from gpvae.data import from_padded
+from gpvae.estimator.context import PredictContext
 from gpvae.estimator.results import ImputationResult, mask_form, samples_form
 from gpvae.model import sorted_quantiles
-
-if TYPE_CHECKING:
-    from gpvae.estimator.estimator import GPVAE
 
 __all__ = ["impute_series"]
 
 
 def impute_series(
-    est: GPVAE,
+    ctx: PredictContext,
     X: Any,
     times: Any,
     num_samples: int,
@@ -28,22 +26,22 @@ def impute_series(
     return_samples: bool,
 ) -> ImputationResult:
     """:meth:`GPVAE.impute` (see there); observed entries are returned bit for bit."""
-    model, scaler = est._fitted("impute")
+    model, scaler = ctx.model, ctx.scaler
     S = int_arg("num_samples", num_samples)
     q_lo, q_hi = quantiles_arg(quantiles)
     return_samples = bool_arg("return_samples", return_samples)
-    ss, scaled = est._input(X, times, "impute")
+    ss, scaled = ctx.input(X, times)
     T_max = max(len(t) for t in ss.times)
     # the draws of y, their concatenation and the sorted copy for the quantiles
-    est._check_draws("num_samples", S, ss.num_series, T_max, ss.num_features, 3)
+    ctx.check_draws("num_samples", S, ss.num_series, T_max, ss.num_features, 3)
     means: list[np.ndarray] = [np.empty(0)] * ss.num_series
     lowers, uppers = list(means), list(means)
     draws: list[np.ndarray] = list(means)
-    spread = est.interval_scale_ if est.interval_scale_ is not None else np.ones(1)
+    spread = ctx.interval_scale
     model.eval()
-    for idx in est._batches(ss.num_series):
-        batch = est._batch(scaled, idx, scaler)
-        mean, y = model.predictive_draws(batch, est._series_generators(ss, idx, 1), S)
+    for idx in ctx.batches(ss.num_series):
+        batch = ctx.batch(scaled, idx)
+        mean, y = model.predictive_draws(batch, ctx.series_generators(ss, idx, 1), S)
         if (spread != 1).any():  # spread recalibrated about the mean
             y = mean + torch.as_tensor(spread, dtype=y.dtype, device=y.device) * (y - mean)
         lo, hi = sorted_quantiles(y, (q_lo, q_hi))  # (B, N, D) each

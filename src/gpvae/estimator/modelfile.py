@@ -12,88 +12,68 @@ from __future__ import annotations
 
 import math
 import os
-from typing import TYPE_CHECKING, Any
+from collections.abc import Mapping
+from dataclasses import dataclass
+from typing import Any
 
 import numpy as np
-from torch import nn
+from torch import Tensor, nn
 
 from gpvae.arguments import int_arg
 from gpvae.data import Scaler
-from gpvae.errors import GPVAEError, ModelFileError, ValidationError
-from gpvae.estimator.assembly import resolve_device
+from gpvae.errors import GPVAEError, ModelFileError
 from gpvae.io import check_state_dict, json_number, read_model, save_model
-from gpvae.kernels import kernel_from_spec, kernel_spec
-from gpvae.nets.registry import decoder_names, encoder_names
+from gpvae.kernels import kernel_from_spec
 
-if TYPE_CHECKING:
-    import torch
-
-    from gpvae.estimator.estimator import GPVAE
-
-__all__ = ["estimator_config", "read_estimator", "write_estimator"]
+__all__ = ["SavedModel", "load_weights", "read_folder", "write_folder"]
 
 
-def estimator_config(est: GPVAE) -> dict[str, Any]:
-    """The constructor arguments of ``est`` as JSON-able values (kernels as specs).
+@dataclass
+class SavedModel:
+    """The contents of a model folder.
 
-    Raises:
-        ValidationError: naming ``encoder``/``decoder`` when it is an ``nn.Module``, or
-            ``kernel`` for a kernel instance that cannot be rebuilt from JSON.
+    Attributes:
+        arguments: the estimator's constructor arguments (kernel rebuilt from its spec,
+            ``checkpoint_dir`` None whatever the file says).
+        num_features: D.
+        feature_names: the D feature names.
+        scaler: the fitted scaler.
+        state_dict: the model's weights.
+        interval_scale: (D,) spread factors (ones for folders written before they existed).
+        history: one dict per training epoch.
     """
-    for name, options in (("encoder", encoder_names()), ("decoder", decoder_names())):
-        value = getattr(est, name)
-        if isinstance(value, nn.Module):
-            raise ValidationError(
-                f"{name}: expected a named network ({', '.join(options)}) to save the "
-                f"model to JSON, found a custom {type(value).__name__}; save its weights "
-                "with torch yourself"
-            )
-    return {
-        "latent_dim": est.latent_dim,
-        "kernel": kernel_spec(est.kernel),
-        "posterior": est.posterior,
-        "backend": est.backend,
-        "likelihood": est.likelihood,
-        "encoder": est.encoder,
-        "decoder": est.decoder,
-        "hidden": list(est.hidden),
-        "beta": est.beta,
-        "epochs": est.epochs,
-        "batch_size": est.batch_size,
-        "lr": est.lr,
-        "optimizer": est.optimizer,
-        "patience": est.patience,
-        "val_fraction": est.val_fraction,
-        "calibrate": est.calibrate,
-        "num_samples": est.num_samples,
-        "lengthscale": est.lengthscale,
-        "device": str(est.device),
-        "seed": est.seed,
-        "progress": est.progress,
-        "checkpoint_dir": None if est.checkpoint_dir is None else str(est.checkpoint_dir),
-        "checkpoint_every": est.checkpoint_every,
-    }
+
+    arguments: dict[str, Any]
+    num_features: int
+    feature_names: list[str]
+    scaler: Scaler
+    state_dict: dict[str, Tensor]
+    interval_scale: np.ndarray
+    history: list[dict[str, float]]
 
 
-def write_estimator(est: GPVAE, path: str | os.PathLike[str]) -> None:
-    """Write the fitted ``est`` to the folder ``path`` (see the module docstring)."""
-    model, scaler = est.model_, est.scaler_
-    settings = {**estimator_config(est), "checkpoint_dir": None}
+def write_folder(
+    path: str | os.PathLike[str],
+    arguments: Mapping[str, Any],
+    model: nn.Module,
+    scaler: Scaler,
+    feature_names: list[str],
+    interval_scale: np.ndarray,
+    history: list[dict[str, float]],
+) -> None:
+    """Write a fitted estimator's folder (``arguments`` as given by ``get_config``)."""
     config = {
-        "estimator": settings,
-        "num_features": est.num_features_,
-        "feature_names": est.feature_names_,
+        "estimator": {**arguments, "checkpoint_dir": None},
+        "num_features": scaler.num_features,
+        "feature_names": feature_names,
         "time_step": scaler.time_step_,
         "time_origin": scaler.time_origin_,
         "dtype": "float32",
     }
-    history = [{k: json_number(v) for k, v in h.items()} for h in est.history_]
     extra = {
         "scaler": scaler.state_dict(),
-        "history": history,
-        "interval_scale": (
-            np.ones(scaler.num_features) if est.interval_scale_ is None else est.interval_scale_
-        ).tolist(),
+        "history": [{k: json_number(v) for k, v in h.items()} for h in history],
+        "interval_scale": np.asarray(interval_scale, dtype=np.float64).tolist(),
     }
     save_model(path, model.state_dict(), config, extra)
 
@@ -110,23 +90,22 @@ def _interval_scale_entry(value: object, D: int) -> np.ndarray:
     return arr
 
 
-def read_estimator(
-    cls: type[GPVAE], path: str | os.PathLike[str], device: str | torch.device
-) -> GPVAE:
-    """A fitted estimator from the folder ``path`` (see :meth:`GPVAE.load`)."""
+def read_folder(path: str | os.PathLike[str]) -> SavedModel:
+    """Read a model folder written by :func:`write_folder`.
+
+    Raises:
+        ModelFileError: missing or malformed files.
+    """
     mf = read_model(path)
     cfg = mf.config
     try:
         args = dict(cfg["estimator"])
         args["kernel"] = kernel_from_spec(args["kernel"])
         args["hidden"] = tuple(args["hidden"])
-        args["device"] = device
         args["checkpoint_dir"] = None  # never a path from the file
-        est = cls(**args)
         D = int_arg("num_features", cfg["num_features"])
         scaler = Scaler.from_state_dict(mf.extra["scaler"])
         names = [str(s) for s in cfg["feature_names"]]
-        model = est._build_model(D)
     except GPVAEError as err:
         raise ModelFileError(f"config.json: does not describe a GPVAE ({err})") from None
     except (KeyError, TypeError, ValueError) as err:
@@ -139,16 +118,13 @@ def read_estimator(
             f"config.json: expected {D} features in the scaler and feature_names, found "
             f"{scaler.num_features} and {len(names)}"
         )
-    expected = {k: tuple(v.shape) for k, v in model.state_dict().items()}
-    check_state_dict(mf.state_dict, expected)
-    model.load_state_dict(mf.state_dict)
-    dev = resolve_device(device)
     history = mf.extra.get("history", [])
-    est._set_fitted(
-        model.to(dev).eval(),
-        scaler,
-        dev,
+    return SavedModel(
+        arguments=args,
+        num_features=D,
         feature_names=names,
+        scaler=scaler,
+        state_dict=mf.state_dict,
         interval_scale=_interval_scale_entry(mf.extra.get("interval_scale"), D),
         history=[
             {k: math.nan if v is None else v for k, v in h.items()}
@@ -156,4 +132,14 @@ def read_estimator(
             if isinstance(h, dict)
         ],
     )
-    return est
+
+
+def load_weights(model: nn.Module, state_dict: Mapping[str, Tensor]) -> None:
+    """Load saved weights into ``model``, checking every name and shape first.
+
+    Raises:
+        ModelFileError: weights whose names or shapes do not match the model.
+    """
+    expected = {k: tuple(v.shape) for k, v in model.state_dict().items()}
+    check_state_dict(dict(state_dict), expected)
+    model.load_state_dict(state_dict)

@@ -13,7 +13,7 @@ import torch
 from torch import Tensor, nn
 
 from gpvae.errors import ValidationError
-from gpvae.nets.mlp import MLP, Activation, _check_sizes, check_encoder_inputs, split_heads
+from gpvae.nets.mlp import MLP, Activation, check_encoder_inputs, check_sizes, split_heads
 
 __all__ = ["ConvEncoder"]
 
@@ -47,10 +47,10 @@ class ConvEncoder(nn.Module):
         activation: Activation = nn.ReLU,
     ) -> None:
         super().__init__()
-        _check_sizes("num_features", num_features)
-        _check_sizes("latent_dim", latent_dim)
-        _check_sizes("channels", channels)
-        _check_sizes("kernel_size", kernel_size)
+        check_sizes("num_features", num_features)
+        check_sizes("latent_dim", latent_dim)
+        check_sizes("channels", channels)
+        check_sizes("kernel_size", kernel_size)
         if kernel_size % 2 != 1:
             raise ValidationError(f"kernel_size: expected an odd integer, found {kernel_size}")
         if isinstance(num_outputs, bool) or num_outputs not in (2, 3):

@@ -28,7 +28,7 @@ import torch
 from torch import Tensor, nn
 
 from gpvae.errors import ShapeError, ValidationError
-from gpvae.nets.mlp import Activation, _check_sizes, check_encoder_inputs, split_heads
+from gpvae.nets.mlp import Activation, check_encoder_inputs, check_sizes, split_heads
 
 __all__ = ["ImageDecoder", "ImageEncoder"]
 
@@ -95,8 +95,8 @@ class ImageEncoder(nn.Module):
     ) -> None:
         super().__init__()
         self.image_shape = _check_image_shape(image_shape)
-        _check_sizes("latent_dim", latent_dim)
-        _check_sizes("hidden", hidden)
+        check_sizes("latent_dim", latent_dim)
+        check_sizes("hidden", hidden)
         chans = _check_channels(channels)
         if isinstance(num_outputs, bool) or num_outputs not in (2, 3):
             raise ValidationError(f"num_outputs: expected 2 or 3, found {num_outputs!r}")
@@ -164,9 +164,9 @@ class ImageDecoder(nn.Module):
         activation: Activation = nn.ReLU,
     ) -> None:
         super().__init__()
-        _check_sizes("latent_dim", latent_dim)
-        _check_sizes("hidden", hidden)
-        _check_sizes("num_params", num_params)
+        check_sizes("latent_dim", latent_dim)
+        check_sizes("hidden", hidden)
+        check_sizes("num_params", num_params)
         self.image_shape = _check_image_shape(image_shape)
         chans = _check_channels(channels)
         H, W = self.image_shape

@@ -25,12 +25,20 @@ from torch.nn.functional import softplus
 
 from gpvae.errors import ShapeError, ValidationError
 
-__all__ = ["MLP", "MLPDecoder", "MLPEncoder", "PartialEncoder", "check_encoder_inputs"]
+__all__ = [
+    "MLP",
+    "MLPDecoder",
+    "MLPEncoder",
+    "PartialEncoder",
+    "check_encoder_inputs",
+    "check_sizes",
+    "split_heads",
+]
 
 Activation = Callable[[], nn.Module]
 
 
-def _check_sizes(name: str, value: int) -> None:
+def check_sizes(name: str, value: int) -> None:
     if isinstance(value, bool) or not isinstance(value, int) or value < 1:
         raise ValidationError(f"{name}: expected a positive integer, found {value!r}")
 
@@ -62,8 +70,8 @@ class MLP(nn.Sequential):
         out_features: int,
         activation: Activation = nn.ReLU,
     ) -> None:
-        _check_sizes("in_features", in_features)
-        _check_sizes("out_features", out_features)
+        check_sizes("in_features", in_features)
+        check_sizes("out_features", out_features)
         layers: list[nn.Module] = []
         width = in_features
         for h in _check_hidden(hidden):
@@ -120,8 +128,8 @@ class MLPEncoder(nn.Module):
         activation: Activation = nn.ReLU,
     ) -> None:
         super().__init__()
-        _check_sizes("num_features", num_features)
-        _check_sizes("latent_dim", latent_dim)
+        check_sizes("num_features", num_features)
+        check_sizes("latent_dim", latent_dim)
         if isinstance(num_outputs, bool) or num_outputs not in (2, 3):
             raise ValidationError(f"num_outputs: expected 2 or 3, found {num_outputs!r}")
         self.num_features = num_features
@@ -175,9 +183,9 @@ class PartialEncoder(nn.Module):
         activation: Activation = nn.ReLU,
     ) -> None:
         super().__init__()
-        _check_sizes("num_features", num_features)
-        _check_sizes("latent_dim", latent_dim)
-        _check_sizes("embedding_dim", embedding_dim)
+        check_sizes("num_features", num_features)
+        check_sizes("latent_dim", latent_dim)
+        check_sizes("embedding_dim", embedding_dim)
         self.num_features = num_features
         self.latent_dim = latent_dim
         self.min_precision = float(min_precision)
@@ -226,9 +234,9 @@ class MLPDecoder(nn.Module):
         activation: Activation = nn.ReLU,
     ) -> None:
         super().__init__()
-        _check_sizes("latent_dim", latent_dim)
-        _check_sizes("num_features", num_features)
-        _check_sizes("num_params", num_params)
+        check_sizes("latent_dim", latent_dim)
+        check_sizes("num_features", num_features)
+        check_sizes("num_params", num_params)
         self.latent_dim = latent_dim
         self.num_features = num_features
         self.num_params = num_params

@@ -64,7 +64,7 @@ class StructuredQ(VariationalPosterior):
     def series_sampler(self, generators: Sequence[torch.Generator]) -> SeriesSampler:
         """Per-series draws: exact dense posterior of each short series, simulation smoother
         for long ones (:mod:`gpvae.posteriors.structured_draws`)."""
-        return StructuredSeriesSampler(self, generators)
+        return StructuredSeriesSampler(self.gp, self.prior, generators)
 
     def log_ratio(self, z: Tensor) -> Tensor:
         """log Z - log t(z), with t(z) = prod over included points of N(mean | z, var).

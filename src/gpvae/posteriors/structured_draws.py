@@ -14,20 +14,17 @@ The choice depends only on the series' own length, so it does not change with th
 from __future__ import annotations
 
 from collections.abc import Sequence
-from typing import TYPE_CHECKING
 
 import torch
 from torch import Tensor
 
 from gpvae import settings
+from gpvae.gp.base import GPPosterior
 from gpvae.gp.dense import DenseGPPosterior
 from gpvae.gp.linalg import jittered_cholesky
 from gpvae.gp.prior import GPPrior
 from gpvae.posteriors.base import SeriesSampler, filled_times
 from gpvae.rng import per_series_normal
-
-if TYPE_CHECKING:
-    from gpvae.posteriors.structured import StructuredQ
 
 __all__ = ["StructuredSeriesSampler"]
 
@@ -38,28 +35,31 @@ class StructuredSeriesSampler(SeriesSampler):
     The dense factors of the short series are computed once, at construction.
 
     Args:
-        q: the batch's structured posterior.
+        gp: the batch's structured posterior, a GP conditioned on pseudo-observations.
+        prior: the GP prior it conditions.
         generators: B generators, one per series of the batch.
     """
 
-    def __init__(self, q: StructuredQ, generators: Sequence[torch.Generator]) -> None:
-        self.q, self.prior, self.generators = q, q.prior, list(generators)
-        self.lengths = [int(v) for v in q.valid.sum(dim=1).tolist()]
+    def __init__(
+        self, gp: GPPosterior, prior: GPPrior, generators: Sequence[torch.Generator]
+    ) -> None:
+        self.gp, self.prior, self.generators = gp, prior, list(generators)
+        self.lengths = [int(v) for v in gp.valid.sum(dim=1).tolist()]
         self.dense: dict[int, tuple[Tensor, Tensor]] = {}  # b -> mean (T, L), scale (L, T, T)
         self.long: list[int] = []
-        x = q.gp.x
+        x = gp.x
         markov_ok = x.shape[-1] == 1 and all(k.has_state_space for k in self.prior.kernel_list)
         for b, T in enumerate(self.lengths):
             if T <= settings.DENSE_MAX_POINTS or not markov_ok:
-                self.dense[b] = _dense_factor(q, self.prior, b, T)
+                self.dense[b] = _dense_factor(gp, self.prior, b, T)
             else:
                 self.long.append(b)
 
     def draw(self, num_samples: int) -> Tensor:
         """(S, B, N, L) joint draws (zeros on padding)."""
-        q, gens, lengths = self.q, self.generators, self.lengths
+        gens, lengths = self.generators, self.lengths
         S = num_samples
-        like = q.gp.mean
+        like = self.gp.mean
         out = like.new_zeros((S, *like.shape))  # (S, B, N, L)
         L = like.shape[-1]
         for b, (mean, scale) in self.dense.items():
@@ -69,13 +69,12 @@ class StructuredSeriesSampler(SeriesSampler):
             out[:, b, :T] = (mean + w.transpose(-1, -2)).to(like.dtype)
         if self.long:
             sub = [gens[b] for b in self.long]
-            out[:, self.long] = _markov_draws(q, self.prior, self.long, S, sub)
+            out[:, self.long] = _markov_draws(self.gp, self.prior, self.long, S, sub)
         return out
 
 
-def _dense_factor(q: StructuredQ, prior: GPPrior, b: int, T: int) -> tuple[Tensor, Tensor]:
+def _dense_factor(gp: GPPosterior, prior: GPPrior, b: int, T: int) -> tuple[Tensor, Tensor]:
     """Mean (T, L) and covariance factor (L, T, T) of series b alone, float64, exact."""
-    gp = q.gp
     post = DenseGPPosterior(
         prior.kernel_list,
         gp.x[b : b + 1, :T].double(),
@@ -121,15 +120,15 @@ def _prior_paths(prior: GPPrior, t: Tensor, eps: Tensor) -> Tensor:
 
 
 def _markov_draws(
-    q: StructuredQ,
+    gp: GPPosterior,
     prior: GPPrior,
     rows: list[int],
     S: int,
     generators: Sequence[torch.Generator],
 ) -> Tensor:
     """Draws (S, B', N, L) for the series ``rows`` of the batch (simulation smoother)."""
-    x, valid = q.gp.x[rows], q.gp.valid[rows]  # (B', N, d), (B', N)
-    mean, var = q.gp.mean[rows], q.gp.var[rows]  # (B', N, L) pseudo-observations
+    x, valid = gp.x[rows], gp.valid[rows]  # (B', N, d), (B', N)
+    mean, var = gp.mean[rows], gp.var[rows]  # (B', N, L) pseudo-observations
     lengths = [int(v) for v in valid.sum(dim=1).tolist()]
     B, N = valid.shape
     L = prior.latent_dim

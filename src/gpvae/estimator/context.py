@@ -1,0 +1,87 @@
+"""What a prediction method needs from a fitted estimator, passed down as one object.
+
+The estimator's prediction bodies (:mod:`~gpvae.estimator.imputation`,
+:mod:`~gpvae.estimator.forecasting`, :mod:`~gpvae.estimator.anomaly`) take a
+:class:`PredictContext` (the fitted model and scaler, and the settings that apply at call
+time), never the estimator itself, so no module below the estimator class refers to it.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterator
+from dataclasses import dataclass
+from typing import Any
+
+import numpy as np
+import torch
+
+from gpvae.arguments import check_memory
+from gpvae.batch import Batch
+from gpvae.data import Scaler, SeriesSet, batch_indices, to_series_set
+from gpvae.model import GPVAEModel
+from gpvae.rng import seed_for, series_generators
+
+__all__ = ["PredictContext"]
+
+
+@dataclass(frozen=True)
+class PredictContext:
+    """A fitted model with the settings of one prediction call.
+
+    Attributes:
+        model: the trained model (in eval mode).
+        scaler: the fitted scaler.
+        device: where the model lives.
+        batch_size: series per batch.
+        seed: seed of every generator of the call.
+        interval_scale: (D,) spread factors of the imputation intervals.
+        posterior: the posterior family's name.
+    """
+
+    model: GPVAEModel
+    scaler: Scaler
+    device: torch.device
+    batch_size: int
+    seed: int
+    interval_scale: np.ndarray
+    posterior: str
+
+    def input(self, X: Any, times: Any) -> tuple[SeriesSet, SeriesSet]:
+        """(original, standardised) series of a prediction input, checked against the fit."""
+        ss = to_series_set(X, times, num_features=self.scaler.num_features)
+        self.scaler.check(ss)
+        self.scaler.check_range(ss)
+        return ss, self.scaler.transform(ss)
+
+    def batch(self, ss: SeriesSet, idx: np.ndarray) -> Batch:
+        """The padded batch of series ``idx`` of the standardised ``ss`` on the device."""
+        return ss.to_batch(
+            idx,
+            device=self.device,
+            time_shift=self.scaler.time_origin_,
+            time_scale=self.scaler.time_step_,
+        )
+
+    def batches(self, n: int) -> Iterator[np.ndarray]:
+        """Indices of consecutive batches over n series."""
+        return batch_indices(n, self.batch_size)
+
+    def generator(self, *salt: int) -> torch.Generator:
+        """A generator seeded by the seed and ``salt``."""
+        return torch.Generator(device=self.device).manual_seed(seed_for(self.seed, *salt))
+
+    def series_generators(self, ss: SeriesSet, idx: np.ndarray, salt: int) -> list[torch.Generator]:
+        """One generator per series of ``idx``, seeded by the seed, ``salt`` and its content."""
+        values, times = [ss.values[i] for i in idx], [ss.times[i] for i in idx]
+        return series_generators(self.seed, salt, values, times, self.device)
+
+    def check_draws(self, names: str, S: int, n: int, N: int, width: int, copies: int) -> None:
+        """Fail at once, naming ``names``, when S draws of (batch, N, width) values cannot fit
+        (``copies`` of the (S, batch, N, width) array in the model's dtype at once)."""
+        B = min(self.batch_size, n)
+        nbytes = next(self.model.parameters()).element_size()
+        check_memory(
+            names,
+            float(copies) * nbytes * S * B * N * width,
+            f"{S} draws x {B} series x {N} steps x {width} channels",
+        )
