@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import math
 from collections.abc import Iterable
-from dataclasses import dataclass
 
 import pytest
 import torch
@@ -12,14 +11,8 @@ from torch import Tensor, nn
 
 from gpvae.batch import Batch
 from gpvae.errors import GPVAEError, NumericalError
+from gpvae.model import ELBOResult
 from gpvae.training import TrainConfig, TrainState, train
-
-
-@dataclass
-class Parts:
-    elbo: Tensor
-    loglik: Tensor
-    kl: Tensor
 
 
 class MeanModel(nn.Module):
@@ -37,13 +30,13 @@ class MeanModel(nn.Module):
         num_samples: int = 1,
         iwae: int = 1,
         generator: torch.Generator | None = None,
-    ) -> Parts:
+    ) -> ELBOResult:
         self.calls += 1
         lp = -0.5 * (batch.y - self.mu) ** 2 - 0.5 * math.log(2 * math.pi)
         ll = (lp * batch.observed).sum(dim=(1, 2))
         if self.calls in self.poison_steps:
             ll = ll * float("nan")
-        return Parts(elbo=ll, loglik=ll, kl=torch.zeros_like(ll))
+        return ELBOResult(elbo=ll, loglik=ll, kl=torch.zeros_like(ll))
 
 
 def _batches(y: Tensor) -> Iterable[Batch]:
@@ -143,22 +136,13 @@ def test_iwae_bound_is_the_objective_when_present() -> None:
             num_samples: int = 1,
             iwae: int = 1,
             generator: torch.Generator | None = None,
-        ) -> Parts:
+        ) -> ELBOResult:
             parts = super().elbo(batch, num_samples, iwae, generator)
             # A bound whose optimum is mu = 0 while the ELBO's is the observed mean.
             bound = -(self.mu**2).sum() * torch.ones_like(parts.elbo) * 100.0
-            out = IwaeParts(parts.elbo, parts.loglik, parts.kl, bound if iwae > 1 else None)
-            return out  # type: ignore[return-value]
+            return parts._replace(iwae=bound if iwae > 1 else None)
 
     model = IwaeModel(3)
     cfg = TrainConfig(epochs=100, lr=0.05, patience=None, progress=False, iwae=4)
     train(model, lambda epoch: _batches(y), cfg)
     assert model.mu.detach().abs().max() < 1e-2
-
-
-@dataclass
-class IwaeParts:
-    elbo: Tensor
-    loglik: Tensor
-    kl: Tensor
-    iwae: Tensor | None
