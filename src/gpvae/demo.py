@@ -53,7 +53,7 @@ from typing import TYPE_CHECKING, Any
 import numpy as np
 import pandas as pd
 
-from gpvae.baselines import impute_linear, impute_locf, impute_mean
+from gpvae.app.baselines import impute_linear, impute_locf, impute_mean
 from gpvae.datasets.masking import hide_points
 
 if TYPE_CHECKING:
@@ -470,7 +470,7 @@ def run_demo(
     Returns:
         The metrics written to ``metrics.json``.
     """
-    from gpvae import plots
+    from gpvae.app import plots
 
     start = time.perf_counter()
     cpu_start = time.process_time()
