@@ -585,7 +585,7 @@ def demo(
     """
     import torch
 
-    from gpvae.demo import run_demo
+    from gpvae.app.demo import run_demo
 
     if ctx.obj.get("threads") is None:
         torch.set_num_threads(1)  # the demo's small networks run fastest on one thread

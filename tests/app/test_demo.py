@@ -12,7 +12,7 @@ import numpy as np
 import pandas as pd
 import pytest
 
-from gpvae.demo import (
+from gpvae.app.demo import (
     FEATURES,
     evaluate,
     from_model_units,
