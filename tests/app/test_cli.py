@@ -1,9 +1,9 @@
 """Tests of the ``gpvae`` command line.
 
-End-to-end tests run the CLI as a subprocess (``python -m gpvae.cli`` and once the installed
+End-to-end tests run the CLI as a subprocess (``python -m gpvae`` and once the installed
 ``gpvae`` script) on small CSV and Parquet files, long and wide. Error handling is checked
 both in a subprocess (exit code, a single ``error:`` line, no traceback) and, for the many
-cases, in-process through :func:`gpvae.cli.main`.
+cases, in-process through :func:`gpvae.app.cli.main`.
 """
 
 from __future__ import annotations
@@ -18,7 +18,9 @@ import numpy as np
 import pandas as pd
 import pytest
 
-from gpvae.cli import CLI_FILE, ColumnSpec, main, read_table, write_table
+from gpvae.app.cli import main
+from gpvae.app.cli.columns import CLI_FILE, ColumnSpec
+from gpvae.app.cli.tables import read_table, write_table
 
 FEATURES = ["temp", "humidity", "wind"]
 FIT_OPTIONS = ["--epochs", "4", "--latent-dim", "2", "--hidden", "16,16", "--quiet"]
@@ -47,7 +49,7 @@ def run_cli(*args: str | Path, script: bool = False) -> subprocess.CompletedProc
             pytest.skip(f"the installed gpvae script is not next to {sys.executable}")
         cmd = [str(exe)]
     else:
-        cmd = [sys.executable, "-m", "gpvae.cli"]
+        cmd = [sys.executable, "-m", "gpvae"]
     return subprocess.run(
         [*cmd, *map(str, args)], capture_output=True, text=True, env=env, timeout=600
     )
@@ -504,3 +506,4 @@ def test_fit_no_calibrate_keeps_unit_interval_factors(
     model = GPVAE.load(out / "model")
     assert model.calibrate is False
     assert (model.interval_scale_ == 1).all()
+

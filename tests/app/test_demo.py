@@ -106,7 +106,7 @@ def test_demo_quick_end_to_end(tmp_path: Path) -> None:
     out = tmp_path / "demo"
     env = {**os.environ, "OMP_NUM_THREADS": "1"}
     proc = subprocess.run(
-        [sys.executable, "-m", "gpvae.cli", "demo", "--quick", "--quiet", "--out", str(out)],
+        [sys.executable, "-m", "gpvae", "demo", "--quick", "--quiet", "--out", str(out)],
         capture_output=True,
         text=True,
         env=env,
