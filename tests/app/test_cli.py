@@ -507,3 +507,62 @@ def test_fit_no_calibrate_keeps_unit_interval_factors(
     assert model.calibrate is False
     assert (model.interval_scale_ == 1).all()
 
+
+# ---------------------------------------------------------------- choices and --lengthscale
+
+
+def test_fit_choices_come_from_the_registries(capsys: pytest.CaptureFixture[str]) -> None:
+    from gpvae.kernels import kernel_names
+    from gpvae.likelihoods import likelihood_names
+    from gpvae.nets.registry import encoder_names
+
+    assert main(["fit", "--help"]) == 0
+    out = capsys.readouterr().out
+    assert f"[{'|'.join(kernel_names())}]" in out
+    assert "white" in kernel_names()
+    assert f"[{'|'.join(encoder_names())}]" in out
+    assert f"[{'|'.join(likelihood_names())}]" in out
+    assert "--lengthscale" in out
+
+
+@pytest.mark.parametrize(
+    ("given", "key"),
+    [("matern32", "matern32"), ("Matern32", "matern32"), ("SE", "se"), ("white", "white"),
+     ("rational-quadratic", "rational_quadratic")],
+)  # fmt: skip
+def test_kernel_option_takes_what_the_registry_takes(given: str, key: str) -> None:
+    """Other cases, '-' for '_' and aliases pass (as the estimator takes them); the help and
+    the error list the canonical names."""
+    import click
+
+    from gpvae.app.cli.options import RegistryChoice
+    from gpvae.kernels import kernel_key, kernel_names
+
+    choice = RegistryChoice(kernel_names(), kernel_key)
+    assert choice.convert(given, None, None) == key
+    with pytest.raises(click.BadParameter, match="'white'"):
+        choice.convert("foo", None, None)
+
+
+@pytest.mark.parametrize("lengthscale", [None, 5.0])
+def test_fit_lengthscale_sets_the_initial_kernels(
+    lengthscale: float | None, files: dict[str, Path], tmp_path: Path
+) -> None:
+    """--lengthscale (in time steps) starts every latent channel's kernel there; without it,
+    the estimator's default. One epoch at a tiny learning rate leaves it in place."""
+    from gpvae import GPVAE
+    from gpvae.settings import DEFAULT_LENGTHSCALE
+
+    out = tmp_path / "m"
+    given = [] if lengthscale is None else ["--lengthscale", str(lengthscale)]
+    code = main(["fit", str(files["long_csv"]), "--time-col", "t", "--id-col", "station",
+                 "-o", str(out), "--epochs", "1", "--lr", "1e-9", "--latent-dim", "3",
+                 "--hidden", "8", "--quiet", *given])  # fmt: skip
+    assert code == 0
+    model = GPVAE.load(out / "model")
+    assert model.lengthscale == lengthscale
+    expected = DEFAULT_LENGTHSCALE if lengthscale is None else lengthscale
+    kernels = list(model.model_.prior.kernels)
+    assert len(kernels) == 3
+    for kernel in kernels:
+        assert float(kernel.lengthscale.detach()) == pytest.approx(expected, rel=1e-4)

@@ -1,16 +1,19 @@
 """Click plumbing shared by the commands: option callbacks, options used by several
-commands, and the example block of a command's help."""
+commands, choices taken from the registries, and the example block of a command's help."""
 
 from __future__ import annotations
 
 import inspect
 import math
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 from typing import Any, TypeVar
 
 import click
 
+from gpvae.errors import GPVAEError
+
 __all__ = [
+    "RegistryChoice",
     "examples",
     "hidden_sizes",
     "interval",
@@ -33,6 +36,26 @@ def examples(text: str) -> Callable[[_F], _F]:
         return func
 
     return wrap
+
+
+class RegistryChoice(click.Choice):
+    """A case-insensitive choice among a registry's names.
+
+    Help and errors list ``names`` (the registry's canonical names); any value the
+    registry's ``key`` function accepts (another case, ``-`` for ``_``, an alias such as
+    ``se`` for ``rbf``) is taken too and returned as that key, so the command line accepts
+    exactly what the estimator does.
+    """
+
+    def __init__(self, names: Sequence[str], key: Callable[[object], str]) -> None:
+        super().__init__(list(names), case_sensitive=False)
+        self.key = key
+
+    def convert(self, value: Any, param: click.Parameter | None, ctx: click.Context | None) -> Any:
+        try:
+            return self.key(value)
+        except GPVAEError:
+            return super().convert(value, param, ctx)  # fails, listing the names
 
 
 def positive_int(ctx: click.Context, param: click.Parameter, value: int | None) -> int | None:

@@ -1,4 +1,9 @@
-"""``gpvae fit``: fit a GP-VAE to a data file and write MODEL_DIR (model + ``cli.json``)."""
+"""``gpvae fit``: fit a GP-VAE to a data file and write MODEL_DIR (model + ``cli.json``).
+
+The kernel, encoder and likelihood choices are the registries' names
+(:func:`gpvae.kernels.kernel_names`, :func:`gpvae.nets.registry.encoder_names`,
+:func:`gpvae.likelihoods.likelihood_names`).
+"""
 
 from __future__ import annotations
 
@@ -7,14 +12,24 @@ from pathlib import Path
 import click
 import numpy as np
 
+from gpvae import settings
 from gpvae.app.cli.columns import record_times, series_set, spec_from_fit
 from gpvae.app.cli.errors import CLIError, as_cli, info
 from gpvae.app.cli.model_dir import MODEL_SUBDIR
-from gpvae.app.cli.options import examples, hidden_sizes, positive_float, positive_int
+from gpvae.app.cli.options import (
+    RegistryChoice,
+    examples,
+    hidden_sizes,
+    positive_float,
+    positive_int,
+)
 from gpvae.app.cli.tables import read_table
 from gpvae.data import SeriesSet
 from gpvae.data.windows import cut_windows
 from gpvae.estimator.anomaly import quantile_threshold
+from gpvae.kernels import kernel_key, kernel_names
+from gpvae.likelihoods import likelihood_key, likelihood_names
+from gpvae.nets.registry import encoder_key, encoder_names
 
 __all__ = ["THRESHOLD_QUANTILE", "fit", "training_series"]
 
@@ -45,23 +60,29 @@ THRESHOLD_QUANTILE = 0.99
     "--kernel",
     default="matern32",
     show_default=True,
-    help="GP kernel of every latent channel: matern12/32/52, rbf, cauchy, rq, periodic.",
+    type=RegistryChoice(kernel_names(), kernel_key),
+    help="GP kernel of every latent channel.",
+)
+@click.option(
+    "--lengthscale",
+    default=None,
+    type=float,
+    callback=positive_float,
+    help="Initial kernel lengthscale, in time steps (one step = the median spacing of the "
+    f"training times). Default: {settings.DEFAULT_LENGTHSCALE:g}.",
 )
 @click.option(
     "--encoder",
     default="mlp",
     show_default=True,
-    type=click.Choice(["mlp", "partial", "conv"], case_sensitive=False),
+    type=RegistryChoice(encoder_names(), encoder_key),
     help="Encoder network ('partial' combines per-feature evidence).",
 )
 @click.option(
     "--likelihood",
     default="gaussian",
     show_default=True,
-    type=click.Choice(
-        ["gaussian", "gaussian_gp", "gaussian_hetero", "student_t", "bernoulli"],
-        case_sensitive=False,
-    ),
+    type=RegistryChoice(likelihood_names(), likelihood_key),
     help="Observation model ('gaussian_gp': each feature's own deviations form a GP in time).",
 )
 @click.option(
@@ -113,6 +134,7 @@ def fit(
     epochs: int,
     latent_dim: int,
     kernel: str,
+    lengthscale: float | None,
     encoder: str,
     likelihood: str,
     hidden: tuple[int, ...],
@@ -140,8 +162,9 @@ def fit(
         latent_dim=latent_dim,
         kernel=kernel,
         encoder=encoder,
-        likelihood=likelihood.lower(),
+        likelihood=likelihood,
         hidden=hidden,
+        lengthscale=lengthscale,
         epochs=epochs,
         lr=lr,
         batch_size=batch_size,
