@@ -382,6 +382,8 @@ def _main_error(capsys: pytest.CaptureFixture[str], args: list[str]) -> tuple[in
                      "kernel", id="unknown-kernel"),
         pytest.param(["fit", "{long}", "--time-col", "t", "--encoder", "rnn", "-o", "{dir}/m"],
                      "--encoder", id="unknown-encoder"),
+        pytest.param(["fit", "{long}", "--time-col", "t", "--id-col", "station", "--encoder",
+                      "cnn", "-o", "{dir}/m"], "--encoder: 'cnn'", id="cnn-on-non-square-frames"),
         pytest.param(["fit", "{long}", "--time-col", "station", "-o", "{dir}/m"],
                      "time column", id="text-time-column"),
         pytest.param(["impute", "{dir}/no_model", "{long}", "-o", "{dir}/o.csv"], "MODEL_DIR",

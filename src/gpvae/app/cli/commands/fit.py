@@ -186,7 +186,7 @@ def fit(
     record_times(spec, frame, series)
     out.mkdir(parents=True, exist_ok=True)
     train_values, train_times = training_series(series, window)
-    with as_cli("DATA"):
+    with as_cli("DATA", {"encoder": "--encoder"}):  # e.g. 'cnn' on non-square frames
         model.fit(train_values, train_times, resume=resume)
         res = model.anomaly_scores(list(series.values), list(series.times), num_samples=50)
     spec.threshold_quantile = THRESHOLD_QUANTILE
