@@ -26,19 +26,6 @@ FEATURES = ["temp", "humidity", "wind"]
 FIT_OPTIONS = ["--epochs", "4", "--latent-dim", "2", "--hidden", "16,16", "--quiet"]
 
 
-def _has_estimator() -> bool:
-    try:
-        import gpvae.estimator  # noqa: F401
-    except ImportError:
-        return False
-    return True
-
-
-needs_estimator = pytest.mark.skipif(
-    not _has_estimator(), reason="gpvae.estimator (GPVAE) is not in this checkout yet"
-)
-
-
 def run_cli(*args: str | Path, script: bool = False) -> subprocess.CompletedProcess[str]:
     """Run the CLI in a fresh process; returns the finished process (never raises)."""
     env = {**os.environ, "OMP_NUM_THREADS": "1", "PYTHONWARNINGS": "ignore"}
@@ -115,8 +102,6 @@ def files(tmp_path_factory: pytest.TempPathFactory) -> dict[str, Path]:
 
 @pytest.fixture(scope="module")
 def long_model(files: dict[str, Path], tmp_path_factory: pytest.TempPathFactory) -> Path:
-    if not _has_estimator():
-        pytest.skip("gpvae.estimator (GPVAE) is not in this checkout yet")
     out = tmp_path_factory.mktemp("long_model")
     proc = run_cli("fit", files["long_csv"], "--time-col", "t", "--id-col", "station",
                    "-o", out, *FIT_OPTIONS)  # fmt: skip
@@ -126,8 +111,6 @@ def long_model(files: dict[str, Path], tmp_path_factory: pytest.TempPathFactory)
 
 @pytest.fixture(scope="module")
 def wide_model(files: dict[str, Path], tmp_path_factory: pytest.TempPathFactory) -> Path:
-    if not _has_estimator():
-        pytest.skip("gpvae.estimator (GPVAE) is not in this checkout yet")
     out = tmp_path_factory.mktemp("wide_model")
     proc = run_cli("fit", files["wide_parquet"], "--time-col", "date", "--features",
                    ",".join(FEATURES), "-o", out, "--window", "30", *FIT_OPTIONS)  # fmt: skip
@@ -155,7 +138,6 @@ def _check_imputed(original: pd.DataFrame, out: pd.DataFrame) -> None:
 # ---------------------------------------------------------------- end to end
 
 
-@needs_estimator
 def test_fit_writes_model_and_layout(long_model: Path) -> None:
     spec = json.loads((long_model / CLI_FILE).read_text())
     assert spec["time_col"] == "t"
@@ -168,7 +150,6 @@ def test_fit_writes_model_and_layout(long_model: Path) -> None:
     assert (long_model / "model").is_dir()
 
 
-@needs_estimator
 def test_impute_long_csv(long_model: Path, files: dict[str, Path], tmp_path: Path) -> None:
     out = tmp_path / "imputed.csv"
     plot = tmp_path / "imputed.png"
@@ -184,7 +165,6 @@ def test_impute_long_csv(long_model: Path, files: dict[str, Path], tmp_path: Pat
     assert plot.stat().st_size > 5_000
 
 
-@needs_estimator
 def test_impute_wide_parquet_via_installed_script(
     wide_model: Path, files: dict[str, Path], tmp_path: Path
 ) -> None:
@@ -199,7 +179,6 @@ def test_impute_wide_parquet_via_installed_script(
     assert pd.api.types.is_datetime64_any_dtype(result["date"])
 
 
-@needs_estimator
 def test_impute_parquet_with_model_fit_on_csv(
     long_model: Path, files: dict[str, Path], tmp_path: Path
 ) -> None:
@@ -212,7 +191,6 @@ def test_impute_parquet_with_model_fit_on_csv(
     _check_imputed(original, pd.read_csv(out))
 
 
-@needs_estimator
 def test_forecast_long(long_model: Path, files: dict[str, Path], tmp_path: Path) -> None:
     out = tmp_path / "fc.csv"
     plot = tmp_path / "fc.png"
@@ -234,7 +212,6 @@ def test_forecast_long(long_model: Path, files: dict[str, Path], tmp_path: Path)
     assert plot.is_file()
 
 
-@needs_estimator
 def test_forecast_wide_keeps_dates(
     wide_model: Path, files: dict[str, Path], tmp_path: Path
 ) -> None:
@@ -247,7 +224,6 @@ def test_forecast_wide_keeps_dates(
     assert (dates.diff().dropna() == pd.Timedelta(days=1)).all()
 
 
-@needs_estimator
 def test_detect_scores_and_flags(long_model: Path, files: dict[str, Path], tmp_path: Path) -> None:
     original = pd.read_csv(files["long_csv"])
     spiked = original.copy()
@@ -274,7 +250,6 @@ def test_detect_scores_and_flags(long_model: Path, files: dict[str, Path], tmp_p
     assert "anomaly" in pd.read_csv(out).columns
 
 
-@needs_estimator
 def test_sample_long_table(long_model: Path, wide_model: Path, tmp_path: Path) -> None:
     out = tmp_path / "s.csv"
     plot = tmp_path / "s.png"
@@ -292,7 +267,6 @@ def test_sample_long_table(long_model: Path, wide_model: Path, tmp_path: Path) -
     assert pd.api.types.is_datetime64_any_dtype(s2["date"])
 
 
-@needs_estimator
 def test_errors_after_fit_are_one_line(long_model: Path, tmp_path: Path) -> None:
     wrong = tmp_path / "wrong.csv"
     pd.DataFrame({"station": ["a", "a"], "t": [0.0, 1.0], "temp": [1.0, 2.0]}).to_csv(wrong)
@@ -484,7 +458,6 @@ def test_column_spec_round_trip(tmp_path: Path) -> None:
     assert data["format_version"] == 1
 
 
-@needs_estimator
 def test_fit_with_gp_noise_likelihood_then_impute(files: dict[str, Path], tmp_path: Path) -> None:
     model = tmp_path / "gp_model"
     _ok(run_cli("fit", files["long_csv"], "--time-col", "t", "--id-col", "station", "-o", model,

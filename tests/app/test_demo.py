@@ -23,14 +23,6 @@ from gpvae.app.demo import (
 )
 
 
-def _has_estimator() -> bool:
-    try:
-        import gpvae.estimator  # noqa: F401
-    except ImportError:
-        return False
-    return True
-
-
 @pytest.fixture(scope="module")
 def weather() -> pd.DataFrame:
     return load_weather()
@@ -101,7 +93,6 @@ def test_evaluate_perfect_and_mean_predictions(weather: pd.DataFrame) -> None:
     assert [m[f] for f in FEATURES] == pytest.approx([1.0, 2.0, 3.0, 4.0])
 
 
-@pytest.mark.skipif(not _has_estimator(), reason="gpvae.estimator is not in this checkout yet")
 def test_demo_quick_end_to_end(tmp_path: Path) -> None:
     out = tmp_path / "demo"
     env = {**os.environ, "OMP_NUM_THREADS": "1"}
