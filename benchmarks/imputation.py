@@ -21,7 +21,7 @@ seeded by (seed, pattern, split)) and, for learned methods, every random draw of
 ``np.random.seed``). The data split (``SPLIT_SEED``) and the CV folds (``CV_SEED``) are the
 same for every seed.
 
-Methods: ``mean``, ``locf``, ``linear`` (``gpvae.baselines``); ``gpvae`` (ours: every
+Methods: ``mean``, ``locf``, ``linear`` (``gpvae.app.baselines``); ``gpvae`` (ours: every
 candidate of ``GPVAE_CANDIDATES`` is trained on the training split with early stopping on the
 validation split, and the candidate with the lowest MAE on the hidden validation entries is
 the one scored on test, once); ``pypots_gpvae``, ``saits``, ``brits`` (PyPOTS 1.5, see
@@ -145,7 +145,7 @@ class Imputer(Protocol):
 
 
 class NaiveImputer:
-    """``mean``, ``locf`` or ``linear`` from :mod:`gpvae.baselines` (no training).
+    """``mean``, ``locf`` or ``linear`` from :mod:`gpvae.app.baselines` (no training).
 
     A feature with nothing to go on in a series falls back to its training mean (0 in
     standardised units).
@@ -155,7 +155,7 @@ class NaiveImputer:
         self.method = method
         self.epochs_run = 0
         self.settings: dict[str, Any] = {
-            "function": f"gpvae.baselines.impute_{method}",
+            "function": f"gpvae.app.baselines.impute_{method}",
             "fallback": "training-split feature mean",
         }
         self._train: np.ndarray | None = None
@@ -166,7 +166,7 @@ class NaiveImputer:
 
     def impute(self, X: np.ndarray, times: np.ndarray) -> np.ndarray:
         """Fill the NaN of X."""
-        from gpvae.baselines import impute_linear, impute_locf, impute_mean
+        from gpvae.app.baselines import impute_linear, impute_locf, impute_mean
 
         if self.method == "mean":
             return impute_mean(X, train_X=self._train)

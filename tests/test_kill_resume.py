@@ -143,7 +143,7 @@ def test_cli_fit_resume_survives_sigkill(tmp_path: Path) -> None:
     options = ["--time-col", "t", "--id-col", "id", "--epochs", str(EPOCHS), "--latent-dim",
                "2", "--hidden", "32", "--batch-size", "8", "--patience", "0", "--seed", "0",
                "--quiet"]  # fmt: skip
-    cmd = [sys.executable, "-m", "gpvae.cli", "fit", str(csv), "-o", str(out), *options,
+    cmd = [sys.executable, "-m", "gpvae", "fit", str(csv), "-o", str(out), *options,
            "--resume"]  # fmt: skip
 
     def start() -> subprocess.Popen[str]:
@@ -161,7 +161,7 @@ def test_cli_fit_resume_survives_sigkill(tmp_path: Path) -> None:
     assert _temps(ckpt) == 0
 
     imputed = tmp_path / "imputed.csv"
-    proc = subprocess.run([sys.executable, "-m", "gpvae.cli", "impute", str(out), str(csv), "-o",
+    proc = subprocess.run([sys.executable, "-m", "gpvae", "impute", str(out), str(csv), "-o",
                            str(imputed), "--num-samples", "10"], capture_output=True, text=True,
                           env=ENV, timeout=600)  # fmt: skip
     assert proc.returncode == 0, proc.stderr
@@ -176,7 +176,7 @@ def test_cli_fit_resume_survives_sigkill(tmp_path: Path) -> None:
         assert result[f].to_numpy()[obs].tobytes() == source[f].to_numpy()[obs].tobytes()
 
     ref_out = tmp_path / "reference"  # the same fit, never interrupted
-    ref_cmd = [sys.executable, "-m", "gpvae.cli", "fit", str(csv), "-o", str(ref_out), *options]
+    ref_cmd = [sys.executable, "-m", "gpvae", "fit", str(csv), "-o", str(ref_out), *options]
     ref = subprocess.run(ref_cmd, capture_output=True, text=True, env=ENV, timeout=600)
     assert ref.returncode == 0, ref.stderr
     _same_state(read_model(out / "model").state_dict, read_model(ref_out / "model").state_dict)

@@ -1,4 +1,4 @@
-"""Tests of gpvae.plots: every function draws a readable figure and writes the file."""
+"""Tests of gpvae.app.plots: every function draws a readable figure and writes the file."""
 
 from __future__ import annotations
 
@@ -8,7 +8,7 @@ import numpy as np
 import pytest
 from matplotlib.figure import Figure
 
-from gpvae import plots
+from gpvae.app import plots
 from gpvae.errors import ShapeError, ValidationError
 from gpvae.kernels import Matern32, Matern52
 

@@ -12,7 +12,7 @@ import numpy as np
 import pandas as pd
 import pytest
 
-from gpvae.demo import (
+from gpvae.app.demo import (
     FEATURES,
     evaluate,
     from_model_units,
@@ -21,14 +21,6 @@ from gpvae.demo import (
     to_model_units,
     windows,
 )
-
-
-def _has_estimator() -> bool:
-    try:
-        import gpvae.estimator  # noqa: F401
-    except ImportError:
-        return False
-    return True
 
 
 @pytest.fixture(scope="module")
@@ -101,12 +93,11 @@ def test_evaluate_perfect_and_mean_predictions(weather: pd.DataFrame) -> None:
     assert [m[f] for f in FEATURES] == pytest.approx([1.0, 2.0, 3.0, 4.0])
 
 
-@pytest.mark.skipif(not _has_estimator(), reason="gpvae.estimator is not in this checkout yet")
 def test_demo_quick_end_to_end(tmp_path: Path) -> None:
     out = tmp_path / "demo"
     env = {**os.environ, "OMP_NUM_THREADS": "1"}
     proc = subprocess.run(
-        [sys.executable, "-m", "gpvae.cli", "demo", "--quick", "--quiet", "--out", str(out)],
+        [sys.executable, "-m", "gpvae", "demo", "--quick", "--quiet", "--out", str(out)],
         capture_output=True,
         text=True,
         env=env,

@@ -7,7 +7,7 @@ from collections.abc import Callable
 import numpy as np
 import pytest
 
-from gpvae.baselines import feature_means, impute_linear, impute_locf, impute_mean
+from gpvae.app.baselines import feature_means, impute_linear, impute_locf, impute_mean
 from gpvae.errors import GPVAEError, InputTypeError, ShapeError, ValidationError
 
 nan = np.nan

@@ -3,7 +3,7 @@
 Random CSV / Parquet files (long and wide; numeric or date times; sorted or shuffled rows;
 missing cells, constant, int and bool columns, magnitudes 1e-30..1e30) go through
 ``gpvae fit``, ``impute``, ``forecast``, ``detect`` and ``sample`` in process, via
-:func:`gpvae.cli.main`. Every case records what it breaks on purpose (duplicate, empty,
+:func:`gpvae.app.cli.main`. Every case records what it breaks on purpose (duplicate, empty,
 infinite or text times; Inf or text values; all-missing series or features; single-step
 series; missing ids or columns; header-only, ragged or binary files; bad options). A case
 with nothing broken must exit 0 with finite outputs and the observed values unchanged bit
@@ -33,7 +33,8 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 
 from _fuzz import FUZZ, case_report, scaled
-from gpvae.cli import main, read_table
+from gpvae.app.cli import main
+from gpvae.app.cli.tables import read_table
 
 FAST = scaled(30)
 SLOW = scaled(250)

@@ -1,0 +1,130 @@
+"""The ``gpvae`` command line: demo, fit, impute, forecast, detect, sample.
+
+Data files are CSV (``.csv``, ``.csv.gz``) or Parquet (``.parquet``, ``.pq``), chosen by
+extension, long (an id column, a time column, features) or wide (one series); ``gpvae fit``
+records the layout in MODEL_DIR (:mod:`gpvae.app.cli.columns`). Every error (missing or
+unreadable file, unknown column, bad option, bad data) ends the command with exit code 1 (2
+for usage errors) and one line ``error: ...`` on stderr; the global ``--debug`` option shows
+the traceback.
+
+This module owns the click group :func:`cli`, which registers the commands (one per module
+of :mod:`gpvae.app.cli.commands`), and :func:`main`, the entry point that turns errors into
+exit codes and warnings into one line each. Its neighbours: :mod:`~gpvae.app.cli.errors`
+(messages), :mod:`~gpvae.app.cli.tables` (files), :mod:`~gpvae.app.cli.columns` (layout),
+:mod:`~gpvae.app.cli.model_dir` (MODEL_DIR), :mod:`~gpvae.app.cli.options` (click plumbing).
+
+Run ``gpvae --help`` or ``gpvae COMMAND --help``; docs/cli.md has worked examples.
+"""
+
+from __future__ import annotations
+
+import os
+import sys
+import traceback
+import warnings
+from collections.abc import Sequence
+from typing import Any
+
+import click
+
+from gpvae import __version__
+from gpvae.app.cli.commands import COMMANDS
+from gpvae.app.cli.errors import one_line
+from gpvae.errors import GPVAEError
+
+__all__ = ["cli", "main"]
+
+
+@click.group(context_settings={"help_option_names": ["-h", "--help"], "max_content_width": 100})
+@click.version_option(__version__, "--version", prog_name="gpvae")
+@click.option("--debug", is_flag=True, help="Show the full traceback when a command fails.")
+@click.option(
+    "--threads",
+    default=None,
+    type=click.IntRange(min=1),
+    help="CPU threads for torch (default: torch's choice; the demo uses 1). Small models "
+    "often run fastest on 1 thread, especially on a busy machine.",
+)
+@click.pass_context
+def cli(ctx: click.Context, debug: bool, threads: int | None) -> None:
+    """gpvae: fill gaps in multivariate time series with calibrated intervals, forecast,
+    score anomalies and sample, with a Gaussian-process-prior VAE.
+
+    \b
+    Start with the demo on real data (Seattle weather, no download):
+      gpvae demo --out gpvae-demo
+    Then on your own CSV or Parquet file:
+      gpvae fit data.csv --time-col date -o model/
+      gpvae impute model/ data.csv -o imputed.csv --plot imputed.png
+    """
+    ctx.obj = {"threads": threads}
+    if threads is not None:
+        import torch
+
+        torch.set_num_threads(threads)
+
+
+for _command in COMMANDS:
+    cli.add_command(_command)
+
+
+def _show_warning(
+    message: Warning | str,
+    category: type[Warning],
+    filename: str,
+    lineno: int,
+    file: Any = None,
+    line: str | None = None,
+) -> None:
+    """Print warnings as one line ``warning: ...`` on stderr (no source excerpt)."""
+    click.echo(f"warning: {one_line(str(message))}", err=True)
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    """Run the command line; returns (and, as a script, exits with) the exit code.
+
+    Args:
+        argv: the arguments (default ``sys.argv[1:]``).
+
+    Returns:
+        0 on success, 1 for errors, 2 for usage errors, 130 when interrupted.
+    """
+    args = list(sys.argv[1:] if argv is None else argv)
+    debug = "--debug" in args[: args.index("--")] if "--" in args else "--debug" in args
+    debug = debug or os.environ.get("GPVAE_DEBUG", "") not in ("", "0")
+    with warnings.catch_warnings():
+        if not debug:
+            warnings.showwarning = _show_warning
+        try:
+            result = cli.main(args=args, prog_name="gpvae", standalone_mode=False)
+        except click.exceptions.Exit as done:
+            return int(done.exit_code)
+        except click.ClickException as err:
+            if debug:
+                traceback.print_exc()
+            hint = ""
+            if isinstance(err, click.UsageError) and err.ctx is not None:
+                hint = f" (see '{err.ctx.command_path} --help')"
+            click.echo(f"error: {one_line(err.format_message())}{hint}", err=True)
+            return int(err.exit_code)
+        except click.exceptions.Abort:
+            click.echo("error: aborted", err=True)
+            return 130
+        except KeyboardInterrupt:
+            click.echo("error: interrupted", err=True)
+            return 130
+        except GPVAEError as err:
+            if debug:
+                traceback.print_exc()
+            click.echo(f"error: {one_line(str(err))}", err=True)
+            return 1
+        except Exception as err:
+            if debug:
+                traceback.print_exc()
+            click.echo(
+                f"error: {type(err).__name__}: {one_line(str(err))} (run 'gpvae --debug ...' "
+                "for the traceback)",
+                err=True,
+            )
+            return 1
+    return int(result) if isinstance(result, int) else 0

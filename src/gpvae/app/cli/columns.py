@@ -1,0 +1,264 @@
+"""Column layout of the command line's data files, and the way between tables and series.
+
+Data files come in one of two layouts:
+
+- **long**: one row per (series, time): an id column, a time column, feature columns;
+- **wide**: one series: a time column and feature columns.
+
+``gpvae fit`` records which columns are the time, the id and the features, and the time
+step, as :class:`ColumnSpec` in ``cli.json`` in MODEL_DIR, so that the other commands read
+files of the same layout without repeating the column options. This module also parses
+time columns, turns a table into the model's :class:`~gpvae.data.SeriesSet` and merges
+results back into the rows and columns of the table.
+"""
+
+from __future__ import annotations
+
+import json
+from dataclasses import asdict, dataclass
+from pathlib import Path
+from typing import TYPE_CHECKING
+
+import numpy as np
+import pandas as pd
+
+from gpvae import __version__
+from gpvae.app.cli.errors import CLIError, one_line
+
+if TYPE_CHECKING:
+    from gpvae.data import SeriesSet
+
+__all__ = [
+    "CLI_FILE",
+    "ColumnSpec",
+    "check_columns",
+    "merge_back",
+    "parse_times",
+    "record_times",
+    "series_frame",
+    "series_set",
+    "spec_from_fit",
+    "time_axis",
+]
+
+#: Name of the file in MODEL_DIR that records the data layout used at fit.
+CLI_FILE = "cli.json"
+_CLI_FORMAT = 1
+
+
+@dataclass
+class ColumnSpec:
+    """Which columns of a data file hold what; stored as ``cli.json`` in MODEL_DIR.
+
+    Attributes:
+        time_col: the time column.
+        id_col: the series id column of a long file, None for a wide file (one series).
+        features: the feature columns, in the model's order.
+        time_type: "datetime" (dates, converted by gpvae to hours) or "numeric".
+        time_step: median spacing of the training times, in the model's time units (hours
+            for dates), used by ``sample`` (and shown by ``forecast``).
+        time_start: the earliest training time (ISO string for dates, a number otherwise).
+        threshold: default anomaly threshold for ``detect`` (a high quantile of the
+            training data's per-step scores), or None.
+        threshold_quantile: the quantile that gave ``threshold``.
+    """
+
+    time_col: str
+    id_col: str | None
+    features: list[str]
+    time_type: str = "numeric"
+    time_step: float = 1.0
+    time_start: str | float = 0.0
+    threshold: float | None = None
+    threshold_quantile: float | None = None
+
+    def save(self, model_dir: Path) -> None:
+        """Write ``cli.json`` into ``model_dir``."""
+        from gpvae.io import atomic_write_bytes
+
+        data = {"format_version": _CLI_FORMAT, "gpvae_version": __version__, **asdict(self)}
+        atomic_write_bytes(model_dir / CLI_FILE, (json.dumps(data, indent=2) + "\n").encode())
+
+    @classmethod
+    def load(cls, model_dir: Path) -> ColumnSpec:
+        """Read ``cli.json`` from ``model_dir``."""
+        path = model_dir / CLI_FILE
+        if not path.is_file():
+            raise CLIError(
+                f"MODEL_DIR: expected {CLI_FILE} written by 'gpvae fit' in {str(model_dir)!r}, "
+                "found none (fit the model with 'gpvae fit')"
+            )
+        try:
+            data = json.loads(path.read_text())
+            data.pop("gpvae_version", None)
+            version = data.pop("format_version")
+            if version != _CLI_FORMAT:
+                raise CLIError(
+                    f"MODEL_DIR: expected {CLI_FILE} format {_CLI_FORMAT}, found {version}"
+                )
+            return cls(**data)
+        except (ValueError, KeyError, TypeError) as err:
+            raise CLIError(f"MODEL_DIR: malformed {str(path)!r}: {err}") from err
+
+    @property
+    def columns(self) -> list[str]:
+        """The id (if any), time and feature columns."""
+        return ([self.id_col] if self.id_col is not None else []) + [
+            self.time_col,
+            *self.features,
+        ]
+
+
+def parse_times(frame: pd.DataFrame, time_col: str, what: str) -> pd.DataFrame:
+    """Parse a text time column (e.g. dates in a CSV) into datetimes, in place of the column."""
+    col = frame[time_col]
+    if pd.api.types.is_numeric_dtype(col.dtype) and not pd.api.types.is_bool_dtype(col.dtype):
+        return frame
+    if pd.api.types.is_datetime64_any_dtype(col.dtype) or pd.api.types.is_timedelta64_dtype(
+        col.dtype
+    ):
+        return frame
+    try:
+        parsed = pd.to_datetime(col, format="ISO8601")
+    except (ValueError, TypeError):
+        try:
+            parsed = pd.to_datetime(col, format="mixed")
+        except (ValueError, TypeError) as err:
+            raise CLIError(
+                f"{what}: time column {time_col!r}: expected numbers or dates, found values "
+                f"such as {col.iloc[0]!r} ({one_line(str(err))})"
+            ) from err
+    frame = frame.copy()
+    frame[time_col] = parsed
+    return frame
+
+
+def check_columns(frame: pd.DataFrame, spec: ColumnSpec, what: str) -> None:
+    """Raise naming the option when a column of ``spec`` is not in ``frame`` or is misused."""
+    available = [str(c) for c in frame.columns]
+    for option, col in (("--time-col", spec.time_col), ("--id-col", spec.id_col)):
+        if col is not None and col not in available:
+            raise CLIError(f"{option}: unknown column {col!r} in {what}; columns are {available}")
+    for col in spec.features:
+        if col not in available:
+            raise CLIError(f"--features: unknown column {col!r} in {what}; columns are {available}")
+        if col in (spec.time_col, spec.id_col):
+            raise CLIError(f"--features: {col!r} is the time or id column, not a feature")
+    if spec.id_col is not None and spec.id_col == spec.time_col:
+        raise CLIError(f"--id-col: expected a column other than the time column {spec.time_col!r}")
+    if not spec.features:
+        raise CLIError(f"--features: expected at least one feature column in {what}, found none")
+
+
+def series_set(frame: pd.DataFrame, spec: ColumnSpec, what: str) -> SeriesSet:
+    """The model's view of a data file: validated series in the file's layout."""
+    from gpvae.data import to_series_set
+
+    check_columns(frame, spec, what)
+    # Only the id, time and feature columns take part (no column-name guessing on the
+    # rest); outputs re-attach the other columns (see merge_back).
+    sub = parse_times(frame[spec.columns], spec.time_col, what)
+    sub.columns = pd.Index([str(c) for c in sub.columns])
+    return to_series_set(
+        sub, id_col=spec.id_col, time_col=spec.time_col, feature_cols=spec.features, name=what
+    )
+
+
+def merge_back(original: pd.DataFrame, result: pd.DataFrame, spec: ColumnSpec) -> pd.DataFrame:
+    """The original rows and columns, with result columns replacing or added after them.
+
+    The id and time columns are kept exactly as read (e.g. dates keep their text format).
+    """
+    out = original.copy()
+    out.columns = pd.Index([str(c) for c in out.columns])
+    res = result.set_axis(out.index, axis=0)
+    for col in res.columns:
+        if str(col) not in (spec.time_col, spec.id_col):
+            out[str(col)] = res[col].to_numpy()
+    return out
+
+
+def spec_from_fit(
+    frame: pd.DataFrame, time_col: str, id_col: str | None, features: str | None
+) -> ColumnSpec:
+    """The layout given to ``gpvae fit``: its column options checked against ``frame``
+    (features: the comma-separated ``--features``, or every other numeric column)."""
+    available = [str(c) for c in frame.columns]
+    if time_col not in available:
+        raise CLIError(f"--time-col: unknown column {time_col!r} in DATA; columns are {available}")
+    if id_col is not None and id_col not in available:
+        raise CLIError(f"--id-col: unknown column {id_col!r} in DATA; columns are {available}")
+    if features is None:
+        feats = [c for c in available if c not in (time_col, id_col)]
+        # an empty column that pandas named for an empty header cell (a delimiter ending
+        # every line) is not a feature
+        feats = [c for c in feats if not (c.startswith("Unnamed: ") and frame[c].isna().all())]
+        numeric = [c for c in feats if pd.api.types.is_numeric_dtype(frame[c].dtype)]
+        for c in feats:
+            if c not in numeric:
+                _check_not_mostly_numeric(frame[c], c)
+        if not numeric:
+            raise CLIError(
+                f"--features: expected numeric feature columns in DATA, found none among {feats}"
+            )
+        feats = numeric
+    else:
+        feats = [f.strip() for f in features.split(",") if f.strip()]
+        if len(set(feats)) != len(feats):
+            raise CLIError(f"--features: expected distinct column names, found {features!r}")
+    spec = ColumnSpec(time_col=time_col, id_col=id_col, features=feats)
+    check_columns(frame, spec, "DATA")
+    return spec
+
+
+def _check_not_mostly_numeric(col: pd.Series, name: str) -> None:
+    """Raise for a text column whose values are mostly numbers: a numeric feature with a
+    stray entry (e.g. "n.a."), which would otherwise be left out of the default features."""
+    present = col.dropna()
+    if present.empty or pd.api.types.is_datetime64_any_dtype(col.dtype):
+        return
+    parsed = pd.to_numeric(present.astype(str).str.strip(), errors="coerce")
+    if parsed.notna().mean() >= 0.5:
+        bad = present[parsed.isna()]
+        raise CLIError(
+            f"--features: expected numeric values in column {name!r}, found mostly numbers "
+            f"and {len(bad)} other value(s) such as {bad.iloc[0]!r} (row {bad.index[0]}); "
+            "leave missing values empty, or list the feature columns with --features"
+        )
+
+
+def record_times(spec: ColumnSpec, frame: pd.DataFrame, series: SeriesSet) -> None:
+    """Record in ``spec`` the training data's time type, first time and median time step
+    (in the model's time units), which ``gpvae sample`` uses to lay out new series."""
+    with np.errstate(over="ignore", invalid="ignore"):  # an overflow is reported by fit
+        steps = np.concatenate([np.diff(t) for t in series.times])
+    spec.time_step = float(np.median(steps)) if steps.size else 1.0
+    time_col = spec.time_col
+    tcol = parse_times(frame[[time_col]], time_col, "DATA")[time_col]
+    if pd.api.types.is_datetime64_any_dtype(tcol.dtype):
+        spec.time_type = "datetime"
+        spec.time_start = pd.Timestamp(tcol.min()).isoformat()
+    elif pd.api.types.is_numeric_dtype(tcol.dtype):
+        spec.time_start = float(tcol.min())
+    else:
+        raise CLIError(f"--time-col: expected numbers or dates in {time_col!r}, found {tcol.dtype}")
+
+
+def series_frame(frame: pd.DataFrame, spec: ColumnSpec, series: str | None) -> pd.DataFrame:
+    """The rows of one series (for plots): ``series`` or the first id in the file."""
+    if spec.id_col is None:
+        return frame
+    ids = frame[spec.id_col]
+    if series is None:
+        return frame[ids == ids.iloc[0]]
+    mask = ids.astype(str) == str(series)
+    if not mask.any():
+        raise CLIError(f"--series: unknown id {series!r}; ids are e.g. {list(ids.unique()[:5])}")
+    return frame[mask]
+
+
+def time_axis(col: pd.Series) -> np.ndarray:
+    """A time column as a plot axis: datetime64[ns] (time zone dropped) or float64."""
+    if pd.api.types.is_datetime64_any_dtype(col.dtype):
+        return np.asarray(pd.to_datetime(col).dt.tz_localize(None), dtype="datetime64[ns]")
+    return np.asarray(col, dtype=np.float64)

@@ -1,0 +1,15 @@
+"""The ``gpvae`` commands, one per module; :mod:`gpvae.app.cli` adds them to its group."""
+
+from __future__ import annotations
+
+from gpvae.app.cli.commands.demo import demo
+from gpvae.app.cli.commands.detect import detect
+from gpvae.app.cli.commands.fit import fit
+from gpvae.app.cli.commands.forecast import forecast
+from gpvae.app.cli.commands.impute import impute
+from gpvae.app.cli.commands.sample import sample
+
+#: In the order of ``gpvae --help``.
+COMMANDS = (demo, fit, impute, forecast, detect, sample)
+
+__all__ = ["COMMANDS", "demo", "detect", "fit", "forecast", "impute", "sample"]

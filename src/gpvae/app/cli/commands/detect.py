@@ -1,0 +1,126 @@
+"""``gpvae detect``: score every time step and entry of a data file for anomalies and flag
+the steps above a threshold."""
+
+from __future__ import annotations
+
+import math
+from typing import Any
+
+import click
+import numpy as np
+import pandas as pd
+
+from gpvae.app.cli.columns import (
+    ColumnSpec,
+    merge_back,
+    parse_times,
+    series_frame,
+    series_set,
+    time_axis,
+)
+from gpvae.app.cli.errors import CLIError, as_cli, info
+from gpvae.app.cli.model_dir import load_model
+from gpvae.app.cli.options import examples, num_samples_option, series_option
+from gpvae.app.cli.tables import check_output, check_plot, read_table, save_figure, write_table
+
+__all__ = ["anomaly_table", "detect"]
+
+
+@click.command()
+@click.argument("model_dir", type=str)
+@click.argument("data", type=str)
+@click.option("-o", "--out", required=True, help="Output .csv or .parquet file.")
+@click.option(
+    "--threshold",
+    default=None,
+    type=float,
+    help="Flag steps whose score is above this. Default: the 99% quantile of the "
+    "training data's step scores (stored by fit).",
+)
+@click.option(
+    "--quantile",
+    default=None,
+    type=float,
+    help="Instead of --threshold: flag the steps above this quantile of DATA's own "
+    "scores (e.g. 0.99).",
+)
+@num_samples_option
+@click.option("--plot", default=None, help="Also draw the score timeline of one series (.png).")
+@series_option
+@examples("  gpvae detect model/ weather.csv -o anomalies.csv --plot anomalies.png")
+def detect(
+    model_dir: str,
+    data: str,
+    out: str,
+    threshold: float | None,
+    quantile: float | None,
+    num_samples: int,
+    plot: str | None,
+    series: str | None,
+) -> None:
+    """Score every time step and entry of DATA for anomalies and flag the highest.
+
+    A score is the negative log-likelihood of the observed values under the model given
+    the rest of the series (higher = more surprising). OUT has the rows and columns of
+    DATA plus: score (per step), <feature>_score (per entry, empty where missing) and
+    anomaly (true where score > threshold).
+    """
+    out_path = check_output(out)
+    plot_path = check_plot(plot)
+    if threshold is not None and quantile is not None:
+        raise CLIError("--quantile: expected either --threshold or --quantile, found both")
+    if quantile is not None and not 0.0 < quantile < 1.0:
+        raise CLIError(f"--quantile: expected a number in (0, 1), found {quantile}")
+    if threshold is not None and not math.isfinite(threshold):
+        raise CLIError(f"--threshold: expected a finite number, found {threshold}")
+    model, spec = load_model(model_dir)
+    frame = read_table(data)
+    ss = series_set(frame, spec, "DATA")
+    with as_cli("DATA"):
+        scores = anomaly_table(model.anomaly_scores(ss, num_samples=num_samples), spec)
+    step = scores["score"].to_numpy(dtype=np.float64)
+    if quantile is not None:
+        thr = float(np.nanquantile(step, quantile))
+        source = f"the {quantile:g} quantile of these scores"
+    elif threshold is not None:
+        thr, source = float(threshold), "--threshold"
+    elif spec.threshold is not None:
+        thr = spec.threshold
+        source = f"the {spec.threshold_quantile:g} quantile of the training scores"
+    else:
+        thr = float(np.nanquantile(step, 0.99))
+        source = "the 0.99 quantile of these scores"
+    scores["anomaly"] = np.nan_to_num(step, nan=-np.inf) > thr
+    table = merge_back(frame, scores, spec)
+    write_table(table, out_path)
+    info(
+        f"flagged {int(scores['anomaly'].sum())} of {len(step)} steps above {thr:.4g} "
+        f"({source}); wrote {out_path}"
+    )
+    if plot_path is not None:
+        from gpvae.app.plots import plot_anomalies
+
+        part = parse_times(series_frame(table, spec, series), spec.time_col, "DATA")
+        part = part.sort_values(spec.time_col)
+        fig = plot_anomalies(
+            time_axis(part[spec.time_col]),
+            part["score"].to_numpy(dtype=np.float64),
+            thr,
+            values=part[spec.features].to_numpy(dtype=np.float64),
+            feature_names=spec.features,
+            time_label=spec.time_col,
+        )
+        save_figure(fig, plot_path)
+
+
+def anomaly_table(res: Any, spec: ColumnSpec) -> pd.DataFrame:
+    """Per-row score columns (score, <feature>_score) in the order of DATA's rows.
+
+    ``res`` is the estimator's AnomalyResult for a DataFrame input: ``entry`` a copy of
+    the frame with the feature columns replaced by scores, ``step`` a Series on its rows.
+    """
+    entry: pd.DataFrame = res.entry
+    cols = {"score": np.asarray(res.step, dtype=np.float64)}
+    for f in spec.features:
+        cols[f"{f}_score"] = entry[f].to_numpy(dtype=np.float64)
+    return pd.DataFrame(cols)

@@ -1,0 +1,217 @@
+"""``gpvae fit``: fit a GP-VAE to a data file and write MODEL_DIR (model + ``cli.json``).
+
+The kernel, encoder and likelihood choices are the registries' names
+(:func:`gpvae.kernels.kernel_names`, :func:`gpvae.nets.registry.encoder_names`,
+:func:`gpvae.likelihoods.likelihood_names`).
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import click
+import numpy as np
+
+from gpvae import settings
+from gpvae.app.cli.columns import record_times, series_set, spec_from_fit
+from gpvae.app.cli.errors import CLIError, as_cli, info
+from gpvae.app.cli.model_dir import MODEL_SUBDIR
+from gpvae.app.cli.options import (
+    RegistryChoice,
+    examples,
+    hidden_sizes,
+    positive_float,
+    positive_int,
+)
+from gpvae.app.cli.tables import read_table
+from gpvae.data import SeriesSet
+from gpvae.data.windows import cut_windows
+from gpvae.estimator.anomaly import quantile_threshold
+from gpvae.kernels import kernel_key, kernel_names
+from gpvae.likelihoods import likelihood_key, likelihood_names
+from gpvae.nets.registry import encoder_key, encoder_names
+
+__all__ = ["THRESHOLD_QUANTILE", "fit", "training_series"]
+
+#: The quantile of the training data's step scores stored as ``detect``'s default threshold.
+THRESHOLD_QUANTILE = 0.99
+
+
+@click.command()
+@click.argument("data", type=str)
+@click.option("--time-col", required=True, help="Name of the time column (numbers or dates).")
+@click.option("--id-col", default=None, help="Series id column (long files); omit for one series.")
+@click.option(
+    "--features",
+    default=None,
+    help="Comma-separated feature columns (default: all other numeric columns).",
+)
+@click.option(
+    "-o",
+    "--out",
+    "model_dir",
+    required=True,
+    type=click.Path(file_okay=False),
+    help="Folder to write the model into (created if needed).",
+)
+@click.option("--epochs", default=100, show_default=True, callback=positive_int)
+@click.option("--latent-dim", default=8, show_default=True, callback=positive_int)
+@click.option(
+    "--kernel",
+    default="matern32",
+    show_default=True,
+    type=RegistryChoice(kernel_names(), kernel_key),
+    help="GP kernel of every latent channel.",
+)
+@click.option(
+    "--lengthscale",
+    default=None,
+    type=float,
+    callback=positive_float,
+    help="Initial kernel lengthscale, in time steps (one step = the median spacing of the "
+    f"training times). Default: {settings.DEFAULT_LENGTHSCALE:g}.",
+)
+@click.option(
+    "--encoder",
+    default="mlp",
+    show_default=True,
+    type=RegistryChoice(encoder_names(), encoder_key),
+    help="Encoder network ('partial' combines per-feature evidence).",
+)
+@click.option(
+    "--likelihood",
+    default="gaussian",
+    show_default=True,
+    type=RegistryChoice(likelihood_names(), likelihood_key),
+    help="Observation model ('gaussian_gp': each feature's own deviations form a GP in time).",
+)
+@click.option(
+    "--hidden",
+    default="128,128",
+    show_default=True,
+    callback=hidden_sizes,
+    help="Hidden layer widths of encoder and decoder.",
+)
+@click.option("--lr", default=1e-3, show_default=True, callback=positive_float)
+@click.option("--batch-size", default=32, show_default=True, callback=positive_int)
+@click.option(
+    "--patience",
+    default=10,
+    show_default=True,
+    type=click.IntRange(min=0),
+    help="Stop after this many epochs without improvement (0: never).",
+)
+@click.option(
+    "--window",
+    default=None,
+    callback=positive_int,
+    type=int,
+    help="Cut long series into overlapping windows of this many steps for training "
+    "(half-overlapping); helps a single long series.",
+)
+@click.option(
+    "--calibrate/--no-calibrate",
+    default=True,
+    show_default=True,
+    help="Rescale the imputation intervals per feature to cover held-out entries.",
+)
+@click.option("--seed", default=0, show_default=True, type=click.IntRange(min=0))
+@click.option(
+    "--resume", is_flag=True, help="Continue an interrupted fit from MODEL_DIR's checkpoint."
+)
+@click.option("--quiet", is_flag=True, help="No progress bar.")
+@examples(
+    "  gpvae fit weather.csv --time-col date -o model/ --epochs 50\n"
+    "  gpvae fit sensors.parquet --time-col time --id-col station \\\n"
+    "      --features temp,humidity -o model/"
+)
+def fit(
+    data: str,
+    time_col: str,
+    id_col: str | None,
+    features: str | None,
+    model_dir: str,
+    epochs: int,
+    latent_dim: int,
+    kernel: str,
+    lengthscale: float | None,
+    encoder: str,
+    likelihood: str,
+    hidden: tuple[int, ...],
+    lr: float,
+    batch_size: int,
+    patience: int,
+    window: int | None,
+    calibrate: bool,
+    seed: int,
+    resume: bool,
+    quiet: bool,
+) -> None:
+    """Fit a GP-VAE to a CSV or Parquet file (NaN or empty cells are missing values).
+
+    DATA is long (--id-col: one row per series and time) or wide (one series). The model
+    and the column layout (cli.json) are written to MODEL_DIR for impute, forecast, detect
+    and sample.
+    """
+    from gpvae.estimator import GPVAE
+
+    out = Path(model_dir)
+    if out.exists() and not out.is_dir():
+        raise CLIError(f"--out: expected a folder for the model, found the file {str(out)!r}")
+    model = GPVAE(  # checks the model options before any data is read
+        latent_dim=latent_dim,
+        kernel=kernel,
+        encoder=encoder,
+        likelihood=likelihood,
+        hidden=hidden,
+        lengthscale=lengthscale,
+        epochs=epochs,
+        lr=lr,
+        batch_size=batch_size,
+        patience=patience if patience > 0 else None,
+        calibrate=calibrate,
+        seed=seed,
+        progress=not quiet,
+        checkpoint_dir=str(out / "checkpoints"),
+    )
+    frame = read_table(data)
+    spec = spec_from_fit(frame, time_col, id_col, features)
+    series = series_set(frame, spec, "DATA")
+    for j, feature in enumerate(spec.features):
+        if all(np.isnan(v[:, j]).all() for v in series.values):
+            raise CLIError(
+                f"DATA: expected at least one value in every feature column, found none in "
+                f"{feature!r} (leave it out of --features)"
+            )
+    record_times(spec, frame, series)
+    out.mkdir(parents=True, exist_ok=True)
+    train_values, train_times = training_series(series, window)
+    with as_cli("DATA", {"encoder": "--encoder"}):  # e.g. 'cnn' on non-square frames
+        model.fit(train_values, train_times, resume=resume)
+        res = model.anomaly_scores(list(series.values), list(series.times), num_samples=50)
+    spec.threshold_quantile = THRESHOLD_QUANTILE
+    spec.threshold = quantile_threshold(res.step, THRESHOLD_QUANTILE)
+    # Everything is computed before anything is written: an error leaves MODEL_DIR as it was.
+    model.save(out / MODEL_SUBDIR)
+    spec.save(out)
+    hist = getattr(model, "history_", None) or []
+    last = f" after {len(hist)} epochs" if hist else ""
+    info(
+        f"fitted on {series.num_series} series, {series.num_features} features "
+        f"({', '.join(spec.features)}){last}; wrote {out}"
+    )
+
+
+def training_series(
+    series: SeriesSet, window: int | None
+) -> tuple[list[np.ndarray], list[np.ndarray]]:
+    """The training series: as given, or cut into half-overlapping windows of ``window``
+    steps (windows with nothing observed left out; see :func:`gpvae.data.windows.cut_windows`).
+    """
+    values = [np.asarray(v) for v in series.values]
+    times = [np.asarray(t) for t in series.times]
+    if window is None:
+        return values, times
+    if window < 2:
+        raise CLIError(f"--window: expected at least 2 steps, found {window}")
+    return cut_windows(values, times, window, skip_empty=True)

@@ -1,0 +1,85 @@
+"""``gpvae forecast``: forecast every series of a data file past its end."""
+
+from __future__ import annotations
+
+import click
+import numpy as np
+
+from gpvae.app.cli.columns import parse_times, series_frame, series_set, time_axis
+from gpvae.app.cli.errors import as_cli, info
+from gpvae.app.cli.model_dir import load_model
+from gpvae.app.cli.options import (
+    examples,
+    interval,
+    level_option,
+    num_samples_option,
+    positive_int,
+    series_option,
+)
+from gpvae.app.cli.tables import check_output, check_plot, read_table, save_figure, write_table
+
+__all__ = ["forecast"]
+
+
+@click.command()
+@click.argument("model_dir", type=str)
+@click.argument("data", type=str)
+@click.option(
+    "--horizon",
+    required=True,
+    callback=positive_int,
+    type=int,
+    help="Number of future steps (spaced by each series' median step).",
+)
+@click.option("-o", "--out", required=True, help="Output .csv or .parquet file.")
+@num_samples_option
+@level_option
+@click.option("--plot", default=None, help="Also draw a fan chart of one series to this .png.")
+@series_option
+@examples("  gpvae forecast model/ weather.csv --horizon 28 -o forecast.csv --plot fan.png")
+def forecast(
+    model_dir: str,
+    data: str,
+    horizon: int,
+    out: str,
+    num_samples: int,
+    level: float,
+    plot: str | None,
+    series: str | None,
+) -> None:
+    """Forecast every series of DATA --horizon steps past its end.
+
+    OUT has one row per series and future step: the id column (long files), the time
+    column, the forecast mean of every feature and <feature>_lower / <feature>_upper.
+    """
+    out_path = check_output(out)
+    plot_path = check_plot(plot)
+    model, spec = load_model(model_dir)
+    frame = read_table(data)
+    ss = series_set(frame, spec, "DATA")
+    with as_cli("DATA"):
+        res = model.forecast(
+            ss, horizon=horizon, num_samples=num_samples, quantiles=interval(level)
+        )
+    table = res.to_frame()
+    write_table(table, out_path)
+    info(f"forecast {horizon} steps of {ss.num_series} series; wrote {out_path}")
+    if plot_path is not None:
+        from gpvae.app.plots import plot_forecast
+
+        feats = spec.features
+        hist = parse_times(series_frame(frame, spec, series), spec.time_col, "DATA")
+        hist = hist.sort_values(spec.time_col)
+        fut = parse_times(series_frame(table, spec, series), spec.time_col, "OUT")
+        fig = plot_forecast(
+            time_axis(hist[spec.time_col]),
+            hist[feats].to_numpy(dtype=np.float64),
+            time_axis(fut[spec.time_col]),
+            fut[feats].to_numpy(dtype=np.float64),
+            fut[[f"{f}_lower" for f in feats]].to_numpy(dtype=np.float64),
+            fut[[f"{f}_upper" for f in feats]].to_numpy(dtype=np.float64),
+            levels=[level],
+            feature_names=feats,
+            time_label=spec.time_col,
+        )
+        save_figure(fig, plot_path)

@@ -1,0 +1,76 @@
+"""``gpvae impute``: fill the missing values of a data file, with intervals."""
+
+from __future__ import annotations
+
+import click
+import numpy as np
+
+from gpvae.app.cli.columns import merge_back, parse_times, series_frame, series_set, time_axis
+from gpvae.app.cli.errors import as_cli, info
+from gpvae.app.cli.model_dir import load_model
+from gpvae.app.cli.options import (
+    examples,
+    interval,
+    level_option,
+    num_samples_option,
+    series_option,
+)
+from gpvae.app.cli.tables import check_output, check_plot, read_table, save_figure, write_table
+
+__all__ = ["impute"]
+
+
+@click.command()
+@click.argument("model_dir", type=str)
+@click.argument("data", type=str)
+@click.option("-o", "--out", required=True, help="Output .csv or .parquet file.")
+@num_samples_option
+@level_option
+@click.option("--plot", default=None, help="Also draw one series to this .png file.")
+@series_option
+@examples("  gpvae impute model/ weather.csv -o imputed.csv --plot imputed.png")
+def impute(
+    model_dir: str,
+    data: str,
+    out: str,
+    num_samples: int,
+    level: float,
+    plot: str | None,
+    series: str | None,
+) -> None:
+    """Fill the missing values of DATA, with intervals.
+
+    OUT has the rows and columns of DATA, the missing feature values filled with the
+    imputed mean (observed values unchanged), and <feature>_lower / <feature>_upper
+    columns with the --level interval (equal to the value where observed).
+    """
+    out_path = check_output(out)
+    plot_path = check_plot(plot)
+    model, spec = load_model(model_dir)
+    frame = read_table(data)
+    ss = series_set(frame, spec, "DATA")
+    with as_cli("DATA"):
+        res = model.impute(ss, num_samples=num_samples, quantiles=interval(level))
+    table = merge_back(frame, res.to_frame(), spec)
+    write_table(table, out_path)
+    info(f"imputed {int(frame[spec.features].isna().sum().sum())} missing values; wrote {out_path}")
+    if plot_path is not None:
+        from gpvae.app.plots import plot_imputation
+
+        part = series_frame(table, spec, series)
+        raw = series_frame(frame, spec, series)
+        t_all = time_axis(parse_times(part, spec.time_col, "DATA")[spec.time_col])
+        order = np.argsort(t_all)
+        t = t_all[order]
+        feats = spec.features
+        fig = plot_imputation(
+            t,
+            raw[feats].to_numpy(dtype=np.float64)[order],
+            part[feats].to_numpy(dtype=np.float64)[order],
+            part[[f"{f}_lower" for f in feats]].to_numpy(dtype=np.float64)[order],
+            part[[f"{f}_upper" for f in feats]].to_numpy(dtype=np.float64)[order],
+            feature_names=feats,
+            level=level,
+            time_label=spec.time_col,
+        )
+        save_figure(fig, plot_path)

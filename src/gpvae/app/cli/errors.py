@@ -1,0 +1,70 @@
+"""What the command line tells the user: its errors, one line each, and its info lines.
+
+A user error found by the command line itself raises :class:`CLIError` (exit code 1). An
+error raised by the estimator names the estimator's argument (``X``, ``times``,
+``num_samples``, ...); :func:`as_cli` re-raises it naming the command line's argument or
+option instead (``DATA``, ``--num-samples``, ...).
+"""
+
+from __future__ import annotations
+
+import contextlib
+import re
+from collections.abc import Iterator
+
+import click
+
+from gpvae.errors import GPVAEError
+
+__all__ = ["CLI_NAMES", "CLIError", "as_cli", "cli_message", "info", "one_line"]
+
+
+class CLIError(click.ClickException):
+    """A user error found by the command line itself (exit code 1)."""
+
+
+def one_line(text: str) -> str:
+    """``text`` on one line: its non-blank lines stripped and joined by spaces."""
+    return " ".join(part.strip() for part in str(text).splitlines() if part.strip())
+
+
+#: The estimator's argument names -> the command line's, for errors raised by the estimator.
+CLI_NAMES = {
+    "X": "DATA",
+    "times": "DATA",
+    "resume": "--resume",
+    "horizon": "--horizon",
+    "num_samples": "--num-samples",
+}
+
+
+def cli_message(message: str, default: str, names: dict[str, str] | None = None) -> str:
+    """An estimator error message with the argument it names replaced by the command line's
+    (``X[3]: ...`` -> ``DATA: ... (series 3)``); other messages are prefixed by ``default``."""
+    names = {**CLI_NAMES, **(names or {})}
+    match = re.match(r"([A-Za-z_]\w*(?:, [A-Za-z_]\w*)*)(\[[^\]]*\])?: (.*)", message, re.S)
+    args = [] if match is None else match.group(1).split(", ")
+    if match is None or not all(a in names for a in args):
+        return f"{default}: {message}"
+    _, index, rest = match.groups()
+    shown = ", ".join(dict.fromkeys(names[a] for a in args))  # "num_samples, horizon"
+    if index is not None and not index[1:-1].isdigit():  # a column: DATA['t']
+        return f"{shown}{index}: {rest}"
+    where = f" (series {index[1:-1]})" if index else ""
+    return f"{shown}: {rest}{where}"
+
+
+@contextlib.contextmanager
+def as_cli(default: str, names: dict[str, str] | None = None) -> Iterator[None]:
+    """Re-raise a GPVAEError from the estimator as one naming the command line's argument or
+    option (the estimator names its own arguments, X, times, ...; ``names`` adds to
+    :data:`CLI_NAMES`)."""
+    try:
+        yield
+    except GPVAEError as err:
+        raise CLIError(cli_message(one_line(str(err)), default, names)) from err
+
+
+def info(message: str) -> None:
+    """Print a progress or result line on stdout."""
+    click.echo(message)

@@ -1,0 +1,118 @@
+"""Click plumbing shared by the commands: option callbacks, options used by several
+commands, choices taken from the registries, and the example block of a command's help."""
+
+from __future__ import annotations
+
+import inspect
+import math
+from collections.abc import Callable, Sequence
+from typing import Any, TypeVar
+
+import click
+
+from gpvae.errors import GPVAEError
+
+__all__ = [
+    "RegistryChoice",
+    "examples",
+    "hidden_sizes",
+    "interval",
+    "level_option",
+    "num_samples_option",
+    "positive_float",
+    "positive_int",
+    "probability",
+    "series_option",
+]
+
+_F = TypeVar("_F", bound=Callable[..., Any])
+
+
+def examples(text: str) -> Callable[[_F], _F]:
+    """Append an example block to a command's help (shown verbatim by click)."""
+
+    def wrap(func: _F) -> _F:
+        func.__doc__ = inspect.cleandoc(func.__doc__ or "") + "\n\n\b\nExample:\n" + text
+        return func
+
+    return wrap
+
+
+class RegistryChoice(click.Choice):
+    """A case-insensitive choice among a registry's names.
+
+    Help and errors list ``names`` (the registry's canonical names); any value the
+    registry's ``key`` function accepts (another case, ``-`` for ``_``, an alias such as
+    ``se`` for ``rbf``) is taken too and returned as that key, so the command line accepts
+    exactly what the estimator does.
+    """
+
+    def __init__(self, names: Sequence[str], key: Callable[[object], str]) -> None:
+        super().__init__(list(names), case_sensitive=False)
+        self.key = key
+
+    def convert(self, value: Any, param: click.Parameter | None, ctx: click.Context | None) -> Any:
+        try:
+            return self.key(value)
+        except GPVAEError:
+            return super().convert(value, param, ctx)  # fails, listing the names
+
+
+def positive_int(ctx: click.Context, param: click.Parameter, value: int | None) -> int | None:
+    """Callback: None or an integer >= 1."""
+    if value is not None and value < 1:
+        raise click.BadParameter(f"expected a positive integer, found {value}")
+    return value
+
+
+def positive_float(ctx: click.Context, param: click.Parameter, value: float | None) -> float | None:
+    """Callback: None or a finite number > 0."""
+    if value is not None and not (math.isfinite(value) and value > 0):
+        raise click.BadParameter(f"expected a positive number, found {value}")
+    return value
+
+
+def probability(ctx: click.Context, param: click.Parameter, value: float) -> float:
+    """Callback: a probability in (0, 1)."""
+    if not 0.0 < value < 1.0:
+        raise click.BadParameter(f"expected a probability in (0, 1), found {value}")
+    return value
+
+
+def hidden_sizes(
+    ctx: click.Context, param: click.Parameter, value: str | None
+) -> tuple[int, ...] | None:
+    """Callback: comma-separated positive layer widths (``"128,128"``) as a tuple."""
+    if value is None:
+        return None
+    try:
+        sizes = tuple(int(v) for v in value.split(",") if v.strip())
+    except ValueError:
+        raise click.BadParameter(f"expected comma-separated integers, found {value!r}") from None
+    if not sizes or min(sizes) < 1:
+        raise click.BadParameter(f"expected comma-separated positive integers, found {value!r}")
+    return sizes
+
+
+def interval(level: float) -> tuple[float, float]:
+    """The quantiles ``(lower, upper)`` of the central interval of probability ``level``."""
+    return (0.5 - level / 2.0, 0.5 + level / 2.0)
+
+
+num_samples_option = click.option(
+    "--num-samples",
+    default=100,
+    show_default=True,
+    callback=positive_int,
+    help="Monte Carlo samples for the mean and the intervals.",
+)
+level_option = click.option(
+    "--level",
+    default=0.9,
+    show_default=True,
+    callback=probability,
+    help="Probability of the interval [lower, upper].",
+)
+series_option = click.option(
+    "--series", default=None, help="Series id to plot (long files); default the first one."
+)

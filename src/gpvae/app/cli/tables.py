@@ -1,0 +1,134 @@
+"""Files of the command line: reading and writing tables (CSV or Parquet, chosen by
+extension), checking output and plot paths before any work is done, and saving figures.
+
+Every failure raises :class:`~gpvae.app.cli.errors.CLIError` naming the argument or option
+(``DATA``, ``OUT``, ``--plot``).
+"""
+
+from __future__ import annotations
+
+import os
+import warnings
+from pathlib import Path
+from typing import Any
+
+import pandas as pd
+
+from gpvae.app.cli.errors import CLIError, info, one_line
+
+__all__ = ["check_output", "check_plot", "file_format", "read_table", "save_figure", "write_table"]
+
+_CSV = (".csv", ".csv.gz", ".csv.bz2", ".csv.zip", ".csv.xz")
+_PARQUET = (".parquet", ".pq")
+_PLOT = (".png", ".pdf", ".svg", ".jpg", ".jpeg")
+
+
+def file_format(path: Path, what: str) -> str:
+    """``"csv"`` or ``"parquet"`` by the extension of ``path``, or an error naming ``what``."""
+    name = path.name.lower()
+    if name.endswith(_CSV):
+        return "csv"
+    if name.endswith(_PARQUET):
+        return "parquet"
+    raise CLIError(
+        f"{what}: expected a .csv or .parquet file, found {str(path)!r} (unknown extension "
+        f"{path.suffix or 'none'!r})"
+    )
+
+
+def read_table(path: str | os.PathLike[str], what: str = "DATA") -> pd.DataFrame:
+    """Read a CSV or Parquet file (by extension) into a DataFrame.
+
+    Args:
+        path: the file.
+        what: the argument name for error messages.
+
+    Returns:
+        The table, with the file's columns.
+
+    Raises:
+        click.ClickException: unknown extension, missing or unreadable file, no rows.
+    """
+    p = Path(path)
+    fmt = file_format(p, what)
+    if not p.exists():
+        raise CLIError(f"{what}: file not found: {str(p)!r}")
+    if p.is_dir():
+        raise CLIError(f"{what}: expected a file, found the directory {str(p)!r}")
+    try:
+        frame = _read_csv(p) if fmt == "csv" else pd.read_parquet(p)
+    except pd.errors.ParserWarning as err:
+        raise CLIError(
+            f"{what}: expected at most as many fields per row as the header of {str(p)!r} has "
+            "columns, found rows with more (check the delimiter and the quoting)"
+        ) from err
+    except Exception as err:  # pandas/pyarrow raise many types for unreadable files
+        raise CLIError(
+            f"{what}: could not read {str(p)!r} as {fmt.upper()}: {one_line(str(err))}"
+        ) from err
+    if frame.shape[0] == 0:
+        raise CLIError(f"{what}: expected at least one row, found none in {str(p)!r}")
+    return frame
+
+
+def _read_csv(path: Path) -> pd.DataFrame:
+    """A CSV file whose columns are exactly its header's.
+
+    pandas would silently turn extra leading fields into an index (shifting every value to
+    the wrong column, e.g. for rows with one field more than the header); here a trailing
+    delimiter on every line is ignored, and rows with more fields than the header raise.
+    """
+    with warnings.catch_warnings():
+        warnings.simplefilter("error", pd.errors.ParserWarning)
+        return pd.read_csv(path, index_col=False)
+
+
+def check_output(path: str | os.PathLike[str], what: str = "OUT") -> Path:
+    """Check an output path's extension (before any work is done)."""
+    p = Path(path)
+    file_format(p, what)
+    if p.is_dir():
+        raise CLIError(f"{what}: expected a file name, found the directory {str(p)!r}")
+    return p
+
+
+def check_plot(path: str | None) -> Path | None:
+    """Check a ``--plot`` file name's extension (None: no plot)."""
+    if path is None:
+        return None
+    p = Path(path)
+    if p.suffix.lower() not in _PLOT:
+        raise CLIError(f"--plot: expected a .png, .pdf, .svg or .jpg file name, found {str(p)!r}")
+    return p
+
+
+def write_table(frame: pd.DataFrame, path: str | os.PathLike[str], what: str = "OUT") -> None:
+    """Write a DataFrame as CSV or Parquet (by extension), creating the folder if needed.
+
+    Args:
+        frame: the table (its index is not written).
+        path: the file.
+        what: the argument name for error messages.
+    """
+    p = Path(path)
+    fmt = file_format(p, what)
+    try:
+        p.parent.mkdir(parents=True, exist_ok=True)
+        if fmt == "csv":
+            frame.to_csv(p, index=False)
+        else:
+            frame.to_parquet(p, index=False)
+    except OSError as err:
+        raise CLIError(f"{what}: could not write {str(p)!r}: {err.strerror or err}") from err
+    except ImportError as err:  # no Parquet engine installed
+        raise CLIError(f"{what}: could not write {str(p)!r}: {one_line(str(err))}") from err
+
+
+def save_figure(fig: Any, path: Path) -> None:
+    """Write a matplotlib figure to ``path`` (the ``--plot`` file) and say so."""
+    try:
+        path.parent.mkdir(parents=True, exist_ok=True)
+        fig.savefig(path, dpi=110)
+    except OSError as err:
+        raise CLIError(f"--plot: could not write {str(path)!r}: {err.strerror or err}") from err
+    info(f"wrote plot {path}")
