@@ -21,7 +21,7 @@ SRC = Path(__file__).resolve().parents[1] / "src"
 LAYERS: list[tuple[str, ...]] = [
     ("gpvae.errors", "gpvae.settings", "gpvae.version"),
     ("gpvae.arguments", "gpvae.rng", "gpvae.batch", "gpvae.io"),
-    ("gpvae.kernels", "gpvae.data", "gpvae.nets", "gpvae.baselines"),
+    ("gpvae.kernels", "gpvae.data", "gpvae.nets"),
     ("gpvae.gp", "gpvae.datasets"),
     ("gpvae.likelihoods", "gpvae.posteriors"),
     ("gpvae.model",),
