@@ -2,8 +2,6 @@
 
 from __future__ import annotations
 
-import importlib.util
-
 import pytest
 import torch
 from torch import Tensor
@@ -31,8 +29,6 @@ def _data(B: int = 8, N: int = 200, seed: int = 0) -> tuple[Tensor, Tensor, Tens
 
 @pytest.mark.parametrize("backend", ["dense", "markov"])
 def test_max_log_marginal_recovers_lengthscale(backend: str) -> None:
-    if backend == "markov" and importlib.util.find_spec("gpvae.gp.markov") is None:
-        pytest.skip("gpvae.gp.markov is not importable yet (the markov backend is not written)")
     x, mean, var = _data()
     prior = GPPrior(Matern32(lengthscale=1.0, variance=0.5), latent_dim=1, backend=backend)
     prior = prior.to(DT)

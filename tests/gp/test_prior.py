@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import importlib.util
 import math
 from collections.abc import Callable
 from typing import Any
@@ -16,7 +15,6 @@ from gpvae.gp import DenseGPPosterior, GPPrior
 from gpvae.kernels import RBF, Kernel, Matern12, Matern32
 
 DT = torch.float64
-MARKOV_AVAILABLE = importlib.util.find_spec("gpvae.gp.markov") is not None
 
 
 def _inputs(B: int = 2, N: int = 6, d: int = 1, L: int = 2, seed: int = 0) -> dict[str, Tensor]:
@@ -82,7 +80,7 @@ def test_sequence_of_kernels_is_used_as_given() -> None:
             lambda: Matern32(),
             1,
             "auto",
-            "markov" if MARKOV_AVAILABLE else "dense",
+            "markov",
             id="auto-matern-1d",
         ),
         pytest.param(lambda: Matern32(), 2, "auto", "dense", id="auto-matern-2d-dense"),
@@ -91,7 +89,7 @@ def test_sequence_of_kernels_is_used_as_given() -> None:
             lambda: [Matern32(), Matern12()],
             1,
             "auto",
-            "markov" if MARKOV_AVAILABLE else "dense",
+            "markov",
             id="auto-all-matern-1d",
         ),
         pytest.param(lambda: Matern32(), 1, "dense", "dense", id="dense-forced"),
@@ -148,8 +146,6 @@ def test_markov_with_multidimensional_x_raises() -> None:
 def test_prior_sample_moments_match_kernel(
     backend: str, kernels: Callable[[], list[Kernel]]
 ) -> None:
-    if backend == "markov" and not MARKOV_AVAILABLE:
-        pytest.skip("gpvae.gp.markov is not available yet")
     S = 20_000
     prior = GPPrior(kernels(), 2, backend=backend).to(DT)
     inp = _inputs(B=2, N=5)
@@ -231,8 +227,6 @@ def test_bad_condition_input_raises(
     error: type[Exception],
     name: str,
 ) -> None:
-    if backend == "markov" and not MARKOV_AVAILABLE:
-        pytest.skip("gpvae.gp.markov is not available yet")
     prior = GPPrior(Matern32(), latent_dim=2, backend=backend).to(DT)
     with pytest.raises(error, match=rf"^{name}: expected"):
         prior.condition(**change(_inputs()))

@@ -11,7 +11,6 @@ Shapes: B series, N points, d index dimension, L channels, S samples.
 from __future__ import annotations
 
 import copy
-import importlib.util
 from collections.abc import Callable, Sequence
 from typing import NamedTuple
 
@@ -106,10 +105,6 @@ def backend_names() -> list[str]:
     return ["auto", *BACKENDS]
 
 
-def _markov_available() -> bool:
-    return importlib.util.find_spec("gpvae.gp.markov") is not None
-
-
 class GPPrior(nn.Module):
     """Independent GP priors over L latent channels, one kernel per channel.
 
@@ -198,7 +193,7 @@ class GPPrior(nn.Module):
         """The backend name used for index points ``x`` (B, N, d) or (B, N).
 
         ``auto`` gives ``markov`` when every channel kernel has a state-space form and
-        d == 1 (and the markov backend is installed), else ``dense``.
+        d == 1 else ``dense``.
 
         Raises:
             ValidationError: naming ``x`` when a state-space backend is asked for with d != 1.
@@ -206,7 +201,7 @@ class GPPrior(nn.Module):
         d = 1 if x.ndim == 2 else int(x.shape[-1])
         if self.backend == "auto":
             markov_ok = d == 1 and all(k.has_state_space for k in self.kernel_list)
-            return "markov" if markov_ok and _markov_available() else "dense"
+            return "markov" if markov_ok else "dense"
         if BACKENDS[self.backend].needs_state_space and d != 1:
             raise ValidationError(
                 f"x: backend={self.backend!r} needs 1-D index points (d = 1), found d = {d}; "
