@@ -27,7 +27,8 @@ LAYERS: list[tuple[str, ...]] = [
     ("gpvae.model",),
     ("gpvae.training",),
     ("gpvae.estimator",),
-    ("gpvae.app", "gpvae.__main__"),
+    ("gpvae.app",),
+    ("gpvae.__main__",),
 ]
 #: The package's top level is the public facade: it may import anything.
 FACADE = "gpvae"

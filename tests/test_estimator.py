@@ -585,14 +585,15 @@ def test_per_series_draws_have_the_posterior_moments(
     monkeypatch.setattr(settings, "DENSE_MAX_POINTS", dense_max)
     X, times = ragged_series([12, 30, 7], seed=4)
     est = GPVAE(**{**FAST, "epochs": 1}, posterior=posterior).fit(X, times)
-    ss, scaled = est._input(X, times, "test")
+    ctx = est._context("test")
+    ss, scaled = ctx.input(X, times)
     idx = np.arange(3)
-    batch = est._batch(scaled, idx, est.scaler_)
+    batch = ctx.batch(scaled, idx)
     with torch.no_grad():
         q = est.model_.encode(batch)
         mean, var = q.marginals()
         S = 4000
-        sampler = q.series_sampler(est._series_generators(ss, idx, salt=0))
+        sampler = q.series_sampler(ctx.series_generators(ss, idx, salt=0))
         z = torch.cat([sampler.draw(1000) for _ in range(4)])  # (S, B, N, L)
     valid = batch.valid[..., None].expand_as(mean)
     z_score = ((z.mean(0) - mean) / (var / S).sqrt())[valid]

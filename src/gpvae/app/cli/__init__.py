@@ -27,10 +27,10 @@ from typing import Any
 
 import click
 
-from gpvae import __version__
 from gpvae.app.cli.commands import COMMANDS
 from gpvae.app.cli.errors import one_line
 from gpvae.errors import GPVAEError
+from gpvae.version import __version__
 
 __all__ = ["cli", "main"]
 

@@ -22,8 +22,8 @@ from typing import TYPE_CHECKING
 import numpy as np
 import pandas as pd
 
-from gpvae import __version__
 from gpvae.app.cli.errors import CLIError, one_line
+from gpvae.version import __version__
 
 if TYPE_CHECKING:
     from gpvae.data import SeriesSet
