@@ -1,8 +1,9 @@
-"""The markov (state-space) backend against an independent dense reference, in float64.
+"""Markov-specific tests of the state-space backend, in float64.
 
-The reference builds ``K = kernel(x, x)`` on the valid points of each series and conditions
-on the included points of each channel by textbook Gaussian conditioning; log-marginals and
-KL divergences come from ``torch.distributions``.
+Its agreement with the dense reference (values, gradients, sample moments, the prior when
+nothing is included) is the backend contract, in test_backend_contract.py. Here: numerics
+at extreme lengthscales and nearly singular filters, prior samples, padding, error
+messages, a long series, and gradcheck of the hand-written backward passes.
 """
 
 from __future__ import annotations
@@ -11,8 +12,8 @@ from collections.abc import Callable
 
 import pytest
 import torch
+from _reference import DTYPE, check_moments, dense_all, make_kernels, make_problem, stacked
 from torch import Tensor
-from torch.distributions import MultivariateNormal, kl_divergence
 
 from gpvae.errors import GPVAEError, ShapeError, ValidationError
 from gpvae.gp import _kalman
@@ -21,138 +22,7 @@ from gpvae.kernels.base import Kernel
 from gpvae.kernels.matern import Matern12, Matern32, Matern52
 from gpvae.kernels.stationary import RBF
 
-DTYPE = torch.float64
 RTOL = 1e-6
-GRAD_RTOL = 1e-5
-
-KernelFactory = Callable[[], list[Kernel]]
-
-#: One list of channel kernels per case; the mixed case has two channels with m = 2 and a
-#: Sum (m = 1 + 2 = 3) stacked with a Matern52 (m = 3).
-CASES: dict[str, KernelFactory] = {
-    "matern12": lambda: [Matern12(lengthscale=0.7, variance=1.3)],
-    "matern32": lambda: [Matern32(lengthscale=0.9, variance=0.8)],
-    "matern52": lambda: [Matern52(lengthscale=1.1, variance=1.5)],
-    "sum12+32": lambda: [Matern12(lengthscale=2.0, variance=0.5) + Matern32(lengthscale=0.5)],
-    "mixed": lambda: [
-        Matern32(lengthscale=0.5, variance=1.0),
-        Matern12(lengthscale=1.0, variance=2.0),
-        Matern52(lengthscale=0.8, variance=0.7),
-        Matern32(lengthscale=2.0, variance=0.5),
-        Matern12(lengthscale=0.3, variance=0.4) + Matern32(lengthscale=1.5, variance=1.2),
-    ],
-}
-
-
-def make_kernels(case: str) -> list[Kernel]:
-    return [k.to(DTYPE) for k in CASES[case]()]
-
-
-def make_problem(
-    num_channels: int, seed: int = 0, B: int = 3, N: int = 14
-) -> tuple[Tensor, Tensor, Tensor, Tensor]:
-    """Irregular times with duplicates, excluded points and padding (leading and trailing).
-
-    Returns x (B, N, 1), mean (B, N, L), var (B, N, L), valid (B, N).
-    """
-    g = torch.Generator().manual_seed(seed)
-    gaps = 0.1 + torch.empty(B, N, dtype=DTYPE).exponential_(2.0, generator=g)
-    gaps = torch.where(torch.rand(B, N, generator=g, dtype=DTYPE) < 0.2, 0.0, gaps)  # repeats
-    x = torch.cumsum(gaps, dim=1) - 2.0 * torch.rand(B, 1, generator=g, dtype=DTYPE)
-    valid = torch.ones(B, N, dtype=torch.bool)
-    valid[1, -4:] = False  # trailing padding
-    if B > 2:
-        valid[2, :2] = False  # leading padding
-        valid[2, -1] = False
-    x = torch.where(valid, x, torch.zeros_like(x))  # garbage x on padding
-    mean = torch.randn(B, N, num_channels, generator=g, dtype=DTYPE)
-    var = 0.1 + torch.rand(B, N, num_channels, generator=g, dtype=DTYPE)
-    excluded = torch.rand(B, N, num_channels, generator=g, dtype=DTYPE) < 0.25
-    var = torch.where(excluded, torch.inf, var)
-    var = torch.where(valid[..., None], var, 7.0)  # garbage on padding
-    return x[..., None], mean, var, valid
-
-
-def new_points(x: Tensor, valid: Tensor, seed: int = 1) -> Tensor:
-    """(B, M, 1) unsorted points before, after, between and equal to the valid points."""
-    g = torch.Generator().manual_seed(seed)
-    out = []
-    for b in range(x.shape[0]):
-        xv = x[b, valid[b], 0]
-        between = xv[:-1] + torch.rand(len(xv) - 1, generator=g, dtype=DTYPE) * xv.diff()
-        pts = torch.cat([xv[:1] - 1.3, xv[-1:] + 0.7, xv[-1:] + 3.0, between[:3], xv[:3]])
-        pts = torch.cat([pts, pts[5:6]])  # a repeated new point
-        out.append(pts[torch.randperm(len(pts), generator=g)])
-    return torch.stack(out)[..., None]
-
-
-# ----------------------------------------------------------------------------------------
-# dense reference
-
-
-def dense_reference(
-    kernel: Kernel,
-    x: Tensor,
-    mean: Tensor,
-    var: Tensor,
-    valid: Tensor,
-    x_new: Tensor | None = None,
-    with_kl: bool = True,
-) -> dict[str, Tensor]:
-    """One series, one channel: x (N, 1), mean/var (N,), valid (N,); x_new (M, 1)."""
-    xv, mv, vv = x[valid], mean[valid], var[valid]
-    inc = torch.isfinite(vv)
-    xi, yi, di = xv[inc], mv[inc], vv[inc]
-    Kii = kernel(xi, xi) + torch.diag(di)
-
-    def conditional(xs: Tensor) -> tuple[Tensor, Tensor]:
-        Kss = kernel(xs, xs)
-        if len(yi) == 0:
-            return xs.new_zeros(len(xs)), Kss
-        Ksi = kernel(xs, xi)
-        return Ksi @ torch.linalg.solve(Kii, yi), Kss - Ksi @ torch.linalg.solve(Kii, Ksi.T)
-
-    out: dict[str, Tensor] = {}
-    if len(yi) == 0:
-        out["log_marginal"] = x.new_zeros(())
-    else:
-        out["log_marginal"] = MultivariateNormal(x.new_zeros(len(yi)), Kii).log_prob(yi)
-    out["mean"], out["cov"] = conditional(xv)
-    if with_kl:
-        xu = torch.unique(xv)[:, None]  # KL over distinct points (repeats are degenerate)
-        mu, cov = conditional(xu)
-        prior = MultivariateNormal(xu.new_zeros(len(xu)), kernel(xu, xu))
-        out["kl"] = kl_divergence(MultivariateNormal(mu, cov), prior)
-    if x_new is not None:
-        out["new_mean"], out["new_cov"] = conditional(x_new)
-    return out
-
-
-def dense_all(
-    kernels: list[Kernel],
-    x: Tensor,
-    mean: Tensor,
-    var: Tensor,
-    valid: Tensor,
-    x_new: Tensor | None = None,
-    with_kl: bool = True,
-) -> list[list[dict[str, Tensor]]]:
-    """dense_reference for every series b and channel l: result[b][l]."""
-    return [
-        [
-            dense_reference(
-                k,
-                x[b],
-                mean[b, :, ell],
-                var[b, :, ell],
-                valid[b],
-                None if x_new is None else x_new[b],
-                with_kl,
-            )
-            for ell, k in enumerate(kernels)
-        ]
-        for b in range(x.shape[0])
-    ]
 
 
 def close(actual: Tensor, expected: Tensor, rtol: float = RTOL) -> None:
@@ -160,81 +30,7 @@ def close(actual: Tensor, expected: Tensor, rtol: float = RTOL) -> None:
 
 
 # ----------------------------------------------------------------------------------------
-# exactness
-
-
-@pytest.mark.parametrize("case", list(CASES))
-def test_log_marginal_marginals_kl_match_dense(case: str) -> None:
-    kernels = make_kernels(case)
-    x, mean, var, valid = make_problem(len(kernels))
-    post = MarkovGPPosterior(kernels, x, mean, var, valid)
-    ref = dense_all(kernels, x, mean, var, valid)
-    B, L = mean.shape[0], mean.shape[-1]
-    expect = lambda key: torch.stack([torch.stack([r[key] for r in row]) for row in ref])  # noqa: E731
-
-    close(post.log_marginal, expect("log_marginal"))
-    close(post.kl(), expect("kl"))
-    pm, pv = post.marginals()
-    assert pm.shape == pv.shape == (B, x.shape[1], L)
-    assert bool(torch.isfinite(pm).all())
-    assert bool(torch.isfinite(pv).all())
-    for b in range(B):
-        for ell in range(L):
-            close(pm[b, valid[b], ell], ref[b][ell]["mean"])
-            close(pv[b, valid[b], ell], torch.diagonal(ref[b][ell]["cov"]))
-
-
-@pytest.mark.parametrize("case", list(CASES))
-def test_predict_matches_dense(case: str) -> None:
-    kernels = make_kernels(case)
-    x, mean, var, valid = make_problem(len(kernels), seed=3)
-    x_new = new_points(x, valid)
-    post = MarkovGPPosterior(kernels, x, mean, var, valid)
-    ref = dense_all(kernels, x, mean, var, valid, x_new)
-    pm, pv = post.predict(x_new)
-    assert pm.shape == pv.shape == (x.shape[0], x_new.shape[1], len(kernels))
-    for b in range(x.shape[0]):
-        for ell in range(len(kernels)):
-            close(pm[b, :, ell], ref[b][ell]["new_mean"])
-            close(pv[b, :, ell], torch.diagonal(ref[b][ell]["new_cov"]))
-
-
-def test_no_included_point_gives_the_prior() -> None:
-    kernels = make_kernels("mixed")
-    x, mean, var, valid = make_problem(len(kernels), seed=4)
-    var = torch.full_like(var, torch.inf)
-    post = MarkovGPPosterior(kernels, x, mean, var, valid)
-    close(post.log_marginal, torch.zeros_like(post.log_marginal))
-    close(post.kl(), torch.zeros_like(post.log_marginal))
-    pm, pv = post.marginals()
-    close(pm, torch.zeros_like(pm))
-    prior_var = torch.stack([k(x, diag=True) for k in kernels], dim=-1)  # (B, N, L)
-    close(pv[valid], prior_var[valid])
-
-
-@pytest.mark.parametrize("quantity", ["log_marginal", "kl"])
-@pytest.mark.parametrize("case", ["matern12", "matern52", "sum12+32", "mixed"])
-def test_gradients_match_dense(case: str, quantity: str) -> None:
-    kernels = make_kernels(case)
-    x, mean, var, valid = make_problem(len(kernels), seed=5)
-    weights = torch.rand(x.shape[0], len(kernels), generator=torch.Generator().manual_seed(6))
-    weights = weights.to(DTYPE) + 0.5
-
-    def grads(markov: bool) -> list[Tensor]:
-        m = mean.clone().requires_grad_()
-        v = var.clone().requires_grad_()
-        if markov:
-            post = MarkovGPPosterior(kernels, x, m, v, valid)
-            value = post.log_marginal if quantity == "log_marginal" else post.kl()
-        else:
-            ref = dense_all(kernels, x, m, v, valid)
-            value = torch.stack([torch.stack([r[quantity] for r in row]) for row in ref])
-        params = [p for k in kernels for p in k.parameters()]
-        return list(torch.autograd.grad((weights * value).sum(), [m, v, *params]))
-
-    for got, want in zip(grads(True), grads(False), strict=True):
-        assert bool(torch.isfinite(got).all())
-        close(got, want, rtol=GRAD_RTOL)
+# numerics
 
 
 @pytest.mark.parametrize("lengthscale", [1e-3, 1e3], ids=["tiny-lengthscale", "huge-lengthscale"])
@@ -255,7 +51,7 @@ def test_extreme_lengthscales_stay_finite_and_exact(lengthscale: float) -> None:
             assert p.grad is not None
             assert bool(torch.isfinite(p.grad).all())
     ref = dense_all(kernels, x, mean, var, valid, with_kl=False)
-    expected = torch.stack([torch.stack([r["log_marginal"] for r in row]) for row in ref])
+    expected = stacked(ref, "log_marginal")
     # The dense reference itself is ill-conditioned for a huge lengthscale: looser tolerance.
     close(lm.detach(), expected, rtol=1e-6 if lengthscale < 1 else 1e-4)
 
@@ -273,7 +69,7 @@ def test_very_precise_repeated_points() -> None:
     assert m.grad is not None
     assert bool(torch.isfinite(m.grad).all())
     ref = dense_all(kernels, x, mean, var, valid, with_kl=False)
-    expected = torch.stack([torch.stack([r["log_marginal"] for r in row]) for row in ref])
+    expected = stacked(ref, "log_marginal")
     close(post.log_marginal.detach(), expected, rtol=1e-6)
     # K + diag(var) has a condition number near 1e11 here, so the dense means carry errors
     # of about 1e-6: compare to that accuracy.
@@ -285,50 +81,9 @@ def test_very_precise_repeated_points() -> None:
 
 
 # ----------------------------------------------------------------------------------------
-# samples
-
-
-def check_moments(samples: Tensor, mu: Tensor, cov: Tensor, sigmas: float = 6.0) -> None:
-    """Sample mean and covariance (S, n) against (n,), (n, n) within ``sigmas`` standard
-    errors: se(mean_i) = sqrt(C_ii / S), se(C_ij) = sqrt((C_ii C_jj + C_ij^2) / S)."""
-    S = samples.shape[0]
-    d = torch.diagonal(cov).clamp_min(0)
-    emp_mean = samples.mean(0)
-    centred = samples - emp_mean
-    emp_cov = centred.T @ centred / (S - 1)
-    tol_mean = sigmas * (d / S).sqrt() + 1e-9
-    tol_cov = sigmas * ((d[:, None] * d[None, :] + cov**2) / S).sqrt() + 1e-9
-    assert bool(((emp_mean - mu).abs() <= tol_mean).all()), (emp_mean - mu).abs() / tol_mean
-    assert bool(((emp_cov - cov).abs() <= tol_cov).all()), ((emp_cov - cov).abs() / tol_cov).max()
-
+# prior samples (posterior samples are in the backend contract)
 
 NUM_SAMPLES = 20_000
-
-
-def test_sample_moments_match_dense() -> None:
-    kernels = make_kernels("mixed")
-    x, mean, var, valid = make_problem(len(kernels), seed=9, N=9)
-    post = MarkovGPPosterior(kernels, x, mean, var, valid)
-    f = post.sample(NUM_SAMPLES, generator=torch.Generator().manual_seed(10))
-    assert f.shape == (NUM_SAMPLES, *mean.shape)
-    assert bool(torch.isfinite(f).all())
-    ref = dense_all(kernels, x, mean, var, valid)
-    for b in range(x.shape[0]):
-        for ell in range(len(kernels)):
-            check_moments(f[:, b, valid[b], ell], ref[b][ell]["mean"], ref[b][ell]["cov"])
-
-
-def test_sample_at_moments_match_dense() -> None:
-    kernels = make_kernels("mixed")
-    x, mean, var, valid = make_problem(len(kernels), seed=11, N=9)
-    x_new = new_points(x, valid, seed=12)
-    post = MarkovGPPosterior(kernels, x, mean, var, valid)
-    f = post.sample_at(x_new, NUM_SAMPLES, generator=torch.Generator().manual_seed(13))
-    assert f.shape == (NUM_SAMPLES, x.shape[0], x_new.shape[1], len(kernels))
-    ref = dense_all(kernels, x, mean, var, valid, x_new)
-    for b in range(x.shape[0]):
-        for ell in range(len(kernels)):
-            check_moments(f[:, b, :, ell], ref[b][ell]["new_mean"], ref[b][ell]["new_cov"])
 
 
 def test_sample_prior_moments_match_kernel() -> None:
@@ -344,34 +99,18 @@ def test_sample_prior_moments_match_kernel() -> None:
         for ell, k in enumerate(kernels):
             with torch.no_grad():
                 K = k(xv, xv)
-            check_moments(f[:, b, valid[b], ell], xv.new_zeros(len(xv)), K)
+            check_moments(f[:, b, valid[b], ell], xv.new_zeros(len(xv)), K, sigmas=6.0)
 
 
-def test_samples_are_seeded_and_reparameterised() -> None:
+def test_prior_samples_are_seeded_and_reparameterised() -> None:
     kernels = make_kernels("mixed")
-    x, mean, var, valid = make_problem(len(kernels), seed=16, N=8)
-    m = mean.clone().requires_grad_()
-    v = var.clone().requires_grad_()
-    post = MarkovGPPosterior(kernels, x, m, v, valid)
-    f1 = post.sample(64, generator=torch.Generator().manual_seed(0))
-    f2 = post.sample(64, generator=torch.Generator().manual_seed(0))
-    torch.testing.assert_close(f1, f2, rtol=0, atol=0)
-    assert not torch.equal(f1[0], f1[1])
-    # The simulation smoother is f+ + W (mean - y+): d(sample)/d(mean) = W exactly, the
-    # derivative of the posterior mean.
-    inc = post.included
-    (g_sample,) = torch.autograd.grad(f1.mean(0).sum(), m, retain_graph=True)
-    (g_mean,) = torch.autograd.grad(post.marginals()[0].sum(), m, retain_graph=True)
-    close(g_sample[inc], g_mean[inc], rtol=1e-10)
-    new = new_points(x, valid)
-    f_new = post.sample_at(new, 8, generator=torch.Generator().manual_seed(1))
-    loss = f1.square().sum() + f_new.square().sum()
+    x, _, _, valid = make_problem(len(kernels), seed=16, N=8)
     params = [p for k in kernels for p in k.parameters()]
-    grads = torch.autograd.grad(loss, [m, v, *params])
-    for grad in grads:
-        assert bool(torch.isfinite(grad).all())
-        assert bool((grad != 0).any())
-    prior = sample_prior_markov(kernels, x, valid, 8, torch.Generator().manual_seed(2))
+    draw = lambda seed: sample_prior_markov(  # noqa: E731
+        kernels, x, valid, 8, torch.Generator().manual_seed(seed)
+    )
+    prior = draw(2)
+    assert torch.equal(prior, draw(2))
     grads = torch.autograd.grad(prior.square().sum(), params)
     assert all(bool(torch.isfinite(g).all()) and bool((g != 0).any()) for g in grads)
 

@@ -95,9 +95,12 @@ def banded_reference(batch: Batch, prior: GPPrior, mean, var, offdiag) -> torch.
 def test_banded_kl_equals_dense_mvn_kl(name: str, route: str) -> None:
     batch = make_batch()
     mean, var, offdiag = encoder_output()
-    prior = prior_of(KERNELS[name]())
+    prior = prior_of(KERNELS[name](), backend="auto")
     q = BandedPosterior(route=route)((mean, var, offdiag), batch, prior)
     assert q.markov == (route == "auto" and name.startswith("matern"))
+    # the dense backend takes the dense route unless the family is told otherwise
+    dense_q = BandedPosterior(route=route)((mean, var, offdiag), batch, prior_of(KERNELS[name]()))
+    assert not dense_q.markov
     _check(q.kl(), banded_reference(batch, prior, mean, var, offdiag))
 
 

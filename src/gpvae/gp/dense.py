@@ -207,7 +207,9 @@ class DenseGPPosterior(GPPosterior):
         # W^1/2 (mean - f_p - e); the pseudo-noise term W^1/2 sqrt(var) noise is just noise.
         resid = s * (m - prior) - torch.where(s > 0, noise, torch.zeros_like(noise))
         v = torch.cholesky_solve(resid[..., None], self._chol_b).squeeze(-1)  # B^-1 (...)
-        return prior + (self._K @ (s * v)[..., None]).squeeze(-1)  # f_p + K (K + V)^-1 (...)
+        correction = (self._K @ (s * v)[..., None]).squeeze(-1)  # K (K + V)^-1 (...)
+        # padding is decoupled from the data: its draws stay the prior's placeholders
+        return prior + torch.where(self.valid[:, None, :], correction, torch.zeros_like(correction))
 
     def predict(self, x_new: Tensor) -> tuple[Tensor, Tensor]:
         """Posterior mean and variance of f at ``x_new``.

@@ -46,6 +46,7 @@ from gpvae.posteriors.base import (
     SeriesSampler,
     VariationalPosterior,
     dense_prior_cholesky,
+    markov_capable,
     markov_chain_cross_entropy,
     prior_log_prob,
     use_markov_route,
@@ -93,8 +94,8 @@ class BandedQ(VariationalPosterior):
         mu: (B, N, L) means.
         var: (B, N, L) ``1 / b_n^2`` (finite, positive on valid points).
         offdiag: (B, N, L) ``c_n`` (the last point's value is unused).
-        route: ``"auto"`` (Markov when possible), ``"markov"`` or ``"dense"`` for the KL and
-            the prior density.
+        route: ``"auto"`` (Markov when possible and the prior's backend is not ``"dense"``),
+            ``"markov"`` or ``"dense"`` for the KL and the prior density.
     """
 
     def __init__(
@@ -117,12 +118,12 @@ class BandedQ(VariationalPosterior):
         a = -c_prev.transpose(1, 2) * self.var.sqrt()  # (B, L, N): a_n = -c_{n-1} / b_n
         self.a = torch.where(valid[:, None, :], a, torch.zeros_like(a))  # (B, L, N)
         self.b = b
-        if route == "markov" and not use_markov_route(prior, x, valid):
+        if route == "markov" and not markov_capable(prior, x, valid):
             raise ValidationError(
                 "route: 'markov' needs state-space kernels on 1-D strictly increasing index "
                 "points, found otherwise; use route='auto' or 'dense'"
             )
-        self.markov = route != "dense" and use_markov_route(prior, x, valid)
+        self.markov = route == "markov" or (route == "auto" and use_markov_route(prior, x, valid))
 
     def rsample(self, num_samples: int, generator: torch.Generator | None = None) -> Tensor:
         check_num_samples(num_samples)
@@ -211,7 +212,8 @@ class BandedPosterior(PosteriorFamily):
     """Fortuin's family q(z_l) = N(mu, (B B^T)^-1); encoder outputs ``(mean, var, offdiag)``.
 
     Args:
-        route: ``"auto"`` (the O(N) Markov route whenever the prior allows, else dense),
+        route: ``"auto"`` (the O(N) Markov route whenever the prior allows and its backend
+            is not ``"dense"``, else dense),
             ``"markov"`` (raise if not possible) or ``"dense"``.
     """
 

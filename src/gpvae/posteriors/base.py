@@ -45,6 +45,7 @@ __all__ = [
     "VariationalPosterior",
     "dense_prior_cholesky",
     "filled_times",
+    "markov_capable",
     "markov_chain_cross_entropy",
     "prior_log_prob",
     "use_markov_route",
@@ -173,16 +174,20 @@ def _strictly_increasing(x: Tensor, valid: Tensor) -> bool:
     return bool(ok.all())
 
 
-def use_markov_route(prior: GPPrior, x: Tensor, valid: Tensor) -> bool:
-    """Whether the prior density can be evaluated by the O(N) Markov route.
-
-    True when every channel kernel has a state-space form, ``x`` (B, N, d) has d = 1, and the
-    valid index points strictly increase along N in every series.
-    """
+def markov_capable(prior: GPPrior, x: Tensor, valid: Tensor) -> bool:
+    """Whether the prior density *can* be evaluated by the O(N) Markov route: every channel
+    kernel has a state-space form, ``x`` (B, N, d) has d = 1, and the valid index points
+    strictly increase along N in every series."""
     if x.shape[-1] != 1 or not all(k.has_state_space for k in prior.kernel_list):
         return False
     x1 = torch.where(valid, x[..., 0], torch.zeros_like(x[..., 0])).detach()  # (B, N)
     return _strictly_increasing(x1, valid)
+
+
+def use_markov_route(prior: GPPrior, x: Tensor, valid: Tensor) -> bool:
+    """Whether the prior density is evaluated by the Markov route: when it can be
+    (:func:`markov_capable`) and the prior's backend is not ``"dense"``."""
+    return prior.backend != "dense" and markov_capable(prior, x, valid)
 
 
 def filled_times(x: Tensor, valid: Tensor) -> Tensor:
