@@ -30,6 +30,7 @@ from torch import nn
 
 from gpvae.arguments import bool_arg, check_name, float_arg, int_arg
 from gpvae.data import Scaler
+from gpvae.data.holdout import HIDE_PATTERNS, check_lengths
 from gpvae.data.output import unpad
 from gpvae.errors import (
     GPVAEError,
@@ -54,6 +55,7 @@ from gpvae.estimator.fitting import fit_data
 from gpvae.estimator.forecasting import forecast_series
 from gpvae.estimator.imputation import impute_series
 from gpvae.estimator.modelfile import load_weights, read_folder, write_folder
+from gpvae.estimator.validation import validation_split
 from gpvae.estimator.results import (
     AnomalyResult,
     ForecastResult,
@@ -88,6 +90,10 @@ _ARGUMENTS = (
     "optimizer",
     "patience",
     "val_fraction",
+    "val_pattern",
+    "mask_rate",
+    "mask_pattern",
+    "block_lengths",
     "calibrate",
     "num_samples",
     "lengthscale",
@@ -129,7 +135,18 @@ class GPVAE:
         patience: epochs without a better validation score before stopping (None: never).
         val_fraction: share of observed entries held out as validation targets (of
             ``X_val`` when given, else of the training data, which then trains without them);
-            0 turns early stopping on a held-out score off.
+            0 turns early stopping on a held-out score off. Not used when ``fit`` gets
+            ``X_val_target`` (the hidden entries given there are the validation targets).
+        val_pattern: shape of the held-out validation entries: ``"points"`` (entries drawn
+            independently) or ``"blocks"`` (runs of ``block_lengths`` consecutive steps of
+            one feature; choose it when the gaps to fill are blocks, so that early stopping
+            and interval calibration score the kind of gap that will be imputed).
+        mask_rate: artificial missingness in training: at every step this share of the
+            observed entries is hidden from the encoder and still scored by the likelihood
+            (:class:`~gpvae.model.GPVAEModel`); 0 turns it off.
+        mask_pattern: ``"points"`` or ``"blocks"`` (runs of ``block_lengths`` steps), the
+            shape of the entries hidden in training.
+        block_lengths: (shortest, longest) run length in steps of the ``"blocks"`` patterns.
         calibrate: after fit, rescale the imputation intervals per feature so that they
             cover the held-out entries at their nominal levels
             (:mod:`gpvae.estimator.calibration`; needs ``val_fraction > 0``; not for
@@ -170,6 +187,10 @@ class GPVAE:
         optimizer: str = "adam",
         patience: int | None = 10,
         val_fraction: float = 0.1,
+        val_pattern: str = "points",
+        mask_rate: float = 0.0,
+        mask_pattern: str = "points",
+        block_lengths: Sequence[int] = (2, 24),
         calibrate: bool = True,
         num_samples: int = 1,
         lengthscale: float | None = None,
@@ -197,6 +218,12 @@ class GPVAE:
         self.val_fraction = float_arg("val_fraction", val_fraction, positive=False)
         if self.val_fraction >= 1.0:
             raise invalid("val_fraction", "a number in [0, 1)", val_fraction)
+        self.val_pattern = check_name("val_pattern", val_pattern, HIDE_PATTERNS)
+        self.mask_rate = float_arg("mask_rate", mask_rate, positive=False)
+        if self.mask_rate >= 1.0:
+            raise invalid("mask_rate", "a number in [0, 1)", mask_rate)
+        self.mask_pattern = check_name("mask_pattern", mask_pattern, HIDE_PATTERNS)
+        self.block_lengths = check_lengths(block_lengths)
         self.calibrate = bool_arg("calibrate", calibrate)
         self.num_samples = int_arg("num_samples", num_samples)
         self.lengthscale = None if lengthscale is None else float_arg("lengthscale", lengthscale)
@@ -257,6 +284,9 @@ class GPVAE:
             hidden=self.hidden,
             beta=self.beta,
             lengthscale=self.lengthscale,
+            mask_rate=self.mask_rate,
+            mask_pattern=self.mask_pattern,
+            block_lengths=self.block_lengths,
         )
         with torch.random.fork_rng(devices=[]):
             torch.manual_seed(self.seed)
@@ -327,21 +357,28 @@ class GPVAE:
         X_val: Any = None,
         times_val: Any = None,
         *,
+        X_val_target: Any = None,
         resume: bool = False,
     ) -> GPVAE:
         """Train on X (observed entries only), early-stopping on a held-out imputation MAE.
 
         The validation score is the mean absolute error, in standardised units, of the
-        imputation (likelihood mean decoded at the posterior mean of z) of held-out observed
-        entries: a ``val_fraction`` share of the observed entries of ``X_val`` when given
-        (the rest is the input), else of ``X`` (hidden from the training input). The weights
-        with the best score are kept.
+        imputation (likelihood mean decoded at the posterior mean of z) of entries hidden
+        from the model: with ``X_val_target``, its entries that are missing in ``X_val`` (the
+        hidden ground truth); else a ``val_fraction`` share of the observed entries of
+        ``X_val`` when given (the rest is the input), or of ``X`` (hidden from the training
+        input), as single entries or as blocks (``val_pattern``). The weights with the best
+        score are kept, and the imputation intervals are calibrated on the same entries.
+        Series with a single time step are accepted; series with no observed entry are left
+        out of training (with a warning).
 
         Args:
             X: (n, T, D) array with NaN, list of (T_i, D) arrays, DataFrame or dict.
             times: None (0..T-1), (T,), (n, T) or a list of (T_i,) arrays.
             X_val: optional validation data in the same form (same D).
-            times_val: times of ``X_val``.
+            times_val: times of ``X_val`` (and of ``X_val_target``).
+            X_val_target: ``X_val`` with the entries hidden from it filled in (same form,
+                series and times): the validation targets.
             resume: continue from the checkpoint in ``checkpoint_dir`` (same data and
                 settings) up to ``epochs``; starts afresh when there is no checkpoint yet.
 
@@ -358,11 +395,24 @@ class GPVAE:
                 "found checkpoint_dir=None"
             )
         binary = self.likelihood == "bernoulli"  # 0/1 values are modelled as they are
-        train_set, val_set, scaler = fit_data(X, times, X_val, times_val, binary=binary)
+        train_set, val_set, target_set, scaler = fit_data(
+            X, times, X_val, times_val, binary=binary, X_val_target=X_val_target
+        )
         D = train_set.num_features
+        train_set, validation = validation_split(
+            train_set,
+            val_set,
+            target_set,
+            pattern=self.val_pattern,
+            fraction=self.val_fraction,
+            lengths=self.block_lengths,
+            seed=self.seed,
+        )
         device = resolve_device(self.device)
         model = self._build_model(D).to(device)
-        session = FitSession(self._session_config(), model, scaler, device, train_set, val_set)
+        session = FitSession(
+            self._session_config(), model, scaler, device, train_set, val_set, validation
+        )
         state = session.run(resume)
         scale = np.ones(D)
         if self.calibrate and not binary and session.val_input is not None:
@@ -542,6 +592,7 @@ class GPVAE:
         config = {name: getattr(self, name) for name in _ARGUMENTS}
         config["kernel"] = kernel_spec(self.kernel)
         config["hidden"] = list(self.hidden)
+        config["block_lengths"] = list(self.block_lengths)
         config["device"] = str(self.device)
         if self.checkpoint_dir is not None:
             config["checkpoint_dir"] = str(self.checkpoint_dir)
