@@ -30,8 +30,6 @@ from torch import nn
 
 from gpvae.arguments import bool_arg, check_name, float_arg, int_arg
 from gpvae.data import Scaler
-from gpvae.data.holdout import HIDE_PATTERNS, check_lengths
-from gpvae.data.output import unpad
 from gpvae.errors import (
     GPVAEError,
     InputTypeError,
@@ -55,13 +53,13 @@ from gpvae.estimator.fitting import fit_data
 from gpvae.estimator.forecasting import forecast_series
 from gpvae.estimator.imputation import impute_series
 from gpvae.estimator.modelfile import load_weights, read_folder, write_folder
-from gpvae.estimator.validation import validation_split
 from gpvae.estimator.results import (
     AnomalyResult,
     ForecastResult,
     ImputationResult,
-    times_1d,
 )
+from gpvae.estimator.sampling import latent_series, sample_series
+from gpvae.estimator.validation import hiding_args, validation_split
 from gpvae.gp.prior import backend_names
 from gpvae.kernels import Kernel, kernel_key, kernel_spec
 from gpvae.likelihoods import likelihood_key
@@ -135,17 +133,12 @@ class GPVAE:
         patience: epochs without a better validation score before stopping (None: never).
         val_fraction: share of observed entries held out as validation targets (of
             ``X_val`` when given, else of the training data, which then trains without them);
-            0 turns early stopping on a held-out score off. Not used when ``fit`` gets
-            ``X_val_target`` (the hidden entries given there are the validation targets).
-        val_pattern: shape of the held-out validation entries: ``"points"`` (entries drawn
-            independently) or ``"blocks"`` (runs of ``block_lengths`` consecutive steps of
-            one feature; choose it when the gaps to fill are blocks, so that early stopping
-            and interval calibration score the kind of gap that will be imputed).
-        mask_rate: artificial missingness in training: at every step this share of the
-            observed entries is hidden from the encoder and still scored by the likelihood
-            (:class:`~gpvae.model.GPVAEModel`); 0 turns it off.
-        mask_pattern: ``"points"`` or ``"blocks"`` (runs of ``block_lengths`` steps), the
-            shape of the entries hidden in training.
+            0 turns early stopping on a held-out score off. Unused with ``X_val_target``.
+        val_pattern: the held-out validation entries are ``"points"`` or ``"blocks"`` (runs
+            of ``block_lengths`` steps of one feature: choose it when the gaps are blocks).
+        mask_rate: artificial missingness: at every training step this share of the observed
+            entries is hidden from the encoder, still scored (:class:`~gpvae.model.GPVAEModel`).
+        mask_pattern: ``"points"`` or ``"blocks"``, the shape of the entries hidden in training.
         block_lengths: (shortest, longest) run length in steps of the ``"blocks"`` patterns.
         calibrate: after fit, rescale the imputation intervals per feature so that they
             cover the held-out entries at their nominal levels
@@ -218,12 +211,9 @@ class GPVAE:
         self.val_fraction = float_arg("val_fraction", val_fraction, positive=False)
         if self.val_fraction >= 1.0:
             raise invalid("val_fraction", "a number in [0, 1)", val_fraction)
-        self.val_pattern = check_name("val_pattern", val_pattern, HIDE_PATTERNS)
-        self.mask_rate = float_arg("mask_rate", mask_rate, positive=False)
-        if self.mask_rate >= 1.0:
-            raise invalid("mask_rate", "a number in [0, 1)", mask_rate)
-        self.mask_pattern = check_name("mask_pattern", mask_pattern, HIDE_PATTERNS)
-        self.block_lengths = check_lengths(block_lengths)
+        self.val_pattern, self.mask_rate, self.mask_pattern, self.block_lengths = hiding_args(
+            val_pattern, mask_rate, mask_pattern, block_lengths
+        )
         self.calibrate = bool_arg("calibrate", calibrate)
         self.num_samples = int_arg("num_samples", num_samples)
         self.lengthscale = None if lengthscale is None else float_arg("lengthscale", lengthscale)
@@ -508,21 +498,7 @@ class GPVAE:
         Returns:
             (S, T, D) array in original units (points in the order of ``times``).
         """
-        ctx = self._context("sample")
-        model, scaler = ctx.model, ctx.scaler
-        S = int_arg("num_samples", num_samples)
-        t = times_1d(times, "times")
-        width = max(scaler.num_features, model.latent_dim)
-        ctx.check_draws("num_samples, times", S, 1, len(t), width, 3)
-        order = np.argsort(t, kind="stable")
-        x = scaler.scaled_times(t[order], "times")
-        dtype = next(model.parameters()).dtype
-        x_t = torch.as_tensor(x[None, :, None], dtype=dtype, device=ctx.device)
-        model.eval()
-        y = model.sample_series(x_t, S, ctx.generator(3))[:, 0]  # (S, T, D)
-        out = np.empty((S, len(t), scaler.num_features))
-        out[:, order] = scaler.inverse_transform(y.double().cpu().numpy())
-        return out
+        return sample_series(self._context("sample"), times, num_samples)
 
     def latent(self, X: Any, times: Any = None) -> tuple[Any, Any]:
         """Posterior mean and variance of z at every time step of X.
@@ -531,23 +507,7 @@ class GPVAE:
             (mean, var): (n, T, L) arrays for array inputs, else lists of n (T_i, L) arrays
             (in each series' input order).
         """
-        ctx = self._context("latent")
-        ss, scaled = ctx.input(X, times)
-        mean_l: list[np.ndarray] = [np.empty(0)] * ss.num_series
-        var_l = list(mean_l)
-        ctx.model.eval()
-        for idx in ctx.batches(ss.num_series):
-            batch = ctx.batch(scaled, idx)
-            with torch.no_grad():
-                m, v = ctx.model.encode(batch).marginals()  # (B, N, L)
-            m_np, v_np = m.double().cpu().numpy(), v.double().cpu().numpy()
-            for b, i in enumerate(idx):
-                T = len(ss.times[i])
-                mean_l[i], var_l[i] = m_np[b, :T], v_np[b, :T]
-        mean_u, var_u = unpad(ss, mean_l), unpad(ss, var_l)
-        if ss.layout.output_kind == "array":
-            return np.stack(mean_u), np.stack(var_u)
-        return mean_u, var_u
+        return latent_series(self._context("latent"), X, times)
 
     # ------------------------------------------------------------------ anomaly scores
 

@@ -8,6 +8,7 @@ entry at all teaches nothing and is left out of training with a warning.
 from __future__ import annotations
 
 import warnings
+from functools import partial
 from typing import Any
 
 import numpy as np
@@ -72,22 +73,19 @@ def fit_data(
     Raises:
         GPVAEError: bad input, naming the argument.
     """
-    loose = {"allow_single_step": True, "allow_empty_series": True}
-    train_set = _drop_empty(to_series_set(X, times, **loose), "X")
+    loose = partial(to_series_set, allow_single_step=True, allow_empty_series=True)
+    train_set = _drop_empty(loose(X, times), "X")
     D = train_set.num_features
     val_set = target_set = None
     if X_val is not None:
-        val_set = to_series_set(
-            X_val, times_val, num_features=D, name="X_val", times_name="times_val", **loose
-        )
+        val_set = loose(X_val, times_val, num_features=D, name="X_val", times_name="times_val")
         if X_val_target is not None:
-            target_set = to_series_set(
+            target_set = loose(
                 X_val_target,
                 times_val,
                 num_features=D,
                 name="X_val_target",
                 times_name="times_val",
-                **loose,
             )
     elif times_val is not None:
         raise ValidationError("times_val: expected None when X_val is None, found times")

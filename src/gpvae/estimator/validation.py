@@ -19,12 +19,29 @@ from __future__ import annotations
 
 import numpy as np
 
+from gpvae.arguments import check_name, float_arg
 from gpvae.data import SeriesSet
-from gpvae.data.holdout import hold_out_blocks
-from gpvae.errors import ShapeError, ValidationError
+from gpvae.data.holdout import HIDE_PATTERNS, check_lengths, hold_out_blocks
+from gpvae.errors import ShapeError, ValidationError, invalid
 from gpvae.rng import seed_for
 
-__all__ = ["hidden_targets", "validation_split"]
+__all__ = ["hidden_targets", "hiding_args", "validation_split"]
+
+
+def hiding_args(
+    val_pattern: object, mask_rate: object, mask_pattern: object, block_lengths: object
+) -> tuple[str, float, str, tuple[int, int]]:
+    """The estimator's ``val_pattern``, ``mask_rate``, ``mask_pattern`` and
+    ``block_lengths``, checked (errors name the argument)."""
+    rate = float_arg("mask_rate", mask_rate, positive=False)
+    if rate >= 1.0:
+        raise invalid("mask_rate", "a number in [0, 1)", mask_rate)
+    return (
+        check_name("val_pattern", val_pattern, HIDE_PATTERNS),
+        rate,
+        check_name("mask_pattern", mask_pattern, HIDE_PATTERNS),
+        check_lengths(block_lengths),
+    )
 
 
 def hidden_targets(val_set: SeriesSet, target_set: SeriesSet) -> SeriesSet:
