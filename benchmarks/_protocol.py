@@ -287,9 +287,7 @@ def score(imputed: np.ndarray, X_ori: np.ndarray, mask: np.ndarray) -> dict[str,
     }
 
 
-def coverage(
-    interval: tuple[np.ndarray, np.ndarray], X_ori: np.ndarray, mask: np.ndarray
-) -> float:
+def coverage(interval: tuple[np.ndarray, np.ndarray], X_ori: np.ndarray, mask: np.ndarray) -> float:
     """Share of the hidden entries inside their (lower, upper) interval.
 
     Args:

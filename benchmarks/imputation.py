@@ -246,8 +246,12 @@ class GPVAEImputer:
         scores = [h.get("val_score", float("nan")) for h in hist]
         self.best_epoch = int(np.nanargmin(scores)) + 1 if hist else 0
         self.history = [
-            {"epoch": int(h["epoch"]), "val_mae": h.get("val_score"), "loss": h.get("loss"),
-             "seconds": h.get("seconds")}
+            {
+                "epoch": int(h["epoch"]),
+                "val_mae": h.get("val_score"),
+                "loss": h.get("loss"),
+                "seconds": h.get("seconds"),
+            }
             for h in hist
         ]
         self.settings["resolved"] = {k: v for k, v in args.items() if k != "hidden"}
@@ -413,9 +417,7 @@ def run(
             val = score(imputer.impute(task.X_val, task.times_val), task.X_val_ori, task.val_mask)
             interval = getattr(imputer, "last_interval", None)
             if interval is not None:
-                extra["val_coverage90"] = coverage(
-                    interval, task.X_val_ori, task.val_mask
-                )
+                extra["val_coverage90"] = coverage(interval, task.X_val_ori, task.val_mask)
             rec = _record(
                 prep,
                 pattern,
