@@ -259,3 +259,12 @@ def test_merge_duplicate_times_arrays_and_frames() -> None:
         warnings.simplefilter("error")
         same = merge_duplicate_times([values[:2]], [np.array([0.0, 1.0])])
     assert same.merged == []
+
+
+def test_gaussian_gp_per_feature_gives_each_feature_its_own_kernel() -> None:
+    X, _ = _sines(12, 20)
+    est = GPVAE(**FAST, likelihood="gaussian_gp_per_feature").fit(X)
+    lik = est.model_.likelihood
+    assert lik.per_feature_kernel
+    assert lik.gp.latent_dim == 2
+    assert np.isfinite(est.impute(X, num_samples=4).mean).all()
