@@ -54,9 +54,9 @@ __all__ = [
     "baseline_imputations",
     "evaluate",
     "fit_model",
+    "holdout_mask",
     "impute_history",
     "tune",
-    "holdout_mask",
 ]
 
 
