@@ -119,8 +119,8 @@ class GPVAE:
             deviation from the decoder is a GP in time of its own:
             :class:`~gpvae.likelihoods.GPNoiseGaussian`), ``"student_t"`` or ``"bernoulli"``
             (values in [0, 1], not standardised; imputations are probabilities).
-        encoder: ``"mlp"``, ``"partial"``, ``"conv"``, ``"gru"``, ``"cnn"`` (frames of a square image
-            flattened to D = H * W features: :class:`~gpvae.nets.ImageEncoder`) or an
+        encoder: ``"mlp"``, ``"partial"``, ``"conv"``, ``"gru"``, ``"cnn"`` (frames of a square
+            image flattened to D = H * W features: :class:`~gpvae.nets.ImageEncoder`) or an
             ``nn.Module`` (see :mod:`gpvae.nets`); deep-copied at each fit.
         decoder: ``"mlp"``, ``"cnn"`` (:class:`~gpvae.nets.ImageDecoder`) or an
             ``nn.Module``; deep-copied at each fit.
