@@ -491,9 +491,17 @@ def main(argv: Sequence[str] | None = None) -> int:
     )
     parser.add_argument("--tag", default=None, help="record the method as METHOD[TAG]")
     parser.add_argument(
+        "--subset",
+        type=int,
+        default=None,
+        help="screening: only the first N series (then split as usual); with --val-only",
+    )
+    parser.add_argument(
         "--val-only", action="store_true", help="score validation only (exploration)"
     )
     args = parser.parse_args(argv)
+    if args.subset is not None and not args.val_only:
+        parser.error("--subset is for screening runs: use it with --val-only")
 
     import torch
 
@@ -503,7 +511,8 @@ def main(argv: Sequence[str] | None = None) -> int:
     if out is None:
         out = Path(tempfile.gettempdir()) / "imputation_smoke.json" if args.smoke else RESULTS
     results = ResultsFile(out)
-    prep = prepare(args.dataset, args.data_dir, SMOKE_SUBSET[args.dataset] if args.smoke else None)
+    subset = SMOKE_SUBSET[args.dataset] if args.smoke else args.subset
+    prep = prepare(args.dataset, args.data_dir, subset)
     for seed in args.seed:
         run(
             args.dataset,

@@ -218,16 +218,18 @@ def _explore_table(explore: list[dict[str, Any]]) -> str:
             continue
         cfg = r["settings"].get("config", {})
         changed = {k: v for k, v in cfg.items() if k not in _BASE or _BASE[k] != v}
+        info = r["settings"].get("protocol", {}).get("data", {})
         rows.append(
-            f"| {DATASET_NAMES.get(r['dataset'], r['dataset'])} | {r['pattern']} | "
-            f"{r['method'][6:-1]} | `{json.dumps(changed)}` | {r['val_mae']:.4f} | "
-            f"{r['epochs']} ({r['settings'].get('best_epoch', '?')}) |"
+            f"| {DATASET_NAMES.get(r['dataset'], r['dataset'])} | {info.get('n_train', '?')} | "
+            f"{r['pattern']} | {r['method'][6:-1]} | `{json.dumps(changed)}` | "
+            f"{r['val_mae']:.4f} | {r['epochs']} ({r['settings'].get('best_epoch', '?')}) of "
+            f"{r['settings'].get('epochs', '?')} |"
         )
     if not rows:
         return ""
     head = (
-        "| data | pattern | tag | settings changed from the base | val MAE | epochs run "
-        "(best) |\n|---|---|---|---|---|---|\n"
+        "| data | training series | pattern | tag | settings changed from the base | "
+        "val MAE | epochs run (best) of cap |\n|---|---|---|---|---|---|---|\n"
     )
     return head + "\n".join(rows) + "\n"
 
