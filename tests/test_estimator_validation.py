@@ -222,6 +222,10 @@ def test_single_step_and_empty_series_are_accepted() -> None:
     assert np.isfinite(res.upper[2]).all()
     # an empty series gets the model's prior level: near the training mean
     assert np.all(np.abs(res.mean[2].mean(0) - np.nanmean(X, axis=(0, 1))) < 1.0)
+    # a single-step series forecasts in steps of the training data's time step
+    fc = est.forecast([np.array([[0.3, 0.1]])], times=[np.array([5.0])], horizon=3)
+    np.testing.assert_allclose(fc.times[0], [6.0, 7.0, 8.0])
+    assert np.isfinite(fc.mean[0]).all()
     with pytest.raises(ValidationError, match=r"^X"):
         GPVAE(**FAST).fit([np.full((4, 2), np.nan)])
 
