@@ -272,3 +272,13 @@ def test_gaussian_gp_per_feature_gives_each_feature_its_own_kernel() -> None:
     assert lik.per_feature_kernel
     assert lik.gp.latent_dim == 2
     assert np.isfinite(est.impute(X, num_samples=4).mean).all()
+
+
+def test_lengthscale_also_starts_the_gp_noise_kernels() -> None:
+    _X, _ = _sines(8, 12)
+    est = GPVAE(**{**FAST, "epochs": 1}, likelihood="gaussian_gp_per_feature", lengthscale=24.0)
+    model = est._build_model(2)
+    for k in model.likelihood.gp.kernels:
+        assert abs(float(k.lengthscale) - 24.0) < 1e-4
+    default = GPVAE(**FAST, likelihood="gaussian_gp")._build_model(2)
+    assert abs(float(default.likelihood.gp.kernels[0].lengthscale) - 3.0) < 1e-4

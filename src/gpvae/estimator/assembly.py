@@ -81,6 +81,10 @@ def build_model(spec: ModelSpec, num_features: int) -> GPVAEModel:
     """
     family = get_posterior(spec.posterior)
     lik = get_likelihood(spec.likelihood, num_features)
+    if lik.needs_index and spec.lengthscale is not None:
+        # noise that is a GP along the index starts at the same lengthscale as the latents
+        noise_kernel = build_kernel("matern32", spec.lengthscale)
+        lik = get_likelihood(spec.likelihood, num_features, kernel=noise_kernel)
     enc: nn.Module
     dec: nn.Module
     if isinstance(spec.encoder, nn.Module):

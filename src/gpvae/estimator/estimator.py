@@ -145,8 +145,8 @@ class GPVAE:
             (:mod:`gpvae.estimator.calibration`; needs ``val_fraction > 0``; not for
             ``"bernoulli"``).
         num_samples: Monte Carlo samples of z per series in the training ELBO.
-        lengthscale: initial kernel lengthscale in time steps for named kernels (None:
-            :data:`gpvae.settings.DEFAULT_LENGTHSCALE`).
+        lengthscale: initial kernel lengthscale in time steps for named kernels and for the
+            noise kernels of ``"gaussian_gp*"`` (None: :data:`gpvae.settings.DEFAULT_LENGTHSCALE`).
         device: ``"auto"`` (cuda, then mps, then cpu) or a torch device.
         seed: seed of every random draw (initial weights, batches, samples).
         progress: show a tqdm progress bar during fit.
