@@ -367,6 +367,8 @@ class GPVAEModel(nn.Module):
         ``n % num_folds``); for each fold, every entry at its steps is hidden from the
         encoder and each observed entry there is scored by
         ``-log (1/S) sum_s p(y | z_s, other folds)``, ``z_s ~ q(z | other folds)``.
+        ``num_folds = 1`` hides nothing: every observed entry is scored under
+        ``q(z | all observed entries)`` (a reconstruction score, one conditioning).
 
         Returns:
             (B, N, D) float64 on the CPU, NaN where not observed.
@@ -374,24 +376,74 @@ class GPVAEModel(nn.Module):
         K = _check_count("num_folds", num_folds)
         S = _check_count("num_samples", num_samples)
         B, N, D = batch.y.shape
+        if K == 1:
+            return self._entry_nlpd(batch, batch.observed, generators, S)
         fold_of = torch.arange(N, device=batch.y.device) % K  # (N,)
         score = torch.full((B, N, D), float("nan"), dtype=torch.float64)
-        lik = self.likelihood
         for k in range(K):
             hide = (fold_of == k)[None, :, None]  # (1, N, 1)
-            masked = Batch(batch.x, batch.y, batch.observed & ~hide, batch.valid)
-            sampler = self.encode(masked).series_sampler(generators)
-            parts = []
-            for s in sample_chunks(S):
-                params = self.decode(sampler.draw(s))  # z: (s, B, N, L)
-                lp = lik.log_predictive_entries(
-                    params, batch.y, masked.observed, batch.x, batch.valid
-                )  # (s, B, N, D) float64
-                parts.append(torch.logsumexp(lp.double(), dim=0))  # (B, N, D)
-            lpd = torch.logsumexp(torch.stack(parts), dim=0) - math.log(S)
+            steps = torch.nonzero(fold_of == k).squeeze(1)  # (N_k,)
+            part = self._entry_nlpd(batch, batch.observed & ~hide, generators, S, steps)
             target = (batch.observed & hide).cpu()
-            score = torch.where(target, -lpd.cpu(), score)
+            score = torch.where(target, part, score)
         return score
+
+    def _entry_nlpd(
+        self,
+        batch: Batch,
+        visible: Tensor,
+        generators: Sequence[torch.Generator],
+        S: int,
+        steps: Tensor | None = None,
+    ) -> Tensor:
+        """``-log (1/S) sum_s p(y | z_s, visible)``, ``z_s ~ q(z | visible entries)``, for
+        every entry: (B, N, D) float64 on the CPU, NaN where not observed.
+
+        When the likelihood's entries are independent given z, the density of entry
+        (n, d) depends on z at step n only, so the draws come from the marginals of q
+        (``z_n = mean_n + sd_n * eps``, series b's ``eps`` from ``generators[b]``): the same
+        Monte Carlo estimate of each entry as joint draws, without sampling whole paths;
+        and only the ``steps`` (positions (N_k,); None: all) are decoded and scored (NaN
+        elsewhere).
+        """
+        B, N, D = batch.y.shape
+        q = self.encode(Batch(batch.x, batch.y, visible, batch.valid))
+        lik = self.likelihood
+        sub, vis = batch, visible
+        if lik.needs_index:
+            draw = q.series_sampler(generators).draw
+        else:
+            mean, var = q.marginals()  # (B, N, L) each
+            if steps is not None:
+                mean, var, vis = mean[:, steps], var[:, steps], visible[:, steps]
+                sub = Batch(batch.x[:, steps], batch.y[:, steps], batch.observed[:, steps],
+                            batch.valid[:, steps])  # fmt: skip
+            sd = var.clamp_min(0.0).sqrt()
+
+            def draw(s: int) -> Tensor:
+                eps = torch.stack(
+                    [
+                        torch.randn(
+                            (s, *mean.shape[1:]), generator=g, dtype=mean.dtype, device=g.device
+                        )
+                        for g in generators
+                    ],
+                    dim=1,
+                )  # (s, B, N_k, L)
+                return mean + sd * eps
+
+        parts = []
+        for s in sample_chunks(S):
+            params = self.decode(draw(s))  # z: (s, B, N_k, L)
+            lp = lik.log_predictive_entries(params, sub.y, vis, sub.x, sub.valid)  # (s, B, N_k, D)
+            parts.append(torch.logsumexp(lp.double(), dim=0))  # (B, N_k, D)
+        lpd = torch.logsumexp(torch.stack(parts), dim=0) - math.log(S)
+        score = torch.where(sub.observed.cpu(), -lpd.cpu(), float("nan"))
+        if sub is batch:
+            return score
+        full = torch.full((B, N, D), float("nan"), dtype=torch.float64)
+        full[:, steps.cpu()] = score
+        return full
 
     @torch.no_grad()
     def sample_series(self, x: Tensor, num_samples: int, generator: torch.Generator) -> Tensor:

@@ -8,6 +8,10 @@ and every layer sees the new value.
 from __future__ import annotations
 
 __all__ = [
+    "ANOMALY_MIN_SCALE",
+    "ANOMALY_SMOOTH",
+    "ANOMALY_WINDOW",
+    "ANOMALY_WINDOW_BATCH",
     "CALIBRATION_SAMPLES",
     "CHAIN_JITTER",
     "CHECKPOINT_MIN_POINTS",
@@ -64,3 +68,16 @@ DEFAULT_LENGTHSCALE = 3.0
 SAMPLE_CHUNK = 32
 #: Draws per series when fitting the interval spread factors after training.
 CALIBRATION_SAMPLES = 64
+
+# ---------------------------------------------------------------- anomaly scores
+
+#: Steps per window when a long series is scored for anomalies (windows overlap by half;
+#: the cost is linear in the series' length). Chosen on the development subset of
+#: benchmarks/anomaly.py.
+ANOMALY_WINDOW = 128
+#: Windows scored in one batch (their Markov recursions run side by side).
+ANOMALY_WINDOW_BATCH = 256
+#: Smallest spread of a feature's normal entry scores used to put features on one scale.
+ANOMALY_MIN_SCALE = 0.1
+#: Steps of the trailing mean of the step score that ``gpvae fit`` stores in the profile.
+ANOMALY_SMOOTH = 1

@@ -18,6 +18,7 @@ import numpy as np
 import pandas as pd
 import pytest
 
+from gpvae import GPVAE
 from gpvae.app.cli import main
 from gpvae.app.cli.columns import CLI_FILE, ColumnSpec
 from gpvae.app.cli.tables import read_table, write_table
@@ -145,9 +146,12 @@ def test_fit_writes_model_and_layout(long_model: Path) -> None:
     assert spec["features"] == FEATURES
     assert spec["time_type"] == "numeric"
     assert 0.5 < spec["time_step"] < 1.5
-    assert spec["threshold"] is not None
-    assert np.isfinite(spec["threshold"])
+    assert spec["threshold"] is None  # the threshold now lives with the model
     assert (long_model / "model").is_dir()
+    profile = GPVAE.load(long_model / "model").anomaly_profile_
+    assert profile is not None
+    assert np.isfinite(profile.threshold)
+    assert profile.false_alarm_rate == 0.01
 
 
 def test_impute_long_csv(long_model: Path, files: dict[str, Path], tmp_path: Path) -> None:
@@ -245,9 +249,57 @@ def test_detect_scores_and_flags(long_model: Path, files: dict[str, Path], tmp_p
     assert bool(res.loc[row, "anomaly"])
     assert res["score"].idxmax() == row
     assert plot.is_file()
-    # Default threshold: the training quantile stored by fit.
+    # Default threshold: the one stored with the model by fit.
     _ok(run_cli("detect", long_model, src, "-o", out))
     assert "anomaly" in pd.read_csv(out).columns
+
+
+def test_detect_reports_intervals_in_the_users_times_and_labels(
+    wide_model: Path, files: dict[str, Path], tmp_path: Path
+) -> None:
+    frame = pd.read_parquet(files["wide_parquet"])
+    frame.loc[40:44, "temp"] = frame["temp"].max() + 30.0  # a 5-day fault
+    frame["incident"] = 0
+    frame.loc[40:44, "incident"] = 1
+    src, out, ivs, plot = (tmp_path / n for n in ("new.csv", "s.csv", "iv.csv", "s.png"))
+    frame.to_csv(src, index=False)
+    proc = run_cli("detect", wide_model, src, "-o", out, "--intervals", ivs,
+                   "--labels", "incident", "--plot", plot)  # fmt: skip
+    _ok(proc)
+    table = pd.read_csv(ivs)
+    assert list(table.columns) == ["start", "end", "peak_time", "peak_score", "steps", "features"]
+    hit = table[(table["start"] <= "2021-04-14") & (table["end"] >= "2021-04-10")]
+    assert len(hit) >= 1, table
+    best = hit.sort_values("peak_score").iloc[-1]
+    assert best["features"].split(";")[0] == "temp"
+    assert str(best["start"]).startswith("2021-04-1")  # the file's own dates, not hours
+    assert "labels 'incident': flagged" in proc.stderr
+    assert plot.is_file()
+    res = pd.read_csv(out)
+    assert res.loc[40:44, "anomaly"].any()
+
+
+def test_detect_labels_column_errors(
+    wide_model: Path, files: dict[str, Path], tmp_path: Path
+) -> None:
+    frame = pd.read_parquet(files["wide_parquet"])
+    frame["flag"] = 2
+    src = tmp_path / "bad.csv"
+    frame.to_csv(src, index=False)
+    _one_error_line(run_cli("detect", wide_model, src, "-o", tmp_path / "o.csv", "--labels",
+                            "nope"), "--labels", "unknown column")  # fmt: skip
+    _one_error_line(run_cli("detect", wide_model, src, "-o", tmp_path / "o.csv", "--labels",
+                            "flag"), "--labels", "0/1")  # fmt: skip
+
+
+def test_duplicate_dates_are_reported_as_written(files: dict[str, Path], tmp_path: Path) -> None:
+    frame = pd.read_parquet(files["wide_parquet"])
+    frame.loc[5, "date"] = frame.loc[4, "date"]
+    src = tmp_path / "dup.csv"
+    frame.to_csv(src, index=False)
+    proc = run_cli("fit", src, "--time-col", "date", "--features", ",".join(FEATURES),
+                   "-o", tmp_path / "m", *FIT_OPTIONS)  # fmt: skip
+    _one_error_line(proc, "duplicate time 2021-03-05")
 
 
 def test_sample_long_table(long_model: Path, wide_model: Path, tmp_path: Path) -> None:

@@ -261,11 +261,13 @@ def plot_anomalies(
     *,
     values: Any | None = None,
     feature_names: Sequence[str] | None = None,
+    labels: Any | None = None,
     title: str | None = "Anomaly scores",
     time_label: str = "time",
     save: str | os.PathLike[str] | None = None,
 ) -> Figure:
-    """The anomaly-score timeline with the threshold and the flagged steps.
+    """The anomaly-score timeline with the threshold, the flagged intervals (red bands on
+    the score panel) and, when given, the labelled anomalies (orange bands on every panel).
 
     Args:
         times: (T,) times.
@@ -273,6 +275,7 @@ def plot_anomalies(
         threshold: steps with a score above it are flagged (red).
         values: optional (T, D) data; one extra panel per feature marks the flagged steps.
         feature_names: D names for the value panels.
+        labels: optional (T,) known anomalies (true / 1 inside a labelled anomaly).
         title: figure title.
         time_label: x-axis label.
         save: optional path to write the figure to.
@@ -288,8 +291,26 @@ def plot_anomalies(
     D = 0 if y is None else y.shape[1]
     names = _names(feature_names, D, "feature") if y is not None else []
     flagged = np.nan_to_num(s, nan=-np.inf) > threshold
+    known = None
+    if labels is not None:
+        known = np.asarray(labels).astype(bool)
+        if known.shape != t.shape:
+            raise ShapeError(f"labels: expected shape {t.shape} like times, found {known.shape}")
     fig, axes = _panels(1 + D, title)
     ax = axes[0]
+    for a, b in _runs(flagged):
+        ax.axvspan(t[a], t[b], color=_FLAG, alpha=0.15, lw=0)
+    if known is not None:
+        for k, (a, b) in enumerate(_runs(known)):
+            for axis in axes:
+                axis.axvspan(
+                    t[a],
+                    t[b],
+                    color="orange",
+                    alpha=0.2,
+                    lw=0,
+                    label="labelled anomaly" if k == 0 and axis is ax else None,
+                )
     ax.plot(t, s, color=_MODEL, lw=0.9, label="score")
     ax.axhline(threshold, color="grey", ls="--", lw=1, label=f"threshold {threshold:.3g}")
     ax.plot(t[flagged], s[flagged], "o", color=_FLAG, ms=4, label=f"flagged ({flagged.sum()})")
@@ -308,6 +329,12 @@ def plot_anomalies(
         axes[1].legend(loc="upper right", fontsize="small", ncol=2, framealpha=0.8)
     axes[-1].set_xlabel(time_label)
     return _finish(fig, save)
+
+
+def _runs(mask: np.ndarray) -> list[tuple[int, int]]:
+    """(first, last) positions of the runs of True in a (T,) mask."""
+    edges = np.diff(np.concatenate([[0], mask.astype(np.int8), [0]]))
+    return list(zip(np.flatnonzero(edges == 1), np.flatnonzero(edges == -1) - 1))
 
 
 def plot_latents(

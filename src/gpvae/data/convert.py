@@ -247,6 +247,15 @@ def _times_to_hours(parsed: Parsed) -> tuple[list[np.ndarray], str | None, objec
     return hours, "hours", origin
 
 
+def _time_text(value: Any) -> str:
+    """A time as the user gave it: a date or duration as text, a number as it is."""
+    if isinstance(value, np.datetime64):
+        return str(pd.Timestamp(value))
+    if isinstance(value, np.timedelta64):
+        return str(pd.Timedelta(value))
+    return str(value)
+
+
 def _finish(
     parsed: Parsed, name: str, allow_single_step: bool, allow_empty_series: bool
 ) -> SeriesSet:
@@ -254,7 +263,7 @@ def _finish(
     values_out: list[np.ndarray] = []
     times_out: list[np.ndarray] = []
     orders: list[np.ndarray] = []
-    for v, t, label in zip(parsed.values, times, parsed.labels):
+    for v, t, raw, label in zip(parsed.values, times, parsed.times, parsed.labels):
         if not np.isfinite(t).all():
             bad = t[~np.isfinite(t)][0]
             raise ValidationError(
@@ -271,8 +280,8 @@ def _finish(
         if dup.size:
             raise ValidationError(
                 f"{parsed.time_name}: expected distinct times within each series, found "
-                f"duplicate time {ts[dup[0]]} in {label} (gpvae.data.merge_duplicate_times "
-                "merges rows that share a time, and says which)"
+                f"duplicate time {_time_text(raw[order][dup[0]])} in {label} "
+                "(gpvae.data.merge_duplicate_times merges rows that share a time, and says which)"
             )
         vs = np.ascontiguousarray(v[order])
         if not allow_empty_series and np.isnan(vs).all():

@@ -1,55 +1,263 @@
-"""Anomaly scores of the estimator: held-out predictive densities per entry and step."""
+"""Anomaly scores of the estimator: held-out predictive densities per entry and step, a
+threshold from normal data, and flagged intervals.
+
+**Scores.** Every observed entry is scored by its negative log predictive density under
+the model with its time step hidden (:meth:`gpvae.model.GPVAEModel.heldout_nlpd`: the
+steps fall into ``num_folds`` interleaved folds, one conditioning per fold). A long series
+is scored in overlapping **windows** of ``window`` steps (half-overlapping; each step takes
+its score from the window in which it lies farthest from the edges), batched many windows
+at a time, so the cost is linear in the length and the sequential part of a Markov
+conditioning is ``window`` steps long, not the series' length.
+
+**Step scores.** Without a profile the step score is the sum of the entry scores at the
+step. A :class:`AnomalyProfile` (:func:`fit_profile`, from the scores of normal data) puts
+the features on one scale first, ``(entry - center_d) / scale_d`` with the median and a
+robust spread of feature d's scores on the normal data, so that a feature whose normal
+scores are large (a noisy sensor) does not drown the others; the step score is the sum of
+these over the observed entries, averaged over the last ``smooth`` steps (a trailing mean:
+it uses no future step, so it can run on a stream).
+
+**Threshold.** The profile's threshold is the ``1 - false_alarm_rate`` quantile of the
+normal data's step scores; :func:`flagged_intervals` turns the steps above it into
+intervals (start, end, peak score, the features that contribute most).
+"""
 
 from __future__ import annotations
 
+import dataclasses
 import math
+from dataclasses import dataclass
 from typing import Any
 
 import numpy as np
 
 from gpvae import settings
-from gpvae.arguments import check_memory, int_arg
-from gpvae.data import from_padded
+from gpvae.arguments import check_memory, float_arg, int_arg
+from gpvae.data import SeriesSet, from_padded
+from gpvae.data.windows import window_starts
+from gpvae.errors import ModelFileError, ValidationError
 from gpvae.estimator.context import PredictContext
 from gpvae.estimator.results import AnomalyResult
 
-__all__ = ["heldout_scores", "quantile_threshold"]
+__all__ = [
+    "AnomalyProfile",
+    "entry_scores",
+    "fit_profile",
+    "flagged_intervals",
+    "heldout_scores",
+    "quantile_threshold",
+    "step_scores",
+]
+
+
+@dataclass
+class AnomalyProfile:
+    """How a fitted model scores anomalies, and its threshold, learned from normal data.
+
+    Attributes:
+        window: steps per scoring window (None: whole series).
+        num_folds: interleaved folds of held-out steps.
+        num_samples: Monte Carlo draws of z per conditioning.
+        smooth: steps of the trailing mean of the step score (1: none).
+        center: (D,) median of each feature's entry scores on the normal data.
+        scale: (D,) robust spread of each feature's entry scores on the normal data.
+        threshold: flag steps whose score is above it.
+        false_alarm_rate: the share of the normal data's steps above ``threshold``.
+        num_steps: the normal steps the threshold was chosen from.
+    """
+
+    window: int | None
+    num_folds: int
+    num_samples: int
+    smooth: int
+    center: np.ndarray
+    scale: np.ndarray
+    threshold: float
+    false_alarm_rate: float
+    num_steps: int
+
+    def to_json(self) -> dict[str, Any]:
+        """A JSON-able dict (stored in the model folder's ``config.json``)."""
+        out = dataclasses.asdict(self)
+        out["center"] = [float(c) for c in self.center]
+        out["scale"] = [float(s) for s in self.scale]
+        return out
+
+    @classmethod
+    def from_json(cls, data: object, num_features: int) -> AnomalyProfile:
+        """Rebuild from :meth:`to_json` (raises :class:`ModelFileError` when malformed)."""
+        try:
+            assert isinstance(data, dict)
+            prof = cls(
+                window=None if data["window"] is None else int(data["window"]),
+                num_folds=int(data["num_folds"]),
+                num_samples=int(data["num_samples"]),
+                smooth=int(data["smooth"]),
+                center=np.asarray(data["center"], dtype=np.float64),
+                scale=np.asarray(data["scale"], dtype=np.float64),
+                threshold=float(data["threshold"]),
+                false_alarm_rate=float(data["false_alarm_rate"]),
+                num_steps=int(data["num_steps"]),
+            )
+            ok = (
+                prof.center.shape == (num_features,)
+                and prof.scale.shape == (num_features,)
+                and bool(np.isfinite(prof.center).all())
+                and bool((prof.scale > 0).all())
+                and math.isfinite(prof.threshold)
+                and prof.num_folds >= 1
+                and prof.num_samples >= 1
+                and prof.smooth >= 1
+                and (prof.window is None or prof.window >= 2)
+            )
+        except (AssertionError, KeyError, TypeError, ValueError):
+            ok = False
+        if not ok:
+            raise ModelFileError(
+                f"config.json: expected anomaly_profile to describe {num_features} features "
+                f"(window, num_folds, num_samples, smooth, center, scale, threshold, "
+                f"false_alarm_rate, num_steps), found {data!r}"
+            )
+        return prof
+
+
+# ---------------------------------------------------------------- entry scores
+
+
+def _check_window(window: int | None) -> int | None:
+    return None if window is None else int_arg("window", window, minimum=2)
+
+
+def _pieces(ss: SeriesSet, window: int | None) -> tuple[SeriesSet, list[tuple[int, int]]]:
+    """The windows of every series as a set of short series, and (series, start) of each."""
+    where: list[tuple[int, int]] = []
+    values: list[np.ndarray] = []
+    times: list[np.ndarray] = []
+    for i, (v, t) in enumerate(zip(ss.values, ss.times)):
+        starts = [0] if window is None else window_starts(len(t), window, max(1, window // 2))
+        for s in starts:
+            end = len(t) if window is None else s + window
+            where.append((i, s))
+            values.append(v[s:end])
+            times.append(t[s:end])
+    return dataclasses.replace(ss, values=tuple(values), times=tuple(times)), where
+
+
+def entry_scores(
+    ctx: PredictContext,
+    scaled: SeriesSet,
+    num_samples: int,
+    num_folds: int,
+    window: int | None,
+) -> list[np.ndarray]:
+    """Held-out entry scores of every series of the standardised ``scaled``.
+
+    Returns:
+        n arrays (T_i, D) float64, NaN where not observed.
+    """
+    S = int_arg("num_samples", num_samples)
+    K = int_arg("num_folds", num_folds)
+    W = _check_window(window)
+    pieces, where = _pieces(scaled, W)
+    D = scaled.num_features
+    per_batch = settings.ANOMALY_WINDOW_BATCH if W is not None else ctx.batch_size
+    B = min(per_batch, pieces.num_series)
+    N = pieces.max_length
+    # one float64 log-sum-exp per chunk of draws is kept until a fold is scored
+    check_memory(
+        "num_samples",
+        8.0 * math.ceil(S / settings.SAMPLE_CHUNK) * B * N * D,
+        f"{S} draws for {B} windows x {N} steps x {D} features",
+    )
+    model = ctx.model
+    model.eval()
+    piece_scores: list[np.ndarray] = [np.empty(0)] * pieces.num_series
+    for start in range(0, pieces.num_series, per_batch):
+        idx = np.arange(start, min(start + per_batch, pieces.num_series))
+        batch = ctx.batch(pieces, idx)
+        gens = ctx.series_generators(pieces, idx, salt=4)
+        s_np = model.heldout_nlpd(batch, gens, K, S).numpy()  # (B, N, D)
+        for b, j in enumerate(idx):
+            piece_scores[j] = s_np[b, : len(pieces.times[j])]
+    out = [np.full((len(t), D), np.nan) for t in scaled.times]
+    depth = [np.full(len(t), -1.0) for t in scaled.times]
+    for (i, s), sc in zip(where, piece_scores):
+        T, n = len(scaled.times[i]), len(sc)
+        pos = np.arange(s, s + n)
+        d = np.minimum(pos - s, s + n - 1 - pos).astype(np.float64)
+        d[(pos == 0) | (pos == T - 1)] = np.inf  # a series' own ends have no better window
+        better = d > depth[i][pos]
+        out[i][pos[better]] = sc[better]
+        depth[i][pos[better]] = d[better]
+    return out
+
+
+# ---------------------------------------------------------------- step scores
+
+
+def _trailing_mean(s: np.ndarray, width: int) -> np.ndarray:
+    """Mean of the finite values among the last ``width`` steps (NaN where none)."""
+    if width <= 1:
+        return s
+    ok = np.isfinite(s)
+    c = np.concatenate([[0.0], np.cumsum(np.where(ok, s, 0.0))])
+    k = np.concatenate([[0], np.cumsum(ok)])
+    lo = np.maximum(np.arange(1, len(s) + 1) - width, 0)
+    hi = np.arange(1, len(s) + 1)
+    n = k[hi] - k[lo]
+    with np.errstate(invalid="ignore", divide="ignore"):
+        return np.where(n > 0, (c[hi] - c[lo]) / n, np.nan)
+
+
+def normalised_entries(entry: np.ndarray, profile: AnomalyProfile | None) -> np.ndarray:
+    """Entry scores on the profile's common scale (as they are without a profile)."""
+    if profile is None:
+        return entry
+    return (entry - profile.center) / profile.scale
+
+
+def step_scores(entry: np.ndarray, profile: AnomalyProfile | None) -> np.ndarray:
+    """(T,) step scores from (T, D) entry scores (NaN where no entry is observed)."""
+    z = normalised_entries(entry, profile)
+    raw = np.where(np.isnan(z).all(axis=1), np.nan, np.nansum(z, axis=1))
+    return raw if profile is None else _trailing_mean(raw, profile.smooth)
 
 
 def heldout_scores(
-    ctx: PredictContext, X: Any, times: Any, num_samples: int, num_folds: int
+    ctx: PredictContext,
+    X: Any,
+    times: Any,
+    num_samples: int,
+    num_folds: int,
+    window: int | None,
+    profile: AnomalyProfile | None = None,
 ) -> AnomalyResult:
     """:meth:`GPVAE.anomaly_scores` (see there)."""
-    model = ctx.model
-    S = int_arg("num_samples", num_samples)
-    K = int_arg("num_folds", num_folds, minimum=2)
     ss, scaled = ctx.input(X, times)
-    T_max = max(len(t) for t in ss.times)
-    # one float64 log-sum-exp per chunk of draws is kept until the fold is scored
-    B, D = min(ctx.batch_size, ss.num_series), ss.num_features
-    check_memory(
-        "num_samples",
-        8.0 * math.ceil(S / settings.SAMPLE_CHUNK) * B * T_max * D,
-        f"{S} draws for {B} series x {T_max} steps x {D} features",
-    )
-    entry: list[np.ndarray] = [np.empty(0)] * ss.num_series
-    model.eval()
-    for idx in ctx.batches(ss.num_series):
-        batch = ctx.batch(scaled, idx)
-        gens = ctx.series_generators(ss, idx, salt=4)
-        s_np = model.heldout_nlpd(batch, gens, K, S).numpy()  # (B, N, D)
-        for b, i in enumerate(idx):
-            entry[i] = s_np[b, : len(ss.times[i])]
-    step = [
-        np.where(np.isnan(e).all(axis=1), np.nan, np.nansum(e, axis=1)) for e in entry
-    ]  # (T_i,)
+    entry = entry_scores(ctx, scaled, num_samples, num_folds, window)
+    step = [step_scores(e, profile) for e in entry]
+    flagged = None
+    if profile is not None:
+        flagged = [np.nan_to_num(s, nan=-np.inf) > profile.threshold for s in step]
     return AnomalyResult(
         # float64 whatever the input's dtype: a score (~ z^2 / 2) can exceed float32
         entry=from_padded(ss, entry, name="entry", dtype=np.float64),
         step=from_padded(ss, step, name="step", dtype=np.float64),
-        num_folds=K,
-        num_samples=S,
+        num_folds=int(num_folds),
+        num_samples=int(num_samples),
+        window=window,
+        threshold=None if profile is None else profile.threshold,
+        flagged=None if flagged is None else from_padded(ss, flagged, name="flagged"),
+        intervals=None
+        if profile is None
+        else [
+            flagged_intervals(s, e, t, profile.threshold, list(ss.feature_names), profile)
+            for s, e, t in zip(step, entry, ss.times)
+        ],
     )
+
+
+# ---------------------------------------------------------------- threshold, intervals
 
 
 def quantile_threshold(step_scores: Any, quantile: float) -> float | None:
@@ -58,3 +266,111 @@ def quantile_threshold(step_scores: Any, quantile: float) -> float | None:
     flat = np.concatenate([np.asarray(s, dtype=np.float64).ravel() for s in step_scores])
     flat = flat[np.isfinite(flat)]
     return float(np.quantile(flat, quantile)) if flat.size else None
+
+
+def fit_profile(
+    ctx: PredictContext,
+    X: Any,
+    times: Any,
+    false_alarm_rate: float,
+    num_samples: int,
+    num_folds: int,
+    window: int | None,
+    smooth: int,
+) -> AnomalyProfile:
+    """Score normal data ``X`` and learn the feature scales and the threshold from it.
+
+    The scale of feature d is the spread between the median and the 90% quantile of its
+    entry scores (at least :data:`gpvae.settings.ANOMALY_MIN_SCALE`: a feature whose normal
+    scores never vary is not given an infinite weight); the threshold is the
+    ``1 - false_alarm_rate`` quantile of the resulting step scores.
+    """
+    rate = float_arg("false_alarm_rate", false_alarm_rate)
+    if not rate < 1.0:
+        raise ValidationError(
+            f"false_alarm_rate: expected a number in (0, 1), found {false_alarm_rate!r}"
+        )
+    smooth = int_arg("smooth", smooth)
+    _, scaled = ctx.input(X, times)
+    entry = entry_scores(ctx, scaled, num_samples, num_folds, window)
+    allrows = np.concatenate(entry)  # (sum T_i, D)
+    D = allrows.shape[1]
+    center, scale = np.zeros(D), np.ones(D)
+    for d in range(D):
+        col = allrows[:, d]
+        col = col[np.isfinite(col)]
+        if col.size:
+            center[d] = float(np.median(col))
+            scale[d] = float(np.quantile(col, 0.9)) - center[d]
+    scale = np.maximum(scale, settings.ANOMALY_MIN_SCALE)
+    prof = AnomalyProfile(
+        window=window,
+        num_folds=int(num_folds),
+        num_samples=int(num_samples),
+        smooth=smooth,
+        center=center,
+        scale=scale,
+        threshold=math.inf,
+        false_alarm_rate=rate,
+        num_steps=0,
+    )
+    steps = [step_scores(e, prof) for e in entry]
+    thr = quantile_threshold(steps, 1.0 - rate)
+    if thr is None:
+        raise ValidationError("X: expected observed values to learn a threshold from, found none")
+    prof.threshold = thr
+    prof.num_steps = int(sum(np.isfinite(s).sum() for s in steps))
+    return prof
+
+
+def flagged_intervals(
+    step: np.ndarray,
+    entry: np.ndarray,
+    times: np.ndarray,
+    threshold: float,
+    feature_names: list[str],
+    profile: AnomalyProfile | None = None,
+    top: int = 3,
+) -> list[dict[str, Any]]:
+    """The runs of consecutive steps whose score is above ``threshold``.
+
+    Args:
+        step: (T,) step scores; entry: (T, D) entry scores; times: (T,) the steps' times.
+        threshold: flag steps above it.
+        feature_names: the D names.
+        profile: puts the entry scores on one scale to rank the features (None: raw).
+        top: features listed per interval.
+
+    Returns:
+        One dict per interval: ``start``, ``end`` (positions of its first and last step),
+        ``start_time``, ``end_time``, ``peak`` (position of its highest score),
+        ``peak_time``, ``peak_score``, ``steps`` and ``features``: up to ``top`` feature
+        names, most contributing first (by the sum of their normalised scores over the
+        interval).
+    """
+    above = np.nan_to_num(step, nan=-np.inf) > threshold
+    if not above.any():
+        return []
+    edges = np.diff(np.concatenate([[0], above.astype(np.int8), [0]]))
+    starts, ends = np.flatnonzero(edges == 1), np.flatnonzero(edges == -1) - 1
+    z = normalised_entries(entry, profile)
+    out = []
+    for a, b in zip(starts, ends):
+        seg = step[a : b + 1]
+        peak = int(a + np.nanargmax(seg))
+        contrib = np.nansum(z[a : b + 1], axis=0)  # (D,)
+        order = [int(d) for d in np.argsort(-contrib, kind="stable")[:top]]
+        out.append(
+            {
+                "start": int(a),
+                "end": int(b),
+                "start_time": float(times[a]),
+                "end_time": float(times[b]),
+                "peak": peak,
+                "peak_time": float(times[peak]),
+                "peak_score": float(step[peak]),
+                "steps": int(b - a + 1),
+                "features": [feature_names[d] for d in order if contrib[d] > 0],
+            }
+        )
+    return out

@@ -28,6 +28,7 @@ import numpy as np
 import torch
 from torch import nn
 
+from gpvae import settings
 from gpvae.arguments import bool_arg, check_name, float_arg, int_arg
 from gpvae.data import Scaler
 from gpvae.errors import (
@@ -38,7 +39,7 @@ from gpvae.errors import (
     ValidationError,
     invalid,
 )
-from gpvae.estimator.anomaly import heldout_scores
+from gpvae.estimator.anomaly import AnomalyProfile, fit_profile, heldout_scores
 from gpvae.estimator.assembly import (
     ModelSpec,
     build_model,
@@ -161,6 +162,8 @@ class GPVAE:
         feature_names_: the D feature names.
         interval_scale_: (D,) spread factors of the imputation intervals (ones without
             calibration).
+        anomaly_profile_: the anomaly threshold and score settings learned by
+            :meth:`fit_threshold` (None before; saved with the model).
     """
 
     def __init__(
@@ -236,6 +239,7 @@ class GPVAE:
         self.feature_names_: list[str] | None = None
         self.interval_scale_: np.ndarray | None = None
         self.device_: torch.device | None = None
+        self.anomaly_profile_: AnomalyProfile | None = None
 
     def __repr__(self) -> str:
         fitted = "fitted" if self.is_fitted else "not fitted"
@@ -309,8 +313,10 @@ class GPVAE:
         feature_names: list[str],
         interval_scale: np.ndarray,
         history: list[dict[str, float]],
+        anomaly_profile: AnomalyProfile | None = None,
     ) -> None:
         self._model, self._scaler, self.device_ = model, scaler, device
+        self.anomaly_profile_ = anomaly_profile
         self.num_features_ = scaler.num_features
         self.feature_names_ = list(feature_names)
         self.interval_scale_ = interval_scale
@@ -512,7 +518,12 @@ class GPVAE:
     # ------------------------------------------------------------------ anomaly scores
 
     def anomaly_scores(
-        self, X: Any, times: Any = None, num_samples: int = 100, num_folds: int = 5
+        self,
+        X: Any,
+        times: Any = None,
+        num_samples: int | None = None,
+        num_folds: int | None = None,
+        window: int | str | None = "default",
     ) -> AnomalyResult:
         """Negative log predictive density of every observed entry, with its step hidden.
 
@@ -524,14 +535,71 @@ class GPVAE:
             entry = -log (1/S) sum_s p(y | z_s),   z_s ~ q(z | the other folds' entries),
 
         the negative log posterior-predictive density (Monte Carlo over S joint draws of z)
-        of the standardised value (add ``log(scaler_.std_[d])`` for original units). The
-        step score is the sum over the observed entries at the step (NaN if none).
+        of the standardised value (add ``log(scaler_.std_[d])`` for original units). Long
+        series are scored in half-overlapping windows of ``window`` steps (linear time in
+        the length; see :mod:`gpvae.estimator.anomaly`). Without a threshold the step score
+        is the sum over the observed entries at the step (NaN if none); after
+        :meth:`fit_threshold` it is the stored profile's normalised, smoothed step score,
+        and the result also holds the flagged steps and intervals. Nothing is refitted.
+
+        Args:
+            X, times: data in any accepted form (e.g. new data of a fitted model).
+            num_samples, num_folds, window: None / "default" take the stored profile's
+                settings (after :meth:`fit_threshold`), else 16 draws, 5 folds and
+                :data:`gpvae.settings.ANOMALY_WINDOW` steps; ``window=None`` scores every
+                series whole.
 
         Returns:
             :class:`~gpvae.estimator.results.AnomalyResult`: ``entry`` in the input's form
-            (NaN where unobserved), ``step`` (n, T) / list / Series.
+            (NaN where unobserved), ``step`` (n, T) / list / Series, and with a threshold
+            ``flagged`` and ``intervals``.
         """
-        return heldout_scores(self._context("anomaly_scores"), X, times, num_samples, num_folds)
+        ctx = self._context("anomaly_scores")
+        prof = self.anomaly_profile_
+        S, K, W = self._anomaly_settings(num_samples, num_folds, window)
+        return heldout_scores(ctx, X, times, S, K, W, prof)
+
+    def fit_threshold(
+        self,
+        X: Any,
+        times: Any = None,
+        false_alarm_rate: float = 0.01,
+        num_samples: int | None = None,
+        num_folds: int | None = None,
+        window: int | str | None = "default",
+        smooth: int = 1,
+    ) -> GPVAE:
+        """Learn the anomaly threshold from normal data and store it with the model.
+
+        Scores ``X`` (data known to be normal, e.g. the training data), puts each feature's
+        entry scores on a common scale (median and spread of its normal scores), and sets
+        the threshold to the ``1 - false_alarm_rate`` quantile of the normal step scores;
+        ``smooth`` > 1 averages the step score over the last ``smooth`` steps. The profile
+        is saved by :meth:`save` and used by :meth:`anomaly_scores` from then on.
+
+        Returns:
+            self.
+        """
+        ctx = self._context("fit_threshold")
+        S, K, W = self._anomaly_settings(num_samples, num_folds, window, use_profile=False)
+        self.anomaly_profile_ = fit_profile(ctx, X, times, false_alarm_rate, S, K, W, smooth)
+        return self
+
+    def _anomaly_settings(
+        self,
+        num_samples: int | None,
+        num_folds: int | None,
+        window: int | str | None,
+        use_profile: bool = True,
+    ) -> tuple[int, int, int | None]:
+        prof = self.anomaly_profile_ if use_profile else None
+        S = (prof.num_samples if prof else 16) if num_samples is None else num_samples
+        K = (prof.num_folds if prof else 5) if num_folds is None else num_folds
+        if isinstance(window, str):
+            if window != "default":
+                raise invalid("window", "a number of steps, None or 'default'", window)
+            return S, K, prof.window if prof else settings.ANOMALY_WINDOW
+        return S, K, window
 
     # ------------------------------------------------------------------ save / load
 
@@ -577,6 +645,7 @@ class GPVAE:
             list(self.feature_names_ or []),
             self._context("save").interval_scale,
             self.history_,
+            self.anomaly_profile_,
         )
 
     @classmethod
@@ -611,5 +680,6 @@ class GPVAE:
             feature_names=saved.feature_names,
             interval_scale=saved.interval_scale,
             history=saved.history,
+            anomaly_profile=saved.anomaly_profile,
         )
         return est

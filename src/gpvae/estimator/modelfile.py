@@ -22,6 +22,7 @@ from torch import Tensor, nn
 from gpvae.arguments import int_arg
 from gpvae.data import Scaler
 from gpvae.errors import GPVAEError, ModelFileError
+from gpvae.estimator.anomaly import AnomalyProfile
 from gpvae.io import check_state_dict, json_number, read_model, save_model
 from gpvae.kernels import kernel_from_spec
 
@@ -41,6 +42,7 @@ class SavedModel:
         state_dict: the model's weights.
         interval_scale: (D,) spread factors (ones for folders written before they existed).
         history: one dict per training epoch.
+        anomaly_profile: the anomaly threshold profile, or None.
     """
 
     arguments: dict[str, Any]
@@ -50,6 +52,7 @@ class SavedModel:
     state_dict: dict[str, Tensor]
     interval_scale: np.ndarray
     history: list[dict[str, float]]
+    anomaly_profile: AnomalyProfile | None = None
 
 
 def write_folder(
@@ -60,6 +63,7 @@ def write_folder(
     feature_names: list[str],
     interval_scale: np.ndarray,
     history: list[dict[str, float]],
+    anomaly_profile: AnomalyProfile | None = None,
 ) -> None:
     """Write a fitted estimator's folder (``arguments`` as given by ``get_config``)."""
     config = {
@@ -74,6 +78,7 @@ def write_folder(
         "scaler": scaler.state_dict(),
         "history": [{k: json_number(v) for k, v in h.items()} for h in history],
         "interval_scale": np.asarray(interval_scale, dtype=np.float64).tolist(),
+        "anomaly_profile": None if anomaly_profile is None else anomaly_profile.to_json(),
     }
     save_model(path, model.state_dict(), config, extra)
 
@@ -119,6 +124,7 @@ def read_folder(path: str | os.PathLike[str]) -> SavedModel:
             f"{scaler.num_features} and {len(names)}"
         )
     history = mf.extra.get("history", [])
+    profile = mf.extra.get("anomaly_profile")
     return SavedModel(
         arguments=args,
         num_features=D,
@@ -131,6 +137,7 @@ def read_folder(path: str | os.PathLike[str]) -> SavedModel:
             for h in (history if isinstance(history, list) else [])
             if isinstance(h, dict)
         ],
+        anomaly_profile=None if profile is None else AnomalyProfile.from_json(profile, D),
     )
 
 

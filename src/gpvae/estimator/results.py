@@ -117,9 +117,12 @@ class AnomalyResult:
     ``entry[i, t, d] = -log p(y[i, t, d] | y[i, steps not in the fold of t])``: the negative
     log posterior-predictive density of the observed entry, in standardised units (the value
     after the fit's scaler; add ``log(scaler_.std_[d])`` for the density in original units),
-    under the model's posterior given the series with every entry at time step t (and the
-    other steps of its fold) hidden. NaN where the entry is not observed.
-    ``step[i, t]`` = the sum of ``entry[i, t, :]`` over the observed entries (NaN if none).
+    under the model's posterior given the series (or the window of ``window`` steps around
+    t) with every entry at time step t (and the other steps of its fold) hidden. NaN where
+    the entry is not observed. Without a threshold profile ``step[i, t]`` is the sum of
+    ``entry[i, t, :]`` over the observed entries (NaN if none); with one (after
+    :meth:`~gpvae.GPVAE.fit_threshold`) it is the profile's normalised, smoothed step score
+    (:mod:`gpvae.estimator.anomaly`).
 
     Attributes:
         entry: per-entry scores, input form ((n, T, D) array, list, or DataFrame copy with
@@ -128,12 +131,21 @@ class AnomalyResult:
             the DataFrame's rows.
         num_folds: the K interleaved folds of time steps used.
         num_samples: Monte Carlo samples of z per fold.
+        window: steps per scoring window (None: whole series).
+        threshold: the stored threshold (None before ``fit_threshold``).
+        flagged: per-step booleans ``step > threshold`` in the form of ``step``, or None.
+        intervals: per series, the flagged intervals
+            (:func:`gpvae.estimator.anomaly.flagged_intervals`), or None.
     """
 
     entry: Any
     step: Any
     num_folds: int
     num_samples: int
+    window: int | None = None
+    threshold: float | None = None
+    flagged: Any = None
+    intervals: list[list[dict[str, Any]]] | None = None
 
 
 # ---------------------------------------------------------------- building results

@@ -1,5 +1,5 @@
-"""``gpvae detect``: score every time step and entry of a data file for anomalies and flag
-the steps above a threshold."""
+"""``gpvae detect``: score every time step and entry of a data file for anomalies, flag the
+steps above a threshold and report the flagged intervals."""
 
 from __future__ import annotations
 
@@ -20,10 +20,11 @@ from gpvae.app.cli.columns import (
 )
 from gpvae.app.cli.errors import CLIError, as_cli, info
 from gpvae.app.cli.model_dir import load_model
-from gpvae.app.cli.options import examples, num_samples_option, series_option
+from gpvae.app.cli.options import examples, series_option
 from gpvae.app.cli.tables import check_output, check_plot, read_table, save_figure, write_table
+from gpvae.estimator.anomaly import AnomalyProfile, flagged_intervals
 
-__all__ = ["anomaly_table", "detect"]
+__all__ = ["anomaly_table", "describe_intervals", "detect", "interval_table", "label_column"]
 
 
 @click.command()
@@ -34,8 +35,8 @@ __all__ = ["anomaly_table", "detect"]
     "--threshold",
     default=None,
     type=float,
-    help="Flag steps whose score is above this. Default: the 99% quantile of the "
-    "training data's step scores (stored by fit).",
+    help="Flag steps whose score is above this. Default: the threshold stored by fit "
+    "(from the training data's scores, for its --false-alarm-rate).",
 )
 @click.option(
     "--quantile",
@@ -44,28 +45,55 @@ __all__ = ["anomaly_table", "detect"]
     help="Instead of --threshold: flag the steps above this quantile of DATA's own "
     "scores (e.g. 0.99).",
 )
-@num_samples_option
+@click.option(
+    "--intervals",
+    "intervals_out",
+    default=None,
+    help="Also write the flagged intervals (start, end, peak time and score, steps, "
+    "top features) to this .csv or .parquet file.",
+)
+@click.option(
+    "--labels",
+    "labels_col",
+    default=None,
+    help="A column of DATA marking known anomalies (1/true): shaded on the plot, and the "
+    "share of labelled and of unlabelled steps flagged is reported.",
+)
+@click.option(
+    "--num-samples",
+    default=None,
+    type=click.IntRange(min=1),
+    help="Monte Carlo draws per step (default: the model's, 16).",
+)
 @click.option("--plot", default=None, help="Also draw the score timeline of one series (.png).")
 @series_option
-@examples("  gpvae detect model/ weather.csv -o anomalies.csv --plot anomalies.png")
+@examples(
+    "  gpvae detect model/ new_week.csv -o scores.csv --intervals alarms.csv\n"
+    "  gpvae detect model/ history.csv -o scores.csv --labels incident --plot scores.png"
+)
 def detect(
     model_dir: str,
     data: str,
     out: str,
     threshold: float | None,
     quantile: float | None,
-    num_samples: int,
+    intervals_out: str | None,
+    labels_col: str | None,
+    num_samples: int | None,
     plot: str | None,
     series: str | None,
 ) -> None:
-    """Score every time step and entry of DATA for anomalies and flag the highest.
+    """Score every time step and entry of DATA for anomalies and flag the intervals above
+    the threshold (the model is not refitted: DATA may be new data).
 
     A score is the negative log-likelihood of the observed values under the model given
-    the rest of the series (higher = more surprising). OUT has the rows and columns of
-    DATA plus: score (per step), <feature>_score (per entry, empty where missing) and
-    anomaly (true where score > threshold).
+    the neighbouring steps (higher = more surprising); with the threshold stored by fit,
+    each feature's scores are first put on the scale of its training scores. OUT has the
+    rows and columns of DATA plus: score (per step), <feature>_score (per entry, empty
+    where missing) and anomaly (true where score > threshold).
     """
     out_path = check_output(out)
+    iv_path = None if intervals_out is None else check_output(intervals_out, "--intervals")
     plot_path = check_plot(plot)
     if threshold is not None and quantile is not None:
         raise CLIError("--quantile: expected either --threshold or --quantile, found both")
@@ -75,16 +103,24 @@ def detect(
         raise CLIError(f"--threshold: expected a finite number, found {threshold}")
     model, spec = load_model(model_dir)
     frame = read_table(data)
+    labels = None if labels_col is None else label_column(frame, labels_col, spec)
     ss = series_set(frame, spec, "DATA")
     with as_cli("DATA"):
         scores = anomaly_table(model.anomaly_scores(ss, num_samples=num_samples), spec)
     step = scores["score"].to_numpy(dtype=np.float64)
+    profile = model.anomaly_profile_
     if quantile is not None:
         thr = float(np.nanquantile(step, quantile))
         source = f"the {quantile:g} quantile of these scores"
     elif threshold is not None:
         thr, source = float(threshold), "--threshold"
-    elif spec.threshold is not None:
+    elif profile is not None:
+        thr = profile.threshold
+        source = (
+            f"stored by fit for a false-alarm rate of {profile.false_alarm_rate:g} on the "
+            "training data"
+        )
+    elif spec.threshold is not None:  # a model folder written before profiles existed
         thr = spec.threshold
         source = f"the {spec.threshold_quantile:g} quantile of the training scores"
     else:
@@ -92,25 +128,120 @@ def detect(
         source = "the 0.99 quantile of these scores"
     scores["anomaly"] = np.nan_to_num(step, nan=-np.inf) > thr
     table = merge_back(frame, scores, spec)
+    intervals = interval_table(table, spec, thr, profile)
     write_table(table, out_path)
+    if iv_path is not None:
+        write_table(intervals, iv_path, "--intervals")
     info(
-        f"flagged {int(scores['anomaly'].sum())} of {len(step)} steps above {thr:.4g} "
-        f"({source}); wrote {out_path}"
+        f"flagged {int(scores['anomaly'].sum())} of {len(step)} steps in {len(intervals)} "
+        f"intervals above {thr:.4g} ({source}); wrote {out_path}"
+        + ("" if iv_path is None else f" and {iv_path}")
     )
+    for line in describe_intervals(intervals, spec):
+        info(line)
+    if labels is not None:
+        flagged = scores["anomaly"].to_numpy()
+        info(
+            f"labels {labels_col!r}: flagged {flagged[labels].mean() if labels.any() else 0:.1%} "
+            f"of {int(labels.sum())} labelled steps and "
+            f"{flagged[~labels].mean() if (~labels).any() else 0:.2%} of "
+            f"{int((~labels).sum())} unlabelled steps"
+        )
     if plot_path is not None:
         from gpvae.app.plots import plot_anomalies
 
+        if labels is not None:
+            table["__labels__"] = labels
         part = parse_times(series_frame(table, spec, series), spec.time_col, "DATA")
-        part = part.sort_values(spec.time_col)
+        part = part.sort_values(spec.time_col, kind="stable")
+        shown = spec.features[:PLOT_MAX_FEATURES]
         fig = plot_anomalies(
             time_axis(part[spec.time_col]),
             part["score"].to_numpy(dtype=np.float64),
             thr,
-            values=part[spec.features].to_numpy(dtype=np.float64),
-            feature_names=spec.features,
+            values=part[shown].to_numpy(dtype=np.float64),
+            feature_names=shown,
+            labels=None if labels is None else part["__labels__"].to_numpy(),
             time_label=spec.time_col,
         )
         save_figure(fig, plot_path)
+
+
+#: Feature panels drawn under the score timeline at most (the first ones).
+PLOT_MAX_FEATURES = 8
+
+
+def label_column(frame: pd.DataFrame, col: str, spec: ColumnSpec) -> np.ndarray:
+    """The --labels column of DATA as booleans (1 / true inside a known anomaly)."""
+    if col not in [str(c) for c in frame.columns]:
+        raise CLIError(
+            f"--labels: unknown column {col!r} in DATA; columns are {list(map(str, frame.columns))}"
+        )
+    if col in spec.features:
+        raise CLIError(f"--labels: expected a column that is not a model feature, found {col!r}")
+    raw = frame[next(c for c in frame.columns if str(c) == col)]
+    if raw.dtype == bool:
+        return raw.to_numpy()
+    values = pd.to_numeric(raw, errors="coerce")
+    if values.isna().any() or not values.isin([0, 1]).all():
+        raise CLIError(
+            f"--labels: expected 0/1 or true/false in column {col!r}, found other values"
+        )
+    return values.to_numpy() == 1
+
+
+def interval_table(
+    table: pd.DataFrame, spec: ColumnSpec, threshold: float, profile: AnomalyProfile | None
+) -> pd.DataFrame:
+    """The flagged intervals of every series, with DATA's own time values (as read)."""
+    rows = []
+    groups = (
+        [(None, table)] if spec.id_col is None else list(table.groupby(spec.id_col, sort=False))
+    )
+    for key, part in groups:
+        parsed = parse_times(part, spec.time_col, "DATA")
+        order = np.argsort(time_axis(parsed[spec.time_col]), kind="stable")
+        part = part.iloc[order]
+        step = part["score"].to_numpy(dtype=np.float64)
+        entry = part[[f"{f}_score" for f in spec.features]].to_numpy(dtype=np.float64)
+        stamps = part[spec.time_col].to_numpy()
+        for iv in flagged_intervals(
+            step, entry, np.arange(len(step), dtype=np.float64), threshold, spec.features, profile
+        ):
+            row = {} if spec.id_col is None else {spec.id_col: key}
+            row.update(
+                start=stamps[iv["start"]],
+                end=stamps[iv["end"]],
+                peak_time=stamps[iv["peak"]],
+                peak_score=iv["peak_score"],
+                steps=iv["steps"],
+                features=";".join(iv["features"]),
+            )
+            rows.append(row)
+    cols = ([] if spec.id_col is None else [spec.id_col]) + [
+        "start",
+        "end",
+        "peak_time",
+        "peak_score",
+        "steps",
+        "features",
+    ]
+    return pd.DataFrame(rows, columns=cols)
+
+
+def describe_intervals(intervals: pd.DataFrame, spec: ColumnSpec, top: int = 5) -> list[str]:
+    """One line per interval with the highest peaks (at most ``top``)."""
+    best = intervals.sort_values("peak_score", ascending=False).head(top)
+    lines = []
+    for _, r in best.iterrows():
+        where = "" if spec.id_col is None else f"{spec.id_col} {r[spec.id_col]}: "
+        lines.append(
+            f"  {where}{r['start']} .. {r['end']} ({r['steps']} steps), peak {r['peak_score']:.4g} "
+            f"at {r['peak_time']}; features {r['features'] or '-'}"
+        )
+    if len(intervals) > top:
+        lines.append(f"  ... and {len(intervals) - top} more")
+    return lines
 
 
 def anomaly_table(res: Any, spec: ColumnSpec) -> pd.DataFrame:

@@ -26,15 +26,11 @@ from gpvae.app.cli.options import (
 from gpvae.app.cli.tables import read_table
 from gpvae.data import SeriesSet
 from gpvae.data.windows import cut_windows
-from gpvae.estimator.anomaly import quantile_threshold
 from gpvae.kernels import kernel_key, kernel_names
 from gpvae.likelihoods import likelihood_key, likelihood_names
 from gpvae.nets.registry import encoder_key, encoder_names
 
-__all__ = ["THRESHOLD_QUANTILE", "fit", "training_series"]
-
-#: The quantile of the training data's step scores stored as ``detect``'s default threshold.
-THRESHOLD_QUANTILE = 0.99
+__all__ = ["fit", "training_series"]
 
 
 @click.command()
@@ -115,6 +111,13 @@ THRESHOLD_QUANTILE = 0.99
     show_default=True,
     help="Rescale the imputation intervals per feature to cover held-out entries.",
 )
+@click.option(
+    "--false-alarm-rate",
+    default=0.01,
+    show_default=True,
+    type=click.FloatRange(min=0.0, max=1.0, min_open=True, max_open=True),
+    help="Share of the training data's steps that detect's stored threshold flags.",
+)
 @click.option("--seed", default=0, show_default=True, type=click.IntRange(min=0))
 @click.option(
     "--resume", is_flag=True, help="Continue an interrupted fit from MODEL_DIR's checkpoint."
@@ -143,6 +146,7 @@ def fit(
     patience: int,
     window: int | None,
     calibrate: bool,
+    false_alarm_rate: float,
     seed: int,
     resume: bool,
     quiet: bool,
@@ -188,9 +192,13 @@ def fit(
     train_values, train_times = training_series(series, window)
     with as_cli("DATA", {"encoder": "--encoder"}):  # e.g. 'cnn' on non-square frames
         model.fit(train_values, train_times, resume=resume)
-        res = model.anomaly_scores(list(series.values), list(series.times), num_samples=50)
-    spec.threshold_quantile = THRESHOLD_QUANTILE
-    spec.threshold = quantile_threshold(res.step, THRESHOLD_QUANTILE)
+        # detect's default threshold: stored with the model (model/config.json)
+        model.fit_threshold(
+            list(series.values),
+            list(series.times),
+            false_alarm_rate=false_alarm_rate,
+            smooth=settings.ANOMALY_SMOOTH,
+        )
     # Everything is computed before anything is written: an error leaves MODEL_DIR as it was.
     model.save(out / MODEL_SUBDIR)
     spec.save(out)

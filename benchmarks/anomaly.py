@@ -1,0 +1,383 @@
+"""Anomaly-detection benchmark (TSB-AD style) on NAB and SMAP/MSL: gpvae against baselines.
+
+Protocol (``DESIGN.md``, "Benchmark protocols"): for every series, fit on the normal part
+(NAB: the first 15% of the steps, NAB's probationary period; SMAP/MSL: ``train``), score
+the rest, and compute VUS-PR (TSB-AD's ``generate_curve``, version ``opt``, 250
+thresholds, its sliding window from ``find_length_rank`` of the scored part's first
+column), AUC-PR and AUC-ROC, without point adjustment (TSB-AD's ``basic_metricor``). Run it
+in the benchmark environment (``benchmarks/setup_bench_env.sh``), which has ``TSB_AD``:
+
+    PYTHONPATH=src /work/bench-venv/bin/python benchmarks/anomaly.py --data-dir ../shared/data
+
+Methods (every one sees the same standardised arrays; the learned ones the same epoch cap
+and patience):
+
+- ``gpvae``: GPVAE (Matern-3/2 GP prior, structured posterior) fit on half-overlapping
+  windows of the normal part; scores: held-out predictive densities in windows
+  (``GPVAE.anomaly_scores``) put on one scale and averaged over ``--smooth`` steps by the
+  profile of ``GPVAE.fit_threshold`` on the normal part. The threshold (target false-alarm
+  rate ``--far``) is also applied to the scored part: ``false_alarm_rate`` is the share of
+  its unlabelled steps above it.
+- ``vae``: the same networks and windows with an N(0, I) prior (white kernel, mean-field
+  posterior): a Donut-like VAE, scored by its reconstruction probability (a white prior
+  has nothing to say about a hidden step, so its held-out score is the prior's).
+- ``pca``: reconstruction error of PCA (90% of the variance) fit on the normal part;
+  ``iforest``: scikit-learn's Isolation Forest fit on the normal part. Both on the
+  standardised points (multivariate) or on lag windows of the period (univariate).
+- ``zscore``: rolling z-score, the largest ``|y - mean| / std`` over the features, mean and
+  std of the previous ``period`` steps.
+- ``cnn``: TSB-AD's CNN forecaster (window 100, one step ahead), its prediction error.
+
+Each (series, method) run appends one record to ``--out`` as it finishes, so an
+interrupted campaign resumes where it stopped. ``--dev`` runs the development subset that
+the scoring choices were tuned on (``DEV_SERIES``).
+"""
+
+from __future__ import annotations
+
+import argparse
+import contextlib
+import io
+import math
+import os
+import sys
+import time
+from collections.abc import Callable, Sequence
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+sys.path.insert(0, str(Path(__file__).resolve().parent))
+from _protocol import ResultsFile
+
+from gpvae.datasets.anomaly import (
+    AnomalySeries,
+    load_nab,
+    load_smap_msl,
+    nab_names,
+    smap_msl_channels,
+)
+
+ROOT = Path(__file__).resolve().parents[1]
+RESULTS = ROOT / "benchmarks" / "results" / "anomaly.json"
+METHODS = ("gpvae", "vae", "pca", "iforest", "zscore", "cnn")
+#: The development subset: scoring choices (window, folds, smoothing, normalisation) were
+#: compared on these series only; the table reports all series.
+DEV_SERIES = (
+    "SMAP:P-1",
+    "SMAP:E-1",
+    "MSL:C-1",
+    "NAB:realKnownCause/nyc_taxi",
+    "NAB:realKnownCause/machine_temperature_system_failure",
+    "NAB:realAWSCloudwatch/ec2_cpu_utilization_5f5533",
+)
+
+
+class AnomalyResults(ResultsFile):
+    """The JSON list of records, one per (dataset, series, method, tag)."""
+
+    KEY = ("dataset", "series", "method", "tag")
+
+
+# ---------------------------------------------------------------- data and metrics
+
+
+def all_series(data_dir: str | None, datasets: Sequence[str]) -> list[tuple[str, str]]:
+    """(kind, name) of every series: kind "NAB" or "SMAP_MSL"."""
+    out: list[tuple[str, str]] = []
+    if "smap_msl" in datasets:
+        out += [("SMAP_MSL", c) for c in smap_msl_channels(data_dir)]
+    if "nab" in datasets:
+        out += [("NAB", n) for n in nab_names(data_dir)]
+    return out
+
+
+def load(kind: str, name: str, data_dir: str | None) -> AnomalySeries:
+    return load_nab(name, data_dir) if kind == "NAB" else load_smap_msl(name, data_dir)
+
+
+def standardise(s: AnomalySeries) -> tuple[np.ndarray, np.ndarray]:
+    """Train and test standardised with the train part's mean and std (std 0 -> 1)."""
+    mu, sd = s.train.mean(0), s.train.std(0)
+    sd = np.where(sd > 0, sd, 1.0)
+    return (s.train - mu) / sd, (s.test - mu) / sd
+
+
+def period(s: AnomalySeries) -> int:
+    """TSB-AD's sliding window: ``find_length_rank`` of the scored part's first column."""
+    from TSB_AD.utils.slidingWindows import find_length_rank
+
+    return int(find_length_rank(s.test[:, :1], rank=1))
+
+
+def metrics(score: np.ndarray, labels: np.ndarray, window: int) -> dict[str, float]:
+    """VUS-PR, AUC-PR, AUC-ROC (TSB-AD's implementations), no point adjustment."""
+    from TSB_AD.evaluation.basic_metrics import basic_metricor, generate_curve
+
+    s = np.asarray(score, dtype=np.float64)
+    if not np.isfinite(s).all():
+        finite = s[np.isfinite(s)]
+        low = float(finite.min()) if finite.size else 0.0
+        s = np.where(np.isfinite(s), s, low)
+    grader = basic_metricor()
+    vus_pr = generate_curve(labels.astype(int), s, window, "opt", 250)[-1]
+    return {
+        "vus_pr": float(vus_pr),
+        "auc_pr": float(grader.metric_PR(labels, s)),
+        "auc_roc": float(grader.metric_ROC(labels, s)),
+    }
+
+
+# ---------------------------------------------------------------- methods
+
+
+def _lagged(x: np.ndarray, width: int) -> np.ndarray:
+    """(T, D) -> (T, width * D): each step with the ``width - 1`` steps before it (the
+    first steps repeat the first value)."""
+    padded = np.concatenate([np.repeat(x[:1], width - 1, axis=0), x])
+    return np.concatenate([padded[k : k + len(x)] for k in range(width)], axis=1)
+
+
+def _features(tr: np.ndarray, te: np.ndarray, w: int) -> tuple[np.ndarray, np.ndarray]:
+    if tr.shape[1] > 1:
+        return tr, te
+    w = max(2, min(w, 100))
+    return _lagged(tr, w), _lagged(np.concatenate([tr[-(w - 1) :], te]), w)[w - 1 :]
+
+
+def run_pca(s: AnomalySeries, args: argparse.Namespace, w: int) -> dict[str, Any]:
+    from sklearn.decomposition import PCA
+
+    tr, te = _features(*standardise(s), w)
+    pca = PCA(n_components=0.9, random_state=0).fit(tr)
+    rec = pca.inverse_transform(pca.transform(te))
+    return {"score": ((te - rec) ** 2).sum(1), "components": int(pca.n_components_)}
+
+
+def run_iforest(s: AnomalySeries, args: argparse.Namespace, w: int) -> dict[str, Any]:
+    from sklearn.ensemble import IsolationForest
+
+    tr, te = _features(*standardise(s), w)
+    forest = IsolationForest(n_estimators=100, random_state=args.seed).fit(tr)
+    return {"score": -forest.score_samples(te)}
+
+
+def run_zscore(s: AnomalySeries, args: argparse.Namespace, w: int) -> dict[str, Any]:
+    import pandas as pd
+
+    tr, te = standardise(s)
+    w = max(2, w)
+    full = pd.DataFrame(np.concatenate([tr[-w:], te]))
+    prev = full.rolling(w, min_periods=2)
+    mean, sd = prev.mean().shift(1), prev.std().shift(1)
+    # a feature constant over the window has no scale of its own: use 0.1 training std
+    z = (full - mean).abs() / np.maximum(sd.to_numpy(), 0.1)
+    return {"score": z.to_numpy()[w:].max(axis=1)}
+
+
+def _gpvae_windows(
+    tr: np.ndarray, window: int, stride: int
+) -> tuple[list[np.ndarray], list[np.ndarray]]:
+    from gpvae.data.windows import cut_windows
+
+    return cut_windows([tr], [np.arange(len(tr), dtype=np.float64)], window, stride)
+
+
+def run_gpvae(
+    s: AnomalySeries, args: argparse.Namespace, w: int, white: bool = False
+) -> dict[str, Any]:
+    from gpvae import GPVAE
+
+    tr, te = standardise(s)
+    t_te = np.arange(len(tr), len(tr) + len(te), dtype=np.float64)
+    est = GPVAE(
+        latent_dim=args.latent_dim,
+        kernel="white" if white else "matern32",
+        posterior="diagonal" if white else "structured",
+        hidden=(args.hidden, args.hidden),
+        epochs=args.epochs,
+        patience=args.patience,
+        batch_size=args.batch_size,
+        lr=args.lr,
+        calibrate=False,
+        progress=False,
+        seed=args.seed,
+    )
+    t0 = time.perf_counter()
+    vals, times = _gpvae_windows(tr, args.train_window, args.train_stride)
+    est.fit(vals, times)
+    folds = 1 if white else args.folds
+    est.fit_threshold(
+        [tr],
+        [np.arange(len(tr), dtype=np.float64)],
+        false_alarm_rate=args.far,
+        num_samples=args.samples,
+        num_folds=folds,
+        window=args.window,
+        smooth=args.smooth,
+    )
+    fit_s = time.perf_counter() - t0
+    t0 = time.perf_counter()
+    res = est.anomaly_scores(te[None], t_te[None])
+    score_s = time.perf_counter() - t0
+    step = res.step[0]
+    normal = s.labels == 0
+    hist = est.history_
+    best = int(np.nanargmin([h["val_score"] for h in hist])) + 1 if hist else 0
+    return {
+        "score": step,
+        "fit_seconds": fit_s,
+        "score_seconds": score_s,
+        "epochs_run": len(hist),
+        "best_epoch": best,
+        "threshold": res.threshold,
+        "false_alarm_rate": float(res.flagged[0][normal].mean()) if normal.any() else None,
+        "flagged_intervals": len(res.intervals[0]),
+    }
+
+
+def run_vae(s: AnomalySeries, args: argparse.Namespace, w: int) -> dict[str, Any]:
+    return run_gpvae(s, args, w, white=True)
+
+
+def run_cnn(s: AnomalySeries, args: argparse.Namespace, w: int) -> dict[str, Any]:
+    import torch
+    from TSB_AD.models.CNN import CNN
+    from TSB_AD.utils.torch_utility import EarlyStoppingTorch
+
+    tr, te = standardise(s)
+    torch.manual_seed(args.seed)
+    clf = CNN(window_size=100, feats=tr.shape[1], epochs=args.epochs, batch_size=128)
+    clf.early_stopping = EarlyStoppingTorch(save_path=None, patience=args.patience)
+    t0 = time.perf_counter()
+    with contextlib.redirect_stdout(io.StringIO()), contextlib.redirect_stderr(io.StringIO()):
+        clf.fit(tr)
+        fit_s = time.perf_counter() - t0
+        t0 = time.perf_counter()
+        # the scored part with the train's last window in front, so every step has context
+        ctx = np.concatenate([tr[-100:], te])
+        score = np.asarray(clf.decision_function(ctx)).ravel()[100:]
+    return {"score": score, "fit_seconds": fit_s, "score_seconds": time.perf_counter() - t0}
+
+
+RUNNERS: dict[str, Callable[[AnomalySeries, argparse.Namespace, int], dict[str, Any]]] = {
+    "gpvae": run_gpvae,
+    "vae": run_vae,
+    "pca": run_pca,
+    "iforest": run_iforest,
+    "zscore": run_zscore,
+    "cnn": run_cnn,
+}
+
+
+# ---------------------------------------------------------------- campaign
+
+
+def parse_args(argv: Sequence[str] | None) -> argparse.Namespace:
+    p = argparse.ArgumentParser(description=__doc__.split("\n")[0])
+    p.add_argument("--data-dir", default=None)
+    p.add_argument("--out", default=str(RESULTS))
+    p.add_argument("--datasets", default="smap_msl,nab")
+    p.add_argument("--methods", default=",".join(METHODS))
+    p.add_argument("--series", default=None, help="Comma-separated names (default: all).")
+    p.add_argument("--dev", action="store_true", help="Only the development subset.")
+    p.add_argument("--shard", default="0/1", help="i/n: run every n-th series from the i-th.")
+    p.add_argument("--tag", default="main", help="Label of this configuration's records.")
+    p.add_argument("--epochs", type=int, default=30)
+    p.add_argument("--patience", type=int, default=5)
+    p.add_argument("--latent-dim", type=int, default=4)
+    p.add_argument("--hidden", type=int, default=64)
+    p.add_argument("--lr", type=float, default=3e-3)
+    p.add_argument("--batch-size", type=int, default=32)
+    p.add_argument("--train-window", type=int, default=64, help="Steps per training window.")
+    p.add_argument("--train-stride", type=int, default=16, help="Steps between their starts.")
+    p.add_argument("--window", type=int, default=128, help="Steps per scoring window.")
+    p.add_argument("--folds", type=int, default=5)
+    p.add_argument("--samples", type=int, default=16)
+    p.add_argument("--smooth", type=int, default=1)
+    p.add_argument("--far", type=float, default=0.01, help="Target false-alarm rate.")
+    p.add_argument("--seed", type=int, default=0)
+    return p.parse_args(argv)
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    import torch
+
+    args = parse_args(argv)
+    torch.set_num_threads(int(os.environ.get("OMP_NUM_THREADS", "1")))
+    out = AnomalyResults(args.out)
+    series = all_series(args.data_dir, args.datasets.split(","))
+    if args.dev:
+        keep = {d.split(":", 1)[1] for d in DEV_SERIES}
+        series = [x for x in series if x[1] in keep]
+    if args.series:
+        keep = set(args.series.split(","))
+        series = [x for x in series if x[1] in keep]
+    i, n = (int(v) for v in args.shard.split("/"))
+    series = series[i::n]
+    methods = args.methods.split(",")
+    config = {
+        k: getattr(args, k)
+        for k in ("epochs", "patience", "latent_dim", "hidden", "lr", "batch_size")
+    }
+    config.update(train_window=args.train_window, train_stride=args.train_stride)
+    config.update({k: getattr(args, k) for k in ("window", "folds", "samples", "smooth", "far")})
+    for kind, name in series:
+        data = None
+        for method in methods:
+            ds = "NAB" if kind == "NAB" else ("SMAP" if name_dim(name, args) == 25 else "MSL")
+            if out.has(ds, name, method, args.tag):
+                continue
+            if data is None:
+                data = load(kind, name, args.data_dir)
+                w = period(data)
+            assert data is not None
+            t0 = time.perf_counter()
+            res = RUNNERS[method](data, args, w)
+            wall = time.perf_counter() - t0
+            score = np.asarray(res.pop("score"), dtype=np.float64)
+            rec = {
+                "dataset": data.dataset,
+                "series": name,
+                "method": method,
+                "tag": args.tag,
+                **metrics(score, data.labels, w),
+                "wall_seconds": wall,
+                "n_train": len(data.train),
+                "n_test": len(data.test),
+                "num_features": data.train.shape[1],
+                "anomalous_share": float(data.labels.mean()),
+                "sliding_window": w,
+                "dev": f"{data.dataset}:{name}" in DEV_SERIES,
+                "config": config,
+                **{
+                    k: (None if isinstance(v, float) and not math.isfinite(v) else v)
+                    for k, v in res.items()
+                },
+            }
+            out.add(rec)
+            print(
+                f"{data.dataset:5s} {name:50s} {method:8s} VUS-PR {rec['vus_pr']:.3f} "
+                f"AUC-PR {rec['auc_pr']:.3f} AUC-ROC {rec['auc_roc']:.3f} {wall:6.1f}s",
+                flush=True,
+            )
+    return 0
+
+
+_DIMS: dict[str, int] = {}
+
+
+def name_dim(name: str, args: argparse.Namespace) -> int:
+    """D of a SMAP/MSL channel (25 SMAP, 55 MSL), read from its file once."""
+    if name not in _DIMS:
+        from gpvae.datasets._paths import dataset_dir
+
+        path = dataset_dir(args.data_dir, "smap_msl", "*.npz") / f"{name}.npz"
+        with np.load(path) as z:
+            _DIMS[name] = int(z["train"].shape[1])
+    return _DIMS[name]
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())

@@ -1,0 +1,177 @@
+"""Anomaly scores in windows, the threshold profile learned from normal data, flagged
+intervals, and the profile's round trip through the model folder."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import numpy as np
+import pytest
+
+from gpvae import GPVAE, settings
+from gpvae.errors import ModelFileError, ValidationError
+from gpvae.estimator.anomaly import AnomalyProfile, _trailing_mean, flagged_intervals
+
+FAST = {
+    "latent_dim": 2,
+    "hidden": (32,),
+    "epochs": 40,
+    "batch_size": 16,
+    "lr": 1e-2,
+    "progress": False,
+}
+
+
+def seasonal(T: int, seed: int, period: float = 12.0) -> np.ndarray:
+    """(T, 2) two noisy seasonal features."""
+    rng = np.random.default_rng(seed)
+    t = np.arange(T, dtype=np.float64)
+    x = np.stack([np.sin(2 * np.pi * t / period), np.cos(2 * np.pi * t / period)], -1)
+    return x + 0.1 * rng.standard_normal((T, 2))
+
+
+@pytest.fixture(scope="module")
+def fitted() -> GPVAE:
+    train = seasonal(400, 0)
+    starts = range(0, 400 - 48 + 1, 8)
+    return GPVAE(**FAST, seed=1, calibrate=False).fit(
+        [train[s : s + 48] for s in starts], [np.arange(s, s + 48.0) for s in starts]
+    )
+
+
+def _auc(score: np.ndarray, labels: np.ndarray) -> float:
+    """AUC-ROC by the rank-sum formula (ties get their mean rank)."""
+    from scipy.stats import rankdata
+
+    r = rankdata(score)
+    pos = labels.astype(bool)
+    n1, n0 = pos.sum(), (~pos).sum()
+    return float((r[pos].sum() - n1 * (n1 + 1) / 2) / (n1 * n0))
+
+
+def test_windowed_scores_equal_the_window_scored_alone(fitted: GPVAE) -> None:
+    """Stitching: a step takes the score of the window where it is farthest from the edges,
+    which is exactly that window scored as a series of its own."""
+    y = seasonal(100, 5)
+    res = fitted.anomaly_scores(y[None], num_samples=4, window=40)
+    # windows start at 0, 20, 40, 60; step 50 is deepest in the window starting at 40
+    alone = fitted.anomaly_scores(y[None, 40:80], np.arange(40.0, 80.0)[None], num_samples=4,
+                                  window=None)  # fmt: skip
+    np.testing.assert_allclose(res.entry[0, 50], alone.entry[0, 10], rtol=1e-6)
+    assert res.window == 40
+    assert np.isfinite(res.step).all()
+
+
+def test_window_longer_than_the_series_is_the_whole_series(fitted: GPVAE) -> None:
+    y = seasonal(30, 6)
+    a = fitted.anomaly_scores(y[None], num_samples=4, window=64).entry
+    b = fitted.anomaly_scores(y[None], num_samples=4, window=None).entry
+    np.testing.assert_array_equal(a, b)
+
+
+def test_scores_rank_changed_dynamics_above_a_rolling_z_score(fitted: GPVAE) -> None:
+    """A stretch at twice the normal frequency (same range of values) is invisible to a
+    rolling z-score but not to the model of the normal pattern."""
+    y = seasonal(300, 7)
+    labels = np.zeros(300, dtype=bool)
+    labels[150:200] = True
+    y[150:200] = seasonal(50, 8, period=5.0)
+    step = fitted.anomaly_scores(y[None], num_samples=8).step[0]
+    ours = _auc(step, labels)
+    w = 12
+    z = np.zeros(300)
+    for t in range(w, 300):
+        past = y[t - w : t]
+        z[t] = np.max(np.abs(y[t] - past.mean(0)) / past.std(0))
+    base = _auc(z, labels)
+    assert ours > 0.85, ours
+    assert ours > base + 0.2, (ours, base)
+
+
+def test_threshold_from_normal_data_keeps_its_false_alarm_rate(fitted: GPVAE) -> None:
+    fitted.fit_threshold([seasonal(600, 11)], false_alarm_rate=0.05, num_samples=8)
+    try:
+        prof = fitted.anomaly_profile_
+        assert prof is not None
+        assert prof.num_steps == 600
+        res = fitted.anomaly_scores([seasonal(1200, 12)])
+        rate = float(np.mean(res.flagged[0]))
+        assert 0.025 <= rate <= 0.1, rate  # within a factor 2 of the target on new data
+        assert res.threshold == prof.threshold
+    finally:
+        fitted.anomaly_profile_ = None
+
+
+def test_flagged_intervals_cover_an_injected_shift(fitted: GPVAE) -> None:
+    fitted.fit_threshold([seasonal(400, 13)], false_alarm_rate=0.01, num_samples=8, smooth=3)
+    try:
+        y = seasonal(300, 14)
+        y[100:130, 0] += 2.5
+        res = fitted.anomaly_scores(y[None])
+        ivs = res.intervals[0]
+        hit = [iv for iv in ivs if iv["start"] <= 129 and iv["end"] >= 100]
+        assert hit, ivs
+        best = max(hit, key=lambda iv: iv["peak_score"])
+        assert 100 <= best["peak"] <= 132
+        assert best["features"][0] == "feature_0"
+        assert sum(iv["steps"] for iv in ivs) < 90
+    finally:
+        fitted.anomaly_profile_ = None
+
+
+def test_profile_round_trips_through_save_and_load(fitted: GPVAE, tmp_path: Path) -> None:
+    fitted.fit_threshold([seasonal(200, 15)], false_alarm_rate=0.02, num_samples=4, smooth=2)
+    try:
+        fitted.save(tmp_path / "m")
+        loaded = GPVAE.load(tmp_path / "m")
+        a, b = fitted.anomaly_profile_, loaded.anomaly_profile_
+        assert a is not None
+        assert b is not None
+        assert a.to_json() == b.to_json()
+        y = seasonal(150, 16)
+        ra, rb = fitted.anomaly_scores(y[None]), loaded.anomaly_scores(y[None])
+        np.testing.assert_array_equal(ra.step, rb.step)
+        np.testing.assert_array_equal(ra.flagged, rb.flagged)
+        # a corrupted profile names itself
+        cfg_path = tmp_path / "m" / "config.json"
+        cfg = json.loads(cfg_path.read_text())
+        key = next(k for k in cfg if isinstance(cfg[k], dict) and "anomaly_profile" in cfg[k])
+        cfg[key]["anomaly_profile"]["scale"] = [-1.0, 1.0]
+        cfg_path.write_text(json.dumps(cfg))
+        with pytest.raises(ModelFileError, match="anomaly_profile"):
+            GPVAE.load(tmp_path / "m")
+    finally:
+        fitted.anomaly_profile_ = None
+
+
+def test_bad_arguments_name_themselves(fitted: GPVAE) -> None:
+    y = seasonal(50, 17)
+    with pytest.raises(ValidationError, match="false_alarm_rate"):
+        fitted.fit_threshold([y], false_alarm_rate=1.5)
+    with pytest.raises(ValidationError, match="window"):
+        fitted.anomaly_scores([y], window=1)
+    with pytest.raises(ValidationError, match="window"):
+        fitted.anomaly_scores([y], window="long")
+
+
+def test_trailing_mean_matches_a_loop() -> None:
+    rng = np.random.default_rng(0)
+    s = rng.standard_normal(50)
+    s[[3, 4, 20]] = np.nan
+    w = 4
+    ref = np.array([np.nanmean(s[max(0, t - w + 1) : t + 1]) for t in range(50)])
+    np.testing.assert_allclose(_trailing_mean(s, w), ref)
+
+
+def test_flagged_intervals_by_hand() -> None:
+    step = np.array([0.0, 5.0, 6.0, 0.0, np.nan, 7.0, 0.0])
+    entry = np.array([[0, 0], [1, 4], [1, 5], [0, 0], [np.nan, np.nan], [6, 1], [0, 0]], float)
+    prof = AnomalyProfile(None, 5, 4, 1, np.zeros(2), np.ones(2), 1.0, 0.01, 10)
+    ivs = flagged_intervals(step, entry, np.arange(7) * 10.0, 1.0, ["a", "b"], prof)
+    assert [(iv["start"], iv["end"], iv["peak"]) for iv in ivs] == [(1, 2, 2), (5, 5, 5)]
+    assert ivs[0]["features"] == ["b", "a"]
+    assert ivs[1]["features"] == ["a", "b"]
+    assert ivs[0]["start_time"] == 10.0
+    assert ivs[0]["peak_score"] == 6.0
+    assert settings.ANOMALY_WINDOW >= 2
