@@ -23,7 +23,7 @@ of each observed entry with its step hidden) and :meth:`GPVAEModel.sample_series
 from __future__ import annotations
 
 import math
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from typing import NamedTuple
 
 import torch
@@ -410,6 +410,7 @@ class GPVAEModel(nn.Module):
         q = self.encode(Batch(batch.x, batch.y, visible, batch.valid))
         lik = self.likelihood
         sub, vis = batch, visible
+        draw: Callable[[int], Tensor]
         if lik.needs_index:
             draw = q.series_sampler(generators).draw
         else:
@@ -420,7 +421,7 @@ class GPVAEModel(nn.Module):
                             batch.valid[:, steps])  # fmt: skip
             sd = var.clamp_min(0.0).sqrt()
 
-            def draw(s: int) -> Tensor:
+            def marginal_draw(s: int) -> Tensor:
                 eps = torch.stack(
                     [
                         torch.randn(
@@ -432,6 +433,8 @@ class GPVAEModel(nn.Module):
                 )  # (s, B, N_k, L)
                 return mean + sd * eps
 
+            draw = marginal_draw
+
         parts = []
         for s in sample_chunks(S):
             params = self.decode(draw(s))  # z: (s, B, N_k, L)
@@ -439,7 +442,7 @@ class GPVAEModel(nn.Module):
             parts.append(torch.logsumexp(lp.double(), dim=0))  # (B, N_k, D)
         lpd = torch.logsumexp(torch.stack(parts), dim=0) - math.log(S)
         score = torch.where(sub.observed.cpu(), -lpd.cpu(), float("nan"))
-        if sub is batch:
+        if steps is None or sub is batch:
             return score
         full = torch.full((B, N, D), float("nan"), dtype=torch.float64)
         full[:, steps.cpu()] = score

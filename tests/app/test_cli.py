@@ -273,7 +273,7 @@ def test_detect_reports_intervals_in_the_users_times_and_labels(
     best = hit.sort_values("peak_score").iloc[-1]
     assert best["features"].split(";")[0] == "temp"
     assert str(best["start"]).startswith("2021-04-1")  # the file's own dates, not hours
-    assert "labels 'incident': flagged" in proc.stderr
+    assert "labels 'incident': flagged" in proc.stdout
     assert plot.is_file()
     res = pd.read_csv(out)
     assert res.loc[40:44, "anomaly"].any()

@@ -1,0 +1,110 @@
+"""Write the anomaly-detection table of docs/benchmarks.md from benchmarks/results/anomaly.json.
+
+    python benchmarks/anomaly_table.py [--results PATH] [--tag main]
+
+Means per data set (SMAP, MSL, SMAP+MSL, NAB) over the series that **every** method has a
+record for (so a partly run campaign compares like with like; the number of series is
+shown), and the gpvae threshold's false-alarm rate on the unlabelled test steps.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+from collections.abc import Sequence
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+ROOT = Path(__file__).resolve().parents[1]
+RESULTS = ROOT / "benchmarks" / "results" / "anomaly.json"
+DOCS = ROOT / "docs" / "benchmarks.md"
+BEGIN = "<!-- anomaly-table -->"
+END = "<!-- /anomaly-table -->"
+METHODS = ("gpvae", "vae", "pca", "iforest", "zscore", "cnn")
+NAMES = {
+    "gpvae": "gpvae (GP prior)",
+    "vae": "same nets, N(0, I) prior (Donut-like)",
+    "pca": "PCA reconstruction",
+    "iforest": "Isolation Forest",
+    "zscore": "rolling z-score",
+    "cnn": "CNN forecaster (TSB-AD)",
+}
+GROUPS = (("SMAP", ("SMAP",)), ("MSL", ("MSL",)), ("SMAP+MSL", ("SMAP", "MSL")), ("NAB", ("NAB",)))
+
+
+def _fmt(v: float | None, digits: int = 3) -> str:
+    return "-" if v is None or not np.isfinite(v) else f"{v:.{digits}f}"
+
+
+def render(records: list[dict[str, Any]], tag: str) -> str:
+    recs = [r for r in records if r.get("tag") == tag]
+    by: dict[tuple[str, str], dict[str, dict[str, Any]]] = {}
+    for r in recs:
+        by.setdefault((r["dataset"], r["series"]), {})[r["method"]] = r
+    methods = [m for m in METHODS if any(m in v for v in by.values())]
+    lines = [
+        "| data set | series | method | VUS-PR | AUC-PR | AUC-ROC | wall s / series |",
+        "| --- | ---: | --- | ---: | ---: | ---: | ---: |",
+    ]
+    fa_lines = []
+    for label, members in GROUPS:
+        full = [k for k, v in by.items() if k[0] in members and all(m in v for m in methods)]
+        if not full:
+            continue
+        for m in methods:
+            rows = [by[k][m] for k in full]
+            mean = {
+                x: float(np.mean([r[x] for r in rows])) for x in ("vus_pr", "auc_pr", "auc_roc")
+            }
+            wall = float(np.mean([r["wall_seconds"] for r in rows]))
+            lines.append(
+                f"| {label} | {len(full)} | {NAMES[m]} | {_fmt(mean['vus_pr'])} | "
+                f"{_fmt(mean['auc_pr'])} | {_fmt(mean['auc_roc'])} | {wall:.1f} |"
+            )
+        fa = [by[k]["gpvae"].get("false_alarm_rate") for k in full if "gpvae" in by[k]]
+        fa = [f for f in fa if f is not None]
+        if fa:
+            target = by[full[0]]["gpvae"]["config"]["far"]
+            within = np.mean([(target / 2 <= f <= 2 * target) for f in fa])
+            fa_lines.append(
+                f"| {label} | {len(fa)} | {target:g} | {np.median(fa):.4f} | {np.mean(fa):.4f} | "
+                f"{within:.0%} |"
+            )
+    out = "\n".join(lines)
+    if fa_lines:
+        out += (
+            "\n\nThreshold learned from the normal (training) part, applied to the scored part: "
+            "share of its unlabelled steps flagged.\n\n"
+            "| data set | series | target rate | median | mean | series within 2x |\n"
+            "| --- | ---: | ---: | ---: | ---: | ---: |\n" + "\n".join(fa_lines)
+        )
+    cfg = next((r["config"] for r in recs if r["method"] == "gpvae"), None)
+    if cfg:
+        out += "\n\nSettings: " + ", ".join(f"{k}={v}" for k, v in cfg.items()) + "."
+    return out
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    p = argparse.ArgumentParser(description=__doc__.split("\n")[0])
+    p.add_argument("--results", default=str(RESULTS))
+    p.add_argument("--tag", default="main")
+    p.add_argument("--docs", default=str(DOCS))
+    args = p.parse_args(argv)
+    records = json.loads(Path(args.results).read_text())
+    table = render(records, args.tag)
+    docs = Path(args.docs)
+    text = docs.read_text()
+    if BEGIN in text and END in text:
+        head, rest = text.split(BEGIN, 1)
+        text = head + BEGIN + "\n" + table + "\n" + END + rest.split(END, 1)[1]
+    else:
+        text = text.rstrip() + f"\n\n{BEGIN}\n{table}\n{END}\n"
+    docs.write_text(text)
+    print(table)
+    return 0
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())
