@@ -45,6 +45,7 @@ __all__ = [
     "fit_profile",
     "flagged_intervals",
     "heldout_scores",
+    "profile_from_entries",
     "quantile_threshold",
     "step_scores",
 ]
@@ -278,36 +279,58 @@ def fit_profile(
     window: int | None,
     smooth: int,
 ) -> AnomalyProfile:
-    """Score normal data ``X`` and learn the feature scales and the threshold from it.
+    """Score normal data ``X`` and learn the feature scales and the threshold from it
+    (:func:`profile_from_entries`)."""
+    rate = _rate_arg(false_alarm_rate)
+    smooth = int_arg("smooth", smooth)
+    _, scaled = ctx.input(X, times)
+    entry = entry_scores(ctx, scaled, num_samples, num_folds, window)
+    return profile_from_entries(entry, rate, num_samples, num_folds, window, smooth)
 
-    The scale of feature d is the spread between the median and the 90% quantile of its
-    entry scores (at least :data:`gpvae.settings.ANOMALY_MIN_SCALE`: a feature whose normal
-    scores never vary is not given an infinite weight); the threshold is the
-    ``1 - false_alarm_rate`` quantile of the resulting step scores.
-    """
+
+def _rate_arg(false_alarm_rate: float) -> float:
     rate = float_arg("false_alarm_rate", false_alarm_rate)
     if not rate < 1.0:
         raise ValidationError(
             f"false_alarm_rate: expected a number in (0, 1), found {false_alarm_rate!r}"
         )
-    smooth = int_arg("smooth", smooth)
-    _, scaled = ctx.input(X, times)
-    entry = entry_scores(ctx, scaled, num_samples, num_folds, window)
+    return rate
+
+
+def profile_from_entries(
+    entry: list[np.ndarray],
+    false_alarm_rate: float,
+    num_samples: int,
+    num_folds: int,
+    window: int | None,
+    smooth: int,
+    normalise: bool = True,
+) -> AnomalyProfile:
+    """The profile of normal data from its entry scores (n arrays (T_i, D)).
+
+    The scale of feature d is the spread between the median and the 90% quantile of its
+    entry scores (at least :data:`gpvae.settings.ANOMALY_MIN_SCALE`: a feature whose normal
+    scores never vary is not given an infinite weight); ``normalise=False`` keeps the raw
+    scores (center 0, scale 1). The threshold is the ``1 - false_alarm_rate`` quantile of
+    the resulting step scores.
+    """
+    rate = _rate_arg(false_alarm_rate)
     allrows = np.concatenate(entry)  # (sum T_i, D)
     D = allrows.shape[1]
     center, scale = np.zeros(D), np.ones(D)
-    for d in range(D):
+    for d in range(D if normalise else 0):
         col = allrows[:, d]
         col = col[np.isfinite(col)]
         if col.size:
             center[d] = float(np.median(col))
             scale[d] = float(np.quantile(col, 0.9)) - center[d]
-    scale = np.maximum(scale, settings.ANOMALY_MIN_SCALE)
+    if normalise:
+        scale = np.maximum(scale, settings.ANOMALY_MIN_SCALE)
     prof = AnomalyProfile(
         window=window,
         num_folds=int(num_folds),
         num_samples=int(num_samples),
-        smooth=smooth,
+        smooth=int_arg("smooth", smooth),
         center=center,
         scale=scale,
         threshold=math.inf,
