@@ -38,11 +38,43 @@ def _fmt(v: float | None, digits: int = 3) -> str:
     return "-" if v is None or not np.isfinite(v) else f"{v:.{digits}f}"
 
 
-def render(records: list[dict[str, Any]], tag: str) -> str:
+def dev_table(records: list[dict[str, Any]]) -> str:
+    """Mean VUS-PR of every score variant over the development series (those with all)."""
+    by: dict[str, dict[tuple[str, str], float]] = {}
+    for r in records:
+        if r.get("dev") and "/" in r["method"]:
+            by.setdefault(r["method"], {})[(r["dataset"], r["series"])] = r["vus_pr"]
+    if not by:
+        return ""
+    common = set.intersection(*(set(v) for v in by.values()))
+    lines = [
+        f"Score variants on the development subset ({len(common)} series), mean VUS-PR:",
+        "",
+        "| variant | gpvae | N(0, I) VAE |",
+        "| --- | ---: | ---: |",
+    ]
+    names = sorted({m.split("/", 1)[1] for m in by})
+    for v in names:
+        cells = []
+        for m in ("gpvae", "vae"):
+            vals = by.get(f"{m}/{v}", {})
+            cells.append(
+                _fmt(float(np.mean([vals[k] for k in common])) if common <= set(vals) else None)
+            )
+        lines.append(f"| {v} | {cells[0]} | {cells[1]} |")
+    return "\n".join(lines)
+
+
+def render(records: list[dict[str, Any]], tag: str, variant: str) -> str:
     recs = [r for r in records if r.get("tag") == tag]
     by: dict[tuple[str, str], dict[str, dict[str, Any]]] = {}
     for r in recs:
-        by.setdefault((r["dataset"], r["series"]), {})[r["method"]] = r
+        method = r["method"]
+        if "/" in method:
+            if method.split("/", 1)[1] != variant:
+                continue
+            method = method.split("/", 1)[0]
+        by.setdefault((r["dataset"], r["series"]), {})[method] = r
     methods = [m for m in METHODS if any(m in v for v in by.values())]
     lines = [
         "| data set | series | method | VUS-PR | AUC-PR | AUC-ROC | wall s / series |",
@@ -80,10 +112,15 @@ def render(records: list[dict[str, Any]], tag: str) -> str:
             "| data set | series | target rate | median | mean | series within 2x |\n"
             "| --- | ---: | ---: | ---: | ---: | ---: |\n" + "\n".join(fa_lines)
         )
-    cfg = next((r["config"] for r in recs if r["method"] == "gpvae"), None)
+    cfg = next((r["config"] for r in recs if r["method"].startswith("gpvae")), None)
     if cfg:
-        out += "\n\nSettings: " + ", ".join(f"{k}={v}" for k, v in cfg.items()) + "."
-    return out
+        out += (
+            f"\n\nScore variant: {variant}. Settings: "
+            + ", ".join(f"{k}={v}" for k, v in cfg.items())
+            + "."
+        )
+    dev = dev_table(recs)
+    return out + ("\n\n" + dev if dev else "")
 
 
 def main(argv: Sequence[str] | None = None) -> int:
@@ -91,9 +128,16 @@ def main(argv: Sequence[str] | None = None) -> int:
     p.add_argument("--results", default=str(RESULTS))
     p.add_argument("--tag", default="main")
     p.add_argument("--docs", default=str(DOCS))
+    p.add_argument("--variant", default=None, help="Default: CHOSEN of anomaly.py.")
     args = p.parse_args(argv)
+    if args.variant is None:
+        import re
+
+        src = (ROOT / "benchmarks" / "anomaly.py").read_text()
+        found = re.search(r'^CHOSEN = "([a-z0-9_]+)"', src, re.M)
+        args.variant = found.group(1) if found else "k5_norm_s1"
     records = json.loads(Path(args.results).read_text())
-    table = render(records, args.tag)
+    table = render(records, args.tag, args.variant)
     docs = Path(args.docs)
     text = docs.read_text()
     if BEGIN in text and END in text:

@@ -35,7 +35,7 @@ from gpvae import settings
 from gpvae.arguments import check_memory, float_arg, int_arg
 from gpvae.data import SeriesSet, from_padded
 from gpvae.data.windows import window_starts
-from gpvae.errors import ModelFileError, ValidationError
+from gpvae.errors import ModelFileError, ValidationError, invalid
 from gpvae.estimator.context import PredictContext
 from gpvae.estimator.results import AnomalyResult
 
@@ -47,6 +47,7 @@ __all__ = [
     "heldout_scores",
     "profile_from_entries",
     "quantile_threshold",
+    "score_settings",
     "step_scores",
 ]
 
@@ -120,6 +121,23 @@ class AnomalyProfile:
                 f"false_alarm_rate, num_steps), found {data!r}"
             )
         return prof
+
+
+def score_settings(
+    profile: AnomalyProfile | None,
+    num_samples: int | None,
+    num_folds: int | None,
+    window: int | str | None,
+) -> tuple[int, int, int | None]:
+    """(draws, folds, window) of a call: the given ones, else the profile's, else 16, 5
+    and :data:`gpvae.settings.ANOMALY_WINDOW` (``window="default"``; None: whole series)."""
+    S = (profile.num_samples if profile else 16) if num_samples is None else num_samples
+    K = (profile.num_folds if profile else 5) if num_folds is None else num_folds
+    if isinstance(window, str):
+        if window != "default":
+            raise invalid("window", "a number of steps, None or 'default'", window)
+        return S, K, profile.window if profile else settings.ANOMALY_WINDOW
+    return S, K, window
 
 
 # ---------------------------------------------------------------- entry scores

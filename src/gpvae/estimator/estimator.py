@@ -39,7 +39,7 @@ from gpvae.errors import (
     ValidationError,
     invalid,
 )
-from gpvae.estimator.anomaly import AnomalyProfile, fit_profile, heldout_scores
+from gpvae.estimator.anomaly import AnomalyProfile, fit_profile, heldout_scores, score_settings
 from gpvae.estimator.assembly import (
     ModelSpec,
     build_model,
@@ -527,36 +527,26 @@ class GPVAE:
     ) -> AnomalyResult:
         """Negative log predictive density of every observed entry, with its step hidden.
 
-        The time steps of each series are split into ``num_folds`` interleaved folds (step k,
-        in time order, goes to fold ``k % num_folds``). For each fold, every entry at its
-        steps is hidden from the encoder (those steps give no pseudo-observation), and each
-        observed entry there is scored by
-
-            entry = -log (1/S) sum_s p(y | z_s),   z_s ~ q(z | the other folds' entries),
-
-        the negative log posterior-predictive density (Monte Carlo over S joint draws of z)
-        of the standardised value (add ``log(scaler_.std_[d])`` for original units). Long
-        series are scored in half-overlapping windows of ``window`` steps (linear time in
-        the length; see :mod:`gpvae.estimator.anomaly`). Without a threshold the step score
-        is the sum over the observed entries at the step (NaN if none); after
-        :meth:`fit_threshold` it is the stored profile's normalised, smoothed step score,
-        and the result also holds the flagged steps and intervals. Nothing is refitted.
+        The steps of each series fall into ``num_folds`` interleaved folds; for each fold,
+        the entries at its steps are hidden from the encoder and each observed entry there
+        is scored by ``-log (1/S) sum_s p(y | z_s)``, ``z_s ~ q(z | the other folds)``, in
+        standardised units. Long series are scored in half-overlapping windows of
+        ``window`` steps (time linear in the length). The step score is the sum over the
+        observed entries; after :meth:`fit_threshold`, the stored profile's normalised,
+        smoothed score, with ``flagged`` steps and ``intervals``. Nothing is refitted
+        (see :mod:`gpvae.estimator.anomaly`).
 
         Args:
             X, times: data in any accepted form (e.g. new data of a fitted model).
-            num_samples, num_folds, window: None / "default" take the stored profile's
-                settings (after :meth:`fit_threshold`), else 16 draws, 5 folds and
-                :data:`gpvae.settings.ANOMALY_WINDOW` steps; ``window=None`` scores every
-                series whole.
+            num_samples, num_folds, window: None / "default": the stored profile's, else
+                16 draws, 5 folds, :data:`gpvae.settings.ANOMALY_WINDOW` steps;
+                ``window=None`` scores every series whole.
 
         Returns:
-            :class:`~gpvae.estimator.results.AnomalyResult`: ``entry`` in the input's form
-            (NaN where unobserved), ``step`` (n, T) / list / Series, and with a threshold
-            ``flagged`` and ``intervals``.
+            :class:`~gpvae.estimator.results.AnomalyResult`.
         """
-        ctx = self._context("anomaly_scores")
-        prof = self.anomaly_profile_
-        S, K, W = self._anomaly_settings(num_samples, num_folds, window)
+        ctx, prof = self._context("anomaly_scores"), self.anomaly_profile_
+        S, K, W = score_settings(prof, num_samples, num_folds, window)
         return heldout_scores(ctx, X, times, S, K, W, prof)
 
     def fit_threshold(
@@ -567,39 +557,23 @@ class GPVAE:
         num_samples: int | None = None,
         num_folds: int | None = None,
         window: int | str | None = "default",
-        smooth: int = 1,
+        smooth: int | None = None,
     ) -> GPVAE:
-        """Learn the anomaly threshold from normal data and store it with the model.
+        """Learn the anomaly threshold from normal data ``X`` and store it with the model.
 
-        Scores ``X`` (data known to be normal, e.g. the training data), puts each feature's
-        entry scores on a common scale (median and spread of its normal scores), and sets
-        the threshold to the ``1 - false_alarm_rate`` quantile of the normal step scores;
-        ``smooth`` > 1 averages the step score over the last ``smooth`` steps. The profile
-        is saved by :meth:`save` and used by :meth:`anomaly_scores` from then on.
+        Each feature's scores are put on the scale of its normal scores, the step score is
+        averaged over the last ``smooth`` steps (None: :data:`gpvae.settings.ANOMALY_SMOOTH`)
+        and the threshold is the ``1 - false_alarm_rate`` quantile of the normal step
+        scores. The profile is saved by :meth:`save` and used by :meth:`anomaly_scores`.
 
         Returns:
             self.
         """
         ctx = self._context("fit_threshold")
-        S, K, W = self._anomaly_settings(num_samples, num_folds, window, use_profile=False)
-        self.anomaly_profile_ = fit_profile(ctx, X, times, false_alarm_rate, S, K, W, smooth)
+        S, K, W = score_settings(None, num_samples, num_folds, window)
+        sm = settings.ANOMALY_SMOOTH if smooth is None else smooth
+        self.anomaly_profile_ = fit_profile(ctx, X, times, false_alarm_rate, S, K, W, sm)
         return self
-
-    def _anomaly_settings(
-        self,
-        num_samples: int | None,
-        num_folds: int | None,
-        window: int | str | None,
-        use_profile: bool = True,
-    ) -> tuple[int, int, int | None]:
-        prof = self.anomaly_profile_ if use_profile else None
-        S = (prof.num_samples if prof else 16) if num_samples is None else num_samples
-        K = (prof.num_folds if prof else 5) if num_folds is None else num_folds
-        if isinstance(window, str):
-            if window != "default":
-                raise invalid("window", "a number of steps, None or 'default'", window)
-            return S, K, prof.window if prof else settings.ANOMALY_WINDOW
-        return S, K, window
 
     # ------------------------------------------------------------------ save / load
 

@@ -197,7 +197,6 @@ def fit(
             list(series.values),
             list(series.times),
             false_alarm_rate=false_alarm_rate,
-            smooth=settings.ANOMALY_SMOOTH,
         )
     # Everything is computed before anything is written: an error leaves MODEL_DIR as it was.
     model.save(out / MODEL_SUBDIR)

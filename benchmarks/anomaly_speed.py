@@ -1,0 +1,100 @@
+"""Time of gpvae's anomaly workflow on SMAP channels: fit + threshold + scoring, and the
+scoring of a 10,000-step series (the goals: under 60 s and under 5 s on this machine).
+
+    /work/bin/heavy --exclusive env PYTHONPATH=src OMP_NUM_THREADS=1 \\
+        /work/bench-venv/bin/python benchmarks/anomaly_speed.py --data-dir ../shared/data
+
+Uses the settings of ``benchmarks/anomaly.py`` (its defaults) and one thread. Records wall
+and CPU seconds, and the machine's load average at the start (a loaded machine inflates
+wall time; CPU seconds are less affected), to ``benchmarks/results/anomaly_speed.json``.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import sys
+import time
+from collections.abc import Sequence
+from pathlib import Path
+
+import numpy as np
+
+sys.path.insert(0, str(Path(__file__).resolve().parent))
+import anomaly as bench
+
+OUT = bench.ROOT / "benchmarks" / "results" / "anomaly_speed.json"
+
+
+def _clock() -> tuple[float, float]:
+    return time.perf_counter(), time.process_time()
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    import torch
+
+    from gpvae import GPVAE
+
+    torch.set_num_threads(1)
+    argv = list(sys.argv[1:] if argv is None else argv)
+    channels = ["P-1", "E-1", "C-1"]
+    if "--channels" in argv:
+        i = argv.index("--channels")
+        channels = argv[i + 1].split(",")
+        del argv[i : i + 2]
+    args = bench.parse_args(argv)
+    records = []
+    for ch in channels:
+        s = bench.load("SMAP_MSL", ch, args.data_dir)
+        tr, te = bench.standardise(s)
+        load = os.getloadavg()[0]
+        w0, c0 = _clock()
+        est = GPVAE(
+            latent_dim=args.latent_dim,
+            hidden=(args.hidden, args.hidden),
+            epochs=args.epochs,
+            patience=args.patience,
+            batch_size=args.batch_size,
+            lr=args.lr,
+            calibrate=False,
+            progress=False,
+            seed=args.seed,
+        )
+        vals, times = bench._gpvae_windows(tr, args.train_window, args.train_stride)
+        est.fit(vals, times)
+        w1, c1 = _clock()
+        est.fit_threshold([tr], false_alarm_rate=args.far, num_samples=args.samples,
+                          num_folds=args.folds, window=args.window)  # fmt: skip
+        w2, c2 = _clock()
+        est.anomaly_scores(te[None])
+        w3, c3 = _clock()
+        long = np.concatenate([te] * (10_000 // len(te) + 1))[:10_000]
+        est.anomaly_scores(long[None])
+        w4, c4 = _clock()
+        rec = {
+            "channel": ch,
+            "n_train": len(tr),
+            "n_test": len(te),
+            "num_features": tr.shape[1],
+            "epochs_run": len(est.history_),
+            "load_average_1min": load,
+            "fit_wall": w1 - w0,
+            "fit_cpu": c1 - c0,
+            "threshold_wall": w2 - w1,
+            "threshold_cpu": c2 - c1,
+            "score_test_wall": w3 - w2,
+            "score_test_cpu": c3 - c2,
+            "fit_and_score_wall": w3 - w0,
+            "fit_and_score_cpu": c3 - c0,
+            "score_10k_wall": w4 - w3,
+            "score_10k_cpu": c4 - c3,
+        }
+        records.append(rec)
+        print(json.dumps({k: round(v, 2) if isinstance(v, float) else v for k, v in rec.items()}))
+    OUT.parent.mkdir(parents=True, exist_ok=True)
+    OUT.write_text(json.dumps(records, indent=1) + "\n")
+    return 0
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())
