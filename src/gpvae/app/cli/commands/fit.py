@@ -118,6 +118,14 @@ __all__ = ["fit", "training_series"]
     type=click.FloatRange(min=0.0, max=1.0, min_open=True, max_open=True),
     help="Share of the training data's steps that detect's stored threshold flags.",
 )
+@click.option(
+    "--smooth",
+    default=None,
+    callback=positive_int,
+    type=int,
+    help="Average detect's step score over the last this many steps (default 1: none; "
+    "longer suits anomalies that last, see docs/benchmarks.md).",
+)
 @click.option("--seed", default=0, show_default=True, type=click.IntRange(min=0))
 @click.option(
     "--resume", is_flag=True, help="Continue an interrupted fit from MODEL_DIR's checkpoint."
@@ -147,6 +155,7 @@ def fit(
     window: int | None,
     calibrate: bool,
     false_alarm_rate: float,
+    smooth: int | None,
     seed: int,
     resume: bool,
     quiet: bool,
@@ -197,6 +206,7 @@ def fit(
             list(series.values),
             list(series.times),
             false_alarm_rate=false_alarm_rate,
+            smooth=smooth,
         )
     # Everything is computed before anything is written: an error leaves MODEL_DIR as it was.
     model.save(out / MODEL_SUBDIR)
