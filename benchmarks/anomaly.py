@@ -199,6 +199,8 @@ VARIANTS = {
     "k5_norm_s1": (5, True, 1),
     "k5_norm_s8": (5, True, 8),
     "k5_norm_s32": (5, True, 32),
+    "k1_norm_s1": (1, True, 1),
+    "k1_norm_s8": (1, True, 8),
 }
 
 

@@ -207,3 +207,15 @@ def test_marginal_draws_agree_with_joint_path_draws(fitted: GPVAE) -> None:
             parts.append(torch.logsumexp(lp.double(), 0))
     ref = -(torch.logsumexp(torch.stack(parts), 0) - math.log(S))[0]
     np.testing.assert_allclose(ours.numpy(), ref.numpy(), atol=0.05)
+
+
+def test_one_fold_hides_nothing(fitted: GPVAE) -> None:
+    """num_folds=1 scores each entry with its own value seen by the encoder (a
+    reconstruction score): a spike is less surprising than with its step hidden."""
+    y = seasonal(120, 22)
+    y[60, 0] += 4.0
+    held = fitted.anomaly_scores(y[None], num_samples=16, num_folds=5).entry[0]
+    seen = fitted.anomaly_scores(y[None], num_samples=16, num_folds=1).entry[0]
+    assert np.isfinite(seen).all()
+    assert held[60, 0] > seen[60, 0]
+    assert fitted.anomaly_scores(y[None], num_folds=1).num_folds == 1

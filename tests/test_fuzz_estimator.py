@@ -530,7 +530,7 @@ def predict_cases(draw: st.DrawFn) -> tuple[Inputs, str, dict[str, Any], set[str
     if method == "anomaly_scores":
         kwargs["num_folds"] = draw(st.integers(2, 5))
         if bad_arg:
-            kwargs["num_folds"] = draw(st.sampled_from([1, 0, "2", 2.0]))
+            kwargs["num_folds"] = draw(st.sampled_from([0, -1, "2", 2.0]))  # 1: no fold hidden
             faults.add("num_folds")
     if method == "forecast" and inp.dates and "future_times" in kwargs and how != "bad_future":
         kwargs.pop("future_times")  # numeric future times for datetime inputs: a type error

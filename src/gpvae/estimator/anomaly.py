@@ -175,7 +175,7 @@ def entry_scores(
         n arrays (T_i, D) float64, NaN where not observed.
     """
     S = int_arg("num_samples", num_samples)
-    K = int_arg("num_folds", num_folds, minimum=2)
+    K = int_arg("num_folds", num_folds)
     W = _check_window(window)
     pieces, where = _pieces(scaled, W)
     D = scaled.num_features

@@ -540,6 +540,7 @@ class GPVAE:
             X, times: data in any accepted form (e.g. new data of a fitted model).
             num_samples, num_folds, window: None / "default": the stored profile's, else
                 16 draws, 5 folds, :data:`gpvae.settings.ANOMALY_WINDOW` steps;
+                ``num_folds=1`` hides nothing (a reconstruction score, one conditioning);
                 ``window=None`` scores every series whole.
 
         Returns:
