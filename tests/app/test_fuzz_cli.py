@@ -500,12 +500,12 @@ def test_failed_refit_leaves_the_model_dir_as_it_was(
     ).to_csv(src, index=False)  # fmt: skip
 
     def fail(*args: Any, **kwargs: Any) -> Any:
-        raise NumericalError("anomaly_scores: failed on purpose")
+        raise NumericalError("fit_threshold: failed on purpose")
 
-    monkeypatch.setattr(GPVAE, "anomaly_scores", fail)
+    monkeypatch.setattr(GPVAE, "fit_threshold", fail)  # the step after training
     code, _, err = run("fit", src, "--time-col", "t", "--id-col", "id", "-o", model, *FIT)
     assert code == 1
-    assert err.startswith("error: DATA: anomaly_scores: failed on purpose"), err
+    assert err.startswith("error: DATA: fit_threshold: failed on purpose"), err
     after = {p.relative_to(model): p.read_bytes() for p in model.rglob("*") if p.is_file()}
     assert {k: v for k, v in after.items() if k.parts[0] != "checkpoints"} == {
         k: v for k, v in before.items() if k.parts[0] != "checkpoints"
