@@ -2,7 +2,8 @@
 
     python benchmarks/anomaly_table.py [--results PATH] [--tag main]
 
-Means per data set (SMAP, MSL, SMAP+MSL, NAB) over the series that **every** method has a
+Means per data set (SMAP, MSL, SMAP+MSL, NAB), the held-out series and the development
+series (the score variant was chosen on them) apart, over the series that **every** method has a
 record for (so a partly run campaign compares like with like; the number of series is
 shown), and the gpvae threshold's false-alarm rate on the unlabelled test steps.
 """
@@ -65,8 +66,8 @@ def dev_table(records: list[dict[str, Any]]) -> str:
     return "\n".join(lines)
 
 
-def render(records: list[dict[str, Any]], tag: str, variant: str) -> str:
-    recs = [r for r in records if r.get("tag") == tag]
+def _summary(recs: list[dict[str, Any]], variant: str) -> tuple[list[str], list[str]]:
+    """Rows of the means table and of the false-alarm table for these records."""
     by: dict[tuple[str, str], dict[str, dict[str, Any]]] = {}
     for r in recs:
         method = r["method"]
@@ -76,11 +77,8 @@ def render(records: list[dict[str, Any]], tag: str, variant: str) -> str:
             method = method.split("/", 1)[0]
         by.setdefault((r["dataset"], r["series"]), {})[method] = r
     methods = [m for m in METHODS if any(m in v for v in by.values())]
-    lines = [
-        "| data set | series | method | VUS-PR | AUC-PR | AUC-ROC | wall s / series |",
-        "| --- | ---: | --- | ---: | ---: | ---: | ---: |",
-    ]
-    fa_lines = []
+    lines: list[str] = []
+    fa_lines: list[str] = []
     for label, members in GROUPS:
         full = [k for k, v in by.items() if k[0] in members and all(m in v for m in methods)]
         if not full:
@@ -104,14 +102,38 @@ def render(records: list[dict[str, Any]], tag: str, variant: str) -> str:
                 f"| {label} | {len(fa)} | {target:g} | {np.median(fa):.4f} | {np.mean(fa):.4f} | "
                 f"{within:.0%} |"
             )
-    out = "\n".join(lines)
-    if fa_lines:
-        out += (
-            "\n\nThreshold learned from the normal (training) part, applied to the scored part: "
-            "share of its unlabelled steps flagged.\n\n"
-            "| data set | series | target rate | median | mean | series within 2x |\n"
-            "| --- | ---: | ---: | ---: | ---: | ---: |\n" + "\n".join(fa_lines)
+    return lines, fa_lines
+
+
+def render(records: list[dict[str, Any]], tag: str, variant: str) -> str:
+    """The held-out series (no choice was made on them) and the development series, each
+    with its own means and false-alarm table."""
+    recs = [r for r in records if r.get("tag") == tag]
+    parts = []
+    for title, subset in (
+        ("Held-out series (no choice was made on them)", [r for r in recs if not r.get("dev")]),
+        (
+            "Development series (the score variant was chosen on them)",
+            [r for r in recs if r.get("dev")],
+        ),
+    ):
+        lines, fa_lines = _summary(subset, variant)
+        if not lines:
+            continue
+        out = (
+            f"**{title}.**\n\n"
+            "| data set | series | method | VUS-PR | AUC-PR | AUC-ROC | wall s / series |\n"
+            "| --- | ---: | --- | ---: | ---: | ---: | ---: |\n" + "\n".join(lines)
         )
+        if fa_lines:
+            out += (
+                "\n\nThreshold learned from the normal (training) part, applied to the scored "
+                "part: share of its unlabelled steps flagged.\n\n"
+                "| data set | series | target rate | median | mean | series within 2x |\n"
+                "| --- | ---: | ---: | ---: | ---: | ---: |\n" + "\n".join(fa_lines)
+            )
+        parts.append(out)
+    out = "\n\n".join(parts)
     cfg = next((r["config"] for r in recs if r["method"].startswith("gpvae")), None)
     if cfg:
         out += (
