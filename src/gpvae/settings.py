@@ -13,6 +13,7 @@ __all__ = [
     "CHECKPOINT_MIN_POINTS",
     "DEFAULT_LENGTHSCALE",
     "DENSE_MAX_POINTS",
+    "DISTRIBUTED_TIMEOUT",
     "JITTER",
     "MAX_JITTER_RETRIES",
     "PARALLEL_MAX_CHAINS",
@@ -64,3 +65,9 @@ DEFAULT_LENGTHSCALE = 3.0
 SAMPLE_CHUNK = 32
 #: Draws per series when fitting the interval spread factors after training.
 CALIBRATION_SAMPLES = 64
+
+# ---------------------------------------------------------------- distributed training
+
+#: Seconds a process of a distributed fit waits in one collective (e.g. for a slow or hung
+#: peer) before giving up with an error.
+DISTRIBUTED_TIMEOUT = 1800.0

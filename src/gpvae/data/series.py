@@ -143,6 +143,29 @@ class SeriesSet:
             out.append(a)
         return replace(self, values=tuple(out))
 
+    def subset(self, indices: Sequence[int] | np.ndarray) -> SeriesSet:
+        """The series ``indices`` (in this order) as a set of their own, e.g. one process's
+        share; per-series layout fields (order, rows, ids) follow them.
+
+        Raises:
+            ValidationError: an index out of range, or no index.
+        """
+        idx = _check_indices(indices, self)
+        lay = self.layout
+
+        layout = replace(
+            lay,
+            order=tuple(lay.order[i] for i in idx),
+            rows=None if lay.rows is None else tuple(lay.rows[i] for i in idx),
+            series_ids=None if lay.series_ids is None else tuple(lay.series_ids[i] for i in idx),
+        )
+        return replace(
+            self,
+            values=tuple(self.values[i] for i in idx),
+            times=tuple(self.times[i] for i in idx),
+            layout=layout,
+        )
+
     def hold_out(
         self,
         fraction: float,
@@ -227,6 +250,7 @@ class SeriesSet:
         device: torch.device | str | None = None,
         time_shift: float = 0.0,
         time_scale: float = 1.0,
+        length: int | None = None,
     ) -> Batch:
         """Build a padded :class:`~gpvae.batch.Batch` of some series.
 
@@ -242,12 +266,14 @@ class SeriesSet:
                 large absolute times such as Unix seconds lose precision in float32).
             time_scale: the shifted times are divided by it, ``x = (t - shift) / scale``
                 (e.g. :attr:`Scaler.time_step_` to measure time in typical steps).
+            length: pad to this many points N (at least the longest selected series; None:
+                the longest selected series).
 
         Returns:
             Batch with x (B, N, 1), y (B, N, D), observed (B, N, D), valid (B, N).
         """
         check_time_transform(time_shift, time_scale)
-        vals, tms, valid = self.padded(indices=indices)
+        vals, tms, valid = self.padded(length=length, indices=indices)
         observed = ~np.isnan(vals)
         y = np.where(observed, vals, 0.0)
         x = (tms - time_shift) / time_scale

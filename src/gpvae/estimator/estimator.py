@@ -48,9 +48,8 @@ from gpvae.estimator.assembly import (
     hidden_arg,
     resolve_device,
 )
-from gpvae.estimator.calibration import calibrate_intervals
 from gpvae.estimator.context import PredictContext
-from gpvae.estimator.fitting import fit_data
+from gpvae.estimator.fitting import calibrate_fit, fit_inputs
 from gpvae.estimator.forecasting import forecast_series
 from gpvae.estimator.imputation import impute_series
 from gpvae.estimator.modelfile import load_weights, read_folder, write_folder
@@ -66,7 +65,7 @@ from gpvae.likelihoods import likelihood_key
 from gpvae.model import GPVAEModel
 from gpvae.nets.registry import decoder_key, decoder_names, encoder_key, encoder_names
 from gpvae.posteriors import posterior_key
-from gpvae.training import OPTIMIZERS, FitSession, SessionConfig, TrainConfig
+from gpvae.training import OPTIMIZERS, FitSession, SessionConfig, TrainConfig, distributed
 
 __all__ = ["GPVAE"]
 
@@ -328,6 +327,7 @@ class GPVAE:
         times_val: Any = None,
         *,
         resume: bool = False,
+        sharded: bool = False,
     ) -> GPVAE:
         """Train on X (observed entries only), early-stopping on a held-out imputation MAE.
 
@@ -344,6 +344,10 @@ class GPVAE:
             times_val: times of ``X_val``.
             resume: continue from the checkpoint in ``checkpoint_dir`` (same data and
                 settings) up to ``epochs``; starts afresh when there is no checkpoint yet.
+            sharded: under torchrun, X (and X_val) hold only this process's series (e.g.
+                its part of a Parquet dataset, :func:`gpvae.data.parquet.read_shard`);
+                else every process passes all the series and takes its share of every
+                batch. Outside torchrun it changes nothing. See :mod:`gpvae.training.session`.
 
         Returns:
             self.
@@ -357,20 +361,26 @@ class GPVAE:
                 "resume: expected checkpoint_dir to be set (the checkpoint to resume from), "
                 "found checkpoint_dir=None"
             )
+        sharded = bool_arg("sharded", sharded)
         binary = self.likelihood == "bernoulli"  # 0/1 values are modelled as they are
-        train_set, val_set, scaler = fit_data(X, times, X_val, times_val, binary=binary)
-        D = train_set.num_features
         device = resolve_device(self.device)
+        comm = distributed.current(device)  # None outside torchrun
+        train_set, val_set, scaler = fit_inputs(
+            X, times, X_val, times_val, binary=binary, comm=comm, sharded=sharded
+        )
+        D = train_set.num_features
+        device = comm.device if comm is not None and comm.backend == "nccl" else device
         model = self._build_model(D).to(device)
-        session = FitSession(self._session_config(), model, scaler, device, train_set, val_set)
+        session = FitSession(
+            self._session_config(), model, scaler, device, train_set, val_set, comm, sharded
+        )
         state = session.run(resume)
         scale = np.ones(D)
         if self.calibrate and not binary and session.val_input is not None:
-            assert session.val_target is not None
             ctx = PredictContext(
                 model, scaler, device, self.batch_size, self.seed, scale, self.posterior
             )
-            scale = calibrate_intervals(ctx, session.val_input, session.val_target)
+            scale = calibrate_fit(ctx, session)
         self._set_fitted(
             model,
             scaler,
@@ -556,8 +566,12 @@ class GPVAE:
             NotFittedError: before fit.
             ValidationError: a custom encoder/decoder module or a kernel instance that JSON
                 cannot describe (names the argument).
+
+        Under torchrun only process 0 writes (the others return at once, without waiting).
         """
         model, scaler = self._fitted("save")
+        if not distributed.is_main_process():
+            return  # under torchrun, process 0 writes the folder
         write_folder(
             path,
             self.get_config(),

@@ -1,4 +1,6 @@
-"""The data side of :meth:`GPVAE.fit`: inputs checked and turned into series, the scaler."""
+"""The data side of :meth:`GPVAE.fit`: inputs checked and turned into series, the scaler;
+and, in a distributed fit, the scaler and the interval calibration over every process's
+series (:func:`sharded_fit_data`, :func:`calibrate_fit`)."""
 
 from __future__ import annotations
 
@@ -8,8 +10,17 @@ import numpy as np
 
 from gpvae.data import Scaler, SeriesSet, to_series_set
 from gpvae.errors import ValidationError
+from gpvae.estimator.calibration import (
+    LEVELS,
+    calibrate_intervals,
+    fit_interval_scales,
+    heldout_intervals,
+)
+from gpvae.estimator.context import PredictContext
+from gpvae.training import FitSession
+from gpvae.training.distributed import Communicator
 
-__all__ = ["fit_data"]
+__all__ = ["calibrate_fit", "fit_data", "fit_inputs", "merge_scaler", "sharded_fit_data"]
 
 
 def _check_unit_interval(data: SeriesSet, name: str) -> None:
@@ -21,6 +32,26 @@ def _check_unit_interval(data: SeriesSet, name: str) -> None:
                 f"{name}: expected values in [0, 1] for likelihood='bernoulli', found "
                 f"{float(obs.min())!r}..{float(obs.max())!r} in series {i}"
             )
+
+
+def _series(
+    X: Any, times: Any, X_val: Any, times_val: Any, *, binary: bool
+) -> tuple[SeriesSet, SeriesSet | None]:
+    """The training and validation series, checked."""
+    train_set = to_series_set(X, times)
+    D = train_set.num_features
+    val_set = None
+    if X_val is not None:
+        val_set = to_series_set(
+            X_val, times_val, num_features=D, name="X_val", times_name="times_val"
+        )
+    elif times_val is not None:
+        raise ValidationError("times_val: expected None when X_val is None, found times")
+    if binary:
+        _check_unit_interval(train_set, "X")
+        if val_set is not None:
+            _check_unit_interval(val_set, "X_val")
+    return train_set, val_set
 
 
 def fit_data(
@@ -36,22 +67,174 @@ def fit_data(
     Raises:
         GPVAEError: bad input, naming the argument.
     """
-    train_set = to_series_set(X, times)
-    D = train_set.num_features
-    val_set = None
-    if X_val is not None:
-        val_set = to_series_set(
-            X_val, times_val, num_features=D, name="X_val", times_name="times_val"
-        )
-    elif times_val is not None:
-        raise ValidationError("times_val: expected None when X_val is None, found times")
-    if binary:
-        _check_unit_interval(train_set, "X")
-        if val_set is not None:
-            _check_unit_interval(val_set, "X_val")
+    train_set, val_set = _series(X, times, X_val, times_val, binary=binary)
     scaler = Scaler().fit(train_set, standardise=not binary)
     scaler.check_range(train_set)
     if val_set is not None:
         scaler.check(val_set, "X_val")
         scaler.check_range(val_set, "X_val", "times_val")
     return train_set, val_set, scaler
+
+
+# ---------------------------------------------------------------------- distributed fits
+
+
+def _local_stats(data: SeriesSet) -> dict[str, Any]:
+    """What one process contributes to the scaler of every process's series: per feature
+    the count, the largest magnitude and the mean and sum of squared deviations in units of
+    it; the distinct time steps with their counts; the earliest time."""
+    D = data.num_features
+    count, big, mean, m2 = np.zeros(D), np.zeros(D), np.zeros(D), np.zeros(D)
+    for j in range(D):
+        col = np.concatenate([v[:, j] for v in data.values])
+        col = col[~np.isnan(col)]
+        count[j] = col.size
+        if col.size:
+            big[j] = float(np.abs(col).max())
+            unit = col / big[j] if big[j] > 0 else col
+            mean[j] = float(unit.mean())
+            m2[j] = float(((unit - mean[j]) ** 2).sum())
+    with np.errstate(over="ignore", invalid="ignore"):
+        steps = np.concatenate([np.diff(t) for t in data.times])
+    if not np.isfinite(steps).all():
+        raise ValidationError(
+            "times: expected time differences that fit in float64, found an overflow "
+            f"between {min(t[0] for t in data.times)!r} and {max(t[-1] for t in data.times)!r}"
+        )
+    values, counts = np.unique(steps, return_counts=True)
+    return {
+        "count": count,
+        "big": big,
+        "mean": mean,
+        "m2": m2,
+        "steps": (values, counts),
+        "origin": float(min(t[0] for t in data.times)),
+    }
+
+
+def _median_of_counts(values: np.ndarray, counts: np.ndarray) -> float:
+    """``np.median`` of the sample holding ``counts[i]`` copies of ``values[i]``."""
+    order = np.argsort(values, kind="stable")
+    values, counts = values[order], counts[order]
+    ends = np.cumsum(counts)
+    n = int(ends[-1])
+    low = float(values[np.searchsorted(ends, (n - 1) // 2, side="right")])
+    high = float(values[np.searchsorted(ends, n // 2, side="right")])
+    return float(np.mean([low, high]))
+
+
+def merge_scaler(
+    parts: list[dict[str, Any]], data: SeriesSet, *, standardise: bool = True
+) -> Scaler:
+    """The scaler of every process's series from their :func:`_local_stats` (the mean and
+    std up to round-off, the time step and origin exactly as :meth:`Scaler.fit` would give
+    on all the series at once)."""
+    D = data.num_features
+    count = np.sum([p["count"] for p in parts], axis=0)
+    for j in range(D):
+        if count[j] == 0:
+            raise ValidationError(
+                f"X: expected every feature to be observed at least once in the training "
+                f"data, found feature {data.feature_names[j]!r} (column {j}) never observed"
+            )
+    big = np.max([p["big"] for p in parts], axis=0)  # (D,) the largest magnitude of all
+    mean, std = np.zeros(D), np.ones(D)
+    for j in range(D):
+        if big[j] == 0:
+            continue
+        n, m, s2 = 0.0, 0.0, 0.0  # Chan et al.'s pairwise update, in units of big[j]
+        for p in parts:
+            nb = float(p["count"][j])
+            if nb == 0:
+                continue
+            r = p["big"][j] / big[j]
+            mb, m2b = p["mean"][j] * r, p["m2"][j] * r * r
+            delta = mb - m
+            total = n + nb
+            m += delta * nb / total
+            s2 += m2b + delta * delta * n * nb / total
+            n = total
+        mean[j] = m * big[j]
+        sd = float(np.sqrt(max(s2, 0.0) / n)) * big[j]
+        std[j] = sd if sd > 0 and np.isfinite(sd) else 1.0
+    if not standardise:
+        mean, std = np.zeros(D), np.ones(D)
+    values = np.concatenate([p["steps"][0] for p in parts])
+    counts = np.concatenate([p["steps"][1] for p in parts])
+    step = _median_of_counts(values, counts) if counts.sum() else 1.0
+    state = {
+        "version": 1,
+        "mean": [float(v) for v in mean],
+        "std": [float(v) for v in std],
+        "feature_names": list(data.feature_names),
+        "names_given": data.layout.names_given,
+        "time_step": step,
+        "time_origin": min(p["origin"] for p in parts),
+    }
+    return Scaler.from_state_dict(state)
+
+
+def sharded_fit_data(
+    X: Any,
+    times: Any,
+    X_val: Any,
+    times_val: Any,
+    *,
+    binary: bool,
+    comm: Communicator,
+) -> tuple[SeriesSet, SeriesSet | None, Scaler]:
+    """:func:`fit_data` when every process holds only its own series: the scaler is fitted
+    on every process's series; a bad input on any process stops all of them."""
+    with comm.together():
+        train_set, val_set = _series(X, times, X_val, times_val, binary=binary)
+        parts = _local_stats(train_set)
+    scaler = merge_scaler(comm.all_gather(parts), train_set, standardise=not binary)
+    with comm.together():
+        scaler.check_range(train_set)
+        if val_set is not None:
+            scaler.check(val_set, "X_val")
+            scaler.check_range(val_set, "X_val", "times_val")
+    return train_set, val_set, scaler
+
+
+def fit_inputs(
+    X: Any,
+    times: Any,
+    X_val: Any,
+    times_val: Any,
+    *,
+    binary: bool,
+    comm: Communicator | None,
+    sharded: bool,
+) -> tuple[SeriesSet, SeriesSet | None, Scaler]:
+    """:func:`fit_data` in one process, :func:`sharded_fit_data` when every process holds
+    its own series; when every process holds all the series, a bad input stops them all
+    with one error."""
+    if comm is None:
+        return fit_data(X, times, X_val, times_val, binary=binary)
+    if sharded:
+        return sharded_fit_data(X, times, X_val, times_val, binary=binary, comm=comm)
+    with comm.together():
+        data = fit_data(X, times, X_val, times_val, binary=binary)
+    return data
+
+
+def calibrate_fit(ctx: PredictContext, session: FitSession) -> np.ndarray:
+    """The interval spread factors on the session's held-out entries (of every process)."""
+    comm = session.comm
+    if session.val_input is None or session.val_target is None:
+        return np.ones(ctx.scaler.num_features)
+    if comm is None:
+        return calibrate_intervals(ctx, session.val_input, session.val_target)
+    K = len(LEVELS)
+    empty = (np.zeros(0), np.zeros((0, K)), np.zeros((0, K)), np.zeros(0), np.zeros(0, np.int64))
+    arrays = empty
+    with comm.together():
+        local = session.local_validation()
+        if local is not None:
+            arrays = heldout_intervals(ctx, *local)
+    gathered = comm.all_gather(arrays)
+    mean, lower, upper, target, feature = (
+        np.concatenate([g[i] for g in gathered]) for i in range(5)
+    )
+    return fit_interval_scales(mean, lower, upper, target, feature, ctx.scaler.num_features)

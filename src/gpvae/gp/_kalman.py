@@ -42,6 +42,7 @@ from torch.autograd.function import once_differentiable
 
 from gpvae.errors import NumericalError
 from gpvae.gp.linalg import sym
+from gpvae.rng import batch_normal
 
 __all__ = [
     "Covariances",
@@ -483,7 +484,7 @@ def prior_noise(
     jitter = torch.finfo(A.dtype).eps ** 0.75 * torch.diagonal(Pinf, dim1=-2, dim2=-1)  # (G, m)
     chol_q = _cholesky(Q[1:] + torch.diag_embed(jitter), "process noise Q")  # (N-1, B, G, m, m)
     chol_0 = _cholesky(Pinf, "stationary covariance Pinf")  # (G, m, m)
-    eps = torch.randn(N, B, G, m, num_samples, dtype=A.dtype, device=A.device, generator=generator)
+    eps = batch_normal((N, B, G, m, num_samples), 1, generator, A.dtype, A.device)
     return chol_0 @ eps[0], chol_q @ eps[1:]
 
 

@@ -49,6 +49,7 @@ from gpvae.gp import _kalman, _scan
 from gpvae.gp.base import GPPosterior
 from gpvae.gp.checks import check_condition_inputs, check_index_points, check_num_samples
 from gpvae.kernels.base import Kernel
+from gpvae.rng import batch_normal
 
 __all__ = [
     "METHODS",
@@ -321,9 +322,7 @@ class _Chain:
             for g in self.groups
         ]  # per group (N, B, G, S)
         f_prior = _to_channels(prior, self.groups, dim=-2)  # (N, B, L, S)
-        e = torch.randn(
-            f_prior.shape, dtype=f_prior.dtype, device=f_prior.device, generator=generator
-        )
+        e = batch_normal(f_prior.shape, 1, generator, f_prior.dtype, f_prior.device)
         y_prior = f_prior + self.sd[..., None] * e  # (N, B, L, S)
         resid = self.y[..., None] - y_prior
         resid = torch.where(self.included[..., None], resid, torch.zeros_like(resid))

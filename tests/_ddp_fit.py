@@ -1,0 +1,103 @@
+"""Fits of small float64 models, run by ``tests/test_distributed.py`` in one process and under
+``torchrun --nproc-per-node 2`` (``python _ddp_fit.py OUT``: process 0 saves every case's
+weights and history to OUT with ``torch.save``)."""
+
+from __future__ import annotations
+
+import sys
+from typing import Any
+
+import numpy as np
+import torch
+
+from gpvae.data import Scaler, SeriesSet, to_series_set
+from gpvae.data.batching import shard_bounds
+from gpvae.estimator.assembly import ModelSpec, build_model
+from gpvae.training import FitSession, SessionConfig, TrainConfig, distributed
+from gpvae.training.distributed import Communicator
+
+#: (name, posterior, backend, batch size): 21 series in batches of 4 leave a last batch of
+#: one series, so process 1 runs a stand-in step in every epoch.
+CASES = [
+    ("structured-markov", "structured", "markov", 4),
+    ("structured-dense", "structured", "dense", 4),
+    ("diagonal", "diagonal", "auto", 5),
+]
+EPOCHS = 2
+
+
+def data(n: int = 21, D: int = 3, seed: int = 0) -> list[np.ndarray]:
+    """n ragged series (lengths 9-16) of smooth signals with 30% of the entries missing."""
+    rng = np.random.default_rng(seed)
+    out = []
+    for _ in range(n):
+        T = int(rng.integers(9, 17))
+        t = np.arange(T)[:, None]
+        v = np.sin(t / 3.0 + rng.normal(size=D)) + 0.1 * rng.normal(size=(T, D))
+        v[rng.random(v.shape) < 0.3] = np.nan
+        v[0, 0] = 1.0  # every series has an observed entry
+        out.append(v)
+    return out
+
+
+def fit(
+    posterior: str,
+    backend: str,
+    batch_size: int,
+    comm: Communicator | None,
+    sharded: bool = False,
+    checkpoint_dir: str | None = None,
+) -> dict[str, Any]:
+    """Train a float64 model for EPOCHS epochs; its weights, history and steps."""
+    series = to_series_set(data())
+    scaler = Scaler().fit(series)
+    train_set: SeriesSet = series
+    if sharded and comm is not None:
+        start, stop = shard_bounds(series.num_series, comm.rank, comm.world_size)
+        train_set = series.subset(np.arange(start, stop))
+    spec = ModelSpec(
+        latent_dim=2,
+        kernel="matern32",
+        posterior=posterior,
+        backend=backend,
+        likelihood="gaussian",
+        encoder="mlp",
+        decoder="mlp",
+        hidden=(16,),
+        beta=1.0,
+        lengthscale=None,
+    )
+    torch.manual_seed(0)
+    model = build_model(spec, series.num_features).double()
+    train = TrainConfig(epochs=EPOCHS, lr=1e-2, patience=None, progress=False)
+    config = SessionConfig(
+        train=train, batch_size=batch_size, seed=3, val_fraction=0.2, checkpoint_dir=checkpoint_dir
+    )
+    session = FitSession(config, model, scaler, torch.device("cpu"), train_set, None, comm, sharded)
+    state = session.run(resume=False)
+    return {
+        "weights": {k: v.detach().clone() for k, v in model.state_dict().items()},
+        "history": [{k: v for k, v in h.items() if k != "seconds"} for h in state.history],
+        "steps": state.step,
+    }
+
+
+def main(out: str) -> None:
+    comm = distributed.current()
+    assert comm is not None and comm.world_size == 2, "run me under torchrun (2 processes)"
+    results: dict[str, Any] = {}
+    for name, posterior, backend, batch_size in CASES:
+        results[name] = fit(posterior, backend, batch_size, comm)
+    # each process holding its own series: the same result twice for the same world size
+    first = fit("structured", "markov", 4, comm, sharded=True)
+    second = fit("structured", "markov", 4, comm, sharded=True)
+    results["sharded"] = first
+    results["sharded_again"] = second
+    gathered = comm.all_gather({k: v.sum().item() for k, v in first["weights"].items()})
+    results["sharded_ranks_agree"] = all(g == gathered[0] for g in gathered)
+    if comm.is_main:
+        torch.save(results, out)
+
+
+if __name__ == "__main__":
+    main(sys.argv[1])
