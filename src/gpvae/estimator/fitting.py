@@ -20,7 +20,14 @@ from gpvae.estimator.context import PredictContext
 from gpvae.training import FitSession
 from gpvae.training.distributed import Communicator
 
-__all__ = ["calibrate_fit", "fit_data", "fit_inputs", "merge_scaler", "sharded_fit_data"]
+__all__ = [
+    "calibrate_fit",
+    "fit_data",
+    "fit_inputs",
+    "median_of_counts",
+    "merge_scaler",
+    "sharded_fit_data",
+]
 
 
 def _check_unit_interval(data: SeriesSet, name: str) -> None:
@@ -112,7 +119,7 @@ def _local_stats(data: SeriesSet) -> dict[str, Any]:
     }
 
 
-def _median_of_counts(values: np.ndarray, counts: np.ndarray) -> float:
+def median_of_counts(values: np.ndarray, counts: np.ndarray) -> float:
     """``np.median`` of the sample holding ``counts[i]`` copies of ``values[i]``."""
     order = np.argsort(values, kind="stable")
     values, counts = values[order], counts[order]
@@ -161,7 +168,7 @@ def merge_scaler(
         mean, std = np.zeros(D), np.ones(D)
     values = np.concatenate([p["steps"][0] for p in parts])
     counts = np.concatenate([p["steps"][1] for p in parts])
-    step = _median_of_counts(values, counts) if counts.sum() else 1.0
+    step = median_of_counts(values, counts) if counts.sum() else 1.0
     state = {
         "version": 1,
         "mean": [float(v) for v in mean],

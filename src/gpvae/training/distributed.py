@@ -28,6 +28,7 @@ from __future__ import annotations
 import atexit
 import contextlib
 import os
+import re
 from collections.abc import Iterator, Sequence
 from dataclasses import dataclass
 from datetime import timedelta
@@ -202,6 +203,12 @@ class Communicator:
         self._run(dist.all_gather_object, out, obj)
         return out
 
+    def gather(self, obj: Any, dst: int = 0) -> list[Any]:
+        """Every process's ``obj`` in process ``dst`` (in process order); ``[]`` elsewhere."""
+        out: list[Any] | None = [None] * self.world_size if self.rank == dst else None
+        self._run(dist.gather_object, obj, out, dst=dst)
+        return out if out is not None else []
+
     def broadcast(self, obj: Any, src: int = 0) -> Any:
         """Process ``src``'s ``obj`` (picklable), on every process."""
         box = [obj]
@@ -221,8 +228,10 @@ class Communicator:
         none failed it returns (one small all-reduce). Otherwise every process raises the
         error of the first process that failed, naming it: a
         :class:`~gpvae.errors.GPVAEError` (or an instance of ``classes``, rebuilt from its
-        message) keeps its class, with ``(in process r of W)`` added to its message; any
-        other error becomes a :class:`~gpvae.errors.DistributedError`.
+        message) keeps its class, with ``(in process r of W)`` added to its message unless
+        every process failed alike; any other error becomes a
+        :class:`~gpvae.errors.DistributedError`. The raised error has
+        ``synchronized = True``: every process raises it (process 0 reports it).
 
         Args:
             error: this process's exception, or None.
@@ -237,11 +246,12 @@ class Communicator:
         name, message = reports[rank]
         known = {c.__name__: c for c in classes}
         cls = known.get(name) or getattr(errors, name, None)
-        where = f"(in process {rank} of {self.world_size})"
+        same = all(rep == reports[rank] for rep in reports)
+        where = "" if same else f" (in process {rank} of {self.world_size})"
         if isinstance(cls, type) and (issubclass(cls, GPVAEError) or name in known):
-            raised: BaseException = cls(f"{message} {where}")
+            raised: BaseException = cls(f"{message}{where}")
         else:
-            raised = DistributedError(f"{name}: {message} {where}")
+            raised = DistributedError(f"{name}: {message}{where}")
         raised.synchronized = True  # type: ignore[attr-defined]
         raise raised from error
 
@@ -253,7 +263,7 @@ class Communicator:
         try:
             yield
         except Exception as err:  # reported to every process by check
-            if isinstance(err, DistributedError) and getattr(err, "synchronized", False):
+            if getattr(err, "synchronized", False):  # raised alike by every process
                 raise
             error = err
         self.check(error, classes)
@@ -293,9 +303,10 @@ def _has_unused_parameters(model: nn.Module, batch: Batch) -> bool:
 
 def peer_error(err: BaseException) -> DistributedError:
     """The error of a collective that failed because another process is gone."""
+    reason = re.sub(r"\[[^\]]*\.(cc|cpp|h):\d+\]\s*", "", _one_line(err))
+    reason = reason.split(" This is typically")[0][:300]
     out = DistributedError(
-        "another process of the job stopped, was killed or cannot be reached "
-        f"({_one_line(err)[:300]})"
+        f"another process of the job stopped, was killed or cannot be reached ({reason})"
     )
     out.synchronized = True  # type: ignore[attr-defined]
     return out

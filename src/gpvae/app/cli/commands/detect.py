@@ -10,6 +10,7 @@ import click
 import numpy as np
 import pandas as pd
 
+from gpvae.app.cli import shards
 from gpvae.app.cli.columns import (
     ColumnSpec,
     merge_back,
@@ -21,7 +22,7 @@ from gpvae.app.cli.columns import (
 from gpvae.app.cli.errors import CLIError, as_cli, info
 from gpvae.app.cli.model_dir import load_model
 from gpvae.app.cli.options import examples, num_samples_option, series_option
-from gpvae.app.cli.tables import check_output, check_plot, read_table, save_figure, write_table
+from gpvae.app.cli.tables import check_plot, save_figure
 
 __all__ = ["anomaly_table", "detect"]
 
@@ -65,7 +66,8 @@ def detect(
     DATA plus: score (per step), <feature>_score (per entry, empty where missing) and
     anomaly (true where score > threshold).
     """
-    out_path = check_output(out)
+    run = shards.job()
+    out_path = shards.check_output_path(out, run)
     plot_path = check_plot(plot)
     if threshold is not None and quantile is not None:
         raise CLIError("--quantile: expected either --threshold or --quantile, found both")
@@ -74,13 +76,16 @@ def detect(
     if threshold is not None and not math.isfinite(threshold):
         raise CLIError(f"--threshold: expected a finite number, found {threshold}")
     model, spec = load_model(model_dir)
-    frame = read_table(data)
-    ss = series_set(frame, spec, "DATA")
-    with as_cli("DATA"):
-        scores = anomaly_table(model.anomaly_scores(ss, num_samples=num_samples), spec)
+    data_in = shards.read_input(data, spec.id_col, run, share=True)
+    frame = table = data_in.frame
+    scores = pd.DataFrame({"score": np.zeros(0)})
+    with run.together(), as_cli("DATA"):
+        if frame.shape[0]:  # a process may have no series (fewer series than processes)
+            ss = series_set(frame, spec, "DATA")
+            scores = anomaly_table(model.anomaly_scores(ss, num_samples=num_samples), spec)
     step = scores["score"].to_numpy(dtype=np.float64)
     if quantile is not None:
-        thr = float(np.nanquantile(step, quantile))
+        thr = float(np.nanquantile(shards.gather_values(step, run), quantile))
         source = f"the {quantile:g} quantile of these scores"
     elif threshold is not None:
         thr, source = float(threshold), "--threshold"
@@ -88,16 +93,17 @@ def detect(
         thr = spec.threshold
         source = f"the {spec.threshold_quantile:g} quantile of the training scores"
     else:
-        thr = float(np.nanquantile(step, 0.99))
+        thr = float(np.nanquantile(shards.gather_values(step, run), 0.99))
         source = "the 0.99 quantile of these scores"
     scores["anomaly"] = np.nan_to_num(step, nan=-np.inf) > thr
-    table = merge_back(frame, scores, spec)
-    write_table(table, out_path)
+    if frame.shape[0]:
+        table = merge_back(frame, scores, spec)
+    shards.write_output(table, out_path, run, ordered=data_in.ordered)
+    flagged, steps = run.sums([int(scores["anomaly"].sum()), len(step)])
     info(
-        f"flagged {int(scores['anomaly'].sum())} of {len(step)} steps above {thr:.4g} "
-        f"({source}); wrote {out_path}"
+        f"flagged {int(flagged)} of {int(steps)} steps above {thr:.4g} ({source}); wrote {out_path}"
     )
-    if plot_path is not None:
+    if plot_path is not None and shards.plot_owner(table, spec.id_col, series, run):
         from gpvae.app.plots import plot_anomalies
 
         part = parse_times(series_frame(table, spec, series), spec.time_col, "DATA")

@@ -13,6 +13,7 @@ import click
 import numpy as np
 
 from gpvae import settings
+from gpvae.app.cli import shards
 from gpvae.app.cli.columns import record_times, series_set, spec_from_fit
 from gpvae.app.cli.errors import CLIError, as_cli, info
 from gpvae.app.cli.model_dir import MODEL_SUBDIR
@@ -23,8 +24,8 @@ from gpvae.app.cli.options import (
     positive_float,
     positive_int,
 )
-from gpvae.app.cli.tables import read_table
 from gpvae.data import SeriesSet
+from gpvae.data.batching import shard_bounds
 from gpvae.data.windows import cut_windows
 from gpvae.estimator.anomaly import quantile_threshold
 from gpvae.kernels import kernel_key, kernel_names
@@ -174,31 +175,62 @@ def fit(
         progress=not quiet,
         checkpoint_dir=str(out / "checkpoints"),
     )
-    frame = read_table(data)
-    spec = spec_from_fit(frame, time_col, id_col, features)
-    series = series_set(frame, spec, "DATA")
-    for j, feature in enumerate(spec.features):
-        if all(np.isnan(v[:, j]).all() for v in series.values):
-            raise CLIError(
-                f"DATA: expected at least one value in every feature column, found none in "
-                f"{feature!r} (leave it out of --features)"
+    run = shards.job()
+    source = shards.read_input(data, id_col, run, share=False)
+    frame = source.frame
+    with run.together():
+        spec = spec_from_fit(frame, time_col, id_col, features)
+        series = series_set(frame, spec, "DATA")
+    # with a folder each process holds its own series (else every process holds them all)
+    sharded = source.folder and run.world > 1
+    D = len(spec.features)
+    seen = [sum(int((~np.isnan(v[:, j])).sum()) for v in series.values) for j in range(D)]
+    if sharded:
+        seen = [int(c) for c in run.sums(seen)]
+    for feature, count in zip(spec.features, seen):
+        if count == 0:
+            raise shards.everywhere(
+                CLIError(
+                    f"DATA: expected at least one value in every feature column, found none "
+                    f"in {feature!r} (leave it out of --features)"
+                ),
+                run,
             )
-    record_times(spec, frame, series)
-    out.mkdir(parents=True, exist_ok=True)
+    with run.together():
+        if sharded:
+            shards.record_times_all(spec, frame, series, run)
+        else:
+            record_times(spec, frame, series)
+        if run.is_main:
+            out.mkdir(parents=True, exist_ok=True)
     train_values, train_times = training_series(series, window)
     with as_cli("DATA", {"encoder": "--encoder"}):  # e.g. 'cnn' on non-square frames
-        model.fit(train_values, train_times, resume=resume)
-        res = model.anomaly_scores(list(series.values), list(series.times), num_samples=50)
+        model.fit(train_values, train_times, resume=resume, sharded=sharded)
+    # the threshold: scores of every series, each process scoring a block of them
+    mine = np.arange(series.num_series)
+    if not sharded and run.world > 1:
+        mine = np.arange(*shard_bounds(series.num_series, run.rank, run.world))
+    step: list[np.ndarray] = []
+    with run.together(), as_cli("DATA"):
+        if len(mine):
+            values = [series.values[i] for i in mine]
+            times = [series.times[i] for i in mine]
+            step = list(model.anomaly_scores(values, times, num_samples=50).step)
+    every = [s for part in run.gather(step) for s in part]
     spec.threshold_quantile = THRESHOLD_QUANTILE
-    spec.threshold = quantile_threshold(res.step, THRESHOLD_QUANTILE)
     # Everything is computed before anything is written: an error leaves MODEL_DIR as it was.
-    model.save(out / MODEL_SUBDIR)
-    spec.save(out)
+    with run.together():
+        if run.is_main:
+            spec.threshold = quantile_threshold(every, THRESHOLD_QUANTILE)
+            model.save(out / MODEL_SUBDIR)
+            spec.save(out)
     hist = getattr(model, "history_", None) or []
     last = f" after {len(hist)} epochs" if hist else ""
+    n_series = int(run.total(series.num_series)) if sharded else series.num_series
+    processes = f" by {run.world} processes" if run.world > 1 else ""
     info(
-        f"fitted on {series.num_series} series, {series.num_features} features "
-        f"({', '.join(spec.features)}){last}; wrote {out}"
+        f"fitted on {n_series} series, {series.num_features} features "
+        f"({', '.join(spec.features)}){last}{processes}; wrote {out}"
     )
 
 
