@@ -10,11 +10,15 @@ from typing import Any
 import numpy as np
 import torch
 
+from gpvae.batch import Batch
 from gpvae.data import Scaler, SeriesSet, to_series_set
 from gpvae.data.batching import shard_bounds
+from gpvae.errors import ValidationError
 from gpvae.estimator.assembly import ModelSpec, build_model
-from gpvae.training import FitSession, SessionConfig, TrainConfig, distributed
+from gpvae.model import ELBOResult
+from gpvae.training import FitSession, SessionConfig, TrainConfig, distributed, train
 from gpvae.training.distributed import Communicator
+from gpvae.training.loop import Step
 
 #: (name, posterior, backend, batch size): 21 series in batches of 4 leave a last batch of
 #: one series, so process 1 runs a stand-in step in every epoch.
@@ -40,6 +44,27 @@ def data(n: int = 21, D: int = 3, seed: int = 0) -> list[np.ndarray]:
     return out
 
 
+def _spec(posterior: str, backend: str) -> ModelSpec:
+    return ModelSpec(
+        latent_dim=2,
+        kernel="matern32",
+        posterior=posterior,
+        backend=backend,
+        likelihood="gaussian",
+        encoder="mlp",
+        decoder="mlp",
+        hidden=(16,),
+        beta=1.0,
+        lengthscale=None,
+    )
+
+
+def initial(posterior: str, backend: str) -> dict[str, torch.Tensor]:
+    """The weights every fit starts from."""
+    torch.manual_seed(0)
+    return build_model(_spec(posterior, backend), 3).double().state_dict()
+
+
 def fit(
     posterior: str,
     backend: str,
@@ -55,20 +80,8 @@ def fit(
     if sharded and comm is not None:
         start, stop = shard_bounds(series.num_series, comm.rank, comm.world_size)
         train_set = series.subset(np.arange(start, stop))
-    spec = ModelSpec(
-        latent_dim=2,
-        kernel="matern32",
-        posterior=posterior,
-        backend=backend,
-        likelihood="gaussian",
-        encoder="mlp",
-        decoder="mlp",
-        hidden=(16,),
-        beta=1.0,
-        lengthscale=None,
-    )
     torch.manual_seed(0)
-    model = build_model(spec, series.num_features).double()
+    model = build_model(_spec(posterior, backend), series.num_features).double()
     train = TrainConfig(epochs=EPOCHS, lr=1e-2, patience=None, progress=False)
     config = SessionConfig(
         train=train, batch_size=batch_size, seed=3, val_fraction=0.2, checkpoint_dir=checkpoint_dir
@@ -82,9 +95,51 @@ def fit(
     }
 
 
+class MeanModel(torch.nn.Module):
+    """log N(y | mu, 1) of the observed entries; its ``fail`` call (counting the DDP probe)
+    gives a NaN bound or raises, on process ``rank`` only."""
+
+    def __init__(self, rank: int, fail: int, how: str) -> None:
+        super().__init__()
+        self.mu = torch.nn.Parameter(torch.zeros(3, dtype=torch.float64))
+        self.rank, self.fail, self.how, self.calls = rank, fail, how, 0
+
+    def elbo(
+        self, batch: Batch, num_samples: int = 1, iwae: int = 1, generator: Any = None
+    ) -> ELBOResult:
+        self.calls += 1
+        ll = (-0.5 * (batch.y - self.mu) ** 2 * batch.observed).sum(dim=(1, 2))
+        if self.calls == self.fail and self.rank == 1:
+            if self.how == "nan":
+                ll = ll * float("nan")
+            else:
+                raise ValidationError("X: this process's batch is bad")
+        return ELBOResult(elbo=ll, loglik=ll, kl=torch.zeros_like(ll))
+
+
+def loop(comm: Communicator, how: str) -> tuple[MeanModel, Any]:
+    """Three epochs of two steps of a MeanModel, each process with 2 of 4 series per step."""
+    g = torch.Generator().manual_seed(1)
+    y = torch.randn(8, 5, 3, generator=g, dtype=torch.float64) + 1.0
+    model = MeanModel(comm.rank, fail=3, how=how)
+
+    def parts(epoch: int) -> list[Step]:
+        out = []
+        for k in range(2):
+            rows = y[4 * k : 4 * k + 4]
+            mine = rows[2 * comm.rank : 2 * comm.rank + 2]
+            out.append(Step(Batch.from_tensors(mine), int(rows.numel())))
+        return out
+
+    config = TrainConfig(epochs=3, lr=0.05, patience=None, progress=False)
+    state, optimizer = train(model, parts, config, comm=comm)
+    return model, (state, optimizer)
+
+
 def main(out: str) -> None:
     comm = distributed.current()
-    assert comm is not None and comm.world_size == 2, "run me under torchrun (2 processes)"
+    if comm is None or comm.world_size != 2:
+        raise SystemExit("run me under torchrun with 2 processes")
     results: dict[str, Any] = {}
     for name, posterior, backend, batch_size in CASES:
         results[name] = fit(posterior, backend, batch_size, comm)
@@ -95,6 +150,20 @@ def main(out: str) -> None:
     results["sharded_again"] = second
     gathered = comm.all_gather({k: v.sum().item() for k, v in first["weights"].items()})
     results["sharded_ranks_agree"] = all(g == gathered[0] for g in gathered)
+    # a NaN loss on process 1 only: both roll back and halve the learning rate
+    model, (state, optimizer) = loop(comm, "nan")
+    mus = comm.all_gather(model.mu.detach().clone())
+    results["nan_on_one_process"] = {
+        "bad_steps": state.bad_steps,
+        "agree": bool(torch.equal(mus[0], mus[1])),
+        "lr": optimizer.param_groups[0]["lr"],
+    }
+    # an error on process 1 only: both raise it
+    try:
+        loop(comm, "raise")
+        results["error_on_one_process"] = "no error"
+    except ValidationError as err:
+        results["error_on_one_process"] = f"{type(err).__name__}: {err}"
     if comm.is_main:
         torch.save(results, out)
 
