@@ -31,7 +31,9 @@ Checked for every backend and supported problem:
   mean, var and the hyper-parameters (gradcheck), d(draw)/d(mean) equals d(posterior
   mean)/d(mean) exactly, and the Monte Carlo gradient of E[sum w1 f + w2 (f - c)^2] is within
   6 standard errors (estimated from 16 independent groups of draws) of the exact gradient of
-  sum w1 mean_q + w2 var_q, and within 10% of it in norm.
+  sum w1 mean_q + w2 var_q, and within 10% of it in norm;
+- the rows of a batch, drawn inside ``gpvae.rng.batch_rows`` (as a process of a distributed
+  fit draws its part of the batch), are exactly those rows of the whole batch's draws.
 """
 
 from __future__ import annotations
@@ -66,6 +68,7 @@ from gpvae.gp.base import GPPosterior
 from gpvae.gp.dense import DenseGPPosterior
 from gpvae.gp.markov import MarkovGPPosterior
 from gpvae.kernels import Kernel
+from gpvae.rng import batch_rows
 
 # ----------------------------------------------------------------------------------------
 # problems
@@ -465,6 +468,30 @@ def test_samples_are_seeded(case: BackendCase, problem: Problem) -> None:
         keep = p.valid if x_new is None else torch.ones(a.shape[1:3], dtype=torch.bool)
         assert not bool((a[0][keep] == a[1][keep]).any())  # independent draws
         assert not bool((a[:, keep] == c[:, keep]).any())  # another seed, other draws
+
+
+@pytest.mark.parametrize(("case", "problem"), SAMPLE_CASES)
+def test_rows_of_a_batch_draw_the_rows_of_the_whole_batch(
+    case: BackendCase, problem: Problem
+) -> None:
+    """Distributed training: a process holding some series of a batch (padded to the batch's
+    length) draws, inside ``gpvae.rng.batch_rows``, exactly those rows of the whole batch's
+    ``sample``, and leaves its generator where the whole batch's draw leaves it (so every
+    process sees one process's draws). Training noise goes through
+    ``gpvae.rng.batch_normal``."""
+    p = problem.build()
+    B = p.x.shape[0]
+    gen = torch.Generator().manual_seed(5)
+    whole = case.factory(p.kernels, p.x, p.mean, p.var, p.valid).sample(3, gen)
+    after = gen.get_state()
+    for rows in ([B - 1], list(range(B))[::-1]):
+        part = case.factory(p.kernels, p.x[rows], p.mean[rows], p.var[rows], p.valid[rows])
+        gen = torch.Generator().manual_seed(5)
+        with batch_rows(rows, B):
+            got = part.sample(3, gen)
+        assert torch.equal(gen.get_state(), after)
+        keep = p.valid[rows]
+        close(got[:, keep], whole[:, rows][:, keep], case.rtol, "rows")
 
 
 class _Draws(nn.Module):
