@@ -5,8 +5,9 @@ their first 48 hours left out) are written once as a Parquet
 dataset (a folder of 4 files sorted by RecordID, in a temporary folder, never in the
 repository); every run then trains ``GPVAE`` from it for ``--epochs`` epochs (default
 settings of the estimator otherwise: latent 8, Matern 3/2, structured posterior, markov
-backend, MLP 128-128, batch 32, 10% of the entries held out for validation; no early stop,
-no calibration), one torch thread per process:
+backend, MLP 128-128, 10% of the entries held out for validation; no early stop, no
+calibration), with global batches of 32 (the default) and 256 series, one torch thread per
+process:
 
 - ``1 process``: one process reads the whole folder;
 - ``1 process, 2 threads``: the same with two torch threads (the other way to use 2 cores);
@@ -17,13 +18,14 @@ no calibration), one torch thread per process:
 
 An epoch's time is the fit's own record (training steps and the validation score); the
 figure is the median over epochs 2.. (the first carries one-off costs). Peak memory is each
-process's peak resident set (``ru_maxrss``). The machine's load average is recorded before
+process's peak resident set (``VmHWM``). The machine's load average is recorded before
 and after.
 
 Usage::
 
     /work/bin/heavy --exclusive .venv/bin/python benchmarks/distributed.py \\
-        [--data-dir ../shared/data] [--epochs 4] [--out benchmarks/results/distributed.json]
+        [--data-dir ../shared/data] [--epochs 3] [--batch-sizes 32 256]
+        [--out benchmarks/results/distributed.json]
     .venv/bin/python benchmarks/distributed.py --doc-only   # the docs table from the JSON
 """
 
@@ -48,12 +50,13 @@ DOCS = ROOT / "docs" / "benchmarks.md"
 BEGIN, END = "<!-- distributed-table -->", "<!-- /distributed-table -->"
 COMMAND = (
     "/work/bin/heavy --exclusive .venv/bin/python benchmarks/distributed.py "
-    "--data-dir ../shared/data --epochs {epochs}"
+    "--data-dir ../shared/data --epochs {epochs} --batch-sizes {batches}"
 )
 
 
-def write_folder(data_dir: str | None, folder: Path) -> dict[str, Any]:
-    """PhysioNet 2012 set A as a long Parquet dataset (id, t, 37 parameters) in ``folder``."""
+def write_folder(data_dir: str | None, folder: Path, limit: int | None) -> dict[str, Any]:
+    """PhysioNet 2012 set A as a long Parquet dataset (id, t, 37 parameters) in ``folder``
+    (its first ``limit`` stays when given, for a smoke run)."""
     import numpy as np
     import pandas as pd
 
@@ -62,7 +65,7 @@ def write_folder(data_dir: str | None, folder: Path) -> dict[str, Any]:
     data = load_physionet2012(data_dir)
     X = np.asarray(data.X)  # (4000, 48, 37)
     seen = np.isfinite(X).any(axis=(1, 2))  # 3 stays have no value in their first 48 hours
-    X, ids = X[seen], np.asarray(data.ids, dtype=np.int64)[seen]
+    X, ids = X[seen][:limit], np.asarray(data.ids, dtype=np.int64)[seen][:limit]
     n, T, D = X.shape
     frame = pd.DataFrame(X.reshape(n * T, D), columns=data.features)
     frame.insert(0, "t", np.tile(np.arange(T, dtype=np.float64), n))
@@ -97,7 +100,13 @@ def worker(args: argparse.Namespace) -> None:
     series = to_series_set(frame, id_col="id", time_col="t", feature_cols=features)
     read_s = time.perf_counter() - t0
     model = GPVAE(
-        epochs=args.epochs, patience=None, calibrate=False, progress=False, seed=0, device="cpu"
+        epochs=args.epochs,
+        batch_size=args.batch_size,
+        patience=None,
+        calibrate=False,
+        progress=False,
+        seed=0,
+        device="cpu",
     )
     model.fit(series, sharded=sharded)
     history = model.history_ or []
@@ -108,11 +117,20 @@ def worker(args: argparse.Namespace) -> None:
         "epoch_s": [h["seconds"] for h in history],
         "val_score": [h["val_score"] for h in history],
         "loss": [h["loss"] for h in history],
-        "peak_rss_mib": resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024.0,
+        "peak_rss_mib": _peak_mib(),
     }
     records = [record] if comm is None else comm.all_gather(record)
     if rank == 0:
         print("RESULT " + json.dumps(records), flush=True)
+
+
+def _peak_mib() -> float:
+    """This process's peak resident memory (VmHWM: since its exec, unlike ``ru_maxrss``,
+    which a child inherits from the parent it was forked from)."""
+    for line in Path("/proc/self/status").read_text().splitlines():
+        if line.startswith("VmHWM:"):
+            return float(line.split()[1]) / 1024.0
+    return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024.0
 
 
 def _median(values: list[float]) -> float:
@@ -149,47 +167,49 @@ def run(name: str, cmd: list[str], threads: int, timeout: float) -> dict[str, An
 
 def render(result: dict[str, Any]) -> str:
     """The markdown of the docs region."""
-    runs = {r["name"]: r for r in result["runs"] if "error" not in r}
-    base = runs.get("1 process")
+    runs = {(r["batch_size"], r["name"]): r for r in result["runs"] if "error" not in r}
     lines = [
         "## Distributed training (issue 20)",
         "",
         f"PhysioNet 2012 set A, {result['data']['series']:,} stays (the "
         f"{result['data']['left_out']} without any value in 48 hours left out) x 48 hourly steps x "
         f"{result['data']['features']} parameters, read from a Parquet dataset; `GPVAE` "
-        "defaults (latent 8, Matern 3/2, structured posterior, markov backend, MLP 128-128, "
-        f"batch {result['batch_size']}), one torch thread per process unless said, "
+        "defaults (latent 8, Matern 3/2, structured posterior, markov backend, MLP 128-128) "
+        "with the global batch sizes below, one torch thread per process unless said, "
         f"{result['epochs']} epochs; epoch time = median of epochs 2..{result['epochs']} "
         "(training steps and validation score), peak memory = peak resident set of each "
         f"process. Machine: {result['machine']['cpus']} cores; load average "
         f"{result['machine']['load_before']:.1f} before, {result['machine']['load_after']:.1f} "
         "after (other jobs were running: the absolute times are noisy).",
         "",
-        "| run | processes x threads | epoch (s) | speed-up | peak memory per process (MiB) "
-        "| series held per process |",
-        "|---|---|---|---|---|---|",
+        "| batch | run | processes x threads | epoch (s) | speed-up | peak memory per process "
+        "(MiB) | series held per process |",
+        "|---|---|---|---|---|---|---|",
     ]
+    diffs = []
     for r in result["runs"]:
         if "error" in r:
-            lines.append(f"| {r['name']} | - | failed | - | - | - |")
+            lines.append(f"| {r['batch_size']} | {r['name']} | - | failed | - | - | - |")
             continue
+        base = runs.get((r["batch_size"], "1 process"))
         speed = base["median_epoch_s"] / r["median_epoch_s"] if base else float("nan")
         mem = ", ".join(f"{m:.0f}" for m in r["peak_rss_mib"])
         held = ", ".join(f"{h:,}" for h in r["series_held"])
         lines.append(
-            f"| {r['name']} | {r['processes']} x {r['threads_per_process']} | "
-            f"{r['median_epoch_s']:.2f} | {speed:.2f}x | {mem} | {held} |"
+            f"| {r['batch_size']} | {r['name']} | {r['processes']} x {r['threads_per_process']} "
+            f"| {r['median_epoch_s']:.2f} | {speed:.2f}x | {mem} | {held} |"
         )
-    same = runs.get("2 processes (all series)")
-    if base and same:
-        diff = max(abs(a - b) for a, b in zip(base["val_score"], same["val_score"]))
+        if base and r["name"] == "2 processes (all series)":
+            diffs += [abs(a - b) for a, b in zip(base["val_score"], r["val_score"])]
+    if diffs:
         lines += [
             "",
             "With every process holding all series, two processes train the one-process model "
-            f"(largest difference of the per-epoch validation MAE: {diff:.1e}, float32 "
+            f"(largest difference of the per-epoch validation MAE: {max(diffs):.1e}, float32 "
             "round-off).",
         ]
-    lines += ["", f"Command: `{COMMAND.format(epochs=result['epochs'])}`"]
+    batches = " ".join(str(b) for b in result["batch_sizes"])
+    lines += ["", f"Command: `{COMMAND.format(epochs=result['epochs'], batches=batches)}`"]
     return "\n".join(lines)
 
 
@@ -208,15 +228,20 @@ def write_doc(result: dict[str, Any], path: Path) -> None:
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=(__doc__ or "").split("\n")[0])
     parser.add_argument("--data-dir", default=None, help="shared data folder (or GPVAE_DATA)")
-    parser.add_argument("--epochs", type=int, default=4)
+    parser.add_argument("--epochs", type=int, default=3)
     parser.add_argument("--out", type=Path, default=RESULTS)
     parser.add_argument("--doc", type=Path, default=DOCS)
     parser.add_argument("--doc-only", action="store_true", help="only rewrite the docs table")
     parser.add_argument("--timeout", type=float, default=3600.0)
+    parser.add_argument("--series", type=int, default=None, help="first N stays (smoke run)")
     parser.add_argument("--worker", action="store_true", help=argparse.SUPPRESS)
     parser.add_argument("--folder", default=None, help=argparse.SUPPRESS)
     parser.add_argument("--mode", default="all", help=argparse.SUPPRESS)
     parser.add_argument("--threads", type=int, default=1, help=argparse.SUPPRESS)
+    parser.add_argument("--batch-size", type=int, default=32, help=argparse.SUPPRESS)
+    parser.add_argument(
+        "--batch-sizes", type=int, nargs="+", default=[32, 256], help="global batch sizes"
+    )
     args = parser.parse_args(argv)
     if args.worker:
         worker(args)
@@ -227,30 +252,36 @@ def main(argv: list[str] | None = None) -> int:
     tmp = Path(tempfile.mkdtemp(prefix="gpvae-ddp-bench-"))
     try:
         folder = tmp / "physionet2012"
-        data = write_folder(args.data_dir, folder)
+        data = write_folder(args.data_dir, folder, args.series)
         load_before = os.getloadavg()[0]
-        me = [sys.executable, str(Path(__file__).resolve()), "--worker", "--folder", str(folder),
-              "--epochs", str(args.epochs)]  # fmt: skip
         torchrun = [str(Path(sys.executable).with_name("torchrun")), "--standalone",
                     "--nproc-per-node", "2"]  # fmt: skip
-        plan = [
-            ("1 process", me, 1),
-            ("1 process, 2 threads", [*me, "--threads", "2"], 2),
-            ("2 processes (all series)", [*torchrun, *me[1:], "--mode", "all"], 1),
-            ("2 processes (own series)", [*torchrun, *me[1:], "--mode", "sharded"], 1),
-        ]
         runs = []
-        for name, cmd, threads in plan:
-            print(f"[distributed] {name} ...", flush=True)
-            runs.append(run(name, cmd, threads, args.timeout))
-            print(json.dumps({k: v for k, v in runs[-1].items() if k != "error"}), flush=True)
+        for batch in args.batch_sizes:
+            me = [
+                sys.executable,
+                str(Path(__file__).resolve()),
+                *("--worker", "--folder", str(folder), "--epochs", str(args.epochs)),
+                *("--batch-size", str(batch)),
+            ]
+            plan = [
+                ("1 process", me, 1),
+                ("1 process, 2 threads", [*me, "--threads", "2"], 2),
+                ("2 processes (all series)", [*torchrun, *me[1:], "--mode", "all"], 1),
+                ("2 processes (own series)", [*torchrun, *me[1:], "--mode", "sharded"], 1),
+            ]
+            for name, cmd, threads in plan:
+                print(f"[distributed] batch {batch}: {name} ...", flush=True)
+                runs.append({"batch_size": batch, **run(name, cmd, threads, args.timeout)})
+                shown = {k: v for k, v in runs[-1].items() if k != "error"}
+                print(json.dumps(shown), flush=True)
     finally:
         shutil.rmtree(tmp, ignore_errors=True)
     result = {
         "benchmark": "distributed",
         "data": {"name": "physionet2012 set-a", **data},
         "epochs": args.epochs,
-        "batch_size": 32,
+        "batch_sizes": args.batch_sizes,
         "machine": {
             "cpus": os.cpu_count(),
             "python": platform.python_version(),

@@ -293,7 +293,7 @@ class Communicator:
 def _has_unused_parameters(model: nn.Module, batch: Batch) -> bool:
     """Whether a trainable parameter of ``model`` gets no gradient from the ELBO of ``batch``."""
     generator = torch.Generator(device=batch.y.device).manual_seed(0)
-    elbo: Any = getattr(model, "elbo")  # noqa: B009 (any module with an ELBO method)
+    elbo: Any = model.elbo
     try:
         (-elbo(batch, generator=generator).bound.sum()).backward()
         return any(p.grad is None for p in model.parameters() if p.requires_grad)

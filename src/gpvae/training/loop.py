@@ -17,6 +17,11 @@ per step sums the loss parts and a failure flag over the processes: every proces
 the global loss (for the progress bar, the history and the finiteness test) and takes the
 same decision (apply, roll back, or stop with the error of the process that failed).
 
+Terms of the bound that belong to the whole data set rather than to one series (such as a
+KL divergence of shared inducing points) must be spread over the series of ``bound``, each
+series carrying its share, so that they count once per data set whatever the batch size and
+the number of processes.
+
 A step whose loss or gradients are not finite is never applied: the model and optimiser go
 back to the last good state (the end of the last finished epoch, or the start), the learning
 rate is halved, and a warning says so. After ``max_bad_steps`` such events in one fit, a
@@ -413,7 +418,11 @@ def _distributed_step(
             raise peer_error(err) from err
         ok = _grads_finite(params)  # the same all-reduced gradients on every process
     if not ok:
-        _handle_bad_step(model, optimizer, good, state, config, torch.tensor(global_loss))
+        try:
+            _handle_bad_step(model, optimizer, good, state, config, torch.tensor(global_loss))
+        except NumericalError as err:
+            err.synchronized = True  # type: ignore[attr-defined]  # every process raises it
+            raise
         return None
     if config.grad_clip is not None:
         nn.utils.clip_grad_norm_(params, config.grad_clip)

@@ -374,17 +374,22 @@ class FitSession:
         if loaded is None:
             return None
         tensors, meta = loaded
+        world = 1 if self.comm is None else self.comm.world_size
+        problem = None
         if meta.get("kind") != "gpvae.GPVAE.fit" or meta.get("fingerprint") != self.fingerprint:
-            raise ValidationError(
+            problem = (
                 f"resume: expected a checkpoint of a fit on the same data in {self.path}, found "
                 "one written for other data or by another program"
             )
-        world = 1 if self.comm is None else self.comm.world_size
-        if meta.get("sharded", False) and meta.get("world_size", 1) != world:
-            raise ValidationError(
+        elif meta.get("sharded", False) and meta.get("world_size", 1) != world:
+            problem = (
                 f"resume: expected {meta.get('world_size')} processes (as in the interrupted "
                 f"fit, whose processes each held their own series), found {world}"
             )
+        if problem is not None:  # every process finds it alike
+            err = ValidationError(problem)
+            err.synchronized = self.comm is not None  # type: ignore[attr-defined]
+            raise err
 
         def part(prefix: str) -> dict[str, Tensor]:
             return {k[len(prefix) :]: v for k, v in tensors.items() if k.startswith(prefix)}
