@@ -223,3 +223,13 @@ def test_two_processes_train_like_one(tmp_path: Path) -> None:
     assert nan["lr"] == pytest.approx(0.5 * 0.05)  # the step was rolled back, lr halved
     assert "in process 1 of 2" in got["error_on_one_process"]
     assert "ValidationError" in got["error_on_one_process"]
+
+
+def test_scaler_refuses_processes_with_other_features() -> None:
+    ss = to_series_set(_ragged(4, 3, 5))
+    other = to_series_set([v[:, :2] for v in _ragged(4, 3, 6)])
+    with pytest.raises(ValidationError, match=r"^X: expected the same features in every process"):
+        merge_scaler([local_stats(ss), local_stats(other)], ss)
+    empty = ss.with_values([np.where(np.arange(3) == 2, np.nan, v) for v in ss.values])
+    with pytest.raises(ValidationError, match="never observed"):
+        merge_scaler([local_stats(empty), local_stats(empty)], empty)

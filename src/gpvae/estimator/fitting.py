@@ -110,6 +110,7 @@ def _local_stats(data: SeriesSet) -> dict[str, Any]:
         )
     values, counts = np.unique(steps, return_counts=True)
     return {
+        "features": list(data.feature_names),
         "count": count,
         "big": big,
         "mean": mean,
@@ -137,13 +138,23 @@ def merge_scaler(
     std up to round-off, the time step and origin exactly as :meth:`Scaler.fit` would give
     on all the series at once)."""
     D = data.num_features
+    for rank, p in enumerate(parts):
+        if p.get("features", list(data.feature_names)) != list(data.feature_names):
+            err = ValidationError(
+                f"X: expected the same features in every process, found {p['features']} in "
+                f"process {rank} and {list(data.feature_names)} here"
+            )
+            err.synchronized = len(parts) > 1  # type: ignore[attr-defined]  # all raise it
+            raise err
     count = np.sum([p["count"] for p in parts], axis=0)
     for j in range(D):
         if count[j] == 0:
-            raise ValidationError(
+            err = ValidationError(
                 f"X: expected every feature to be observed at least once in the training "
                 f"data, found feature {data.feature_names[j]!r} (column {j}) never observed"
             )
+            err.synchronized = len(parts) > 1  # type: ignore[attr-defined]  # all raise it
+            raise err
     big = np.max([p["big"] for p in parts], axis=0)  # (D,) the largest magnitude of all
     mean, std = np.zeros(D), np.ones(D)
     for j in range(D):
