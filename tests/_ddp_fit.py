@@ -158,6 +158,21 @@ def main(out: str) -> None:
         "agree": bool(torch.equal(mus[0], mus[1])),
         "lr": optimizer.param_groups[0]["lr"],
     }
+    # processes that should hold the same series but do not: both refuse
+    try:
+        bad = to_series_set(data(seed=comm.rank))
+        FitSession(
+            SessionConfig(TrainConfig(epochs=1, progress=False), 4, 0, 0.0),
+            build_model(_spec("structured", "markov"), 3),
+            Scaler().fit(bad),
+            torch.device("cpu"),
+            bad,
+            None,
+            comm,
+        )
+        results["other_series"] = "no error"
+    except ValidationError as err:
+        results["other_series"] = str(err)
     # an error on process 1 only: both raise it
     try:
         loop(comm, "raise")

@@ -9,7 +9,8 @@ Under ``torchrun --nproc-per-node 2`` (gloo, CPU; ``_ddp_fit.py``): float64 fits
 weights after every optimiser step of two epochs equal the one-process fit's with the same
 global batch and seed; a fit whose processes hold their own series gives the same weights on
 both processes and the same result when run again; a NaN loss on one process rolls every
-process back alike, and an error on one process stops both with that process's error.
+process back alike, an error on one process stops both with that process's error, and
+processes that should hold the same series but do not are refused.
 """
 
 from __future__ import annotations
@@ -221,6 +222,7 @@ def test_two_processes_train_like_one(tmp_path: Path) -> None:
     assert nan["bad_steps"] == 1
     assert nan["agree"]
     assert nan["lr"] == pytest.approx(0.5 * 0.05)  # the step was rolled back, lr halved
+    assert got["other_series"].startswith("X: expected the same series in every process")
     assert "in process 1 of 2" in got["error_on_one_process"]
     assert "ValidationError" in got["error_on_one_process"]
 

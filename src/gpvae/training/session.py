@@ -102,6 +102,32 @@ def _fingerprint(*sets: SeriesSet | None) -> str:
     return h.hexdigest()
 
 
+def _check_processes(
+    config: SessionConfig, comm: Communicator, sharded: bool, fingerprint: str
+) -> None:
+    """Raise on every process when the batch size is below the number of processes, or
+    when processes that should all hold the same series (not ``sharded``) do not."""
+    problem = None
+    if config.batch_size < comm.world_size:
+        problem = (
+            f"batch_size: expected at least the number of processes ({comm.world_size}), "
+            f"found {config.batch_size}"
+        )
+    elif not sharded:
+        prints = comm.all_gather(fingerprint)
+        other = next((r for r, fp in enumerate(prints) if fp != prints[0]), None)
+        if other is not None:
+            problem = (
+                f"X: expected the same series in every process (sharded=False), found other "
+                f"series in process {other} than in process 0; pass sharded=True when each "
+                "process holds its own series"
+            )
+    if problem is not None:
+        err = ValidationError(problem)
+        err.synchronized = True  # type: ignore[attr-defined]  # every process raises it
+        raise err
+
+
 class FitSession:
     """One fit: data split, scoring, checkpoints, resume.
 
@@ -132,6 +158,8 @@ class FitSession:
         self.sharded = bool(sharded) and comm is not None
         rank = () if not self.sharded or comm is None else (comm.rank,)
         self.fingerprint = _fingerprint(train_set, val_set)
+        if comm is not None:
+            _check_processes(config, comm, self.sharded, self.fingerprint)
         if self.sharded and comm is not None:
             prints = comm.all_gather(self.fingerprint)
             self.fingerprint = hashlib.sha256("/".join(prints).encode()).hexdigest()
