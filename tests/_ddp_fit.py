@@ -20,12 +20,15 @@ from gpvae.training import FitSession, SessionConfig, TrainConfig, distributed, 
 from gpvae.training.distributed import Communicator
 from gpvae.training.loop import Step
 
-#: (name, posterior, backend, batch size): 21 series in batches of 4 leave a last batch of
-#: one series, so process 1 runs a stand-in step in every epoch.
-CASES = [
-    ("structured-markov", "structured", "markov", 4),
-    ("structured-dense", "structured", "dense", 4),
-    ("diagonal", "diagonal", "auto", 5),
+#: (name, posterior, backend, batch size, options): 21 series in batches of 4 leave a last
+#: batch of one series, so process 1 runs a stand-in step in every epoch. Options:
+#: ``mask`` trains with artificial missingness (blocks hidden from the encoder, drawn for
+#: the whole batch); ``hidden`` early-stops on hidden ground truth (as ``X_val_target``).
+CASES: list[tuple[str, str, str, int, tuple[str, ...]]] = [
+    ("structured-markov", "structured", "markov", 4, ()),
+    ("structured-dense", "structured", "dense", 4, ()),
+    ("diagonal", "diagonal", "auto", 5, ()),
+    ("masked-hidden", "structured", "markov", 4, ("mask", "hidden")),
 ]
 EPOCHS = 2
 
@@ -44,7 +47,7 @@ def data(n: int = 21, D: int = 3, seed: int = 0) -> list[np.ndarray]:
     return out
 
 
-def _spec(posterior: str, backend: str) -> ModelSpec:
+def _spec(posterior: str, backend: str, mask: bool = False) -> ModelSpec:
     return ModelSpec(
         latent_dim=2,
         kernel="matern32",
@@ -56,13 +59,29 @@ def _spec(posterior: str, backend: str) -> ModelSpec:
         hidden=(16,),
         beta=1.0,
         lengthscale=None,
+        mask_rate=0.3 if mask else 0.0,
+        mask_pattern="blocks",
+        block_lengths=(2, 4),
     )
 
 
-def initial(posterior: str, backend: str) -> dict[str, torch.Tensor]:
+def initial(posterior: str, backend: str, options: tuple[str, ...] = ()) -> dict[str, torch.Tensor]:
     """The weights every fit starts from."""
     torch.manual_seed(0)
-    return build_model(_spec(posterior, backend), 3).double().state_dict()
+    return build_model(_spec(posterior, backend, "mask" in options), 3).double().state_dict()
+
+
+def hidden(series: SeriesSet) -> tuple[SeriesSet, SeriesSet]:
+    """(input, targets): a block of 3 steps of feature 1 hidden in every series whose
+    entries there are observed (the X_val / X_val_target pair of the fit's validation)."""
+    inputs, targets = [], []
+    for v in series.values:
+        keep, held = v.copy(), np.full_like(v, np.nan)
+        held[2:5, 1] = v[2:5, 1]
+        keep[2:5, 1] = np.nan
+        inputs.append(keep)
+        targets.append(held)
+    return series.with_values(inputs), series.with_values(targets)
 
 
 def fit(
@@ -72,21 +91,27 @@ def fit(
     comm: Communicator | None,
     sharded: bool = False,
     checkpoint_dir: str | None = None,
+    options: tuple[str, ...] = (),
 ) -> dict[str, Any]:
     """Train a float64 model for EPOCHS epochs; its weights, history and steps."""
     series = to_series_set(data())
     scaler = Scaler().fit(series)
     train_set: SeriesSet = series
+    validation = hidden(to_series_set(data(seed=1))) if "hidden" in options else None
     if sharded and comm is not None:
         start, stop = shard_bounds(series.num_series, comm.rank, comm.world_size)
         train_set = series.subset(np.arange(start, stop))
     torch.manual_seed(0)
-    model = build_model(_spec(posterior, backend), series.num_features).double()
+    spec = _spec(posterior, backend, "mask" in options)
+    model = build_model(spec, series.num_features).double()
     train = TrainConfig(epochs=EPOCHS, lr=1e-2, patience=None, progress=False)
     config = SessionConfig(
         train=train, batch_size=batch_size, seed=3, val_fraction=0.2, checkpoint_dir=checkpoint_dir
     )
-    session = FitSession(config, model, scaler, torch.device("cpu"), train_set, None, comm, sharded)
+    cpu = torch.device("cpu")
+    session = FitSession(
+        config, model, scaler, cpu, train_set, None, validation, comm=comm, sharded=sharded
+    )
     state = session.run(resume=False)
     return {
         "weights": {k: v.detach().clone() for k, v in model.state_dict().items()},
@@ -141,8 +166,8 @@ def main(out: str) -> None:
     if comm is None or comm.world_size != 2:
         raise SystemExit("run me under torchrun with 2 processes")
     results: dict[str, Any] = {}
-    for name, posterior, backend, batch_size in CASES:
-        results[name] = fit(posterior, backend, batch_size, comm)
+    for name, posterior, backend, batch_size, options in CASES:
+        results[name] = fit(posterior, backend, batch_size, comm, options=options)
     # each process holding its own series: the same result twice for the same world size
     first = fit("structured", "markov", 4, comm, sharded=True)
     second = fit("structured", "markov", 4, comm, sharded=True)
@@ -168,7 +193,7 @@ def main(out: str) -> None:
             torch.device("cpu"),
             bad,
             None,
-            comm,
+            comm=comm,
         )
         results["other_series"] = "no error"
     except ValidationError as err:

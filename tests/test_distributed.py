@@ -134,22 +134,28 @@ def _ragged(n: int, D: int, seed: int) -> list[np.ndarray]:
 
 
 @pytest.mark.parametrize(
-    ("posterior", "backend", "likelihood"),
+    ("posterior", "backend", "likelihood", "mask"),
     [
-        ("structured", "markov", "gaussian"),
-        ("structured", "dense", "student_t"),
-        ("banded", "auto", "gaussian"),
-        ("diagonal", "auto", "gaussian_gp"),
+        ("structured", "markov", "gaussian", ""),
+        ("structured", "dense", "student_t", ""),
+        ("banded", "auto", "gaussian", ""),
+        ("diagonal", "auto", "gaussian_gp", ""),
+        ("structured", "markov", "gaussian", "points"),
+        ("diagonal", "auto", "gaussian", "blocks"),
     ],
 )
 def test_elbo_of_some_rows_is_those_rows_of_the_whole_batch(
-    posterior: str, backend: str, likelihood: str
+    posterior: str, backend: str, likelihood: str, mask: str
 ) -> None:
     """What a process computes for its rows of a batch (padded to the batch's length, with
-    the whole batch's noise) is exactly those rows of the one-process ELBO (per series)."""
+    the whole batch's noise and training masks) is exactly those rows of the one-process
+    ELBO (per series)."""
     ss = to_series_set(_ragged(6, 3, 1))
     ss = Scaler().fit(ss).transform(ss)
-    spec = ModelSpec(2, "matern32", posterior, backend, likelihood, "mlp", "mlp", (8,), 1.0, None)
+    spec = ModelSpec(
+        2, "matern32", posterior, backend, likelihood, "mlp", "mlp", (8,), 1.0, None,
+        mask_rate=0.4 if mask else 0.0, mask_pattern=mask or "points", block_lengths=(2, 3),
+    )  # fmt: skip
     torch.manual_seed(0)
     model = build_model(spec, 3).double()
     idx = np.arange(6)
@@ -202,8 +208,8 @@ def test_two_processes_train_like_one(tmp_path: Path) -> None:
     assert res.returncode == 0, res.stderr[-3000:]
     got = torch.load(out, weights_only=False)
     torch.set_num_threads(1)
-    for name, posterior, backend, batch_size in cases.CASES:
-        ref = cases.fit(posterior, backend, batch_size, None)
+    for name, posterior, backend, batch_size, options in cases.CASES:
+        ref = cases.fit(posterior, backend, batch_size, None, options=options)
         assert got[name]["steps"] == ref["steps"] == cases.EPOCHS * -(-21 // batch_size)
         for key, want in ref["weights"].items():
             torch.testing.assert_close(got[name]["weights"][key], want, rtol=1e-10, atol=1e-12)
@@ -212,8 +218,12 @@ def test_two_processes_train_like_one(tmp_path: Path) -> None:
             for k in a:
                 assert a[k] == pytest.approx(b[k], rel=1e-10, abs=1e-12), (name, k)
         moved = max(float((ref["weights"][k] - init).abs().max())
-                    for k, init in cases.initial(posterior, backend).items())  # fmt: skip
+                    for k, init in cases.initial(posterior, backend, options).items())  # fmt: skip
         assert moved > 1e-3  # the fit changed the weights, so equality is not trivial
+        if "hidden" in options:  # scored on the hidden block, summed over both processes
+            assert all(
+                np.isfinite(h["val_score"]) and h["val_score"] != h["loss"] for h in ref["history"]
+            )
     assert got["sharded_ranks_agree"]
     for key, value in got["sharded"]["weights"].items():
         assert torch.equal(value, got["sharded_again"]["weights"][key])

@@ -20,6 +20,8 @@ from torch import Tensor
 
 __all__ = [
     "batch_normal",
+    "batch_rand",
+    "batch_randint",
     "batch_rows",
     "gaussian_draws",
     "per_series_normal",
@@ -116,6 +118,26 @@ def batch_rows(rows: Sequence[int] | np.ndarray, size: int) -> Iterator[None]:
         _ROWS.reset(token)
 
 
+def _global_shape(shape: Sequence[int], batch_dim: int) -> tuple[list[int], Tensor | None]:
+    """(the shape to draw, the rows to keep or None) for a batch's draw of ``shape``."""
+    part = _ROWS.get()
+    full = list(shape)
+    if part is None:
+        return full, None
+    rows, size = part
+    if full[batch_dim] != len(rows):
+        raise ValueError(
+            f"shape: expected {len(rows)} series along dimension {batch_dim} (the rows given to "
+            f"batch_rows), found shape {tuple(shape)}"
+        )
+    full[batch_dim] = size
+    return full, rows
+
+
+def _keep(draw: Tensor, batch_dim: int, rows: Tensor | None) -> Tensor:
+    return draw if rows is None else draw.index_select(batch_dim, rows.to(draw.device))
+
+
 def batch_normal(
     shape: Sequence[int],
     batch_dim: int,
@@ -128,16 +150,31 @@ def batch_normal(
     Outside :func:`batch_rows` this is ``torch.randn(shape, ...)``; inside it, the noise of
     the global batch (``shape`` with ``size`` series along ``batch_dim``) at ``rows``.
     """
-    part = _ROWS.get()
-    if part is None:
-        return torch.randn(tuple(shape), generator=generator, dtype=dtype, device=device)
-    rows, size = part
-    full = list(shape)
-    if full[batch_dim] != len(rows):
-        raise ValueError(
-            f"shape: expected {len(rows)} series along dimension {batch_dim} (the rows given to "
-            f"batch_rows), found shape {tuple(shape)}"
-        )
-    full[batch_dim] = size
+    full, rows = _global_shape(shape, batch_dim)
     noise = torch.randn(full, generator=generator, dtype=dtype, device=device)
-    return noise.index_select(batch_dim, rows.to(noise.device))
+    return _keep(noise, batch_dim, rows)
+
+
+def batch_rand(
+    shape: Sequence[int],
+    batch_dim: int,
+    generator: torch.Generator | None,
+    device: torch.device | str | None,
+) -> Tensor:
+    """Uniform [0, 1) draws like :func:`batch_normal` (``torch.rand``, default dtype)."""
+    full, rows = _global_shape(shape, batch_dim)
+    return _keep(torch.rand(full, generator=generator, device=device), batch_dim, rows)
+
+
+def batch_randint(
+    low: int,
+    high: int,
+    shape: Sequence[int],
+    batch_dim: int,
+    generator: torch.Generator | None,
+    device: torch.device | str | None,
+) -> Tensor:
+    """Integers in [low, high) like :func:`batch_normal` (``torch.randint``)."""
+    full, rows = _global_shape(shape, batch_dim)
+    draw = torch.randint(low, high, full, generator=generator, device=device)
+    return _keep(draw, batch_dim, rows)

@@ -147,12 +147,14 @@ class SeriesSet:
         """The series ``indices`` (in this order) as a set of their own, e.g. one process's
         share; per-series layout fields (order, rows, ids) follow them.
 
+        Results of a subset come back per series; a DataFrame layout keeps its frame, so
+        give results of a subset back through the full set.
+
         Raises:
             ValidationError: an index out of range, or no index.
         """
         idx = _check_indices(indices, self)
         lay = self.layout
-
         layout = replace(
             lay,
             order=tuple(lay.order[i] for i in idx),

@@ -1,9 +1,17 @@
 """The data side of :meth:`GPVAE.fit`: inputs checked and turned into series, the scaler;
 and, in a distributed fit, the scaler and the interval calibration over every process's
-series (:func:`sharded_fit_data`, :func:`calibrate_fit`)."""
+series (:func:`sharded_fit_data`, :func:`calibrate_fit`).
+
+Real records are ragged: a series with a single time step is kept (it trains the encoder
+and decoder; its latent is the prior conditioned on one point), a series with no observed
+entry at all teaches nothing and is left out of training with a warning.
+"""
 
 from __future__ import annotations
 
+import contextlib
+import warnings
+from functools import partial
 from typing import Any
 
 import numpy as np
@@ -17,6 +25,8 @@ from gpvae.estimator.calibration import (
     heldout_intervals,
 )
 from gpvae.estimator.context import PredictContext
+from gpvae.estimator.validation import validation_split
+from gpvae.rng import seed_for
 from gpvae.training import FitSession
 from gpvae.training.distributed import Communicator
 
@@ -41,46 +51,106 @@ def _check_unit_interval(data: SeriesSet, name: str) -> None:
             )
 
 
-def _series(
-    X: Any, times: Any, X_val: Any, times_val: Any, *, binary: bool
-) -> tuple[SeriesSet, SeriesSet | None]:
-    """The training and validation series, checked."""
-    train_set = to_series_set(X, times)
-    D = train_set.num_features
-    val_set = None
-    if X_val is not None:
-        val_set = to_series_set(
-            X_val, times_val, num_features=D, name="X_val", times_name="times_val"
+def _drop_empty(data: SeriesSet, name: str) -> SeriesSet:
+    """``data`` without its series that have no observed entry (warning which)."""
+    empty = [i for i, v in enumerate(data.values) if np.isnan(v).all()]
+    if not empty:
+        return data
+    if len(empty) == data.num_series:
+        raise ValidationError(
+            f"{name}: expected at least one series with an observed entry, found none"
         )
+    ids = data.layout.series_ids
+    shown = [repr(ids[i]) if ids is not None else str(i) for i in empty[:10]]
+    more = f" and {len(empty) - 10} more" if len(empty) > 10 else ""
+    warnings.warn(
+        f"{name}: {len(empty)} series with no observed entry left out of training (nothing "
+        f"can be learned from them; impute gives them the model's prior level): "
+        f"{', '.join(shown)}{more}",
+        UserWarning,
+        stacklevel=6,  # the caller of GPVAE.fit (via fit_inputs, fit_data, _series)
+    )
+    keep = [i for i in range(data.num_series) if i not in set(empty)]
+    return data.subset(keep)
+
+
+def _series(
+    X: Any,
+    times: Any,
+    X_val: Any,
+    times_val: Any,
+    *,
+    binary: bool,
+    X_val_target: Any = None,
+) -> tuple[SeriesSet, SeriesSet | None, SeriesSet | None]:
+    """The training, validation and hidden-target series, checked."""
+    loose = partial(to_series_set, allow_single_step=True, allow_empty_series=True)
+    train_set = _drop_empty(loose(X, times), "X")
+    D = train_set.num_features
+    val_set = target_set = None
+    if X_val is not None:
+        val_set = loose(X_val, times_val, num_features=D, name="X_val", times_name="times_val")
+        if X_val_target is not None:
+            target_set = loose(
+                X_val_target,
+                times_val,
+                num_features=D,
+                name="X_val_target",
+                times_name="times_val",
+            )
     elif times_val is not None:
         raise ValidationError("times_val: expected None when X_val is None, found times")
+    elif X_val_target is not None:
+        raise ValidationError(
+            "X_val_target: expected X_val as well (the input in which its entries are hidden)"
+        )
     if binary:
         _check_unit_interval(train_set, "X")
         if val_set is not None:
             _check_unit_interval(val_set, "X_val")
-    return train_set, val_set
+        if target_set is not None:
+            _check_unit_interval(target_set, "X_val_target")
+    return train_set, val_set, target_set
+
+
+def _check_with(
+    scaler: Scaler, train_set: SeriesSet, val_set: SeriesSet | None, target_set: SeriesSet | None
+) -> None:
+    """Raise when the series do not fit ``scaler`` (features, time range)."""
+    scaler.check_range(train_set)
+    if val_set is not None:
+        scaler.check(val_set, "X_val")
+        scaler.check_range(val_set, "X_val", "times_val")
+    if target_set is not None:
+        scaler.check_range(target_set, "X_val_target", "times_val")
 
 
 def fit_data(
-    X: Any, times: Any, X_val: Any, times_val: Any, *, binary: bool
-) -> tuple[SeriesSet, SeriesSet | None, Scaler]:
-    """Training and validation series, and the scaler fitted on the training series.
+    X: Any,
+    times: Any,
+    X_val: Any,
+    times_val: Any,
+    *,
+    binary: bool,
+    X_val_target: Any = None,
+) -> tuple[SeriesSet, SeriesSet | None, SeriesSet | None, Scaler]:
+    """Training, validation and hidden-target series, and the scaler fitted on training.
 
     Args:
         X, times: the training data (see :meth:`GPVAE.fit`).
         X_val, times_val: optional validation data with the same features.
         binary: values are probabilities in [0, 1], modelled unstandardised.
+        X_val_target: optional ``X_val`` with its hidden entries filled in (same times).
 
     Raises:
         GPVAEError: bad input, naming the argument.
     """
-    train_set, val_set = _series(X, times, X_val, times_val, binary=binary)
+    train_set, val_set, target_set = _series(
+        X, times, X_val, times_val, binary=binary, X_val_target=X_val_target
+    )
     scaler = Scaler().fit(train_set, standardise=not binary)
-    scaler.check_range(train_set)
-    if val_set is not None:
-        scaler.check(val_set, "X_val")
-        scaler.check_range(val_set, "X_val", "times_val")
-    return train_set, val_set, scaler
+    _check_with(scaler, train_set, val_set, target_set)
+    return train_set, val_set, target_set, scaler
 
 
 # ---------------------------------------------------------------------- distributed fits
@@ -200,19 +270,19 @@ def sharded_fit_data(
     *,
     binary: bool,
     comm: Communicator,
-) -> tuple[SeriesSet, SeriesSet | None, Scaler]:
+    X_val_target: Any = None,
+) -> tuple[SeriesSet, SeriesSet | None, SeriesSet | None, Scaler]:
     """:func:`fit_data` when every process holds only its own series: the scaler is fitted
     on every process's series; a bad input on any process stops all of them."""
     with comm.together():
-        train_set, val_set = _series(X, times, X_val, times_val, binary=binary)
+        train_set, val_set, target_set = _series(
+            X, times, X_val, times_val, binary=binary, X_val_target=X_val_target
+        )
         parts = _local_stats(train_set)
     scaler = merge_scaler(comm.all_gather(parts), train_set, standardise=not binary)
     with comm.together():
-        scaler.check_range(train_set)
-        if val_set is not None:
-            scaler.check(val_set, "X_val")
-            scaler.check_range(val_set, "X_val", "times_val")
-    return train_set, val_set, scaler
+        _check_with(scaler, train_set, val_set, target_set)
+    return train_set, val_set, target_set, scaler
 
 
 def fit_inputs(
@@ -220,21 +290,48 @@ def fit_inputs(
     times: Any,
     X_val: Any,
     times_val: Any,
+    X_val_target: Any,
     *,
     binary: bool,
     comm: Communicator | None,
     sharded: bool,
-) -> tuple[SeriesSet, SeriesSet | None, Scaler]:
-    """:func:`fit_data` in one process, :func:`sharded_fit_data` when every process holds
+    hiding: tuple[str, float, tuple[int, int], int],
+) -> tuple[SeriesSet, SeriesSet | None, tuple[SeriesSet, SeriesSet] | None, Scaler]:
+    """(training series, validation series, validation pair or None, scaler) of a fit.
+
+    :func:`fit_data` in one process, :func:`sharded_fit_data` when every process holds
     its own series; when every process holds all the series, a bad input stops them all
-    with one error."""
+    with one error. The validation pair is
+    :func:`~gpvae.estimator.validation.validation_split`'s for ``hiding`` = (val_pattern,
+    val_fraction, block_lengths, seed); with ``sharded``, each process hides its own blocks.
+    """
     if comm is None:
-        return fit_data(X, times, X_val, times_val, binary=binary)
-    if sharded:
-        return sharded_fit_data(X, times, X_val, times_val, binary=binary, comm=comm)
-    with comm.together():
-        data = fit_data(X, times, X_val, times_val, binary=binary)
-    return data
+        train_set, val_set, target_set, scaler = fit_data(
+            X, times, X_val, times_val, binary=binary, X_val_target=X_val_target
+        )
+    elif sharded:
+        train_set, val_set, target_set, scaler = sharded_fit_data(
+            X, times, X_val, times_val, binary=binary, comm=comm, X_val_target=X_val_target
+        )
+    else:
+        with comm.together():
+            train_set, val_set, target_set, scaler = fit_data(
+                X, times, X_val, times_val, binary=binary, X_val_target=X_val_target
+            )
+    pattern, fraction, lengths, seed = hiding
+    if comm is not None and sharded:
+        seed = seed_for(seed, comm.rank)
+    with contextlib.nullcontext() if comm is None else comm.together():
+        train_set, validation = validation_split(
+            train_set,
+            val_set,
+            target_set,
+            pattern=pattern,
+            fraction=fraction,
+            lengths=lengths,
+            seed=seed,
+        )
+    return train_set, val_set, validation, scaler
 
 
 def calibrate_fit(ctx: PredictContext, session: FitSession) -> np.ndarray:

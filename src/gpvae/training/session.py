@@ -138,6 +138,10 @@ class FitSession:
         device: where the model lives.
         train_set, val_set: the training and optional validation series (this process's
             own when ``sharded``).
+        validation: (input, targets) chosen by the caller (e.g. hidden ground truth: the
+            targets are entries missing from the input; this process's own when
+            ``sharded``); else the split follows ``val_fraction`` (random held-out observed
+            entries of ``val_set`` or of the training data).
         comm: the job's communicator (None: one process).
         sharded: each process holds only its own series (else every process holds all).
     """
@@ -150,6 +154,8 @@ class FitSession:
         device: torch.device,
         train_set: SeriesSet,
         val_set: SeriesSet | None,
+        validation: tuple[SeriesSet, SeriesSet] | None = None,
+        *,
         comm: Communicator | None = None,
         sharded: bool = False,
     ) -> None:
@@ -157,7 +163,7 @@ class FitSession:
         self.comm = comm
         self.sharded = bool(sharded) and comm is not None
         rank = () if not self.sharded or comm is None else (comm.rank,)
-        self.fingerprint = _fingerprint(train_set, val_set)
+        self.fingerprint = _fingerprint(train_set, val_set, *(validation or ()))
         if comm is not None:
             _check_processes(config, comm, self.sharded, self.fingerprint)
         if self.sharded and comm is not None:
@@ -168,7 +174,10 @@ class FitSession:
         scaled_train = scaler.transform(train_set)
         self.val_input: SeriesSet | None = None
         self.val_target: SeriesSet | None = None
-        if val_set is not None:
+        if validation is not None:
+            self.train_input = scaled_train
+            self.val_input, self.val_target = (scaler.transform(s) for s in validation)
+        elif val_set is not None:
             scaled_val = scaler.transform(val_set)
             if config.val_fraction > 0:
                 self.val_input, self.val_target = scaled_val.hold_out(
