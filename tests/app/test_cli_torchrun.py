@@ -88,6 +88,7 @@ def _weights(model_dir: Path) -> dict[str, torch.Tensor]:
     return GPVAE.load(model_dir / "model").model_.state_dict()
 
 
+@pytest.mark.slow  # two launches; the step-for-step equality is tests/test_distributed.py's
 def test_fit_and_impute_a_file_like_one_process(tmp_path: Path) -> None:
     frame = _frame()
     frame.to_csv(tmp_path / "data.csv", index=False)
