@@ -180,7 +180,7 @@ def render(result: dict[str, Any]) -> str:
         "(training steps and validation score), peak memory = peak resident set of each "
         f"process. Machine: {result['machine']['cpus']} cores; load average "
         f"{result['machine']['load_before']:.1f} before, {result['machine']['load_after']:.1f} "
-        "after (other jobs were running: the absolute times are noisy).",
+        f"after{_load_note(result['machine'])}.",
         "",
         "| batch | run | processes x threads | epoch (s) | speed-up | peak memory per process "
         "(MiB) | series held per process |",
@@ -211,6 +211,13 @@ def render(result: dict[str, Any]) -> str:
     batches = " ".join(str(b) for b in result["batch_sizes"])
     lines += ["", f"Command: `{COMMAND.format(epochs=result['epochs'], batches=batches)}`"]
     return "\n".join(lines)
+
+
+def _load_note(machine: dict[str, Any]) -> str:
+    """A warning when the load average exceeded the cores during the run."""
+    if max(machine["load_before"], machine["load_after"]) > machine["cpus"]:
+        return " (other jobs were running: the absolute times are noisy)"
+    return ""
 
 
 def write_doc(result: dict[str, Any], path: Path) -> None:
