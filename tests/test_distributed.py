@@ -224,6 +224,20 @@ def test_two_processes_train_like_one(tmp_path: Path) -> None:
             assert all(
                 np.isfinite(h["val_score"]) and h["val_score"] != h["loss"] for h in ref["history"]
             )
+    # GPVAE.fit with X_val_target and training masks: the validation MAE of the hidden
+    # entries and the interval scales are those of one process (sums over both processes)
+    ref = cases.estimator_hidden(False, None)
+    got_hidden = got["estimator_hidden"]
+    assert got_hidden["val_score"] == pytest.approx(ref["val_score"], rel=1e-4)
+    np.testing.assert_allclose(got_hidden["interval_scale"], ref["interval_scale"], rtol=1e-3)
+    assert ref["val_score"] != pytest.approx(ref["loss"], rel=1e-2)  # scored on hidden entries
+    assert not np.allclose(ref["interval_scale"], 1.0)  # calibrated: the check can fail
+    # each process passing its own training and hidden-validation series: one score of all
+    # the hidden entries, the same on both processes (each holds about half of them)
+    scores = got["estimator_hidden_sharded_scores"]
+    assert scores[0] == scores[1]
+    assert all(np.isfinite(scores[0]))
+    assert not np.allclose(got["estimator_hidden_sharded"]["interval_scale"], 1.0)
     assert got["sharded_ranks_agree"]
     for key, value in got["sharded"]["weights"].items():
         assert torch.equal(value, got["sharded_again"]["weights"][key])
