@@ -229,6 +229,9 @@ def _apply_a(model: StateModel, A: Tensor, P: Tensor) -> Tensor:
 def smoothed_means(model: StateModel, res: SmootherResult, J: Tensor, hvec: Tensor) -> Tensor:
     """Smoothed state means for other data through the same gains (linear in ``hvec``).
 
+    The data sets ride in the last dimension, so every step is one matrix product per
+    (series, channel) for all of them.
+
     Args:
         model: the state space the gains were computed with.
         res: the filter and smoother of the same ``J``.
@@ -239,21 +242,24 @@ def smoothed_means(model: StateModel, res: SmootherResult, J: Tensor, hvec: Tens
         (S, B, L, T, K) smoothed means.
     """
     T = J.shape[2]
-    mu = torch.zeros(*hvec.shape[:3], model.K, dtype=hvec.dtype, device=hvec.device)
+    h = hvec.permute(1, 2, 3, 4, 0)  # (B, L, T, M, S)
+    B, L, _, _, S = h.shape
+    mu = h.new_zeros(B, L, model.K, S)
     mf, mp = [], []
     for t in range(T):
         if t > 0:
-            mu = model.predict_mean(mu, t)
+            mu = _apply_a(model, model.A[:, :, t], mu)
         mp.append(mu)
-        g = hvec[:, :, :, t] - (J[:, :, t] @ model.hx(mu)[..., None]).squeeze(-1)  # (S,B,L,M)
-        b = res.hr[t].transpose(-1, -2) @ g[..., None]  # (S, B, L, K, 1)
-        z = torch.linalg.solve_triangular(res.gain_c[t], b, upper=False)
-        mu = mu + (res.gain_r[t] @ z).squeeze(-1)
+        g = h[:, :, t] - J[:, :, t] @ model.hx_rows(mu)  # (B, L, M, S)
+        z = torch.linalg.solve_triangular(
+            res.gain_c[t], res.hr[t].transpose(-1, -2) @ g, upper=False
+        )  # (B, L, K, S)
+        mu = mu + res.gain_r[t] @ z
         mf.append(mu)
     ms = [mf[-1]]
     for t in range(T - 2, -1, -1):
-        ms.insert(0, mf[t] + (res.smooth_gain[t] @ (ms[0] - mp[t + 1])[..., None]).squeeze(-1))
-    return torch.stack(ms, dim=3)
+        ms.insert(0, mf[t] + res.smooth_gain[t] @ (ms[0] - mp[t + 1]))
+    return torch.stack(ms, dim=2).permute(4, 0, 1, 2, 3)  # (S, B, L, T, K)
 
 
 def sample_prior_states(
@@ -261,25 +267,26 @@ def sample_prior_states(
 ) -> Tensor:
     """Joint prior draws of the state at every step: (S, B, L, T, K)."""
     B, L, T = model.A.shape[:3]
+    M, m = model.M, model.m
     dtype, device = model.h.dtype, model.h.device
     noise = torch.randn(
-        (num_samples, B, L, T, model.M, model.m), generator=generator, dtype=dtype, device=device
+        (B, L, T, m, M * num_samples), generator=generator, dtype=dtype, device=device
     )
     pinf_chol = factor(model.pinf, jitter, "stationary state covariance")  # (L, m, m)
-    x = noise[:, :, :, 0] @ pinf_chol.transpose(-1, -2)  # (S, B, L, M, m)
+    x = pinf_chol @ noise[:, :, 0]  # (B, L, m, M S)
     out = [x]
     if T > 1:
         # steps of length 0 (padding of the time grid) have Q = 0: no noise there
         Q = model.Q[:, :, 1:]  # (B, L, T-1, m, m)
         still = (Q.abs().amax(dim=(-1, -2)) == 0)[..., None, None]  # (B, L, T-1, 1, 1)
-        eye = torch.eye(model.m, dtype=dtype, device=device)
+        eye = torch.eye(m, dtype=dtype, device=device)
         q_chol = factor(torch.where(still, eye, Q), jitter, "process noise")
         q_chol = torch.where(still, torch.zeros_like(q_chol), q_chol)
         for t in range(1, T):
-            A = model.A[:, :, t]  # (B, L, m, m)
-            x = x @ A.transpose(-1, -2) + noise[:, :, :, t] @ q_chol[:, :, t - 1].transpose(-1, -2)
+            x = model.A[:, :, t] @ x + q_chol[:, :, t - 1] @ noise[:, :, t]
             out.append(x)
-    return torch.stack(out, dim=3).flatten(-2)  # (S, B, L, T, K)
+    states = torch.stack(out, dim=2).unflatten(-1, (M, num_samples))  # (B, L, T, m, M, S)
+    return states.permute(5, 0, 1, 2, 4, 3).flatten(-2)  # (S, B, L, T, K)
 
 
 def log_two_pi() -> float:

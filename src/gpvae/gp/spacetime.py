@@ -311,8 +311,7 @@ class SpaceTimeGPPosterior(GPPosterior):
         f = self._gather(grid, self._solved.time_idx, self._site_idx, S)  # (S, B, N, L)
         noise = torch.randn(f.shape, generator=generator, dtype=f.dtype, device=f.device)
         if self._sparse:
-            sd = (self._resid * self._kt0[:, None]).T[self._site_idx].sqrt()  # (B, N, L)
-            f = f + sd * noise
+            f = f + self._resid_sd()[self._site_idx] * noise
         return torch.where(self.valid[..., None], f, noise)
 
     def predict(self, x_new: Tensor) -> tuple[Tensor, Tensor]:
@@ -338,6 +337,15 @@ class SpaceTimeGPPosterior(GPPosterior):
         if bool((resid * self._kt0[:, None] > self.jitter).any()):
             f = f + self._joint_residual(x_new, G[:, s_idx], num_samples, generator)
         return f
+
+    def _resid_sd(self) -> Tensor:
+        """(S, L) residual standard deviations at the sites; 0 where the residual is round-off
+        (below 100 eps of the prior variance), so that no infinite gradient of a square root
+        at 0 reaches the hyper-parameters."""
+        var = (self._resid * self._kt0[:, None]).T  # (S, L)
+        prior = torch.stack([k(self.sites, diag=True) for k in self._spatial], -1) * self._kt0
+        real = var > 100.0 * torch.finfo(var.dtype).eps * prior.to(var.dtype)
+        return torch.where(real, torch.where(real, var, torch.ones_like(var)).sqrt(), 0.0)
 
     # ------------------------------------------------------------------------------------
     # prediction helpers
