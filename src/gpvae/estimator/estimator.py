@@ -60,6 +60,7 @@ from gpvae.estimator.results import (
 )
 from gpvae.estimator.sampling import latent_series, sample_series
 from gpvae.estimator.validation import hiding_args, validation_split
+from gpvae.estimator.spatial_methods import SpatialMethods
 from gpvae.gp.prior import backend_names
 from gpvae.kernels import Kernel, kernel_key, kernel_spec
 from gpvae.likelihoods import likelihood_key
@@ -103,7 +104,7 @@ _ARGUMENTS = (
 )
 
 
-class GPVAE:
+class GPVAE(SpatialMethods):
     """Gaussian-process-prior VAE for multivariate series with gaps.
 
     Args:
@@ -236,6 +237,7 @@ class GPVAE:
         self.feature_names_: list[str] | None = None
         self.interval_scale_: np.ndarray | None = None
         self.device_: torch.device | None = None
+        self.spatial_ = None
 
     def __repr__(self) -> str:
         fitted = "fitted" if self.is_fitted else "not fitted"
@@ -349,6 +351,13 @@ class GPVAE:
         *,
         X_val_target: Any = None,
         resume: bool = False,
+        id: Any = None,
+        time: Any = None,
+        coords: Sequence[Any] | None = None,
+        features: Sequence[Any] | None = None,
+        projection: str = "auto",
+        window: int = 48,
+        inducing: int | None = None,
     ) -> GPVAE:
         """Train on X (observed entries only), early-stopping on a held-out imputation MAE.
 
@@ -371,6 +380,9 @@ class GPVAE:
                 series and times): the validation targets.
             resume: continue from the checkpoint in ``checkpoint_dir`` (same data and
                 settings) up to ``epochs``; starts afresh when there is no checkpoint yet.
+            id, time, coords, features, projection, window, inducing: spatial data (X a long
+                DataFrame; latents are GPs over space x time): see
+                :mod:`gpvae.estimator.spatial` and :meth:`predict_sites`.
 
         Returns:
             self.
@@ -378,6 +390,8 @@ class GPVAE:
         Raises:
             GPVAEError: bad input (naming the argument); an already fitted model is kept.
         """
+        if coords is not None:
+            return self._fit_spatial(X, id, time, coords, features, projection, window, inducing)
         resume = bool_arg("resume", resume)
         if resume and self.checkpoint_dir is None:
             raise ValidationError(
@@ -451,6 +465,8 @@ class GPVAE:
         Returns:
             :class:`~gpvae.estimator.results.ImputationResult` in the input's form.
         """
+        if self.spatial_ is not None:  # a field: neighbours inform every gap
+            return self._impute_spatial(X, num_samples, quantiles)  # type: ignore[return-value]
         ctx = self._context("impute")
         return impute_series(ctx, X, times, num_samples, quantiles, return_samples)
 
@@ -554,6 +570,8 @@ class GPVAE:
         config["hidden"] = list(self.hidden)
         config["block_lengths"] = list(self.block_lengths)
         config["device"] = str(self.device)
+        if self.spatial_ is not None:
+            config["spatial"] = self.spatial_.to_json()
         if self.checkpoint_dir is not None:
             config["checkpoint_dir"] = str(self.checkpoint_dir)
         return config
@@ -593,11 +611,18 @@ class GPVAE:
                 valid estimator, or weights whose names or shapes do not match it.
         """
         saved = read_folder(path)
+        arguments = dict(saved.arguments)
+        spatial = arguments.pop("spatial", None)
         try:
-            est = cls(**{**saved.arguments, "device": device})
-            model = est._build_model(saved.num_features)
+            est = cls(**{**arguments, "device": device})
+            if spatial is not None:
+                model = est._spatial_model(spatial, saved.num_features)
+            else:
+                model = est._build_model(saved.num_features)
         except GPVAEError as err:
             raise ModelFileError(f"config.json: does not describe a GPVAE ({err})") from None
+        except (KeyError, ValueError) as err:
+            raise ModelFileError(f"config.json: malformed spatial entry ({err!r})") from None
         except TypeError as err:  # unknown or missing constructor arguments
             raise ModelFileError(
                 f"config.json: expected the estimator's arguments, found error {err!r}"
