@@ -1,6 +1,6 @@
 """The estimator's spatial path on a small synthetic field (seeded, fast).
 
-The field: 9 sites in a 40 x 40 km square, 192 hourly steps, 3 features that are noisy linear
+The field: 9 sites in a 40 x 40 km square, 432 hourly steps, 3 features that are noisy linear
 maps of one latent space x time GP (Matern 3/2 in space, 12 km; Matern 3/2 in time, 10 h).
 Checked: a held-out site is predicted from its neighbours better than by the mean of the
 other sites at the same hour (by a margin) with sensible 90% intervals; imputation keeps the
@@ -27,7 +27,7 @@ LAT0, LON0 = 39.9, 116.4
 FEATURES = ["a", "b", "c"]
 
 
-def _field(seed: int = 0, S: int = 9, T: int = 192) -> pd.DataFrame:
+def _field(seed: int = 0, S: int = 9, T: int = 432) -> pd.DataFrame:
     rng = np.random.default_rng(seed)
     xy = rng.uniform(-20.0, 20.0, (S, 2))  # km
     lat = LAT0 + np.degrees(xy[:, 1] / EARTH_RADIUS_KM)
@@ -59,16 +59,16 @@ def _field(seed: int = 0, S: int = 9, T: int = 192) -> pd.DataFrame:
 @pytest.fixture(scope="module")
 def fitted() -> tuple[GPVAE, pd.DataFrame]:
     df = _field()
-    train = df[(df.site != "s0") & (df.time < df.time.iloc[144])]
-    est = GPVAE(latent_dim=2, epochs=40, batch_size=8, hidden=(32, 32), lr=5e-3, progress=False,
-                patience=10, val_fraction=0.25, seed=0)
+    train = df[(df.site != "s0") & (df.time < df.time.iloc[360])]
+    est = GPVAE(latent_dim=2, epochs=30, batch_size=4, hidden=(32, 32), lr=5e-3, progress=False,
+                patience=8, val_fraction=0.2, seed=0)
     est.fit(train, id="site", time="time", coords=["lat", "lon"], window=24)
     return est, df
 
 
 def test_heldout_site_beats_the_mean_of_the_other_sites(fitted: tuple[GPVAE, pd.DataFrame]) -> None:
     est, df = fitted
-    test = df[df.time >= df.time.iloc[144]]
+    test = df[df.time >= df.time.iloc[360]]
     others, held = test[test.site != "s0"], test[test.site == "s0"]
     res = est.predict_sites(others, held[["site", "lat", "lon"]], num_samples=64)
     pred = res.mean.set_index("time")[FEATURES]
@@ -90,7 +90,7 @@ def test_imputation_keeps_observed_values_and_uses_neighbours(
     fitted: tuple[GPVAE, pd.DataFrame],
 ) -> None:
     est, df = fitted
-    test = df[(df.time >= df.time.iloc[144]) & (df.site != "s0")].reset_index(drop=True)
+    test = df[(df.time >= df.time.iloc[360]) & (df.site != "s0")].reset_index(drop=True)
     rng = np.random.default_rng(1)
     hide = rng.random(test[FEATURES].shape) < 0.2
     gappy = test.copy()
@@ -116,7 +116,7 @@ def test_save_and_load_keep_the_projection_and_predictions(
     fitted: tuple[GPVAE, pd.DataFrame], tmp_path: object
 ) -> None:
     est, df = fitted
-    test = df[df.time >= df.time.iloc[168]]
+    test = df[df.time >= df.time.iloc[408]]
     others, held = test[test.site != "s0"], test[test.site == "s0"]
     est.save(tmp_path)  # type: ignore[arg-type]
     again = GPVAE.load(tmp_path)  # type: ignore[arg-type]
@@ -129,7 +129,7 @@ def test_save_and_load_keep_the_projection_and_predictions(
 
 def test_far_sites_warn_naming_the_columns(fitted: tuple[GPVAE, pd.DataFrame]) -> None:
     est, df = fitted
-    test = df[(df.time >= df.time.iloc[168]) & (df.site != "s0")]
+    test = df[(df.time >= df.time.iloc[408]) & (df.site != "s0")]
     far = pd.DataFrame({"site": ["far"], "lat": [LAT0 + 2.0], "lon": [LON0]})
     with pytest.warns(UserWarning, match=r"coords: .*'far'.*\['lat', 'lon'\]"):
         est.predict_sites(test, far, num_samples=4)
