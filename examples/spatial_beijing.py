@@ -76,10 +76,9 @@ def main() -> None:
     lo = res.lower.sort_values("time")[feats].to_numpy()
     hi = res.upper.sort_values("time")[feats].to_numpy()
     ok = ~np.isnan(t)
-    print(
-        f"MAE (standardised) {np.mean(np.abs(m - t)[ok] / np.broadcast_to(model.scaler_.std_, t.shape)[ok]):.3f}; "
-        f"90% coverage {((t >= lo) & (t <= hi))[ok].mean():.3f}"
-    )
+    scale = np.broadcast_to(model.scaler_.std_, t.shape)
+    mae = np.mean(np.abs(m - t)[ok] / scale[ok])
+    print(f"MAE (standardised) {mae:.3f}; 90% coverage {((t >= lo) & (t <= hi))[ok].mean():.3f}")
     out = Path(args.out)
     out.mkdir(parents=True, exist_ok=True)
     stations = [*others.station.unique(), held]
