@@ -38,8 +38,9 @@ def _field(seed: int = 0, S: int = 9, T: int = 432) -> pd.DataFrame:
     ).reshape(-1, 3)
     with torch.no_grad():
         K = kernel(torch.as_tensor(pts)) + 1e-6 * torch.eye(len(pts), dtype=torch.float64)
-        f = torch.linalg.cholesky(K) @ torch.randn(len(pts), 1, dtype=torch.float64,
-                                                   generator=torch.Generator().manual_seed(seed))
+        f = torch.linalg.cholesky(K) @ torch.randn(
+            len(pts), 1, dtype=torch.float64, generator=torch.Generator().manual_seed(seed)
+        )
     f = f.numpy().reshape(T, S)
     values = np.stack([2.0 * f + 10.0, -f + 3.0, 0.5 * f * f], -1)
     values = values + 0.1 * rng.standard_normal(values.shape)
@@ -60,8 +61,17 @@ def _field(seed: int = 0, S: int = 9, T: int = 432) -> pd.DataFrame:
 def fitted() -> tuple[GPVAE, pd.DataFrame]:
     df = _field()
     train = df[(df.site != "s0") & (df.time < df.time.iloc[360])]
-    est = GPVAE(latent_dim=2, epochs=30, batch_size=4, hidden=(32, 32), lr=5e-3, progress=False,
-                patience=8, val_fraction=0.2, seed=0)
+    est = GPVAE(
+        latent_dim=2,
+        epochs=30,
+        batch_size=4,
+        hidden=(32, 32),
+        lr=5e-3,
+        progress=False,
+        patience=8,
+        val_fraction=0.2,
+        seed=0,
+    )
     est.fit(train, id="site", time="time", coords=["lat", "lon"], window=24)
     return est, df
 
@@ -96,15 +106,19 @@ def test_imputation_keeps_observed_values_and_uses_neighbours(
     gappy = test.copy()
     gappy[FEATURES] = test[FEATURES].mask(hide)
     res = est.impute(gappy, num_samples=32)
-    out = res.mean.set_index(["site", "time"]).loc[
-        gappy.set_index(["site", "time"]).index, FEATURES
-    ].to_numpy()
+    out = (
+        res.mean.set_index(["site", "time"])
+        .loc[gappy.set_index(["site", "time"]).index, FEATURES]
+        .to_numpy()
+    )
     given = gappy[FEATURES].to_numpy()
     observed = ~np.isnan(given)
     assert np.array_equal(out[observed], given[observed])  # bit for bit
     target = test[FEATURES].to_numpy()
     scored = hide & ~np.isnan(target)
-    mae = np.mean(np.abs(out - target)[scored] / np.broadcast_to(est.scaler_.std_, out.shape)[scored])
+    mae = np.mean(
+        np.abs(out - target)[scored] / np.broadcast_to(est.scaler_.std_, out.shape)[scored]
+    )
     site_mean = gappy.groupby("site")[FEATURES].transform("mean").to_numpy()
     mae_mean = np.mean(
         np.abs(site_mean - target)[scored] / np.broadcast_to(est.scaler_.std_, out.shape)[scored]
@@ -120,7 +134,8 @@ def test_save_and_load_keep_the_projection_and_predictions(
     others, held = test[test.site != "s0"], test[test.site == "s0"]
     est.save(tmp_path)  # type: ignore[arg-type]
     again = GPVAE.load(tmp_path)  # type: ignore[arg-type]
-    assert again.spatial_ is not None and est.spatial_ is not None
+    assert again.spatial_ is not None
+    assert est.spatial_ is not None
     assert again.spatial_.projection == est.spatial_.projection
     a = est.predict_sites(others, held[["site", "lat", "lon"]], num_samples=8)
     b = again.predict_sites(others, held[["site", "lat", "lon"]], num_samples=8)

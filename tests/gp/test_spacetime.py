@@ -82,7 +82,7 @@ def test_sparse_is_the_projected_model_values_and_gradients() -> None:
     z = z.clone().requires_grad_()
     post = SpaceTimeGPPosterior(kernels, x, mean, var, inducing=z)
     got_mean, got_var = post.marginals()
-    B, N, L = mean.shape
+    B, _, L = mean.shape
     params = [mean, z, *[p for k in kernels for p in k.parameters()]]
     w = torch.randn(4, B, L, generator=torch.Generator().manual_seed(1), dtype=DTYPE)
     got = {"log_marginal": post.log_marginal, "kl": post.kl(), "mean": got_mean, "var": got_var}
@@ -129,10 +129,12 @@ def test_sparse_equals_exact_with_inducing_at_the_sites() -> None:
 def test_gpprior_learns_inducing_sites_and_picks_backends() -> None:
     kernels, x, mean, var, z, _ = _problem(seed=5)
     prior = GPPrior(kernels, 2, inducing=z).to(DTYPE)
-    assert prior.backend == "sparse" and isinstance(prior.inducing, torch.nn.Parameter)
+    assert prior.backend == "sparse"
+    assert isinstance(prior.inducing, torch.nn.Parameter)
     loss = prior.condition(x, mean, var).kl().sum()
     loss.backward()
-    assert prior.inducing.grad is not None and float(prior.inducing.grad.abs().sum()) > 0
+    assert prior.inducing.grad is not None
+    assert float(prior.inducing.grad.abs().sum()) > 0
     assert GPPrior(kernels, 2).resolve_backend(x) == "spacetime"
     assert GPPrior(Matern32(input_dim=3), 2).resolve_backend(x) == "dense"
 
