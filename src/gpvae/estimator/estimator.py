@@ -59,8 +59,8 @@ from gpvae.estimator.results import (
     ImputationResult,
 )
 from gpvae.estimator.sampling import latent_series, sample_series
-from gpvae.estimator.validation import hiding_args, validation_split
 from gpvae.estimator.spatial_methods import SpatialMethods
+from gpvae.estimator.validation import hiding_args, validation_split
 from gpvae.gp.prior import backend_names
 from gpvae.kernels import Kernel, kernel_key, kernel_spec
 from gpvae.likelihoods import likelihood_key
