@@ -28,7 +28,7 @@ def spatial() -> ModuleType:
 
 def test_idw_is_the_inverse_square_distance_average_of_the_observed(spatial: ModuleType) -> None:
     xy = np.array([[0.0, 0.0], [3.0, 4.0], [6.0, 8.0]])
-    target = np.zeros(2) + [0.0, 1.0]
+    target = np.array([0.0, 1.0])
     values = np.array([[[1.0], [2.0], [np.nan]], [[np.nan], [np.nan], [np.nan]]])  # (T, S, D)
     out = spatial.idw(values, xy, target)
     d = np.sqrt(((xy - target) ** 2).sum(-1))
