@@ -254,6 +254,8 @@ def run_fold(long: pd.DataFrame, held: str, args: argparse.Namespace) -> dict[st
     order = np.argsort(res.mean["time"].to_numpy())
     g = [r.iloc[order][features].to_numpy() for r in (res.mean, res.lower, res.upper)]
     result["gpvae"] = scores(*g)
+    if args.plots:
+        _fold_plots(args.plots, held, others, coords, te_cube, features, res, g, truth)
     result["gpvae"].update(
         **_fit_record(est, fit_s, args.epochs),
         interval_scale=[float(v) for v in est.interval_scale_],
@@ -368,6 +370,44 @@ def run_cell(long: pd.DataFrame, pattern: str, args: argparse.Namespace) -> dict
     return out
 
 
+def _fold_plots(
+    folder: str,
+    held: str,
+    others: list[str],
+    coords: pd.DataFrame,
+    te_cube: np.ndarray,
+    features: list[str],
+    res: Any,
+    g: list[np.ndarray],
+    truth: np.ndarray,
+) -> None:
+    """Map (stations coloured by the test period's mean PM2.5, observed or predicted, and by
+    the interval width; the held-out station a star) and the held-out station's series."""
+    from gpvae.app.spatial_plots import plot_site_map, plot_site_series
+
+    out = Path(folder)
+    out.mkdir(parents=True, exist_ok=True)
+    names = [*others, held]
+    lonlat = coords.loc[names][["lon", "lat"]].to_numpy()
+    j = features.index("PM2.5")
+    value = [*np.nanmean(te_cube[:, :, j], 0), float(np.nanmean(g[0][:, j]))]
+    width = [*[np.nan] * len(others), float(np.nanmean(g[2][:, j] - g[1][:, j]))]
+    plot_site_map(
+        lonlat, value, width, names, [len(others)], "PM2.5", save=out / f"spatial_map_{held}.png"
+    )
+    times = np.sort(res.mean["time"].to_numpy())
+    plot_site_series(
+        times,
+        g[0][:, :4],
+        g[1][:, :4],
+        g[2][:, :4],
+        truth[:, :4],
+        features[:4],
+        title=f"{held} (held out; predicted from the other 11 stations)",
+        save=out / f"spatial_series_{held}.png",
+    )
+
+
 def _summary(folds: list[dict[str, Any]]) -> dict[str, Any]:
     methods = ["station_mean", "idw", "kriging", "gpvae"]
     out: dict[str, Any] = {}
@@ -459,6 +499,7 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--num-samples", type=int, default=100)
     p.add_argument("--seed", type=int, default=0)
     p.add_argument("--progress", action="store_true")
+    p.add_argument("--plots", default=None, help="folder for each fold's map and series plots")
     p.add_argument("--out", default=str(RESULTS))
     p.add_argument(
         "--cells", default=None, help="point,block: the imputation cells instead of the folds"
