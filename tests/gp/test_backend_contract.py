@@ -248,11 +248,17 @@ BACKENDS = [
         lambda k, x, m, v, valid: MarkovGPPosterior(k, x, m, v, valid, method="sequential"),
         _state_space_1d,
         rtol=1e-9,
-        prior_backend="markov",  # method "auto" runs sequentially on problems this short
+        prior_backend="markov",  # on the CPU, method "auto" runs the compiled loops
     ),
     BackendCase(
         "markov-parallel",
         lambda k, x, m, v, valid: MarkovGPPosterior(k, x, m, v, valid, method="parallel"),
+        _state_space_1d,
+        rtol=1e-9,
+    ),
+    BackendCase(
+        "markov-compiled",
+        lambda k, x, m, v, valid: MarkovGPPosterior(k, x, m, v, valid, method="compiled"),
         _state_space_1d,
         rtol=1e-9,
     ),

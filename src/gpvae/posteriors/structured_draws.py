@@ -45,46 +45,68 @@ class StructuredSeriesSampler(SeriesSampler):
     ) -> None:
         self.gp, self.prior, self.generators = gp, prior, list(generators)
         self.lengths = [int(v) for v in gp.valid.sum(dim=1).tolist()]
-        self.dense: dict[int, tuple[Tensor, Tensor]] = {}  # b -> mean (T, L), scale (L, T, T)
+        # series of one length share one batched factorisation: T -> (rows, mean (n, T, L),
+        # scale (n, L, T, T))
+        self.dense: dict[int, tuple[list[int], Tensor, Tensor]] = {}
         self.long: list[int] = []
         x = gp.x
         markov_ok = x.shape[-1] == 1 and all(k.has_state_space for k in self.prior.kernel_list)
+        by_length: dict[int, list[int]] = {}
         for b, T in enumerate(self.lengths):
             if T <= settings.DENSE_MAX_POINTS or not markov_ok:
-                self.dense[b] = _dense_factor(gp, self.prior, b, T)
+                by_length.setdefault(T, []).append(b)
             else:
                 self.long.append(b)
+        for T, rows in by_length.items():
+            self.dense[T] = (rows, *_dense_factors(gp, self.prior, rows, T))
 
     def draw(self, num_samples: int) -> Tensor:
         """(S, B, N, L) joint draws (zeros on padding)."""
-        gens, lengths = self.generators, self.lengths
+        gens = self.generators
         S = num_samples
         like = self.gp.mean
         out = like.new_zeros((S, *like.shape))  # (S, B, N, L)
         L = like.shape[-1]
-        for b, (mean, scale) in self.dense.items():
-            T = lengths[b]
-            eps = torch.randn((S, T, L), generator=gens[b], dtype=like.dtype, device=like.device)
-            w = (scale @ eps.double().transpose(-1, -2)[..., None])[..., 0]  # (S, L, T)
-            out[:, b, :T] = (mean + w.transpose(-1, -2)).to(like.dtype)
+        for T, (rows, mean, scale) in self.dense.items():
+            eps = torch.stack(
+                [
+                    torch.randn((S, T, L), generator=gens[b], dtype=like.dtype, device=like.device)
+                    for b in rows
+                ]
+            )  # (n, S, T, L), series b's noise from its own generator
+            w = (scale[:, None] @ eps.double().transpose(-1, -2)[..., None])[..., 0]  # (n, S, L, T)
+            z = (mean[:, None] + w.transpose(-1, -2)).to(like.dtype)  # (n, S, T, L)
+            out[:, rows, :T] = z.transpose(0, 1)
         if self.long:
             sub = [gens[b] for b in self.long]
             out[:, self.long] = _markov_draws(self.gp, self.prior, self.long, S, sub)
         return out
 
 
-def _dense_factor(gp: GPPosterior, prior: GPPrior, b: int, T: int) -> tuple[Tensor, Tensor]:
-    """Mean (T, L) and covariance factor (L, T, T) of series b alone, float64, exact."""
+def _dense_factors(
+    gp: GPPosterior, prior: GPPrior, rows: list[int], T: int
+) -> tuple[Tensor, Tensor]:
+    """Means (n, T, L) and covariance factors (n, L, T, T) of the series ``rows`` (all of
+    length T), each conditioned on its own pseudo-observations alone; float64, exact.
+
+    One batched factorisation for all of them; a series whose covariance needs more than
+    the prior's jitter is refactorised alone with the retries of
+    :func:`~gpvae.gp.linalg.jittered_cholesky` (and its warning), as if on its own.
+    """
     post = DenseGPPosterior(
         prior.kernel_list,
-        gp.x[b : b + 1, :T].double(),
-        gp.mean[b : b + 1, :T].double(),
-        gp.var[b : b + 1, :T].double(),
+        gp.x[rows, :T].double(),
+        gp.mean[rows, :T].double(),
+        gp.var[rows, :T].double(),
         jitter=prior.jitter,
     )
-    mean, _ = post.marginals()  # (1, T, L)
-    scale = jittered_cholesky(post.covariance(), prior.jitter, "posterior covariance")
-    return mean[0], scale[0]
+    mean, _ = post.marginals()  # (n, T, L)
+    cov = post.covariance()  # (n, L, T, T)
+    eye = torch.eye(T, dtype=cov.dtype, device=cov.device)
+    scale, info = torch.linalg.cholesky_ex(cov + prior.jitter * eye)
+    for i in (info != 0).any(dim=-1).nonzero()[:, 0].tolist():
+        scale[i] = jittered_cholesky(cov[i], prior.jitter, "posterior covariance")
+    return mean, scale
 
 
 def _prior_paths(prior: GPPrior, t: Tensor, eps: Tensor) -> Tensor:
