@@ -51,6 +51,7 @@ def _one_by_one(gp: object, prior: GPPrior, gens: list[torch.Generator], S: int)
     return out
 
 
+@torch.no_grad()
 def test_batched_dense_draws_equal_series_alone() -> None:
     prior, gp = _problem(0)
     seeds = [11, 12, 13, 14, 15, 16]
@@ -63,6 +64,7 @@ def test_batched_dense_draws_equal_series_alone() -> None:
     assert bool((got[:, 1, 9:] == 0).all())  # padding
 
 
+@torch.no_grad()
 def test_draws_of_a_series_do_not_depend_on_its_batch() -> None:
     prior, gp = _problem(1)
     gens = [torch.Generator().manual_seed(20 + b) for b in range(6)]
