@@ -155,18 +155,27 @@ def test_compiled_functions_pass_gradcheck(m: int) -> None:
     still = torch.zeros(N, B, dtype=torch.bool)
     still[2, 1] = True  # a repeated point: identity RTS gain
 
+    # tables of K = 3 distinct steps, read through an index (N, B)
+    K = 3
+    ix = torch.randint(0, K, (N, B), generator=g)
+    A_tab = 0.6 * rand(K, G, m, m)
+
     def cov_filter(A: Tensor, Q: Tensor, Pinf: Tensor, H: Tensor, w: Tensor, lv: Tensor) -> Tensor:
-        out: Tensor = _compiled._FilterCovariances.apply(A, Q, Pinf, H, w, lv, still)
+        out: Tensor = _compiled._FilterCovariances.apply(A, Q, ix, Pinf, H, w, lv, still)
         return out
 
-    inputs = [t.clone().requires_grad_() for t in (A, psd(N, B, G), Pinf, H, w, log_var)]
+    inputs = [t.clone().requires_grad_() for t in (A_tab, psd(K, G), Pinf, H, w, log_var)]
     assert torch.autograd.gradcheck(cov_filter, inputs)
     gain, y = rand(N, B, G, m, 1), rand(N, B, G, S)
-    inputs = [t.clone().requires_grad_() for t in (A, H, gain, y)]
-    assert torch.autograd.gradcheck(_compiled._FilterMeans.apply, inputs)
+    inputs = [t.clone().requires_grad_() for t in (A_tab, H, gain, y)]
+    assert torch.autograd.gradcheck(
+        lambda A, H, gain, y: _compiled._FilterMeans.apply(A, ix, H, gain, y), inputs
+    )
     sgain, m_filt = rand(N - 1, B, G, m, m), rand(N, B, G, m, S)
-    inputs = [t.clone().requires_grad_() for t in (A, sgain, m_filt)]
-    assert torch.autograd.gradcheck(_compiled._SmoothMeans.apply, inputs)
+    inputs = [t.clone().requires_grad_() for t in (A_tab, sgain, m_filt)]
+    assert torch.autograd.gradcheck(
+        lambda A, sgain, m_filt: _compiled._SmoothMeans.apply(A, ix, sgain, m_filt), inputs
+    )
 
     def smooth_cov(sgain: Tensor, P_filt: Tensor, P_pred: Tensor) -> Tensor:
         out: Tensor = _compiled._SmoothCovariances.apply(sgain, P_filt, P_pred)
@@ -175,10 +184,13 @@ def test_compiled_functions_pass_gradcheck(m: int) -> None:
     inputs = [t.clone().requires_grad_() for t in (sgain, psd(N, B, G), psd(N, B, G))]
     assert torch.autograd.gradcheck(smooth_cov, inputs)
     eps = rand(N - 1, B, G, m, S)
-    inputs = [t.clone().requires_grad_() for t in (A, rand(N - 1, B, G, m, m), rand(B, G, m, S))]
+    inputs = [t.clone().requires_grad_() for t in (A_tab, rand(K, G, m, m), rand(B, G, m, S))]
     assert torch.autograd.gradcheck(
-        lambda A, c, s0: _compiled._LinearRecursion.apply(A, c, s0, eps), inputs
+        lambda A, c, s0: _compiled._LinearRecursion.apply(A, c, ix, s0, eps), inputs
     )
+    # a full (N, B, G, m, m) tensor is a table of N * B entries
+    full = _compiled.indexed(A)
+    assert torch.equal(full.table[full.at], A)
 
 
 def test_filter_outputs_match_torch_recursion() -> None:

@@ -15,7 +15,7 @@ from __future__ import annotations
 
 from functools import cache
 from types import ModuleType
-from typing import Any
+from typing import Any, NamedTuple
 
 import numpy as np
 import torch
@@ -26,8 +26,10 @@ from gpvae.errors import NumericalError
 from gpvae.gp._kalman import Covariances, _cholesky, process_noise_factors
 
 __all__ = [
+    "Indexed",
     "filter_covariances",
     "filter_means",
+    "indexed",
     "prior_states",
     "smooth_covariances",
     "smooth_means",
@@ -57,6 +59,28 @@ class _Loops:
 
 
 _loops = _Loops()
+
+
+class Indexed(NamedTuple):
+    """Matrices per distinct step and where each step reads them.
+
+    Attributes:
+        table: (K, G, m, m) one matrix per distinct step and channel.
+        at: (N, B) int64, the entry of ``table`` that step n of series b uses.
+    """
+
+    table: Tensor
+    at: Tensor
+
+
+def indexed(A: Tensor | Indexed) -> Indexed:
+    """``A`` as an :class:`Indexed` table; a full (N, B, G, m, m) tensor becomes a table of
+    N * B entries (one per step)."""
+    if isinstance(A, Indexed):
+        return A
+    N, B = A.shape[:2]
+    index = torch.arange(N * B, device=A.device).reshape(N, B)
+    return Indexed(A.reshape(N * B, *A.shape[2:]), index)
 
 
 def supports(t: Tensor) -> bool:
@@ -107,26 +131,30 @@ def _out(t: Tensor, lead: int | None = None) -> np.ndarray:
 
 
 class _FilterCovariances(torch.autograd.Function):
-    """``(A, Q, Pinf, H, w, log_var, still) -> (P^-, P, K, inv_s, log_s, G^RTS)``."""
+    """``(A, Q, ix, Pinf, H, w, log_var, still) -> (P^-, P, K, inv_s, log_s, G^RTS)`` with
+    tables A, Q (K, G, m, m) read through ``ix`` (N, B)."""
 
     @staticmethod
     def forward(
         ctx: Any,
         A: Tensor,
         Q: Tensor,
+        ix: Tensor,
         Pinf: Tensor,
         H: Tensor,
         w: Tensor,
         log_var: Tensor,
         still: Tensor,
     ) -> tuple[Tensor, ...]:
-        N, B, G, m, _ = A.shape
+        N, B, G = w.shape
+        m = A.shape[-1]
         P_pred, P_filt = _buf(N, B, G, m, m), _buf(N, B, G, m, m)
         gain, inv_s, log_s = _buf(N, B, G, m, 1), _buf(N, B, G), _buf(N, B, G)
         sgain = _buf(max(N - 1, 0), B, G, m, m)
         bad = _loops.loops(m).cov_filter_fwd(
-            _np(_chains(A, 1)),
-            _np(_chains(Q, 1)),
+            _np(A),
+            _np(Q),
+            ix.numpy(),
             _np(Pinf),
             _np(H[:, 0, :]),
             _np(_chains(w, 1)),
@@ -145,7 +173,7 @@ class _FilterCovariances(torch.autograd.Function):
                 "precision; pseudo-observation variances may be too small for this dtype (try "
                 "float64 or a variance floor)"
             )
-        ctx.save_for_backward(A, H, w, still, P_pred, P_filt, sgain)
+        ctx.save_for_backward(A, ix, H, w, still, P_pred, P_filt, sgain)
         return tuple(t.to(A.dtype) for t in (P_pred, P_filt, gain, inv_s, log_s, sgain))
 
     @staticmethod
@@ -159,13 +187,15 @@ class _FilterCovariances(torch.autograd.Function):
         g_log_s: Tensor,
         g_sgain: Tensor,
     ) -> tuple[Tensor | None, ...]:
-        A, H, w, still, P_pred, P_filt, sgain = ctx.saved_tensors
-        N, B, G, m, _ = A.shape
-        g_A, g_Q = _zeros(N, B, G, m, m), _zeros(N, B, G, m, m)
+        A, ix, H, w, still, P_pred, P_filt, sgain = ctx.saved_tensors
+        N, B, G = w.shape
+        m = A.shape[-1]
+        g_A, g_Q = _zeros(*A.shape), _zeros(*A.shape)
         g_Pinf, g_H = _zeros(G, m, m), _zeros(G, m)
         g_w, g_log_var = _zeros(N, B, G), _zeros(N, B, G)
         _loops.loops(m).cov_filter_bwd(
-            _np(_chains(A, 1)),
+            _np(A),
+            ix.numpy(),
             _np(H[:, 0, :]),
             _np(_chains(w, 1)),
             still.contiguous().numpy(),
@@ -178,8 +208,8 @@ class _FilterCovariances(torch.autograd.Function):
             _np(_chains(g_inv_s, 1)),
             _np(_chains(g_log_s, 1)),
             _np(_chains(g_sgain, 1)),
-            _out(g_A, 1),
-            _out(g_Q, 1),
+            _out(g_A),
+            _out(g_Q),
             _out(g_Pinf),
             _out(g_H),
             _out(g_w, 1),
@@ -189,6 +219,7 @@ class _FilterCovariances(torch.autograd.Function):
         return (
             g_A.to(dtype),
             g_Q.to(dtype),
+            None,
             g_Pinf.to(dtype),
             g_H[:, None, :].to(dtype),
             g_w.to(dtype),
@@ -198,11 +229,22 @@ class _FilterCovariances(torch.autograd.Function):
 
 
 def filter_covariances(
-    A: Tensor, Q: Tensor, Pinf: Tensor, H: Tensor, w: Tensor, log_var: Tensor, still: Tensor
+    A: Tensor | Indexed,
+    Q: Tensor | Indexed,
+    Pinf: Tensor,
+    H: Tensor,
+    w: Tensor,
+    log_var: Tensor,
+    still: Tensor,
 ) -> Covariances:
     """Covariance part of the Kalman filter and the RTS gains; see
-    :func:`gpvae.gp._kalman.filter_covariances` (same arguments and results)."""
-    out = _FilterCovariances.apply(A, Q, Pinf.to(A.dtype), H.to(A.dtype), w, log_var, still)
+    :func:`gpvae.gp._kalman.filter_covariances` (same arguments and results; ``A`` and ``Q``
+    may also be :class:`Indexed` tables with one index)."""
+    A, Q = indexed(A), indexed(Q)
+    dtype = A.table.dtype
+    out = _FilterCovariances.apply(
+        A.table, Q.table, A.at, Pinf.to(dtype), H.to(dtype), w, log_var, still
+    )
     return Covariances(*out)
 
 
@@ -211,52 +253,57 @@ def filter_covariances(
 
 
 class _FilterMeans(torch.autograd.Function):
-    """``(A, H, K, y) -> (m, v)``: filtered means (N, B, G, m, S') and innovations."""
+    """``(A, ix, H, K, y) -> (m, v)``: filtered means (N, B, G, m, S') and innovations."""
 
     @staticmethod
-    def forward(ctx: Any, A: Tensor, H: Tensor, gain: Tensor, y: Tensor) -> tuple[Tensor, Tensor]:
-        N, B, G, m, _ = A.shape
-        S = y.shape[-1]
+    def forward(
+        ctx: Any, A: Tensor, ix: Tensor, H: Tensor, gain: Tensor, y: Tensor
+    ) -> tuple[Tensor, Tensor]:
+        N, B, G, S = y.shape
+        m = A.shape[-1]
         m_filt, innov = _buf(N, B, G, m, S), _buf(N, B, G, S)
         _loops.loops(m).mean_filter_fwd(
-            _np(_chains(A, 1)),
+            _np(A),
+            ix.numpy(),
             _np(H[:, 0, :]),
             _np(_chains(gain[..., 0], 1)),
             _np(_chains(y, 1)),
             _out(m_filt, 1),
             _out(innov, 1),
         )
-        ctx.save_for_backward(A, H, gain, m_filt, innov)
+        ctx.save_for_backward(A, ix, H, gain, m_filt, innov)
         return m_filt.to(A.dtype), innov.to(A.dtype)
 
     @staticmethod
     @once_differentiable
-    def backward(ctx: Any, g_mean: Tensor, g_innov: Tensor) -> tuple[Tensor, ...]:
-        A, H, gain, m_filt, innov = ctx.saved_tensors
-        N, B, G, m, _ = A.shape
-        S = innov.shape[-1]
-        g_A, g_H = _zeros(N, B, G, m, m), _zeros(G, m)
+    def backward(ctx: Any, g_mean: Tensor, g_innov: Tensor) -> tuple[Tensor | None, ...]:
+        A, ix, H, gain, m_filt, innov = ctx.saved_tensors
+        N, B, G, S = innov.shape
+        m = A.shape[-1]
+        g_A, g_H = _zeros(*A.shape), _zeros(G, m)
         g_gain, g_y = _zeros(N, B, G, m, 1), _zeros(N, B, G, S)
         _loops.loops(m).mean_filter_bwd(
-            _np(_chains(A, 1)),
+            _np(A),
+            ix.numpy(),
             _np(H[:, 0, :]),
             _np(_chains(gain[..., 0], 1)),
             _out(m_filt, 1),
             _out(innov, 1),
             _np(_chains(g_mean, 1)),
             _np(_chains(g_innov, 1)),
-            _out(g_A, 1),
+            _out(g_A),
             _out(g_H),
             _out(g_gain[..., 0], 1),
             _out(g_y, 1),
         )
         dtype = A.dtype
-        return g_A.to(dtype), g_H[:, None, :].to(dtype), g_gain.to(dtype), g_y.to(dtype)
+        return g_A.to(dtype), None, g_H[:, None, :].to(dtype), g_gain.to(dtype), g_y.to(dtype)
 
 
-def filter_means(A: Tensor, H: Tensor, gain: Tensor, y: Tensor) -> tuple[Tensor, Tensor]:
+def filter_means(A: Tensor | Indexed, H: Tensor, gain: Tensor, y: Tensor) -> tuple[Tensor, Tensor]:
     """Mean part of the Kalman filter; see :func:`gpvae.gp._kalman.filter_means`."""
-    m_filt, innov = _FilterMeans.apply(A, H.to(A.dtype), gain, y)
+    A = indexed(A)
+    m_filt, innov = _FilterMeans.apply(A.table, A.at, H.to(A.table.dtype), gain, y)
     return m_filt, innov
 
 
@@ -265,45 +312,48 @@ def filter_means(A: Tensor, H: Tensor, gain: Tensor, y: Tensor) -> tuple[Tensor,
 
 
 class _SmoothMeans(torch.autograd.Function):
-    """``(A, G^RTS, m) -> m^s``: ``m^s_n = m_n + G_n (m^s_{n+1} - A_{n+1} m_n)``."""
+    """``(A, ix, G^RTS, m) -> m^s``: ``m^s_n = m_n + G_n (m^s_{n+1} - A_{n+1} m_n)``."""
 
     @staticmethod
-    def forward(ctx: Any, A: Tensor, sgain: Tensor, m_filt: Tensor) -> Tensor:
+    def forward(ctx: Any, A: Tensor, ix: Tensor, sgain: Tensor, m_filt: Tensor) -> Tensor:
         m = A.shape[-1]
         m_smooth = _buf(*m_filt.shape)
         m_filt64 = m_filt.detach().to(_F64).contiguous()
         _loops.loops(m).smooth_mean_fwd(
-            _np(_chains(A, 1)),
+            _np(A),
+            ix.numpy(),
             _np(_chains(sgain, 1)),
             _out(m_filt64, 1),
             _out(m_smooth, 1),
         )
-        ctx.save_for_backward(A, sgain, m_filt64, m_smooth)
+        ctx.save_for_backward(A, ix, sgain, m_filt64, m_smooth)
         return m_smooth.to(A.dtype)
 
     @staticmethod
     @once_differentiable
-    def backward(ctx: Any, g_smooth: Tensor) -> tuple[Tensor, ...]:
-        A, sgain, m_filt, m_smooth = ctx.saved_tensors
+    def backward(ctx: Any, g_smooth: Tensor) -> tuple[Tensor | None, ...]:
+        A, ix, sgain, m_filt, m_smooth = ctx.saved_tensors
         m = A.shape[-1]
         g_A, g_sgain, g_filt = _zeros(*A.shape), _zeros(*sgain.shape), _zeros(*m_filt.shape)
         _loops.loops(m).smooth_mean_bwd(
-            _np(_chains(A, 1)),
+            _np(A),
+            ix.numpy(),
             _np(_chains(sgain, 1)),
             _out(m_filt, 1),
             _out(m_smooth, 1),
             _np(_chains(g_smooth, 1)),
-            _out(g_A, 1),
+            _out(g_A),
             _out(g_sgain, 1),
             _out(g_filt, 1),
         )
         dtype = A.dtype
-        return g_A.to(dtype), g_sgain.to(dtype), g_filt.to(dtype)
+        return g_A.to(dtype), None, g_sgain.to(dtype), g_filt.to(dtype)
 
 
-def smooth_means(A: Tensor, smooth_gain: Tensor, m_filt: Tensor) -> Tensor:
+def smooth_means(A: Tensor | Indexed, smooth_gain: Tensor, m_filt: Tensor) -> Tensor:
     """RTS smoother means; see :func:`gpvae.gp._kalman.smooth_means`."""
-    m_smooth: Tensor = _SmoothMeans.apply(A, smooth_gain, m_filt)
+    A = indexed(A)
+    m_smooth: Tensor = _SmoothMeans.apply(A.table, A.at, smooth_gain, m_filt)
     return m_smooth
 
 
@@ -327,7 +377,7 @@ class _SmoothCovariances(torch.autograd.Function):
 
     @staticmethod
     @once_differentiable
-    def backward(ctx: Any, g_smooth: Tensor) -> tuple[Tensor, ...]:
+    def backward(ctx: Any, g_smooth: Tensor) -> tuple[Tensor | None, ...]:
         sgain, P_smooth, P_pred = ctx.saved_tensors
         m = P_smooth.shape[-1]
         g_sgain, g_filt = _zeros(*sgain.shape), _zeros(*P_smooth.shape)
@@ -356,77 +406,97 @@ def smooth_covariances(cov: Covariances) -> Tensor:
 
 
 class _LinearRecursion(torch.autograd.Function):
-    """``(A, chol_q, s_0, eps) -> s``: ``s_n = A_n s_{n-1} + chol_q_n eps_n``."""
+    """``(A, chol_q, ix, s_0, eps) -> s``: ``s_n = A_n s_{n-1} + chol_q_n eps_n``, with
+    tables A, chol_q (K, G, m, m) read through ``ix`` (N, B)."""
 
     @staticmethod
-    def forward(ctx: Any, A: Tensor, chol_q: Tensor, state0: Tensor, eps: Tensor) -> Tensor:
-        N, B, G, m, _ = A.shape
-        states = _buf(N, B, G, m, state0.shape[-1])
+    def forward(
+        ctx: Any, A: Tensor, chol_q: Tensor, ix: Tensor, state0: Tensor, eps: Tensor
+    ) -> Tensor:
+        N, (B, G, m, S) = ix.shape[0], state0.shape
+        states = _buf(N, B, G, m, S)
         eps64 = eps.detach().to(_F64).contiguous()
         _loops.loops(m).linear_fwd(
-            _np(_chains(A, 1)),
-            _np(_chains(chol_q, 1)),
+            _np(A),
+            _np(chol_q),
+            ix.numpy(),
             _np(_chains(state0, 0)),
             _out(eps64, 1),
             _out(states, 1),
         )
-        ctx.save_for_backward(A, eps64, states)
-        ctx.chol_shape = chol_q.shape
+        ctx.save_for_backward(A, ix, eps64, states)
         return states.to(A.dtype)
 
     @staticmethod
     @once_differentiable
     def backward(ctx: Any, g_states: Tensor) -> tuple[Tensor | None, ...]:
-        A, eps, states = ctx.saved_tensors
+        A, ix, eps, states = ctx.saved_tensors
         m = A.shape[-1]
-        g_A, g_chol = _zeros(*A.shape), _zeros(*ctx.chol_shape)
+        g_A, g_chol = _zeros(*A.shape), _zeros(*A.shape)
         g_state0 = _zeros(*states.shape[1:])
         _loops.loops(m).linear_bwd(
-            _np(_chains(A, 1)),
+            _np(A),
+            ix.numpy(),
             _out(eps, 1),
             _out(states, 1),
             _np(_chains(g_states, 1)),
-            _out(g_A, 1),
-            _out(g_chol, 1),
+            _out(g_A),
+            _out(g_chol),
             _out(g_state0, 0),
         )
         dtype = A.dtype
-        return g_A.to(dtype), g_chol.to(dtype), g_state0.to(dtype), None
+        return g_A.to(dtype), g_chol.to(dtype), None, g_state0.to(dtype), None
+
+
+def _full(t: Indexed) -> Tensor:
+    """An :class:`Indexed` table as the full (N, B, G, m, m) tensor."""
+    return t.table[t.at]
 
 
 def prior_states(
-    A: Tensor,
-    Q: Tensor,
+    A: Tensor | Indexed,
+    Q: Tensor | Indexed,
     Pinf: Tensor,
     num_samples: int,
     generator: torch.Generator | None = None,
-    chol_q: Tensor | None = None,
+    chol_q: Tensor | Indexed | None = None,
     noise_dtype: torch.dtype | None = None,
 ) -> Tensor:
     """Joint samples of the prior state sequence, reparameterised; see
     :func:`gpvae.gp._kalman.prior_states` (the same draws for the same generator).
 
     Args:
-        A, Q: (N, B, G, m, m) transitions.
+        A, Q: (N, B, G, m, m) transitions, or :class:`Indexed` tables.
         Pinf: (G, m, m) stationary covariances.
         num_samples: S.
         generator: random number generator, or None for the global one.
-        chol_q: (N - 1, B, G, m, m) factors of ``Q_n + jitter`` for n >= 1 when already known
-            (e.g. computed once per distinct step), else computed here from ``Q``.
+        chol_q: factors of ``Q_n + jitter`` when already known: (N - 1, B, G, m, m) for the
+            steps n >= 1, or an :class:`Indexed` table (read at steps n >= 1); else computed
+            here from ``Q``.
         noise_dtype: dtype of the normal draws (then cast to that of ``A``), None for that
             of ``A``: the same draws whatever dtype the recursion runs in.
 
     Returns:
         (N, B, G, m, S) states.
     """
-    N, B, G, m, _ = A.shape
-    Pinf = Pinf.to(A.dtype)
+    A = indexed(A)
+    N, B = A.at.shape
+    G, m = A.table.shape[1], A.table.shape[-1]
+    dtype = A.table.dtype
+    Pinf = Pinf.to(dtype)
     if chol_q is None:
-        chol_q = process_noise_factors(Q[1:], Pinf)
+        if isinstance(Q, Indexed):
+            chol_q = Indexed(process_noise_factors(Q.table, Pinf), Q.at)
+        else:
+            chol_q = process_noise_factors(Q[1:], Pinf)
+    if not isinstance(chol_q, Indexed):  # step n >= 1 reads row n; row 0 is a placeholder
+        chol_q = indexed(torch.cat([chol_q[:1], chol_q]))
+    if chol_q.at is not A.at and not torch.equal(chol_q.at, A.at):
+        A, chol_q = indexed(_full(A)), indexed(_full(chol_q))
     chol_0 = _cholesky(Pinf, "stationary covariance Pinf")  # (G, m, m)
     eps = torch.randn(
-        N, B, G, m, num_samples, dtype=noise_dtype or A.dtype, device=A.device, generator=generator
-    ).to(A.dtype)
+        N, B, G, m, num_samples, dtype=noise_dtype or dtype, device=Pinf.device, generator=generator
+    ).to(dtype)
     state0 = chol_0 @ eps[0]  # (B, G, m, S)
-    states: Tensor = _LinearRecursion.apply(A, chol_q, state0, eps[1:])
+    states: Tensor = _LinearRecursion.apply(A.table, chol_q.table, A.at, state0, eps[1:])
     return states

@@ -7,7 +7,10 @@ reference costs a dozen tiny batched operations per step whose fixed overhead, n
 arithmetic, dominates on short series; here a step of one chain is a few dozen flops.
 
 Everything works on numpy arrays with the chains flattened: C = B * G chains, chain ``c``
-belonging to channel ``g = c % G`` of series ``b = c // G``. Shapes: A, Q, P (N, C, m, m);
+belonging to channel ``g = c % G`` of series ``b = c // G``. The transitions, process noise
+and its factors are tables over the K distinct steps of the batch, A, Q (K, G, m, m), read
+through ``ix`` (N, B) (step n of series b uses entry ``ix[n, b]``), and their gradients are
+accumulated into tables of the same shape. Shapes: P (N, C, m, m);
 w, log_var, inv_s, log_s (N, C); gains (N, C, m); RTS gains (N - 1, C, m, m); H (G, m);
 Pinf (G, m, m); still (N, B); data (N, C, S) and means (N, C, m, S). Scalars accumulate in
 float64 whatever the arrays' dtype.
@@ -80,10 +83,12 @@ def _build(m_fixed: int) -> SimpleNamespace:
     # covariance filter and gains
 
     @_jit
-    def cov_filter_fwd(A, Q, Pinf, H, w, log_var, still, P_pred, P_filt, gain, inv_s, log_s, sgain):
+    def cov_filter_fwd(
+        A, Q, ix, Pinf, H, w, log_var, still, P_pred, P_filt, gain, inv_s, log_s, sgain
+    ):
         """Filter covariances (symmetrised at every step), gains and RTS gains; returns the
         number of singular predicted covariances met by the RTS solves."""
-        N, C = A.shape[0], A.shape[1]
+        N, C = w.shape[0], w.shape[1]
         m = m_fixed if m_fixed > 0 else A.shape[2]
         G = H.shape[0]
         T = np.empty((m, m))
@@ -99,16 +104,21 @@ def _build(m_fixed: int) -> SimpleNamespace:
                         for j in range(m):
                             acc = 0.0
                             for k in range(m):
-                                acc += A[n, c, i, k] * P_filt[n - 1, c, k, j]
+                                acc += A[ix[n, c // G], c % G, i, k] * P_filt[n - 1, c, k, j]
                             T[i, j] = acc
                     for i in range(m):  # P^- = T A^T + Q, symmetrised
                         for j in range(i + 1):
                             a1 = 0.0
                             a2 = 0.0
                             for k in range(m):
-                                a1 += T[i, k] * A[n, c, j, k]
-                                a2 += T[j, k] * A[n, c, i, k]
-                            v = 0.5 * (a1 + Q[n, c, i, j] + a2 + Q[n, c, j, i])
+                                a1 += T[i, k] * A[ix[n, c // G], c % G, j, k]
+                                a2 += T[j, k] * A[ix[n, c // G], c % G, i, k]
+                            v = 0.5 * (
+                                a1
+                                + Q[ix[n, c // G], c % G, i, j]
+                                + a2
+                                + Q[ix[n, c // G], c % G, j, i]
+                            )
                             P_pred[n, c, i, j] = v
                             P_pred[n, c, j, i] = v
                 s = 0.0
@@ -129,12 +139,12 @@ def _build(m_fixed: int) -> SimpleNamespace:
                         P_filt[n, c, j, i] = v
                 for i in range(m):
                     gain[n, c, i] *= cc
-        return _rts_gains(A, P_pred, P_filt, still, G, sgain)
+        return _rts_gains(A, ix, P_pred, P_filt, still, G, sgain)
 
     @_jit
-    def _rts_gains(A, P_pred, P_filt, still, G, sgain):
+    def _rts_gains(A, ix, P_pred, P_filt, still, G, sgain):
         """RTS gains G_n = P_n A_{n+1}^T (P^-_{n+1})^{-1} (I where dt_{n+1} = 0)."""
-        N, C = A.shape[0], A.shape[1]
+        N, C = P_pred.shape[0], P_pred.shape[1]
         m = m_fixed if m_fixed > 0 else A.shape[2]
         R = np.empty((m, m))
         X = np.empty((m, m))
@@ -152,7 +162,7 @@ def _build(m_fixed: int) -> SimpleNamespace:
                     for j in range(m):
                         acc = 0.0
                         for k in range(m):
-                            acc += A[n + 1, c, i, k] * P_filt[n, c, k, j]
+                            acc += A[ix[n + 1, c // G], c % G, i, k] * P_filt[n, c, k, j]
                         R[i, j] = acc
                 if not _solve(P_pred[n + 1, c], R, X, LU, piv):
                     bad += 1
@@ -163,13 +173,13 @@ def _build(m_fixed: int) -> SimpleNamespace:
 
     @_jit
     def cov_filter_bwd(
-        A, H, w, still, P_pred, P_filt, sgain,
+        A, ix, H, w, still, P_pred, P_filt, sgain,
         g_pred, g_filt, g_gain, g_inv_s, g_log_s, g_sgain,
         g_A, g_Q, g_Pinf, g_H, g_w, g_log_var,
     ):  # fmt: skip
         """Adjoint of :func:`cov_filter_fwd`. ``g_pred`` and ``g_filt`` are overwritten (they
         accumulate the adjoints of the covariances); the ``g_*`` outputs are added to."""
-        N, C = A.shape[0], A.shape[1]
+        N, C = w.shape[0], w.shape[1]
         m = m_fixed if m_fixed > 0 else A.shape[2]
         G = H.shape[0]
         u = np.empty(m)
@@ -202,9 +212,9 @@ def _build(m_fixed: int) -> SimpleNamespace:
                         for k in range(m):
                             a_p -= R[i, k] * X[j, k]
                             a_a += R[i, k] * P_filt[n, c, j, k]
-                            a_f += A[n + 1, c, k, i] * R[k, j]
+                            a_f += A[ix[n + 1, c // G], c % G, k, i] * R[k, j]
                         g_pred[n + 1, c, i, j] += a_p
-                        g_A[n + 1, c, i, j] += a_a
+                        g_A[ix[n + 1, c // G], c % G, i, j] += a_a
                         g_filt[n, c, i, j] += a_f
         for n in range(N - 1, -1, -1):
             for c in range(C):
@@ -266,34 +276,34 @@ def _build(m_fixed: int) -> SimpleNamespace:
                     for j in range(m):
                         acc = 0.0
                         for k in range(m):
-                            acc += A[n, c, i, k] * P_filt[n - 1, c, k, j]
+                            acc += A[ix[n, c // G], c % G, i, k] * P_filt[n - 1, c, k, j]
                         T[i, j] = acc
                 for i in range(m):
                     for j in range(m):
-                        g_Q[n, c, i, j] += 0.5 * (bPm[i, j] + bPm[j, i])
+                        g_Q[ix[n, c // G], c % G, i, j] += 0.5 * (bPm[i, j] + bPm[j, i])
                         # g_A = bPm A P^T + bPm^T A P = (bPm + bPm^T) T (P symmetric)
                         acc = 0.0
                         for k in range(m):
                             acc += (bPm[i, k] + bPm[k, i]) * T[k, j]
-                        g_A[n, c, i, j] += acc
+                        g_A[ix[n, c // G], c % G, i, j] += acc
                 for i in range(m):  # carry = A^T bPm A
                     for j in range(m):
                         acc = 0.0
                         for k in range(m):
-                            acc += bPm[i, k] * A[n, c, k, j]
+                            acc += bPm[i, k] * A[ix[n, c // G], c % G, k, j]
                         T[i, j] = acc
                 for i in range(m):
                     for j in range(m):
                         acc = 0.0
                         for k in range(m):
-                            acc += A[n, c, k, i] * T[k, j]
+                            acc += A[ix[n, c // G], c % G, k, i] * T[k, j]
                         carry[c, i, j] = acc
 
     # --------------------------------------------------------------------------------------
     # mean filter
 
     @_jit
-    def mean_filter_fwd(A, H, gain, y, m_filt, innov):
+    def mean_filter_fwd(A, ix, H, gain, y, m_filt, innov):
         """m^-_n = A_n m_{n-1}, v_n = y_n - H m^-_n, m_n = m^-_n + K_n v_n (m^-_0 = 0)."""
         N, C, S = m_filt.shape[0], m_filt.shape[1], m_filt.shape[3]
         m = m_fixed if m_fixed > 0 else m_filt.shape[2]
@@ -307,7 +317,7 @@ def _build(m_fixed: int) -> SimpleNamespace:
                         acc = 0.0
                         if n > 0:
                             for k in range(m):
-                                acc += A[n, c, i, k] * m_filt[n - 1, c, k, s]
+                                acc += A[ix[n, c // G], c % G, i, k] * m_filt[n - 1, c, k, s]
                         mp[i, s] = acc
                 for s in range(S):
                     acc = y[n, c, s]
@@ -318,7 +328,7 @@ def _build(m_fixed: int) -> SimpleNamespace:
                         m_filt[n, c, i, s] = mp[i, s] + gain[n, c, i] * acc
 
     @_jit
-    def mean_filter_bwd(A, H, gain, m_filt, innov, g_mean, g_innov, g_A, g_H, g_gain, g_y):
+    def mean_filter_bwd(A, ix, H, gain, m_filt, innov, g_mean, g_innov, g_A, g_H, g_gain, g_y):
         """Adjoint of :func:`mean_filter_fwd` (adds into g_A, g_H, g_gain, g_y)."""
         N, C, S = m_filt.shape[0], m_filt.shape[1], m_filt.shape[3]
         m = m_fixed if m_fixed > 0 else m_filt.shape[2]
@@ -353,29 +363,30 @@ def _build(m_fixed: int) -> SimpleNamespace:
                         acc = 0.0
                         for s in range(S):
                             acc += bm[i, s] * m_filt[n - 1, c, j, s]
-                        g_A[n, c, i, j] += acc
+                        g_A[ix[n, c // G], c % G, i, j] += acc
                 for j in range(m):  # g_H -= bv (A m_{n-1})^T
                     acc = 0.0
                     for s in range(S):
                         mpj = 0.0
                         for k in range(m):
-                            mpj += A[n, c, j, k] * m_filt[n - 1, c, k, s]
+                            mpj += A[ix[n, c // G], c % G, j, k] * m_filt[n - 1, c, k, s]
                         acc += bv[s] * mpj
                     g_H[g, j] -= acc
                 for i in range(m):
                     for s in range(S):
                         acc = 0.0
                         for k in range(m):
-                            acc += A[n, c, k, i] * bm[k, s]
+                            acc += A[ix[n, c // G], c % G, k, i] * bm[k, s]
                         carry[c, i, s] = acc
 
     # --------------------------------------------------------------------------------------
     # RTS smoother
 
     @_jit
-    def smooth_mean_fwd(A, sgain, m_filt, m_smooth):
+    def smooth_mean_fwd(A, ix, sgain, m_filt, m_smooth):
         """m^s_{N-1} = m_{N-1}, m^s_n = m_n + G_n (m^s_{n+1} - A_{n+1} m_n)."""
         N, C, S = m_filt.shape[0], m_filt.shape[1], m_filt.shape[3]
+        G = A.shape[1]
         m = m_fixed if m_fixed > 0 else m_filt.shape[2]
         d = np.empty((m, S))
         for c in range(C):
@@ -388,7 +399,7 @@ def _build(m_fixed: int) -> SimpleNamespace:
                     for s in range(S):
                         acc = m_smooth[n + 1, c, i, s]
                         for k in range(m):
-                            acc -= A[n + 1, c, i, k] * m_filt[n, c, k, s]
+                            acc -= A[ix[n + 1, c // G], c % G, i, k] * m_filt[n, c, k, s]
                         d[i, s] = acc
                 for i in range(m):
                     for s in range(S):
@@ -398,9 +409,10 @@ def _build(m_fixed: int) -> SimpleNamespace:
                         m_smooth[n, c, i, s] = acc
 
     @_jit
-    def smooth_mean_bwd(A, sgain, m_filt, m_smooth, g_smooth, g_A, g_sgain, g_filt):
+    def smooth_mean_bwd(A, ix, sgain, m_filt, m_smooth, g_smooth, g_A, g_sgain, g_filt):
         """Adjoint of :func:`smooth_mean_fwd` (adds into g_A, g_sgain, g_filt)."""
         N, C, S = m_filt.shape[0], m_filt.shape[1], m_filt.shape[3]
+        G = A.shape[1]
         m = m_fixed if m_fixed > 0 else m_filt.shape[2]
         b = np.empty((C, m, S))  # adjoint of m^s_n, carried forward in n
         bd = np.empty((m, S))
@@ -420,7 +432,7 @@ def _build(m_fixed: int) -> SimpleNamespace:
                         bd[i, s] = acc
                         dd = m_smooth[n + 1, c, i, s]
                         for k in range(m):
-                            dd -= A[n + 1, c, i, k] * m_filt[n, c, k, s]
+                            dd -= A[ix[n + 1, c // G], c % G, i, k] * m_filt[n, c, k, s]
                         d[i, s] = dd
                 for i in range(m):
                     for j in range(m):
@@ -430,12 +442,12 @@ def _build(m_fixed: int) -> SimpleNamespace:
                             acc += b[c, i, s] * d[j, s]
                             acc2 += bd[i, s] * m_filt[n, c, j, s]
                         g_sgain[n, c, i, j] += acc
-                        g_A[n + 1, c, i, j] -= acc2
+                        g_A[ix[n + 1, c // G], c % G, i, j] -= acc2
                 for i in range(m):
                     for s in range(S):
                         acc = 0.0
                         for k in range(m):
-                            acc += A[n + 1, c, k, i] * bd[k, s]
+                            acc += A[ix[n + 1, c // G], c % G, k, i] * bd[k, s]
                         g_filt[n, c, i, s] -= acc
                         b[c, i, s] = g_smooth[n + 1, c, i, s] + bd[i, s]
         for c in range(C):
@@ -535,9 +547,10 @@ def _build(m_fixed: int) -> SimpleNamespace:
     # prior states
 
     @_jit
-    def linear_fwd(A, chol_q, state0, eps, states):
+    def linear_fwd(A, chol_q, ix, state0, eps, states):
         """s_0 = state0, s_n = A_n s_{n-1} + chol_q_{n-1} eps_{n-1} (eps: (N - 1, C, m, S))."""
         N, C, S = states.shape[0], states.shape[1], states.shape[3]
+        G = A.shape[1]
         m = m_fixed if m_fixed > 0 else states.shape[2]
         for c in range(C):
             for i in range(m):
@@ -549,14 +562,15 @@ def _build(m_fixed: int) -> SimpleNamespace:
                     for s in range(S):
                         acc = 0.0
                         for k in range(m):
-                            acc += A[n, c, i, k] * states[n - 1, c, k, s]
-                            acc += chol_q[n - 1, c, i, k] * eps[n - 1, c, k, s]
+                            acc += A[ix[n, c // G], c % G, i, k] * states[n - 1, c, k, s]
+                            acc += chol_q[ix[n, c // G], c % G, i, k] * eps[n - 1, c, k, s]
                         states[n, c, i, s] = acc
 
     @_jit
-    def linear_bwd(A, eps, states, g_states, g_A, g_chol, g_state0):
+    def linear_bwd(A, ix, eps, states, g_states, g_A, g_chol, g_state0):
         """Adjoint of :func:`linear_fwd` (adds into g_A, g_chol, g_state0)."""
         N, C, S = states.shape[0], states.shape[1], states.shape[3]
+        G = A.shape[1]
         m = m_fixed if m_fixed > 0 else states.shape[2]
         b = np.empty((C, m, S))
         for c in range(C):
@@ -573,13 +587,13 @@ def _build(m_fixed: int) -> SimpleNamespace:
                         for s in range(S):
                             a1 += b[c, i, s] * states[n - 1, c, j, s]
                             a2 += b[c, i, s] * eps[n - 1, c, j, s]
-                        g_A[n, c, i, j] += a1
-                        g_chol[n - 1, c, i, j] += a2
+                        g_A[ix[n, c // G], c % G, i, j] += a1
+                        g_chol[ix[n, c // G], c % G, i, j] += a2
                 for i in range(m):
                     for s in range(S):
                         acc = g_states[n - 1, c, i, s]
                         for k in range(m):
-                            acc += A[n, c, k, i] * b[c, k, s]
+                            acc += A[ix[n, c // G], c % G, k, i] * b[c, k, s]
                         tmp[i, s] = acc
                 for i in range(m):
                     for s in range(S):

@@ -214,17 +214,36 @@ class _Group:
         self.still = steps[index] == 0  # (N, B): A = I and Q = 0 there
         mats = group_transitions([kernels[c] for c in channels], steps)
         dtype = steps.dtype
-        self._Q_table = mats.Q.to(dtype)  # (K, G, m, m)
-        self.A = mats.A.to(dtype)[index]  # (N, B, G, m, m)
-        self.Q = self._Q_table[index]
+        self._A_table = mats.A.to(dtype)  # (K, G, m, m)
+        self._Q_table = mats.Q.to(dtype)
         self.H = mats.H.to(dtype)  # (G, 1, m)
         self.Pinf = mats.Pinf.to(dtype)  # (G, m, m)
 
     @cached_property
-    def chol_q(self) -> Tensor:
-        """(N - 1, B, G, m, m) lower factors of ``Q_n + jitter`` (see
-        :func:`gpvae.gp._kalman.prior_noise`), one factorisation per distinct step."""
-        return _kalman.process_noise_factors(self._Q_table, self.Pinf)[self._index[1:]]
+    def A(self) -> Tensor:
+        """(N, B, G, m, m) transitions (gathered from the table)."""
+        return self._A_table[self._index]
+
+    @cached_property
+    def Q(self) -> Tensor:
+        """(N, B, G, m, m) process noise (gathered from the table)."""
+        return self._Q_table[self._index]
+
+    @cached_property
+    def _chol_table(self) -> Tensor:
+        """(K, G, m, m) lower factors of ``Q + jitter`` (see
+        :func:`gpvae.gp._kalman.process_noise_factors`), one per distinct step."""
+        return _kalman.process_noise_factors(self._Q_table, self.Pinf)
+
+    def matrices(self, ops: Any) -> tuple[Any, Any, Any]:
+        """``(A, Q, chol_q)`` for the recursions of ``ops``: tables read through the step
+        index for the compiled loops, else full tensors (chol_q (N - 1, B, G, m, m))."""
+        if ops is _compiled:
+            return tuple(  # type: ignore[return-value]
+                _compiled.Indexed(t, self._index)
+                for t in (self._A_table, self._Q_table, self._chol_table)
+            )
+        return self.A, self.Q, self._chol_table[self._index[1:]]
 
     def observe(self, states: Tensor) -> Tensor:
         """States (N, B, G, m, S') -> function values (N, B, G, S')."""
@@ -294,27 +313,28 @@ class _Chain:
         self.sd = safe_var.sqrt().movedim(1, 0)  # (N, B, L)
         w = w.movedim(1, 0)  # (N, B, L)
         log_var = safe_var.log().movedim(1, 0)  # (N, B, L)
+        self.mats = [g.matrices(ops) for g in self.groups]  # (A, Q, chol_q) per group
         self.cov = [
             ops.filter_covariances(
-                g.A, g.Q, g.Pinf, g.H, w[..., g.channels], log_var[..., g.channels], g.still
+                A, Q, g.Pinf, g.H, w[..., g.channels], log_var[..., g.channels], g.still
             )
-            for g in self.groups
+            for g, (A, Q, _) in zip(self.groups, self.mats)
         ]
 
     @cached_property
     def _filtered(self) -> list[tuple[Tensor, Tensor]]:
         """Per group: filtered means (N, B, G, m, 1) and innovations (N, B, G, 1) of y."""
         return [
-            self.ops.filter_means(g.A, g.H, cov.gain, self.y[..., g.channels, None])
-            for g, cov in zip(self.groups, self.cov)
+            self.ops.filter_means(A, g.H, cov.gain, self.y[..., g.channels, None])
+            for g, (A, _, _), cov in zip(self.groups, self.mats, self.cov)
         ]
 
     def _smoothed_f(self, y: Tensor) -> list[Tensor]:
         """Smoothed means of f for data y (N, B, L, S'): per group (N, B, G, S')."""
         out = []
-        for g, cov in zip(self.groups, self.cov):
-            m_filt, _ = self.ops.filter_means(g.A, g.H, cov.gain, y[:, :, g.channels])
-            out.append(g.observe(self.ops.smooth_means(g.A, cov.smooth_gain, m_filt)))
+        for g, (A, _, _), cov in zip(self.groups, self.mats, self.cov):
+            m_filt, _ = self.ops.filter_means(A, g.H, cov.gain, y[:, :, g.channels])
+            out.append(g.observe(self.ops.smooth_means(A, cov.smooth_gain, m_filt)))
         return out
 
     def log_marginal(self) -> Tensor:
@@ -331,8 +351,8 @@ class _Chain:
     def smoothed(self) -> tuple[Tensor, Tensor]:
         """Smoothed mean and variance of f, (B, N, L) each."""
         means, variances = [], []
-        for g, cov, (m_filt, _) in zip(self.groups, self.cov, self._filtered):
-            means.append(g.observe(self.ops.smooth_means(g.A, cov.smooth_gain, m_filt)))
+        for g, (A, _, _), cov, (m_filt, _) in zip(self.groups, self.mats, self.cov, self._filtered):
+            means.append(g.observe(self.ops.smooth_means(A, cov.smooth_gain, m_filt)))
             variances.append(g.variances(self.ops.smooth_covariances(cov)))  # (N, B, G)
         mean = _to_channels([m[..., 0] for m in means], self.groups).movedim(0, 1)
         var = _to_channels(variances, self.groups).movedim(0, 1)
@@ -346,11 +366,9 @@ class _Chain:
         """
         prior = [
             g.observe(
-                self.ops.prior_states(
-                    g.A, g.Q, g.Pinf, num_samples, generator, g.chol_q, self.dtype
-                )
+                self.ops.prior_states(A, Q, g.Pinf, num_samples, generator, chol_q, self.dtype)
             )
-            for g in self.groups
+            for g, (A, Q, chol_q) in zip(self.groups, self.mats)
         ]  # per group (N, B, G, S)
         f_prior = _to_channels(prior, self.groups, dim=-2)  # (N, B, L, S)
         e = torch.randn(
@@ -515,7 +533,11 @@ def sample_prior_markov(
     work = torch.float64 if ops is _compiled else dtype
     groups = _groups(kernels, x_sorted.to(work))
     parts = [
-        g.observe(ops.prior_states(g.A, g.Q, g.Pinf, num_samples, generator, g.chol_q, dtype))
+        g.observe(
+            ops.prior_states(
+                *g.matrices(ops)[:2], g.Pinf, num_samples, generator, g.matrices(ops)[2], dtype
+            )
+        )
         for g in groups
     ]  # per group (N, B, G, S)
     f = _to_channels(parts, groups, dim=-2).permute(3, 1, 0, 2)  # (S, B, N, L)

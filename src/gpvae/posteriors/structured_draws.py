@@ -74,9 +74,9 @@ class StructuredSeriesSampler(SeriesSampler):
                     for b in rows
                 ]
             )  # (n, S, T, L), series b's noise from its own generator
-            w = (scale[:, None] @ eps.double().transpose(-1, -2)[..., None])[..., 0]  # (n, S, L, T)
-            z = (mean[:, None] + w.transpose(-1, -2)).to(like.dtype)  # (n, S, T, L)
-            out[:, rows, :T] = z.transpose(0, 1)
+            w = scale @ eps.double().permute(0, 3, 2, 1)  # (n, L, T, S): one GEMM per (n, L)
+            z = (mean[..., None] + w.permute(0, 2, 1, 3)).to(like.dtype)  # (n, T, L, S)
+            out[:, rows, :T] = z.permute(3, 0, 1, 2)
         if self.long:
             sub = [gens[b] for b in self.long]
             out[:, self.long] = _markov_draws(self.gp, self.prior, self.long, S, sub)
