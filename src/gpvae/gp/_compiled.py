@@ -30,6 +30,7 @@ __all__ = [
     "filter_covariances",
     "filter_means",
     "indexed",
+    "linear_states",
     "prior_states",
     "smooth_covariances",
     "smooth_means",
@@ -446,6 +447,15 @@ class _LinearRecursion(torch.autograd.Function):
         )
         dtype = A.dtype
         return g_A.to(dtype), g_chol.to(dtype), None, g_state0.to(dtype), None
+
+
+def linear_states(A: Indexed, chol_q: Indexed, state0: Tensor, eps: Tensor) -> Tensor:
+    """``s_0 = state0``, ``s_n = A_n s_{n-1} + chol_q_n eps_{n-1}`` for tables sharing one
+    index; state0 (B, G, m, S), eps (N - 1, B, G, m, S) -> (N, B, G, m, S)."""
+    if chol_q.at is not A.at and not torch.equal(chol_q.at, A.at):
+        A, chol_q = indexed(_full(A)), indexed(_full(chol_q))
+    states: Tensor = _LinearRecursion.apply(A.table, chol_q.table, A.at, state0, eps)
+    return states
 
 
 def _full(t: Indexed) -> Tensor:

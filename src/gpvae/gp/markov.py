@@ -54,6 +54,7 @@ from gpvae.kernels.base import Kernel
 __all__ = [
     "METHODS",
     "MarkovGPPosterior",
+    "prior_paths",
     "sample_prior_markov",
 ]
 
@@ -542,3 +543,36 @@ def sample_prior_markov(
     ]  # per group (N, B, G, S)
     f = _to_channels(parts, groups, dim=-2).permute(3, 1, 0, 2)  # (S, B, N, L)
     return f.to(dtype)
+
+
+def prior_paths(kernels: Sequence[Kernel], x_sorted: Tensor, eps: Tensor) -> Tensor:
+    """Prior paths driven by given standard-normal noise, in float64 (no new randomness).
+
+    ``s_0 = chol(Pinf) e_0``, ``s_n = A_n s_{n-1} + chol(Q_n + jitter) e_n`` (jitter as in
+    :func:`gpvae.gp._kalman.process_noise_factors`), ``f_n = H s_n``; channels of one state
+    dimension m use the first m noise entries. The recursion runs compiled on the CPU.
+
+    Args:
+        kernels: L kernels with a state-space form.
+        x_sorted: (B, N) sorted index points (padding already filled).
+        eps: (S, B, N, L, m_max) standard normal noise, m_max >= every state dimension.
+
+    Returns:
+        (S, B, N, L) float64 paths.
+    """
+    kernels = _check_kernels(kernels)
+    x64 = x_sorted.to(torch.float64)
+    groups = _groups(kernels, x64)
+    ops: Any = _compiled if _compiled.supports(x64) else _kalman
+    parts = []
+    for g in groups:
+        A, _, chol_q = g.matrices(ops)
+        m = g.Pinf.shape[-1]
+        e = eps[:, :, :, g.channels, :m].to(torch.float64).permute(2, 1, 3, 4, 0)  # (N,B,G,m,S)
+        state0 = _kalman._cholesky(g.Pinf, "stationary covariance Pinf") @ e[0]  # (B, G, m, S)
+        if ops is _compiled:
+            states = _compiled.linear_states(A, chol_q, state0, e[1:])
+        else:
+            states = _kalman._LinearRecursion.apply(A, state0, chol_q @ e[1:])
+        parts.append(g.observe(states))  # (N, B, G, S)
+    return _to_channels(parts, groups, dim=-2).permute(3, 1, 0, 2)  # (S, B, N, L)

@@ -22,6 +22,7 @@ from gpvae import settings
 from gpvae.gp.base import GPPosterior
 from gpvae.gp.dense import DenseGPPosterior
 from gpvae.gp.linalg import jittered_cholesky
+from gpvae.gp.markov import prior_paths
 from gpvae.gp.prior import GPPrior
 from gpvae.posteriors.base import SeriesSampler, filled_times
 from gpvae.rng import per_series_normal
@@ -109,38 +110,6 @@ def _dense_factors(
     return mean, scale
 
 
-def _prior_paths(prior: GPPrior, t: Tensor, eps: Tensor) -> Tensor:
-    """Prior draws f+ (S, B, N, L) of state-space kernels at sorted times t (B, N), driven by
-    eps (S, B, N, L, m_max): ``s_0 = chol(Pinf) e_0``, ``s_n = A_n s_{n-1} + chol(Q_n) e_n``.
-
-    Channels with the same state dimension m run together; float64 throughout.
-    """
-    dt = torch.diff(t, dim=1, prepend=t[:, :1]).to(torch.float64)  # (B, N)
-    kernels = prior.kernel_list
-    by_dim: dict[int, list[int]] = {}
-    for ch, k in enumerate(kernels):
-        by_dim.setdefault(k.state_dim, []).append(ch)
-    S, B, N, L, _ = eps.shape
-    f = eps.new_zeros((S, B, N, L), dtype=torch.float64)
-    for m, channels in by_dim.items():
-        trans = [kernels[c].transition(dt) for c in channels]
-        A = torch.stack([a for a, _ in trans], dim=2)  # (B, N, G, m, m)
-        Q = torch.stack([q for _, q in trans], dim=2)  # (B, N, G, m, m)
-        spaces = [kernels[c].state_space() for c in channels]
-        Pinf = torch.stack([sp.Pinf for sp in spaces]).to(torch.float64)  # (G, m, m)
-        H = torch.stack([sp.H[0] for sp in spaces]).to(torch.float64)  # (G, m)
-        jitter = torch.finfo(torch.float64).eps ** 0.75 * torch.diagonal(Pinf, dim1=-2, dim2=-1)
-        chol_q = torch.linalg.cholesky(Q + torch.diag_embed(jitter))  # (B, N, G, m, m)
-        chol_0 = torch.linalg.cholesky(Pinf)  # (G, m, m)
-        e = eps[:, :, :, channels, :m].to(torch.float64)  # (S, B, N, G, m)
-        s = (chol_0 @ e[:, :, 0, :, :, None])[..., 0]  # (S, B, G, m)
-        f[:, :, 0, channels] = (s * H).sum(-1)
-        for n in range(1, N):
-            s = (A[:, n] @ s[..., None])[..., 0] + (chol_q[:, n] @ e[:, :, n, :, :, None])[..., 0]
-            f[:, :, n, channels] = (s * H).sum(-1)  # (S, B, G)
-    return f.to(eps.dtype)
-
-
 def _markov_draws(
     gp: GPPosterior,
     prior: GPPrior,
@@ -157,7 +126,7 @@ def _markov_draws(
     m_max = max(k.state_dim for k in prior.kernel_list)
     noise = per_series_normal(generators, lengths, S, N, (L, m_max + 1), mean)
     t = filled_times(x, valid)  # (B, N)
-    f_plus = _prior_paths(prior, t, noise[..., :m_max])  # (S, B, N, L)
+    f_plus = prior_paths(prior.kernel_list, t, noise[..., :m_max]).to(mean.dtype)  # (S,B,N,L)
     inc = torch.isfinite(var) & valid[..., None]  # (B, N, L)
     sd = torch.where(inc, var, torch.ones_like(var)).sqrt()
     y_plus = f_plus + sd * noise[..., m_max]  # (S, B, N, L)
