@@ -321,10 +321,16 @@ def run_s2(args: argparse.Namespace) -> list[dict[str, Any]]:
         impl: _run(python, ["--part=s2", f"--impl=idle_{impl}"], args.timeout)
         for impl in (("gpvae", "pypots") if have_peer else ("gpvae",))
     }
+    old = json.loads(args.out.read_text()) if args.out.exists() else []
+    earlier = {r["T"]: r for r in old if r.get("part") == "s2" and "epoch_s" in r.get("pypots", {})}
     records = []
     for T in QUICK_S2_T if args.quick else args.s2_T:
         rec: dict[str, Any] = {"part": "s2", "T": T, "python": str(python), "load": _load()}
+        if T in args.s2_reuse_peer and T in earlier:  # PyPOTS's side, as measured before
+            rec["pypots"] = {**earlier[T]["pypots"], "reused_from": earlier[T].get("created")}
         for impl in ("gpvae", "pypots") if have_peer else ("gpvae",):
+            if impl in rec:
+                continue
             res = _run(python, ["--part=s2", f"--impl={impl}", f"--T={T}"], args.timeout)
             if "error" in res:
                 rec[impl] = {"error": res["error"]}
@@ -354,7 +360,7 @@ def run_s2(args: argparse.Namespace) -> list[dict[str, Any]]:
 
 def run_s3(args: argparse.Namespace) -> list[dict[str, Any]]:
     records = []
-    for T in QUICK_S3_T if args.quick else S3_T:
+    for T in QUICK_S3_T if args.quick else args.s3_T:
         repeats = 3 if T <= 100_000 else 1
         load = _load()
         res = _run(sys.executable, ["--part=s3", f"--T={T}", f"--repeats={repeats}"], args.timeout)
@@ -464,6 +470,8 @@ def render(records: list[dict[str, Any]]) -> str:
 
             ratio = format(r["time_ratio"], ".3f") if "time_ratio" in r else "-"
             load = r.get("load", ["-"])[0]
+            if "reused_from" in peer:  # the peer's time measured on another day
+                load = f"{load} (PyPOTS: {str(peer['reused_from'])[:10]})"
             lines.append(
                 f"| {r['T']} | {num(ours, 'epoch_s', '.2f')} | {num(peer, 'epoch_s', '.2f')} "
                 f"| {ratio} | {num(ours, 'peak_above_idle_mib', '.0f')} "
@@ -490,8 +498,8 @@ def render(records: list[dict[str, Any]]) -> str:
             steps = ", ".join(f"{v:.2f}" for v in summ.get("step_slopes", []))
             lines += [
                 "",
-                f"Least-squares log-log slope of step time from 1e3 to 1e6: "
-                f"**{summ['slope']:.2f}**; decade by decade: {steps}.",
+                f"Least-squares log-log slope of step time from {summ['T_range'][0]:g} to "
+                f"{summ['T_range'][1]:g}: **{summ['slope']:.2f}**; decade by decade: {steps}.",
             ]
         lines.append("")
     lines += [
@@ -502,6 +510,10 @@ def render(records: list[dict[str, Any]]) -> str:
         "environment of `benchmarks/setup_bench_env.sh`; `--part s1 s3` runs without it; "
         "`--doc-only` re-renders this section from the JSON).",
     ]
+    commands = dict.fromkeys(r["command"] for r in records if "command" in r)
+    if commands:
+        lines += ["", "The records above were made by:", ""]
+        lines += [f"- `{c}`" for c in commands]
     return "\n".join(lines)
 
 
@@ -531,6 +543,17 @@ def main(argv: list[str] | None = None) -> int:
         nargs="+",
         default=list(S2_T),
         help="S2 lengths to measure (records of other lengths are kept from the JSON)",
+    )
+    parser.add_argument(
+        "--s3-T", type=int, nargs="+", default=list(S3_T), help="S3 lengths to measure"
+    )
+    parser.add_argument(
+        "--s2-reuse-peer",
+        type=int,
+        nargs="*",
+        default=[],
+        help="S2 lengths whose PyPOTS epoch is taken from the JSON's earlier record instead of "
+        "re-run (the peer's code does not change with ours; marked in the record and table)",
     )
     parser.add_argument("--peer-python", default=str(PEER_PYTHON), help="python with pypots")
     parser.add_argument("--out", type=Path, default=RESULTS)
@@ -567,9 +590,13 @@ def main(argv: list[str] | None = None) -> int:
         if part in parts:
             new.extend(runners[part](args))
     machine = _machine()
+    command = (
+        "/work/bin/heavy --exclusive env OMP_NUM_THREADS=1 PYTHONPATH=src .venv/bin/python "
+        + " ".join(["benchmarks/speed.py", *(argv if argv is not None else sys.argv[1:])])
+    )
     stamp = time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime())
     for rec in new:
-        rec.update(machine=machine, created=stamp, quick=args.quick)
+        rec.update(machine=machine, created=stamp, quick=args.quick, command=command)
     records = kept + new
     args.out.parent.mkdir(parents=True, exist_ok=True)
     args.out.write_text(json.dumps(records, indent=2) + "\n")
