@@ -58,6 +58,7 @@ from gpvae.estimator.results import (
     ImputationResult,
 )
 from gpvae.estimator.sampling import latent_series, sample_series
+from gpvae.estimator.spatial_methods import SpatialMethods
 from gpvae.estimator.validation import hiding_args
 from gpvae.gp.prior import backend_names
 from gpvae.kernels import Kernel, kernel_key, kernel_spec
@@ -102,7 +103,7 @@ _ARGUMENTS = (
 )
 
 
-class GPVAE:
+class GPVAE(SpatialMethods):
     """Gaussian-process-prior VAE for multivariate series with gaps.
 
     Args:
@@ -235,6 +236,7 @@ class GPVAE:
         self.feature_names_: list[str] | None = None
         self.interval_scale_: np.ndarray | None = None
         self.device_: torch.device | None = None
+        self.spatial_ = None
 
     def __repr__(self) -> str:
         fitted = "fitted" if self.is_fitted else "not fitted"
@@ -349,6 +351,13 @@ class GPVAE:
         X_val_target: Any = None,
         resume: bool = False,
         sharded: bool = False,
+        id: Any = None,
+        time: Any = None,
+        coords: Sequence[Any] | None = None,
+        features: Sequence[Any] | None = None,
+        projection: str = "auto",
+        window: int = 48,
+        inducing: int | None = None,
     ) -> GPVAE:
         """Train on X (observed entries only), early-stopping on a held-out imputation MAE.
 
@@ -375,6 +384,9 @@ class GPVAE:
                 its part of a Parquet dataset, :func:`gpvae.data.parquet.read_shard`);
                 else every process passes all the series and takes its share of every
                 batch. Outside torchrun it changes nothing. See :mod:`gpvae.training.session`.
+            id, time, coords, features, projection, window, inducing: spatial data (X a long
+                DataFrame; latents are GPs over space x time): see
+                :mod:`gpvae.estimator.spatial` and :meth:`predict_sites`.
 
         Returns:
             self.
@@ -382,6 +394,8 @@ class GPVAE:
         Raises:
             GPVAEError: bad input (naming the argument); an already fitted model is kept.
         """
+        if coords is not None:
+            return self._fit_spatial(X, id, time, coords, features, projection, window, inducing)
         resume = bool_arg("resume", resume)
         if resume and self.checkpoint_dir is None:
             raise ValidationError(
@@ -451,6 +465,8 @@ class GPVAE:
         Returns:
             :class:`~gpvae.estimator.results.ImputationResult` in the input's form.
         """
+        if self.spatial_ is not None:  # a field: neighbours inform every gap
+            return self._impute_spatial(X, num_samples, quantiles)  # type: ignore[return-value]
         ctx = self._context("impute")
         return impute_series(ctx, X, times, num_samples, quantiles, return_samples)
 
@@ -554,6 +570,8 @@ class GPVAE:
         config["hidden"] = list(self.hidden)
         config["block_lengths"] = list(self.block_lengths)
         config["device"] = str(self.device)
+        if self.spatial_ is not None:
+            config["spatial"] = self.spatial_.to_json()
         if self.checkpoint_dir is not None:
             config["checkpoint_dir"] = str(self.checkpoint_dir)
         return config
@@ -597,11 +615,18 @@ class GPVAE:
                 valid estimator, or weights whose names or shapes do not match it.
         """
         saved = read_folder(path)
+        arguments = dict(saved.arguments)
+        spatial = arguments.pop("spatial", None)
         try:
-            est = cls(**{**saved.arguments, "device": device})
-            model = est._build_model(saved.num_features)
+            est = cls(**{**arguments, "device": device})
+            if spatial is not None:
+                model = est._spatial_model(spatial, saved.num_features)
+            else:
+                model = est._build_model(saved.num_features)
         except GPVAEError as err:
             raise ModelFileError(f"config.json: does not describe a GPVAE ({err})") from None
+        except (KeyError, ValueError) as err:
+            raise ModelFileError(f"config.json: malformed spatial entry ({err!r})") from None
         except TypeError as err:  # unknown or missing constructor arguments
             raise ModelFileError(
                 f"config.json: expected the estimator's arguments, found error {err!r}"

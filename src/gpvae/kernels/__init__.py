@@ -20,6 +20,7 @@ from gpvae.kernels.registry import (
     kernel_spec,
     register_kernel,
 )
+from gpvae.kernels.spacetime import SpaceTime
 from gpvae.kernels.stationary import (
     RBF,
     Cauchy,
@@ -40,6 +41,7 @@ __all__ = [
     "Positive",
     "Product",
     "RationalQuadratic",
+    "SpaceTime",
     "StateSpace",
     "Stationary",
     "Sum",

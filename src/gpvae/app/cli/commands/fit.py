@@ -32,7 +32,7 @@ from gpvae.kernels import kernel_key, kernel_names
 from gpvae.likelihoods import likelihood_key, likelihood_names
 from gpvae.nets.registry import encoder_key, encoder_names
 
-__all__ = ["THRESHOLD_QUANTILE", "fit", "training_series"]
+__all__ = ["THRESHOLD_QUANTILE", "fit", "fit_spatial", "training_series"]
 
 #: The quantile of the training data's step scores stored as ``detect``'s default threshold.
 THRESHOLD_QUANTILE = 0.99
@@ -116,6 +116,19 @@ THRESHOLD_QUANTILE = 0.99
     show_default=True,
     help="Rescale the imputation intervals per feature to cover held-out entries.",
 )
+@click.option(
+    "--coord-cols",
+    default=None,
+    help="Two coordinate columns (e.g. lat,lon in degrees, or x,y in km): spatial data, one "
+    "site per --id-col; the latents become GPs over space x time (see predict-sites).",
+)
+@click.option(
+    "--inducing",
+    default=None,
+    type=int,
+    callback=positive_int,
+    help="With --coord-cols: this many learnable inducing sites (the sparse backend).",
+)
 @click.option("--seed", default=0, show_default=True, type=click.IntRange(min=0))
 @click.option(
     "--resume", is_flag=True, help="Continue an interrupted fit from MODEL_DIR's checkpoint."
@@ -144,6 +157,8 @@ def fit(
     patience: int,
     window: int | None,
     calibrate: bool,
+    coord_cols: str | None,
+    inducing: int | None,
     seed: int,
     resume: bool,
     quiet: bool,
@@ -178,6 +193,17 @@ def fit(
     run = shards.job()
     source = shards.read_input(data, id_col, run, share=False)
     frame = source.frame
+    if coord_cols is not None:
+        if run.world > 1:
+            raise shards.everywhere(
+                CLIError(
+                    f"--coord-cols: expected one process (spatial fits do not run under "
+                    f"torchrun), found {run.world}"
+                ),
+                run,
+            )
+        fit_spatial(model, frame, out, time_col, id_col, coord_cols, features, window, inducing)
+        return
     with run.together():
         spec = spec_from_fit(frame, time_col, id_col, features)
         series = series_set(frame, spec, "DATA")
@@ -232,6 +258,48 @@ def fit(
         f"fitted on {n_series} series, {series.num_features} features "
         f"({', '.join(spec.features)}){last}{processes}; wrote {out}"
     )
+
+
+def fit_spatial(
+    model: object,
+    frame: object,
+    out: Path,
+    time_col: str,
+    id_col: str | None,
+    coord_cols: str,
+    features: str | None,
+    window: int | None,
+    inducing: int | None,
+) -> None:
+    """``fit --coord-cols``: a spatial model written to MODEL_DIR/model."""
+    coords = [c.strip() for c in coord_cols.split(",")]
+    if len(coords) != 2 or not all(coords):
+        raise CLIError(
+            f"--coord-cols: expected two column names such as lat,lon, found {coord_cols!r}"
+        )
+    if id_col is None:
+        raise CLIError("--id-col: expected the site id column with --coord-cols, found none")
+    feats = None if features is None else [f.strip() for f in features.split(",")]
+    names = {
+        "coords": "--coord-cols",
+        "id": "--id-col",
+        "time": "--time-col",
+        "features": "--features",
+        "window": "--window",
+    }
+    with as_cli("DATA", names):
+        model.fit(  # type: ignore[attr-defined]
+            frame,
+            id=id_col,
+            time=time_col,
+            coords=coords,
+            features=feats,
+            window=window or 48,
+            inducing=inducing,
+        )
+    out.mkdir(parents=True, exist_ok=True)
+    model.save(out / MODEL_SUBDIR)  # type: ignore[attr-defined]
+    info(f"fitted a spatial model on {len(model.spatial_.train_xy)} sites; wrote {out}")  # type: ignore[attr-defined]
 
 
 def training_series(
