@@ -19,6 +19,7 @@ from gpvae.estimator.spatial import (
     impute_field,
     predict_sites,
 )
+from gpvae.training import distributed
 
 __all__ = ["SpatialMethods"]
 
@@ -39,6 +40,11 @@ class SpatialMethods:
         window: int,
         inducing: int | None,
     ) -> Any:
+        if distributed.launched():
+            raise ValidationError(
+                "coords: expected one process (spatial fits do not run under torchrun), "
+                "found a distributed job"
+            )
         if not isinstance(X, pd.DataFrame):
             raise ValidationError(
                 f"X: expected a long pandas DataFrame (site id, time, coordinates, features) "
