@@ -25,6 +25,7 @@ Usage::
 
     /work/bin/heavy --exclusive .venv/bin/python benchmarks/distributed.py \\
         [--data-dir ../shared/data] [--epochs 3] [--batch-sizes 32 256]
+        [--runs one threads2 all own]
         [--out benchmarks/results/distributed.json]
     .venv/bin/python benchmarks/distributed.py --doc-only   # the docs table from the JSON
 """
@@ -48,9 +49,12 @@ ROOT = Path(__file__).resolve().parents[1]
 RESULTS = ROOT / "benchmarks" / "results" / "distributed.json"
 DOCS = ROOT / "docs" / "benchmarks.md"
 BEGIN, END = "<!-- distributed-table -->", "<!-- /distributed-table -->"
+#: --runs keys, in the order of the runs: 1 process, 1 process with 2 threads, 2 processes
+#: holding all series, 2 processes holding their own series.
+RUN_KEYS = ("one", "threads2", "all", "own")
 COMMAND = (
     "/work/bin/heavy --exclusive .venv/bin/python benchmarks/distributed.py "
-    "--data-dir ../shared/data --epochs {epochs} --batch-sizes {batches}"
+    "--data-dir ../shared/data --epochs {epochs} --batch-sizes {batches} --runs {runs}"
 )
 
 
@@ -143,7 +147,10 @@ def run(name: str, cmd: list[str], threads: int, timeout: float) -> dict[str, An
     """Run one measurement; its per-process records and summary."""
     env = {**os.environ, "OMP_NUM_THREADS": str(threads), "PYTHONWARNINGS": "ignore"}
     t0 = time.perf_counter()
-    proc = subprocess.run(cmd, capture_output=True, text=True, env=env, timeout=timeout)
+    try:
+        proc = subprocess.run(cmd, capture_output=True, text=True, env=env, timeout=timeout)
+    except subprocess.TimeoutExpired:
+        return {"name": name, "error": f"timed out after {timeout:.0f} s", "wall_s": timeout}
     wall = time.perf_counter() - t0
     lines = [ln for ln in proc.stdout.splitlines() if ln.startswith("RESULT ")]
     if proc.returncode != 0 or not lines:
@@ -209,7 +216,9 @@ def render(result: dict[str, Any]) -> str:
             "round-off).",
         ]
     batches = " ".join(str(b) for b in result["batch_sizes"])
-    lines += ["", f"Command: `{COMMAND.format(epochs=result['epochs'], batches=batches)}`"]
+    keys = " ".join(result.get("runs_selected", RUN_KEYS))
+    cmd = COMMAND.format(epochs=result["epochs"], batches=batches, runs=keys)
+    lines += ["", f"Command: `{cmd}`"]
     return "\n".join(lines)
 
 
@@ -241,6 +250,9 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--doc-only", action="store_true", help="only rewrite the docs table")
     parser.add_argument("--timeout", type=float, default=3600.0)
     parser.add_argument("--series", type=int, default=None, help="first N stays (smoke run)")
+    parser.add_argument(
+        "--runs", nargs="+", choices=RUN_KEYS, default=list(RUN_KEYS), help="runs to measure"
+    )
     parser.add_argument("--worker", action="store_true", help=argparse.SUPPRESS)
     parser.add_argument("--folder", default=None, help=argparse.SUPPRESS)
     parser.add_argument("--mode", default="all", help=argparse.SUPPRESS)
@@ -277,6 +289,7 @@ def main(argv: list[str] | None = None) -> int:
                 ("2 processes (all series)", [*torchrun, *me[1:], "--mode", "all"], 1),
                 ("2 processes (own series)", [*torchrun, *me[1:], "--mode", "sharded"], 1),
             ]
+            plan = [p for p, key in zip(plan, RUN_KEYS) if key in args.runs]
             for name, cmd, threads in plan:
                 print(f"[distributed] batch {batch}: {name} ...", flush=True)
                 runs.append({"batch_size": batch, **run(name, cmd, threads, args.timeout)})
@@ -289,6 +302,8 @@ def main(argv: list[str] | None = None) -> int:
         "data": {"name": "physionet2012 set-a", **data},
         "epochs": args.epochs,
         "batch_sizes": args.batch_sizes,
+        "runs_selected": list(args.runs),
+        "command": " ".join([Path(sys.executable).name, *sys.argv]),
         "machine": {
             "cpus": os.cpu_count(),
             "python": platform.python_version(),
