@@ -17,6 +17,9 @@ __all__ = [
     "MAX_JITTER_RETRIES",
     "PARALLEL_MAX_CHAINS",
     "PARALLEL_MIN_POINTS",
+    "PERIODIC_HARMONICS",
+    "PERIODIC_LENGTHSCALE",
+    "QUASI_PERIODIC_DECAY",
     "SAMPLE_CHUNK",
 ]
 
@@ -59,6 +62,16 @@ CHECKPOINT_MIN_POINTS = 50_000
 #: the training data's median time step). Kernel classes built directly keep their own
 #: documented default.
 DEFAULT_LENGTHSCALE = 3.0
+#: Harmonics J of a state-space periodic kernel (:class:`gpvae.kernels.HarmonicPeriodic`):
+#: state dimension 2J + 1; the truncation error is tabulated in :mod:`gpvae.kernels.periodic`.
+PERIODIC_HARMONICS = 7
+#: Initial lengthscale of a periodic kernel given by name (relative to its period, so it is
+#: not in time steps like :data:`DEFAULT_LENGTHSCALE`).
+PERIODIC_LENGTHSCALE = 1.0
+#: In a product of a periodic kernel with a Matern kernel given by name (quasi-periodic,
+#: ``"periodic*matern32"``), the Matern lengthscale starts at this many periods: the season's
+#: shape drifts over a few periods.
+QUASI_PERIODIC_DECAY = 4.0
 #: Monte Carlo draws are made in chunks of this many samples (bounds memory; a constant, so
 #: that every series consumes its generator the same way whatever the batch).
 SAMPLE_CHUNK = 32
