@@ -328,12 +328,11 @@ def build_kernel(
                 kwargs["lengthscale"] = (
                     settings.QUASI_PERIODIC_DECAY * max(term_periods) if term_periods else ell
                 )
+            if not factors and len(terms) > 1 and isinstance(entry.factory, type):
+                kwargs["variance"] = 1.0 / len(terms)  # every built-in class takes it
             k = _build_factor(f, kwargs)
-            if "variance" in _raw_names(k):
-                if factors:
-                    k.freeze("variance")
-                elif len(terms) > 1:
-                    k.variance = 1.0 / len(terms)
+            if factors and "variance" in _raw_names(k):
+                k.freeze("variance")
             if entry.periodic and not learn_period:
                 k.freeze("period")
             factors.append(k)
