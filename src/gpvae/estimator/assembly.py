@@ -18,7 +18,7 @@ from torch import nn
 from gpvae.arguments import int_arg
 from gpvae.errors import InputTypeError, ValidationError, invalid
 from gpvae.gp.prior import GPPrior
-from gpvae.kernels import Kernel, build_kernel, has_state_space
+from gpvae.kernels import Kernel, build_kernel, has_state_space, num_periods
 from gpvae.likelihoods import get_likelihood
 from gpvae.model import GPVAEModel
 from gpvae.nets.registry import build_decoder, build_encoder
@@ -48,6 +48,8 @@ class ModelSpec:
     hidden: tuple[int, ...]
     beta: float
     lengthscale: float | None
+    periods: list[float] | None = None
+    learn_period: bool = True
 
 
 def check_parts(kernel: str | Kernel, backend: str, posterior: str, encoder: object) -> None:
@@ -92,7 +94,10 @@ def build_model(spec: ModelSpec, num_features: int) -> GPVAEModel:
         dec = build_decoder(
             spec.decoder, spec.latent_dim, num_features, spec.hidden, lik.num_params
         )
-    kernel = build_kernel(spec.kernel, spec.lengthscale)
+    periods = spec.periods
+    if periods is None and num_periods(spec.kernel):  # placeholders for loaded weights
+        periods = [1.0] * num_periods(spec.kernel)
+    kernel = build_kernel(spec.kernel, spec.lengthscale, periods, spec.learn_period)
     prior = GPPrior(kernel, spec.latent_dim, backend=spec.backend)
     return GPVAEModel(enc, family, prior, dec, lik, beta=spec.beta)
 

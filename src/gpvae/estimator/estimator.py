@@ -28,6 +28,7 @@ import numpy as np
 import torch
 from torch import nn
 
+from gpvae import settings
 from gpvae.arguments import bool_arg, check_name, float_arg, int_arg
 from gpvae.data import Scaler
 from gpvae.data.output import unpad
@@ -48,9 +49,11 @@ from gpvae.estimator.assembly import (
     hidden_arg,
     resolve_device,
 )
+from gpvae.estimator.backtest import BacktestResult, backtest
 from gpvae.estimator.calibration import calibrate_intervals
 from gpvae.estimator.context import PredictContext
-from gpvae.estimator.fitting import fit_data
+from gpvae.estimator.fitting import fit_data, windowed
+from gpvae.estimator.forecast_calibration import calibrate_forecasts
 from gpvae.estimator.forecasting import forecast_series
 from gpvae.estimator.imputation import impute_series
 from gpvae.estimator.modelfile import load_weights, read_folder, write_folder
@@ -60,6 +63,7 @@ from gpvae.estimator.results import (
     ImputationResult,
     times_1d,
 )
+from gpvae.estimator.seasonality import PeriodArg, check_period, resolve_periods
 from gpvae.gp.prior import backend_names
 from gpvae.kernels import Kernel, kernel_key, kernel_spec
 from gpvae.likelihoods import likelihood_key
@@ -91,6 +95,10 @@ _ARGUMENTS = (
     "calibrate",
     "num_samples",
     "lengthscale",
+    "period",
+    "kernel_lr",
+    "window",
+    "forecast_horizon",
     "device",
     "seed",
     "progress",
@@ -137,6 +145,20 @@ class GPVAE:
         num_samples: Monte Carlo samples of z per series in the training ELBO.
         lengthscale: initial kernel lengthscale in time steps for named kernels (None:
             :data:`gpvae.settings.DEFAULT_LENGTHSCALE`).
+        period: the period of each periodic factor of a kernel name (``"periodic"``,
+            ``"matern32+periodic"``, ``"periodic*matern32"``): a number in the data's time
+            units, a duration or calendar string (``"24h"``, ``"365.25D"``, ``"12MS"``), or
+            one per periodic factor; fixed in training. None: found in the data's spectrum
+            and learned (:mod:`gpvae.estimator.seasonality`).
+        kernel_lr: learning rate of the kernel hyper-parameters (None:
+            :data:`gpvae.settings.KERNEL_LR_FACTOR` times ``lr``).
+        window: train on overlapping windows of this many steps of each series (half
+            overlapping), which gives a long series many optimiser steps per epoch; None:
+            whole series. Predictions always condition on the whole series given.
+        forecast_horizon: calibrate the forecast intervals for this many steps ahead after
+            fit, by rolling-origin forecasts inside the training data, per feature and
+            horizon band (:mod:`gpvae.estimator.forecast_calibration`); None: no forecast
+            calibration.
         device: ``"auto"`` (cuda, then mps, then cpu) or a torch device.
         seed: seed of every random draw (initial weights, batches, samples).
         progress: show a tqdm progress bar during fit.
@@ -173,6 +195,10 @@ class GPVAE:
         calibrate: bool = True,
         num_samples: int = 1,
         lengthscale: float | None = None,
+        period: PeriodArg = None,
+        kernel_lr: float | None = None,
+        window: int | None = None,
+        forecast_horizon: int | None = None,
         device: str | torch.device = "auto",
         seed: int = 0,
         progress: bool = True,
@@ -200,6 +226,12 @@ class GPVAE:
         self.calibrate = bool_arg("calibrate", calibrate)
         self.num_samples = int_arg("num_samples", num_samples)
         self.lengthscale = None if lengthscale is None else float_arg("lengthscale", lengthscale)
+        self.period = check_period(period, self.kernel)
+        self.kernel_lr = None if kernel_lr is None else float_arg("kernel_lr", kernel_lr)
+        self.window = None if window is None else int_arg("window", window, minimum=2)
+        self.forecast_horizon = (
+            None if forecast_horizon is None else int_arg("forecast_horizon", forecast_horizon)
+        )
         self.device = check_device(device)
         self.seed = int_arg("seed", seed, minimum=0)
         if not isinstance(progress, bool):
@@ -218,6 +250,8 @@ class GPVAE:
         self.num_features_: int | None = None
         self.feature_names_: list[str] | None = None
         self.interval_scale_: np.ndarray | None = None
+        #: (bands, D) forecast spread factors per horizon band (None: not calibrated).
+        self.forecast_scale_: np.ndarray | None = None
         self.device_: torch.device | None = None
 
     def __repr__(self) -> str:
@@ -244,8 +278,11 @@ class GPVAE:
 
     # ------------------------------------------------------------------ helpers
 
-    def _build_model(self, num_features: int) -> GPVAEModel:
-        """A fresh model with initial weights fixed by ``seed`` (global RNG untouched)."""
+    def _build_model(
+        self, num_features: int, periods: list[float] | None = None, learn_period: bool = True
+    ) -> GPVAEModel:
+        """A fresh model with initial weights fixed by ``seed`` (global RNG untouched);
+        ``periods`` in time steps (None: placeholders, for weights loaded afterwards)."""
         spec = ModelSpec(
             latent_dim=self.latent_dim,
             kernel=self.kernel,
@@ -257,6 +294,8 @@ class GPVAE:
             hidden=self.hidden,
             beta=self.beta,
             lengthscale=self.lengthscale,
+            periods=periods,
+            learn_period=learn_period,
         )
         with torch.random.fork_rng(devices=[]):
             torch.manual_seed(self.seed)
@@ -266,6 +305,9 @@ class GPVAE:
         train = TrainConfig(
             epochs=self.epochs,
             lr=self.lr,
+            kernel_lr=settings.KERNEL_LR_FACTOR * self.lr
+            if self.kernel_lr is None
+            else self.kernel_lr,
             optimizer=self.optimizer,
             patience=self.patience,
             num_samples=self.num_samples,
@@ -316,6 +358,8 @@ class GPVAE:
             seed=self.seed,
             interval_scale=np.ones(scaler.num_features) if scale is None else scale,
             posterior=self.posterior,
+            forecast_scale=self.forecast_scale_,
+            forecast_horizon=self.forecast_horizon or 1,
         )
 
     # ------------------------------------------------------------------ fit
@@ -358,10 +402,12 @@ class GPVAE:
                 "found checkpoint_dir=None"
             )
         binary = self.likelihood == "bernoulli"  # 0/1 values are modelled as they are
-        train_set, val_set, scaler = fit_data(X, times, X_val, times_val, binary=binary)
+        full_set, val_set, scaler = fit_data(X, times, X_val, times_val, binary=binary)
+        train_set = full_set if self.window is None else windowed(full_set, self.window)
         D = train_set.num_features
         device = resolve_device(self.device)
-        model = self._build_model(D).to(device)
+        periods, learn = resolve_periods(self.kernel, self.period, full_set, scaler)
+        model = self._build_model(D, periods, learn).to(device)
         session = FitSession(self._session_config(), model, scaler, device, train_set, val_set)
         state = session.run(resume)
         scale = np.ones(D)
@@ -371,11 +417,17 @@ class GPVAE:
                 model, scaler, device, self.batch_size, self.seed, scale, self.posterior
             )
             scale = calibrate_intervals(ctx, session.val_input, session.val_target)
+        self.forecast_scale_ = None
+        if self.forecast_horizon is not None and self.posterior == "structured":
+            ctx = PredictContext(
+                model, scaler, device, self.batch_size, self.seed, scale, self.posterior
+            )
+            self.forecast_scale_ = calibrate_forecasts(ctx, full_set, self.forecast_horizon)
         self._set_fitted(
             model,
             scaler,
             device,
-            feature_names=list(train_set.feature_names),
+            feature_names=list(full_set.feature_names),
             interval_scale=scale,
             history=state.history,
         )
@@ -424,6 +476,7 @@ class GPVAE:
         future_times: Any = None,
         num_samples: int = 100,
         quantiles: Sequence[float] = (0.05, 0.95),
+        return_samples: bool = False,
     ) -> ForecastResult:
         """Predict every series at future times, with intervals.
 
@@ -439,12 +492,23 @@ class GPVAE:
                 list of n (H,) arrays, in the input's time units.
             num_samples: S draws.
             quantiles: (lower, upper) probabilities.
+            return_samples: also return the S joint sample paths (S, n, H, D).
 
         Returns:
-            :class:`~gpvae.estimator.results.ForecastResult` with (n, H, D) arrays.
+            :class:`~gpvae.estimator.results.ForecastResult` with (n, H, D) arrays; its
+            ``times`` in the input's time type (dates in, dates out; calendar frequencies
+            such as month starts kept).
         """
         ctx = self._context("forecast")
-        return forecast_series(ctx, X, times, horizon, future_times, num_samples, quantiles)
+        return forecast_series(
+            ctx, X, times, horizon, future_times, num_samples, quantiles, return_samples
+        )
+
+    def backtest(self, X: Any, times: Any = None, **kwargs: Any) -> BacktestResult:
+        """Rolling-origin backtest of this configuration on X (this estimator is not
+        changed): :func:`gpvae.estimator.backtest.backtest` (``horizon``, ``num_origins``,
+        ``step``, ``season``, ``refit``, ``num_samples``)."""
+        return backtest(self, X, times, **kwargs)
 
     # ------------------------------------------------------------------ sample, latent
 

@@ -7,9 +7,10 @@ from typing import Any
 import numpy as np
 
 from gpvae.data import Scaler, SeriesSet, to_series_set
+from gpvae.data.windows import cut_windows
 from gpvae.errors import ValidationError
 
-__all__ = ["fit_data"]
+__all__ = ["fit_data", "windowed"]
 
 
 def _check_unit_interval(data: SeriesSet, name: str) -> None:
@@ -55,3 +56,11 @@ def fit_data(
         scaler.check(val_set, "X_val")
         scaler.check_range(val_set, "X_val", "times_val")
     return train_set, val_set, scaler
+
+
+def windowed(data: SeriesSet, window: int) -> SeriesSet:
+    """The series cut into half-overlapping windows of ``window`` steps (windows with
+    nothing observed left out; :func:`gpvae.data.windows.cut_windows`), as a ragged set in
+    the same time units."""
+    values, times = cut_windows(data.values, data.times, window)
+    return to_series_set(list(values), list(times))

@@ -224,7 +224,7 @@ class FitSession:
             self.model.load_state_dict(model_state)
             if meta.get("has_best"):
                 self.best = {k: v.to(self.device) for k, v in part("best/").items()}
-            optimizer = make_optimizer(self.model.parameters(), self.config.train)
+            optimizer = make_optimizer(self.model, self.config.train)
             optimizer.load_state_dict(unflatten_state(tensors, meta["optimizer"]))
             self.generator.set_state(tensors["rng/elbo"])
             history = [

@@ -24,14 +24,12 @@ from gpvae.app.cli.options import (
     positive_int,
 )
 from gpvae.app.cli.tables import read_table
-from gpvae.data import SeriesSet
-from gpvae.data.windows import cut_windows
 from gpvae.estimator.anomaly import quantile_threshold
 from gpvae.kernels import kernel_key, kernel_names
 from gpvae.likelihoods import likelihood_key, likelihood_names
 from gpvae.nets.registry import encoder_key, encoder_names
 
-__all__ = ["THRESHOLD_QUANTILE", "fit", "training_series"]
+__all__ = ["THRESHOLD_QUANTILE", "fit"]
 
 #: The quantile of the training data's step scores stored as ``detect``'s default threshold.
 THRESHOLD_QUANTILE = 0.99
@@ -61,7 +59,24 @@ THRESHOLD_QUANTILE = 0.99
     default="matern32",
     show_default=True,
     type=RegistryChoice(kernel_names(), kernel_key),
-    help="GP kernel of every latent channel.",
+    help="GP kernel of every latent channel; '+' adds kernels and '*' multiplies them "
+    "(e.g. matern32+periodic, periodic*matern32).",
+)
+@click.option(
+    "--period",
+    "periods",
+    multiple=True,
+    help="Period of the periodic kernel(s), in the time column's units or as a duration or "
+    "calendar offset (24h, 365.25D, 12MS); repeat once per periodic factor. Fixed in "
+    "training. Default: found in the data's spectrum and learned.",
+)
+@click.option(
+    "--forecast-horizon",
+    default=None,
+    type=int,
+    callback=positive_int,
+    help="Calibrate the forecast intervals for this many steps ahead (rolling origins "
+    "inside the training data).",
 )
 @click.option(
     "--lengthscale",
@@ -134,6 +149,8 @@ def fit(
     epochs: int,
     latent_dim: int,
     kernel: str,
+    periods: tuple[str, ...],
+    forecast_horizon: int | None,
     lengthscale: float | None,
     encoder: str,
     likelihood: str,
@@ -165,6 +182,9 @@ def fit(
         likelihood=likelihood,
         hidden=hidden,
         lengthscale=lengthscale,
+        period=_periods(periods),
+        window=window,
+        forecast_horizon=forecast_horizon,
         epochs=epochs,
         lr=lr,
         batch_size=batch_size,
@@ -185,9 +205,8 @@ def fit(
             )
     record_times(spec, frame, series)
     out.mkdir(parents=True, exist_ok=True)
-    train_values, train_times = training_series(series, window)
-    with as_cli("DATA", {"encoder": "--encoder"}):  # e.g. 'cnn' on non-square frames
-        model.fit(train_values, train_times, resume=resume)
+    with as_cli("DATA", {"encoder": "--encoder", "period": "--period"}):
+        model.fit(series, resume=resume)  # 'cnn' on non-square frames fails here
         res = model.anomaly_scores(list(series.values), list(series.times), num_samples=50)
     spec.threshold_quantile = THRESHOLD_QUANTILE
     spec.threshold = quantile_threshold(res.step, THRESHOLD_QUANTILE)
@@ -202,16 +221,14 @@ def fit(
     )
 
 
-def training_series(
-    series: SeriesSet, window: int | None
-) -> tuple[list[np.ndarray], list[np.ndarray]]:
-    """The training series: as given, or cut into half-overlapping windows of ``window``
-    steps (windows with nothing observed left out; see :func:`gpvae.data.windows.cut_windows`).
-    """
-    values = [np.asarray(v) for v in series.values]
-    times = [np.asarray(t) for t in series.times]
-    if window is None:
-        return values, times
-    if window < 2:
-        raise CLIError(f"--window: expected at least 2 steps, found {window}")
-    return cut_windows(values, times, window, skip_empty=True)
+def _periods(values: tuple[str, ...]) -> list[float | str] | None:
+    """--period values: numbers where they parse as numbers, strings otherwise."""
+    if not values:
+        return None
+    out: list[float | str] = []
+    for v in values:
+        try:
+            out.append(float(v))
+        except ValueError:
+            out.append(v)
+    return out
