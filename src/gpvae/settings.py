@@ -22,6 +22,7 @@ __all__ = [
     "PERIODIC_LENGTHSCALE",
     "QUASI_PERIODIC_DECAY",
     "SAMPLE_CHUNK",
+    "TREND_SPAN_FRACTION",
 ]
 
 # ---------------------------------------------------------------- jitter
@@ -76,6 +77,9 @@ PERIODIC_LENGTHSCALE = 1.0
 #: ``"periodic*matern32"``), the Matern lengthscale starts at this many periods: the season's
 #: shape drifts over a few periods.
 QUASI_PERIODIC_DECAY = 4.0
+#: A ``trend`` kernel given by name starts with this fraction of the training span (in time
+#: steps) as its lengthscale, so that forecasts keep the recent level and slope.
+TREND_SPAN_FRACTION = 0.25
 #: Monte Carlo draws are made in chunks of this many samples (bounds memory; a constant, so
 #: that every series consumes its generator the same way whatever the batch).
 SAMPLE_CHUNK = 32

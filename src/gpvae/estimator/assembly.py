@@ -50,6 +50,7 @@ class ModelSpec:
     lengthscale: float | None
     periods: list[float] | None = None
     learn_period: bool = True
+    span: float | None = None
 
 
 def check_parts(kernel: str | Kernel, backend: str, posterior: str, encoder: object) -> None:
@@ -97,7 +98,7 @@ def build_model(spec: ModelSpec, num_features: int) -> GPVAEModel:
     periods = spec.periods
     if periods is None and num_periods(spec.kernel):  # placeholders for loaded weights
         periods = [1.0] * num_periods(spec.kernel)
-    kernel = build_kernel(spec.kernel, spec.lengthscale, periods, spec.learn_period)
+    kernel = build_kernel(spec.kernel, spec.lengthscale, periods, spec.learn_period, spec.span)
     prior = GPPrior(kernel, spec.latent_dim, backend=spec.backend)
     return GPVAEModel(enc, family, prior, dec, lik, beta=spec.beta)
 

@@ -22,6 +22,7 @@ from __future__ import annotations
 
 import os
 from collections.abc import Sequence
+from dataclasses import replace
 from typing import Any
 
 import numpy as np
@@ -279,7 +280,11 @@ class GPVAE:
     # ------------------------------------------------------------------ helpers
 
     def _build_model(
-        self, num_features: int, periods: list[float] | None = None, learn_period: bool = True
+        self,
+        num_features: int,
+        periods: list[float] | None = None,
+        learn_period: bool = True,
+        span: float | None = None,
     ) -> GPVAEModel:
         """A fresh model with initial weights fixed by ``seed`` (global RNG untouched);
         ``periods`` in time steps (None: placeholders, for weights loaded afterwards)."""
@@ -296,6 +301,7 @@ class GPVAE:
             lengthscale=self.lengthscale,
             periods=periods,
             learn_period=learn_period,
+            span=span,
         )
         with torch.random.fork_rng(devices=[]):
             torch.manual_seed(self.seed)
@@ -407,7 +413,8 @@ class GPVAE:
         D = train_set.num_features
         device = resolve_device(self.device)
         periods, learn = resolve_periods(self.kernel, self.period, full_set, scaler)
-        model = self._build_model(D, periods, learn).to(device)
+        span = max(float(t[-1] - t[0]) for t in full_set.times) / scaler.time_step_
+        model = self._build_model(D, periods, learn, span).to(device)
         session = FitSession(self._session_config(), model, scaler, device, train_set, val_set)
         state = session.run(resume)
         scale = np.ones(D)
@@ -503,6 +510,17 @@ class GPVAE:
         return forecast_series(
             ctx, X, times, horizon, future_times, num_samples, quantiles, return_samples
         )
+
+    def calibrate_forecast(self, X: Any, times: Any = None, *, horizon: int) -> GPVAE:
+        """(Re)calibrate the forecast intervals on series X for ``horizon`` steps ahead, by
+        rolling-origin forecasts inside X (:mod:`gpvae.estimator.forecast_calibration`);
+        ``fit(..., forecast_horizon=H)`` does this on the training data. Returns self."""
+        H = int_arg("horizon", horizon)
+        ctx = self._context("calibrate_forecast")
+        ss, _ = ctx.input(X, times)
+        self.forecast_scale_ = calibrate_forecasts(replace(ctx, forecast_scale=None), ss, H)
+        self.forecast_horizon = H
+        return self
 
     def backtest(self, X: Any, times: Any = None, **kwargs: Any) -> BacktestResult:
         """Rolling-origin backtest of this configuration on X (this estimator is not

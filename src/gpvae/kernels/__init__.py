@@ -31,6 +31,7 @@ from gpvae.kernels.stationary import (
     RationalQuadratic,
     Stationary,
 )
+from gpvae.kernels.trend import Trend
 from gpvae.kernels.white import White
 
 __all__ = [
@@ -48,6 +49,7 @@ __all__ = [
     "StateSpace",
     "Stationary",
     "Sum",
+    "Trend",
     "White",
     "available_kernels",
     "build_kernel",

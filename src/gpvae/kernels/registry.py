@@ -5,6 +5,7 @@ case-insensitive; ``-`` and ``_`` are interchangeable. Built-in names (aliases i
 ``rbf`` (``se``), ``matern12`` (``exponential``), ``matern32``, ``matern52``, ``cauchy``,
 ``rq`` (``rational_quadratic``), ``periodic`` (the state-space sum of resonators,
 :class:`~gpvae.kernels.HarmonicPeriodic`), ``periodic_exact`` (MacKay's kernel, dense only),
+``trend`` (a long-range Matern-5/2 kernel that forecasts keep, :class:`~gpvae.kernels.Trend`),
 ``white``. :func:`register_kernel` adds more.
 
 **Composite names.** ``+`` adds kernels and ``*`` multiplies them (``*`` binds tighter), so
@@ -41,6 +42,7 @@ from gpvae.kernels.base import Kernel, Product, Sum
 from gpvae.kernels.matern import Matern12, Matern32, Matern52
 from gpvae.kernels.periodic import HarmonicPeriodic
 from gpvae.kernels.stationary import RBF, Cauchy, Periodic, RationalQuadratic
+from gpvae.kernels.trend import Trend
 from gpvae.kernels.white import White
 
 __all__ = [
@@ -97,6 +99,7 @@ _REGISTRY: dict[str, KernelEntry] = {
     "rq": _builtin(RationalQuadratic, False),
     "periodic": _builtin(HarmonicPeriodic, True, periodic=True),
     "periodic_exact": _builtin(Periodic, False, periodic=True),
+    "trend": _builtin(Trend, True),
     "white": _builtin(White, False, lengthscale=False),
 }
 for _alias, _name in (("se", "rbf"), ("exponential", "matern12"), ("rational_quadratic", "rq")):
@@ -285,6 +288,7 @@ def build_kernel(
     lengthscale: float | None = None,
     period: float | Sequence[float] | None = None,
     learn_period: bool = True,
+    span: float | None = None,
 ) -> Kernel:
     """The estimator's kernel, for standardised times (one unit = one median time step).
 
@@ -302,6 +306,9 @@ def build_kernel(
         period: the period of every periodic factor, or one per periodic factor in the
             order of the name, in time steps; needed when the name has a periodic factor.
         learn_period: learn the periods (else they stay fixed).
+        span: the training data's time span in time steps; a ``trend`` factor's lengthscale
+            starts at :data:`gpvae.settings.TREND_SPAN_FRACTION` of it (None: at
+            ``lengthscale``).
 
     Raises:
         ValidationError: naming ``period`` when it is missing, or has the wrong number of
@@ -328,6 +335,8 @@ def build_kernel(
                 kwargs["lengthscale"] = (
                     settings.QUASI_PERIODIC_DECAY * max(term_periods) if term_periods else ell
                 )
+                if f == "trend" and span is not None:
+                    kwargs["lengthscale"] = max(ell, settings.TREND_SPAN_FRACTION * span)
             if not factors and len(terms) > 1 and isinstance(entry.factory, type):
                 kwargs["variance"] = 1.0 / len(terms)  # every built-in class takes it
             k = _build_factor(f, kwargs)
