@@ -11,10 +11,10 @@ import pytest
 import torch
 
 from gpvae import GPVAE
+from gpvae.data import to_series_set
 from gpvae.errors import ValidationError
 from gpvae.estimator.backtest import backtest, forecast_scores, seasonal_naive_scale
 from gpvae.estimator.fitting import windowed
-from gpvae.data import to_series_set
 from gpvae.kernels import HarmonicPeriodic, Sum
 from gpvae.training import TrainConfig, make_optimizer
 
@@ -76,7 +76,10 @@ def test_kernel_hyper_parameters_get_their_own_learning_rate() -> None:
     opt = make_optimizer(model, TrainConfig(lr=1e-3, kernel_lr=0.05))
     by_lr = {g["lr"]: sum(p.numel() for p in g["params"]) for g in opt.param_groups}
     kernel_numel = sum(p.numel() for p in model.prior.parameters())
-    assert by_lr == {1e-3: sum(p.numel() for p in model.parameters()) - kernel_numel, 0.05: kernel_numel}
+    assert by_lr == {
+        1e-3: sum(p.numel() for p in model.parameters()) - kernel_numel,
+        0.05: kernel_numel,
+    }
 
 
 def test_the_lengthscale_moves_in_training() -> None:

@@ -8,10 +8,10 @@ from pathlib import Path
 import click
 
 from gpvae.app.cli.columns import series_set
-from gpvae.app.cli.errors import as_cli, info
+from gpvae.app.cli.errors import CLIError, as_cli, info
 from gpvae.app.cli.model_dir import load_model
 from gpvae.app.cli.options import examples, num_samples_option, positive_int
-from gpvae.app.cli.tables import check_output, read_table
+from gpvae.app.cli.tables import read_table
 
 __all__ = ["backtest"]
 
@@ -80,9 +80,9 @@ def backtest(
     origin. OUT holds MAE, MASE, CRPS (scaled, from the quantiles 0.1..0.9) and 90%
     coverage, overall, per step ahead and per feature, and the epochs run.
     """
-    if not out.lower().endswith(".json"):
-        raise click.BadParameter(f"expected a .json file, found {out!r}", param_hint="'-o'")
-    out_path = check_output(out)
+    out_path = Path(out)
+    if out_path.suffix.lower() != ".json" or out_path.is_dir():
+        raise CLIError(f"--out: expected a .json file name, found {out!r}")
     model, spec = load_model(model_dir)
     model.progress = False
     frame = read_table(data)
@@ -107,7 +107,8 @@ def backtest(
         "by_horizon": res.by_horizon(),
         "by_feature": res.by_feature(),
     }
-    Path(out_path).write_text(json.dumps(report, indent=2))
+    out_path.parent.mkdir(parents=True, exist_ok=True)
+    out_path.write_text(json.dumps(report, indent=2))
     s = report["summary"]
     info(
         f"backtest of {origins} origins x {horizon} steps: MAE {s['mae']:.4g}, MASE "
