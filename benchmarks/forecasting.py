@@ -189,7 +189,7 @@ def classic(
                     if q == 0.5:
                         quant[q_i, i, k, :, j] = f[name].to_numpy()
                         continue
-                    level = int(round(abs(q - 0.5) * 200))
+                    level = round(abs(q - 0.5) * 200)
                     col = f"{name}-{'hi' if q > 0.5 else 'lo'}-{level}"
                     quant[q_i, i, k, :, j] = f[col].to_numpy()
                 lo[i, k, :, j] = f[f"{name}-lo-90"].to_numpy()

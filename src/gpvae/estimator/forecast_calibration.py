@@ -26,7 +26,7 @@ from gpvae.model import sorted_quantiles
 __all__ = ["NUM_BANDS", "NUM_ORIGINS", "calibrate_forecasts"]
 
 #: Rolling origins per series (fewer for series shorter than (origins + 1) x horizon).
-NUM_ORIGINS = 6
+NUM_ORIGINS = 12
 #: Horizon bands with a factor of their own (fewer for horizons shorter than this).
 NUM_BANDS = 4
 
