@@ -178,12 +178,17 @@ def test_forecast_scores_of_a_point_forecast() -> None:
 
 def test_composite_kernels_with_periods_save_and_load(tmp_path: Path) -> None:
     frame = seasonal_frame(T=60)
-    est = GPVAE(kernel="trend+periodic*matern32", period="12MS", epochs=1, **SMALL).fit(frame)
+    est = GPVAE(
+        kernel="trend+periodic*matern32", period="12MS", epochs=1, forecast_horizon=4, **SMALL
+    ).fit(frame)
     est.save(tmp_path / "m")
     back = GPVAE.load(tmp_path / "m")
     a = est.forecast(frame, horizon=5, num_samples=8)
     b = back.forecast(frame, horizon=5, num_samples=8)
     np.testing.assert_allclose(a.mean, b.mean, rtol=1e-6)
+    np.testing.assert_allclose(a.upper, b.upper, rtol=1e-6)  # the forecast factors too
+    assert back.forecast_scale_ is not None
+    np.testing.assert_array_equal(back.forecast_scale_, est.forecast_scale_)
     k = back.model_.prior.kernel_list[0]
     assert float(k.terms[1].terms[0].period) == pytest.approx(12.0, rel=1e-5)
     torch.testing.assert_close(

@@ -648,6 +648,7 @@ class GPVAE:
             list(self.feature_names_ or []),
             self._context("save").interval_scale,
             self.history_,
+            self.forecast_scale_,
         )
 
     @classmethod
@@ -683,4 +684,5 @@ class GPVAE:
             interval_scale=saved.interval_scale,
             history=saved.history,
         )
+        est.forecast_scale_ = saved.forecast_scale
         return est
