@@ -21,7 +21,7 @@ from __future__ import annotations
 import copy
 from collections.abc import Sequence
 from dataclasses import dataclass, field, replace
-from typing import TYPE_CHECKING, Any
+from typing import Any, Protocol
 
 import numpy as np
 
@@ -29,9 +29,22 @@ from gpvae.arguments import check_name, int_arg
 from gpvae.data import SeriesSet, to_series_set
 from gpvae.errors import ValidationError
 from gpvae.estimator.results import times_out
+from gpvae.kernels import kernel_from_spec
 
-if TYPE_CHECKING:
-    from gpvae.estimator.estimator import GPVAE
+
+class Estimator(Protocol):
+    """What a backtest needs of an estimator (:class:`gpvae.GPVAE`): its configuration, a
+    fit and forecasts with samples (a protocol, so this module does not import the class)."""
+
+    history_: list[dict[str, float]]
+
+    def get_config(self) -> dict[str, Any]: ...
+
+    def fit(self, X: Any, times: Any = None) -> Any: ...
+
+    @property
+    def forecast(self) -> Any: ...  # (X, future_times=..., num_samples=..., ...) -> result
+
 
 __all__ = [
     "QUANTILES",
@@ -161,7 +174,7 @@ class BacktestResult:
 
 
 def backtest(
-    estimator: GPVAE,
+    estimator: Estimator,
     X: Any,
     times: Any = None,
     *,
@@ -205,7 +218,7 @@ def backtest(
             f"of history before the earliest, found a series of {min(len(t) for t in ss.times)}"
         )
     config = estimator.get_config() if _json_able(estimator) else None
-    fitted: GPVAE | None = None
+    fitted: Estimator | None = None
     epochs: list[int] = []
     n, D = ss.num_series, ss.num_features
     shape = (n, n_org, H, D)
@@ -280,7 +293,7 @@ def _input_times(ss: SeriesSet) -> list[np.ndarray]:
     return [np.asarray(times_out(ss, np.asarray(t)[None])[0]) for t in ss.times]
 
 
-def _json_able(estimator: GPVAE) -> bool:
+def _json_able(estimator: Estimator) -> bool:
     try:
         estimator.get_config()
     except ValidationError:
@@ -288,14 +301,12 @@ def _json_able(estimator: GPVAE) -> bool:
     return True
 
 
-def _fresh(estimator: GPVAE, config: dict[str, Any] | None) -> GPVAE:
-    """An unfitted estimator of the same configuration."""
+def _fresh(estimator: Estimator, config: dict[str, Any] | None) -> Estimator:
+    """An estimator of the same configuration for a new fit (a shallow copy when the
+    configuration has modules JSON cannot describe: fit replaces everything it learns, and
+    deep-copies the modules it trains)."""
     if config is None:
-        twin = copy.copy(estimator)
-        twin._model = None
-        return twin
-    from gpvae.kernels import kernel_from_spec
-
+        return copy.copy(estimator)
     args = {**config, "kernel": kernel_from_spec(config["kernel"])}
     args["hidden"] = tuple(args["hidden"])
     return type(estimator)(**args)
