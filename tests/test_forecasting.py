@@ -195,3 +195,26 @@ def test_composite_kernels_with_periods_save_and_load(tmp_path: Path) -> None:
         dict(back.model_.state_dict())["prior.kernels.0.kernels.1.kernels.0.raw_period"],
         dict(est.model_.state_dict())["prior.kernels.0.kernels.1.kernels.0.raw_period"],
     )
+
+
+def test_a_kernel_per_channel_by_name_with_periods_in_order(tmp_path: Path) -> None:
+    frame = seasonal_frame(T=60)
+    kernels = ["trend", "periodic", "matern32+periodic"]
+    est = GPVAE(**{**SMALL, "latent_dim": 3}, kernel=kernels, period=["12MS", "6MS"], epochs=1).fit(
+        frame
+    )
+    k0, k1, k2 = est.model_.prior.kernel_list
+    assert type(k0).__name__ == "Trend"
+    assert float(k1.period.detach()) == pytest.approx(12.0, rel=1e-5)
+    assert float(k2.terms[1].period.detach()) == pytest.approx(6.0, rel=1e-5)
+    assert est.model_.prior.resolve_backend(torch.zeros(1, 4, 1)) == "markov"
+    est.save(tmp_path / "m")
+    back = GPVAE.load(tmp_path / "m")
+    assert back.kernel == kernels
+    np.testing.assert_allclose(
+        back.forecast(frame, horizon=3, num_samples=4).mean,
+        est.forecast(frame, horizon=3, num_samples=4).mean,
+        rtol=1e-6,
+    )
+    with pytest.raises(ValidationError, match=r"^kernel: expected one kernel per latent channel"):
+        GPVAE(latent_dim=2, kernel=kernels)

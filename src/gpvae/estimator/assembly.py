@@ -18,7 +18,7 @@ from torch import nn
 from gpvae.arguments import int_arg
 from gpvae.errors import InputTypeError, ValidationError, invalid
 from gpvae.gp.prior import GPPrior
-from gpvae.kernels import Kernel, build_kernel, has_state_space, num_periods
+from gpvae.kernels import KernelArg, build_kernel, has_state_space, num_periods
 from gpvae.likelihoods import get_likelihood
 from gpvae.model import GPVAEModel
 from gpvae.nets.registry import build_decoder, build_encoder
@@ -39,7 +39,7 @@ class ModelSpec:
     """The parts of a model by name (or module), as the estimator holds them."""
 
     latent_dim: int
-    kernel: str | Kernel
+    kernel: KernelArg
     posterior: str
     backend: str
     likelihood: str
@@ -53,7 +53,7 @@ class ModelSpec:
     span: float | None = None
 
 
-def check_parts(kernel: str | Kernel, backend: str, posterior: str, encoder: object) -> None:
+def check_parts(kernel: KernelArg, backend: str, posterior: str, encoder: object) -> None:
     """Raise a ValidationError naming the argument when chosen parts do not fit together."""
     if backend == "markov" and not has_state_space(kernel):
         raise ValidationError(

@@ -66,7 +66,7 @@ from gpvae.estimator.results import (
 )
 from gpvae.estimator.seasonality import PeriodArg, check_period, resolve_periods
 from gpvae.gp.prior import backend_names
-from gpvae.kernels import Kernel, kernel_key, kernel_spec
+from gpvae.kernels import Kernel, KernelArg, kernel_key, kernel_spec
 from gpvae.likelihoods import likelihood_key
 from gpvae.model import GPVAEModel
 from gpvae.nets.registry import decoder_key, decoder_names, encoder_key, encoder_names
@@ -74,6 +74,20 @@ from gpvae.posteriors import posterior_key
 from gpvae.training import OPTIMIZERS, FitSession, SessionConfig, TrainConfig
 
 __all__ = ["GPVAE"]
+
+
+def kernel_arg(kernel: object, latent_dim: int) -> KernelArg:
+    """A kernel name (normalised), a Kernel, or a list of ``latent_dim`` of them."""
+    if isinstance(kernel, Kernel):
+        return kernel
+    if isinstance(kernel, (list, tuple)):
+        if len(kernel) != latent_dim:
+            raise ValidationError(
+                f"kernel: expected one kernel per latent channel ({latent_dim}), found "
+                f"{len(kernel)}"
+            )
+        return [k if isinstance(k, Kernel) else kernel_key(k) for k in kernel]
+    return kernel_key(kernel)
 
 
 #: The constructor's arguments, in order (what :meth:`GPVAE.get_config` returns).
@@ -113,8 +127,11 @@ class GPVAE:
 
     Args:
         latent_dim: L, latent channels, each with its own GP prior over time.
-        kernel: a kernel name (``gpvae.kernels.kernel_names()``) or a Kernel instance,
-            in units of time steps (one unit = the training data's median time step).
+        kernel: a kernel name (``gpvae.kernels.kernel_names()``; ``+`` and ``*`` add and
+            multiply kernels in every channel: ``"matern32+periodic"``) or a Kernel instance
+            (copied per channel), or a list of ``latent_dim`` names or kernels, one per
+            channel; in units of time steps (one unit = the training data's median time
+            step).
             ``"white"`` with ``posterior="diagonal"`` is the plain VAE.
         posterior: ``"structured"`` (default; needed by ``forecast``), ``"banded"``
             (Fortuin et al. 2020) or ``"diagonal"``.
@@ -179,7 +196,7 @@ class GPVAE:
     def __init__(
         self,
         latent_dim: int = 8,
-        kernel: str | Kernel = "matern32",
+        kernel: KernelArg = "matern32",
         posterior: str = "structured",
         backend: str = "auto",
         likelihood: str = "gaussian",
@@ -207,7 +224,7 @@ class GPVAE:
         checkpoint_every: int = 1,
     ) -> None:
         self.latent_dim = int_arg("latent_dim", latent_dim)
-        self.kernel: str | Kernel = kernel if isinstance(kernel, Kernel) else kernel_key(kernel)
+        self.kernel: KernelArg = kernel_arg(kernel, self.latent_dim)
         self.posterior = posterior_key(posterior)
         self.backend = check_name("backend", backend, backend_names())
         self.likelihood = likelihood_key(likelihood)

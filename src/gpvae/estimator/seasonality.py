@@ -17,14 +17,14 @@ from gpvae.data import Scaler, SeriesSet
 from gpvae.data.calendar import period_in_units
 from gpvae.data.spectrum import dominant_periods
 from gpvae.errors import InputTypeError, ValidationError
-from gpvae.kernels import Kernel, num_periods
+from gpvae.kernels import KernelArg, num_periods
 
 __all__ = ["PeriodArg", "check_period", "resolve_periods"]
 
 PeriodArg = float | str | Sequence[float | str] | None
 
 
-def check_period(period: Any, kernel: str | Kernel) -> PeriodArg:
+def check_period(period: Any, kernel: KernelArg) -> PeriodArg:
     """Validate the form of ``period`` for ``kernel`` (the units are checked at fit).
 
     Raises:
@@ -58,7 +58,7 @@ def check_period(period: Any, kernel: str | Kernel) -> PeriodArg:
 
 
 def resolve_periods(
-    kernel: str | Kernel, period: PeriodArg, data: SeriesSet, scaler: Scaler
+    kernel: KernelArg, period: PeriodArg, data: SeriesSet, scaler: Scaler
 ) -> tuple[list[float] | None, bool]:
     """The periods in model units (time steps) and whether they are learned.
 

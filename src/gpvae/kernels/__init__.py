@@ -12,6 +12,7 @@ from gpvae.kernels.base import Kernel, Positive, Product, StateSpace, Sum, inv_s
 from gpvae.kernels.matern import Matern12, Matern32, Matern52
 from gpvae.kernels.periodic import HarmonicPeriodic
 from gpvae.kernels.registry import (
+    KernelArg,
     available_kernels,
     build_kernel,
     get_kernel,
@@ -39,6 +40,7 @@ __all__ = [
     "Cauchy",
     "HarmonicPeriodic",
     "Kernel",
+    "KernelArg",
     "Matern12",
     "Matern32",
     "Matern52",

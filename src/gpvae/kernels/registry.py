@@ -46,6 +46,7 @@ from gpvae.kernels.trend import Trend
 from gpvae.kernels.white import White
 
 __all__ = [
+    "KernelArg",
     "KernelEntry",
     "available_kernels",
     "build_kernel",
@@ -269,27 +270,37 @@ def _build_factor(key: str, kwargs: Mapping[str, Any]) -> Kernel:
     return kernel
 
 
-def has_state_space(spec: str | Kernel) -> bool:
-    """Whether a kernel name (with default arguments) or instance has a state-space form."""
+#: A kernel argument: a (composite) name, a kernel, or one of them per latent channel.
+KernelArg = str | Kernel | Sequence[str | Kernel]
+
+
+def has_state_space(spec: KernelArg) -> bool:
+    """Whether a kernel name (with default arguments) or instance has a state-space form
+    (for a list of per-channel kernels: every one)."""
+    if not isinstance(spec, (str, Kernel)):
+        return all(has_state_space(k) for k in spec)
     if isinstance(spec, Kernel):
         return spec.has_state_space
     return all(_REGISTRY[f].state_space for t in parse_kernel_name(spec) for f in t)
 
 
-def num_periods(spec: str | Kernel) -> int:
-    """How many periodic factors a kernel name has (each takes a period); 0 for instances."""
+def num_periods(spec: KernelArg) -> int:
+    """How many periodic factors a kernel name has (each takes a period); 0 for instances;
+    the sum over the channels of a per-channel list."""
+    if not isinstance(spec, (str, Kernel)):
+        return sum(num_periods(k) for k in spec)
     if isinstance(spec, Kernel):
         return 0
     return sum(_REGISTRY[f].periodic for t in parse_kernel_name(spec) for f in t)
 
 
 def build_kernel(
-    spec: str | Kernel,
+    spec: KernelArg,
     lengthscale: float | None = None,
     period: float | Sequence[float] | None = None,
     learn_period: bool = True,
     span: float | None = None,
-) -> Kernel:
+) -> Any:
     """The estimator's kernel, for standardised times (one unit = one median time step).
 
     Initial values of a named kernel: every non-periodic factor's lengthscale is
@@ -310,10 +321,22 @@ def build_kernel(
             starts at :data:`gpvae.settings.TREND_SPAN_FRACTION` of it (None: at
             ``lengthscale``).
 
+    Returns:
+        The kernel, or for a per-channel list the list of the channels' kernels (periods
+        handed out in the order of the periodic factors over the channels).
+
     Raises:
         ValidationError: naming ``period`` when it is missing, or has the wrong number of
             values, for the name's periodic factors.
     """
+    if not isinstance(spec, (str, Kernel)):
+        periods = _periods_arg(period, num_periods(spec), "the channel kernels")
+        out, i = [], 0
+        for k in spec:
+            n = num_periods(k)
+            out.append(build_kernel(k, lengthscale, periods[i : i + n] or None, learn_period, span))
+            i += n
+        return out
     if isinstance(spec, Kernel):
         return copy.deepcopy(spec)
     terms = parse_kernel_name(spec)
@@ -412,7 +435,7 @@ def _fixed(kernel: Kernel) -> list[str]:
     )
 
 
-def kernel_spec(kernel: str | Kernel) -> dict[str, Any]:
+def kernel_spec(kernel: KernelArg) -> dict[str, Any]:
     """A JSON description of ``kernel``: ``{"name": ...}`` for a name; for an instance of
     a registered class its name, the current values of its positive hyper-parameters
     (which fix the parameter shapes; the learned values travel in the model's weights) and
@@ -425,6 +448,8 @@ def kernel_spec(kernel: str | Kernel) -> dict[str, Any]:
     """
     if isinstance(kernel, str):
         return {"name": kernel}
+    if not isinstance(kernel, Kernel):
+        return {"name": "channels", "channels": [kernel_spec(k) for k in kernel]}
     if isinstance(kernel, (Sum, Product)):
         return {
             "name": "sum" if isinstance(kernel, Sum) else "product",
@@ -452,10 +477,13 @@ def kernel_spec(kernel: str | Kernel) -> dict[str, Any]:
     return out
 
 
-def kernel_from_spec(spec: Mapping[str, Any]) -> str | Kernel:
-    """Inverse of :func:`kernel_spec`: a name, or a kernel of the recorded class and shapes."""
+def kernel_from_spec(spec: Mapping[str, Any]) -> Any:
+    """Inverse of :func:`kernel_spec`: a name, a kernel of the recorded class and shapes, or
+    a per-channel list of them."""
     if not isinstance(spec, Mapping) or not isinstance(spec.get("name"), str):
         raise ValidationError(f"kernel: expected a saved kernel spec with a name, found {spec!r}")
+    if spec["name"] == "channels" and isinstance(spec.get("channels"), list):
+        return [kernel_from_spec(c) for c in spec["channels"]]
     if spec["name"] in ("sum", "product") and "terms" in spec:
         terms = spec["terms"]
         if not isinstance(terms, list) or not terms:
