@@ -165,7 +165,7 @@ class GPVAE:
             :data:`gpvae.settings.DEFAULT_LENGTHSCALE`).
         period: the period of each periodic factor of a kernel name (``"periodic"``,
             ``"matern32+periodic"``, ``"periodic*matern32"``): a number in the data's time
-            units, a duration or calendar string (``"24h"``, ``"365.25D"``, ``"12MS"``), or
+            units (hours for datetimes, steps on a calendar grid), a duration or calendar string (``"24h"``, ``"365.25D"``, ``"12MS"``), or
             one per periodic factor; fixed in training. None: found in the data's spectrum
             and learned (:mod:`gpvae.estimator.seasonality`).
         kernel_lr: learning rate of the kernel hyper-parameters (None:
