@@ -18,7 +18,7 @@ from torch import nn
 from gpvae.arguments import int_arg
 from gpvae.errors import InputTypeError, ValidationError, invalid
 from gpvae.gp.prior import GPPrior
-from gpvae.kernels import KernelArg, build_kernel, has_state_space, num_periods
+from gpvae.kernels import Kernel, KernelArg, build_kernel, has_state_space, kernel_key, num_periods
 from gpvae.likelihoods import get_likelihood
 from gpvae.model import GPVAEModel
 from gpvae.nets.registry import build_decoder, build_encoder
@@ -30,6 +30,7 @@ __all__ = [
     "check_device",
     "check_parts",
     "hidden_arg",
+    "kernel_arg",
     "resolve_device",
 ]
 
@@ -133,3 +134,17 @@ def hidden_arg(hidden: object) -> tuple[int, ...]:
     if isinstance(hidden, (str, bytes)) or not isinstance(hidden, Sequence):
         raise InputTypeError(f"hidden: expected a sequence of positive ints, found {hidden!r}")
     return tuple(int_arg("hidden", h) for h in hidden)
+
+
+def kernel_arg(kernel: object, latent_dim: int) -> KernelArg:
+    """A kernel name (normalised), a Kernel, or a list of ``latent_dim`` of them."""
+    if isinstance(kernel, Kernel):
+        return kernel
+    if isinstance(kernel, (list, tuple)):
+        if len(kernel) != latent_dim:
+            raise ValidationError(
+                f"kernel: expected one kernel per latent channel ({latent_dim}), found "
+                f"{len(kernel)}"
+            )
+        return [k if isinstance(k, Kernel) else kernel_key(k) for k in kernel]
+    return kernel_key(kernel)

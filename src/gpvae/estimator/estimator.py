@@ -22,7 +22,6 @@ from __future__ import annotations
 
 import os
 from collections.abc import Sequence
-from dataclasses import replace
 from typing import Any
 
 import numpy as np
@@ -48,25 +47,24 @@ from gpvae.estimator.assembly import (
     check_device,
     check_parts,
     hidden_arg,
+    kernel_arg,
     resolve_device,
 )
-from gpvae.estimator.backtest import BacktestResult, backtest
 from gpvae.estimator.calibration import calibrate_intervals
 from gpvae.estimator.context import PredictContext
 from gpvae.estimator.fitting import fit_data, windowed
 from gpvae.estimator.forecast_calibration import calibrate_forecasts
-from gpvae.estimator.forecasting import forecast_series
+from gpvae.estimator.forecast_methods import ForecastMethods
 from gpvae.estimator.imputation import impute_series
 from gpvae.estimator.modelfile import load_weights, read_folder, write_folder
 from gpvae.estimator.results import (
     AnomalyResult,
-    ForecastResult,
     ImputationResult,
     times_1d,
 )
 from gpvae.estimator.seasonality import PeriodArg, check_period, resolve_periods
 from gpvae.gp.prior import backend_names
-from gpvae.kernels import Kernel, KernelArg, kernel_key, kernel_spec
+from gpvae.kernels import KernelArg, kernel_spec
 from gpvae.likelihoods import likelihood_key
 from gpvae.model import GPVAEModel
 from gpvae.nets.registry import decoder_key, decoder_names, encoder_key, encoder_names
@@ -74,20 +72,6 @@ from gpvae.posteriors import posterior_key
 from gpvae.training import OPTIMIZERS, FitSession, SessionConfig, TrainConfig
 
 __all__ = ["GPVAE"]
-
-
-def kernel_arg(kernel: object, latent_dim: int) -> KernelArg:
-    """A kernel name (normalised), a Kernel, or a list of ``latent_dim`` of them."""
-    if isinstance(kernel, Kernel):
-        return kernel
-    if isinstance(kernel, (list, tuple)):
-        if len(kernel) != latent_dim:
-            raise ValidationError(
-                f"kernel: expected one kernel per latent channel ({latent_dim}), found "
-                f"{len(kernel)}"
-            )
-        return [k if isinstance(k, Kernel) else kernel_key(k) for k in kernel]
-    return kernel_key(kernel)
 
 
 #: The constructor's arguments, in order (what :meth:`GPVAE.get_config` returns).
@@ -122,7 +106,7 @@ _ARGUMENTS = (
 )
 
 
-class GPVAE:
+class GPVAE(ForecastMethods):
     """Gaussian-process-prior VAE for multivariate series with gaps.
 
     Args:
@@ -163,11 +147,10 @@ class GPVAE:
         num_samples: Monte Carlo samples of z per series in the training ELBO.
         lengthscale: initial kernel lengthscale in time steps for named kernels (None:
             :data:`gpvae.settings.DEFAULT_LENGTHSCALE`).
-        period: the period of each periodic factor of a kernel name (``"periodic"``,
-            ``"matern32+periodic"``, ``"periodic*matern32"``): a number in the data's time
-            units (hours for datetimes, steps on a calendar grid), a duration or calendar string (``"24h"``, ``"365.25D"``, ``"12MS"``), or
-            one per periodic factor; fixed in training. None: found in the data's spectrum
-            and learned (:mod:`gpvae.estimator.seasonality`).
+        period: the period(s) of the periodic factors of a kernel name: a number in the
+            data's time units (hours for datetimes, steps on a calendar grid) or a string
+            (``"24h"``, ``"365.25D"``, ``"12MS"``), or one per factor; fixed in training.
+            None: found in the data's spectrum and learned (``docs/forecasting.md``).
         kernel_lr: learning rate of the kernel hyper-parameters (None:
             :data:`gpvae.settings.KERNEL_LR_FACTOR` times ``lr``).
         window: train on overlapping windows of this many steps of each series (half
@@ -224,7 +207,7 @@ class GPVAE:
         checkpoint_every: int = 1,
     ) -> None:
         self.latent_dim = int_arg("latent_dim", latent_dim)
-        self.kernel: KernelArg = kernel_arg(kernel, self.latent_dim)
+        self.kernel: KernelArg = kernel_arg(kernel, self.latent_dim)  # names checked
         self.posterior = posterior_key(posterior)
         self.backend = check_name("backend", backend, backend_names())
         self.likelihood = likelihood_key(likelihood)
@@ -489,61 +472,6 @@ class GPVAE:
         """
         ctx = self._context("impute")
         return impute_series(ctx, X, times, num_samples, quantiles, return_samples)
-
-    # ------------------------------------------------------------------ forecast
-
-    def forecast(
-        self,
-        X: Any,
-        times: Any = None,
-        horizon: int | None = None,
-        future_times: Any = None,
-        num_samples: int = 100,
-        quantiles: Sequence[float] = (0.05, 0.95),
-        return_samples: bool = False,
-    ) -> ForecastResult:
-        """Predict every series at future times, with intervals.
-
-        Latent paths at the future times are joint draws from the posterior GP of each
-        series (the prior conditioned on the encoder's pseudo-observations of the observed
-        entries), decoded; y ~ p(y | z) gives the intervals. Needs ``posterior="structured"``.
-
-        Args:
-            X: the observed history, any accepted form.
-            times: as in :meth:`fit`.
-            horizon: H steps of each series' median time step after its last time.
-            future_times: instead of ``horizon``: (H,) times for every series, (n, H), or a
-                list of n (H,) arrays, in the input's time units.
-            num_samples: S draws.
-            quantiles: (lower, upper) probabilities.
-            return_samples: also return the S joint sample paths (S, n, H, D).
-
-        Returns:
-            :class:`~gpvae.estimator.results.ForecastResult` with (n, H, D) arrays; its
-            ``times`` in the input's time type (dates in, dates out; calendar frequencies
-            such as month starts kept).
-        """
-        ctx = self._context("forecast")
-        return forecast_series(
-            ctx, X, times, horizon, future_times, num_samples, quantiles, return_samples
-        )
-
-    def calibrate_forecast(self, X: Any, times: Any = None, *, horizon: int) -> GPVAE:
-        """(Re)calibrate the forecast intervals on series X for ``horizon`` steps ahead, by
-        rolling-origin forecasts inside X (:mod:`gpvae.estimator.forecast_calibration`);
-        ``fit(..., forecast_horizon=H)`` does this on the training data. Returns self."""
-        H = int_arg("horizon", horizon)
-        ctx = self._context("calibrate_forecast")
-        ss, _ = ctx.input(X, times)
-        self.forecast_scale_ = calibrate_forecasts(replace(ctx, forecast_scale=None), ss, H)
-        self.forecast_horizon = H
-        return self
-
-    def backtest(self, X: Any, times: Any = None, **kwargs: Any) -> BacktestResult:
-        """Rolling-origin backtest of this configuration on X (this estimator is not
-        changed): :func:`gpvae.estimator.backtest.backtest` (``horizon``, ``num_origins``,
-        ``step``, ``season``, ``refit``, ``num_samples``)."""
-        return backtest(self, X, times, **kwargs)
 
     # ------------------------------------------------------------------ sample, latent
 
