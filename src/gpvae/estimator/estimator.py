@@ -151,8 +151,8 @@ class GPVAE(ForecastMethods):
             data's time units (hours for datetimes, steps on a calendar grid) or a string
             (``"24h"``, ``"365.25D"``, ``"12MS"``), or one per factor; fixed in training.
             None: found in the data's spectrum and learned (``docs/forecasting.md``).
-        kernel_lr: learning rate of the kernel hyper-parameters (None:
-            :data:`gpvae.settings.KERNEL_LR_FACTOR` times ``lr``).
+        kernel_lr: learning rate of the kernel hyper-parameters (None: the larger of ``lr``
+            and :data:`gpvae.settings.KERNEL_LR`).
         window: train on overlapping windows of this many steps of each series (half
             overlapping), which gives a long series many optimiser steps per epoch; None:
             whole series. Predictions always condition on the whole series given.
@@ -311,7 +311,7 @@ class GPVAE(ForecastMethods):
         train = TrainConfig(
             epochs=self.epochs,
             lr=self.lr,
-            kernel_lr=settings.KERNEL_LR_FACTOR * self.lr
+            kernel_lr=max(self.lr, settings.KERNEL_LR)
             if self.kernel_lr is None
             else self.kernel_lr,
             optimizer=self.optimizer,
