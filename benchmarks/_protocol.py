@@ -51,6 +51,7 @@ __all__ = [
     "Prepared",
     "ResultsFile",
     "Task",
+    "coverage",
     "downstream_auroc",
     "machine_info",
     "make_task",
@@ -284,6 +285,19 @@ def score(imputed: np.ndarray, X_ori: np.ndarray, mask: np.ndarray) -> dict[str,
         "mse": float((err**2).mean()),
         "n_hidden": int(mask.sum()),
     }
+
+
+def coverage(interval: tuple[np.ndarray, np.ndarray], X_ori: np.ndarray, mask: np.ndarray) -> float:
+    """Share of the hidden entries inside their (lower, upper) interval.
+
+    Args:
+        interval: (lower, upper), each (n, T, D).
+        X_ori: (n, T, D) values before hiding.
+        mask: (n, T, D) bool, the hidden entries.
+    """
+    lo, hi = interval
+    true = X_ori[mask]
+    return float(((lo[mask] <= true) & (true <= hi[mask])).mean())
 
 
 def downstream_auroc(imputed: np.ndarray, labels: np.ndarray, folds: int = 5) -> dict[str, Any]:

@@ -21,10 +21,10 @@ seeded by (seed, pattern, split)) and, for learned methods, every random draw of
 ``np.random.seed``). The data split (``SPLIT_SEED``) and the CV folds (``CV_SEED``) are the
 same for every seed.
 
-Methods: ``mean``, ``locf``, ``linear`` (``gpvae.app.baselines``); ``gpvae`` (ours: every
-candidate of ``GPVAE_CANDIDATES`` is trained on the training split with early stopping on the
-validation split, and the candidate with the lowest MAE on the hidden validation entries is
-the one scored on test, once); ``pypots_gpvae``, ``saits``, ``brits`` (PyPOTS 1.5, see
+Methods: ``mean``, ``locf``, ``linear`` (``gpvae.app.baselines``); ``gpvae`` (ours: the one
+configuration ``GPVAE_CONFIG`` trained on the training split, early-stopped on the MAE of the
+hidden validation entries, scored on test once; its 90% intervals' coverage of the hidden
+test entries is recorded too); ``pypots_gpvae``, ``saits``, ``brits`` (PyPOTS 1.5, see
 ``benchmarks/_peers.py``; needs the benchmark environment of ``setup_bench_env.sh``).
 
 Usage::
@@ -67,6 +67,7 @@ from _protocol import (
     Prepared,
     ResultsFile,
     Task,
+    coverage,
     downstream_auroc,
     machine_info,
     make_task,
@@ -76,7 +77,7 @@ from _protocol import (
 
 __all__ = [
     "BASELINES",
-    "GPVAE_CANDIDATES",
+    "GPVAE_CONFIG",
     "METHODS",
     "PEERS",
     "GPVAEImputer",
@@ -86,38 +87,30 @@ __all__ = [
     "run",
 ]
 
-RESULTS = Path(__file__).resolve().parent / "results" / "imputation.json"
+RESULTS = Path(__file__).resolve().parent / "results" / "imputation_fair.json"
 BASELINES = ("mean", "locf", "linear")
 PEERS = ("pypots_gpvae", "saits", "brits")
 METHODS = (*BASELINES, "gpvae", *PEERS)
 DEFAULT_EPOCHS = 100
-DEFAULT_PATIENCE = 10
+DEFAULT_PATIENCE = 5
 SMOKE_SUBSET = {"physionet2012": 64, "beijing_air": 60}
 SMOKE_EPOCHS = 2
 
-GPVAE_CANDIDATES: tuple[dict[str, Any], ...] = (
-    {
-        "latent_dim": 16,
-        "kernel": "matern32",
-        "posterior": "structured",
-        "likelihood": "gaussian_gp",
-        "encoder": "mlp",
-        "hidden": [128, 128],
-        "batch_size": 64,
-        "lr": 1e-3,
-    },
-    {
-        "latent_dim": 32,
-        "kernel": "matern32",
-        "posterior": "structured",
-        "likelihood": "gaussian_gp",
-        "encoder": "mlp",
-        "hidden": [256, 256],
-        "batch_size": 32,
-        "lr": 1e-3,
-    },
-)
-"""Settings tried for ``gpvae``; the validation split picks one (test is never consulted)."""
+GPVAE_CONFIG: dict[str, Any] = {
+    "latent_dim": 16,
+    "kernel": "matern32",
+    "posterior": "structured",
+    "likelihood": "gaussian_gp",
+    "encoder": "mlp",
+    "hidden": [128, 128],
+    "batch_size": 64,
+    "lr": 1e-3,
+}
+"""The one configuration of ``gpvae`` (the peers get theirs: PyPOTS's defaults)."""
+
+GPVAE_PATTERN: dict[str, dict[str, Any]] = {"point": {}, "block": {}}
+"""Per-pattern settings of ``gpvae`` (the shape of artificial missingness follows the pattern
+being scored, as the validation signal does)."""
 
 SMOKE_GPVAE: dict[str, Any] = {
     "latent_dim": 4,
@@ -175,27 +168,21 @@ class NaiveImputer:
         return impute_linear(X, times, train_X=self._train)
 
 
-def _nonempty(X: np.ndarray) -> np.ndarray:
-    """(n,) bool: series with at least one observed entry."""
-    return ~np.isnan(X).all(axis=(1, 2))
-
-
 class GPVAEImputer:
-    """Ours: ``gpvae.GPVAE``, one model per candidate, the validation split picks one.
+    """Ours: ``gpvae.GPVAE`` with one configuration.
 
-    Each candidate is fitted on the training split with ``X_val`` = the masked validation
-    split: the estimator's early stopping scores the MAE of a further ``val_fraction`` share
-    of X_val's remaining observed entries (the hidden validation entries are never given to
-    training). The candidate with the lowest MAE on the hidden validation entries is kept.
-    Series without any observed entry (3 PhysioNet stays have no time-varying value) cannot
-    be encoded; they are left out of training and imputed with the training mean (0).
+    Trained on the training split; early stopping (and interval calibration) score the
+    hidden validation entries of the pattern being scored, given to the estimator as
+    ``fit(X_train, X_val=masked validation split, X_val_target=the same split unmasked)``:
+    the peers' validation signal. Series without any observed entry (3 PhysioNet stays have
+    no time-varying value) are imputed from the model's prior level.
 
     Args:
-        epochs: maximum epochs per candidate.
+        epochs: maximum epochs.
         patience: early-stopping patience.
         seed: the estimator's seed (initial weights, batches, samples).
-        candidates: the settings to try.
-        num_samples: posterior samples averaged by ``impute``.
+        config: the estimator's settings.
+        num_samples: posterior draws per series at imputation (mean and 90% interval).
     """
 
     def __init__(
@@ -203,84 +190,86 @@ class GPVAEImputer:
         epochs: int,
         patience: int,
         seed: int,
-        candidates: Sequence[dict[str, Any]] = GPVAE_CANDIDATES,
-        num_samples: int = 20,
+        config: dict[str, Any] | None = None,
+        num_samples: int = 50,
     ) -> None:
         self.epochs = epochs
         self.patience = patience
         self.seed = seed
-        self.candidates = [dict(c) for c in candidates]
+        self.config = dict(GPVAE_CONFIG if config is None else config)
         self.num_samples = num_samples
         self.epochs_run = 0
+        self.best_epoch = 0
+        self.history: list[dict[str, float]] = []
         self.model: Any = None
+        self.last_interval: tuple[np.ndarray, np.ndarray] | None = None
         self.settings: dict[str, Any] = {
-            "candidates": self.candidates,
+            "config": self.config,
             "epochs": epochs,
             "patience": patience,
-            "val_fraction": 0.1,
             "impute_num_samples": num_samples,
-            "early_stopping": "estimator's held-out MAE on 10% of the masked validation "
-            "split's observed entries; selection: MAE on the hidden validation entries",
+            "early_stopping": "MAE on the hidden validation entries of the pattern "
+            "(fit(X_train, X_val=masked, X_val_target=unmasked)); best weights kept; 90% "
+            "intervals calibrated on the same entries",
         }
 
-    def _make(self, cand: dict[str, Any]) -> Any:
+    def fit(self, task: Task) -> None:
+        """Fit on the training split, early-stopping on the hidden validation entries."""
+        import warnings
+
         from gpvae import GPVAE
 
-        args = dict(cand)
+        args = dict(self.config)
         args["hidden"] = tuple(args["hidden"])
-        return GPVAE(
+        if "block_lengths" in args:
+            args["block_lengths"] = tuple(args["block_lengths"])
+        args.update(GPVAE_PATTERN.get(task.pattern, {}) if "mask_rate" not in args else {})
+        self.model = GPVAE(
             **args,
             epochs=self.epochs,
             patience=self.patience,
-            val_fraction=0.1,
             seed=self.seed,
             device="cpu",
             progress=False,
         )
-
-    def fit(self, task: Task) -> None:
-        """Fit every candidate, keep the best on the hidden validation entries."""
-        tr, va = _nonempty(task.X_train), _nonempty(task.X_val)
-        results = []
-        best = (np.inf, None, -1)
-        for k, cand in enumerate(self.candidates):
-            start = time.perf_counter()
-            model = self._make(cand)
-            model.fit(
-                task.X_train[tr],
-                task.times_train[tr],
-                X_val=task.X_val[va],
-                times_val=task.times_val[va],
+        with warnings.catch_warnings():
+            warnings.simplefilter("ignore", UserWarning)  # empty stays, reported in the record
+            self.model.fit(
+                task.X_train,
+                task.times_train,
+                X_val=task.X_val,
+                times_val=task.times_val,
+                X_val_target=task.X_val_ori,
             )
-            self.model = model
-            val = score(self.impute(task.X_val, task.times_val), task.X_val_ori, task.val_mask)
-            epochs = len(model.history_)
-            self.epochs_run += epochs
-            results.append(
-                {
-                    "candidate": k,
-                    "val_mae": val["mae"],
-                    "val_mse": val["mse"],
-                    "epochs": epochs,
-                    "seconds": time.perf_counter() - start,
-                    "val_score_per_epoch": [h.get("val_score") for h in model.history_],
-                }
-            )
-            print(f"  [gpvae] candidate {k}: val MAE {val['mae']:.4f} ({epochs} ep)", flush=True)
-            if val["mae"] < best[0]:
-                best = (val["mae"], model, k)
-        self.model = best[1]
-        self.settings["selection"] = results
-        self.settings["chosen"] = best[2]
+        hist = self.model.history_
+        self.epochs_run = len(hist)
+        scores = [h.get("val_score", float("nan")) for h in hist]
+        self.best_epoch = int(np.nanargmin(scores)) + 1 if hist else 0
+        self.history = [
+            {
+                "epoch": int(h["epoch"]),
+                "val_mae": h.get("val_score"),
+                "loss": h.get("loss"),
+                "seconds": h.get("seconds"),
+            }
+            for h in hist
+        ]
+        self.settings["resolved"] = {k: v for k, v in args.items() if k != "hidden"}
+        print(
+            f"  [gpvae] best epoch {self.best_epoch} of {self.epochs_run}: val MAE "
+            f"{np.nanmin(scores):.4f}",
+            flush=True,
+        )
 
     def impute(self, X: np.ndarray, times: np.ndarray) -> np.ndarray:
-        """Posterior-predictive mean; series with nothing observed get the training mean 0."""
-        out = np.where(np.isnan(X), 0.0, X)
-        keep = _nonempty(X)
-        if keep.any():
-            res = self.model.impute(X[keep], times[keep], num_samples=self.num_samples)
-            out[keep] = np.asarray(res.mean, dtype=np.float64)
-        return out
+        """Posterior-predictive mean (keeps the 5%/95% quantiles in ``last_interval``)."""
+        import warnings
+
+        with warnings.catch_warnings():
+            warnings.simplefilter("ignore", UserWarning)
+            res = self.model.impute(X, times, num_samples=self.num_samples)
+        self.last_interval = (np.asarray(res.lower), np.asarray(res.upper))
+        return np.asarray(res.mean, dtype=np.float64)
 
 
 def make_imputer(
@@ -289,14 +278,15 @@ def make_imputer(
     patience: int,
     seed: int,
     smoke: bool = False,
+    config: dict[str, Any] | None = None,
 ) -> Imputer:
     """The imputer of ``method`` (peers import PyPOTS here, only when requested)."""
     if method in BASELINES:
         return NaiveImputer(method)
     if method == "gpvae":
         if smoke:
-            return GPVAEImputer(epochs, patience, seed, candidates=(SMOKE_GPVAE,), num_samples=4)
-        return GPVAEImputer(epochs, patience, seed)
+            return GPVAEImputer(epochs, patience, seed, config=SMOKE_GPVAE, num_samples=4)
+        return GPVAEImputer(epochs, patience, seed, config=config)
     if method in PEERS:
         from _peers import PeerImputer
 
@@ -362,6 +352,9 @@ def run(
     smoke: bool = False,
     data_dir: str | os.PathLike[str] | None = None,
     prep: Prepared | None = None,
+    config: dict[str, Any] | None = None,
+    tag: str | None = None,
+    val_only: bool = False,
 ) -> list[dict[str, Any]]:
     """Run one method on one data set for one seed; append a record per finished part.
 
@@ -380,6 +373,10 @@ def run(
         smoke: tiny subset (``SMOKE_SUBSET``), small gpvae.
         data_dir: the shared data directory.
         prep: an already prepared data set (else it is loaded).
+        config: ``gpvae`` only: settings replacing those of ``GPVAE_CONFIG`` (exploration).
+        tag: record the method as ``method[tag]`` (exploration runs).
+        val_only: score the validation split only (exploration: the test split and the
+            downstream task are not touched).
 
     Returns:
         The records written by this call.
@@ -387,33 +384,44 @@ def run(
     if prep is None:
         prep = prepare(dataset, data_dir, SMOKE_SUBSET[dataset] if smoke else None)
     written: list[dict[str, Any]] = []
-    want_down = downstream and prep.labels is not None
+    want_down = downstream and prep.labels is not None and not val_only
+    name = method if tag is None else f"{method}[{tag}]"
     for pattern in patterns:
-        need_pattern = force or not results.has(dataset, pattern, method, seed)
+        need_pattern = force or not results.has(dataset, pattern, name, seed)
         need_down = (
             pattern == "point"
             and want_down
-            and (force or not results.has(dataset, "downstream", method, seed))
+            and (force or not results.has(dataset, "downstream", name, seed))
         )
         if not (need_pattern or need_down):
             print(f"skip {dataset}/{pattern}/{method}/seed {seed}: already recorded", flush=True)
             continue
         print(f"run {dataset}/{pattern}/{method}/seed {seed}", flush=True)
         task = make_task(prep, pattern, seed)
-        imputer = make_imputer(method, epochs, patience, seed, smoke)
+        cfg = None if config is None else {**GPVAE_CONFIG, **config}
+        imputer = make_imputer(method, epochs, patience, seed, smoke, cfg)
         print(f"  settings: {json.dumps(imputer.settings)}", flush=True)
         start = time.perf_counter()
         imputer.fit(task)
         fit_s = time.perf_counter() - start
         if need_pattern:
-            imputed = imputer.impute(task.X_test, task.times_test)
+            test = {"mae": None, "mse": None, "n_hidden": None}
+            extra: dict[str, Any] = {}
+            if not val_only:
+                imputed = imputer.impute(task.X_test, task.times_test)
+                test = score(imputed, task.X_test_ori, task.test_mask)
+                interval = getattr(imputer, "last_interval", None)
+                if interval is not None:
+                    extra["coverage90"] = coverage(interval, task.X_test_ori, task.test_mask)
             wall = time.perf_counter() - start
-            test = score(imputed, task.X_test_ori, task.test_mask)
             val = score(imputer.impute(task.X_val, task.times_val), task.X_val_ori, task.val_mask)
+            interval = getattr(imputer, "last_interval", None)
+            if interval is not None:
+                extra["val_coverage90"] = coverage(interval, task.X_val_ori, task.val_mask)
             rec = _record(
                 prep,
                 pattern,
-                method,
+                name,
                 seed,
                 imputer,
                 wall,
@@ -424,12 +432,14 @@ def run(
                 hidden_rate=task.hidden_rates,
                 val_mae=val["mae"],
                 val_mse=val["mse"],
+                **extra,
             )
             results.add(rec)
             written.append(rec)
+            cov = "".join(f" {k} {v:.3f}" for k, v in extra.items())
+            mae = "-" if test["mae"] is None else f"{test['mae']:.4f}"
             print(
-                f"  {pattern}: MAE {test['mae']:.4f} MSE {test['mse']:.4f} "
-                f"(val MAE {val['mae']:.4f}) {wall:.1f}s",
+                f"  {pattern}: MAE {mae} (val MAE {val['mae']:.4f}){cov} {wall:.1f}s",
                 flush=True,
             )
         if need_down and prep.labels is not None:
@@ -440,7 +450,7 @@ def run(
             rec = _record(
                 prep,
                 "downstream",
-                method,
+                name,
                 seed,
                 imputer,
                 wall,
@@ -476,7 +486,22 @@ def main(argv: Sequence[str] | None = None) -> int:
     parser.add_argument("--smoke", action="store_true", help="tiny subset, 2 epochs, temp out")
     parser.add_argument("--out", type=Path, default=None, help=f"results JSON (default {RESULTS})")
     parser.add_argument("--data-dir", default=None, help="shared data dir (default GPVAE_DATA)")
+    parser.add_argument(
+        "--config", default=None, help="gpvae: JSON settings replacing GPVAE_CONFIG's"
+    )
+    parser.add_argument("--tag", default=None, help="record the method as METHOD[TAG]")
+    parser.add_argument(
+        "--subset",
+        type=int,
+        default=None,
+        help="screening: only the first N series (then split as usual); with --val-only",
+    )
+    parser.add_argument(
+        "--val-only", action="store_true", help="score validation only (exploration)"
+    )
     args = parser.parse_args(argv)
+    if args.subset is not None and not args.val_only:
+        parser.error("--subset is for screening runs: use it with --val-only")
 
     import torch
 
@@ -486,7 +511,8 @@ def main(argv: Sequence[str] | None = None) -> int:
     if out is None:
         out = Path(tempfile.gettempdir()) / "imputation_smoke.json" if args.smoke else RESULTS
     results = ResultsFile(out)
-    prep = prepare(args.dataset, args.data_dir, SMOKE_SUBSET[args.dataset] if args.smoke else None)
+    subset = SMOKE_SUBSET[args.dataset] if args.smoke else args.subset
+    prep = prepare(args.dataset, args.data_dir, subset)
     for seed in args.seed:
         run(
             args.dataset,
@@ -500,6 +526,9 @@ def main(argv: Sequence[str] | None = None) -> int:
             force=args.force,
             smoke=args.smoke,
             prep=prep,
+            config=None if args.config is None else json.loads(args.config),
+            tag=args.tag,
+            val_only=args.val_only,
         )
     print(f"results: {out}")
     return 0

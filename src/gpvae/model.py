@@ -31,6 +31,7 @@ from torch import Tensor, nn
 
 from gpvae import settings
 from gpvae.batch import Batch
+from gpvae.data.holdout import HIDE_PATTERNS, check_lengths, hide_mask
 from gpvae.errors import InputTypeError, ValidationError, invalid
 from gpvae.gp.prior import GPPrior
 from gpvae.likelihoods.base import Likelihood, Params
@@ -103,6 +104,15 @@ class GPVAEModel(nn.Module):
             tensor, or a tuple of ``likelihood.num_params``), e.g. :class:`gpvae.nets.MLPDecoder`.
         likelihood: a :class:`~gpvae.likelihoods.base.Likelihood`.
         beta: weight of the KL term (1 gives the ELBO).
+        mask_rate: artificial missingness in training: in train mode, :meth:`elbo` hides this
+            share of the observed entries from the encoder (drawn afresh at every call) and
+            still scores them in the expected log-likelihood, so the encoder learns to infer
+            z from incomplete series and the decoder to predict what it did not see (SAITS's
+            masked-imputation task). The bound stays a valid ELBO: q may be any distribution.
+            0 (default) hides nothing; eval mode never hides.
+        mask_pattern: ``"points"`` (entries hidden independently) or ``"blocks"`` (runs of
+            one feature, see :func:`gpvae.data.holdout.hide_mask`).
+        mask_lengths: (shortest, longest) run length of ``"blocks"``.
 
     Example:
         >>> model = GPVAEModel(MLPEncoder(D, L), StructuredPosterior(),
@@ -118,6 +128,9 @@ class GPVAEModel(nn.Module):
         decoder: nn.Module,
         likelihood: Likelihood,
         beta: float = 1.0,
+        mask_rate: float = 0.0,
+        mask_pattern: str = "points",
+        mask_lengths: tuple[int, int] = (2, 24),
     ) -> None:
         super().__init__()
         for name, value, kind in [
@@ -137,6 +150,15 @@ class GPVAEModel(nn.Module):
         self.decoder = decoder
         self.likelihood = likelihood
         self.beta = beta
+        if not (isinstance(mask_rate, (int, float)) and 0.0 <= mask_rate < 1.0):
+            raise invalid("mask_rate", "a number in [0, 1)", mask_rate)
+        if mask_pattern not in HIDE_PATTERNS:
+            raise ValidationError(
+                f"mask_pattern: expected one of {HIDE_PATTERNS}, found {mask_pattern!r}"
+            )
+        self.mask_rate = float(mask_rate)
+        self.mask_pattern = mask_pattern
+        self.mask_lengths = check_lengths(mask_lengths, "mask_lengths")
 
     @property
     def beta(self) -> float:
@@ -221,7 +243,7 @@ class GPVAEModel(nn.Module):
         """
         S = _check_count("num_samples", num_samples)
         K = _check_count("iwae", iwae)
-        q = self.encode(batch)
+        q = self.encode(self._training_input(batch, generator))
         B = batch.y.shape[0]
         z = q.rsample(S * K, generator)  # (S K, B, N, L)
         ll = self.log_likelihood(self.decode(z), batch)  # (S K, B)
@@ -234,6 +256,16 @@ class GPVAEModel(nn.Module):
             log_w = log_w.reshape(S, K, B)
             bound = (torch.logsumexp(log_w, dim=1) - math.log(K)).mean(0)  # (B,)
         return ELBOResult(elbo=elbo, loglik=loglik, kl=kl, iwae=bound)
+
+    def _training_input(self, batch: Batch, generator: torch.Generator | None) -> Batch:
+        """The batch the encoder sees in :meth:`elbo`: in train mode with ``mask_rate > 0``,
+        a random share of the observed entries hidden; else the batch itself."""
+        if not self.training or self.mask_rate == 0.0:
+            return batch
+        hide = hide_mask(
+            batch.observed, self.mask_rate, self.mask_pattern, self.mask_lengths, generator
+        )
+        return Batch(batch.x, batch.y, batch.observed & ~hide, batch.valid)
 
     def log_likelihood(self, params: Params, batch: Batch) -> Tensor:
         """log p(y_obs | z) of the batch's observed entries for decoded params (..., B).

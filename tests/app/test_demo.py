@@ -140,3 +140,20 @@ def test_demo_quick_end_to_end(tmp_path: Path) -> None:
     anomalies = pd.read_csv(out / "anomalies.csv")
     assert len(anomalies) == 730
     assert anomalies["anomaly"].sum() == metrics["anomalies_flagged"] > 0
+
+
+def test_holdout_mask_hides_observed_points_and_blocks(weather: pd.DataFrame) -> None:
+    """The entries held out for early stopping and calibration: about 10% of the observed
+    history, single days and runs of 10-30 days, the same for the same seed; they are hidden
+    in every training window (fit_model masks the history before cutting windows)."""
+    from gpvae.app.demo.model import holdout_mask
+
+    data = make_demo_data(weather, seed=0)
+    observed = ~np.isnan(data.history)
+    held = holdout_mask(data.history, seed=0)
+    assert not (held & ~observed).any()
+    assert 0.08 <= held.sum() / observed.sum() <= 0.12
+    assert np.array_equal(held, holdout_mask(data.history, seed=0))
+    # blocks: some runs of held-out days (broken only where the history is missing)
+    longest = max(len(r) - 1 for col in held.T for r in np.split(col, np.flatnonzero(~col)))
+    assert longest >= 8

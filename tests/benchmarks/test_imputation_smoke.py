@@ -163,3 +163,37 @@ def test_make_tables_keeps_other_sections(harness: ModuleType) -> None:
     assert other in once
     assert region in once
     assert tables.replace_region(once, region) == once
+
+
+def test_make_tables_goals_and_convergence(harness: ModuleType) -> None:
+    """The goals table compares gpvae with linear / BRITS / SAITS per cell and reports its
+    coverage; the convergence table lists epochs run (best epoch) per seed."""
+    tables = importlib.import_module("make_tables")
+
+    def rec(method: str, mae: float, seed: int, **extra: Any) -> dict[str, Any]:
+        return {
+            "dataset": "beijing_air",
+            "pattern": "point",
+            "method": method,
+            "seed": seed,
+            "mae": mae,
+            "mse": mae**2,
+            "auroc": None,
+            "wall_s": 1.0,
+            "epochs": 20 if method in ("gpvae", "brits", "saits") else 0,
+            "settings": {"best_epoch": 15} if method != "linear" else {},
+            **extra,
+        }
+
+    records = [
+        rec("linear", 0.12, 0),
+        rec("brits", 0.13, 0),
+        rec("saits", 0.10, 0),
+        rec("gpvae", 0.11, 0, coverage90=0.9),
+        rec("gpvae", 0.11, 1, coverage90=0.88),
+    ]
+    region = tables.render(records)
+    row = next(line for line in region.splitlines() if line.startswith("| BeijingAir, points"))
+    assert row.split(" | ")[1:8] == ["0.110 (2)", "0.120", "yes", "0.130", "yes", "0.100", "no"]
+    assert "0.890 +- 0.014 (2)" in row
+    assert "| gpvae | - | - | 20 (15), 20 (15) | - |" in region

@@ -6,7 +6,7 @@ import pytest
 import torch
 
 from gpvae.errors import GPVAEError, ShapeError, ValidationError
-from gpvae.nets import ConvEncoder, MLPDecoder, MLPEncoder, PartialEncoder
+from gpvae.nets import ConvEncoder, GRUEncoder, MLPDecoder, MLPEncoder, PartialEncoder
 
 B, N, D, L = 3, 7, 4, 2
 
@@ -27,8 +27,10 @@ def _inputs(seed: int = 0) -> tuple[torch.Tensor, torch.Tensor]:
         ConvEncoder(D, L, channels=8),
         ConvEncoder(D, L, channels=8, num_outputs=3),
         PartialEncoder(D, L, hidden=(16,)),
+        GRUEncoder(D, L, hidden_size=8),
+        GRUEncoder(D, L, hidden_size=8, num_outputs=3),
     ],
-    ids=["mlp", "mlp-banded", "conv", "conv-banded", "partial"],
+    ids=["mlp", "mlp-banded", "conv", "conv-banded", "partial", "gru", "gru-banded"],
 )
 def test_encoder_shapes_and_positive_variance(encoder: torch.nn.Module) -> None:
     y, observed = _inputs()
@@ -46,7 +48,8 @@ def test_plain_encoders_never_see_unobserved_values() -> None:
     torch.manual_seed(0)
     y, observed = _inputs()
     noisy = torch.where(observed, y, torch.randn(B, N, D) * 100)
-    for enc in [MLPEncoder(D, L), ConvEncoder(D, L, channels=8), PartialEncoder(D, L)]:
+    encoders = [MLPEncoder(D, L), ConvEncoder(D, L, channels=8), PartialEncoder(D, L)]
+    for enc in [*encoders, GRUEncoder(D, L, hidden_size=8)]:
         for a, b in zip(enc(y, observed), enc(noisy, observed)):
             torch.testing.assert_close(a, b)
 
@@ -96,6 +99,20 @@ def test_decoder_shapes_and_tuple_output() -> None:
     assert isinstance(out, tuple)
     assert len(out) == 2
     assert all(t.shape == (5, B, N, D) for t in out)
+
+
+def test_gru_encoder_sees_the_whole_series_in_both_directions() -> None:
+    torch.manual_seed(0)
+    y, observed = _inputs()
+    y2, observed2 = y.clone(), observed.clone()
+    y2[:, 3] += 1.0
+    observed2[:, 3] = True
+    enc = GRUEncoder(D, L, hidden_size=8)
+    a, b = enc(y, observed)[0], enc(y2, observed2)[0]
+    assert bool((a[:, 0] != b[:, 0]).any())  # before the change (backward direction)
+    assert bool((a[:, -1] != b[:, -1]).any())  # after it (forward direction)
+    with pytest.raises(ValidationError, match="hidden_size"):
+        GRUEncoder(D, L, hidden_size=0)
 
 
 def test_conv_encoder_mixes_neighbours_but_mlp_does_not() -> None:

@@ -22,6 +22,7 @@ from __future__ import annotations
 
 from gpvae.data.batching import batch_indices, make_batches
 from gpvae.data.convert import to_series_set
+from gpvae.data.duplicates import MergedTimes, merge_duplicate_times
 from gpvae.data.output import from_padded, unpad
 from gpvae.data.scaler import Scaler
 from gpvae.data.series import InputKind, Layout, SeriesSet
@@ -29,11 +30,13 @@ from gpvae.data.series import InputKind, Layout, SeriesSet
 __all__ = [
     "InputKind",
     "Layout",
+    "MergedTimes",
     "Scaler",
     "SeriesSet",
     "batch_indices",
     "from_padded",
     "make_batches",
+    "merge_duplicate_times",
     "to_series_set",
     "unpad",
 ]

@@ -280,7 +280,8 @@ def _finish(
         if dup.size:
             raise ValidationError(
                 f"{parsed.time_name}: expected distinct times within each series, found "
-                f"duplicate time {ts[dup[0]]} in {label}"
+                f"duplicate time {ts[dup[0]]} in {label} (gpvae.data.merge_duplicate_times "
+                "merges rows that share a time, and says which)"
             )
         vs = np.ascontiguousarray(v[order])
         if not allow_empty_series and np.isnan(vs).all():

@@ -16,6 +16,7 @@ argument, instead of letting them overflow to Inf inside the model.
 from __future__ import annotations
 
 import math
+import warnings
 from collections.abc import Mapping
 from typing import Any, TypeVar, overload
 
@@ -46,6 +47,7 @@ class Scaler:
         time_step_: median difference between consecutive times of the training series
             (1.0 when no series has two steps).
         time_origin_: the earliest training time (a natural ``time_shift`` for batches).
+        time_end_: the latest training time (None for scalers saved before it was kept).
     """
 
     def __init__(self) -> None:
@@ -55,6 +57,7 @@ class Scaler:
         self.names_given_: bool = False
         self.time_step_: float = 1.0
         self.time_origin_: float = 0.0
+        self.time_end_: float | None = None
 
     @property
     def is_fitted(self) -> bool:
@@ -112,6 +115,7 @@ class Scaler:
         self.names_given_ = data.layout.names_given
         self.time_step_ = float(np.median(steps)) if steps.size else 1.0
         self.time_origin_ = float(min(t[0] for t in data.times))
+        self.time_end_ = float(max(t[-1] for t in data.times))
         return self
 
     def _stats(self) -> tuple[np.ndarray, np.ndarray]:
@@ -166,6 +170,28 @@ class Scaler:
                     f"(training mean {mean[j]:.4g}, std {std[j]:.4g})"
                 )
             self.scaled_times(t, times_name, where=f" in {label}")
+
+    def warn_far_times(self, data: SeriesSet, name: str = "X", spans: float = 10.0) -> None:
+        """Warn when a time of ``data`` lies more than ``spans`` training time ranges (at least
+        ``spans`` time steps) before the first or after the last training time: the kernels
+        and the time scale were learned on the training range, and such times are often a
+        unit mistake (seconds for hours, a wrong origin)."""
+        if self.time_end_ is None:
+            return
+        width = spans * max(self.time_end_ - self.time_origin_, self.time_step_)
+        lo, hi = self.time_origin_ - width, self.time_end_ + width
+        far = [i for i, t in enumerate(data.times) if t.size and (t[0] < lo or t[-1] > hi)]
+        if far:
+            t = data.times[far[0]]
+            found = t[0] if t[0] < lo else t[-1]
+            warnings.warn(
+                f"{name}: {len(far)} series have times far outside the training range "
+                f"[{self.time_origin_:.6g}, {self.time_end_:.6g}] (more than {spans:g} times its "
+                f"width away), e.g. {found:.6g} in series {far[0]}; check the time unit and "
+                "origin",
+                UserWarning,
+                stacklevel=4,
+            )
 
     def scaled_times(self, t: np.ndarray, name: str = "times", where: str = "") -> np.ndarray:
         """``(t - time_origin_) / time_step_`` (float64), checked to fit in float32.
@@ -271,6 +297,7 @@ class Scaler:
             "names_given": self.names_given_,
             "time_step": self.time_step_,
             "time_origin": self.time_origin_,
+            "time_end": self.time_end_,
         }
 
     @classmethod
@@ -313,4 +340,6 @@ class Scaler:
         out.names_given_ = bool(state.get("names_given", False))
         out.time_step_ = step
         out.time_origin_ = origin
+        end = state.get("time_end")
+        out.time_end_ = float(end) if isinstance(end, (int, float)) and math.isfinite(end) else None
         return out

@@ -148,6 +148,27 @@ class SeriesSet:
             out.append(a)
         return replace(self, values=tuple(out))
 
+    def subset(self, indices: Sequence[int] | np.ndarray) -> SeriesSet:
+        """The series ``indices`` (in that order), with their part of the layout.
+
+        Results of a subset come back per series; a DataFrame layout keeps its frame, so
+        give results of a subset back through the full set.
+        """
+        idx = [int(i) for i in np.asarray(indices, dtype=np.int64).reshape(-1)]
+        lay = self.layout
+        layout = replace(
+            lay,
+            order=tuple(lay.order[i] for i in idx),
+            rows=None if lay.rows is None else tuple(lay.rows[i] for i in idx),
+            series_ids=None if lay.series_ids is None else tuple(lay.series_ids[i] for i in idx),
+        )
+        return replace(
+            self,
+            values=tuple(self.values[i] for i in idx),
+            times=tuple(self.times[i] for i in idx),
+            layout=layout,
+        )
+
     def hold_out(
         self,
         fraction: float,

@@ -49,6 +49,9 @@ class ModelSpec:
     hidden: tuple[int, ...]
     beta: float
     lengthscale: float | None
+    mask_rate: float = 0.0
+    mask_pattern: str = "points"
+    block_lengths: tuple[int, int] = (2, 24)
     periods: list[float] | None = None
     learn_period: bool = True
     span: float | None = None
@@ -82,6 +85,10 @@ def build_model(spec: ModelSpec, num_features: int) -> GPVAEModel:
     """
     family = get_posterior(spec.posterior)
     lik = get_likelihood(spec.likelihood, num_features)
+    if lik.needs_index and spec.lengthscale is not None:
+        # noise that is a GP along the index starts at the same lengthscale as the latents
+        noise_kernel = build_kernel("matern32", spec.lengthscale)
+        lik = get_likelihood(spec.likelihood, num_features, kernel=noise_kernel)
     enc: nn.Module
     dec: nn.Module
     if isinstance(spec.encoder, nn.Module):
@@ -101,7 +108,17 @@ def build_model(spec: ModelSpec, num_features: int) -> GPVAEModel:
         periods = [1.0] * num_periods(spec.kernel)
     kernel = build_kernel(spec.kernel, spec.lengthscale, periods, spec.learn_period, spec.span)
     prior = GPPrior(kernel, spec.latent_dim, backend=spec.backend)
-    return GPVAEModel(enc, family, prior, dec, lik, beta=spec.beta)
+    return GPVAEModel(
+        enc,
+        family,
+        prior,
+        dec,
+        lik,
+        beta=spec.beta,
+        mask_rate=spec.mask_rate,
+        mask_pattern=spec.mask_pattern,
+        mask_lengths=spec.block_lengths,
+    )
 
 
 def check_device(device: object) -> str | torch.device:

@@ -8,6 +8,7 @@ time), never the estimator itself, so no module below the estimator class refers
 
 from __future__ import annotations
 
+import warnings
 from collections.abc import Iterator
 from dataclasses import dataclass
 from typing import Any
@@ -53,9 +54,24 @@ class PredictContext:
 
     def input(self, X: Any, times: Any) -> tuple[SeriesSet, SeriesSet]:
         """(original, standardised) series of a prediction input, checked against the fit."""
-        ss = to_series_set(X, times, num_features=self.scaler.num_features)
+        ss = to_series_set(
+            X,
+            times,
+            num_features=self.scaler.num_features,
+            allow_single_step=True,
+            allow_empty_series=True,
+        )
         self.scaler.check(ss)
         self.scaler.check_range(ss)
+        self.scaler.warn_far_times(ss)
+        empty = sum(1 for v in ss.values if np.isnan(v).all())
+        if empty:
+            warnings.warn(
+                f"X: {empty} series with no observed entry; their values come from the "
+                "model's prior (the population level), not from the series",
+                UserWarning,
+                stacklevel=3,
+            )
         return ss, self.scaler.transform(ss)
 
     def batch(self, ss: SeriesSet, idx: np.ndarray) -> Batch:

@@ -31,7 +31,6 @@ from torch import nn
 from gpvae import settings
 from gpvae.arguments import bool_arg, check_name, float_arg, int_arg
 from gpvae.data import Scaler
-from gpvae.data.output import unpad
 from gpvae.errors import (
     GPVAEError,
     InputTypeError,
@@ -60,9 +59,10 @@ from gpvae.estimator.modelfile import load_weights, read_folder, write_folder
 from gpvae.estimator.results import (
     AnomalyResult,
     ImputationResult,
-    times_1d,
 )
+from gpvae.estimator.sampling import latent_series, sample_series
 from gpvae.estimator.seasonality import PeriodArg, check_period, resolve_periods
+from gpvae.estimator.validation import hiding_args, validation_split
 from gpvae.gp.prior import backend_names
 from gpvae.kernels import KernelArg, kernel_spec
 from gpvae.likelihoods import likelihood_key
@@ -91,6 +91,10 @@ _ARGUMENTS = (
     "optimizer",
     "patience",
     "val_fraction",
+    "val_pattern",
+    "mask_rate",
+    "mask_pattern",
+    "block_lengths",
     "calibrate",
     "num_samples",
     "lengthscale",
@@ -125,8 +129,8 @@ class GPVAE(ForecastMethods):
             deviation from the decoder is a GP in time of its own:
             :class:`~gpvae.likelihoods.GPNoiseGaussian`), ``"student_t"`` or ``"bernoulli"``
             (values in [0, 1], not standardised; imputations are probabilities).
-        encoder: ``"mlp"``, ``"partial"``, ``"conv"``, ``"cnn"`` (frames of a square image
-            flattened to D = H * W features: :class:`~gpvae.nets.ImageEncoder`) or an
+        encoder: ``"mlp"``, ``"partial"``, ``"conv"``, ``"gru"``, ``"cnn"`` (frames of a square
+            image flattened to D = H * W features: :class:`~gpvae.nets.ImageEncoder`) or an
             ``nn.Module`` (see :mod:`gpvae.nets`); deep-copied at each fit.
         decoder: ``"mlp"``, ``"cnn"`` (:class:`~gpvae.nets.ImageDecoder`) or an
             ``nn.Module``; deep-copied at each fit.
@@ -139,14 +143,20 @@ class GPVAE(ForecastMethods):
         patience: epochs without a better validation score before stopping (None: never).
         val_fraction: share of observed entries held out as validation targets (of
             ``X_val`` when given, else of the training data, which then trains without them);
-            0 turns early stopping on a held-out score off.
+            0 turns early stopping on a held-out score off. Unused with ``X_val_target``.
+        val_pattern: the held-out validation entries are ``"points"`` or ``"blocks"`` (runs
+            of ``block_lengths`` steps of one feature: choose it when the gaps are blocks).
+        mask_rate: artificial missingness: at every training step this share of the observed
+            entries is hidden from the encoder, still scored (:class:`~gpvae.model.GPVAEModel`).
+        mask_pattern: ``"points"`` or ``"blocks"``, the shape of the entries hidden in training.
+        block_lengths: (shortest, longest) run length in steps of the ``"blocks"`` patterns.
         calibrate: after fit, rescale the imputation intervals per feature so that they
             cover the held-out entries at their nominal levels
             (:mod:`gpvae.estimator.calibration`; needs ``val_fraction > 0``; not for
             ``"bernoulli"``).
         num_samples: Monte Carlo samples of z per series in the training ELBO.
-        lengthscale: initial kernel lengthscale in time steps for named kernels (None:
-            :data:`gpvae.settings.DEFAULT_LENGTHSCALE`).
+        lengthscale: initial kernel lengthscale in time steps for named kernels and for the
+            noise kernels of ``"gaussian_gp*"`` (None: :data:`gpvae.settings.DEFAULT_LENGTHSCALE`).
         period: the period(s) of the periodic factors of a kernel name: a number in the
             data's time units (hours for datetimes, steps on a calendar grid) or a string
             (``"24h"``, ``"365.25D"``, ``"12MS"``), or one per factor; fixed in training.
@@ -193,6 +203,10 @@ class GPVAE(ForecastMethods):
         optimizer: str = "adam",
         patience: int | None = 10,
         val_fraction: float = 0.1,
+        val_pattern: str = "points",
+        mask_rate: float = 0.0,
+        mask_pattern: str = "points",
+        block_lengths: Sequence[int] = (2, 24),
         calibrate: bool = True,
         num_samples: int = 1,
         lengthscale: float | None = None,
@@ -224,6 +238,9 @@ class GPVAE(ForecastMethods):
         self.val_fraction = float_arg("val_fraction", val_fraction, positive=False)
         if self.val_fraction >= 1.0:
             raise invalid("val_fraction", "a number in [0, 1)", val_fraction)
+        self.val_pattern, self.mask_rate, self.mask_pattern, self.block_lengths = hiding_args(
+            val_pattern, mask_rate, mask_pattern, block_lengths
+        )
         self.calibrate = bool_arg("calibrate", calibrate)
         self.num_samples = int_arg("num_samples", num_samples)
         self.lengthscale = None if lengthscale is None else float_arg("lengthscale", lengthscale)
@@ -299,6 +316,9 @@ class GPVAE(ForecastMethods):
             hidden=self.hidden,
             beta=self.beta,
             lengthscale=self.lengthscale,
+            mask_rate=self.mask_rate,
+            mask_pattern=self.mask_pattern,
+            block_lengths=self.block_lengths,
             periods=periods,
             learn_period=learn_period,
             span=span,
@@ -377,21 +397,28 @@ class GPVAE(ForecastMethods):
         X_val: Any = None,
         times_val: Any = None,
         *,
+        X_val_target: Any = None,
         resume: bool = False,
     ) -> GPVAE:
         """Train on X (observed entries only), early-stopping on a held-out imputation MAE.
 
         The validation score is the mean absolute error, in standardised units, of the
-        imputation (likelihood mean decoded at the posterior mean of z) of held-out observed
-        entries: a ``val_fraction`` share of the observed entries of ``X_val`` when given
-        (the rest is the input), else of ``X`` (hidden from the training input). The weights
-        with the best score are kept.
+        imputation (likelihood mean decoded at the posterior mean of z) of entries hidden
+        from the model: with ``X_val_target``, its entries that are missing in ``X_val`` (the
+        hidden ground truth); else a ``val_fraction`` share of the observed entries of
+        ``X_val`` when given (the rest is the input), or of ``X`` (hidden from the training
+        input), as single entries or as blocks (``val_pattern``). The weights with the best
+        score are kept, and the imputation intervals are calibrated on the same entries.
+        Series with a single time step are accepted; series with no observed entry are left
+        out of training (with a warning).
 
         Args:
             X: (n, T, D) array with NaN, list of (T_i, D) arrays, DataFrame or dict.
             times: None (0..T-1), (T,), (n, T) or a list of (T_i,) arrays.
             X_val: optional validation data in the same form (same D).
-            times_val: times of ``X_val``.
+            times_val: times of ``X_val`` (and of ``X_val_target``).
+            X_val_target: ``X_val`` with the entries hidden from it filled in (same form,
+                series and times): the validation targets.
             resume: continue from the checkpoint in ``checkpoint_dir`` (same data and
                 settings) up to ``epochs``; starts afresh when there is no checkpoint yet.
 
@@ -408,14 +435,28 @@ class GPVAE(ForecastMethods):
                 "found checkpoint_dir=None"
             )
         binary = self.likelihood == "bernoulli"  # 0/1 values are modelled as they are
-        full_set, val_set, scaler = fit_data(X, times, X_val, times_val, binary=binary)
-        train_set = full_set if self.window is None else windowed(full_set, self.window)
-        D = train_set.num_features
+        full_set, val_set, target_set, scaler = fit_data(
+            X, times, X_val, times_val, binary=binary, X_val_target=X_val_target
+        )
+        D = full_set.num_features
+        train_set, validation = validation_split(
+            full_set,
+            val_set,
+            target_set,
+            pattern=self.val_pattern,
+            fraction=self.val_fraction,
+            lengths=self.block_lengths,
+            seed=self.seed,
+        )
+        if self.window is not None:  # after the validation split: windows keep its holes
+            train_set = windowed(train_set, self.window)
         device = resolve_device(self.device)
         periods, learn = resolve_periods(self.kernel, self.period, full_set, scaler)
         span = max(float(t[-1] - t[0]) for t in full_set.times) / scaler.time_step_
         model = self._build_model(D, periods, learn, span).to(device)
-        session = FitSession(self._session_config(), model, scaler, device, train_set, val_set)
+        session = FitSession(
+            self._session_config(), model, scaler, device, train_set, val_set, validation
+        )
         state = session.run(resume)
         scale = np.ones(D)
         if self.calibrate and not binary and session.val_input is not None:
@@ -485,21 +526,7 @@ class GPVAE(ForecastMethods):
         Returns:
             (S, T, D) array in original units (points in the order of ``times``).
         """
-        ctx = self._context("sample")
-        model, scaler = ctx.model, ctx.scaler
-        S = int_arg("num_samples", num_samples)
-        t = times_1d(times, "times")
-        width = max(scaler.num_features, model.latent_dim)
-        ctx.check_draws("num_samples, times", S, 1, len(t), width, 3)
-        order = np.argsort(t, kind="stable")
-        x = scaler.scaled_times(t[order], "times")
-        dtype = next(model.parameters()).dtype
-        x_t = torch.as_tensor(x[None, :, None], dtype=dtype, device=ctx.device)
-        model.eval()
-        y = model.sample_series(x_t, S, ctx.generator(3))[:, 0]  # (S, T, D)
-        out = np.empty((S, len(t), scaler.num_features))
-        out[:, order] = scaler.inverse_transform(y.double().cpu().numpy())
-        return out
+        return sample_series(self._context("sample"), times, num_samples)
 
     def latent(self, X: Any, times: Any = None) -> tuple[Any, Any]:
         """Posterior mean and variance of z at every time step of X.
@@ -508,23 +535,7 @@ class GPVAE(ForecastMethods):
             (mean, var): (n, T, L) arrays for array inputs, else lists of n (T_i, L) arrays
             (in each series' input order).
         """
-        ctx = self._context("latent")
-        ss, scaled = ctx.input(X, times)
-        mean_l: list[np.ndarray] = [np.empty(0)] * ss.num_series
-        var_l = list(mean_l)
-        ctx.model.eval()
-        for idx in ctx.batches(ss.num_series):
-            batch = ctx.batch(scaled, idx)
-            with torch.no_grad():
-                m, v = ctx.model.encode(batch).marginals()  # (B, N, L)
-            m_np, v_np = m.double().cpu().numpy(), v.double().cpu().numpy()
-            for b, i in enumerate(idx):
-                T = len(ss.times[i])
-                mean_l[i], var_l[i] = m_np[b, :T], v_np[b, :T]
-        mean_u, var_u = unpad(ss, mean_l), unpad(ss, var_l)
-        if ss.layout.output_kind == "array":
-            return np.stack(mean_u), np.stack(var_u)
-        return mean_u, var_u
+        return latent_series(self._context("latent"), X, times)
 
     # ------------------------------------------------------------------ anomaly scores
 
@@ -569,6 +580,7 @@ class GPVAE(ForecastMethods):
         config = {name: getattr(self, name) for name in _ARGUMENTS}
         config["kernel"] = kernel_spec(self.kernel)
         config["hidden"] = list(self.hidden)
+        config["block_lengths"] = list(self.block_lengths)
         config["device"] = str(self.device)
         if self.checkpoint_dir is not None:
             config["checkpoint_dir"] = str(self.checkpoint_dir)

@@ -84,7 +84,8 @@ def forecast_series(
     S = int_arg("num_samples", num_samples)
     q_lo, q_hi = quantiles_arg(quantiles)
     ss, scaled = ctx.input(X, times)
-    future = resolve_future_times(ss, horizon, future_times)  # (n, H) float, input's units
+    # (n, H) float, the input's units; a single-step series steps by the training time step
+    future = resolve_future_times(ss, horizon, future_times, scaler.time_step_)
     future_name = "horizon" if future_times is None else "future_times"
     scaler.scaled_times(future, future_name)  # checked before any work
     n, H = future.shape

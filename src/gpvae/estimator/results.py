@@ -191,8 +191,11 @@ def times_1d(times: Any, name: str) -> np.ndarray:
     return t
 
 
-def resolve_future_times(ss: SeriesSet, horizon: int | None, future_times: Any) -> np.ndarray:
-    """(n, H) future times in the SeriesSet's float time units."""
+def resolve_future_times(
+    ss: SeriesSet, horizon: int | None, future_times: Any, default_step: float = 1.0
+) -> np.ndarray:
+    """(n, H) future times in the SeriesSet's float time units; ``horizon`` steps of each
+    series' median step (``default_step``, e.g. the training data's, for a single step)."""
     n = ss.num_series
     if future_times is None:
         if horizon is None:
@@ -203,7 +206,10 @@ def resolve_future_times(ss: SeriesSet, horizon: int | None, future_times: Any) 
         check_memory("horizon", 16.0 * n * H, f"{n} series x {H} future times")
         out = np.empty((n, H))
         for i, t in enumerate(ss.times):
-            step = 1.0 if ss.layout.time_unit == "steps" else float(np.median(np.diff(t)))
+            if ss.layout.time_unit == "steps":
+                step = 1.0
+            else:
+                step = float(np.median(np.diff(t))) if len(t) > 1 else default_step
             out[i] = t[-1] + step * np.arange(1, H + 1)
         return out
     if horizon is not None:

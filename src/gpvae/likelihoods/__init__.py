@@ -33,6 +33,7 @@ _REGISTRY: dict[str, Callable[..., Likelihood]] = {
     "gaussian": Gaussian,
     "gaussian_hetero": partial(Gaussian, heteroscedastic=True),
     "gaussian_gp": GPNoiseGaussian,
+    "gaussian_gp_per_feature": partial(GPNoiseGaussian, per_feature_kernel=True),
     "student_t": StudentT,
     "bernoulli": Bernoulli,
 }
@@ -41,8 +42,9 @@ _ALIASES = {"studentt": "student_t"}
 
 def likelihood_names() -> list[str]:
     """The likelihood names: ``gaussian`` (learned per-feature variance), ``gaussian_hetero``
-    (variance from the decoder), ``gaussian_gp`` (each feature's noise a GP along the index),
-    ``student_t`` (heavy tails), ``bernoulli`` (values in [0, 1])."""
+    (variance from the decoder), ``gaussian_gp`` (each feature's noise a GP along the index,
+    one kernel shared by the features), ``gaussian_gp_per_feature`` (the same, each feature's
+    kernel its own lengthscale), ``student_t`` (heavy tails), ``bernoulli`` (values in [0, 1])."""
     return list(_REGISTRY)
 
 

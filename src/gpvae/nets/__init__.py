@@ -8,12 +8,14 @@ Any ``nn.Module`` with the same call signature and shapes may be used instead; s
 from __future__ import annotations
 
 from gpvae.nets.conv import ConvEncoder
+from gpvae.nets.gru import GRUEncoder
 from gpvae.nets.image import ImageDecoder, ImageEncoder
 from gpvae.nets.mlp import MLP, MLPDecoder, MLPEncoder, PartialEncoder
 
 __all__ = [
     "MLP",
     "ConvEncoder",
+    "GRUEncoder",
     "ImageDecoder",
     "ImageEncoder",
     "MLPDecoder",

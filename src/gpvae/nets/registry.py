@@ -16,6 +16,7 @@ from torch import nn
 from gpvae.arguments import check_name
 from gpvae.errors import ValidationError
 from gpvae.nets.conv import ConvEncoder
+from gpvae.nets.gru import GRUEncoder
 from gpvae.nets.image import ImageDecoder, ImageEncoder
 from gpvae.nets.mlp import MLPDecoder, MLPEncoder, PartialEncoder
 
@@ -64,6 +65,11 @@ def _conv_encoder(D: int, L: int, hidden: Sequence[int], num_outputs: int) -> nn
     return ConvEncoder(D, L, channels=channels, hidden=tuple(hidden[1:]), num_outputs=num_outputs)
 
 
+def _gru_encoder(D: int, L: int, hidden: Sequence[int], num_outputs: int) -> nn.Module:
+    size = hidden[0] if hidden else 64
+    return GRUEncoder(D, L, hidden_size=size, hidden=tuple(hidden[1:]), num_outputs=num_outputs)
+
+
 def _cnn_encoder(D: int, L: int, hidden: Sequence[int], num_outputs: int) -> nn.Module:
     width = hidden[0] if hidden else 256
     shape = square_image_shape(D, "encoder")
@@ -83,6 +89,7 @@ _ENCODERS: dict[str, EncoderFactory] = {
     "mlp": _mlp_encoder,
     "partial": _partial_encoder,
     "conv": _conv_encoder,
+    "gru": _gru_encoder,
     "cnn": _cnn_encoder,
 }
 _DECODERS: dict[str, DecoderFactory] = {"mlp": _mlp_decoder, "cnn": _cnn_decoder}
@@ -90,7 +97,8 @@ _DECODERS: dict[str, DecoderFactory] = {"mlp": _mlp_decoder, "cnn": _cnn_decoder
 
 def encoder_names() -> list[str]:
     """The encoder names: ``mlp`` (per point), ``partial`` (per-feature evidence), ``conv``
-    (temporal convolution), ``cnn`` (square image frames)."""
+    (temporal convolution), ``gru`` (bidirectional GRU over the steps), ``cnn`` (square image
+    frames)."""
     return list(_ENCODERS)
 
 

@@ -89,14 +89,22 @@ class FitSession:
         device: torch.device,
         train_set: SeriesSet,
         val_set: SeriesSet | None,
+        validation: tuple[SeriesSet, SeriesSet] | None = None,
     ) -> None:
+        """``validation``: (input, targets) chosen by the caller (e.g. hidden ground truth:
+        the targets are entries missing from the input); else the split follows
+        ``val_fraction`` (random held-out observed entries of ``val_set`` or of the
+        training data)."""
         self.config, self.model, self.scaler, self.device = config, model, scaler, device
-        self.fingerprint = _fingerprint(train_set, val_set)
+        self.fingerprint = _fingerprint(train_set, val_set, *(validation or ()))
         split = torch.Generator().manual_seed(seed_for(config.seed, 10))
         scaled_train = scaler.transform(train_set)
         self.val_input: SeriesSet | None = None
         self.val_target: SeriesSet | None = None
-        if val_set is not None:
+        if validation is not None:
+            self.train_input = scaled_train
+            self.val_input, self.val_target = (scaler.transform(s) for s in validation)
+        elif val_set is not None:
             scaled_val = scaler.transform(val_set)
             if config.val_fraction > 0:
                 self.val_input, self.val_target = scaled_val.hold_out(

@@ -55,6 +55,7 @@ __all__ = [
     "baseline_imputations",
     "evaluate",
     "fit_model",
+    "holdout_mask",
     "impute_history",
     "tune",
 ]
@@ -102,6 +103,10 @@ class DemoSettings:
     days: int | None = None
 
 
+#: Share of the observed history held out for validation, and the block lengths in days.
+VAL_SHARE = 0.10
+VAL_BLOCK_DAYS = (10, 30)
+
 #: The tuned settings of the full demo (see :func:`tune`).
 FULL = DemoSettings()
 #: A ~30 s version for tests: fewer epochs and the last two years only.
@@ -114,7 +119,8 @@ QUICK = DemoSettings(epochs=12, days=730, stride=10, num_samples=50)
 def fit_model(
     data: DemoData, settings: DemoSettings, seed: int = 0, progress: bool = True
 ) -> GPVAE:
-    """Fit a GP-VAE to overlapping windows of the masked history (times in days).
+    """Fit a GP-VAE to overlapping windows of the masked history (times in days), early
+    stopping and calibrating on held-out entries (:func:`holdout_mask`).
 
     The model works on :func:`to_model_units` values; see :func:`impute_history`.
 
@@ -129,7 +135,10 @@ def fit_model(
     """
     from gpvae.estimator import GPVAE
 
-    X, t = windows(to_model_units(data.history), data.days, settings.window, settings.stride)
+    history = to_model_units(data.history)
+    kept = np.where(holdout_mask(history, seed), np.nan, history)
+    X, t = windows(kept, data.days, settings.window, settings.stride)
+    X_target, _ = windows(history, data.days, settings.window, settings.stride)
     model = GPVAE(
         latent_dim=settings.latent_dim,
         kernel=settings.kernel,
@@ -146,12 +155,29 @@ def fit_model(
         seed=seed,
         progress=progress,
     )
-    model.fit(X, t)
+    # The held-out entries are hidden in every window that contains them: training never
+    # sees them, and early stopping and the interval calibration score them.
+    model.fit(X, t, X_val=X, times_val=t, X_val_target=X_target)
     # forecast intervals calibrated by rolling origins over the whole masked history
     model.calibrate_forecast(
         to_model_units(data.history)[None], data.days[None], horizon=data.horizon
     )
     return model
+
+
+def holdout_mask(history: np.ndarray, seed: int) -> np.ndarray:
+    """(T, D) bool: the entries of the history held out for validation.
+
+    About 10% of the observed entries, shaped like the gaps the demo imputes: half single
+    days, half runs of 10-30 days of one feature.
+    """
+    from gpvae.data import to_series_set
+    from gpvae.data.holdout import hold_out_blocks
+
+    ss = to_series_set(history[None])
+    kept, blocks = hold_out_blocks(ss, VAL_SHARE / 2, VAL_BLOCK_DAYS, seed=seed)
+    _, points = kept.hold_out(VAL_SHARE / 2 / (1 - VAL_SHARE / 2), seed=seed)
+    return ~np.isnan(blocks.values[0]) | ~np.isnan(points.values[0])
 
 
 def impute_history(

@@ -1,0 +1,147 @@
+"""Merging rows that share a timestamp within a series (on request).
+
+gpvae needs distinct times within a series, and rejects repeated ones rather than guess.
+Real records repeat them (two lab draws logged in the same minute, a sensor that reports
+twice); :func:`merge_duplicate_times` merges such rows into one, the per-feature mean of the
+values observed there, and says which rows it merged::
+
+    merged = merge_duplicate_times(frame, id_col="stay", time_col="time")
+    merged.merged           # one entry per merged group: series, time, input rows
+    GPVAE(...).fit(merged.X)
+"""
+
+from __future__ import annotations
+
+import warnings
+from collections.abc import Hashable, Sequence
+from dataclasses import dataclass, field
+from typing import Any
+
+import numpy as np
+import pandas as pd
+
+from gpvae.data.convert import to_series_set
+from gpvae.data.frames import from_frame
+from gpvae.errors import ValidationError
+
+__all__ = ["MergedTimes", "merge_duplicate_times"]
+
+
+@dataclass
+class MergedTimes:
+    """The result of :func:`merge_duplicate_times`.
+
+    Attributes:
+        X: the data with one row per (series, time): a DataFrame for a DataFrame input, else
+            a list of n (U_i, D) arrays.
+        times: None for a DataFrame input, else a list of n (U_i,) float arrays.
+        merged: one dict per merged group: ``series`` (id or position), ``time`` and ``rows``
+            (the input's row labels or positions that were merged).
+    """
+
+    X: Any
+    times: list[np.ndarray] | None
+    merged: list[dict[str, Any]] = field(default_factory=list)
+
+
+def _warn(merged: list[dict[str, Any]], stacklevel: int) -> None:
+    if merged:
+        rows = sum(len(m["rows"]) for m in merged)
+        first = merged[0]
+        warnings.warn(
+            f"merged {rows} rows into {len(merged)} (same series and time), e.g. rows "
+            f"{first['rows']} of series {first['series']!r} at time {first['time']!r}; "
+            "see .merged for all",
+            UserWarning,
+            stacklevel=stacklevel,
+        )
+
+
+def _merge_frame(
+    X: pd.DataFrame, id_col: Hashable | None, time_col: Hashable | None
+) -> MergedTimes:
+    lay = from_frame(X, id_col, time_col, None, "X").layout
+    id_c, time_c = lay.get("id_col"), lay.get("time_col")
+    frame = X if time_c is not None else X.rename_axis("__time__").reset_index()
+    time_key = time_c if time_c is not None else "__time__"
+    keys = [k for k in (id_c, time_key) if k is not None]
+    feats = [c for c in frame.columns if c not in keys]
+    dup = frame.duplicated(keys, keep=False).to_numpy()
+    merged: list[dict[str, Any]] = []
+    for key, group in frame[dup].groupby(keys, sort=False):
+        key = key if isinstance(key, tuple) else (key,)
+        merged.append(
+            {
+                "series": key[0] if id_c is not None else 0,
+                "time": key[-1],
+                "rows": list(group.index),
+            }
+        )
+    out = frame.groupby(keys, sort=False, dropna=False)[feats].mean().reset_index()
+    if time_c is None:
+        out = out.set_index("__time__").rename_axis(X.index.name)
+    _warn(merged, 4)
+    return MergedTimes(out, None, merged)
+
+
+def merge_duplicate_times(
+    X: Any,
+    times: Any = None,
+    *,
+    id_col: Hashable | None = None,
+    time_col: Hashable | None = None,
+) -> MergedTimes:
+    """Merge the rows of each series that share a time into one (per-feature mean).
+
+    An entry of a merged row is the mean of the values observed at that time (NaN when none
+    was); rows are kept in time order. A :class:`UserWarning` says how many rows were merged.
+
+    Args:
+        X: a long or wide DataFrame, a list of (T_i, D) arrays or an (n, T, D) array.
+        times: for arrays, as in :func:`~gpvae.data.to_series_set` (None: 0..T-1, which
+            never repeats).
+        id_col, time_col: the DataFrame's id and time columns (inferred as in
+            :func:`~gpvae.data.to_series_set`).
+
+    Returns:
+        :class:`MergedTimes`.
+
+    Raises:
+        GPVAEError: input that :func:`~gpvae.data.to_series_set` would reject for another
+            reason than repeated times (naming the argument).
+    """
+    if isinstance(X, pd.DataFrame):
+        if times is not None:
+            raise ValidationError("times: expected None for a DataFrame X, found times")
+        return _merge_frame(X, id_col, time_col)
+    if isinstance(X, np.ndarray) and X.ndim == 3:
+        series: Sequence[Any] = list(X)
+        if times is not None and np.ndim(times) == 2:
+            times = list(np.asarray(times))
+        elif times is not None:
+            times = [np.asarray(times)] * len(series)
+    else:
+        series = X
+    if times is None:
+        times = [np.arange(len(np.asarray(v)), dtype=np.float64) for v in series]
+    values_out: list[np.ndarray] = []
+    times_out: list[np.ndarray] = []
+    merged: list[dict[str, Any]] = []
+    for i, (v, t) in enumerate(zip(series, times, strict=True)):
+        v = np.asarray(v, dtype=np.float64)
+        t = np.asarray(t, dtype=np.float64)
+        u, inverse, counts = np.unique(t, return_inverse=True, return_counts=True)
+        out = np.full((len(u), v.shape[1]), np.nan)
+        for k in np.flatnonzero(counts > 1):
+            rows = np.flatnonzero(inverse == k)
+            merged.append({"series": i, "time": float(u[k]), "rows": rows.tolist()})
+            with warnings.catch_warnings():
+                warnings.simplefilter("ignore", RuntimeWarning)  # all-NaN columns stay NaN
+                out[k] = np.nanmean(v[rows], axis=0)
+        single = counts[inverse] == 1
+        out[inverse[single]] = v[single]
+        values_out.append(out)
+        times_out.append(u)
+    to_series_set(values_out, times_out, allow_single_step=True, allow_empty_series=True)
+    _warn(merged, 3)
+    return MergedTimes(values_out, times_out, merged)

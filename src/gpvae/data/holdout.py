@@ -1,0 +1,142 @@
+"""Hiding observed entries: validation hold-outs of a SeriesSet and training masks of a batch.
+
+Two shapes of hiding, used in two places:
+
+- ``"points"``: every observed entry is hidden independently with probability ``rate``.
+- ``"blocks"``: runs of consecutive time steps of one feature are hidden, each run's length
+  drawn uniformly from ``lengths = (shortest, longest)``; runs start at random steps until
+  about ``rate`` of the observed entries are hidden (the gaps of sensor outages, of a lab
+  value not measured for a day).
+
+:func:`hold_out_blocks` splits a :class:`~gpvae.data.SeriesSet` into the kept input and the
+held-out targets (validation on hidden ground truth when the user's gaps are blocks; the
+``"points"`` hold-out is :meth:`SeriesSet.hold_out`). :func:`hide_mask` draws the (B, N, D)
+mask of entries to hide from the encoder at one training step (artificial missingness, as in
+SAITS's masked-imputation task).
+"""
+
+from __future__ import annotations
+
+import numpy as np
+import torch
+from torch import Tensor
+
+from gpvae.data.series import SeriesSet
+from gpvae.errors import ValidationError
+
+__all__ = ["HIDE_PATTERNS", "check_lengths", "hide_mask", "hold_out_blocks"]
+
+#: The shapes of hiding.
+HIDE_PATTERNS = ("points", "blocks")
+
+
+def check_lengths(lengths: object, name: str = "block_lengths") -> tuple[int, int]:
+    """``(shortest, longest)`` block lengths as ints with 1 <= shortest <= longest.
+
+    Raises:
+        ValidationError: naming ``name``.
+    """
+    try:
+        lo, hi = (int(v) for v in lengths)  # type: ignore[attr-defined]
+        ok = all(float(v) == int(v) for v in lengths)  # type: ignore[attr-defined]
+    except (TypeError, ValueError):
+        ok, lo, hi = False, 0, 0
+    if not ok or not 1 <= lo <= hi:
+        raise ValidationError(
+            f"{name}: expected (shortest, longest) integers with 1 <= shortest <= longest, "
+            f"found {lengths!r}"
+        )
+    return lo, hi
+
+
+def _block_mask(
+    observed: np.ndarray, rate: float, lengths: tuple[int, int], rng: np.random.Generator
+) -> np.ndarray:
+    """(T, D) bool: runs of one feature covering about ``rate`` of the observed entries."""
+    T, D = observed.shape
+    target = rate * observed.sum()
+    hide = np.zeros_like(observed)
+    if target <= 0:
+        return hide
+    for _ in range(100 * T * D):  # bounded: each try covers at least one step
+        if (hide & observed).sum() >= target:
+            break
+        length = int(rng.integers(lengths[0], lengths[1] + 1))
+        d = int(rng.integers(D))
+        start = int(rng.integers(max(T - length, 0) + 1))
+        hide[start : start + length, d] = True
+    return hide
+
+
+def hold_out_blocks(
+    series: SeriesSet,
+    fraction: float,
+    lengths: tuple[int, int],
+    *,
+    seed: int,
+) -> tuple[SeriesSet, SeriesSet]:
+    """Hide blocks of consecutive steps of one feature, about ``fraction`` of each series'
+    observed entries; every series keeps at least one observed entry.
+
+    Args:
+        series: the series (any scale).
+        fraction: share of observed entries to hide, in [0, 1).
+        lengths: (shortest, longest) block length in steps.
+        seed: seed of the numpy generator.
+
+    Returns:
+        (kept, held) as :meth:`SeriesSet.hold_out`: ``kept`` has the hidden entries set to
+        NaN, ``held`` has only the hidden entries observed.
+    """
+    if not 0.0 <= fraction < 1.0:
+        raise ValidationError(f"fraction: expected a number in [0, 1), found {fraction}")
+    lengths = check_lengths(lengths)
+    rng = np.random.default_rng(seed)
+    kept, held = [], []
+    for v in series.values:
+        observed = ~np.isnan(v)
+        hide = _block_mask(observed, fraction, lengths, rng) & observed
+        if observed.any() and not (observed & ~hide).any():
+            first = np.argwhere(observed)[0]
+            hide[first[0], first[1]] = False  # keep one observed entry
+        kept.append(np.where(hide, np.nan, v))
+        held.append(np.where(hide, v, np.nan))
+    return series.with_values(kept), series.with_values(held)
+
+
+def hide_mask(
+    observed: Tensor,
+    rate: float,
+    pattern: str,
+    lengths: tuple[int, int],
+    generator: torch.Generator | None = None,
+) -> Tensor:
+    """(B, N, D) bool: entries to hide from the encoder at one training step.
+
+    ``"points"`` hides each entry with probability ``rate``; ``"blocks"`` starts a run at each
+    (step, feature) with probability ``rate / mean length`` and hides it for a length drawn
+    from ``lengths`` (runs may overlap, so slightly less than ``rate`` is hidden). Only
+    observed entries are returned True.
+
+    Args:
+        observed: (B, N, D) bool.
+        rate: share of entries to hide, in [0, 1).
+        pattern: ``"points"`` or ``"blocks"``.
+        lengths: (shortest, longest) run length for ``"blocks"``.
+        generator: source of randomness (on ``observed``'s device).
+    """
+    device = observed.device
+    u = torch.rand(observed.shape, generator=generator, device=device)
+    if pattern == "points":
+        return (u < rate) & observed
+    if pattern != "blocks":
+        raise ValidationError(f"pattern: expected one of {HIDE_PATTERNS}, found {pattern!r}")
+    lo, hi = lengths
+    start = u < rate / (0.5 * (lo + hi))  # (B, N, D)
+    run = torch.randint(lo, hi + 1, observed.shape, generator=generator, device=device)
+    hide = torch.zeros_like(observed)
+    N = observed.shape[1]
+    for k in range(min(hi, N)):  # a run started at step n covers n .. n + length - 1
+        hit = start[:, : N - k] & (run[:, : N - k] > k)
+        hide[:, k:] |= hit
+    return hide & observed

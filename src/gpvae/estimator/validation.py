@@ -1,0 +1,125 @@
+"""Which entries :meth:`GPVAE.fit` scores for early stopping and interval calibration.
+
+Three sources of validation targets, in order of preference:
+
+1. **Hidden ground truth from the user** (``X_val_target``): ``X_val`` is what the model sees
+   and the targets are the entries observed in ``X_val_target`` but missing in ``X_val``:
+   exactly the kind of gap that will be imputed (points, blocks, or whatever the user's
+   missingness looks like).
+2. **Blocks held out by the estimator** (``val_pattern="blocks"``): runs of consecutive steps
+   of one feature hidden from ``X_val`` (or, without ``X_val``, from the training data, which
+   then trains without them), so that early stopping scores gaps longer than one step.
+3. **Points** (``val_pattern="points"``, the default): the fit session's own random hold-out
+   (:class:`~gpvae.training.FitSession`), unchanged.
+
+The pairs are returned in original units; the session standardises them.
+"""
+
+from __future__ import annotations
+
+import numpy as np
+
+from gpvae.arguments import check_name, float_arg
+from gpvae.data import SeriesSet
+from gpvae.data.holdout import HIDE_PATTERNS, check_lengths, hold_out_blocks
+from gpvae.errors import ShapeError, ValidationError, invalid
+from gpvae.rng import seed_for
+
+__all__ = ["hidden_targets", "hiding_args", "validation_split"]
+
+
+def hiding_args(
+    val_pattern: object, mask_rate: object, mask_pattern: object, block_lengths: object
+) -> tuple[str, float, str, tuple[int, int]]:
+    """The estimator's ``val_pattern``, ``mask_rate``, ``mask_pattern`` and
+    ``block_lengths``, checked (errors name the argument)."""
+    rate = float_arg("mask_rate", mask_rate, positive=False)
+    if rate >= 1.0:
+        raise invalid("mask_rate", "a number in [0, 1)", mask_rate)
+    return (
+        check_name("val_pattern", val_pattern, HIDE_PATTERNS),
+        rate,
+        check_name("mask_pattern", mask_pattern, HIDE_PATTERNS),
+        check_lengths(block_lengths),
+    )
+
+
+def hidden_targets(val_set: SeriesSet, target_set: SeriesSet) -> SeriesSet:
+    """The entries observed in ``target_set`` and missing in ``val_set`` (NaN elsewhere).
+
+    Raises:
+        ShapeError: naming ``X_val_target`` when its series or shapes differ from X_val's.
+        ValidationError: naming ``X_val_target`` when its times differ from X_val's, when an
+            entry observed in both differs, or when no entry is hidden.
+    """
+    if target_set.num_series != val_set.num_series:
+        raise ShapeError(
+            f"X_val_target: expected {val_set.num_series} series (as X_val), found "
+            f"{target_set.num_series}"
+        )
+    held = []
+    for i, (v, t, vt, tt) in enumerate(
+        zip(val_set.values, val_set.times, target_set.values, target_set.times)
+    ):
+        if vt.shape != v.shape:
+            raise ShapeError(
+                f"X_val_target: expected series {i} of shape {v.shape} (as in X_val), found "
+                f"{vt.shape}"
+            )
+        if not np.array_equal(t, tt):
+            raise ValidationError(
+                f"X_val_target: expected the times of X_val in series {i}, found other times"
+            )
+        both = ~np.isnan(v) & ~np.isnan(vt)
+        if not np.array_equal(v[both], vt[both]):
+            k, d = (int(a) for a in np.argwhere(both & (v != vt))[0])
+            raise ValidationError(
+                f"X_val_target: expected the values of X_val where both are observed, found "
+                f"{vt[k, d]!r} against {v[k, d]!r} in series {i}, step {k}, feature {d}"
+            )
+        held.append(np.where(np.isnan(v), vt, np.nan))
+    out = target_set.with_values(held)
+    if out.num_observed == 0:
+        raise ValidationError(
+            "X_val_target: expected values at entries that are missing in X_val (the hidden "
+            "ground truth to score), found none"
+        )
+    return out
+
+
+def validation_split(
+    train_set: SeriesSet,
+    val_set: SeriesSet | None,
+    target_set: SeriesSet | None,
+    *,
+    pattern: str,
+    fraction: float,
+    lengths: tuple[int, int],
+    seed: int,
+) -> tuple[SeriesSet, tuple[SeriesSet, SeriesSet] | None]:
+    """(training input, (validation input, validation targets) or None).
+
+    None leaves the validation split to the fit session (points, ``val_fraction``).
+
+    Args:
+        train_set: the training series.
+        val_set: ``X_val`` or None.
+        target_set: ``X_val_target`` (needs ``val_set``) or None.
+        pattern: ``"points"`` or ``"blocks"`` (for hold-outs made here).
+        fraction: share of observed entries to hold out.
+        lengths: (shortest, longest) block length.
+        seed: the estimator's seed.
+    """
+    if target_set is not None:
+        if val_set is None:
+            raise ValidationError("X_val_target: expected X_val as well (the model's input)")
+        return train_set, (val_set, hidden_targets(val_set, target_set))
+    if pattern != "blocks" or fraction <= 0:
+        return train_set, None
+    source = val_set if val_set is not None else train_set
+    kept, held = hold_out_blocks(source, fraction, lengths, seed=seed_for(seed, 13))
+    if held.num_observed == 0:
+        return train_set, None
+    if val_set is None:
+        return kept, (kept, held)  # the training input loses the held-out blocks
+    return train_set, (kept, held)

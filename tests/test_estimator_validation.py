@@ -1,0 +1,284 @@
+"""Validation on hidden ground truth, block hold-outs, artificial missingness, ragged records.
+
+Covers :mod:`gpvae.estimator.validation`, :mod:`gpvae.data.holdout`, the model's training
+mask, and the robustness of ``fit`` / ``impute`` on real-record shapes (single-step and empty
+series, repeated and far-away timestamps).
+"""
+
+from __future__ import annotations
+
+import warnings
+from pathlib import Path
+
+import numpy as np
+import pandas as pd
+import pytest
+import torch
+
+from gpvae import GPVAE
+from gpvae.batch import Batch
+from gpvae.data import merge_duplicate_times, to_series_set
+from gpvae.data.holdout import hide_mask, hold_out_blocks
+from gpvae.errors import GPVAEError, ShapeError, ValidationError
+from gpvae.estimator.validation import hidden_targets, validation_split
+from gpvae.gp import GPPrior
+from gpvae.kernels import Matern32
+from gpvae.likelihoods import Gaussian
+from gpvae.model import GPVAEModel
+from gpvae.nets import MLPDecoder, MLPEncoder
+from gpvae.posteriors import StructuredPosterior
+
+FAST = {"latent_dim": 2, "hidden": (16,), "epochs": 3, "batch_size": 8, "progress": False}
+
+
+def _sines(n: int, T: int, seed: int = 0, missing: float = 0.2) -> tuple[np.ndarray, np.ndarray]:
+    """(n, T, 2) noisy sinusoids with NaN gaps, and the complete values."""
+    rng = np.random.default_rng(seed)
+    t = np.arange(T)[None, :, None]
+    full = np.sin(t / 4 + rng.uniform(0, 6, (n, 1, 1))) * np.array([1.0, 2.0])
+    full = full + 0.1 * rng.standard_normal((n, T, 2))
+    X = np.where(rng.random(full.shape) < missing, np.nan, full)
+    X[:, 0, 0] = full[:, 0, 0]
+    return X, full
+
+
+def _runs(mask: np.ndarray) -> list[int]:
+    """Lengths of the runs of True along axis 0 of every column of a (T, D) mask."""
+    out = []
+    for col in mask.T:
+        padded = np.concatenate([[False], col, [False]]).astype(int)
+        edges = np.flatnonzero(np.diff(padded))
+        out += list(edges[1::2] - edges[::2])
+    return out
+
+
+# ---------------------------------------------------------------- hiding
+
+
+def test_hold_out_blocks_hides_runs_of_observed_entries() -> None:
+    X, _ = _sines(30, 60, missing=0.0)
+    ss = to_series_set(X)
+    kept, held = hold_out_blocks(ss, 0.1, (5, 12), seed=3)
+    hidden = np.stack([~np.isnan(h) for h in held.values])
+    assert 0.08 <= hidden.mean() <= 0.2
+    for i in range(30):
+        # kept and held split the observed entries exactly
+        both = np.where(hidden[i], held.values[i], kept.values[i])
+        np.testing.assert_array_equal(both, X[i])
+        runs = _runs(hidden[i])
+        assert max(runs) <= 24  # two blocks may touch; each is 5..12 steps
+        assert np.mean(np.array(runs) >= 5) > 0.9
+    # the same seed gives the same blocks
+    again = hold_out_blocks(ss, 0.1, (5, 12), seed=3)[1]
+    assert all(np.array_equal(a, b, equal_nan=True) for a, b in zip(again.values, held.values))
+
+
+def test_hold_out_blocks_keeps_one_entry_per_series() -> None:
+    ss = to_series_set([np.array([[1.0], [2.0]])])
+    kept, _ = hold_out_blocks(ss, 0.9, (2, 2), seed=0)
+    assert (~np.isnan(kept.values[0])).sum() == 1
+
+
+@pytest.mark.parametrize("pattern", ["points", "blocks"])
+def test_hide_mask_rate_shape_and_observed_only(pattern: str) -> None:
+    g = torch.Generator().manual_seed(0)
+    observed = torch.rand(64, 100, 5, generator=g) < 0.7
+    hide = hide_mask(observed, 0.2, pattern, (5, 15), g)
+    assert not (hide & ~observed).any()
+    share = float(hide.sum() / observed.sum())
+    assert 0.14 <= share <= 0.22
+    full = hide_mask(torch.ones(64, 100, 5, dtype=torch.bool), 0.2, pattern, (5, 15), g)
+    runs = _runs(full.reshape(-1, 5).numpy())  # series run into each other: only a bound
+    if pattern == "blocks":
+        assert np.mean(np.array(runs) >= 5) > 0.9
+    else:
+        assert np.mean(np.array(runs) == 1) > 0.7
+
+
+def test_training_mask_hides_entries_from_the_encoder_only_in_train_mode() -> None:
+    seen: list[int] = []
+
+    class Spy(MLPEncoder):
+        def forward(self, y: torch.Tensor, observed: torch.Tensor) -> tuple[torch.Tensor, ...]:
+            seen.append(int(observed.sum()))
+            return super().forward(y, observed)
+
+    torch.manual_seed(0)
+    model = GPVAEModel(
+        Spy(3, 2, (8,)), StructuredPosterior(), GPPrior(Matern32(), 2), MLPDecoder(2, 3, (8,)),
+        Gaussian(3), mask_rate=0.3,
+    )  # fmt: skip
+    batch = Batch.from_tensors(torch.randn(4, 20, 3))
+    g = torch.Generator().manual_seed(1)
+    model.train()
+    res = model.elbo(batch, generator=g)
+    assert 0.6 * 240 <= seen[-1] <= 0.8 * 240
+    # every observed entry is still scored: the log-likelihood matches the full batch's
+    assert torch.isfinite(res.elbo).all()
+    model.eval()
+    model.elbo(batch, generator=g)
+    assert seen[-1] == 240
+    with pytest.raises(GPVAEError, match="mask_rate"):
+        GPVAE(mask_rate=1.0)
+    with pytest.raises(GPVAEError, match="mask_pattern"):
+        GPVAE(mask_pattern="stripes")
+    with pytest.raises(GPVAEError, match="block_lengths"):
+        GPVAE(block_lengths=(5, 2))
+    with pytest.raises(GPVAEError, match="val_pattern"):
+        GPVAE(val_pattern="lines")
+
+
+# ---------------------------------------------------------------- hidden ground truth
+
+
+def test_hidden_targets_are_the_entries_missing_from_x_val() -> None:
+    X, full = _sines(6, 20)
+    ss, target = to_series_set(X), to_series_set(full)
+    held = hidden_targets(ss, target)
+    for i in range(6):
+        expect = np.where(np.isnan(X[i]), full[i], np.nan)
+        np.testing.assert_array_equal(held.values[i], expect)
+    with pytest.raises(ShapeError, match=r"^X_val_target"):
+        hidden_targets(ss, to_series_set(full[:5]))
+    other = full.copy()
+    other[2, 0, 0] += 1.0
+    with pytest.raises(ValidationError, match=r"^X_val_target.*series 2, step 0"):
+        hidden_targets(ss, to_series_set(other))
+    with pytest.raises(ValidationError, match=r"^X_val_target.*found none"):
+        hidden_targets(ss, ss)
+
+
+def test_validation_split_sources() -> None:
+    X, _full = _sines(10, 40, missing=0.0)
+    ss = to_series_set(X)
+    kw = {"fraction": 0.1, "lengths": (5, 10), "seed": 0}
+    assert validation_split(ss, None, None, pattern="points", **kw) == (ss, None)
+    train, (v_in, v_tgt) = validation_split(ss, None, None, pattern="blocks", **kw)
+    assert train is v_in  # the training input loses the held-out blocks
+    assert train.num_observed + v_tgt.num_observed == ss.num_observed
+    train, (v_in, v_tgt) = validation_split(ss, ss, None, pattern="blocks", **kw)
+    assert train is ss
+    assert v_tgt.num_observed > 0
+    with pytest.raises(ValidationError, match=r"^X_val_target"):
+        validation_split(ss, None, ss, pattern="points", **kw)
+
+
+def test_fit_validates_and_calibrates_on_hidden_blocks() -> None:
+    """With X_val_target, the validation score is the MAE of the hidden entries, and the
+    intervals calibrated on hidden blocks cover fresh hidden blocks near 90%."""
+    X, full = _sines(60, 40, seed=1, missing=0.0)
+    blocks = hold_out_blocks(to_series_set(X), 0.15, (6, 12), seed=5)[0]
+    X_blocks = np.stack(blocks.values)
+    Xtr, Xva, Xte = X_blocks[:30], X_blocks[30:45], X_blocks[45:]
+    est = GPVAE(**{**FAST, "epochs": 10}, seed=0).fit(Xtr, X_val=Xva, X_val_target=full[30:45])
+    # the score of the kept epoch is the standardised MAE of the hidden validation entries
+    hidden_va = np.isnan(Xva)
+    mean = est.impute(Xva, num_samples=64).mean
+    mae = (np.abs(mean - full[30:45]) / est.scaler_.std_)[hidden_va].mean()
+    best = min(h["val_score"] for h in est.history_)
+    assert abs(best - mae) < 0.15 * mae
+    # observed-entry scores would be far lower: the model sees those entries
+    assert mae > 2 * (np.abs(mean - Xva) / est.scaler_.std_)[~hidden_va].mean()
+    hidden_te = np.isnan(Xte)
+    res = est.impute(Xte, num_samples=64)
+    inside = (res.lower <= full[45:]) & (full[45:] <= res.upper)
+    assert 0.82 <= inside[hidden_te].mean() <= 0.98
+    assert np.array_equal(res.mean[~hidden_te], Xte[~hidden_te])
+
+
+def test_fit_with_val_pattern_blocks_runs_and_rejects_target_without_x_val() -> None:
+    X, full = _sines(20, 30)
+    est = GPVAE(**FAST, val_pattern="blocks", block_lengths=(3, 6)).fit(X)
+    assert all(np.isfinite(h["val_score"]) for h in est.history_)
+    with pytest.raises(ValidationError, match=r"^X_val_target"):
+        GPVAE(**FAST).fit(X, X_val_target=full)
+
+
+def test_mask_settings_are_saved(tmp_path: Path) -> None:
+    X, _ = _sines(12, 20)
+    est = GPVAE(**FAST, mask_rate=0.25, mask_pattern="blocks", block_lengths=(2, 4)).fit(X)
+    est.save(tmp_path / "m")
+    back = GPVAE.load(tmp_path / "m")
+    assert (back.mask_rate, back.mask_pattern, back.block_lengths) == (0.25, "blocks", (2, 4))
+    assert back.model_.mask_rate == 0.25
+    np.testing.assert_allclose(
+        back.impute(X, num_samples=4).mean, est.impute(X, num_samples=4).mean
+    )
+
+
+# ---------------------------------------------------------------- real-record shapes
+
+
+def test_single_step_and_empty_series_are_accepted() -> None:
+    X, _ = _sines(16, 20)
+    ragged = [*X, np.array([[0.3, np.nan]]), np.full((4, 2), np.nan)]
+    with pytest.warns(UserWarning, match="1 series with no observed entry left out"):
+        est = GPVAE(**FAST).fit(ragged)
+    with pytest.warns(UserWarning, match="no observed entry"):
+        res = est.impute(ragged[-3:], num_samples=8)
+    assert res.mean[1][0, 0] == 0.3
+    assert np.isfinite(res.mean[1]).all()
+    assert np.isfinite(res.mean[2]).all()
+    assert np.isfinite(res.upper[2]).all()
+    # an empty series gets the model's prior level: near the training mean
+    assert np.all(np.abs(res.mean[2].mean(0) - np.nanmean(X, axis=(0, 1))) < 1.0)
+    # a single-step series forecasts in steps of the training data's time step
+    fc = est.forecast([np.array([[0.3, 0.1]])], times=[np.array([5.0])], horizon=3)
+    np.testing.assert_allclose(fc.times[0], [6.0, 7.0, 8.0])
+    assert np.isfinite(fc.mean[0]).all()
+    with pytest.raises(ValidationError, match=r"^X"):
+        GPVAE(**FAST).fit([np.full((4, 2), np.nan)])
+
+
+def test_times_far_outside_the_training_range_warn() -> None:
+    X, _ = _sines(16, 20)
+    est = GPVAE(**FAST).fit(X)
+    with warnings.catch_warnings():
+        warnings.simplefilter("error")
+        est.impute(X[:2], times=np.arange(20.0) + 100.0, num_samples=4)  # near: no warning
+    with pytest.warns(UserWarning, match="far outside the training range"):
+        est.impute(X[:2], times=np.arange(20.0) * 3600.0, num_samples=4)  # seconds for hours
+
+
+def test_merge_duplicate_times_arrays_and_frames() -> None:
+    values = np.array([[1.0, np.nan], [3.0, 4.0], [5.0, 6.0], [7.0, np.nan]])
+    with pytest.warns(UserWarning, match="merged 2 rows into 1"):
+        out = merge_duplicate_times([values], [np.array([1.0, 0.0, 1.0, 2.0])])
+    np.testing.assert_array_equal(out.times[0], [0.0, 1.0, 2.0])
+    np.testing.assert_array_equal(out.X[0], [[3.0, 4.0], [3.0, 6.0], [7.0, np.nan]])
+    assert out.merged == [{"series": 0, "time": 1.0, "rows": [0, 2]}]
+    frame = pd.DataFrame(
+        {"id": ["a", "a", "a", "b"], "time": [0, 0, 1, 0], "hr": [80.0, 90.0, np.nan, 70.0]}
+    )
+    with pytest.warns(UserWarning, match="merged 2 rows"):
+        got = merge_duplicate_times(frame)
+    assert got.merged == [{"series": "a", "time": 0, "rows": [0, 1]}]
+    assert got.X["hr"].tolist()[0] == 85.0
+    assert len(got.X) == 3
+    # what merging produced is accepted; the unmerged frame is not, and says what to use
+    to_series_set(got.X, allow_single_step=True)
+    with pytest.raises(ValidationError, match="merge_duplicate_times"):
+        to_series_set(frame, allow_single_step=True)
+    with warnings.catch_warnings():
+        warnings.simplefilter("error")
+        same = merge_duplicate_times([values[:2]], [np.array([0.0, 1.0])])
+    assert same.merged == []
+
+
+def test_gaussian_gp_per_feature_gives_each_feature_its_own_kernel() -> None:
+    X, _ = _sines(12, 20)
+    est = GPVAE(**FAST, likelihood="gaussian_gp_per_feature").fit(X)
+    lik = est.model_.likelihood
+    assert lik.per_feature_kernel
+    assert lik.gp.latent_dim == 2
+    assert np.isfinite(est.impute(X, num_samples=4).mean).all()
+
+
+def test_lengthscale_also_starts_the_gp_noise_kernels() -> None:
+    _X, _ = _sines(8, 12)
+    est = GPVAE(**{**FAST, "epochs": 1}, likelihood="gaussian_gp_per_feature", lengthscale=24.0)
+    model = est._build_model(2)
+    for k in model.likelihood.gp.kernels:
+        assert abs(float(k.lengthscale) - 24.0) < 1e-4
+    default = GPVAE(**FAST, likelihood="gaussian_gp")._build_model(2)
+    assert abs(float(default.likelihood.gp.kernels[0].lengthscale) - 3.0) < 1e-4
