@@ -20,8 +20,9 @@ scaled like MASE) and the coverage of the 90% interval. Methods:
 - ``persistence`` (last value) and ``snaive`` (value one season before), point forecasts
   (their CRPS is their scaled MAE);
 - ``ets`` and ``arima``: statsforecast AutoETS / AutoARIMA per series and feature, on the last
-  :data:`CLASSIC_HISTORY` points before each origin (gaps filled linearly), intervals at
-  levels 20..90; Seattle's daily data get season 7 (a season of 365 is out of their reach);
+  :data:`CLASSIC_HISTORY` points (``--classic-history``) before each origin (gaps filled
+  linearly), intervals at levels 20..90; Seattle's daily data get season 7 (a season of 365
+  is out of their reach);
 - ``gpvae``: :func:`gpvae.estimator.backtest.backtest` with ``refit="once"`` (fitted on the
   data before the earliest origin, forecasting every origin from its whole history);
 - ``vae``: the same networks with an N(0, I) prior (``kernel="white"``,
@@ -171,7 +172,7 @@ def naive_forecasts(values: list[np.ndarray], H: int, n: int, lag: int) -> np.nd
 
 
 def classic(
-    values: list[np.ndarray], H: int, n: int, season: int, which: str
+    values: list[np.ndarray], H: int, n: int, season: int, which: str, history: int
 ) -> tuple[np.ndarray, ...]:
     from statsforecast import StatsForecast
     from statsforecast.models import AutoARIMA, AutoETS
@@ -184,9 +185,7 @@ def classic(
     hi = np.full_like(mean, np.nan)
     for i, v in enumerate(values):
         for k, o in enumerate(origins_of(len(v), H, n)):
-            hist = pd.DataFrame(v[max(0, o - CLASSIC_HISTORY) : o]).interpolate(
-                limit_direction="both"
-            )
+            hist = pd.DataFrame(v[max(0, o - history) : o]).interpolate(limit_direction="both")
             rows = []
             for j in range(D):
                 rows.append(
@@ -242,6 +241,11 @@ def run_gpvae(
     return (draws.mean(0), quant, lo, hi), [len(est.history_)]
 
 
+def _bands(score: np.ndarray) -> list[float]:
+    """Mean of a (n_series, n_origins, H, D) score over 4 equal parts of the horizon 1..H."""
+    return [float(np.nanmean(b)) for b in np.array_split(score, 4, axis=2)]
+
+
 def main(argv: list[str] | None = None) -> None:
     p = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     p.add_argument("--dataset", required=True, choices=["seattle", "beijing", "employment"])
@@ -255,6 +259,12 @@ def main(argv: list[str] | None = None) -> None:
     p.add_argument("--lr", type=float, default=3e-3)
     p.add_argument("--samples", type=int, default=200)
     p.add_argument("--seed", type=int, default=0)
+    p.add_argument(
+        "--classic-history",
+        type=int,
+        default=CLASSIC_HISTORY,
+        help="points before each origin that AutoETS / AutoARIMA see",
+    )
     p.add_argument("--data-dir", default=str(ROOT.parent / "shared" / "data"))
     p.add_argument("--out", default=str(OUT))
     args = p.parse_args(argv)
@@ -271,7 +281,9 @@ def main(argv: list[str] | None = None) -> None:
         quant = np.broadcast_to(mean, (len(QUANTILES), *mean.shape))
         lo = hi = np.full_like(mean, np.nan)
     elif args.method in ("ets", "arima"):
-        mean, quant, lo, hi = classic(values, H, n, ds["classic_season"], args.method)
+        mean, quant, lo, hi = classic(
+            values, H, n, ds["classic_season"], args.method, args.classic_history
+        )
     else:
         (mean, quant, lo, hi), epochs = run_gpvae(
             ds, args.dataset, H, n, args, "gp" if args.method == "gpvae" else "iid"
@@ -292,12 +304,13 @@ def main(argv: list[str] | None = None) -> None:
         if args.method in ("persistence", "snaive")
         else float(np.nanmean(s["covered"])),
         "mase_by_origin": np.nanmean(s["scaled_error"], axis=(0, 2, 3)).tolist(),
-        "coverage_by_horizon_band": [
-            float(np.nanmean(b)) for b in np.array_split(s["covered"], 4, axis=2)
-        ]
+        "mase_by_horizon_band": _bands(s["scaled_error"]),
+        "crps_by_horizon_band": _bands(s["crps"]),
+        "coverage_by_horizon_band": _bands(s["covered"])
         if args.method not in ("persistence", "snaive")
         else None,
         "epochs": epochs,
+        "classic_history": args.classic_history if args.method in ("ets", "arima") else None,
         "epoch_cap": args.epochs if args.method in ("gpvae", "vae") else None,
         "config": GPVAE_CONFIG[args.dataset] if args.method == "gpvae" else None,
         "wall_s": round(wall, 1),
