@@ -111,10 +111,13 @@ def test_windows_cut_long_series_and_keep_feature_names() -> None:
 
 @pytest.mark.slow
 def test_seasonal_forecast_beats_seasonal_naive_and_persistence() -> None:
+    """One series, one optimiser step per epoch: 300 steps at the kernel's rate of 1e-2
+    (``settings.KERNEL_LR``): 100 steps end at seasonal naive's MAE (ratio to it 1.06 at a
+    kernel rate of 1e-2, 1.01 at 0.1)."""
     frame = seasonal_frame(T=168, seed=3)
     hist, future = frame.iloc[:-24], frame.iloc[-24:].to_numpy()
     est = GPVAE(
-        kernel="trend+periodic", period="12MS", epochs=100, patience=None, seed=0, **SMALL
+        kernel="trend+periodic", period="12MS", epochs=300, patience=None, seed=0, **SMALL
     ).fit(hist)
     fc = est.forecast(hist, horizon=24, num_samples=50)
     mae = np.abs(fc.mean[0] - future).mean()
