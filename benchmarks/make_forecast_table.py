@@ -79,8 +79,26 @@ def render(records: list[dict[str, Any]]) -> str:
                 f"| {NAMES[m]} | {_f(r['mae'])} | {_f(r['mase'])} | {_f(r['crps'])} | "
                 f"{_f(r.get('coverage90'), pct=True)} | {epochs} | {r.get('wall_s', '-')} |"
             )
+        lines += ["", *_by_band(METHODS, rows), "", "Commands:", ""]
+        lines += [f"    {r['command']}" for r in rows if r is not None]
         lines.append("")
     return "\n".join(lines).rstrip() + "\n"
+
+
+def _by_band(methods: tuple[str, ...], rows: list[dict[str, Any] | None]) -> list[str]:
+    """MASE and 90% coverage per quarter of the horizon 1..H (records that hold them)."""
+    out = [
+        "| by quarter of the horizon | MASE 1st | 2nd | 3rd | 4th | coverage 1st | 2nd | 3rd "
+        "| 4th |",
+        "|---|---|---|---|---|---|---|---|---|",
+    ]
+    for m, r in zip(methods, rows):
+        if r is None or r.get("mase_by_horizon_band") is None:
+            continue
+        cov = r.get("coverage_by_horizon_band") or [None] * 4
+        cells = [_f(v) for v in r["mase_by_horizon_band"]] + [_f(v, pct=True) for v in cov]
+        out.append(f"| {NAMES[m]} | " + " | ".join(cells) + " |")
+    return out if len(out) > 2 else []
 
 
 def replace_region(text: str, region: str) -> str:
