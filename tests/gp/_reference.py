@@ -25,7 +25,7 @@ import torch
 from torch import Tensor
 from torch.distributions import MultivariateNormal, kl_divergence
 
-from gpvae.kernels import RBF, HarmonicPeriodic, Kernel, Matern12, Matern32, Matern52
+from gpvae.kernels import RBF, HarmonicPeriodic, Kernel, Matern12, Matern32, Matern52, SpaceTime
 
 __all__ = [
     "DTYPE",
@@ -103,6 +103,16 @@ KERNEL_SETS: dict[str, KernelFactory] = {
         RBF(lengthscale=1.2, variance=1.3),
         Matern32(lengthscale=1.5, variance=0.8),
         RBF(lengthscale=2.0, variance=0.7) + Matern12(lengthscale=0.5, variance=0.3),
+    ],
+    # separable space x time kernels on (s1, s2, t): ARD and shared spatial lengthscales,
+    # temporal state dimensions 1, 4 (a sum) and 2
+    "spacetime": lambda: [
+        SpaceTime(Matern32(lengthscale=[1.5, 2.5], variance=1.1), Matern12(lengthscale=1.3)),
+        SpaceTime(
+            RBF(lengthscale=2.0, variance=0.8),
+            Matern32(lengthscale=2.0, variance=0.9) + Matern12(lengthscale=0.6, variance=0.3),
+        ),
+        SpaceTime(Matern12(lengthscale=[3.0, 1.0], variance=0.7), Matern32(lengthscale=0.8)),
     ],
     "ard-2d": lambda: [
         RBF(lengthscale=[1.5, 2.5], variance=1.1),

@@ -59,6 +59,11 @@ class ModelSpec:
 
 def check_parts(kernel: KernelArg, backend: str, posterior: str, encoder: object) -> None:
     """Raise a ValidationError naming the argument when chosen parts do not fit together."""
+    if backend == "sparse":
+        raise ValidationError(
+            "backend: 'sparse' needs inducing sites, which spatial data give: use "
+            "fit(df, id=..., time=..., coords=[...], inducing=M) with backend='auto'"
+        )
     if backend == "markov" and not has_state_space(kernel):
         raise ValidationError(
             f"backend: 'markov' needs a kernel with a state-space form (matern12/32/52 or "

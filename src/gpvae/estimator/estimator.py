@@ -62,6 +62,7 @@ from gpvae.estimator.results import (
 )
 from gpvae.estimator.sampling import latent_series, sample_series
 from gpvae.estimator.seasonality import PeriodArg, check_period, resolve_periods
+from gpvae.estimator.spatial_methods import SpatialMethods
 from gpvae.estimator.validation import hiding_args, validation_split
 from gpvae.gp.prior import backend_names
 from gpvae.kernels import KernelArg, kernel_spec
@@ -110,7 +111,7 @@ _ARGUMENTS = (
 )
 
 
-class GPVAE(ForecastMethods):
+class GPVAE(ForecastMethods, SpatialMethods):
     """Gaussian-process-prior VAE for multivariate series with gaps.
 
     Args:
@@ -271,6 +272,7 @@ class GPVAE(ForecastMethods):
         #: (bands, D) forecast spread factors per horizon band (None: not calibrated).
         self.forecast_scale_: np.ndarray | None = None
         self.device_: torch.device | None = None
+        self.spatial_ = None
 
     def __repr__(self) -> str:
         fitted = "fitted" if self.is_fitted else "not fitted"
@@ -399,6 +401,13 @@ class GPVAE(ForecastMethods):
         *,
         X_val_target: Any = None,
         resume: bool = False,
+        id: Any = None,
+        time: Any = None,
+        coords: Sequence[Any] | None = None,
+        features: Sequence[Any] | None = None,
+        projection: str = "auto",
+        window: int = 48,
+        inducing: int | None = None,
     ) -> GPVAE:
         """Train on X (observed entries only), early-stopping on a held-out imputation MAE.
 
@@ -421,6 +430,9 @@ class GPVAE(ForecastMethods):
                 series and times): the validation targets.
             resume: continue from the checkpoint in ``checkpoint_dir`` (same data and
                 settings) up to ``epochs``; starts afresh when there is no checkpoint yet.
+            id, time, coords, features, projection, window, inducing: spatial data (X a long
+                DataFrame; latents are GPs over space x time): see
+                :mod:`gpvae.estimator.spatial` and :meth:`predict_sites`.
 
         Returns:
             self.
@@ -428,6 +440,8 @@ class GPVAE(ForecastMethods):
         Raises:
             GPVAEError: bad input (naming the argument); an already fitted model is kept.
         """
+        if coords is not None:
+            return self._fit_spatial(X, id, time, coords, features, projection, window, inducing)
         resume = bool_arg("resume", resume)
         if resume and self.checkpoint_dir is None:
             raise ValidationError(
@@ -511,6 +525,8 @@ class GPVAE(ForecastMethods):
         Returns:
             :class:`~gpvae.estimator.results.ImputationResult` in the input's form.
         """
+        if self.spatial_ is not None:  # a field: neighbours inform every gap
+            return self._impute_spatial(X, num_samples, quantiles)  # type: ignore[return-value]
         ctx = self._context("impute")
         return impute_series(ctx, X, times, num_samples, quantiles, return_samples)
 
@@ -582,6 +598,8 @@ class GPVAE(ForecastMethods):
         config["hidden"] = list(self.hidden)
         config["block_lengths"] = list(self.block_lengths)
         config["device"] = str(self.device)
+        if self.spatial_ is not None:
+            config["spatial"] = self.spatial_.to_json()
         if self.checkpoint_dir is not None:
             config["checkpoint_dir"] = str(self.checkpoint_dir)
         return config
@@ -622,11 +640,18 @@ class GPVAE(ForecastMethods):
                 valid estimator, or weights whose names or shapes do not match it.
         """
         saved = read_folder(path)
+        arguments = dict(saved.arguments)
+        spatial = arguments.pop("spatial", None)
         try:
-            est = cls(**{**saved.arguments, "device": device})
-            model = est._build_model(saved.num_features)
+            est = cls(**{**arguments, "device": device})
+            if spatial is not None:
+                model = est._spatial_model(spatial, saved.num_features)
+            else:
+                model = est._build_model(saved.num_features)
         except GPVAEError as err:
             raise ModelFileError(f"config.json: does not describe a GPVAE ({err})") from None
+        except (KeyError, ValueError) as err:
+            raise ModelFileError(f"config.json: malformed spatial entry ({err!r})") from None
         except TypeError as err:  # unknown or missing constructor arguments
             raise ModelFileError(
                 f"config.json: expected the estimator's arguments, found error {err!r}"

@@ -25,6 +25,7 @@ from gpvae.kernels.registry import (
     parse_kernel_name,
     register_kernel,
 )
+from gpvae.kernels.spacetime import SpaceTime
 from gpvae.kernels.stationary import (
     RBF,
     Cauchy,
@@ -48,6 +49,7 @@ __all__ = [
     "Positive",
     "Product",
     "RationalQuadratic",
+    "SpaceTime",
     "StateSpace",
     "Stationary",
     "Sum",

@@ -29,7 +29,7 @@ from gpvae.kernels import kernel_key, kernel_names
 from gpvae.likelihoods import likelihood_key, likelihood_names
 from gpvae.nets.registry import encoder_key, encoder_names
 
-__all__ = ["THRESHOLD_QUANTILE", "fit"]
+__all__ = ["THRESHOLD_QUANTILE", "fit", "fit_spatial"]
 
 #: The quantile of the training data's step scores stored as ``detect``'s default threshold.
 THRESHOLD_QUANTILE = 0.99
@@ -108,6 +108,14 @@ THRESHOLD_QUANTILE = 0.99
     help="Hidden layer widths of encoder and decoder.",
 )
 @click.option("--lr", default=1e-3, show_default=True, callback=positive_float)
+@click.option(
+    "--kernel-lr",
+    default=None,
+    type=float,
+    callback=positive_float,
+    help="Learning rate of the kernel hyper-parameters (default: the larger of --lr and "
+    "1e-2).",
+)
 @click.option("--batch-size", default=32, show_default=True, callback=positive_int)
 @click.option(
     "--patience",
@@ -129,6 +137,19 @@ THRESHOLD_QUANTILE = 0.99
     default=True,
     show_default=True,
     help="Rescale the imputation intervals per feature to cover held-out entries.",
+)
+@click.option(
+    "--coord-cols",
+    default=None,
+    help="Two coordinate columns (e.g. lat,lon in degrees, or x,y in km): spatial data, one "
+    "site per --id-col; the latents become GPs over space x time (see predict-sites).",
+)
+@click.option(
+    "--inducing",
+    default=None,
+    type=int,
+    callback=positive_int,
+    help="With --coord-cols: this many learnable inducing sites (the sparse backend).",
 )
 @click.option("--seed", default=0, show_default=True, type=click.IntRange(min=0))
 @click.option(
@@ -156,10 +177,13 @@ def fit(
     likelihood: str,
     hidden: tuple[int, ...],
     lr: float,
+    kernel_lr: float | None,
     batch_size: int,
     patience: int,
     window: int | None,
     calibrate: bool,
+    coord_cols: str | None,
+    inducing: int | None,
     seed: int,
     resume: bool,
     quiet: bool,
@@ -187,6 +211,7 @@ def fit(
         forecast_horizon=forecast_horizon,
         epochs=epochs,
         lr=lr,
+        kernel_lr=kernel_lr,
         batch_size=batch_size,
         patience=patience if patience > 0 else None,
         calibrate=calibrate,
@@ -195,6 +220,9 @@ def fit(
         checkpoint_dir=str(out / "checkpoints"),
     )
     frame = read_table(data)
+    if coord_cols is not None:
+        fit_spatial(model, frame, out, time_col, id_col, coord_cols, features, window, inducing)
+        return
     spec = spec_from_fit(frame, time_col, id_col, features)
     series = series_set(frame, spec, "DATA")
     for j, feature in enumerate(spec.features):
@@ -232,3 +260,45 @@ def _periods(values: tuple[str, ...]) -> list[float | str] | None:
         except ValueError:
             out.append(v)
     return out
+
+
+def fit_spatial(
+    model: object,
+    frame: object,
+    out: Path,
+    time_col: str,
+    id_col: str | None,
+    coord_cols: str,
+    features: str | None,
+    window: int | None,
+    inducing: int | None,
+) -> None:
+    """``fit --coord-cols``: a spatial model written to MODEL_DIR/model."""
+    coords = [c.strip() for c in coord_cols.split(",")]
+    if len(coords) != 2 or not all(coords):
+        raise CLIError(
+            f"--coord-cols: expected two column names such as lat,lon, found {coord_cols!r}"
+        )
+    if id_col is None:
+        raise CLIError("--id-col: expected the site id column with --coord-cols, found none")
+    feats = None if features is None else [f.strip() for f in features.split(",")]
+    names = {
+        "coords": "--coord-cols",
+        "id": "--id-col",
+        "time": "--time-col",
+        "features": "--features",
+        "window": "--window",
+    }
+    with as_cli("DATA", names):
+        model.fit(  # type: ignore[attr-defined]
+            frame,
+            id=id_col,
+            time=time_col,
+            coords=coords,
+            features=feats,
+            window=window or 48,
+            inducing=inducing,
+        )
+    out.mkdir(parents=True, exist_ok=True)
+    model.save(out / MODEL_SUBDIR)  # type: ignore[attr-defined]
+    info(f"fitted a spatial model on {len(model.spatial_.train_xy)} sites; wrote {out}")  # type: ignore[attr-defined]
