@@ -113,8 +113,7 @@ THRESHOLD_QUANTILE = 0.99
     default=None,
     type=float,
     callback=positive_float,
-    help="Learning rate of the kernel hyper-parameters (default: the larger of --lr and "
-    "1e-2).",
+    help="Learning rate of the kernel hyper-parameters (default: the larger of --lr and 1e-2).",
 )
 @click.option("--batch-size", default=32, show_default=True, callback=positive_int)
 @click.option(
