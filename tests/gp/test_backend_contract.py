@@ -13,7 +13,8 @@ only (valid, finite var) with ``torch.linalg.solve`` and ``torch.distributions``
 problems have padding (leading and trailing; NaN index points and means there), excluded
 points (var = +inf; NaN means there), a point where every channel is excluded, a channel
 with no included point in a series, irregular sorted times with repeated points, several
-channels with different kernels (Matern 1/2, 3/2, 5/2, sums of them, RBF, 2-D ARD), and new
+channels with different kernels (Matern 1/2, 3/2, 5/2, sums of them, periodic resonators,
+a quasi-periodic product, RBF, 2-D ARD), and new
 points before, between, after and on the data, one of them twice.
 
 Checked for every backend and supported problem:
@@ -165,6 +166,7 @@ def _on_grid(x: Tensor, valid: Tensor, num_sites: int, seed: int) -> Tensor:
 #: Problems for values and gradients.
 PROBLEMS = [
     Problem("matern-1d", "matern-1d", seed=0),
+    Problem("seasonal", "seasonal", seed=8),
     Problem("rbf-1d", "rbf-1d", seed=2),
     Problem("ard-2d", "ard-2d", d=2, N=10, seed=3),
     Problem("single-point", "mixed", B=2, N=1, seed=4),
@@ -176,6 +178,7 @@ PROBLEMS = [
 #: Smaller problems for the Monte Carlo checks of samples.
 SAMPLE_PROBLEMS = [
     Problem("matern-1d-small", "pair", B=2, N=7, seed=6),
+    Problem("seasonal-small", "seasonal-small", B=2, N=7, seed=9),
     Problem("ard-2d-small", "ard-2d", d=2, B=2, N=8, seed=7),
     Problem("spacetime-small", "spacetime", d=3, B=2, N=9, seed=10, grid=3),
 ]

@@ -43,8 +43,12 @@ class Layout:
             ``order[i][k]``; results are put back with ``out[order[i]] = sorted_out``.
         feature_labels: the user's feature labels (DataFrame column labels), length D.
         names_given: True when feature labels came from the user (DataFrame columns).
-        time_unit: "hours" when datetimes / timedeltas were converted to float hours, else None.
+        time_unit: "hours" when datetimes / timedeltas were converted to float hours,
+            "steps" when datetimes on a regular calendar grid (months, quarters, years,
+            business days) were counted in steps of ``freq``, else None.
         time_origin: the timestamp that became time 0.0 for datetimes, else None.
+        freq: the calendar frequency (a pandas frequency string) when ``time_unit`` is
+            "steps", else None (see :mod:`gpvae.data.calendar`).
         frame: for DataFrame kinds, a copy of the input frame (outputs keep its rows, order,
             index and columns).
         id_col: the id column of a long DataFrame.
@@ -61,6 +65,7 @@ class Layout:
     inner_kind: Literal["array", "ragged"] | None = None
     time_unit: str | None = None
     time_origin: object | None = None
+    freq: str | None = None
     frame: pd.DataFrame | None = field(default=None, repr=False)
     id_col: Hashable | None = None
     time_col: Hashable | None = None

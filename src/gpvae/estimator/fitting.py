@@ -17,6 +17,7 @@ from typing import Any
 import numpy as np
 
 from gpvae.data import Scaler, SeriesSet, to_series_set
+from gpvae.data.windows import cut_windows
 from gpvae.errors import ValidationError
 from gpvae.estimator.calibration import (
     LEVELS,
@@ -25,7 +26,9 @@ from gpvae.estimator.calibration import (
     heldout_intervals,
 )
 from gpvae.estimator.context import PredictContext
+from gpvae.estimator.seasonality import PeriodArg, resolve_periods
 from gpvae.estimator.validation import validation_split
+from gpvae.kernels import KernelArg
 from gpvae.rng import seed_for
 from gpvae.training import FitSession
 from gpvae.training.distributed import Communicator
@@ -34,9 +37,11 @@ __all__ = [
     "calibrate_fit",
     "fit_data",
     "fit_inputs",
+    "fit_periods",
     "median_of_counts",
     "merge_scaler",
     "sharded_fit_data",
+    "windowed",
 ]
 
 
@@ -296,8 +301,9 @@ def fit_inputs(
     comm: Communicator | None,
     sharded: bool,
     hiding: tuple[str, float, tuple[int, int], int],
-) -> tuple[SeriesSet, SeriesSet | None, tuple[SeriesSet, SeriesSet] | None, Scaler]:
-    """(training series, validation series, validation pair or None, scaler) of a fit.
+) -> tuple[SeriesSet, SeriesSet, SeriesSet | None, tuple[SeriesSet, SeriesSet] | None, Scaler]:
+    """(all training series, training input, validation series, validation pair or None,
+    scaler) of a fit: the training input lacks the blocks held out for validation.
 
     :func:`fit_data` in one process, :func:`sharded_fit_data` when every process holds
     its own series; when every process holds all the series, a bad input stops them all
@@ -306,16 +312,16 @@ def fit_inputs(
     val_fraction, block_lengths, seed); with ``sharded``, each process hides its own blocks.
     """
     if comm is None:
-        train_set, val_set, target_set, scaler = fit_data(
+        full_set, val_set, target_set, scaler = fit_data(
             X, times, X_val, times_val, binary=binary, X_val_target=X_val_target
         )
     elif sharded:
-        train_set, val_set, target_set, scaler = sharded_fit_data(
+        full_set, val_set, target_set, scaler = sharded_fit_data(
             X, times, X_val, times_val, binary=binary, comm=comm, X_val_target=X_val_target
         )
     else:
         with comm.together():
-            train_set, val_set, target_set, scaler = fit_data(
+            full_set, val_set, target_set, scaler = fit_data(
                 X, times, X_val, times_val, binary=binary, X_val_target=X_val_target
             )
     pattern, fraction, lengths, seed = hiding
@@ -323,7 +329,7 @@ def fit_inputs(
         seed = seed_for(seed, comm.rank)
     with contextlib.nullcontext() if comm is None else comm.together():
         train_set, validation = validation_split(
-            train_set,
+            full_set,
             val_set,
             target_set,
             pattern=pattern,
@@ -331,7 +337,23 @@ def fit_inputs(
             lengths=lengths,
             seed=seed,
         )
-    return train_set, val_set, validation, scaler
+    return full_set, train_set, val_set, validation, scaler
+
+
+def fit_periods(
+    kernel: KernelArg, period: PeriodArg, full_set: SeriesSet, scaler: Scaler, comm: Any
+) -> tuple[list[float] | None, bool, float]:
+    """(periods in steps, whether they are learned, the longest series' span in steps) for
+    the model; in a distributed fit every process builds the same model: process 0's
+    periods (the same everywhere unless each process holds its own series) and the longest
+    span of all."""
+    with contextlib.nullcontext() if comm is None else comm.together():
+        periods, learn = resolve_periods(kernel, period, full_set, scaler)
+    span = max(float(t[-1] - t[0]) for t in full_set.times) / scaler.time_step_
+    if comm is not None:
+        periods, learn = comm.all_gather((periods, learn))[0]
+        span = max(comm.all_gather(span))
+    return periods, learn, span
 
 
 def calibrate_fit(ctx: PredictContext, session: FitSession) -> np.ndarray:
@@ -353,3 +375,11 @@ def calibrate_fit(ctx: PredictContext, session: FitSession) -> np.ndarray:
         np.concatenate([g[i] for g in gathered]) for i in range(5)
     )
     return fit_interval_scales(mean, lower, upper, target, feature, ctx.scaler.num_features)
+
+
+def windowed(data: SeriesSet, window: int) -> SeriesSet:
+    """The series cut into half-overlapping windows of ``window`` steps (windows with
+    nothing observed left out; :func:`gpvae.data.windows.cut_windows`), as a ragged set in
+    the same time units."""
+    values, times = cut_windows(data.values, data.times, window)
+    return to_series_set(list(values), list(times))

@@ -96,6 +96,7 @@ class TrainConfig:
     Attributes:
         epochs: maximum number of passes over the training batches.
         lr: learning rate.
+        kernel_lr: learning rate of the GP prior's kernel hyper-parameters (None: ``lr``).
         optimizer: "adam", "adamw" or "rmsprop".
         weight_decay: L2 penalty passed to the optimiser.
         grad_clip: maximum global gradient norm (None: no clipping).
@@ -109,6 +110,7 @@ class TrainConfig:
 
     epochs: int = 100
     lr: float = 1e-3
+    kernel_lr: float | None = None
     optimizer: str = "adam"
     weight_decay: float = 0.0
     grad_clip: float | None = 10.0
@@ -124,6 +126,9 @@ class TrainConfig:
             raise invalid("epochs", "an integer >= 1", self.epochs)
         if not (isinstance(self.lr, (int, float)) and math.isfinite(self.lr) and self.lr > 0):
             raise invalid("lr", "a finite positive number", self.lr)
+        k_lr = self.kernel_lr
+        if k_lr is not None and not (isinstance(k_lr, (int, float)) and 0 < k_lr < math.inf):
+            raise invalid("kernel_lr", "a finite positive number or None", k_lr)
         if self.optimizer not in OPTIMIZERS:
             raise ValidationError(
                 f"optimizer: expected one of {sorted(OPTIMIZERS)}, found {self.optimizer!r}"
@@ -194,10 +199,26 @@ class Step:
     size: int | None = None
 
 
-def make_optimizer(params: Iterable[nn.Parameter], config: TrainConfig) -> torch.optim.Optimizer:
-    """The optimiser named in ``config`` over the trainable ``params``."""
-    trainable = [p for p in params if p.requires_grad]
-    return OPTIMIZERS[config.optimizer](trainable, lr=config.lr, weight_decay=config.weight_decay)
+def make_optimizer(
+    params: nn.Module | Iterable[nn.Parameter], config: TrainConfig
+) -> torch.optim.Optimizer:
+    """The optimiser named in ``config`` over the trainable parameters.
+
+    Given a module, the parameters of its GP prior (names starting with ``prior.``: the
+    kernel hyper-parameters) form a group of their own with learning rate
+    ``config.kernel_lr`` (None: ``config.lr``).
+    """
+    if isinstance(params, nn.Module):
+        named = [(n, p) for n, p in params.named_parameters() if p.requires_grad]
+    else:
+        named = [("", p) for p in params if p.requires_grad]
+    kernel = [p for n, p in named if n.startswith("prior.")]
+    rest = [p for n, p in named if not n.startswith("prior.")]
+    kernel_lr = config.lr if config.kernel_lr is None else config.kernel_lr
+    groups: list[dict[str, Any]] = [{"params": rest}] if rest or not kernel else []
+    if kernel:
+        groups.append({"params": kernel, "lr": kernel_lr})
+    return OPTIMIZERS[config.optimizer](groups, lr=config.lr, weight_decay=config.weight_decay)
 
 
 def _snapshot(model: ElboModel, optimizer: torch.optim.Optimizer) -> dict[str, Any]:
@@ -256,7 +277,7 @@ def train(
     config.validate()
     params = [p for p in model.parameters() if p.requires_grad]
     if optimizer is None:
-        optimizer = make_optimizer(params, config)
+        optimizer = make_optimizer(model if isinstance(model, nn.Module) else params, config)
     state = state if state is not None else TrainState()
     good = _snapshot(model, optimizer)
     best_model = {k: v.detach().clone() for k, v in model.state_dict().items()}

@@ -437,7 +437,7 @@ class FitSession:
             self.model.load_state_dict(model_state)
             if meta.get("has_best"):
                 self.best = {k: v.to(self.device) for k, v in part("best/").items()}
-            optimizer = make_optimizer(self.model.parameters(), self.config.train)
+            optimizer = make_optimizer(self.model, self.config.train)
             optimizer.load_state_dict(unflatten_state(tensors, meta["optimizer"]))
             rank = 0 if self.comm is None else self.comm.rank
             self.generator.set_state(tensors.get(f"rng/elbo.{rank}", tensors["rng/elbo"]))

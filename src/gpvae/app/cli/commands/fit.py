@@ -24,15 +24,13 @@ from gpvae.app.cli.options import (
     positive_float,
     positive_int,
 )
-from gpvae.data import SeriesSet
 from gpvae.data.batching import shard_bounds
-from gpvae.data.windows import cut_windows
 from gpvae.estimator.anomaly import quantile_threshold
 from gpvae.kernels import kernel_key, kernel_names
 from gpvae.likelihoods import likelihood_key, likelihood_names
 from gpvae.nets.registry import encoder_key, encoder_names
 
-__all__ = ["THRESHOLD_QUANTILE", "fit", "fit_spatial", "training_series"]
+__all__ = ["THRESHOLD_QUANTILE", "fit", "fit_spatial"]
 
 #: The quantile of the training data's step scores stored as ``detect``'s default threshold.
 THRESHOLD_QUANTILE = 0.99
@@ -62,7 +60,24 @@ THRESHOLD_QUANTILE = 0.99
     default="matern32",
     show_default=True,
     type=RegistryChoice(kernel_names(), kernel_key),
-    help="GP kernel of every latent channel.",
+    help="GP kernel of every latent channel; '+' adds kernels and '*' multiplies them "
+    "(e.g. matern32+periodic, periodic*matern32).",
+)
+@click.option(
+    "--period",
+    "periods",
+    multiple=True,
+    help="Period of the periodic kernel(s), in the time column's units or as a duration or "
+    "calendar offset (24h, 365.25D, 12MS); repeat once per periodic factor. Fixed in "
+    "training. Default: found in the data's spectrum and learned.",
+)
+@click.option(
+    "--forecast-horizon",
+    default=None,
+    type=int,
+    callback=positive_int,
+    help="Calibrate the forecast intervals for this many steps ahead (rolling origins "
+    "inside the training data).",
 )
 @click.option(
     "--lengthscale",
@@ -94,6 +109,13 @@ THRESHOLD_QUANTILE = 0.99
     help="Hidden layer widths of encoder and decoder.",
 )
 @click.option("--lr", default=1e-3, show_default=True, callback=positive_float)
+@click.option(
+    "--kernel-lr",
+    default=None,
+    type=float,
+    callback=positive_float,
+    help="Learning rate of the kernel hyper-parameters (default: the larger of --lr and 1e-2).",
+)
 @click.option("--batch-size", default=32, show_default=True, callback=positive_int)
 @click.option(
     "--patience",
@@ -148,11 +170,14 @@ def fit(
     epochs: int,
     latent_dim: int,
     kernel: str,
+    periods: tuple[str, ...],
+    forecast_horizon: int | None,
     lengthscale: float | None,
     encoder: str,
     likelihood: str,
     hidden: tuple[int, ...],
     lr: float,
+    kernel_lr: float | None,
     batch_size: int,
     patience: int,
     window: int | None,
@@ -181,8 +206,12 @@ def fit(
         likelihood=likelihood,
         hidden=hidden,
         lengthscale=lengthscale,
+        period=_periods(periods),
+        window=window,
+        forecast_horizon=forecast_horizon,
         epochs=epochs,
         lr=lr,
+        kernel_lr=kernel_lr,
         batch_size=batch_size,
         patience=patience if patience > 0 else None,
         calibrate=calibrate,
@@ -229,9 +258,8 @@ def fit(
             record_times(spec, frame, series)
         if run.is_main:
             out.mkdir(parents=True, exist_ok=True)
-    train_values, train_times = training_series(series, window)
-    with as_cli("DATA", {"encoder": "--encoder"}):  # e.g. 'cnn' on non-square frames
-        model.fit(train_values, train_times, resume=resume, sharded=sharded)
+    with as_cli("DATA", {"encoder": "--encoder", "period": "--period"}):
+        model.fit(series, resume=resume, sharded=sharded)  # 'cnn' on non-square frames fails here
     # the threshold: scores of every series, each process scoring a block of them
     mine = np.arange(series.num_series)
     if not sharded and run.world > 1:
@@ -258,6 +286,19 @@ def fit(
         f"fitted on {n_series} series, {series.num_features} features "
         f"({', '.join(spec.features)}){last}{processes}; wrote {out}"
     )
+
+
+def _periods(values: tuple[str, ...]) -> list[float | str] | None:
+    """--period values: numbers where they parse as numbers, strings otherwise."""
+    if not values:
+        return None
+    out: list[float | str] = []
+    for v in values:
+        try:
+            out.append(float(v))
+        except ValueError:
+            out.append(v)
+    return out
 
 
 def fit_spatial(
@@ -300,18 +341,3 @@ def fit_spatial(
     out.mkdir(parents=True, exist_ok=True)
     model.save(out / MODEL_SUBDIR)  # type: ignore[attr-defined]
     info(f"fitted a spatial model on {len(model.spatial_.train_xy)} sites; wrote {out}")  # type: ignore[attr-defined]
-
-
-def training_series(
-    series: SeriesSet, window: int | None
-) -> tuple[list[np.ndarray], list[np.ndarray]]:
-    """The training series: as given, or cut into half-overlapping windows of ``window``
-    steps (windows with nothing observed left out; see :func:`gpvae.data.windows.cut_windows`).
-    """
-    values = [np.asarray(v) for v in series.values]
-    times = [np.asarray(t) for t in series.times]
-    if window is None:
-        return values, times
-    if window < 2:
-        raise CLIError(f"--window: expected at least 2 steps, found {window}")
-    return cut_windows(values, times, window, skip_empty=True)
