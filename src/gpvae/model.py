@@ -50,15 +50,16 @@ def sample_chunks(num_samples: int) -> list[int]:
 
 def sorted_quantiles(samples: Tensor, probs: Sequence[float]) -> list[Tensor]:
     """Linear-interpolation quantiles over axis 0 of ``samples`` (S, ...) -> each (...)."""
-    s = samples.sort(dim=0).values
-    S = s.shape[0]
+    # sorted along a contiguous last axis (sorting along a strided axis 0 is many times slower)
+    s = samples.movedim(0, -1).contiguous().sort(dim=-1).values  # (..., S)
+    S = s.shape[-1]
     out = []
     for p in probs:
         pos = p * (S - 1)
         lo = math.floor(pos)
         hi = min(lo + 1, S - 1)
         frac = pos - lo
-        out.append(s[lo] * (1 - frac) + s[hi] * frac)
+        out.append(s[..., lo] * (1 - frac) + s[..., hi] * frac)
     return out
 
 

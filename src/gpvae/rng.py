@@ -9,14 +9,20 @@ and draws that series' noise from it alone (:func:`per_series_normal`); padding 
 
 from __future__ import annotations
 
+import contextlib
 import hashlib
-from collections.abc import Sequence
+from collections.abc import Iterator, Sequence
+from contextvars import ContextVar
 
 import numpy as np
 import torch
 from torch import Tensor
 
 __all__ = [
+    "batch_normal",
+    "batch_rand",
+    "batch_randint",
+    "batch_rows",
     "gaussian_draws",
     "per_series_normal",
     "seed_for",
@@ -85,3 +91,90 @@ def gaussian_draws(
         eps = torch.randn(m.shape, generator=gen, dtype=m.dtype, device=m.device)
         out[:, b : b + 1, :T] = m + v.sqrt() * eps
     return out
+
+
+#: (rows of the global batch, its size) while :func:`batch_rows` is active.
+_ROWS: ContextVar[tuple[Tensor, int] | None] = ContextVar("gpvae_batch_rows", default=None)
+
+
+@contextlib.contextmanager
+def batch_rows(rows: Sequence[int] | np.ndarray, size: int) -> Iterator[None]:
+    """Inside this block the batch is rows ``rows`` of a batch of ``size`` series.
+
+    :func:`batch_normal` then draws the noise of all ``size`` series and keeps ``rows``.
+    The local batch must have ``len(rows)`` series, padded to the global batch's length.
+
+    Args:
+        rows: (B,) distinct row numbers in ``[0, size)``, in the local batch's order.
+        size: the global batch's number of series.
+    """
+    idx = torch.as_tensor(np.asarray(rows, dtype=np.int64))
+    if idx.ndim != 1 or idx.numel() == 0 or int(idx.min()) < 0 or int(idx.max()) >= size:
+        raise ValueError(f"rows: expected row numbers in [0, {size}), found {idx.tolist()}")
+    token = _ROWS.set((idx, int(size)))
+    try:
+        yield
+    finally:
+        _ROWS.reset(token)
+
+
+def _global_shape(shape: Sequence[int], batch_dim: int) -> tuple[list[int], Tensor | None]:
+    """(the shape to draw, the rows to keep or None) for a batch's draw of ``shape``."""
+    part = _ROWS.get()
+    full = list(shape)
+    if part is None:
+        return full, None
+    rows, size = part
+    if full[batch_dim] != len(rows):
+        raise ValueError(
+            f"shape: expected {len(rows)} series along dimension {batch_dim} (the rows given to "
+            f"batch_rows), found shape {tuple(shape)}"
+        )
+    full[batch_dim] = size
+    return full, rows
+
+
+def _keep(draw: Tensor, batch_dim: int, rows: Tensor | None) -> Tensor:
+    return draw if rows is None else draw.index_select(batch_dim, rows.to(draw.device))
+
+
+def batch_normal(
+    shape: Sequence[int],
+    batch_dim: int,
+    generator: torch.Generator | None,
+    dtype: torch.dtype,
+    device: torch.device | str | None,
+) -> Tensor:
+    """Standard-normal noise of ``shape`` for one batch, whose series are along ``batch_dim``.
+
+    Outside :func:`batch_rows` this is ``torch.randn(shape, ...)``; inside it, the noise of
+    the global batch (``shape`` with ``size`` series along ``batch_dim``) at ``rows``.
+    """
+    full, rows = _global_shape(shape, batch_dim)
+    noise = torch.randn(full, generator=generator, dtype=dtype, device=device)
+    return _keep(noise, batch_dim, rows)
+
+
+def batch_rand(
+    shape: Sequence[int],
+    batch_dim: int,
+    generator: torch.Generator | None,
+    device: torch.device | str | None,
+) -> Tensor:
+    """Uniform [0, 1) draws like :func:`batch_normal` (``torch.rand``, default dtype)."""
+    full, rows = _global_shape(shape, batch_dim)
+    return _keep(torch.rand(full, generator=generator, device=device), batch_dim, rows)
+
+
+def batch_randint(
+    low: int,
+    high: int,
+    shape: Sequence[int],
+    batch_dim: int,
+    generator: torch.Generator | None,
+    device: torch.device | str | None,
+) -> Tensor:
+    """Integers in [low, high) like :func:`batch_normal` (``torch.randint``)."""
+    full, rows = _global_shape(shape, batch_dim)
+    draw = torch.randint(low, high, full, generator=generator, device=device)
+    return _keep(draw, batch_dim, rows)

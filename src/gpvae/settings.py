@@ -17,11 +17,17 @@ __all__ = [
     "CHECKPOINT_MIN_POINTS",
     "DEFAULT_LENGTHSCALE",
     "DENSE_MAX_POINTS",
+    "DISTRIBUTED_TIMEOUT",
     "JITTER",
+    "KERNEL_LR",
     "MAX_JITTER_RETRIES",
     "PARALLEL_MAX_CHAINS",
     "PARALLEL_MIN_POINTS",
+    "PERIODIC_HARMONICS",
+    "PERIODIC_LENGTHSCALE",
+    "QUASI_PERIODIC_DECAY",
     "SAMPLE_CHUNK",
+    "TREND_SPAN_FRACTION",
 ]
 
 # ---------------------------------------------------------------- jitter
@@ -63,6 +69,24 @@ CHECKPOINT_MIN_POINTS = 50_000
 #: the training data's median time step). Kernel classes built directly keep their own
 #: documented default.
 DEFAULT_LENGTHSCALE = 3.0
+#: The kernel hyper-parameters learn at ``max(lr, KERNEL_LR)`` unless ``GPVAE(kernel_lr=...)``
+#: sets their rate: at the default lr of 1e-3 a lengthscale moved by about 1% in a fit, and
+#: ten times the rate at lr = 1e-2 (0.1) made the hyper-parameters swing (an imputation
+#: quality test lost its margin).
+KERNEL_LR = 1e-2
+#: Harmonics J of a state-space periodic kernel (:class:`gpvae.kernels.HarmonicPeriodic`):
+#: state dimension 2J + 1; the truncation error is tabulated in :mod:`gpvae.kernels.periodic`.
+PERIODIC_HARMONICS = 3
+#: Initial lengthscale of a periodic kernel given by name (relative to its period, so it is
+#: not in time steps like :data:`DEFAULT_LENGTHSCALE`).
+PERIODIC_LENGTHSCALE = 1.0
+#: In a product of a periodic kernel with a Matern kernel given by name (quasi-periodic,
+#: ``"periodic*matern32"``), the Matern lengthscale starts at this many periods: the season's
+#: shape drifts over a few periods.
+QUASI_PERIODIC_DECAY = 4.0
+#: A ``trend`` kernel given by name starts with this fraction of the training span (in time
+#: steps) as its lengthscale, so that forecasts keep the recent level and slope.
+TREND_SPAN_FRACTION = 0.25
 #: Monte Carlo draws are made in chunks of this many samples (bounds memory; a constant, so
 #: that every series consumes its generator the same way whatever the batch).
 SAMPLE_CHUNK = 32
@@ -81,3 +105,9 @@ ANOMALY_WINDOW_BATCH = 256
 ANOMALY_MIN_SCALE = 0.1
 #: Steps of the trailing mean of the step score that ``gpvae fit`` stores in the profile.
 ANOMALY_SMOOTH = 1
+
+# ---------------------------------------------------------------- distributed training
+
+#: Seconds a process of a distributed fit waits in one collective (e.g. for a slow or hung
+#: peer) before giving up with an error.
+DISTRIBUTED_TIMEOUT = 1800.0

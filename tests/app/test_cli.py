@@ -576,14 +576,16 @@ def test_fit_lengthscale_sets_the_initial_kernels(
     lengthscale: float | None, files: dict[str, Path], tmp_path: Path
 ) -> None:
     """--lengthscale (in time steps) starts every latent channel's kernel there; without it,
-    the estimator's default. One epoch at a tiny learning rate leaves it in place."""
+    the estimator's default. One epoch at tiny learning rates (the networks' and the
+    kernel's own) leaves it in place."""
     from gpvae import GPVAE
     from gpvae.settings import DEFAULT_LENGTHSCALE
 
     out = tmp_path / "m"
     given = [] if lengthscale is None else ["--lengthscale", str(lengthscale)]
     code = main(["fit", str(files["long_csv"]), "--time-col", "t", "--id-col", "station",
-                 "-o", str(out), "--epochs", "1", "--lr", "1e-9", "--latent-dim", "3",
+                 "-o", str(out), "--epochs", "1", "--lr", "1e-9", "--kernel-lr", "1e-9",
+                 "--latent-dim", "3",
                  "--hidden", "8", "--quiet", *given])  # fmt: skip
     assert code == 0
     model = GPVAE.load(out / "model")

@@ -121,6 +121,11 @@ def test_demo_quick_end_to_end(tmp_path: Path) -> None:
     # Even the quick model must clearly beat filling in the mean.
     assert mae["gpvae"]["all"] < 0.9 * mae["mean"]["all"]
     assert 0.0 <= metrics["interval_coverage_90"]["all"] <= 1.0
+    # The forecast follows the season (periodic kernel, whole history): it beats carrying the
+    # last value forward clearly, and the same days a year before.
+    fc = metrics["forecast_mae_std_units"]
+    assert fc["gpvae"] < 0.8 * fc["persistence"], fc
+    assert fc["gpvae"] < fc["seasonal_naive"], fc
 
     imputed = pd.read_csv(out / "imputed.csv")
     assert len(imputed) == 730 - 28

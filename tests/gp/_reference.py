@@ -25,7 +25,7 @@ import torch
 from torch import Tensor
 from torch.distributions import MultivariateNormal, kl_divergence
 
-from gpvae.kernels import RBF, Kernel, Matern12, Matern32, Matern52
+from gpvae.kernels import RBF, HarmonicPeriodic, Kernel, Matern12, Matern32, Matern52, SpaceTime
 
 __all__ = [
     "DTYPE",
@@ -80,10 +80,39 @@ KERNEL_SETS: dict[str, KernelFactory] = {
         Matern52(lengthscale=0.8, variance=0.7),
         Matern12(lengthscale=0.3, variance=0.4) + Matern32(lengthscale=1.5, variance=1.2),
     ],
+    # periodic kernels in state-space form (sums of resonators, no process noise) in sums
+    # with Matern kernels, and a quasi-periodic product with a Matern kernel (Kronecker
+    # state). A periodic kernel alone has a finite-rank prior covariance, which the
+    # reference's KL cannot take: tests/kernels/test_periodic.py checks it alone.
+    "seasonal": lambda: [
+        Matern12(lengthscale=0.5, variance=0.3)
+        + HarmonicPeriodic(lengthscale=0.8, variance=1.2, period=2.5, num_harmonics=4),
+        HarmonicPeriodic(lengthscale=1.1, variance=0.9, period=1.7, num_harmonics=3)
+        * Matern32(lengthscale=3.0),
+        Matern32(lengthscale=0.7, variance=0.5)
+        + HarmonicPeriodic(lengthscale=0.6, variance=0.8, period=3.1, num_harmonics=5),
+    ],
+    # the same kinds with few harmonics (state dimensions 6 and 5), for the sampling checks
+    "seasonal-small": lambda: [
+        Matern12(lengthscale=0.5, variance=0.3)
+        + HarmonicPeriodic(lengthscale=1.0, variance=1.2, period=2.5, num_harmonics=2),
+        HarmonicPeriodic(lengthscale=1.1, variance=0.9, period=1.7, num_harmonics=2)
+        * Matern12(lengthscale=3.0),
+    ],
     "rbf-1d": lambda: [
         RBF(lengthscale=1.2, variance=1.3),
         Matern32(lengthscale=1.5, variance=0.8),
         RBF(lengthscale=2.0, variance=0.7) + Matern12(lengthscale=0.5, variance=0.3),
+    ],
+    # separable space x time kernels on (s1, s2, t): ARD and shared spatial lengthscales,
+    # temporal state dimensions 1, 4 (a sum) and 2
+    "spacetime": lambda: [
+        SpaceTime(Matern32(lengthscale=[1.5, 2.5], variance=1.1), Matern12(lengthscale=1.3)),
+        SpaceTime(
+            RBF(lengthscale=2.0, variance=0.8),
+            Matern32(lengthscale=2.0, variance=0.9) + Matern12(lengthscale=0.6, variance=0.3),
+        ),
+        SpaceTime(Matern12(lengthscale=[3.0, 1.0], variance=0.7), Matern32(lengthscale=0.8)),
     ],
     "ard-2d": lambda: [
         RBF(lengthscale=[1.5, 2.5], variance=1.1),

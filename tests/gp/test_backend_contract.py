@@ -13,7 +13,8 @@ only (valid, finite var) with ``torch.linalg.solve`` and ``torch.distributions``
 problems have padding (leading and trailing; NaN index points and means there), excluded
 points (var = +inf; NaN means there), a point where every channel is excluded, a channel
 with no included point in a series, irregular sorted times with repeated points, several
-channels with different kernels (Matern 1/2, 3/2, 5/2, sums of them, RBF, 2-D ARD), and new
+channels with different kernels (Matern 1/2, 3/2, 5/2, sums of them, periodic resonators,
+a quasi-periodic product, RBF, 2-D ARD), and new
 points before, between, after and on the data, one of them twice.
 
 Checked for every backend and supported problem:
@@ -31,7 +32,9 @@ Checked for every backend and supported problem:
   mean, var and the hyper-parameters (gradcheck), d(draw)/d(mean) equals d(posterior
   mean)/d(mean) exactly, and the Monte Carlo gradient of E[sum w1 f + w2 (f - c)^2] is within
   6 standard errors (estimated from 16 independent groups of draws) of the exact gradient of
-  sum w1 mean_q + w2 var_q, and within 10% of it in norm.
+  sum w1 mean_q + w2 var_q, and within 10% of it in norm;
+- the rows of a batch, drawn inside ``gpvae.rng.batch_rows`` (as a process of a distributed
+  fit draws its part of the batch), are exactly those rows of the whole batch's draws.
 """
 
 from __future__ import annotations
@@ -65,7 +68,9 @@ from gpvae.gp import GPPrior
 from gpvae.gp.base import GPPosterior
 from gpvae.gp.dense import DenseGPPosterior
 from gpvae.gp.markov import MarkovGPPosterior
-from gpvae.kernels import Kernel
+from gpvae.gp.spacetime import SpaceTimeGPPosterior, spacetime_supported
+from gpvae.kernels import Kernel, SpaceTime
+from gpvae.rng import batch_rows
 
 # ----------------------------------------------------------------------------------------
 # problems
@@ -91,6 +96,7 @@ class Problem:
     N: int = 14
     seed: int = 0
     none_included: bool = False
+    grid: int = 0
 
     def build(self) -> Instance:
         kernels = make_kernels(self.kernels)
@@ -98,6 +104,8 @@ class Problem:
         x, mean, var, valid = make_problem(
             L, self.seed, self.B, self.N, self.d, garbage=math.nan, padding=self.N > 4
         )
+        if self.grid:
+            x = _on_grid(x, valid, self.grid, self.seed)
         if self.N > 4:
             var[0, 4] = math.inf  # a point where no channel is included
             var[0, :, L - 1] = math.inf  # a channel with no included point in series 0
@@ -136,19 +144,43 @@ class Instance:
         return torch.isfinite(self.var) & self.valid[..., None]
 
 
+def _on_grid(x: Tensor, valid: Tensor, num_sites: int, seed: int) -> Tensor:
+    """Move the valid points of (B, N, d) onto ``num_sites`` sites (the first d - 1 columns,
+    shared by the series) x times of each series (the last column, 0.5 + Exp gaps), site
+    fastest, as spatio-temporal data come; point 3 repeats point 1 (a duplicated point)."""
+    g = torch.Generator().manual_seed(seed + 50)
+    B, N, d = x.shape
+    sites = 5.0 * torch.rand(num_sites, d - 1, generator=g, dtype=x.dtype)
+    out = x.clone()
+    for b in range(B):
+        n = int(valid[b].sum())
+        steps = torch.cumsum(0.5 + torch.rand(N, generator=g, dtype=x.dtype), 0)[: -(-n // 2)]
+        k = torch.arange(n)
+        pts = torch.cat([sites[k % num_sites], steps[k // num_sites, None]], dim=-1)
+        if n > 3:
+            pts[3] = pts[1]
+        out[b, valid[b]] = pts
+    return out
+
+
 #: Problems for values and gradients.
 PROBLEMS = [
     Problem("matern-1d", "matern-1d", seed=0),
+    Problem("seasonal", "seasonal", seed=8),
     Problem("rbf-1d", "rbf-1d", seed=2),
     Problem("ard-2d", "ard-2d", d=2, N=10, seed=3),
     Problem("single-point", "mixed", B=2, N=1, seed=4),
+    Problem("spacetime-grid", "spacetime", d=3, N=16, seed=8, grid=4),
+    Problem("spacetime-scattered", "spacetime", d=3, N=9, seed=9),
     Problem("none-included", "pair", N=8, seed=5, none_included=True),
 ]
 
 #: Smaller problems for the Monte Carlo checks of samples.
 SAMPLE_PROBLEMS = [
     Problem("matern-1d-small", "pair", B=2, N=7, seed=6),
+    Problem("seasonal-small", "seasonal-small", B=2, N=7, seed=9),
     Problem("ard-2d-small", "ard-2d", d=2, B=2, N=8, seed=7),
+    Problem("spacetime-small", "spacetime", d=3, B=2, N=9, seed=10, grid=3),
 ]
 
 
@@ -172,6 +204,10 @@ class BackendCase:
             entry and 1; see ``_reference.close``).
         prior_backend: the name under which ``GPPrior(..., backend=name).condition`` gives
             this implementation, or None.
+        prior_kwargs: further ``GPPrior`` arguments for that problem (e.g. inducing sites).
+        per_row_draws: a process's rows of a batch draw those rows of the whole batch's
+            sample (distributed training); False for the space x time backends, whose draws
+            live on the batch's grid of distinct times (spatial fits run in one process).
     """
 
     name: str
@@ -179,6 +215,8 @@ class BackendCase:
     supports: Callable[[Instance], bool]
     rtol: float
     prior_backend: str | None = None
+    prior_kwargs: Callable[[Instance], dict[str, object]] | None = None
+    per_row_draws: bool = True
 
 
 def _any_problem(_: Instance) -> bool:
@@ -189,6 +227,30 @@ def _state_space_1d(p: Instance) -> bool:
     return p.d == 1 and has_state_space(p.kernels)
 
 
+def _spacetime(p: Instance) -> bool:
+    """Kernels the spacetime backends take, with a well-conditioned spatial covariance of the
+    sites (these backends factorise it directly, not ``I + W^1/2 K W^1/2``: a very smooth
+    kernel on nearly coinciding sites, as ``rbf-1d``, is a case for the dense backend)."""
+    if not spacetime_supported(p.kernels, p.d):
+        return False
+    for k in p.kernels:
+        spatial = k.spatial if isinstance(k, SpaceTime) else k
+        ds = p.d - 1 if isinstance(k, SpaceTime) else p.d
+        sites = torch.unique(p.x[p.valid][:, :ds], dim=0)
+        with torch.no_grad():
+            if float(torch.linalg.cond(spatial(sites))) > 1e8:
+                return False
+    return True
+
+
+def _sites_and_more(kernels: list[Kernel], x: Tensor, valid: Tensor) -> Tensor:
+    """Inducing sites holding every site of the problem and three more: (M, d_s)."""
+    ds = x.shape[-1] - 1 if isinstance(kernels[0], SpaceTime) else x.shape[-1]
+    sites = torch.unique(x[valid][:, :ds], dim=0)
+    g = torch.Generator().manual_seed(11)
+    return torch.cat([7.0 * torch.rand(3, ds, generator=g, dtype=x.dtype) - 1.0, sites])
+
+
 BACKENDS = [
     BackendCase("dense", DenseGPPosterior, _any_problem, rtol=1e-9, prior_backend="dense"),
     BackendCase(
@@ -196,13 +258,39 @@ BACKENDS = [
         lambda k, x, m, v, valid: MarkovGPPosterior(k, x, m, v, valid, method="sequential"),
         _state_space_1d,
         rtol=1e-9,
-        prior_backend="markov",  # method "auto" runs sequentially on problems this short
+        prior_backend="markov",  # on the CPU, method "auto" runs the compiled loops
     ),
     BackendCase(
         "markov-parallel",
         lambda k, x, m, v, valid: MarkovGPPosterior(k, x, m, v, valid, method="parallel"),
         _state_space_1d,
         rtol=1e-9,
+    ),
+    BackendCase(
+        "markov-compiled",
+        lambda k, x, m, v, valid: MarkovGPPosterior(k, x, m, v, valid, method="compiled"),
+        _state_space_1d,
+        rtol=1e-9,
+    ),
+    BackendCase(
+        "spacetime",
+        SpaceTimeGPPosterior,
+        _spacetime,
+        rtol=1e-9,
+        prior_backend="spacetime",
+        per_row_draws=False,
+    ),
+    # inducing sites holding every site: the sparse bound is then exact
+    BackendCase(
+        "sparse-at-sites",
+        lambda k, x, m, v, valid: SpaceTimeGPPosterior(
+            k, x, m, v, valid, inducing=_sites_and_more(k, x, valid)
+        ),
+        lambda p: p.d >= 2 and _spacetime(p),
+        rtol=1e-8,
+        prior_backend="sparse",
+        prior_kwargs=lambda p: {"inducing": _sites_and_more(p.kernels, p.x, p.valid)},
+        per_row_draws=False,
     ),
 ]
 
@@ -296,7 +384,10 @@ def test_gpprior_condition_gives_this_backend(case: BackendCase) -> None:
     first problem it supports)."""
     problem = next(pr for pr in PROBLEMS if case.supports(pr.build()))
     p = problem.build()
-    prior = GPPrior(p.kernels, len(p.kernels), backend=str(case.prior_backend))
+    kwargs = case.prior_kwargs(p) if case.prior_kwargs is not None else {}
+    prior = GPPrior(p.kernels, len(p.kernels), backend=str(case.prior_backend), **kwargs)
+    if case.prior_kwargs is not None:
+        prior = prior.to(torch.float64)
     post = prior.condition(p.x, p.mean, p.var, p.valid)
     assert type(post) is type(case.factory(p.kernels, p.x, p.mean, p.var, p.valid))
     _check_values(post, problem, p, case.rtol, _outputs_of_backend(post, p.x_new))
@@ -465,6 +556,32 @@ def test_samples_are_seeded(case: BackendCase, problem: Problem) -> None:
         keep = p.valid if x_new is None else torch.ones(a.shape[1:3], dtype=torch.bool)
         assert not bool((a[0][keep] == a[1][keep]).any())  # independent draws
         assert not bool((a[:, keep] == c[:, keep]).any())  # another seed, other draws
+
+
+@pytest.mark.parametrize(("case", "problem"), SAMPLE_CASES)
+def test_rows_of_a_batch_draw_the_rows_of_the_whole_batch(
+    case: BackendCase, problem: Problem
+) -> None:
+    """Distributed training: a process holding some series of a batch (padded to the batch's
+    length) draws, inside ``gpvae.rng.batch_rows``, exactly those rows of the whole batch's
+    ``sample``, and leaves its generator where the whole batch's draw leaves it (so every
+    process sees one process's draws). Training noise goes through
+    ``gpvae.rng.batch_normal``."""
+    if not case.per_row_draws:
+        pytest.skip("draws on the batch's grid of distinct times: spatial fits run in one process")
+    p = problem.build()
+    B = p.x.shape[0]
+    gen = torch.Generator().manual_seed(5)
+    whole = case.factory(p.kernels, p.x, p.mean, p.var, p.valid).sample(3, gen)
+    after = gen.get_state()
+    for rows in ([B - 1], list(range(B))[::-1]):
+        part = case.factory(p.kernels, p.x[rows], p.mean[rows], p.var[rows], p.valid[rows])
+        gen = torch.Generator().manual_seed(5)
+        with batch_rows(rows, B):
+            got = part.sample(3, gen)
+        assert torch.equal(gen.get_state(), after)
+        keep = p.valid[rows]
+        close(got[:, keep], whole[:, rows][:, keep], case.rtol, "rows")
 
 
 class _Draws(nn.Module):

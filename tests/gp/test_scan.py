@@ -218,6 +218,9 @@ def test_checkpointed_scans_match_sequential(
 
 
 def test_auto_takes_the_scans_for_long_narrow_problems(monkeypatch: pytest.MonkeyPatch) -> None:
+    """Where the compiled loops cannot run (tensors off the CPU), ``auto`` picks the scans
+    for long, narrow problems and the torch loops otherwise."""
+    monkeypatch.setattr(markov._compiled, "supports", lambda t: False)
     kernels = make_kernels("mixed")  # L = 5
     x, mean, var, valid = make_problem(len(kernels), B=2, N=10)  # B * L = 10 chains
     monkeypatch.setattr(settings, "PARALLEL_MIN_POINTS", 10)

@@ -8,6 +8,7 @@ from gpvae.errors import InputTypeError, ValidationError
 from gpvae.kernels import (
     RBF,
     Cauchy,
+    HarmonicPeriodic,
     Kernel,
     Matern12,
     Matern32,
@@ -34,7 +35,8 @@ NAMES = [
     ("rq", RationalQuadratic),
     ("rational_quadratic", RationalQuadratic),
     ("Rational-Quadratic", RationalQuadratic),
-    ("periodic", Periodic),
+    ("periodic", HarmonicPeriodic),
+    ("periodic_exact", Periodic),
     ("white", White),
     (" White ", White),
 ]
@@ -53,7 +55,7 @@ def test_names_give_kernels(name: str, cls: type[Kernel]) -> None:
 
 
 def test_keywords_reach_the_constructor() -> None:
-    k = get_kernel("periodic", lengthscale=0.5, variance=2.0, period=3.0)
+    k = get_kernel("periodic_exact", lengthscale=0.5, variance=2.0, period=3.0)
     assert isinstance(k, Periodic)
     assert abs(float(k.period.detach()) - 3.0) < 1e-5
     assert abs(float(k.lengthscale.detach()) - 0.5) < 1e-6

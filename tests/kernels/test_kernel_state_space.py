@@ -191,7 +191,7 @@ NO_STATE_SPACE = [
     pytest.param(lambda: White(), id="white"),
     pytest.param(lambda: Matern32(lengthscale=[1.0, 2.0]), id="matern32-ard2"),
     pytest.param(lambda: Matern12(input_dim=3), id="matern12-input-dim-3"),
-    pytest.param(lambda: Matern32() * Matern32(), id="product-matern"),
+    pytest.param(lambda: Matern32() * RBF(), id="product-with-rbf"),
     pytest.param(lambda: Matern32() + RBF(), id="sum-with-rbf"),
     pytest.param(lambda: Matern32() + Periodic() * Matern12(), id="sum-with-product"),
 ]

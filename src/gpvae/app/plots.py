@@ -30,9 +30,11 @@ from matplotlib.backends.backend_agg import FigureCanvasAgg
 from matplotlib.figure import Figure
 
 from gpvae.errors import ShapeError, ValidationError
+from gpvae.estimator.backtest import BacktestResult
 
 __all__ = [
     "plot_anomalies",
+    "plot_backtest",
     "plot_forecast",
     "plot_history",
     "plot_imputation",
@@ -532,4 +534,71 @@ def plot_history(
     ax.set_ylabel("loss / validation score")
     ax.grid(alpha=0.3)
     ax.legend(fontsize="small")
+    return _finish(fig, save)
+
+
+def plot_backtest(
+    result: BacktestResult,
+    feature: int | str = 0,
+    series: int = 0,
+    context: int | None = None,
+    title: str | None = None,
+    save: str | os.PathLike[str] | None = None,
+) -> Figure:
+    """Fan charts of a rolling-origin backtest, one panel per origin, for one feature.
+
+    Each panel shows the ``context`` steps of history before the origin (None: three
+    horizons), the forecast mean, the 10-90% band, the 90% interval (5-95%) and the truth.
+
+    Args:
+        result: a :class:`~gpvae.estimator.backtest.BacktestResult`.
+        feature: index or name of the feature.
+        series: index of the series.
+        context: steps of history drawn before each origin.
+        title: figure title (None: the feature and the scores).
+        save: optional path to write the figure to.
+    """
+    names = list(result.feature_names)
+    if isinstance(feature, str):
+        if feature not in names:
+            raise ValidationError(f"feature: expected one of {names}, found {feature!r}")
+        j = names.index(feature)
+    else:
+        j = int(feature)
+        if not 0 <= j < len(names):
+            raise ValidationError(f"feature: expected 0..{len(names) - 1}, found {feature}")
+    n_org, H = result.mean.shape[1], result.mean.shape[2]
+    ctx = 3 * H if context is None else int(context)
+    hist_t = result.history_times[series]
+    hist = result.history[series][:, j]
+    q = result.quantiles[:, series, :, :, j]  # (K, n_org, H)
+    if title is None:
+        mase = np.nanmean(result.scores["scaled_error"][series, :, :, j])
+        cov = np.nanmean(result.scores["covered"][series, :, :, j])
+        title = (
+            f"{names[j]}: backtest over {n_org} origins (MASE {mase:.2f}, 90% coverage {cov:.0%})"
+        )
+    fig, axes = _panels(n_org, title)
+    for k, ax in enumerate(axes):
+        start = int(result.origins[series, k])
+        lo_i = max(0, start - ctx)
+        past_t = _times(hist_t[lo_i:start], "history_times")
+        tf = _times(result.times[series, k], "times")
+        ax.plot(past_t, hist[lo_i:start], ".-", color=_OBSERVED, ms=2, lw=0.6, label="history")
+        ax.fill_between(
+            tf,
+            result.lower[series, k, :, j],
+            result.upper[series, k, :, j],
+            color=_MODEL,
+            alpha=0.18,
+            lw=0,
+            label="90% interval",
+        )
+        ax.fill_between(tf, q[0, k], q[-1, k], color=_MODEL, alpha=0.3, lw=0, label="80% interval")
+        ax.plot(tf, result.mean[series, k, :, j], color=_MODEL, lw=1.5, label="forecast mean")
+        ax.plot(tf, result.truth[series, k, :, j], "o", color=_TRUTH, ms=2.5, label="truth")
+        ax.axvline(tf[0], color="grey", ls=":", lw=1)
+        ax.set_ylabel(f"origin {k + 1}")
+        ax.grid(alpha=0.3)
+    axes[0].legend(loc="upper left", fontsize="small", ncol=5, framealpha=0.8)
     return _finish(fig, save)

@@ -1,8 +1,22 @@
-"""Mini-batches of series as padded :class:`~gpvae.batch.Batch` objects."""
+"""Mini-batches of series as padded :class:`~gpvae.batch.Batch` objects, and their shares
+among the processes of a distributed fit.
+
+Two ways to split the series among ``world_size`` processes (see :mod:`gpvae.training.distributed`):
+
+- every process holds every series (:func:`sharded_batch_indices`): the batches are the
+  one-process batches of :func:`batch_indices` (same seed, same order), and process ``r``
+  takes rows ``r, r + world_size, ...`` of each, as ``torch.utils.data.DistributedSampler``
+  followed by a loader of ``batch_size / world_size`` series would; the batches of all
+  processes together are exactly the one-process batches;
+- every process holds only its own series (:func:`shard_bounds` says which, e.g. for a
+  Parquet dataset read in parts; then :func:`local_batch_indices`): each process shuffles its
+  own series every epoch and takes its share of every batch.
+"""
 
 from __future__ import annotations
 
 from collections.abc import Iterator
+from dataclasses import dataclass
 
 import numpy as np
 import torch
@@ -11,7 +25,16 @@ from gpvae.batch import Batch
 from gpvae.data.series import SeriesSet, check_time_transform
 from gpvae.errors import InputTypeError, ValidationError
 
-__all__ = ["batch_indices", "make_batches"]
+__all__ = [
+    "ShardBatch",
+    "batch_indices",
+    "local_batch_indices",
+    "local_num_steps",
+    "local_share",
+    "make_batches",
+    "shard_bounds",
+    "sharded_batch_indices",
+]
 
 
 def batch_indices(
@@ -109,3 +132,121 @@ def make_batches(
         )
         for idx in indices
     )
+
+
+@dataclass(frozen=True)
+class ShardBatch:
+    """One process's part of one global batch.
+
+    Attributes:
+        indices: (b,) int64 series numbers (into the process's series) of its part; may be
+            empty when the global batch has fewer series than there are processes.
+        rows: (b,) the part's rows in the global batch (every process holding every series),
+            or None (each process holding its own series).
+        whole: the global batch's series (every process holding every series), or None.
+    """
+
+    indices: np.ndarray
+    rows: np.ndarray | None = None
+    whole: np.ndarray | None = None
+
+    @property
+    def size(self) -> int | None:
+        """Series in the global batch, or None when only the local part is known."""
+        return None if self.whole is None else len(self.whole)
+
+
+def _check_world(rank: int, world_size: int) -> None:
+    if not (isinstance(world_size, (int, np.integer)) and world_size >= 1):
+        raise ValidationError(f"world_size: expected an int >= 1, found {world_size!r}")
+    if not (isinstance(rank, (int, np.integer)) and 0 <= rank < world_size):
+        raise ValidationError(f"rank: expected an int in [0, {world_size}), found {rank!r}")
+
+
+def shard_bounds(num_series: int, rank: int, world_size: int) -> tuple[int, int]:
+    """The contiguous block ``[start, stop)`` of series 0..n-1 that process ``rank`` holds.
+
+    The blocks of processes 0..world_size-1 are disjoint, cover every series, keep the
+    order, and differ in size by at most one (the first ``n % world_size`` get one more).
+    """
+    _check_world(rank, world_size)
+    base, extra = divmod(int(num_series), int(world_size))
+    start = rank * base + min(rank, extra)
+    return start, start + base + (1 if rank < extra else 0)
+
+
+def sharded_batch_indices(
+    num_series: int,
+    batch_size: int,
+    rank: int,
+    world_size: int,
+    *,
+    shuffle: bool = False,
+    seed: int | None = None,
+) -> list[ShardBatch]:
+    """Process ``rank``'s parts of the batches of :func:`batch_indices` (every process
+    holding every series).
+
+    Process r takes rows r, r + world_size, ... of every batch; a batch with fewer series
+    than processes leaves the last processes an empty part (they still take part in the
+    step, contributing nothing).
+
+    Returns:
+        One :class:`ShardBatch` per global batch, with ``rows`` and ``whole``.
+    """
+    local_share(batch_size, rank, world_size)  # raises when batch_size < world_size
+    out = []
+    for idx in batch_indices(num_series, batch_size, shuffle=shuffle, seed=seed):
+        rows = np.arange(rank, len(idx), world_size, dtype=np.int64)
+        out.append(ShardBatch(indices=idx[rows], rows=rows, whole=idx))
+    return out
+
+
+def local_batch_indices(
+    num_local: int,
+    batch_size: int,
+    rank: int,
+    world_size: int,
+    num_steps: int,
+    *,
+    seed: int,
+) -> list[ShardBatch]:
+    """Process ``rank``'s parts of ``num_steps`` batches when it holds only its own series.
+
+    The process shuffles its ``num_local`` series (seeded by ``seed``) and takes
+    ``batch_size // world_size`` of them per step (one more for the first
+    ``batch_size % world_size`` processes), so that the parts of all processes make batches
+    of ``batch_size`` series; once its series run out its parts are empty. Use
+    :func:`local_num_steps` for a ``num_steps`` every process agrees on.
+
+    Returns:
+        ``num_steps`` :class:`ShardBatch` without ``rows``.
+    """
+    _check_world(rank, world_size)
+    share = local_share(batch_size, rank, world_size)
+    order = torch.randperm(num_local, generator=torch.Generator().manual_seed(int(seed)))
+    order_np = order.numpy().astype(np.int64)
+    return [ShardBatch(indices=order_np[k * share : (k + 1) * share]) for k in range(num_steps)]
+
+
+def local_share(batch_size: int, rank: int, world_size: int) -> int:
+    """Series of every batch that process ``rank`` contributes (they add up to batch_size).
+
+    Raises:
+        ValidationError: naming batch_size when it is smaller than ``world_size``.
+    """
+    _check_world(rank, world_size)
+    if batch_size < world_size:
+        raise ValidationError(
+            f"batch_size: expected at least the number of processes ({world_size}), found "
+            f"{batch_size}"
+        )
+    base, extra = divmod(int(batch_size), int(world_size))
+    return base + (1 if rank < extra else 0)
+
+
+def local_num_steps(num_local: int, batch_size: int, rank: int, world_size: int) -> int:
+    """Steps process ``rank`` needs to go through its ``num_local`` series once; the
+    processes of a fit run the largest of these numbers."""
+    share = local_share(batch_size, rank, world_size)
+    return -(-int(num_local) // share)

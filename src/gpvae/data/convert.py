@@ -25,6 +25,7 @@ import numpy as np
 import pandas as pd
 
 from gpvae.data._parse import Parsed, check_no_inf, raw_times, to_float
+from gpvae.data.calendar import calendar_steps, infer_calendar
 from gpvae.data.frames import from_frame
 from gpvae.data.series import InputKind, Layout, SeriesSet
 from gpvae.errors import InputTypeError, ShapeError, ValidationError
@@ -225,7 +226,11 @@ def _from_dict(X: Mapping[Any, Any], times: Any, name: str, times_name: str) -> 
 # ---------------------------------------------------------------- validation, sorting
 
 
-def _times_to_hours(parsed: Parsed) -> tuple[list[np.ndarray], str | None, object | None]:
+def _times_to_hours(
+    parsed: Parsed,
+) -> tuple[list[np.ndarray], str | None, object | None, str | None]:
+    """Float times, their unit (None, "hours" or "steps"), the datetime origin and the
+    calendar frequency (see :mod:`gpvae.data.calendar`)."""
     kinds = {t.dtype.kind for t in parsed.times}
     if len(kinds) > 1:
         raise InputTypeError(
@@ -234,17 +239,21 @@ def _times_to_hours(parsed: Parsed) -> tuple[list[np.ndarray], str | None, objec
         )
     kind = kinds.pop()
     if kind == "f":
-        return parsed.times, None, None
+        return parsed.times, None, None, None
     for t, label in zip(parsed.times, parsed.labels):
         if np.isnat(t).any():
             raise ValidationError(
                 f"{parsed.time_name}: expected finite times, found NaT in {label}"
             )
     if kind == "m":
-        return [t.astype(np.int64) / _NS_PER_HOUR for t in parsed.times], "hours", None
+        return [t.astype(np.int64) / _NS_PER_HOUR for t in parsed.times], "hours", None, None
     origin = min(t.min() for t in parsed.times)
+    freq = infer_calendar(parsed.times)
+    if freq is not None:
+        steps = [calendar_steps(t, origin, freq, parsed.time_name) for t in parsed.times]
+        return steps, "steps", origin, freq
     hours = [(t - origin).astype(np.int64) / _NS_PER_HOUR for t in parsed.times]
-    return hours, "hours", origin
+    return hours, "hours", origin, None
 
 
 def _time_text(value: Any) -> str:
@@ -259,7 +268,7 @@ def _time_text(value: Any) -> str:
 def _finish(
     parsed: Parsed, name: str, allow_single_step: bool, allow_empty_series: bool
 ) -> SeriesSet:
-    times, unit, origin = _times_to_hours(parsed)
+    times, unit, origin, freq = _times_to_hours(parsed)
     values_out: list[np.ndarray] = []
     times_out: list[np.ndarray] = []
     orders: list[np.ndarray] = []
@@ -309,6 +318,7 @@ def _finish(
         inner_kind=lay.get("inner_kind"),
         time_unit=unit,
         time_origin=origin,
+        freq=freq,
         frame=lay.get("frame"),
         id_col=lay.get("id_col"),
         time_col=lay.get("time_col"),

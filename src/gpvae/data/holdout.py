@@ -23,6 +23,7 @@ from torch import Tensor
 
 from gpvae.data.series import SeriesSet
 from gpvae.errors import ValidationError
+from gpvae.rng import batch_rand, batch_randint
 
 __all__ = ["HIDE_PATTERNS", "check_lengths", "hide_mask", "hold_out_blocks"]
 
@@ -126,14 +127,16 @@ def hide_mask(
         generator: source of randomness (on ``observed``'s device).
     """
     device = observed.device
-    u = torch.rand(observed.shape, generator=generator, device=device)
+    # inside gpvae.rng.batch_rows (a process's rows of a distributed batch) the draws are
+    # those of the whole batch at these rows, as in one process
+    u = batch_rand(observed.shape, 0, generator, device)
     if pattern == "points":
         return (u < rate) & observed
     if pattern != "blocks":
         raise ValidationError(f"pattern: expected one of {HIDE_PATTERNS}, found {pattern!r}")
     lo, hi = lengths
     start = u < rate / (0.5 * (lo + hi))  # (B, N, D)
-    run = torch.randint(lo, hi + 1, observed.shape, generator=generator, device=device)
+    run = batch_randint(lo, hi + 1, observed.shape, 0, generator, device)
     hide = torch.zeros_like(observed)
     N = observed.shape[1]
     for k in range(min(hi, N)):  # a run started at step n covers n .. n + length - 1

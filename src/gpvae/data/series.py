@@ -43,8 +43,12 @@ class Layout:
             ``order[i][k]``; results are put back with ``out[order[i]] = sorted_out``.
         feature_labels: the user's feature labels (DataFrame column labels), length D.
         names_given: True when feature labels came from the user (DataFrame columns).
-        time_unit: "hours" when datetimes / timedeltas were converted to float hours, else None.
+        time_unit: "hours" when datetimes / timedeltas were converted to float hours,
+            "steps" when datetimes on a regular calendar grid (months, quarters, years,
+            business days) were counted in steps of ``freq``, else None.
         time_origin: the timestamp that became time 0.0 for datetimes, else None.
+        freq: the calendar frequency (a pandas frequency string) when ``time_unit`` is
+            "steps", else None (see :mod:`gpvae.data.calendar`).
         frame: for DataFrame kinds, a copy of the input frame (outputs keep its rows, order,
             index and columns).
         id_col: the id column of a long DataFrame.
@@ -61,6 +65,7 @@ class Layout:
     inner_kind: Literal["array", "ragged"] | None = None
     time_unit: str | None = None
     time_origin: object | None = None
+    freq: str | None = None
     frame: pd.DataFrame | None = field(default=None, repr=False)
     id_col: Hashable | None = None
     time_col: Hashable | None = None
@@ -144,12 +149,16 @@ class SeriesSet:
         return replace(self, values=tuple(out))
 
     def subset(self, indices: Sequence[int] | np.ndarray) -> SeriesSet:
-        """The series ``indices`` (in that order), with their part of the layout.
+        """The series ``indices`` (in this order) as a set of their own, e.g. one process's
+        share; per-series layout fields (order, rows, ids) follow them.
 
         Results of a subset come back per series; a DataFrame layout keeps its frame, so
         give results of a subset back through the full set.
+
+        Raises:
+            ValidationError: an index out of range, or no index.
         """
-        idx = [int(i) for i in np.asarray(indices, dtype=np.int64).reshape(-1)]
+        idx = _check_indices(indices, self)
         lay = self.layout
         layout = replace(
             lay,
@@ -248,6 +257,7 @@ class SeriesSet:
         device: torch.device | str | None = None,
         time_shift: float = 0.0,
         time_scale: float = 1.0,
+        length: int | None = None,
     ) -> Batch:
         """Build a padded :class:`~gpvae.batch.Batch` of some series.
 
@@ -263,12 +273,14 @@ class SeriesSet:
                 large absolute times such as Unix seconds lose precision in float32).
             time_scale: the shifted times are divided by it, ``x = (t - shift) / scale``
                 (e.g. :attr:`Scaler.time_step_` to measure time in typical steps).
+            length: pad to this many points N (at least the longest selected series; None:
+                the longest selected series).
 
         Returns:
             Batch with x (B, N, 1), y (B, N, D), observed (B, N, D), valid (B, N).
         """
         check_time_transform(time_shift, time_scale)
-        vals, tms, valid = self.padded(indices=indices)
+        vals, tms, valid = self.padded(length=length, indices=indices)
         observed = ~np.isnan(vals)
         y = np.where(observed, vals, 0.0)
         x = (tms - time_shift) / time_scale

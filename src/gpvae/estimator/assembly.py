@@ -18,7 +18,7 @@ from torch import nn
 from gpvae.arguments import int_arg
 from gpvae.errors import InputTypeError, ValidationError, invalid
 from gpvae.gp.prior import GPPrior
-from gpvae.kernels import Kernel, build_kernel, has_state_space
+from gpvae.kernels import Kernel, KernelArg, build_kernel, has_state_space, kernel_key, num_periods
 from gpvae.likelihoods import get_likelihood
 from gpvae.model import GPVAEModel
 from gpvae.nets.registry import build_decoder, build_encoder
@@ -30,6 +30,7 @@ __all__ = [
     "check_device",
     "check_parts",
     "hidden_arg",
+    "kernel_arg",
     "resolve_device",
 ]
 
@@ -39,7 +40,7 @@ class ModelSpec:
     """The parts of a model by name (or module), as the estimator holds them."""
 
     latent_dim: int
-    kernel: str | Kernel
+    kernel: KernelArg
     posterior: str
     backend: str
     likelihood: str
@@ -51,10 +52,18 @@ class ModelSpec:
     mask_rate: float = 0.0
     mask_pattern: str = "points"
     block_lengths: tuple[int, int] = (2, 24)
+    periods: list[float] | None = None
+    learn_period: bool = True
+    span: float | None = None
 
 
-def check_parts(kernel: str | Kernel, backend: str, posterior: str, encoder: object) -> None:
+def check_parts(kernel: KernelArg, backend: str, posterior: str, encoder: object) -> None:
     """Raise a ValidationError naming the argument when chosen parts do not fit together."""
+    if backend == "sparse":
+        raise ValidationError(
+            "backend: 'sparse' needs inducing sites, which spatial data give: use "
+            "fit(df, id=..., time=..., coords=[...], inducing=M) with backend='auto'"
+        )
     if backend == "markov" and not has_state_space(kernel):
         raise ValidationError(
             f"backend: 'markov' needs a kernel with a state-space form (matern12/32/52 or "
@@ -99,7 +108,10 @@ def build_model(spec: ModelSpec, num_features: int) -> GPVAEModel:
         dec = build_decoder(
             spec.decoder, spec.latent_dim, num_features, spec.hidden, lik.num_params
         )
-    kernel = build_kernel(spec.kernel, spec.lengthscale)
+    periods = spec.periods
+    if periods is None and num_periods(spec.kernel):  # placeholders for loaded weights
+        periods = [1.0] * num_periods(spec.kernel)
+    kernel = build_kernel(spec.kernel, spec.lengthscale, periods, spec.learn_period, spec.span)
     prior = GPPrior(kernel, spec.latent_dim, backend=spec.backend)
     return GPVAEModel(
         enc,
@@ -144,3 +156,17 @@ def hidden_arg(hidden: object) -> tuple[int, ...]:
     if isinstance(hidden, (str, bytes)) or not isinstance(hidden, Sequence):
         raise InputTypeError(f"hidden: expected a sequence of positive ints, found {hidden!r}")
     return tuple(int_arg("hidden", h) for h in hidden)
+
+
+def kernel_arg(kernel: object, latent_dim: int) -> KernelArg:
+    """A kernel name (normalised), a Kernel, or a list of ``latent_dim`` of them."""
+    if isinstance(kernel, Kernel):
+        return kernel
+    if isinstance(kernel, (list, tuple)):
+        if len(kernel) != latent_dim:
+            raise ValidationError(
+                f"kernel: expected one kernel per latent channel ({latent_dim}), found "
+                f"{len(kernel)}"
+            )
+        return [k if isinstance(k, Kernel) else kernel_key(k) for k in kernel]
+    return kernel_key(kernel)

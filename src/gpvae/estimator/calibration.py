@@ -24,7 +24,14 @@ from gpvae.data import SeriesSet
 from gpvae.estimator.context import PredictContext
 from gpvae.model import sorted_quantiles
 
-__all__ = ["LEVELS", "MIN_ENTRIES", "SCALES", "calibrate_intervals", "fit_interval_scales"]
+__all__ = [
+    "LEVELS",
+    "MIN_ENTRIES",
+    "SCALES",
+    "calibrate_intervals",
+    "fit_interval_scales",
+    "heldout_intervals",
+]
 
 #: Central-interval levels whose held-out coverage the factors are fitted to.
 LEVELS = (0.5, 0.8, 0.9, 0.95)
@@ -102,6 +109,20 @@ def calibrate_intervals(ctx: PredictContext, inputs: SeriesSet, targets: SeriesS
     Returns:
         (D,) spread factors.
     """
+    arrays = heldout_intervals(ctx, inputs, targets)
+    return fit_interval_scales(*arrays, targets.num_features)
+
+
+def heldout_intervals(
+    ctx: PredictContext, inputs: SeriesSet, targets: SeriesSet
+) -> tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray, np.ndarray]:
+    """The held-out entries' predictive means, interval ends at :data:`LEVELS`, values and
+    features: the arguments of :func:`fit_interval_scales` (their order does not matter to
+    it, so several processes' arrays may be concatenated).
+
+    Returns:
+        mean (M,), lower (M, K), upper (M, K), target (M,), feature (M,).
+    """
     levels = np.asarray(LEVELS)
     probs = [*((1 - levels) / 2), *((1 + levels) / 2)]
     K = len(levels)
@@ -123,4 +144,4 @@ def calibrate_intervals(ctx: PredictContext, inputs: SeriesSet, targets: SeriesS
         truth.append((target[keep], feature[keep]))
     mean_a, lo_a, hi_a = (np.concatenate(p) for p in zip(*preds))
     y_a, f_a = (np.concatenate(p) for p in zip(*truth))
-    return fit_interval_scales(mean_a, lo_a, hi_a, y_a, f_a, targets.num_features)
+    return mean_a, lo_a, hi_a, y_a, f_a

@@ -37,6 +37,9 @@ class PredictContext:
         seed: seed of every generator of the call.
         interval_scale: (D,) spread factors of the imputation intervals.
         posterior: the posterior family's name.
+        forecast_scale: (bands, D) spread factors of the forecast intervals per horizon band
+            (:mod:`gpvae.estimator.forecast_calibration`), or None.
+        forecast_horizon: the horizon the bands split (steps ahead).
     """
 
     model: GPVAEModel
@@ -46,6 +49,8 @@ class PredictContext:
     seed: int
     interval_scale: np.ndarray
     posterior: str
+    forecast_scale: np.ndarray | None = None
+    forecast_horizon: int = 1
 
     def input(self, X: Any, times: Any) -> tuple[SeriesSet, SeriesSet]:
         """(original, standardised) series of a prediction input, checked against the fit."""

@@ -46,28 +46,30 @@ from gpvae.estimator.assembly import (
     check_device,
     check_parts,
     hidden_arg,
+    kernel_arg,
     resolve_device,
 )
-from gpvae.estimator.calibration import calibrate_intervals
 from gpvae.estimator.context import PredictContext
-from gpvae.estimator.fitting import fit_data
-from gpvae.estimator.forecasting import forecast_series
+from gpvae.estimator.fitting import calibrate_fit, fit_inputs, fit_periods, windowed
+from gpvae.estimator.forecast_calibration import calibrate_forecasts
+from gpvae.estimator.forecast_methods import ForecastMethods
 from gpvae.estimator.imputation import impute_series
 from gpvae.estimator.modelfile import load_weights, read_folder, write_folder
 from gpvae.estimator.results import (
     AnomalyResult,
-    ForecastResult,
     ImputationResult,
 )
 from gpvae.estimator.sampling import latent_series, sample_series
-from gpvae.estimator.validation import hiding_args, validation_split
+from gpvae.estimator.seasonality import PeriodArg, check_period
+from gpvae.estimator.spatial_methods import SpatialMethods
+from gpvae.estimator.validation import hiding_args
 from gpvae.gp.prior import backend_names
-from gpvae.kernels import Kernel, kernel_key, kernel_spec
+from gpvae.kernels import KernelArg, kernel_spec
 from gpvae.likelihoods import likelihood_key
 from gpvae.model import GPVAEModel
 from gpvae.nets.registry import decoder_key, decoder_names, encoder_key, encoder_names
 from gpvae.posteriors import posterior_key
-from gpvae.training import OPTIMIZERS, FitSession, SessionConfig, TrainConfig
+from gpvae.training import OPTIMIZERS, FitSession, SessionConfig, TrainConfig, distributed
 
 __all__ = ["GPVAE"]
 
@@ -96,6 +98,10 @@ _ARGUMENTS = (
     "calibrate",
     "num_samples",
     "lengthscale",
+    "period",
+    "kernel_lr",
+    "window",
+    "forecast_horizon",
     "device",
     "seed",
     "progress",
@@ -104,13 +110,16 @@ _ARGUMENTS = (
 )
 
 
-class GPVAE:
+class GPVAE(ForecastMethods, SpatialMethods):
     """Gaussian-process-prior VAE for multivariate series with gaps.
 
     Args:
         latent_dim: L, latent channels, each with its own GP prior over time.
-        kernel: a kernel name (``gpvae.kernels.kernel_names()``) or a Kernel instance,
-            in units of time steps (one unit = the training data's median time step).
+        kernel: a kernel name (``gpvae.kernels.kernel_names()``; ``+`` and ``*`` add and
+            multiply kernels in every channel: ``"matern32+periodic"``) or a Kernel instance
+            (copied per channel), or a list of ``latent_dim`` names or kernels, one per
+            channel; in units of time steps (one unit = the training data's median time
+            step).
             ``"white"`` with ``posterior="diagonal"`` is the plain VAE.
         posterior: ``"structured"`` (default; needed by ``forecast``), ``"banded"``
             (Fortuin et al. 2020) or ``"diagonal"``.
@@ -148,6 +157,19 @@ class GPVAE:
         num_samples: Monte Carlo samples of z per series in the training ELBO.
         lengthscale: initial kernel lengthscale in time steps for named kernels and for the
             noise kernels of ``"gaussian_gp*"`` (None: :data:`gpvae.settings.DEFAULT_LENGTHSCALE`).
+        period: the period(s) of the periodic factors of a kernel name: a number in the
+            data's time units (hours for datetimes, steps on a calendar grid) or a string
+            (``"24h"``, ``"365.25D"``, ``"12MS"``), or one per factor; fixed in training.
+            None: found in the data's spectrum and learned (``docs/forecasting.md``).
+        kernel_lr: learning rate of the kernel hyper-parameters (None: the larger of ``lr``
+            and :data:`gpvae.settings.KERNEL_LR`).
+        window: train on overlapping windows of this many steps of each series (half
+            overlapping), which gives a long series many optimiser steps per epoch; None:
+            whole series. Predictions always condition on the whole series given.
+        forecast_horizon: calibrate the forecast intervals for this many steps ahead after
+            fit, by rolling-origin forecasts inside the training data, per feature and
+            horizon band (:mod:`gpvae.estimator.forecast_calibration`); None: no forecast
+            calibration.
         device: ``"auto"`` (cuda, then mps, then cpu) or a torch device.
         seed: seed of every random draw (initial weights, batches, samples).
         progress: show a tqdm progress bar during fit.
@@ -169,7 +191,7 @@ class GPVAE:
     def __init__(
         self,
         latent_dim: int = 8,
-        kernel: str | Kernel = "matern32",
+        kernel: KernelArg = "matern32",
         posterior: str = "structured",
         backend: str = "auto",
         likelihood: str = "gaussian",
@@ -190,6 +212,10 @@ class GPVAE:
         calibrate: bool = True,
         num_samples: int = 1,
         lengthscale: float | None = None,
+        period: PeriodArg = None,
+        kernel_lr: float | None = None,
+        window: int | None = None,
+        forecast_horizon: int | None = None,
         device: str | torch.device = "auto",
         seed: int = 0,
         progress: bool = True,
@@ -197,7 +223,7 @@ class GPVAE:
         checkpoint_every: int = 1,
     ) -> None:
         self.latent_dim = int_arg("latent_dim", latent_dim)
-        self.kernel: str | Kernel = kernel if isinstance(kernel, Kernel) else kernel_key(kernel)
+        self.kernel: KernelArg = kernel_arg(kernel, self.latent_dim)  # names checked
         self.posterior = posterior_key(posterior)
         self.backend = check_name("backend", backend, backend_names())
         self.likelihood = likelihood_key(likelihood)
@@ -220,6 +246,12 @@ class GPVAE:
         self.calibrate = bool_arg("calibrate", calibrate)
         self.num_samples = int_arg("num_samples", num_samples)
         self.lengthscale = None if lengthscale is None else float_arg("lengthscale", lengthscale)
+        self.period = check_period(period, self.kernel)
+        self.kernel_lr = None if kernel_lr is None else float_arg("kernel_lr", kernel_lr)
+        self.window = None if window is None else int_arg("window", window, minimum=2)
+        self.forecast_horizon = (
+            None if forecast_horizon is None else int_arg("forecast_horizon", forecast_horizon)
+        )
         self.device = check_device(device)
         self.seed = int_arg("seed", seed, minimum=0)
         if not isinstance(progress, bool):
@@ -238,8 +270,11 @@ class GPVAE:
         self.num_features_: int | None = None
         self.feature_names_: list[str] | None = None
         self.interval_scale_: np.ndarray | None = None
+        #: (bands, D) forecast spread factors per horizon band (None: not calibrated).
+        self.forecast_scale_: np.ndarray | None = None
         self.device_: torch.device | None = None
         self.anomaly_profile_: AnomalyProfile | None = None
+        self.spatial_ = None
 
     def __repr__(self) -> str:
         fitted = "fitted" if self.is_fitted else "not fitted"
@@ -265,8 +300,15 @@ class GPVAE:
 
     # ------------------------------------------------------------------ helpers
 
-    def _build_model(self, num_features: int) -> GPVAEModel:
-        """A fresh model with initial weights fixed by ``seed`` (global RNG untouched)."""
+    def _build_model(
+        self,
+        num_features: int,
+        periods: list[float] | None = None,
+        learn_period: bool = True,
+        span: float | None = None,
+    ) -> GPVAEModel:
+        """A fresh model with initial weights fixed by ``seed`` (global RNG untouched);
+        ``periods`` in time steps (None: placeholders, for weights loaded afterwards)."""
         spec = ModelSpec(
             latent_dim=self.latent_dim,
             kernel=self.kernel,
@@ -281,6 +323,9 @@ class GPVAE:
             mask_rate=self.mask_rate,
             mask_pattern=self.mask_pattern,
             block_lengths=self.block_lengths,
+            periods=periods,
+            learn_period=learn_period,
+            span=span,
         )
         with torch.random.fork_rng(devices=[]):
             torch.manual_seed(self.seed)
@@ -290,6 +335,9 @@ class GPVAE:
         train = TrainConfig(
             epochs=self.epochs,
             lr=self.lr,
+            kernel_lr=max(self.lr, settings.KERNEL_LR)
+            if self.kernel_lr is None
+            else self.kernel_lr,
             optimizer=self.optimizer,
             patience=self.patience,
             num_samples=self.num_samples,
@@ -342,6 +390,8 @@ class GPVAE:
             seed=self.seed,
             interval_scale=np.ones(scaler.num_features) if scale is None else scale,
             posterior=self.posterior,
+            forecast_scale=self.forecast_scale_,
+            forecast_horizon=self.forecast_horizon or 1,
         )
 
     # ------------------------------------------------------------------ fit
@@ -355,6 +405,14 @@ class GPVAE:
         *,
         X_val_target: Any = None,
         resume: bool = False,
+        sharded: bool = False,
+        id: Any = None,
+        time: Any = None,
+        coords: Sequence[Any] | None = None,
+        features: Sequence[Any] | None = None,
+        projection: str = "auto",
+        window: int = 48,
+        inducing: int | None = None,
     ) -> GPVAE:
         """Train on X (observed entries only), early-stopping on a held-out imputation MAE.
 
@@ -377,6 +435,13 @@ class GPVAE:
                 series and times): the validation targets.
             resume: continue from the checkpoint in ``checkpoint_dir`` (same data and
                 settings) up to ``epochs``; starts afresh when there is no checkpoint yet.
+            sharded: under torchrun, X (and X_val) hold only this process's series (e.g.
+                its part of a Parquet dataset, :func:`gpvae.data.parquet.read_shard`);
+                else every process passes all the series and takes its share of every
+                batch. Outside torchrun it changes nothing. See :mod:`gpvae.training.session`.
+            id, time, coords, features, projection, window, inducing: spatial data (X a long
+                DataFrame; latents are GPs over space x time): see
+                :mod:`gpvae.estimator.spatial` and :meth:`predict_sites`.
 
         Returns:
             self.
@@ -384,44 +449,51 @@ class GPVAE:
         Raises:
             GPVAEError: bad input (naming the argument); an already fitted model is kept.
         """
+        if coords is not None:
+            return self._fit_spatial(X, id, time, coords, features, projection, window, inducing)
         resume = bool_arg("resume", resume)
         if resume and self.checkpoint_dir is None:
             raise ValidationError(
                 "resume: expected checkpoint_dir to be set (the checkpoint to resume from), "
                 "found checkpoint_dir=None"
             )
+        sharded = bool_arg("sharded", sharded)
         binary = self.likelihood == "bernoulli"  # 0/1 values are modelled as they are
-        train_set, val_set, target_set, scaler = fit_data(
-            X, times, X_val, times_val, binary=binary, X_val_target=X_val_target
-        )
-        D = train_set.num_features
-        train_set, validation = validation_split(
-            train_set,
-            val_set,
-            target_set,
-            pattern=self.val_pattern,
-            fraction=self.val_fraction,
-            lengths=self.block_lengths,
-            seed=self.seed,
-        )
         device = resolve_device(self.device)
-        model = self._build_model(D).to(device)
+        comm = distributed.current(device)  # None outside torchrun
+        hiding = (self.val_pattern, self.val_fraction, self.block_lengths, self.seed)
+        data = (X, times, X_val, times_val, X_val_target)
+        full_set, train_set, val_set, validation, scaler = fit_inputs(
+            *data, binary=binary, comm=comm, sharded=sharded, hiding=hiding
+        )
+        D = full_set.num_features
+        if self.window is not None:  # after the validation split: windows keep its holes
+            train_set = windowed(train_set, self.window)
+        periods, learn, span = fit_periods(self.kernel, self.period, full_set, scaler, comm)
+        device = comm.device if comm is not None and comm.backend == "nccl" else device
+        model = self._build_model(D, periods, learn, span).to(device)
+        sets = (train_set, val_set, validation)
         session = FitSession(
-            self._session_config(), model, scaler, device, train_set, val_set, validation
+            self._session_config(), model, scaler, device, *sets, comm=comm, sharded=sharded
         )
         state = session.run(resume)
         scale = np.ones(D)
         if self.calibrate and not binary and session.val_input is not None:
-            assert session.val_target is not None
             ctx = PredictContext(
                 model, scaler, device, self.batch_size, self.seed, scale, self.posterior
             )
-            scale = calibrate_intervals(ctx, session.val_input, session.val_target)
+            scale = calibrate_fit(ctx, session)
+        self.forecast_scale_ = None
+        if self.forecast_horizon is not None and self.posterior == "structured":
+            ctx = PredictContext(
+                model, scaler, device, self.batch_size, self.seed, scale, self.posterior
+            )
+            self.forecast_scale_ = calibrate_forecasts(ctx, full_set, self.forecast_horizon)
         self._set_fitted(
             model,
             scaler,
             device,
-            feature_names=list(train_set.feature_names),
+            feature_names=list(full_set.feature_names),
             interval_scale=scale,
             history=state.history,
         )
@@ -457,40 +529,10 @@ class GPVAE:
         Returns:
             :class:`~gpvae.estimator.results.ImputationResult` in the input's form.
         """
+        if self.spatial_ is not None:  # a field: neighbours inform every gap
+            return self._impute_spatial(X, num_samples, quantiles)  # type: ignore[return-value]
         ctx = self._context("impute")
         return impute_series(ctx, X, times, num_samples, quantiles, return_samples)
-
-    # ------------------------------------------------------------------ forecast
-
-    def forecast(
-        self,
-        X: Any,
-        times: Any = None,
-        horizon: int | None = None,
-        future_times: Any = None,
-        num_samples: int = 100,
-        quantiles: Sequence[float] = (0.05, 0.95),
-    ) -> ForecastResult:
-        """Predict every series at future times, with intervals.
-
-        Latent paths at the future times are joint draws from the posterior GP of each
-        series (the prior conditioned on the encoder's pseudo-observations of the observed
-        entries), decoded; y ~ p(y | z) gives the intervals. Needs ``posterior="structured"``.
-
-        Args:
-            X: the observed history, any accepted form.
-            times: as in :meth:`fit`.
-            horizon: H steps of each series' median time step after its last time.
-            future_times: instead of ``horizon``: (H,) times for every series, (n, H), or a
-                list of n (H,) arrays, in the input's time units.
-            num_samples: S draws.
-            quantiles: (lower, upper) probabilities.
-
-        Returns:
-            :class:`~gpvae.estimator.results.ForecastResult` with (n, H, D) arrays.
-        """
-        ctx = self._context("forecast")
-        return forecast_series(ctx, X, times, horizon, future_times, num_samples, quantiles)
 
     # ------------------------------------------------------------------ sample, latent
 
@@ -597,6 +639,8 @@ class GPVAE:
         config["hidden"] = list(self.hidden)
         config["block_lengths"] = list(self.block_lengths)
         config["device"] = str(self.device)
+        if self.spatial_ is not None:
+            config["spatial"] = self.spatial_.to_json()
         if self.checkpoint_dir is not None:
             config["checkpoint_dir"] = str(self.checkpoint_dir)
         return config
@@ -610,8 +654,12 @@ class GPVAE:
             NotFittedError: before fit.
             ValidationError: a custom encoder/decoder module or a kernel instance that JSON
                 cannot describe (names the argument).
+
+        Under torchrun only process 0 writes (the others return at once, without waiting).
         """
         model, scaler = self._fitted("save")
+        if not distributed.is_main_process():
+            return  # under torchrun, process 0 writes the folder
         write_folder(
             path,
             self.get_config(),
@@ -621,6 +669,7 @@ class GPVAE:
             self._context("save").interval_scale,
             self.history_,
             self.anomaly_profile_,
+            self.forecast_scale_,
         )
 
     @classmethod
@@ -637,11 +686,18 @@ class GPVAE:
                 valid estimator, or weights whose names or shapes do not match it.
         """
         saved = read_folder(path)
+        arguments = dict(saved.arguments)
+        spatial = arguments.pop("spatial", None)
         try:
-            est = cls(**{**saved.arguments, "device": device})
-            model = est._build_model(saved.num_features)
+            est = cls(**{**arguments, "device": device})
+            if spatial is not None:
+                model = est._spatial_model(spatial, saved.num_features)
+            else:
+                model = est._build_model(saved.num_features)
         except GPVAEError as err:
             raise ModelFileError(f"config.json: does not describe a GPVAE ({err})") from None
+        except (KeyError, ValueError) as err:
+            raise ModelFileError(f"config.json: malformed spatial entry ({err!r})") from None
         except TypeError as err:  # unknown or missing constructor arguments
             raise ModelFileError(
                 f"config.json: expected the estimator's arguments, found error {err!r}"
@@ -657,4 +713,5 @@ class GPVAE:
             history=saved.history,
             anomaly_profile=saved.anomaly_profile,
         )
+        est.forecast_scale_ = saved.forecast_scale
         return est

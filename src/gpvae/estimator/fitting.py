@@ -1,4 +1,6 @@
-"""The data side of :meth:`GPVAE.fit`: inputs checked and turned into series, the scaler.
+"""The data side of :meth:`GPVAE.fit`: inputs checked and turned into series, the scaler;
+and, in a distributed fit, the scaler and the interval calibration over every process's
+series (:func:`sharded_fit_data`, :func:`calibrate_fit`).
 
 Real records are ragged: a series with a single time step is kept (it trains the encoder
 and decoder; its latent is the prior conditioned on one point), a series with no observed
@@ -7,6 +9,7 @@ entry at all teaches nothing and is left out of training with a warning.
 
 from __future__ import annotations
 
+import contextlib
 import warnings
 from functools import partial
 from typing import Any
@@ -14,9 +17,32 @@ from typing import Any
 import numpy as np
 
 from gpvae.data import Scaler, SeriesSet, to_series_set
+from gpvae.data.windows import cut_windows
 from gpvae.errors import ValidationError
+from gpvae.estimator.calibration import (
+    LEVELS,
+    calibrate_intervals,
+    fit_interval_scales,
+    heldout_intervals,
+)
+from gpvae.estimator.context import PredictContext
+from gpvae.estimator.seasonality import PeriodArg, resolve_periods
+from gpvae.estimator.validation import validation_split
+from gpvae.kernels import KernelArg
+from gpvae.rng import seed_for
+from gpvae.training import FitSession
+from gpvae.training.distributed import Communicator
 
-__all__ = ["fit_data"]
+__all__ = [
+    "calibrate_fit",
+    "fit_data",
+    "fit_inputs",
+    "fit_periods",
+    "median_of_counts",
+    "merge_scaler",
+    "sharded_fit_data",
+    "windowed",
+]
 
 
 def _check_unit_interval(data: SeriesSet, name: str) -> None:
@@ -47,13 +73,13 @@ def _drop_empty(data: SeriesSet, name: str) -> SeriesSet:
         f"can be learned from them; impute gives them the model's prior level): "
         f"{', '.join(shown)}{more}",
         UserWarning,
-        stacklevel=4,
+        stacklevel=6,  # the caller of GPVAE.fit (via fit_inputs, fit_data, _series)
     )
     keep = [i for i in range(data.num_series) if i not in set(empty)]
     return data.subset(keep)
 
 
-def fit_data(
+def _series(
     X: Any,
     times: Any,
     X_val: Any,
@@ -61,18 +87,8 @@ def fit_data(
     *,
     binary: bool,
     X_val_target: Any = None,
-) -> tuple[SeriesSet, SeriesSet | None, SeriesSet | None, Scaler]:
-    """Training, validation and hidden-target series, and the scaler fitted on training.
-
-    Args:
-        X, times: the training data (see :meth:`GPVAE.fit`).
-        X_val, times_val: optional validation data with the same features.
-        binary: values are probabilities in [0, 1], modelled unstandardised.
-        X_val_target: optional ``X_val`` with its hidden entries filled in (same times).
-
-    Raises:
-        GPVAEError: bad input, naming the argument.
-    """
+) -> tuple[SeriesSet, SeriesSet | None, SeriesSet | None]:
+    """The training, validation and hidden-target series, checked."""
     loose = partial(to_series_set, allow_single_step=True, allow_empty_series=True)
     train_set = _drop_empty(loose(X, times), "X")
     D = train_set.num_features
@@ -97,13 +113,273 @@ def fit_data(
         _check_unit_interval(train_set, "X")
         if val_set is not None:
             _check_unit_interval(val_set, "X_val")
-    scaler = Scaler().fit(train_set, standardise=not binary)
+        if target_set is not None:
+            _check_unit_interval(target_set, "X_val_target")
+    return train_set, val_set, target_set
+
+
+def _check_with(
+    scaler: Scaler, train_set: SeriesSet, val_set: SeriesSet | None, target_set: SeriesSet | None
+) -> None:
+    """Raise when the series do not fit ``scaler`` (features, time range)."""
     scaler.check_range(train_set)
     if val_set is not None:
         scaler.check(val_set, "X_val")
         scaler.check_range(val_set, "X_val", "times_val")
     if target_set is not None:
-        if binary:
-            _check_unit_interval(target_set, "X_val_target")
         scaler.check_range(target_set, "X_val_target", "times_val")
+
+
+def fit_data(
+    X: Any,
+    times: Any,
+    X_val: Any,
+    times_val: Any,
+    *,
+    binary: bool,
+    X_val_target: Any = None,
+) -> tuple[SeriesSet, SeriesSet | None, SeriesSet | None, Scaler]:
+    """Training, validation and hidden-target series, and the scaler fitted on training.
+
+    Args:
+        X, times: the training data (see :meth:`GPVAE.fit`).
+        X_val, times_val: optional validation data with the same features.
+        binary: values are probabilities in [0, 1], modelled unstandardised.
+        X_val_target: optional ``X_val`` with its hidden entries filled in (same times).
+
+    Raises:
+        GPVAEError: bad input, naming the argument.
+    """
+    train_set, val_set, target_set = _series(
+        X, times, X_val, times_val, binary=binary, X_val_target=X_val_target
+    )
+    scaler = Scaler().fit(train_set, standardise=not binary)
+    _check_with(scaler, train_set, val_set, target_set)
     return train_set, val_set, target_set, scaler
+
+
+# ---------------------------------------------------------------------- distributed fits
+
+
+def _local_stats(data: SeriesSet) -> dict[str, Any]:
+    """What one process contributes to the scaler of every process's series: per feature
+    the count, the largest magnitude and the mean and sum of squared deviations in units of
+    it; the distinct time steps with their counts; the earliest time."""
+    D = data.num_features
+    count, big, mean, m2 = np.zeros(D), np.zeros(D), np.zeros(D), np.zeros(D)
+    for j in range(D):
+        col = np.concatenate([v[:, j] for v in data.values])
+        col = col[~np.isnan(col)]
+        count[j] = col.size
+        if col.size:
+            big[j] = float(np.abs(col).max())
+            unit = col / big[j] if big[j] > 0 else col
+            mean[j] = float(unit.mean())
+            m2[j] = float(((unit - mean[j]) ** 2).sum())
+    with np.errstate(over="ignore", invalid="ignore"):
+        steps = np.concatenate([np.diff(t) for t in data.times])
+    if not np.isfinite(steps).all():
+        raise ValidationError(
+            "times: expected time differences that fit in float64, found an overflow "
+            f"between {min(t[0] for t in data.times)!r} and {max(t[-1] for t in data.times)!r}"
+        )
+    values, counts = np.unique(steps, return_counts=True)
+    return {
+        "features": list(data.feature_names),
+        "count": count,
+        "big": big,
+        "mean": mean,
+        "m2": m2,
+        "steps": (values, counts),
+        "origin": float(min(t[0] for t in data.times)),
+    }
+
+
+def median_of_counts(values: np.ndarray, counts: np.ndarray) -> float:
+    """``np.median`` of the sample holding ``counts[i]`` copies of ``values[i]``."""
+    order = np.argsort(values, kind="stable")
+    values, counts = values[order], counts[order]
+    ends = np.cumsum(counts)
+    n = int(ends[-1])
+    low = float(values[np.searchsorted(ends, (n - 1) // 2, side="right")])
+    high = float(values[np.searchsorted(ends, n // 2, side="right")])
+    return float(np.mean([low, high]))
+
+
+def merge_scaler(
+    parts: list[dict[str, Any]], data: SeriesSet, *, standardise: bool = True
+) -> Scaler:
+    """The scaler of every process's series from their :func:`_local_stats` (the mean and
+    std up to round-off, the time step and origin exactly as :meth:`Scaler.fit` would give
+    on all the series at once)."""
+    D = data.num_features
+    for rank, p in enumerate(parts):
+        if p.get("features", list(data.feature_names)) != list(data.feature_names):
+            err = ValidationError(
+                f"X: expected the same features in every process, found {p['features']} in "
+                f"process {rank} and {list(data.feature_names)} here"
+            )
+            err.synchronized = len(parts) > 1  # type: ignore[attr-defined]  # all raise it
+            raise err
+    count = np.sum([p["count"] for p in parts], axis=0)
+    for j in range(D):
+        if count[j] == 0:
+            err = ValidationError(
+                f"X: expected every feature to be observed at least once in the training "
+                f"data, found feature {data.feature_names[j]!r} (column {j}) never observed"
+            )
+            err.synchronized = len(parts) > 1  # type: ignore[attr-defined]  # all raise it
+            raise err
+    big = np.max([p["big"] for p in parts], axis=0)  # (D,) the largest magnitude of all
+    mean, std = np.zeros(D), np.ones(D)
+    for j in range(D):
+        if big[j] == 0:
+            continue
+        n, m, s2 = 0.0, 0.0, 0.0  # Chan et al.'s pairwise update, in units of big[j]
+        for p in parts:
+            nb = float(p["count"][j])
+            if nb == 0:
+                continue
+            r = p["big"][j] / big[j]
+            mb, m2b = p["mean"][j] * r, p["m2"][j] * r * r
+            delta = mb - m
+            total = n + nb
+            m += delta * nb / total
+            s2 += m2b + delta * delta * n * nb / total
+            n = total
+        mean[j] = m * big[j]
+        sd = float(np.sqrt(max(s2, 0.0) / n)) * big[j]
+        std[j] = sd if sd > 0 and np.isfinite(sd) else 1.0
+    if not standardise:
+        mean, std = np.zeros(D), np.ones(D)
+    values = np.concatenate([p["steps"][0] for p in parts])
+    counts = np.concatenate([p["steps"][1] for p in parts])
+    step = median_of_counts(values, counts) if counts.sum() else 1.0
+    state = {
+        "version": 1,
+        "mean": [float(v) for v in mean],
+        "std": [float(v) for v in std],
+        "feature_names": list(data.feature_names),
+        "names_given": data.layout.names_given,
+        "time_step": step,
+        "time_origin": min(p["origin"] for p in parts),
+    }
+    return Scaler.from_state_dict(state)
+
+
+def sharded_fit_data(
+    X: Any,
+    times: Any,
+    X_val: Any,
+    times_val: Any,
+    *,
+    binary: bool,
+    comm: Communicator,
+    X_val_target: Any = None,
+) -> tuple[SeriesSet, SeriesSet | None, SeriesSet | None, Scaler]:
+    """:func:`fit_data` when every process holds only its own series: the scaler is fitted
+    on every process's series; a bad input on any process stops all of them."""
+    with comm.together():
+        train_set, val_set, target_set = _series(
+            X, times, X_val, times_val, binary=binary, X_val_target=X_val_target
+        )
+        parts = _local_stats(train_set)
+    scaler = merge_scaler(comm.all_gather(parts), train_set, standardise=not binary)
+    with comm.together():
+        _check_with(scaler, train_set, val_set, target_set)
+    return train_set, val_set, target_set, scaler
+
+
+def fit_inputs(
+    X: Any,
+    times: Any,
+    X_val: Any,
+    times_val: Any,
+    X_val_target: Any,
+    *,
+    binary: bool,
+    comm: Communicator | None,
+    sharded: bool,
+    hiding: tuple[str, float, tuple[int, int], int],
+) -> tuple[SeriesSet, SeriesSet, SeriesSet | None, tuple[SeriesSet, SeriesSet] | None, Scaler]:
+    """(all training series, training input, validation series, validation pair or None,
+    scaler) of a fit: the training input lacks the blocks held out for validation.
+
+    :func:`fit_data` in one process, :func:`sharded_fit_data` when every process holds
+    its own series; when every process holds all the series, a bad input stops them all
+    with one error. The validation pair is
+    :func:`~gpvae.estimator.validation.validation_split`'s for ``hiding`` = (val_pattern,
+    val_fraction, block_lengths, seed); with ``sharded``, each process hides its own blocks.
+    """
+    if comm is None:
+        full_set, val_set, target_set, scaler = fit_data(
+            X, times, X_val, times_val, binary=binary, X_val_target=X_val_target
+        )
+    elif sharded:
+        full_set, val_set, target_set, scaler = sharded_fit_data(
+            X, times, X_val, times_val, binary=binary, comm=comm, X_val_target=X_val_target
+        )
+    else:
+        with comm.together():
+            full_set, val_set, target_set, scaler = fit_data(
+                X, times, X_val, times_val, binary=binary, X_val_target=X_val_target
+            )
+    pattern, fraction, lengths, seed = hiding
+    if comm is not None and sharded:
+        seed = seed_for(seed, comm.rank)
+    with contextlib.nullcontext() if comm is None else comm.together():
+        train_set, validation = validation_split(
+            full_set,
+            val_set,
+            target_set,
+            pattern=pattern,
+            fraction=fraction,
+            lengths=lengths,
+            seed=seed,
+        )
+    return full_set, train_set, val_set, validation, scaler
+
+
+def fit_periods(
+    kernel: KernelArg, period: PeriodArg, full_set: SeriesSet, scaler: Scaler, comm: Any
+) -> tuple[list[float] | None, bool, float]:
+    """(periods in steps, whether they are learned, the longest series' span in steps) for
+    the model; in a distributed fit every process builds the same model: process 0's
+    periods (the same everywhere unless each process holds its own series) and the longest
+    span of all."""
+    with contextlib.nullcontext() if comm is None else comm.together():
+        periods, learn = resolve_periods(kernel, period, full_set, scaler)
+    span = max(float(t[-1] - t[0]) for t in full_set.times) / scaler.time_step_
+    if comm is not None:
+        periods, learn = comm.all_gather((periods, learn))[0]
+        span = max(comm.all_gather(span))
+    return periods, learn, span
+
+
+def calibrate_fit(ctx: PredictContext, session: FitSession) -> np.ndarray:
+    """The interval spread factors on the session's held-out entries (of every process)."""
+    comm = session.comm
+    if session.val_input is None or session.val_target is None:
+        return np.ones(ctx.scaler.num_features)
+    if comm is None:
+        return calibrate_intervals(ctx, session.val_input, session.val_target)
+    K = len(LEVELS)
+    empty = (np.zeros(0), np.zeros((0, K)), np.zeros((0, K)), np.zeros(0), np.zeros(0, np.int64))
+    arrays = empty
+    with comm.together():
+        local = session.local_validation()
+        if local is not None:
+            arrays = heldout_intervals(ctx, *local)
+    gathered = comm.all_gather(arrays)
+    mean, lower, upper, target, feature = (
+        np.concatenate([g[i] for g in gathered]) for i in range(5)
+    )
+    return fit_interval_scales(mean, lower, upper, target, feature, ctx.scaler.num_features)
+
+
+def windowed(data: SeriesSet, window: int) -> SeriesSet:
+    """The series cut into half-overlapping windows of ``window`` steps (windows with
+    nothing observed left out; :func:`gpvae.data.windows.cut_windows`), as a ragged set in
+    the same time units."""
+    values, times = cut_windows(data.values, data.times, window)
+    return to_series_set(list(values), list(times))

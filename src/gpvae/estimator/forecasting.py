@@ -1,20 +1,66 @@
-"""Forecasts of the estimator: future times, draws at them, results in the input's form."""
+"""Forecasts of the estimator: future times, draws at them, results in the input's form.
+
+Each series is conditioned on its whole history (the markov backend does this in O(T)),
+the latent GP is extended to the future times and decoded, and the observation noise is
+drawn (:meth:`gpvae.model.GPVAEModel.forecast_draws`). When the fit calibrated forecasts
+(``GPVAE(forecast_horizon=...)``), the draws' spread around the mean is multiplied, per
+feature and horizon band, by the factors of :mod:`gpvae.estimator.forecast_calibration`.
+"""
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+from collections.abc import Iterator, Sequence
 from typing import Any
 
 import numpy as np
 import torch
+from torch import Tensor
 
 from gpvae.arguments import int_arg, quantiles_arg
+from gpvae.data import SeriesSet
 from gpvae.errors import ValidationError
 from gpvae.estimator.context import PredictContext
 from gpvae.estimator.results import ForecastResult, forecast_frame, resolve_future_times, times_out
 from gpvae.model import sorted_quantiles
 
-__all__ = ["forecast_series"]
+__all__ = ["band_of_steps", "forecast_draws", "forecast_series"]
+
+
+def band_of_steps(num_steps: int, num_bands: int, horizon: int) -> np.ndarray:
+    """Horizon band (0..num_bands-1) of each of ``num_steps`` future steps, for bands that
+    split ``1..horizon`` into equal parts (steps beyond ``horizon`` take the last band)."""
+    h = np.arange(num_steps)
+    return np.minimum(h * num_bands // max(horizon, 1), num_bands - 1)
+
+
+def _spread(mean: Tensor, y: Tensor, scale: np.ndarray | None, horizon: int) -> Tensor:
+    """Draws y (S, B, H, D) with their deviations from ``mean`` (B, H, D) scaled per band."""
+    if scale is None:
+        return y
+    bands = band_of_steps(y.shape[2], scale.shape[0], horizon)
+    factor = torch.as_tensor(scale[bands], dtype=y.dtype, device=y.device)  # (H, D)
+    return mean + factor * (y - mean)
+
+
+def forecast_draws(
+    ctx: PredictContext, scaled: SeriesSet, future: np.ndarray, num_samples: int, salt: int = 2
+) -> Iterator[tuple[np.ndarray, Tensor, Tensor]]:
+    """Per batch: series indices, mean (B, H, D) and S draws (S, B, H, D) in standardised
+    units at ``future`` (n, H) times (input units), spread-calibrated when the context
+    holds forecast factors.
+
+    The future times are checked before any work (naming ``future_times``).
+    """
+    model, scaler = ctx.model, ctx.scaler
+    x_all = scaler.scaled_times(future, "future_times")  # (n, H)
+    gen = ctx.generator(salt)
+    model.eval()
+    horizon = ctx.forecast_horizon
+    for idx in ctx.batches(scaled.num_series):
+        batch = ctx.batch(scaled, idx)
+        x_t = torch.as_tensor(x_all[idx][..., None], dtype=batch.x.dtype, device=batch.x.device)
+        mean, y = model.forecast_draws(batch, x_t, num_samples, gen)  # (B, H, D), (S, B, H, D)
+        yield idx, mean, _spread(mean, y, ctx.forecast_scale, horizon)
 
 
 def forecast_series(
@@ -25,6 +71,7 @@ def forecast_series(
     future_times: Any,
     num_samples: int,
     quantiles: Sequence[float],
+    return_samples: bool = False,
 ) -> ForecastResult:
     """:meth:`GPVAE.forecast` (see there)."""
     model, scaler = ctx.model, ctx.scaler
@@ -47,17 +94,14 @@ def forecast_series(
     T_max = max(len(t) for t in ss.times)
     # z and the decoded draws over history + future, the draws of y, the sorted copy
     ctx.check_draws(f"num_samples, {future_name}", S, n, T_max + H, width, 4)
-    gen = ctx.generator(2)
     mean_out, lo_out, hi_out = (np.empty((n, H, D)) for _ in range(3))
-    model.eval()
-    for idx in ctx.batches(n):
-        batch = ctx.batch(scaled, idx)
-        x_new = scaler.scaled_times(future[idx], future_name)  # (B, H)
-        x_t = torch.as_tensor(x_new[..., None], dtype=batch.x.dtype, device=batch.x.device)
-        mean, y = model.forecast_draws(batch, x_t, S, gen)  # (B, H, D), (S, B, H, D)
+    draws_out = np.empty((S, n, H, D)) if return_samples else None
+    for idx, mean, y in forecast_draws(ctx, scaled, future, S):
         lo, hi = sorted_quantiles(y, (q_lo, q_hi))
         for out, t in ((mean_out, mean), (lo_out, lo), (hi_out, hi)):
             out[idx] = scaler.inverse_transform(t.double().cpu().numpy())
+        if draws_out is not None:
+            draws_out[:, idx] = scaler.inverse_transform(y.double().cpu().numpy())
     dtype = ss.layout.dtype if ss.layout.dtype.kind == "f" else np.dtype(np.float64)
     t_out = times_out(ss, future)
     mean_c, lo_c, hi_c = (a.astype(dtype, copy=False) for a in (mean_out, lo_out, hi_out))
@@ -66,7 +110,7 @@ def forecast_series(
         mean=mean_c,
         lower=lo_c,
         upper=hi_c,
-        samples=None,
+        samples=None if draws_out is None else draws_out.astype(dtype, copy=False),
         quantiles=(q_lo, q_hi),
         series_ids=ss.layout.series_ids,
         frame=forecast_frame(ss, t_out, mean_c, lo_c, hi_c),

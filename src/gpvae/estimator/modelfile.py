@@ -43,6 +43,7 @@ class SavedModel:
         interval_scale: (D,) spread factors (ones for folders written before they existed).
         history: one dict per training epoch.
         anomaly_profile: the anomaly threshold profile, or None.
+        forecast_scale: (bands, D) forecast spread factors, or None (not calibrated).
     """
 
     arguments: dict[str, Any]
@@ -53,6 +54,7 @@ class SavedModel:
     interval_scale: np.ndarray
     history: list[dict[str, float]]
     anomaly_profile: AnomalyProfile | None = None
+    forecast_scale: np.ndarray | None = None
 
 
 def write_folder(
@@ -64,6 +66,7 @@ def write_folder(
     interval_scale: np.ndarray,
     history: list[dict[str, float]],
     anomaly_profile: AnomalyProfile | None = None,
+    forecast_scale: np.ndarray | None = None,
 ) -> None:
     """Write a fitted estimator's folder (``arguments`` as given by ``get_config``)."""
     config = {
@@ -80,6 +83,8 @@ def write_folder(
         "interval_scale": np.asarray(interval_scale, dtype=np.float64).tolist(),
         "anomaly_profile": None if anomaly_profile is None else anomaly_profile.to_json(),
     }
+    if forecast_scale is not None:
+        extra["forecast_scale"] = np.asarray(forecast_scale, dtype=np.float64).tolist()
     save_model(path, model.state_dict(), config, extra)
 
 
@@ -91,6 +96,20 @@ def _interval_scale_entry(value: object, D: int) -> np.ndarray:
     if arr is None or arr.shape != (D,) or not (np.isfinite(arr).all() and (arr > 0).all()):
         raise ModelFileError(
             f"config.json: expected interval_scale to be {D} positive numbers, found {value!r}"
+        )
+    return arr
+
+
+def _forecast_scale_entry(value: object, D: int) -> np.ndarray | None:
+    """The saved forecast spread factors (bands, D), or None when there are none."""
+    if value is None:
+        return None
+    arr = np.asarray(value, dtype=np.float64) if isinstance(value, list) else np.zeros((0, 0))
+    ok = arr.ndim == 2 and arr.shape[1] == D and arr.shape[0] >= 1
+    if not ok or not (np.isfinite(arr).all() and (arr > 0).all()):
+        raise ModelFileError(
+            f"config.json: expected forecast_scale to be rows of {D} positive numbers, "
+            f"found {value!r}"
         )
     return arr
 
@@ -132,6 +151,7 @@ def read_folder(path: str | os.PathLike[str]) -> SavedModel:
         scaler=scaler,
         state_dict=mf.state_dict,
         interval_scale=_interval_scale_entry(mf.extra.get("interval_scale"), D),
+        forecast_scale=_forecast_scale_entry(mf.extra.get("forecast_scale"), D),
         history=[
             {k: math.nan if v is None else v for k, v in h.items()}
             for h in (history if isinstance(history, list) else [])

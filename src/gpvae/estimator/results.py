@@ -15,6 +15,7 @@ import pandas as pd
 
 from gpvae.arguments import check_memory, int_arg
 from gpvae.data import SeriesSet, from_padded, unpad
+from gpvae.data.calendar import calendar_steps, calendar_times
 from gpvae.errors import InputTypeError, ShapeError, ValidationError
 
 __all__ = [
@@ -217,7 +218,10 @@ def resolve_future_times(
         check_memory("horizon", 16.0 * n * H, f"{n} series x {H} future times")
         out = np.empty((n, H))
         for i, t in enumerate(ss.times):
-            step = float(np.median(np.diff(t))) if len(t) > 1 else default_step
+            if ss.layout.time_unit == "steps":
+                step = 1.0
+            else:
+                step = float(np.median(np.diff(t))) if len(t) > 1 else default_step
             out[i] = t[-1] + step * np.arange(1, H + 1)
         return out
     if horizon is not None:
@@ -248,6 +252,8 @@ def _future_row(lay: Any, values: Any, name: str) -> np.ndarray:
     if arr.dtype.kind == "M":
         if lay.time_origin is None:
             raise InputTypeError(f"{name}: expected numeric times (the input's), found datetimes")
+        if lay.time_unit == "steps":
+            return calendar_steps(arr, lay.time_origin, str(lay.freq), name)
         hours = (
             arr.astype("datetime64[ns]") - pd.Timestamp(cast(Any, lay.time_origin)).to_datetime64()
         ).astype(np.int64) / _NS_PER_HOUR
@@ -263,6 +269,8 @@ def times_out(ss: SeriesSet, future: np.ndarray) -> np.ndarray:
     lay = ss.layout
     if lay.time_unit is None:
         return future
+    if lay.time_unit == "steps":
+        return calendar_times(future, lay.time_origin, str(lay.freq))
     delta = (future * _NS_PER_HOUR).round().astype(np.int64).astype("timedelta64[ns]")
     if lay.time_origin is None:
         return delta

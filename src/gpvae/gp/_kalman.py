@@ -42,12 +42,14 @@ from torch.autograd.function import once_differentiable
 
 from gpvae.errors import NumericalError
 from gpvae.gp.linalg import sym
+from gpvae.rng import batch_normal
 
 __all__ = [
     "Covariances",
     "filter_covariances",
     "filter_means",
     "prior_states",
+    "process_noise_factors",
     "smooth_covariances",
     "smooth_means",
 ]
@@ -430,12 +432,31 @@ def _cholesky(P: Tensor, what: str) -> Tensor:
     return chol
 
 
+def process_noise_factors(Q: Tensor, Pinf: Tensor) -> Tensor:
+    """Lower Cholesky factors of ``Q + jitter``, ``jitter = eps^(3/4) diag(Pinf)``.
+
+    Args:
+        Q: (..., G, m, m) process noise covariances.
+        Pinf: (G, m, m) stationary covariances.
+
+    Returns:
+        (..., G, m, m).
+
+    Raises:
+        NumericalError: a covariance could not be factorised.
+    """
+    jitter = torch.finfo(Q.dtype).eps ** 0.75 * torch.diagonal(Pinf, dim1=-2, dim2=-1)  # (G, m)
+    return _cholesky(Q + torch.diag_embed(jitter), "process noise Q")
+
+
 def prior_states(
     A: Tensor,
     Q: Tensor,
     Pinf: Tensor,
     num_samples: int,
     generator: torch.Generator | None = None,
+    chol_q: Tensor | None = None,
+    noise_dtype: torch.dtype | None = None,
 ) -> Tensor:
     """Joint samples of the prior state sequence, reparameterised.
 
@@ -449,6 +470,10 @@ def prior_states(
         Pinf: (G, m, m) stationary covariances.
         num_samples: S.
         generator: random number generator, or None for the global one.
+        chol_q: (N - 1, B, G, m, m) :func:`process_noise_factors` of ``Q[1:]`` when already
+            known, or None.
+        noise_dtype: dtype of the normal draws (then cast to that of ``A``), None for that
+            of ``A``: the same draws whatever dtype the recursion runs in.
 
     Returns:
         (N, B, G, m, S) states.
@@ -456,7 +481,7 @@ def prior_states(
     Raises:
         NumericalError: a covariance could not be factorised.
     """
-    state0, noise = prior_noise(A, Q, Pinf, num_samples, generator)
+    state0, noise = prior_noise(A, Q, Pinf, num_samples, generator, chol_q, noise_dtype)
     states: Tensor = _LinearRecursion.apply(A, state0, noise)
     return states
 
@@ -467,6 +492,8 @@ def prior_noise(
     Pinf: Tensor,
     num_samples: int,
     generator: torch.Generator | None = None,
+    chol_q: Tensor | None = None,
+    noise_dtype: torch.dtype | None = None,
 ) -> tuple[Tensor, Tensor]:
     """The initial state and process-noise draws of a prior sample (shared by both paths).
 
@@ -475,15 +502,20 @@ def prior_noise(
         Pinf: (G, m, m) stationary covariances.
         num_samples: S.
         generator: random number generator, or None for the global one.
+        chol_q: (N - 1, B, G, m, m) factors of ``Q[1:]`` when known (see
+            :func:`process_noise_factors`), or None.
+        noise_dtype: dtype of the normal draws (then cast to that of ``A``), or None.
 
     Returns:
         ``s_0`` (B, G, m, S) and the noise terms ``chol(Q_n + jitter) e_n`` (N-1, B, G, m, S).
     """
     N, B, G, m, _ = A.shape
-    jitter = torch.finfo(A.dtype).eps ** 0.75 * torch.diagonal(Pinf, dim1=-2, dim2=-1)  # (G, m)
-    chol_q = _cholesky(Q[1:] + torch.diag_embed(jitter), "process noise Q")  # (N-1, B, G, m, m)
+    if chol_q is None:
+        chol_q = process_noise_factors(Q[1:], Pinf)  # (N-1, B, G, m, m)
     chol_0 = _cholesky(Pinf, "stationary covariance Pinf")  # (G, m, m)
-    eps = torch.randn(N, B, G, m, num_samples, dtype=A.dtype, device=A.device, generator=generator)
+    eps = batch_normal(
+        (N, B, G, m, num_samples), 1, generator, noise_dtype or A.dtype, A.device
+    ).to(A.dtype)
     return chol_0 @ eps[0], chol_q @ eps[1:]
 
 

@@ -252,6 +252,8 @@ def prior_states(
     Pinf: Tensor,
     num_samples: int,
     generator: torch.Generator | None = None,
+    chol_q: Tensor | None = None,
+    noise_dtype: torch.dtype | None = None,
 ) -> Tensor:
     """Joint samples of the prior state sequence by an affine scan, reparameterised.
 
@@ -264,6 +266,9 @@ def prior_states(
         Pinf: (G, m, m) stationary covariances.
         num_samples: S.
         generator: random number generator, or None for the global one.
+        chol_q: (N - 1, B, G, m, m) factors of ``Q[1:]`` when known, or None.
+        noise_dtype: dtype of the normal draws (then cast to that of ``A``), None for that
+            of ``A``: the same draws whatever dtype the recursion runs in.
 
     Returns:
         (N, B, G, m, S) states.
@@ -271,6 +276,6 @@ def prior_states(
     Raises:
         NumericalError: a covariance could not be factorised.
     """
-    state0, noise = prior_noise(A, Q, Pinf, num_samples, generator)
+    state0, noise = prior_noise(A, Q, Pinf, num_samples, generator, chol_q, noise_dtype)
     M = torch.cat([torch.zeros_like(A[:1]), A[1:]])  # (N, B, G, m, m)
     return _affine_scan(M, torch.cat([state0[None], noise]))

@@ -29,6 +29,7 @@ from gpvae.gp.base import GPPosterior
 from gpvae.gp.checks import check_condition_inputs, check_index_points, check_num_samples
 from gpvae.gp.linalg import jittered_cholesky
 from gpvae.kernels.base import Kernel
+from gpvae.rng import batch_normal
 
 __all__ = ["DenseGPPosterior", "stacked_covariance"]
 
@@ -197,10 +198,8 @@ class DenseGPPosterior(GPPosterior):
         cov = torch.where(pair, self._K, torch.zeros_like(self._K)) + pad_eye
         scale = jittered_cholesky(cov, self.jitter, "prior covariance")  # (B, L, N, N)
         dtype, device = cov.dtype, cov.device
-        eps = torch.randn(
-            (num_samples, B, L, N, 1), generator=generator, dtype=dtype, device=device
-        )
-        noise = torch.randn((num_samples, B, L, N), generator=generator, dtype=dtype, device=device)
+        eps = batch_normal((num_samples, B, L, N, 1), 1, generator, dtype, device)
+        noise = batch_normal((num_samples, B, L, N), 1, generator, dtype, device)
         prior = (scale @ eps).squeeze(-1)  # (S, B, L, N)
         s = self._sqrt_w  # (B, L, N), zero where not included
         m = self.mean.transpose(1, 2)  # (B, L, N), zero where not included

@@ -45,14 +45,17 @@ from torch.utils.checkpoint import checkpoint
 
 from gpvae import settings
 from gpvae.errors import InputTypeError, ShapeError, ValidationError, invalid
-from gpvae.gp import _kalman, _scan
+from gpvae.gp import _compiled, _kalman, _scan
+from gpvae.gp._transitions import group_transitions
 from gpvae.gp.base import GPPosterior
 from gpvae.gp.checks import check_condition_inputs, check_index_points, check_num_samples
 from gpvae.kernels.base import Kernel
+from gpvae.rng import batch_normal
 
 __all__ = [
     "METHODS",
     "MarkovGPPosterior",
+    "prior_paths",
     "sample_prior_markov",
 ]
 
@@ -61,7 +64,7 @@ __all__ = [
 #: sequential steps, :mod:`gpvae.gp._scan`) or ``"auto"`` (parallel for long, narrow
 #: problems: at least :data:`gpvae.settings.PARALLEL_MIN_POINTS` points and at most
 #: :data:`gpvae.settings.PARALLEL_MAX_CHAINS` chains B * L).
-METHODS = ("auto", "sequential", "parallel")
+METHODS = ("auto", "sequential", "parallel", "compiled")
 
 # --------------------------------------------------------------------------------------
 # input handling
@@ -163,14 +166,25 @@ _SCAN_CHECKPOINTED = SimpleNamespace(
 )
 
 
-def _ops(method: str, num_points: int, num_chains: int) -> Any:
-    """The module running the recursions for ``method`` on B * L chains of N points."""
+def _ops(method: str, num_points: int, num_chains: int, like: Tensor) -> Any:
+    """The module running the recursions for ``method`` on B * L chains of N points of
+    tensors like ``like``."""
     if method == "auto":
+        if _compiled.supports(like):
+            return _compiled
         long_and_narrow = (
             num_points >= settings.PARALLEL_MIN_POINTS
             and num_chains <= settings.PARALLEL_MAX_CHAINS
         )
         method = "parallel" if long_and_narrow else "sequential"
+    if method == "compiled":
+        if not _compiled.supports(like):
+            raise invalid(
+                "method",
+                "'compiled' only for float32 or float64 tensors on the CPU",
+                f"{like.dtype} on {like.device}",
+            )
+        return _compiled
     if method == "sequential":
         return _kalman
     return _SCAN_CHECKPOINTED if num_points >= settings.CHECKPOINT_MIN_POINTS else _scan
@@ -183,6 +197,9 @@ def _ops(method: str, num_points: int, num_chains: int) -> Any:
 class _Group:
     """Channels sharing a state dimension m, stacked; all tensors time-first.
 
+    The matrices are evaluated once per distinct step of the batch
+    (:func:`gpvae.gp._transitions.group_transitions`) and gathered.
+
     Attributes:
         channels: the G channel indices of the group.
         A, Q: (N, B, G, m, m) transitions into each step (entry 0 unused).
@@ -191,36 +208,64 @@ class _Group:
         still: (N, B) bool, True where dt = 0 (repeated points and padding).
     """
 
-    def __init__(self, kernels: Sequence[Kernel], channels: list[int], dt: Tensor) -> None:
+    def __init__(
+        self, kernels: Sequence[Kernel], channels: list[int], steps: Tensor, index: Tensor
+    ) -> None:
         self.channels = channels
-        self.still = (dt == 0).movedim(1, 0)  # (N, B): A = I and Q = 0 there
-        As, Qs, Hs, Ps = [], [], [], []
-        for c in channels:
-            A, Q = kernels[c].transition(dt)  # (B, N, m, m)
-            ss = kernels[c].state_space()
-            As.append(A)
-            Qs.append(Q)
-            Hs.append(ss.H)
-            Ps.append(ss.Pinf)
-        dtype, device = dt.dtype, dt.device
-        # (N, B, G, m, m), contiguous: the loops over N unbind these into per-step views
-        self.A = torch.stack(As, dim=0).permute(2, 1, 0, 3, 4).to(dtype).contiguous()
-        self.Q = torch.stack(Qs, dim=0).permute(2, 1, 0, 3, 4).to(dtype).contiguous()
-        self.H = torch.stack(Hs).to(dtype=dtype, device=device)  # (G, 1, m)
-        self.Pinf = torch.stack(Ps).to(dtype=dtype, device=device)  # (G, m, m)
+        self._index = index  # (N, B) into steps
+        self.still = steps[index] == 0  # (N, B): A = I and Q = 0 there
+        mats = group_transitions([kernels[c] for c in channels], steps)
+        dtype = steps.dtype
+        self._A_table = mats.A.to(dtype)  # (K, G, m, m)
+        self._Q_table = mats.Q.to(dtype)
+        self.H = mats.H.to(dtype)  # (G, 1, m)
+        self.Pinf = mats.Pinf.to(dtype)  # (G, m, m)
+
+    @cached_property
+    def A(self) -> Tensor:
+        """(N, B, G, m, m) transitions (gathered from the table)."""
+        return self._A_table[self._index]
+
+    @cached_property
+    def Q(self) -> Tensor:
+        """(N, B, G, m, m) process noise (gathered from the table)."""
+        return self._Q_table[self._index]
+
+    @cached_property
+    def _chol_table(self) -> Tensor:
+        """(K, G, m, m) lower factors of ``Q + jitter`` (see
+        :func:`gpvae.gp._kalman.process_noise_factors`), one per distinct step."""
+        return _kalman.process_noise_factors(self._Q_table, self.Pinf)
+
+    def matrices(self, ops: Any) -> tuple[Any, Any, Any]:
+        """``(A, Q, chol_q)`` for the recursions of ``ops``: tables read through the step
+        index for the compiled loops, else full tensors (chol_q (N - 1, B, G, m, m))."""
+        if ops is _compiled:
+            return tuple(  # type: ignore[return-value]
+                _compiled.Indexed(t, self._index)
+                for t in (self._A_table, self._Q_table, self._chol_table)
+            )
+        return self.A, self.Q, self._chol_table[self._index[1:]]
 
     def observe(self, states: Tensor) -> Tensor:
         """States (N, B, G, m, S') -> function values (N, B, G, S')."""
-        return (self.H @ states)[..., 0, :]
+        return (self.H.transpose(-1, -2) * states).sum(-2)  # H^T (G, m, 1) broadcast
+
+    def variances(self, P: Tensor) -> Tensor:
+        """Covariances (N, B, G, m, m) -> ``H P H^T`` (N, B, G)."""
+        HtH = self.H.transpose(-1, -2) * self.H  # (G, m, m)
+        return (HtH * P).sum((-2, -1))
 
 
 def _groups(kernels: Sequence[Kernel], x_filled: Tensor) -> list[_Group]:
     """Group channels by state dimension and build their transitions for sorted x (B, N)."""
     dt = torch.diff(x_filled, dim=1, prepend=x_filled[:, :1])  # (B, N), dt_0 = 0
+    steps, index = torch.unique(dt, return_inverse=True)  # (K,), (B, N)
+    index = index.movedim(1, 0).contiguous()  # (N, B)
     by_dim: dict[int, list[int]] = {}
     for c, k in enumerate(kernels):
         by_dim.setdefault(k.state_dim, []).append(c)
-    return [_Group(kernels, channels, dt) for channels in by_dim.values()]
+    return [_Group(kernels, channels, steps, index) for channels in by_dim.values()]
 
 
 def _to_channels(parts: list[Tensor], groups: list[_Group], dim: int = -1) -> Tensor:
@@ -257,7 +302,11 @@ class _Chain:
         method: str,
     ) -> None:
         B, N = x_sorted.shape
-        self.ops = ops = _ops(method, N, B * len(kernels))
+        self.ops = ops = _ops(method, N, B * len(kernels), mean)
+        self.dtype = mean.dtype
+        # the compiled loops compute in float64 (float32 inputs and results are cast once)
+        work = torch.float64 if ops is _compiled else mean.dtype
+        x_sorted, mean, var = x_sorted.to(work), mean.to(work), var.to(work)
         self.groups = _groups(kernels, x_sorted)
         safe_var = torch.where(included, var, torch.ones_like(var))  # (B, N, L)
         w = torch.where(included, 1.0 / safe_var, torch.zeros_like(var))  # (B, N, L)
@@ -266,27 +315,28 @@ class _Chain:
         self.sd = safe_var.sqrt().movedim(1, 0)  # (N, B, L)
         w = w.movedim(1, 0)  # (N, B, L)
         log_var = safe_var.log().movedim(1, 0)  # (N, B, L)
+        self.mats = [g.matrices(ops) for g in self.groups]  # (A, Q, chol_q) per group
         self.cov = [
             ops.filter_covariances(
-                g.A, g.Q, g.Pinf, g.H, w[..., g.channels], log_var[..., g.channels], g.still
+                A, Q, g.Pinf, g.H, w[..., g.channels], log_var[..., g.channels], g.still
             )
-            for g in self.groups
+            for g, (A, Q, _) in zip(self.groups, self.mats)
         ]
 
     @cached_property
     def _filtered(self) -> list[tuple[Tensor, Tensor]]:
         """Per group: filtered means (N, B, G, m, 1) and innovations (N, B, G, 1) of y."""
         return [
-            self.ops.filter_means(g.A, g.H, cov.gain, self.y[..., g.channels, None])
-            for g, cov in zip(self.groups, self.cov)
+            self.ops.filter_means(A, g.H, cov.gain, self.y[..., g.channels, None])
+            for g, (A, _, _), cov in zip(self.groups, self.mats, self.cov)
         ]
 
     def _smoothed_f(self, y: Tensor) -> list[Tensor]:
         """Smoothed means of f for data y (N, B, L, S'): per group (N, B, G, S')."""
         out = []
-        for g, cov in zip(self.groups, self.cov):
-            m_filt, _ = self.ops.filter_means(g.A, g.H, cov.gain, y[:, :, g.channels])
-            out.append(g.observe(self.ops.smooth_means(g.A, cov.smooth_gain, m_filt)))
+        for g, (A, _, _), cov in zip(self.groups, self.mats, self.cov):
+            m_filt, _ = self.ops.filter_means(A, g.H, cov.gain, y[:, :, g.channels])
+            out.append(g.observe(self.ops.smooth_means(A, cov.smooth_gain, m_filt)))
         return out
 
     def log_marginal(self) -> Tensor:
@@ -297,18 +347,18 @@ class _Chain:
             terms = -0.5 * (math.log(2 * math.pi) + cov.log_s + cov.inv_s * v**2)  # (N, B, G)
             inc = self.included[..., g.channels]
             parts.append(torch.where(inc, terms, torch.zeros_like(terms)).sum(dim=0))
-        return _to_channels(parts, self.groups)
+        return _to_channels(parts, self.groups).to(self.dtype)
 
     @cached_property
     def smoothed(self) -> tuple[Tensor, Tensor]:
         """Smoothed mean and variance of f, (B, N, L) each."""
         means, variances = [], []
-        for g, cov, (m_filt, _) in zip(self.groups, self.cov, self._filtered):
-            means.append(g.observe(self.ops.smooth_means(g.A, cov.smooth_gain, m_filt)))
-            P = self.ops.smooth_covariances(cov)  # (N, B, G, m, m)
-            variances.append((g.H @ P @ g.H.transpose(-1, -2))[..., 0, 0])  # (N, B, G)
+        for g, (A, _, _), cov, (m_filt, _) in zip(self.groups, self.mats, self.cov, self._filtered):
+            means.append(g.observe(self.ops.smooth_means(A, cov.smooth_gain, m_filt)))
+            variances.append(g.variances(self.ops.smooth_covariances(cov)))  # (N, B, G)
         mean = _to_channels([m[..., 0] for m in means], self.groups).movedim(0, 1)
-        return mean, _to_channels(variances, self.groups).movedim(0, 1)
+        var = _to_channels(variances, self.groups).movedim(0, 1)
+        return mean.to(self.dtype), var.to(self.dtype)
 
     def sample(self, num_samples: int, generator: torch.Generator | None) -> Tensor:
         """Joint posterior samples of f (S, B, N, L) by the simulation smoother.
@@ -317,18 +367,18 @@ class _Chain:
         f+ + sqrt(var) e``, ``f+ + E[f | y - y+]`` is a posterior sample.
         """
         prior = [
-            g.observe(self.ops.prior_states(g.A, g.Q, g.Pinf, num_samples, generator))
-            for g in self.groups
+            g.observe(
+                self.ops.prior_states(A, Q, g.Pinf, num_samples, generator, chol_q, self.dtype)
+            )
+            for g, (A, Q, chol_q) in zip(self.groups, self.mats)
         ]  # per group (N, B, G, S)
         f_prior = _to_channels(prior, self.groups, dim=-2)  # (N, B, L, S)
-        e = torch.randn(
-            f_prior.shape, dtype=f_prior.dtype, device=f_prior.device, generator=generator
-        )
+        e = batch_normal(f_prior.shape, 1, generator, self.dtype, f_prior.device).to(f_prior.dtype)
         y_prior = f_prior + self.sd[..., None] * e  # (N, B, L, S)
         resid = self.y[..., None] - y_prior
         resid = torch.where(self.included[..., None], resid, torch.zeros_like(resid))
         correction = _to_channels(self._smoothed_f(resid), self.groups, dim=-2)  # (N, B, L, S)
-        return (f_prior + correction).permute(3, 1, 0, 2)  # (S, B, N, L)
+        return (f_prior + correction).permute(3, 1, 0, 2).to(self.dtype)  # (S, B, N, L)
 
 
 # --------------------------------------------------------------------------------------
@@ -478,9 +528,50 @@ def sample_prior_markov(
     x, valid = check_index_points(x, valid)
     num_samples = check_num_samples(num_samples)
     x_sorted = _prepared_x(x, valid)  # (B, N)
-    groups = _groups(kernels, x_sorted)
-    ops = _ops(method, x_sorted.shape[1], x_sorted.shape[0] * len(kernels))
+    ops = _ops(method, x_sorted.shape[1], x_sorted.shape[0] * len(kernels), x_sorted)
+    dtype = torch.promote_types(x_sorted.dtype, kernels[0].state_space().Pinf.dtype)
+    work = torch.float64 if ops is _compiled else dtype
+    groups = _groups(kernels, x_sorted.to(work))
     parts = [
-        g.observe(ops.prior_states(g.A, g.Q, g.Pinf, num_samples, generator)) for g in groups
+        g.observe(
+            ops.prior_states(
+                *g.matrices(ops)[:2], g.Pinf, num_samples, generator, g.matrices(ops)[2], dtype
+            )
+        )
+        for g in groups
     ]  # per group (N, B, G, S)
+    f = _to_channels(parts, groups, dim=-2).permute(3, 1, 0, 2)  # (S, B, N, L)
+    return f.to(dtype)
+
+
+def prior_paths(kernels: Sequence[Kernel], x_sorted: Tensor, eps: Tensor) -> Tensor:
+    """Prior paths driven by given standard-normal noise, in float64 (no new randomness).
+
+    ``s_0 = chol(Pinf) e_0``, ``s_n = A_n s_{n-1} + chol(Q_n + jitter) e_n`` (jitter as in
+    :func:`gpvae.gp._kalman.process_noise_factors`), ``f_n = H s_n``; channels of one state
+    dimension m use the first m noise entries. The recursion runs compiled on the CPU.
+
+    Args:
+        kernels: L kernels with a state-space form.
+        x_sorted: (B, N) sorted index points (padding already filled).
+        eps: (S, B, N, L, m_max) standard normal noise, m_max >= every state dimension.
+
+    Returns:
+        (S, B, N, L) float64 paths.
+    """
+    kernels = _check_kernels(kernels)
+    x64 = x_sorted.to(torch.float64)
+    groups = _groups(kernels, x64)
+    ops: Any = _compiled if _compiled.supports(x64) else _kalman
+    parts = []
+    for g in groups:
+        A, _, chol_q = g.matrices(ops)
+        m = g.Pinf.shape[-1]
+        e = eps[:, :, :, g.channels, :m].to(torch.float64).permute(2, 1, 3, 4, 0)  # (N,B,G,m,S)
+        state0 = _kalman._cholesky(g.Pinf, "stationary covariance Pinf") @ e[0]  # (B, G, m, S)
+        if ops is _compiled:
+            states = _compiled.linear_states(A, chol_q, state0, e[1:])
+        else:
+            states = _kalman._LinearRecursion.apply(A, state0, chol_q @ e[1:])
+        parts.append(g.observe(states))  # (N, B, G, S)
     return _to_channels(parts, groups, dim=-2).permute(3, 1, 0, 2)  # (S, B, N, L)

@@ -1,9 +1,12 @@
 """The GP prior over L independent latent channels, and the choice of backend.
 
 ``GPPrior`` holds one kernel per latent channel and hands the work to a backend:
-``dense`` (Cholesky; any kernel, any index dimension, O(N^3)) or ``markov`` (state-space
-kernels on 1-D inputs, O(N)). Backends are looked up in :data:`BACKENDS`, a registry from
-name to a :class:`Backend`, so a new one (e.g. ``sparse``) is one entry, not an ``if`` chain.
+``dense`` (Cholesky; any kernel, any index dimension, O(N^3)), ``markov`` (state-space
+kernels on 1-D inputs, O(N)), ``spacetime`` (separable space x time kernels: Kalman along
+time with the sites as the spatial block of the state, O(T S^3)) or ``sparse`` (M learnable
+inducing sites, Kalman along time, O(T M^3 + T S M^2)). Backends are looked up in
+:data:`BACKENDS`, a registry from name to a :class:`Backend`, so a new one is one entry, not
+an ``if`` chain.
 
 Shapes: B series, N points, d index dimension, L channels, S samples.
 """
@@ -11,6 +14,7 @@ Shapes: B series, N points, d index dimension, L channels, S samples.
 from __future__ import annotations
 
 import copy
+import math
 from collections.abc import Callable, Sequence
 from typing import NamedTuple
 
@@ -23,7 +27,9 @@ from gpvae.gp.base import GPPosterior
 from gpvae.gp.checks import as_index_points, check_index_points, check_num_samples
 from gpvae.gp.dense import DenseGPPosterior, stacked_covariance
 from gpvae.gp.linalg import jittered_cholesky
+from gpvae.gp.spacetime import SpaceTimeGPPosterior, spacetime_supported
 from gpvae.kernels.base import Kernel
+from gpvae.kernels.spacetime import SpaceTime
 
 __all__ = ["BACKENDS", "Backend", "GPPrior", "backend_names"]
 
@@ -33,18 +39,22 @@ class Backend(NamedTuple):
 
     Attributes:
         condition: ``(kernels, x, mean, var, valid, jitter) -> GPPosterior`` with x (B, N, d),
-            mean and var (B, N, L), valid (B, N) bool.
+            mean and var (B, N, L), valid (B, N) bool; backends with ``needs_inducing`` also
+            take the keyword ``inducing`` (M, d_s).
         sample_prior: ``(kernels, x, valid, num_samples, generator, jitter) -> (S, B, N, L)``.
         needs_state_space: the backend takes only kernels with a state-space form, on d = 1.
+        needs_inducing: the backend needs the prior's inducing sites.
+        spacetime: the backend takes SpaceTime kernels with state-space temporal parts (or
+            purely spatial kernels), see :func:`gpvae.gp.spacetime.spacetime_supported`.
     """
 
-    condition: Callable[
-        [Sequence[Kernel], Tensor, Tensor, Tensor, Tensor | None, float], GPPosterior
-    ]
+    condition: Callable[..., GPPosterior]
     sample_prior: Callable[
         [Sequence[Kernel], Tensor, Tensor, int, torch.Generator | None, float], Tensor
     ]
     needs_state_space: bool
+    needs_inducing: bool = False
+    spacetime: bool = False
 
 
 def _dense_sample_prior(
@@ -93,10 +103,49 @@ def _markov_sample_prior(
     return sample_prior_markov(kernels, x, valid, num_samples, generator)
 
 
+def _spacetime_condition(
+    kernels: Sequence[Kernel],
+    x: Tensor,
+    mean: Tensor,
+    var: Tensor,
+    valid: Tensor | None,
+    jitter: float,
+    inducing: Tensor | None = None,
+) -> GPPosterior:
+    return SpaceTimeGPPosterior(kernels, x, mean, var, valid, inducing=inducing, jitter=jitter)
+
+
+def _spacetime_sample_prior(
+    kernels: Sequence[Kernel],
+    x: Tensor,
+    valid: Tensor,
+    num_samples: int,
+    generator: torch.Generator | None,
+    jitter: float,
+) -> Tensor:
+    """Prior draws: the posterior with no pseudo-observation, sampled by the Kalman route."""
+    B, N = valid.shape
+    zeros = x.new_zeros(B, N, len(kernels))
+    post = SpaceTimeGPPosterior(
+        kernels, x, zeros, torch.full_like(zeros, math.inf), valid, jitter=jitter
+    )
+    return post.sample(num_samples, generator)
+
+
 #: Registry of backends by name (``"auto"`` is resolved by :meth:`GPPrior.resolve_backend`).
 BACKENDS: dict[str, Backend] = {
     "dense": Backend(DenseGPPosterior, _dense_sample_prior, needs_state_space=False),
     "markov": Backend(_markov_condition, _markov_sample_prior, needs_state_space=True),
+    "spacetime": Backend(
+        _spacetime_condition, _spacetime_sample_prior, needs_state_space=False, spacetime=True
+    ),
+    "sparse": Backend(
+        _spacetime_condition,
+        _spacetime_sample_prior,
+        needs_state_space=False,
+        needs_inducing=True,
+        spacetime=True,
+    ),
 }
 
 
@@ -112,11 +161,17 @@ class GPPrior(nn.Module):
         kernel: a kernel, deep-copied per channel so that each channel learns its own
             hyper-parameters, or a sequence of ``latent_dim`` kernels (used as given).
         latent_dim: L, the number of latent channels.
-        backend: ``"auto"`` (markov when every kernel has a state-space form and d == 1,
-            else dense), or a name in :data:`BACKENDS` (``"dense"``, ``"markov"``).
+        backend: ``"auto"`` (markov when every kernel has a state-space form and d == 1;
+            spacetime when every kernel is a :class:`~gpvae.kernels.SpaceTime` kernel with a
+            state-space temporal part; sparse when ``inducing`` is given; else dense), or a
+            name in :data:`BACKENDS` (``"dense"``, ``"markov"``, ``"spacetime"``,
+            ``"sparse"``).
         jitter: diagonal jitter for the Cholesky factorisations used to sample (None:
             :data:`gpvae.settings.JITTER`; multiplied by 10 on failure, with a warning, a
             few times before a NumericalError).
+        inducing: (M, d_s) initial inducing sites (the spatial columns of the index points),
+            learned with the model; needed by (and only used by) the sparse backend, shared by
+            every channel.
 
     Example:
         >>> prior = GPPrior(Matern32(lengthscale=3.0), latent_dim=4)
@@ -130,6 +185,7 @@ class GPPrior(nn.Module):
         latent_dim: int,
         backend: str = "auto",
         jitter: float | None = None,
+        inducing: Tensor | None = None,
     ) -> None:
         super().__init__()
         if jitter is None:
@@ -176,13 +232,39 @@ class GPPrior(nn.Module):
                         f"channel {i}; use backend='dense' or 'auto'"
                     )
 
+        if backend == "auto" and inducing is not None:
+            backend = "sparse"
+        if BACKENDS.get(backend, BACKENDS["dense"]).needs_inducing:
+            if not isinstance(inducing, Tensor):
+                raise InputTypeError(
+                    f"inducing: backend={backend!r} needs an (M, d_s) tensor of initial inducing "
+                    f"sites, found {type(inducing).__name__}"
+                )
+            if inducing.ndim != 2 or inducing.shape[0] < 1:
+                raise ValidationError(
+                    f"inducing: expected an (M, d_s) tensor with M >= 1, found shape "
+                    f"{tuple(inducing.shape)}"
+                )
+            if not bool(torch.isfinite(inducing).all()):
+                raise ValidationError("inducing: expected finite values, found NaN or Inf")
+        elif inducing is not None:
+            raise ValidationError(
+                f"inducing: only the sparse backend takes inducing sites, found backend={backend!r}"
+            )
+        self.inducing: nn.Parameter | None = (
+            nn.Parameter(inducing.detach().clone()) if inducing is not None else None
+        )
         self.kernels = nn.ModuleList(kernels)
         self.latent_dim = latent_dim
         self.backend = backend
         self.jitter = float(jitter)
 
     def extra_repr(self) -> str:
-        return f"latent_dim={self.latent_dim}, backend={self.backend!r}, jitter={self.jitter:g}"
+        extra = "" if self.inducing is None else f", inducing={tuple(self.inducing.shape)}"
+        return (
+            f"latent_dim={self.latent_dim}, backend={self.backend!r}, jitter={self.jitter:g}"
+            + extra
+        )
 
     @property
     def kernel_list(self) -> list[Kernel]:
@@ -201,11 +283,21 @@ class GPPrior(nn.Module):
         d = 1 if x.ndim == 2 else int(x.shape[-1])
         if self.backend == "auto":
             markov_ok = d == 1 and all(k.has_state_space for k in self.kernel_list)
-            return "markov" if markov_ok else "dense"
+            if markov_ok:
+                return "markov"
+            st_ok = all(isinstance(k, SpaceTime) for k in self.kernel_list)
+            return "spacetime" if st_ok and spacetime_supported(self.kernel_list, d) else "dense"
         if BACKENDS[self.backend].needs_state_space and d != 1:
             raise ValidationError(
                 f"x: backend={self.backend!r} needs 1-D index points (d = 1), found d = {d}; "
                 "use backend='dense' or 'auto'"
+            )
+        if BACKENDS[self.backend].spacetime and not spacetime_supported(self.kernel_list, d):
+            raise ValidationError(
+                f"kernel: backend={self.backend!r} needs SpaceTime kernels whose temporal part "
+                f"has a state-space form on d >= 2 index points, or purely spatial kernels, "
+                f"found {[type(k).__name__ for k in self.kernel_list]} on d = {d}; use "
+                "backend='dense' or 'auto'"
             )
         return self.backend
 
@@ -263,4 +355,8 @@ class GPPrior(nn.Module):
         """
         x = as_index_points(x)
         backend = BACKENDS[self.resolve_backend(x)]
+        if backend.needs_inducing:
+            return backend.condition(
+                self.kernel_list, x, mean, var, valid, self.jitter, inducing=self.inducing
+            )
         return backend.condition(self.kernel_list, x, mean, var, valid, self.jitter)

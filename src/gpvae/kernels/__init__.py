@@ -1,7 +1,8 @@
 """Composable covariance functions with learnable, positive hyper-parameters.
 
 ``k1 + k2`` and ``k1 * k2`` build flat :class:`Sum` / :class:`Product` kernels; the Matern
-kernels (and sums of them) on 1-D inputs also give a state-space form for the markov backend;
+kernels, the resonator form of the periodic kernel, and sums and products of them, on 1-D
+inputs, also give a state-space form for the markov backend;
 :func:`get_kernel` builds a kernel from its name.
 """
 
@@ -9,7 +10,9 @@ from __future__ import annotations
 
 from gpvae.kernels.base import Kernel, Positive, Product, StateSpace, Sum, inv_softplus
 from gpvae.kernels.matern import Matern12, Matern32, Matern52
+from gpvae.kernels.periodic import HarmonicPeriodic
 from gpvae.kernels.registry import (
+    KernelArg,
     available_kernels,
     build_kernel,
     get_kernel,
@@ -18,8 +21,11 @@ from gpvae.kernels.registry import (
     kernel_key,
     kernel_names,
     kernel_spec,
+    num_periods,
+    parse_kernel_name,
     register_kernel,
 )
+from gpvae.kernels.spacetime import SpaceTime
 from gpvae.kernels.stationary import (
     RBF,
     Cauchy,
@@ -27,12 +33,15 @@ from gpvae.kernels.stationary import (
     RationalQuadratic,
     Stationary,
 )
+from gpvae.kernels.trend import Trend
 from gpvae.kernels.white import White
 
 __all__ = [
     "RBF",
     "Cauchy",
+    "HarmonicPeriodic",
     "Kernel",
+    "KernelArg",
     "Matern12",
     "Matern32",
     "Matern52",
@@ -40,9 +49,11 @@ __all__ = [
     "Positive",
     "Product",
     "RationalQuadratic",
+    "SpaceTime",
     "StateSpace",
     "Stationary",
     "Sum",
+    "Trend",
     "White",
     "available_kernels",
     "build_kernel",
@@ -53,5 +64,7 @@ __all__ = [
     "kernel_key",
     "kernel_names",
     "kernel_spec",
+    "num_periods",
+    "parse_kernel_name",
     "register_kernel",
 ]

@@ -277,7 +277,11 @@ class Sum(Kernel):
 class Product(Kernel):
     """Product of kernels, flattened: ``(k1 * k2) * k3`` holds ``[k1, k2, k3]``.
 
-    No state-space form in general (``has_state_space`` is False).
+    Has a state-space form when every factor has one (e.g. a quasi-periodic kernel, periodic
+    times Matern): the Kronecker product of the factors' forms (Solin & Särkkä 2014), with
+    ``F = F1 (x) I + I (x) F2``, ``H = H1 (x) H2``, ``Pinf = Pinf1 (x) Pinf2``, transition
+    ``A = A1 (x) A2`` and ``Q = Pinf - A Pinf A^T``; ``L = I`` and ``Qc = -(F Pinf + Pinf
+    F^T)``. The state dimension is the product of the factors'.
     """
 
     def __init__(self, *kernels: Kernel) -> None:
@@ -295,6 +299,53 @@ class Product(Kernel):
         for k in terms[1:]:
             out = out * k(x1, x2, diag=diag)
         return out
+
+    @property
+    def has_state_space(self) -> bool:  # type: ignore[override]
+        return all(k.has_state_space for k in self.terms)
+
+    @property
+    def state_dim(self) -> int:
+        out = 1
+        for k in self.terms:
+            out *= k.state_dim
+        return out
+
+    def state_space(self) -> StateSpace:
+        if not self.has_state_space:
+            return super().state_space()
+        parts = [k.state_space() for k in self.terms]
+        F, H, Pinf = parts[0].F, parts[0].H, parts[0].Pinf
+        for p in parts[1:]:
+            eye_a = torch.eye(F.shape[-1], dtype=F.dtype, device=F.device)
+            eye_b = torch.eye(p.F.shape[-1], dtype=F.dtype, device=F.device)
+            F = torch.kron(F, eye_b) + torch.kron(eye_a, p.F)
+            H = torch.kron(H, p.H)
+            Pinf = torch.kron(Pinf, p.Pinf)
+        Qc = -(F @ Pinf + Pinf @ F.transpose(-1, -2))
+        eye = torch.eye(F.shape[-1], dtype=F.dtype, device=F.device)
+        return StateSpace(F=F, L=eye, Qc=0.5 * (Qc + Qc.transpose(-1, -2)), H=H, Pinf=Pinf)
+
+    def transition(self, dt: Tensor) -> tuple[Tensor, Tensor]:
+        """Kronecker product of the factors' (closed-form) transitions; ``Q`` from ``Pinf``."""
+        if not self.has_state_space:
+            self.state_space()  # raises the standard error
+        terms = self.terms
+        A = terms[0].transition(dt)[0]  # (..., m1, m1)
+        for k in terms[1:]:
+            A = _kron_batched(A, k.transition(dt)[0])
+        Pinf = self.state_space().Pinf.to(A.dtype)
+        Q = Pinf - A @ Pinf @ A.transpose(-1, -2)  # (..., m, m)
+        return A, 0.5 * (Q + Q.transpose(-1, -2))
+
+
+def _kron_batched(a: Tensor, b: Tensor) -> Tensor:
+    """Kronecker product of batched matrices (..., p, q) and (..., r, s) -> (..., p r, q s)."""
+    batch = torch.broadcast_shapes(a.shape[:-2], b.shape[:-2])
+    p, q = a.shape[-2:]
+    r, s = b.shape[-2:]
+    out = a[..., :, None, :, None] * b[..., None, :, None, :]  # (..., p, r, q, s)
+    return out.expand(*batch, p, r, q, s).reshape(*batch, p * r, q * s)
 
 
 def _block_diag_batched(mats: list[Tensor]) -> Tensor:

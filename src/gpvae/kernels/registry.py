@@ -3,7 +3,18 @@
 ``get_kernel("matern32", lengthscale=2.0)`` builds a kernel from its name. Names are
 case-insensitive; ``-`` and ``_`` are interchangeable. Built-in names (aliases in brackets):
 ``rbf`` (``se``), ``matern12`` (``exponential``), ``matern32``, ``matern52``, ``cauchy``,
-``rq`` (``rational_quadratic``), ``periodic``, ``white``. :func:`register_kernel` adds more.
+``rq`` (``rational_quadratic``), ``periodic`` (the state-space sum of resonators,
+:class:`~gpvae.kernels.HarmonicPeriodic`), ``periodic_exact`` (MacKay's kernel, dense only),
+``trend`` (a long-range Matern-5/2 kernel that forecasts keep, :class:`~gpvae.kernels.Trend`),
+``white``. :func:`register_kernel` adds more.
+
+**Composite names.** ``+`` adds kernels and ``*`` multiplies them (``*`` binds tighter), so
+``"matern32+periodic"`` is ``Matern32 + HarmonicPeriodic`` and ``"periodic*matern32"`` is a
+quasi-periodic kernel (a season whose shape drifts). A composite name gives *every* latent
+channel the whole composite kernel, each channel with its own hyper-parameters: each channel
+can then carry a trend, a season and short-range variation at once, and learns through the
+term variances how much of each it needs (see ``docs/forecasting.md`` for the comparison with
+splitting the channels among the kernels, which forecast worse).
 
 For the layers above (the estimator, the command line), the registry also
 
@@ -18,7 +29,7 @@ from __future__ import annotations
 
 import copy
 import difflib
-from collections.abc import Callable, Mapping
+from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass
 from typing import Any
 
@@ -27,12 +38,15 @@ from torch.nn.functional import softplus
 from gpvae import settings
 from gpvae.arguments import normalise_name
 from gpvae.errors import InputTypeError, ValidationError
-from gpvae.kernels.base import Kernel
+from gpvae.kernels.base import Kernel, Product, Sum
 from gpvae.kernels.matern import Matern12, Matern32, Matern52
+from gpvae.kernels.periodic import HarmonicPeriodic
 from gpvae.kernels.stationary import RBF, Cauchy, Periodic, RationalQuadratic
+from gpvae.kernels.trend import Trend
 from gpvae.kernels.white import White
 
 __all__ = [
+    "KernelArg",
     "KernelEntry",
     "available_kernels",
     "build_kernel",
@@ -42,6 +56,8 @@ __all__ = [
     "kernel_key",
     "kernel_names",
     "kernel_spec",
+    "num_periods",
+    "parse_kernel_name",
     "register_kernel",
 ]
 
@@ -58,16 +74,21 @@ class KernelEntry:
             markov backend can use it on 1-D inputs.
         lengthscale: the factory takes a ``lengthscale`` keyword.
         alias_of: the canonical name when this name is an alias, else None.
+        periodic: the factory takes a ``period`` keyword (and its lengthscale is relative to
+            the period).
     """
 
     factory: KernelFactory
     state_space: bool
     lengthscale: bool
     alias_of: str | None = None
+    periodic: bool = False
 
 
-def _builtin(factory: type[Kernel], state_space: bool, lengthscale: bool = True) -> KernelEntry:
-    return KernelEntry(factory, state_space=state_space, lengthscale=lengthscale)
+def _builtin(
+    factory: type[Kernel], state_space: bool, lengthscale: bool = True, periodic: bool = False
+) -> KernelEntry:
+    return KernelEntry(factory, state_space=state_space, lengthscale=lengthscale, periodic=periodic)
 
 
 _REGISTRY: dict[str, KernelEntry] = {
@@ -77,7 +98,9 @@ _REGISTRY: dict[str, KernelEntry] = {
     "matern52": _builtin(Matern52, True),
     "cauchy": _builtin(Cauchy, False),
     "rq": _builtin(RationalQuadratic, False),
-    "periodic": _builtin(Periodic, False),
+    "periodic": _builtin(HarmonicPeriodic, True, periodic=True),
+    "periodic_exact": _builtin(Periodic, False, periodic=True),
+    "trend": _builtin(Trend, True),
     "white": _builtin(White, False, lengthscale=False),
 }
 for _alias, _name in (("se", "rbf"), ("exponential", "matern12"), ("rational_quadratic", "rq")):
@@ -86,6 +109,7 @@ for _alias, _name in (("se", "rbf"), ("exponential", "matern12"), ("rational_qua
         _REGISTRY[_name].state_space,
         _REGISTRY[_name].lengthscale,
         alias_of=_name,
+        periodic=_REGISTRY[_name].periodic,
     )
 
 
@@ -103,6 +127,9 @@ def kernel_key(name: object) -> str:
     """The registry key of a kernel name (aliases kept as given), or an error naming
     ``kernel`` that lists the names and suggests the closest one.
 
+    A composite name (``"matern32 + periodic"``, ``"periodic*matern32"``) is normalised term
+    by term (``"matern32+periodic"``).
+
     Raises:
         InputTypeError: ``name`` is not a string.
         ValidationError: unknown name.
@@ -111,13 +138,33 @@ def kernel_key(name: object) -> str:
         raise InputTypeError(
             f"kernel: expected a kernel name or a Kernel instance, found {type(name).__name__}"
         )
-    key = normalise_name(name)
+    if "+" in name or "*" in name:
+        return "+".join(
+            "*".join(_single_key(f, name) for f in term.split("*")) for term in name.split("+")
+        )
+    return _single_key(name, name)
+
+
+def parse_kernel_name(name: str) -> list[list[str]]:
+    """The terms of a (composite) kernel name, each a list of its factors' registry keys.
+
+    ``"matern32+periodic*matern52"`` -> ``[["matern32"], ["periodic", "matern52"]]``.
+    """
+    return [term.split("*") for term in kernel_key(name).split("+")]
+
+
+def _single_key(part: str, name: str) -> str:
+    key = normalise_name(part)
+    if not key:
+        raise ValidationError(
+            f"kernel: expected kernel names around '+' and '*', found an empty one in {name!r}"
+        )
     if key not in _REGISTRY:
         close = difflib.get_close_matches(key, list(_REGISTRY), n=1)
         hint = f" (did you mean {close[0]!r}?)" if close else ""
         raise ValidationError(
-            f"kernel: expected one of {', '.join(available_kernels())} or a Kernel instance, "
-            f"found {name!r}{hint}"
+            f"kernel: expected one of {', '.join(available_kernels())} (or sums '+' and "
+            f"products '*' of them) or a Kernel instance, found {part.strip()!r}{hint}"
         )
     return key
 
@@ -191,38 +238,172 @@ def get_kernel(spec: str | Kernel, **kwargs: Any) -> Kernel:
                 f"hyper-parameters directly), found {sorted(kwargs)}"
             )
         return spec
-    kernel = _REGISTRY[kernel_key(spec)].factory(**kwargs)
+    key = kernel_key(spec)
+    if "+" in key or "*" in key:
+        terms = [
+            _product([_build_factor(f, _factor_kwargs(f, kwargs)) for f in term])
+            for term in parse_kernel_name(key)
+        ]
+        return terms[0] if len(terms) == 1 else Sum(*terms)
+    return _build_factor(key, kwargs)
+
+
+def _factor_kwargs(key: str, kwargs: Mapping[str, Any]) -> dict[str, Any]:
+    """The keywords of a composite name's factor: ``period`` and ``num_harmonics`` go to the
+    periodic factors only, the rest to all."""
+    if _REGISTRY[key].periodic:
+        return dict(kwargs)
+    return {k: v for k, v in kwargs.items() if k not in ("period", "num_harmonics")}
+
+
+def _product(factors: list[Kernel]) -> Kernel:
+    return factors[0] if len(factors) == 1 else Product(*factors)
+
+
+def _build_factor(key: str, kwargs: Mapping[str, Any]) -> Kernel:
+    kernel = _REGISTRY[key].factory(**kwargs)
     if not isinstance(kernel, Kernel):
         raise InputTypeError(
-            f"kernel: expected the factory of {spec!r} to return a Kernel, "
+            f"kernel: expected the factory of {key!r} to return a Kernel, "
             f"found {type(kernel).__name__}"
         )
     return kernel
 
 
-def has_state_space(spec: str | Kernel) -> bool:
-    """Whether a kernel name (with default arguments) or instance has a state-space form."""
+#: A kernel argument: a (composite) name, a kernel, or one of them per latent channel.
+KernelArg = str | Kernel | Sequence[str | Kernel]
+
+
+def has_state_space(spec: KernelArg) -> bool:
+    """Whether a kernel name (with default arguments) or instance has a state-space form
+    (for a list of per-channel kernels: every one)."""
+    if not isinstance(spec, (str, Kernel)):
+        return all(has_state_space(k) for k in spec)
     if isinstance(spec, Kernel):
         return spec.has_state_space
-    return _REGISTRY[kernel_key(spec)].state_space
+    return all(_REGISTRY[f].state_space for t in parse_kernel_name(spec) for f in t)
 
 
-def build_kernel(spec: str | Kernel, lengthscale: float | None = None) -> Kernel:
+def num_periods(spec: KernelArg) -> int:
+    """How many periodic factors a kernel name has (each takes a period); 0 for instances;
+    the sum over the channels of a per-channel list."""
+    if not isinstance(spec, (str, Kernel)):
+        return sum(num_periods(k) for k in spec)
+    if isinstance(spec, Kernel):
+        return 0
+    return sum(_REGISTRY[f].periodic for t in parse_kernel_name(spec) for f in t)
+
+
+def build_kernel(
+    spec: KernelArg,
+    lengthscale: float | None = None,
+    period: float | Sequence[float] | None = None,
+    learn_period: bool = True,
+    span: float | None = None,
+) -> Any:
     """The estimator's kernel, for standardised times (one unit = one median time step).
 
+    Initial values of a named kernel: every non-periodic factor's lengthscale is
+    ``lengthscale`` (None: :data:`gpvae.settings.DEFAULT_LENGTHSCALE`), except in a product
+    with a periodic factor, where it is :data:`gpvae.settings.QUASI_PERIODIC_DECAY` periods;
+    a periodic factor's lengthscale is :data:`gpvae.settings.PERIODIC_LENGTHSCALE`; each of
+    the K terms of a sum starts with variance 1 / K; in a product only the first factor's
+    variance is learned (the others' are fixed at 1, as they are redundant).
+
     Args:
-        spec: a registered name, or a Kernel (deep-copied; its hyper-parameters are taken
-            as given).
-        lengthscale: initial lengthscale of a named kernel (None:
-            :data:`gpvae.settings.DEFAULT_LENGTHSCALE`); ignored by kernels without one.
+        spec: a registered (possibly composite) name, or a Kernel (deep-copied; its
+            hyper-parameters are taken as given).
+        lengthscale: initial lengthscale of the non-periodic factors.
+        period: the period of every periodic factor, or one per periodic factor in the
+            order of the name, in time steps; needed when the name has a periodic factor.
+        learn_period: learn the periods (else they stay fixed).
+        span: the training data's time span in time steps; a ``trend`` factor's lengthscale
+            starts at :data:`gpvae.settings.TREND_SPAN_FRACTION` of it (None: at
+            ``lengthscale``).
+
+    Returns:
+        The kernel, or for a per-channel list the list of the channels' kernels (periods
+        handed out in the order of the periodic factors over the channels).
+
+    Raises:
+        ValidationError: naming ``period`` when it is missing, or has the wrong number of
+            values, for the name's periodic factors.
     """
+    if not isinstance(spec, (str, Kernel)):
+        periods = _periods_arg(period, num_periods(spec), "the channel kernels")
+        out, i = [], 0
+        for k in spec:
+            n = num_periods(k)
+            out.append(build_kernel(k, lengthscale, periods[i : i + n] or None, learn_period, span))
+            i += n
+        return out
     if isinstance(spec, Kernel):
         return copy.deepcopy(spec)
-    entry = _REGISTRY[kernel_key(spec)]
-    if not entry.lengthscale:
-        return get_kernel(spec)
-    value = settings.DEFAULT_LENGTHSCALE if lengthscale is None else float(lengthscale)
-    return get_kernel(spec, lengthscale=value)
+    terms = parse_kernel_name(spec)
+    n_per = num_periods(spec)
+    periods = _periods_arg(period, n_per, spec)
+    ell = settings.DEFAULT_LENGTHSCALE if lengthscale is None else float(lengthscale)
+    built: list[Kernel] = []
+    it = iter(periods)
+    for term in terms:
+        term_periods = [next(it) for f in term if _REGISTRY[f].periodic]
+        factors: list[Kernel] = []
+        for f in term:
+            entry = _REGISTRY[f]
+            kwargs: dict[str, Any] = {}
+            if entry.periodic:
+                kwargs["period"] = term_periods[len([g for g in factors if _is_periodic(g)])]
+                kwargs["lengthscale"] = settings.PERIODIC_LENGTHSCALE
+            elif entry.lengthscale:
+                kwargs["lengthscale"] = (
+                    settings.QUASI_PERIODIC_DECAY * max(term_periods) if term_periods else ell
+                )
+                if f == "trend" and span is not None:
+                    kwargs["lengthscale"] = max(ell, settings.TREND_SPAN_FRACTION * span)
+            if not factors and len(terms) > 1 and isinstance(entry.factory, type):
+                kwargs["variance"] = 1.0 / len(terms)  # every built-in class takes it
+            k = _build_factor(f, kwargs)
+            if factors and "variance" in _raw_names(k):
+                k.freeze("variance")
+            if entry.periodic and not learn_period:
+                k.freeze("period")
+            factors.append(k)
+        built.append(_product(factors))
+    return built[0] if len(built) == 1 else Sum(*built)
+
+
+def _raw_names(kernel: Kernel) -> set[str]:
+    """The kernel's own positive hyper-parameters (``raw_<name>`` parameters)."""
+    return {n[4:] for n, _ in kernel.named_parameters(recurse=False) if n.startswith("raw_")}
+
+
+def _is_periodic(kernel: Kernel) -> bool:
+    return "period" in _raw_names(kernel)
+
+
+def _periods_arg(period: float | Sequence[float] | None, n: int, spec: str) -> list[float]:
+    if n == 0:
+        return []
+    if period is None:
+        raise ValidationError(
+            f"period: expected the period of the periodic kernel in {spec!r} (in time steps), "
+            "found None"
+        )
+    values = [period] if isinstance(period, (int, float)) else list(period)
+    if len(values) == 1:
+        values = values * n
+    if len(values) != n:
+        raise ValidationError(
+            f"period: expected 1 or {n} periods (one per periodic factor of {spec!r}), "
+            f"found {len(values)}"
+        )
+    out = []
+    for v in values:
+        ok = isinstance(v, (int, float)) and not isinstance(v, bool)
+        if not ok or not 0 < float(v) < float("inf"):
+            raise ValidationError(f"period: expected finite positive periods, found {v!r}")
+        out.append(float(v))
+    return out
 
 
 # ---------------------------------------------------------------- JSON specs
@@ -246,39 +427,77 @@ def _positive_values(kernel: Kernel) -> dict[str, Any]:
     return out
 
 
-def kernel_spec(kernel: str | Kernel) -> dict[str, Any]:
-    """A JSON description of ``kernel``: ``{"name": ...}`` for a name, and for an instance of
-    a registered class its name and the current values of its positive hyper-parameters
-    (which fix the parameter shapes; the learned values travel in the model's weights).
+def _fixed(kernel: Kernel) -> list[str]:
+    return sorted(
+        name[4:]
+        for name, param in kernel.named_parameters(recurse=False)
+        if name.startswith("raw_") and not param.requires_grad
+    )
+
+
+def kernel_spec(kernel: KernelArg) -> dict[str, Any]:
+    """A JSON description of ``kernel``: ``{"name": ...}`` for a name; for an instance of
+    a registered class its name, the current values of its positive hyper-parameters
+    (which fix the parameter shapes; the learned values travel in the model's weights) and
+    the names of the fixed ones; for sums and products of such kernels
+    ``{"name": "sum" | "product", "terms": [...]}``.
 
     Raises:
         ValidationError: naming ``kernel`` when it is an instance of a class that cannot be
-            rebuilt from JSON (sums, products, user-defined kernels).
+            rebuilt from JSON (user-defined kernels).
     """
     if isinstance(kernel, str):
         return {"name": kernel}
+    if not isinstance(kernel, Kernel):
+        return {"name": "channels", "channels": [kernel_spec(k) for k in kernel]}
+    if isinstance(kernel, (Sum, Product)):
+        return {
+            "name": "sum" if isinstance(kernel, Sum) else "product",
+            "terms": [kernel_spec(k) for k in kernel.terms],
+        }
     names = _class_names()
     cls = type(kernel)
     if cls not in names:
         raise ValidationError(
             f"kernel: expected a kernel name or an instance of a registered kernel class "
-            f"({', '.join(sorted(c.__name__ for c in names))}) to save the model, "
-            f"found {cls.__name__}; pass the kernel by name, or save the weights yourself"
+            f"({', '.join(sorted(c.__name__ for c in names))}, or sums and products of them) "
+            f"to save the model, found {cls.__name__}; pass the kernel by name, or save the "
+            "weights yourself"
         )
     params = _positive_values(kernel)
     input_dim = getattr(kernel, "input_dim", None)
     if isinstance(kernel, White) and input_dim is not None:
         params["input_dim"] = input_dim
-    return {"name": names[cls], "params": params}
+    if isinstance(kernel, HarmonicPeriodic):
+        params["num_harmonics"] = kernel.num_harmonics
+    out: dict[str, Any] = {"name": names[cls], "params": params}
+    fixed = _fixed(kernel)
+    if fixed:
+        out["fixed"] = fixed
+    return out
 
 
-def kernel_from_spec(spec: Mapping[str, Any]) -> str | Kernel:
-    """Inverse of :func:`kernel_spec`: a name, or a kernel of the recorded class and shapes."""
+def kernel_from_spec(spec: Mapping[str, Any]) -> Any:
+    """Inverse of :func:`kernel_spec`: a name, a kernel of the recorded class and shapes, or
+    a per-channel list of them."""
     if not isinstance(spec, Mapping) or not isinstance(spec.get("name"), str):
         raise ValidationError(f"kernel: expected a saved kernel spec with a name, found {spec!r}")
+    if spec["name"] == "channels" and isinstance(spec.get("channels"), list):
+        return [kernel_from_spec(c) for c in spec["channels"]]
+    if spec["name"] in ("sum", "product") and "terms" in spec:
+        terms = spec["terms"]
+        if not isinstance(terms, list) or not terms:
+            raise ValidationError(f"kernel: expected a list of saved terms, found {terms!r}")
+        built = [kernel_from_spec(t) for t in terms]
+        kernels = [k if isinstance(k, Kernel) else get_kernel(k) for k in built]
+        return Sum(*kernels) if spec["name"] == "sum" else Product(*kernels)
     if "params" not in spec:
         return str(spec["name"])
     params = spec["params"]
     if not isinstance(params, Mapping):
         raise ValidationError(f"kernel: expected saved parameters as an object, found {params!r}")
-    return get_kernel(str(spec["name"]), **dict(params))
+    kernel = get_kernel(str(spec["name"]), **dict(params))
+    fixed = spec.get("fixed", [])
+    if fixed:
+        kernel.freeze(*fixed)
+    return kernel

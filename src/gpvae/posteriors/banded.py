@@ -52,7 +52,7 @@ from gpvae.posteriors.base import (
     use_markov_route,
 )
 from gpvae.posteriors.diagonal import check_finite_var
-from gpvae.rng import per_series_normal
+from gpvae.rng import batch_normal, per_series_normal
 
 __all__ = ["BandedPosterior", "BandedQ", "linear_recurrence"]
 
@@ -128,7 +128,7 @@ class BandedQ(VariationalPosterior):
     def rsample(self, num_samples: int, generator: torch.Generator | None = None) -> Tensor:
         check_num_samples(num_samples)
         shape = (num_samples, *self.mu.shape)
-        eps = torch.randn(shape, generator=generator, dtype=self.mu.dtype, device=self.mu.device)
+        eps = batch_normal(shape, 1, generator, self.mu.dtype, self.mu.device)
         u = linear_recurrence(self.a, self.var.sqrt() * eps)  # (S, B, L, N)
         return (self.mu + u).transpose(-1, -2)  # (S, B, N, L)
 

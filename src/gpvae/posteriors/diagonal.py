@@ -39,7 +39,7 @@ from gpvae.posteriors.base import (
     prior_log_prob,
     use_markov_route,
 )
-from gpvae.rng import per_series_normal
+from gpvae.rng import batch_normal, per_series_normal
 
 __all__ = ["DiagonalPosterior", "DiagonalQ"]
 
@@ -78,9 +78,7 @@ class DiagonalQ(VariationalPosterior):
     def rsample(self, num_samples: int, generator: torch.Generator | None = None) -> Tensor:
         check_num_samples(num_samples)
         shape = (num_samples, *self.mean.shape)
-        eps = torch.randn(
-            shape, generator=generator, dtype=self.mean.dtype, device=self.mean.device
-        )
+        eps = batch_normal(shape, 1, generator, self.mean.dtype, self.mean.device)
         return self.mean + self.var.sqrt() * eps  # (S, B, N, L)
 
     def marginals(self) -> tuple[Tensor, Tensor]:

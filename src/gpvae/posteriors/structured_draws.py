@@ -22,6 +22,7 @@ from gpvae import settings
 from gpvae.gp.base import GPPosterior
 from gpvae.gp.dense import DenseGPPosterior
 from gpvae.gp.linalg import jittered_cholesky
+from gpvae.gp.markov import prior_paths
 from gpvae.gp.prior import GPPrior
 from gpvae.posteriors.base import SeriesSampler, filled_times
 from gpvae.rng import per_series_normal
@@ -45,78 +46,68 @@ class StructuredSeriesSampler(SeriesSampler):
     ) -> None:
         self.gp, self.prior, self.generators = gp, prior, list(generators)
         self.lengths = [int(v) for v in gp.valid.sum(dim=1).tolist()]
-        self.dense: dict[int, tuple[Tensor, Tensor]] = {}  # b -> mean (T, L), scale (L, T, T)
+        # series of one length share one batched factorisation: T -> (rows, mean (n, T, L),
+        # scale (n, L, T, T))
+        self.dense: dict[int, tuple[list[int], Tensor, Tensor]] = {}
         self.long: list[int] = []
         x = gp.x
         markov_ok = x.shape[-1] == 1 and all(k.has_state_space for k in self.prior.kernel_list)
+        by_length: dict[int, list[int]] = {}
         for b, T in enumerate(self.lengths):
             if T <= settings.DENSE_MAX_POINTS or not markov_ok:
-                self.dense[b] = _dense_factor(gp, self.prior, b, T)
+                by_length.setdefault(T, []).append(b)
             else:
                 self.long.append(b)
+        for T, rows in by_length.items():
+            self.dense[T] = (rows, *_dense_factors(gp, self.prior, rows, T))
 
     def draw(self, num_samples: int) -> Tensor:
         """(S, B, N, L) joint draws (zeros on padding)."""
-        gens, lengths = self.generators, self.lengths
+        gens = self.generators
         S = num_samples
         like = self.gp.mean
         out = like.new_zeros((S, *like.shape))  # (S, B, N, L)
         L = like.shape[-1]
-        for b, (mean, scale) in self.dense.items():
-            T = lengths[b]
-            eps = torch.randn((S, T, L), generator=gens[b], dtype=like.dtype, device=like.device)
-            w = (scale @ eps.double().transpose(-1, -2)[..., None])[..., 0]  # (S, L, T)
-            out[:, b, :T] = (mean + w.transpose(-1, -2)).to(like.dtype)
+        for T, (rows, mean, scale) in self.dense.items():
+            eps = torch.stack(
+                [
+                    torch.randn((S, T, L), generator=gens[b], dtype=like.dtype, device=like.device)
+                    for b in rows
+                ]
+            )  # (n, S, T, L), series b's noise from its own generator
+            w = scale @ eps.double().permute(0, 3, 2, 1)  # (n, L, T, S): one GEMM per (n, L)
+            z = (mean[..., None] + w.permute(0, 2, 1, 3)).to(like.dtype)  # (n, T, L, S)
+            out[:, rows, :T] = z.permute(3, 0, 1, 2)
         if self.long:
             sub = [gens[b] for b in self.long]
             out[:, self.long] = _markov_draws(self.gp, self.prior, self.long, S, sub)
         return out
 
 
-def _dense_factor(gp: GPPosterior, prior: GPPrior, b: int, T: int) -> tuple[Tensor, Tensor]:
-    """Mean (T, L) and covariance factor (L, T, T) of series b alone, float64, exact."""
+def _dense_factors(
+    gp: GPPosterior, prior: GPPrior, rows: list[int], T: int
+) -> tuple[Tensor, Tensor]:
+    """Means (n, T, L) and covariance factors (n, L, T, T) of the series ``rows`` (all of
+    length T), each conditioned on its own pseudo-observations alone; float64, exact.
+
+    One batched factorisation for all of them; a series whose covariance needs more than
+    the prior's jitter is refactorised alone with the retries of
+    :func:`~gpvae.gp.linalg.jittered_cholesky` (and its warning), as if on its own.
+    """
     post = DenseGPPosterior(
         prior.kernel_list,
-        gp.x[b : b + 1, :T].double(),
-        gp.mean[b : b + 1, :T].double(),
-        gp.var[b : b + 1, :T].double(),
+        gp.x[rows, :T].double(),
+        gp.mean[rows, :T].double(),
+        gp.var[rows, :T].double(),
         jitter=prior.jitter,
     )
-    mean, _ = post.marginals()  # (1, T, L)
-    scale = jittered_cholesky(post.covariance(), prior.jitter, "posterior covariance")
-    return mean[0], scale[0]
-
-
-def _prior_paths(prior: GPPrior, t: Tensor, eps: Tensor) -> Tensor:
-    """Prior draws f+ (S, B, N, L) of state-space kernels at sorted times t (B, N), driven by
-    eps (S, B, N, L, m_max): ``s_0 = chol(Pinf) e_0``, ``s_n = A_n s_{n-1} + chol(Q_n) e_n``.
-
-    Channels with the same state dimension m run together; float64 throughout.
-    """
-    dt = torch.diff(t, dim=1, prepend=t[:, :1]).to(torch.float64)  # (B, N)
-    kernels = prior.kernel_list
-    by_dim: dict[int, list[int]] = {}
-    for ch, k in enumerate(kernels):
-        by_dim.setdefault(k.state_dim, []).append(ch)
-    S, B, N, L, _ = eps.shape
-    f = eps.new_zeros((S, B, N, L), dtype=torch.float64)
-    for m, channels in by_dim.items():
-        trans = [kernels[c].transition(dt) for c in channels]
-        A = torch.stack([a for a, _ in trans], dim=2)  # (B, N, G, m, m)
-        Q = torch.stack([q for _, q in trans], dim=2)  # (B, N, G, m, m)
-        spaces = [kernels[c].state_space() for c in channels]
-        Pinf = torch.stack([sp.Pinf for sp in spaces]).to(torch.float64)  # (G, m, m)
-        H = torch.stack([sp.H[0] for sp in spaces]).to(torch.float64)  # (G, m)
-        jitter = torch.finfo(torch.float64).eps ** 0.75 * torch.diagonal(Pinf, dim1=-2, dim2=-1)
-        chol_q = torch.linalg.cholesky(Q + torch.diag_embed(jitter))  # (B, N, G, m, m)
-        chol_0 = torch.linalg.cholesky(Pinf)  # (G, m, m)
-        e = eps[:, :, :, channels, :m].to(torch.float64)  # (S, B, N, G, m)
-        s = (chol_0 @ e[:, :, 0, :, :, None])[..., 0]  # (S, B, G, m)
-        f[:, :, 0, channels] = (s * H).sum(-1)
-        for n in range(1, N):
-            s = (A[:, n] @ s[..., None])[..., 0] + (chol_q[:, n] @ e[:, :, n, :, :, None])[..., 0]
-            f[:, :, n, channels] = (s * H).sum(-1)  # (S, B, G)
-    return f.to(eps.dtype)
+    mean, _ = post.marginals()  # (n, T, L)
+    cov = post.covariance()  # (n, L, T, T)
+    eye = torch.eye(T, dtype=cov.dtype, device=cov.device)
+    scale, info = torch.linalg.cholesky_ex(cov + prior.jitter * eye)
+    for i in (info != 0).any(dim=-1).nonzero()[:, 0].tolist():
+        scale[i] = jittered_cholesky(cov[i], prior.jitter, "posterior covariance")
+    return mean, scale
 
 
 def _markov_draws(
@@ -135,7 +126,7 @@ def _markov_draws(
     m_max = max(k.state_dim for k in prior.kernel_list)
     noise = per_series_normal(generators, lengths, S, N, (L, m_max + 1), mean)
     t = filled_times(x, valid)  # (B, N)
-    f_plus = _prior_paths(prior, t, noise[..., :m_max])  # (S, B, N, L)
+    f_plus = prior_paths(prior.kernel_list, t, noise[..., :m_max]).to(mean.dtype)  # (S,B,N,L)
     inc = torch.isfinite(var) & valid[..., None]  # (B, N, L)
     sd = torch.where(inc, var, torch.ones_like(var)).sqrt()
     y_plus = f_plus + sd * noise[..., m_max]  # (S, B, N, L)

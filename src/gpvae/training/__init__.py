@@ -1,9 +1,10 @@
-"""Training: the fit loop (:mod:`gpvae.training.loop`) and one fit session with its
-validation split, checkpoints and resume (:mod:`gpvae.training.session`)."""
+"""Training: the fit loop (:mod:`gpvae.training.loop`), one fit session with its validation
+split, checkpoints and resume (:mod:`gpvae.training.session`), and distributed training under
+torchrun (:mod:`gpvae.training.distributed`)."""
 
 from __future__ import annotations
 
-from gpvae.training.loop import OPTIMIZERS, TrainConfig, TrainState, make_optimizer, train
+from gpvae.training.loop import OPTIMIZERS, Step, TrainConfig, TrainState, make_optimizer, train
 from gpvae.training.session import CHECKPOINT_FILE, FitSession, SessionConfig
 
 __all__ = [
@@ -11,6 +12,7 @@ __all__ = [
     "OPTIMIZERS",
     "FitSession",
     "SessionConfig",
+    "Step",
     "TrainConfig",
     "TrainState",
     "make_optimizer",

@@ -7,6 +7,21 @@ ELBO, or the IWAE bound when the model computes one) summed over the batch and d
 the number of observed entries, so the learning rate does not depend on the batch size or
 the share of missing data.
 
+In a distributed fit (``comm``: :class:`~gpvae.training.distributed.Communicator`) every
+process gets its part of each batch as a :class:`Step` and the model is wrapped in
+``DistributedDataParallel``. A process's loss is its part of the global batch's negative
+bound times ``world_size``, divided by the number of observed entries of the whole global
+batch; DDP averages the gradients over the processes, so the applied gradient is the one a
+single process would compute on the global batch. Before the backward pass, one all-reduce
+per step sums the loss parts and a failure flag over the processes: every process then knows
+the global loss (for the progress bar, the history and the finiteness test) and takes the
+same decision (apply, roll back, or stop with the error of the process that failed).
+
+Terms of the bound that belong to the whole data set rather than to one series (such as a
+KL divergence of shared inducing points) must be spread over the series of ``bound``, each
+series carrying its share, so that they count once per data set whatever the batch size and
+the number of processes.
+
 A step whose loss or gradients are not finite is never applied: the model and optimiser go
 back to the last good state (the end of the last finished epoch, or the start), the learning
 rate is halved, and a warning says so. After ``max_bad_steps`` such events in one fit, a
@@ -16,6 +31,7 @@ model).
 
 from __future__ import annotations
 
+import contextlib
 import copy
 import math
 import time
@@ -24,6 +40,7 @@ from collections.abc import Callable, Iterable, Iterator
 from dataclasses import asdict, dataclass, field
 from typing import Any, Protocol
 
+import numpy as np
 import torch
 from torch import Tensor, nn
 from tqdm.auto import tqdm
@@ -31,8 +48,18 @@ from tqdm.auto import tqdm
 from gpvae.batch import Batch
 from gpvae.errors import NumericalError, ValidationError, invalid
 from gpvae.model import ELBOResult
+from gpvae.rng import batch_rows
+from gpvae.training.distributed import DIST_ERRORS, Communicator, peer_error
 
-__all__ = ["OPTIMIZERS", "ElboModel", "TrainConfig", "TrainState", "make_optimizer", "train"]
+__all__ = [
+    "OPTIMIZERS",
+    "ElboModel",
+    "Step",
+    "TrainConfig",
+    "TrainState",
+    "make_optimizer",
+    "train",
+]
 
 
 class ElboModel(Protocol):
@@ -69,6 +96,7 @@ class TrainConfig:
     Attributes:
         epochs: maximum number of passes over the training batches.
         lr: learning rate.
+        kernel_lr: learning rate of the GP prior's kernel hyper-parameters (None: ``lr``).
         optimizer: "adam", "adamw" or "rmsprop".
         weight_decay: L2 penalty passed to the optimiser.
         grad_clip: maximum global gradient norm (None: no clipping).
@@ -82,6 +110,7 @@ class TrainConfig:
 
     epochs: int = 100
     lr: float = 1e-3
+    kernel_lr: float | None = None
     optimizer: str = "adam"
     weight_decay: float = 0.0
     grad_clip: float | None = 10.0
@@ -97,6 +126,9 @@ class TrainConfig:
             raise invalid("epochs", "an integer >= 1", self.epochs)
         if not (isinstance(self.lr, (int, float)) and math.isfinite(self.lr) and self.lr > 0):
             raise invalid("lr", "a finite positive number", self.lr)
+        k_lr = self.kernel_lr
+        if k_lr is not None and not (isinstance(k_lr, (int, float)) and 0 < k_lr < math.inf):
+            raise invalid("kernel_lr", "a finite positive number or None", k_lr)
         if self.optimizer not in OPTIMIZERS:
             raise ValidationError(
                 f"optimizer: expected one of {sorted(OPTIMIZERS)}, found {self.optimizer!r}"
@@ -146,10 +178,47 @@ class TrainState:
         return cls(**data)
 
 
-def make_optimizer(params: Iterable[nn.Parameter], config: TrainConfig) -> torch.optim.Optimizer:
-    """The optimiser named in ``config`` over the trainable ``params``."""
-    trainable = [p for p in params if p.requires_grad]
-    return OPTIMIZERS[config.optimizer](trainable, lr=config.lr, weight_decay=config.weight_decay)
+@dataclass(frozen=True)
+class Step:
+    """One process's part of one optimiser step of a distributed fit.
+
+    Attributes:
+        batch: the process's series of the global batch.
+        num_observed: observed entries of the whole global batch (the loss's divisor).
+        weight: 1, or 0 for a stand-in batch of a process that has no series in this step
+            (it still runs forward and backward, contributing nothing).
+        rows: the batch's rows in the global batch, when every process draws the global
+            batch's noise (see :func:`gpvae.rng.batch_rows`); else None.
+        size: series in the global batch (with ``rows``).
+    """
+
+    batch: Batch
+    num_observed: int
+    weight: float = 1.0
+    rows: np.ndarray | None = None
+    size: int | None = None
+
+
+def make_optimizer(
+    params: nn.Module | Iterable[nn.Parameter], config: TrainConfig
+) -> torch.optim.Optimizer:
+    """The optimiser named in ``config`` over the trainable parameters.
+
+    Given a module, the parameters of its GP prior (names starting with ``prior.``: the
+    kernel hyper-parameters) form a group of their own with learning rate
+    ``config.kernel_lr`` (None: ``config.lr``).
+    """
+    if isinstance(params, nn.Module):
+        named = [(n, p) for n, p in params.named_parameters() if p.requires_grad]
+    else:
+        named = [("", p) for p in params if p.requires_grad]
+    kernel = [p for n, p in named if n.startswith("prior.")]
+    rest = [p for n, p in named if not n.startswith("prior.")]
+    kernel_lr = config.lr if config.kernel_lr is None else config.kernel_lr
+    groups: list[dict[str, Any]] = [{"params": rest}] if rest or not kernel else []
+    if kernel:
+        groups.append({"params": kernel, "lr": kernel_lr})
+    return OPTIMIZERS[config.optimizer](groups, lr=config.lr, weight_decay=config.weight_decay)
 
 
 def _snapshot(model: ElboModel, optimizer: torch.optim.Optimizer) -> dict[str, Any]:
@@ -173,7 +242,7 @@ def _grads_finite(params: list[nn.Parameter]) -> bool:
 
 def train(
     model: ElboModel,
-    batches: Callable[[int], Iterable[Batch]],
+    batches: Callable[[int], Iterable[Batch]] | Callable[[int], Iterable[Batch | Step]],
     config: TrainConfig,
     *,
     val_score: Callable[[], float] | None = None,
@@ -182,6 +251,7 @@ def train(
     generator: torch.Generator | None = None,
     on_epoch_end: Callable[[TrainState, torch.optim.Optimizer], None] | None = None,
     steps_per_epoch: int | None = None,
+    comm: Communicator | None = None,
 ) -> tuple[TrainState, torch.optim.Optimizer]:
     """Maximise the ELBO of ``model`` over the training batches.
 
@@ -197,6 +267,8 @@ def train(
         generator: random generator for the ELBO's samples.
         on_epoch_end: called after each epoch (e.g. to write a checkpoint).
         steps_per_epoch: number of batches per epoch, for the progress bar's ETA.
+        comm: the job's communicator in a distributed fit (``batches`` then yields
+            :class:`Step` parts, the same number on every process); None: one process.
 
     Returns:
         The final :class:`TrainState` and the optimiser. The model holds the best state
@@ -205,13 +277,15 @@ def train(
     config.validate()
     params = [p for p in model.parameters() if p.requires_grad]
     if optimizer is None:
-        optimizer = make_optimizer(params, config)
+        optimizer = make_optimizer(model if isinstance(model, nn.Module) else params, config)
     state = state if state is not None else TrainState()
     good = _snapshot(model, optimizer)
     best_model = {k: v.detach().clone() for k, v in model.state_dict().items()}
     epochs_left = config.epochs - state.epoch
     total = epochs_left * steps_per_epoch if steps_per_epoch else None
-    bar = tqdm(total=total, disable=not config.progress, unit="step", dynamic_ncols=True)
+    show = config.progress and (comm is None or comm.is_main)
+    bar = tqdm(total=total, disable=not show, unit="step", dynamic_ncols=True)
+    ddp: nn.Module | None = None  # the DDP-wrapped model, made at the first step
     try:
         while state.epoch < config.epochs:
             t0 = time.perf_counter()
@@ -219,6 +293,30 @@ def train(
             sums = {"loss": 0.0, "loglik": 0.0, "kl": 0.0}
             n_obs_total = 0
             for batch in batches(state.epoch):
+                if comm is not None:
+                    if not isinstance(batch, Step):
+                        raise TypeError("batches: expected Step parts in a distributed fit")
+                    if ddp is None:
+                        ddp = comm.wrap(model, batch.batch)  # type: ignore[arg-type]
+                    done = _distributed_step(
+                        model, ddp, batch, params, optimizer, good, state, config, generator, comm
+                    )
+                    if done is not None:
+                        n_step, step_sums = done
+                        for key, value in step_sums.items():
+                            sums[key] += value
+                        n_obs_total += n_step
+                        bar.set_postfix(
+                            epoch=state.epoch + 1,
+                            loss=f"{step_sums['loss'] / n_step:.4f}",
+                            ll=f"{step_sums['loglik'] / n_step:.3f}",
+                            kl=f"{step_sums['kl'] / n_step:.3f}",
+                            refresh=False,
+                        )
+                    bar.update(1)
+                    continue
+                if isinstance(batch, Step):
+                    raise TypeError("batches: expected Batch objects outside a distributed fit")
                 n_obs = max(int(batch.observed.sum()), 1)
                 optimizer.zero_grad(set_to_none=True)
                 parts = model.elbo(
@@ -284,6 +382,74 @@ def train(
         model.load_state_dict(best_model)
     model.train(False)
     return state, optimizer
+
+
+def _distributed_step(
+    model: ElboModel,
+    ddp: nn.Module,
+    part: Step,
+    params: list[nn.Parameter],
+    optimizer: torch.optim.Optimizer,
+    good: dict[str, Any],
+    state: TrainState,
+    config: TrainConfig,
+    generator: torch.Generator | None,
+    comm: Communicator,
+) -> tuple[int, dict[str, float]] | None:
+    """One step of a distributed fit; returns the global batch's observed entries and summed
+    loss parts, or None when the step was not applied (non-finite, rolled back).
+
+    Raises (on every process alike): the error of a process whose forward pass failed, the
+    :class:`~gpvae.errors.NumericalError` of too many non-finite steps, or a
+    :class:`~gpvae.errors.DistributedError` when another process is gone.
+    """
+    world = comm.world_size
+    n_obs = max(int(part.num_observed), 1)
+    optimizer.zero_grad(set_to_none=True)
+    error: Exception | None = None
+    local = [0.0, 0.0, 0.0, 0.0]  # failed, loss (times world), loglik, kl
+    loss: Tensor | None = None
+    try:
+        rows = (
+            batch_rows(part.rows, int(part.size))
+            if part.rows is not None and part.size is not None
+            else contextlib.nullcontext()
+        )
+        with rows:
+            parts = ddp(part.batch, config.num_samples, config.iwae, generator)
+        loss = -parts.bound.sum() * (world * part.weight) / n_obs
+        local = [
+            0.0,
+            float(loss.detach()),
+            float(parts.loglik.detach().sum()) * part.weight,
+            float(parts.kl.detach().sum()) * part.weight,
+        ]
+    except Exception as err:  # reported to every process by check
+        error = err
+        local = [1.0, 0.0, 0.0, 0.0]
+    total = comm.all_reduce(local)
+    if total[0] > 0:
+        comm.check(error)  # raises the first failed process's error on every process
+    global_loss = float(total[1]) / world
+    ok = math.isfinite(global_loss) and math.isfinite(total[2]) and math.isfinite(total[3])
+    if ok and loss is not None:
+        try:
+            loss.backward()  # DDP averages the gradients over the processes here
+        except DIST_ERRORS as err:
+            raise peer_error(err) from err
+        ok = _grads_finite(params)  # the same all-reduced gradients on every process
+    if not ok:
+        try:
+            _handle_bad_step(model, optimizer, good, state, config, torch.tensor(global_loss))
+        except NumericalError as err:
+            err.synchronized = True  # type: ignore[attr-defined]  # every process raises it
+            raise
+        return None
+    if config.grad_clip is not None:
+        nn.utils.clip_grad_norm_(params, config.grad_clip)
+    optimizer.step()
+    state.step += 1
+    return n_obs, {"loss": global_loss * n_obs, "loglik": float(total[2]), "kl": float(total[3])}
 
 
 def _handle_bad_step(

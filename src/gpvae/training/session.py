@@ -8,6 +8,22 @@ the ELBO's random-generator state and the training state, in one safetensors fil
 atomically (:func:`gpvae.io.save_checkpoint`). Resuming needs the same data (checked by a
 fingerprint); batches of epoch e are drawn with a seed derived from (seed, e), so a resumed
 fit sees exactly the batches and draws an uninterrupted one would.
+
+Distributed (``comm``, under torchrun), in one of two ways:
+
+- every process holds every series (``sharded=False``): the validation split and the batches
+  are the one-process ones; each process takes its rows of every batch
+  (:func:`gpvae.data.batching.sharded_batch_indices`), padded to the whole batch's length, and
+  draws the whole batch's noise (:func:`gpvae.rng.batch_rows`), so the fit is the one-process
+  fit up to round-off, for any number of processes;
+- every process holds only its own series (``sharded=True``, e.g. read from a Parquet
+  dataset): each shuffles its own series every epoch and takes its share of every batch
+  (:func:`gpvae.data.batching.local_batch_indices`), with its own validation split and
+  generator (seeded by the seed and its rank); the fingerprint covers every process's data.
+
+Either way the validation score sums every process's held-out entries, process 0 alone
+writes the checkpoint (with every process's generator state), and a resumed fit reads it on
+process 0 and broadcasts it.
 """
 
 from __future__ import annotations
@@ -19,6 +35,7 @@ import os
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass
 from pathlib import Path
+from typing import Any
 
 import numpy as np
 import torch
@@ -26,7 +43,13 @@ from torch import Tensor
 
 from gpvae.batch import Batch
 from gpvae.data import Scaler, SeriesSet, batch_indices, make_batches
-from gpvae.errors import ModelFileError, ValidationError
+from gpvae.data.batching import (
+    local_batch_indices,
+    local_num_steps,
+    shard_bounds,
+    sharded_batch_indices,
+)
+from gpvae.errors import DistributedError, ModelFileError, ValidationError
 from gpvae.io import (
     check_state_dict,
     flatten_state,
@@ -37,7 +60,8 @@ from gpvae.io import (
 )
 from gpvae.model import GPVAEModel
 from gpvae.rng import seed_for
-from gpvae.training.loop import TrainConfig, TrainState, make_optimizer, train
+from gpvae.training.distributed import Communicator
+from gpvae.training.loop import Step, TrainConfig, TrainState, make_optimizer, train
 
 __all__ = ["CHECKPOINT_FILE", "FitSession", "SessionConfig"]
 
@@ -78,8 +102,49 @@ def _fingerprint(*sets: SeriesSet | None) -> str:
     return h.hexdigest()
 
 
+def _check_processes(
+    config: SessionConfig, comm: Communicator, sharded: bool, fingerprint: str
+) -> None:
+    """Raise on every process when the batch size is below the number of processes, or
+    when processes that should all hold the same series (not ``sharded``) do not."""
+    problem = None
+    if config.batch_size < comm.world_size:
+        problem = (
+            f"batch_size: expected at least the number of processes ({comm.world_size}), "
+            f"found {config.batch_size}"
+        )
+    elif not sharded:
+        prints = comm.all_gather(fingerprint)
+        other = next((r for r, fp in enumerate(prints) if fp != prints[0]), None)
+        if other is not None:
+            problem = (
+                f"X: expected the same series in every process (sharded=False), found other "
+                f"series in process {other} than in process 0; pass sharded=True when each "
+                "process holds its own series"
+            )
+    if problem is not None:
+        err = ValidationError(problem)
+        err.synchronized = True  # type: ignore[attr-defined]  # every process raises it
+        raise err
+
+
 class FitSession:
-    """One fit: data split, scoring, checkpoints, resume."""
+    """One fit: data split, scoring, checkpoints, resume.
+
+    Args:
+        config: the session's settings.
+        model: the model to train (its parameters' dtype is the batches' dtype).
+        scaler: fitted on the training series (of every process).
+        device: where the model lives.
+        train_set, val_set: the training and optional validation series (this process's
+            own when ``sharded``).
+        validation: (input, targets) chosen by the caller (e.g. hidden ground truth: the
+            targets are entries missing from the input; this process's own when
+            ``sharded``); else the split follows ``val_fraction`` (random held-out observed
+            entries of ``val_set`` or of the training data).
+        comm: the job's communicator (None: one process).
+        sharded: each process holds only its own series (else every process holds all).
+    """
 
     def __init__(
         self,
@@ -90,14 +155,22 @@ class FitSession:
         train_set: SeriesSet,
         val_set: SeriesSet | None,
         validation: tuple[SeriesSet, SeriesSet] | None = None,
+        *,
+        comm: Communicator | None = None,
+        sharded: bool = False,
     ) -> None:
-        """``validation``: (input, targets) chosen by the caller (e.g. hidden ground truth:
-        the targets are entries missing from the input); else the split follows
-        ``val_fraction`` (random held-out observed entries of ``val_set`` or of the
-        training data)."""
         self.config, self.model, self.scaler, self.device = config, model, scaler, device
+        self.comm = comm
+        self.sharded = bool(sharded) and comm is not None
+        rank = () if not self.sharded or comm is None else (comm.rank,)
         self.fingerprint = _fingerprint(train_set, val_set, *(validation or ()))
-        split = torch.Generator().manual_seed(seed_for(config.seed, 10))
+        if comm is not None:
+            _check_processes(config, comm, self.sharded, self.fingerprint)
+        if self.sharded and comm is not None:
+            prints = comm.all_gather(self.fingerprint)
+            self.fingerprint = hashlib.sha256("/".join(prints).encode()).hexdigest()
+        self.dtype = next(iter(model.parameters())).dtype
+        split = torch.Generator().manual_seed(seed_for(config.seed, 10, *rank))
         scaled_train = scaler.transform(train_set)
         self.val_input: SeriesSet | None = None
         self.val_target: SeriesSet | None = None
@@ -118,40 +191,132 @@ class FitSession:
             self.val_input, self.val_target = self.train_input, held
         else:
             self.train_input = scaled_train
-        if self.val_target is not None and self.val_target.num_observed == 0:
+        n_held = 0 if self.val_target is None else self.val_target.num_observed
+        if self.sharded and comm is not None:
+            n_held = int(comm.all_reduce([n_held])[0])
+        if n_held == 0:
             self.val_input = self.val_target = None  # too little data to hold any out
-        self.generator = torch.Generator(device=device).manual_seed(seed_for(config.seed, 11))
+        self.generator = torch.Generator(device=device).manual_seed(
+            seed_for(config.seed, 11, *rank)
+        )
         self.best: dict[str, Tensor] | None = None
         self.path = None if config.checkpoint_dir is None else Path(config.checkpoint_dir)
+        self.num_steps = math.ceil(self.train_input.num_series / config.batch_size)
+        if self.sharded and comm is not None:
+            own = local_num_steps(
+                self.train_input.num_series, config.batch_size, comm.rank, comm.world_size
+            )
+            self.num_steps = int(comm.all_reduce([own], op="max")[0])
+        self._observed = np.array([int((~np.isnan(v)).sum()) for v in self.train_input.values])
+
+    @property
+    def is_main(self) -> bool:
+        """True in the process that reports and writes files (process 0, or the only one)."""
+        return self.comm is None or self.comm.is_main
+
+    def local_validation(self) -> tuple[SeriesSet, SeriesSet] | None:
+        """This process's share of the validation inputs and targets (all of them in one
+        process), or None when it has none."""
+        if self.val_input is None or self.val_target is None:
+            return None
+        if self.comm is None or self.sharded:
+            return self.val_input, self.val_target
+        start, stop = shard_bounds(self.val_input.num_series, self.comm.rank, self.comm.world_size)
+        if stop == start:
+            return None
+        idx = np.arange(start, stop)
+        return self.val_input.subset(idx), self.val_target.subset(idx)
 
     # -- pieces handed to gpvae.training.train
 
-    def batches(self, epoch: int) -> Iterator[Batch]:
-        """The shuffled training batches of ``epoch`` (seeded by the estimator seed and it)."""
+    def batches(self, epoch: int) -> Iterator[Batch | Step]:
+        """The shuffled training batches of ``epoch`` (seeded by the estimator seed and it);
+        in a distributed fit, this process's parts of them."""
+        if self.comm is not None:
+            return self._parts(epoch, self.comm)
         return make_batches(
             self.train_input,
             self.config.batch_size,
             shuffle=True,
             seed=seed_for(self.config.seed, 12, epoch),
+            dtype=self.dtype,
             device=self.device,
             time_shift=self.scaler.time_origin_,
             time_scale=self.scaler.time_step_,
         )
 
+    def _batch(self, idx: np.ndarray, length: int | None = None) -> Batch:
+        return self.train_input.to_batch(
+            idx,
+            dtype=self.dtype,
+            device=self.device,
+            time_shift=self.scaler.time_origin_,
+            time_scale=self.scaler.time_step_,
+            length=length,
+        )
+
+    def _parts(self, epoch: int, comm: Communicator) -> Iterator[Step]:
+        """This process's :class:`~gpvae.training.loop.Step` parts of epoch ``epoch``."""
+        B, rank, world = self.config.batch_size, comm.rank, comm.world_size
+        if not self.sharded:
+            seed = seed_for(self.config.seed, 12, epoch)
+            plan = sharded_batch_indices(
+                self.train_input.num_series, B, rank, world, shuffle=True, seed=seed
+            )
+            lengths = self.train_input.lengths
+            for part in plan:
+                whole = part.whole if part.whole is not None else part.indices
+                n_obs = int(self._observed[whole].sum())
+                length = int(lengths[whole].max())
+                if len(part.indices):
+                    batch = self._batch(part.indices, length)
+                    yield Step(batch, n_obs, 1.0, part.rows, len(whole))
+                else:  # a stand-in: this process has no series in this batch
+                    stand_in = self._batch(whole[:1], length)
+                    yield Step(stand_in, n_obs, 0.0, np.zeros(1, np.int64), len(whole))
+            return
+        seed = seed_for(self.config.seed, 12, epoch, rank)
+        n_local = self.train_input.num_series
+        plan = local_batch_indices(n_local, B, rank, world, self.num_steps, seed=seed)
+        counts = comm.all_reduce([float(self._observed[p.indices].sum()) for p in plan])
+        for part, n_obs in zip(plan, counts):
+            if len(part.indices):
+                yield Step(self._batch(part.indices), int(n_obs))
+            else:
+                yield Step(self._batch(np.zeros(1, np.int64)), int(n_obs), 0.0)
+
     def val_score(self) -> float:
-        """MAE (standardised) of the posterior-mean imputation of the held-out entries."""
+        """MAE (standardised) of the posterior-mean imputation of the held-out entries (of
+        every process)."""
         if self.val_input is None or self.val_target is None:
             return math.nan
+        if self.comm is None:
+            total, count = self._val_sums(self.val_input, self.val_target)
+            return total / max(count, 1)
+        sums, error = (0.0, 0), None
+        try:
+            local = self.local_validation()
+            if local is not None:
+                sums = self._val_sums(*local)
+        except Exception as err:  # reported to every process by check
+            error = err
+        self.comm.check(error)
+        total, count = self.comm.all_reduce(list(sums))
+        return float(total) / max(float(count), 1.0)
+
+    def _val_sums(self, inputs: SeriesSet, targets: SeriesSet) -> tuple[float, int]:
+        """Summed absolute error and number of the held-out entries of ``targets``."""
         total, count = 0.0, 0
-        n = self.val_input.num_series
+        n = inputs.num_series
         for idx in batch_indices(n, self.config.batch_size):
-            batch = self.val_input.to_batch(
+            batch = inputs.to_batch(
                 idx,
+                dtype=self.dtype,
                 device=self.device,
                 time_shift=self.scaler.time_origin_,
                 time_scale=self.scaler.time_step_,
             )
-            target, _, _ = self.val_target.padded(indices=idx)  # (B, N, D), NaN = not a target
+            target, _, _ = targets.padded(indices=idx)  # (B, N, D), NaN = not a target
             with torch.no_grad():
                 z_mean, _ = self.model.encode(batch).marginals()  # (B, N, L)
                 params = self.model.decode(z_mean)
@@ -160,7 +325,7 @@ class FitSession:
             keep = ~np.isnan(target)
             total += float(err[keep].sum())
             count += int(keep.sum())
-        return total / max(count, 1)
+        return total, count
 
     def on_epoch_end(self, state: TrainState, optimizer: torch.optim.Optimizer) -> None:
         """Keep the best weights; write the checkpoint every ``checkpoint_every`` epochs and
@@ -171,14 +336,30 @@ class FitSession:
         stopped_early = patience is not None and state.epoch - state.best_epoch >= patience
         finished = stopped_early or state.epoch >= self.config.train.epochs
         if self.path is not None and (state.epoch % self.config.checkpoint_every == 0 or finished):
-            self.write_checkpoint(state, optimizer, stopped_early)
+            if self.comm is None:
+                self.write_checkpoint(state, optimizer, stopped_early)
+                return
+            states = [self.generator.get_state()]
+            if self.sharded:
+                states = self.comm.all_gather(self.generator.get_state())
+            with self.comm.together():  # a failed write stops every process
+                if self.comm.is_main:
+                    self.write_checkpoint(state, optimizer, stopped_early, states)
 
     # -- checkpoints
 
     def write_checkpoint(
-        self, state: TrainState, optimizer: torch.optim.Optimizer, stopped_early: bool
+        self,
+        state: TrainState,
+        optimizer: torch.optim.Optimizer,
+        stopped_early: bool,
+        generator_states: list[Tensor] | None = None,
     ) -> None:
-        """Atomically write model, best weights, optimiser, RNG and training state."""
+        """Atomically write model, best weights, optimiser, RNG and training state.
+
+        ``generator_states``: every process's ELBO generator state (distributed), else this
+        process's generator's is written.
+        """
         if self.path is None:
             return
         self.path.mkdir(parents=True, exist_ok=True)
@@ -187,7 +368,10 @@ class FitSession:
             tensors.update({f"best/{k}": v for k, v in self.best.items()})
         opt_tensors, skeleton = flatten_state(optimizer.state_dict(), prefix="optim/")
         tensors.update(opt_tensors)
-        tensors["rng/elbo"] = self.generator.get_state()
+        states = generator_states or [self.generator.get_state()]
+        tensors["rng/elbo"] = states[0]
+        for r, st in enumerate(states[1:], start=1):
+            tensors[f"rng/elbo.{r}"] = st
         state_json = state.to_json()
         state_json["history"] = [
             {k: json_number(v) for k, v in h.items()} for h in state_json["history"]
@@ -200,6 +384,8 @@ class FitSession:
             "has_best": self.best is not None,
             "stopped_early": stopped_early,
             "scaler": self.scaler.state_dict(),
+            "world_size": 1 if self.comm is None else self.comm.world_size,
+            "sharded": self.sharded,
         }
         save_checkpoint(self.path / CHECKPOINT_FILE, tensors, meta)
 
@@ -214,14 +400,33 @@ class FitSession:
         if self.path is None:
             return None
         file = self.path / CHECKPOINT_FILE
-        if not file.is_file():
+        loaded: tuple[dict[str, Tensor], dict[str, Any]] | None = None
+        if self.comm is None:
+            loaded = load_checkpoint(file) if file.is_file() else None
+        else:  # process 0 reads, every process gets its content (no shared disk needed)
+            with self.comm.together():
+                if self.comm.is_main and file.is_file():
+                    loaded = load_checkpoint(file)
+            loaded = self.comm.broadcast(loaded)
+        if loaded is None:
             return None
-        tensors, meta = load_checkpoint(file)
+        tensors, meta = loaded
+        world = 1 if self.comm is None else self.comm.world_size
+        problem = None
         if meta.get("kind") != "gpvae.GPVAE.fit" or meta.get("fingerprint") != self.fingerprint:
-            raise ValidationError(
+            problem = (
                 f"resume: expected a checkpoint of a fit on the same data in {self.path}, found "
                 "one written for other data or by another program"
             )
+        elif meta.get("sharded", False) and meta.get("world_size", 1) != world:
+            problem = (
+                f"resume: expected {meta.get('world_size')} processes (as in the interrupted "
+                f"fit, whose processes each held their own series), found {world}"
+            )
+        if problem is not None:  # every process finds it alike
+            err = ValidationError(problem)
+            err.synchronized = self.comm is not None  # type: ignore[attr-defined]
+            raise err
 
         def part(prefix: str) -> dict[str, Tensor]:
             return {k[len(prefix) :]: v for k, v in tensors.items() if k.startswith(prefix)}
@@ -232,9 +437,10 @@ class FitSession:
             self.model.load_state_dict(model_state)
             if meta.get("has_best"):
                 self.best = {k: v.to(self.device) for k, v in part("best/").items()}
-            optimizer = make_optimizer(self.model.parameters(), self.config.train)
+            optimizer = make_optimizer(self.model, self.config.train)
             optimizer.load_state_dict(unflatten_state(tensors, meta["optimizer"]))
-            self.generator.set_state(tensors["rng/elbo"])
+            rank = 0 if self.comm is None else self.comm.rank
+            self.generator.set_state(tensors.get(f"rng/elbo.{rank}", tensors["rng/elbo"]))
             history = [
                 {k: (math.nan if v is None else v) for k, v in h.items()}
                 for h in meta["train_state"]["history"]
@@ -253,7 +459,7 @@ class FitSession:
     def remove_stale_temps(self) -> None:
         """Delete temporary checkpoint files left by a run killed while writing one (the
         checkpoint itself is only ever replaced whole, never left half-written)."""
-        if self.path is None or not self.path.is_dir():
+        if self.path is None or not self.path.is_dir() or not self.is_main:
             return
         for tmp in self.path.glob(f".{CHECKPOINT_FILE}.*.tmp"):
             with contextlib.suppress(OSError):
@@ -273,21 +479,36 @@ class FitSession:
         if self.val_input is not None:
             score = self.val_score
         if not finished:
-            n_batches = math.ceil(self.train_input.num_series / self.config.batch_size)
-            state, _ = train(
-                self.model,
-                self.batches,
-                self.config.train,
-                val_score=score,
-                optimizer=optimizer,
-                state=state,
-                generator=self.generator,
-                on_epoch_end=self.on_epoch_end,
-                steps_per_epoch=n_batches,
-            )
+            try:
+                state, _ = train(
+                    self.model,
+                    self.batches,
+                    self.config.train,
+                    val_score=score,
+                    optimizer=optimizer,
+                    state=state,
+                    generator=self.generator,
+                    on_epoch_end=self.on_epoch_end,
+                    steps_per_epoch=self.num_steps,
+                    comm=self.comm,
+                )
+            except DistributedError as err:
+                raise self._with_resume_hint(err) from err
         if state is None:  # a finished checkpoint always holds a state
             raise ValidationError("resume: the checkpoint holds no training state")
         if self.best is not None:
             self.model.load_state_dict(self.best)
         self.model.eval()
         return state
+
+    def _with_resume_hint(self, err: DistributedError) -> DistributedError:
+        """``err`` with where the last good checkpoint is and how to go on from it."""
+        hint = ""
+        if self.path is not None:
+            hint = (
+                f"; the last good checkpoint in {str(self.path)!r} is kept: run the fit again "
+                "with resume=True (gpvae fit --resume) to go on from it"
+            )
+        out = DistributedError(f"{err}{hint}")
+        out.synchronized = getattr(err, "synchronized", False)  # type: ignore[attr-defined]
+        return out

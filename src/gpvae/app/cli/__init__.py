@@ -18,7 +18,9 @@ Run ``gpvae --help`` or ``gpvae COMMAND --help``; docs/cli.md has worked example
 
 from __future__ import annotations
 
+import contextlib
 import os
+import signal
 import sys
 import traceback
 import warnings
@@ -29,7 +31,8 @@ import click
 
 from gpvae.app.cli.commands import COMMANDS
 from gpvae.app.cli.errors import one_line
-from gpvae.errors import GPVAEError
+from gpvae.errors import DistributedError, GPVAEError
+from gpvae.training.distributed import is_main_process, launched
 from gpvae.version import __version__
 
 __all__ = ["cli", "main"]
@@ -80,6 +83,35 @@ def _show_warning(
     click.echo(f"warning: {one_line(str(message))}", err=True)
 
 
+def _report(message: str, err: BaseException | None = None) -> None:
+    """Print ``error: ...`` on stderr. Under torchrun process 0 reports the errors that every
+    process raised alike (``synchronized``); other processes print only their own, marked
+    with their rank."""
+    if is_main_process():
+        click.echo(message, err=True)
+    elif not getattr(err, "synchronized", False):
+        rank = os.environ.get("RANK", "?")
+        click.echo(message.replace("error: ", f"error [process {rank}]: ", 1), err=True)
+
+
+def _stop_on_sigterm() -> None:
+    """Under torchrun: SIGTERM (torchrun stopping the job because another process failed,
+    or the job being cancelled) becomes an error that says so, instead of a silent exit."""
+    if signal.getsignal(signal.SIGTERM) is not signal.SIG_DFL:
+        return
+
+    def stop(signum: int, frame: Any) -> None:
+        err = DistributedError(
+            "the job was stopped (SIGTERM): another process failed or was killed, or the "
+            "job was cancelled"
+        )
+        err.synchronized = True  # type: ignore[attr-defined]  # process 0 reports
+        raise err
+
+    with contextlib.suppress(ValueError):  # not in the main thread
+        signal.signal(signal.SIGTERM, stop)
+
+
 def main(argv: Sequence[str] | None = None) -> int:
     """Run the command line; returns (and, as a script, exits with) the exit code.
 
@@ -92,9 +124,13 @@ def main(argv: Sequence[str] | None = None) -> int:
     args = list(sys.argv[1:] if argv is None else argv)
     debug = "--debug" in args[: args.index("--")] if "--" in args else "--debug" in args
     debug = debug or os.environ.get("GPVAE_DEBUG", "") not in ("", "0")
+    if launched():
+        _stop_on_sigterm()
     with warnings.catch_warnings():
         if not debug:
             warnings.showwarning = _show_warning
+            if not is_main_process():
+                warnings.simplefilter("ignore")  # under torchrun, process 0 reports
         try:
             result = cli.main(args=args, prog_name="gpvae", standalone_mode=False)
         except click.exceptions.Exit as done:
@@ -105,26 +141,26 @@ def main(argv: Sequence[str] | None = None) -> int:
             hint = ""
             if isinstance(err, click.UsageError) and err.ctx is not None:
                 hint = f" (see '{err.ctx.command_path} --help')"
-            click.echo(f"error: {one_line(err.format_message())}{hint}", err=True)
+            _report(f"error: {one_line(err.format_message())}{hint}", err)
             return int(err.exit_code)
         except click.exceptions.Abort:
-            click.echo("error: aborted", err=True)
+            _report("error: aborted")
             return 130
         except KeyboardInterrupt:
-            click.echo("error: interrupted", err=True)
+            _report("error: interrupted")
             return 130
         except GPVAEError as err:
             if debug:
                 traceback.print_exc()
-            click.echo(f"error: {one_line(str(err))}", err=True)
+            _report(f"error: {one_line(str(err))}", err)
             return 1
         except Exception as err:
             if debug:
                 traceback.print_exc()
-            click.echo(
+            _report(
                 f"error: {type(err).__name__}: {one_line(str(err))} (run 'gpvae --debug ...' "
                 "for the traceback)",
-                err=True,
+                err,
             )
             return 1
     return int(result) if isinstance(result, int) else 0

@@ -14,7 +14,8 @@ from collections.abc import Iterator
 
 import click
 
-from gpvae.errors import GPVAEError
+from gpvae.errors import DistributedError, GPVAEError
+from gpvae.training.distributed import is_main_process
 
 __all__ = ["CLI_NAMES", "CLIError", "as_cli", "cli_message", "info", "one_line"]
 
@@ -62,9 +63,17 @@ def as_cli(default: str, names: dict[str, str] | None = None) -> Iterator[None]:
     try:
         yield
     except GPVAEError as err:
-        raise CLIError(cli_message(one_line(str(err)), default, names)) from err
+        message = one_line(str(err))
+        if isinstance(err, DistributedError):  # about the job, not about an argument
+            out = CLIError(message)
+        else:
+            out = CLIError(cli_message(message, default, names))
+        if getattr(err, "synchronized", False):  # raised alike by every process of a job
+            out.synchronized = True  # type: ignore[attr-defined]
+        raise out from err
 
 
 def info(message: str) -> None:
-    """Print a progress or result line on stdout."""
-    click.echo(message)
+    """Print a progress or result line on stdout (in process 0 only, under torchrun)."""
+    if is_main_process():
+        click.echo(message)

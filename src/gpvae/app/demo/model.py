@@ -43,6 +43,7 @@ from gpvae.app.demo.data import (
     to_model_units,
     windows,
 )
+from gpvae.kernels import num_periods
 
 if TYPE_CHECKING:
     from gpvae.estimator import GPVAE
@@ -70,6 +71,7 @@ class DemoSettings:
         latent_dim: latent channels L.
         hidden: hidden widths of encoder and decoder.
         kernel: kernel name of every latent channel.
+        period: the period of its periodic factor, in days (the yearly season).
         encoder: encoder name ("conv", "mlp" or "partial").
         likelihood: likelihood name ("gaussian", or "gaussian_gp": per-feature noise that is
             a GP in time).
@@ -87,7 +89,8 @@ class DemoSettings:
     stride: int = 5
     latent_dim: int = 8
     hidden: tuple[int, ...] = (64, 64)
-    kernel: str = "matern32"
+    kernel: str = "matern32+periodic"
+    period: float | None = 365.25
     encoder: str = "conv"
     likelihood: str = "gaussian"
     beta: float = 0.3
@@ -144,6 +147,7 @@ def fit_model(
         beta=settings.beta,
         hidden=settings.hidden,
         lengthscale=settings.lengthscale,
+        period=settings.period if num_periods(settings.kernel) else None,
         epochs=settings.epochs,
         batch_size=settings.batch_size,
         lr=settings.lr,
@@ -153,7 +157,12 @@ def fit_model(
     )
     # The held-out entries are hidden in every window that contains them: training never
     # sees them, and early stopping and the interval calibration score them.
-    return model.fit(X, t, X_val=X, times_val=t, X_val_target=X_target)
+    model.fit(X, t, X_val=X, times_val=t, X_val_target=X_target)
+    # forecast intervals calibrated by rolling origins over the whole masked history
+    model.calibrate_forecast(
+        to_model_units(data.history)[None], data.days[None], horizon=data.horizon
+    )
+    return model
 
 
 def holdout_mask(history: np.ndarray, seed: int) -> np.ndarray:

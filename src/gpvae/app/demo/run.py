@@ -79,7 +79,8 @@ class Forecast:
     Attributes:
         mean, lower, upper: (H, D) forecast and 90% interval in original units.
         lower50, upper50: (H, D) the 50% interval.
-        mae: MAE in standardised units of "gpvae", "persistence" and "mean".
+        mae: MAE in standardised units of "gpvae", "persistence", "seasonal_naive" (the
+            same days a year before) and "mean".
         coverage: share of the held-out entries inside the 90% interval.
     """
 
@@ -144,11 +145,14 @@ def forecast_and_score(model: GPVAE, data: DemoData, num_samples: int) -> Foreca
     lower50, upper50 = (from_model_units(a[0]) for a in (fc50.lower, fc50.upper))
     truth = data.truth[T:]
     scale = np.nanstd(data.history, axis=0)
-    last = impute_locf(data.history[None])[0][-1]
+    filled = impute_locf(data.history[None])[0]  # (T, D)
+    last = filled[-1]
+    season = filled[T - 365 + np.arange(data.horizon) % 365]  # the same days a year before
     clim = np.nanmean(data.history, axis=0)
     mae = {
         "gpvae": float((np.abs(mean - truth) / scale).mean()),
         "persistence": float((np.abs(last - truth) / scale).mean()),
+        "seasonal_naive": float((np.abs(season - truth) / scale).mean()),
         "mean": float((np.abs(clim - truth) / scale).mean()),
     }
     coverage = float(((truth >= lower) & (truth <= upper)).mean())
@@ -311,8 +315,9 @@ def report(
     )
     echo(
         f"forecast of the last {data.horizon} days, MAE (std units): gpvae "
-        f"{fc['gpvae']:.3f}, persistence {fc['persistence']:.3f}, mean "
-        f"{fc['mean']:.3f}; 90% coverage {result['forecast_coverage_90']:.1%}"
+        f"{fc['gpvae']:.3f}, persistence {fc['persistence']:.3f}, seasonal naive (a year "
+        f"before) {fc['seasonal_naive']:.3f}, mean {fc['mean']:.3f}; 90% coverage "
+        f"{result['forecast_coverage_90']:.1%}"
     )
     echo(
         f"anomalies: {result['anomalies_flagged']} days above the 99% quantile of the step "

@@ -10,6 +10,7 @@ import click
 import numpy as np
 import pandas as pd
 
+from gpvae.app.cli import shards
 from gpvae.app.cli.columns import (
     ColumnSpec,
     merge_back,
@@ -21,7 +22,7 @@ from gpvae.app.cli.columns import (
 from gpvae.app.cli.errors import CLIError, as_cli, info
 from gpvae.app.cli.model_dir import load_model
 from gpvae.app.cli.options import examples, series_option
-from gpvae.app.cli.tables import check_output, check_plot, read_table, save_figure, write_table
+from gpvae.app.cli.tables import check_output, check_plot, save_figure, write_table
 from gpvae.estimator.anomaly import AnomalyProfile, flagged_intervals
 
 __all__ = ["anomaly_table", "describe_intervals", "detect", "interval_table", "label_column"]
@@ -92,7 +93,13 @@ def detect(
     rows and columns of DATA plus: score (per step), <feature>_score (per entry, empty
     where missing) and anomaly (true where score > threshold).
     """
-    out_path = check_output(out)
+    run = shards.job()
+    out_path = shards.check_output_path(out, run)
+    if run.world > 1 and (intervals_out is not None or labels_col is not None):
+        opt = "--intervals" if intervals_out is not None else "--labels"
+        raise shards.everywhere(
+            CLIError(f"{opt}: expected one process, found {run.world} (torchrun)"), run
+        )
     iv_path = None if intervals_out is None else check_output(intervals_out, "--intervals")
     plot_path = check_plot(plot)
     if threshold is not None and quantile is not None:
@@ -102,15 +109,20 @@ def detect(
     if threshold is not None and not math.isfinite(threshold):
         raise CLIError(f"--threshold: expected a finite number, found {threshold}")
     model, spec = load_model(model_dir)
-    frame = read_table(data)
-    labels = None if labels_col is None else label_column(frame, labels_col, spec)
-    ss = series_set(frame, spec, "DATA")
-    with as_cli("DATA"):
-        scores = anomaly_table(model.anomaly_scores(ss, num_samples=num_samples), spec)
+    data_in = shards.read_input(data, spec.id_col, run, share=True)
+    frame = table = data_in.frame
+    scores = pd.DataFrame({"score": np.zeros(0)})
+    with run.together(), as_cli("DATA"):
+        if frame.shape[0]:  # a process may have no series (fewer series than processes)
+            ss = series_set(frame, spec, "DATA")
+            scores = anomaly_table(model.anomaly_scores(ss, num_samples=num_samples), spec)
+    labels = None
+    if labels_col is not None and frame.shape[0]:
+        labels = label_column(frame, labels_col, spec)
     step = scores["score"].to_numpy(dtype=np.float64)
     profile = model.anomaly_profile_
     if quantile is not None:
-        thr = float(np.nanquantile(step, quantile))
+        thr = float(np.nanquantile(shards.gather_values(step, run), quantile))
         source = f"the {quantile:g} quantile of these scores"
     elif threshold is not None:
         thr, source = float(threshold), "--threshold"
@@ -124,30 +136,33 @@ def detect(
         thr = spec.threshold
         source = f"the {spec.threshold_quantile:g} quantile of the training scores"
     else:
-        thr = float(np.nanquantile(step, 0.99))
+        thr = float(np.nanquantile(shards.gather_values(step, run), 0.99))
         source = "the 0.99 quantile of these scores"
     scores["anomaly"] = np.nan_to_num(step, nan=-np.inf) > thr
-    table = merge_back(frame, scores, spec)
-    intervals = interval_table(table, spec, thr, profile)
-    write_table(table, out_path)
-    if iv_path is not None:
-        write_table(intervals, iv_path, "--intervals")
+    if frame.shape[0]:
+        table = merge_back(frame, scores, spec)
+    shards.write_output(table, out_path, run, ordered=data_in.ordered)
+    flagged, steps = run.sums([int(scores["anomaly"].sum()), len(step)])
+    intervals = interval_table(table, spec, thr, profile) if run.world == 1 else None
+    n_iv = "" if intervals is None else f" in {len(intervals)} intervals"
     info(
-        f"flagged {int(scores['anomaly'].sum())} of {len(step)} steps in {len(intervals)} "
-        f"intervals above {thr:.4g} ({source}); wrote {out_path}"
-        + ("" if iv_path is None else f" and {iv_path}")
+        f"flagged {int(flagged)} of {int(steps)} steps{n_iv} above {thr:.4g} ({source}); "
+        f"wrote {out_path}" + ("" if iv_path is None else f" and {iv_path}")
     )
-    for line in describe_intervals(intervals, spec):
-        info(line)
+    if intervals is not None:
+        if iv_path is not None:
+            write_table(intervals, iv_path, "--intervals")
+        for line in describe_intervals(intervals, spec):
+            info(line)
     if labels is not None:
-        flagged = scores["anomaly"].to_numpy()
+        hit = scores["anomaly"].to_numpy()
         info(
-            f"labels {labels_col!r}: flagged {flagged[labels].mean() if labels.any() else 0:.1%} "
+            f"labels {labels_col!r}: flagged {hit[labels].mean() if labels.any() else 0:.1%} "
             f"of {int(labels.sum())} labelled steps and "
-            f"{flagged[~labels].mean() if (~labels).any() else 0:.2%} of "
+            f"{hit[~labels].mean() if (~labels).any() else 0:.2%} of "
             f"{int((~labels).sum())} unlabelled steps"
         )
-    if plot_path is not None:
+    if plot_path is not None and shards.plot_owner(table, spec.id_col, series, run):
         from gpvae.app.plots import plot_anomalies
 
         if labels is not None:

@@ -13,6 +13,7 @@ import click
 import numpy as np
 
 from gpvae import settings
+from gpvae.app.cli import shards
 from gpvae.app.cli.columns import record_times, series_set, spec_from_fit
 from gpvae.app.cli.errors import CLIError, as_cli, info
 from gpvae.app.cli.model_dir import MODEL_SUBDIR
@@ -23,14 +24,16 @@ from gpvae.app.cli.options import (
     positive_float,
     positive_int,
 )
-from gpvae.app.cli.tables import read_table
-from gpvae.data import SeriesSet
-from gpvae.data.windows import cut_windows
+from gpvae.data.batching import shard_bounds
+from gpvae.estimator.anomaly import quantile_threshold
 from gpvae.kernels import kernel_key, kernel_names
 from gpvae.likelihoods import likelihood_key, likelihood_names
 from gpvae.nets.registry import encoder_key, encoder_names
 
-__all__ = ["fit", "training_series"]
+__all__ = ["THRESHOLD_QUANTILE", "fit", "fit_spatial"]
+
+#: The quantile of the training data's step scores stored as ``detect``'s default threshold.
+THRESHOLD_QUANTILE = 0.99
 
 
 @click.command()
@@ -57,7 +60,24 @@ __all__ = ["fit", "training_series"]
     default="matern32",
     show_default=True,
     type=RegistryChoice(kernel_names(), kernel_key),
-    help="GP kernel of every latent channel.",
+    help="GP kernel of every latent channel; '+' adds kernels and '*' multiplies them "
+    "(e.g. matern32+periodic, periodic*matern32).",
+)
+@click.option(
+    "--period",
+    "periods",
+    multiple=True,
+    help="Period of the periodic kernel(s), in the time column's units or as a duration or "
+    "calendar offset (24h, 365.25D, 12MS); repeat once per periodic factor. Fixed in "
+    "training. Default: found in the data's spectrum and learned.",
+)
+@click.option(
+    "--forecast-horizon",
+    default=None,
+    type=int,
+    callback=positive_int,
+    help="Calibrate the forecast intervals for this many steps ahead (rolling origins "
+    "inside the training data).",
 )
 @click.option(
     "--lengthscale",
@@ -89,6 +109,13 @@ __all__ = ["fit", "training_series"]
     help="Hidden layer widths of encoder and decoder.",
 )
 @click.option("--lr", default=1e-3, show_default=True, callback=positive_float)
+@click.option(
+    "--kernel-lr",
+    default=None,
+    type=float,
+    callback=positive_float,
+    help="Learning rate of the kernel hyper-parameters (default: the larger of --lr and 1e-2).",
+)
 @click.option("--batch-size", default=32, show_default=True, callback=positive_int)
 @click.option(
     "--patience",
@@ -110,6 +137,19 @@ __all__ = ["fit", "training_series"]
     default=True,
     show_default=True,
     help="Rescale the imputation intervals per feature to cover held-out entries.",
+)
+@click.option(
+    "--coord-cols",
+    default=None,
+    help="Two coordinate columns (e.g. lat,lon in degrees, or x,y in km): spatial data, one "
+    "site per --id-col; the latents become GPs over space x time (see predict-sites).",
+)
+@click.option(
+    "--inducing",
+    default=None,
+    type=int,
+    callback=positive_int,
+    help="With --coord-cols: this many learnable inducing sites (the sparse backend).",
 )
 @click.option(
     "--false-alarm-rate",
@@ -145,17 +185,22 @@ def fit(
     epochs: int,
     latent_dim: int,
     kernel: str,
+    periods: tuple[str, ...],
+    forecast_horizon: int | None,
     lengthscale: float | None,
     encoder: str,
     likelihood: str,
     hidden: tuple[int, ...],
     lr: float,
+    kernel_lr: float | None,
     batch_size: int,
     patience: int,
     window: int | None,
     calibrate: bool,
     false_alarm_rate: float,
     smooth: int | None,
+    coord_cols: str | None,
+    inducing: int | None,
     seed: int,
     resume: bool,
     quiet: bool,
@@ -178,8 +223,12 @@ def fit(
         likelihood=likelihood,
         hidden=hidden,
         lengthscale=lengthscale,
+        period=_periods(periods),
+        window=window,
+        forecast_horizon=forecast_horizon,
         epochs=epochs,
         lr=lr,
+        kernel_lr=kernel_lr,
         batch_size=batch_size,
         patience=patience if patience > 0 else None,
         calibrate=calibrate,
@@ -187,48 +236,133 @@ def fit(
         progress=not quiet,
         checkpoint_dir=str(out / "checkpoints"),
     )
-    frame = read_table(data)
-    spec = spec_from_fit(frame, time_col, id_col, features)
-    series = series_set(frame, spec, "DATA")
-    for j, feature in enumerate(spec.features):
-        if all(np.isnan(v[:, j]).all() for v in series.values):
-            raise CLIError(
-                f"DATA: expected at least one value in every feature column, found none in "
-                f"{feature!r} (leave it out of --features)"
+    run = shards.job()
+    source = shards.read_input(data, id_col, run, share=False)
+    frame = source.frame
+    if coord_cols is not None:
+        if run.world > 1:
+            raise shards.everywhere(
+                CLIError(
+                    f"--coord-cols: expected one process (spatial fits do not run under "
+                    f"torchrun), found {run.world}"
+                ),
+                run,
             )
-    record_times(spec, frame, series)
-    out.mkdir(parents=True, exist_ok=True)
-    train_values, train_times = training_series(series, window)
-    with as_cli("DATA", {"encoder": "--encoder"}):  # e.g. 'cnn' on non-square frames
-        model.fit(train_values, train_times, resume=resume)
-        # detect's default threshold: stored with the model (model/config.json)
-        model.fit_threshold(
-            list(series.values),
-            list(series.times),
-            false_alarm_rate=false_alarm_rate,
-            smooth=smooth,
-        )
+        fit_spatial(model, frame, out, time_col, id_col, coord_cols, features, window, inducing)
+        return
+    with run.together():
+        spec = spec_from_fit(frame, time_col, id_col, features)
+        series = series_set(frame, spec, "DATA")
+    # with a folder each process holds its own series (else every process holds them all)
+    sharded = source.folder and run.world > 1
+    D = len(spec.features)
+    seen = [sum(int((~np.isnan(v[:, j])).sum()) for v in series.values) for j in range(D)]
+    if sharded:
+        seen = [int(c) for c in run.sums(seen)]
+    for feature, count in zip(spec.features, seen):
+        if count == 0:
+            raise shards.everywhere(
+                CLIError(
+                    f"DATA: expected at least one value in every feature column, found none "
+                    f"in {feature!r} (leave it out of --features)"
+                ),
+                run,
+            )
+    with run.together():
+        if sharded:
+            shards.record_times_all(spec, frame, series, run)
+        else:
+            record_times(spec, frame, series)
+        if run.is_main:
+            out.mkdir(parents=True, exist_ok=True)
+    with as_cli("DATA", {"encoder": "--encoder", "period": "--period"}):
+        model.fit(series, resume=resume, sharded=sharded)  # 'cnn' on non-square frames fails here
+    # the threshold: scores of every series, each process scoring a block of them
+    mine = np.arange(series.num_series)
+    if not sharded and run.world > 1:
+        mine = np.arange(*shard_bounds(series.num_series, run.rank, run.world))
+    step: list[np.ndarray] = []
+    with run.together(), as_cli("DATA"):
+        if run.world == 1:
+            # detect's threshold and score profile, stored with the model (model/config.json)
+            model.fit_threshold(
+                list(series.values),
+                list(series.times),
+                false_alarm_rate=false_alarm_rate,
+                smooth=smooth,
+            )
+        elif len(mine):
+            values = [series.values[i] for i in mine]
+            times = [series.times[i] for i in mine]
+            step = list(model.anomaly_scores(values, times, num_samples=50).step)
+    every = [s for part in run.gather(step) for s in part]
+    spec.threshold_quantile = THRESHOLD_QUANTILE
     # Everything is computed before anything is written: an error leaves MODEL_DIR as it was.
-    model.save(out / MODEL_SUBDIR)
-    spec.save(out)
+    with run.together():
+        if run.is_main:
+            spec.threshold = quantile_threshold(every, THRESHOLD_QUANTILE) if every else None
+            model.save(out / MODEL_SUBDIR)
+            spec.save(out)
     hist = getattr(model, "history_", None) or []
     last = f" after {len(hist)} epochs" if hist else ""
+    n_series = int(run.total(series.num_series)) if sharded else series.num_series
+    processes = f" by {run.world} processes" if run.world > 1 else ""
     info(
-        f"fitted on {series.num_series} series, {series.num_features} features "
-        f"({', '.join(spec.features)}){last}; wrote {out}"
+        f"fitted on {n_series} series, {series.num_features} features "
+        f"({', '.join(spec.features)}){last}{processes}; wrote {out}"
     )
 
 
-def training_series(
-    series: SeriesSet, window: int | None
-) -> tuple[list[np.ndarray], list[np.ndarray]]:
-    """The training series: as given, or cut into half-overlapping windows of ``window``
-    steps (windows with nothing observed left out; see :func:`gpvae.data.windows.cut_windows`).
-    """
-    values = [np.asarray(v) for v in series.values]
-    times = [np.asarray(t) for t in series.times]
-    if window is None:
-        return values, times
-    if window < 2:
-        raise CLIError(f"--window: expected at least 2 steps, found {window}")
-    return cut_windows(values, times, window, skip_empty=True)
+def _periods(values: tuple[str, ...]) -> list[float | str] | None:
+    """--period values: numbers where they parse as numbers, strings otherwise."""
+    if not values:
+        return None
+    out: list[float | str] = []
+    for v in values:
+        try:
+            out.append(float(v))
+        except ValueError:
+            out.append(v)
+    return out
+
+
+def fit_spatial(
+    model: object,
+    frame: object,
+    out: Path,
+    time_col: str,
+    id_col: str | None,
+    coord_cols: str,
+    features: str | None,
+    window: int | None,
+    inducing: int | None,
+) -> None:
+    """``fit --coord-cols``: a spatial model written to MODEL_DIR/model."""
+    coords = [c.strip() for c in coord_cols.split(",")]
+    if len(coords) != 2 or not all(coords):
+        raise CLIError(
+            f"--coord-cols: expected two column names such as lat,lon, found {coord_cols!r}"
+        )
+    if id_col is None:
+        raise CLIError("--id-col: expected the site id column with --coord-cols, found none")
+    feats = None if features is None else [f.strip() for f in features.split(",")]
+    names = {
+        "coords": "--coord-cols",
+        "id": "--id-col",
+        "time": "--time-col",
+        "features": "--features",
+        "window": "--window",
+    }
+    with as_cli("DATA", names):
+        model.fit(  # type: ignore[attr-defined]
+            frame,
+            id=id_col,
+            time=time_col,
+            coords=coords,
+            features=feats,
+            window=window or 48,
+            inducing=inducing,
+        )
+    out.mkdir(parents=True, exist_ok=True)
+    model.save(out / MODEL_SUBDIR)  # type: ignore[attr-defined]
+    info(f"fitted a spatial model on {len(model.spatial_.train_xy)} sites; wrote {out}")  # type: ignore[attr-defined]

@@ -5,6 +5,7 @@ from __future__ import annotations
 import click
 import numpy as np
 
+from gpvae.app.cli import shards
 from gpvae.app.cli.columns import parse_times, series_frame, series_set, time_axis
 from gpvae.app.cli.errors import as_cli, info
 from gpvae.app.cli.model_dir import load_model
@@ -16,7 +17,7 @@ from gpvae.app.cli.options import (
     positive_int,
     series_option,
 )
-from gpvae.app.cli.tables import check_output, check_plot, read_table, save_figure, write_table
+from gpvae.app.cli.tables import check_plot, save_figure
 
 __all__ = ["forecast"]
 
@@ -52,19 +53,23 @@ def forecast(
     OUT has one row per series and future step: the id column (long files), the time
     column, the forecast mean of every feature and <feature>_lower / <feature>_upper.
     """
-    out_path = check_output(out)
+    run = shards.job()
+    out_path = shards.check_output_path(out, run)
     plot_path = check_plot(plot)
     model, spec = load_model(model_dir)
-    frame = read_table(data)
-    ss = series_set(frame, spec, "DATA")
-    with as_cli("DATA"):
-        res = model.forecast(
-            ss, horizon=horizon, num_samples=num_samples, quantiles=interval(level)
-        )
-    table = res.to_frame()
-    write_table(table, out_path)
-    info(f"forecast {horizon} steps of {ss.num_series} series; wrote {out_path}")
-    if plot_path is not None:
+    source = shards.read_input(data, spec.id_col, run, share=True)
+    frame = source.frame
+    table, n_series = frame.iloc[:0], 0
+    with run.together(), as_cli("DATA"):
+        if frame.shape[0]:  # a process may have no series (fewer series than processes)
+            ss = series_set(frame, spec, "DATA")
+            res = model.forecast(
+                ss, horizon=horizon, num_samples=num_samples, quantiles=interval(level)
+            )
+            table, n_series = res.to_frame(), ss.num_series
+    shards.write_output(table, out_path, run, ordered=False)
+    info(f"forecast {horizon} steps of {int(run.total(n_series))} series; wrote {out_path}")
+    if plot_path is not None and shards.plot_owner(frame, spec.id_col, series, run):
         from gpvae.app.plots import plot_forecast
 
         feats = spec.features

@@ -5,6 +5,7 @@ from __future__ import annotations
 import click
 import numpy as np
 
+from gpvae.app.cli import shards
 from gpvae.app.cli.columns import merge_back, parse_times, series_frame, series_set, time_axis
 from gpvae.app.cli.errors import as_cli, info
 from gpvae.app.cli.model_dir import load_model
@@ -15,7 +16,7 @@ from gpvae.app.cli.options import (
     num_samples_option,
     series_option,
 )
-from gpvae.app.cli.tables import check_output, check_plot, read_table, save_figure, write_table
+from gpvae.app.cli.tables import check_plot, save_figure
 
 __all__ = ["impute"]
 
@@ -44,17 +45,21 @@ def impute(
     imputed mean (observed values unchanged), and <feature>_lower / <feature>_upper
     columns with the --level interval (equal to the value where observed).
     """
-    out_path = check_output(out)
+    run = shards.job()
+    out_path = shards.check_output_path(out, run)
     plot_path = check_plot(plot)
     model, spec = load_model(model_dir)
-    frame = read_table(data)
-    ss = series_set(frame, spec, "DATA")
-    with as_cli("DATA"):
-        res = model.impute(ss, num_samples=num_samples, quantiles=interval(level))
-    table = merge_back(frame, res.to_frame(), spec)
-    write_table(table, out_path)
-    info(f"imputed {int(frame[spec.features].isna().sum().sum())} missing values; wrote {out_path}")
-    if plot_path is not None:
+    source = shards.read_input(data, spec.id_col, run, share=True)
+    frame = table = source.frame
+    with run.together(), as_cli("DATA"):
+        if frame.shape[0]:  # a process may have no series (fewer series than processes)
+            ss = series_set(frame, spec, "DATA")
+            res = model.impute(ss, num_samples=num_samples, quantiles=interval(level))
+            table = merge_back(frame, res.to_frame(), spec)
+    shards.write_output(table, out_path, run, ordered=source.ordered)
+    missing = run.total(int(frame[spec.features].isna().sum().sum()) if frame.shape[0] else 0)
+    info(f"imputed {int(missing)} missing values; wrote {out_path}")
+    if plot_path is not None and shards.plot_owner(table, spec.id_col, series, run):
         from gpvae.app.plots import plot_imputation
 
         part = series_frame(table, spec, series)

@@ -1,0 +1,330 @@
+"""Forecasting benchmark: rolling-origin backtests of gpvae against simple and classical peers.
+
+Data sets (DESIGN.md "Benchmark protocols", issue 16):
+
+- ``seattle``: the demo's Seattle weather (vega_datasets; daily 2012-2015; precipitation,
+  temp_max, temp_min, wind), horizon 28 days, MASE season 365 days;
+- ``beijing``: BeijingAir (``../shared/data/beijing_air``), the 11 numeric features of three
+  stations (Aotizhongxin, Changping, Dingling) as three series, the last
+  :data:`BEIJING_HOURS` hours, horizons 24 and 168 hours, MASE season 24 hours;
+- ``employment``: US employment (vega_datasets ``us-employment``; monthly 2006-2015, 23
+  series of employees by industry, seasonally adjusted; a recession and a recovery),
+  horizon 12 months, MASE season 12.
+
+Each data set has ``--origins`` (default 5) origins, one horizon apart, at the end of the
+series; every method forecasts the same future from the same history and is scored the same
+way (:func:`gpvae.estimator.backtest.forecast_scores`): MAE, MASE (in-sample seasonal naive
+MAE before the earliest origin), CRPS (2 x mean pinball loss over the quantiles 0.1..0.9,
+scaled like MASE) and the coverage of the 90% interval. Methods:
+
+- ``persistence`` (last value) and ``snaive`` (value one season before), point forecasts
+  (their CRPS is their scaled MAE);
+- ``ets`` and ``arima``: statsforecast AutoETS / AutoARIMA per series and feature, on the last
+  :data:`CLASSIC_HISTORY` points (``--classic-history``) before each origin (gaps filled
+  linearly), intervals at levels 20..90; Seattle's daily data get season 7 (a season of 365
+  is out of their reach);
+- ``gpvae``: :func:`gpvae.estimator.backtest.backtest` with ``refit="once"`` (fitted on the
+  data before the earliest origin, forecasting every origin from its whole history);
+- ``vae``: the same networks with an N(0, I) prior (``kernel="white"``,
+  ``posterior="diagonal"``), fitted on the same data with the same epoch cap and patience;
+  its forecast decodes prior draws of z (what an N(0, I) prior knows about the future).
+
+Usage::
+
+    python benchmarks/forecasting.py --dataset seattle --method gpvae \
+        [--out benchmarks/results/forecasting.json] [--epochs 40] [--origins 5]
+"""
+
+from __future__ import annotations
+
+import argparse
+import sys
+import time
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import pandas as pd
+
+sys.path.insert(0, str(Path(__file__).resolve().parent))
+from _protocol import ResultsFile
+
+from gpvae import GPVAE
+from gpvae.estimator.backtest import QUANTILES, forecast_scores, seasonal_naive_scale
+
+ROOT = Path(__file__).resolve().parents[1]
+OUT = ROOT / "benchmarks" / "results" / "forecasting.json"
+BEIJING_STATIONS = ("Aotizhongxin", "Changping", "Dingling")
+BEIJING_FEATURES = (
+    "PM2.5",
+    "PM10",
+    "SO2",
+    "NO2",
+    "CO",
+    "O3",
+    "TEMP",
+    "PRES",
+    "DEWP",
+    "RAIN",
+    "WSPM",
+)
+BEIJING_HOURS = 6000
+CLASSIC_HISTORY = 1500
+LEVELS = (20, 40, 60, 80, 90)
+
+
+class ForecastResults(ResultsFile):
+    KEY = ("dataset", "horizon", "method", "seed")
+
+
+# ------------------------------------------------------------------------------ data
+
+
+def load(name: str, data_dir: str) -> dict[str, Any]:
+    """values: list of (T, D) arrays; index: per series times (dates or numbers); season."""
+    if name == "seattle":
+        from vega_datasets import data
+
+        w = data("seattle-weather").set_index("date")
+        cols = ["precipitation", "temp_max", "temp_min", "wind"]
+        frame = w[cols].astype(float)
+        return {
+            "X": frame,
+            "values": [frame.to_numpy()],
+            "season": 365,
+            "classic_season": 7,
+            "features": cols,
+        }
+    if name == "employment":
+        from vega_datasets import data
+
+        e = data("us-employment")
+        frame = e.set_index(pd.DatetimeIndex(e["month"])).drop(columns=["month"]).astype(float)
+        return {
+            "X": frame,
+            "values": [frame.to_numpy()],
+            "season": 12,
+            "classic_season": 12,
+            "features": list(frame.columns),
+        }
+    if name == "beijing":
+        values = []
+        for st in BEIJING_STATIONS:
+            path = Path(data_dir) / "beijing_air" / f"PRSA_Data_{st}_20130301-20170228.csv"
+            f = pd.read_csv(path)
+            values.append(f[list(BEIJING_FEATURES)].to_numpy(dtype=float)[-BEIJING_HOURS:])
+        return {
+            "X": values,
+            "values": values,
+            "season": 24,
+            "classic_season": 24,
+            "features": list(BEIJING_FEATURES),
+        }
+    raise SystemExit(f"--dataset: expected seattle, beijing or employment, found {name!r}")
+
+
+#: gpvae's configuration per data set (one configuration each, chosen before the runs: the
+#: season's period known from the calendar; windows and batches that give a few optimiser
+#: steps per epoch on the training part).
+GPVAE_CONFIG: dict[str, dict[str, Any]] = {
+    "seattle": {
+        "latent_dim": 4,
+        "kernel": "trend+matern32+periodic",
+        "period": "365.25D",
+        "window": 120,
+        "batch_size": 8,
+    },
+    "beijing": {
+        "latent_dim": 8,
+        "kernel": "matern32+periodic",
+        "period": 24.0,
+        "window": 168,
+        "batch_size": 32,
+    },
+    "employment": {
+        "latent_dim": 4,
+        "kernel": "trend+matern32",
+        "window": 24,
+        "batch_size": 2,
+    },
+}
+
+
+# ------------------------------------------------------------------------------ methods
+
+
+def origins_of(T: int, H: int, n: int) -> list[int]:
+    first = T - H - (n - 1) * H
+    return [first + k * H for k in range(n)]
+
+
+def naive_forecasts(values: list[np.ndarray], H: int, n: int, lag: int) -> np.ndarray:
+    """(n_series, n_origins, H, D) forecasts y[o - lag + (h mod lag)] (lag 1: persistence)."""
+    out = []
+    for v in values:
+        rows = []
+        for o in origins_of(len(v), H, n):
+            hist = pd.DataFrame(v[:o]).ffill().to_numpy()  # last observed value
+            idx = o - lag + (np.arange(H) % lag)
+            rows.append(hist[idx])
+        out.append(rows)
+    return np.asarray(out)
+
+
+def classic(
+    values: list[np.ndarray], H: int, n: int, season: int, which: str, history: int
+) -> tuple[np.ndarray, ...]:
+    from statsforecast import StatsForecast
+    from statsforecast.models import AutoARIMA, AutoETS
+
+    model = AutoETS(season_length=season) if which == "ets" else AutoARIMA(season_length=season)
+    n_s, D = len(values), values[0].shape[1]
+    mean = np.full((n_s, n, H, D), np.nan)
+    quant = np.full((len(QUANTILES), n_s, n, H, D), np.nan)
+    lo = np.full_like(mean, np.nan)
+    hi = np.full_like(mean, np.nan)
+    for i, v in enumerate(values):
+        for k, o in enumerate(origins_of(len(v), H, n)):
+            hist = pd.DataFrame(v[max(0, o - history) : o]).interpolate(limit_direction="both")
+            rows = []
+            for j in range(D):
+                rows.append(
+                    pd.DataFrame(
+                        {"unique_id": str(j), "ds": np.arange(len(hist)), "y": hist[j].to_numpy()}
+                    )
+                )
+            df = pd.concat(rows)
+            sf = StatsForecast(models=[model], freq=1, n_jobs=1)
+            fc = sf.forecast(df=df, h=H, level=list(LEVELS))
+            name = type(model).__name__
+            for j in range(D):
+                f = fc[fc["unique_id"] == str(j)]
+                mean[i, k, :, j] = f[name].to_numpy()
+                for q_i, q in enumerate(QUANTILES):
+                    if q == 0.5:
+                        quant[q_i, i, k, :, j] = f[name].to_numpy()
+                        continue
+                    level = round(abs(q - 0.5) * 200)
+                    col = f"{name}-{'hi' if q > 0.5 else 'lo'}-{level}"
+                    quant[q_i, i, k, :, j] = f[col].to_numpy()
+                lo[i, k, :, j] = f[f"{name}-lo-90"].to_numpy()
+                hi[i, k, :, j] = f[f"{name}-hi-90"].to_numpy()
+    return mean, quant, lo, hi
+
+
+def run_gpvae(
+    ds: dict[str, Any], name: str, H: int, n: int, args: argparse.Namespace, prior: str
+) -> tuple[tuple[np.ndarray, ...], list[int]]:
+    cfg = dict(GPVAE_CONFIG[name])
+    common = dict(
+        epochs=args.epochs, patience=args.patience, lr=args.lr, seed=args.seed, progress=False
+    )
+    if prior == "gp":
+        est = GPVAE(**cfg, **common, forecast_horizon=H)
+        res = est.backtest(
+            ds["X"], horizon=H, num_origins=n, season=ds["season"], num_samples=args.samples
+        )
+        return (res.mean, res.quantiles, res.lower, res.upper), res.epochs
+    # the same networks with an N(0, I) prior: fitted before the earliest origin, forecasts
+    # are decoded prior draws of z
+    cfg.pop("kernel")
+    cfg.pop("period", None)
+    est = GPVAE(**cfg, **common, kernel="white", posterior="diagonal")
+    values = ds["values"]
+    first = [origins_of(len(v), H, n)[0] for v in values]
+    est.fit([v[:f] for v, f in zip(values, first)])
+    n_s, D = len(values), values[0].shape[1]
+    draws = est.sample(np.arange(n * H, dtype=float), num_samples=args.samples * n_s)
+    draws = draws.reshape(args.samples, n_s, n, H, D)
+    quant = np.quantile(draws, QUANTILES, axis=0)
+    lo, hi = np.quantile(draws, [0.05, 0.95], axis=0)
+    return (draws.mean(0), quant, lo, hi), [len(est.history_)]
+
+
+def _bands(score: np.ndarray) -> list[float]:
+    """Mean of a (n_series, n_origins, H, D) score over 4 equal parts of the horizon 1..H."""
+    return [float(np.nanmean(b)) for b in np.array_split(score, 4, axis=2)]
+
+
+def main(argv: list[str] | None = None) -> None:
+    p = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    p.add_argument("--dataset", required=True, choices=["seattle", "beijing", "employment"])
+    p.add_argument(
+        "--method", required=True, choices=["persistence", "snaive", "ets", "arima", "gpvae", "vae"]
+    )
+    p.add_argument("--horizon", type=int, default=None)
+    p.add_argument("--origins", type=int, default=5)
+    p.add_argument("--epochs", type=int, default=40)
+    p.add_argument("--patience", type=int, default=8)
+    p.add_argument("--lr", type=float, default=3e-3)
+    p.add_argument("--samples", type=int, default=200)
+    p.add_argument("--seed", type=int, default=0)
+    p.add_argument(
+        "--classic-history",
+        type=int,
+        default=CLASSIC_HISTORY,
+        help="points before each origin that AutoETS / AutoARIMA see",
+    )
+    p.add_argument("--data-dir", default=str(ROOT.parent / "shared" / "data"))
+    p.add_argument("--out", default=str(OUT))
+    args = p.parse_args(argv)
+    default_h = {"seattle": 28, "beijing": 24, "employment": 12}
+    H = args.horizon or default_h[args.dataset]
+    ds = load(args.dataset, args.data_dir)
+    values, n, m = ds["values"], args.origins, ds["season"]
+    truth = np.asarray([[v[o : o + H] for o in origins_of(len(v), H, n)] for v in values])
+    scale = np.stack([seasonal_naive_scale(v[: origins_of(len(v), H, n)[0]], m) for v in values])
+    t0 = time.time()
+    epochs: list[int] = []
+    if args.method in ("persistence", "snaive"):
+        mean = naive_forecasts(values, H, n, 1 if args.method == "persistence" else m)
+        quant = np.broadcast_to(mean, (len(QUANTILES), *mean.shape))
+        lo = hi = np.full_like(mean, np.nan)
+    elif args.method in ("ets", "arima"):
+        mean, quant, lo, hi = classic(
+            values, H, n, ds["classic_season"], args.method, args.classic_history
+        )
+    else:
+        (mean, quant, lo, hi), epochs = run_gpvae(
+            ds, args.dataset, H, n, args, "gp" if args.method == "gpvae" else "iid"
+        )
+    wall = time.time() - t0
+    s = forecast_scores(truth, mean, quant, lo, hi, scale[:, None, None, :])
+    record = {
+        "dataset": args.dataset,
+        "horizon": H,
+        "method": args.method,
+        "seed": args.seed,
+        "origins": n,
+        "season": m,
+        "mae": float(np.nanmean(s["abs_error"])),
+        "mase": float(np.nanmean(s["scaled_error"])),
+        "crps": float(np.nanmean(s["crps"])),
+        "coverage90": None
+        if args.method in ("persistence", "snaive")
+        else float(np.nanmean(s["covered"])),
+        "mase_by_origin": np.nanmean(s["scaled_error"], axis=(0, 2, 3)).tolist(),
+        "mase_by_horizon_band": _bands(s["scaled_error"]),
+        "crps_by_horizon_band": _bands(s["crps"]),
+        "coverage_by_horizon_band": _bands(s["covered"])
+        if args.method not in ("persistence", "snaive")
+        else None,
+        "epochs": epochs,
+        "classic_history": args.classic_history if args.method in ("ets", "arima") else None,
+        "epoch_cap": args.epochs if args.method in ("gpvae", "vae") else None,
+        "config": GPVAE_CONFIG[args.dataset] if args.method == "gpvae" else None,
+        "wall_s": round(wall, 1),
+        "command": "python benchmarks/forecasting.py "
+        + " ".join(sys.argv[1:] if argv is None else argv),
+    }
+    ForecastResults(args.out).add(record)
+    print(
+        {
+            k: record[k]
+            for k in ("dataset", "horizon", "method", "mase", "crps", "coverage90", "wall_s")
+        }
+    )
+
+
+if __name__ == "__main__":
+    main()

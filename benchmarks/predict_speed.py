@@ -1,0 +1,194 @@
+"""Speed around training: a PhysioNet epoch, interval calibration, imputation, anomaly scores.
+
+- **epoch / calibration** (PhysioNet 2012 set A, hourly, 48 steps, D = 37; the first
+  ``--train`` stays): ``GPVAE(latent_dim=16, epochs=E)`` fitted with ``calibrate=False`` and
+  with ``calibrate=True`` (same seed, same epochs, default validation share), each in a fresh
+  process; the time per epoch and the share calibration adds to a fit,
+  ``(t_calibrated - t_plain) / t_plain`` (goal <= 0.2).
+- **impute**: the fitted model imputes ``--impute`` other stays with 100 draws (goal < 30 s).
+- **anomaly**: one series of 10,000 steps (D = 5, sines plus noise, 5 % missing), a model
+  fitted for one epoch on 64-step windows of it, then ``anomaly_scores`` of the whole series
+  with the default 100 draws and 5 folds (goal < 5 s).
+
+Every measurement runs in a fresh process with 1 torch thread, float32, on the CPU, and
+records the machine's load average. Writes ``benchmarks/results/predict_speed.json`` and the
+``predict-speed`` region of ``docs/benchmarks.md``.
+
+Usage::
+
+    OMP_NUM_THREADS=1 .venv/bin/python benchmarks/predict_speed.py --data-dir ../shared/data
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import sys
+import time
+from pathlib import Path
+from typing import Any
+
+from _worker import run_worker  # benchmarks/ is on sys.path when run as a script
+
+__all__ = ["main"]
+
+HERE = Path(__file__).resolve().parent
+RESULTS = HERE / "results" / "predict_speed.json"
+DOC = HERE.parent / "docs" / "benchmarks.md"
+
+
+def _physionet(args: argparse.Namespace) -> Any:
+    from gpvae.datasets.physionet2012 import load_physionet2012
+
+    return load_physionet2012(args.data_dir).X
+
+
+def _worker_fit(args: argparse.Namespace) -> dict[str, Any]:
+    import torch
+
+    from gpvae import GPVAE
+
+    torch.set_num_threads(1)
+    X = _physionet(args)
+    train, other = X[: args.train], X[args.train : args.train + args.impute]
+    model = GPVAE(latent_dim=16, epochs=args.epochs, patience=None, progress=False, seed=0)
+    model.calibrate = args.calibrate
+    start = time.perf_counter()
+    model.fit(train)
+    fit_s = time.perf_counter() - start
+    epoch_s = [float(h.get("seconds", float("nan"))) for h in model.history_]
+    out: dict[str, Any] = {"fit_s": fit_s, "epochs": len(epoch_s), "epoch_s": epoch_s}
+    if not args.calibrate:
+        start = time.perf_counter()
+        model.impute(other, num_samples=100)
+        out["impute_s"] = time.perf_counter() - start
+        out["impute_series"] = len(other)
+    return out
+
+
+def _worker_anomaly(args: argparse.Namespace) -> dict[str, Any]:
+    import numpy as np
+    import torch
+
+    from gpvae import GPVAE
+
+    torch.set_num_threads(1)
+    rng = np.random.default_rng(0)
+    T, D = 10_000, 5
+    t = np.arange(T)[:, None]
+    X = np.sin(2 * np.pi * t / (24 + 7 * np.arange(D))) + 0.3 * rng.standard_normal((T, D))
+    X[rng.random(X.shape) < 0.05] = np.nan
+    windows = np.stack([X[i : i + 64] for i in range(0, T - 64, 64)])
+    model = GPVAE(latent_dim=4, epochs=1, patience=None, progress=False, seed=0, calibrate=False)
+    model.fit(windows)
+    start = time.perf_counter()
+    model.anomaly_scores(X[None])
+    return {"anomaly_s": time.perf_counter() - start, "T": T, "D": D}
+
+
+def _load() -> list[float]:
+    return [round(v, 2) for v in os.getloadavg()]
+
+
+def _run(argv: list[str], timeout: float) -> dict[str, Any]:
+    env = {**os.environ, "OMP_NUM_THREADS": "1", "MKL_NUM_THREADS": "1"}
+    load = _load()
+    res = run_worker(sys.executable, Path(__file__).resolve(), argv, timeout, env)
+    return {**res, "load": load}
+
+
+def render(rec: dict[str, Any], command: str) -> str:
+    """The markdown of the ``predict-speed`` region."""
+    plain, cal, anom = rec.get("plain", {}), rec.get("calibrated", {}), rec.get("anomaly", {})
+    lines = ["## Speed around training (issue 19)", ""]
+    if "fit_s" in plain and "fit_s" in cal:
+        epoch = plain["fit_s"] / max(plain["epochs"], 1)
+        share = (cal["fit_s"] - plain["fit_s"]) / plain["fit_s"]
+        lines += [
+            f"PhysioNet 2012, {rec['train']} stays x 48 h x 37 features, latent 16, "
+            f"{plain['epochs']} epochs: fit {plain['fit_s']:.1f} s ({epoch:.1f} s per epoch, "
+            f"validation included); with interval calibration {cal['fit_s']:.1f} s, "
+            f"**calibration adds {100 * share:.0f} %** (goal <= 20 %).",
+            "",
+        ]
+    if "impute_s" in plain:
+        lines += [
+            f"`impute` of {plain['impute_series']} other stays with 100 draws: "
+            f"**{plain['impute_s']:.1f} s** (goal < 30 s).",
+            "",
+        ]
+    if "anomaly_s" in anom:
+        lines += [
+            f"`anomaly_scores` of one {anom['T']:,}-step series (D = {anom['D']}, 100 draws, "
+            f"5 folds): **{anom['anomaly_s']:.1f} s** (goal < 5 s).",
+            "",
+        ]
+    loads = ", ".join(
+        f"{k} {rec[k]['load'][0]}" for k in ("plain", "calibrated", "anomaly") if k in rec
+    )
+    lines += [
+        f"One process per measurement, 1 torch thread; machine load average at the start: {loads}.",
+        "",
+        f"Command: `{command}`",
+    ]
+    return "\n".join(lines)
+
+
+def write_doc(text: str, path: Path) -> None:
+    begin, end = "<!-- predict-speed -->", "<!-- /predict-speed -->"
+    doc = path.read_text() if path.exists() else ""
+    block = f"{begin}\n{text}\n{end}"
+    if begin in doc and end in doc:
+        head, rest = doc.split(begin, 1)
+        doc = head + block + rest.split(end, 1)[1]
+    else:
+        doc = doc.rstrip("\n") + "\n\n" + block + "\n"
+    path.write_text(doc)
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(description=(__doc__ or "").split("\n")[0])
+    parser.add_argument("--data-dir", default=os.environ.get("GPVAE_DATA", "../shared/data"))
+    parser.add_argument("--train", type=int, default=3200)
+    parser.add_argument("--impute", type=int, default=800)
+    parser.add_argument("--epochs", type=int, default=3)
+    parser.add_argument("--timeout", type=float, default=3600.0)
+    parser.add_argument("--out", type=Path, default=RESULTS)
+    parser.add_argument("--doc", type=Path, default=DOC)
+    parser.add_argument("worker_part", nargs="?", default=None, help=argparse.SUPPRESS)
+    parser.add_argument("--worker", action="store_true", help=argparse.SUPPRESS)
+    parser.add_argument("--calibrate", action="store_true", help=argparse.SUPPRESS)
+    args = parser.parse_args(argv)
+    if args.worker:
+        fn = {"fit": _worker_fit, "anomaly": _worker_anomaly}[args.worker_part]
+        print(json.dumps(fn(args)))
+        return 0
+    common = [
+        f"--data-dir={args.data_dir}",
+        f"--train={args.train}",
+        f"--impute={args.impute}",
+        f"--epochs={args.epochs}",
+    ]
+    rec: dict[str, Any] = {"train": args.train, "epochs": args.epochs}
+    rec["plain"] = _run(["fit", *common], args.timeout)
+    print("plain fit + impute:", rec["plain"])
+    rec["calibrated"] = _run(["fit", *common, "--calibrate"], args.timeout)
+    print("calibrated fit:", rec["calibrated"])
+    rec["anomaly"] = _run(["anomaly"], args.timeout)
+    print("anomaly scores:", rec["anomaly"])
+    rec["created"] = time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime())
+    args.out.parent.mkdir(parents=True, exist_ok=True)
+    args.out.write_text(json.dumps(rec, indent=2) + "\n")
+    command = (
+        "/work/bin/heavy --exclusive env OMP_NUM_THREADS=1 .venv/bin/python "
+        f"benchmarks/predict_speed.py --data-dir ../shared/data --train {args.train} "
+        f"--impute {args.impute} --epochs {args.epochs}"
+    )
+    write_doc(render(rec, command), args.doc)
+    print(f"wrote {args.out} and {args.doc}")
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

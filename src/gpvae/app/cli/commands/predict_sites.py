@@ -1,0 +1,116 @@
+"""``gpvae predict-sites``: predict every feature at new sites from a spatial model.
+
+The model comes from ``gpvae fit ... --coord-cols lat,lon`` (or ``GPVAE.fit(df, id=...,
+time=..., coords=[...])`` saved to MODEL_DIR/model). DATA holds the observed sites over the
+period to predict (the fit's columns); SITES the id and coordinate columns of the new sites.
+"""
+
+from __future__ import annotations
+
+import click
+import numpy as np
+import pandas as pd
+
+from gpvae.app.cli.errors import CLIError, as_cli, info
+from gpvae.app.cli.model_dir import MODEL_SUBDIR, check_model_dir
+from gpvae.app.cli.options import examples, positive_int
+from gpvae.app.cli.tables import read_table, write_table
+
+__all__ = ["predict_sites"]
+
+
+@click.command("predict-sites")
+@click.argument("model_dir", type=str)
+@click.argument("data", type=str)
+@click.argument("sites", type=str)
+@click.option("-o", "--out", required=True, help="Output table (CSV or Parquet).")
+@click.option("--num-samples", default=100, show_default=True, callback=positive_int)
+@click.option("--plot", default=None, help="Also draw a map of the sites (PNG/PDF path).")
+@click.option("--series-plot", default=None, help="Also draw the first new site's series.")
+@click.option("--feature", default=None, help="Feature of the map (default: the first).")
+@examples(
+    "  gpvae predict-sites model/ neighbours.csv new_sites.csv -o predicted.csv \\\n"
+    "      --plot map.png --series-plot series.png"
+)
+def predict_sites(
+    model_dir: str,
+    data: str,
+    sites: str,
+    out: str,
+    num_samples: int,
+    plot: str | None,
+    series_plot: str | None,
+    feature: str | None,
+) -> None:
+    """Predict every feature at the sites of SITES, at every time of DATA.
+
+    The output is long: the id and time columns, then per feature its prediction and
+    ``<feature>_lower`` / ``<feature>_upper`` (the 90% interval).
+    """
+    from gpvae.estimator import GPVAE
+
+    folder = check_model_dir(model_dir)
+    with as_cli("MODEL_DIR", {}):
+        model = GPVAE.load(folder / MODEL_SUBDIR)
+    spec = model.spatial_
+    if spec is None:
+        raise CLIError(
+            "MODEL_DIR: expected a spatial model (gpvae fit ... --coord-cols), found a "
+            "time-series model"
+        )
+    frame = read_table(data, "DATA")
+    new = read_table(sites, "SITES")
+    with as_cli("DATA", {"coords": "SITES", "id": "SITES"}):
+        res = model.predict_sites(frame, new, num_samples=num_samples)
+    table = res.mean.copy()
+    for name in spec.features:
+        table[f"{name}_lower"] = res.lower[name].to_numpy()
+        table[f"{name}_upper"] = res.upper[name].to_numpy()
+    write_table(table, out)
+    if plot is not None or series_plot is not None:
+        _plots(frame, new, res, spec, feature, plot, series_plot)
+    count = res.mean[spec.id].nunique()
+    info(f"predicted {len(spec.features)} features at {count} sites; wrote {out}")
+
+
+def _plots(frame, new, res, spec, feature, plot, series_plot) -> None:  # type: ignore[no-untyped-def]
+    from gpvae.app.spatial_plots import plot_site_map, plot_site_series
+
+    name = feature or spec.features[0]
+    if name not in spec.features:
+        raise CLIError(f"--feature: expected one of {list(spec.features)}, found {name!r}")
+    cols = list(spec.projection.columns)
+    observed = frame.groupby(spec.id, sort=False).agg({**{c: "first" for c in cols}, name: "mean"})
+    predicted = res.mean.groupby(spec.id, sort=False)[name].mean()
+    width = (res.upper[name] - res.lower[name]).groupby(res.mean[spec.id]).mean()
+    new_sites = new.drop_duplicates(subset=[spec.id]).set_index(spec.id)
+    coords = np.concatenate(
+        [observed[cols].to_numpy(), new_sites.loc[predicted.index, cols].to_numpy()]
+    )
+    values = np.concatenate([observed[name].to_numpy(), predicted.to_numpy()])
+    widths = np.concatenate([np.full(len(observed), np.nan), width.loc[predicted.index].to_numpy()])
+    names = [str(s) for s in [*observed.index, *predicted.index]]
+    held = list(range(len(observed), len(names)))
+    lat = spec.projection.kind == "latlon"
+    order = (1 - spec.projection.lat_index, spec.projection.lat_index) if lat else (0, 1)
+    labels = ("longitude", "latitude") if lat else (cols[0], cols[1])
+    if plot is not None:
+        plot_site_map(coords[:, order], values, widths, names, held, name, labels, save=plot)
+    if series_plot is not None:
+        first = predicted.index[0]
+        rows = res.mean[spec.id] == first
+        t = (
+            pd.to_datetime(res.mean.loc[rows, spec.time])
+            if spec.time_axis.datetime
+            else res.mean.loc[rows, spec.time]
+        )
+        feats = list(spec.features)
+        plot_site_series(
+            t.to_numpy(),
+            res.mean.loc[rows, feats].to_numpy(),
+            res.lower.loc[rows, feats].to_numpy(),
+            res.upper.loc[rows, feats].to_numpy(),
+            feature_names=feats,
+            title=str(first),
+            save=series_plot,
+        )

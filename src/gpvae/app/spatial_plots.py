@@ -1,0 +1,159 @@
+"""Pictures of predictions at sites: a map and the series at one site.
+
+Both take plain arrays, draw on a :class:`~matplotlib.figure.Figure` with the ``Agg`` canvas
+(no pyplot, no window), return the figure and write it to ``save`` when given (format from
+the extension).
+
+Shapes: S sites, T times.
+
+Example::
+
+    res = model.predict_sites(neighbours, new_site)
+    plot_site_map(xy, values, widths, names, held_out=[11], save="map.png")
+"""
+
+from __future__ import annotations
+
+import os
+from collections.abc import Sequence
+from typing import Any
+
+import numpy as np
+from matplotlib.backends.backend_agg import FigureCanvasAgg
+from matplotlib.figure import Figure
+
+from gpvae.errors import ShapeError
+
+__all__ = ["plot_site_map", "plot_site_series"]
+
+
+def _finish(fig: Figure, save: str | os.PathLike[str] | None) -> Figure:
+    fig.tight_layout()
+    if save is not None:
+        fig.savefig(save, dpi=110)
+    return fig
+
+
+def plot_site_map(
+    coords: Any,
+    value: Any,
+    width: Any,
+    names: Sequence[str],
+    held_out: Sequence[int] = (),
+    feature: str = "",
+    axis_labels: tuple[str, str] = ("longitude", "latitude"),
+    save: str | os.PathLike[str] | None = None,
+) -> Figure:
+    """Two maps of the sites: coloured by the predicted (or observed) value, and by the width
+    of the prediction interval; held-out sites are drawn as stars with their names in bold.
+
+    Args:
+        coords: (S, 2) horizontal and vertical coordinates (e.g. longitude, latitude).
+        value: (S,) value per site (e.g. the mean over a period).
+        width: (S,) interval width per site (NaN where there is none, e.g. observed sites).
+        names: S site names.
+        held_out: indices of the predicted (held-out) sites.
+        feature: the feature's name, for the titles.
+        axis_labels: labels of the two axes.
+        save: where to write the figure.
+    """
+    xy = np.asarray(coords, dtype=float)
+    v = np.asarray(value, dtype=float)
+    w = np.asarray(width, dtype=float)
+    if xy.ndim != 2 or xy.shape[1] != 2 or v.shape != (len(xy),) or w.shape != (len(xy),):
+        raise ShapeError(
+            f"coords, value, width: expected (S, 2), (S,), (S,), found {xy.shape}, {v.shape}, "
+            f"{w.shape}"
+        )
+    fig = Figure(figsize=(11.0, 4.8))
+    FigureCanvasAgg(fig)
+    held = np.zeros(len(xy), dtype=bool)
+    held[list(held_out)] = True
+    for k, (data, title, cmap) in enumerate(
+        ((v, f"{feature} value", "viridis"), (w, f"{feature} 90% interval width", "magma_r"))
+    ):
+        ax = fig.add_subplot(1, 2, k + 1)
+        ok = ~np.isnan(data)
+        sc = ax.scatter(
+            xy[ok & ~held, 0],
+            xy[ok & ~held, 1],
+            c=data[ok & ~held],
+            cmap=cmap,
+            s=90,
+            edgecolors="k",
+            vmin=np.nanmin(data),
+            vmax=np.nanmax(data),
+        )
+        ax.scatter(
+            xy[ok & held, 0],
+            xy[ok & held, 1],
+            c=data[ok & held],
+            cmap=cmap,
+            s=320,
+            marker="*",
+            edgecolors="red",
+            linewidths=1.5,
+            vmin=np.nanmin(data),
+            vmax=np.nanmax(data),
+        )
+        ax.scatter(xy[~ok, 0], xy[~ok, 1], facecolors="none", edgecolors="grey", s=90)
+        for i, name in enumerate(names):
+            ax.annotate(
+                name,
+                xy[i],
+                fontsize=7,
+                xytext=(4, 4),
+                textcoords="offset points",
+                fontweight="bold" if held[i] else "normal",
+            )
+        fig.colorbar(sc, ax=ax)
+        ax.set_title(title + ("  (star: held out)" if held.any() else ""))
+        ax.set_xlabel(axis_labels[0])
+        ax.set_ylabel(axis_labels[1])
+    return _finish(fig, save)
+
+
+def plot_site_series(
+    times: Any,
+    mean: Any,
+    lower: Any,
+    upper: Any,
+    truth: Any | None = None,
+    feature_names: Sequence[str] | None = None,
+    title: str = "",
+    save: str | os.PathLike[str] | None = None,
+) -> Figure:
+    """The predicted series of one site with its intervals (and the truth when known).
+
+    Args:
+        times: (T,) times (numbers or datetimes).
+        mean, lower, upper: (T, D) prediction and interval.
+        truth: (T, D) held-out values (NaN where missing), or None.
+        feature_names: D names.
+        title: the figure's title (e.g. the site).
+        save: where to write the figure.
+    """
+    m = np.asarray(mean, dtype=float)
+    lo, hi = np.asarray(lower, dtype=float), np.asarray(upper, dtype=float)
+    if m.ndim == 1:
+        m, lo, hi = m[:, None], lo[:, None], hi[:, None]
+    T, D = m.shape
+    t = np.asarray(times)
+    if len(t) != T or lo.shape != m.shape or hi.shape != m.shape:
+        raise ShapeError(f"times, mean, lower, upper: expected ({T},) and ({T}, {D}) each")
+    names = list(feature_names) if feature_names is not None else [f"f{j}" for j in range(D)]
+    fig = Figure(figsize=(10.0, 1.9 * D + 0.6))
+    FigureCanvasAgg(fig)
+    for j in range(D):
+        ax = fig.add_subplot(D, 1, j + 1)
+        ax.fill_between(t, lo[:, j], hi[:, j], color="C0", alpha=0.25, label="90% interval")
+        ax.plot(t, m[:, j], color="C0", lw=1.2, label="prediction")
+        if truth is not None:
+            tv = np.asarray(truth, dtype=float).reshape(T, -1)[:, j]
+            ax.plot(t, tv, color="k", lw=0.8, label="held-out truth")
+        ax.set_ylabel(names[j], fontsize=8)
+        if j == 0:
+            ax.legend(fontsize=7, loc="upper right", ncols=3)
+            if title:
+                ax.set_title(title)
+    return _finish(fig, save)

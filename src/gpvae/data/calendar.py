@@ -1,0 +1,230 @@
+"""Calendar-aware time: regular calendar frequencies, steps, periods and future timestamps.
+
+Datetimes become float hours since the earliest time, except on a regular *calendar* grid
+whose steps differ in hours: months (``MS``, ``ME``), quarters, years, business days. Read
+as hours, a monthly series has steps of 672 to 744 hours, so ``horizon=24`` stepped by the
+median (744 h) drifts off the month starts and a yearly period is 11.8 steps. On such a grid
+times are instead counted in steps of the frequency (``time_unit = "steps"``): month k after
+the origin is k, future times are ``origin + k * freq`` exactly, and a yearly period is 12.
+
+Periods (``GPVAE(period=...)``) are numbers in the data's time units, or strings: a pandas
+duration (``"24h"``, ``"7D"``, ``"365.25D"``) or a calendar offset (``"12MS"``, ``"1YS"``,
+``"4QS"``). A calendar offset counts steps exactly on a grid of the same unit (``"12MS"`` on
+monthly data is 12 steps) and is otherwise converted through the offset's average length
+(a year is 365.2425 days).
+"""
+
+from __future__ import annotations
+
+import warnings
+from collections.abc import Sequence
+from typing import Any, cast
+
+import numpy as np
+import pandas as pd
+
+from gpvae.errors import InputTypeError, ValidationError
+
+__all__ = [
+    "NS_PER_HOUR",
+    "calendar_steps",
+    "calendar_times",
+    "infer_calendar",
+    "mean_step_hours",
+    "period_in_units",
+]
+
+NS_PER_HOUR = 3_600 * 10**9
+
+
+def _offset(freq: str) -> pd.DateOffset:
+    return cast(pd.DateOffset, pd.tseries.frequencies.to_offset(freq))
+
+
+def _is_fixed(offset: pd.DateOffset) -> bool:
+    """True for offsets of a fixed duration (hours, days, weeks): hours describe them well."""
+    try:
+        pd.Timedelta(offset)
+    except (TypeError, ValueError):
+        return isinstance(offset, pd.offsets.Week) and offset.weekday is None
+    return True
+
+
+def _infer_freq(idx: pd.DatetimeIndex) -> str | None:
+    """``pd.infer_freq`` as a string (pandas 4 returns an offset)."""
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")  # the pandas 4 return-type notice
+        freq = pd.infer_freq(idx)
+    if freq is None or isinstance(freq, str):
+        return freq
+    return str(freq.freqstr)
+
+
+def _grid_freq(t: np.ndarray) -> str | None:
+    """A pandas frequency on whose grid every time of ``t`` (sorted datetime64) lies."""
+    if len(t) < 3:
+        return None
+    idx = pd.DatetimeIndex(t)
+    freq = _infer_freq(idx)
+    for i in range(min(len(t) - 2, 50)):  # gaps: the first three consecutive grid points
+        if freq is not None:
+            break
+        freq = _infer_freq(idx[i : i + 3])
+    if freq is None:
+        return None
+    grid = pd.date_range(idx[0], idx[-1], freq=freq)
+    return freq if bool(idx.isin(grid).all()) else None
+
+
+def infer_calendar(times: Sequence[np.ndarray]) -> str | None:
+    """The calendar frequency shared by all series, when their steps vary in hours.
+
+    Args:
+        times: per series, sorted datetime64 times.
+
+    Returns:
+        A pandas frequency string (``"MS"``, ``"QS-OCT"``, ``"B"``, ...), or None when the
+        times are not on one regular calendar grid or the grid has steps of a fixed length
+        (hours, days, weeks: those stay in hours).
+    """
+    freqs = set()
+    for t in times:
+        freq = _grid_freq(np.sort(np.asarray(t, dtype="datetime64[ns]")))
+        if freq is None:
+            return None
+        freqs.add(freq)
+    if len(freqs) != 1:
+        return None
+    freq = freqs.pop()
+    return None if _is_fixed(_offset(freq)) else freq
+
+
+def calendar_steps(t: np.ndarray, origin: Any, freq: str, name: str = "times") -> np.ndarray:
+    """Steps of ``freq`` from ``origin`` (float64) for datetimes ``t`` on that grid.
+
+    Raises:
+        ValidationError: naming ``name`` when a time is not on the grid.
+    """
+    idx = pd.DatetimeIndex(np.asarray(t, dtype="datetime64[ns]"))
+    start = pd.Timestamp(origin)
+    if len(idx) == 0:
+        return np.zeros(0)
+    lo, hi = min(idx.min(), start), max(idx.max(), start)
+    grid = pd.date_range(lo, hi, freq=freq)
+    pos = grid.get_indexer(idx)
+    zero = grid.get_indexer([start])[0]
+    if (pos < 0).any() or zero < 0:
+        bad = idx[pos < 0][0] if (pos < 0).any() else start
+        raise ValidationError(
+            f"{name}: expected times on the data's calendar grid (frequency {freq!r} from "
+            f"{start}), found {bad}"
+        )
+    return (pos - zero).astype(np.float64)
+
+
+def calendar_times(steps: np.ndarray, origin: Any, freq: str) -> np.ndarray:
+    """Datetimes ``origin + k * freq`` for whole steps ``k`` (any shape) -> datetime64[ns].
+
+    Raises:
+        ValidationError: naming ``future_times`` when a step is not a whole number.
+    """
+    steps = np.asarray(steps, dtype=np.float64)
+    k = np.round(steps)
+    if not np.allclose(steps, k, atol=1e-6):
+        raise ValidationError(
+            f"future_times: expected whole steps of the calendar frequency {freq!r}, found "
+            f"{steps[np.abs(steps - k) > 1e-6][0]}"
+        )
+    ki = k.astype(np.int64)
+    lo, hi = int(min(ki.min(), 0)), int(max(ki.max(), 0))
+    start = pd.Timestamp(origin)
+    offset = _offset(freq)
+    first = start + lo * offset if lo < 0 else start
+    grid = pd.date_range(first, periods=hi - lo + 1, freq=offset).to_numpy()
+    return grid[ki - lo].astype("datetime64[ns]")
+
+
+#: Hours in an average Gregorian month (365.2425 days / 12).
+_MONTH_HOURS = 365.2425 * 24.0 / 12.0
+
+
+def _months(offset: pd.DateOffset) -> int | None:
+    """Months per step of a month, quarter or year offset, else None."""
+    name = type(offset).__name__
+    if "Month" in name:
+        return int(offset.n)
+    if "Quarter" in name:
+        return 3 * int(offset.n)
+    if "Year" in name:
+        return 12 * int(offset.n)
+    return None
+
+
+def mean_step_hours(freq: str) -> float:
+    """Average length of one step of ``freq`` in hours (months: 365.2425 / 12 days)."""
+    offset = _offset(freq)
+    months = _months(offset)
+    if months is not None:
+        return months * _MONTH_HOURS
+    if _is_fixed(offset):
+        return float(pd.Timedelta(offset) / pd.Timedelta(hours=1))
+    start = pd.Timestamp("2000-01-03")  # other calendar offsets: average over 2000 steps
+    span = (start + 2000 * offset.base) - start
+    return float(span / pd.Timedelta(hours=1)) / 2000.0 * offset.n
+
+
+def period_in_units(period: float | str, time_unit: str | None, freq: str | None) -> float:
+    """A period in the data's time units (hours, steps of ``freq``, or plain numbers).
+
+    Args:
+        period: a positive number (already in the data's units), or a duration / calendar
+            offset string (see the module docstring).
+        time_unit: the data's time unit: None (numbers), ``"hours"`` or ``"steps"``.
+        freq: the calendar frequency when ``time_unit == "steps"``.
+
+    Raises:
+        InputTypeError: naming ``period`` for a string with numeric times.
+        ValidationError: naming ``period`` for an unreadable string or a non-positive value.
+    """
+    if not isinstance(period, str):
+        value = float(period)
+        if not 0 < value < float("inf"):
+            raise ValidationError(f"period: expected a finite positive period, found {period!r}")
+        return value
+    if time_unit is None:
+        raise InputTypeError(
+            f"period: expected a number in the data's time units (the times are numbers, "
+            f"not datetimes), found {period!r}"
+        )
+    hours, offset = _period_hours(period)
+    if time_unit == "hours":
+        return hours
+    step = _offset(str(freq))  # "steps" always comes with its frequency
+    if offset is not None:
+        if _months(offset) is not None and _months(step) is not None:
+            return float(cast(int, _months(offset)) / cast(int, _months(step)))
+        if type(offset) is type(step) and offset.base == step.base:
+            return offset.n / step.n
+    return hours / mean_step_hours(str(freq))
+
+
+def _period_hours(period: str) -> tuple[float, pd.DateOffset | None]:
+    """Hours of a period string, and its calendar offset when it is one."""
+    try:
+        offset = _offset(period)
+    except (TypeError, ValueError):
+        offset = None
+    if offset is not None and not _is_fixed(offset):
+        if offset.n <= 0:
+            raise ValidationError(f"period: expected a positive period, found {period!r}")
+        return mean_step_hours(period), offset
+    try:
+        delta = pd.Timedelta(period)
+    except (TypeError, ValueError):
+        delta = None
+    if delta is None or not delta > pd.Timedelta(0):
+        raise ValidationError(
+            f"period: expected a number, a positive duration such as '24h' or '365.25D', or "
+            f"a calendar offset such as '12MS' or '1YS', found {period!r}"
+        )
+    return float(delta / pd.Timedelta(hours=1)), None

@@ -1,0 +1,159 @@
+"""Parquet datasets read in parts: each process of a distributed job reads only its series.
+
+A Parquet dataset is a folder of ``.parquet`` files (any depth) in the long layout: one row
+per (series, time), an id column, a time column and feature columns; typically partitioned
+by the id (``id=17/part-0.parquet``, hive style) or sorted by it, so that the rows of a block
+of consecutive ids sit in few files or row groups. The series are the distinct ids in sorted
+order; process ``rank`` of ``world_size`` takes the contiguous block
+:func:`gpvae.data.batching.shard_bounds` gives it, and reads only rows whose id lies between
+the block's first and last id: pyarrow skips the files (partition keys) and row groups (min /
+max statistics) outside that range, so a process never holds more than its part.
+
+Use :func:`read_shard` for a process's rows, :func:`series_ids` for the sorted ids, and
+:func:`part_name` for the file a process writes its part of an output into.
+"""
+
+from __future__ import annotations
+
+import os
+from pathlib import Path
+from typing import Any
+
+import pandas as pd
+import pyarrow as pa
+import pyarrow.compute as pc
+import pyarrow.dataset as ds
+
+from gpvae.data.batching import shard_bounds
+from gpvae.errors import ValidationError
+
+__all__ = ["PART_PREFIX", "is_dataset", "open_dataset", "part_name", "read_shard", "series_ids"]
+
+#: Output parts are ``part-00000.parquet``, ``part-00001.parquet``, ... (one per process).
+PART_PREFIX = "part-"
+
+
+def is_dataset(path: str | os.PathLike[str]) -> bool:
+    """True when ``path`` is a folder holding at least one ``.parquet`` file (at any depth)."""
+    p = Path(path)
+    return p.is_dir() and any(f.is_file() for f in p.rglob("*.parquet"))
+
+
+def open_dataset(path: str | os.PathLike[str], name: str = "DATA") -> ds.Dataset:
+    """The Parquet dataset in folder ``path`` (hive partitions such as ``id=3/`` become
+    columns).
+
+    Raises:
+        ValidationError: naming ``name`` when the folder holds no Parquet file or cannot be
+            read.
+    """
+    p = Path(path)
+    if not is_dataset(p):
+        raise ValidationError(
+            f"{name}: expected a folder of .parquet files, found {str(p)!r} without any"
+        )
+    files = sorted(str(f) for f in p.rglob("*.parquet") if f.is_file())
+    try:
+        return ds.dataset(files, format="parquet", partitioning="hive", partition_base_dir=str(p))
+    except (pa.ArrowException, OSError) as err:
+        raise ValidationError(
+            f"{name}: could not read the Parquet files in {str(p)!r}: {err}"
+        ) from err
+
+
+def _check_column(dataset: ds.Dataset, column: str, name: str) -> None:
+    names = list(dataset.schema.names)
+    if column not in names:
+        raise ValidationError(f"{name}: expected an id column {column!r}, found columns {names}")
+
+
+def series_ids(dataset: ds.Dataset, id_col: str, name: str = "DATA") -> pa.Array:
+    """The distinct series ids of ``dataset``, sorted.
+
+    Ids that are hive partition keys are read from the folder names alone; otherwise the id
+    column is scanned batch by batch (memory grows with the number of series, not of rows).
+
+    Raises:
+        ValidationError: naming ``name`` for a missing id column or a row without an id.
+    """
+    _check_column(dataset, id_col, name)
+    keys: list[Any] = []
+    for fragment in dataset.get_fragments():
+        value = ds.get_partition_keys(fragment.partition_expression).get(id_col)
+        if value is None:
+            keys = []
+            break
+        keys.append(value)
+    if keys:
+        ids = pa.array(keys, type=dataset.schema.field(id_col).type)
+    else:
+        parts = []
+        for batch in dataset.to_batches(columns=[id_col]):
+            col = batch.column(0)
+            if col.null_count:
+                raise ValidationError(
+                    f"{name}: expected an id in every row of column {id_col!r}, found "
+                    f"{col.null_count} empty id(s)"
+                )
+            parts.append(pc.unique(col))
+        if not parts:
+            raise ValidationError(f"{name}: expected at least one row, found none")
+        ids = pc.unique(pa.chunked_array(parts).combine_chunks())
+    return ids.take(pc.sort_indices(ids))
+
+
+def read_shard(
+    path: str | os.PathLike[str] | ds.Dataset,
+    id_col: str,
+    rank: int = 0,
+    world_size: int = 1,
+    *,
+    columns: list[str] | None = None,
+    ids: pa.Array | None = None,
+    name: str = "DATA",
+) -> pd.DataFrame:
+    """The rows of process ``rank``'s series (all rows when ``world_size`` is 1).
+
+    Args:
+        path: the dataset's folder, or an opened dataset.
+        id_col: the series id column.
+        rank: this process, in ``[0, world_size)``.
+        world_size: the number of processes.
+        columns: the columns to read (None: all).
+        ids: the sorted distinct ids (:func:`series_ids`), if known.
+        name: the argument's name in error messages.
+
+    Returns:
+        A DataFrame of the rows whose id is in the process's block, in the dataset's order.
+
+    Raises:
+        ValidationError: naming ``name`` when there are fewer series than processes, or the
+            data cannot be read.
+    """
+    dataset = path if isinstance(path, ds.Dataset) else open_dataset(path, name)
+    if ids is None:
+        ids = series_ids(dataset, id_col, name)
+    if len(ids) < world_size:
+        raise ValidationError(
+            f"{name}: expected at least one series per process ({world_size}), found "
+            f"{len(ids)} series"
+        )
+    start, stop = shard_bounds(len(ids), rank, world_size)
+    lo: Any = ids[start].as_py()
+    hi: Any = ids[stop - 1].as_py()
+    field = pc.field(id_col)
+    where = (field >= lo) & (field <= hi) if world_size > 1 else None
+    if columns is not None and id_col not in columns:
+        columns = [id_col, *columns]
+    try:
+        table = dataset.to_table(columns=columns, filter=where)
+    except (pa.ArrowException, OSError) as err:
+        raise ValidationError(
+            f"{name}: could not read the rows of series {lo!r}..{hi!r}: {err}"
+        ) from err
+    return table.to_pandas()
+
+
+def part_name(rank: int) -> str:
+    """The file name of process ``rank``'s part of a partitioned output."""
+    return f"{PART_PREFIX}{int(rank):05d}.parquet"

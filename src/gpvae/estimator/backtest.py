@@ -1,0 +1,312 @@
+"""Rolling-origin backtests of a configuration, and the forecast scores they report.
+
+The last ``num_origins`` origins of every series are ``T - H - k * step`` (k = 0, 1, ...).
+A copy of the estimator with the same configuration is fitted on the data before the
+earliest origin (``refit="once"``, so no origin's future was seen in training), or afresh on
+the data before each origin (``refit="each"``); at every origin it forecasts the next H
+steps from the whole history before it.
+
+Scores, per feature and per step ahead, averaged over origins (and series):
+
+- MAE, and MASE: the MAE divided by the in-sample MAE of the seasonal naive forecast
+  ``y[t - m]`` on the history before the earliest origin (``season`` m; 1 gives the naive
+  forecast), as in the M4 competition;
+- CRPS, approximated by twice the mean pinball loss over the quantiles 0.1, ..., 0.9 of the
+  draws, and scaled like MASE (a scaled quantile loss);
+- coverage of the central 90% interval (its ends the 0.05 and 0.95 quantiles of the draws).
+"""
+
+from __future__ import annotations
+
+import copy
+from collections.abc import Sequence
+from dataclasses import dataclass, field, replace
+from typing import Any, Protocol
+
+import numpy as np
+
+from gpvae.arguments import check_name, int_arg
+from gpvae.data import SeriesSet, to_series_set
+from gpvae.errors import ValidationError
+from gpvae.estimator.results import times_out
+from gpvae.kernels import kernel_from_spec
+
+
+class Estimator(Protocol):
+    """What a backtest needs of an estimator (:class:`gpvae.GPVAE`): its configuration, a
+    fit and forecasts with samples (a protocol, so this module does not import the class)."""
+
+    history_: list[dict[str, float]]
+
+    def get_config(self) -> dict[str, Any]: ...
+
+    def fit(self, X: Any, times: Any = None) -> Any: ...
+
+    @property
+    def forecast(self) -> Any: ...  # (X, future_times=..., num_samples=..., ...) -> result
+
+
+__all__ = [
+    "QUANTILES",
+    "BacktestResult",
+    "backtest",
+    "forecast_scores",
+    "pinball",
+    "seasonal_naive_scale",
+]
+
+#: Quantile levels of the CRPS approximation (and of the fan charts).
+QUANTILES = (0.1, 0.2, 0.3, 0.4, 0.5, 0.6, 0.7, 0.8, 0.9)
+
+
+def seasonal_naive_scale(history: np.ndarray, season: int) -> np.ndarray:
+    """In-sample MAE (D,) of the seasonal naive forecast ``y[t - season]`` on (T, D) values
+    with NaN (pairs with a missing value left out; NaN for a feature without any pair)."""
+    h = np.asarray(history, dtype=np.float64)
+    diff = np.abs(h[season:] - h[:-season])  # (T - m, D)
+    with np.errstate(invalid="ignore"):
+        return np.nanmean(np.where(np.isfinite(diff), diff, np.nan), axis=0)
+
+
+def pinball(y: np.ndarray, q_pred: np.ndarray, levels: Sequence[float]) -> np.ndarray:
+    """Pinball losses (K, ...) of quantile forecasts ``q_pred`` (K, ...) for truth ``y`` (...)."""
+    lv = np.asarray(levels, dtype=np.float64).reshape(-1, *([1] * np.ndim(y)))
+    diff = y[None] - q_pred
+    return np.maximum(lv * diff, (lv - 1.0) * diff)
+
+
+def forecast_scores(
+    truth: np.ndarray,
+    mean: np.ndarray,
+    q_pred: np.ndarray,
+    lower: np.ndarray,
+    upper: np.ndarray,
+    scale: np.ndarray,
+) -> dict[str, np.ndarray]:
+    """Per-entry scores of forecasts (NaN where the truth is missing).
+
+    Args:
+        truth, mean, lower, upper: (..., H, D) values, forecast means and 90% interval ends.
+        q_pred: (K, ..., H, D) forecasts at :data:`QUANTILES`.
+        scale: (..., 1, D) or (D,) MASE scales (seasonal naive in-sample MAE).
+
+    Returns:
+        ``abs_error``, ``scaled_error`` (MASE terms), ``crps`` (scaled, 2 x mean pinball) and
+        ``covered`` (1.0 or 0.0), each (..., H, D).
+    """
+    missing = np.isnan(truth)
+    err = np.abs(truth - mean)
+    crps = 2.0 * pinball(truth, q_pred, QUANTILES).mean(axis=0)
+    covered = ((truth >= lower) & (truth <= upper)).astype(np.float64)
+    out = {
+        "abs_error": err,
+        "scaled_error": err / scale,
+        "crps": crps / scale,
+        "covered": covered,
+    }
+    return {k: np.where(missing, np.nan, v) for k, v in out.items()}
+
+
+@dataclass
+class BacktestResult:
+    """Rolling-origin forecasts and their scores.
+
+    Attributes:
+        origins: (n, n_origins) positions of the origins (the first future step) in each
+            series.
+        times: (n, n_origins, H) future times (the input's time type).
+        truth, mean, lower, upper: (n, n_origins, H, D) in the data's units.
+        quantiles: (K, n, n_origins, H, D) forecasts at :data:`QUANTILES`.
+        history: per series, the (T_i, D) values (for plots).
+        history_times: per series, the (T_i,) times.
+        scale: (n, D) MASE scales.
+        scores: per-entry scores (see :func:`forecast_scores`), (n, n_origins, H, D) each.
+        feature_names: the D names.
+        epochs: training epochs run, per fit.
+    """
+
+    origins: np.ndarray
+    times: np.ndarray
+    truth: np.ndarray
+    mean: np.ndarray
+    lower: np.ndarray
+    upper: np.ndarray
+    quantiles: np.ndarray
+    history: list[np.ndarray]
+    history_times: list[np.ndarray]
+    scale: np.ndarray
+    scores: dict[str, np.ndarray]
+    feature_names: list[str]
+    epochs: list[int] = field(default_factory=list)
+
+    def summary(self) -> dict[str, float]:
+        """MAE (original units, averaged over features), MASE, scaled CRPS and 90% coverage."""
+        s = self.scores
+        return {
+            "mae": float(np.nanmean(s["abs_error"])),
+            "mase": float(np.nanmean(s["scaled_error"])),
+            "crps": float(np.nanmean(s["crps"])),
+            "coverage90": float(np.nanmean(s["covered"])),
+        }
+
+    def by_horizon(self) -> dict[str, list[float]]:
+        """The scores of :meth:`summary` per step ahead (H values each)."""
+        axes = (0, 1, 3)
+        return {
+            "mae": np.nanmean(self.scores["abs_error"], axis=axes).tolist(),
+            "mase": np.nanmean(self.scores["scaled_error"], axis=axes).tolist(),
+            "crps": np.nanmean(self.scores["crps"], axis=axes).tolist(),
+            "coverage90": np.nanmean(self.scores["covered"], axis=axes).tolist(),
+        }
+
+    def by_feature(self) -> dict[str, dict[str, float]]:
+        """MASE, CRPS and coverage per feature."""
+        axes = (0, 1, 2)
+        s = self.scores
+        return {
+            name: {
+                "mase": float(np.nanmean(s["scaled_error"], axis=axes)[j]),
+                "crps": float(np.nanmean(s["crps"], axis=axes)[j]),
+                "coverage90": float(np.nanmean(s["covered"], axis=axes)[j]),
+            }
+            for j, name in enumerate(self.feature_names)
+        }
+
+
+def backtest(
+    estimator: Estimator,
+    X: Any,
+    times: Any = None,
+    *,
+    horizon: int,
+    num_origins: int = 5,
+    step: int | None = None,
+    season: int = 1,
+    refit: str = "once",
+    num_samples: int = 100,
+) -> BacktestResult:
+    """Rolling-origin backtest of ``estimator``'s configuration (see the module docstring).
+
+    Args:
+        estimator: a GPVAE; only its configuration is used (it is not changed).
+        X, times: the series, in any form :meth:`GPVAE.fit` takes.
+        horizon: H, steps ahead.
+        num_origins: origins per series.
+        step: steps between consecutive origins (None: ``horizon``).
+        season: m of the MASE scale's seasonal naive forecast (1: naive).
+        refit: ``"once"`` (fit before the earliest origin) or ``"each"`` origin.
+        num_samples: draws per forecast.
+
+    Returns:
+        :class:`BacktestResult`.
+
+    Raises:
+        ValidationError: naming ``horizon``/``num_origins`` when a series is too short for
+            the origins (each needs at least 2 horizons of history before the earliest).
+    """
+    H = int_arg("horizon", horizon)
+    n_org = int_arg("num_origins", num_origins)
+    step = H if step is None else int_arg("step", step)
+    m = int_arg("season", season)
+    refit = check_name("refit", refit, ("once", "each"))
+    ss = to_series_set(X, times)
+    first = [len(t) - H - (n_org - 1) * step for t in ss.times]
+    if min(first) < max(2 * H, m + 2):
+        raise ValidationError(
+            f"horizon, num_origins: expected series long enough for {n_org} origins "
+            f"{step} steps apart with a horizon of {H} and at least {max(2 * H, m + 2)} steps "
+            f"of history before the earliest, found a series of {min(len(t) for t in ss.times)}"
+        )
+    config = estimator.get_config() if _json_able(estimator) else None
+    fitted: Estimator | None = None
+    epochs: list[int] = []
+    n, D = ss.num_series, ss.num_features
+    shape = (n, n_org, H, D)
+    truth, mean, lower, upper = (np.full(shape, np.nan) for _ in range(4))
+    quant = np.full((len(QUANTILES), *shape), np.nan)
+    t_out: list[list[np.ndarray]] = [[] for _ in range(n)]
+    scale = np.stack([seasonal_naive_scale(v[:f], m) for v, f in zip(ss.values, first)])
+    for k in range(n_org):
+        cuts = [f + k * step for f in first]
+        hist, future = _cut(ss, cuts, H)
+        if fitted is None or refit == "each":
+            fitted = _fresh(estimator, config)
+            fitted.fit(hist)
+            epochs.append(len(fitted.history_))
+        fc = fitted.forecast(
+            hist,
+            future_times=future,
+            num_samples=num_samples,
+            quantiles=(0.05, 0.95),
+            return_samples=True,
+        )
+        draws = np.asarray(fc.samples, dtype=np.float64)  # (S, n, H, D)
+        quant[:, :, k] = np.quantile(draws, QUANTILES, axis=0)
+        mean[:, k], lower[:, k], upper[:, k] = fc.mean, fc.lower, fc.upper
+        for i in range(n):
+            truth[i, k] = ss.values[i][cuts[i] : cuts[i] + H]
+            t_out[i].append(np.asarray(fc.times[i]))
+    scores = forecast_scores(truth, mean, quant, lower, upper, scale[:, None, None, :])
+    return BacktestResult(
+        origins=np.asarray([[f + k * step for k in range(n_org)] for f in first]),
+        times=np.asarray(t_out),
+        truth=truth,
+        mean=mean,
+        lower=lower,
+        upper=upper,
+        quantiles=quant,
+        history=[np.asarray(v) for v in ss.values],
+        history_times=_input_times(ss),
+        scale=scale,
+        scores=scores,
+        feature_names=list(ss.feature_names),
+        epochs=epochs,
+    )
+
+
+def _cut(ss: SeriesSet, cuts: list[int], H: int) -> tuple[SeriesSet, Any]:
+    """The series before ``cuts`` (same units, calendar and feature names), and the H future
+    times after each cut in the input's time type (dates stay dates)."""
+    lay = ss.layout
+    head = replace(
+        ss,
+        values=tuple(v[:c] for v, c in zip(ss.values, cuts)),
+        times=tuple(t[:c] for t, c in zip(ss.times, cuts)),
+        layout=replace(
+            lay,
+            kind="ragged" if lay.output_kind != "array" else "array",
+            inner_kind=None,
+            order=tuple(np.arange(c) for c in cuts),
+            frame=None,
+            rows=None,
+            time_col=None,
+            id_col=None,
+            series_ids=None,
+        ),
+    )
+    future = np.stack([t[c : c + H] for t, c in zip(ss.times, cuts)])  # (n, H) float
+    return head, list(times_out(ss, future))
+
+
+def _input_times(ss: SeriesSet) -> list[np.ndarray]:
+    """Per series, the sorted times in the input's time type (dates for dated inputs)."""
+    return [np.asarray(times_out(ss, np.asarray(t)[None])[0]) for t in ss.times]
+
+
+def _json_able(estimator: Estimator) -> bool:
+    try:
+        estimator.get_config()
+    except ValidationError:
+        return False
+    return True
+
+
+def _fresh(estimator: Estimator, config: dict[str, Any] | None) -> Estimator:
+    """An estimator of the same configuration for a new fit (a shallow copy when the
+    configuration has modules JSON cannot describe: fit replaces everything it learns, and
+    deep-copies the modules it trains)."""
+    if config is None:
+        return copy.copy(estimator)
+    args = {**config, "kernel": kernel_from_spec(config["kernel"])}
+    args["hidden"] = tuple(args["hidden"])
+    return type(estimator)(**args)

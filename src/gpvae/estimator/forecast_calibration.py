@@ -1,0 +1,79 @@
+"""Calibrated forecast intervals: rolling-origin forecasts inside the training data.
+
+After fit, each training series long enough is cut at up to :data:`NUM_ORIGINS` origins
+``T - k H`` (k = 1, 2, ...; H the calibration horizon): the model forecasts the next H steps
+from the history before the origin only (the whole of it), and the forecasts are compared
+with what followed. The draws' spread around the mean is then rescaled, per feature and per
+horizon band (:data:`NUM_BANDS` equal parts of 1..H), by the factor whose central intervals
+at the levels of :data:`gpvae.estimator.calibration.LEVELS` cover the truth closest to their
+nominal rates (:func:`gpvae.estimator.calibration.fit_interval_scales`). Forecast errors grow
+with the horizon in ways the latent GP's variance alone does not capture (the decoder and
+the likelihood are fitted on one-step reconstructions), hence bands.
+"""
+
+from __future__ import annotations
+
+import numpy as np
+import torch
+
+from gpvae import settings
+from gpvae.data import SeriesSet, to_series_set
+from gpvae.estimator.calibration import LEVELS, fit_interval_scales
+from gpvae.estimator.context import PredictContext
+from gpvae.estimator.forecasting import band_of_steps, forecast_draws
+from gpvae.model import sorted_quantiles
+
+__all__ = ["NUM_BANDS", "NUM_ORIGINS", "calibrate_forecasts"]
+
+#: Rolling origins per series (fewer for series shorter than (origins + 1) x horizon).
+NUM_ORIGINS = 12
+#: Horizon bands with a factor of their own (fewer for horizons shorter than this).
+NUM_BANDS = 4
+
+
+def calibrate_forecasts(ctx: PredictContext, data: SeriesSet, horizon: int) -> np.ndarray | None:
+    """Spread factors (bands, D) of the forecast intervals, or None without any origin.
+
+    Args:
+        ctx: the fitted model (no forecast factors yet).
+        data: the training series, original units.
+        horizon: H, steps ahead.
+    """
+    hist_v, hist_t, fut_t, truth = [], [], [], []
+    for v, t in zip(data.values, data.times):
+        T = len(t)
+        for k in range(1, NUM_ORIGINS + 1):
+            origin = T - k * horizon
+            if origin < max(2 * horizon, 8):
+                break
+            hist_v.append(v[:origin])
+            hist_t.append(t[:origin])
+            fut_t.append(t[origin : origin + horizon])
+            truth.append(v[origin : origin + horizon])
+    if not hist_v:
+        return None
+    hist = to_series_set(hist_v, list(hist_t))
+    scaled = ctx.scaler.transform(hist)
+    future = np.stack(fut_t)  # (n, H) in the data's float units
+    levels = np.asarray(LEVELS)
+    probs = [*((1 - levels) / 2), *((1 + levels) / 2)]
+    K = len(levels)
+    bands = band_of_steps(horizon, min(NUM_BANDS, horizon), horizon)
+    D = data.num_features
+    rows: list[tuple[np.ndarray, ...]] = []
+    for idx, mean, y in forecast_draws(ctx, scaled, future, settings.CALIBRATION_SAMPLES, 7):
+        q = torch.stack(sorted_quantiles(y, probs), dim=-1).double().cpu().numpy()
+        m = mean.double().cpu().numpy()  # (B, H, D)
+        target = ctx.scaler.transform(np.stack([truth[i] for i in idx]))  # (B, H, D)
+        band = np.broadcast_to(bands[None, :, None], target.shape)
+        feature = np.broadcast_to(np.arange(D), target.shape)
+        keep = ~np.isnan(target)
+        rows.append(
+            (m[keep], q[keep][:, :K], q[keep][:, K:], target[keep], feature[keep], band[keep])
+        )
+    m_a, lo_a, hi_a, y_a, f_a, b_a = (np.concatenate(p) for p in zip(*rows))
+    out = np.ones((int(bands.max()) + 1, D))
+    for b in range(out.shape[0]):
+        sel = b_a == b
+        out[b] = fit_interval_scales(m_a[sel], lo_a[sel], hi_a[sel], y_a[sel], f_a[sel], D)
+    return out

@@ -1,0 +1,87 @@
+"""The forecasting methods of :class:`gpvae.GPVAE` (``forecast``, ``calibrate_forecast``,
+``backtest``): thin methods over :mod:`gpvae.estimator.forecasting`,
+:mod:`gpvae.estimator.forecast_calibration` and :mod:`gpvae.estimator.backtest`, kept here so
+that ``estimator.py`` stays about arguments, fitting and model files.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from dataclasses import replace
+from typing import Any, TypeVar, cast
+
+import numpy as np
+
+from gpvae.arguments import int_arg
+from gpvae.estimator.backtest import BacktestResult, Estimator, backtest
+from gpvae.estimator.context import PredictContext
+from gpvae.estimator.forecast_calibration import calibrate_forecasts
+from gpvae.estimator.forecasting import forecast_series
+from gpvae.estimator.results import ForecastResult
+
+__all__ = ["ForecastMethods"]
+
+_T = TypeVar("_T", bound="ForecastMethods")
+
+
+class ForecastMethods:
+    """Mixed into :class:`gpvae.GPVAE`, which defines ``_context`` and the attributes."""
+
+    forecast_scale_: np.ndarray | None
+    forecast_horizon: int | None
+
+    def _context(self, method: str) -> PredictContext:
+        raise NotImplementedError  # GPVAE's
+
+    def forecast(
+        self,
+        X: Any,
+        times: Any = None,
+        horizon: int | None = None,
+        future_times: Any = None,
+        num_samples: int = 100,
+        quantiles: Sequence[float] = (0.05, 0.95),
+        return_samples: bool = False,
+    ) -> ForecastResult:
+        """Predict every series at future times, with intervals.
+
+        Latent paths at the future times are joint draws from the posterior GP of each
+        series (the prior conditioned on the encoder's pseudo-observations of the observed
+        entries), decoded; y ~ p(y | z) gives the intervals. Needs ``posterior="structured"``.
+
+        Args:
+            X: the observed history, any accepted form.
+            times: as in :meth:`fit`.
+            horizon: H steps of each series' median time step after its last time.
+            future_times: instead of ``horizon``: (H,) times for every series, (n, H), or a
+                list of n (H,) arrays, in the input's time units.
+            num_samples: S draws.
+            quantiles: (lower, upper) probabilities.
+            return_samples: also return the S joint sample paths (S, n, H, D).
+
+        Returns:
+            :class:`~gpvae.estimator.results.ForecastResult` with (n, H, D) arrays; its
+            ``times`` in the input's time type (dates in, dates out; calendar frequencies
+            such as month starts kept).
+        """
+        ctx = self._context("forecast")
+        return forecast_series(
+            ctx, X, times, horizon, future_times, num_samples, quantiles, return_samples
+        )
+
+    def calibrate_forecast(self: _T, X: Any, times: Any = None, *, horizon: int) -> _T:
+        """(Re)calibrate the forecast intervals on series X for ``horizon`` steps ahead, by
+        rolling-origin forecasts inside X (:mod:`gpvae.estimator.forecast_calibration`);
+        ``fit(..., forecast_horizon=H)`` does this on the training data. Returns self."""
+        H = int_arg("horizon", horizon)
+        ctx = self._context("calibrate_forecast")
+        ss, _ = ctx.input(X, times)
+        self.forecast_scale_ = calibrate_forecasts(replace(ctx, forecast_scale=None), ss, H)
+        self.forecast_horizon = H
+        return self
+
+    def backtest(self, X: Any, times: Any = None, **kwargs: Any) -> BacktestResult:
+        """Rolling-origin backtest of this configuration on X (this estimator is not
+        changed): :func:`gpvae.estimator.backtest.backtest` (``horizon``, ``num_origins``,
+        ``step``, ``season``, ``refit``, ``num_samples``)."""
+        return backtest(cast(Estimator, self), X, times, **kwargs)

@@ -1,0 +1,90 @@
+"""The periods of a model's periodic kernels: given by the user, or found in the data.
+
+``GPVAE(period=...)`` takes a number in the data's time units, a duration or calendar
+offset string (``"24h"``, ``"365.25D"``, ``"12MS"``; see :mod:`gpvae.data.calendar`), or a
+sequence of them, one per periodic factor of the kernel name in order. Periods the user gives
+stay fixed during training. With ``period=None`` the periods start at the strongest peaks of
+the training data's periodogram (:func:`gpvae.data.spectrum.dominant_periods`) and are
+learned.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from typing import Any
+
+from gpvae.data import Scaler, SeriesSet
+from gpvae.data.calendar import period_in_units
+from gpvae.data.spectrum import dominant_periods
+from gpvae.errors import InputTypeError, ValidationError
+from gpvae.kernels import KernelArg, num_periods
+
+__all__ = ["PeriodArg", "check_period", "resolve_periods"]
+
+PeriodArg = float | str | Sequence[float | str] | None
+
+
+def check_period(period: Any, kernel: KernelArg) -> PeriodArg:
+    """Validate the form of ``period`` for ``kernel`` (the units are checked at fit).
+
+    Raises:
+        InputTypeError, ValidationError: naming ``period``.
+    """
+    if period is None:
+        return None
+    n = num_periods(kernel)
+    if n == 0:
+        name = kernel if isinstance(kernel, str) else type(kernel).__name__
+        raise ValidationError(
+            f"period: expected None for kernel={name!r} (no periodic factor given by name; "
+            f"set a kernel instance's period directly), found {period!r}"
+        )
+    values = [period] if isinstance(period, (str, int, float)) else period
+    if not isinstance(values, (list, tuple)):
+        raise InputTypeError(
+            f"period: expected a number, a string such as '24h' or a list of them, found "
+            f"{type(period).__name__}"
+        )
+    if len(values) not in (1, n):
+        raise ValidationError(
+            f"period: expected 1 or {n} periods (one per periodic factor of {kernel!r}), "
+            f"found {len(values)}"
+        )
+    for v in values:
+        ok = isinstance(v, (str, int, float)) and not isinstance(v, bool)
+        if not ok:
+            raise InputTypeError(f"period: expected numbers or strings, found {v!r}")
+    return list(values) if isinstance(period, (list, tuple)) else period
+
+
+def resolve_periods(
+    kernel: KernelArg, period: PeriodArg, data: SeriesSet, scaler: Scaler
+) -> tuple[list[float] | None, bool]:
+    """The periods in model units (time steps) and whether they are learned.
+
+    Returns:
+        ``(None, True)`` for kernels without a periodic factor by name; otherwise one period
+        per periodic factor and False when the user gave them.
+
+    Raises:
+        ValidationError: naming ``period`` when it cannot be read in the data's units, or
+            when ``period=None`` and the data are too short to show a period.
+    """
+    n = num_periods(kernel)
+    if n == 0:
+        return None, True
+    lay = data.layout
+    if period is not None:
+        values = [period] if isinstance(period, (str, int, float)) else list(period)
+        units = [period_in_units(v, lay.time_unit, lay.freq) for v in values]
+        if len(units) == 1:
+            units = units * n
+        return [u / scaler.time_step_ for u in units], False
+    found = dominant_periods(data.values, data.times, n)
+    if not found:
+        raise ValidationError(
+            "period: expected a period for the periodic kernel (the training series are too "
+            "short to find one in their spectrum), found None"
+        )
+    found = found + [found[-1]] * (n - len(found))
+    return [p / scaler.time_step_ for p in found], True

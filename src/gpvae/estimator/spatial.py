@@ -1,0 +1,531 @@
+"""The estimator's spatio-temporal path: fit on a field, predict at new sites, impute.
+
+A field (S sites x T times x D features, :mod:`gpvae.data.spatial`) is cut into time windows
+of ``window`` steps; each window over every site is one series of the GP-VAE, with index
+points (east km, north km, step). The prior of every latent channel is
+``SpaceTime(k_s, k_t)``, conditioned by the ``spacetime`` backend (exact Kalman over time,
+the sites as the state's spatial block) or, with ``inducing`` sites, the ``sparse`` one.
+
+- :func:`fit_field` trains on the windows (a random offset per epoch) and early-stops on the
+  validation windows (the last ``val_fraction`` of the record): for each, one site is hidden
+  whole and predicted from the others (the task of :func:`predict_sites`), and a tenth of the
+  other entries is hidden at random (the task of :func:`impute_field`); the score is the MAE of
+  the hidden entries in standardised units. The interval half-widths are then scaled per
+  feature so that 90% of those hidden entries fall inside the (5%, 95%) interval.
+- :func:`predict_sites` conditions each window's latent GP on the observed sites and draws
+  it at the new sites (kriging in latent space), then decodes: mean and quantiles of y.
+- :func:`impute_field` fills the missing entries of the observed sites; every latent is
+  conditioned on all sites of the window, so neighbours inform a gap. Observed values are
+  returned unchanged.
+
+Shapes: S sites, T steps, D features, W window steps, L latent channels.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Hashable, Sequence
+from dataclasses import dataclass, field
+from typing import TYPE_CHECKING, Any
+
+import numpy as np
+import pandas as pd
+import torch
+
+from gpvae.data.scaler import Scaler
+from gpvae.data.spatial import (
+    Field,
+    Projection,
+    TimeAxis,
+    field_batch,
+    field_from_frame,
+    site_table,
+    warn_far_sites,
+)
+from gpvae.errors import ValidationError
+from gpvae.estimator.assembly import ModelSpec, build_model
+from gpvae.gp.prior import GPPrior
+from gpvae.kernels import Kernel, SpaceTime, build_kernel, get_kernel
+from gpvae.model import GPVAEModel, sorted_quantiles
+from gpvae.training.loop import TrainConfig, TrainState, train
+
+if TYPE_CHECKING:
+    from gpvae.batch import Batch
+
+__all__ = [
+    "SpatialResult",
+    "SpatialSpec",
+    "build_spatial_model",
+    "fit_field",
+    "impute_field",
+    "predict_sites",
+]
+
+#: Share of the other sites' observed entries hidden at random in a validation window.
+_VAL_POINT_SHARE = 0.1
+
+
+@dataclass(frozen=True)
+class SpatialSpec:
+    """What a spatial model needs besides its weights (saved in config.json).
+
+    Attributes:
+        id, time: the site id and time columns.
+        projection: coordinates -> planar km (its columns are the coordinate columns).
+        time_axis: times -> steps.
+        features: the D feature columns.
+        window: W, steps per series.
+        inducing: M inducing sites (the sparse backend), or None (exact spacetime backend).
+        spatial_lengthscale: initial spatial lengthscale, km.
+        train_xy: (S, 2) km of the training sites (for the far-site warning).
+    """
+
+    id: str
+    time: str
+    projection: Projection
+    time_axis: TimeAxis
+    features: tuple[str, ...]
+    window: int
+    inducing: int | None
+    spatial_lengthscale: float
+    train_xy: np.ndarray = field(repr=False)
+
+    def to_json(self) -> dict[str, Any]:
+        return {
+            "id": self.id,
+            "time": self.time,
+            "projection": self.projection.to_json(),
+            "time_axis": self.time_axis.to_json(),
+            "features": list(self.features),
+            "window": self.window,
+            "inducing": self.inducing,
+            "spatial_lengthscale": self.spatial_lengthscale,
+            "train_xy": np.asarray(self.train_xy, dtype=np.float64).tolist(),
+        }
+
+    @classmethod
+    def from_json(cls, data: dict[str, Any]) -> SpatialSpec:
+        return cls(
+            id=str(data["id"]),
+            time=str(data["time"]),
+            projection=Projection.from_json(data["projection"]),
+            time_axis=TimeAxis.from_json(data["time_axis"]),
+            features=tuple(str(f) for f in data["features"]),
+            window=int(data["window"]),
+            inducing=None if data["inducing"] is None else int(data["inducing"]),
+            spatial_lengthscale=float(data["spatial_lengthscale"]),
+            train_xy=np.asarray(data["train_xy"], dtype=np.float64).reshape(-1, 2),
+        )
+
+
+@dataclass(frozen=True)
+class SpatialResult:
+    """Predictions as long DataFrames (id, time, features), in the original units.
+
+    Attributes:
+        mean: predictive mean (observed entries unchanged for imputation).
+        lower, upper: the quantiles of the predictive draws (observed entries unchanged).
+        samples: (S, T, sites, D) draws when asked for, else None.
+    """
+
+    mean: pd.DataFrame
+    lower: pd.DataFrame
+    upper: pd.DataFrame
+    samples: np.ndarray | None = None
+
+
+# ----------------------------------------------------------------------------------------
+# model
+
+
+def build_spatial_model(est: Any, spec: SpatialSpec, num_features: int) -> GPVAEModel:
+    """The GP-VAE of the estimator's settings with a SpaceTime prior (seeded by est.seed)."""
+    temporal = (
+        est.kernel if isinstance(est.kernel, Kernel) else build_kernel(est.kernel, est.lengthscale)
+    )
+    name = "matern32" if isinstance(est.kernel, Kernel) else est.kernel
+    spatial = get_kernel(name, lengthscale=[spec.spatial_lengthscale] * 2)
+    kernel = SpaceTime(spatial, temporal)
+    backend = "sparse" if spec.inducing is not None else est.backend
+    model_spec = ModelSpec(
+        latent_dim=est.latent_dim,
+        kernel=kernel,
+        posterior=est.posterior,
+        backend="dense" if backend == "sparse" else backend,
+        likelihood=est.likelihood,
+        encoder=est.encoder,
+        decoder=est.decoder,
+        hidden=est.hidden,
+        beta=est.beta,
+        lengthscale=None,
+    )
+    with torch.random.fork_rng(devices=[]):
+        torch.manual_seed(est.seed)
+        model = build_model(model_spec, num_features)
+        if spec.inducing is not None:
+            z = _initial_inducing(spec.train_xy, spec.inducing, est.seed)
+            model.prior = GPPrior(kernel, est.latent_dim, backend="sparse", inducing=z)
+    return model
+
+
+def _initial_inducing(xy: np.ndarray, num: int, seed: int) -> torch.Tensor:
+    """M inducing sites: the training sites when M >= S, else k-means++ seeds among them."""
+    rng = np.random.default_rng(seed)
+    if num >= len(xy):
+        extra = xy[rng.integers(len(xy), size=num - len(xy))] + rng.normal(
+            0, 1.0, (num - len(xy), 2)
+        )
+        return torch.as_tensor(np.concatenate([xy, extra]), dtype=torch.float32)
+    chosen = [int(rng.integers(len(xy)))]
+    d2 = ((xy - xy[chosen[0]]) ** 2).sum(-1)
+    for _ in range(num - 1):
+        nxt = (
+            int(rng.choice(len(xy), p=d2 / d2.sum()))
+            if d2.sum() > 0
+            else int(rng.integers(len(xy)))
+        )
+        chosen.append(nxt)
+        d2 = np.minimum(d2, ((xy - xy[nxt]) ** 2).sum(-1))
+    return torch.as_tensor(xy[chosen], dtype=torch.float32)
+
+
+# ----------------------------------------------------------------------------------------
+# fit
+
+
+def _standardise(values: np.ndarray, scaler: Scaler) -> np.ndarray:
+    mean, std = scaler.mean_, scaler.std_
+    assert mean is not None
+    assert std is not None
+    return (values - mean) / std
+
+
+def _field_scaler(field_: Field) -> Scaler:
+    """Per-feature mean and std of the observed training entries."""
+    D = len(field_.feature_names)
+    flat = field_.values.reshape(-1, D)
+    mean, std = np.zeros(D), np.ones(D)
+    for j in range(D):
+        col = flat[:, j][~np.isnan(flat[:, j])]
+        if col.size == 0:
+            raise ValidationError(
+                f"X: expected every feature to be observed at least once, found "
+                f"{field_.feature_names[j]!r} never observed"
+            )
+        mean[j] = col.mean()
+        std[j] = col.std() if col.std() > 0 else 1.0
+    scaler = Scaler()
+    scaler.mean_, scaler.std_ = mean, std
+    scaler.feature_names_ = tuple(field_.feature_names)
+    scaler.names_given_ = True
+    return scaler
+
+
+@dataclass
+class _Validation:
+    """Validation windows: one site hidden whole per window, a share of the rest at random.
+
+    Attributes:
+        starts: first step of each window.
+        hidden: (T, S, D) bool, the hidden observed entries (inside the windows only).
+    """
+
+    starts: list[int]
+    hidden: np.ndarray
+
+    @classmethod
+    def make(cls, values: np.ndarray, starts: list[int], W: int, seed: int) -> _Validation:
+        rng = np.random.default_rng(seed)
+        S = values.shape[1]
+        hidden = np.zeros(values.shape, dtype=bool)
+        for k, a in enumerate(starts):
+            hidden[a : a + W] = rng.random(hidden[a : a + W].shape) < _VAL_POINT_SHARE
+            hidden[a : a + W, k % S] = True
+        return cls(starts, hidden & ~np.isnan(values))
+
+    def rows(self, W: int, T: int) -> np.ndarray:
+        """(B, W) step of every window row (T for padding past the end)."""
+        return np.array([[a + i if a + i < T else T for i in range(W)] for a in self.starts])
+
+
+def _predict_hidden(
+    model: GPVAEModel, batch: Batch, num_samples: int, gen: torch.Generator
+) -> tuple[torch.Tensor, torch.Tensor]:
+    """Predictive mean (B, N, D) and draws (S, B, N, D) of every entry of the batch."""
+    q = model.encode(batch)
+    z = q.rsample(num_samples, gen)  # (S, B, N, L)
+    params = model.decode(z)
+    lik = model.likelihood
+    return lik.mean(params).mean(0), lik.sample(params, gen)
+
+
+def fit_field(
+    est: Any,
+    frame: pd.DataFrame,
+    id_col: Hashable,
+    time_col: Hashable,
+    coords: Sequence[Hashable],
+    features: Sequence[Hashable] | None,
+    projection: str,
+    window: int,
+    inducing: int | None,
+) -> tuple[GPVAEModel, Scaler, SpatialSpec, np.ndarray, TrainState]:
+    """Train the spatial GP-VAE; returns model, scaler, spec, interval scales, train state."""
+    field_, proj, axis = field_from_frame(frame, id_col, time_col, coords, features, projection)
+    scaler = _field_scaler(field_)
+    values = _standardise(field_.values, scaler)
+    S = field_.num_sites
+    T = len(field_.times)
+    if window < 2 or window > T:
+        raise ValidationError(
+            f"window: expected 2 <= window <= {T} (the number of times), found {window}"
+        )
+    dist = np.sqrt(((field_.xy[:, None] - field_.xy[None]) ** 2).sum(-1))
+    nearest = np.where(np.eye(S, dtype=bool), np.inf, dist).min(1)
+    spec = SpatialSpec(
+        id=str(id_col),
+        time=str(time_col),
+        projection=proj,
+        time_axis=axis,
+        features=field_.feature_names,
+        window=int(window),
+        inducing=inducing,
+        spatial_lengthscale=float(max(np.median(nearest) * 2.0, 1e-3)),
+        train_xy=field_.xy,
+    )
+    model = build_spatial_model(est, spec, len(field_.feature_names))
+
+    # chronological split: the last val_fraction of the windows validate
+    n_windows = T // window
+    n_val = round(est.val_fraction * n_windows) if est.val_fraction > 0 and n_windows > 1 else 0
+    n_val = min(n_val, n_windows - 1)
+    train_steps = (n_windows - n_val) * window
+    val = _Validation.make(
+        values, [train_steps + k * window for k in range(n_val)], window, est.seed
+    )
+    masked = np.where(val.hidden, np.nan, values)
+    val_batch = field_batch(masked, field_.xy, field_.times, val.starts, window) if n_val else None
+    train_values = values[:train_steps]
+    train_times = field_.times[:train_steps]
+
+    def batches(epoch: int) -> Any:
+        r = np.random.default_rng((est.seed, epoch))
+        offset = int(r.integers(window))
+        starts = np.arange(offset, max(train_steps - window, 0) + 1, window)
+        if len(starts) == 0:
+            starts = np.array([0])
+        starts = r.permutation(starts)
+        for i in range(0, len(starts), est.batch_size):
+            yield field_batch(
+                train_values,
+                field_.xy,
+                train_times,
+                starts[i : i + est.batch_size].tolist(),
+                window,
+            )
+
+    def val_score() -> float:
+        assert val_batch is not None
+        with torch.no_grad():
+            mean, _ = _predict_hidden(model, val_batch, 4, torch.Generator().manual_seed(est.seed))
+        m, target, hidden = _on_windows(mean, values, val, window)
+        return float(np.abs(m - target)[hidden].mean())
+
+    base = est._session_config().train
+    config = TrainConfig(
+        epochs=base.epochs,
+        lr=base.lr,
+        optimizer=base.optimizer,
+        patience=base.patience,
+        num_samples=base.num_samples,
+        progress=base.progress,
+    )
+    steps = max(1, -(-max(train_steps // window, 1) // est.batch_size))
+    state, _ = train(
+        model,
+        batches,
+        config,
+        val_score=val_score if val_batch is not None else None,
+        generator=torch.Generator().manual_seed(est.seed),
+        steps_per_epoch=steps,
+    )
+    scale = np.ones(values.shape[-1])
+    if val_batch is not None and est.calibrate:
+        scale = _calibrate(model, val_batch, values, val, window, est.seed)
+    return model, scaler, spec, scale, state
+
+
+def _on_windows(
+    pred: torch.Tensor, values: np.ndarray, val: _Validation, W: int
+) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """Batch predictions (..., B, W S, D) with the field's targets and hidden mask at the same
+    entries: three (..., B, W, S, D) arrays (padding rows are never hidden)."""
+    T, S, D = values.shape
+    rows = val.rows(W, T)  # (B, W)
+    pad_values = np.concatenate([values, np.full((1, S, D), np.nan)])
+    pad_hidden = np.concatenate([val.hidden, np.zeros((1, S, D), dtype=bool)])
+    p = pred.cpu().numpy()
+    p = p.reshape(*p.shape[:-2], W, S, D)
+    return p, pad_values[rows], pad_hidden[rows]
+
+
+def _calibrate(
+    model: GPVAEModel, batch: Batch, values: np.ndarray, val: _Validation, W: int, seed: int
+) -> np.ndarray:
+    """Per-feature factors on the interval half-widths so that 90% of the hidden validation
+    entries fall inside the (5%, 95%) interval."""
+    with torch.no_grad():
+        mean, draws = _predict_hidden(model, batch, 100, torch.Generator().manual_seed(seed + 1))
+        lo_t, hi_t = sorted_quantiles(draws, (0.05, 0.95))
+    m, target, hidden = _on_windows(mean, values, val, W)
+    lo, _, _ = _on_windows(lo_t, values, val, W)
+    hi, _, _ = _on_windows(hi_t, values, val, W)
+    out = np.ones(values.shape[-1])
+    for j in range(len(out)):
+        h = hidden[..., j]
+        if h.sum() < 20:
+            continue
+        t, mj = target[..., j][h], m[..., j][h]
+        up = (t - mj) / np.maximum(hi[..., j][h] - mj, 1e-9)
+        down = (mj - t) / np.maximum(mj - lo[..., j][h], 1e-9)
+        out[j] = float(np.quantile(np.where(t >= mj, up, down), 0.9))
+    return np.clip(out, 0.2, 20.0)
+
+
+# ----------------------------------------------------------------------------------------
+# prediction
+
+
+def _long_frame(
+    field_: Field, spec: SpatialSpec, values: np.ndarray, ids: Sequence[Hashable]
+) -> pd.DataFrame:
+    """(T, S', D) values -> a long frame (id, time, features), site-major rows."""
+    T, S = values.shape[:2]
+    data = {
+        spec.id: np.repeat(np.asarray(ids, dtype=object), T),
+        spec.time: np.tile(field_.raw_times, S),
+    }
+    flat = values.transpose(1, 0, 2).reshape(S * T, -1)
+    for j, name in enumerate(spec.features):
+        data[name] = flat[:, j]
+    return pd.DataFrame(data)
+
+
+def _interval(
+    mean: np.ndarray, lo: np.ndarray, hi: np.ndarray, scale: np.ndarray
+) -> tuple[np.ndarray, np.ndarray]:
+    return mean - scale * (mean - lo), mean + scale * (hi - mean)
+
+
+def predict_sites(
+    model: GPVAEModel,
+    scaler: Scaler,
+    spec: SpatialSpec,
+    interval_scale: np.ndarray,
+    frame: pd.DataFrame,
+    sites: pd.DataFrame,
+    num_samples: int,
+    quantiles: Sequence[float],
+    seed: int,
+    batch_size: int,
+) -> SpatialResult:
+    """Every feature at new sites, for every time of ``frame`` (the observed sites)."""
+    cols = list(spec.projection.columns)
+    field_, _, _ = field_from_frame(
+        frame,
+        spec.id,
+        spec.time,
+        cols,
+        list(spec.features),
+        spec.projection,
+        spec.time_axis,
+        min_sites=1,
+    )
+    new_ids, new_coords = site_table(sites, spec.id, cols, min_sites=1)
+    new_xy = spec.projection.to_km(new_coords)
+    warn_far_sites(new_xy, spec.train_xy, new_ids, cols)
+    values = _standardise(field_.values, scaler)
+    T, W, P = len(field_.times), spec.window, len(new_ids)
+    starts = list(range(0, T, W))
+    gen = torch.Generator().manual_seed(seed)
+    means, los, his = (np.zeros((T, P, len(spec.features))) for _ in range(3))
+    model.eval()
+    for i in range(0, len(starts), batch_size):
+        chunk = starts[i : i + batch_size]
+        batch = field_batch(values, field_.xy, field_.times, chunk, W)
+        x_new = torch.zeros(len(chunk), W * P, 3)
+        for b, a in enumerate(chunk):
+            stop = min(a + W, T)
+            tt = torch.as_tensor(field_.times[a:stop] - field_.times[a], dtype=torch.float32)
+            pts = torch.cat(
+                [
+                    torch.as_tensor(new_xy, dtype=torch.float32)[None].expand(stop - a, P, 2),
+                    tt[:, None, None].expand(stop - a, P, 1),
+                ],
+                -1,
+            ).reshape(-1, 3)
+            x_new[b, : len(pts)] = pts
+            x_new[b, len(pts) :] = pts[-1]
+        with torch.no_grad():
+            q = model.encode(batch)
+            z = q.gp.sample_at(x_new, num_samples, gen)  # type: ignore[attr-defined]
+            params = model.decode(z)
+            draws = model.likelihood.sample(params, gen)  # (S, B, W P, D)
+            mean = model.likelihood.mean(params).mean(0)
+            lo, hi = sorted_quantiles(draws, quantiles)
+        for b, a in enumerate(chunk):
+            n = min(a + W, T) - a
+            for arr, src in ((means, mean), (los, lo), (his, hi)):
+                arr[a : a + n] = src[b].reshape(W, P, -1)[:n].cpu().numpy()
+    lo_s, hi_s = _interval(means, los, his, interval_scale)
+    out = [scaler.mean_ + v * scaler.std_ for v in (means, lo_s, hi_s)]  # type: ignore[operator]
+    return SpatialResult(*(_long_frame(field_, spec, v, new_ids) for v in out))
+
+
+def impute_field(
+    model: GPVAEModel,
+    scaler: Scaler,
+    spec: SpatialSpec,
+    interval_scale: np.ndarray,
+    frame: pd.DataFrame,
+    num_samples: int,
+    quantiles: Sequence[float],
+    seed: int,
+    batch_size: int,
+) -> SpatialResult:
+    """Fill the missing entries of the observed sites (neighbours included in every
+    conditioning); observed values come back unchanged."""
+    cols = list(spec.projection.columns)
+    field_, _, _ = field_from_frame(
+        frame,
+        spec.id,
+        spec.time,
+        cols,
+        list(spec.features),
+        spec.projection,
+        spec.time_axis,
+        min_sites=1,
+    )
+    values = _standardise(field_.values, scaler)
+    T, S, D = values.shape
+    W = spec.window
+    starts = list(range(0, T, W))
+    gen = torch.Generator().manual_seed(seed)
+    means, los, his = (np.zeros((T, S, D)) for _ in range(3))
+    model.eval()
+    for i in range(0, len(starts), batch_size):
+        chunk = starts[i : i + batch_size]
+        batch = field_batch(values, field_.xy, field_.times, chunk, W)
+        with torch.no_grad():
+            mean, draws = _predict_hidden(model, batch, num_samples, gen)
+            lo, hi = sorted_quantiles(draws, quantiles)
+        for b, a in enumerate(chunk):
+            n = min(a + W, T) - a
+            for arr, src in ((means, mean), (los, lo), (his, hi)):
+                arr[a : a + n] = src[b].reshape(W, S, D)[:n].cpu().numpy()
+    lo_s, hi_s = _interval(means, los, his, interval_scale)
+    observed = ~np.isnan(field_.values)
+    out = []
+    for v in (means, lo_s, hi_s):
+        back = scaler.mean_ + v * scaler.std_  # type: ignore[operator]
+        out.append(np.where(observed, field_.values, back))
+    return SpatialResult(*(_long_frame(field_, spec, v, field_.site_ids) for v in out))

@@ -1,0 +1,165 @@
+"""The spatial methods of :class:`~gpvae.estimator.GPVAE` (a mixin, bodies in
+:mod:`gpvae.estimator.spatial`)."""
+
+from __future__ import annotations
+
+from collections.abc import Hashable, Sequence
+from typing import Any
+
+import numpy as np
+import pandas as pd
+
+from gpvae.arguments import int_arg
+from gpvae.errors import NotFittedError, ValidationError
+from gpvae.estimator.spatial import (
+    SpatialResult,
+    SpatialSpec,
+    build_spatial_model,
+    fit_field,
+    impute_field,
+    predict_sites,
+)
+from gpvae.training import distributed
+
+__all__ = ["SpatialMethods"]
+
+
+class SpatialMethods:
+    """Fit on a field of sites, predict at new sites, impute with neighbours."""
+
+    spatial_: SpatialSpec | None = None
+
+    def _fit_spatial(  # the body of ``fit(X, id=, time=, coords=, ...)``
+        self,
+        X: Any,
+        id: Hashable | None,
+        time: Hashable | None,
+        coords: Sequence[Hashable],
+        features: Sequence[Hashable] | None,
+        projection: str,
+        window: int,
+        inducing: int | None,
+    ) -> Any:
+        if distributed.launched():
+            raise ValidationError(
+                "coords: expected one process (spatial fits do not run under torchrun), "
+                "found a distributed job"
+            )
+        if not isinstance(X, pd.DataFrame):
+            raise ValidationError(
+                f"X: expected a long pandas DataFrame (site id, time, coordinates, features) "
+                f"with coords, found {type(X).__name__}"
+            )
+        if id is None or time is None:
+            raise ValidationError(
+                f"id: expected the site id and time column names with coords (id=..., "
+                f"time=...), found id={id!r}, time={time!r}"
+            )
+        window = int_arg("window", window, minimum=2)
+        if inducing is not None:
+            inducing = int_arg("inducing", inducing)
+        model, scaler, spec, scale, state = fit_field(
+            self, X, id, time, coords, features, projection, window, inducing
+        )
+        import torch
+
+        self._set_fitted(  # type: ignore[attr-defined]
+            model.eval(),
+            scaler,
+            torch.device("cpu"),
+            feature_names=list(spec.features),
+            interval_scale=scale,
+            history=state.history,
+        )
+        self.spatial_ = spec
+        return self
+
+    def _spatial_fitted(self, method: str) -> SpatialSpec:
+        if self.spatial_ is None:
+            raise NotFittedError(
+                f"{method}: this GPVAE was not fitted on spatial data; call "
+                "fit(df, id=..., time=..., coords=[...]) first"
+            )
+        return self.spatial_
+
+    def predict_sites(
+        self,
+        X: pd.DataFrame,
+        sites: pd.DataFrame,
+        num_samples: int = 100,
+        quantiles: Sequence[float] = (0.05, 0.95),
+    ) -> SpatialResult:
+        """Predict every feature at new sites, at every time of ``X``.
+
+        The latent GP of each time window is conditioned on the sites observed in ``X`` (the
+        neighbours) and drawn at the new sites (kriging through the latent GP), then decoded;
+        intervals are quantiles of the predictive draws (observation noise included), scaled
+        per feature by the validation calibration of :meth:`fit`.
+
+        Args:
+            X: long DataFrame of the observed sites over the period to predict (the fit's id,
+                time, coordinate and feature columns).
+            sites: DataFrame with the id and coordinate columns of the new sites (one row
+                per site, or one per site and time with fixed coordinates).
+            num_samples: S, draws per window.
+            quantiles: (lower, upper) probabilities of the interval.
+
+        Returns:
+            :class:`~gpvae.estimator.spatial.SpatialResult` of long frames (id, time,
+            features) in the original units.
+
+        Warns:
+            UserWarning: naming the coordinate columns, for new sites far outside the
+                training area.
+        """
+        spec = self._spatial_fitted("predict_sites")
+        model, scaler = self._fitted("predict_sites")  # type: ignore[attr-defined]
+        sites = (
+            sites.drop_duplicates(subset=[spec.id]) if isinstance(sites, pd.DataFrame) else sites
+        )
+        return predict_sites(
+            model,
+            scaler,
+            spec,
+            self._interval_scale(),
+            X,
+            sites,
+            int_arg("num_samples", num_samples),
+            _quantiles(quantiles),
+            self.seed,  # type: ignore[attr-defined]
+            self.batch_size,  # type: ignore[attr-defined]
+        )
+
+    def _impute_spatial(
+        self, X: Any, num_samples: int, quantiles: Sequence[float]
+    ) -> SpatialResult:
+        spec = self._spatial_fitted("impute")
+        model, scaler = self._fitted("impute")  # type: ignore[attr-defined]
+        return impute_field(
+            model,
+            scaler,
+            spec,
+            self._interval_scale(),
+            X,
+            int_arg("num_samples", num_samples),
+            _quantiles(quantiles),
+            self.seed,  # type: ignore[attr-defined]
+            self.batch_size,  # type: ignore[attr-defined]
+        )
+
+    def _interval_scale(self) -> np.ndarray:
+        scale = getattr(self, "interval_scale_", None)
+        return np.ones(len(self._spatial_fitted("predict").features)) if scale is None else scale
+
+    def _spatial_model(self, spatial: dict[str, Any], num_features: int) -> Any:
+        self.spatial_ = SpatialSpec.from_json(spatial)
+        return build_spatial_model(self, self.spatial_, num_features)
+
+
+def _quantiles(quantiles: Sequence[float]) -> tuple[float, float]:
+    q = tuple(float(v) for v in quantiles)
+    if len(q) != 2 or not 0.0 < q[0] < q[1] < 1.0:
+        raise ValidationError(
+            f"quantiles: expected (lower, upper) with 0 < lower < upper < 1, found {quantiles!r}"
+        )
+    return q[0], q[1]

@@ -1,0 +1,77 @@
+"""``gpvae fit --kernel matern32+periodic --period 7D`` and ``gpvae backtest`` end to end, in
+process through :func:`gpvae.app.cli.main` (exit code, outputs, one-line errors)."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import numpy as np
+import pandas as pd
+import pytest
+
+from gpvae.app.cli import main
+
+
+def _weekly_csv(path: Path) -> Path:
+    rng = np.random.default_rng(0)
+    T = 140
+    t = np.arange(T)
+    frame = pd.DataFrame(
+        {
+            "date": pd.date_range("2024-01-01", periods=T, freq="D").strftime("%Y-%m-%d"),
+            "load": 10 + 3 * np.sin(2 * np.pi * t / 7) + 0.3 * rng.standard_normal(T),
+            "temp": 5 + np.cos(2 * np.pi * t / 7) + 0.3 * rng.standard_normal(T),
+        }
+    )
+    frame.loc[rng.random(T) < 0.05, "temp"] = np.nan
+    frame.to_csv(path, index=False)
+    return path
+
+
+@pytest.fixture(scope="module")
+def fitted(tmp_path_factory: pytest.TempPathFactory) -> tuple[Path, Path]:
+    """A weekly-seasonal CSV and a model fitted on it with a 7-day period (shared)."""
+    folder = tmp_path_factory.mktemp("backtest")
+    data = _weekly_csv(folder / "weekly.csv")
+    model = folder / "model"
+    fit_args = ["fit", str(data), "--time-col", "date", "-o", str(model), "--epochs", "2"]
+    fit_args += ["--latent-dim", "2", "--hidden", "16", "--quiet"]
+    fit_args += ["--kernel", "matern32+periodic", "--period", "7D", "--forecast-horizon", "7"]
+    assert main(fit_args) == 0
+    return data, model
+
+
+def test_fit_with_a_period_then_backtest(
+    fitted: tuple[Path, Path], tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    data, model = fitted
+    out = tmp_path / "bt.json"
+    args = ["backtest", str(model), str(data), "--horizon", "7", "--origins", "3"]
+    args += ["--season", "7", "--num-samples", "20", "-o", str(out)]
+    code = main([*args, "--plot-dir", str(tmp_path / "fans")])
+    assert code == 0, capsys.readouterr()
+    report = json.loads(out.read_text())
+    assert report["origins"] == [[119, 126, 133]]
+    assert report["epochs"] == [2]
+    assert set(report["summary"]) == {"mae", "mase", "crps", "coverage90"}
+    assert len(report["by_horizon"]["mase"]) == 7
+    assert set(report["by_feature"]) == {"load", "temp"}
+    assert sorted(p.name for p in (tmp_path / "fans").iterdir()) == [
+        "backtest_load.png",
+        "backtest_temp.png",
+    ]
+
+
+def test_backtest_errors_are_one_line(
+    fitted: tuple[Path, Path], tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    data, model = fitted
+    capsys.readouterr()
+    args = ["backtest", str(model), str(data), "--horizon", "60", "--origins", "5"]
+    code = main([*args, "-o", str(tmp_path / "bt.json")])
+    assert code != 0
+    err = capsys.readouterr().err.strip().splitlines()
+    assert len(err) == 1
+    assert err[0].startswith("error: ")
+    assert "expected series long enough for 5 origins" in err[0]

@@ -1,0 +1,142 @@
+"""``gpvae fit --coord-cols`` and ``gpvae predict-sites`` end to end on a tiny field."""
+
+from __future__ import annotations
+
+import os
+import subprocess
+import sys
+from pathlib import Path
+
+import numpy as np
+import pandas as pd
+
+
+def _cli(*args: str | Path) -> subprocess.CompletedProcess[str]:
+    env = {**os.environ, "OMP_NUM_THREADS": "1", "PYTHONWARNINGS": "ignore"}
+    return subprocess.run(
+        [sys.executable, "-m", "gpvae", *map(str, args)],
+        capture_output=True,
+        text=True,
+        env=env,
+        timeout=600,
+    )
+
+
+def _frame(S: int = 4, T: int = 40) -> pd.DataFrame:
+    rng = np.random.default_rng(0)
+    lat = 39.9 + 0.1 * rng.random(S)
+    lon = 116.4 + 0.1 * rng.random(S)
+    common = np.sin(np.arange(T) / 5.0)
+    rows = []
+    for s in range(S):
+        for t in range(T):
+            rows.append(
+                {
+                    "station": f"s{s}",
+                    "time": t,
+                    "lat": lat[s],
+                    "lon": lon[s],
+                    "pm": common[t] + 0.1 * rng.standard_normal(),
+                    "temp": 20 + common[t],
+                }
+            )
+    return pd.DataFrame(rows)
+
+
+def test_fit_with_coord_cols_then_predict_sites_with_plots(tmp_path: Path) -> None:
+    df = _frame()
+    train = tmp_path / "train.csv"
+    df[df.station != "s0"].to_csv(train, index=False)
+    fit = _cli(
+        "fit",
+        train,
+        "--time-col",
+        "time",
+        "--id-col",
+        "station",
+        "--coord-cols",
+        "lat,lon",
+        "--window",
+        "10",
+        "--epochs",
+        "2",
+        "--latent-dim",
+        "2",
+        "--hidden",
+        "8,8",
+        "--quiet",
+        "-o",
+        tmp_path / "model",
+    )
+    assert fit.returncode == 0, fit.stderr
+    new = tmp_path / "new.csv"
+    df[df.station == "s0"][["station", "lat", "lon"]].iloc[:1].to_csv(new, index=False)
+    out = tmp_path / "pred.csv"
+    pred = _cli(
+        "predict-sites",
+        tmp_path / "model",
+        train,
+        new,
+        "-o",
+        out,
+        "--num-samples",
+        "8",
+        "--plot",
+        tmp_path / "map.png",
+        "--series-plot",
+        tmp_path / "series.png",
+    )
+    assert pred.returncode == 0, pred.stderr
+    table = pd.read_csv(out)
+    assert list(table.columns) == [
+        "station",
+        "time",
+        "pm",
+        "temp",
+        "pm_lower",
+        "pm_upper",
+        "temp_lower",
+        "temp_upper",
+    ]
+    assert len(table) == 40
+    assert set(table.station) == {"s0"}
+    assert (table.pm_lower <= table.pm_upper).all()
+    assert (tmp_path / "map.png").stat().st_size > 0
+    assert (tmp_path / "series.png").stat().st_size > 0
+
+
+def test_bad_coord_cols_name_the_option(tmp_path: Path) -> None:
+    train = tmp_path / "train.csv"
+    _frame().to_csv(train, index=False)
+    proc = _cli(
+        "fit",
+        train,
+        "--time-col",
+        "time",
+        "--id-col",
+        "station",
+        "--coord-cols",
+        "lat",
+        "--quiet",
+        "-o",
+        tmp_path / "model",
+    )
+    assert proc.returncode != 0
+    assert "--coord-cols" in proc.stderr
+    assert "Traceback" not in proc.stderr
+    proc = _cli(
+        "fit",
+        train,
+        "--time-col",
+        "time",
+        "--id-col",
+        "station",
+        "--coord-cols",
+        "lat,height",
+        "--quiet",
+        "-o",
+        tmp_path / "model",
+    )
+    assert proc.returncode != 0
+    assert "--coord-cols" in proc.stderr
+    assert "'height'" in proc.stderr

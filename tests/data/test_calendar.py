@@ -1,0 +1,93 @@
+"""Calendar-aware time: frequencies inferred from dates, steps, periods, future timestamps;
+and the periodogram that initialises periods."""
+
+from __future__ import annotations
+
+import numpy as np
+import pandas as pd
+import pytest
+
+from gpvae.data import to_series_set
+from gpvae.data.calendar import calendar_steps, infer_calendar, period_in_units
+from gpvae.data.spectrum import dominant_periods
+from gpvae.errors import InputTypeError, ValidationError
+from gpvae.estimator.results import resolve_future_times, times_out
+
+
+def _frame(index: pd.DatetimeIndex) -> pd.DataFrame:
+    return pd.DataFrame({"a": np.arange(len(index), dtype=float)}, index=index)
+
+
+def test_monthly_dates_are_counted_in_months_and_forecast_on_month_starts() -> None:
+    ss = to_series_set(_frame(pd.date_range("2000-01-01", periods=48, freq="MS")))
+    assert ss.layout.time_unit == "steps"
+    assert ss.layout.freq == "MS"
+    np.testing.assert_array_equal(ss.times[0], np.arange(48.0))
+    future = resolve_future_times(ss, 24, None)
+    np.testing.assert_array_equal(future[0], np.arange(48.0, 72.0))
+    dates = pd.DatetimeIndex(times_out(ss, future)[0])
+    expected = pd.date_range("2004-01-01", periods=24, freq="MS")
+    assert dates.equals(expected)  # not 744-hour steps drifting off the month starts
+
+
+@pytest.mark.parametrize(
+    ("index", "freq"),
+    [
+        (pd.date_range("2001-03-31", periods=20, freq="ME"), "ME"),
+        (pd.date_range("2001-01-01", periods=20, freq="QS"), "QS-JAN"),
+        (pd.date_range("1990-01-01", periods=20, freq="YS"), "YS-JAN"),
+        (pd.bdate_range("2024-01-01", periods=30), "B"),
+    ],
+)
+def test_calendar_frequencies_are_inferred(index: pd.DatetimeIndex, freq: str) -> None:
+    ss = to_series_set(_frame(index))
+    assert ss.layout.freq == freq
+    np.testing.assert_array_equal(ss.times[0], np.arange(len(index), dtype=float))
+
+
+def test_gaps_keep_the_calendar_and_fixed_steps_stay_in_hours() -> None:
+    index = pd.date_range("2001-01-01", periods=30, freq="QS").delete([5, 6, 20])
+    ss = to_series_set(_frame(index))
+    assert ss.layout.freq == "QS-JAN"
+    assert ss.times[0][5] == 7.0
+    daily = to_series_set(_frame(pd.date_range("2020-01-01", periods=10, freq="D")))
+    assert daily.layout.time_unit == "hours"
+    assert daily.layout.freq is None
+    np.testing.assert_array_equal(daily.times[0][:3], [0.0, 24.0, 48.0])
+    irregular = pd.DatetimeIndex(["2020-01-01", "2020-01-05", "2020-02-11", "2020-05-02"])
+    assert infer_calendar([irregular.to_numpy()]) is None
+
+
+def test_periods_in_calendar_terms() -> None:
+    assert period_in_units("12MS", "steps", "MS") == 12.0
+    assert period_in_units("1YS", "steps", "MS") == 12.0
+    assert period_in_units("1YS", "steps", "QS-JAN") == 4.0
+    assert period_in_units("7D", "steps", "B") == pytest.approx(5.0)
+    assert period_in_units("365.25D", "hours", None) == 8766.0
+    assert period_in_units("24h", "hours", None) == 24.0
+    assert period_in_units(7.5, None, None) == 7.5
+    with pytest.raises(InputTypeError, match=r"^period: expected a number"):
+        period_in_units("24h", None, None)
+    with pytest.raises(ValidationError, match=r"^period: expected a number, a positive"):
+        period_in_units("fortnightly", "hours", None)
+
+
+def test_dates_off_the_calendar_grid_are_named() -> None:
+    with pytest.raises(ValidationError, match=r"^future_times: expected times on the data's"):
+        calendar_steps(
+            np.array(["2000-02-15"], dtype="datetime64[ns]"), "2000-01-01", "MS", "future_times"
+        )
+
+
+def test_dominant_periods_find_the_seasons() -> None:
+    rng = np.random.default_rng(0)
+    t = np.arange(3000.0)
+    y = (
+        np.sin(2 * np.pi * t / 24.0)
+        + 0.6 * np.sin(2 * np.pi * t / 168.0)
+        + 0.3 * rng.standard_normal(3000)
+    )
+    y[rng.random(3000) < 0.1] = np.nan
+    found = dominant_periods([y[:, None]], [t], 2)
+    assert found[0] == pytest.approx(24.0, rel=0.01)
+    assert found[1] == pytest.approx(168.0, rel=0.03)

@@ -1,0 +1,299 @@
+"""The compiled (numba) path of the markov backend against the torch sequential path.
+
+Both are checked against the dense reference by the backend contract
+(test_backend_contract.py, entry ``markov-compiled``); here they must agree with each other
+to rounding in float64 (values, gradients, the same samples for the same generator), agree
+in float32 to float32 rounding, and every compiled autograd Function must pass gradcheck.
+The distinct-step tables of :mod:`gpvae.gp._transitions` are checked against each kernel's
+own ``transition`` and ``state_space``.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+
+import pytest
+import torch
+from _reference import DTYPE, make_kernels, make_problem, new_points
+from torch import Tensor
+
+from gpvae.errors import NumericalError, ValidationError
+from gpvae.gp import _compiled, _kalman, _scan, markov
+from gpvae.gp._transitions import group_transitions
+from gpvae.gp.markov import MarkovGPPosterior, sample_prior_markov
+from gpvae.kernels.base import Kernel
+from gpvae.kernels.matern import Matern12, Matern32, Matern52
+
+#: compiled vs sequential in float64: both exact, only rounding separates them.
+SAME = 1e-10
+
+
+def same(actual: Tensor, expected: Tensor, rtol: float = SAME) -> None:
+    torch.testing.assert_close(actual, expected, rtol=rtol, atol=rtol)
+
+
+def posteriors(
+    kernels: list[Kernel], x: Tensor, mean: Tensor, var: Tensor, valid: Tensor
+) -> tuple[MarkovGPPosterior, MarkovGPPosterior]:
+    """(sequential, compiled) posteriors on the same inputs."""
+    return (
+        MarkovGPPosterior(kernels, x, mean, var, valid, method="sequential"),
+        MarkovGPPosterior(kernels, x, mean, var, valid, method="compiled"),
+    )
+
+
+# ----------------------------------------------------------------------------------------
+# values and samples
+
+
+@pytest.mark.parametrize("case", ["matern12", "matern52", "sum12+32", "mixed"])
+def test_values_match_sequential(case: str) -> None:
+    kernels = make_kernels(case)
+    x, mean, var, valid = make_problem(len(kernels), seed=50)
+    x_new = new_points(x, valid, seed=51)
+    seq, comp = posteriors(kernels, x, mean, var, valid)
+    assert comp._chain.ops is _compiled
+    same(comp.log_marginal, seq.log_marginal)
+    for got, want in zip(comp.marginals(), seq.marginals()):
+        same(got, want)
+    for got, want in zip(comp.predict(x_new), seq.predict(x_new)):
+        same(got, want)
+    same(comp.kl(), seq.kl())
+
+
+def test_samples_equal_sequential_draws() -> None:
+    kernels = make_kernels("mixed")
+    x, mean, var, valid = make_problem(len(kernels), seed=52)
+    x_new = new_points(x, valid, seed=53)
+    seq, comp = posteriors(kernels, x, mean, var, valid)
+    gen = lambda: torch.Generator().manual_seed(54)  # noqa: E731
+    same(comp.sample(16, gen()), seq.sample(16, gen()))
+    same(comp.sample_at(x_new, 16, gen()), seq.sample_at(x_new, 16, gen()))
+    same(
+        sample_prior_markov(kernels, x, valid, 16, gen(), method="compiled"),
+        sample_prior_markov(kernels, x, valid, 16, gen(), method="sequential"),
+    )
+
+
+def test_float32_agrees_with_sequential_float32() -> None:
+    """float32 inputs (computed in float64 inside) give float32 results within float32
+    rounding of the torch path. (Draws are compared in float64 above: in float32 the torch
+    path's own rounding and its larger process-noise jitter, eps^(3/4) of the dtype, move
+    Matern-5/2 draws at closely spaced points by up to about 3e-3.)"""
+    kernels = [k.float() for k in make_kernels("mixed")]
+    g = torch.Generator().manual_seed(64)
+    B, N, L = 3, 12, len(kernels)
+    x = torch.cumsum(torch.rand(B, N, 1, generator=g) + 0.1, dim=1)
+    mean = torch.randn(B, N, L, generator=g)
+    var = torch.rand(B, N, L, generator=g) + 0.1
+    var[0, 3] = torch.inf
+    valid = torch.ones(B, N, dtype=torch.bool)
+    seq, comp = posteriors(kernels, x, mean, var, valid)
+    assert comp.log_marginal.dtype == torch.float32
+    tight = dict(rtol=2e-4, atol=2e-4)
+    torch.testing.assert_close(comp.log_marginal, seq.log_marginal, **tight)
+    for got, want in zip(comp.marginals(), seq.marginals()):
+        torch.testing.assert_close(got, want, **tight)
+
+
+# ----------------------------------------------------------------------------------------
+# gradients
+
+Quantity = Callable[[MarkovGPPosterior, Tensor], Tensor]
+
+QUANTITIES: dict[str, Quantity] = {
+    "log_marginal": lambda post, _: post.log_marginal,
+    "kl": lambda post, _: post.kl(),
+    "marginals": lambda post, _: post.marginals()[0].sin().sum(1) + post.marginals()[1].sum(1),
+    "predict": lambda post, x_new: post.predict(x_new)[0].sum(1) + post.predict(x_new)[1].sum(1),
+    "sample": lambda post, _: post.sample(4, torch.Generator().manual_seed(56)).square().sum(0),
+}
+
+
+@pytest.mark.parametrize("quantity", list(QUANTITIES))
+def test_gradients_match_sequential(quantity: str) -> None:
+    kernels = make_kernels("mixed")
+    x, mean, var, valid = make_problem(len(kernels), seed=57)
+    x_new = new_points(x, valid, seed=58)
+    weights = torch.rand(x.shape[0], len(kernels), generator=torch.Generator().manual_seed(59))
+    weights = weights.to(DTYPE) + 0.5
+    params = [p for k in kernels for p in k.parameters()]
+
+    def grads(method: str) -> list[Tensor]:
+        m = mean.clone().requires_grad_()
+        v = var.clone().requires_grad_()
+        post = MarkovGPPosterior(kernels, x, m, v, valid, method=method)
+        value = QUANTITIES[quantity](post, x_new)  # (B, L), (B, N, L) for samples
+        if value.ndim == 3:
+            value = value.sum(1)
+        return list(torch.autograd.grad((weights * value).sum(), [m, v, *params]))
+
+    # The sample's hyper-parameter gradients pass through Cholesky factors of process noise
+    # with a jitter of about 2e-12 at repeated points, which magnifies rounding.
+    rtol = 1e-6 if quantity == "sample" else 1e-8
+    for got, want in zip(grads("compiled"), grads("sequential"), strict=True):
+        assert bool(torch.isfinite(got).all())
+        same(got, want, rtol=rtol)
+
+
+@pytest.mark.parametrize("m", [1, 2, 3], ids=["m=1", "m=2", "m=3"])
+def test_compiled_functions_pass_gradcheck(m: int) -> None:
+    g = torch.Generator().manual_seed(60)
+    N, B, G, S = 5, 2, 2, 3
+
+    def rand(*shape: int) -> Tensor:
+        return torch.randn(*shape, generator=g, dtype=DTYPE)
+
+    def psd(*shape: int) -> Tensor:
+        X = rand(*shape, m, m)
+        return X @ X.transpose(-1, -2) / m + 0.5 * torch.eye(m, dtype=DTYPE)
+
+    A = 0.6 * rand(N, B, G, m, m)
+    Pinf, H = psd(G), rand(G, 1, m)
+    w = rand(N, B, G).abs() * (rand(N, B, G) > -0.5)  # some exact zeros (excluded points)
+    log_var = rand(N, B, G)
+    still = torch.zeros(N, B, dtype=torch.bool)
+    still[2, 1] = True  # a repeated point: identity RTS gain
+
+    # tables of K = 3 distinct steps, read through an index (N, B)
+    K = 3
+    ix = torch.randint(0, K, (N, B), generator=g)
+    A_tab = 0.6 * rand(K, G, m, m)
+
+    def cov_filter(A: Tensor, Q: Tensor, Pinf: Tensor, H: Tensor, w: Tensor, lv: Tensor) -> Tensor:
+        out: Tensor = _compiled._FilterCovariances.apply(A, Q, ix, Pinf, H, w, lv, still)
+        return out
+
+    inputs = [t.clone().requires_grad_() for t in (A_tab, psd(K, G), Pinf, H, w, log_var)]
+    assert torch.autograd.gradcheck(cov_filter, inputs)
+    gain, y = rand(N, B, G, m, 1), rand(N, B, G, S)
+    inputs = [t.clone().requires_grad_() for t in (A_tab, H, gain, y)]
+    assert torch.autograd.gradcheck(
+        lambda A, H, gain, y: _compiled._FilterMeans.apply(A, ix, H, gain, y), inputs
+    )
+    sgain, m_filt = rand(N - 1, B, G, m, m), rand(N, B, G, m, S)
+    inputs = [t.clone().requires_grad_() for t in (A_tab, sgain, m_filt)]
+    assert torch.autograd.gradcheck(
+        lambda A, sgain, m_filt: _compiled._SmoothMeans.apply(A, ix, sgain, m_filt), inputs
+    )
+
+    def smooth_cov(sgain: Tensor, P_filt: Tensor, P_pred: Tensor) -> Tensor:
+        out: Tensor = _compiled._SmoothCovariances.apply(sgain, P_filt, P_pred)
+        return out
+
+    inputs = [t.clone().requires_grad_() for t in (sgain, psd(N, B, G), psd(N, B, G))]
+    assert torch.autograd.gradcheck(smooth_cov, inputs)
+    eps = rand(N - 1, B, G, m, S)
+    inputs = [t.clone().requires_grad_() for t in (A_tab, rand(K, G, m, m), rand(B, G, m, S))]
+    assert torch.autograd.gradcheck(
+        lambda A, c, s0: _compiled._LinearRecursion.apply(A, c, ix, s0, eps), inputs
+    )
+    # a full (N, B, G, m, m) tensor is a table of N * B entries
+    full = _compiled.indexed(A)
+    assert torch.equal(full.table[full.at], A)
+
+
+def test_filter_outputs_match_torch_recursion() -> None:
+    """Every output of the fused covariance filter equals the torch reference's."""
+    g = torch.Generator().manual_seed(61)
+    kernels = make_kernels("matern52") * 2
+    x, mean, var, valid = make_problem(2, seed=62)
+    post = MarkovGPPosterior(kernels, x, mean, var, valid, method="sequential")
+    chain = post._chain
+    grp = chain.groups[0]
+    w = torch.rand(*grp.A.shape[:3], generator=g, dtype=DTYPE)
+    log_var = -w.log()
+    ref = _kalman.filter_covariances(grp.A, grp.Q, grp.Pinf, grp.H, w, log_var, grp.still)
+    got = _compiled.filter_covariances(grp.A, grp.Q, grp.Pinf, grp.H, w, log_var, grp.still)
+    for a, b in zip(got, ref, strict=True):
+        same(a, b)
+
+
+# ----------------------------------------------------------------------------------------
+# errors and method selection
+
+
+def test_singular_predicted_covariance_raises() -> None:
+    m = 2
+    N, B, G = 3, 1, 1
+    A = torch.zeros(N, B, G, m, m, dtype=DTYPE)  # kills the state: P^- = Q = 0
+    Q = torch.zeros(N, B, G, m, m, dtype=DTYPE)
+    Pinf = torch.eye(m, dtype=DTYPE)[None]
+    H = torch.tensor([[[1.0, 0.0]]], dtype=DTYPE)
+    w = torch.ones(N, B, G, dtype=DTYPE)
+    still = torch.zeros(N, B, dtype=torch.bool)
+    with pytest.raises(NumericalError, match="singular"):
+        _compiled.filter_covariances(A, Q, Pinf, H, w, w.log(), still)
+
+
+def test_auto_takes_the_compiled_loops_on_the_cpu(monkeypatch: pytest.MonkeyPatch) -> None:
+    kernels = make_kernels("mixed")
+    x, mean, var, valid = make_problem(len(kernels), B=2, N=10)
+    assert MarkovGPPosterior(kernels, x, mean, var, valid)._chain.ops is _compiled
+    # where the compiled loops cannot run (tensors off the CPU), auto falls back
+    monkeypatch.setattr(_compiled, "supports", lambda t: False)
+    assert MarkovGPPosterior(kernels, x, mean, var, valid)._chain.ops is markov._kalman
+    with pytest.raises(ValidationError, match=r"^method: expected 'compiled' only for"):
+        _ = MarkovGPPosterior(kernels, x, mean, var, valid, method="compiled")._chain
+    monkeypatch.setattr("gpvae.settings.PARALLEL_MIN_POINTS", 10)
+    monkeypatch.setattr("gpvae.settings.PARALLEL_MAX_CHAINS", 10)
+    assert MarkovGPPosterior(kernels, x, mean, var, valid)._chain.ops is _scan
+
+
+# ----------------------------------------------------------------------------------------
+# state-space tables per distinct step
+
+
+@pytest.mark.parametrize("kind", [Matern12, Matern32, Matern52])
+def test_group_transitions_match_each_kernel(kind: type[Kernel]) -> None:
+    """The stacked closed forms equal every kernel's own transition and state space, values
+    and gradients (including steps beyond the decay cap)."""
+    kernels = [
+        kind(lengthscale=ls, variance=s2).to(DTYPE)  # type: ignore[call-arg]
+        for ls, s2 in [(0.5, 1.0), (2.0, 0.3), (1e-3, 2.0)]
+    ]
+    steps = torch.tensor([0.0, 0.3, 1.0, 7.5, 2e3], dtype=DTYPE)
+    got = group_transitions(kernels, steps)
+    w = torch.Generator().manual_seed(63)
+    weights = [torch.randn(t.shape, generator=w, dtype=DTYPE) for t in got]
+    params = [p for k in kernels for p in k.parameters()]
+    for g, k in enumerate(kernels):
+        A, Q = k.transition(steps)
+        ss = k.state_space()
+        same(got.A[:, g], A)
+        same(got.Q[:, g], Q)
+        same(got.Pinf[g], ss.Pinf)
+        same(got.H[g], ss.H)
+    fast = torch.autograd.grad(sum((wt * t).sum() for wt, t in zip(weights, got)), params)
+    slow_parts = [k.transition(steps) for k in kernels]
+    slow = torch.autograd.grad(
+        sum(
+            (weights[0][:, g] * a).sum()
+            + (weights[1][:, g] * q).sum()
+            + (weights[2][g] * k.state_space().Pinf).sum()
+            for g, (k, (a, q)) in enumerate(zip(kernels, slow_parts))
+        ),
+        params,
+    )
+    for a, b in zip(fast, slow, strict=True):
+        same(a, b, rtol=1e-9)
+
+
+def test_prior_paths_from_given_noise(monkeypatch: pytest.MonkeyPatch) -> None:
+    """Paths driven by given noise: compiled and torch recursions agree, and their moments
+    match the kernel (covariance at lag 0 and 1 within 5 standard errors)."""
+    kernels = make_kernels("mixed")
+    g = torch.Generator().manual_seed(65)
+    B, N, S = 2, 30, 4000
+    x = torch.cumsum(torch.rand(B, N, generator=g, dtype=DTYPE) + 0.05, dim=1)
+    x[:, 7] = x[:, 6]  # a repeated point
+    eps = torch.randn(S, B, N, len(kernels), 5, generator=g, dtype=DTYPE)
+    got = markov.prior_paths(kernels, x, eps)  # (S, B, N, L)
+    monkeypatch.setattr(_compiled, "supports", lambda t: False)
+    same(got, markov.prior_paths(kernels, x, eps))
+    for ch, k in enumerate(kernels):
+        f = got[:, 0, :, ch]  # (S, N)
+        K = k(x[0, :, None]).detach()  # (N, N)
+        emp = f.T @ f / S
+        se = (K.diagonal()[:, None] * K.diagonal()[None, :] + K**2).sqrt() / S**0.5
+        assert bool(((emp - K).abs() <= 5 * se + 1e-9).all())

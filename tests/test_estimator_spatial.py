@@ -1,0 +1,208 @@
+"""The estimator's spatial path on a small synthetic field (seeded, fast).
+
+The field: 9 sites in a 40 x 40 km square, 432 hourly steps, 3 features that are noisy linear
+maps of one latent space x time GP (Matern 3/2 in space, 12 km; Matern 3/2 in time, 10 h).
+Checked: a held-out site is predicted from its neighbours better than by the mean of the
+other sites at the same hour (by a margin) with sensible 90% intervals; imputation keeps the
+observed values and fills gaps from neighbours; save / load keeps the coordinates' projection
+and gives the same predictions; bad input gets errors naming the column.
+"""
+
+from __future__ import annotations
+
+import math
+import warnings
+
+import numpy as np
+import pandas as pd
+import pytest
+import torch
+
+from gpvae import GPVAE
+from gpvae.data.spatial import EARTH_RADIUS_KM, Projection
+from gpvae.errors import NotFittedError, ValidationError
+from gpvae.kernels import Matern32, SpaceTime
+
+LAT0, LON0 = 39.9, 116.4
+FEATURES = ["a", "b", "c"]
+
+
+def _field(seed: int = 0, S: int = 9, T: int = 432) -> pd.DataFrame:
+    rng = np.random.default_rng(seed)
+    xy = rng.uniform(-20.0, 20.0, (S, 2))  # km
+    lat = LAT0 + np.degrees(xy[:, 1] / EARTH_RADIUS_KM)
+    lon = LON0 + np.degrees(xy[:, 0] / (EARTH_RADIUS_KM * math.cos(math.radians(LAT0))))
+    kernel = SpaceTime(Matern32(lengthscale=12.0), Matern32(lengthscale=10.0)).double()
+    pts = np.concatenate(
+        [np.repeat(xy[None], T, 0), np.repeat(np.arange(T)[:, None, None], S, 1)], -1
+    ).reshape(-1, 3)
+    with torch.no_grad():
+        K = kernel(torch.as_tensor(pts)) + 1e-6 * torch.eye(len(pts), dtype=torch.float64)
+        f = torch.linalg.cholesky(K) @ torch.randn(
+            len(pts), 1, dtype=torch.float64, generator=torch.Generator().manual_seed(seed)
+        )
+    f = f.numpy().reshape(T, S)
+    values = np.stack([2.0 * f + 10.0, -f + 3.0, 0.5 * f * f], -1)
+    values = values + 0.1 * rng.standard_normal(values.shape)
+    values[rng.random(values.shape) < 0.05] = np.nan
+    times = pd.date_range("2020-01-01", periods=T, freq="h")
+    frames = []
+    for s in range(S):
+        df = pd.DataFrame(values[:, s], columns=FEATURES)
+        df.insert(0, "site", f"s{s}")
+        df.insert(1, "time", times)
+        df.insert(2, "lat", lat[s])
+        df.insert(3, "lon", lon[s])
+        frames.append(df)
+    return pd.concat(frames, ignore_index=True)
+
+
+@pytest.fixture(scope="module")
+def fitted() -> tuple[GPVAE, pd.DataFrame]:
+    df = _field()
+    train = df[(df.site != "s0") & (df.time < df.time.iloc[360])]
+    est = GPVAE(
+        latent_dim=2,
+        epochs=30,
+        batch_size=4,
+        hidden=(32, 32),
+        lr=5e-3,
+        progress=False,
+        patience=8,
+        val_fraction=0.2,
+        seed=0,
+    )
+    est.fit(train, id="site", time="time", coords=["lat", "lon"], window=24)
+    return est, df
+
+
+def test_heldout_site_beats_the_mean_of_the_other_sites(fitted: tuple[GPVAE, pd.DataFrame]) -> None:
+    est, df = fitted
+    test = df[df.time >= df.time.iloc[360]]
+    others, held = test[test.site != "s0"], test[test.site == "s0"]
+    res = est.predict_sites(others, held[["site", "lat", "lon"]], num_samples=64)
+    pred = res.mean.set_index("time")[FEATURES]
+    truth = held.set_index("time")[FEATURES].loc[pred.index]
+    std = est.scaler_.std_
+    mae = np.nanmean(np.abs(pred.to_numpy() - truth.to_numpy()) / std)
+    naive = others.groupby("time")[FEATURES].mean().loc[pred.index]
+    mae_naive = np.nanmean(np.abs(naive.to_numpy() - truth.to_numpy()) / std)
+    assert mae < 0.8 * mae_naive, (mae, mae_naive)
+    lo = res.lower.set_index("time")[FEATURES].to_numpy()
+    hi = res.upper.set_index("time")[FEATURES].to_numpy()
+    t = truth.to_numpy()
+    inside = ((t >= lo) & (t <= hi))[~np.isnan(t)]
+    assert 0.7 <= inside.mean() <= 1.0, inside.mean()
+    assert list(res.mean.columns) == ["site", "time", *FEATURES]
+
+
+def test_imputation_keeps_observed_values_and_uses_neighbours(
+    fitted: tuple[GPVAE, pd.DataFrame],
+) -> None:
+    est, df = fitted
+    test = df[(df.time >= df.time.iloc[360]) & (df.site != "s0")].reset_index(drop=True)
+    rng = np.random.default_rng(1)
+    hide = rng.random(test[FEATURES].shape) < 0.2
+    gappy = test.copy()
+    gappy[FEATURES] = test[FEATURES].mask(hide)
+    res = est.impute(gappy, num_samples=32)
+    out = (
+        res.mean.set_index(["site", "time"])
+        .loc[gappy.set_index(["site", "time"]).index, FEATURES]
+        .to_numpy()
+    )
+    given = gappy[FEATURES].to_numpy()
+    observed = ~np.isnan(given)
+    assert np.array_equal(out[observed], given[observed])  # bit for bit
+    target = test[FEATURES].to_numpy()
+    scored = hide & ~np.isnan(target)
+    mae = np.mean(
+        np.abs(out - target)[scored] / np.broadcast_to(est.scaler_.std_, out.shape)[scored]
+    )
+    site_mean = gappy.groupby("site")[FEATURES].transform("mean").to_numpy()
+    mae_mean = np.mean(
+        np.abs(site_mean - target)[scored] / np.broadcast_to(est.scaler_.std_, out.shape)[scored]
+    )
+    assert mae < 0.5 * mae_mean, (mae, mae_mean)
+
+
+def test_save_and_load_keep_the_projection_and_predictions(
+    fitted: tuple[GPVAE, pd.DataFrame], tmp_path: object
+) -> None:
+    est, df = fitted
+    test = df[df.time >= df.time.iloc[408]]
+    others, held = test[test.site != "s0"], test[test.site == "s0"]
+    est.save(tmp_path)  # type: ignore[arg-type]
+    again = GPVAE.load(tmp_path)  # type: ignore[arg-type]
+    assert again.spatial_ is not None
+    assert est.spatial_ is not None
+    assert again.spatial_.projection == est.spatial_.projection
+    a = est.predict_sites(others, held[["site", "lat", "lon"]], num_samples=8)
+    b = again.predict_sites(others, held[["site", "lat", "lon"]], num_samples=8)
+    pd.testing.assert_frame_equal(a.mean, b.mean)
+
+
+def test_far_sites_warn_naming_the_columns(fitted: tuple[GPVAE, pd.DataFrame]) -> None:
+    est, df = fitted
+    test = df[(df.time >= df.time.iloc[408]) & (df.site != "s0")]
+    far = pd.DataFrame({"site": ["far"], "lat": [LAT0 + 2.0], "lon": [LON0]})
+    with pytest.warns(UserWarning, match=r"coords: .*'far'.*\['lat', 'lon'\]"):
+        est.predict_sites(test, far, num_samples=4)
+    near = pd.DataFrame({"site": ["near"], "lat": [LAT0], "lon": [LON0]})
+    with warnings.catch_warnings():
+        warnings.simplefilter("error")
+        est.predict_sites(test, near, num_samples=4)
+
+
+def test_projection_is_local_equirectangular() -> None:
+    coords = np.array([[LAT0, LON0], [LAT0 + 0.1, LON0], [LAT0, LON0 + 0.1]])
+    proj = Projection.infer(["lat", "lon"], coords)
+    km = proj.to_km(coords) - proj.to_km(coords[:1])
+    # one tenth of a degree of latitude is 11.12 km; of longitude, times cos(lat)
+    assert km[1] == pytest.approx([0.0, 11.1195], abs=1e-3)
+    assert km[2] == pytest.approx([11.1195 * math.cos(math.radians(LAT0 + 0.0)), 0.0], rel=1e-3)
+    swapped = Projection.infer(["lon", "lat"], coords[:, ::-1])
+    assert np.allclose(swapped.to_km(coords[:, ::-1]), proj.to_km(coords))
+    assert Projection.infer(["x", "y"], coords).kind == "xy"
+
+
+def _bad(df: pd.DataFrame, how: str) -> pd.DataFrame:
+    df = df.copy()
+    if how == "missing":
+        df.loc[5, "lat"] = np.nan
+    elif how == "inf":
+        df.loc[5, "lon"] = np.inf
+    elif how == "moving":
+        df.loc[df.index[df.site == "s1"][3], "lon"] += 0.01
+    elif how == "same-place":
+        s2 = df.site == "s2"
+        df.loc[s2, ["lat", "lon"]] = df.loc[df.site == "s1", ["lat", "lon"]].iloc[0].to_numpy()
+    elif how == "one-site":
+        df = df[df.site == "s1"]
+    elif how == "twice":
+        df = pd.concat([df, df.iloc[[7]]], ignore_index=True)
+    return df
+
+
+@pytest.mark.parametrize(
+    ("how", "match"),
+    [
+        ("missing", r"coords: .*finite.*'lat'"),
+        ("inf", r"coords: .*finite.*'lon'"),
+        ("moving", r"coords: .*fixed coordinates.*'lon'.*'s1'"),
+        ("same-place", r"coords: .*distinct.*'s1'.*'s2'"),
+        ("one-site", r"id: .*at least 2 sites.*'site'"),
+        ("twice", r"time: .*one row per site and time"),
+    ],
+)
+def test_bad_spatial_input_is_refused_naming_the_column(how: str, match: str) -> None:
+    df = _field(S=3, T=30)
+    est = GPVAE(latent_dim=1, epochs=1, progress=False)
+    with pytest.raises(ValidationError, match=match):
+        est.fit(_bad(df, how), id="site", time="time", coords=["lat", "lon"], window=10)
+    assert not est.is_fitted
+
+
+def test_spatial_methods_need_a_spatial_fit() -> None:
+    with pytest.raises(NotFittedError, match="predict_sites"):
+        GPVAE().predict_sites(pd.DataFrame(), pd.DataFrame())

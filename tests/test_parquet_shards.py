@@ -1,0 +1,107 @@
+"""The Parquet dataset reader of distributed jobs (:mod:`gpvae.data.parquet`): every process
+reads disjoint series that together are all of them, every row of a series goes to the one
+process that holds it, for plain folders (several files, many row groups, ids in any order)
+and hive-partitioned ones, integer and text ids; bad folders fail naming the argument."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import numpy as np
+import pandas as pd
+import pyarrow as pa
+import pyarrow.dataset as ds
+import pyarrow.parquet as pq
+import pytest
+
+from gpvae.data import parquet
+from gpvae.errors import ValidationError
+
+
+def _long(n: int, seed: int, text_ids: bool) -> pd.DataFrame:
+    rng = np.random.default_rng(seed)
+    rows = []
+    for i in range(n):
+        sid = f"patient-{i:03d}" if text_ids else int(1000 + 7 * i)
+        for t in range(int(rng.integers(1, 6))):
+            rows.append((sid, float(t), float(rng.normal())))
+    return pd.DataFrame(rows, columns=["id", "t", "x"])
+
+
+def _plain(frame: pd.DataFrame, path: Path, shuffle: bool) -> Path:
+    """Three files with small row groups; rows sorted by id, or shuffled."""
+    path.mkdir()
+    if shuffle:
+        frame = frame.sample(frac=1.0, random_state=0)
+    for k, part in enumerate(np.array_split(np.arange(len(frame)), 3)):
+        table = pa.Table.from_pandas(frame.iloc[part], preserve_index=False)
+        pq.write_table(table, path / f"f{k}.parquet", row_group_size=7)
+    return path
+
+
+def _hive(frame: pd.DataFrame, path: Path) -> Path:
+    table = pa.Table.from_pandas(frame, preserve_index=False)
+    ds.write_dataset(table, path, format="parquet", partitioning=["id"], partitioning_flavor="hive")
+    return path
+
+
+@pytest.mark.parametrize("layout", ["sorted", "shuffled", "hive"])
+@pytest.mark.parametrize("text_ids", [False, True], ids=["int-ids", "text-ids"])
+def test_processes_read_disjoint_series_that_cover_all(
+    tmp_path: Path, layout: str, text_ids: bool
+) -> None:
+    frame = _long(23, seed=1, text_ids=text_ids)
+    if layout == "hive":
+        path = _hive(frame, tmp_path / "data")
+    else:
+        path = _plain(frame, tmp_path / "data", shuffle=layout == "shuffled")
+    want = frame.groupby("id")["x"].apply(lambda s: sorted(s.tolist())).to_dict()
+    dataset = parquet.open_dataset(path)
+    ids = parquet.series_ids(dataset, "id")
+    assert sorted(str(i) for i in ids.to_pylist()) == sorted(str(i) for i in want)
+    for world in (1, 2, 3, 4, 23):
+        seen: dict[str, list[float]] = {}
+        sizes = []
+        for rank in range(world):
+            part = parquet.read_shard(path, "id", rank, world)
+            groups = part.groupby(part["id"].astype(str))["x"]
+            got = groups.apply(lambda s: sorted(s.tolist())).to_dict()
+            assert not set(got) & set(seen), (world, rank)  # disjoint
+            seen.update(got)
+            sizes.append(len(got))
+        assert seen == {str(k): v for k, v in want.items()}  # together: every row of all
+        assert max(sizes) - min(sizes) <= 1  # balanced
+
+
+def test_a_process_reads_only_its_row_groups(tmp_path: Path) -> None:
+    """With rows sorted by id, a process's filter skips other processes' row groups."""
+    frame = _long(40, seed=2, text_ids=False).sort_values("id")
+    path = _plain(frame, tmp_path / "data", shuffle=False)
+    dataset = parquet.open_dataset(path)
+    ids = parquet.series_ids(dataset, "id")
+    lo, hi = ids[0].as_py(), ids[9].as_py()  # the first of 4 processes
+    expr = (ds.field("id") >= lo) & (ds.field("id") <= hi)
+    groups = [rg for f in dataset.get_fragments() for rg in f.split_by_row_group(expr)]
+    total = sum(f.metadata.num_row_groups for f in dataset.get_fragments())
+    assert len(groups) < total / 2  # row groups outside the range are not even opened
+    assert len(parquet.read_shard(path, "id", 0, 4)) == int(frame["id"].between(lo, hi).sum())
+
+
+def test_bad_folders_name_the_argument(tmp_path: Path) -> None:
+    empty = tmp_path / "empty"
+    empty.mkdir()
+    with pytest.raises(ValidationError, match=r"^DATA: expected a folder of \.parquet files"):
+        parquet.read_shard(empty, "id")
+    frame = _long(3, seed=3, text_ids=False)
+    path = _plain(frame, tmp_path / "three", shuffle=False)
+    with pytest.raises(ValidationError, match=r"^DATA: expected at least one series per process"):
+        parquet.read_shard(path, "id", 0, 4)
+    with pytest.raises(ValidationError, match="DATA: expected an id column 'station'"):
+        parquet.read_shard(path, "station", 0, 2)
+    holes = tmp_path / "holes"
+    holes.mkdir()
+    bad = frame.astype({"id": "Int64"})
+    bad.loc[1, "id"] = pd.NA
+    bad.to_parquet(holes / "a.parquet", index=False)
+    with pytest.raises(ValidationError, match="expected an id in every row"):
+        parquet.read_shard(holes, "id", 0, 2)
