@@ -127,8 +127,7 @@ THRESHOLD_QUANTILE = 0.99
 @click.option(
     "--window",
     default=None,
-    callback=positive_int,
-    type=int,
+    type=click.IntRange(min=2),
     help="Cut long series into overlapping windows of this many steps for training "
     "(half-overlapping); helps a single long series.",
 )
