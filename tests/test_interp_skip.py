@@ -90,7 +90,7 @@ def test_neighbour_interpolation_matches_the_loop_reference() -> None:
 
 
 def _model(D: int, L: int, interp_skip: bool) -> GPVAEModel:
-    """A model whose decoder outputs 0 everywhere."""
+    """A model whose decoder outputs 0 everywhere (its fusion net starts at 0 too)."""
     torch.manual_seed(0)
     dec = MLPDecoder(L, D, (8,))
     with torch.no_grad():
@@ -102,19 +102,29 @@ def _model(D: int, L: int, interp_skip: bool) -> GPVAEModel:
     )  # fmt: skip
 
 
-def test_the_gate_mixes_interpolation_and_decoder_by_distance() -> None:
-    gate = InterpolationGate(3, bias=1.0, rate=0.5)
-    gap = torch.tensor([[[0.0, 2.0, math.inf]]], dtype=torch.float32)
-    w = gate.weight(gap)
-    expect = torch.tensor([[[1 / (1 + math.exp(-1.0)), 1 / (1 + math.exp(0.0)), 0.0]]])
-    torch.testing.assert_close(w, expect)
-    out = gate(torch.full((2, 1, 1, 3), 4.0), torch.ones(1, 1, 3), gap)
-    torch.testing.assert_close(out, (expect + (1 - expect) * 4.0).expand(2, 1, 1, 3))
-    gate(torch.zeros(1, 1, 3), torch.ones(1, 1, 3), gap).sum().backward()
-    assert gate.bias.grad is not None and torch.isfinite(gate.raw_rate.grad).all()
+def test_fusion_starts_at_interpolation_and_keeps_seen_entries() -> None:
+    fuse = InterpolationFusion(3, hidden=(8,))
+    decoded = torch.randn(2, 1, 4, 3)  # (S, B, N, D)
+    value = torch.randn(1, 4, 3)
+    gap = torch.tensor([[[1.0, 2.0, math.inf]] * 4])
+    seen = torch.zeros(1, 4, 3, dtype=torch.bool)
+    seen[0, 0, 0] = True
+    out = fuse(decoded, value, gap, seen)
+    # untrained: the interpolated value where a neighbour exists, else the decoder's value
+    expect = torch.where(torch.isfinite(gap), value, decoded)
+    expect = torch.where(seen, decoded, expect)
+    torch.testing.assert_close(out, expect)
+    with torch.no_grad():
+        for p in fuse.parameters():
+            p.add_(0.1)
+    out = fuse(decoded, value, gap, seen)
+    torch.testing.assert_close(out[..., 0, 0, 0], decoded[..., 0, 0, 0])  # seen: decoder
+    assert not torch.allclose(out[..., 1:, :], expect[..., 1:, :])  # the residual net acts
+    out.sum().backward()
+    assert all(torch.isfinite(p.grad).all() for p in fuse.parameters() if p.grad is not None)
 
 
-def test_a_trusting_gate_is_linear_interpolation_and_forecasts_carry_the_last_value() -> None:
+def test_an_untrained_fusion_is_linear_interpolation_and_forecasts_carry_the_last_value() -> None:
     g = torch.Generator().manual_seed(1)
     B, N, D = 3, 30, 4
     y = torch.randn(B, N, D, generator=g)
@@ -123,14 +133,6 @@ def test_a_trusting_gate_is_linear_interpolation_and_forecasts_carry_the_last_va
     batch = Batch.from_tensors(torch.where(obs, y, torch.nan))
     model = _model(D, 2, interp_skip=True).eval()
     gens = [torch.Generator().manual_seed(i) for i in range(B)]
-    # the initial gate: w * interpolation (the decoder says 0)
-    value, gap = neighbour_interpolation(batch.x, batch.y, batch.observed)
-    mean, _ = model.predictive_draws(batch, gens, num_samples=4)
-    assert model.interp_gate is not None
-    torch.testing.assert_close(mean[~obs], (model.interp_gate.weight(gap) * value)[~obs])
-    with torch.no_grad():  # trust interpolation at any distance
-        model.interp_gate.bias.fill_(40.0)
-        model.interp_gate.raw_rate.fill_(-60.0)
     mean, _ = model.predictive_draws(batch, gens, num_samples=4)
     lin = impute_linear(torch.where(obs, y, torch.nan).double().numpy())
     miss = ~obs.numpy()
@@ -144,12 +146,12 @@ def test_a_trusting_gate_is_linear_interpolation_and_forecasts_carry_the_last_va
 
 
 def test_interp_skip_needs_a_location_likelihood() -> None:
-    with pytest.raises(GPVAEError, match="^interp_skip"):
+    with pytest.raises(GPVAEError, match=r"^interp_skip"):
         GPVAEModel(
             MLPEncoder(3, 2), StructuredPosterior(), GPPrior(Matern32(), 2), MLPDecoder(2, 3),
             Bernoulli(), interp_skip=True,
         )  # fmt: skip
-    with pytest.raises(GPVAEError, match="^interp_skip"):
+    with pytest.raises(GPVAEError, match=r"^interp_skip"):
         GPVAE(interp_skip="yes")
 
     class Anonymous(torch.nn.Module):  # declares no num_features
@@ -160,10 +162,10 @@ def test_interp_skip_needs_a_location_likelihood() -> None:
         def forward(self, y: torch.Tensor, observed: torch.Tensor) -> tuple[torch.Tensor, ...]:
             return self.inner(y, observed)  # type: ignore[no-any-return]
 
-    with pytest.raises(GPVAEError, match="^interp_skip.*number of features"):
+    with pytest.raises(GPVAEError, match=r"^interp_skip.*number of features"):
         GPVAEModel(
-            Anonymous(), StructuredPosterior(), GPPrior(Matern32(), 2), MLPDecoder(2, 3, num_params=2),
-            Gaussian(heteroscedastic=True), interp_skip=True,
+            Anonymous(), StructuredPosterior(), GPPrior(Matern32(), 2),
+            MLPDecoder(2, 3, num_params=2), Gaussian(heteroscedastic=True), interp_skip=True,
         )  # fmt: skip
 
 
@@ -187,10 +189,10 @@ def _correlated_sparse(n: int, T: int, seed: int) -> tuple[np.ndarray, np.ndarra
 
 
 def test_interp_skip_beats_linear_interpolation_on_correlated_sparse_features() -> None:
-    X, full = _correlated_sparse(96, 40, seed=0)
+    X, _ = _correlated_sparse(96, 40, seed=0)
     X_val, full_val = _correlated_sparse(24, 40, seed=1)
     est = GPVAE(
-        latent_dim=2, hidden=(32, 32), epochs=40, batch_size=16, lr=3e-3, patience=8,
+        latent_dim=2, hidden=(32, 32), epochs=15, batch_size=16, lr=3e-3, patience=8,
         mask_rate=0.2, interp_skip=True, progress=False, seed=0,
     ).fit(X, X_val=X_val, X_val_target=full_val)  # fmt: skip
     res = est.impute(X_val, num_samples=8)
@@ -207,7 +209,8 @@ def test_interp_skip_is_saved(tmp_path: Path) -> None:
                 progress=False).fit(X)  # fmt: skip
     est.save(tmp_path / "m")
     back = GPVAE.load(tmp_path / "m")
-    assert back.interp_skip and back.model_.interp_skip
+    assert back.interp_skip
+    assert back.model_.interp_skip
     np.testing.assert_allclose(
         back.impute(X, num_samples=4).mean, est.impute(X, num_samples=4).mean
     )

@@ -266,7 +266,7 @@ class GPVAEModel(nn.Module):
         if fuse is None:
             return params
         if isinstance(params, Tensor):
-            return fuse(params, value, gap, seen)  # type: ignore[no-any-return]
+            return fuse(params, value, gap, seen)
         return (fuse(params[0], value, gap, seen), *params[1:])
 
     def _forecast_batch(self, batch: Batch, x_new: Tensor) -> Batch:
