@@ -333,12 +333,17 @@ def render(records: list[dict[str, Any]], explore: list[dict[str, Any]] | None =
             "Screening runs on seed 0 with `--val-only` (the test split is never scored) and "
             "`--subset N` (the first N series, split as usual): MAE of the hidden validation "
             "entries; the last column gives the epochs run, the best epoch and the cap. The "
-            "base is `GPVAE_CONFIG` (mlp encoder, gaussian_gp, L = 16); the linear row is the "
-            "reference on the same validation entries. Commands: `benchmarks/imputation.py "
-            "--dataset physionet2012 --subset 1200 --pattern point --method gpvae --epochs 15 "
-            "--patience 3 --val-only --seed 0 --no-downstream --out "
-            "benchmarks/results/imputation_explore.json --tag TAG --config JSON` (linear: "
-            "`--method linear --tag s`).",
+            "base is the earlier `GPVAE_CONFIG` (mlp encoder, gaussian_gp, L = 16); the "
+            "linear rows are the reference on the same validation entries (one per subset). "
+            "`interp_skip`: the decoder's prediction fused with each feature's interpolation "
+            "between its observed neighbours; the `additive` tag is its first form (the "
+            "interpolation added to the decoder output), the `fusion` tag the one kept "
+            "(`InterpolationFusion`, starting at plain interpolation). Commands: "
+            "`benchmarks/imputation.py --dataset physionet2012 --subset N --pattern point "
+            "--method gpvae --epochs E --patience 3 --val-only --seed 0 --no-downstream --out "
+            "benchmarks/results/imputation_explore.json --tag TAG --config JSON` with N, E, "
+            "TAG and JSON as in the table (linear: `--method linear --tag s` with N = 1200, "
+            "`--tag s600` with N = 600).",
             "",
             expl,
         ]

@@ -181,7 +181,7 @@ def main(argv: list[str] | None = None) -> int:
     args.out.parent.mkdir(parents=True, exist_ok=True)
     args.out.write_text(json.dumps(rec, indent=2) + "\n")
     command = (
-        "/work/bin/heavy --exclusive env OMP_NUM_THREADS=1 .venv/bin/python "
+        "env OMP_NUM_THREADS=1 PYTHONPATH=src .venv/bin/python "
         f"benchmarks/predict_speed.py --data-dir ../shared/data --train {args.train} "
         f"--impute {args.impute} --epochs {args.epochs}"
     )

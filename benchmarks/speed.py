@@ -590,9 +590,8 @@ def main(argv: list[str] | None = None) -> int:
         if part in parts:
             new.extend(runners[part](args))
     machine = _machine()
-    command = (
-        "/work/bin/heavy --exclusive env OMP_NUM_THREADS=1 PYTHONPATH=src .venv/bin/python "
-        + " ".join(["benchmarks/speed.py", *(argv if argv is not None else sys.argv[1:])])
+    command = "env OMP_NUM_THREADS=1 PYTHONPATH=src .venv/bin/python " + " ".join(
+        ["benchmarks/speed.py", *(argv if argv is not None else sys.argv[1:])]
     )
     stamp = time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime())
     for rec in new:

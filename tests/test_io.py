@@ -246,6 +246,20 @@ def test_malformed_model_raises_model_file_error(tmp_path: Path, case: str) -> N
         assert "pickle" in message
 
 
+def test_a_header_whose_length_looks_like_a_pickle_opcode_still_loads(tmp_path: Path) -> None:
+    # a 640-byte safetensors header starts the file with 0x80 0x02, as a protocol-2 pickle
+    for n in range(540, 570):  # the header grows by one byte per character of the name
+        path = tmp_path / f"m{n}"
+        state = {"w" * n: torch.zeros(2)}
+        save_model(path, state, CONFIG)
+        if (path / WEIGHTS_FILE).read_bytes()[:2] == b"\x80\x02":
+            break
+    else:
+        pytest.fail("no tensor name gave a 640-byte header")
+    back, _ = load_model(path)
+    assert set(back) == set(state)
+
+
 def test_malicious_pickle_is_never_executed(tmp_path: Path, no_unpickling: None) -> None:
     marker = tmp_path / "marker.txt"
     payload = pickle.dumps(_Evil(marker))

@@ -177,8 +177,15 @@ def _to_json(obj: Any, name: str) -> str:
 
 
 def _describe_foreign(data: bytes) -> str | None:
-    """Name formats that must never be loaded here (pickles, torch.save zip archives)."""
-    if data[:2] in (b"\x80\x02", b"\x80\x03", b"\x80\x04", b"\x80\x05"):
+    """Name formats that must never be loaded here (pickles, torch.save zip archives).
+
+    A safetensors file starts with its header length (8 bytes, little-endian) and then the
+    JSON header ``{``; a header of 640 bytes begins with the same two bytes as a protocol-2
+    pickle, so the pickle test also asks that byte 8 is not ``{``.
+    """
+    looks_safetensors = data[8:9] == b"{"
+    pickle_start = data[:2] in (b"\x80\x02", b"\x80\x03", b"\x80\x04", b"\x80\x05")
+    if pickle_start and not looks_safetensors:
         return "a Python pickle"
     if data[:4] == b"PK\x03\x04":
         return "a zip archive (torch.save format, which contains a pickle)"

@@ -32,9 +32,11 @@ from torch import Tensor, nn
 from gpvae import settings
 from gpvae.batch import Batch
 from gpvae.data.holdout import HIDE_PATTERNS, check_lengths, hide_mask
+from gpvae.data.interpolate import neighbour_interpolation
 from gpvae.errors import InputTypeError, ValidationError, invalid
 from gpvae.gp.prior import GPPrior
 from gpvae.likelihoods.base import Likelihood, Params
+from gpvae.nets.interp import InterpolationFusion
 from gpvae.posteriors.base import PosteriorFamily, VariationalPosterior
 from gpvae.posteriors.structured import StructuredQ
 
@@ -114,6 +116,15 @@ class GPVAEModel(nn.Module):
         mask_pattern: ``"points"`` (entries hidden independently) or ``"blocks"`` (runs of
             one feature, see :func:`gpvae.data.holdout.hide_mask`).
         mask_lengths: (shortest, longest) run length of ``"blocks"``.
+        interp_skip: the location of y (the likelihood's first parameter) is a residual on
+            each feature's linear interpolation between its nearest observed entries before
+            and after the step (:func:`~gpvae.data.interpolate.neighbour_interpolation`,
+            computed from the entries the encoder sees; an observed entry is interpolated
+            from its neighbours, not from itself), predicted from the decoder output, the
+            interpolated values and the distances to the neighbours
+            (:class:`~gpvae.nets.InterpolationFusion`; it starts at plain interpolation).
+            Needs a likelihood with ``location_first`` and a known D. Series drawn from the
+            prior (no observed entries) get the decoder output alone.
 
     Example:
         >>> model = GPVAEModel(MLPEncoder(D, L), StructuredPosterior(),
@@ -132,6 +143,7 @@ class GPVAEModel(nn.Module):
         mask_rate: float = 0.0,
         mask_pattern: str = "points",
         mask_lengths: tuple[int, int] = (2, 24),
+        interp_skip: bool = False,
     ) -> None:
         super().__init__()
         for name, value, kind in [
@@ -160,6 +172,23 @@ class GPVAEModel(nn.Module):
         self.mask_rate = float(mask_rate)
         self.mask_pattern = mask_pattern
         self.mask_lengths = check_lengths(mask_lengths, "mask_lengths")
+        if not isinstance(interp_skip, bool):
+            raise InputTypeError(f"interp_skip: expected True or False, found {interp_skip!r}")
+        if interp_skip and not likelihood.location_first:
+            raise ValidationError(
+                f"interp_skip: expected a likelihood whose first parameter is the location of "
+                f"y (gaussian, student_t, gaussian_gp), found {type(likelihood).__name__}"
+            )
+        self.interp_skip = interp_skip
+        self.interp_fusion: InterpolationFusion | None = None
+        if interp_skip:
+            D = self.num_features
+            if D is None:
+                raise ValidationError(
+                    "interp_skip: expected a likelihood or encoder that declares the number "
+                    "of features D (the gate has one weight per feature), found none"
+                )
+            self.interp_fusion = InterpolationFusion(D)
 
     @property
     def beta(self) -> float:
@@ -219,9 +248,38 @@ class GPVAEModel(nn.Module):
             )
         return self.posterior(tuple(out), batch, self.prior)
 
-    def decode(self, z: Tensor) -> Params:
-        """Likelihood parameters for latents z (..., N, L): (..., N, D) tensor(s)."""
-        return self.decoder(z)
+    def decode(self, z: Tensor, batch: Batch | None = None) -> Params:
+        """Likelihood parameters for latents z (..., B, N, L): (..., B, N, D) tensor(s).
+
+        With ``interp_skip``, the location is fused with the per-feature interpolation of
+        ``batch``'s observed entries (the decoder output alone when ``batch`` is None).
+        """
+        params = self.decoder(z)
+        if self.interp_fusion is None or batch is None:
+            return params
+        value, gap = neighbour_interpolation(batch.x, batch.y, batch.observed, batch.valid)
+        return self._fuse(params, value, gap, batch.observed)
+
+    def _fuse(self, params: Params, value: Tensor, gap: Tensor, seen: Tensor) -> Params:
+        """``params`` with the location fused with the interpolated ``value``."""
+        fuse = self.interp_fusion
+        if fuse is None:
+            return params
+        if isinstance(params, Tensor):
+            return fuse(params, value, gap, seen)
+        return (fuse(params[0], value, gap, seen), *params[1:])
+
+    def _forecast_batch(self, batch: Batch, x_new: Tensor) -> Batch:
+        """History and the new index points as one batch (the new steps unobserved)."""
+        B, H = x_new.shape[:2]
+        D = batch.y.shape[-1]
+        new = batch.y.new_zeros((B, H, D))
+        return Batch(
+            torch.cat([batch.x, x_new], dim=1),
+            torch.cat([batch.y, new], dim=1),
+            torch.cat([batch.observed, new.bool()], dim=1),
+            torch.cat([batch.valid, batch.valid.new_ones((B, H))], dim=1),
+        )
 
     def elbo(
         self,
@@ -244,10 +302,11 @@ class GPVAEModel(nn.Module):
         """
         S = _check_count("num_samples", num_samples)
         K = _check_count("iwae", iwae)
-        q = self.encode(self._training_input(batch, generator))
+        seen = self._training_input(batch, generator)
+        q = self.encode(seen)
         B = batch.y.shape[0]
         z = q.rsample(S * K, generator)  # (S K, B, N, L)
-        ll = self.log_likelihood(self.decode(z), batch)  # (S K, B)
+        ll = self.log_likelihood(self.decode(z, seen), batch)  # (S K, B)
         kl = q.kl()  # (B,)
         loglik = ll.mean(0)  # (B,)
         elbo = loglik - self.beta * kl
@@ -307,7 +366,7 @@ class GPVAEModel(nn.Module):
         mean_sum = torch.zeros_like(batch.y)  # (B, N, D)
         ys = []
         for s in sample_chunks(S):
-            params = self.decode(sampler.draw(s))  # z: (s, B, N, L)
+            params = self.decode(sampler.draw(s), batch)  # z: (s, B, N, L)
             m, y = lik.predictive_sample(
                 params, batch.y, batch.observed, batch.x, batch.valid, generators
             )  # (s, B, N, D) each
@@ -334,12 +393,16 @@ class GPVAEModel(nn.Module):
                 f"evaluated at new points), found {type(self.posterior).__name__}"
             )
         lik = self.likelihood
+        N = batch.x.shape[1]
+        joint = self._forecast_batch(batch, x_new)
         if not lik.needs_index:
             params = self.decode(q.gp.sample_at(x_new, S, generator))  # z: (S, B, H, L)
+            if self.interp_fusion is not None:
+                value, gap = neighbour_interpolation(joint.x, joint.y, joint.observed, joint.valid)
+                params = self._fuse(params, value[:, N:], gap[:, N:], joint.observed[:, N:])
             return lik.mean(params).mean(0), lik.sample(params, generator)
-        N = batch.x.shape[1]
-        z = q.gp.sample_at(torch.cat([batch.x, x_new], dim=1), S, generator)
-        parts = lik.split(self.decode(z))  # each (S, B, N + H, D)
+        z = q.gp.sample_at(joint.x, S, generator)
+        parts = lik.split(self.decode(z, joint))  # each (S, B, N + H, D)
         hist = tuple(p[..., :N, :] for p in parts)
         new = tuple(p[..., N:, :] for p in parts)
         m, v = lik.predict(
@@ -384,7 +447,9 @@ class GPVAEModel(nn.Module):
         for k in range(K):
             hide = (fold_of == k)[None, :, None]  # (1, N, 1)
             steps = torch.nonzero(fold_of == k).squeeze(1)  # (N_k,)
-            part = self._entry_nlpd(batch, batch.observed & ~hide, generators, S, steps)
+            # with interp_skip the fusion needs every step's neighbours: decode them all
+            only = steps if self.interp_fusion is None else None
+            part = self._entry_nlpd(batch, batch.observed & ~hide, generators, S, only)
             target = (batch.observed & hide).cpu()
             score = torch.where(target, part, score)
         return score
@@ -438,7 +503,7 @@ class GPVAEModel(nn.Module):
 
         parts = []
         for s in sample_chunks(S):
-            params = self.decode(draw(s))  # z: (s, B, N_k, L)
+            params = self.decode(draw(s), Batch(sub.x, sub.y, vis, sub.valid))  # (s, B, N_k, L)
             lp = lik.log_predictive_entries(params, sub.y, vis, sub.x, sub.valid)  # (s, B, N_k, D)
             parts.append(torch.logsumexp(lp.double(), dim=0))  # (B, N_k, D)
         lpd = torch.logsumexp(torch.stack(parts), dim=0) - math.log(S)
@@ -478,7 +543,7 @@ class GPVAEModel(nn.Module):
         S = _check_count("num_samples", num_samples)
         q = self.encode(batch)
         z = q.rsample(S, generator)  # (S, B, N, L)
-        return self.predictive(self.decode(z), batch)[0].mean(0)
+        return self.predictive(self.decode(z, batch), batch)[0].mean(0)
 
     def extra_repr(self) -> str:
         return f"beta={self._beta:g}"

@@ -227,3 +227,34 @@ def test_filter_and_smoother_recursions_pass_gradcheck(m: int) -> None:
     assert torch.autograd.gradcheck(_kalman._SmoothCovariances.apply, inputs)
     inputs = [t.clone().requires_grad_() for t in (A, rand(B, G, m, S), rand(N - 1, B, G, m, S))]
     assert torch.autograd.gradcheck(_kalman._LinearRecursion.apply, inputs)
+
+
+# ----------------------------------------------------------------------------------------
+# a sample's data filtered together with the pseudo-observations
+
+
+@pytest.mark.parametrize("method", ["sequential", "compiled"])
+@pytest.mark.parametrize("case", ["matern32", "mixed"])
+def test_sample_first_gives_the_same_kl_marginals_and_gradients(case: str, method: str) -> None:
+    """Sampling before the KL filters the pseudo-observations along with the sample's data
+    (one pass); KL, marginals, samples and all gradients must equal those of the KL first."""
+    kernels = make_kernels(case)
+    x, mean, var, valid = make_problem(len(kernels), seed=70)
+    results = []
+    for sample_first in (False, True):
+        m, v = mean.clone().requires_grad_(), var.clone().requires_grad_()
+        q = MarkovGPPosterior(kernels, x, m, v, valid, method=method)
+        gen = torch.Generator().manual_seed(71)
+        if sample_first:
+            f = q.sample(3, gen)
+            kl, (pm, pv) = q.kl(), q.marginals()
+        else:
+            kl, (pm, pv) = q.kl(), q.marginals()
+            f = q.sample(3, gen)
+        loss = kl.sum() + (f.sin() * torch.linspace(-1, 1, f.shape[-2], dtype=DTYPE)[:, None]).sum()
+        loss = loss + (pm * pv).sum()
+        grads = torch.autograd.grad(loss, (m, v, *[p for k in kernels for p in k.parameters()]))
+        results.append((kl, pm, pv, f, *grads))
+    assert results[1][0].abs().sum() > 0
+    for got, want in zip(results[1], results[0]):
+        torch.testing.assert_close(got, want, rtol=1e-12, atol=1e-12)

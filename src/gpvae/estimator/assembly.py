@@ -55,6 +55,7 @@ class ModelSpec:
     periods: list[float] | None = None
     learn_period: bool = True
     span: float | None = None
+    interp_skip: bool = False
 
 
 def check_parts(kernel: KernelArg, backend: str, posterior: str, encoder: object) -> None:
@@ -123,6 +124,7 @@ def build_model(spec: ModelSpec, num_features: int) -> GPVAEModel:
         mask_rate=spec.mask_rate,
         mask_pattern=spec.mask_pattern,
         mask_lengths=spec.block_lengths,
+        interp_skip=spec.interp_skip,
     )
 
 

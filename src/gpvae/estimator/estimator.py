@@ -95,6 +95,7 @@ _ARGUMENTS = (
     "mask_rate",
     "mask_pattern",
     "block_lengths",
+    "interp_skip",
     "calibrate",
     "num_samples",
     "lengthscale",
@@ -150,6 +151,9 @@ class GPVAE(ForecastMethods, SpatialMethods):
             entries is hidden from the encoder, still scored (:class:`~gpvae.model.GPVAEModel`).
         mask_pattern: ``"points"`` or ``"blocks"``, the shape of the entries hidden in training.
         block_lengths: (shortest, longest) run length in steps of the ``"blocks"`` patterns.
+        interp_skip: the decoder predicts a residual on top of each feature's linear
+            interpolation between its observed neighbours (:class:`~gpvae.model.GPVAEModel`);
+            for sparse records whose features are observed at different times.
         calibrate: after fit, rescale the imputation intervals per feature so that they
             cover the held-out entries at their nominal levels
             (:mod:`gpvae.estimator.calibration`; needs ``val_fraction > 0``; not for
@@ -209,6 +213,7 @@ class GPVAE(ForecastMethods, SpatialMethods):
         mask_rate: float = 0.0,
         mask_pattern: str = "points",
         block_lengths: Sequence[int] = (2, 24),
+        interp_skip: bool = False,
         calibrate: bool = True,
         num_samples: int = 1,
         lengthscale: float | None = None,
@@ -243,6 +248,7 @@ class GPVAE(ForecastMethods, SpatialMethods):
         self.val_pattern, self.mask_rate, self.mask_pattern, self.block_lengths = hiding_args(
             val_pattern, mask_rate, mask_pattern, block_lengths
         )
+        self.interp_skip = bool_arg("interp_skip", interp_skip)
         self.calibrate = bool_arg("calibrate", calibrate)
         self.num_samples = int_arg("num_samples", num_samples)
         self.lengthscale = None if lengthscale is None else float_arg("lengthscale", lengthscale)
@@ -326,6 +332,7 @@ class GPVAE(ForecastMethods, SpatialMethods):
             periods=periods,
             learn_period=learn_period,
             span=span,
+            interp_skip=self.interp_skip,
         )
         with torch.random.fork_rng(devices=[]):
             torch.manual_seed(self.seed)

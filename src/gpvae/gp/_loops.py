@@ -31,53 +31,87 @@ import numpy as np
 
 __all__ = ["loops"]
 
+# Helpers called from the loops live at module level with m as an argument: a compiled
+# function held in a closure cell is pickled into numba's cache key differently in every
+# process, so the loops calling it would be compiled afresh in every process.
+_jit = nb.njit(cache=True, nogil=True)
+
+
+@_jit
+def _solve(
+    M: np.ndarray, R: np.ndarray, X: np.ndarray, LU: np.ndarray, piv: np.ndarray, m: int
+) -> bool:
+    """X = M^{-1} R for one m x m matrix M and m x k right-hand sides (partial pivoting).
+
+    Uses LU (m, m) and piv (m,) as scratch. Returns False when a pivot is exactly zero.
+    """
+    k = R.shape[1]
+    for i in range(m):
+        piv[i] = i
+        for j in range(m):
+            LU[i, j] = M[i, j]
+        for j in range(k):
+            X[i, j] = R[i, j]
+    for col in range(m):
+        best = col
+        for i in range(col + 1, m):
+            if abs(LU[i, col]) > abs(LU[best, col]):
+                best = i
+        if LU[best, col] == 0.0:
+            return False
+        if best != col:
+            for j in range(m):
+                LU[col, j], LU[best, j] = LU[best, j], LU[col, j]
+            for j in range(k):
+                X[col, j], X[best, j] = X[best, j], X[col, j]
+        for i in range(col + 1, m):
+            f = LU[i, col] / LU[col, col]
+            for j in range(col + 1, m):
+                LU[i, j] -= f * LU[col, j]
+            for j in range(k):
+                X[i, j] -= f * X[col, j]
+    for i in range(m - 1, -1, -1):
+        for j in range(k):
+            acc = X[i, j]
+            for t in range(i + 1, m):
+                acc -= LU[i, t] * X[t, j]
+            X[i, j] = acc / LU[i, i]
+    return True
+
+
+@_jit
+def _rts_gains(A, ix, P_pred, P_filt, still, G, sgain, m):
+    """RTS gains G_n = P_n A_{n+1}^T (P^-_{n+1})^{-1} (I where dt_{n+1} = 0)."""
+    N, C = P_pred.shape[0], P_pred.shape[1]
+    R = np.empty((m, m))
+    X = np.empty((m, m))
+    LU = np.empty((m, m))
+    piv = np.empty(m, dtype=np.int64)
+    bad = 0
+    for n in range(N - 1):
+        for c in range(C):
+            if still[n + 1, c // G]:
+                for i in range(m):
+                    for j in range(m):
+                        sgain[n, c, i, j] = 1.0 if i == j else 0.0
+                continue
+            for i in range(m):  # R = A_{n+1} P_n
+                for j in range(m):
+                    acc = 0.0
+                    for k in range(m):
+                        acc += A[ix[n + 1, c // G], c % G, i, k] * P_filt[n, c, k, j]
+                    R[i, j] = acc
+            if not _solve(P_pred[n + 1, c], R, X, LU, piv, m):
+                bad += 1
+            for i in range(m):
+                for j in range(m):
+                    sgain[n, c, i, j] = X[j, i]
+    return bad
+
 
 def _build(m_fixed: int) -> SimpleNamespace:
     """The loops for state dimension ``m_fixed`` (a compile-time constant of every loop over
     m), or for any m read from the arrays when ``m_fixed`` is 0."""
-    _jit = nb.njit(cache=True, nogil=True)
-
-    @_jit
-    def _solve(
-        M: np.ndarray, R: np.ndarray, X: np.ndarray, LU: np.ndarray, piv: np.ndarray
-    ) -> bool:
-        """X = M^{-1} R for one m x m matrix M and m x k right-hand sides (partial pivoting).
-
-        Uses LU (m, m) and piv (m,) as scratch. Returns False when a pivot is exactly zero.
-        """
-        m = m_fixed if m_fixed > 0 else M.shape[0]
-        k = R.shape[1]
-        for i in range(m):
-            piv[i] = i
-            for j in range(m):
-                LU[i, j] = M[i, j]
-            for j in range(k):
-                X[i, j] = R[i, j]
-        for col in range(m):
-            best = col
-            for i in range(col + 1, m):
-                if abs(LU[i, col]) > abs(LU[best, col]):
-                    best = i
-            if LU[best, col] == 0.0:
-                return False
-            if best != col:
-                for j in range(m):
-                    LU[col, j], LU[best, j] = LU[best, j], LU[col, j]
-                for j in range(k):
-                    X[col, j], X[best, j] = X[best, j], X[col, j]
-            for i in range(col + 1, m):
-                f = LU[i, col] / LU[col, col]
-                for j in range(col + 1, m):
-                    LU[i, j] -= f * LU[col, j]
-                for j in range(k):
-                    X[i, j] -= f * X[col, j]
-        for i in range(m - 1, -1, -1):
-            for j in range(k):
-                acc = X[i, j]
-                for t in range(i + 1, m):
-                    acc -= LU[i, t] * X[t, j]
-                X[i, j] = acc / LU[i, i]
-        return True
 
     # --------------------------------------------------------------------------------------
     # covariance filter and gains
@@ -139,37 +173,7 @@ def _build(m_fixed: int) -> SimpleNamespace:
                         P_filt[n, c, j, i] = v
                 for i in range(m):
                     gain[n, c, i] *= cc
-        return _rts_gains(A, ix, P_pred, P_filt, still, G, sgain)
-
-    @_jit
-    def _rts_gains(A, ix, P_pred, P_filt, still, G, sgain):
-        """RTS gains G_n = P_n A_{n+1}^T (P^-_{n+1})^{-1} (I where dt_{n+1} = 0)."""
-        N, C = P_pred.shape[0], P_pred.shape[1]
-        m = m_fixed if m_fixed > 0 else A.shape[2]
-        R = np.empty((m, m))
-        X = np.empty((m, m))
-        LU = np.empty((m, m))
-        piv = np.empty(m, dtype=np.int64)
-        bad = 0
-        for n in range(N - 1):
-            for c in range(C):
-                if still[n + 1, c // G]:
-                    for i in range(m):
-                        for j in range(m):
-                            sgain[n, c, i, j] = 1.0 if i == j else 0.0
-                    continue
-                for i in range(m):  # R = A_{n+1} P_n
-                    for j in range(m):
-                        acc = 0.0
-                        for k in range(m):
-                            acc += A[ix[n + 1, c // G], c % G, i, k] * P_filt[n, c, k, j]
-                        R[i, j] = acc
-                if not _solve(P_pred[n + 1, c], R, X, LU, piv):
-                    bad += 1
-                for i in range(m):
-                    for j in range(m):
-                        sgain[n, c, i, j] = X[j, i]
-        return bad
+        return _rts_gains(A, ix, P_pred, P_filt, still, G, sgain, m)
 
     @_jit
     def cov_filter_bwd(
@@ -199,7 +203,7 @@ def _build(m_fixed: int) -> SimpleNamespace:
                 for i in range(m):
                     for j in range(m):
                         T[i, j] = g_sgain[n, c, j, i]  # adjoint of X
-                if not _solve(P_pred[n + 1, c], T, R, LU, piv):  # R = adjoint of the RHS
+                if not _solve(P_pred[n + 1, c], T, R, LU, piv, m):  # R = adjoint of the RHS
                     continue
                 for i in range(m):
                     for j in range(m):

@@ -41,11 +41,14 @@ class Likelihood(nn.Module, abc.ABC):
         needs_index: the noise is correlated along the index: :meth:`log_prob` needs the
             index points and padding mask, and prediction conditions on the observed entries
             (a forecast then needs the latents jointly over history and future).
+        location_first: the first decoder output is the location of y (its mean or centre,
+            in y's units), so a base value may be added to it (the model's ``interp_skip``).
     """
 
     num_params: int = 1
     num_features: int | None = None
     needs_index: bool = False
+    location_first: bool = False
 
     def split(self, params: Params) -> tuple[Tensor, ...]:
         """Check the decoder output and return it as a tuple of ``num_params`` tensors."""

@@ -32,6 +32,8 @@ class Gaussian(Likelihood):
         min_variance: floor added to the variance.
     """
 
+    location_first = True
+
     def __init__(
         self,
         num_features: int | None = None,

@@ -66,6 +66,7 @@ class GPNoiseGaussian(Likelihood):
 
     num_params = 1
     needs_index = True
+    location_first = True
 
     def __init__(
         self,

@@ -33,6 +33,7 @@ class StudentT(Likelihood):
     """
 
     num_params = 1
+    location_first = True
 
     def __init__(
         self, num_features: int, df: float = 4.0, scale: float = 0.3, min_df: float = 1.0

@@ -10,6 +10,7 @@ from __future__ import annotations
 from gpvae.nets.conv import ConvEncoder
 from gpvae.nets.gru import GRUEncoder
 from gpvae.nets.image import ImageDecoder, ImageEncoder
+from gpvae.nets.interp import InterpolationFusion
 from gpvae.nets.mlp import MLP, MLPDecoder, MLPEncoder, PartialEncoder
 
 __all__ = [
@@ -18,6 +19,7 @@ __all__ = [
     "GRUEncoder",
     "ImageDecoder",
     "ImageEncoder",
+    "InterpolationFusion",
     "MLPDecoder",
     "MLPEncoder",
     "PartialEncoder",

@@ -319,7 +319,7 @@ class FitSession:
             target, _, _ = targets.padded(indices=idx)  # (B, N, D), NaN = not a target
             with torch.no_grad():
                 z_mean, _ = self.model.encode(batch).marginals()  # (B, N, L)
-                params = self.model.decode(z_mean)
+                params = self.model.decode(z_mean, batch)
                 pred = self.model.predictive(params, batch)[0]  # (B, N, D)
             err = np.abs(pred.double().cpu().numpy() - target)
             keep = ~np.isnan(target)

@@ -1,0 +1,216 @@
+"""The interpolation skip: a decoder that predicts a residual on per-feature interpolation.
+
+Covers :func:`gpvae.data.interpolate.neighbour_interpolation` (against a float64 loop
+reference), the model's ``interp_skip`` (a zero residual reproduces linear interpolation at
+missing entries; forecasts carry the last value; training scores honest predictions) and the
+estimator's ``interp_skip`` (quality against linear interpolation on correlated sparse
+features, saved and loaded).
+"""
+
+from __future__ import annotations
+
+import math
+from pathlib import Path
+
+import numpy as np
+import pytest
+import torch
+
+from gpvae import GPVAE
+from gpvae.app.baselines import impute_linear
+from gpvae.batch import Batch
+from gpvae.data.interpolate import neighbour_interpolation
+from gpvae.errors import GPVAEError
+from gpvae.gp import GPPrior
+from gpvae.kernels import Matern32
+from gpvae.likelihoods import Bernoulli, Gaussian
+from gpvae.model import GPVAEModel
+from gpvae.nets import InterpolationFusion, MLPDecoder, MLPEncoder
+from gpvae.posteriors import StructuredPosterior
+
+
+def _reference(
+    x: np.ndarray, y: np.ndarray, obs: np.ndarray, valid: np.ndarray
+) -> tuple[np.ndarray, np.ndarray]:
+    """Loop over every entry: neighbours strictly before / after, linear in x[..., 0];
+    the distance to the nearer one."""
+    B, N, D = y.shape
+    out, gap = np.zeros((B, N, D)), np.full((B, N, D), np.inf)
+    for b in range(B):
+        for d in range(D):
+            steps = [n for n in range(N) if obs[b, n, d] and valid[b, n]]
+            for n in range(N):
+                before = [m for m in steps if m < n]
+                after = [m for m in steps if m > n]
+                if before and after:
+                    p, q = before[-1], after[0]
+                    t, tp, tq = x[b, n, 0], x[b, p, 0], x[b, q, 0]
+                    out[b, n, d] = y[b, p, d] + (t - tp) / (tq - tp) * (y[b, q, d] - y[b, p, d])
+                elif before:
+                    out[b, n, d] = y[b, before[-1], d]
+                elif after:
+                    out[b, n, d] = y[b, after[0], d]
+                near = [abs(x[b, n, 0] - x[b, m, 0]) for m in before[-1:] + after[:1]]
+                gap[b, n, d] = min(near, default=np.inf)
+    return out, gap
+
+
+def test_neighbour_interpolation_matches_the_loop_reference() -> None:
+    g = torch.Generator().manual_seed(0)
+    B, N, D = 4, 17, 5
+    x = torch.cumsum(torch.rand(B, N, 1, generator=g, dtype=torch.float64) + 0.05, dim=1)
+    y = torch.randn(B, N, D, generator=g, dtype=torch.float64)
+    obs = torch.rand(B, N, D, generator=g) < 0.3
+    obs[0, :, 0] = False  # never observed
+    obs[1, :, 1] = False
+    obs[1, 6, 1] = True  # observed once
+    valid = torch.ones(B, N, dtype=torch.bool)
+    valid[2, 12:] = False  # padding: observed flags there are ignored
+    obs[2, 14, :] = True
+    y_nan = torch.where(obs, y, torch.nan)  # unobserved values are never read
+    out, gap = neighbour_interpolation(x, y_nan, obs, valid)
+    ref, ref_gap = _reference(x.numpy(), y.numpy(), obs.numpy(), valid.numpy())
+    np.testing.assert_allclose(out.numpy(), ref, rtol=0, atol=1e-12)
+    np.testing.assert_allclose(gap.numpy(), ref_gap, rtol=0, atol=1e-12)
+    assert (out[0, :, 0] == 0).all()
+    assert (out[1, :, 1] == torch.where(torch.arange(N) == 6, 0.0, y[1, 6, 1])).all()
+    # at missing entries it is linear interpolation (constant beyond the ends)
+    full = [0, 1, 3]  # the unpadded series
+    X = torch.where(obs, y, torch.nan)[full].numpy()
+    lin = impute_linear(X, x[full, :, 0].numpy())
+    seen = ~np.isnan(X).all(axis=1, keepdims=True) & np.isnan(X)
+    np.testing.assert_allclose(out[full].numpy()[seen], lin[seen], atol=1e-12)
+    # an observed entry is interpolated from its neighbours, not from itself
+    b = 3
+    n, d = (int(v) for v in obs[b].nonzero()[2])
+    loo = obs.clone()
+    loo[b, n, d] = False
+    assert out[b, n, d] == neighbour_interpolation(x, y, loo)[0][b, n, d]
+    assert not any(t.requires_grad for t in neighbour_interpolation(x, y.requires_grad_(), obs))
+
+
+def _model(D: int, L: int, interp_skip: bool) -> GPVAEModel:
+    """A model whose decoder outputs 0 everywhere (its fusion net starts at 0 too)."""
+    torch.manual_seed(0)
+    dec = MLPDecoder(L, D, (8,))
+    with torch.no_grad():
+        for p in dec.parameters():
+            p.zero_()
+    return GPVAEModel(
+        MLPEncoder(D, L, (8,)), StructuredPosterior(), GPPrior(Matern32(), L), dec,
+        Gaussian(D), interp_skip=interp_skip,
+    )  # fmt: skip
+
+
+def test_fusion_starts_at_interpolation_and_keeps_seen_entries() -> None:
+    fuse = InterpolationFusion(3, hidden=(8,))
+    decoded = torch.randn(2, 1, 4, 3)  # (S, B, N, D)
+    value = torch.randn(1, 4, 3)
+    gap = torch.tensor([[[1.0, 2.0, math.inf]] * 4])
+    seen = torch.zeros(1, 4, 3, dtype=torch.bool)
+    seen[0, 0, 0] = True
+    out = fuse(decoded, value, gap, seen)
+    # untrained: the interpolated value where a neighbour exists, else the decoder's value
+    expect = torch.where(torch.isfinite(gap), value, decoded)
+    expect = torch.where(seen, decoded, expect)
+    torch.testing.assert_close(out, expect)
+    with torch.no_grad():
+        for p in fuse.parameters():
+            p.add_(0.1)
+    out = fuse(decoded, value, gap, seen)
+    torch.testing.assert_close(out[..., 0, 0, 0], decoded[..., 0, 0, 0])  # seen: decoder
+    assert not torch.allclose(out[..., 1:, :], expect[..., 1:, :])  # the residual net acts
+    out.sum().backward()
+    assert all(torch.isfinite(p.grad).all() for p in fuse.parameters() if p.grad is not None)
+
+
+def test_an_untrained_fusion_is_linear_interpolation_and_forecasts_carry_the_last_value() -> None:
+    g = torch.Generator().manual_seed(1)
+    B, N, D = 3, 30, 4
+    y = torch.randn(B, N, D, generator=g)
+    obs = torch.rand(B, N, D, generator=g) < 0.4
+    obs[:, -1] = True
+    batch = Batch.from_tensors(torch.where(obs, y, torch.nan))
+    model = _model(D, 2, interp_skip=True).eval()
+    gens = [torch.Generator().manual_seed(i) for i in range(B)]
+    mean, _ = model.predictive_draws(batch, gens, num_samples=4)
+    lin = impute_linear(torch.where(obs, y, torch.nan).double().numpy())
+    miss = ~obs.numpy()
+    np.testing.assert_allclose(mean.numpy()[miss], lin[miss], atol=1e-5)
+    x_new = batch.x[:, -1:] + torch.arange(1.0, 4.0).view(1, 3, 1)
+    fc_mean, _ = model.forecast_draws(batch, x_new, 4, torch.Generator().manual_seed(0))
+    torch.testing.assert_close(fc_mean, y[:, -1:].expand(B, 3, D))
+    # without the skip the same zero decoder predicts 0 everywhere
+    plain = _model(D, 2, interp_skip=False).eval()
+    assert plain.predictive_draws(batch, gens, 4)[0][~obs].abs().max() == 0
+
+
+def test_interp_skip_needs_a_location_likelihood() -> None:
+    with pytest.raises(GPVAEError, match=r"^interp_skip"):
+        GPVAEModel(
+            MLPEncoder(3, 2), StructuredPosterior(), GPPrior(Matern32(), 2), MLPDecoder(2, 3),
+            Bernoulli(), interp_skip=True,
+        )  # fmt: skip
+    with pytest.raises(GPVAEError, match=r"^interp_skip"):
+        GPVAE(interp_skip="yes")
+
+    class Anonymous(torch.nn.Module):  # declares no num_features
+        def __init__(self) -> None:
+            super().__init__()
+            self.inner = MLPEncoder(3, 2)
+
+        def forward(self, y: torch.Tensor, observed: torch.Tensor) -> tuple[torch.Tensor, ...]:
+            return self.inner(y, observed)  # type: ignore[no-any-return]
+
+    with pytest.raises(GPVAEError, match=r"^interp_skip.*number of features"):
+        GPVAEModel(
+            Anonymous(), StructuredPosterior(), GPPrior(Matern32(), 2),
+            MLPDecoder(2, 3, num_params=2), Gaussian(heteroscedastic=True), interp_skip=True,
+        )  # fmt: skip
+
+
+def _correlated_sparse(n: int, T: int, seed: int) -> tuple[np.ndarray, np.ndarray]:
+    """(n, T, 6): six noisy mixtures of two smooth latent paths, each feature observed at
+    its own random 30% of the steps (so a feature's own neighbours are far apart but the
+    other features saw the latent paths in between)."""
+    rng = np.random.default_rng(seed)
+    t = np.arange(T)[None, :, None]
+    z = np.concatenate(
+        [
+            np.sin(t / 3 + rng.uniform(0, 6, (n, 1, 1))),
+            np.cos(t / 5 + rng.uniform(0, 6, (n, 1, 1))),
+        ],
+        axis=-1,
+    )  # (n, T, 2)
+    W = np.random.default_rng(123).standard_normal((2, 6))  # the same mixing in every set
+    full = z @ W + 0.05 * rng.standard_normal((n, T, 6))
+    X = np.where(rng.random(full.shape) < 0.3, full, np.nan)
+    return X, full
+
+
+def test_interp_skip_beats_linear_interpolation_on_correlated_sparse_features() -> None:
+    X, _ = _correlated_sparse(96, 40, seed=0)
+    X_val, full_val = _correlated_sparse(24, 40, seed=1)
+    est = GPVAE(
+        latent_dim=2, hidden=(32, 32), epochs=15, batch_size=16, lr=3e-3, patience=8,
+        mask_rate=0.2, interp_skip=True, progress=False, seed=0,
+    ).fit(X, X_val=X_val, X_val_target=full_val)  # fmt: skip
+    res = est.impute(X_val, num_samples=8)
+    miss = np.isnan(X_val)
+    mae = np.abs(np.asarray(res.mean) - full_val)[miss].mean()
+    lin = np.abs(impute_linear(X_val) - full_val)[miss].mean()
+    assert np.array_equal(np.asarray(res.mean)[~miss], X_val[~miss])  # observed untouched
+    assert mae < 0.8 * lin, (mae, lin)
+
+
+def test_interp_skip_is_saved(tmp_path: Path) -> None:
+    X, _ = _correlated_sparse(12, 20, seed=2)
+    est = GPVAE(latent_dim=2, hidden=(8,), epochs=2, batch_size=4, interp_skip=True,
+                progress=False).fit(X)  # fmt: skip
+    est.save(tmp_path / "m")
+    back = GPVAE.load(tmp_path / "m")
+    assert back.interp_skip
+    assert back.model_.interp_skip
+    np.testing.assert_allclose(
+        back.impute(X, num_samples=4).mean, est.impute(X, num_samples=4).mean
+    )
