@@ -282,6 +282,10 @@ def fit(
         mine = np.arange(*shard_bounds(series.num_series, run.rank, run.world))
     step: list[np.ndarray] = []
     with run.together(), as_cli("DATA"):
+        if len(mine):  # cli.json's quantile threshold (older folders' and torchrun's)
+            values = [series.values[i] for i in mine]
+            times = [series.times[i] for i in mine]
+            step = list(model.anomaly_scores(values, times, num_samples=50).step)
         if run.world == 1:
             # detect's threshold and score profile, stored with the model (model/config.json)
             model.fit_threshold(
@@ -290,16 +294,12 @@ def fit(
                 false_alarm_rate=false_alarm_rate,
                 smooth=smooth,
             )
-        elif len(mine):
-            values = [series.values[i] for i in mine]
-            times = [series.times[i] for i in mine]
-            step = list(model.anomaly_scores(values, times, num_samples=50).step)
     every = [s for part in run.gather(step) for s in part]
     spec.threshold_quantile = THRESHOLD_QUANTILE
     # Everything is computed before anything is written: an error leaves MODEL_DIR as it was.
     with run.together():
         if run.is_main:
-            spec.threshold = quantile_threshold(every, THRESHOLD_QUANTILE) if every else None
+            spec.threshold = quantile_threshold(every, THRESHOLD_QUANTILE)
             model.save(out / MODEL_SUBDIR)
             spec.save(out)
     hist = getattr(model, "history_", None) or []
