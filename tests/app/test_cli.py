@@ -146,7 +146,11 @@ def test_fit_writes_model_and_layout(long_model: Path) -> None:
     assert spec["features"] == FEATURES
     assert spec["time_type"] == "numeric"
     assert 0.5 < spec["time_step"] < 1.5
-    assert spec["threshold"] is None  # the threshold now lives with the model
+    # cli.json keeps the 0.99 quantile of the raw training step scores (what a torchrun fit
+    # stores); detect uses the profile stored with the model (below) first
+    assert spec["threshold"] is not None
+    assert np.isfinite(spec["threshold"])
+    assert spec["threshold_quantile"] == 0.99
     assert (long_model / "model").is_dir()
     profile = GPVAE.load(long_model / "model").anomaly_profile_
     assert profile is not None
