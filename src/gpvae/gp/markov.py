@@ -348,24 +348,24 @@ class _Chain:
     def _smoothed_f(self, y: Tensor) -> list[Tensor]:
         """Smoothed means of f for data y (N, B, L, S'): per group (N, B, G, S').
 
-        When the pseudo-observations' own filter has not run yet, they ride along as one
-        more data column (one pass of each recursion instead of two); their filtered means,
+        The pseudo-observations ride along as one more data column; when their own filter
+        has not run yet (one pass of each recursion instead of two), their filtered means,
         innovations and smoothed means are kept for :meth:`log_marginal` and
         :attr:`smoothed`.
         """
         with_own = "_filtered" not in self.__dict__
         out, filtered, own_means = [], [], []
         for g, (A, _, _), cov in zip(self.groups, self.mats, self.cov):
-            data = y[:, :, g.sel]
-            if with_own:
-                data = torch.cat([self.y[..., g.sel, None], data], dim=-1)
+            # the pseudo-observations' column always rides along, so that a draw comes out
+            # bit for bit the same whether or not their filter ran before (the parallel
+            # scan's rounding depends on the number of columns)
+            data = torch.cat([self.y[..., g.sel, None], y[:, :, g.sel]], dim=-1)
             m_filt, innov = self.ops.filter_means(A, g.H, cov.gain, data)
             f = g.observe(self.ops.smooth_means(A, cov.smooth_gain, m_filt))
             if with_own:
                 filtered.append((m_filt[..., :1], innov[..., :1]))
                 own_means.append(f[..., :1])
-                f = f[..., 1:]
-            out.append(f)
+            out.append(f[..., 1:])
         if with_own:
             self.__dict__["_filtered"] = filtered  # the cached_property's value
             self._own_means = own_means
