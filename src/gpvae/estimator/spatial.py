@@ -416,6 +416,22 @@ def _interval(
     return mean - scale * (mean - lo), mean + scale * (hi - mean)
 
 
+def _observed_field(frame: Any, spec: SpatialSpec) -> Field:
+    """The field of the observed sites in ``frame``, read with the fitted columns,
+    projection and time axis."""
+    field_, _, _ = field_from_frame(
+        frame,
+        spec.id,
+        spec.time,
+        list(spec.projection.columns),
+        list(spec.features),
+        spec.projection,
+        spec.time_axis,
+        min_sites=1,
+    )
+    return field_
+
+
 def predict_sites(
     model: GPVAEModel,
     scaler: Scaler,
@@ -430,16 +446,7 @@ def predict_sites(
 ) -> SpatialResult:
     """Every feature at new sites, for every time of ``frame`` (the observed sites)."""
     cols = list(spec.projection.columns)
-    field_, _, _ = field_from_frame(
-        frame,
-        spec.id,
-        spec.time,
-        cols,
-        list(spec.features),
-        spec.projection,
-        spec.time_axis,
-        min_sites=1,
-    )
+    field_ = _observed_field(frame, spec)
     new_ids, new_coords = site_table(sites, spec.id, cols, min_sites=1)
     new_xy = spec.projection.to_km(new_coords)
     warn_far_sites(new_xy, spec.train_xy, new_ids, cols)
@@ -494,17 +501,7 @@ def impute_field(
 ) -> SpatialResult:
     """Fill the missing entries of the observed sites (neighbours included in every
     conditioning); observed values come back unchanged."""
-    cols = list(spec.projection.columns)
-    field_, _, _ = field_from_frame(
-        frame,
-        spec.id,
-        spec.time,
-        cols,
-        list(spec.features),
-        spec.projection,
-        spec.time_axis,
-        min_sites=1,
-    )
+    field_ = _observed_field(frame, spec)
     values = _standardise(field_.values, scaler)
     T, S, D = values.shape
     W = spec.window
