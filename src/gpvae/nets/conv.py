@@ -9,16 +9,15 @@ from __future__ import annotations
 
 from collections.abc import Sequence
 
-import torch
 from torch import Tensor, nn
 
 from gpvae.errors import ValidationError
-from gpvae.nets.mlp import MLP, Activation, check_encoder_inputs, check_sizes, split_heads
+from gpvae.nets.mlp import MLP, Activation, HeadEncoder, check_sizes
 
 __all__ = ["ConvEncoder"]
 
 
-class ConvEncoder(nn.Module):
+class ConvEncoder(HeadEncoder):
     """Conv1d over time, then a per-point MLP; same outputs as :class:`MLPEncoder`.
 
     Args:
@@ -46,27 +45,16 @@ class ConvEncoder(nn.Module):
         min_var: float = 1e-4,
         activation: Activation = nn.ReLU,
     ) -> None:
-        super().__init__()
-        check_sizes("num_features", num_features)
-        check_sizes("latent_dim", latent_dim)
+        super().__init__(num_features, latent_dim, num_outputs, min_var)
         check_sizes("channels", channels)
         check_sizes("kernel_size", kernel_size)
         if kernel_size % 2 != 1:
             raise ValidationError(f"kernel_size: expected an odd integer, found {kernel_size}")
-        if isinstance(num_outputs, bool) or num_outputs not in (2, 3):
-            raise ValidationError(f"num_outputs: expected 2 or 3, found {num_outputs!r}")
-        self.num_features = num_features
-        self.latent_dim = latent_dim
-        self.num_outputs = num_outputs
-        self.min_var = float(min_var)
         self.conv = nn.Conv1d(2 * num_features, channels, kernel_size, padding=kernel_size // 2)
         self.act = activation()
         self.mlp = MLP(channels, hidden, num_outputs * latent_dim, activation)
 
     def forward(self, y: Tensor, observed: Tensor) -> tuple[Tensor, ...]:
-        check_encoder_inputs(y, observed, self.num_features)
-        obs = observed.to(y.dtype)
-        inp = torch.cat([y * obs, obs], dim=-1).transpose(1, 2)  # (B, 2D, N)
+        inp = self.masked(y, observed).transpose(1, 2)  # (B, 2D, N)
         h = self.act(self.conv(inp)).transpose(1, 2)  # (B, N, channels)
-        out = self.mlp(h)  # (B, N, num_outputs * L)
-        return split_heads(out, self.latent_dim, self.num_outputs, self.min_var)
+        return self.heads(self.mlp(h))  # (B, N, L) each

@@ -15,13 +15,12 @@ from collections.abc import Sequence
 import torch
 from torch import Tensor, nn
 
-from gpvae.errors import ValidationError
-from gpvae.nets.mlp import MLP, Activation, check_encoder_inputs, check_sizes, split_heads
+from gpvae.nets.mlp import MLP, Activation, HeadEncoder, check_sizes
 
 __all__ = ["GRUEncoder"]
 
 
-class GRUEncoder(nn.Module):
+class GRUEncoder(HeadEncoder):
     """Bidirectional GRU over the steps, then a per-point MLP; outputs as :class:`MLPEncoder`.
 
     Args:
@@ -47,24 +46,13 @@ class GRUEncoder(nn.Module):
         min_var: float = 1e-4,
         activation: Activation = nn.ReLU,
     ) -> None:
-        super().__init__()
-        check_sizes("num_features", num_features)
-        check_sizes("latent_dim", latent_dim)
+        super().__init__(num_features, latent_dim, num_outputs, min_var)
         check_sizes("hidden_size", hidden_size)
-        if isinstance(num_outputs, bool) or num_outputs not in (2, 3):
-            raise ValidationError(f"num_outputs: expected 2 or 3, found {num_outputs!r}")
-        self.num_features = num_features
-        self.latent_dim = latent_dim
-        self.num_outputs = num_outputs
-        self.min_var = float(min_var)
         self.gru = nn.GRU(2 * num_features, hidden_size, batch_first=True, bidirectional=True)
         self.mlp = MLP(2 * hidden_size + 2 * num_features, hidden, num_outputs * latent_dim,
                        activation)  # fmt: skip
 
     def forward(self, y: Tensor, observed: Tensor) -> tuple[Tensor, ...]:
-        check_encoder_inputs(y, observed, self.num_features)
-        obs = observed.to(y.dtype)
-        inp = torch.cat([y * obs, obs], dim=-1)  # (B, N, 2D)
+        inp = self.masked(y, observed)  # (B, N, 2D)
         h, _ = self.gru(inp)  # (B, N, 2 hidden_size)
-        out = self.mlp(torch.cat([h, inp], dim=-1))  # (B, N, num_outputs * L)
-        return split_heads(out, self.latent_dim, self.num_outputs, self.min_var)
+        return self.heads(self.mlp(torch.cat([h, inp], dim=-1)))

@@ -24,11 +24,10 @@ from __future__ import annotations
 import math
 from collections.abc import Sequence
 
-import torch
 from torch import Tensor, nn
 
 from gpvae.errors import ShapeError, ValidationError
-from gpvae.nets.mlp import Activation, check_encoder_inputs, check_sizes, split_heads
+from gpvae.nets.mlp import Activation, HeadEncoder, check_sizes
 
 __all__ = ["ImageDecoder", "ImageEncoder"]
 
@@ -60,7 +59,7 @@ def _halved(size: int, times: int) -> int:
     return size
 
 
-class ImageEncoder(nn.Module):
+class ImageEncoder(HeadEncoder):
     """Per-frame CNN encoder over (masked frame, mask).
 
     Layers: ``len(channels)`` convolutions (kernel 3, stride 2, padding 1, activation), each
@@ -93,18 +92,12 @@ class ImageEncoder(nn.Module):
         min_var: float = 1e-4,
         activation: Activation = nn.ReLU,
     ) -> None:
-        super().__init__()
-        self.image_shape = _check_image_shape(image_shape)
-        check_sizes("latent_dim", latent_dim)
+        shape = _check_image_shape(image_shape)
+        H, W = shape
+        super().__init__(H * W, latent_dim, num_outputs, min_var)
+        self.image_shape = shape
         check_sizes("hidden", hidden)
         chans = _check_channels(channels)
-        if isinstance(num_outputs, bool) or num_outputs not in (2, 3):
-            raise ValidationError(f"num_outputs: expected 2 or 3, found {num_outputs!r}")
-        H, W = self.image_shape
-        self.num_features = H * W
-        self.latent_dim = latent_dim
-        self.num_outputs = num_outputs
-        self.min_var = float(min_var)
         layers: list[nn.Module] = []
         width = 2
         for c in chans:
@@ -120,14 +113,11 @@ class ImageEncoder(nn.Module):
         self.net = nn.Sequential(*layers)
 
     def forward(self, y: Tensor, observed: Tensor) -> tuple[Tensor, ...]:
-        check_encoder_inputs(y, observed, self.num_features)
+        frames = self.masked(y, observed, dim=2)  # (B, N, 2, D)
         B, N, _ = y.shape
         H, W = self.image_shape
-        obs = observed.to(y.dtype)
-        frames = torch.stack([y * obs, obs], dim=2)  # (B, N, 2, D)
-        frames = frames.reshape(B * N, 2, H, W)  # (B N, 2, H, W)
-        h = self.net(frames).reshape(B, N, -1)  # (B, N, num_outputs * L)
-        return split_heads(h, self.latent_dim, self.num_outputs, self.min_var)
+        h = self.net(frames.reshape(B * N, 2, H, W)).reshape(B, N, -1)  # (B, N, num_outputs * L)
+        return self.heads(h)
 
 
 class ImageDecoder(nn.Module):

@@ -27,6 +27,7 @@ from gpvae.errors import ShapeError, ValidationError
 
 __all__ = [
     "MLP",
+    "HeadEncoder",
     "MLPDecoder",
     "MLPEncoder",
     "PartialEncoder",
@@ -102,7 +103,44 @@ def split_heads(h: Tensor, latent_dim: int, num_outputs: int, min_var: float) ->
     return (mean, var, *extra)
 
 
-class MLPEncoder(nn.Module):
+class HeadEncoder(nn.Module):
+    """Base of the encoders that end in one linear head of ``num_outputs * L`` values per point.
+
+    It checks the sizes every such encoder shares, builds the masked input
+    ``concat(y * observed, observed)`` and splits the head with :func:`split_heads`.
+
+    Args:
+        num_features: D.
+        latent_dim: L.
+        num_outputs: 2 for (mean, var), 3 for the banded posterior (mean, var, off-diagonal).
+        min_var: floor added to the softplus variance.
+    """
+
+    def __init__(self, num_features: int, latent_dim: int, num_outputs: int, min_var: float):
+        super().__init__()
+        check_sizes("num_features", num_features)
+        check_sizes("latent_dim", latent_dim)
+        if isinstance(num_outputs, bool) or num_outputs not in (2, 3):
+            raise ValidationError(f"num_outputs: expected 2 or 3, found {num_outputs!r}")
+        self.num_features = num_features
+        self.latent_dim = latent_dim
+        self.num_outputs = num_outputs
+        self.min_var = float(min_var)
+
+    def masked(self, y: Tensor, observed: Tensor, dim: int = -1) -> Tensor:
+        """Checked ``y * observed`` and ``observed`` stacked (``dim`` new) or joined (-1)."""
+        check_encoder_inputs(y, observed, self.num_features)
+        obs = observed.to(y.dtype)
+        if dim == -1:
+            return torch.cat([y * obs, obs], dim=-1)  # (B, N, 2D)
+        return torch.stack([y * obs, obs], dim=dim)
+
+    def heads(self, h: Tensor) -> tuple[Tensor, ...]:
+        """(mean, var, *extra) from a (..., num_outputs * L) head."""
+        return split_heads(h, self.latent_dim, self.num_outputs, self.min_var)
+
+
+class MLPEncoder(HeadEncoder):
     """Per-point MLP encoder: each point's input is ``concat(y * observed, observed)``.
 
     Args:
@@ -127,22 +165,11 @@ class MLPEncoder(nn.Module):
         min_var: float = 1e-4,
         activation: Activation = nn.ReLU,
     ) -> None:
-        super().__init__()
-        check_sizes("num_features", num_features)
-        check_sizes("latent_dim", latent_dim)
-        if isinstance(num_outputs, bool) or num_outputs not in (2, 3):
-            raise ValidationError(f"num_outputs: expected 2 or 3, found {num_outputs!r}")
-        self.num_features = num_features
-        self.latent_dim = latent_dim
-        self.num_outputs = num_outputs
-        self.min_var = float(min_var)
+        super().__init__(num_features, latent_dim, num_outputs, min_var)
         self.net = MLP(2 * num_features, hidden, num_outputs * latent_dim, activation)
 
     def forward(self, y: Tensor, observed: Tensor) -> tuple[Tensor, ...]:
-        check_encoder_inputs(y, observed, self.num_features)
-        obs = observed.to(y.dtype)
-        h = self.net(torch.cat([y * obs, obs], dim=-1))  # (B, N, num_outputs * L)
-        return split_heads(h, self.latent_dim, self.num_outputs, self.min_var)
+        return self.heads(self.net(self.masked(y, observed)))  # (B, N, L) each
 
 
 class PartialEncoder(nn.Module):
