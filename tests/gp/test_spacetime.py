@@ -20,7 +20,7 @@ import torch
 from torch import Tensor
 
 from gpvae.errors import ShapeError, ValidationError
-from gpvae.gp import GPPrior
+from gpvae.gp import GPPrior, spacetime
 from gpvae.gp.spacetime import SpaceTimeGPPosterior
 from gpvae.kernels import Matern12, Matern32, SpaceTime
 
@@ -76,7 +76,22 @@ def _dtc(kernel: SpaceTime, x: Tensor, m: Tensor, v: Tensor, z: Tensor) -> dict[
     }
 
 
-def test_sparse_is_the_projected_model_values_and_gradients() -> None:
+@pytest.mark.parametrize("chunked", [False, True], ids=["whole", "checkpointed-chunks"])
+def test_sparse_is_the_projected_model_values_and_gradients(
+    chunked: bool, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Also with the sites' statistics formed one time step at a time under checkpointing
+    (what saves the O(T S M) intermediates at many sites): same values and gradients."""
+    calls = []
+    if chunked:
+        monkeypatch.setattr(spacetime, "_CHUNK_ELEMENTS", 1)
+        real = spacetime.checkpoint
+
+        def counted(*args: object, **kwargs: object) -> Tensor:
+            calls.append(1)
+            return real(*args, **kwargs)
+
+        monkeypatch.setattr(spacetime, "checkpoint", counted)
     kernels, x, mean, var, z, _ = _problem()
     mean = mean.clone().requires_grad_()
     z = z.clone().requires_grad_()
@@ -111,6 +126,7 @@ def test_sparse_is_the_projected_model_values_and_gradients() -> None:
             a = torch.zeros_like(p) if a is None else a
             b = torch.zeros_like(p) if b is None else b
             torch.testing.assert_close(a, b, rtol=1e-8, atol=1e-9, msg=f"d {key}")
+    assert bool(calls) == chunked
 
 
 def test_sparse_equals_exact_with_inducing_at_the_sites() -> None:

@@ -34,11 +34,12 @@ T times, M inducing sites, m temporal state dimension, K = M m.
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 
 import torch
 from torch import Tensor
+from torch.utils.checkpoint import checkpoint
 
 from gpvae import settings
 from gpvae.errors import ShapeError, ValidationError, invalid
@@ -466,21 +467,40 @@ def _search(tgrid: Tensor, t: Tensor) -> Tensor:
 
 def _gram(G: Tensor, W: Tensor) -> Tensor:
     """``G^T diag(W_t) G`` for G (L, S, M), W (B, L, T, S): (B, L, T, M, M), in chunks."""
-    B, L, T, S = W.shape
-    M = G.shape[-1]
-    step = max(1, _CHUNK_ELEMENTS // max(1, B * L * S * M))
-    gt = G.transpose(-1, -2)[None, :, None]  # (1, L, 1, M, S)
-    parts = [(gt * W[:, :, i : i + step, None, :]) @ G[None, :, None] for i in range(0, T, step)]
-    return torch.cat(parts, dim=2)
+    B, L, _, S = W.shape
+    step = max(1, _CHUNK_ELEMENTS // max(1, B * L * S * G.shape[-1]))
+    return _over_steps(_gram_chunk, G, W, step)
+
+
+def _gram_chunk(G: Tensor, W: Tensor) -> Tensor:
+    return (G.transpose(-1, -2)[None, :, None] * W[..., None, :]) @ G[None, :, None]
 
 
 def _quad_diag(G: Tensor, C: Tensor) -> Tensor:
     """``diag(G C_t G^T)`` for G (L, P, M), C (B, L, T, M, M): (B, L, T, P), in chunks."""
-    B, L, T, M, _ = C.shape
-    P = G.shape[1]
-    step = max(1, _CHUNK_ELEMENTS // max(1, B * L * P * M))
-    parts = [
-        ((G[None, :, None] @ C[:, :, i : i + step]) * G[None, :, None]).sum(-1)
-        for i in range(0, T, step)
-    ]
+    B, L, _, M, _ = C.shape
+    step = max(1, _CHUNK_ELEMENTS // max(1, B * L * G.shape[1] * M))
+    return _over_steps(_quad_diag_chunk, G, C, step)
+
+
+def _quad_diag_chunk(G: Tensor, C: Tensor) -> Tensor:
+    return ((G[None, :, None] @ C) * G[None, :, None]).sum(-1)
+
+
+def _over_steps(fn: Callable[[Tensor, Tensor], Tensor], G: Tensor, X: Tensor, step: int) -> Tensor:
+    """``fn(G, X[:, :, chunk])`` over chunks of ``step`` time steps, joined along time.
+
+    When gradients are recorded each chunk is checkpointed: its (chunk, S, M) intermediates,
+    which would otherwise be kept for the backward pass of every chunk (O(T S M) memory,
+    gigabytes at S = 10,000 sites), are recomputed chunk by chunk during backward instead.
+    """
+    T = X.shape[2]
+    keep = torch.is_grad_enabled() and (G.requires_grad or X.requires_grad)
+    parts = []
+    for i in range(0, T, step):
+        chunk = X[:, :, i : i + step]
+        if keep and step < T:
+            parts.append(checkpoint(fn, G, chunk, use_reentrant=False))
+        else:
+            parts.append(fn(G, chunk))
     return torch.cat(parts, dim=2)
