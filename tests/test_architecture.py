@@ -20,7 +20,7 @@ SRC = Path(__file__).resolve().parents[1] / "src"
 #: Layers from the bottom up; packages in one layer may not import each other.
 LAYERS: list[tuple[str, ...]] = [
     ("gpvae.errors", "gpvae.settings", "gpvae.version"),
-    ("gpvae.arguments", "gpvae.rng", "gpvae.batch", "gpvae.io"),
+    ("gpvae.arguments", "gpvae.rng", "gpvae.batch", "gpvae.io", "gpvae.heap"),
     ("gpvae.kernels", "gpvae.data", "gpvae.nets"),
     ("gpvae.gp", "gpvae.datasets"),
     ("gpvae.likelihoods", "gpvae.posteriors"),

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 from gpvae import errors, gp, kernels
 from gpvae.estimator import GPVAE
+from gpvae.heap import limit_heap_fragmentation
 from gpvae.version import __version__
 
-__all__ = ["GPVAE", "__version__", "errors", "gp", "kernels"]
+__all__ = ["GPVAE", "__version__", "errors", "gp", "kernels", "limit_heap_fragmentation"]

@@ -32,6 +32,7 @@ import click
 from gpvae.app.cli.commands import COMMANDS
 from gpvae.app.cli.errors import one_line
 from gpvae.errors import DistributedError, GPVAEError
+from gpvae.heap import limit_heap_fragmentation
 from gpvae.training.distributed import is_main_process, launched
 from gpvae.version import __version__
 
@@ -124,6 +125,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     args = list(sys.argv[1:] if argv is None else argv)
     debug = "--debug" in args[: args.index("--")] if "--" in args else "--debug" in args
     debug = debug or os.environ.get("GPVAE_DEBUG", "") not in ("", "0")
+    limit_heap_fragmentation()
     if launched():
         _stop_on_sigterm()
     with warnings.catch_warnings():
