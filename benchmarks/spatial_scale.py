@@ -20,6 +20,7 @@ from __future__ import annotations
 
 import argparse
 import json
+import os
 import resource
 import subprocess
 import sys
@@ -35,13 +36,21 @@ DOCS = ROOT / "docs" / "benchmarks.md"
 BEGIN, END = "<!-- spatial-scale-table -->", "<!-- /spatial-scale-table -->"
 
 
-def one_size(S: int, T: int, M: int, repeats: int, seed: int = 0) -> dict[str, Any]:
-    """Time and peak memory of training steps at one size (run in a fresh process)."""
+def one_size(
+    S: int, T: int, M: int, repeats: int, seed: int = 0, heap: bool = True
+) -> dict[str, Any]:
+    """Time and peak memory of training steps at one size (run in a fresh process).
+
+    With ``heap`` the process first does what the ``gpvae`` command does when it starts
+    (:func:`gpvae.heap.limit_heap_fragmentation`)."""
     import torch
 
     from gpvae.gp import GPPrior
+    from gpvae.heap import limit_heap_fragmentation
     from gpvae.kernels import Matern32, SpaceTime
 
+    if heap:
+        limit_heap_fragmentation()
     torch.set_num_threads(1)
     g = torch.Generator().manual_seed(seed)
     sites = 100.0 * torch.rand(S, 2, generator=g)
@@ -80,11 +89,16 @@ def _slope(xs: list[float], ys: list[float]) -> float:
     return float(np.polyfit(np.log(xs), np.log(ys), 1)[0])
 
 
-def _run(S: int, T: int, M: int, repeats: int) -> dict[str, Any]:
+def _local_slopes(xs: list[float], ys: list[float]) -> list[float]:
+    """log-log slope of every step between neighbouring sizes."""
+    return [_slope(xs[i : i + 2], ys[i : i + 2]) for i in range(len(xs) - 1)]
+
+
+def _run(S: int, T: int, M: int, repeats: int, heap: bool) -> dict[str, Any]:
     here = str(ROOT / "benchmarks")
     code = (
         f"import json, sys; sys.path.insert(0, {here!r}); from spatial_scale import one_size; "
-        f"print(json.dumps(one_size({S}, {T}, {M}, {repeats})))"
+        f"print(json.dumps(one_size({S}, {T}, {M}, {repeats}, heap={heap})))"
     )
     out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True)
     return json.loads(out.stdout.strip().splitlines()[-1])
@@ -103,11 +117,27 @@ def render(data: dict[str, Any]) -> str:
     ]
     for r in data["sites"] + data["steps"]:
         lines.append(f"| {r['S']} | {r['T']} | {r['seconds']:.2f} | {r['peak_mib']:.0f} |")
+    steps = ", ".join(f"{v:.2f}" for v in data.get("local_slopes_sites", []))
+    steps_t = ", ".join(f"{v:.2f}" for v in data.get("local_slopes_steps", []))
+    heap = data["config"].get("default_heap")
     lines += [
         "",
         f"Least-squares log-log slopes: time vs S (T = {data['config']['steps']}) "
-        f"{data['slope_sites']:.2f}; time vs T (S = {data['config']['time_sites']}) "
-        f"{data['slope_steps']:.2f}.",
+        f"{data['slope_sites']:.2f} (step by step: {steps or 'not recorded'}); time vs T "
+        f"(S = {data['config']['time_sites']}) {data['slope_steps']:.2f} (step by step: "
+        f"{steps_t or 'not recorded'}).",
+        "",
+        "Heap: "
+        + (
+            "glibc's default (dynamic mmap threshold)."
+            if heap
+            else "the mmap threshold fixed as the `gpvae` command does "
+            "(`gpvae.limit_heap_fragmentation`)."
+            if heap is not None
+            else "not recorded."
+        )
+        + f" Recorded {data.get('date', '(date not recorded)')}, load average "
+        + f"{data.get('load', '(not recorded)')}.",
         "",
         f"Reproduce: `{data['command']}`",
         "",
@@ -124,6 +154,11 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--inducing", type=int, default=64)
     p.add_argument("--repeats", type=int, default=2)
     p.add_argument("--out", default=str(RESULTS))
+    p.add_argument(
+        "--default-heap",
+        action="store_true",
+        help="keep glibc's dynamic mmap threshold (the gpvae command fixes it)",
+    )
     p.add_argument("--table", action="store_true")
     args = p.parse_args(argv)
     if args.table:
@@ -138,20 +173,29 @@ def main(argv: list[str] | None = None) -> int:
         DOCS.write_text(text)
         return 0
     by_sites, by_steps = [], []
+    heap = not args.default_heap
+    load = [round(os.getloadavg()[0], 2)]
     for S in (int(s) for s in args.sites.split(",")):
-        by_sites.append(_run(S, args.steps, args.inducing, args.repeats))
+        by_sites.append(_run(S, args.steps, args.inducing, args.repeats, heap))
         print(by_sites[-1], flush=True)
     for T in (int(t) for t in args.time_steps.split(",")):
-        by_steps.append(_run(args.time_sites, T, args.inducing, args.repeats))
+        by_steps.append(_run(args.time_sites, T, args.inducing, args.repeats, heap))
         print(by_steps[-1], flush=True)
+    load.append(round(os.getloadavg()[0], 2))
+    xs_s, ys_s = [r["S"] for r in by_sites], [r["seconds"] for r in by_sites]
+    xs_t, ys_t = [r["T"] for r in by_steps], [r["seconds"] for r in by_steps]
     data = {
         "command": "PYTHONPATH=src python benchmarks/spatial_scale.py "
         + " ".join(argv if argv is not None else sys.argv[1:]),
         "config": {k: v for k, v in vars(args).items() if k != "table"},
         "sites": by_sites,
         "steps": by_steps,
-        "slope_sites": _slope([r["S"] for r in by_sites], [r["seconds"] for r in by_sites]),
-        "slope_steps": _slope([r["T"] for r in by_steps], [r["seconds"] for r in by_steps]),
+        "slope_sites": _slope(xs_s, ys_s),
+        "slope_steps": _slope(xs_t, ys_t),
+        "local_slopes_sites": _local_slopes(xs_s, ys_s),
+        "local_slopes_steps": _local_slopes(xs_t, ys_t),
+        "date": time.strftime("%Y-%m-%d %H:%M UTC", time.gmtime()),
+        "load": f"{load[0]} at start, {load[-1]} at end",
     }
     Path(args.out).parent.mkdir(parents=True, exist_ok=True)
     Path(args.out).write_text(json.dumps(data, indent=1))
