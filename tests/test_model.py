@@ -16,7 +16,7 @@ from gpvae.errors import GPVAEError, InputTypeError, ShapeError, ValidationError
 from gpvae.gp import GPPrior
 from gpvae.kernels import Matern32, White
 from gpvae.likelihoods import Bernoulli, Gaussian, StudentT
-from gpvae.model import ELBOResult, GPVAEModel
+from gpvae.model import ELBOResult, GPVAEModel, sorted_quantiles
 from gpvae.nets import ConvEncoder, MLPDecoder, MLPEncoder, PartialEncoder
 from gpvae.posteriors import BandedPosterior, DiagonalPosterior, StructuredPosterior
 
@@ -393,3 +393,45 @@ def test_other_likelihoods_and_encoders_train(likelihood: str) -> None:
         loss.backward()
         opt.step()
     assert bound() > before
+
+
+def _quantiles_by_full_sort(samples: Tensor, probs: list[float]) -> list[Tensor]:
+    """The reference: every draw sorted, then linear interpolation between neighbours."""
+    s = samples.sort(dim=0).values
+    S = s.shape[0]
+    out = []
+    for p in probs:
+        lo = math.floor(p * (S - 1))
+        hi = min(lo + 1, S - 1)
+        frac = p * (S - 1) - lo
+        out.append(s[lo] * (1 - frac) + s[hi] * frac)
+    return out
+
+
+@pytest.mark.parametrize("dtype", [torch.float32, torch.float64])
+@pytest.mark.parametrize("S", [1, 2, 7, 64, 100])
+def test_sorted_quantiles_equal_a_full_sort_bit_for_bit(dtype: torch.dtype, S: int) -> None:
+    """The partial sort gives the full sort's quantiles exactly (ties, NaN and infinities
+    included), and torch.quantile's linear interpolation up to rounding."""
+    gen = torch.Generator().manual_seed(S)
+    x = torch.randn((S, 6, 5, 3), generator=gen, dtype=dtype)
+    x[:, 0] = torch.round(x[:, 0])  # many ties
+    x[: S // 2, 1, 0] = float("nan")
+    x[:1, 2, 1] = float("inf")
+    x[-1:, 2, 2] = -float("inf")
+    probs = [0.0, 0.025, 0.05, 0.5, 0.9, 0.95, 0.975, 1.0]
+    got = sorted_quantiles(x, probs)
+    want = _quantiles_by_full_sort(x, probs)
+    for g, w in zip(got, want):
+        assert g.dtype == dtype
+        assert g.shape == x.shape[1:]
+        torch.testing.assert_close(g, w, rtol=0, atol=0, equal_nan=True)
+    finite = x[:, 3:]  # no NaN or infinities there
+    ref = torch.quantile(finite, torch.tensor(probs, dtype=dtype), dim=0)
+    for g, r in zip(sorted_quantiles(finite, probs), ref):
+        torch.testing.assert_close(g, r)
+    # with gradients the full sort is kept, and the quantiles are differentiable
+    w = x[:, 4:].clone().requires_grad_(True)
+    sorted_quantiles(w, [0.5])[0].sum().backward()
+    assert w.grad is not None
+    assert torch.isfinite(w.grad).all()

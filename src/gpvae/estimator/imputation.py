@@ -44,7 +44,11 @@ def impute_series(
         mean, y = model.predictive_draws(batch, ctx.series_generators(ss, idx, 1), S)
         if (spread != 1).any():  # spread recalibrated about the mean
             y = mean + torch.as_tensor(spread, dtype=y.dtype, device=y.device) * (y - mean)
-        lo, hi = sorted_quantiles(y, (q_lo, q_hi))  # (B, N, D) each
+        # quantiles only where they are reported: the missing entries of the series' steps
+        need = batch.valid[..., None] & ~batch.observed  # (B, N, D)
+        lo, hi = mean.clone(), mean.clone()  # observed entries and padding: replaced below
+        if bool(need.any()):
+            lo[need], hi[need] = sorted_quantiles(y[:, need], (q_lo, q_hi))  # (M,) each
         parts = [scaler.inverse_transform(t.double().cpu().numpy()) for t in (mean, lo, hi)]
         y_np = scaler.inverse_transform(y.double().cpu().numpy()) if return_samples else None
         for b, i in enumerate(idx):
