@@ -7,11 +7,21 @@ from pathlib import Path
 
 import numpy as np
 import pytest
+import torch
 from scipy.stats import norm
 
 from gpvae import GPVAE
+from gpvae.batch import Batch
+from gpvae.data import to_series_set
 from gpvae.errors import InputTypeError, ModelFileError
-from gpvae.estimator.calibration import LEVELS, MIN_ENTRIES, SCALES, fit_interval_scales
+from gpvae.estimator.calibration import (
+    LEVELS,
+    MIN_ENTRIES,
+    SCALES,
+    calibration_steps,
+    fit_interval_scales,
+)
+from gpvae.model import sorted_quantiles
 
 FAST = {"latent_dim": 2, "hidden": (32,), "batch_size": 16, "progress": False}
 
@@ -121,3 +131,107 @@ def test_calibrate_argument_and_old_model_files(tmp_path: Path) -> None:
     cfg.write_text(json.dumps(data))
     with pytest.raises(ModelFileError, match="interval_scale"):
         GPVAE.load(tmp_path / "m")
+
+
+@pytest.fixture(scope="module")
+def fitted_pair() -> tuple[GPVAE, GPVAE]:
+    """The same data fitted plainly and with interp_skip (whose draws take the full path)."""
+    X, _ = _series(3)
+    return tuple(  # type: ignore[return-value]
+        GPVAE(**FAST, epochs=4, calibrate=False, interp_skip=skip).fit(X) for skip in (False, True)
+    )
+
+
+def _batch(est: GPVAE, X: np.ndarray, rows: list[int]) -> tuple[Batch, list[torch.Generator]]:
+    """Series ``rows`` of X as a standardised batch, and their generators."""
+    ctx = est._context("impute")
+    ss = est.scaler_.transform(to_series_set(X))
+    return ctx.batch(ss, np.asarray(rows)), ctx.series_generators(ss, np.asarray(rows), 9)
+
+
+def test_step_draws_have_the_distribution_of_the_full_draws(
+    fitted_pair: tuple[GPVAE, GPVAE],
+) -> None:
+    """Marginal draws at a few steps: the same per-entry mean and quantiles as whole-path
+    draws (Monte Carlo error only), zeros on the padding of the step lists."""
+    est = fitted_pair[0]
+    X, _ = _series(4)
+    batch, gens = _batch(est, X, [0, 1])
+    steps = [torch.tensor([0, 7, 29]), torch.tensor([12])]
+    S = 4096
+    mean, y = est.model_.predictive_step_draws(batch, gens, S, steps)
+    assert mean.shape == (2, 3, 2)
+    assert y.shape == (S, 2, 3, 2)
+    assert (y[:, 1, 1:] == 0).all()
+    assert (mean[1, 1:] == 0).all()
+    ref_mean, ref_y = est.model_.predictive_draws(batch, _batch(est, X, [0, 1])[1], S)
+    for b, st in enumerate(steps):
+        n = len(st)
+        ours = [mean[b, :n], *sorted_quantiles(y[:, b, :n], (0.05, 0.5, 0.95))]
+        ref = [ref_mean[b, st], *sorted_quantiles(ref_y[:, b, st], (0.05, 0.5, 0.95))]
+        sd = ref_y[:, b, st].std(0)
+        for o, r in zip(ours, ref):
+            assert (o - r).abs().max() < 0.1 * sd.min()
+
+
+def test_step_draws_of_a_series_do_not_depend_on_the_batch(
+    fitted_pair: tuple[GPVAE, GPVAE],
+) -> None:
+    """A series' step draws are the same alone and next to series with more steps, on both
+    paths; the full path's draws are imputation's draws at the steps, bit for bit."""
+    X, _ = _series(5)
+    for est in fitted_pair:
+        batch, gens = _batch(est, X, [3, 4])
+        steps = [torch.tensor([2, 5]), torch.tensor([0, 1, 9, 20])]
+        mean, y = est.model_.predictive_step_draws(batch, gens, 40, steps)
+        alone, gens1 = _batch(est, X, [3])
+        m1, y1 = est.model_.predictive_step_draws(alone, gens1, 40, steps[:1])
+        torch.testing.assert_close(y[:, :1, :2], y1, rtol=1e-5, atol=1e-6)
+        torch.testing.assert_close(mean[:1, :2], m1, rtol=1e-5, atol=1e-6)
+        if est.interp_skip:
+            ref_mean, ref_y = est.model_.predictive_draws(alone, _batch(est, X, [3])[1], 40)
+            assert torch.equal(y1[:, 0], ref_y[:, 0, steps[0]])
+            assert torch.equal(m1[0], ref_mean[0, steps[0]])
+
+
+def test_calibration_steps_cap_each_feature_at_random() -> None:
+    """At most ``per_feature`` entries of a common feature are chosen (more may ride along
+    at chosen steps), every entry of a rare one; seeded; no step without a target."""
+    rng = np.random.default_rng(0)
+    X = np.where(rng.random((50, 40, 2)) < np.array([0.6, 0.01]), 1.0, np.nan)
+    X[0, 0] = 1.0  # every series has an entry: a valid set
+    targets = to_series_set(X, allow_empty_series=True)
+    steps = calibration_steps(targets, 30, seed=1)
+    assert [s.tolist() for s in steps] == [s.tolist() for s in calibration_steps(targets, 30, 1)]
+    assert [s.tolist() for s in steps] != [s.tolist() for s in calibration_steps(targets, 30, 2)]
+    hit = np.zeros_like(X, dtype=bool)
+    for i, st in enumerate(steps):
+        assert (np.diff(st) > 0).all()
+        hit[i, st] = True
+    entries = hit & ~np.isnan(X)
+    assert entries.any(axis=2)[hit.any(axis=2)].all()  # every drawn step holds a target
+    rare = ~np.isnan(X[..., 1])
+    assert entries[..., 1][rare].all()  # the rare feature: all of its entries
+    assert 30 <= entries[..., 0].sum() < 30 + rare.sum() + 2  # the common one: capped
+
+
+def test_factors_from_a_capped_subsample_still_cover_fresh_entries(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    """With the per-feature cap well below the held-out entries (60 of ~170 per feature),
+    the calibrated intervals still cover fresh entries near the nominal 90%, and the
+    factors stay near those fitted on every held-out entry."""
+    from gpvae import settings
+
+    X, hide = _series()
+    Xin = np.where(hide, np.nan, X)
+    scales = {}
+    for cap in (10**9, 60):
+        monkeypatch.setattr(settings, "CALIBRATION_ENTRIES", cap)
+        est = GPVAE(**FAST, epochs=8).fit(Xin)
+        scales[cap] = est.interval_scale_
+    res = est.impute(Xin, num_samples=64)
+    coverage = ((res.lower <= X) & (res.upper >= X))[hide].mean()
+    assert 0.82 <= coverage <= 0.98
+    np.testing.assert_allclose(scales[60], scales[10**9], rtol=0.25)
+    assert not np.array_equal(scales[60], scales[10**9])  # the cap did bind

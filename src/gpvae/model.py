@@ -40,6 +40,7 @@ from gpvae.likelihoods.base import Likelihood, Params
 from gpvae.nets.interp import InterpolationFusion
 from gpvae.posteriors.base import PosteriorFamily, VariationalPosterior
 from gpvae.posteriors.structured import StructuredQ
+from gpvae.rng import per_series_normal
 
 __all__ = ["ELBOResult", "GPVAEModel", "sample_chunks", "sorted_quantiles"]
 
@@ -386,6 +387,58 @@ class GPVAEModel(nn.Module):
                 params, batch.y, batch.observed, batch.x, batch.valid, generators
             )  # (s, B, N, D) each
             mean_sum = mean_sum + m.sum(0)
+            ys.append(y)
+        return mean_sum / S, torch.cat(ys)
+
+    @torch.no_grad()
+    def predictive_step_draws(
+        self,
+        batch: Batch,
+        generators: Sequence[torch.Generator],
+        num_samples: int,
+        steps: Sequence[Tensor],
+    ) -> tuple[Tensor, Tensor]:
+        """:meth:`predictive_draws` at a few steps of each series: mean (B, K, D) and S draws
+        (S, B, K, D) at series b's ``steps[b]`` (ascending positions, padded to the longest
+        list K; zeros on the padding).
+
+        Every entry's draws have the distribution of :meth:`predictive_draws`'. When the
+        likelihood's entries are independent given z (and without ``interp_skip``), entry
+        (n, d) depends on z at step n only: z comes from q's marginals at the steps
+        (series b's noise from ``generators[b]``) and only the steps are decoded. Else the
+        whole series is drawn and the steps are picked out.
+        """
+        S = _check_count("num_samples", num_samples)
+        counts = [len(st) for st in steps]
+        K = max(counts, default=0)
+        dev = batch.y.device
+        pos = torch.zeros((len(counts), K), dtype=torch.long, device=dev)  # (B, K)
+        for b, st in enumerate(steps):
+            pos[b, : counts[b]] = st.to(dev)
+        sel = torch.arange(K, device=dev) < torch.tensor(counts, device=dev)[:, None]  # (B, K)
+
+        if self.likelihood.needs_index or self.interp_fusion is not None:
+            mean, y = self.predictive_draws(batch, generators, S)
+            idx = pos[..., None].expand(*pos.shape, mean.shape[-1])  # (B, K, D)
+            keep = sel[..., None]
+            mean = torch.where(keep, mean.gather(1, idx), 0.0)
+            y = torch.where(keep, y.gather(2, idx.expand(S, *idx.shape)), 0.0)
+            return mean, y
+        m_all, v_all = self.encode(batch).marginals()  # (B, N, L) each
+        idx_l = pos[..., None].expand(*pos.shape, m_all.shape[-1])  # (B, K, L)
+        m, sd = m_all.gather(1, idx_l), v_all.gather(1, idx_l).clamp_min(0.0).sqrt()
+        idx_d = pos[..., None].expand(*pos.shape, batch.y.shape[-1])  # (B, K, D)
+        sub = Batch(batch.x.gather(1, pos[..., None].expand(*pos.shape, batch.x.shape[-1])),
+                    batch.y.gather(1, idx_d), batch.observed.gather(1, idx_d) & sel[..., None],
+                    sel)  # fmt: skip
+        mean_sum = torch.zeros_like(sub.y)  # (B, K, D)
+        ys = []
+        for s in sample_chunks(S):
+            z = m + sd * per_series_normal(generators, counts, s, K, (m.shape[-1],), m)
+            mu, y = self.likelihood.predictive_sample(
+                self.decode(z), sub.y, sub.observed, sub.x, sub.valid, generators
+            )  # (s, B, K, D) each
+            mean_sum = mean_sum + torch.where(sel[..., None], mu, 0.0).sum(0)
             ys.append(y)
         return mean_sum / S, torch.cat(ys)
 

@@ -9,6 +9,11 @@ the levels :data:`LEVELS` closest to nominal (sum of absolute coverage errors; t
 the factor nearest 1). Features with fewer than :data:`MIN_ENTRIES` held-out entries share
 the factor fitted on all entries.
 
+The factors are fitted on a random subsample of the held-out entries, at most
+:data:`gpvae.settings.CALIBRATION_ENTRIES` per feature (all of a rarer feature's), and only
+the steps holding them are drawn (:meth:`~gpvae.model.GPVAEModel.predictive_step_draws`):
+calibration costs about the same whatever the size of the training set.
+
 Scaling a quantile about the mean keeps the order of the quantiles (``c > 0``), so the
 factors apply to any interval level the user asks for; they are fitted on imputation
 residuals and so are used for imputation only.
@@ -23,12 +28,14 @@ from gpvae import settings
 from gpvae.data import SeriesSet
 from gpvae.estimator.context import PredictContext
 from gpvae.model import sorted_quantiles
+from gpvae.rng import seed_for
 
 __all__ = [
     "LEVELS",
     "MIN_ENTRIES",
     "SCALES",
     "calibrate_intervals",
+    "calibration_steps",
     "fit_interval_scales",
     "heldout_intervals",
 ]
@@ -98,8 +105,9 @@ def fit_interval_scales(
 def calibrate_intervals(ctx: PredictContext, inputs: SeriesSet, targets: SeriesSet) -> np.ndarray:
     """Fit the spread factors on held-out entries (``targets``, hidden in ``inputs``).
 
-    The draws are the ones imputation would make (:data:`gpvae.settings.CALIBRATION_SAMPLES`
-    per series, from each series' own generator), in standardised units.
+    The draws have the distribution of imputation's, entry by entry
+    (:data:`gpvae.settings.CALIBRATION_SAMPLES` per series, from each series' own
+    generator), in standardised units, at the steps of :func:`calibration_steps`.
 
     Args:
         ctx: the fitted model and the call's settings.
@@ -113,12 +121,53 @@ def calibrate_intervals(ctx: PredictContext, inputs: SeriesSet, targets: SeriesS
     return fit_interval_scales(*arrays, targets.num_features)
 
 
+def calibration_steps(targets: SeriesSet, per_feature: int, seed: int) -> list[np.ndarray]:
+    """The steps of each series whose held-out entries the factors are fitted on.
+
+    For each feature, at most ``per_feature`` of its held-out entries are chosen at random
+    (all of them when it has fewer); a step holding a chosen entry is drawn, and every
+    held-out entry at a drawn step counts.
+
+    Args:
+        targets: the held-out entries (NaN elsewhere).
+        per_feature: entries chosen per feature.
+        seed: seeds the choice.
+
+    Returns:
+        per series, the ascending positions (in its sorted time order) of its drawn steps.
+    """
+    rng = np.random.default_rng(seed)
+    where = [np.nonzero(~np.isnan(v)) for v in targets.values]  # (steps, features) per series
+    series = np.concatenate([np.full(len(w[0]), i) for i, w in enumerate(where)] + [[]])
+    step = np.concatenate([w[0] for w in where] + [[]]).astype(np.int64)
+    feature = np.concatenate([w[1] for w in where] + [[]]).astype(np.int64)
+    chosen = []
+    for d in range(targets.num_features):
+        idx = np.flatnonzero(feature == d)
+        chosen.append(idx if len(idx) <= per_feature else rng.choice(idx, per_feature, False))
+    pick = np.concatenate(chosen) if chosen else np.zeros(0, np.int64)
+    out = [np.zeros(0, np.int64)] * targets.num_series
+    if len(pick):
+        width = int(step.max()) + 1
+        keys = np.unique(series[pick].astype(np.int64) * width + step[pick])
+        for i, part in zip(*_groups(keys // width, keys % width)):
+            out[i] = part
+    return out
+
+
+def _groups(owner: np.ndarray, value: np.ndarray) -> tuple[list[int], list[np.ndarray]]:
+    """``value`` split by ``owner`` (sorted ascending): the owners and their parts."""
+    owners, starts = np.unique(owner, return_index=True)
+    return owners.tolist(), np.split(value, starts[1:])
+
+
 def heldout_intervals(
     ctx: PredictContext, inputs: SeriesSet, targets: SeriesSet
 ) -> tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray, np.ndarray]:
     """The held-out entries' predictive means, interval ends at :data:`LEVELS`, values and
     features: the arguments of :func:`fit_interval_scales` (their order does not matter to
-    it, so several processes' arrays may be concatenated).
+    it, so several processes' arrays may be concatenated). Only the entries at the steps of
+    :func:`calibration_steps` are drawn and returned.
 
     Returns:
         mean (M,), lower (M, K), upper (M, K), target (M,), feature (M,).
@@ -126,21 +175,34 @@ def heldout_intervals(
     levels = np.asarray(LEVELS)
     probs = [*((1 - levels) / 2), *((1 + levels) / 2)]
     K = len(levels)
-    preds: list[tuple[np.ndarray, np.ndarray, np.ndarray]] = []  # mean, lower, upper
-    truth: list[tuple[np.ndarray, np.ndarray]] = []  # value, feature index
+    D = targets.num_features
+    steps = calibration_steps(targets, settings.CALIBRATION_ENTRIES, seed_for(ctx.seed, 14))
+    # series with a drawn step, those with as many steps together (little padding)
+    counts = np.array([len(st) for st in steps], dtype=np.int64)
+    rows = np.flatnonzero(counts)
+    rows = rows[np.argsort(counts[rows], kind="stable")]
+    preds: list[tuple[np.ndarray, np.ndarray, np.ndarray]] = [
+        (np.zeros(0), np.zeros((0, K)), np.zeros((0, K)))
+    ]  # mean, lower, upper
+    truth: list[tuple[np.ndarray, np.ndarray]] = [(np.zeros(0), np.zeros(0, np.int64))]
     model = ctx.model
     model.eval()
-    for idx in ctx.batches(inputs.num_series):
+    for part in ctx.batches(len(rows)):
+        idx = rows[part]
         batch = ctx.batch(inputs, idx)
         gens = ctx.series_generators(inputs, idx, salt=5)
-        mean, y = model.predictive_draws(batch, gens, settings.CALIBRATION_SAMPLES)
-        q = torch.stack(sorted_quantiles(y, probs), dim=-1)  # (B, N, D, 2K)
-        target, _, _ = targets.padded(indices=idx)  # (B, N, D), NaN = not a target
+        at = [torch.as_tensor(steps[i]) for i in idx]
+        mean, y = model.predictive_step_draws(batch, gens, settings.CALIBRATION_SAMPLES, at)
+        target = np.full(mean.shape, np.nan)  # (B, K_max, D), NaN = not a target
+        for b, i in enumerate(idx):
+            target[b, : len(steps[i])] = targets.values[i][steps[i]]
         keep = ~np.isnan(target)
-        feature = np.broadcast_to(np.arange(target.shape[-1]), target.shape)
-        q_np = q.double().cpu().numpy()[keep]  # (M, 2K): lower ends, then upper ends
-        m_np = mean.double().cpu().numpy()[keep]  # (M,)
+        keep_t = torch.as_tensor(keep, device=y.device)
+        q = torch.stack(sorted_quantiles(y[:, keep_t], probs), dim=-1)  # (M, 2K)
+        q_np = q.double().cpu().numpy()  # lower ends, then upper ends
+        m_np = mean[keep_t].double().cpu().numpy()  # (M,)
         preds.append((m_np, q_np[:, :K], q_np[:, K:]))
+        feature = np.broadcast_to(np.arange(D), target.shape)
         truth.append((target[keep], feature[keep]))
     mean_a, lo_a, hi_a = (np.concatenate(p) for p in zip(*preds))
     y_a, f_a = (np.concatenate(p) for p in zip(*truth))
