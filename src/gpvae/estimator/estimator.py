@@ -22,6 +22,7 @@ from __future__ import annotations
 
 import os
 from collections.abc import Sequence
+from dataclasses import fields
 from typing import Any
 
 import numpy as np
@@ -39,7 +40,8 @@ from gpvae.errors import (
     ValidationError,
     invalid,
 )
-from gpvae.estimator.anomaly import AnomalyProfile, fit_profile, heldout_scores, score_settings
+from gpvae.estimator.anomaly import AnomalyProfile
+from gpvae.estimator.anomaly_methods import AnomalyMethods
 from gpvae.estimator.assembly import (
     ModelSpec,
     build_model,
@@ -56,7 +58,6 @@ from gpvae.estimator.forecast_methods import ForecastMethods
 from gpvae.estimator.imputation import impute_series
 from gpvae.estimator.modelfile import load_weights, read_folder, write_folder
 from gpvae.estimator.results import (
-    AnomalyResult,
     ImputationResult,
 )
 from gpvae.estimator.sampling import latent_series, sample_series
@@ -111,7 +112,7 @@ _ARGUMENTS = (
 )
 
 
-class GPVAE(ForecastMethods, SpatialMethods):
+class GPVAE(AnomalyMethods, ForecastMethods, SpatialMethods):
     """Gaussian-process-prior VAE for multivariate series with gaps.
 
     Args:
@@ -315,25 +316,8 @@ class GPVAE(ForecastMethods, SpatialMethods):
     ) -> GPVAEModel:
         """A fresh model with initial weights fixed by ``seed`` (global RNG untouched);
         ``periods`` in time steps (None: placeholders, for weights loaded afterwards)."""
-        spec = ModelSpec(
-            latent_dim=self.latent_dim,
-            kernel=self.kernel,
-            posterior=self.posterior,
-            backend=self.backend,
-            likelihood=self.likelihood,
-            encoder=self.encoder,
-            decoder=self.decoder,
-            hidden=self.hidden,
-            beta=self.beta,
-            lengthscale=self.lengthscale,
-            mask_rate=self.mask_rate,
-            mask_pattern=self.mask_pattern,
-            block_lengths=self.block_lengths,
-            periods=periods,
-            learn_period=learn_period,
-            span=span,
-            interp_skip=self.interp_skip,
-        )
+        held = {f.name: getattr(self, f.name) for f in fields(ModelSpec) if f.name in _ARGUMENTS}
+        spec = ModelSpec(**held, periods=periods, learn_period=learn_period, span=span)
         with torch.random.fork_rng(devices=[]):
             torch.manual_seed(self.seed)
             return build_model(spec, num_features)
@@ -563,67 +547,6 @@ class GPVAE(ForecastMethods, SpatialMethods):
             (in each series' input order).
         """
         return latent_series(self._context("latent"), X, times)
-
-    # ------------------------------------------------------------------ anomaly scores
-
-    def anomaly_scores(
-        self,
-        X: Any,
-        times: Any = None,
-        num_samples: int | None = None,
-        num_folds: int | None = None,
-        window: int | str | None = "default",
-    ) -> AnomalyResult:
-        """Negative log predictive density of every observed entry, with its step hidden.
-
-        The steps of each series fall into ``num_folds`` interleaved folds; for each fold,
-        the entries at its steps are hidden from the encoder and each observed entry there
-        is scored by ``-log (1/S) sum_s p(y | z_s)``, ``z_s ~ q(z | the other folds)``, in
-        standardised units. Long series are scored in half-overlapping windows of
-        ``window`` steps (time linear in the length). The step score is the sum over the
-        observed entries; after :meth:`fit_threshold`, the stored profile's normalised,
-        smoothed score, with ``flagged`` steps and ``intervals``. Nothing is refitted
-        (see :mod:`gpvae.estimator.anomaly`).
-
-        Args:
-            X, times: data in any accepted form (e.g. new data of a fitted model).
-            num_samples, num_folds, window: None / "default": the stored profile's, else
-                16 draws, 5 folds, :data:`gpvae.settings.ANOMALY_WINDOW` steps;
-                ``num_folds=1`` hides nothing (a reconstruction score, one conditioning);
-                ``window=None`` scores every series whole.
-
-        Returns:
-            :class:`~gpvae.estimator.results.AnomalyResult`.
-        """
-        ctx, prof = self._context("anomaly_scores"), self.anomaly_profile_
-        S, K, W = score_settings(prof, num_samples, num_folds, window)
-        return heldout_scores(ctx, X, times, S, K, W, prof)
-
-    def fit_threshold(
-        self,
-        X: Any,
-        times: Any = None,
-        false_alarm_rate: float = 0.01,
-        num_samples: int | None = None,
-        num_folds: int | None = None,
-        window: int | str | None = "default",
-        smooth: int | None = None,
-    ) -> GPVAE:
-        """Learn the anomaly threshold from normal data ``X`` and store it with the model.
-
-        Each feature's scores are put on the scale of its normal scores, the step score is
-        averaged over the last ``smooth`` steps (None: :data:`gpvae.settings.ANOMALY_SMOOTH`)
-        and the threshold is the ``1 - false_alarm_rate`` quantile of the normal step
-        scores. The profile is saved by :meth:`save` and used by :meth:`anomaly_scores`.
-
-        Returns:
-            self.
-        """
-        ctx = self._context("fit_threshold")
-        S, K, W = score_settings(None, num_samples, num_folds, window)
-        sm = settings.ANOMALY_SMOOTH if smooth is None else smooth
-        self.anomaly_profile_ = fit_profile(ctx, X, times, false_alarm_rate, S, K, W, sm)
-        return self
 
     # ------------------------------------------------------------------ save / load
 

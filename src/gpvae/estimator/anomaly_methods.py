@@ -1,0 +1,85 @@
+"""The anomaly methods of :class:`gpvae.GPVAE` (``anomaly_scores``, ``fit_threshold``): thin
+methods over :mod:`gpvae.estimator.anomaly`, kept here so that ``estimator.py`` stays about
+arguments, fitting and model files.
+"""
+
+from __future__ import annotations
+
+from typing import Any, TypeVar
+
+from gpvae import settings
+from gpvae.estimator.anomaly import AnomalyProfile, fit_profile, heldout_scores, score_settings
+from gpvae.estimator.context import PredictContext
+from gpvae.estimator.results import AnomalyResult
+
+__all__ = ["AnomalyMethods"]
+
+_T = TypeVar("_T", bound="AnomalyMethods")
+
+
+class AnomalyMethods:
+    """Mixed into :class:`gpvae.GPVAE`, which defines ``_context`` and the attributes."""
+
+    anomaly_profile_: AnomalyProfile | None
+
+    def _context(self, method: str) -> PredictContext:
+        raise NotImplementedError  # GPVAE's
+
+    def anomaly_scores(
+        self,
+        X: Any,
+        times: Any = None,
+        num_samples: int | None = None,
+        num_folds: int | None = None,
+        window: int | str | None = "default",
+    ) -> AnomalyResult:
+        """Negative log predictive density of every observed entry, with its step hidden.
+
+        The steps of each series fall into ``num_folds`` interleaved folds; for each fold,
+        the entries at its steps are hidden from the encoder and each observed entry there
+        is scored by ``-log (1/S) sum_s p(y | z_s)``, ``z_s ~ q(z | the other folds)``, in
+        standardised units. Long series are scored in half-overlapping windows of
+        ``window`` steps (time linear in the length). The step score is the sum over the
+        observed entries; after :meth:`fit_threshold`, the stored profile's normalised,
+        smoothed score, with ``flagged`` steps and ``intervals``. Nothing is refitted
+        (see :mod:`gpvae.estimator.anomaly`).
+
+        Args:
+            X, times: data in any accepted form (e.g. new data of a fitted model).
+            num_samples, num_folds, window: None / "default": the stored profile's, else
+                16 draws, 5 folds, :data:`gpvae.settings.ANOMALY_WINDOW` steps;
+                ``num_folds=1`` hides nothing (a reconstruction score, one conditioning);
+                ``window=None`` scores every series whole.
+
+        Returns:
+            :class:`~gpvae.estimator.results.AnomalyResult`.
+        """
+        ctx, prof = self._context("anomaly_scores"), self.anomaly_profile_
+        S, K, W = score_settings(prof, num_samples, num_folds, window)
+        return heldout_scores(ctx, X, times, S, K, W, prof)
+
+    def fit_threshold(
+        self: _T,
+        X: Any,
+        times: Any = None,
+        false_alarm_rate: float = 0.01,
+        num_samples: int | None = None,
+        num_folds: int | None = None,
+        window: int | str | None = "default",
+        smooth: int | None = None,
+    ) -> _T:
+        """Learn the anomaly threshold from normal data ``X`` and store it with the model.
+
+        Each feature's scores are put on the scale of its normal scores, the step score is
+        averaged over the last ``smooth`` steps (None: :data:`gpvae.settings.ANOMALY_SMOOTH`)
+        and the threshold is the ``1 - false_alarm_rate`` quantile of the normal step
+        scores. The profile is saved by :meth:`save` and used by :meth:`anomaly_scores`.
+
+        Returns:
+            self.
+        """
+        ctx = self._context("fit_threshold")
+        S, K, W = score_settings(None, num_samples, num_folds, window)
+        sm = settings.ANOMALY_SMOOTH if smooth is None else smooth
+        self.anomaly_profile_ = fit_profile(ctx, X, times, false_alarm_rate, S, K, W, sm)
+        return self
