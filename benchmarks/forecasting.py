@@ -49,8 +49,13 @@ import pandas as pd
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 from _protocol import ResultsFile
 
-from gpvae import GPVAE
-from gpvae.estimator.backtest import QUANTILES, forecast_scores, seasonal_naive_scale
+from gpvae import GPVAE, settings
+from gpvae.estimator.backtest import (
+    QUANTILES,
+    best_epoch,
+    forecast_scores,
+    seasonal_naive_scale,
+)
 
 ROOT = Path(__file__).resolve().parents[1]
 OUT = ROOT / "benchmarks" / "results" / "forecasting.json"
@@ -214,7 +219,7 @@ def classic(
 
 def run_gpvae(
     ds: dict[str, Any], name: str, H: int, n: int, args: argparse.Namespace, prior: str
-) -> tuple[tuple[np.ndarray, ...], list[int]]:
+) -> tuple[tuple[np.ndarray, ...], list[int], list[int]]:
     cfg = dict(GPVAE_CONFIG[name])
     common = dict(
         epochs=args.epochs, patience=args.patience, lr=args.lr, seed=args.seed, progress=False
@@ -224,7 +229,7 @@ def run_gpvae(
         res = est.backtest(
             ds["X"], horizon=H, num_origins=n, season=ds["season"], num_samples=args.samples
         )
-        return (res.mean, res.quantiles, res.lower, res.upper), res.epochs
+        return (res.mean, res.quantiles, res.lower, res.upper), res.epochs, res.best_epochs
     # the same networks with an N(0, I) prior: fitted before the earliest origin, forecasts
     # are decoded prior draws of z
     cfg.pop("kernel")
@@ -238,7 +243,11 @@ def run_gpvae(
     draws = draws.reshape(args.samples, n_s, n, H, D)
     quant = np.quantile(draws, QUANTILES, axis=0)
     lo, hi = np.quantile(draws, [0.05, 0.95], axis=0)
-    return (draws.mean(0), quant, lo, hi), [len(est.history_)]
+    return (
+        (draws.mean(0), quant, lo, hi),
+        [len(est.history_)],
+        [best_epoch(est.history_)],
+    )
 
 
 def _bands(score: np.ndarray) -> list[float]:
@@ -265,17 +274,27 @@ def main(argv: list[str] | None = None) -> None:
         default=CLASSIC_HISTORY,
         help="points before each origin that AutoETS / AutoARIMA see",
     )
+    p.add_argument(
+        "--forecast-holdout",
+        type=int,
+        default=None,
+        help="gpvae: horizons held out of training for the forecast calibration "
+        "(gpvae.settings.FORECAST_HOLDOUT_ORIGINS; 0: calibrate inside the training data)",
+    )
     p.add_argument("--data-dir", default=str(ROOT.parent / "shared" / "data"))
     p.add_argument("--out", default=str(OUT))
     args = p.parse_args(argv)
     default_h = {"seattle": 28, "beijing": 24, "employment": 12}
     H = args.horizon or default_h[args.dataset]
     ds = load(args.dataset, args.data_dir)
+    if args.forecast_holdout is not None:
+        settings.FORECAST_HOLDOUT_ORIGINS = args.forecast_holdout
     values, n, m = ds["values"], args.origins, ds["season"]
     truth = np.asarray([[v[o : o + H] for o in origins_of(len(v), H, n)] for v in values])
     scale = np.stack([seasonal_naive_scale(v[: origins_of(len(v), H, n)[0]], m) for v in values])
     t0 = time.time()
     epochs: list[int] = []
+    best: list[int] = []
     if args.method in ("persistence", "snaive"):
         mean = naive_forecasts(values, H, n, 1 if args.method == "persistence" else m)
         quant = np.broadcast_to(mean, (len(QUANTILES), *mean.shape))
@@ -285,7 +304,7 @@ def main(argv: list[str] | None = None) -> None:
             values, H, n, ds["classic_season"], args.method, args.classic_history
         )
     else:
-        (mean, quant, lo, hi), epochs = run_gpvae(
+        (mean, quant, lo, hi), epochs, best = run_gpvae(
             ds, args.dataset, H, n, args, "gp" if args.method == "gpvae" else "iid"
         )
     wall = time.time() - t0
@@ -310,9 +329,14 @@ def main(argv: list[str] | None = None) -> None:
         if args.method not in ("persistence", "snaive")
         else None,
         "epochs": epochs,
+        "best_epochs": best,
+        # the cap, not patience, ended a fit whose best epoch was its last: not converged
+        "best_is_last": [b == e for b, e in zip(best, epochs)],
+        "patience": args.patience if args.method in ("gpvae", "vae") else None,
         "classic_history": args.classic_history if args.method in ("ets", "arima") else None,
         "epoch_cap": args.epochs if args.method in ("gpvae", "vae") else None,
         "config": GPVAE_CONFIG[args.dataset] if args.method == "gpvae" else None,
+        "forecast_holdout": settings.FORECAST_HOLDOUT_ORIGINS if args.method == "gpvae" else None,
         "wall_s": round(wall, 1),
         "command": "python benchmarks/forecasting.py "
         + " ".join(sys.argv[1:] if argv is None else argv),

@@ -19,6 +19,7 @@ __all__ = [
     "DEFAULT_LENGTHSCALE",
     "DENSE_MAX_POINTS",
     "DISTRIBUTED_TIMEOUT",
+    "FORECAST_HOLDOUT_ORIGINS",
     "JITTER",
     "KERNEL_LR",
     "MAX_JITTER_RETRIES",
@@ -96,6 +97,11 @@ CALIBRATION_SAMPLES = 64
 #: Held-out entries per feature the interval spread factors are fitted on at most (a random
 #: subsample; one level's coverage is then estimated within about 1.6 % (one sd)).
 CALIBRATION_ENTRIES = 1000
+#: A fit with ``forecast_horizon=H`` trains on each series without its last (up to) this many
+#: horizons and calibrates the forecast intervals on rolling origins in that held-out tail
+#: (at most half of a series is held out; 0: calibrate on origins inside the training data,
+#: whose futures the model was fitted to, which gives too narrow intervals).
+FORECAST_HOLDOUT_ORIGINS = 4
 
 # ---------------------------------------------------------------- anomaly scores
 

@@ -50,6 +50,7 @@ __all__ = [
     "QUANTILES",
     "BacktestResult",
     "backtest",
+    "best_epoch",
     "forecast_scores",
     "pinball",
     "seasonal_naive_scale",
@@ -123,6 +124,8 @@ class BacktestResult:
         scores: per-entry scores (see :func:`forecast_scores`), (n, n_origins, H, D) each.
         feature_names: the D names.
         epochs: training epochs run, per fit.
+        best_epochs: per fit, the epoch with the best validation score (the weights kept;
+            equal to ``epochs`` when the epoch cap, not patience, ended the fit).
     """
 
     origins: np.ndarray
@@ -138,6 +141,7 @@ class BacktestResult:
     scores: dict[str, np.ndarray]
     feature_names: list[str]
     epochs: list[int] = field(default_factory=list)
+    best_epochs: list[int] = field(default_factory=list)
 
     def summary(self) -> dict[str, float]:
         """MAE (original units, averaged over features), MASE, scaled CRPS and 90% coverage."""
@@ -220,6 +224,7 @@ def backtest(
     config = estimator.get_config() if _json_able(estimator) else None
     fitted: Estimator | None = None
     epochs: list[int] = []
+    best: list[int] = []
     n, D = ss.num_series, ss.num_features
     shape = (n, n_org, H, D)
     truth, mean, lower, upper = (np.full(shape, np.nan) for _ in range(4))
@@ -233,6 +238,7 @@ def backtest(
             fitted = _fresh(estimator, config)
             fitted.fit(hist)
             epochs.append(len(fitted.history_))
+            best.append(best_epoch(fitted.history_))
         fc = fitted.forecast(
             hist,
             future_times=future,
@@ -261,7 +267,16 @@ def backtest(
         scores=scores,
         feature_names=list(ss.feature_names),
         epochs=epochs,
+        best_epochs=best,
     )
+
+
+def best_epoch(history: Sequence[dict[str, float]]) -> int:
+    """The 1-based epoch of the lowest finite validation score in a fit's history (0 when
+    there is none)."""
+    scores = np.asarray([h.get("val_score", np.nan) for h in history], dtype=float)
+    ok = np.isfinite(scores)
+    return int(np.argmin(np.where(ok, scores, np.inf))) + 1 if ok.any() else 0
 
 
 def _cut(ss: SeriesSet, cuts: list[int], H: int) -> tuple[SeriesSet, Any]:

@@ -53,7 +53,7 @@ from gpvae.estimator.assembly import (
 )
 from gpvae.estimator.context import PredictContext
 from gpvae.estimator.fitting import calibrate_fit, fit_inputs, fit_periods, windowed
-from gpvae.estimator.forecast_calibration import calibrate_forecasts
+from gpvae.estimator.forecast_calibration import calibrate_forecasts, without_tail
 from gpvae.estimator.forecast_methods import ForecastMethods
 from gpvae.estimator.imputation import impute_series
 from gpvae.estimator.modelfile import load_weights, read_folder, write_folder
@@ -172,9 +172,9 @@ class GPVAE(AnomalyMethods, ForecastMethods, SpatialMethods):
             overlapping), which gives a long series many optimiser steps per epoch; None:
             whole series. Predictions always condition on the whole series given.
         forecast_horizon: calibrate the forecast intervals for this many steps ahead after
-            fit, by rolling-origin forecasts inside the training data, per feature and
-            horizon band (:mod:`gpvae.estimator.forecast_calibration`); None: no forecast
-            calibration.
+            fit, by rolling-origin forecasts on the last few horizons of each series, which
+            are then left out of training, per feature and horizon band
+            (:mod:`gpvae.estimator.forecast_calibration`); None: no forecast calibration.
         device: ``"auto"`` (cuda, then mps, then cpu) or a torch device.
         seed: seed of every random draw (initial weights, batches, samples).
         progress: show a tqdm progress bar during fit.
@@ -458,6 +458,9 @@ class GPVAE(AnomalyMethods, ForecastMethods, SpatialMethods):
             *data, binary=binary, comm=comm, sharded=sharded, hiding=hiding
         )
         D = full_set.num_features
+        H = self.forecast_horizon if self.posterior == "structured" else None
+        if H is not None:  # the forecast calibration's tail is not trained on
+            train_set = without_tail(train_set, H)
         if self.window is not None:  # after the validation split: windows keep its holes
             train_set = windowed(train_set, self.window)
         periods, learn, span = fit_periods(self.kernel, self.period, full_set, scaler, comm)
@@ -475,11 +478,11 @@ class GPVAE(AnomalyMethods, ForecastMethods, SpatialMethods):
             )
             scale = calibrate_fit(ctx, session)
         self.forecast_scale_ = None
-        if self.forecast_horizon is not None and self.posterior == "structured":
+        if H is not None:
             ctx = PredictContext(
                 model, scaler, device, self.batch_size, self.seed, scale, self.posterior
             )
-            self.forecast_scale_ = calibrate_forecasts(ctx, full_set, self.forecast_horizon)
+            self.forecast_scale_ = calibrate_forecasts(ctx, full_set, H, held_out=True)
         self._set_fitted(
             model,
             scaler,

@@ -1,11 +1,16 @@
-"""Calibrated forecast intervals: rolling-origin forecasts inside the training data.
+"""Calibrated forecast intervals: rolling-origin forecasts on a held-out tail of the data.
 
-After fit, each training series long enough is cut at up to :data:`NUM_ORIGINS` origins
-``T - k H`` (k = 1, 2, ...; H the calibration horizon): the model forecasts the next H steps
-from the history before the origin only (the whole of it), and the forecasts are compared
-with what followed. The draws' spread around the mean is then rescaled, per feature and per
-horizon band (:data:`NUM_BANDS` equal parts of 1..H), by the factor whose central intervals
-at the levels of :data:`gpvae.estimator.calibration.LEVELS` cover the truth closest to their
+A fit with ``forecast_horizon=H`` trains on each series without its last
+:func:`holdout_origins` horizons (:func:`without_tail`; up to
+:data:`gpvae.settings.FORECAST_HOLDOUT_ORIGINS`, at most half the series). After fit, each
+series is cut at the origins ``T - k H`` (k = 1, 2, ...) in that tail: the model forecasts
+the next H steps from the whole history before the origin, and the forecasts are compared
+with what followed, which the model was not fitted to (origins inside the training data
+judge the model on futures its decoder and kernel were fitted to).
+:meth:`GPVAE.calibrate_forecast` on new data uses up to :data:`NUM_ORIGINS` origins per
+series. The draws' spread around the mean is then rescaled, per feature and per horizon
+band (:data:`NUM_BANDS` equal parts of 1..H), by the factor whose central intervals at the
+levels of :data:`gpvae.estimator.calibration.LEVELS` cover the truth closest to their
 nominal rates (:func:`gpvae.estimator.calibration.fit_interval_scales`). Forecast errors grow
 with the horizon in ways the latent GP's variance alone does not capture (the decoder and
 the likelihood are fitted on one-step reconstructions), hence bands.
@@ -23,7 +28,7 @@ from gpvae.estimator.context import PredictContext
 from gpvae.estimator.forecasting import band_of_steps, forecast_draws
 from gpvae.model import sorted_quantiles
 
-__all__ = ["NUM_BANDS", "NUM_ORIGINS", "calibrate_forecasts"]
+__all__ = ["NUM_BANDS", "NUM_ORIGINS", "calibrate_forecasts", "holdout_origins", "without_tail"]
 
 #: Rolling origins per series (fewer for series shorter than (origins + 1) x horizon).
 NUM_ORIGINS = 12
@@ -31,20 +36,54 @@ NUM_ORIGINS = 12
 NUM_BANDS = 4
 
 
-def calibrate_forecasts(ctx: PredictContext, data: SeriesSet, horizon: int) -> np.ndarray | None:
+def _min_history(horizon: int) -> int:
+    return max(2 * horizon, 8)
+
+
+def holdout_origins(length: int, horizon: int) -> int:
+    """Horizons held out at the end of a series of ``length`` steps for the forecast
+    calibration: up to :data:`gpvae.settings.FORECAST_HOLDOUT_ORIGINS`, leaving at least half
+    the series and :func:`_min_history` steps for training."""
+    keep = max((length + 1) // 2, _min_history(horizon))
+    return int(max(0, min(settings.FORECAST_HOLDOUT_ORIGINS, (length - keep) // horizon)))
+
+
+def without_tail(data: SeriesSet, horizon: int) -> SeriesSet:
+    """The series without their :func:`holdout_origins` last horizons (a ragged set in the
+    same time units; unchanged when nothing is held out)."""
+    cut = [len(t) - holdout_origins(len(t), horizon) * horizon for t in data.times]
+    if all(c == len(t) for c, t in zip(cut, data.times)):
+        return data
+    return to_series_set(
+        [v[:c] for v, c in zip(data.values, cut)],
+        [t[:c] for t, c in zip(data.times, cut)],
+        allow_single_step=True,
+        allow_empty_series=True,
+    )
+
+
+def calibrate_forecasts(
+    ctx: PredictContext, data: SeriesSet, horizon: int, held_out: bool = False
+) -> np.ndarray | None:
     """Spread factors (bands, D) of the forecast intervals, or None without any origin.
 
     Args:
         ctx: the fitted model (no forecast factors yet).
-        data: the training series, original units.
+        data: the series, original units.
         horizon: H, steps ahead.
+        held_out: the model was fitted on :func:`without_tail` of ``data``: use only the
+            origins in the held-out tails; else (or when
+            :data:`gpvae.settings.FORECAST_HOLDOUT_ORIGINS` is 0) up to :data:`NUM_ORIGINS`
+            per series.
     """
+    held_out = held_out and settings.FORECAST_HOLDOUT_ORIGINS > 0
     hist_v, hist_t, fut_t, truth = [], [], [], []
     for v, t in zip(data.values, data.times):
         T = len(t)
-        for k in range(1, NUM_ORIGINS + 1):
+        n_org = holdout_origins(T, horizon) if held_out else NUM_ORIGINS
+        for k in range(1, n_org + 1):
             origin = T - k * horizon
-            if origin < max(2 * horizon, 8):
+            if origin < _min_history(horizon):
                 break
             hist_v.append(v[:origin])
             hist_t.append(t[:origin])
