@@ -79,7 +79,7 @@ LEVELS = (20, 40, 60, 80, 90)
 
 
 class ForecastResults(ResultsFile):
-    KEY = ("dataset", "horizon", "method", "seed")
+    KEY = ("dataset", "horizon", "method", "seed", "forecast_holdout")
 
 
 # ------------------------------------------------------------------------------ data
