@@ -6,6 +6,7 @@ rewritten (appended when absent); the rest of the file is kept as it is.
 Usage::
 
     python benchmarks/make_forecast_table.py [--results benchmarks/results/forecasting.json]
+        [--calibration benchmarks/results/forecasting_calibration.json]
         [--docs docs/benchmarks.md] [--stdout]
 """
 
@@ -18,6 +19,7 @@ from typing import Any
 
 ROOT = Path(__file__).resolve().parents[1]
 RESULTS = ROOT / "benchmarks" / "results" / "forecasting.json"
+CALIBRATION = ROOT / "benchmarks" / "results" / "forecasting_calibration.json"
 DOCS = ROOT / "docs" / "benchmarks.md"
 BEGIN = "<!-- forecasting-table -->"
 END = "<!-- /forecasting-table -->"
@@ -55,7 +57,9 @@ def render(records: list[dict[str, Any]]) -> str:
         "before the earliest origin; CRPS = 2 x mean pinball loss over the quantiles 0.1..0.9 "
         "(for point forecasts it equals the scaled MAE); coverage of the 90% interval. gpvae "
         "and the N(0, I) VAE: the same epoch cap and patience (`epochs` = epochs run), fitted "
-        "once on the data before the earliest origin. Each record holds its command.",
+        "once on the data before the earliest origin; gpvae's forecast intervals calibrated on "
+        "held-out tail origins before it (`forecast_holdout` horizons). Each record holds its "
+        "command.",
         "",
     ]
     by_key = {(r["dataset"], r["horizon"], r["method"]): r for r in records}
@@ -72,9 +76,7 @@ def render(records: list[dict[str, Any]]) -> str:
         for m, r in zip(METHODS, rows):
             if r is None:
                 continue
-            epochs = ", ".join(str(e) for e in r.get("epochs") or []) or "-"
-            if r.get("epoch_cap"):
-                epochs += f" (cap {r['epoch_cap']})"
+            epochs = _epochs(r)
             lines.append(
                 f"| {NAMES[m]} | {_f(r['mae'])} | {_f(r['mase'])} | {_f(r['crps'])} | "
                 f"{_f(r.get('coverage90'), pct=True)} | {epochs} | {r.get('wall_s', '-')} |"
@@ -83,6 +85,47 @@ def render(records: list[dict[str, Any]]) -> str:
         lines += [f"    {r['command']}" for r in rows if r is not None]
         lines.append("")
     return "\n".join(lines).rstrip() + "\n"
+
+
+def render_calibration(records: list[dict[str, Any]]) -> str:
+    """gpvae with the forecast intervals calibrated on origins inside the training data
+    (holdout 0) and on a held-out tail, same seed and epoch cap."""
+    lines = [
+        "### gpvae forecast calibration: origins inside the training data vs a held-out tail",
+        "",
+        "From `benchmarks/results/forecasting_calibration.json`. `holdout` = horizons left out "
+        "of training at the end of the data before the earliest origin and used as the "
+        "calibration origins (0: up to 12 origins inside the training data, the old default).",
+        "",
+        "| data set | horizon | holdout | MASE | CRPS | 90% coverage | coverage by quarter "
+        "| epochs |",
+        "|---|---|---|---|---|---|---|---|",
+    ]
+    for r in sorted(records, key=lambda r: (r["dataset"], r["horizon"], r["forecast_holdout"])):
+        bands = " / ".join(_f(v, pct=True) for v in r.get("coverage_by_horizon_band") or [])
+        lines.append(
+            f"| {r['dataset']} | {r['horizon']} | {r['forecast_holdout']} | {_f(r['mase'])} | "
+            f"{_f(r['crps'])} | {_f(r.get('coverage90'), pct=True)} | {bands} | {_epochs(r)} |"
+        )
+    lines += ["", "Commands:", ""]
+    lines += [f"    {r['command']}" for r in records]
+    return "\n".join(lines) + "\n"
+
+
+def _epochs(r: dict[str, Any]) -> str:
+    """Epochs run per fit, with the best epoch, the cap and the patience ("cap reached":
+    the best epoch was the last, so the fit had not converged)."""
+    run = r.get("epochs") or []
+    if not run:
+        return "-"
+    best = r.get("best_epochs") or [None] * len(run)
+    parts = []
+    for e, b in zip(run, best):
+        text = f"{e}" if b is None else f"{e} (best {b}{', cap reached' if b == e else ''})"
+        parts.append(text)
+    cap = f"; cap {r['epoch_cap']}" if r.get("epoch_cap") else ""
+    pat = f", patience {r['patience']}" if r.get("patience") is not None else ""
+    return ", ".join(parts) + cap + pat
 
 
 def _by_band(methods: tuple[str, ...], rows: list[dict[str, Any] | None]) -> list[str]:
@@ -114,11 +157,15 @@ def replace_region(text: str, region: str) -> str:
 def main(argv: list[str] | None = None) -> None:
     p = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     p.add_argument("--results", default=str(RESULTS))
+    p.add_argument("--calibration", default=str(CALIBRATION))
     p.add_argument("--docs", default=str(DOCS))
     p.add_argument("--stdout", action="store_true")
     args = p.parse_args(argv)
     records = json.loads(Path(args.results).read_text())
     text = render(records)
+    calibration = Path(args.calibration)
+    if calibration.is_file():
+        text += "\n" + render_calibration(json.loads(calibration.read_text()))
     if args.stdout:
         print(text)
         return

@@ -157,6 +157,8 @@ def test_backtest_scores_and_fan_charts(tmp_path: Path) -> None:
     assert res.mean.shape == (1, 3, 6, 2)
     assert res.quantiles.shape == (9, 1, 3, 6, 2)
     assert res.epochs == [2]
+    assert len(res.best_epochs) == 1
+    assert 1 <= res.best_epochs[0] <= 2
     assert not est.is_fitted  # the configuration only
     np.testing.assert_array_equal(res.origins, [[78, 84, 90]])
     truth = frame.to_numpy()[78:84]
@@ -224,3 +226,31 @@ def test_a_kernel_per_channel_by_name_with_periods_in_order(tmp_path: Path) -> N
     )
     with pytest.raises(ValidationError, match=r"^kernel: expected one kernel per latent channel"):
         GPVAE(latent_dim=2, kernel=kernels)
+
+
+def test_the_forecast_calibration_tail_is_held_out_of_training(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    from gpvae import settings
+    from gpvae.estimator.forecast_calibration import holdout_origins, without_tail
+
+    assert holdout_origins(120, 8) == 0  # off by default
+    monkeypatch.setattr(settings, "FORECAST_HOLDOUT_ORIGINS", 4)
+    # up to 4 horizons, at least half the series and 2 horizons kept for training
+    assert [holdout_origins(T, 8) for T in (120, 60, 40, 24, 16)] == [4, 3, 2, 1, 0]
+    data = to_series_set([np.arange(240.0).reshape(120, 2), np.ones((16, 2))])
+    cut = without_tail(data, 8)
+    assert [len(t) for t in cut.times] == [88, 16]
+    np.testing.assert_array_equal(cut.values[0], data.values[0][:88])
+    np.testing.assert_array_equal(cut.times[1], data.times[1])
+    short = to_series_set([np.ones((16, 2))])
+    assert without_tail(short, 8) is short  # nothing held out
+
+
+def test_best_epoch_is_the_lowest_finite_validation_score() -> None:
+    from gpvae.estimator.backtest import best_epoch
+
+    hist = [{"val_score": v} for v in (3.0, 1.0, float("nan"), 2.0, 1.0)]
+    assert best_epoch(hist) == 2  # the first of equal scores, as early stopping keeps it
+    assert best_epoch([{"val_score": float("nan")}]) == 0
+    assert best_epoch([]) == 0

@@ -172,9 +172,9 @@ class GPVAE(AnomalyMethods, ForecastMethods, SpatialMethods):
             overlapping), which gives a long series many optimiser steps per epoch; None:
             whole series. Predictions always condition on the whole series given.
         forecast_horizon: calibrate the forecast intervals for this many steps ahead after
-            fit, by rolling-origin forecasts on the last few horizons of each series, which
-            are then left out of training, per feature and horizon band
-            (:mod:`gpvae.estimator.forecast_calibration`); None: no forecast calibration.
+            fit, by rolling-origin forecasts inside the training data (or on a held-out
+            tail: :data:`gpvae.settings.FORECAST_HOLDOUT_ORIGINS`), per feature and horizon
+            band (:mod:`gpvae.estimator.forecast_calibration`); None: no calibration.
         device: ``"auto"`` (cuda, then mps, then cpu) or a torch device.
         seed: seed of every random draw (initial weights, batches, samples).
         progress: show a tqdm progress bar during fit.
@@ -459,7 +459,7 @@ class GPVAE(AnomalyMethods, ForecastMethods, SpatialMethods):
         )
         D = full_set.num_features
         H = self.forecast_horizon if self.posterior == "structured" else None
-        if H is not None:  # the forecast calibration's tail is not trained on
+        if H is not None:  # a held-out calibration tail is not trained on
             train_set = without_tail(train_set, H)
         if self.window is not None:  # after the validation split: windows keep its holes
             train_set = windowed(train_set, self.window)

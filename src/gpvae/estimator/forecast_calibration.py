@@ -1,12 +1,14 @@
-"""Calibrated forecast intervals: rolling-origin forecasts on a held-out tail of the data.
+"""Calibrated forecast intervals: rolling-origin forecasts inside the data.
 
-A fit with ``forecast_horizon=H`` trains on each series without its last
-:func:`holdout_origins` horizons (:func:`without_tail`; up to
-:data:`gpvae.settings.FORECAST_HOLDOUT_ORIGINS`, at most half the series). After fit, each
-series is cut at the origins ``T - k H`` (k = 1, 2, ...) in that tail: the model forecasts
-the next H steps from the whole history before the origin, and the forecasts are compared
-with what followed, which the model was not fitted to (origins inside the training data
-judge the model on futures its decoder and kernel were fitted to).
+After fit, each series long enough is cut at up to :data:`NUM_ORIGINS` origins ``T - k H``
+(k = 1, 2, ...; H the calibration horizon): the model forecasts the next H steps from the
+whole history before the origin, and the forecasts are compared with what followed.
+Those futures were part of the training data. With
+:data:`gpvae.settings.FORECAST_HOLDOUT_ORIGINS` = N > 0, a fit with ``forecast_horizon=H``
+instead trains on each series without its last :func:`holdout_origins` horizons
+(:func:`without_tail`; up to N, at most half the series) and calibrates on the origins in
+that held-out tail only, which the model was not fitted to (off by default: on Seattle
+weather a tail of 4 horizons is one season and gave worse coverage, see the setting).
 :meth:`GPVAE.calibrate_forecast` on new data uses up to :data:`NUM_ORIGINS` origins per
 series. The draws' spread around the mean is then rescaled, per feature and per horizon
 band (:data:`NUM_BANDS` equal parts of 1..H), by the factor whose central intervals at the
