@@ -219,3 +219,23 @@ def test_one_fold_hides_nothing(fitted: GPVAE) -> None:
     assert np.isfinite(seen).all()
     assert held[60, 0] > seen[60, 0]
     assert fitted.anomaly_scores(y[None], num_folds=1).num_folds == 1
+
+
+@pytest.mark.parametrize("window", [None, 16])
+def test_a_series_scores_do_not_depend_on_the_other_series_of_the_call(
+    fitted: GPVAE, window: int | None
+) -> None:
+    """Series of different lengths scored in one call, in two calls and one at a time get
+    the same scores: a series' draws never depend on the padding to the call's longest
+    series (two processes of a torchrun fit each score their own block of series)."""
+    ys = [seasonal(T, 30 + i) for i, T in enumerate([20, 33, 27, 41, 15])]
+    ts = [np.arange(len(y), dtype=np.float64) for y in ys]
+    kw = {"num_samples": 8, "window": window}
+    together = fitted.anomaly_scores(ys, ts, **kw).entry
+    split = [*fitted.anomaly_scores(ys[:2], ts[:2], **kw).entry,
+             *fitted.anomaly_scores(ys[2:], ts[2:], **kw).entry]  # fmt: skip
+    for i, y in enumerate(ys):
+        alone = fitted.anomaly_scores(ys[i : i + 1], ts[i : i + 1], **kw).entry[0]
+        assert np.isfinite(alone).all()
+        np.testing.assert_allclose(together[i][: len(y)], alone, rtol=1e-9, atol=1e-9)
+        np.testing.assert_allclose(split[i][: len(y)], alone, rtol=1e-9, atol=1e-9)

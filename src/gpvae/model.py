@@ -554,16 +554,13 @@ class GPVAEModel(nn.Module):
                 sub = Batch(batch.x[:, steps], batch.y[:, steps], batch.observed[:, steps],
                             batch.valid[:, steps])  # fmt: skip
             sd = var.clamp_min(0.0).sqrt()
+            # series b's noise covers its own steps only (valid is a prefix), never the
+            # padding: its scores do not depend on the other series of the call
+            lengths = [int(n) for n in sub.valid.sum(dim=1).tolist()]
 
             def marginal_draw(s: int) -> Tensor:
-                eps = torch.stack(
-                    [
-                        torch.randn(
-                            (s, *mean.shape[1:]), generator=g, dtype=mean.dtype, device=g.device
-                        )
-                        for g in generators
-                    ],
-                    dim=1,
+                eps = per_series_normal(
+                    generators, lengths, s, mean.shape[1], (mean.shape[2],), mean
                 )  # (s, B, N_k, L)
                 return mean + sd * eps
 
