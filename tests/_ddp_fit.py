@@ -122,8 +122,9 @@ def fit(
 
 def estimator_hidden(sharded: bool, comm: Communicator | None) -> dict[str, Any]:
     """``GPVAE.fit`` (float32) early-stopping and calibrating on hidden ground truth
-    (``X_val_target``), with training masks: its validation scores and interval scales. With
-    ``sharded``, each process passes its block of the series (training and validation)."""
+    (``X_val_target``), with training masks: its validation scores, interval scales and
+    forecast-interval factors (horizon 2). With ``sharded``, each process passes its block
+    of the series (training and validation)."""
     from gpvae import GPVAE
 
     X = data()
@@ -134,13 +135,35 @@ def estimator_hidden(sharded: bool, comm: Communicator | None) -> dict[str, Any]
         c, d = shard_bounds(len(Xv), comm.rank, comm.world_size)
         X, Xv, Xt = X[a:b], Xv[c:d], Xt[c:d]
     model = GPVAE(latent_dim=2, hidden=(16,), epochs=2, batch_size=4, patience=None,
-                  mask_rate=0.2, seed=0, progress=False, device="cpu")  # fmt: skip
+                  mask_rate=0.2, seed=0, progress=False, device="cpu",
+                  forecast_horizon=2)  # fmt: skip
     model.fit(X, X_val=Xv, X_val_target=Xt, sharded=sharded)
     return {
         "val_score": [h["val_score"] for h in model.history_ or []],
         "loss": [h["loss"] for h in model.history_ or []],
         "interval_scale": np.asarray(model.interval_scale_),
+        "forecast_scale": model.forecast_scale_,
     }
+
+
+def forecast_factors(
+    comm: Communicator | None, sharded: bool = True, first: int | None = None
+) -> np.ndarray | None:
+    """The forecast-interval factors (horizon 2) of an untrained model on 21 series (the
+    ``first`` ones only, if given); under ``comm`` each process passes its block of them
+    (``sharded``) or all of them."""
+    from gpvae.estimator.context import PredictContext
+    from gpvae.estimator.forecast_calibration import calibrate_forecasts
+
+    series = to_series_set(data(seed=2))
+    mine = series if first is None else series.subset(np.arange(first))
+    if sharded and comm is not None:
+        mine = series.subset(np.arange(*shard_bounds(series.num_series, comm.rank, 2)))
+    torch.manual_seed(0)
+    model = build_model(_spec("structured", "markov"), series.num_features)
+    scaler = Scaler().fit(series)
+    ctx = PredictContext(model, scaler, torch.device("cpu"), 4, 3, np.ones(3), "structured")
+    return calibrate_forecasts(ctx, mine, 2, comm=comm, sharded=sharded)
 
 
 class MeanModel(torch.nn.Module):
@@ -195,6 +218,10 @@ def main(out: str) -> None:
     own = estimator_hidden(True, comm)
     results["estimator_hidden_sharded"] = own
     results["estimator_hidden_sharded_scores"] = comm.all_gather(own["val_score"])
+    results["estimator_hidden_sharded_forecast"] = comm.all_gather(own["forecast_scale"])
+    # forecast-interval factors of every process's origins, the same on every process
+    for how, sharded in (("own", True), ("all", False)):
+        results[f"forecast_factors_{how}"] = comm.all_gather(forecast_factors(comm, sharded))
     # each process holding its own series: the same result twice for the same world size
     first = fit("structured", "markov", 4, comm, sharded=True)
     second = fit("structured", "markov", 4, comm, sharded=True)

@@ -230,6 +230,7 @@ def test_two_processes_train_like_one(tmp_path: Path) -> None:
     got_hidden = got["estimator_hidden"]
     assert got_hidden["val_score"] == pytest.approx(ref["val_score"], rel=1e-4)
     np.testing.assert_allclose(got_hidden["interval_scale"], ref["interval_scale"], rtol=1e-3)
+    np.testing.assert_allclose(got_hidden["forecast_scale"], ref["forecast_scale"], rtol=1e-3)
     assert ref["val_score"] != pytest.approx(ref["loss"], rel=1e-2)  # scored on hidden entries
     assert not np.allclose(ref["interval_scale"], 1.0)  # calibrated: the check can fail
     # each process passing its own training and hidden-validation series: one score of all
@@ -238,6 +239,21 @@ def test_two_processes_train_like_one(tmp_path: Path) -> None:
     assert scores[0] == scores[1]
     assert all(np.isfinite(scores[0]))
     assert not np.allclose(got["estimator_hidden_sharded"]["interval_scale"], 1.0)
+    forecast = got["estimator_hidden_sharded_forecast"]  # of both processes' series
+    assert forecast[0] is not None
+    assert not np.allclose(forecast[0], 1.0)
+    np.testing.assert_array_equal(forecast[0], forecast[1])
+    # forecast-interval calibration: each process forecasts the origins of its block (its
+    # own series, or its share of them all); every process gets the one-process factors
+    union = cases.forecast_factors(None)
+    assert union is not None
+    assert not np.allclose(union, 1.0)
+    own = cases.forecast_factors(None, first=11)  # process 0's series alone differ
+    assert own is not None
+    assert not np.array_equal(own, union)
+    for how in ("own", "all"):
+        for factors in got[f"forecast_factors_{how}"]:
+            np.testing.assert_array_equal(factors, union)
     assert got["sharded_ranks_agree"]
     for key, value in got["sharded"]["weights"].items():
         assert torch.equal(value, got["sharded_again"]["weights"][key])

@@ -482,7 +482,9 @@ class GPVAE(AnomalyMethods, ForecastMethods, SpatialMethods):
             ctx = PredictContext(
                 model, scaler, device, self.batch_size, self.seed, scale, self.posterior
             )
-            self.forecast_scale_ = calibrate_forecasts(ctx, full_set, H, held_out=True)
+            self.forecast_scale_ = calibrate_forecasts(
+                ctx, full_set, H, held_out=True, comm=comm, sharded=sharded
+            )
         self._set_fitted(
             model,
             scaler,

@@ -25,10 +25,13 @@ import torch
 
 from gpvae import settings
 from gpvae.data import SeriesSet, to_series_set
+from gpvae.data.batching import shard_bounds
 from gpvae.estimator.calibration import LEVELS, fit_interval_scales
 from gpvae.estimator.context import PredictContext
-from gpvae.estimator.forecasting import band_of_steps, forecast_draws
+from gpvae.estimator.forecasting import band_of_steps
 from gpvae.model import sorted_quantiles
+from gpvae.rng import series_seed
+from gpvae.training.distributed import Communicator
 
 __all__ = ["NUM_BANDS", "NUM_ORIGINS", "calibrate_forecasts", "holdout_origins", "without_tail"]
 
@@ -65,9 +68,20 @@ def without_tail(data: SeriesSet, horizon: int) -> SeriesSet:
 
 
 def calibrate_forecasts(
-    ctx: PredictContext, data: SeriesSet, horizon: int, held_out: bool = False
+    ctx: PredictContext,
+    data: SeriesSet,
+    horizon: int,
+    held_out: bool = False,
+    comm: Communicator | None = None,
+    sharded: bool = False,
 ) -> np.ndarray | None:
     """Spread factors (bands, D) of the forecast intervals, or None without any origin.
+
+    A series' origins are forecast together, with draws from a generator seeded by the
+    seed and the series' content, so its rows do not depend on the other series; in a
+    distributed fit (``comm``) every process forecasts its block of the series (its own
+    series when ``sharded``), the rows of every process are gathered, and every process
+    gets the factors one process would fit on all the series.
 
     Args:
         ctx: the fitted model (no forecast factors yet).
@@ -77,44 +91,78 @@ def calibrate_forecasts(
             origins in the held-out tails; else (or when
             :data:`gpvae.settings.FORECAST_HOLDOUT_ORIGINS` is 0) up to :data:`NUM_ORIGINS`
             per series.
+        comm: the distributed job, or None.
+        sharded: each process holds its own series (else every process holds them all).
     """
-    held_out = held_out and settings.FORECAST_HOLDOUT_ORIGINS > 0
-    hist_v, hist_t, fut_t, truth = [], [], [], []
-    for v, t in zip(data.values, data.times):
-        T = len(t)
-        n_org = holdout_origins(T, horizon) if held_out else NUM_ORIGINS
-        for k in range(1, n_org + 1):
-            origin = T - k * horizon
-            if origin < _min_history(horizon):
-                break
-            hist_v.append(v[:origin])
-            hist_t.append(t[:origin])
-            fut_t.append(t[origin : origin + horizon])
-            truth.append(v[origin : origin + horizon])
-    if not hist_v:
+    n_org = NUM_ORIGINS
+    if held_out and settings.FORECAST_HOLDOUT_ORIGINS > 0:
+        n_org = -1  # each series' holdout_origins
+    rows: list[tuple[np.ndarray, ...]] = []
+    if comm is None:
+        rows = _origin_rows(ctx, data, horizon, n_org, range(data.num_series))
+    else:
+        mine = range(data.num_series)
+        if not sharded:
+            mine = range(*shard_bounds(data.num_series, comm.rank, comm.world_size))
+        with comm.together():
+            rows = _origin_rows(ctx, data, horizon, n_org, mine)
+        rows = [r for part in comm.all_gather(rows) for r in part]
+    if not rows:
         return None
-    hist = to_series_set(hist_v, list(hist_t))
-    scaled = ctx.scaler.transform(hist)
-    future = np.stack(fut_t)  # (n, H) in the data's float units
-    levels = np.asarray(LEVELS)
-    probs = [*((1 - levels) / 2), *((1 + levels) / 2)]
-    K = len(levels)
+    m_a, lo_a, hi_a, y_a, f_a, b_a = (np.concatenate(p) for p in zip(*rows))
     bands = band_of_steps(horizon, min(NUM_BANDS, horizon), horizon)
     D = data.num_features
-    rows: list[tuple[np.ndarray, ...]] = []
-    for idx, mean, y in forecast_draws(ctx, scaled, future, settings.CALIBRATION_SAMPLES, 7):
-        q = torch.stack(sorted_quantiles(y, probs), dim=-1).double().cpu().numpy()
-        m = mean.double().cpu().numpy()  # (B, H, D)
-        target = ctx.scaler.transform(np.stack([truth[i] for i in idx]))  # (B, H, D)
-        band = np.broadcast_to(bands[None, :, None], target.shape)
-        feature = np.broadcast_to(np.arange(D), target.shape)
-        keep = ~np.isnan(target)
-        rows.append(
-            (m[keep], q[keep][:, :K], q[keep][:, K:], target[keep], feature[keep], band[keep])
-        )
-    m_a, lo_a, hi_a, y_a, f_a, b_a = (np.concatenate(p) for p in zip(*rows))
     out = np.ones((int(bands.max()) + 1, D))
     for b in range(out.shape[0]):
         sel = b_a == b
         out[b] = fit_interval_scales(m_a[sel], lo_a[sel], hi_a[sel], y_a[sel], f_a[sel], D)
     return out
+
+
+def _origin_rows(
+    ctx: PredictContext, data: SeriesSet, horizon: int, num_origins: int, series: range
+) -> list[tuple[np.ndarray, ...]]:
+    """Per batch of origins of the ``series`` (positions in ``data``; up to ``num_origins``
+    each, or their :func:`holdout_origins` when it is -1), standardised: the
+    forecast entries' mean (M,), interval ends (M, K) twice, truth (M,), feature (M,) and
+    horizon band (M,). Draws from a generator of the series' own (seed, content)."""
+    levels = np.asarray(LEVELS)
+    probs = [*((1 - levels) / 2), *((1 + levels) / 2)]
+    K = len(levels)
+    bands = band_of_steps(horizon, min(NUM_BANDS, horizon), horizon)
+    D = data.num_features
+    model = ctx.model
+    model.eval()
+    rows: list[tuple[np.ndarray, ...]] = []
+    for i in series:
+        v, t = data.values[i], data.times[i]
+        T = len(t)
+        origins = []
+        n_org = holdout_origins(T, horizon) if num_origins < 0 else num_origins
+        for k in range(1, n_org + 1):
+            origin = T - k * horizon
+            if origin < _min_history(horizon):
+                break
+            origins.append(origin)
+        if not origins:
+            continue
+        hist = to_series_set([v[:o] for o in origins], [t[:o] for o in origins])
+        scaled = ctx.scaler.transform(hist)
+        future = np.stack([t[o : o + horizon] for o in origins])  # (n, H), data's units
+        x_all = ctx.scaler.scaled_times(future, "future_times")
+        truth = ctx.scaler.transform(np.stack([v[o : o + horizon] for o in origins]))
+        gen = torch.Generator(device=ctx.device).manual_seed(series_seed(ctx.seed, 7, v, t))
+        for idx in ctx.batches(len(origins)):
+            batch = ctx.batch(scaled, idx)
+            x_t = torch.as_tensor(x_all[idx][..., None], dtype=batch.x.dtype, device=batch.x.device)
+            mean, y = model.forecast_draws(batch, x_t, settings.CALIBRATION_SAMPLES, gen)
+            q = torch.stack(sorted_quantiles(y, probs), dim=-1).double().cpu().numpy()
+            m = mean.double().cpu().numpy()  # (B, H, D)
+            target = truth[idx]  # (B, H, D)
+            band = np.broadcast_to(bands[None, :, None], target.shape)
+            feature = np.broadcast_to(np.arange(D), target.shape)
+            keep = ~np.isnan(target)
+            rows.append(
+                (m[keep], q[keep][:, :K], q[keep][:, K:], target[keep], feature[keep], band[keep])
+            )
+    return rows
