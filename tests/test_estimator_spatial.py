@@ -206,3 +206,19 @@ def test_bad_spatial_input_is_refused_naming_the_column(how: str, match: str) ->
 def test_spatial_methods_need_a_spatial_fit() -> None:
     with pytest.raises(NotFittedError, match="predict_sites"):
         GPVAE().predict_sites(pd.DataFrame(), pd.DataFrame())
+
+
+def test_a_spatial_fit_under_torchrun_stops_before_any_work(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    """Every process of a torchrun job (RANK and WORLD_SIZE set) refuses a spatial fit with
+    the reason, instead of each one training alone (tests/app/test_cli_torchrun.py runs the
+    CLI under torchrun)."""
+    df = _field(S=3, T=30)
+    for rank in ("0", "1"):
+        monkeypatch.setenv("WORLD_SIZE", "2")
+        monkeypatch.setenv("RANK", rank)
+        est = GPVAE(latent_dim=1, epochs=1, progress=False)
+        with pytest.raises(ValidationError, match=r"coords: expected one process: .*torchrun"):
+            est.fit(df, id="site", time="time", coords=["lat", "lon"], window=10)
+        assert not est.is_fitted

@@ -8,6 +8,8 @@
   that loads and imputes in one process; ``impute`` of the folder into a folder of parts
   (one per process) equals the one-process imputation, and observed values are unchanged.
 - A bad series in process 1's part ends the job with one error from process 0 naming it.
+- A spatial fit (``--coord-cols``) stops on both processes before reading DATA, with one
+  error naming the reason.
 - A fit whose process 1 is killed (SIGKILL) mid-fit ends with a message from process 0
   naming the checkpoint; ``--resume`` then finishes it with a loadable model.
 """
@@ -159,6 +161,21 @@ def test_a_bad_series_on_one_process_is_reported_once(tmp_path: Path) -> None:
     assert "'s12'" in lines[0]
     assert "(in process 1 of 2)" in lines[0]
     assert not (tmp_path / "m" / "model").exists()
+
+
+def test_a_spatial_fit_stops_on_every_process_with_the_reason(tmp_path: Path) -> None:
+    frame = _frame(n=4, seed=4)
+    frame["x"] = frame["id"].str[1:].astype(float)
+    frame["y"] = 0.0
+    frame.to_csv(tmp_path / "field.csv", index=False)
+    code, _, err = _run("fit", "field.csv", "-o", "m", *OPTIONS, "--coord-cols", "x,y",
+                        "--window", "5", cwd=tmp_path)  # fmt: skip
+    assert code != 0
+    lines = _gpvae_errors(err)
+    assert len(lines) == 1, err[-3000:]  # both processes stop; process 0 reports
+    assert lines[0].startswith("error: --coord-cols: expected one process: a spatial fit")
+    assert "found 2 processes" in lines[0]
+    assert not (tmp_path / "m").exists()
 
 
 def _child(parent: int, rank: int) -> int | None:

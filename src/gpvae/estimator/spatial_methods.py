@@ -21,7 +21,15 @@ from gpvae.estimator.spatial import (
 )
 from gpvae.training import distributed
 
-__all__ = ["SpatialMethods"]
+__all__ = ["SPATIAL_ONE_PROCESS", "SpatialMethods"]
+
+#: Why a spatial fit refuses to run under torchrun (the start of its error message).
+SPATIAL_ONE_PROCESS = (
+    "expected one process: a spatial fit does not run under torchrun, because each of its "
+    "series is a time window over all the sites, and the space x time backends draw the "
+    "latent field on the grid of a whole batch's times, so a process cannot compute its "
+    "share of a batch (run it without torchrun)"
+)
 
 
 class SpatialMethods:
@@ -40,11 +48,8 @@ class SpatialMethods:
         window: int,
         inducing: int | None,
     ) -> Any:
-        if distributed.launched():
-            raise ValidationError(
-                "coords: expected one process (spatial fits do not run under torchrun), "
-                "found a distributed job"
-            )
+        if distributed.launched():  # before any work, alike on every process
+            raise ValidationError(f"coords: {SPATIAL_ONE_PROCESS}, found a distributed job")
         if not isinstance(X, pd.DataFrame):
             raise ValidationError(
                 f"X: expected a long pandas DataFrame (site id, time, coordinates, features) "

@@ -26,6 +26,7 @@ from gpvae.app.cli.options import (
 )
 from gpvae.data.batching import shard_bounds
 from gpvae.estimator.anomaly import quantile_threshold
+from gpvae.estimator.spatial_methods import SPATIAL_ONE_PROCESS
 from gpvae.kernels import kernel_key, kernel_names
 from gpvae.likelihoods import likelihood_key, likelihood_names
 from gpvae.nets.registry import encoder_key, encoder_names
@@ -236,17 +237,13 @@ def fit(
         checkpoint_dir=str(out / "checkpoints"),
     )
     run = shards.job()
+    if coord_cols is not None and run.world > 1:  # before DATA is read, on every process
+        raise shards.everywhere(
+            CLIError(f"--coord-cols: {SPATIAL_ONE_PROCESS}, found {run.world} processes"), run
+        )
     source = shards.read_input(data, id_col, run, share=False)
     frame = source.frame
     if coord_cols is not None:
-        if run.world > 1:
-            raise shards.everywhere(
-                CLIError(
-                    f"--coord-cols: expected one process (spatial fits do not run under "
-                    f"torchrun), found {run.world}"
-                ),
-                run,
-            )
         fit_spatial(model, frame, out, time_col, id_col, coord_cols, features, window, inducing)
         return
     with run.together():
