@@ -52,9 +52,12 @@ BEGIN, END = "<!-- distributed-table -->", "<!-- /distributed-table -->"
 #: --runs keys, in the order of the runs: 1 process, 1 process with 2 threads, 2 processes
 #: holding all series, 2 processes holding their own series.
 RUN_KEYS = ("one", "threads2", "all", "own")
+#: How the docs run the record's stored command (``python benchmarks/distributed.py ...``).
+PREFIX = "/work/bin/heavy --exclusive .venv/bin/python"
+#: The command of a record without a stored one.
 COMMAND = (
-    "/work/bin/heavy --exclusive .venv/bin/python benchmarks/distributed.py "
-    "--data-dir ../shared/data --epochs {epochs} --batch-sizes {batches} --runs {runs}"
+    "benchmarks/distributed.py --data-dir ../shared/data --epochs {epochs} "
+    "--batch-sizes {batches} --runs {runs}"
 )
 
 
@@ -215,11 +218,21 @@ def render(result: dict[str, Any]) -> str:
             f"(largest difference of the per-epoch validation MAE: {max(diffs):.1e}, float32 "
             "round-off).",
         ]
-    batches = " ".join(str(b) for b in result["batch_sizes"])
-    keys = " ".join(result.get("runs_selected", RUN_KEYS))
-    cmd = COMMAND.format(epochs=result["epochs"], batches=batches, runs=keys)
-    lines += ["", f"Command: `{cmd}`"]
+    lines += ["", f"Command: `{doc_command(result)}`"]
     return "\n".join(lines)
+
+
+def doc_command(result: dict[str, Any]) -> str:
+    """The command that reproduces the record: its stored arguments (every flag, e.g.
+    ``--timeout``) after :data:`PREFIX`."""
+    stored = result.get("command")
+    if stored:
+        args = stored.split()[1:]  # the interpreter's name is replaced by PREFIX's
+    else:
+        batches = " ".join(str(b) for b in result["batch_sizes"])
+        keys = " ".join(result.get("runs_selected", RUN_KEYS))
+        args = COMMAND.format(epochs=result["epochs"], batches=batches, runs=keys).split()
+    return " ".join([PREFIX, *args])
 
 
 def _load_note(machine: dict[str, Any]) -> str:
