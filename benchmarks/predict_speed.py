@@ -8,7 +8,7 @@
 - **impute**: the fitted model imputes ``--impute`` other stays with 100 draws (goal < 30 s).
 - **anomaly**: one series of 10,000 steps (D = 5, sines plus noise, 5 % missing), a model
   fitted for one epoch on 64-step windows of it, then ``anomaly_scores`` of the whole series
-  with the default 100 draws and 5 folds (goal < 5 s).
+  with the default settings (draws, folds and window recorded; goal < 5 s).
 
 Every measurement runs in a fresh process with 1 torch thread, float32, on the CPU, and
 records the machine's load average. Writes ``benchmarks/results/predict_speed.json`` and the
@@ -83,8 +83,15 @@ def _worker_anomaly(args: argparse.Namespace) -> dict[str, Any]:
     model = GPVAE(latent_dim=4, epochs=1, patience=None, progress=False, seed=0, calibrate=False)
     model.fit(windows)
     start = time.perf_counter()
-    model.anomaly_scores(X[None])
-    return {"anomaly_s": time.perf_counter() - start, "T": T, "D": D}
+    res = model.anomaly_scores(X[None])
+    return {
+        "anomaly_s": time.perf_counter() - start,
+        "T": T,
+        "D": D,
+        "num_samples": res.num_samples,
+        "num_folds": res.num_folds,
+        "window": res.window,
+    }
 
 
 def _load() -> list[float]:
@@ -98,40 +105,56 @@ def _run(argv: list[str], timeout: float) -> dict[str, Any]:
     return {**res, "load": load}
 
 
-def render(rec: dict[str, Any], command: str) -> str:
-    """The markdown of the ``predict-speed`` region."""
+def _rows(rec: dict[str, Any]) -> dict[str, str]:
+    """The table's cells of one record (measurement -> text)."""
     plain, cal, anom = rec.get("plain", {}), rec.get("calibrated", {}), rec.get("anomaly", {})
-    lines = ["## Speed around training (issue 19)", ""]
-    if "fit_s" in plain and "fit_s" in cal:
+    out: dict[str, str] = {}
+    if "fit_s" in plain:
         epoch = plain["fit_s"] / max(plain["epochs"], 1)
+        out["fit, no calibration (s)"] = f"{plain['fit_s']:.1f} ({epoch:.1f} per epoch)"
+    if "fit_s" in cal:
+        out["fit with interval calibration (s)"] = f"{cal['fit_s']:.1f}"
+    if "fit_s" in plain and "fit_s" in cal:
         share = (cal["fit_s"] - plain["fit_s"]) / plain["fit_s"]
-        lines += [
-            f"PhysioNet 2012, {rec['train']} stays x 48 h x 37 features, latent 16, "
-            f"{plain['epochs']} epochs: fit {plain['fit_s']:.1f} s ({epoch:.1f} s per epoch, "
-            f"validation included); with interval calibration {cal['fit_s']:.1f} s, "
-            f"**calibration adds {100 * share:.0f} %** (goal <= 20 %).",
-            "",
-        ]
+        out["**calibration adds** (goal <= 20 %)"] = f"**{100 * share:+.0f} %**"
     if "impute_s" in plain:
-        lines += [
-            f"`impute` of {plain['impute_series']} other stays with 100 draws: "
-            f"**{plain['impute_s']:.1f} s** (goal < 30 s).",
-            "",
-        ]
+        key = f"**`impute`** of {plain['impute_series']} stays x 100 draws (goal < 30 s)"
+        out[key] = f"**{plain['impute_s']:.1f} s**"
     if "anomaly_s" in anom:
-        lines += [
-            f"`anomaly_scores` of one {anom['T']:,}-step series (D = {anom['D']}, 100 draws, "
-            f"5 folds): **{anom['anomaly_s']:.1f} s** (goal < 5 s).",
-            "",
-        ]
-    loads = ", ".join(
-        f"{k} {rec[k]['load'][0]}" for k in ("plain", "calibrated", "anomaly") if k in rec
-    )
+        settings = (
+            f"{anom['num_samples']} draws, {anom['num_folds']} folds, window {anom['window']}"
+            if "num_samples" in anom
+            else "100 draws, 5 folds, whole series"
+        )
+        key = f"**`anomaly_scores`** of {anom['T']:,} steps x {anom['D']} (goal < 5 s)"
+        out[key] = f"**{anom['anomaly_s']:.1f} s** ({settings})"
+    for k in ("plain", "calibrated", "anomaly"):
+        if k in rec:
+            out[f"load average at the start ({k})"] = f"{rec[k]['load'][0]}"
+    return out
+
+
+def render(records: list[dict[str, Any]]) -> str:
+    """The markdown of the ``predict-speed`` region: one column per record."""
+    lines = ["## Speed around training (issue 19)", ""]
+    first = records[-1]
     lines += [
-        f"One process per measurement, 1 torch thread; machine load average at the start: {loads}.",
+        f"PhysioNet 2012: the first {first['train']} stays (48 h x 37 features) fitted with "
+        f"latent 16 for {first['epochs']} epochs (validation included), then `impute` of "
+        "other stays; a 10,000-step synthetic series scored for anomalies by a model fitted "
+        "one epoch on its 64-step windows. One process per measurement, 1 torch thread, "
+        "float32; wall seconds.",
         "",
-        f"Command: `{command}`",
     ]
+    cells = [_rows(r) for r in records]
+    keys = list(dict.fromkeys(k for c in cells for k in c))
+    heads = [f"{r.get('label', 'record')}, {r.get('created', '?')[:16]}" for r in records]
+    lines += ["| measurement | " + " | ".join(heads) + " |"]
+    lines += ["|---|" + "---|" * len(records)]
+    for k in keys:
+        lines += [f"| {k} | " + " | ".join(c.get(k, "-") for c in cells) + " |"]
+    lines += [""]
+    lines += [f"- {r.get('label', 'record')}: `{r.get('command', '?')}`" for r in records]
     return "\n".join(lines)
 
 
@@ -147,6 +170,19 @@ def write_doc(text: str, path: Path) -> None:
     path.write_text(doc)
 
 
+def _label() -> str:
+    """The source's commit (git, short hash), or "unknown"."""
+    import subprocess
+
+    try:
+        out = subprocess.run(
+            ["git", "rev-parse", "--short", "HEAD"], capture_output=True, text=True, check=True
+        )
+        return out.stdout.strip()
+    except (OSError, subprocess.CalledProcessError):
+        return "unknown"
+
+
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=(__doc__ or "").split("\n")[0])
     parser.add_argument("--data-dir", default=os.environ.get("GPVAE_DATA", "../shared/data"))
@@ -156,6 +192,17 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--timeout", type=float, default=3600.0)
     parser.add_argument("--out", type=Path, default=RESULTS)
     parser.add_argument("--doc", type=Path, default=DOC)
+    parser.add_argument("--label", default=None, help="Names the record (default: the commit).")
+    parser.add_argument(
+        "--compare",
+        type=Path,
+        action="append",
+        default=[],
+        help="Earlier records shown before this one in the docs table (repeatable).",
+    )
+    parser.add_argument(
+        "--doc-only", action="store_true", help="Re-render the docs from --out and --compare."
+    )
     parser.add_argument("worker_part", nargs="?", default=None, help=argparse.SUPPRESS)
     parser.add_argument("--worker", action="store_true", help=argparse.SUPPRESS)
     parser.add_argument("--calibrate", action="store_true", help=argparse.SUPPRESS)
@@ -164,28 +211,35 @@ def main(argv: list[str] | None = None) -> int:
         fn = {"fit": _worker_fit, "anomaly": _worker_anomaly}[args.worker_part]
         print(json.dumps(fn(args)))
         return 0
-    common = [
-        f"--data-dir={args.data_dir}",
-        f"--train={args.train}",
-        f"--impute={args.impute}",
-        f"--epochs={args.epochs}",
-    ]
-    rec: dict[str, Any] = {"train": args.train, "epochs": args.epochs}
-    rec["plain"] = _run(["fit", *common], args.timeout)
-    print("plain fit + impute:", rec["plain"])
-    rec["calibrated"] = _run(["fit", *common, "--calibrate"], args.timeout)
-    print("calibrated fit:", rec["calibrated"])
-    rec["anomaly"] = _run(["anomaly"], args.timeout)
-    print("anomaly scores:", rec["anomaly"])
-    rec["created"] = time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime())
-    args.out.parent.mkdir(parents=True, exist_ok=True)
-    args.out.write_text(json.dumps(rec, indent=2) + "\n")
-    command = (
-        "env OMP_NUM_THREADS=1 PYTHONPATH=src .venv/bin/python "
-        f"benchmarks/predict_speed.py --data-dir ../shared/data --train {args.train} "
-        f"--impute {args.impute} --epochs {args.epochs}"
-    )
-    write_doc(render(rec, command), args.doc)
+    if not args.doc_only:
+        common = [
+            f"--data-dir={args.data_dir}",
+            f"--train={args.train}",
+            f"--impute={args.impute}",
+            f"--epochs={args.epochs}",
+        ]
+        rec: dict[str, Any] = {"train": args.train, "epochs": args.epochs}
+        rec["label"] = args.label or _label()
+        rec["plain"] = _run(["fit", *common], args.timeout)
+        print("plain fit + impute:", rec["plain"])
+        rec["calibrated"] = _run(["fit", *common, "--calibrate"], args.timeout)
+        print("calibrated fit:", rec["calibrated"])
+        rec["anomaly"] = _run(["anomaly"], args.timeout)
+        print("anomaly scores:", rec["anomaly"])
+        rec["created"] = time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime())
+        rec["command"] = (
+            "/work/bin/heavy --exclusive env OMP_NUM_THREADS=1 "
+            f"PYTHONPATH={os.environ.get('PYTHONPATH', 'src')} "
+            f".venv/bin/python benchmarks/predict_speed.py --data-dir ../shared/data "
+            f"--train {args.train} --impute {args.impute} --epochs {args.epochs}"
+            + (f" --out {args.out}" if args.out != RESULTS else "")
+            + (f" --label '{args.label}'" if args.label else "")
+            + "".join(f" --compare {p}" for p in args.compare)
+        )
+        args.out.parent.mkdir(parents=True, exist_ok=True)
+        args.out.write_text(json.dumps(rec, indent=2) + "\n")
+    records = [json.loads(p.read_text()) for p in [*args.compare, args.out] if p.exists()]
+    write_doc(render(records), args.doc)
     print(f"wrote {args.out} and {args.doc}")
     return 0
 

@@ -417,20 +417,17 @@ class GPVAEModel(nn.Module):
             pos[b, : counts[b]] = st.to(dev)
         sel = torch.arange(K, device=dev) < torch.tensor(counts, device=dev)[:, None]  # (B, K)
 
+        def at(t: Tensor) -> Tensor:  # (..., B, N, C) -> (..., B, K, C) at the steps
+            return t.gather(-2, pos[..., None].expand(*t.shape[:-3], *pos.shape, t.shape[-1]))
+
         if self.likelihood.needs_index or self.interp_fusion is not None:
             mean, y = self.predictive_draws(batch, generators, S)
-            idx = pos[..., None].expand(*pos.shape, mean.shape[-1])  # (B, K, D)
-            keep = sel[..., None]
-            mean = torch.where(keep, mean.gather(1, idx), 0.0)
-            y = torch.where(keep, y.gather(2, idx.expand(S, *idx.shape)), 0.0)
-            return mean, y
+            return torch.where(sel[..., None], at(mean), 0.0), torch.where(
+                sel[..., None], at(y), 0.0
+            )
         m_all, v_all = self.encode(batch).marginals()  # (B, N, L) each
-        idx_l = pos[..., None].expand(*pos.shape, m_all.shape[-1])  # (B, K, L)
-        m, sd = m_all.gather(1, idx_l), v_all.gather(1, idx_l).clamp_min(0.0).sqrt()
-        idx_d = pos[..., None].expand(*pos.shape, batch.y.shape[-1])  # (B, K, D)
-        sub = Batch(batch.x.gather(1, pos[..., None].expand(*pos.shape, batch.x.shape[-1])),
-                    batch.y.gather(1, idx_d), batch.observed.gather(1, idx_d) & sel[..., None],
-                    sel)  # fmt: skip
+        m, sd = at(m_all), at(v_all).clamp_min(0.0).sqrt()
+        sub = Batch(at(batch.x), at(batch.y), at(batch.observed) & sel[..., None], sel)
         mean_sum = torch.zeros_like(sub.y)  # (B, K, D)
         ys = []
         for s in sample_chunks(S):
