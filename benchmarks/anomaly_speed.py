@@ -24,6 +24,7 @@ sys.path.insert(0, str(Path(__file__).resolve().parent))
 import anomaly as bench
 
 OUT = bench.ROOT / "benchmarks" / "results" / "anomaly_speed.json"
+DOC = bench.ROOT / "docs" / "benchmarks.md"
 
 
 def _clock() -> tuple[float, float]:
@@ -93,7 +94,44 @@ def main(argv: Sequence[str] | None = None) -> int:
         print(json.dumps({k: round(v, 2) if isinstance(v, float) else v for k, v in rec.items()}))
     OUT.parent.mkdir(parents=True, exist_ok=True)
     OUT.write_text(json.dumps(records, indent=1) + "\n")
+    command = "/work/bin/heavy --exclusive env PYTHONPATH=src OMP_NUM_THREADS=1 " + (
+        "/work/bench-venv/bin/python benchmarks/anomaly_speed.py --data-dir ../shared/data"
+        f" --channels {','.join(channels)}"
+    )
+    write_doc(render(records, command, time.strftime("%Y-%m-%d %H:%M UTC", time.gmtime())))
     return 0
+
+
+def render(records: list[dict], command: str, created: str) -> str:
+    """The markdown of the ``anomaly-speed`` region of docs/benchmarks.md."""
+    lines = [
+        f"**Speed** ({created}; one thread; wall seconds, CPU seconds in brackets; "
+        "`benchmarks/results/anomaly_speed.json`). Goals (issue 17): fit plus scoring of "
+        "one SMAP channel within 60 s, scoring under 5 s per 10,000 steps.",
+        "",
+        "| channel | train / scored steps x D | epochs | fit | threshold | scoring | "
+        "**fit + scoring** | **10,000 steps** | load |",
+        "|---|---|---:|---:|---:|---:|---:|---:|---:|",
+    ]
+    for r in records:
+        cell = [f"{r[k + '_wall']:.1f} ({r[k + '_cpu']:.1f})" for k in
+                ("fit", "threshold", "score_test", "fit_and_score", "score_10k")]  # fmt: skip
+        lines.append(
+            f"| {r['channel']} | {r['n_train']:,} / {r['n_test']:,} x {r['num_features']} | "
+            f"{r['epochs_run']} | {cell[0]} | {cell[1]} | {cell[2]} | **{cell[3]}** | "
+            f"**{cell[4]}** | {r['load_average_1min']:.1f} |"
+        )
+    lines += ["", f"Command: `{command}`"]
+    return "\n".join(lines)
+
+
+def write_doc(text: str) -> None:
+    begin, end = "<!-- anomaly-speed -->", "<!-- /anomaly-speed -->"
+    doc = DOC.read_text()
+    if begin in doc and end in doc:
+        head, rest = doc.split(begin, 1)
+        doc = head + f"{begin}\n{text}\n{end}" + rest.split(end, 1)[1]
+        DOC.write_text(doc)
 
 
 if __name__ == "__main__":

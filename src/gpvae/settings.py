@@ -12,6 +12,7 @@ __all__ = [
     "ANOMALY_SMOOTH",
     "ANOMALY_WINDOW",
     "ANOMALY_WINDOW_BATCH",
+    "CALIBRATION_BATCH",
     "CALIBRATION_ENTRIES",
     "CALIBRATION_SAMPLES",
     "CHAIN_JITTER",
@@ -95,8 +96,12 @@ SAMPLE_CHUNK = 32
 #: Draws per series when fitting the interval spread factors after training.
 CALIBRATION_SAMPLES = 64
 #: Held-out entries per feature the interval spread factors are fitted on at most (a random
-#: subsample; one level's coverage is then estimated within about 1.6 % (one sd)).
-CALIBRATION_ENTRIES = 1000
+#: subsample; the coverage of one level is then estimated within about 2 % (one sd); on
+#: PhysioNet the factors moved by 2 % (median) against all 109,434 held-out entries).
+CALIBRATION_ENTRIES = 500
+#: Series per batch when the factors are drawn (at least the estimator's batch size): only
+#: a few steps of each series are decoded, so large batches amortise the per-batch work.
+CALIBRATION_BATCH = 256
 #: With N > 0, a fit with ``forecast_horizon=H`` trains on each series without its last (up
 #: to) N horizons and calibrates the forecast intervals on rolling origins in that held-out
 #: tail (at most half of a series is held out). 0: calibrate on up to 12 origins inside the

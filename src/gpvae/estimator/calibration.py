@@ -25,7 +25,7 @@ import numpy as np
 import torch
 
 from gpvae import settings
-from gpvae.data import SeriesSet
+from gpvae.data import SeriesSet, batch_indices
 from gpvae.estimator.context import PredictContext
 from gpvae.model import sorted_quantiles
 from gpvae.rng import seed_for
@@ -187,7 +187,8 @@ def heldout_intervals(
     truth: list[tuple[np.ndarray, np.ndarray]] = [(np.zeros(0), np.zeros(0, np.int64))]
     model = ctx.model
     model.eval()
-    for part in ctx.batches(len(rows)):
+    per_batch = max(ctx.batch_size, settings.CALIBRATION_BATCH)  # a few steps of each
+    for part in batch_indices(len(rows), per_batch):
         idx = rows[part]
         batch = ctx.batch(inputs, idx)
         gens = ctx.series_generators(inputs, idx, salt=5)

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import math
+from collections.abc import Sequence
 
 import torch
 from torch import Tensor, nn
@@ -11,6 +12,7 @@ from torch.nn.functional import softplus
 from gpvae.errors import ValidationError
 from gpvae.kernels.base import inv_softplus
 from gpvae.likelihoods.base import Likelihood, Params, check_num_features, check_positive
+from gpvae.rng import per_series_normal
 
 __all__ = ["Gaussian"]
 
@@ -95,3 +97,22 @@ class Gaussian(Likelihood):
         mean, var = self._mean_var(params)
         eps = torch.randn(mean.shape, generator=generator, dtype=mean.dtype, device=mean.device)
         return mean + var.sqrt() * eps
+
+    def predictive_sample(
+        self,
+        params: Params,
+        y: Tensor,
+        observed: Tensor,
+        index: Tensor,
+        valid: Tensor,
+        generators: Sequence[torch.Generator],
+    ) -> tuple[Tensor, Tensor]:
+        """The base class's draws bit for bit (series b's noise, from ``generators[b]``,
+        covers its own steps in the same order), with the mean and variance computed once
+        for the whole batch."""
+        mean, var = self._mean_var(params)  # (S, B, N, D) each
+        lengths = [int(v) for v in valid.sum(dim=-1).tolist()]
+        S, _, N, D = mean.shape
+        eps = per_series_normal(generators, lengths, S, N, (D,), mean)  # zeros on padding
+        draws = torch.where(valid[..., None], mean + var.sqrt() * eps, 0.0)
+        return mean, draws
