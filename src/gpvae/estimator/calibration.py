@@ -12,7 +12,9 @@ the factor fitted on all entries.
 The factors are fitted on a random subsample of the held-out entries, at most
 :data:`gpvae.settings.CALIBRATION_ENTRIES` per feature (all of a rarer feature's), and only
 the steps holding them are drawn (:meth:`~gpvae.model.GPVAEModel.predictive_step_draws`):
-calibration costs about the same whatever the size of the training set.
+calibration costs about the same whatever the size of the training set. (With several
+processes, each subsamples its own held-out entries, and the factors are fitted on all of
+theirs together.)
 
 Scaling a quantile about the mean keeps the order of the quantiles (``c > 0``), so the
 factors apply to any interval level the user asks for; they are fitted on imputation

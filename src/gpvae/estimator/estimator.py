@@ -156,8 +156,9 @@ class GPVAE(AnomalyMethods, ForecastMethods, SpatialMethods):
             interpolation between its observed neighbours (:class:`~gpvae.model.GPVAEModel`);
             for sparse records whose features are observed at different times.
         calibrate: after fit, rescale the imputation intervals per feature so that they
-            cover the held-out entries at their nominal levels
-            (:mod:`gpvae.estimator.calibration`; needs ``val_fraction > 0``; not for
+            cover the held-out entries at their nominal levels (at most
+            :data:`gpvae.settings.CALIBRATION_ENTRIES` random ones per feature;
+            :mod:`gpvae.estimator.calibration`; needs ``val_fraction > 0``; not for
             ``"bernoulli"``).
         num_samples: Monte Carlo samples of z per series in the training ELBO.
         lengthscale: initial kernel lengthscale in time steps for named kernels and for the
