@@ -20,6 +20,7 @@ __all__ = [
     "DEFAULT_LENGTHSCALE",
     "DENSE_MAX_POINTS",
     "DISTRIBUTED_TIMEOUT",
+    "FORECAST_BATCH_POINTS",
     "FORECAST_HOLDOUT_ORIGINS",
     "JITTER",
     "KERNEL_LR",
@@ -109,6 +110,10 @@ CALIBRATION_BATCH = 256
 #: 90% intervals covered 88.6% with 0 and 79.1% with 4 (the tail is one season; the weather's
 #: spread changes with the season), see docs/benchmarks.md.
 FORECAST_HOLDOUT_ORIGINS = 0
+#: Forecast draws (and their calibration) sample the latent chain over each series' whole
+#: history and the future: a batch holds at most this many (draw, series, step) points, or one
+#: series (3 BeijingAir series of 5,000 h with 64 draws in one batch were killed at 21 GB).
+FORECAST_BATCH_POINTS = 1_000_000
 
 # ---------------------------------------------------------------- anomaly scores
 

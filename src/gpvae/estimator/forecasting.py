@@ -16,8 +16,9 @@ import numpy as np
 import torch
 from torch import Tensor
 
+from gpvae import settings
 from gpvae.arguments import int_arg, quantiles_arg
-from gpvae.data import SeriesSet
+from gpvae.data import SeriesSet, batch_indices
 from gpvae.errors import ValidationError
 from gpvae.estimator.context import PredictContext
 from gpvae.estimator.results import ForecastResult, forecast_frame, resolve_future_times, times_out
@@ -56,7 +57,11 @@ def forecast_draws(
     gen = ctx.generator(salt)
     model.eval()
     horizon = ctx.forecast_horizon
-    for idx in ctx.batches(scaled.num_series):
+    # long histories: fewer series per batch, so that S draws of the latent chain over history
+    # and future stay within settings.FORECAST_BATCH_POINTS (S x series x steps)
+    steps = max(len(t) for t in scaled.times) + future.shape[1]
+    size = max(1, min(ctx.batch_size, settings.FORECAST_BATCH_POINTS // (num_samples * steps)))
+    for idx in batch_indices(scaled.num_series, size):
         batch = ctx.batch(scaled, idx)
         x_t = torch.as_tensor(x_all[idx][..., None], dtype=batch.x.dtype, device=batch.x.device)
         mean, y = model.forecast_draws(batch, x_t, num_samples, gen)  # (B, H, D), (S, B, H, D)
