@@ -267,3 +267,26 @@ def test_forecast_calibration_does_not_depend_on_the_order_of_the_series() -> No
     backward = est.calibrate_forecast(X[::-1], horizon=4).forecast_scale_
     np.testing.assert_array_equal(backward, forward)
     assert not np.allclose(forward, 1.0)  # calibrated: the check can fail
+
+
+def test_forecast_batches_bound_the_draws(monkeypatch: pytest.MonkeyPatch) -> None:
+    from gpvae import settings
+
+    frame = seasonal_frame(T=60)
+    X = [frame.to_numpy(), frame.to_numpy()[:50], frame.to_numpy()[:40]]
+    est = GPVAE(kernel="matern32", epochs=1, **SMALL).fit(X)
+    sizes: list[int] = []
+    draws = est.model_.forecast_draws
+
+    def spy(batch: object, *args: object) -> object:
+        sizes.append(batch.x.shape[0])  # type: ignore[attr-defined]
+        return draws(batch, *args)  # type: ignore[arg-type]
+
+    monkeypatch.setattr(est.model_, "forecast_draws", spy)
+    est.forecast(X, horizon=6, num_samples=10)
+    assert sizes == [3]  # one batch (batch_size 16) within the default budget
+    sizes.clear()
+    monkeypatch.setattr(settings, "FORECAST_BATCH_POINTS", 2 * 10 * (60 + 6))
+    fc = est.forecast(X, horizon=6, num_samples=10)
+    assert sizes == [2, 1]  # 10 draws x 2 series x 66 steps fit
+    assert np.isfinite(fc.mean).all()
