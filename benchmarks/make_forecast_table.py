@@ -36,7 +36,11 @@ DATASETS = (
     ("seattle", 28, "Seattle weather (4 features, daily), horizon 28 days, MASE season 365"),
     ("beijing", 24, "BeijingAir (3 stations x 11 features, hourly), horizon 24 h, season 24"),
     ("beijing", 168, "BeijingAir (3 stations x 11 features, hourly), horizon 168 h, season 24"),
-    ("employment", 12, "US employment (23 series, monthly), horizon 12 months, season 12"),
+    (
+        "employment",
+        12,
+        "US employment (23 industries, one monthly series), horizon 12 months, season 12",
+    ),
 )
 
 
