@@ -24,11 +24,11 @@ import numpy as np
 import torch
 
 from gpvae import settings
-from gpvae.data import SeriesSet, to_series_set
+from gpvae.data import SeriesSet, batch_indices, to_series_set
 from gpvae.data.batching import shard_bounds
 from gpvae.estimator.calibration import LEVELS, fit_interval_scales
 from gpvae.estimator.context import PredictContext
-from gpvae.estimator.forecasting import band_of_steps
+from gpvae.estimator.forecasting import band_of_steps, batch_size_within
 from gpvae.model import sorted_quantiles
 from gpvae.rng import series_seed
 from gpvae.training.distributed import Communicator
@@ -152,10 +152,12 @@ def _origin_rows(
         x_all = ctx.scaler.scaled_times(future, "future_times")
         truth = ctx.scaler.transform(np.stack([v[o : o + horizon] for o in origins]))
         gen = torch.Generator(device=ctx.device).manual_seed(series_seed(ctx.seed, 7, v, t))
-        for idx in ctx.batches(len(origins)):
+        S = settings.CALIBRATION_SAMPLES
+        size = batch_size_within(ctx.batch_size, S, max(origins) + horizon)
+        for idx in batch_indices(len(origins), size):
             batch = ctx.batch(scaled, idx)
             x_t = torch.as_tensor(x_all[idx][..., None], dtype=batch.x.dtype, device=batch.x.device)
-            mean, y = model.forecast_draws(batch, x_t, settings.CALIBRATION_SAMPLES, gen)
+            mean, y = model.forecast_draws(batch, x_t, S, gen)
             q = torch.stack(sorted_quantiles(y, probs), dim=-1).double().cpu().numpy()
             m = mean.double().cpu().numpy()  # (B, H, D)
             target = truth[idx]  # (B, H, D)

@@ -24,7 +24,7 @@ from gpvae.estimator.context import PredictContext
 from gpvae.estimator.results import ForecastResult, forecast_frame, resolve_future_times, times_out
 from gpvae.model import sorted_quantiles
 
-__all__ = ["band_of_steps", "forecast_draws", "forecast_series"]
+__all__ = ["band_of_steps", "batch_size_within", "forecast_draws", "forecast_series"]
 
 
 def band_of_steps(num_steps: int, num_bands: int, horizon: int) -> np.ndarray:
@@ -43,6 +43,13 @@ def _spread(mean: Tensor, y: Tensor, scale: np.ndarray | None, horizon: int) -> 
     return mean + factor * (y - mean)
 
 
+def batch_size_within(batch_size: int, num_samples: int, steps: int) -> int:
+    """Series per batch of forecast draws: at most ``batch_size``, and few enough that S
+    draws of the latent chain over history and future (``steps``) stay within
+    :data:`gpvae.settings.FORECAST_BATCH_POINTS` draw x series x step points (at least 1)."""
+    return max(1, min(batch_size, settings.FORECAST_BATCH_POINTS // (num_samples * steps)))
+
+
 def forecast_draws(
     ctx: PredictContext, scaled: SeriesSet, future: np.ndarray, num_samples: int, salt: int = 2
 ) -> Iterator[tuple[np.ndarray, Tensor, Tensor]]:
@@ -57,10 +64,8 @@ def forecast_draws(
     gen = ctx.generator(salt)
     model.eval()
     horizon = ctx.forecast_horizon
-    # long histories: fewer series per batch, so that S draws of the latent chain over history
-    # and future stay within settings.FORECAST_BATCH_POINTS (S x series x steps)
     steps = max(len(t) for t in scaled.times) + future.shape[1]
-    size = max(1, min(ctx.batch_size, settings.FORECAST_BATCH_POINTS // (num_samples * steps)))
+    size = batch_size_within(ctx.batch_size, num_samples, steps)
     for idx in batch_indices(scaled.num_series, size):
         batch = ctx.batch(scaled, idx)
         x_t = torch.as_tensor(x_all[idx][..., None], dtype=batch.x.dtype, device=batch.x.device)
