@@ -1,0 +1,49 @@
+"""The predict-speed docs table (``benchmarks/predict_speed.py``) is its JSON records
+rendered (the earlier record first), each with its stored command."""
+
+from __future__ import annotations
+
+import importlib
+import json
+import sys
+from pathlib import Path
+from types import ModuleType
+
+import pytest
+
+ROOT = Path(__file__).resolve().parents[2]
+RESULTS = ROOT / "benchmarks" / "results"
+
+
+@pytest.fixture(scope="module")
+def bench() -> ModuleType:
+    sys.path.insert(0, str(ROOT / "benchmarks"))
+    try:
+        return importlib.import_module("predict_speed")
+    finally:
+        sys.path.remove(str(ROOT / "benchmarks"))
+
+
+def test_docs_table_is_the_records_rendered(bench: ModuleType) -> None:
+    records = [
+        json.loads((RESULTS / name).read_text())
+        for name in ("predict_speed_before.json", "predict_speed.json")
+    ]
+    docs = (ROOT / "docs/benchmarks.md").read_text()
+    region = docs.split("<!-- predict-speed -->", 1)[1].split("<!-- /predict-speed -->", 1)[0]
+    assert region.strip() == bench.render(records).strip()
+    for rec in records:
+        assert f"`{rec['command']}`" in region
+        assert "benchmarks/predict_speed.py" in rec["command"]
+
+
+def test_calibration_share_from_the_timer_or_the_epochs(bench: ModuleType) -> None:
+    """The calibration's own time: the timer when recorded, else the calibrated fit's time
+    outside its epochs less the plain fit's."""
+    plain = {"fit_s": 10.0, "epochs": 2, "epoch_s": [4.0, 4.0], "load": [1.0]}
+    cal = {"fit_s": 16.0, "epochs": 2, "epoch_s": [5.0, 5.0], "load": [1.0]}
+    key = "**calibration's own time / plain fit** (goal <= 20 %)"
+    rows = bench._rows({"plain": plain, "calibrated": cal})
+    assert rows[key].startswith("**4.0 s = 40 %**")  # (16 - 10) - (10 - 8)
+    rows = bench._rows({"plain": plain, "calibrated": {**cal, "calibration_s": 1.5}})
+    assert rows[key] == "**1.5 s = 15 %**"
