@@ -54,3 +54,29 @@ def test_every_method_scores_every_step(bench, D: int) -> None:  # type: ignore[
             assert 0.0 <= v["false_alarm_rate"] <= 1.0
         assert out["epochs_run"] == 1
     assert bench.CHOSEN in bench.VARIANTS
+
+
+def test_the_threshold_can_come_from_a_held_back_normal_part(bench, monkeypatch) -> None:  # type: ignore[no-untyped-def]
+    """With --threshold-holdout the fit sees only the start of the normal part and the
+    threshold's scores are those of its held-back end."""
+    s = _series(3)
+    args = bench.parse_args(["--epochs", "1", "--hidden", "8", "--threshold-holdout", "0.25"])
+    from gpvae import GPVAE
+
+    seen: dict[str, list[int]] = {"fit": [], "scored": []}
+    fit, scores = GPVAE.fit, GPVAE.anomaly_scores
+
+    def spy_fit(self, X, times=None, *a, **k):  # type: ignore[no-untyped-def]
+        seen["fit"].append(int(max(np.max(t) for t in times)))
+        return fit(self, X, times, *a, **k)
+
+    def spy_scores(self, X, times=None, *a, **k):  # type: ignore[no-untyped-def]
+        seen["scored"].append(int(np.asarray(times)[0, 0]))
+        return scores(self, X, times, *a, **k)
+
+    monkeypatch.setattr(GPVAE, "fit", spy_fit)
+    monkeypatch.setattr(GPVAE, "anomaly_scores", spy_scores)
+    out = bench.RUNNERS["gpvae"](s, args, 20)
+    assert seen["fit"] == [74]  # steps 0..74 of the 100 normal ones
+    assert seen["scored"] == [75, 100]  # the held-back 25 steps, then the scored part
+    assert 0.0 <= out["variants"][bench.CHOSEN]["false_alarm_rate"] <= 1.0
