@@ -30,6 +30,7 @@ from __future__ import annotations
 
 import math
 from dataclasses import dataclass
+from functools import cached_property
 
 import torch
 from torch import Tensor
@@ -81,6 +82,18 @@ class StateModel:
     def K(self) -> int:
         return self.M * self.m
 
+    @cached_property
+    def A_steps(self) -> tuple[Tensor, ...]:
+        """``A[:, :, t]`` for every t, split once. Indexing A at every step instead would give
+        each step its own backward node whose gradient is a whole (B, L, T, m, m) tensor, so
+        the backward pass would cost O(T^2)."""
+        return self.A.unbind(2)
+
+    @cached_property
+    def Q_steps(self) -> tuple[Tensor, ...]:
+        """``Q[:, :, t]`` for every t, split once (see :attr:`A_steps`)."""
+        return self.Q.unbind(2)
+
     def hx(self, v: Tensor, steps: bool = False) -> Tensor:
         """f-part of state vectors: (..., L, K) -> (..., L, M), or with ``steps``
         (..., L, T, K) -> (..., L, T, M)."""
@@ -104,11 +117,11 @@ class StateModel:
     def predict_mean(self, mu: Tensor, t: int) -> Tensor:
         """``(I (x) A_t) mu`` for mu (..., B, L, K)."""
         x = mu.unflatten(-1, (self.M, self.m))  # (..., B, L, M, m)
-        return (x @ self.A[:, :, t].transpose(-1, -2)).flatten(-2)
+        return (x @ self.A_steps[t].transpose(-1, -2)).flatten(-2)
 
     def predict_cov(self, P: Tensor, t: int) -> Tensor:
         """``(I (x) A_t) P (I (x) A_t)^T + I (x) Q_t`` for P (B, L, K, K)."""
-        A, Q = self.A[:, :, t], self.Q[:, :, t]  # (B, L, m, m)
+        A, Q = self.A_steps[t], self.Q_steps[t]  # (B, L, m, m)
         P4 = P.unflatten(-1, (self.M, self.m)).unflatten(-3, (self.M, self.m))  # (B,L,M,m,M,m)
         P4 = torch.einsum("uvab,uvibjc,uvdc->uviajd", A, P4, A)
         eye = torch.eye(self.M, dtype=P.dtype, device=P.device)
@@ -171,6 +184,9 @@ def run_filter_smoother(
     log_lik = torch.zeros(B, L, dtype=dtype, device=device)
     mf, Pf, mp, Pp, Pp_chol = [], [], [], [], []
     gain_r, gain_c, hrs = [], [], []
+    # each step's statistics split once: indexing them per step would make the backward
+    # pass add a whole (B, L, T, ...) gradient per step, O(T^2)
+    J_steps, h_steps, c_steps = J.unbind(2), hvec.unbind(2), c.unbind(2)
     for t in range(T):
         if t > 0:
             mu = model.predict_mean(mu, t)
@@ -180,16 +196,16 @@ def run_filter_smoother(
         Pp.append(P)
         Pp_chol.append(R)
         HR = model.hx_rows(R)  # (B, L, M, K)
-        Jt = J[:, :, t]  # (B, L, M, M)
+        Jt, ht = J_steps[t], h_steps[t]  # (B, L, M, M), (B, L, M)
         C = eye_k + HR.transpose(-1, -2) @ Jt @ HR  # (B, L, K, K)
         Lc = torch.linalg.cholesky(sym(C))
         mu_f = model.hx(mu)  # (B, L, M)
-        g = hvec[:, :, t] - (Jt @ mu_f[..., None]).squeeze(-1)  # (B, L, M)
+        g = ht - (Jt @ mu_f[..., None]).squeeze(-1)  # (B, L, M)
         b = (HR.transpose(-1, -2) @ g[..., None]).squeeze(-1)  # (B, L, K)
         z = torch.linalg.solve_triangular(Lc, b[..., None], upper=False)  # (B, L, K, 1)
         quad = (
-            c[:, :, t]
-            - 2.0 * (mu_f * hvec[:, :, t]).sum(-1)
+            c_steps[t]
+            - 2.0 * (mu_f * ht).sum(-1)
             + (mu_f * (Jt @ mu_f[..., None]).squeeze(-1)).sum(-1)
             - (z.squeeze(-1) ** 2).sum(-1)
         )
@@ -207,7 +223,7 @@ def run_filter_smoother(
     ms, Ps = [mf[-1]], [Pf[-1]]
     gains: list[Tensor] = []
     for t in range(T - 2, -1, -1):
-        A = model.A[:, :, t + 1]  # (B, L, m, m)
+        A = model.A_steps[t + 1]  # (B, L, m, m)
         AP = _apply_a(model, A, Pf[t])  # (I (x) A) P_f: (B, L, K, K)
         gain = torch.cholesky_solve(AP, Pp_chol[t + 1]).transpose(-1, -2)  # P_f A^T P_p^-1
         m_s = mf[t] + (gain @ (ms[0] - mp[t + 1])[..., None]).squeeze(-1)
@@ -246,11 +262,12 @@ def smoothed_means(model: StateModel, res: SmootherResult, J: Tensor, hvec: Tens
     B, L, _, _, S = h.shape
     mu = h.new_zeros(B, L, model.K, S)
     mf, mp = [], []
+    h_steps, J_steps = h.unbind(2), J.unbind(2)  # split once (see run_filter_smoother)
     for t in range(T):
         if t > 0:
-            mu = _apply_a(model, model.A[:, :, t], mu)
+            mu = _apply_a(model, model.A_steps[t], mu)
         mp.append(mu)
-        g = h[:, :, t] - J[:, :, t] @ model.hx_rows(mu)  # (B, L, M, S)
+        g = h_steps[t] - J_steps[t] @ model.hx_rows(mu)  # (B, L, M, S)
         z = torch.linalg.solve_triangular(
             res.gain_c[t], res.hr[t].transpose(-1, -2) @ g, upper=False
         )  # (B, L, K, S)
@@ -282,8 +299,9 @@ def sample_prior_states(
         eye = torch.eye(m, dtype=dtype, device=device)
         q_chol = factor(torch.where(still, eye, Q), jitter, "process noise")
         q_chol = torch.where(still, torch.zeros_like(q_chol), q_chol)
+        q_steps, noise_steps = q_chol.unbind(2), noise.unbind(2)
         for t in range(1, T):
-            x = model.A[:, :, t] @ x + q_chol[:, :, t - 1] @ noise[:, :, t]
+            x = model.A_steps[t] @ x + q_steps[t - 1] @ noise_steps[t]
             out.append(x)
     states = torch.stack(out, dim=2).unflatten(-1, (M, num_samples))  # (B, L, T, m, M, S)
     return states.permute(5, 0, 1, 2, 4, 3).flatten(-2)  # (S, B, L, T, K)
