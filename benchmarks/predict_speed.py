@@ -178,7 +178,11 @@ def render(records: list[dict[str, Any]]) -> str:
     for k in keys:
         lines += [f"| {k} | " + " | ".join(c.get(k, "-") for c in cells) + " |"]
     lines += [""]
-    lines += [f"- {r.get('label', 'record')}: `{r.get('command', '?')}`" for r in records]
+    lines += [
+        f"- {r.get('label', 'record')}: `{r.get('command', '?')}`"
+        + (f" ({r['note']})" if r.get("note") else "")
+        for r in records
+    ]
     lines += [
         "",
         "A record whose `PYTHONPATH` is not `src` ran this script on an older source tree, "
