@@ -107,7 +107,7 @@ CALIBRATION_BATCH = 256
 #: to) N horizons and calibrates the forecast intervals on rolling origins in that held-out
 #: tail (at most half of a series is held out). 0: calibrate on up to 12 origins inside the
 #: training data. 0 by measurement: on Seattle weather (benchmarks/forecasting.py, h=28) the
-#: 90% intervals covered 88.6% with 0 and 79.1% with 4 (the tail is one season; the weather's
+#: 90% intervals covered 87.3% with 0 and 79.6% with 4 (the tail is one season; the weather's
 #: spread changes with the season), see docs/benchmarks.md.
 FORECAST_HOLDOUT_ORIGINS = 0
 #: Forecast draws (and their calibration) sample the latent chain over each series' whole
