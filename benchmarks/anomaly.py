@@ -208,18 +208,11 @@ VARIANTS = {
 CHOSEN = "k5_norm_s32"
 
 
-def run_gpvae(
-    s: AnomalySeries, args: argparse.Namespace, w: int, white: bool = False
-) -> dict[str, Any]:
-    """Fit once; score the normal and the scored part with 5 folds and with 1 (nothing
-    hidden); every variant's step score, threshold and false-alarm rate from those."""
+def new_gpvae(args: argparse.Namespace, white: bool = False) -> Any:
+    """The benchmark's GPVAE (with ``white``: the N(0, I) VAE with the same networks)."""
     from gpvae import GPVAE
-    from gpvae.estimator.anomaly import profile_from_entries, step_scores
 
-    tr, te = standardise(s)
-    t_tr = np.arange(len(tr), dtype=np.float64)
-    t_te = np.arange(len(tr), len(tr) + len(te), dtype=np.float64)
-    est = GPVAE(
+    return GPVAE(
         latent_dim=args.latent_dim,
         kernel="white" if white else "matern32",
         posterior="diagonal" if white else "structured",
@@ -232,6 +225,19 @@ def run_gpvae(
         progress=False,
         seed=args.seed,
     )
+
+
+def run_gpvae(
+    s: AnomalySeries, args: argparse.Namespace, w: int, white: bool = False
+) -> dict[str, Any]:
+    """Fit once; score the normal and the scored part with 5 folds and with 1 (nothing
+    hidden); every variant's step score, threshold and false-alarm rate from those."""
+    from gpvae.estimator.anomaly import profile_from_entries, step_scores
+
+    tr, te = standardise(s)
+    t_tr = np.arange(len(tr), dtype=np.float64)
+    t_te = np.arange(len(tr), len(tr) + len(te), dtype=np.float64)
+    est = new_gpvae(args, white)
     fit_part, thr_part, t_thr = tr, tr, t_tr
     hold = round(args.threshold_holdout * len(tr))
     if hold > 0:  # the threshold's scores from normal steps the model never trained on

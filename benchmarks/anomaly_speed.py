@@ -34,8 +34,6 @@ def _clock() -> tuple[float, float]:
 def main(argv: Sequence[str] | None = None) -> int:
     import torch
 
-    from gpvae import GPVAE
-
     torch.set_num_threads(1)
     argv = list(sys.argv[1:] if argv is None else argv)
     channels = ["P-1", "E-1", "C-1"]
@@ -50,17 +48,7 @@ def main(argv: Sequence[str] | None = None) -> int:
         tr, te = bench.standardise(s)
         load = os.getloadavg()[0]
         w0, c0 = _clock()
-        est = GPVAE(
-            latent_dim=args.latent_dim,
-            hidden=(args.hidden, args.hidden),
-            epochs=args.epochs,
-            patience=args.patience,
-            batch_size=args.batch_size,
-            lr=args.lr,
-            calibrate=False,
-            progress=False,
-            seed=args.seed,
-        )
+        est = bench.new_gpvae(args)
         vals, times = bench._gpvae_windows(tr, args.train_window, args.train_stride)
         est.fit(vals, times)
         w1, c1 = _clock()
