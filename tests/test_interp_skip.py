@@ -89,6 +89,71 @@ def test_neighbour_interpolation_matches_the_loop_reference() -> None:
     assert not any(t.requires_grad for t in neighbour_interpolation(x, y.requires_grad_(), obs))
 
 
+def test_neighbour_interpolation_on_a_field_uses_each_sites_own_steps() -> None:
+    """A space x time batch (time-major, as field_batch lays it out): each site's entries
+    are interpolated in time from that site's observed entries only, as if the site were a
+    series of its own; the points' order along N does not matter."""
+    from gpvae.data.spatial import field_batch
+
+    rng = np.random.default_rng(1)
+    T, S, D, W = 11, 4, 3, 6
+    values = rng.normal(size=(T, S, D))
+    values[rng.random((T, S, D)) < 0.4] = np.nan
+    values[:, 2, 1] = np.nan  # a site's feature never observed
+    xy = rng.normal(size=(S, 2)) * 10
+    times = np.cumsum(rng.random(T) + 0.5)
+    batch = field_batch(values, xy, times, [0, 5, 8], W, dtype=torch.float64)  # 8: padded
+    out, gap = neighbour_interpolation(batch.x, batch.y, batch.observed, batch.valid)
+    for b in range(3):
+        for s in range(S):
+            rows = torch.arange(W) * S + s  # site s at every step of window b
+            v = batch.valid[b, rows]  # padding steps (window 8 is cut at T) are never read
+            one = neighbour_interpolation(
+                batch.x[b, rows][None, :, 2:],
+                batch.y[b, rows][None],
+                batch.observed[b, rows][None],
+                batch.valid[b, rows][None],
+            )
+            np.testing.assert_allclose(out[b, rows][v].numpy(), one[0][0][v].numpy(), atol=1e-12)
+            np.testing.assert_allclose(gap[b, rows][v].numpy(), one[1][0][v].numpy(), atol=1e-12)
+    # site-major instead of time-major: the same values at the same points
+    idx = (torch.arange(W * S) % S * W + torch.arange(W * S) // S).argsort().expand(3, -1)
+    moved = neighbour_interpolation(
+        batch.x.gather(1, idx[..., None].expand(-1, -1, 3)),
+        batch.y.gather(1, idx[..., None].expand(-1, -1, D)),
+        batch.observed.gather(1, idx[..., None].expand(-1, -1, D)),
+        batch.valid.gather(1, idx),
+    )[0]
+    keep = batch.valid.gather(1, idx)
+    np.testing.assert_allclose(
+        moved[keep].numpy(),
+        out.gather(1, idx[..., None].expand(-1, -1, D))[keep].numpy(),
+        atol=1e-12,
+    )
+
+
+def test_training_blocks_on_a_field_run_along_one_sites_steps() -> None:
+    """Blocks hidden in training on a space x time batch cover consecutive steps of one
+    site: along a site's own steps every run has the drawn length (3) unless cut by the end
+    of the window. Without the site order a run would hide other sites at the same step."""
+    from gpvae.data.holdout import hide_mask
+    from gpvae.data.spatial import field_batch
+
+    T, S, D, W = 40, 5, 2, 40
+    values = np.zeros((T, S, D))
+    xy = np.arange(2 * S, dtype=float).reshape(S, 2)
+    batch = field_batch(values, xy, np.arange(T, dtype=float), [0, 0, 0, 0], W)
+    g = torch.Generator().manual_seed(3)
+    hide = hide_mask(batch.observed, 0.2, "blocks", (3, 3), g, x=batch.x)
+    assert 0.1 < hide.float().mean() < 0.25
+    per_site = hide.reshape(4, W, S, D).permute(0, 2, 3, 1).reshape(-1, W).numpy()
+    for row in per_site:
+        edges = np.diff(np.concatenate([[0], row.astype(int), [0]]))
+        starts, stops = np.flatnonzero(edges == 1), np.flatnonzero(edges == -1)
+        for a, z in zip(starts, stops):
+            assert z - a >= 3 or z == W, (a, z)
+
+
 def _model(D: int, L: int, interp_skip: bool) -> GPVAEModel:
     """A model whose decoder outputs 0 everywhere (its fusion net starts at 0 too)."""
     torch.manual_seed(0)

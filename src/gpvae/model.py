@@ -339,7 +339,12 @@ class GPVAEModel(nn.Module):
         if not self.training or self.mask_rate == 0.0:
             return batch
         hide = hide_mask(
-            batch.observed, self.mask_rate, self.mask_pattern, self.mask_lengths, generator
+            batch.observed,
+            self.mask_rate,
+            self.mask_pattern,
+            self.mask_lengths,
+            generator,
+            x=batch.x,
         )
         return Batch(batch.x, batch.y, batch.observed & ~hide, batch.valid)
 

@@ -80,3 +80,21 @@ def test_ordinary_kriging_matches_the_bordered_system(spatial: ModuleType) -> No
             )
             assert mean[t, j] == pytest.approx(m, rel=1e-8, abs=1e-10)
             assert sd[t, j] == pytest.approx(math.sqrt(v), rel=1e-8)
+
+
+def test_linear_in_time_interpolates_between_observed_entries(spatial: ModuleType) -> None:
+    x = np.array([[[1.0], [np.nan], [np.nan], [4.0], [np.nan]]])  # (S=1, T=5, D=1)
+    out = spatial._linear_in_time(x)
+    assert out[0, :, 0].tolist() == [1.0, 2.0, 3.0, 4.0, 4.0]
+    empty = np.full((1, 3, 1), np.nan)
+    assert np.isnan(spatial._linear_in_time(empty)).all()
+
+
+def test_idw_in_space_uses_only_the_other_stations(spatial: ModuleType) -> None:
+    xy = np.array([[0.0, 0.0], [1.0, 0.0], [0.0, 2.0]])
+    x = np.array([[[10.0]], [[20.0]], [[40.0]]])  # (S=3, T=1, D=1)
+    out = spatial._idw_in_space(x, xy)
+    # station 0 from stations 1 (d=1) and 2 (d=2): weights 1 and 1/4
+    assert out[0, 0, 0] == pytest.approx((20.0 * 1 + 40.0 * 0.25) / 1.25)
+    x[1, 0, 0] = np.nan  # an unobserved neighbour is skipped
+    assert spatial._idw_in_space(x, xy)[0, 0, 0] == pytest.approx(40.0)

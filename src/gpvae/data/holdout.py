@@ -21,6 +21,7 @@ import numpy as np
 import torch
 from torch import Tensor
 
+from gpvae.data.interpolate import site_order
 from gpvae.data.series import SeriesSet
 from gpvae.errors import ValidationError
 from gpvae.rng import batch_rand, batch_randint
@@ -111,6 +112,7 @@ def hide_mask(
     pattern: str,
     lengths: tuple[int, int],
     generator: torch.Generator | None = None,
+    x: Tensor | None = None,
 ) -> Tensor:
     """(B, N, D) bool: entries to hide from the encoder at one training step.
 
@@ -125,6 +127,9 @@ def hide_mask(
         pattern: ``"points"`` or ``"blocks"``.
         lengths: (shortest, longest) run length for ``"blocks"``.
         generator: source of randomness (on ``observed``'s device).
+        x: (B, N, d) index points, or None. With ``d > 1`` (a space x time field) a run
+            covers consecutive steps of one site (:func:`~gpvae.data.interpolate.site_order`)
+            instead of consecutive points along N.
     """
     device = observed.device
     # inside gpvae.rng.batch_rows (a process's rows of a distributed batch) the draws are
@@ -137,9 +142,18 @@ def hide_mask(
     lo, hi = lengths
     start = u < rate / (0.5 * (lo + hi))  # (B, N, D)
     run = batch_randint(lo, hi + 1, observed.shape, 0, generator, device)
+    order = None if x is None else site_order(x)
+    if order is not None:  # runs along each site's own steps
+        perm, site = order
+        idx = perm[..., None].expand(observed.shape)
+        start, run = start.gather(1, idx), run.gather(1, idx)
     hide = torch.zeros_like(observed)
     N = observed.shape[1]
     for k in range(min(hi, N)):  # a run started at step n covers n .. n + length - 1
         hit = start[:, : N - k] & (run[:, : N - k] > k)
+        if order is not None:  # ... while step n + k is the same site's
+            hit &= (site[:, k:] == site[:, : N - k])[..., None]
         hide[:, k:] |= hit
+    if order is not None:
+        hide = torch.zeros_like(hide).scatter_(1, idx, hide)
     return hide & observed

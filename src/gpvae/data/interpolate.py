@@ -6,6 +6,11 @@ between the nearest observed entries of that feature **strictly** before and aft
 observed entry is therefore predicted from its neighbours, never from itself (leave one
 out), so the same rule holds for the entries the model sees and for those it must impute,
 and training on observed entries scores honest predictions.
+
+Index points with several columns (a space x time field: sites in the first ``d - 1``
+columns, time last, as :func:`gpvae.data.spatial.field_batch` lays them out) are grouped by
+site: an entry's neighbours are its own site's entries, in time. :func:`site_order` gives
+that grouping, also used to keep training's hidden blocks within one site.
 """
 
 from __future__ import annotations
@@ -15,7 +20,29 @@ import math
 import torch
 from torch import Tensor
 
-__all__ = ["neighbour_interpolation"]
+__all__ = ["neighbour_interpolation", "site_order"]
+
+
+def site_order(x: Tensor) -> tuple[Tensor, Tensor] | None:
+    """The order that puts each site's points together, in their order along N.
+
+    Args:
+        x: (B, N, d) index points; a site is a distinct value of the first ``d - 1``
+            columns (time is the last column).
+
+    Returns:
+        None for ``d == 1`` (one site: the order along N). Else ``(perm, site)``, each
+        (B, N) long: ``perm[b]`` lists series b's points site by site (stable in N), and
+        ``site[b, k]`` is the site id of point ``perm[b, k]``.
+    """
+    B, N, d = x.shape
+    if d == 1:
+        return None
+    _, ids = torch.unique(x[..., :-1].detach().reshape(B * N, d - 1), dim=0, return_inverse=True)
+    ids = ids.reshape(B, N)
+    steps = torch.arange(N, device=x.device)
+    perm = torch.argsort(ids * N + steps, dim=1)
+    return perm, ids.gather(1, perm)
 
 
 def neighbour_interpolation(
@@ -24,27 +51,45 @@ def neighbour_interpolation(
     """Each entry of feature d interpolated from feature d's observed neighbours, and how far
     the nearer neighbour is.
 
-    Linear in the first index coordinate ``x[..., 0]`` between the nearest observed entries
-    strictly before and strictly after the step; with only one of them, its value (constant
-    extrapolation); with none, 0 (the feature mean of standardised data). Padding steps
-    (``valid`` False) count as unobserved. Values at unobserved entries of ``y`` are never
-    read (they may be NaN). No gradient flows to ``x`` or ``y``.
+    Linear in the last index coordinate ``x[..., -1]`` (time) between the nearest observed
+    entries strictly before and strictly after the step; with only one of them, its value
+    (constant extrapolation); with none, 0 (the feature mean of standardised data). With
+    ``d > 1`` the neighbours are those of the same site (the first ``d - 1`` columns, see
+    :func:`site_order`). Padding steps (``valid`` False) count as unobserved. Values at
+    unobserved entries of ``y`` are never read (they may be NaN). No gradient flows to ``x``
+    or ``y``.
 
     Args:
-        x: (B, N, d) index points, increasing along N within the valid steps.
+        x: (B, N, d) index points, time increasing along N within each site's valid steps.
         y: (B, N, D) values.
         observed: (B, N, D) bool.
         valid: (B, N) bool, or None (all steps valid).
 
     Returns:
         ``(value, gap)``, each (B, N, D) of ``y``'s dtype: the interpolated value and the
-        distance in ``x[..., 0]`` to the nearer observed neighbour (inf with none).
+        distance in ``x[..., -1]`` to the nearer observed neighbour (inf with none).
     """
     obs = observed if valid is None else observed & valid[..., None]
     B, N, D = y.shape
     yv = torch.where(obs, y, torch.zeros_like(y)).detach()
-    t = x[..., :1].detach().to(y.dtype).expand(B, N, D)  # (B, N, D)
-    steps = torch.arange(N, device=y.device).view(1, N, 1).expand(B, N, D)
+    t = x[..., -1:].detach().to(y.dtype).expand(B, N, D)  # (B, N, D)
+    order = site_order(x)
+    if order is None:
+        return _interpolate_runs(t, yv, obs, None)
+    perm, site = order
+    idx = perm[..., None].expand(B, N, D)
+    value, gap = _interpolate_runs(t.gather(1, idx), yv.gather(1, idx), obs.gather(1, idx), site)
+    back = torch.empty_like(value).scatter_(1, idx, value)
+    return back, torch.empty_like(gap).scatter_(1, idx, gap)
+
+
+def _interpolate_runs(
+    t: Tensor, yv: Tensor, obs: Tensor, site: Tensor | None
+) -> tuple[Tensor, Tensor]:
+    """The interpolation along N; with ``site`` (B, N), only between points of one site
+    (each site's points contiguous along N)."""
+    B, N, D = yv.shape
+    steps = torch.arange(N, device=yv.device).view(1, N, 1).expand(B, N, D)
     # last observed step at or before n, then strictly before (shift by one); -1 if none
     prev_incl = torch.where(obs, steps, torch.full_like(steps, -1)).cummax(dim=1).values
     prev = torch.cat([torch.full_like(prev_incl[:, :1], -1), prev_incl[:, :-1]], dim=1)
@@ -54,12 +99,16 @@ def neighbour_interpolation(
     nxt = torch.cat([next_incl[:, 1:], torch.full_like(next_incl[:, :1], N)], dim=1)
     has_prev, has_next = prev >= 0, nxt < N
     p, q = prev.clamp(0, N - 1), nxt.clamp(0, N - 1)
+    if site is not None:  # a neighbour found in another site's run is no neighbour
+        own = site[..., None].expand(B, N, D)
+        has_prev = has_prev & (own.gather(1, p) == own)
+        has_next = has_next & (own.gather(1, q) == own)
     y_p, y_q = yv.gather(1, p), yv.gather(1, q)
     t_p, t_q = t.gather(1, p), t.gather(1, q)
     both = has_prev & has_next
     span = torch.where(both, t_q - t_p, torch.ones_like(t))
     w = torch.where(both, (t - t_p) / span, torch.zeros_like(t))
-    value = torch.where(both, y_p + w * (y_q - y_p), torch.zeros_like(y))
+    value = torch.where(both, y_p + w * (y_q - y_p), torch.zeros_like(yv))
     value = torch.where(has_prev & ~has_next, y_p, value)
     value = torch.where(has_next & ~has_prev, y_q, value)
     inf = torch.full_like(t, math.inf)

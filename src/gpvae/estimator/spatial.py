@@ -31,6 +31,7 @@ import numpy as np
 import pandas as pd
 import torch
 
+from gpvae.batch import Batch
 from gpvae.data.scaler import Scaler
 from gpvae.data.spatial import (
     Field,
@@ -157,6 +158,10 @@ def build_spatial_model(est: Any, spec: SpatialSpec, num_features: int) -> GPVAE
         hidden=est.hidden,
         beta=est.beta,
         lengthscale=None,
+        mask_rate=est.mask_rate,
+        mask_pattern=est.mask_pattern,
+        block_lengths=est.block_lengths,
+        interp_skip=est.interp_skip,
     )
     with torch.random.fork_rng(devices=[]):
         torch.manual_seed(est.seed)
@@ -250,10 +255,11 @@ class _Validation:
 def _predict_hidden(
     model: GPVAEModel, batch: Batch, num_samples: int, gen: torch.Generator
 ) -> tuple[torch.Tensor, torch.Tensor]:
-    """Predictive mean (B, N, D) and draws (S, B, N, D) of every entry of the batch."""
+    """Predictive mean (B, N, D) and draws (S, B, N, D) of every entry of the batch (with
+    ``interp_skip``, fused with each site's interpolation of the batch's observed entries)."""
     q = model.encode(batch)
     z = q.rsample(num_samples, gen)  # (S, B, N, L)
-    params = model.decode(z)
+    params = model.decode(z, batch)
     lik = model.likelihood
     return lik.mean(params).mean(0), lik.sample(params, gen)
 
@@ -475,7 +481,17 @@ def predict_sites(
         with torch.no_grad():
             q = model.encode(batch)
             z = q.gp.sample_at(x_new, num_samples, gen)  # type: ignore[attr-defined]
-            params = model.decode(z)
+            # the new sites have no observed entries: with interp_skip the fusion sees none
+            unseen = torch.zeros(*x_new.shape[:2], len(spec.features), dtype=torch.bool)
+            params = model.decode(
+                z,
+                Batch(
+                    x_new,
+                    torch.zeros(unseen.shape),
+                    unseen,
+                    torch.ones(unseen.shape[:2], dtype=torch.bool),
+                ),
+            )
             draws = model.likelihood.sample(params, gen)  # (S, B, W P, D)
             mean = model.likelihood.mean(params).mean(0)
             lo, hi = sorted_quantiles(draws, quantiles)
