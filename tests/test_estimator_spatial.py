@@ -160,7 +160,9 @@ def test_spatial_fit_uses_interp_skip_and_training_masks(tmp_path: object) -> No
     )
     est.fit(df, id="site", time="time", coords=["lat", "lon"], window=24)
     model = est.model_
-    assert model.interp_skip and model.mask_rate == 0.2 and model.mask_pattern == "blocks"
+    assert model.interp_skip
+    assert model.mask_rate == 0.2
+    assert model.mask_pattern == "blocks"
     assert model.mask_lengths == (3, 6)
     gappy = df.copy()
     gappy.loc[gappy.index[::7], FEATURES[0]] = np.nan
@@ -184,6 +186,32 @@ def test_spatial_fit_uses_interp_skip_and_training_masks(tmp_path: object) -> No
     mae_lin = np.abs(lin.to_numpy() - truth)[hid].mean()
     mae_mean = np.abs(np.nanmean(given[:, 0]) - truth)[hid].mean()
     assert mae < 1.5 * mae_lin < mae_mean, (mae, mae_lin, mae_mean)
+
+
+def test_untrained_field_fusion_predicts_idw_at_a_new_site() -> None:
+    """With interp_skip on a field and no training masks, the fusion net never gets a
+    gradient (it only acts on entries hidden from the encoder) and stays at its start: at a
+    new site, where nothing is observed, the prediction is exactly inverse distance
+    weighting (power 2) of the other sites at the same hour, whatever the decoder does."""
+    from gpvae.data.spatial import Projection
+
+    df = _field(seed=3, S=5, T=72)
+    held = df[df.site == "s0"]
+    others = df[df.site != "s0"]
+    est = GPVAE(
+        latent_dim=2, epochs=1, batch_size=4, hidden=(8,), progress=False, seed=0, interp_skip=True
+    )
+    est.fit(others, id="site", time="time", coords=["lat", "lon"], window=24)
+    res = est.predict_sites(others, held[["site", "lat", "lon"]], num_samples=4)
+    coords = df.groupby("site")[["lat", "lon"]].first()
+    proj = Projection.infer(["lat", "lon"], coords.to_numpy())
+    xy = proj.to_km(coords.to_numpy())
+    w = 1.0 / ((xy[1:] - xy[0]) ** 2).sum(-1)
+    cube = np.stack([others[others.site == f"s{k}"][FEATURES].to_numpy() for k in range(1, 5)], 1)
+    seen = ~np.isnan(cube)
+    idw = (np.where(seen, cube, 0) * w[None, :, None]).sum(1) / (seen * w[None, :, None]).sum(1)
+    pred = res.mean.sort_values("time")[FEATURES].to_numpy()
+    np.testing.assert_allclose(pred, idw, rtol=1e-4, atol=1e-4 * np.abs(idw).max())
 
 
 def test_far_sites_warn_naming_the_columns(fitted: tuple[GPVAE, pd.DataFrame]) -> None:

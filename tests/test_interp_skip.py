@@ -154,6 +154,41 @@ def test_training_blocks_on_a_field_run_along_one_sites_steps() -> None:
             assert z - a >= 3 or z == W, (a, z)
 
 
+def test_space_interpolation_matches_the_loop_reference() -> None:
+    """Inverse distance weighting over the other sites observed at the same time, checked
+    entry by entry against a float64 loop; the point's own value is never used."""
+    from gpvae.data.interpolate import space_interpolation
+    from gpvae.data.spatial import field_batch
+
+    rng = np.random.default_rng(4)
+    T, S, D, W = 9, 5, 3, 4
+    values = rng.normal(size=(T, S, D))
+    values[rng.random((T, S, D)) < 0.5] = np.nan
+    values[2, :, 0] = np.nan  # a time where no site observes feature 0
+    xy = rng.normal(size=(S, 2)) * 10
+    batch = field_batch(values, xy, np.arange(T, dtype=float), [0, 4, 7], W, dtype=torch.float64)
+    out, dist = space_interpolation(batch.x, batch.y, batch.observed, batch.valid)
+    for b, a in enumerate([0, 4, 7]):
+        for i in range(W):
+            if a + i >= T:
+                continue  # padding
+            for s in range(S):
+                n = i * S + s
+                for d in range(D):
+                    others = [k for k in range(S) if k != s and not np.isnan(values[a + i, k, d])]
+                    if not others:
+                        assert out[b, n, d] == 0
+                        assert dist[b, n, d] == np.inf
+                        continue
+                    w = np.array([1 / np.sum((xy[k] - xy[s]) ** 2) for k in others])
+                    ref = np.sum(w * values[a + i, others, d]) / w.sum()
+                    assert abs(float(out[b, n, d]) - ref) < 1e-12
+                    assert abs(float(dist[b, n, d]) - w.sum() ** -0.5) < 1e-12
+    y = batch.y.clone()
+    y[0, 0, 0] = 1e6  # a point's own value does not reach its interpolation
+    assert space_interpolation(batch.x, y, batch.observed, batch.valid)[0][0, 0, 0] == out[0, 0, 0]
+
+
 def _model(D: int, L: int, interp_skip: bool) -> GPVAEModel:
     """A model whose decoder outputs 0 everywhere (its fusion net starts at 0 too)."""
     torch.manual_seed(0)

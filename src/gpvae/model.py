@@ -33,11 +33,11 @@ from torch import Tensor, nn
 from gpvae import settings
 from gpvae.batch import Batch
 from gpvae.data.holdout import HIDE_PATTERNS, check_lengths, hide_mask
-from gpvae.data.interpolate import neighbour_interpolation
+from gpvae.data.interpolate import neighbour_interpolation, space_interpolation
 from gpvae.errors import InputTypeError, ValidationError, invalid
 from gpvae.gp.prior import GPPrior
 from gpvae.likelihoods.base import Likelihood, Params
-from gpvae.nets.interp import InterpolationFusion
+from gpvae.nets.interp import FieldFusion, InterpolationFusion
 from gpvae.posteriors.base import PosteriorFamily, VariationalPosterior
 from gpvae.posteriors.structured import StructuredQ
 from gpvae.rng import per_series_normal
@@ -141,6 +141,12 @@ class GPVAEModel(nn.Module):
             (:class:`~gpvae.nets.InterpolationFusion`; it starts at plain interpolation).
             Needs a likelihood with ``location_first`` and a known D. Series drawn from the
             prior (no observed entries) get the decoder output alone.
+        interp_space: with ``interp_skip`` on a space x time field (index points: sites,
+            then time), the distance (km) at which the spatial closeness is 1/2: the fusion
+            also gets each feature's inverse distance weighting over the other sites at the
+            same time (:func:`~gpvae.data.interpolate.space_interpolation`,
+            :class:`~gpvae.nets.FieldFusion`), and interpolation in time runs within each
+            site. None (default): the fusion in time only.
 
     Example:
         >>> model = GPVAEModel(MLPEncoder(D, L), StructuredPosterior(),
@@ -160,6 +166,7 @@ class GPVAEModel(nn.Module):
         mask_pattern: str = "points",
         mask_lengths: tuple[int, int] = (2, 24),
         interp_skip: bool = False,
+        interp_space: float | None = None,
     ) -> None:
         super().__init__()
         for name, value, kind in [
@@ -196,7 +203,13 @@ class GPVAEModel(nn.Module):
                 f"y (gaussian, student_t, gaussian_gp), found {type(likelihood).__name__}"
             )
         self.interp_skip = interp_skip
-        self.interp_fusion: InterpolationFusion | None = None
+        self.interp_fusion: InterpolationFusion | FieldFusion | None = None
+        if interp_space is not None and not (
+            isinstance(interp_space, (int, float))
+            and math.isfinite(interp_space)
+            and interp_space > 0
+        ):
+            raise invalid("interp_space", "a positive distance or None", interp_space)
         if interp_skip:
             D = self.num_features
             if D is None:
@@ -204,7 +217,9 @@ class GPVAEModel(nn.Module):
                     "interp_skip: expected a likelihood or encoder that declares the number "
                     "of features D (the gate has one weight per feature), found none"
                 )
-            self.interp_fusion = InterpolationFusion(D)
+            self.interp_fusion = (
+                InterpolationFusion(D) if interp_space is None else FieldFusion(D, interp_space)
+            )
 
     @property
     def beta(self) -> float:
@@ -273,17 +288,33 @@ class GPVAEModel(nn.Module):
         params = self.decoder(z)
         if self.interp_fusion is None or batch is None:
             return params
-        value, gap = neighbour_interpolation(batch.x, batch.y, batch.observed, batch.valid)
-        return self._fuse(params, value, gap, batch.observed)
+        return self._fuse(params, batch, 0)
 
-    def _fuse(self, params: Params, value: Tensor, gap: Tensor, seen: Tensor) -> Params:
-        """``params`` with the location fused with the interpolated ``value``."""
+    def decode_at(self, z: Tensor, batch: Batch, x_new: Tensor) -> Params:
+        """Likelihood parameters for latents z (..., B, H, L) at new index points x_new
+        (B, H, d), where nothing is observed: with ``interp_skip`` the location is fused with
+        the interpolation of ``batch``'s observed entries at those points."""
+        params = self.decoder(z)
+        if self.interp_fusion is None:
+            return params
+        return self._fuse(params, self._forecast_batch(batch, x_new), batch.x.shape[1])
+
+    def _fuse(self, params: Params, batch: Batch, start: int) -> Params:
+        """``params`` (of ``batch``'s points from ``start`` on) with the location fused with
+        the interpolation of ``batch``'s observed entries."""
         fuse = self.interp_fusion
         if fuse is None:
             return params
+        obs, valid = batch.observed, batch.valid
+        value, gap = neighbour_interpolation(batch.x, batch.y, obs, valid)
+        args: tuple[Tensor, ...] = (value[:, start:], gap[:, start:])
+        if isinstance(fuse, FieldFusion):
+            s_value, s_dist = space_interpolation(batch.x, batch.y, obs, valid)
+            args = (*args, s_value[:, start:], s_dist[:, start:])
+        seen = obs[:, start:]
         if isinstance(params, Tensor):
-            return fuse(params, value, gap, seen)
-        return (fuse(params[0], value, gap, seen), *params[1:])
+            return fuse(params, *args, seen)
+        return (fuse(params[0], *args, seen), *params[1:])
 
     def _forecast_batch(self, batch: Batch, x_new: Tensor) -> Batch:
         """History and the new index points as one batch (the new steps unobserved)."""
@@ -466,10 +497,7 @@ class GPVAEModel(nn.Module):
         N = batch.x.shape[1]
         joint = self._forecast_batch(batch, x_new)
         if not lik.needs_index:
-            params = self.decode(q.gp.sample_at(x_new, S, generator))  # z: (S, B, H, L)
-            if self.interp_fusion is not None:
-                value, gap = neighbour_interpolation(joint.x, joint.y, joint.observed, joint.valid)
-                params = self._fuse(params, value[:, N:], gap[:, N:], joint.observed[:, N:])
+            params = self.decode_at(q.gp.sample_at(x_new, S, generator), batch, x_new)
             return lik.mean(params).mean(0), lik.sample(params, generator)
         z = q.gp.sample_at(joint.x, S, generator)
         parts = lik.split(self.decode(z, joint))  # each (S, B, N + H, D)

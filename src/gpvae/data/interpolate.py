@@ -20,7 +20,7 @@ import math
 import torch
 from torch import Tensor
 
-__all__ = ["neighbour_interpolation", "site_order"]
+__all__ = ["neighbour_interpolation", "site_order", "space_interpolation"]
 
 
 def site_order(x: Tensor) -> tuple[Tensor, Tensor] | None:
@@ -114,3 +114,46 @@ def _interpolate_runs(
     inf = torch.full_like(t, math.inf)
     gap = torch.minimum(torch.where(has_prev, t - t_p, inf), torch.where(has_next, t_q - t, inf))
     return value, gap
+
+
+def space_interpolation(
+    x: Tensor, y: Tensor, observed: Tensor, valid: Tensor | None = None
+) -> tuple[Tensor, Tensor]:
+    """Each entry of feature d by inverse distance weighting (power 2) of feature d at the
+    *other* sites observed at the same time, and how far those sites are.
+
+    For index points of a space x time field (sites in the first ``d - 1`` columns, time
+    last): the neighbours of point n are the points of the same series with the same time
+    and a different site whose feature is observed (and valid). The point's own value is
+    never used (leave one out). Values at unobserved entries of ``y`` are never read. No
+    gradient flows to ``x`` or ``y``. Cost: every pair of points of a series, O(N^2 D).
+
+    Args:
+        x: (B, N, d) index points, ``d >= 2``.
+        y: (B, N, D) values.
+        observed: (B, N, D) bool.
+        valid: (B, N) bool, or None (all points valid).
+
+    Returns:
+        ``(value, dist)``, each (B, N, D) of ``y``'s dtype: the weighted value (0 without a
+        neighbour) and the neighbours' effective distance ``(sum_j d_j^-2)^-1/2`` (the
+        distance itself with one neighbour, shorter with more; inf without a neighbour).
+    """
+    if x.shape[-1] < 2:
+        raise ValueError(f"x: expected sites and time (d >= 2 columns), found d = {x.shape[-1]}")
+    obs = observed if valid is None else observed & valid[..., None]
+    xs, t = x[..., :-1].detach().to(y.dtype), x[..., -1].detach()
+    yv = torch.where(obs, y, torch.zeros_like(y)).detach()
+    d2 = torch.cdist(xs, xs).square()  # (B, N, N)
+    same = (t[..., :, None] == t[..., None, :]) & (d2 > 0)
+    if valid is not None:
+        same = same & valid[..., None, :]
+    w = torch.where(same, 1.0 / torch.where(same, d2, torch.ones_like(d2)), torch.zeros_like(d2))
+    o = obs.to(y.dtype)
+    num, den = w @ (yv * o), w @ o  # (B, N, D)
+    has = den > 0
+    value = torch.where(
+        has, num / torch.where(has, den, torch.ones_like(den)), torch.zeros_like(num)
+    )
+    dist = torch.where(has, den.clamp_min(1e-30).rsqrt(), torch.full_like(den, math.inf))
+    return value, dist

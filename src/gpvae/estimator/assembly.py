@@ -56,6 +56,7 @@ class ModelSpec:
     learn_period: bool = True
     span: float | None = None
     interp_skip: bool = False
+    interp_space: float | None = None
 
 
 def check_parts(kernel: KernelArg, backend: str, posterior: str, encoder: object) -> None:
@@ -125,6 +126,7 @@ def build_model(spec: ModelSpec, num_features: int) -> GPVAEModel:
         mask_pattern=spec.mask_pattern,
         mask_lengths=spec.block_lengths,
         interp_skip=spec.interp_skip,
+        interp_space=spec.interp_space,
     )
 
 

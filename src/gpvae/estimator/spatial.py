@@ -31,7 +31,6 @@ import numpy as np
 import pandas as pd
 import torch
 
-from gpvae.batch import Batch
 from gpvae.data.scaler import Scaler
 from gpvae.data.spatial import (
     Field,
@@ -162,6 +161,7 @@ def build_spatial_model(est: Any, spec: SpatialSpec, num_features: int) -> GPVAE
         mask_pattern=est.mask_pattern,
         block_lengths=est.block_lengths,
         interp_skip=est.interp_skip,
+        interp_space=spec.spatial_lengthscale / 2 if est.interp_skip else None,
     )
     with torch.random.fork_rng(devices=[]):
         torch.manual_seed(est.seed)
@@ -481,17 +481,8 @@ def predict_sites(
         with torch.no_grad():
             q = model.encode(batch)
             z = q.gp.sample_at(x_new, num_samples, gen)  # type: ignore[attr-defined]
-            # the new sites have no observed entries: with interp_skip the fusion sees none
-            unseen = torch.zeros(*x_new.shape[:2], len(spec.features), dtype=torch.bool)
-            params = model.decode(
-                z,
-                Batch(
-                    x_new,
-                    torch.zeros(unseen.shape),
-                    unseen,
-                    torch.ones(unseen.shape[:2], dtype=torch.bool),
-                ),
-            )
+            # with interp_skip: fused with the observed sites' values at the same times
+            params = model.decode_at(z, batch, x_new)
             draws = model.likelihood.sample(params, gen)  # (S, B, W P, D)
             mean = model.likelihood.mean(params).mean(0)
             lo, hi = sorted_quantiles(draws, quantiles)

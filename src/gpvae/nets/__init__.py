@@ -10,12 +10,13 @@ from __future__ import annotations
 from gpvae.nets.conv import ConvEncoder
 from gpvae.nets.gru import GRUEncoder
 from gpvae.nets.image import ImageDecoder, ImageEncoder
-from gpvae.nets.interp import InterpolationFusion
+from gpvae.nets.interp import FieldFusion, InterpolationFusion
 from gpvae.nets.mlp import MLP, MLPDecoder, MLPEncoder, PartialEncoder
 
 __all__ = [
     "MLP",
     "ConvEncoder",
+    "FieldFusion",
     "GRUEncoder",
     "ImageDecoder",
     "ImageEncoder",

@@ -21,7 +21,7 @@ from torch import Tensor, nn
 
 from gpvae.nets.mlp import MLP, check_sizes
 
-__all__ = ["InterpolationFusion"]
+__all__ = ["FieldFusion", "InterpolationFusion"]
 
 
 class InterpolationFusion(nn.Module):
@@ -57,4 +57,60 @@ class InterpolationFusion(nn.Module):
         value, closeness = value.expand(shape), closeness.expand(shape)
         base = torch.where(near.expand(shape), value, decoded)
         fused = base + self.net(torch.cat([decoded, value, closeness], dim=-1))
+        return torch.where(seen.expand(shape), decoded, fused)
+
+
+class FieldFusion(nn.Module):
+    """:class:`InterpolationFusion` for a space x time field: the decoder's prediction fused
+    with the feature's interpolation in time at the same site *and* its inverse distance
+    weighting over the other sites at the same time.
+
+    ``base`` is the time interpolation where the site has an observed neighbour in time,
+    else the spatial value where another site observes the feature at that time, else the
+    decoder's prediction; the net (last layer zero at the start) adds a residual from
+    ``decoded``, both values and both closenesses (``1 / (1 + gap)`` in time,
+    ``1 / (1 + dist / scale)`` in space; 0 without a neighbour). So an untrained model at a
+    site with no observations of its own (a new site) predicts exactly inverse distance
+    weighting, and training learns where and by how much to depart from it.
+
+    Args:
+        num_features: D.
+        scale: distance (in the sites' units, km) at which the spatial closeness is 1/2.
+        hidden: hidden widths of the net (5 D inputs, D outputs).
+    Shapes:
+        ``forward(decoded (..., B, N, D), t_value, t_gap, s_value, s_dist, seen)`` (each of
+        the last five (B, N, D)) -> like ``decoded``; entries in ``seen`` keep ``decoded``.
+    """
+
+    def __init__(self, num_features: int, scale: float, hidden: Sequence[int] = (64,)) -> None:
+        super().__init__()
+        check_sizes("num_features", num_features)
+        if not scale > 0:
+            raise ValueError(f"scale: expected a positive distance, found {scale}")
+        self.num_features = num_features
+        self.scale: Tensor
+        self.register_buffer("scale", torch.tensor(float(scale)))
+        self.net = MLP(5 * num_features, tuple(hidden), num_features, nn.ReLU)
+        last = [m for m in self.net.modules() if isinstance(m, nn.Linear)][-1]
+        nn.init.zeros_(last.weight)
+        nn.init.zeros_(last.bias)
+
+    def forward(
+        self,
+        decoded: Tensor,
+        t_value: Tensor,
+        t_gap: Tensor,
+        s_value: Tensor,
+        s_dist: Tensor,
+        seen: Tensor,
+    ) -> Tensor:
+        near_t, near_s = torch.isfinite(t_gap), torch.isfinite(s_dist)
+        zero = torch.zeros_like(t_value)
+        t_close = torch.where(near_t, 1.0 / (1.0 + t_gap.clamp_min(0)), zero)
+        s_close = torch.where(near_s, 1.0 / (1.0 + s_dist.clamp_min(0) / self.scale), zero)
+        tv, sv = torch.where(near_t, t_value, zero), torch.where(near_s, s_value, zero)
+        shape = decoded.shape
+        tv, sv, t_close, s_close = (a.expand(shape) for a in (tv, sv, t_close, s_close))
+        base = torch.where(near_t.expand(shape), tv, torch.where(near_s.expand(shape), sv, decoded))
+        fused = base + self.net(torch.cat([decoded, tv, t_close, sv, s_close], dim=-1))
         return torch.where(seen.expand(shape), decoded, fused)
