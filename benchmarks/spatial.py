@@ -239,7 +239,7 @@ def run_fold(long: pd.DataFrame, held: str, args: argparse.Namespace) -> dict[st
     result["kriging"]["seconds"] = time.perf_counter() - t0
 
     t0 = time.perf_counter()
-    est = _estimator(args)
+    est = _estimator(args, pattern="site")  # with --mask-rate: whole sites hidden in training
     est.fit(
         train,
         id="station",
@@ -266,8 +266,9 @@ def run_fold(long: pd.DataFrame, held: str, args: argparse.Namespace) -> dict[st
 def _estimator(
     args: argparse.Namespace, batch_size: int | None = None, pattern: str | None = None
 ) -> Any:
-    """The benchmark's GPVAE; with ``--mask-rate`` and a cell ``pattern``, trained with
-    artificial missingness of that pattern's shape (as the imputation benchmark's gpvae)."""
+    """The benchmark's GPVAE; with ``--mask-rate`` and a ``pattern`` (a cell's ``point`` or
+    ``block``, or ``site`` for the leave-one-station-out folds), trained with artificial
+    missingness of that shape (as the imputation benchmark's gpvae)."""
     from gpvae import GPVAE
 
     masks: dict[str, Any] = {}
@@ -598,7 +599,7 @@ def main(argv: list[str] | None = None) -> int:
         "--mask-rate",
         type=float,
         default=0.0,
-        help="cells: train both models with this share hidden in the cell's pattern",
+        help="train with this share hidden: in the cell's pattern (cells), whole sites (folds)",
     )
     p.add_argument("--num-samples", type=int, default=100)
     p.add_argument("--seed", type=int, default=0)

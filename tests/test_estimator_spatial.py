@@ -214,6 +214,12 @@ def test_untrained_field_fusion_predicts_idw_at_a_new_site() -> None:
     np.testing.assert_allclose(pred, idw, rtol=1e-4, atol=1e-4 * np.abs(idw).max())
 
 
+def test_sites_mask_needs_spatial_data() -> None:
+    est = GPVAE(latent_dim=1, epochs=1, progress=False, mask_rate=0.2, mask_pattern="sites")
+    with pytest.raises(ValidationError, match="mask_pattern"):
+        est.fit(np.zeros((2, 5, 1)))
+
+
 def test_far_sites_warn_naming_the_columns(fitted: tuple[GPVAE, pd.DataFrame]) -> None:
     est, df = fitted
     test = df[(df.time >= df.time.iloc[408]) & (df.site != "s0")]

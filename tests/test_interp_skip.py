@@ -154,6 +154,28 @@ def test_training_blocks_on_a_field_run_along_one_sites_steps() -> None:
             assert z - a >= 3 or z == W, (a, z)
 
 
+def test_training_sites_hide_whole_sites_of_a_field() -> None:
+    """The 'sites' training mask hides every entry of a chosen site in a series (the
+    kriging task) and nothing else; about ``rate`` of the sites; a 1-D index is refused."""
+    from gpvae.data.holdout import hide_mask
+    from gpvae.data.spatial import field_batch
+
+    T, S, D, W, B = 12, 20, 3, 12, 30
+    values = np.zeros((T, S, D))
+    values[:, :, 2] = np.nan  # never observed: never hidden
+    xy = np.arange(2 * S, dtype=float).reshape(S, 2)
+    batch = field_batch(values, xy, np.arange(T, dtype=float), [0] * B, W)
+    g = torch.Generator().manual_seed(5)
+    hide = hide_mask(batch.observed, 0.25, "sites", (2, 24), g, x=batch.x)
+    per = hide.reshape(B, W, S, D)[..., :2]
+    whole = per.all(dim=(1, 3))
+    assert (per.any(dim=(1, 3)) == whole).all()  # a site is hidden whole or not at all
+    assert 0.15 < whole.float().mean() < 0.35
+    assert not hide[..., 2].any()
+    with pytest.raises(GPVAEError, match="mask_pattern"):
+        hide_mask(batch.observed, 0.25, "sites", (2, 24), g, x=batch.x[..., 2:])
+
+
 def test_space_interpolation_matches_the_loop_reference() -> None:
     """Inverse distance weighting over the other sites observed at the same time, checked
     entry by entry against a float64 loop; the point's own value is never used."""

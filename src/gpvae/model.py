@@ -32,7 +32,7 @@ from torch import Tensor, nn
 
 from gpvae import settings
 from gpvae.batch import Batch
-from gpvae.data.holdout import HIDE_PATTERNS, check_lengths, hide_mask
+from gpvae.data.holdout import MASK_PATTERNS, check_lengths, hide_mask
 from gpvae.data.interpolate import neighbour_interpolation, space_interpolation
 from gpvae.errors import InputTypeError, ValidationError, invalid
 from gpvae.gp.prior import GPPrior
@@ -188,9 +188,9 @@ class GPVAEModel(nn.Module):
         self.beta = beta
         if not (isinstance(mask_rate, (int, float)) and 0.0 <= mask_rate < 1.0):
             raise invalid("mask_rate", "a number in [0, 1)", mask_rate)
-        if mask_pattern not in HIDE_PATTERNS:
+        if mask_pattern not in MASK_PATTERNS:
             raise ValidationError(
-                f"mask_pattern: expected one of {HIDE_PATTERNS}, found {mask_pattern!r}"
+                f"mask_pattern: expected one of {MASK_PATTERNS}, found {mask_pattern!r}"
             )
         self.mask_rate = float(mask_rate)
         self.mask_pattern = mask_pattern

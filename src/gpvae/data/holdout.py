@@ -26,10 +26,14 @@ from gpvae.data.series import SeriesSet
 from gpvae.errors import ValidationError
 from gpvae.rng import batch_rand, batch_randint
 
-__all__ = ["HIDE_PATTERNS", "check_lengths", "hide_mask", "hold_out_blocks"]
+__all__ = ["HIDE_PATTERNS", "MASK_PATTERNS", "check_lengths", "hide_mask", "hold_out_blocks"]
 
 #: The shapes of hiding.
 HIDE_PATTERNS = ("points", "blocks")
+"""Shapes of held-out validation entries."""
+MASK_PATTERNS = ("points", "blocks", "sites")
+"""Shapes of training's artificial missingness (``sites``: whole sites of a space x time
+field, the kriging task)."""
 
 
 def check_lengths(lengths: object, name: str = "block_lengths") -> tuple[int, int]:
@@ -116,7 +120,9 @@ def hide_mask(
 ) -> Tensor:
     """(B, N, D) bool: entries to hide from the encoder at one training step.
 
-    ``"points"`` hides each entry with probability ``rate``; ``"blocks"`` starts a run at each
+    ``"points"`` hides each entry with probability ``rate``; ``"sites"`` (a space x time field,
+    ``x`` with sites and time) hides every entry of a site in a series with probability
+    ``rate``; ``"blocks"`` starts a run at each
     (step, feature) with probability ``rate / mean length`` and hides it for a length drawn
     from ``lengths`` (runs may overlap, so slightly less than ``rate`` is hidden). Only
     observed entries are returned True.
@@ -124,7 +130,7 @@ def hide_mask(
     Args:
         observed: (B, N, D) bool.
         rate: share of entries to hide, in [0, 1).
-        pattern: ``"points"`` or ``"blocks"``.
+        pattern: ``"points"``, ``"blocks"`` or ``"sites"``.
         lengths: (shortest, longest) run length for ``"blocks"``.
         generator: source of randomness (on ``observed``'s device).
         x: (B, N, d) index points, or None. With ``d > 1`` (a space x time field) a run
@@ -137,8 +143,26 @@ def hide_mask(
     u = batch_rand(observed.shape, 0, generator, device)
     if pattern == "points":
         return (u < rate) & observed
+    if pattern == "sites":
+        order = None if x is None else site_order(x)
+        if order is None:
+            raise ValidationError(
+                "mask_pattern: 'sites' hides whole sites of a space x time field, expected "
+                "index points with sites and time (a fit with coords=...), found a 1-D index"
+            )
+        perm, site = order
+        first = torch.ones_like(site, dtype=torch.bool)  # the draw of a site's first point
+        first[:, 1:] = site[:, 1:] != site[:, :-1]
+        drawn = u[..., 0].gather(1, perm)
+        pick = torch.zeros_like(first)
+        pick[first] = drawn[first] < rate
+        steps = torch.arange(site.shape[1], device=device).expand_as(site)
+        head = torch.cummax(torch.where(first, steps, 0), dim=1).values  # site's first point
+        chosen = pick.gather(1, head)
+        hide = torch.zeros_like(chosen).scatter_(1, perm, chosen)
+        return hide[..., None] & observed
     if pattern != "blocks":
-        raise ValidationError(f"pattern: expected one of {HIDE_PATTERNS}, found {pattern!r}")
+        raise ValidationError(f"pattern: expected one of {MASK_PATTERNS}, found {pattern!r}")
     lo, hi = lengths
     start = u < rate / (0.5 * (lo + hi))  # (B, N, D)
     run = batch_randint(lo, hi + 1, observed.shape, 0, generator, device)

@@ -150,7 +150,8 @@ class GPVAE(AnomalyMethods, ForecastMethods, SpatialMethods):
             of ``block_lengths`` steps of one feature: choose it when the gaps are blocks).
         mask_rate: artificial missingness: at every training step this share of the observed
             entries is hidden from the encoder, still scored (:class:`~gpvae.model.GPVAEModel`).
-        mask_pattern: ``"points"`` or ``"blocks"``, the shape of the entries hidden in training.
+        mask_pattern: ``"points"`` or ``"blocks"``, the shape of the entries hidden in training;
+            for spatial data also ``"sites"`` (whole sites of a window: the kriging task).
         block_lengths: (shortest, longest) run length in steps of the ``"blocks"`` patterns.
         interp_skip: the decoder predicts a residual on top of each feature's linear
             interpolation between its observed neighbours (:class:`~gpvae.model.GPVAEModel`);
@@ -443,6 +444,11 @@ class GPVAE(AnomalyMethods, ForecastMethods, SpatialMethods):
         """
         if coords is not None:
             return self._fit_spatial(X, id, time, coords, features, projection, window, inducing)
+        if self.mask_pattern == "sites":
+            raise ValidationError(
+                "mask_pattern: 'sites' hides whole sites of a space x time field: expected "
+                "fit(..., coords=[...]) with it, found no coords"
+            )
         resume = bool_arg("resume", resume)
         if resume and self.checkpoint_dir is None:
             raise ValidationError(

@@ -21,7 +21,7 @@ import numpy as np
 
 from gpvae.arguments import check_name, float_arg
 from gpvae.data import SeriesSet
-from gpvae.data.holdout import HIDE_PATTERNS, check_lengths, hold_out_blocks
+from gpvae.data.holdout import HIDE_PATTERNS, MASK_PATTERNS, check_lengths, hold_out_blocks
 from gpvae.errors import ShapeError, ValidationError, invalid
 from gpvae.rng import seed_for
 
@@ -39,7 +39,7 @@ def hiding_args(
     return (
         check_name("val_pattern", val_pattern, HIDE_PATTERNS),
         rate,
-        check_name("mask_pattern", mask_pattern, HIDE_PATTERNS),
+        check_name("mask_pattern", mask_pattern, MASK_PATTERNS),
         check_lengths(block_lengths),
     )
 
