@@ -272,6 +272,9 @@ def _estimator(
     from gpvae import GPVAE
 
     masks: dict[str, Any] = {}
+    if pattern in ("point", "block"):  # validation entries of the cell's shape
+        masks["val_pattern"] = f"{pattern}s"
+        masks["block_lengths"] = (5, 24)
     if pattern is not None and args.mask_rate > 0:
         masks = {"mask_rate": args.mask_rate, "mask_pattern": f"{pattern}s"}
         if pattern == "block":
@@ -332,10 +335,11 @@ def run_cells(long: pd.DataFrame, patterns: list[str], args: argparse.Namespace)
     windows of the same length, ``batch_size x stations`` windows per step so that a step
     sees as much data as a spatial step), and by two simple baselines: linear interpolation
     in time (each station alone) and IDW in space (the other stations at the same hour).
-    Each model is fitted once (the hidden entries are all in the test period) and imputes
-    every pattern. MAE in standardised units (the observed training entries' std, as in the
-    imputation benchmark's protocol) over the hidden entries, overall and per feature; 90%
-    interval coverage."""
+    Each model is fitted once per pattern: its validation entries (and with ``--mask-rate``
+    its training mask) take the pattern's shape, blocks of 5-24 steps as in the protocol.
+    MAE in standardised units (the observed training entries' std, as in the imputation
+    benchmark's protocol) over the hidden entries, overall and per feature; 90% interval
+    coverage."""
     sys.path.insert(0, str(ROOT / "benchmarks"))
     from _protocol import BLOCK_LENGTHS, HIDE_RATE
 
@@ -364,8 +368,9 @@ def run_cells(long: pd.DataFrame, patterns: list[str], args: argparse.Namespace)
     fitted: dict[str | None, tuple[Any, dict[str, Any], Any, dict[str, Any]]] = {}
 
     def models(pattern: str) -> tuple[Any, dict[str, Any], Any, dict[str, Any]]:
-        """(spatial, its record, time-only, its record), fitted once per training mask."""
-        key = pattern if args.mask_rate > 0 else None
+        """(spatial, its record, time-only, its record), fitted once per pattern (the
+        validation entries, and with --mask-rate the training mask, take its shape)."""
+        key = pattern
         if key not in fitted:
             est = _estimator(args, pattern=key)
             t0 = time.perf_counter()

@@ -214,6 +214,36 @@ def test_untrained_field_fusion_predicts_idw_at_a_new_site() -> None:
     np.testing.assert_allclose(pred, idw, rtol=1e-4, atol=1e-4 * np.abs(idw).max())
 
 
+def test_spatial_validation_hides_blocks_with_val_pattern_blocks() -> None:
+    """Validation windows hide one site whole and, with val_pattern="blocks", runs of one
+    feature at one site (at least the shortest length) instead of single points."""
+    from gpvae.estimator.spatial import _Validation
+
+    values = np.zeros((96, 6, 3))
+    pts = _Validation.make(values, [0, 24, 48, 72], 24, 0)
+    blk = _Validation.make(values, [0, 24, 48, 72], 24, 0, "blocks", (5, 8))
+    for val in (pts, blk):
+        for k in range(4):
+            assert val.hidden[24 * k : 24 * (k + 1), k % 6].all()  # the whole site
+    runs = []
+    for k in range(4):
+        for s in range(6):
+            if s == k % 6:
+                continue
+            for d in range(3):
+                col = blk.hidden[24 * k : 24 * (k + 1), s, d].astype(int)
+                edges = np.diff(np.concatenate([[0], col, [0]]))
+                runs += list(np.flatnonzero(edges == -1) - np.flatnonzero(edges == 1))
+    assert runs
+    assert min(runs) >= 5
+    rest = np.ones(96 * 6 * 3, dtype=bool).reshape(96, 6, 3)
+    for k in range(4):
+        rest[24 * k : 24 * (k + 1), k % 6] = False
+    assert 0.05 < blk.hidden[rest].mean() < 0.15
+    single = pts.hidden.astype(int)  # points: mostly isolated entries
+    assert (single[1:] & single[:-1])[rest[1:] & rest[:-1]].mean() < 0.03
+
+
 def test_sites_mask_needs_spatial_data() -> None:
     est = GPVAE(latent_dim=1, epochs=1, progress=False, mask_rate=0.2, mask_pattern="sites")
     with pytest.raises(ValidationError, match="mask_pattern"):

@@ -26,7 +26,14 @@ from gpvae.data.series import SeriesSet
 from gpvae.errors import ValidationError
 from gpvae.rng import batch_rand, batch_randint
 
-__all__ = ["HIDE_PATTERNS", "MASK_PATTERNS", "check_lengths", "hide_mask", "hold_out_blocks"]
+__all__ = [
+    "HIDE_PATTERNS",
+    "MASK_PATTERNS",
+    "block_mask",
+    "check_lengths",
+    "hide_mask",
+    "hold_out_blocks",
+]
 
 #: The shapes of hiding.
 HIDE_PATTERNS = ("points", "blocks")
@@ -55,7 +62,7 @@ def check_lengths(lengths: object, name: str = "block_lengths") -> tuple[int, in
     return lo, hi
 
 
-def _block_mask(
+def block_mask(
     observed: np.ndarray, rate: float, lengths: tuple[int, int], rng: np.random.Generator
 ) -> np.ndarray:
     """(T, D) bool: runs of one feature covering about ``rate`` of the observed entries."""
@@ -101,7 +108,7 @@ def hold_out_blocks(
     kept, held = [], []
     for v in series.values:
         observed = ~np.isnan(v)
-        hide = _block_mask(observed, fraction, lengths, rng) & observed
+        hide = block_mask(observed, fraction, lengths, rng) & observed
         if observed.any() and not (observed & ~hide).any():
             first = np.argwhere(observed)[0]
             hide[first[0], first[1]] = False  # keep one observed entry

@@ -9,7 +9,9 @@ the sites as the state's spatial block) or, with ``inducing`` sites, the ``spars
 - :func:`fit_field` trains on the windows (a random offset per epoch) and early-stops on the
   validation windows (the last ``val_fraction`` of the record): for each, one site is hidden
   whole and predicted from the others (the task of :func:`predict_sites`), and a tenth of the
-  other entries is hidden at random (the task of :func:`impute_field`); the score is the MAE of
+  other entries is hidden as random points or, with ``val_pattern="blocks"``, as runs of
+  ``block_lengths`` steps of one feature at one site (the task of :func:`impute_field`); the
+  score is the MAE of
   the hidden entries in standardised units. The interval half-widths are then scaled per
   feature so that 90% of those hidden entries fall inside the (5%, 95%) interval.
 - :func:`predict_sites` conditions each window's latent GP on the observed sites and draws
@@ -31,6 +33,7 @@ import numpy as np
 import pandas as pd
 import torch
 
+from gpvae.data.holdout import block_mask
 from gpvae.data.scaler import Scaler
 from gpvae.data.spatial import (
     Field,
@@ -227,7 +230,8 @@ def _field_scaler(field_: Field) -> Scaler:
 
 @dataclass
 class _Validation:
-    """Validation windows: one site hidden whole per window, a share of the rest at random.
+    """Validation windows: one site hidden whole per window, a share of the rest as points or
+    blocks (runs of one feature at one site).
 
     Attributes:
         starts: first step of each window.
@@ -238,14 +242,29 @@ class _Validation:
     hidden: np.ndarray
 
     @classmethod
-    def make(cls, values: np.ndarray, starts: list[int], W: int, seed: int) -> _Validation:
+    def make(
+        cls,
+        values: np.ndarray,
+        starts: list[int],
+        W: int,
+        seed: int,
+        pattern: str = "points",
+        lengths: tuple[int, int] = (2, 24),
+    ) -> _Validation:
         rng = np.random.default_rng(seed)
         S = values.shape[1]
+        observed = ~np.isnan(values)
         hidden = np.zeros(values.shape, dtype=bool)
         for k, a in enumerate(starts):
-            hidden[a : a + W] = rng.random(hidden[a : a + W].shape) < _VAL_POINT_SHARE
+            if pattern == "blocks":
+                short = (min(lengths[0], W), min(lengths[1], W))
+                for s in range(S):
+                    block = observed[a : a + W, s]
+                    hidden[a : a + W, s] = block_mask(block, _VAL_POINT_SHARE, short, rng)
+            else:
+                hidden[a : a + W] = rng.random(hidden[a : a + W].shape) < _VAL_POINT_SHARE
             hidden[a : a + W, k % S] = True
-        return cls(starts, hidden & ~np.isnan(values))
+        return cls(starts, hidden & observed)
 
     def rows(self, W: int, T: int) -> np.ndarray:
         """(B, W) step of every window row (T for padding past the end)."""
@@ -306,7 +325,12 @@ def fit_field(
     n_val = min(n_val, n_windows - 1)
     train_steps = (n_windows - n_val) * window
     val = _Validation.make(
-        values, [train_steps + k * window for k in range(n_val)], window, est.seed
+        values,
+        [train_steps + k * window for k in range(n_val)],
+        window,
+        est.seed,
+        est.val_pattern,
+        est.block_lengths,
     )
     masked = np.where(val.hidden, np.nan, values)
     val_batch = field_batch(masked, field_.xy, field_.times, val.starts, window) if n_val else None
