@@ -244,6 +244,18 @@ def test_spatial_validation_hides_blocks_with_val_pattern_blocks() -> None:
     assert (single[1:] & single[:-1])[rest[1:] & rest[:-1]].mean() < 0.03
 
 
+def test_spatial_interp_skip_refuses_windows_too_large_for_the_fusion(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    from gpvae import settings
+
+    monkeypatch.setattr(settings, "FIELD_FUSION_MAX_POINTS", 24 * 4 - 1)
+    df = _field(seed=2, S=4, T=48)
+    est = GPVAE(latent_dim=1, epochs=1, progress=False, interp_skip=True)
+    with pytest.raises(ValidationError, match=r"interp_skip.*24 x 4"):
+        est.fit(df, id="site", time="time", coords=["lat", "lon"], window=24)
+
+
 def test_sites_mask_needs_spatial_data() -> None:
     est = GPVAE(latent_dim=1, epochs=1, progress=False, mask_rate=0.2, mask_pattern="sites")
     with pytest.raises(ValidationError, match="mask_pattern"):

@@ -66,6 +66,10 @@ PARALLEL_MAX_CHAINS = 32
 #: From this many points, the parallel scans recompute their levels in the backward pass
 #: instead of storing them (about a quarter less peak memory).
 CHECKPOINT_MIN_POINTS = 50_000
+#: ``interp_skip`` on a space x time field compares every pair of a window's points (window
+#: steps x sites) for the spatial interpolation: fits with more points per window than this
+#: are refused (a (B, N, N) matrix per call; 4096 points is 64 MiB per window in float32).
+FIELD_FUSION_MAX_POINTS = 4096
 
 # ---------------------------------------------------------------- defaults
 

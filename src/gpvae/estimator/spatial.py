@@ -33,6 +33,7 @@ import numpy as np
 import pandas as pd
 import torch
 
+from gpvae import settings
 from gpvae.data.holdout import block_mask
 from gpvae.data.scaler import Scaler
 from gpvae.data.spatial import (
@@ -303,6 +304,12 @@ def fit_field(
     if window < 2 or window > T:
         raise ValidationError(
             f"window: expected 2 <= window <= {T} (the number of times), found {window}"
+        )
+    if est.interp_skip and window * S > settings.FIELD_FUSION_MAX_POINTS:
+        raise ValidationError(
+            f"interp_skip: on spatial data the fusion compares every pair of a window's "
+            f"points, expected window x sites <= {settings.FIELD_FUSION_MAX_POINTS}, found "
+            f"{window} x {S} = {window * S}; use a shorter window or interp_skip=False"
         )
     dist = np.sqrt(((field_.xy[:, None] - field_.xy[None]) ** 2).sum(-1))
     nearest = np.where(np.eye(S, dtype=bool), np.inf, dist).min(1)
