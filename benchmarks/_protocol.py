@@ -152,7 +152,9 @@ def _standardise(X: np.ndarray, train: np.ndarray) -> tuple[np.ndarray, np.ndarr
 
 
 def prepare(
-    dataset: str, data_dir: str | os.PathLike[str] | None = None, subset: int | None = None
+    dataset: str,
+    data_dir: str | os.PathLike[str] | None = None,
+    subset: int | None = None,
 ) -> Prepared:
     """Load, split and standardise a data set following the protocol.
 
@@ -160,7 +162,7 @@ def prepare(
         dataset: ``"physionet2012"`` or ``"beijing_air"``.
         data_dir: the shared data directory (None: ``GPVAE_DATA`` or ``../shared/data``).
         subset: keep only the first ``subset`` series (stays, or windows in time order) before
-            splitting; for smoke runs. None keeps all.
+            splitting (smoke runs, screens and reduced-scale runs). None keeps all.
 
     Returns:
         The prepared data set.
@@ -358,7 +360,9 @@ def _clean(value: Any) -> Any:
 class ResultsFile:
     """A JSON list of records, read once and rewritten atomically after every append."""
 
-    KEY = ("dataset", "pattern", "method", "seed")
+    KEY = ("dataset", "pattern", "method", "seed", "subset")
+    """A record's identity; ``subset`` (the first N series, reduced-scale runs) is absent,
+    i.e. None, for runs on the whole data set."""
 
     def __init__(self, path: str | os.PathLike[str]) -> None:
         self.path = Path(path)
@@ -370,9 +374,17 @@ class ResultsFile:
     def _key(self, record: dict[str, Any]) -> tuple[Any, ...]:
         return tuple(record.get(k) for k in self.KEY)
 
-    def has(self, dataset: str, pattern: str, method: str, seed: int) -> bool:
-        """True when a record for this (dataset, pattern, method, seed) exists."""
-        return any(self._key(r) == (dataset, pattern, method, seed) for r in self.records)
+    def has(
+        self,
+        dataset: str,
+        pattern: str,
+        method: str,
+        seed: int,
+        subset: int | None = None,
+    ) -> bool:
+        """True when a record for this (dataset, pattern, method, seed, subset) exists."""
+        key = (dataset, pattern, method, seed, subset)
+        return any(self._key(r) == key for r in self.records)
 
     def add(self, record: dict[str, Any]) -> None:
         """Append (replacing a record with the same key) and rewrite the file atomically."""

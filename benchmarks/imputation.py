@@ -35,10 +35,12 @@ Usage::
         --dataset physionet2012 --method saits --seed 0 --epochs 20
     python benchmarks/imputation.py --dataset physionet2012 --method gpvae --smoke
 
-Records are appended to ``benchmarks/results/imputation.json`` (``--out`` to change), one per
-(dataset, pattern, method, seed), written atomically as each finishes; existing records are
-skipped unless ``--force``. ``--smoke`` runs a tiny subset for 2 epochs and writes to a
-temporary file. ``benchmarks/make_tables.py`` turns the JSON into ``docs/benchmarks.md``.
+Records are appended to ``benchmarks/results/imputation_fair.json`` (``--out`` to change), one
+per (dataset, pattern, method, seed, subset), written atomically as each finishes; existing
+records are skipped unless ``--force``. ``--subset N`` keeps the first N series only (split as
+usual) for every method alike: a reduced-scale run, recorded with ``"subset": N``.
+``--smoke`` runs a tiny subset for 2 epochs and writes to a temporary file.
+``benchmarks/make_tables.py`` turns the JSON into ``docs/benchmarks.md``.
 """
 
 from __future__ import annotations
@@ -341,6 +343,8 @@ def _record(
         "epochs": int(imputer.epochs_run),
         "settings": settings,
     }
+    if metrics.get("subset") is None:
+        metrics.pop("subset", None)
     record.update(metrics)
     record["created"] = time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime())
     return record
@@ -362,6 +366,7 @@ def run(
     config: dict[str, Any] | None = None,
     tag: str | None = None,
     val_only: bool = False,
+    subset: int | None = None,
 ) -> list[dict[str, Any]]:
     """Run one method on one data set for one seed; append a record per finished part.
 
@@ -384,24 +389,32 @@ def run(
         tag: record the method as ``method[tag]`` (exploration runs).
         val_only: score the validation split only (exploration: the test split and the
             downstream task are not touched).
+        subset: only the first ``subset`` series (then split as usual): a reduced-scale run,
+            recorded as ``"subset"`` in every record (part of the record's identity, so it
+            never replaces or stands in for a run on the whole data set).
 
     Returns:
         The records written by this call.
     """
+    if smoke and subset is None:
+        subset = SMOKE_SUBSET[dataset]
     if prep is None:
-        prep = prepare(dataset, data_dir, SMOKE_SUBSET[dataset] if smoke else None)
+        prep = prepare(dataset, data_dir, subset)
     written: list[dict[str, Any]] = []
     want_down = downstream and prep.labels is not None and not val_only
     name = method if tag is None else f"{method}[{tag}]"
     for pattern in patterns:
-        need_pattern = force or not results.has(dataset, pattern, name, seed)
+        need_pattern = force or not results.has(dataset, pattern, name, seed, subset)
         need_down = (
             pattern == "point"
             and want_down
-            and (force or not results.has(dataset, "downstream", name, seed))
+            and (force or not results.has(dataset, "downstream", name, seed, subset))
         )
         if not (need_pattern or need_down):
-            print(f"skip {dataset}/{pattern}/{method}/seed {seed}: already recorded", flush=True)
+            print(
+                f"skip {dataset}/{pattern}/{method}/seed {seed}: already recorded",
+                flush=True,
+            )
             continue
         print(f"run {dataset}/{pattern}/{method}/seed {seed}", flush=True)
         task = make_task(prep, pattern, seed)
@@ -421,7 +434,11 @@ def run(
                 if interval is not None:
                     extra["coverage90"] = coverage(interval, task.X_test_ori, task.test_mask)
             wall = time.perf_counter() - start
-            val = score(imputer.impute(task.X_val, task.times_val), task.X_val_ori, task.val_mask)
+            val = score(
+                imputer.impute(task.X_val, task.times_val),
+                task.X_val_ori,
+                task.val_mask,
+            )
             interval = getattr(imputer, "last_interval", None)
             if interval is not None:
                 extra["val_coverage90"] = coverage(interval, task.X_val_ori, task.val_mask)
@@ -439,6 +456,7 @@ def run(
                 hidden_rate=task.hidden_rates,
                 val_mae=val["mae"],
                 val_mse=val["mse"],
+                subset=subset,
                 **extra,
             )
             results.add(rec)
@@ -466,6 +484,7 @@ def run(
                 auroc_folds=down["auroc_folds"],
                 fit_s=round(fit_s, 3),
                 n_stays=len(prep.X),
+                subset=subset,
             )
             rec["settings"]["downstream"] = (
                 "imputer fitted for the point pattern (training split, validation selection), "
@@ -501,14 +520,15 @@ def main(argv: Sequence[str] | None = None) -> int:
         "--subset",
         type=int,
         default=None,
-        help="screening: only the first N series (then split as usual); with --val-only",
+        help="only the first N series (then split as usual): screens, or a reduced-scale "
+        "run recorded with its subset",
     )
     parser.add_argument(
         "--val-only", action="store_true", help="score validation only (exploration)"
     )
     args = parser.parse_args(argv)
-    if args.subset is not None and not args.val_only:
-        parser.error("--subset is for screening runs: use it with --val-only")
+    if args.subset is not None and args.subset < 10:
+        parser.error(f"--subset: expected at least 10 series, found {args.subset}")
 
     import torch
 
@@ -536,6 +556,7 @@ def main(argv: Sequence[str] | None = None) -> int:
             config=None if args.config is None else json.loads(args.config),
             tag=args.tag,
             val_only=args.val_only,
+            subset=subset,
         )
     print(f"results: {out}")
     return 0

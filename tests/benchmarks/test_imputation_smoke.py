@@ -196,4 +196,98 @@ def test_make_tables_goals_and_convergence(harness: ModuleType) -> None:
     row = next(line for line in region.splitlines() if line.startswith("| BeijingAir, points"))
     assert row.split(" | ")[1:8] == ["0.110 (2)", "0.120", "yes", "0.130", "yes", "0.100", "no"]
     assert "0.890 +- 0.014 (2)" in row
-    assert "| gpvae | - | - | 20 (15), 20 (15) | - |" in region
+    # Only data with learned runs get columns (here BeijingAir: points, blocks).
+    assert "| method | BeijingAir, points | BeijingAir, blocks |" in region
+    assert "| gpvae | 20 (15), 20 (15) | - |" in region
+
+
+def test_subset_is_part_of_a_records_identity(
+    harness: ModuleType, prep: Any, tmp_path: Path
+) -> None:
+    """A reduced-scale record (``subset``) neither replaces nor stands in for a record of the
+    whole data set with the same (dataset, pattern, method, seed), and the reverse."""
+    protocol = importlib.import_module("_protocol")
+    results = protocol.ResultsFile(tmp_path / "r.json")
+    (sub,) = harness.run(
+        "physionet2012",
+        "linear",
+        0,
+        results,
+        patterns=["point"],
+        downstream=False,
+        prep=prep,
+        subset=64,
+    )
+    assert sub["subset"] == 64
+    assert results.has("physionet2012", "point", "linear", 0, 64)
+    assert not results.has("physionet2012", "point", "linear", 0)
+    (whole,) = harness.run(
+        "physionet2012", "linear", 0, results, patterns=["point"], downstream=False, prep=prep
+    )
+    assert "subset" not in whole
+    on_disk = protocol.ResultsFile(tmp_path / "r.json").records
+    assert sorted(r.get("subset") or 0 for r in on_disk) == [0, 64]
+
+
+def test_make_tables_cells_carry_epochs_and_coverage(harness: ModuleType) -> None:
+    """Each cell of a data set's table gives MAE, epochs run (best) per seed and gpvae's
+    coverage; a subset's records get their own table, titled with the subset."""
+    tables = importlib.import_module("make_tables")
+
+    def rec(method: str, pattern: str, subset: int | None, **extra: Any) -> dict[str, Any]:
+        r = {
+            "dataset": "physionet2012",
+            "pattern": pattern,
+            "method": method,
+            "seed": 0,
+            "mae": 0.3,
+            "mse": 0.4,
+            "auroc": None,
+            "wall_s": 1.0,
+            "epochs": 9 if method != "linear" else 0,
+            "settings": {"best_epoch": 4, "protocol": {"data": {"n_train": 384}}},
+            **extra,
+        }
+        if subset is not None:
+            r["subset"] = subset
+        return r
+
+    records = [
+        rec("linear", "point", None, mae=0.33),
+        rec("linear", "point", 600, mae=0.35),
+        rec("gpvae", "point", 600, coverage90=0.877),
+        rec("gpvae", "block", 600, coverage90=0.861),
+        rec("brits", "point", 600),
+    ]
+    region = tables.render(records)
+    assert "### PhysioNet 2012 (set-a)\n" in region
+    assert "### PhysioNet 2012 (set-a), first 600 stays (384 training; reduced scale)" in region
+    whole, reduced = region.split("first 600 stays (384 training; reduced scale)\n", 1)
+    assert "| linear | 0.330 (1) |" in whole
+    assert "0.350" not in whole
+    row = next(line for line in reduced.splitlines() if line.startswith("| gpvae |"))
+    assert row.split(" | ")[1:9] == [
+        "0.300 (1)",
+        "0.400 (1)",
+        "9 (4)",
+        "0.877 (1)",
+        "0.300 (1)",
+        "0.400 (1)",
+        "9 (4)",
+        "0.861 (1)",
+    ]
+    brits = next(line for line in reduced.splitlines() if line.startswith("| brits |"))
+    assert brits.split(" | ")[3:9] == ["9 (4)", "-", "-", "-", "-", "-"]
+
+
+def test_docs_imputation_region_is_the_records_rendered(harness: ModuleType) -> None:
+    """docs/benchmarks.md's imputation region is make_tables' rendering of the committed
+    records (regenerate it with ``python benchmarks/make_tables.py``)."""
+    import json
+
+    tables = importlib.import_module("make_tables")
+    records = json.loads(tables.RESULTS.read_text())
+    explore = json.loads(tables.EXPLORE.read_text())
+    docs = tables.DOCS.read_text()
+    start, stop = docs.index(tables.BEGIN), docs.index(tables.END) + len(tables.END)
+    assert docs[start:stop].strip() == tables.render(records, explore).strip()
