@@ -29,6 +29,8 @@ RESULTS = ROOT / "benchmarks" / "results" / "imputation_fair.json"
 EXPLORE = ROOT / "benchmarks" / "results" / "imputation_explore.json"
 LEARNED = ("gpvae", "pypots_gpvae", "saits", "brits")
 DOCS = ROOT / "docs" / "benchmarks.md"
+PHYSIONET_SUBSET = 300
+"""``--subset`` of the PhysioNet 2012 runs in ``run_imputation.sh`` (the Commands block)."""
 BEGIN = "<!-- imputation-table -->"
 END = "<!-- /imputation-table -->"
 METHOD_ORDER = ("mean", "locf", "linear", "gpvae", "pypots_gpvae", "saits", "brits")
@@ -419,11 +421,13 @@ def render(records: list[dict[str, Any]], explore: list[dict[str, Any]] | None =
         "Every number above comes from these commands (flags included); each run appends its "
         "records to the JSON as it finishes, and a finished (dataset, pattern, method, seed, "
         "subset) is skipped, so an interrupted campaign resumes. `benchmarks/run_imputation.sh` "
-        "runs them all. PhysioNet 2012 runs on its first 600 stays (`--subset 600`, every "
-        "method alike, recorded as `subset` in each record): on this 2-core machine one SAITS "
-        "epoch on all 2,560 training stays took about 70 s, so the peers' 100-epoch budgets "
-        "on the whole data set did not fit the session. The PhysioNet rows without a subset "
-        "are the same commands without `--subset 600` (`PHYSIONET_SUBSET= bash "
+        f"runs them all. PhysioNet 2012 runs on its first {PHYSIONET_SUBSET} stays (`--subset "
+        f"{PHYSIONET_SUBSET}`, every method alike, recorded as `subset` in each record): on "
+        "this shared 2-core machine one SAITS epoch on all 2,560 training stays took about "
+        "70 s (`imputation.json`: 430 s for 6 epochs) and BRITS used all 100 epochs on "
+        "BeijingAir points, so the peers' 100-epoch budgets on all 4,000 stays did not fit "
+        "the session. The PhysioNet rows without a subset are the same commands without "
+        f"`--subset {PHYSIONET_SUBSET}` (`PHYSIONET_SUBSET= bash "
         "benchmarks/run_imputation.sh`).",
         "",
         "```bash",
@@ -431,7 +435,7 @@ def render(records: list[dict[str, Any]], explore: list[dict[str, Any]] | None =
         "for seed in 0 1 2; do",
         "  for m in mean locf linear gpvae pypots_gpvae saits brits; do",
         "    OMP_NUM_THREADS=1 .venv-bench/bin/python benchmarks/imputation.py \\",
-        "        --dataset physionet2012 --subset 600 --method $m --seed $seed \\",
+        f"        --dataset physionet2012 --subset {PHYSIONET_SUBSET} --method $m --seed $seed \\",
         "        --epochs 100 --patience 5",
         "    OMP_NUM_THREADS=1 .venv-bench/bin/python benchmarks/imputation.py \\",
         "        --dataset beijing_air --method $m --seed $seed --epochs 100 --patience 5",

@@ -3,13 +3,13 @@
 # per run, each through /work/bin/heavy when it exists (a shared machine's job slots).
 # Records are appended to benchmarks/results/imputation_fair.json as runs finish; finished
 # ones are skipped, so the script resumes an interrupted campaign. Then the tables.
-# PhysioNet 2012 runs on its first PHYSIONET_SUBSET stays (default 600, every method alike;
+# PhysioNet 2012 runs on its first PHYSIONET_SUBSET stays (default 300, every method alike;
 # recorded as "subset"); PHYSIONET_SUBSET= (empty) runs all 4,000 stays.
 #   PY=.venv-bench/bin/python bash benchmarks/run_imputation.sh
 set -eu
 cd "$(dirname "$0")/.."
 PY=${PY:-.venv-bench/bin/python}
-PHYSIONET_SUBSET=${PHYSIONET_SUBSET-600}
+PHYSIONET_SUBSET=${PHYSIONET_SUBSET-300}
 RUN=""
 [ -x /work/bin/heavy ] && RUN=/work/bin/heavy
 for seed in 0 1 2; do
