@@ -266,6 +266,22 @@ def _convergence_table(groups: dict[tuple[str, str, str], list[dict[str, Any]]])
     return head + "\n".join(rows) + "\n"
 
 
+def _capped(groups: dict[tuple[str, str, str], list[dict[str, Any]]]) -> str:
+    """The records stopped by the epoch cap while still improving, or that none were."""
+    hits = []
+    for (ds, pattern, m), recs in groups.items():
+        for r in recs:
+            s, ep = r["settings"], r["epochs"]
+            best, cap = s.get("best_epoch"), s.get("epochs")
+            if ep and cap and ep >= cap and best is not None and best > ep - s.get("patience", 5):
+                hits.append(
+                    f"{m} on {_title(ds, groups)} {pattern}s, seed {r['seed']}: {ep} ({best})"
+                )
+    if not hits:
+        return "No run was stopped by the cap while still improving.\n"
+    return "Stopped by the cap while still improving: " + "; ".join(sorted(hits)) + ".\n"
+
+
 def _run_of_cap(r: dict[str, Any]) -> str:
     """``run (best) of cap`` for a trained record, ``-`` for a baseline."""
     if not r["epochs"]:
@@ -379,10 +395,12 @@ def render(records: list[dict[str, Any]], explore: list[dict[str, Any]] | None =
         parts += [
             "### Convergence: epochs run (best epoch) per seed",
             "",
-            "A run stopped by patience has best epoch = epochs run - 5; best = run would mean "
-            "the cap stopped it while still improving.",
+            "A run stopped by patience has best epoch = epochs run - 5; a run that used the "
+            "whole cap with its best epoch within the last 5 was stopped by the cap while "
+            "still improving (its budget was too small).",
             "",
             conv,
+            _capped(groups),
         ]
     expl = _explore_table(explore or [])
     if expl:
