@@ -258,7 +258,7 @@ BACKENDS = [
         lambda k, x, m, v, valid: MarkovGPPosterior(k, x, m, v, valid, method="sequential"),
         _state_space_1d,
         rtol=1e-9,
-        prior_backend="markov",  # on the CPU, method "auto" runs the compiled loops
+        prior_backend="markov",  # on the CPU, method "auto" runs the compiled loops (fused)
     ),
     BackendCase(
         "markov-parallel",
@@ -269,6 +269,12 @@ BACKENDS = [
     BackendCase(
         "markov-compiled",
         lambda k, x, m, v, valid: MarkovGPPosterior(k, x, m, v, valid, method="compiled"),
+        _state_space_1d,
+        rtol=1e-9,
+    ),
+    BackendCase(
+        "markov-fused",
+        lambda k, x, m, v, valid: MarkovGPPosterior(k, x, m, v, valid, method="fused"),
         _state_space_1d,
         rtol=1e-9,
     ),

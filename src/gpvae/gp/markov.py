@@ -45,7 +45,7 @@ from torch.utils.checkpoint import checkpoint
 
 from gpvae import settings
 from gpvae.errors import InputTypeError, ShapeError, ValidationError, invalid
-from gpvae.gp import _compiled, _kalman, _scan
+from gpvae.gp import _compiled, _fused, _kalman, _scan
 from gpvae.gp._transitions import group_transitions
 from gpvae.gp.base import GPPosterior
 from gpvae.gp.checks import check_condition_inputs, check_index_points, check_num_samples
@@ -63,8 +63,11 @@ __all__ = [
 #: hand-written adjoints, :mod:`gpvae.gp._kalman`), ``"parallel"`` (associative scans, O(log N)
 #: sequential steps, :mod:`gpvae.gp._scan`) or ``"auto"`` (parallel for long, narrow
 #: problems: at least :data:`gpvae.settings.PARALLEL_MIN_POINTS` points and at most
-#: :data:`gpvae.settings.PARALLEL_MAX_CHAINS` chains B * L).
-METHODS = ("auto", "sequential", "parallel", "compiled")
+#: :data:`gpvae.settings.PARALLEL_MAX_CHAINS` chains B * L). ``"compiled"`` runs each
+#: recursion with numba loops (:mod:`gpvae.gp._compiled`); ``"fused"`` does too, and draws
+#: samples and the KL in one compiled pass per chain (:mod:`gpvae.gp._fused`). On the CPU
+#: ``"auto"`` is ``"fused"``.
+METHODS = ("auto", "sequential", "parallel", "compiled", "fused")
 
 # --------------------------------------------------------------------------------------
 # input handling
@@ -177,11 +180,11 @@ def _ops(method: str, num_points: int, num_chains: int, like: Tensor) -> Any:
             and num_chains <= settings.PARALLEL_MAX_CHAINS
         )
         method = "parallel" if long_and_narrow else "sequential"
-    if method == "compiled":
+    if method in ("compiled", "fused"):
         if not _compiled.supports(like):
             raise invalid(
                 "method",
-                "'compiled' only for float32 or float64 tensors on the CPU",
+                f"{method!r} only for float32 or float64 tensors on the CPU",
                 f"{like.dtype} on {like.device}",
             )
         return _compiled
@@ -459,6 +462,8 @@ class MarkovGPPosterior(GPPosterior):
         x, valid = check_condition_inputs(x, mean, var, valid, len(self.kernels))
         self._x_sorted = _prepared_x(x, valid)  # (B, N)
         self.x, self.mean, self.var, self.valid = x, mean, var, valid
+        self._fused_kl: Tensor | None = None  # the KL of the last fused sample()
+        self._fused_kl_grad = False  # whether it was computed with gradients enabled
 
     @cached_property
     def _chain(self) -> _Chain:
@@ -480,11 +485,45 @@ class MarkovGPPosterior(GPPosterior):
     def sample(self, num_samples: int, generator: torch.Generator | None = None) -> Tensor:
         """Joint posterior samples of f at ``x``, reparameterised: (S, B, N, L).
 
+        With the fused pass (method ``"fused"``, or ``"auto"`` on the CPU) the KL comes out
+        of the same pass and :meth:`kl` returns it.
+
         Args:
             num_samples: S.
             generator: random number generator, or None for the global one.
         """
-        return self._chain.sample(check_num_samples(num_samples), generator)
+        num_samples = check_num_samples(num_samples)
+        groups = self._fused_groups
+        if groups is None:
+            return self._chain.sample(num_samples, generator)
+        draws, kls = _fused.sample_and_kl(
+            groups, self.mean, self.var, self.included, num_samples, generator
+        )
+        self._fused_kl = _to_channels(kls, groups).to(self.mean.dtype)
+        self._fused_kl_grad = torch.is_grad_enabled()
+        f = _to_channels(draws, groups, dim=-2)  # (N, B, L, S)
+        return f.permute(3, 1, 0, 2).to(self.mean.dtype)
+
+    def kl(self) -> Tensor:
+        """(B, L) KL(q || p); see :meth:`gpvae.gp.base.GPPosterior.kl`."""
+        if self._fused_kl is not None and self._fused_kl_grad == torch.is_grad_enabled():
+            return self._fused_kl
+        groups = self._fused_groups
+        if groups is None:
+            return super().kl()
+        _, kls = _fused.sample_and_kl(groups, self.mean, self.var, self.included, 0, None)
+        return _to_channels(kls, groups).to(self.mean.dtype)
+
+    @cached_property
+    def _fused_groups(self) -> list[_Group] | None:
+        """The channel groups (float64 tables) when sample and KL take the fused pass."""
+        if self.method not in ("auto", "fused"):
+            return None
+        B, N = self._x_sorted.shape
+        if _ops(self.method, N, B * len(self.kernels), self.mean) is not _compiled:
+            return None
+        groups = _groups(self.kernels, self._x_sorted.to(torch.float64))
+        return groups if _fused.supports_groups(groups) else None
 
     def _merged(self, x_new: Tensor) -> tuple[_Chain, Tensor]:
         """The chain on the sorted union of ``x`` and ``x_new`` (B, M, 1), and where the new

@@ -1,0 +1,221 @@
+"""KL and joint draws of the Markov posterior in one compiled pass per chain (CPU).
+
+A training step asks the structured posterior for ``S`` reparameterised joint draws and for
+``KL(q || p)``. On the compiled path these are five recursions (covariance filter, mean
+filter, the two smoothers and the prior draws), each an autograd Function over all chains,
+with full-size intermediates and torch operations between them; at short lengths that
+overhead, not the arithmetic, is the cost. Here one autograd Function computes both for a
+group of channels with :mod:`gpvae.gp._fused_loops`, a chain at a time, and its backward
+pass recomputes each chain before running its adjoint.
+
+The results are those of :class:`gpvae.gp.markov.MarkovGPPosterior` with method
+``"compiled"`` (same formulas, float64 inside; equal up to rounding), with the same random
+draws for the same generator: the prior noise of each group in group order, then the noise
+of the synthetic data, exactly as :meth:`gpvae.gp.markov._Chain.sample` draws them.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from typing import Any
+
+import numpy as np
+import torch
+from torch import Tensor
+from torch.autograd.function import once_differentiable
+
+from gpvae.errors import NumericalError
+from gpvae.gp._compiled import _loops as _recursions
+from gpvae.gp._kalman import _cholesky
+from gpvae.rng import batch_normal
+
+__all__ = ["sample_and_kl", "supports_groups"]
+
+_F64 = torch.float64
+
+
+def _glue() -> Any:
+    from gpvae.gp import _fused_loops  # numba: imported on first use
+
+    return _fused_loops
+
+
+def _np(t: Tensor) -> Any:
+    return t.detach().to(_F64).contiguous().numpy()
+
+
+def _buf(*shape: int) -> Any:
+    return np.empty(shape)
+
+
+def _zeros(*shape: int) -> Any:
+    return np.zeros(shape)
+
+
+def supports_groups(groups: Sequence[Any]) -> bool:
+    """Whether the fused pass applies: measurement rows that need no gradient (every
+    kernel with a state-space form here has a constant H)."""
+    return all(not g.H.requires_grad for g in groups)
+
+
+class _SampleKL(torch.autograd.Function):
+    """``(A, Q, CQ, Pinf, chol0, mean, var; ix, still, H, inc, eps, e) -> (sample (N, C,
+    S), kl (C,))`` for tables A, Q, CQ (K, G, m, m) read through ix (N, B)."""
+
+    @staticmethod
+    def forward(
+        ctx: Any,
+        A: Tensor,
+        Q: Tensor,
+        CQ: Tensor,
+        Pinf: Tensor,
+        chol0: Tensor,
+        mean: Tensor,
+        var: Tensor,
+        ix: Tensor,
+        still: Tensor,
+        H: Tensor,
+        inc: Tensor,
+        eps: Tensor,
+        e: Tensor,
+    ) -> tuple[Tensor, Tensor]:
+        N, C = mean.shape
+        m, S = eps.shape[-2], eps.shape[-1]
+        lp, glue = _recursions.loops(m), _glue()
+        a, q, cq, pinf, h = _np(A), _np(Q), _np(CQ), _np(Pinf), _np(H)
+        ixn, stilln, incn = ix.numpy(), still.numpy(), inc.numpy()
+        varn, epsn, en = _np(var), _np(eps), _np(e)
+        y, w, lv, sd = _buf(N, C), _buf(N, C), _buf(N, C), _buf(N, C)
+        glue.precisions(_np(mean), varn, incn, y, w, lv, sd)
+        P_pred, P_filt, gain = _buf(N, C, m, m), _buf(N, C, m, m), _buf(N, C, m)
+        inv_s, log_s, sgain = _buf(N, C), _buf(N, C), _buf(max(N - 1, 0), C, m, m)
+        bad = lp.cov_filter_fwd(
+            a, q, ixn, pinf, h, w, lv, stilln, P_pred, P_filt, gain, inv_s, log_s, sgain
+        )
+        if bad:
+            raise NumericalError(
+                "markov backend: a predicted state covariance is singular to working "
+                "precision; pseudo-observation variances may be too small for this dtype (try "
+                "float64 or a variance floor)"
+            )
+        state0, states = _buf(C, m, S), _buf(N, C, m, S)
+        glue.start(_np(chol0), epsn[0], state0)
+        lp.linear_fwd(a, cq, ixn, state0, epsn[1:], states)
+        D = _buf(N, C, S + 1)
+        glue.data(h, incn, y, sd, states, en, D)
+        m_filt, innov = _buf(N, C, m, S + 1), _buf(N, C, S + 1)
+        lp.mean_filter_fwd(a, ixn, h, gain, D, m_filt, innov)
+        m_smooth, P_smooth = _buf(N, C, m, S + 1), _buf(N, C, m, m)
+        lp.smooth_mean_fwd(a, ixn, sgain, m_filt, m_smooth)
+        lp.smooth_cov_fwd(sgain, P_filt, P_pred, P_smooth)
+        kl, sample = torch.empty(C, dtype=_F64), torch.empty(N, C, S, dtype=_F64)
+        glue.finish(
+            h, incn, varn, y, lv, inv_s, log_s, innov, states, m_smooth, P_smooth,
+            kl.numpy(), sample.numpy(),
+        )  # fmt: skip
+        ctx.arrays = (a, q.shape, ixn, stilln, h, incn, varn, epsn, en, y, w, sd, P_pred,
+                      P_filt, gain, inv_s, sgain, states, m_filt, innov, m_smooth,
+                      P_smooth)  # fmt: skip
+        return sample, kl
+
+    @staticmethod
+    @once_differentiable
+    def backward(ctx: Any, g_sample: Tensor, g_kl: Tensor) -> tuple[Tensor | None, ...]:
+        (a, table, ixn, stilln, h, incn, varn, epsn, en, y, w, sd, P_pred, P_filt, gain,
+         inv_s, sgain, states, m_filt, innov, m_smooth, P_smooth) = ctx.arrays  # fmt: skip
+        N, C, m, S = states.shape
+        lp, glue = _recursions.loops(m), _glue()
+        G = table[1]
+        g_A, g_Q, g_CQ = (torch.zeros(table, dtype=_F64) for _ in range(3))
+        g_Pinf, g_chol0 = torch.zeros(G, m, m, dtype=_F64), torch.zeros(G, m, m, dtype=_F64)
+        g_mean, g_var = torch.zeros(N, C, dtype=_F64), torch.zeros(N, C, dtype=_F64)
+        gA, gmean, gvar = g_A.numpy(), g_mean.numpy(), g_var.numpy()
+        g_states, g_ms = _buf(N, C, m, S), _buf(N, C, m, S + 1)
+        g_Ps, g_inv_s, g_log_s = _buf(N, C, m, m), _buf(N, C), _buf(N, C)
+        g_innov = _buf(N, C, S + 1)
+        glue.finish_bwd(
+            h, incn, varn, y, inv_s, innov, states, m_smooth, P_smooth, _np(g_kl),
+            _np(g_sample), gmean, gvar, g_states, g_ms, g_Ps, g_inv_s, g_log_s, g_innov,
+        )  # fmt: skip
+        g_sgain, g_filt, g_pred = _zeros(*sgain.shape), _zeros(N, C, m, m), _zeros(N, C, m, m)
+        lp.smooth_cov_bwd(sgain, P_smooth, P_pred, g_Ps, g_sgain, g_filt, g_pred)
+        g_mfilt = _zeros(N, C, m, S + 1)
+        lp.smooth_mean_bwd(a, ixn, sgain, m_filt, m_smooth, g_ms, gA, g_sgain, g_mfilt)
+        g_H, g_gain, g_D = _zeros(G, m), _zeros(N, C, m), _zeros(N, C, S + 1)
+        lp.mean_filter_bwd(a, ixn, h, gain, m_filt, innov, g_mfilt, g_innov, gA, g_H, g_gain, g_D)
+        glue.data_bwd(h, incn, sd, en, g_D, gmean, gvar, g_states)
+        g_state0 = _zeros(C, m, S)
+        lp.linear_bwd(a, ixn, epsn[1:], states, g_states, gA, g_CQ.numpy(), g_state0)
+        glue.start_bwd(epsn[0], g_state0, g_chol0.numpy())
+        g_w, g_lv = _zeros(N, C), _zeros(N, C)
+        lp.cov_filter_bwd(
+            a, ixn, h, w, stilln, P_pred, P_filt, sgain, g_pred, g_filt, g_gain, g_inv_s,
+            g_log_s, g_sgain, gA, g_Q.numpy(), g_Pinf.numpy(), g_H, g_w, g_lv,
+        )  # fmt: skip
+        glue.precisions_bwd(varn, incn, g_w, g_lv, gvar)
+        return (g_A, g_Q, g_CQ, g_Pinf, g_chol0, g_mean, g_var) + (None,) * 6
+
+
+def _time_first(t: Tensor) -> Tensor:
+    """(B, N, G) -> (N, B * G), contiguous."""
+    B, N, G = t.shape
+    return t.movedim(1, 0).reshape(N, B * G).contiguous()
+
+
+def sample_and_kl(
+    groups: Sequence[Any],
+    mean: Tensor,
+    var: Tensor,
+    included: Tensor,
+    num_samples: int,
+    generator: torch.Generator | None,
+) -> tuple[list[Tensor], list[Tensor]]:
+    """Joint posterior draws and KL of every group of a Markov posterior.
+
+    Args:
+        groups: the channel groups (:class:`gpvae.gp.markov._Group`, float64 tables).
+        mean, var: (B, N, L) pseudo-observations (any float dtype).
+        included: (B, N, L) bool.
+        num_samples: S >= 0 (0: the KL alone, nothing drawn).
+        generator: random number generator, or None for the global one.
+
+    Returns:
+        Per group: draws (N, B, G, S) and KL (B, G), float64.
+    """
+    B, N, L = mean.shape
+    dtype, device = mean.dtype, mean.device
+    S = num_samples
+    eps = []
+    for g in groups:
+        shape = (N, B, len(g.channels), g.Pinf.shape[-1], S)
+        if S > 0:
+            eps.append(batch_normal(shape, 1, generator, dtype, device).to(_F64))
+        else:
+            eps.append(torch.zeros(shape, dtype=_F64))
+    e = (
+        batch_normal((N, B, L, S), 1, generator, dtype, device).to(_F64)
+        if S > 0
+        else torch.zeros(N, B, L, 0, dtype=_F64)
+    )
+    draws, kls = [], []
+    for g, eps_g in zip(groups, eps):
+        G = len(g.channels)
+        chol0 = _cholesky(g.Pinf, "stationary covariance Pinf")
+        sample, kl = _SampleKL.apply(
+            g._A_table,
+            g._Q_table,
+            g._chol_table,
+            g.Pinf,
+            chol0,
+            _time_first(mean[..., g.sel].to(_F64)),
+            _time_first(var[..., g.sel].to(_F64)),
+            g._index,
+            g.still,
+            g.H[:, 0, :].detach(),
+            _time_first(included[..., g.sel]),
+            eps_g.reshape(N, B * G, *eps_g.shape[3:]),
+            e[:, :, g.sel].reshape(N, B * G, S),
+        )
+        draws.append(sample.reshape(N, B, G, S))
+        kls.append(kl.reshape(B, G))
+    return draws, kls

@@ -1,0 +1,166 @@
+"""The fused pass of the markov backend (``method="fused"``, the CPU default of ``"auto"``):
+joint draws and the KL in one autograd Function (:mod:`gpvae.gp._fused`).
+
+It is checked against the dense reference by the backend contract (test_backend_contract.py,
+entry ``markov-fused``); here it must agree with the torch sequential path and the
+per-recursion compiled path to rounding in float64 (values, gradients, the same draws for
+the same generator), agree in float32 to float32 rounding, and its autograd Function must
+pass gradcheck.
+"""
+
+from __future__ import annotations
+
+import pytest
+import torch
+from _reference import DTYPE, make_kernels, make_problem
+from torch import Tensor
+
+from gpvae.errors import ValidationError
+from gpvae.gp import _fused, markov
+from gpvae.gp.markov import MarkovGPPosterior
+
+#: fused vs sequential in float64: both exact, only rounding separates them.
+SAME = 1e-10
+CASES = ["matern12", "matern52", "sum12+32", "mixed"]
+
+
+def same(actual: Tensor, expected: Tensor, rtol: float = SAME) -> None:
+    torch.testing.assert_close(actual, expected, rtol=rtol, atol=rtol)
+
+
+def gen() -> torch.Generator:
+    return torch.Generator().manual_seed(71)
+
+
+@pytest.mark.parametrize("case", CASES)
+def test_draws_and_kl_match_the_other_paths(case: str) -> None:
+    kernels = make_kernels(case)
+    x, mean, var, valid = make_problem(len(kernels), seed=70)
+    fused = MarkovGPPosterior(kernels, x, mean, var, valid, method="fused")
+    draws = fused.sample(5, gen())
+    assert fused._fused_kl is not None  # the KL came out of the same pass
+    for method in ("sequential", "compiled"):
+        other = MarkovGPPosterior(kernels, x, mean, var, valid, method=method)
+        same(draws, other.sample(5, gen()))
+        same(fused.kl(), other.kl())
+    # the KL alone (no draws asked for) is the same
+    alone = MarkovGPPosterior(kernels, x, mean, var, valid, method="fused")
+    same(alone.kl(), fused.kl())
+    assert draws.dtype == DTYPE and bool(torch.isfinite(draws).all())
+
+
+@pytest.mark.parametrize("case", ["mixed", "matern52"])
+def test_gradients_match_sequential(case: str) -> None:
+    """Gradients of a weighted sum of draws and KL with respect to the pseudo-observations and
+    every kernel hyper-parameter; exactly zero at excluded points and padding."""
+    kernels = make_kernels(case)
+    x, mean, var, valid = make_problem(len(kernels), seed=72)
+    params = [p for k in kernels for p in k.parameters()]
+    g = torch.Generator().manual_seed(73)
+    w_draw = torch.randn(4, *mean.shape, generator=g, dtype=DTYPE)
+    w_kl = torch.rand(mean.shape[0], len(kernels), generator=g, dtype=DTYPE) + 0.5
+
+    def grads(method: str) -> list[Tensor]:
+        m = mean.clone().requires_grad_()
+        v = var.clone().requires_grad_()
+        post = MarkovGPPosterior(kernels, x, m, v, valid, method=method)
+        draws = post.sample(4, gen())
+        value = (w_draw * draws).sum() + (draws.square() * w_draw.abs()).sum()
+        value = value + (w_kl * post.kl()).sum()
+        return list(torch.autograd.grad(value, [m, v, *params]))
+
+    got, want = grads("fused"), grads("sequential")
+    # as in test_compiled: the draws' hyper-parameter gradients pass through Cholesky factors
+    # of process noise with a jitter of about 2e-12 at repeated points, magnifying rounding
+    for a, b in zip(got, want, strict=True):
+        assert bool(torch.isfinite(a).all())
+        same(a, b, rtol=1e-6)
+    for a, b in zip(got[:2], grads("compiled")[:2], strict=True):
+        same(a, b)
+    excluded = ~(torch.isfinite(var) & valid[..., None])
+    assert bool(excluded.any())
+    assert bool((got[0][excluded] == 0).all()) and bool((got[1][excluded] == 0).all())
+
+
+def test_float32_agrees_with_sequential_float32() -> None:
+    kernels = [k.float() for k in make_kernels("mixed")]
+    g = torch.Generator().manual_seed(74)
+    B, N, L = 3, 12, len(kernels)
+    x = torch.cumsum(torch.rand(B, N, 1, generator=g) + 0.1, dim=1)
+    mean = torch.randn(B, N, L, generator=g)
+    var = torch.rand(B, N, L, generator=g) + 0.1
+    var[0, 3] = torch.inf
+    valid = torch.ones(B, N, dtype=torch.bool)
+    seq = MarkovGPPosterior(kernels, x, mean, var, valid, method="sequential")
+    fused = MarkovGPPosterior(kernels, x, mean, var, valid, method="fused")
+    kl = fused.kl()
+    assert kl.dtype == torch.float32
+    torch.testing.assert_close(kl, seq.kl(), rtol=2e-4, atol=2e-4)
+    assert fused.sample(3, gen()).dtype == torch.float32
+
+
+@pytest.mark.parametrize("m", [1, 2, 3], ids=["m=1", "m=2", "m=3"])
+def test_fused_function_passes_gradcheck(m: int) -> None:
+    g = torch.Generator().manual_seed(75)
+    N, B, G, S, K = 5, 2, 2, 2, 3
+    C = B * G
+
+    def rand(*shape: int) -> Tensor:
+        return torch.randn(*shape, generator=g, dtype=DTYPE)
+
+    def psd(*shape: int) -> Tensor:
+        X = rand(*shape, m, m)
+        return X @ X.transpose(-1, -2) / m + 0.5 * torch.eye(m, dtype=DTYPE)
+
+    ix = torch.randint(0, K, (N, B), generator=g)
+    still = torch.zeros(N, B, dtype=torch.bool)
+    still[2, 1] = True  # a repeated point: identity RTS gain
+    inc = rand(N, C) > -0.7  # some excluded points
+    H = rand(G, m)
+    eps, e = rand(N, C, m, S), rand(N, C, S)
+    mean = rand(N, C).masked_fill(~inc, float("nan"))  # never read where excluded
+    var = (rand(N, C).abs() + 0.3).masked_fill(~inc, float("inf"))
+    tables = [0.6 * rand(K, G, m, m), psd(K, G), torch.linalg.cholesky(psd(K, G))]
+    Pinf = psd(G)
+    inputs = [t.clone().requires_grad_() for t in (*tables, Pinf, torch.linalg.cholesky(Pinf))]
+    safe_mean = mean.nan_to_num(0.0).clone().requires_grad_()
+    safe_var = var.clone().requires_grad_()
+
+    def fn(A: Tensor, Q: Tensor, CQ: Tensor, P: Tensor, c0: Tensor, mu: Tensor, v: Tensor):  # type: ignore[no-untyped-def]
+        mu = torch.where(inc, mu, torch.nan)
+        v = torch.where(inc, v, torch.inf)
+        sample, kl = _fused._SampleKL.apply(A, Q, CQ, P, c0, mu, v, ix, still, H, inc, eps, e)
+        return sample, kl
+
+    # finite differences only at included entries: excluded var is +inf
+    v_in = torch.where(inc, safe_var, torch.ones_like(safe_var)).detach().requires_grad_()
+    assert torch.autograd.gradcheck(fn, [*inputs, safe_mean, v_in])
+
+
+def test_auto_takes_the_fused_pass_on_the_cpu(monkeypatch: pytest.MonkeyPatch) -> None:
+    kernels = make_kernels("mixed")
+    x, mean, var, valid = make_problem(len(kernels), B=2, N=10)
+    auto = MarkovGPPosterior(kernels, x, mean, var, valid)
+    auto.sample(2, gen())
+    assert auto._fused_kl is not None
+    compiled = MarkovGPPosterior(kernels, x, mean, var, valid, method="compiled")
+    compiled.sample(2, gen())
+    assert compiled._fused_kl is None and compiled._fused_groups is None
+    # where the compiled loops cannot run, auto falls back and "fused" is refused
+    monkeypatch.setattr(markov._compiled, "supports", lambda t: False)
+    assert MarkovGPPosterior(kernels, x, mean, var, valid)._fused_groups is None
+    with pytest.raises(ValidationError, match=r"^method: expected 'fused' only for"):
+        MarkovGPPosterior(kernels, x, mean, var, valid, method="fused").sample(1)
+
+
+def test_kl_from_draws_without_gradients_is_not_reused_with_gradients() -> None:
+    kernels = make_kernels("matern52")
+    x, mean, var, valid = make_problem(len(kernels), seed=76)
+    m = mean.clone().requires_grad_()
+    post = MarkovGPPosterior(kernels, x, m, var, valid)
+    with torch.no_grad():
+        post.sample(1, gen())
+    kl = post.kl()
+    assert kl.requires_grad
+    (grad,) = torch.autograd.grad(kl.sum(), [m])
+    assert bool(torch.isfinite(grad).all()) and bool((grad != 0).any())
