@@ -108,6 +108,8 @@ def _rts_gains(A, ix, P_pred, P_filt, still, G, sgain, m):
     bad = 0
     for n in range(N - 1):
         for c in range(C):
+            k1 = ix[n + 1, c // G]  # the table entry of step n + 1
+            gc = c % G
             if still[n + 1, c // G]:
                 for i in range(m):
                     for j in range(m):
@@ -117,7 +119,7 @@ def _rts_gains(A, ix, P_pred, P_filt, still, G, sgain, m):
                 for j in range(m):
                     acc = 0.0
                     for k in range(m):
-                        acc += A[ix[n + 1, c // G], c % G, i, k] * P_filt[n, c, k, j]
+                        acc += A[k1, gc, i, k] * P_filt[n, c, k, j]
                     R[i, j] = acc
             if not _solve(P_pred[n + 1, c], R, X, LU, piv, m):
                 bad += 1
@@ -146,6 +148,8 @@ def _build(m_fixed: int) -> SimpleNamespace:
         T = np.empty((m, m))
         for n in range(N):
             for c in range(C):
+                k0 = ix[n, c // G]  # the table entry of step n
+                gc = c % G
                 g = c % G
                 if n == 0:
                     for i in range(m):
@@ -156,21 +160,16 @@ def _build(m_fixed: int) -> SimpleNamespace:
                         for j in range(m):
                             acc = 0.0
                             for k in range(m):
-                                acc += A[ix[n, c // G], c % G, i, k] * P_filt[n - 1, c, k, j]
+                                acc += A[k0, gc, i, k] * P_filt[n - 1, c, k, j]
                             T[i, j] = acc
                     for i in range(m):  # P^- = T A^T + Q, symmetrised
                         for j in range(i + 1):
                             a1 = 0.0
                             a2 = 0.0
                             for k in range(m):
-                                a1 += T[i, k] * A[ix[n, c // G], c % G, j, k]
-                                a2 += T[j, k] * A[ix[n, c // G], c % G, i, k]
-                            v = 0.5 * (
-                                a1
-                                + Q[ix[n, c // G], c % G, i, j]
-                                + a2
-                                + Q[ix[n, c // G], c % G, j, i]
-                            )
+                                a1 += T[i, k] * A[k0, gc, j, k]
+                                a2 += T[j, k] * A[k0, gc, i, k]
+                            v = 0.5 * (a1 + Q[k0, gc, i, j] + a2 + Q[k0, gc, j, i])
                             P_pred[n, c, i, j] = v
                             P_pred[n, c, j, i] = v
                 s = 0.0
@@ -216,6 +215,8 @@ def _build(m_fixed: int) -> SimpleNamespace:
         # RTS gains: X = G_n^T = (P^-_{n+1})^{-1} R, R = A_{n+1} P_n.
         for n in range(N - 1):
             for c in range(C):
+                k1 = ix[n + 1, c // G]  # the table entry of step n + 1
+                gc = c % G
                 if still[n + 1, c // G]:
                     continue
                 for i in range(m):
@@ -234,12 +235,14 @@ def _build(m_fixed: int) -> SimpleNamespace:
                         for k in range(m):
                             a_p -= R[i, k] * X[j, k]
                             a_a += R[i, k] * P_filt[n, c, j, k]
-                            a_f += A[ix[n + 1, c // G], c % G, k, i] * R[k, j]
+                            a_f += A[k1, gc, k, i] * R[k, j]
                         g_pred[n + 1, c, i, j] += a_p
-                        g_A[ix[n + 1, c // G], c % G, i, j] += a_a
+                        g_A[k1, gc, i, j] += a_a
                         g_filt[n, c, i, j] += a_f
         for n in range(N - 1, -1, -1):
             for c in range(C):
+                k0 = ix[n, c // G]  # the table entry of step n
+                gc = c % G
                 g = c % G
                 s = 0.0
                 for i in range(m):
@@ -298,27 +301,27 @@ def _build(m_fixed: int) -> SimpleNamespace:
                     for j in range(m):
                         acc = 0.0
                         for k in range(m):
-                            acc += A[ix[n, c // G], c % G, i, k] * P_filt[n - 1, c, k, j]
+                            acc += A[k0, gc, i, k] * P_filt[n - 1, c, k, j]
                         T[i, j] = acc
                 for i in range(m):
                     for j in range(m):
-                        g_Q[ix[n, c // G], c % G, i, j] += 0.5 * (bPm[i, j] + bPm[j, i])
+                        g_Q[k0, gc, i, j] += 0.5 * (bPm[i, j] + bPm[j, i])
                         # g_A = bPm A P^T + bPm^T A P = (bPm + bPm^T) T (P symmetric)
                         acc = 0.0
                         for k in range(m):
                             acc += (bPm[i, k] + bPm[k, i]) * T[k, j]
-                        g_A[ix[n, c // G], c % G, i, j] += acc
+                        g_A[k0, gc, i, j] += acc
                 for i in range(m):  # carry = A^T bPm A
                     for j in range(m):
                         acc = 0.0
                         for k in range(m):
-                            acc += bPm[i, k] * A[ix[n, c // G], c % G, k, j]
+                            acc += bPm[i, k] * A[k0, gc, k, j]
                         T[i, j] = acc
                 for i in range(m):
                     for j in range(m):
                         acc = 0.0
                         for k in range(m):
-                            acc += A[ix[n, c // G], c % G, k, i] * T[k, j]
+                            acc += A[k0, gc, k, i] * T[k, j]
                         carry[c, i, j] = acc
 
     # --------------------------------------------------------------------------------------
@@ -333,13 +336,15 @@ def _build(m_fixed: int) -> SimpleNamespace:
         mp = np.empty((m, S))
         for n in range(N):
             for c in range(C):
+                k0 = ix[n, c // G]  # the table entry of step n
+                gc = c % G
                 g = c % G
                 for i in range(m):
                     for s in range(S):
                         acc = 0.0
                         if n > 0:
                             for k in range(m):
-                                acc += A[ix[n, c // G], c % G, i, k] * m_filt[n - 1, c, k, s]
+                                acc += A[k0, gc, i, k] * m_filt[n - 1, c, k, s]
                         mp[i, s] = acc
                 for s in range(S):
                     acc = y[n, c, s]
@@ -360,6 +365,8 @@ def _build(m_fixed: int) -> SimpleNamespace:
         bv = np.empty(S)
         for n in range(N - 1, -1, -1):
             for c in range(C):
+                k0 = ix[n, c // G]  # the table entry of step n
+                gc = c % G
                 g = c % G
                 for i in range(m):
                     for s in range(S):
@@ -385,20 +392,20 @@ def _build(m_fixed: int) -> SimpleNamespace:
                         acc = 0.0
                         for s in range(S):
                             acc += bm[i, s] * m_filt[n - 1, c, j, s]
-                        g_A[ix[n, c // G], c % G, i, j] += acc
+                        g_A[k0, gc, i, j] += acc
                 for j in range(m):  # g_H -= bv (A m_{n-1})^T
                     acc = 0.0
                     for s in range(S):
                         mpj = 0.0
                         for k in range(m):
-                            mpj += A[ix[n, c // G], c % G, j, k] * m_filt[n - 1, c, k, s]
+                            mpj += A[k0, gc, j, k] * m_filt[n - 1, c, k, s]
                         acc += bv[s] * mpj
                     g_H[g, j] -= acc
                 for i in range(m):
                     for s in range(S):
                         acc = 0.0
                         for k in range(m):
-                            acc += A[ix[n, c // G], c % G, k, i] * bm[k, s]
+                            acc += A[k0, gc, k, i] * bm[k, s]
                         carry[c, i, s] = acc
 
     # --------------------------------------------------------------------------------------
@@ -417,11 +424,13 @@ def _build(m_fixed: int) -> SimpleNamespace:
                     m_smooth[N - 1, c, i, s] = m_filt[N - 1, c, i, s]
         for n in range(N - 2, -1, -1):
             for c in range(C):
+                k1 = ix[n + 1, c // G]  # the table entry of step n + 1
+                gc = c % G
                 for i in range(m):
                     for s in range(S):
                         acc = m_smooth[n + 1, c, i, s]
                         for k in range(m):
-                            acc -= A[ix[n + 1, c // G], c % G, i, k] * m_filt[n, c, k, s]
+                            acc -= A[k1, gc, i, k] * m_filt[n, c, k, s]
                         d[i, s] = acc
                 for i in range(m):
                     for s in range(S):
@@ -445,6 +454,8 @@ def _build(m_fixed: int) -> SimpleNamespace:
                     b[c, i, s] = g_smooth[0, c, i, s]
         for n in range(N - 1):
             for c in range(C):
+                k1 = ix[n + 1, c // G]  # the table entry of step n + 1
+                gc = c % G
                 for i in range(m):
                     for s in range(S):
                         g_filt[n, c, i, s] += b[c, i, s]
@@ -454,7 +465,7 @@ def _build(m_fixed: int) -> SimpleNamespace:
                         bd[i, s] = acc
                         dd = m_smooth[n + 1, c, i, s]
                         for k in range(m):
-                            dd -= A[ix[n + 1, c // G], c % G, i, k] * m_filt[n, c, k, s]
+                            dd -= A[k1, gc, i, k] * m_filt[n, c, k, s]
                         d[i, s] = dd
                 for i in range(m):
                     for j in range(m):
@@ -464,12 +475,12 @@ def _build(m_fixed: int) -> SimpleNamespace:
                             acc += b[c, i, s] * d[j, s]
                             acc2 += bd[i, s] * m_filt[n, c, j, s]
                         g_sgain[n, c, i, j] += acc
-                        g_A[ix[n + 1, c // G], c % G, i, j] -= acc2
+                        g_A[k1, gc, i, j] -= acc2
                 for i in range(m):
                     for s in range(S):
                         acc = 0.0
                         for k in range(m):
-                            acc += A[ix[n + 1, c // G], c % G, k, i] * bd[k, s]
+                            acc += A[k1, gc, k, i] * bd[k, s]
                         g_filt[n, c, i, s] -= acc
                         b[c, i, s] = g_smooth[n + 1, c, i, s] + bd[i, s]
         for c in range(C):
@@ -580,12 +591,14 @@ def _build(m_fixed: int) -> SimpleNamespace:
                     states[0, c, i, s] = state0[c, i, s]
         for n in range(1, N):
             for c in range(C):
+                k0 = ix[n, c // G]  # the table entry of step n
+                gc = c % G
                 for i in range(m):
                     for s in range(S):
                         acc = 0.0
                         for k in range(m):
-                            acc += A[ix[n, c // G], c % G, i, k] * states[n - 1, c, k, s]
-                            acc += chol_q[ix[n, c // G], c % G, i, k] * eps[n - 1, c, k, s]
+                            acc += A[k0, gc, i, k] * states[n - 1, c, k, s]
+                            acc += chol_q[k0, gc, i, k] * eps[n - 1, c, k, s]
                         states[n, c, i, s] = acc
 
     @_jit
@@ -602,6 +615,8 @@ def _build(m_fixed: int) -> SimpleNamespace:
         tmp = np.empty((m, S))
         for n in range(N - 1, 0, -1):
             for c in range(C):
+                k0 = ix[n, c // G]  # the table entry of step n
+                gc = c % G
                 for i in range(m):
                     for j in range(m):
                         a1 = 0.0
@@ -609,13 +624,13 @@ def _build(m_fixed: int) -> SimpleNamespace:
                         for s in range(S):
                             a1 += b[c, i, s] * states[n - 1, c, j, s]
                             a2 += b[c, i, s] * eps[n - 1, c, j, s]
-                        g_A[ix[n, c // G], c % G, i, j] += a1
-                        g_chol[ix[n, c // G], c % G, i, j] += a2
+                        g_A[k0, gc, i, j] += a1
+                        g_chol[k0, gc, i, j] += a2
                 for i in range(m):
                     for s in range(S):
                         acc = g_states[n - 1, c, i, s]
                         for k in range(m):
-                            acc += A[ix[n, c // G], c % G, k, i] * b[c, k, s]
+                            acc += A[k0, gc, k, i] * b[c, k, s]
                         tmp[i, s] = acc
                 for i in range(m):
                     for s in range(S):
