@@ -158,6 +158,27 @@ def test_fit_writes_model_and_layout(long_model: Path) -> None:
     assert profile.false_alarm_rate == 0.01
 
 
+def test_fit_with_the_imputation_settings(files: dict[str, Path], tmp_path: Path) -> None:
+    """--interp-skip, --mask-rate/--mask-pattern, --val-pattern and --block-lengths reach
+    the saved model; its imputation keeps the observed values."""
+    from gpvae import GPVAE
+
+    out = tmp_path / "m"
+    proc = run_cli("fit", files["long_csv"], "--time-col", "t", "--id-col", "station",
+                   "-o", out, *FIT_OPTIONS, "--interp-skip", "--mask-rate", "0.2",
+                   "--mask-pattern", "blocks", "--val-pattern", "blocks",
+                   "--block-lengths", "3,6")  # fmt: skip
+    _ok(proc)
+    est = GPVAE.load(out / "model")
+    assert est.interp_skip
+    assert (est.mask_rate, est.mask_pattern) == (0.2, "blocks")
+    assert (est.val_pattern, est.block_lengths) == ("blocks", (3, 6))
+    assert est.model_.interp_fusion is not None
+    imputed = tmp_path / "imputed.csv"
+    _ok(run_cli("impute", out, files["long_csv"], "-o", imputed))
+    _check_imputed(pd.read_csv(files["long_csv"]), pd.read_csv(imputed))
+
+
 def test_impute_long_csv(long_model: Path, files: dict[str, Path], tmp_path: Path) -> None:
     out = tmp_path / "imputed.csv"
     plot = tmp_path / "imputed.png"
@@ -416,6 +437,15 @@ def _main_error(capsys: pytest.CaptureFixture[str], args: list[str]) -> tuple[in
                       "cnn", "-o", "{dir}/m"], "--encoder: 'cnn'", id="cnn-on-non-square-frames"),
         pytest.param(["fit", "{long}", "--time-col", "station", "-o", "{dir}/m"],
                      "time column", id="text-time-column"),
+        pytest.param(["fit", "{long}", "--time-col", "t", "--id-col", "station", "--mask-rate",
+                      "0.2", "--mask-pattern", "sites", "-o", "{dir}/m"], "--mask-pattern",
+                     id="sites-mask-without-coords"),
+        pytest.param(["fit", "{long}", "--time-col", "t", "--block-lengths", "9", "-o",
+                      "{dir}/m"], "--block-lengths", id="bad-block-lengths"),
+        pytest.param(["fit", "{long}", "--time-col", "t", "--block-lengths", "9,2", "-o",
+                      "{dir}/m"], "--block-lengths", id="block-lengths-out-of-order"),
+        pytest.param(["fit", "{long}", "--time-col", "t", "--mask-rate", "1", "-o",
+                      "{dir}/m"], "--mask-rate", id="mask-rate-one"),
         pytest.param(["impute", "{dir}/no_model", "{long}", "-o", "{dir}/o.csv"], "MODEL_DIR",
                      id="missing-model-dir"),
         pytest.param(["impute", "{dir}", "{long}", "-o", "{dir}/o.csv"], "cli.json",

@@ -25,6 +25,7 @@ from gpvae.app.cli.options import (
     positive_int,
 )
 from gpvae.data.batching import shard_bounds
+from gpvae.data.holdout import HIDE_PATTERNS, MASK_PATTERNS
 from gpvae.estimator.anomaly import quantile_threshold
 from gpvae.estimator.spatial_methods import SPATIAL_ONE_PROCESS
 from gpvae.kernels import kernel_key, kernel_names
@@ -139,6 +140,43 @@ THRESHOLD_QUANTILE = 0.99
     help="Rescale the imputation intervals per feature to cover held-out entries.",
 )
 @click.option(
+    "--interp-skip",
+    is_flag=True,
+    help="Fuse the decoder's prediction with each feature's interpolation between its "
+    "observed neighbours (in time; with --coord-cols also over the other sites at the same "
+    "time); learned from entries hidden by --mask-rate.",
+)
+@click.option(
+    "--mask-rate",
+    default=0.0,
+    show_default=True,
+    type=click.FloatRange(min=0.0, max=1.0, max_open=True),
+    help="Share of the observed entries hidden from the encoder at every training step "
+    "(and scored): trains the model to fill gaps.",
+)
+@click.option(
+    "--mask-pattern",
+    default="points",
+    show_default=True,
+    type=click.Choice(MASK_PATTERNS),
+    help="Shape of the entries --mask-rate hides: single points, blocks of one feature "
+    "(--block-lengths), or whole sites (with --coord-cols: the task of predict-sites).",
+)
+@click.option(
+    "--val-pattern",
+    default="points",
+    show_default=True,
+    type=click.Choice(HIDE_PATTERNS),
+    help="Shape of the held-out validation entries (early stopping and interval "
+    "calibration): match the gaps you will impute.",
+)
+@click.option(
+    "--block-lengths",
+    default="2,24",
+    show_default=True,
+    help="Shortest,longest block in steps, for the 'blocks' patterns.",
+)
+@click.option(
     "--coord-cols",
     default=None,
     help="Two coordinate columns (e.g. lat,lon in degrees, or x,y in km): spatial data, one "
@@ -197,6 +235,11 @@ def fit(
     patience: int,
     window: int | None,
     calibrate: bool,
+    interp_skip: bool,
+    mask_rate: float,
+    mask_pattern: str,
+    val_pattern: str,
+    block_lengths: str,
     false_alarm_rate: float,
     smooth: int | None,
     coord_cols: str | None,
@@ -216,26 +259,32 @@ def fit(
     out = Path(model_dir)
     if out.exists() and not out.is_dir():
         raise CLIError(f"--out: expected a folder for the model, found the file {str(out)!r}")
-    model = GPVAE(  # checks the model options before any data is read
-        latent_dim=latent_dim,
-        kernel=kernel,
-        encoder=encoder,
-        likelihood=likelihood,
-        hidden=hidden,
-        lengthscale=lengthscale,
-        period=_periods(periods),
-        window=window,
-        forecast_horizon=forecast_horizon,
-        epochs=epochs,
-        lr=lr,
-        kernel_lr=kernel_lr,
-        batch_size=batch_size,
-        patience=patience if patience > 0 else None,
-        calibrate=calibrate,
-        seed=seed,
-        progress=not quiet,
-        checkpoint_dir=str(out / "checkpoints"),
-    )
+    with as_cli("fit", MASK_FLAGS):  # the estimator checks the options it takes
+        model = GPVAE(  # checks the model options before any data is read
+            latent_dim=latent_dim,
+            kernel=kernel,
+            encoder=encoder,
+            likelihood=likelihood,
+            hidden=hidden,
+            lengthscale=lengthscale,
+            period=_periods(periods),
+            window=window,
+            forecast_horizon=forecast_horizon,
+            epochs=epochs,
+            lr=lr,
+            kernel_lr=kernel_lr,
+            batch_size=batch_size,
+            patience=patience if patience > 0 else None,
+            calibrate=calibrate,
+            interp_skip=interp_skip,
+            mask_rate=mask_rate,
+            mask_pattern=mask_pattern,
+            val_pattern=val_pattern,
+            block_lengths=_lengths(block_lengths),
+            seed=seed,
+            progress=not quiet,
+            checkpoint_dir=str(out / "checkpoints"),
+        )
     run = shards.job()
     if coord_cols is not None and run.world > 1:  # before DATA is read, on every process
         raise shards.everywhere(
@@ -271,7 +320,7 @@ def fit(
             record_times(spec, frame, series)
         if run.is_main:
             out.mkdir(parents=True, exist_ok=True)
-    with as_cli("DATA", {"encoder": "--encoder", "period": "--period"}):
+    with as_cli("DATA", {"encoder": "--encoder", "period": "--period", **MASK_FLAGS}):
         model.fit(series, resume=resume, sharded=sharded)  # 'cnn' on non-square frames fails here
     # the threshold: scores of every series, each process scoring a block of them
     mine = np.arange(series.num_series)
@@ -307,6 +356,23 @@ def fit(
         f"fitted on {n_series} series, {series.num_features} features "
         f"({', '.join(spec.features)}){last}{processes}; wrote {out}"
     )
+
+
+#: The estimator's names of the training-mask arguments -> the options (for its errors).
+MASK_FLAGS = {
+    "interp_skip": "--interp-skip",
+    "mask_pattern": "--mask-pattern",
+    "val_pattern": "--val-pattern",
+    "block_lengths": "--block-lengths",
+}
+
+
+def _lengths(text: str) -> tuple[int, int]:
+    """--block-lengths "A,B" -> (A, B) (the estimator checks the values)."""
+    parts = [p.strip() for p in text.split(",")]
+    if len(parts) != 2 or not all(p.isdigit() for p in parts):
+        raise CLIError(f"--block-lengths: expected two whole numbers such as 2,24, found {text!r}")
+    return int(parts[0]), int(parts[1])
 
 
 def _periods(values: tuple[str, ...]) -> list[float | str] | None:
@@ -348,6 +414,7 @@ def fit_spatial(
         "time": "--time-col",
         "features": "--features",
         "window": "--window",
+        **MASK_FLAGS,
     }
     with as_cli("DATA", names):
         model.fit(  # type: ignore[attr-defined]
