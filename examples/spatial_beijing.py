@@ -46,9 +46,9 @@ def main() -> None:
     p = argparse.ArgumentParser()
     p.add_argument("--data-dir", default="../shared/data")
     p.add_argument("--held-out", default="Dongsi")
-    p.add_argument("--train", default="2013-03-01,2013-06-01")
-    p.add_argument("--test-end", default="2013-06-15")
-    p.add_argument("--epochs", type=int, default=40)
+    p.add_argument("--train", default="2013-07-01,2013-08-01")
+    p.add_argument("--test-end", default="2013-08-15")
+    p.add_argument("--epochs", type=int, default=60)
     p.add_argument("--out", default="docs/img")
     args = p.parse_args()
     torch.set_num_threads(1)
@@ -66,6 +66,9 @@ def main() -> None:
         patience=8,
         val_fraction=0.15,
         progress=True,
+        interp_skip=True,  # fused with IDW over the observed stations at the same hour
+        mask_rate=0.3,  # ... learned from whole stations hidden in training
+        mask_pattern="sites",
     )
     model.fit(train, id="station", time="time", coords=["lat", "lon"], window=24)
     others, truth = test[test.station != held], test[test.station == held]
