@@ -194,7 +194,8 @@ def test_make_tables_goals_and_convergence(harness: ModuleType) -> None:
     ]
     region = tables.render(records)
     row = next(line for line in region.splitlines() if line.startswith("| BeijingAir, points"))
-    assert row.split(" | ")[1:8] == ["0.110 (2)", "0.120", "yes", "0.130", "yes", "0.100", "no"]
+    # Compared on the seeds all four have (0); the coverage is over gpvae's seeds.
+    assert row.split(" | ")[1:9] == ["0", "0.110", "0.120", "yes", "0.130", "yes", "0.100", "no"]
     assert "0.890 +- 0.014 (2)" in row
     # Only data with learned runs get columns (here BeijingAir: points, blocks).
     assert "| method | BeijingAir, points | BeijingAir, blocks |" in region
