@@ -96,6 +96,13 @@ def _datasets(groups: dict[tuple[str, str, str], list[dict[str, Any]]]) -> list[
     return out
 
 
+def _short(label: str) -> str:
+    """``BeijingAir``, or ``PhysioNet 2012 (set-a), first 300`` for a subset."""
+    ds, _, sub = label.partition("@")
+    title = DATASET_NAMES.get(ds, ds)
+    return f"{title}, first {sub}" if sub else title
+
+
 def _title(label: str, groups: dict[tuple[str, str, str], list[dict[str, Any]]]) -> str:
     """``PhysioNet 2012 (set-a)``, or with ``, first N series (n training; reduced scale)``."""
     ds, _, sub = label.partition("@")
@@ -165,7 +172,7 @@ def _downstream_table(groups: dict[tuple[str, str, str], list[dict[str, Any]]]) 
                 wall = _mean([r["wall_s"] for r in recs]) or 0.0
                 stays = recs[0].get("n_stays", "?")
                 rows.append(
-                    f"| {_title(ds, groups)} | {stays} | {m} | "
+                    f"| {_short(ds)} | {stays} | {m} | "
                     f"{_stat([r['auroc'] for r in recs])} | {wall:.0f} |"
                 )
     if not rows:
@@ -226,7 +233,7 @@ def _goals_table(groups: dict[tuple[str, str, str], list[dict[str, Any]]]) -> st
     rows = []
     others = ("linear", "brits", "saits")
     for ds in _datasets(groups):
-        title = _title(ds, groups)
+        title = _short(ds)
         for pattern in ("point", "block"):
             mine = groups.get((ds, pattern, "gpvae"), [])
             if not mine:
@@ -270,7 +277,7 @@ def _convergence_table(groups: dict[tuple[str, str, str], list[dict[str, Any]]])
             rows.append(f"| {m} | " + " | ".join(cells) + " |")
     if not rows:
         return ""
-    names = [f"{_title(ds, groups)}, {p}s" for ds in labels for p in ("point", "block")]
+    names = [f"{_short(ds)}, {p}s" for ds in labels for p in ("point", "block")]
     head = "| method | " + " | ".join(names) + " |\n|---|" + "---|" * len(names) + "\n"
     return head + "\n".join(rows) + "\n"
 
@@ -279,13 +286,13 @@ def _capped(groups: dict[tuple[str, str, str], list[dict[str, Any]]]) -> str:
     """The records stopped by the epoch cap while still improving, or that none were."""
     hits = []
     for (ds, pattern, m), recs in groups.items():
+        if pattern not in ("point", "block"):
+            continue
         for r in recs:
             s, ep = r["settings"], r["epochs"]
             best, cap = s.get("best_epoch"), s.get("epochs")
             if ep and cap and ep >= cap and best is not None and best > ep - s.get("patience", 5):
-                hits.append(
-                    f"{m} on {_title(ds, groups)} {pattern}s, seed {r['seed']}: {ep} ({best})"
-                )
+                hits.append(f"{m} on {_short(ds)} {pattern}s, seed {r['seed']}: {ep} ({best})")
     if not hits:
         return "No run was stopped by the cap while still improving.\n"
     return "Stopped by the cap while still improving: " + "; ".join(sorted(hits)) + ".\n"
