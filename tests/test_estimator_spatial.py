@@ -156,6 +156,7 @@ def test_spatial_fit_uses_interp_skip_and_training_masks(tmp_path: object) -> No
         mask_rate=0.2,
         mask_pattern="blocks",
         block_lengths=(3, 6),
+        val_fraction=0.25,  # one validation window: the fusion's spatial weight is picked
         seed=0,
     )
     est.fit(df, id="site", time="time", coords=["lat", "lon"], window=24)
@@ -174,9 +175,9 @@ def test_spatial_fit_uses_interp_skip_and_training_masks(tmp_path: object) -> No
     given = gappy[FEATURES].to_numpy()
     seen = ~np.isnan(given)
     assert np.array_equal(out[FEATURES].to_numpy()[seen], given[seen])
-    # the prediction is fused with each site's interpolation in time (2 epochs from the
-    # fusion's start, which is the interpolation): close to linear interpolation's error,
-    # far below the undertrained decoder alone
+    # the prediction is fused with each site's interpolation in time and IDW over the other
+    # sites (2 epochs from the fusion's start, their blend, weighted on validation): close to
+    # linear interpolation's error, far below the undertrained decoder alone
     hid = gappy[FEATURES[0]].isna().to_numpy() & df[FEATURES[0]].notna().to_numpy()
     lin = gappy.groupby("site")[FEATURES[0]].transform(
         lambda v: v.interpolate(limit_direction="both")
@@ -254,6 +255,47 @@ def test_spatial_interp_skip_refuses_windows_too_large_for_the_fusion(
     est = GPVAE(latent_dim=1, epochs=1, progress=False, interp_skip=True)
     with pytest.raises(ValidationError, match=r"interp_skip.*24 x 4"):
         est.fit(df, id="site", time="time", coords=["lat", "lon"], window=24)
+
+
+def test_the_fusions_spatial_weight_is_picked_on_validation() -> None:
+    """After training, each feature's spatial weight is the candidate with the smallest MAE
+    on the hidden validation entries: never worse than the trained weight, which is one of
+    the candidates."""
+    from gpvae.data.spatial import field_batch
+    from gpvae.estimator.spatial import _on_windows, _pick_space_weight, _predict_hidden
+
+    df = _field(seed=4, S=5, T=96)
+    est = GPVAE(
+        latent_dim=2, epochs=1, batch_size=4, hidden=(8,), progress=False, seed=0,
+        interp_skip=True, mask_rate=0.2, val_pattern="blocks", block_lengths=(3, 6),
+    )  # fmt: skip
+    est.fit(df, id="site", time="time", coords=["lat", "lon"], window=24)
+    model = est.model_
+    picked = model.interp_fusion.log_space_weight.detach().clone()
+    rng = np.random.default_rng(0)
+    values = rng.normal(size=(48, 5, 3)).cumsum(0) * 0.3 + rng.normal(size=(1, 5, 1))
+    from gpvae.estimator.spatial import _Validation
+
+    val = _Validation.make(values, [0, 24], 24, 0, "blocks", (3, 6))
+    batch = field_batch(
+        np.where(val.hidden, np.nan, values), est.spatial_.train_xy, np.arange(48.0), [0, 24], 24
+    )
+
+    def per_feature() -> np.ndarray:
+        with torch.no_grad():
+            mean, _ = _predict_hidden(model, batch, 4, torch.Generator().manual_seed(0))
+        m, target, hidden = _on_windows(mean, values, val, 24)
+        return np.array([np.abs(m - target)[..., j][hidden[..., j]].mean() for j in range(3)])
+
+    with torch.no_grad():
+        model.interp_fusion.log_space_weight.zero_()
+    before = per_feature()
+    _pick_space_weight(model, batch, values, val, 24, 0)
+    after = per_feature()
+    assert (after <= before + 1e-6).all(), (before, after)
+    logs = model.interp_fusion.log_space_weight.detach().numpy()
+    assert np.allclose(np.exp(logs) * 16, np.round(np.exp(logs) * 16), atol=1e-4)  # on the grid
+    assert picked.shape == (3,)
 
 
 def test_sites_mask_needs_spatial_data() -> None:

@@ -211,6 +211,35 @@ def test_space_interpolation_matches_the_loop_reference() -> None:
     assert space_interpolation(batch.x, y, batch.observed, batch.valid)[0][0, 0, 0] == out[0, 0, 0]
 
 
+def test_field_fusion_starts_at_the_distance_weighted_blend() -> None:
+    """An untrained FieldFusion predicts (tv / gap + sv w scale / dist) / (1 / gap + w scale /
+    dist) with w = exp(theta) (theta 0 at the start), IDW alone without a neighbour in time,
+    time interpolation alone without one in space, and the decoder with neither; seen
+    entries keep the decoder's value."""
+    from gpvae.nets import FieldFusion
+
+    fuse = FieldFusion(2, scale=5.0)
+    dec = torch.tensor([[[7.0, 7.0], [7.0, 7.0], [7.0, 7.0], [7.0, 7.0]]])  # (B=1, N=4, D=2)
+    tv = torch.tensor([[[1.0, 1.0], [1.0, 1.0], [0.0, 0.0], [1.0, 1.0]]])
+    gap = torch.tensor([[[2.0, 2.0], [torch.inf, torch.inf], [torch.inf, torch.inf], [1.0, 1.0]]])
+    sv = torch.tensor([[[3.0, 3.0], [3.0, 3.0], [0.0, 0.0], [0.0, 0.0]]])
+    dist = torch.tensor(
+        [[[10.0, 10.0], [4.0, 4.0], [torch.inf, torch.inf], [torch.inf, torch.inf]]]
+    )
+    seen = torch.zeros(1, 4, 2, dtype=torch.bool)
+    with torch.no_grad():
+        fuse.log_space_weight[1] = math.log(4.0)
+        out = fuse(dec[None], tv, gap, sv, dist, seen)[0]
+    w0, w1 = 5.0 / 10.0, 4.0 * 5.0 / 10.0  # feature 0: weight 1; feature 1: weight 4
+    assert out[0, 0, 0] == pytest.approx((1.0 / 2 + 3.0 * w0) / (1 / 2 + w0))
+    assert out[0, 0, 1] == pytest.approx((1.0 / 2 + 3.0 * w1) / (1 / 2 + w1))
+    assert out[0, 1].tolist() == [3.0, 3.0]  # no neighbour in time: IDW
+    assert out[0, 2].tolist() == [7.0, 7.0]  # neither: the decoder
+    assert out[0, 3].tolist() == [1.0, 1.0]  # no other site: time interpolation
+    seen[0, 0, 0] = True
+    assert fuse(dec[None], tv, gap, sv, dist, seen)[0, 0, 0, 0] == 7.0
+
+
 def _model(D: int, L: int, interp_skip: bool) -> GPVAEModel:
     """A model whose decoder outputs 0 everywhere (its fusion net starts at 0 too)."""
     torch.manual_seed(0)

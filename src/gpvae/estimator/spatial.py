@@ -25,6 +25,7 @@ Shapes: S sites, T steps, D features, W window steps, L latent channels.
 
 from __future__ import annotations
 
+import math
 from collections.abc import Hashable, Sequence
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any
@@ -50,6 +51,7 @@ from gpvae.estimator.assembly import ModelSpec, build_model
 from gpvae.gp.prior import GPPrior
 from gpvae.kernels import Kernel, SpaceTime, build_kernel, get_kernel
 from gpvae.model import GPVAEModel, sorted_quantiles
+from gpvae.nets.interp import FieldFusion
 from gpvae.training.loop import TrainConfig, TrainState, train
 
 if TYPE_CHECKING:
@@ -385,6 +387,8 @@ def fit_field(
         generator=torch.Generator().manual_seed(est.seed),
         steps_per_epoch=steps,
     )
+    if val_batch is not None:
+        _pick_space_weight(model, val_batch, values, val, window, est.seed)
     scale = np.ones(values.shape[-1])
     if val_batch is not None and est.calibrate:
         scale = _calibrate(model, val_batch, values, val, window, est.seed)
@@ -403,6 +407,34 @@ def _on_windows(
     p = pred.cpu().numpy()
     p = p.reshape(*p.shape[:-2], W, S, D)
     return p, pad_values[rows], pad_hidden[rows]
+
+
+#: Candidate factors on the fusion's spatial weight (``exp(theta)``), tried on validation.
+_SPACE_WEIGHTS = (1 / 16, 1 / 8, 1 / 4, 1 / 2, 1.0, 2.0, 4.0, 8.0, 16.0)
+
+
+def _pick_space_weight(
+    model: GPVAEModel, batch: Batch, values: np.ndarray, val: _Validation, W: int, seed: int
+) -> None:
+    """With a :class:`~gpvae.nets.FieldFusion`: per feature, the weight of the spatial
+    interpolation against the one in time (``log_space_weight``) that gives the smallest
+    MAE on the hidden validation entries, among the trained value times ``_SPACE_WEIGHTS``
+    (the same draws for every candidate)."""
+    fusion = model.interp_fusion
+    if not isinstance(fusion, FieldFusion):
+        return
+    trained = fusion.log_space_weight.detach().clone()
+    errors = []
+    with torch.no_grad():
+        for factor in _SPACE_WEIGHTS:
+            fusion.log_space_weight.copy_(trained + math.log(factor))
+            mean, _ = _predict_hidden(model, batch, 4, torch.Generator().manual_seed(seed))
+            m, target, hidden = _on_windows(mean, values, val, W)
+            err = np.where(hidden, np.abs(m - target), 0.0).reshape(-1, values.shape[-1])
+            errors.append(err.sum(0) / np.maximum(hidden.reshape(-1, values.shape[-1]).sum(0), 1))
+        best = np.argmin(np.stack(errors), axis=0)  # first (smallest factor) on ties
+        logs = torch.tensor([math.log(_SPACE_WEIGHTS[i]) for i in best], dtype=trained.dtype)
+        fusion.log_space_weight.copy_(trained + logs)
 
 
 def _calibrate(

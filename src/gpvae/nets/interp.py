@@ -65,13 +65,16 @@ class FieldFusion(nn.Module):
     with the feature's interpolation in time at the same site *and* its inverse distance
     weighting over the other sites at the same time.
 
-    ``base`` is the time interpolation where the site has an observed neighbour in time,
-    else the spatial value where another site observes the feature at that time, else the
-    decoder's prediction; the net (last layer zero at the start) adds a residual from
-    ``decoded``, both values and both closenesses (``1 / (1 + gap)`` in time,
+    ``base`` blends the two interpolations with weights that fall with their distances,
+    ``w_t = 1 / gap`` (in time steps) and ``w_s = exp(theta_d) scale / dist`` (``theta_d`` a
+    learned log-weight per feature, 0 at the start; a missing neighbour weighs 0), and is the
+    decoder's prediction where neither exists; the net (last layer zero at the start) adds a
+    residual from ``decoded``, both values and both closenesses (``1 / (1 + gap)`` in time,
     ``1 / (1 + dist / scale)`` in space; 0 without a neighbour). So an untrained model at a
     site with no observations of its own (a new site) predicts exactly inverse distance
-    weighting, and training learns where and by how much to depart from it.
+    weighting, and training learns where and by how much to depart from it. The estimator
+    also picks ``theta`` per feature on its validation entries after training
+    (:func:`gpvae.estimator.spatial.fit_field`).
 
     Args:
         num_features: D.
@@ -90,6 +93,7 @@ class FieldFusion(nn.Module):
         self.num_features = num_features
         self.scale: Tensor
         self.register_buffer("scale", torch.tensor(float(scale)))
+        self.log_space_weight = nn.Parameter(torch.zeros(num_features))
         self.net = MLP(5 * num_features, tuple(hidden), num_features, nn.ReLU)
         last = [m for m in self.net.modules() if isinstance(m, nn.Linear)][-1]
         nn.init.zeros_(last.weight)
@@ -111,6 +115,14 @@ class FieldFusion(nn.Module):
         tv, sv = torch.where(near_t, t_value, zero), torch.where(near_s, s_value, zero)
         shape = decoded.shape
         tv, sv, t_close, s_close = (a.expand(shape) for a in (tv, sv, t_close, s_close))
-        base = torch.where(near_t.expand(shape), tv, torch.where(near_s.expand(shape), sv, decoded))
+        tiny = 1e-6  # a gap or distance of 0 cannot occur; keeps the weights finite
+        w_t = torch.where(near_t, 1.0 / t_gap.clamp_min(tiny), zero)
+        w_s = torch.where(
+            near_s, self.log_space_weight.exp() * self.scale / s_dist.clamp_min(tiny), zero
+        )
+        total = w_t + w_s
+        blend = (w_t * tv + w_s * sv) / torch.where(total > 0, total, torch.ones_like(total))
+        either = (near_t | near_s).expand(shape)
+        base = torch.where(either, blend.expand(shape), decoded)
         fused = base + self.net(torch.cat([decoded, tv, t_close, sv, s_close], dim=-1))
         return torch.where(seen.expand(shape), decoded, fused)
