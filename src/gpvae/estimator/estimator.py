@@ -33,9 +33,7 @@ from gpvae import settings
 from gpvae.arguments import bool_arg, check_name, float_arg, int_arg
 from gpvae.data import Scaler
 from gpvae.errors import (
-    GPVAEError,
     InputTypeError,
-    ModelFileError,
     NotFittedError,
     ValidationError,
     invalid,
@@ -56,7 +54,8 @@ from gpvae.estimator.fitting import calibrate_fit, fit_inputs, fit_periods, wind
 from gpvae.estimator.forecast_calibration import calibrate_forecasts, without_tail
 from gpvae.estimator.forecast_methods import ForecastMethods
 from gpvae.estimator.imputation import impute_series
-from gpvae.estimator.modelfile import load_weights, read_folder, write_folder
+from gpvae.estimator.persistence import ARGUMENTS as _ARGUMENTS
+from gpvae.estimator.persistence import PersistenceMethods
 from gpvae.estimator.results import (
     ImputationResult,
 )
@@ -65,54 +64,17 @@ from gpvae.estimator.seasonality import PeriodArg, check_period
 from gpvae.estimator.spatial_methods import SpatialMethods
 from gpvae.estimator.validation import hiding_args
 from gpvae.gp.prior import backend_names
-from gpvae.kernels import KernelArg, kernel_spec
+from gpvae.kernels import KernelArg
 from gpvae.likelihoods import likelihood_key
 from gpvae.model import GPVAEModel
-from gpvae.nets.registry import decoder_key, decoder_names, encoder_key, encoder_names
+from gpvae.nets.registry import decoder_key, encoder_key
 from gpvae.posteriors import posterior_key
 from gpvae.training import OPTIMIZERS, FitSession, SessionConfig, TrainConfig, distributed
 
 __all__ = ["GPVAE"]
 
 
-#: The constructor's arguments, in order (what :meth:`GPVAE.get_config` returns).
-_ARGUMENTS = (
-    "latent_dim",
-    "kernel",
-    "posterior",
-    "backend",
-    "likelihood",
-    "encoder",
-    "decoder",
-    "hidden",
-    "beta",
-    "epochs",
-    "batch_size",
-    "lr",
-    "optimizer",
-    "patience",
-    "val_fraction",
-    "val_pattern",
-    "mask_rate",
-    "mask_pattern",
-    "block_lengths",
-    "interp_skip",
-    "calibrate",
-    "num_samples",
-    "lengthscale",
-    "period",
-    "kernel_lr",
-    "window",
-    "forecast_horizon",
-    "device",
-    "seed",
-    "progress",
-    "checkpoint_dir",
-    "checkpoint_every",
-)
-
-
-class GPVAE(AnomalyMethods, ForecastMethods, SpatialMethods):
+class GPVAE(AnomalyMethods, ForecastMethods, SpatialMethods, PersistenceMethods):
     """Gaussian-process-prior VAE for multivariate series with gaps.
 
     Args:
@@ -559,101 +521,3 @@ class GPVAE(AnomalyMethods, ForecastMethods, SpatialMethods):
             (in each series' input order).
         """
         return latent_series(self._context("latent"), X, times)
-
-    # ------------------------------------------------------------------ save / load
-
-    def get_config(self) -> dict[str, Any]:
-        """The constructor arguments as JSON-able values (kernels as specs).
-
-        Raises:
-            ValidationError: naming ``encoder``/``decoder`` when it is an ``nn.Module``, or
-                ``kernel`` for a kernel instance that cannot be rebuilt from JSON.
-        """
-        for name, options in (("encoder", encoder_names()), ("decoder", decoder_names())):
-            if isinstance(getattr(self, name), nn.Module):
-                raise ValidationError(
-                    f"{name}: expected a named network ({', '.join(options)}) to save the "
-                    f"model to JSON, found a custom {type(getattr(self, name)).__name__}; "
-                    "save its weights with torch yourself"
-                )
-        config = {name: getattr(self, name) for name in _ARGUMENTS}
-        config["kernel"] = kernel_spec(self.kernel)
-        config["hidden"] = list(self.hidden)
-        config["block_lengths"] = list(self.block_lengths)
-        config["device"] = str(self.device)
-        if self.spatial_ is not None:
-            config["spatial"] = self.spatial_.to_json()
-        if self.checkpoint_dir is not None:
-            config["checkpoint_dir"] = str(self.checkpoint_dir)
-        return config
-
-    def save(self, path: str | os.PathLike[str]) -> None:
-        """Write the fitted model to the directory ``path``: ``model.safetensors`` (weights)
-        and ``config.json`` (constructor arguments, D, feature names, time scale, scaler
-        state, history, gpvae version; no paths). Nothing is pickled.
-
-        Raises:
-            NotFittedError: before fit.
-            ValidationError: a custom encoder/decoder module or a kernel instance that JSON
-                cannot describe (names the argument).
-
-        Under torchrun only process 0 writes (the others return at once, without waiting).
-        """
-        model, scaler = self._fitted("save")
-        if not distributed.is_main_process():
-            return  # under torchrun, process 0 writes the folder
-        write_folder(
-            path,
-            self.get_config(),
-            model,
-            scaler,
-            list(self.feature_names_ or []),
-            self._context("save").interval_scale,
-            self.history_,
-            self.anomaly_profile_,
-            self.forecast_scale_,
-        )
-
-    @classmethod
-    def load(cls, path: str | os.PathLike[str], device: str | torch.device = "cpu") -> GPVAE:
-        """Load a model saved by :meth:`save` (never unpickles anything, and takes no path
-        from the files: ``checkpoint_dir`` is None after loading).
-
-        Args:
-            path: the model directory.
-            device: where to put the model (default the CPU; ``"auto"`` picks cuda/mps).
-
-        Raises:
-            ModelFileError: missing or malformed files, a config that does not describe a
-                valid estimator, or weights whose names or shapes do not match it.
-        """
-        saved = read_folder(path)
-        arguments = dict(saved.arguments)
-        spatial = arguments.pop("spatial", None)
-        try:
-            est = cls(**{**arguments, "device": device})
-            if spatial is not None:
-                model = est._spatial_model(spatial, saved.num_features)
-            else:
-                model = est._build_model(saved.num_features)
-        except GPVAEError as err:
-            raise ModelFileError(f"config.json: does not describe a GPVAE ({err})") from None
-        except (KeyError, ValueError) as err:
-            raise ModelFileError(f"config.json: malformed spatial entry ({err!r})") from None
-        except TypeError as err:  # unknown or missing constructor arguments
-            raise ModelFileError(
-                f"config.json: expected the estimator's arguments, found error {err!r}"
-            ) from None
-        load_weights(model, saved.state_dict)
-        dev = resolve_device(device)
-        est._set_fitted(
-            model.to(dev).eval(),
-            saved.scaler,
-            dev,
-            feature_names=saved.feature_names,
-            interval_scale=saved.interval_scale,
-            history=saved.history,
-            anomaly_profile=saved.anomaly_profile,
-        )
-        est.forecast_scale_ = saved.forecast_scale
-        return est
