@@ -304,6 +304,35 @@ def test_sites_mask_needs_spatial_data() -> None:
         est.fit(np.zeros((2, 5, 1)))
 
 
+def test_predict_sites_intervals_use_the_whole_site_calibration(
+    fitted: tuple[GPVAE, pd.DataFrame], tmp_path: object
+) -> None:
+    """predict_sites' intervals are scaled by factors calibrated on the validation windows'
+    whole hidden sites (kept by save/load), not by imputation's factors."""
+    from dataclasses import replace
+
+    est, df = fitted
+    spec = est.spatial_
+    assert spec is not None
+    assert spec.site_interval_scale is not None
+    assert len(spec.site_interval_scale) == len(FEATURES)
+    est.save(tmp_path)  # type: ignore[arg-type]
+    assert GPVAE.load(tmp_path).spatial_.site_interval_scale == spec.site_interval_scale  # type: ignore[arg-type, union-attr]
+    test = df[df.time >= df.time.iloc[408]]
+    others, held = test[test.site != "s0"], test[test.site == "s0"]
+    a = est.predict_sites(others, held[["site", "lat", "lon"]], num_samples=8)
+    try:
+        est.spatial_ = replace(
+            spec, site_interval_scale=tuple(2 * v for v in spec.site_interval_scale)
+        )
+        b = est.predict_sites(others, held[["site", "lat", "lon"]], num_samples=8)
+    finally:
+        est.spatial_ = spec
+    wa = (a.upper[FEATURES] - a.mean[FEATURES]).to_numpy()
+    wb = (b.upper[FEATURES] - b.mean[FEATURES]).to_numpy()
+    np.testing.assert_allclose(wb, 2 * wa, rtol=1e-6, atol=1e-9)
+
+
 def test_far_sites_warn_naming_the_columns(fitted: tuple[GPVAE, pd.DataFrame]) -> None:
     est, df = fitted
     test = df[(df.time >= df.time.iloc[408]) & (df.site != "s0")]

@@ -27,7 +27,7 @@ from __future__ import annotations
 
 import math
 from collections.abc import Hashable, Sequence
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from typing import TYPE_CHECKING, Any
 
 import numpy as np
@@ -83,6 +83,9 @@ class SpatialSpec:
         inducing: M inducing sites (the sparse backend), or None (exact spacetime backend).
         spatial_lengthscale: initial spatial lengthscale, km.
         train_xy: (S, 2) km of the training sites (for the far-site warning).
+        site_interval_scale: (D,) factors on :func:`predict_sites`' interval half-widths,
+            calibrated on the validation windows' whole hidden sites (None: the estimator's
+            ``interval_scale_``, as folders saved before them).
     """
 
     id: str
@@ -94,6 +97,7 @@ class SpatialSpec:
     inducing: int | None
     spatial_lengthscale: float
     train_xy: np.ndarray = field(repr=False)
+    site_interval_scale: tuple[float, ...] | None = None
 
     def to_json(self) -> dict[str, Any]:
         return {
@@ -106,6 +110,9 @@ class SpatialSpec:
             "inducing": self.inducing,
             "spatial_lengthscale": self.spatial_lengthscale,
             "train_xy": np.asarray(self.train_xy, dtype=np.float64).tolist(),
+            "site_interval_scale": None
+            if self.site_interval_scale is None
+            else list(self.site_interval_scale),
         }
 
     @classmethod
@@ -120,6 +127,9 @@ class SpatialSpec:
             inducing=None if data["inducing"] is None else int(data["inducing"]),
             spatial_lengthscale=float(data["spatial_lengthscale"]),
             train_xy=np.asarray(data["train_xy"], dtype=np.float64).reshape(-1, 2),
+            site_interval_scale=None
+            if data.get("site_interval_scale") is None
+            else tuple(float(v) for v in data["site_interval_scale"]),
         )
 
 
@@ -243,6 +253,7 @@ class _Validation:
 
     starts: list[int]
     hidden: np.ndarray
+    whole: np.ndarray | None = None  # (T, S, D): the entries of the whole hidden sites
 
     @classmethod
     def make(
@@ -258,6 +269,7 @@ class _Validation:
         S = values.shape[1]
         observed = ~np.isnan(values)
         hidden = np.zeros(values.shape, dtype=bool)
+        whole = np.zeros(values.shape, dtype=bool)
         for k, a in enumerate(starts):
             if pattern == "blocks":
                 short = (min(lengths[0], W), min(lengths[1], W))
@@ -267,7 +279,8 @@ class _Validation:
             else:
                 hidden[a : a + W] = rng.random(hidden[a : a + W].shape) < _VAL_POINT_SHARE
             hidden[a : a + W, k % S] = True
-        return cls(starts, hidden & observed)
+            whole[a : a + W, k % S] = True
+        return cls(starts, hidden & observed, whole & observed)
 
     def rows(self, W: int, T: int) -> np.ndarray:
         """(B, W) step of every window row (T for padding past the end)."""
@@ -392,6 +405,8 @@ def fit_field(
     scale = np.ones(values.shape[-1])
     if val_batch is not None and est.calibrate:
         scale = _calibrate(model, val_batch, values, val, window, est.seed)
+        sites = _calibrate(model, val_batch, values, val, window, est.seed, only=val.whole)
+        spec = replace(spec, site_interval_scale=tuple(float(v) for v in sites))
     return model, scaler, spec, scale, state
 
 
@@ -438,14 +453,22 @@ def _pick_space_weight(
 
 
 def _calibrate(
-    model: GPVAEModel, batch: Batch, values: np.ndarray, val: _Validation, W: int, seed: int
+    model: GPVAEModel,
+    batch: Batch,
+    values: np.ndarray,
+    val: _Validation,
+    W: int,
+    seed: int,
+    only: np.ndarray | None = None,
 ) -> np.ndarray:
     """Per-feature factors on the interval half-widths so that 90% of the hidden validation
-    entries fall inside the (5%, 95%) interval."""
+    entries (those in ``only`` (T, S, D) when given) fall inside the (5%, 95%) interval."""
     with torch.no_grad():
         mean, draws = _predict_hidden(model, batch, 100, torch.Generator().manual_seed(seed + 1))
         lo_t, hi_t = sorted_quantiles(draws, (0.05, 0.95))
     m, target, hidden = _on_windows(mean, values, val, W)
+    if only is not None:
+        hidden = hidden & _on_windows(mean, values, _Validation(val.starts, only), W)[2]
     lo, _, _ = _on_windows(lo_t, values, val, W)
     hi, _, _ = _on_windows(hi_t, values, val, W)
     out = np.ones(values.shape[-1])

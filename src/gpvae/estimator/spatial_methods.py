@@ -122,11 +122,12 @@ class SpatialMethods:
         sites = (
             sites.drop_duplicates(subset=[spec.id]) if isinstance(sites, pd.DataFrame) else sites
         )
+        site_scale = spec.site_interval_scale
         return predict_sites(
             model,
             scaler,
             spec,
-            self._interval_scale(),
+            self._interval_scale() if site_scale is None else np.asarray(site_scale),
             X,
             sites,
             int_arg("num_samples", num_samples),
