@@ -11,7 +11,14 @@ import pytest
 
 from gpvae import GPVAE, settings
 from gpvae.errors import ModelFileError, ValidationError
-from gpvae.estimator.anomaly import AnomalyProfile, _trailing_mean, flagged_intervals
+from gpvae.estimator.anomaly import (
+    AnomalyProfile,
+    _trailing_mean,
+    _trailing_median,
+    alarm_scores,
+    flagged_intervals,
+    profile_from_entries,
+)
 
 FAST = {
     "latent_dim": 2,
@@ -145,6 +152,69 @@ def test_profile_round_trips_through_save_and_load(fitted: GPVAE, tmp_path: Path
         fitted.anomaly_profile_ = None
 
 
+def test_profile_saved_before_the_baseline_keeps_its_meaning() -> None:
+    """A profile without baseline / level / alarm_smooth (older model folders): no baseline,
+    and the threshold is compared with the smoothed step score, as when it was saved."""
+    data = AnomalyProfile(64, 5, 4, 3, np.zeros(2), np.ones(2), 1.0, 0.01, 10).to_json()
+    for key in ("baseline", "level", "alarm_smooth"):
+        del data[key]
+    prof = AnomalyProfile.from_json(data, 2)
+    assert prof.baseline == 0
+    assert prof.alarm_width == 3
+
+
+def test_trailing_median_matches_a_loop() -> None:
+    rng = np.random.default_rng(3)
+    s = rng.standard_normal(60)
+    s[[5, 6, 30]] = np.nan
+    w, level = 7, 0.25
+    padded = np.concatenate([np.full(w, level), s])
+    ref = np.array([np.nanmedian(padded[t : t + w]) for t in range(60)])
+    np.testing.assert_allclose(_trailing_median(s, w, level), ref)
+
+
+def test_baseline_keeps_the_false_alarm_rate_when_the_scores_drift() -> None:
+    """Normal scores whose level drifts slowly upwards (new data moving away from the normal
+    part): the threshold from the normal part flags far too many steps unless the recent
+    level is subtracted; a short burst on top of the drift is still flagged."""
+    rng = np.random.default_rng(8)
+    normal = rng.exponential(size=(3000, 2))
+    drift = np.linspace(0.0, 3.0, 8000)[:, None]
+    new = rng.exponential(size=(8000, 2)) + drift
+    new[5000:5010] += 8.0
+    labels = np.zeros(8000, dtype=bool)
+    labels[5000:5010] = True
+    rates = {}
+    for base in (0, 512):
+        prof = profile_from_entries([normal], 0.02, 4, 5, 128, 1, True, base)
+        flags = alarm_scores(new, prof) > prof.threshold
+        rates[base] = float(flags[~labels].mean())
+        if base:
+            assert flags[labels].mean() > 0.8
+    assert 0.01 <= rates[512] <= 0.04, rates  # within a factor 2 of the target
+    assert rates[0] > 0.2, rates  # without the baseline
+
+
+def test_alarm_on_the_step_score_keeps_its_rate_where_a_long_mean_does_not(
+    fitted: GPVAE,
+) -> None:
+    """The upper quantile of a 16-step mean rests on a few independent stretches of 400
+    normal steps: its rate on new normal data scatters beyond a factor 2 of the target from
+    one normal stretch to the next; the step's own score (alarm_smooth=1) keeps it."""
+    y = seasonal(3000, 12)
+    rates: dict[int, list[float]] = {1: [], 16: []}
+    try:
+        for seed in (11, 21, 31, 41, 51):
+            for alarm in (1, 16):
+                fitted.fit_threshold([seasonal(400, seed)], false_alarm_rate=0.02,
+                                     num_samples=8, smooth=16, alarm_smooth=alarm)  # fmt: skip
+                rates[alarm].append(float(np.mean(fitted.anomaly_scores([y]).flagged[0])))
+    finally:
+        fitted.anomaly_profile_ = None
+    assert all(0.01 <= r <= 0.04 for r in rates[1]), rates
+    assert not all(0.01 <= r <= 0.04 for r in rates[16]), rates
+
+
 def test_bad_arguments_name_themselves(fitted: GPVAE) -> None:
     y = seasonal(50, 17)
     with pytest.raises(ValidationError, match="false_alarm_rate"):
@@ -169,6 +239,10 @@ def test_flagged_intervals_by_hand() -> None:
     entry = np.array([[0, 0], [1, 4], [1, 5], [0, 0], [np.nan, np.nan], [6, 1], [0, 0]], float)
     prof = AnomalyProfile(None, 5, 4, 1, np.zeros(2), np.ones(2), 1.0, 0.01, 10)
     ivs = flagged_intervals(step, entry, np.arange(7) * 10.0, 1.0, ["a", "b"], prof)
+    # given flags (another score above the threshold) decide the runs; the peak is the step's
+    given = np.array([False, False, True, True, False, False, False])
+    ivg = flagged_intervals(step, entry, np.arange(7) * 10.0, 1.0, ["a", "b"], prof, flags=given)
+    assert [(iv["start"], iv["end"], iv["peak"]) for iv in ivg] == [(2, 3, 2)]
     assert [(iv["start"], iv["end"], iv["peak"]) for iv in ivs] == [(1, 2, 2), (5, 5, 5)]
     assert ivs[0]["features"] == ["b", "a"]
     assert ivs[1]["features"] == ["a", "b"]

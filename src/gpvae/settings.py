@@ -8,6 +8,8 @@ and every layer sees the new value.
 from __future__ import annotations
 
 __all__ = [
+    "ANOMALY_ALARM_SMOOTH",
+    "ANOMALY_BASELINE",
     "ANOMALY_MIN_SCALE",
     "ANOMALY_SMOOTH",
     "ANOMALY_WINDOW",
@@ -131,6 +133,16 @@ ANOMALY_WINDOW_BATCH = 256
 ANOMALY_MIN_SCALE = 0.1
 #: Steps of the trailing mean of the step score that ``gpvae fit`` stores in the profile.
 ANOMALY_SMOOTH = 1
+#: Steps of the trailing median of the step score subtracted from it (the score's recent
+#: level, so that a slow drift of the data away from the normal part does not raise every
+#: score; 0: none). 4 scoring windows; chosen on the development subset of
+#: benchmarks/anomaly.py (docs/benchmarks.md).
+ANOMALY_BASELINE = 512
+#: Steps of the trailing mean of the score that the stored threshold is compared with (1:
+#: the step's own score). A long mean ranks lasting anomalies better, but its normal upper
+#: quantile rests on a few independent stretches of the normal data, so it is not used for
+#: the threshold by default (docs/benchmarks.md, "False alarms").
+ANOMALY_ALARM_SMOOTH = 1
 
 # ---------------------------------------------------------------- distributed training
 

@@ -13,13 +13,21 @@ conditioning is ``window`` steps long, not the series' length.
 step. A :class:`AnomalyProfile` (:func:`fit_profile`, from the scores of normal data) puts
 the features on one scale first, ``(entry - center_d) / scale_d`` with the median and a
 robust spread of feature d's scores on the normal data, so that a feature whose normal
-scores are large (a noisy sensor) does not drown the others; the step score is the sum of
-these over the observed entries, averaged over the last ``smooth`` steps (a trailing mean:
-it uses no future step, so it can run on a stream).
+scores are large (a noisy sensor) does not drown the others, and sums these over the
+observed entries. With ``baseline = L > 0`` the median of this sum over the previous L
+steps is subtracted (the steps before a series count as the normal data's median
+``level``): when the data drift slowly away from the normal part, every score rises, and
+only the rise against the recent level remains (an anomaly that lasts longer than about
+L / 2 steps becomes the new level). The step score is this, averaged over the last
+``smooth`` steps. Both are trailing: no future step is used, so they can run on a stream.
 
-**Threshold.** The profile's threshold is the ``1 - false_alarm_rate`` quantile of the
-normal data's step scores; :func:`flagged_intervals` turns the steps above it into
-intervals (start, end, peak score, the features that contribute most).
+**Threshold.** The threshold is compared with the **alarm score**: the same, averaged over
+the last ``alarm_smooth`` steps (default 1: the step's own score). It is the
+``1 - false_alarm_rate`` quantile of the normal data's alarm scores. A long mean ranks
+lasting anomalies better, but its upper quantile rests on a few independent stretches of
+the normal data, which is why the alarm may use a shorter one. :func:`flagged_intervals`
+turns the flagged steps into intervals (start, end, peak score, the features that
+contribute most).
 """
 
 from __future__ import annotations
@@ -30,6 +38,7 @@ from dataclasses import dataclass
 from typing import Any
 
 import numpy as np
+import pandas as pd
 
 from gpvae import settings
 from gpvae.arguments import check_memory, float_arg, int_arg
@@ -41,6 +50,7 @@ from gpvae.estimator.results import AnomalyResult
 
 __all__ = [
     "AnomalyProfile",
+    "alarm_scores",
     "entry_scores",
     "fit_profile",
     "flagged_intervals",
@@ -66,6 +76,10 @@ class AnomalyProfile:
         threshold: flag steps whose score is above it.
         false_alarm_rate: the share of the normal data's steps above ``threshold``.
         num_steps: the normal steps the threshold was chosen from.
+        baseline: steps of the trailing median subtracted from the summed score (0: none).
+        level: the normal data's median summed score (the baseline before a series starts).
+        alarm_smooth: steps of the trailing mean compared with ``threshold`` (None: ``smooth``,
+            as in profiles saved before this field existed).
     """
 
     window: int | None
@@ -77,6 +91,14 @@ class AnomalyProfile:
     threshold: float
     false_alarm_rate: float
     num_steps: int
+    baseline: int = 0
+    level: float = 0.0
+    alarm_smooth: int | None = None
+
+    @property
+    def alarm_width(self) -> int:
+        """Steps of the trailing mean that the threshold is compared with."""
+        return self.smooth if self.alarm_smooth is None else self.alarm_smooth
 
     def to_json(self) -> dict[str, Any]:
         """A JSON-able dict (stored in the model folder's ``config.json``)."""
@@ -100,6 +122,12 @@ class AnomalyProfile:
                 threshold=float(data["threshold"]),
                 false_alarm_rate=float(data["false_alarm_rate"]),
                 num_steps=int(data["num_steps"]),
+                # absent in profiles saved before the drift baseline: none, alarm = step score
+                baseline=int(data.get("baseline", 0)),
+                level=float(data.get("level", 0.0)),
+                alarm_smooth=None
+                if data.get("alarm_smooth") is None
+                else int(data["alarm_smooth"]),
             )
             ok = (
                 prof.center.shape == (num_features,)
@@ -111,6 +139,9 @@ class AnomalyProfile:
                 and prof.num_samples >= 1
                 and prof.smooth >= 1
                 and (prof.window is None or prof.window >= 2)
+                and prof.baseline >= 0
+                and math.isfinite(prof.level)
+                and prof.alarm_width >= 1
             )
         except (AssertionError, KeyError, TypeError, ValueError):
             ok = False
@@ -118,7 +149,8 @@ class AnomalyProfile:
             raise ModelFileError(
                 f"config.json: expected anomaly_profile to describe {num_features} features "
                 f"(window, num_folds, num_samples, smooth, center, scale, threshold, "
-                f"false_alarm_rate, num_steps), found {data!r}"
+                f"false_alarm_rate, num_steps; optionally baseline, level, alarm_smooth), "
+                f"found {data!r}"
             )
         return prof
 
@@ -235,11 +267,37 @@ def normalised_entries(entry: np.ndarray, profile: AnomalyProfile | None) -> np.
     return (entry - profile.center) / profile.scale
 
 
+def _trailing_median(s: np.ndarray, width: int, level: float) -> np.ndarray:
+    """Median of the finite values among the ``width`` steps before each step, the steps
+    before the series counting as ``level`` (``level`` where all of them are NaN)."""
+    padded = pd.Series(np.concatenate([np.full(width, level), s]))
+    med = padded.rolling(width, min_periods=1).median().to_numpy()[width - 1 : width - 1 + len(s)]
+    return np.where(np.isnan(med), level, med)
+
+
+def _summed(entry: np.ndarray, profile: AnomalyProfile | None) -> np.ndarray:
+    """The normalised entry scores summed over the observed entries (NaN: none)."""
+    z = normalised_entries(entry, profile)
+    return np.where(np.isnan(z).all(axis=1), np.nan, np.nansum(z, axis=1))
+
+
+def _detrended(entry: np.ndarray, profile: AnomalyProfile) -> np.ndarray:
+    raw = _summed(entry, profile)
+    if profile.baseline <= 0:
+        return raw
+    return raw - _trailing_median(raw, profile.baseline, profile.level)
+
+
 def step_scores(entry: np.ndarray, profile: AnomalyProfile | None) -> np.ndarray:
     """(T,) step scores from (T, D) entry scores (NaN where no entry is observed)."""
-    z = normalised_entries(entry, profile)
-    raw = np.where(np.isnan(z).all(axis=1), np.nan, np.nansum(z, axis=1))
-    return raw if profile is None else _trailing_mean(raw, profile.smooth)
+    if profile is None:
+        return _summed(entry, None)
+    return _trailing_mean(_detrended(entry, profile), profile.smooth)
+
+
+def alarm_scores(entry: np.ndarray, profile: AnomalyProfile) -> np.ndarray:
+    """(T,) scores that the profile's threshold is compared with (see the module)."""
+    return _trailing_mean(_detrended(entry, profile), profile.alarm_width)
 
 
 def heldout_scores(
@@ -257,7 +315,9 @@ def heldout_scores(
     step = [step_scores(e, profile) for e in entry]
     flagged = None
     if profile is not None:
-        flagged = [np.nan_to_num(s, nan=-np.inf) > profile.threshold for s in step]
+        flagged = [
+            np.nan_to_num(alarm_scores(e, profile), nan=-np.inf) > profile.threshold for e in entry
+        ]
     return AnomalyResult(
         # float64 whatever the input's dtype: a score (~ z^2 / 2) can exceed float32
         entry=from_padded(ss, entry, name="entry", dtype=np.float64),
@@ -270,8 +330,8 @@ def heldout_scores(
         intervals=None
         if profile is None
         else [
-            flagged_intervals(s, e, t, profile.threshold, list(ss.feature_names), profile)
-            for s, e, t in zip(step, entry, ss.times)
+            flagged_intervals(s, e, t, profile.threshold, list(ss.feature_names), profile, flags=f)
+            for s, e, t, f in zip(step, entry, ss.times, flagged or [])
         ],
     )
 
@@ -296,14 +356,21 @@ def fit_profile(
     num_folds: int,
     window: int | None,
     smooth: int,
+    baseline: int = 0,
+    alarm_smooth: int | None = None,
 ) -> AnomalyProfile:
     """Score normal data ``X`` and learn the feature scales and the threshold from it
     (:func:`profile_from_entries`)."""
     rate = _rate_arg(false_alarm_rate)
     smooth = int_arg("smooth", smooth)
+    baseline = int_arg("baseline", baseline, minimum=0)
+    if alarm_smooth is not None:
+        alarm_smooth = int_arg("alarm_smooth", alarm_smooth)
     _, scaled = ctx.input(X, times)
     entry = entry_scores(ctx, scaled, num_samples, num_folds, window)
-    return profile_from_entries(entry, rate, num_samples, num_folds, window, smooth)
+    return profile_from_entries(
+        entry, rate, num_samples, num_folds, window, smooth, True, baseline, alarm_smooth
+    )
 
 
 def _rate_arg(false_alarm_rate: float) -> float:
@@ -323,14 +390,17 @@ def profile_from_entries(
     window: int | None,
     smooth: int,
     normalise: bool = True,
+    baseline: int = 0,
+    alarm_smooth: int | None = None,
 ) -> AnomalyProfile:
     """The profile of normal data from its entry scores (n arrays (T_i, D)).
 
     The scale of feature d is the spread between the median and the 90% quantile of its
     entry scores (at least :data:`gpvae.settings.ANOMALY_MIN_SCALE`: a feature whose normal
     scores never vary is not given an infinite weight); ``normalise=False`` keeps the raw
-    scores (center 0, scale 1). The threshold is the ``1 - false_alarm_rate`` quantile of
-    the resulting step scores.
+    scores (center 0, scale 1). ``level`` is the median of the summed normalised scores;
+    ``baseline`` and ``alarm_smooth`` are stored as given (see the module). The threshold
+    is the ``1 - false_alarm_rate`` quantile of the normal data's alarm scores.
     """
     rate = _rate_arg(false_alarm_rate)
     allrows = np.concatenate(entry)  # (sum T_i, D)
@@ -354,8 +424,13 @@ def profile_from_entries(
         threshold=math.inf,
         false_alarm_rate=rate,
         num_steps=0,
+        baseline=int(baseline),
+        alarm_smooth=alarm_smooth,
     )
-    steps = [step_scores(e, prof) for e in entry]
+    summed = np.concatenate([_summed(e, prof) for e in entry])
+    summed = summed[np.isfinite(summed)]
+    prof.level = float(np.median(summed)) if summed.size else 0.0
+    steps = [alarm_scores(e, prof) for e in entry]
     thr = quantile_threshold(steps, 1.0 - rate)
     if thr is None:
         raise ValidationError("X: expected observed values to learn a threshold from, found none")
@@ -372,8 +447,10 @@ def flagged_intervals(
     feature_names: list[str],
     profile: AnomalyProfile | None = None,
     top: int = 3,
+    flags: np.ndarray | None = None,
 ) -> list[dict[str, Any]]:
-    """The runs of consecutive steps whose score is above ``threshold``.
+    """The runs of consecutive flagged steps: ``flags``, else those whose score is above
+    ``threshold``.
 
     Args:
         step: (T,) step scores; entry: (T, D) entry scores; times: (T,) the steps' times.
@@ -381,6 +458,8 @@ def flagged_intervals(
         feature_names: the D names.
         profile: puts the entry scores on one scale to rank the features (None: raw).
         top: features listed per interval.
+        flags: (T,) booleans, the flagged steps (e.g. the profile's alarm score above the
+            threshold); None: ``step > threshold``.
 
     Returns:
         One dict per interval: ``start``, ``end`` (positions of its first and last step),
@@ -389,7 +468,7 @@ def flagged_intervals(
         names, most contributing first (by the sum of their normalised scores over the
         interval).
     """
-    above = np.nan_to_num(step, nan=-np.inf) > threshold
+    above = np.nan_to_num(step, nan=-np.inf) > threshold if flags is None else np.asarray(flags)
     if not above.any():
         return []
     edges = np.diff(np.concatenate([[0], above.astype(np.int8), [0]]))
@@ -398,7 +477,7 @@ def flagged_intervals(
     out = []
     for a, b in zip(starts, ends):
         seg = step[a : b + 1]
-        peak = int(a + np.nanargmax(seg))
+        peak = int(a + np.nanargmax(seg)) if np.isfinite(seg).any() else int(a)
         contrib = np.nansum(z[a : b + 1], axis=0)  # (D,)
         order = [int(d) for d in np.argsort(-contrib, kind="stable")[:top]]
         out.append(

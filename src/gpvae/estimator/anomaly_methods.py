@@ -67,13 +67,20 @@ class AnomalyMethods:
         num_folds: int | None = None,
         window: int | str | None = "default",
         smooth: int | None = None,
+        baseline: int | None = None,
+        alarm_smooth: int | None = None,
     ) -> _T:
         """Learn the anomaly threshold from normal data ``X`` and store it with the model.
 
-        Each feature's scores are put on the scale of its normal scores, the step score is
-        averaged over the last ``smooth`` steps (None: :data:`gpvae.settings.ANOMALY_SMOOTH`)
-        and the threshold is the ``1 - false_alarm_rate`` quantile of the normal step
-        scores. The profile is saved by :meth:`save` and used by :meth:`anomaly_scores`.
+        Each feature's scores are put on the scale of its normal scores and summed; the
+        median of this sum over the previous ``baseline`` steps is subtracted (None:
+        :data:`gpvae.settings.ANOMALY_BASELINE`; 0: nothing), so that a slow drift of new
+        data does not raise every score; the step score is averaged over the last ``smooth``
+        steps (None: :data:`gpvae.settings.ANOMALY_SMOOTH`). The threshold is the
+        ``1 - false_alarm_rate`` quantile of the normal data's alarm scores: the same,
+        averaged over ``alarm_smooth`` steps (None:
+        :data:`gpvae.settings.ANOMALY_ALARM_SMOOTH`). The profile is saved by :meth:`save`
+        and used by :meth:`anomaly_scores` (see :mod:`gpvae.estimator.anomaly`).
 
         Returns:
             self.
@@ -81,5 +88,9 @@ class AnomalyMethods:
         ctx = self._context("fit_threshold")
         S, K, W = score_settings(None, num_samples, num_folds, window)
         sm = settings.ANOMALY_SMOOTH if smooth is None else smooth
-        self.anomaly_profile_ = fit_profile(ctx, X, times, false_alarm_rate, S, K, W, sm)
+        base = settings.ANOMALY_BASELINE if baseline is None else baseline
+        alarm = settings.ANOMALY_ALARM_SMOOTH if alarm_smooth is None else alarm_smooth
+        self.anomaly_profile_ = fit_profile(
+            ctx, X, times, false_alarm_rate, S, K, W, sm, base, alarm
+        )
         return self

@@ -112,10 +112,14 @@ def detect(
     data_in = shards.read_input(data, spec.id_col, run, share=True)
     frame = table = data_in.frame
     scores = pd.DataFrame({"score": np.zeros(0)})
+    alarm = np.zeros(0, dtype=bool)  # the stored profile's flags
     with run.together(), as_cli("DATA"):
         if frame.shape[0]:  # a process may have no series (fewer series than processes)
             ss = series_set(frame, spec, "DATA")
-            scores = anomaly_table(model.anomaly_scores(ss, num_samples=num_samples), spec)
+            res = model.anomaly_scores(ss, num_samples=num_samples)
+            scores = anomaly_table(res, spec)
+            if res.flagged is not None:
+                alarm = np.asarray(res.flagged, dtype=bool)
     labels = None
     if labels_col is not None and frame.shape[0]:
         labels = label_column(frame, labels_col, spec)
@@ -138,7 +142,10 @@ def detect(
     else:
         thr = float(np.nanquantile(shards.gather_values(step, run), 0.99))
         source = "the 0.99 quantile of these scores"
-    scores["anomaly"] = np.nan_to_num(step, nan=-np.inf) > thr
+    if source.startswith("stored by fit"):  # the profile compares its alarm score
+        scores["anomaly"] = alarm
+    else:
+        scores["anomaly"] = np.nan_to_num(step, nan=-np.inf) > thr
     if frame.shape[0]:
         table = merge_back(frame, scores, spec)
     shards.write_output(table, out_path, run, ordered=data_in.ordered)
@@ -220,8 +227,15 @@ def interval_table(
         step = part["score"].to_numpy(dtype=np.float64)
         entry = part[[f"{f}_score" for f in spec.features]].to_numpy(dtype=np.float64)
         stamps = part[spec.time_col].to_numpy()
+        flags = part["anomaly"].to_numpy(dtype=bool)
         for iv in flagged_intervals(
-            step, entry, np.arange(len(step), dtype=np.float64), threshold, spec.features, profile
+            step,
+            entry,
+            np.arange(len(step), dtype=np.float64),
+            threshold,
+            spec.features,
+            profile,
+            flags=flags,
         ):
             row = {} if spec.id_col is None else {spec.id_col: key}
             row.update(
