@@ -81,6 +81,11 @@ class AnomalyResults(ResultsFile):
 
     KEY = ("dataset", "series", "method", "tag")
 
+    def has(self, dataset: str, series: str, method: str, tag: str) -> bool:  # type: ignore[override]
+        """True when a record for this (dataset, series, method, tag) exists (so a rerun
+        of the same command skips it)."""
+        return any(self._key(r) == (dataset, series, method, tag) for r in self.records)
+
 
 # ---------------------------------------------------------------- data and metrics
 
@@ -209,7 +214,7 @@ VARIANTS = {
 
 
 #: The variant chosen on the development subset (``--dev --variants all``; see docs).
-CHOSEN = "k5_norm_s32"
+CHOSEN = "k5_norm_s32_b512"
 
 
 def new_gpvae(args: argparse.Namespace, white: bool = False) -> Any:

@@ -80,3 +80,12 @@ def test_the_threshold_can_come_from_a_held_back_normal_part(bench, monkeypatch)
     assert seen["fit"] == [74]  # steps 0..74 of the 100 normal ones
     assert seen["scored"] == [75, 100]  # the held-back 25 steps, then the scored part
     assert 0.0 <= out["variants"][bench.CHOSEN]["false_alarm_rate"] <= 1.0
+
+
+def test_a_recorded_run_is_found_so_a_rerun_skips_it(bench, tmp_path) -> None:  # type: ignore[no-untyped-def]
+    out = bench.AnomalyResults(tmp_path / "r.json")
+    assert not out.has("MSL", "C-1", "pca", "main")
+    out.add({"dataset": "MSL", "series": "C-1", "method": "pca", "tag": "main", "vus_pr": 0.5})
+    assert out.has("MSL", "C-1", "pca", "main")
+    assert not out.has("MSL", "C-1", "pca", "other")
+    assert bench.AnomalyResults(tmp_path / "r.json").has("MSL", "C-1", "pca", "main")
