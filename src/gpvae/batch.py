@@ -92,7 +92,7 @@ class Batch:
                 "y: expected finite values (zeros where not observed; mark missing entries "
                 "in `observed`), found NaN or Inf"
             )
-        if not bool(torch.isfinite(x[valid]).all()):
+        if not bool((torch.isfinite(x) | ~valid[..., None]).all()):  # no gather of x[valid]
             raise ValidationError("x: expected finite index points, found NaN or Inf")
         if bool((obs & ~valid[..., None]).any()):
             raise ValidationError("observed: expected no observed entry on padding (valid=False)")

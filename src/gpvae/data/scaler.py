@@ -87,8 +87,9 @@ class Scaler:
         D = data.num_features
         mean = np.empty(D)
         std = np.empty(D)
+        every = _stacked(data.values, D)  # one copy, not one per feature
         for j in range(D):
-            col = np.concatenate([v[:, j] for v in data.values])
+            col = every[:, j]
             col = col[~np.isnan(col)]
             if col.size == 0:
                 raise ValidationError(
@@ -152,6 +153,8 @@ class Scaler:
                 ``|t - time_origin_| / time_step_ >= FLOAT32_MAX``.
         """
         mean, std = self._stats()
+        if self._in_range(data):  # all at once; series by series only to name the culprit
+            return
         lay = data.layout
         ids = lay.series_ids
         if lay.kind in ("dataframe_long", "dataframe_wide"):  # the times are a column / index
@@ -170,6 +173,17 @@ class Scaler:
                     f"(training mean {mean[j]:.4g}, std {std[j]:.4g})"
                 )
             self.scaled_times(t, times_name, where=f" in {label}")
+
+    def _in_range(self, data: SeriesSet) -> bool:
+        """Whether every value and time of ``data`` passes :meth:`check_range`."""
+        mean, std = self._stats()
+        with np.errstate(over="ignore", invalid="ignore"):
+            z = np.abs((_stacked(data.values, self.num_features) - mean) / std)
+            if (z >= FLOAT32_MAX).any():
+                return False
+            t = np.concatenate([np.asarray(t, dtype=np.float64) for t in data.times] or [[]])
+            x = (t - self.time_origin_) / self.time_step_
+        return bool((np.abs(x) < FLOAT32_MAX).all())
 
     def warn_far_times(self, data: SeriesSet, name: str = "X", spans: float = 10.0) -> None:
         """Warn when a time of ``data`` lies more than ``spans`` training time ranges (at least
@@ -343,3 +357,8 @@ class Scaler:
         end = state.get("time_end")
         out.time_end_ = float(end) if isinstance(end, (int, float)) and math.isfinite(end) else None
         return out
+
+
+def _stacked(values: list[np.ndarray], num_features: int) -> np.ndarray:
+    """The (T_i, D) arrays one below the other: (sum T_i, D)."""
+    return np.concatenate(values) if values else np.empty((0, num_features))

@@ -14,6 +14,7 @@ from __future__ import annotations
 import math
 from collections.abc import Hashable, Sequence
 from dataclasses import dataclass, field, replace
+from functools import cached_property
 from typing import Literal
 
 import numpy as np
@@ -109,10 +110,13 @@ class SeriesSet:
         """D, the number of features."""
         return len(self.feature_names)
 
-    @property
+    @cached_property
     def lengths(self) -> np.ndarray:
-        """(n,) int64 number of time steps T_i of every series."""
-        return np.array([len(t) for t in self.times], dtype=np.int64)
+        """(n,) int64 number of time steps T_i of every series (read-only; computed once:
+        every training batch reads it)."""
+        out = np.array([len(t) for t in self.times], dtype=np.int64)
+        out.setflags(write=False)
+        return out
 
     @property
     def max_length(self) -> int:

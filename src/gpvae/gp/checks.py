@@ -146,12 +146,12 @@ def check_condition_inputs(
     _check_channels("mean", mean, x, latent_dim)
     _check_channels("var", var, x, latent_dim)
     with torch.no_grad():
-        if bool(torch.isnan(var).any()):
-            raise ValidationError("var: expected values > 0 or +inf, found NaN")
-        if bool((var <= 0).any()):
+        if not bool((var > 0).all()):  # one pass for the common case; NaN > 0 is False
+            if bool(torch.isnan(var).any()):
+                raise ValidationError("var: expected values > 0 or +inf, found NaN")
             raise invalid("var", "values > 0 or +inf", f"a minimum of {float(var.min())}")
-        included = torch.isfinite(var) & valid[..., None]  # (B, N, L)
-        if not bool(torch.isfinite(mean[included]).all()):
+        excluded = torch.isinf(var) | ~valid[..., None]  # (B, N, L); var > 0 here
+        if not bool((torch.isfinite(mean) | excluded).all()):
             raise ValidationError(
                 "mean: expected finite values wherever var is finite on valid points, "
                 "found NaN or Inf"
