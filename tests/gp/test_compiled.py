@@ -297,3 +297,31 @@ def test_prior_paths_from_given_noise(monkeypatch: pytest.MonkeyPatch) -> None:
         emp = f.T @ f / S
         se = (K.diagonal()[:, None] * K.diagonal()[None, :] + K**2).sqrt() / S**0.5
         assert bool(((emp - K).abs() <= 5 * se + 1e-9).all())
+
+
+def test_gc_paused_restores_the_collector_state_also_on_error() -> None:
+    import gc
+
+    was = gc.isenabled()
+    try:
+        gc.enable()
+        with _compiled.gc_paused():
+            assert not gc.isenabled()
+        assert gc.isenabled()
+        with pytest.raises(RuntimeError), _compiled.gc_paused():
+            raise RuntimeError("inside")
+        assert gc.isenabled()
+        gc.disable()  # a caller that paused it itself keeps it paused
+        with _compiled.gc_paused():
+            assert not gc.isenabled()
+        assert not gc.isenabled()
+
+        @_compiled.without_gc
+        def probe(x: int) -> tuple[int, bool]:
+            return x + 1, gc.isenabled()
+
+        gc.enable()
+        assert probe(1) == (2, False)
+        assert gc.isenabled()
+    finally:
+        (gc.enable if was else gc.disable)()

@@ -17,7 +17,7 @@ from __future__ import annotations
 
 import math
 import warnings
-from collections.abc import Mapping
+from collections.abc import Mapping, Sequence
 from typing import Any, TypeVar, overload
 
 import numpy as np
@@ -181,7 +181,8 @@ class Scaler:
             z = np.abs((_stacked(data.values, self.num_features) - mean) / std)
             if (z >= FLOAT32_MAX).any():
                 return False
-            t = np.concatenate([np.asarray(t, dtype=np.float64) for t in data.times] or [[]])
+            times = [np.asarray(t, dtype=np.float64) for t in data.times]
+            t = np.concatenate(times) if times else np.empty(0)
             x = (t - self.time_origin_) / self.time_step_
         return bool((np.abs(x) < FLOAT32_MAX).all())
 
@@ -359,6 +360,6 @@ class Scaler:
         return out
 
 
-def _stacked(values: list[np.ndarray], num_features: int) -> np.ndarray:
+def _stacked(values: Sequence[np.ndarray], num_features: int) -> np.ndarray:
     """The (T_i, D) arrays one below the other: (sum T_i, D)."""
     return np.concatenate(values) if values else np.empty((0, num_features))

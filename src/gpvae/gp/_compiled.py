@@ -13,9 +13,12 @@ dimension, S' data vectors.
 
 from __future__ import annotations
 
-from functools import cache
+import gc
+from collections.abc import Callable, Iterator
+from contextlib import contextmanager
+from functools import cache, wraps
 from types import ModuleType
-from typing import Any, NamedTuple
+from typing import Any, NamedTuple, TypeVar, cast
 
 import numpy as np
 import torch
@@ -25,6 +28,8 @@ from torch.autograd.function import once_differentiable
 from gpvae.errors import NumericalError
 from gpvae.gp._kalman import Covariances, _cholesky, process_noise_factors
 from gpvae.rng import batch_normal
+
+F = TypeVar("F", bound=Callable[..., Any])
 
 __all__ = [
     "Indexed",
@@ -39,12 +44,43 @@ __all__ = [
 ]
 
 
+@contextmanager
+def gc_paused() -> Iterator[None]:
+    """No cyclic garbage collection inside (the previous state is restored after).
+
+    Importing numba and loading its cached loops create some 10^5 objects; in a process
+    that already holds torch and pandas, the collections they trigger walk millions of live
+    objects. Paused, numba's one-time cost in a fit drops by about a third (import and first
+    load: 0.86 -> 0.58 s of CPU, measured with torch, pandas and gpvae imported).
+    """
+    enabled = gc.isenabled()
+    gc.disable()
+    try:
+        yield
+    finally:
+        if enabled:
+            gc.enable()
+
+
+def without_gc(fn: F) -> F:
+    """``fn`` run inside :func:`gc_paused` (the compiled loops load from numba's cache at
+    their first call)."""
+
+    @wraps(fn)
+    def run(*args: Any, **kwargs: Any) -> Any:
+        with gc_paused():
+            return fn(*args, **kwargs)
+
+    return cast(F, run)
+
+
 @cache
 def _compiler() -> ModuleType | None:
     """The loops module, imported on first use (numba takes about a second to import);
     None when numba cannot be imported."""
     try:
-        from gpvae.gp import _loops
+        with gc_paused():
+            from gpvae.gp import _loops
     except ImportError:  # pragma: no cover - numba is a dependency; this keeps torch usable
         return None
     return _loops

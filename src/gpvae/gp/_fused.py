@@ -26,6 +26,7 @@ from torch.autograd.function import once_differentiable
 
 from gpvae.errors import NumericalError
 from gpvae.gp._compiled import _loops as _recursions
+from gpvae.gp._compiled import gc_paused, without_gc
 from gpvae.gp._kalman import _cholesky
 from gpvae.rng import batch_normal
 
@@ -35,7 +36,8 @@ _F64 = torch.float64
 
 
 def _glue() -> Any:
-    from gpvae.gp import _fused_loops  # numba: imported on first use
+    with gc_paused():
+        from gpvae.gp import _fused_loops  # numba: imported on first use
 
     return _fused_loops
 
@@ -63,6 +65,7 @@ class _SampleKL(torch.autograd.Function):
     S), kl (C,))`` for tables A, Q, CQ (K, G, m, m) read through ix (N, B)."""
 
     @staticmethod
+    @without_gc
     def forward(
         ctx: Any,
         A: Tensor,
@@ -120,6 +123,7 @@ class _SampleKL(torch.autograd.Function):
 
     @staticmethod
     @once_differentiable
+    @without_gc
     def backward(ctx: Any, g_sample: Tensor, g_kl: Tensor) -> tuple[Tensor | None, ...]:
         (a, table, ixn, stilln, h, incn, varn, epsn, en, y, w, sd, P_pred, P_filt, gain,
          inv_s, sgain, states, m_filt, innov, m_smooth, P_smooth) = ctx.arrays  # fmt: skip
