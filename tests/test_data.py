@@ -526,6 +526,25 @@ def test_scaler_constant_feature_and_time_step() -> None:
     assert extreme.std_[0] == pytest.approx(1e300)
 
 
+def test_scaler_check_range_names_the_first_bad_series_in_order() -> None:
+    """check_range checks everything at once and, on a failure, names the first series (in
+    order) with a value or time that does not fit in float32, like a check per series."""
+    rng = np.random.default_rng(0)
+    X = rng.standard_normal((6, 5, 2))
+    times = np.tile(np.arange(5.0), (6, 1))
+    sc = Scaler().fit(to_series_set(X, times))
+    sc.check_range(to_series_set(X, times))  # in range: no error
+    bad_x, bad_t = X.copy(), times.copy()
+    bad_x[4, 2, 1] = 1e300
+    with pytest.raises(ValidationError, match=r"X: .* feature 'feature_1' of X\[4\]"):
+        sc.check_range(to_series_set(bad_x, times))
+    bad_t[2, 3:] = [1e300, 2e300]
+    with pytest.raises(ValidationError, match=r"times: .*1e\+300 in X\[2\]"):
+        sc.check_range(to_series_set(bad_x, bad_t))  # series 2's time before series 4's value
+    with pytest.raises(ValidationError, match=r"times: .*1e\+300 in X\[2\]"):
+        sc.check_range(to_series_set(X, bad_t))  # the times alone
+
+
 def test_scaler_feature_never_observed_names_it() -> None:
     df = pd.DataFrame({"time": [0.0, 1.0], "hr": [1.0, 2.0], "lactate": [np.nan, np.nan]})
     with pytest.raises(ValidationError, match="lactate") as info:
