@@ -493,8 +493,8 @@ def render(records: list[dict[str, Any]]) -> str:
             "first construction imports it, about 3.5 s; PyPOTS's constructor builds its "
             "optimizer before its timer, ours inside `fit`); earlier gpvae rows include that "
             "import. gpvae's epoch includes importing numba and loading its compiled loops "
-            "from the cache (about 1 s in a fresh process before 2026-12-02; about 0.7 s of "
-            "CPU since, with the cyclic garbage collector paused while numba loads).",
+            "from the cache (about 1.1 s of CPU in a fresh process before 2026-12-02, about "
+            "0.8 s since, with the cyclic garbage collector paused while numba loads).",
             "",
         ]
     s3 = [r for r in records if r.get("part") == "s3"]
