@@ -202,7 +202,8 @@ THRESHOLD_QUANTILE = 0.99
     callback=positive_int,
     type=int,
     help="Average detect's step score over the last this many steps (default 1: none; "
-    "longer suits anomalies that last, see docs/benchmarks.md).",
+    "longer suits anomalies that last, see docs/benchmarks.md); the stored threshold is "
+    "compared with the step's own score.",
 )
 @click.option("--seed", default=0, show_default=True, type=click.IntRange(min=0))
 @click.option(
