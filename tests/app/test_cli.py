@@ -629,3 +629,18 @@ def test_fit_lengthscale_sets_the_initial_kernels(
     assert len(kernels) == 3
     for kernel in kernels:
         assert float(kernel.lengthscale.detach()) == pytest.approx(expected, rel=1e-4)
+
+
+def test_fit_blames_features_for_a_column_of_written_out_missing_values(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    """A feature whose only entry is "n.a." (the others empty) is a numeric column written
+    badly, not a text column to leave out silently; a real text column (labels) still is."""
+    src = tmp_path / "d.csv"
+    src.write_text("t,a,b,label\n1,n.a.,,ok\n2,,1.5,fail\n3,,2.5,ok\n")
+    args = ["fit", str(src), "--time-col", "t", "-o", str(tmp_path / "m"), "--epochs", "1"]
+    _, line = _main_error(capsys, [*args, "--quiet"])
+    assert "--features" in line
+    assert "'a'" in line
+    src.write_text("t,b,label\n1,0.5,ok\n2,1.5,fail\n3,2.5,ok\n")
+    assert main([*args, "--quiet"]) == 0  # the label column is left out

@@ -211,14 +211,21 @@ def spec_from_fit(
     return spec
 
 
+#: Cell texts read as a written-out missing value by the check of the default features.
+MISSING_WORDS = frozenset({"na", "n.a.", "n/a", "nan", "null", "none", "missing", "-", "?"})
+
+
 def _check_not_mostly_numeric(col: pd.Series, name: str) -> None:
     """Raise for a text column whose values are mostly numbers: a numeric feature with a
     stray entry (e.g. "n.a."), which would otherwise be left out of the default features."""
     present = col.dropna()
     if present.empty or pd.api.types.is_datetime64_any_dtype(col.dtype):
         return
-    parsed = pd.to_numeric(present.astype(str).str.strip(), errors="coerce")
-    if parsed.notna().mean() >= 0.5:
+    text = present.astype(str).str.strip()
+    parsed = pd.to_numeric(text, errors="coerce")
+    # a written-out missing value ("n.a.") counts with the numbers: a column of them and
+    # empty cells is a numeric feature with nothing observed, not a text column
+    if (parsed.notna() | text.str.lower().isin(MISSING_WORDS)).mean() >= 0.5:
         bad = present[parsed.isna()]
         raise CLIError(
             f"--features: expected numeric values in column {name!r}, found mostly numbers "
