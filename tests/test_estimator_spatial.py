@@ -215,34 +215,73 @@ def test_untrained_field_fusion_predicts_idw_at_a_new_site() -> None:
     np.testing.assert_allclose(pred, idw, rtol=1e-4, atol=1e-4 * np.abs(idw).max())
 
 
-def test_spatial_validation_hides_blocks_with_val_pattern_blocks() -> None:
-    """Validation windows hide one site whole and, with val_pattern="blocks", runs of one
+def test_spatial_validation_hides_blocks_with_val_pattern_blocks(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    """Validation copies hide one site whole and, with val_pattern="blocks", runs of one
     feature at one site (at least the shortest length) instead of single points."""
-    from gpvae.estimator.spatial import _Validation
+    from gpvae import settings
+    from gpvae.estimator.spatial_validation import SiteValidation
 
+    monkeypatch.setattr(settings, "SPATIAL_VAL_SITE_WINDOWS", 4)  # one copy per window
     values = np.zeros((96, 6, 3))
-    pts = _Validation.make(values, [0, 24, 48, 72], 24, 0)
-    blk = _Validation.make(values, [0, 24, 48, 72], 24, 0, "blocks", (5, 8))
+    pts = SiteValidation.make(values, [0, 24, 48, 72], 24, 0)
+    blk = SiteValidation.make(values, [0, 24, 48, 72], 24, 0, "blocks", (5, 8))
     for val in (pts, blk):
+        assert val.starts == [0, 24, 48, 72]
         for k in range(4):
-            assert val.hidden[24 * k : 24 * (k + 1), k % 6].all()  # the whole site
+            assert val.hidden[k, :, k % 6].all()  # the whole site
+            assert val.whole[k, :, k % 6].all()
+            assert val.whole[k].sum() == 24 * 3
     runs = []
     for k in range(4):
         for s in range(6):
             if s == k % 6:
                 continue
             for d in range(3):
-                col = blk.hidden[24 * k : 24 * (k + 1), s, d].astype(int)
+                col = blk.hidden[k, :, s, d].astype(int)
                 edges = np.diff(np.concatenate([[0], col, [0]]))
                 runs += list(np.flatnonzero(edges == -1) - np.flatnonzero(edges == 1))
     assert runs
     assert min(runs) >= 5
-    rest = np.ones(96 * 6 * 3, dtype=bool).reshape(96, 6, 3)
-    for k in range(4):
-        rest[24 * k : 24 * (k + 1), k % 6] = False
+    rest = ~blk.whole
     assert 0.05 < blk.hidden[rest].mean() < 0.15
     single = pts.hidden.astype(int)  # points: mostly isolated entries
-    assert (single[1:] & single[:-1])[rest[1:] & rest[:-1]].mean() < 0.03
+    assert (single[:, 1:] & single[:, :-1])[rest[:, 1:] & rest[:, :-1]].mean() < 0.03
+
+
+def test_spatial_validation_hides_every_site_whole_in_turn(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    """With room for more copies than windows, each window is copied with a different site
+    hidden whole, every site in rotation; the batch hides exactly the hidden entries and the
+    targets are the field's values."""
+    from gpvae import settings
+    from gpvae.estimator.spatial_validation import SiteValidation, site_copies
+
+    monkeypatch.setattr(settings, "SPATIAL_VAL_SITE_WINDOWS", 15)
+    assert site_copies(3, 5) == 5
+    assert site_copies(3, 4) == 4
+    assert site_copies(20, 5) == 1
+    rng = np.random.default_rng(0)
+    values = rng.normal(size=(80, 5, 2))
+    values[rng.random(values.shape) < 0.2] = np.nan
+    val = SiteValidation.make(values, [8, 32, 60], 24, 0)  # the last window runs past T
+    assert val.starts == [8] * 5 + [32] * 5 + [60] * 5
+    whole_sites = [set(np.flatnonzero(val.whole[b].any((0, 2)))) for b in range(15)]
+    assert [s for (s,) in whole_sites] == [b % 5 for b in range(15)]
+    for b, a in enumerate(val.starts):
+        n = min(a + 24, 80) - a
+        np.testing.assert_array_equal(val.target[b, :n], values[a : a + n])
+        assert np.isnan(val.target[b, n:]).all()
+        assert not val.hidden[b, n:].any()
+        assert (val.whole[b] <= val.hidden[b]).all()
+        assert not (val.hidden[b] & np.isnan(val.target[b])).any()
+    batch = val.batch(np.zeros((5, 2)), np.arange(80.0))
+    obs = batch.observed.numpy().reshape(15, 24, 5, 2)
+    np.testing.assert_array_equal(obs, ~np.isnan(val.target) & ~val.hidden)
+    y = batch.y.numpy().reshape(15, 24, 5, 2)
+    np.testing.assert_allclose(y[obs], val.target[obs], rtol=1e-6)
 
 
 def test_spatial_interp_skip_refuses_windows_too_large_for_the_fusion(
@@ -261,8 +300,11 @@ def test_the_fusions_spatial_weight_is_picked_on_validation() -> None:
     """After training, each feature's spatial weight is the candidate with the smallest MAE
     on the hidden validation entries: never worse than the trained weight, which is one of
     the candidates."""
-    from gpvae.data.spatial import field_batch
-    from gpvae.estimator.spatial import _on_windows, _pick_space_weight, _predict_hidden
+    from gpvae.estimator.spatial_validation import (
+        SiteValidation,
+        pick_space_weight,
+        predict_hidden,
+    )
 
     df = _field(seed=4, S=5, T=96)
     est = GPVAE(
@@ -274,23 +316,19 @@ def test_the_fusions_spatial_weight_is_picked_on_validation() -> None:
     picked = model.interp_fusion.log_space_weight.detach().clone()
     rng = np.random.default_rng(0)
     values = rng.normal(size=(48, 5, 3)).cumsum(0) * 0.3 + rng.normal(size=(1, 5, 1))
-    from gpvae.estimator.spatial import _Validation
-
-    val = _Validation.make(values, [0, 24], 24, 0, "blocks", (3, 6))
-    batch = field_batch(
-        np.where(val.hidden, np.nan, values), est.spatial_.train_xy, np.arange(48.0), [0, 24], 24
-    )
+    val = SiteValidation.make(values, [0, 24], 24, 0, "blocks", (3, 6))
+    batch = val.batch(est.spatial_.train_xy, np.arange(48.0))
 
     def per_feature() -> np.ndarray:
         with torch.no_grad():
-            mean, _ = _predict_hidden(model, batch, 4, torch.Generator().manual_seed(0))
-        m, target, hidden = _on_windows(mean, values, val, 24)
-        return np.array([np.abs(m - target)[..., j][hidden[..., j]].mean() for j in range(3)])
+            mean, _ = predict_hidden(model, batch, 4, torch.Generator().manual_seed(0))
+        err = np.abs(val.split(mean) - val.target)
+        return np.array([err[..., j][val.hidden[..., j]].mean() for j in range(3)])
 
     with torch.no_grad():
         model.interp_fusion.log_space_weight.zero_()
     before = per_feature()
-    _pick_space_weight(model, batch, values, val, 24, 0)
+    pick_space_weight(model, batch, val, 0)
     after = per_feature()
     assert (after <= before + 1e-6).all(), (before, after)
     logs = model.interp_fusion.log_space_weight.detach().numpy()

@@ -7,13 +7,14 @@ points (east km, north km, step). The prior of every latent channel is
 the sites as the state's spatial block) or, with ``inducing`` sites, the ``sparse`` one.
 
 - :func:`fit_field` trains on the windows (a random offset per epoch) and early-stops on the
-  validation windows (the last ``val_fraction`` of the record): for each, one site is hidden
-  whole and predicted from the others (the task of :func:`predict_sites`), and a tenth of the
-  other entries is hidden as random points or, with ``val_pattern="blocks"``, as runs of
-  ``block_lengths`` steps of one feature at one site (the task of :func:`impute_field`); the
-  score is the MAE of
-  the hidden entries in standardised units. The interval half-widths are then scaled per
-  feature so that 90% of those hidden entries fall inside the (5%, 95%) interval.
+  validation windows (the last ``val_fraction`` of the record), copied so that several
+  sites are hidden whole in turn, each copy predicting one from the others (the task of
+  :func:`predict_sites`); a tenth of the other entries of each copy is hidden as random
+  points or, with ``val_pattern="blocks"``, as runs of ``block_lengths`` steps of one feature
+  at one site (the task of :func:`impute_field`); the score is the MAE of the hidden entries
+  in standardised units (:mod:`gpvae.estimator.spatial_validation`). The interval
+  half-widths are then scaled per feature so that 90% of those hidden entries (of the sites
+  hidden whole, for :func:`predict_sites`) fall inside the (5%, 95%) interval.
 - :func:`predict_sites` conditions each window's latent GP on the observed sites and draws
   it at the new sites (kriging in latent space), then decodes: mean and quantiles of y.
 - :func:`impute_field` fills the missing entries of the observed sites; every latent is
@@ -25,17 +26,15 @@ Shapes: S sites, T steps, D features, W window steps, L latent channels.
 
 from __future__ import annotations
 
-import math
 from collections.abc import Hashable, Sequence
 from dataclasses import dataclass, field, replace
-from typing import TYPE_CHECKING, Any
+from typing import Any
 
 import numpy as np
 import pandas as pd
 import torch
 
 from gpvae import settings
-from gpvae.data.holdout import block_mask
 from gpvae.data.scaler import Scaler
 from gpvae.data.spatial import (
     Field,
@@ -48,14 +47,16 @@ from gpvae.data.spatial import (
 )
 from gpvae.errors import ValidationError
 from gpvae.estimator.assembly import ModelSpec, build_model
+from gpvae.estimator.spatial_validation import (
+    SiteValidation,
+    calibrate,
+    pick_space_weight,
+    predict_hidden,
+)
 from gpvae.gp.prior import GPPrior
 from gpvae.kernels import Kernel, SpaceTime, build_kernel, get_kernel
 from gpvae.model import GPVAEModel, sorted_quantiles
-from gpvae.nets.interp import FieldFusion
 from gpvae.training.loop import TrainConfig, TrainState, train
-
-if TYPE_CHECKING:
-    from gpvae.batch import Batch
 
 __all__ = [
     "SpatialResult",
@@ -65,9 +66,6 @@ __all__ = [
     "impute_field",
     "predict_sites",
 ]
-
-#: Share of the other sites' observed entries hidden at random in a validation window.
-_VAL_POINT_SHARE = 0.1
 
 
 @dataclass(frozen=True)
@@ -241,64 +239,6 @@ def _field_scaler(field_: Field) -> Scaler:
     return scaler
 
 
-@dataclass
-class _Validation:
-    """Validation windows: one site hidden whole per window, a share of the rest as points or
-    blocks (runs of one feature at one site).
-
-    Attributes:
-        starts: first step of each window.
-        hidden: (T, S, D) bool, the hidden observed entries (inside the windows only).
-    """
-
-    starts: list[int]
-    hidden: np.ndarray
-    whole: np.ndarray | None = None  # (T, S, D): the entries of the whole hidden sites
-
-    @classmethod
-    def make(
-        cls,
-        values: np.ndarray,
-        starts: list[int],
-        W: int,
-        seed: int,
-        pattern: str = "points",
-        lengths: tuple[int, int] = (2, 24),
-    ) -> _Validation:
-        rng = np.random.default_rng(seed)
-        S = values.shape[1]
-        observed = ~np.isnan(values)
-        hidden = np.zeros(values.shape, dtype=bool)
-        whole = np.zeros(values.shape, dtype=bool)
-        for k, a in enumerate(starts):
-            if pattern == "blocks":
-                short = (min(lengths[0], W), min(lengths[1], W))
-                for s in range(S):
-                    block = observed[a : a + W, s]
-                    hidden[a : a + W, s] = block_mask(block, _VAL_POINT_SHARE, short, rng)
-            else:
-                hidden[a : a + W] = rng.random(hidden[a : a + W].shape) < _VAL_POINT_SHARE
-            hidden[a : a + W, k % S] = True
-            whole[a : a + W, k % S] = True
-        return cls(starts, hidden & observed, whole & observed)
-
-    def rows(self, W: int, T: int) -> np.ndarray:
-        """(B, W) step of every window row (T for padding past the end)."""
-        return np.array([[a + i if a + i < T else T for i in range(W)] for a in self.starts])
-
-
-def _predict_hidden(
-    model: GPVAEModel, batch: Batch, num_samples: int, gen: torch.Generator
-) -> tuple[torch.Tensor, torch.Tensor]:
-    """Predictive mean (B, N, D) and draws (S, B, N, D) of every entry of the batch (with
-    ``interp_skip``, fused with each site's interpolation of the batch's observed entries)."""
-    q = model.encode(batch)
-    z = q.rsample(num_samples, gen)  # (S, B, N, L)
-    params = model.decode(z, batch)
-    lik = model.likelihood
-    return lik.mean(params).mean(0), lik.sample(params, gen)
-
-
 def fit_field(
     est: Any,
     frame: pd.DataFrame,
@@ -346,7 +286,7 @@ def fit_field(
     n_val = round(est.val_fraction * n_windows) if est.val_fraction > 0 and n_windows > 1 else 0
     n_val = min(n_val, n_windows - 1)
     train_steps = (n_windows - n_val) * window
-    val = _Validation.make(
+    val = SiteValidation.make(
         values,
         [train_steps + k * window for k in range(n_val)],
         window,
@@ -354,8 +294,7 @@ def fit_field(
         est.val_pattern,
         est.block_lengths,
     )
-    masked = np.where(val.hidden, np.nan, values)
-    val_batch = field_batch(masked, field_.xy, field_.times, val.starts, window) if n_val else None
+    val_batch = val.batch(field_.xy, field_.times) if n_val else None
     train_values = values[:train_steps]
     train_times = field_.times[:train_steps]
 
@@ -378,9 +317,8 @@ def fit_field(
     def val_score() -> float:
         assert val_batch is not None
         with torch.no_grad():
-            mean, _ = _predict_hidden(model, val_batch, 4, torch.Generator().manual_seed(est.seed))
-        m, target, hidden = _on_windows(mean, values, val, window)
-        return float(np.abs(m - target)[hidden].mean())
+            mean, _ = predict_hidden(model, val_batch, 4, torch.Generator().manual_seed(est.seed))
+        return val.mae(mean)
 
     base = est._session_config().train
     config = TrainConfig(
@@ -401,86 +339,13 @@ def fit_field(
         steps_per_epoch=steps,
     )
     if val_batch is not None:
-        _pick_space_weight(model, val_batch, values, val, window, est.seed)
+        pick_space_weight(model, val_batch, val, est.seed)
     scale = np.ones(values.shape[-1])
     if val_batch is not None and est.calibrate:
-        scale = _calibrate(model, val_batch, values, val, window, est.seed)
-        sites = _calibrate(model, val_batch, values, val, window, est.seed, only=val.whole)
+        scale = calibrate(model, val_batch, val, est.seed)
+        sites = calibrate(model, val_batch, val, est.seed, only_whole=True)
         spec = replace(spec, site_interval_scale=tuple(float(v) for v in sites))
     return model, scaler, spec, scale, state
-
-
-def _on_windows(
-    pred: torch.Tensor, values: np.ndarray, val: _Validation, W: int
-) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
-    """Batch predictions (..., B, W S, D) with the field's targets and hidden mask at the same
-    entries: three (..., B, W, S, D) arrays (padding rows are never hidden)."""
-    T, S, D = values.shape
-    rows = val.rows(W, T)  # (B, W)
-    pad_values = np.concatenate([values, np.full((1, S, D), np.nan)])
-    pad_hidden = np.concatenate([val.hidden, np.zeros((1, S, D), dtype=bool)])
-    p = pred.cpu().numpy()
-    p = p.reshape(*p.shape[:-2], W, S, D)
-    return p, pad_values[rows], pad_hidden[rows]
-
-
-#: Candidate factors on the fusion's spatial weight (``exp(theta)``), tried on validation.
-_SPACE_WEIGHTS = (1 / 16, 1 / 8, 1 / 4, 1 / 2, 1.0, 2.0, 4.0, 8.0, 16.0)
-
-
-def _pick_space_weight(
-    model: GPVAEModel, batch: Batch, values: np.ndarray, val: _Validation, W: int, seed: int
-) -> None:
-    """With a :class:`~gpvae.nets.FieldFusion`: per feature, the weight of the spatial
-    interpolation against the one in time (``log_space_weight``) that gives the smallest
-    MAE on the hidden validation entries, among the trained value times ``_SPACE_WEIGHTS``
-    (the same draws for every candidate)."""
-    fusion = model.interp_fusion
-    if not isinstance(fusion, FieldFusion):
-        return
-    trained = fusion.log_space_weight.detach().clone()
-    errors = []
-    with torch.no_grad():
-        for factor in _SPACE_WEIGHTS:
-            fusion.log_space_weight.copy_(trained + math.log(factor))
-            mean, _ = _predict_hidden(model, batch, 4, torch.Generator().manual_seed(seed))
-            m, target, hidden = _on_windows(mean, values, val, W)
-            err = np.where(hidden, np.abs(m - target), 0.0).reshape(-1, values.shape[-1])
-            errors.append(err.sum(0) / np.maximum(hidden.reshape(-1, values.shape[-1]).sum(0), 1))
-        best = np.argmin(np.stack(errors), axis=0)  # first (smallest factor) on ties
-        logs = torch.tensor([math.log(_SPACE_WEIGHTS[i]) for i in best], dtype=trained.dtype)
-        fusion.log_space_weight.copy_(trained + logs)
-
-
-def _calibrate(
-    model: GPVAEModel,
-    batch: Batch,
-    values: np.ndarray,
-    val: _Validation,
-    W: int,
-    seed: int,
-    only: np.ndarray | None = None,
-) -> np.ndarray:
-    """Per-feature factors on the interval half-widths so that 90% of the hidden validation
-    entries (those in ``only`` (T, S, D) when given) fall inside the (5%, 95%) interval."""
-    with torch.no_grad():
-        mean, draws = _predict_hidden(model, batch, 100, torch.Generator().manual_seed(seed + 1))
-        lo_t, hi_t = sorted_quantiles(draws, (0.05, 0.95))
-    m, target, hidden = _on_windows(mean, values, val, W)
-    if only is not None:
-        hidden = hidden & _on_windows(mean, values, _Validation(val.starts, only), W)[2]
-    lo, _, _ = _on_windows(lo_t, values, val, W)
-    hi, _, _ = _on_windows(hi_t, values, val, W)
-    out = np.ones(values.shape[-1])
-    for j in range(len(out)):
-        h = hidden[..., j]
-        if h.sum() < 20:
-            continue
-        t, mj = target[..., j][h], m[..., j][h]
-        up = (t - mj) / np.maximum(hi[..., j][h] - mj, 1e-9)
-        down = (mj - t) / np.maximum(mj - lo[..., j][h], 1e-9)
-        out[j] = float(np.quantile(np.where(t >= mj, up, down), 0.9))
-    return np.clip(out, 0.2, 20.0)
 
 
 # ----------------------------------------------------------------------------------------
@@ -606,7 +471,7 @@ def impute_field(
         chunk = starts[i : i + batch_size]
         batch = field_batch(values, field_.xy, field_.times, chunk, W)
         with torch.no_grad():
-            mean, draws = _predict_hidden(model, batch, num_samples, gen)
+            mean, draws = predict_hidden(model, batch, num_samples, gen)
             lo, hi = sorted_quantiles(draws, quantiles)
         for b, a in enumerate(chunk):
             n = min(a + W, T) - a

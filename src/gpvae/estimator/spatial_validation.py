@@ -1,0 +1,188 @@
+"""Validation of the spatial fit: windows with hidden sites and entries, the score, the
+fusion's spatial weight and the interval calibration (used by :func:`~gpvae.estimator.
+spatial.fit_field`).
+
+Every validation window is repeated so that several of its sites are hidden whole in turn,
+each copy predicting one of them from the others (the task of :func:`~gpvae.estimator.
+spatial.predict_sites`): up to ``settings.SPATIAL_VAL_SITE_WINDOWS`` (window, site) pairs,
+every site in rotation. One hidden site per window would calibrate the new-site intervals
+and pick the spatial weight on a handful of sites; the rotation spreads them over all.
+A share of the other entries of each copy is hidden as points or blocks (the task of
+:func:`~gpvae.estimator.spatial.impute_field`).
+
+Shapes: B copies of the validation windows, W window steps, S sites, D features.
+"""
+
+from __future__ import annotations
+
+import math
+from dataclasses import dataclass
+from typing import TYPE_CHECKING
+
+import numpy as np
+import torch
+
+from gpvae import settings
+from gpvae.data.holdout import block_mask
+from gpvae.data.spatial import field_batch
+from gpvae.model import GPVAEModel, sorted_quantiles
+from gpvae.nets.interp import FieldFusion
+
+if TYPE_CHECKING:
+    from gpvae.batch import Batch
+
+__all__ = ["SiteValidation", "calibrate", "pick_space_weight", "predict_hidden"]
+
+#: Share of the other sites' observed entries hidden in a validation window.
+VAL_POINT_SHARE = 0.1
+
+#: Candidate factors on the fusion's spatial weight (``exp(theta)``), tried on validation.
+SPACE_WEIGHTS = (1 / 16, 1 / 8, 1 / 4, 1 / 2, 1.0, 2.0, 4.0, 8.0, 16.0)
+
+
+def site_copies(num_windows: int, num_sites: int) -> int:
+    """How many copies of each validation window are made, each with its own site hidden
+    whole: as many as fit ``settings.SPATIAL_VAL_SITE_WINDOWS`` in all, at least one, at
+    most one per site."""
+    if num_windows <= 0:
+        return 0
+    return max(1, min(num_sites, settings.SPATIAL_VAL_SITE_WINDOWS // num_windows))
+
+
+@dataclass
+class SiteValidation:
+    """Validation copies of windows of a field.
+
+    Attributes:
+        starts: (B,) first step of each copy (a window appears once per copy).
+        target: (B, W, S, D) standardised values (NaN where missing or past the end).
+        hidden: (B, W, S, D) bool, the observed entries hidden from the model in each copy.
+        whole: (B, W, S, D) bool, the hidden entries of the copy's site hidden whole.
+    """
+
+    starts: list[int]
+    target: np.ndarray
+    hidden: np.ndarray
+    whole: np.ndarray
+
+    @classmethod
+    def make(
+        cls,
+        values: np.ndarray,
+        starts: list[int],
+        W: int,
+        seed: int,
+        pattern: str = "points",
+        lengths: tuple[int, int] = (2, 24),
+    ) -> SiteValidation:
+        """Copies of the windows starting at ``starts`` of ``values`` (T, S, D): the k-th
+        copy overall hides site ``k % S`` whole and a share of the rest as ``pattern``."""
+        T, S, D = values.shape
+        copies = site_copies(len(starts), S)
+        rng = np.random.default_rng(seed)
+        all_starts = [a for a in starts for _ in range(copies)]
+        B = len(all_starts)
+        target = np.full((B, W, S, D), np.nan)
+        hidden = np.zeros((B, W, S, D), dtype=bool)
+        whole = np.zeros((B, W, S, D), dtype=bool)
+        short = (min(lengths[0], W), min(lengths[1], W))
+        for b, a in enumerate(all_starts):
+            n = min(a + W, T) - a
+            target[b, :n] = values[a : a + n]
+            observed = ~np.isnan(target[b])
+            if pattern == "blocks":
+                for s in range(S):
+                    hidden[b, :, s] = block_mask(observed[:, s], VAL_POINT_SHARE, short, rng)
+            else:
+                hidden[b] = rng.random((W, S, D)) < VAL_POINT_SHARE
+            hidden[b, :, b % S] = True
+            whole[b, :, b % S] = True
+            hidden[b] &= observed
+            whole[b] &= observed
+        return cls(all_starts, target, hidden, whole)
+
+    def batch(self, xy: np.ndarray, times: np.ndarray) -> Batch:
+        """The copies as a batch, with the hidden entries unobserved."""
+        from gpvae.batch import Batch
+
+        T = len(times)
+        B, W, S, D = self.target.shape
+        full = np.full((T, S, D), np.nan)
+        out = field_batch(full, xy, times, self.starts, W)
+        y = torch.as_tensor(np.where(self.hidden, np.nan, self.target).reshape(B, W * S, D))
+        observed = ~torch.isnan(y)
+        y = torch.where(observed, y, torch.zeros_like(y)).to(out.y.dtype)
+        return Batch.from_tensors(y, observed, out.x, out.valid)
+
+    def split(self, pred: torch.Tensor) -> np.ndarray:
+        """Batch predictions (..., B, W S, D) -> (..., B, W, S, D)."""
+        p = pred.cpu().numpy()
+        return p.reshape(*p.shape[:-2], *self.target.shape[1:])
+
+    def mae(self, mean: torch.Tensor) -> float:
+        """MAE of the hidden entries."""
+        err = np.abs(self.split(mean) - self.target)
+        return float(err[self.hidden].mean())
+
+
+def predict_hidden(
+    model: GPVAEModel, batch: Batch, num_samples: int, gen: torch.Generator
+) -> tuple[torch.Tensor, torch.Tensor]:
+    """Predictive mean (B, N, D) and draws (S, B, N, D) of every entry of the batch (with
+    ``interp_skip``, fused with each site's interpolation of the batch's observed entries)."""
+    q = model.encode(batch)
+    z = q.rsample(num_samples, gen)  # (S, B, N, L)
+    params = model.decode(z, batch)
+    lik = model.likelihood
+    return lik.mean(params).mean(0), lik.sample(params, gen)
+
+
+def pick_space_weight(model: GPVAEModel, batch: Batch, val: SiteValidation, seed: int) -> None:
+    """With a :class:`~gpvae.nets.FieldFusion`: per feature, the weight of the spatial
+    interpolation against the one in time (``log_space_weight``) that gives the smallest
+    MAE on the hidden validation entries, among the trained value times ``SPACE_WEIGHTS``
+    (the same draws for every candidate)."""
+    fusion = model.interp_fusion
+    if not isinstance(fusion, FieldFusion):
+        return
+    D = val.target.shape[-1]
+    hidden = val.hidden.reshape(-1, D)
+    trained = fusion.log_space_weight.detach().clone()
+    errors = []
+    with torch.no_grad():
+        for factor in SPACE_WEIGHTS:
+            fusion.log_space_weight.copy_(trained + math.log(factor))
+            mean, _ = predict_hidden(model, batch, 4, torch.Generator().manual_seed(seed))
+            err = np.abs(val.split(mean) - val.target).reshape(-1, D)
+            err = np.where(hidden, err, 0.0)
+            errors.append(err.sum(0) / np.maximum(hidden.sum(0), 1))
+        best = np.argmin(np.stack(errors), axis=0)  # first (smallest factor) on ties
+        logs = torch.tensor([math.log(SPACE_WEIGHTS[i]) for i in best], dtype=trained.dtype)
+        fusion.log_space_weight.copy_(trained + logs)
+
+
+def calibrate(
+    model: GPVAEModel,
+    batch: Batch,
+    val: SiteValidation,
+    seed: int,
+    only_whole: bool = False,
+) -> np.ndarray:
+    """Per-feature factors on the interval half-widths so that 90% of the hidden validation
+    entries (only those of the sites hidden whole with ``only_whole``) fall inside the
+    (5%, 95%) interval."""
+    with torch.no_grad():
+        mean, draws = predict_hidden(model, batch, 100, torch.Generator().manual_seed(seed + 1))
+        lo_t, hi_t = sorted_quantiles(draws, (0.05, 0.95))
+    m, lo, hi = val.split(mean), val.split(lo_t), val.split(hi_t)
+    hidden = val.whole if only_whole else val.hidden
+    out = np.ones(m.shape[-1])
+    for j in range(len(out)):
+        h = hidden[..., j]
+        if h.sum() < 20:
+            continue
+        t, mj = val.target[..., j][h], m[..., j][h]
+        up = (t - mj) / np.maximum(hi[..., j][h] - mj, 1e-9)
+        down = (mj - t) / np.maximum(mj - lo[..., j][h], 1e-9)
+        out[j] = float(np.quantile(np.where(t >= mj, up, down), 0.9))
+    return np.clip(out, 0.2, 20.0)
