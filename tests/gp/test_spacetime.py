@@ -186,3 +186,24 @@ def test_spacetime_refuses_a_temporal_kernel_without_state_space() -> None:
     bad = [SpaceTime(Matern32(), RBF()).to(DTYPE), kernels[1]]
     with pytest.raises(ValidationError, match="state-space"):
         SpaceTimeGPPosterior(bad, x, mean, var)
+
+
+@pytest.mark.parametrize("d", [1, 2, 3])
+def test_unique_rows_equals_torch_unique(d: int) -> None:
+    """The sort-per-column distinct rows equal torch.unique(dim=0): same rows, same order,
+    same inverse, with repeated rows, ties in the first column, -0.0 and float64."""
+    from gpvae.gp.linalg import unique_rows
+
+    g = torch.Generator().manual_seed(d)
+    base = torch.randint(0, 4, (40, d), generator=g).to(torch.float64) / 3
+    x = base[torch.randint(0, 40, (500,), generator=g)]
+    x[0] = -0.0
+    x[1] = 0.0
+    rows, inverse = unique_rows(x)
+    ref_rows, ref_inverse = torch.unique(x, dim=0, return_inverse=True)
+    torch.testing.assert_close(rows, ref_rows, rtol=0, atol=0)
+    assert torch.equal(inverse, ref_inverse)
+    assert torch.equal(rows[inverse], x)
+    empty_rows, empty_inverse = unique_rows(x[:0])
+    assert empty_rows.shape == (0, d)
+    assert empty_inverse.shape == (0,)

@@ -10,7 +10,7 @@ from torch import Tensor
 from gpvae import settings
 from gpvae.errors import NumericalError
 
-__all__ = ["jittered_cholesky", "sym"]
+__all__ = ["jittered_cholesky", "sym", "unique_rows"]
 
 
 def sym(P: Tensor) -> Tensor:
@@ -50,3 +50,22 @@ def jittered_cholesky(cov: Tensor, jitter: float, what: str = "covariance") -> T
         f"{what}: Cholesky factorisation failed even with jitter {current:g} "
         f"(not positive definite; check the kernel hyper-parameters for NaN or extreme values)"
     )
+
+
+def unique_rows(x: Tensor) -> tuple[Tensor, Tensor]:
+    """The distinct rows of ``x`` (N, d) in lexicographic order and the index of each row's
+    distinct row: the same as ``torch.unique(x, dim=0, return_inverse=True)``, by one
+    stable sort per column (``torch.unique`` over rows is about 15x slower on the CPU: 3 s
+    for 2e6 rows of 2 columns)."""
+    if x.ndim != 2:
+        raise ValueError(f"x: expected shape (N, d), found {tuple(x.shape)}")
+    N = x.shape[0]
+    order = torch.arange(N, device=x.device)
+    for j in reversed(range(x.shape[1])):  # last column first: the first one decides
+        order = order[torch.sort(x[order, j], stable=True).indices]
+    xs = x[order]
+    new = torch.ones(N, dtype=torch.bool, device=x.device)
+    new[1:] = (xs[1:] != xs[:-1]).any(-1)
+    inverse = torch.empty(N, dtype=torch.long, device=x.device)
+    inverse[order] = torch.cumsum(new, 0) - 1
+    return xs[new], inverse

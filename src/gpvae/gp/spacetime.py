@@ -54,7 +54,7 @@ from gpvae.gp._stkalman import (
 )
 from gpvae.gp.base import GPPosterior
 from gpvae.gp.checks import check_condition_inputs, check_index_points, check_num_samples
-from gpvae.gp.linalg import jittered_cholesky, sym
+from gpvae.gp.linalg import jittered_cholesky, sym, unique_rows
 from gpvae.kernels.base import Kernel
 from gpvae.kernels.spacetime import split_space_time
 
@@ -146,7 +146,7 @@ class SpaceTimeGPPosterior(GPPosterior):
         self._x_safe = x_safe
         sites = x_safe[..., : self._ds]  # (B, N, ds)
         if bool(valid.any()):
-            self.sites, inv = torch.unique(sites[valid], dim=0, return_inverse=True)
+            self.sites, inv = unique_rows(sites[valid])
         else:
             self.sites, inv = sites[:1, :1].reshape(1, self._ds), torch.zeros(0, dtype=torch.long)
         self._site_idx = torch.zeros(valid.shape, dtype=torch.long, device=x.device)
@@ -362,9 +362,7 @@ class SpaceTimeGPPosterior(GPPosterior):
     def _at_new(self, x_new: Tensor) -> tuple[_Solved, Tensor, Tensor, Tensor, Tensor]:
         """The solved grid holding the new times, their steps (B, Mn), the projection of the
         new sites (L, P, M), their residual variances (L, P) and site indices (B, Mn)."""
-        sites, s_idx = torch.unique(
-            x_new[..., : self._ds].reshape(-1, self._ds), dim=0, return_inverse=True
-        )
+        sites, s_idx = unique_rows(x_new[..., : self._ds].reshape(-1, self._ds))
         s_idx = s_idx.reshape(x_new.shape[:2])
         G, resid = self._projection(sites)
         solved = self._solved
