@@ -240,36 +240,6 @@ def test_field_fusion_starts_at_the_distance_weighted_blend() -> None:
     assert fuse(dec[None], tv, gap, sv, dist, seen)[0, 0, 0, 0] == 7.0
 
 
-def test_field_fusion_residual_scale_shrinks_the_residual_and_old_weights_load() -> None:
-    """``residual_scale`` multiplies the net's residual per feature (0: the blend alone, 1:
-    the whole residual); a state dict saved before the buffer existed loads with ones."""
-    from gpvae.nets import FieldFusion
-
-    torch.manual_seed(0)
-    fuse = FieldFusion(2, scale=5.0, hidden=(4,))
-    with torch.no_grad():
-        for p in fuse.net.parameters():
-            p.normal_()
-    dec = torch.randn(1, 1, 3, 2)
-    tv, sv = torch.randn(1, 3, 2), torch.randn(1, 3, 2)
-    gap, dist = torch.full((1, 3, 2), 2.0), torch.full((1, 3, 2), 6.0)
-    seen = torch.zeros(1, 3, 2, dtype=torch.bool)
-    with torch.no_grad():
-        full = fuse(dec, tv, gap, sv, dist, seen)
-        fuse.residual_scale.copy_(torch.tensor([0.0, 0.5]))
-        part = fuse(dec, tv, gap, sv, dist, seen)
-        fuse.residual_scale.zero_()
-        blend = fuse(dec, tv, gap, sv, dist, seen)
-    assert not torch.allclose(full, blend)
-    torch.testing.assert_close(part[..., 0], blend[..., 0])
-    torch.testing.assert_close(part[..., 1], (full[..., 1] + blend[..., 1]) / 2)
-    old = {k: v for k, v in fuse.state_dict().items() if k != "residual_scale"}
-    again = FieldFusion(2, scale=5.0, hidden=(4,))
-    again.load_state_dict(old)
-    assert again.residual_scale.tolist() == [1.0, 1.0]
-    torch.testing.assert_close(again(dec, tv, gap, sv, dist, seen), full)
-
-
 def _model(D: int, L: int, interp_skip: bool) -> GPVAEModel:
     """A model whose decoder outputs 0 everywhere (its fusion net starts at 0 too)."""
     torch.manual_seed(0)

@@ -50,7 +50,7 @@ from gpvae.estimator.assembly import ModelSpec, build_model
 from gpvae.estimator.spatial_validation import (
     SiteValidation,
     calibrate,
-    pick_fusion,
+    pick_space_weight,
     predict_hidden,
 )
 from gpvae.gp.prior import GPPrior
@@ -339,7 +339,7 @@ def fit_field(
         steps_per_epoch=steps,
     )
     if val_batch is not None:
-        pick_fusion(model, val_batch, val, est.seed)
+        pick_space_weight(model, val_batch, val, est.seed)
     scale = np.ones(values.shape[-1])
     if val_batch is not None and est.calibrate:
         scale = calibrate(model, val_batch, val, est.seed)

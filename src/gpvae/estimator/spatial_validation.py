@@ -31,15 +31,13 @@ from gpvae.nets.interp import FieldFusion
 if TYPE_CHECKING:
     from gpvae.batch import Batch
 
-__all__ = ["SiteValidation", "calibrate", "pick_fusion", "predict_hidden"]
+__all__ = ["SiteValidation", "calibrate", "pick_space_weight", "predict_hidden"]
 
 #: Share of the other sites' observed entries hidden in a validation window.
 VAL_POINT_SHARE = 0.1
 
 #: Candidate factors on the fusion's spatial weight (``exp(theta)``), tried on validation.
 SPACE_WEIGHTS = (1 / 16, 1 / 8, 1 / 4, 1 / 2, 1.0, 2.0, 4.0, 8.0, 16.0)
-#: Candidate shares of the fusion's learned residual, tried on validation (1 = as trained).
-RESIDUAL_SCALES = (1.0, 0.75, 0.5, 0.25, 0.0)
 
 
 def site_copies(num_windows: int, num_sites: int) -> int:
@@ -139,42 +137,28 @@ def predict_hidden(
     return lik.mean(params).mean(0), lik.sample(params, gen)
 
 
-def _feature_errors(model: GPVAEModel, batch: Batch, val: SiteValidation, seed: int) -> np.ndarray:
-    """(D,) MAE of the hidden validation entries per feature (4 draws, the same each call)."""
-    D = val.target.shape[-1]
-    hidden = val.hidden.reshape(-1, D)
-    mean, _ = predict_hidden(model, batch, 4, torch.Generator().manual_seed(seed))
-    err = np.where(hidden, np.abs(val.split(mean) - val.target).reshape(-1, D), 0.0)
-    return err.sum(0) / np.maximum(hidden.sum(0), 1)
-
-
-def pick_fusion(model: GPVAEModel, batch: Batch, val: SiteValidation, seed: int) -> None:
-    """With a :class:`~gpvae.nets.FieldFusion`, per feature, by the smallest MAE on the
-    hidden validation entries (the same draws for every candidate; the first candidate on
-    ties): the weight of the spatial interpolation against the one in time
-    (``log_space_weight``), among the trained value times ``SPACE_WEIGHTS``; then the
-    share of the learned residual that is kept (``residual_scale``), among
-    ``RESIDUAL_SCALES``. Both include the trained fusion (factor 1, share 1), so the picked
-    fusion is never worse on these entries than the trained one."""
+def pick_space_weight(model: GPVAEModel, batch: Batch, val: SiteValidation, seed: int) -> None:
+    """With a :class:`~gpvae.nets.FieldFusion`: per feature, the weight of the spatial
+    interpolation against the one in time (``log_space_weight``) that gives the smallest
+    MAE on the hidden validation entries, among the trained value times ``SPACE_WEIGHTS``
+    (the same draws for every candidate)."""
     fusion = model.interp_fusion
     if not isinstance(fusion, FieldFusion):
         return
+    D = val.target.shape[-1]
+    hidden = val.hidden.reshape(-1, D)
     trained = fusion.log_space_weight.detach().clone()
+    errors = []
     with torch.no_grad():
-        errors = []
         for factor in SPACE_WEIGHTS:
             fusion.log_space_weight.copy_(trained + math.log(factor))
-            errors.append(_feature_errors(model, batch, val, seed))
-        best = np.argmin(np.stack(errors), axis=0)
+            mean, _ = predict_hidden(model, batch, 4, torch.Generator().manual_seed(seed))
+            err = np.abs(val.split(mean) - val.target).reshape(-1, D)
+            err = np.where(hidden, err, 0.0)
+            errors.append(err.sum(0) / np.maximum(hidden.sum(0), 1))
+        best = np.argmin(np.stack(errors), axis=0)  # first (smallest factor) on ties
         logs = torch.tensor([math.log(SPACE_WEIGHTS[i]) for i in best], dtype=trained.dtype)
         fusion.log_space_weight.copy_(trained + logs)
-        errors = []
-        for share in RESIDUAL_SCALES:
-            fusion.residual_scale.fill_(share)
-            errors.append(_feature_errors(model, batch, val, seed))
-        best = np.argmin(np.stack(errors), axis=0)
-        picked = [RESIDUAL_SCALES[i] for i in best]
-        fusion.residual_scale.copy_(torch.tensor(picked, dtype=fusion.residual_scale.dtype))
 
 
 def calibrate(

@@ -15,7 +15,6 @@ all the features at that step.
 from __future__ import annotations
 
 from collections.abc import Sequence
-from typing import Any
 
 import torch
 from torch import Tensor, nn
@@ -73,10 +72,9 @@ class FieldFusion(nn.Module):
     residual from ``decoded``, both values and both closenesses (``1 / (1 + gap)`` in time,
     ``1 / (1 + dist / scale)`` in space; 0 without a neighbour). So an untrained model at a
     site with no observations of its own (a new site) predicts exactly inverse distance
-    weighting, and training learns where and by how much to depart from it. The residual is
-    multiplied by ``residual_scale`` (a (D,) buffer, ones unless set). The estimator picks
-    ``theta`` and then ``residual_scale`` per feature on its validation entries after
-    training (:func:`gpvae.estimator.spatial_validation.pick_fusion`).
+    weighting, and training learns where and by how much to depart from it. The estimator
+    also picks ``theta`` per feature on its validation entries after training
+    (:func:`gpvae.estimator.spatial.fit_field`).
 
     Args:
         num_features: D.
@@ -96,8 +94,6 @@ class FieldFusion(nn.Module):
         self.scale: Tensor
         self.register_buffer("scale", torch.tensor(float(scale)))
         self.log_space_weight = nn.Parameter(torch.zeros(num_features))
-        self.residual_scale: Tensor
-        self.register_buffer("residual_scale", torch.ones(num_features))
         self.net = MLP(5 * num_features, tuple(hidden), num_features, nn.ReLU)
         last = [m for m in self.net.modules() if isinstance(m, nn.Linear)][-1]
         nn.init.zeros_(last.weight)
@@ -128,11 +124,5 @@ class FieldFusion(nn.Module):
         blend = (w_t * tv + w_s * sv) / torch.where(total > 0, total, torch.ones_like(total))
         either = (near_t | near_s).expand(shape)
         base = torch.where(either, blend.expand(shape), decoded)
-        residual = self.net(torch.cat([decoded, tv, t_close, sv, s_close], dim=-1))
-        fused = base + self.residual_scale * residual
+        fused = base + self.net(torch.cat([decoded, tv, t_close, sv, s_close], dim=-1))
         return torch.where(seen.expand(shape), decoded, fused)
-
-    def _load_from_state_dict(self, state_dict: Any, prefix: str, *args: Any) -> None:
-        # models saved before residual_scale existed used the whole residual
-        state_dict.setdefault(prefix + "residual_scale", torch.ones(self.num_features))
-        super()._load_from_state_dict(state_dict, prefix, *args)
