@@ -215,15 +215,11 @@ def test_untrained_field_fusion_predicts_idw_at_a_new_site() -> None:
     np.testing.assert_allclose(pred, idw, rtol=1e-4, atol=1e-4 * np.abs(idw).max())
 
 
-def test_spatial_validation_hides_blocks_with_val_pattern_blocks(
-    monkeypatch: pytest.MonkeyPatch,
-) -> None:
-    """Validation copies hide one site whole and, with val_pattern="blocks", runs of one
+def test_spatial_validation_hides_blocks_with_val_pattern_blocks() -> None:
+    """Validation windows hide one site whole and, with val_pattern="blocks", runs of one
     feature at one site (at least the shortest length) instead of single points."""
-    from gpvae import settings
     from gpvae.estimator.spatial_validation import SiteValidation
 
-    monkeypatch.setattr(settings, "SPATIAL_VAL_SITE_WINDOWS", 4)  # one copy per window
     values = np.zeros((96, 6, 3))
     pts = SiteValidation.make(values, [0, 24, 48, 72], 24, 0)
     blk = SiteValidation.make(values, [0, 24, 48, 72], 24, 0, "blocks", (5, 8))
@@ -253,9 +249,9 @@ def test_spatial_validation_hides_blocks_with_val_pattern_blocks(
 def test_spatial_validation_hides_every_site_whole_in_turn(
     monkeypatch: pytest.MonkeyPatch,
 ) -> None:
-    """With room for more copies than windows, each window is copied with a different site
-    hidden whole, every site in rotation; the batch hides exactly the hidden entries and the
-    targets are the field's values."""
+    """For the new-site calibration, with room for more copies than windows, each window is
+    copied with a different site hidden whole, every site in rotation; the batch hides
+    exactly the hidden entries and the targets are the field's values."""
     from gpvae import settings
     from gpvae.estimator.spatial_validation import SiteValidation, site_copies
 
@@ -266,7 +262,7 @@ def test_spatial_validation_hides_every_site_whole_in_turn(
     rng = np.random.default_rng(0)
     values = rng.normal(size=(80, 5, 2))
     values[rng.random(values.shape) < 0.2] = np.nan
-    val = SiteValidation.make(values, [8, 32, 60], 24, 0)  # the last window runs past T
+    val = SiteValidation.make(values, [8, 32, 60], 24, 0, copies=site_copies(3, 5))
     assert val.starts == [8] * 5 + [32] * 5 + [60] * 5
     whole_sites = [set(np.flatnonzero(val.whole[b].any((0, 2)))) for b in range(15)]
     assert [s for (s,) in whole_sites] == [b % 5 for b in range(15)]

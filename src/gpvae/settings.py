@@ -72,10 +72,10 @@ CHECKPOINT_MIN_POINTS = 50_000
 #: steps x sites) for the spatial interpolation: fits with more points per window than this
 #: are refused (a (B, N, N) matrix per call; 4096 points is 64 MiB per window in float32).
 FIELD_FUSION_MAX_POINTS = 4096
-#: A spatial fit validates on copies of its validation windows, each with a different site
-#: hidden whole (every site in turn): up to this many copies in all (at least one per
-#: window). They pick the early-stopping epoch, the fusion's spatial weight and the interval
-#: factors of ``predict_sites``; one hidden site per window left those to a handful of sites.
+#: A spatial fit calibrates the intervals of ``predict_sites`` on copies of its validation
+#: windows, each with a different site hidden whole (every site in turn): up to this many
+#: copies in all (at least one per window); one hidden site per window left the factors to a
+#: handful of sites.
 SPATIAL_VAL_SITE_WINDOWS = 48
 
 # ---------------------------------------------------------------- defaults

@@ -7,14 +7,15 @@ points (east km, north km, step). The prior of every latent channel is
 the sites as the state's spatial block) or, with ``inducing`` sites, the ``sparse`` one.
 
 - :func:`fit_field` trains on the windows (a random offset per epoch) and early-stops on the
-  validation windows (the last ``val_fraction`` of the record), copied so that several
-  sites are hidden whole in turn, each copy predicting one from the others (the task of
-  :func:`predict_sites`); a tenth of the other entries of each copy is hidden as random
-  points or, with ``val_pattern="blocks"``, as runs of ``block_lengths`` steps of one feature
-  at one site (the task of :func:`impute_field`); the score is the MAE of the hidden entries
-  in standardised units (:mod:`gpvae.estimator.spatial_validation`). The interval
-  half-widths are then scaled per feature so that 90% of those hidden entries (of the sites
-  hidden whole, for :func:`predict_sites`) fall inside the (5%, 95%) interval.
+  validation windows (the last ``val_fraction`` of the record): for each, one site is hidden
+  whole and predicted from the others (the task of :func:`predict_sites`), and a tenth of the
+  other entries is hidden as random points or, with ``val_pattern="blocks"``, as runs of
+  ``block_lengths`` steps of one feature at one site (the task of :func:`impute_field`); the
+  score is the MAE of the hidden entries in standardised units
+  (:mod:`gpvae.estimator.spatial_validation`). The interval half-widths are then scaled per
+  feature so that 90% of those hidden entries fall inside the (5%, 95%) interval; for
+  :func:`predict_sites`, so that 90% of the entries of whole hidden sites do, on copies of the
+  validation windows that hide every site in turn.
 - :func:`predict_sites` conditions each window's latent GP on the observed sites and draws
   it at the new sites (kriging in latent space), then decodes: mean and quantiles of y.
 - :func:`impute_field` fills the missing entries of the observed sites; every latent is
@@ -52,6 +53,7 @@ from gpvae.estimator.spatial_validation import (
     calibrate,
     pick_space_weight,
     predict_hidden,
+    site_copies,
 )
 from gpvae.gp.prior import GPPrior
 from gpvae.kernels import Kernel, SpaceTime, build_kernel, get_kernel
@@ -343,7 +345,17 @@ def fit_field(
     scale = np.ones(values.shape[-1])
     if val_batch is not None and est.calibrate:
         scale = calibrate(model, val_batch, val, est.seed)
-        sites = calibrate(model, val_batch, val, est.seed, only_whole=True)
+        copies = SiteValidation.make(
+            values,
+            [train_steps + k * window for k in range(n_val)],
+            window,
+            est.seed,
+            est.val_pattern,
+            est.block_lengths,
+            copies=site_copies(n_val, S),
+        )
+        copies_batch = copies.batch(field_.xy, field_.times)
+        sites = calibrate(model, copies_batch, copies, est.seed, only_whole=True)
         spec = replace(spec, site_interval_scale=tuple(float(v) for v in sites))
     return model, scaler, spec, scale, state
 

@@ -2,15 +2,14 @@
 fusion's spatial weight and the interval calibration (used by :func:`~gpvae.estimator.
 spatial.fit_field`).
 
-Every validation window is repeated so that several of its sites are hidden whole in turn,
-each copy predicting one of them from the others (the task of :func:`~gpvae.estimator.
-spatial.predict_sites`): up to ``settings.SPATIAL_VAL_SITE_WINDOWS`` (window, site) pairs,
-every site in rotation. One hidden site per window would calibrate the new-site intervals
-and pick the spatial weight on a handful of sites; the rotation spreads them over all.
-A share of the other entries of each copy is hidden as points or blocks (the task of
-:func:`~gpvae.estimator.spatial.impute_field`).
+Each validation window hides one site whole (predicted from the others: the task of
+:func:`~gpvae.estimator.spatial.predict_sites`) and a share of the other entries as points
+or blocks (the task of :func:`~gpvae.estimator.spatial.impute_field`). For the interval
+factors of new sites, the windows are also copied so that their sites are hidden whole in
+turn (up to ``settings.SPATIAL_VAL_SITE_WINDOWS`` copies): one hidden site per window would
+calibrate those intervals on a handful of sites.
 
-Shapes: B copies of the validation windows, W window steps, S sites, D features.
+Shapes: B (copies of) validation windows, W window steps, S sites, D features.
 """
 
 from __future__ import annotations
@@ -41,9 +40,9 @@ SPACE_WEIGHTS = (1 / 16, 1 / 8, 1 / 4, 1 / 2, 1.0, 2.0, 4.0, 8.0, 16.0)
 
 
 def site_copies(num_windows: int, num_sites: int) -> int:
-    """How many copies of each validation window are made, each with its own site hidden
-    whole: as many as fit ``settings.SPATIAL_VAL_SITE_WINDOWS`` in all, at least one, at
-    most one per site."""
+    """How many copies of each validation window the new-site calibration makes, each with
+    its own site hidden whole: as many as fit ``settings.SPATIAL_VAL_SITE_WINDOWS`` in all,
+    at least one, at most one per site."""
     if num_windows <= 0:
         return 0
     return max(1, min(num_sites, settings.SPATIAL_VAL_SITE_WINDOWS // num_windows))
@@ -74,11 +73,12 @@ class SiteValidation:
         seed: int,
         pattern: str = "points",
         lengths: tuple[int, int] = (2, 24),
+        copies: int = 1,
     ) -> SiteValidation:
-        """Copies of the windows starting at ``starts`` of ``values`` (T, S, D): the k-th
-        copy overall hides site ``k % S`` whole and a share of the rest as ``pattern``."""
+        """``copies`` copies of each window starting at ``starts`` of ``values`` (T, S, D):
+        the k-th copy overall hides site ``k % S`` whole and a share of the rest as
+        ``pattern``."""
         T, S, D = values.shape
-        copies = site_copies(len(starts), S)
         rng = np.random.default_rng(seed)
         all_starts = [a for a in starts for _ in range(copies)]
         B = len(all_starts)
