@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import math
 from collections.abc import Iterable
+from typing import Any
 
 import pytest
 import torch
@@ -172,3 +173,24 @@ def test_optimisers_update_all_parameters_at_once_as_the_per_tensor_loop(name: s
     assert moved > 1e-2
     for a, b in zip(fast, slow):
         torch.testing.assert_close(a, b, rtol=1e-12, atol=1e-14)
+
+
+def test_optimiser_falls_back_to_the_per_tensor_update_where_fused_is_refused(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    """Where torch refuses the fused update (before 2.4 on the CPU), make_optimizer builds the
+    default one instead of failing the fit."""
+    from gpvae.training import loop
+
+    def old_adam(params: Any, **kwargs: Any) -> torch.optim.Optimizer:
+        if kwargs.get("fused"):
+            raise RuntimeError("`fused=True` requires all the params to be CUDA tensors")
+        return torch.optim.Adam(params, **kwargs)
+
+    monkeypatch.setitem(loop.OPTIMIZERS, "adam", old_adam)
+    params = [nn.Parameter(torch.zeros(3))]
+    opt = make_optimizer(params, TrainConfig(optimizer="adam", lr=0.1))
+    assert not opt.param_groups[0].get("fused")
+    params[0].grad = torch.ones(3)
+    opt.step()
+    torch.testing.assert_close(params[0].detach(), torch.full((3,), -0.1))

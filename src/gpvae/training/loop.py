@@ -231,9 +231,13 @@ def make_optimizer(
     params_all = [p for _, p in named]
     fast = all(p.is_floating_point() and p.device.type in ("cpu", "cuda") for p in params_all)
     extra = _ALL_AT_ONCE.get(config.optimizer, {}) if fast else {}
-    return OPTIMIZERS[config.optimizer](
-        groups, lr=config.lr, weight_decay=config.weight_decay, **extra
-    )
+    make = OPTIMIZERS[config.optimizer]
+    if extra:
+        try:
+            return make(groups, lr=config.lr, weight_decay=config.weight_decay, **extra)
+        except (RuntimeError, ValueError):  # torch < 2.4 has no fused Adam on the CPU
+            pass
+    return make(groups, lr=config.lr, weight_decay=config.weight_decay)
 
 
 def _snapshot(model: ElboModel, optimizer: torch.optim.Optimizer) -> dict[str, Any]:
