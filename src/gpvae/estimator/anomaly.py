@@ -312,11 +312,15 @@ def heldout_scores(
     """:meth:`GPVAE.anomaly_scores` (see there)."""
     ss, scaled = ctx.input(X, times)
     entry = entry_scores(ctx, scaled, num_samples, num_folds, window)
-    step = [step_scores(e, profile) for e in entry]
     flagged = None
-    if profile is not None:
+    if profile is None:
+        step = [step_scores(e, None) for e in entry]
+    else:  # the drift baseline (a rolling median) once per series, for both trailing means
+        detrended = [_detrended(e, profile) for e in entry]
+        step = [_trailing_mean(d, profile.smooth) for d in detrended]
         flagged = [
-            np.nan_to_num(alarm_scores(e, profile), nan=-np.inf) > profile.threshold for e in entry
+            np.nan_to_num(_trailing_mean(d, profile.alarm_width), nan=-np.inf) > profile.threshold
+            for d in detrended
         ]
     return AnomalyResult(
         # float64 whatever the input's dtype: a score (~ z^2 / 2) can exceed float32

@@ -29,6 +29,7 @@ from __future__ import annotations
 
 from collections.abc import Hashable, Sequence
 from dataclasses import dataclass, field, replace
+from functools import partial
 from typing import Any
 
 import numpy as np
@@ -288,7 +289,8 @@ def fit_field(
     n_val = round(est.val_fraction * n_windows) if est.val_fraction > 0 and n_windows > 1 else 0
     n_val = min(n_val, n_windows - 1)
     train_steps = (n_windows - n_val) * window
-    val = SiteValidation.make(
+    make_val = partial(
+        SiteValidation.make,
         values,
         [train_steps + k * window for k in range(n_val)],
         window,
@@ -296,6 +298,7 @@ def fit_field(
         est.val_pattern,
         est.block_lengths,
     )
+    val = make_val()
     val_batch = val.batch(field_.xy, field_.times) if n_val else None
     train_values = values[:train_steps]
     train_times = field_.times[:train_steps]
@@ -345,15 +348,7 @@ def fit_field(
     scale = np.ones(values.shape[-1])
     if val_batch is not None and est.calibrate:
         scale = calibrate(model, val_batch, val, est.seed)
-        copies = SiteValidation.make(
-            values,
-            [train_steps + k * window for k in range(n_val)],
-            window,
-            est.seed,
-            est.val_pattern,
-            est.block_lengths,
-            copies=site_copies(n_val, S),
-        )
+        copies = make_val(copies=site_copies(n_val, S))
         copies_batch = copies.batch(field_.xy, field_.times)
         sites = calibrate(model, copies_batch, copies, est.seed, only_whole=True)
         spec = replace(spec, site_interval_scale=tuple(float(v) for v in sites))

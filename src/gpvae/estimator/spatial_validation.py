@@ -107,8 +107,8 @@ class SiteValidation:
 
         T = len(times)
         B, W, S, D = self.target.shape
-        full = np.full((T, S, D), np.nan)
-        out = field_batch(full, xy, times, self.starts, W)
+        nothing = np.broadcast_to(np.float64(np.nan), (T, S, D))  # x and valid only, no copy
+        out = field_batch(nothing, xy, times, self.starts, W)
         y = torch.as_tensor(np.where(self.hidden, np.nan, self.target).reshape(B, W * S, D))
         observed = ~torch.isnan(y)
         y = torch.where(observed, y, torch.zeros_like(y)).to(out.y.dtype)
