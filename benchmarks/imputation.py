@@ -108,10 +108,13 @@ GPVAE_CONFIG: dict[str, Any] = {
     "batch_size": 64,
     "lr": 1e-3,
     "interp_skip": True,
+    "interp_blend": True,
 }
 """The one configuration of ``gpvae`` (the peers get theirs: PyPOTS's defaults): the
 decoder's prediction fused with each feature's interpolation between its observed neighbours
-(``interp_skip``), learned from 20% of the observed entries hidden at every step."""
+(``interp_skip``), learned from 20% of the observed entries hidden at every step; after
+training, the imputation is blended per feature with that interpolation, with the weight
+that does best on the hidden validation entries (``interp_blend``)."""
 
 GPVAE_PATTERN: dict[str, dict[str, Any]] = {
     "point": {"mask_rate": 0.2, "mask_pattern": "points"},
@@ -264,6 +267,8 @@ class GPVAEImputer:
             for h in hist
         ]
         self.settings["resolved"] = {k: v for k, v in args.items() if k != "hidden"}
+        blend = getattr(self.model, "blend_weight_", None)
+        self.settings["blend_weight"] = None if blend is None else [float(w) for w in blend]
         print(
             f"  [gpvae] best epoch {self.best_epoch} of {self.epochs_run}: val MAE "
             f"{np.nanmin(scores):.4f}",

@@ -14,6 +14,9 @@ __all__ = [
     "ANOMALY_SMOOTH",
     "ANOMALY_WINDOW",
     "ANOMALY_WINDOW_BATCH",
+    "BLEND_MIN_ENTRIES",
+    "BLEND_SAMPLES",
+    "BLEND_WEIGHTS",
     "CALIBRATION_BATCH",
     "CALIBRATION_ENTRIES",
     "CALIBRATION_SAMPLES",
@@ -105,6 +108,15 @@ TREND_SPAN_FRACTION = 0.25
 #: Monte Carlo draws are made in chunks of this many samples (bounds memory; a constant, so
 #: that every series consumes its generator the same way whatever the batch).
 SAMPLE_CHUNK = 32
+#: Candidate weights of the model's prediction against linear interpolation in the blend
+#: the estimator picks per feature on validation (``interp_blend``;
+#: :mod:`gpvae.estimator.blending`): 0, 0.05, ..., 1.
+BLEND_WEIGHTS = tuple(round(0.05 * k, 2) for k in range(21))
+#: Held-out entries (with an observed neighbour) a feature needs for a blend weight of its
+#: own; rarer features share the weight fitted on all entries.
+BLEND_MIN_ENTRIES = 50
+#: Draws per series of the predictive mean the blend weights are fitted on.
+BLEND_SAMPLES = 16
 #: Draws per series when fitting the interval spread factors after training.
 CALIBRATION_SAMPLES = 64
 #: Held-out entries per feature the interval spread factors are fitted on at most (a random

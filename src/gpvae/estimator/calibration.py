@@ -28,6 +28,7 @@ import torch
 
 from gpvae import settings
 from gpvae.data import SeriesSet, batch_indices
+from gpvae.estimator.blending import blend_draws
 from gpvae.estimator.context import PredictContext
 from gpvae.model import sorted_quantiles
 from gpvae.rng import seed_for
@@ -196,6 +197,7 @@ def heldout_intervals(
         gens = ctx.series_generators(inputs, idx, salt=5)
         at = [torch.as_tensor(steps[i]) for i in idx]
         mean, y = model.predictive_step_draws(batch, gens, settings.CALIBRATION_SAMPLES, at)
+        mean, y = blend_draws(ctx.blend_weight, batch, mean, y, at)
         target = np.full(mean.shape, np.nan)  # (B, K_max, D), NaN = not a target
         for b, i in enumerate(idx):
             target[b, : len(steps[i])] = targets.values[i][steps[i]]

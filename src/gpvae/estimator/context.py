@@ -40,6 +40,8 @@ class PredictContext:
         forecast_scale: (bands, D) spread factors of the forecast intervals per horizon band
             (:mod:`gpvae.estimator.forecast_calibration`), or None.
         forecast_horizon: the horizon the bands split (steps ahead).
+        blend_weight: (D,) weights of the model's imputation against each feature's linear
+            interpolation (:mod:`gpvae.estimator.blending`), or None (the model alone).
     """
 
     model: GPVAEModel
@@ -51,6 +53,7 @@ class PredictContext:
     posterior: str
     forecast_scale: np.ndarray | None = None
     forecast_horizon: int = 1
+    blend_weight: np.ndarray | None = None
 
     def input(self, X: Any, times: Any) -> tuple[SeriesSet, SeriesSet]:
         """(original, standardised) series of a prediction input, checked against the fit."""

@@ -22,7 +22,7 @@ from __future__ import annotations
 
 import os
 from collections.abc import Sequence
-from dataclasses import fields
+from dataclasses import fields, replace
 from typing import Any
 
 import numpy as np
@@ -49,6 +49,7 @@ from gpvae.estimator.assembly import (
     kernel_arg,
     resolve_device,
 )
+from gpvae.estimator.blending import fit_blend
 from gpvae.estimator.context import PredictContext
 from gpvae.estimator.fitting import calibrate_fit, fit_inputs, fit_periods, windowed
 from gpvae.estimator.forecast_calibration import calibrate_forecasts, without_tail
@@ -118,6 +119,10 @@ class GPVAE(AnomalyMethods, ForecastMethods, SpatialMethods, PersistenceMethods)
         interp_skip: the decoder predicts a residual on top of each feature's linear
             interpolation between its observed neighbours (:class:`~gpvae.model.GPVAEModel`);
             for sparse records whose features are observed at different times.
+        interp_blend: after fit, pick per feature a weight in [0, 1] of the imputation
+            against the feature's linear interpolation between its observed neighbours, the
+            one with the smallest error on the held-out validation entries
+            (:mod:`gpvae.estimator.blending`; needs validation, not for ``"bernoulli"``).
         calibrate: after fit, rescale the imputation intervals per feature so that they
             cover the held-out entries at their nominal levels (at most
             :data:`gpvae.settings.CALIBRATION_ENTRIES` random ones per feature;
@@ -179,6 +184,7 @@ class GPVAE(AnomalyMethods, ForecastMethods, SpatialMethods, PersistenceMethods)
         mask_pattern: str = "points",
         block_lengths: Sequence[int] = (2, 24),
         interp_skip: bool = False,
+        interp_blend: bool = False,
         calibrate: bool = True,
         num_samples: int = 1,
         lengthscale: float | None = None,
@@ -214,6 +220,7 @@ class GPVAE(AnomalyMethods, ForecastMethods, SpatialMethods, PersistenceMethods)
             val_pattern, mask_rate, mask_pattern, block_lengths
         )
         self.interp_skip = bool_arg("interp_skip", interp_skip)
+        self.interp_blend = bool_arg("interp_blend", interp_blend)
         self.calibrate = bool_arg("calibrate", calibrate)
         self.num_samples = int_arg("num_samples", num_samples)
         self.lengthscale = None if lengthscale is None else float_arg("lengthscale", lengthscale)
@@ -243,6 +250,8 @@ class GPVAE(AnomalyMethods, ForecastMethods, SpatialMethods, PersistenceMethods)
         self.interval_scale_: np.ndarray | None = None
         #: (bands, D) forecast spread factors per horizon band (None: not calibrated).
         self.forecast_scale_: np.ndarray | None = None
+        #: (D,) imputation blend weights against interpolation (None: not blended).
+        self.blend_weight_: np.ndarray | None = None
         self.device_: torch.device | None = None
         self.anomaly_profile_: AnomalyProfile | None = None
         self.spatial_ = None
@@ -323,6 +332,7 @@ class GPVAE(AnomalyMethods, ForecastMethods, SpatialMethods, PersistenceMethods)
         self.num_features_ = scaler.num_features
         self.feature_names_ = list(feature_names)
         self.interval_scale_ = interval_scale
+        self.blend_weight_ = None  # set by fit or load after this
         self.history_ = [dict(h) for h in history]
 
     def _fitted(self, method: str) -> tuple[GPVAEModel, Scaler]:
@@ -347,6 +357,7 @@ class GPVAE(AnomalyMethods, ForecastMethods, SpatialMethods, PersistenceMethods)
             posterior=self.posterior,
             forecast_scale=self.forecast_scale_,
             forecast_horizon=self.forecast_horizon or 1,
+            blend_weight=self.blend_weight_,
         )
 
     # ------------------------------------------------------------------ fit
@@ -441,10 +452,14 @@ class GPVAE(AnomalyMethods, ForecastMethods, SpatialMethods, PersistenceMethods)
         )
         state = session.run(resume)
         scale = np.ones(D)
+        ctx = PredictContext(
+            model, scaler, device, self.batch_size, self.seed, scale, self.posterior
+        )
+        blend = None
+        if self.interp_blend and not binary and session.val_input is not None:
+            blend = fit_blend(ctx, session)
         if self.calibrate and not binary and session.val_input is not None:
-            ctx = PredictContext(
-                model, scaler, device, self.batch_size, self.seed, scale, self.posterior
-            )
+            ctx = replace(ctx, blend_weight=blend)
             scale = calibrate_fit(ctx, session)
         self.forecast_scale_ = None
         if H is not None:
@@ -462,6 +477,7 @@ class GPVAE(AnomalyMethods, ForecastMethods, SpatialMethods, PersistenceMethods)
             interval_scale=scale,
             history=state.history,
         )
+        self.blend_weight_ = blend
         return self
 
     # ------------------------------------------------------------------ impute

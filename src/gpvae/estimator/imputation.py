@@ -10,6 +10,7 @@ import torch
 
 from gpvae.arguments import bool_arg, int_arg, quantiles_arg
 from gpvae.data import from_padded
+from gpvae.estimator.blending import blend_draws
 from gpvae.estimator.context import PredictContext
 from gpvae.estimator.results import ImputationResult, mask_form, samples_form
 from gpvae.model import sorted_quantiles
@@ -42,6 +43,7 @@ def impute_series(
     for idx in ctx.batches(ss.num_series):
         batch = ctx.batch(scaled, idx)
         mean, y = model.predictive_draws(batch, ctx.series_generators(ss, idx, 1), S)
+        mean, y = blend_draws(ctx.blend_weight, batch, mean, y)
         if (spread != 1).any():  # spread recalibrated about the mean
             y = mean + torch.as_tensor(spread, dtype=y.dtype, device=y.device) * (y - mean)
         # quantiles only where they are reported: the missing entries of the series' steps

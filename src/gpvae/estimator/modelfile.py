@@ -44,6 +44,8 @@ class SavedModel:
         history: one dict per training epoch.
         anomaly_profile: the anomaly threshold profile, or None.
         forecast_scale: (bands, D) forecast spread factors, or None (not calibrated).
+        blend_weight: (D,) imputation blend weights, or None (none fitted; folders written
+            before they existed).
     """
 
     arguments: dict[str, Any]
@@ -55,6 +57,7 @@ class SavedModel:
     history: list[dict[str, float]]
     anomaly_profile: AnomalyProfile | None = None
     forecast_scale: np.ndarray | None = None
+    blend_weight: np.ndarray | None = None
 
 
 def write_folder(
@@ -67,6 +70,7 @@ def write_folder(
     history: list[dict[str, float]],
     anomaly_profile: AnomalyProfile | None = None,
     forecast_scale: np.ndarray | None = None,
+    blend_weight: np.ndarray | None = None,
 ) -> None:
     """Write a fitted estimator's folder (``arguments`` as given by ``get_config``)."""
     config = {
@@ -85,6 +89,8 @@ def write_folder(
     }
     if forecast_scale is not None:
         extra["forecast_scale"] = np.asarray(forecast_scale, dtype=np.float64).tolist()
+    if blend_weight is not None:
+        extra["blend_weight"] = np.asarray(blend_weight, dtype=np.float64).tolist()
     save_model(path, model.state_dict(), config, extra)
 
 
@@ -96,6 +102,18 @@ def _interval_scale_entry(value: object, D: int) -> np.ndarray:
     if arr is None or arr.shape != (D,) or not (np.isfinite(arr).all() and (arr > 0).all()):
         raise ModelFileError(
             f"config.json: expected interval_scale to be {D} positive numbers, found {value!r}"
+        )
+    return arr
+
+
+def _blend_weight_entry(value: object, D: int) -> np.ndarray | None:
+    """The saved blend weights, or None when there are none."""
+    if value is None:
+        return None
+    arr = np.asarray(value, dtype=np.float64) if isinstance(value, list) else None
+    if arr is None or arr.shape != (D,) or not ((arr >= 0) & (arr <= 1)).all():
+        raise ModelFileError(
+            f"config.json: expected blend_weight to be {D} numbers in [0, 1], found {value!r}"
         )
     return arr
 
@@ -152,6 +170,7 @@ def read_folder(path: str | os.PathLike[str]) -> SavedModel:
         state_dict=mf.state_dict,
         interval_scale=_interval_scale_entry(mf.extra.get("interval_scale"), D),
         forecast_scale=_forecast_scale_entry(mf.extra.get("forecast_scale"), D),
+        blend_weight=_blend_weight_entry(mf.extra.get("blend_weight"), D),
         history=[
             {k: math.nan if v is None else v for k, v in h.items()}
             for h in (history if isinstance(history, list) else [])

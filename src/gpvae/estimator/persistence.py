@@ -45,6 +45,7 @@ ARGUMENTS = (
     "mask_pattern",
     "block_lengths",
     "interp_skip",
+    "interp_blend",
     "calibrate",
     "num_samples",
     "lengthscale",
@@ -115,6 +116,7 @@ class PersistenceMethods:
             est.history_,
             est.anomaly_profile_,
             est.forecast_scale_,
+            est.blend_weight_,
         )
 
     @classmethod
@@ -159,4 +161,5 @@ class PersistenceMethods:
             anomaly_profile=saved.anomaly_profile,
         )
         est.forecast_scale_ = saved.forecast_scale
+        est.blend_weight_ = saved.blend_weight
         return est
