@@ -147,6 +147,12 @@ THRESHOLD_QUANTILE = 0.99
     "time); learned from entries hidden by --mask-rate.",
 )
 @click.option(
+    "--interp-blend",
+    is_flag=True,
+    help="After training, blend each feature's imputation with its linear interpolation, "
+    "with the weight that does best on the held-out validation entries.",
+)
+@click.option(
     "--mask-rate",
     default=0.0,
     show_default=True,
@@ -237,6 +243,7 @@ def fit(
     window: int | None,
     calibrate: bool,
     interp_skip: bool,
+    interp_blend: bool,
     mask_rate: float,
     mask_pattern: str,
     val_pattern: str,
@@ -278,6 +285,7 @@ def fit(
             patience=patience if patience > 0 else None,
             calibrate=calibrate,
             interp_skip=interp_skip,
+            interp_blend=interp_blend,
             mask_rate=mask_rate,
             mask_pattern=mask_pattern,
             val_pattern=val_pattern,
