@@ -176,9 +176,13 @@ def test_training_sites_hide_whole_sites_of_a_field() -> None:
         hide_mask(batch.observed, 0.25, "sites", (2, 24), g, x=batch.x[..., 2:])
 
 
-def test_space_interpolation_matches_the_loop_reference() -> None:
+@pytest.mark.parametrize("powers", [None, (0.0, 3.0, 1.5), (4.0, 4.0, 2.0)])
+def test_space_interpolation_matches_the_loop_reference(
+    powers: tuple[float, ...] | None,
+) -> None:
     """Inverse distance weighting over the other sites observed at the same time, checked
-    entry by entry against a float64 loop; the point's own value is never used."""
+    entry by entry against a float64 loop, with the default power 2 and per-feature powers
+    (the effective distance keeps power 2); the point's own value is never used."""
     from gpvae.data.interpolate import space_interpolation
     from gpvae.data.spatial import field_batch
 
@@ -189,7 +193,9 @@ def test_space_interpolation_matches_the_loop_reference() -> None:
     values[2, :, 0] = np.nan  # a time where no site observes feature 0
     xy = rng.normal(size=(S, 2)) * 10
     batch = field_batch(values, xy, np.arange(T, dtype=float), [0, 4, 7], W, dtype=torch.float64)
-    out, dist = space_interpolation(batch.x, batch.y, batch.observed, batch.valid)
+    power = None if powers is None else torch.tensor(powers, dtype=torch.float64)
+    p_ref = (2.0,) * D if powers is None else powers
+    out, dist = space_interpolation(batch.x, batch.y, batch.observed, batch.valid, power)
     for b, a in enumerate([0, 4, 7]):
         for i in range(W):
             if a + i >= T:
@@ -202,13 +208,15 @@ def test_space_interpolation_matches_the_loop_reference() -> None:
                         assert out[b, n, d] == 0
                         assert dist[b, n, d] == np.inf
                         continue
-                    w = np.array([1 / np.sum((xy[k] - xy[s]) ** 2) for k in others])
+                    r = np.array([np.sqrt(np.sum((xy[k] - xy[s]) ** 2)) for k in others])
+                    w = r ** -p_ref[d]
                     ref = np.sum(w * values[a + i, others, d]) / w.sum()
                     assert abs(float(out[b, n, d]) - ref) < 1e-12
-                    assert abs(float(dist[b, n, d]) - w.sum() ** -0.5) < 1e-12
+                    assert abs(float(dist[b, n, d]) - np.sum(r**-2.0) ** -0.5) < 1e-12
     y = batch.y.clone()
     y[0, 0, 0] = 1e6  # a point's own value does not reach its interpolation
-    assert space_interpolation(batch.x, y, batch.observed, batch.valid)[0][0, 0, 0] == out[0, 0, 0]
+    again = space_interpolation(batch.x, y, batch.observed, batch.valid, power)[0]
+    assert again[0, 0, 0] == out[0, 0, 0]
 
 
 def test_field_fusion_starts_at_the_distance_weighted_blend() -> None:

@@ -309,7 +309,7 @@ class GPVAEModel(nn.Module):
         value, gap = neighbour_interpolation(batch.x, batch.y, obs, valid)
         args: tuple[Tensor, ...] = (value[:, start:], gap[:, start:])
         if isinstance(fuse, FieldFusion):
-            s_value, s_dist = space_interpolation(batch.x, batch.y, obs, valid)
+            s_value, s_dist = space_interpolation(batch.x, batch.y, obs, valid, fuse.space_power)
             args = (*args, s_value[:, start:], s_dist[:, start:])
         seen = obs[:, start:]
         if isinstance(params, Tensor):

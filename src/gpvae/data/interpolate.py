@@ -117,10 +117,14 @@ def _interpolate_runs(
 
 
 def space_interpolation(
-    x: Tensor, y: Tensor, observed: Tensor, valid: Tensor | None = None
+    x: Tensor,
+    y: Tensor,
+    observed: Tensor,
+    valid: Tensor | None = None,
+    power: Tensor | None = None,
 ) -> tuple[Tensor, Tensor]:
-    """Each entry of feature d by inverse distance weighting (power 2) of feature d at the
-    *other* sites observed at the same time, and how far those sites are.
+    """Each entry of feature d by inverse distance weighting (weights ``distance ** -p_d``)
+    of feature d at the *other* sites observed at the same time, and how far those sites are.
 
     For index points of a space x time field (sites in the first ``d - 1`` columns, time
     last): the neighbours of point n are the points of the same series with the same time
@@ -133,11 +137,14 @@ def space_interpolation(
         y: (B, N, D) values.
         observed: (B, N, D) bool.
         valid: (B, N) bool, or None (all points valid).
+        power: (D,) the power ``p_d`` of each feature's weights (0: the plain mean of the
+            other sites; large: the nearest site), or None (2 for every feature).
 
     Returns:
         ``(value, dist)``, each (B, N, D) of ``y``'s dtype: the weighted value (0 without a
         neighbour) and the neighbours' effective distance ``(sum_j d_j^-2)^-1/2`` (the
-        distance itself with one neighbour, shorter with more; inf without a neighbour).
+        distance itself with one neighbour, shorter with more; inf without a neighbour),
+        whatever the power.
     """
     if x.shape[-1] < 2:
         raise ValueError(f"x: expected sites and time (d >= 2 columns), found d = {x.shape[-1]}")
@@ -148,12 +155,26 @@ def space_interpolation(
     same = (t[..., :, None] == t[..., None, :]) & (d2 > 0)
     if valid is not None:
         same = same & valid[..., None, :]
-    w = torch.where(same, 1.0 / torch.where(same, d2, torch.ones_like(d2)), torch.zeros_like(d2))
+    safe = torch.where(same, d2, torch.ones_like(d2))
+    zero = torch.zeros_like(d2)
+    w = torch.where(same, 1.0 / safe, zero)
     o = obs.to(y.dtype)
     num, den = w @ (yv * o), w @ o  # (B, N, D)
+    if power is not None:  # one weight matrix per distinct power, for its features
+        power = power.detach().to(y.dtype)
+        if power.shape != (y.shape[-1],):
+            raise ValueError(f"power: expected shape ({y.shape[-1]},), found {tuple(power.shape)}")
+        num_p, den_p = torch.empty_like(num), torch.empty_like(den)
+        for p in torch.unique(power).tolist():
+            cols = power == p
+            w_p = torch.where(same, safe.pow(-p / 2), zero)
+            num_p[..., cols] = w_p @ (yv * o)[..., cols]
+            den_p[..., cols] = w_p @ o[..., cols]
+    else:
+        num_p, den_p = num, den
     has = den > 0
     value = torch.where(
-        has, num / torch.where(has, den, torch.ones_like(den)), torch.zeros_like(num)
+        has, num_p / torch.where(has, den_p, torch.ones_like(den_p)), torch.zeros_like(num)
     )
     dist = torch.where(has, den.clamp_min(1e-30).rsqrt(), torch.full_like(den, math.inf))
     return value, dist

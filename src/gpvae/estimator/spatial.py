@@ -52,6 +52,7 @@ from gpvae.estimator.assembly import ModelSpec, build_model
 from gpvae.estimator.spatial_validation import (
     SiteValidation,
     calibrate,
+    pick_space_power,
     pick_space_weight,
     predict_hidden,
     site_copies,
@@ -59,6 +60,7 @@ from gpvae.estimator.spatial_validation import (
 from gpvae.gp.prior import GPPrior
 from gpvae.kernels import Kernel, SpaceTime, build_kernel, get_kernel
 from gpvae.model import GPVAEModel, sorted_quantiles
+from gpvae.nets.interp import FieldFusion
 from gpvae.training.loop import TrainConfig, TrainState, train
 
 __all__ = [
@@ -302,6 +304,9 @@ def fit_field(
     val_batch = val.batch(field_.xy, field_.times) if n_val else None
     train_values = values[:train_steps]
     train_times = field_.times[:train_steps]
+    if isinstance(model.interp_fusion, FieldFusion):
+        power = pick_space_power(train_values, field_.xy)
+        model.interp_fusion.space_power.copy_(torch.as_tensor(power))
 
     def batches(epoch: int) -> Any:
         r = np.random.default_rng((est.seed, epoch))

@@ -74,7 +74,10 @@ class FieldFusion(nn.Module):
     site with no observations of its own (a new site) predicts exactly inverse distance
     weighting, and training learns where and by how much to depart from it. The estimator
     also picks ``theta`` per feature on its validation entries after training
-    (:func:`gpvae.estimator.spatial.fit_field`).
+    (:func:`gpvae.estimator.spatial.fit_field`). The power of each feature's inverse distance
+    weights (``space_power``, a buffer, 2 at the start) is set by the estimator before
+    training, from the training field (:func:`gpvae.estimator.spatial_validation.pick_space_power`);
+    the model passes it to :func:`gpvae.data.interpolate.space_interpolation`.
 
     Args:
         num_features: D.
@@ -94,10 +97,21 @@ class FieldFusion(nn.Module):
         self.scale: Tensor
         self.register_buffer("scale", torch.tensor(float(scale)))
         self.log_space_weight = nn.Parameter(torch.zeros(num_features))
+        self.space_power: Tensor
+        self.register_buffer("space_power", torch.full((num_features,), 2.0))
         self.net = MLP(5 * num_features, tuple(hidden), num_features, nn.ReLU)
         last = [m for m in self.net.modules() if isinstance(m, nn.Linear)][-1]
         nn.init.zeros_(last.weight)
         nn.init.zeros_(last.bias)
+
+    def _load_from_state_dict(  # type: ignore[no-untyped-def]
+        self, state_dict, prefix, local_metadata, strict, missing_keys, unexpected_keys, errors
+    ) -> None:
+        # models saved before the per-feature power weighted every feature with power 2
+        state_dict.setdefault(prefix + "space_power", torch.full((self.num_features,), 2.0))
+        super()._load_from_state_dict(
+            state_dict, prefix, local_metadata, strict, missing_keys, unexpected_keys, errors
+        )
 
     def forward(
         self,
