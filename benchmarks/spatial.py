@@ -260,6 +260,9 @@ def run_fold(long: pd.DataFrame, held: str, args: argparse.Namespace) -> dict[st
         **_fit_record(est, fit_s, args.epochs),
         interval_scale=[float(v) for v in est.interval_scale_],
     )
+    power = getattr(est.model_.interp_fusion, "space_power", None)
+    if power is not None:  # the fusion's inverse distance power per feature
+        result["gpvae"]["space_power"] = dict(zip(features, power.tolist(), strict=True))
     return result
 
 
