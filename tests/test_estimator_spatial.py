@@ -193,7 +193,8 @@ def test_untrained_field_fusion_predicts_idw_at_a_new_site() -> None:
     """With interp_skip on a field and no training masks, the fusion net never gets a
     gradient (it only acts on entries hidden from the encoder) and stays at its start: at a
     new site, where nothing is observed, the prediction is exactly inverse distance
-    weighting (power 2) of the other sites at the same hour, whatever the decoder does."""
+    weighting of the other sites at the same hour (with the power the fit picked per
+    feature), whatever the decoder does."""
     from gpvae.data.spatial import Projection
 
     df = _field(seed=3, S=5, T=72)
@@ -207,12 +208,52 @@ def test_untrained_field_fusion_predicts_idw_at_a_new_site() -> None:
     coords = df.groupby("site")[["lat", "lon"]].first()
     proj = Projection.infer(["lat", "lon"], coords.to_numpy())
     xy = proj.to_km(coords.to_numpy())
-    w = 1.0 / ((xy[1:] - xy[0]) ** 2).sum(-1)
+    power = est.model_.interp_fusion.space_power.numpy()  # type: ignore[union-attr]
+    r = np.sqrt(((xy[1:] - xy[0]) ** 2).sum(-1))
+    w = r[None, :, None] ** -power[None, None, :]  # (1, S - 1, D)
     cube = np.stack([others[others.site == f"s{k}"][FEATURES].to_numpy() for k in range(1, 5)], 1)
     seen = ~np.isnan(cube)
-    idw = (np.where(seen, cube, 0) * w[None, :, None]).sum(1) / (seen * w[None, :, None]).sum(1)
+    idw = (np.where(seen, cube, 0) * w).sum(1) / (seen * w).sum(1)
     pred = res.mean.sort_values("time")[FEATURES].to_numpy()
     np.testing.assert_allclose(pred, idw, rtol=1e-4, atol=1e-4 * np.abs(idw).max())
+
+
+def test_pick_space_power_matches_a_loop_and_finds_the_field_s_power() -> None:
+    """The power of each feature's inverse distance weights is the candidate with the
+    smallest leave-one-site-out MAE on the field (checked against a plain loop), and it
+    follows the field: a feature shared by all sites (plus site noise) takes the plain mean
+    (power 0), a feature that only nearby sites share takes a high power."""
+    from gpvae.estimator.spatial_validation import SPACE_POWERS, pick_space_power
+
+    rng = np.random.default_rng(7)
+    T, S = 60, 8
+    xy = rng.uniform(0, 50, size=(S, 2))
+    common = rng.normal(size=(T, 1)) + 0.5 * rng.normal(size=(T, S))
+    # feature 1: each site copies its nearest "source" among 4 scattered sources
+    src = rng.uniform(0, 50, size=(4, 2))
+    nearest = np.argmin(((xy[:, None] - src[None]) ** 2).sum(-1), axis=1)
+    local = rng.normal(size=(T, 4))[:, nearest] + 0.05 * rng.normal(size=(T, S))
+    values = np.stack([common, local, rng.normal(size=(T, S))], -1)
+    values[rng.random(values.shape) < 0.2] = np.nan
+    values[:, 1:, 2] = np.nan  # feature 2: one site only, nothing to predict -> 2
+    got = pick_space_power(values, xy)
+    r = np.sqrt(((xy[:, None] - xy[None]) ** 2).sum(-1))
+    for d in range(2):
+        mae = []
+        for p in SPACE_POWERS:
+            errs = []
+            for t in range(T):
+                for k in range(S):
+                    nb = [j for j in range(S) if j != k and not np.isnan(values[t, j, d])]
+                    if np.isnan(values[t, k, d]) or not nb:
+                        continue
+                    w = r[k, nb] ** -p
+                    errs.append(abs(w @ values[t, nb, d] / w.sum() - values[t, k, d]))
+            mae.append(np.mean(errs))
+        assert got[d] == SPACE_POWERS[int(np.argmin(mae))]
+    assert got[0] == 0.0, got
+    assert got[1] >= 3.0, got
+    assert got[2] == 2.0, got
 
 
 def test_spatial_validation_hides_blocks_with_val_pattern_blocks() -> None:
