@@ -278,8 +278,8 @@ def _estimator(
     if pattern in ("point", "block"):  # validation entries of the cell's shape
         masks["val_pattern"] = f"{pattern}s"
         masks["block_lengths"] = (5, 24)
-    if pattern is not None and args.mask_rate > 0:
-        masks = {"mask_rate": args.mask_rate, "mask_pattern": f"{pattern}s"}
+    if pattern is not None and args.mask_rate > 0:  # keeps the validation pattern above
+        masks.update(mask_rate=args.mask_rate, mask_pattern=f"{pattern}s")
         if pattern == "block":
             masks["block_lengths"] = (5, 24)
     return GPVAE(
@@ -531,12 +531,32 @@ def render(data: dict[str, Any]) -> str:
         )
     s = summary
     lines.append(
-        f"| **mean** | {s['station_mean']['mean_mae']:.3f} | {s['idw']['mean_mae']:.3f} | "
-        f"{s['kriging']['mean_mae']:.3f} | {s['kriging']['mean_coverage90']:.2f} | "
-        f"{s['gpvae']['mean_mae']:.3f} | {s['gpvae']['mean_coverage90']:.2f} | |"
+        f"| **mean** | {s['station_mean']['mean_mae']:.4f} | {s['idw']['mean_mae']:.4f} | "
+        f"{s['kriging']['mean_mae']:.4f} | {s['kriging']['mean_coverage90']:.3f} | "
+        f"{s['gpvae']['mean_mae']:.4f} | {s['gpvae']['mean_coverage90']:.3f} | |"
     )
+    wins = sum(f["gpvae"]["mae"] < f["kriging"]["mae"] for f in folds)
+    lines += ["", f"gpvae below kriging on {wins} of {len(folds)} stations.", ""]
+    lines += _per_feature(folds)
     lines += ["", f"Reproduce: `{cmd}`", ""]
     return "\n".join(lines)
+
+
+def _per_feature(folds: list[dict[str, Any]]) -> list[str]:
+    """Per feature: each method's MAE (mean over the folds) and the fusion's picked power."""
+    lines = [
+        "| feature | IDW (p = 2) | kriging | gpvae | gpvae's IDW power (per fold) |",
+        "|---|---|---|---|---|",
+    ]
+    for name in folds[0]["gpvae"]["mae_per_feature"]:
+        mae = [
+            float(np.mean([f[m]["mae_per_feature"][name] for f in folds]))
+            for m in ("idw", "kriging", "gpvae")
+        ]
+        powers = [f["gpvae"].get("space_power", {}).get(name) for f in folds]
+        shown = "-" if None in powers else ", ".join(f"{p:g}" for p in powers)
+        lines.append(f"| {name} | {mae[0]:.3f} | {mae[1]:.3f} | {mae[2]:.3f} | {shown} |")
+    return lines
 
 
 def render_cells(data: dict[str, Any]) -> str:
