@@ -80,6 +80,13 @@ FIELD_FUSION_MAX_POINTS = 4096
 #: copies in all (at least one per window); one hidden site per window left the factors to a
 #: handful of sites.
 SPATIAL_VAL_SITE_WINDOWS = 48
+#: A spatial fit with ``interp_skip`` holds this share of its sites (at least one) out of
+#: training, to decide per feature whether the fusion's learned residual helps at new sites
+#: (where the validation windows cannot tell: they hide sites the net was trained on, whose
+#: particulars it has learned); fields with fewer sites than ``SPATIAL_GATE_MIN_SITES`` keep
+#: every site and the residual.
+SPATIAL_GATE_SITE_SHARE = 0.15
+SPATIAL_GATE_MIN_SITES = 6
 
 # ---------------------------------------------------------------- defaults
 

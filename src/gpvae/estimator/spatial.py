@@ -52,6 +52,8 @@ from gpvae.estimator.assembly import ModelSpec, build_model
 from gpvae.estimator.spatial_validation import (
     SiteValidation,
     calibrate,
+    gate_sites,
+    pick_new_site_residual,
     pick_space_power,
     pick_space_weight,
     predict_hidden,
@@ -291,9 +293,13 @@ def fit_field(
     n_val = round(est.val_fraction * n_windows) if est.val_fraction > 0 and n_windows > 1 else 0
     n_val = min(n_val, n_windows - 1)
     train_steps = (n_windows - n_val) * window
+    # sites held out of training to gate the fusion's residual at new sites
+    held = gate_sites(S, est.seed) if est.interp_skip else np.zeros(0, dtype=int)
+    fit_values = values.copy() if len(held) else values
+    fit_values[:, held] = np.nan
     make_val = partial(
         SiteValidation.make,
-        values,
+        fit_values,
         [train_steps + k * window for k in range(n_val)],
         window,
         est.seed,
@@ -302,10 +308,10 @@ def fit_field(
     )
     val = make_val()
     val_batch = val.batch(field_.xy, field_.times) if n_val else None
-    train_values = values[:train_steps]
+    train_values = fit_values[:train_steps]
     train_times = field_.times[:train_steps]
-    if isinstance(model.interp_fusion, FieldFusion):
-        power = pick_space_power(train_values, field_.xy)
+    if isinstance(model.interp_fusion, FieldFusion):  # model-free: every site's values
+        power = pick_space_power(values[:train_steps], field_.xy)
         model.interp_fusion.space_power.copy_(torch.as_tensor(power))
 
     def batches(epoch: int) -> Any:
@@ -350,6 +356,11 @@ def fit_field(
     )
     if val_batch is not None:
         pick_space_weight(model, val_batch, val, est.seed)
+    if isinstance(model.interp_fusion, FieldFusion) and len(held):
+        gate = pick_new_site_residual(
+            model, values, held, field_.xy, field_.times, window, est.seed
+        )
+        model.interp_fusion.new_site_residual.copy_(torch.as_tensor(gate))
     scale = np.ones(values.shape[-1])
     if val_batch is not None and est.calibrate:
         scale = calibrate(model, val_batch, val, est.seed)

@@ -33,6 +33,8 @@ if TYPE_CHECKING:
 __all__ = [
     "SiteValidation",
     "calibrate",
+    "gate_sites",
+    "pick_new_site_residual",
     "pick_space_power",
     "pick_space_weight",
     "predict_hidden",
@@ -89,6 +91,72 @@ def pick_space_power(
         errors.append(err.sum((0, 1)) / np.maximum(count, 1))
     best = np.array([powers[i] for i in np.argmin(np.stack(errors), axis=0)], dtype=float)
     return np.where(count > 0, best, 2.0)
+
+
+def gate_sites(num_sites: int, seed: int) -> np.ndarray:
+    """The sites a spatial fit with a fusion holds out of training to decide, per feature,
+    whether the fusion's residual helps at new sites: ``settings.SPATIAL_GATE_SITE_SHARE``
+    of them (at least one), none below ``settings.SPATIAL_GATE_MIN_SITES`` sites."""
+    if num_sites < settings.SPATIAL_GATE_MIN_SITES:
+        return np.zeros(0, dtype=int)
+    k = max(1, round(settings.SPATIAL_GATE_SITE_SHARE * num_sites))
+    rng = np.random.default_rng((seed, 18))
+    return np.sort(rng.choice(num_sites, size=k, replace=False))
+
+
+def pick_new_site_residual(
+    model: GPVAEModel,
+    values: np.ndarray,
+    held: np.ndarray,
+    xy: np.ndarray,
+    times: np.ndarray,
+    window: int,
+    seed: int,
+) -> np.ndarray:
+    """Per feature, whether the fusion's residual helps where a site has no observation of
+    its own (a new site): the sites ``held`` were never observed in training; every window
+    of ``values`` is predicted with them unobserved, with the residual (gate 1) and without
+    it (gate 0, the fusion's interpolation alone), and the gate with the smaller MAE at their
+    observed entries is kept (1 on ties or without entries).
+
+    Args:
+        model: a trained model with a :class:`~gpvae.nets.FieldFusion`.
+        values: (T, S, D) standardised values of every site.
+        held: the held-out site indices.
+        xy, times: the sites' km and the steps.
+        window: steps per window.
+        seed: seeds the draws (the same for both gates).
+
+    Returns:
+        (D,) 0/1 floats (all ones without a fusion or held sites).
+    """
+    fusion = model.interp_fusion
+    D = values.shape[-1]
+    if not isinstance(fusion, FieldFusion) or len(held) == 0:
+        return np.ones(D)
+    T, S, _ = values.shape
+    inputs = values.copy()
+    inputs[:, held] = np.nan
+    starts = list(range(0, T, window))
+    err, count = np.zeros((2, D)), np.zeros(D)
+    trained = fusion.new_site_residual.detach().clone()
+    with torch.no_grad():
+        for i in range(0, len(starts), 32):
+            chunk = starts[i : i + 32]
+            batch = field_batch(inputs, xy, times, chunk, window)
+            target = np.full((len(chunk), window, len(held), D), np.nan)
+            for b, a in enumerate(chunk):
+                n = min(a + window, T) - a
+                target[b, :n] = values[a : a + n][:, held]
+            ok = ~np.isnan(target)
+            count += ok.sum((0, 1, 2))
+            for g in (0, 1):
+                fusion.new_site_residual.fill_(float(g))
+                mean, _ = predict_hidden(model, batch, 4, torch.Generator().manual_seed(seed))
+                pred = mean.reshape(len(chunk), window, S, D).double().numpy()[:, :, held]
+                err[g] += np.where(ok, np.abs(pred - np.where(ok, target, 0.0)), 0.0).sum((0, 1, 2))
+        fusion.new_site_residual.copy_(trained)
+    return np.where((count > 0) & (err[0] < err[1]), 0.0, 1.0)
 
 
 def site_copies(num_windows: int, num_sites: int) -> int:

@@ -77,7 +77,12 @@ class FieldFusion(nn.Module):
     (:func:`gpvae.estimator.spatial.fit_field`). The power of each feature's inverse distance
     weights (``space_power``, a buffer, 2 at the start) is set by the estimator before
     training, from the training field (:func:`gpvae.estimator.spatial_validation.pick_space_power`);
-    the model passes it to :func:`gpvae.data.interpolate.space_interpolation`.
+    the model passes it to :func:`gpvae.data.interpolate.space_interpolation`. Where an
+    entry has no observed neighbour in time at its own site (a new site, or a site hidden
+    for the whole window), the net's residual is multiplied by ``new_site_residual`` (a
+    buffer, one 0/1 gate per feature, 1 at the start): the estimator sets it to 0 for the
+    features where the residual made predictions worse at sites held out of training
+    (:func:`gpvae.estimator.spatial_validation.pick_new_site_residual`).
 
     Args:
         num_features: D.
@@ -99,6 +104,8 @@ class FieldFusion(nn.Module):
         self.log_space_weight = nn.Parameter(torch.zeros(num_features))
         self.space_power: Tensor
         self.register_buffer("space_power", torch.full((num_features,), 2.0))
+        self.new_site_residual: Tensor
+        self.register_buffer("new_site_residual", torch.ones(num_features))
         self.net = MLP(5 * num_features, tuple(hidden), num_features, nn.ReLU)
         last = [m for m in self.net.modules() if isinstance(m, nn.Linear)][-1]
         nn.init.zeros_(last.weight)
@@ -107,8 +114,9 @@ class FieldFusion(nn.Module):
     def _load_from_state_dict(  # type: ignore[no-untyped-def]
         self, state_dict, prefix, local_metadata, strict, missing_keys, unexpected_keys, errors
     ) -> None:
-        # models saved before the per-feature power weighted every feature with power 2
+        # models saved before these buffers: power 2 and the residual everywhere
         state_dict.setdefault(prefix + "space_power", torch.full((self.num_features,), 2.0))
+        state_dict.setdefault(prefix + "new_site_residual", torch.ones(self.num_features))
         super()._load_from_state_dict(
             state_dict, prefix, local_metadata, strict, missing_keys, unexpected_keys, errors
         )
@@ -138,5 +146,7 @@ class FieldFusion(nn.Module):
         blend = (w_t * tv + w_s * sv) / torch.where(total > 0, total, torch.ones_like(total))
         either = (near_t | near_s).expand(shape)
         base = torch.where(either, blend.expand(shape), decoded)
-        fused = base + self.net(torch.cat([decoded, tv, t_close, sv, s_close], dim=-1))
+        residual = self.net(torch.cat([decoded, tv, t_close, sv, s_close], dim=-1))
+        gate = torch.where(near_t, torch.ones_like(t_value), self.new_site_residual)
+        fused = base + gate.expand(shape) * residual
         return torch.where(seen.expand(shape), decoded, fused)
