@@ -488,3 +488,83 @@ def test_a_spatial_fit_under_torchrun_stops_before_any_work(
         with pytest.raises(ValidationError, match=r"coords: expected one process: .*torchrun"):
             est.fit(df, id="site", time="time", coords=["lat", "lon"], window=10)
         assert not est.is_fitted
+
+
+def test_field_fusion_gates_the_residual_only_without_an_own_site_neighbour() -> None:
+    """``new_site_residual`` switches the net's residual off per feature only for entries
+    with no observed neighbour in time at their own site (new sites); elsewhere the
+    residual stays."""
+    from gpvae.nets import FieldFusion
+
+    fuse = FieldFusion(2, scale=5.0)
+    last = [m for m in fuse.net.modules() if isinstance(m, torch.nn.Linear)][-1]
+    with torch.no_grad():
+        last.bias.copy_(torch.tensor([1.0, 1.0]))  # a residual of 1 everywhere
+        fuse.new_site_residual.copy_(torch.tensor([0.0, 1.0]))
+    decoded = torch.zeros(1, 2, 2)
+    t_value = torch.full((1, 2, 2), 3.0)
+    t_gap = torch.tensor([[[2.0, 2.0], [math.inf, math.inf]]])  # entry 1: no own neighbour
+    s_value = torch.full((1, 2, 2), 3.0)
+    s_dist = torch.full((1, 2, 2), 4.0)
+    seen = torch.zeros(1, 2, 2, dtype=torch.bool)
+    out = fuse(decoded, t_value, t_gap, s_value, s_dist, seen).detach()
+    assert torch.allclose(out[0, 0], torch.tensor([4.0, 4.0]))  # base 3 + residual 1
+    assert torch.allclose(out[0, 1], torch.tensor([3.0, 4.0]))  # feature 0 gated off
+
+
+def test_pick_new_site_residual_turns_off_a_harmful_residual() -> None:
+    """At held-out sites, a residual that adds 50 to feature 0 is switched off for that
+    feature; features where the residual is zero (a tie) keep it."""
+    from gpvae.estimator.spatial_validation import pick_new_site_residual
+
+    df = _field(seed=5, S=6, T=72)
+    est = GPVAE(
+        latent_dim=2, epochs=1, batch_size=4, hidden=(8,), progress=False, seed=0, interp_skip=True
+    )
+    est.fit(df, id="site", time="time", coords=["lat", "lon"], window=24)
+    fusion = est.model_.interp_fusion
+    last = [m for m in fusion.net.modules() if isinstance(m, torch.nn.Linear)][-1]  # type: ignore[union-attr]
+    with torch.no_grad():
+        last.weight.zero_()
+        last.bias.copy_(torch.tensor([50.0, 0.0, 0.0]))
+    cube = np.stack([df[df.site == f"s{k}"][FEATURES].to_numpy() for k in range(6)], 1)
+    values = (cube - np.nanmean(cube, (0, 1))) / np.nanstd(cube, (0, 1))
+    coords = df.groupby("site")[["lat", "lon"]].first()
+    xy = Projection.infer(["lat", "lon"], coords.to_numpy()).to_km(coords.to_numpy())
+    gate = pick_new_site_residual(
+        est.model_, values, np.array([0, 3]), xy, np.arange(72.0), 24, seed=0
+    )
+    np.testing.assert_array_equal(gate, [0.0, 1.0, 1.0])
+
+
+def test_spatial_fit_never_trains_on_the_gate_sites(monkeypatch: pytest.MonkeyPatch) -> None:
+    """With interp_skip on a field of at least SPATIAL_GATE_MIN_SITES sites, the sites that
+    gate the residual are never observed in a training batch; the gate the
+    fit stores is 0/1 per feature."""
+    import gpvae.estimator.spatial as spatial_mod
+    from gpvae import settings
+    from gpvae.estimator.spatial_validation import gate_sites
+
+    S = max(settings.SPATIAL_GATE_MIN_SITES, 7)
+    held = gate_sites(S, 0)
+    assert len(held) == max(1, round(settings.SPATIAL_GATE_SITE_SHARE * S))
+    assert len(gate_sites(settings.SPATIAL_GATE_MIN_SITES - 1, 0)) == 0
+    seen_sites: list[np.ndarray] = []
+    real = spatial_mod.field_batch
+
+    def spy(values: np.ndarray, *args: object, **kwargs: object) -> object:
+        seen_sites.append(~np.isnan(values).all(axis=(0, 2)))
+        return real(values, *args, **kwargs)
+
+    monkeypatch.setattr(spatial_mod, "field_batch", spy)
+    df = _field(seed=6, S=S, T=96)
+    est = GPVAE(
+        latent_dim=2, epochs=2, batch_size=4, hidden=(8,), progress=False, seed=0, interp_skip=True
+    )
+    est.fit(df, id="site", time="time", coords=["lat", "lon"], window=24)
+    assert seen_sites  # training batches went through field_batch
+    for sites in seen_sites:
+        assert not sites[held].any()
+        assert sites[np.setdiff1d(np.arange(S), held)].all()
+    gate = est.model_.interp_fusion.new_site_residual.numpy()  # type: ignore[union-attr]
+    assert set(gate.tolist()) <= {0.0, 1.0}
