@@ -582,14 +582,18 @@ def _per_feature(folds: list[dict[str, Any]]) -> list[str]:
     lines = [
         "| feature | "
         + " | ".join(names.get(m, m) for m in methods)
-        + " | gpvae's IDW power (per fold) |",
-        "|---|" + "---|" * (len(methods) + 1),
+        + " | gpvae's IDW power (per fold) | residual kept at new sites |",
+        "|---|" + "---|" * (len(methods) + 2),
     ]
     for name in folds[0]["gpvae"]["mae_per_feature"]:
         mae = [float(np.mean([f[m]["mae_per_feature"][name] for f in folds])) for m in methods]
         powers = [f["gpvae"].get("space_power", {}).get(name) for f in folds]
         shown = "-" if None in powers else ", ".join(f"{p:g}" for p in powers)
-        lines.append(f"| {name} | " + " | ".join(f"{v:.3f}" for v in mae) + f" | {shown} |")
+        gates = [f["gpvae"].get("new_site_residual", {}).get(name) for f in folds]
+        kept = "-" if None in gates else f"{int(sum(gates))} of {len(gates)} folds"
+        lines.append(
+            f"| {name} | " + " | ".join(f"{v:.3f}" for v in mae) + f" | {shown} | {kept} |"
+        )
     return lines
 
 
