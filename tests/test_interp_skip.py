@@ -373,3 +373,20 @@ def test_interp_skip_is_saved(tmp_path: Path) -> None:
     np.testing.assert_allclose(
         back.impute(X, num_samples=4).mean, est.impute(X, num_samples=4).mean
     )
+
+
+def test_field_fusion_loads_a_state_saved_before_its_power_and_gate() -> None:
+    """A FieldFusion state without ``space_power`` and ``new_site_residual`` (models saved
+    before them) loads strictly, with power 2 and the residual on for every feature: the
+    model's predictions keep their meaning."""
+    from gpvae.nets import FieldFusion
+
+    old = FieldFusion(3, scale=5.0).state_dict()
+    del old["space_power"], old["new_site_residual"]
+    new = FieldFusion(3, scale=5.0)
+    with torch.no_grad():
+        new.space_power.fill_(6.0)
+        new.new_site_residual.zero_()
+    new.load_state_dict(old, strict=True)
+    assert torch.equal(new.space_power, torch.full((3,), 2.0))
+    assert torch.equal(new.new_site_residual, torch.ones(3))
