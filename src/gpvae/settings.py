@@ -140,6 +140,13 @@ CALIBRATION_BATCH = 256
 #: 90% intervals covered 87.3% with 0 and 79.6% with 4 (the tail is one season; the weather's
 #: spread changes with the season), see docs/benchmarks.md.
 FORECAST_HOLDOUT_ORIGINS = 0
+#: A fit with ``forecast_horizon=H`` also picks, per feature and horizon band, a simple base
+#: forecast (last value, seasonal naive, drift) and the model's weight in a blend with it, on
+#: the calibration's rolling origins (:mod:`gpvae.estimator.forecast_blend`). False: the
+#: model's mean alone.
+FORECAST_BLEND = True
+#: The model's candidate weights in that blend (0 and 1 are always candidates).
+FORECAST_BLEND_WEIGHTS = (0.0, 0.25, 0.5, 0.75, 1.0)
 #: Forecast draws (and their calibration) sample the latent chain over each series' whole
 #: history and the future: a batch holds at most this many (draw, series, step) points, or one
 #: series (3 BeijingAir series of 5,000 h with 64 draws in one batch were killed at 21 GB).

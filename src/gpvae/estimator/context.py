@@ -19,6 +19,7 @@ import torch
 from gpvae.arguments import check_memory
 from gpvae.batch import Batch
 from gpvae.data import Scaler, SeriesSet, batch_indices, to_series_set
+from gpvae.estimator.forecast_blend import ForecastBlend
 from gpvae.model import GPVAEModel
 from gpvae.rng import seed_for, series_generators
 
@@ -42,6 +43,8 @@ class PredictContext:
         forecast_horizon: the horizon the bands split (steps ahead).
         blend_weight: (D,) weights of the model's imputation against each feature's linear
             interpolation (:mod:`gpvae.estimator.blending`), or None (the model alone).
+        forecast_blend: the forecast mean's blend with a simple base forecast
+            (:mod:`gpvae.estimator.forecast_blend`), or None (the model's mean alone).
     """
 
     model: GPVAEModel
@@ -54,6 +57,7 @@ class PredictContext:
     forecast_scale: np.ndarray | None = None
     forecast_horizon: int = 1
     blend_weight: np.ndarray | None = None
+    forecast_blend: ForecastBlend | None = None
 
     def input(self, X: Any, times: Any) -> tuple[SeriesSet, SeriesSet]:
         """(original, standardised) series of a prediction input, checked against the fit."""

@@ -52,7 +52,8 @@ from gpvae.estimator.assembly import (
 from gpvae.estimator.blending import fit_blend
 from gpvae.estimator.context import PredictContext
 from gpvae.estimator.fitting import calibrate_fit, fit_inputs, fit_periods, windowed
-from gpvae.estimator.forecast_calibration import calibrate_forecasts, without_tail
+from gpvae.estimator.forecast_blend import ForecastBlend, base_names
+from gpvae.estimator.forecast_calibration import calibrate_and_blend, without_tail
 from gpvae.estimator.forecast_methods import ForecastMethods
 from gpvae.estimator.imputation import impute_series
 from gpvae.estimator.persistence import ARGUMENTS as _ARGUMENTS
@@ -143,7 +144,9 @@ class GPVAE(AnomalyMethods, ForecastMethods, SpatialMethods, PersistenceMethods)
         forecast_horizon: calibrate the forecast intervals for this many steps ahead after
             fit, by rolling-origin forecasts inside the training data (or on a held-out
             tail: :data:`gpvae.settings.FORECAST_HOLDOUT_ORIGINS`), per feature and horizon
-            band (:mod:`gpvae.estimator.forecast_calibration`); None: no calibration.
+            band (:mod:`gpvae.estimator.forecast_calibration`), and blend the forecast
+            mean with a simple base forecast chosen on the same origins
+            (:mod:`gpvae.estimator.forecast_blend`); None: neither.
         device: ``"auto"`` (cuda, then mps, then cpu) or a torch device.
         seed: seed of every random draw (initial weights, batches, samples).
         progress: show a tqdm progress bar during fit.
@@ -252,6 +255,8 @@ class GPVAE(AnomalyMethods, ForecastMethods, SpatialMethods, PersistenceMethods)
         self.forecast_scale_: np.ndarray | None = None
         #: (D,) imputation blend weights against interpolation (None: not blended).
         self.blend_weight_: np.ndarray | None = None
+        #: the forecast mean's blend with simple base forecasts (None: the model's alone).
+        self.forecast_blend_: ForecastBlend | None = None
         self.device_: torch.device | None = None
         self.anomaly_profile_: AnomalyProfile | None = None
         self.spatial_ = None
@@ -358,6 +363,7 @@ class GPVAE(AnomalyMethods, ForecastMethods, SpatialMethods, PersistenceMethods)
             forecast_scale=self.forecast_scale_,
             forecast_horizon=self.forecast_horizon or 1,
             blend_weight=self.blend_weight_,
+            forecast_blend=self.forecast_blend_,
         )
 
     # ------------------------------------------------------------------ fit
@@ -461,13 +467,14 @@ class GPVAE(AnomalyMethods, ForecastMethods, SpatialMethods, PersistenceMethods)
         if self.calibrate and not binary and session.val_input is not None:
             ctx = replace(ctx, blend_weight=blend)
             scale = calibrate_fit(ctx, session)
-        self.forecast_scale_ = None
+        self.forecast_scale_, self.forecast_blend_ = None, None
         if H is not None:
             ctx = PredictContext(
                 model, scaler, device, self.batch_size, self.seed, scale, self.posterior
             )
-            self.forecast_scale_ = calibrate_forecasts(
-                ctx, full_set, H, held_out=True, comm=comm, sharded=sharded
+            bases = base_names(model) if settings.FORECAST_BLEND else None
+            self.forecast_scale_, self.forecast_blend_ = calibrate_and_blend(
+                ctx, full_set, H, bases, held_out=True, comm=comm, sharded=sharded
             )
         self._set_fitted(
             model,

@@ -28,12 +28,20 @@ from gpvae.data import SeriesSet, batch_indices, to_series_set
 from gpvae.data.batching import shard_bounds
 from gpvae.estimator.calibration import LEVELS, fit_interval_scales
 from gpvae.estimator.context import PredictContext
+from gpvae.estimator.forecast_blend import ForecastBlend, fit_blend, simple_forecasts
 from gpvae.estimator.forecasting import band_of_steps, batch_size_within
 from gpvae.model import sorted_quantiles
 from gpvae.rng import series_seed
 from gpvae.training.distributed import Communicator
 
-__all__ = ["NUM_BANDS", "NUM_ORIGINS", "calibrate_forecasts", "holdout_origins", "without_tail"]
+__all__ = [
+    "NUM_BANDS",
+    "NUM_ORIGINS",
+    "calibrate_and_blend",
+    "calibrate_forecasts",
+    "holdout_origins",
+    "without_tail",
+]
 
 #: Rolling origins per series (fewer for series shorter than (origins + 1) x horizon).
 NUM_ORIGINS = 12
@@ -75,7 +83,24 @@ def calibrate_forecasts(
     comm: Communicator | None = None,
     sharded: bool = False,
 ) -> np.ndarray | None:
-    """Spread factors (bands, D) of the forecast intervals, or None without any origin.
+    """Spread factors (bands, D) of the forecast intervals around the model's own mean, or
+    None without any origin (:func:`calibrate_and_blend` without bases)."""
+    return calibrate_and_blend(ctx, data, horizon, None, held_out, comm, sharded)[0]
+
+
+def calibrate_and_blend(
+    ctx: PredictContext,
+    data: SeriesSet,
+    horizon: int,
+    bases: tuple[str, ...] | None,
+    held_out: bool = False,
+    comm: Communicator | None = None,
+    sharded: bool = False,
+) -> tuple[np.ndarray | None, ForecastBlend | None]:
+    """Spread factors (bands, D) of the forecast intervals and, with ``bases``, the blend of
+    the model's mean with those simple forecasts (:mod:`gpvae.estimator.forecast_blend`,
+    fitted first; the factors are then fitted around the blended mean); (None, None)
+    without any origin.
 
     A series' origins are forecast together, with draws from a generator seeded by the
     seed and the series' content, so its rows do not depend on the other series; in a
@@ -87,6 +112,8 @@ def calibrate_forecasts(
         ctx: the fitted model (no forecast factors yet).
         data: the series, original units.
         horizon: H, steps ahead.
+        bases: the base forecasts' names (:func:`~gpvae.estimator.forecast_blend.base_names`),
+            or None: no blend.
         held_out: the model was fitted on :func:`without_tail` of ``data``: use only the
             origins in the held-out tails; else (or when
             :data:`gpvae.settings.FORECAST_HOLDOUT_ORIGINS` is 0) up to :data:`NUM_ORIGINS`
@@ -97,35 +124,50 @@ def calibrate_forecasts(
     n_org = NUM_ORIGINS
     if held_out and settings.FORECAST_HOLDOUT_ORIGINS > 0:
         n_org = -1  # each series' holdout_origins
+    names = bases or ()
     rows: list[tuple[np.ndarray, ...]] = []
     if comm is None:
-        rows = _origin_rows(ctx, data, horizon, n_org, range(data.num_series))
+        rows = _origin_rows(ctx, data, horizon, n_org, range(data.num_series), names)
     else:
         mine = range(data.num_series)
         if not sharded:
             mine = range(*shard_bounds(data.num_series, comm.rank, comm.world_size))
         with comm.together():
-            rows = _origin_rows(ctx, data, horizon, n_org, mine)
+            rows = _origin_rows(ctx, data, horizon, n_org, mine, names)
         rows = [r for part in comm.all_gather(rows) for r in part]
     if not rows:
-        return None
-    m_a, lo_a, hi_a, y_a, f_a, b_a = (np.concatenate(p) for p in zip(*rows))
+        return None, None
+    m_a, lo_a, hi_a, y_a, f_a, b_a, base_a = (np.concatenate(p) for p in zip(*rows))
     bands = band_of_steps(horizon, min(NUM_BANDS, horizon), horizon)
     D = data.num_features
-    out = np.ones((int(bands.max()) + 1, D))
+    n_bands = int(bands.max()) + 1
+    blend = None
+    if bases is not None:
+        blend = fit_blend(m_a, base_a, y_a, f_a, b_a, D, n_bands, bases, horizon)
+        w = blend.weight[b_a, f_a]
+        chosen = base_a[np.arange(len(m_a)), blend.base[b_a, f_a]]
+        shift = (1 - w) * (np.where(np.isnan(chosen), m_a, chosen) - m_a)  # (M,)
+        m_a, lo_a, hi_a = m_a + shift, lo_a + shift[:, None], hi_a + shift[:, None]
+    out = np.ones((n_bands, D))
     for b in range(out.shape[0]):
         sel = b_a == b
         out[b] = fit_interval_scales(m_a[sel], lo_a[sel], hi_a[sel], y_a[sel], f_a[sel], D)
-    return out
+    return out, blend
 
 
 def _origin_rows(
-    ctx: PredictContext, data: SeriesSet, horizon: int, num_origins: int, series: range
+    ctx: PredictContext,
+    data: SeriesSet,
+    horizon: int,
+    num_origins: int,
+    series: range,
+    bases: tuple[str, ...],
 ) -> list[tuple[np.ndarray, ...]]:
     """Per batch of origins of the ``series`` (positions in ``data``; up to ``num_origins``
     each, or their :func:`holdout_origins` when it is -1), standardised: the
-    forecast entries' mean (M,), interval ends (M, K) twice, truth (M,), feature (M,) and
-    horizon band (M,). Draws from a generator of the series' own (seed, content)."""
+    forecast entries' mean (M,), interval ends (M, K) twice, truth (M,), feature (M,),
+    horizon band (M,) and the ``bases`` forecasts (M, len(bases)). Draws from a generator of
+    the series' own (seed, content)."""
     levels = np.asarray(LEVELS)
     probs = [*((1 - levels) / 2), *((1 + levels) / 2)]
     K = len(levels)
@@ -164,7 +206,19 @@ def _origin_rows(
             band = np.broadcast_to(bands[None, :, None], target.shape)
             feature = np.broadcast_to(np.arange(D), target.shape)
             keep = ~np.isnan(target)
+            simple = np.stack(
+                [simple_forecasts(scaled.values[j], horizon, bases, horizon) for j in idx]
+            )  # (B, n_bases, H, D)
+            simple = np.moveaxis(simple, 1, -1)[keep]  # (M, n_bases)
             rows.append(
-                (m[keep], q[keep][:, :K], q[keep][:, K:], target[keep], feature[keep], band[keep])
+                (
+                    m[keep],
+                    q[keep][:, :K],
+                    q[keep][:, K:],
+                    target[keep],
+                    feature[keep],
+                    band[keep],
+                    simple,
+                )
             )
     return rows

@@ -12,10 +12,12 @@ from typing import Any, TypeVar, cast
 
 import numpy as np
 
+from gpvae import settings
 from gpvae.arguments import int_arg
 from gpvae.estimator.backtest import BacktestResult, Estimator, backtest
 from gpvae.estimator.context import PredictContext
-from gpvae.estimator.forecast_calibration import calibrate_forecasts
+from gpvae.estimator.forecast_blend import ForecastBlend, base_names
+from gpvae.estimator.forecast_calibration import calibrate_and_blend
 from gpvae.estimator.forecasting import forecast_series
 from gpvae.estimator.results import ForecastResult
 
@@ -28,6 +30,7 @@ class ForecastMethods:
     """Mixed into :class:`gpvae.GPVAE`, which defines ``_context`` and the attributes."""
 
     forecast_scale_: np.ndarray | None
+    forecast_blend_: ForecastBlend | None
     forecast_horizon: int | None
 
     def _context(self, method: str) -> PredictContext:
@@ -71,12 +74,16 @@ class ForecastMethods:
 
     def calibrate_forecast(self: _T, X: Any, times: Any = None, *, horizon: int) -> _T:
         """(Re)calibrate the forecast intervals on series X for ``horizon`` steps ahead, by
-        rolling-origin forecasts inside X (:mod:`gpvae.estimator.forecast_calibration`);
-        ``fit(..., forecast_horizon=H)`` does this on the training data. Returns self."""
+        rolling-origin forecasts inside X (:mod:`gpvae.estimator.forecast_calibration`), and
+        the forecast mean's blend with simple base forecasts on the same origins
+        (:mod:`gpvae.estimator.forecast_blend`); ``fit(..., forecast_horizon=H)`` does this on
+        the training data. Returns self."""
         H = int_arg("horizon", horizon)
         ctx = self._context("calibrate_forecast")
         ss, _ = ctx.input(X, times)
-        self.forecast_scale_ = calibrate_forecasts(replace(ctx, forecast_scale=None), ss, H)
+        bases = base_names(ctx.model) if settings.FORECAST_BLEND else None
+        plain = replace(ctx, forecast_scale=None, forecast_blend=None)
+        self.forecast_scale_, self.forecast_blend_ = calibrate_and_blend(plain, ss, H, bases)
         self.forecast_horizon = H
         return self
 

@@ -4,7 +4,9 @@ Each series is conditioned on its whole history (the markov backend does this in
 the latent GP is extended to the future times and decoded, and the observation noise is
 drawn (:meth:`gpvae.model.GPVAEModel.forecast_draws`). When the fit calibrated forecasts
 (``GPVAE(forecast_horizon=...)``), the draws' spread around the mean is multiplied, per
-feature and horizon band, by the factors of :mod:`gpvae.estimator.forecast_calibration`.
+feature and horizon band, by the factors of :mod:`gpvae.estimator.forecast_calibration`,
+and the mean (with the draws) moves to its blend with a simple base forecast chosen on the
+same origins (:mod:`gpvae.estimator.forecast_blend`).
 """
 
 from __future__ import annotations
@@ -21,6 +23,7 @@ from gpvae.arguments import int_arg, quantiles_arg
 from gpvae.data import SeriesSet, batch_indices
 from gpvae.errors import ValidationError
 from gpvae.estimator.context import PredictContext
+from gpvae.estimator.forecast_blend import blend_mean
 from gpvae.estimator.results import ForecastResult, forecast_frame, resolve_future_times, times_out
 from gpvae.model import sorted_quantiles
 
@@ -55,7 +58,7 @@ def forecast_draws(
 ) -> Iterator[tuple[np.ndarray, Tensor, Tensor]]:
     """Per batch: series indices, mean (B, H, D) and S draws (S, B, H, D) in standardised
     units at ``future`` (n, H) times (input units), spread-calibrated when the context
-    holds forecast factors.
+    holds forecast factors and blended with a base forecast when it holds a blend.
 
     The future times are checked before any work (naming ``future_times``).
     """
@@ -70,7 +73,13 @@ def forecast_draws(
         batch = ctx.batch(scaled, idx)
         x_t = torch.as_tensor(x_all[idx][..., None], dtype=batch.x.dtype, device=batch.x.device)
         mean, y = model.forecast_draws(batch, x_t, num_samples, gen)  # (B, H, D), (S, B, H, D)
-        yield idx, mean, _spread(mean, y, ctx.forecast_scale, horizon)
+        y = _spread(mean, y, ctx.forecast_scale, horizon)
+        blend = ctx.forecast_blend
+        if blend is not None:
+            bands = band_of_steps(mean.shape[1], blend.base.shape[0], blend.horizon)
+            moved = blend_mean(blend, mean, [scaled.values[i] for i in idx], bands)
+            y, mean = y + (moved - mean), moved
+        yield idx, mean, y
 
 
 def forecast_series(

@@ -23,6 +23,7 @@ from gpvae.arguments import int_arg
 from gpvae.data import Scaler
 from gpvae.errors import GPVAEError, ModelFileError
 from gpvae.estimator.anomaly import AnomalyProfile
+from gpvae.estimator.forecast_blend import ForecastBlend
 from gpvae.io import check_state_dict, json_number, read_model, save_model
 from gpvae.kernels import kernel_from_spec
 
@@ -46,6 +47,7 @@ class SavedModel:
         forecast_scale: (bands, D) forecast spread factors, or None (not calibrated).
         blend_weight: (D,) imputation blend weights, or None (none fitted; folders written
             before they existed).
+        forecast_blend: the forecast mean's blend with simple forecasts, or None.
     """
 
     arguments: dict[str, Any]
@@ -58,6 +60,7 @@ class SavedModel:
     anomaly_profile: AnomalyProfile | None = None
     forecast_scale: np.ndarray | None = None
     blend_weight: np.ndarray | None = None
+    forecast_blend: ForecastBlend | None = None
 
 
 def write_folder(
@@ -71,6 +74,7 @@ def write_folder(
     anomaly_profile: AnomalyProfile | None = None,
     forecast_scale: np.ndarray | None = None,
     blend_weight: np.ndarray | None = None,
+    forecast_blend: ForecastBlend | None = None,
 ) -> None:
     """Write a fitted estimator's folder (``arguments`` as given by ``get_config``)."""
     config = {
@@ -91,6 +95,8 @@ def write_folder(
         extra["forecast_scale"] = np.asarray(forecast_scale, dtype=np.float64).tolist()
     if blend_weight is not None:
         extra["blend_weight"] = np.asarray(blend_weight, dtype=np.float64).tolist()
+    if forecast_blend is not None:
+        extra["forecast_blend"] = forecast_blend.to_json()
     save_model(path, model.state_dict(), config, extra)
 
 
@@ -171,6 +177,9 @@ def read_folder(path: str | os.PathLike[str]) -> SavedModel:
         interval_scale=_interval_scale_entry(mf.extra.get("interval_scale"), D),
         forecast_scale=_forecast_scale_entry(mf.extra.get("forecast_scale"), D),
         blend_weight=_blend_weight_entry(mf.extra.get("blend_weight"), D),
+        forecast_blend=None
+        if mf.extra.get("forecast_blend") is None
+        else ForecastBlend.from_json(mf.extra["forecast_blend"], D),
         history=[
             {k: math.nan if v is None else v for k, v in h.items()}
             for h in (history if isinstance(history, list) else [])

@@ -117,6 +117,7 @@ class PersistenceMethods:
             est.anomaly_profile_,
             est.forecast_scale_,
             est.blend_weight_,
+            est.forecast_blend_,
         )
 
     @classmethod
@@ -162,4 +163,5 @@ class PersistenceMethods:
         )
         est.forecast_scale_ = saved.forecast_scale
         est.blend_weight_ = saved.blend_weight
+        est.forecast_blend_ = saved.forecast_blend
         return est

@@ -1,0 +1,114 @@
+"""The forecast mean's blend with simple base forecasts (gpvae.estimator.forecast_blend): the
+bases, the choice on rolling origins, and a trending series that leaves its training range."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import numpy as np
+import pytest
+import torch
+
+from gpvae import GPVAE, settings
+from gpvae.errors import ModelFileError
+from gpvae.estimator.forecast_blend import ForecastBlend, fit_blend, simple_forecasts
+
+SMALL = {"latent_dim": 2, "hidden": (16,), "batch_size": 16, "progress": False, "lr": 1e-2}
+
+
+def test_simple_forecasts_by_hand() -> None:
+    hist = np.array([[1.0, np.nan], [2.0, 10.0], [3.0, np.nan], [4.0, np.nan], [np.nan, 12.0]])
+    out = simple_forecasts(hist, 3, ("last", "season:2", "drift", "season:9"), horizon=2)
+    np.testing.assert_array_equal(out[0], [[4.0, 12.0]] * 3)  # last observed, gaps filled
+    # seasonal naive, lag 2: steps T-2, T-1, T-2 of the filled history (4, 4), (4, 12)
+    np.testing.assert_array_equal(out[1], [[4.0, 10.0], [4.0, 12.0], [4.0, 10.0]])
+    # drift over the last 2 steps: filled (3, 10) -> (4, 12), slope (0.5, 1)
+    np.testing.assert_allclose(out[2], [[4.5, 13.0], [5.0, 14.0], [5.5, 15.0]])
+    assert np.isnan(out[3]).all()  # a season longer than the history: no base
+    with pytest.raises(ValueError, match="names"):
+        simple_forecasts(hist, 1, ("mean",), 1)
+
+
+def test_fit_blend_picks_the_base_and_weight_with_the_least_error() -> None:
+    rng = np.random.default_rng(0)
+    M = 400
+    truth = rng.standard_normal(M)
+    feature = np.repeat([0, 1], M // 2)
+    band = np.tile([0, 1], M // 2)
+    good = truth + 0.1 * rng.standard_normal(M)
+    bad = truth + 3.0 + rng.standard_normal(M)
+    # feature 0: the model is right, both bases are off; feature 1: base 1 is right
+    model = np.where(feature == 0, good, bad)
+    bases = np.stack([bad + 1.0, np.where(feature == 1, good, bad)], axis=1)
+    bases[:5, 0] = np.nan  # no base there: the model's mean stands in
+    blend = fit_blend(model, bases, truth, feature, band, 2, 2, ("last", "drift"), 4)
+    np.testing.assert_array_equal(blend.weight[:, 0], [1.0, 1.0])
+    np.testing.assert_array_equal(blend.weight[:, 1], [0.0, 0.0])
+    np.testing.assert_array_equal(blend.base[:, 1], [1, 1])
+    # never worse than any base alone on the entries it was fitted on
+    for b in range(2):
+        for d in range(2):
+            sel = (band == b) & (feature == d)
+            w, k = blend.weight[b, d], blend.base[b, d]
+            base = np.where(np.isnan(bases[sel, k]), model[sel], bases[sel, k])
+            err = np.abs(w * model[sel] + (1 - w) * base - truth[sel]).mean()
+            for j in range(2):
+                alone = np.where(np.isnan(bases[sel, j]), model[sel], bases[sel, j])
+                assert err <= np.abs(alone - truth[sel]).mean() + 1e-12
+            assert err <= np.abs(model[sel] - truth[sel]).mean() + 1e-12
+
+
+def _rising(T: int, seed: int) -> np.ndarray:
+    """Two features on a steady rise with noise: the last year is above all earlier values."""
+    rng = np.random.default_rng(seed)
+    t = np.arange(T, dtype=float)
+    a = 0.5 * t + rng.standard_normal(T)
+    b = -0.3 * t + 0.5 * np.sin(2 * np.pi * t / 12) + 0.5 * rng.standard_normal(T)
+    return np.stack([a, b], axis=1)
+
+
+def test_blend_keeps_a_rising_series_forecast_at_its_level(
+    monkeypatch: pytest.MonkeyPatch, tmp_path: Path
+) -> None:
+    """A model of standardised values forecasts a series past its training range back
+    towards that range; the blend, chosen on origins inside the training data, follows
+    the last level and the drift."""
+    torch.manual_seed(0)
+    X = _rising(120, seed=1)
+    hist, future = [X[:-12]], X[-12:]
+    common = {"kernel": "matern32", "epochs": 10, "seed": 0, "forecast_horizon": 12, **SMALL}
+    monkeypatch.setattr(settings, "FORECAST_BLEND", False)
+    plain = GPVAE(**common).fit(hist)
+    assert plain.forecast_blend_ is None
+    monkeypatch.setattr(settings, "FORECAST_BLEND", True)
+    est = GPVAE(**common).fit(hist)
+    assert est.forecast_blend_ is not None
+    mae_plain = np.abs(plain.forecast(hist, horizon=12, num_samples=32).mean[0] - future).mean()
+    fc = est.forecast(hist, horizon=12, num_samples=32)
+    mae = np.abs(fc.mean[0] - future).mean()
+    persistence = np.abs(hist[0][-1] - future).mean()
+    assert mae < 0.5 * mae_plain, (mae, mae_plain, persistence)
+    assert mae < persistence, (mae, mae_plain, persistence)
+    # the draws moved with the mean: the interval holds it
+    assert ((fc.lower <= fc.mean) & (fc.mean <= fc.upper)).all()
+    # saved and loaded with the model
+    est.save(tmp_path / "m")
+    back = GPVAE.load(tmp_path / "m")
+    assert back.forecast_blend_ is not None
+    np.testing.assert_array_equal(back.forecast_blend_.weight, est.forecast_blend_.weight)
+    np.testing.assert_array_equal(back.forecast_blend_.base, est.forecast_blend_.base)
+    np.testing.assert_allclose(back.forecast(hist, horizon=12, num_samples=32).mean, fc.mean)
+
+
+def test_a_malformed_saved_blend_is_named() -> None:
+    good = ForecastBlend(("last",), np.zeros((1, 2), np.int64), np.ones((1, 2)), 3)
+    back = ForecastBlend.from_json(good.to_json(), 2)
+    np.testing.assert_array_equal(back.weight, good.weight)
+    for bad in (
+        {**good.to_json(), "weight": [[1.5, 1.0]]},
+        {**good.to_json(), "base": [[1, 0]]},
+        {**good.to_json(), "names": ["mean"]},
+        [1, 2],
+    ):
+        with pytest.raises(ModelFileError, match="forecast_blend"):
+            ForecastBlend.from_json(bad, 2)
