@@ -25,6 +25,10 @@ def test_simple_forecasts_by_hand() -> None:
     # drift over the last 2 steps: filled (3, 10) -> (4, 12), slope (0.5, 1)
     np.testing.assert_allclose(out[2], [[4.5, 13.0], [5.0, 14.0], [5.5, 15.0]])
     assert np.isnan(out[3]).all()  # a season longer than the history: no base
+    model = np.array([[1.0, 0.0], [2.0, -1.0], [4.0, 1.0]])
+    anchored = simple_forecasts(hist, 3, ("anchored",), 2, model)[0]
+    np.testing.assert_allclose(anchored, [[4.0, 12.0], [5.0, 11.0], [7.0, 13.0]])
+    assert np.isnan(simple_forecasts(hist, 3, ("anchored",), 2)).all()  # needs the model
     with pytest.raises(ValueError, match="names"):
         simple_forecasts(hist, 1, ("mean",), 1)
 

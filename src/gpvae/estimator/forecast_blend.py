@@ -21,7 +21,10 @@ Bases (:func:`base_names`), from each series' history in steps after its last ti
 - ``"season:m"``: the value ``m`` steps before each future step (seasonal naive; ``m`` the
   period of each periodic kernel, in steps, rounded);
 - ``"drift"``: the last value plus the mean step of the last ``H`` steps (a random walk
-  with drift, H the calibration horizon).
+  with drift, H the calibration horizon);
+- ``"anchored"``: the last value plus the model's forecast change from the first future
+  step (``last + m_h - m_1``): the model's shape of the future at the series' own level, for
+  a series whose level leaves the range the decoder was trained on.
 
 A base the history cannot give (a feature never observed, a history shorter than the
 season) is replaced by the model's mean.
@@ -51,7 +54,7 @@ def base_names(model: nn.Module) -> tuple[str, ...]:
         if hasattr(m, "raw_period")
     ]
     lags = sorted({round(p) for p in periods if round(p) >= 2})
-    return ("last", *(f"season:{m}" for m in lags), "drift")
+    return ("last", *(f"season:{m}" for m in lags), "drift", "anchored")
 
 
 def _ffill(v: np.ndarray) -> np.ndarray:
@@ -65,10 +68,15 @@ def _ffill(v: np.ndarray) -> np.ndarray:
 
 
 def simple_forecasts(
-    history: np.ndarray, steps: int, names: Sequence[str], horizon: int
+    history: np.ndarray,
+    steps: int,
+    names: Sequence[str],
+    horizon: int,
+    model_mean: np.ndarray | None = None,
 ) -> np.ndarray:
     """(K, steps, D) base forecasts (NaN where the history cannot give one) from a (T, D)
-    history, for the future steps 1..``steps`` after its end."""
+    history, for the future steps 1..``steps`` after its end; ``"anchored"`` needs the
+    model's forecast mean (steps, D) (NaN without it)."""
     T, D = history.shape
     out = np.full((len(names), steps, D), np.nan)
     if T == 0:
@@ -79,6 +87,9 @@ def simple_forecasts(
     for k, name in enumerate(names):
         if name == "last":
             out[k] = last
+        elif name == "anchored":
+            if model_mean is not None:
+                out[k] = last + model_mean - model_mean[:1]
         elif name == "drift":
             back = min(horizon, T - 1)
             if back >= 1:
@@ -195,7 +206,7 @@ def blend_mean(
     cols = np.arange(D)[None, :]
     rows = np.arange(H)[:, None]
     for i, hist in enumerate(histories):
-        cand = simple_forecasts(hist, H, blend.names, blend.horizon)  # (K, H, D)
+        cand = simple_forecasts(hist, H, blend.names, blend.horizon, m[i])  # (K, H, D)
         base = cand[base_idx, rows, cols]  # (H, D)
         base = np.where(np.isnan(base), m[i], base)
         out[i] = w * m[i] + (1 - w) * base

@@ -207,7 +207,10 @@ def _origin_rows(
             feature = np.broadcast_to(np.arange(D), target.shape)
             keep = ~np.isnan(target)
             simple = np.stack(
-                [simple_forecasts(scaled.values[j], horizon, bases, horizon) for j in idx]
+                [
+                    simple_forecasts(scaled.values[j], horizon, bases, horizon, m[r])
+                    for r, j in enumerate(idx)
+                ]
             )  # (B, n_bases, H, D)
             simple = np.moveaxis(simple, 1, -1)[keep]  # (M, n_bases)
             rows.append(
