@@ -65,7 +65,8 @@ def render(records: list[dict[str, Any]]) -> str:
         "once on the data before the earliest origin; gpvae's forecast intervals calibrated on "
         "rolling origins inside that data (`forecast_holdout` 0). `gpvae (blend)`: the "
         "forecast mean blended per feature and horizon band with a simple forecast (last "
-        "value, seasonal naive, drift), base and weight picked on those origins "
+        "value, seasonal naive, drift, or the last value plus the model's forecast change), "
+        "base and weight picked on those origins "
         "(`gpvae.estimator.forecast_blend`, the default since session 6); `gpvae, model mean "
         "(no blend)`: the earlier records without it (`--forecast-blend 0`). Each record "
         "holds its command.",
@@ -97,24 +98,30 @@ def render(records: list[dict[str, Any]]) -> str:
 
 
 def render_calibration(records: list[dict[str, Any]]) -> str:
-    """gpvae with the forecast intervals calibrated on origins inside the training data
-    (holdout 0) and on a held-out tail, same seed and epoch cap."""
+    """gpvae with the forecast intervals (and the blend) calibrated on origins inside the
+    training data (holdout 0) and on a held-out tail, same seed and epoch cap."""
     lines = [
-        "### gpvae forecast calibration: origins inside the training data vs a held-out tail",
+        "### gpvae forecast calibration and blend: origins inside the training data vs a "
+        "held-out tail",
         "",
         "From `benchmarks/results/forecasting_calibration.json` (and the gpvae rows above). "
         "`holdout` = horizons left out "
         "of training at the end of the data before the earliest origin and used as the "
         "calibration origins (0: up to 12 origins inside the training data, the default).",
         "",
-        "| data set | horizon | holdout | MASE | CRPS | 90% coverage | coverage by quarter "
-        "| epochs |",
-        "|---|---|---|---|---|---|---|---|",
+        "| data set | horizon | holdout | blend | MASE | CRPS | 90% coverage | coverage by "
+        "quarter | epochs |",
+        "|---|---|---|---|---|---|---|---|---|",
     ]
-    for r in sorted(records, key=lambda r: (r["dataset"], r["horizon"], r["forecast_holdout"])):
+    order = sorted(
+        records,
+        key=lambda r: (r["dataset"], r["horizon"], r["forecast_holdout"], r["forecast_blend"]),
+    )
+    for r in order:
         bands = " / ".join(_f(v, pct=True) for v in r.get("coverage_by_horizon_band") or [])
         lines.append(
-            f"| {r['dataset']} | {r['horizon']} | {r['forecast_holdout']} | {_f(r['mase'])} | "
+            f"| {r['dataset']} | {r['horizon']} | {r['forecast_holdout']} | "
+            f"{'yes' if r['forecast_blend'] else 'no'} | {_f(r['mase'])} | "
             f"{_f(r['crps'])} | {_f(r.get('coverage90'), pct=True)} | {bands} | {_epochs(r)} |"
         )
     lines += ["", "Commands:", ""]
@@ -141,7 +148,7 @@ def _blend(r: dict[str, Any] | None) -> list[str]:
         f"Blend (picked on the calibration origins inside the training data): the model's "
         f"mean weight per quarter of the horizon {weights}; bases where the weight is below "
         f"1: {shares}. The same fitted model's own mean scores MASE "
-        f"{_f(r.get('mase_model_alone'))} on these origins (blend: {_f(r['mase'])}).",
+        f"{_f(r.get('mase_model_alone'))} on the test origins (blend: {_f(r['mase'])}).",
     ]
 
 
@@ -199,12 +206,15 @@ def main(argv: list[str] | None = None) -> None:
     calibration = Path(args.calibration)
     if calibration.is_file():
         extra = json.loads(calibration.read_text())
-        seen = {(r["dataset"], r["horizon"], r["forecast_holdout"]) for r in extra}
+        seen = {
+            (r["dataset"], r["horizon"], r["forecast_holdout"], r["forecast_blend"]) for r in extra
+        }
         extra += [  # the main table's gpvae runs (same seed) where the file has none
             r
             for r in records
-            if _method(r) == "gpvae-mean"  # the calibration experiment had no blend
-            and (r["dataset"], r["horizon"], r.get("forecast_holdout")) not in seen
+            if r["method"] == "gpvae"
+            and (r["dataset"], r["horizon"], r.get("forecast_holdout"), r.get("forecast_blend"))
+            not in seen
         ]
         text += "\n" + render_calibration(extra)
     if args.stdout:

@@ -45,7 +45,8 @@ def test_fit_blend_picks_the_base_and_weight_with_the_least_error() -> None:
     model = np.where(feature == 0, good, bad)
     bases = np.stack([bad + 1.0, np.where(feature == 1, good, bad)], axis=1)
     bases[:5, 0] = np.nan  # no base there: the model's mean stands in
-    blend = fit_blend(model, bases, truth, feature, band, 2, 2, ("last", "drift"), 4)
+    origin = np.arange(M) // 8  # 8 entries per origin
+    blend = fit_blend(model, bases, truth, feature, band, origin, 2, 2, ("last", "drift"), 4)
     np.testing.assert_array_equal(blend.weight[:, 0], [1.0, 1.0])
     np.testing.assert_array_equal(blend.weight[:, 1], [0.0, 0.0])
     np.testing.assert_array_equal(blend.base[:, 1], [1, 1])
@@ -60,6 +61,30 @@ def test_fit_blend_picks_the_base_and_weight_with_the_least_error() -> None:
                 alone = np.where(np.isnan(bases[sel, j]), model[sel], bases[sel, j])
                 assert err <= np.abs(alone - truth[sel]).mean() + 1e-12
             assert err <= np.abs(model[sel] - truth[sel]).mean() + 1e-12
+
+
+def test_fit_blend_keeps_the_model_unless_a_blend_is_clearly_better(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    """A base a little better than the model at a few noisy origins does not replace it
+    (one standard error of the per-origin differences); a clearly better one does."""
+    n_org, per = 6, 10
+    M = n_org * per
+    origin = np.repeat(np.arange(n_org), per)
+    truth = np.random.default_rng(1).standard_normal(M)
+    model = truth + 0.5  # error 0.5 everywhere
+    # the base's error by origin: 0.467 on average, but 0.1 or 0.9 at any one origin
+    base = truth + np.array([0.1, 0.9, 0.1, 0.9, 0.1, 0.7])[origin]
+    zeros = np.zeros(M, dtype=np.int64)
+    args = (truth, zeros, zeros, origin, 1, 1, ("last",), 4)
+    monkeypatch.setattr(settings, "FORECAST_BLEND_SE", 0.0)
+    loose = fit_blend(model, base[:, None], *args)
+    assert loose.weight[0, 0] == 0.0  # the plain minimum takes the base
+    monkeypatch.setattr(settings, "FORECAST_BLEND_SE", 1.0)
+    strict = fit_blend(model, base[:, None], *args)
+    assert strict.weight[0, 0] == 1.0
+    clear = fit_blend(model, (truth + 0.05)[:, None], *args)
+    assert clear.weight[0, 0] == 0.0
 
 
 def _rising(T: int, seed: int) -> np.ndarray:

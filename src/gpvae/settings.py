@@ -147,6 +147,10 @@ FORECAST_HOLDOUT_ORIGINS = 0
 FORECAST_BLEND = True
 #: The model's candidate weights in that blend (0 and 1 are always candidates).
 FORECAST_BLEND_WEIGHTS = (0.0, 0.25, 0.5, 0.75, 1.0)
+#: A blend replaces the model's mean (for a feature and band) only when its mean absolute
+#: error on the calibration origins is lower by more than this many standard errors of the
+#: per-origin differences (the one-standard-error rule; 0: any improvement).
+FORECAST_BLEND_SE = 1.0
 #: Forecast draws (and their calibration) sample the latent chain over each series' whole
 #: history and the future: a batch holds at most this many (draw, series, step) points, or one
 #: series (3 BeijingAir series of 5,000 h with 64 draws in one batch were killed at 21 GB).

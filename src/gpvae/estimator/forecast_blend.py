@@ -10,10 +10,13 @@ feature and horizon band the estimator picks a base and a weight ``w`` that make
     mean = w * model mean + (1 - w) * base
 
 closest to the truth there (mean absolute error; ``w`` from
-:data:`gpvae.settings.FORECAST_BLEND_WEIGHTS`, which holds 0 and 1). ``w = 0`` with each base
-is a candidate, so on those origins the blend is never worse than the best base, and
-``w = 1`` (the model alone) wins ties. The draws keep their spread and move with the mean
-(the spread factors are then fitted around the blended mean).
+:data:`gpvae.settings.FORECAST_BLEND_WEIGHTS`, with 0 and 1). A blend replaces the model's
+mean only where it beats it by more than :data:`gpvae.settings.FORECAST_BLEND_SE` standard
+errors of the per-origin differences in error (the origins are few, and the model has seen
+their futures in training: a plain minimum followed the noise of a few origins and made
+Seattle weather and the demo worse). ``w = 0`` with each base is a candidate. The draws
+keep their spread and move with the mean (the spread factors are then fitted around the
+blended mean).
 
 Bases (:func:`base_names`), from each series' history in steps after its last time:
 
@@ -157,23 +160,27 @@ def fit_blend(
     truth: np.ndarray,
     feature: np.ndarray,
     band: np.ndarray,
+    origin: np.ndarray,
     num_features: int,
     num_bands: int,
     names: tuple[str, ...],
     horizon: int,
 ) -> ForecastBlend:
-    """The base and weight per (band, feature) with the least mean absolute error.
+    """The base and weight per (band, feature) with the least mean absolute error, among the
+    blends that beat the model's mean by more than :data:`gpvae.settings.FORECAST_BLEND_SE`
+    standard errors of the per-origin differences (else the model's mean alone).
 
     Args:
         model_mean: (M,) the model's forecast mean of each entry.
         bases: (M, K) the base forecasts of each entry (NaN: none; the model's mean then).
         truth: (M,) what followed.
         feature, band: (M,) each entry's feature and horizon band.
+        origin: (M,) each entry's forecast origin (any labels; the units of the errors).
         num_features, num_bands: D and the bands.
         names: the K bases' names.
         horizon: the calibration horizon.
     """
-    weights = sorted(set(settings.FORECAST_BLEND_WEIGHTS) | {0.0, 1.0}, reverse=True)
+    weights = sorted(set(settings.FORECAST_BLEND_WEIGHTS) - {1.0} | {0.0})
     base_out = np.zeros((num_bands, num_features), dtype=np.int64)
     weight_out = np.ones((num_bands, num_features))
     ok = np.isfinite(model_mean) & np.isfinite(truth)
@@ -181,15 +188,21 @@ def fit_blend(
     for b in range(num_bands):
         for d in range(num_features):
             sel = ok & (band == b) & (feature == d)
-            if not sel.any():
-                continue
+            labels, unit = np.unique(origin[sel], return_inverse=True)
+            n = len(labels)
+            if n < 2:
+                continue  # no spread of the differences to judge by
+            count = np.bincount(unit, None, n)
             m, y, base = model_mean[sel], truth[sel], filled[sel]
-            best = np.abs(m - y).mean()  # w = 1 first: the model wins ties
+            e_model = np.bincount(unit, np.abs(m - y), n) / count  # per origin
+            best = e_model.mean()
             for k in range(base.shape[1]):
-                for w in weights[1:]:
-                    err = np.abs(w * m + (1 - w) * base[:, k] - y).mean()
-                    if err < best - 1e-12:
-                        best, base_out[b, d], weight_out[b, d] = err, k, w
+                for w in weights:
+                    e = np.bincount(unit, np.abs(w * m + (1 - w) * base[:, k] - y), n) / count
+                    diff = e_model - e  # > 0: the blend is better at that origin
+                    margin = settings.FORECAST_BLEND_SE * diff.std(ddof=1) / np.sqrt(n)
+                    if diff.mean() > margin and e.mean() < best - 1e-12:
+                        best, base_out[b, d], weight_out[b, d] = e.mean(), k, w
     return ForecastBlend(names, base_out, weight_out, horizon)
 
 

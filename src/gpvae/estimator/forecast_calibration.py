@@ -137,13 +137,13 @@ def calibrate_and_blend(
         rows = [r for part in comm.all_gather(rows) for r in part]
     if not rows:
         return None, None
-    m_a, lo_a, hi_a, y_a, f_a, b_a, base_a = (np.concatenate(p) for p in zip(*rows))
+    m_a, lo_a, hi_a, y_a, f_a, b_a, base_a, o_a = (np.concatenate(p) for p in zip(*rows))
     bands = band_of_steps(horizon, min(NUM_BANDS, horizon), horizon)
     D = data.num_features
     n_bands = int(bands.max()) + 1
     blend = None
     if bases is not None:
-        blend = fit_blend(m_a, base_a, y_a, f_a, b_a, D, n_bands, bases, horizon)
+        blend = fit_blend(m_a, base_a, y_a, f_a, b_a, o_a, D, n_bands, bases, horizon)
         w = blend.weight[b_a, f_a]
         chosen = base_a[np.arange(len(m_a)), blend.base[b_a, f_a]]
         shift = (1 - w) * (np.where(np.isnan(chosen), m_a, chosen) - m_a)  # (M,)
@@ -166,8 +166,8 @@ def _origin_rows(
     """Per batch of origins of the ``series`` (positions in ``data``; up to ``num_origins``
     each, or their :func:`holdout_origins` when it is -1), standardised: the
     forecast entries' mean (M,), interval ends (M, K) twice, truth (M,), feature (M,),
-    horizon band (M,) and the ``bases`` forecasts (M, len(bases)). Draws from a generator of
-    the series' own (seed, content)."""
+    horizon band (M,), the ``bases`` forecasts (M, len(bases)) and a label of the origin (M,).
+    Draws from a generator of the series' own (seed, content)."""
     levels = np.asarray(LEVELS)
     probs = [*((1 - levels) / 2), *((1 + levels) / 2)]
     K = len(levels)
@@ -213,6 +213,9 @@ def _origin_rows(
                 ]
             )  # (B, n_bases, H, D)
             simple = np.moveaxis(simple, 1, -1)[keep]  # (M, n_bases)
+            # a label per (series, origin), unique across the processes' series
+            label = i * 1_000_000 + np.asarray(idx)
+            org = np.broadcast_to(label[:, None, None], target.shape)
             rows.append(
                 (
                     m[keep],
@@ -222,6 +225,7 @@ def _origin_rows(
                     feature[keep],
                     band[keep],
                     simple,
+                    org[keep],
                 )
             )
     return rows
