@@ -332,7 +332,8 @@ def main(argv: list[str] | None = None) -> None:
         choices=[0, 1],
         default=1,
         help="gpvae: blend the forecast mean with simple forecasts chosen on the calibration "
-        "origins (gpvae.settings.FORECAST_BLEND; 0: the model's mean alone)",
+        "origins (sets gpvae.settings.FORECAST_BLEND, off in the library by default; 1, the "
+        "benchmark's default: on; 0: the model's mean alone)",
     )
     args = p.parse_args(argv)
     args.blend_summary = None

@@ -67,8 +67,9 @@ def render(records: list[dict[str, Any]]) -> str:
         "forecast mean blended per feature and horizon band with a simple forecast (last "
         "value, seasonal naive, drift, or the last value plus the model's forecast change), "
         "base and weight picked on those origins "
-        "(`gpvae.estimator.forecast_blend`, the default since session 6); `gpvae, model mean "
-        "(no blend)`: the earlier records without it (`--forecast-blend 0`). Each record "
+        "(`gpvae.estimator.forecast_blend`; the benchmark's default, off in the library by "
+        "default: `gpvae.settings.FORECAST_BLEND`); `gpvae, model mean (no blend)`: without "
+        "it (`--forecast-blend 0`; the records of session 3, the same code path). Each record "
         "holds its command.",
         "",
     ]

@@ -106,9 +106,8 @@ def test_blend_keeps_a_rising_series_forecast_at_its_level(
     X = _rising(120, seed=1)
     hist, future = [X[:-12]], X[-12:]
     common = {"kernel": "matern32", "epochs": 10, "seed": 0, "forecast_horizon": 12, **SMALL}
-    monkeypatch.setattr(settings, "FORECAST_BLEND", False)
     plain = GPVAE(**common).fit(hist)
-    assert plain.forecast_blend_ is None
+    assert plain.forecast_blend_ is None  # off by default
     monkeypatch.setattr(settings, "FORECAST_BLEND", True)
     est = GPVAE(**common).fit(hist)
     assert est.forecast_blend_ is not None
