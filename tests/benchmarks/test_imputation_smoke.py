@@ -191,15 +191,20 @@ def test_make_tables_goals_and_convergence(harness: ModuleType) -> None:
         rec("saits", 0.10, 0),
         rec("gpvae", 0.11, 0, coverage90=0.9),
         rec("gpvae", 0.11, 1, coverage90=0.88),
+        rec("linear", 0.25, 0, pattern="block"),
+        rec("gpvae", 0.25, 0, pattern="block", coverage90=0.9),  # level: not below
     ]
     region = tables.render(records)
     row = next(line for line in region.splitlines() if line.startswith("| BeijingAir, points"))
     # Compared on the seeds all four have (0); the coverage is over gpvae's seeds.
-    assert row.split(" | ")[1:9] == ["0", "0.110", "0.120", "yes", "0.130", "yes", "0.100", "no"]
+    want = ["0", "0.1100", "0.1200", "yes (-8.33%)", "0.130", "yes", "0.100", "no"]
+    assert row.split(" | ")[1:9] == want
+    tie = next(line for line in region.splitlines() if line.startswith("| BeijingAir, blocks"))
+    assert tie.split(" | ")[2:5] == ["0.2500", "0.2500", "no (+0.00%)"]
     assert "0.890 +- 0.014 (2)" in row
     # Only data with learned runs get columns (here BeijingAir: points, blocks).
     assert "| method | BeijingAir, points | BeijingAir, blocks |" in region
-    assert "| gpvae | 20 (15), 20 (15) | - |" in region
+    assert "| gpvae | 20 (15), 20 (15) | 20 (15) |" in region
 
 
 def test_subset_is_part_of_a_records_identity(
