@@ -24,7 +24,10 @@ scaled like MASE) and the coverage of the 90% interval. Methods:
   linearly), intervals at levels 20..90; Seattle's daily data get season 7 (a season of 365
   is out of their reach);
 - ``gpvae``: :func:`gpvae.estimator.backtest.backtest` with ``refit="once"`` (fitted on the
-  data before the earliest origin, forecasting every origin from its whole history);
+  data before the earliest origin, forecasting every origin from its whole history), with
+  the forecast mean blended with simple forecasts chosen on the calibration origins inside
+  that data (``--forecast-blend 1``, the default here; :mod:`gpvae.estimator.forecast_blend`)
+  and recording the same fitted model's own mean's MASE (``mase_model_alone``);
 - ``vae``: the same networks with an N(0, I) prior (``kernel="white"``,
   ``posterior="diagonal"``), fitted on the same data with the same epoch cap and patience;
   its forecast decodes prior draws of z (what an N(0, I) prior knows about the future).
