@@ -469,7 +469,10 @@ def render(records: list[dict[str, Any]], explore: list[dict[str, Any]] | None =
             "picked on the same entries (optimistic); the column after it is the model's own "
             "best validation score in training. Kept (the configuration whose worst cell "
             "against linear on validation is best): batch 32 with a Student-t observation "
-            "model (`bs32t`).",
+            "model (`bs32t`). `bs32t_conv`: that configuration with the convolutional "
+            "encoder (a window of 3 steps in time) on BeijingAir blocks, 0.2663 before the "
+            "blend against 0.2615 for the kept mlp encoder (its seed-0 record in "
+            "`imputation_fair.json`): dropped.",
             "",
             expl,
         ]
