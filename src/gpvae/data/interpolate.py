@@ -167,6 +167,9 @@ def space_interpolation(
         num_p, den_p = torch.empty_like(num), torch.empty_like(den)
         for p in torch.unique(power).tolist():
             cols = power == p
+            if p == 2.0:  # the weights of the effective distance, already applied
+                num_p[..., cols], den_p[..., cols] = num[..., cols], den[..., cols]
+                continue
             w_p = torch.where(same, safe.pow(-p / 2), zero)
             num_p[..., cols] = w_p @ (yv * o)[..., cols]
             den_p[..., cols] = w_p @ o[..., cols]

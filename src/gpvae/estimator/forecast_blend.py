@@ -134,23 +134,26 @@ class ForecastBlend:
     @classmethod
     def from_json(cls, value: object, D: int) -> ForecastBlend:
         """Read :meth:`to_json`'s dict for D features (raises ModelFileError)."""
+        error = ModelFileError(
+            f"config.json: expected forecast_blend to hold names, base and weight rows "
+            f"of {D} features and a horizon, found {value!r}"
+        )
+        if not isinstance(value, dict):
+            raise error
         try:
-            assert isinstance(value, dict)
             names = tuple(str(n) for n in value["names"])
             base = np.asarray(value["base"], dtype=np.int64)
             weight = np.asarray(value["weight"], dtype=np.float64)
             horizon = int(value["horizon"])
             simple_forecasts(np.zeros((1, 1)), 1, names, 1)  # known names
-            ok = base.ndim == 2 and base.shape[1] == D and base.shape[0] >= 1
-            ok = ok and weight.shape == base.shape and horizon >= 1
-            ok = ok and bool(((base >= 0) & (base < len(names))).all())
-            ok = ok and bool(((weight >= 0) & (weight <= 1)).all())
-            assert ok
-        except (AssertionError, KeyError, TypeError, ValueError):
-            raise ModelFileError(
-                f"config.json: expected forecast_blend to hold names, base and weight rows "
-                f"of {D} features and a horizon, found {value!r}"
-            ) from None
+        except (KeyError, TypeError, ValueError):
+            raise error from None
+        ok = base.ndim == 2 and base.shape[1] == D and base.shape[0] >= 1
+        ok = ok and weight.shape == base.shape and horizon >= 1
+        ok = ok and bool(((base >= 0) & (base < len(names))).all())
+        ok = ok and bool(((weight >= 0) & (weight <= 1)).all())
+        if not ok:  # an explicit check, not assert: python -O must not skip it
+            raise error
         return cls(names, base, weight, horizon)
 
 
