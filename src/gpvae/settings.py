@@ -27,6 +27,7 @@ __all__ = [
     "DISTRIBUTED_TIMEOUT",
     "FORECAST_BATCH_POINTS",
     "FORECAST_HOLDOUT_ORIGINS",
+    "FUSED_SOA_MIN_CHAINS",
     "JITTER",
     "KERNEL_LR",
     "MAX_JITTER_RETRIES",
@@ -71,6 +72,10 @@ PARALLEL_MAX_CHAINS = 32
 #: From this many points, the parallel scans recompute their levels in the backward pass
 #: instead of storing them (about a quarter less peak memory).
 CHECKPOINT_MIN_POINTS = 50_000
+#: The fused pass of the markov backend (CPU) runs a group of channels on struct-of-arrays
+#: buffers, its loops vectorised across chains, from this many chains (series x channels of
+#: the group; state dimensions 1-3); fewer chains take the per-chain loops.
+FUSED_SOA_MIN_CHAINS = 32
 #: ``interp_skip`` on a space x time field compares every pair of a window's points (window
 #: steps x sites) for the spatial interpolation: fits with more points per window than this
 #: are refused (a (B, N, N) matrix per call; 4096 points is 64 MiB per window in float32).

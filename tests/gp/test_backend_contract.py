@@ -251,6 +251,13 @@ def _sites_and_more(kernels: list[Kernel], x: Tensor, valid: Tensor) -> Tensor:
     return torch.cat([7.0 * torch.rand(3, ds, generator=g, dtype=x.dtype) - 1.0, sites])
 
 
+def _soa_layout(post: MarkovGPPosterior) -> MarkovGPPosterior:
+    """``post`` with its fused pass on struct-of-arrays buffers whatever the number of chains
+    (the default takes them from ``settings.FUSED_SOA_MIN_CHAINS`` chains)."""
+    post._fused_layout = "soa"
+    return post
+
+
 BACKENDS = [
     BackendCase("dense", DenseGPPosterior, _any_problem, rtol=1e-9, prior_backend="dense"),
     BackendCase(
@@ -275,6 +282,12 @@ BACKENDS = [
     BackendCase(
         "markov-fused",
         lambda k, x, m, v, valid: MarkovGPPosterior(k, x, m, v, valid, method="fused"),
+        _state_space_1d,
+        rtol=1e-9,
+    ),
+    BackendCase(  # the fused pass on struct-of-arrays buffers (state dimensions 1-3)
+        "markov-fused-soa",
+        lambda k, x, m, v, valid: _soa_layout(MarkovGPPosterior(k, x, m, v, valid, method="fused")),
         _state_space_1d,
         rtol=1e-9,
     ),

@@ -1,11 +1,13 @@
 """The fused pass of the markov backend (``method="fused"``, the CPU default of ``"auto"``):
 joint draws and the KL in one autograd Function (:mod:`gpvae.gp._fused`).
 
-It is checked against the dense reference by the backend contract (test_backend_contract.py,
-entry ``markov-fused``); here it must agree with the torch sequential path and the
-per-recursion compiled path to rounding in float64 (values, gradients, the same draws for
-the same generator), agree in float32 to float32 rounding, and its autograd Function must
-pass gradcheck.
+Both layouts of the pass are checked: per chain (``"chains"``, the reference loops) and on
+struct-of-arrays buffers (``"soa"``, chains innermost, for state dimensions 1-3). Each is
+checked against the dense reference by the backend contract (test_backend_contract.py,
+entries ``markov-fused`` and ``markov-fused-soa``); here each must agree with the torch
+sequential path and the per-recursion compiled path to rounding in float64 (values,
+gradients, the same draws for the same generator), agree in float32 to float32 rounding, and
+its autograd Function must pass gradcheck.
 """
 
 from __future__ import annotations
@@ -15,13 +17,16 @@ import torch
 from _reference import DTYPE, make_kernels, make_problem
 from torch import Tensor
 
-from gpvae.errors import ValidationError
+from gpvae import settings
+from gpvae.errors import NumericalError, ValidationError
 from gpvae.gp import _fused, markov
 from gpvae.gp.markov import MarkovGPPosterior
 
 #: fused vs sequential in float64: both exact, only rounding separates them.
 SAME = 1e-10
 CASES = ["matern12", "matern52", "sum12+32", "mixed"]
+LAYOUTS = ["chains", "soa"]
+FUNCTIONS = {"chains": _fused._SampleKL, "soa": _fused._SampleKLSoA}
 
 
 def same(actual: Tensor, expected: Tensor, rtol: float = SAME) -> None:
@@ -32,26 +37,35 @@ def gen() -> torch.Generator:
     return torch.Generator().manual_seed(71)
 
 
+def fused(*args: object, layout: str) -> MarkovGPPosterior:
+    """A posterior whose sample and KL take the fused pass with buffers in ``layout``."""
+    post = MarkovGPPosterior(*args, method="fused")  # type: ignore[arg-type]
+    post._fused_layout = layout
+    return post
+
+
+@pytest.mark.parametrize("layout", LAYOUTS)
 @pytest.mark.parametrize("case", CASES)
-def test_draws_and_kl_match_the_other_paths(case: str) -> None:
+def test_draws_and_kl_match_the_other_paths(case: str, layout: str) -> None:
     kernels = make_kernels(case)
     x, mean, var, valid = make_problem(len(kernels), seed=70)
-    fused = MarkovGPPosterior(kernels, x, mean, var, valid, method="fused")
-    draws = fused.sample(5, gen())
-    assert fused._fused_kl is not None  # the KL came out of the same pass
+    post = fused(kernels, x, mean, var, valid, layout=layout)
+    draws = post.sample(5, gen())
+    assert post._fused_kl is not None  # the KL came out of the same pass
     for method in ("sequential", "compiled"):
         other = MarkovGPPosterior(kernels, x, mean, var, valid, method=method)
         same(draws, other.sample(5, gen()))
-        same(fused.kl(), other.kl())
+        same(post.kl(), other.kl())
     # the KL alone (no draws asked for) is the same
-    alone = MarkovGPPosterior(kernels, x, mean, var, valid, method="fused")
-    same(alone.kl(), fused.kl())
+    alone = fused(kernels, x, mean, var, valid, layout=layout)
+    same(alone.kl(), post.kl())
     assert draws.dtype == DTYPE
     assert bool(torch.isfinite(draws).all())
 
 
+@pytest.mark.parametrize("layout", LAYOUTS)
 @pytest.mark.parametrize("case", ["mixed", "matern52"])
-def test_gradients_match_sequential(case: str) -> None:
+def test_gradients_match_sequential(case: str, layout: str) -> None:
     """Gradients of a weighted sum of draws and KL with respect to the pseudo-observations and
     every kernel hyper-parameter; exactly zero at excluded points and padding."""
     kernels = make_kernels(case)
@@ -65,6 +79,7 @@ def test_gradients_match_sequential(case: str) -> None:
         m = mean.clone().requires_grad_()
         v = var.clone().requires_grad_()
         post = MarkovGPPosterior(kernels, x, m, v, valid, method=method)
+        post._fused_layout = layout
         draws = post.sample(4, gen())
         value = (w_draw * draws).sum() + (draws.square() * w_draw.abs()).sum()
         value = value + (w_kl * post.kl()).sum()
@@ -84,7 +99,8 @@ def test_gradients_match_sequential(case: str) -> None:
     assert bool((got[1][excluded] == 0).all())
 
 
-def test_float32_agrees_with_sequential_float32() -> None:
+@pytest.mark.parametrize("layout", LAYOUTS)
+def test_float32_agrees_with_sequential_float32(layout: str) -> None:
     kernels = [k.float() for k in make_kernels("mixed")]
     g = torch.Generator().manual_seed(74)
     B, N, L = 3, 12, len(kernels)
@@ -94,15 +110,16 @@ def test_float32_agrees_with_sequential_float32() -> None:
     var[0, 3] = torch.inf
     valid = torch.ones(B, N, dtype=torch.bool)
     seq = MarkovGPPosterior(kernels, x, mean, var, valid, method="sequential")
-    fused = MarkovGPPosterior(kernels, x, mean, var, valid, method="fused")
-    kl = fused.kl()
+    post = fused(kernels, x, mean, var, valid, layout=layout)
+    kl = post.kl()
     assert kl.dtype == torch.float32
     torch.testing.assert_close(kl, seq.kl(), rtol=2e-4, atol=2e-4)
-    assert fused.sample(3, gen()).dtype == torch.float32
+    assert post.sample(3, gen()).dtype == torch.float32
 
 
+@pytest.mark.parametrize("layout", LAYOUTS)
 @pytest.mark.parametrize("m", [1, 2, 3], ids=["m=1", "m=2", "m=3"])
-def test_fused_function_passes_gradcheck(m: int) -> None:
+def test_fused_function_passes_gradcheck(m: int, layout: str) -> None:
     g = torch.Generator().manual_seed(75)
     N, B, G, S, K = 5, 2, 2, 2, 3
     C = B * G
@@ -131,7 +148,7 @@ def test_fused_function_passes_gradcheck(m: int) -> None:
         *tabs, mu, v = args
         mu = torch.where(inc, mu, torch.nan)  # excluded entries are never read
         v = torch.where(inc, v, torch.inf)
-        sample, kl = _fused._SampleKL.apply(*tabs, mu, v, ix, still, H, inc, eps, e)
+        sample, kl = FUNCTIONS[layout].apply(*tabs, mu, v, ix, still, H, inc, eps, e)
         return sample, kl
 
     v_in = torch.where(inc, var, torch.ones_like(var)).requires_grad_()
@@ -167,3 +184,56 @@ def test_kl_from_draws_without_gradients_is_not_reused_with_gradients() -> None:
     (grad,) = torch.autograd.grad(kl.sum(), [m])
     assert bool(torch.isfinite(grad).all())
     assert bool((grad != 0).any())
+
+
+def test_auto_layout_is_struct_of_arrays_for_many_chains_of_small_states(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    """m = 1-3 on at least FUSED_SOA_MIN_CHAINS chains run on struct-of-arrays buffers; fewer
+    chains, or other state dimensions, per chain. Both give the same draws and KL."""
+    for m in (1, 2, 3):
+        assert _fused._function(m, settings.FUSED_SOA_MIN_CHAINS, "auto") is _fused._SampleKLSoA
+        assert _fused._function(m, settings.FUSED_SOA_MIN_CHAINS - 1, "auto") is _fused._SampleKL
+        assert _fused._function(m, 1, "soa") is _fused._SampleKLSoA
+        assert _fused._function(m, 10**6, "chains") is _fused._SampleKL
+    assert _fused._function(4, 10**6, "soa") is _fused._SampleKL
+    kernels = make_kernels("mixed")
+    x, mean, var, valid = make_problem(len(kernels), B=2, N=10)
+    used: list[str] = []
+    for cls in (_fused._SampleKL, _fused._SampleKLSoA):
+        monkeypatch.setattr(cls, "apply", _recording(cls.apply, cls.__name__, used))
+    monkeypatch.setattr(settings, "FUSED_SOA_MIN_CHAINS", 1)
+    many = MarkovGPPosterior(kernels, x, mean, var, valid).sample(2, gen())
+    assert used
+    assert set(used) == {"_SampleKLSoA"}
+    used.clear()
+    monkeypatch.setattr(settings, "FUSED_SOA_MIN_CHAINS", 10**6)
+    few = MarkovGPPosterior(kernels, x, mean, var, valid).sample(2, gen())
+    assert used
+    assert set(used) == {"_SampleKL"}
+    same(many, few)
+
+
+def _recording(apply: object, name: str, used: list[str]) -> object:
+    def run(*args: object) -> object:
+        used.append(name)
+        return apply(*args)  # type: ignore[operator]
+
+    return run
+
+
+@pytest.mark.parametrize("layout", LAYOUTS)
+def test_singular_predicted_covariance_raises(layout: str) -> None:
+    m, N, B, G, S = 2, 3, 1, 1, 1
+    zeros = torch.zeros(1, G, m, m, dtype=DTYPE)  # A = Q = 0 kills the state: P^- = 0
+    Pinf = torch.eye(m, dtype=DTYPE)[None]
+    ix = torch.zeros(N, B, dtype=torch.long)
+    still = torch.zeros(N, B, dtype=torch.bool)
+    H = torch.tensor([[1.0, 0.0]], dtype=DTYPE)
+    inc = torch.ones(N, B * G, dtype=torch.bool)
+    mean, var = torch.zeros(N, B * G, dtype=DTYPE), torch.ones(N, B * G, dtype=DTYPE)
+    eps, e = torch.zeros(N, B * G, m, S, dtype=DTYPE), torch.zeros(N, B * G, S, dtype=DTYPE)
+    with pytest.raises(NumericalError, match="singular"):
+        FUNCTIONS[layout].apply(
+            zeros, zeros, zeros, Pinf, Pinf, mean, var, ix, still, H, inc, eps, e
+        )

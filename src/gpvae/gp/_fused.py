@@ -24,6 +24,7 @@ import torch
 from torch import Tensor
 from torch.autograd.function import once_differentiable
 
+from gpvae import settings
 from gpvae.errors import NumericalError
 from gpvae.gp._compiled import _loops as _recursions
 from gpvae.gp._compiled import gc_paused, without_gc
@@ -160,6 +161,126 @@ class _SampleKL(torch.autograd.Function):
         return (g_A, g_Q, g_CQ, g_Pinf, g_chol0, g_mean, g_var) + (None,) * 6
 
 
+def _soa() -> Any:
+    with gc_paused():
+        from gpvae.gp import _soa_loops  # numba: imported on first use
+
+    return _soa_loops
+
+
+#: Free arenas of the struct-of-arrays pass by (kind, length), most recently used last: a
+#: training step's buffers are reused by the next step instead of being fresh pages.
+_ARENAS: dict[tuple[str, int], list[Any]] = {}
+_ARENA_KEYS = 4  # lengths kept (at most two free arenas of each kind and length)
+
+
+def _arena(kind: str, size: int) -> Any:
+    free = _ARENAS.get((kind, size))
+    return free.pop() if free else np.empty(size)
+
+
+def _release(kind: str, arena: Any) -> None:
+    key = (kind, arena.shape[0])
+    free = _ARENAS.pop(key, [])  # re-inserted last: the most recently used
+    if len(free) < 2:
+        free.append(arena)
+    _ARENAS[key] = free
+    while len(_ARENAS) > _ARENA_KEYS:
+        del _ARENAS[next(iter(_ARENAS))]
+
+
+class _Lease:
+    """Holds an arena while the autograd graph holding it lives (the backward pass may run
+    more than once with ``retain_graph``); gives it back to the pool when dropped."""
+
+    __slots__ = ("arena", "kind")
+
+    def __init__(self, kind: str, arena: Any) -> None:
+        self.kind, self.arena = kind, arena
+
+    def __del__(self) -> None:
+        _release(self.kind, self.arena)
+
+
+def _chains_last(t: Tensor) -> Any:
+    """(N, C, ...) -> a float64 numpy array (N, ..., C), contiguous."""
+    return t.detach().to(_F64).movedim(1, -1).contiguous().numpy()
+
+
+class _SampleKLSoA(torch.autograd.Function):
+    """:class:`_SampleKL` (same inputs and outputs) on struct-of-arrays buffers, the chain
+    index innermost (:mod:`gpvae.gp._soa_loops`): the loops vectorise across chains. For
+    state dimensions 1, 2 and 3."""
+
+    @staticmethod
+    @without_gc
+    def forward(
+        ctx: Any,
+        A: Tensor,
+        Q: Tensor,
+        CQ: Tensor,
+        Pinf: Tensor,
+        chol0: Tensor,
+        mean: Tensor,
+        var: Tensor,
+        ix: Tensor,
+        still: Tensor,
+        H: Tensor,
+        inc: Tensor,
+        eps: Tensor,
+        e: Tensor,
+    ) -> tuple[Tensor, Tensor]:
+        soa = _soa()
+        ixn, stilln, incn = ix.numpy(), still.numpy(), inc.numpy()
+        varn, epsn, en = _np(var), _chains_last(eps), _chains_last(e)
+        N, m, S, C = epsn.shape
+        sizes = soa.arena_sizes(N, m, S, C)
+        arena = _arena("fwd", sizes[0])
+        ctx.lease = _Lease("fwd", arena)  # the saved buffers are views of the arena
+        sample, kl, bad, saved = soa.forward(
+            _np(A), _np(Q), _np(CQ), ixn, _np(Pinf), _np(chol0), _np(H), stilln, _np(mean),
+            varn, incn, epsn, en, arena,
+        )  # fmt: skip
+        if bad:
+            raise NumericalError(
+                "markov backend: a predicted state covariance is singular to working "
+                "precision; pseudo-observation variances may be too small for this dtype (try "
+                "float64 or a variance floor)"
+            )
+        ctx.arrays = (A.shape[0], H.shape[0], ixn, stilln, incn, varn, epsn, en, saved)
+        ctx.scratch = sizes[1]
+        return torch.from_numpy(sample).movedim(-1, 1), torch.from_numpy(kl)
+
+    @staticmethod
+    @once_differentiable
+    @without_gc
+    def backward(ctx: Any, g_sample: Tensor, g_kl: Tensor) -> tuple[Tensor | None, ...]:
+        K, G, ixn, stilln, incn, varn, epsn, en, saved = ctx.arrays
+        scratch = _arena("bwd", ctx.scratch)
+        grads = _soa().backward(
+            K, G, ixn, stilln, incn, varn, epsn, en, _np(g_kl), _chains_last(g_sample), saved,
+            scratch,
+        )  # fmt: skip
+        _release("bwd", scratch)
+        return tuple(torch.from_numpy(g) for g in grads) + (None,) * 6
+
+
+#: State dimensions whose fused pass runs on struct-of-arrays buffers (:class:`_SampleKLSoA`)
+#: when a group has at least :data:`gpvae.settings.FUSED_SOA_MIN_CHAINS` chains; other
+#: groups take the per-chain loops (:class:`_SampleKL`, the reference).
+SOA_STATE_DIMS = (1, 2, 3)
+
+
+def _function(m: int, chains: int, layout: str) -> Any:
+    """The fused autograd Function for a group of state dimension m: per chain for layout
+    "chains"; on struct-of-arrays buffers for layout "soa" when m is in
+    :data:`SOA_STATE_DIMS`, and for "auto" when there are also enough chains."""
+    soa = m in SOA_STATE_DIMS and (
+        layout == "soa" or (layout == "auto" and chains >= settings.FUSED_SOA_MIN_CHAINS)
+    )
+    return _SampleKLSoA if soa else _SampleKL
+
+
 def _time_first(t: Tensor) -> Tensor:
     """(B, N, G) -> (N, B * G), contiguous."""
     B, N, G = t.shape
@@ -173,6 +294,7 @@ def sample_and_kl(
     included: Tensor,
     num_samples: int,
     generator: torch.Generator | None,
+    layout: str = "auto",
 ) -> tuple[list[Tensor], list[Tensor]]:
     """Joint posterior draws and KL of every group of a Markov posterior.
 
@@ -182,6 +304,9 @@ def sample_and_kl(
         included: (B, N, L) bool.
         num_samples: S >= 0 (0: the KL alone, nothing drawn).
         generator: random number generator, or None for the global one.
+        layout: "auto" (struct-of-arrays loops for the state dimensions of
+            :data:`SOA_STATE_DIMS` on enough chains, else per-chain loops), "chains" (always
+            per chain: the reference) or "soa" (struct-of-arrays whenever m allows).
 
     Returns:
         Per group: draws (N, B, G, S) and KL (B, G), float64.
@@ -205,7 +330,8 @@ def sample_and_kl(
     for g, eps_g in zip(groups, eps):
         G = len(g.channels)
         chol0 = _cholesky(g.Pinf, "stationary covariance Pinf")
-        sample, kl = _SampleKL.apply(
+        fn = _function(g.Pinf.shape[-1], B * G, layout)
+        sample, kl = fn.apply(
             g._A_table,
             g._Q_table,
             g._chol_table,

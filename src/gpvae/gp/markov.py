@@ -464,6 +464,7 @@ class MarkovGPPosterior(GPPosterior):
         self.x, self.mean, self.var, self.valid = x, mean, var, valid
         self._fused_kl: Tensor | None = None  # the KL of the last fused sample()
         self._fused_kl_grad = False  # whether it was computed with gradients enabled
+        self._fused_layout = "auto"  # buffers of the fused pass (see _fused.sample_and_kl)
 
     @cached_property
     def _chain(self) -> _Chain:
@@ -497,7 +498,7 @@ class MarkovGPPosterior(GPPosterior):
         if groups is None:
             return self._chain.sample(num_samples, generator)
         draws, kls = _fused.sample_and_kl(
-            groups, self.mean, self.var, self.included, num_samples, generator
+            groups, self.mean, self.var, self.included, num_samples, generator, self._fused_layout
         )
         self._fused_kl = _to_channels(kls, groups).to(self.mean.dtype)
         self._fused_kl_grad = torch.is_grad_enabled()
@@ -511,7 +512,9 @@ class MarkovGPPosterior(GPPosterior):
         groups = self._fused_groups
         if groups is None:
             return super().kl()
-        _, kls = _fused.sample_and_kl(groups, self.mean, self.var, self.included, 0, None)
+        _, kls = _fused.sample_and_kl(
+            groups, self.mean, self.var, self.included, 0, None, self._fused_layout
+        )
         return _to_channels(kls, groups).to(self.mean.dtype)
 
     @cached_property
