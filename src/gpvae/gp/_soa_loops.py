@@ -103,13 +103,7 @@ def _expand(T, ix, G, N, ar, pos):
     C = B * G
     out = _z4(ar, pos, N, m, m, C)
     for n in range(1, N):
-        for b in range(B):
-            k = ix[n, b]
-            for g in range(G):
-                c = b * G + g
-                for i in range(m):
-                    for j in range(m):
-                        out[n, i, j, c] = T[k, g, i, j]
+        _gather_step(T, ix, n, G, out[n])
     return out
 
 
@@ -118,13 +112,13 @@ def _gather_step(T, ix, n, G, out):
     """out (m, m, C) = T[ix[n, c // G], c % G] for every chain c."""
     m = T.shape[2]
     B = ix.shape[1]
-    for b in range(B):
-        k = ix[n, b]
-        for g in range(G):
-            c = b * G + g
-            for i in range(m):
-                for j in range(m):
-                    out[i, j, c] = T[k, g, i, j]
+    for i in range(m):
+        for j in range(m):
+            o = out[i, j]
+            for b in range(B):
+                t = T[ix[n, b], :, i, j]
+                for g in range(G):
+                    o[b * G + g] = t[g]
 
 
 @_jit
@@ -133,13 +127,13 @@ def _scatter_step(src, ix, n, G, out):
     :func:`_gather_step`)."""
     m = out.shape[2]
     B = ix.shape[1]
-    for b in range(B):
-        k = ix[n, b]
-        for g in range(G):
-            c = b * G + g
-            for i in range(m):
-                for j in range(m):
-                    out[k, g, i, j] += src[i, j, c]
+    for i in range(m):
+        for j in range(m):
+            r = src[i, j]
+            for b in range(B):
+                o = out[ix[n, b], :, i, j]
+                for g in range(G):
+                    o[g] += r[b * G + g]
 
 
 @_jit
@@ -286,6 +280,32 @@ def _project(P, He, u, s):
             s[c] += h[c] * ui[c]
 
 
+@_jit
+def _hdot(X, He, out):
+    """out = H x per chain for X (m, C)."""
+    m, C = X.shape
+    x, h = X[0], He[0]
+    for c in range(C):
+        out[c] = x[c] * h[c]
+    for i in range(1, m):
+        x, h = X[i], He[i]
+        for c in range(C):
+            out[c] += x[c] * h[c]
+
+
+@_jit
+def _hph(P, He, out):
+    """out = H P H^T per chain for P (m, m, C)."""
+    m, _, C = P.shape
+    for c in range(C):
+        out[c] = 0.0
+    for i in range(m):
+        for j in range(m):
+            p, hi, hj = P[i, j], He[i], He[j]
+            for c in range(C):
+                out[c] += p[c] * hi[c] * hj[c]
+
+
 # ----------------------------------------------------------------------------- forward
 
 
@@ -406,6 +426,7 @@ def _data(He, inc, y, sd, states, e, ar, pos):
     synthetic data ``y - (H x_s + sd e_s)`` where included (else 0)."""
     N, m, S, C = states.shape
     D = _e3(ar, pos, N, S + 1, C)
+    fp = np.empty(C)
     for n in range(N):
         yn, sdn, incn = y[n], sd[n], inc[n]
         d0 = D[n, 0]
@@ -413,11 +434,9 @@ def _data(He, inc, y, sd, states, e, ar, pos):
             d0[c] = yn[c]
         for s in range(S):
             d, en = D[n, s + 1], e[n, s]
+            _hdot(states[n, :, s], He, fp)
             for c in range(C):
-                fp = 0.0
-                for i in range(m):
-                    fp += states[n, i, s, c] * He[i, c]
-                r = yn[c] - (fp + sdn[c] * en[c])
+                r = yn[c] - (fp[c] + sdn[c] * en[c])
                 d[c] = r if incn[c] else 0.0
     return D
 
@@ -510,6 +529,8 @@ def _finish(He, inc, var, y, lv, inv_s, log_s, innov, states, m_smooth, P_smooth
     N, m, S, C = states.shape
     kl = np.zeros(C)
     sample = np.empty((N, S, C))
+    fm = np.empty(C)
+    pv = np.empty(C)
     for n in range(N):
         for s in range(S):
             o = sample[n, s]
@@ -528,15 +549,11 @@ def _finish(He, inc, var, y, lv, inv_s, log_s, innov, states, m_smooth, P_smooth
             log_s[n],
             innov[n, 0],
         )
+        _hdot(m_smooth[n, :, 0], He, fm)
+        _hph(P_smooth[n], He, pv)
         for c in range(C):
-            pv = 0.0
-            fm = 0.0
-            for i in range(m):
-                fm += m_smooth[n, i, 0, c] * He[i, c]
-                for j in range(m):
-                    pv += P_smooth[n, i, j, c] * He[i, c] * He[j, c]
-            r = yn[c] - fm
-            e_term = -0.5 * (_LOG_2PI + lvn[c] + (r * r + pv) / vn[c])
+            r = yn[c] - fm[c]
+            e_term = -0.5 * (_LOG_2PI + lvn[c] + (r * r + pv[c]) / vn[c])
             z_term = -0.5 * (_LOG_2PI + lsn[c] + isn[c] * v0[c] * v0[c])
             kl[c] += (e_term - z_term) if incn[c] else 0.0
     return kl, sample
@@ -601,6 +618,10 @@ def _finish_bwd(
     g_inv_s = _e2(ar, pos, N, C)
     g_log_s = _e2(ar, pos, N, C)
     g_v0 = _e2(ar, pos, N, C)
+    fm = np.empty(C)
+    pv = np.empty(C)
+    a_ms = np.empty(C)
+    b_pv = np.empty(C)
     for n in range(N):
         for i in range(m):
             h = He[i]
@@ -609,28 +630,30 @@ def _finish_bwd(
                 for c in range(C):
                     o1[c] = h[c] * gs[c]
                     o2[c] = h[c] * gs[c]
+        _hdot(m_smooth[n, :, 0], He, fm)
+        _hph(P_smooth[n], He, pv)
+        incn, vn, yn, gmn, gvn = inc[n], var[n], y[n], g_mean[n], g_var[n]
+        v0, isn, glsn, gisn, gv0n = innov[n, 0], inv_s[n], g_log_s[n], g_inv_s[n], g_v0[n]
         for c in range(C):
-            ok = inc[n, c]
+            ok = incn[c]
             gk = g_kl[c] if ok else 0.0
-            v = var[n, c] if ok else 1.0
-            pv = 0.0
-            fm = 0.0
-            for i in range(m):
-                fm += m_smooth[n, i, 0, c] * He[i, c]
-                for j in range(m):
-                    pv += P_smooth[n, i, j, c] * He[i, c] * He[j, c]
-            r = (y[n, c] - fm) if ok else 0.0
-            b_pv = -0.5 * gk / v
-            for i in range(m):
-                g_ms[n, i, 0, c] = gk * He[i, c] * r / v
-                for j in range(m):
-                    g_Ps[n, i, j, c] = b_pv * He[i, c] * He[j, c]
-            g_mean[n, c] -= gk * r / v
-            g_var[n, c] -= 0.5 * gk * (1.0 / v - (r * r + pv) / (v * v)) if ok else 0.0
-            v0 = innov[n, 0, c]
-            g_log_s[n, c] = 0.5 * gk
-            g_inv_s[n, c] = 0.5 * gk * v0 * v0
-            g_v0[n, c] = gk * inv_s[n, c] * v0
+            v = vn[c] if ok else 1.0
+            r = (yn[c] - fm[c]) if ok else 0.0
+            a_ms[c] = gk * r / v
+            b_pv[c] = -0.5 * gk / v
+            gmn[c] -= gk * r / v
+            gvn[c] -= (0.5 * gk * (1.0 / v - (r * r + pv[c]) / (v * v))) if ok else 0.0
+            glsn[c] = 0.5 * gk
+            gisn[c] = 0.5 * gk * v0[c] * v0[c]
+            gv0n[c] = gk * isn[c] * v0[c]
+        for i in range(m):
+            o, hi = g_ms[n, i, 0], He[i]
+            for c in range(C):
+                o[c] = a_ms[c] * hi[c]
+            for j in range(m):
+                o, hj = g_Ps[n, i, j], He[j]
+                for c in range(C):
+                    o[c] = b_pv[c] * hi[c] * hj[c]
     return g_states, g_ms, g_Ps, g_inv_s, g_log_s, g_v0
 
 
@@ -777,19 +800,26 @@ def _data_linear_bwd(
     """Adjoints of :func:`_data` (into g_mean, g_var, g_states) and of :func:`_linear` (into
     g_Ae and the table g_CQ); returns g_state0 (m, S, C)."""
     N, m, S, C = states.shape
+    gm = np.empty(C)
+    bsd = np.empty(C)
     for n in range(N):
+        incn, gmn, gvn, sdn = inc[n], g_mean[n], g_var[n], sd[n]
+        g0 = g_D[n, 0]
         for c in range(C):
-            if inc[n, c]:
-                gm = g_D[n, 0, c]
-                bsd = 0.0
-                for s in range(S):
-                    b_r = g_D[n, s + 1, c]
-                    gm += b_r
-                    bsd -= b_r * e[n, s, c]
-                    for i in range(m):
-                        g_states[n, i, s, c] -= He[i, c] * b_r
-                g_mean[n, c] += gm
-                g_var[n, c] += bsd * 0.5 / sd[n, c]
+            gm[c] = g0[c]
+            bsd[c] = 0.0
+        for s in range(S):
+            b_r, en = g_D[n, s + 1], e[n, s]
+            for c in range(C):
+                gm[c] += b_r[c]
+                bsd[c] -= b_r[c] * en[c]
+            for i in range(m):
+                o, h = g_states[n, i, s], He[i]
+                for c in range(C):
+                    o[c] -= (h[c] * b_r[c]) if incn[c] else 0.0
+        for c in range(C):
+            gmn[c] += gm[c] if incn[c] else 0.0
+            gvn[c] += (bsd[c] * 0.5 / sdn[c]) if incn[c] else 0.0
     b = g_states[N - 1].copy()
     gL = np.zeros((m, m, C))
     tmp = np.empty((m, S, C))
