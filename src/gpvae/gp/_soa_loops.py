@@ -424,7 +424,7 @@ def _linear(Ae, CQ, ix, chol0, eps, G, ar, pos):
 def _data(He, inc, y, sd, states, e, ar, pos):
     """D (N, S', C): row 0 the pseudo-observations, row s + 1 the residual of draw s's
     synthetic data ``y - (H x_s + sd e_s)`` where included (else 0)."""
-    N, m, S, C = states.shape
+    N, _, S, C = states.shape
     D = _e3(ar, pos, N, S + 1, C)
     fp = np.empty(C)
     for n in range(N):
