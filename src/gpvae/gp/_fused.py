@@ -172,6 +172,7 @@ def _soa() -> Any:
 #: training step's buffers are reused by the next step instead of being fresh pages.
 _ARENAS: dict[tuple[str, int], list[Any]] = {}
 _ARENA_KEYS = 4  # lengths kept (at most two free arenas of each kind and length)
+_ARENA_MAX = 8 * 2**20  # longer arenas (float64 entries; 64 MiB) are not kept
 
 
 def _arena(kind: str, size: int) -> Any:
@@ -180,6 +181,8 @@ def _arena(kind: str, size: int) -> Any:
 
 
 def _release(kind: str, arena: Any) -> None:
+    if arena.shape[0] > _ARENA_MAX:
+        return
     key = (kind, arena.shape[0])
     free = _ARENAS.pop(key, [])  # re-inserted last: the most recently used
     if len(free) < 2:
