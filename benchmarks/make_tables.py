@@ -472,7 +472,19 @@ def render(records: list[dict[str, Any]], explore: list[dict[str, Any]] | None =
             "model (`bs32t`). `bs32t_conv`: that configuration with the convolutional "
             "encoder (a window of 3 steps in time) on BeijingAir blocks, 0.2663 before the "
             "blend against 0.2615 for the kept mlp encoder (its seed-0 record in "
-            "`imputation_fair.json`): dropped.",
+            "`imputation_fair.json`): dropped. Issue 15, session 7, BeijingAir blocks, seed "
+            "0, `GPVAE_CONFIG` with one change each (100 epochs, patience 5; its own "
+            "validation MAE is 0.2582, 0.2615 before the blend; seed 1 0.2741): latent size "
+            "64 / 128 (`L64`, `L128`), hidden widths 256 (`h256`), both (`h256L64`), "
+            "`mask_rate` 0.4 (`m40`), learning rate 3e-3 (`lr3`), KL weight 0.1 (`b01`), "
+            "`h256` with `b01` (`h256b01`), the bidirectional GRU encoder (`gru`), and "
+            "`interp_cross` in two forms: `cross` and `lr3x` ran its first form (the fusion "
+            "net also read the values seen at the same step; replaced, no longer in the code), "
+            "`xreg` the kept one (a BRITS-style feature regression from the other features "
+            "at the same step, whose residual is interpolated in time). None is a clear win: "
+            "the best (`h256`, -4%) is within the spread of single runs (`h256` and `b01` "
+            "each -3 to -4%, together +3%), far from BRITS's 0.141 on the same entries, so "
+            "`GPVAE_CONFIG` is unchanged.",
             "",
             expl,
         ]

@@ -147,6 +147,9 @@ class GPVAEModel(nn.Module):
             same time (:func:`~gpvae.data.interpolate.space_interpolation`,
             :class:`~gpvae.nets.FieldFusion`), and interpolation in time runs within each
             site. None (default): the fusion in time only.
+        interp_cross: with ``interp_skip`` (in time only), a feature regression from the other
+            features seen at the same step, whose residual is interpolated instead of the
+            value (``InterpolationFusion(cross=True)``, BRITS's feature regression).
 
     Example:
         >>> model = GPVAEModel(MLPEncoder(D, L), StructuredPosterior(),
@@ -167,6 +170,7 @@ class GPVAEModel(nn.Module):
         mask_lengths: tuple[int, int] = (2, 24),
         interp_skip: bool = False,
         interp_space: float | None = None,
+        interp_cross: bool = False,
     ) -> None:
         super().__init__()
         for name, value, kind in [
@@ -203,6 +207,8 @@ class GPVAEModel(nn.Module):
                 f"y (gaussian, student_t, gaussian_gp), found {type(likelihood).__name__}"
             )
         self.interp_skip = interp_skip
+        if not isinstance(interp_cross, bool) or (interp_cross and interp_space is not None):
+            raise invalid("interp_cross", "True or False (False with interp_space)", interp_cross)
         self.interp_fusion: InterpolationFusion | FieldFusion | None = None
         if interp_space is not None and not (
             isinstance(interp_space, (int, float))
@@ -218,7 +224,9 @@ class GPVAEModel(nn.Module):
                     "of features D (the gate has one weight per feature), found none"
                 )
             self.interp_fusion = (
-                InterpolationFusion(D) if interp_space is None else FieldFusion(D, interp_space)
+                InterpolationFusion(D, cross=bool(interp_cross))
+                if interp_space is None
+                else FieldFusion(D, interp_space)
             )
 
     @property
@@ -311,10 +319,14 @@ class GPVAEModel(nn.Module):
         if isinstance(fuse, FieldFusion):
             s_value, s_dist = space_interpolation(batch.x, batch.y, obs, valid, fuse.space_power)
             args = (*args, s_value[:, start:], s_dist[:, start:])
-        seen = obs[:, start:]
+        args = (*args, obs[:, start:])
+        if isinstance(fuse, InterpolationFusion) and fuse.cross:
+            p = fuse.regression(batch.y, obs)
+            p_near = neighbour_interpolation(batch.x, p, obs, valid, grad=True)[0]
+            args = (*args, p[:, start:], p_near[:, start:])
         if isinstance(params, Tensor):
-            return fuse(params, *args, seen)
-        return (fuse(params[0], *args, seen), *params[1:])
+            return fuse(params, *args)
+        return (fuse(params[0], *args), *params[1:])
 
     def _forecast_batch(self, batch: Batch, x_new: Tensor) -> Batch:
         """History and the new index points as one batch (the new steps unobserved)."""

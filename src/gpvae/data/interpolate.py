@@ -46,7 +46,7 @@ def site_order(x: Tensor) -> tuple[Tensor, Tensor] | None:
 
 
 def neighbour_interpolation(
-    x: Tensor, y: Tensor, observed: Tensor, valid: Tensor | None = None
+    x: Tensor, y: Tensor, observed: Tensor, valid: Tensor | None = None, grad: bool = False
 ) -> tuple[Tensor, Tensor]:
     """Each entry of feature d interpolated from feature d's observed neighbours, and how far
     the nearer neighbour is.
@@ -56,14 +56,15 @@ def neighbour_interpolation(
     (constant extrapolation); with none, 0 (the feature mean of standardised data). With
     ``d > 1`` the neighbours are those of the same site (the first ``d - 1`` columns, see
     :func:`site_order`). Padding steps (``valid`` False) count as unobserved. Values at
-    unobserved entries of ``y`` are never read (they may be NaN). No gradient flows to ``x``
-    or ``y``.
+    unobserved entries of ``y`` are never read (they may be NaN). No gradient flows to ``x``,
+    nor to ``y`` unless ``grad`` (the value is linear in the observed values of ``y``).
 
     Args:
         x: (B, N, d) index points, time increasing along N within each site's valid steps.
         y: (B, N, D) values.
         observed: (B, N, D) bool.
         valid: (B, N) bool, or None (all steps valid).
+        grad: let the gradient flow from ``value`` to the observed values of ``y``.
 
     Returns:
         ``(value, gap)``, each (B, N, D) of ``y``'s dtype: the interpolated value and the
@@ -71,7 +72,8 @@ def neighbour_interpolation(
     """
     obs = observed if valid is None else observed & valid[..., None]
     B, N, D = y.shape
-    yv = torch.where(obs, y, torch.zeros_like(y)).detach()
+    yv = torch.where(obs, y, torch.zeros_like(y))
+    yv = yv if grad else yv.detach()
     t = x[..., -1:].detach().to(y.dtype).expand(B, N, D)  # (B, N, D)
     order = site_order(x)
     if order is None:

@@ -57,6 +57,7 @@ class ModelSpec:
     span: float | None = None
     interp_skip: bool = False
     interp_space: float | None = None
+    interp_cross: bool = False
 
 
 def check_parts(kernel: KernelArg, backend: str, posterior: str, encoder: object) -> None:
@@ -127,6 +128,7 @@ def build_model(spec: ModelSpec, num_features: int) -> GPVAEModel:
         mask_lengths=spec.block_lengths,
         interp_skip=spec.interp_skip,
         interp_space=spec.interp_space,
+        interp_cross=spec.interp_cross,
     )
 
 

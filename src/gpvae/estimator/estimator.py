@@ -120,6 +120,10 @@ class GPVAE(AnomalyMethods, ForecastMethods, SpatialMethods, PersistenceMethods)
         interp_skip: the decoder predicts a residual on top of each feature's linear
             interpolation between its observed neighbours (:class:`~gpvae.model.GPVAEModel`);
             for sparse records whose features are observed at different times.
+        interp_cross: with ``interp_skip``, a feature regression (BRITS's: each feature from
+            the other features observed at the same step) whose residual is interpolated in
+            time instead of the value, so a gap of one feature follows the others through it
+            (``InterpolationFusion(cross=True)``; not for spatial data).
         interp_blend: after fit, pick per feature a weight in [0, 1] of the imputation
             against the feature's linear interpolation between its observed neighbours, the
             one with the smallest error on the held-out validation entries
@@ -187,6 +191,7 @@ class GPVAE(AnomalyMethods, ForecastMethods, SpatialMethods, PersistenceMethods)
         mask_pattern: str = "points",
         block_lengths: Sequence[int] = (2, 24),
         interp_skip: bool = False,
+        interp_cross: bool = False,
         interp_blend: bool = False,
         calibrate: bool = True,
         num_samples: int = 1,
@@ -223,6 +228,9 @@ class GPVAE(AnomalyMethods, ForecastMethods, SpatialMethods, PersistenceMethods)
             val_pattern, mask_rate, mask_pattern, block_lengths
         )
         self.interp_skip = bool_arg("interp_skip", interp_skip)
+        self.interp_cross = bool_arg("interp_cross", interp_cross)
+        if self.interp_cross and not self.interp_skip:
+            raise invalid("interp_cross", "False without interp_skip=True", interp_cross)
         self.interp_blend = bool_arg("interp_blend", interp_blend)
         self.calibrate = bool_arg("calibrate", calibrate)
         self.num_samples = int_arg("num_samples", num_samples)

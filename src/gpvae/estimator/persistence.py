@@ -45,6 +45,7 @@ ARGUMENTS = (
     "mask_pattern",
     "block_lengths",
     "interp_skip",
+    "interp_cross",
     "interp_blend",
     "calibrate",
     "num_samples",

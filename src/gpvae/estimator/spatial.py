@@ -267,6 +267,11 @@ def fit_field(
         raise ValidationError(
             f"window: expected 2 <= window <= {T} (the number of times), found {window}"
         )
+    if getattr(est, "interp_cross", False):
+        raise ValidationError(
+            "interp_cross: expected False for spatial data (its fusion reads the other sites "
+            "at the same time already), found True"
+        )
     if est.interp_skip and window * S > settings.FIELD_FUSION_MAX_POINTS:
         raise ValidationError(
             f"interp_skip: on spatial data the fusion compares every pair of a window's "

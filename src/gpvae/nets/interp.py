@@ -9,7 +9,13 @@ where the feature has an observed neighbour and the decoder's prediction where i
 and ``closeness = 1 / (1 + gap)`` (0 without a neighbour) tells the net how far the nearer
 neighbour is. The net's last layer starts at zero, so an untrained model predicts exactly
 linear interpolation, and training learns where and by how much to depart from it, from
-all the features at that step.
+all the features at that step. With ``cross``, a feature regression (BRITS's: each feature
+from the *other* features seen at the same step, linear, its own value and mask excluded)
+predicts ``p`` everywhere, and the interpolation is applied to the regression's residual
+instead of the value: ``base = p + interp(y - p)``; the net also reads ``p``. So a gap of
+one feature follows the other features through the gap, offset by how far the feature sat
+from their prediction at its neighbours. The regression starts at zero (plain
+interpolation again).
 """
 
 from __future__ import annotations
@@ -29,34 +35,77 @@ class InterpolationFusion(nn.Module):
 
     Args:
         num_features: D.
-        hidden: hidden widths of the net (3 D inputs, D outputs).
+        hidden: hidden widths of the net (3 D inputs, 4 D with ``cross``; D outputs).
+        cross: add the feature regression (:meth:`regression`) and interpolate its residual.
 
     Shapes:
         ``forward(decoded (..., B, N, D), interpolated (B, N, D), gap (B, N, D), seen (B, N,
-        D))`` -> like ``decoded``; ``gap`` is the distance to the feature's nearer observed
-        neighbour, inf where it has none; ``seen`` marks the entries the encoder saw: they keep
-        the decoder's value (which may copy what the encoder saw), so the net learns only
-        from entries hidden from the encoder (artificial missingness), the kind imputation
-        asks for.
+        D), regressed (B, N, D) or None, regressed_interp (B, N, D) or None)`` -> like
+        ``decoded``; with ``cross`` ``regressed`` is :meth:`regression`'s ``p`` and
+        ``regressed_interp`` its interpolation from the seen entries (as ``interpolated`` is
+        y's); ``gap`` is the distance to the feature's nearer observed neighbour, inf where
+        it has none;
+        ``seen`` marks the entries the encoder saw: they keep the decoder's value (which may
+        copy what the encoder saw), so the net learns only from entries hidden from the
+        encoder (artificial missingness), the kind imputation asks for.
     """
 
-    def __init__(self, num_features: int, hidden: Sequence[int] = (64,)) -> None:
+    def __init__(
+        self, num_features: int, hidden: Sequence[int] = (64,), cross: bool = False
+    ) -> None:
         super().__init__()
         check_sizes("num_features", num_features)
         self.num_features = num_features
-        self.net = MLP(3 * num_features, tuple(hidden), num_features, nn.ReLU)
+        self.cross = bool(cross)
+        inputs = (4 if self.cross else 3) * num_features
+        self.net = MLP(inputs, tuple(hidden), num_features, nn.ReLU)
+        self.regress: nn.Linear | None = None
+        if self.cross:
+            self.regress = nn.Linear(2 * num_features, num_features)
+            nn.init.zeros_(self.regress.weight)
+            nn.init.zeros_(self.regress.bias)
+            own = torch.eye(num_features, dtype=torch.bool).repeat(1, 2)  # (D, 2D)
+            self.others: Tensor
+            self.register_buffer("others", (~own).float(), persistent=False)
         last = [m for m in self.net.modules() if isinstance(m, nn.Linear)][-1]
         nn.init.zeros_(last.weight)
         nn.init.zeros_(last.bias)
 
-    def forward(self, decoded: Tensor, interpolated: Tensor, gap: Tensor, seen: Tensor) -> Tensor:
+    def regression(self, y: Tensor, seen: Tensor) -> Tensor:
+        """(B, N, D) ``p``: each feature from the other features' seen values and mask at the
+        same step (its own never read, so ``p`` at a seen entry is an honest prediction);
+        values of ``y`` where not ``seen`` are never read."""
+        if self.regress is None:
+            raise ValueError("regression: expected a fusion made with cross=True")
+        now = torch.where(seen, y, torch.zeros_like(y))
+        inp = torch.cat([now, seen.to(now.dtype)], dim=-1)
+        return nn.functional.linear(inp, self.regress.weight * self.others, self.regress.bias)
+
+    def forward(
+        self,
+        decoded: Tensor,
+        interpolated: Tensor,
+        gap: Tensor,
+        seen: Tensor,
+        regressed: Tensor | None = None,
+        regressed_interp: Tensor | None = None,
+    ) -> Tensor:
         near = torch.isfinite(gap)
         closeness = torch.where(near, 1.0 / (1.0 + gap.clamp_min(0)), torch.zeros_like(gap))
         value = torch.where(near, interpolated, torch.zeros_like(interpolated))
         shape = decoded.shape
         value, closeness = value.expand(shape), closeness.expand(shape)
+        parts = [decoded, value, closeness]
+        if self.cross:
+            if regressed is None or regressed_interp is None:
+                raise ValueError(
+                    "regressed: expected the regression and its interpolation with cross=True"
+                )
+            # p + interp(y - p): the interpolation is linear in the values
+            value = torch.where(near, value + regressed - regressed_interp, value).expand(shape)
+            parts = [decoded, value, closeness, regressed.expand(shape)]
         base = torch.where(near.expand(shape), value, decoded)
-        fused = base + self.net(torch.cat([decoded, value, closeness], dim=-1))
+        fused = base + self.net(torch.cat(parts, dim=-1))
         return torch.where(seen.expand(shape), decoded, fused)
 
 

@@ -147,6 +147,13 @@ THRESHOLD_QUANTILE = 0.99
     "time); learned from entries hidden by --mask-rate.",
 )
 @click.option(
+    "--interp-cross",
+    is_flag=True,
+    help="With --interp-skip (in time only): add a feature regression from the other "
+    "features at the same step and interpolate its residual, so a gap of one feature "
+    "follows the others through it.",
+)
+@click.option(
     "--interp-blend",
     is_flag=True,
     help="After training, blend each feature's imputation with its linear interpolation, "
@@ -243,6 +250,7 @@ def fit(
     window: int | None,
     calibrate: bool,
     interp_skip: bool,
+    interp_cross: bool,
     interp_blend: bool,
     mask_rate: float,
     mask_pattern: str,
@@ -285,6 +293,7 @@ def fit(
             patience=patience if patience > 0 else None,
             calibrate=calibrate,
             interp_skip=interp_skip,
+            interp_cross=interp_cross,
             interp_blend=interp_blend,
             mask_rate=mask_rate,
             mask_pattern=mask_pattern,
@@ -370,6 +379,7 @@ def fit(
 #: The estimator's names of the training-mask arguments -> the options (for its errors).
 MASK_FLAGS = {
     "interp_skip": "--interp-skip",
+    "interp_cross": "--interp-cross",
     "mask_pattern": "--mask-pattern",
     "val_pattern": "--val-pattern",
     "block_lengths": "--block-lengths",

@@ -1,0 +1,196 @@
+"""``interp_cross``: a feature regression in the interpolation fusion, its residual
+interpolated in time.
+
+A block of one feature hidden while the other features are observed (BeijingAir's stations)
+is best filled by following the other features through the gap (BRITS's feature regression)
+at the level the feature held against them at its neighbours: ``p + interp(y - p)``. Covers
+the regression (reads only the other features' seen values), the gradient-carrying
+interpolation, the start at the plain fusion, a regression the plain fusion cannot learn,
+the argument checks, saving, and the estimator's quality on blocks of features that move
+together, white in time, each at its own level.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import numpy as np
+import pytest
+import torch
+
+from gpvae import GPVAE
+from gpvae.app.baselines import impute_linear
+from gpvae.data.interpolate import neighbour_interpolation
+from gpvae.errors import GPVAEError
+from gpvae.gp import GPPrior
+from gpvae.kernels import Matern32
+from gpvae.likelihoods import Gaussian
+from gpvae.model import GPVAEModel
+from gpvae.nets import InterpolationFusion, MLPDecoder, MLPEncoder
+from gpvae.posteriors import StructuredPosterior
+
+W_MIX = np.random.default_rng(123).standard_normal((2, 6))  # the same mixing in every set
+
+
+def _rough(n: int, T: int, seed: int, offset: float = 0.0) -> np.ndarray:
+    """(n, T, 6): six mixtures of two latent paths that are white in time (so a feature's
+    own neighbours in time say little about its value), plus a level of each series and
+    feature, constant in time, of standard deviation ``offset`` (which the other features
+    say nothing about); observed everywhere."""
+    rng = np.random.default_rng(seed)
+    z = rng.standard_normal((n, T, 2))
+    level = offset * rng.standard_normal((n, 1, 6))
+    return np.asarray(z @ W_MIX + level + 0.05 * rng.standard_normal((n, T, 6)))
+
+
+def _hide_blocks(full: np.ndarray, seed: int, length: int = 6) -> np.ndarray:
+    """One block of ``length`` steps of one random feature hidden in every series."""
+    rng = np.random.default_rng(seed)
+    X = full.copy()
+    n, T, D = X.shape
+    for i in range(n):
+        s, d = rng.integers(0, T - length + 1), rng.integers(0, D)
+        X[i, s : s + length, d] = np.nan
+    return X
+
+
+def test_the_regression_reads_only_the_other_features_seen_values() -> None:
+    torch.manual_seed(0)
+    fuse = InterpolationFusion(3, hidden=(8,), cross=True)
+    with torch.no_grad():
+        for p in fuse.parameters():
+            p.add_(0.1)  # a regression and a net that act
+    seen = torch.rand(1, 4, 3, generator=torch.Generator().manual_seed(1)) < 0.6
+    y = torch.randn(1, 4, 3)
+    p = fuse.regression(torch.where(seen, y, torch.nan), seen)
+    torch.testing.assert_close(p, fuse.regression(torch.where(seen, y, 1e6), seen))
+    assert torch.isfinite(p).all()  # unseen values are never read
+    own = y.clone()
+    own[..., 0] += 5.0  # feature 0's own values: its regression does not move
+    p_own = fuse.regression(own, seen)
+    torch.testing.assert_close(p_own[..., 0], fuse.regression(y, seen)[..., 0])
+    assert not torch.allclose(p_own[..., 1:][seen[..., :1].expand(1, 4, 2)],
+                              p[..., 1:][seen[..., :1].expand(1, 4, 2)])  # fmt: skip
+    decoded = torch.randn(2, 1, 4, 3)
+    x = torch.arange(4.0).view(1, 4, 1)
+    value, gap = neighbour_interpolation(x, y, seen)
+    p_near = neighbour_interpolation(x, p, seen, grad=True)[0]
+    out = fuse(decoded, value, gap, seen, p, p_near)
+    torch.testing.assert_close(out[..., seen], decoded[..., seen])  # seen: the decoder's
+    with pytest.raises(ValueError, match=r"^regressed"):
+        fuse(decoded, value, gap, seen)
+
+
+def test_a_zero_regression_is_the_plain_fusion() -> None:
+    """At the start (regression at 0) the cross fusion predicts what the plain one does."""
+    torch.manual_seed(0)
+    plain, cross = InterpolationFusion(3, hidden=(8,)), InterpolationFusion(3, (8,), cross=True)
+    seen = torch.rand(2, 6, 3, generator=torch.Generator().manual_seed(2)) < 0.5
+    y = torch.randn(2, 6, 3)
+    x = torch.arange(6.0).view(1, 6, 1).expand(2, 6, 1)
+    value, gap = neighbour_interpolation(x, y, seen)
+    decoded = torch.randn(2, 6, 3)
+    p = cross.regression(y, seen)
+    p_near = neighbour_interpolation(x, p, seen, grad=True)[0]
+    torch.testing.assert_close(
+        cross(decoded, value, gap, seen, p, p_near), plain(decoded, value, gap, seen)
+    )
+
+
+def test_the_interpolation_passes_the_gradient_only_when_asked() -> None:
+    x = torch.arange(5.0).view(1, 5, 1)
+    y = torch.randn(1, 5, 2, requires_grad=True)
+    seen = torch.tensor([[[True, True], [False, True], [True, False], [False, False],
+                          [True, True]]])  # fmt: skip
+    assert not neighbour_interpolation(x, y, seen)[0].requires_grad
+    value = neighbour_interpolation(x, y, seen, grad=True)[0]
+    value[0, 1, 0].backward()  # halfway between steps 0 and 2 of feature 0
+    expect = torch.zeros(1, 5, 2)
+    expect[0, 0, 0] = expect[0, 2, 0] = 0.5
+    torch.testing.assert_close(y.grad, expect)
+
+
+@pytest.mark.parametrize("cross", [False, True])
+def test_only_the_cross_fusion_learns_a_feature_from_the_others_at_the_same_step(
+    cross: bool,
+) -> None:
+    """With a decoder that says nothing (0) and features white in time, a hidden entry can be
+    predicted only from the other features at its step: the cross fusion learns it, the
+    plain one stays near the error of the interpolation."""
+    torch.manual_seed(0)
+    fuse = InterpolationFusion(6, hidden=(32,), cross=cross)
+    opt = torch.optim.Adam(fuse.parameters(), lr=1e-2)
+    gen = torch.Generator().manual_seed(0)
+    x = torch.arange(12.0).view(1, 12, 1).expand(32, 12, 1)
+
+    def predict(seed: int) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor, torch.Tensor]:
+        y = torch.as_tensor(_rough(32, 12, seed), dtype=torch.float32)
+        seen = torch.rand(y.shape, generator=gen) > 0.2
+        value, gap = neighbour_interpolation(x, y, seen)
+        extra: tuple[torch.Tensor, ...] = ()
+        if cross:
+            p = fuse.regression(y, seen)
+            extra = (p, neighbour_interpolation(x, p, seen, grad=True)[0])
+        return fuse(torch.zeros_like(y), value, gap, seen, *extra), y, seen, value
+
+    for step in range(300):
+        out, y, seen, _ = predict(step)
+        loss = (out - y)[~seen].abs().mean()
+        opt.zero_grad()
+        loss.backward()
+        opt.step()
+    with torch.no_grad():
+        out, y, seen, value = predict(10_000)
+    mae = (out - y)[~seen].abs().mean().item()
+    interp = (value - y)[~seen].abs().mean().item()
+    if cross:
+        assert mae < 0.3 * interp, (mae, interp)
+    else:
+        assert mae > 0.6 * interp, (mae, interp)
+
+
+def test_interp_cross_arguments_are_checked() -> None:
+    with pytest.raises(GPVAEError, match=r"^interp_cross"):
+        GPVAE(interp_cross=True)  # needs interp_skip
+    with pytest.raises(GPVAEError, match=r"^interp_cross"):
+        GPVAE(interp_skip=True, interp_cross="yes")
+    parts = (MLPEncoder(3, 2), StructuredPosterior(), GPPrior(Matern32(), 2), MLPDecoder(2, 3))
+    with pytest.raises(GPVAEError, match=r"^interp_cross"):
+        GPVAEModel(*parts, Gaussian(3), interp_skip=True, interp_space=5.0, interp_cross=True)
+    with pytest.raises(GPVAEError, match=r"^interp_cross"):
+        GPVAEModel(*parts, Gaussian(3), interp_skip=True, interp_cross=1)  # type: ignore[arg-type]
+
+
+def test_interp_cross_beats_the_plain_fusion_on_blocks(tmp_path: Path) -> None:
+    """Blocks of one feature hidden among features that move together, white in time, each
+    at its own level: with the same budget, the cross fusion's imputation (the others' move
+    plus the feature's level from its neighbours) is well below the plain one's and half
+    linear interpolation's; observed values are kept; the setting is saved. (Seen: 0.49
+    against 0.87 and 1.23.)"""
+    full = _rough(96, 16, seed=0, offset=1.0)
+    X = _hide_blocks(full, seed=1)
+    full_val = _rough(32, 16, seed=2, offset=1.0)
+    X_val = _hide_blocks(full_val, seed=3)
+    full_test = _rough(32, 16, seed=4, offset=1.0)
+    X_test = _hide_blocks(full_test, seed=5)
+    miss = np.isnan(X_test)
+    maes: dict[bool, float] = {}
+    for cross in (False, True):
+        est = GPVAE(
+            latent_dim=2, hidden=(32,), epochs=30, batch_size=16, lr=3e-3, patience=None,
+            mask_rate=0.2, mask_pattern="blocks", block_lengths=(3, 8), interp_skip=True,
+            interp_cross=cross, progress=False, seed=0,
+        ).fit(X, X_val=X_val, X_val_target=full_val)  # fmt: skip
+        mean = np.asarray(est.impute(X_test, num_samples=4).mean)
+        assert np.array_equal(mean[~miss], X_test[~miss])  # observed untouched
+        maes[cross] = np.abs(mean - full_test)[miss].mean()
+    lin = np.abs(impute_linear(X_test) - full_test)[miss].mean()
+    assert maes[True] < 0.65 * maes[False], (maes, lin)
+    assert maes[True] < 0.5 * lin, (maes, lin)
+    est.save(tmp_path / "m")
+    back = GPVAE.load(tmp_path / "m")
+    assert back.interp_cross
+    assert back.model_.interp_fusion.cross
+    np.testing.assert_allclose(
+        back.impute(X_test, num_samples=4).mean, est.impute(X_test, num_samples=4).mean
+    )
