@@ -137,6 +137,16 @@ def _scatter_step(src, ix, n, G, out):
 
 
 @_jit
+def _still_row(still, n, G, out):
+    """out (C,) = still[n, c // G] (without a division per chain)."""
+    B = still.shape[1]
+    for b in range(B):
+        v = still[n, b]
+        for g in range(G):
+            out[b * G + g] = v
+
+
+@_jit
 def _matmul(X, Y, out):
     """out[i, j] = sum_k X[i, k] Y[k, j] per chain; X, Y, out (m, m, C)."""
     m, _, C = X.shape
@@ -148,6 +158,22 @@ def _matmul(X, Y, out):
                 o[c] = x[c] * y[c]
             for k in range(1, m):
                 x, y = X[i, k], Y[k, j]
+                for c in range(C):
+                    o[c] += x[c] * y[c]
+
+
+@_jit
+def _tmatmul(X, Y, out):
+    """out[i, j] = sum_k X[k, i] Y[k, j] per chain (X transposed); X, Y, out (m, m, C)."""
+    m, _, C = X.shape
+    for i in range(m):
+        for j in range(m):
+            o = out[i, j]
+            x, y = X[0, i], Y[0, j]
+            for c in range(C):
+                o[c] = x[c] * y[c]
+            for k in range(1, m):
+                x, y = X[k, i], Y[k, j]
                 for c in range(C):
                     o[c] += x[c] * y[c]
 
@@ -378,8 +404,7 @@ def _cov_filter(Ae, Q, ix, Pinf, He, w, lv, still, G, ar, pos):
     skip = np.empty(C, dtype=np.bool_)
     bad = 0
     for n in range(N - 1):
-        for c in range(C):
-            skip[c] = still[n + 1, c // G]
+        _still_row(still, n + 1, G, skip)
         _matmul(Ae[n + 1], P_filt[n], T)
         bad += _solve(P_pred[n + 1], T, X, skip)
         sg = sgain[n]
@@ -566,27 +591,24 @@ def forward(A, Q, CQ, ix, Pinf, chol0, H, still, mean, var, inc, eps, e, ar):
     N, m, _, C = eps.shape
     G = H.shape[0]
     He = np.empty((m, C))
-    for c in range(C):
-        for i in range(m):
+    for i in range(m):
+        for c in range(C):
             He[i, c] = H[c % G, i]
     pos = np.zeros(1, dtype=np.int64)
     y = _e2(ar, pos, N, C)
     w = _e2(ar, pos, N, C)
     lv = _e2(ar, pos, N, C)
     sd = _e2(ar, pos, N, C)
-    for n in range(N):
+    for n in range(N):  # precision 0 where excluded: exact no-ops (never read there)
+        incn, vn, mn, yn, wn, lvn, sdn = inc[n], var[n], mean[n], y[n], w[n], lv[n], sd[n]
         for c in range(C):
-            if inc[n, c]:
-                v = var[n, c]
-                y[n, c] = mean[n, c]
-                w[n, c] = 1.0 / v
-                lv[n, c] = math.log(v)
-                sd[n, c] = math.sqrt(v)
-            else:
-                y[n, c] = 0.0
-                w[n, c] = 0.0
-                lv[n, c] = 0.0
-                sd[n, c] = 1.0
+            ok = incn[c]
+            v = vn[c] if ok else 1.0
+            yn[c] = mn[c] if ok else 0.0
+            wn[c] = (1.0 / v) if ok else 0.0
+            sdn[c] = math.sqrt(v)
+        for c in range(C):
+            lvn[c] = math.log(vn[c]) if incn[c] else 0.0
     Ae = _expand(A, ix, G, N, ar, pos)
     P_pred, P_filt, gain, inv_s, log_s, sgain, bad = _cov_filter(
         Ae, Q, ix, Pinf, He, w, lv, still, G, ar, pos
@@ -690,7 +712,8 @@ def _smooth_bwd(Ae, sgain, m_filt, m_smooth, P_pred, P_smooth, g_ms, g_Ps, g_Ae,
                     o[c] += bb[c] - t[c]
                     bb[c] = gn[c] + bdd[c]
     g_mfilt[N - 1] += b
-    # covariances: bc = adjoint of P^s_n (symmetric)
+    # covariances: bc = adjoint of P^s_n (kept exactly symmetric: only its symmetric part
+    # matters, P^s being symmetric)
     bc = np.empty((m, m, C))
     for i in range(m):
         for j in range(m):
@@ -699,45 +722,40 @@ def _smooth_bwd(Ae, sgain, m_filt, m_smooth, P_pred, P_smooth, g_ms, g_Ps, g_Ae,
                 o[c] = 0.5 * (a[c] + a2[c])
     Dm = np.empty((m, m, C))
     T = np.empty((m, m, C))
-    U = np.empty((m, m, C))
+    TD = np.empty((m, m, C))
     bD = np.empty((m, m, C))
-    Gt = np.empty((m, m, C))
-    bt = np.empty((m, m, C))
     for n in range(N - 1):
-        sg = sgain[n]
-        g_filt[n] += bc
+        sg, gf = sgain[n], g_filt[n]
         for i in range(m):
             for j in range(m):
                 o, a, p = Dm[i, j], P_smooth[n + 1, i, j], P_pred[n + 1, i, j]
+                f, b = gf[i, j], bc[i, j]
                 for c in range(C):
                     o[c] = a[c] - p[c]
-                o1, o2, x1, x2 = Gt[i, j], bt[i, j], sg[j, i], bc[j, i]
-                for c in range(C):
-                    o1[c] = x1[c]
-                    o2[c] = x2[c]
-        _matmul(bc, sg, T)  # T = b G
-        _matmul(Gt, T, bD)  # bD = G^T b G
-        _matmul(bt, sg, U)  # U = b^T G
+                    f[c] += b[c]
+        _matmul(bc, sg, T)  # T = b G (= b^T G: b is kept symmetric)
+        _tmatmul(sg, T, bD)  # bD = G^T b G
+        _matmul(T, Dm, TD)  # the adjoint of G: T D^T + b^T G D = 2 T D (D symmetric)
         gs = g_sgain[n]
-        for i in range(m):  # g_G += T D^T + U D
-            for j in range(m):
-                o = gs[i, j]
-                for k in range(m):
-                    t, dd, u, d2 = T[i, k], Dm[j, k], U[i, k], Dm[k, j]
-                    for c in range(C):
-                        o[c] += t[c] * dd[c] + u[c] * d2[c]
         for i in range(m):
             for j in range(m):
-                gp, bdd, o, a, a2 = (
+                o, t = gs[i, j], TD[i, j]
+                for c in range(C):
+                    o[c] += 2.0 * t[c]
+        for i in range(m):
+            for j in range(m):
+                gp, d1, d2, o, a, a2 = (
                     g_pred[n + 1, i, j],
                     bD[i, j],
+                    bD[j, i],
                     bc[i, j],
                     g_Ps[n + 1, i, j],
                     g_Ps[n + 1, j, i],
                 )
                 for c in range(C):
-                    gp[c] -= bdd[c]
-                    o[c] = 0.5 * (a[c] + a2[c]) + bdd[c]
+                    sym = 0.5 * (d1[c] + d2[c])
+                    gp[c] -= sym
+                    o[c] = 0.5 * (a[c] + a2[c]) + sym
     g_filt[N - 1] += bc
     return g_mfilt, g_sgain, g_filt, g_pred
 
@@ -872,8 +890,7 @@ def _cov_filter_bwd(
     R = np.empty((m, m, C))
     skip = np.empty(C, dtype=np.bool_)
     for n in range(N - 1):
-        for c in range(C):
-            skip[c] = still[n + 1, c // G]
+        _still_row(still, n + 1, G, skip)
         gsg = g_sgain[n]
         for i in range(m):
             for j in range(m):
@@ -1022,10 +1039,10 @@ def backward(K, G, ix, still, inc, var, eps, e, g_kl, g_sample, saved, ar):
         g_log_s, g_sgain, g_Ae, g_Q, g_Pinf, G, ar, pos,
     )  # fmt: skip
     for n in range(N):
+        incn, vn, gvn, gwn, glvn = inc[n], var[n], g_var[n], g_w[n], g_lv[n]
         for c in range(C):
-            if inc[n, c]:
-                v = var[n, c]
-                g_var[n, c] += -g_w[n, c] / (v * v) + g_lv[n, c] / v
+            v = vn[c] if incn[c] else 1.0
+            gvn[c] += (-gwn[c] / (v * v) + glvn[c] / v) if incn[c] else 0.0
     g_A = np.zeros((K, G, m, m))
     for n in range(1, N):
         _scatter_step(g_Ae[n], ix, n, G, g_A)
