@@ -74,8 +74,11 @@ PARALLEL_MAX_CHAINS = 32
 CHECKPOINT_MIN_POINTS = 50_000
 #: The fused pass of the markov backend (CPU) runs a group of channels on struct-of-arrays
 #: buffers, its loops vectorised across chains, from this many chains (series x channels of
-#: the group; state dimensions 1-3); fewer chains take the per-chain loops.
-FUSED_SOA_MIN_CHAINS = 32
+#: the group; state dimensions 1-3); fewer chains take the per-chain loops. Measured crossover
+#: (48 steps, forward + backward, 1 thread): at 8 chains the per-chain loops are faster for
+#: m = 2, 3; at 16 the two are level for m = 2 and the struct-of-arrays pass is faster for
+#: m = 1, 3; from 32 on it is faster for all three (1.3-2.2x at 128 chains).
+FUSED_SOA_MIN_CHAINS = 16
 #: ``interp_skip`` on a space x time field compares every pair of a window's points (window
 #: steps x sites) for the spatial interpolation: fits with more points per window than this
 #: are refused (a (B, N, N) matrix per call; 4096 points is 64 MiB per window in float32).
