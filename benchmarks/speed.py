@@ -333,7 +333,11 @@ def run_s2(args: argparse.Namespace) -> list[dict[str, Any]]:
     for T in QUICK_S2_T if args.quick else args.s2_T:
         rec: dict[str, Any] = {"part": "s2", "T": T, "python": str(python), "load": _load()}
         if T in args.s2_reuse_peer and T in earlier:  # PyPOTS's side, as measured before
-            rec["pypots"] = {**earlier[T]["pypots"], "reused_from": earlier[T].get("created")}
+            peer = earlier[T]["pypots"]  # a reused record keeps its first measurement's date
+            rec["pypots"] = {
+                **peer,
+                "reused_from": peer.get("reused_from", earlier[T].get("created")),
+            }
         for impl in ("gpvae", "pypots") if have_peer else ("gpvae",):
             if impl in rec:
                 continue
