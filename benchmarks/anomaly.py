@@ -202,14 +202,20 @@ def _gpvae_windows(
 #: Score variants computed from one fitted model: (folds, normalise, smooth, baseline). The
 #: one reported as "gpvae" (and "vae") is chosen by the mean VUS-PR over ``DEV_SERIES`` only.
 VARIANTS = {
-    "k5_raw_s1": (5, False, 1, 0),
-    "k5_norm_s1": (5, True, 1, 0),
-    "k5_norm_s8": (5, True, 8, 0),
-    "k5_norm_s32": (5, True, 32, 0),
-    "k1_norm_s1": (1, True, 1, 0),
-    "k1_norm_s8": (1, True, 8, 0),
-    "k5_norm_s1_b512": (5, True, 1, 512),
-    "k5_norm_s32_b512": (5, True, 32, 512),
+    "k5_raw_s1": (5, False, 1, 0, 0.0),
+    "k5_norm_s1": (5, True, 1, 0, 0.0),
+    "k5_norm_s8": (5, True, 8, 0, 0.0),
+    "k5_norm_s32": (5, True, 32, 0, 0.0),
+    "k1_norm_s1": (1, True, 1, 0, 0.0),
+    "k1_norm_s8": (1, True, 8, 0, 0.0),
+    "k5_norm_s1_b512": (5, True, 1, 512, 0.0),
+    "k5_norm_s32_b512": (5, True, 32, 512, 0.0),
+    # with the prior's score added (weight 1; see GPVAE.fit_threshold's prior_weight)
+    "k5p_norm_s32_b512": (5, True, 32, 512, 1.0),
+    "k5p_norm_s32": (5, True, 32, 0, 1.0),
+    "k5p_norm_s1_b512": (5, True, 1, 512, 1.0),
+    "k5p.5_norm_s32_b512": (5, True, 32, 512, 0.5),
+    "p_norm_s32_b512": (5, True, 32, 512, math.inf),
 }
 
 
@@ -268,12 +274,24 @@ def run_gpvae(
         out[f"threshold_seconds_k{K}"] = t1 - t0
         out[f"score_seconds_k{K}"] = time.perf_counter() - t1
         entries[K] = (e_tr, e_te)
+    if any(VARIANTS[v][4] > 0 for v in wanted):
+        t0 = time.perf_counter()
+        e_tr = _prior_entries(est, thr_part, t_thr, args)
+        t1 = time.perf_counter()
+        e_te = _prior_entries(est, te, t_te, args)
+        out["threshold_seconds_prior"] = t1 - t0
+        out["score_seconds_prior"] = time.perf_counter() - t1
+        entries["prior"] = (e_tr, e_te)
     normal = s.labels == 0
     variants = {}
     chosen = VARIANTS if args.variants == "all" else args.variants.split(",")
     for name in chosen:
-        K, norm, smooth, base = VARIANTS[name]
+        K, norm, smooth, base, pw = VARIANTS[name]
         e_tr, e_te = entries[K]
+        if pw == math.inf:
+            e_tr, e_te = entries["prior"]
+        elif pw > 0:
+            e_tr, e_te = (e + pw * p for e, p in zip(entries[K], entries["prior"]))
         variants[name] = {}
         # the library's alarm (the step's own score, ANOMALY_ALARM_SMOOTH) and, for
         # comparison, the threshold on the smoothed score itself (the former rule)
@@ -291,6 +309,14 @@ def run_gpvae(
     best = int(np.nanargmin([h["val_score"] for h in hist])) + 1 if hist else 0
     out.update(epochs_run=len(hist), best_epoch=best, variants=variants)
     return out
+
+
+def _prior_entries(est: Any, X: np.ndarray, t: np.ndarray, args: argparse.Namespace) -> Any:
+    from gpvae.estimator.anomaly import entry_scores
+
+    ctx = est._context("anomaly_scores")
+    _, scaled = ctx.input(X[None], t[None])
+    return entry_scores(ctx, scaled, args.samples, 1, args.window, prior=True)[0]
 
 
 def run_vae(s: AnomalySeries, args: argparse.Namespace, w: int) -> dict[str, Any]:

@@ -564,6 +564,27 @@ class GPVAEModel(nn.Module):
             score = torch.where(target, part, score)
         return score
 
+    @torch.no_grad()
+    def prior_nlpd(
+        self, batch: Batch, generators: Sequence[torch.Generator], num_samples: int
+    ) -> Tensor:
+        """Negative log density of every observed entry under the prior alone:
+        ``-log (1/S) sum_s p(y | z_s)``, ``z_s`` from the GP prior's marginal at the entry's
+        step (nothing is conditioned on; how far the value lies from what the model calls
+        normal anywhere, where :meth:`heldout_nlpd` asks how far it lies from its
+        neighbours). Needs a likelihood whose entries are independent given z.
+
+        Returns:
+            (B, N, D) float64 on the CPU, NaN where not observed.
+        """
+        S = _check_count("num_samples", num_samples)
+        if self.likelihood.needs_index:
+            raise ValidationError(
+                f"likelihood: prior scores need entries independent given z, found "
+                f"{type(self.likelihood).__name__}"
+            )
+        return self._entry_nlpd(batch, torch.zeros_like(batch.observed), generators, S, prior=True)
+
     def _entry_nlpd(
         self,
         batch: Batch,
@@ -571,6 +592,7 @@ class GPVAEModel(nn.Module):
         generators: Sequence[torch.Generator],
         S: int,
         steps: Tensor | None = None,
+        prior: bool = False,
     ) -> Tensor:
         """``-log (1/S) sum_s p(y | z_s, visible)``, ``z_s ~ q(z | visible entries)``, for
         every entry: (B, N, D) float64 on the CPU, NaN where not observed.
@@ -583,14 +605,19 @@ class GPVAEModel(nn.Module):
         elsewhere).
         """
         B, N, D = batch.y.shape
-        q = self.encode(Batch(batch.x, batch.y, visible, batch.valid))
         lik = self.likelihood
         sub, vis = batch, visible
         draw: Callable[[int], Tensor]
-        if lik.needs_index:
+        if prior:  # the prior's marginals (mean 0), nothing conditioned on
+            var = self.prior.marginal_variance(batch.x).to(batch.y.dtype)  # (B, N, L)
+            mean = torch.zeros_like(var)
+        else:
+            q = self.encode(Batch(batch.x, batch.y, visible, batch.valid))
+        if lik.needs_index and not prior:
             draw = q.series_sampler(generators).draw
         else:
-            mean, var = q.marginals()  # (B, N, L) each
+            if not prior:
+                mean, var = q.marginals()  # (B, N, L) each
             if steps is not None:
                 mean, var, vis = mean[:, steps], var[:, steps], visible[:, steps]
                 sub = Batch(batch.x[:, steps], batch.y[:, steps], batch.observed[:, steps],

@@ -11,6 +11,7 @@ __all__ = [
     "ANOMALY_ALARM_SMOOTH",
     "ANOMALY_BASELINE",
     "ANOMALY_MIN_SCALE",
+    "ANOMALY_PRIOR_WEIGHT",
     "ANOMALY_SMOOTH",
     "ANOMALY_WINDOW",
     "ANOMALY_WINDOW_BATCH",
@@ -191,6 +192,13 @@ ANOMALY_BASELINE = 512
 #: quantile rests on a few independent stretches of the normal data, so it is not used for
 #: the threshold by default (docs/benchmarks.md, "False alarms").
 ANOMALY_ALARM_SMOOTH = 1
+
+#: Weight of an entry's score under the prior alone added to its held-out score (0: the
+#: held-out score only). The held-out score asks how far a value lies from what its
+#: neighbours predict, so a slow, smooth departure scores low; the prior's score asks how far
+#: it lies from anything the model calls normal. Chosen on the development subset of
+#: benchmarks/anomaly.py (docs/benchmarks.md).
+ANOMALY_PRIOR_WEIGHT = 0.0
 
 # ---------------------------------------------------------------- distributed training
 

@@ -55,6 +55,7 @@ __all__ = [
     "fit_profile",
     "flagged_intervals",
     "heldout_scores",
+    "model_entry_scores",
     "profile_from_entries",
     "quantile_threshold",
     "score_settings",
@@ -80,6 +81,8 @@ class AnomalyProfile:
         level: the normal data's median summed score (the baseline before a series starts).
         alarm_smooth: steps of the trailing mean compared with ``threshold`` (None: ``smooth``,
             as in profiles saved before this field existed).
+        prior_weight: weight of the entries' scores under the prior alone added to their
+            held-out scores (0: none, as in profiles saved before this field existed).
     """
 
     window: int | None
@@ -94,6 +97,7 @@ class AnomalyProfile:
     baseline: int = 0
     level: float = 0.0
     alarm_smooth: int | None = None
+    prior_weight: float = 0.0
 
     @property
     def alarm_width(self) -> int:
@@ -128,6 +132,7 @@ class AnomalyProfile:
                 alarm_smooth=None
                 if data.get("alarm_smooth") is None
                 else int(data["alarm_smooth"]),
+                prior_weight=float(data.get("prior_weight", 0.0)),
             )
             ok = (
                 prof.center.shape == (num_features,)
@@ -142,6 +147,8 @@ class AnomalyProfile:
                 and prof.baseline >= 0
                 and math.isfinite(prof.level)
                 and prof.alarm_width >= 1
+                and math.isfinite(prof.prior_weight)
+                and prof.prior_weight >= 0.0
             )
         except (AssertionError, KeyError, TypeError, ValueError):
             ok = False
@@ -149,7 +156,8 @@ class AnomalyProfile:
             raise ModelFileError(
                 f"config.json: expected anomaly_profile to describe {num_features} features "
                 f"(window, num_folds, num_samples, smooth, center, scale, threshold, "
-                f"false_alarm_rate, num_steps; optionally baseline, level, alarm_smooth), "
+                f"false_alarm_rate, num_steps; optionally baseline, level, alarm_smooth, "
+                f"prior_weight), "
                 f"found {data!r}"
             )
         return prof
@@ -160,16 +168,22 @@ def score_settings(
     num_samples: int | None,
     num_folds: int | None,
     window: int | str | None,
-) -> tuple[int, int, int | None]:
-    """(draws, folds, window) of a call: the given ones, else the profile's, else 16, 5
-    and :data:`gpvae.settings.ANOMALY_WINDOW` (``window="default"``; None: whole series)."""
+    prior_weight: float | None = None,
+) -> tuple[int, int, int | None, float]:
+    """(draws, folds, window, prior weight) of a call: the given ones, else the profile's,
+    else 16, 5, :data:`gpvae.settings.ANOMALY_WINDOW` (``window="default"``; None: whole
+    series) and :data:`gpvae.settings.ANOMALY_PRIOR_WEIGHT`."""
     S = (profile.num_samples if profile else 16) if num_samples is None else num_samples
     K = (profile.num_folds if profile else 5) if num_folds is None else num_folds
+    if prior_weight is None:
+        w = profile.prior_weight if profile else settings.ANOMALY_PRIOR_WEIGHT
+    else:
+        w = float_arg("prior_weight", prior_weight, positive=False)
     if isinstance(window, str):
         if window != "default":
             raise invalid("window", "a number of steps, None or 'default'", window)
-        return S, K, profile.window if profile else settings.ANOMALY_WINDOW
-    return S, K, window
+        return S, K, profile.window if profile else settings.ANOMALY_WINDOW, w
+    return S, K, window, w
 
 
 # ---------------------------------------------------------------- entry scores
@@ -200,8 +214,10 @@ def entry_scores(
     num_samples: int,
     num_folds: int,
     window: int | None,
+    prior: bool = False,
 ) -> list[np.ndarray]:
-    """Held-out entry scores of every series of the standardised ``scaled``.
+    """Held-out entry scores of every series of the standardised ``scaled`` (``prior``:
+    the scores under the prior alone, :meth:`gpvae.model.GPVAEModel.prior_nlpd`).
 
     Returns:
         n arrays (T_i, D) float64, NaN where not observed.
@@ -227,7 +243,10 @@ def entry_scores(
         idx = np.arange(start, min(start + per_batch, pieces.num_series))
         batch = ctx.batch(pieces, idx)
         gens = ctx.series_generators(pieces, idx, salt=4)
-        s_np = model.heldout_nlpd(batch, gens, K, S).numpy()  # (B, N, D)
+        if prior:
+            s_np = model.prior_nlpd(batch, gens, S).numpy()  # (B, N, D)
+        else:
+            s_np = model.heldout_nlpd(batch, gens, K, S).numpy()
         for b, j in enumerate(idx):
             piece_scores[j] = s_np[b, : len(pieces.times[j])]
     out = [np.full((len(t), D), np.nan) for t in scaled.times]
@@ -241,6 +260,24 @@ def entry_scores(
         out[i][pos[better]] = sc[better]
         depth[i][pos[better]] = d[better]
     return out
+
+
+def model_entry_scores(
+    ctx: PredictContext,
+    scaled: SeriesSet,
+    num_samples: int,
+    num_folds: int,
+    window: int | None,
+    prior_weight: float = 0.0,
+) -> list[np.ndarray]:
+    """The held-out entry scores plus ``prior_weight`` times the scores under the prior
+    alone (:func:`entry_scores`; the same shapes)."""
+    w = float_arg("prior_weight", prior_weight, positive=False)
+    held = entry_scores(ctx, scaled, num_samples, num_folds, window)
+    if w == 0.0:
+        return held
+    alone = entry_scores(ctx, scaled, num_samples, num_folds, window, prior=True)
+    return [h + w * a for h, a in zip(held, alone)]
 
 
 # ---------------------------------------------------------------- step scores
@@ -308,10 +345,11 @@ def heldout_scores(
     num_folds: int,
     window: int | None,
     profile: AnomalyProfile | None = None,
+    prior_weight: float = 0.0,
 ) -> AnomalyResult:
     """:meth:`GPVAE.anomaly_scores` (see there)."""
     ss, scaled = ctx.input(X, times)
-    entry = entry_scores(ctx, scaled, num_samples, num_folds, window)
+    entry = model_entry_scores(ctx, scaled, num_samples, num_folds, window, prior_weight)
     flagged = None
     if profile is None:
         step = [step_scores(e, None) for e in entry]
@@ -362,6 +400,7 @@ def fit_profile(
     smooth: int,
     baseline: int = 0,
     alarm_smooth: int | None = None,
+    prior_weight: float = 0.0,
 ) -> AnomalyProfile:
     """Score normal data ``X`` and learn the feature scales and the threshold from it
     (:func:`profile_from_entries`)."""
@@ -371,10 +410,12 @@ def fit_profile(
     if alarm_smooth is not None:
         alarm_smooth = int_arg("alarm_smooth", alarm_smooth)
     _, scaled = ctx.input(X, times)
-    entry = entry_scores(ctx, scaled, num_samples, num_folds, window)
-    return profile_from_entries(
+    entry = model_entry_scores(ctx, scaled, num_samples, num_folds, window, prior_weight)
+    prof = profile_from_entries(
         entry, rate, num_samples, num_folds, window, smooth, True, baseline, alarm_smooth
     )
+    prof.prior_weight = float(prior_weight)
+    return prof
 
 
 def _rate_arg(false_alarm_rate: float) -> float:

@@ -32,6 +32,7 @@ class AnomalyMethods:
         num_samples: int | None = None,
         num_folds: int | None = None,
         window: int | str | None = "default",
+        prior_weight: float | None = None,
     ) -> AnomalyResult:
         """Negative log predictive density of every observed entry, with its step hidden.
 
@@ -50,13 +51,18 @@ class AnomalyMethods:
                 16 draws, 5 folds, :data:`gpvae.settings.ANOMALY_WINDOW` steps;
                 ``num_folds=1`` hides nothing (a reconstruction score, one conditioning);
                 ``window=None`` scores every series whole.
+            prior_weight: add this many times each entry's score under the prior alone
+                (``-log (1/S) sum_s p(y | z_s)``, ``z_s`` from the GP prior at its step: how
+                far the value lies from anything normal, where the held-out score asks how
+                far it lies from its neighbours). None: the stored profile's, else
+                :data:`gpvae.settings.ANOMALY_PRIOR_WEIGHT`.
 
         Returns:
             :class:`~gpvae.estimator.results.AnomalyResult`.
         """
         ctx, prof = self._context("anomaly_scores"), self.anomaly_profile_
-        S, K, W = score_settings(prof, num_samples, num_folds, window)
-        return heldout_scores(ctx, X, times, S, K, W, prof)
+        S, K, W, pw = score_settings(prof, num_samples, num_folds, window, prior_weight)
+        return heldout_scores(ctx, X, times, S, K, W, prof, pw)
 
     def fit_threshold(
         self: _T,
@@ -69,6 +75,7 @@ class AnomalyMethods:
         smooth: int | None = None,
         baseline: int | None = None,
         alarm_smooth: int | None = None,
+        prior_weight: float | None = None,
     ) -> _T:
         """Learn the anomaly threshold from normal data ``X`` and store it with the model.
 
@@ -80,17 +87,19 @@ class AnomalyMethods:
         ``1 - false_alarm_rate`` quantile of the normal data's alarm scores: the same,
         averaged over ``alarm_smooth`` steps (None:
         :data:`gpvae.settings.ANOMALY_ALARM_SMOOTH`). The profile is saved by :meth:`save`
-        and used by :meth:`anomaly_scores` (see :mod:`gpvae.estimator.anomaly`).
+        and used by :meth:`anomaly_scores` (see :mod:`gpvae.estimator.anomaly`), with the
+        ``prior_weight`` of the scores (None: :data:`gpvae.settings.ANOMALY_PRIOR_WEIGHT`;
+        see :meth:`anomaly_scores`).
 
         Returns:
             self.
         """
         ctx = self._context("fit_threshold")
-        S, K, W = score_settings(None, num_samples, num_folds, window)
+        S, K, W, pw = score_settings(None, num_samples, num_folds, window, prior_weight)
         sm = settings.ANOMALY_SMOOTH if smooth is None else smooth
         base = settings.ANOMALY_BASELINE if baseline is None else baseline
         alarm = settings.ANOMALY_ALARM_SMOOTH if alarm_smooth is None else alarm_smooth
         self.anomaly_profile_ = fit_profile(
-            ctx, X, times, false_alarm_rate, S, K, W, sm, base, alarm
+            ctx, X, times, false_alarm_rate, S, K, W, sm, base, alarm, pw
         )
         return self

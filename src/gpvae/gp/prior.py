@@ -313,6 +313,18 @@ class GPPrior(nn.Module):
         x, _ = check_index_points(x)
         return stacked_covariance(self.kernel_list, x)
 
+    def marginal_variance(self, x: Tensor) -> Tensor:
+        """Prior variance ``k_l(x_n, x_n)`` of every channel at every point.
+
+        Args:
+            x: (B, N, d) or (B, N) index points.
+
+        Returns:
+            (B, N, L) variances.
+        """
+        x, _ = check_index_points(x)
+        return torch.stack([k(x, diag=True) for k in self.kernel_list], dim=-1).to(x.dtype)
+
     def sample(
         self,
         x: Tensor,
