@@ -214,7 +214,7 @@ VARIANTS = {
     "k5p_norm_s32_b512": (5, True, 32, 512, 1.0),
     "k5p_norm_s32": (5, True, 32, 0, 1.0),
     "k5p_norm_s1_b512": (5, True, 1, 512, 1.0),
-    "k5p.5_norm_s32_b512": (5, True, 32, 512, 0.5),
+    "k5ph_norm_s32_b512": (5, True, 32, 512, 0.5),
     "p_norm_s32_b512": (5, True, 32, 512, math.inf),
 }
 
