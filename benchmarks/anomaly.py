@@ -210,11 +210,13 @@ VARIANTS = {
     "k1_norm_s8": (1, True, 8, 0, 0.0),
     "k5_norm_s1_b512": (5, True, 1, 512, 0.0),
     "k5_norm_s32_b512": (5, True, 32, 512, 0.0),
-    # with the prior's score added (weight 1; see GPVAE.fit_threshold's prior_weight)
+    # the prior's score added with this weight relative to the held-out score
+    # (GPVAE.fit_threshold's prior_weight); math.inf: the prior's score alone
     "k5p_norm_s32_b512": (5, True, 32, 512, 1.0),
     "k5p_norm_s32": (5, True, 32, 0, 1.0),
     "k5p_norm_s1_b512": (5, True, 1, 512, 1.0),
     "k5ph_norm_s32_b512": (5, True, 32, 512, 0.5),
+    "k5p2_norm_s32_b512": (5, True, 32, 512, 2.0),
     "p_norm_s32_b512": (5, True, 32, 512, math.inf),
 }
 
@@ -248,7 +250,13 @@ def run_gpvae(
     """Fit once; score the normal and the scored part with 5 folds and with 1 (nothing
     hidden); every variant's step score, threshold and false-alarm rate from those."""
     from gpvae import settings
-    from gpvae.estimator.anomaly import alarm_scores, profile_from_entries, step_scores
+    from gpvae.estimator.anomaly import (
+        alarm_scores,
+        combine_prior,
+        profile_from_entries,
+        spread_ratio,
+        step_scores,
+    )
 
     tr, te = standardise(s)
     t_tr = np.arange(len(tr), dtype=np.float64)
@@ -290,8 +298,12 @@ def run_gpvae(
         e_tr, e_te = entries[K]
         if pw == math.inf:
             e_tr, e_te = entries["prior"]
-        elif pw > 0:
-            e_tr, e_te = (e + pw * p for e, p in zip(entries[K], entries["prior"]))
+        elif pw > 0:  # as GPVAE.fit_threshold does: the weight relative to the spreads
+            p_tr, p_te = entries["prior"]
+            ratio = spread_ratio([e_tr], [p_tr])
+            e_tr, e_te = (
+                combine_prior([e], [p], pw, ratio)[0] for e, p in ((e_tr, p_tr), (e_te, p_te))
+            )
         variants[name] = {}
         # the library's alarm (the step's own score, ANOMALY_ALARM_SMOOTH) and, for
         # comparison, the threshold on the smoothed score itself (the former rule)

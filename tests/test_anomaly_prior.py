@@ -112,6 +112,29 @@ def test_profile_stores_the_prior_weight(fitted: GPVAE, tmp_path: Path) -> None:
         fitted.anomaly_profile_ = None
 
 
+def test_profile_weighs_the_prior_by_the_spread_of_normal_scores(fitted: GPVAE) -> None:
+    """fit_threshold puts the prior's score on the held-out score's scale: feature d's
+    weight is prior_weight times the ratio of the two spreads (90% quantile less median)
+    on the normal data, computed here from the two scores separately."""
+    normal = seasonal(300, 35)
+    held = fitted.anomaly_scores([normal], num_samples=4, prior_weight=0.0).entry[0]
+    alone = fitted.anomaly_scores([normal], num_samples=4, prior_weight=1.0).entry[0] - held
+    spread = [np.quantile(e, 0.9, axis=0) - np.median(e, axis=0) for e in (held, alone)]
+    y = seasonal(100, 36)
+    h = fitted.anomaly_scores([y], num_samples=4, prior_weight=0.0).entry[0]
+    a = fitted.anomaly_scores([y], num_samples=4, prior_weight=1.0).entry[0] - h
+    fitted.fit_threshold([normal], false_alarm_rate=0.05, num_samples=4, prior_weight=2.0)
+    try:
+        prof = fitted.anomaly_profile_
+        assert prof is not None
+        assert prof.prior_ratio is not None
+        np.testing.assert_allclose(prof.prior_ratio, spread[0] / spread[1], rtol=1e-9)
+        both = fitted.anomaly_scores([y]).entry[0]
+        np.testing.assert_allclose(both, h + 2.0 * prof.prior_ratio * a, rtol=1e-9, atol=1e-9)
+    finally:
+        fitted.anomaly_profile_ = None
+
+
 def test_profile_saved_before_the_prior_weight_has_none() -> None:
     data = AnomalyProfile(64, 5, 4, 3, np.zeros(2), np.ones(2), 1.0, 0.01, 10).to_json()
     del data["prior_weight"]

@@ -51,6 +51,7 @@ from gpvae.estimator.results import AnomalyResult
 __all__ = [
     "AnomalyProfile",
     "alarm_scores",
+    "combine_prior",
     "entry_scores",
     "fit_profile",
     "flagged_intervals",
@@ -59,6 +60,7 @@ __all__ = [
     "profile_from_entries",
     "quantile_threshold",
     "score_settings",
+    "spread_ratio",
     "step_scores",
 ]
 
@@ -83,6 +85,10 @@ class AnomalyProfile:
             as in profiles saved before this field existed).
         prior_weight: weight of the entries' scores under the prior alone added to their
             held-out scores (0: none, as in profiles saved before this field existed).
+        prior_ratio: (D,) the normal data's spread of each feature's held-out scores over
+            that of its prior scores; the prior score of feature d enters with the weight
+            ``prior_weight * prior_ratio[d]``, so that ``prior_weight`` is relative to the
+            held-out score whatever the scales (None: 1).
     """
 
     window: int | None
@@ -98,6 +104,7 @@ class AnomalyProfile:
     level: float = 0.0
     alarm_smooth: int | None = None
     prior_weight: float = 0.0
+    prior_ratio: np.ndarray | None = None
 
     @property
     def alarm_width(self) -> int:
@@ -109,6 +116,8 @@ class AnomalyProfile:
         out = dataclasses.asdict(self)
         out["center"] = [float(c) for c in self.center]
         out["scale"] = [float(s) for s in self.scale]
+        if self.prior_ratio is not None:
+            out["prior_ratio"] = [float(r) for r in self.prior_ratio]
         return out
 
     @classmethod
@@ -133,6 +142,9 @@ class AnomalyProfile:
                 if data.get("alarm_smooth") is None
                 else int(data["alarm_smooth"]),
                 prior_weight=float(data.get("prior_weight", 0.0)),
+                prior_ratio=None
+                if data.get("prior_ratio") is None
+                else np.asarray(data["prior_ratio"], dtype=np.float64),
             )
             ok = (
                 prof.center.shape == (num_features,)
@@ -149,6 +161,14 @@ class AnomalyProfile:
                 and prof.alarm_width >= 1
                 and math.isfinite(prof.prior_weight)
                 and prof.prior_weight >= 0.0
+                and (
+                    prof.prior_ratio is None
+                    or (
+                        prof.prior_ratio.shape == (num_features,)
+                        and bool((prof.prior_ratio > 0).all())
+                        and bool(np.isfinite(prof.prior_ratio).all())
+                    )
+                )
             )
         except (AssertionError, KeyError, TypeError, ValueError):
             ok = False
@@ -157,7 +177,7 @@ class AnomalyProfile:
                 f"config.json: expected anomaly_profile to describe {num_features} features "
                 f"(window, num_folds, num_samples, smooth, center, scale, threshold, "
                 f"false_alarm_rate, num_steps; optionally baseline, level, alarm_smooth, "
-                f"prior_weight), "
+                f"prior_weight, prior_ratio), "
                 f"found {data!r}"
             )
         return prof
@@ -269,15 +289,46 @@ def model_entry_scores(
     num_folds: int,
     window: int | None,
     prior_weight: float = 0.0,
+    prior_ratio: np.ndarray | None = None,
 ) -> list[np.ndarray]:
-    """The held-out entry scores plus ``prior_weight`` times the scores under the prior
-    alone (:func:`entry_scores`; the same shapes)."""
+    """The held-out entry scores plus ``prior_weight * prior_ratio`` times the scores under
+    the prior alone (:func:`entry_scores`; the same shapes; ``prior_ratio`` None: 1)."""
     w = float_arg("prior_weight", prior_weight, positive=False)
     held = entry_scores(ctx, scaled, num_samples, num_folds, window)
     if w == 0.0:
         return held
     alone = entry_scores(ctx, scaled, num_samples, num_folds, window, prior=True)
-    return [h + w * a for h, a in zip(held, alone)]
+    return combine_prior(held, alone, w, prior_ratio)
+
+
+def combine_prior(
+    held: list[np.ndarray],
+    alone: list[np.ndarray],
+    prior_weight: float,
+    prior_ratio: np.ndarray | None,
+) -> list[np.ndarray]:
+    """``held + prior_weight * prior_ratio * alone`` per series (arrays (T_i, D))."""
+    r = 1.0 if prior_ratio is None else prior_ratio
+    return [h + prior_weight * r * a for h, a in zip(held, alone)]
+
+
+def spread_ratio(held: list[np.ndarray], alone: list[np.ndarray]) -> np.ndarray:
+    """(D,) each feature's spread of the held-out scores over that of the prior scores, on
+    normal data (the spread of :func:`profile_from_entries`)."""
+    return _spread(held) / _spread(alone)
+
+
+def _spread(entry: list[np.ndarray]) -> np.ndarray:
+    """(D,) the 90% quantile less the median of each feature's finite scores (at least
+    :data:`gpvae.settings.ANOMALY_MIN_SCALE`; that where a feature has none)."""
+    allrows = np.concatenate(entry)
+    out = np.full(allrows.shape[1], settings.ANOMALY_MIN_SCALE)
+    for d in range(allrows.shape[1]):
+        col = allrows[:, d]
+        col = col[np.isfinite(col)]
+        if col.size:
+            out[d] = max(float(np.quantile(col, 0.9) - np.median(col)), out[d])
+    return out
 
 
 # ---------------------------------------------------------------- step scores
@@ -349,7 +400,8 @@ def heldout_scores(
 ) -> AnomalyResult:
     """:meth:`GPVAE.anomaly_scores` (see there)."""
     ss, scaled = ctx.input(X, times)
-    entry = model_entry_scores(ctx, scaled, num_samples, num_folds, window, prior_weight)
+    ratio = None if profile is None else profile.prior_ratio
+    entry = model_entry_scores(ctx, scaled, num_samples, num_folds, window, prior_weight, ratio)
     flagged = None
     if profile is None:
         step = [step_scores(e, None) for e in entry]
@@ -409,12 +461,18 @@ def fit_profile(
     baseline = int_arg("baseline", baseline, minimum=0)
     if alarm_smooth is not None:
         alarm_smooth = int_arg("alarm_smooth", alarm_smooth)
+    w = float_arg("prior_weight", prior_weight, positive=False)
     _, scaled = ctx.input(X, times)
-    entry = model_entry_scores(ctx, scaled, num_samples, num_folds, window, prior_weight)
+    entry = entry_scores(ctx, scaled, num_samples, num_folds, window)
+    ratio = None
+    if w > 0.0:
+        alone = entry_scores(ctx, scaled, num_samples, num_folds, window, prior=True)
+        ratio = spread_ratio(entry, alone)
+        entry = combine_prior(entry, alone, w, ratio)
     prof = profile_from_entries(
         entry, rate, num_samples, num_folds, window, smooth, True, baseline, alarm_smooth
     )
-    prof.prior_weight = float(prior_weight)
+    prof.prior_weight, prof.prior_ratio = w, ratio
     return prof
 
 
