@@ -222,7 +222,7 @@ VARIANTS = {
 
 
 #: The variant chosen on the development subset (``--dev --variants all``; see docs).
-CHOSEN = "k5_norm_s32_b512"
+CHOSEN = "k5ph_norm_s32_b512"
 
 
 def new_gpvae(args: argparse.Namespace, white: bool = False) -> Any:

@@ -6,6 +6,7 @@ import numpy as np
 import pytest
 
 from gpvae import GPVAE
+from gpvae.errors import ValidationError
 
 
 def _data(seed: int) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
@@ -56,6 +57,12 @@ def test_forecast_sample_and_scores_are_finite(fitted) -> None:  # type: ignore[
     a = gp.anomaly_scores(Xm[:4], num_samples=5)
     step = np.concatenate([np.asarray(v).ravel() for v in a.step])
     assert np.isfinite(step[~np.isnan(step)]).all()
+    # correlated noise has no score under the prior alone: the default weight drops to 0,
+    # an explicit one is refused, naming the likelihood
+    held = gp.anomaly_scores(Xm[:4], num_samples=5, prior_weight=0.0)
+    np.testing.assert_array_equal(np.asarray(a.entry), np.asarray(held.entry))
+    with pytest.raises(ValidationError, match="likelihood"):
+        gp.anomaly_scores(Xm[:4], num_samples=5, prior_weight=1.0)
 
 
 def test_one_step_forecast_uses_each_features_recent_values(fitted) -> None:  # type: ignore[no-untyped-def]

@@ -198,7 +198,7 @@ ANOMALY_ALARM_SMOOTH = 1
 #: neighbours predict, so a slow, smooth departure scores low; the prior's score asks how far
 #: it lies from anything the model calls normal. Chosen on the development subset of
 #: benchmarks/anomaly.py (docs/benchmarks.md).
-ANOMALY_PRIOR_WEIGHT = 0.0
+ANOMALY_PRIOR_WEIGHT = 0.5
 
 # ---------------------------------------------------------------- distributed training
 

@@ -62,6 +62,7 @@ class AnomalyMethods:
         """
         ctx, prof = self._context("anomaly_scores"), self.anomaly_profile_
         S, K, W, pw = score_settings(prof, num_samples, num_folds, window, prior_weight)
+        pw = _supported_weight(ctx, pw, prior_weight is None and prof is None)
         return heldout_scores(ctx, X, times, S, K, W, prof, pw)
 
     def fit_threshold(
@@ -96,6 +97,7 @@ class AnomalyMethods:
         """
         ctx = self._context("fit_threshold")
         S, K, W, pw = score_settings(None, num_samples, num_folds, window, prior_weight)
+        pw = _supported_weight(ctx, pw, prior_weight is None)
         sm = settings.ANOMALY_SMOOTH if smooth is None else smooth
         base = settings.ANOMALY_BASELINE if baseline is None else baseline
         alarm = settings.ANOMALY_ALARM_SMOOTH if alarm_smooth is None else alarm_smooth
@@ -103,3 +105,10 @@ class AnomalyMethods:
             ctx, X, times, false_alarm_rate, S, K, W, sm, base, alarm, pw
         )
         return self
+
+
+def _supported_weight(ctx: PredictContext, weight: float, default: bool) -> float:
+    """The prior weight of a call: the default one is dropped (0) for a likelihood whose
+    entries are not independent given z (no prior score; a weight given by the caller
+    raises in the model, naming the likelihood)."""
+    return 0.0 if default and ctx.model.likelihood.needs_index else weight
