@@ -20,6 +20,10 @@ states' noise); e (N, S, C).
 
 Two entry points, :func:`forward` and :func:`backward` (each a single compiled call: numba
 loads one cached function per entry point, a fixed cost per process).
+
+This file is longer than the project's ~600 lines on purpose: numba's on-disk cache of a
+compiled function is invalidated only by changes to the file that defines it, so a loop
+calling helpers from another file would keep running stale copies of them after an edit.
 """
 
 from __future__ import annotations
