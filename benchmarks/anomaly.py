@@ -449,6 +449,10 @@ def main(argv: Sequence[str] | None = None) -> int:
                 data = load(kind, name, args.data_dir)
                 w = period(data)
             assert data is not None
+            if not data.labels.any():  # VUS-PR and AUC-PR are undefined without an anomaly
+                print(f"{data.dataset:5s} {name:48s} skipped: no labelled anomaly in the "
+                      f"scored part", flush=True)  # fmt: skip
+                break
             t0 = time.perf_counter()
             res = RUNNERS[method](data, args, w)
             wall = time.perf_counter() - t0
