@@ -61,6 +61,14 @@ def supports_groups(groups: Sequence[Any]) -> bool:
     return all(not g.H.requires_grad for g in groups)
 
 
+#: The error of either fused pass when a predicted state covariance cannot be factorised.
+_SINGULAR = (
+    "markov backend: a predicted state covariance is singular to working precision; "
+    "pseudo-observation variances may be too small for this dtype (try float64 or a "
+    "variance floor)"
+)
+
+
 class _SampleKL(torch.autograd.Function):
     """``(A, Q, CQ, Pinf, chol0, mean, var; ix, still, H, inc, eps, e) -> (sample (N, C,
     S), kl (C,))`` for tables A, Q, CQ (K, G, m, m) read through ix (N, B)."""
@@ -97,11 +105,7 @@ class _SampleKL(torch.autograd.Function):
             a, q, ixn, pinf, h, w, lv, stilln, P_pred, P_filt, gain, inv_s, log_s, sgain
         )
         if bad:
-            raise NumericalError(
-                "markov backend: a predicted state covariance is singular to working "
-                "precision; pseudo-observation variances may be too small for this dtype (try "
-                "float64 or a variance floor)"
-            )
+            raise NumericalError(_SINGULAR)
         state0, states = _buf(C, m, S), _buf(N, C, m, S)
         glue.start(_np(chol0), epsn[0], state0)
         lp.linear_fwd(a, cq, ixn, state0, epsn[1:], states)
@@ -245,11 +249,7 @@ class _SampleKLSoA(torch.autograd.Function):
             varn, incn, epsn, en, arena,
         )  # fmt: skip
         if bad:
-            raise NumericalError(
-                "markov backend: a predicted state covariance is singular to working "
-                "precision; pseudo-observation variances may be too small for this dtype (try "
-                "float64 or a variance floor)"
-            )
+            raise NumericalError(_SINGULAR)
         ctx.arrays = (A.shape[0], H.shape[0], ixn, stilln, incn, varn, epsn, en, saved)
         ctx.scratch = sizes[1]
         return torch.from_numpy(sample).movedim(-1, 1), torch.from_numpy(kl)
