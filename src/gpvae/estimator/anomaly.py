@@ -314,21 +314,25 @@ def combine_prior(
 
 def spread_ratio(held: list[np.ndarray], alone: list[np.ndarray]) -> np.ndarray:
     """(D,) each feature's spread of the held-out scores over that of the prior scores, on
-    normal data (the spread of :func:`profile_from_entries`)."""
-    return _spread(held) / _spread(alone)
+    normal data (the spread of :func:`profile_from_entries`, at least
+    :data:`gpvae.settings.ANOMALY_MIN_SCALE`; 1 for a feature scored on neither)."""
+    floor = settings.ANOMALY_MIN_SCALE
+    return np.maximum(_center_spread(held)[1], floor) / np.maximum(_center_spread(alone)[1], floor)
 
 
-def _spread(entry: list[np.ndarray]) -> np.ndarray:
-    """(D,) the 90% quantile less the median of each feature's finite scores (at least
-    :data:`gpvae.settings.ANOMALY_MIN_SCALE`; that where a feature has none)."""
-    allrows = np.concatenate(entry)
-    out = np.full(allrows.shape[1], settings.ANOMALY_MIN_SCALE)
-    for d in range(allrows.shape[1]):
+def _center_spread(entry: list[np.ndarray]) -> tuple[np.ndarray, np.ndarray]:
+    """(D,) each feature's median and 90% quantile less median over its finite scores in
+    the arrays (T_i, D) (0 and 1 where a feature has none)."""
+    allrows = np.concatenate(entry)  # (sum T_i, D)
+    D = allrows.shape[1]
+    center, spread = np.zeros(D), np.ones(D)
+    for d in range(D):
         col = allrows[:, d]
         col = col[np.isfinite(col)]
         if col.size:
-            out[d] = max(float(np.quantile(col, 0.9) - np.median(col)), out[d])
-    return out
+            center[d] = float(np.median(col))
+            spread[d] = float(np.quantile(col, 0.9)) - center[d]
+    return center, spread
 
 
 # ---------------------------------------------------------------- step scores
@@ -506,16 +510,10 @@ def profile_from_entries(
     is the ``1 - false_alarm_rate`` quantile of the normal data's alarm scores.
     """
     rate = _rate_arg(false_alarm_rate)
-    allrows = np.concatenate(entry)  # (sum T_i, D)
-    D = allrows.shape[1]
+    D = entry[0].shape[1]
     center, scale = np.zeros(D), np.ones(D)
-    for d in range(D if normalise else 0):
-        col = allrows[:, d]
-        col = col[np.isfinite(col)]
-        if col.size:
-            center[d] = float(np.median(col))
-            scale[d] = float(np.quantile(col, 0.9)) - center[d]
     if normalise:
+        center, scale = _center_spread(entry)
         scale = np.maximum(scale, settings.ANOMALY_MIN_SCALE)
     prof = AnomalyProfile(
         window=window,
