@@ -96,9 +96,7 @@ def _rising(T: int, seed: int) -> np.ndarray:
     return np.stack([a, b], axis=1)
 
 
-def test_blend_keeps_a_rising_series_forecast_at_its_level(
-    monkeypatch: pytest.MonkeyPatch, tmp_path: Path
-) -> None:
+def test_blend_keeps_a_rising_series_forecast_at_its_level(tmp_path: Path) -> None:
     """A model of standardised values forecasts a series past its training range back
     towards that range; the blend, chosen on origins inside the training data, follows
     the last level and the drift."""
@@ -107,9 +105,9 @@ def test_blend_keeps_a_rising_series_forecast_at_its_level(
     hist, future = [X[:-12]], X[-12:]
     common = {"kernel": "matern32", "epochs": 10, "seed": 0, "forecast_horizon": 12, **SMALL}
     plain = GPVAE(**common).fit(hist)
-    assert plain.forecast_blend_ is None  # off by default
-    monkeypatch.setattr(settings, "FORECAST_BLEND", True)
-    est = GPVAE(**common).fit(hist)
+    assert plain.forecast_blend_ is None
+    assert not plain.forecast_blend
+    est = GPVAE(**common, forecast_blend=True).fit(hist)
     assert est.forecast_blend_ is not None
     mae_plain = np.abs(plain.forecast(hist, horizon=12, num_samples=32).mean[0] - future).mean()
     fc = est.forecast(hist, horizon=12, num_samples=32)
@@ -122,6 +120,8 @@ def test_blend_keeps_a_rising_series_forecast_at_its_level(
     # saved and loaded with the model
     est.save(tmp_path / "m")
     back = GPVAE.load(tmp_path / "m")
+    assert back.forecast_blend
+    assert back.get_config()["forecast_blend"] is True
     assert back.forecast_blend_ is not None
     np.testing.assert_array_equal(back.forecast_blend_.weight, est.forecast_blend_.weight)
     np.testing.assert_array_equal(back.forecast_blend_.base, est.forecast_blend_.base)
@@ -140,3 +140,16 @@ def test_a_malformed_saved_blend_is_named() -> None:
     ):
         with pytest.raises(ModelFileError, match="forecast_blend"):
             ForecastBlend.from_json(bad, 2)
+
+
+def test_forecast_blend_argument_is_checked_and_refits_without_it() -> None:
+    from gpvae.errors import GPVAEError
+
+    with pytest.raises(GPVAEError, match="forecast_blend"):
+        GPVAE(forecast_blend="yes")  # type: ignore[arg-type]
+    X = [_rising(60, seed=2)]
+    est = GPVAE(kernel="matern32", epochs=2, seed=0, forecast_horizon=6, **SMALL)
+    est.fit(X)
+    assert est.forecast_blend_ is None
+    est.forecast_blend = True  # calibrate_forecast follows the argument
+    assert est.calibrate_forecast(X, horizon=6).forecast_blend_ is not None

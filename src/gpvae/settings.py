@@ -149,17 +149,8 @@ CALIBRATION_BATCH = 256
 #: 90% intervals covered 87.3% with 0 and 79.6% with 4 (the tail is one season; the weather's
 #: spread changes with the season), see docs/benchmarks.md.
 FORECAST_HOLDOUT_ORIGINS = 0
-#: True: a fit with ``forecast_horizon=H`` (and ``calibrate_forecast``) also picks, per
-#: feature and horizon band, a simple base forecast (last value, seasonal naive, drift, the
-#: last value plus the model's change) and the model's weight in a blend with it, on the
-#: calibration's rolling origins (:mod:`gpvae.estimator.forecast_blend`). Off by default, by
-#: measurement (benchmarks/forecasting.py, docs/forecasting.md): it cut the MASE on
-#: BeijingAir 24 h (1.043 -> 0.614) and US employment (1.535 -> 0.928) but made Seattle
-#: weather slightly worse (0.836 -> 0.845) and the demo's forecast worse than seasonal naive
-#: (0.798 -> 0.896, against 0.815): the origins are inside the training data, where the
-#: model has seen the futures.
-FORECAST_BLEND = False
-#: The model's candidate weights in that blend (0 and 1 are always candidates).
+#: The model's candidate weights in the forecast blend (``GPVAE(forecast_blend=True)``,
+#: :mod:`gpvae.estimator.forecast_blend`; 0 and 1 are always candidates).
 FORECAST_BLEND_WEIGHTS = (0.0, 0.25, 0.5, 0.75, 1.0)
 #: A blend replaces the model's mean (for a feature and band) only when its mean absolute
 #: error on the calibration origins is lower by more than this many standard errors of the

@@ -19,6 +19,7 @@ import torch
 from gpvae.arguments import check_memory
 from gpvae.batch import Batch
 from gpvae.data import Scaler, SeriesSet, batch_indices, to_series_set
+from gpvae.estimator.differencing import increments
 from gpvae.estimator.forecast_blend import ForecastBlend
 from gpvae.model import GPVAEModel
 from gpvae.rng import seed_for, series_generators
@@ -45,6 +46,9 @@ class PredictContext:
             interpolation (:mod:`gpvae.estimator.blending`), or None (the model alone).
         forecast_blend: the forecast mean's blend with a simple base forecast
             (:mod:`gpvae.estimator.forecast_blend`), or None (the model's mean alone).
+        difference: the model was fitted on the series' increments
+            (:mod:`gpvae.estimator.differencing`): :meth:`input` standardises the increments
+            of its input, and forecasts add their cumulated sum to the last level.
     """
 
     model: GPVAEModel
@@ -58,9 +62,11 @@ class PredictContext:
     forecast_horizon: int = 1
     blend_weight: np.ndarray | None = None
     forecast_blend: ForecastBlend | None = None
+    difference: bool = False
 
     def input(self, X: Any, times: Any) -> tuple[SeriesSet, SeriesSet]:
-        """(original, standardised) series of a prediction input, checked against the fit."""
+        """(original, standardised) series of a prediction input, checked against the fit
+        (with :attr:`difference`, the standardised series are the input's increments)."""
         ss = to_series_set(
             X,
             times,
@@ -79,6 +85,10 @@ class PredictContext:
                 UserWarning,
                 stacklevel=3,
             )
+        if self.difference:
+            inc = increments(ss)
+            self.scaler.check_range(inc)
+            return ss, self.scaler.transform(inc)
         return ss, self.scaler.transform(ss)
 
     def batch(self, ss: SeriesSet, idx: np.ndarray) -> Batch:

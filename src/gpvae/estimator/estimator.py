@@ -31,7 +31,7 @@ from torch import nn
 
 from gpvae import settings
 from gpvae.arguments import bool_arg, check_name, float_arg, int_arg
-from gpvae.data import Scaler
+from gpvae.data import Scaler, to_series_set
 from gpvae.errors import (
     InputTypeError,
     NotFittedError,
@@ -51,6 +51,7 @@ from gpvae.estimator.assembly import (
 )
 from gpvae.estimator.blending import fit_blend
 from gpvae.estimator.context import PredictContext
+from gpvae.estimator.differencing import check_levels_method, increments
 from gpvae.estimator.fitting import calibrate_fit, fit_inputs, fit_periods, windowed
 from gpvae.estimator.forecast_blend import ForecastBlend, base_names
 from gpvae.estimator.forecast_calibration import calibrate_and_blend, without_tail
@@ -150,7 +151,19 @@ class GPVAE(AnomalyMethods, ForecastMethods, SpatialMethods, PersistenceMethods)
             tail: :data:`gpvae.settings.FORECAST_HOLDOUT_ORIGINS`), per feature and horizon
             band (:mod:`gpvae.estimator.forecast_calibration`), and blend the forecast
             mean with a simple base forecast chosen on the same origins
-            (:mod:`gpvae.estimator.forecast_blend`); None: neither.
+            (:mod:`gpvae.estimator.forecast_blend`, with ``forecast_blend=True``); None:
+            neither.
+        forecast_blend: with ``forecast_horizon``, replace the forecast mean by
+            ``w * model + (1 - w) * base``, a simple base forecast (last value, seasonal
+            naive, drift, or the model's change from the last value) and weight chosen per
+            feature and horizon band on the calibration origins, where it beats the model's
+            mean by more than a standard error (:mod:`gpvae.estimator.forecast_blend`).
+            Saved with the model.
+        difference: fit the model to each series' increments ``y[t] - y[t-1]`` and forecast
+            the last level plus their cumulated sum (:mod:`gpvae.estimator.differencing`):
+            a trending series keeps its trend beyond the levels seen in training. Such a
+            model forecasts only (``impute``, ``latent``, ``sample`` and the anomaly scores
+            raise).
         device: ``"auto"`` (cuda, then mps, then cpu) or a torch device.
         seed: seed of every random draw (initial weights, batches, samples).
         progress: show a tqdm progress bar during fit.
@@ -200,6 +213,8 @@ class GPVAE(AnomalyMethods, ForecastMethods, SpatialMethods, PersistenceMethods)
         kernel_lr: float | None = None,
         window: int | None = None,
         forecast_horizon: int | None = None,
+        forecast_blend: bool = False,
+        difference: bool = False,
         device: str | torch.device = "auto",
         seed: int = 0,
         progress: bool = True,
@@ -241,6 +256,8 @@ class GPVAE(AnomalyMethods, ForecastMethods, SpatialMethods, PersistenceMethods)
         self.forecast_horizon = (
             None if forecast_horizon is None else int_arg("forecast_horizon", forecast_horizon)
         )
+        self.forecast_blend = bool_arg("forecast_blend", forecast_blend)
+        self.difference = bool_arg("difference", difference)
         self.device = check_device(device)
         self.seed = int_arg("seed", seed, minimum=0)
         if not isinstance(progress, bool):
@@ -358,6 +375,7 @@ class GPVAE(AnomalyMethods, ForecastMethods, SpatialMethods, PersistenceMethods)
     def _context(self, method: str) -> PredictContext:
         """The fitted model with this call's settings (raises before fit)."""
         model, scaler = self._fitted(method)
+        check_levels_method(method, self.difference)
         assert self.device_ is not None
         scale = self.interval_scale_
         return PredictContext(
@@ -372,6 +390,7 @@ class GPVAE(AnomalyMethods, ForecastMethods, SpatialMethods, PersistenceMethods)
             forecast_horizon=self.forecast_horizon or 1,
             blend_weight=self.blend_weight_,
             forecast_blend=self.forecast_blend_,
+            difference=self.difference,
         )
 
     # ------------------------------------------------------------------ fit
@@ -430,6 +449,7 @@ class GPVAE(AnomalyMethods, ForecastMethods, SpatialMethods, PersistenceMethods)
             GPVAEError: bad input (naming the argument); an already fitted model is kept.
         """
         if coords is not None:
+            check_levels_method("spatial fit", self.difference)
             return self._fit_spatial(X, id, time, coords, features, projection, window, inducing)
         if self.mask_pattern == "sites":
             raise ValidationError(
@@ -443,6 +463,12 @@ class GPVAE(AnomalyMethods, ForecastMethods, SpatialMethods, PersistenceMethods)
                 "found checkpoint_dir=None"
             )
         sharded = bool_arg("sharded", sharded)
+        if self.difference:  # the model's data are the increments (differencing.py)
+            X, times = increments(to_series_set(X, times), "X"), None
+            if X_val is not None:
+                X_val, times_val = increments(to_series_set(X_val, times_val), "X_val"), None
+            if X_val_target is not None:
+                X_val_target = increments(to_series_set(X_val_target), "X_val_target")
         binary = self.likelihood == "bernoulli"  # 0/1 values are modelled as they are
         device = resolve_device(self.device)
         comm = distributed.current(device)  # None outside torchrun
@@ -480,7 +506,7 @@ class GPVAE(AnomalyMethods, ForecastMethods, SpatialMethods, PersistenceMethods)
             ctx = PredictContext(
                 model, scaler, device, self.batch_size, self.seed, scale, self.posterior
             )
-            bases = base_names(model) if settings.FORECAST_BLEND else None
+            bases = base_names(model) if self.forecast_blend else None
             self.forecast_scale_, self.forecast_blend_ = calibrate_and_blend(
                 ctx, full_set, H, bases, held_out=True, comm=comm, sharded=sharded
             )

@@ -12,10 +12,10 @@ from typing import Any, TypeVar, cast
 
 import numpy as np
 
-from gpvae import settings
 from gpvae.arguments import int_arg
 from gpvae.estimator.backtest import BacktestResult, Estimator, backtest
 from gpvae.estimator.context import PredictContext
+from gpvae.estimator.differencing import increments
 from gpvae.estimator.forecast_blend import ForecastBlend, base_names
 from gpvae.estimator.forecast_calibration import calibrate_and_blend
 from gpvae.estimator.forecasting import forecast_series
@@ -32,6 +32,8 @@ class ForecastMethods:
     forecast_scale_: np.ndarray | None
     forecast_blend_: ForecastBlend | None
     forecast_horizon: int | None
+    forecast_blend: bool
+    difference: bool
 
     def _context(self, method: str) -> PredictContext:
         raise NotImplementedError  # GPVAE's
@@ -81,7 +83,9 @@ class ForecastMethods:
         H = int_arg("horizon", horizon)
         ctx = self._context("calibrate_forecast")
         ss, _ = ctx.input(X, times)
-        bases = base_names(ctx.model) if settings.FORECAST_BLEND else None
+        if self.difference:  # the model's data are the increments
+            ss = increments(ss)
+        bases = base_names(ctx.model) if self.forecast_blend else None
         plain = replace(ctx, forecast_scale=None, forecast_blend=None)
         self.forecast_scale_, self.forecast_blend_ = calibrate_and_blend(plain, ss, H, bases)
         self.forecast_horizon = H

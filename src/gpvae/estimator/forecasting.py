@@ -12,6 +12,7 @@ same origins (:mod:`gpvae.estimator.forecast_blend`).
 from __future__ import annotations
 
 from collections.abc import Iterator, Sequence
+from dataclasses import replace
 from typing import Any
 
 import numpy as np
@@ -23,7 +24,9 @@ from gpvae.arguments import int_arg, quantiles_arg
 from gpvae.data import SeriesSet, batch_indices
 from gpvae.errors import ValidationError
 from gpvae.estimator.context import PredictContext
+from gpvae.estimator.differencing import increments, integrate, last_levels
 from gpvae.estimator.forecast_blend import blend_mean
+from gpvae.estimator.imputation import impute_series
 from gpvae.estimator.results import ForecastResult, forecast_frame, resolve_future_times, times_out
 from gpvae.model import sorted_quantiles
 
@@ -82,6 +85,24 @@ def forecast_draws(
         yield idx, mean, y
 
 
+def _start_levels(ctx: PredictContext, ss: SeriesSet) -> np.ndarray:
+    """(n, D) the level each feature's forecast of increments starts from: its last observed
+    value plus, when the series ends in a gap of that feature, the model's imputation of the
+    increments since then (:mod:`gpvae.estimator.differencing`)."""
+    level, gap = last_levels(ss)
+    ended_in_gap = np.flatnonzero(gap.max(axis=1) > 0)
+    if not len(ended_in_gap):
+        return level
+    inc = increments(ss)
+    plain = replace(ctx, difference=False, blend_weight=None)  # a model of the increments
+    for i in ended_in_gap:
+        filled = impute_series(plain, inc.subset([int(i)]), None, 50, (0.05, 0.95), False)
+        steps = np.asarray(filled.mean[0])  # (T_i - 1, D), increments
+        for d in np.flatnonzero(gap[i] > 0):
+            level[i, d] += steps[len(steps) - gap[i, d] :, d].sum()
+    return level
+
+
 def forecast_series(
     ctx: PredictContext,
     X: Any,
@@ -115,7 +136,20 @@ def forecast_series(
     ctx.check_draws(f"num_samples, {future_name}", S, n, T_max + H, width, 4)
     mean_out, lo_out, hi_out = (np.empty((n, H, D)) for _ in range(3))
     draws_out = np.empty((S, n, H, D)) if return_samples else None
+    start = _start_levels(ctx, ss) if ctx.difference else None
     for idx, mean, y in forecast_draws(ctx, scaled, future, S):
+        if start is not None:  # cumulate the increments, draw by draw, from the last level
+            steps = scaler.inverse_transform(y.double().cpu().numpy())
+            paths = torch.as_tensor(integrate(start[idx], steps))
+            mean = torch.as_tensor(
+                integrate(start[idx], scaler.inverse_transform(mean.double().cpu().numpy()))
+            )
+            lo, hi = sorted_quantiles(paths, (q_lo, q_hi))
+            for out, t in ((mean_out, mean), (lo_out, lo), (hi_out, hi)):
+                out[idx] = t.numpy()
+            if draws_out is not None:
+                draws_out[:, idx] = paths.numpy()
+            continue
         lo, hi = sorted_quantiles(y, (q_lo, q_hi))
         for out, t in ((mean_out, mean), (lo_out, lo), (hi_out, hi)):
             out[idx] = scaler.inverse_transform(t.double().cpu().numpy())

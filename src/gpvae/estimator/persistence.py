@@ -54,6 +54,8 @@ ARGUMENTS = (
     "kernel_lr",
     "window",
     "forecast_horizon",
+    "forecast_blend",
+    "difference",
     "device",
     "seed",
     "progress",

@@ -82,6 +82,18 @@ THRESHOLD_QUANTILE = 0.99
     "inside the training data).",
 )
 @click.option(
+    "--forecast-blend",
+    is_flag=True,
+    help="With --forecast-horizon: blend the forecast mean with a simple forecast (last "
+    "value, seasonal naive, drift) where that beats the model on the calibration origins.",
+)
+@click.option(
+    "--difference",
+    is_flag=True,
+    help="Model the steps y[t] - y[t-1] and forecast their cumulated sum from the last "
+    "value (for trending series; such a model forecasts only: no detect threshold).",
+)
+@click.option(
     "--lengthscale",
     default=None,
     type=float,
@@ -239,6 +251,8 @@ def fit(
     kernel: str,
     periods: tuple[str, ...],
     forecast_horizon: int | None,
+    forecast_blend: bool,
+    difference: bool,
     lengthscale: float | None,
     encoder: str,
     likelihood: str,
@@ -286,6 +300,8 @@ def fit(
             period=_periods(periods),
             window=window,
             forecast_horizon=forecast_horizon,
+            forecast_blend=forecast_blend,
+            difference=difference,
             epochs=epochs,
             lr=lr,
             kernel_lr=kernel_lr,
@@ -341,8 +357,8 @@ def fit(
     with as_cli("DATA", {"encoder": "--encoder", "period": "--period", **MASK_FLAGS}):
         model.fit(series, resume=resume, sharded=sharded)  # 'cnn' on non-square frames fails here
     # the threshold: scores of every series, each process scoring a block of them
-    mine = np.arange(series.num_series)
-    if not sharded and run.world > 1:
+    mine = np.arange(series.num_series if not difference else 0)  # increments: no scores
+    if not sharded and run.world > 1 and not difference:
         mine = np.arange(*shard_bounds(series.num_series, run.rank, run.world))
     step: list[np.ndarray] = []
     with run.together(), as_cli("DATA"):
@@ -350,7 +366,7 @@ def fit(
             values = [series.values[i] for i in mine]
             times = [series.times[i] for i in mine]
             step = list(model.anomaly_scores(values, times, num_samples=50).step)
-        if run.world == 1:
+        if run.world == 1 and not difference:
             # detect's threshold and score profile, stored with the model (model/config.json)
             model.fit_threshold(
                 list(series.values),
@@ -363,7 +379,7 @@ def fit(
     # Everything is computed before anything is written: an error leaves MODEL_DIR as it was.
     with run.together():
         if run.is_main:
-            spec.threshold = quantile_threshold(every, THRESHOLD_QUANTILE)
+            spec.threshold = quantile_threshold(every, THRESHOLD_QUANTILE) if every else None
             model.save(out / MODEL_SUBDIR)
             spec.save(out)
     hist = getattr(model, "history_", None) or []

@@ -1,0 +1,94 @@
+"""A model of the steps of a series: fit on first differences, forecast their cumulated sum.
+
+``GPVAE(difference=True)`` fits the model to each series' increments ``y[t] - y[t-1]``
+(:func:`increments`; NaN where either value is missing) instead of its levels, and a
+forecast is the last observed level plus the cumulated sum of the forecast increments
+(:func:`integrate`), draw by draw, so the intervals come from joint sample paths. A decoder
+of standardised values cannot give back a level it never saw in training, so a series that
+leaves its training range (a recovery to new highs) is forecast back into that range by a
+model of the levels; the steps of such a series stay in their range, and a latent GP with a
+long-range component keeps their recent level, so the forecast keeps the trend. The
+forecast calibration and the blend (:mod:`gpvae.estimator.forecast_blend`) act on the
+increments. Such a model forecasts only (``forecast``, ``calibrate_forecast``, ``backtest``):
+its other outputs would be increments, so they raise (:func:`check_levels_method`).
+
+A feature whose last value is missing starts from its last observed value plus the model's
+imputation of the increments since then.
+"""
+
+from __future__ import annotations
+
+import numpy as np
+
+from gpvae.data import SeriesSet
+from gpvae.data.series import Layout
+from gpvae.errors import ValidationError
+
+__all__ = ["FORECAST_METHODS", "check_levels_method", "increments", "integrate", "last_levels"]
+
+#: The methods a model of increments serves (the others would return increments).
+FORECAST_METHODS = ("forecast", "calibrate_forecast", "save")
+
+
+def check_levels_method(method: str, difference: bool) -> None:
+    """Raise for a method that needs a model of the levels on a model of increments."""
+    if difference and method not in FORECAST_METHODS:
+        raise ValidationError(
+            f"difference: {method} expected a model of the series' levels, found a model "
+            "fitted on their increments (difference=True), which forecasts only "
+            "(forecast, calibrate_forecast, backtest); fit one with difference=False"
+        )
+
+
+def increments(data: SeriesSet, name: str = "X") -> SeriesSet:
+    """The series of steps ``y[t] - y[t-1]`` at the times ``t[1:]`` (NaN where either value
+    is missing), as ragged series with the input's time units.
+
+    Raises:
+        ValidationError: a series with fewer than two steps (naming ``name``).
+    """
+    short = [i for i, t in enumerate(data.times) if len(t) < 2]
+    if short:
+        raise ValidationError(
+            f"{name}: expected at least 2 time steps in every series with difference=True "
+            f"(its increments), found {len(data.times[short[0]])} in series {short[0]}"
+        )
+    values = tuple(np.diff(v, axis=0) for v in data.values)
+    times = tuple(np.asarray(t[1:]) for t in data.times)
+    for v, t in zip(values, times):
+        v.setflags(write=False)
+        t.setflags(write=False)
+    old = data.layout
+    layout = Layout(
+        kind="ragged",
+        dtype=np.dtype(np.float64),
+        order=tuple(np.arange(len(t)) for t in times),
+        feature_labels=old.feature_labels,
+        names_given=old.names_given,
+        time_unit=old.time_unit,
+        time_origin=old.time_origin,
+        freq=old.freq,
+    )
+    return SeriesSet(values=values, times=times, feature_names=data.feature_names, layout=layout)
+
+
+def last_levels(data: SeriesSet) -> tuple[np.ndarray, np.ndarray]:
+    """(n, D) the last observed value of each feature of each series (NaN: never observed)
+    and (n, D) the number of steps at the end of each series after it (the increments a
+    forecast must add before its first future step)."""
+    n, D = data.num_series, data.num_features
+    level, gap = np.full((n, D), np.nan), np.zeros((n, D), dtype=np.int64)
+    for i, v in enumerate(data.values):
+        seen = ~np.isnan(v)
+        for d in range(D):
+            idx = np.flatnonzero(seen[:, d])
+            if len(idx):
+                level[i, d] = v[idx[-1], d]
+                gap[i, d] = len(v) - 1 - idx[-1]
+    return level, gap
+
+
+def integrate(level: np.ndarray, steps: np.ndarray) -> np.ndarray:
+    """Levels (..., B, H, D) of the cumulated forecast ``steps`` (..., B, H, D) from the
+    starting ``level`` (B, D)."""
+    return level[:, None, :] + np.cumsum(steps, axis=-2)

@@ -1,0 +1,134 @@
+"""A model of the increments (``GPVAE(difference=True)``, gpvae.estimator.differencing): the
+increments and their cumulation against hand-computed and independently drawn references, a
+trending series forecast past its training range, the errors, saving and the CLI flags."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import numpy as np
+import pandas as pd
+import pytest
+
+from gpvae import GPVAE
+from gpvae.app.cli import main
+from gpvae.data import to_series_set
+from gpvae.errors import GPVAEError, ValidationError
+from gpvae.estimator.differencing import increments, integrate, last_levels
+
+SMALL = {"latent_dim": 2, "hidden": (16,), "batch_size": 16, "progress": False, "lr": 1e-2}
+
+
+def _trending(T: int, seed: int) -> np.ndarray:
+    """Two features that rise steadily (a slope of 0.3 and 0.2 a step) with noise."""
+    rng = np.random.default_rng(seed)
+    t = np.arange(T, dtype=float)
+    a = 0.3 * t + 0.3 * rng.standard_normal(T)
+    b = 0.2 * t + 0.4 * np.sin(2 * np.pi * t / 12) + 0.3 * rng.standard_normal(T)
+    return np.stack([a, b], axis=1)
+
+
+def test_increments_levels_and_integration_by_hand() -> None:
+    v = np.array([[1.0, 5.0], [3.0, np.nan], [6.0, 4.0], [10.0, np.nan]])
+    ss = to_series_set([v], [np.array([0.0, 1.0, 2.0, 3.0])])
+    inc = increments(ss)
+    np.testing.assert_array_equal(inc.values[0], [[2.0, np.nan], [3.0, np.nan], [4.0, np.nan]])
+    np.testing.assert_array_equal(inc.times[0], [1.0, 2.0, 3.0])
+    assert inc.feature_names == ss.feature_names
+    level, gap = last_levels(ss)
+    np.testing.assert_array_equal(level, [[10.0, 4.0]])
+    np.testing.assert_array_equal(gap, [[0, 1]])
+    steps = np.array([[[1.0, -1.0], [2.0, 0.5], [0.0, 0.5]]])  # (B=1, H=3, D=2)
+    np.testing.assert_allclose(integrate(level, steps)[0], [[11.0, 3.0], [13.0, 3.5], [13.0, 4.0]])
+    with pytest.raises(ValidationError, match="X_val: expected at least 2 time steps"):
+        increments(to_series_set([v[:1]], allow_single_step=True), "X_val")
+
+
+@pytest.fixture(scope="module")
+def fitted() -> tuple[GPVAE, np.ndarray]:
+    X = _trending(132, seed=0)
+    est = GPVAE(kernel="trend+matern32", window=24, epochs=30, seed=0, difference=True, **SMALL)
+    est.fit([X[:120]], X_val=None)
+    return est, X
+
+
+def test_draws_are_the_cumulated_increment_draws(fitted: tuple[GPVAE, np.ndarray]) -> None:
+    """Each forecast path is the last level plus the cumulated sum of the draws the same model
+    gives when asked, as a model of levels, for the forecast of the increments series."""
+    est, X = fitted
+    hist = X[:120].copy()
+    hist[-3:, 1] = np.nan  # feature 1 ends in a gap of 3 steps
+    fc = est.forecast([hist], horizon=12, num_samples=40, return_samples=True)
+    inc = np.diff(hist, axis=0)
+    est.difference = False  # the same weights, read as a model of the increments
+    try:
+        raw = est.forecast([inc], horizon=12, num_samples=40, return_samples=True)
+        filled = est.impute([inc], [np.arange(1.0, 120.0)], num_samples=50).mean[0]
+    finally:
+        est.difference = True
+    start = np.array([hist[-1, 0], hist[-4, 1] + filled[-3:, 1].sum()])
+    np.testing.assert_allclose(fc.samples[:, 0], start + np.cumsum(raw.samples[:, 0], axis=1))
+    np.testing.assert_allclose(fc.mean[0], start + np.cumsum(raw.mean[0], axis=0))
+    assert ((fc.lower <= fc.mean) & (fc.mean <= fc.upper)).all()
+
+
+def test_a_trend_is_kept_past_the_training_range(fitted: tuple[GPVAE, np.ndarray]) -> None:
+    """Fitted on levels, the forecast falls back into the training range; fitted on the
+    increments it keeps the slope, and beats persistence and the model of levels."""
+    est, X = fitted
+    hist, future = [X[:120]], X[120:]
+    levels = GPVAE(kernel="trend+matern32", window=24, epochs=30, seed=0, **SMALL).fit(hist)
+    mae_levels = np.abs(levels.forecast(hist, horizon=12, num_samples=40).mean[0] - future).mean()
+    mae = np.abs(est.forecast(hist, horizon=12, num_samples=40).mean[0] - future).mean()
+    persistence = np.abs(X[119] - future).mean()
+    assert mae < 0.6 * persistence, (mae, persistence, mae_levels)
+    assert mae < 0.5 * mae_levels, (mae, persistence, mae_levels)
+
+
+def test_only_forecasts_and_saved_with_the_model(
+    fitted: tuple[GPVAE, np.ndarray], tmp_path: Path
+) -> None:
+    est, X = fitted
+    for call in (
+        lambda: est.impute([X]),
+        lambda: est.latent([X]),
+        lambda: est.sample(np.arange(5.0)),
+        lambda: est.anomaly_scores([X]),
+    ):
+        with pytest.raises(ValidationError, match=r"difference: .* fitted on their increments"):
+            call()
+    with pytest.raises(GPVAEError, match="difference"):
+        GPVAE(difference=1.5)  # type: ignore[arg-type]
+    with pytest.raises(ValidationError, match="X: expected at least 2 time steps"):
+        GPVAE(difference=True, **SMALL).fit([X[:1]])
+    est.save(tmp_path / "m")
+    back = GPVAE.load(tmp_path / "m")
+    assert back.difference
+    assert back.get_config()["difference"] is True
+    a = est.forecast([X[:120]], horizon=6, num_samples=20).mean
+    np.testing.assert_allclose(back.forecast([X[:120]], horizon=6, num_samples=20).mean, a)
+
+
+def test_cli_fit_with_difference_and_blend_then_forecast(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    X = _trending(100, seed=3)
+    frame = pd.DataFrame(X, columns=["a", "b"])
+    frame.insert(0, "month", pd.date_range("2010-01-01", periods=100, freq="MS"))
+    data = tmp_path / "trend.csv"
+    frame.to_csv(data, index=False)
+    model = tmp_path / "model"
+    args = ["fit", str(data), "--time-col", "month", "-o", str(model), "--epochs", "2"]
+    args += ["--latent-dim", "2", "--hidden", "16", "--quiet", "--kernel", "trend+matern32"]
+    args += ["--forecast-horizon", "6", "--forecast-blend", "--difference"]
+    assert main(args) == 0, capsys.readouterr()
+    config = json.loads((model / "model" / "config.json").read_text())
+    assert config["config"]["estimator"]["difference"] is True
+    assert config["config"]["estimator"]["forecast_blend"] is True
+    out = tmp_path / "fc.csv"
+    fargs = ["forecast", str(model), str(data), "--horizon", "6", "-o", str(out)]
+    assert main(fargs) == 0, capsys.readouterr()
+    fc = pd.read_csv(out)
+    assert len(fc) == 6
+    assert fc["a"].notna().all()
