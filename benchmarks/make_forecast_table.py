@@ -7,6 +7,7 @@ Usage::
 
     python benchmarks/make_forecast_table.py [--results benchmarks/results/forecasting.json]
         [--calibration benchmarks/results/forecasting_calibration.json]
+        [--screen benchmarks/results/forecasting_screen.json]
         [--docs docs/benchmarks.md] [--stdout]
 """
 
@@ -14,16 +15,32 @@ from __future__ import annotations
 
 import argparse
 import json
+import sys
 from pathlib import Path
 from typing import Any
+
+sys.path.insert(0, str(Path(__file__).resolve().parent))
+from forecasting import GPVAE_CONFIG
 
 ROOT = Path(__file__).resolve().parents[1]
 RESULTS = ROOT / "benchmarks" / "results" / "forecasting.json"
 CALIBRATION = ROOT / "benchmarks" / "results" / "forecasting_calibration.json"
+SCREEN = ROOT / "benchmarks" / "results" / "forecasting_screen.json"
 DOCS = ROOT / "docs" / "benchmarks.md"
 BEGIN = "<!-- forecasting-table -->"
 END = "<!-- /forecasting-table -->"
-METHODS = ("persistence", "snaive", "ets", "arima", "vae", "gpvae-mean", "gpvae")
+METHODS = (
+    "persistence",
+    "snaive",
+    "ets",
+    "arima",
+    "vae",
+    "gpvae-mean",
+    "gpvae-levels",
+    "gpvae-kernel",
+    "gpvae-increments",
+    "gpvae",
+)
 NAMES = {
     "persistence": "persistence",
     "snaive": "seasonal naive",
@@ -31,6 +48,9 @@ NAMES = {
     "arima": "AutoARIMA",
     "vae": "N(0, I) VAE",
     "gpvae-mean": "gpvae, model mean (no blend)",
+    "gpvae-levels": "gpvae on the levels (difference=False, blend)",
+    "gpvae-kernel": "gpvae, another kernel (blend)",
+    "gpvae-increments": "gpvae on the increments (difference=True, blend)",
     "gpvae": "gpvae (blend)",
 }
 DATASETS = (
@@ -67,9 +87,13 @@ def render(records: list[dict[str, Any]]) -> str:
         "forecast mean blended per feature and horizon band with a simple forecast (last "
         "value, seasonal naive, drift, or the last value plus the model's forecast change), "
         "base and weight picked on those origins "
-        "(`gpvae.estimator.forecast_blend`; the benchmark's default, off in the library by "
-        "default: `gpvae.settings.FORECAST_BLEND`); `gpvae, model mean (no blend)`: without "
-        "it (`--forecast-blend 0`; the records of session 3, the same code path). Each record "
+        "(`gpvae.estimator.forecast_blend`; `GPVAE(forecast_blend=True)`, the benchmark's "
+        "default, off in the library by default); `gpvae, model mean (no blend)`: without "
+        "it (`--forecast-blend 0`; the records of session 3, the same code path). gpvae's "
+        "configuration per data set is `GPVAE_CONFIG` in `benchmarks/forecasting.py` (shown "
+        "under each table); on US employment it is a model of the increments "
+        "(`difference=True`, kernel `trend`), chosen on the training period alone (the "
+        "screen below), and the model of the levels is kept as its own row. Each record "
         "holds its command.",
         "",
     ]
@@ -92,7 +116,8 @@ def render(records: list[dict[str, Any]]) -> str:
                 f"| {NAMES[m]} | {_f(r['mae'])} | {_f(r['mase'])} | {_f(r['crps'])} | "
                 f"{_f(r.get('coverage90'), pct=True)} | {epochs} | {r.get('wall_s', '-')} |"
             )
-        lines += ["", *_by_band(METHODS, rows), *_blend(rows[-1]), "", "Commands:", ""]
+        lines += ["", *_by_band(METHODS, rows), *_blend(rows[-1]), *_config(rows)]
+        lines += ["", "Commands:", ""]
         lines += [f"    {r['command']}" for r in rows if r is not None]
         lines.append("")
     return "\n".join(lines).rstrip() + "\n"
@@ -110,19 +135,28 @@ def render_calibration(records: list[dict[str, Any]]) -> str:
         "of training at the end of the data before the earliest origin and used as the "
         "calibration origins (0: up to 12 origins inside the training data, the default).",
         "",
-        "| data set | horizon | holdout | blend | MASE | CRPS | 90% coverage | coverage by "
-        "quarter | epochs |",
-        "|---|---|---|---|---|---|---|---|---|",
+        "| data set | horizon | holdout | blend | model of | MASE | CRPS | 90% coverage | "
+        "coverage by quarter | epochs |",
+        "|---|---|---|---|---|---|---|---|---|---|",
     ]
     order = sorted(
         records,
-        key=lambda r: (r["dataset"], r["horizon"], r["forecast_holdout"], r["forecast_blend"]),
+        key=lambda r: (
+            r["dataset"],
+            r["horizon"],
+            r["forecast_holdout"],
+            r["forecast_blend"],
+            bool(r.get("difference")),
+            r.get("kernel") or "",
+        ),
     )
     for r in order:
         bands = " / ".join(_f(v, pct=True) for v in r.get("coverage_by_horizon_band") or [])
         lines.append(
             f"| {r['dataset']} | {r['horizon']} | {r['forecast_holdout']} | "
-            f"{'yes' if r['forecast_blend'] else 'no'} | {_f(r['mase'])} | "
+            f"{'yes' if r['forecast_blend'] else 'no'} | "
+            f"{'increments' if r.get('difference') else 'levels'}"
+            f"{', ' + r['kernel'] if r.get('kernel') else ''} | {_f(r['mase'])} | "
             f"{_f(r['crps'])} | {_f(r.get('coverage90'), pct=True)} | {bands} | {_epochs(r)} |"
         )
     lines += ["", "Commands:", ""]
@@ -131,10 +165,59 @@ def render_calibration(records: list[dict[str, Any]]) -> str:
 
 
 def _method(r: dict[str, Any]) -> str:
-    """The table's method: gpvae records without the blend are their own row."""
-    if r["method"] == "gpvae" and r.get("forecast_blend") is False:
+    """The table's method: gpvae records without the blend, with another kernel or with
+    another ``difference`` than the data set's configuration are rows of their own."""
+    if r["method"] != "gpvae":
+        return str(r["method"])
+    if r.get("forecast_blend") is False:
         return "gpvae-mean"
-    return str(r["method"])
+    if r.get("kernel"):
+        return "gpvae-kernel"
+    configured = bool(GPVAE_CONFIG[r["dataset"]].get("difference", False))
+    if bool(r.get("difference")) != configured:
+        return "gpvae-levels" if configured else "gpvae-increments"
+    return "gpvae"
+
+
+def _config(rows: list[dict[str, Any] | None]) -> list[str]:
+    """The configured gpvae's settings, and the kernel of the other-kernel row."""
+    out = []
+    by = {_method(r): r for r in rows if r is not None}
+    if "gpvae" in by:
+        ran = bool(by["gpvae"].get("difference"))  # None: made before the argument existed
+        cfg = {**(by["gpvae"].get("config") or {}), "difference": ran}
+        out += ["", "gpvae (blend): " + ", ".join(f"`{k}={v!r}`" for k, v in cfg.items()) + "."]
+    if "gpvae-kernel" in by:
+        out += ["", f"gpvae, another kernel: `kernel={by['gpvae-kernel']['kernel']!r}`."]
+    return out
+
+
+def render_screen(records: list[dict[str, Any]]) -> str:
+    """The configurations compared on the training period alone (``--screen``)."""
+    lines = [
+        "### Screen: gpvae configurations compared on the training period alone",
+        "",
+        "From `benchmarks/results/forecasting_screen.json`: each data set cut at its earliest "
+        "test origin; the fit sees the data before the last `screen` horizons of that part "
+        "and forecasts them (origins it was not trained on); the test origins are never "
+        "seen. The configuration in `GPVAE_CONFIG` is the one with the least MASE here.",
+        "",
+        "| data set | horizon | method | kernel | difference | origins | MASE | CRPS | "
+        "90% coverage | epochs |",
+        "|---|---|---|---|---|---|---|---|---|---|",
+    ]
+    order = sorted(records, key=lambda r: (r["dataset"], r["horizon"], r["mase"]))
+    for r in order:
+        gp = r["method"] == "gpvae"
+        kernel = r.get("kernel") or (r["config"]["kernel"] if gp else "-")
+        lines.append(
+            f"| {r['dataset']} | {r['horizon']} | {r['method']} | {kernel} | "
+            f"{r.get('difference') if gp else '-'} | {r['origins']} | {_f(r['mase'])} | "
+            f"{_f(r['crps'])} | {_f(r.get('coverage90'), pct=True)} | {_epochs(r)} |"
+        )
+    lines += ["", "Commands:", ""]
+    lines += [f"    {r['command']}" for r in order]
+    return "\n".join(lines) + "\n"
 
 
 def _blend(r: dict[str, Any] | None) -> list[str]:
@@ -199,6 +282,7 @@ def main(argv: list[str] | None = None) -> None:
     p = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     p.add_argument("--results", default=str(RESULTS))
     p.add_argument("--calibration", default=str(CALIBRATION))
+    p.add_argument("--screen", default=str(SCREEN))
     p.add_argument("--docs", default=str(DOCS))
     p.add_argument("--stdout", action="store_true")
     args = p.parse_args(argv)
@@ -218,6 +302,9 @@ def main(argv: list[str] | None = None) -> None:
             not in seen
         ]
         text += "\n" + render_calibration(extra)
+    screen = Path(args.screen)
+    if screen.is_file():
+        text += "\n" + render_screen(json.loads(screen.read_text()))
     if args.stdout:
         print(text)
         return
