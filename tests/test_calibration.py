@@ -14,12 +14,13 @@ from gpvae import GPVAE
 from gpvae.batch import Batch
 from gpvae.data import to_series_set
 from gpvae.errors import InputTypeError, ModelFileError
+from gpvae import settings
 from gpvae.estimator.calibration import (
     LEVELS,
-    MIN_ENTRIES,
     SCALES,
     calibration_steps,
     fit_interval_scales,
+    fresh_holdouts,
 )
 from gpvae.model import sorted_quantiles
 
@@ -48,17 +49,39 @@ def test_factor_recovers_the_missing_spread(true_sd: float, expected: float) -> 
     np.testing.assert_allclose(covered.mean(0), LEVELS, atol=0.02)
 
 
-def test_sparse_features_share_the_pooled_factor() -> None:
+def test_sparse_features_get_about_the_pooled_factor() -> None:
+    """A feature with a handful of entries gets about the pooled factor, one with no entry
+    exactly it; a feature with thousands of independent entries gets its own."""
     rng = np.random.default_rng(1)
-    n0, n1 = 5_000, MIN_ENTRIES - 1  # feature 1 has too few entries of its own
+    n0, n1 = 5_000, 5
     feature = np.r_[np.zeros(n0, dtype=int), np.ones(n1, dtype=int)]
     mean = np.zeros(n0 + n1)
-    target = 3.0 * rng.standard_normal(n0 + n1)
+    target = np.r_[3.0 * rng.standard_normal(n0), 0.2 * rng.standard_normal(n1)]
     lo, hi = _normal_intervals(mean, 1.0)
     c = fit_interval_scales(mean, lo, hi, target, feature, 3)
     assert c[0] == pytest.approx(3.0, rel=0.08)
-    assert c[1] == c[2]  # no own factor: the pooled one
-    assert c[2] == pytest.approx(3.0, rel=0.08)
+    assert c[2] == pytest.approx(3.0, rel=0.08)  # no entry: the pooled factor
+    assert c[1] > 0.6 * c[2]  # its own 5 entries alone would say about 0.2
+
+
+def test_entries_of_one_block_count_as_one() -> None:
+    """1,000 entries of a feature whose residuals are small: as 1,000 separate entries the
+    feature gets its own factor (about 1); as 4 blocks of 250 (entries that move together)
+    about the pooled one (3, set by the other feature's 5,000 separate entries)."""
+    rng = np.random.default_rng(2)
+    n0, n1 = 5_000, 1_000
+    feature = np.r_[np.zeros(n0, dtype=int), np.ones(n1, dtype=int)]
+    mean = np.zeros(n0 + n1)
+    target = np.r_[3.0 * rng.standard_normal(n0), rng.standard_normal(n1)]
+    lo, hi = _normal_intervals(mean, 1.0)
+    separate = fit_interval_scales(mean, lo, hi, target, feature, 2)
+    blocks = np.r_[np.arange(n0), n0 + np.arange(n1) // 250]
+    grouped = fit_interval_scales(mean, lo, hi, target, feature, 2, runs=blocks)
+    assert separate[1] == pytest.approx(1.0, rel=0.1)
+    assert grouped[1] > 2.0
+    assert grouped[0] == pytest.approx(separate[0])
+    with pytest.raises(ValueError, match="runs"):
+        fit_interval_scales(mean, lo, hi, target, feature, 2, runs=blocks[:10])
 
 
 def test_no_entries_and_bad_shapes() -> None:
@@ -235,3 +258,67 @@ def test_factors_from_a_capped_subsample_still_cover_fresh_entries(
     assert 0.82 <= coverage <= 0.98
     np.testing.assert_allclose(scales[60], scales[10**9], rtol=0.25)
     assert not np.array_equal(scales[60], scales[10**9])  # the cap did bind
+
+
+@pytest.mark.parametrize("pattern", ["points", "blocks"])
+def test_fresh_holdouts_hide_new_entries_of_the_whole_series(pattern: str) -> None:
+    """Each new hold-out hides about the validation hold-out's share of the whole series
+    (hidden entries filled back in), with the pattern's shape; they differ from each other;
+    a series' hold-outs do not depend on the other series."""
+    X, hide = _series(6)
+    inputs = to_series_set(np.where(hide, np.nan, X))
+    targets = to_series_set(np.where(hide, X, np.nan), allow_empty_series=True)
+    pairs = fresh_holdouts(inputs, targets, pattern, (3, 6), seed=0)
+    assert len(pairs) == settings.CALIBRATION_HOLDOUTS
+    share = hide.sum() / (~np.isnan(X)).sum()
+    held_masks = []
+    for kept, held in pairs:
+        k, h = np.stack(kept.values), np.stack(held.values)
+        assert np.array_equal(np.where(np.isnan(k), h, k), X, equal_nan=True)  # whole series
+        assert not (~np.isnan(k) & ~np.isnan(h)).any()
+        assert abs((~np.isnan(h)).sum() / (~np.isnan(X)).sum() - share) < 0.05
+        held_masks.append(~np.isnan(h))
+        if pattern == "blocks":  # runs of a feature: far fewer starts than entries
+            starts = held_masks[-1] & ~np.roll(held_masks[-1], 1, axis=1)
+            assert starts.sum() < 0.5 * held_masks[-1].sum()
+    assert not np.array_equal(held_masks[0], held_masks[1])
+    alone = fresh_holdouts(inputs.subset([3]), targets.subset([3]), pattern, (3, 6), seed=0)
+    np.testing.assert_array_equal(alone[0][1].values[0], pairs[0][1].values[3])
+    # nothing to hide: no new hold-outs
+    assert fresh_holdouts(inputs, inputs, pattern, (3, 6), seed=0) == []
+
+
+def test_blocks_are_calibrated_on_blocks_not_on_the_easy_validation_points() -> None:
+    """Random walks. The validation hold-out is single points (easy: each sits between
+    observed neighbours), the gaps to impute are blocks of 8-16 steps
+    (``mask_pattern="blocks"``): calibrated on new block hold-outs of the validation series,
+    90% intervals cover new blocks of other series near nominal; the same model calibrated
+    on the validation points (as it was before) is too narrow there."""
+    from gpvae.datasets.masking import hide_blocks
+    from gpvae.estimator.calibration import calibrate_intervals
+
+    rng = np.random.default_rng(7)
+
+    def make(n: int) -> np.ndarray:
+        walk = np.cumsum(0.5 * rng.standard_normal((n, 40, 3)), axis=1)
+        return walk + 0.05 * rng.standard_normal((n, 40, 3))
+
+    X, Xv = make(60), make(30)
+    val_hide = rng.random(Xv.shape) < 0.1
+    Xv_in = np.where(val_hide, np.nan, Xv)
+    Xt = make(30)
+    Xt_in, test_hide = hide_blocks(Xt, 0.1, rng, min_len=8, max_len=16)
+    est = GPVAE(**FAST, epochs=10, mask_rate=0.2, mask_pattern="blocks", block_lengths=(8, 16))
+    est.fit(X, X_val=Xv_in, X_val_target=Xv)
+    coverage = {}
+    res = est.impute(Xt_in, num_samples=64)
+    coverage["blocks"] = ((res.lower <= Xt) & (Xt <= res.upper))[test_hide].mean()
+    ctx = est._context("impute")
+    inputs = est.scaler_.transform(to_series_set(Xv_in))
+    held = np.where(val_hide, Xv, np.nan)
+    targets = est.scaler_.transform(to_series_set(held, allow_empty_series=True))
+    est.interval_scale_ = calibrate_intervals(ctx, inputs, targets)  # on the points
+    res = est.impute(Xt_in, num_samples=64)
+    coverage["points"] = ((res.lower <= Xt) & (Xt <= res.upper))[test_hide].mean()
+    assert 0.85 <= coverage["blocks"] <= 0.95
+    assert coverage["points"] < coverage["blocks"] - 0.03

@@ -20,6 +20,8 @@ __all__ = [
     "BLEND_WEIGHTS",
     "CALIBRATION_BATCH",
     "CALIBRATION_ENTRIES",
+    "CALIBRATION_HOLDOUTS",
+    "CALIBRATION_POOL_BLOCKS",
     "CALIBRATION_SAMPLES",
     "CHAIN_JITTER",
     "CHECKPOINT_MIN_POINTS",
@@ -139,6 +141,14 @@ CALIBRATION_SAMPLES = 64
 #: subsample; the coverage of one level is then estimated within about 2 % (one sd); on
 #: PhysioNet the factors moved by 2 % (median) against all 109,434 held-out entries).
 CALIBRATION_ENTRIES = 500
+#: New hold-outs of the validation series the spread factors are fitted on, when those
+#: series were held out of training (:func:`gpvae.estimator.calibration.fresh_holdouts`).
+#: On PhysioNet-300 blocks (validation only) 2 and 4 gave the same coverage of new gaps.
+CALIBRATION_HOLDOUTS = 4
+#: Blocks' worth of the pooled coverage error a feature's own error is shrunk with (a
+#: feature seen in few blocks gets about the pooled factor; see
+#: :mod:`gpvae.estimator.calibration`). 10 and 30 were tried on PhysioNet-300 blocks.
+CALIBRATION_POOL_BLOCKS = 30
 #: Series per batch when the factors are drawn (at least the estimator's batch size): only
 #: a few steps of each series are decoded, so large batches amortise the per-batch work.
 CALIBRATION_BATCH = 256

@@ -130,10 +130,12 @@ class GPVAE(AnomalyMethods, ForecastMethods, SpatialMethods, PersistenceMethods)
             one with the smallest error on the held-out validation entries
             (:mod:`gpvae.estimator.blending`; needs validation, not for ``"bernoulli"``).
         calibrate: after fit, rescale the imputation intervals per feature so that they
-            cover the held-out entries at their nominal levels (at most
-            :data:`gpvae.settings.CALIBRATION_ENTRIES` random ones per feature;
-            :mod:`gpvae.estimator.calibration`; needs ``val_fraction > 0``; not for
-            ``"bernoulli"``).
+            cover held-out entries at their nominal levels: with ``X_val``, new hold-outs
+            of the validation series shaped like the gaps (blocks when ``mask_pattern`` or
+            ``val_pattern`` is ``"blocks"``), else the validation hold-out (at most
+            :data:`gpvae.settings.CALIBRATION_ENTRIES` random entries per feature;
+            :mod:`gpvae.estimator.calibration`; needs held-out validation entries,
+            ``val_fraction > 0`` or ``X_val_target``; not for ``"bernoulli"``).
         num_samples: Monte Carlo samples of z per series in the training ELBO.
         lengthscale: initial kernel lengthscale in time steps for named kernels and for the
             noise kernels of ``"gaussian_gp*"`` (None: :data:`gpvae.settings.DEFAULT_LENGTHSCALE`).
@@ -500,7 +502,7 @@ class GPVAE(AnomalyMethods, ForecastMethods, SpatialMethods, PersistenceMethods)
             blend = fit_blend(ctx, session)
         if self.calibrate and not binary and session.val_input is not None:
             ctx = replace(ctx, blend_weight=blend)
-            scale = calibrate_fit(ctx, session)
+            scale = calibrate_fit(ctx, session, self._fresh_holdouts(val_set))
         self.forecast_scale_, self.forecast_blend_ = None, None
         if H is not None:
             ctx = PredictContext(
@@ -520,6 +522,14 @@ class GPVAE(AnomalyMethods, ForecastMethods, SpatialMethods, PersistenceMethods)
         )
         self.blend_weight_ = blend
         return self
+
+    def _fresh_holdouts(self, val_set: object) -> tuple[str, tuple[int, int]] | None:
+        """(pattern, block lengths) of the new hold-outs the intervals are calibrated on
+        when the validation series were held out of training (``X_val``), else None."""
+        if val_set is None:
+            return None
+        blocks = "blocks" in (self.mask_pattern, self.val_pattern)
+        return ("blocks" if blocks else "points", self.block_lengths)
 
     # ------------------------------------------------------------------ impute
 

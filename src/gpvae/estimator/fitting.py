@@ -23,7 +23,7 @@ from gpvae.estimator.calibration import (
     LEVELS,
     calibrate_intervals,
     fit_interval_scales,
-    heldout_intervals,
+    heldout_arrays,
 )
 from gpvae.estimator.context import PredictContext
 from gpvae.estimator.seasonality import PeriodArg, resolve_periods
@@ -356,25 +356,37 @@ def fit_periods(
     return periods, learn, span
 
 
-def calibrate_fit(ctx: PredictContext, session: FitSession) -> np.ndarray:
-    """The interval spread factors on the session's held-out entries (of every process)."""
+def calibrate_fit(
+    ctx: PredictContext,
+    session: FitSession,
+    fresh: tuple[str, tuple[int, int]] | None = None,
+) -> np.ndarray:
+    """The interval spread factors on the session's held-out entries (of every process), or
+    on new hold-outs of its validation series with ``fresh`` = (pattern, block lengths)
+    (:func:`~gpvae.estimator.calibration.fresh_holdouts`; for series held out of
+    training)."""
     comm = session.comm
     if session.val_input is None or session.val_target is None:
         return np.ones(ctx.scaler.num_features)
     if comm is None:
-        return calibrate_intervals(ctx, session.val_input, session.val_target)
+        return calibrate_intervals(ctx, session.val_input, session.val_target, fresh)
     K = len(LEVELS)
-    empty = (np.zeros(0), np.zeros((0, K)), np.zeros((0, K)), np.zeros(0), np.zeros(0, np.int64))
+    none = np.zeros(0, np.int64)
+    empty = (np.zeros(0), np.zeros((0, K)), np.zeros((0, K)), np.zeros(0), none, none)
     arrays = empty
     with comm.together():
         local = session.local_validation()
         if local is not None:
-            arrays = heldout_intervals(ctx, *local)
+            arrays = heldout_arrays(ctx, *local, fresh)
     gathered = comm.all_gather(arrays)
+    offsets = np.cumsum([0] + [int(g[5].max()) + 1 if len(g[5]) else 0 for g in gathered])
     mean, lower, upper, target, feature = (
         np.concatenate([g[i] for g in gathered]) for i in range(5)
     )
-    return fit_interval_scales(mean, lower, upper, target, feature, ctx.scaler.num_features)
+    runs = np.concatenate([g[5] + off for g, off in zip(gathered, offsets)])
+    return fit_interval_scales(
+        mean, lower, upper, target, feature, ctx.scaler.num_features, runs=runs
+    )
 
 
 def windowed(data: SeriesSet, window: int) -> SeriesSet:
