@@ -10,11 +10,10 @@ import pytest
 import torch
 from scipy.stats import norm
 
-from gpvae import GPVAE
+from gpvae import GPVAE, settings
 from gpvae.batch import Batch
 from gpvae.data import to_series_set
 from gpvae.errors import InputTypeError, ModelFileError
-from gpvae import settings
 from gpvae.estimator.calibration import (
     LEVELS,
     SCALES,
