@@ -274,6 +274,12 @@ def run_gpvae(
         res = est.backtest(
             ds["X"], horizon=H, num_origins=n, season=ds["season"], num_samples=args.samples
         )
+        if args.plot:  # the fan chart of every origin for one feature, into docs/img
+            from gpvae.app.plots import plot_backtest
+
+            model = "increments" if args.difference else "levels"
+            path = ROOT / "docs" / "img" / f"forecast_{name}_{model}_{args.plot}.png"
+            plot_backtest(res, feature=args.plot, context=2 * H, save=path)
         fitted = _Kept.last
         assert fitted is not None
         blend = fitted.forecast_blend_
@@ -403,6 +409,12 @@ def main(argv: list[str] | None = None) -> None:
         default=None,
         help="gpvae: a kernel other than the data set's configuration (GPVAE_CONFIG), for "
         "the screen",
+    )
+    p.add_argument(
+        "--plot",
+        default=None,
+        help="gpvae: draw the fan charts of this feature (every origin) to "
+        "docs/img/forecast_<dataset>_<levels|increments>_<feature>.png",
     )
     p.add_argument(
         "--screen",
