@@ -132,3 +132,9 @@ def test_cli_fit_with_difference_and_blend_then_forecast(
     fc = pd.read_csv(out)
     assert len(fc) == 6
     assert fc["a"].notna().all()
+    capsys.readouterr()
+    iargs = ["impute", str(model), str(data), "-o", str(tmp_path / "imp.csv")]
+    assert main(iargs) != 0
+    err = capsys.readouterr().err.strip().splitlines()
+    assert len(err) == 1
+    assert "difference" in err[0]
