@@ -110,6 +110,18 @@ def test_only_forecasts_and_saved_with_the_model(
     np.testing.assert_allclose(back.forecast([X[:120]], horizon=6, num_samples=20).mean, a)
 
 
+def test_validation_data_are_differenced_at_their_own_times() -> None:
+    """X_val and X_val_target (at times_val) become increments like X: the validation score
+    is the imputation error of the hidden increments (finite)."""
+    X = _trending(60, seed=4)
+    hidden = X.copy()
+    hidden[::7, 0] = np.nan
+    t_val = np.arange(100.0, 160.0)
+    est = GPVAE(kernel="trend", epochs=2, seed=0, difference=True, **SMALL)
+    est.fit([X], X_val=[hidden], times_val=[t_val], X_val_target=[X])
+    assert np.isfinite([h["val_score"] for h in est.history_]).all()
+
+
 def test_cli_fit_with_difference_and_blend_then_forecast(
     tmp_path: Path, capsys: pytest.CaptureFixture[str]
 ) -> None:

@@ -466,11 +466,14 @@ class GPVAE(AnomalyMethods, ForecastMethods, SpatialMethods, PersistenceMethods)
             )
         sharded = bool_arg("sharded", sharded)
         if self.difference:  # the model's data are the increments (differencing.py)
-            X, times = increments(to_series_set(X, times), "X"), None
+            lax = {"allow_single_step": True, "allow_empty_series": True}
+            X, times = increments(to_series_set(X, times, **lax), "X"), None
+            if X_val_target is not None:  # at X_val's times
+                target = to_series_set(X_val_target, times_val, name="X_val_target", **lax)
+                X_val_target = increments(target, "X_val_target")
             if X_val is not None:
-                X_val, times_val = increments(to_series_set(X_val, times_val), "X_val"), None
-            if X_val_target is not None:
-                X_val_target = increments(to_series_set(X_val_target), "X_val_target")
+                val = to_series_set(X_val, times_val, name="X_val", times_name="times_val", **lax)
+                X_val, times_val = increments(val, "X_val"), None
         binary = self.likelihood == "bernoulli"  # 0/1 values are modelled as they are
         device = resolve_device(self.device)
         comm = distributed.current(device)  # None outside torchrun
