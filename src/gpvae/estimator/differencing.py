@@ -18,13 +18,22 @@ imputation of the increments since then.
 
 from __future__ import annotations
 
+from typing import Any
+
 import numpy as np
 
-from gpvae.data import SeriesSet
+from gpvae.data import SeriesSet, to_series_set
 from gpvae.data.series import Layout
 from gpvae.errors import ValidationError
 
-__all__ = ["FORECAST_METHODS", "check_levels_method", "increments", "integrate", "last_levels"]
+__all__ = [
+    "FORECAST_METHODS",
+    "check_levels_method",
+    "increments",
+    "increments_of",
+    "integrate",
+    "last_levels",
+]
 
 #: The methods a model of increments serves (the others would return increments).
 FORECAST_METHODS = ("forecast", "calibrate_forecast", "save")
@@ -70,6 +79,20 @@ def increments(data: SeriesSet, name: str = "X") -> SeriesSet:
         freq=old.freq,
     )
     return SeriesSet(values=values, times=times, feature_names=data.feature_names, layout=layout)
+
+
+def increments_of(X: Any, times: Any, name: str, times_name: str) -> SeriesSet:
+    """:func:`increments` of fit input in any accepted form (series with a single step or
+    none observed are accepted as fit accepts them, and then named by :func:`increments`)."""
+    data = to_series_set(
+        X,
+        times,
+        allow_single_step=True,
+        allow_empty_series=True,
+        name=name,
+        times_name=times_name,
+    )
+    return increments(data, name)
 
 
 def last_levels(data: SeriesSet) -> tuple[np.ndarray, np.ndarray]:

@@ -31,7 +31,7 @@ from torch import nn
 
 from gpvae import settings
 from gpvae.arguments import bool_arg, check_name, float_arg, int_arg
-from gpvae.data import Scaler, to_series_set
+from gpvae.data import Scaler
 from gpvae.errors import (
     InputTypeError,
     NotFittedError,
@@ -51,7 +51,7 @@ from gpvae.estimator.assembly import (
 )
 from gpvae.estimator.blending import fit_blend
 from gpvae.estimator.context import PredictContext
-from gpvae.estimator.differencing import check_levels_method, increments
+from gpvae.estimator.differencing import check_levels_method, increments_of
 from gpvae.estimator.fitting import calibrate_fit, fit_inputs, fit_periods, windowed
 from gpvae.estimator.forecast_blend import ForecastBlend, base_names
 from gpvae.estimator.forecast_calibration import calibrate_and_blend, without_tail
@@ -466,14 +466,11 @@ class GPVAE(AnomalyMethods, ForecastMethods, SpatialMethods, PersistenceMethods)
             )
         sharded = bool_arg("sharded", sharded)
         if self.difference:  # the model's data are the increments (differencing.py)
-            lax = {"allow_single_step": True, "allow_empty_series": True}
-            X, times = increments(to_series_set(X, times, **lax), "X"), None
+            X, times = increments_of(X, times, "X", "times"), None
             if X_val_target is not None:  # at X_val's times
-                target = to_series_set(X_val_target, times_val, name="X_val_target", **lax)
-                X_val_target = increments(target, "X_val_target")
+                X_val_target = increments_of(X_val_target, times_val, "X_val_target", "times_val")
             if X_val is not None:
-                val = to_series_set(X_val, times_val, name="X_val", times_name="times_val", **lax)
-                X_val, times_val = increments(val, "X_val"), None
+                X_val, times_val = increments_of(X_val, times_val, "X_val", "times_val"), None
         binary = self.likelihood == "bernoulli"  # 0/1 values are modelled as they are
         device = resolve_device(self.device)
         comm = distributed.current(device)  # None outside torchrun
