@@ -260,6 +260,7 @@ def test_marginal_draws_agree_with_joint_path_draws(fitted: GPVAE) -> None:
 
     from gpvae.batch import Batch
     from gpvae.model import sample_chunks
+    from gpvae.model.scoring import heldout_nlpd
 
     model = fitted.model_
     y = fitted.scaler_.transform(seasonal(40, 21))
@@ -270,7 +271,7 @@ def test_marginal_draws_agree_with_joint_path_draws(fitted: GPVAE) -> None:
         torch.ones(1, 40, dtype=torch.bool),
     )
     S = 2048
-    ours = model.heldout_nlpd(batch, [torch.Generator().manual_seed(0)], 1, S)[0]
+    ours = heldout_nlpd(model, batch, [torch.Generator().manual_seed(0)], 1, S)[0]
     sampler = model.encode(batch).series_sampler([torch.Generator().manual_seed(1)])
     parts = []
     with torch.no_grad():

@@ -2,7 +2,7 @@
 threshold from normal data, and flagged intervals.
 
 **Scores.** Every observed entry is scored by its negative log predictive density under
-the model with its time step hidden (:meth:`gpvae.model.GPVAEModel.heldout_nlpd`: the
+the model with its time step hidden (:func:`gpvae.model.scoring.heldout_nlpd`: the
 steps fall into ``num_folds`` interleaved folds, one conditioning per fold). A long series
 is scored in overlapping **windows** of ``window`` steps (half-overlapping; each step takes
 its score from the window in which it lies farthest from the edges), batched many windows
@@ -47,6 +47,7 @@ from gpvae.data.windows import window_starts
 from gpvae.errors import ModelFileError, ValidationError, invalid
 from gpvae.estimator.context import PredictContext
 from gpvae.estimator.results import AnomalyResult
+from gpvae.model.scoring import heldout_nlpd, prior_nlpd
 
 __all__ = [
     "AnomalyProfile",
@@ -237,7 +238,7 @@ def entry_scores(
     prior: bool = False,
 ) -> list[np.ndarray]:
     """Held-out entry scores of every series of the standardised ``scaled`` (``prior``:
-    the scores under the prior alone, :meth:`gpvae.model.GPVAEModel.prior_nlpd`).
+    the scores under the prior alone, :func:`gpvae.model.scoring.prior_nlpd`).
 
     Returns:
         n arrays (T_i, D) float64, NaN where not observed.
@@ -264,9 +265,9 @@ def entry_scores(
         batch = ctx.batch(pieces, idx)
         gens = ctx.series_generators(pieces, idx, salt=4)
         if prior:
-            s_np = model.prior_nlpd(batch, gens, S).numpy()  # (B, N, D)
+            s_np = prior_nlpd(model, batch, gens, S).numpy()  # (B, N, D)
         else:
-            s_np = model.heldout_nlpd(batch, gens, K, S).numpy()
+            s_np = heldout_nlpd(model, batch, gens, K, S).numpy()
         for b, j in enumerate(idx):
             piece_scores[j] = s_np[b, : len(pieces.times[j])]
     out = [np.full((len(t), D), np.nan) for t in scaled.times]

@@ -1,84 +1,27 @@
-"""The GP-VAE model: encoder -> posterior family -> decoder, and its variational bounds.
-
-For a series with index points x, values y and mask ``observed``, with latent z (N, L),
-
-    ELBO = E_q[log p(y_obs | z)] - beta * KL(q(z | y) || p(z)),
-
-where p(z) is the GP prior of every latent channel over x and the expected log-likelihood
-covers the observed entries only. With ``iwae = K > 1`` the importance-weighted bound
-(Burda et al. 2016, "Importance weighted autoencoders")
-
-    IWAE_K = E[log (1/K) sum_k p(y_obs | z_k) (p(z_k) / q(z_k))^beta],   z_k ~ q,
-
-is also returned; for beta = 1 it is a lower bound on log p(y_obs) that increases with K.
-Every expectation is estimated with reparameterised samples.
-
-The predictive maths that the estimator's imputation, forecasts and anomaly scores rest on
-lives here too: :meth:`GPVAEModel.predictive_draws` (posterior-predictive draws of every
-entry, each series' noise from its own generator), :meth:`GPVAEModel.forecast_draws`
-(draws at new index points), :meth:`GPVAEModel.heldout_nlpd` (negative log predictive density
-of each observed entry with its step hidden) and :meth:`GPVAEModel.sample_series`.
-"""
+"""GPVAEModel and its bounds (the package docstring of :mod:`gpvae.model` has the maths)."""
 
 from __future__ import annotations
 
 import math
-from collections.abc import Callable, Sequence
+from collections.abc import Sequence
 from typing import NamedTuple
 
-import numpy as np
 import torch
 from torch import Tensor, nn
 
-from gpvae import settings
 from gpvae.batch import Batch
 from gpvae.data.holdout import MASK_PATTERNS, check_lengths, hide_mask
 from gpvae.data.interpolate import neighbour_interpolation, space_interpolation
 from gpvae.errors import InputTypeError, ValidationError, invalid
 from gpvae.gp.prior import GPPrior
 from gpvae.likelihoods.base import Likelihood, Params
+from gpvae.model.sampling import check_count, sample_chunks
 from gpvae.nets.interp import FieldFusion, InterpolationFusion
 from gpvae.posteriors.base import PosteriorFamily, VariationalPosterior
 from gpvae.posteriors.structured import StructuredQ
 from gpvae.rng import per_series_normal
 
-__all__ = ["ELBOResult", "GPVAEModel", "sample_chunks", "sorted_quantiles"]
-
-
-def sample_chunks(num_samples: int) -> list[int]:
-    """``num_samples`` split into chunks of :data:`gpvae.settings.SAMPLE_CHUNK` (the last
-    one shorter): bounds memory, and every series consumes its generator the same way."""
-    full, rest = divmod(num_samples, settings.SAMPLE_CHUNK)
-    return [settings.SAMPLE_CHUNK] * full + ([rest] if rest else [])
-
-
-def sorted_quantiles(samples: Tensor, probs: Sequence[float]) -> list[Tensor]:
-    """Linear-interpolation quantiles over axis 0 of ``samples`` (S, ...) -> each (...).
-
-    Only the order statistics the quantiles need are placed (a partial sort: numpy's
-    introselect on the CPU, a full sort elsewhere or when gradients are needed); the values
-    are those of a full sort bit for bit (NaN sorts last in both).
-    """
-    S = samples.shape[0]
-    ranks: list[tuple[int, int, float]] = []
-    for p in probs:
-        pos = p * (S - 1)
-        lo = math.floor(pos)
-        ranks.append((lo, min(lo + 1, S - 1), pos - lo))
-    # sorted along a contiguous last axis (sorting along a strided axis 0 is many times slower)
-    s = samples.movedim(0, -1).contiguous()  # (..., S)
-    partial = (
-        s.device.type == "cpu"
-        and s.dtype in (torch.float32, torch.float64)
-        and not s.requires_grad
-        and s.numel() > 0
-    )
-    if partial:
-        kth = sorted({k for lo, hi, _ in ranks for k in (lo, hi)})
-        s = torch.from_numpy(np.partition(s.numpy(), kth, axis=-1))
-    else:
-        s = s.sort(dim=-1).values
-    return [s[..., lo] * (1 - frac) + s[..., hi] * frac for lo, hi, frac in ranks]
+__all__ = ["ELBOResult", "GPVAEModel"]
 
 
 class ELBOResult(NamedTuple):
@@ -100,14 +43,6 @@ class ELBOResult(NamedTuple):
     def bound(self) -> Tensor:
         """(B,) the bound to maximise: ``iwae`` when computed, else ``elbo``."""
         return self.elbo if self.iwae is None else self.iwae
-
-
-def _check_count(name: str, value: int) -> int:
-    if isinstance(value, bool) or not isinstance(value, int):
-        raise InputTypeError(f"{name}: expected a positive int, found {type(value).__name__}")
-    if value < 1:
-        raise invalid(name, "a positive int", value)
-    return value
 
 
 class GPVAEModel(nn.Module):
@@ -359,8 +294,8 @@ class GPVAEModel(nn.Module):
         Returns:
             :class:`ELBOResult` with (B,) tensors.
         """
-        S = _check_count("num_samples", num_samples)
-        K = _check_count("iwae", iwae)
+        S = check_count("num_samples", num_samples)
+        K = check_count("iwae", iwae)
         seen = self._training_input(batch, generator)
         q = self.encode(seen)
         B = batch.y.shape[0]
@@ -424,7 +359,7 @@ class GPVAEModel(nn.Module):
         Draws come in chunks (:func:`sample_chunks`), series b's from ``generators[b]``
         alone, so a series' draws do not depend on the rest of the batch.
         """
-        S = _check_count("num_samples", num_samples)
+        S = check_count("num_samples", num_samples)
         sampler = self.encode(batch).series_sampler(generators)
         lik = self.likelihood
         mean_sum = torch.zeros_like(batch.y)  # (B, N, D)
@@ -456,7 +391,7 @@ class GPVAEModel(nn.Module):
         (series b's noise from ``generators[b]``) and only the steps are decoded. Else the
         whole series is drawn and the steps are picked out.
         """
-        S = _check_count("num_samples", num_samples)
+        S = check_count("num_samples", num_samples)
         counts = [len(st) for st in steps]
         K = max(counts, default=0)
         dev = batch.y.device
@@ -498,7 +433,7 @@ class GPVAEModel(nn.Module):
         the index also conditions its noise on the observed history, which needs the
         latents jointly over history and future.
         """
-        S = _check_count("num_samples", num_samples)
+        S = check_count("num_samples", num_samples)
         q = self.encode(batch)
         if not isinstance(q, StructuredQ):
             raise ValidationError(
@@ -528,130 +463,9 @@ class GPVAEModel(nn.Module):
         return m.mean(0), m + v.sqrt() * eps
 
     @torch.no_grad()
-    def heldout_nlpd(
-        self,
-        batch: Batch,
-        generators: Sequence[torch.Generator],
-        num_folds: int,
-        num_samples: int,
-    ) -> Tensor:
-        """Negative log predictive density of every observed entry with its step hidden.
-
-        The steps are split into ``num_folds`` interleaved folds (step n in fold
-        ``n % num_folds``); for each fold, every entry at its steps is hidden from the
-        encoder and each observed entry there is scored by
-        ``-log (1/S) sum_s p(y | z_s, other folds)``, ``z_s ~ q(z | other folds)``.
-        ``num_folds = 1`` hides nothing: every observed entry is scored under
-        ``q(z | all observed entries)`` (a reconstruction score, one conditioning).
-
-        Returns:
-            (B, N, D) float64 on the CPU, NaN where not observed.
-        """
-        K = _check_count("num_folds", num_folds)
-        S = _check_count("num_samples", num_samples)
-        B, N, D = batch.y.shape
-        if K == 1:
-            return self._entry_nlpd(batch, batch.observed, generators, S)
-        fold_of = torch.arange(N, device=batch.y.device) % K  # (N,)
-        score = torch.full((B, N, D), float("nan"), dtype=torch.float64)
-        for k in range(K):
-            hide = (fold_of == k)[None, :, None]  # (1, N, 1)
-            steps = torch.nonzero(fold_of == k).squeeze(1)  # (N_k,)
-            # with interp_skip the fusion needs every step's neighbours: decode them all
-            only = steps if self.interp_fusion is None else None
-            part = self._entry_nlpd(batch, batch.observed & ~hide, generators, S, only)
-            target = (batch.observed & hide).cpu()
-            score = torch.where(target, part, score)
-        return score
-
-    @torch.no_grad()
-    def prior_nlpd(
-        self, batch: Batch, generators: Sequence[torch.Generator], num_samples: int
-    ) -> Tensor:
-        """Negative log density of every observed entry under the prior alone:
-        ``-log (1/S) sum_s p(y | z_s)``, ``z_s`` from the GP prior's marginal at the entry's
-        step (nothing is conditioned on; how far the value lies from what the model calls
-        normal anywhere, where :meth:`heldout_nlpd` asks how far it lies from its
-        neighbours). Needs a likelihood whose entries are independent given z.
-
-        Returns:
-            (B, N, D) float64 on the CPU, NaN where not observed.
-        """
-        S = _check_count("num_samples", num_samples)
-        if self.likelihood.needs_index:
-            raise ValidationError(
-                f"likelihood: prior scores need entries independent given z, found "
-                f"{type(self.likelihood).__name__}"
-            )
-        return self._entry_nlpd(batch, torch.zeros_like(batch.observed), generators, S, prior=True)
-
-    def _entry_nlpd(
-        self,
-        batch: Batch,
-        visible: Tensor,
-        generators: Sequence[torch.Generator],
-        S: int,
-        steps: Tensor | None = None,
-        prior: bool = False,
-    ) -> Tensor:
-        """``-log (1/S) sum_s p(y | z_s, visible)``, ``z_s ~ q(z | visible entries)``, for
-        every entry: (B, N, D) float64 on the CPU, NaN where not observed.
-
-        When the likelihood's entries are independent given z, the density of entry
-        (n, d) depends on z at step n only, so the draws come from the marginals of q
-        (``z_n = mean_n + sd_n * eps``, series b's ``eps`` from ``generators[b]``): the same
-        Monte Carlo estimate of each entry as joint draws, without sampling whole paths;
-        and only the ``steps`` (positions (N_k,); None: all) are decoded and scored (NaN
-        elsewhere).
-        """
-        B, N, D = batch.y.shape
-        lik = self.likelihood
-        sub, vis = batch, visible
-        draw: Callable[[int], Tensor]
-        if prior:  # the prior's marginals (mean 0), nothing conditioned on
-            var = self.prior.marginal_variance(batch.x).to(batch.y.dtype)  # (B, N, L)
-            mean = torch.zeros_like(var)
-        else:
-            q = self.encode(Batch(batch.x, batch.y, visible, batch.valid))
-        if lik.needs_index and not prior:
-            draw = q.series_sampler(generators).draw
-        else:
-            if not prior:
-                mean, var = q.marginals()  # (B, N, L) each
-            if steps is not None:
-                mean, var, vis = mean[:, steps], var[:, steps], visible[:, steps]
-                sub = Batch(batch.x[:, steps], batch.y[:, steps], batch.observed[:, steps],
-                            batch.valid[:, steps])  # fmt: skip
-            sd = var.clamp_min(0.0).sqrt()
-            # series b's noise covers its own steps only (valid is a prefix), never the
-            # padding: its scores do not depend on the other series of the call
-            lengths = [int(n) for n in sub.valid.sum(dim=1).tolist()]
-
-            def marginal_draw(s: int) -> Tensor:
-                eps = per_series_normal(
-                    generators, lengths, s, mean.shape[1], (mean.shape[2],), mean
-                )  # (s, B, N_k, L)
-                return mean + sd * eps
-
-            draw = marginal_draw
-
-        parts = []
-        for s in sample_chunks(S):
-            params = self.decode(draw(s), Batch(sub.x, sub.y, vis, sub.valid))  # (s, B, N_k, L)
-            lp = lik.log_predictive_entries(params, sub.y, vis, sub.x, sub.valid)  # (s, B, N_k, D)
-            parts.append(torch.logsumexp(lp.double(), dim=0))  # (B, N_k, D)
-        lpd = torch.logsumexp(torch.stack(parts), dim=0) - math.log(S)
-        score = torch.where(sub.observed.cpu(), -lpd.cpu(), float("nan"))
-        if steps is None or sub is batch:
-            return score
-        full = torch.full((B, N, D), float("nan"), dtype=torch.float64)
-        full[:, steps.cpu()] = score
-        return full
-
-    @torch.no_grad()
     def sample_series(self, x: Tensor, num_samples: int, generator: torch.Generator) -> Tensor:
         """New series: z ~ GP prior at ``x`` (B, N, d), y ~ p(y | z): (S, B, N, D)."""
-        S = _check_count("num_samples", num_samples)
+        S = check_count("num_samples", num_samples)
         z = self.prior.sample(x, S, generator)  # (S, B, N, L)
         return self.likelihood.sample_path(self.decode(z), x, generator)
 
@@ -674,7 +488,7 @@ class GPVAEModel(nn.Module):
         Averages the likelihood's mean over ``num_samples`` joint samples of q (the exact
         expectation needs samples because the decoder is nonlinear).
         """
-        S = _check_count("num_samples", num_samples)
+        S = check_count("num_samples", num_samples)
         q = self.encode(batch)
         z = q.rsample(S, generator)  # (S, B, N, L)
         return self.predictive(self.decode(z, batch), batch)[0].mean(0)

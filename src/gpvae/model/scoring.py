@@ -1,0 +1,147 @@
+"""Scores of observed entries under the model: with their steps hidden
+(:func:`heldout_nlpd`, in folds) and under the GP prior alone (:func:`prior_nlpd`); the
+anomaly scores of :mod:`gpvae.estimator.anomaly` rest on them. ``GPVAEModel.heldout_nlpd``
+and ``GPVAEModel.prior_nlpd`` call these."""
+
+from __future__ import annotations
+
+import math
+from collections.abc import Callable, Sequence
+from typing import TYPE_CHECKING
+
+import torch
+from torch import Tensor
+
+from gpvae.batch import Batch
+from gpvae.errors import ValidationError
+from gpvae.model.sampling import check_count, sample_chunks
+from gpvae.rng import per_series_normal
+
+if TYPE_CHECKING:
+    from gpvae.model.core import GPVAEModel
+
+__all__ = ["entry_nlpd", "heldout_nlpd", "prior_nlpd"]
+
+
+@torch.no_grad()
+def heldout_nlpd(
+    model: GPVAEModel,
+    batch: Batch,
+    generators: Sequence[torch.Generator],
+    num_folds: int,
+    num_samples: int,
+) -> Tensor:
+    """Negative log predictive density of every observed entry with its step hidden.
+
+    The steps are split into ``num_folds`` interleaved folds (step n in fold
+    ``n % num_folds``); for each fold, every entry at its steps is hidden from the
+    encoder and each observed entry there is scored by
+    ``-log (1/S) sum_s p(y | z_s, other folds)``, ``z_s ~ q(z | other folds)``.
+    ``num_folds = 1`` hides nothing: every observed entry is scored under
+    ``q(z | all observed entries)`` (a reconstruction score, one conditioning).
+
+    Returns:
+        (B, N, D) float64 on the CPU, NaN where not observed.
+    """
+    K = check_count("num_folds", num_folds)
+    S = check_count("num_samples", num_samples)
+    B, N, D = batch.y.shape
+    if K == 1:
+        return entry_nlpd(model, batch, batch.observed, generators, S)
+    fold_of = torch.arange(N, device=batch.y.device) % K  # (N,)
+    score = torch.full((B, N, D), float("nan"), dtype=torch.float64)
+    for k in range(K):
+        hide = (fold_of == k)[None, :, None]  # (1, N, 1)
+        steps = torch.nonzero(fold_of == k).squeeze(1)  # (N_k,)
+        # with interp_skip the fusion needs every step's neighbours: decode them all
+        only = steps if model.interp_fusion is None else None
+        part = entry_nlpd(model, batch, batch.observed & ~hide, generators, S, only)
+        target = (batch.observed & hide).cpu()
+        score = torch.where(target, part, score)
+    return score
+
+
+@torch.no_grad()
+def prior_nlpd(
+    model: GPVAEModel, batch: Batch, generators: Sequence[torch.Generator], num_samples: int
+) -> Tensor:
+    """Negative log density of every observed entry under the prior alone:
+    ``-log (1/S) sum_s p(y | z_s)``, ``z_s`` from the GP prior's marginal at the entry's
+    step (nothing is conditioned on; how far the value lies from what the model calls
+    normal anywhere, where :func:`heldout_nlpd` asks how far it lies from its
+    neighbours). Needs a likelihood whose entries are independent given z.
+
+    Returns:
+        (B, N, D) float64 on the CPU, NaN where not observed.
+    """
+    S = check_count("num_samples", num_samples)
+    if model.likelihood.needs_index:
+        raise ValidationError(
+            f"likelihood: prior scores need entries independent given z, found "
+            f"{type(model.likelihood).__name__}"
+        )
+    return entry_nlpd(model, batch, torch.zeros_like(batch.observed), generators, S, prior=True)
+
+
+def entry_nlpd(
+    model: GPVAEModel,
+    batch: Batch,
+    visible: Tensor,
+    generators: Sequence[torch.Generator],
+    S: int,
+    steps: Tensor | None = None,
+    prior: bool = False,
+) -> Tensor:
+    """``-log (1/S) sum_s p(y | z_s, visible)``, ``z_s ~ q(z | visible entries)``, for
+    every entry: (B, N, D) float64 on the CPU, NaN where not observed.
+
+    When the likelihood's entries are independent given z, the density of entry
+    (n, d) depends on z at step n only, so the draws come from the marginals of q
+    (``z_n = mean_n + sd_n * eps``, series b's ``eps`` from ``generators[b]``): the same
+    Monte Carlo estimate of each entry as joint draws, without sampling whole paths;
+    and only the ``steps`` (positions (N_k,); None: all) are decoded and scored (NaN
+    elsewhere).
+    """
+    B, N, D = batch.y.shape
+    lik = model.likelihood
+    sub, vis = batch, visible
+    draw: Callable[[int], Tensor]
+    if prior:  # the prior's marginals (mean 0), nothing conditioned on
+        var = model.prior.marginal_variance(batch.x).to(batch.y.dtype)  # (B, N, L)
+        mean = torch.zeros_like(var)
+    else:
+        q = model.encode(Batch(batch.x, batch.y, visible, batch.valid))
+    if lik.needs_index and not prior:
+        draw = q.series_sampler(generators).draw
+    else:
+        if not prior:
+            mean, var = q.marginals()  # (B, N, L) each
+        if steps is not None:
+            mean, var, vis = mean[:, steps], var[:, steps], visible[:, steps]
+            sub = Batch(batch.x[:, steps], batch.y[:, steps], batch.observed[:, steps],
+                        batch.valid[:, steps])  # fmt: skip
+        sd = var.clamp_min(0.0).sqrt()
+        # series b's noise covers its own steps only (valid is a prefix), never the
+        # padding: its scores do not depend on the other series of the call
+        lengths = [int(n) for n in sub.valid.sum(dim=1).tolist()]
+
+        def marginal_draw(s: int) -> Tensor:
+            eps = per_series_normal(
+                generators, lengths, s, mean.shape[1], (mean.shape[2],), mean
+            )  # (s, B, N_k, L)
+            return mean + sd * eps
+
+        draw = marginal_draw
+
+    parts = []
+    for s in sample_chunks(S):
+        params = model.decode(draw(s), Batch(sub.x, sub.y, vis, sub.valid))  # (s, B, N_k, L)
+        lp = lik.log_predictive_entries(params, sub.y, vis, sub.x, sub.valid)  # (s, B, N_k, D)
+        parts.append(torch.logsumexp(lp.double(), dim=0))  # (B, N_k, D)
+    lpd = torch.logsumexp(torch.stack(parts), dim=0) - math.log(S)
+    score = torch.where(sub.observed.cpu(), -lpd.cpu(), float("nan"))
+    if steps is None or sub is batch:
+        return score
+    full = torch.full((B, N, D), float("nan"), dtype=torch.float64)
+    full[:, steps.cpu()] = score
+    return full
