@@ -192,11 +192,13 @@ class NaiveImputer:
 class GPVAEImputer:
     """Ours: ``gpvae.GPVAE`` with one configuration.
 
-    Trained on the training split; early stopping (and interval calibration) score the
-    hidden validation entries of the pattern being scored, given to the estimator as
-    ``fit(X_train, X_val=masked validation split, X_val_target=the same split unmasked)``:
-    the peers' validation signal. Series without any observed entry (3 PhysioNet stays have
-    no time-varying value) are imputed from the model's prior level.
+    Trained on the training split; early stopping scores the hidden validation entries of
+    the pattern being scored, given to the estimator as ``fit(X_train, X_val=masked
+    validation split, X_val_target=the same split unmasked)``: the peers' validation signal.
+    The intervals are calibrated on new hold-outs of the validation series with the
+    pattern's shape (``mask_pattern``, :func:`gpvae.estimator.calibration.fresh_holdouts`).
+    Series without any observed entry (3 PhysioNet stays have no time-varying value) are
+    imputed from the model's prior level.
 
     Args:
         epochs: maximum epochs.
@@ -231,7 +233,8 @@ class GPVAEImputer:
             "impute_num_samples": num_samples,
             "early_stopping": "MAE on the hidden validation entries of the pattern "
             "(fit(X_train, X_val=masked, X_val_target=unmasked)); best weights kept; 90% "
-            "intervals calibrated on the same entries",
+            "intervals calibrated on 4 new hold-outs of the validation series shaped like the "
+            "pattern (gpvae.estimator.calibration.fresh_holdouts)",
         }
 
     def fit(self, task: Task) -> None:

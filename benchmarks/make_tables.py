@@ -435,7 +435,8 @@ def render(records: list[dict[str, Any]], explore: list[dict[str, Any]] | None =
             "gpvae's mean test MAE against linear interpolation, BRITS and SAITS, each a mean "
             "over the seeds that all of them have in the cell (`seeds compared`; the tables "
             "above hold every seed), and the share of the hidden test entries inside gpvae's "
-            "90% intervals (calibrated on the hidden validation entries; all its seeds). "
+            "90% intervals (calibrated on new hold-outs of the validation series shaped like "
+            "the pattern; all its seeds). "
             "`gpvae below?` is strict (unrounded means), with gpvae's gap to linear in percent; "
             "`at or below?` also compares the unrounded means.",
             "",
