@@ -321,3 +321,24 @@ def test_blocks_are_calibrated_on_blocks_not_on_the_easy_validation_points() -> 
     coverage["points"] = ((res.lower <= Xt) & (Xt <= res.upper))[test_hide].mean()
     assert 0.85 <= coverage["blocks"] <= 0.95
     assert coverage["points"] < coverage["blocks"] - 0.03
+
+
+def test_validation_on_the_training_series_keeps_the_given_hold_out() -> None:
+    """``X_val`` that is the training data with entries hidden everywhere (as the demo
+    does): new hold-outs of it would score entries the model trained on, so the factors are
+    fitted on the given hidden entries, as ``calibrate_intervals`` does on that pair."""
+    from gpvae.estimator.calibration import calibrate_intervals, held_out_of_training
+
+    X, hide = _series(8)
+    Xin = np.where(hide, np.nan, X)
+    a, b = to_series_set(Xin), to_series_set(X[:5])
+    assert not held_out_of_training(a, a)
+    assert held_out_of_training(a, b)
+    assert not held_out_of_training(a, None)
+    est = GPVAE(**FAST, epochs=3).fit(Xin, X_val=Xin, X_val_target=X)
+    ctx = est._context("impute")
+    ctx = type(ctx)(**{**ctx.__dict__, "interval_scale": np.ones(2)})
+    inputs = est.scaler_.transform(to_series_set(Xin))
+    held = np.where(hide, X, np.nan)
+    targets = est.scaler_.transform(to_series_set(held, allow_empty_series=True))
+    np.testing.assert_allclose(est.interval_scale_, calibrate_intervals(ctx, inputs, targets))

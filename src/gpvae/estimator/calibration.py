@@ -7,7 +7,8 @@ report, and fits one spread factor ``c_d`` per feature: every interval and draw 
 grid to make the held-out coverage of the central intervals at the levels :data:`LEVELS`
 closest to nominal (sum of absolute coverage errors; ties go to the factor nearest 1).
 
-Which entries: when the validation series were held out of training (``X_val``),
+Which entries: when the validation series were held out of training (``X_val`` with no
+series also in the training data, :func:`held_out_of_training`),
 :func:`fresh_holdouts` hides new entries of the whole validation series,
 :data:`gpvae.settings.CALIBRATION_HOLDOUTS` times, each time as many as the validation
 hold-out and with the shape of the gaps being imputed (points, or blocks of
@@ -39,6 +40,8 @@ residuals and so are used for imputation only.
 
 from __future__ import annotations
 
+import hashlib
+
 import numpy as np
 import torch
 
@@ -57,6 +60,7 @@ __all__ = [
     "calibration_steps",
     "fit_interval_scales",
     "fresh_holdouts",
+    "held_out_of_training",
     "heldout_arrays",
     "heldout_intervals",
 ]
@@ -207,6 +211,22 @@ def fresh_holdouts(
         if held_set.num_observed:
             pairs.append((inputs.with_values(kept), held_set))
     return pairs
+
+
+def held_out_of_training(train_set: SeriesSet, val_set: SeriesSet | None) -> bool:
+    """True when there are validation series and none of them is also a training series
+    (same times and values): only then are new hold-outs of them unseen in training (the
+    demo, for one, validates on its training windows with entries hidden in all of them)."""
+    if val_set is None:
+        return False
+
+    def key(v: np.ndarray, t: np.ndarray) -> bytes:
+        h = hashlib.sha256(np.ascontiguousarray(t, dtype=np.float64).tobytes())
+        h.update(np.ascontiguousarray(v, dtype=np.float64).tobytes())
+        return h.digest()
+
+    seen = {key(v, t) for v, t in zip(train_set.values, train_set.times)}
+    return not any(key(v, t) in seen for v, t in zip(val_set.values, val_set.times))
 
 
 def heldout_arrays(

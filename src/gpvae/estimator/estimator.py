@@ -31,7 +31,7 @@ from torch import nn
 
 from gpvae import settings
 from gpvae.arguments import bool_arg, check_name, float_arg, int_arg
-from gpvae.data import Scaler
+from gpvae.data import Scaler, SeriesSet
 from gpvae.errors import (
     InputTypeError,
     NotFittedError,
@@ -50,6 +50,7 @@ from gpvae.estimator.assembly import (
     resolve_device,
 )
 from gpvae.estimator.blending import fit_blend
+from gpvae.estimator.calibration import held_out_of_training
 from gpvae.estimator.context import PredictContext
 from gpvae.estimator.differencing import check_levels_method, increments_of
 from gpvae.estimator.fitting import calibrate_fit, fit_inputs, fit_periods, windowed
@@ -130,9 +131,10 @@ class GPVAE(AnomalyMethods, ForecastMethods, SpatialMethods, PersistenceMethods)
             one with the smallest error on the held-out validation entries
             (:mod:`gpvae.estimator.blending`; needs validation, not for ``"bernoulli"``).
         calibrate: after fit, rescale the imputation intervals per feature so that they
-            cover held-out entries at their nominal levels: with ``X_val``, new hold-outs
-            of the validation series shaped like the gaps (blocks when ``mask_pattern`` or
-            ``val_pattern`` is ``"blocks"``), else the validation hold-out (at most
+            cover held-out entries at their nominal levels: with ``X_val`` holding no
+            training series, new hold-outs of the validation series shaped like the gaps
+            (blocks when ``mask_pattern`` or ``val_pattern`` is ``"blocks"``), else the
+            validation hold-out (at most
             :data:`gpvae.settings.CALIBRATION_ENTRIES` random entries per feature;
             :mod:`gpvae.estimator.calibration`; needs held-out validation entries,
             ``val_fraction > 0`` or ``X_val_target``; not for ``"bernoulli"``).
@@ -502,7 +504,7 @@ class GPVAE(AnomalyMethods, ForecastMethods, SpatialMethods, PersistenceMethods)
             blend = fit_blend(ctx, session)
         if self.calibrate and not binary and session.val_input is not None:
             ctx = replace(ctx, blend_weight=blend)
-            scale = calibrate_fit(ctx, session, self._fresh_holdouts(val_set))
+            scale = calibrate_fit(ctx, session, self._fresh_holdouts(full_set, val_set))
         self.forecast_scale_, self.forecast_blend_ = None, None
         if H is not None:
             ctx = PredictContext(
@@ -523,10 +525,12 @@ class GPVAE(AnomalyMethods, ForecastMethods, SpatialMethods, PersistenceMethods)
         self.blend_weight_ = blend
         return self
 
-    def _fresh_holdouts(self, val_set: object) -> tuple[str, tuple[int, int]] | None:
+    def _fresh_holdouts(
+        self, train_set: SeriesSet, val_set: SeriesSet | None
+    ) -> tuple[str, tuple[int, int]] | None:
         """(pattern, block lengths) of the new hold-outs the intervals are calibrated on
-        when the validation series were held out of training (``X_val``), else None."""
-        if val_set is None:
+        when the validation series were held out of training, else None."""
+        if not held_out_of_training(train_set, val_set):
             return None
         blocks = "blocks" in (self.mask_pattern, self.val_pattern)
         return ("blocks" if blocks else "points", self.block_lengths)
