@@ -64,7 +64,8 @@ def test_draws_are_the_cumulated_increment_draws(fitted: tuple[GPVAE, np.ndarray
     est.difference = False  # the same weights, read as a model of the increments
     try:
         raw = est.forecast([inc], horizon=12, num_samples=40, return_samples=True)
-        filled = est.impute([inc], [np.arange(1.0, 120.0)], num_samples=50).mean[0]
+        # the gap's increments: imputed with as many draws as the forecast's
+        filled = est.impute([inc], [np.arange(1.0, 120.0)], num_samples=40).mean[0]
     finally:
         est.difference = True
     start = np.array([hist[-1, 0], hist[-4, 1] + filled[-3:, 1].sum()])

@@ -85,10 +85,11 @@ def forecast_draws(
         yield idx, mean, y
 
 
-def _start_levels(ctx: PredictContext, ss: SeriesSet) -> np.ndarray:
+def _start_levels(ctx: PredictContext, ss: SeriesSet, num_samples: int) -> np.ndarray:
     """(n, D) the level each feature's forecast of increments starts from: its last observed
     value plus, when the series ends in a gap of that feature, the model's imputation of the
-    increments since then (:mod:`gpvae.estimator.differencing`)."""
+    increments since then (the mean of ``num_samples`` draws, as many as the forecast's;
+    :mod:`gpvae.estimator.differencing`)."""
     level, gap = last_levels(ss)
     ended_in_gap = np.flatnonzero(gap.max(axis=1) > 0)
     if not len(ended_in_gap):
@@ -96,7 +97,7 @@ def _start_levels(ctx: PredictContext, ss: SeriesSet) -> np.ndarray:
     inc = increments(ss)
     plain = replace(ctx, difference=False, blend_weight=None)  # a model of the increments
     for i in ended_in_gap:
-        filled = impute_series(plain, inc.subset([int(i)]), None, 50, (0.05, 0.95), False)
+        filled = impute_series(plain, inc.subset([int(i)]), None, num_samples, (0.05, 0.95), False)
         steps = np.asarray(filled.mean[0])  # (T_i - 1, D), increments
         for d in np.flatnonzero(gap[i] > 0):
             level[i, d] += steps[len(steps) - gap[i, d] :, d].sum()
@@ -136,7 +137,7 @@ def forecast_series(
     ctx.check_draws(f"num_samples, {future_name}", S, n, T_max + H, width, 4)
     mean_out, lo_out, hi_out = (np.empty((n, H, D)) for _ in range(3))
     draws_out = np.empty((S, n, H, D)) if return_samples else None
-    start = _start_levels(ctx, ss) if ctx.difference else None
+    start = _start_levels(ctx, ss, S) if ctx.difference else None
     for idx, mean, y in forecast_draws(ctx, scaled, future, S):
         if start is not None:  # cumulate the increments, draw by draw, from the last level
             steps = scaler.inverse_transform(y.double().cpu().numpy())
