@@ -357,6 +357,14 @@ def _clean(value: Any) -> Any:
     return value
 
 
+def records_text(records: list[dict[str, Any]]) -> str:
+    """A JSON list with one compact record per line: a record's change is one line of a
+    diff, and a campaign of hundreds of records stays small (indented, the anomaly records
+    passed 1 MiB)."""
+    lines = ",\n".join(json.dumps(r, separators=(",", ":"), allow_nan=False) for r in records)
+    return "[\n" + lines + "\n]\n" if records else "[]\n"
+
+
 class ResultsFile:
     """A JSON list of records, read once and rewritten atomically after every append."""
 
@@ -405,8 +413,7 @@ class ResultsFile:
         fd, tmp = tempfile.mkstemp(dir=self.path.parent, suffix=".tmp")
         try:
             with os.fdopen(fd, "w") as fh:
-                json.dump(self.records, fh, indent=1, allow_nan=False)
-                fh.write("\n")
+                fh.write(records_text(self.records))
             os.chmod(tmp, 0o644)  # mkstemp creates the file private
             os.replace(tmp, self.path)
         except BaseException:
