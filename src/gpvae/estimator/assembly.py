@@ -57,7 +57,7 @@ class ModelSpec:
     span: float | None = None
     interp_skip: bool = False
     interp_space: float | None = None
-    interp_cross: bool = False
+    interp_cross: bool | str = False
 
 
 def check_parts(kernel: KernelArg, backend: str, posterior: str, encoder: object) -> None:

@@ -71,6 +71,7 @@ from gpvae.gp.prior import backend_names
 from gpvae.kernels import KernelArg
 from gpvae.likelihoods import likelihood_key
 from gpvae.model import GPVAEModel
+from gpvae.nets.interp import cross_options
 from gpvae.nets.registry import decoder_key, encoder_key
 from gpvae.posteriors import posterior_key
 from gpvae.training import OPTIMIZERS, FitSession, SessionConfig, TrainConfig, distributed
@@ -125,7 +126,9 @@ class GPVAE(AnomalyMethods, ForecastMethods, SpatialMethods, PersistenceMethods)
         interp_cross: with ``interp_skip``, a feature regression (BRITS's: each feature from
             the other features observed at the same step) whose residual is interpolated in
             time instead of the value, so a gap of one feature follows the others through it
-            (``InterpolationFusion(cross=True)``; not for spatial data).
+            (``InterpolationFusion(cross=True)``; not for spatial data); a string of options
+            joined by ``+`` adds them (:func:`gpvae.nets.interp.cross_options`: ``fill``,
+            ``window``, ``fade``, ``fit``).
         interp_blend: after fit, pick per feature a weight in [0, 1] of the imputation
             against the feature's linear interpolation between its observed neighbours, the
             one with the smallest error on the held-out validation entries
@@ -208,7 +211,7 @@ class GPVAE(AnomalyMethods, ForecastMethods, SpatialMethods, PersistenceMethods)
         mask_pattern: str = "points",
         block_lengths: Sequence[int] = (2, 24),
         interp_skip: bool = False,
-        interp_cross: bool = False,
+        interp_cross: bool | str = False,
         interp_blend: bool = False,
         calibrate: bool = True,
         num_samples: int = 1,
@@ -247,7 +250,13 @@ class GPVAE(AnomalyMethods, ForecastMethods, SpatialMethods, PersistenceMethods)
             val_pattern, mask_rate, mask_pattern, block_lengths
         )
         self.interp_skip = bool_arg("interp_skip", interp_skip)
-        self.interp_cross = bool_arg("interp_cross", interp_cross)
+        try:
+            cross_options(interp_cross)
+        except ValueError as err:
+            raise ValidationError(str(err)) from None
+        self.interp_cross: bool | str = (
+            interp_cross if isinstance(interp_cross, str) else bool(interp_cross)
+        )
         if self.interp_cross and not self.interp_skip:
             raise invalid("interp_cross", "False without interp_skip=True", interp_cross)
         self.interp_blend = bool_arg("interp_blend", interp_blend)

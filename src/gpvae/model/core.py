@@ -16,7 +16,7 @@ from gpvae.errors import InputTypeError, ValidationError, invalid
 from gpvae.gp.prior import GPPrior
 from gpvae.likelihoods.base import Likelihood, Params
 from gpvae.model.sampling import check_count, sample_chunks
-from gpvae.nets.interp import FieldFusion, InterpolationFusion
+from gpvae.nets.interp import FieldFusion, InterpolationFusion, cross_options
 from gpvae.posteriors.base import PosteriorFamily, VariationalPosterior
 from gpvae.posteriors.structured import StructuredQ
 from gpvae.rng import per_series_normal
@@ -105,7 +105,7 @@ class GPVAEModel(nn.Module):
         mask_lengths: tuple[int, int] = (2, 24),
         interp_skip: bool = False,
         interp_space: float | None = None,
-        interp_cross: bool = False,
+        interp_cross: bool | str = False,
     ) -> None:
         super().__init__()
         for name, value, kind in [
@@ -142,8 +142,12 @@ class GPVAEModel(nn.Module):
                 f"y (gaussian, student_t, gaussian_gp), found {type(likelihood).__name__}"
             )
         self.interp_skip = interp_skip
-        if not isinstance(interp_cross, bool) or (interp_cross and interp_space is not None):
-            raise invalid("interp_cross", "True or False (False with interp_space)", interp_cross)
+        try:
+            options = cross_options(interp_cross)
+        except ValueError as err:
+            raise ValidationError(str(err)) from None
+        if options is not None and interp_space is not None:
+            raise invalid("interp_cross", "False with interp_space", interp_cross)
         self.interp_fusion: InterpolationFusion | FieldFusion | None = None
         if interp_space is not None and not (
             isinstance(interp_space, (int, float))
@@ -159,7 +163,7 @@ class GPVAEModel(nn.Module):
                     "of features D (the gate has one weight per feature), found none"
                 )
             self.interp_fusion = (
-                InterpolationFusion(D, cross=bool(interp_cross))
+                InterpolationFusion(D, cross=interp_cross)
                 if interp_space is None
                 else FieldFusion(D, interp_space)
             )
@@ -256,12 +260,42 @@ class GPVAEModel(nn.Module):
             args = (*args, s_value[:, start:], s_dist[:, start:])
         args = (*args, obs[:, start:])
         if isinstance(fuse, InterpolationFusion) and fuse.cross:
-            p = fuse.regression(batch.y, obs)
+            p = self._regression(fuse, batch, value, gap)
             p_near = neighbour_interpolation(batch.x, p, obs, valid, grad=True)[0]
             args = (*args, p[:, start:], p_near[:, start:])
+            if fuse.fade_rate is not None:
+                t = batch.x[..., -1:].detach().to(value.dtype).expand_as(value)
+                t_near = neighbour_interpolation(batch.x, t, obs, valid)[0]
+                # between two neighbours the interpolated time is the time itself; with one,
+                # it is the neighbour's, at least one gap away
+                one_sided = torch.isfinite(gap) & ((t_near - t).abs() > 0.5 * gap)
+                args = (*args, one_sided[:, start:])
         if isinstance(params, Tensor):
             return fuse(params, *args)
         return (fuse(params[0], *args), *params[1:])
+
+    @staticmethod
+    def _regression(fuse: InterpolationFusion, batch: Batch, value: Tensor, gap: Tensor) -> Tensor:
+        """The fusion's feature regression ``p`` (B, N, D) of ``batch`` from its observed
+        entries; ``value``, ``gap``: their interpolation (what ``fill`` reads)."""
+        filled = torch.where(torch.isfinite(gap), value, torch.zeros_like(value))
+        return fuse.regression(batch.y, batch.observed & batch.valid[..., None], filled)
+
+    def cross_fit(self, seen: Batch, batch: Batch) -> Tensor:
+        """(B,) the feature regression's absolute error summed over ``batch``'s observed
+        entries, the regression reading ``seen``'s (the ``fit`` option of ``interp_cross``:
+        BRITS's feature regression loss, subtracted from the ELBO in training); zeros
+        without the option."""
+        fuse = self.interp_fusion
+        zero = batch.y.new_zeros(batch.y.shape[0])
+        if not isinstance(fuse, InterpolationFusion) or "fit" not in fuse.options:
+            return zero
+        obs = seen.observed & seen.valid[..., None]
+        value, gap = neighbour_interpolation(seen.x, seen.y, obs, seen.valid)
+        p = self._regression(fuse, seen, value, gap)
+        target = batch.observed & batch.valid[..., None]
+        err = torch.where(target, (batch.y - p).abs(), torch.zeros_like(p))
+        return err.sum(dim=(-2, -1))
 
     def _forecast_batch(self, batch: Batch, x_new: Tensor) -> Batch:
         """History and the new index points as one batch (the new steps unobserved)."""
@@ -304,6 +338,8 @@ class GPVAEModel(nn.Module):
         kl = q.kl()  # (B,)
         loglik = ll.mean(0)  # (B,)
         elbo = loglik - self.beta * kl
+        if self.training:
+            elbo = elbo - self.cross_fit(seen, batch)
         bound = None
         if K > 1:
             log_w = ll + self.beta * q.log_ratio(z)  # (S K, B)

@@ -27,7 +27,27 @@ from torch import Tensor, nn
 
 from gpvae.nets.mlp import MLP, check_sizes
 
-__all__ = ["FieldFusion", "InterpolationFusion"]
+__all__ = ["CROSS_OPTIONS", "FieldFusion", "InterpolationFusion", "cross_options"]
+
+CROSS_OPTIONS = ("fill", "window", "fade", "fit")
+"""The options of the feature regression (``interp_cross="fill+fade"`` etc.)."""
+
+
+def cross_options(value: object, name: str = "interp_cross") -> frozenset[str] | None:
+    """``interp_cross`` as a set of options: None for False, empty for True, else the
+    ``+``-joined names of :data:`CROSS_OPTIONS`; a ValueError naming ``name`` otherwise."""
+    if value is False:
+        return None
+    if value is True:
+        return frozenset()
+    if isinstance(value, str):
+        parts = value.split("+")
+        if all(p in CROSS_OPTIONS for p in parts) and len(set(parts)) == len(parts):
+            return frozenset(parts)
+    raise ValueError(
+        f"{name}: expected True, False or options from {CROSS_OPTIONS} joined by '+', "
+        f"found {value!r}"
+    )
 
 
 class InterpolationFusion(nn.Module):
@@ -36,7 +56,8 @@ class InterpolationFusion(nn.Module):
     Args:
         num_features: D.
         hidden: hidden widths of the net (3 D inputs, 4 D with ``cross``; D outputs).
-        cross: add the feature regression (:meth:`regression`) and interpolate its residual.
+        cross: add the feature regression (:meth:`regression`) and interpolate its residual;
+            a string names options (:func:`cross_options`).
 
     Shapes:
         ``forward(decoded (..., B, N, D), interpolated (B, N, D), gap (B, N, D), seen (B, N,
@@ -51,35 +72,68 @@ class InterpolationFusion(nn.Module):
     """
 
     def __init__(
-        self, num_features: int, hidden: Sequence[int] = (64,), cross: bool = False
+        self, num_features: int, hidden: Sequence[int] = (64,), cross: bool | str = False
     ) -> None:
         super().__init__()
         check_sizes("num_features", num_features)
         self.num_features = num_features
-        self.cross = bool(cross)
+        options = cross_options(cross, "cross")
+        self.cross = options is not None
+        self.options = frozenset() if options is None else options
         inputs = (4 if self.cross else 3) * num_features
         self.net = MLP(inputs, tuple(hidden), num_features, nn.ReLU)
         self.regress: nn.Linear | None = None
+        self.fade_rate: nn.Parameter | None = None
         if self.cross:
-            self.regress = nn.Linear(2 * num_features, num_features)
+            steps = 3 if "window" in self.options else 1
+            self.regress = nn.Linear(2 * steps * num_features, num_features)
             nn.init.zeros_(self.regress.weight)
             nn.init.zeros_(self.regress.bias)
-            own = torch.eye(num_features, dtype=torch.bool).repeat(1, 2)  # (D, 2D)
+            own = torch.eye(num_features, dtype=torch.bool).repeat(1, 2 * steps)  # (D, 2sD)
             self.others: Tensor
             self.register_buffer("others", (~own).float(), persistent=False)
+            if "fade" in self.options:
+                # rate = exp(FADE_SCALE * theta + FADE_START): near 0 at the start, and a step
+                # of Adam's size moves it by a useful factor; row 0 two-sided, row 1 one-sided
+                self.fade_rate = nn.Parameter(torch.zeros(2, num_features))
         last = [m for m in self.net.modules() if isinstance(m, nn.Linear)][-1]
         nn.init.zeros_(last.weight)
         nn.init.zeros_(last.bias)
 
-    def regression(self, y: Tensor, seen: Tensor) -> Tensor:
+    FADE_SCALE = 10.0
+    FADE_START = -5.0
+
+    def regression(self, y: Tensor, seen: Tensor, filled: Tensor | None = None) -> Tensor:
         """(B, N, D) ``p``: each feature from the other features' seen values and mask at the
         same step (its own never read, so ``p`` at a seen entry is an honest prediction);
-        values of ``y`` where not ``seen`` are never read."""
+        values of ``y`` where not ``seen`` are never read. With the ``fill`` option, unseen
+        entries read ``filled`` (B, N, D), the interpolation of the seen ones (0 where a
+        feature has no neighbour), instead of 0; with ``window`` the regression also reads
+        the steps before and after (0 beyond the ends)."""
         if self.regress is None:
             raise ValueError("regression: expected a fusion made with cross=True")
-        now = torch.where(seen, y, torch.zeros_like(y))
-        inp = torch.cat([now, seen.to(now.dtype)], dim=-1)
+        if "fill" in self.options:
+            if filled is None:
+                raise ValueError("filled: expected the interpolation with the fill option")
+            now = torch.where(seen, y, filled)
+        else:
+            now = torch.where(seen, y, torch.zeros_like(y))
+        inp = torch.cat([now, seen.to(now.dtype)], dim=-1)  # (B, N, 2D)
+        if "window" in self.options:
+            pad = torch.zeros_like(inp[:, :1])
+            before = torch.cat([pad, inp[:, :-1]], dim=1)
+            after = torch.cat([inp[:, 1:], pad], dim=1)
+            inp = torch.cat([inp, before, after], dim=-1)
         return nn.functional.linear(inp, self.regress.weight * self.others, self.regress.bias)
+
+    def fade(self, gap: Tensor, one_sided: Tensor) -> Tensor:
+        """(B, N, D) factor ``exp(-rate gap)`` on the interpolated residual (1 without the
+        ``fade`` option); ``one_sided`` marks entries with a neighbour on one side only."""
+        if self.fade_rate is None:
+            return torch.ones_like(gap)
+        rate = torch.exp(self.FADE_SCALE * self.fade_rate + self.FADE_START)  # (2, D)
+        r = torch.where(one_sided, rate[1], rate[0])
+        return torch.exp(-r * torch.where(torch.isfinite(gap), gap, torch.zeros_like(gap)))
 
     def forward(
         self,
@@ -89,6 +143,7 @@ class InterpolationFusion(nn.Module):
         seen: Tensor,
         regressed: Tensor | None = None,
         regressed_interp: Tensor | None = None,
+        one_sided: Tensor | None = None,
     ) -> Tensor:
         near = torch.isfinite(gap)
         closeness = torch.where(near, 1.0 / (1.0 + gap.clamp_min(0)), torch.zeros_like(gap))
@@ -102,7 +157,14 @@ class InterpolationFusion(nn.Module):
                     "regressed: expected the regression and its interpolation with cross=True"
                 )
             # p + interp(y - p): the interpolation is linear in the values
-            value = torch.where(near, value + regressed - regressed_interp, value).expand(shape)
+            if self.fade_rate is None:
+                value = torch.where(near, value + regressed - regressed_interp, value)
+            else:
+                if one_sided is None:
+                    raise ValueError("one_sided: expected the one-sided entries with fade")
+                k = self.fade(gap, one_sided)
+                value = torch.where(near, regressed + k * (value - regressed_interp), value)
+            value = value.expand(shape)
             parts = [decoded, value, closeness, regressed.expand(shape)]
         base = torch.where(near.expand(shape), value, decoded)
         fused = base + self.net(torch.cat(parts, dim=-1))
