@@ -19,6 +19,7 @@ import pytest
 import torch
 
 from gpvae import GPVAE
+from gpvae.batch import Batch
 from gpvae.app.baselines import impute_linear
 from gpvae.data.interpolate import neighbour_interpolation
 from gpvae.errors import GPVAEError
@@ -26,7 +27,9 @@ from gpvae.gp import GPPrior
 from gpvae.kernels import Matern32
 from gpvae.likelihoods import Gaussian
 from gpvae.model import GPVAEModel
+from gpvae.model.core import one_sided
 from gpvae.nets import InterpolationFusion, MLPDecoder, MLPEncoder
+from gpvae.nets.interp import cross_options
 from gpvae.posteriors import StructuredPosterior
 
 W_MIX = np.random.default_rng(123).standard_normal((2, 6))  # the same mixing in every set
@@ -194,3 +197,151 @@ def test_interp_cross_beats_the_plain_fusion_on_blocks(tmp_path: Path) -> None:
     np.testing.assert_allclose(
         back.impute(X_test, num_samples=4).mean, est.impute(X_test, num_samples=4).mean
     )
+
+
+# ----------------------------------------------------------- the regression's options
+
+
+def test_cross_options_are_parsed_and_checked() -> None:
+    assert cross_options(False) is None
+    assert cross_options(True) == frozenset()
+    assert cross_options("fill+fade") == {"fill", "fade"}
+    for bad in ("", "fill+fill", "fill,fade", "FIT", 1, None):
+        with pytest.raises(ValueError, match=r"^interp_cross"):
+            cross_options(bad)
+    with pytest.raises(GPVAEError, match=r"^interp_cross"):
+        GPVAE(interp_skip=True, interp_cross="fill+nope")
+    assert GPVAE(interp_skip=True, interp_cross="fit+window").interp_cross == "fit+window"
+    parts = (MLPEncoder(3, 2), StructuredPosterior(), GPPrior(Matern32(), 2), MLPDecoder(2, 3))
+    with pytest.raises(GPVAEError, match=r"^interp_cross"):
+        GPVAEModel(*parts, Gaussian(3), interp_skip=True, interp_cross="fil")
+
+
+def _acting(options: str, D: int = 4) -> InterpolationFusion:
+    torch.manual_seed(0)
+    fuse = InterpolationFusion(D, hidden=(8,), cross=options)
+    with torch.no_grad():
+        fuse.regress.weight.normal_()  # type: ignore[union-attr]
+    return fuse
+
+
+def test_fill_reads_the_others_interpolation_where_unseen_and_never_the_own_feature() -> None:
+    fuse = _acting("fill")
+    y = torch.randn(1, 5, 4)
+    seen = torch.ones(1, 5, 4, dtype=torch.bool)
+    seen[0, 2, 1] = False  # feature 1 unseen at step 2
+    filled = torch.randn(1, 5, 4)
+    p = fuse.regression(torch.where(seen, y, torch.nan), seen, filled)
+    moved = filled.clone()
+    moved[0, 2, 1] += 3.0
+    q = fuse.regression(torch.where(seen, y, torch.nan), seen, moved)
+    assert not torch.allclose(p[0, 2, [0, 2, 3]], q[0, 2, [0, 2, 3]])  # the others read it
+    torch.testing.assert_close(p[0, 2, 1], q[0, 2, 1])  # its own fill is never read
+    filled_seen = filled.clone()
+    filled_seen[0, 0] += 9.0  # a seen entry's fill is never read
+    torch.testing.assert_close(p, fuse.regression(y, seen, filled_seen))
+    with pytest.raises(ValueError, match=r"^filled"):
+        fuse.regression(y, seen)
+    # without fill an unseen entry reads 0 whatever the fill
+    plain = _acting("window")
+    torch.testing.assert_close(
+        plain.regression(y, seen, filled), plain.regression(y, seen, moved)
+    )
+
+
+def test_window_reads_the_others_at_the_neighbouring_steps_only() -> None:
+    fuse = _acting("window")
+    seen = torch.ones(1, 6, 4, dtype=torch.bool)
+    y = torch.randn(1, 6, 4)
+    p = fuse.regression(y, seen)
+    z = y.clone()
+    z[0, 3, 2] += 1.0  # feature 2 at step 3
+    q = fuse.regression(z, seen)
+    changed = (p - q).abs() > 1e-6
+    expect = torch.zeros_like(changed)
+    expect[0, 2:5, [0, 1, 3]] = True  # the other features at steps 2, 3, 4
+    assert torch.equal(changed, expect)
+
+
+def test_one_sided_marks_entries_with_a_neighbour_on_one_side() -> None:
+    x = torch.arange(6.0).view(1, 6, 1)
+    seen = torch.tensor([[[True, False], [False, False], [True, False], [False, True],
+                          [False, False], [False, False]]])  # fmt: skip
+    gap = neighbour_interpolation(x, torch.zeros(1, 6, 2), seen)[1]
+    got = one_sided(x, seen, None, gap)
+    expect = torch.tensor([[[True, True], [False, True], [True, True], [True, False],
+                            [True, True], [True, True]]])  # fmt: skip
+    # feature 0: step 0 has only step 2 after it, step 1 lies between 0 and 2, steps 2-5
+    # have only earlier neighbours; feature 1: steps 0-2 and 4-5 see step 3 on one side,
+    # step 3 (its only seen entry) has no neighbour at all
+    assert torch.equal(got, expect)
+
+
+def test_fade_moves_the_base_from_the_interpolated_residual_to_the_regression() -> None:
+    fuse = _acting("fade", D=3)
+    seen = torch.rand(2, 8, 3, generator=torch.Generator().manual_seed(4)) < 0.5
+    y, decoded = torch.randn(2, 8, 3), torch.randn(2, 8, 3)
+    x = torch.arange(8.0).view(1, 8, 1).expand(2, 8, 1)
+    value, gap = neighbour_interpolation(x, y, seen)
+    p = fuse.regression(y, seen)
+    p_near = neighbour_interpolation(x, p, seen, grad=True)[0]
+    sides = one_sided(x, seen, None, gap)
+    near = torch.isfinite(gap) & ~seen
+    start = fuse(decoded, value, gap, seen, p, p_near, sides)  # rates near 0: no fade yet
+    plain = _acting("fill", D=3)  # the same weights
+    plain.regress.load_state_dict(fuse.regress.state_dict())  # type: ignore[union-attr]
+    no_fade = plain(decoded, value, gap, seen, p, p_near)
+    torch.testing.assert_close(start[near], no_fade[near], atol=0.1, rtol=0.0)
+    with torch.no_grad():
+        fuse.fade_rate.fill_(2.0)  # type: ignore[union-attr]  # rate e^15: faded out
+    torch.testing.assert_close(fuse(decoded, value, gap, seen, p, p_near, sides)[near], p[near])
+    with pytest.raises(ValueError, match=r"^one_sided"):
+        fuse(decoded, value, gap, seen, p, p_near)
+
+
+def test_fit_adds_the_regressions_error_on_every_seen_entry_in_training() -> None:
+    torch.manual_seed(0)
+    parts = (MLPEncoder(3, 2), StructuredPosterior(), GPPrior(Matern32(), 2), MLPDecoder(2, 3))
+    model = GPVAEModel(*parts, Gaussian(3), interp_skip=True, interp_cross="fit")
+    fuse = model.interp_fusion
+    assert isinstance(fuse, InterpolationFusion)
+    with torch.no_grad():
+        fuse.regress.weight.normal_()  # type: ignore[union-attr]
+    y = torch.randn(2, 5, 3)
+    observed = torch.rand(2, 5, 3, generator=torch.Generator().manual_seed(5)) < 0.7
+    batch = Batch(torch.arange(5.0).view(1, 5, 1).expand(2, 5, 1), y, observed,
+                  torch.ones(2, 5, dtype=torch.bool))  # fmt: skip
+    p = fuse.regression(y, observed)
+    expect = torch.where(observed, (y - p).abs(), 0.0).sum(dim=(-2, -1))
+    torch.testing.assert_close(model.cross_fit(batch, batch), expect)
+    model.eval()  # not in evaluation: the ELBO is the ELBO
+    g = torch.Generator().manual_seed(0)
+    a = model.elbo(batch, generator=g)
+    torch.testing.assert_close(a.elbo, a.loglik - model.beta * a.kl)
+    model.train()
+    model.mask_rate = 0.0
+    b = model.elbo(batch, generator=torch.Generator().manual_seed(0))
+    torch.testing.assert_close(b.elbo, b.loglik - model.beta * b.kl - expect)
+    b.elbo.sum().backward()
+    assert fuse.regress.weight.grad is not None  # type: ignore[union-attr]
+    other = GPVAEModel(*parts, Gaussian(3), interp_skip=True, interp_cross=True)
+    assert torch.equal(other.cross_fit(batch, batch), torch.zeros(2))
+
+
+@pytest.mark.parametrize("options", ["fill+window+fade+fit"])
+def test_the_options_train_save_and_load(tmp_path: Path, options: str) -> None:
+    full = _rough(48, 12, seed=0, offset=1.0)
+    X = _hide_blocks(full, seed=1, length=4)
+    full_val = _rough(16, 12, seed=2, offset=1.0)
+    X_val = _hide_blocks(full_val, seed=3, length=4)
+    est = GPVAE(
+        latent_dim=2, hidden=(16,), epochs=3, batch_size=16, patience=None, mask_rate=0.2,
+        mask_pattern="blocks", block_lengths=(3, 6), interp_skip=True, interp_cross=options,
+        progress=False, seed=0,
+    ).fit(X, X_val=X_val, X_val_target=full_val)  # fmt: skip
+    mean = np.asarray(est.impute(X_val, num_samples=2).mean)
+    assert np.isfinite(mean).all()
+    est.save(tmp_path / "m")
+    back = GPVAE.load(tmp_path / "m")
+    assert back.interp_cross == options
+    np.testing.assert_allclose(back.impute(X_val, num_samples=2).mean, mean)

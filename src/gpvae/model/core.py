@@ -24,6 +24,16 @@ from gpvae.rng import per_series_normal
 __all__ = ["ELBOResult", "GPVAEModel"]
 
 
+def one_sided(x: Tensor, observed: Tensor, valid: Tensor | None, gap: Tensor) -> Tensor:
+    """(B, N, D) bool: the entries whose feature has an observed neighbour (in time, as in
+    :func:`~gpvae.data.interpolate.neighbour_interpolation`, whose ``gap`` it takes) on one
+    side only. Between two neighbours the interpolated time is the time itself; with one, it
+    is the neighbour's, a whole ``gap`` away."""
+    t = x[..., -1:].detach().to(gap.dtype).expand_as(gap)
+    t_near = neighbour_interpolation(x, t, observed, valid)[0]
+    return torch.isfinite(gap) & ((t_near - t).abs() > 0.5 * gap)
+
+
 class ELBOResult(NamedTuple):
     """Per-series bounds and their parts, each (B,).
 
@@ -264,12 +274,7 @@ class GPVAEModel(nn.Module):
             p_near = neighbour_interpolation(batch.x, p, obs, valid, grad=True)[0]
             args = (*args, p[:, start:], p_near[:, start:])
             if fuse.fade_rate is not None:
-                t = batch.x[..., -1:].detach().to(value.dtype).expand_as(value)
-                t_near = neighbour_interpolation(batch.x, t, obs, valid)[0]
-                # between two neighbours the interpolated time is the time itself; with one,
-                # it is the neighbour's, at least one gap away
-                one_sided = torch.isfinite(gap) & ((t_near - t).abs() > 0.5 * gap)
-                args = (*args, one_sided[:, start:])
+                args = (*args, one_sided(batch.x, obs, valid, gap)[:, start:])
         if isinstance(params, Tensor):
             return fuse(params, *args)
         return (fuse(params[0], *args), *params[1:])
