@@ -19,8 +19,8 @@ import pytest
 import torch
 
 from gpvae import GPVAE
-from gpvae.batch import Batch
 from gpvae.app.baselines import impute_linear
+from gpvae.batch import Batch
 from gpvae.data.interpolate import neighbour_interpolation
 from gpvae.errors import GPVAEError
 from gpvae.gp import GPPrior
@@ -244,9 +244,7 @@ def test_fill_reads_the_others_interpolation_where_unseen_and_never_the_own_feat
         fuse.regression(y, seen)
     # without fill an unseen entry reads 0 whatever the fill
     plain = _acting("window")
-    torch.testing.assert_close(
-        plain.regression(y, seen, filled), plain.regression(y, seen, moved)
-    )
+    torch.testing.assert_close(plain.regression(y, seen, filled), plain.regression(y, seen, moved))
 
 
 def test_window_reads_the_others_at_the_neighbouring_steps_only() -> None:
