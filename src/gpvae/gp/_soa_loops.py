@@ -36,7 +36,6 @@ import numpy as np
 __all__ = ["backward", "forward"]
 
 _jit = nb.njit(cache=True, nogil=True, error_model="numpy")
-_LOG_2PI = math.log(2.0 * math.pi)
 
 
 # Large buffers are carved from an arena (a 1-D float64 array reused across calls by the
@@ -91,8 +90,8 @@ def arena_sizes(N: int, m: int, S: int, C: int) -> tuple[int, int]:
     """Lengths of the forward arena (kept until the backward pass) and of the backward one
     (scratch) for :func:`forward` and :func:`backward`."""
     S1 = S + 1
-    fwd = N * C * (4 + 4 * m * m + m + 2 + m * S + S1 + 2 * m * S1 + S1 + m * m)
-    bwd = N * C * (m * S + m * S1 + m * m + 3 + 4 * m * m + m * S1 + m + S1 + 2)
+    fwd = N * C * (3 + 4 * m * m + m + 2 + m * S + S1 + 2 * m * S1 + S1 + m * m)
+    bwd = N * C * (m * S + m * S1 + m * m + 3 + 4 * m * m + m * S1 + m + S1 + 1)
     return fwd, bwd
 
 
@@ -340,9 +339,10 @@ def _hph(P, He, out):
 
 
 @_jit
-def _cov_filter(Ae, Q, ix, Pinf, He, w, lv, still, G, ar, pos):
-    """Predicted and filtered covariances (symmetrised), gains, 1 / s and log s of the
-    innovations, RTS gains; and the number of singular predicted covariances met."""
+def _cov_filter(Ae, Q, ix, Pinf, He, w, still, G, ar, pos):
+    """Predicted and filtered covariances (symmetrised), gains, 1 / s and ``log(s / var)``
+    of the innovations (``log1p(s_f / var)``, with s_f the predicted variance of f; 0 where
+    excluded), RTS gains; and the number of singular predicted covariances met."""
     N, m, _, C = Ae.shape
     P_pred = _e4(ar, pos, N, m, m, C)
     P_filt = _e4(ar, pos, N, m, m, C)
@@ -383,12 +383,12 @@ def _cov_filter(Ae, Q, ix, Pinf, He, w, lv, still, G, ar, pos):
                             o2[c] = o[c]
         u = gain[n]  # u = P^- H^T for now
         _project(Pp, He, u, s)
-        wn, lvn, isn, lsn = w[n], lv[n], inv_s[n], log_s[n]
+        wn, isn, lsn = w[n], inv_s[n], log_s[n]
         for c in range(C):
             x = wn[c] * s[c]
             cc[c] = wn[c] / (1.0 + x)
             isn[c] = cc[c]
-            lsn[c] = lvn[c] + math.log1p(x)
+            lsn[c] = math.log1p(x)
         Pf = P_filt[n]
         for i in range(m):
             for j in range(i + 1):
@@ -552,9 +552,12 @@ def _smooth(Ae, sgain, m_filt, P_filt, P_pred, ar, pos):
 
 
 @_jit
-def _finish(He, inc, var, y, lv, inv_s, log_s, innov, states, m_smooth, P_smooth):
+def _finish(He, inc, var, y, inv_s, log_s, innov, states, m_smooth, P_smooth):
     """KL (C,) and draws (N, S, C) ``H x_s + H m^s_{s+1}`` (see :func:`gpvae.gp._fused_loops.
-    finish`)."""
+    finish`). Each included point adds ``E_q[log N(y | f, var)] - log N(v | 0, s)`` (innovation
+    v, variance s); its ``log 2 pi`` and ``log var`` cancel, so the term is
+    ``(log(s / var) + v^2 / s - ((y - m)^2 + p) / var) / 2`` with ``log(s / var)`` from the
+    filter (smoothed mean m and variance p of f): no logarithm of var is taken."""
     N, m, S, C = states.shape
     kl = np.zeros(C)
     sample = np.empty((N, S, C))
@@ -569,22 +572,13 @@ def _finish(He, inc, var, y, lv, inv_s, log_s, innov, states, m_smooth, P_smooth
                 h, x, ms = He[i], states[n, i, s], m_smooth[n, i, s + 1]
                 for c in range(C):
                     o[c] += x[c] * h[c] + ms[c] * h[c]
-        incn, vn, yn, lvn, isn, lsn, v0 = (
-            inc[n],
-            var[n],
-            y[n],
-            lv[n],
-            inv_s[n],
-            log_s[n],
-            innov[n, 0],
-        )
+        incn, vn, yn, isn, lsn, v0 = inc[n], var[n], y[n], inv_s[n], log_s[n], innov[n, 0]
         _hdot(m_smooth[n, :, 0], He, fm)
         _hph(P_smooth[n], He, pv)
         for c in range(C):
             r = yn[c] - fm[c]
-            e_term = -0.5 * (_LOG_2PI + lvn[c] + (r * r + pv[c]) / vn[c])
-            z_term = -0.5 * (_LOG_2PI + lsn[c] + isn[c] * v0[c] * v0[c])
-            kl[c] += (e_term - z_term) if incn[c] else 0.0
+            term = 0.5 * (lsn[c] + isn[c] * v0[c] * v0[c] - (r * r + pv[c]) / vn[c])
+            kl[c] += term if incn[c] else 0.0
     return kl, sample
 
 
@@ -601,27 +595,24 @@ def forward(A, Q, CQ, ix, Pinf, chol0, H, still, mean, var, inc, eps, e, ar):
     pos = np.zeros(1, dtype=np.int64)
     y = _e2(ar, pos, N, C)
     w = _e2(ar, pos, N, C)
-    lv = _e2(ar, pos, N, C)
     sd = _e2(ar, pos, N, C)
     for n in range(N):  # precision 0 where excluded: exact no-ops (never read there)
-        incn, vn, mn, yn, wn, lvn, sdn = inc[n], var[n], mean[n], y[n], w[n], lv[n], sd[n]
+        incn, vn, mn, yn, wn, sdn = inc[n], var[n], mean[n], y[n], w[n], sd[n]
         for c in range(C):
             ok = incn[c]
             v = vn[c] if ok else 1.0
             yn[c] = mn[c] if ok else 0.0
             wn[c] = (1.0 / v) if ok else 0.0
             sdn[c] = math.sqrt(v)
-        for c in range(C):
-            lvn[c] = math.log(vn[c]) if incn[c] else 0.0
     Ae = _expand(A, ix, G, N, ar, pos)
     P_pred, P_filt, gain, inv_s, log_s, sgain, bad = _cov_filter(
-        Ae, Q, ix, Pinf, He, w, lv, still, G, ar, pos
+        Ae, Q, ix, Pinf, He, w, still, G, ar, pos
     )
     states = _linear(Ae, CQ, ix, chol0, eps, G, ar, pos)
     D = _data(He, inc, y, sd, states, e, ar, pos)
     m_filt, innov = _mean_filter(Ae, He, gain, D, ar, pos)
     m_smooth, P_smooth = _smooth(Ae, sgain, m_filt, P_filt, P_pred, ar, pos)
-    kl, sample = _finish(He, inc, var, y, lv, inv_s, log_s, innov, states, m_smooth, P_smooth)
+    kl, sample = _finish(He, inc, var, y, inv_s, log_s, innov, states, m_smooth, P_smooth)
     saved = (He, y, w, sd, Ae, P_pred, P_filt, gain, inv_s, sgain, states, m_filt, innov,
              m_smooth, P_smooth)  # fmt: skip
     return sample, kl, bad, saved
@@ -668,7 +659,7 @@ def _finish_bwd(
             a_ms[c] = gk * r / v
             b_pv[c] = -0.5 * gk / v
             gmn[c] -= gk * r / v
-            gvn[c] -= (0.5 * gk * (1.0 / v - (r * r + pv[c]) / (v * v))) if ok else 0.0
+            gvn[c] += (0.5 * gk * (r * r + pv[c]) / (v * v)) if ok else 0.0
             glsn[c] = 0.5 * gk
             gisn[c] = 0.5 * gk * v0[c] * v0[c]
             gv0n[c] = gk * isn[c] * v0[c]
@@ -885,10 +876,9 @@ def _cov_filter_bwd(
     pos,
 ):
     """Adjoint of :func:`_cov_filter` (adds into g_pred and g_filt as scratch, into g_Ae and
-    the tables g_Q, g_Pinf); returns g_w and g_lv (N, C)."""
+    the tables g_Q, g_Pinf); returns g_w (N, C)."""
     N, m, _, C = P_pred.shape
     g_w = _z2(ar, pos, N, C)
-    g_lv = _z2(ar, pos, N, C)
     # RTS gains: X = G_n^T = (P^-_{n+1})^{-1} R, R = A_{n+1} P_n
     Tt = np.empty((m, m, C))
     R = np.empty((m, m, C))
@@ -932,14 +922,13 @@ def _cov_filter_bwd(
     carry = np.zeros((m, m, C))
     for n in range(N - 1, -1, -1):
         _project(P_pred[n], He, u, s)
-        wn, gis, gls, gw, glv = w[n], g_inv_s[n], g_log_s[n], g_w[n], g_lv[n]
+        wn, gis, gls, gw = w[n], g_inv_s[n], g_log_s[n], g_w[n]
         for c in range(C):
             den = 1.0 + wn[c] * s[c]
             cc[c] = wn[c] / den
             b_c[c] = gis[c]
             b_s[c] = gls[c] * cc[c]
             gw[c] += gls[c] * s[c] / den
-            glv[c] += gls[c]
         for i in range(m):
             gg, ui = g_gain[n, i], u[i]
             for c in range(C):
@@ -1002,7 +991,7 @@ def _cov_filter_bwd(
                     a, t = A[k, i], tmp[k, j]
                     for c in range(C):
                         o[c] += a[c] * t[c]
-    return g_w, g_lv
+    return g_w
 
 
 @_jit
@@ -1038,15 +1027,15 @@ def backward(K, G, ix, still, inc, var, eps, e, g_kl, g_sample, saved, ar):
                 g_chol0[g, i, j] += acc
     g_Q = np.zeros((K, G, m, m))
     g_Pinf = np.zeros((G, m, m))
-    g_w, g_lv = _cov_filter_bwd(
+    g_w = _cov_filter_bwd(
         Ae, ix, He, w, still, P_pred, P_filt, sgain, g_pred, g_filt, g_gain, g_inv_s,
         g_log_s, g_sgain, g_Ae, g_Q, g_Pinf, G, ar, pos,
     )  # fmt: skip
     for n in range(N):
-        incn, vn, gvn, gwn, glvn = inc[n], var[n], g_var[n], g_w[n], g_lv[n]
+        incn, vn, gvn, gwn = inc[n], var[n], g_var[n], g_w[n]
         for c in range(C):
             v = vn[c] if incn[c] else 1.0
-            gvn[c] += (-gwn[c] / (v * v) + glvn[c] / v) if incn[c] else 0.0
+            gvn[c] += (-gwn[c] / (v * v)) if incn[c] else 0.0
     g_A = np.zeros((K, G, m, m))
     for n in range(1, N):
         _scatter_step(g_Ae[n], ix, n, G, g_A)
