@@ -24,7 +24,9 @@ scaled like MASE) and the coverage of the 90% interval. Methods:
   linearly), intervals at levels 20..90; Seattle's daily data get season 7 (a season of 365
   is out of their reach);
 - ``gpvae``: :func:`gpvae.estimator.backtest.backtest` with ``refit="once"`` (fitted on the
-  data before the earliest origin, forecasting every origin from its whole history), with
+  data before the earliest origin, forecasting every origin from its whole history; with
+  ``--refit each``, fitted afresh on the data before each origin, as AutoETS and AutoARIMA
+  are), with
   the forecast mean blended with simple forecasts chosen on the calibration origins inside
   that data (``--forecast-blend 1``, the default here; :mod:`gpvae.estimator.forecast_blend`)
   and recording the same fitted model's own mean's MASE (``mase_model_alone``);
@@ -44,7 +46,7 @@ import argparse
 import sys
 import time
 from pathlib import Path
-from typing import Any
+from typing import Any, ClassVar
 
 import numpy as np
 import pandas as pd
@@ -271,8 +273,14 @@ def run_gpvae(
     if prior == "gp":
         blend_on = bool(args.forecast_blend)
         est = _Kept(**cfg, **common, forecast_horizon=H, forecast_blend=blend_on)
+        _Kept.fits = []
         res = est.backtest(
-            ds["X"], horizon=H, num_origins=n, season=ds["season"], num_samples=args.samples
+            ds["X"],
+            horizon=H,
+            num_origins=n,
+            season=ds["season"],
+            num_samples=args.samples,
+            refit=args.refit,
         )
         if args.plot:  # the fan chart of every origin for one feature, into docs/img
             from gpvae.app.plots import plot_backtest
@@ -280,8 +288,9 @@ def run_gpvae(
             model = "increments" if args.difference else "levels"
             path = ROOT / "docs" / "img" / f"forecast_{name}_{model}_{args.plot}.png"
             plot_backtest(res, feature=args.plot, context=2 * H, save=path)
-        fitted = _Kept.last
-        assert fitted is not None
+        if len(_Kept.fits) != (n if args.refit == "each" else 1):
+            raise RuntimeError(f"expected one fit per refit, found {len(_Kept.fits)}")
+        fitted = _Kept.fits[-1]  # with refit "each": the blend of the latest origin's fit
         blend = fitted.forecast_blend_
         if blend is not None:
             args.blend_summary = {
@@ -294,47 +303,54 @@ def run_gpvae(
                     for k, name in enumerate(blend.names)
                 },
             }
-            args.model_alone_mean = _model_alone(fitted, ds, H, n, args.samples)
+            args.model_alone_mean = _model_alone(_Kept.fits, ds, H, n, args.samples)
         return (res.mean, res.quantiles, res.lower, res.upper), res.epochs, res.best_epochs
-    # the same networks with an N(0, I) prior: fitted before the earliest origin, forecasts
-    # are decoded prior draws of z
+    # the same networks with an N(0, I) prior: fitted before the earliest origin (or each
+    # origin, --refit each), forecasts are decoded prior draws of z
     cfg.pop("kernel")
     cfg.pop("period", None)
     cfg.pop("difference")  # the N(0, I) VAE decodes prior draws of levels
-    est = GPVAE(**cfg, **common, kernel="white", posterior="diagonal")
     values = ds["values"]
-    first = [origins_of(len(v), H, n)[0] for v in values]
-    est.fit([v[:f] for v, f in zip(values, first)])
     n_s, D = len(values), values[0].shape[1]
-    draws = est.sample(np.arange(n * H, dtype=float), num_samples=args.samples * n_s)
-    draws = draws.reshape(args.samples, n_s, n, H, D)
+    epochs, best, parts = [], [], []
+    # refit "once": one fit before the earliest origin decodes draws for every origin;
+    # "each": a fresh fit on the data before each origin decodes that origin's draws
+    for k in range(n if args.refit == "each" else 1):
+        cuts = [origins_of(len(v), H, n)[k] for v in values]
+        est = GPVAE(**cfg, **common, kernel="white", posterior="diagonal")
+        est.fit([v[:c] for v, c in zip(values, cuts)])
+        epochs.append(len(est.history_))
+        best.append(best_epoch(est.history_))
+        span = H if args.refit == "each" else n * H
+        draws = est.sample(np.arange(span, dtype=float), num_samples=args.samples * n_s)
+        parts.append(draws.reshape(args.samples, n_s, span // H, H, D))
+    draws = np.concatenate(parts, axis=2)
     quant = np.quantile(draws, QUANTILES, axis=0)
     lo, hi = np.quantile(draws, [0.05, 0.95], axis=0)
-    return (
-        (draws.mean(0), quant, lo, hi),
-        [len(est.history_)],
-        [best_epoch(est.history_)],
-    )
+    return (draws.mean(0), quant, lo, hi), epochs, best
 
 
 class _Kept(GPVAE):
-    """A GPVAE that keeps the estimator the backtest fitted (it fits a fresh copy)."""
+    """A GPVAE that keeps the estimators the backtest fitted (it fits fresh copies), in the
+    order of their fits: one (``refit="once"``) or one per origin (``"each"``)."""
 
-    last: GPVAE | None = None
+    fits: ClassVar[list[GPVAE]] = []
 
     def fit(self, *args: Any, **kwargs: Any) -> _Kept:
         super().fit(*args, **kwargs)
-        type(self).last = self
+        type(self).fits.append(self)
         return self
 
 
-def _model_alone(fitted: GPVAE, ds: dict[str, Any], H: int, n: int, samples: int) -> np.ndarray:
-    """(n_series, n_origins, H, D) forecast means of the fitted model without its blend with
-    the simple forecasts (the same fit: what the blend changed)."""
-    fitted.forecast_blend_ = None
+def _model_alone(fits: list[GPVAE], ds: dict[str, Any], H: int, n: int, samples: int) -> np.ndarray:
+    """(n_series, n_origins, H, D) forecast means of the fitted models without their blend
+    with the simple forecasts (the same fits: what the blend changed); origin k uses the fit
+    that forecast it (the only fit, or the k-th with ``refit="each"``)."""
     X, values = ds["X"], ds["values"]
     out = []
     for k in range(n):
+        fitted = fits[k] if len(fits) > 1 else fits[0]
+        fitted.forecast_blend_ = None
         cuts = [origins_of(len(v), H, n)[k] for v in values]
         if isinstance(X, pd.DataFrame):
             hist: Any = X.iloc[: cuts[0]]
@@ -417,6 +433,13 @@ def main(argv: list[str] | None = None) -> None:
         "docs/img/forecast_<dataset>_<levels|increments>_<feature>.png",
     )
     p.add_argument(
+        "--refit",
+        choices=["once", "each"],
+        default="once",
+        help="gpvae and vae: fit once before the earliest origin (default) or afresh on the "
+        "data before each origin (as AutoETS and AutoARIMA are)",
+    )
+    p.add_argument(
         "--screen",
         type=int,
         default=None,
@@ -495,6 +518,7 @@ def main(argv: list[str] | None = None) -> None:
         "classic_history": args.classic_history if args.method in ("ets", "arima") else None,
         "arima_approximation": bool(args.arima_approximation) if args.method == "arima" else None,
         "epoch_cap": args.epochs if args.method in ("gpvae", "vae") else None,
+        "refit": args.refit if args.method in ("gpvae", "vae") else None,
         # as configured (GPVAE_CONFIG); "difference" below is what ran
         "config": GPVAE_CONFIG[args.dataset] if args.method == "gpvae" else None,
         "forecast_holdout": settings.FORECAST_HOLDOUT_ORIGINS if args.method == "gpvae" else None,
