@@ -100,6 +100,13 @@ class ForecastResults(ResultsFile):
         "kernel",
     )
 
+    def _key(self, record: dict[str, Any]) -> tuple[Any, ...]:
+        # refit joined the key later: a gpvae/vae record without it was fitted once
+        refit = record.get("refit")
+        if refit is None and record.get("method") in ("gpvae", "vae"):
+            refit = "once"
+        return (*super()._key(record), refit)
+
 
 # ------------------------------------------------------------------------------ data
 
