@@ -513,6 +513,8 @@ def main(argv: list[str] | None = None) -> None:
         else float(np.nanmean(s["covered"])),
         "mase_by_origin": np.nanmean(s["scaled_error"], axis=(0, 2, 3)).tolist(),
         "mase_by_horizon_band": _bands(s["scaled_error"]),
+        "mase_by_feature": np.nanmean(s["scaled_error"], axis=(0, 1, 2)).tolist(),
+        "crps_by_feature": np.nanmean(s["crps"], axis=(0, 1, 2)).tolist(),
         "crps_by_horizon_band": _bands(s["crps"]),
         "coverage_by_horizon_band": _bands(s["covered"])
         if args.method not in ("persistence", "snaive")
