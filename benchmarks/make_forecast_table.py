@@ -20,7 +20,7 @@ from pathlib import Path
 from typing import Any
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
-from forecasting import GPVAE_CONFIG
+from forecasting import GPVAE_CONFIG, REFIT
 
 ROOT = Path(__file__).resolve().parents[1]
 RESULTS = ROOT / "benchmarks" / "results" / "forecasting.json"
@@ -82,8 +82,11 @@ def render(records: list[dict[str, Any]]) -> str:
         "before the earliest origin; CRPS = 2 x mean pinball loss over the quantiles 0.1..0.9 "
         "(for point forecasts it equals the scaled MAE); coverage of the 90% interval. gpvae "
         "and the N(0, I) VAE: the same epoch cap and patience (`epochs` = epochs run), fitted "
-        "once on the data before the earliest origin; gpvae's forecast intervals calibrated on "
-        "rolling origins inside that data (`forecast_holdout` 0). `gpvae (blend)`: the "
+        "once on the data before the earliest origin, or, on US employment, afresh on the "
+        "data before each origin as AutoETS and AutoARIMA are (`REFIT` in the script, chosen "
+        "on the screen below; `epochs` then lists every fit); gpvae's forecast intervals "
+        "calibrated on rolling origins inside the data it was fitted on "
+        "(`forecast_holdout` 0). `gpvae (blend)`: the "
         "forecast mean blended per feature and horizon band with a simple forecast (last "
         "value, seasonal naive, drift, or the last value plus the model's forecast change), "
         "base and weight picked on those origins "
@@ -100,7 +103,10 @@ def render(records: list[dict[str, Any]]) -> str:
     ]
     by_key = {(r["dataset"], r["horizon"], _method(r)): r for r in records}
     for ds, h, title in DATASETS:
-        rows = [by_key.get((ds, h, m)) for m in METHODS]
+        # each method, then the same method with the other refit than the data set's
+        other = "once" if REFIT[ds] == "each" else "each"
+        methods = tuple(x for m in METHODS for x in (f"{m}@{other}", m))
+        rows = [by_key.get((ds, h, m)) for m in methods]
         if not any(rows):
             continue
         lines += [
@@ -109,15 +115,16 @@ def render(records: list[dict[str, Any]]) -> str:
             "| method | MAE | MASE | CRPS | 90% coverage | epochs | wall s |",
             "|---|---|---|---|---|---|---|",
         ]
-        for m, r in zip(METHODS, rows):
+        for m, r in zip(methods, rows):
             if r is None:
                 continue
             epochs = _epochs(r)
             lines.append(
-                f"| {NAMES[m]} | {_f(r['mae'])} | {_f(r['mase'])} | {_f(r['crps'])} | "
+                f"| {_name(m)} | {_f(r['mae'])} | {_f(r['mase'])} | {_f(r['crps'])} | "
                 f"{_f(r.get('coverage90'), pct=True)} | {epochs} | {r.get('wall_s', '-')} |"
             )
-        lines += ["", *_by_band(METHODS, rows), *_blend(rows[-1]), *_config(rows)]
+        lines += ["", *_by_band(methods, rows), *_blend(rows[-1]), *_config(rows)]
+        lines += ["", f"Fits (gpvae, N(0, I) VAE): {_REFIT_TEXT[REFIT[ds]]}."]
         lines += ["", "Commands:", ""]
         lines += [f"    {r['command']}" for r in rows if r is not None]
         lines.append("")
@@ -157,17 +164,40 @@ def render_calibration(records: list[dict[str, Any]]) -> str:
             f"| {r['dataset']} | {r['horizon']} | {r['forecast_holdout']} | "
             f"{'yes' if r['forecast_blend'] else 'no'} | "
             f"{'increments' if r.get('difference') else 'levels'}"
-            f"{', ' + r['kernel'] if r.get('kernel') else ''} | {_f(r['mase'])} | "
-            f"{_f(r['crps'])} | {_f(r.get('coverage90'), pct=True)} | {bands} | {_epochs(r)} |"
+            f"{', ' + r['kernel'] if r.get('kernel') else ''}"
+            f"{', refitted at each origin' if r.get('refit') == 'each' else ''} | "
+            f"{_f(r['mase'])} | {_f(r['crps'])} | {_f(r.get('coverage90'), pct=True)} | "
+            f"{bands} | {_epochs(r)} |"
         )
     lines += ["", "Commands:", ""]
     lines += [f"    {r['command']}" for r in records]
     return "\n".join(lines) + "\n"
 
 
+_REFIT_SHORT = {"once": "fitted once", "each": "refitted at each origin"}
+_REFIT_TEXT = {
+    "once": "fitted once, on the data before the earliest origin",
+    "each": "fitted afresh on the data before each origin (`--refit each`)",
+}
+
+
+def _name(method: str) -> str:
+    """A table row's name: the method's, with the other refit than the data set's named."""
+    base, _, refit = method.partition("@")
+    return NAMES[base] + (f", {_REFIT_SHORT[refit]}" if refit else "")
+
+
 def _method(r: dict[str, Any]) -> str:
     """The table's method: gpvae records without the blend, with another kernel or with
-    another ``difference`` than the data set's configuration are rows of their own."""
+    another ``difference`` or ``refit`` than the data set's configuration are rows of their
+    own (a record without ``refit`` was fitted once)."""
+    base = _base_method(r)
+    if r["method"] in ("gpvae", "vae") and (r.get("refit") or "once") != REFIT[r["dataset"]]:
+        return f"{base}@{r.get('refit') or 'once'}"
+    return base
+
+
+def _base_method(r: dict[str, Any]) -> str:
     if r["method"] != "gpvae":
         return str(r["method"])
     if r.get("forecast_blend") is False:
@@ -205,9 +235,9 @@ def render_screen(records: list[dict[str, Any]]) -> str:
         "(BeijingAir, whose fits take 15-20 minutes, was not screened: its configuration, a "
         "model of the levels, was fixed before its runs).",
         "",
-        "| data set | horizon | method | kernel | difference | origins | MASE | CRPS | "
+        "| data set | horizon | method | kernel | difference | refit | origins | MASE | CRPS | "
         "90% coverage | epochs |",
-        "|---|---|---|---|---|---|---|---|---|---|",
+        "|---|---|---|---|---|---|---|---|---|---|---|",
     ]
     order = sorted(records, key=lambda r: (r["dataset"], r["horizon"], r["mase"]))
     for r in order:
@@ -215,7 +245,8 @@ def render_screen(records: list[dict[str, Any]]) -> str:
         kernel = r.get("kernel") or (r["config"]["kernel"] if gp else "-")
         lines.append(
             f"| {r['dataset']} | {r['horizon']} | {r['method']} | {kernel} | "
-            f"{r.get('difference') if gp else '-'} | {r['origins']} | {_f(r['mase'])} | "
+            f"{r.get('difference') if gp else '-'} | {(r.get('refit') or 'once') if gp else '-'}"
+            f" | {r['origins']} | {_f(r['mase'])} | "
             f"{_f(r['crps'])} | {_f(r.get('coverage90'), pct=True)} | {_epochs(r)} |"
         )
     lines += ["", "Commands:", ""]
@@ -267,7 +298,7 @@ def _by_band(methods: tuple[str, ...], rows: list[dict[str, Any] | None]) -> lis
             continue
         cov = r.get("coverage_by_horizon_band") or [None] * 4
         cells = [_f(v) for v in r["mase_by_horizon_band"]] + [_f(v, pct=True) for v in cov]
-        out.append(f"| {NAMES[m]} | " + " | ".join(cells) + " |")
+        out.append(f"| {_name(m)} | " + " | ".join(cells) + " |")
     return out if len(out) > 2 else []
 
 

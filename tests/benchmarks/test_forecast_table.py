@@ -1,0 +1,76 @@
+"""The forecasting docs region (``benchmarks/make_forecast_table.py``) is the JSON records
+rendered, and a record's refit (once before the earliest origin, or at each origin) is part
+of its identity and of its row's name."""
+
+from __future__ import annotations
+
+import importlib
+import json
+import sys
+from pathlib import Path
+from types import ModuleType
+
+import pytest
+
+ROOT = Path(__file__).resolve().parents[2]
+RESULTS = ROOT / "benchmarks" / "results"
+
+
+@pytest.fixture(scope="module")
+def table() -> ModuleType:
+    sys.path.insert(0, str(ROOT / "benchmarks"))
+    try:
+        return importlib.import_module("make_forecast_table")
+    finally:
+        sys.path.remove(str(ROOT / "benchmarks"))
+
+
+def test_docs_region_is_the_records_rendered(table: ModuleType, tmp_path: Path) -> None:
+    docs = tmp_path / "benchmarks.md"
+    docs.write_text((ROOT / "docs" / "benchmarks.md").read_text())
+    table.main(["--docs", str(docs)])
+    assert docs.read_text() == (ROOT / "docs" / "benchmarks.md").read_text()
+
+
+def test_refit_is_part_of_the_key(table: ModuleType) -> None:
+    forecasting = sys.modules["forecasting"]
+    results = forecasting.ForecastResults.__new__(forecasting.ForecastResults)
+    base = {
+        "dataset": "employment",
+        "horizon": 12,
+        "method": "gpvae",
+        "seed": 0,
+        "forecast_holdout": 0,
+        "forecast_blend": True,
+        "difference": True,
+        "screen": None,
+        "kernel": None,
+    }
+    old = dict(base)  # made before refit was recorded: fitted once
+    once = {**base, "refit": "once"}
+    each = {**base, "refit": "each"}
+    assert results._key(old) == results._key(once)
+    assert results._key(once) != results._key(each)
+    # a classical method has no refit of its own
+    ets = {**base, "method": "ets", "refit": None}
+    assert results._key(ets)[-1] is None
+
+
+def test_rows_name_the_refit_that_differs_from_the_data_set(table: ModuleType) -> None:
+    configured = table.REFIT["employment"]
+    other = "once" if configured == "each" else "each"
+    rec = {"dataset": "employment", "horizon": 12, "method": "vae"}
+    assert table._method({**rec, "refit": configured}) == "vae"
+    assert table._method({**rec, "refit": other}) == f"vae@{other}"
+    assert table._name(f"vae@{other}").startswith("N(0, I) VAE, ")
+    seattle = {"dataset": "seattle", "horizon": 28, "method": "gpvae", "difference": False}
+    assert table.REFIT["seattle"] == "once"
+    assert table._method(seattle) == "gpvae"  # no refit recorded: fitted once, as configured
+    assert table._method({**seattle, "refit": "each"}) == "gpvae@each"
+
+
+def test_records_exist_for_every_configured_gpvae_row(table: ModuleType) -> None:
+    records = json.loads((RESULTS / "forecasting.json").read_text())
+    methods = {(r["dataset"], r["horizon"], table._method(r)) for r in records}
+    for ds, h, _ in table.DATASETS:
+        assert (ds, h, "gpvae") in methods
