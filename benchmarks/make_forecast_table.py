@@ -19,6 +19,8 @@ import sys
 from pathlib import Path
 from typing import Any
 
+import numpy as np
+
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 from forecasting import GPVAE_CONFIG, REFIT
 
@@ -101,7 +103,10 @@ def render(records: list[dict[str, Any]]) -> str:
         "holds its command.",
         "",
     ]
-    by_key = {(r["dataset"], r["horizon"], _method(r)): r for r in records}
+    groups: dict[tuple[Any, ...], list[dict[str, Any]]] = {}
+    for r in records:
+        groups.setdefault((r["dataset"], r["horizon"], _method(r)), []).append(r)
+    by_key = {k: _over_seeds(v) for k, v in groups.items()}
     for ds, h, title in DATASETS:
         # each method, then the same method with the other refit than the data set's
         other = "once" if REFIT[ds] == "each" else "each"
@@ -120,15 +125,52 @@ def render(records: list[dict[str, Any]]) -> str:
                 continue
             epochs = _epochs(r)
             lines.append(
-                f"| {_name(m)} | {_f(r['mae'])} | {_f(r['mase'])} | {_f(r['crps'])} | "
+                f"| {_name(m)} | {_f(r['mae'])} | {_fs(r, 'mase')} | {_fs(r, 'crps')} | "
                 f"{_f(r.get('coverage90'), pct=True)} | {epochs} | {r.get('wall_s', '-')} |"
             )
         lines += ["", *_by_band(methods, rows), *_blend(rows[-1]), *_config(rows)]
         lines += ["", f"Fits (gpvae, N(0, I) VAE): {_REFIT_TEXT[REFIT[ds]]}."]
         lines += ["", "Commands:", ""]
-        lines += [f"    {r['command']}" for r in rows if r is not None]
+        lines += [f"    {c}" for r in rows if r is not None for c in r["commands"]]
         lines.append("")
     return "\n".join(lines).rstrip() + "\n"
+
+
+#: A record's numbers that a row of several seeds gives as their mean (lists: entry-wise).
+_MEANS = ("mae", "mase", "crps", "coverage90", "mase_model_alone", "wall_s")
+_LIST_MEANS = ("mase_by_horizon_band", "crps_by_horizon_band", "coverage_by_horizon_band")
+
+
+def _over_seeds(records: list[dict[str, Any]]) -> dict[str, Any]:
+    """One row of a method's records, one per seed: the mean of each number over the seeds
+    (``<key>_sd``: their standard deviation), the epochs of every seed, every command; the
+    blend and the configuration are those of the lowest seed."""
+    rs = sorted(records, key=lambda r: r["seed"])
+    out = dict(rs[0])
+    out["seeds"] = [r["seed"] for r in rs]
+    out["commands"] = [r["command"] for r in rs]
+    out["epochs_by_seed"] = [(r["seed"], r) for r in rs] if len(rs) > 1 else None
+    if len(rs) == 1:
+        return out
+    for k in _MEANS:
+        vals = [r.get(k) for r in rs]
+        if all(v is not None for v in vals):
+            out[k] = float(np.mean(vals))
+            out[f"{k}_sd"] = float(np.std(vals, ddof=1))
+    for k in _LIST_MEANS:
+        vals = [r.get(k) for r in rs]
+        if all(v is not None for v in vals):
+            out[k] = np.mean(np.asarray(vals, dtype=float), axis=0).tolist()
+    if out.get("wall_s") is not None:
+        out["wall_s"] = round(out["wall_s"], 1)
+    return out
+
+
+def _fs(r: dict[str, Any], key: str) -> str:
+    """A number of a row: with several seeds, their mean +- standard deviation (seeds)."""
+    if len(r.get("seeds", [])) < 2:
+        return _f(r.get(key))
+    return f"{_f(r.get(key))} +- {_f(r.get(f'{key}_sd'))} ({len(r['seeds'])})"
 
 
 def render_calibration(records: list[dict[str, Any]]) -> str:
@@ -259,20 +301,35 @@ def _blend(r: dict[str, Any] | None) -> list[str]:
     if r is None or not r.get("blend"):
         return []
     b = r["blend"]
+    seeds = r.get("seeds", [])
+    of = f" (seed {seeds[0]}'s fit)" if len(seeds) > 1 else ""
+    mean_of = f", mean of {len(seeds)} seeds" if len(seeds) > 1 else ""
     weights = " / ".join(_f(w) for w in b["weight_by_band"])
     shares = ", ".join(f"{k} {v:.0%}" for k, v in b["base_share"].items())
     return [
         "",
-        f"Blend (picked on the calibration origins inside the training data): the model's "
-        f"mean weight per quarter of the horizon {weights}; bases where the weight is below "
-        f"1: {shares}. The same fitted model's own mean scores MASE "
-        f"{_f(r.get('mase_model_alone'))} on the test origins (blend: {_f(r['mase'])}).",
+        f"Blend{of} (picked on the calibration origins inside the training data): the "
+        f"model's mean weight per quarter of the horizon {weights}; bases where the weight "
+        f"is below 1: {shares}. The same fitted models' own means score MASE "
+        f"{_f(r.get('mase_model_alone'))} on the test origins (blend: {_f(r['mase'])}"
+        f"{mean_of}).",
     ]
 
 
 def _epochs(r: dict[str, Any]) -> str:
     """Epochs run per fit, with the best epoch, the cap and the patience ("cap reached":
-    the best epoch was the last, so the fit had not converged)."""
+    the best epoch was the last, so the fit had not converged); a row of several seeds
+    lists them per seed."""
+    if r.get("epochs_by_seed"):
+        per = [f"seed {sd}: {_fits(x)}" for sd, x in r["epochs_by_seed"]]
+        return "; ".join(p for p in per if p) + _cap(r)
+    run = r.get("epochs") or []
+    if not run:
+        return "-"
+    return _fits(r) + _cap(r)
+
+
+def _fits(r: dict[str, Any]) -> str:
     run = r.get("epochs") or []
     if not run:
         return "-"
@@ -281,9 +338,13 @@ def _epochs(r: dict[str, Any]) -> str:
     for e, b in zip(run, best):
         text = f"{e}" if b is None else f"{e} (best {b}{', cap reached' if b == e else ''})"
         parts.append(text)
+    return ", ".join(parts)
+
+
+def _cap(r: dict[str, Any]) -> str:
     cap = f"; cap {r['epoch_cap']}" if r.get("epoch_cap") else ""
     pat = f", patience {r['patience']}" if r.get("patience") is not None else ""
-    return ", ".join(parts) + cap + pat
+    return cap + pat
 
 
 def _by_band(methods: tuple[str, ...], rows: list[dict[str, Any] | None]) -> list[str]:
