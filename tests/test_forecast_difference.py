@@ -15,7 +15,7 @@ from gpvae import GPVAE
 from gpvae.app.cli import main
 from gpvae.data import to_series_set
 from gpvae.errors import GPVAEError, ValidationError
-from gpvae.estimator.differencing import increments, integrate, last_levels
+from gpvae.estimator.differencing import difference_mask, increments, integrate, last_levels
 
 SMALL = {"latent_dim": 2, "hidden": (16,), "batch_size": 16, "progress": False, "lr": 1e-2}
 
@@ -151,3 +151,80 @@ def test_cli_fit_with_difference_and_blend_then_forecast(
     err = capsys.readouterr().err.strip().splitlines()
     assert len(err) == 1
     assert "difference" in err[0]
+
+
+def test_named_features_only_are_differenced_by_hand() -> None:
+    v = np.array([[1.0, 5.0, 7.0], [3.0, np.nan, 8.0], [6.0, 4.0, 6.0], [10.0, 2.0, np.nan]])
+    frame = pd.DataFrame(v, columns=["a", "rate", "c"])
+    ss = to_series_set(frame)
+    inc = increments(ss, which=("a", 2))  # a name and a column position
+    np.testing.assert_array_equal(
+        inc.values[0], [[2.0, np.nan, 1.0], [3.0, 4.0, -2.0], [4.0, 2.0, np.nan]]
+    )
+    assert difference_mask(("c",), ss.feature_names).tolist() == [False, False, True]
+    assert difference_mask(True, ss.feature_names).tolist() == [True] * 3
+    level = np.array([[10.0, 2.0, 6.0]])
+    steps = np.array([[[1.0, 3.0, -1.0], [2.0, 3.5, 0.5]]])  # rate: levels already
+    out = integrate(level, steps, np.array([True, False, True]))
+    np.testing.assert_allclose(out[0], [[11.0, 3.0, 5.0], [13.0, 3.5, 5.5]])
+    with pytest.raises(ValidationError, match=r"difference: expected feature names among"):
+        increments(ss, which=("nope",))
+    with pytest.raises(ValidationError, match=r"difference: expected column positions in 0..2"):
+        increments(ss, which=(3,))
+    with pytest.raises(GPVAEError, match="difference: expected True, False or a list"):
+        GPVAE(difference=[1.5])  # type: ignore[list-item]
+    with pytest.raises(ValidationError, match="difference: expected each feature named once"):
+        GPVAE(difference=["a", "a"])
+
+
+def test_a_model_of_some_increments_forecasts_levels_and_steps() -> None:
+    """Differencing the trending feature only: its forecast cumulates the model's steps
+    from the last level, the stationary feature's forecast is the model's level itself (the
+    same weights read as a model of the mixed series give both), and the choice is saved."""
+    rng = np.random.default_rng(5)
+    X = _trending(132, seed=1)
+    X[:, 1] = 0.5 * np.sin(np.arange(132) * 2 * np.pi / 12) + 0.1 * rng.standard_normal(132)
+    frame = pd.DataFrame(X[:120], columns=["count", "rate"])
+    est = GPVAE(
+        kernel="trend+matern32", window=24, epochs=20, seed=0, difference=["count"], **SMALL
+    )
+    est.fit(frame)
+    fc = est.forecast(frame, horizon=12, num_samples=30, return_samples=True)
+    mixed = frame.iloc[1:].copy()
+    mixed["count"] = np.diff(frame["count"].to_numpy())
+    est.difference = False  # the same weights, read as a model of the mixed series
+    try:
+        raw = est.forecast(mixed, horizon=12, num_samples=30, return_samples=True)
+    finally:
+        est.difference = ("count",)
+    start = frame["count"].iloc[-1]
+    np.testing.assert_allclose(
+        fc.samples[:, 0, :, 0], start + np.cumsum(raw.samples[:, 0, :, 0], 1)
+    )
+    np.testing.assert_allclose(fc.samples[:, 0, :, 1], raw.samples[:, 0, :, 1])
+    with pytest.raises(ValidationError, match=r"difference: .* fitted on their increments"):
+        est.impute(frame)
+    assert est.get_config()["difference"] == ("count",)
+    json.dumps(est.get_config())
+
+
+def test_cli_difference_columns(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    X = _trending(60, seed=2)
+    frame = pd.DataFrame(X, columns=["a", "b"])
+    frame.insert(0, "month", pd.date_range("2010-01-01", periods=60, freq="MS"))
+    data = tmp_path / "trend.csv"
+    frame.to_csv(data, index=False)
+    model = tmp_path / "model"
+    args = ["fit", str(data), "--time-col", "month", "-o", str(model), "--epochs", "1"]
+    args += ["--latent-dim", "2", "--hidden", "16", "--quiet", "--difference-columns", "b"]
+    assert main(args) == 0, capsys.readouterr()
+    config = json.loads((model / "model" / "config.json").read_text())
+    assert config["config"]["estimator"]["difference"] == ["b"]
+    out = tmp_path / "fc.csv"
+    assert main(["forecast", str(model), str(data), "--horizon", "3", "-o", str(out)]) == 0
+    assert pd.read_csv(out)[["a", "b"]].notna().all().all()
+    capsys.readouterr()
+    bad = [*args[:-1], "nope"]
+    bad[bad.index(str(model))] = str(tmp_path / "other")
+    assert main(bad) != 0
+    assert "difference" in capsys.readouterr().err

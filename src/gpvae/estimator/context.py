@@ -19,7 +19,7 @@ import torch
 from gpvae.arguments import check_memory
 from gpvae.batch import Batch
 from gpvae.data import Scaler, SeriesSet, batch_indices, to_series_set
-from gpvae.estimator.differencing import increments
+from gpvae.estimator.differencing import Difference, increments
 from gpvae.estimator.forecast_blend import ForecastBlend
 from gpvae.model import GPVAEModel
 from gpvae.rng import seed_for, series_generators
@@ -62,7 +62,7 @@ class PredictContext:
     forecast_horizon: int = 1
     blend_weight: np.ndarray | None = None
     forecast_blend: ForecastBlend | None = None
-    difference: bool = False
+    difference: Difference = False
 
     def input(self, X: Any, times: Any) -> tuple[SeriesSet, SeriesSet]:
         """(original, standardised) series of a prediction input, checked against the fit
@@ -86,7 +86,7 @@ class PredictContext:
                 stacklevel=3,
             )
         if self.difference:
-            inc = increments(ss)
+            inc = increments(ss, which=self.difference)
             self.scaler.check_range(inc)
             return ss, self.scaler.transform(inc)
         return ss, self.scaler.transform(ss)

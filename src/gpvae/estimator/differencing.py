@@ -14,55 +14,126 @@ its other outputs would be increments, so they raise (:func:`check_levels_method
 
 A feature whose last value is missing starts from its last observed value plus the model's
 imputation of the increments since then.
+
+``difference`` may also name some features (``difference=["nonfarm", "retail"]``, or their
+column positions): those are modelled by their increments and the others by their levels
+(a rate or a change that is already stationary beside trending counts). The model's data are
+then the increments of the named features and the levels of the others at the times
+``t[1:]``, and a forecast cumulates only the named features' steps (:func:`difference_mask`).
 """
 
 from __future__ import annotations
 
+from collections.abc import Sequence
 from typing import Any
 
 import numpy as np
 
 from gpvae.data import SeriesSet, to_series_set
 from gpvae.data.series import Layout
-from gpvae.errors import ValidationError
+from gpvae.errors import InputTypeError, ValidationError
 
 __all__ = [
     "FORECAST_METHODS",
     "check_levels_method",
+    "difference_arg",
+    "difference_mask",
     "increments",
     "increments_of",
     "integrate",
     "last_levels",
 ]
 
+#: What ``GPVAE(difference=...)`` holds: all features, none, or the named ones.
+Difference = bool | tuple[str | int, ...]
+
+
 #: The methods a model of increments serves (the others would return increments).
 FORECAST_METHODS = ("forecast", "calibrate_forecast", "save")
 
 
-def check_levels_method(method: str, difference: bool) -> None:
+def check_levels_method(method: str, difference: Difference) -> None:
     """Raise for a method that needs a model of the levels on a model of increments."""
     if difference and method not in FORECAST_METHODS:
         raise ValidationError(
             f"difference: {method} expected a model of the series' levels, found a model "
-            "fitted on their increments (difference=True), which forecasts only "
+            f"fitted on their increments (difference={difference!r}), which forecasts only "
             "(forecast, calibrate_forecast, backtest); fit one with difference=False"
         )
 
 
-def increments(data: SeriesSet, name: str = "X") -> SeriesSet:
-    """The series of steps ``y[t] - y[t-1]`` at the times ``t[1:]`` (NaN where either value
-    is missing), as ragged series with the input's time units.
+def difference_arg(value: object) -> Difference:
+    """``difference`` as given to the estimator: True, False, or a list of feature names
+    and column positions (kept as a tuple), or an InputTypeError naming ``difference``."""
+    if isinstance(value, (bool, np.bool_)):
+        return bool(value)
+    if isinstance(value, (list, tuple)):
+        items: list[str | int] = []
+        for item in value:
+            if isinstance(item, str):
+                items.append(item)
+            elif isinstance(item, (int, np.integer)) and not isinstance(item, (bool, np.bool_)):
+                items.append(int(item))
+            else:
+                break
+        else:
+            if len(set(items)) != len(items):
+                raise ValidationError(
+                    f"difference: expected each feature named once, found {list(value)!r}"
+                )
+            return tuple(items)
+    raise InputTypeError(
+        "difference: expected True, False or a list of feature names / column positions, "
+        f"found {value!r}"
+    )
+
+
+def difference_mask(which: Difference, feature_names: Sequence[str]) -> np.ndarray:
+    """(D,) True for the features modelled by their increments (``which``: as
+    :func:`difference_arg` gives), for data with these feature names.
 
     Raises:
-        ValidationError: a series with fewer than two steps (naming ``name``).
+        ValidationError: naming ``difference`` for a name not among the features or a
+            position outside 0..D-1.
     """
+    D = len(feature_names)
+    if isinstance(which, bool):
+        return np.full(D, which)
+    mask = np.zeros(D, dtype=bool)
+    names = [str(f) for f in feature_names]
+    for item in which:
+        if isinstance(item, str):
+            if item not in names:
+                raise ValidationError(
+                    f"difference: expected feature names among {names}, found {item!r}"
+                )
+            mask[names.index(item)] = True
+        else:
+            if not 0 <= item < D:
+                raise ValidationError(
+                    f"difference: expected column positions in 0..{D - 1}, found {item}"
+                )
+            mask[item] = True
+    return mask
+
+
+def increments(data: SeriesSet, name: str = "X", which: Difference = True) -> SeriesSet:
+    """The series of steps ``y[t] - y[t-1]`` at the times ``t[1:]`` (NaN where either value
+    is missing), as ragged series with the input's time units; with ``which`` naming some
+    features, only those are steps and the others keep their levels at ``t[1:]``.
+
+    Raises:
+        ValidationError: a series with fewer than two steps (naming ``name``), a feature
+            ``which`` names that the data do not have (naming ``difference``).
+    """
+    mask = difference_mask(which, data.feature_names)
     short = [i for i, t in enumerate(data.times) if len(t) < 2]
     if short:
         raise ValidationError(
             f"{name}: expected at least 2 time steps in every series with difference=True "
             f"(its increments), found {len(data.times[short[0]])} in series {short[0]}"
         )
-    values = tuple(np.diff(v, axis=0) for v in data.values)
+    values = tuple(np.where(mask, np.diff(v, axis=0), v[1:]) for v in data.values)
     times = tuple(np.asarray(t[1:]) for t in data.times)
     for v, t in zip(values, times):
         v.setflags(write=False)
@@ -81,7 +152,9 @@ def increments(data: SeriesSet, name: str = "X") -> SeriesSet:
     return SeriesSet(values=values, times=times, feature_names=data.feature_names, layout=layout)
 
 
-def increments_of(X: Any, times: Any, name: str, times_name: str) -> SeriesSet:
+def increments_of(
+    X: Any, times: Any, name: str, times_name: str, which: Difference = True
+) -> SeriesSet:
     """:func:`increments` of fit input in any accepted form (series with a single step or
     none observed are accepted as fit accepts them, and then named by :func:`increments`)."""
     data = to_series_set(
@@ -92,7 +165,7 @@ def increments_of(X: Any, times: Any, name: str, times_name: str) -> SeriesSet:
         name=name,
         times_name=times_name,
     )
-    return increments(data, name)
+    return increments(data, name, which)
 
 
 def last_levels(data: SeriesSet) -> tuple[np.ndarray, np.ndarray]:
@@ -111,7 +184,9 @@ def last_levels(data: SeriesSet) -> tuple[np.ndarray, np.ndarray]:
     return level, gap
 
 
-def integrate(level: np.ndarray, steps: np.ndarray) -> np.ndarray:
+def integrate(level: np.ndarray, steps: np.ndarray, mask: np.ndarray | None = None) -> np.ndarray:
     """Levels (..., B, H, D) of the cumulated forecast ``steps`` (..., B, H, D) from the
-    starting ``level`` (B, D)."""
-    return level[:, None, :] + np.cumsum(steps, axis=-2)
+    starting ``level`` (B, D); features where ``mask`` (D,) is False are levels already and
+    are returned as they are."""
+    out = level[:, None, :] + np.cumsum(steps, axis=-2)
+    return out if mask is None else np.where(mask, out, steps)

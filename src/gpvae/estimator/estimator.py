@@ -52,7 +52,7 @@ from gpvae.estimator.assembly import (
 from gpvae.estimator.blending import fit_blend
 from gpvae.estimator.calibration import held_out_of_training
 from gpvae.estimator.context import PredictContext
-from gpvae.estimator.differencing import check_levels_method, increments_of
+from gpvae.estimator.differencing import check_levels_method, difference_arg, increments_of
 from gpvae.estimator.fitting import calibrate_fit, fit_inputs, fit_periods, windowed
 from gpvae.estimator.forecast_blend import ForecastBlend, base_names
 from gpvae.estimator.forecast_calibration import calibrate_and_blend, without_tail
@@ -170,7 +170,9 @@ class GPVAE(AnomalyMethods, ForecastMethods, SpatialMethods, PersistenceMethods)
             the last level plus their cumulated sum (:mod:`gpvae.estimator.differencing`):
             a trending series keeps its trend beyond the levels seen in training. Such a
             model forecasts only (``impute``, ``latent``, ``sample`` and the anomaly scores
-            raise).
+            raise). A list of feature names (or column positions) differences only those
+            features and models the others by their levels (a rate or a change that is
+            stationary already, beside trending counts).
         device: ``"auto"`` (cuda, then mps, then cpu) or a torch device.
         seed: seed of every random draw (initial weights, batches, samples).
         progress: show a tqdm progress bar during fit.
@@ -221,7 +223,7 @@ class GPVAE(AnomalyMethods, ForecastMethods, SpatialMethods, PersistenceMethods)
         window: int | None = None,
         forecast_horizon: int | None = None,
         forecast_blend: bool = False,
-        difference: bool = False,
+        difference: bool | Sequence[str | int] = False,
         device: str | torch.device = "auto",
         seed: int = 0,
         progress: bool = True,
@@ -270,7 +272,7 @@ class GPVAE(AnomalyMethods, ForecastMethods, SpatialMethods, PersistenceMethods)
             None if forecast_horizon is None else int_arg("forecast_horizon", forecast_horizon)
         )
         self.forecast_blend = bool_arg("forecast_blend", forecast_blend)
-        self.difference = bool_arg("difference", difference)
+        self.difference = difference_arg(difference)
         self.device = check_device(device)
         self.seed = int_arg("seed", seed, minimum=0)
         if not isinstance(progress, bool):
@@ -477,11 +479,14 @@ class GPVAE(AnomalyMethods, ForecastMethods, SpatialMethods, PersistenceMethods)
             )
         sharded = bool_arg("sharded", sharded)
         if self.difference:  # the model's data are the increments (differencing.py)
-            X, times = increments_of(X, times, "X", "times"), None
+            X, times = increments_of(X, times, "X", "times", self.difference), None
             if X_val_target is not None:  # at X_val's times
-                X_val_target = increments_of(X_val_target, times_val, "X_val_target", "times_val")
+                X_val_target = increments_of(
+                    X_val_target, times_val, "X_val_target", "times_val", self.difference
+                )
             if X_val is not None:
-                X_val, times_val = increments_of(X_val, times_val, "X_val", "times_val"), None
+                X_val = increments_of(X_val, times_val, "X_val", "times_val", self.difference)
+                times_val = None
         binary = self.likelihood == "bernoulli"  # 0/1 values are modelled as they are
         device = resolve_device(self.device)
         comm = distributed.current(device)  # None outside torchrun

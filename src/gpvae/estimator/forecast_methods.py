@@ -15,7 +15,7 @@ import numpy as np
 from gpvae.arguments import int_arg
 from gpvae.estimator.backtest import BacktestResult, Estimator, backtest
 from gpvae.estimator.context import PredictContext
-from gpvae.estimator.differencing import increments
+from gpvae.estimator.differencing import Difference, increments
 from gpvae.estimator.forecast_blend import ForecastBlend, base_names
 from gpvae.estimator.forecast_calibration import calibrate_and_blend
 from gpvae.estimator.forecasting import forecast_series
@@ -33,7 +33,7 @@ class ForecastMethods:
     forecast_blend_: ForecastBlend | None
     forecast_horizon: int | None
     forecast_blend: bool
-    difference: bool
+    difference: Difference
 
     def _context(self, method: str) -> PredictContext:
         raise NotImplementedError  # GPVAE's
@@ -84,7 +84,7 @@ class ForecastMethods:
         ctx = self._context("calibrate_forecast")
         ss, _ = ctx.input(X, times)
         if self.difference:  # the model's data are the increments
-            ss = increments(ss)
+            ss = increments(ss, which=self.difference)
         bases = base_names(ctx.model) if self.forecast_blend else None
         plain = replace(ctx, forecast_scale=None, forecast_blend=None)
         self.forecast_scale_, self.forecast_blend_ = calibrate_and_blend(plain, ss, H, bases)

@@ -24,7 +24,12 @@ from gpvae.arguments import int_arg, quantiles_arg
 from gpvae.data import SeriesSet, batch_indices
 from gpvae.errors import ValidationError
 from gpvae.estimator.context import PredictContext
-from gpvae.estimator.differencing import increments, integrate, last_levels
+from gpvae.estimator.differencing import (
+    difference_mask,
+    increments,
+    integrate,
+    last_levels,
+)
 from gpvae.estimator.forecast_blend import blend_mean
 from gpvae.estimator.imputation import impute_series
 from gpvae.estimator.results import ForecastResult, forecast_frame, resolve_future_times, times_out
@@ -91,10 +96,11 @@ def _start_levels(ctx: PredictContext, ss: SeriesSet, num_samples: int) -> np.nd
     increments since then (the mean of ``num_samples`` draws, as many as the forecast's;
     :mod:`gpvae.estimator.differencing`)."""
     level, gap = last_levels(ss)
+    gap = gap * difference_mask(ctx.difference, ctx.scaler.feature_names_)  # levels: no start
     ended_in_gap = np.flatnonzero(gap.max(axis=1) > 0)
     if not len(ended_in_gap):
         return level
-    inc = increments(ss)
+    inc = increments(ss, which=ctx.difference)
     plain = replace(ctx, difference=False, blend_weight=None)  # a model of the increments
     for i in ended_in_gap:
         filled = impute_series(plain, inc.subset([int(i)]), None, num_samples, (0.05, 0.95), False)
@@ -138,12 +144,15 @@ def forecast_series(
     mean_out, lo_out, hi_out = (np.empty((n, H, D)) for _ in range(3))
     draws_out = np.empty((S, n, H, D)) if return_samples else None
     start = _start_levels(ctx, ss, S) if ctx.difference else None
+    stepped = difference_mask(ctx.difference, ctx.scaler.feature_names_)
     for idx, mean, y in forecast_draws(ctx, scaled, future, S):
         if start is not None:  # cumulate the increments, draw by draw, from the last level
             steps = scaler.inverse_transform(y.double().cpu().numpy())
-            paths = torch.as_tensor(integrate(start[idx], steps))
+            paths = torch.as_tensor(integrate(start[idx], steps, stepped))
             mean = torch.as_tensor(
-                integrate(start[idx], scaler.inverse_transform(mean.double().cpu().numpy()))
+                integrate(
+                    start[idx], scaler.inverse_transform(mean.double().cpu().numpy()), stepped
+                )
             )
             lo, hi = sorted_quantiles(paths, (q_lo, q_hi))
             for out, t in ((mean_out, mean), (lo_out, lo), (hi_out, hi)):

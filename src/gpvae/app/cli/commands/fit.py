@@ -94,6 +94,13 @@ THRESHOLD_QUANTILE = 0.99
     "value (for trending series; such a model forecasts only: no detect threshold).",
 )
 @click.option(
+    "--difference-columns",
+    default=None,
+    metavar="COLS",
+    help="Like --difference for these comma-separated feature columns only; the others are "
+    "modelled by their levels (a rate or change beside trending counts).",
+)
+@click.option(
     "--lengthscale",
     default=None,
     type=float,
@@ -253,6 +260,7 @@ def fit(
     forecast_horizon: int | None,
     forecast_blend: bool,
     difference: bool,
+    difference_columns: str | None,
     lengthscale: float | None,
     encoder: str,
     likelihood: str,
@@ -301,7 +309,7 @@ def fit(
             window=window,
             forecast_horizon=forecast_horizon,
             forecast_blend=forecast_blend,
-            difference=difference,
+            difference=difference or _difference_columns(difference_columns),
             epochs=epochs,
             lr=lr,
             kernel_lr=kernel_lr,
@@ -357,8 +365,9 @@ def fit(
     with as_cli("DATA", {"encoder": "--encoder", "period": "--period", **MASK_FLAGS}):
         model.fit(series, resume=resume, sharded=sharded)  # 'cnn' on non-square frames fails here
     # the threshold: scores of every series, each process scoring a block of them
-    mine = np.arange(series.num_series if not difference else 0)  # increments: no scores
-    if not sharded and run.world > 1 and not difference:
+    stepped = bool(model.difference)  # a model of increments forecasts only: no scores
+    mine = np.arange(series.num_series if not stepped else 0)
+    if not sharded and run.world > 1 and not stepped:
         mine = np.arange(*shard_bounds(series.num_series, run.rank, run.world))
     step: list[np.ndarray] = []
     with run.together(), as_cli("DATA"):
@@ -366,7 +375,7 @@ def fit(
             values = [series.values[i] for i in mine]
             times = [series.times[i] for i in mine]
             step = list(model.anomaly_scores(values, times, num_samples=50).step)
-        if run.world == 1 and not difference:
+        if run.world == 1 and not stepped:
             # detect's threshold and score profile, stored with the model (model/config.json)
             model.fit_threshold(
                 list(series.values),
@@ -464,3 +473,15 @@ def fit_spatial(
     out.mkdir(parents=True, exist_ok=True)
     model.save(out / MODEL_SUBDIR)  # type: ignore[attr-defined]
     info(f"fitted a spatial model on {len(model.spatial_.train_xy)} sites; wrote {out}")  # type: ignore[attr-defined]
+
+
+def _difference_columns(text: str | None) -> tuple[str, ...] | bool:
+    """The feature columns of ``--difference-columns`` (False: none given)."""
+    if text is None:
+        return False
+    cols = tuple(c.strip() for c in text.split(",") if c.strip())
+    if not cols:
+        raise click.BadParameter(
+            "expected comma-separated column names", param_hint="--difference-columns"
+        )
+    return cols
