@@ -98,6 +98,7 @@ class ForecastResults(ResultsFile):
         "difference",
         "screen",
         "kernel",
+        "level_features",
     )
 
     def _key(self, record: dict[str, Any]) -> tuple[Any, ...]:
@@ -280,6 +281,10 @@ def run_gpvae(
 ) -> tuple[tuple[np.ndarray, ...], list[int], list[int]]:
     cfg = dict(GPVAE_CONFIG[name])
     cfg["difference"] = args.difference
+    cfg.pop("level_features", None)
+    if args.difference and args.level_features:  # the others' increments, these' levels
+        cols = [c for c in ds["features"] if c not in args.level_features]
+        cfg["difference"] = cols
     if args.kernel is not None:
         cfg["kernel"] = args.kernel
     common = dict(
@@ -325,6 +330,7 @@ def run_gpvae(
     cfg.pop("kernel")
     cfg.pop("period", None)
     cfg.pop("difference")  # the N(0, I) VAE decodes prior draws of levels
+    cfg.pop("level_features", None)
     values = ds["values"]
     n_s, D = len(values), values[0].shape[1]
     epochs, best, parts = [], [], []
@@ -436,6 +442,13 @@ def main(argv: list[str] | None = None) -> None:
         "set's configuration, GPVAE_CONFIG)",
     )
     p.add_argument(
+        "--level-features",
+        default=None,
+        help="gpvae with difference: comma-separated features modelled by their levels, the "
+        "others by their increments (GPVAE(difference=[the others])); default: the data "
+        "set's configuration (GPVAE_CONFIG)",
+    )
+    p.add_argument(
         "--kernel",
         default=None,
         help="gpvae: a kernel other than the data set's configuration (GPVAE_CONFIG), for "
@@ -478,6 +491,13 @@ def main(argv: list[str] | None = None) -> None:
     if args.difference is None:
         args.difference = bool(GPVAE_CONFIG[args.dataset].get("difference", False))
     args.difference = bool(args.difference)
+    if args.level_features is None:
+        args.level_features = GPVAE_CONFIG[args.dataset].get("level_features")
+    else:
+        args.level_features = [c.strip() for c in args.level_features.split(",") if c.strip()]
+    unknown = set(args.level_features or ()) - set(ds["features"])
+    if unknown:
+        raise SystemExit(f"--level-features: expected features of the data set, found {unknown}")
     if args.screen is not None:
         ds = training_part(ds, H, args.origins)
         args.origins = args.screen
@@ -543,6 +563,8 @@ def main(argv: list[str] | None = None) -> None:
         "forecast_holdout": settings.FORECAST_HOLDOUT_ORIGINS if args.method == "gpvae" else None,
         "forecast_blend": bool(args.forecast_blend) if args.method == "gpvae" else None,
         "difference": args.difference if args.method == "gpvae" else None,
+        # with difference: the features modelled by their levels (the others' increments)
+        "level_features": (args.level_features or None) if args.method == "gpvae" else None,
         "kernel": args.kernel if args.method == "gpvae" else None,  # None: the configured one
         # the screen: origins inside the training period only (None: the test origins)
         "screen": args.screen,
