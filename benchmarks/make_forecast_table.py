@@ -41,6 +41,8 @@ METHODS = (
     "gpvae-levels",
     "gpvae-kernel",
     "gpvae-increments",
+    "gpvae-all-increments",
+    "gpvae-some-levels",
     "gpvae",
 )
 NAMES = {
@@ -53,6 +55,8 @@ NAMES = {
     "gpvae-levels": "gpvae on the levels (difference=False, blend)",
     "gpvae-kernel": "gpvae, another kernel (blend)",
     "gpvae-increments": "gpvae on the increments (difference=True, blend)",
+    "gpvae-all-increments": "gpvae on the increments of every feature (blend)",
+    "gpvae-some-levels": "gpvae with some features by their levels (blend)",
     "gpvae": "gpvae (blend)",
 }
 DATASETS = (
@@ -249,6 +253,9 @@ def _base_method(r: dict[str, Any]) -> str:
     configured = bool(GPVAE_CONFIG[r["dataset"]].get("difference", False))
     if bool(r.get("difference")) != configured:
         return "gpvae-levels" if configured else "gpvae-increments"
+    own = r.get("level_features") or None if r.get("difference") else None
+    if own != (GPVAE_CONFIG[r["dataset"]].get("level_features") or None):
+        return "gpvae-some-levels" if own else "gpvae-all-increments"
     return "gpvae"
 
 
@@ -262,6 +269,13 @@ def _config(rows: list[dict[str, Any] | None]) -> list[str]:
         out += ["", "gpvae (blend): " + ", ".join(f"`{k}={v!r}`" for k, v in cfg.items()) + "."]
     if "gpvae-kernel" in by:
         out += ["", f"gpvae, another kernel: `kernel={by['gpvae-kernel']['kernel']!r}`."]
+    if "gpvae-some-levels" in by:
+        levels = by["gpvae-some-levels"]["level_features"]
+        out += [
+            "",
+            f"gpvae with some features by their levels: `level_features={levels!r}` "
+            "(`GPVAE(difference=[every other feature])`).",
+        ]
     return out
 
 
@@ -287,13 +301,19 @@ def render_screen(records: list[dict[str, Any]]) -> str:
         kernel = r.get("kernel") or (r["config"]["kernel"] if gp else "-")
         lines.append(
             f"| {r['dataset']} | {r['horizon']} | {r['method']} | {kernel} | "
-            f"{r.get('difference') if gp else '-'} | {(r.get('refit') or 'once') if gp else '-'}"
+            f"{_difference(r) if gp else '-'} | {(r.get('refit') or 'once') if gp else '-'}"
             f" | {r['origins']} | {_f(r['mase'])} | "
             f"{_f(r['crps'])} | {_f(r.get('coverage90'), pct=True)} | {_epochs(r)} |"
         )
     lines += ["", "Commands:", ""]
     lines += [f"    {r['command']}" for r in order]
     return "\n".join(lines) + "\n"
+
+
+def _difference(r: dict[str, Any]) -> str:
+    """A gpvae record's difference, with the features it modelled by their levels."""
+    levels = r.get("level_features") if r.get("difference") else None
+    return f"{r.get('difference')}" + (f" (levels: {', '.join(levels)})" if levels else "")
 
 
 def _blend(r: dict[str, Any] | None) -> list[str]:
