@@ -291,9 +291,9 @@ def render_screen(records: list[dict[str, Any]]) -> str:
         "(BeijingAir, whose fits take 15-20 minutes, was not screened: its configuration, a "
         "model of the levels, was fixed before its runs).",
         "",
-        "| data set | horizon | method | kernel | difference | refit | origins | MASE | CRPS | "
-        "90% coverage | epochs |",
-        "|---|---|---|---|---|---|---|---|---|---|---|",
+        "| data set | horizon | method | kernel | difference | refit | seed | origins | MASE | "
+        "CRPS | 90% coverage | epochs |",
+        "|---|---|---|---|---|---|---|---|---|---|---|---|",
     ]
     order = sorted(records, key=lambda r: (r["dataset"], r["horizon"], r["mase"]))
     for r in order:
@@ -302,7 +302,7 @@ def render_screen(records: list[dict[str, Any]]) -> str:
         lines.append(
             f"| {r['dataset']} | {r['horizon']} | {r['method']} | {kernel} | "
             f"{_difference(r) if gp else '-'} | {(r.get('refit') or 'once') if gp else '-'}"
-            f" | {r['origins']} | {_f(r['mase'])} | "
+            f" | {r['seed']} | {r['origins']} | {_f(r['mase'])} | "
             f"{_f(r['crps'])} | {_f(r.get('coverage90'), pct=True)} | {_epochs(r)} |"
         )
     lines += ["", "Commands:", ""]
@@ -322,7 +322,8 @@ def _blend(r: dict[str, Any] | None) -> list[str]:
         return []
     b = r["blend"]
     seeds = r.get("seeds", [])
-    of = f" (seed {seeds[0]}'s fit)" if len(seeds) > 1 else ""
+    fit = "fit" if r.get("refit") != "each" else "fit before the last origin"
+    of = f" (seed {seeds[0]}'s {fit})" if len(seeds) > 1 else ""
     mean_of = f", mean of {len(seeds)} seeds" if len(seeds) > 1 else ""
     weights = " / ".join(_f(w) for w in b["weight_by_band"])
     shares = ", ".join(f"{k} {v:.0%}" for k, v in b["base_share"].items())
