@@ -159,20 +159,21 @@ def test_fit_writes_model_and_layout(long_model: Path) -> None:
 
 
 def test_fit_with_the_imputation_settings(files: dict[str, Path], tmp_path: Path) -> None:
-    """--interp-skip, --interp-cross, --interp-blend, --mask-rate/--mask-pattern, --val-pattern
-    and --block-lengths reach the saved model; its imputation keeps the observed values."""
+    """--interp-skip, --interp-cross(-options), --interp-blend, --mask-rate/--mask-pattern,
+    --val-pattern and --block-lengths reach the saved model; its imputation keeps the observed
+    values."""
     from gpvae import GPVAE
 
     out = tmp_path / "m"
     proc = run_cli("fit", files["long_csv"], "--time-col", "t", "--id-col", "station",
                    "-o", out, *FIT_OPTIONS, "--interp-skip", "--interp-cross", "--interp-blend",
-                   "--mask-rate", "0.2",
+                   "--interp-cross-options", "fill+fit+fade", "--mask-rate", "0.2",
                    "--mask-pattern", "blocks", "--val-pattern", "blocks",
                    "--block-lengths", "3,6")  # fmt: skip
     _ok(proc)
     est = GPVAE.load(out / "model")
     assert est.interp_skip
-    assert est.interp_cross
+    assert est.interp_cross == "fill+fit+fade"
     assert est.interp_blend
     assert est.blend_weight_ is not None
     assert ((est.blend_weight_ >= 0) & (est.blend_weight_ <= 1)).all()

@@ -173,6 +173,12 @@ THRESHOLD_QUANTILE = 0.99
     "follows the others through it.",
 )
 @click.option(
+    "--interp-cross-options",
+    default=None,
+    help="The feature regression's options joined by '+' (fill, window, fade, fit; the "
+    "imputation benchmark's: fill+fit+fade); implies --interp-cross.",
+)
+@click.option(
     "--interp-blend",
     is_flag=True,
     help="After training, blend each feature's imputation with its linear interpolation, "
@@ -273,6 +279,7 @@ def fit(
     calibrate: bool,
     interp_skip: bool,
     interp_cross: bool,
+    interp_cross_options: str | None,
     interp_blend: bool,
     mask_rate: float,
     mask_pattern: str,
@@ -317,7 +324,7 @@ def fit(
             patience=patience if patience > 0 else None,
             calibrate=calibrate,
             interp_skip=interp_skip,
-            interp_cross=interp_cross,
+            interp_cross=interp_cross_options or interp_cross,
             interp_blend=interp_blend,
             mask_rate=mask_rate,
             mask_pattern=mask_pattern,
