@@ -1,0 +1,55 @@
+"""The anomaly benchmark keeps its records in one file per collection (NAB; SMAP and MSL),
+the table reads them all, and every tracked results file stays under 1 MiB."""
+
+from __future__ import annotations
+
+import importlib
+import json
+import sys
+from pathlib import Path
+from types import ModuleType
+
+import pytest
+
+ROOT = Path(__file__).resolve().parents[2]
+
+
+@pytest.fixture(scope="module")
+def bench() -> ModuleType:
+    sys.path.insert(0, str(ROOT / "benchmarks"))
+    try:
+        return importlib.import_module("anomaly")
+    finally:
+        sys.path.remove(str(ROOT / "benchmarks"))
+
+
+def _rec(dataset: str, series: str) -> dict[str, object]:
+    return {"dataset": dataset, "series": series, "method": "zscore", "tag": "t", "vus_pr": 0.5}
+
+
+def test_records_go_to_their_collection_file(
+    bench: ModuleType, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    paths = {
+        "NAB": tmp_path / "nab.json",
+        "SMAP": tmp_path / "sm.json",
+        "MSL": tmp_path / "sm.json",
+    }
+    monkeypatch.setattr(bench, "RESULTS", paths)
+    store = bench.AnomalyStore()
+    for ds, name in (("NAB", "a"), ("SMAP", "P-1"), ("MSL", "C-1")):
+        store.add(_rec(ds, name))
+    assert [r["series"] for r in json.loads(paths["NAB"].read_text())] == ["a"]
+    assert [r["series"] for r in json.loads(paths["SMAP"].read_text())] == ["P-1", "C-1"]
+    again = bench.AnomalyStore()  # a rerun skips what is recorded
+    assert again.has("MSL", "C-1", "zscore", "t")
+    assert not again.has("NAB", "C-1", "zscore", "t")
+    one = bench.AnomalyStore(str(tmp_path / "one.json"))  # --out: a single file
+    one.add(_rec("NAB", "b"))
+    one.add(_rec("SMAP", "E-1"))
+    assert len(json.loads((tmp_path / "one.json").read_text())) == 2
+
+
+def test_result_files_are_under_the_size_limit() -> None:
+    for path in (ROOT / "benchmarks" / "results").glob("*.json"):
+        assert path.stat().st_size < 1024 * 1024, path.name
