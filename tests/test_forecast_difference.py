@@ -29,6 +29,15 @@ def _trending(T: int, seed: int) -> np.ndarray:
     return np.stack([a, b], axis=1)
 
 
+def _monthly_csv(tmp_path: Path, T: int, seed: int) -> Path:
+    """A CSV of two trending features ``a``, ``b`` at month starts (column ``month``)."""
+    frame = pd.DataFrame(_trending(T, seed), columns=["a", "b"])
+    frame.insert(0, "month", pd.date_range("2010-01-01", periods=T, freq="MS"))
+    data = tmp_path / "trend.csv"
+    frame.to_csv(data, index=False)
+    return data
+
+
 def test_increments_levels_and_integration_by_hand() -> None:
     v = np.array([[1.0, 5.0], [3.0, np.nan], [6.0, 4.0], [10.0, np.nan]])
     ss = to_series_set([v], [np.array([0.0, 1.0, 2.0, 3.0])])
@@ -126,11 +135,7 @@ def test_validation_data_are_differenced_at_their_own_times() -> None:
 def test_cli_fit_with_difference_and_blend_then_forecast(
     tmp_path: Path, capsys: pytest.CaptureFixture[str]
 ) -> None:
-    X = _trending(100, seed=3)
-    frame = pd.DataFrame(X, columns=["a", "b"])
-    frame.insert(0, "month", pd.date_range("2010-01-01", periods=100, freq="MS"))
-    data = tmp_path / "trend.csv"
-    frame.to_csv(data, index=False)
+    data = _monthly_csv(tmp_path, 100, seed=3)
     model = tmp_path / "model"
     args = ["fit", str(data), "--time-col", "month", "-o", str(model), "--epochs", "2"]
     args += ["--latent-dim", "2", "--hidden", "16", "--quiet", "--kernel", "trend+matern32"]
@@ -209,11 +214,7 @@ def test_a_model_of_some_increments_forecasts_levels_and_steps() -> None:
 
 
 def test_cli_difference_columns(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
-    X = _trending(60, seed=2)
-    frame = pd.DataFrame(X, columns=["a", "b"])
-    frame.insert(0, "month", pd.date_range("2010-01-01", periods=60, freq="MS"))
-    data = tmp_path / "trend.csv"
-    frame.to_csv(data, index=False)
+    data = _monthly_csv(tmp_path, 60, seed=2)
     model = tmp_path / "model"
     args = ["fit", str(data), "--time-col", "month", "-o", str(model), "--epochs", "1"]
     args += ["--latent-dim", "2", "--hidden", "16", "--quiet", "--difference-columns", "b"]

@@ -3,9 +3,8 @@ the table reads them all, and every tracked results file stays under 1 MiB."""
 
 from __future__ import annotations
 
-import importlib
 import json
-import sys
+from collections.abc import Callable
 from pathlib import Path
 from types import ModuleType
 
@@ -15,12 +14,8 @@ ROOT = Path(__file__).resolve().parents[2]
 
 
 @pytest.fixture(scope="module")
-def bench() -> ModuleType:
-    sys.path.insert(0, str(ROOT / "benchmarks"))
-    try:
-        return importlib.import_module("anomaly")
-    finally:
-        sys.path.remove(str(ROOT / "benchmarks"))
+def bench(bench_script: Callable[[str], ModuleType]) -> ModuleType:
+    return bench_script("anomaly")
 
 
 def _rec(dataset: str, series: str) -> dict[str, object]:

@@ -3,9 +3,8 @@ rendered, and its command is the record's stored command, every flag included.""
 
 from __future__ import annotations
 
-import importlib
 import json
-import sys
+from collections.abc import Callable
 from pathlib import Path
 from types import ModuleType
 
@@ -15,12 +14,8 @@ ROOT = Path(__file__).resolve().parents[2]
 
 
 @pytest.fixture(scope="module")
-def bench() -> ModuleType:
-    sys.path.insert(0, str(ROOT / "benchmarks"))
-    try:
-        return importlib.import_module("distributed")
-    finally:
-        sys.path.remove(str(ROOT / "benchmarks"))
+def bench(bench_script: Callable[[str], ModuleType]) -> ModuleType:
+    return bench_script("distributed")
 
 
 def test_docs_table_is_the_record_with_its_stored_command(bench: ModuleType) -> None:

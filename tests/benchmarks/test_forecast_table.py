@@ -4,9 +4,9 @@ of its identity and of its row's name."""
 
 from __future__ import annotations
 
-import importlib
 import json
 import sys
+from collections.abc import Callable
 from pathlib import Path
 from types import ModuleType
 
@@ -17,12 +17,8 @@ RESULTS = ROOT / "benchmarks" / "results"
 
 
 @pytest.fixture(scope="module")
-def table() -> ModuleType:
-    sys.path.insert(0, str(ROOT / "benchmarks"))
-    try:
-        return importlib.import_module("make_forecast_table")
-    finally:
-        sys.path.remove(str(ROOT / "benchmarks"))
+def table(bench_script: Callable[[str], ModuleType]) -> ModuleType:
+    return bench_script("make_forecast_table")
 
 
 def test_docs_region_is_the_records_rendered(table: ModuleType, tmp_path: Path) -> None:

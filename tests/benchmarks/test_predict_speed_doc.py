@@ -3,9 +3,8 @@ rendered (the earlier records first), each with its stored command."""
 
 from __future__ import annotations
 
-import importlib
 import json
-import sys
+from collections.abc import Callable
 from pathlib import Path
 from types import ModuleType
 
@@ -16,12 +15,8 @@ RESULTS = ROOT / "benchmarks" / "results"
 
 
 @pytest.fixture(scope="module")
-def bench() -> ModuleType:
-    sys.path.insert(0, str(ROOT / "benchmarks"))
-    try:
-        return importlib.import_module("predict_speed")
-    finally:
-        sys.path.remove(str(ROOT / "benchmarks"))
+def bench(bench_script: Callable[[str], ModuleType]) -> ModuleType:
+    return bench_script("predict_speed")
 
 
 def test_docs_table_is_the_records_rendered(bench: ModuleType) -> None:
