@@ -99,6 +99,7 @@ class ForecastResults(ResultsFile):
         "screen",
         "kernel",
         "level_features",
+        "latent_dim",
     )
 
     def _key(self, record: dict[str, Any]) -> tuple[Any, ...]:
@@ -287,6 +288,8 @@ def run_gpvae(
         cfg["difference"] = cols
     if args.kernel is not None:
         cfg["kernel"] = args.kernel
+    if args.latent_dim is not None:
+        cfg["latent_dim"] = args.latent_dim
     common = dict(
         epochs=args.epochs, patience=args.patience, lr=args.lr, seed=args.seed, progress=False
     )
@@ -455,6 +458,12 @@ def main(argv: list[str] | None = None) -> None:
         "the screen",
     )
     p.add_argument(
+        "--latent-dim",
+        type=int,
+        default=None,
+        help="gpvae: a latent size other than the data set's configuration, for the screen",
+    )
+    p.add_argument(
         "--plot",
         default=None,
         help="gpvae: draw the fan charts of this feature (every origin) to "
@@ -566,6 +575,7 @@ def main(argv: list[str] | None = None) -> None:
         # with difference: the features modelled by their levels (the others' increments)
         "level_features": (args.level_features or None) if args.method == "gpvae" else None,
         "kernel": args.kernel if args.method == "gpvae" else None,  # None: the configured one
+        "latent_dim": args.latent_dim if args.method == "gpvae" else None,  # likewise
         # the screen: origins inside the training period only (None: the test origins)
         "screen": args.screen,
         # the blend chosen on the calibration origins inside the training data, and the MASE
