@@ -100,6 +100,7 @@ class ForecastResults(ResultsFile):
         "kernel",
         "level_features",
         "latent_dim",
+        "window",
     )
 
     def _key(self, record: dict[str, Any]) -> tuple[Any, ...]:
@@ -290,6 +291,8 @@ def run_gpvae(
         cfg["kernel"] = args.kernel
     if args.latent_dim is not None:
         cfg["latent_dim"] = args.latent_dim
+    if args.window is not None:
+        cfg["window"] = args.window
     common = dict(
         epochs=args.epochs, patience=args.patience, lr=args.lr, seed=args.seed, progress=False
     )
@@ -464,6 +467,12 @@ def main(argv: list[str] | None = None) -> None:
         help="gpvae: a latent size other than the data set's configuration, for the screen",
     )
     p.add_argument(
+        "--window",
+        type=int,
+        default=None,
+        help="gpvae: a training window other than the data set's configuration, for the screen",
+    )
+    p.add_argument(
         "--plot",
         default=None,
         help="gpvae: draw the fan charts of this feature (every origin) to "
@@ -576,6 +585,7 @@ def main(argv: list[str] | None = None) -> None:
         "level_features": (args.level_features or None) if args.method == "gpvae" else None,
         "kernel": args.kernel if args.method == "gpvae" else None,  # None: the configured one
         "latent_dim": args.latent_dim if args.method == "gpvae" else None,  # likewise
+        "window": args.window if args.method == "gpvae" else None,  # likewise
         # the screen: origins inside the training period only (None: the test origins)
         "screen": args.screen,
         # the blend chosen on the calibration origins inside the training data, and the MASE

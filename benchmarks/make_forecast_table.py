@@ -301,6 +301,8 @@ def render_screen(records: list[dict[str, Any]]) -> str:
         kernel = r.get("kernel") or (r["config"]["kernel"] if gp else "-")
         if gp and r.get("latent_dim"):
             kernel += f", latent {r['latent_dim']}"
+        if gp and r.get("window"):
+            kernel += f", window {r['window']}"
         lines.append(
             f"| {r['dataset']} | {r['horizon']} | {r['method']} | {kernel} | "
             f"{_difference(r) if gp else '-'} | {(r.get('refit') or 'once') if gp else '-'}"
