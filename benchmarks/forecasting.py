@@ -183,7 +183,9 @@ GPVAE_CONFIG: dict[str, dict[str, Any]] = {
         # the levels and three other kernels), see docs/forecasting.md
         "kernel": "trend",
         "difference": True,
-        "window": 24,
+        # 48 months (24 until session 9): the screen with refit "each", seeds 0-2, mean
+        # MASE 0.640 / CRPS 0.534 against 0.721 / 0.583 for 24 and 0.793 / 0.628 for 12
+        "window": 48,
         "batch_size": 2,
     },
 }
