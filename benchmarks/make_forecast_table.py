@@ -267,6 +267,14 @@ def _config(rows: list[dict[str, Any] | None]) -> list[str]:
         ran = bool(by["gpvae"].get("difference"))  # None: made before the argument existed
         cfg = {**(by["gpvae"].get("config") or {}), "difference": ran}
         out += ["", "gpvae (blend): " + ", ".join(f"`{k}={v!r}`" for k, v in cfg.items()) + "."]
+    if "gpvae" in by:  # rows whose records ran an earlier configuration
+        now = by["gpvae"].get("config") or {}
+        for m, r in by.items():
+            was = r.get("config") or {}
+            diff = {k: v for k, v in was.items() if m != "gpvae" and now.get(k) != v}
+            if r["method"] == "gpvae" and diff:
+                ran = ", ".join(f"`{k}={v!r}`" for k, v in diff.items())
+                out += ["", f"{_name(m)}: ran an earlier configuration, with {ran}."]
     if "gpvae-kernel" in by:
         out += ["", f"gpvae, another kernel: `kernel={by['gpvae-kernel']['kernel']!r}`."]
     if "gpvae-some-levels" in by:
