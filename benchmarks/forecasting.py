@@ -586,8 +586,10 @@ def main(argv: list[str] | None = None) -> None:
         # with difference: the features modelled by their levels (the others' increments)
         "level_features": (args.level_features or None) if args.method == "gpvae" else None,
         "kernel": args.kernel if args.method == "gpvae" else None,  # None: the configured one
-        "latent_dim": args.latent_dim if args.method == "gpvae" else None,  # likewise
-        "window": args.window if args.method == "gpvae" else None,  # likewise
+        # overrides of the configuration (gpvae and the VAE's shared settings; None: as
+        # configured)
+        "latent_dim": args.latent_dim if args.method in ("gpvae", "vae") else None,
+        "window": args.window if args.method in ("gpvae", "vae") else None,
         # the screen: origins inside the training period only (None: the test origins)
         "screen": args.screen,
         # the blend chosen on the calibration origins inside the training data, and the MASE
