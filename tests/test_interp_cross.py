@@ -326,6 +326,67 @@ def test_fit_adds_the_regressions_error_on_every_seen_entry_in_training() -> Non
     assert torch.equal(other.cross_fit(batch, batch), torch.zeros(2))
 
 
+def test_one_regression_per_step_gives_the_loss_and_gradients_of_two() -> None:
+    # The ELBO computes the interpolation and the regression once and gives them to both the
+    # fusion and the fit term; the reference computes them twice, each from its own mask as
+    # before: the fusion's from ``observed`` (padding steps dropped inside the
+    # interpolation), the fit term's from ``observed & valid``. A Batch never marks padding
+    # observed, so the two masks agree; the series here are padded to make sure.
+    torch.manual_seed(0)
+    parts = (MLPEncoder(3, 2), StructuredPosterior(), GPPrior(Matern32(), 2), MLPDecoder(2, 3))
+    model = GPVAEModel(
+        *parts, Gaussian(3), interp_skip=True, interp_cross="fill+fade+fit", mask_rate=0.3
+    ).double()
+    fuse = model.interp_fusion
+    assert isinstance(fuse, InterpolationFusion)
+    with torch.no_grad():
+        for prm in fuse.parameters():
+            prm.normal_(0.0, 0.3)
+    B, N, D = 3, 7, 3
+    gen = torch.Generator().manual_seed(4)
+    y = torch.randn(B, N, D, generator=gen, dtype=torch.float64)
+    observed = torch.rand(B, N, D, generator=gen) < 0.6
+    valid = torch.ones(B, N, dtype=torch.bool)
+    valid[1, 5:] = False
+    valid[2, 4:] = False
+    observed &= valid[..., None]
+    x = torch.arange(float(N), dtype=torch.float64).view(1, N, 1).expand(B, N, 1)
+    batch = Batch(x, y, observed, valid)
+    model.train()
+
+    got = model.elbo(batch, num_samples=2, generator=torch.Generator().manual_seed(9))
+    params = [prm for prm in model.parameters() if prm.requires_grad]
+    grad_got = torch.autograd.grad(got.elbo.sum(), params, allow_unused=True)
+
+    g = torch.Generator().manual_seed(9)  # the same draws as elbo's, in the same order
+    seen = model._training_input(batch, g)
+    q = model.encode(seen)
+    z = q.rsample(2, g)
+    value, gap = neighbour_interpolation(seen.x, seen.y, seen.observed, seen.valid)
+    p_fuse = fuse.regression(
+        seen.y, seen.observed & seen.valid[..., None], torch.where(gap.isfinite(), value, 0.0)
+    )
+    both = seen.observed & seen.valid[..., None]
+    value2, gap2 = neighbour_interpolation(seen.x, seen.y, both, seen.valid)
+    p_fit = fuse.regression(seen.y, both, torch.where(gap2.isfinite(), value2, 0.0))
+    torch.testing.assert_close(p_fuse, p_fit, rtol=0, atol=0)
+    p_near = neighbour_interpolation(seen.x, p_fuse, seen.observed, seen.valid, grad=True)[0]
+    sides = one_sided(seen.x, seen.observed, seen.valid, gap)
+    loc = model.decoder(z)
+    assert isinstance(loc, torch.Tensor)  # Gaussian(3): the location only
+    fused = fuse(loc, value, gap, seen.observed, p_fuse, p_near, sides)
+    ll = model.log_likelihood(fused, batch).mean(0)
+    target = batch.observed & batch.valid[..., None]
+    fit = torch.where(target, (batch.y - p_fit).abs(), 0.0).sum(dim=(-2, -1))
+    expect = ll - model.beta * q.kl() - fit
+    torch.testing.assert_close(got.elbo, expect)
+    grad_expect = torch.autograd.grad(expect.sum(), params, allow_unused=True)
+    for a, b in zip(grad_got, grad_expect, strict=True):
+        assert (a is None) == (b is None)
+        if a is not None:
+            torch.testing.assert_close(a, b)
+
+
 @pytest.mark.parametrize("options", ["fill+window+fade+fit"])
 def test_the_options_train_save_and_load(tmp_path: Path, options: str) -> None:
     full = _rough(48, 12, seed=0, offset=1.0)

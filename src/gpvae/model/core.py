@@ -21,7 +21,7 @@ from gpvae.posteriors.base import PosteriorFamily, VariationalPosterior
 from gpvae.posteriors.structured import StructuredQ
 from gpvae.rng import per_series_normal
 
-__all__ = ["ELBOResult", "GPVAEModel"]
+__all__ = ["ELBOResult", "GPVAEModel", "Interpolated"]
 
 
 def one_sided(x: Tensor, observed: Tensor, valid: Tensor | None, gap: Tensor) -> Tensor:
@@ -53,6 +53,21 @@ class ELBOResult(NamedTuple):
     def bound(self) -> Tensor:
         """(B,) the bound to maximise: ``iwae`` when computed, else ``elbo``."""
         return self.elbo if self.iwae is None else self.iwae
+
+
+class Interpolated(NamedTuple):
+    """What the interpolation fusion reads of a batch's observed entries, each (B, N, D).
+
+    Attributes:
+        value: each feature interpolated between its observed neighbours
+            (:func:`~gpvae.data.interpolate.neighbour_interpolation`).
+        gap: the distance to the nearer observed neighbour (inf with none).
+        regressed: the feature regression ``p`` of ``interp_cross`` (None without it).
+    """
+
+    value: Tensor
+    gap: Tensor
+    regressed: Tensor | None = None
 
 
 class GPVAEModel(nn.Module):
@@ -236,16 +251,20 @@ class GPVAEModel(nn.Module):
             )
         return self.posterior(tuple(out), batch, self.prior)
 
-    def decode(self, z: Tensor, batch: Batch | None = None) -> Params:
+    def decode(
+        self, z: Tensor, batch: Batch | None = None, interpolated: Interpolated | None = None
+    ) -> Params:
         """Likelihood parameters for latents z (..., B, N, L): (..., B, N, D) tensor(s).
 
         With ``interp_skip``, the location is fused with the per-feature interpolation of
-        ``batch``'s observed entries (the decoder output alone when ``batch`` is None).
+        ``batch``'s observed entries (the decoder output alone when ``batch`` is None);
+        ``interpolated``: :meth:`interpolated` of ``batch`` when already computed (else it
+        is computed here).
         """
         params = self.decoder(z)
         if self.interp_fusion is None or batch is None:
             return params
-        return self._fuse(params, batch, 0)
+        return self._fuse(params, batch, 0, interpolated)
 
     def decode_at(self, z: Tensor, batch: Batch, x_new: Tensor) -> Params:
         """Likelihood parameters for latents z (..., B, H, L) at new index points x_new
@@ -256,21 +275,37 @@ class GPVAEModel(nn.Module):
             return params
         return self._fuse(params, self._forecast_batch(batch, x_new), batch.x.shape[1])
 
-    def _fuse(self, params: Params, batch: Batch, start: int) -> Params:
+    def interpolated(self, batch: Batch) -> Interpolated:
+        """The interpolation of ``batch``'s observed entries (padding steps count as
+        unobserved) and, with ``interp_cross``, the feature regression from them: computed
+        once per step in training and shared by :meth:`decode` and :meth:`cross_fit`."""
+        value, gap = neighbour_interpolation(batch.x, batch.y, batch.observed, batch.valid)
+        fuse = self.interp_fusion
+        if not isinstance(fuse, InterpolationFusion) or not fuse.cross:
+            return Interpolated(value, gap)
+        filled = torch.where(torch.isfinite(gap), value, torch.zeros_like(value))
+        seen = batch.observed & batch.valid[..., None]
+        return Interpolated(value, gap, fuse.regression(batch.y, seen, filled))
+
+    def _fuse(
+        self, params: Params, batch: Batch, start: int, interpolated: Interpolated | None = None
+    ) -> Params:
         """``params`` (of ``batch``'s points from ``start`` on) with the location fused with
-        the interpolation of ``batch``'s observed entries."""
+        the interpolation of ``batch``'s observed entries (``interpolated``, computed here
+        when None)."""
         fuse = self.interp_fusion
         if fuse is None:
             return params
         obs, valid = batch.observed, batch.valid
-        value, gap = neighbour_interpolation(batch.x, batch.y, obs, valid)
+        value, gap, p = self.interpolated(batch) if interpolated is None else interpolated
         args: tuple[Tensor, ...] = (value[:, start:], gap[:, start:])
         if isinstance(fuse, FieldFusion):
             s_value, s_dist = space_interpolation(batch.x, batch.y, obs, valid, fuse.space_power)
             args = (*args, s_value[:, start:], s_dist[:, start:])
         args = (*args, obs[:, start:])
         if isinstance(fuse, InterpolationFusion) and fuse.cross:
-            p = self._regression(fuse, batch, value, gap)
+            if p is None:
+                raise ValueError("interpolated: expected the regression with interp_cross")
             p_near = neighbour_interpolation(batch.x, p, obs, valid, grad=True)[0]
             args = (*args, p[:, start:], p_near[:, start:])
             if fuse.fade_rate is not None:
@@ -279,25 +314,21 @@ class GPVAEModel(nn.Module):
             return fuse(params, *args)
         return (fuse(params[0], *args), *params[1:])
 
-    @staticmethod
-    def _regression(fuse: InterpolationFusion, batch: Batch, value: Tensor, gap: Tensor) -> Tensor:
-        """The fusion's feature regression ``p`` (B, N, D) of ``batch`` from its observed
-        entries; ``value``, ``gap``: their interpolation (what ``fill`` reads)."""
-        filled = torch.where(torch.isfinite(gap), value, torch.zeros_like(value))
-        return fuse.regression(batch.y, batch.observed & batch.valid[..., None], filled)
-
-    def cross_fit(self, seen: Batch, batch: Batch) -> Tensor:
+    def cross_fit(
+        self, seen: Batch, batch: Batch, interpolated: Interpolated | None = None
+    ) -> Tensor:
         """(B,) the feature regression's absolute error summed over ``batch``'s observed
         entries, the regression reading ``seen``'s (the ``fit`` option of ``interp_cross``:
         BRITS's feature regression loss, subtracted from the ELBO in training); zeros
-        without the option."""
+        without the option. ``interpolated``: :meth:`interpolated` of ``seen`` when already
+        computed (else it is computed here)."""
         fuse = self.interp_fusion
         zero = batch.y.new_zeros(batch.y.shape[0])
         if not isinstance(fuse, InterpolationFusion) or "fit" not in fuse.options:
             return zero
-        obs = seen.observed & seen.valid[..., None]
-        value, gap = neighbour_interpolation(seen.x, seen.y, obs, seen.valid)
-        p = self._regression(fuse, seen, value, gap)
+        p = (self.interpolated(seen) if interpolated is None else interpolated).regressed
+        if p is None:
+            raise ValueError("interpolated: expected the regression with interp_cross")
         target = batch.observed & batch.valid[..., None]
         err = torch.where(target, (batch.y - p).abs(), torch.zeros_like(p))
         return err.sum(dim=(-2, -1))
@@ -339,12 +370,13 @@ class GPVAEModel(nn.Module):
         q = self.encode(seen)
         B = batch.y.shape[0]
         z = q.rsample(S * K, generator)  # (S K, B, N, L)
-        ll = self.log_likelihood(self.decode(z, seen), batch)  # (S K, B)
+        shared = None if self.interp_fusion is None else self.interpolated(seen)
+        ll = self.log_likelihood(self.decode(z, seen, shared), batch)  # (S K, B)
         kl = q.kl()  # (B,)
         loglik = ll.mean(0)  # (B,)
         elbo = loglik - self.beta * kl
         if self.training:
-            elbo = elbo - self.cross_fit(seen, batch)
+            elbo = elbo - self.cross_fit(seen, batch, shared)
         bound = None
         if K > 1:
             log_w = ll + self.beta * q.log_ratio(z)  # (S K, B)
