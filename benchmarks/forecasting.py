@@ -54,7 +54,7 @@ import pandas as pd
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 from _protocol import ResultsFile
 
-from gpvae import GPVAE, settings
+from gpvae import GPVAE, GPVAEEnsemble, settings
 from gpvae.estimator.backtest import (
     QUANTILES,
     best_epoch,
@@ -101,6 +101,7 @@ class ForecastResults(ResultsFile):
         "level_features",
         "latent_dim",
         "window",
+        "members",
     )
 
     def _key(self, record: dict[str, Any]) -> tuple[Any, ...]:
@@ -108,7 +109,11 @@ class ForecastResults(ResultsFile):
         refit = record.get("refit")
         if refit is None and record.get("method") in ("gpvae", "vae"):
             refit = "once"
-        return (*super()._key(record), refit)
+        # members likewise: a gpvae record without it ran one GPVAE
+        key = list(super()._key(record))
+        if record.get("method") == "gpvae" and record.get("members") is None:
+            key[self.KEY.index("members")] = 1
+        return (*key, refit)
 
 
 # ------------------------------------------------------------------------------ data
@@ -300,7 +305,13 @@ def run_gpvae(
     )
     if prior == "gp":
         blend_on = bool(args.forecast_blend)
-        est = _Kept(**cfg, **common, forecast_horizon=H, forecast_blend=blend_on)
+        est: Any
+        if args.members > 1:  # GPVAEEnsemble: every (re)fit fits all its members
+            est = _KeptEnsemble(
+                args.members, **cfg, **common, forecast_horizon=H, forecast_blend=blend_on
+            )
+        else:
+            est = _Kept(**cfg, **common, forecast_horizon=H, forecast_blend=blend_on)
         _Kept.fits = []
         res = est.backtest(
             ds["X"],
@@ -318,7 +329,8 @@ def run_gpvae(
             plot_backtest(res, feature=args.plot, context=2 * H, save=path)
         if len(_Kept.fits) != (n if args.refit == "each" else 1):
             raise RuntimeError(f"expected one fit per refit, found {len(_Kept.fits)}")
-        fitted = _Kept.fits[-1]  # with refit "each": the blend of the latest origin's fit
+        last = _Kept.fits[-1]  # with refit "each": the blend of the latest origin's fit
+        fitted = last.members_[0] if isinstance(last, GPVAEEnsemble) else last
         blend = fitted.forecast_blend_
         if blend is not None:
             args.blend_summary = {
@@ -332,6 +344,10 @@ def run_gpvae(
                 },
             }
             args.model_alone_mean = _model_alone(_Kept.fits, ds, H, n, args.samples)
+        if args.members > 1:  # every member's epochs, fit by fit
+            epochs_run = [len(h) for f in _Kept.fits for h in f.histories_]
+            best_run = [best_epoch(h) for f in _Kept.fits for h in f.histories_]
+            return (res.mean, res.quantiles, res.lower, res.upper), epochs_run, best_run
         return (res.mean, res.quantiles, res.lower, res.upper), res.epochs, res.best_epochs
     # the same networks with an N(0, I) prior: fitted before the earliest origin (or each
     # origin, --refit each), forecasts are decoded prior draws of z
@@ -363,7 +379,7 @@ class _Kept(GPVAE):
     """A GPVAE that keeps the estimators the backtest fitted (it fits fresh copies), in the
     order of their fits: one (``refit="once"``) or one per origin (``"each"``)."""
 
-    fits: ClassVar[list[GPVAE]] = []
+    fits: ClassVar[list[Any]] = []
 
     def fit(self, *args: Any, **kwargs: Any) -> _Kept:
         super().fit(*args, **kwargs)
@@ -371,7 +387,16 @@ class _Kept(GPVAE):
         return self
 
 
-def _model_alone(fits: list[GPVAE], ds: dict[str, Any], H: int, n: int, samples: int) -> np.ndarray:
+class _KeptEnsemble(GPVAEEnsemble):
+    """A GPVAEEnsemble that keeps its fits in ``_Kept.fits``, as :class:`_Kept` does."""
+
+    def fit(self, *args: Any, **kwargs: Any) -> _KeptEnsemble:
+        super().fit(*args, **kwargs)
+        _Kept.fits.append(self)
+        return self
+
+
+def _model_alone(fits: list[Any], ds: dict[str, Any], H: int, n: int, samples: int) -> np.ndarray:
     """(n_series, n_origins, H, D) forecast means of the fitted models without their blend
     with the simple forecasts (the same fits: what the blend changed); origin k uses the fit
     that forecast it (the only fit, or the k-th with ``refit="each"``)."""
@@ -379,7 +404,8 @@ def _model_alone(fits: list[GPVAE], ds: dict[str, Any], H: int, n: int, samples:
     out = []
     for k in range(n):
         fitted = fits[k] if len(fits) > 1 else fits[0]
-        fitted.forecast_blend_ = None
+        for m in fitted.members_ if isinstance(fitted, GPVAEEnsemble) else [fitted]:
+            m.forecast_blend_ = None
         cuts = [origins_of(len(v), H, n)[k] for v in values]
         if isinstance(X, pd.DataFrame):
             hist: Any = X.iloc[: cuts[0]]
@@ -488,6 +514,13 @@ def main(argv: list[str] | None = None) -> None:
         "before each origin (as AutoETS and AutoARIMA are); default: the data set's (REFIT)",
     )
     p.add_argument(
+        "--members",
+        type=int,
+        default=1,
+        help="gpvae: fit this many models of the configuration from the seeds seed, seed + 1, "
+        "... and forecast with their mixture (gpvae.GPVAEEnsemble); 1: one GPVAE",
+    )
+    p.add_argument(
         "--screen",
         type=int,
         default=None,
@@ -590,6 +623,8 @@ def main(argv: list[str] | None = None) -> None:
         # configured)
         "latent_dim": args.latent_dim if args.method in ("gpvae", "vae") else None,
         "window": args.window if args.method in ("gpvae", "vae") else None,
+        # gpvae: the models of the mixture (GPVAEEnsemble; 1: one GPVAE)
+        "members": args.members if args.method == "gpvae" else None,
         # the screen: origins inside the training period only (None: the test origins)
         "screen": args.screen,
         # the blend chosen on the calibration origins inside the training data, and the MASE

@@ -11,6 +11,7 @@
 
 from __future__ import annotations
 
+from gpvae.estimator.ensemble import GPVAEEnsemble
 from gpvae.estimator.estimator import GPVAE
 
-__all__ = ["GPVAE"]
+__all__ = ["GPVAE", "GPVAEEnsemble"]
