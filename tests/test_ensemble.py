@@ -1,0 +1,107 @@
+"""GPVAEEnsemble: members from consecutive seeds, and the mixture forecast of their draws."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import numpy as np
+import pandas as pd
+import pytest
+
+from gpvae import GPVAE, GPVAEEnsemble
+from gpvae.errors import GPVAEError, ModelFileError, NotFittedError
+
+CONFIG = dict(latent_dim=2, epochs=3, window=24, batch_size=4, progress=False)
+
+
+def _series(seed: int = 0) -> list[np.ndarray]:
+    rng = np.random.default_rng(seed)
+    t = np.arange(60)[:, None]
+    return [np.sin(t / 5.0 + k) + 0.05 * t + 0.1 * rng.normal(size=(60, 2)) for k in range(3)]
+
+
+@pytest.fixture(scope="module")
+def fitted() -> GPVAEEnsemble:
+    return GPVAEEnsemble(2, seed=4, **CONFIG).fit(_series())
+
+
+def test_members_are_the_configuration_fitted_from_consecutive_seeds(
+    fitted: GPVAEEnsemble,
+) -> None:
+    assert [m.seed for m in fitted.members_] == [4, 5]
+    alone = GPVAE(seed=5, **CONFIG).fit(_series())
+    a = alone.forecast(_series(), horizon=4, num_samples=6).mean
+    b = fitted.members_[1].forecast(_series(), horizon=4, num_samples=6).mean
+    np.testing.assert_array_equal(a, b)
+    assert fitted.get_config()["members"] == 2 and fitted.get_config()["seed"] == 4
+    assert fitted.history_ == fitted.members_[0].history_
+    assert len(fitted.histories_) == 2
+
+
+def test_the_forecast_pools_the_members_draws(fitted: GPVAEEnsemble) -> None:
+    X = _series()
+    fc = fitted.forecast(X, horizon=5, num_samples=7, return_samples=True)
+    # 7 paths shared out 4 + 3; each member draws as it would alone
+    parts = [
+        m.forecast(X, horizon=5, num_samples=s, return_samples=True)
+        for m, s in zip(fitted.members_, (4, 3))
+    ]
+    np.testing.assert_array_equal(fc.samples, np.concatenate([p.samples for p in parts]))
+    np.testing.assert_allclose(fc.mean, (parts[0].mean + parts[1].mean) / 2)
+    lo, hi = np.quantile(fc.samples, [0.05, 0.95], axis=0)
+    np.testing.assert_allclose(fc.lower, lo)
+    np.testing.assert_allclose(fc.upper, hi)
+    np.testing.assert_array_equal(fc.times, parts[0].times)
+    assert fitted.forecast(X, horizon=5, num_samples=7).samples is None
+
+
+def test_a_data_frame_in_gives_the_mixture_in_its_frame(fitted: GPVAEEnsemble) -> None:
+    frame = pd.DataFrame(
+        _series()[0], columns=["a", "b"], index=pd.date_range("2020-01-01", periods=60)
+    )
+    model = GPVAEEnsemble(2, **CONFIG).fit(frame)
+    fc = model.forecast(frame, horizon=3, num_samples=4)
+    out = fc.to_frame()
+    np.testing.assert_allclose(out[["a", "b"]].to_numpy(), fc.mean[0])
+    np.testing.assert_allclose(out[["a_lower", "b_lower"]].to_numpy(), fc.lower[0])
+    np.testing.assert_allclose(out[["a_upper", "b_upper"]].to_numpy(), fc.upper[0])
+    assert out.index[0] == pd.Timestamp("2020-03-01")
+
+
+def test_save_and_load_give_the_same_forecasts(fitted: GPVAEEnsemble, tmp_path: Path) -> None:
+    fitted.save(tmp_path / "ens")
+    back = GPVAEEnsemble.load(tmp_path / "ens")
+    assert [m.seed for m in back.members_] == [4, 5]
+    a = fitted.forecast(_series(), horizon=4, num_samples=6)
+    b = back.forecast(_series(), horizon=4, num_samples=6)
+    np.testing.assert_allclose(a.mean, b.mean, rtol=1e-6, atol=1e-6)
+    (tmp_path / "bad").mkdir()
+    with pytest.raises(ModelFileError, match="ensemble.json"):
+        GPVAEEnsemble.load(tmp_path / "bad")
+
+
+def test_backtest_refits_every_member(fitted: GPVAEEnsemble) -> None:
+    res = GPVAEEnsemble(2, **CONFIG).backtest(
+        _series(), horizon=4, num_origins=2, refit="each", num_samples=6
+    )
+    assert res.mean.shape == (3, 2, 4, 2)
+    assert np.isfinite(res.scores["crps"]).all()
+    assert len(res.epochs) == 2  # one entry per refit (the first member's epochs)
+
+
+def test_bad_arguments_name_themselves(fitted: GPVAEEnsemble) -> None:
+    with pytest.raises(GPVAEError, match="members"):
+        GPVAEEnsemble(0, **CONFIG)
+    with pytest.raises(GPVAEError, match="latent_dim"):
+        GPVAEEnsemble(2, latent_dim=0)
+    with pytest.raises(GPVAEError, match="num_samples"):
+        fitted.forecast(_series(), horizon=2, num_samples=1)
+    with pytest.raises(NotFittedError, match="forecast"):
+        GPVAEEnsemble(2, **CONFIG).forecast(_series(), horizon=2)
+
+
+def test_a_failed_refit_keeps_the_fitted_members(fitted: GPVAEEnsemble) -> None:
+    before = list(fitted.members_)
+    with pytest.raises(GPVAEError):
+        fitted.fit("not a data set")
+    assert fitted.members_ == before
