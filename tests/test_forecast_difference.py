@@ -180,6 +180,8 @@ def test_named_features_only_are_differenced_by_hand() -> None:
         GPVAE(difference=[1.5])  # type: ignore[list-item]
     with pytest.raises(ValidationError, match="difference: expected each feature named once"):
         GPVAE(difference=["a", "a"])
+    with pytest.raises(ValidationError, match=r"named once, found 'a' \(column 0\) twice"):
+        difference_mask(("a", 0), ss.feature_names)  # by its name and by its position
 
 
 def test_a_model_of_some_increments_forecasts_levels_and_steps() -> None:

@@ -93,8 +93,8 @@ def difference_mask(which: Difference, feature_names: Sequence[str]) -> np.ndarr
     :func:`difference_arg` gives), for data with these feature names.
 
     Raises:
-        ValidationError: naming ``difference`` for a name not among the features or a
-            position outside 0..D-1.
+        ValidationError: naming ``difference`` for a name not among the features, a
+            position outside 0..D-1, or a feature named twice (by name and position).
     """
     D = len(feature_names)
     if isinstance(which, bool):
@@ -107,13 +107,19 @@ def difference_mask(which: Difference, feature_names: Sequence[str]) -> np.ndarr
                 raise ValidationError(
                     f"difference: expected feature names among {names}, found {item!r}"
                 )
-            mask[names.index(item)] = True
+            j = names.index(item)
         else:
             if not 0 <= item < D:
                 raise ValidationError(
                     f"difference: expected column positions in 0..{D - 1}, found {item}"
                 )
-            mask[item] = True
+            j = item
+        if mask[j]:  # e.g. by its name and by its position
+            raise ValidationError(
+                f"difference: expected each feature named once, found {names[j]!r} (column "
+                f"{j}) twice in {list(which)!r}"
+            )
+        mask[j] = True
     return mask
 
 

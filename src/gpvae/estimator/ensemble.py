@@ -62,7 +62,12 @@ class GPVAEEnsemble:
         self.members_: list[GPVAE] = []
 
     def _member(self, k: int) -> GPVAE:
-        return GPVAE(**{**self.params, "seed": self._template.seed + k})
+        """Member k's estimator: seed ``seed + k``, checkpoints (if any) in a folder
+        ``member_<k>`` of its own inside ``checkpoint_dir``."""
+        params = {**self.params, "seed": self._template.seed + k}
+        if self._template.checkpoint_dir is not None:
+            params["checkpoint_dir"] = str(Path(self._template.checkpoint_dir) / f"member_{k}")
+        return GPVAE(**params)
 
     def get_config(self) -> dict[str, Any]:
         """The members' configuration (:meth:`gpvae.GPVAE.get_config`, the first member's
@@ -168,6 +173,8 @@ class GPVAEEnsemble:
         members = [GPVAE.load(root / f"member_{k}") for k in range(count)]
         config = members[0].get_config()
         config.pop("spatial", None)  # learned by fit, not a constructor argument
+        if config.get("checkpoint_dir") is not None:  # the first member's own folder
+            config["checkpoint_dir"] = str(Path(config["checkpoint_dir"]).parent)
         config["kernel"] = kernel_from_spec(config["kernel"])
         config["hidden"] = tuple(config["hidden"])
         config["block_lengths"] = tuple(config["block_lengths"])
