@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 from pathlib import Path
 
 import numpy as np
@@ -9,6 +10,7 @@ import pandas as pd
 import pytest
 
 from gpvae import GPVAE, GPVAEEnsemble
+from gpvae.app.cli import main
 from gpvae.errors import GPVAEError, ModelFileError, NotFittedError
 
 CONFIG = dict(latent_dim=2, epochs=3, window=24, batch_size=4, progress=False)
@@ -33,7 +35,8 @@ def test_members_are_the_configuration_fitted_from_consecutive_seeds(
     a = alone.forecast(_series(), horizon=4, num_samples=6).mean
     b = fitted.members_[1].forecast(_series(), horizon=4, num_samples=6).mean
     np.testing.assert_array_equal(a, b)
-    assert fitted.get_config()["members"] == 2 and fitted.get_config()["seed"] == 4
+    assert fitted.get_config()["members"] == 2
+    assert fitted.get_config()["seed"] == 4
     assert fitted.history_ == fitted.members_[0].history_
     assert len(fitted.histories_) == 2
 
@@ -76,7 +79,7 @@ def test_save_and_load_give_the_same_forecasts(fitted: GPVAEEnsemble, tmp_path: 
     b = back.forecast(_series(), horizon=4, num_samples=6)
     np.testing.assert_allclose(a.mean, b.mean, rtol=1e-6, atol=1e-6)
     (tmp_path / "bad").mkdir()
-    with pytest.raises(ModelFileError, match="ensemble.json"):
+    with pytest.raises(ModelFileError, match=r"ensemble\.json"):
         GPVAEEnsemble.load(tmp_path / "bad")
 
 
@@ -105,3 +108,39 @@ def test_a_failed_refit_keeps_the_fitted_members(fitted: GPVAEEnsemble) -> None:
     with pytest.raises(GPVAEError):
         fitted.fit("not a data set")
     assert fitted.members_ == before
+
+
+def test_cli_fit_members_then_forecast_and_backtest(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    t = pd.date_range("2020-01-01", periods=60, freq="D")
+    frame = pd.DataFrame(_series()[0], columns=["a", "b"])
+    frame.insert(0, "day", t.strftime("%Y-%m-%d"))
+    data = tmp_path / "d.csv"
+    frame.to_csv(data, index=False)
+    model = tmp_path / "model"
+    args = ["fit", str(data), "--time-col", "day", "-o", str(model), "--epochs", "2"]
+    args += ["--latent-dim", "2", "--hidden", "16", "--quiet", "--members", "2", "--seed", "3"]
+    assert main(args) == 0, capsys.readouterr()
+    assert json.loads((model / "model" / "ensemble.json").read_text()) == {"members": 2}
+    back = GPVAEEnsemble.load(model / "model")
+    assert [m.seed for m in back.members_] == [3, 4]
+    # each member checkpointed into its own folder
+    assert (model / "checkpoints" / "member_1").is_dir()
+    out = tmp_path / "fc.csv"
+    fargs = ["forecast", str(model), str(data), "--horizon", "4", "-o", str(out)]
+    assert main(fargs) == 0, capsys.readouterr()
+    fc = pd.read_csv(out)
+    direct = back.forecast(frame.set_index(pd.DatetimeIndex(t))[["a", "b"]], horizon=4)
+    assert len(fc) == 4
+    np.testing.assert_allclose(fc[["a", "b"]].to_numpy(), direct.mean[0], rtol=1e-5, atol=1e-6)
+    bargs = ["backtest", str(model), str(data), "--horizon", "4", "--origins", "2"]
+    bargs += ["-o", str(tmp_path / "bt.json")]
+    assert main(bargs) == 0, capsys.readouterr()
+    assert len(json.loads((tmp_path / "bt.json").read_text())["epochs"]) == 1
+    capsys.readouterr()
+    iargs = ["impute", str(model), str(data), "-o", str(tmp_path / "imp.csv")]
+    assert main(iargs) != 0
+    err = capsys.readouterr().err.strip().splitlines()
+    assert len(err) == 1
+    assert "MODEL_DIR: expected a single model, found an ensemble" in err[0]

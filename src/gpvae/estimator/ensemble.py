@@ -35,9 +35,10 @@ from gpvae.estimator.estimator import GPVAE
 from gpvae.estimator.results import ForecastResult
 from gpvae.kernels import kernel_from_spec
 
-__all__ = ["GPVAEEnsemble"]
+__all__ = ["ENSEMBLE_FILE", "GPVAEEnsemble"]
 
-_FILE = "ensemble.json"
+#: The file in an ensemble's folder that names it one (and holds the member count).
+ENSEMBLE_FILE = "ensemble.json"
 
 
 class GPVAEEnsemble:
@@ -60,6 +61,19 @@ class GPVAEEnsemble:
         self.params = dict(params)
         self._template = GPVAE(**self.params)  # checks the configuration now, before any fit
         self.members_: list[GPVAE] = []
+
+    @property
+    def progress(self) -> bool:
+        """Whether fits show a progress bar (every member's, and the fresh copies a
+        backtest fits)."""
+        return bool(self._template.progress)
+
+    @progress.setter
+    def progress(self, value: bool) -> None:
+        self.params["progress"] = value
+        self._template = GPVAE(**self.params)
+        for m in self.members_:
+            m.progress = value
 
     def _member(self, k: int) -> GPVAE:
         """Member k's estimator: seed ``seed + k``, checkpoints (if any) in a folder
@@ -153,7 +167,7 @@ class GPVAEEnsemble:
         root.mkdir(parents=True, exist_ok=True)
         for k, m in enumerate(members):
             m.save(root / f"member_{k}")
-        (root / _FILE).write_text(json.dumps({"members": len(members)}) + "\n")
+        (root / ENSEMBLE_FILE).write_text(json.dumps({"members": len(members)}) + "\n")
 
     @classmethod
     def load(cls, path: str | os.PathLike[str]) -> GPVAEEnsemble:
@@ -161,15 +175,15 @@ class GPVAEEnsemble:
         missing or malformed)."""
         root = Path(path)
         try:
-            info = json.loads((root / _FILE).read_text())
+            info = json.loads((root / ENSEMBLE_FILE).read_text())
             count = int(info["members"])
         except (OSError, ValueError, KeyError, TypeError) as exc:
             raise ModelFileError(
-                f"path: expected an ensemble folder with {_FILE} holding the member count, "
+                f"path: expected an ensemble folder with {ENSEMBLE_FILE} holding the member count, "
                 f"found {root} ({exc})"
             ) from None
         if count < 1:
-            raise ModelFileError(f"{_FILE}: expected members >= 1, found {count}")
+            raise ModelFileError(f"{ENSEMBLE_FILE}: expected members >= 1, found {count}")
         members = [GPVAE.load(root / f"member_{k}") for k in range(count)]
         config = members[0].get_config()
         config.pop("spatial", None)  # learned by fit, not a constructor argument

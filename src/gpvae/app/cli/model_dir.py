@@ -4,13 +4,13 @@ layout (``cli.json``), loaded back by ``impute``, ``forecast``, ``detect`` and `
 from __future__ import annotations
 
 from pathlib import Path
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, Any, Literal, overload
 
 from gpvae.app.cli.columns import ColumnSpec
 from gpvae.app.cli.errors import CLIError, as_cli
 
 if TYPE_CHECKING:
-    from gpvae.estimator import GPVAE
+    from gpvae.estimator import GPVAE, GPVAEEnsemble
 
 __all__ = ["MODEL_SUBDIR", "check_model_dir", "load_model"]
 
@@ -28,12 +28,33 @@ def check_model_dir(path: str) -> Path:
     return p
 
 
-def load_model(path: str) -> tuple[GPVAE, ColumnSpec]:
-    """The fitted estimator and the column layout saved in MODEL_DIR."""
-    from gpvae.estimator import GPVAE
+@overload
+def load_model(path: str) -> tuple[GPVAE, ColumnSpec]: ...
+
+
+@overload
+def load_model(
+    path: str, ensemble_ok: Literal[True]
+) -> tuple[GPVAE | GPVAEEnsemble, ColumnSpec]: ...
+
+
+def load_model(path: str, ensemble_ok: bool = False) -> tuple[Any, ColumnSpec]:
+    """The fitted estimator and the column layout saved in MODEL_DIR: a
+    :class:`gpvae.GPVAE`, or a :class:`gpvae.GPVAEEnsemble` (``fit --members K``) where the
+    command takes one (``ensemble_ok``: forecast and backtest; the others get an error)."""
+    from gpvae.estimator import GPVAE, GPVAEEnsemble
+    from gpvae.estimator.ensemble import ENSEMBLE_FILE
 
     model_dir = check_model_dir(path)
     spec = ColumnSpec.load(model_dir)
+    folder = model_dir / MODEL_SUBDIR
     with as_cli("MODEL_DIR"):
-        model = GPVAE.load(model_dir / MODEL_SUBDIR)
-    return model, spec
+        if not (folder / ENSEMBLE_FILE).exists():
+            return GPVAE.load(folder), spec
+        if not ensemble_ok:
+            raise CLIError(
+                f"MODEL_DIR: expected a single model, found an ensemble ({path} was fitted "
+                "with --members > 1, which forecasts and backtests only); fit with --members 1 "
+                "to impute, detect or sample"
+            )
+        return GPVAEEnsemble.load(folder), spec

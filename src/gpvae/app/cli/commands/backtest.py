@@ -83,7 +83,7 @@ def backtest(
     out_path = Path(out)
     if out_path.suffix.lower() != ".json" or out_path.is_dir():
         raise CLIError(f"--out: expected a .json file name, found {out!r}")
-    model, spec = load_model(model_dir)
+    model, spec = load_model(model_dir, ensemble_ok=True)
     model.progress = False
     frame = read_table(data)
     ss = series_set(frame, spec, "DATA")

@@ -7,7 +7,9 @@ The kernel, encoder and likelihood choices are the registries' names
 
 from __future__ import annotations
 
+from functools import partial
 from pathlib import Path
+from typing import Any
 
 import click
 import numpy as np
@@ -245,6 +247,15 @@ THRESHOLD_QUANTILE = 0.99
 )
 @click.option("--seed", default=0, show_default=True, type=click.IntRange(min=0))
 @click.option(
+    "--members",
+    default=1,
+    show_default=True,
+    callback=positive_int,
+    help="Fit this many models of the configuration from the seeds --seed, --seed + 1, ... "
+    "and forecast with their mixture (gpvae.GPVAEEnsemble; such a MODEL_DIR forecasts and "
+    "backtests only).",
+)
+@click.option(
     "--resume", is_flag=True, help="Continue an interrupted fit from MODEL_DIR's checkpoint."
 )
 @click.option("--quiet", is_flag=True, help="No progress bar.")
@@ -290,6 +301,7 @@ def fit(
     coord_cols: str | None,
     inducing: int | None,
     seed: int,
+    members: int,
     resume: bool,
     quiet: bool,
 ) -> None:
@@ -299,13 +311,14 @@ def fit(
     and the column layout (cli.json) are written to MODEL_DIR for impute, forecast, detect
     and sample.
     """
-    from gpvae.estimator import GPVAE
+    from gpvae.estimator import GPVAE, GPVAEEnsemble
 
     out = Path(model_dir)
     if out.exists() and not out.is_dir():
         raise CLIError(f"--out: expected a folder for the model, found the file {str(out)!r}")
     with as_cli("fit", MASK_FLAGS):  # the estimator checks the options it takes
-        model = GPVAE(  # checks the model options before any data is read
+        make: Any = partial(GPVAEEnsemble, members) if members > 1 else GPVAE
+        model = make(  # checks the model options before any data is read
             latent_dim=latent_dim,
             kernel=kernel,
             encoder=encoder,
@@ -335,6 +348,14 @@ def fit(
             checkpoint_dir=str(out / "checkpoints"),
         )
     run = shards.job()
+    if members > 1 and (coord_cols is not None or run.world > 1):  # on every process
+        raise shards.everywhere(
+            CLIError(
+                f"--members: an ensemble is fitted in one process without --coord-cols, found "
+                f"{run.world} process(es){' and --coord-cols' if coord_cols else ''}"
+            ),
+            run,
+        )
     if coord_cols is not None and run.world > 1:  # before DATA is read, on every process
         raise shards.everywhere(
             CLIError(f"--coord-cols: {SPATIAL_ONE_PROCESS}, found {run.world} processes"), run
@@ -372,7 +393,8 @@ def fit(
     with as_cli("DATA", {"encoder": "--encoder", "period": "--period", **MASK_FLAGS}):
         model.fit(series, resume=resume, sharded=sharded)  # 'cnn' on non-square frames fails here
     # the threshold: scores of every series, each process scoring a block of them
-    stepped = bool(model.difference)  # a model of increments forecasts only: no scores
+    # a model of increments, or an ensemble, forecasts only: no anomaly scores
+    stepped = members > 1 or bool(model.difference)
     mine = np.arange(series.num_series if not stepped else 0)
     if not sharded and run.world > 1 and not stepped:
         mine = np.arange(*shard_bounds(series.num_series, run.rank, run.world))

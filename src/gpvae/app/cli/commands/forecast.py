@@ -56,7 +56,7 @@ def forecast(
     run = shards.job()
     out_path = shards.check_output_path(out, run)
     plot_path = check_plot(plot)
-    model, spec = load_model(model_dir)
+    model, spec = load_model(model_dir, ensemble_ok=True)
     source = shards.read_input(data, spec.id_col, run, share=True)
     frame = source.frame
     table, n_series = frame.iloc[:0], 0
