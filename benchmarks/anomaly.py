@@ -188,21 +188,63 @@ def _features(tr: np.ndarray, te: np.ndarray, w: int) -> tuple[np.ndarray, np.nd
     return _lagged(tr, w), _lagged(np.concatenate([tr[-(w - 1) :], te]), w)[w - 1 :]
 
 
+#: Post-processing variants of every baseline's score (smooth, baseline), the same trailing
+#: mean and trailing median the gpvae variants use; each baseline's reported variant is the
+#: one with the best mean VUS-PR on ``DEV_SERIES`` (``PEER_CHOSEN``), as for gpvae.
+PEER_VARIANTS = {"s1": (1, 0), "s32": (32, 0), "s1_b512": (1, 512), "s32_b512": (32, 512)}
+#: Each baseline's reported post-processing variant, chosen on ``DEV_SERIES`` (docs).
+PEER_CHOSEN = {"pca": "s1", "iforest": "s1", "zscore": "s1", "cnn": "s1"}
+#: Steps of the normal part scored in front of the scored part (the trailing median's and
+#: mean's history at its start).
+PEER_CONTEXT = 512
+
+
+def peer_variants(full: np.ndarray, n_test: int, names: Sequence[str]) -> dict[str, Any]:
+    """The post-processing variants of a baseline's score ``full`` (the last
+    ``PEER_CONTEXT`` normal steps, then the ``n_test`` scored steps)."""
+    from gpvae.estimator.anomaly import _trailing_mean, _trailing_median
+
+    full = np.asarray(full, dtype=np.float64)
+    out = {}
+    for name in names:
+        smooth, base = PEER_VARIANTS[name]
+        x = full
+        if base:  # the steps before the normal context count as its median
+            x = x - _trailing_median(x, base, float(np.median(full[: len(full) - n_test])))
+        out[name] = {"score": _trailing_mean(x, smooth)[len(full) - n_test :]}
+    return out
+
+
+def _peer_names(args: argparse.Namespace) -> list[str]:
+    return list(PEER_VARIANTS) if args.peer_variants == "all" else args.peer_variants.split(",")
+
+
+def _with_context(tr: np.ndarray, te: np.ndarray) -> np.ndarray:
+    return np.concatenate([tr[-PEER_CONTEXT:], te])
+
+
 def run_pca(s: AnomalySeries, args: argparse.Namespace, w: int) -> dict[str, Any]:
     from sklearn.decomposition import PCA
 
-    tr, te = _features(*standardise(s), w)
+    tr0, te0 = standardise(s)
+    tr, te = _features(tr0, _with_context(tr0, te0), w)
     pca = PCA(n_components=0.9, random_state=0).fit(tr)
     rec = pca.inverse_transform(pca.transform(te))
-    return {"score": ((te - rec) ** 2).sum(1), "components": int(pca.n_components_)}
+    score = ((te - rec) ** 2).sum(1)
+    return {
+        "variants": peer_variants(score, len(te0), _peer_names(args)),
+        "components": int(pca.n_components_),
+    }
 
 
 def run_iforest(s: AnomalySeries, args: argparse.Namespace, w: int) -> dict[str, Any]:
     from sklearn.ensemble import IsolationForest
 
-    tr, te = _features(*standardise(s), w)
+    tr0, te0 = standardise(s)
+    tr, te = _features(tr0, _with_context(tr0, te0), w)
     forest = IsolationForest(n_estimators=100, random_state=args.seed).fit(tr)
-    return {"score": -forest.score_samples(te)}
+    score = -forest.score_samples(te)
+    return {"variants": peer_variants(score, len(te0), _peer_names(args))}
 
 
 def run_zscore(s: AnomalySeries, args: argparse.Namespace, w: int) -> dict[str, Any]:
@@ -210,12 +252,14 @@ def run_zscore(s: AnomalySeries, args: argparse.Namespace, w: int) -> dict[str, 
 
     tr, te = standardise(s)
     w = max(2, w)
-    full = pd.DataFrame(np.concatenate([tr[-w:], te]))
+    n_ctx = min(len(tr), max(w, PEER_CONTEXT))
+    full = pd.DataFrame(np.concatenate([tr[-n_ctx:], te]))
     prev = full.rolling(w, min_periods=2)
     mean, sd = prev.mean().shift(1), prev.std().shift(1)
     # a feature constant over the window has no scale of its own: use 0.1 training std
     z = (full - mean).abs() / np.maximum(sd.to_numpy(), 0.1)
-    return {"score": z.to_numpy()[w:].max(axis=1)}
+    score = z.to_numpy().max(axis=1)[n_ctx - min(n_ctx, PEER_CONTEXT) :]
+    return {"variants": peer_variants(score, len(te), _peer_names(args))}
 
 
 def _gpvae_windows(
@@ -226,9 +270,12 @@ def _gpvae_windows(
     return cut_windows([tr], [np.arange(len(tr), dtype=np.float64)], window, stride)
 
 
-#: Score variants computed from one fitted model: (folds, normalise, smooth, baseline). The
-#: one reported as "gpvae" (and "vae") is chosen by the mean VUS-PR over ``DEV_SERIES`` only.
-VARIANTS = {
+#: Score variants computed from one fitted model: (folds, normalise, smooth, baseline, prior
+#: weight[, causal, spread]). The one reported as "gpvae" (and "vae") is chosen by the mean
+#: VUS-PR over ``DEV_SERIES`` only. ``c8``: causal (forecast) scores, 8 blocks per window
+#: (``anomaly_scores(causal=True)``); a trailing ``z``: the baseline's spread as well
+#: (``fit_threshold(spread=True)``).
+VARIANTS: dict[str, tuple[Any, ...]] = {
     "k5_raw_s1": (5, False, 1, 0, 0.0),
     "k5_norm_s1": (5, True, 1, 0, 0.0),
     "k5_norm_s8": (5, True, 8, 0, 0.0),
@@ -245,11 +292,26 @@ VARIANTS = {
     "k5ph_norm_s32_b512": (5, True, 32, 512, 0.5),
     "k5p2_norm_s32_b512": (5, True, 32, 512, 2.0),
     "p_norm_s32_b512": (5, True, 32, 512, math.inf),
+    # session 10: causal scores and the baseline's spread
+    "k5ph_norm_s32_b512z": (5, True, 32, 512, 0.5, False, True),
+    "c8ph_norm_s32_b512": (8, True, 32, 512, 0.5, True, False),
+    "c8ph_norm_s32_b512z": (8, True, 32, 512, 0.5, True, True),
+    "c8_norm_s32_b512": (8, True, 32, 512, 0.0, True, False),
+    "c8p_norm_s32_b512": (8, True, 32, 512, 1.0, True, False),
 }
+
+
+def variant(name: str) -> tuple[int, bool, int, int, float, bool, bool]:
+    """(folds, normalise, smooth, baseline, prior weight, causal, spread) of a variant."""
+    v = VARIANTS[name]
+    return (*v, False, False)[:7]  # type: ignore[return-value]
 
 
 #: The variant chosen on the development subset (``--dev --variants all``; see docs).
 CHOSEN = "k5ph_norm_s32_b512"
+#: Share of the normal part at its end whose false-alarm rate checks the threshold learned
+#: from the rest (``false_alarm_rate_tail``: label-free, the normal part only).
+TAIL = 0.2
 
 
 def new_gpvae(args: argparse.Namespace, white: bool = False) -> Any:
@@ -297,19 +359,23 @@ def run_gpvae(
     vals, times = _gpvae_windows(fit_part, args.train_window, args.train_stride)
     est.fit(vals, times)
     out: dict[str, Any] = {"fit_seconds": time.perf_counter() - t0}
-    entries = {}
-    wanted = VARIANTS if args.variants == "all" else args.variants.split(",")
-    for K in sorted({VARIANTS[v][0] for v in wanted}, reverse=True):
+    entries: dict[Any, tuple[np.ndarray, np.ndarray]] = {}
+    wanted = list(VARIANTS) if args.variants == "all" else args.variants.split(",")
+    for K, causal in sorted({(variant(v)[0], variant(v)[5]) for v in wanted}, reverse=True):
+        key = f"c{K}" if causal else f"k{K}"
         t0 = time.perf_counter()
-        e_tr = est.anomaly_scores(thr_part[None], t_thr[None], args.samples, K, args.window).entry[
-            0
-        ]
+        e_tr = est.anomaly_scores(
+            thr_part[None], t_thr[None], args.samples, K, args.window, 0.0, causal
+        ).entry[0]
         t1 = time.perf_counter()
-        e_te = est.anomaly_scores(te[None], t_te[None], args.samples, K, args.window).entry[0]
-        out[f"threshold_seconds_k{K}"] = t1 - t0
-        out[f"score_seconds_k{K}"] = time.perf_counter() - t1
-        entries[K] = (e_tr, e_te)
-    if any(VARIANTS[v][4] > 0 for v in wanted):
+        e_te = est.anomaly_scores(te[None], t_te[None], args.samples, K, args.window, 0.0,
+                                  causal).entry[0]  # fmt: skip
+        out[f"threshold_seconds_{key}"] = t1 - t0
+        out[f"score_seconds_{key}"] = time.perf_counter() - t1
+        entries[key] = (e_tr, e_te)
+    if args.dump:
+        Path(args.dump).mkdir(parents=True, exist_ok=True)
+    if any(variant(v)[4] > 0 for v in wanted):
         t0 = time.perf_counter()
         e_tr = _prior_entries(est, thr_part, t_thr, args)
         t1 = time.perf_counter()
@@ -317,12 +383,19 @@ def run_gpvae(
         out["threshold_seconds_prior"] = t1 - t0
         out["score_seconds_prior"] = time.perf_counter() - t1
         entries["prior"] = (e_tr, e_te)
+    if args.dump:  # every entry score, for analyses beyond the recorded variants
+        tag = f"{s.dataset}_{s.name.replace('/', '__')}_{'vae' if white else 'gpvae'}"
+        np.savez_compressed(
+            Path(args.dump) / f"{tag}.npz",
+            labels=s.labels,
+            **{f"{k}_{part}": v[i].astype(np.float32) for k, v in entries.items()
+               for i, part in enumerate(("train", "test"))},
+        )  # fmt: skip
     normal = s.labels == 0
     variants = {}
-    chosen = VARIANTS if args.variants == "all" else args.variants.split(",")
-    for name in chosen:
-        K, norm, smooth, base, pw = VARIANTS[name]
-        e_tr, e_te = entries[K]
+    for name in wanted:
+        K, norm, smooth, base, pw, causal, spread = variant(name)
+        e_tr, e_te = entries[f"c{K}" if causal else f"k{K}"]
         if pw == math.inf:
             e_tr, e_te = entries["prior"]
         elif pw > 0:  # as GPVAE.fit_threshold does: the weight relative to the spreads
@@ -332,6 +405,14 @@ def run_gpvae(
                 combine_prior([e], [p], pw, ratio)[0] for e, p in ((e_tr, p_tr), (e_te, p_te))
             )
         variants[name] = {}
+        # label-free check of the threshold: the profile of the normal part's first
+        # (1 - TAIL) share, its rate on the last TAIL share (same fit; no test data)
+        cut = round((1.0 - TAIL) * len(e_tr))
+        prof = profile_from_entries([e_tr[:cut]], args.far, args.samples, K, args.window,
+                                    smooth, norm, base, settings.ANOMALY_ALARM_SMOOTH,
+                                    spread)  # fmt: skip
+        tail = np.nan_to_num(alarm_scores(e_tr, prof), nan=-np.inf)[cut:] > prof.threshold
+        variants[name]["false_alarm_rate_tail"] = float(tail.mean()) if len(tail) else None
         # the library's alarm (the step's own score, ANOMALY_ALARM_SMOOTH) and, for
         # comparison, the threshold on the smoothed score itself (the former rule)
         for key, alarm in (
@@ -339,8 +420,9 @@ def run_gpvae(
             ("false_alarm_rate_smoothed", smooth),
         ):
             prof = profile_from_entries(
-                [e_tr], args.far, args.samples, K, args.window, smooth, norm, base, alarm
-            )
+                [e_tr], args.far, args.samples, K, args.window, smooth, norm, base, alarm,
+                spread,
+            )  # fmt: skip
             flagged = np.nan_to_num(alarm_scores(e_te, prof), nan=-np.inf) > prof.threshold
             variants[name][key] = float(flagged[normal].mean()) if normal.any() else None
         variants[name]["score"] = step_scores(e_te, prof)
@@ -376,10 +458,16 @@ def run_cnn(s: AnomalySeries, args: argparse.Namespace, w: int) -> dict[str, Any
         clf.fit(tr)
         fit_s = time.perf_counter() - t0
         t0 = time.perf_counter()
-        # the scored part with the train's last window in front, so every step has context
-        ctx = np.concatenate([tr[-100:], te])
-        score = np.asarray(clf.decision_function(ctx)).ravel()[100:]
-    return {"score": score, "fit_seconds": fit_s, "score_seconds": time.perf_counter() - t0}
+        # the scored part with the train's last window (and the post-processing's context)
+        # in front, so every step has context
+        n_ctx = min(len(tr), 100 + PEER_CONTEXT)
+        ctx = np.concatenate([tr[-n_ctx:], te])
+        score = np.asarray(clf.decision_function(ctx)).ravel()[min(100, n_ctx) :]
+    return {
+        "variants": peer_variants(score, len(te), _peer_names(args)),
+        "fit_seconds": fit_s,
+        "score_seconds": time.perf_counter() - t0,
+    }
 
 
 RUNNERS: dict[str, Callable[[AnomalySeries, argparse.Namespace, int], dict[str, Any]]] = {
@@ -437,6 +525,13 @@ def parse_args(argv: Sequence[str] | None) -> argparse.Namespace:
         help="Score variants of gpvae and vae to record ('all' or names of VARIANTS); "
         "the default is the one chosen on the development subset.",
     )
+    p.add_argument(
+        "--peer-variants",
+        default="all",
+        help="Post-processing variants of the baselines' scores to record ('all' or names "
+        "of PEER_VARIANTS).",
+    )
+    p.add_argument("--dump", default=None, help="Also save gpvae's entry scores here (.npz).")
     p.add_argument("--seed", type=int, default=0)
     return p.parse_args(argv)
 
@@ -475,6 +570,8 @@ def main(argv: Sequence[str] | None = None) -> int:
             ds = "NAB" if kind == "NAB" else ("SMAP" if name_dim(name, args) == 25 else "MSL")
             v0 = next(iter(VARIANTS)) if args.variants == "all" else args.variants.split(",")[0]
             first = f"{method}/{v0}" if method in ("gpvae", "vae") else method
+            if method not in ("gpvae", "vae"):
+                first = f"{method}/{_peer_names(args)[0]}"
             if out.has(ds, name, first, args.tag):
                 continue
             if data is None:

@@ -10,7 +10,9 @@ from __future__ import annotations
 __all__ = [
     "ANOMALY_ALARM_SMOOTH",
     "ANOMALY_BASELINE",
+    "ANOMALY_CAUSAL_BLOCKS",
     "ANOMALY_MIN_SCALE",
+    "ANOMALY_MIN_SPREAD",
     "ANOMALY_PRIOR_WEIGHT",
     "ANOMALY_SMOOTH",
     "ANOMALY_WINDOW",
@@ -193,6 +195,13 @@ ANOMALY_BASELINE = 512
 #: quantile rests on a few independent stretches of the normal data, so it is not used for
 #: the threshold by default (docs/benchmarks.md, "False alarms").
 ANOMALY_ALARM_SMOOTH = 1
+#: Blocks of a scoring window with causal (forecast) scores: each is scored from the steps
+#: before it (16 steps each in the default 128-step window).
+ANOMALY_CAUSAL_BLOCKS = 8
+#: With the baseline's spread: the trailing spread of the score is used as at least this
+#: share of the normal data's (a stretch of constant scores does not make every small
+#: change an alarm).
+ANOMALY_MIN_SPREAD = 0.25
 
 #: Weight of an entry's score under the prior alone added to its held-out score (0: the
 #: held-out score only). The held-out score asks how far a value lies from what its

@@ -43,8 +43,10 @@ def test_every_method_scores_every_step(bench, D: int) -> None:  # type: ignore[
     args = bench.parse_args(["--epochs", "1", "--hidden", "8", "--variants", "all"])
     for name in ("pca", "iforest", "zscore"):
         out = bench.RUNNERS[name](s, args, 20)
-        assert out["score"].shape == (300,), name
-        assert np.isfinite(out["score"]).all(), name
+        assert set(out["variants"]) == set(bench.PEER_VARIANTS), name
+        for v in out["variants"].values():
+            assert v["score"].shape == (300,), name
+            assert np.isfinite(v["score"]).all(), name
     for name in ("gpvae", "vae") if D > 1 else ():
         out = bench.RUNNERS[name](s, args, 20)
         assert set(out["variants"]) == set(bench.VARIANTS)
@@ -52,8 +54,25 @@ def test_every_method_scores_every_step(bench, D: int) -> None:  # type: ignore[
             assert v["score"].shape == (300,)
             assert np.isfinite(v["score"]).all()
             assert 0.0 <= v["false_alarm_rate"] <= 1.0
+            assert 0.0 <= v["false_alarm_rate_tail"] <= 1.0
         assert out["epochs_run"] == 1
     assert bench.CHOSEN in bench.VARIANTS
+    assert set(bench.PEER_CHOSEN) == {"pca", "iforest", "zscore", "cnn"}
+    assert set(bench.PEER_CHOSEN.values()) <= set(bench.PEER_VARIANTS)
+
+
+def test_peer_variants_smooth_and_detrend_with_the_normal_context(bench) -> None:  # type: ignore[no-untyped-def]
+    """The raw variant is the score itself; the baseline subtracts the trailing median
+    whose history is the normal context, so a constant offset of the scored part decays
+    to 0; the trailing mean runs on from the context."""
+    full = np.concatenate([np.ones(600), np.full(1000, 3.0)])
+    out = bench.peer_variants(full, 1000, ["s1", "s1_b512", "s32"])
+    np.testing.assert_array_equal(out["s1"]["score"], full[600:])
+    b = out["s1_b512"]["score"]
+    assert b[0] == 2.0 and b[-1] == 0.0
+    s32 = out["s32"]["score"]  # the trailing mean runs on from the context
+    assert s32[0] == (31 + 3.0) / 32
+    np.testing.assert_allclose(s32[31:], 3.0)
 
 
 def test_the_threshold_can_come_from_a_held_back_normal_part(bench, monkeypatch) -> None:  # type: ignore[no-untyped-def]

@@ -18,8 +18,17 @@ observed entries. With ``baseline = L > 0`` the median of this sum over the prev
 steps is subtracted (the steps before a series count as the normal data's median
 ``level``): when the data drift slowly away from the normal part, every score rises, and
 only the rise against the recent level remains (an anomaly that lasts longer than about
-L / 2 steps becomes the new level). The step score is this, averaged over the last
-``smooth`` steps. Both are trailing: no future step is used, so they can run on a stream.
+L / 2 steps becomes the new level). With ``spread`` as well, the difference is divided by
+the trailing spread of the sum over the same L steps (its 90% quantile less its median;
+before a series, and while fewer than L / 4 steps are there, the normal data's spread;
+at least :data:`gpvae.settings.ANOMALY_MIN_SPREAD` times it): new data whose normal scores
+vary more, or less, than the normal data's then keeps about the normal data's false-alarm
+rate. The step score is this, averaged over the last ``smooth`` steps. Both are trailing:
+no future step is used, so they can run on a stream.
+
+**Causal scores.** With ``causal`` the held-out scores are forecasts: each window's steps
+fall into ``num_folds`` consecutive blocks, each scored given the steps before it only
+(a filtering score: no score depends on a later step, as a monitor of a stream needs).
 
 **Threshold.** The threshold is compared with the **alarm score**: the same, averaged over
 the last ``alarm_smooth`` steps (default 1: the step's own score). It is the
@@ -90,6 +99,12 @@ class AnomalyProfile:
             that of its prior scores; the prior score of feature d enters with the weight
             ``prior_weight * prior_ratio[d]``, so that ``prior_weight`` is relative to the
             held-out score whatever the scales (None: 1).
+        causal: score each window's blocks from the steps before them only (False, as in
+            profiles saved before this field existed: interleaved folds).
+        spread: divide the baseline-subtracted score by its trailing spread (False, as in
+            profiles saved before this field existed).
+        level_spread: the normal data's spread of the summed score (90% quantile less
+            median; the trailing spread before a series starts).
     """
 
     window: int | None
@@ -106,6 +121,9 @@ class AnomalyProfile:
     alarm_smooth: int | None = None
     prior_weight: float = 0.0
     prior_ratio: np.ndarray | None = None
+    causal: bool = False
+    spread: bool = False
+    level_spread: float = 1.0
 
     @property
     def alarm_width(self) -> int:
@@ -146,6 +164,9 @@ class AnomalyProfile:
                 prior_ratio=None
                 if data.get("prior_ratio") is None
                 else np.asarray(data["prior_ratio"], dtype=np.float64),
+                causal=bool(data.get("causal", False)),
+                spread=bool(data.get("spread", False)),
+                level_spread=float(data.get("level_spread", 1.0)),
             )
             ok = (
                 prof.center.shape == (num_features,)
@@ -162,6 +183,8 @@ class AnomalyProfile:
                 and prof.alarm_width >= 1
                 and math.isfinite(prof.prior_weight)
                 and prof.prior_weight >= 0.0
+                and math.isfinite(prof.level_spread)
+                and prof.level_spread > 0.0
                 and (
                     prof.prior_ratio is None
                     or (
@@ -178,7 +201,7 @@ class AnomalyProfile:
                 f"config.json: expected anomaly_profile to describe {num_features} features "
                 f"(window, num_folds, num_samples, smooth, center, scale, threshold, "
                 f"false_alarm_rate, num_steps; optionally baseline, level, alarm_smooth, "
-                f"prior_weight, prior_ratio), "
+                f"prior_weight, prior_ratio, causal, spread, level_spread), "
                 f"found {data!r}"
             )
         return prof
@@ -190,12 +213,21 @@ def score_settings(
     num_folds: int | None,
     window: int | str | None,
     prior_weight: float | None = None,
-) -> tuple[int, int, int | None, float]:
-    """(draws, folds, window, prior weight) of a call: the given ones, else the profile's,
-    else 16, 5, :data:`gpvae.settings.ANOMALY_WINDOW` (``window="default"``; None: whole
-    series) and :data:`gpvae.settings.ANOMALY_PRIOR_WEIGHT`."""
+    causal: bool | None = None,
+) -> tuple[int, int, int | None, float, bool]:
+    """(draws, folds, window, prior weight, causal) of a call: the given ones, else the
+    profile's, else 16, 5 (8 blocks when causal), :data:`gpvae.settings.ANOMALY_WINDOW`
+    (``window="default"``; None: whole series), :data:`gpvae.settings.ANOMALY_PRIOR_WEIGHT`
+    and False."""
+    if causal is None:
+        c = profile.causal if profile else False
+    elif isinstance(causal, (bool, np.bool_)):
+        c = bool(causal)
+    else:
+        raise invalid("causal", "True or False", causal)
     S = (profile.num_samples if profile else 16) if num_samples is None else num_samples
-    K = (profile.num_folds if profile else 5) if num_folds is None else num_folds
+    default_k = settings.ANOMALY_CAUSAL_BLOCKS if c else 5
+    K = (profile.num_folds if profile else default_k) if num_folds is None else num_folds
     if prior_weight is None:
         w = profile.prior_weight if profile else settings.ANOMALY_PRIOR_WEIGHT
     else:
@@ -203,8 +235,8 @@ def score_settings(
     if isinstance(window, str):
         if window != "default":
             raise invalid("window", "a number of steps, None or 'default'", window)
-        return S, K, profile.window if profile else settings.ANOMALY_WINDOW, w
-    return S, K, window, w
+        return S, K, profile.window if profile else settings.ANOMALY_WINDOW, w, c
+    return S, K, window, w, c
 
 
 # ---------------------------------------------------------------- entry scores
@@ -236,9 +268,13 @@ def entry_scores(
     num_folds: int,
     window: int | None,
     prior: bool = False,
+    causal: bool = False,
 ) -> list[np.ndarray]:
     """Held-out entry scores of every series of the standardised ``scaled`` (``prior``:
-    the scores under the prior alone, :func:`gpvae.model.scoring.prior_nlpd`).
+    the scores under the prior alone, :func:`gpvae.model.scoring.prior_nlpd`; ``causal``:
+    each window's ``num_folds`` consecutive blocks scored from the steps before them,
+    :func:`gpvae.model.scoring.heldout_nlpd`, and each step takes its score from the
+    window in which it has the most steps before it, so no score depends on a later step).
 
     Returns:
         n arrays (T_i, D) float64, NaN where not observed.
@@ -267,7 +303,7 @@ def entry_scores(
         if prior:
             s_np = prior_nlpd(model, batch, gens, S).numpy()  # (B, N, D)
         else:
-            s_np = heldout_nlpd(model, batch, gens, K, S).numpy()
+            s_np = heldout_nlpd(model, batch, gens, K, S, causal).numpy()
         for b, j in enumerate(idx):
             piece_scores[j] = s_np[b, : len(pieces.times[j])]
     out = [np.full((len(t), D), np.nan) for t in scaled.times]
@@ -275,8 +311,11 @@ def entry_scores(
     for (i, s), sc in zip(where, piece_scores):
         T, n = len(scaled.times[i]), len(sc)
         pos = np.arange(s, s + n)
-        d = np.minimum(pos - s, s + n - 1 - pos).astype(np.float64)
-        d[(pos == 0) | (pos == T - 1)] = np.inf  # a series' own ends have no better window
+        if causal and not prior:  # the window with the most past
+            d = (pos - s).astype(np.float64)
+        else:
+            d = np.minimum(pos - s, s + n - 1 - pos).astype(np.float64)
+            d[(pos == 0) | (pos == T - 1)] = np.inf  # a series' own ends: no better window
         better = d > depth[i][pos]
         out[i][pos[better]] = sc[better]
         depth[i][pos[better]] = d[better]
@@ -291,11 +330,13 @@ def model_entry_scores(
     window: int | None,
     prior_weight: float = 0.0,
     prior_ratio: np.ndarray | None = None,
+    causal: bool = False,
 ) -> list[np.ndarray]:
-    """The held-out entry scores plus ``prior_weight * prior_ratio`` times the scores under
-    the prior alone (:func:`entry_scores`; the same shapes; ``prior_ratio`` None: 1)."""
+    """The held-out (``causal``: forecast) entry scores plus ``prior_weight * prior_ratio``
+    times the scores under the prior alone (:func:`entry_scores`; the same shapes;
+    ``prior_ratio`` None: 1)."""
     w = float_arg("prior_weight", prior_weight, positive=False)
-    held = entry_scores(ctx, scaled, num_samples, num_folds, window)
+    held = entry_scores(ctx, scaled, num_samples, num_folds, window, causal=causal)
     if w == 0.0:
         return held
     alone = entry_scores(ctx, scaled, num_samples, num_folds, window, prior=True)
@@ -374,11 +415,26 @@ def _summed(entry: np.ndarray, profile: AnomalyProfile | None) -> np.ndarray:
     return np.where(np.isnan(z).all(axis=1), np.nan, np.nansum(z, axis=1))
 
 
+def _trailing_spread(s: np.ndarray, width: int, level_spread: float) -> np.ndarray:
+    """90% quantile less median of the finite values among the ``width`` steps before each
+    step; ``level_spread`` where fewer than ``width // 4`` (at least 2) are finite; at least
+    :data:`gpvae.settings.ANOMALY_MIN_SPREAD` times ``level_spread``."""
+    prev = pd.Series(np.concatenate([[np.nan], s[:-1]])).rolling(width, min_periods=1)
+    need = max(2, width // 4)
+    count = prev.count().to_numpy()
+    spread = (prev.quantile(0.9) - prev.median()).to_numpy()
+    spread = np.where((count >= need) & np.isfinite(spread), spread, level_spread)
+    return np.maximum(spread, settings.ANOMALY_MIN_SPREAD * level_spread)
+
+
 def _detrended(entry: np.ndarray, profile: AnomalyProfile) -> np.ndarray:
     raw = _summed(entry, profile)
     if profile.baseline <= 0:
         return raw
-    return raw - _trailing_median(raw, profile.baseline, profile.level)
+    out = raw - _trailing_median(raw, profile.baseline, profile.level)
+    if profile.spread:
+        out = out / _trailing_spread(raw, profile.baseline, profile.level_spread)
+    return out
 
 
 def step_scores(entry: np.ndarray, profile: AnomalyProfile | None) -> np.ndarray:
@@ -402,11 +458,14 @@ def heldout_scores(
     window: int | None,
     profile: AnomalyProfile | None = None,
     prior_weight: float = 0.0,
+    causal: bool = False,
 ) -> AnomalyResult:
     """:meth:`GPVAE.anomaly_scores` (see there)."""
     ss, scaled = ctx.input(X, times)
     ratio = None if profile is None else profile.prior_ratio
-    entry = model_entry_scores(ctx, scaled, num_samples, num_folds, window, prior_weight, ratio)
+    entry = model_entry_scores(
+        ctx, scaled, num_samples, num_folds, window, prior_weight, ratio, causal
+    )
     flagged = None
     if profile is None:
         step = [step_scores(e, None) for e in entry]
@@ -458,6 +517,8 @@ def fit_profile(
     baseline: int = 0,
     alarm_smooth: int | None = None,
     prior_weight: float = 0.0,
+    causal: bool = False,
+    spread: bool = False,
 ) -> AnomalyProfile:
     """Score normal data ``X`` and learn the feature scales and the threshold from it
     (:func:`profile_from_entries`)."""
@@ -468,16 +529,17 @@ def fit_profile(
         alarm_smooth = int_arg("alarm_smooth", alarm_smooth)
     w = float_arg("prior_weight", prior_weight, positive=False)
     _, scaled = ctx.input(X, times)
-    entry = entry_scores(ctx, scaled, num_samples, num_folds, window)
+    entry = entry_scores(ctx, scaled, num_samples, num_folds, window, causal=causal)
     ratio = None
     if w > 0.0:
         alone = entry_scores(ctx, scaled, num_samples, num_folds, window, prior=True)
         ratio = spread_ratio(entry, alone)
         entry = combine_prior(entry, alone, w, ratio)
     prof = profile_from_entries(
-        entry, rate, num_samples, num_folds, window, smooth, True, baseline, alarm_smooth
-    )
-    prof.prior_weight, prof.prior_ratio = w, ratio
+        entry, rate, num_samples, num_folds, window, smooth, True, baseline, alarm_smooth,
+        spread=spread,
+    )  # fmt: skip
+    prof.prior_weight, prof.prior_ratio, prof.causal = w, ratio, bool(causal)
     return prof
 
 
@@ -500,6 +562,7 @@ def profile_from_entries(
     normalise: bool = True,
     baseline: int = 0,
     alarm_smooth: int | None = None,
+    spread: bool = False,
 ) -> AnomalyProfile:
     """The profile of normal data from its entry scores (n arrays (T_i, D)).
 
@@ -507,7 +570,9 @@ def profile_from_entries(
     entry scores (at least :data:`gpvae.settings.ANOMALY_MIN_SCALE`: a feature whose normal
     scores never vary is not given an infinite weight); ``normalise=False`` keeps the raw
     scores (center 0, scale 1). ``level`` is the median of the summed normalised scores;
-    ``baseline`` and ``alarm_smooth`` are stored as given (see the module). The threshold
+    ``level_spread`` its 90% quantile less that median (at least
+    :data:`gpvae.settings.ANOMALY_MIN_SCALE`); ``baseline``, ``alarm_smooth`` and
+    ``spread`` (used only with a baseline) are stored as given (see the module). The threshold
     is the ``1 - false_alarm_rate`` quantile of the normal data's alarm scores.
     """
     rate = _rate_arg(false_alarm_rate)
@@ -528,10 +593,15 @@ def profile_from_entries(
         num_steps=0,
         baseline=int(baseline),
         alarm_smooth=alarm_smooth,
+        spread=bool(spread),
     )
     summed = np.concatenate([_summed(e, prof) for e in entry])
     summed = summed[np.isfinite(summed)]
     prof.level = float(np.median(summed)) if summed.size else 0.0
+    if summed.size:
+        prof.level_spread = max(
+            float(np.quantile(summed, 0.9)) - prof.level, settings.ANOMALY_MIN_SCALE
+        )
     steps = [alarm_scores(e, prof) for e in entry]
     thr = quantile_threshold(steps, 1.0 - rate)
     if thr is None:

@@ -7,8 +7,11 @@ from __future__ import annotations
 
 from typing import Any, TypeVar
 
+import numpy as np
+
 from gpvae import settings
 from gpvae.estimator.anomaly import AnomalyProfile, fit_profile, heldout_scores, score_settings
+from gpvae.errors import invalid
 from gpvae.estimator.context import PredictContext
 from gpvae.estimator.results import AnomalyResult
 
@@ -33,6 +36,7 @@ class AnomalyMethods:
         num_folds: int | None = None,
         window: int | str | None = "default",
         prior_weight: float | None = None,
+        causal: bool | None = None,
     ) -> AnomalyResult:
         """Negative log predictive density of every observed entry, with its step hidden.
 
@@ -56,14 +60,19 @@ class AnomalyMethods:
                 far the value lies from anything normal, where the held-out score asks how
                 far it lies from its neighbours). None: the stored profile's, else
                 :data:`gpvae.settings.ANOMALY_PRIOR_WEIGHT`.
+            causal: score each window's ``num_folds`` consecutive blocks (None: the stored
+                profile's, else False; default blocks
+                :data:`gpvae.settings.ANOMALY_CAUSAL_BLOCKS`) from the steps before them
+                only: a forecast score, where no score depends on a later step (for a
+                stream); False: interleaved folds, each step scored from both sides.
 
         Returns:
             :class:`~gpvae.estimator.results.AnomalyResult`.
         """
         ctx, prof = self._context("anomaly_scores"), self.anomaly_profile_
-        S, K, W, pw = score_settings(prof, num_samples, num_folds, window, prior_weight)
+        S, K, W, pw, c = score_settings(prof, num_samples, num_folds, window, prior_weight, causal)
         pw = _supported_weight(ctx, pw, prior_weight is None and prof is None)
-        return heldout_scores(ctx, X, times, S, K, W, prof, pw)
+        return heldout_scores(ctx, X, times, S, K, W, prof, pw, c)
 
     def fit_threshold(
         self: _T,
@@ -77,6 +86,8 @@ class AnomalyMethods:
         baseline: int | None = None,
         alarm_smooth: int | None = None,
         prior_weight: float | None = None,
+        causal: bool | None = None,
+        spread: bool = False,
     ) -> _T:
         """Learn the anomaly threshold from normal data ``X`` and store it with the model.
 
@@ -89,20 +100,25 @@ class AnomalyMethods:
         averaged over ``alarm_smooth`` steps (None:
         :data:`gpvae.settings.ANOMALY_ALARM_SMOOTH`). The profile is saved by :meth:`save`
         and used by :meth:`anomaly_scores` (see :mod:`gpvae.estimator.anomaly`), with the
-        ``prior_weight`` of the scores (None: :data:`gpvae.settings.ANOMALY_PRIOR_WEIGHT`;
-        see :meth:`anomaly_scores`).
+        ``prior_weight`` of the scores (None: :data:`gpvae.settings.ANOMALY_PRIOR_WEIGHT`)
+        and their ``causal`` setting (None: False; see :meth:`anomaly_scores`). With
+        ``spread`` (and a baseline) the difference from the trailing median is also
+        divided by the score's trailing spread over the same steps, so that new data whose
+        normal scores vary more or less than the normal data's keep about the target rate.
 
         Returns:
             self.
         """
         ctx = self._context("fit_threshold")
-        S, K, W, pw = score_settings(None, num_samples, num_folds, window, prior_weight)
+        S, K, W, pw, c = score_settings(None, num_samples, num_folds, window, prior_weight, causal)
         pw = _supported_weight(ctx, pw, prior_weight is None)
+        if not isinstance(spread, (bool, np.bool_)):
+            raise invalid("spread", "True or False", spread)
         sm = settings.ANOMALY_SMOOTH if smooth is None else smooth
         base = settings.ANOMALY_BASELINE if baseline is None else baseline
         alarm = settings.ANOMALY_ALARM_SMOOTH if alarm_smooth is None else alarm_smooth
         self.anomaly_profile_ = fit_profile(
-            ctx, X, times, false_alarm_rate, S, K, W, sm, base, alarm, pw
+            ctx, X, times, false_alarm_rate, S, K, W, sm, base, alarm, pw, c, bool(spread)
         )
         return self
 

@@ -30,6 +30,7 @@ def heldout_nlpd(
     generators: Sequence[torch.Generator],
     num_folds: int,
     num_samples: int,
+    causal: bool = False,
 ) -> Tensor:
     """Negative log predictive density of every observed entry with its step hidden.
 
@@ -40,23 +41,33 @@ def heldout_nlpd(
     ``num_folds = 1`` hides nothing: every observed entry is scored under
     ``q(z | all observed entries)`` (a reconstruction score, one conditioning).
 
+    With ``causal`` the folds are ``num_folds`` consecutive blocks of the N steps (step n
+    in block ``n * num_folds // N``), and each block is scored given the steps **before**
+    it only (``z_s ~ q(z | steps before the block)``): a forecast of the block from its
+    past, so no score depends on a later step (a filtering score, for streams). The first
+    block is scored under the prior (it has no past in the batch).
+
     Returns:
         (B, N, D) float64 on the CPU, NaN where not observed.
     """
     K = check_count("num_folds", num_folds)
     S = check_count("num_samples", num_samples)
     B, N, D = batch.y.shape
-    if K == 1:
+    if K == 1 and not causal:
         return entry_nlpd(model, batch, batch.observed, generators, S)
-    fold_of = torch.arange(N, device=batch.y.device) % K  # (N,)
+    n = torch.arange(N, device=batch.y.device)
+    fold_of = (n * K) // N if causal else n % K  # (N,)
     score = torch.full((B, N, D), float("nan"), dtype=torch.float64)
     for k in range(K):
-        hide = (fold_of == k)[None, :, None]  # (1, N, 1)
+        # causal: the block and every step after it are hidden; else the fold's steps
+        hide = ((fold_of >= k) if causal else (fold_of == k))[None, :, None]  # (1, N, 1)
         steps = torch.nonzero(fold_of == k).squeeze(1)  # (N_k,)
+        if steps.numel() == 0:
+            continue
         # with interp_skip the fusion needs every step's neighbours: decode them all
         only = steps if model.interp_fusion is None else None
         part = entry_nlpd(model, batch, batch.observed & ~hide, generators, S, only)
-        target = (batch.observed & hide).cpu()
+        target = (batch.observed & (fold_of == k)[None, :, None]).cpu()
         score = torch.where(target, part, score)
     return score
 
