@@ -311,6 +311,30 @@ def test_detect_reports_intervals_in_the_users_times_and_labels(
     assert res.loc[40:44, "anomaly"].any()
 
 
+def test_fit_stores_causal_scores_and_the_spread_for_detect(
+    files: dict[str, Path], tmp_path: Path
+) -> None:
+    """--causal-scores and --spread-baseline go into the stored profile, which detect
+    then uses (a 5-day fault is still flagged)."""
+    import json
+
+    out = tmp_path / "m"
+    _ok(run_cli("fit", files["wide_parquet"], "--time-col", "date", "--features",
+                ",".join(FEATURES), "-o", out, "--window", "30", "--causal-scores",
+                "--spread-baseline", *FIT_OPTIONS))  # fmt: skip
+    cfg = json.loads((out / "model" / "config.json").read_text())
+    prof = next(v["anomaly_profile"] for v in cfg.values()
+                if isinstance(v, dict) and "anomaly_profile" in v)  # fmt: skip
+    assert prof["causal"] is True
+    assert prof["spread"] is True
+    frame = pd.read_parquet(files["wide_parquet"])
+    frame.loc[40:44, "temp"] = frame["temp"].max() + 30.0
+    src, res = tmp_path / "new.csv", tmp_path / "s.csv"
+    frame.to_csv(src, index=False)
+    _ok(run_cli("detect", out, src, "-o", res))
+    assert pd.read_csv(res).loc[40:44, "anomaly"].any()
+
+
 def test_detect_labels_column_errors(
     wide_model: Path, files: dict[str, Path], tmp_path: Path
 ) -> None:

@@ -69,7 +69,8 @@ def test_peer_variants_smooth_and_detrend_with_the_normal_context(bench) -> None
     out = bench.peer_variants(full, 1000, ["s1", "s1_b512", "s32"])
     np.testing.assert_array_equal(out["s1"]["score"], full[600:])
     b = out["s1_b512"]["score"]
-    assert b[0] == 2.0 and b[-1] == 0.0
+    assert b[0] == 2.0
+    assert b[-1] == 0.0
     s32 = out["s32"]["score"]  # the trailing mean runs on from the context
     assert s32[0] == (31 + 3.0) / 32
     np.testing.assert_allclose(s32[31:], 3.0)

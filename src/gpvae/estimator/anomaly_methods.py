@@ -10,8 +10,8 @@ from typing import Any, TypeVar
 import numpy as np
 
 from gpvae import settings
-from gpvae.estimator.anomaly import AnomalyProfile, fit_profile, heldout_scores, score_settings
 from gpvae.errors import invalid
+from gpvae.estimator.anomaly import AnomalyProfile, fit_profile, heldout_scores, score_settings
 from gpvae.estimator.context import PredictContext
 from gpvae.estimator.results import AnomalyResult
 

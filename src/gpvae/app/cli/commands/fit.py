@@ -245,6 +245,19 @@ THRESHOLD_QUANTILE = 0.99
     "longer suits anomalies that last, see docs/benchmarks.md); the stored threshold is "
     "compared with the step's own score.",
 )
+@click.option(
+    "--causal-scores",
+    is_flag=True,
+    help="detect scores each step from the steps before it only (a forecast score, for "
+    "monitoring a stream; default: from its neighbours on both sides).",
+)
+@click.option(
+    "--spread-baseline",
+    is_flag=True,
+    help="detect divides the score's rise over its recent median by its recent spread, so "
+    "that new data whose normal scores vary more or less than the training data's keep "
+    "about the --false-alarm-rate.",
+)
 @click.option("--seed", default=0, show_default=True, type=click.IntRange(min=0))
 @click.option(
     "--members",
@@ -298,6 +311,8 @@ def fit(
     block_lengths: str,
     false_alarm_rate: float,
     smooth: int | None,
+    causal_scores: bool,
+    spread_baseline: bool,
     coord_cols: str | None,
     inducing: int | None,
     seed: int,
@@ -411,6 +426,8 @@ def fit(
                 list(series.times),
                 false_alarm_rate=false_alarm_rate,
                 smooth=smooth,
+                causal=causal_scores,
+                spread=spread_baseline,
             )
     every = [s for part in run.gather(step) for s in part]
     spec.threshold_quantile = THRESHOLD_QUANTILE
