@@ -193,7 +193,7 @@ def _features(tr: np.ndarray, te: np.ndarray, w: int) -> tuple[np.ndarray, np.nd
 #: one with the best mean VUS-PR on ``DEV_SERIES`` (``PEER_CHOSEN``), as for gpvae.
 PEER_VARIANTS = {"s1": (1, 0), "s32": (32, 0), "s1_b512": (1, 512), "s32_b512": (32, 512)}
 #: Each baseline's reported post-processing variant, chosen on ``DEV_SERIES`` (docs).
-PEER_CHOSEN = {"pca": "s1", "iforest": "s1", "zscore": "s1", "cnn": "s1"}
+PEER_CHOSEN = {"pca": "s32_b512", "iforest": "s32", "zscore": "s32", "cnn": "s32_b512"}
 #: Steps of the normal part scored in front of the scored part (the trailing median's and
 #: mean's history at its start).
 PEER_CONTEXT = 512
@@ -215,7 +215,10 @@ def peer_variants(full: np.ndarray, n_test: int, names: Sequence[str]) -> dict[s
     return out
 
 
-def _peer_names(args: argparse.Namespace) -> list[str]:
+def _peer_names(args: argparse.Namespace, method: str) -> list[str]:
+    """The post-processing variants of baseline ``method`` to record (``--peer-variants``)."""
+    if args.peer_variants == "chosen":
+        return [PEER_CHOSEN[method]]
     return list(PEER_VARIANTS) if args.peer_variants == "all" else args.peer_variants.split(",")
 
 
@@ -232,7 +235,7 @@ def run_pca(s: AnomalySeries, args: argparse.Namespace, w: int) -> dict[str, Any
     rec = pca.inverse_transform(pca.transform(te))
     score = ((te - rec) ** 2).sum(1)
     return {
-        "variants": peer_variants(score, len(te0), _peer_names(args)),
+        "variants": peer_variants(score, len(te0), _peer_names(args, "pca")),
         "components": int(pca.n_components_),
     }
 
@@ -244,7 +247,7 @@ def run_iforest(s: AnomalySeries, args: argparse.Namespace, w: int) -> dict[str,
     tr, te = _features(tr0, _with_context(tr0, te0), w)
     forest = IsolationForest(n_estimators=100, random_state=args.seed).fit(tr)
     score = -forest.score_samples(te)
-    return {"variants": peer_variants(score, len(te0), _peer_names(args))}
+    return {"variants": peer_variants(score, len(te0), _peer_names(args, "iforest"))}
 
 
 def run_zscore(s: AnomalySeries, args: argparse.Namespace, w: int) -> dict[str, Any]:
@@ -259,7 +262,7 @@ def run_zscore(s: AnomalySeries, args: argparse.Namespace, w: int) -> dict[str, 
     # a feature constant over the window has no scale of its own: use 0.1 training std
     z = (full - mean).abs() / np.maximum(sd.to_numpy(), 0.1)
     score = z.to_numpy().max(axis=1)[n_ctx - min(n_ctx, PEER_CONTEXT) :]
-    return {"variants": peer_variants(score, len(te), _peer_names(args))}
+    return {"variants": peer_variants(score, len(te), _peer_names(args, "zscore"))}
 
 
 def _gpvae_windows(
@@ -271,10 +274,9 @@ def _gpvae_windows(
 
 
 #: Score variants computed from one fitted model: (folds, normalise, smooth, baseline, prior
-#: weight[, causal, spread]). The one reported as "gpvae" (and "vae") is chosen by the mean
-#: VUS-PR over ``DEV_SERIES`` only. ``c8``: causal (forecast) scores, 8 blocks per window
-#: (``anomaly_scores(causal=True)``); a trailing ``z``: the baseline's spread as well
-#: (``fit_threshold(spread=True)``).
+#: weight[, causal]). The one reported as "gpvae" (and "vae") is chosen by the mean VUS-PR
+#: over ``DEV_SERIES`` only. ``c8``: causal (forecast) scores, 8 blocks per window
+#: (``anomaly_scores(causal=True)``).
 VARIANTS: dict[str, tuple[Any, ...]] = {
     "k5_raw_s1": (5, False, 1, 0, 0.0),
     "k5_norm_s1": (5, True, 1, 0, 0.0),
@@ -292,19 +294,17 @@ VARIANTS: dict[str, tuple[Any, ...]] = {
     "k5ph_norm_s32_b512": (5, True, 32, 512, 0.5),
     "k5p2_norm_s32_b512": (5, True, 32, 512, 2.0),
     "p_norm_s32_b512": (5, True, 32, 512, math.inf),
-    # session 10: causal scores and the baseline's spread
-    "k5ph_norm_s32_b512z": (5, True, 32, 512, 0.5, False, True),
-    "c8ph_norm_s32_b512": (8, True, 32, 512, 0.5, True, False),
-    "c8ph_norm_s32_b512z": (8, True, 32, 512, 0.5, True, True),
-    "c8_norm_s32_b512": (8, True, 32, 512, 0.0, True, False),
-    "c8p_norm_s32_b512": (8, True, 32, 512, 1.0, True, False),
+    # session 10: causal scores
+    "c8ph_norm_s32_b512": (8, True, 32, 512, 0.5, True),
+    "c8_norm_s32_b512": (8, True, 32, 512, 0.0, True),
+    "c8p_norm_s32_b512": (8, True, 32, 512, 1.0, True),
 }
 
 
-def variant(name: str) -> tuple[int, bool, int, int, float, bool, bool]:
-    """(folds, normalise, smooth, baseline, prior weight, causal, spread) of a variant."""
+def variant(name: str) -> tuple[int, bool, int, int, float, bool]:
+    """(folds, normalise, smooth, baseline, prior weight, causal) of a variant."""
     v = VARIANTS[name]
-    return (*v, False, False)[:7]  # type: ignore[return-value]
+    return (*v, False)[:6]  # type: ignore[return-value]
 
 
 #: The variant chosen on the development subset (``--dev --variants all``; see docs).
@@ -394,7 +394,7 @@ def run_gpvae(
     normal = s.labels == 0
     variants = {}
     for name in wanted:
-        K, norm, smooth, base, pw, causal, spread = variant(name)
+        K, norm, smooth, base, pw, causal = variant(name)
         e_tr, e_te = entries[f"c{K}" if causal else f"k{K}"]
         if pw == math.inf:
             e_tr, e_te = entries["prior"]
@@ -405,26 +405,30 @@ def run_gpvae(
                 combine_prior([e], [p], pw, ratio)[0] for e, p in ((e_tr, p_tr), (e_te, p_te))
             )
         variants[name] = {}
-        # label-free check of the threshold: the profile of the normal part's first
-        # (1 - TAIL) share, its rate on the last TAIL share (same fit; no test data)
         cut = round((1.0 - TAIL) * len(e_tr))
-        prof = profile_from_entries([e_tr[:cut]], args.far, args.samples, K, args.window,
-                                    smooth, norm, base, settings.ANOMALY_ALARM_SMOOTH,
-                                    spread)  # fmt: skip
-        tail = np.nan_to_num(alarm_scores(e_tr, prof), nan=-np.inf)[cut:] > prof.threshold
-        variants[name]["false_alarm_rate_tail"] = float(tail.mean()) if len(tail) else None
-        # the library's alarm (the step's own score, ANOMALY_ALARM_SMOOTH) and, for
-        # comparison, the threshold on the smoothed score itself (the former rule)
-        for key, alarm in (
-            ("false_alarm_rate", settings.ANOMALY_ALARM_SMOOTH),
-            ("false_alarm_rate_smoothed", smooth),
-        ):
-            prof = profile_from_entries(
-                [e_tr], args.far, args.samples, K, args.window, smooth, norm, base, alarm,
-                spread,
-            )  # fmt: skip
-            flagged = np.nan_to_num(alarm_scores(e_te, prof), nan=-np.inf) > prof.threshold
-            variants[name][key] = float(flagged[normal].mean()) if normal.any() else None
+        for spread, suffix in ((False, ""), (True, "_spread")):
+            # label-free check of the threshold: the profile of the normal part's first
+            # (1 - TAIL) share, its rate on the last TAIL share (same fit; no test data)
+            prof = profile_from_entries([e_tr[:cut]], args.far, args.samples, K, args.window,
+                                        smooth, norm, base, settings.ANOMALY_ALARM_SMOOTH,
+                                        spread)  # fmt: skip
+            tail = np.nan_to_num(alarm_scores(e_tr, prof), nan=-np.inf)[cut:] > prof.threshold
+            variants[name][f"false_alarm_rate_tail{suffix}"] = (
+                float(tail.mean()) if len(tail) else None
+            )
+            # the library's alarm (the step's own score, ANOMALY_ALARM_SMOOTH; with
+            # spread: fit_threshold(spread=True)) and, for comparison, the threshold on the
+            # smoothed score itself (the former rule)
+            for key, alarm in (
+                (f"false_alarm_rate{suffix}", settings.ANOMALY_ALARM_SMOOTH),
+                ("false_alarm_rate_smoothed", smooth),
+            ):
+                if spread and alarm != settings.ANOMALY_ALARM_SMOOTH:
+                    continue
+                prof = profile_from_entries([e_tr], args.far, args.samples, K, args.window,
+                                            smooth, norm, base, alarm, spread)  # fmt: skip
+                flagged = np.nan_to_num(alarm_scores(e_te, prof), nan=-np.inf) > prof.threshold
+                variants[name][key] = float(flagged[normal].mean()) if normal.any() else None
         variants[name]["score"] = step_scores(e_te, prof)
     hist = est.history_
     best = int(np.nanargmin([h["val_score"] for h in hist])) + 1 if hist else 0
@@ -464,7 +468,7 @@ def run_cnn(s: AnomalySeries, args: argparse.Namespace, w: int) -> dict[str, Any
         ctx = np.concatenate([tr[-n_ctx:], te])
         score = np.asarray(clf.decision_function(ctx)).ravel()[min(100, n_ctx) :]
     return {
-        "variants": peer_variants(score, len(te), _peer_names(args)),
+        "variants": peer_variants(score, len(te), _peer_names(args, "cnn")),
         "fit_seconds": fit_s,
         "score_seconds": time.perf_counter() - t0,
     }
@@ -527,9 +531,9 @@ def parse_args(argv: Sequence[str] | None) -> argparse.Namespace:
     )
     p.add_argument(
         "--peer-variants",
-        default="all",
-        help="Post-processing variants of the baselines' scores to record ('all' or names "
-        "of PEER_VARIANTS).",
+        default="chosen",
+        help="Post-processing variants of the baselines' scores to record ('chosen': each "
+        "baseline's PEER_CHOSEN; 'all'; or names of PEER_VARIANTS).",
     )
     p.add_argument("--dump", default=None, help="Also save gpvae's entry scores here (.npz).")
     p.add_argument("--seed", type=int, default=0)
@@ -571,7 +575,7 @@ def main(argv: Sequence[str] | None = None) -> int:
             v0 = next(iter(VARIANTS)) if args.variants == "all" else args.variants.split(",")[0]
             first = f"{method}/{v0}" if method in ("gpvae", "vae") else method
             if method not in ("gpvae", "vae"):
-                first = f"{method}/{_peer_names(args)[0]}"
+                first = f"{method}/{_peer_names(args, method)[0]}"
             if out.has(ds, name, first, args.tag):
                 continue
             if data is None:

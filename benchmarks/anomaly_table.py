@@ -36,6 +36,8 @@ NAMES = {
     "zscore": "rolling z-score",
     "cnn": "CNN forecaster (TSB-AD)",
 }
+#: The baselines, whose post-processing variant is PEER_CHOSEN of anomaly.py.
+PEERS = ("pca", "iforest", "zscore", "cnn")
 GROUPS = (("SMAP", ("SMAP",)), ("MSL", ("MSL",)), ("SMAP+MSL", ("SMAP", "MSL")), ("NAB", ("NAB",)))
 
 
@@ -44,7 +46,8 @@ def _fmt(v: float | None, digits: int = 3) -> str:
 
 
 def dev_table(records: list[dict[str, Any]]) -> str:
-    """Mean VUS-PR of every score variant over the development series (those with all)."""
+    """Mean VUS-PR of every score variant over the development series (those with all):
+    gpvae's and the VAE's score variants, then the baselines' post-processing variants."""
     by: dict[str, dict[tuple[str, str], float]] = {}
     for r in records:
         if r.get("dev") and "/" in r["method"]:
@@ -52,33 +55,42 @@ def dev_table(records: list[dict[str, Any]]) -> str:
     if not by:
         return ""
     common = set.intersection(*(set(v) for v in by.values()))
-    lines = [
-        f"Score variants on the development subset ({len(common)} series), mean VUS-PR:",
-        "",
-        "| variant | gpvae | N(0, I) VAE |",
-        "| --- | ---: | ---: |",
-    ]
-    names = sorted({m.split("/", 1)[1] for m in by})
-    for v in names:
-        cells = []
-        for m in ("gpvae", "vae"):
-            vals = by.get(f"{m}/{v}", {})
-            cells.append(
-                _fmt(float(np.mean([vals[k] for k in common])) if common <= set(vals) else None)
-            )
-        lines.append(f"| {v} | {cells[0]} | {cells[1]} |")
-    return "\n".join(lines)
+    out = []
+    for methods, head in (
+        (("gpvae", "vae"), "| variant | gpvae | N(0, I) VAE |"),
+        (PEERS, "| variant | " + " | ".join(NAMES[m] for m in PEERS) + " |"),
+    ):
+        names = sorted({m.split("/", 1)[1] for m in by if m.split("/", 1)[0] in methods})
+        if not names:
+            continue
+        lines = [head, "| --- |" + " ---: |" * len(methods)]
+        for v in names:
+            cells = []
+            for m in methods:
+                vals = by.get(f"{m}/{v}", {})
+                mean = float(np.mean([vals[k] for k in common])) if common <= set(vals) else None
+                cells.append(_fmt(mean))
+            lines.append(f"| {v} | " + " | ".join(cells) + " |")
+        out.append("\n".join(lines))
+    return (
+        f"Variants on the development subset ({len(common)} series), mean VUS-PR:\n\n"
+        + "\n\n".join(out)
+    )
 
 
-def _summary(recs: list[dict[str, Any]], variant: str) -> tuple[list[str], list[str]]:
-    """Rows of the means table and of the false-alarm table for these records."""
+def _summary(
+    recs: list[dict[str, Any]], variant: str, peer: dict[str, str]
+) -> tuple[list[str], list[str]]:
+    """Rows of the means table and of the false-alarm table for these records (gpvae and
+    the VAE: ``variant``; a baseline m: ``peer[m]``, or its record without a variant)."""
     by: dict[tuple[str, str], dict[str, dict[str, Any]]] = {}
     for r in recs:
         method = r["method"]
         if "/" in method:
-            if method.split("/", 1)[1] != variant:
+            base, v = method.split("/", 1)
+            if v != peer.get(base, variant):
                 continue
-            method = method.split("/", 1)[0]
+            method = base
         by.setdefault((r["dataset"], r["series"]), {})[method] = r
     methods = [m for m in METHODS if any(m in v for v in by.values())]
     lines: list[str] = []
@@ -108,16 +120,31 @@ def _summary(recs: list[dict[str, Any]], variant: str) -> tuple[list[str], list[
             if all(f is not None for f in sm):
                 sm_in = np.mean([(target / 2 <= f <= 2 * target) for f in sm])  # type: ignore[operator]
                 sm_cells = f"{np.median(sm):.4f} | {sm_in:.0%}"
+            extra = []
+            # the alarm divided by its trailing spread (fit_threshold(spread=True)); and,
+            # label-free, the threshold of the normal part's first 80% on its last 20%,
+            # without and with the spread (records before these: -)
+            for key in ("false_alarm_rate_spread", "false_alarm_rate_tail",
+                        "false_alarm_rate_tail_spread"):  # fmt: skip
+                vals = [by[k]["gpvae"].get(key) for k in full]
+                if all(f is not None for f in vals):
+                    v_in = np.mean([(target / 2 <= f <= 2 * target) for f in vals])  # type: ignore[operator]
+                    extra.append(f"{np.median(vals):.4f} | {v_in:.0%}")
+                else:
+                    extra.append("- | -")
             fa_lines.append(
                 f"| {label} | {len(fa)} | {target:g} | {np.median(fa):.4f} | {np.mean(fa):.4f} | "
-                f"{within:.0%} | {sm_cells} |"
+                f"{within:.0%} | {sm_cells} | " + " | ".join(extra) + " |"
             )
     return lines, fa_lines
 
 
-def render(records: list[dict[str, Any]], tag: str, variant: str) -> str:
+def render(
+    records: list[dict[str, Any]], tag: str, variant: str, peer: dict[str, str] | None = None
+) -> str:
     """The held-out series (no choice was made on them) and the development series, each
     with its own means and false-alarm table."""
+    peer = peer or {}
     recs = [r for r in records if r.get("tag") == tag]
     parts = []
     for title, subset in (
@@ -127,7 +154,7 @@ def render(records: list[dict[str, Any]], tag: str, variant: str) -> str:
             [r for r in recs if r.get("dev")],
         ),
     ):
-        lines, fa_lines = _summary(subset, variant)
+        lines, fa_lines = _summary(subset, variant, peer)
         if not lines:
             continue
         out = (
@@ -139,18 +166,27 @@ def render(records: list[dict[str, Any]], tag: str, variant: str) -> str:
             out += (
                 "\n\nThreshold learned from the normal (training) part, applied to the scored "
                 "part: share of its unlabelled steps flagged (gpvae). Alarm: the score the "
-                "threshold is compared with (`alarm_smooth` steps); last two columns: the "
-                "threshold on the smoothed ranking score itself, for comparison.\n\n"
+                'threshold is compared with (`alarm_smooth` steps); "smoothed": the '
+                "threshold on the smoothed ranking score itself, for comparison; "
+                '"spread": the alarm divided by its trailing spread '
+                '(`fit_threshold(spread=True)`); "tail": label-free, the threshold from the '
+                "first 80% of the normal part applied to its last 20% (same fit), without "
+                "and with the spread (`-`: records before these).\n\n"
                 "| data set | series | target rate | median | mean | series within 2x | "
-                "smoothed: median | smoothed: within 2x |\n"
-                "| --- | ---: | ---: | ---: | ---: | ---: | ---: | ---: |\n" + "\n".join(fa_lines)
+                "smoothed: median | smoothed: within 2x | spread: median | spread: within 2x | "
+                "tail: median | tail: within 2x | tail, spread: median | "
+                "tail, spread: within 2x |\n"
+                "| --- | ---: | ---: | ---: | ---: | ---: | ---: | ---: | ---: | ---: | ---: | "
+                "---: | ---: | ---: |\n" + "\n".join(fa_lines)
             )
         parts.append(out)
     out = "\n\n".join(parts)
     cfg = next((r["config"] for r in recs if r["method"].startswith("gpvae")), None)
     if cfg:
         out += (
-            f"\n\nScore variant: {variant}. Settings: "
+            f"\n\nScore variant: {variant}"
+            + ("; baselines: " + ", ".join(f"{m} {v}" for m, v in peer.items()) if peer else "")
+            + ". Settings: "
             + ", ".join(f"{k}={v}" for k, v in cfg.items())
             + "."
         )
@@ -164,15 +200,26 @@ def main(argv: Sequence[str] | None = None) -> int:
     p.add_argument("--tag", default="main")
     p.add_argument("--docs", default=str(DOCS))
     p.add_argument("--variant", default=None, help="Default: CHOSEN of anomaly.py.")
+    p.add_argument(
+        "--peer-variants",
+        action="store_true",
+        help="Report the baselines' PEER_CHOSEN variants of anomaly.py (records from session "
+        "10 on); without it, their records without a variant.",
+    )
     args = p.parse_args(argv)
-    if args.variant is None:
-        import re
+    import ast
+    import re
 
-        src = (ROOT / "benchmarks" / "anomaly.py").read_text()
+    src = (ROOT / "benchmarks" / "anomaly.py").read_text()
+    if args.variant is None:
         found = re.search(r'^CHOSEN = "([a-z0-9_]+)"', src, re.M)
         args.variant = found.group(1) if found else "k5_norm_s1"
+    peer: dict[str, str] = {}
+    if args.peer_variants:
+        found_peer = re.search(r"^PEER_CHOSEN = (\{[^}]*\})", src, re.M)
+        peer = ast.literal_eval(found_peer.group(1)) if found_peer else {}
     records = [r for path in args.results for r in json.loads(Path(path).read_text())]
-    table = render(records, args.tag, args.variant)
+    table = render(records, args.tag, args.variant, peer)
     docs = Path(args.docs)
     text = docs.read_text()
     if BEGIN in text and END in text:

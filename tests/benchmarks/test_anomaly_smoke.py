@@ -40,7 +40,9 @@ def _series(D: int) -> AnomalySeries:
 @pytest.mark.parametrize("D", [1, 3])
 def test_every_method_scores_every_step(bench, D: int) -> None:  # type: ignore[no-untyped-def]
     s = _series(D)
-    args = bench.parse_args(["--epochs", "1", "--hidden", "8", "--variants", "all"])
+    args = bench.parse_args(
+        ["--epochs", "1", "--hidden", "8", "--variants", "all", "--peer-variants", "all"]
+    )
     for name in ("pca", "iforest", "zscore"):
         out = bench.RUNNERS[name](s, args, 20)
         assert set(out["variants"]) == set(bench.PEER_VARIANTS), name
@@ -54,7 +56,8 @@ def test_every_method_scores_every_step(bench, D: int) -> None:  # type: ignore[
             assert v["score"].shape == (300,)
             assert np.isfinite(v["score"]).all()
             assert 0.0 <= v["false_alarm_rate"] <= 1.0
-            assert 0.0 <= v["false_alarm_rate_tail"] <= 1.0
+            for key in ("tail", "spread", "tail_spread", "smoothed"):
+                assert 0.0 <= v[f"false_alarm_rate_{key}"] <= 1.0
         assert out["epochs_run"] == 1
     assert bench.CHOSEN in bench.VARIANTS
     assert set(bench.PEER_CHOSEN) == {"pca", "iforest", "zscore", "cnn"}

@@ -18,13 +18,8 @@ observed entries. With ``baseline = L > 0`` the median of this sum over the prev
 steps is subtracted (the steps before a series count as the normal data's median
 ``level``): when the data drift slowly away from the normal part, every score rises, and
 only the rise against the recent level remains (an anomaly that lasts longer than about
-L / 2 steps becomes the new level). With ``spread`` as well, the difference is divided by
-the trailing spread of the sum over the same L steps (its 90% quantile less its median;
-before a series, and while fewer than L / 4 steps are there, the normal data's spread;
-at least :data:`gpvae.settings.ANOMALY_MIN_SPREAD` times it): new data whose normal scores
-vary more, or less, than the normal data's then keeps about the normal data's false-alarm
-rate. The step score is this, averaged over the last ``smooth`` steps. Both are trailing:
-no future step is used, so they can run on a stream.
+L / 2 steps becomes the new level). The step score is this, averaged over the last
+``smooth`` steps. Both are trailing: no future step is used, so they can run on a stream.
 
 **Causal scores.** With ``causal`` the held-out scores are forecasts: each window's steps
 fall into ``num_folds`` consecutive blocks, each scored given the steps before it only
@@ -32,7 +27,13 @@ fall into ``num_folds`` consecutive blocks, each scored given the steps before i
 
 **Threshold.** The threshold is compared with the **alarm score**: the same, averaged over
 the last ``alarm_smooth`` steps (default 1: the step's own score). It is the
-``1 - false_alarm_rate`` quantile of the normal data's alarm scores. A long mean ranks
+``1 - false_alarm_rate`` quantile of the normal data's alarm scores. With ``spread`` (and a
+baseline) the alarm's difference from the trailing median is also divided by the trailing
+spread of the summed score over the same L steps (its 90% quantile less its median; the
+normal data's spread before a series and while fewer than L / 4 steps are there; at least
+:data:`gpvae.settings.ANOMALY_MIN_SPREAD` times it): new data whose normal scores vary more,
+or less, than the normal data's then keep about the target rate. The ranking (step) score
+is not divided. A long mean ranks
 lasting anomalies better, but its upper quantile rests on a few independent stretches of
 the normal data, which is why the alarm may use a shorter one. :func:`flagged_intervals`
 turns the flagged steps into intervals (start, end, peak score, the features that
@@ -101,8 +102,8 @@ class AnomalyProfile:
             held-out score whatever the scales (None: 1).
         causal: score each window's blocks from the steps before them only (False, as in
             profiles saved before this field existed: interleaved folds).
-        spread: divide the baseline-subtracted score by its trailing spread (False, as in
-            profiles saved before this field existed).
+        spread: divide the alarm's baseline-subtracted score by its trailing spread (False,
+            as in profiles saved before this field existed).
         level_spread: the normal data's spread of the summed score (90% quantile less
             median; the trailing spread before a series starts).
     """
@@ -427,26 +428,28 @@ def _trailing_spread(s: np.ndarray, width: int, level_spread: float) -> np.ndarr
     return np.maximum(spread, settings.ANOMALY_MIN_SPREAD * level_spread)
 
 
-def _detrended(entry: np.ndarray, profile: AnomalyProfile) -> np.ndarray:
+def _detrended(entry: np.ndarray, profile: AnomalyProfile) -> tuple[np.ndarray, np.ndarray]:
+    """The summed score less its trailing median, and the same divided by its trailing
+    spread for the alarm (with ``profile.spread``; else the same array)."""
     raw = _summed(entry, profile)
     if profile.baseline <= 0:
-        return raw
+        return raw, raw
     out = raw - _trailing_median(raw, profile.baseline, profile.level)
-    if profile.spread:
-        out = out / _trailing_spread(raw, profile.baseline, profile.level_spread)
-    return out
+    if not profile.spread:
+        return out, out
+    return out, out / _trailing_spread(raw, profile.baseline, profile.level_spread)
 
 
 def step_scores(entry: np.ndarray, profile: AnomalyProfile | None) -> np.ndarray:
     """(T,) step scores from (T, D) entry scores (NaN where no entry is observed)."""
     if profile is None:
         return _summed(entry, None)
-    return _trailing_mean(_detrended(entry, profile), profile.smooth)
+    return _trailing_mean(_detrended(entry, profile)[0], profile.smooth)
 
 
 def alarm_scores(entry: np.ndarray, profile: AnomalyProfile) -> np.ndarray:
     """(T,) scores that the profile's threshold is compared with (see the module)."""
-    return _trailing_mean(_detrended(entry, profile), profile.alarm_width)
+    return _trailing_mean(_detrended(entry, profile)[1], profile.alarm_width)
 
 
 def heldout_scores(
@@ -471,10 +474,10 @@ def heldout_scores(
         step = [step_scores(e, None) for e in entry]
     else:  # the drift baseline (a rolling median) once per series, for both trailing means
         detrended = [_detrended(e, profile) for e in entry]
-        step = [_trailing_mean(d, profile.smooth) for d in detrended]
+        step = [_trailing_mean(d, profile.smooth) for d, _ in detrended]
         flagged = [
-            np.nan_to_num(_trailing_mean(d, profile.alarm_width), nan=-np.inf) > profile.threshold
-            for d in detrended
+            np.nan_to_num(_trailing_mean(a, profile.alarm_width), nan=-np.inf) > profile.threshold
+            for _, a in detrended
         ]
     return AnomalyResult(
         # float64 whatever the input's dtype: a score (~ z^2 / 2) can exceed float32

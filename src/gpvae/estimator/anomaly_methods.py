@@ -102,9 +102,10 @@ class AnomalyMethods:
         and used by :meth:`anomaly_scores` (see :mod:`gpvae.estimator.anomaly`), with the
         ``prior_weight`` of the scores (None: :data:`gpvae.settings.ANOMALY_PRIOR_WEIGHT`)
         and their ``causal`` setting (None: False; see :meth:`anomaly_scores`). With
-        ``spread`` (and a baseline) the difference from the trailing median is also
+        ``spread`` (and a baseline) the alarm's difference from the trailing median is also
         divided by the score's trailing spread over the same steps, so that new data whose
-        normal scores vary more or less than the normal data's keep about the target rate.
+        normal scores vary more or less than the normal data's keep about the target rate
+        (the step score, which ranks the steps, is not divided).
 
         Returns:
             self.

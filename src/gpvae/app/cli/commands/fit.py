@@ -254,9 +254,9 @@ THRESHOLD_QUANTILE = 0.99
 @click.option(
     "--spread-baseline",
     is_flag=True,
-    help="detect divides the score's rise over its recent median by its recent spread, so "
-    "that new data whose normal scores vary more or less than the training data's keep "
-    "about the --false-alarm-rate.",
+    help="detect's alarm divides the score's rise over its recent median by its recent "
+    "spread, so that new data whose normal scores vary more or less than the training "
+    "data's keep about the --false-alarm-rate.",
 )
 @click.option("--seed", default=0, show_default=True, type=click.IntRange(min=0))
 @click.option(
