@@ -155,3 +155,65 @@ def test_bad_input_shapes_name_the_argument() -> None:
         enc(y, observed[:, :4])
     with pytest.raises(GPVAEError, match="z: expected shape"):
         MLPDecoder(L, D)(torch.randn(2, N, L + 1))
+
+
+# ---------------------------------------------------------------- chunked per-point MLPs
+
+
+def _first_linear_calls(net: torch.nn.Module) -> list[int]:
+    """Rows seen by each call of the first Linear layer of ``net`` (a forward hook)."""
+    calls: list[int] = []
+    first = next(m for m in net.modules() if isinstance(m, torch.nn.Linear))
+    first.register_forward_hook(lambda _m, inp, _out: calls.append(inp[0].shape[0]))
+    return calls
+
+
+def _encode_decode(enc: MLPEncoder, dec: MLPDecoder, y: torch.Tensor, obs: torch.Tensor) -> tuple:
+    """Decoded params of two draws and every gradient of a loss on them (float64)."""
+    for p in [*enc.parameters(), *dec.parameters()]:
+        p.grad = None
+    yy = y.clone().requires_grad_()
+    mean, var = enc(yy, obs)
+    eps = torch.linspace(-1.0, 1.0, 2, dtype=y.dtype)[:, None, None, None]
+    out = dec(mean + var.sqrt() * eps)  # (2, B, N, D)
+    (out.sin() * out).sum().backward()
+    grads = [p.grad.clone() for p in [*enc.parameters(), *dec.parameters()]]
+    return out.detach(), yy.grad.clone(), grads
+
+
+def test_mlp_in_chunks_equals_one_pass_values_and_gradients(monkeypatch) -> None:
+    from gpvae import settings
+
+    torch.manual_seed(0)
+    enc = MLPEncoder(D, L, hidden=(32, 16)).double()
+    dec = MLPDecoder(L, D, hidden=(16, 32)).double()
+    g = torch.Generator().manual_seed(1)
+    y = torch.randn(3, 200, D, generator=g, dtype=torch.float64)
+    obs = torch.rand(3, 200, D, generator=g) < 0.7
+    ref = _encode_decode(enc, dec, y, obs)  # default limit: one pass at this size
+    calls = _first_linear_calls(enc.net)
+    monkeypatch.setattr(settings, "MLP_CHUNK_BYTES", 32 * 8 * 70)  # 70 rows of width 32
+    out = _encode_decode(enc, dec, y, obs)
+    # 600 rows in chunks of 70 (9 chunks), each run again in the backward pass (checkpoints)
+    assert calls[:9] == [70] * 8 + [40]
+    assert sorted(calls[9:]) == sorted(calls[:9])
+    torch.testing.assert_close(out[0], ref[0], rtol=1e-13, atol=1e-14)
+    torch.testing.assert_close(out[1], ref[1], rtol=1e-12, atol=1e-14)
+    for a, b in zip(out[2], ref[2]):  # weight gradients: summed chunk by chunk
+        torch.testing.assert_close(a, b, rtol=1e-12, atol=1e-14)
+
+
+def test_mlp_in_chunks_without_gradients_runs_each_chunk_once(monkeypatch) -> None:
+    from gpvae import settings
+
+    torch.manual_seed(0)
+    dec = MLPDecoder(L, D, hidden=(16,)).double()
+    z = torch.randn(2, 3, 50, L, dtype=torch.float64)  # 300 rows
+    with torch.no_grad():
+        ref = dec(z)
+        calls = _first_linear_calls(dec.net)
+        monkeypatch.setattr(settings, "MLP_CHUNK_BYTES", 16 * 8 * 64)  # 64 rows of width 16
+        out = dec(z)
+    assert calls == [64, 64, 64, 64, 44]
+    assert out.shape == (2, 3, 50, D)
+    torch.testing.assert_close(out, ref, rtol=1e-13, atol=1e-14)

@@ -22,7 +22,9 @@ from collections.abc import Callable, Sequence
 import torch
 from torch import Tensor, nn
 from torch.nn.functional import softplus
+from torch.utils.checkpoint import checkpoint
 
+from gpvae import settings
 from gpvae.errors import ShapeError, ValidationError
 
 __all__ = [
@@ -80,6 +82,31 @@ class MLP(nn.Sequential):
             width = h
         layers.append(nn.Linear(width, out_features))
         super().__init__(*layers)
+
+    def forward(self, x: Tensor) -> Tensor:
+        """The MLP on the last axis of ``x`` (..., in_features); over chunks of rows when the
+        widest layer's output would exceed :data:`gpvae.settings.MLP_CHUNK_BYTES` (each chunk
+        checkpointed when gradients are needed), else in one pass. On the CPU only: the
+        cost chunking avoids is glibc's fresh mappings of large tensors, which a GPU's caching
+        allocator does not have."""
+        width = x.shape[-1]
+        rows = x.numel() // width if width else 0
+        widest = max((m.out_features for m in self if isinstance(m, nn.Linear)), default=width)
+        per_row = widest * x.element_size()
+        limit = settings.MLP_CHUNK_BYTES
+        if rows * per_row <= limit or x.device.type != "cpu":
+            return super().forward(x)
+        chunk = max(1, limit // per_row)
+        grad = torch.is_grad_enabled() and (
+            x.requires_grad or any(p.requires_grad for p in self.parameters())
+        )
+        run = super().forward
+        outs = [
+            checkpoint(run, part, use_reentrant=False) if grad else run(part)
+            for part in x.reshape(rows, width).split(chunk)
+        ]
+        out = torch.cat(outs)
+        return out.reshape(*x.shape[:-1], out.shape[-1])
 
 
 def check_encoder_inputs(y: Tensor, observed: Tensor, num_features: int) -> None:
