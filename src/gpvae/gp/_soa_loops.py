@@ -675,20 +675,36 @@ def _finish_bwd(
 
 
 @_jit
-def _smooth_bwd(Ae, sgain, m_filt, m_smooth, P_pred, P_smooth, g_ms, g_Ps, g_Ae, ar, pos):
-    """Adjoint of :func:`_smooth`: returns g_mfilt, g_sgain, g_filt, g_pred; adds into g_Ae."""
+def _smooth_bwd(Ae, sgain, m_filt, m_smooth, P_pred, P_smooth, g_ms, g_Ps, ar, pos):
+    """Adjoint of :func:`_smooth`, means and covariances in one sweep forward in time:
+    returns g_mfilt, g_sgain, g_filt, g_pred and g_Ae (N, m, m, C; entry 0 unused), each
+    written here first (the later adjoints add into g_filt, g_pred and g_Ae)."""
     N, m, S1, C = m_filt.shape
-    g_mfilt = _z4(ar, pos, N, m, S1, C)
-    g_sgain = _z4(ar, pos, max(N - 1, 0), m, m, C)
-    g_filt = _z4(ar, pos, N, m, m, C)
-    g_pred = _z4(ar, pos, N, m, m, C)
-    # means: b = adjoint of m^s_n, carried forward in n
+    g_mfilt = _e4(ar, pos, N, m, S1, C)
+    g_sgain = _e4(ar, pos, max(N - 1, 0), m, m, C)
+    g_filt = _e4(ar, pos, N, m, m, C)
+    g_pred = _e4(ar, pos, N, m, m, C)
+    g_Ae = _e4(ar, pos, N, m, m, C)
+    g_pred[0] = 0.0
+    # b = adjoint of m^s_n and bc = adjoint of P^s_n, carried forward in n (bc kept exactly
+    # symmetric: only its symmetric part matters, P^s being symmetric)
     b = g_ms[0].copy()
+    bc = np.empty((m, m, C))
+    for i in range(m):
+        for j in range(m):
+            o, a, a2 = bc[i, j], g_Ps[0, i, j], g_Ps[0, j, i]
+            for c in range(C):
+                o[c] = 0.5 * (a[c] + a2[c])
     bd = np.empty((m, S1, C))
     d = np.empty((m, S1, C))
     tmp = np.empty((m, S1, C))
+    Dm = np.empty((m, m, C))
+    T = np.empty((m, m, C))
+    TD = np.empty((m, m, C))
+    bD = np.empty((m, m, C))
     for n in range(N - 1):
         A, sg, mf = Ae[n + 1], sgain[n], m_filt[n]
+        # means
         _tmatvec(sg, b, bd)  # bd = G^T b
         _matvec(A, mf, d)
         for i in range(m):
@@ -696,42 +712,35 @@ def _smooth_bwd(Ae, sgain, m_filt, m_smooth, P_pred, P_smooth, g_ms, g_Ps, g_Ae,
                 o, a = d[i, s], m_smooth[n + 1, i, s]
                 for c in range(C):
                     o[c] = a[c] - o[c]
-        _outer_add(b, d, g_sgain[n], 1.0)
-        _outer_add(bd, mf, g_Ae[n + 1], -1.0)
+        gs, ga = g_sgain[n], g_Ae[n + 1]
+        for i in range(m):
+            for j in range(m):
+                o, o2 = gs[i, j], ga[i, j]
+                for c in range(C):
+                    o[c] = 0.0
+                    o2[c] = 0.0
+        _outer_add(b, d, gs, 1.0)
+        _outer_add(bd, mf, ga, -1.0)
         _tmatvec(A, bd, tmp)
         gf = g_mfilt[n]
         for i in range(m):
             for s in range(S1):
                 o, bb, t, gn, bdd = gf[i, s], b[i, s], tmp[i, s], g_ms[n + 1, i, s], bd[i, s]
                 for c in range(C):
-                    o[c] += bb[c] - t[c]
+                    o[c] = bb[c] - t[c]
                     bb[c] = gn[c] + bdd[c]
-    g_mfilt[N - 1] += b
-    # covariances: bc = adjoint of P^s_n (kept exactly symmetric: only its symmetric part
-    # matters, P^s being symmetric)
-    bc = np.empty((m, m, C))
-    for i in range(m):
-        for j in range(m):
-            o, a, a2 = bc[i, j], g_Ps[0, i, j], g_Ps[0, j, i]
-            for c in range(C):
-                o[c] = 0.5 * (a[c] + a2[c])
-    Dm = np.empty((m, m, C))
-    T = np.empty((m, m, C))
-    TD = np.empty((m, m, C))
-    bD = np.empty((m, m, C))
-    for n in range(N - 1):
-        sg, gf = sgain[n], g_filt[n]
+        # covariances
+        gfc = g_filt[n]
         for i in range(m):
             for j in range(m):
                 o, a, p = Dm[i, j], P_smooth[n + 1, i, j], P_pred[n + 1, i, j]
-                f, b = gf[i, j], bc[i, j]
+                f, bb = gfc[i, j], bc[i, j]
                 for c in range(C):
                     o[c] = a[c] - p[c]
-                    f[c] += b[c]
+                    f[c] = bb[c]
         _matmul(bc, sg, T)  # T = b G (= b^T G: b is kept symmetric)
         _tmatmul(sg, T, bD)  # bD = G^T b G
         _matmul(T, Dm, TD)  # the adjoint of G: T D^T + b^T G D = 2 T D (D symmetric)
-        gs = g_sgain[n]
         for i in range(m):
             for j in range(m):
                 o, t = gs[i, j], TD[i, j]
@@ -749,10 +758,11 @@ def _smooth_bwd(Ae, sgain, m_filt, m_smooth, P_pred, P_smooth, g_ms, g_Ps, g_Ae,
                 )
                 for c in range(C):
                     sym = 0.5 * (d1[c] + d2[c])
-                    gp[c] -= sym
+                    gp[c] = -sym
                     o[c] = 0.5 * (a[c] + a2[c]) + sym
-    g_filt[N - 1] += bc
-    return g_mfilt, g_sgain, g_filt, g_pred
+    g_mfilt[N - 1] = b
+    g_filt[N - 1] = bc
+    return g_mfilt, g_sgain, g_filt, g_pred, g_Ae
 
 
 @_jit
@@ -1007,9 +1017,8 @@ def backward(K, G, ix, still, inc, var, eps, e, g_kl, g_sample, saved, ar):
     g_states, g_ms, g_Ps, g_inv_s, g_log_s, g_v0 = _finish_bwd(
         He, inc, var, y, inv_s, innov, m_smooth, P_smooth, g_kl, g_sample, g_mean, g_var, ar, pos
     )
-    g_Ae = _z4(ar, pos, N, m, m, C)
-    g_mfilt, g_sgain, g_filt, g_pred = _smooth_bwd(
-        Ae, sgain, m_filt, m_smooth, P_pred, P_smooth, g_ms, g_Ps, g_Ae, ar, pos
+    g_mfilt, g_sgain, g_filt, g_pred, g_Ae = _smooth_bwd(
+        Ae, sgain, m_filt, m_smooth, P_pred, P_smooth, g_ms, g_Ps, ar, pos
     )
     g_gain, g_D = _mean_filter_bwd(Ae, He, gain, m_filt, innov, g_mfilt, g_v0, g_Ae, ar, pos)
     g_CQ = np.zeros((K, G, m, m))
