@@ -1,0 +1,41 @@
+"""``benchmarks/downstream_outer.py``: the PhysioNet-300 downstream AUROC on the stays outside
+the subset and on the subset's training and validation stays (small run: 64 stays, 120
+outer stays, linear interpolation; skips without the data directory)."""
+
+from __future__ import annotations
+
+import os
+from collections.abc import Callable
+from pathlib import Path
+from types import ModuleType
+
+import numpy as np
+import pytest
+
+
+def test_outer_record_scores_stays_outside_the_subset(
+    bench_script: Callable[[str], ModuleType], tmp_path: Path
+) -> None:
+    root = Path(__file__).resolve().parents[2]
+    data = Path(os.environ.get("GPVAE_DATA", root.parent / "shared" / "data"))
+    if not (data / "physionet2012" / "set-a").is_dir():
+        pytest.skip("PhysioNet 2012 data not available")
+    mod = bench_script("downstream_outer")
+    protocol = bench_script("_protocol")
+    X, times, labels, prep = mod.outer_stays(data, 64, limit=120)
+    assert X.shape == (120, 48, 37)
+    assert times.shape == (120, 48)
+    assert labels.shape == (120,)
+    full = protocol.prepare("physionet2012", data, 184)  # stays 64..183 = the outer ones
+    raw = full.X[64:] * full.std + full.mean
+    np.testing.assert_allclose(X * prep.std + prep.mean, raw, atol=1e-9, equal_nan=True)
+    results = protocol.ResultsFile(tmp_path / "outer.json")
+    rec = mod.run("linear", 0, results, data_dir=data, subset=64, outer_limit=120, repeats=2)
+    assert rec["n_outer"] == 120
+    assert rec["n_selection"] == len(prep.train) + len(prep.val)
+    assert 0.0 < rec["auroc_outer"] < 1.0
+    assert 0.0 < rec["auroc_selection"] < 1.0
+    assert len(rec["auroc_outer_folds"]) == 5
+    assert results.has("physionet2012", "outer", "linear", 0, 64)
+    with pytest.raises(ValueError, match=r"^subset"):
+        mod.outer_stays(data, 4000)
