@@ -22,7 +22,7 @@ from typing import Any
 import numpy as np
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
-from forecasting import GPVAE_CONFIG, REFIT
+from forecasting import GPVAE_CONFIG, MEMBERS, REFIT
 
 ROOT = Path(__file__).resolve().parents[1]
 RESULTS = ROOT / "benchmarks" / "results" / "forecasting.json"
@@ -43,6 +43,8 @@ METHODS = (
     "gpvae-increments",
     "gpvae-all-increments",
     "gpvae-some-levels",
+    "gpvae-one",
+    "gpvae-members",
     "gpvae",
 )
 NAMES = {
@@ -57,6 +59,8 @@ NAMES = {
     "gpvae-increments": "gpvae on the increments (difference=True, blend)",
     "gpvae-all-increments": "gpvae on the increments of every feature (blend)",
     "gpvae-some-levels": "gpvae with some features by their levels (blend)",
+    "gpvae-one": "gpvae, one model (blend)",
+    "gpvae-members": "gpvae, an ensemble of another size (blend)",
     "gpvae": "gpvae (blend)",
 }
 DATASETS = (
@@ -256,6 +260,8 @@ def _base_method(r: dict[str, Any]) -> str:
     own = r.get("level_features") or None if r.get("difference") else None
     if own != (GPVAE_CONFIG[r["dataset"]].get("level_features") or None):
         return "gpvae-some-levels" if own else "gpvae-all-increments"
+    if (r.get("members") or 1) != MEMBERS[r["dataset"]]:  # a record without it: one model
+        return "gpvae-one" if (r.get("members") or 1) == 1 else "gpvae-members"
     return "gpvae"
 
 
@@ -266,6 +272,8 @@ def _config(rows: list[dict[str, Any] | None]) -> list[str]:
     if "gpvae" in by:
         ran = bool(by["gpvae"].get("difference"))  # None: made before the argument existed
         cfg = {**(by["gpvae"].get("config") or {}), "difference": ran}
+        if (by["gpvae"].get("members") or 1) > 1:  # GPVAEEnsemble(members, **cfg)
+            cfg["members"] = by["gpvae"]["members"]
         out += ["", "gpvae (blend): " + ", ".join(f"`{k}={v!r}`" for k, v in cfg.items()) + "."]
     if "gpvae" in by:  # rows whose records ran an earlier configuration
         now = by["gpvae"].get("config") or {}
@@ -367,6 +375,13 @@ def _fits(r: dict[str, Any]) -> str:
     if not run:
         return "-"
     best = r.get("best_epochs") or [None] * len(run)
+    if (r.get("members") or 1) > 1 and None not in best:  # an ensemble: a range per seed
+        capped = sum(b == e for e, b in zip(run, best))
+        return (
+            f"{len(run)} fits ({r['members']} members x {len(run) // r['members']}): "
+            f"{min(run)}-{max(run)} epochs (best {min(best)}-{max(best)}), "
+            f"{capped} reached the cap"
+        )
     parts = []
     for e, b in zip(run, best):
         text = f"{e}" if b is None else f"{e} (best {b}{', cap reached' if b == e else ''})"
