@@ -11,7 +11,7 @@ import torch
 
 from gpvae import GPVAE, settings
 from gpvae.errors import ModelFileError
-from gpvae.estimator.forecast_blend import ForecastBlend, base_names, fit_blend, simple_forecasts
+from gpvae.estimator.forecast_blend import ForecastBlend, fit_blend, simple_forecasts
 
 SMALL = {"latent_dim": 2, "hidden": (16,), "batch_size": 16, "progress": False, "lr": 1e-2}
 
@@ -31,20 +31,6 @@ def test_simple_forecasts_by_hand() -> None:
     assert np.isnan(simple_forecasts(hist, 3, ("anchored",), 2)).all()  # needs the model
     with pytest.raises(ValueError, match="names"):
         simple_forecasts(hist, 1, ("mean",), 1)
-    # the mean of the observed values among the last H steps (gaps are not filled): over
-    # the last 2 steps 4 and 12; over the last 4, (2 + 3 + 4) / 3 and (10 + 12) / 2
-    recent = simple_forecasts(hist, 2, ("recent",), horizon=2)[0]
-    np.testing.assert_allclose(recent, [[4.0, 12.0]] * 2)
-    recent = simple_forecasts(hist, 2, ("recent",), horizon=4)[0]
-    np.testing.assert_allclose(recent, [[3.0, 11.0]] * 2)
-    gap = np.array([[1.0, np.nan], [2.0, np.nan]])
-    assert np.isnan(simple_forecasts(gap, 1, ("recent",), horizon=2)[0][:, 1]).all()
-
-
-def test_models_of_increments_have_the_recent_mean_base() -> None:
-    plain = GPVAE(**SMALL, epochs=1).fit([np.random.default_rng(0).normal(size=(30, 2))])
-    assert "recent" not in base_names(plain.model_)
-    assert base_names(plain.model_, difference=True)[-1] == "recent"
 
 
 def test_fit_blend_picks_the_base_and_weight_with_the_least_error() -> None:

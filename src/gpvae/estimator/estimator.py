@@ -524,7 +524,7 @@ class GPVAE(AnomalyMethods, ForecastMethods, SpatialMethods, PersistenceMethods)
             ctx = PredictContext(
                 model, scaler, device, self.batch_size, self.seed, scale, self.posterior
             )
-            bases = base_names(model, bool(self.difference)) if self.forecast_blend else None
+            bases = base_names(model) if self.forecast_blend else None
             self.forecast_scale_, self.forecast_blend_ = calibrate_and_blend(
                 ctx, full_set, H, bases, held_out=True, comm=comm, sharded=sharded
             )

@@ -27,12 +27,7 @@ Bases (:func:`base_names`), from each series' history in steps after its last ti
   with drift, H the calibration horizon);
 - ``"anchored"``: the last value plus the model's forecast change from the first future
   step (``last + m_h - m_1``): the model's shape of the future at the series' own level, for
-  a series whose level leaves the range the decoder was trained on;
-- ``"recent"`` (models of increments only, ``difference``): the mean of the last ``H``
-  observed values. Of increments, that is the mean step of the last H steps: a random walk
-  with that drift, whose steps do not repeat the noise of the last one (``"last"`` of
-  increments repeats the last step H times); of a level (a feature a mixed model keeps as
-  levels), a moving average.
+  a series whose level leaves the range the decoder was trained on.
 
 A base the history cannot give (a feature never observed, a history shorter than the
 season) is replaced by the model's mean.
@@ -53,18 +48,16 @@ from gpvae.errors import ModelFileError
 __all__ = ["ForecastBlend", "base_names", "blend_mean", "fit_blend", "simple_forecasts"]
 
 
-def base_names(model: nn.Module, difference: bool = False) -> tuple[str, ...]:
+def base_names(model: nn.Module) -> tuple[str, ...]:
     """The base forecasts for a model: the seasonal ones of its periodic kernels' periods
-    (in steps, the index's units; any module with a ``raw_period`` parameter), and
-    ``"recent"`` for a model of increments (``difference``)."""
+    (in steps, the index's units; any module with a ``raw_period`` parameter)."""
     periods = [
         float(torch.as_tensor(m.period).detach())
         for m in model.modules()
         if hasattr(m, "raw_period")
     ]
     lags = sorted({round(p) for p in periods if round(p) >= 2})
-    recent = ("recent",) if difference else ()
-    return ("last", *(f"season:{m}" for m in lags), "drift", "anchored", *recent)
+    return ("last", *(f"season:{m}" for m in lags), "drift", "anchored")
 
 
 def _ffill(v: np.ndarray) -> np.ndarray:
@@ -100,12 +93,6 @@ def simple_forecasts(
         elif name == "anchored":
             if model_mean is not None:
                 out[k] = last + model_mean - model_mean[:1]
-        elif name == "recent":
-            back = history[-min(horizon, T) :]
-            seen = ~np.isnan(back)
-            count = seen.sum(axis=0)
-            total = np.where(seen, back, 0.0).sum(axis=0)
-            out[k] = np.where(count > 0, total / np.maximum(count, 1), np.nan)
         elif name == "drift":
             back = min(horizon, T - 1)
             if back >= 1:

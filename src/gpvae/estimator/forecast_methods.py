@@ -85,7 +85,7 @@ class ForecastMethods:
         ss, _ = ctx.input(X, times)
         if self.difference:  # the model's data are the increments
             ss = increments(ss, which=self.difference)
-        bases = base_names(ctx.model, bool(self.difference)) if self.forecast_blend else None
+        bases = base_names(ctx.model) if self.forecast_blend else None
         plain = replace(ctx, forecast_scale=None, forecast_blend=None)
         self.forecast_scale_, self.forecast_blend_ = calibrate_and_blend(plain, ss, H, bases)
         self.forecast_horizon = H
