@@ -319,6 +319,8 @@ def render_screen(records: list[dict[str, Any]]) -> str:
             kernel += f", latent {r['latent_dim']}"
         if gp and r.get("window"):
             kernel += f", window {r['window']}"
+        if gp and (r.get("members") or 1) > 1:
+            kernel += f", {r['members']} members (seeds {r['seed']}-{r['seed'] + r['members'] - 1})"
         lines.append(
             f"| {r['dataset']} | {r['horizon']} | {r['method']} | {kernel} | "
             f"{_difference(r) if gp else '-'} | {(r.get('refit') or 'once') if gp else '-'}"

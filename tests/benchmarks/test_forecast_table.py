@@ -65,6 +65,22 @@ def test_rows_name_the_refit_that_differs_from_the_data_set(table: ModuleType) -
     assert table._method({**seattle, "refit": "each"}) == "gpvae@each"
 
 
+def test_ensemble_size_is_part_of_the_key_and_of_the_row(table: ModuleType) -> None:
+    forecasting = sys.modules["forecasting"]
+    results = forecasting.ForecastResults.__new__(forecasting.ForecastResults)
+    rec = {"dataset": "employment", "horizon": 12, "method": "gpvae", "difference": True}
+    rec |= {"refit": table.REFIT["employment"], "forecast_blend": True}
+    assert table.MEMBERS["employment"] == 5
+    # a record made before members was recorded ran one model
+    assert results._key(rec) == results._key({**rec, "members": 1})
+    assert results._key({**rec, "members": 1}) != results._key({**rec, "members": 5})
+    assert table._method(rec) == "gpvae-one"
+    assert table._method({**rec, "members": 5}) == "gpvae"
+    assert table._method({**rec, "members": 3}) == "gpvae-members"
+    seattle = {"dataset": "seattle", "horizon": 28, "method": "gpvae", "difference": False}
+    assert table._method(seattle) == "gpvae"  # one model is Seattle's configuration
+
+
 def test_records_exist_for_every_configured_gpvae_row(table: ModuleType) -> None:
     records = json.loads((RESULTS / "forecasting.json").read_text())
     methods = {(r["dataset"], r["horizon"], table._method(r)) for r in records}
