@@ -286,6 +286,33 @@ def test_make_tables_cells_carry_epochs_and_coverage(harness: ModuleType) -> Non
     assert brits.split(" | ")[3:9] == ["9 (4)", "-", "-", "-", "-", "-"]
 
 
+def test_make_tables_outer_check_sits_beside_the_protocols_auroc(harness: ModuleType) -> None:
+    """The downstream check's rows (benchmarks/downstream_outer.py) carry the protocol's AUROC
+    of the same method and seeds, and only those seeds."""
+    tables = importlib.import_module("make_tables")
+
+    def down(method: str, seed: int, auroc: float) -> dict[str, Any]:
+        return {"dataset": "physionet2012", "pattern": "downstream", "method": method,
+                "seed": seed, "subset": 300, "auroc": auroc, "wall_s": 1.0, "epochs": 1,
+                "settings": {}}  # fmt: skip
+
+    def outer(method: str, seed: int, value: float) -> dict[str, Any]:
+        return {"dataset": "physionet2012", "pattern": "outer", "method": method, "seed": seed,
+                "subset": 300, "auroc_outer": value, "auroc_selection": value - 0.1,
+                "n_outer": 3700, "n_selection": 240}  # fmt: skip
+
+    records = [down("gpvae", 0, 0.6), down("gpvae", 1, 0.7), down("linear", 0, 0.65)]
+    checks = [outer("gpvae", 0, 0.72), outer("linear", 0, 0.69), outer("gpvae[old]", 0, 0.7)]
+    region = tables.render(records, None, checks)
+    assert "#### The PhysioNet-300 AUROC checked on more stays" in region
+    lines = region.splitlines()
+    row = next(line for line in lines if line.startswith("| gpvae | "))
+    assert row.split(" | ")[1:] == ["0", "0.720 (1)", "0.620 (1)", "0.600 (1)", "0 |"]
+    assert next(line for line in lines if line.startswith("| gpvae[old] |")).endswith("| - | - |")
+    assert lines.index(next(x for x in lines if x.startswith("| linear | 0 |"))) < lines.index(row)
+    assert "checked on more stays" not in tables.render(records)
+
+
 def test_docs_imputation_region_is_the_records_rendered(harness: ModuleType) -> None:
     """docs/benchmarks.md's imputation region is make_tables' rendering of the committed
     records (regenerate it with ``python benchmarks/make_tables.py``)."""
@@ -296,4 +323,5 @@ def test_docs_imputation_region_is_the_records_rendered(harness: ModuleType) -> 
     explore = json.loads(tables.EXPLORE.read_text())
     docs = tables.DOCS.read_text()
     start, stop = docs.index(tables.BEGIN), docs.index(tables.END) + len(tables.END)
-    assert docs[start:stop].strip() == tables.render(records, explore).strip()
+    outer = json.loads(tables.OUTER.read_text()) if tables.OUTER.is_file() else []
+    assert docs[start:stop].strip() == tables.render(records, explore, outer).strip()
