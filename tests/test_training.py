@@ -194,3 +194,21 @@ def test_optimiser_falls_back_to_the_per_tensor_update_where_fused_is_refused(
     params[0].grad = torch.ones(3)
     opt.step()
     torch.testing.assert_close(params[0].detach(), torch.full((3,), -0.1))
+
+
+def test_train_drops_the_fused_pass_buffers_when_it_ends() -> None:
+    """The arenas the markov backend's fused pass keeps between steps do not outlive the
+    loop (gpvae.gp.release_arenas), whether it ends normally or by an error."""
+    from gpvae.gp import _fused
+
+    y = _data()
+    cfg = TrainConfig(epochs=2, lr=0.05, patience=None, progress=False)
+    _fused._release("chains-fwd", torch.empty(8, dtype=torch.float64).numpy())
+    train(MeanModel(3), lambda epoch: _batches(y), cfg)
+    assert not _fused._ARENAS
+    _fused._release("chains-fwd", torch.empty(8, dtype=torch.float64).numpy())
+    model = MeanModel(3)
+    model.poison_steps = set(range(1, 100))
+    with pytest.raises(NumericalError):
+        train(model, lambda epoch: _batches(y), cfg)
+    assert not _fused._ARENAS

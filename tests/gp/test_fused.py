@@ -239,7 +239,8 @@ def test_singular_predicted_covariance_raises(layout: str) -> None:
         )
 
 
-def test_soa_buffers_reused_between_steps_never_overwrite_a_pending_graph() -> None:
+@pytest.mark.parametrize("layout", LAYOUTS)
+def test_buffers_reused_between_steps_never_overwrite_a_pending_graph(layout: str) -> None:
     """Two passes whose graphs are both alive, their backward passes run in the other order
     (the second reuses no buffer the first still holds): same gradients as alone."""
     kernels = make_kernels("matern12")
@@ -247,7 +248,7 @@ def test_soa_buffers_reused_between_steps_never_overwrite_a_pending_graph() -> N
 
     def run(shift: float) -> tuple[Tensor, Tensor]:
         m = (mean + shift).requires_grad_()
-        post = fused(kernels, x, m, var, valid, layout="soa")
+        post = fused(kernels, x, m, var, valid, layout=layout)
         draws = post.sample(2, gen())
         return (draws.square().sum() + post.kl().sum()), m
 
@@ -258,3 +259,39 @@ def test_soa_buffers_reused_between_steps_never_overwrite_a_pending_graph() -> N
     assert bool((g0 != g1).any())
     torch.testing.assert_close(g0, alone[0], rtol=0, atol=0)
     torch.testing.assert_close(g1, alone[1], rtol=0, atol=0)
+
+
+@pytest.mark.parametrize("long_arenas", [False, True])
+@pytest.mark.parametrize("layout", LAYOUTS)
+def test_reused_buffers_holding_garbage_give_the_same_results(
+    layout: str, long_arenas: bool, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """A step on arenas from the pool, every free arena filled with NaN first, gives the
+    values and gradients of a step on fresh buffers (nothing is read before it is written);
+    arenas longer than _ARENA_MAX are kept one per kind, and release_arenas drops them."""
+    if long_arenas:
+        monkeypatch.setattr(_fused, "_ARENA_MAX", 16)
+    _fused.release_arenas()
+    kernels = make_kernels("mixed")
+    x, mean, var, valid = make_problem(len(kernels), seed=78)
+
+    def step() -> list[Tensor]:
+        m, v = mean.clone().requires_grad_(), var.clone().requires_grad_()
+        post = fused(kernels, x, m, v, valid, layout=layout)
+        draws, kl = post.sample(2, gen()), post.kl()
+        grads = torch.autograd.grad(draws.square().sum() + kl.sum(), (m, v))
+        return [draws.detach(), kl.detach(), *grads]
+
+    first = step()
+    assert _fused._ARENAS, "the step's buffers went back to the pool"
+    if long_arenas:
+        for kind in {k for k, _ in _fused._ARENAS}:
+            assert len([k for k in _fused._ARENAS if k[0] == kind]) == 1
+    for free in _fused._ARENAS.values():
+        for arena in free:
+            arena.fill(float("nan"))
+    again = step()
+    for a, b in zip(again, first):
+        torch.testing.assert_close(a, b, rtol=0, atol=0)
+    _fused.release_arenas()
+    assert not _fused._ARENAS

@@ -16,6 +16,7 @@ of the synthetic data, exactly as :meth:`gpvae.gp.markov._Chain.sample` draws th
 
 from __future__ import annotations
 
+import math
 from collections.abc import Sequence
 from typing import Any
 
@@ -31,7 +32,7 @@ from gpvae.gp._compiled import gc_paused, without_gc
 from gpvae.gp._kalman import _cholesky
 from gpvae.rng import batch_normal
 
-__all__ = ["sample_and_kl", "supports_groups"]
+__all__ = ["release_arenas", "sample_and_kl", "supports_groups"]
 
 _F64 = torch.float64
 
@@ -45,14 +46,6 @@ def _glue() -> Any:
 
 def _np(t: Tensor) -> Any:
     return t.detach().to(_F64).contiguous().numpy()
-
-
-def _buf(*shape: int) -> Any:
-    return np.empty(shape)
-
-
-def _zeros(*shape: int) -> Any:
-    return np.zeros(shape)
 
 
 def supports_groups(groups: Sequence[Any]) -> bool:
@@ -97,23 +90,32 @@ class _SampleKL(torch.autograd.Function):
         a, q, cq, pinf, h = _np(A), _np(Q), _np(CQ), _np(Pinf), _np(H)
         ixn, stilln, incn = ix.numpy(), still.numpy(), inc.numpy()
         varn, epsn, en = _np(var), _np(eps), _np(e)
-        y, w, lv, sd = _buf(N, C), _buf(N, C), _buf(N, C), _buf(N, C)
+        S1 = S + 1
+        arena, b = _carve("chains-fwd", {
+            "y": (N, C), "w": (N, C), "lv": (N, C), "sd": (N, C), "P_pred": (N, C, m, m),
+            "P_filt": (N, C, m, m), "gain": (N, C, m), "inv_s": (N, C), "log_s": (N, C),
+            "sgain": (max(N - 1, 0), C, m, m), "state0": (C, m, S), "states": (N, C, m, S),
+            "D": (N, C, S1), "m_filt": (N, C, m, S1), "innov": (N, C, S1),
+            "m_smooth": (N, C, m, S1), "P_smooth": (N, C, m, m),
+        }, ())  # fmt: skip
+        ctx.lease = _Lease("chains-fwd", arena)  # the saved buffers are views of the arena
+        y, w, lv, sd = b["y"], b["w"], b["lv"], b["sd"]
         glue.precisions(_np(mean), varn, incn, y, w, lv, sd)
-        P_pred, P_filt, gain = _buf(N, C, m, m), _buf(N, C, m, m), _buf(N, C, m)
-        inv_s, log_s, sgain = _buf(N, C), _buf(N, C), _buf(max(N - 1, 0), C, m, m)
+        P_pred, P_filt, gain = b["P_pred"], b["P_filt"], b["gain"]
+        inv_s, log_s, sgain = b["inv_s"], b["log_s"], b["sgain"]
         bad = lp.cov_filter_fwd(
             a, q, ixn, pinf, h, w, lv, stilln, P_pred, P_filt, gain, inv_s, log_s, sgain
         )
         if bad:
             raise NumericalError(_SINGULAR)
-        state0, states = _buf(C, m, S), _buf(N, C, m, S)
+        state0, states = b["state0"], b["states"]
         glue.start(_np(chol0), epsn[0], state0)
         lp.linear_fwd(a, cq, ixn, state0, epsn[1:], states)
-        D = _buf(N, C, S + 1)
+        D = b["D"]
         glue.data(h, incn, y, sd, states, en, D)
-        m_filt, innov = _buf(N, C, m, S + 1), _buf(N, C, S + 1)
+        m_filt, innov = b["m_filt"], b["innov"]
         lp.mean_filter_fwd(a, ixn, h, gain, D, m_filt, innov)
-        m_smooth, P_smooth = _buf(N, C, m, S + 1), _buf(N, C, m, m)
+        m_smooth, P_smooth = b["m_smooth"], b["P_smooth"]
         lp.smooth_mean_fwd(a, ixn, sgain, m_filt, m_smooth)
         lp.smooth_cov_fwd(sgain, P_filt, P_pred, P_smooth)
         kl, sample = torch.empty(C, dtype=_F64), torch.empty(N, C, S, dtype=_F64)
@@ -139,29 +141,40 @@ class _SampleKL(torch.autograd.Function):
         g_Pinf, g_chol0 = torch.zeros(G, m, m, dtype=_F64), torch.zeros(G, m, m, dtype=_F64)
         g_mean, g_var = torch.zeros(N, C, dtype=_F64), torch.zeros(N, C, dtype=_F64)
         gA, gmean, gvar = g_A.numpy(), g_mean.numpy(), g_var.numpy()
-        g_states, g_ms = _buf(N, C, m, S), _buf(N, C, m, S + 1)
-        g_Ps, g_inv_s, g_log_s = _buf(N, C, m, m), _buf(N, C), _buf(N, C)
-        g_innov = _buf(N, C, S + 1)
+        S1 = S + 1
+        zeroed = ("g_sgain", "g_filt", "g_pred", "g_mfilt", "g_H", "g_gain", "g_D", "g_state0",
+                  "g_w", "g_lv")  # fmt: skip
+        scratch, b = _carve("chains-bwd", {
+            "g_states": (N, C, m, S), "g_ms": (N, C, m, S1), "g_Ps": (N, C, m, m),
+            "g_inv_s": (N, C), "g_log_s": (N, C), "g_innov": (N, C, S1),
+            "g_sgain": sgain.shape, "g_filt": (N, C, m, m), "g_pred": (N, C, m, m),
+            "g_mfilt": (N, C, m, S1), "g_H": (G, m), "g_gain": (N, C, m), "g_D": (N, C, S1),
+            "g_state0": (C, m, S), "g_w": (N, C), "g_lv": (N, C),
+        }, zeroed)  # fmt: skip
+        g_states, g_ms = b["g_states"], b["g_ms"]
+        g_Ps, g_inv_s, g_log_s = b["g_Ps"], b["g_inv_s"], b["g_log_s"]
+        g_innov = b["g_innov"]
         glue.finish_bwd(
             h, incn, varn, y, inv_s, innov, states, m_smooth, P_smooth, _np(g_kl),
             _np(g_sample), gmean, gvar, g_states, g_ms, g_Ps, g_inv_s, g_log_s, g_innov,
         )  # fmt: skip
-        g_sgain, g_filt, g_pred = _zeros(*sgain.shape), _zeros(N, C, m, m), _zeros(N, C, m, m)
+        g_sgain, g_filt, g_pred = b["g_sgain"], b["g_filt"], b["g_pred"]
         lp.smooth_cov_bwd(sgain, P_smooth, P_pred, g_Ps, g_sgain, g_filt, g_pred)
-        g_mfilt = _zeros(N, C, m, S + 1)
+        g_mfilt = b["g_mfilt"]
         lp.smooth_mean_bwd(a, ixn, sgain, m_filt, m_smooth, g_ms, gA, g_sgain, g_mfilt)
-        g_H, g_gain, g_D = _zeros(G, m), _zeros(N, C, m), _zeros(N, C, S + 1)
+        g_H, g_gain, g_D = b["g_H"], b["g_gain"], b["g_D"]
         lp.mean_filter_bwd(a, ixn, h, gain, m_filt, innov, g_mfilt, g_innov, gA, g_H, g_gain, g_D)
         glue.data_bwd(h, incn, sd, en, g_D, gmean, gvar, g_states)
-        g_state0 = _zeros(C, m, S)
+        g_state0 = b["g_state0"]
         lp.linear_bwd(a, ixn, epsn[1:], states, g_states, gA, g_CQ.numpy(), g_state0)
         glue.start_bwd(epsn[0], g_state0, g_chol0.numpy())
-        g_w, g_lv = _zeros(N, C), _zeros(N, C)
+        g_w, g_lv = b["g_w"], b["g_lv"]
         lp.cov_filter_bwd(
             a, ixn, h, w, stilln, P_pred, P_filt, sgain, g_pred, g_filt, g_gain, g_inv_s,
             g_log_s, g_sgain, gA, g_Q.numpy(), g_Pinf.numpy(), g_H, g_w, g_lv,
         )  # fmt: skip
         glue.precisions_bwd(varn, incn, g_w, g_lv, gvar)
+        _release("chains-bwd", scratch)
         return (g_A, g_Q, g_CQ, g_Pinf, g_chol0, g_mean, g_var) + (None,) * 6
 
 
@@ -172,11 +185,16 @@ def _soa() -> Any:
     return _soa_loops
 
 
-#: Free arenas of the struct-of-arrays pass by (kind, length), most recently used last: a
-#: training step's buffers are reused by the next step instead of being fresh pages.
+#: Free arenas of both fused passes by (kind, length), most recently used last: a training
+#: step's buffers are reused by the next step instead of being fresh pages. Large buffers
+#: are mapped afresh by the C library at every allocation (above its mmap threshold, at
+#: most 32 MiB), and their page faults cost as much as the arithmetic.
 _ARENAS: dict[tuple[str, int], list[Any]] = {}
 _ARENA_KEYS = 4  # lengths kept (at most two free arenas of each kind and length)
-_ARENA_MAX = 8 * 2**20  # longer arenas (float64 entries; 64 MiB) are not kept
+#: Longer arenas (float64 entries; 64 MiB) are kept one per kind (the last one released)
+#: until :func:`release_arenas` (called at the end of a training loop): a long series' step
+#: needs the same buffers again at the next step, but they should not outlive the fit.
+_ARENA_MAX = 8 * 2**20
 
 
 def _arena(kind: str, size: int) -> Any:
@@ -185,15 +203,39 @@ def _arena(kind: str, size: int) -> Any:
 
 
 def _release(kind: str, arena: Any) -> None:
-    if arena.shape[0] > _ARENA_MAX:
-        return
     key = (kind, arena.shape[0])
-    free = _ARENAS.pop(key, [])  # re-inserted last: the most recently used
-    if len(free) < 2:
-        free.append(arena)
-    _ARENAS[key] = free
+    if arena.shape[0] > _ARENA_MAX:  # one long arena per kind
+        for other in [k for k in _ARENAS if k[0] == kind and k[1] > _ARENA_MAX]:
+            del _ARENAS[other]
+        _ARENAS[key] = [arena]
+    else:
+        free = _ARENAS.pop(key, [])  # re-inserted last: the most recently used
+        if len(free) < 2:
+            free.append(arena)
+        _ARENAS[key] = free
     while len(_ARENAS) > _ARENA_KEYS:
         del _ARENAS[next(iter(_ARENAS))]
+
+
+def release_arenas() -> None:
+    """Drop every free arena (the buffers a training loop's steps reused)."""
+    _ARENAS.clear()
+
+
+def _carve(
+    kind: str, shapes: dict[str, tuple[int, ...]], zeroed: Sequence[str]
+) -> tuple[Any, dict[str, Any]]:
+    """An arena of the pool and float64 views of it, one per named shape (C-contiguous,
+    uninitialised unless named in ``zeroed``)."""
+    sizes = {k: math.prod(v) for k, v in shapes.items()}
+    arena = _arena(kind, sum(sizes.values()))
+    views, pos = {}, 0
+    for k, shape in shapes.items():
+        views[k] = arena[pos : pos + sizes[k]].reshape(shape)
+        pos += sizes[k]
+        if k in zeroed:
+            views[k].fill(0.0)
+    return arena, views
 
 
 class _Lease:

@@ -47,6 +47,7 @@ from tqdm.auto import tqdm
 
 from gpvae.batch import Batch
 from gpvae.errors import NumericalError, ValidationError, invalid
+from gpvae.gp import release_arenas
 from gpvae.model import ELBOResult
 from gpvae.rng import batch_rows
 from gpvae.training.distributed import DIST_ERRORS, Communicator, peer_error
@@ -397,6 +398,7 @@ def train(
                 break
     finally:
         bar.close()
+        release_arenas()  # the fused pass's buffers, reused from step to step
     if math.isfinite(state.best_score):
         model.load_state_dict(best_model)
     model.train(False)
