@@ -86,15 +86,16 @@ CHECKPOINT_MIN_POINTS = 50_000
 #: m = 1, 3; from 32 on it is faster for all three (1.3-2.2x at 128 chains).
 FUSED_SOA_MIN_CHAINS = 16
 #: A per-point MLP (:class:`gpvae.nets.MLP`) whose widest layer output would exceed this
-#: many bytes runs over chunks of rows small enough to stay under it, each chunk
-#: checkpointed when gradients are needed (its activations recomputed in the backward pass
-#: instead of stored). Tensors above glibc's largest mmap threshold (32 MiB) are mapped
-#: fresh and zeroed by the kernel at every allocation: for one series of 1e6 steps
-#: (hidden width 64, float32: 256 MB per activation) a training step spent 5.7 s of system
-#: time in ~1e6 page faults against 8 s of arithmetic. Chunks reuse their memory; the cost
-#: is one more forward pass of the MLP on those inputs. Values equal the unchunked pass up
-#: to floating-point rounding (each row's arithmetic is the same; weight gradients are summed
-#: chunk by chunk).
+#: many bytes runs over chunks of rows whose outputs hold at most a quarter of it, each
+#: chunk checkpointed when gradients are needed (its activations recomputed in the backward
+#: pass instead of stored). Allocations of glibc's largest mmap threshold (32 MiB) or more
+#: are mapped fresh and zeroed by the kernel every time: for one series of 1e6 steps (hidden
+#: width 64, float32: 256 MB per activation) a training step spent 5.7 s of system time in
+#: ~1e6 page faults against 8 s of arithmetic. Chunks well below the threshold come from the
+#: heap and reuse its memory (chunks of exactly 32 MiB were still mapped: 130 mappings per
+#: step, strace); the cost is one more forward pass of the MLP on those inputs. Values equal
+#: the unchunked pass up to floating-point rounding (each row's arithmetic is the same;
+#: weight gradients are summed chunk by chunk).
 MLP_CHUNK_BYTES = 32 * 2**20
 #: ``interp_skip`` on a space x time field compares every pair of a window's points (window
 #: steps x sites) for the spatial interpolation: fits with more points per window than this

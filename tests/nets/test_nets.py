@@ -192,7 +192,8 @@ def test_mlp_in_chunks_equals_one_pass_values_and_gradients(monkeypatch) -> None
     obs = torch.rand(3, 200, D, generator=g) < 0.7
     ref = _encode_decode(enc, dec, y, obs)  # default limit: one pass at this size
     calls = _first_linear_calls(enc.net)
-    monkeypatch.setattr(settings, "MLP_CHUNK_BYTES", 32 * 8 * 70)  # 70 rows of width 32
+    # over 280 rows of width 32: chunks of a quarter, 70 rows
+    monkeypatch.setattr(settings, "MLP_CHUNK_BYTES", 32 * 8 * 280)
     out = _encode_decode(enc, dec, y, obs)
     # 600 rows in chunks of 70 (9 chunks), each run again in the backward pass (checkpoints)
     assert calls[:9] == [70] * 8 + [40]
@@ -212,7 +213,7 @@ def test_mlp_in_chunks_without_gradients_runs_each_chunk_once(monkeypatch) -> No
     with torch.no_grad():
         ref = dec(z)
         calls = _first_linear_calls(dec.net)
-        monkeypatch.setattr(settings, "MLP_CHUNK_BYTES", 16 * 8 * 64)  # 64 rows of width 16
+        monkeypatch.setattr(settings, "MLP_CHUNK_BYTES", 16 * 8 * 256)  # chunks of 64 rows
         out = dec(z)
     assert calls == [64, 64, 64, 64, 44]
     assert out.shape == (2, 3, 50, D)

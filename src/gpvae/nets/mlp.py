@@ -85,10 +85,10 @@ class MLP(nn.Sequential):
 
     def forward(self, x: Tensor) -> Tensor:
         """The MLP on the last axis of ``x`` (..., in_features); over chunks of rows when the
-        widest layer's output would exceed :data:`gpvae.settings.MLP_CHUNK_BYTES` (each chunk
-        checkpointed when gradients are needed), else in one pass. On the CPU only: the
-        cost chunking avoids is glibc's fresh mappings of large tensors, which a GPU's caching
-        allocator does not have."""
+        widest layer's output would exceed :data:`gpvae.settings.MLP_CHUNK_BYTES` (chunks of
+        a quarter of that; each checkpointed when gradients are needed), else in one pass.
+        On the CPU only: the cost chunking avoids is glibc's fresh mappings of large tensors,
+        which a GPU's caching allocator does not have."""
         width = x.shape[-1]
         rows = x.numel() // width if width else 0
         widest = max((m.out_features for m in self if isinstance(m, nn.Linear)), default=width)
@@ -96,7 +96,7 @@ class MLP(nn.Sequential):
         limit = settings.MLP_CHUNK_BYTES
         if rows * per_row <= limit or x.device.type != "cpu":
             return super().forward(x)
-        chunk = max(1, limit // per_row)
+        chunk = max(1, limit // (4 * per_row))  # well below the limit: see the setting
         grad = torch.is_grad_enabled() and (
             x.requires_grad or any(p.requires_grad for p in self.parameters())
         )
