@@ -26,6 +26,8 @@ def test_docs_table_is_the_records_rendered(bench: ModuleType) -> None:
             "predict_speed_before.json",
             "predict_speed_after_1759.json",
             "predict_speed.json",
+            "predict_speed_s10_before.json",
+            "predict_speed_s10_after.json",
         )
     ]
     docs = (ROOT / "docs/benchmarks.md").read_text()
