@@ -513,7 +513,9 @@ def render(
             "the subset's training statistics; no PhysioNet-300 record uses them), and on the "
             "subset's training + validation stays only (the test stays untouched: a signal a "
             "configuration may be chosen on). `gpvae[cross_plain]`: the configuration before "
-            '`interp_cross="fill+fit+fade"` (`interp_cross=True`). Generated from '
+            '`interp_cross="fill+fit+fade"` (`interp_cross=True`). The protocol\'s CV '
+            "includes the stays each imputer was trained on; SAITS and BRITS score higher on "
+            "those (training + validation column) than on new stays. Generated from "
             "`benchmarks/results/imputation_outer.json`.",
             "",
             check,
