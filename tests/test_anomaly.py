@@ -38,13 +38,19 @@ def seasonal(T: int, seed: int, period: float = 12.0) -> np.ndarray:
     return x + 0.1 * rng.standard_normal((T, 2))
 
 
-@pytest.fixture(scope="module")
-def fitted() -> GPVAE:
+def fit_seasonal(**overrides: object) -> GPVAE:
+    """A small model (``FAST`` with ``overrides``) fitted on 48-step windows of 400 steps of
+    :func:`seasonal` (the anomaly tests' shared normal data)."""
     train = seasonal(400, 0)
     starts = range(0, 400 - 48 + 1, 8)
-    return GPVAE(**FAST, seed=1, calibrate=False).fit(
+    return GPVAE(**{**FAST, **overrides}, seed=1, calibrate=False).fit(
         [train[s : s + 48] for s in starts], [np.arange(s, s + 48.0) for s in starts]
     )
+
+
+@pytest.fixture(scope="module")
+def fitted() -> GPVAE:
+    return fit_seasonal()
 
 
 def _auc(score: np.ndarray, labels: np.ndarray) -> float:

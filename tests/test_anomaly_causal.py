@@ -9,6 +9,7 @@ from pathlib import Path
 import numpy as np
 import pytest
 import torch
+from tests.test_anomaly import fit_seasonal, seasonal
 
 from gpvae import GPVAE, settings
 from gpvae.errors import ValidationError
@@ -19,31 +20,10 @@ from gpvae.estimator.anomaly import (
     profile_from_entries,
 )
 
-FAST = {
-    "latent_dim": 2,
-    "hidden": (32,),
-    "epochs": 30,
-    "batch_size": 16,
-    "lr": 1e-2,
-    "progress": False,
-}
-
-
-def seasonal(T: int, seed: int, period: float = 12.0) -> np.ndarray:
-    """(T, 2) two noisy seasonal features."""
-    rng = np.random.default_rng(seed)
-    t = np.arange(T, dtype=np.float64)
-    x = np.stack([np.sin(2 * np.pi * t / period), np.cos(2 * np.pi * t / period)], -1)
-    return x + 0.1 * rng.standard_normal((T, 2))
-
 
 @pytest.fixture(scope="module")
 def fitted() -> GPVAE:
-    train = seasonal(400, 0)
-    starts = range(0, 400 - 48 + 1, 8)
-    return GPVAE(**FAST, seed=1, calibrate=False).fit(
-        [train[s : s + 48] for s in starts], [np.arange(s, s + 48.0) for s in starts]
-    )
+    return fit_seasonal(epochs=30)
 
 
 def _batch_scores(model: GPVAE, y: np.ndarray, causal: bool) -> np.ndarray:

@@ -8,7 +8,7 @@ from pathlib import Path
 import numpy as np
 import pytest
 import torch
-from tests.test_anomaly import FAST, _auc, seasonal
+from tests.test_anomaly import _auc, fit_seasonal, seasonal
 
 from gpvae import GPVAE
 from gpvae.batch import Batch
@@ -19,11 +19,7 @@ from gpvae.model.scoring import prior_nlpd
 
 @pytest.fixture(scope="module")
 def fitted() -> GPVAE:
-    train = seasonal(400, 0)
-    starts = range(0, 400 - 48 + 1, 8)
-    return GPVAE(**FAST, seed=1, calibrate=False).fit(
-        [train[s : s + 48] for s in starts], [np.arange(s, s + 48.0) for s in starts]
-    )
+    return fit_seasonal()
 
 
 def _batch(fitted: GPVAE, y: np.ndarray) -> Batch:
