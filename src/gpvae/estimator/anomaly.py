@@ -429,27 +429,33 @@ def _trailing_spread(s: np.ndarray, width: int, level_spread: float) -> np.ndarr
 
 
 def _detrended(entry: np.ndarray, profile: AnomalyProfile) -> tuple[np.ndarray, np.ndarray]:
-    """The summed score less its trailing median, and the same divided by its trailing
-    spread for the alarm (with ``profile.spread``; else the same array)."""
+    """The summed score, and the same less its trailing median (the summed score itself
+    without a baseline)."""
     raw = _summed(entry, profile)
     if profile.baseline <= 0:
         return raw, raw
-    out = raw - _trailing_median(raw, profile.baseline, profile.level)
-    if not profile.spread:
-        return out, out
-    return out, out / _trailing_spread(raw, profile.baseline, profile.level_spread)
+    return raw, raw - _trailing_median(raw, profile.baseline, profile.level)
+
+
+def _alarm_base(raw: np.ndarray, detrended: np.ndarray, profile: AnomalyProfile) -> np.ndarray:
+    """The detrended score the alarm averages: divided by the summed score's trailing spread
+    with ``profile.spread`` and a baseline (else as it is)."""
+    if profile.baseline <= 0 or not profile.spread:
+        return detrended
+    return detrended / _trailing_spread(raw, profile.baseline, profile.level_spread)
 
 
 def step_scores(entry: np.ndarray, profile: AnomalyProfile | None) -> np.ndarray:
     """(T,) step scores from (T, D) entry scores (NaN where no entry is observed)."""
     if profile is None:
         return _summed(entry, None)
-    return _trailing_mean(_detrended(entry, profile)[0], profile.smooth)
+    return _trailing_mean(_detrended(entry, profile)[1], profile.smooth)
 
 
 def alarm_scores(entry: np.ndarray, profile: AnomalyProfile) -> np.ndarray:
     """(T,) scores that the profile's threshold is compared with (see the module)."""
-    return _trailing_mean(_detrended(entry, profile)[1], profile.alarm_width)
+    raw, detrended = _detrended(entry, profile)
+    return _trailing_mean(_alarm_base(raw, detrended, profile), profile.alarm_width)
 
 
 def heldout_scores(
@@ -474,10 +480,13 @@ def heldout_scores(
         step = [step_scores(e, None) for e in entry]
     else:  # the drift baseline (a rolling median) once per series, for both trailing means
         detrended = [_detrended(e, profile) for e in entry]
-        step = [_trailing_mean(d, profile.smooth) for d, _ in detrended]
+        step = [_trailing_mean(d, profile.smooth) for _, d in detrended]
         flagged = [
-            np.nan_to_num(_trailing_mean(a, profile.alarm_width), nan=-np.inf) > profile.threshold
-            for _, a in detrended
+            np.nan_to_num(
+                _trailing_mean(_alarm_base(raw, d, profile), profile.alarm_width), nan=-np.inf
+            )
+            > profile.threshold
+            for raw, d in detrended
         ]
     return AnomalyResult(
         # float64 whatever the input's dtype: a score (~ z^2 / 2) can exceed float32
