@@ -192,6 +192,17 @@ GPVAE_CONFIG: dict[str, dict[str, Any]] = {
         # MASE 0.640 / CRPS 0.534 against 0.721 / 0.583 for 24 and 0.793 / 0.628 for 12
         "window": 48,
         "batch_size": 2,
+        # these four by their levels, the others by their increments (session 11): on the
+        # screen, 5-member ensembles of the levels model scored a lower CRPS than those of
+        # the increments model on exactly these features for both seed groups (0-4, 5-9);
+        # the mixed model then scored CRPS 0.485 (mean of seeds 0, 5, 10, 15) against 0.530
+        # for every feature's increments (docs/benchmarks.md, "Screen per feature")
+        "level_features": [
+            "mining_and_logging",
+            "utilities",
+            "government",
+            "nonfarm_change",
+        ],
     },
 }
 
@@ -487,8 +498,8 @@ def main(argv: list[str] | None = None) -> None:
         "--level-features",
         default=None,
         help="gpvae with difference: comma-separated features modelled by their levels, the "
-        "others by their increments (GPVAE(difference=[the others])); default: the data "
-        "set's configuration (GPVAE_CONFIG)",
+        "others by their increments (GPVAE(difference=[the others])); '' for none (every "
+        "feature by its increments); default: the data set's configuration (GPVAE_CONFIG)",
     )
     p.add_argument(
         "--kernel",

@@ -22,7 +22,7 @@ from typing import Any
 import numpy as np
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
-from forecasting import GPVAE_CONFIG, MEMBERS, REFIT
+from forecasting import GPVAE_CONFIG, MEMBERS, REFIT, load
 
 ROOT = Path(__file__).resolve().parents[1]
 RESULTS = ROOT / "benchmarks" / "results" / "forecasting.json"
@@ -41,6 +41,7 @@ METHODS = (
     "gpvae-levels",
     "gpvae-kernel",
     "gpvae-increments",
+    "gpvae-all-increments+one",
     "gpvae-all-increments",
     "gpvae-some-levels",
     "gpvae-one",
@@ -57,6 +58,7 @@ NAMES = {
     "gpvae-levels": "gpvae on the levels (difference=False, blend)",
     "gpvae-kernel": "gpvae, another kernel (blend)",
     "gpvae-increments": "gpvae on the increments (difference=True, blend)",
+    "gpvae-all-increments+one": "gpvae, one model, on the increments of every feature (blend)",
     "gpvae-all-increments": "gpvae on the increments of every feature (blend)",
     "gpvae-some-levels": "gpvae with some features by their levels (blend)",
     "gpvae-one": "gpvae, one model (blend)",
@@ -106,9 +108,10 @@ def render(records: list[dict[str, Any]]) -> str:
         "same code path). gpvae's configuration per data set is `GPVAE_CONFIG` in "
         "`benchmarks/forecasting.py` (shown "
         "under each table); on US employment it is a model of the increments "
-        "(`difference=True`, kernel `trend`), chosen on the training period alone (the "
-        "screen below), and the model of the levels is kept as its own row. Each record "
-        "holds its command.",
+        "(`difference=True`, kernel `trend`) with four features modelled by their levels "
+        "(`level_features`), both chosen on the training period alone (the screens below), "
+        "and the model of the levels and the model of every feature's increments are kept "
+        "as rows of their own. Each record holds its command.",
         "",
     ]
     groups: dict[tuple[Any, ...], list[dict[str, Any]]] = {}
@@ -258,11 +261,13 @@ def _base_method(r: dict[str, Any]) -> str:
     if bool(r.get("difference")) != configured:
         return "gpvae-levels" if configured else "gpvae-increments"
     own = r.get("level_features") or None if r.get("difference") else None
+    members = ""  # a record without it: one model
+    if (r.get("members") or 1) != MEMBERS[r["dataset"]]:
+        members = "gpvae-one" if (r.get("members") or 1) == 1 else "gpvae-members"
     if own != (GPVAE_CONFIG[r["dataset"]].get("level_features") or None):
-        return "gpvae-some-levels" if own else "gpvae-all-increments"
-    if (r.get("members") or 1) != MEMBERS[r["dataset"]]:  # a record without it: one model
-        return "gpvae-one" if (r.get("members") or 1) == 1 else "gpvae-members"
-    return "gpvae"
+        levels = "gpvae-some-levels" if own else "gpvae-all-increments"
+        return f"{levels}+{members.removeprefix('gpvae-')}" if members else levels
+    return members or "gpvae"
 
 
 def _config(rows: list[dict[str, Any] | None]) -> list[str]:
@@ -329,6 +334,68 @@ def render_screen(records: list[dict[str, Any]]) -> str:
         )
     lines += ["", "Commands:", ""]
     lines += [f"    {r['command']}" for r in order]
+    return "\n".join(lines) + "\n"
+
+
+def render_screen_features(records: list[dict[str, Any]]) -> str:
+    """US employment's per-feature screen: the levels model against the increments model
+    (ensembles of the configured size, the configured window and kernel), and the features
+    the configuration models by their levels."""
+    size = MEMBERS["employment"]
+
+    def plain(r: dict[str, Any]) -> bool:
+        return (
+            r["dataset"] == "employment"
+            and r["method"] == "gpvae"
+            and (r.get("members") or 1) == size
+            and bool(r.get("crps_by_feature"))
+            and not any(r.get(k) for k in ("kernel", "latent_dim", "window"))
+            and (r.get("refit") or "once") == REFIT["employment"]
+        )
+
+    rows = [r for r in records if plain(r)]
+    inc = {r["seed"]: r for r in rows if r.get("difference") and not r.get("level_features")}
+    lev = {r["seed"]: r for r in rows if not r.get("difference")}
+    mixed = {r["seed"]: r for r in rows if r.get("difference") and r.get("level_features")}
+    seeds = sorted(set(inc) & set(lev))
+    if not seeds:
+        return ""
+    names = load("employment", "")["features"]  # vega_datasets' copy, shipped in its package
+    chosen = GPVAE_CONFIG["employment"].get("level_features") or []
+    head = " | ".join(
+        f"{kind}, seeds {s}-{s + size - 1}" for kind in ("increments", "levels") for s in seeds
+    )
+    lines = [
+        "### Screen per feature: US employment's levels or increments",
+        "",
+        f"From `benchmarks/results/forecasting_screen.json` (`--screen 2`, ensembles of {size}, "
+        "the training period alone): CRPS per feature of the model of every feature's "
+        "increments and of the model of every feature's levels. The configuration "
+        "(`level_features` in `GPVAE_CONFIG`) models by their levels the features whose "
+        "levels model scored lower for every seed group here, and the others by their "
+        "increments.",
+        "",
+        f"| feature | {head} | by its levels? |",
+        "|---|" + "---|" * (2 * len(seeds) + 1),
+    ]
+    for j, name in enumerate(names):
+        cells = [_f(d[s]["crps_by_feature"][j]) for d in (inc, lev) for s in seeds]
+        wins = all(lev[s]["crps_by_feature"][j] < inc[s]["crps_by_feature"][j] for s in seeds)
+        mark = "yes" if name in chosen else "no"
+        if wins != (name in chosen):
+            mark += " (not what this screen picks)"
+        lines.append(f"| {name} | {' | '.join(cells)} | {mark} |")
+    both = sorted(set(inc) & set(mixed))
+    if both:
+        a = [mixed[s]["crps"] for s in both]
+        b = [inc[s]["crps"] for s in both]
+        lines += [
+            "",
+            "The configured mixture of levels and increments against every feature's "
+            f"increments on the same screen, seeds {', '.join(map(str, both))}: CRPS "
+            f"{' / '.join(_f(x) for x in a)} (mean {_f(float(np.mean(a)))}) against "
+            f"{' / '.join(_f(x) for x in b)} (mean {_f(float(np.mean(b)))}).",
+        ]
     return "\n".join(lines) + "\n"
 
 
@@ -449,7 +516,11 @@ def main(argv: list[str] | None = None) -> None:
         text += "\n" + render_calibration(extra)
     screen = Path(args.screen)
     if screen.is_file():
-        text += "\n" + render_screen(json.loads(screen.read_text()))
+        screened = json.loads(screen.read_text())
+        text += "\n" + render_screen(screened)
+        per_feature = render_screen_features(screened)
+        if per_feature:
+            text += "\n" + per_feature
     if args.stdout:
         print(text)
         return

@@ -68,8 +68,9 @@ def test_rows_name_the_refit_that_differs_from_the_data_set(table: ModuleType) -
 def test_ensemble_size_is_part_of_the_key_and_of_the_row(table: ModuleType) -> None:
     forecasting = sys.modules["forecasting"]
     results = forecasting.ForecastResults.__new__(forecasting.ForecastResults)
+    levels = table.GPVAE_CONFIG["employment"]["level_features"]
     rec = {"dataset": "employment", "horizon": 12, "method": "gpvae", "difference": True}
-    rec |= {"refit": table.REFIT["employment"], "forecast_blend": True}
+    rec |= {"refit": table.REFIT["employment"], "forecast_blend": True, "level_features": levels}
     assert table.MEMBERS["employment"] == 5
     # a record made before members was recorded ran one model
     assert results._key(rec) == results._key({**rec, "members": 1})
@@ -77,6 +78,12 @@ def test_ensemble_size_is_part_of_the_key_and_of_the_row(table: ModuleType) -> N
     assert table._method(rec) == "gpvae-one"
     assert table._method({**rec, "members": 5}) == "gpvae"
     assert table._method({**rec, "members": 3}) == "gpvae-members"
+    # every feature's increments (records made before level_features was configured)
+    every = {**rec, "level_features": None}
+    assert results._key(every) != results._key(rec)
+    assert table._method({**every, "members": 5}) == "gpvae-all-increments"
+    assert table._method(every) == "gpvae-all-increments+one"
+    assert table._name("gpvae-all-increments+one").startswith("gpvae, one model, ")
     seattle = {"dataset": "seattle", "horizon": 28, "method": "gpvae", "difference": False}
     assert table._method(seattle) == "gpvae"  # one model is Seattle's configuration
 
@@ -86,3 +93,17 @@ def test_records_exist_for_every_configured_gpvae_row(table: ModuleType) -> None
     methods = {(r["dataset"], r["horizon"], table._method(r)) for r in records}
     for ds, h, _ in table.DATASETS:
         assert (ds, h, "gpvae") in methods
+
+
+def test_level_features_are_what_the_per_feature_screen_picks(table: ModuleType) -> None:
+    """US employment's configured level_features are the features whose levels model beat
+    the increments model on the screen for every seed group (the rendered table marks any
+    disagreement), and the screen holds such records."""
+    screen = json.loads((RESULTS / "forecasting_screen.json").read_text())
+    text = table.render_screen_features(screen)
+    assert "| by its levels? |" in text
+    rows = [line for line in text.splitlines() if line.endswith(("| yes |", "| no |"))]
+    assert len(rows) == 23
+    assert "not what this screen picks" not in text
+    picked = [line.split(" | ")[0].lstrip("| ") for line in rows if line.endswith("| yes |")]
+    assert picked == table.GPVAE_CONFIG["employment"]["level_features"]
