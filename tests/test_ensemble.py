@@ -144,3 +144,26 @@ def test_cli_fit_members_then_forecast_and_backtest(
     err = capsys.readouterr().err.strip().splitlines()
     assert len(err) == 1
     assert "MODEL_DIR: expected a single model, found an ensemble" in err[0]
+
+
+@pytest.mark.parametrize(
+    ("model_flags", "flags"),
+    [
+        (["--members", "2"], ["--causal-scores"]),
+        (["--members", "2"], ["--spread-baseline", "--smooth", "3"]),
+        (["--difference"], ["--smooth", "3"]),
+    ],
+)
+def test_cli_fit_of_a_forecaster_refuses_the_anomaly_threshold_flags(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str], model_flags: list[str], flags: list[str]
+) -> None:
+    """An ensemble or a model of increments has no anomaly threshold: the flags that shape
+    it are refused by name before any data is read, and nothing is written."""
+    model = tmp_path / "model"
+    args = ["fit", str(tmp_path / "absent.csv"), "--time-col", "day", "-o", str(model)]
+    assert main([*args, "--quiet", *model_flags, *flags]) != 0
+    err = capsys.readouterr().err.strip().splitlines()
+    assert len(err) == 1
+    assert err[0].split(": ")[1] == flags[0], err
+    assert "forecasts and backtests only" in err[0]
+    assert not model.exists()

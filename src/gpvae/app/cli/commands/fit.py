@@ -371,6 +371,26 @@ def fit(
             ),
             run,
         )
+    # an ensemble or a model of increments forecasts only: it has no anomaly threshold
+    forecaster = "--members > 1" if members > 1 else "--difference" if model.difference else None
+    unused = [
+        flag
+        for flag, given in (
+            ("--causal-scores", causal_scores),
+            ("--spread-baseline", spread_baseline),
+            ("--smooth", smooth is not None),
+        )
+        if given
+    ]
+    if forecaster and unused:  # before DATA is read, on every process
+        raise shards.everywhere(
+            CLIError(
+                f"{unused[0]}: sets detect's anomaly threshold, which a model fitted with "
+                f"{forecaster} does not have (it forecasts and backtests only); leave out "
+                f"{', '.join(unused)}"
+            ),
+            run,
+        )
     if coord_cols is not None and run.world > 1:  # before DATA is read, on every process
         raise shards.everywhere(
             CLIError(f"--coord-cols: {SPATIAL_ONE_PROCESS}, found {run.world} processes"), run
