@@ -43,6 +43,7 @@ Usage::
 from __future__ import annotations
 
 import argparse
+import shlex
 import sys
 import time
 from pathlib import Path
@@ -661,7 +662,7 @@ def main(argv: list[str] | None = None) -> None:
         ),
         "wall_s": round(wall, 1),
         "command": "python benchmarks/forecasting.py "
-        + " ".join(sys.argv[1:] if argv is None else argv),
+        + shlex.join(sys.argv[1:] if argv is None else argv),
     }
     ForecastResults(out).add(record)
     print(
