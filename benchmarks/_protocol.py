@@ -396,20 +396,26 @@ class ResultsFile:
 
     def add(self, record: dict[str, Any]) -> None:
         """Append (replacing a record with the same key) and rewrite the file atomically."""
+        self.add_many([record])
+
+    def add_many(self, records: list[dict[str, Any]]) -> None:
+        """Append every record (each replacing a record with the same key) and rewrite the
+        file once, atomically."""
         self.path.parent.mkdir(parents=True, exist_ok=True)
         lock = self.path.with_name(self.path.name + ".lock.tmp")
         with open(lock, "w") as lock_fh:
             fcntl.flock(lock_fh, fcntl.LOCK_EX)  # concurrent runs append one at a time
-            self._add_locked(record)
+            self._add_locked(records)
 
-    def _add_locked(self, record: dict[str, Any]) -> None:
-        key = self._key(record)
+    def _add_locked(self, records: list[dict[str, Any]]) -> None:
         # Re-read first: another run may have appended since this one started.
         if self.path.is_file():
             text = self.path.read_text()
             self.records = json.loads(text) if text.strip() else []
-        self.records = [r for r in self.records if self._key(r) != key]
-        self.records.append(_clean(record))
+        for record in records:
+            key = self._key(record)
+            self.records = [r for r in self.records if self._key(r) != key]
+            self.records.append(_clean(record))
         fd, tmp = tempfile.mkstemp(dir=self.path.parent, suffix=".tmp")
         try:
             with os.fdopen(fd, "w") as fh:

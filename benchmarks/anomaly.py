@@ -40,6 +40,7 @@ from __future__ import annotations
 import argparse
 import contextlib
 import io
+import json
 import math
 import os
 import sys
@@ -51,7 +52,7 @@ from typing import Any
 import numpy as np
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
-from _protocol import ResultsFile
+from _protocol import ResultsFile, _clean
 
 from gpvae.datasets.anomaly import (
     AnomalySeries,
@@ -112,6 +113,20 @@ class AnomalyStore:
 
     def add(self, record: dict[str, Any]) -> None:
         self.file(record["dataset"]).add(record)
+
+    def merge(self, records: Sequence[dict[str, Any]]) -> int:
+        """Add the records of other runs (the ``--out`` file of a shard, or the collection
+        files of another checkout) to theirs: a record already there unchanged is skipped,
+        one with the same (dataset, series, method, tag) and other values replaced, the rest
+        appended; each file is rewritten once. Returns how many were added or replaced."""
+        todo: dict[Path, list[dict[str, Any]]] = {}
+        for record in records:
+            results = self.file(record["dataset"])
+            if _clean(record) not in results.records:
+                todo.setdefault(results.path, []).append(record)
+        for path, new in todo.items():
+            self.files[path].add_many(new)
+        return sum(len(v) for v in todo.values())
 
 
 # ---------------------------------------------------------------- data and metrics
@@ -536,6 +551,15 @@ def parse_args(argv: Sequence[str] | None) -> argparse.Namespace:
         "baseline's PEER_CHOSEN; 'all'; or names of PEER_VARIANTS).",
     )
     p.add_argument("--dump", default=None, help="Also save gpvae's entry scores here (.npz).")
+    p.add_argument(
+        "--merge",
+        nargs="+",
+        default=None,
+        metavar="FILE",
+        help="Run nothing: add the records of these files (other runs' --out files or "
+        "collection files) to the collection files (or to --out), skipping those already "
+        "recorded unchanged.",
+    )
     p.add_argument("--seed", type=int, default=0)
     return p.parse_args(argv)
 
@@ -546,6 +570,11 @@ def main(argv: Sequence[str] | None = None) -> int:
     args = parse_args(argv)
     torch.set_num_threads(int(os.environ.get("OMP_NUM_THREADS", "1")))
     out = AnomalyStore(args.out)
+    if args.merge:
+        for path in args.merge:
+            n = out.merge(json.loads(Path(path).read_text()))
+            print(f"{path}: {n} records added or replaced", flush=True)
+        return 0
     series = all_series(args.data_dir, args.datasets.split(","))
     if args.dev:
         keep = {d.split(":", 1)[1] for d in DEV_SERIES}

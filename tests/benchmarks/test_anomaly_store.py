@@ -48,3 +48,30 @@ def test_records_go_to_their_collection_file(
 def test_result_files_are_under_the_size_limit() -> None:
     for path in (ROOT / "benchmarks" / "results").glob("*.json"):
         assert path.stat().st_size < 1024 * 1024, path.name
+
+
+def test_merge_adds_new_records_once_and_keeps_the_order(
+    bench: ModuleType, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    paths = {
+        "NAB": tmp_path / "nab.json",
+        "SMAP": tmp_path / "sm.json",
+        "MSL": tmp_path / "sm.json",
+    }
+    monkeypatch.setattr(bench, "RESULTS", paths)
+    store = bench.AnomalyStore()
+    store.add(_rec("SMAP", "P-1"))
+    store.add(_rec("MSL", "C-1"))
+    shard = tmp_path / "shard.json"  # another run's --out file: one old record, two new
+    other = bench.AnomalyStore(str(shard))
+    other.add(_rec("SMAP", "P-1"))
+    other.add(_rec("MSL", "D-1"))
+    other.add(_rec("NAB", "a"))
+    assert bench.main(["--merge", str(shard)]) == 0
+    assert [r["series"] for r in json.loads(paths["SMAP"].read_text())] == ["P-1", "C-1", "D-1"]
+    assert [r["series"] for r in json.loads(paths["NAB"].read_text())] == ["a"]
+    assert bench.AnomalyStore().merge(json.loads(shard.read_text())) == 0  # nothing new
+    changed = {**_rec("SMAP", "P-1"), "vus_pr": 0.25}  # same key, other values: replaced
+    assert bench.AnomalyStore().merge([changed]) == 1
+    recs = json.loads(paths["SMAP"].read_text())
+    assert [(r["series"], r["vus_pr"]) for r in recs] == [("C-1", 0.5), ("D-1", 0.5), ("P-1", 0.25)]
