@@ -22,15 +22,23 @@ def _rec(dataset: str, series: str) -> dict[str, object]:
     return {"dataset": dataset, "series": series, "method": "zscore", "tag": "t", "vus_pr": 0.5}
 
 
-def test_records_go_to_their_collection_file(
+def _collections(
     bench: ModuleType, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
-) -> None:
+) -> dict[str, Path]:
+    """The benchmark's collection files (NAB; SMAP and MSL together) moved into tmp_path."""
     paths = {
         "NAB": tmp_path / "nab.json",
         "SMAP": tmp_path / "sm.json",
         "MSL": tmp_path / "sm.json",
     }
     monkeypatch.setattr(bench, "RESULTS", paths)
+    return paths
+
+
+def test_records_go_to_their_collection_file(
+    bench: ModuleType, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    paths = _collections(bench, tmp_path, monkeypatch)
     store = bench.AnomalyStore()
     for ds, name in (("NAB", "a"), ("SMAP", "P-1"), ("MSL", "C-1")):
         store.add(_rec(ds, name))
@@ -53,12 +61,7 @@ def test_result_files_are_under_the_size_limit() -> None:
 def test_merge_adds_new_records_once_and_keeps_the_order(
     bench: ModuleType, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:
-    paths = {
-        "NAB": tmp_path / "nab.json",
-        "SMAP": tmp_path / "sm.json",
-        "MSL": tmp_path / "sm.json",
-    }
-    monkeypatch.setattr(bench, "RESULTS", paths)
+    paths = _collections(bench, tmp_path, monkeypatch)
     store = bench.AnomalyStore()
     store.add(_rec("SMAP", "P-1"))
     store.add(_rec("MSL", "C-1"))
