@@ -289,9 +289,11 @@ def _gpvae_windows(
 
 
 #: Score variants computed from one fitted model: (folds, normalise, smooth, baseline, prior
-#: weight[, causal]). The one reported as "gpvae" (and "vae") is chosen by the mean VUS-PR
-#: over ``DEV_SERIES`` only. ``c8``: causal (forecast) scores, 8 blocks per window
-#: (``anomaly_scores(causal=True)``).
+#: weight[, causal[, feature scale, combine]]). The one reported as "gpvae" (and "vae") is
+#: chosen by the mean VUS-PR over ``DEV_SERIES`` only. ``c8``: causal (forecast) scores, 8
+#: blocks per window (``anomaly_scores(causal=True)``); ``tail``/``tailmax``: the features'
+#: scores as -log tail probabilities of their normal scores, summed / their maximum
+#: (``fit_threshold(feature_scale="tail", combine="sum" / "max")``).
 VARIANTS: dict[str, tuple[Any, ...]] = {
     "k5_raw_s1": (5, False, 1, 0, 0.0),
     "k5_norm_s1": (5, True, 1, 0, 0.0),
@@ -313,6 +315,9 @@ VARIANTS: dict[str, tuple[Any, ...]] = {
     "c8ph_norm_s32_b512": (8, True, 32, 512, 0.5, True),
     "c8_norm_s32_b512": (8, True, 32, 512, 0.0, True),
     "c8p_norm_s32_b512": (8, True, 32, 512, 1.0, True),
+    # session 11: tail-probability scale of each feature, summed or the largest
+    "k5ph_tail_s32_b512": (5, True, 32, 512, 0.5, False, "tail", "sum"),
+    "k5ph_tailmax_s32_b512": (5, True, 32, 512, 0.5, False, "tail", "max"),
 }
 
 
@@ -320,6 +325,13 @@ def variant(name: str) -> tuple[int, bool, int, int, float, bool]:
     """(folds, normalise, smooth, baseline, prior weight, causal) of a variant."""
     v = VARIANTS[name]
     return (*v, False)[:6]  # type: ignore[return-value]
+
+
+def scale_combine(name: str) -> dict[str, str]:
+    """``feature_scale`` and ``combine`` of a variant (profile_from_entries' keywords)."""
+    v = VARIANTS[name]
+    scale, combine = v[6:8] if len(v) >= 8 else ("spread", "sum")
+    return {"feature_scale": scale, "combine": combine}
 
 
 #: The variant chosen on the development subset (``--dev --variants all``; see docs).
@@ -426,7 +438,7 @@ def run_gpvae(
             # (1 - TAIL) share, its rate on the last TAIL share (same fit; no test data)
             prof = profile_from_entries([e_tr[:cut]], args.far, args.samples, K, args.window,
                                         smooth, norm, base, settings.ANOMALY_ALARM_SMOOTH,
-                                        spread)  # fmt: skip
+                                        spread, **scale_combine(name))  # fmt: skip
             tail = np.nan_to_num(alarm_scores(e_tr, prof), nan=-np.inf)[cut:] > prof.threshold
             variants[name][f"false_alarm_rate_tail{suffix}"] = (
                 float(tail.mean()) if len(tail) else None
@@ -441,7 +453,8 @@ def run_gpvae(
                 if spread and alarm != settings.ANOMALY_ALARM_SMOOTH:
                     continue
                 prof = profile_from_entries([e_tr], args.far, args.samples, K, args.window,
-                                            smooth, norm, base, alarm, spread)  # fmt: skip
+                                            smooth, norm, base, alarm, spread,
+                                            **scale_combine(name))  # fmt: skip
                 flagged = np.nan_to_num(alarm_scores(e_te, prof), nan=-np.inf) > prof.threshold
                 variants[name][key] = float(flagged[normal].mean()) if normal.any() else None
         variants[name]["score"] = step_scores(e_te, prof)

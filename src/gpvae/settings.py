@@ -15,6 +15,8 @@ __all__ = [
     "ANOMALY_MIN_SPREAD",
     "ANOMALY_PRIOR_WEIGHT",
     "ANOMALY_SMOOTH",
+    "ANOMALY_TAIL_LEVELS",
+    "ANOMALY_TAIL_SHARE",
     "ANOMALY_WINDOW",
     "ANOMALY_WINDOW_BATCH",
     "BLEND_MIN_ENTRIES",
@@ -222,6 +224,13 @@ ANOMALY_MIN_SPREAD = 0.25
 #: it lies from anything the model calls normal. Chosen on the development subset of
 #: benchmarks/anomaly.py (docs/benchmarks.md).
 ANOMALY_PRIOR_WEIGHT = 0.5
+#: With ``feature_scale="tail"``: the share of a feature's normal entry scores at its top
+#: beyond which its tail is exponential (with their mean excess); below it the tail
+#: probability is read off the normal scores' quantiles.
+ANOMALY_TAIL_SHARE = 0.01
+#: With ``feature_scale="tail"``: quantiles stored per feature, at tail probabilities
+#: spaced evenly in log from 1 down to :data:`ANOMALY_TAIL_SHARE`.
+ANOMALY_TAIL_LEVELS = 33
 
 # ---------------------------------------------------------------- distributed training
 

@@ -21,6 +21,18 @@ only the rise against the recent level remains (an anomaly that lasts longer tha
 L / 2 steps becomes the new level). The step score is this, averaged over the last
 ``smooth`` steps. Both are trailing: no future step is used, so they can run on a stream.
 
+**Tail scale.** A feature that is nearly always the same (a 0/1 command flag that is rarely
+on) has normal scores whose median and 90% quantile agree, so its occasional normal value
+(the flag switched on) scores thousands of its spreads and drowns every other feature's
+anomaly. With ``feature_scale="tail"`` each entry score becomes instead ``-log`` of the
+share of the feature's normal scores at least as large (0 to ``-log``
+:data:`gpvae.settings.ANOMALY_TAIL_SHARE`, read off :data:`gpvae.settings.ANOMALY_TAIL_LEVELS`
+stored quantiles) and, beyond the top share, an exponential tail with the mean excess of the
+normal scores there (at least :data:`gpvae.settings.ANOMALY_MIN_SCALE`): a value as rare
+as one step in a hundred of the normal data counts the same in every feature.
+``combine="max"`` takes the largest feature's score at a step instead of the sum (a value
+rare in one feature is not averaged away by many ordinary ones).
+
 **Causal scores.** With ``causal`` the held-out scores are forecasts: each window's steps
 fall into ``num_folds`` consecutive blocks, each scored given the steps before it only
 (a filtering score: no score depends on a later step, as a monitor of a stream needs).
@@ -73,6 +85,8 @@ __all__ = [
     "score_settings",
     "spread_ratio",
     "step_scores",
+    "tail_fit",
+    "tail_scores",
 ]
 
 
@@ -106,6 +120,16 @@ class AnomalyProfile:
             as in profiles saved before this field existed).
         level_spread: the normal data's spread of the summed score (90% quantile less
             median; the trailing spread before a series starts).
+        feature_scale: "spread" (``(entry - center) / scale``) or "tail" (``-log`` of the
+            normal data's tail probability, :func:`tail_scores`; "spread" in profiles saved
+            before this field existed).
+        combine: "sum" or "max" of the features' scaled scores at a step ("sum" in profiles
+            saved before this field existed).
+        tail_logp: (L,) increasing ``-log`` tail probabilities of the stored quantiles
+            (``feature_scale="tail"``; else None).
+        tail_quantiles: (L, D) each feature's normal entry score at those tail
+            probabilities (non-decreasing down each column).
+        tail_beta: (D,) mean excess of each feature's normal scores above its last quantile.
     """
 
     window: int | None
@@ -125,6 +149,11 @@ class AnomalyProfile:
     causal: bool = False
     spread: bool = False
     level_spread: float = 1.0
+    feature_scale: str = "spread"
+    combine: str = "sum"
+    tail_logp: np.ndarray | None = None
+    tail_quantiles: np.ndarray | None = None
+    tail_beta: np.ndarray | None = None
 
     @property
     def alarm_width(self) -> int:
@@ -136,8 +165,9 @@ class AnomalyProfile:
         out = dataclasses.asdict(self)
         out["center"] = [float(c) for c in self.center]
         out["scale"] = [float(s) for s in self.scale]
-        if self.prior_ratio is not None:
-            out["prior_ratio"] = [float(r) for r in self.prior_ratio]
+        for key in ("prior_ratio", "tail_logp", "tail_quantiles", "tail_beta"):
+            if getattr(self, key) is not None:
+                out[key] = np.asarray(getattr(self, key), dtype=np.float64).tolist()
         return out
 
     @classmethod
@@ -168,6 +198,11 @@ class AnomalyProfile:
                 causal=bool(data.get("causal", False)),
                 spread=bool(data.get("spread", False)),
                 level_spread=float(data.get("level_spread", 1.0)),
+                feature_scale=str(data.get("feature_scale", "spread")),
+                combine=str(data.get("combine", "sum")),
+                tail_logp=_optional_array(data.get("tail_logp")),
+                tail_quantiles=_optional_array(data.get("tail_quantiles")),
+                tail_beta=_optional_array(data.get("tail_beta")),
             )
             ok = (
                 prof.center.shape == (num_features,)
@@ -194,6 +229,9 @@ class AnomalyProfile:
                         and bool(np.isfinite(prof.prior_ratio).all())
                     )
                 )
+                and prof.combine in COMBINES
+                and prof.feature_scale in FEATURE_SCALES
+                and (prof.feature_scale != "tail" or _tail_ok(prof, num_features))
             )
         except (AssertionError, KeyError, TypeError, ValueError):
             ok = False
@@ -202,10 +240,43 @@ class AnomalyProfile:
                 f"config.json: expected anomaly_profile to describe {num_features} features "
                 f"(window, num_folds, num_samples, smooth, center, scale, threshold, "
                 f"false_alarm_rate, num_steps; optionally baseline, level, alarm_smooth, "
-                f"prior_weight, prior_ratio, causal, spread, level_spread), "
+                f"prior_weight, prior_ratio, causal, spread, level_spread, feature_scale, "
+                f"combine, tail_logp, tail_quantiles, tail_beta), "
                 f"found {data!r}"
             )
         return prof
+
+
+#: Ways to put each feature's entry scores on one scale (:class:`AnomalyProfile`).
+FEATURE_SCALES = ("spread", "tail")
+#: Ways to combine the scaled entry scores of a step (:class:`AnomalyProfile`).
+COMBINES = ("sum", "max")
+
+
+def _optional_array(value: object) -> np.ndarray | None:
+    return None if value is None else np.asarray(value, dtype=np.float64)
+
+
+def _tail_ok(prof: AnomalyProfile, num_features: int) -> bool:
+    """A tail profile's stored quantiles are complete, finite and ordered."""
+    logp, q, beta = prof.tail_logp, prof.tail_quantiles, prof.tail_beta
+    if logp is None or q is None or beta is None:
+        return False
+    L = logp.shape[0] if logp.ndim == 1 else -1
+    return (
+        L >= 2
+        and q.shape == (L, num_features)
+        and beta.shape == (num_features,)
+        and bool(np.isfinite(logp).all() and np.isfinite(q).all() and np.isfinite(beta).all())
+        and bool((np.diff(logp) > 0).all() and (np.diff(q, axis=0) >= 0).all())
+        and bool((beta > 0).all())
+    )
+
+
+def _choice(name: str, value: object, allowed: tuple[str, ...]) -> str:
+    if not isinstance(value, str) or value not in allowed:
+        raise invalid(name, " or ".join(repr(a) for a in allowed), value)
+    return value
 
 
 def score_settings(
@@ -378,6 +449,60 @@ def _center_spread(entry: list[np.ndarray]) -> tuple[np.ndarray, np.ndarray]:
     return center, spread
 
 
+def tail_fit(entry: list[np.ndarray]) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """The tail of each feature's entry scores on normal data (arrays (T_i, D)).
+
+    Returns:
+        ``logp`` (L,): ``-log p`` at L = :data:`gpvae.settings.ANOMALY_TAIL_LEVELS` tail
+        probabilities p evenly spaced in log from 1 to
+        :data:`gpvae.settings.ANOMALY_TAIL_SHARE`; ``quantiles`` (L, D): each feature's
+        ``1 - p`` quantile; ``beta`` (D,): the mean excess of its scores above the last one
+        (at least :data:`gpvae.settings.ANOMALY_MIN_SCALE`). A feature scored nowhere: 0s, 1.
+    """
+    share = float(settings.ANOMALY_TAIL_SHARE)
+    L = int_arg("ANOMALY_TAIL_LEVELS", settings.ANOMALY_TAIL_LEVELS, minimum=2)
+    if not 0.0 < share < 1.0:
+        raise invalid("ANOMALY_TAIL_SHARE", "a number in (0, 1)", share)
+    logp = np.linspace(0.0, -math.log(share), L)
+    allrows = np.concatenate(entry)
+    D = allrows.shape[1]
+    q, beta = np.zeros((L, D)), np.ones(D)
+    for d in range(D):
+        col = allrows[:, d]
+        col = col[np.isfinite(col)]
+        if not col.size:
+            continue
+        q[:, d] = np.maximum.accumulate(np.quantile(col, 1.0 - np.exp(-logp)))
+        excess = col[col > q[-1, d]] - q[-1, d]
+        beta[d] = max(float(excess.mean()) if excess.size else 0.0, settings.ANOMALY_MIN_SCALE)
+    return logp, q, beta
+
+
+def tail_scores(
+    entry: np.ndarray, logp: np.ndarray, quantiles: np.ndarray, beta: np.ndarray
+) -> np.ndarray:
+    """(T, D) ``-log`` of each entry score's tail probability under :func:`tail_fit`'s
+    normal tail: linear in the score between the stored quantiles (a score equal to
+    several tied quantiles takes the smallest, the share of normal scores at least as
+    large), 0 at or below the lowest, ``logp[-1] + (score - quantiles[-1]) / beta`` above
+    the last; NaN stays NaN."""
+    entry = np.asarray(entry, dtype=np.float64)
+    out = np.full(entry.shape, np.nan)
+    L = len(logp)
+    for d in range(entry.shape[1]):
+        s, q = entry[:, d], quantiles[:, d]
+        ok = np.isfinite(s)
+        k = np.searchsorted(q, np.where(ok, s, 0.0), side="left")  # first q >= s
+        lo, hi = np.clip(k - 1, 0, L - 1), np.clip(k, 0, L - 1)
+        gap = q[hi] - q[lo]
+        with np.errstate(invalid="ignore", divide="ignore"):
+            inside = logp[lo] + (logp[hi] - logp[lo]) * np.where(gap > 0, (s - q[lo]) / gap, 0.0)
+        val = np.where(k == 0, logp[0], inside)
+        val = np.where(k == L, logp[-1] + (s - q[-1]) / beta[d], val)
+        out[:, d] = np.where(ok, val, np.nan)
+    return out
+
+
 # ---------------------------------------------------------------- step scores
 
 
@@ -399,6 +524,11 @@ def normalised_entries(entry: np.ndarray, profile: AnomalyProfile | None) -> np.
     """Entry scores on the profile's common scale (as they are without a profile)."""
     if profile is None:
         return entry
+    if profile.feature_scale == "tail":
+        assert profile.tail_logp is not None
+        assert profile.tail_quantiles is not None
+        assert profile.tail_beta is not None
+        return tail_scores(entry, profile.tail_logp, profile.tail_quantiles, profile.tail_beta)
     return (entry - profile.center) / profile.scale
 
 
@@ -411,9 +541,13 @@ def _trailing_median(s: np.ndarray, width: int, level: float) -> np.ndarray:
 
 
 def _summed(entry: np.ndarray, profile: AnomalyProfile | None) -> np.ndarray:
-    """The normalised entry scores summed over the observed entries (NaN: none)."""
+    """The normalised entry scores summed (or, with the profile's ``combine="max"``, their
+    largest) over the observed entries (NaN: none)."""
     z = normalised_entries(entry, profile)
-    return np.where(np.isnan(z).all(axis=1), np.nan, np.nansum(z, axis=1))
+    none = np.isnan(z).all(axis=1)
+    if profile is not None and profile.combine == "max":
+        return np.where(none, np.nan, np.where(np.isnan(z), -np.inf, z).max(axis=1))
+    return np.where(none, np.nan, np.nansum(z, axis=1))
 
 
 def _trailing_spread(s: np.ndarray, width: int, level_spread: float) -> np.ndarray:
@@ -531,9 +665,13 @@ def fit_profile(
     prior_weight: float = 0.0,
     causal: bool = False,
     spread: bool = False,
+    feature_scale: str = "spread",
+    combine: str = "sum",
 ) -> AnomalyProfile:
     """Score normal data ``X`` and learn the feature scales and the threshold from it
     (:func:`profile_from_entries`)."""
+    _choice("feature_scale", feature_scale, FEATURE_SCALES)
+    _choice("combine", combine, COMBINES)
     rate = _rate_arg(false_alarm_rate)
     smooth = int_arg("smooth", smooth)
     baseline = int_arg("baseline", baseline, minimum=0)
@@ -549,7 +687,7 @@ def fit_profile(
         entry = combine_prior(entry, alone, w, ratio)
     prof = profile_from_entries(
         entry, rate, num_samples, num_folds, window, smooth, True, baseline, alarm_smooth,
-        spread=spread,
+        spread=spread, feature_scale=feature_scale, combine=combine,
     )  # fmt: skip
     prof.prior_weight, prof.prior_ratio, prof.causal = w, ratio, bool(causal)
     return prof
@@ -575,6 +713,8 @@ def profile_from_entries(
     baseline: int = 0,
     alarm_smooth: int | None = None,
     spread: bool = False,
+    feature_scale: str = "spread",
+    combine: str = "sum",
 ) -> AnomalyProfile:
     """The profile of normal data from its entry scores (n arrays (T_i, D)).
 
@@ -584,10 +724,14 @@ def profile_from_entries(
     scores (center 0, scale 1). ``level`` is the median of the summed normalised scores;
     ``level_spread`` its 90% quantile less that median (at least
     :data:`gpvae.settings.ANOMALY_MIN_SCALE`); ``baseline``, ``alarm_smooth`` and
-    ``spread`` (used only with a baseline) are stored as given (see the module). The threshold
-    is the ``1 - false_alarm_rate`` quantile of the normal data's alarm scores.
+    ``spread`` (used only with a baseline) are stored as given (see the module). With
+    ``feature_scale="tail"`` the features' scores are instead ``-log`` tail probabilities
+    (:func:`tail_fit`, whatever ``normalise``); ``combine`` "sum" or "max" over the features.
+    The threshold is the ``1 - false_alarm_rate`` quantile of the normal data's alarm scores.
     """
     rate = _rate_arg(false_alarm_rate)
+    feature_scale = _choice("feature_scale", feature_scale, FEATURE_SCALES)
+    combine = _choice("combine", combine, COMBINES)
     D = entry[0].shape[1]
     center, scale = np.zeros(D), np.ones(D)
     if normalise:
@@ -606,7 +750,11 @@ def profile_from_entries(
         baseline=int(baseline),
         alarm_smooth=alarm_smooth,
         spread=bool(spread),
+        feature_scale=feature_scale,
+        combine=combine,
     )
+    if feature_scale == "tail":
+        prof.tail_logp, prof.tail_quantiles, prof.tail_beta = tail_fit(entry)
     summed = np.concatenate([_summed(e, prof) for e in entry])
     summed = summed[np.isfinite(summed)]
     prof.level = float(np.median(summed)) if summed.size else 0.0

@@ -88,6 +88,8 @@ class AnomalyMethods:
         prior_weight: float | None = None,
         causal: bool | None = None,
         spread: bool = False,
+        feature_scale: str = "spread",
+        combine: str = "sum",
     ) -> _T:
         """Learn the anomaly threshold from normal data ``X`` and store it with the model.
 
@@ -105,7 +107,13 @@ class AnomalyMethods:
         ``spread`` (and a baseline) the alarm's difference from the trailing median is also
         divided by the score's trailing spread over the same steps, so that new data whose
         normal scores vary more or less than the normal data's keep about the target rate
-        (the step score, which ranks the steps, is not divided).
+        (the step score, which ranks the steps, is not divided). ``feature_scale="tail"``
+        scores each entry by ``-log`` of the share of its feature's normal scores at least
+        as large (an exponential tail beyond the top
+        :data:`gpvae.settings.ANOMALY_TAIL_SHARE`) instead of dividing by the spread, so that
+        a feature whose normal values are nearly always the same (a rarely set 0/1 flag)
+        does not drown the others whenever it changes; ``combine="max"`` takes the largest
+        feature's score at each step instead of the sum.
 
         Returns:
             self.
@@ -119,8 +127,9 @@ class AnomalyMethods:
         base = settings.ANOMALY_BASELINE if baseline is None else baseline
         alarm = settings.ANOMALY_ALARM_SMOOTH if alarm_smooth is None else alarm_smooth
         self.anomaly_profile_ = fit_profile(
-            ctx, X, times, false_alarm_rate, S, K, W, sm, base, alarm, pw, c, bool(spread)
-        )
+            ctx, X, times, false_alarm_rate, S, K, W, sm, base, alarm, pw, c, bool(spread),
+            feature_scale, combine,
+        )  # fmt: skip
         return self
 
 
