@@ -1,11 +1,14 @@
 """Write the anomaly-detection table of docs/benchmarks.md from the anomaly records.
 
     python benchmarks/anomaly_table.py [--results PATH ...] [--tag main]
+        [--compare TAG:VARIANT ...]
 
 Means per data set (SMAP, MSL, SMAP+MSL, NAB), the held-out series and the development
 series (the score variant was chosen on them) apart, over the series that **every** method has a
 record for (so a partly run campaign compares like with like; the number of series is
 shown), and the gpvae threshold's false-alarm rate on the unlabelled test steps.
+``--compare TAG:VARIANT`` adds gpvae's records of another tag and score variant as one more
+row beside the tag's (e.g. a later gpvae-only campaign beside the baselines' records).
 """
 
 from __future__ import annotations
@@ -45,7 +48,7 @@ def _fmt(v: float | None, digits: int = 3) -> str:
     return "-" if v is None or not np.isfinite(v) else f"{v:.{digits}f}"
 
 
-def dev_table(records: list[dict[str, Any]]) -> str:
+def dev_table(records: list[dict[str, Any]], tag: str = "") -> str:
     """Mean VUS-PR of every score variant over the development series (those with all):
     gpvae's and the VAE's score variants, then the baselines' post-processing variants."""
     by: dict[str, dict[tuple[str, str], float]] = {}
@@ -73,26 +76,37 @@ def dev_table(records: list[dict[str, Any]]) -> str:
             lines.append(f"| {v} | " + " | ".join(cells) + " |")
         out.append("\n".join(lines))
     return (
-        f"Variants on the development subset ({len(common)} series), mean VUS-PR:\n\n"
+        f"Variants on the development subset ({len(common)} series"
+        + (f", tag {tag}" if tag else "")
+        + "), mean VUS-PR:\n\n"
         + "\n\n".join(out)
     )
 
 
 def _summary(
-    recs: list[dict[str, Any]], variant: str, peer: dict[str, str]
+    recs: list[dict[str, Any]],
+    variant: str,
+    peer: dict[str, str],
+    extra: dict[str, str] | None = None,
 ) -> tuple[list[str], list[str]]:
     """Rows of the means table and of the false-alarm table for these records (gpvae and
-    the VAE: ``variant``; a baseline m: ``peer[m]``, or its record without a variant)."""
+    the VAE: ``variant``; a baseline m: ``peer[m]``, or its record without a variant;
+    ``extra``: name -> label of further gpvae rows, records whose method is that name)."""
+    extra = extra or {}
+    names = {**NAMES, **extra}
     by: dict[tuple[str, str], dict[str, dict[str, Any]]] = {}
     for r in recs:
         method = r["method"]
-        if "/" in method:
+        if method in extra:
+            pass
+        elif "/" in method:
             base, v = method.split("/", 1)
             if v != peer.get(base, variant):
                 continue
             method = base
         by.setdefault((r["dataset"], r["series"]), {})[method] = r
-    methods = [m for m in METHODS if any(m in v for v in by.values())]
+    order = ("gpvae", *extra, *METHODS[1:])
+    methods = [m for m in order if any(m in v for v in by.values())]
     lines: list[str] = []
     fa_lines: list[str] = []
     for label, members in GROUPS:
@@ -106,46 +120,69 @@ def _summary(
             }
             wall = float(np.mean([r["wall_seconds"] for r in rows]))
             lines.append(
-                f"| {label} | {len(full)} | {NAMES[m]} | {_fmt(mean['vus_pr'])} | "
+                f"| {label} | {len(full)} | {names[m]} | {_fmt(mean['vus_pr'])} | "
                 f"{_fmt(mean['auc_pr'])} | {_fmt(mean['auc_roc'])} | {wall:.1f} |"
             )
-        fa = [by[k]["gpvae"].get("false_alarm_rate") for k in full if "gpvae" in by[k]]
-        fa = [f for f in fa if f is not None]
-        if fa:
-            target = by[full[0]]["gpvae"]["config"]["far"]
-            within = np.mean([(target / 2 <= f <= 2 * target) for f in fa])
-            # the threshold on the smoothed score itself (records before the alarm score: -)
-            sm = [by[k]["gpvae"].get("false_alarm_rate_smoothed") for k in full]
-            sm_cells = "- | -"
-            if all(f is not None for f in sm):
-                sm_in = np.mean([(target / 2 <= f <= 2 * target) for f in sm])  # type: ignore[operator]
-                sm_cells = f"{np.median(sm):.4f} | {sm_in:.0%}"
-            extra = []
-            # the alarm divided by its trailing spread (fit_threshold(spread=True)); and,
-            # label-free, the threshold of the normal part's first 80% on its last 20%,
-            # without and with the spread (records before these: -)
-            for key in ("false_alarm_rate_spread", "false_alarm_rate_tail",
-                        "false_alarm_rate_tail_spread"):  # fmt: skip
-                vals = [by[k]["gpvae"].get(key) for k in full]
-                if all(f is not None for f in vals):
-                    v_in = np.mean([(target / 2 <= f <= 2 * target) for f in vals])  # type: ignore[operator]
-                    extra.append(f"{np.median(vals):.4f} | {v_in:.0%}")
-                else:
-                    extra.append("- | -")
-            fa_lines.append(
-                f"| {label} | {len(fa)} | {target:g} | {np.median(fa):.4f} | {np.mean(fa):.4f} | "
-                f"{within:.0%} | {sm_cells} | " + " | ".join(extra) + " |"
-            )
+        for g in ("gpvae", *extra):
+            if g in methods:
+                fa_lines += _false_alarms(label if g == "gpvae" else f"{label}, {extra[g]}",
+                                          [by[k][g] for k in full])  # fmt: skip
     return lines, fa_lines
 
 
+def _false_alarms(label: str, rows: list[dict[str, Any]]) -> list[str]:
+    """The false-alarm row of one gpvae configuration's records (none without rates)."""
+    fa = [r.get("false_alarm_rate") for r in rows]
+    fa = [f for f in fa if f is not None]
+    if not fa:
+        return []
+    target = rows[0]["config"]["far"]
+    within = np.mean([(target / 2 <= f <= 2 * target) for f in fa])
+    # the threshold on the smoothed score itself (records before the alarm score: -)
+    sm = [r.get("false_alarm_rate_smoothed") for r in rows]
+    sm_cells = "- | -"
+    if all(f is not None for f in sm):
+        sm_in = np.mean([(target / 2 <= f <= 2 * target) for f in sm])  # type: ignore[operator]
+        sm_cells = f"{np.median(sm):.4f} | {sm_in:.0%}"
+    extra = []
+    # the alarm divided by its trailing spread (fit_threshold(spread=True)); and,
+    # label-free, the threshold of the normal part's first 80% on its last 20%,
+    # without and with the spread (records before these: -)
+    for key in ("false_alarm_rate_spread", "false_alarm_rate_tail", "false_alarm_rate_tail_spread"):
+        vals = [r.get(key) for r in rows]
+        if all(f is not None for f in vals):
+            v_in = np.mean([(target / 2 <= f <= 2 * target) for f in vals])  # type: ignore[operator]
+            extra.append(f"{np.median(vals):.4f} | {v_in:.0%}")
+        else:
+            extra.append("- | -")
+    return [
+        f"| {label} | {len(fa)} | {target:g} | {np.median(fa):.4f} | {np.mean(fa):.4f} | "
+        f"{within:.0%} | {sm_cells} | " + " | ".join(extra) + " |"
+    ]
+
+
 def render(
-    records: list[dict[str, Any]], tag: str, variant: str, peer: dict[str, str] | None = None
+    records: list[dict[str, Any]],
+    tag: str,
+    variant: str,
+    peer: dict[str, str] | None = None,
+    compare: Sequence[str] = (),
 ) -> str:
     """The held-out series (no choice was made on them) and the development series, each
-    with its own means and false-alarm table."""
+    with its own means and false-alarm table; ``compare``: "TAG:VARIANT" of further gpvae
+    rows (their records of that tag and variant, beside this tag's)."""
     peer = peer or {}
     recs = [r for r in records if r.get("tag") == tag]
+    extra: dict[str, str] = {}
+    for item in compare:
+        ctag, cvar = item.split(":", 1)
+        name = f"gpvae@{ctag}"
+        extra[name] = f"gpvae (GP prior), {ctag} {cvar}"
+        recs += [
+            {**r, "method": name}
+            for r in records
+            if r.get("tag") == ctag and r["method"] == f"gpvae/{cvar}"
+        ]
     parts = []
     for title, subset in (
         ("Held-out series (no choice was made on them)", [r for r in recs if not r.get("dev")]),
@@ -154,7 +191,7 @@ def render(
             [r for r in recs if r.get("dev")],
         ),
     ):
-        lines, fa_lines = _summary(subset, variant, peer)
+        lines, fa_lines = _summary(subset, variant, peer, extra)
         if not lines:
             continue
         out = (
@@ -181,17 +218,20 @@ def render(
             )
         parts.append(out)
     out = "\n\n".join(parts)
-    cfg = next((r["config"] for r in recs if r["method"].startswith("gpvae")), None)
+    cfg = next((r["config"] for r in recs if r["method"].startswith("gpvae/")), None)
     if cfg:
         out += (
             f"\n\nScore variant: {variant}"
             + ("; baselines: " + ", ".join(f"{m} {v}" for m, v in peer.items()) if peer else "")
+            + "".join(f"; {label} (tag {n.split('@')[1]})" for n, label in extra.items())
             + ". Settings: "
             + ", ".join(f"{k}={v}" for k, v in cfg.items())
             + "."
         )
-    dev = dev_table(recs)
-    return out + ("\n\n" + dev if dev else "")
+    devs = [dev_table([r for r in recs if r.get("tag") == tag])]
+    for ctag in dict.fromkeys(item.split(":", 1)[0] for item in compare):
+        devs.append(dev_table([r for r in records if r.get("tag") == ctag], ctag))
+    return out + "".join("\n\n" + d for d in devs if d)
 
 
 def main(argv: Sequence[str] | None = None) -> int:
@@ -206,6 +246,14 @@ def main(argv: Sequence[str] | None = None) -> int:
         help="Report the baselines' PEER_CHOSEN variants of anomaly.py (records from session "
         "10 on); without it, their records without a variant.",
     )
+    p.add_argument(
+        "--compare",
+        nargs="+",
+        default=[],
+        metavar="TAG:VARIANT",
+        help="Add gpvae's records of this tag and score variant as a further row (e.g. a "
+        "gpvae-only campaign beside the tag's baselines).",
+    )
     args = p.parse_args(argv)
     import ast
     import re
@@ -219,7 +267,7 @@ def main(argv: Sequence[str] | None = None) -> int:
         found_peer = re.search(r"^PEER_CHOSEN = (\{[^}]*\})", src, re.M)
         peer = ast.literal_eval(found_peer.group(1)) if found_peer else {}
     records = [r for path in args.results for r in json.loads(Path(path).read_text())]
-    table = render(records, args.tag, args.variant, peer)
+    table = render(records, args.tag, args.variant, peer, args.compare)
     docs = Path(args.docs)
     text = docs.read_text()
     if BEGIN in text and END in text:
