@@ -152,6 +152,8 @@ def test_cli_fit_members_then_forecast_and_backtest(
         (["--members", "2"], ["--causal-scores"]),
         (["--members", "2"], ["--spread-baseline", "--smooth", "3"]),
         (["--difference"], ["--smooth", "3"]),
+        (["--members", "2"], ["--feature-scale", "tail"]),
+        (["--difference"], ["--combine", "max"]),
     ],
 )
 def test_cli_fit_of_a_forecaster_refuses_the_anomaly_threshold_flags(

@@ -335,6 +335,31 @@ def test_fit_stores_causal_scores_and_the_spread_for_detect(
     assert pd.read_csv(res).loc[40:44, "anomaly"].any()
 
 
+def test_fit_stores_the_tail_scale_and_max_for_detect(
+    files: dict[str, Path], tmp_path: Path
+) -> None:
+    """--feature-scale tail and --combine max go into the stored profile, which detect then
+    uses (a 5-day fault is still flagged)."""
+    import json
+
+    out = tmp_path / "m"
+    _ok(run_cli("fit", files["wide_parquet"], "--time-col", "date", "--features",
+                ",".join(FEATURES), "-o", out, "--window", "30", "--feature-scale", "tail",
+                "--combine", "max", *FIT_OPTIONS))  # fmt: skip
+    cfg = json.loads((out / "model" / "config.json").read_text())
+    prof = next(v["anomaly_profile"] for v in cfg.values()
+                if isinstance(v, dict) and "anomaly_profile" in v)  # fmt: skip
+    assert prof["feature_scale"] == "tail"
+    assert prof["combine"] == "max"
+    assert len(prof["tail_beta"]) == len(FEATURES)
+    frame = pd.read_parquet(files["wide_parquet"])
+    frame.loc[40:44, "temp"] = frame["temp"].max() + 30.0
+    src, res = tmp_path / "new.csv", tmp_path / "s.csv"
+    frame.to_csv(src, index=False)
+    _ok(run_cli("detect", out, src, "-o", res))
+    assert pd.read_csv(res).loc[40:44, "anomaly"].any()
+
+
 def test_detect_labels_column_errors(
     wide_model: Path, files: dict[str, Path], tmp_path: Path
 ) -> None:

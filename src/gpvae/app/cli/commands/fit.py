@@ -258,6 +258,22 @@ THRESHOLD_QUANTILE = 0.99
     "spread, so that new data whose normal scores vary more or less than the training "
     "data's keep about the --false-alarm-rate.",
 )
+@click.option(
+    "--feature-scale",
+    default="spread",
+    show_default=True,
+    type=click.Choice(["spread", "tail"]),
+    help="How detect puts the features' scores on one scale: divided by the spread of their "
+    "training scores, or as -log of the share of training scores at least as large (tail: a "
+    "0/1 flag that is rarely set does not drown the other features when it is).",
+)
+@click.option(
+    "--combine",
+    default="sum",
+    show_default=True,
+    type=click.Choice(["sum", "max"]),
+    help="detect's step score: the sum or the largest of the features' scaled scores.",
+)
 @click.option("--seed", default=0, show_default=True, type=click.IntRange(min=0))
 @click.option(
     "--members",
@@ -313,6 +329,8 @@ def fit(
     smooth: int | None,
     causal_scores: bool,
     spread_baseline: bool,
+    feature_scale: str,
+    combine: str,
     coord_cols: str | None,
     inducing: int | None,
     seed: int,
@@ -379,6 +397,8 @@ def fit(
             ("--causal-scores", causal_scores),
             ("--spread-baseline", spread_baseline),
             ("--smooth", smooth is not None),
+            ("--feature-scale", feature_scale != "spread"),
+            ("--combine", combine != "sum"),
         )
         if given
     ]
@@ -448,6 +468,8 @@ def fit(
                 smooth=smooth,
                 causal=causal_scores,
                 spread=spread_baseline,
+                feature_scale=feature_scale,
+                combine=combine,
             )
     every = [s for part in run.gather(step) for s in part]
     spec.threshold_quantile = THRESHOLD_QUANTILE
