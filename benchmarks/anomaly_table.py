@@ -7,8 +7,9 @@ Means per data set (SMAP, MSL, SMAP+MSL, NAB), the held-out series and the devel
 series (the score variant was chosen on them) apart, over the series that **every** method has a
 record for (so a partly run campaign compares like with like; the number of series is
 shown), and the gpvae threshold's false-alarm rate on the unlabelled test steps.
-``--compare TAG:VARIANT`` adds gpvae's records of another tag and score variant as one more
-row beside the tag's (e.g. a later gpvae-only campaign beside the baselines' records).
+``--compare TAG:VARIANT`` adds gpvae's and the N(0, I) VAE's records of another tag and score
+variant as further rows beside the tag's (e.g. a later campaign of the two beside the
+baselines' records).
 """
 
 from __future__ import annotations
@@ -91,7 +92,8 @@ def _summary(
 ) -> tuple[list[str], list[str]]:
     """Rows of the means table and of the false-alarm table for these records (gpvae and
     the VAE: ``variant``; a baseline m: ``peer[m]``, or its record without a variant;
-    ``extra``: name -> label of further gpvae rows, records whose method is that name)."""
+    ``extra``: name -> label of further rows, records whose method is that name; "gpvae@..."
+    ones also get a false-alarm row)."""
     extra = extra or {}
     names = {**NAMES, **extra}
     by: dict[tuple[str, str], dict[str, dict[str, Any]]] = {}
@@ -105,7 +107,8 @@ def _summary(
                 continue
             method = base
         by.setdefault((r["dataset"], r["series"]), {})[method] = r
-    order = ("gpvae", *extra, *METHODS[1:])
+    order = ("gpvae", *(e for e in extra if e.startswith("gpvae@")), "vae",
+             *(e for e in extra if e.startswith("vae@")), *METHODS[2:])  # fmt: skip
     methods = [m for m in order if any(m in v for v in by.values())]
     lines: list[str] = []
     fa_lines: list[str] = []
@@ -123,7 +126,7 @@ def _summary(
                 f"| {label} | {len(full)} | {names[m]} | {_fmt(mean['vus_pr'])} | "
                 f"{_fmt(mean['auc_pr'])} | {_fmt(mean['auc_roc'])} | {wall:.1f} |"
             )
-        for g in ("gpvae", *extra):
+        for g in ("gpvae", *(e for e in extra if e.startswith("gpvae@"))):
             if g in methods:
                 fa_lines += _false_alarms(label if g == "gpvae" else f"{label}, {extra[g]}",
                                           [by[k][g] for k in full])  # fmt: skip
@@ -176,13 +179,16 @@ def render(
     extra: dict[str, str] = {}
     for item in compare:
         ctag, cvar = item.split(":", 1)
-        name = f"gpvae@{ctag}"
-        extra[name] = f"gpvae (GP prior), {ctag} {cvar}"
-        recs += [
-            {**r, "method": name}
-            for r in records
-            if r.get("tag") == ctag and r["method"] == f"gpvae/{cvar}"
-        ]
+        for m in ("gpvae", "vae"):
+            name = f"{m}@{ctag}"
+            new = [
+                {**r, "method": name}
+                for r in records
+                if r.get("tag") == ctag and r["method"] == f"{m}/{cvar}"
+            ]
+            if new:
+                extra[name] = f"{NAMES[m]}, {ctag} {cvar}"
+                recs += new
     parts = []
     for title, subset in (
         ("Held-out series (no choice was made on them)", [r for r in recs if not r.get("dev")]),

@@ -1,5 +1,5 @@
-"""The anomaly table (``benchmarks/anomaly_table.py``): another tag's gpvae variant as a
-further row beside a tag's records (``--compare``)."""
+"""The anomaly table (``benchmarks/anomaly_table.py``): another tag's gpvae and VAE variant
+as further rows beside a tag's records (``--compare``)."""
 
 from __future__ import annotations
 
@@ -32,7 +32,8 @@ def test_compare_adds_another_tags_gpvae_row(table) -> None:  # type: ignore[no-
     recs = []
     for s, (old, new, pca) in {"A": (0.1, 0.5, 0.3), "B": (0.3, 0.7, 0.5)}.items():
         recs += [_rec(s, "gpvae/old", "s10", old), _rec(s, "pca", "s10", pca),
-                 _rec(s, "gpvae/new", "s11", new), _rec(s, "gpvae/old", "s11", 0.9)]  # fmt: skip
+                 _rec(s, "gpvae/new", "s11", new), _rec(s, "gpvae/old", "s11", 0.9),
+                 _rec(s, "vae/new", "s11", new - 0.1)]  # fmt: skip
     recs += [_rec("C", "gpvae/old", "s10", 0.2), _rec("C", "pca", "s10", 0.2)]  # no s11
     plain = table.render(recs, "s10", "old")
     assert "| MSL | 3 | gpvae (GP prior) | 0.200 |" in plain
@@ -42,6 +43,11 @@ def test_compare_adds_another_tags_gpvae_row(table) -> None:  # type: ignore[no-
     assert "| MSL | 2 | gpvae (GP prior) | 0.200 |" in both
     assert "| MSL | 2 | gpvae (GP prior), s11 new | 0.600 |" in both
     assert "| MSL | 2 | PCA reconstruction | 0.400 |" in both
+    assert "| MSL | 2 | same nets, N(0, I) prior (Donut-like), s11 new | 0.500 |" in both
+    means = both.split("Threshold")[0].splitlines()
+    rows = [line.split(" | ")[2] for line in means if line.startswith("| MSL | 2 |")]
+    vae = "same nets, N(0, I) prior (Donut-like), s11 new"
+    assert rows == ["gpvae (GP prior)", "gpvae (GP prior), s11 new", vae, "PCA reconstruction"]
     assert "| MSL, gpvae (GP prior), s11 new | 2 | 0.01 |" in both
     # the s11 record of the old variant is not taken
     assert "0.900" not in both
