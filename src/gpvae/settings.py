@@ -11,6 +11,8 @@ __all__ = [
     "ANOMALY_ALARM_SMOOTH",
     "ANOMALY_BASELINE",
     "ANOMALY_CAUSAL_BLOCKS",
+    "ANOMALY_COMBINE",
+    "ANOMALY_FEATURE_SCALE",
     "ANOMALY_MIN_SCALE",
     "ANOMALY_MIN_SPREAD",
     "ANOMALY_PRIOR_WEIGHT",
@@ -231,6 +233,14 @@ ANOMALY_TAIL_SHARE = 0.01
 #: With ``feature_scale="tail"``: quantiles stored per feature, at tail probabilities
 #: spaced evenly in log from 1 down to :data:`ANOMALY_TAIL_SHARE`.
 ANOMALY_TAIL_LEVELS = 33
+#: How ``fit_threshold`` puts the features' entry scores on one scale by default: "tail"
+#: (``-log`` of the normal scores' tail probability) or "spread" (divided by the spread of
+#: the normal scores). Chosen on the development subset of benchmarks/anomaly.py
+#: (docs/benchmarks.md, session 11).
+ANOMALY_FEATURE_SCALE = "tail"
+#: How ``fit_threshold`` combines the scaled entry scores of a step by default: "max" (the
+#: largest feature's) or "sum". Chosen with :data:`ANOMALY_FEATURE_SCALE`.
+ANOMALY_COMBINE = "max"
 
 # ---------------------------------------------------------------- distributed training
 

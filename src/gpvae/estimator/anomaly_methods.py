@@ -45,8 +45,8 @@ class AnomalyMethods:
         is scored by ``-log (1/S) sum_s p(y | z_s)``, ``z_s ~ q(z | the other folds)``, in
         standardised units. Long series are scored in half-overlapping windows of
         ``window`` steps (time linear in the length). The step score is the sum over the
-        observed entries; after :meth:`fit_threshold`, the stored profile's normalised,
-        smoothed score, with ``flagged`` steps and ``intervals``. Nothing is refitted
+        observed entries; after :meth:`fit_threshold`, the stored profile's scaled,
+        combined and smoothed score, with ``flagged`` steps and ``intervals``. Nothing is refitted
         (see :mod:`gpvae.estimator.anomaly`).
 
         Args:
@@ -88,13 +88,14 @@ class AnomalyMethods:
         prior_weight: float | None = None,
         causal: bool | None = None,
         spread: bool = False,
-        feature_scale: str = "spread",
-        combine: str = "sum",
+        feature_scale: str | None = None,
+        combine: str | None = None,
     ) -> _T:
         """Learn the anomaly threshold from normal data ``X`` and store it with the model.
 
-        Each feature's scores are put on the scale of its normal scores and summed; the
-        median of this sum over the previous ``baseline`` steps is subtracted (None:
+        Each feature's scores are put on the scale of its normal scores and combined (see
+        ``feature_scale`` and ``combine`` below); the median of this step score over the
+        previous ``baseline`` steps is subtracted (None:
         :data:`gpvae.settings.ANOMALY_BASELINE`; 0: nothing), so that a slow drift of new
         data does not raise every score; the step score is averaged over the last ``smooth``
         steps (None: :data:`gpvae.settings.ANOMALY_SMOOTH`). The threshold is the
@@ -108,12 +109,14 @@ class AnomalyMethods:
         divided by the score's trailing spread over the same steps, so that new data whose
         normal scores vary more or less than the normal data's keep about the target rate
         (the step score, which ranks the steps, is not divided). ``feature_scale="tail"``
-        scores each entry by ``-log`` of the share of its feature's normal scores at least
-        as large (an exponential tail beyond the top
-        :data:`gpvae.settings.ANOMALY_TAIL_SHARE`) instead of dividing by the spread, so that
-        a feature whose normal values are nearly always the same (a rarely set 0/1 flag)
-        does not drown the others whenever it changes; ``combine="max"`` takes the largest
-        feature's score at each step instead of the sum.
+        (None: :data:`gpvae.settings.ANOMALY_FEATURE_SCALE`, "tail") scores each entry by
+        ``-log`` of the share of its feature's normal scores at least as large (an
+        exponential tail beyond the top :data:`gpvae.settings.ANOMALY_TAIL_SHARE`), so that a
+        feature whose normal values are nearly always the same (a rarely set 0/1 flag) does
+        not drown the others whenever it changes; "spread" divides each feature's scores by
+        the spread of its normal ones (the default before session 11). ``combine="max"``
+        (None: :data:`gpvae.settings.ANOMALY_COMBINE`, "max") takes the largest feature's
+        score at each step; "sum" their sum.
 
         Returns:
             self.
@@ -128,7 +131,8 @@ class AnomalyMethods:
         alarm = settings.ANOMALY_ALARM_SMOOTH if alarm_smooth is None else alarm_smooth
         self.anomaly_profile_ = fit_profile(
             ctx, X, times, false_alarm_rate, S, K, W, sm, base, alarm, pw, c, bool(spread),
-            feature_scale, combine,
+            settings.ANOMALY_FEATURE_SCALE if feature_scale is None else feature_scale,
+            settings.ANOMALY_COMBINE if combine is None else combine,
         )  # fmt: skip
         return self
 

@@ -260,19 +260,18 @@ THRESHOLD_QUANTILE = 0.99
 )
 @click.option(
     "--feature-scale",
-    default="spread",
-    show_default=True,
+    default=None,
     type=click.Choice(["spread", "tail"]),
-    help="How detect puts the features' scores on one scale: divided by the spread of their "
-    "training scores, or as -log of the share of training scores at least as large (tail: a "
-    "0/1 flag that is rarely set does not drown the other features when it is).",
+    help="How detect puts the features' scores on one scale: as -log of the share of the "
+    "training scores at least as large (tail, the default: a 0/1 flag that is rarely set does "
+    "not drown the other features when it is), or divided by their spread.",
 )
 @click.option(
     "--combine",
-    default="sum",
-    show_default=True,
+    default=None,
     type=click.Choice(["sum", "max"]),
-    help="detect's step score: the sum or the largest of the features' scaled scores.",
+    help="detect's step score: the largest (max, the default) or the sum of the features' "
+    "scaled scores.",
 )
 @click.option("--seed", default=0, show_default=True, type=click.IntRange(min=0))
 @click.option(
@@ -329,8 +328,8 @@ def fit(
     smooth: int | None,
     causal_scores: bool,
     spread_baseline: bool,
-    feature_scale: str,
-    combine: str,
+    feature_scale: str | None,
+    combine: str | None,
     coord_cols: str | None,
     inducing: int | None,
     seed: int,
@@ -397,8 +396,8 @@ def fit(
             ("--causal-scores", causal_scores),
             ("--spread-baseline", spread_baseline),
             ("--smooth", smooth is not None),
-            ("--feature-scale", feature_scale != "spread"),
-            ("--combine", combine != "sum"),
+            ("--feature-scale", feature_scale is not None),
+            ("--combine", combine is not None),
         )
         if given
     ]
