@@ -318,6 +318,10 @@ VARIANTS: dict[str, tuple[Any, ...]] = {
     # session 11: tail-probability scale of each feature, summed or the largest
     "k5ph_tail_s32_b512": (5, True, 32, 512, 0.5, False, "tail", "sum"),
     "k5ph_tailmax_s32_b512": (5, True, 32, 512, 0.5, False, "tail", "max"),
+    # the prior's weight again, on the tail scale
+    "k5p_tailmax_s32_b512": (5, True, 32, 512, 1.0, False, "tail", "max"),
+    "k5p2_tailmax_s32_b512": (5, True, 32, 512, 2.0, False, "tail", "max"),
+    "p_tailmax_s32_b512": (5, True, 32, 512, math.inf, False, "tail", "max"),
 }
 
 
