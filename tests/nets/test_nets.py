@@ -218,3 +218,37 @@ def test_mlp_in_chunks_without_gradients_runs_each_chunk_once(monkeypatch) -> No
     assert calls == [64, 64, 64, 64, 44]
     assert out.shape == (2, 3, 50, D)
     torch.testing.assert_close(out, ref, rtol=1e-13, atol=1e-14)
+
+
+@pytest.mark.parametrize("activation", [torch.nn.ReLU, torch.nn.Tanh])
+def test_mlp_without_gradients_runs_in_cache_sized_chunks(monkeypatch, activation) -> None:
+    from gpvae import settings
+    from gpvae.nets import MLP
+
+    torch.manual_seed(0)
+    net = MLP(L, (32, 24), D, activation).double()
+    z = torch.randn(2, 5, 103, L, dtype=torch.float64)  # 1,030 rows, widest 32 x 8 bytes
+    before = z.clone()
+    with torch.no_grad():
+        ref = torch.nn.Sequential.forward(net, z)  # one pass
+        calls = _first_linear_calls(net)
+        monkeypatch.setattr(settings, "MLP_INFERENCE_CHUNK_BYTES", 32 * 8 * 100)
+        out = net(z)
+    assert calls == [100] * 10 + [30]
+    assert out.shape == (2, 5, 103, D)
+    torch.testing.assert_close(out, ref, rtol=1e-13, atol=1e-14)
+    assert torch.equal(z, before)  # the input is not overwritten by in-place activations
+
+
+def test_mlp_chunks_only_without_gradients_by_default() -> None:
+    from gpvae import settings
+    from gpvae.nets import MLP
+
+    net = MLP(L, (64,), D)
+    rows = settings.MLP_INFERENCE_CHUNK_BYTES // (64 * 4) + 1  # one row over a chunk
+    z = torch.randn(rows, L)
+    calls = _first_linear_calls(net)
+    net(z).sum().backward()  # with gradients: one pass, below MLP_CHUNK_BYTES
+    with torch.no_grad():
+        net(z)
+    assert calls == [rows, rows - 1, 1]

@@ -84,29 +84,59 @@ class MLP(nn.Sequential):
         super().__init__(*layers)
 
     def forward(self, x: Tensor) -> Tensor:
-        """The MLP on the last axis of ``x`` (..., in_features); over chunks of rows when the
-        widest layer's output would exceed :data:`gpvae.settings.MLP_CHUNK_BYTES` (chunks of
-        a quarter of that; each checkpointed when gradients are needed), else in one pass.
-        On the CPU only: the cost chunking avoids is glibc's fresh mappings of large tensors,
-        which a GPU's caching allocator does not have."""
+        """The MLP on the last axis of ``x`` (..., in_features), on the CPU over chunks of
+        rows: without gradients, chunks whose widest layer output holds at most
+        :data:`gpvae.settings.MLP_INFERENCE_CHUNK_BYTES` (cache-sized; a quarter of
+        :data:`gpvae.settings.MLP_CHUNK_BYTES` if that is smaller), written into one output;
+        with gradients, when the widest layer's output would exceed
+        :data:`gpvae.settings.MLP_CHUNK_BYTES`, chunks of a quarter of that, each
+        checkpointed; else in one pass. The cost chunking avoids is glibc's fresh mappings
+        of large tensors and layers reading their inputs from memory rather than cache,
+        which a GPU does not have. Every row's arithmetic is the same as in one pass."""
         width = x.shape[-1]
         rows = x.numel() // width if width else 0
         widest = max((m.out_features for m in self if isinstance(m, nn.Linear)), default=width)
         per_row = widest * x.element_size()
         limit = settings.MLP_CHUNK_BYTES
-        if rows * per_row <= limit or x.device.type != "cpu":
+        if x.device.type != "cpu":
             return super().forward(x)
-        chunk = max(1, limit // (4 * per_row))  # well below the limit: see the setting
         grad = torch.is_grad_enabled() and (
             x.requires_grad or any(p.requires_grad for p in self.parameters())
         )
+        if not grad:
+            most = min(limit // 4, settings.MLP_INFERENCE_CHUNK_BYTES)
+            if rows * per_row <= most:
+                return super().forward(x)
+            return self._in_chunks(x.reshape(rows, width), max(1, most // per_row)).reshape(
+                *x.shape[:-1], -1
+            )
+        if rows * per_row <= limit:
+            return super().forward(x)
+        chunk = max(1, limit // (4 * per_row))  # well below the limit: see the setting
         run = super().forward
         outs = [
-            checkpoint(run, part, use_reentrant=False) if grad else run(part)
+            checkpoint(run, part, use_reentrant=False)
             for part in x.reshape(rows, width).split(chunk)
         ]
         out = torch.cat(outs)
         return out.reshape(*x.shape[:-1], out.shape[-1])
+
+    def _in_chunks(self, x: Tensor, chunk: int) -> Tensor:
+        """(rows, out_features) of ``x`` (rows, in_features) run ``chunk`` rows at a time
+        without gradients, into one preallocated output (ReLUs applied in place on the
+        layers' own outputs)."""
+        out: Tensor | None = None
+        for start in range(0, x.shape[0], chunk):
+            part = x[start : start + chunk]
+            h = part
+            for layer in self:
+                in_place = isinstance(layer, nn.ReLU) and h is not part
+                h = h.relu_() if in_place else layer(h)
+            if out is None:
+                out = h.new_empty((x.shape[0], h.shape[-1]))
+            out[start : start + len(part)] = h
+        assert out is not None  # x has rows: the caller runs one pass otherwise
+        return out
 
 
 def check_encoder_inputs(y: Tensor, observed: Tensor, num_features: int) -> None:
