@@ -83,6 +83,88 @@ def test_entries_of_one_block_count_as_one() -> None:
         fit_interval_scales(mean, lo, hi, target, feature, 2, runs=blocks[:10])
 
 
+def _reference_scales(mean, lower, upper, target, feature, num_features, runs):
+    """The factors by one coverage test per factor of SCALES (the loop the counted
+    ranges of fit_interval_scales replace), entries filtered as it does."""
+
+    def errors(m, lo, hi, y):
+        lo, hi, r = lo - m[:, None], hi - m[:, None], (y - m)[:, None]
+        out = np.empty(len(SCALES))
+        for j, c in enumerate(SCALES):
+            covered = (c * lo <= r) & (r <= c * hi)
+            out[j] = np.abs(covered.mean(axis=0) - np.asarray(LEVELS)).sum()
+        return out
+
+    def best(err):
+        near = np.flatnonzero(err <= err.min() + 1e-12)
+        return float(SCALES[near[np.argmin(np.abs(np.log(SCALES[near])))]])
+
+    keep = np.isfinite(mean) & np.isfinite(target)
+    keep &= np.isfinite(lower).all(1) & np.isfinite(upper).all(1)
+    pooled = errors(mean[keep], lower[keep], upper[keep], target[keep])
+    out = np.full(num_features, best(pooled))
+    n0 = float(settings.CALIBRATION_POOL_BLOCKS)
+    for d in range(num_features):
+        idx = keep & (feature == d)
+        if idx.any():
+            n = float(len(np.unique(runs[idx])))
+            own = errors(mean[idx], lower[idx], upper[idx], target[idx])
+            out[d] = best((n * own + n0 * pooled) / (n + n0))
+    return out, pooled
+
+
+def test_counted_coverage_equals_one_test_per_factor() -> None:
+    """Every factor's coverage counted from the range of factors covering each entry is
+    the coverage of testing each factor, bit for bit, also for values exactly on a scaled
+    interval end, intervals not around the mean, zero-width ends and non-finite rows."""
+    from gpvae.estimator.calibration import _coverage_errors
+
+    rng = np.random.default_rng(3)
+    M, D, K = 6_000, 5, len(LEVELS)
+    mean = np.where(rng.random(M) < 0.5, 0.0, rng.normal(size=M))  # at 0: r and ends exact
+    spread = np.exp(rng.normal(size=(M, 1))) * np.linspace(0.5, 2.0, K)
+    lower, upper = mean[:, None] - spread, mean[:, None] + spread
+    target = mean + 1.7 * rng.standard_normal(M)
+    # values exactly on a scaled end: r = SCALES[j] * lo (and * hi) for random j
+    j = rng.integers(0, len(SCALES), M)
+    on = rng.random(M) < 0.2
+    target[on] = mean[on] + SCALES[j[on]] * (lower[on, 1] - mean[on])
+    on = rng.random(M) < 0.2
+    target[on] = mean[on] + SCALES[j[on]] * (upper[on, 2] - mean[on])
+    # ends on the mean, intervals beside the mean, values on the mean
+    zero = rng.random(M) < 0.05
+    lower[zero, 0] = mean[zero]
+    zero = rng.random(M) < 0.05
+    upper[zero, 3] = mean[zero]
+    above = rng.random(M) < 0.05
+    lower[above] = mean[above, None] + 0.1 * spread[above]
+    below = rng.random(M) < 0.05
+    upper[below] = mean[below, None] - 0.1 * spread[below]
+    at = rng.random(M) < 0.03
+    target[at] = mean[at]
+    tiny = rng.random(M) < 0.02
+    lower[tiny, 1] = mean[tiny] - 1e-300
+    target[rng.random(M) < 0.01] = np.nan
+    upper[rng.random(M) < 0.01, 2] = np.inf
+    feature = rng.integers(0, D + 1, M)  # feature D is outside the fitted ones
+    runs = rng.integers(0, M // 3, M)
+    expected, pooled = _reference_scales(mean, lower, upper, target, feature, D, runs)
+    keep = np.isfinite(target) & np.isfinite(upper).all(1)
+    got = _coverage_errors(mean[keep], lower[keep], upper[keep], target[keep])
+    assert np.array_equal(got, pooled)
+    assert np.array_equal(
+        fit_interval_scales(mean, lower, upper, target, feature, D, runs), expected
+    )
+    # one feature alone, each entry its own block (runs=None)
+    sub = feature == 0
+    assert np.array_equal(
+        fit_interval_scales(mean[sub], lower[sub], upper[sub], target[sub], feature[sub], 1),
+        _reference_scales(
+            mean[sub], lower[sub], upper[sub], target[sub], feature[sub], 1, np.arange(sub.sum())
+        )[0],
+    )
+
+
 def test_no_entries_and_bad_shapes() -> None:
     empty = np.zeros(0)
     none = np.zeros((0, len(LEVELS)))

@@ -76,14 +76,73 @@ def _coverage_errors(
 ) -> np.ndarray:
     """(len(SCALES),) the held-out coverage error (summed over :data:`LEVELS`) of each
     factor of :data:`SCALES`."""
+    groups = np.zeros(len(mean), np.int64)
+    return _errors_of_counts(*_covered_counts(mean, lower, upper, y, groups, 1))[0]
+
+
+def _scaled_at_most(a: np.ndarray, b: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    """Where ``SCALES[j] * a <= b`` holds, as index ranges [start, end) over j: one range
+    per element of ``a`` and ``b`` (same shape, finite). The products are those of the
+    test itself, so the ranges are exact: rounding is monotone, so for ``a < 0`` the test
+    fails below a first index and holds from it on, for ``a > 0`` it holds up to an index,
+    and for ``a = 0`` it holds everywhere or nowhere. The index is found from ``b / a`` and
+    moved step by step until the test changes there."""
+    n = len(SCALES)
+    pos = a > 0
+    with np.errstate(divide="ignore", invalid="ignore", over="ignore"):
+        t = b / a
+    first = np.where(pos, np.searchsorted(SCALES, t, "right"), np.searchsorted(SCALES, t))
+    first = np.where(a == 0, np.where(b >= 0, 0, n), first)
+
+    def flipped(j: np.ndarray) -> np.ndarray:  # false below the index, true from it on
+        return (SCALES[j] * a <= b) ^ pos
+
+    while True:
+        down = (first > 0) & flipped(np.maximum(first - 1, 0))
+        up = (first < n) & ~flipped(np.minimum(first, n - 1)) & ~down
+        if not (down.any() or up.any()):
+            break
+        first = first - down + up
+    return np.where(pos, 0, first), np.where(pos, first, n)
+
+
+def _covered_counts(
+    mean: np.ndarray,
+    lower: np.ndarray,
+    upper: np.ndarray,
+    y: np.ndarray,
+    groups: np.ndarray,
+    num_groups: int,
+) -> tuple[np.ndarray, np.ndarray]:
+    """For each group of entries (``groups`` (M,) in ``[0, num_groups)``), how many of its
+    entries the interval at each level covers once scaled by each factor of :data:`SCALES`,
+    ``c lo <= r <= c hi`` (``lo``, ``hi``, ``r``: lower end, upper end, value less the
+    mean): (num_groups, K, len(SCALES)) counts, and (num_groups,) entries. The same test
+    as one comparison per factor, counted from where each entry is covered (a range of
+    factors)."""
+    n, K = len(SCALES), lower.shape[1]
     lo = lower - mean[:, None]  # (M, K), <= 0 for a draw spread around the mean
     hi = upper - mean[:, None]  # (M, K)
-    r = (y - mean)[:, None]  # (M, 1)
-    levels = np.asarray(LEVELS)
-    errors = np.empty(len(SCALES))
-    for j, c in enumerate(SCALES):
-        covered = (c * lo <= r) & (r <= c * hi)  # (M, K)
-        errors[j] = np.abs(covered.mean(axis=0) - levels).sum()
+    r = np.broadcast_to((y - mean)[:, None], lo.shape)  # (M, K)
+    start_lo, end_lo = _scaled_at_most(lo, r)  # c lo <= r
+    start_hi, end_hi = _scaled_at_most(-hi, -r)  # r <= c hi, exactly (-c hi = c (-hi))
+    start, end = np.maximum(start_lo, start_hi), np.minimum(end_lo, end_hi)
+    base = (groups[:, None] * K + np.arange(K)) * (n + 1)  # (M, K) row of each count
+    some = start < end
+    size = num_groups * K * (n + 1)
+    diff = np.bincount((base + start)[some], minlength=size)
+    diff -= np.bincount((base + end)[some], minlength=size)
+    counts = np.cumsum(diff.reshape(num_groups, K, n + 1), axis=-1)[..., :n]
+    return counts, np.bincount(groups, minlength=num_groups)
+
+
+def _errors_of_counts(counts: np.ndarray, totals: np.ndarray) -> np.ndarray:
+    """(G, len(SCALES)) coverage errors summed over :data:`LEVELS` from the counts of
+    :func:`_covered_counts` (the levels' errors added in order, as a sum over them)."""
+    shares = counts / np.maximum(totals, 1)[:, None, None].astype(np.float64)  # (G, K, n)
+    errors = np.zeros((len(totals), len(SCALES)))
+    for k, level in enumerate(LEVELS):
+        errors = errors + np.abs(shares[:, k] - level)
     return errors
 
 
@@ -131,15 +190,22 @@ def fit_interval_scales(
     runs = np.arange(len(mean)) if runs is None else np.asarray(runs)
     if runs.shape != mean.shape:
         raise ValueError(f"runs: expected shape {mean.shape}, found {runs.shape}")
-    pooled = _coverage_errors(mean[keep], lower[keep], upper[keep], target[keep])
+    mean, lower, upper = mean[keep], lower[keep], upper[keep]
+    target, feature, runs = target[keep], feature[keep], runs[keep]
+    pooled = _coverage_errors(mean, lower, upper, target)
     out = np.full(num_features, _best_scale(pooled))
     n0 = float(settings.CALIBRATION_POOL_BLOCKS)
-    for d in range(num_features):
-        idx = keep & (feature == d)
-        if idx.any():
-            n = float(len(np.unique(runs[idx])))
-            own = _coverage_errors(mean[idx], lower[idx], upper[idx], target[idx])
-            out[d] = _best_scale((n * own + n0 * pooled) / (n + n0))
+    ours = (feature >= 0) & (feature < num_features) & (feature % 1 == 0)  # features fitted
+    index = feature[ours].astype(np.int64)
+    counts, totals = _covered_counts(
+        mean[ours], lower[ours], upper[ours], target[ours], index, num_features
+    )
+    own = _errors_of_counts(counts, totals)  # (D, len(SCALES))
+    pairs = np.unique(np.stack([index, runs[ours]]), axis=1)  # (feature, block) pairs
+    blocks = np.bincount(pairs[0], minlength=num_features)
+    for d in np.flatnonzero(totals):
+        n = float(blocks[d])
+        out[d] = _best_scale((n * own[d] + n0 * pooled) / (n + n0))
     return out
 
 
