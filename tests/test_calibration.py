@@ -424,29 +424,3 @@ def test_validation_on_the_training_series_keeps_the_given_hold_out() -> None:
     held = np.where(hide, X, np.nan)
     targets = est.scaler_.transform(to_series_set(held, allow_empty_series=True))
     np.testing.assert_allclose(est.interval_scale_, calibrate_intervals(ctx, inputs, targets))
-
-
-def test_block_ids_of_all_series_at_once_equal_series_by_series() -> None:
-    from gpvae.estimator.calibration import _block_ids
-
-    rng = np.random.default_rng(4)
-    values = []
-    for T in (3, 7, 30, 2, 15):
-        v = rng.normal(size=(T, 3))
-        v[rng.random((T, 3)) < 0.5] = np.nan
-        values.append(v)
-    targets = to_series_set(values)
-    expected, offset = [], 0  # series by series, as before
-    for v in targets.values:
-        held = ~np.isnan(v)
-        start = held.copy()
-        start[1:] &= ~held[:-1]
-        run = np.cumsum(start, axis=0)
-        per = run.max(axis=0, initial=0) + 1
-        base = offset + np.concatenate([[0], np.cumsum(per)[:-1]])
-        expected.append(base[None, :] + run)
-        offset += int(per.sum())
-    got = _block_ids(targets)
-    assert len(got) == len(expected)
-    for a, b in zip(got, expected):
-        assert np.array_equal(a, b)

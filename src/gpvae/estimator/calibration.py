@@ -416,25 +416,15 @@ def heldout_intervals(
 
 def _block_ids(targets: SeriesSet) -> list[np.ndarray]:
     """Per series (T_i, D) ids, distinct across series and features, of the runs of
-    consecutive held-out steps (arbitrary where nothing is held out): series i's run r of
-    feature d (counted from 1 within the series) is numbered after all runs of the series
-    before it and of its features before d. Computed on all series at once."""
-    values = targets.values
-    if not len(values):
-        return []
-    D = targets.num_features
-    lengths = np.array([len(v) for v in values], dtype=np.int64)
-    ends = np.cumsum(lengths)
-    firsts = ends - lengths
-    held = ~np.isnan(np.concatenate(values).reshape(-1, D))  # (sum T, D)
-    start = held.copy()
-    start[1:] &= ~held[:-1]
-    nonempty = firsts[lengths > 0]
-    start[nonempty] = held[nonempty]  # a series' first step starts a run if held
-    count = np.cumsum(start, axis=0)  # runs so far, over all series
-    upto = np.concatenate([np.zeros((1, D), count.dtype), count])  # upto[k]: in rows < k
-    before = upto[firsts]  # (n, D) runs of the series before each
-    per = (upto[ends] - before + 1).reshape(-1)  # ids a series' feature needs
-    base = (np.cumsum(per) - per).reshape(len(values), D)
-    ids = count + np.repeat(base - before, lengths, axis=0)
-    return np.split(ids, ends[:-1])
+    consecutive held-out steps (arbitrary where nothing is held out)."""
+    out, offset = [], 0
+    for v in targets.values:
+        held = ~np.isnan(v)  # (T, D)
+        start = held.copy()
+        start[1:] &= ~held[:-1]
+        run = np.cumsum(start, axis=0)  # (T, D) run number within the feature
+        per = run.max(axis=0, initial=0) + 1  # (D,) ids a feature needs
+        base = offset + np.concatenate([[0], np.cumsum(per)[:-1]])
+        out.append(base[None, :] + run)
+        offset += int(per.sum())
+    return out
