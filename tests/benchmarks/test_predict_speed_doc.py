@@ -28,6 +28,9 @@ def test_docs_table_is_the_records_rendered(bench: ModuleType) -> None:
             "predict_speed.json",
             "predict_speed_s10_before.json",
             "predict_speed_s10_after.json",
+            "predict_speed_s11_before.json",
+            "predict_speed_s11.json",
+            "predict_speed_s11_repeat.json",
         )
     ]
     docs = (ROOT / "docs/benchmarks.md").read_text()
