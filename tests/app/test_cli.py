@@ -13,6 +13,7 @@ import os
 import subprocess
 import sys
 from pathlib import Path
+from typing import Any
 
 import numpy as np
 import pandas as pd
@@ -316,23 +317,28 @@ def test_fit_stores_causal_scores_and_the_spread_for_detect(
 ) -> None:
     """--causal-scores and --spread-baseline go into the stored profile, which detect
     then uses (a 5-day fault is still flagged)."""
-    import json
+    prof = _fit_then_detect_a_fault(files, tmp_path, "--causal-scores", "--spread-baseline")
+    assert prof["causal"] is True
+    assert prof["spread"] is True
 
+
+def _fit_then_detect_a_fault(files: dict[str, Path], tmp_path: Path, *flags: str) -> Any:
+    """Fit on the wide data with ``flags``, check that detect flags a 5-day fault added to
+    new data, and return the stored anomaly profile."""
     out = tmp_path / "m"
     _ok(run_cli("fit", files["wide_parquet"], "--time-col", "date", "--features",
-                ",".join(FEATURES), "-o", out, "--window", "30", "--causal-scores",
-                "--spread-baseline", *FIT_OPTIONS))  # fmt: skip
+                ",".join(FEATURES), "-o", out, "--window", "30", *flags,
+                *FIT_OPTIONS))  # fmt: skip
     cfg = json.loads((out / "model" / "config.json").read_text())
     prof = next(v["anomaly_profile"] for v in cfg.values()
                 if isinstance(v, dict) and "anomaly_profile" in v)  # fmt: skip
-    assert prof["causal"] is True
-    assert prof["spread"] is True
     frame = pd.read_parquet(files["wide_parquet"])
     frame.loc[40:44, "temp"] = frame["temp"].max() + 30.0
     src, res = tmp_path / "new.csv", tmp_path / "s.csv"
     frame.to_csv(src, index=False)
     _ok(run_cli("detect", out, src, "-o", res))
     assert pd.read_csv(res).loc[40:44, "anomaly"].any()
+    return prof
 
 
 def test_fit_stores_the_tail_scale_and_max_for_detect(
@@ -340,24 +346,10 @@ def test_fit_stores_the_tail_scale_and_max_for_detect(
 ) -> None:
     """--feature-scale tail and --combine max go into the stored profile, which detect then
     uses (a 5-day fault is still flagged)."""
-    import json
-
-    out = tmp_path / "m"
-    _ok(run_cli("fit", files["wide_parquet"], "--time-col", "date", "--features",
-                ",".join(FEATURES), "-o", out, "--window", "30", "--feature-scale", "tail",
-                "--combine", "max", *FIT_OPTIONS))  # fmt: skip
-    cfg = json.loads((out / "model" / "config.json").read_text())
-    prof = next(v["anomaly_profile"] for v in cfg.values()
-                if isinstance(v, dict) and "anomaly_profile" in v)  # fmt: skip
+    prof = _fit_then_detect_a_fault(files, tmp_path, "--feature-scale", "tail", "--combine", "max")
     assert prof["feature_scale"] == "tail"
     assert prof["combine"] == "max"
     assert len(prof["tail_beta"]) == len(FEATURES)
-    frame = pd.read_parquet(files["wide_parquet"])
-    frame.loc[40:44, "temp"] = frame["temp"].max() + 30.0
-    src, res = tmp_path / "new.csv", tmp_path / "s.csv"
-    frame.to_csv(src, index=False)
-    _ok(run_cli("detect", out, src, "-o", res))
-    assert pd.read_csv(res).loc[40:44, "anomaly"].any()
 
 
 def test_detect_labels_column_errors(
