@@ -27,8 +27,10 @@ from __future__ import annotations
 
 import atexit
 import contextlib
+import gc
 import os
 import re
+import time
 from collections.abc import Iterator, Sequence
 from dataclasses import dataclass
 from datetime import timedelta
@@ -78,9 +80,33 @@ def is_main_process() -> bool:
 
 
 def _destroy() -> None:
-    if dist.is_initialized():
-        with contextlib.suppress(Exception):
-            dist.destroy_process_group()
+    """At exit, while the interpreter is whole: give gloo's worker threads a moment with the
+    GIL, then destroy the process group.
+
+    A gloo worker thread drops its own reference to a finished collective after the
+    caller's ``wait`` has returned, and dropping one that holds Python tensors takes the
+    GIL. If the process's last collective is followed at once by the end of the script,
+    that release can come after the interpreter has begun to finalise; the thread is then
+    torn down while unwinding the destructor: ``std::terminate`` and SIGABRT after a job
+    that succeeded (1 two-process fit in 7 to 27 here under load; the core dump shows
+    ``AsyncAllgatherWork``'s destructor in ``ProcessGroupGloo::runLoop`` and the main thread
+    in ``Py_FinalizeEx``). Destroying the group does not stop those threads once a
+    ``DistributedDataParallel`` wrapper was built (torch 2.13 keeps the group alive past
+    ``destroy_process_group`` then, even after the wrapper and its module are gone), so
+    instead this handler sleeps for :data:`_EXIT_GRACE` seconds, without the GIL, before
+    the interpreter finalises. (A barrier here would not help: the releases are this
+    process's own, and a barrier could wait on a peer that is still in another collective.)
+    """
+    if not dist.is_initialized():
+        return
+    time.sleep(_EXIT_GRACE)
+    gc.collect()
+    with contextlib.suppress(Exception):
+        dist.destroy_process_group()
+
+
+#: Seconds for which :func:`_destroy` leaves the GIL to gloo's worker threads at exit.
+_EXIT_GRACE = 0.1
 
 
 def current(device: torch.device | None = None) -> Communicator | None:
