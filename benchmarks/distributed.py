@@ -23,7 +23,7 @@ and after.
 
 Usage::
 
-    /work/bin/heavy --exclusive .venv/bin/python benchmarks/distributed.py \\
+    .venv/bin/python benchmarks/distributed.py \\
         [--data-dir ../shared/data] [--epochs 3] [--batch-sizes 32 256]
         [--runs one threads2 all own]
         [--out benchmarks/results/distributed.json]
@@ -53,7 +53,7 @@ BEGIN, END = "<!-- distributed-table -->", "<!-- /distributed-table -->"
 #: holding all series, 2 processes holding their own series.
 RUN_KEYS = ("one", "threads2", "all", "own")
 #: How the docs run the record's stored command (``python benchmarks/distributed.py ...``).
-PREFIX = "/work/bin/heavy --exclusive .venv/bin/python"
+PREFIX = ".venv/bin/python"
 #: The command of a record without a stored one.
 COMMAND = (
     "benchmarks/distributed.py --data-dir ../shared/data --epochs {epochs} "

@@ -34,7 +34,7 @@ and a White(1) kernel, i.e. an N(0, I) prior), ``gpvae_banded`` (Fortuin's bande
 Cauchy kernel), ``gpvae_structured`` (the structured posterior; kernel Matern32 or Cauchy, or
 ``--kernel auto``: train both, keep the one with the better validation NLL), and
 ``pypots_gpvae`` (PyPOTS 1.5 ``GPVAE`` on frames flattened to 784 features; needs ``pypots``,
-so run it from a separate environment, e.g. ``/work/bench-venv/bin/python``).
+so run it from a separate environment, e.g. ``.venv-bench/bin/python``).
 
 The gpvae models are built directly (``GPVAEModel`` with :class:`gpvae.nets.ImageEncoder`,
 :class:`gpvae.nets.ImageDecoder`, the Bernoulli likelihood on the raw 0/1 pixels) and
@@ -920,7 +920,7 @@ def write_docs(records: list[dict[str, Any]], path: Path = DOCS) -> None:
         "  OMP_NUM_THREADS=1 .venv/bin/python benchmarks/hmnist.py --method $m $FINAL"
         " --num-train 4000\n"
         "done\n"
-        "/work/bench-venv/bin/python benchmarks/hmnist.py --method pypots_gpvae $FINAL"
+        ".venv-bench/bin/python benchmarks/hmnist.py --method pypots_gpvae $FINAL"
         " --num-train 4000\n"
         "for m in gpvae_structured plain_vae; do\n"
         "  OMP_NUM_THREADS=1 .venv/bin/python benchmarks/hmnist.py --method $m $FINAL"

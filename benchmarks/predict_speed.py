@@ -263,7 +263,7 @@ def main(argv: list[str] | None = None) -> int:
         print("anomaly scores:", rec["anomaly"])
         rec["created"] = time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime())
         rec["command"] = (
-            "/work/bin/heavy --exclusive env OMP_NUM_THREADS=1 "
+            "env OMP_NUM_THREADS=1 "
             f"PYTHONPATH={os.environ.get('PYTHONPATH', 'src')} "
             f".venv/bin/python benchmarks/predict_speed.py --data-dir ../shared/data "
             f"--train {args.train} --impute {args.impute} --epochs {args.epochs}"
