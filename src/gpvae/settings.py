@@ -15,8 +15,10 @@ __all__ = [
     "ANOMALY_FEATURE_SCALE",
     "ANOMALY_MIN_SCALE",
     "ANOMALY_MIN_SPREAD",
+    "ANOMALY_NOVELTY",
     "ANOMALY_PRIOR_WEIGHT",
     "ANOMALY_SMOOTH",
+    "ANOMALY_SPREAD",
     "ANOMALY_TAIL_LEVELS",
     "ANOMALY_TAIL_SHARE",
     "ANOMALY_WINDOW",
@@ -250,6 +252,17 @@ ANOMALY_FEATURE_SCALE = "tail"
 #: How ``fit_threshold`` combines the scaled entry scores of a step by default: "max" (the
 #: largest feature's) or "sum". Chosen with :data:`ANOMALY_FEATURE_SCALE`.
 ANOMALY_COMBINE = "max"
+#: Whether ``fit_threshold`` divides the alarm's rise over its trailing median by its
+#: trailing spread by default (``spread``). Chosen in session 12 on normal data only: with
+#: the tail scale, the threshold from the first 80% of each training part kept its last 20%
+#: within a factor 2 of the target more often with it (docs/benchmarks.md, session 12).
+ANOMALY_SPREAD = False
+#: How ``fit_threshold``'s alarm treats a new value of a feature that is constant, or nearly,
+#: in the normal data by default: "cap" (as rare as one normal step in n + 1, no rarer) or
+#: "extrapolate" (the tail scale's exponential tail). Designed from a diagnosis of the
+#: development channel MSL C-1 and of held-out MSL channels named in session 11; chosen in
+#: session 12 on normal data only (docs/benchmarks.md, session 12).
+ANOMALY_NOVELTY = "extrapolate"
 
 # ---------------------------------------------------------------- distributed training
 

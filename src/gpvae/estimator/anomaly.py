@@ -33,6 +33,15 @@ as one step in a hundred of the normal data counts the same in every feature.
 ``combine="max"`` takes the largest feature's score at a step instead of the sum (a value
 rare in one feature is not averaged away by many ordinary ones).
 
+**Novelty in a constant feature.** A feature that is constant, or nearly, through the normal
+data (its normal scores span less than :data:`gpvae.settings.ANOMALY_MIN_SCALE`) has no tail
+to extrapolate, and any new value of it lies far out on the tail scale. When such a
+feature keeps changing on new normal data (telemetry off its training constant, a command
+flag never set in training) it would hold the alarm above the threshold. With
+``novelty="cap"`` the alarm counts such a value as rare as the normal data can show
+(``log(n + 1)`` for n normal steps) and no rarer (:func:`novelty_caps`); the step score,
+which ranks the steps, keeps the uncapped value.
+
 **Causal scores.** With ``causal`` the held-out scores are forecasts: each window's steps
 fall into ``num_folds`` consecutive blocks, each scored given the steps before it only
 (a filtering score: no score depends on a later step, as a monitor of a stream needs).
@@ -80,6 +89,7 @@ __all__ = [
     "flagged_intervals",
     "heldout_scores",
     "model_entry_scores",
+    "novelty_caps",
     "profile_from_entries",
     "quantile_threshold",
     "score_settings",
@@ -130,6 +140,10 @@ class AnomalyProfile:
         tail_quantiles: (L, D) each feature's normal entry score at those tail
             probabilities (non-decreasing down each column).
         tail_beta: (D,) mean excess of each feature's normal scores above its last quantile.
+        alarm_cap: (D,) the largest tail score of each feature in the alarm (``novelty="cap"``:
+            ``log(n + 1)`` for a feature whose n normal scores span less than
+            :data:`gpvae.settings.ANOMALY_MIN_SCALE`, infinite for the others; None: no cap,
+            as in profiles saved before this field existed).
     """
 
     window: int | None
@@ -154,6 +168,7 @@ class AnomalyProfile:
     tail_logp: np.ndarray | None = None
     tail_quantiles: np.ndarray | None = None
     tail_beta: np.ndarray | None = None
+    alarm_cap: np.ndarray | None = None
 
     @property
     def alarm_width(self) -> int:
@@ -168,6 +183,8 @@ class AnomalyProfile:
         for key in ("prior_ratio", "tail_logp", "tail_quantiles", "tail_beta"):
             if getattr(self, key) is not None:
                 out[key] = np.asarray(getattr(self, key), dtype=np.float64).tolist()
+        if self.alarm_cap is not None:  # JSON has no infinity: null for "no cap"
+            out["alarm_cap"] = [float(c) if math.isfinite(c) else None for c in self.alarm_cap]
         return out
 
     @classmethod
@@ -203,6 +220,12 @@ class AnomalyProfile:
                 tail_logp=_optional_array(data.get("tail_logp")),
                 tail_quantiles=_optional_array(data.get("tail_quantiles")),
                 tail_beta=_optional_array(data.get("tail_beta")),
+                alarm_cap=None
+                if data.get("alarm_cap") is None
+                else np.array(
+                    [math.inf if c is None else float(c) for c in data["alarm_cap"]],
+                    dtype=np.float64,
+                ),
             )
             ok = (
                 prof.center.shape == (num_features,)
@@ -232,6 +255,14 @@ class AnomalyProfile:
                 and prof.combine in COMBINES
                 and prof.feature_scale in FEATURE_SCALES
                 and (prof.feature_scale != "tail" or _tail_ok(prof, num_features))
+                and (
+                    prof.alarm_cap is None
+                    or (
+                        prof.feature_scale == "tail"
+                        and prof.alarm_cap.shape == (num_features,)
+                        and bool((prof.alarm_cap > 0).all())
+                    )
+                )
             )
         except (AssertionError, KeyError, TypeError, ValueError):
             ok = False
@@ -241,7 +272,7 @@ class AnomalyProfile:
                 f"(window, num_folds, num_samples, smooth, center, scale, threshold, "
                 f"false_alarm_rate, num_steps; optionally baseline, level, alarm_smooth, "
                 f"prior_weight, prior_ratio, causal, spread, level_spread, feature_scale, "
-                f"combine, tail_logp, tail_quantiles, tail_beta), "
+                f"combine, tail_logp, tail_quantiles, tail_beta, alarm_cap), "
                 f"found {data!r}"
             )
         return prof
@@ -251,6 +282,10 @@ class AnomalyProfile:
 FEATURE_SCALES = ("spread", "tail")
 #: Ways to combine the scaled entry scores of a step (:class:`AnomalyProfile`).
 COMBINES = ("sum", "max")
+#: How the alarm treats a value beyond the normal scores of a (near-)constant feature
+#: (:func:`novelty_caps`): "extrapolate" (the tail scale's exponential tail, as the ranking
+#: score does) or "cap" (no rarer than one in the n + 1 normal steps).
+NOVELTIES = ("extrapolate", "cap")
 
 
 def _optional_array(value: object) -> np.ndarray | None:
@@ -478,6 +513,23 @@ def tail_fit(entry: list[np.ndarray]) -> tuple[np.ndarray, np.ndarray, np.ndarra
     return logp, q, beta
 
 
+def novelty_caps(entry: list[np.ndarray], quantiles: np.ndarray) -> np.ndarray:
+    """(D,) the alarm's cap of each feature's tail score (``novelty="cap"``).
+
+    A feature whose normal scores span less than :data:`gpvae.settings.ANOMALY_MIN_SCALE`
+    between their minimum and their top :data:`gpvae.settings.ANOMALY_TAIL_SHARE` quantile
+    (``quantiles``, (L, D) of :func:`tail_fit`: a value constant, or nearly, through the normal
+    data) has no tail to extrapolate: its exponential tail has the smallest scale, and a new
+    value of it scores far beyond every other feature's. Its cap is ``log(n + 1)`` (n: its
+    normal scores): a value beyond all of them is taken as rare as the normal data can
+    show, one step in n + 1, and no rarer. The other features: infinite (no cap).
+    """
+    allrows = np.concatenate(entry)
+    n = np.isfinite(allrows).sum(axis=0)
+    flat = (quantiles[-1] - quantiles[0]) < settings.ANOMALY_MIN_SCALE
+    return np.where(flat & (n > 0), np.log(n + 1.0), math.inf)
+
+
 def tail_scores(
     entry: np.ndarray, logp: np.ndarray, quantiles: np.ndarray, beta: np.ndarray
 ) -> np.ndarray:
@@ -540,10 +592,13 @@ def _trailing_median(s: np.ndarray, width: int, level: float) -> np.ndarray:
     return np.where(np.isnan(med), level, med)
 
 
-def _summed(entry: np.ndarray, profile: AnomalyProfile | None) -> np.ndarray:
+def _summed(entry: np.ndarray, profile: AnomalyProfile | None, alarm: bool = False) -> np.ndarray:
     """The normalised entry scores summed (or, with the profile's ``combine="max"``, their
-    largest) over the observed entries (NaN: none)."""
+    largest) over the observed entries (NaN: none); ``alarm``: each capped at the profile's
+    ``alarm_cap`` first."""
     z = normalised_entries(entry, profile)
+    if alarm and profile is not None and profile.alarm_cap is not None:
+        z = np.minimum(z, profile.alarm_cap)
     none = np.isnan(z).all(axis=1)
     if profile is not None and profile.combine == "max":
         return np.where(none, np.nan, np.where(np.isnan(z), -np.inf, z).max(axis=1))
@@ -562,10 +617,12 @@ def _trailing_spread(s: np.ndarray, width: int, level_spread: float) -> np.ndarr
     return np.maximum(spread, settings.ANOMALY_MIN_SPREAD * level_spread)
 
 
-def _detrended(entry: np.ndarray, profile: AnomalyProfile) -> tuple[np.ndarray, np.ndarray]:
+def _detrended(
+    entry: np.ndarray, profile: AnomalyProfile, alarm: bool = False
+) -> tuple[np.ndarray, np.ndarray]:
     """The summed score, and the same less its trailing median (the summed score itself
-    without a baseline)."""
-    raw = _summed(entry, profile)
+    without a baseline); ``alarm``: of the entries capped at the profile's ``alarm_cap``."""
+    raw = _summed(entry, profile, alarm)
     if profile.baseline <= 0:
         return raw, raw
     return raw, raw - _trailing_median(raw, profile.baseline, profile.level)
@@ -588,7 +645,7 @@ def step_scores(entry: np.ndarray, profile: AnomalyProfile | None) -> np.ndarray
 
 def alarm_scores(entry: np.ndarray, profile: AnomalyProfile) -> np.ndarray:
     """(T,) scores that the profile's threshold is compared with (see the module)."""
-    raw, detrended = _detrended(entry, profile)
+    raw, detrended = _detrended(entry, profile, alarm=True)
     return _trailing_mean(_alarm_base(raw, detrended, profile), profile.alarm_width)
 
 
@@ -615,6 +672,8 @@ def heldout_scores(
     else:  # the drift baseline (a rolling median) once per series, for both trailing means
         detrended = [_detrended(e, profile) for e in entry]
         step = [_trailing_mean(d, profile.smooth) for _, d in detrended]
+        if profile.alarm_cap is not None:  # the alarm's own, of the capped entries
+            detrended = [_detrended(e, profile, alarm=True) for e in entry]
         flagged = [
             np.nan_to_num(
                 _trailing_mean(_alarm_base(raw, d, profile), profile.alarm_width), nan=-np.inf
@@ -667,11 +726,13 @@ def fit_profile(
     spread: bool = False,
     feature_scale: str = "spread",
     combine: str = "sum",
+    novelty: str = "extrapolate",
 ) -> AnomalyProfile:
     """Score normal data ``X`` and learn the feature scales and the threshold from it
     (:func:`profile_from_entries`)."""
     _choice("feature_scale", feature_scale, FEATURE_SCALES)
     _choice("combine", combine, COMBINES)
+    _choice("novelty", novelty, NOVELTIES)
     rate = _rate_arg(false_alarm_rate)
     smooth = int_arg("smooth", smooth)
     baseline = int_arg("baseline", baseline, minimum=0)
@@ -687,7 +748,7 @@ def fit_profile(
         entry = combine_prior(entry, alone, w, ratio)
     prof = profile_from_entries(
         entry, rate, num_samples, num_folds, window, smooth, True, baseline, alarm_smooth,
-        spread=spread, feature_scale=feature_scale, combine=combine,
+        spread=spread, feature_scale=feature_scale, combine=combine, novelty=novelty,
     )  # fmt: skip
     prof.prior_weight, prof.prior_ratio, prof.causal = w, ratio, bool(causal)
     return prof
@@ -715,6 +776,7 @@ def profile_from_entries(
     spread: bool = False,
     feature_scale: str = "spread",
     combine: str = "sum",
+    novelty: str = "extrapolate",
 ) -> AnomalyProfile:
     """The profile of normal data from its entry scores (n arrays (T_i, D)).
 
@@ -727,11 +789,15 @@ def profile_from_entries(
     ``spread`` (used only with a baseline) are stored as given (see the module). With
     ``feature_scale="tail"`` the features' scores are instead ``-log`` tail probabilities
     (:func:`tail_fit`, whatever ``normalise``); ``combine`` "sum" or "max" over the features.
+    With the tail scale, ``novelty="cap"`` caps the alarm's score of each (near-)constant
+    feature (:func:`novelty_caps`; the step score, which ranks the steps, is not capped);
+    "extrapolate" (and the spread scale) caps nothing.
     The threshold is the ``1 - false_alarm_rate`` quantile of the normal data's alarm scores.
     """
     rate = _rate_arg(false_alarm_rate)
     feature_scale = _choice("feature_scale", feature_scale, FEATURE_SCALES)
     combine = _choice("combine", combine, COMBINES)
+    novelty = _choice("novelty", novelty, NOVELTIES)
     D = entry[0].shape[1]
     center, scale = np.zeros(D), np.ones(D)
     if normalise:
@@ -755,6 +821,8 @@ def profile_from_entries(
     )
     if feature_scale == "tail":
         prof.tail_logp, prof.tail_quantiles, prof.tail_beta = tail_fit(entry)
+        if novelty == "cap":
+            prof.alarm_cap = novelty_caps(entry, prof.tail_quantiles)
     summed = np.concatenate([_summed(e, prof) for e in entry])
     summed = summed[np.isfinite(summed)]
     prof.level = float(np.median(summed)) if summed.size else 0.0

@@ -87,9 +87,10 @@ class AnomalyMethods:
         alarm_smooth: int | None = None,
         prior_weight: float | None = None,
         causal: bool | None = None,
-        spread: bool = False,
+        spread: bool | None = None,
         feature_scale: str | None = None,
         combine: str | None = None,
+        novelty: str | None = None,
     ) -> _T:
         """Learn the anomaly threshold from normal data ``X`` and store it with the model.
 
@@ -105,10 +106,11 @@ class AnomalyMethods:
         and used by :meth:`anomaly_scores` (see :mod:`gpvae.estimator.anomaly`), with the
         ``prior_weight`` of the scores (None: :data:`gpvae.settings.ANOMALY_PRIOR_WEIGHT`)
         and their ``causal`` setting (None: False; see :meth:`anomaly_scores`). With
-        ``spread`` (and a baseline) the alarm's difference from the trailing median is also
-        divided by the score's trailing spread over the same steps, so that new data whose
-        normal scores vary more or less than the normal data's keep about the target rate
-        (the step score, which ranks the steps, is not divided). ``feature_scale="tail"``
+        ``spread`` (None: :data:`gpvae.settings.ANOMALY_SPREAD`, True; with a baseline) the
+        alarm's difference from the trailing median is also divided by the score's trailing
+        spread over the same steps, so that new data whose normal scores vary more or less
+        than the normal data's keep about the target rate (the step score, which ranks the
+        steps, is not divided). ``feature_scale="tail"``
         (None: :data:`gpvae.settings.ANOMALY_FEATURE_SCALE`, "tail") scores each entry by
         ``-log`` of the share of its feature's normal scores at least as large (an
         exponential tail beyond the top :data:`gpvae.settings.ANOMALY_TAIL_SHARE`), so that a
@@ -116,7 +118,12 @@ class AnomalyMethods:
         not drown the others whenever it changes; "spread" divides each feature's scores by
         the spread of its normal ones (the default before session 11). ``combine="max"``
         (None: :data:`gpvae.settings.ANOMALY_COMBINE`, "max") takes the largest feature's
-        score at each step; "sum" their sum.
+        score at each step; "sum" their sum. ``novelty="cap"`` (None:
+        :data:`gpvae.settings.ANOMALY_NOVELTY`, "cap"; tail scale only) counts a value beyond
+        the normal scores of a feature that is constant, or nearly, in the normal data as no
+        rarer than one normal step in n + 1 in the alarm, so that such a feature changing on
+        new normal data does not hold the alarm on; "extrapolate" scores it on the
+        exponential tail in the alarm too (the step score always does).
 
         Returns:
             self.
@@ -124,6 +131,8 @@ class AnomalyMethods:
         ctx = self._context("fit_threshold")
         S, K, W, pw, c = score_settings(None, num_samples, num_folds, window, prior_weight, causal)
         pw = _supported_weight(ctx, pw, prior_weight is None)
+        if spread is None:
+            spread = settings.ANOMALY_SPREAD
         if not isinstance(spread, (bool, np.bool_)):
             raise invalid("spread", "True or False", spread)
         sm = settings.ANOMALY_SMOOTH if smooth is None else smooth
@@ -133,6 +142,7 @@ class AnomalyMethods:
             ctx, X, times, false_alarm_rate, S, K, W, sm, base, alarm, pw, c, bool(spread),
             settings.ANOMALY_FEATURE_SCALE if feature_scale is None else feature_scale,
             settings.ANOMALY_COMBINE if combine is None else combine,
+            settings.ANOMALY_NOVELTY if novelty is None else novelty,
         )  # fmt: skip
         return self
 

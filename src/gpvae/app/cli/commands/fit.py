@@ -252,11 +252,11 @@ THRESHOLD_QUANTILE = 0.99
     "monitoring a stream; default: from its neighbours on both sides).",
 )
 @click.option(
-    "--spread-baseline",
-    is_flag=True,
+    "--spread-baseline/--no-spread-baseline",
+    default=None,
     help="detect's alarm divides the score's rise over its recent median by its recent "
-    "spread, so that new data whose normal scores vary more or less than the training "
-    "data's keep about the --false-alarm-rate.",
+    "spread (the default), so that new data whose normal scores vary more or less than the "
+    "training data's keep about the --false-alarm-rate.",
 )
 @click.option(
     "--feature-scale",
@@ -272,6 +272,14 @@ THRESHOLD_QUANTILE = 0.99
     type=click.Choice(["sum", "max"]),
     help="detect's step score: the largest (max, the default) or the sum of the features' "
     "scaled scores.",
+)
+@click.option(
+    "--novelty",
+    default=None,
+    type=click.Choice(["extrapolate", "cap"]),
+    help="detect's alarm (with --feature-scale tail) counts a new value of a feature that is "
+    "constant in the training data as rare as one training step in n + 1, no rarer (cap, the "
+    "default), or on the tail's exponential extrapolation.",
 )
 @click.option("--seed", default=0, show_default=True, type=click.IntRange(min=0))
 @click.option(
@@ -327,9 +335,10 @@ def fit(
     false_alarm_rate: float,
     smooth: int | None,
     causal_scores: bool,
-    spread_baseline: bool,
+    spread_baseline: bool | None,
     feature_scale: str | None,
     combine: str | None,
+    novelty: str | None,
     coord_cols: str | None,
     inducing: int | None,
     seed: int,
@@ -394,10 +403,11 @@ def fit(
         flag
         for flag, given in (
             ("--causal-scores", causal_scores),
-            ("--spread-baseline", spread_baseline),
+            ("--spread-baseline", spread_baseline is not None),
             ("--smooth", smooth is not None),
             ("--feature-scale", feature_scale is not None),
             ("--combine", combine is not None),
+            ("--novelty", novelty is not None),
         )
         if given
     ]
@@ -469,6 +479,7 @@ def fit(
                 spread=spread_baseline,
                 feature_scale=feature_scale,
                 combine=combine,
+                novelty=novelty,
             )
     every = [s for part in run.gather(step) for s in part]
     spec.threshold_quantile = THRESHOLD_QUANTILE
