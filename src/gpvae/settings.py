@@ -256,13 +256,13 @@ ANOMALY_COMBINE = "max"
 #: trailing spread by default (``spread``). Chosen in session 12 on normal data only: with
 #: the tail scale, the threshold from the first 80% of each training part kept its last 20%
 #: within a factor 2 of the target more often with it (docs/benchmarks.md, session 12).
-ANOMALY_SPREAD = False
+ANOMALY_SPREAD = True
 #: How ``fit_threshold``'s alarm treats a new value of a feature that is constant, or nearly,
 #: in the normal data by default: "cap" (as rare as one normal step in n + 1, no rarer) or
 #: "extrapolate" (the tail scale's exponential tail). Designed from a diagnosis of the
 #: development channel MSL C-1 and of held-out MSL channels named in session 11; chosen in
 #: session 12 on normal data only (docs/benchmarks.md, session 12).
-ANOMALY_NOVELTY = "extrapolate"
+ANOMALY_NOVELTY = "cap"
 
 # ---------------------------------------------------------------- distributed training
 
