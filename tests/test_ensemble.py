@@ -154,6 +154,8 @@ def test_cli_fit_members_then_forecast_and_backtest(
         (["--difference"], ["--smooth", "3"]),
         (["--members", "2"], ["--feature-scale", "tail"]),
         (["--difference"], ["--combine", "max"]),
+        (["--members", "2"], ["--novelty", "cap"]),
+        (["--difference"], ["--no-spread-baseline"]),
     ],
 )
 def test_cli_fit_of_a_forecaster_refuses_the_anomaly_threshold_flags(

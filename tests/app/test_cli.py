@@ -344,12 +344,25 @@ def _fit_then_detect_a_fault(files: dict[str, Path], tmp_path: Path, *flags: str
 def test_fit_stores_the_tail_scale_and_max_for_detect(
     files: dict[str, Path], tmp_path: Path
 ) -> None:
-    """--feature-scale tail and --combine max go into the stored profile, which detect then
-    uses (a 5-day fault is still flagged)."""
-    prof = _fit_then_detect_a_fault(files, tmp_path, "--feature-scale", "tail", "--combine", "max")
+    """--feature-scale tail, --combine max, --novelty extrapolate and --no-spread-baseline go
+    into the stored profile, which detect then uses (a 5-day fault is still flagged)."""
+    prof = _fit_then_detect_a_fault(files, tmp_path, "--feature-scale", "tail", "--combine", "max",
+                                    "--novelty", "extrapolate", "--no-spread-baseline")  # fmt: skip
     assert prof["feature_scale"] == "tail"
     assert prof["combine"] == "max"
     assert len(prof["tail_beta"]) == len(FEATURES)
+    assert prof["spread"] is False
+    assert prof["alarm_cap"] is None
+
+
+def test_fit_stores_the_default_alarm(wide_model: Path) -> None:
+    """Without flags the stored profile has the spread alarm and the novelty cap
+    (settings.ANOMALY_SPREAD, ANOMALY_NOVELTY)."""
+    cfg = json.loads((wide_model / "model" / "config.json").read_text())
+    prof = next(v["anomaly_profile"] for v in cfg.values()
+                if isinstance(v, dict) and "anomaly_profile" in v)  # fmt: skip
+    assert prof["spread"] is True
+    assert len(prof["alarm_cap"]) == len(FEATURES)
 
 
 def test_detect_labels_column_errors(

@@ -403,7 +403,10 @@ def fit(
         flag
         for flag, given in (
             ("--causal-scores", causal_scores),
-            ("--spread-baseline", spread_baseline is not None),
+            (
+                "--spread-baseline" if spread_baseline else "--no-spread-baseline",
+                spread_baseline is not None,
+            ),
             ("--smooth", smooth is not None),
             ("--feature-scale", feature_scale is not None),
             ("--combine", combine is not None),

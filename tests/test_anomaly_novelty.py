@@ -1,0 +1,147 @@
+"""The alarm's treatment of a new value of a feature that is constant in the normal data
+(``novelty="cap"``, :func:`gpvae.estimator.anomaly.novelty_caps`) and the alarm's defaults."""
+
+from __future__ import annotations
+
+import math
+
+import numpy as np
+import pytest
+from tests.test_anomaly import fit_seasonal, seasonal
+
+from gpvae import settings
+from gpvae.errors import ModelFileError, ValidationError
+from gpvae.estimator.anomaly import (
+    AnomalyProfile,
+    alarm_scores,
+    novelty_caps,
+    profile_from_entries,
+    step_scores,
+    tail_fit,
+)
+
+CONSTANT = -0.37  # a feature's entry score when its value is the one it always has
+
+
+def _drifting_constant_feature() -> tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray]:
+    """Entry scores of 40 features: normal (3,000 steps) and new (4,000). Feature 1 is
+    constant through the normal data; in the new data, from step 1,000 on, it leaves that
+    value on 40% of the steps (normal steps: a regime the training data never showed).
+    Steps 2,500-2,549 are a real shift of feature 0 (its score 12 above usual)."""
+    rng = np.random.default_rng(7)
+
+    def scores(T: int) -> np.ndarray:
+        e = rng.exponential(size=(T, 40))
+        e[:, 1] = CONSTANT
+        return e
+
+    normal, new = scores(3000), scores(4000)
+    drift = np.zeros(4000, dtype=bool)
+    drift[1000:] = rng.random(3000) < 0.4
+    new[drift, 1] = CONSTANT + rng.uniform(0.5, 8.0, int(drift.sum()))
+    shift = np.zeros(4000, dtype=bool)
+    shift[2500:2550] = True
+    new[shift, 0] += 12.0
+    return normal, new, drift & ~shift, shift
+
+
+def _flagged(entry: np.ndarray, prof: AnomalyProfile) -> np.ndarray:
+    return np.nan_to_num(alarm_scores(entry, prof), nan=-np.inf) > prof.threshold
+
+
+@pytest.mark.parametrize("spread", [False, True])
+def test_a_constant_feature_that_changes_later_no_longer_holds_the_alarm(spread: bool) -> None:
+    """Extrapolated, the drifting constant feature is flagged on nearly every step where it
+    left its value (without the spread) or, with the spread, inflates the alarm's spread so
+    that the real shift is missed. Capped, it is flagged on under 2% of them, the other
+    normal steps keep about the 1% target, and the shift is caught either way. The step
+    score (the ranking) is the same."""
+    normal, new, drift, shift = _drifting_constant_feature()
+    common = dict(feature_scale="tail", combine="max")
+    old = profile_from_entries([normal], 0.01, 4, 5, 128, 1, True, 512, 1, spread,
+                               novelty="extrapolate", **common)  # fmt: skip
+    cap = profile_from_entries([normal], 0.01, 4, 5, 128, 1, True, 512, 1, spread,
+                               novelty="cap", **common)  # fmt: skip
+    f_old, f_cap = _flagged(new, old), _flagged(new, cap)
+    quiet = ~drift & ~shift
+    if spread:
+        assert f_old[shift].mean() < 0.5
+    else:
+        assert f_old[drift].mean() > 0.5
+    assert f_cap[drift].mean() < 0.02
+    assert f_cap[shift].mean() > 0.9
+    assert 0.004 <= f_cap[quiet].mean() <= 0.02
+    np.testing.assert_array_equal(step_scores(new, old), step_scores(new, cap))
+    # only the constant feature is capped, at log(n + 1) for its n normal steps
+    assert cap.alarm_cap is not None
+    np.testing.assert_allclose(cap.alarm_cap[1], math.log(3001))
+    assert np.isinf(np.delete(cap.alarm_cap, 1)).all()
+    assert old.alarm_cap is None
+
+
+def test_novelty_caps_by_hand() -> None:
+    """A feature is capped when its normal scores span less than ANOMALY_MIN_SCALE from
+    their minimum to their top ANOMALY_TAIL_SHARE quantile; n counts its observed steps."""
+    rng = np.random.default_rng(3)
+    normal = np.stack(
+        [
+            np.full(1000, 2.0),  # constant
+            2.0 + 0.05 * rng.random(1000),  # nearly: spans 0.05 < 0.1
+            rng.exponential(size=1000),  # a tail of its own
+            np.zeros(1000),  # a 0/1 flag set on 3% of the steps: its top 1% is the set value
+        ],
+        axis=1,
+    )
+    normal[::33, 3] = 50.0
+    normal[:400, 0] = np.nan  # 600 observed steps
+    _, q, _ = tail_fit([normal])
+    caps = novelty_caps([normal], q)
+    np.testing.assert_allclose(caps[:2], [math.log(601), math.log(1001)])
+    assert np.isinf(caps[2:]).all()
+    # a feature scored nowhere is not capped
+    empty = normal.copy()
+    empty[:, 1] = np.nan
+    assert np.isinf(novelty_caps([empty], tail_fit([empty])[1])[1])
+
+
+def test_the_cap_round_trips_and_a_broken_one_names_itself() -> None:
+    normal = np.random.default_rng(2).exponential(size=(500, 3))
+    normal[:, 2] = 1.0
+    prof = profile_from_entries([normal], 0.02, 4, 5, 128, 1, feature_scale="tail",
+                                combine="max", novelty="cap")  # fmt: skip
+    data = prof.to_json()
+    assert data["alarm_cap"] == [None, None, pytest.approx(math.log(501))]
+    back = AnomalyProfile.from_json(data, 3)
+    assert back.alarm_cap is not None
+    np.testing.assert_array_equal(back.alarm_cap, prof.alarm_cap)
+    for broken in ([None, None, -1.0], [None, 2.0]):
+        with pytest.raises(ModelFileError, match="anomaly_profile"):
+            AnomalyProfile.from_json({**data, "alarm_cap": broken}, 3)
+    with pytest.raises(ModelFileError, match="anomaly_profile"):  # a cap needs the tail scale
+        AnomalyProfile.from_json({**data, "feature_scale": "spread"}, 3)
+    # profiles saved before the cap: none
+    data.pop("alarm_cap")
+    assert AnomalyProfile.from_json(data, 3).alarm_cap is None
+    # the spread scale caps nothing; a bad name names itself
+    assert profile_from_entries([normal], 0.02, 4, 5, 128, 1, novelty="cap").alarm_cap is None
+    with pytest.raises(ValidationError, match="novelty"):
+        profile_from_entries([normal], 0.02, 4, 5, 128, 1, novelty="clip")
+
+
+def test_fit_threshold_defaults_to_the_spread_alarm_and_the_cap() -> None:
+    """fit_threshold takes ``spread`` and ``novelty`` from settings unless given."""
+    assert settings.ANOMALY_SPREAD is True
+    assert settings.ANOMALY_NOVELTY == "cap"
+    est = fit_seasonal()
+    est.fit_threshold([seasonal(400, 21)], num_samples=4)
+    prof = est.anomaly_profile_
+    assert prof is not None
+    assert prof.spread is True
+    assert prof.alarm_cap is not None
+    est.fit_threshold([seasonal(400, 21)], num_samples=4, spread=False, novelty="extrapolate")
+    prof = est.anomaly_profile_
+    assert prof is not None
+    assert prof.spread is False
+    assert prof.alarm_cap is None
+    with pytest.raises(ValidationError, match="novelty"):
+        est.fit_threshold([seasonal(400, 21)], num_samples=4, novelty="none")
