@@ -81,7 +81,8 @@ def test_a_constant_feature_that_changes_later_no_longer_holds_the_alarm(spread:
 
 def test_novelty_caps_by_hand() -> None:
     """A feature is capped when its normal scores span less than ANOMALY_MIN_SCALE from
-    their minimum to their top ANOMALY_TAIL_SHARE quantile; n counts its observed steps."""
+    their minimum to their top ANOMALY_TAIL_SHARE quantile and their mean excess beyond it
+    is at the floor; n counts its observed steps."""
     rng = np.random.default_rng(3)
     normal = np.stack(
         [
@@ -89,19 +90,22 @@ def test_novelty_caps_by_hand() -> None:
             2.0 + 0.05 * rng.random(1000),  # nearly: spans 0.05 < 0.1
             rng.exponential(size=1000),  # a tail of its own
             np.zeros(1000),  # a 0/1 flag set on 3% of the steps: its top 1% is the set value
+            np.zeros(1000),  # a flag set on 0.5%: its top 1% is 0, its mean excess 50
         ],
         axis=1,
     )
     normal[::33, 3] = 50.0
+    normal[::200, 4] = 50.0
     normal[:400, 0] = np.nan  # 600 observed steps
-    _, q, _ = tail_fit([normal])
-    caps = novelty_caps([normal], q)
+    _, q, beta = tail_fit([normal])
+    assert q[-1, 4] - q[0, 4] == 0.0
+    caps = novelty_caps([normal], q, beta)
     np.testing.assert_allclose(caps[:2], [math.log(601), math.log(1001)])
     assert np.isinf(caps[2:]).all()
     # a feature scored nowhere is not capped
     empty = normal.copy()
     empty[:, 1] = np.nan
-    assert np.isinf(novelty_caps([empty], tail_fit([empty])[1])[1])
+    assert np.isinf(novelty_caps([empty], *tail_fit([empty])[1:])[1])
 
 
 def test_the_cap_round_trips_and_a_broken_one_names_itself() -> None:

@@ -34,8 +34,9 @@ as one step in a hundred of the normal data counts the same in every feature.
 rare in one feature is not averaged away by many ordinary ones).
 
 **Novelty in a constant feature.** A feature that is constant, or nearly, through the normal
-data (its normal scores span less than :data:`gpvae.settings.ANOMALY_MIN_SCALE`) has no tail
-to extrapolate, and any new value of it lies far out on the tail scale. When such a
+data (its normal scores span less than :data:`gpvae.settings.ANOMALY_MIN_SCALE`, with no
+larger mean excess beyond their top quantile) has no tail to extrapolate, and any new value
+of it lies far out on the tail scale. When such a
 feature keeps changing on new normal data (telemetry off its training constant, a command
 flag never set in training) it would hold the alarm above the threshold. With
 ``novelty="cap"`` the alarm counts such a value as rare as the normal data can show
@@ -513,20 +514,24 @@ def tail_fit(entry: list[np.ndarray]) -> tuple[np.ndarray, np.ndarray, np.ndarra
     return logp, q, beta
 
 
-def novelty_caps(entry: list[np.ndarray], quantiles: np.ndarray) -> np.ndarray:
+def novelty_caps(entry: list[np.ndarray], quantiles: np.ndarray, beta: np.ndarray) -> np.ndarray:
     """(D,) the alarm's cap of each feature's tail score (``novelty="cap"``).
 
-    A feature whose normal scores span less than :data:`gpvae.settings.ANOMALY_MIN_SCALE`
-    between their minimum and their top :data:`gpvae.settings.ANOMALY_TAIL_SHARE` quantile
-    (``quantiles``, (L, D) of :func:`tail_fit`: a value constant, or nearly, through the normal
-    data) has no tail to extrapolate: its exponential tail has the smallest scale, and a new
-    value of it scores far beyond every other feature's. Its cap is ``log(n + 1)`` (n: its
-    normal scores): a value beyond all of them is taken as rare as the normal data can
-    show, one step in n + 1, and no rarer. The other features: infinite (no cap).
+    A feature has no tail of its own to extrapolate when its normal scores span less than
+    :data:`gpvae.settings.ANOMALY_MIN_SCALE` between their minimum and their top
+    :data:`gpvae.settings.ANOMALY_TAIL_SHARE` quantile and their mean excess beyond it is
+    no larger either (``quantiles`` (L, D) and ``beta`` (D,) of :func:`tail_fit`; ``beta`` at
+    its floor): a value constant, or nearly, through the normal data. Its exponential tail
+    then has the floor's scale, and a new value of it scores far beyond every other
+    feature's. Its cap is ``log(n + 1)`` (n: its normal scores): a value beyond all of them
+    is taken as rare as the normal data can show, one step in n + 1, and no rarer. A flag
+    set on fewer steps than the top share, with large normal scores when set, has a mean
+    excess of its own and is not capped. The other features: infinite (no cap).
     """
     allrows = np.concatenate(entry)
     n = np.isfinite(allrows).sum(axis=0)
-    flat = (quantiles[-1] - quantiles[0]) < settings.ANOMALY_MIN_SCALE
+    floor = settings.ANOMALY_MIN_SCALE
+    flat = ((quantiles[-1] - quantiles[0]) < floor) & (beta <= floor)
     return np.where(flat & (n > 0), np.log(n + 1.0), math.inf)
 
 
@@ -822,7 +827,7 @@ def profile_from_entries(
     if feature_scale == "tail":
         prof.tail_logp, prof.tail_quantiles, prof.tail_beta = tail_fit(entry)
         if novelty == "cap":
-            prof.alarm_cap = novelty_caps(entry, prof.tail_quantiles)
+            prof.alarm_cap = novelty_caps(entry, prof.tail_quantiles, prof.tail_beta)
     summed = np.concatenate([_summed(e, prof) for e in entry])
     summed = summed[np.isfinite(summed)]
     prof.level = float(np.median(summed)) if summed.size else 0.0
