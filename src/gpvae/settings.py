@@ -255,13 +255,16 @@ ANOMALY_COMBINE = "max"
 #: Whether ``fit_threshold`` divides the alarm's rise over its trailing median by its
 #: trailing spread by default (``spread``). Chosen in session 12 on normal data only: with
 #: the tail scale, the threshold from the first 80% of each training part kept its last 20%
-#: within a factor 2 of the target more often with it (docs/benchmarks.md, session 12).
+#: within a factor 2 of the target more often with it (docs/benchmarks.md, session 12). It
+#: also flags fewer steps of real anomalies (a long one raises the trailing spread too).
 ANOMALY_SPREAD = True
 #: How ``fit_threshold``'s alarm treats a new value of a feature that is constant, or nearly,
 #: in the normal data by default: "cap" (as rare as one normal step in n + 1, no rarer) or
 #: "extrapolate" (the tail scale's exponential tail). Designed from a diagnosis of the
 #: development channel MSL C-1 and of held-out MSL channels named in session 11; chosen in
-#: session 12 on normal data only (docs/benchmarks.md, session 12).
+#: session 12 on normal data only (docs/benchmarks.md, session 12). With the spread alarm
+#: and many features, an anomaly that is only a new value of such a feature is ranked but
+#: may no longer be flagged.
 ANOMALY_NOVELTY = "cap"
 
 # ---------------------------------------------------------------- distributed training
