@@ -115,20 +115,38 @@ def test_a_recorded_run_is_found_so_a_rerun_skips_it(bench, tmp_path) -> None:  
 
 
 def test_tail_variants_pass_their_scale_and_combination(bench) -> None:  # type: ignore[no-untyped-def]
+    ext = {"novelty": "extrapolate"}
     assert bench.scale_combine("k5ph_tailmax_s32_b512") == {
         "feature_scale": "tail",
         "combine": "max",
+        **ext,
     }
-    assert bench.scale_combine("k5ph_tail_s32_b512") == {"feature_scale": "tail", "combine": "sum"}
+    assert bench.scale_combine("k5ph_tailmaxcap_s32_b512") == {
+        "feature_scale": "tail",
+        "combine": "max",
+        "novelty": "cap",
+    }
+    assert bench.scale_combine("k5ph_tail_s32_b512") == {
+        "feature_scale": "tail",
+        "combine": "sum",
+        **ext,
+    }
     assert bench.scale_combine("k5ph_norm_s32_b512") == {
         "feature_scale": "spread",
         "combine": "sum",
+        **ext,
     }
-    assert bench.scale_combine("c8_norm_s32_b512") == {"feature_scale": "spread", "combine": "sum"}
-    names = "k5ph_norm_s32_b512,k5ph_tail_s32_b512,k5ph_tailmax_s32_b512"
+    assert bench.scale_combine("c8_norm_s32_b512") == {
+        "feature_scale": "spread",
+        "combine": "sum",
+        **ext,
+    }
+    names = "k5ph_norm_s32_b512,k5ph_tail_s32_b512,k5ph_tailmax_s32_b512,k5ph_tailmaxcap_s32_b512"
     args = bench.parse_args(["--epochs", "1", "--hidden", "8", "--variants", names])
     out = bench.RUNNERS["gpvae"](_series(3), args, 20)["variants"]
-    scores = [out[v]["score"] for v in sorted(out)]
+    scores = [out[v]["score"] for v in names.split(",")]
     # three different step scores from the same entry scores
     assert not np.allclose(scores[0], scores[1])
     assert not np.allclose(scores[1], scores[2])
+    # the novelty cap acts on the alarm only: the same step score
+    np.testing.assert_array_equal(scores[2], scores[3])
