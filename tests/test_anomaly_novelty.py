@@ -149,3 +149,23 @@ def test_fit_threshold_defaults_to_the_spread_alarm_and_the_cap() -> None:
     assert prof.alarm_cap is None
     with pytest.raises(ValidationError, match="novelty"):
         est.fit_threshold([seasonal(400, 21)], num_samples=4, novelty="none")
+
+
+def test_the_estimators_flags_use_the_capped_alarm() -> None:
+    """``anomaly_scores``' flagged steps are the capped alarm above the threshold, and its
+    step score is the uncapped one (a cap low enough to bind on feature 0)."""
+    est = fit_seasonal()
+    est.fit_threshold([seasonal(400, 21)], num_samples=4, spread=False, novelty="extrapolate")
+    prof = est.anomaly_profile_
+    assert prof is not None
+    y = seasonal(600, 5)
+    y[300:310, 0] += 3.0
+    plain = est.anomaly_scores([y])
+    prof.alarm_cap = np.array([1.0, math.inf])
+    capped = est.anomaly_scores([y])
+    entry = np.asarray(capped.entry[0], dtype=np.float64)
+    want = np.nan_to_num(alarm_scores(entry, prof), nan=-np.inf) > prof.threshold
+    np.testing.assert_array_equal(np.asarray(capped.flagged[0], dtype=bool), want)
+    assert np.asarray(plain.flagged[0], dtype=bool)[300:310].any()
+    assert not np.array_equal(np.asarray(plain.flagged[0]), np.asarray(capped.flagged[0]))
+    np.testing.assert_array_equal(np.asarray(plain.step[0]), np.asarray(capped.step[0]))
