@@ -7,7 +7,7 @@ thresholds, its sliding window from ``find_length_rank`` of the scored part's fi
 column), AUC-PR and AUC-ROC, without point adjustment (TSB-AD's ``basic_metricor``). Run it
 in the benchmark environment (``benchmarks/setup_bench_env.sh``), which has ``TSB_AD``:
 
-    PYTHONPATH=src /work/bench-venv/bin/python benchmarks/anomaly.py --data-dir ../shared/data
+    PYTHONPATH=src .venv-bench/bin/python benchmarks/anomaly.py --data-dir ../shared/data
 
 Methods (every one sees the same standardised arrays; the learned ones the same epoch cap
 and patience):
