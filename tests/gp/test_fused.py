@@ -295,3 +295,30 @@ def test_reused_buffers_holding_garbage_give_the_same_results(
         torch.testing.assert_close(a, b, rtol=0, atol=0)
     _fused.release_arenas()
     assert not _fused._ARENAS
+
+
+def test_log_terms_sum_log1p_through_products_without_overflow() -> None:
+    """The KL's ``sum log1p(x)`` per chain taken as logarithms of running products: equal to
+    the sum of log1p over the included points, for tiny and moderate factors, products
+    that grow past the bound (taken and restarted) and single factors past it."""
+    import numpy as np
+
+    from gpvae.gp import _soa_loops
+
+    rng = np.random.default_rng(81)
+    N, C = 40, 7
+    x = np.exp(rng.uniform(-40.0, 30.0, size=(N, C)))  # 4e-18 .. 1e13: products overflow
+    x[5, 2] = 0.0
+    x[7] = 2.0**420  # a step whose factors are past the bound
+    x[9, 3] = 1e300
+    inc = rng.random((N, C)) > 0.2
+    inc[:, 6] = False  # a chain without included points
+    x[:, 6] = np.nan  # (never read there)
+    prod, logs = np.ones(C), np.zeros(C)
+    for n in range(N):
+        _soa_loops._log_terms(x[n], inc[n], prod, logs)
+        assert bool((prod <= _soa_loops._LOG_FLUSH).all())
+    got = logs + np.log(prod)
+    want = np.where(inc, np.log1p(np.where(inc, x, 0.0)), 0.0).sum(0)
+    np.testing.assert_allclose(got, want, rtol=1e-14, atol=0)
+    assert got[6] == 0.0

@@ -90,7 +90,7 @@ def arena_sizes(N: int, m: int, S: int, C: int) -> tuple[int, int]:
     """Lengths of the forward arena (kept until the backward pass) and of the backward one
     (scratch) for :func:`forward` and :func:`backward`."""
     S1 = S + 1
-    fwd = N * C * (3 + 4 * m * m + m + 2 + m * S + S1 + 2 * m * S1 + S1 + m * m)
+    fwd = N * C * (3 + 4 * m * m + m + 1 + m * S + S1 + 2 * m * S1 + S1 + m * m)
     bwd = N * C * (m * S + m * S1 + m * m + 3 + 4 * m * m + m * S1 + m + S1 + 1)
     return fwd, bwd
 
@@ -338,22 +338,58 @@ def _hph(P, He, out):
 # ----------------------------------------------------------------------------- forward
 
 
+#: Products of the factors ``1 + x`` (each >= 1) are logged before they exceed this (2^400):
+#: a product below it times a factor below it stays finite.
+_LOG_FLUSH = 2.0**400
+
+
 @_jit
-def _cov_filter(Ae, Q, ix, Pinf, He, w, still, G, ar, pos):
-    """Predicted and filtered covariances (symmetrised), gains, 1 / s and ``log(s / var)``
-    of the innovations (``log1p(s_f / var)``, with s_f the predicted variance of f; 0 where
-    excluded), RTS gains; and the number of singular predicted covariances met."""
+def _log_terms(x, inc, prod, logs):
+    """Adds ``log1p(x)`` of the included chains (x >= 0) to ``logs`` (C,) through the running
+    products ``prod`` (C,) of the factors ``1 + x``: one logarithm per chain at the end (and
+    whenever a product grows past :data:`_LOG_FLUSH`) instead of one per point, which cost
+    more than the rest of the covariance filter (a call of the C library per point; the
+    products vectorise). The same sum up to the rounding of the factors (an absolute error
+    of about 1e-16 per point); a step with a factor past the bound takes ``log1p`` at once."""
+    C = x.shape[0]
+    big = 0
+    for c in range(C):
+        big += x[c] > _LOG_FLUSH
+    if big:
+        for c in range(C):
+            if inc[c]:
+                logs[c] += math.log1p(x[c])
+        return
+    grown = 0
+    for c in range(C):
+        p = prod[c] * ((1.0 + x[c]) if inc[c] else 1.0)
+        prod[c] = p
+        grown += p > _LOG_FLUSH
+    if grown:
+        for c in range(C):
+            logs[c] += math.log(prod[c])
+            prod[c] = 1.0
+
+
+@_jit
+def _cov_filter(Ae, Q, ix, Pinf, He, w, inc, still, G, ar, pos):
+    """Predicted and filtered covariances (symmetrised), gains, 1 / s of the innovations,
+    RTS gains; the sum over included points of ``log(s / var)`` per chain (``log1p(s_f /
+    var)``, with s_f the predicted variance of f; see :func:`_log_terms`); and the number of
+    singular predicted covariances met."""
     N, m, _, C = Ae.shape
     P_pred = _e4(ar, pos, N, m, m, C)
     P_filt = _e4(ar, pos, N, m, m, C)
     gain = _e3(ar, pos, N, m, C)
     inv_s = _e2(ar, pos, N, C)
-    log_s = _e2(ar, pos, N, C)
     sgain = _e4(ar, pos, max(N - 1, 0), m, m, C)
     T = np.empty((m, m, C))
     Qn = np.empty((m, m, C))
     s = np.empty(C)
     cc = np.empty(C)
+    x = np.empty(C)
+    logs = np.zeros(C)  # the logarithms taken so far
+    prod = np.ones(C)  # and the product of the factors 1 + x not yet taken
     for n in range(N):
         Pp = P_pred[n]
         if n == 0:
@@ -383,12 +419,13 @@ def _cov_filter(Ae, Q, ix, Pinf, He, w, still, G, ar, pos):
                             o2[c] = o[c]
         u = gain[n]  # u = P^- H^T for now
         _project(Pp, He, u, s)
-        wn, isn, lsn = w[n], inv_s[n], log_s[n]
+        wn, isn = w[n], inv_s[n]
         for c in range(C):
-            x = wn[c] * s[c]
-            cc[c] = wn[c] / (1.0 + x)
+            xc = wn[c] * s[c]
+            x[c] = xc
+            cc[c] = wn[c] / (1.0 + xc)
             isn[c] = cc[c]
-            lsn[c] = math.log1p(x)
+        _log_terms(x, inc[n], prod, logs)
         Pf = P_filt[n]
         for i in range(m):
             for j in range(i + 1):
@@ -418,7 +455,9 @@ def _cov_filter(Ae, Q, ix, Pinf, He, w, still, G, ar, pos):
                 one = 1.0 if i == j else 0.0
                 for c in range(C):
                     o[c] = one if skip[c] else x[c]
-    return P_pred, P_filt, gain, inv_s, log_s, sgain, bad
+    for c in range(C):
+        logs[c] += math.log(prod[c])
+    return P_pred, P_filt, gain, inv_s, logs, sgain, bad
 
 
 @_jit
@@ -552,14 +591,17 @@ def _smooth(Ae, sgain, m_filt, P_filt, P_pred, ar, pos):
 
 
 @_jit
-def _finish(He, inc, var, y, inv_s, log_s, innov, states, m_smooth, P_smooth):
+def _finish(He, inc, var, y, inv_s, logs, innov, states, m_smooth, P_smooth):
     """KL (C,) and draws (N, S, C) ``H x_s + H m^s_{s+1}`` (see :func:`gpvae.gp._fused_loops.
     finish`). Each included point adds ``E_q[log N(y | f, var)] - log N(v | 0, s)`` (innovation
     v, variance s); its ``log 2 pi`` and ``log var`` cancel, so the term is
-    ``(log(s / var) + v^2 / s - ((y - m)^2 + p) / var) / 2`` with ``log(s / var)`` from the
-    filter (smoothed mean m and variance p of f): no logarithm of var is taken."""
+    ``(log(s / var) + v^2 / s - ((y - m)^2 + p) / var) / 2`` (smoothed mean m and variance
+    p of f); the filter summed the ``log(s / var)`` of each chain (``logs``): no logarithm of
+    var is taken."""
     N, m, S, C = states.shape
-    kl = np.zeros(C)
+    kl = np.empty(C)
+    for c in range(C):
+        kl[c] = 0.5 * logs[c]
     sample = np.empty((N, S, C))
     fm = np.empty(C)
     pv = np.empty(C)
@@ -572,12 +614,12 @@ def _finish(He, inc, var, y, inv_s, log_s, innov, states, m_smooth, P_smooth):
                 h, x, ms = He[i], states[n, i, s], m_smooth[n, i, s + 1]
                 for c in range(C):
                     o[c] += x[c] * h[c] + ms[c] * h[c]
-        incn, vn, yn, isn, lsn, v0 = inc[n], var[n], y[n], inv_s[n], log_s[n], innov[n, 0]
+        incn, vn, yn, isn, v0 = inc[n], var[n], y[n], inv_s[n], innov[n, 0]
         _hdot(m_smooth[n, :, 0], He, fm)
         _hph(P_smooth[n], He, pv)
         for c in range(C):
             r = yn[c] - fm[c]
-            term = 0.5 * (lsn[c] + isn[c] * v0[c] * v0[c] - (r * r + pv[c]) / vn[c])
+            term = 0.5 * (isn[c] * v0[c] * v0[c] - (r * r + pv[c]) / vn[c])
             kl[c] += term if incn[c] else 0.0
     return kl, sample
 
@@ -605,14 +647,14 @@ def forward(A, Q, CQ, ix, Pinf, chol0, H, still, mean, var, inc, eps, e, ar):
             wn[c] = (1.0 / v) if ok else 0.0
             sdn[c] = math.sqrt(v)
     Ae = _expand(A, ix, G, N, ar, pos)
-    P_pred, P_filt, gain, inv_s, log_s, sgain, bad = _cov_filter(
-        Ae, Q, ix, Pinf, He, w, still, G, ar, pos
+    P_pred, P_filt, gain, inv_s, logs, sgain, bad = _cov_filter(
+        Ae, Q, ix, Pinf, He, w, inc, still, G, ar, pos
     )
     states = _linear(Ae, CQ, ix, chol0, eps, G, ar, pos)
     D = _data(He, inc, y, sd, states, e, ar, pos)
     m_filt, innov = _mean_filter(Ae, He, gain, D, ar, pos)
     m_smooth, P_smooth = _smooth(Ae, sgain, m_filt, P_filt, P_pred, ar, pos)
-    kl, sample = _finish(He, inc, var, y, inv_s, log_s, innov, states, m_smooth, P_smooth)
+    kl, sample = _finish(He, inc, var, y, inv_s, logs, innov, states, m_smooth, P_smooth)
     saved = (He, y, w, sd, Ae, P_pred, P_filt, gain, inv_s, sgain, states, m_filt, innov,
              m_smooth, P_smooth)  # fmt: skip
     return sample, kl, bad, saved
