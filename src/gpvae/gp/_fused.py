@@ -326,10 +326,15 @@ def _function(m: int, chains: int, layout: str) -> Any:
     return _SampleKLSoA if soa else _SampleKL
 
 
-def _time_first(t: Tensor) -> Tensor:
-    """(B, N, G) -> (N, B * G), contiguous."""
-    B, N, G = t.shape
-    return t.movedim(1, 0).reshape(N, B * G).contiguous()
+def _time_first(t: Tensor, sel: slice | list[int], dtype: torch.dtype | None = None) -> Tensor:
+    """(B, N, L) -> the channels ``sel`` (G of them) as (N, B * G), contiguous, in ``dtype``
+    (that of ``t`` when None): one copy (dtype and layout at once; no channel slice when
+    ``sel`` takes all L channels, so no zero-filled gradient of a slice in backward)."""
+    _, N, L = t.shape
+    if not (isinstance(sel, slice) and sel.indices(L) == (0, L, 1)):
+        t = t[..., sel]
+    out = t.movedim(1, 0).to(dtype or t.dtype, memory_format=torch.contiguous_format)
+    return out.reshape(N, -1)
 
 
 def sample_and_kl(
@@ -359,15 +364,16 @@ def sample_and_kl(
     B, N, L = mean.shape
     dtype, device = mean.dtype, mean.device
     S = num_samples
+    # the draws stay in their dtype here: each Function converts them once, in its layout
     eps = []
     for g in groups:
         shape = (N, B, len(g.channels), g.Pinf.shape[-1], S)
         if S > 0:
-            eps.append(batch_normal(shape, 1, generator, dtype, device).to(_F64))
+            eps.append(batch_normal(shape, 1, generator, dtype, device))
         else:
             eps.append(torch.zeros(shape, dtype=_F64))
     e = (
-        batch_normal((N, B, L, S), 1, generator, dtype, device).to(_F64)
+        batch_normal((N, B, L, S), 1, generator, dtype, device)
         if S > 0
         else torch.zeros(N, B, L, 0, dtype=_F64)
     )
@@ -382,12 +388,12 @@ def sample_and_kl(
             g._chol_table,
             g.Pinf,
             chol0,
-            _time_first(mean[..., g.sel].to(_F64)),
-            _time_first(var[..., g.sel].to(_F64)),
+            _time_first(mean, g.sel, _F64),
+            _time_first(var, g.sel, _F64),
             g._index,
             g.still,
             g.H[:, 0, :].detach(),
-            _time_first(included[..., g.sel]),
+            _time_first(included, g.sel),
             eps_g.reshape(N, B * G, *eps_g.shape[3:]),
             e[:, :, g.sel].reshape(N, B * G, S),
         )

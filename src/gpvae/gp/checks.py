@@ -83,10 +83,11 @@ def check_index_points(
     """
     x = as_index_points(x, name)
     valid = check_valid(valid, x)
-    bad = ~torch.isfinite(x).all(dim=-1) & valid  # (B, N)
-    if bool(bad.any()):
-        b, n = (int(i) for i in bad.nonzero()[0])
-        raise invalid(name, "finite index points", f"{x[b, n].tolist()} at [{b}, {n}]")
+    if not bool(torch.isfinite(x).all()):  # one pass for the common case
+        bad = ~torch.isfinite(x).all(dim=-1) & valid  # (B, N)
+        if bool(bad.any()):
+            b, n = (int(i) for i in bad.nonzero()[0])
+            raise invalid(name, "finite index points", f"{x[b, n].tolist()} at [{b}, {n}]")
     return x, valid
 
 
@@ -150,10 +151,12 @@ def check_condition_inputs(
             if bool(torch.isnan(var).any()):
                 raise ValidationError("var: expected values > 0 or +inf, found NaN")
             raise invalid("var", "values > 0 or +inf", f"a minimum of {float(var.min())}")
-        excluded = torch.isinf(var) | ~valid[..., None]  # (B, N, L); var > 0 here
-        if not bool((torch.isfinite(mean) | excluded).all()):
-            raise ValidationError(
-                "mean: expected finite values wherever var is finite on valid points, "
-                "found NaN or Inf"
-            )
+        # one pass for the common case (mean finite everywhere)
+        if not bool(torch.isfinite(mean).all()):
+            excluded = torch.isinf(var) | ~valid[..., None]  # (B, N, L); var > 0 here
+            if not bool((torch.isfinite(mean) | excluded).all()):
+                raise ValidationError(
+                    "mean: expected finite values wherever var is finite on valid points, "
+                    "found NaN or Inf"
+                )
     return x, valid

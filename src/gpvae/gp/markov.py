@@ -130,7 +130,9 @@ def _check_sorted(x_filled: Tensor) -> None:
 def _prepared_x(x: Tensor, valid: Tensor) -> Tensor:
     """(B, N, 1) checked index points -> (B, N) sorted, padding filled."""
     _check_one_dim(x, "x")
-    x_filled = _fill_padding(x[..., 0].detach(), valid)  # (B, N)
+    x0 = x[..., 0].detach()
+    # without padding there is nothing to fill (one check instead of the filling's dozen ops)
+    x_filled = x0 if bool(valid.all()) else _fill_padding(x0, valid)  # (B, N)
     _check_sorted(x_filled)
     return x_filled
 
@@ -503,7 +505,8 @@ class MarkovGPPosterior(GPPosterior):
         self._fused_kl = _to_channels(kls, groups).to(self.mean.dtype)
         self._fused_kl_grad = torch.is_grad_enabled()
         f = _to_channels(draws, groups, dim=-2)  # (N, B, L, S)
-        return f.permute(3, 1, 0, 2).to(self.mean.dtype)
+        # one copy to the dtype and a contiguous (S, B, N, L) (the decoder's input layout)
+        return f.permute(3, 1, 0, 2).to(self.mean.dtype, memory_format=torch.contiguous_format)
 
     def kl(self) -> Tensor:
         """(B, L) KL(q || p); see :meth:`gpvae.gp.base.GPPosterior.kl`."""
