@@ -347,10 +347,11 @@ _LOG_FLUSH = 2.0**400
 def _log_terms(x, inc, prod, logs):
     """Adds ``log1p(x)`` of the included chains (x >= 0) to ``logs`` (C,) through the running
     products ``prod`` (C,) of the factors ``1 + x``: one logarithm per chain at the end (and
-    whenever a product grows past :data:`_LOG_FLUSH`) instead of one per point, which cost
-    more than the rest of the covariance filter (a call of the C library per point; the
-    products vectorise). The same sum up to the rounding of the factors (an absolute error
-    of about 1e-16 per point); a step with a factor past the bound takes ``log1p`` at once."""
+    whenever a product grows past :data:`_LOG_FLUSH`) instead of one per point (a call of
+    the C library per point, which does not vectorise: about 0.4 ms of the ~4 ms forward
+    pass at N = 48 with 1,024 chains; the products vectorise). The same sum up to the
+    rounding of the factors (an absolute error of about 1e-16 per point); a step with a
+    factor past the bound takes ``log1p`` at once."""
     C = x.shape[0]
     big = 0
     for c in range(C):
@@ -387,7 +388,7 @@ def _cov_filter(Ae, Q, ix, Pinf, He, w, inc, still, G, ar, pos):
     Qn = np.empty((m, m, C))
     s = np.empty(C)
     cc = np.empty(C)
-    x = np.empty(C)
+    ratio = np.empty(C)  # s_f / var of each chain at step n
     logs = np.zeros(C)  # the logarithms taken so far
     prod = np.ones(C)  # and the product of the factors 1 + x not yet taken
     for n in range(N):
@@ -421,11 +422,11 @@ def _cov_filter(Ae, Q, ix, Pinf, He, w, inc, still, G, ar, pos):
         _project(Pp, He, u, s)
         wn, isn = w[n], inv_s[n]
         for c in range(C):
-            xc = wn[c] * s[c]
-            x[c] = xc
-            cc[c] = wn[c] / (1.0 + xc)
+            r = wn[c] * s[c]
+            ratio[c] = r
+            cc[c] = wn[c] / (1.0 + r)
             isn[c] = cc[c]
-        _log_terms(x, inc[n], prod, logs)
+        _log_terms(ratio, inc[n], prod, logs)
         Pf = P_filt[n]
         for i in range(m):
             for j in range(i + 1):
