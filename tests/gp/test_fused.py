@@ -322,3 +322,22 @@ def test_log_terms_sum_log1p_through_products_without_overflow() -> None:
     want = np.where(inc, np.log1p(np.where(inc, x, 0.0)), 0.0).sum(0)
     np.testing.assert_allclose(got, want, rtol=1e-14, atol=0)
     assert got[6] == 0.0
+
+
+def test_time_first_takes_the_channels_time_first_and_contiguous() -> None:
+    """(B, N, L) -> (N, B * G) for all channels, a slice and a list, with and without a
+    dtype change; the gradient reaches only the channels taken."""
+    g = torch.Generator().manual_seed(82)
+    t = torch.randn(3, 5, 4, generator=g)
+    for sel in (slice(0, 4), slice(1, 3), [0, 2, 3]):
+        want = t[..., sel].movedim(1, 0).reshape(5, -1)
+        for dtype in (None, DTYPE):
+            got = _fused._time_first(t, sel, dtype)
+            assert got.is_contiguous()
+            assert got.dtype == (dtype or t.dtype)
+            torch.testing.assert_close(got, want.to(got.dtype), rtol=0, atol=0)
+    leaf = t.clone().requires_grad_()
+    _fused._time_first(leaf, slice(1, 3), DTYPE).sum().backward()
+    assert leaf.grad is not None
+    assert bool((leaf.grad[..., 1:3] == 1).all())
+    assert bool((leaf.grad[..., [0, 3]] == 0).all())

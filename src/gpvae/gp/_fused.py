@@ -328,8 +328,9 @@ def _function(m: int, chains: int, layout: str) -> Any:
 
 def _time_first(t: Tensor, sel: slice | list[int], dtype: torch.dtype | None = None) -> Tensor:
     """(B, N, L) -> the channels ``sel`` (G of them) as (N, B * G), contiguous, in ``dtype``
-    (that of ``t`` when None): one copy (dtype and layout at once; no channel slice when
-    ``sel`` takes all L channels, so no zero-filled gradient of a slice in backward)."""
+    (that of ``t`` when None), in one copy: dtype and layout at once when the dtype changes,
+    else the reshape's copy. No channel slice when ``sel`` takes all L channels, so no
+    zero-filled gradient of a slice in backward."""
     _, N, L = t.shape
     if not (isinstance(sel, slice) and sel.indices(L) == (0, L, 1)):
         t = t[..., sel]

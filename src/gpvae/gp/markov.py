@@ -505,7 +505,9 @@ class MarkovGPPosterior(GPPosterior):
         self._fused_kl = _to_channels(kls, groups).to(self.mean.dtype)
         self._fused_kl_grad = torch.is_grad_enabled()
         f = _to_channels(draws, groups, dim=-2)  # (N, B, L, S)
-        # one copy to the dtype and a contiguous (S, B, N, L) (the decoder's input layout)
+        # float32 (the usual model dtype): one copy to the dtype and to a contiguous
+        # (S, B, N, L), the decoder's input layout; float64: the permuted view, as before
+        # (``to`` returns a tensor of the right dtype as it is, whatever memory_format asks)
         return f.permute(3, 1, 0, 2).to(self.mean.dtype, memory_format=torch.contiguous_format)
 
     def kl(self) -> Tensor:
