@@ -252,8 +252,10 @@ class _Lease:
 
 
 def _chains_last(t: Tensor) -> Any:
-    """(N, C, ...) -> a float64 numpy array (N, ..., C), contiguous."""
-    return t.detach().to(_F64).movedim(1, -1).contiguous().numpy()
+    """(N, C, ...) -> a float64 numpy array (N, ..., C), contiguous, in one copy (dtype and
+    layout at once when the dtype changes; ``to`` returns a float64 view as it is)."""
+    out = t.detach().movedim(1, -1).to(_F64, memory_format=torch.contiguous_format)
+    return (out if out.is_contiguous() else out.contiguous()).numpy()
 
 
 class _SampleKLSoA(torch.autograd.Function):
