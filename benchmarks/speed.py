@@ -41,6 +41,7 @@ import math
 import os
 import platform
 import resource
+import statistics
 import sys
 import time
 from pathlib import Path
@@ -470,6 +471,29 @@ def plot(records: list[dict[str, Any]], path: Path) -> None:
     plt.close(fig)
 
 
+def _s2_medians(s2: list[dict[str, Any]]) -> list[str]:
+    """Lines giving, for each length with several S2 rows measured on its latest day, the
+    median time ratios of those rows (fresh and warm epochs)."""
+    out = []
+    for T in sorted({r["T"] for r in s2}):
+        rows = [r for r in s2 if r["T"] == T and "time_ratio" in r]
+        day = max((str(r.get("created", ""))[:10] for r in rows), default="")
+        rows = [r for r in rows if str(r.get("created", ""))[:10] == day]
+        if len(rows) < 2:
+            continue
+        fresh = statistics.median([r["time_ratio"] for r in rows])
+        warm = [r["warm_time_ratio"] for r in rows if "warm_time_ratio" in r]
+        text = (
+            f"T={T}, the {len(rows)} rows of {day}: median time ratio **{fresh:.3f}** "
+            f"(range {min(r['time_ratio'] for r in rows):.3f}-"
+            f"{max(r['time_ratio'] for r in rows):.3f})"
+        )
+        if warm:
+            text += f"; warm epochs {statistics.median(warm):.3f} ({min(warm):.3f}-{max(warm):.3f})"
+        out += ["", text + "."]
+    return out
+
+
 def render(records: list[dict[str, Any]]) -> str:
     """The markdown of docs/benchmarks.md's speed region from the records."""
     by = {r.get("part"): r for r in records if r.get("part") in ("s3_summary",)}
@@ -538,6 +562,7 @@ def render(records: list[dict[str, Any]]) -> str:
                 f"| {num(peer, 'peak_above_idle_mib', '.0f')} | {r.get('created', '-')[:10]} "
                 f"| {load} |"
             )
+        lines += _s2_medians(s2)
         lines += [
             "",
             "Peak MiB: resident memory above an idle process with the same imports. Epoch "
@@ -631,6 +656,12 @@ def main(argv: list[str] | None = None) -> int:
         "imports, numba's loading and first-call costs already paid)",
     )
     parser.add_argument(
+        "--s2-append",
+        action="store_true",
+        help="keep the JSON's S2 records of the lengths measured (repeats add rows; the docs "
+        "give the median of a length's rows of the same day)",
+    )
+    parser.add_argument(
         "--s3-T", type=int, nargs="+", default=list(S3_T), help="S3 lengths to measure"
     )
     parser.add_argument(
@@ -670,7 +701,7 @@ def main(argv: list[str] | None = None) -> int:
         r
         for r in old
         if r.get("part", "").split("_")[0] not in parts
-        or (r.get("part") == "s2" and r.get("T") not in args.s2_T)
+        or (r.get("part") == "s2" and (r.get("T") not in args.s2_T or args.s2_append))
     ]
     new: list[dict[str, Any]] = []
     for part in PARTS:

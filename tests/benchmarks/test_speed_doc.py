@@ -43,3 +43,17 @@ def test_s2_rows_show_warm_epochs_only_where_both_sides_have_one(bench: ModuleTy
     rows = [line for line in text.splitlines() if line.startswith(("| 48 ", "| 500 "))]
     assert "| 0.750 | 0.40 / 1.50 | 0.267 |" in rows[0]
     assert "| 0.009 | - | - |" in rows[1]
+
+
+def test_s2_median_line_covers_the_rows_of_a_lengths_latest_day(bench: ModuleType) -> None:
+    def s2(ratio: float, warm: float, day: str) -> dict[str, object]:
+        ours = {"epoch_s": ratio, "warm_epoch_s": warm}
+        peer = {"epoch_s": 1.0, "warm_epoch_s": 1.0}
+        return {"part": "s2", "T": 48, "gpvae": ours, "pypots": peer, "time_ratio": ratio,
+                "warm_time_ratio": warm, "created": f"{day}T10:00:00Z"}  # fmt: skip
+
+    rows = [s2(0.9, 0.5, "2026-12-01"), s2(0.6, 0.3, "2026-12-02"), s2(0.4, 0.4, "2026-12-02")]
+    text = bench.render(rows)
+    assert "T=48, the 2 rows of 2026-12-02: median time ratio **0.500** (range 0.400-0.600)" in text
+    assert "warm epochs 0.350 (0.300-0.400)" in text
+    assert "the 1 rows" not in bench.render(rows[:2])  # one row that day: no median line
