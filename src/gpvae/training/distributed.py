@@ -27,7 +27,6 @@ from __future__ import annotations
 
 import atexit
 import contextlib
-import gc
 import os
 import re
 import time
@@ -79,6 +78,10 @@ def is_main_process() -> bool:
     return True
 
 
+#: Seconds for which :func:`_destroy` leaves the GIL to gloo's worker threads at exit.
+_EXIT_GRACE = 0.1
+
+
 def _destroy() -> None:
     """At exit, while the interpreter is whole: give gloo's worker threads a moment with the
     GIL, then destroy the process group.
@@ -100,13 +103,8 @@ def _destroy() -> None:
     if not dist.is_initialized():
         return
     time.sleep(_EXIT_GRACE)
-    gc.collect()
     with contextlib.suppress(Exception):
         dist.destroy_process_group()
-
-
-#: Seconds for which :func:`_destroy` leaves the GIL to gloo's worker threads at exit.
-_EXIT_GRACE = 0.1
 
 
 def current(device: torch.device | None = None) -> Communicator | None:
