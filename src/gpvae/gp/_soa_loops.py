@@ -13,8 +13,9 @@ so no per-chain pivoting breaks the vector loops.
 
 Everything is float64. Shapes: N steps, B series, G channels of the group, C = B * G chains
 (chain ``c`` = channel ``c % G`` of series ``c // G``), m state dimension (1, 2 or 3), S
-draws, S' = S + 1 data columns. Tables A, Q, CQ (K, G, m, m) are read through ix (N, B);
-the transitions are expanded once to Ae (N, m, m, C) (step 0 unused). H (G, m); Pinf and
+draws, S' = S + 1 data columns. Tables A, Q, CQ (K, G, m, m) are read through ix (N, B)
+and gathered per step into (m, m, C) rows (once while steps read the same entries). H
+(G, m); Pinf and
 chol0 (G, m, m); still (N, B); mean, var, inc (N, C); eps (N, m, S, C) (step 0: the initial
 states' noise); e (N, S, C).
 
@@ -90,24 +91,12 @@ def arena_sizes(N: int, m: int, S: int, C: int) -> tuple[int, int]:
     """Lengths of the forward arena (kept until the backward pass) and of the backward one
     (scratch) for :func:`forward` and :func:`backward`."""
     S1 = S + 1
-    fwd = N * C * (3 + 4 * m * m + m + 1 + m * S + S1 + 2 * m * S1 + S1 + m * m)
-    bwd = N * C * (m * S + m * S1 + m * m + 3 + 4 * m * m + m * S1 + m + S1 + 1)
+    fwd = N * C * (3 + 4 * m * m + m + 1 + m * S + 2 * m * S1 + S1 + 1)
+    bwd = N * C * (m * S1 + 4 * m * m)
     return fwd, bwd
 
 
 # ----------------------------------------------------------------------------- helpers
-
-
-@_jit
-def _expand(T, ix, G, N, ar, pos):
-    """(N, m, m, C) with entry [n, :, :, c] = T[ix[n, c // G], c % G] for n >= 1 (0 at n = 0)."""
-    m = T.shape[2]
-    B = ix.shape[1]
-    C = B * G
-    out = _z4(ar, pos, N, m, m, C)
-    for n in range(1, N):
-        _gather_step(T, ix, n, G, out[n])
-    return out
 
 
 @_jit
@@ -373,263 +362,184 @@ def _log_terms(x, inc, prod, logs):
 
 
 @_jit
-def _cov_filter(Ae, Q, ix, Pinf, He, w, inc, still, G, ar, pos):
-    """Predicted and filtered covariances (symmetrised), gains, 1 / s of the innovations,
-    RTS gains; the sum over included points of ``log(s / var)`` per chain (``log1p(s_f /
-    var)``, with s_f the predicted variance of f; see :func:`_log_terms`); and the number of
-    singular predicted covariances met."""
-    N, m, _, C = Ae.shape
-    P_pred = _e4(ar, pos, N, m, m, C)
-    P_filt = _e4(ar, pos, N, m, m, C)
-    gain = _e3(ar, pos, N, m, C)
-    inv_s = _e2(ar, pos, N, C)
-    sgain = _e4(ar, pos, max(N - 1, 0), m, m, C)
-    T = np.empty((m, m, C))
-    Qn = np.empty((m, m, C))
-    s = np.empty(C)
-    cc = np.empty(C)
-    ratio = np.empty(C)  # s_f / var of each chain at step n
-    logs = np.zeros(C)  # the logarithms taken so far
-    prod = np.ones(C)  # and the product of the factors 1 + x not yet taken
-    for n in range(N):
-        Pp = P_pred[n]
-        if n == 0:
+def _same_row(ix, n, p):
+    """Whether steps n and p read the same table entries (then their gathered rows agree)."""
+    same = p >= 0
+    b = 0
+    while same and b < ix.shape[1]:
+        same = ix[n, b] == ix[p, b]
+        b += 1
+    return same
+
+
+@_jit
+def _predict(A, Pf, Qn, T, Pp):
+    """T = A P_{n-1} and P^-_n = T A^T + Q_n (symmetrised) per chain."""
+    m = A.shape[0]
+    C = A.shape[2]
+    _matmul(A, Pf, T)
+    for i in range(m):
+        for j in range(i + 1):
+            o, qij, qji = Pp[i, j], Qn[i, j], Qn[j, i]
             for c in range(C):
-                g = c % G
-                for i in range(m):
-                    for j in range(m):
-                        Pp[i, j, c] = 0.5 * (Pinf[g, i, j] + Pinf[g, j, i])
-        else:
-            A = Ae[n]
-            _gather_step(Q, ix, n, G, Qn)
-            _matmul(A, P_filt[n - 1], T)  # T = A P_{n-1}
-            for i in range(m):  # P^- = T A^T + Q, symmetrised
-                for j in range(i + 1):
-                    o, qij, qji = Pp[i, j], Qn[i, j], Qn[j, i]
-                    for c in range(C):
-                        o[c] = qij[c] + qji[c]
-                    for k in range(m):
-                        t1, a1, t2, a2 = T[i, k], A[j, k], T[j, k], A[i, k]
-                        for c in range(C):
-                            o[c] += t1[c] * a1[c] + t2[c] * a2[c]
-                    for c in range(C):
-                        o[c] *= 0.5
-                    if j < i:
-                        o2 = Pp[j, i]
-                        for c in range(C):
-                            o2[c] = o[c]
-        u = gain[n]  # u = P^- H^T for now
-        _project(Pp, He, u, s)
-        wn, isn = w[n], inv_s[n]
-        for c in range(C):
-            r = wn[c] * s[c]
-            ratio[c] = r
-            cc[c] = wn[c] / (1.0 + r)
-            isn[c] = cc[c]
-        _log_terms(ratio, inc[n], prod, logs)
-        Pf = P_filt[n]
-        for i in range(m):
-            for j in range(i + 1):
-                o, p, ui, uj = Pf[i, j], Pp[i, j], u[i], u[j]
+                o[c] = qij[c] + qji[c]
+            for k in range(m):
+                t1, a1, t2, a2 = T[i, k], A[j, k], T[j, k], A[i, k]
                 for c in range(C):
-                    o[c] = p[c] - cc[c] * ui[c] * uj[c]
-                if j < i:
-                    o2 = Pf[j, i]
-                    for c in range(C):
-                        o2[c] = o[c]
-        for i in range(m):
-            ui = u[i]
+                    o[c] += t1[c] * a1[c] + t2[c] * a2[c]
             for c in range(C):
-                ui[c] *= cc[c]
-    # RTS gains G_n = P_n A_{n+1}^T (P^-_{n+1})^{-1}: X = G_n^T solves P^-_{n+1} X = A_{n+1} P_n
-    X = np.empty((m, m, C))
-    skip = np.empty(C, dtype=np.bool_)
-    bad = 0
-    for n in range(N - 1):
-        _still_row(still, n + 1, G, skip)
-        _matmul(Ae[n + 1], P_filt[n], T)
-        bad += _solve(P_pred[n + 1], T, X, skip)
-        sg = sgain[n]
-        for i in range(m):
-            for j in range(m):
-                o, x = sg[i, j], X[j, i]
-                one = 1.0 if i == j else 0.0
+                o[c] *= 0.5
+            if j < i:
+                o2 = Pp[j, i]
                 for c in range(C):
-                    o[c] = one if skip[c] else x[c]
+                    o2[c] = o[c]
+
+
+@_jit
+def _update(Pp, He, wn, incn, u, s, cc, ratio, isn, prod, logs, Pf):
+    """The measurement update of step n: the gain u (m, C), 1 / s (isn), P_n (Pf) from
+    P^-_n (Pp); the step's ``log1p(s_f / var)`` go to :func:`_log_terms`."""
+    m = Pp.shape[0]
+    C = Pp.shape[2]
+    _project(Pp, He, u, s)  # u = P^- H^T for now
     for c in range(C):
-        logs[c] += math.log(prod[c])
-    return P_pred, P_filt, gain, inv_s, logs, sgain, bad
-
-
-@_jit
-def _linear(Ae, CQ, ix, chol0, eps, G, ar, pos):
-    """Prior draws: s_0 = chol0 eps_0, s_n = A_n s_{n-1} + CQ_n eps_n; (N, m, S, C)."""
-    N, m, S, C = eps.shape
-    states = _e4(ar, pos, N, m, S, C)
-    for c in range(C):
-        g = c % G
-        for i in range(m):
-            for s in range(S):
-                acc = 0.0
-                for q in range(m):
-                    acc += chol0[g, i, q] * eps[0, q, s, c]
-                states[0, i, s, c] = acc
-    L = np.empty((m, m, C))
-    tmp = np.empty((m, S, C))
-    for n in range(1, N):
-        _gather_step(CQ, ix, n, G, L)
-        _matvec(Ae[n], states[n - 1], states[n])
-        _matvec(L, eps[n], tmp)
-        o_n = states[n]
-        for i in range(m):
-            for s in range(S):
-                o, t = o_n[i, s], tmp[i, s]
+        r = wn[c] * s[c]
+        ratio[c] = r
+        cc[c] = wn[c] / (1.0 + r)
+        isn[c] = cc[c]
+    _log_terms(ratio, incn, prod, logs)
+    for i in range(m):
+        for j in range(i + 1):
+            o, p, ui, uj = Pf[i, j], Pp[i, j], u[i], u[j]
+            for c in range(C):
+                o[c] = p[c] - cc[c] * ui[c] * uj[c]
+            if j < i:
+                o2 = Pf[j, i]
                 for c in range(C):
-                    o[c] += t[c]
-    return states
-
-
-@_jit
-def _data(He, inc, y, sd, states, e, ar, pos):
-    """D (N, S', C): row 0 the pseudo-observations, row s + 1 the residual of draw s's
-    synthetic data ``y - (H x_s + sd e_s)`` where included (else 0)."""
-    N, _, S, C = states.shape
-    D = _e3(ar, pos, N, S + 1, C)
-    fp = np.empty(C)
-    for n in range(N):
-        yn, sdn, incn = y[n], sd[n], inc[n]
-        d0 = D[n, 0]
+                    o2[c] = o[c]
+    for i in range(m):
+        ui = u[i]
         for c in range(C):
-            d0[c] = yn[c]
-        for s in range(S):
-            d, en = D[n, s + 1], e[n, s]
-            _hdot(states[n, :, s], He, fp)
-            for c in range(C):
-                r = yn[c] - (fp[c] + sdn[c] * en[c])
-                d[c] = r if incn[c] else 0.0
-    return D
+            ui[c] *= cc[c]
 
 
 @_jit
-def _mean_filter(Ae, He, gain, D, ar, pos):
-    """m^-_n = A_n m_{n-1}, v_n = D_n - H m^-_n, m_n = m^-_n + K_n v_n (m^-_0 = 0)."""
-    N, S1, C = D.shape
-    m = He.shape[0]
-    m_filt = _e4(ar, pos, N, m, S1, C)
-    innov = _e3(ar, pos, N, S1, C)
-    mp = np.zeros((m, S1, C))
-    for n in range(N):
-        if n > 0:
-            _matvec(Ae[n], m_filt[n - 1], mp)
-        for s in range(S1):
-            v, d = innov[n, s], D[n, s]
-            for c in range(C):
-                v[c] = d[c]
-            for i in range(m):
-                h, p = He[i], mp[i, s]
-                for c in range(C):
-                    v[c] -= h[c] * p[c]
-            for i in range(m):
-                o, p, k = m_filt[n, i, s], mp[i, s], gain[n, i]
-                for c in range(C):
-                    o[c] = p[c] + k[c] * v[c]
-    return m_filt, innov
-
-
-@_jit
-def _smooth(Ae, sgain, m_filt, P_filt, P_pred, ar, pos):
-    """Smoothed means m^s_n = m_n + G_n (m^s_{n+1} - A_{n+1} m_n) and covariances
-    P^s_n = P_n + G_n (P^s_{n+1} - P^-_{n+1}) G_n^T (symmetrised)."""
-    N, m, S1, C = m_filt.shape
-    m_smooth = _e4(ar, pos, N, m, S1, C)
-    P_smooth = _e4(ar, pos, N, m, m, C)
-    m_smooth[N - 1] = m_filt[N - 1]
+def _rts_gain(Pp, T, skip, X, sg):
+    """The RTS gain G_{n-1} = P_{n-1} A_n^T (P^-_n)^{-1} (the identity where the series stands
+    still): X = G^T solves P^-_n X = A_n P_{n-1} (= T). Returns the singular count of
+    :func:`_solve`."""
+    m = Pp.shape[0]
+    C = Pp.shape[2]
+    bad = _solve(Pp, T, X, skip)
     for i in range(m):
         for j in range(m):
-            o, a, b = P_smooth[N - 1, i, j], P_filt[N - 1, i, j], P_filt[N - 1, j, i]
+            o, x = sg[i, j], X[j, i]
+            one = 1.0 if i == j else 0.0
             for c in range(C):
-                o[c] = 0.5 * (a[c] + b[c])
-    d = np.empty((m, S1, C))
-    Dm = np.empty((m, m, C))
-    T = np.empty((m, m, C))
-    for n in range(N - 2, -1, -1):
-        sg = sgain[n]
-        _matvec(Ae[n + 1], m_filt[n], d)
-        for i in range(m):
-            for s in range(S1):
-                o, a = d[i, s], m_smooth[n + 1, i, s]
-                for c in range(C):
-                    o[c] = a[c] - o[c]
-        _matvec(sg, d, m_smooth[n])
-        for i in range(m):
-            for s in range(S1):
-                o, a = m_smooth[n, i, s], m_filt[n, i, s]
-                for c in range(C):
-                    o[c] += a[c]
-        for i in range(m):
-            for j in range(m):
-                o, a, b = Dm[i, j], P_smooth[n + 1, i, j], P_pred[n + 1, i, j]
-                for c in range(C):
-                    o[c] = a[c] - b[c]
-        _matmul(sg, Dm, T)  # T = G (P^s_{n+1} - P^-_{n+1})
-        Ps, Pf = P_smooth[n], P_filt[n]
-        for i in range(m):
-            for j in range(i + 1):
-                o, f1, f2 = Ps[i, j], Pf[i, j], Pf[j, i]
-                for c in range(C):
-                    o[c] = f1[c] + f2[c]
-                for k in range(m):
-                    t1, g1, t2, g2 = T[i, k], sg[j, k], T[j, k], sg[i, k]
-                    for c in range(C):
-                        o[c] += t1[c] * g1[c] + t2[c] * g2[c]
-                for c in range(C):
-                    o[c] *= 0.5
-                if j < i:
-                    o2 = Ps[j, i]
-                    for c in range(C):
-                        o2[c] = o[c]
-    return m_smooth, P_smooth
+                o[c] = one if skip[c] else x[c]
+    return bad
 
 
 @_jit
-def _finish(He, inc, var, y, inv_s, logs, innov, states, m_smooth, P_smooth):
-    """KL (C,) and draws (N, S, C) ``H x_s + H m^s_{s+1}`` (see :func:`gpvae.gp._fused_loops.
-    finish`). Each included point adds ``E_q[log N(y | f, var)] - log N(v | 0, s)`` (innovation
-    v, variance s); its ``log 2 pi`` and ``log var`` cancel, so the term is
-    ``(log(s / var) + v^2 / s - ((y - m)^2 + p) / var) / 2`` (smoothed mean m and variance
-    p of f); the filter summed the ``log(s / var)`` of each chain (``logs``): no logarithm of
-    var is taken."""
-    N, m, S, C = states.shape
-    kl = np.empty(C)
-    for c in range(C):
-        kl[c] = 0.5 * logs[c]
-    sample = np.empty((N, S, C))
-    fm = np.empty(C)
-    pv = np.empty(C)
-    for n in range(N):
-        for s in range(S):
-            o = sample[n, s]
-            for c in range(C):
-                o[c] = 0.0
-            for i in range(m):
-                h, x, ms = He[i], states[n, i, s], m_smooth[n, i, s + 1]
-                for c in range(C):
-                    o[c] += x[c] * h[c] + ms[c] * h[c]
-        incn, vn, yn, isn, v0 = inc[n], var[n], y[n], inv_s[n], innov[n, 0]
-        _hdot(m_smooth[n, :, 0], He, fm)
-        _hph(P_smooth[n], He, pv)
+def _mean_step(A, He, u, Dn, mprev, mp, first, mf, vn):
+    """Mean filter of step n for the S' data columns Dn (S', C): m^-_n = A_n m_{n-1} (0 at the
+    first step), v_n = D_n - H m^-_n (vn), m_n = m^-_n + K_n v_n (mf)."""
+    S1, C = Dn.shape
+    m = He.shape[0]
+    if not first:
+        _matvec(A, mprev, mp)
+    for s in range(S1):
+        v, d = vn[s], Dn[s]
         for c in range(C):
-            r = yn[c] - fm[c]
-            term = 0.5 * (isn[c] * v0[c] * v0[c] - (r * r + pv[c]) / vn[c])
-            kl[c] += term if incn[c] else 0.0
-    return kl, sample
+            v[c] = d[c]
+        for i in range(m):
+            h, p = He[i], mp[i, s]
+            for c in range(C):
+                v[c] -= h[c] * p[c]
+        for i in range(m):
+            o, p, k = mf[i, s], mp[i, s], u[i]
+            for c in range(C):
+                o[c] = p[c] + k[c] * v[c]
+
+
+@_jit
+def _smooth_step(A, sg, mf, Pf, ms1, Ps1, Pp1, d, Dm, T, ms, Ps):
+    """Smoothed mean m^s_n = m_n + G_n (m^s_{n+1} - A_{n+1} m_n) (ms) and covariance
+    P^s_n = P_n + G_n (P^s_{n+1} - P^-_{n+1}) G_n^T (Ps, symmetrised); A = A_{n+1}."""
+    m, S1, C = mf.shape
+    _matvec(A, mf, d)
+    for i in range(m):
+        for s in range(S1):
+            o, a = d[i, s], ms1[i, s]
+            for c in range(C):
+                o[c] = a[c] - o[c]
+    _matvec(sg, d, ms)
+    for i in range(m):
+        for s in range(S1):
+            o, a = ms[i, s], mf[i, s]
+            for c in range(C):
+                o[c] += a[c]
+    for i in range(m):
+        for j in range(m):
+            o, a, b = Dm[i, j], Ps1[i, j], Pp1[i, j]
+            for c in range(C):
+                o[c] = a[c] - b[c]
+    _matmul(sg, Dm, T)  # T = G (P^s_{n+1} - P^-_{n+1})
+    for i in range(m):
+        for j in range(i + 1):
+            o, f1, f2 = Ps[i, j], Pf[i, j], Pf[j, i]
+            for c in range(C):
+                o[c] = f1[c] + f2[c]
+            for k in range(m):
+                t1, g1, t2, g2 = T[i, k], sg[j, k], T[j, k], sg[i, k]
+                for c in range(C):
+                    o[c] += t1[c] * g1[c] + t2[c] * g2[c]
+            for c in range(C):
+                o[c] *= 0.5
+            if j < i:
+                o2 = Ps[j, i]
+                for c in range(C):
+                    o2[c] = o[c]
+
+
+@_jit
+def _finish_step(He, incn, vn, yn, isn, v0, xn, ms, Ps, fm, pv, out, term):
+    """Draws of step n ``H x_s + H m^s_{s+1}`` (out (S, C)) and each chain's KL term (term
+    (C,), 0 where excluded). An included point adds ``E_q[log N(y | f, var)] - log N(v | 0,
+    s)`` (innovation v, variance s); its ``log 2 pi`` and ``log var`` cancel, so the term is
+    ``(log(s / var) + v^2 / s - ((y - m)^2 + p) / var) / 2`` (smoothed mean m and variance p
+    of f); the filter summed the ``log(s / var)`` of each chain: no logarithm of var is
+    taken."""
+    m, S, C = xn.shape
+    for s in range(S):
+        o = out[s]
+        for c in range(C):
+            o[c] = 0.0
+        for i in range(m):
+            h, x, mss = He[i], xn[i, s], ms[i, s + 1]
+            for c in range(C):
+                o[c] += x[c] * h[c] + mss[c] * h[c]
+    _hdot(ms[:, 0], He, fm)
+    _hph(Ps, He, pv)
+    for c in range(C):
+        r = yn[c] - fm[c]
+        t = 0.5 * (isn[c] * v0[c] * v0[c] - (r * r + pv[c]) / vn[c])
+        term[c] = t if incn[c] else 0.0
 
 
 @_jit
 def forward(A, Q, CQ, ix, Pinf, chol0, H, still, mean, var, inc, eps, e, ar):
     """The forward pass; returns (sample (N, S, C), kl (C,), bad, saved) where ``saved`` holds
-    what :func:`backward` needs."""
-    N, m, _, C = eps.shape
+    what :func:`backward` needs (views of the arena ``ar``).
+
+    Two sweeps over time, each doing every stage of a step while its rows are in cache (the
+    pass is memory-bound at ~1,000 chains): forward in time the covariance filter with the
+    RTS gain of the step before, the prior draws, the synthetic data (one row, not kept) and
+    the mean filter; backward in time the smoother, the draws and the KL terms. Transitions
+    are gathered from the tables per step (once while consecutive steps read the same
+    entries, as on a regular grid)."""
+    N, m, S, C = eps.shape
+    S1 = S + 1
     G = H.shape[0]
     He = np.empty((m, C))
     for i in range(m):
@@ -639,7 +549,36 @@ def forward(A, Q, CQ, ix, Pinf, chol0, H, still, mean, var, inc, eps, e, ar):
     y = _e2(ar, pos, N, C)
     w = _e2(ar, pos, N, C)
     sd = _e2(ar, pos, N, C)
-    for n in range(N):  # precision 0 where excluded: exact no-ops (never read there)
+    P_pred = _e4(ar, pos, N, m, m, C)
+    P_filt = _e4(ar, pos, N, m, m, C)
+    gain = _e3(ar, pos, N, m, C)
+    inv_s = _e2(ar, pos, N, C)
+    sgain = _e4(ar, pos, max(N - 1, 0), m, m, C)
+    states = _e4(ar, pos, N, m, S, C)
+    m_filt = _e4(ar, pos, N, m, S1, C)
+    innov = _e3(ar, pos, N, S1, C)
+    m_smooth = _e4(ar, pos, N, m, S1, C)
+    P_smooth = _e4(ar, pos, N, m, m, C)
+    terms = _e2(ar, pos, N, C)
+    An = np.empty((m, m, C))
+    Qn = np.empty((m, m, C))
+    Ln = np.empty((m, m, C))
+    T = np.empty((m, m, C))
+    X = np.empty((m, m, C))
+    skip = np.empty(C, dtype=np.bool_)
+    s_ = np.empty(C)
+    cc = np.empty(C)
+    ratio = np.empty(C)  # s_f / var of each chain at step n
+    logs = np.zeros(C)  # the logarithms taken so far
+    prod = np.ones(C)  # and the product of the factors 1 + x not yet taken
+    tmp = np.empty((m, S, C))
+    fp = np.empty(C)
+    Dn = np.empty((S1, C))  # row 0 the pseudo-observations, row s + 1 draw s's residual
+    mp = np.zeros((m, S1, C))
+    bad = 0
+    last = -1  # the step whose table entries An, Qn, Ln hold
+    for n in range(N):
+        # the step's data: precision 0 where excluded (exact no-ops; never read there)
         incn, vn, mn, yn, wn, sdn = inc[n], var[n], mean[n], y[n], w[n], sd[n]
         for c in range(C):
             ok = incn[c]
@@ -647,17 +586,92 @@ def forward(A, Q, CQ, ix, Pinf, chol0, H, still, mean, var, inc, eps, e, ar):
             yn[c] = mn[c] if ok else 0.0
             wn[c] = (1.0 / v) if ok else 0.0
             sdn[c] = math.sqrt(v)
-    Ae = _expand(A, ix, G, N, ar, pos)
-    P_pred, P_filt, gain, inv_s, logs, sgain, bad = _cov_filter(
-        Ae, Q, ix, Pinf, He, w, inc, still, G, ar, pos
-    )
-    states = _linear(Ae, CQ, ix, chol0, eps, G, ar, pos)
-    D = _data(He, inc, y, sd, states, e, ar, pos)
-    m_filt, innov = _mean_filter(Ae, He, gain, D, ar, pos)
-    m_smooth, P_smooth = _smooth(Ae, sgain, m_filt, P_filt, P_pred, ar, pos)
-    kl, sample = _finish(He, inc, var, y, inv_s, logs, innov, states, m_smooth, P_smooth)
-    saved = (He, y, w, sd, Ae, P_pred, P_filt, gain, inv_s, sgain, states, m_filt, innov,
-             m_smooth, P_smooth)  # fmt: skip
+        # covariance filter, and the RTS gain of step n - 1
+        Pp = P_pred[n]
+        if n == 0:
+            for c in range(C):
+                g = c % G
+                for i in range(m):
+                    for j in range(m):
+                        Pp[i, j, c] = 0.5 * (Pinf[g, i, j] + Pinf[g, j, i])
+        else:
+            if not _same_row(ix, n, last):
+                _gather_step(A, ix, n, G, An)
+                _gather_step(Q, ix, n, G, Qn)
+                _gather_step(CQ, ix, n, G, Ln)
+                last = n
+            _predict(An, P_filt[n - 1], Qn, T, Pp)
+        _update(Pp, He, wn, incn, gain[n], s_, cc, ratio, inv_s[n], prod, logs, P_filt[n])
+        if n > 0:
+            _still_row(still, n, G, skip)
+            bad += _rts_gain(Pp, T, skip, X, sgain[n - 1])
+        # prior draws: s_0 = chol0 eps_0, s_n = A_n s_{n-1} + CQ_n eps_n
+        xn = states[n]
+        if n == 0:
+            for c in range(C):
+                g = c % G
+                for i in range(m):
+                    for s in range(S):
+                        acc = 0.0
+                        for q in range(m):
+                            acc += chol0[g, i, q] * eps[0, q, s, c]
+                        xn[i, s, c] = acc
+        else:
+            _matvec(An, states[n - 1], xn)
+            _matvec(Ln, eps[n], tmp)
+            for i in range(m):
+                for s in range(S):
+                    o, t = xn[i, s], tmp[i, s]
+                    for c in range(C):
+                        o[c] += t[c]
+        # synthetic data: the residual y - (H x_s + sd e_s) where included (else 0)
+        d0 = Dn[0]
+        for c in range(C):
+            d0[c] = yn[c]
+        for s in range(S):
+            d, en = Dn[s + 1], e[n, s]
+            _hdot(xn[:, s], He, fp)
+            for c in range(C):
+                r = yn[c] - (fp[c] + sdn[c] * en[c])
+                d[c] = r if incn[c] else 0.0
+        # mean filter
+        _mean_step(An, He, gain[n], Dn, m_filt[n - 1], mp, n == 0, m_filt[n], innov[n])
+    for c in range(C):
+        logs[c] += math.log(prod[c])
+    # smoother, draws and KL terms, backward in time
+    m_smooth[N - 1] = m_filt[N - 1]
+    for i in range(m):
+        for j in range(m):
+            o, a, b = P_smooth[N - 1, i, j], P_filt[N - 1, i, j], P_filt[N - 1, j, i]
+            for c in range(C):
+                o[c] = 0.5 * (a[c] + b[c])
+    sample = np.empty((N, S, C))
+    d = np.empty((m, S1, C))
+    Dm = np.empty((m, m, C))
+    fm = np.empty(C)
+    pv = np.empty(C)
+    for n in range(N - 1, -1, -1):
+        if n < N - 1:
+            if not _same_row(ix, n + 1, last):
+                _gather_step(A, ix, n + 1, G, An)
+                last = n + 1  # (only An is read from here on)
+            _smooth_step(
+                An, sgain[n], m_filt[n], P_filt[n], m_smooth[n + 1], P_smooth[n + 1],
+                P_pred[n + 1], d, Dm, T, m_smooth[n], P_smooth[n],
+            )  # fmt: skip
+        _finish_step(
+            He, inc[n], var[n], y[n], inv_s[n], innov[n, 0], states[n], m_smooth[n],
+            P_smooth[n], fm, pv, sample[n], terms[n],
+        )  # fmt: skip
+    kl = np.empty(C)
+    for c in range(C):
+        kl[c] = 0.5 * logs[c]
+    for n in range(N):  # the terms summed in time order
+        t = terms[n]
+        for c in range(C):
+            kl[c] += t[c]
+    saved = (He, y, w, sd, P_pred, P_filt, gain, inv_s, sgain, states, m_filt, innov,
+             m_smooth, P_smooth, A)  # fmt: skip
     return sample, kl, bad, saved
 
 
@@ -665,79 +679,316 @@ def forward(A, Q, CQ, ix, Pinf, chol0, H, still, mean, var, inc, eps, e, ar):
 
 
 @_jit
-def _finish_bwd(
-    He, inc, var, y, inv_s, innov, m_smooth, P_smooth, g_kl, g_sample, g_mean, g_var, ar, pos
-):
-    """Adjoint of :func:`_finish`: returns g_states, g_ms, g_Ps, g_inv_s, g_log_s, g_innov
-    (row 0; the other rows are 0) and adds into g_mean and g_var."""
-    N, S, C = g_sample.shape
-    m = He.shape[0]
-    g_states = _e4(ar, pos, N, m, S, C)
-    g_ms = _e4(ar, pos, N, m, S + 1, C)
-    g_Ps = _e4(ar, pos, N, m, m, C)
-    g_inv_s = _e2(ar, pos, N, C)
-    g_log_s = _e2(ar, pos, N, C)
-    g_v0 = _e2(ar, pos, N, C)
-    fm = np.empty(C)
-    pv = np.empty(C)
-    a_ms = np.empty(C)
-    b_pv = np.empty(C)
-    for n in range(N):
-        for i in range(m):
-            h = He[i]
-            for s in range(S):
-                gs, o1, o2 = g_sample[n, s], g_states[n, i, s], g_ms[n, i, s + 1]
-                for c in range(C):
-                    o1[c] = h[c] * gs[c]
-                    o2[c] = h[c] * gs[c]
-        _hdot(m_smooth[n, :, 0], He, fm)
-        _hph(P_smooth[n], He, pv)
-        incn, vn, yn, gmn, gvn = inc[n], var[n], y[n], g_mean[n], g_var[n]
-        v0, isn, glsn, gisn, gv0n = innov[n, 0], inv_s[n], g_log_s[n], g_inv_s[n], g_v0[n]
-        for c in range(C):
-            ok = incn[c]
-            gk = g_kl[c] if ok else 0.0
-            v = vn[c] if ok else 1.0
-            r = (yn[c] - fm[c]) if ok else 0.0
-            a_ms[c] = gk * r / v
-            b_pv[c] = -0.5 * gk / v
-            gmn[c] -= gk * r / v
-            gvn[c] += (0.5 * gk * (r * r + pv[c]) / (v * v)) if ok else 0.0
-            glsn[c] = 0.5 * gk
-            gisn[c] = 0.5 * gk * v0[c] * v0[c]
-            gv0n[c] = gk * isn[c] * v0[c]
-        for i in range(m):
-            o, hi = g_ms[n, i, 0], He[i]
+def _finish_bwd_step(He, incn, vn, yn, g_kl, gsn, ms, Ps, gmn, gvn, fm, pv, a_ms, b_pv, gms, gPs):
+    """Adjoint of :func:`_finish_step` at step n: the adjoints of m^s_n (gms (m, S', C)) and
+    of P^s_n (gPs (m, m, C)); adds into g_mean[n] (gmn) and g_var[n] (gvn). (The adjoints of
+    the states, of 1 / s, of log s and of v_0 are formed where they are used.)"""
+    m, S1, C = gms.shape
+    for i in range(m):
+        h = He[i]
+        for s in range(S1 - 1):
+            gs, o = gsn[s], gms[i, s + 1]
             for c in range(C):
-                o[c] = a_ms[c] * hi[c]
-            for j in range(m):
-                o, hj = g_Ps[n, i, j], He[j]
-                for c in range(C):
-                    o[c] = b_pv[c] * hi[c] * hj[c]
-    return g_states, g_ms, g_Ps, g_inv_s, g_log_s, g_v0
+                o[c] = h[c] * gs[c]
+    _hdot(ms[:, 0], He, fm)
+    _hph(Ps, He, pv)
+    for c in range(C):
+        ok = incn[c]
+        gk = g_kl[c] if ok else 0.0
+        v = vn[c] if ok else 1.0
+        r = (yn[c] - fm[c]) if ok else 0.0
+        a_ms[c] = gk * r / v
+        b_pv[c] = -0.5 * gk / v
+        gmn[c] -= gk * r / v
+        gvn[c] += (0.5 * gk * (r * r + pv[c]) / (v * v)) if ok else 0.0
+    for i in range(m):
+        o, hi = gms[i, 0], He[i]
+        for c in range(C):
+            o[c] = a_ms[c] * hi[c]
+        for j in range(m):
+            o, hj = gPs[i, j], He[j]
+            for c in range(C):
+                o[c] = b_pv[c] * hi[c] * hj[c]
 
 
 @_jit
-def _smooth_bwd(Ae, sgain, m_filt, m_smooth, P_pred, P_smooth, g_ms, g_Ps, ar, pos):
-    """Adjoint of :func:`_smooth`, means and covariances in one sweep forward in time:
-    returns g_mfilt, g_sgain, g_filt, g_pred and g_Ae (N, m, m, C; entry 0 unused), each
-    written here first (the later adjoints add into g_filt, g_pred and g_Ae)."""
-    N, m, S1, C = m_filt.shape
+def _smooth_bwd_step(
+    A, sg, mf, ms1, Pp1, Ps1, gms1, gPs1, b, bc, bd, d, tmp, Dm, T, TD, bD, gs, ga, gmf, gfc, gp
+):
+    """Adjoint of :func:`_smooth_step` for step n (A = A_{n+1}; ms1, Pp1, Ps1 of step n + 1;
+    gms1, gPs1 the adjoints of m^s_{n+1}, P^s_{n+1} from the draws and KL). b (m, S', C) and
+    bc (m, m, C) carry the adjoints of m^s_n and P^s_n forward in time (bc kept exactly
+    symmetric: only its symmetric part matters, P^s being symmetric). Writes the adjoints of
+    G_n (gs), A_{n+1} (ga), m_n (gmf), P_n (gfc) and P^-_{n+1} (gp), first."""
+    m, S1, C = mf.shape
+    # means
+    _tmatvec(sg, b, bd)  # bd = G^T b
+    _matvec(A, mf, d)
+    for i in range(m):
+        for s in range(S1):
+            o, a = d[i, s], ms1[i, s]
+            for c in range(C):
+                o[c] = a[c] - o[c]
+    for i in range(m):
+        for j in range(m):
+            o, o2 = gs[i, j], ga[i, j]
+            for c in range(C):
+                o[c] = 0.0
+                o2[c] = 0.0
+    _outer_add(b, d, gs, 1.0)
+    _outer_add(bd, mf, ga, -1.0)
+    _tmatvec(A, bd, tmp)
+    for i in range(m):
+        for s in range(S1):
+            o, bb, t, gn, bdd = gmf[i, s], b[i, s], tmp[i, s], gms1[i, s], bd[i, s]
+            for c in range(C):
+                o[c] = bb[c] - t[c]
+                bb[c] = gn[c] + bdd[c]
+    # covariances
+    for i in range(m):
+        for j in range(m):
+            o, a, p = Dm[i, j], Ps1[i, j], Pp1[i, j]
+            f, bb = gfc[i, j], bc[i, j]
+            for c in range(C):
+                o[c] = a[c] - p[c]
+                f[c] = bb[c]
+    _matmul(bc, sg, T)  # T = b G (= b^T G: b is kept symmetric)
+    _tmatmul(sg, T, bD)  # bD = G^T b G
+    _matmul(T, Dm, TD)  # the adjoint of G: T D^T + b^T G D = 2 T D (D symmetric)
+    for i in range(m):
+        for j in range(m):
+            o, t = gs[i, j], TD[i, j]
+            for c in range(C):
+                o[c] += 2.0 * t[c]
+    for i in range(m):
+        for j in range(m):
+            g, d1, d2, o, a, a2 = gp[i, j], bD[i, j], bD[j, i], bc[i, j], gPs1[i, j], gPs1[j, i]
+            for c in range(C):
+                sym = 0.5 * (d1[c] + d2[c])
+                g[c] = -sym
+                o[c] = 0.5 * (a[c] + a2[c]) + sym
+
+
+@_jit
+def _mean_bwd_step(first, A, He, u, mprev, vn, gmf, gv0, carry, bm, bv, g_gain, ga):
+    """Adjoint of :func:`_mean_step` at step n (the adjoint of the innovations is gv0 in row
+    0, else 0): bv (S', C) becomes the adjoint of the data row D_n and g_gain (m, C) that of
+    the gain; adds into ga (the adjoint of A_n) and carries the adjoint of m_{n-1} (carry,
+    from the step after). ``first``: n = 0."""
+    m, S1, C = bm.shape
+    for i in range(m):
+        for s in range(S1):
+            o, a, b = bm[i, s], gmf[i, s], carry[i, s]
+            for c in range(C):
+                o[c] = a[c] + b[c]
+    for s in range(S1):
+        o = bv[s]
+        if s == 0:
+            for c in range(C):
+                o[c] = gv0[c]
+        else:
+            for c in range(C):
+                o[c] = 0.0
+        for i in range(m):
+            k, b = u[i], bm[i, s]
+            for c in range(C):
+                o[c] += k[c] * b[c]
+    for i in range(m):
+        o = g_gain[i]
+        for c in range(C):
+            o[c] = 0.0
+        for s in range(S1):
+            b, v = bm[i, s], vn[s]
+            for c in range(C):
+                o[c] += b[c] * v[c]
+    if first:
+        return
+    for i in range(m):  # bm becomes the adjoint of m^-_n
+        h = He[i]
+        for s in range(S1):
+            o, b = bm[i, s], bv[s]
+            for c in range(C):
+                o[c] -= h[c] * b[c]
+    _outer_add(bm, mprev, ga, 1.0)
+    _tmatvec(A, bm, carry)
+
+
+@_jit
+def _data_bwd_step(He, incn, sdn, en, g_D, gst, gmn, gvn, gm, bsd):
+    """Adjoint of step n's synthetic data (g_D (S', C) the adjoint of the data row): into
+    g_mean[n] (gmn), g_var[n] (gvn) and the adjoint of the states gst (m, S, C)."""
+    m, S, C = gst.shape
+    g0 = g_D[0]
+    for c in range(C):
+        gm[c] = g0[c]
+        bsd[c] = 0.0
+    for s in range(S):
+        b_r, es = g_D[s + 1], en[s]
+        for c in range(C):
+            gm[c] += b_r[c]
+            bsd[c] -= b_r[c] * es[c]
+        for i in range(m):
+            o, h = gst[i, s], He[i]
+            for c in range(C):
+                o[c] -= (h[c] * b_r[c]) if incn[c] else 0.0
+    for c in range(C):
+        gmn[c] += gm[c] if incn[c] else 0.0
+        gvn[c] += (bsd[c] * 0.5 / sdn[c]) if incn[c] else 0.0
+
+
+@_jit
+def _rts_bwd_step(Pp, skip, gsg, sg, Pf, A, Tt, R, gp, ga, gf):
+    """Adjoint of :func:`_rts_gain` for G_{n-1} (gsg its adjoint; Pp = P^-_n, Pf = P_{n-1},
+    A = A_n): X = G^T = (P^-_n)^{-1} R with R = A_n P_{n-1}; adds into the adjoints of P^-_n
+    (gp), A_n (ga) and P_{n-1} (gf)."""
+    m = Pp.shape[0]
+    C = Pp.shape[2]
+    for i in range(m):
+        for j in range(m):
+            o, a = Tt[i, j], gsg[j, i]
+            for c in range(C):
+                o[c] = a[c]
+    _solve(Pp, Tt, R, skip)  # R = adjoint of the right-hand side
+    for i in range(m):
+        for j in range(m):
+            r = R[i, j]
+            for c in range(C):
+                r[c] = 0.0 if skip[c] else r[c]
+    for i in range(m):
+        for j in range(m):
+            o1, o2, o3 = gp[i, j], ga[i, j], gf[i, j]
+            for k in range(m):
+                r_ik, x_kj, p_jk, a_ki, r_kj = R[i, k], sg[k, j], Pf[j, k], A[k, i], R[k, j]
+                for c in range(C):
+                    o1[c] -= r_ik[c] * x_kj[c]
+                    o2[c] += r_ik[c] * p_jk[c]
+                    o3[c] += a_ki[c] * r_kj[c]
+
+
+@_jit
+def _cov_bwd_step(
+    n, A, Pp, Pf, He, wn, gis, gls, g_gain, gfn, gpn, gw, u, s, cc, b_c, b_s, bu, bP, bPm, T,
+    gQ, tmp, carry, ga, ix, G, g_Q, g_Pinf,
+):  # fmt: skip
+    """Adjoint of :func:`_update` and :func:`_predict` at step n (Pp = P^-_n, Pf = P_{n-1},
+    A = A_n; gis, gls, g_gain, gfn, gpn the adjoints of 1 / s, log s, the gain, P_n and
+    P^-_n): gw (C,) becomes the adjoint of the precision w_n; adds into ga (A_n) and the
+    tables g_Q, g_Pinf; carry holds the adjoint of P_{n-1} that flows through the
+    prediction (for the step before)."""
+    m = Pp.shape[0]
+    C = Pp.shape[2]
+    _project(Pp, He, u, s)
+    for c in range(C):
+        den = 1.0 + wn[c] * s[c]
+        cc[c] = wn[c] / den
+        b_c[c] = gis[c]
+        b_s[c] = gls[c] * cc[c]
+        gw[c] = 0.0
+        gw[c] += gls[c] * s[c] / den
+    for i in range(m):
+        gg, ui = g_gain[i], u[i]
+        for c in range(C):
+            b_c[c] += gg[c] * ui[c]
+    for i in range(m):
+        for j in range(m):
+            o, a, b = bP[i, j], gfn[i, j], carry[i, j]
+            for c in range(C):
+                o[c] = a[c] + b[c]
+    for i in range(m):
+        for j in range(m):
+            p, ui, uj = bP[i, j], u[i], u[j]
+            for c in range(C):
+                b_c[c] -= ui[c] * p[c] * uj[c]
+    for c in range(C):
+        gw[c] += b_c[c] * (1.0 - cc[c] * s[c]) ** 2
+        b_s[c] -= cc[c] * cc[c] * b_c[c]
+    for i in range(m):
+        o, gg, h = bu[i], g_gain[i], He[i]
+        for c in range(C):
+            o[c] = cc[c] * gg[c] + b_s[c] * h[c]
+        for j in range(m):
+            p1, p2, uj = bP[i, j], bP[j, i], u[j]
+            for c in range(C):
+                o[c] -= cc[c] * (p1[c] + p2[c]) * uj[c]
+    for i in range(m):
+        for j in range(m):
+            o, p, b, h, g = bPm[i, j], bP[i, j], bu[i], He[j], gpn[i, j]
+            for c in range(C):
+                o[c] = p[c] + b[c] * h[c] + g[c]
+    if n == 0:  # Pinf and Q enter through their symmetric parts
+        for c in range(C):
+            g = c % G
+            for i in range(m):
+                for j in range(m):
+                    g_Pinf[g, i, j] += 0.5 * (bPm[i, j, c] + bPm[j, i, c])
+        return
+    _matmul(A, Pf, T)  # T = A P_{n-1}
+    for i in range(m):
+        for j in range(m):
+            o, p1, p2 = gQ[i, j], bPm[i, j], bPm[j, i]
+            for c in range(C):
+                o[c] = 0.5 * (p1[c] + p2[c])
+            o = ga[i, j]  # g_A += (bPm + bPm^T) T
+            for k in range(m):
+                p1, p2, t = bPm[i, k], bPm[k, i], T[k, j]
+                for c in range(C):
+                    o[c] += (p1[c] + p2[c]) * t[c]
+    _scatter_step(gQ, ix, n, G, g_Q)
+    _matmul(bPm, A, tmp)  # carry = A^T bPm A
+    for i in range(m):
+        for j in range(m):
+            o = carry[i, j]
+            a, t = A[0, i], tmp[0, j]
+            for c in range(C):
+                o[c] = a[c] * t[c]
+            for k in range(1, m):
+                a, t = A[k, i], tmp[k, j]
+                for c in range(C):
+                    o[c] += a[c] * t[c]
+
+
+@_jit
+def backward(K, G, ix, still, inc, var, eps, e, g_kl, g_sample, saved, ar):
+    """The adjoint of :func:`forward` for K table entries and G channels: returns
+    the gradients of A, Q, CQ (K, G, m, m), Pinf, chol0 (G, m, m), mean and var (N, C).
+
+    Two sweeps over time: forward in time the adjoints of the draws and KL terms and of the
+    smoother (which runs backward in the forward pass); backward in time those of the mean
+    filter, the synthetic data, the prior draws, the RTS gains and the covariance filter,
+    each step's in one go."""
+    He, y, w, sd, P_pred, P_filt, gain, inv_s, sgain, states, m_filt, innov = saved[:12]
+    m_smooth, P_smooth, A = saved[12], saved[13], saved[14]
+    N, m, S, C = eps.shape
+    S1 = S + 1
+    pos = np.zeros(1, dtype=np.int64)
     g_mfilt = _e4(ar, pos, N, m, S1, C)
     g_sgain = _e4(ar, pos, max(N - 1, 0), m, m, C)
     g_filt = _e4(ar, pos, N, m, m, C)
     g_pred = _e4(ar, pos, N, m, m, C)
-    g_Ae = _e4(ar, pos, N, m, m, C)
-    g_pred[0] = 0.0
-    # b = adjoint of m^s_n and bc = adjoint of P^s_n, carried forward in n (bc kept exactly
-    # symmetric: only its symmetric part matters, P^s being symmetric)
-    b = g_ms[0].copy()
+    g_Ae = _e4(ar, pos, N, m, m, C)  # the adjoint of A_n, per chain (entry 0 unused)
+    g_mean = np.zeros((N, C))
+    g_var = np.zeros((N, C))
+    An = np.empty((m, m, C))
+    last = -1  # the step whose table entries An holds
+    # -- forward in time: draws, KL terms and smoother
+    fm = np.empty(C)
+    pv = np.empty(C)
+    a_ms = np.empty(C)
+    b_pv = np.empty(C)
+    b = np.empty((m, S1, C))
+    gms = np.empty((m, S1, C))
+    gPs = np.empty((m, m, C))
     bc = np.empty((m, m, C))
+    _finish_bwd_step(
+        He, inc[0], var[0], y[0], g_kl, g_sample[0], m_smooth[0], P_smooth[0], g_mean[0],
+        g_var[0], fm, pv, a_ms, b_pv, b, gPs,
+    )  # fmt: skip
     for i in range(m):
         for j in range(m):
-            o, a, a2 = bc[i, j], g_Ps[0, i, j], g_Ps[0, j, i]
+            o, a, a2 = bc[i, j], gPs[i, j], gPs[j, i]
             for c in range(C):
                 o[c] = 0.5 * (a[c] + a2[c])
+    g_pred[0] = 0.0
     bd = np.empty((m, S1, C))
     d = np.empty((m, S1, C))
     tmp = np.empty((m, S1, C))
@@ -746,348 +997,112 @@ def _smooth_bwd(Ae, sgain, m_filt, m_smooth, P_pred, P_smooth, g_ms, g_Ps, ar, p
     TD = np.empty((m, m, C))
     bD = np.empty((m, m, C))
     for n in range(N - 1):
-        A, sg, mf = Ae[n + 1], sgain[n], m_filt[n]
-        # means
-        _tmatvec(sg, b, bd)  # bd = G^T b
-        _matvec(A, mf, d)
-        for i in range(m):
-            for s in range(S1):
-                o, a = d[i, s], m_smooth[n + 1, i, s]
-                for c in range(C):
-                    o[c] = a[c] - o[c]
-        gs, ga = g_sgain[n], g_Ae[n + 1]
-        for i in range(m):
-            for j in range(m):
-                o, o2 = gs[i, j], ga[i, j]
-                for c in range(C):
-                    o[c] = 0.0
-                    o2[c] = 0.0
-        _outer_add(b, d, gs, 1.0)
-        _outer_add(bd, mf, ga, -1.0)
-        _tmatvec(A, bd, tmp)
-        gf = g_mfilt[n]
-        for i in range(m):
-            for s in range(S1):
-                o, bb, t, gn, bdd = gf[i, s], b[i, s], tmp[i, s], g_ms[n + 1, i, s], bd[i, s]
-                for c in range(C):
-                    o[c] = bb[c] - t[c]
-                    bb[c] = gn[c] + bdd[c]
-        # covariances
-        gfc = g_filt[n]
-        for i in range(m):
-            for j in range(m):
-                o, a, p = Dm[i, j], P_smooth[n + 1, i, j], P_pred[n + 1, i, j]
-                f, bb = gfc[i, j], bc[i, j]
-                for c in range(C):
-                    o[c] = a[c] - p[c]
-                    f[c] = bb[c]
-        _matmul(bc, sg, T)  # T = b G (= b^T G: b is kept symmetric)
-        _tmatmul(sg, T, bD)  # bD = G^T b G
-        _matmul(T, Dm, TD)  # the adjoint of G: T D^T + b^T G D = 2 T D (D symmetric)
-        for i in range(m):
-            for j in range(m):
-                o, t = gs[i, j], TD[i, j]
-                for c in range(C):
-                    o[c] += 2.0 * t[c]
-        for i in range(m):
-            for j in range(m):
-                gp, d1, d2, o, a, a2 = (
-                    g_pred[n + 1, i, j],
-                    bD[i, j],
-                    bD[j, i],
-                    bc[i, j],
-                    g_Ps[n + 1, i, j],
-                    g_Ps[n + 1, j, i],
-                )
-                for c in range(C):
-                    sym = 0.5 * (d1[c] + d2[c])
-                    gp[c] = -sym
-                    o[c] = 0.5 * (a[c] + a2[c]) + sym
+        _finish_bwd_step(
+            He, inc[n + 1], var[n + 1], y[n + 1], g_kl, g_sample[n + 1], m_smooth[n + 1],
+            P_smooth[n + 1], g_mean[n + 1], g_var[n + 1], fm, pv, a_ms, b_pv, gms, gPs,
+        )  # fmt: skip
+        if not _same_row(ix, n + 1, last):
+            _gather_step(A, ix, n + 1, G, An)
+            last = n + 1
+        _smooth_bwd_step(
+            An, sgain[n], m_filt[n], m_smooth[n + 1], P_pred[n + 1], P_smooth[n + 1], gms, gPs,
+            b, bc, bd, d, tmp, Dm, T, TD, bD, g_sgain[n], g_Ae[n + 1], g_mfilt[n], g_filt[n],
+            g_pred[n + 1],
+        )  # fmt: skip
     g_mfilt[N - 1] = b
     g_filt[N - 1] = bc
-    return g_mfilt, g_sgain, g_filt, g_pred, g_Ae
-
-
-@_jit
-def _mean_filter_bwd(Ae, He, gain, m_filt, innov, g_mfilt, g_v0, g_Ae, ar, pos):
-    """Adjoint of :func:`_mean_filter` (g_innov = g_v0 in row 0, else 0): returns g_gain and
-    g_D; adds into g_Ae."""
-    N, m, S1, C = m_filt.shape
-    g_gain = _z3(ar, pos, N, m, C)
-    g_D = _e3(ar, pos, N, S1, C)
-    carry = np.zeros((m, S1, C))
+    # -- backward in time: mean filter, data, prior draws, RTS gains, covariance filter
+    g_CQ = np.zeros((K, G, m, m))
+    g_Q = np.zeros((K, G, m, m))
+    g_Pinf = np.zeros((G, m, m))
+    gls = np.empty(C)  # adjoints of log s, 1 / s and v_0 (from the KL terms)
+    gis = np.empty(C)
+    gv0 = np.empty(C)
+    carry_m = np.zeros((m, S1, C))
     bm = np.empty((m, S1, C))
     bv = np.empty((S1, C))
-    for n in range(N - 1, -1, -1):
-        for i in range(m):
-            for s in range(S1):
-                o, a, b = bm[i, s], g_mfilt[n, i, s], carry[i, s]
-                for c in range(C):
-                    o[c] = a[c] + b[c]
-        for s in range(S1):
-            o = bv[s]
-            if s == 0:
-                a = g_v0[n]
-                for c in range(C):
-                    o[c] = a[c]
-            else:
-                for c in range(C):
-                    o[c] = 0.0
-            for i in range(m):
-                k, b = gain[n, i], bm[i, s]
-                for c in range(C):
-                    o[c] += k[c] * b[c]
-            gd = g_D[n, s]
-            for c in range(C):
-                gd[c] = o[c]
-        for i in range(m):
-            o = g_gain[n, i]
-            for s in range(S1):
-                b, v = bm[i, s], innov[n, s]
-                for c in range(C):
-                    o[c] += b[c] * v[c]
-        if n == 0:
-            continue
-        for i in range(m):  # bm becomes the adjoint of m^-_n
-            h = He[i]
-            for s in range(S1):
-                o, b = bm[i, s], bv[s]
-                for c in range(C):
-                    o[c] -= h[c] * b[c]
-        _outer_add(bm, m_filt[n - 1], g_Ae[n], 1.0)
-        _tmatvec(Ae[n], bm, carry)
-    return g_gain, g_D
-
-
-@_jit
-def _data_linear_bwd(
-    Ae, ix, He, inc, sd, eps, e, states, g_D, g_states, g_mean, g_var, g_CQ, g_Ae, G
-):
-    """Adjoints of :func:`_data` (into g_mean, g_var, g_states) and of :func:`_linear` (into
-    g_Ae and the table g_CQ); returns g_state0 (m, S, C)."""
-    N, m, S, C = states.shape
+    g_gain = np.empty((m, C))
+    gst = np.empty((m, S, C))
+    bl = np.empty((m, S, C))
+    tl = np.empty((m, S, C))
+    gL = np.empty((m, m, C))
     gm = np.empty(C)
     bsd = np.empty(C)
-    for n in range(N):
-        incn, gmn, gvn, sdn = inc[n], g_mean[n], g_var[n], sd[n]
-        g0 = g_D[n, 0]
-        for c in range(C):
-            gm[c] = g0[c]
-            bsd[c] = 0.0
-        for s in range(S):
-            b_r, en = g_D[n, s + 1], e[n, s]
-            for c in range(C):
-                gm[c] += b_r[c]
-                bsd[c] -= b_r[c] * en[c]
-            for i in range(m):
-                o, h = g_states[n, i, s], He[i]
-                for c in range(C):
-                    o[c] -= (h[c] * b_r[c]) if incn[c] else 0.0
-        for c in range(C):
-            gmn[c] += gm[c] if incn[c] else 0.0
-            gvn[c] += (bsd[c] * 0.5 / sdn[c]) if incn[c] else 0.0
-    b = g_states[N - 1].copy()
-    gL = np.zeros((m, m, C))
-    tmp = np.empty((m, S, C))
-    for n in range(N - 1, 0, -1):
-        _outer_add(b, states[n - 1], g_Ae[n], 1.0)
-        for i in range(m):
-            for j in range(m):
-                gL[i, j] = 0.0
-        _outer_add(b, eps[n], gL, 1.0)
-        _scatter_step(gL, ix, n, G, g_CQ)
-        _tmatvec(Ae[n], b, tmp)
-        for i in range(m):
-            for s in range(S):
-                o, t, gsn = b[i, s], tmp[i, s], g_states[n - 1, i, s]
-                for c in range(C):
-                    o[c] = gsn[c] + t[c]
-    return b
-
-
-@_jit
-def _cov_filter_bwd(
-    Ae,
-    ix,
-    He,
-    w,
-    still,
-    P_pred,
-    P_filt,
-    sgain,
-    g_pred,
-    g_filt,
-    g_gain,
-    g_inv_s,
-    g_log_s,
-    g_sgain,
-    g_Ae,
-    g_Q,
-    g_Pinf,
-    G,
-    ar,
-    pos,
-):
-    """Adjoint of :func:`_cov_filter` (adds into g_pred and g_filt as scratch, into g_Ae and
-    the tables g_Q, g_Pinf); returns g_w (N, C)."""
-    N, m, _, C = P_pred.shape
-    g_w = _z2(ar, pos, N, C)
-    # RTS gains: X = G_n^T = (P^-_{n+1})^{-1} R, R = A_{n+1} P_n
+    skip = np.empty(C, dtype=np.bool_)
     Tt = np.empty((m, m, C))
     R = np.empty((m, m, C))
-    skip = np.empty(C, dtype=np.bool_)
-    for n in range(N - 1):
-        _still_row(still, n + 1, G, skip)
-        gsg = g_sgain[n]
-        for i in range(m):
-            for j in range(m):
-                o, a = Tt[i, j], gsg[j, i]
-                for c in range(C):
-                    o[c] = a[c]
-        _solve(P_pred[n + 1], Tt, R, skip)  # R = adjoint of the right-hand side
-        for i in range(m):
-            for j in range(m):
-                r = R[i, j]
-                for c in range(C):
-                    r[c] = 0.0 if skip[c] else r[c]
-        A, sg, Pf = Ae[n + 1], sgain[n], P_filt[n]
-        gp, ga, gf = g_pred[n + 1], g_Ae[n + 1], g_filt[n]
-        for i in range(m):
-            for j in range(m):
-                o1, o2, o3 = gp[i, j], ga[i, j], gf[i, j]
-                for k in range(m):
-                    r_ik, x_kj, p_jk, a_ki, r_kj = R[i, k], sg[k, j], Pf[j, k], A[k, i], R[k, j]
-                    for c in range(C):
-                        o1[c] -= r_ik[c] * x_kj[c]
-                        o2[c] += r_ik[c] * p_jk[c]
-                        o3[c] += a_ki[c] * r_kj[c]
     u = np.empty((m, C))
-    s = np.empty(C)
+    s_ = np.empty(C)
     cc = np.empty(C)
     b_c = np.empty(C)
     b_s = np.empty(C)
+    gw = np.empty(C)
     bu = np.empty((m, C))
     bP = np.empty((m, m, C))
     bPm = np.empty((m, m, C))
-    T = np.empty((m, m, C))
     gQ = np.empty((m, m, C))
-    tmp = np.empty((m, m, C))
-    carry = np.zeros((m, m, C))
+    tmpc = np.empty((m, m, C))
+    carry_c = np.zeros((m, m, C))
     for n in range(N - 1, -1, -1):
-        _project(P_pred[n], He, u, s)
-        wn, gis, gls, gw = w[n], g_inv_s[n], g_log_s[n], g_w[n]
+        if n > 0 and not _same_row(ix, n, last):
+            _gather_step(A, ix, n, G, An)
+            last = n
+        incn, v0, isn, gsn = inc[n], innov[n, 0], inv_s[n], g_sample[n]
         for c in range(C):
-            den = 1.0 + wn[c] * s[c]
-            cc[c] = wn[c] / den
-            b_c[c] = gis[c]
-            b_s[c] = gls[c] * cc[c]
-            gw[c] += gls[c] * s[c] / den
+            gk = g_kl[c] if incn[c] else 0.0
+            gls[c] = 0.5 * gk
+            gis[c] = 0.5 * gk * v0[c] * v0[c]
+            gv0[c] = gk * isn[c] * v0[c]
         for i in range(m):
-            gg, ui = g_gain[n, i], u[i]
-            for c in range(C):
-                b_c[c] += gg[c] * ui[c]
-        for i in range(m):
-            for j in range(m):
-                o, a, b = bP[i, j], g_filt[n, i, j], carry[i, j]
+            h = He[i]
+            for s in range(S):
+                o, gs = gst[i, s], gsn[s]
                 for c in range(C):
-                    o[c] = a[c] + b[c]
+                    o[c] = h[c] * gs[c]
+        _mean_bwd_step(
+            n == 0, An, He, gain[n], m_filt[n - 1], innov[n], g_mfilt[n], gv0, carry_m, bm, bv,
+            g_gain, g_Ae[n],
+        )  # fmt: skip
+        _data_bwd_step(He, incn, sd[n], e[n], bv, gst, g_mean[n], g_var[n], gm, bsd)
+        # prior draws: bl the adjoint of s_n, tl = A_{n+1}^T (that of s_{n+1})
         for i in range(m):
-            for j in range(m):
-                p, ui, uj = bP[i, j], u[i], u[j]
-                for c in range(C):
-                    b_c[c] -= ui[c] * p[c] * uj[c]
+            for s in range(S):
+                o, a, t = bl[i, s], gst[i, s], tl[i, s]
+                if n == N - 1:
+                    for c in range(C):
+                        o[c] = a[c]
+                else:
+                    for c in range(C):
+                        o[c] = a[c] + t[c]
+        if n > 0:
+            _outer_add(bl, states[n - 1], g_Ae[n], 1.0)
+            gL[:] = 0.0
+            _outer_add(bl, eps[n], gL, 1.0)
+            _scatter_step(gL, ix, n, G, g_CQ)
+            _tmatvec(An, bl, tl)
+            _still_row(still, n, G, skip)
+            _rts_bwd_step(
+                P_pred[n], skip, g_sgain[n - 1], sgain[n - 1], P_filt[n - 1], An, Tt, R,
+                g_pred[n], g_Ae[n], g_filt[n - 1],
+            )  # fmt: skip
+        _cov_bwd_step(
+            n, An, P_pred[n], P_filt[n - 1], He, w[n], gis, gls, g_gain, g_filt[n], g_pred[n],
+            gw, u, s_, cc, b_c, b_s, bu, bP, bPm, T, gQ, tmpc, carry_c, g_Ae[n], ix, G, g_Q,
+            g_Pinf,
+        )  # fmt: skip
+        vn, gvn = var[n], g_var[n]
         for c in range(C):
-            gw[c] += b_c[c] * (1.0 - cc[c] * s[c]) ** 2
-            b_s[c] -= cc[c] * cc[c] * b_c[c]
-        for i in range(m):
-            o, gg, h = bu[i], g_gain[n, i], He[i]
-            for c in range(C):
-                o[c] = cc[c] * gg[c] + b_s[c] * h[c]
-            for j in range(m):
-                p1, p2, uj = bP[i, j], bP[j, i], u[j]
-                for c in range(C):
-                    o[c] -= cc[c] * (p1[c] + p2[c]) * uj[c]
-        for i in range(m):
-            for j in range(m):
-                o, p, b, h, gp = bPm[i, j], bP[i, j], bu[i], He[j], g_pred[n, i, j]
-                for c in range(C):
-                    o[c] = p[c] + b[c] * h[c] + gp[c]
-        if n == 0:  # Pinf and Q enter through their symmetric parts
-            for c in range(C):
-                g = c % G
-                for i in range(m):
-                    for j in range(m):
-                        g_Pinf[g, i, j] += 0.5 * (bPm[i, j, c] + bPm[j, i, c])
-            continue
-        A = Ae[n]
-        _matmul(A, P_filt[n - 1], T)  # T = A P_{n-1}
-        ga = g_Ae[n]
-        for i in range(m):
-            for j in range(m):
-                o, p1, p2 = gQ[i, j], bPm[i, j], bPm[j, i]
-                for c in range(C):
-                    o[c] = 0.5 * (p1[c] + p2[c])
-                o = ga[i, j]  # g_A += (bPm + bPm^T) T
-                for k in range(m):
-                    p1, p2, t = bPm[i, k], bPm[k, i], T[k, j]
-                    for c in range(C):
-                        o[c] += (p1[c] + p2[c]) * t[c]
-        _scatter_step(gQ, ix, n, G, g_Q)
-        _matmul(bPm, A, tmp)  # carry = A^T bPm A
-        for i in range(m):
-            for j in range(m):
-                o = carry[i, j]
-                a, t = A[0, i], tmp[0, j]
-                for c in range(C):
-                    o[c] = a[c] * t[c]
-                for k in range(1, m):
-                    a, t = A[k, i], tmp[k, j]
-                    for c in range(C):
-                        o[c] += a[c] * t[c]
-    return g_w
-
-
-@_jit
-def backward(K, G, ix, still, inc, var, eps, e, g_kl, g_sample, saved, ar):
-    """The adjoint of :func:`forward` for K table entries and G channels: returns the
-    gradients of A, Q, CQ (K, G, m, m), Pinf, chol0 (G, m, m), mean and var (N, C)."""
-    He, y, w, sd, Ae, P_pred, P_filt, gain, inv_s, sgain, states, m_filt, innov = saved[:13]
-    m_smooth, P_smooth = saved[13], saved[14]
-    N, m, S, C = eps.shape
-    pos = np.zeros(1, dtype=np.int64)
-    g_mean = np.zeros((N, C))
-    g_var = np.zeros((N, C))
-    g_states, g_ms, g_Ps, g_inv_s, g_log_s, g_v0 = _finish_bwd(
-        He, inc, var, y, inv_s, innov, m_smooth, P_smooth, g_kl, g_sample, g_mean, g_var, ar, pos
-    )
-    g_mfilt, g_sgain, g_filt, g_pred, g_Ae = _smooth_bwd(
-        Ae, sgain, m_filt, m_smooth, P_pred, P_smooth, g_ms, g_Ps, ar, pos
-    )
-    g_gain, g_D = _mean_filter_bwd(Ae, He, gain, m_filt, innov, g_mfilt, g_v0, g_Ae, ar, pos)
-    g_CQ = np.zeros((K, G, m, m))
-    g_state0 = _data_linear_bwd(
-        Ae, ix, He, inc, sd, eps, e, states, g_D, g_states, g_mean, g_var, g_CQ, g_Ae, G
-    )
-    g_chol0 = np.zeros((G, m, m))
+            v = vn[c] if incn[c] else 1.0
+            gvn[c] += (-gw[c] / (v * v)) if incn[c] else 0.0
+    g_chol0 = np.zeros((G, m, m))  # bl is now the adjoint of s_0 = chol0 eps_0
     for c in range(C):
         g = c % G
         for i in range(m):
             for j in range(m):
                 acc = 0.0
                 for s in range(S):
-                    acc += g_state0[i, s, c] * eps[0, j, s, c]
+                    acc += bl[i, s, c] * eps[0, j, s, c]
                 g_chol0[g, i, j] += acc
-    g_Q = np.zeros((K, G, m, m))
-    g_Pinf = np.zeros((G, m, m))
-    g_w = _cov_filter_bwd(
-        Ae, ix, He, w, still, P_pred, P_filt, sgain, g_pred, g_filt, g_gain, g_inv_s,
-        g_log_s, g_sgain, g_Ae, g_Q, g_Pinf, G, ar, pos,
-    )  # fmt: skip
-    for n in range(N):
-        incn, vn, gvn, gwn = inc[n], var[n], g_var[n], g_w[n]
-        for c in range(C):
-            v = vn[c] if incn[c] else 1.0
-            gvn[c] += (-gwn[c] / (v * v)) if incn[c] else 0.0
     g_A = np.zeros((K, G, m, m))
     for n in range(1, N):
         _scatter_step(g_Ae[n], ix, n, G, g_A)
