@@ -325,3 +325,84 @@ def test_gc_paused_restores_the_collector_state_also_on_error() -> None:
         assert gc.isenabled()
     finally:
         (gc.enable if was else gc.disable)()
+
+
+def test_gc_paused_long_lived_moves_what_was_made_inside_to_the_oldest_generation() -> None:
+    import gc
+
+    if gc.get_freeze_count():  # pragma: no cover - the test process froze objects itself
+        pytest.skip("objects are frozen in this process")
+    was = gc.isenabled()
+    try:
+        gc.enable()
+        with _compiled.gc_paused():
+            young = [[] for _ in range(100)]
+        oldest = {id(o) for o in gc.get_objects(generation=2)}
+        assert not any(id(o) in oldest for o in young)  # without long_lived: still young
+        with _compiled.gc_paused(long_lived=True):
+            made = [[] for _ in range(1000)]
+            assert not gc.isenabled()
+        assert gc.isenabled()
+        oldest = {id(o) for o in gc.get_objects(generation=2)}
+        assert all(id(o) in oldest for o in made)
+        assert all(id(o) in oldest for o in young)  # every young object moves with them
+        assert gc.get_freeze_count() == 0
+        gc.disable()  # a caller that paused it itself keeps it paused
+        with _compiled.gc_paused(long_lived=True):
+            pass
+        assert not gc.isenabled()
+    finally:
+        (gc.enable if was else gc.disable)()
+
+
+def test_gc_paused_long_lived_leaves_objects_frozen_by_the_process_frozen() -> None:
+    import gc
+
+    if gc.get_freeze_count():  # pragma: no cover - the test process froze objects itself
+        pytest.skip("objects are frozen in this process")
+    gc.freeze()
+    try:
+        frozen = gc.get_freeze_count()
+        with _compiled.gc_paused(long_lived=True):
+            made = [[] for _ in range(10)]
+        assert gc.get_freeze_count() == frozen  # not unfrozen by us
+        assert made
+    finally:
+        gc.unfreeze()
+
+
+def test_without_gc_promotes_after_the_first_call_only(monkeypatch: pytest.MonkeyPatch) -> None:
+    import gc
+
+    if gc.get_freeze_count():  # pragma: no cover - the test process froze objects itself
+        pytest.skip("objects are frozen in this process")
+    calls: list[str] = []
+    monkeypatch.setattr(gc, "freeze", lambda: calls.append("freeze"))
+    monkeypatch.setattr(gc, "unfreeze", lambda: calls.append("unfreeze"))
+
+    @_compiled.without_gc
+    def probe(x: int) -> int:
+        return x + 1
+
+    assert probe(1) == 2
+    assert calls == ["freeze", "unfreeze"]  # the first call loads numba's cached code
+    assert probe(2) == 3
+    assert calls == ["freeze", "unfreeze"]
+
+
+def test_supports_imports_numba_but_not_the_per_chain_loops() -> None:
+    import subprocess
+    import sys
+
+    code = (
+        "import sys, torch\n"
+        "from gpvae.gp import _compiled\n"
+        "assert 'numba' not in sys.modules\n"
+        "assert _compiled.supports(torch.zeros(1))\n"
+        "assert 'numba' in sys.modules\n"
+        "assert 'gpvae.gp._loops' not in sys.modules\n"
+        "assert _compiled._compiler() is not None\n"
+        "assert 'gpvae.gp._loops' in sys.modules\n"
+    )
+    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True)
+    assert out.returncode == 0, out.stderr

@@ -38,7 +38,7 @@ _F64 = torch.float64
 
 
 def _glue() -> Any:
-    with gc_paused():
+    with gc_paused(long_lived=True):
         from gpvae.gp import _fused_loops  # numba: imported on first use
 
     return _fused_loops
@@ -179,7 +179,7 @@ class _SampleKL(torch.autograd.Function):
 
 
 def _soa() -> Any:
-    with gc_paused():
+    with gc_paused(long_lived=True):
         from gpvae.gp import _soa_loops  # numba: imported on first use
 
     return _soa_loops
