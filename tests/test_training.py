@@ -212,3 +212,46 @@ def test_train_drops_the_fused_pass_buffers_when_it_ends() -> None:
     with pytest.raises(NumericalError):
         train(model, lambda epoch: _batches(y), cfg)
     assert not _fused._ARENAS
+
+
+def test_grads_finite_checks_every_gradient_and_their_summed_size() -> None:
+    from gpvae.training.loop import _grads_finite
+
+    a = nn.Parameter(torch.zeros(3))
+    b = nn.Parameter(torch.zeros(2, 2, dtype=torch.float64))
+    c = nn.Parameter(torch.zeros(4))  # no gradient: not read
+    assert _grads_finite([a, b, c])  # no gradient at all
+    a.grad = torch.tensor([1.0, -2.0, 3.0])
+    b.grad = torch.ones(2, 2, dtype=torch.float64)
+    assert _grads_finite([a, b, c])
+    for bad in (float("nan"), float("inf"), -float("inf")):
+        b.grad[1, 0] = bad
+        assert not _grads_finite([a, b, c])
+        b.grad[1, 0] = 1.0
+        a.grad[2] = bad
+        assert not _grads_finite([a, b, c])
+        a.grad[2] = 3.0
+    assert _grads_finite([a, b, c])
+    # finite entries whose absolute sum overflows float32 count as not finite, as before
+    a.grad = torch.tensor([3e38, -3e38, 0.0])
+    assert not _grads_finite([a, b, c])
+    assert not _grads_finite([a])
+    b.grad = torch.ones(2, 2, dtype=torch.float64).T  # any layout
+    assert not b.grad.is_contiguous()
+    assert _grads_finite([b])
+    b.grad[0, 1] = float("nan")
+    assert not _grads_finite([b])
+
+
+def test_a_step_with_a_non_finite_gradient_is_skipped() -> None:
+    y = _data()
+    model = MeanModel(3)
+    steps = iter(range(1, 1000))
+    # the loss stays finite; the gradient of the second step is NaN
+    model.mu.register_hook(lambda g: g * float("nan") if next(steps) == 2 else g)
+    cfg = TrainConfig(epochs=1, lr=0.05, patience=None, progress=False)
+    with pytest.warns(RuntimeWarning):
+        state, _ = train(model, lambda epoch: _batches(y), cfg)
+    assert state.bad_steps == 1
+    assert state.step == 4 - 1
+    assert torch.isfinite(model.mu).all()
