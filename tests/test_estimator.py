@@ -441,6 +441,28 @@ def test_resume_after_a_crash_matches_an_uninterrupted_fit(
         GPVAE(**settings).fit(X, resume=True)
 
 
+def test_the_data_fingerprint_is_made_only_for_checkpoints(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    real = gpvae.training.session._fingerprint
+    calls = {"n": 0}
+
+    def counted(*sets: Any) -> str:
+        calls["n"] += 1
+        return real(*sets)
+
+    monkeypatch.setattr(gpvae.training.session, "_fingerprint", counted)
+    X, _ = smooth_series(6, 10)
+    settings = {**FAST, "epochs": 1, "patience": None}
+    GPVAE(**settings).fit(X)
+    assert calls["n"] == 0  # nothing reads it without checkpoints (one process)
+    GPVAE(**settings, checkpoint_dir=tmp_path / "run").fit(X)
+    assert calls["n"] == 1
+    other, _ = smooth_series(6, 10, seed=9)  # resume still tells other data apart
+    with pytest.raises(ValidationError, match="resume"):
+        GPVAE(**settings, checkpoint_dir=tmp_path / "run").fit(other, resume=True)
+
+
 def test_validation_data_and_plain_vae_baseline() -> None:
     X, _ = smooth_series(10, 15)
     Xv, _ = smooth_series(4, 15, seed=1)

@@ -163,10 +163,14 @@ class FitSession:
         self.comm = comm
         self.sharded = bool(sharded) and comm is not None
         rank = () if not self.sharded or comm is None else (comm.rank,)
-        self.fingerprint = _fingerprint(train_set, val_set, *(validation or ()))
-        if comm is not None:
+        # a hash of the data, read by checkpoints (resume checks them against it) and by a
+        # distributed fit's processes; not made otherwise (it reads every value once)
+        self.fingerprint: str | None = None
+        if comm is not None or config.checkpoint_dir is not None:
+            self.fingerprint = _fingerprint(train_set, val_set, *(validation or ()))
+        if comm is not None and self.fingerprint is not None:
             _check_processes(config, comm, self.sharded, self.fingerprint)
-        if self.sharded and comm is not None:
+        if self.sharded and comm is not None and self.fingerprint is not None:
             prints = comm.all_gather(self.fingerprint)
             self.fingerprint = hashlib.sha256("/".join(prints).encode()).hexdigest()
         self.dtype = next(iter(model.parameters())).dtype
