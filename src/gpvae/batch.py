@@ -13,7 +13,26 @@ from torch import Tensor
 
 from gpvae.errors import InputTypeError, ShapeError, ValidationError
 
-__all__ = ["Batch"]
+__all__ = ["Batch", "all_finite", "any_true"]
+
+
+def all_finite(t: Tensor) -> bool:
+    """Whether every entry of ``t`` is finite: two passes (``t * 0`` is NaN exactly where an
+    entry is NaN or +-Inf, then its sum) instead of the five of ``torch.isfinite(t).all()``
+    (~17 against ~127 us for 64 x 48 x 35 floats on one CPU thread). For checks: callers
+    locate a bad value with the full mask only when this is False."""
+    if t.numel() == 0:
+        return True
+    with torch.no_grad():
+        return not bool(torch.isnan((t * 0).sum()))
+
+
+def any_true(mask: Tensor) -> bool:
+    """``bool(mask.any())`` for a bool tensor, as the maximum of its bytes: torch reduces bool
+    tensors without vector instructions (~40 against ~2 us for 64 x 48 x 35 entries)."""
+    if mask.numel() == 0:
+        return False
+    return bool(mask.view(torch.uint8).max())
 
 
 @dataclass(frozen=True)
@@ -87,14 +106,19 @@ class Batch:
             raise ShapeError(f"valid: expected shape {(B, N)}, found {tuple(valid.shape)}")
         if valid.dtype != torch.bool:
             raise InputTypeError(f"valid: expected a bool tensor, found {valid.dtype}")
-        if not bool(torch.isfinite(y).all()):
+        # one pass each in the common case (everything finite, no padding); the masks are
+        # made only when padding exists or a value is bad
+        if not all_finite(y):
             raise ValidationError(
                 "y: expected finite values (zeros where not observed; mark missing entries "
                 "in `observed`), found NaN or Inf"
             )
-        if not bool((torch.isfinite(x) | ~valid[..., None]).all()):  # no gather of x[valid]
+        padded = not bool(valid.all())
+        if not all_finite(x) and (
+            not padded or not bool((torch.isfinite(x) | ~valid[..., None]).all())
+        ):  # padding may hold any x (no gather of x[valid])
             raise ValidationError("x: expected finite index points, found NaN or Inf")
-        if bool((obs & ~valid[..., None]).any()):
+        if padded and any_true(obs & ~valid[..., None]):
             raise ValidationError("observed: expected no observed entry on padding (valid=False)")
 
     @property

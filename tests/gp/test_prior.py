@@ -321,3 +321,23 @@ def test_outputs_follow_the_input_dtype(prior_dtype: torch.dtype, input_dtype: t
     assert prior.sample(inp["x"], 2).dtype == input_dtype
     ref = GPPrior(Matern32(lengthscale=2.0), 2, backend="dense").to(DT).condition(**_inputs())
     torch.testing.assert_close(post.log_marginal.double(), ref.log_marginal, rtol=1e-4, atol=1e-4)
+
+
+@pytest.mark.parametrize("backend", ["dense", "markov"])
+@pytest.mark.parametrize("padding", [False, True])
+def test_included_is_finite_var_on_valid_points(backend: str, padding: bool) -> None:
+    g = torch.Generator().manual_seed(3)
+    B, N, L = 3, 7, 2
+    x = torch.arange(float(N)).expand(B, N)[..., None].clone()
+    mean = torch.randn(B, N, L, generator=g)
+    var = torch.rand(B, N, L, generator=g) + 0.1
+    var[torch.rand(B, N, L, generator=g) < 0.3] = math.inf
+    valid = torch.ones(B, N, dtype=torch.bool)
+    if padding:
+        valid[2, 5:] = False
+    var.requires_grad_(True)
+    q = GPPrior(Matern32(), L, backend=backend).condition(x, mean, var, valid)
+    inc = q.included
+    assert inc.dtype == torch.bool
+    assert not inc.requires_grad
+    assert torch.equal(inc, torch.isfinite(var.detach()) & valid[..., None])

@@ -12,6 +12,7 @@ from __future__ import annotations
 import torch
 from torch import Tensor
 
+from gpvae.batch import all_finite
 from gpvae.errors import InputTypeError, ShapeError, ValidationError, invalid
 
 __all__ = [
@@ -83,7 +84,7 @@ def check_index_points(
     """
     x = as_index_points(x, name)
     valid = check_valid(valid, x)
-    if not bool(torch.isfinite(x).all()):  # one pass for the common case
+    if not all_finite(x):  # one pass for the common case
         bad = ~torch.isfinite(x).all(dim=-1) & valid  # (B, N)
         if bool(bad.any()):
             b, n = (int(i) for i in bad.nonzero()[0])
@@ -152,7 +153,7 @@ def check_condition_inputs(
                 raise ValidationError("var: expected values > 0 or +inf, found NaN")
             raise invalid("var", "values > 0 or +inf", f"a minimum of {float(var.min())}")
         # one pass for the common case (mean finite everywhere)
-        if not bool(torch.isfinite(mean).all()):
+        if not all_finite(mean):
             excluded = torch.isinf(var) | ~valid[..., None]  # (B, N, L); var > 0 here
             if not bool((torch.isfinite(mean) | excluded).all()):
                 raise ValidationError(

@@ -1,0 +1,82 @@
+"""Batch.validate's rules and messages, and the fast finite / any checks behind them."""
+
+from __future__ import annotations
+
+import math
+
+import pytest
+import torch
+
+from gpvae.batch import Batch, all_finite, any_true
+from gpvae.errors import ValidationError
+
+
+@pytest.mark.parametrize("dtype", [torch.float16, torch.float32, torch.float64])
+def test_all_finite_is_isfinite_all(dtype: torch.dtype) -> None:
+    g = torch.Generator().manual_seed(0)
+    t = (torch.randn(4, 7, 5, generator=g) * 1e4).to(dtype)
+    assert all_finite(t)
+    assert all_finite(t[:, ::2].transpose(0, 2))  # strided
+    assert all_finite(torch.empty(0, 3, dtype=dtype))
+    big = torch.full((3, 3), torch.finfo(dtype).max, dtype=dtype)  # a sum would overflow
+    assert all_finite(big)
+    for bad in (math.nan, math.inf, -math.inf):
+        u = t.clone()
+        u[3, 6, 4] = bad
+        assert not all_finite(u)
+        assert all_finite(u[:3])
+    w = torch.randn(5, requires_grad=True)
+    assert all_finite(w)
+
+
+def test_any_true_is_any() -> None:
+    m = torch.zeros(3, 4, 5, dtype=torch.bool)
+    assert not any_true(m)
+    assert not any_true(torch.zeros(0, dtype=torch.bool))
+    m[2, 3, 4] = True
+    assert any_true(m)
+    assert any_true(m.transpose(0, 2))
+    assert not any_true(m[:2])
+    assert not any_true(m[:, :, ::2][..., :2])
+
+
+def _batch(padding: bool) -> Batch:
+    g = torch.Generator().manual_seed(1)
+    y = torch.randn(3, 6, 4, generator=g)
+    observed = torch.rand(3, 6, 4, generator=g) < 0.7
+    valid = torch.ones(3, 6, dtype=torch.bool)
+    if padding:
+        valid[1, 4:] = False
+        observed[1, 4:] = False
+    y = torch.where(observed, y, 0.0)
+    x = torch.arange(6.0).expand(3, 6)[..., None].clone()
+    return Batch(x=x, y=y, observed=observed, valid=valid)
+
+
+@pytest.mark.parametrize("padding", [False, True])
+def test_validate_names_each_bad_field(padding: bool) -> None:
+    batch = _batch(padding)
+    batch.validate()
+    for bad in (math.nan, math.inf):
+        y = batch.y.clone()
+        y[2, 1, 3] = bad
+        with pytest.raises(ValidationError, match=r"^y: expected finite values"):
+            Batch(batch.x, y, batch.observed, batch.valid).validate()
+        x = batch.x.clone()
+        x[0, 5, 0] = bad  # a valid point
+        with pytest.raises(ValidationError, match=r"^x: expected finite index points"):
+            Batch(x, batch.y, batch.observed, batch.valid).validate()
+    obs = batch.observed.clone()
+    obs[1, 5, 0] = True
+    if padding:  # observed on padding
+        with pytest.raises(ValidationError, match=r"^observed: expected no observed entry"):
+            Batch(batch.x, batch.y, obs, batch.valid).validate()
+    else:
+        Batch(batch.x, batch.y, obs, batch.valid).validate()
+
+
+def test_validate_accepts_any_index_point_on_padding() -> None:
+    batch = _batch(padding=True)
+    x = batch.x.clone()
+    x[1, 4, 0], x[1, 5, 0] = math.nan, math.inf
+    Batch(x, batch.y, batch.observed, batch.valid).validate()
