@@ -255,3 +255,28 @@ def test_a_step_with_a_non_finite_gradient_is_skipped() -> None:
     assert state.bad_steps == 1
     assert state.step == 4 - 1
     assert torch.isfinite(model.mu).all()
+
+
+def test_rollback_points_are_taken_only_before_steps_that_may_need_them(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    import gpvae.training.loop as loop
+
+    taken: list[int] = []
+    real = loop._snapshot
+
+    def counted(model: Any, optimizer: Any) -> dict[str, Any]:
+        taken.append(1)
+        return real(model, optimizer)
+
+    monkeypatch.setattr(loop, "_snapshot", counted)
+    y = _data()
+    cfg = TrainConfig(epochs=3, lr=0.05, patience=None, progress=False)
+    train(MeanModel(3), lambda epoch: _batches(y), cfg)
+    assert len(taken) == 3  # the start, then after epochs 1 and 2 (none after the last)
+    taken.clear()
+    scores = iter([1.0, 2.0, 3.0, 4.0])
+    cfg = TrainConfig(epochs=10, lr=0.05, patience=2, progress=False)
+    state, _ = train(MeanModel(3), lambda epoch: _batches(y), cfg, val_score=lambda: next(scores))
+    assert state.epoch == 3  # stopped early
+    assert len(taken) == 3  # the start, after epochs 1 and 2, none after the stopping one

@@ -394,11 +394,13 @@ def train(
                 state.best_score = score
                 state.best_epoch = state.epoch
                 best_model = {k: v.detach().clone() for k, v in model.state_dict().items()}
-            good = _snapshot(model, optimizer)
+            stop = config.patience is not None and state.epoch - state.best_epoch >= config.patience
+            if not stop and state.epoch < config.epochs:  # the next epoch's rollback point
+                good = _snapshot(model, optimizer)  # (a deep copy: not made after the last)
             bar.set_postfix(epoch=state.epoch, loss=f"{record['loss']:.4f}", val=f"{score:.4f}")
             if on_epoch_end is not None:
                 on_epoch_end(state, optimizer)
-            if config.patience is not None and state.epoch - state.best_epoch >= config.patience:
+            if stop:
                 break
     finally:
         bar.close()
