@@ -7,7 +7,7 @@ import math
 import pytest
 import torch
 
-from gpvae.batch import Batch, all_finite, any_true
+from gpvae.batch import Batch, all_finite, any_along, any_true
 from gpvae.errors import ValidationError
 
 
@@ -80,3 +80,17 @@ def test_validate_accepts_any_index_point_on_padding() -> None:
     x = batch.x.clone()
     x[1, 4, 0], x[1, 5, 0] = math.nan, math.inf
     Batch(x, batch.y, batch.observed, batch.valid).validate()
+
+
+def test_any_along_is_any_along_an_axis() -> None:
+    g = torch.Generator().manual_seed(2)
+    m = torch.rand(4, 6, 5, generator=g) < 0.15
+    m[1, 2] = False  # a row with no True
+    for dim in (0, 1, -1):
+        for keepdim in (False, True):
+            got = any_along(m, dim, keepdim)
+            assert got.dtype == torch.bool
+            assert torch.equal(got, m.any(dim=dim, keepdim=keepdim))
+    t = m.transpose(0, 2)  # strided
+    assert torch.equal(any_along(t, -1), t.any(dim=-1))
+    assert not any_along(m, -1)[1, 2]

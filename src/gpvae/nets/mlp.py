@@ -25,6 +25,7 @@ from torch.nn.functional import softplus
 from torch.utils.checkpoint import checkpoint
 
 from gpvae import settings
+from gpvae.batch import any_along
 from gpvae.errors import ShapeError, ValidationError
 
 __all__ = [
@@ -286,7 +287,7 @@ class PartialEncoder(nn.Module):
         obs = observed[..., None].to(y.dtype)  # (B, N, D, 1)
         prec = (lam * obs).sum(dim=-2)  # (B, N, L)
         eta_sum = (eta * obs).sum(dim=-2)  # (B, N, L)
-        has_obs = observed.any(dim=-1, keepdim=True)  # (B, N, 1)
+        has_obs = any_along(observed, -1, keepdim=True)  # (B, N, 1)
         safe_prec = torch.where(has_obs, prec, torch.ones_like(prec))
         mean = torch.where(has_obs, eta_sum / safe_prec, torch.zeros_like(prec))
         var = torch.where(has_obs, 1.0 / safe_prec, torch.full_like(prec, float("inf")))

@@ -21,7 +21,7 @@ from collections.abc import Sequence
 import torch
 from torch import Tensor
 
-from gpvae.batch import Batch
+from gpvae.batch import Batch, any_along
 from gpvae.gp.base import GPPosterior
 from gpvae.gp.prior import GPPrior
 from gpvae.posteriors.base import (
@@ -95,7 +95,7 @@ class StructuredPosterior(PosteriorFamily):
 
     def forward(self, encoder_output: EncoderOutput, batch: Batch, prior: GPPrior) -> StructuredQ:
         mean, var = self.check_encoder_output(encoder_output, batch, prior.latent_dim)
-        has_obs = (batch.observed.any(dim=-1) & batch.valid)[..., None]  # (B, N, 1)
+        has_obs = (any_along(batch.observed, -1) & batch.valid)[..., None]  # (B, N, 1)
         var = torch.where(has_obs, var, torch.full_like(var, float("inf")))  # (B, N, L)
         mean = torch.where(has_obs, mean, torch.zeros_like(mean))
         return StructuredQ(prior.condition(batch.x, mean, var, valid=batch.valid), prior)
