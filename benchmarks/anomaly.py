@@ -403,6 +403,7 @@ def run_gpvae(
     est.fit(vals, times)
     out: dict[str, Any] = {"fit_seconds": time.perf_counter() - t0}
     entries: dict[Any, tuple[np.ndarray, np.ndarray]] = {}
+    fit_entries: dict[str, np.ndarray] = {}  # with --dump and a held-back part
     wanted = list(VARIANTS) if args.variants == "all" else args.variants.split(",")
     for K, causal in sorted({(variant(v)[0], variant(v)[5]) for v in wanted}, reverse=True):
         key = f"c{K}" if causal else f"k{K}"
@@ -416,6 +417,10 @@ def run_gpvae(
         out[f"threshold_seconds_{key}"] = t1 - t0
         out[f"score_seconds_{key}"] = time.perf_counter() - t1
         entries[key] = (e_tr, e_te)
+        if args.dump and hold > 0:  # the fit part's own (in-sample) scores too
+            fit_entries[key] = est.anomaly_scores(
+                fit_part[None], t_tr[None, :-hold], args.samples, K, args.window, 0.0, causal
+            ).entry[0]
     if args.dump:
         Path(args.dump).mkdir(parents=True, exist_ok=True)
     if any(variant(v)[4] > 0 for v in wanted):
@@ -426,6 +431,8 @@ def run_gpvae(
         out["threshold_seconds_prior"] = t1 - t0
         out["score_seconds_prior"] = time.perf_counter() - t1
         entries["prior"] = (e_tr, e_te)
+        if args.dump and hold > 0:
+            fit_entries["prior"] = _prior_entries(est, fit_part, t_tr[:-hold], args)
     if args.dump:  # every entry score, for analyses beyond the recorded variants
         tag = f"{s.dataset}_{s.name.replace('/', '__')}_{'vae' if white else 'gpvae'}"
         np.savez_compressed(
@@ -433,6 +440,7 @@ def run_gpvae(
             labels=s.labels,
             **{f"{k}_{part}": v[i].astype(np.float32) for k, v in entries.items()
                for i, part in enumerate(("train", "test"))},
+            **{f"{k}_fit": v.astype(np.float32) for k, v in fit_entries.items()},
         )  # fmt: skip
     normal = s.labels == 0
     variants = {}
@@ -579,7 +587,13 @@ def parse_args(argv: Sequence[str] | None) -> argparse.Namespace:
         help="Post-processing variants of the baselines' scores to record ('chosen': each "
         "baseline's PEER_CHOSEN; 'all'; or names of PEER_VARIANTS).",
     )
-    p.add_argument("--dump", default=None, help="Also save gpvae's entry scores here (.npz).")
+    p.add_argument(
+        "--dump",
+        default=None,
+        help="Also save gpvae's entry scores here (.npz: KEY_train, the normal part the "
+        "threshold comes from, and KEY_test; with --threshold-holdout also KEY_fit, the "
+        "in-sample scores of the part the model was fit on).",
+    )
     p.add_argument(
         "--merge",
         nargs="+",

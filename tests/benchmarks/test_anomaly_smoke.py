@@ -105,6 +105,26 @@ def test_the_threshold_can_come_from_a_held_back_normal_part(bench, monkeypatch)
     assert 0.0 <= out["variants"][bench.CHOSEN]["false_alarm_rate"] <= 1.0
 
 
+def test_the_dump_holds_the_fit_parts_own_scores_with_a_held_back_part(bench, tmp_path) -> None:  # type: ignore[no-untyped-def]
+    """--dump with --threshold-holdout saves the in-sample scores of the fit part (KEY_fit)
+    beside the held-back part's (KEY_train) and the scored part's (KEY_test); without a
+    held-back part there is no KEY_fit."""
+    s = _series(3)
+    base = ["--epochs", "1", "--hidden", "8", "--dump"]
+    bench.RUNNERS["gpvae"](s, bench.parse_args([*base, str(tmp_path / "a"),
+                                                "--threshold-holdout", "0.25"]), 20)  # fmt: skip
+    with np.load(tmp_path / "a" / "SMAP_toy_gpvae.npz") as z:
+        assert z["k5_fit"].shape == (75, 3)
+        assert z["prior_fit"].shape == (75, 3)
+        assert z["k5_train"].shape == (25, 3)
+        assert z["k5_test"].shape == (300, 3)
+        assert np.isfinite(z["k5_fit"]).all()
+    bench.RUNNERS["gpvae"](s, bench.parse_args([*base, str(tmp_path / "b")]), 20)
+    with np.load(tmp_path / "b" / "SMAP_toy_gpvae.npz") as z:
+        assert "k5_fit" not in z
+        assert z["k5_train"].shape == (100, 3)
+
+
 def test_a_recorded_run_is_found_so_a_rerun_skips_it(bench, tmp_path) -> None:  # type: ignore[no-untyped-def]
     out = bench.AnomalyResults(tmp_path / "r.json")
     assert not out.has("MSL", "C-1", "pca", "main")
