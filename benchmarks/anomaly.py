@@ -292,12 +292,15 @@ def _gpvae_windows(
 
 
 #: Score variants computed from one fitted model: (folds, normalise, smooth, baseline, prior
-#: weight[, causal[, feature scale, combine[, novelty]]]). The one reported as "gpvae" (and
-#: "vae") is chosen by the mean VUS-PR over ``DEV_SERIES`` only. ``c8``: causal (forecast)
-#: scores, 8 blocks per window (``anomaly_scores(causal=True)``); ``tail``/``tailmax``: the
-#: features' scores as -log tail probabilities of their normal scores, summed / their maximum
-#: (``fit_threshold(feature_scale="tail", combine="sum" / "max")``); ``cap``: the alarm's
-#: scores of (near-)constant features capped (``novelty="cap"``; the same ranking score).
+#: weight[, causal[, feature scale, combine[, novelty[, spread quantile]]]]). The one reported
+#: as "gpvae" (and "vae") is chosen by the mean VUS-PR over ``DEV_SERIES`` only. ``c8``:
+#: causal (forecast) scores, 8 blocks per window (``anomaly_scores(causal=True)``);
+#: ``tail``/``tailmax``: the features' scores as -log tail probabilities of their normal
+#: scores, summed / their maximum (``fit_threshold(feature_scale="tail", combine="sum" /
+#: "max")``); ``cap``: the alarm's scores of (near-)constant features capped
+#: (``novelty="cap"``; the same ranking score);
+#: ``cap95``: also the alarm's spread from the 95% quantile (``spread_quantile=0.95``; 0.9
+#: in the others).
 VARIANTS: dict[str, tuple[Any, ...]] = {
     "k5_raw_s1": (5, False, 1, 0, 0.0),
     "k5_norm_s1": (5, True, 1, 0, 0.0),
@@ -328,6 +331,8 @@ VARIANTS: dict[str, tuple[Any, ...]] = {
     "p_tailmax_s32_b512": (5, True, 32, 512, math.inf, False, "tail", "max"),
     # session 12: the alarm caps new values of features constant in the normal part
     "k5ph_tailmaxcap_s32_b512": (5, True, 32, 512, 0.5, False, "tail", "max", "cap"),
+    # session 13: the spread alarm's spread from the 95% quantile (the same ranking score)
+    "k5ph_tailmaxcap95_s32_b512": (5, True, 32, 512, 0.5, False, "tail", "max", "cap", 0.95),
 }
 
 
@@ -337,13 +342,19 @@ def variant(name: str) -> tuple[int, bool, int, int, float, bool]:
     return (*v, False)[:6]  # type: ignore[return-value]
 
 
-def scale_combine(name: str) -> dict[str, str]:
-    """``feature_scale``, ``combine`` and ``novelty`` of a variant (profile_from_entries'
-    keywords)."""
+def scale_combine(name: str) -> dict[str, Any]:
+    """``feature_scale``, ``combine``, ``novelty`` and ``spread_quantile`` of a variant
+    (profile_from_entries' keywords)."""
     v = VARIANTS[name]
     scale, combine = v[6:8] if len(v) >= 8 else ("spread", "sum")
     novelty = v[8] if len(v) >= 9 else "extrapolate"
-    return {"feature_scale": scale, "combine": combine, "novelty": novelty}
+    quantile = v[9] if len(v) >= 10 else 0.9
+    return {
+        "feature_scale": scale,
+        "combine": combine,
+        "novelty": novelty,
+        "spread_quantile": quantile,
+    }
 
 
 #: The variant chosen on the development subset (``--dev --variants all``; see docs).

@@ -19,6 +19,7 @@ __all__ = [
     "ANOMALY_PRIOR_WEIGHT",
     "ANOMALY_SMOOTH",
     "ANOMALY_SPREAD",
+    "ANOMALY_SPREAD_QUANTILE",
     "ANOMALY_TAIL_LEVELS",
     "ANOMALY_TAIL_SHARE",
     "ANOMALY_WINDOW",
@@ -266,6 +267,9 @@ ANOMALY_SPREAD = True
 #: and many features, an anomaly that is only a new value of such a feature is ranked but
 #: may no longer be flagged.
 ANOMALY_NOVELTY = "cap"
+#: With ``spread``: the upper quantile of the recent scores whose distance from their median
+#: is the alarm's spread (and the normal data's, ``level_spread``).
+ANOMALY_SPREAD_QUANTILE = 0.9
 
 # ---------------------------------------------------------------- distributed training
 

@@ -19,7 +19,7 @@ import numpy as np
 import pandas as pd
 import pytest
 
-from gpvae import GPVAE
+from gpvae import GPVAE, settings
 from gpvae.app.cli import main
 from gpvae.app.cli.columns import CLI_FILE, ColumnSpec
 from gpvae.app.cli.tables import read_table, write_table
@@ -356,13 +356,25 @@ def test_fit_stores_the_tail_scale_and_max_for_detect(
 
 
 def test_fit_stores_the_default_alarm(wide_model: Path) -> None:
-    """Without flags the stored profile has the spread alarm and the novelty cap
-    (settings.ANOMALY_SPREAD, ANOMALY_NOVELTY)."""
+    """Without flags the stored profile has the spread alarm, the novelty cap and the
+    spread's quantile (settings.ANOMALY_SPREAD, ANOMALY_NOVELTY, ANOMALY_SPREAD_QUANTILE)."""
     cfg = json.loads((wide_model / "model" / "config.json").read_text())
     prof = next(v["anomaly_profile"] for v in cfg.values()
                 if isinstance(v, dict) and "anomaly_profile" in v)  # fmt: skip
     assert prof["spread"] is True
     assert len(prof["alarm_cap"]) == len(FEATURES)
+    assert prof["spread_quantile"] == settings.ANOMALY_SPREAD_QUANTILE
+
+
+def test_fit_stores_the_spread_quantile_for_detect(files: dict[str, Path], tmp_path: Path) -> None:
+    """--spread-quantile goes into the stored profile, which detect then uses; a value
+    outside (0.5, 1) is refused, naming the option."""
+    prof = _fit_then_detect_a_fault(files, tmp_path, "--spread-quantile", "0.97")
+    assert prof["spread_quantile"] == 0.97
+    res = run_cli("fit", files["wide_parquet"], "--time-col", "date", "-o", tmp_path / "bad",
+                  "--spread-quantile", "1.5")  # fmt: skip
+    assert res.returncode != 0
+    assert "--spread-quantile" in res.stderr
 
 
 def test_detect_labels_column_errors(

@@ -135,7 +135,7 @@ def test_a_recorded_run_is_found_so_a_rerun_skips_it(bench, tmp_path) -> None:  
 
 
 def test_tail_variants_pass_their_scale_and_combination(bench) -> None:  # type: ignore[no-untyped-def]
-    ext = {"novelty": "extrapolate"}
+    ext = {"novelty": "extrapolate", "spread_quantile": 0.9}
     assert bench.scale_combine("k5ph_tailmax_s32_b512") == {
         "feature_scale": "tail",
         "combine": "max",
@@ -145,6 +145,13 @@ def test_tail_variants_pass_their_scale_and_combination(bench) -> None:  # type:
         "feature_scale": "tail",
         "combine": "max",
         "novelty": "cap",
+        "spread_quantile": 0.9,
+    }
+    assert bench.scale_combine("k5ph_tailmaxcap95_s32_b512") == {
+        "feature_scale": "tail",
+        "combine": "max",
+        "novelty": "cap",
+        "spread_quantile": 0.95,
     }
     assert bench.scale_combine("k5ph_tail_s32_b512") == {
         "feature_scale": "tail",
@@ -161,7 +168,10 @@ def test_tail_variants_pass_their_scale_and_combination(bench) -> None:  # type:
         "combine": "sum",
         **ext,
     }
-    names = "k5ph_norm_s32_b512,k5ph_tail_s32_b512,k5ph_tailmax_s32_b512,k5ph_tailmaxcap_s32_b512"
+    names = (
+        "k5ph_norm_s32_b512,k5ph_tail_s32_b512,k5ph_tailmax_s32_b512,k5ph_tailmaxcap_s32_b512,"
+        "k5ph_tailmaxcap95_s32_b512"
+    )
     args = bench.parse_args(["--epochs", "1", "--hidden", "8", "--variants", names])
     out = bench.RUNNERS["gpvae"](_series(3), args, 20)["variants"]
     scores = [out[v]["score"] for v in names.split(",")]
@@ -170,3 +180,5 @@ def test_tail_variants_pass_their_scale_and_combination(bench) -> None:  # type:
     assert not np.allclose(scores[1], scores[2])
     # the novelty cap acts on the alarm only: the same step score
     np.testing.assert_array_equal(scores[2], scores[3])
+    # so does the spread's quantile
+    np.testing.assert_array_equal(scores[3], scores[4])

@@ -51,8 +51,9 @@ fall into ``num_folds`` consecutive blocks, each scored given the steps before i
 the last ``alarm_smooth`` steps (default 1: the step's own score). It is the
 ``1 - false_alarm_rate`` quantile of the normal data's alarm scores. With ``spread`` (and a
 baseline) the alarm's difference from the trailing median is also divided by the trailing
-spread of the summed score over the same L steps (its 90% quantile less its median; the
-normal data's spread before a series and while fewer than L / 4 steps are there; at least
+spread of the summed score over the same L steps (its ``spread_quantile`` quantile,
+:data:`gpvae.settings.ANOMALY_SPREAD_QUANTILE` by default, less its median; the normal
+data's spread before a series and while fewer than L / 4 steps are there; at least
 :data:`gpvae.settings.ANOMALY_MIN_SPREAD` times it): new data whose normal scores vary more,
 or less, than the normal data's then keep about the target rate. The ranking (step) score
 is not divided. A long mean ranks
@@ -129,8 +130,10 @@ class AnomalyProfile:
             profiles saved before this field existed: interleaved folds).
         spread: divide the alarm's baseline-subtracted score by its trailing spread (False,
             as in profiles saved before this field existed).
-        level_spread: the normal data's spread of the summed score (90% quantile less
-            median; the trailing spread before a series starts).
+        level_spread: the normal data's spread of the summed score (``spread_quantile``
+            quantile less median; the trailing spread before a series starts).
+        spread_quantile: the upper quantile of the spreads (0.9, as in profiles saved
+            before this field existed).
         feature_scale: "spread" (``(entry - center) / scale``) or "tail" (``-log`` of the
             normal data's tail probability, :func:`tail_scores`; "spread" in profiles saved
             before this field existed).
@@ -170,6 +173,7 @@ class AnomalyProfile:
     tail_quantiles: np.ndarray | None = None
     tail_beta: np.ndarray | None = None
     alarm_cap: np.ndarray | None = None
+    spread_quantile: float = 0.9
 
     @property
     def alarm_width(self) -> int:
@@ -227,6 +231,7 @@ class AnomalyProfile:
                     [math.inf if c is None else float(c) for c in data["alarm_cap"]],
                     dtype=np.float64,
                 ),
+                spread_quantile=float(data.get("spread_quantile", 0.9)),
             )
             ok = (
                 prof.center.shape == (num_features,)
@@ -245,6 +250,7 @@ class AnomalyProfile:
                 and prof.prior_weight >= 0.0
                 and math.isfinite(prof.level_spread)
                 and prof.level_spread > 0.0
+                and 0.5 < prof.spread_quantile < 1.0
                 and (
                     prof.prior_ratio is None
                     or (
@@ -273,7 +279,8 @@ class AnomalyProfile:
                 f"(window, num_folds, num_samples, smooth, center, scale, threshold, "
                 f"false_alarm_rate, num_steps; optionally baseline, level, alarm_smooth, "
                 f"prior_weight, prior_ratio, causal, spread, level_spread, feature_scale, "
-                f"combine, tail_logp, tail_quantiles, tail_beta, alarm_cap), "
+                f"combine, tail_logp, tail_quantiles, tail_beta, alarm_cap, "
+                f"spread_quantile), "
                 f"found {data!r}"
             )
         return prof
@@ -610,14 +617,16 @@ def _summed(entry: np.ndarray, profile: AnomalyProfile | None, alarm: bool = Fal
     return np.where(none, np.nan, np.nansum(z, axis=1))
 
 
-def _trailing_spread(s: np.ndarray, width: int, level_spread: float) -> np.ndarray:
-    """90% quantile less median of the finite values among the ``width`` steps before each
+def _trailing_spread(
+    s: np.ndarray, width: int, level_spread: float, quantile: float = 0.9
+) -> np.ndarray:
+    """``quantile`` less median of the finite values among the ``width`` steps before each
     step; ``level_spread`` where fewer than ``width // 4`` (at least 2) are finite; at least
     :data:`gpvae.settings.ANOMALY_MIN_SPREAD` times ``level_spread``."""
     prev = pd.Series(np.concatenate([[np.nan], s[:-1]])).rolling(width, min_periods=1)
     need = max(2, width // 4)
     count = prev.count().to_numpy()
-    spread = (prev.quantile(0.9) - prev.median()).to_numpy()
+    spread = (prev.quantile(quantile) - prev.median()).to_numpy()
     spread = np.where((count >= need) & np.isfinite(spread), spread, level_spread)
     return np.maximum(spread, settings.ANOMALY_MIN_SPREAD * level_spread)
 
@@ -638,7 +647,9 @@ def _alarm_base(raw: np.ndarray, detrended: np.ndarray, profile: AnomalyProfile)
     with ``profile.spread`` and a baseline (else as it is)."""
     if profile.baseline <= 0 or not profile.spread:
         return detrended
-    return detrended / _trailing_spread(raw, profile.baseline, profile.level_spread)
+    return detrended / _trailing_spread(
+        raw, profile.baseline, profile.level_spread, profile.spread_quantile
+    )
 
 
 def step_scores(entry: np.ndarray, profile: AnomalyProfile | None) -> np.ndarray:
@@ -732,12 +743,14 @@ def fit_profile(
     feature_scale: str = "spread",
     combine: str = "sum",
     novelty: str = "extrapolate",
+    spread_quantile: float = 0.9,
 ) -> AnomalyProfile:
     """Score normal data ``X`` and learn the feature scales and the threshold from it
     (:func:`profile_from_entries`)."""
     _choice("feature_scale", feature_scale, FEATURE_SCALES)
     _choice("combine", combine, COMBINES)
     _choice("novelty", novelty, NOVELTIES)
+    _spread_quantile_arg(spread_quantile)
     rate = _rate_arg(false_alarm_rate)
     smooth = int_arg("smooth", smooth)
     baseline = int_arg("baseline", baseline, minimum=0)
@@ -754,9 +767,19 @@ def fit_profile(
     prof = profile_from_entries(
         entry, rate, num_samples, num_folds, window, smooth, True, baseline, alarm_smooth,
         spread=spread, feature_scale=feature_scale, combine=combine, novelty=novelty,
+        spread_quantile=spread_quantile,
     )  # fmt: skip
     prof.prior_weight, prof.prior_ratio, prof.causal = w, ratio, bool(causal)
     return prof
+
+
+def _spread_quantile_arg(spread_quantile: float) -> float:
+    q = float_arg("spread_quantile", spread_quantile)
+    if not 0.5 < q < 1.0:
+        raise ValidationError(
+            f"spread_quantile: expected a number in (0.5, 1), found {spread_quantile!r}"
+        )
+    return q
 
 
 def _rate_arg(false_alarm_rate: float) -> float:
@@ -782,6 +805,7 @@ def profile_from_entries(
     feature_scale: str = "spread",
     combine: str = "sum",
     novelty: str = "extrapolate",
+    spread_quantile: float = 0.9,
 ) -> AnomalyProfile:
     """The profile of normal data from its entry scores (n arrays (T_i, D)).
 
@@ -789,9 +813,10 @@ def profile_from_entries(
     entry scores (at least :data:`gpvae.settings.ANOMALY_MIN_SCALE`: a feature whose normal
     scores never vary is not given an infinite weight); ``normalise=False`` keeps the raw
     scores (center 0, scale 1). ``level`` is the median of the summed normalised scores;
-    ``level_spread`` its 90% quantile less that median (at least
-    :data:`gpvae.settings.ANOMALY_MIN_SCALE`); ``baseline``, ``alarm_smooth`` and
-    ``spread`` (used only with a baseline) are stored as given (see the module). With
+    ``level_spread`` its ``spread_quantile`` quantile less that median (at least
+    :data:`gpvae.settings.ANOMALY_MIN_SCALE`; the alarm's trailing spread with ``spread``
+    uses the same quantile); ``baseline``, ``alarm_smooth``, ``spread`` and
+    ``spread_quantile`` (used only with a baseline) are stored as given (see the module). With
     ``feature_scale="tail"`` the features' scores are instead ``-log`` tail probabilities
     (:func:`tail_fit`, whatever ``normalise``); ``combine`` "sum" or "max" over the features.
     With the tail scale, ``novelty="cap"`` caps the alarm's score of each (near-)constant
@@ -803,6 +828,7 @@ def profile_from_entries(
     feature_scale = _choice("feature_scale", feature_scale, FEATURE_SCALES)
     combine = _choice("combine", combine, COMBINES)
     novelty = _choice("novelty", novelty, NOVELTIES)
+    spread_quantile = _spread_quantile_arg(spread_quantile)
     D = entry[0].shape[1]
     center, scale = np.zeros(D), np.ones(D)
     if normalise:
@@ -823,6 +849,7 @@ def profile_from_entries(
         spread=bool(spread),
         feature_scale=feature_scale,
         combine=combine,
+        spread_quantile=spread_quantile,
     )
     if feature_scale == "tail":
         prof.tail_logp, prof.tail_quantiles, prof.tail_beta = tail_fit(entry)
@@ -833,7 +860,8 @@ def profile_from_entries(
     prof.level = float(np.median(summed)) if summed.size else 0.0
     if summed.size:
         prof.level_spread = max(
-            float(np.quantile(summed, 0.9)) - prof.level, settings.ANOMALY_MIN_SCALE
+            float(np.quantile(summed, spread_quantile)) - prof.level,
+            settings.ANOMALY_MIN_SCALE,
         )
     steps = [alarm_scores(e, prof) for e in entry]
     thr = quantile_threshold(steps, 1.0 - rate)

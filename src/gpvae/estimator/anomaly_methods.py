@@ -91,6 +91,7 @@ class AnomalyMethods:
         feature_scale: str | None = None,
         combine: str | None = None,
         novelty: str | None = None,
+        spread_quantile: float | None = None,
     ) -> _T:
         """Learn the anomaly threshold from normal data ``X`` and store it with the model.
 
@@ -124,6 +125,8 @@ class AnomalyMethods:
         rarer than one normal step in n + 1 in the alarm, so that such a feature changing on
         new normal data does not hold the alarm on; "extrapolate" scores it on the
         exponential tail in the alarm too (the step score always does).
+        ``spread_quantile`` (None: :data:`gpvae.settings.ANOMALY_SPREAD_QUANTILE`, 0.95; with
+        ``spread``): the spread is this quantile of the recent scores less their median.
 
         Returns:
             self.
@@ -143,6 +146,7 @@ class AnomalyMethods:
             settings.ANOMALY_FEATURE_SCALE if feature_scale is None else feature_scale,
             settings.ANOMALY_COMBINE if combine is None else combine,
             settings.ANOMALY_NOVELTY if novelty is None else novelty,
+            settings.ANOMALY_SPREAD_QUANTILE if spread_quantile is None else spread_quantile,
         )  # fmt: skip
         return self
 

@@ -281,6 +281,13 @@ THRESHOLD_QUANTILE = 0.99
     "constant in the training data as rare as one training step in n + 1, no rarer (cap, the "
     "default), or on the tail's exponential extrapolation.",
 )
+@click.option(
+    "--spread-quantile",
+    default=None,
+    type=click.FloatRange(min=0.5, max=1.0, min_open=True, max_open=True),
+    help="With the spread baseline: detect's spread is this quantile of the recent scores "
+    "less their median (default: gpvae.settings.ANOMALY_SPREAD_QUANTILE).",
+)
 @click.option("--seed", default=0, show_default=True, type=click.IntRange(min=0))
 @click.option(
     "--members",
@@ -339,6 +346,7 @@ def fit(
     feature_scale: str | None,
     combine: str | None,
     novelty: str | None,
+    spread_quantile: float | None,
     coord_cols: str | None,
     inducing: int | None,
     seed: int,
@@ -411,6 +419,7 @@ def fit(
             ("--feature-scale", feature_scale is not None),
             ("--combine", combine is not None),
             ("--novelty", novelty is not None),
+            ("--spread-quantile", spread_quantile is not None),
         )
         if given
     ]
@@ -483,6 +492,7 @@ def fit(
                 feature_scale=feature_scale,
                 combine=combine,
                 novelty=novelty,
+                spread_quantile=spread_quantile,
             )
     every = [s for part in run.gather(step) for s in part]
     spec.threshold_quantile = THRESHOLD_QUANTILE
