@@ -102,3 +102,13 @@ def test_fit_threshold_takes_the_quantile_from_settings_unless_given(
     assert est.anomaly_profile_.spread_quantile == 0.97
     with pytest.raises(ValidationError, match="spread_quantile"):
         est.fit_threshold([seasonal(400, 21)], num_samples=4, spread_quantile=1.5)
+
+
+def test_the_default_quantile_is_0_95() -> None:
+    """The session-13 default (settings.ANOMALY_SPREAD_QUANTILE), which fit_threshold and
+    gpvae fit store unless given."""
+    assert settings.ANOMALY_SPREAD_QUANTILE == 0.95
+    est = fit_seasonal()
+    est.fit_threshold([seasonal(400, 21)], num_samples=4)
+    assert est.anomaly_profile_ is not None
+    assert est.anomaly_profile_.spread_quantile == 0.95
