@@ -149,30 +149,31 @@ def screen(dumps: Sequence[Path], oos: Sequence[Path], rules: Sequence[str],
     """One record per series: its data set, name, ``dev`` and each check's rate per rule."""
     dev = set(DEV_SERIES)
     out: dict[tuple[str, str], dict[str, Any]] = {}
-    for path in sorted(p for d in dumps for p in d.glob("*_gpvae.npz")):
-        ds, name = _key(path)
-        rec = out.setdefault((ds, name), {"dataset": ds, "series": name,
-                                          "dev": f"{ds}:{name}" in dev})  # fmt: skip
-        with np.load(path) as z:
-            e_tr, ratio = _entries(z, "train")
-            cut = round((1.0 - TAIL) * len(e_tr))
-            rec["tail"] = {r: rate(e_tr[:cut], e_tr[cut:], RULES[r][0], RULES[r][1], far)
-                           for r in rules}  # fmt: skip
-            if rec["dev"]:
-                e_te, _ = _entries(z, "test", ratio)
-                normal = z["labels"] == 0
-                rec["dev_test"] = {r: _dev_rate(e_tr, e_te, normal, RULES[r], far)
-                                   for r in rules}  # fmt: skip
-    for path in sorted(p for d in oos for p in d.glob("*_gpvae.npz")):
-        ds, name = _key(path)
-        rec = out.setdefault((ds, name), {"dataset": ds, "series": name,
-                                          "dev": f"{ds}:{name}" in dev})  # fmt: skip
-        with np.load(path) as z:
-            e_fit, ratio = _entries(z, "fit")
-            e_held, _ = _entries(z, "train", ratio)
-            rec["oos"] = {r: rate(e_fit, e_held, RULES[r][0], RULES[r][1], far)
-                          for r in rules}  # fmt: skip
+    for folders, check in ((dumps, "tail"), (oos, "oos")):
+        for path in sorted(p for d in folders for p in d.glob("*_gpvae.npz")):
+            ds, name = _key(path)
+            rec = out.setdefault((ds, name), {"dataset": ds, "series": name,
+                                              "dev": f"{ds}:{name}" in dev})  # fmt: skip
+            with np.load(path) as z:
+                rec.update(_checks(z, check, rec["dev"], rules, far))
     return list(out.values())
+
+
+def _checks(z: Any, check: str, dev: bool, rules: Sequence[str], far: float) -> dict[str, Any]:
+    """The rates of one dump: ``tail`` (and ``dev_test`` for a development series) from an
+    ordinary run's, ``oos`` from a held-back run's."""
+    if check == "oos":
+        e_fit, ratio = _entries(z, "fit")
+        e_held, _ = _entries(z, "train", ratio)
+        return {"oos": {r: rate(e_fit, e_held, *RULES[r], far) for r in rules}}
+    e_tr, ratio = _entries(z, "train")
+    cut = round((1.0 - TAIL) * len(e_tr))
+    out = {"tail": {r: rate(e_tr[:cut], e_tr[cut:], *RULES[r], far) for r in rules}}
+    if dev:
+        e_te, _ = _entries(z, "test", ratio)
+        normal = z["labels"] == 0
+        out["dev_test"] = {r: _dev_rate(e_tr, e_te, normal, RULES[r], far) for r in rules}
+    return out
 
 
 def _dev_rate(e_tr: np.ndarray, e_te: np.ndarray, normal: np.ndarray, rule: Any,

@@ -112,7 +112,9 @@ def test_profile_saved_before_causal_and_spread_keeps_its_meaning() -> None:
     assert not prof.spread
 
 
-def test_trailing_spread_matches_a_loop() -> None:
+@pytest.mark.parametrize("quantile", [0.9, 0.95, 0.99])
+def test_trailing_spread_matches_a_loop(quantile: float) -> None:
+    """The trailing spread (``quantile`` less median, ``spread_quantile``) against a loop."""
     rng = np.random.default_rng(5)
     s = rng.exponential(size=80)
     s[[3, 40, 41]] = np.nan
@@ -121,9 +123,11 @@ def test_trailing_spread_matches_a_loop() -> None:
     for t in range(80):
         prev = s[max(0, t - w) : t]
         prev = prev[np.isfinite(prev)]
-        sp = np.quantile(prev, 0.9) - np.median(prev) if len(prev) >= w // 4 else level_spread
+        sp = np.quantile(prev, quantile) - np.median(prev) if len(prev) >= w // 4 else level_spread
         ref[t] = max(sp, settings.ANOMALY_MIN_SPREAD * level_spread)
-    np.testing.assert_allclose(_trailing_spread(s, w, level_spread), ref)
+    np.testing.assert_allclose(_trailing_spread(s, w, level_spread, quantile), ref)
+    if quantile == 0.9:  # the default of the function (profiles saved before the option)
+        np.testing.assert_allclose(_trailing_spread(s, w, level_spread), ref)
 
 
 def test_spread_keeps_the_false_alarm_rate_when_normal_scores_vary_more_or_less() -> None:

@@ -1,6 +1,7 @@
 """The spread alarm's quantile (``spread_quantile``): the trailing spread is that quantile
-of the recent summed scores less their median, the normal data's likewise; it is stored
-with the profile (profiles saved before it keep 0.9) and set by ``fit_threshold``."""
+of the recent summed scores less their median (against a loop in test_anomaly_causal.py),
+the normal data's likewise; it is stored with the profile (profiles saved before it keep
+0.9) and set by ``fit_threshold``."""
 
 from __future__ import annotations
 
@@ -14,26 +15,10 @@ from gpvae.errors import ModelFileError, ValidationError
 from gpvae.estimator.anomaly import (
     AnomalyProfile,
     _summed,
-    _trailing_spread,
     alarm_scores,
     profile_from_entries,
     step_scores,
 )
-
-
-@pytest.mark.parametrize("quantile", [0.9, 0.95, 0.99])
-def test_trailing_spread_with_a_quantile_matches_a_loop(quantile: float) -> None:
-    rng = np.random.default_rng(5)
-    s = rng.exponential(size=80)
-    s[[3, 40, 41]] = np.nan
-    w, level_spread = 16, 0.7
-    ref = np.empty(80)
-    for t in range(80):
-        prev = s[max(0, t - w) : t]
-        prev = prev[np.isfinite(prev)]
-        sp = np.quantile(prev, quantile) - np.median(prev) if len(prev) >= w // 4 else level_spread
-        ref[t] = max(sp, settings.ANOMALY_MIN_SPREAD * level_spread)
-    np.testing.assert_allclose(_trailing_spread(s, w, level_spread, quantile), ref)
 
 
 def test_the_alarm_divides_by_the_quantiles_spread() -> None:
