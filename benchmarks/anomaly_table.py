@@ -217,8 +217,9 @@ def render(
                 "threshold on the smoothed ranking score itself, for comparison; "
                 '"spread": the alarm divided by its trailing spread '
                 "(`fit_threshold(spread=True)`, the default since session 12, when rows with "
-                '"cap" in their variant have the novelty cap as well); "tail": label-free, the '
-                "threshold from the "
+                '"cap" in their variant have the novelty cap as well, and those with "cap95" '
+                "the spread from the 95% quantile, the default since session 13, not the 90%); "
+                '"tail": label-free, the threshold from the '
                 "first 80% of the normal part applied to its last 20% (same fit), without "
                 "and with the spread (`-`: records before these).\n\n"
                 "| data set | series | target rate | median | mean | series within 2x | "
