@@ -935,16 +935,7 @@ def _cov_bwd_step(
                     o[c] += (p1[c] + p2[c]) * t[c]
     _scatter_step(gQ, ix, n, G, g_Q)
     _matmul(bPm, A, tmp)  # carry = A^T bPm A
-    for i in range(m):
-        for j in range(m):
-            o = carry[i, j]
-            a, t = A[0, i], tmp[0, j]
-            for c in range(C):
-                o[c] = a[c] * t[c]
-            for k in range(1, m):
-                a, t = A[k, i], tmp[k, j]
-                for c in range(C):
-                    o[c] += a[c] * t[c]
+    _tmatmul(A, tmp, carry)
 
 
 @_jit
