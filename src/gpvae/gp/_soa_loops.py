@@ -373,10 +373,78 @@ def _same_row(ix, n, p):
 
 
 @_jit
+def _predict2(A, Pf, Qn, T, Pp):
+    """:func:`_predict` for m = 2, the products written out (one row stored per loop; the same
+    operations in the same order)."""
+    C = A.shape[2]
+    for i in range(2):  # T = A P_{n-1}
+        for j in range(2):
+            o, x0, y0, x1, y1 = T[i, j], A[i, 0], Pf[0, j], A[i, 1], Pf[1, j]
+            for c in range(C):
+                o[c] = x0[c] * y0[c] + x1[c] * y1[c]
+    for i in range(2):
+        for j in range(i + 1):
+            o, qij, qji = Pp[i, j], Qn[i, j], Qn[j, i]
+            t0, a0, u0, b0 = T[i, 0], A[j, 0], T[j, 0], A[i, 0]
+            t1, a1, u1, b1 = T[i, 1], A[j, 1], T[j, 1], A[i, 1]
+            for c in range(C):
+                o[c] = (
+                    ((qij[c] + qji[c]) + (t0[c] * a0[c] + u0[c] * b0[c]))
+                    + (t1[c] * a1[c] + u1[c] * b1[c])
+                ) * 0.5
+    o, p = Pp[0, 1], Pp[1, 0]
+    for c in range(C):
+        o[c] = p[c]
+
+
+@_jit
+def _smooth_step2(A, sg, mf, Pf, ms1, Ps1, Pp1, d, Dm, T, ms, Ps):
+    """:func:`_smooth_step` for m = 2, the products written out (one row stored per loop; the
+    same operations in the same order)."""
+    S1, C = mf.shape[1], mf.shape[2]
+    for i in range(2):  # d = m^s_{n+1} - A m_n
+        for s in range(S1):
+            o, a, x0, y0, x1, y1 = d[i, s], ms1[i, s], A[i, 0], mf[0, s], A[i, 1], mf[1, s]
+            for c in range(C):
+                o[c] = a[c] - (x0[c] * y0[c] + x1[c] * y1[c])
+    for i in range(2):  # m^s_n = G d + m_n
+        for s in range(S1):
+            o, a, x0, y0, x1, y1 = ms[i, s], mf[i, s], sg[i, 0], d[0, s], sg[i, 1], d[1, s]
+            for c in range(C):
+                o[c] = (x0[c] * y0[c] + x1[c] * y1[c]) + a[c]
+    for i in range(2):
+        for j in range(2):
+            o, a, b = Dm[i, j], Ps1[i, j], Pp1[i, j]
+            for c in range(C):
+                o[c] = a[c] - b[c]
+    for i in range(2):  # T = G (P^s_{n+1} - P^-_{n+1})
+        for j in range(2):
+            o, x0, y0, x1, y1 = T[i, j], sg[i, 0], Dm[0, j], sg[i, 1], Dm[1, j]
+            for c in range(C):
+                o[c] = x0[c] * y0[c] + x1[c] * y1[c]
+    for i in range(2):
+        for j in range(i + 1):
+            o, f1, f2 = Ps[i, j], Pf[i, j], Pf[j, i]
+            t0, g0, u0, h0 = T[i, 0], sg[j, 0], T[j, 0], sg[i, 0]
+            t1, g1, u1, h1 = T[i, 1], sg[j, 1], T[j, 1], sg[i, 1]
+            for c in range(C):
+                o[c] = (
+                    ((f1[c] + f2[c]) + (t0[c] * g0[c] + u0[c] * h0[c]))
+                    + (t1[c] * g1[c] + u1[c] * h1[c])
+                ) * 0.5
+    o, p = Ps[0, 1], Ps[1, 0]
+    for c in range(C):
+        o[c] = p[c]
+
+
+@_jit
 def _predict(A, Pf, Qn, T, Pp):
     """T = A P_{n-1} and P^-_n = T A^T + Q_n (symmetrised) per chain."""
     m = A.shape[0]
     C = A.shape[2]
+    if m == 2:
+        _predict2(A, Pf, Qn, T, Pp)
+        return
     _matmul(A, Pf, T)
     for i in range(m):
         for j in range(i + 1):
@@ -467,6 +535,9 @@ def _smooth_step(A, sg, mf, Pf, ms1, Ps1, Pp1, d, Dm, T, ms, Ps):
     """Smoothed mean m^s_n = m_n + G_n (m^s_{n+1} - A_{n+1} m_n) (ms) and covariance
     P^s_n = P_n + G_n (P^s_{n+1} - P^-_{n+1}) G_n^T (Ps, symmetrised); A = A_{n+1}."""
     m, S1, C = mf.shape
+    if m == 2:
+        _smooth_step2(A, sg, mf, Pf, ms1, Ps1, Pp1, d, Dm, T, ms, Ps)
+        return
     _matvec(A, mf, d)
     for i in range(m):
         for s in range(S1):
@@ -721,6 +792,10 @@ def _smooth_bwd_step(
     symmetric: only its symmetric part matters, P^s being symmetric). Writes the adjoints of
     G_n (gs), A_{n+1} (ga), m_n (gmf), P_n (gfc) and P^-_{n+1} (gp), first."""
     m, S1, C = mf.shape
+    if m == 2:
+        _smooth_bwd_step2(A, sg, mf, ms1, Pp1, Ps1, gms1, gPs1, b, bc, bd, d, Dm, T, bD, gs, ga,
+                          gmf, gfc, gp)  # fmt: skip
+        return
     # means
     _tmatvec(sg, b, bd)  # bd = G^T b
     _matvec(A, mf, d)
@@ -767,6 +842,94 @@ def _smooth_bwd_step(
                 sym = 0.5 * (d1[c] + d2[c])
                 g[c] = -sym
                 o[c] = 0.5 * (a[c] + a2[c]) + sym
+
+
+@_jit
+def _smooth_bwd_step2(
+    A, sg, mf, ms1, Pp1, Ps1, gms1, gPs1, b, bc, bd, d, Dm, T, bD, gs, ga, gmf, gfc, gp
+):  # fmt: skip
+    """:func:`_smooth_bwd_step` for m = 2 with the 2 x 2 products written out: each loop
+    stores one row and loads at most eight, so fewer rows go through memory (the same
+    operations in the same order, so the same numbers)."""
+    S1, C = mf.shape[1], mf.shape[2]
+    for i in range(2):  # bd = G^T b
+        for s in range(S1):
+            o, x0, y0, x1, y1 = bd[i, s], sg[0, i], b[0, s], sg[1, i], b[1, s]
+            for c in range(C):
+                o[c] = x0[c] * y0[c] + x1[c] * y1[c]
+    for i in range(2):  # d = m^s_{n+1} - A m_n
+        for s in range(S1):
+            o, a, x0, y0, x1, y1 = d[i, s], ms1[i, s], A[i, 0], mf[0, s], A[i, 1], mf[1, s]
+            for c in range(C):
+                o[c] = a[c] - (x0[c] * y0[c] + x1[c] * y1[c])
+    for i in range(2):  # T = b G
+        for j in range(2):
+            o, x0, y0, x1, y1 = T[i, j], bc[i, 0], sg[0, j], bc[i, 1], sg[1, j]
+            for c in range(C):
+                o[c] = x0[c] * y0[c] + x1[c] * y1[c]
+    for i in range(2):  # D = P^s_{n+1} - P^-_{n+1}
+        for j in range(2):
+            o, a, p = Dm[i, j], Ps1[i, j], Pp1[i, j]
+            for c in range(C):
+                o[c] = a[c] - p[c]
+    for i in range(2):  # the adjoints of G (b d^T + 2 T D) and of A_{n+1} (-bd m_n^T)
+        for j in range(2):
+            o, t0, t1, e0, e1 = gs[i, j], T[i, 0], T[i, 1], Dm[0, j], Dm[1, j]
+            if S1 == 2:  # one draw: the sums written out
+                b0, d0, b1, d1 = b[i, 0], d[j, 0], b[i, 1], d[j, 1]
+                for c in range(C):
+                    o[c] = ((0.0 + 1.0 * (b0[c] * d0[c])) + 1.0 * (b1[c] * d1[c])) + 2.0 * (
+                        t0[c] * e0[c] + t1[c] * e1[c]
+                    )
+                o, x0, y0, x1, y1 = ga[i, j], bd[i, 0], mf[j, 0], bd[i, 1], mf[j, 1]
+                for c in range(C):
+                    o[c] = (0.0 + -1.0 * (x0[c] * y0[c])) + -1.0 * (x1[c] * y1[c])
+                continue
+            for c in range(C):
+                o[c] = 0.0
+            for s in range(S1):
+                x, y = b[i, s], d[j, s]
+                for c in range(C):
+                    o[c] += 1.0 * (x[c] * y[c])
+            for c in range(C):
+                o[c] += 2.0 * (t0[c] * e0[c] + t1[c] * e1[c])
+            o = ga[i, j]
+            for c in range(C):
+                o[c] = 0.0
+            for s in range(S1):
+                x, y = bd[i, s], mf[j, s]
+                for c in range(C):
+                    o[c] += -1.0 * (x[c] * y[c])
+    for i in range(2):  # the adjoint of m_n: b - A^T bd
+        for s in range(S1):
+            o, bb, x0, y0, x1, y1 = gmf[i, s], b[i, s], A[0, i], bd[0, s], A[1, i], bd[1, s]
+            for c in range(C):
+                o[c] = bb[c] - (x0[c] * y0[c] + x1[c] * y1[c])
+    for i in range(2):  # b becomes the adjoint of m^s_n
+        for s in range(S1):
+            o, gn, bdd = b[i, s], gms1[i, s], bd[i, s]
+            for c in range(C):
+                o[c] = gn[c] + bdd[c]
+    for i in range(2):  # bD = G^T b G
+        for j in range(2):
+            o, x0, y0, x1, y1 = bD[i, j], sg[0, i], T[0, j], sg[1, i], T[1, j]
+            for c in range(C):
+                o[c] = x0[c] * y0[c] + x1[c] * y1[c]
+    for i in range(2):
+        for j in range(2):
+            f, bb = gfc[i, j], bc[i, j]
+            for c in range(C):
+                f[c] = bb[c]
+    for i in range(2):
+        for j in range(2):
+            g, d1, d2 = gp[i, j], bD[i, j], bD[j, i]
+            for c in range(C):
+                g[c] = -(0.5 * (d1[c] + d2[c]))
+    for i in range(2):  # bc becomes the adjoint of P^s_n
+        for j in range(2):
+            o, d1, d2, a, a2 = bc[i, j], bD[i, j], bD[j, i], gPs1[i, j], gPs1[j, i]
+            for c in range(C):
+                o[c] = 0.5 * (a[c] + a2[c]) + 0.5 * (d1[c] + d2[c])
 
 
 @_jit
@@ -843,6 +1006,9 @@ def _rts_bwd_step(Pp, skip, gsg, sg, Pf, A, Tt, R, gp, ga, gf):
     (gp), A_n (ga) and P_{n-1} (gf)."""
     m = Pp.shape[0]
     C = Pp.shape[2]
+    if m == 2:
+        _rts_bwd_step2(Pp, skip, gsg, sg, Pf, A, Tt[0, 0], R, gp, ga, gf)
+        return
     for i in range(m):
         for j in range(m):
             o, a = Tt[i, j], gsg[j, i]
@@ -866,6 +1032,123 @@ def _rts_bwd_step(Pp, skip, gsg, sg, Pf, A, Tt, R, gp, ga, gf):
 
 
 @_jit
+def _rts_bwd_step2(Pp, skip, gsg, sg, Pf, A, det, R, gp, ga, gf):
+    """:func:`_rts_bwd_step` for m = 2, the solve and the products written out (one row
+    stored per loop; the same operations in the same order). det (C,) is scratch."""
+    C = Pp.shape[2]
+    a, b, e, f = Pp[0, 0], Pp[0, 1], Pp[1, 0], Pp[1, 1]
+    for c in range(C):
+        det[c] = a[c] * f[c] - b[c] * e[c]
+    for j in range(2):  # R = (P^-_n)^{-1} gsg^T, 0 where skipped
+        r0, r1, x0, x1 = gsg[j, 0], gsg[j, 1], R[0, j], R[1, j]
+        for c in range(C):
+            x0[c] = 0.0 if skip[c] else (f[c] * r0[c] - b[c] * r1[c]) / det[c]
+        for c in range(C):
+            x1[c] = 0.0 if skip[c] else (a[c] * r1[c] - e[c] * r0[c]) / det[c]
+    for i in range(2):
+        for j in range(2):
+            o, r0, r1 = gp[i, j], R[i, 0], R[i, 1]
+            y0, y1 = sg[0, j], sg[1, j]
+            for c in range(C):
+                o[c] = (o[c] - r0[c] * y0[c]) - r1[c] * y1[c]
+            o, y0, y1 = ga[i, j], Pf[j, 0], Pf[j, 1]
+            for c in range(C):
+                o[c] = (o[c] + r0[c] * y0[c]) + r1[c] * y1[c]
+            o, a0, a1, q0, q1 = gf[i, j], A[0, i], A[1, i], R[0, j], R[1, j]
+            for c in range(C):
+                o[c] = (o[c] + a0[c] * q0[c]) + a1[c] * q1[c]
+
+
+@_jit
+def _cov_bwd_step2(
+    n, A, Pp, Pf, He, wn, gis, gls, g_gain, gfn, gpn, gw, u, s, cc, b_c, b_s, bu, bP, bPm, T,
+    gQ, tmp, carry, ga, ix, G, g_Q, g_Pinf,
+):  # fmt: skip
+    """:func:`_cov_bwd_step` for m = 2 with the 2 x 2 algebra written out: one row stored
+    per loop (the same operations in the same order, so the same numbers)."""
+    C = Pp.shape[2]
+    h0, h1 = He[0], He[1]
+    for i in range(2):  # u = P H^T, s = H u
+        o, p0, p1 = u[i], Pp[i, 0], Pp[i, 1]
+        for c in range(C):
+            o[c] = (0.0 + p0[c] * h0[c]) + p1[c] * h1[c]
+    u0, u1 = u[0], u[1]
+    for c in range(C):
+        s[c] = (0.0 + h0[c] * u0[c]) + h1[c] * u1[c]
+    for i in range(2):
+        for j in range(2):
+            o, a, b = bP[i, j], gfn[i, j], carry[i, j]
+            for c in range(C):
+                o[c] = a[c] + b[c]
+    for c in range(C):
+        cc[c] = wn[c] / (1.0 + wn[c] * s[c])
+    g0, g1 = g_gain[0], g_gain[1]
+    for c in range(C):
+        b_c[c] = (gis[c] + g0[c] * u0[c]) + g1[c] * u1[c]
+    p00, p01, p10, p11 = bP[0, 0], bP[0, 1], bP[1, 0], bP[1, 1]
+    for c in range(C):
+        b_c[c] = (
+            ((b_c[c] - u0[c] * p00[c] * u0[c]) - u0[c] * p01[c] * u1[c]) - u1[c] * p10[c] * u0[c]
+        ) - u1[c] * p11[c] * u1[c]
+    for c in range(C):
+        den = 1.0 + wn[c] * s[c]
+        gw[c] = (0.0 + gls[c] * s[c] / den) + b_c[c] * (1.0 - cc[c] * s[c]) ** 2
+    for c in range(C):
+        b_s[c] = gls[c] * cc[c] - cc[c] * cc[c] * b_c[c]
+    for i in range(2):
+        o, gg, h = bu[i], g_gain[i], He[i]
+        q0, r0, q1, r1 = bP[i, 0], bP[0, i], bP[i, 1], bP[1, i]
+        for c in range(C):
+            o[c] = ((cc[c] * gg[c] + b_s[c] * h[c]) - cc[c] * (q0[c] + r0[c]) * u0[c]) - cc[c] * (
+                q1[c] + r1[c]
+            ) * u1[c]
+    for i in range(2):
+        for j in range(2):
+            o, p, b, h, g = bPm[i, j], bP[i, j], bu[i], He[j], gpn[i, j]
+            for c in range(C):
+                o[c] = p[c] + b[c] * h[c] + g[c]
+    if n == 0:  # Pinf and Q enter through their symmetric parts
+        for c in range(C):
+            g = c % G
+            for i in range(2):
+                for j in range(2):
+                    g_Pinf[g, i, j] += 0.5 * (bPm[i, j, c] + bPm[j, i, c])
+        return
+    for i in range(2):  # T = A P_{n-1}
+        for j in range(2):
+            o, x0, y0, x1, y1 = T[i, j], A[i, 0], Pf[0, j], A[i, 1], Pf[1, j]
+            for c in range(C):
+                o[c] = x0[c] * y0[c] + x1[c] * y1[c]
+    for i in range(2):
+        for j in range(2):
+            o, p1, p2 = gQ[i, j], bPm[i, j], bPm[j, i]
+            for c in range(C):
+                o[c] = 0.5 * (p1[c] + p2[c])
+            o, q0, r0, q1, r1, t0, t1 = (
+                ga[i, j],
+                bPm[i, 0],
+                bPm[0, i],
+                bPm[i, 1],
+                bPm[1, i],
+                T[0, j],
+                T[1, j],
+            )
+            for c in range(C):  # g_A += (bPm + bPm^T) T
+                o[c] = (o[c] + (q0[c] + r0[c]) * t0[c]) + (q1[c] + r1[c]) * t1[c]
+    _scatter_step(gQ, ix, n, G, g_Q)
+    for i in range(2):  # carry = A^T bPm A
+        for j in range(2):
+            o, x0, y0, x1, y1 = tmp[i, j], bPm[i, 0], A[0, j], bPm[i, 1], A[1, j]
+            for c in range(C):
+                o[c] = x0[c] * y0[c] + x1[c] * y1[c]
+    for i in range(2):
+        for j in range(2):
+            o, x0, y0, x1, y1 = carry[i, j], A[0, i], tmp[0, j], A[1, i], tmp[1, j]
+            for c in range(C):
+                o[c] = x0[c] * y0[c] + x1[c] * y1[c]
+
+
+@_jit
 def _cov_bwd_step(
     n, A, Pp, Pf, He, wn, gis, gls, g_gain, gfn, gpn, gw, u, s, cc, b_c, b_s, bu, bP, bPm, T,
     gQ, tmp, carry, ga, ix, G, g_Q, g_Pinf,
@@ -877,6 +1160,12 @@ def _cov_bwd_step(
     prediction (for the step before)."""
     m = Pp.shape[0]
     C = Pp.shape[2]
+    if m == 2:
+        _cov_bwd_step2(
+            n, A, Pp, Pf, He, wn, gis, gls, g_gain, gfn, gpn, gw, u, s, cc, b_c, b_s, bu, bP,
+            bPm, T, gQ, tmp, carry, ga, ix, G, g_Q, g_Pinf,
+        )  # fmt: skip
+        return
     _project(Pp, He, u, s)
     for c in range(C):
         den = 1.0 + wn[c] * s[c]
