@@ -99,12 +99,17 @@ def test_gradients_match_sequential(case: str, layout: str) -> None:
     assert bool((got[1][excluded] == 0).all())
 
 
+@pytest.mark.parametrize("num_samples", [1, 3], ids=["S=1", "S=3"])
 @pytest.mark.parametrize("case", ["matern32", "mixed"])
-def test_struct_of_arrays_on_a_mostly_regular_grid_matches_sequential(case: str) -> None:
+def test_struct_of_arrays_on_a_mostly_regular_grid_matches_sequential(
+    case: str, num_samples: int
+) -> None:
     """The struct-of-arrays pass gathers a step's transitions only when its table entries
     differ from the step gathered last (a regular grid gathers once per sweep): on a regular
     grid with a few irregular gaps in one series, padding and excluded points, its draws, KL
-    and gradients must still agree with the sequential path."""
+    and gradients must still agree with the sequential path. With one draw (training's
+    default) and with several: the m = 2 loops write the sums over the data columns out for
+    one draw."""
     kernels = make_kernels(case)
     B, N, L = 4, 12, len(kernels)
     g = torch.Generator().manual_seed(77)
@@ -120,7 +125,7 @@ def test_struct_of_arrays_on_a_mostly_regular_grid_matches_sequential(case: str)
     var[3, :, 0] = torch.inf  # a chain with no included point
     var = torch.where(valid[..., None], var, 7.0)
     params = [p for k in kernels for p in k.parameters()]
-    w_draw = torch.randn(3, B, N, L, generator=g, dtype=DTYPE)
+    w_draw = torch.randn(num_samples, B, N, L, generator=g, dtype=DTYPE)
     w_kl = torch.rand(B, L, generator=g, dtype=DTYPE) + 0.5
 
     def run(method: str) -> list[Tensor]:
@@ -128,7 +133,7 @@ def test_struct_of_arrays_on_a_mostly_regular_grid_matches_sequential(case: str)
         v = var.clone().requires_grad_()
         post = MarkovGPPosterior(kernels, x, m, v, valid, method=method)
         post._fused_layout = "soa"
-        draws = post.sample(3, gen())
+        draws = post.sample(num_samples, gen())
         kl = post.kl()
         value = (w_draw * draws).sum() + (w_kl * kl).sum()
         return [draws.detach(), kl.detach(), *torch.autograd.grad(value, [m, v, *params])]
