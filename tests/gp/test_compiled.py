@@ -19,7 +19,7 @@ from torch import Tensor
 
 from gpvae.errors import NumericalError, ValidationError
 from gpvae.gp import _compiled, _kalman, _scan, markov
-from gpvae.gp._transitions import group_transitions
+from gpvae.gp._transitions import group_tables, group_transitions
 from gpvae.gp.markov import MarkovGPPosterior, sample_prior_markov
 from gpvae.kernels.base import Kernel
 from gpvae.kernels.matern import Matern12, Matern32, Matern52
@@ -277,6 +277,125 @@ def test_group_transitions_match_each_kernel(kind: type[Kernel]) -> None:
     )
     for a, b in zip(fast, slow, strict=True):
         same(a, b, rtol=1e-9)
+
+
+def _matern_group(kind: type[Kernel], dtype: torch.dtype) -> list[Kernel]:
+    return [
+        kind(lengthscale=ls, variance=s2).to(dtype)  # type: ignore[call-arg]
+        for ls, s2 in [(0.5, 1.0), (2.0, 0.3), (1e-3, 2.0), (40.0, 0.05)]
+    ]
+
+
+@pytest.mark.parametrize("param_dtype", [torch.float32, torch.float64])
+@pytest.mark.parametrize("kind", [Matern12, Matern32, Matern52])
+def test_group_tables_match_the_torch_tables_and_factors(
+    kind: type[Kernel], param_dtype: torch.dtype
+) -> None:
+    """The float64 tables of one autograd Function (group_tables) equal group_transitions'
+    and the factors process_noise_factors and the Cholesky of Pinf give, values and the
+    gradients of every output (steps of 0 and beyond the decay cap included)."""
+    kernels = _matern_group(kind, param_dtype)
+    steps = torch.tensor([0.0, 0.3, 1.0, 7.5, 2e3], dtype=DTYPE)
+    fast = group_tables(kernels, steps)
+    assert fast.chol_q is not None
+    assert fast.chol0 is not None
+    slow = group_transitions(kernels, steps)
+    slow_outs = [
+        slow.A,
+        slow.Q,
+        slow.Pinf,
+        _kalman.process_noise_factors(slow.Q, slow.Pinf),
+        _kalman._cholesky(slow.Pinf, "Pinf"),
+    ]
+    fast_outs = [fast.mats.A, fast.mats.Q, fast.mats.Pinf, fast.chol_q, fast.chol0]
+    for got, want in zip(fast_outs, slow_outs, strict=True):
+        assert got.dtype == DTYPE
+        same(got, want)
+    assert torch.equal(fast.mats.H, slow.H)
+    w = torch.Generator().manual_seed(64)
+    params = [p for k in kernels for p in k.parameters()]
+    for i in range(len(slow_outs)):  # each output's gradient on its own
+        weight = torch.randn(slow_outs[i].shape, generator=w, dtype=DTYPE)
+        got, want = (
+            torch.autograd.grad((weight * o[i]).sum(), params, retain_graph=True, allow_unused=True)
+            for o in (fast_outs, slow_outs)
+        )
+        for a, b, param in zip(got, want, params, strict=True):
+            a = torch.zeros_like(param) if a is None else a  # A does not depend on s2
+            b = torch.zeros_like(param) if b is None else b
+            assert a.dtype == b.dtype == param_dtype
+            same(a, b, rtol=1e-9)
+
+
+@pytest.mark.parametrize("kind", [Matern12, Matern32, Matern52])
+def test_group_tables_factor_the_process_noise_of_short_steps(kind: type[Kernel]) -> None:
+    """For short steps Q is nearly singular and its factor ill-conditioned (two ways of
+    rounding disagree far beyond 1e-10 there); the factors still reproduce Q + jitter."""
+    kernels = _matern_group(kind, DTYPE)
+    steps = torch.tensor([1e-6, 1e-4, 1e-3, 1e-2], dtype=DTYPE)
+    got = group_tables(kernels, steps)
+    assert got.chol_q is not None
+    Q, Pinf = got.mats.Q.detach(), got.mats.Pinf.detach()
+    jitter = torch.finfo(DTYPE).eps ** 0.75 * torch.diagonal(Pinf, dim1=-2, dim2=-1)
+    L = got.chol_q.detach()
+    assert torch.equal(L, L.tril())
+    scale = torch.diagonal(Pinf, dim1=-2, dim2=-1).amax(-1)[:, None, None]  # (G, 1, 1)
+    err = (L @ L.transpose(-1, -2) - Q - torch.diag_embed(jitter)).abs() / scale
+    assert float(err.max()) < 1e-14
+
+
+@pytest.mark.parametrize("p", [0, 1, 2])
+def test_matern_tables_function_passes_gradcheck(p: int) -> None:
+    from gpvae.gp._transitions import _MaternTables
+
+    lam = torch.tensor([0.7, 1.9, 3.0], dtype=DTYPE, requires_grad=True)
+    s2 = torch.tensor([1.3, 0.4, 2.0], dtype=DTYPE, requires_grad=True)
+    steps = torch.tensor([0.0, 0.5, 2.0], dtype=DTYPE)
+    assert torch.autograd.gradcheck(
+        lambda a, b: _MaternTables.apply(a, b, steps, p, True, []), (lam, s2)
+    )
+
+
+def test_group_tables_without_gradients_give_the_same_values() -> None:
+    kernels = _matern_group(Matern32, torch.float32)
+    steps = torch.tensor([0.0, 1.0, 2.5], dtype=DTYPE)
+    with_grad = group_tables(kernels, steps)
+    with torch.no_grad():
+        without = group_tables(kernels, steps)
+    assert without.mats.A.grad_fn is None
+    for a, b in zip(
+        [*with_grad.mats, with_grad.chol_q, with_grad.chol0],
+        [*without.mats, without.chol_q, without.chol0],
+        strict=True,
+    ):
+        assert torch.equal(a.detach(), b)
+
+
+def test_group_tables_elsewhere_are_group_transitions_without_factors() -> None:
+    """float32 steps, and groups other than one Matern order, take group_transitions."""
+    kernels = _matern_group(Matern32, torch.float32)
+    steps = torch.tensor([0.0, 1.0], dtype=torch.float32)
+    got = group_tables(kernels, steps)
+    assert got.chol_q is None
+    assert got.chol0 is None
+    for a, b in zip(got.mats, group_transitions(kernels, steps), strict=True):
+        assert torch.equal(a, b)
+    mixed = [Matern32(lengthscale=2.0).to(DTYPE), (Matern12() + Matern12()).to(DTYPE)]
+    assert group_tables(mixed, steps.to(DTYPE)).chol_q is None
+
+
+def test_a_failed_factorisation_raises_where_the_factors_are_used() -> None:
+    """The tables do not raise for a process noise that cannot be factorised; the group
+    computes the factors the torch way when they are asked for, which raises as before."""
+    kernels = _matern_group(Matern32, DTYPE)
+    with torch.no_grad():
+        kernels[1].raw_lengthscale.fill_(float("nan"))
+    x = torch.arange(6, dtype=DTYPE).expand(2, 6)
+    steps = torch.tensor([0.0, 1.0], dtype=DTYPE)
+    assert group_tables(kernels, steps).chol_q is None
+    (group,) = markov._groups(kernels, x)  # no error yet: the filter does not need them
+    with pytest.raises(NumericalError, match="process noise Q"):
+        _ = group._chol_table
 
 
 def test_prior_paths_from_given_noise(monkeypatch: pytest.MonkeyPatch) -> None:

@@ -29,7 +29,6 @@ from gpvae import settings
 from gpvae.errors import NumericalError
 from gpvae.gp._compiled import _loops as _recursions
 from gpvae.gp._compiled import gc_paused, without_gc
-from gpvae.gp._kalman import _cholesky
 from gpvae.rng import batch_normal
 
 __all__ = ["release_arenas", "sample_and_kl", "supports_groups"]
@@ -383,7 +382,7 @@ def sample_and_kl(
     draws, kls = [], []
     for g, eps_g in zip(groups, eps):
         G = len(g.channels)
-        chol0 = _cholesky(g.Pinf, "stationary covariance Pinf")
+        chol0 = g.chol0
         fn = _function(g.Pinf.shape[-1], B * G, layout)
         sample, kl = fn.apply(
             g._A_table,

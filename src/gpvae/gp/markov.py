@@ -46,7 +46,7 @@ from torch.utils.checkpoint import checkpoint
 from gpvae import settings
 from gpvae.errors import InputTypeError, ShapeError, ValidationError, invalid
 from gpvae.gp import _compiled, _fused, _kalman, _scan
-from gpvae.gp._transitions import group_transitions
+from gpvae.gp._transitions import group_tables
 from gpvae.gp.base import GPPosterior
 from gpvae.gp.checks import check_condition_inputs, check_index_points, check_num_samples
 from gpvae.kernels.base import Kernel
@@ -223,7 +223,7 @@ class _Group:
         self.sel: slice | list[int] = slice(first, last + 1) if consecutive else channels
         self._index = index  # (N, B) into steps
         self.still = steps[index] == 0  # (N, B): A = I and Q = 0 there
-        mats = group_transitions([kernels[c] for c in channels], steps)
+        mats, self._chol_q, self._chol0 = group_tables([kernels[c] for c in channels], steps)
         dtype = steps.dtype
         self._A_table = mats.A.to(dtype)  # (K, G, m, m)
         self._Q_table = mats.Q.to(dtype)
@@ -244,7 +244,16 @@ class _Group:
     def _chol_table(self) -> Tensor:
         """(K, G, m, m) lower factors of ``Q + jitter`` (see
         :func:`gpvae.gp._kalman.process_noise_factors`), one per distinct step."""
+        if self._chol_q is not None and self._chol_q.dtype == self._Q_table.dtype:
+            return self._chol_q  # made with the tables (gpvae.gp._transitions.group_tables)
         return _kalman.process_noise_factors(self._Q_table, self.Pinf)
+
+    @cached_property
+    def chol0(self) -> Tensor:
+        """(G, m, m) lower factors of Pinf."""
+        if self._chol0 is not None and self._chol0.dtype == self.Pinf.dtype:
+            return self._chol0
+        return _kalman._cholesky(self.Pinf, "stationary covariance Pinf")
 
     def matrices(self, ops: Any) -> tuple[Any, Any, Any]:
         """``(A, Q, chol_q)`` for the recursions of ``ops``: tables read through the step
