@@ -307,6 +307,21 @@ def test_elbo_parts_shapes_and_gradients(posterior: str) -> None:
     assert model.elbo(batch).iwae is None
 
 
+@pytest.mark.parametrize("beta", [1.0, 0.5, 0.0])
+def test_elbo_is_loglik_minus_beta_kl_bit_for_bit(beta: float) -> None:
+    """In training (no feature regression) the ELBO is ``loglik - beta * kl`` exactly; with
+    beta = 1 the graph holds no product by beta nor a difference with a zero loss."""
+    model = _small_model()
+    model.beta = beta
+    out = model.elbo(_small_batch(), generator=torch.Generator().manual_seed(3))
+    assert torch.equal(out.elbo, out.loglik - beta * out.kl)
+    ops = {type(out.elbo.grad_fn).__name__} | {
+        type(f).__name__ for f, _ in out.elbo.grad_fn.next_functions if f is not None
+    }
+    assert ("MulBackward0" in ops) == (beta != 1.0)
+    assert out.elbo.grad_fn.next_functions[0][0] is out.loglik.grad_fn
+
+
 def test_padding_and_unobserved_values_do_not_change_the_elbo() -> None:
     model = _small_model()
     batch = _small_batch()

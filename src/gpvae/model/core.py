@@ -323,15 +323,19 @@ class GPVAEModel(nn.Module):
         without the option. ``interpolated``: :meth:`interpolated` of ``seen`` when already
         computed (else it is computed here)."""
         fuse = self.interp_fusion
-        zero = batch.y.new_zeros(batch.y.shape[0])
-        if not isinstance(fuse, InterpolationFusion) or "fit" not in fuse.options:
-            return zero
+        if not self._fits_regression() or not isinstance(fuse, InterpolationFusion):
+            return batch.y.new_zeros(batch.y.shape[0])
         p = (self.interpolated(seen) if interpolated is None else interpolated).regressed
         if p is None:
             raise ValueError("interpolated: expected the regression with interp_cross")
         target = batch.observed & batch.valid[..., None]
         err = torch.where(target, (batch.y - p).abs(), torch.zeros_like(p))
         return err.sum(dim=(-2, -1))
+
+    def _fits_regression(self) -> bool:
+        """Whether :meth:`cross_fit` has a loss (the ``fit`` option of ``interp_cross``)."""
+        fuse = self.interp_fusion
+        return isinstance(fuse, InterpolationFusion) and "fit" in fuse.options
 
     def _forecast_batch(self, batch: Batch, x_new: Tensor) -> Batch:
         """History and the new index points as one batch (the new steps unobserved)."""
@@ -374,8 +378,10 @@ class GPVAEModel(nn.Module):
         ll = self.log_likelihood(self.decode(z, seen, shared), batch)  # (S K, B)
         kl = q.kl()  # (B,)
         loglik = ll.mean(0)  # (B,)
-        elbo = loglik - self.beta * kl
-        if self.training:
+        # beta = 1 and no feature regression (the usual case): the same values without a
+        # product by 1 and a difference with zeros, nor their backward nodes
+        elbo = loglik - kl if self.beta == 1.0 else loglik - self.beta * kl
+        if self.training and self._fits_regression():
             elbo = elbo - self.cross_fit(seen, batch, shared)
         bound = None
         if K > 1:
