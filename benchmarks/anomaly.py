@@ -376,7 +376,9 @@ def new_gpvae(args: argparse.Namespace, white: bool = False) -> Any:
 
     return GPVAE(
         latent_dim=args.latent_dim,
-        kernel="white" if white else "matern32",
+        kernel="white" if white else args.kernel,
+        lengthscale=None if white else args.lengthscale,
+        beta=args.beta,
         posterior="diagonal" if white else "structured",
         hidden=(args.hidden, args.hidden),
         epochs=args.epochs,
@@ -498,6 +500,25 @@ def run_gpvae(
     hist = est.history_
     best = int(np.nanargmin([h["val_score"] for h in hist])) + 1 if hist else 0
     out.update(epochs_run=len(hist), best_epoch=best, variants=variants)
+    if hist:  # label-free: the validation score of the weights kept (lower is better)
+        out["val_score_best"] = float(hist[best - 1]["val_score"])
+    out["kernel_fitted"] = fitted_kernel(est)
+    return out
+
+
+def fitted_kernel(est: Any) -> dict[str, list[float]]:
+    """The trained prior's positive hyper-parameters, one list entry per latent channel's
+    kernel term: ``{"0.lengthscale": [...], "0.variance": [...]}`` (term index within the
+    channel's kernel, ``0`` for a single kernel)."""
+    out: dict[str, list[float]] = {}
+    for name, mod in est.model_.prior.named_modules():
+        parts = name.split(".")  # kernels.<channel>[.kernels.<term>]
+        if len(parts) < 2 or parts[0] != "kernels":
+            continue
+        term = parts[3] if len(parts) >= 4 else "0"
+        for attr in ("lengthscale", "variance"):
+            if f"raw_{attr}" in mod._parameters:
+                out.setdefault(f"{term}.{attr}", []).append(float(getattr(mod, attr).detach()))
     return out
 
 
@@ -571,6 +592,14 @@ def parse_args(argv: Sequence[str] | None) -> argparse.Namespace:
     p.add_argument("--epochs", type=int, default=40)
     p.add_argument("--patience", type=int, default=5)
     p.add_argument("--latent-dim", type=int, default=4)
+    p.add_argument("--kernel", default="matern32", help="gpvae's kernel name (the VAE's is white).")
+    p.add_argument(
+        "--lengthscale",
+        type=float,
+        default=None,
+        help="gpvae's initial lengthscale in steps (default: the library's).",
+    )
+    p.add_argument("--beta", type=float, default=1.0, help="KL weight of both VAEs.")
     p.add_argument("--hidden", type=int, default=64)
     p.add_argument("--lr", type=float, default=3e-3)
     p.add_argument("--batch-size", type=int, default=32)
@@ -648,6 +677,7 @@ def main(argv: Sequence[str] | None = None) -> int:
         k: getattr(args, k)
         for k in ("epochs", "patience", "latent_dim", "hidden", "lr", "batch_size")
     }
+    config.update(kernel=args.kernel, lengthscale=args.lengthscale, beta=args.beta)
     config.update(train_window=args.train_window, train_stride=args.train_stride)
     config.update({k: getattr(args, k) for k in ("window", "samples", "far", "threshold_holdout")})
     from gpvae import settings

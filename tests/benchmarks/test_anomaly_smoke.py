@@ -182,3 +182,26 @@ def test_tail_variants_pass_their_scale_and_combination(bench) -> None:  # type:
     np.testing.assert_array_equal(scores[2], scores[3])
     # so does the spread's quantile
     np.testing.assert_array_equal(scores[3], scores[4])
+
+
+def test_the_model_options_reach_the_fit_and_the_fitted_kernel_is_recorded(bench) -> None:  # type: ignore[no-untyped-def]
+    """--kernel, --lengthscale and --beta set gpvae's model (the VAE keeps its white kernel
+    and takes only beta); the record holds the trained kernel's hyper-parameters, one per
+    latent channel and term."""
+    s = _series(3)
+    args = bench.parse_args(["--epochs", "1", "--hidden", "8", "--latent-dim", "2",
+                             "--kernel", "matern12+white", "--lengthscale", "7",
+                             "--beta", "0.5"])  # fmt: skip
+    est = bench.new_gpvae(args)
+    assert (est.kernel, est.lengthscale, est.beta) == ("matern12+white", 7.0, 0.5)
+    vae = bench.new_gpvae(args, white=True)
+    assert (vae.kernel, vae.lengthscale, vae.beta) == ("white", None, 0.5)
+    out = bench.RUNNERS["gpvae"](s, args, 20)
+    fitted = out["kernel_fitted"]
+    assert set(fitted) == {"0.lengthscale", "0.variance", "1.variance"}
+    assert all(len(v) == 2 and all(x > 0 for x in v) for v in fitted.values())
+    assert fitted["0.lengthscale"] != [7.0, 7.0]  # trained, not the initial value
+    assert np.isfinite(out["val_score_best"])
+    white = bench.RUNNERS["vae"](s, args, 20)["kernel_fitted"]
+    assert set(white) == {"0.variance"}
+    assert len(white["0.variance"]) == 2
