@@ -184,10 +184,12 @@ def test_tail_variants_pass_their_scale_and_combination(bench) -> None:  # type:
     np.testing.assert_array_equal(scores[3], scores[4])
 
 
-def test_the_model_options_reach_the_fit_and_the_fitted_kernel_is_recorded(bench) -> None:  # type: ignore[no-untyped-def]
+def test_the_model_options_reach_the_fit_and_the_fitted_kernel_is_recorded(
+    bench, monkeypatch
+) -> None:  # type: ignore[no-untyped-def]
     """--kernel, --lengthscale and --beta set gpvae's model (the VAE keeps its white kernel
     and takes only beta); the record holds the trained kernel's hyper-parameters, one per
-    latent channel and term."""
+    latent channel and term, as the fitted model's kernels hold them."""
     s = _series(3)
     args = bench.parse_args(["--epochs", "1", "--hidden", "8", "--latent-dim", "2",
                              "--kernel", "matern12+white", "--lengthscale", "7",
@@ -196,11 +198,18 @@ def test_the_model_options_reach_the_fit_and_the_fitted_kernel_is_recorded(bench
     assert (est.kernel, est.lengthscale, est.beta) == ("matern12+white", 7.0, 0.5)
     vae = bench.new_gpvae(args, white=True)
     assert (vae.kernel, vae.lengthscale, vae.beta) == ("white", None, 0.5)
+    made = []
+    build = bench.new_gpvae
+    monkeypatch.setattr(bench, "new_gpvae", lambda *a, **k: made.append(build(*a, **k)) or made[-1])
     out = bench.RUNNERS["gpvae"](s, args, 20)
     fitted = out["kernel_fitted"]
     assert set(fitted) == {"0.lengthscale", "0.variance", "1.variance"}
-    assert all(len(v) == 2 and all(x > 0 for x in v) for v in fitted.values())
-    assert fitted["0.lengthscale"] != [7.0, 7.0]  # trained, not the initial value
+    channels = made[0].model_.prior.kernels  # each channel's Sum(Matern12, White)
+    for key, term, attr in (("0.lengthscale", 0, "lengthscale"), ("0.variance", 0, "variance"),
+                            ("1.variance", 1, "variance")):  # fmt: skip
+        want = [float(getattr(k.terms[term], attr).detach()) for k in channels]
+        assert fitted[key] == pytest.approx(want, rel=1e-12)
+    assert fitted["0.lengthscale"] != pytest.approx([7.0, 7.0], rel=1e-6)  # trained
     assert np.isfinite(out["val_score_best"])
     white = bench.RUNNERS["vae"](s, args, 20)["kernel_fitted"]
     assert set(white) == {"0.variance"}
