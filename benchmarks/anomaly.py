@@ -649,6 +649,14 @@ def parse_args(argv: Sequence[str] | None) -> argparse.Namespace:
     return p.parse_args(argv)
 
 
+def method_config(config: dict[str, Any], method: str) -> dict[str, Any]:
+    """The run's configuration as it applies to ``method``: the VAE runs a white kernel
+    whatever ``--kernel`` and ``--lengthscale`` say."""
+    if method == "vae":
+        return {**config, "kernel": "white", "lengthscale": None}
+    return config
+
+
 def main(argv: Sequence[str] | None = None) -> int:
     import torch
 
@@ -723,7 +731,7 @@ def main(argv: Sequence[str] | None = None) -> int:
                     "anomalous_share": float(data.labels.mean()),
                     "sliding_window": w,
                     "dev": f"{data.dataset}:{name}" in DEV_SERIES,
-                    "config": config,
+                    "config": method_config(config, method),
                     **{k: _finite(v) for k, v in {**res, **vres}.items()},
                 }
                 if vname:

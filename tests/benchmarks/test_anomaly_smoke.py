@@ -214,3 +214,11 @@ def test_the_model_options_reach_the_fit_and_the_fitted_kernel_is_recorded(
     white = bench.RUNNERS["vae"](s, args, 20)["kernel_fitted"]
     assert set(white) == {"0.variance"}
     assert len(white["0.variance"]) == 2
+
+
+def test_a_vae_record_names_the_white_kernel_it_ran(bench) -> None:  # type: ignore[no-untyped-def]
+    config = {"kernel": "matern32", "lengthscale": 5.0, "beta": 0.5}
+    assert bench.method_config(config, "vae") == {"kernel": "white", "lengthscale": None,
+                                                  "beta": 0.5}  # fmt: skip
+    assert bench.method_config(config, "gpvae") == config
+    assert config["kernel"] == "matern32"  # the run's own configuration is left as it was
