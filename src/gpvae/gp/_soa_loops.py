@@ -378,28 +378,42 @@ def _same_row(ix, n, p):
 
 
 @_jit
+def _mm2(X, Y, out):
+    """out = X Y per chain for m = 2, written out (one row stored per loop)."""
+    C = out.shape[2]
+    for i in range(2):
+        for j in range(2):
+            o, x0, y0, x1, y1 = out[i, j], X[i, 0], Y[0, j], X[i, 1], Y[1, j]
+            for c in range(C):
+                o[c] = x0[c] * y0[c] + x1[c] * y1[c]
+
+
+@_jit
+def _sym2(F, T, X, out):
+    """out = (F + F^T + T X^T + X T^T) / 2 per chain for m = 2, written out: the symmetrised
+    update of :func:`_predict` and :func:`_smooth_step` (lower triangle computed, mirrored)."""
+    C = out.shape[2]
+    for i in range(2):
+        for j in range(i + 1):
+            o, f1, f2 = out[i, j], F[i, j], F[j, i]
+            t0, g0, u0, h0 = T[i, 0], X[j, 0], T[j, 0], X[i, 0]
+            t1, g1, u1, h1 = T[i, 1], X[j, 1], T[j, 1], X[i, 1]
+            for c in range(C):
+                o[c] = (
+                    ((f1[c] + f2[c]) + (t0[c] * g0[c] + u0[c] * h0[c]))
+                    + (t1[c] * g1[c] + u1[c] * h1[c])
+                ) * 0.5
+    o, p = out[0, 1], out[1, 0]
+    for c in range(C):
+        o[c] = p[c]
+
+
+@_jit
 def _predict2(A, Pf, Qn, T, Pp):
     """:func:`_predict` for m = 2, the products written out (one row stored per loop; the same
     operations in the same order)."""
-    C = A.shape[2]
-    for i in range(2):  # T = A P_{n-1}
-        for j in range(2):
-            o, x0, y0, x1, y1 = T[i, j], A[i, 0], Pf[0, j], A[i, 1], Pf[1, j]
-            for c in range(C):
-                o[c] = x0[c] * y0[c] + x1[c] * y1[c]
-    for i in range(2):
-        for j in range(i + 1):
-            o, qij, qji = Pp[i, j], Qn[i, j], Qn[j, i]
-            t0, a0, u0, b0 = T[i, 0], A[j, 0], T[j, 0], A[i, 0]
-            t1, a1, u1, b1 = T[i, 1], A[j, 1], T[j, 1], A[i, 1]
-            for c in range(C):
-                o[c] = (
-                    ((qij[c] + qji[c]) + (t0[c] * a0[c] + u0[c] * b0[c]))
-                    + (t1[c] * a1[c] + u1[c] * b1[c])
-                ) * 0.5
-    o, p = Pp[0, 1], Pp[1, 0]
-    for c in range(C):
-        o[c] = p[c]
+    _mm2(A, Pf, T)  # T = A P_{n-1}
+    _sym2(Qn, T, A, Pp)
 
 
 @_jit
@@ -422,24 +436,8 @@ def _smooth_step2(A, sg, mf, Pf, ms1, Ps1, Pp1, d, Dm, T, ms, Ps):
             o, a, b = Dm[i, j], Ps1[i, j], Pp1[i, j]
             for c in range(C):
                 o[c] = a[c] - b[c]
-    for i in range(2):  # T = G (P^s_{n+1} - P^-_{n+1})
-        for j in range(2):
-            o, x0, y0, x1, y1 = T[i, j], sg[i, 0], Dm[0, j], sg[i, 1], Dm[1, j]
-            for c in range(C):
-                o[c] = x0[c] * y0[c] + x1[c] * y1[c]
-    for i in range(2):
-        for j in range(i + 1):
-            o, f1, f2 = Ps[i, j], Pf[i, j], Pf[j, i]
-            t0, g0, u0, h0 = T[i, 0], sg[j, 0], T[j, 0], sg[i, 0]
-            t1, g1, u1, h1 = T[i, 1], sg[j, 1], T[j, 1], sg[i, 1]
-            for c in range(C):
-                o[c] = (
-                    ((f1[c] + f2[c]) + (t0[c] * g0[c] + u0[c] * h0[c]))
-                    + (t1[c] * g1[c] + u1[c] * h1[c])
-                ) * 0.5
-    o, p = Ps[0, 1], Ps[1, 0]
-    for c in range(C):
-        o[c] = p[c]
+    _mm2(sg, Dm, T)  # T = G (P^s_{n+1} - P^-_{n+1})
+    _sym2(Pf, T, sg, Ps)
 
 
 @_jit
