@@ -1063,6 +1063,27 @@ def _rts_bwd_step2(Pp, skip, gsg, sg, Pf, A, det, R, gp, ga, gf):
 
 
 @_jit
+def _prior_cov_adjoint(bP, bu, He, gpn, n, G, bPm, g_Pinf):
+    """bPm = bP + bu He^T + gpn, the adjoint of the step's predicted covariance; at step 0
+    also adds its symmetric part into g_Pinf (Pinf enters there), and returns whether it
+    did (the covariance filter adjoint of the step ends there)."""
+    m, C = bP.shape[0], bP.shape[2]
+    for i in range(m):
+        for j in range(m):
+            o, p, b, h, g = bPm[i, j], bP[i, j], bu[i], He[j], gpn[i, j]
+            for c in range(C):
+                o[c] = p[c] + b[c] * h[c] + g[c]
+    if n != 0:
+        return False
+    for c in range(C):  # Pinf and Q enter through their symmetric parts
+        g = c % G
+        for i in range(m):
+            for j in range(m):
+                g_Pinf[g, i, j] += 0.5 * (bPm[i, j, c] + bPm[j, i, c])
+    return True
+
+
+@_jit
 def _cov_bwd_step2(
     n, A, Pp, Pf, He, wn, gis, gls, g_gain, gfn, gpn, gw, u, s, cc, b_c, b_s, bu, bP, bPm, T,
     gQ, tmp, carry, ga, ix, G, g_Q, g_Pinf,
@@ -1105,17 +1126,7 @@ def _cov_bwd_step2(
             o[c] = ((cc[c] * gg[c] + b_s[c] * h[c]) - cc[c] * (q0[c] + r0[c]) * u0[c]) - cc[c] * (
                 q1[c] + r1[c]
             ) * u1[c]
-    for i in range(2):
-        for j in range(2):
-            o, p, b, h, g = bPm[i, j], bP[i, j], bu[i], He[j], gpn[i, j]
-            for c in range(C):
-                o[c] = p[c] + b[c] * h[c] + g[c]
-    if n == 0:  # Pinf and Q enter through their symmetric parts
-        for c in range(C):
-            g = c % G
-            for i in range(2):
-                for j in range(2):
-                    g_Pinf[g, i, j] += 0.5 * (bPm[i, j, c] + bPm[j, i, c])
+    if _prior_cov_adjoint(bP, bu, He, gpn, n, G, bPm, g_Pinf):
         return
     for i in range(2):  # T = A P_{n-1}
         for j in range(2):
@@ -1202,17 +1213,7 @@ def _cov_bwd_step(
             p1, p2, uj = bP[i, j], bP[j, i], u[j]
             for c in range(C):
                 o[c] -= cc[c] * (p1[c] + p2[c]) * uj[c]
-    for i in range(m):
-        for j in range(m):
-            o, p, b, h, g = bPm[i, j], bP[i, j], bu[i], He[j], gpn[i, j]
-            for c in range(C):
-                o[c] = p[c] + b[c] * h[c] + g[c]
-    if n == 0:  # Pinf and Q enter through their symmetric parts
-        for c in range(C):
-            g = c % G
-            for i in range(m):
-                for j in range(m):
-                    g_Pinf[g, i, j] += 0.5 * (bPm[i, j, c] + bPm[j, i, c])
+    if _prior_cov_adjoint(bP, bu, He, gpn, n, G, bPm, g_Pinf):
         return
     _matmul(A, Pf, T)  # T = A P_{n-1}
     for i in range(m):
