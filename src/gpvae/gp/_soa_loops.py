@@ -1128,11 +1128,7 @@ def _cov_bwd_step2(
             ) * u1[c]
     if _prior_cov_adjoint(bP, bu, He, gpn, n, G, bPm, g_Pinf):
         return
-    for i in range(2):  # T = A P_{n-1}
-        for j in range(2):
-            o, x0, y0, x1, y1 = T[i, j], A[i, 0], Pf[0, j], A[i, 1], Pf[1, j]
-            for c in range(C):
-                o[c] = x0[c] * y0[c] + x1[c] * y1[c]
+    _mm2(A, Pf, T)  # T = A P_{n-1}
     for i in range(2):
         for j in range(2):
             o, p1, p2 = gQ[i, j], bPm[i, j], bPm[j, i]
@@ -1150,11 +1146,7 @@ def _cov_bwd_step2(
             for c in range(C):  # g_A += (bPm + bPm^T) T
                 o[c] = (o[c] + (q0[c] + r0[c]) * t0[c]) + (q1[c] + r1[c]) * t1[c]
     _scatter_step(gQ, ix, n, G, g_Q)
-    for i in range(2):  # carry = A^T bPm A
-        for j in range(2):
-            o, x0, y0, x1, y1 = tmp[i, j], bPm[i, 0], A[0, j], bPm[i, 1], A[1, j]
-            for c in range(C):
-                o[c] = x0[c] * y0[c] + x1[c] * y1[c]
+    _mm2(bPm, A, tmp)  # carry = A^T bPm A
     for i in range(2):
         for j in range(2):
             o, x0, y0, x1, y1 = carry[i, j], A[0, i], tmp[0, j], A[1, i], tmp[1, j]
