@@ -322,8 +322,8 @@ class GPVAEModel(nn.Module):
         BRITS's feature regression loss, subtracted from the ELBO in training); zeros
         without the option. ``interpolated``: :meth:`interpolated` of ``seen`` when already
         computed (else it is computed here)."""
-        fuse = self.interp_fusion
-        if not self._fits_regression() or not isinstance(fuse, InterpolationFusion):
+        fuse = self._regression_fusion()
+        if fuse is None:
             return batch.y.new_zeros(batch.y.shape[0])
         p = (self.interpolated(seen) if interpolated is None else interpolated).regressed
         if p is None:
@@ -332,10 +332,11 @@ class GPVAEModel(nn.Module):
         err = torch.where(target, (batch.y - p).abs(), torch.zeros_like(p))
         return err.sum(dim=(-2, -1))
 
-    def _fits_regression(self) -> bool:
-        """Whether :meth:`cross_fit` has a loss (the ``fit`` option of ``interp_cross``)."""
+    def _regression_fusion(self) -> InterpolationFusion | None:
+        """The interpolation fusion when :meth:`cross_fit` has a loss (the ``fit`` option of
+        ``interp_cross``), else None."""
         fuse = self.interp_fusion
-        return isinstance(fuse, InterpolationFusion) and "fit" in fuse.options
+        return fuse if isinstance(fuse, InterpolationFusion) and "fit" in fuse.options else None
 
     def _forecast_batch(self, batch: Batch, x_new: Tensor) -> Batch:
         """History and the new index points as one batch (the new steps unobserved)."""
@@ -381,7 +382,7 @@ class GPVAEModel(nn.Module):
         # beta = 1 and no feature regression (the usual case): the same values without a
         # product by 1 and a difference with zeros, nor their backward nodes
         elbo = loglik - kl if self.beta == 1.0 else loglik - self.beta * kl
-        if self.training and self._fits_regression():
+        if self.training and self._regression_fusion() is not None:
             elbo = elbo - self.cross_fit(seen, batch, shared)
         bound = None
         if K > 1:
