@@ -25,7 +25,10 @@ Usage::
 
 Records go to ``benchmarks/results/imputation_outer.json`` (``--out`` to change), one per
 (method, seed), keyed like ``imputation.py``'s (pattern ``"outer"``, subset 300).
-``--config`` / ``--tag`` as in ``imputation.py`` (gpvae only).
+``--config`` / ``--tag`` as in ``imputation.py`` (gpvae only). Each record carries the
+command that made it (``command``). ``--save-imputed FILE.npz`` also writes the subset's
+imputed stays (``imputed``, standardised units; ``observed``; ``labels``; ``pick``, the
+training + validation rows) for analysis; it holds no outer stay.
 """
 
 from __future__ import annotations
@@ -33,6 +36,7 @@ from __future__ import annotations
 import argparse
 import json
 import os
+import shlex
 import sys
 import time
 from collections.abc import Sequence
@@ -101,10 +105,13 @@ def run(
     subset: int = SUBSET,
     outer_limit: int | None = None,
     repeats: int = SELECTION_REPEATS,
+    command: str | None = None,
+    save_imputed: str | os.PathLike[str] | None = None,
 ) -> dict[str, Any]:
     """Fit ``method`` for the points cell of the first ``subset`` stays, score both AUROCs,
     append the record and return it (``outer_limit``, ``repeats``: smaller runs for
-    tests)."""
+    tests; ``command``: recorded as the record's ``command``; ``save_imputed``: an ``.npz``
+    path for the subset's imputed stays)."""
     X_out, t_out, y_out, prep = outer_stays(data_dir, subset, outer_limit)
     assert prep.labels is not None
     task = make_task(prep, "point", seed)
@@ -115,6 +122,14 @@ def run(
     fit_s = time.perf_counter() - start
     own = imputer.impute(prep.X, prep.times)
     pick = np.sort(np.concatenate([prep.train, prep.val]))
+    if save_imputed is not None:
+        np.savez_compressed(
+            save_imputed,
+            imputed=own,
+            observed=~np.isnan(prep.X),
+            labels=prep.labels,
+            pick=pick,
+        )
     outer = downstream_auroc(imputer.impute(X_out, t_out), y_out)
     name = method if tag is None else f"{method}[{tag}]"
     record: dict[str, Any] = {
@@ -130,6 +145,7 @@ def run(
         "auroc_selection": selection_auroc(own[pick], prep.labels[pick], repeats),
         "n_selection": len(pick),
         "epochs": int(imputer.epochs_run),
+        "best_epoch": int(getattr(imputer, "best_epoch", 0)),
         "fit_s": round(fit_s, 3),
         "settings": {
             **imputer.settings,
@@ -143,6 +159,8 @@ def run(
         },
         "created": time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime()),
     }
+    if command is not None:
+        record["command"] = command
     results.add(record)
     print(
         f"{name} seed {seed}: AUROC outer {outer['auroc']:.4f} ({len(X_out)} stays), "
@@ -164,7 +182,21 @@ def main(argv: Sequence[str] | None = None) -> int:
     parser.add_argument("--data-dir", default=None, help="shared data dir (default GPVAE_DATA)")
     parser.add_argument("--config", default=None, help="gpvae: JSON replacing GPVAE_CONFIG's")
     parser.add_argument("--tag", default=None, help="record the method as METHOD[TAG]")
+    parser.add_argument(
+        "--save-imputed",
+        type=Path,
+        default=None,
+        help="write the subset's imputed stays to this .npz (one seed only)",
+    )
     args = parser.parse_args(argv)
+    if args.save_imputed is not None and len(args.seed) != 1:
+        parser.error("--save-imputed: expected one --seed")
+    words = list(sys.argv[1:] if argv is None else argv)
+    if "--save-imputed" in words:  # an analysis output, not part of the record's identity
+        at = words.index("--save-imputed")
+        del words[at : at + 2]
+    words = [w for w in words if not w.startswith("--save-imputed=")]
+    command = "python benchmarks/downstream_outer.py " + shlex.join(words)
 
     import torch
 
@@ -181,6 +213,8 @@ def main(argv: Sequence[str] | None = None) -> int:
             config=None if args.config is None else json.loads(args.config),
             tag=args.tag,
             subset=args.subset,
+            command=command,
+            save_imputed=args.save_imputed,
         )
     return 0
 

@@ -37,5 +37,23 @@ def test_outer_record_scores_stays_outside_the_subset(
     assert 0.0 < rec["auroc_selection"] < 1.0
     assert len(rec["auroc_outer_folds"]) == 5
     assert results.has("physionet2012", "outer", "linear", 0, 64)
+    assert "command" not in rec  # run() records a command only when given one
+    dump = tmp_path / "imputed.npz"
+    out = tmp_path / "cli.json"
+    argv = f"--method linear --subset 64 --data-dir {data} --out {out} --save-imputed {dump}"
+    mod.main(argv.split())
+    (cli,) = protocol.ResultsFile(out).records
+    assert cli["command"] == (
+        f"python benchmarks/downstream_outer.py --method linear --subset 64 --data-dir {data} "
+        f"--out {out}"
+    )
+    with np.load(dump) as saved:
+        assert saved["imputed"].shape == (64, 48, 37)
+        assert not np.isnan(saved["imputed"]).any()
+        np.testing.assert_array_equal(saved["observed"], ~np.isnan(prep.X))
+        kept = saved["observed"]
+        np.testing.assert_array_equal(saved["imputed"][kept], prep.X[kept])
+        np.testing.assert_array_equal(saved["labels"], prep.labels)
+        np.testing.assert_array_equal(saved["pick"], np.sort([*prep.train, *prep.val]))
     with pytest.raises(ValueError, match=r"^subset"):
         mod.outer_stays(data, 4000)
