@@ -247,6 +247,52 @@ def _outer_table(
     )
 
 
+def _outer_command(record: dict[str, Any]) -> str:
+    """The ``downstream_outer.py`` command of a record: its ``command``, or for records made
+    before commands were recorded, the one its fields imply (method, seed; ``--epochs`` /
+    ``--patience`` away from the defaults; ``--config`` with the settings that differ from
+    ``GPVAE_CONFIG`` and ``--tag`` for a tagged method)."""
+    if record.get("command"):
+        return str(record["command"])
+    import shlex
+
+    from imputation import DEFAULT_EPOCHS, DEFAULT_PATIENCE, GPVAE_CONFIG
+
+    method, _, tag = record["method"].partition("[")
+    s = record.get("settings") or {}
+    words = ["--method", method, "--seed", str(record["seed"])]
+    if (s.get("epochs") or DEFAULT_EPOCHS) != DEFAULT_EPOCHS:
+        words += ["--epochs", str(s["epochs"])]
+    if (s.get("patience") or DEFAULT_PATIENCE) != DEFAULT_PATIENCE:
+        words += ["--patience", str(s["patience"])]
+    if tag:
+        cfg = s.get("config") or {}
+        diff = {k: cfg[k] for k in cfg if cfg[k] != GPVAE_CONFIG.get(k)}
+        words += ["--config", json.dumps(diff), "--tag", tag.rstrip("]")]
+    return "python benchmarks/downstream_outer.py " + shlex.join(words)
+
+
+def _outer_commands(outer: list[dict[str, Any]]) -> str:
+    """The commands of the downstream check's records, one line per command that differs
+    only in ``--seed`` (the seeds listed together)."""
+    import shlex
+
+    order = {m: i for i, m in enumerate(METHOD_ORDER)}
+    seeds: dict[tuple[int, tuple[str, ...]], list[str]] = {}
+    for r in sorted(
+        outer, key=lambda r: (order.get(r["method"].split("[")[0], 99), r["method"], r["seed"])
+    ):
+        words = shlex.split(_outer_command(r))
+        at = words.index("--seed") if "--seed" in words else len(words)
+        rest = tuple(words[:at] + words[at + 2 :])
+        seeds.setdefault((at, rest), []).append(str(r["seed"]))
+    lines = []
+    for (at, rest), ss in seeds.items():
+        words = [*rest[:at], "--seed", *ss, *rest[at:]]
+        lines.append("OMP_NUM_THREADS=1 " + shlex.join(words))
+    return "\n".join(lines)
+
+
 def _settings(records: list[dict[str, Any]]) -> str:
     """One line per learned method: budget and settings of its most recent record."""
     latest: dict[str, dict[str, Any]] = {}
@@ -527,7 +573,13 @@ def render(
             '`interp_cross="fill+fit+fade"` (`interp_cross=True`). The protocol\'s CV '
             "includes the stays each imputer was trained on; SAITS and BRITS score higher on "
             "those (training + validation column) than on new stays. Generated from "
-            "`benchmarks/results/imputation_outer.json`.",
+            "`benchmarks/results/imputation_outer.json`, made by these commands (peers in "
+            "the benchmark environment; records made before commands were recorded show the "
+            "command their settings imply):",
+            "",
+            "```bash",
+            _outer_commands(outer or []),
+            "```",
             "",
             check,
         ]

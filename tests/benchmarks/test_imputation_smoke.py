@@ -313,6 +313,36 @@ def test_make_tables_outer_check_sits_beside_the_protocols_auroc(harness: Module
     assert "checked on more stays" not in tables.render(records)
 
 
+def test_make_tables_outer_check_prints_its_commands(harness: ModuleType) -> None:
+    """The downstream check lists the command of every record: the recorded one, or the one
+    a record's settings imply (older records), seeds of the same command on one line."""
+    tables = importlib.import_module("make_tables")
+
+    def outer(method: str, seed: int, **extra: Any) -> dict[str, Any]:
+        return {"dataset": "physionet2012", "pattern": "outer", "method": method, "seed": seed,
+                "subset": 300, "auroc_outer": 0.7, "auroc_selection": 0.6, "n_outer": 3700,
+                "n_selection": 240, **extra}  # fmt: skip
+
+    cmd = "python benchmarks/downstream_outer.py --method brits --seed {} --epochs 200"
+    checks = [
+        outer("brits", 1, command=cmd.format(1)),
+        outer("brits", 0, command=cmd.format(0)),
+        outer("saits", 0, settings={"epochs": 100, "patience": 5}),
+        outer("saits", 1, settings={"epochs": 100, "patience": 5}),
+        outer("gpvae[x]", 0, settings={"epochs": 100, "config": {"interp_cross": True}}),
+        outer("linear", 0, settings={"epochs": 120, "patience": 7}),
+    ]
+    region = tables.render([], None, checks)
+    block = region.split("```bash\n", 1)[1].split("```", 1)[0].splitlines()
+    run = "OMP_NUM_THREADS=1 python benchmarks/downstream_outer.py --method"
+    assert block == [
+        f"{run} linear --seed 0 --epochs 120 --patience 7",
+        f"{run} gpvae --seed 0 --config '{{\"interp_cross\": true}}' --tag x",
+        f"{run} saits --seed 0 1",
+        f"{run} brits --seed 0 1 --epochs 200",
+    ]
+
+
 def test_docs_imputation_region_is_the_records_rendered(harness: ModuleType) -> None:
     """docs/benchmarks.md's imputation region is make_tables' rendering of the committed
     records (regenerate it with ``python benchmarks/make_tables.py``)."""
