@@ -1,0 +1,51 @@
+"""``benchmarks/downstream_gaps.py``: distances to the nearest observation, the shrink towards
+the training mean, and the measures of one imputation (synthetic stays, no data needed)."""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from types import ModuleType
+
+import numpy as np
+import pytest
+
+
+def test_distance_and_shrink(bench_script: Callable[[str], ModuleType]) -> None:
+    mod = bench_script("downstream_gaps")
+    obs = np.zeros((1, 6, 2), dtype=bool)
+    obs[0, [1, 4], 0] = True  # feature 1 never observed
+    r = mod.distance_to_observed(obs)
+    assert r[0, :, 0].tolist() == [1, 0, 1, 1, 0, 1]
+    assert (r[0, :, 1] >= mod.FAR).all()
+    imp = np.full((1, 6, 2), 2.0)
+    out = mod.shrink(imp, obs, tau=1.0)
+    np.testing.assert_array_equal(out[obs], imp[obs])
+    np.testing.assert_allclose(out[0, [0, 2, 3, 5], 0], 2.0)  # distance 1: weight 1
+    np.testing.assert_array_equal(out[0, :, 1], 0.0)
+    obs[0, 1, 0] = False  # feature 0 observed at step 4 only: step 0 is 4 steps away
+    far = mod.shrink(imp, obs, tau=1.0)
+    assert far[0, 0, 0] == pytest.approx(2.0 * np.exp(-3.0))
+
+
+def test_analyse_scores_an_imputation_against_the_interpolation(
+    bench_script: Callable[[str], ModuleType],
+) -> None:
+    mod = bench_script("downstream_gaps")
+    rng = np.random.default_rng(0)
+    n, T, D = 60, 12, 3
+    obs = rng.random((n, T, D)) < 0.4
+    obs[:, :, 2] &= np.arange(n)[:, None] % 2 == 0  # feature 2 never observed in odd stays
+    labels = (np.arange(n) % 4 == 0).astype(int)
+    interp = rng.normal(size=(n, T, D)) + labels[:, None, None]
+    pick = np.arange(40)
+    res = mod.analyse(interp, obs, labels, pick, interp, taus=(2.0,), repeats=2)
+    assert res["gaps_linear"] == res["selection"]
+    assert 0.0 < res["selection"] <= 1.0
+    assert set(res["shrunk"]) == {"2.0"}
+    for band in res["bands"]:
+        if band["entries"] > 2:
+            assert band["slope"] == pytest.approx(1.0)
+            assert band["corr"] == pytest.approx(1.0)
+    flat = mod.analyse(np.where(obs, interp, 0.0), obs, labels, pick, interp, repeats=2)
+    assert all(b["slope"] == pytest.approx(0.0) for b in flat["bands"] if b["entries"] > 2)
+    assert flat["shrunk"] == {}
