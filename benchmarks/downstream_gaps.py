@@ -21,6 +21,9 @@ Usage::
 
     python benchmarks/downstream_gaps.py gpvae_0=/tmp/gpvae_0.npz saits_2=/tmp/saits_2.npz \\
         [--repeats 20] [--tau 24 8 3 1] [--out FILE.json]
+
+``--out`` writes the results with the command that made them (``make_tables.py`` renders
+``benchmarks/results/imputation_gaps.json`` into docs/benchmarks.md).
 """
 
 from __future__ import annotations
@@ -28,7 +31,9 @@ from __future__ import annotations
 import argparse
 import json
 import os
+import shlex
 import sys
+import time
 from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
@@ -118,7 +123,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     prep = prepare("physionet2012", args.data_dir, args.subset)
     train = prep.X[np.sort(prep.train)]
     interpolation = impute_linear(prep.X, prep.times, train_X=train)
-    results: dict[str, Any] = {}
+    records: list[dict[str, Any]] = []
     for item in args.files:
         name, _, path = item.partition("=")
         with np.load(os.fspath(path)) as saved:
@@ -127,7 +132,7 @@ def main(argv: Sequence[str] | None = None) -> int:
         if not np.array_equal(observed, ~np.isnan(prep.X)):
             raise ValueError(f"{item}: expected the imputed stays of the first {args.subset}")
         res = analyse(imputed, observed, labels, pick, interpolation, args.tau, args.repeats)
-        results[name] = res
+        records.append({"name": name, "file": path, **res})
         bands = " ".join(
             f"{b['distance'][0]}-{b['distance'][1]}: {b['slope']:.2f}/{b['corr']:.2f}"
             for b in res["bands"]
@@ -140,7 +145,16 @@ def main(argv: Sequence[str] | None = None) -> int:
             flush=True,
         )
     if args.out is not None:
-        args.out.write_text(json.dumps(results, indent=1) + "\n")
+        doc = {
+            "command": "python benchmarks/downstream_gaps.py "
+            + shlex.join(sys.argv[1:] if argv is None else argv),
+            "subset": args.subset,
+            "repeats": args.repeats,
+            "n_selection": len(pick),
+            "created": time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime()),
+            "records": records,
+        }
+        args.out.write_text(json.dumps(doc, indent=1) + "\n")
     return 0
 
 

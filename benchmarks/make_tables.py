@@ -1,6 +1,6 @@
 """Write the imputation tables of ``docs/benchmarks.md`` from ``results/imputation_fair.json``
 (and the exploration runs of ``results/imputation_explore.json``, and the downstream check
-of ``results/imputation_outer.json``).
+of ``results/imputation_outer.json`` with its analysis ``results/imputation_gaps.json``).
 
 Only the region between ``<!-- imputation-table -->`` and ``<!-- /imputation-table -->`` is
 rewritten; the rest of the file (other benchmarks' sections) is kept as it is. The region is
@@ -10,7 +10,8 @@ Usage::
 
     python benchmarks/make_tables.py [--results benchmarks/results/imputation_fair.json]
         [--explore benchmarks/results/imputation_explore.json]
-        [--outer benchmarks/results/imputation_outer.json] [--docs docs/benchmarks.md]
+        [--outer benchmarks/results/imputation_outer.json]
+        [--gaps benchmarks/results/imputation_gaps.json] [--docs docs/benchmarks.md]
         [--stdout]
 """
 
@@ -30,6 +31,7 @@ ROOT = Path(__file__).resolve().parents[1]
 RESULTS = ROOT / "benchmarks" / "results" / "imputation_fair.json"
 EXPLORE = ROOT / "benchmarks" / "results" / "imputation_explore.json"
 OUTER = ROOT / "benchmarks" / "results" / "imputation_outer.json"
+GAPS = ROOT / "benchmarks" / "results" / "imputation_gaps.json"
 LEARNED = ("gpvae", "pypots_gpvae", "saits", "brits")
 DOCS = ROOT / "docs" / "benchmarks.md"
 PHYSIONET_SUBSET = 300
@@ -293,6 +295,60 @@ def _outer_commands(outer: list[dict[str, Any]]) -> str:
     return "\n".join(lines)
 
 
+def _gaps_table(gaps: dict[str, Any] | None) -> list[str]:
+    """The analysis of ``benchmarks/downstream_gaps.py`` (what each imputer hands the
+    classifier, on the subset's training + validation stays): its command and one row per
+    imputation."""
+    if not gaps or not gaps.get("records"):
+        return []
+    recs = gaps["records"]
+    taus = list(recs[0]["shrunk"])
+    bands = [b["distance"] for b in recs[0]["bands"]]
+    head = (
+        "| imputed stays | AUROC | slope (corr) on the interpolation, distance "
+        + " / ".join(f"{lo}-{hi}" if lo != hi else f"{lo}" for lo, hi in bands)
+        + " | gaps -> linear | never observed -> mean | "
+        + " | ".join(f"shrunk, tau {float(t):g}" for t in taus)
+        + " |\n|"
+        + "---|" * (4 + len(taus))
+    )
+    rows = []
+    for r in recs:
+        slopes = " / ".join(
+            "-" if not math.isfinite(b["slope"]) else f"{b['slope']:.2f} ({b['corr']:.2f})"
+            for b in r["bands"]
+        )
+        rows.append(
+            f"| {r['name']} | {r['selection']:.3f} | {slopes} | {r['gaps_linear']:.3f} | "
+            f"{r['never_mean']:.3f} | " + " | ".join(f"{r['shrunk'][t]:.3f}" for t in taus) + " |"
+        )
+    return [
+        "#### What the imputers hand the classifier (training + validation stays only)",
+        "",
+        f"`benchmarks/downstream_gaps.py` on the imputed stays that `downstream_outer.py "
+        f"--save-imputed` writes (the fits of the table above; the {gaps['n_selection']} "
+        f"training + validation stays of the subset, {gaps['repeats']} x 5-fold CV as in its "
+        "second column; no test or outside stay is read). `AUROC`: that column's classifier. "
+        "`slope (corr)`: at the missing entries of features observed elsewhere in the stay, "
+        "the slope and correlation of the imputation on the feature's linear interpolation, by "
+        "distance in hours to the nearest observation (1: it follows the interpolation; 0: "
+        "it ignores it). `gaps -> linear`: the AUROC with those entries replaced by the "
+        "interpolation; `never observed -> mean`: with the features never observed in a stay "
+        "set to the training mean, as mean and linear imputation leave them; `shrunk, tau`: "
+        "with every missing entry shrunk towards the training mean by exp(-(r - 1) / tau) at "
+        "distance r (a what-if on the imputations, not a method). Generated from "
+        "`benchmarks/results/imputation_gaps.json`, made by:",
+        "",
+        "```bash",
+        f"OMP_NUM_THREADS=1 {gaps['command']}",
+        "```",
+        "",
+        head,
+        *rows,
+        "",
+    ]
+
+
 def _settings(records: list[dict[str, Any]]) -> str:
     """One line per learned method: budget and settings of its most recent record."""
     latest: dict[str, dict[str, Any]] = {}
@@ -487,8 +543,10 @@ def render(
     records: list[dict[str, Any]],
     explore: list[dict[str, Any]] | None = None,
     outer: list[dict[str, Any]] | None = None,
+    gaps: dict[str, Any] | None = None,
 ) -> str:
-    """The Markdown of the imputation region (markers included)."""
+    """The Markdown of the imputation region (markers included; ``gaps``: the analysis of
+    ``downstream_gaps.py``, shown under the downstream check)."""
     groups = _group(records)
     machine = next(
         (r["settings"].get("machine") for r in reversed(records) if "machine" in r["settings"]),
@@ -582,6 +640,7 @@ def render(
             "```",
             "",
             check,
+            *_gaps_table(gaps),
         ]
     conv = _convergence_table(groups)
     if conv:
@@ -794,13 +853,15 @@ def main(argv: Sequence[str] | None = None) -> int:
     parser.add_argument("--results", type=Path, default=RESULTS)
     parser.add_argument("--explore", type=Path, default=EXPLORE)
     parser.add_argument("--outer", type=Path, default=OUTER)
+    parser.add_argument("--gaps", type=Path, default=GAPS)
     parser.add_argument("--docs", type=Path, default=DOCS)
     parser.add_argument("--stdout", action="store_true", help="print the region only")
     args = parser.parse_args(argv)
     records = json.loads(args.results.read_text()) if args.results.is_file() else []
     explore = json.loads(args.explore.read_text()) if args.explore.is_file() else []
     outer = json.loads(args.outer.read_text()) if args.outer.is_file() else []
-    region = render(records, explore, outer)
+    gaps = json.loads(args.gaps.read_text()) if args.gaps.is_file() else None
+    region = render(records, explore, outer, gaps)
     if args.stdout:
         print(region)
         return 0

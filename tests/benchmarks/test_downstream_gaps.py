@@ -3,7 +3,10 @@ the training mean, and the measures of one imputation (synthetic stays, no data 
 
 from __future__ import annotations
 
+import json
+import os
 from collections.abc import Callable
+from pathlib import Path
 from types import ModuleType
 
 import numpy as np
@@ -49,3 +52,33 @@ def test_analyse_scores_an_imputation_against_the_interpolation(
     flat = mod.analyse(np.where(obs, interp, 0.0), obs, labels, pick, interp, repeats=2)
     assert all(b["slope"] == pytest.approx(0.0) for b in flat["bands"] if b["entries"] > 2)
     assert flat["shrunk"] == {}
+
+
+def test_main_writes_results_with_its_command(
+    bench_script: Callable[[str], ModuleType], tmp_path: Path
+) -> None:
+    """On the first 64 stays (skips without the data directory): linear interpolation's own
+    gaps follow the interpolation exactly; the output names the command."""
+    root = Path(__file__).resolve().parents[2]
+    data = Path(os.environ.get("GPVAE_DATA", root.parent / "shared" / "data"))
+    if not (data / "physionet2012" / "set-a").is_dir():
+        pytest.skip("PhysioNet 2012 data not available")
+    mod = bench_script("downstream_gaps")
+    protocol = bench_script("_protocol")
+    from gpvae.app.baselines import impute_linear
+
+    prep = protocol.prepare("physionet2012", data, 64)
+    lin = impute_linear(prep.X, prep.times, train_X=prep.X[np.sort(prep.train)])
+    dump = tmp_path / "lin.npz"
+    pick = np.sort(np.concatenate([prep.train, prep.val]))
+    np.savez(dump, imputed=lin, observed=~np.isnan(prep.X), labels=prep.labels, pick=pick)
+    out = tmp_path / "gaps.json"
+    argv = f"lin={dump} --subset 64 --data-dir {data} --repeats 2 --tau 3 --out {out}"
+    mod.main(argv.split())
+    doc = json.loads(out.read_text())
+    assert doc["command"] == f"python benchmarks/downstream_gaps.py {argv}"
+    assert doc["n_selection"] == len(pick)
+    (rec,) = doc["records"]
+    assert rec["name"] == "lin"
+    assert rec["gaps_linear"] == rec["selection"]
+    assert all(b["slope"] == pytest.approx(1.0) for b in rec["bands"] if b["entries"] > 2)

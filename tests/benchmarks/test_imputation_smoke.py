@@ -343,6 +343,33 @@ def test_make_tables_outer_check_prints_its_commands(harness: ModuleType) -> Non
     ]
 
 
+def test_make_tables_renders_the_gap_analysis_under_the_outer_check(
+    harness: ModuleType,
+) -> None:
+    """downstream_gaps.py's results: its command and one row per imputation, after the
+    downstream check (and nothing without them)."""
+    tables = importlib.import_module("make_tables")
+    check = {"dataset": "physionet2012", "pattern": "outer", "method": "linear", "seed": 0,
+             "subset": 300, "auroc_outer": 0.7, "auroc_selection": 0.6, "n_outer": 3700,
+             "n_selection": 240}  # fmt: skip
+    bands = [{"distance": [1, 1], "entries": 5, "slope": 0.94, "corr": 0.99},
+             {"distance": [2, 48], "entries": 0, "slope": float("nan"), "corr": 0.5}]  # fmt: skip
+    rec = {"name": "gpvae_0", "file": "x.npz", "selection": 0.6241, "bands": bands,
+           "gaps_linear": 0.6014, "never_mean": 0.5888, "shrunk": {"8.0": 0.6993}}  # fmt: skip
+    gaps = {"command": "python benchmarks/downstream_gaps.py gpvae_0=x.npz", "subset": 300,
+            "repeats": 20, "n_selection": 240, "records": [rec]}  # fmt: skip
+    region = tables.render([], None, [check], gaps)
+    lines = region.splitlines()
+    title = "#### What the imputers hand the classifier (training + validation stays only)"
+    at = lines.index(title)
+    assert at > lines.index("#### The PhysioNet-300 AUROC checked on more stays")
+    assert "OMP_NUM_THREADS=1 python benchmarks/downstream_gaps.py gpvae_0=x.npz" in lines
+    row = next(line for line in lines if line.startswith("| gpvae_0 |"))
+    assert row == "| gpvae_0 | 0.624 | 0.94 (0.99) / - | 0.601 | 0.589 | 0.699 |"
+    assert "distance 1 / 2-48 |" in lines[lines.index(row) - 2]
+    assert "What the imputers hand" not in tables.render([], None, [check])
+
+
 def test_docs_imputation_region_is_the_records_rendered(harness: ModuleType) -> None:
     """docs/benchmarks.md's imputation region is make_tables' rendering of the committed
     records (regenerate it with ``python benchmarks/make_tables.py``)."""
@@ -354,4 +381,5 @@ def test_docs_imputation_region_is_the_records_rendered(harness: ModuleType) -> 
     docs = tables.DOCS.read_text()
     start, stop = docs.index(tables.BEGIN), docs.index(tables.END) + len(tables.END)
     outer = json.loads(tables.OUTER.read_text()) if tables.OUTER.is_file() else []
-    assert docs[start:stop].strip() == tables.render(records, explore, outer).strip()
+    gaps = json.loads(tables.GAPS.read_text()) if tables.GAPS.is_file() else None
+    assert docs[start:stop].strip() == tables.render(records, explore, outer, gaps).strip()
