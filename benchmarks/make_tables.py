@@ -224,12 +224,17 @@ def _outer_table(
     for r in outer:
         by[r["method"]].append(r)
     order = {m: i for i, m in enumerate(METHOD_ORDER)}
-    rows = []
+    rows, apart = [], []
     for m in sorted(by, key=lambda m: (order.get(m.split("[")[0], 99), m)):
         recs = sorted(by[m], key=lambda r: r["seed"])
         seeds = {r["seed"] for r in recs}
         label = _label(recs[0])
         proto = [r for r in groups.get((label, "downstream", m), []) if r["seed"] in seeds]
+        runs = {r["seed"]: r for r in proto}
+        for r in recs:  # a fit that did not retrace its protocol record's epochs
+            p = runs.get(r["seed"])
+            if p is not None and r.get("epochs", p["epochs"]) != p["epochs"]:
+                apart.append(f"{m} seed {r['seed']}: {r['epochs']} here, {p['epochs']} there")
         proto_seeds = ", ".join(str(r["seed"]) for r in sorted(proto, key=lambda r: r["seed"]))
         rows.append(
             f"| {m} | {', '.join(str(r['seed']) for r in recs)} | "
@@ -240,12 +245,21 @@ def _outer_table(
     if not rows:
         return ""
     first = outer[0]
+    note = ""
+    if apart:
+        note = (
+            "\nEpochs run differ from the protocol record of the same method and seed (the "
+            "fit did not retrace it exactly; the protocol column is that record's): "
+            + "; ".join(apart)
+            + ".\n"
+        )
     return (
         f"| method | seeds | AUROC, {first['n_outer']} stays outside the subset | AUROC, "
         f"{first['n_selection']} training + validation stays (20 x 5-fold) | AUROC, protocol "
         f"({first['subset']} stays) | protocol seeds |\n|---|---|---|---|---|---|\n"
         + "\n".join(rows)
         + "\n"
+        + note
     )
 
 

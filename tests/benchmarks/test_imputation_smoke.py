@@ -299,7 +299,7 @@ def test_make_tables_outer_check_sits_beside_the_protocols_auroc(harness: Module
     def outer(method: str, seed: int, value: float) -> dict[str, Any]:
         return {"dataset": "physionet2012", "pattern": "outer", "method": method, "seed": seed,
                 "subset": 300, "auroc_outer": value, "auroc_selection": value - 0.1,
-                "n_outer": 3700, "n_selection": 240}  # fmt: skip
+                "n_outer": 3700, "n_selection": 240, "epochs": 1}  # fmt: skip
 
     records = [down("gpvae", 0, 0.6), down("gpvae", 1, 0.7), down("linear", 0, 0.65)]
     checks = [outer("gpvae", 0, 0.72), outer("linear", 0, 0.69), outer("gpvae[old]", 0, 0.7)]
@@ -311,6 +311,10 @@ def test_make_tables_outer_check_sits_beside_the_protocols_auroc(harness: Module
     assert next(line for line in lines if line.startswith("| gpvae[old] |")).endswith("| - | - |")
     assert lines.index(next(x for x in lines if x.startswith("| linear | 0 |"))) < lines.index(row)
     assert "checked on more stays" not in tables.render(records)
+    assert "did not retrace" not in region
+    checks[0]["epochs"] = 3  # the protocol record ran 1 epoch
+    note = "the protocol column is that record's): gpvae seed 0: 3 here, 1 there."
+    assert note in tables.render(records, None, checks)
 
 
 def test_make_tables_outer_check_prints_its_commands(harness: ModuleType) -> None:
