@@ -129,10 +129,11 @@ def main(argv: Sequence[str] | None = None) -> int:
         with np.load(os.fspath(path)) as saved:
             imputed, observed = saved["imputed"], saved["observed"]
             labels, pick = saved["labels"], saved["pick"]
+            run = {k: saved[k].item() for k in ("method", "seed", "epochs") if k in saved}
         if not np.array_equal(observed, ~np.isnan(prep.X)):
             raise ValueError(f"{item}: expected the imputed stays of the first {args.subset}")
         res = analyse(imputed, observed, labels, pick, interpolation, args.tau, args.repeats)
-        records.append({"name": name, "file": path, **res})
+        records.append({"name": name, "file": path, **run, **res})
         bands = " ".join(
             f"{b['distance'][0]}-{b['distance'][1]}: {b['slope']:.2f}/{b['corr']:.2f}"
             for b in res["bands"]

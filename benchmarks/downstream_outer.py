@@ -28,7 +28,8 @@ Records go to ``benchmarks/results/imputation_outer.json`` (``--out`` to change)
 ``--config`` / ``--tag`` as in ``imputation.py`` (gpvae only). Each record carries the
 command that made it (``command``). ``--save-imputed FILE.npz`` also writes the subset's
 imputed stays (``imputed``, standardised units; ``observed``; ``labels``; ``pick``, the
-training + validation rows) for analysis; it holds no outer stay.
+training + validation rows; ``method``, ``seed``, ``epochs``) for analysis
+(``downstream_gaps.py``); it holds no outer stay.
 """
 
 from __future__ import annotations
@@ -129,6 +130,9 @@ def run(
             observed=~np.isnan(prep.X),
             labels=prep.labels,
             pick=pick,
+            method=method if tag is None else f"{method}[{tag}]",
+            seed=seed,
+            epochs=int(imputer.epochs_run),
         )
     outer = downstream_auroc(imputer.impute(X_out, t_out), y_out)
     name = method if tag is None else f"{method}[{tag}]"

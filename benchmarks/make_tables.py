@@ -309,13 +309,31 @@ def _outer_commands(outer: list[dict[str, Any]]) -> str:
     return "\n".join(lines)
 
 
-def _gaps_table(gaps: dict[str, Any] | None) -> list[str]:
+def _gaps_table(gaps: dict[str, Any] | None, outer: list[dict[str, Any]]) -> list[str]:
     """The analysis of ``benchmarks/downstream_gaps.py`` (what each imputer hands the
-    classifier, on the subset's training + validation stays): its command and one row per
-    imputation."""
+    classifier, on the subset's training + validation stays): its command, one row per
+    imputation, and the fits whose epochs differ from the downstream check's record of the
+    same method and seed."""
     if not gaps or not gaps.get("records"):
         return []
     recs = gaps["records"]
+    checked = {(r["method"], r["seed"]): r for r in outer}
+    apart = []
+    for r in recs:
+        o = checked.get((r.get("method"), r.get("seed")))
+        if o is not None and r.get("epochs", o.get("epochs")) != o.get("epochs"):
+            apart.append(
+                f"{r['name']} ran {r['epochs']} epochs where the record above ran {o['epochs']}"
+            )
+    note = (
+        []
+        if not apart
+        else [
+            "Refits that did not retrace the downstream check's record (the AUROC column is "
+            "the refit's): " + "; ".join(apart) + ".",
+            "",
+        ]
+    )
     taus = list(recs[0]["shrunk"])
     bands = [b["distance"] for b in recs[0]["bands"]]
     head = (
@@ -340,7 +358,7 @@ def _gaps_table(gaps: dict[str, Any] | None) -> list[str]:
         "#### What the imputers hand the classifier (training + validation stays only)",
         "",
         f"`benchmarks/downstream_gaps.py` on the imputed stays that `downstream_outer.py "
-        f"--save-imputed` writes (the fits of the table above; the {gaps['n_selection']} "
+        f"--save-imputed` writes (the commands above, refitted; the {gaps['n_selection']} "
         f"training + validation stays of the subset, {gaps['repeats']} x 5-fold CV as in its "
         "second column; no test or outside stay is read). `AUROC`: that column's classifier. "
         "`slope (corr)`: at the missing entries of features observed elsewhere in the stay, "
@@ -360,6 +378,7 @@ def _gaps_table(gaps: dict[str, Any] | None) -> list[str]:
         head,
         *rows,
         "",
+        *note,
     ]
 
 
@@ -654,7 +673,7 @@ def render(
             "```",
             "",
             check,
-            *_gaps_table(gaps),
+            *_gaps_table(gaps, outer or []),
         ]
     conv = _convergence_table(groups)
     if conv:

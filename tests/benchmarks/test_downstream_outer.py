@@ -55,5 +55,10 @@ def test_outer_record_scores_stays_outside_the_subset(
         np.testing.assert_array_equal(saved["imputed"][kept], prep.X[kept])
         np.testing.assert_array_equal(saved["labels"], prep.labels)
         np.testing.assert_array_equal(saved["pick"], np.sort([*prep.train, *prep.val]))
+        assert (saved["method"].item(), saved["seed"].item(), saved["epochs"].item()) == (
+            "linear",
+            0,
+            0,
+        )
     with pytest.raises(ValueError, match=r"^subset"):
         mod.outer_stays(data, 4000)

@@ -372,6 +372,12 @@ def test_make_tables_renders_the_gap_analysis_under_the_outer_check(
     assert row == "| gpvae_0 | 0.624 | 0.94 (0.99) / - | 0.601 | 0.589 | 0.699 |"
     assert "distance 1 / 2-48 |" in lines[lines.index(row) - 2]
     assert "What the imputers hand" not in tables.render([], None, [check])
+    assert "did not retrace the downstream check" not in region
+    check["epochs"] = 7
+    rec.update(method="linear", seed=0, epochs=9)
+    assert "Refits that did not retrace the downstream check's record (the AUROC column is the "\
+        "refit's): gpvae_0 ran 9 epochs where the record above ran 7." in tables.render(
+        [], None, [check], gaps)  # fmt: skip
 
 
 def test_docs_imputation_region_is_the_records_rendered(harness: ModuleType) -> None:
