@@ -13,9 +13,10 @@ method and seed) and reports, per file:
   interpolation, 0 that it ignores it;
 - ``gaps_linear``: the selection AUROC with those entries replaced by the interpolation;
 - ``never_mean``: with the entries of features never observed in the stay replaced by the
-  training mean (0, as mean and linear imputation give);
-- ``shrunk``: with every missing entry shrunk towards the training mean, ``exp(-(r - 1) /
-  tau)`` times its imputation at distance r (0 for never-observed features), per ``tau``.
+  training mean (about 0 in standardised units), as mean and linear imputation leave them;
+- ``shrunk``: with every missing entry shrunk towards the training mean, the imputation's
+  departure from it times ``exp(-(r - 1) / tau)`` at distance r (none left for
+  never-observed features), per ``tau``.
 
 Usage::
 
@@ -60,12 +61,15 @@ def distance_to_observed(observed: np.ndarray) -> np.ndarray:
     return np.minimum(step - prev, nxt - step)
 
 
-def shrink(imputed: np.ndarray, observed: np.ndarray, tau: float) -> np.ndarray:
-    """Missing entries times ``exp(-(r - 1) / tau)`` (r: distance to the nearest observation;
-    0 where the feature is never observed); observed entries unchanged."""
+def shrink(
+    imputed: np.ndarray, observed: np.ndarray, tau: float, level: np.ndarray | float = 0.0
+) -> np.ndarray:
+    """Missing entries moved towards ``level`` (per feature, (D,)): ``level + w (imputed -
+    level)`` with ``w = exp(-(r - 1) / tau)`` at distance r to the nearest observation (0
+    where the feature is never observed); observed entries unchanged."""
     r = distance_to_observed(observed).astype(np.float64)
     w = np.where(r >= FAR, 0.0, np.exp(-(r - 1.0) / tau))
-    return np.where(observed, imputed, w * imputed)
+    return np.where(observed, imputed, level + w * (imputed - level))
 
 
 def analyse(
@@ -74,12 +78,18 @@ def analyse(
     labels: np.ndarray,
     pick: np.ndarray,
     interpolation: np.ndarray,
+    level: np.ndarray,
     taus: Sequence[float] = (),
     repeats: int = SELECTION_REPEATS,
 ) -> dict[str, Any]:
     """The measures of the module docstring for one imputation of the subset (standardised
-    units; ``interpolation``: linear imputation of the same stays; only rows ``pick`` are
-    scored)."""
+    units; ``interpolation``: linear imputation of the same stays; ``level``: (D,) the
+    training means the baselines fall back to; only rows ``pick`` are scored).
+
+    ``level`` must be the baselines' own means bit for bit, not 0: the classifier
+    standardises every (step, feature) column, so a column holding 0 for some stays and a
+    mean of 1e-16 for the others becomes an indicator of unit variance.
+    """
     never = ~observed.any(axis=1, keepdims=True) & ~observed
     gaps = ~observed & ~never
     r = distance_to_observed(observed)
@@ -100,8 +110,8 @@ def analyse(
         "selection": auroc(imputed),
         "bands": bands,
         "gaps_linear": auroc(np.where(gaps, interpolation, imputed)),
-        "never_mean": auroc(np.where(never, 0.0, imputed)),
-        "shrunk": {str(t): auroc(shrink(imputed, observed, t)) for t in taus},
+        "never_mean": auroc(np.where(never, level, imputed)),
+        "shrunk": {str(t): auroc(shrink(imputed, observed, t, level)) for t in taus},
     }
 
 
@@ -116,13 +126,14 @@ def main(argv: Sequence[str] | None = None) -> int:
     parser.add_argument("--out", type=Path, default=None, help="also write the results here")
     args = parser.parse_args(argv)
 
-    from _protocol import prepare
+    from _protocol import make_task, prepare
 
-    from gpvae.app.baselines import impute_linear
+    from gpvae.app.baselines import feature_means, impute_linear
 
     prep = prepare("physionet2012", args.data_dir, args.subset)
-    train = prep.X[np.sort(prep.train)]
+    train = make_task(prep, "point", 0).X_train  # what the baselines' fallback reads
     interpolation = impute_linear(prep.X, prep.times, train_X=train)
+    level = feature_means(train)
     records: list[dict[str, Any]] = []
     for item in args.files:
         name, _, path = item.partition("=")
@@ -132,7 +143,7 @@ def main(argv: Sequence[str] | None = None) -> int:
             run = {k: saved[k].item() for k in ("method", "seed", "epochs") if k in saved}
         if not np.array_equal(observed, ~np.isnan(prep.X)):
             raise ValueError(f"{item}: expected the imputed stays of the first {args.subset}")
-        res = analyse(imputed, observed, labels, pick, interpolation, args.tau, args.repeats)
+        res = analyse(imputed, observed, labels, pick, interpolation, level, args.tau, args.repeats)
         records.append({"name": name, "file": path, **run, **res})
         bands = " ".join(
             f"{b['distance'][0]}-{b['distance'][1]}: {b['slope']:.2f}/{b['corr']:.2f}"

@@ -23,6 +23,9 @@ def test_distance_and_shrink(bench_script: Callable[[str], ModuleType]) -> None:
     imp = np.full((1, 6, 2), 2.0)
     out = mod.shrink(imp, obs, tau=1.0)
     np.testing.assert_array_equal(out[obs], imp[obs])
+    level = np.array([1e-16, -3e-16])
+    np.testing.assert_array_equal(mod.shrink(np.where(obs, imp, level), obs, 1.0, level)[~obs],
+                                  np.broadcast_to(level, imp.shape)[~obs])  # fmt: skip
     np.testing.assert_allclose(out[0, [0, 2, 3, 5], 0], 2.0)  # distance 1: weight 1
     np.testing.assert_array_equal(out[0, :, 1], 0.0)
     obs[0, 1, 0] = False  # feature 0 observed at step 4 only: step 0 is 4 steps away
@@ -41,7 +44,8 @@ def test_analyse_scores_an_imputation_against_the_interpolation(
     labels = (np.arange(n) % 4 == 0).astype(int)
     interp = rng.normal(size=(n, T, D)) + labels[:, None, None]
     pick = np.arange(40)
-    res = mod.analyse(interp, obs, labels, pick, interp, taus=(2.0,), repeats=2)
+    level = np.zeros(D)
+    res = mod.analyse(interp, obs, labels, pick, interp, level, taus=(2.0,), repeats=2)
     assert res["gaps_linear"] == res["selection"]
     assert 0.0 < res["selection"] <= 1.0
     assert set(res["shrunk"]) == {"2.0"}
@@ -49,7 +53,7 @@ def test_analyse_scores_an_imputation_against_the_interpolation(
         if band["entries"] > 2:
             assert band["slope"] == pytest.approx(1.0)
             assert band["corr"] == pytest.approx(1.0)
-    flat = mod.analyse(np.where(obs, interp, 0.0), obs, labels, pick, interp, repeats=2)
+    flat = mod.analyse(np.where(obs, interp, 0.0), obs, labels, pick, interp, level, repeats=2)
     assert all(b["slope"] == pytest.approx(0.0) for b in flat["bands"] if b["entries"] > 2)
     assert flat["shrunk"] == {}
 
@@ -81,4 +85,5 @@ def test_main_writes_results_with_its_command(
     (rec,) = doc["records"]
     assert rec["name"] == "lin"
     assert rec["gaps_linear"] == rec["selection"]
+    assert rec["never_mean"] == rec["selection"]  # linear leaves them at the same means
     assert all(b["slope"] == pytest.approx(1.0) for b in rec["bands"] if b["entries"] > 2)
