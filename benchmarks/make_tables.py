@@ -342,7 +342,7 @@ def _gaps_table(gaps: dict[str, Any] | None, outer: list[dict[str, Any]]) -> lis
         + " | gaps -> linear | never observed -> mean | "
         + " | ".join(f"shrunk, tau {float(t):g}" for t in taus)
         + " |\n|"
-        + "---|" * (4 + len(taus))
+        + "---|" * (5 + len(taus))
     )
     rows = []
     for r in recs:
@@ -358,7 +358,10 @@ def _gaps_table(gaps: dict[str, Any] | None, outer: list[dict[str, Any]]) -> lis
         "#### What the imputers hand the classifier (training + validation stays only)",
         "",
         f"`benchmarks/downstream_gaps.py` on the imputed stays that `downstream_outer.py "
-        f"--save-imputed` writes (the commands above, refitted; the {gaps['n_selection']} "
+        "--save-imputed FILE` writes (each file made by the command above for its method and "
+        "seed, with `--save-imputed` added and, for runs that already have a record, `--out` "
+        "elsewhere so that the record stays: the fits refitted; mean imputation by "
+        f"`--method mean --seed 0`; the {gaps['n_selection']} "
         f"training + validation stays of the subset, {gaps['repeats']} x 5-fold CV as in its "
         "second column; no test or outside stay is read). `AUROC`: that column's classifier. "
         "`slope (corr)`: at the missing entries of features observed elsewhere in the stay, "

@@ -371,6 +371,7 @@ def test_make_tables_renders_the_gap_analysis_under_the_outer_check(
     row = next(line for line in lines if line.startswith("| gpvae_0 |"))
     assert row == "| gpvae_0 | 0.624 | 0.94 (0.99) / - | 0.601 | 0.589 | 0.699 |"
     assert "distance 1 / 2-48 |" in lines[lines.index(row) - 2]
+    assert lines[lines.index(row) - 1] == "|---|---|---|---|---|---|"
     assert "What the imputers hand" not in tables.render([], None, [check])
     assert "did not retrace the downstream check" not in region
     check["epochs"] = 7
