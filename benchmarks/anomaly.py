@@ -649,6 +649,22 @@ def parse_args(argv: Sequence[str] | None) -> argparse.Namespace:
     return p.parse_args(argv)
 
 
+def run_config(args: argparse.Namespace) -> dict[str, Any]:
+    """The run's settings written to each record's ``config`` (the seed too, so that runs
+    of several seeds are told apart by their records, not only by their tags)."""
+    from gpvae import settings
+
+    config = {
+        k: getattr(args, k)
+        for k in ("epochs", "patience", "latent_dim", "hidden", "lr", "batch_size")
+    }
+    config.update(kernel=args.kernel, lengthscale=args.lengthscale, beta=args.beta)
+    config.update(train_window=args.train_window, train_stride=args.train_stride)
+    config.update({k: getattr(args, k) for k in ("window", "samples", "far", "threshold_holdout")})
+    config.update(alarm_smooth=settings.ANOMALY_ALARM_SMOOTH, seed=args.seed)
+    return config
+
+
 def method_config(config: dict[str, Any], method: str) -> dict[str, Any]:
     """The run's configuration as it applies to ``method``: the VAE runs a white kernel
     whatever ``--kernel`` and ``--lengthscale`` say."""
@@ -681,16 +697,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     i, n = (int(v) for v in args.shard.split("/"))
     series = series[i::n]
     methods = args.methods.split(",")
-    config = {
-        k: getattr(args, k)
-        for k in ("epochs", "patience", "latent_dim", "hidden", "lr", "batch_size")
-    }
-    config.update(kernel=args.kernel, lengthscale=args.lengthscale, beta=args.beta)
-    config.update(train_window=args.train_window, train_stride=args.train_stride)
-    config.update({k: getattr(args, k) for k in ("window", "samples", "far", "threshold_holdout")})
-    from gpvae import settings
-
-    config.update(alarm_smooth=settings.ANOMALY_ALARM_SMOOTH)
+    config = run_config(args)
     for kind, name in series:
         data = None
         for method in methods:

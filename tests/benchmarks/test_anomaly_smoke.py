@@ -222,3 +222,11 @@ def test_a_vae_record_names_the_white_kernel_it_ran(bench) -> None:  # type: ign
                                                   "beta": 0.5}  # fmt: skip
     assert bench.method_config(config, "gpvae") == config
     assert config["kernel"] == "matern32"  # the run's own configuration is left as it was
+
+
+def test_the_records_config_holds_the_epoch_cap_and_the_seed(bench) -> None:  # type: ignore[no-untyped-def]
+    config = bench.run_config(bench.parse_args(["--epochs", "100", "--seed", "2"]))
+    assert config["epochs"] == 100
+    assert config["seed"] == 2
+    assert config["patience"] == 5
+    assert bench.run_config(bench.parse_args([]))["seed"] == 0
