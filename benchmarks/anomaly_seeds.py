@@ -1,0 +1,198 @@
+"""Seed-averaged comparison of gpvae and the N(0, I) VAE from the anomaly records.
+
+    python benchmarks/anomaly_seeds.py --results benchmarks/results/anomaly_s15.json \\
+        --tags s15_seed0 s15_seed1 s15_seed2 [--variant NAME] [--docs docs/benchmarks.md]
+
+Each tag is one seed's campaign of both models (``benchmarks/anomaly.py --seed S --tag
+TAG``). Per data set (SMAP, MSL, SMAP+MSL, NAB), over the series that have a record of both
+models for every tag (the number is shown):
+
+- the mean over series of each series' seed mean of VUS-PR, AUC-PR and AUC-ROC;
+- gpvae - VAE of those means, with a paired 95% bootstrap interval over series (the series
+  resampled, each series' seed means kept together), and how many series gpvae leads;
+- the seed-to-seed spread: the range (max - min) over seeds of each seed's mean over series,
+  and the mean over series of the standard deviation over seeds of one series' VUS-PR;
+- epochs run, best epoch, and how many runs were **cap-limited**: their best epoch within
+  the last ``patience`` epochs of the cap (``best_epoch > epochs - patience``), so early
+  stopping could not have ended them.
+
+The table goes between ``<!-- anomaly-seeds-table -->`` markers of ``--docs`` (appended when
+they are missing) and to stdout.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import re
+from collections.abc import Sequence
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+ROOT = Path(__file__).resolve().parents[1]
+RESULTS = ROOT / "benchmarks" / "results" / "anomaly_s15.json"
+DOCS = ROOT / "docs" / "benchmarks.md"
+BEGIN = "<!-- anomaly-seeds-table -->"
+END = "<!-- /anomaly-seeds-table -->"
+MODELS = ("gpvae", "vae")
+GROUPS = (("SMAP", ("SMAP",)), ("MSL", ("MSL",)), ("SMAP+MSL", ("SMAP", "MSL")), ("NAB", ("NAB",)))
+METRICS = ("vus_pr", "auc_pr", "auc_roc")
+
+
+def cap_limited(record: dict[str, Any]) -> bool:
+    """True when the run's best epoch is within the last ``patience`` epochs of its cap:
+    early stopping could not have ended it, so a larger cap might have trained it on."""
+    cfg = record["config"]
+    return int(record["best_epoch"]) > int(cfg["epochs"]) - int(cfg["patience"])
+
+
+def bootstrap_ci(
+    diff: np.ndarray, n_boot: int = 10000, seed: int = 0, level: float = 0.95
+) -> tuple[float, float]:
+    """Percentile interval of the mean of ``diff`` (one value per series) over ``n_boot``
+    resamples of the series with replacement."""
+    rng = np.random.default_rng(seed)
+    idx = rng.integers(0, len(diff), size=(n_boot, len(diff)))
+    means = diff[idx].mean(axis=1)
+    a = (1.0 - level) / 2
+    return float(np.quantile(means, a)), float(np.quantile(means, 1.0 - a))
+
+
+def collect(
+    records: Sequence[dict[str, Any]], tags: Sequence[str], variant: str
+) -> dict[tuple[str, str], dict[str, list[dict[str, Any]]]]:
+    """(dataset, series) -> model -> its records, one per tag in ``tags``' order, for the
+    held-out series that have a record of both models for every tag."""
+    found: dict[tuple[str, str], dict[tuple[str, str], dict[str, Any]]] = {}
+    for r in records:
+        if r.get("dev") or r.get("tag") not in tags:
+            continue
+        model, _, v = r["method"].partition("/")
+        if model in MODELS and v == variant:
+            found.setdefault((r["dataset"], r["series"]), {})[(model, r["tag"])] = r
+    out = {}
+    for key, recs in found.items():
+        if all((m, t) in recs for m in MODELS for t in tags):
+            out[key] = {m: [recs[(m, t)] for t in tags] for m in MODELS}
+    return out
+
+
+def summarise(
+    by: dict[tuple[str, str], dict[str, list[dict[str, Any]]]],
+    members: Sequence[str],
+    n_boot: int = 10000,
+) -> dict[str, Any] | None:
+    """The numbers of one data set (series whose dataset is in ``members``), or None."""
+    keys = sorted(k for k in by if k[0] in members)
+    if not keys:
+        return None
+    out: dict[str, Any] = {"n": len(keys), "seeds": len(by[keys[0]]["gpvae"])}
+    for m in MODELS:
+        runs = [by[k][m] for k in keys]
+        vals = {x: np.array([[r[x] for r in rs] for rs in runs]) for x in METRICS}  # (n, seeds)
+        out[m] = {x: float(v.mean(axis=1).mean()) for x, v in vals.items()}
+        per_seed = vals["vus_pr"].mean(axis=0)
+        out[m]["per_seed"] = [float(v) for v in per_seed]
+        out[m]["seed_range"] = float(per_seed.max() - per_seed.min())
+        out[m]["series_seed_sd"] = float(vals["vus_pr"].std(axis=1, ddof=1).mean())
+        flat = [r for rs in runs for r in rs]
+        out[m]["epochs"] = float(np.mean([r["epochs_run"] for r in flat]))
+        out[m]["best_epoch"] = float(np.mean([r["best_epoch"] for r in flat]))
+        out[m]["cap_limited"] = sum(cap_limited(r) for r in flat)
+        out[m]["runs"] = len(flat)
+        out[m]["cap"] = sorted({int(r["config"]["epochs"]) for r in flat})
+        out[m]["series_vus"] = vals["vus_pr"].mean(axis=1)
+    diff = out["gpvae"]["series_vus"] - out["vae"]["series_vus"]
+    out["diff"] = float(diff.mean())
+    out["ci"] = bootstrap_ci(diff, n_boot)
+    out["gpvae_leads"] = int((diff > 0).sum())
+    seed_diffs = np.array(out["gpvae"]["per_seed"]) - np.array(out["vae"]["per_seed"])
+    out["seed_diffs"] = [float(d) for d in seed_diffs]
+    return out
+
+
+def _s(v: float) -> str:
+    return f"{v:+.3f}"
+
+
+def render(records: Sequence[dict[str, Any]], tags: Sequence[str], variant: str) -> str:
+    by = collect(records, tags, variant)
+    rows, spread, epochs = [], [], []
+    for label, members in GROUPS:
+        s = summarise(by, members)
+        if s is None:
+            continue
+        g, v = s["gpvae"], s["vae"]
+        lo, hi = s["ci"]
+        rows.append(
+            f"| {label} | {s['n']} | {g['vus_pr']:.3f} | {v['vus_pr']:.3f} | {_s(s['diff'])} "
+            f"[{_s(lo)}, {_s(hi)}] | {s['gpvae_leads']} of {s['n']} | {g['auc_pr']:.3f} | "
+            f"{v['auc_pr']:.3f} | {g['auc_roc']:.3f} | {v['auc_roc']:.3f} |"
+        )
+        spread.append(
+            f"| {label} | " + " / ".join(f"{x:.3f}" for x in g["per_seed"]) + " | "
+            + " / ".join(f"{x:.3f}" for x in v["per_seed"]) + " | "
+            + " / ".join(_s(d) for d in s["seed_diffs"])
+            + f" | {g['seed_range']:.3f} | {v['seed_range']:.3f} | "
+            f"{g['series_seed_sd']:.3f} | {v['series_seed_sd']:.3f} |"
+        )  # fmt: skip
+        epochs.append(
+            f"| {label} | {'/'.join(map(str, g['cap']))} | {g['epochs']:.1f} | "
+            f"{g['best_epoch']:.1f} | {g['cap_limited']} of {g['runs']} | {v['epochs']:.1f} | "
+            f"{v['best_epoch']:.1f} | {v['cap_limited']} of {v['runs']} |"
+        )
+    if not rows:
+        return "No series has records of both models for every tag."
+    return (
+        f"Held-out series with records of both models for every seed (tags {', '.join(tags)}; "
+        f"score variant {variant}). Means over series of each series' mean over seeds; "
+        "gpvae - VAE with its paired 95% bootstrap interval over series (10,000 resamples).\n\n"
+        "| data set | series | gpvae VUS-PR | VAE VUS-PR | gpvae - VAE | gpvae ahead | "
+        "gpvae AUC-PR | VAE AUC-PR | gpvae AUC-ROC | VAE AUC-ROC |\n"
+        "| --- | ---: | ---: | ---: | --- | ---: | ---: | ---: | ---: | ---: |\n"
+        + "\n".join(rows)
+        + "\n\nSeed to seed: each seed's mean VUS-PR over the series (seeds in tag order), "
+        "gpvae - VAE per seed, the range of the per-seed means, and the mean over series of "
+        "one series' standard deviation over seeds.\n\n"
+        "| data set | gpvae per seed | VAE per seed | gpvae - VAE per seed | gpvae range | "
+        "VAE range | gpvae series sd | VAE series sd |\n"
+        "| --- | --- | --- | --- | ---: | ---: | ---: | ---: |\n"
+        + "\n".join(spread)
+        + "\n\nEpochs (every run of every seed): mean epochs run and best epoch; cap-limited: "
+        "the best epoch within the last `patience` epochs of the cap.\n\n"
+        "| data set | cap | gpvae epochs | gpvae best | gpvae cap-limited | VAE epochs | "
+        "VAE best | VAE cap-limited |\n"
+        "| --- | --- | ---: | ---: | ---: | ---: | ---: | ---: |\n" + "\n".join(epochs)
+    )
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    p = argparse.ArgumentParser(description=__doc__.split("\n")[0])
+    p.add_argument("--results", nargs="+", default=[str(RESULTS)])
+    p.add_argument("--tags", nargs="+", required=True, help="One tag per seed.")
+    p.add_argument("--variant", default=None, help="Default: CHOSEN of anomaly.py.")
+    p.add_argument("--docs", default=str(DOCS), help="Markdown file to write the table into.")
+    args = p.parse_args(argv)
+    if args.variant is None:
+        src = (ROOT / "benchmarks" / "anomaly.py").read_text()
+        found = re.search(r'^CHOSEN = "([a-z0-9_]+)"', src, re.M)
+        assert found, "CHOSEN not found in benchmarks/anomaly.py"
+        args.variant = found.group(1)
+    records = [r for path in args.results for r in json.loads(Path(path).read_text())]
+    table = render(records, args.tags, args.variant)
+    docs = Path(args.docs)
+    text = docs.read_text()
+    if BEGIN in text and END in text:
+        head, rest = text.split(BEGIN, 1)
+        text = head + BEGIN + "\n" + table + "\n" + END + rest.split(END, 1)[1]
+    else:
+        text = text.rstrip() + f"\n\n{BEGIN}\n{table}\n{END}\n"
+    docs.write_text(text)
+    print(table)
+    return 0
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())
