@@ -1,7 +1,8 @@
 """Seed-averaged comparison of gpvae and the N(0, I) VAE from the anomaly records.
 
     python benchmarks/anomaly_seeds.py --results benchmarks/results/anomaly_s15.json \\
-        --tags s15_seed0 s15_seed1 s15_seed2 [--variant NAME] [--docs docs/benchmarks.md]
+        --tags s15_seed0 s15_seed1 s15_seed2 [--dev-prefixes s15_seed ...] [--variant NAME]
+        [--docs docs/benchmarks.md]
 
 Each tag is one seed's campaign of both models (``benchmarks/anomaly.py --seed S --tag
 TAG``). Per data set (SMAP, MSL, SMAP+MSL, NAB), over the series that have a record of both
@@ -15,6 +16,9 @@ models for every tag (the number is shown):
 - epochs run, best epoch, and how many runs were **cap-limited**: their best epoch within
   the last ``patience`` epochs of the cap (``best_epoch > epochs - patience``), so early
   stopping could not have ended them.
+
+With ``--dev-prefixes``, also the development series' mean VUS-PR of each setting, per
+seed and over seeds (the settings' seed check).
 
 The table goes between ``<!-- anomaly-seeds-table -->`` markers of ``--docs`` (appended when
 they are missing) and to stdout.
@@ -168,11 +172,57 @@ def render(records: Sequence[dict[str, Any]], tags: Sequence[str], variant: str)
     )
 
 
+def dev_table(
+    records: Sequence[dict[str, Any]], prefixes: Sequence[str], n_seeds: int, variant: str
+) -> str:
+    """Mean VUS-PR over the development series of each (model, setting) whose records have
+    the tags ``PREFIX0`` ... ``PREFIX<n_seeds - 1>`` (one per seed): per seed and over
+    seeds, over the series every seed has."""
+    lines = []
+    for prefix in prefixes:
+        tags = [f"{prefix}{i}" for i in range(n_seeds)]
+        for m in MODELS:
+            by: dict[str, dict[tuple[str, str], dict[str, Any]]] = {t: {} for t in tags}
+            for r in records:
+                if r.get("dev") and r.get("tag") in by and r["method"] == f"{m}/{variant}":
+                    by[r["tag"]][(r["dataset"], r["series"])] = r
+            common = set.intersection(*(set(v) for v in by.values()))
+            if not common:
+                continue
+            per_seed = [float(np.mean([by[t][k]["vus_pr"] for k in common])) for t in tags]
+            cfg = by[tags[0]][min(common)]["config"]
+            setting = (f"{cfg['kernel']}, " if m == "gpvae" else "") + (
+                f"hidden {cfg['hidden']}, beta {cfg['beta']:g}, cap {cfg['epochs']}"
+            )
+            capped = sum(cap_limited(by[t][k]) for t in tags for k in common)
+            lines.append(
+                f"| {m} | {setting} | {prefix}* | {len(common)} | "
+                + " / ".join(f"{x:.3f}" for x in per_seed)
+                + f" | {np.mean(per_seed):.3f} | {capped} of {len(common) * n_seeds} |"
+            )
+    if not lines:
+        return ""
+    return (
+        "Development series (mean VUS-PR over the series every seed has; tags PREFIX0, "
+        "PREFIX1, ...: one per seed):\n\n"
+        "| model | setting | tags | series | per seed | mean over seeds | cap-limited |\n"
+        "| --- | --- | --- | ---: | --- | ---: | ---: |\n" + "\n".join(lines)
+    )
+
+
 def main(argv: Sequence[str] | None = None) -> int:
     p = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     p.add_argument("--results", nargs="+", default=[str(RESULTS)])
     p.add_argument("--tags", nargs="+", required=True, help="One tag per seed.")
     p.add_argument("--variant", default=None, help="Default: CHOSEN of anomaly.py.")
+    p.add_argument(
+        "--dev-prefixes",
+        nargs="*",
+        default=[],
+        metavar="PREFIX",
+        help="Also a development-series table of each setting whose seeds' tags are "
+        "PREFIX0, PREFIX1, ... (as many as --tags).",
+    )
     p.add_argument("--docs", default=str(DOCS), help="Markdown file to write the table into.")
     args = p.parse_args(argv)
     if args.variant is None:
@@ -182,6 +232,9 @@ def main(argv: Sequence[str] | None = None) -> int:
         args.variant = found.group(1)
     records = [r for path in args.results for r in json.loads(Path(path).read_text())]
     table = render(records, args.tags, args.variant)
+    dev = dev_table(records, args.dev_prefixes, len(args.tags), args.variant)
+    if dev:
+        table += "\n\n" + dev
     docs = Path(args.docs)
     text = docs.read_text()
     if BEGIN in text and END in text:

@@ -110,3 +110,18 @@ def test_main_writes_the_table_between_its_markers(seeds, tmp_path) -> None:  # 
     assert "| SMAP | 100 | " in text
     assert "| 1 of 6 | " in text
     assert "| MSL |" not in text
+
+
+def test_the_development_table_averages_each_settings_seeds(seeds) -> None:  # type: ignore[no-untyped-def]
+    recs = [_rec(s, "gpvae", f"t{i}", v, dev=True) for i, v in enumerate((0.1, 0.2, 0.6))
+            for s in ("P-1", "E-1")]  # fmt: skip
+    recs += [_rec("P-1", "gpvae", f"alt{i}", 0.3, best=99, dev=True) for i in range(3)]
+    recs += [_rec("P-1", "vae", f"alt{i}", 0.5, dev=True) for i in range(2)]  # seed 2 missing
+    for r in recs:
+        r["config"].update(kernel="matern32", hidden=64, beta=1.0)
+    out = seeds.dev_table(recs, ["t", "alt"], 3, V)
+    row = "| gpvae | matern32, hidden 64, beta 1, cap 100 | t* | 2 | 0.100 / 0.200 / 0.600 |"
+    assert f"{row} 0.300 | 0 of 6 |" in out
+    assert "| alt* | 1 | 0.300 / 0.300 / 0.300 | 0.300 | 3 of 3 |" in out
+    assert "| vae |" not in out
+    assert seeds.dev_table(recs, [], 3, V) == ""
