@@ -100,7 +100,9 @@ def summarise(
         per_seed = vals["vus_pr"].mean(axis=0)
         out[m]["per_seed"] = [float(v) for v in per_seed]
         out[m]["seed_range"] = float(per_seed.max() - per_seed.min())
-        out[m]["series_seed_sd"] = float(vals["vus_pr"].std(axis=1, ddof=1).mean())
+        one = vals["vus_pr"].shape[1] < 2  # one seed: no standard deviation
+        sd = vals["vus_pr"].std(axis=1, ddof=1).mean() if not one else float("nan")
+        out[m]["series_seed_sd"] = float(sd)
         flat = [r for rs in runs for r in rs]
         out[m]["epochs"] = float(np.mean([r["epochs_run"] for r in flat]))
         out[m]["best_epoch"] = float(np.mean([r["best_epoch"] for r in flat]))
@@ -115,6 +117,10 @@ def summarise(
     seed_diffs = np.array(out["gpvae"]["per_seed"]) - np.array(out["vae"]["per_seed"])
     out["seed_diffs"] = [float(d) for d in seed_diffs]
     return out
+
+
+def _f(v: float) -> str:
+    return f"{v:.3f}" if np.isfinite(v) else "-"
 
 
 def _s(v: float) -> str:
@@ -140,7 +146,7 @@ def render(records: Sequence[dict[str, Any]], tags: Sequence[str], variant: str)
             + " / ".join(f"{x:.3f}" for x in v["per_seed"]) + " | "
             + " / ".join(_s(d) for d in s["seed_diffs"])
             + f" | {g['seed_range']:.3f} | {v['seed_range']:.3f} | "
-            f"{g['series_seed_sd']:.3f} | {v['series_seed_sd']:.3f} |"
+            f"{_f(g['series_seed_sd'])} | {_f(v['series_seed_sd'])} |"
         )  # fmt: skip
         epochs.append(
             f"| {label} | {'/'.join(map(str, g['cap']))} | {g['epochs']:.1f} | "

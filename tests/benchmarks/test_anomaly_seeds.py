@@ -125,3 +125,9 @@ def test_the_development_table_averages_each_settings_seeds(seeds) -> None:  # t
     assert "| alt* | 1 | 0.300 / 0.300 / 0.300 | 0.300 | 3 of 3 |" in out
     assert "| vae |" not in out
     assert seeds.dev_table(recs, [], 3, V) == ""
+
+
+def test_one_seed_has_no_series_sd(seeds) -> None:  # type: ignore[no-untyped-def]
+    out = seeds.render(_records(), ["t0"], V)
+    # A, B and C (which has t0): gpvae and VAE both (0.2 + 0.5 + 0.9) / 3 and (0.1 + 0.6 + 0.9) / 3
+    assert "| SMAP | 0.533 | 0.533 | +0.000 | 0.000 | 0.000 | - | - |" in out
