@@ -65,17 +65,29 @@ def bootstrap_ci(
 
 
 def collect(
-    records: Sequence[dict[str, Any]], tags: Sequence[str], variant: str
+    records: Sequence[dict[str, Any]],
+    tags: Sequence[str],
+    variant: str,
+    rerun_suffix: str | None = None,
 ) -> dict[tuple[str, str], dict[str, list[dict[str, Any]]]]:
     """(dataset, series) -> model -> its records, one per tag in ``tags``' order, for the
-    held-out series that have a record of both models for every tag."""
+    held-out series that have a record of both models for every tag. With
+    ``rerun_suffix``, a record of tag ``TAG + rerun_suffix`` (a cap-limited run refit with
+    a larger cap) takes the place of the same series' and model's record of ``TAG``."""
     found: dict[tuple[str, str], dict[tuple[str, str], dict[str, Any]]] = {}
+    reruns: dict[tuple[str, str, str, str], dict[str, Any]] = {}
     for r in records:
-        if r.get("dev") or r.get("tag") not in tags:
-            continue
         model, _, v = r["method"].partition("/")
-        if model in MODELS and v == variant:
-            found.setdefault((r["dataset"], r["series"]), {})[(model, r["tag"])] = r
+        if r.get("dev") or model not in MODELS or v != variant:
+            continue
+        tag = r.get("tag", "")
+        if rerun_suffix and tag.endswith(rerun_suffix) and tag[: -len(rerun_suffix)] in tags:
+            reruns[(r["dataset"], r["series"], model, tag[: -len(rerun_suffix)])] = r
+        elif tag in tags:
+            found.setdefault((r["dataset"], r["series"]), {})[(model, tag)] = r
+    for (ds, series, model, tag), r in reruns.items():
+        if (model, tag) in found.get((ds, series), {}):
+            found[(ds, series)][(model, tag)] = r
     out = {}
     for key, recs in found.items():
         if all((m, t) in recs for m in MODELS for t in tags):
@@ -127,8 +139,13 @@ def _s(v: float) -> str:
     return f"{v:+.3f}"
 
 
-def render(records: Sequence[dict[str, Any]], tags: Sequence[str], variant: str) -> str:
-    by = collect(records, tags, variant)
+def render(
+    records: Sequence[dict[str, Any]],
+    tags: Sequence[str],
+    variant: str,
+    rerun_suffix: str | None = None,
+) -> str:
+    by = collect(records, tags, variant, rerun_suffix)
     rows, spread, epochs = [], [], []
     for label, members in GROUPS:
         s = summarise(by, members)
@@ -222,6 +239,12 @@ def main(argv: Sequence[str] | None = None) -> int:
     p.add_argument("--tags", nargs="+", required=True, help="One tag per seed.")
     p.add_argument("--variant", default=None, help="Default: CHOSEN of anomaly.py.")
     p.add_argument(
+        "--rerun-suffix",
+        default=None,
+        help="Records of tag TAG + this suffix (cap-limited runs refit with a larger cap) "
+        "replace the same series' and model's record of TAG.",
+    )
+    p.add_argument(
         "--dev-prefixes",
         nargs="*",
         default=[],
@@ -237,7 +260,7 @@ def main(argv: Sequence[str] | None = None) -> int:
         assert found, "CHOSEN not found in benchmarks/anomaly.py"
         args.variant = found.group(1)
     records = [r for path in args.results for r in json.loads(Path(path).read_text())]
-    table = render(records, args.tags, args.variant)
+    table = render(records, args.tags, args.variant, args.rerun_suffix)
     dev = dev_table(records, args.dev_prefixes, len(args.tags), args.variant)
     if dev:
         table += "\n\n" + dev

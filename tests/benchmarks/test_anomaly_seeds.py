@@ -131,3 +131,23 @@ def test_one_seed_has_no_series_sd(seeds) -> None:  # type: ignore[no-untyped-de
     out = seeds.render(_records(), ["t0"], V)
     # A, B and C (which has t0): gpvae and VAE both (0.2 + 0.5 + 0.9) / 3 and (0.1 + 0.6 + 0.9) / 3
     assert "| SMAP | 0.533 | 0.533 | +0.000 | 0.000 | 0.000 | - | - |" in out
+
+
+def test_a_rerun_with_a_larger_cap_replaces_the_cap_limited_record(seeds) -> None:  # type: ignore[no-untyped-def]
+    recs = _records()
+    rerun = _rec("A", "gpvae", "t0_cap200", 0.5, best=150, epochs=200)
+    recs += [rerun, _rec("C", "gpvae", "t2_cap200", 0.5, epochs=200)]  # C has no t2: ignored
+    plain = seeds.collect(recs, TAGS, V)
+    assert plain[("SMAP", "A")]["gpvae"][0]["vus_pr"] == 0.2
+    by = seeds.collect(recs, TAGS, V, "_cap200")
+    assert by[("SMAP", "A")]["gpvae"][0] is rerun
+    assert by[("SMAP", "A")]["vae"][0]["tag"] == "t0"
+    assert set(by) == set(plain)
+    s = seeds.summarise(by, ("SMAP",))
+    assert s["gpvae"]["cap_limited"] == 0
+    assert s["gpvae"]["cap"] == [100, 200]
+    assert s["gpvae"]["vus_pr"] == pytest.approx(plain_mean(plain) + 0.3 / 3 / 2)
+
+
+def plain_mean(by: dict[Any, Any]) -> float:
+    return float(np.mean([np.mean([r["vus_pr"] for r in v["gpvae"]]) for v in by.values()]))
