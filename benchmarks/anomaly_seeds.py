@@ -165,8 +165,9 @@ def render(
             + f" | {g['seed_range']:.3f} | {v['seed_range']:.3f} | "
             f"{_f(g['series_seed_sd'])} | {_f(v['series_seed_sd'])} |"
         )  # fmt: skip
+        caps = "/".join(map(str, sorted(set(g["cap"]) | set(v["cap"]))))
         epochs.append(
-            f"| {label} | {'/'.join(map(str, g['cap']))} | {g['epochs']:.1f} | "
+            f"| {label} | {caps} | {g['epochs']:.1f} | "
             f"{g['best_epoch']:.1f} | {g['cap_limited']} of {g['runs']} | {v['epochs']:.1f} | "
             f"{v['best_epoch']:.1f} | {v['cap_limited']} of {v['runs']} |"
         )
@@ -188,7 +189,8 @@ def render(
         "| --- | --- | --- | --- | ---: | ---: | ---: | ---: |\n"
         + "\n".join(spread)
         + "\n\nEpochs (every run of every seed): mean epochs run and best epoch; cap-limited: "
-        "the best epoch within the last `patience` epochs of the cap.\n\n"
+        "the best epoch within the last `patience` epochs of the cap (the caps of either "
+        "model's runs).\n\n"
         "| data set | cap | gpvae epochs | gpvae best | gpvae cap-limited | VAE epochs | "
         "VAE best | VAE cap-limited |\n"
         "| --- | --- | ---: | ---: | ---: | ---: | ---: | ---: |\n" + "\n".join(epochs)

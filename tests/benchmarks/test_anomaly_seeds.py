@@ -146,6 +146,7 @@ def test_a_rerun_with_a_larger_cap_replaces_the_cap_limited_record(seeds) -> Non
     s = seeds.summarise(by, ("SMAP",))
     assert s["gpvae"]["cap_limited"] == 0
     assert s["gpvae"]["cap"] == [100, 200]
+    assert "| SMAP | 100/200 | " in seeds.render(recs, TAGS, V, "_cap200")
     assert s["gpvae"]["vus_pr"] == pytest.approx(plain_mean(plain) + 0.3 / 3 / 2)
 
 
