@@ -16,13 +16,17 @@ operations in the same order (the same numbers as the generic loops). Blocks of 
 out contiguously were measured and do not pay: each statement loop and array view has a
 fixed cost per step that outweighs what smaller working sets save.
 
-Everything is float64. Shapes: N steps, B series, G channels of the group, C = B * G chains
-(chain ``c`` = channel ``c % G`` of series ``c // G``), m state dimension (1, 2 or 3), S
-draws, S' = S + 1 data columns. Tables A, Q, CQ (K, G, m, m) are read through ix (N, B)
-and gathered per step into (m, m, C) rows (once while steps read the same entries). H
-(G, m); Pinf and
-chol0 (G, m, m); still (N, B); mean, var, inc (N, C); eps (N, m, S, C) (step 0: the initial
-states' noise); e (N, S, C).
+Float64, or float32 (numba compiles each dtype once; :mod:`gpvae.gp._fused` picks float32
+only for float32 data that passes a conditioning check): every per-chain buffer takes the
+data's dtype, the constants are float32 (:data:`_ZERO`, :data:`_ONE`, :data:`_HALF`,
+:data:`_TWO`, exact in both dtypes, so a float64 loop computes the same numbers as with
+float64 literals and a float32 loop is not widened to float64), and the sums of logarithms,
+the KL and the gradients of the small tables are float64 in both. Shapes: N steps, B series,
+G channels of the group, C = B * G chains (chain ``c`` = channel ``c % G`` of series
+``c // G``), m state dimension (1, 2 or 3), S draws, S' = S + 1 data columns. Tables A, Q,
+CQ (K, G, m, m) are read through ix (N, B) and gathered per step into (m, m, C) rows (once
+while steps read the same entries). H (G, m); Pinf and chol0 (G, m, m); still (N, B); mean,
+var, inc (N, C); eps (N, m, S, C) (step 0: the initial states' noise); e (N, S, C).
 
 Two entry points, :func:`forward` and :func:`backward` (each a single compiled call: numba
 loads one cached function per entry point, a fixed cost per process).
@@ -43,10 +47,16 @@ __all__ = ["backward", "forward"]
 
 _jit = nb.njit(cache=True, nogil=True, error_model="numpy")
 
+#: The loops' constants: float32, exact in float32 and float64 (see the module docstring).
+_ZERO = np.float32(0.0)
+_ONE = np.float32(1.0)
+_HALF = np.float32(0.5)
+_TWO = np.float32(2.0)
 
-# Large buffers are carved from an arena (a 1-D float64 array reused across calls by the
-# caller): fresh allocations of megabytes are fresh pages, and their page faults cost as much
-# as the arithmetic at these sizes. ``pos`` (1,) int64 is the arena's fill mark.
+
+# Large buffers are carved from an arena (a 1-D array of the data's dtype reused across calls
+# by the caller): fresh allocations of megabytes are fresh pages, and their page faults cost
+# as much as the arithmetic at these sizes. ``pos`` (1,) int64 is the arena's fill mark.
 
 
 @_jit
@@ -74,21 +84,21 @@ def _e4(ar, pos, a, b, c, d):
 @_jit
 def _z2(ar, pos, a, b):
     out = _take(ar, pos, a * b)
-    out[:] = 0.0
+    out[:] = _ZERO
     return out.reshape((a, b))
 
 
 @_jit
 def _z3(ar, pos, a, b, c):
     out = _take(ar, pos, a * b * c)
-    out[:] = 0.0
+    out[:] = _ZERO
     return out.reshape((a, b, c))
 
 
 @_jit
 def _z4(ar, pos, a, b, c, d):
     out = _take(ar, pos, a * b * c * d)
-    out[:] = 0.0
+    out[:] = _ZERO
     return out.reshape((a, b, c, d))
 
 
@@ -230,7 +240,7 @@ def _solve(M, R, X, skip):
     if m == 1:
         d = M[0, 0]
         for c in range(C):
-            if d[c] == 0.0 and not skip[c]:
+            if d[c] == _ZERO and not skip[c]:
                 bad += 1
         for j in range(k):
             r, x = R[0, j], X[0, j]
@@ -239,11 +249,11 @@ def _solve(M, R, X, skip):
         return bad
     if m == 2:
         a, b, e, f = M[0, 0], M[0, 1], M[1, 0], M[1, 1]
-        det = np.empty(C)
+        det = np.empty(C, M.dtype)
         for c in range(C):
             det[c] = a[c] * f[c] - b[c] * e[c]
         for c in range(C):
-            if det[c] == 0.0 and not skip[c]:
+            if det[c] == _ZERO and not skip[c]:
                 bad += 1
         for j in range(k):
             r0, r1, x0, x1 = R[0, j], R[1, j], X[0, j], X[1, j]
@@ -252,12 +262,12 @@ def _solve(M, R, X, skip):
                 x1[c] = (a[c] * r1[c] - e[c] * r0[c]) / det[c]
         return bad
     # m == 3: M = L D L^T (unit lower L), from the lower triangle
-    d0 = np.empty(C)
-    d1 = np.empty(C)
-    d2 = np.empty(C)
-    l10 = np.empty(C)
-    l20 = np.empty(C)
-    l21 = np.empty(C)
+    d0 = np.empty(C, M.dtype)
+    d1 = np.empty(C, M.dtype)
+    d2 = np.empty(C, M.dtype)
+    l10 = np.empty(C, M.dtype)
+    l20 = np.empty(C, M.dtype)
+    l21 = np.empty(C, M.dtype)
     M00, M10, M11, M20, M21, M22 = M[0, 0], M[1, 0], M[1, 1], M[2, 0], M[2, 1], M[2, 2]
     for c in range(C):
         d0[c] = M00[c]
@@ -267,7 +277,7 @@ def _solve(M, R, X, skip):
         l21[c] = (M21[c] - l20[c] * M10[c]) / d1[c]
         d2[c] = M22[c] - l20[c] * M20[c] - l21[c] * l21[c] * d1[c]
     for c in range(C):
-        if (d0[c] == 0.0 or d1[c] == 0.0 or d2[c] == 0.0) and not skip[c]:
+        if (d0[c] == _ZERO or d1[c] == _ZERO or d2[c] == _ZERO) and not skip[c]:
             bad += 1
     for j in range(k):
         r0, r1, r2 = R[0, j], R[1, j], R[2, j]
@@ -289,11 +299,11 @@ def _project(P, He, u, s):
     """u = P H^T (m, C) and s = H u (C,) per chain, for P (m, m, C), He (m, C)."""
     m, _, C = P.shape
     for c in range(C):
-        s[c] = 0.0
+        s[c] = _ZERO
     for i in range(m):
         ui = u[i]
         for c in range(C):
-            ui[c] = 0.0
+            ui[c] = _ZERO
         for j in range(m):
             p, h = P[i, j], He[j]
             for c in range(C):
@@ -321,7 +331,7 @@ def _hph(P, He, out):
     """out = H P H^T per chain for P (m, m, C)."""
     m, _, C = P.shape
     for c in range(C):
-        out[c] = 0.0
+        out[c] = _ZERO
     for i in range(m):
         for j in range(m):
             p, hi, hj = P[i, j], He[i], He[j]
@@ -357,13 +367,13 @@ def _log_terms(x, inc, prod, logs):
         return
     grown = 0
     for c in range(C):
-        p = prod[c] * ((1.0 + x[c]) if inc[c] else 1.0)
+        p = prod[c] * ((_ONE + x[c]) if inc[c] else _ONE)
         prod[c] = p
         grown += p > _LOG_FLUSH
     if grown:
         for c in range(C):
             logs[c] += math.log(prod[c])
-            prod[c] = 1.0
+            prod[c] = _ONE
 
 
 @_jit
@@ -402,7 +412,7 @@ def _sym2(F, T, X, out):
                 o[c] = (
                     ((f1[c] + f2[c]) + (t0[c] * g0[c] + u0[c] * h0[c]))
                     + (t1[c] * g1[c] + u1[c] * h1[c])
-                ) * 0.5
+                ) * _HALF
     o, p = out[0, 1], out[1, 0]
     for c in range(C):
         o[c] = p[c]
@@ -459,7 +469,7 @@ def _predict(A, Pf, Qn, T, Pp):
                 for c in range(C):
                     o[c] += t1[c] * a1[c] + t2[c] * a2[c]
             for c in range(C):
-                o[c] *= 0.5
+                o[c] *= _HALF
             if j < i:
                 o2 = Pp[j, i]
                 for c in range(C):
@@ -476,7 +486,7 @@ def _update(Pp, He, wn, incn, u, s, cc, ratio, isn, prod, logs, Pf):
     for c in range(C):
         r = wn[c] * s[c]
         ratio[c] = r
-        cc[c] = wn[c] / (1.0 + r)
+        cc[c] = wn[c] / (_ONE + r)
         isn[c] = cc[c]
     _log_terms(ratio, incn, prod, logs)
     for i in range(m):
@@ -505,7 +515,7 @@ def _rts_gain(Pp, T, skip, X, sg):
     for i in range(m):
         for j in range(m):
             o, x = sg[i, j], X[j, i]
-            one = 1.0 if i == j else 0.0
+            one = _ONE if i == j else _ZERO
             for c in range(C):
                 o[c] = one if skip[c] else x[c]
     return bad
@@ -569,7 +579,7 @@ def _smooth_step(A, sg, mf, Pf, ms1, Ps1, Pp1, d, Dm, T, ms, Ps):
                 for c in range(C):
                     o[c] += t1[c] * g1[c] + t2[c] * g2[c]
             for c in range(C):
-                o[c] *= 0.5
+                o[c] *= _HALF
             if j < i:
                 o2 = Ps[j, i]
                 for c in range(C):
@@ -588,7 +598,7 @@ def _finish_step(He, incn, vn, yn, isn, v0, xn, ms, Ps, fm, pv, out, term):
     for s in range(S):
         o = out[s]
         for c in range(C):
-            o[c] = 0.0
+            o[c] = _ZERO
         for i in range(m):
             h, x, mss = He[i], xn[i, s], ms[i, s + 1]
             for c in range(C):
@@ -597,8 +607,8 @@ def _finish_step(He, incn, vn, yn, isn, v0, xn, ms, Ps, fm, pv, out, term):
     _hph(Ps, He, pv)
     for c in range(C):
         r = yn[c] - fm[c]
-        t = 0.5 * (isn[c] * v0[c] * v0[c] - (r * r + pv[c]) / vn[c])
-        term[c] = t if incn[c] else 0.0
+        t = _HALF * (isn[c] * v0[c] * v0[c] - (r * r + pv[c]) / vn[c])
+        term[c] = t if incn[c] else _ZERO
 
 
 @_jit
@@ -615,7 +625,8 @@ def forward(A, Q, CQ, ix, Pinf, chol0, H, still, mean, var, inc, eps, e, ar):
     N, m, S, C = eps.shape
     S1 = S + 1
     G = H.shape[0]
-    He = np.empty((m, C))
+    dt = var.dtype  # float64 or float32
+    He = np.empty((m, C), dt)
     for i in range(m):
         for c in range(C):
             He[i, c] = H[c % G, i]
@@ -634,21 +645,21 @@ def forward(A, Q, CQ, ix, Pinf, chol0, H, still, mean, var, inc, eps, e, ar):
     m_smooth = _e4(ar, pos, N, m, S1, C)
     P_smooth = _e4(ar, pos, N, m, m, C)
     terms = _e2(ar, pos, N, C)
-    An = np.empty((m, m, C))
-    Qn = np.empty((m, m, C))
-    Ln = np.empty((m, m, C))
-    T = np.empty((m, m, C))
-    X = np.empty((m, m, C))
+    An = np.empty((m, m, C), dt)
+    Qn = np.empty((m, m, C), dt)
+    Ln = np.empty((m, m, C), dt)
+    T = np.empty((m, m, C), dt)
+    X = np.empty((m, m, C), dt)
     skip = np.empty(C, dtype=np.bool_)
-    s_ = np.empty(C)
-    cc = np.empty(C)
-    ratio = np.empty(C)  # s_f / var of each chain at step n
+    s_ = np.empty(C, dt)
+    cc = np.empty(C, dt)
+    ratio = np.empty(C, dt)  # s_f / var of each chain at step n
     logs = np.zeros(C)  # the logarithms taken so far
     prod = np.ones(C)  # and the product of the factors 1 + x not yet taken
-    tmp = np.empty((m, S, C))
-    fp = np.empty(C)
-    Dn = np.empty((S1, C))  # row 0 the pseudo-observations, row s + 1 draw s's residual
-    mp = np.zeros((m, S1, C))
+    tmp = np.empty((m, S, C), dt)
+    fp = np.empty(C, dt)
+    Dn = np.empty((S1, C), dt)  # row 0 the pseudo-observations, row s + 1 draw s's residual
+    mp = np.zeros((m, S1, C), dt)
     bad = 0
     last = -1  # the step whose table entries An, Qn, Ln hold
     for n in range(N):
@@ -656,9 +667,9 @@ def forward(A, Q, CQ, ix, Pinf, chol0, H, still, mean, var, inc, eps, e, ar):
         incn, vn, mn, yn, wn, sdn = inc[n], var[n], mean[n], y[n], w[n], sd[n]
         for c in range(C):
             ok = incn[c]
-            v = vn[c] if ok else 1.0
-            yn[c] = mn[c] if ok else 0.0
-            wn[c] = (1.0 / v) if ok else 0.0
+            v = vn[c] if ok else _ONE
+            yn[c] = mn[c] if ok else _ZERO
+            wn[c] = (_ONE / v) if ok else _ZERO
             sdn[c] = math.sqrt(v)
         # covariance filter, and the RTS gain of step n - 1
         Pp = P_pred[n]
@@ -667,7 +678,7 @@ def forward(A, Q, CQ, ix, Pinf, chol0, H, still, mean, var, inc, eps, e, ar):
                 g = c % G
                 for i in range(m):
                     for j in range(m):
-                        Pp[i, j, c] = 0.5 * (Pinf[g, i, j] + Pinf[g, j, i])
+                        Pp[i, j, c] = _HALF * (Pinf[g, i, j] + Pinf[g, j, i])
         else:
             if not _same_row(ix, n, last):
                 _gather_step(A, ix, n, G, An)
@@ -686,7 +697,7 @@ def forward(A, Q, CQ, ix, Pinf, chol0, H, still, mean, var, inc, eps, e, ar):
                 g = c % G
                 for i in range(m):
                     for s in range(S):
-                        acc = 0.0
+                        acc = _ZERO
                         for q in range(m):
                             acc += chol0[g, i, q] * eps[0, q, s, c]
                         xn[i, s, c] = acc
@@ -707,7 +718,7 @@ def forward(A, Q, CQ, ix, Pinf, chol0, H, still, mean, var, inc, eps, e, ar):
             _hdot(xn[:, s], He, fp)
             for c in range(C):
                 r = yn[c] - (fp[c] + sdn[c] * en[c])
-                d[c] = r if incn[c] else 0.0
+                d[c] = r if incn[c] else _ZERO
         # mean filter
         _mean_step(An, He, gain[n], Dn, m_filt[n - 1], mp, n == 0, m_filt[n], innov[n])
     for c in range(C):
@@ -718,12 +729,12 @@ def forward(A, Q, CQ, ix, Pinf, chol0, H, still, mean, var, inc, eps, e, ar):
         for j in range(m):
             o, a, b = P_smooth[N - 1, i, j], P_filt[N - 1, i, j], P_filt[N - 1, j, i]
             for c in range(C):
-                o[c] = 0.5 * (a[c] + b[c])
-    sample = np.empty((N, S, C))
-    d = np.empty((m, S1, C))
-    Dm = np.empty((m, m, C))
-    fm = np.empty(C)
-    pv = np.empty(C)
+                o[c] = _HALF * (a[c] + b[c])
+    sample = np.empty((N, S, C), dt)
+    d = np.empty((m, S1, C), dt)
+    Dm = np.empty((m, m, C), dt)
+    fm = np.empty(C, dt)
+    pv = np.empty(C, dt)
     for n in range(N - 1, -1, -1):
         if n < N - 1:
             if not _same_row(ix, n + 1, last):
@@ -739,7 +750,7 @@ def forward(A, Q, CQ, ix, Pinf, chol0, H, still, mean, var, inc, eps, e, ar):
         )  # fmt: skip
     kl = np.empty(C)
     for c in range(C):
-        kl[c] = 0.5 * logs[c]
+        kl[c] = _HALF * logs[c]
     for n in range(N):  # the terms summed in time order
         t = terms[n]
         for c in range(C):
@@ -768,13 +779,13 @@ def _finish_bwd_step(He, incn, vn, yn, g_kl, gsn, ms, Ps, gmn, gvn, fm, pv, a_ms
     _hph(Ps, He, pv)
     for c in range(C):
         ok = incn[c]
-        gk = g_kl[c] if ok else 0.0
-        v = vn[c] if ok else 1.0
-        r = (yn[c] - fm[c]) if ok else 0.0
+        gk = g_kl[c] if ok else _ZERO
+        v = vn[c] if ok else _ONE
+        r = (yn[c] - fm[c]) if ok else _ZERO
         a_ms[c] = gk * r / v
-        b_pv[c] = -0.5 * gk / v
+        b_pv[c] = -_HALF * gk / v
         gmn[c] -= gk * r / v
-        gvn[c] += (0.5 * gk * (r * r + pv[c]) / (v * v)) if ok else 0.0
+        gvn[c] += (_HALF * gk * (r * r + pv[c]) / (v * v)) if ok else _ZERO
     for i in range(m):
         o, hi = gms[i, 0], He[i]
         for c in range(C):
@@ -811,10 +822,10 @@ def _smooth_bwd_step(
         for j in range(m):
             o, o2 = gs[i, j], ga[i, j]
             for c in range(C):
-                o[c] = 0.0
-                o2[c] = 0.0
-    _outer_add(b, d, gs, 1.0)
-    _outer_add(bd, mf, ga, -1.0)
+                o[c] = _ZERO
+                o2[c] = _ZERO
+    _outer_add(b, d, gs, _ONE)
+    _outer_add(bd, mf, ga, -_ONE)
     _tmatvec(A, bd, tmp)
     for i in range(m):
         for s in range(S1):
@@ -837,14 +848,14 @@ def _smooth_bwd_step(
         for j in range(m):
             o, t = gs[i, j], TD[i, j]
             for c in range(C):
-                o[c] += 2.0 * t[c]
+                o[c] += _TWO * t[c]
     for i in range(m):
         for j in range(m):
             g, d1, d2, o, a, a2 = gp[i, j], bD[i, j], bD[j, i], bc[i, j], gPs1[i, j], gPs1[j, i]
             for c in range(C):
-                sym = 0.5 * (d1[c] + d2[c])
+                sym = _HALF * (d1[c] + d2[c])
                 g[c] = -sym
-                o[c] = 0.5 * (a[c] + a2[c]) + sym
+                o[c] = _HALF * (a[c] + a2[c]) + sym
 
 
 @_jit
@@ -881,28 +892,28 @@ def _smooth_bwd_step2(
             if S1 == 2:  # one draw: the sums written out
                 b0, d0, b1, d1 = b[i, 0], d[j, 0], b[i, 1], d[j, 1]
                 for c in range(C):
-                    o[c] = ((0.0 + 1.0 * (b0[c] * d0[c])) + 1.0 * (b1[c] * d1[c])) + 2.0 * (
+                    o[c] = ((_ZERO + _ONE * (b0[c] * d0[c])) + _ONE * (b1[c] * d1[c])) + _TWO * (
                         t0[c] * e0[c] + t1[c] * e1[c]
                     )
                 o, x0, y0, x1, y1 = ga[i, j], bd[i, 0], mf[j, 0], bd[i, 1], mf[j, 1]
                 for c in range(C):
-                    o[c] = (0.0 + -1.0 * (x0[c] * y0[c])) + -1.0 * (x1[c] * y1[c])
+                    o[c] = (_ZERO + -_ONE * (x0[c] * y0[c])) + -_ONE * (x1[c] * y1[c])
                 continue
             for c in range(C):
-                o[c] = 0.0
+                o[c] = _ZERO
             for s in range(S1):
                 x, y = b[i, s], d[j, s]
                 for c in range(C):
-                    o[c] += 1.0 * (x[c] * y[c])
+                    o[c] += _ONE * (x[c] * y[c])
             for c in range(C):
-                o[c] += 2.0 * (t0[c] * e0[c] + t1[c] * e1[c])
+                o[c] += _TWO * (t0[c] * e0[c] + t1[c] * e1[c])
             o = ga[i, j]
             for c in range(C):
-                o[c] = 0.0
+                o[c] = _ZERO
             for s in range(S1):
                 x, y = bd[i, s], mf[j, s]
                 for c in range(C):
-                    o[c] += -1.0 * (x[c] * y[c])
+                    o[c] += -_ONE * (x[c] * y[c])
     for i in range(2):  # the adjoint of m_n: b - A^T bd
         for s in range(S1):
             o, bb, x0, y0, x1, y1 = gmf[i, s], b[i, s], A[0, i], bd[0, s], A[1, i], bd[1, s]
@@ -927,12 +938,12 @@ def _smooth_bwd_step2(
         for j in range(2):
             g, d1, d2 = gp[i, j], bD[i, j], bD[j, i]
             for c in range(C):
-                g[c] = -(0.5 * (d1[c] + d2[c]))
+                g[c] = -(_HALF * (d1[c] + d2[c]))
     for i in range(2):  # bc becomes the adjoint of P^s_n
         for j in range(2):
             o, d1, d2, a, a2 = bc[i, j], bD[i, j], bD[j, i], gPs1[i, j], gPs1[j, i]
             for c in range(C):
-                o[c] = 0.5 * (a[c] + a2[c]) + 0.5 * (d1[c] + d2[c])
+                o[c] = _HALF * (a[c] + a2[c]) + _HALF * (d1[c] + d2[c])
 
 
 @_jit
@@ -954,7 +965,7 @@ def _mean_bwd_step(first, A, He, u, mprev, vn, gmf, gv0, carry, bm, bv, g_gain, 
                 o[c] = gv0[c]
         else:
             for c in range(C):
-                o[c] = 0.0
+                o[c] = _ZERO
         for i in range(m):
             k, b = u[i], bm[i, s]
             for c in range(C):
@@ -962,7 +973,7 @@ def _mean_bwd_step(first, A, He, u, mprev, vn, gmf, gv0, carry, bm, bv, g_gain, 
     for i in range(m):
         o = g_gain[i]
         for c in range(C):
-            o[c] = 0.0
+            o[c] = _ZERO
         for s in range(S1):
             b, v = bm[i, s], vn[s]
             for c in range(C):
@@ -975,7 +986,7 @@ def _mean_bwd_step(first, A, He, u, mprev, vn, gmf, gv0, carry, bm, bv, g_gain, 
             o, b = bm[i, s], bv[s]
             for c in range(C):
                 o[c] -= h[c] * b[c]
-    _outer_add(bm, mprev, ga, 1.0)
+    _outer_add(bm, mprev, ga, _ONE)
     _tmatvec(A, bm, carry)
 
 
@@ -987,7 +998,7 @@ def _data_bwd_step(He, incn, sdn, en, g_D, gst, gmn, gvn, gm, bsd):
     g0 = g_D[0]
     for c in range(C):
         gm[c] = g0[c]
-        bsd[c] = 0.0
+        bsd[c] = _ZERO
     for s in range(S):
         b_r, es = g_D[s + 1], en[s]
         for c in range(C):
@@ -996,10 +1007,10 @@ def _data_bwd_step(He, incn, sdn, en, g_D, gst, gmn, gvn, gm, bsd):
         for i in range(m):
             o, h = gst[i, s], He[i]
             for c in range(C):
-                o[c] -= (h[c] * b_r[c]) if incn[c] else 0.0
+                o[c] -= (h[c] * b_r[c]) if incn[c] else _ZERO
     for c in range(C):
-        gmn[c] += gm[c] if incn[c] else 0.0
-        gvn[c] += (bsd[c] * 0.5 / sdn[c]) if incn[c] else 0.0
+        gmn[c] += gm[c] if incn[c] else _ZERO
+        gvn[c] += (bsd[c] * _HALF / sdn[c]) if incn[c] else _ZERO
 
 
 @_jit
@@ -1022,7 +1033,7 @@ def _rts_bwd_step(Pp, skip, gsg, sg, Pf, A, Tt, R, gp, ga, gf):
         for j in range(m):
             r = R[i, j]
             for c in range(C):
-                r[c] = 0.0 if skip[c] else r[c]
+                r[c] = _ZERO if skip[c] else r[c]
     for i in range(m):
         for j in range(m):
             o1, o2, o3 = gp[i, j], ga[i, j], gf[i, j]
@@ -1045,9 +1056,9 @@ def _rts_bwd_step2(Pp, skip, gsg, sg, Pf, A, det, R, gp, ga, gf):
     for j in range(2):  # R = (P^-_n)^{-1} gsg^T, 0 where skipped
         r0, r1, x0, x1 = gsg[j, 0], gsg[j, 1], R[0, j], R[1, j]
         for c in range(C):
-            x0[c] = 0.0 if skip[c] else (f[c] * r0[c] - b[c] * r1[c]) / det[c]
+            x0[c] = _ZERO if skip[c] else (f[c] * r0[c] - b[c] * r1[c]) / det[c]
         for c in range(C):
-            x1[c] = 0.0 if skip[c] else (a[c] * r1[c] - e[c] * r0[c]) / det[c]
+            x1[c] = _ZERO if skip[c] else (a[c] * r1[c] - e[c] * r0[c]) / det[c]
     for i in range(2):
         for j in range(2):
             o, r0, r1 = gp[i, j], R[i, 0], R[i, 1]
@@ -1079,7 +1090,7 @@ def _prior_cov_adjoint(bP, bu, He, gpn, n, G, bPm, g_Pinf):
         g = c % G
         for i in range(m):
             for j in range(m):
-                g_Pinf[g, i, j] += 0.5 * (bPm[i, j, c] + bPm[j, i, c])
+                g_Pinf[g, i, j] += _HALF * (bPm[i, j, c] + bPm[j, i, c])
     return True
 
 
@@ -1095,17 +1106,17 @@ def _cov_bwd_step2(
     for i in range(2):  # u = P H^T, s = H u
         o, p0, p1 = u[i], Pp[i, 0], Pp[i, 1]
         for c in range(C):
-            o[c] = (0.0 + p0[c] * h0[c]) + p1[c] * h1[c]
+            o[c] = (_ZERO + p0[c] * h0[c]) + p1[c] * h1[c]
     u0, u1 = u[0], u[1]
     for c in range(C):
-        s[c] = (0.0 + h0[c] * u0[c]) + h1[c] * u1[c]
+        s[c] = (_ZERO + h0[c] * u0[c]) + h1[c] * u1[c]
     for i in range(2):
         for j in range(2):
             o, a, b = bP[i, j], gfn[i, j], carry[i, j]
             for c in range(C):
                 o[c] = a[c] + b[c]
     for c in range(C):
-        cc[c] = wn[c] / (1.0 + wn[c] * s[c])
+        cc[c] = wn[c] / (_ONE + wn[c] * s[c])
     g0, g1 = g_gain[0], g_gain[1]
     for c in range(C):
         b_c[c] = (gis[c] + g0[c] * u0[c]) + g1[c] * u1[c]
@@ -1115,8 +1126,8 @@ def _cov_bwd_step2(
             ((b_c[c] - u0[c] * p00[c] * u0[c]) - u0[c] * p01[c] * u1[c]) - u1[c] * p10[c] * u0[c]
         ) - u1[c] * p11[c] * u1[c]
     for c in range(C):
-        den = 1.0 + wn[c] * s[c]
-        gw[c] = (0.0 + gls[c] * s[c] / den) + b_c[c] * (1.0 - cc[c] * s[c]) ** 2
+        den = _ONE + wn[c] * s[c]
+        gw[c] = (_ZERO + gls[c] * s[c] / den) + b_c[c] * (_ONE - cc[c] * s[c]) ** 2
     for c in range(C):
         b_s[c] = gls[c] * cc[c] - cc[c] * cc[c] * b_c[c]
     for i in range(2):
@@ -1133,7 +1144,7 @@ def _cov_bwd_step2(
         for j in range(2):
             o, p1, p2 = gQ[i, j], bPm[i, j], bPm[j, i]
             for c in range(C):
-                o[c] = 0.5 * (p1[c] + p2[c])
+                o[c] = _HALF * (p1[c] + p2[c])
             o, q0, r0, q1, r1, t0, t1 = (
                 ga[i, j],
                 bPm[i, 0],
@@ -1174,11 +1185,11 @@ def _cov_bwd_step(
         return
     _project(Pp, He, u, s)
     for c in range(C):
-        den = 1.0 + wn[c] * s[c]
+        den = _ONE + wn[c] * s[c]
         cc[c] = wn[c] / den
         b_c[c] = gis[c]
         b_s[c] = gls[c] * cc[c]
-        gw[c] = 0.0
+        gw[c] = _ZERO
         gw[c] += gls[c] * s[c] / den
     for i in range(m):
         gg, ui = g_gain[i], u[i]
@@ -1195,7 +1206,7 @@ def _cov_bwd_step(
             for c in range(C):
                 b_c[c] -= ui[c] * p[c] * uj[c]
     for c in range(C):
-        gw[c] += b_c[c] * (1.0 - cc[c] * s[c]) ** 2
+        gw[c] += b_c[c] * (_ONE - cc[c] * s[c]) ** 2
         b_s[c] -= cc[c] * cc[c] * b_c[c]
     for i in range(m):
         o, gg, h = bu[i], g_gain[i], He[i]
@@ -1212,7 +1223,7 @@ def _cov_bwd_step(
         for j in range(m):
             o, p1, p2 = gQ[i, j], bPm[i, j], bPm[j, i]
             for c in range(C):
-                o[c] = 0.5 * (p1[c] + p2[c])
+                o[c] = _HALF * (p1[c] + p2[c])
             o = ga[i, j]  # g_A += (bPm + bPm^T) T
             for k in range(m):
                 p1, p2, t = bPm[i, k], bPm[k, i], T[k, j]
@@ -1236,25 +1247,26 @@ def backward(K, G, ix, still, inc, var, eps, e, g_kl, g_sample, saved, ar):
     m_smooth, P_smooth, A = saved[12], saved[13], saved[14]
     N, m, S, C = eps.shape
     S1 = S + 1
+    dt = var.dtype  # float64 or float32
     pos = np.zeros(1, dtype=np.int64)
     g_mfilt = _e4(ar, pos, N, m, S1, C)
     g_sgain = _e4(ar, pos, max(N - 1, 0), m, m, C)
     g_filt = _e4(ar, pos, N, m, m, C)
     g_pred = _e4(ar, pos, N, m, m, C)
     g_Ae = _e4(ar, pos, N, m, m, C)  # the adjoint of A_n, per chain (entry 0 unused)
-    g_mean = np.zeros((N, C))
-    g_var = np.zeros((N, C))
-    An = np.empty((m, m, C))
+    g_mean = np.zeros((N, C), dt)
+    g_var = np.zeros((N, C), dt)
+    An = np.empty((m, m, C), dt)
     last = -1  # the step whose table entries An holds
     # -- forward in time: draws, KL terms and smoother
-    fm = np.empty(C)
-    pv = np.empty(C)
-    a_ms = np.empty(C)
-    b_pv = np.empty(C)
-    b = np.empty((m, S1, C))
-    gms = np.empty((m, S1, C))
-    gPs = np.empty((m, m, C))
-    bc = np.empty((m, m, C))
+    fm = np.empty(C, dt)
+    pv = np.empty(C, dt)
+    a_ms = np.empty(C, dt)
+    b_pv = np.empty(C, dt)
+    b = np.empty((m, S1, C), dt)
+    gms = np.empty((m, S1, C), dt)
+    gPs = np.empty((m, m, C), dt)
+    bc = np.empty((m, m, C), dt)
     _finish_bwd_step(
         He, inc[0], var[0], y[0], g_kl, g_sample[0], m_smooth[0], P_smooth[0], g_mean[0],
         g_var[0], fm, pv, a_ms, b_pv, b, gPs,
@@ -1263,15 +1275,15 @@ def backward(K, G, ix, still, inc, var, eps, e, g_kl, g_sample, saved, ar):
         for j in range(m):
             o, a, a2 = bc[i, j], gPs[i, j], gPs[j, i]
             for c in range(C):
-                o[c] = 0.5 * (a[c] + a2[c])
-    g_pred[0] = 0.0
-    bd = np.empty((m, S1, C))
-    d = np.empty((m, S1, C))
-    tmp = np.empty((m, S1, C))
-    Dm = np.empty((m, m, C))
-    T = np.empty((m, m, C))
-    TD = np.empty((m, m, C))
-    bD = np.empty((m, m, C))
+                o[c] = _HALF * (a[c] + a2[c])
+    g_pred[0] = _ZERO
+    bd = np.empty((m, S1, C), dt)
+    d = np.empty((m, S1, C), dt)
+    tmp = np.empty((m, S1, C), dt)
+    Dm = np.empty((m, m, C), dt)
+    T = np.empty((m, m, C), dt)
+    TD = np.empty((m, m, C), dt)
+    bD = np.empty((m, m, C), dt)
     for n in range(N - 1):
         _finish_bwd_step(
             He, inc[n + 1], var[n + 1], y[n + 1], g_kl, g_sample[n + 1], m_smooth[n + 1],
@@ -1291,43 +1303,43 @@ def backward(K, G, ix, still, inc, var, eps, e, g_kl, g_sample, saved, ar):
     g_CQ = np.zeros((K, G, m, m))
     g_Q = np.zeros((K, G, m, m))
     g_Pinf = np.zeros((G, m, m))
-    gls = np.empty(C)  # adjoints of log s, 1 / s and v_0 (from the KL terms)
-    gis = np.empty(C)
-    gv0 = np.empty(C)
-    carry_m = np.zeros((m, S1, C))
-    bm = np.empty((m, S1, C))
-    bv = np.empty((S1, C))
-    g_gain = np.empty((m, C))
-    gst = np.empty((m, S, C))
-    bl = np.empty((m, S, C))
-    tl = np.empty((m, S, C))
-    gL = np.empty((m, m, C))
-    gm = np.empty(C)
-    bsd = np.empty(C)
+    gls = np.empty(C, dt)  # adjoints of log s, 1 / s and v_0 (from the KL terms)
+    gis = np.empty(C, dt)
+    gv0 = np.empty(C, dt)
+    carry_m = np.zeros((m, S1, C), dt)
+    bm = np.empty((m, S1, C), dt)
+    bv = np.empty((S1, C), dt)
+    g_gain = np.empty((m, C), dt)
+    gst = np.empty((m, S, C), dt)
+    bl = np.empty((m, S, C), dt)
+    tl = np.empty((m, S, C), dt)
+    gL = np.empty((m, m, C), dt)
+    gm = np.empty(C, dt)
+    bsd = np.empty(C, dt)
     skip = np.empty(C, dtype=np.bool_)
-    Tt = np.empty((m, m, C))
-    R = np.empty((m, m, C))
-    u = np.empty((m, C))
-    s_ = np.empty(C)
-    cc = np.empty(C)
-    b_c = np.empty(C)
-    b_s = np.empty(C)
-    gw = np.empty(C)
-    bu = np.empty((m, C))
-    bP = np.empty((m, m, C))
-    bPm = np.empty((m, m, C))
-    gQ = np.empty((m, m, C))
-    tmpc = np.empty((m, m, C))
-    carry_c = np.zeros((m, m, C))
+    Tt = np.empty((m, m, C), dt)
+    R = np.empty((m, m, C), dt)
+    u = np.empty((m, C), dt)
+    s_ = np.empty(C, dt)
+    cc = np.empty(C, dt)
+    b_c = np.empty(C, dt)
+    b_s = np.empty(C, dt)
+    gw = np.empty(C, dt)
+    bu = np.empty((m, C), dt)
+    bP = np.empty((m, m, C), dt)
+    bPm = np.empty((m, m, C), dt)
+    gQ = np.empty((m, m, C), dt)
+    tmpc = np.empty((m, m, C), dt)
+    carry_c = np.zeros((m, m, C), dt)
     for n in range(N - 1, -1, -1):
         if n > 0 and not _same_row(ix, n, last):
             _gather_step(A, ix, n, G, An)
             last = n
         incn, v0, isn, gsn = inc[n], innov[n, 0], inv_s[n], g_sample[n]
         for c in range(C):
-            gk = g_kl[c] if incn[c] else 0.0
-            gls[c] = 0.5 * gk
-            gis[c] = 0.5 * gk * v0[c] * v0[c]
+            gk = g_kl[c] if incn[c] else _ZERO
+            gls[c] = _HALF * gk
+            gis[c] = _HALF * gk * v0[c] * v0[c]
             gv0[c] = gk * isn[c] * v0[c]
         for i in range(m):
             h = He[i]
@@ -1351,9 +1363,9 @@ def backward(K, G, ix, still, inc, var, eps, e, g_kl, g_sample, saved, ar):
                     for c in range(C):
                         o[c] = a[c] + t[c]
         if n > 0:
-            _outer_add(bl, states[n - 1], g_Ae[n], 1.0)
-            gL[:] = 0.0
-            _outer_add(bl, eps[n], gL, 1.0)
+            _outer_add(bl, states[n - 1], g_Ae[n], _ONE)
+            gL[:] = _ZERO
+            _outer_add(bl, eps[n], gL, _ONE)
             _scatter_step(gL, ix, n, G, g_CQ)
             _tmatvec(An, bl, tl)
             _still_row(still, n, G, skip)
@@ -1368,14 +1380,14 @@ def backward(K, G, ix, still, inc, var, eps, e, g_kl, g_sample, saved, ar):
         )  # fmt: skip
         vn, gvn = var[n], g_var[n]
         for c in range(C):
-            v = vn[c] if incn[c] else 1.0
-            gvn[c] += (-gw[c] / (v * v)) if incn[c] else 0.0
+            v = vn[c] if incn[c] else _ONE
+            gvn[c] += (-gw[c] / (v * v)) if incn[c] else _ZERO
     g_chol0 = np.zeros((G, m, m))  # bl is now the adjoint of s_0 = chol0 eps_0
     for c in range(C):
         g = c % G
         for i in range(m):
             for j in range(m):
-                acc = 0.0
+                acc = _ZERO
                 for s in range(S):
                     acc += bl[i, s, c] * eps[0, j, s, c]
                 g_chol0[g, i, j] += acc
