@@ -95,12 +95,15 @@ CHECKPOINT_MIN_POINTS = 50_000
 #: m = 2, 3; at 16 the two are level for m = 2 and the struct-of-arrays pass is faster for
 #: m = 1, 3; from 32 on it is faster for all three (1.3-2.2x at 128 chains).
 FUSED_SOA_MIN_CHAINS = 16
-#: The struct-of-arrays fused pass runs in float32 for float32 pseudo-observations (the
-#: encoder's outputs; the transition tables are rounded to float32) when every included
+#: True: the struct-of-arrays fused pass runs in float32 for float32 pseudo-observations
+#: (the encoder's outputs; the transition tables are rounded to float32) when every included
 #: variance of a group is at least its channels' prior variance over
 #: :data:`FUSED_FLOAT32_MAX_RATIO`, else in float64. Measured at 48 steps, 1,024 chains, 1
-#: thread: forward + backward 5.3 ms against 9.8 ms. False: always float64 (the reference).
-FUSED_SOA_FLOAT32 = True
+#: thread: forward + backward 4.4 ms against 8.4 ms. False (the default): always float64,
+#: the reference. Off by default for now: a fit with it follows a slightly different path
+#: (each step's draws and gradients differ by ~1e-6 relative), so fits are no longer those
+#: of the float64 kernel bit for bit.
+FUSED_SOA_FLOAT32 = False
 #: The largest prior variance / pseudo-observation variance of a group that runs the
 #: float32 kernel (its rounding error grows like this ratio times 6e-8; see
 #: :func:`gpvae.gp._fused._float32_ok`).

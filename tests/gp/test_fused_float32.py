@@ -1,9 +1,10 @@
 """The float32 kernel of the struct-of-arrays fused pass (:mod:`gpvae.gp._fused`).
 
 Float32 pseudo-observations (the encoder's outputs) run the struct-of-arrays loops in
-float32 when ``settings.FUSED_SOA_FLOAT32`` is on and every included variance of a group is
-at least its prior variance over ``settings.FUSED_FLOAT32_MAX_RATIO``; otherwise the float64
-kernel runs, as for float64 data. The float64 path is tested everywhere else; here the
+float32 when ``settings.FUSED_SOA_FLOAT32`` is on (off by default; on in every test here)
+and every included variance of a group is at least its prior variance over
+``settings.FUSED_FLOAT32_MAX_RATIO``; otherwise the float64 kernel runs, as for float64
+data. The float64 path is tested everywhere else; here the
 float32 one against the dense float64 reference (KL and its gradients) and against the
 float64 kernel on the same data and the same random draws (draws, KL, gradients).
 
@@ -32,6 +33,14 @@ from gpvae.gp import _fused, _soa_loops
 from gpvae.gp.markov import MarkovGPPosterior
 
 U32 = 2.0**-24
+
+
+@pytest.fixture(autouse=True)
+def float32_on(monkeypatch: pytest.MonkeyPatch) -> None:
+    """The float32 kernel switched on (it is off by default)."""
+    monkeypatch.setattr(settings, "FUSED_SOA_FLOAT32", True)
+
+
 CASES = ["matern12", "matern32", "matern52", "sum12+32"]
 
 

@@ -280,11 +280,12 @@ class _SampleKLSoA(torch.autograd.Function):
     state dimensions 1, 2 and 3.
 
     Float32 pseudo-observations (mean and var float32: the encoder's outputs) run the
-    float32 kernel when :data:`gpvae.settings.FUSED_SOA_FLOAT32` is on and the group passes
-    :func:`_float32_ok` (about twice as fast: half the bytes through memory, twice the
-    lanes); otherwise, and for float64 data, the float64 kernel. The float32 kernel reads the
-    tables rounded to float32 and returns the same outputs (draws float64, KL float64);
-    the gradients of the tables come out float64, those of mean and var in their dtype."""
+    float32 kernel when :data:`gpvae.settings.FUSED_SOA_FLOAT32` is on (off by default) and
+    the group passes :func:`_float32_ok` (about twice as fast: half the bytes through
+    memory, twice the lanes); otherwise, and for float64 data, the float64 kernel. The
+    float32 kernel reads the tables rounded to float32 and returns the same outputs (draws
+    float64, KL float64); the gradients of the tables come out float64, those of mean and
+    var in their dtype."""
 
     @staticmethod
     @without_gc
