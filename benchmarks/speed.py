@@ -124,6 +124,9 @@ def _worker_s1(args: argparse.Namespace) -> dict[str, Any]:
     """GP-VAE step vs N(0, I)-prior step with the same networks, interleaved."""
     import torch
 
+    from gpvae import settings
+
+    settings.FUSED_SOA_FLOAT32 = args.s1_kernel == "float32"
     B, T, D, L = 64, args.T or 48, 35, 16
     torch.set_num_threads(1)
     torch.manual_seed(0)
@@ -176,6 +179,7 @@ def _worker_s1(args: argparse.Namespace) -> dict[str, Any]:
         "ratio": _median(gp) / _median(plain),
         "gp_part_s": _median(post),
         "repeats": args.repeats,
+        "kernel": args.s1_kernel,
         "optimizer": _describe(opt_gp),
         "T": T,
         "shapes": {"B": B, "T": T, "D": D, "L": L, "hidden": [128, 128], "missing": 0.5},
@@ -336,13 +340,19 @@ def run_s1(args: argparse.Namespace) -> list[dict[str, Any]]:
     records = []
     for T in (48,) if args.quick else S1_T:
         load = _load()
-        argv = ["--part=s1", f"--repeats={args.repeats}", f"--T={T}"]
+        argv = [
+            "--part=s1",
+            f"--repeats={args.repeats}",
+            f"--T={T}",
+            f"--s1-kernel={args.s1_kernel}",
+        ]
         res = _run(sys.executable, argv, args.timeout)
         rec = {"part": "s1", "T": T, **res, "load": load}
         if "error" not in res:
             print(
-                f"S1  T={T:>5}: GP-VAE step {1e3 * res['gpvae_step_s']:.1f} ms, N(0, I) prior "
-                f"step {1e3 * res['plain_step_s']:.1f} ms, ratio {res['ratio']:.2f} (goal <= 1.3 "
+                f"S1  T={T:>5} ({args.s1_kernel} kernel): GP-VAE step "
+                f"{1e3 * res['gpvae_step_s']:.1f} ms, N(0, I) prior step "
+                f"{1e3 * res['plain_step_s']:.1f} ms, ratio {res['ratio']:.2f} (goal <= 1.3 "
                 f"at T=48); GP part alone {1e3 * res['gp_part_s']:.1f} ms (load {load[0]})"
             )
         else:
@@ -517,13 +527,21 @@ def render(records: list[dict[str, Any]]) -> str:
             "used single-tensor Adam for both, which costs the GP-VAE more (its 32 extra "
             "scalar kernel tensors): about 1.5 ms more per step against about 0.3 ms fused.",
             "",
-            "| T | GP-VAE step (ms) | N(0, I) step (ms) | ratio | GP part (ms) | Adam | load |",
-            "|---|---|---|---|---|---|---|",
+            "Kernel: the struct-of-arrays kernel's precision, float64 (the default) or "
+            "float32 (`gpvae.settings.FUSED_SOA_FLOAT32 = True`, opt-in; `--s1-kernel "
+            "float32`); records without the field are float64.",
+            "",
+            "| T | kernel | GP-VAE step (ms) | N(0, I) step (ms) | ratio | GP part (ms) | Adam "
+            "| load |",
+            "|---|---|---|---|---|---|---|---|",
         ]
-        for r in sorted(s1, key=lambda r: r.get("T", 48)):
+        for r in sorted(
+            s1, key=lambda r: (r.get("kernel", "float64") != "float64", r.get("T", 48))
+        ):
             load = r.get("load", ["-"])[0]
             lines.append(
-                f"| {r.get('T', 48)} | {1e3 * r['gpvae_step_s']:.0f} | "
+                f"| {r.get('T', 48)} | {r.get('kernel', 'float64')} | "
+                f"{1e3 * r['gpvae_step_s']:.0f} | "
                 f"{1e3 * r['plain_step_s']:.0f} | **{r['ratio']:.2f}** | "
                 f"{1e3 * r['gp_part_s']:.0f} | {r.get('optimizer', 'Adam (single-tensor)')} "
                 f"| {load} |"
@@ -672,6 +690,13 @@ def main(argv: list[str] | None = None) -> int:
         help="S2 lengths whose PyPOTS epoch is taken from the JSON's earlier record instead of "
         "re-run (the peer's code does not change with ours; marked in the record and table)",
     )
+    parser.add_argument(
+        "--s1-kernel",
+        choices=("float64", "float32"),
+        default="float64",
+        help="S1's struct-of-arrays kernel: float64 (the default, gpvae.settings."
+        "FUSED_SOA_FLOAT32 off) or float32 (the setting on); the JSON keeps the other's rows",
+    )
     parser.add_argument("--peer-python", default=str(PEER_PYTHON), help="python with pypots")
     parser.add_argument("--out", type=Path, default=RESULTS)
     parser.add_argument("--plot", type=Path, default=PLOT)
@@ -701,6 +726,7 @@ def main(argv: list[str] | None = None) -> int:
         r
         for r in old
         if r.get("part", "").split("_")[0] not in parts
+        or (r.get("part") == "s1" and r.get("kernel", "float64") != args.s1_kernel)
         or (r.get("part") == "s2" and (r.get("T") not in args.s2_T or args.s2_append))
     ]
     new: list[dict[str, Any]] = []

@@ -57,3 +57,45 @@ def test_s2_median_line_covers_the_rows_of_a_lengths_latest_day(bench: ModuleTyp
     assert "T=48, the 2 rows of 2026-12-02: median time ratio **0.500** (range 0.400-0.600)" in text
     assert "warm epochs 0.350 (0.300-0.400)" in text
     assert "the 1 rows" not in bench.render(rows[:2])  # one row that day: no median line
+
+
+def test_s1_rows_name_their_kernel_float64_first(bench: ModuleType) -> None:
+    def s1(T: int, ratio: float, kernel: str | None) -> dict[str, object]:
+        rec: dict[str, object] = {"part": "s1", "T": T, "ratio": ratio, "gpvae_step_s": ratio,
+                                  "plain_step_s": 1.0, "gp_part_s": 0.1}  # fmt: skip
+        if kernel is not None:
+            rec["kernel"] = kernel
+        return rec
+
+    text = bench.render([s1(48, 1.42, "float32"), s1(200, 1.4, None), s1(48, 1.57, "float64")])
+    rows = [line for line in text.splitlines() if line.startswith(("| 48 ", "| 200 "))]
+    assert [r.split(" | ")[1:5] for r in rows] == [
+        ["float64", "1570", "1000", "**1.57**"],
+        ["float64", "1400", "1000", "**1.40**"],  # a record without the field ran float64
+        ["float32", "1420", "1000", "**1.42**"],
+    ]
+
+
+def test_s1_float32_run_keeps_the_float64_rows(
+    bench: ModuleType, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    old = [
+        {"part": "s1", "T": 48, "ratio": 1.5, "kernel": "float64"},
+        {"part": "s1", "T": 48, "ratio": 1.4, "kernel": "float32"},
+    ]
+    out = tmp_path / "speed.json"
+    out.write_text(json.dumps(old))
+    seen: list[str] = []
+
+    def fake_run(python: str, argv: list[str], timeout: float) -> dict[str, object]:
+        seen.extend(argv)
+        return {"error": "not run"}
+
+    monkeypatch.setattr(bench, "_run", fake_run)
+    monkeypatch.setattr(bench, "S1_T", (48,))
+    argv = ["--part", "s1", "--s1-kernel", "float32", "--out", str(out), "--quick"]
+    argv += ["--plot", str(tmp_path / "p.png")]
+    assert bench.main(argv) == 0
+    records = json.loads(out.read_text())
+    assert "--s1-kernel=float32" in seen
+    assert [r.get("kernel") for r in records] == ["float64", None]  # the float32 row replaced
