@@ -29,11 +29,15 @@ from __future__ import annotations
 import argparse
 import json
 import re
+import sys
 from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
 
 import numpy as np
+
+sys.path.insert(0, str(Path(__file__).resolve().parent))
+from anomaly_table import write_region  # a sibling script
 
 ROOT = Path(__file__).resolve().parents[1]
 RESULTS = ROOT / "benchmarks" / "results" / "anomaly_s15.json"
@@ -266,14 +270,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     dev = dev_table(records, args.dev_prefixes, len(args.tags), args.variant)
     if dev:
         table += "\n\n" + dev
-    docs = Path(args.docs)
-    text = docs.read_text()
-    if BEGIN in text and END in text:
-        head, rest = text.split(BEGIN, 1)
-        text = head + BEGIN + "\n" + table + "\n" + END + rest.split(END, 1)[1]
-    else:
-        text = text.rstrip() + f"\n\n{BEGIN}\n{table}\n{END}\n"
-    docs.write_text(text)
+    write_region(Path(args.docs), table, BEGIN, END)
     print(table)
     return 0
 

@@ -248,6 +248,18 @@ def render(
     return out + "".join("\n\n" + d for d in devs if d)
 
 
+def write_region(docs: Path, table: str, begin: str = BEGIN, end: str = END) -> None:
+    """Put ``table`` between the markers ``begin`` and ``end`` of ``docs`` (the region
+    appended at the end when the markers are missing)."""
+    text = docs.read_text()
+    if begin in text and end in text:
+        head, rest = text.split(begin, 1)
+        text = head + begin + "\n" + table + "\n" + end + rest.split(end, 1)[1]
+    else:
+        text = text.rstrip() + f"\n\n{begin}\n{table}\n{end}\n"
+    docs.write_text(text)
+
+
 def main(argv: Sequence[str] | None = None) -> int:
     p = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     p.add_argument("--results", nargs="+", default=[str(r) for r in RESULTS])
@@ -282,14 +294,7 @@ def main(argv: Sequence[str] | None = None) -> int:
         peer = ast.literal_eval(found_peer.group(1)) if found_peer else {}
     records = [r for path in args.results for r in json.loads(Path(path).read_text())]
     table = render(records, args.tag, args.variant, peer, args.compare)
-    docs = Path(args.docs)
-    text = docs.read_text()
-    if BEGIN in text and END in text:
-        head, rest = text.split(BEGIN, 1)
-        text = head + BEGIN + "\n" + table + "\n" + END + rest.split(END, 1)[1]
-    else:
-        text = text.rstrip() + f"\n\n{BEGIN}\n{table}\n{END}\n"
-    docs.write_text(text)
+    write_region(Path(args.docs), table)
     print(table)
     return 0
 
