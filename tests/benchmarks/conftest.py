@@ -4,6 +4,7 @@ modules."""
 from __future__ import annotations
 
 import importlib
+import os
 import sys
 from collections.abc import Callable
 from pathlib import Path
@@ -27,3 +28,14 @@ def bench_script() -> Callable[[str], ModuleType]:
             sys.path.remove(str(BENCHMARKS))
 
     return load
+
+
+@pytest.fixture(scope="session")
+def physionet_data() -> Path:
+    """The shared data directory (``GPVAE_DATA``, else ``../shared/data`` beside the
+    checkout) when it holds PhysioNet 2012's set-a; the test skips otherwise."""
+    root = Path(__file__).resolve().parents[2]
+    data = Path(os.environ.get("GPVAE_DATA", root.parent / "shared" / "data"))
+    if not (data / "physionet2012" / "set-a").is_dir():
+        pytest.skip(f"PhysioNet 2012 data not found under {data} (set GPVAE_DATA)")
+    return data

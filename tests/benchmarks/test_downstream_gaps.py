@@ -4,7 +4,6 @@ the training mean, and the measures of one imputation (synthetic stays, no data 
 from __future__ import annotations
 
 import json
-import os
 from collections.abc import Callable
 from pathlib import Path
 from types import ModuleType
@@ -59,14 +58,11 @@ def test_analyse_scores_an_imputation_against_the_interpolation(
 
 
 def test_main_writes_results_with_its_command(
-    bench_script: Callable[[str], ModuleType], tmp_path: Path
+    bench_script: Callable[[str], ModuleType], tmp_path: Path, physionet_data: Path
 ) -> None:
     """On the first 64 stays (skips without the data directory): linear interpolation's own
     gaps follow the interpolation exactly; the output names the command."""
-    root = Path(__file__).resolve().parents[2]
-    data = Path(os.environ.get("GPVAE_DATA", root.parent / "shared" / "data"))
-    if not (data / "physionet2012" / "set-a").is_dir():
-        pytest.skip("PhysioNet 2012 data not available")
+    data = physionet_data
     mod = bench_script("downstream_gaps")
     protocol = bench_script("_protocol")
     from gpvae.app.baselines import impute_linear

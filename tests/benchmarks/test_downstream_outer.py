@@ -4,7 +4,6 @@ outer stays, linear interpolation; skips without the data directory)."""
 
 from __future__ import annotations
 
-import os
 from collections.abc import Callable
 from pathlib import Path
 from types import ModuleType
@@ -14,12 +13,9 @@ import pytest
 
 
 def test_outer_record_scores_stays_outside_the_subset(
-    bench_script: Callable[[str], ModuleType], tmp_path: Path
+    bench_script: Callable[[str], ModuleType], tmp_path: Path, physionet_data: Path
 ) -> None:
-    root = Path(__file__).resolve().parents[2]
-    data = Path(os.environ.get("GPVAE_DATA", root.parent / "shared" / "data"))
-    if not (data / "physionet2012" / "set-a").is_dir():
-        pytest.skip("PhysioNet 2012 data not available")
+    data = physionet_data
     mod = bench_script("downstream_outer")
     protocol = bench_script("_protocol")
     X, times, labels, prep = mod.outer_stays(data, 64, limit=120)
