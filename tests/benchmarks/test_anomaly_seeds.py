@@ -3,26 +3,20 @@ the paired bootstrap interval, the seed spread and the cap-limited count."""
 
 from __future__ import annotations
 
-import importlib
 import json
-import sys
-from pathlib import Path
+from collections.abc import Callable
+from types import ModuleType
 from typing import Any
 
 import numpy as np
 import pytest
 
-BENCH = Path(__file__).resolve().parents[2] / "benchmarks"
 V = "k5ph_tailmaxcap95_s32_b512"
 
 
 @pytest.fixture(scope="module")
-def seeds():  # type: ignore[no-untyped-def]
-    sys.path.insert(0, str(BENCH))
-    try:
-        yield importlib.import_module("anomaly_seeds")
-    finally:
-        sys.path.remove(str(BENCH))
+def seeds(bench_script: Callable[[str], ModuleType]) -> ModuleType:
+    return bench_script("anomaly_seeds")
 
 
 def _rec(series: str, model: str, tag: str, vus: float, best: int = 10, epochs: int = 100,
