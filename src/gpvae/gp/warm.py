@@ -1,0 +1,149 @@
+"""Compile the numba loops of the Markov backend ahead of the first fit.
+
+On the CPU the Markov backend runs loops compiled by numba on first use and cached beside
+the package (``cache=True``). A fresh installation pays for that compilation (about a
+minute or two on a 2-core machine) inside its first fit, and every process of a
+multi-process fit (``torchrun``) or a parallel test run that starts before the cache exists
+compiles the same loops again. :func:`compile_loops` runs every compiled path once on a
+tiny problem, so that later processes load the loops from the cache:
+
+.. code-block:: bash
+
+    python -m gpvae.gp.warm          # once per installation, e.g. in an image build
+
+Nothing here changes a result: it calls the public posterior methods and throws their
+outputs away.
+"""
+
+from __future__ import annotations
+
+import time
+from collections.abc import Callable, Sequence
+
+import torch
+
+from gpvae import settings
+from gpvae.errors import ValidationError, invalid
+from gpvae.gp.markov import MarkovGPPosterior
+from gpvae.kernels import Kernel, Matern12, Matern32, Matern52
+
+__all__ = ["compile_loops"]
+
+#: (method, fused layout) of every compiled path: the per-step loops, the fused pass per
+#: chain, and the fused pass on struct-of-arrays buffers.
+_PATHS = (("compiled", "auto"), ("fused", "chains"), ("fused", "soa"))
+
+
+def _kernel_sets() -> list[list[Kernel]]:
+    """Channel kernels covering state dimensions 1, 2 and 3, alone and mixed."""
+    return [
+        [Matern12(lengthscale=2.0)],
+        [Matern32(lengthscale=2.0)],
+        [Matern52(lengthscale=2.0)],
+        [Matern12(lengthscale=1.5), Matern32(lengthscale=3.0), Matern52(lengthscale=4.0)],
+    ]
+
+
+def _problem(L: int, dtype: torch.dtype) -> tuple[torch.Tensor, ...]:
+    """Two series of 7 points: irregular steps, a repeated point, trailing padding and an
+    excluded entry, so that every branch of the loops is taken."""
+    g = torch.Generator().manual_seed(0)
+    x = torch.tensor([[0.0, 0.5, 0.5, 2.0, 3.5, 4.0, 4.0], [0.0, 1.0, 2.0, 3.0, 4.0, 5.0, 6.0]])
+    mean = torch.randn(2, 7, L, generator=g, dtype=torch.float64).to(dtype)
+    var = (0.5 + torch.rand(2, 7, L, generator=g, dtype=torch.float64)).to(dtype)
+    var[0, 3, 0] = torch.inf
+    valid = torch.ones(2, 7, dtype=torch.bool)
+    valid[0, -1] = False
+    return x[..., None].to(dtype), mean.requires_grad_(), var.requires_grad_(), valid
+
+
+def _run(kernels: Sequence[Kernel], method: str, layout: str, dtype: torch.dtype) -> None:
+    x, mean, var, valid = _problem(len(kernels), dtype)
+    post = MarkovGPPosterior(kernels, x, mean, var, valid, method=method)
+    post._fused_layout = layout
+    g = torch.Generator().manual_seed(1)
+    loss = post.sample(2, g).sum() + post.kl().sum() + post.log_marginal.sum()
+    m, v = post.marginals()
+    loss = loss + m.sum() + v.sum()
+    pm, pv = post.predict(x[:, :3] + 0.25)
+    (loss + pm.sum() + pv.sum()).backward()
+    post.sample_at(x[:, :3] + 0.25, 1, g)
+
+
+#: The parts :func:`compile_loops` can be asked for: the loops a default fit runs, and the
+#: opt-in float32 struct-of-arrays kernel (``settings.FUSED_SOA_FLOAT32``). Two processes can
+#: compile one part each at the same time.
+PARTS = ("default", "float32-kernel")
+
+
+def _steps(part: str) -> list[tuple[str, str, torch.dtype, bool]]:
+    """(method, layout, data dtype, float32 kernel) of every run of ``part``."""
+    if part == "float32-kernel":
+        return [("fused", "soa", torch.float32, True)]
+    return [
+        (method, layout, dtype, False)
+        for method, layout in _PATHS
+        for dtype in (torch.float64, torch.float32)
+    ]
+
+
+def compile_loops(
+    parts: Sequence[str] = PARTS, *, progress: Callable[[str], None] | None = None
+) -> float:
+    """Compile (or load from numba's cache) the compiled loops of the Markov backend.
+
+    Part "default" runs each compiled path (per-step loops, fused per chain, fused on
+    struct-of-arrays buffers) on float64 and float32 data; part "float32-kernel" the
+    struct-of-arrays pass with its float32 kernel. Each for Matern 1/2, 3/2, 5/2 and a mix
+    of them, forward and backward.
+
+    Args:
+        parts: a subset of :data:`PARTS`.
+        progress: called with a short line per path, or None.
+
+    Returns:
+        The wall time taken, in seconds.
+
+    Raises:
+        ValidationError: an unknown part.
+    """
+    for part in parts:
+        if part not in PARTS:
+            raise invalid("parts", f"a subset of {list(PARTS)}", repr(part))
+    start = time.perf_counter()
+    saved = settings.FUSED_SOA_FLOAT32
+    try:
+        for part in parts:
+            for method, layout, dtype, float32_kernel in _steps(part):
+                settings.FUSED_SOA_FLOAT32 = float32_kernel
+                for kernels in _kernel_sets():
+                    _run(kernels, method, layout, dtype)
+                if progress is not None:
+                    kind = "float32 kernel" if float32_kernel else f"{str(dtype)[6:]} data"
+                    took = time.perf_counter() - start
+                    progress(f"{method} {layout}, {kind}: {took:.0f} s")
+    finally:
+        settings.FUSED_SOA_FLOAT32 = saved
+    return time.perf_counter() - start
+
+
+def main(argv: Sequence[str] | None = None) -> None:
+    """``python -m gpvae.gp.warm [PART ...]``: compile the given parts (default: all)."""
+    import argparse
+
+    parser = argparse.ArgumentParser(
+        prog="python -m gpvae.gp.warm", description="Compile gpvae's numba loops once."
+    )
+    parser.add_argument("parts", nargs="*", help=f"Any of {', '.join(PARTS)} (default: all).")
+    parser.add_argument("--quiet", action="store_true", help="Print only the total time.")
+    args = parser.parse_args(argv)
+    parts = args.parts or list(PARTS)
+    try:
+        took = compile_loops(parts, progress=None if args.quiet else print)
+    except ValidationError as err:
+        parser.error(str(err))
+    print(f"gpvae: numba loops ready ({', '.join(parts)}: {took:.0f} s)")
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,61 @@
+"""``gpvae.gp.warm``: compiling the numba loops ahead of the first fit."""
+
+from __future__ import annotations
+
+import ast
+import os
+import subprocess
+import sys
+
+import pytest
+
+from gpvae import settings
+from gpvae.errors import ValidationError
+from gpvae.gp.warm import PARTS, compile_loops, main
+
+#: In a fresh process: compile the given part, then print the dtypes of the array arguments
+#: of every signature of the struct-of-arrays forward and backward loops it compiled or loaded.
+_PROBE = """
+import sys
+from gpvae.gp import _soa_loops
+from gpvae.gp.warm import compile_loops
+compile_loops([sys.argv[1]])
+for fn in (_soa_loops.forward, _soa_loops.backward):
+    print(sorted({str(a.dtype) for sig in fn.signatures for a in sig if hasattr(a, "ndim")}))
+"""
+
+
+@pytest.mark.parametrize(("part", "dtype"), [("default", "float64"), ("float32-kernel", "float32")])
+def test_each_part_compiles_the_struct_of_arrays_loops_of_its_dtype(part: str, dtype: str) -> None:
+    env = {**os.environ, "OMP_NUM_THREADS": "1"}
+    out = subprocess.run(
+        [sys.executable, "-c", _PROBE, part], env=env, capture_output=True, text=True, timeout=600
+    )
+    assert out.returncode == 0, out.stderr
+    forward, backward = (ast.literal_eval(line) for line in out.stdout.splitlines())
+    assert dtype in forward
+    assert dtype in backward
+
+
+@pytest.mark.parametrize("before", [False, True])
+def test_the_float32_setting_is_restored(monkeypatch: pytest.MonkeyPatch, before: bool) -> None:
+    monkeypatch.setattr(settings, "FUSED_SOA_FLOAT32", before)
+    compile_loops(PARTS)
+    assert settings.FUSED_SOA_FLOAT32 is before
+
+
+def test_an_unknown_part_is_named() -> None:
+    with pytest.raises(ValidationError, match=r"parts: expected a subset of .*'float64'"):
+        compile_loops(["default", "float64"])
+
+
+def test_the_command_line_names_a_bad_part(capsys: pytest.CaptureFixture[str]) -> None:
+    with pytest.raises(SystemExit) as exc:
+        main(["nonsense"])
+    assert exc.value.code == 2
+    assert "parts: expected a subset of" in capsys.readouterr().err
+
+
+def test_the_command_line_reports_the_parts_it_compiled(capsys: pytest.CaptureFixture[str]) -> None:
+    main(["float32-kernel", "--quiet"])
+    assert capsys.readouterr().out.startswith("gpvae: numba loops ready (float32-kernel: ")
