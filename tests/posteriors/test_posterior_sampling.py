@@ -20,6 +20,7 @@ from gpvae.posteriors import (
 )
 from gpvae.posteriors.banded import linear_recurrence
 from gpvae.posteriors.base import prior_log_prob
+from gpvae.posteriors.structured import StructuredQ
 
 B, N, D, L = 2, 9, 2, 2
 
@@ -163,6 +164,51 @@ def test_structured_excludes_points_with_nothing_observed() -> None:
     torch.testing.assert_close(q1.kl(), q2.kl())
     for a, b in zip(q1.marginals(), q2.marginals()):
         torch.testing.assert_close(a, b)
+
+
+def test_structured_with_every_point_observed_conditions_on_the_outputs_themselves() -> None:
+    # no point to mask: the encoder's tensors go to the prior as they are (no where's), and
+    # the draws, KL and gradients are those of the masked route, bit for bit
+    batch = make_batch(pad=False)
+    observed = batch.observed.clone()
+    observed[..., 0] = True
+    batch = Batch(batch.x, torch.where(observed, batch.y, 0.0), observed, batch.valid)
+    mean, var, _ = outputs()
+    prior = GPPrior(Matern32(), L).double()
+    q = StructuredPosterior()((mean, var), batch, prior)
+    assert q.gp.mean is mean
+    assert q.gp.var is var
+    results = []
+    for masked in (False, True):
+        m, v = mean.clone().requires_grad_(), var.clone().requires_grad_()
+        if masked:  # the general route: every point has an observation, so nothing changes
+            keep = observed.any(-1, keepdim=True) & batch.valid[..., None]
+            q = StructuredQ(
+                prior.condition(
+                    batch.x,
+                    torch.where(keep, m, torch.zeros_like(m)),
+                    torch.where(keep, v, torch.full_like(v, math.inf)),
+                    valid=batch.valid,
+                ),
+                prior,
+            )
+        else:
+            q = StructuredPosterior()((m, v), batch, prior)
+        z = q.rsample(2, torch.Generator().manual_seed(3))
+        kl = q.kl()
+        grads = torch.autograd.grad((z * z).sum() + kl.sum(), (m, v))
+        results.append((z, kl, *grads))
+    for a, b in zip(*results):
+        assert torch.equal(a, b)
+    # with a point that has nothing observed, that point is masked (its pseudo-observation
+    # excluded): the KL differs from the unmasked conditioning
+    observed2 = observed.clone()
+    observed2[0, 3] = False
+    batch2 = Batch(batch.x, torch.where(observed2, batch.y, 0.0), observed2, batch.valid)
+    q2 = StructuredPosterior()((mean, var), batch2, prior)
+    assert torch.isinf(q2.gp.var[0, 3]).all()
+    assert torch.isfinite(q2.gp.var[1]).all()
+    assert not torch.allclose(q2.kl(), StructuredPosterior()((mean, var), batch, prior).kl())
 
 
 def test_diagonal_with_white_prior_is_the_plain_vae_kl() -> None:

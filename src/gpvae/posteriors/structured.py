@@ -96,6 +96,9 @@ class StructuredPosterior(PosteriorFamily):
     def forward(self, encoder_output: EncoderOutput, batch: Batch, prior: GPPrior) -> StructuredQ:
         mean, var = self.check_encoder_output(encoder_output, batch, prior.latent_dim)
         has_obs = (any_along(batch.observed, -1) & batch.valid)[..., None]  # (B, N, 1)
-        var = torch.where(has_obs, var, torch.full_like(var, float("inf")))  # (B, N, L)
-        mean = torch.where(has_obs, mean, torch.zeros_like(mean))
+        # every point with an observed feature (the usual training batch): nothing to mask,
+        # so no where's (the same values, and the gradients pass through unchanged)
+        if not bool(has_obs.all()):
+            var = torch.where(has_obs, var, torch.full_like(var, float("inf")))  # (B, N, L)
+            mean = torch.where(has_obs, mean, torch.zeros_like(mean))
         return StructuredQ(prior.condition(batch.x, mean, var, valid=batch.valid), prior)
