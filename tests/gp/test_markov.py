@@ -16,7 +16,7 @@ from _reference import DTYPE, check_moments, dense_all, make_kernels, make_probl
 from torch import Tensor
 
 from gpvae.errors import GPVAEError, ShapeError, ValidationError
-from gpvae.gp import _kalman
+from gpvae.gp import _kalman, markov
 from gpvae.gp.markov import MarkovGPPosterior, sample_prior_markov
 from gpvae.kernels.base import Kernel
 from gpvae.kernels.matern import Matern32, Matern52
@@ -258,3 +258,35 @@ def test_sample_first_gives_the_same_kl_marginals_and_gradients(case: str, metho
     assert results[1][0].abs().sum() > 0
     for got, want in zip(results[1], results[0]):
         torch.testing.assert_close(got, want, rtol=1e-12, atol=1e-12)
+
+
+@pytest.mark.parametrize("dtype", [torch.float32, torch.float64])
+def test_step_index_in_numpy_equals_torch_diff_and_unique(dtype: torch.dtype) -> None:
+    # the CPU step index (numpy) against torch's diff / sorted unique, and the zero steps
+    # against steps[index] == 0: regular grids, repeats, irregular gaps, filled padding
+    g = torch.Generator().manual_seed(0)
+    irregular = torch.cumsum(torch.rand(5, 13, generator=g, dtype=dtype) * 3, dim=1)
+    irregular[1, 4:7] = irregular[1, 3]  # repeated points (and filled padding)
+    irregular[2] = irregular[2].round()  # shared integer steps
+    regular = torch.arange(48, dtype=dtype).expand(7, 48).contiguous()
+    for x in (irregular, regular, irregular[:, :1].contiguous()):
+        steps, index, still = markov._step_index(x)
+        dt = torch.diff(x, dim=1, prepend=x[:, :1])
+        ref_steps, ref_index = torch.unique(dt, return_inverse=True)
+        assert steps.dtype == dtype
+        assert index.dtype == torch.int64
+        assert still is not None
+        assert torch.equal(steps, ref_steps)
+        assert torch.equal(index, ref_index.T)
+        assert index.is_contiguous()
+        assert torch.equal(still, ref_steps[ref_index.T] == 0)
+        assert still.is_contiguous()
+        assert torch.equal(steps[index], dt.T)
+        # the torch route (other devices, or tensors that record gradients) gives the same
+        steps2, index2, still2 = markov._step_index(x.clone().requires_grad_())
+        assert torch.equal(steps2.detach(), steps)
+        assert torch.equal(index2, index)
+        assert still2 is None
+        (group,) = markov._groups([Matern32()], x.double())
+        assert torch.equal(group.still, still)
+        assert torch.equal(group._index, index)
