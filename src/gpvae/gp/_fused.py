@@ -269,7 +269,8 @@ def _float32_ok(var: Any, inc: Any, Pinf: Tensor, H: Tensor) -> bool:
     <= 55, including lengthscales of 0.3-500 steps, gaps of 1e-6 and 1,000 steps; 1e-3 to
     5e-2 at ratios 1e4-1e5; up to 1 at 1e6-1e7)."""
     G = H.shape[0]
-    prior = torch.einsum("gi,gij,gj->g", H, Pinf.detach(), H).numpy()
+    h = H.detach().numpy()
+    prior = np.einsum("gi,gij,gj->g", h, Pinf.detach().numpy(), h)  # numpy: (G,) is tiny
     floor = np.where(inc, var, np.inf).min(axis=0).reshape(-1, G).min(axis=0)
     return bool((prior <= settings.FUSED_FLOAT32_MAX_RATIO * floor).all())
 
