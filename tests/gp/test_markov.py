@@ -269,7 +269,8 @@ def test_step_index_in_numpy_equals_torch_diff_and_unique(dtype: torch.dtype) ->
     irregular[1, 4:7] = irregular[1, 3]  # repeated points (and filled padding)
     irregular[2] = irregular[2].round()  # shared integer steps
     regular = torch.arange(48, dtype=dtype).expand(7, 48).contiguous()
-    for x in (irregular, regular, irregular[:, :1].contiguous()):
+    shifted = regular * 0.5 + torch.arange(7, dtype=dtype)[:, None] * 3  # shared steps
+    for x in (irregular, regular, shifted, irregular[:, :1].contiguous(), irregular[:1]):
         steps, index, still = markov._step_index(x)
         dt = torch.diff(x, dim=1, prepend=x[:, :1])
         ref_steps, ref_index = torch.unique(dt, return_inverse=True)
