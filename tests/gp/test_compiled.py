@@ -525,3 +525,46 @@ def test_supports_imports_numba_but_not_the_per_chain_loops() -> None:
     )
     out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True)
     assert out.returncode == 0, out.stderr
+
+
+def test_compiled_matern32_tables_equal_the_numpy_closed_forms_bit_for_bit() -> None:
+    # the numba loop (the tables of every Matern-3/2 training step) against the numpy
+    # closed forms it replaces: every output, tangent and success flag, bit for bit, on
+    # random problems including failed factorisations (s2 <= 0, NaN lengthscales)
+    import numpy as np
+
+    from gpvae.gp import _transitions as tr
+
+    assert tr._tables_loops() is not None
+    rng = np.random.default_rng(0)
+    failed = 0
+    for trial in range(60):
+        K, G = int(rng.integers(1, 6)), int(rng.integers(1, 20))
+        lam, s2 = np.exp(rng.uniform(-6, 4, G)), np.exp(rng.uniform(-5, 5, G))
+        steps = np.concatenate([[0.0], np.sort(np.exp(rng.uniform(-8, 4, K - 1)))])
+        if trial % 7 == 0:
+            s2[0] = -1.0
+        if trial % 11 == 0:
+            lam[-1] = np.nan
+        dt = np.minimum(steps[:, None], tr._DECAY_MAX / lam)
+        decay = np.exp(-lam * dt)
+        for tangents in (False, True):
+            with np.errstate(invalid="ignore"):
+                ref = tr._matern32_np(lam, s2, dt, decay, tangents)
+            out = tr._matern32(lam, s2, dt, decay, tangents)
+            assert out[2] == ref[2]
+            failed += not all(ref[2])
+            for a, b in zip(out[0], ref[0]):
+                assert a.shape == b.shape
+                assert np.array_equal(a, b, equal_nan=True)
+            if not tangents:
+                assert out[1] is None
+                assert ref[1] is None
+                continue
+            for pair, ref_pair in zip(out[1], ref[1]):
+                for a, b in zip(pair, ref_pair):
+                    if b is None:
+                        assert a is None
+                    else:
+                        assert np.array_equal(a, b, equal_nan=True)
+    assert failed > 0  # the failure cases were exercised

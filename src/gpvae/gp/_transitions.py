@@ -17,6 +17,7 @@ state-space kernel (sums, periodic forms, ...) goes through its own ``transition
 
 from __future__ import annotations
 
+import functools
 import math
 from collections.abc import Sequence
 from typing import Any, NamedTuple
@@ -326,6 +327,35 @@ def _matern32_np(
     return outs, tang, [ok_q, ok_0]
 
 
+@functools.cache
+def _tables_loops() -> Any:
+    """The compiled closed forms (:mod:`gpvae.gp._tables_loops`), imported on first use;
+    None when numba cannot be imported."""
+    from gpvae.gp._compiled import _numba, gc_paused  # here: _compiled imports numba lazily
+
+    if not _numba():  # pragma: no cover - numba is a dependency
+        return None
+    with gc_paused(long_lived=True):
+        from gpvae.gp import _tables_loops as loops
+    return loops
+
+
+def _matern32(
+    lam: Any, s2: Any, dt: Any, decay: Any, tangents: bool
+) -> tuple[tuple[Any, ...], Any, list[bool]]:
+    """:func:`_matern32_np`'s values (bit for bit), compiled when numba is there (one loop
+    over (K, G) instead of ~150 numpy operations: ~0.3 ms less per training step)."""
+    loops = _tables_loops()
+    if loops is None:  # pragma: no cover - numba is a dependency
+        return _matern32_np(lam, s2, dt, decay, tangents)
+    outs, t, ok_q, ok_0 = loops.matern32(lam, s2, dt, decay, _Q_JITTER, tangents)
+    if not tangents:
+        return outs, None, [ok_q, ok_0]
+    dA, dQ_l, dQ_s, dP_l, dP_s, dCQ_l, dCQ_s, dC0_l, dC0_s = t
+    tang = ((dA, None), (dQ_l, dQ_s), (dP_l, dP_s), (dCQ_l, dCQ_s), (dC0_l, dC0_s))
+    return outs, tang, [ok_q, ok_0]
+
+
 class _MaternTables(torch.autograd.Function):
     """``(lam (G,), s2 (G,), steps (K,); p) -> (A, Q (K, G, m, m), Pinf (G, m, m), chol_q
     (K, G, m, m), chol0 (G, m, m))`` in float64, by the closed forms of :func:`_matern` and
@@ -352,7 +382,7 @@ class _MaternTables(torch.autograd.Function):
         decay = np.exp(-lam * dt)  # (K, G)
         ctx.set_materialize_grads(False)
         if m == 2:
-            outs, ctx.tangents, flags[:] = _matern32_np(lam, s2, dt, decay, tangents)
+            outs, ctx.tangents, flags[:] = _matern32(lam, s2, dt, decay, tangents)
             return tuple(torch.from_numpy(t) for t in outs)
         P, dP_l, dP_s = _pinf_np(p, lam, s2)
         zero = np.zeros((*dt.shape, m, m))
