@@ -59,3 +59,20 @@ def test_the_command_line_names_a_bad_part(capsys: pytest.CaptureFixture[str]) -
 def test_the_command_line_reports_the_parts_it_compiled(capsys: pytest.CaptureFixture[str]) -> None:
     main(["float32-kernel", "--quiet"])
     assert capsys.readouterr().out.startswith("gpvae: numba loops ready (float32-kernel: ")
+
+
+def test_the_default_part_compiles_the_matern32_tables_loop() -> None:
+    # the compiled Matern-3/2 tables (gpvae.gp._tables_loops) run in every Matern-3/2 fit:
+    # the default part compiles (or loads) them in a fresh process
+    probe = (
+        "from gpvae.gp import _transitions\n"
+        "from gpvae.gp.warm import compile_loops\n"
+        "compile_loops(['default'])\n"
+        "print(len(_transitions._tables_loops().matern32.signatures))\n"
+    )
+    env = {**os.environ, "OMP_NUM_THREADS": "1"}
+    out = subprocess.run(
+        [sys.executable, "-c", probe], env=env, capture_output=True, text=True, timeout=600
+    )
+    assert out.returncode == 0, out.stderr
+    assert int(out.stdout.strip()) >= 1
