@@ -2,6 +2,7 @@
 
     python benchmarks/anomaly_seeds.py --results benchmarks/results/anomaly_s15.json \\
         --tags s15_seed0 s15_seed1 s15_seed2 [--dev-prefixes s15_seed ...] [--variant NAME]
+        [--restarts K] [--peers METHOD/VARIANT:TAG,TAG ...] [--marker NAME]
         [--docs docs/benchmarks.md]
 
 Each tag is one seed's campaign of both models (``benchmarks/anomaly.py --seed S --tag
@@ -17,11 +18,22 @@ models for every tag (the number is shown):
   the last ``patience`` epochs of the cap (``best_epoch > epochs - patience``), so early
   stopping could not have ended them.
 
-With ``--dev-prefixes``, also the development series' mean VUS-PR of each setting, per
-seed and over seeds (the settings' seed check).
+With ``--restarts K`` each model is the **best of K restarts**: the tags, in order, fall
+into consecutive groups of K (a last incomplete group is dropped), and per series and
+model each group keeps the run with the lowest ``val_score_best`` (the fit's own
+validation score, label-free); the groups then take the place of the seeds above
+(``best_of``).
 
-The table goes between ``<!-- anomaly-seeds-table -->`` markers of ``--docs`` (appended when
-they are missing) and to stdout.
+With ``--peers``, also each baseline's mean over its own tags (one per seed; a
+deterministic baseline needs one) against gpvae, on every data set whose series all have
+them (``collect_peer``).
+
+With ``--dev-prefixes``, also the development series' mean VUS-PR of each setting, per
+seed and over seeds (the settings' seed check); with ``--dev-restarts``, per group of
+best-of-K restarts as well.
+
+The table goes between ``<!-- anomaly-seeds-table -->`` markers (``--marker``) of
+``--docs`` (appended when they are missing) and to stdout.
 """
 
 from __future__ import annotations
@@ -99,6 +111,65 @@ def collect(
     return out
 
 
+def best_of(runs: Sequence[dict[str, Any]], k: int) -> list[dict[str, Any]]:
+    """Best of ``k`` restarts: ``runs`` (one per seed, in order) in consecutive groups of
+    ``k`` (a last incomplete group dropped), from each the run with the lowest
+    ``val_score_best`` (the first of equals; a run without one counts as the worst)."""
+    if k < 1:
+        raise ValueError(f"restarts: expected at least 1, found {k}")
+
+    def val(r: dict[str, Any]) -> float:
+        v = r.get("val_score_best")
+        return float("inf") if v is None else float(v)
+
+    return [min(runs[i : i + k], key=val) for i in range(0, len(runs) - k + 1, k)]
+
+
+def restarted(
+    by: dict[tuple[str, str], dict[str, list[dict[str, Any]]]], k: int
+) -> dict[tuple[str, str], dict[str, list[dict[str, Any]]]]:
+    """:func:`collect`'s runs with every model's seeds replaced by its best-of-``k`` groups."""
+    return {key: {m: best_of(runs, k) for m, runs in d.items()} for key, d in by.items()}
+
+
+def collect_peer(
+    records: Sequence[dict[str, Any]], method: str, tags: Sequence[str]
+) -> dict[tuple[str, str], list[dict[str, Any]]]:
+    """(dataset, series) -> the held-out records of baseline ``method`` (as recorded, e.g.
+    ``cnn/s32_b512``), one per tag in ``tags``' order, for the series that have all."""
+    found: dict[tuple[str, str], dict[str, dict[str, Any]]] = {}
+    for r in records:
+        if not r.get("dev") and r["method"] == method and r.get("tag") in tags:
+            found.setdefault((r["dataset"], r["series"]), {})[r["tag"]] = r
+    return {k: [v[t] for t in tags] for k, v in found.items() if all(t in v for t in tags)}
+
+
+def peer_rows(
+    by: dict[tuple[str, str], dict[str, list[dict[str, Any]]]],
+    peers: dict[str, dict[tuple[str, str], list[dict[str, Any]]]],
+    n_boot: int = 10000,
+) -> list[dict[str, Any]]:
+    """gpvae against each baseline of ``peers`` (method -> :func:`collect_peer`) on every
+    data set whose series (those of ``by``) all have the baseline's records: the mean over
+    series of each one's mean over its seeds (or restart groups), the difference with its
+    paired bootstrap interval and how many series gpvae leads."""
+    rows = []
+    for label, members in GROUPS:
+        keys = sorted(k for k in by if k[0] in members)
+        for method, runs in peers.items():
+            if not keys or not all(k in runs for k in keys):
+                continue
+            g = np.array([np.mean([r["vus_pr"] for r in by[k]["gpvae"]]) for k in keys])
+            b = np.array([np.mean([r["vus_pr"] for r in runs[k]]) for k in keys])
+            rows.append(
+                {"set": label, "n": len(keys), "peer": method, "seeds": len(runs[keys[0]]),
+                 "gpvae": float(g.mean()), "peer_vus": float(b.mean()),
+                 "diff": float((g - b).mean()), "ci": bootstrap_ci(g - b, n_boot),
+                 "leads": int((g > b).sum())}
+            )  # fmt: skip
+    return rows
+
+
 def summarise(
     by: dict[tuple[str, str], dict[str, list[dict[str, Any]]]],
     members: Sequence[str],
@@ -148,8 +219,12 @@ def render(
     tags: Sequence[str],
     variant: str,
     rerun_suffix: str | None = None,
+    restarts: int = 1,
+    peers: dict[str, Sequence[str]] | None = None,
 ) -> str:
     by = collect(records, tags, variant, rerun_suffix)
+    if restarts > 1:
+        by = restarted(by, restarts)
     rows, spread, epochs = [], [], []
     for label, members in GROUPS:
         s = summarise(by, members)
@@ -177,40 +252,80 @@ def render(
         )
     if not rows:
         return "No series has records of both models for every tag."
-    return (
+    unit = "seed"
+    intro = (
         f"Held-out series with records of both models for every seed (tags {', '.join(tags)}; "
         f"score variant {variant}). Means over series of each series' mean over seeds; "
-        "gpvae - VAE with its paired 95% bootstrap interval over series (10,000 resamples).\n\n"
+    )
+    if restarts > 1:
+        unit = "group"
+        groups = [tags[i : i + restarts] for i in range(0, len(tags) - restarts + 1, restarts)]
+        intro = (
+            f"Held-out series with records of both models for every seed (tags {', '.join(tags)}; "
+            f"score variant {variant}). **Best of {restarts} restarts:** per series and model, "
+            "each group of seeds ("
+            + "; ".join(", ".join(g) for g in groups)
+            + ") keeps the run with the lowest validation score (`val_score_best`, label-free). "
+            "Means over series of each series' mean over the groups; "
+        )
+    text = (
+        intro + "gpvae - VAE with its paired 95% bootstrap interval over series (10,000 "
+        "resamples).\n\n"
         "| data set | series | gpvae VUS-PR | VAE VUS-PR | gpvae - VAE | gpvae ahead | "
         "gpvae AUC-PR | VAE AUC-PR | gpvae AUC-ROC | VAE AUC-ROC |\n"
         "| --- | ---: | ---: | ---: | --- | ---: | ---: | ---: | ---: | ---: |\n"
         + "\n".join(rows)
-        + "\n\nSeed to seed: each seed's mean VUS-PR over the series (seeds in tag order), "
-        "gpvae - VAE per seed, the range of the per-seed means, and the mean over series of "
-        "one series' standard deviation over seeds.\n\n"
-        "| data set | gpvae per seed | VAE per seed | gpvae - VAE per seed | gpvae range | "
-        "VAE range | gpvae series sd | VAE series sd |\n"
+        + f"\n\n{unit.capitalize()} to {unit}: each {unit}'s mean VUS-PR over the series "
+        f"({unit}s in tag order), gpvae - VAE per {unit}, the range of the per-{unit} means, "
+        f"and the mean over series of one series' standard deviation over {unit}s.\n\n"
+        f"| data set | gpvae per {unit} | VAE per {unit} | gpvae - VAE per {unit} | "
+        "gpvae range | VAE range | gpvae series sd | VAE series sd |\n"
         "| --- | --- | --- | --- | ---: | ---: | ---: | ---: |\n"
         + "\n".join(spread)
-        + "\n\nEpochs (every run of every seed): mean epochs run and best epoch; cap-limited: "
+        + "\n\nEpochs ("
+        + ("every run of every seed" if restarts == 1 else "the runs the groups keep")
+        + "): mean epochs run and best epoch; cap-limited: "
         "the best epoch within the last `patience` epochs of the cap (the caps of either "
         "model's runs).\n\n"
         "| data set | cap | gpvae epochs | gpvae best | gpvae cap-limited | VAE epochs | "
         "VAE best | VAE cap-limited |\n"
         "| --- | --- | ---: | ---: | ---: | ---: | ---: | ---: |\n" + "\n".join(epochs)
     )
+    collected = {m: collect_peer(records, m, t) for m, t in (peers or {}).items()}
+    lines = [
+        f"| {r['set']} | {r['n']} | {r['peer']} | {r['seeds']} | {r['gpvae']:.3f} | "
+        f"{r['peer_vus']:.3f} | {_s(r['diff'])} [{_s(r['ci'][0])}, {_s(r['ci'][1])}] | "
+        f"{r['leads']} of {r['n']} |"
+        for r in peer_rows(by, collected)
+    ]
+    if lines:
+        text += (
+            "\n\nBaselines on the same series: each baseline's mean over series of its mean "
+            "over its own runs (tags: "
+            + "; ".join(f"{m} {', '.join(t)}" for m, t in (peers or {}).items())
+            + "), against gpvae's above; paired 95% bootstrap interval over series.\n\n"
+            "| data set | series | baseline | its runs | gpvae VUS-PR | baseline VUS-PR | "
+            "gpvae - baseline | gpvae ahead |\n"
+            "| --- | ---: | --- | ---: | ---: | ---: | --- | ---: |\n" + "\n".join(lines)
+        )
+    return text
 
 
 def dev_table(
-    records: Sequence[dict[str, Any]], prefixes: Sequence[str], n_seeds: int, variant: str
+    records: Sequence[dict[str, Any]],
+    prefixes: Sequence[str],
+    n_seeds: int,
+    variant: str,
+    restarts: Sequence[int] = (1,),
 ) -> str:
     """Mean VUS-PR over the development series of each (model, setting) whose records have
     the tags ``PREFIX0`` ... ``PREFIX<n_seeds - 1>`` (one per seed): per seed and over
-    seeds, over the series every seed has."""
+    seeds, over the series every seed has; for each K of ``restarts`` above 1 also per
+    group of best-of-K restarts (:func:`best_of`) and over the groups."""
     lines = []
     for prefix in prefixes:
         tags = [f"{prefix}{i}" for i in range(n_seeds)]
-        for m in MODELS:
+        for m, k in ((m, k) for k in restarts for m in MODELS):
             by: dict[str, dict[tuple[str, str], dict[str, Any]]] = {t: {} for t in tags}
             for r in records:
                 if r.get("dev") and r.get("tag") in by and r["method"] == f"{m}/{variant}":
@@ -218,22 +333,33 @@ def dev_table(
             common = set.intersection(*(set(v) for v in by.values()))
             if not common:
                 continue
-            per_seed = [float(np.mean([by[t][k]["vus_pr"] for k in common])) for t in tags]
+            kept = {s: best_of([by[t][s] for t in tags], k) for s in common}
+            n_groups = len(tags) // k
+            per_seed = [float(np.mean([kept[s][i]["vus_pr"] for s in common]))
+                        for i in range(n_groups)]  # fmt: skip
             cfg = by[tags[0]][min(common)]["config"]
             setting = (f"{cfg['kernel']}, " if m == "gpvae" else "") + (
                 f"hidden {cfg['hidden']}, beta {cfg['beta']:g}, cap {cfg['epochs']}"
             )
-            capped = sum(cap_limited(by[t][k]) for t in tags for k in common)
+            capped = sum(cap_limited(r) for s in common for r in kept[s])
+            label = f"{prefix}*" + (f", best of {k}" if k > 1 else "")
             lines.append(
-                f"| {m} | {setting} | {prefix}* | {len(common)} | "
+                f"| {m} | {setting} | {label} | {len(common)} | "
                 + " / ".join(f"{x:.3f}" for x in per_seed)
-                + f" | {np.mean(per_seed):.3f} | {capped} of {len(common) * n_seeds} |"
+                + f" | {np.mean(per_seed):.3f} | {capped} of {len(common) * n_groups} |"
             )
     if not lines:
         return ""
     return (
         "Development series (mean VUS-PR over the series every seed has; tags PREFIX0, "
-        "PREFIX1, ...: one per seed):\n\n"
+        "PREFIX1, ...: one per seed"
+        + (
+            "; best of K: per group of K consecutive seeds, the run with the lowest "
+            "validation score"
+            if any(k > 1 for k in restarts)
+            else ""
+        )
+        + "):\n\n"
         "| model | setting | tags | series | per seed | mean over seeds | cap-limited |\n"
         "| --- | --- | --- | ---: | --- | ---: | ---: |\n" + "\n".join(lines)
     )
@@ -258,6 +384,40 @@ def main(argv: Sequence[str] | None = None) -> int:
         help="Also a development-series table of each setting whose seeds' tags are "
         "PREFIX0, PREFIX1, ... (as many as --tags).",
     )
+    p.add_argument(
+        "--dev-seeds",
+        type=int,
+        default=None,
+        help="Seeds per development setting (default: as many as --tags).",
+    )
+    p.add_argument(
+        "--restarts",
+        type=int,
+        default=1,
+        help="Best of K restarts: the tags in consecutive groups of K, each keeping the run "
+        "with the lowest validation score (default 1: every seed on its own).",
+    )
+    p.add_argument(
+        "--dev-restarts",
+        type=int,
+        nargs="+",
+        default=None,
+        metavar="K",
+        help="The development table's restart counts (default: --restarts).",
+    )
+    p.add_argument(
+        "--peers",
+        nargs="*",
+        default=[],
+        metavar="METHOD:TAGS",
+        help="Baselines against gpvae: the recorded method (e.g. cnn/s32_b512), a colon, and "
+        "its comma-separated tags (one per seed).",
+    )
+    p.add_argument(
+        "--marker",
+        default="anomaly-seeds-table",
+        help="Name of the docs region (<!-- NAME --> ... <!-- /NAME -->).",
+    )
     p.add_argument("--docs", default=str(DOCS), help="Markdown file to write the table into.")
     args = p.parse_args(argv)
     if args.variant is None:
@@ -266,11 +426,17 @@ def main(argv: Sequence[str] | None = None) -> int:
         assert found, "CHOSEN not found in benchmarks/anomaly.py"
         args.variant = found.group(1)
     records = [r for path in args.results for r in json.loads(Path(path).read_text())]
-    table = render(records, args.tags, args.variant, args.rerun_suffix)
-    dev = dev_table(records, args.dev_prefixes, len(args.tags), args.variant)
+    peers = {}
+    for spec in args.peers:
+        method, _, tags = spec.partition(":")
+        peers[method] = tags.split(",")
+    table = render(records, args.tags, args.variant, args.rerun_suffix, args.restarts, peers)
+    n_dev = args.dev_seeds or len(args.tags)
+    ks = args.dev_restarts or [args.restarts]
+    dev = dev_table(records, args.dev_prefixes, n_dev, args.variant, ks)
     if dev:
         table += "\n\n" + dev
-    write_region(Path(args.docs), table, BEGIN, END)
+    write_region(Path(args.docs), table, f"<!-- {args.marker} -->", f"<!-- /{args.marker} -->")
     print(table)
     return 0
 

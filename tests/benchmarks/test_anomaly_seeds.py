@@ -146,3 +146,117 @@ def test_a_rerun_with_a_larger_cap_replaces_the_cap_limited_record(seeds) -> Non
 
 def plain_mean(by: dict[Any, Any]) -> float:
     return float(np.mean([np.mean([r["vus_pr"] for r in v["gpvae"]]) for v in by.values()]))
+
+
+def _with_val(rec: dict[str, Any], val: float | None) -> dict[str, Any]:
+    rec["val_score_best"] = val
+    return rec
+
+
+def test_best_of_keeps_the_lowest_validation_score_of_each_group(seeds) -> None:  # type: ignore[no-untyped-def]
+    runs = [_with_val(_rec("A", "gpvae", f"t{i}", v), val)
+            for i, (v, val) in enumerate([(0.1, 0.5), (0.9, 0.2), (0.3, 0.4), (0.4, 0.4),
+                                          (0.7, None), (0.2, 0.9), (0.6, 0.1)])]  # fmt: skip
+    # groups of 2: (t0, t1), (t2, t3), (t4, t5); t6 is left over
+    kept = seeds.best_of(runs, 2)
+    assert [r["tag"] for r in kept] == ["t1", "t2", "t5"]  # t2: the first of equals; t4: None
+    assert [r["tag"] for r in seeds.best_of(runs, 3)] == ["t1", "t3"]  # 0.4 < None, 0.9
+    assert seeds.best_of(runs, 1) == runs
+    assert seeds.best_of(runs, 8) == []
+    with pytest.raises(ValueError, match="restarts"):
+        seeds.best_of(runs, 0)
+
+
+def _restart_records() -> list[dict[str, Any]]:
+    """Series A and B, 4 seeds of both models; gpvae's second seed of each pair has the
+    lower validation score, the VAE's first."""
+    vus = {"A": {"gpvae": (0.1, 0.5, 0.2, 0.6), "vae": (0.3, 0.9, 0.3, 0.9)},
+           "B": {"gpvae": (0.2, 0.4, 0.2, 0.8), "vae": (0.5, 0.1, 0.4, 0.1)}}  # fmt: skip
+    recs = []
+    for s, d in vus.items():
+        for m, vs in d.items():
+            for i, v in enumerate(vs):
+                low = (i % 2 == 1) == (m == "gpvae")
+                recs.append(_with_val(_rec(s, m, f"t{i}", v), 0.1 if low else 0.2))
+    return recs
+
+
+def test_the_table_of_best_of_k_restarts_uses_the_runs_each_group_keeps(seeds) -> None:  # type: ignore[no-untyped-def]
+    recs = _restart_records()
+    tags = ["t0", "t1", "t2", "t3"]
+    by = seeds.restarted(seeds.collect(recs, tags, V), 2)
+    s = seeds.summarise(by, ("SMAP",), n_boot=500)
+    # gpvae keeps A (0.5, 0.6), B (0.4, 0.8); the VAE A (0.3, 0.3), B (0.5, 0.4)
+    assert s["seeds"] == 2
+    assert s["gpvae"]["vus_pr"] == pytest.approx((0.55 + 0.6) / 2)
+    assert s["vae"]["vus_pr"] == pytest.approx((0.3 + 0.45) / 2)
+    assert s["gpvae"]["per_seed"] == pytest.approx([0.45, 0.7])
+    out = seeds.render(recs, tags, V, restarts=2)
+    assert "**Best of 2 restarts:**" in out
+    assert "(t0, t1; t2, t3)" in out
+    assert "| SMAP | 2 | 0.575 | 0.375 | +0.200 " in out
+    assert "| data set | gpvae per group | VAE per group |" in out
+    assert "Epochs (the runs the groups keep)" in out
+    # without restarts: every seed's mean
+    plain = seeds.summarise(seeds.collect(recs, tags, V), ("SMAP",), n_boot=500)
+    assert plain["gpvae"]["vus_pr"] == pytest.approx((0.35 + 0.4) / 2)
+    assert "Seed to seed" in seeds.render(recs, tags, V)
+
+
+def test_a_baseline_is_compared_where_every_series_has_its_runs(seeds) -> None:  # type: ignore[no-untyped-def]
+    recs = _restart_records()
+    tags = ["t0", "t1", "t2", "t3"]
+    cnn = "cnn/s32_b512"
+    pairs = (("A", (0.2, 0.4)), ("B", (0.6, 0.7)))
+    recs += [_rec(s, "cnn", f"c{i}", v, variant="s32_b512")
+             for s, vs in pairs for i, v in enumerate(vs)]  # fmt: skip
+    recs += [_rec("A", "cnn", "c0", 0.9, dataset="NAB", variant="s32_b512")]  # no c1 there
+    recs += [_rec(s, m, t, 0.5, dataset="NAB") for s in ("A", "N") for m in ("gpvae", "vae")
+             for t in tags]  # fmt: skip
+    runs = seeds.collect_peer(recs, cnn, ["c0", "c1"])
+    assert set(runs) == {("SMAP", "A"), ("SMAP", "B")}
+    by = seeds.restarted(seeds.collect(recs, tags, V), 2)
+    rows = seeds.peer_rows(by, {cnn: runs}, n_boot=500)
+    assert [r["set"] for r in rows] == ["SMAP", "SMAP+MSL"]  # NAB lacks the CNN's runs
+    row = rows[0]
+    assert row["peer_vus"] == pytest.approx((0.3 + 0.65) / 2)
+    assert row["gpvae"] == pytest.approx((0.55 + 0.6) / 2)
+    assert row["diff"] == pytest.approx(row["gpvae"] - row["peer_vus"])
+    assert row["leads"] == 1  # A 0.55 > 0.3; B 0.6 < 0.65
+    assert row["ci"] == (pytest.approx(-0.05), pytest.approx(0.25))
+    out = seeds.render(recs, tags, V, restarts=2, peers={cnn: ["c0", "c1"]})
+    assert (
+        "| SMAP | 2 | cnn/s32_b512 | 2 | 0.575 | 0.475 | +0.100 [-0.050, +0.250] | 1 of 2 |" in out
+    )
+    assert "| NAB | 2 | cnn" not in out
+    assert "Baselines" not in seeds.render(recs, tags, V, restarts=2)
+
+
+def test_the_development_table_shows_best_of_k_groups(seeds) -> None:  # type: ignore[no-untyped-def]
+    recs = _restart_records()
+    for r in recs:
+        r["dev"] = True
+        r["config"].update(kernel="matern32", hidden=64, beta=1.0)
+    out = seeds.dev_table(recs, ["t"], 4, V, (1, 2))
+    gp = "| gpvae | matern32, hidden 64, beta 1, cap 100 |"
+    assert f"{gp} t* | 2 | 0.150 / 0.450 / 0.200 / 0.700 | 0.375 |" in out
+    assert f"{gp} t*, best of 2 | 2 | 0.450 / 0.700 | 0.575 | 0 of 4 |" in out
+    assert "| vae | hidden 64, beta 1, cap 100 | t*, best of 2 | 2 | 0.400 / 0.350 | 0.375 |" in out
+    assert "best of K" in out
+    assert "best of K" not in seeds.dev_table(recs, ["t"], 4, V)
+
+
+def test_main_writes_a_named_region_and_reads_the_peers(seeds, tmp_path) -> None:  # type: ignore[no-untyped-def]
+    recs = _restart_records()
+    recs += [_rec(s, "cnn", "c0", 0.1, variant="s32_b512") for s in ("A", "B")]
+    res = tmp_path / "r.json"
+    res.write_text(json.dumps(recs))
+    docs = tmp_path / "d.md"
+    docs.write_text(f"{seeds.BEGIN}\nkept\n{seeds.END}\n<!-- mine -->\nold\n<!-- /mine -->\n")
+    seeds.main(["--results", str(res), "--tags", "t0", "t1", "t2", "t3", "--variant", V,
+                "--restarts", "2", "--peers", "cnn/s32_b512:c0", "--marker", "mine",
+                "--docs", str(docs)])  # fmt: skip
+    text = docs.read_text()
+    assert text.startswith(f"{seeds.BEGIN}\nkept\n{seeds.END}\n<!-- mine -->\n")
+    assert "old" not in text
+    assert "| SMAP | 2 | cnn/s32_b512 | 1 | 0.575 | 0.100 | +0.475 " in text
