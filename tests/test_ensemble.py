@@ -171,3 +171,22 @@ def test_cli_fit_of_a_forecaster_refuses_the_anomaly_threshold_flags(
     assert err[0].split(": ")[1] == flags[0], err
     assert "forecasts and backtests only" in err[0]
     assert not model.exists()
+
+
+def test_the_best_member_has_the_lowest_validation_score(fitted: GPVAEEnsemble) -> None:
+    best = [min(h["val_score"] for h in m.history_) for m in fitted.members_]
+    assert best[0] != best[1]
+    assert fitted.best_member() is fitted.members_[int(np.argmin(best))]
+    three = GPVAEEnsemble(3, **CONFIG)
+    with pytest.raises(NotFittedError, match="best_member"):
+        three.best_member()
+    three.members_ = [GPVAE(seed=k, **CONFIG) for k in range(3)]
+    histories = ([0.5, 0.2, 0.3], [0.4, np.nan, 0.25], [0.2, 0.6])  # the last and first tie
+    for m, h in zip(three.members_, histories):
+        m.history_ = [{"val_score": v} for v in h]
+    assert three.best_member() is three.members_[0]
+    three.members_[0].history_[1]["val_score"] = 0.21
+    assert three.best_member() is three.members_[2]
+    for m in three.members_[1:]:  # no finite score: the worst
+        m.history_ = [{"val_score": np.nan}]
+    assert three.best_member() is three.members_[0]

@@ -15,6 +15,8 @@ members disagree on.
 The ensemble forecasts (:meth:`GPVAEEnsemble.forecast`, :meth:`GPVAEEnsemble.backtest`)
 and saves / loads its members; the other methods of :class:`gpvae.GPVAE` (imputation,
 anomaly scores, sampling) are the members' own (``ensemble.members_[k]``).
+:meth:`GPVAEEnsemble.best_member` is the member with the lowest validation score: the
+best of several restarts, for uses that need one model (anomaly scores).
 """
 
 from __future__ import annotations
@@ -100,6 +102,24 @@ class GPVAEEnsemble:
         if not self.members_:
             raise NotFittedError(f"{method}: the ensemble is not fitted; call fit first")
         return self.members_
+
+    def best_member(self) -> GPVAE:
+        """The member whose fit reached the lowest ``val_score`` (the score its early stopping
+        kept the weights by: the validation MAE of entries hidden from training, or the
+        training loss when none were): the best of ``members`` restarts, chosen without
+        labels. The first of equals; a member with no finite score counts as the worst.
+
+        Raises:
+            NotFittedError: before fit.
+        """
+        members = self._fitted("best_member")
+
+        def best(member: GPVAE) -> float:
+            scores = [h.get("val_score", np.nan) for h in member.history_]
+            finite = [v for v in scores if np.isfinite(v)]
+            return min(finite) if finite else np.inf
+
+        return members[int(np.argmin([best(m) for m in members]))]
 
     def fit(self, X: Any, times: Any = None, **kwargs: Any) -> GPVAEEnsemble:
         """Fit every member on the same data (:meth:`gpvae.GPVAE.fit`, the same keyword
