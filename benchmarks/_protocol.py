@@ -341,6 +341,9 @@ def machine_info() -> dict[str, Any]:
         "cpus": os.cpu_count(),
         "torch": torch.__version__,
         "torch_threads": torch.get_num_threads(),
+        # The vector instructions torch's CPU kernels use: their round-off differs between
+        # them, so a fit retraces its record bit for bit only on the same kind of machine.
+        "cpu_capability": torch.backends.cpu.get_cpu_capability(),
     }
 
 

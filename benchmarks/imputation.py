@@ -48,6 +48,7 @@ from __future__ import annotations
 import argparse
 import json
 import os
+import shlex
 import sys
 import tempfile
 import time
@@ -86,6 +87,7 @@ __all__ = [
     "NaiveImputer",
     "main",
     "make_imputer",
+    "record_command",
     "run",
 ]
 
@@ -388,6 +390,7 @@ def run(
     tag: str | None = None,
     val_only: bool = False,
     subset: int | None = None,
+    command: str | None = None,
 ) -> list[dict[str, Any]]:
     """Run one method on one data set for one seed; append a record per finished part.
 
@@ -413,6 +416,7 @@ def run(
         subset: only the first ``subset`` series (then split as usual): a reduced-scale run,
             recorded as ``"subset"`` in every record (part of the record's identity, so it
             never replaces or stands in for a run on the whole data set).
+        command: recorded as each record's ``command`` (the command line that made it).
 
     Returns:
         The records written by this call.
@@ -480,6 +484,8 @@ def run(
                 subset=subset,
                 **extra,
             )
+            if command is not None:
+                rec["command"] = command
             results.add(rec)
             written.append(rec)
             cov = "".join(f" {k} {v:.3f}" for k, v in extra.items())
@@ -513,10 +519,24 @@ def run(
                 f"flattened (T*D) series; stratified 5-fold CV (shuffle, seed {CV_SEED}); "
                 "wall_s = imputing all stays + CV, fit_s = training"
             )
+            if command is not None:
+                rec["command"] = command
             results.add(rec)
             written.append(rec)
             print(f"  downstream: AUROC {down['auroc']:.4f} {wall:.1f}s", flush=True)
     return written
+
+
+def record_command(argv: Sequence[str]) -> str:
+    """The command line a record names: this machine's paths (``--out``, ``--data-dir``, in
+    either spelling) left out, so that it reads as a user types it from the repository."""
+    words = list(argv)
+    for flag in ("--out", "--data-dir"):
+        while flag in words:
+            at = words.index(flag)
+            del words[at : at + 2]
+        words = [w for w in words if not w.startswith(flag + "=")]
+    return "python benchmarks/imputation.py " + shlex.join(words)
 
 
 def main(argv: Sequence[str] | None = None) -> int:
@@ -554,6 +574,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     import torch
 
     torch.set_num_threads(int(os.environ.get("OMP_NUM_THREADS", "1")))
+    command = record_command(sys.argv[1:] if argv is None else argv)
     epochs = args.epochs or (SMOKE_EPOCHS if args.smoke else DEFAULT_EPOCHS)
     out = args.out
     if out is None:
@@ -578,6 +599,7 @@ def main(argv: Sequence[str] | None = None) -> int:
             tag=args.tag,
             val_only=args.val_only,
             subset=subset,
+            command=command,
         )
     print(f"results: {out}")
     return 0

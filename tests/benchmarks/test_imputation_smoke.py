@@ -137,6 +137,53 @@ def test_linear_beats_mean_on_points(harness: ModuleType, prep: Any, tmp_path: P
     assert maes["linear"] < maes["mean"]
 
 
+def test_records_name_their_command_without_this_machines_paths(
+    harness: ModuleType, prep: Any, tmp_path: Path
+) -> None:
+    """main() writes the command line into every record, without --out and --data-dir (in
+    either spelling; the other flags stay as typed), and the machine names torch's CPU
+    capability."""
+    import os
+
+    root = Path(__file__).resolve().parents[2]
+    data = str(Path(os.environ.get("GPVAE_DATA", root.parent / "shared" / "data")))
+    out = tmp_path / "r.json"
+    argv = ["--dataset", "physionet2012", "--method", "linear", "--seed", "0", "1"]
+    argv += ["--smoke", "--pattern", "point", "--out", str(out), f"--data-dir={data}"]
+    assert harness.main(argv) == 0
+    records = importlib.import_module("_protocol").ResultsFile(out).records
+    assert [(r["pattern"], r["seed"]) for r in records] == [
+        ("point", 0),
+        ("downstream", 0),
+        ("point", 1),
+        ("downstream", 1),
+    ]
+    want = (
+        "python benchmarks/imputation.py --dataset physionet2012 --method linear --seed 0 1 "
+        "--smoke --pattern point"
+    )
+    assert {r["command"] for r in records} == {want}
+    import torch
+
+    machine = records[0]["settings"]["machine"]
+    assert machine["cpu_capability"] == torch.backends.cpu.get_cpu_capability()
+    assert harness.record_command(["--out", "x.json", "--tag", "a b", "--data-dir", "d"]) == (
+        "python benchmarks/imputation.py --tag 'a b'"
+    )
+    # run() without a command (tests, callers of the module) writes none.
+    plain = harness.run(
+        "physionet2012",
+        "linear",
+        2,
+        importlib.import_module("_protocol").ResultsFile(tmp_path / "p.json"),
+        patterns=["point"],
+        downstream=False,
+        smoke=True,
+        prep=prep,
+    )
+    assert "command" not in plain[0]
+
+
 def test_make_tables_keeps_other_sections(harness: ModuleType) -> None:
     tables = importlib.import_module("make_tables")
     other = "<!-- hmnist-table -->\nHMNIST numbers\n<!-- /hmnist-table -->\n"
