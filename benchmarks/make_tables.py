@@ -833,8 +833,39 @@ def render(
             f"torch {machine.get('torch')}, {machine.get('torch_threads')} thread per run.",
             "",
         ]
+    machines = _machines(records)
+    if len(machines) > 1:
+        parts += [machines, ""]
     parts.append(END)
     return "\n".join(parts) + "\n"
+
+
+def _machines(records: list[dict[str, Any]]) -> str:
+    """Which machines the records come from (platform and torch's CPU capability, where a
+    record names it) and which methods ran on each, when there is more than one: a learned
+    method's fit retraces its record bit for bit only on the same kind of machine."""
+    runs: dict[tuple[str, str], list[str]] = defaultdict(list)
+    for r in records:
+        machine = r["settings"].get("machine")
+        if machine:
+            key = (str(machine.get("platform")), str(machine.get("cpu_capability", "")))
+            runs[key].append(r["method"])
+    if len(runs) < 2:
+        return ""
+    order = {m: i for i, m in enumerate(METHOD_ORDER)}
+    items = []
+    for (platform, capability), methods in runs.items():
+        names = sorted(set(methods), key=lambda m: (order.get(m.split("[")[0], 99), m))
+        cap = f"CPU capability {capability}" if capability else "CPU capability not recorded"
+        items.append(f"{platform} ({cap}): {len(methods)} records ({', '.join(names)})")
+    return (
+        "The records come from more than one machine: "
+        + "; ".join(items)
+        + ". torch's CPU kernels round differently with different vector instructions "
+        "(AVX2, AVX-512), so a learned method's run retraces its record bit for bit only on "
+        "a machine with the record's capability (`ATEN_CPU_CAPABILITY=avx2` selects the AVX2 "
+        "kernels on an AVX-512 machine); elsewhere its epochs and scores can differ a little."
+    )
 
 
 def _larger_caps(records: list[dict[str, Any]]) -> list[str]:

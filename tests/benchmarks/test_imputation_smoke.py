@@ -441,3 +441,36 @@ def test_docs_imputation_region_is_the_records_rendered(harness: ModuleType) -> 
     outer = json.loads(tables.OUTER.read_text()) if tables.OUTER.is_file() else []
     gaps = json.loads(tables.GAPS.read_text()) if tables.GAPS.is_file() else None
     assert docs[start:stop].strip() == tables.render(records, explore, outer, gaps).strip()
+
+
+def test_make_tables_names_the_machines_of_the_records(harness: ModuleType) -> None:
+    """Records from two machines: the region names each (platform, CPU capability or 'not
+    recorded') with its records' methods; records from one machine: no such note."""
+    tables = importlib.import_module("make_tables")
+
+    def rec(method: str, seed: int, platform: str, capability: str | None) -> dict[str, Any]:
+        machine = {"platform": platform, "cpus": 2, "torch": "2.13", "torch_threads": 1}
+        if capability is not None:
+            machine["cpu_capability"] = capability
+        return {
+            "dataset": "beijing_air",
+            "pattern": "point",
+            "method": method,
+            "seed": seed,
+            "mae": 0.1,
+            "mse": 0.1,
+            "auroc": None,
+            "wall_s": 1.0,
+            "epochs": 3,
+            "settings": {"machine": machine},
+        }
+
+    old = [rec("saits", s, "Linux-a", None) for s in (0, 1)] + [rec("linear", 0, "Linux-a", None)]
+    new = [rec("gpvae", s, "Linux-b", "AVX512") for s in (0, 1, 2)]
+    region = tables.render(old + new)
+    assert (
+        "Linux-a (CPU capability not recorded): 3 records (linear, saits); "
+        "Linux-b (CPU capability AVX512): 3 records (gpvae)." in region
+    )
+    assert "ATEN_CPU_CAPABILITY=avx2" in region
+    assert "more than one machine" not in tables.render(new)
