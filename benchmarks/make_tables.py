@@ -386,15 +386,21 @@ def _gaps_table(gaps: dict[str, Any] | None, outer: list[dict[str, Any]]) -> lis
 
 
 def _settings(records: list[dict[str, Any]]) -> str:
-    """One line per learned method: budget and settings of its most recent record."""
+    """One line per learned method: budget and settings of its most recent record (of the
+    points pattern where there is one; gpvae's settings that differ for the blocks pattern
+    are named after them)."""
     latest: dict[str, dict[str, Any]] = {}
+    by_pattern: dict[tuple[str, str], dict[str, Any]] = {}
     caps: dict[str, set[int]] = {}
     for r in records:
         if r["pattern"] in ("point", "block") and r["epochs"]:
             cap = r["settings"].get("epochs")
             if (cap or 0) <= 100:  # not a rerun with a larger cap (listed under "Commands")
-                latest[r["method"]] = r
+                by_pattern[(r["method"], r["pattern"])] = r
             caps.setdefault(r["method"], set()).add(cap)
+    for (m, pattern), r in by_pattern.items():
+        if pattern == "point" or m not in latest:
+            latest[m] = r
     lines = []
     for m in _methods({("", "", k): [] for k in latest}):
         s = latest[m]["settings"]
@@ -406,9 +412,13 @@ def _settings(records: list[dict[str, Any]]) -> str:
                 "with a larger cap, below)",
             }
         if m == "gpvae":
+            shown = s.get("resolved", s.get("config")) or {}
+            block = by_pattern.get((m, "block"), {}).get("settings", {}).get("resolved")
+            other = {k: v for k, v in (block or {}).items() if shown.get(k) != v}
+            blocks = f" ({json.dumps(other)} for the blocks pattern)" if other else ""
             lines.append(
                 f"- `gpvae`: at most {s.get('epochs')} epochs, patience {s.get('patience')}; "
-                f"settings {json.dumps(s.get('resolved', s.get('config')))}; "
+                f"settings {json.dumps(shown)}{blocks}; "
                 f"{s.get('early_stopping')}; imputation = mean of "
                 f"{s.get('impute_num_samples')} posterior-predictive draws"
                 + (

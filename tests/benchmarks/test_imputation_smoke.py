@@ -474,3 +474,34 @@ def test_make_tables_names_the_machines_of_the_records(harness: ModuleType) -> N
     )
     assert "ATEN_CPU_CAPABILITY=avx2" in region
     assert "more than one machine" not in tables.render(new)
+
+
+def test_make_tables_gpvae_settings_name_the_blocks_patterns_own(harness: ModuleType) -> None:
+    """The settings line shows gpvae's points settings, whichever record came last, and the
+    ones that differ for the blocks pattern after them."""
+    tables = importlib.import_module("make_tables")
+
+    def rec(pattern: str, mask: dict[str, Any]) -> dict[str, Any]:
+        resolved = {"latent_dim": 16, "mask_rate": 0.2, **mask}
+        return {
+            "dataset": "beijing_air",
+            "pattern": pattern,
+            "method": "gpvae",
+            "seed": 0,
+            "mae": 0.1,
+            "mse": 0.1,
+            "auroc": None,
+            "wall_s": 1.0,
+            "epochs": 3,
+            "settings": {"epochs": 100, "patience": 5, "resolved": resolved},
+        }
+
+    point = rec("point", {"mask_pattern": "points"})
+    block = rec("block", {"mask_pattern": "blocks", "block_lengths": [5, 24]})
+    want = (
+        'settings {"latent_dim": 16, "mask_rate": 0.2, "mask_pattern": "points"} '
+        '({"mask_pattern": "blocks", "block_lengths": [5, 24]} for the blocks pattern);'
+    )
+    for records in ([point, block], [block, point]):
+        assert want in tables.render(records)
+    assert "for the blocks pattern" not in tables.render([point])
