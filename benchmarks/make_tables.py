@@ -300,8 +300,13 @@ def _outer_commands(outer: list[dict[str, Any]]) -> str:
     ):
         words = shlex.split(_outer_command(r))
         at = words.index("--seed") if "--seed" in words else len(words)
-        rest = tuple(words[:at] + words[at + 2 :])
-        seeds.setdefault((at, rest), []).append(str(r["seed"]))
+        end = at + 1  # past every value of --seed (one command may fit several seeds)
+        while end < len(words) and not words[end].startswith("--"):
+            end += 1
+        rest = tuple(words[:at] + words[end:])
+        listed = seeds.setdefault((at, rest), [])
+        if str(r["seed"]) not in listed:
+            listed.append(str(r["seed"]))
     lines = []
     for (at, rest), ss in seeds.items():
         words = [*rest[:at], "--seed", *ss, *rest[at:]]

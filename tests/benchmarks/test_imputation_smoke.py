@@ -383,11 +383,14 @@ def test_make_tables_outer_check_prints_its_commands(harness: ModuleType) -> Non
         outer("gpvae[x]", 0, settings={"epochs": 100, "config": {"interp_cross": True}}),
         outer("linear", 0, settings={"epochs": 120, "patience": 7}),
     ]
+    several = "python benchmarks/downstream_outer.py --method gpvae --seed 1 0 2 --patience 5"
+    checks += [outer("gpvae", s, command=several) for s in (1, 0, 2)]  # one command, 3 seeds
     region = tables.render([], None, checks)
     block = region.split("```bash\n", 1)[1].split("```", 1)[0].splitlines()
     run = "OMP_NUM_THREADS=1 python benchmarks/downstream_outer.py --method"
     assert block == [
         f"{run} linear --seed 0 --epochs 120 --patience 7",
+        f"{run} gpvae --seed 0 1 2 --patience 5",
         f"{run} gpvae --seed 0 --config '{{\"interp_cross\": true}}' --tag x",
         f"{run} saits --seed 0 1",
         f"{run} brits --seed 0 1 --epochs 200",
