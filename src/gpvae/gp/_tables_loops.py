@@ -20,6 +20,30 @@ _jit = nb.njit(cache=True, nogil=True, error_model="numpy")
 
 
 @_jit
+def _put(M: Any, k: int, g: int, m00: float, m01: float, m10: float, m11: float) -> None:
+    """Entry (k, g) of a (K, G, 2, 2) table: the 2 x 2 matrix [[m00, m01], [m10, m11]]."""
+    M[k, g, 0, 0] = m00
+    M[k, g, 0, 1] = m01
+    M[k, g, 1, 0] = m10
+    M[k, g, 1, 1] = m11
+
+
+@_jit
+def _put_sym(M: Any, k: int, g: int, m00: float, m01: float, m11: float) -> None:
+    """Entry (k, g): the symmetric matrix [[m00, m01], [m01, m11]]."""
+    _put(M, k, g, m00, m01, m01, m11)
+
+
+@_jit
+def _put_lower(M: Any, k: int, g: int, m00: float, m10: float, m11: float) -> None:
+    """Entry (k, g): the lower-triangular factor [[m00, 0], [m10, m11]] (the upper entry
+    is left as it is: zero in the tables it fills)."""
+    M[k, g, 0, 0] = m00
+    M[k, g, 1, 0] = m10
+    M[k, g, 1, 1] = m11
+
+
+@_jit
 def matern32(lam: Any, s2: Any, dt: Any, decay: Any, jitter: float, tangents: bool) -> Any:
     """``(lam (G,), s2 (G,), dt (K, G), decay (K, G))`` -> the outputs and the tangents of
     :func:`gpvae.gp._transitions._matern32_np` (see there), and its two success flags."""
@@ -83,16 +107,9 @@ def matern32(lam: Any, s2: Any, dt: Any, decay: Any, jitter: float, tangents: bo
             r11 = s11 - c10 * c10
             c11 = np.sqrt(r11)
             ok_q = ok_q and s00 > 0 and r11 > 0
-            A[k, g, 0, 0] = a00
-            A[k, g, 0, 1] = a01
-            A[k, g, 1, 0] = a10
-            A[k, g, 1, 1] = a11
-            Qn[k, g, 0, 0] = s2_g * q00
-            Qn[k, g, 1, 1] = s2_g * q11
-            Qn[k, g, 0, 1] = Qn[k, g, 1, 0] = s2_g * q01
-            CQ[k, g, 0, 0] = rs2 * c00
-            CQ[k, g, 1, 0] = rs2 * c10
-            CQ[k, g, 1, 1] = rs2 * c11
+            _put(A, k, g, a00, a01, a10, a11)
+            _put_sym(Qn, k, g, s2_g * q00, s2_g * q01, s2_g * q11)
+            _put_lower(CQ, k, g, rs2 * c00, rs2 * c10, rs2 * c11)
             if not tangents:
                 continue
             e_dt = e * t
@@ -106,22 +123,11 @@ def matern32(lam: Any, s2: Any, dt: Any, decay: Any, jitter: float, tangents: bo
             dc00 = 0.5 * dq00 * inv0
             dc10 = (dq01 - c10 * dc00) * inv0
             dc11 = 0.5 * (dq11 + jitter * lam2 - 2.0 * c10 * dc10) / c11
-            dA[k, g, 0, 0] = d00
-            dA[k, g, 0, 1] = d01
-            dA[k, g, 1, 0] = d10
-            dA[k, g, 1, 1] = d11
-            dQ_l[k, g, 0, 0] = s2_g * dq00
-            dQ_l[k, g, 1, 1] = s2_g * dq11
-            dQ_l[k, g, 0, 1] = dQ_l[k, g, 1, 0] = s2_g * dq01
-            dQ_s[k, g, 0, 0] = q00
-            dQ_s[k, g, 1, 1] = q11
-            dQ_s[k, g, 0, 1] = dQ_s[k, g, 1, 0] = q01
-            dCQ_l[k, g, 0, 0] = rs2 * dc00
-            dCQ_l[k, g, 1, 0] = rs2 * dc10
-            dCQ_l[k, g, 1, 1] = rs2 * dc11
-            dCQ_s[k, g, 0, 0] = half * c00
-            dCQ_s[k, g, 1, 0] = half * c10
-            dCQ_s[k, g, 1, 1] = half * c11
+            _put(dA, k, g, d00, d01, d10, d11)
+            _put_sym(dQ_l, k, g, s2_g * dq00, s2_g * dq01, s2_g * dq11)
+            _put_sym(dQ_s, k, g, q00, q01, q11)
+            _put_lower(dCQ_l, k, g, rs2 * dc00, rs2 * dc10, rs2 * dc11)
+            _put_lower(dCQ_s, k, g, half * c00, half * c10, half * c11)
     outs = (A, Qn, P, CQ, C0)
     tang = (dA, dQ_l, dQ_s, dP_l, dP_s, dCQ_l, dCQ_s, dC0_l, dC0_s)
     return outs, tang, ok_q, ok_0
