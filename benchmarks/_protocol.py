@@ -23,7 +23,9 @@ import fcntl
 import json
 import os
 import platform
+import shlex
 import tempfile
+from collections.abc import Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -329,6 +331,19 @@ def downstream_auroc(imputed: np.ndarray, labels: np.ndarray, folds: int = 5) ->
     cv = StratifiedKFold(n_splits=folds, shuffle=True, random_state=CV_SEED)
     scores = cross_val_score(model, flat, labels, cv=cv, scoring="roc_auc")
     return {"auroc": float(np.mean(scores)), "auroc_folds": [float(s) for s in scores]}
+
+
+def record_command(script: str, argv: Sequence[str], drop: Sequence[str]) -> str:
+    """The command line a record names, ``python benchmarks/SCRIPT ARGS``, with the options
+    ``drop`` (and their values, in either spelling) left out: this machine's paths or
+    analysis outputs that are not part of the record's identity."""
+    words = list(argv)
+    for flag in drop:
+        while flag in words:
+            at = words.index(flag)
+            del words[at : at + 2]
+        words = [w for w in words if not w.startswith(flag + "=")]
+    return f"python benchmarks/{script} " + shlex.join(words)
 
 
 def machine_info() -> dict[str, Any]:

@@ -37,7 +37,6 @@ from __future__ import annotations
 import argparse
 import json
 import os
-import shlex
 import sys
 import time
 from collections.abc import Sequence
@@ -48,7 +47,15 @@ import numpy as np
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 
-from _protocol import CV_SEED, ResultsFile, downstream_auroc, machine_info, make_task, prepare
+from _protocol import (
+    CV_SEED,
+    ResultsFile,
+    downstream_auroc,
+    machine_info,
+    make_task,
+    prepare,
+    record_command,
+)
 from imputation import DEFAULT_EPOCHS, DEFAULT_PATIENCE, GPVAE_CONFIG, METHODS, make_imputer
 
 __all__ = ["SELECTION_REPEATS", "SUBSET", "main", "outer_stays", "selection_auroc"]
@@ -195,12 +202,9 @@ def main(argv: Sequence[str] | None = None) -> int:
     args = parser.parse_args(argv)
     if args.save_imputed is not None and len(args.seed) != 1:
         parser.error("--save-imputed: expected one --seed")
-    words = list(sys.argv[1:] if argv is None else argv)
-    if "--save-imputed" in words:  # an analysis output, not part of the record's identity
-        at = words.index("--save-imputed")
-        del words[at : at + 2]
-    words = [w for w in words if not w.startswith("--save-imputed=")]
-    command = "python benchmarks/downstream_outer.py " + shlex.join(words)
+    words = sys.argv[1:] if argv is None else argv
+    # --save-imputed: an analysis output, not part of the record's identity
+    command = record_command("downstream_outer.py", words, ("--save-imputed",))
 
     import torch
 

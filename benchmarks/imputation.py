@@ -48,7 +48,6 @@ from __future__ import annotations
 import argparse
 import json
 import os
-import shlex
 import sys
 import tempfile
 import time
@@ -76,6 +75,9 @@ from _protocol import (
     make_task,
     prepare,
     score,
+)
+from _protocol import (
+    record_command as _record_command,
 )
 
 __all__ = [
@@ -530,13 +532,7 @@ def run(
 def record_command(argv: Sequence[str]) -> str:
     """The command line a record names: this machine's paths (``--out``, ``--data-dir``, in
     either spelling) left out, so that it reads as a user types it from the repository."""
-    words = list(argv)
-    for flag in ("--out", "--data-dir"):
-        while flag in words:
-            at = words.index(flag)
-            del words[at : at + 2]
-        words = [w for w in words if not w.startswith(flag + "=")]
-    return "python benchmarks/imputation.py " + shlex.join(words)
+    return _record_command("imputation.py", argv, ("--out", "--data-dir"))
 
 
 def main(argv: Sequence[str] | None = None) -> int:
