@@ -255,19 +255,19 @@ def render(
     unit = "seed"
     intro = (
         f"Held-out series with records of both models for every seed (tags {', '.join(tags)}; "
-        f"score variant {variant}). Means over series of each series' mean over seeds; "
+        f"score variant {variant}). "
     )
     if restarts > 1:
         unit = "group"
         groups = [tags[i : i + restarts] for i in range(0, len(tags) - restarts + 1, restarts)]
-        intro = (
-            f"Held-out series with records of both models for every seed (tags {', '.join(tags)}; "
-            f"score variant {variant}). **Best of {restarts} restarts:** per series and model, "
-            "each group of seeds ("
+        intro += (
+            f"**Best of {restarts} restarts:** per series and model, each group of seeds ("
             + "; ".join(", ".join(g) for g in groups)
             + ") keeps the run with the lowest validation score (`val_score_best`, label-free). "
             "Means over series of each series' mean over the groups; "
         )
+    else:
+        intro += "Means over series of each series' mean over seeds; "
     text = (
         intro + "gpvae - VAE with its paired 95% bootstrap interval over series (10,000 "
         "resamples).\n\n"
