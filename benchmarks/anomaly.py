@@ -29,6 +29,10 @@ and patience):
 - ``zscore``: rolling z-score, the largest ``|y - mean| / std`` over the features, mean and
   std of the previous ``period`` steps.
 - ``cnn``: TSB-AD's CNN forecaster (window 100, one step ahead), its prediction error.
+  Its training loop is TSB-AD's, with the early stopping replaced by :class:`KeepBest`
+  (the same rule: patience, improvement above 1e-4) so that, as gpvae, it keeps its best
+  weights and records its epochs and best validation loss (records from session 17 on;
+  earlier CNN records scored the last epoch's weights and did not record epochs).
 
 Each (series, method) run appends one record to ``--out`` as it finishes, so an
 interrupted campaign resumes where it stopped. ``--dev`` runs the development subset that
@@ -534,18 +538,58 @@ def run_vae(s: AnomalySeries, args: argparse.Namespace, w: int) -> dict[str, Any
     return run_gpvae(s, args, w, white=True)
 
 
+class KeepBest:
+    """Early stopping for TSB-AD's training loops (they call ``stopper(val_loss, model)``
+    after each epoch and stop when ``early_stop`` is set), with TSB-AD's rule (stop after
+    ``patience`` epochs without a validation loss ``delta`` below the best) that also keeps
+    a copy of the best weights (:meth:`restore`) and records every epoch's loss."""
+
+    def __init__(self, patience: int, delta: float = 1e-4) -> None:
+        if patience < 1:
+            raise ValueError(f"patience: expected at least 1, found {patience}")
+        self.patience, self.delta = patience, delta
+        self.history: list[float] = []
+        self.best_epoch = 0
+        self.early_stop = False
+        self._best_state: dict[str, Any] | None = None
+
+    def __call__(self, val_loss: float, model: Any) -> None:
+        self.history.append(float(val_loss))
+        best = self.history[self.best_epoch - 1] if self.best_epoch else math.inf
+        if not self.best_epoch or val_loss < best - self.delta:
+            self.best_epoch = len(self.history)
+            self._best_state = {k: v.detach().clone() for k, v in model.state_dict().items()}
+        elif len(self.history) - self.best_epoch >= self.patience:
+            self.early_stop = True
+
+    def restore(self, model: Any) -> None:
+        """Load the best epoch's weights into ``model`` (nothing when no epoch ran)."""
+        if self._best_state is not None:
+            model.load_state_dict(self._best_state)
+
+    def summary(self) -> dict[str, Any]:
+        """``epochs_run``, ``best_epoch`` and ``val_score_best`` (the best validation loss,
+        label-free, lower is better) as the records of gpvae carry them."""
+        out: dict[str, Any] = {"epochs_run": len(self.history), "best_epoch": self.best_epoch}
+        if self.best_epoch:
+            out["val_score_best"] = self.history[self.best_epoch - 1]
+        return out
+
+
 def run_cnn(s: AnomalySeries, args: argparse.Namespace, w: int) -> dict[str, Any]:
     import torch
     from TSB_AD.models.CNN import CNN
-    from TSB_AD.utils.torch_utility import EarlyStoppingTorch
 
     tr, te = standardise(s)
     torch.manual_seed(args.seed)
-    clf = CNN(window_size=100, feats=tr.shape[1], epochs=args.epochs, batch_size=128)
-    clf.early_stopping = EarlyStoppingTorch(save_path=None, patience=args.patience)
+    # TSB-AD's loop leaves after epoch ``epochs - 1``: one more makes ``--epochs`` the cap
+    clf = CNN(window_size=100, feats=tr.shape[1], epochs=args.epochs + 1, batch_size=128)
+    stopper = KeepBest(args.patience)
+    clf.early_stopping = stopper
     t0 = time.perf_counter()
     with contextlib.redirect_stdout(io.StringIO()), contextlib.redirect_stderr(io.StringIO()):
         clf.fit(tr)
+        stopper.restore(clf.model)
         fit_s = time.perf_counter() - t0
         t0 = time.perf_counter()
         # the scored part with the train's last window (and the post-processing's context)
@@ -557,6 +601,7 @@ def run_cnn(s: AnomalySeries, args: argparse.Namespace, w: int) -> dict[str, Any
         "variants": peer_variants(score, len(te), _peer_names(args, "cnn")),
         "fit_seconds": fit_s,
         "score_seconds": time.perf_counter() - t0,
+        **stopper.summary(),
     }
 
 

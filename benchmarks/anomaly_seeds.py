@@ -2,7 +2,8 @@
 
     python benchmarks/anomaly_seeds.py --results benchmarks/results/anomaly_s15.json \\
         --tags s15_seed0 s15_seed1 s15_seed2 [--dev-prefixes s15_seed ...] [--variant NAME]
-        [--restarts K] [--peers METHOD/VARIANT:TAG,TAG ...] [--marker NAME]
+        [--restarts K] [--peers METHOD/VARIANT:TAG,TAG ...] [--peer-restarts K]
+        [--marker NAME]
         [--docs docs/benchmarks.md]
 
 Each tag is one seed's campaign of both models (``benchmarks/anomaly.py --seed S --tag
@@ -26,7 +27,9 @@ validation score, label-free); the groups then take the place of the seeds above
 
 With ``--peers``, also each baseline's mean over its own tags (one per seed; a
 deterministic baseline needs one) against gpvae, on every data set whose series all have
-them (``collect_peer``).
+them (``collect_peer``). With ``--peer-restarts K``, every baseline with more than one tag
+is the best of K restarts too, by its own ``val_score_best`` (the CNN's validation loss;
+records since session 17); baselines whose records carry their epochs get an epochs table.
 
 With ``--dev-prefixes``, also the development series' mean VUS-PR of each setting, per
 seed and over seeds (the settings' seed check); with ``--dev-restarts``, per group of
@@ -170,6 +173,51 @@ def peer_rows(
     return rows
 
 
+def restarted_peers(
+    peers: dict[str, dict[tuple[str, str], list[dict[str, Any]]]], k: int
+) -> dict[str, dict[tuple[str, str], list[dict[str, Any]]]]:
+    """Every baseline of ``peers`` (method -> :func:`collect_peer`) with more than one run per
+    series as the best of ``k`` restarts (:func:`best_of`); one that has a run without a
+    validation score (``val_score_best``) cannot be, and raises."""
+    if k == 1:
+        return peers
+    out = {}
+    for method, runs in peers.items():
+        if any(len(v) > 1 for v in runs.values()):
+            if any(r.get("val_score_best") is None for v in runs.values() for r in v):
+                raise ValueError(
+                    f"peer-restarts: baseline {method} has runs without a validation score "
+                    "(val_score_best); expected every run to carry one"
+                )
+            runs = {key: best_of(v, k) for key, v in runs.items()}
+        out[method] = runs
+    return out
+
+
+def peer_epochs(
+    by: dict[tuple[str, str], dict[str, list[dict[str, Any]]]],
+    peers: dict[str, dict[tuple[str, str], list[dict[str, Any]]]],
+) -> list[str]:
+    """Table rows of each baseline's epochs (mean epochs run and best epoch, cap-limited
+    runs) on the data sets of :func:`peer_rows`, for baselines whose runs record them."""
+    lines = []
+    for label, members in GROUPS:
+        keys = sorted(k for k in by if k[0] in members)
+        for method, runs in peers.items():
+            if not keys or not all(k in runs for k in keys):
+                continue
+            rs = [r for k in keys for r in runs[k]]
+            if any(r.get("epochs_run") is None for r in rs):
+                continue
+            caps = "/".join(map(str, sorted({int(r["config"]["epochs"]) for r in rs})))
+            lines.append(
+                f"| {label} | {method} | {caps} | {np.mean([r['epochs_run'] for r in rs]):.1f} | "
+                f"{np.mean([r['best_epoch'] for r in rs]):.1f} | "
+                f"{sum(cap_limited(r) for r in rs)} of {len(rs)} |"
+            )
+    return lines
+
+
 def summarise(
     by: dict[tuple[str, str], dict[str, list[dict[str, Any]]]],
     members: Sequence[str],
@@ -221,6 +269,7 @@ def render(
     rerun_suffix: str | None = None,
     restarts: int = 1,
     peers: dict[str, Sequence[str]] | None = None,
+    peer_restarts: int = 1,
 ) -> str:
     by = collect(records, tags, variant, rerun_suffix)
     if restarts > 1:
@@ -292,6 +341,7 @@ def render(
         "| --- | --- | ---: | ---: | ---: | ---: | ---: | ---: |\n" + "\n".join(epochs)
     )
     collected = {m: collect_peer(records, m, t) for m, t in (peers or {}).items()}
+    collected = restarted_peers(collected, peer_restarts)
     lines = [
         f"| {r['set']} | {r['n']} | {r['peer']} | {r['seeds']} | {r['gpvae']:.3f} | "
         f"{r['peer_vus']:.3f} | {_s(r['diff'])} [{_s(r['ci'][0])}, {_s(r['ci'][1])}] | "
@@ -303,10 +353,25 @@ def render(
             "\n\nBaselines on the same series: each baseline's mean over series of its mean "
             "over its own runs (tags: "
             + "; ".join(f"{m} {', '.join(t)}" for m, t in (peers or {}).items())
-            + "), against gpvae's above; paired 95% bootstrap interval over series.\n\n"
+            + "), against gpvae's above; paired 95% bootstrap interval over series"
+            + (
+                f"; a baseline with several runs is the best of {peer_restarts} restarts by "
+                "its own validation loss (`val_score_best`), its runs are its groups"
+                if peer_restarts > 1
+                else ""
+            )
+            + ".\n\n"
             "| data set | series | baseline | its runs | gpvae VUS-PR | baseline VUS-PR | "
             "gpvae - baseline | gpvae ahead |\n"
             "| --- | ---: | --- | ---: | ---: | ---: | --- | ---: |\n" + "\n".join(lines)
+        )
+    ep = peer_epochs(by, collected)
+    if ep:
+        text += (
+            "\n\nBaselines' epochs (the runs counted above): mean epochs run and best epoch; "
+            "cap-limited: the best epoch within the last `patience` epochs of the cap.\n\n"
+            "| data set | baseline | cap | epochs | best | cap-limited |\n"
+            "| --- | --- | --- | ---: | ---: | ---: |\n" + "\n".join(ep)
         )
     return text
 
@@ -414,6 +479,14 @@ def main(argv: Sequence[str] | None = None) -> int:
         "its comma-separated tags (one per seed).",
     )
     p.add_argument(
+        "--peer-restarts",
+        type=int,
+        default=1,
+        metavar="K",
+        help="Every baseline with several tags as the best of K restarts by its validation "
+        "loss (default 1: each tag on its own).",
+    )
+    p.add_argument(
         "--marker",
         default="anomaly-seeds-table",
         help="Name of the docs region (<!-- NAME --> ... <!-- /NAME -->).",
@@ -430,7 +503,10 @@ def main(argv: Sequence[str] | None = None) -> int:
     for spec in args.peers:
         method, _, tags = spec.partition(":")
         peers[method] = tags.split(",")
-    table = render(records, args.tags, args.variant, args.rerun_suffix, args.restarts, peers)
+    table = render(
+        records, args.tags, args.variant, args.rerun_suffix, args.restarts, peers,
+        args.peer_restarts,
+    )  # fmt: skip
     n_dev = args.dev_seeds or len(args.tags)
     ks = args.dev_restarts or [args.restarts]
     dev = dev_table(records, args.dev_prefixes, n_dev, args.variant, ks)

@@ -260,3 +260,31 @@ def test_main_writes_a_named_region_and_reads_the_peers(seeds, tmp_path) -> None
     assert text.startswith(f"{seeds.BEGIN}\nkept\n{seeds.END}\n<!-- mine -->\n")
     assert "old" not in text
     assert "| SMAP | 2 | cnn/s32_b512 | 1 | 0.575 | 0.100 | +0.475 " in text
+
+
+def test_a_baseline_with_validation_scores_is_the_best_of_its_restarts(seeds) -> None:  # type: ignore[no-untyped-def]
+    recs = _restart_records()
+    tags = ["t0", "t1", "t2", "t3"]
+    cnn = "cnn/s32_b512"
+    # per series four CNN runs (VUS-PR, validation loss, best epoch): groups (c0, c1) and
+    # (c2, c3) keep the run with the lower validation loss
+    runs = {"A": ((0.2, 1.0, 10), (0.4, 0.5, 98), (0.9, 0.3, 20), (0.1, 0.4, 30)),
+            "B": ((0.6, 0.2, 10), (0.7, 0.9, 10), (0.5, 0.8, 40), (0.3, 0.7, 50))}  # fmt: skip
+    for s, rs in runs.items():
+        for i, (v, val, best) in enumerate(rs):
+            r = _rec(s, "cnn", f"c{i}", v, best=best, variant="s32_b512")
+            r["val_score_best"] = val
+            recs.append(r)
+    peers = {cnn: [f"c{i}" for i in range(4)]}
+    out = seeds.render(recs, tags, V, restarts=2, peers=peers, peer_restarts=2)
+    # kept: A 0.4 and 0.9 (mean 0.65), B 0.6 and 0.3 (0.45): mean 0.55
+    assert "| SMAP | 2 | cnn/s32_b512 | 2 | 0.575 | 0.550 | +0.025 " in out
+    assert "best of 2 restarts by its own validation loss" in out
+    # the kept runs' epochs: best 98, 20, 10, 50; run min(best + 5, 100): 100, 25, 15, 55
+    assert "| SMAP | cnn/s32_b512 | 100 | 48.8 | 44.5 | 1 of 4 |" in out
+    # every run on its own: the mean of all eight
+    plain = seeds.render(recs, tags, V, restarts=2, peers=peers)
+    assert "| SMAP | 2 | cnn/s32_b512 | 4 | 0.575 | 0.462 | " in plain
+    del recs[-1]["val_score_best"]
+    with pytest.raises(ValueError, match="cnn/s32_b512 has runs without a validation score"):
+        seeds.render(recs, tags, V, restarts=2, peers=peers, peer_restarts=2)

@@ -230,3 +230,29 @@ def test_the_records_config_holds_the_epoch_cap_and_the_seed(bench) -> None:  # 
     assert config["seed"] == 2
     assert config["patience"] == 5
     assert bench.run_config(bench.parse_args([]))["seed"] == 0
+
+
+def test_keep_best_stops_as_tsb_ad_does_and_keeps_the_best_weights(bench):  # type: ignore[no-untyped-def]
+    import torch
+
+    model = torch.nn.Linear(2, 1)
+    stop = bench.KeepBest(patience=2)
+    # epoch 3 improves by less than delta (1e-4): not an improvement, so epochs 3 and 4 are
+    # the two epochs without one and the loop stops after epoch 4
+    losses = [1.0, 0.5, 0.49995, 0.6]
+    weights = []
+    for loss in losses:
+        with torch.no_grad():
+            model.weight.fill_(loss)
+        weights.append(model.weight.clone())
+        assert not stop.early_stop
+        stop(loss, model)
+    assert stop.early_stop
+    assert stop.summary() == {"epochs_run": 4, "best_epoch": 2, "val_score_best": 0.5}
+    stop.restore(model)
+    assert torch.equal(model.weight, weights[1])
+
+
+def test_keep_best_needs_a_positive_patience(bench):  # type: ignore[no-untyped-def]
+    with pytest.raises(ValueError, match="patience"):
+        bench.KeepBest(patience=0)
