@@ -136,14 +136,28 @@ def restarted(
 
 
 def collect_peer(
-    records: Sequence[dict[str, Any]], method: str, tags: Sequence[str]
+    records: Sequence[dict[str, Any]],
+    method: str,
+    tags: Sequence[str],
+    rerun_suffix: str | None = None,
 ) -> dict[tuple[str, str], list[dict[str, Any]]]:
     """(dataset, series) -> the held-out records of baseline ``method`` (as recorded, e.g.
-    ``cnn/s32_b512``), one per tag in ``tags``' order, for the series that have all."""
+    ``cnn/s32_b512``), one per tag in ``tags``' order, for the series that have all; a
+    record of tag ``TAG + rerun_suffix`` replaces the series' record of ``TAG`` (as in
+    :func:`collect`)."""
     found: dict[tuple[str, str], dict[str, dict[str, Any]]] = {}
+    reruns = []
     for r in records:
-        if not r.get("dev") and r["method"] == method and r.get("tag") in tags:
-            found.setdefault((r["dataset"], r["series"]), {})[r["tag"]] = r
+        if r.get("dev") or r["method"] != method:
+            continue
+        tag = r.get("tag", "")
+        if rerun_suffix and tag.endswith(rerun_suffix) and tag[: -len(rerun_suffix)] in tags:
+            reruns.append((tag[: -len(rerun_suffix)], r))
+        elif tag in tags:
+            found.setdefault((r["dataset"], r["series"]), {})[tag] = r
+    for tag, r in reruns:
+        if tag in found.get((r["dataset"], r["series"]), {}):
+            found[(r["dataset"], r["series"])][tag] = r
     return {k: [v[t] for t in tags] for k, v in found.items() if all(t in v for t in tags)}
 
 
@@ -340,7 +354,7 @@ def render(
         "VAE best | VAE cap-limited |\n"
         "| --- | --- | ---: | ---: | ---: | ---: | ---: | ---: |\n" + "\n".join(epochs)
     )
-    collected = {m: collect_peer(records, m, t) for m, t in (peers or {}).items()}
+    collected = {m: collect_peer(records, m, t, rerun_suffix) for m, t in (peers or {}).items()}
     collected = restarted_peers(collected, peer_restarts)
     lines = [
         f"| {r['set']} | {r['n']} | {r['peer']} | {r['seeds']} | {r['gpvae']:.3f} | "
@@ -439,7 +453,7 @@ def main(argv: Sequence[str] | None = None) -> int:
         "--rerun-suffix",
         default=None,
         help="Records of tag TAG + this suffix (cap-limited runs refit with a larger cap) "
-        "replace the same series' and model's record of TAG.",
+        "replace the same series' and model's (or baseline's) record of TAG.",
     )
     p.add_argument(
         "--dev-prefixes",

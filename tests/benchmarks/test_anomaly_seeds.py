@@ -288,3 +288,20 @@ def test_a_baseline_with_validation_scores_is_the_best_of_its_restarts(seeds) ->
     del recs[-1]["val_score_best"]
     with pytest.raises(ValueError, match="cnn/s32_b512 has runs without a validation score"):
         seeds.render(recs, tags, V, restarts=2, peers=peers, peer_restarts=2)
+
+
+def test_a_baseline_rerun_replaces_its_cap_limited_record(seeds) -> None:  # type: ignore[no-untyped-def]
+    cnn = "cnn/s32_b512"
+    recs = [
+        _rec("A", "cnn", "c0", 0.2, best=100, variant="s32_b512"),
+        _rec("A", "cnn", "c1", 0.4, variant="s32_b512"),
+        _rec("A", "cnn", "c1_cap200", 0.9, variant="s32_b512"),
+        _rec("A", "cnn", "c0_cap200", 0.6, best=130, epochs=200, variant="s32_b512"),
+        _rec("B", "cnn", "c0_cap200", 0.7, variant="s32_b512"),
+    ]  # B has no record of c0 for its rerun to replace
+    runs = seeds.collect_peer(recs, cnn, ["c0"], "_cap200")
+    assert [r["vus_pr"] for r in runs[("SMAP", "A")]] == [0.6]
+    assert ("SMAP", "B") not in runs
+    assert [r["vus_pr"] for r in seeds.collect_peer(recs, cnn, ["c0"])[("SMAP", "A")]] == [0.2]
+    both = seeds.collect_peer(recs, cnn, ["c0", "c1"], "_cap200")[("SMAP", "A")]
+    assert [r["vus_pr"] for r in both] == [0.6, 0.9]
