@@ -340,16 +340,34 @@ VARIANTS: dict[str, tuple[Any, ...]] = {
 }
 
 
+#: A variant name may end in ``+latP``: the base variant's entry scores with the latent
+#: path's one-step-ahead surprise under the prior given P previous steps appended as L more
+#: features (``gpvae.model.scoring.latent_nlpd``; each channel on the base's feature scale
+#: and combined with the data's features as the base combines them). ``+lat0``: the latent's
+#: marginal surprise, without dynamics (for the VAE's white prior every P gives this).
+LATENT = "+lat"
+
+
+def split_latent(name: str) -> tuple[str, int | None]:
+    """(base variant, latent lags or None) of a variant name."""
+    base, sep, lags = name.partition(LATENT)
+    if not sep:
+        return name, None
+    if base not in VARIANTS or not lags.isdigit():
+        raise ValueError(f"variant: expected BASE{LATENT}P with BASE in VARIANTS, found {name!r}")
+    return base, int(lags)
+
+
 def variant(name: str) -> tuple[int, bool, int, int, float, bool]:
     """(folds, normalise, smooth, baseline, prior weight, causal) of a variant."""
-    v = VARIANTS[name]
+    v = VARIANTS[split_latent(name)[0]]
     return (*v, False)[:6]  # type: ignore[return-value]
 
 
 def scale_combine(name: str) -> dict[str, Any]:
     """``feature_scale``, ``combine``, ``novelty`` and ``spread_quantile`` of a variant
     (profile_from_entries' keywords)."""
-    v = VARIANTS[name]
+    v = VARIANTS[split_latent(name)[0]]
     scale, combine = v[6:8] if len(v) >= 8 else ("spread", "sum")
     novelty = v[8] if len(v) >= 9 else "extrapolate"
     quantile = v[9] if len(v) >= 10 else 0.9
@@ -452,6 +470,14 @@ def run_gpvae(
         entries["prior"] = (e_tr, e_te)
         if args.dump and hold > 0:
             fit_entries["prior"] = _prior_entries(est, fit_part, t_tr[:-hold], args)
+    for P in sorted({p for v in wanted if (p := split_latent(v)[1]) is not None}):
+        t0 = time.perf_counter()
+        e_tr = _latent_entries(est, thr_part, t_thr, args, P)
+        t1 = time.perf_counter()
+        e_te = _latent_entries(est, te, t_te, args, P)
+        out[f"threshold_seconds_lat{P}"] = t1 - t0
+        out[f"score_seconds_lat{P}"] = time.perf_counter() - t1
+        entries[f"lat{P}"] = (e_tr, e_te)
     if args.dump:  # every entry score, for analyses beyond the recorded variants
         tag = f"{s.dataset}_{s.name.replace('/', '__')}_{'vae' if white else 'gpvae'}"
         np.savez_compressed(
@@ -474,6 +500,10 @@ def run_gpvae(
             e_tr, e_te = (
                 combine_prior([e], [p], pw, ratio)[0] for e, p in ((e_tr, p_tr), (e_te, p_te))
             )
+        lags = split_latent(name)[1]
+        if lags is not None:  # the latent channels as more features
+            l_tr, l_te = entries[f"lat{lags}"]
+            e_tr, e_te = np.concatenate([e_tr, l_tr], 1), np.concatenate([e_te, l_te], 1)
         variants[name] = {}
         cut = round((1.0 - TAIL) * len(e_tr))
         for spread, suffix in ((False, ""), (True, "_spread")):
@@ -532,6 +562,16 @@ def _prior_entries(est: Any, X: np.ndarray, t: np.ndarray, args: argparse.Namesp
     ctx = est._context("anomaly_scores")
     _, scaled = ctx.input(X[None], t[None])
     return entry_scores(ctx, scaled, args.samples, 1, args.window, prior=True)[0]
+
+
+def _latent_entries(
+    est: Any, X: np.ndarray, t: np.ndarray, args: argparse.Namespace, lags: int
+) -> Any:
+    from gpvae.estimator.anomaly import entry_scores
+
+    ctx = est._context("anomaly_scores")
+    _, scaled = ctx.input(X[None], t[None])
+    return entry_scores(ctx, scaled, args.samples, 1, args.window, latent_lags=lags)[0]
 
 
 def run_vae(s: AnomalySeries, args: argparse.Namespace, w: int) -> dict[str, Any]:

@@ -80,7 +80,7 @@ from gpvae.data.windows import window_starts
 from gpvae.errors import ModelFileError, ValidationError, invalid
 from gpvae.estimator.context import PredictContext
 from gpvae.estimator.results import AnomalyResult
-from gpvae.model.scoring import heldout_nlpd, prior_nlpd
+from gpvae.model.scoring import heldout_nlpd, latent_nlpd, prior_nlpd
 
 __all__ = [
     "AnomalyProfile",
@@ -384,21 +384,26 @@ def entry_scores(
     window: int | None,
     prior: bool = False,
     causal: bool = False,
+    latent_lags: int | None = None,
 ) -> list[np.ndarray]:
     """Held-out entry scores of every series of the standardised ``scaled`` (``prior``:
     the scores under the prior alone, :func:`gpvae.model.scoring.prior_nlpd`; ``causal``:
     each window's ``num_folds`` consecutive blocks scored from the steps before them,
     :func:`gpvae.model.scoring.heldout_nlpd`, and each step takes its score from the
-    window in which it has the most steps before it, so no score depends on a later step).
+    window in which it has the most steps before it, so no score depends on a later step;
+    ``latent_lags``: instead the latent path's one-step-ahead surprise under the prior
+    given that many previous steps, per latent channel,
+    :func:`gpvae.model.scoring.latent_nlpd`, each step from the window in which it has
+    the most steps before it).
 
     Returns:
-        n arrays (T_i, D) float64, NaN where not observed.
+        n arrays (T_i, D) float64 (``latent_lags``: (T_i, L)), NaN where not observed.
     """
     S = int_arg("num_samples", num_samples)
     K = int_arg("num_folds", num_folds)
     W = _check_window(window)
     pieces, where = _pieces(scaled, W)
-    D = scaled.num_features
+    D = scaled.num_features if latent_lags is None else ctx.model.latent_dim
     per_batch = settings.ANOMALY_WINDOW_BATCH if W is not None else ctx.batch_size
     B = min(per_batch, pieces.num_series)
     N = pieces.max_length
@@ -415,7 +420,9 @@ def entry_scores(
         idx = np.arange(start, min(start + per_batch, pieces.num_series))
         batch = ctx.batch(pieces, idx)
         gens = ctx.series_generators(pieces, idx, salt=4)
-        if prior:
+        if latent_lags is not None:
+            s_np = latent_nlpd(model, batch, latent_lags).numpy()  # (B, N, L)
+        elif prior:
             s_np = prior_nlpd(model, batch, gens, S).numpy()  # (B, N, D)
         else:
             s_np = heldout_nlpd(model, batch, gens, K, S, causal).numpy()
@@ -426,7 +433,7 @@ def entry_scores(
     for (i, s), sc in zip(where, piece_scores):
         T, n = len(scaled.times[i]), len(sc)
         pos = np.arange(s, s + n)
-        if causal and not prior:  # the window with the most past
+        if (causal and not prior) or latent_lags is not None:  # the window with the most past
             d = (pos - s).astype(np.float64)
         else:
             d = np.minimum(pos - s, s + n - 1 - pos).astype(np.float64)

@@ -1,7 +1,9 @@
 """Scores of observed entries under the model: with their steps hidden
 (:func:`heldout_nlpd`, in folds) and under the GP prior alone (:func:`prior_nlpd`); the
 anomaly scores of :mod:`gpvae.estimator.anomaly` rest on them. ``GPVAEModel.heldout_nlpd``
-and ``GPVAEModel.prior_nlpd`` call these."""
+and ``GPVAEModel.prior_nlpd`` call these. :func:`latent_nlpd` scores the encoded latent
+path itself under the prior's dynamics (how surprising each step of it is given the steps
+before)."""
 
 from __future__ import annotations
 
@@ -15,12 +17,13 @@ from torch import Tensor
 from gpvae.batch import Batch
 from gpvae.errors import ValidationError
 from gpvae.model.sampling import check_count, sample_chunks
+from gpvae.posteriors.structured import StructuredQ
 from gpvae.rng import per_series_normal
 
 if TYPE_CHECKING:
     from gpvae.model.core import GPVAEModel
 
-__all__ = ["entry_nlpd", "heldout_nlpd", "prior_nlpd"]
+__all__ = ["entry_nlpd", "heldout_nlpd", "latent_nlpd", "prior_nlpd"]
 
 
 @torch.no_grad()
@@ -92,6 +95,78 @@ def prior_nlpd(
             f"{type(model.likelihood).__name__}"
         )
     return entry_nlpd(model, batch, torch.zeros_like(batch.observed), generators, S, prior=True)
+
+
+@torch.no_grad()
+def latent_nlpd(model: GPVAEModel, batch: Batch, lags: int) -> Tensor:
+    """One-step-ahead surprise of the encoded latent path under the GP prior, per step and
+    latent channel.
+
+    The encoder's per-step Gaussian ``(m_n, v_n)`` of channel l (the structured posterior's
+    pseudo-observations; for other posteriors q's marginals) are read as noisy
+    observations ``m_n = z_n + e_n``, ``e_n ~ N(0, v_n)``, of a path z drawn from the
+    prior. Step n scores ``-log N(m_n | mu_n, s_n)``, the prior's predictive of ``m_n``
+    given the ``lags`` previous steps' observations (dense conditioning under the
+    channel's kernel at the steps' index points): the innovation of a Kalman filter run
+    over the last ``lags`` steps. It is large where the latent path moves in a way the
+    learned dynamics call unlikely (a jump, a changed rhythm) or leaves the prior's range,
+    even when the decoder reconstructs the data there well. ``lags = 0``: the prior's
+    marginal ``N(0, k_l(x_n, x_n) + v_n)`` (no dynamics; what an N(0, I) prior offers).
+    Steps without an observed feature (and padding) give no observation: NaN there, and
+    they are skipped in the conditioning.
+
+    Returns:
+        (B, N, L) float64 on the CPU.
+    """
+    if isinstance(lags, bool) or not isinstance(lags, int) or lags < 0:
+        raise ValidationError(f"lags: expected an int >= 0, found {lags!r}")
+    q = model.encode(batch)
+    B, N, _ = batch.y.shape
+    has_obs = (batch.observed.any(-1) & batch.valid)[..., None]  # (B, N, 1)
+    if isinstance(q, StructuredQ):
+        m, v, inc = q.gp.mean, q.gp.var, q.gp.included & has_obs
+    else:
+        m, v = q.marginals()
+        inc = has_obs.expand_as(m)
+    m = torch.where(inc, m, torch.zeros_like(m)).double()  # (B, N, L)
+    v = torch.where(inc, v, torch.ones_like(v)).double()
+    L, P = m.shape[-1], lags
+    x = batch.x.double()  # (B, N, d)
+    out = torch.full((B, N, L), float("nan"), dtype=torch.float64)
+    # P excluded steps in front (index points one apart before the first step), so that
+    # every step has a window of P + 1 points: the P before it and its own
+    before = x[:, :1] - torch.arange(P, 0, -1, dtype=x.dtype)[None, :, None]  # (B, P, d)
+    xp = torch.cat([before, x], 1)  # (B, P + N, d)
+    mp = torch.cat([m.new_zeros(B, P, L), m], 1)  # (B, P + N, L)
+    vp = torch.cat([v.new_ones(B, P, L), v], 1)
+    ip = torch.cat([inc.new_zeros(B, P, L), inc], 1)
+    chunk = max(1, 2**16 // (P + 1) ** 2)
+    for start in range(0, N, chunk):
+        n = torch.arange(start, min(start + chunk, N))
+        idx = n[:, None] + torch.arange(P + 1)[None, :]  # (C, P + 1) into the padded steps
+        xw = xp[:, idx].reshape(B * len(n), P + 1, -1)  # (B C, P + 1, d)
+        cov = model.prior.covariance(xw).reshape(B, len(n), L, P + 1, P + 1)
+        mw = mp[:, idx].permute(0, 1, 3, 2)  # (B, C, L, P + 1)
+        vw = vp[:, idx].permute(0, 1, 3, 2)
+        iw = ip[:, idx].permute(0, 1, 3, 2)
+        kss = cov[..., P, P]
+        s, mu = kss + vw[..., P], torch.zeros_like(kss)
+        if P:
+            use = iw[..., :P]  # (B, C, L, P)
+            both = use[..., :, None] & use[..., None, :]
+            eye = torch.eye(P, dtype=cov.dtype)
+            A = torch.where(both, cov[..., :P, :P], 0.0) + torch.diag_embed(
+                torch.where(use, vw[..., :P], 1.0)
+            )
+            A = A + 1e-9 * kss[..., None, None] * eye
+            c = torch.where(use, cov[..., :P, P], 0.0)[..., None]  # (B, C, L, P, 1)
+            chol = torch.linalg.cholesky(A)
+            w = torch.cholesky_solve(c, chol)[..., 0]  # (B, C, L, P)
+            mu = (w * torch.where(use, mw[..., :P], 0.0)).sum(-1)
+            s = s - (w * c[..., 0]).sum(-1)
+        nlpd = 0.5 * (math.log(2 * math.pi) + torch.log(s) + (mw[..., P] - mu) ** 2 / s)
+        out[:, n] = torch.where(iw[..., P], nlpd, float("nan")).cpu()
+    return out
 
 
 def entry_nlpd(
