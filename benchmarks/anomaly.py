@@ -731,7 +731,69 @@ def parse_args(argv: Sequence[str] | None) -> argparse.Namespace:
         "recorded unchanged.",
     )
     p.add_argument("--seed", type=int, default=0)
+    p.add_argument(
+        "--restart-of",
+        nargs="+",
+        default=None,
+        metavar="FILE",
+        help="Refit, for each series and model, only the run that the best of --restarts "
+        "restarts keeps in group --group among these files' records of tags PREFIXSEED "
+        "(--restart-prefix; a PREFIXSEED_cap200 refit in their place), with that run's seed "
+        "and epoch cap (the lowest val_score_best; label-free). --seed and --epochs are "
+        "then ignored; the other settings must be the kept run's.",
+    )
+    p.add_argument("--restart-prefix", default="s15_seed")
+    p.add_argument("--restarts", type=int, default=3)
+    p.add_argument("--group", type=int, default=0)
     return p.parse_args(argv)
+
+
+#: A refit of a cap-limited run with a larger cap: its tag is the run's with this suffix.
+RERUN_SUFFIX = "_cap200"
+
+
+def kept_runs(
+    records: Sequence[dict[str, Any]], prefix: str, restarts: int, group: int
+) -> dict[tuple[str, str, str], dict[str, Any]]:
+    """(dataset, series, model) -> the record of the run that the best of ``restarts``
+    restarts keeps in group ``group`` (seeds ``group * restarts`` onwards, the tags
+    ``PREFIX<seed>``; a ``PREFIX<seed>_cap200`` record takes its run's place): the lowest
+    ``val_score_best`` (``anomaly_seeds.best_of``). Series without every seed of the group
+    are left out."""
+    from anomaly_seeds import best_of  # a sibling script (it imports nothing of this one)
+
+    seeds = range(group * restarts, (group + 1) * restarts)
+    runs: dict[tuple[str, str, str], dict[int, dict[str, Any]]] = {}
+    for r in records:
+        model = r["method"].partition("/")[0]
+        tag = r.get("tag", "")
+        base = tag[: -len(RERUN_SUFFIX)] if tag.endswith(RERUN_SUFFIX) else tag
+        seed = r.get("config", {}).get("seed")
+        if model not in ("gpvae", "vae") or base != f"{prefix}{seed}" or seed not in seeds:
+            continue
+        found = runs.setdefault((r["dataset"], r["series"], model), {})
+        if tag != base or seed not in found:  # the refit wins
+            found[seed] = r
+    return {
+        key: best_of([by[s] for s in seeds], restarts)[0]
+        for key, by in runs.items()
+        if all(s in by for s in seeds)
+    }
+
+
+def restart_args(args: argparse.Namespace, method: str, kept: dict[str, Any]) -> argparse.Namespace:
+    """``args`` with the kept run's seed and epoch cap; a ValueError when another setting
+    differs from the kept run's (a refit of another model would pass for it)."""
+    new = argparse.Namespace(**{**vars(args), "seed": kept["config"]["seed"]})
+    new.epochs = kept["config"]["epochs"]
+    ours, theirs = method_config(run_config(new), method), kept["config"]
+    for k in ("latent_dim", "hidden", "beta", "kernel", "lengthscale", "patience", "lr"):
+        if ours[k] != theirs.get(k):
+            raise ValueError(
+                f"--restart-of: {method} {kept['series']}: {k} is {ours[k]!r} here, "
+                f"{theirs.get(k)!r} in the kept run"
+            )
+    return new
 
 
 def run_config(args: argparse.Namespace) -> dict[str, Any]:
@@ -783,6 +845,10 @@ def main(argv: Sequence[str] | None = None) -> int:
     series = series[i::n]
     methods = args.methods.split(",")
     config = run_config(args)
+    kept = None
+    if args.restart_of:
+        records = [r for f in args.restart_of for r in json.loads(Path(f).read_text())]
+        kept = kept_runs(records, args.restart_prefix, args.restarts, args.group)
     for kind, name in series:
         data = None
         for method in methods:
@@ -801,8 +867,15 @@ def main(argv: Sequence[str] | None = None) -> int:
                 print(f"{data.dataset:5s} {name:48s} skipped: no labelled anomaly in the "
                       f"scored part", flush=True)  # fmt: skip
                 break
+            run_args, run_cfg = args, config
+            if kept is not None:
+                if (data.dataset, name, method) not in kept:
+                    print(f"{data.dataset:5s} {name:48s} {method}: no kept run", flush=True)
+                    continue
+                run_args = restart_args(args, method, kept[(data.dataset, name, method)])
+                run_cfg = run_config(run_args)
             t0 = time.perf_counter()
-            res = RUNNERS[method](data, args, w)
+            res = RUNNERS[method](data, run_args, w)
             wall = time.perf_counter() - t0
             variants = res.pop("variants", None)
             if variants is None:
@@ -823,7 +896,7 @@ def main(argv: Sequence[str] | None = None) -> int:
                     "anomalous_share": float(data.labels.mean()),
                     "sliding_window": w,
                     "dev": f"{data.dataset}:{name}" in DEV_SERIES,
-                    "config": method_config(config, method),
+                    "config": method_config(run_cfg, method),
                     **{k: _finite(v) for k, v in {**res, **vres}.items()},
                 }
                 if vname:

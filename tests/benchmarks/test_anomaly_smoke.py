@@ -256,3 +256,72 @@ def test_keep_best_stops_as_tsb_ad_does_and_keeps_the_best_weights(bench):  # ty
 def test_keep_best_needs_a_positive_patience(bench):  # type: ignore[no-untyped-def]
     with pytest.raises(ValueError, match="patience"):
         bench.KeepBest(patience=0)
+
+
+def test_a_latent_variant_appends_the_latent_channels_as_features(bench, monkeypatch) -> None:  # type: ignore[no-untyped-def]
+    """``BASE+latP``: the base's entry scores with the L latent channels' scores of
+    ``latent_nlpd(lags=P)`` after them, on the base's scale and combination."""
+    base = "k5ph_tailmaxcap95_s32_b512"
+    assert bench.split_latent(base) == (base, None)
+    assert bench.split_latent(base + "+lat8") == (base, 8)
+    assert bench.variant(base + "+lat8") == bench.variant(base)
+    assert bench.scale_combine(base + "+lat0") == bench.scale_combine(base)
+    for bad in ("nope+lat8", base + "+latx"):
+        with pytest.raises(ValueError, match="variant"):
+            bench.split_latent(bad)
+    import gpvae.estimator.anomaly as ea
+
+    seen, lags = [], []
+    real_profile, real_entries = ea.profile_from_entries, ea.entry_scores
+
+    def profile(entries, *a, **k):  # type: ignore[no-untyped-def]
+        seen.append(entries[0].shape[1])
+        return real_profile(entries, *a, **k)
+
+    def entries(*a, **k):  # type: ignore[no-untyped-def]
+        if k.get("latent_lags") is not None:
+            lags.append(k["latent_lags"])
+        return real_entries(*a, **k)
+
+    monkeypatch.setattr(ea, "profile_from_entries", profile)
+    monkeypatch.setattr(ea, "entry_scores", entries)
+    names = f"{base},{base}+lat0,{base}+lat8"
+    args = bench.parse_args(["--epochs", "1", "--hidden", "8", "--latent-dim", "2",
+                             "--variants", names])  # fmt: skip
+    out = bench.RUNNERS["gpvae"](_series(3), args, 20)
+    assert sorted(set(lags)) == [0, 8]  # each lag's scores once per part
+    assert {"score_seconds_lat0", "score_seconds_lat8"} <= set(out)
+    assert set(seen) == {3, 5}  # D = 3 features, then 3 + L = 5
+    scores = [out["variants"][v]["score"] for v in names.split(",")]
+    assert all(np.isfinite(s).all() for s in scores)
+    assert not np.allclose(scores[0], scores[2])
+
+
+def _rec(series: str, model: str, seed: int, val: float, tag: str = "", **config):  # type: ignore[no-untyped-def]
+    cfg = {"seed": seed, "epochs": 100, "latent_dim": 4, "hidden": 64, "beta": 1.0,
+           "kernel": "matern32" if model == "gpvae" else "white", "lengthscale": None,
+           "patience": 5, "lr": 3e-3, **config}  # fmt: skip
+    return {"dataset": "SMAP", "series": series, "method": f"{model}/v", "val_score_best": val,
+            "tag": tag or f"p{seed}", "config": cfg}  # fmt: skip
+
+
+def test_the_kept_run_of_a_restart_group_is_refit_with_its_seed_and_cap(bench) -> None:  # type: ignore[no-untyped-def]
+    recs = [_rec("A", "gpvae", s, v) for s, v in zip(range(6), (3, 1, 2, 5, 6, 4))]
+    recs += [_rec("A", "vae", s, v) for s, v in zip(range(6), (1, 2, 3, 9, 8, 7))]
+    # seed 5's cap-200 refit takes its run's place (and now the group's lowest)
+    recs.append(_rec("A", "vae", 4, 0.5, tag="p4_cap200", epochs=200))
+    recs.append(_rec("B", "gpvae", 0, 1.0))  # seeds 1, 2 missing: left out
+    recs.append(_rec("A", "gpvae", 1, 0.1, tag="q1"))  # another prefix: ignored
+    g0 = bench.kept_runs(recs, "p", 3, 0)
+    assert set(g0) == {("SMAP", "A", "gpvae"), ("SMAP", "A", "vae")}
+    assert g0[("SMAP", "A", "gpvae")]["config"]["seed"] == 1
+    assert g0[("SMAP", "A", "vae")]["config"]["seed"] == 0
+    g1 = bench.kept_runs(recs, "p", 3, 1)
+    assert g1[("SMAP", "A", "gpvae")]["config"]["seed"] == 5
+    assert g1[("SMAP", "A", "vae")]["config"] == {**recs[0]["config"], "seed": 4, "epochs": 200,
+                                                   "kernel": "white"}  # fmt: skip
+    args = bench.parse_args(["--kernel", "matern32", "--epochs", "40", "--seed", "9"])
+    new = bench.restart_args(args, "vae", g1[("SMAP", "A", "vae")])
+    assert (new.seed, new.epochs, args.seed, args.epochs) == (4, 200, 9, 40)
+    with pytest.raises(ValueError, match="hidden"):
+        bench.restart_args(bench.parse_args(["--hidden", "32"]), "gpvae", recs[0])
