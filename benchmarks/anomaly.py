@@ -345,17 +345,25 @@ VARIANTS: dict[str, tuple[Any, ...]] = {
 #: features (``gpvae.model.scoring.latent_nlpd``; each channel on the base's feature scale
 #: and combined with the data's features as the base combines them). ``+lat0``: the latent's
 #: marginal surprise, without dynamics (for the VAE's white prior every P gives this).
+#: ``+latsumP``: the L channels' scores summed into one more feature (the step's term of the
+#: prior's log density of the path) instead.
 LATENT = "+lat"
 
 
-def split_latent(name: str) -> tuple[str, int | None]:
-    """(base variant, latent lags or None) of a variant name."""
+def split_latent(name: str) -> tuple[str, int | None, bool]:
+    """(base variant, latent lags or None, whether the latent channels are summed) of a
+    variant name."""
     base, sep, lags = name.partition(LATENT)
     if not sep:
-        return name, None
+        return name, None, False
+    summed = lags.startswith("sum")
+    lags = lags[3:] if summed else lags
     if base not in VARIANTS or not lags.isdigit():
-        raise ValueError(f"variant: expected BASE{LATENT}P with BASE in VARIANTS, found {name!r}")
-    return base, int(lags)
+        raise ValueError(
+            f"variant: expected BASE{LATENT}P or BASE{LATENT}sumP with BASE in VARIANTS, "
+            f"found {name!r}"
+        )
+    return base, int(lags), summed
 
 
 def variant(name: str) -> tuple[int, bool, int, int, float, bool]:
@@ -500,9 +508,11 @@ def run_gpvae(
             e_tr, e_te = (
                 combine_prior([e], [p], pw, ratio)[0] for e, p in ((e_tr, p_tr), (e_te, p_te))
             )
-        lags = split_latent(name)[1]
+        _, lags, summed = split_latent(name)
         if lags is not None:  # the latent channels as more features
             l_tr, l_te = entries[f"lat{lags}"]
+            if summed:  # one feature: the sum over the channels
+                l_tr, l_te = l_tr.sum(1, keepdims=True), l_te.sum(1, keepdims=True)
             e_tr, e_te = np.concatenate([e_tr, l_tr], 1), np.concatenate([e_te, l_te], 1)
         variants[name] = {}
         cut = round((1.0 - TAIL) * len(e_tr))

@@ -262,11 +262,12 @@ def test_a_latent_variant_appends_the_latent_channels_as_features(bench, monkeyp
     """``BASE+latP``: the base's entry scores with the L latent channels' scores of
     ``latent_nlpd(lags=P)`` after them, on the base's scale and combination."""
     base = "k5ph_tailmaxcap95_s32_b512"
-    assert bench.split_latent(base) == (base, None)
-    assert bench.split_latent(base + "+lat8") == (base, 8)
+    assert bench.split_latent(base) == (base, None, False)
+    assert bench.split_latent(base + "+lat8") == (base, 8, False)
+    assert bench.split_latent(base + "+latsum0") == (base, 0, True)
     assert bench.variant(base + "+lat8") == bench.variant(base)
     assert bench.scale_combine(base + "+lat0") == bench.scale_combine(base)
-    for bad in ("nope+lat8", base + "+latx"):
+    for bad in ("nope+lat8", base + "+latx", base + "+latsum"):
         with pytest.raises(ValueError, match="variant"):
             bench.split_latent(bad)
     import gpvae.estimator.anomaly as ea
@@ -285,13 +286,13 @@ def test_a_latent_variant_appends_the_latent_channels_as_features(bench, monkeyp
 
     monkeypatch.setattr(ea, "profile_from_entries", profile)
     monkeypatch.setattr(ea, "entry_scores", entries)
-    names = f"{base},{base}+lat0,{base}+lat8"
+    names = f"{base},{base}+lat0,{base}+lat8,{base}+latsum8"
     args = bench.parse_args(["--epochs", "1", "--hidden", "8", "--latent-dim", "2",
                              "--variants", names])  # fmt: skip
     out = bench.RUNNERS["gpvae"](_series(3), args, 20)
     assert sorted(set(lags)) == [0, 8]  # each lag's scores once per part
     assert {"score_seconds_lat0", "score_seconds_lat8"} <= set(out)
-    assert set(seen) == {3, 5}  # D = 3 features, then 3 + L = 5
+    assert set(seen) == {3, 4, 5}  # D = 3 features, 3 + L = 5, 3 + 1 summed
     scores = [out["variants"][v]["score"] for v in names.split(",")]
     assert all(np.isfinite(s).all() for s in scores)
     assert not np.allclose(scores[0], scores[2])
