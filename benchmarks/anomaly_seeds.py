@@ -394,13 +394,33 @@ def dev_table(
     records: Sequence[dict[str, Any]],
     prefixes: Sequence[str],
     n_seeds: int,
-    variant: str,
+    variant: str | Sequence[str],
     restarts: Sequence[int] = (1,),
 ) -> str:
     """Mean VUS-PR over the development series of each (model, setting) whose records have
     the tags ``PREFIX0`` ... ``PREFIX<n_seeds - 1>`` (one per seed): per seed and over
     seeds, over the series every seed has; for each K of ``restarts`` above 1 also per
-    group of best-of-K restarts (:func:`best_of`) and over the groups."""
+    group of best-of-K restarts (:func:`best_of`) and over the groups. With several
+    score variants, the rows of each in turn, each labelled with its variant."""
+    if isinstance(variant, str):
+        return _dev_lines(records, prefixes, n_seeds, variant, restarts, False)
+    return "\n".join(
+        _dev_lines(records, prefixes, n_seeds, v, restarts, True, i == 0)
+        for i, v in enumerate(variant)
+    ).rstrip("\n")
+
+
+def _dev_lines(
+    records: Sequence[dict[str, Any]],
+    prefixes: Sequence[str],
+    n_seeds: int,
+    variant: str,
+    restarts: Sequence[int],
+    label_variant: bool,
+    header: bool = True,
+) -> str:
+    """:func:`dev_table` of one variant (``label_variant``: its name in the tags column;
+    without ``header``: the rows only)."""
     lines = []
     for prefix in prefixes:
         tags = [f"{prefix}{i}" for i in range(n_seeds)]
@@ -422,6 +442,7 @@ def dev_table(
             )
             capped = sum(cap_limited(r) for s in common for r in kept[s])
             label = f"{prefix}*" + (f", best of {k}" if k > 1 else "")
+            label += f", {variant}" if label_variant else ""
             lines.append(
                 f"| {m} | {setting} | {label} | {len(common)} | "
                 + " / ".join(f"{x:.3f}" for x in per_seed)
@@ -429,6 +450,8 @@ def dev_table(
             )
     if not lines:
         return ""
+    if not header:
+        return "\n".join(lines)
     return (
         "Development series (mean VUS-PR over the series every seed has; tags PREFIX0, "
         "PREFIX1, ...: one per seed"
@@ -485,6 +508,14 @@ def main(argv: Sequence[str] | None = None) -> int:
         help="The development table's restart counts (default: --restarts).",
     )
     p.add_argument(
+        "--dev-variants",
+        nargs="+",
+        default=None,
+        metavar="NAME",
+        help="The development table's score variants, each in rows of its own labelled "
+        "with its name (default: --variant alone, unlabelled).",
+    )
+    p.add_argument(
         "--peers",
         nargs="*",
         default=[],
@@ -523,7 +554,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     )  # fmt: skip
     n_dev = args.dev_seeds or len(args.tags)
     ks = args.dev_restarts or [args.restarts]
-    dev = dev_table(records, args.dev_prefixes, n_dev, args.variant, ks)
+    dev = dev_table(records, args.dev_prefixes, n_dev, args.dev_variants or args.variant, ks)
     if dev:
         table += "\n\n" + dev
     write_region(Path(args.docs), table, f"<!-- {args.marker} -->", f"<!-- /{args.marker} -->")

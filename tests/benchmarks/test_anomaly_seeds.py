@@ -121,6 +121,22 @@ def test_the_development_table_averages_each_settings_seeds(seeds) -> None:  # t
     assert seeds.dev_table(recs, [], 3, V) == ""
 
 
+def test_the_development_table_shows_several_variants_each_labelled(seeds) -> None:  # type: ignore[no-untyped-def]
+    W = V + "+lat8"
+    recs = [_rec(s, "gpvae", f"t{i}", v, dev=True, variant=var)
+            for var, vals in ((V, (0.1, 0.2, 0.6)), (W, (0.4, 0.4, 0.7)))
+            for i, v in enumerate(vals) for s in ("P-1", "E-1")]  # fmt: skip
+    for r in recs:
+        r["config"].update(kernel="matern32", hidden=64, beta=1.0)
+    out = seeds.dev_table(recs, ["t"], 3, [V, W])
+    gp = "| gpvae | matern32, hidden 64, beta 1, cap 100 |"
+    assert f"{gp} t*, {V} | 2 | 0.100 / 0.200 / 0.600 | 0.300 |" in out
+    assert f"{gp} t*, {W} | 2 | 0.400 / 0.400 / 0.700 | 0.500 |" in out
+    assert out.count("| model | setting |") == 1  # one header
+    assert seeds.dev_table(recs, ["t"], 3, [V]) != seeds.dev_table(recs, ["t"], 3, V)
+    assert f"t*, {V}" not in seeds.dev_table(recs, ["t"], 3, V)  # one variant: unlabelled
+
+
 def test_one_seed_has_no_series_sd(seeds) -> None:  # type: ignore[no-untyped-def]
     out = seeds.render(_records(), ["t0"], V)
     # A, B and C (which has t0): gpvae and VAE both (0.2 + 0.5 + 0.9) / 3 and (0.1 + 0.6 + 0.9) / 3
