@@ -88,29 +88,37 @@ def collect(
     tags: Sequence[str],
     variant: str,
     rerun_suffix: str | None = None,
+    vae_tags: Sequence[str] | None = None,
 ) -> dict[tuple[str, str], dict[str, list[dict[str, Any]]]]:
     """(dataset, series) -> model -> its records, one per tag in ``tags``' order, for the
     held-out series that have a record of both models for every tag. With
     ``rerun_suffix``, a record of tag ``TAG + rerun_suffix`` (a cap-limited run refit with
-    a larger cap) takes the place of the same series' and model's record of ``TAG``."""
+    a larger cap) takes the place of the same series' and model's record of ``TAG``. With
+    ``vae_tags`` (as many as ``tags``), the VAE's records are those of these tags instead
+    (its seed i is ``vae_tags[i]``: a setting of gpvae against the VAE's own runs)."""
+    if vae_tags is not None and len(vae_tags) != len(tags):
+        raise ValueError(
+            f"vae_tags: expected {len(tags)} tags (one per seed), found {len(vae_tags)}"
+        )
+    own = {"gpvae": list(tags), "vae": list(tags if vae_tags is None else vae_tags)}
     found: dict[tuple[str, str], dict[tuple[str, str], dict[str, Any]]] = {}
     reruns: dict[tuple[str, str, str, str], dict[str, Any]] = {}
     for r in records:
         model, _, v = r["method"].partition("/")
         if r.get("dev") or model not in MODELS or v != variant:
             continue
-        tag = r.get("tag", "")
-        if rerun_suffix and tag.endswith(rerun_suffix) and tag[: -len(rerun_suffix)] in tags:
+        tag, mine = r.get("tag", ""), own[model]
+        if rerun_suffix and tag.endswith(rerun_suffix) and tag[: -len(rerun_suffix)] in mine:
             reruns[(r["dataset"], r["series"], model, tag[: -len(rerun_suffix)])] = r
-        elif tag in tags:
+        elif tag in mine:
             found.setdefault((r["dataset"], r["series"]), {})[(model, tag)] = r
     for (ds, series, model, tag), r in reruns.items():
         if (model, tag) in found.get((ds, series), {}):
             found[(ds, series)][(model, tag)] = r
     out = {}
     for key, recs in found.items():
-        if all((m, t) in recs for m in MODELS for t in tags):
-            out[key] = {m: [recs[(m, t)] for t in tags] for m in MODELS}
+        if all((m, t) in recs for m in MODELS for t in own[m]):
+            out[key] = {m: [recs[(m, t)] for t in own[m]] for m in MODELS}
     return out
 
 
@@ -284,8 +292,9 @@ def render(
     restarts: int = 1,
     peers: dict[str, Sequence[str]] | None = None,
     peer_restarts: int = 1,
+    vae_tags: Sequence[str] | None = None,
 ) -> str:
-    by = collect(records, tags, variant, rerun_suffix)
+    by = collect(records, tags, variant, rerun_suffix, vae_tags)
     if restarts > 1:
         by = restarted(by, restarts)
     rows, spread, epochs = [], [], []
@@ -320,6 +329,8 @@ def render(
         f"Held-out series with records of both models for every seed (tags {', '.join(tags)}; "
         f"score variant {variant}). "
     )
+    if vae_tags is not None:
+        intro += f"The VAE's runs are those of the tags {', '.join(vae_tags)} (seed by seed). "
     if restarts > 1:
         unit = "group"
         groups = [tags[i : i + restarts] for i in range(0, len(tags) - restarts + 1, restarts)]
@@ -508,6 +519,13 @@ def main(argv: Sequence[str] | None = None) -> int:
         help="The development table's restart counts (default: --restarts).",
     )
     p.add_argument(
+        "--vae-tags",
+        nargs="+",
+        default=None,
+        help="The VAE's tags, one per seed as --tags (default: --tags): a gpvae setting "
+        "against the VAE's own runs.",
+    )
+    p.add_argument(
         "--dev-variants",
         nargs="+",
         default=None,
@@ -550,7 +568,7 @@ def main(argv: Sequence[str] | None = None) -> int:
         peers[method] = tags.split(",")
     table = render(
         records, args.tags, args.variant, args.rerun_suffix, args.restarts, peers,
-        args.peer_restarts,
+        args.peer_restarts, args.vae_tags,
     )  # fmt: skip
     n_dev = args.dev_seeds or len(args.tags)
     ks = args.dev_restarts or [args.restarts]

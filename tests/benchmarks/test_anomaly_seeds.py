@@ -321,3 +321,23 @@ def test_a_baseline_rerun_replaces_its_cap_limited_record(seeds) -> None:  # typ
     assert [r["vus_pr"] for r in seeds.collect_peer(recs, cnn, ["c0"])[("SMAP", "A")]] == [0.2]
     both = seeds.collect_peer(recs, cnn, ["c0", "c1"], "_cap200")[("SMAP", "A")]
     assert [r["vus_pr"] for r in both] == [0.6, 0.9]
+
+
+def test_gpvae_runs_of_other_tags_meet_the_vaes_own_runs_seed_by_seed(seeds) -> None:  # type: ignore[no-untyped-def]
+    """``vae_tags``: gpvae's records of ``tags`` against the VAE's of ``vae_tags`` (its
+    cap-200 refit still in its run's place); the VAE's records of ``tags`` are not used."""
+    recs = [_rec(s, "gpvae", f"n{i}", v) for s, vs in (("A", (0.6, 0.8)), ("B", (0.5, 0.5)))
+            for i, v in enumerate(vs)]  # fmt: skip
+    recs += [_rec(s, "vae", f"t{i}", 0.2) for s in ("A", "B") for i in range(2)]
+    recs += [_rec(s, "vae", f"n{i}", 0.9) for s in ("A", "B") for i in range(2)]  # not used
+    recs += [_rec("A", "vae", "t1_cap200", 0.4)]
+    by = seeds.collect(recs, ["n0", "n1"], V, "_cap200", vae_tags=["t0", "t1"])
+    assert [r["vus_pr"] for r in by[("SMAP", "A")]["vae"]] == [0.2, 0.4]
+    assert [r["tag"] for r in by[("SMAP", "A")]["gpvae"]] == ["n0", "n1"]
+    out = seeds.render(recs, ["n0", "n1"], V, "_cap200", vae_tags=["t0", "t1"])
+    # A: gpvae 0.7 against 0.3; B: 0.5 against 0.2
+    assert "| SMAP | 2 | 0.600 | 0.250 | +0.350 " in out
+    assert "The VAE's runs are those of the tags t0, t1" in out
+    assert "The VAE's runs" not in seeds.render(recs, ["t0", "t1"], V)
+    with pytest.raises(ValueError, match="vae_tags"):
+        seeds.collect(recs, ["n0", "n1"], V, vae_tags=["t0"])
