@@ -45,6 +45,19 @@ def test_feature_dynamics_are_imputed_far_better_and_calibrated(fitted) -> None:
     assert 0.85 <= res["gp"][1] <= 0.97, res
 
 
+def test_interval_coverage_does_not_depend_on_the_number_of_draws(fitted) -> None:  # type: ignore[no-untyped-def]
+    """The spread factors are fitted on CALIBRATION_SAMPLES draws; intervals from 20 or
+    200 draws cover the hidden entries alike (linear quantile positions: 0.85 and 0.91)."""
+    _, gp, (X, Xm, hidden) = fitted
+    cover = []
+    for S in (20, 200):
+        r = gp.impute(Xm, num_samples=S)
+        cover.append(
+            float(((r.lower[hidden] <= X[hidden]) & (X[hidden] <= r.upper[hidden])).mean())
+        )
+    assert abs(cover[0] - cover[1]) < 0.02, cover
+
+
 def test_forecast_sample_and_scores_are_finite(fitted) -> None:  # type: ignore[no-untyped-def]
     _, gp, (_, Xm, _) = fitted
     f = gp.forecast(Xm[:8], horizon=4, num_samples=10)

@@ -450,3 +450,37 @@ def test_sorted_quantiles_equal_a_full_sort_bit_for_bit(dtype: torch.dtype, S: i
     sorted_quantiles(w, [0.5])[0].sum().backward()
     assert w.grad is not None
     assert torch.isfinite(w.grad).all()
+
+
+@pytest.mark.parametrize("S", [1, 5, 19, 21, 20, 64])
+def test_predictive_quantile_positions_cover_a_new_draw_at_the_nominal_rate(S: int) -> None:
+    """Between the "predictive" 5% and 95% quantiles of S draws, a new draw of the same
+    distribution falls about 90% of the time whatever S: exactly where the positions are
+    whole (S = 19), about so between them (S = 20, 64), (S - 1) / (S + 1) below S = 19 (the
+    extremes). Between the linear ones 0.9 (S - 1) / (S + 1) of the time where those are
+    whole (S = 1, 21), and well short of 90% at 20 or 64 draws. The positions are whole
+    ranks of a full sort."""
+    gen = torch.Generator().manual_seed(S)
+    R = 100_000
+    x = torch.randn((S + 1, R), generator=gen, dtype=torch.float64)
+    draws, new = x[:S], x[S]
+    cover = {}
+    for positions in ("linear", "predictive"):
+        lo, hi = sorted_quantiles(draws, (0.05, 0.95), positions)
+        cover[positions] = float(((lo <= new) & (new <= hi)).double().mean())
+    se3 = 3 * math.sqrt(0.09 / R)  # three standard errors of a 90% rate
+    want = min(0.9, (S - 1) / (S + 1))
+    tol = se3 if S <= 19 else se3 + 0.01  # else interpolated between two ranks
+    assert abs(cover["predictive"] - want) < tol, (S, cover)
+    if S in (1, 21):  # whole linear positions
+        assert abs(cover["linear"] - 0.9 * (S - 1) / (S + 1)) < se3, (S, cover)
+    if S >= 20:  # the linear positions fall short of nominal by far more than that
+        assert cover["linear"] < 0.9 - 0.015 < cover["predictive"] - 0.005, cover
+    # the positions p (S + 1) - 1, clamped to the draws
+    s = draws.sort(dim=0).values
+    lo, hi, low = sorted_quantiles(draws, (1 / (S + 1), S / (S + 1), 0.0), "predictive")
+    torch.testing.assert_close(lo, s[0], rtol=0, atol=0)
+    torch.testing.assert_close(hi, s[S - 1], rtol=0, atol=0)
+    torch.testing.assert_close(low, s[0], rtol=0, atol=0)
+    with pytest.raises(ValidationError, match="positions"):
+        sorted_quantiles(draws, (0.5,), "weibull")

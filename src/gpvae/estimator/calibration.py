@@ -403,7 +403,9 @@ def heldout_intervals(
             block[b, : len(steps[i])] = blocks[i][steps[i]]
         keep = ~np.isnan(target)
         keep_t = torch.as_tensor(keep, device=y.device)
-        q = torch.stack(sorted_quantiles(y[:, keep_t], probs), dim=-1)  # (M, 2K)
+        # the positions of the reported intervals, so factors fitted on CALIBRATION_SAMPLES
+        # draws hold for intervals from any number of draws
+        q = torch.stack(sorted_quantiles(y[:, keep_t], probs, "predictive"), dim=-1)
         q_np = q.double().cpu().numpy()  # lower ends, then upper ends
         m_np = mean[keep_t].double().cpu().numpy()  # (M,)
         preds.append((m_np, q_np[:, :K], q_np[:, K:]))

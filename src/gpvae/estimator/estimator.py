@@ -563,7 +563,11 @@ class GPVAE(AnomalyMethods, ForecastMethods, SpatialMethods, PersistenceMethods)
 
         For every series, z ~ q(z | observed entries) (``num_samples`` joint draws), and
         y ~ p(y | z). ``mean`` averages the decoded means E[y | z]; ``lower``/``upper`` are
-        the ``quantiles`` of the draws of y, so they include observation noise. Observed
+        the ``quantiles`` of the draws of y, so they include observation noise, at the
+        predictive positions p (S + 1) of the sorted draws
+        (:func:`gpvae.model.sorted_quantiles`): a 90% interval covers a new draw 90% of the
+        time whatever ``num_samples``, as the spread calibration (fitted on
+        :data:`gpvae.settings.CALIBRATION_SAMPLES` draws) assumes. Observed
         entries are returned unchanged, bit for bit, in ``mean``, ``lower``, ``upper`` and
         every sample. Each series draws from its own generator, seeded by ``seed`` and the
         series' values and times, so its result does not depend on the other series in X

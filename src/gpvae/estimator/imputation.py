@@ -50,7 +50,8 @@ def impute_series(
         need = batch.valid[..., None] & ~batch.observed  # (B, N, D)
         lo, hi = mean.clone(), mean.clone()  # observed entries and padding: replaced below
         if bool(need.any()):
-            lo[need], hi[need] = sorted_quantiles(y[:, need], (q_lo, q_hi))  # (M,) each
+            # predictive positions: the coverage does not depend on S (nor on S at calibration)
+            lo[need], hi[need] = sorted_quantiles(y[:, need], (q_lo, q_hi), "predictive")
         parts = [scaler.inverse_transform(t.double().cpu().numpy()) for t in (mean, lo, hi)]
         y_np = scaler.inverse_transform(y.double().cpu().numpy()) if return_samples else None
         for b, i in enumerate(idx):

@@ -23,17 +23,33 @@ def sample_chunks(num_samples: int) -> list[int]:
     return [settings.SAMPLE_CHUNK] * full + ([rest] if rest else [])
 
 
-def sorted_quantiles(samples: Tensor, probs: Sequence[float]) -> list[Tensor]:
+def sorted_quantiles(
+    samples: Tensor, probs: Sequence[float], positions: str = "linear"
+) -> list[Tensor]:
     """Linear-interpolation quantiles over axis 0 of ``samples`` (S, ...) -> each (...).
+
+    ``positions`` places the p-quantile between the sorted draws:
+
+    - ``"linear"``: at 0-based position p (S - 1) (numpy's and torch's default);
+    - ``"predictive"``: at p (S + 1) - 1, clamped to [0, S - 1]. The k-th smallest of S
+      draws lies above a new draw of the same distribution with probability k / (S + 1),
+      so an interval between these quantiles covers a new draw with about its nominal
+      probability whatever S (exactly where the positions are whole). Between the linear
+      positions, a central interval of level l covers a new draw with probability
+      l (S - 1) / (S + 1): 81% for a 90% interval from 20 draws, 87% from 64. The
+      estimator's imputation intervals and their calibration use these positions.
 
     Only the order statistics the quantiles need are placed (a partial sort: numpy's
     introselect on the CPU, a full sort elsewhere or when gradients are needed); the values
     are those of a full sort bit for bit (NaN sorts last in both).
     """
+    if positions not in ("linear", "predictive"):
+        raise invalid("positions", "'linear' or 'predictive'", repr(positions))
     S = samples.shape[0]
     ranks: list[tuple[int, int, float]] = []
+    predictive = positions == "predictive"
     for p in probs:
-        pos = p * (S - 1)
+        pos = min(max(p * (S + 1) - 1, 0.0), S - 1.0) if predictive else p * (S - 1)
         lo = math.floor(pos)
         ranks.append((lo, min(lo + 1, S - 1), pos - lo))
     # sorted along a contiguous last axis (sorting along a strided axis 0 is many times slower)
