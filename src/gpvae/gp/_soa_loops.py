@@ -775,8 +775,18 @@ def _finish_bwd_step(He, incn, vn, yn, g_kl, gsn, ms, Ps, gmn, gvn, fm, pv, a_ms
             gs, o = gsn[s], gms[i, s + 1]
             for c in range(C):
                 o[c] = h[c] * gs[c]
-    _hdot(ms[:, 0], He, fm)
-    _hph(Ps, He, pv)
+    if m == 2:  # _hdot and _hph written out (one loop each; the same numbers)
+        x0, x1, h0, h1 = ms[0, 0], ms[1, 0], He[0], He[1]
+        for c in range(C):
+            fm[c] = x0[c] * h0[c] + x1[c] * h1[c]
+        p00, p01, p10, p11 = Ps[0, 0], Ps[0, 1], Ps[1, 0], Ps[1, 1]
+        for c in range(C):
+            pv[c] = (
+                ((_ZERO + p00[c] * h0[c] * h0[c]) + p01[c] * h0[c] * h1[c]) + p10[c] * h1[c] * h0[c]
+            ) + p11[c] * h1[c] * h1[c]
+    else:
+        _hdot(ms[:, 0], He, fm)
+        _hph(Ps, He, pv)
     for c in range(C):
         ok = incn[c]
         gk = g_kl[c] if ok else _ZERO
@@ -953,6 +963,9 @@ def _mean_bwd_step(first, A, He, u, mprev, vn, gmf, gv0, carry, bm, bv, g_gain, 
     the gain; adds into ga (the adjoint of A_n) and carries the adjoint of m_{n-1} (carry,
     from the step after). ``first``: n = 0."""
     m, S1, C = bm.shape
+    if m == 2 and S1 == 2:
+        _mean_bwd_step22(first, A, He, u, mprev, vn, gmf, gv0, carry, bm, bv, g_gain, ga)
+        return
     for i in range(m):
         for s in range(S1):
             o, a, b = bm[i, s], gmf[i, s], carry[i, s]
@@ -988,6 +1001,48 @@ def _mean_bwd_step(first, A, He, u, mprev, vn, gmf, gv0, carry, bm, bv, g_gain, 
                 o[c] -= h[c] * b[c]
     _outer_add(bm, mprev, ga, _ONE)
     _tmatvec(A, bm, carry)
+
+
+@_jit
+def _mean_bwd_step22(first, A, He, u, mprev, vn, gmf, gv0, carry, bm, bv, g_gain, ga):
+    """:func:`_mean_bwd_step` for m = 2 and one draw (S' = 2), the sums written out: one
+    row stored per loop, the same operations in the same order (the same numbers)."""
+    C = bm.shape[2]
+    for i in range(2):
+        for s in range(2):
+            o, a, b = bm[i, s], gmf[i, s], carry[i, s]
+            for c in range(C):
+                o[c] = a[c] + b[c]
+    k0, k1 = u[0], u[1]
+    o, x0, x1 = bv[0], bm[0, 0], bm[1, 0]
+    for c in range(C):
+        o[c] = (gv0[c] + k0[c] * x0[c]) + k1[c] * x1[c]
+    o, x0, x1 = bv[1], bm[0, 1], bm[1, 1]
+    for c in range(C):
+        o[c] = (_ZERO + k0[c] * x0[c]) + k1[c] * x1[c]
+    v0, v1 = vn[0], vn[1]
+    for i in range(2):
+        o, b0, b1 = g_gain[i], bm[i, 0], bm[i, 1]
+        for c in range(C):
+            o[c] = (_ZERO + b0[c] * v0[c]) + b1[c] * v1[c]
+    if first:
+        return
+    for i in range(2):  # bm becomes the adjoint of m^-_n
+        h = He[i]
+        for s in range(2):
+            o, b = bm[i, s], bv[s]
+            for c in range(C):
+                o[c] -= h[c] * b[c]
+    for i in range(2):  # ga += bm mprev^T
+        for j in range(2):
+            o, x0, y0, x1, y1 = ga[i, j], bm[i, 0], mprev[j, 0], bm[i, 1], mprev[j, 1]
+            for c in range(C):
+                o[c] = (o[c] + _ONE * (x0[c] * y0[c])) + _ONE * (x1[c] * y1[c])
+    for i in range(2):  # carry = A^T bm
+        for s in range(2):
+            o, x0, y0, x1, y1 = carry[i, s], A[0, i], bm[0, s], A[1, i], bm[1, s]
+            for c in range(C):
+                o[c] = x0[c] * y0[c] + x1[c] * y1[c]
 
 
 @_jit
