@@ -527,9 +527,10 @@ def render(records: list[dict[str, Any]]) -> str:
             "used single-tensor Adam for both, which costs the GP-VAE more (its 32 extra "
             "scalar kernel tensors): about 1.5 ms more per step against about 0.3 ms fused.",
             "",
-            "Kernel: the struct-of-arrays kernel's precision, float64 (the default) or "
-            "float32 (`gpvae.settings.FUSED_SOA_FLOAT32 = True`, opt-in; `--s1-kernel "
-            "float32`); records without the field are float64.",
+            "Kernel: the struct-of-arrays kernel's precision, float32 (the default, "
+            "`gpvae.settings.FUSED_SOA_FLOAT32 = True`; `--s1-kernel float32`) or float64 "
+            "(the setting off, the default before 2026-12-03; `--s1-kernel float64`); records "
+            "without the field are float64.",
             "",
             "| T | kernel | GP-VAE step (ms) | N(0, I) step (ms) | ratio | GP part (ms) | Adam "
             "| load |",
@@ -693,9 +694,9 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument(
         "--s1-kernel",
         choices=("float64", "float32"),
-        default="float64",
-        help="S1's struct-of-arrays kernel: float64 (the default, gpvae.settings."
-        "FUSED_SOA_FLOAT32 off) or float32 (the setting on); the JSON keeps the other's rows",
+        default="float32",
+        help="S1's struct-of-arrays kernel: float32 (the default, gpvae.settings."
+        "FUSED_SOA_FLOAT32 on) or float64 (the setting off); the JSON keeps the other's rows",
     )
     parser.add_argument("--peer-python", default=str(PEER_PYTHON), help="python with pypots")
     parser.add_argument("--out", type=Path, default=RESULTS)

@@ -99,11 +99,11 @@ FUSED_SOA_MIN_CHAINS = 16
 #: (the encoder's outputs; the transition tables are rounded to float32) when every included
 #: variance of a group is at least its channels' prior variance over
 #: :data:`FUSED_FLOAT32_MAX_RATIO`, else in float64. Measured at 48 steps, 1,024 chains, 1
-#: thread: forward + backward 4.4 ms against 8.4 ms. False (the default): always float64,
-#: the reference. Off by default for now: a fit with it follows a slightly different path
-#: (each step's draws and gradients differ by ~1e-6 relative), so fits are no longer those
-#: of the float64 kernel bit for bit.
-FUSED_SOA_FLOAT32 = False
+#: thread: forward + backward 4.4 ms against 8.4 ms. On by default (a fit's draws and
+#: gradients differ from the float64 kernel's by ~1e-6 relative per step, so its path is
+#: not the float64 one bit for bit; fit quality measured the same). False: always float64,
+#: the reference (float64 data always run it).
+FUSED_SOA_FLOAT32 = True
 #: The largest prior variance / pseudo-observation variance of a group that runs the
 #: float32 kernel (its rounding error grows like this ratio times 6e-8; see
 #: :func:`gpvae.gp._fused._float32_ok`).

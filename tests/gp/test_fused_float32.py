@@ -1,7 +1,7 @@
 """The float32 kernel of the struct-of-arrays fused pass (:mod:`gpvae.gp._fused`).
 
 Float32 pseudo-observations (the encoder's outputs) run the struct-of-arrays loops in
-float32 when ``settings.FUSED_SOA_FLOAT32`` is on (off by default; on in every test here)
+float32 when ``settings.FUSED_SOA_FLOAT32`` is on (the default; on in every test here)
 and every included variance of a group is at least its prior variance over
 ``settings.FUSED_FLOAT32_MAX_RATIO``; otherwise the float64 kernel runs, as for float64
 data. The float64 path is tested everywhere else; here the

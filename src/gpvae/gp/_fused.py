@@ -281,7 +281,7 @@ class _SampleKLSoA(torch.autograd.Function):
     state dimensions 1, 2 and 3.
 
     Float32 pseudo-observations (mean and var float32: the encoder's outputs) run the
-    float32 kernel when :data:`gpvae.settings.FUSED_SOA_FLOAT32` is on (off by default) and
+    float32 kernel when :data:`gpvae.settings.FUSED_SOA_FLOAT32` is on (the default) and
     the group passes :func:`_float32_ok` (about twice as fast: half the bytes through
     memory, twice the lanes); otherwise, and for float64 data, the float64 kernel. The
     float32 kernel reads the tables rounded to float32 and returns the same outputs (draws

@@ -70,9 +70,10 @@ def _run(kernels: Sequence[Kernel], method: str, layout: str, dtype: torch.dtype
     post.sample_at(x[:, :3] + 0.25, 1, g)
 
 
-#: The parts :func:`compile_loops` can be asked for: the loops a default fit runs, and the
-#: opt-in float32 struct-of-arrays kernel (``settings.FUSED_SOA_FLOAT32``). Two processes can
-#: compile one part each at the same time.
+#: The parts :func:`compile_loops` can be asked for: every compiled path on float64 and
+#: float32 data with the float64 kernel, and the float32 struct-of-arrays kernel
+#: (``settings.FUSED_SOA_FLOAT32``, on by default: a default fit on float32 data runs it). Two
+#: processes can compile one part each at the same time.
 PARTS = ("default", "float32-kernel")
 
 
