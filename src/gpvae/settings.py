@@ -7,6 +7,8 @@ and every layer sees the new value.
 
 from __future__ import annotations
 
+import os
+
 __all__ = [
     "ANOMALY_ALARM_SMOOTH",
     "ANOMALY_BASELINE",
@@ -56,6 +58,16 @@ __all__ = [
     "TREND_SPAN_FRACTION",
 ]
 
+
+def _env_switch(name: str, default: bool) -> bool:
+    """The value of environment variable ``name``: ``"0"`` False, ``"1"`` True, unset (or
+    empty) ``default``; anything else raises, naming the variable."""
+    raw = os.environ.get(name, "").strip()
+    if raw not in ("", "0", "1"):
+        raise ValueError(f"{name}: expected 0 or 1, found {raw!r}")
+    return default if raw == "" else raw == "1"
+
+
 # ---------------------------------------------------------------- jitter
 
 #: Diagonal jitter of the Cholesky factorisations a GP prior uses to sample and condition
@@ -102,8 +114,10 @@ FUSED_SOA_MIN_CHAINS = 16
 #: thread: forward + backward 4.4 ms against 8.4 ms. On by default (a fit's draws and
 #: gradients differ from the float64 kernel's by ~1e-6 relative per step, so its path is
 #: not the float64 one bit for bit; fit quality measured the same). False: always float64,
-#: the reference (float64 data always run it).
-FUSED_SOA_FLOAT32 = True
+#: the reference (float64 data always run it). The environment variable
+#: ``GPVAE_FUSED_SOA_FLOAT32=0`` sets it False at import (``1``: True), e.g. to retrace a
+#: benchmark record made before session 17, when the float64 kernel was the default.
+FUSED_SOA_FLOAT32 = _env_switch("GPVAE_FUSED_SOA_FLOAT32", True)
 #: The largest prior variance / pseudo-observation variance of a group that runs the
 #: float32 kernel (its rounding error grows like this ratio times 6e-8; see
 #: :func:`gpvae.gp._fused._float32_ok`).

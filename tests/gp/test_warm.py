@@ -76,3 +76,20 @@ def test_the_default_part_compiles_the_matern32_tables_loop() -> None:
     )
     assert out.returncode == 0, out.stderr
     assert int(out.stdout.strip()) >= 1
+
+
+@pytest.mark.parametrize(("value", "expected"), [("", "True"), ("0", "False"), ("1", "True")])
+def test_the_float32_kernel_switch_reads_its_environment_variable(value, expected) -> None:  # type: ignore[no-untyped-def]
+    env = {**os.environ, "GPVAE_FUSED_SOA_FLOAT32": value}
+    code = "from gpvae import settings; print(settings.FUSED_SOA_FLOAT32)"
+    out = subprocess.run([sys.executable, "-c", code], env=env, capture_output=True, text=True)
+    assert out.returncode == 0, out.stderr
+    assert out.stdout.strip() == expected
+
+
+def test_a_bad_float32_kernel_switch_is_named() -> None:
+    env = {**os.environ, "GPVAE_FUSED_SOA_FLOAT32": "yes"}
+    code = "import gpvae.settings"
+    out = subprocess.run([sys.executable, "-c", code], env=env, capture_output=True, text=True)
+    assert out.returncode != 0
+    assert "GPVAE_FUSED_SOA_FLOAT32: expected 0 or 1, found 'yes'" in out.stderr
