@@ -350,6 +350,8 @@ def machine_info() -> dict[str, Any]:
     """Where a record was produced."""
     import torch
 
+    from gpvae import settings
+
     return {
         "platform": platform.platform(),
         "processor": platform.processor() or platform.machine(),
@@ -359,6 +361,8 @@ def machine_info() -> dict[str, Any]:
         # The vector instructions torch's CPU kernels use: their round-off differs between
         # them, so a fit retraces its record bit for bit only on the same kind of machine.
         "cpu_capability": torch.backends.cpu.get_cpu_capability(),
+        # gpvae's struct-of-arrays kernel precision (float32 by default since session 17)
+        "float32_kernel": bool(settings.FUSED_SOA_FLOAT32),
     }
 
 

@@ -508,3 +508,12 @@ def test_make_tables_gpvae_settings_name_the_blocks_patterns_own(harness: Module
     for records in ([point, block], [block, point]):
         assert want in tables.render(records)
     assert "for the blocks pattern" not in tables.render([point])
+
+
+def test_records_name_the_kernel_precision(harness: ModuleType, monkeypatch) -> None:  # type: ignore[no-untyped-def]
+    from gpvae import settings
+
+    protocol = importlib.import_module("_protocol")
+    for on in (True, False):
+        monkeypatch.setattr(settings, "FUSED_SOA_FLOAT32", on)
+        assert protocol.machine_info()["float32_kernel"] is on
