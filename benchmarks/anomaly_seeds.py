@@ -45,7 +45,7 @@ import argparse
 import json
 import re
 import sys
-from collections.abc import Sequence
+from collections.abc import Iterator, Sequence
 from pathlib import Path
 from typing import Any
 
@@ -169,6 +169,19 @@ def collect_peer(
     return {k: [v[t] for t in tags] for k, v in found.items() if all(t in v for t in tags)}
 
 
+def _peer_cells(
+    by: dict[tuple[str, str], dict[str, list[dict[str, Any]]]],
+    peers: dict[str, dict[tuple[str, str], list[dict[str, Any]]]],
+) -> Iterator[tuple[str, list[tuple[str, str]], str, dict[tuple[str, str], list[dict[str, Any]]]]]:
+    """(data set label, its series keys of ``by``, baseline, its runs) for every data set
+    and baseline whose runs cover all those series."""
+    for label, members in GROUPS:
+        keys = sorted(k for k in by if k[0] in members)
+        for method, runs in peers.items():
+            if keys and all(k in runs for k in keys):
+                yield label, keys, method, runs
+
+
 def peer_rows(
     by: dict[tuple[str, str], dict[str, list[dict[str, Any]]]],
     peers: dict[str, dict[tuple[str, str], list[dict[str, Any]]]],
@@ -179,19 +192,15 @@ def peer_rows(
     series of each one's mean over its seeds (or restart groups), the difference with its
     paired bootstrap interval and how many series gpvae leads."""
     rows = []
-    for label, members in GROUPS:
-        keys = sorted(k for k in by if k[0] in members)
-        for method, runs in peers.items():
-            if not keys or not all(k in runs for k in keys):
-                continue
-            g = np.array([np.mean([r["vus_pr"] for r in by[k]["gpvae"]]) for k in keys])
-            b = np.array([np.mean([r["vus_pr"] for r in runs[k]]) for k in keys])
-            rows.append(
-                {"set": label, "n": len(keys), "peer": method, "seeds": len(runs[keys[0]]),
-                 "gpvae": float(g.mean()), "peer_vus": float(b.mean()),
-                 "diff": float((g - b).mean()), "ci": bootstrap_ci(g - b, n_boot),
-                 "leads": int((g > b).sum())}
-            )  # fmt: skip
+    for label, keys, method, runs in _peer_cells(by, peers):
+        g = np.array([np.mean([r["vus_pr"] for r in by[k]["gpvae"]]) for k in keys])
+        b = np.array([np.mean([r["vus_pr"] for r in runs[k]]) for k in keys])
+        rows.append(
+            {"set": label, "n": len(keys), "peer": method, "seeds": len(runs[keys[0]]),
+             "gpvae": float(g.mean()), "peer_vus": float(b.mean()),
+             "diff": float((g - b).mean()), "ci": bootstrap_ci(g - b, n_boot),
+             "leads": int((g > b).sum())}
+        )  # fmt: skip
     return rows
 
 
@@ -223,20 +232,16 @@ def peer_epochs(
     """Table rows of each baseline's epochs (mean epochs run and best epoch, cap-limited
     runs) on the data sets of :func:`peer_rows`, for baselines whose runs record them."""
     lines = []
-    for label, members in GROUPS:
-        keys = sorted(k for k in by if k[0] in members)
-        for method, runs in peers.items():
-            if not keys or not all(k in runs for k in keys):
-                continue
-            rs = [r for k in keys for r in runs[k]]
-            if any(r.get("epochs_run") is None for r in rs):
-                continue
-            caps = "/".join(map(str, sorted({int(r["config"]["epochs"]) for r in rs})))
-            lines.append(
-                f"| {label} | {method} | {caps} | {np.mean([r['epochs_run'] for r in rs]):.1f} | "
-                f"{np.mean([r['best_epoch'] for r in rs]):.1f} | "
-                f"{sum(cap_limited(r) for r in rs)} of {len(rs)} |"
-            )
+    for label, keys, method, runs in _peer_cells(by, peers):
+        rs = [r for k in keys for r in runs[k]]
+        if any(r.get("epochs_run") is None for r in rs):
+            continue
+        caps = "/".join(map(str, sorted({int(r["config"]["epochs"]) for r in rs})))
+        lines.append(
+            f"| {label} | {method} | {caps} | {np.mean([r['epochs_run'] for r in rs]):.1f} | "
+            f"{np.mean([r['best_epoch'] for r in rs]):.1f} | "
+            f"{sum(cap_limited(r) for r in rs)} of {len(rs)} |"
+        )
     return lines
 
 
