@@ -481,20 +481,41 @@ def plot(records: list[dict[str, Any]], path: Path) -> None:
     plt.close(fig)
 
 
+#: S2 rows more than this apart (seconds) belong to different measurement runs.
+S2_RUN_GAP_S = 3600.0
+
+
+def _latest_run(rows: list[dict[str, Any]]) -> list[dict[str, Any]]:
+    """The rows of the latest measurement run: those after the last gap of more than
+    ``S2_RUN_GAP_S`` between consecutive ``created`` times (rows of one day can come from
+    different code)."""
+    from datetime import datetime
+
+    def when(r: dict[str, Any]) -> float:
+        return datetime.strptime(str(r["created"]), "%Y-%m-%dT%H:%M:%SZ").timestamp()
+
+    rows = sorted((r for r in rows if r.get("created")), key=when)
+    start = 0
+    for i in range(1, len(rows)):
+        if when(rows[i]) - when(rows[i - 1]) > S2_RUN_GAP_S:
+            start = i
+    return rows[start:]
+
+
 def _s2_medians(s2: list[dict[str, Any]]) -> list[str]:
-    """Lines giving, for each length with several S2 rows measured on its latest day, the
-    median time ratios of those rows (fresh and warm epochs)."""
+    """Lines giving, for each length with several S2 rows in its latest measurement run
+    (:func:`_latest_run`), the median time ratios of those rows (fresh and warm epochs)."""
     out = []
     for T in sorted({r["T"] for r in s2}):
-        rows = [r for r in s2 if r["T"] == T and "time_ratio" in r]
-        day = max((str(r.get("created", ""))[:10] for r in rows), default="")
-        rows = [r for r in rows if str(r.get("created", ""))[:10] == day]
+        rows = _latest_run([r for r in s2 if r["T"] == T and "time_ratio" in r])
         if len(rows) < 2:
             continue
+        first, last = str(rows[0]["created"]), str(rows[-1]["created"])
         fresh = statistics.median([r["time_ratio"] for r in rows])
         warm = [r["warm_time_ratio"] for r in rows if "warm_time_ratio" in r]
         text = (
-            f"T={T}, the {len(rows)} rows of {day}: median time ratio **{fresh:.3f}** "
+            f"T={T}, the {len(rows)} rows of {first[:10]} {first[11:16]}-{last[11:16]} UTC: "
+            f"median time ratio **{fresh:.3f}** "
             f"(range {min(r['time_ratio'] for r in rows):.3f}-"
             f"{max(r['time_ratio'] for r in rows):.3f})"
         )

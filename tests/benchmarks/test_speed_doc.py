@@ -45,18 +45,23 @@ def test_s2_rows_show_warm_epochs_only_where_both_sides_have_one(bench: ModuleTy
     assert "| 0.009 | - | - |" in rows[1]
 
 
-def test_s2_median_line_covers_the_rows_of_a_lengths_latest_day(bench: ModuleType) -> None:
-    def s2(ratio: float, warm: float, day: str) -> dict[str, object]:
+def test_s2_median_line_covers_the_rows_of_a_lengths_latest_run(bench: ModuleType) -> None:
+    def s2(ratio: float, warm: float, when: str) -> dict[str, object]:
         ours = {"epoch_s": ratio, "warm_epoch_s": warm}
         peer = {"epoch_s": 1.0, "warm_epoch_s": 1.0}
         return {"part": "s2", "T": 48, "gpvae": ours, "pypots": peer, "time_ratio": ratio,
-                "warm_time_ratio": warm, "created": f"{day}T10:00:00Z"}  # fmt: skip
+                "warm_time_ratio": warm, "created": f"2026-12-{when}:00Z"}  # fmt: skip
 
-    rows = [s2(0.9, 0.5, "2026-12-01"), s2(0.6, 0.3, "2026-12-02"), s2(0.4, 0.4, "2026-12-02")]
+    # the latest run: the rows after the last gap of more than an hour (same day or not)
+    rows = [s2(0.9, 0.5, "01T10:00"), s2(0.7, 0.5, "02T08:00"), s2(0.6, 0.3, "02T10:00"),
+            s2(0.4, 0.4, "02T10:50")]  # fmt: skip
     text = bench.render(rows)
-    assert "T=48, the 2 rows of 2026-12-02: median time ratio **0.500** (range 0.400-0.600)" in text
+    assert (
+        "T=48, the 2 rows of 2026-12-02 10:00-10:50 UTC: median time ratio **0.500** "
+        "(range 0.400-0.600)" in text
+    )
     assert "warm epochs 0.350 (0.300-0.400)" in text
-    assert "the 1 rows" not in bench.render(rows[:2])  # one row that day: no median line
+    assert "the 1 rows" not in bench.render(rows[:3])  # one row in the latest run: no line
 
 
 def test_s1_rows_name_their_kernel_float64_first(bench: ModuleType) -> None:
