@@ -31,6 +31,8 @@ def test_docs_table_is_the_records_rendered(bench: ModuleType) -> None:
             "predict_speed_s11_before.json",
             "predict_speed_s11.json",
             "predict_speed_s11_repeat.json",
+            "predict_speed_s18.json",
+            "predict_speed_s18_repeat.json",
         )
     ]
     docs = (ROOT / "docs/benchmarks.md").read_text()
