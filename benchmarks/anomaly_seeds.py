@@ -453,9 +453,7 @@ def _dev_lines(
             per_seed = [float(np.mean([kept[s][i]["vus_pr"] for s in common]))
                         for i in range(n_groups)]  # fmt: skip
             cfg = by[tags[0]][min(common)]["config"]
-            setting = (f"{cfg['kernel']}, " if m == "gpvae" else "") + (
-                f"hidden {cfg['hidden']}, beta {cfg['beta']:g}, cap {cfg['epochs']}"
-            )
+            setting = _setting(m, cfg)
             capped = sum(cap_limited(r) for s in common for r in kept[s])
             label = f"{prefix}*" + (f", best of {k}" if k > 1 else "")
             label += f", {variant}" if label_variant else ""
@@ -480,6 +478,74 @@ def _dev_lines(
         + "):\n\n"
         "| model | setting | tags | series | per seed | mean over seeds | cap-limited |\n"
         "| --- | --- | --- | ---: | --- | ---: | ---: |\n" + "\n".join(lines)
+    )
+
+
+def _setting(model: str, cfg: dict[str, Any]) -> str:
+    """A development row's setting: gpvae's kernel (and its initial lengthscale when one
+    was given), hidden width, KL weight and epoch cap."""
+    kernel = ""
+    if model == "gpvae":
+        ls = cfg.get("lengthscale")
+        kernel = f"{cfg['kernel']}" + (f" lengthscale {ls:g}" if ls is not None else "") + ", "
+    return kernel + f"hidden {cfg['hidden']}, beta {cfg['beta']:g}, cap {cfg['epochs']}"
+
+
+def dev_series_table(
+    records: Sequence[dict[str, Any]],
+    prefixes: Sequence[str],
+    n_seeds: int,
+    variant: str,
+    k: int,
+) -> str:
+    """Per development series, each (setting, model)'s VUS-PR as the mean over its groups
+    of best-of-``k`` restarts (:func:`best_of`; seeds ``PREFIX0`` ... ``PREFIX<n_seeds -
+    1>``), the mean over the series, and, for every setting after the first, on how many
+    series it is below the first setting's value of the same model (the rule for adopting a
+    setting on the development series). Only series every seed of every setting has."""
+    cells: dict[tuple[str, str], dict[tuple[str, str], float]] = {}
+    labels: dict[tuple[str, str], str] = {}
+    for prefix in prefixes:
+        tags = [f"{prefix}{i}" for i in range(n_seeds)]
+        for m in MODELS:
+            by: dict[str, dict[tuple[str, str], dict[str, Any]]] = {t: {} for t in tags}
+            for r in records:
+                if r.get("dev") and r.get("tag") in by and r["method"] == f"{m}/{variant}":
+                    by[r["tag"]][(r["dataset"], r["series"])] = r
+            common = set.intersection(*(set(v) for v in by.values()))
+            if not common:
+                continue
+            cells[(prefix, m)] = {
+                s: float(np.mean([g["vus_pr"] for g in best_of([by[t][s] for t in tags], k)]))
+                for s in common
+            }
+            labels[(prefix, m)] = _setting(m, by[tags[0]][min(common)]["config"])
+    if not cells:
+        return ""
+    series = sorted(set.intersection(*(set(v) for v in cells.values())))
+    first = {m: next((c for c in cells if c[1] == m), None) for m in MODELS}
+    names = [s.rsplit("/", 1)[-1] for _, s in series]  # NAB: the file name alone
+    head = ["model", "setting", "tags", *names, "mean", "below the first"]
+    lines = [
+        "| " + " | ".join(head) + " |",
+        "| --- | --- | --- | " + " | ".join("---:" for _ in series) + " | ---: | ---: |",
+    ]
+    for (prefix, m), vals in cells.items():
+        ref = cells[first[m]] if first[m] is not None else vals
+        below = (
+            "-"
+            if first[m] == (prefix, m)
+            else (f"{sum(vals[s] < ref[s] for s in series)} of {len(series)}")
+        )
+        lines.append(
+            f"| {m} | {labels[(prefix, m)]} | {prefix}*, best of {k} | "
+            + " | ".join(f"{vals[s]:.3f}" for s in series)
+            + f" | {np.mean([vals[s] for s in series]):.3f} | {below} |"
+        )
+    return (
+        f"Development series, per series (VUS-PR: the mean over the groups of best-of-{k} "
+        f'restarts of seeds PREFIX0 ... PREFIX{n_seeds - 1}; "below the first": on how many '
+        "series a setting is below the first setting of the same model):\n\n" + "\n".join(lines)
     )
 
 
@@ -559,6 +625,17 @@ def main(argv: Sequence[str] | None = None) -> int:
         default="anomaly-seeds-table",
         help="Name of the docs region (<!-- NAME --> ... <!-- /NAME -->).",
     )
+    p.add_argument(
+        "--dev-only",
+        action="store_true",
+        help="Only the development tables (no held-out table; --tags then only sets the "
+        "default --dev-seeds).",
+    )
+    p.add_argument(
+        "--dev-per-series",
+        action="store_true",
+        help="Also the development series one by one (best of the largest --dev-restarts).",
+    )
     p.add_argument("--docs", default=str(DOCS), help="Markdown file to write the table into.")
     args = p.parse_args(argv)
     if args.variant is None:
@@ -571,15 +648,20 @@ def main(argv: Sequence[str] | None = None) -> int:
     for spec in args.peers:
         method, _, tags = spec.partition(":")
         peers[method] = tags.split(",")
-    table = render(
-        records, args.tags, args.variant, args.rerun_suffix, args.restarts, peers,
-        args.peer_restarts, args.vae_tags,
-    )  # fmt: skip
+    parts = []
+    if not args.dev_only:
+        parts.append(render(
+            records, args.tags, args.variant, args.rerun_suffix, args.restarts, peers,
+            args.peer_restarts, args.vae_tags,
+        ))  # fmt: skip
     n_dev = args.dev_seeds or len(args.tags)
     ks = args.dev_restarts or [args.restarts]
-    dev = dev_table(records, args.dev_prefixes, n_dev, args.dev_variants or args.variant, ks)
-    if dev:
-        table += "\n\n" + dev
+    parts.append(
+        dev_table(records, args.dev_prefixes, n_dev, args.dev_variants or args.variant, ks)
+    )
+    if args.dev_per_series:
+        parts.append(dev_series_table(records, args.dev_prefixes, n_dev, args.variant, max(ks)))
+    table = "\n\n".join(p for p in parts if p)
     write_region(Path(args.docs), table, f"<!-- {args.marker} -->", f"<!-- /{args.marker} -->")
     print(table)
     return 0

@@ -341,3 +341,53 @@ def test_gpvae_runs_of_other_tags_meet_the_vaes_own_runs_seed_by_seed(seeds) -> 
     assert "The VAE's runs" not in seeds.render(recs, ["t0", "t1"], V)
     with pytest.raises(ValueError, match="vae_tags"):
         seeds.collect(recs, ["n0", "n1"], V, vae_tags=["t0"])
+
+
+def _dev_setting_records() -> list[dict[str, Any]]:
+    """Development records of two gpvae settings (tags a*, b*; b with an initial
+    lengthscale) and the VAE's (a*), seeds 0-3, two series."""
+    vals = {  # (prefix, model, series) -> VUS-PR per seed 0..3
+        ("a", "gpvae", "P-1"): (0.1, 0.3, 0.2, 0.4),
+        ("a", "gpvae", "E-1"): (0.5, 0.5, 0.5, 0.5),
+        ("b", "gpvae", "P-1"): (0.6, 0.0, 0.6, 0.6),
+        ("b", "gpvae", "E-1"): (0.4, 0.4, 0.4, 0.4),
+        ("a", "vae", "P-1"): (0.2, 0.2, 0.2, 0.2),
+        ("a", "vae", "E-1"): (0.3, 0.3, 0.3, 0.3),
+    }
+    recs = []
+    for (prefix, model, series), vs in vals.items():
+        for i, v in enumerate(vs):
+            r = _rec(series, model, f"{prefix}{i}", v, dev=True)
+            # validation scores: seed 1 is kept in group {0, 1}, seed 2 in {2, 3}
+            r["val_score_best"] = {0: 0.5, 1: 0.1, 2: 0.1, 3: 0.5}[i]
+            r["config"].update(kernel="matern32", hidden=64, beta=1.0,
+                               lengthscale=16.0 if prefix == "b" else None)  # fmt: skip
+            recs.append(r)
+    return recs
+
+
+def test_the_per_series_development_table_counts_where_a_setting_is_below_the_first(seeds) -> None:  # type: ignore[no-untyped-def]
+    out = seeds.dev_series_table(_dev_setting_records(), ["a", "b"], 4, V, 2)
+    assert "| model | setting | tags | E-1 | P-1 | mean | below the first |" in out
+    # a: P-1 keeps seeds 1 and 2 (0.3, 0.2), E-1 0.5; b: P-1 keeps 0.0 and 0.6, E-1 0.4
+    gp_a = "| gpvae | matern32, hidden 64, beta 1, cap 100 | a*, best of 2 |"
+    assert f"{gp_a} 0.500 | 0.250 | 0.375 | - |" in out
+    gp_b = "| gpvae | matern32 lengthscale 16, hidden 64, beta 1, cap 100 | b*, best of 2 |"
+    assert f"{gp_b} 0.400 | 0.300 | 0.350 | 1 of 2 |" in out
+    assert "| vae | hidden 64, beta 1, cap 100 | a*, best of 2 | 0.300 | 0.200 | 0.250 | - |" in out
+    assert seeds.dev_series_table(_dev_setting_records(), ["zzz"], 4, V, 2) == ""
+
+
+def test_main_dev_only_writes_the_development_tables_alone(seeds, tmp_path) -> None:  # type: ignore[no-untyped-def]
+    res = tmp_path / "r.json"
+    res.write_text(json.dumps(_dev_setting_records()))
+    docs = tmp_path / "d.md"
+    docs.write_text("<!-- dev -->\nold\n<!-- /dev -->\n")
+    seeds.main(["--results", str(res), "--tags", "a0", "a1", "a2", "a3", "--variant", V,
+                "--dev-only", "--dev-prefixes", "a", "b", "--dev-restarts", "2",
+                "--dev-per-series", "--marker", "dev", "--docs", str(docs)])  # fmt: skip
+    text = docs.read_text()
+    assert "Held-out" not in text
+    assert "old" not in text
+    assert "| a*, best of 2 | 2 | 0.400 / 0.350 | 0.375 |" in text  # the groups' table
+    assert "| 0.350 | 1 of 2 |" in text  # the per-series table
