@@ -350,12 +350,29 @@ VARIANTS: dict[str, tuple[Any, ...]] = {
 LATENT = "+lat"
 
 
+#: A variant name may end in ``@bB``: its held-out entry scores with the folds in runs of B
+#: consecutive steps (``entry_scores(block=B)``, ``heldout_nlpd(block=B)``), so a scored
+#: step's neighbours up to B - 1 steps away can be hidden with it; ``@b1`` is the base.
+BLOCK = "@b"
+
+
+def split_block(name: str) -> tuple[str, int]:
+    """(the variant name without its ``@bB`` suffix, B; 1 without one)."""
+    base, sep, block = name.partition(BLOCK)
+    if not sep:
+        return name, 1
+    if not block.isdigit() or int(block) < 1:
+        raise ValueError(f"variant: expected NAME{BLOCK}B with B >= 1, found {name!r}")
+    return base, int(block)
+
+
 def split_latent(name: str) -> tuple[str, int | None, bool]:
     """(base variant, latent lags or None, whether the latent channels are summed) of a
-    variant name."""
-    base, sep, lags = name.partition(LATENT)
+    variant name (its ``@bB`` suffix left out)."""
+    rest = split_block(name)[0]
+    base, sep, lags = rest.partition(LATENT)
     if not sep:
-        return name, None, False
+        return rest, None, False
     summed = lags.startswith("sum")
     lags = lags[3:] if summed else lags
     if base not in VARIANTS or not lags.isdigit():
@@ -450,19 +467,25 @@ def run_gpvae(
     entries: dict[Any, tuple[np.ndarray, np.ndarray]] = {}
     fit_entries: dict[str, np.ndarray] = {}  # with --dump and a held-back part
     wanted = list(VARIANTS) if args.variants == "all" else args.variants.split(",")
-    for K, causal in sorted({(variant(v)[0], variant(v)[5]) for v in wanted}, reverse=True):
-        key = f"c{K}" if causal else f"k{K}"
+    folds = {(variant(v)[0], variant(v)[5], split_block(v)[1]) for v in wanted}
+    for K, causal, block in sorted(folds, reverse=True):
+        key = held_key(K, causal, block)
         t0 = time.perf_counter()
-        e_tr = est.anomaly_scores(
-            thr_part[None], t_thr[None], args.samples, K, args.window, 0.0, causal
-        ).entry[0]
-        t1 = time.perf_counter()
-        e_te = est.anomaly_scores(te[None], t_te[None], args.samples, K, args.window, 0.0,
-                                  causal).entry[0]  # fmt: skip
+        if block > 1:  # the folds in runs of consecutive steps (not an estimator option)
+            e_tr = _block_entries(est, thr_part, t_thr, args, K, block)
+            t1 = time.perf_counter()
+            e_te = _block_entries(est, te, t_te, args, K, block)
+        else:
+            e_tr = est.anomaly_scores(
+                thr_part[None], t_thr[None], args.samples, K, args.window, 0.0, causal
+            ).entry[0]
+            t1 = time.perf_counter()
+            e_te = est.anomaly_scores(te[None], t_te[None], args.samples, K, args.window, 0.0,
+                                      causal).entry[0]  # fmt: skip
         out[f"threshold_seconds_{key}"] = t1 - t0
         out[f"score_seconds_{key}"] = time.perf_counter() - t1
         entries[key] = (e_tr, e_te)
-        if args.dump and hold > 0:  # the fit part's own (in-sample) scores too
+        if args.dump and hold > 0 and block == 1:  # the fit part's own (in-sample) scores
             fit_entries[key] = est.anomaly_scores(
                 fit_part[None], t_tr[None, :-hold], args.samples, K, args.window, 0.0, causal
             ).entry[0]
@@ -499,7 +522,7 @@ def run_gpvae(
     variants = {}
     for name in wanted:
         K, norm, smooth, base, pw, causal = variant(name)
-        e_tr, e_te = entries[f"c{K}" if causal else f"k{K}"]
+        e_tr, e_te = entries[held_key(K, causal, split_block(name)[1])]
         if pw == math.inf:
             e_tr, e_te = entries["prior"]
         elif pw > 0:  # as GPVAE.fit_threshold does: the weight relative to the spreads
@@ -564,6 +587,21 @@ def fitted_kernel(est: Any) -> dict[str, list[float]]:
             if f"raw_{attr}" in mod._parameters:
                 out.setdefault(f"{term}.{attr}", []).append(float(getattr(mod, attr).detach()))
     return out
+
+
+def held_key(folds: int, causal: bool, block: int = 1) -> str:
+    """The key of a held-out score's entries: ``k5``, ``c8``, ``k5b8`` (blocks of 8)."""
+    return (f"c{folds}" if causal else f"k{folds}") + (f"b{block}" if block > 1 else "")
+
+
+def _block_entries(
+    est: Any, X: np.ndarray, t: np.ndarray, args: argparse.Namespace, folds: int, block: int
+) -> Any:
+    from gpvae.estimator.anomaly import entry_scores
+
+    ctx = est._context("anomaly_scores")
+    _, scaled = ctx.input(X[None], t[None])
+    return entry_scores(ctx, scaled, args.samples, folds, args.window, block=block)[0]
 
 
 def _prior_entries(est: Any, X: np.ndarray, t: np.ndarray, args: argparse.Namespace) -> Any:

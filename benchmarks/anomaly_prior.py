@@ -206,6 +206,56 @@ def diagnose(s: Any, args: argparse.Namespace, white: bool) -> dict[str, Any]:
     return out
 
 
+def _mean(values: Sequence[float]) -> float:
+    v = [float(x) for x in values if x is not None and math.isfinite(float(x))]
+    return float(np.mean(v)) if v else math.nan
+
+
+def _used(values: Sequence[float], use: Sequence[float], threshold: float = 0.1) -> list[float]:
+    """The entries of ``values`` of the latent channels in use (``use`` above
+    ``threshold``: the posterior variance at most 90% of the prior's)."""
+    return [v for v, u in zip(values, use) if u is not None and u > threshold]
+
+
+def table(records: Sequence[dict[str, Any]]) -> str:
+    """Per series and model, means over the seeds: the fitted lengthscales (range over
+    seeds and channels), the prior's memory (median over channels, mean over seeds),
+    the KL per step and its share, the channels in use, the lag-1 autocorrelation of the
+    used channels' paths against the prior's, the anomalous / normal ratios and AUC-ROCs of
+    the latent measures and score components, and the chosen variant's VUS-PR."""
+    cells: dict[tuple[str, str], list[dict[str, Any]]] = {}
+    for r in records:
+        cells.setdefault((r["series"], r["method"]), []).append(r)
+    head = ("| series | model | seeds | lengthscale (steps) | memory (steps) | KL / step | "
+            "KL share | channels used | lag-1 path (used) | lag-1 prior | energy AUC | "
+            "step AUC | held-out AUC | prior AUC | held-out med. ratio | prior med. ratio | "
+            "VUS-PR |")  # fmt: skip
+    lines = [head, "| --- | --- | ---: | --- | ---: | ---: | ---: | ---: | ---: | ---: | "
+             "---: | ---: | ---: | ---: | ---: | ---: | ---: |"]  # fmt: skip
+    for (series, model), rs in cells.items():
+        ls = [v for r in rs for v in r["lengthscale"]]
+        use = [r["latent"]["use"] for r in rs]
+        lag1 = _mean([_mean(_used(r["latent"]["lag1"], u)) for r, u in zip(rs, use)])
+        prior_lag1 = _mean([_mean(r["prior_lag1"]) for r in rs])
+        lscale = f"{min(ls):.1f}-{max(ls):.1f}" if max(ls) > 0 else "- (white)"
+        memory = _mean([float(np.median(r["memory_steps"])) for r in rs])
+        n_used = _mean([sum(x > 0.1 for x in u) for u in use])
+        lines.append(
+            f"| {series.split(':', 1)[1].rsplit('/', 1)[-1]} | {model} | {len(rs)} | {lscale} | "
+            f"{memory:.1f} | {_mean([r['kl_per_step'] for r in rs]):.2f} | "
+            f"{_mean([r['kl_share'] for r in rs]):.3f} | {n_used:.1f} of {len(use[0])} | "
+            f"{lag1:.2f} | {prior_lag1:.2f} | "
+            f"{_mean([r['latent']['energy_auc'] for r in rs]):.2f} | "
+            f"{_mean([r['latent']['step_auc'] for r in rs]):.2f} | "
+            f"{_mean([r['k5_auc_roc'] for r in rs]):.2f} | "
+            f"{_mean([r['prior_auc_roc'] for r in rs]):.2f} | "
+            f"{_mean([r['k5_median_ratio'] for r in rs]):.2f} | "
+            f"{_mean([r['prior_median_ratio'] for r in rs]):.2f} | "
+            f"{_mean([r['vus_pr'] for r in rs]):.3f} |"
+        )
+    return "\n".join(lines)
+
+
 def parse_args(argv: Sequence[str] | None) -> argparse.Namespace:
     p = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     p.add_argument("--data-dir", default=None)
@@ -216,6 +266,14 @@ def parse_args(argv: Sequence[str] | None) -> argparse.Namespace:
     p.add_argument("--tag", default="s18_prior")
     p.add_argument("--gpvae-args", default="--kernel matern32 --beta 1 --epochs 100")
     p.add_argument("--vae-args", default="--hidden 32 --beta 0.5 --epochs 100")
+    p.add_argument(
+        "--table",
+        action="store_true",
+        help="Run nothing: write the table of the --out records into --docs between "
+        "<!-- --marker --> markers (and print it).",
+    )
+    p.add_argument("--docs", default=str(bench.ROOT / "docs" / "benchmarks.md"))
+    p.add_argument("--marker", default="anomaly-prior")
     return p.parse_args(argv)
 
 
@@ -224,8 +282,15 @@ def main(argv: Sequence[str] | None = None) -> int:
 
     args = parse_args(argv)
     torch.set_num_threads(int(os.environ.get("OMP_NUM_THREADS", "1")))
-    names = args.series.split(",") if args.series else list(bench.DEV_SERIES)
     path = Path(args.out)
+    if args.table:
+        from anomaly_table import write_region  # a sibling script
+
+        text = table(json.loads(path.read_text()))
+        write_region(Path(args.docs), text, f"<!-- {args.marker} -->", f"<!-- /{args.marker} -->")
+        print(text)
+        return 0
+    names = args.series.split(",") if args.series else list(bench.DEV_SERIES)
     records = json.loads(path.read_text()) if path.exists() else []
     done = {(r["series"], r["method"], r["seed"]) for r in records}
     for full in names:

@@ -326,3 +326,37 @@ def test_the_kept_run_of_a_restart_group_is_refit_with_its_seed_and_cap(bench) -
     assert (new.seed, new.epochs, args.seed, args.epochs) == (4, 200, 9, 40)
     with pytest.raises(ValueError, match="hidden"):
         bench.restart_args(bench.parse_args(["--hidden", "32"]), "gpvae", recs[0])
+
+
+def test_a_block_variant_scores_with_runs_of_hidden_steps(bench, monkeypatch) -> None:  # type: ignore[no-untyped-def]
+    """``BASE@bB``: the base's variant with the held-out entries of ``entry_scores(block=B)``
+    (B = 1: the base itself)."""
+    base = "k5ph_tailmaxcap95_s32_b512"
+    assert bench.split_block(base) == (base, 1)
+    assert bench.split_block(base + "@b8") == (base, 8)
+    assert bench.variant(base + "@b8") == bench.variant(base)
+    assert bench.scale_combine(base + "@b8") == bench.scale_combine(base)
+    assert bench.held_key(5, False, 8) == "k5b8"
+    assert bench.held_key(8, True) == "c8"
+    for bad in (base + "@b0", base + "@bx"):
+        with pytest.raises(ValueError, match="variant"):
+            bench.variant(bad)
+    import gpvae.estimator.anomaly as ea
+
+    blocks = []
+    real_entries = ea.entry_scores
+
+    def entries(*a, **k):  # type: ignore[no-untyped-def]
+        blocks.append(k.get("block", 1))
+        return real_entries(*a, **k)
+
+    monkeypatch.setattr(ea, "entry_scores", entries)
+    names = f"{base},{base}@b1,{base}@b8"
+    args = bench.parse_args(["--epochs", "1", "--hidden", "8", "--variants", names])
+    out = bench.RUNNERS["gpvae"](_series(3), args, 20)
+    assert blocks.count(8) == 2  # the normal part and the scored part, once each
+    assert {"score_seconds_k5", "score_seconds_k5b8"} <= set(out)
+    s = [out["variants"][v]["score"] for v in names.split(",")]
+    np.testing.assert_array_equal(s[0], s[1])
+    assert np.isfinite(s[2]).all()
+    assert not np.allclose(s[0], s[2])

@@ -385,8 +385,11 @@ def entry_scores(
     prior: bool = False,
     causal: bool = False,
     latent_lags: int | None = None,
+    block: int = 1,
 ) -> list[np.ndarray]:
-    """Held-out entry scores of every series of the standardised ``scaled`` (``prior``:
+    """Held-out entry scores of every series of the standardised ``scaled`` (``block``:
+    the held-out folds in runs of that many consecutive steps, ``heldout_nlpd(block=)``;
+    ``prior``:
     the scores under the prior alone, :func:`gpvae.model.scoring.prior_nlpd`; ``causal``:
     each window's ``num_folds`` consecutive blocks scored from the steps before them,
     :func:`gpvae.model.scoring.heldout_nlpd`, and each step takes its score from the
@@ -425,7 +428,7 @@ def entry_scores(
         elif prior:
             s_np = prior_nlpd(model, batch, gens, S).numpy()  # (B, N, D)
         else:
-            s_np = heldout_nlpd(model, batch, gens, K, S, causal).numpy()
+            s_np = heldout_nlpd(model, batch, gens, K, S, causal, block).numpy()
         for b, j in enumerate(idx):
             piece_scores[j] = s_np[b, : len(pieces.times[j])]
     out = [np.full((len(t), D), np.nan) for t in scaled.times]

@@ -34,11 +34,15 @@ def heldout_nlpd(
     num_folds: int,
     num_samples: int,
     causal: bool = False,
+    block: int = 1,
 ) -> Tensor:
     """Negative log predictive density of every observed entry with its step hidden.
 
     The steps are split into ``num_folds`` interleaved folds (step n in fold
-    ``n % num_folds``); for each fold, every entry at its steps is hidden from the
+    ``n % num_folds``; with ``block`` B > 1, runs of B consecutive steps interleave: step n
+    in fold ``(n // B) % num_folds``, so a scored step's neighbours up to B - 1 steps away
+    can be hidden with it and its prediction rests on the prior's conditional from
+    farther away); for each fold, every entry at its steps is hidden from the
     encoder and each observed entry there is scored by
     ``-log (1/S) sum_s p(y | z_s, other folds)``, ``z_s ~ q(z | other folds)``.
     ``num_folds = 1`` hides nothing: every observed entry is scored under
@@ -55,11 +59,14 @@ def heldout_nlpd(
     """
     K = check_count("num_folds", num_folds)
     S = check_count("num_samples", num_samples)
+    run = check_count("block", block)
+    if causal and run > 1:
+        raise ValidationError(f"block: expected 1 with causal folds (blocks already), found {run}")
     B, N, D = batch.y.shape
     if K == 1 and not causal:
         return entry_nlpd(model, batch, batch.observed, generators, S)
     n = torch.arange(N, device=batch.y.device)
-    fold_of = (n * K) // N if causal else n % K  # (N,)
+    fold_of = (n * K) // N if causal else (n // run) % K  # (N,)
     score = torch.full((B, N, D), float("nan"), dtype=torch.float64)
     for k in range(K):
         # causal: the block and every step after it are hidden; else the fold's steps
