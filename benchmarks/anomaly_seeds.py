@@ -495,50 +495,55 @@ def dev_series_table(
     records: Sequence[dict[str, Any]],
     prefixes: Sequence[str],
     n_seeds: int,
-    variant: str,
+    variant: str | Sequence[str],
     k: int,
 ) -> str:
     """Per development series, each (setting, model)'s VUS-PR as the mean over its groups
     of best-of-``k`` restarts (:func:`best_of`; seeds ``PREFIX0`` ... ``PREFIX<n_seeds -
     1>``), the mean over the series, and, for every setting after the first, on how many
     series it is below the first setting's value of the same model (the rule for adopting a
-    setting on the development series). Only series every seed of every setting has."""
-    cells: dict[tuple[str, str], dict[tuple[str, str], float]] = {}
-    labels: dict[tuple[str, str], str] = {}
-    for prefix in prefixes:
+    setting on the development series). Only series every seed of every setting has. With
+    several score variants, the rows of each variant in turn (labelled with its name), all
+    compared with the model's first row."""
+    many = not isinstance(variant, str)
+    wanted = [variant] if isinstance(variant, str) else list(variant)
+    cells: dict[tuple[str, str, str], dict[tuple[str, str], float]] = {}
+    labels: dict[tuple[str, str, str], str] = {}
+    for v, prefix in ((v, p) for v in wanted for p in prefixes):
         tags = [f"{prefix}{i}" for i in range(n_seeds)]
         for m in MODELS:
             by: dict[str, dict[tuple[str, str], dict[str, Any]]] = {t: {} for t in tags}
             for r in records:
-                if r.get("dev") and r.get("tag") in by and r["method"] == f"{m}/{variant}":
+                if r.get("dev") and r.get("tag") in by and r["method"] == f"{m}/{v}":
                     by[r["tag"]][(r["dataset"], r["series"])] = r
-            common = set.intersection(*(set(v) for v in by.values()))
+            common = set.intersection(*(set(x) for x in by.values()))
             if not common:
                 continue
-            cells[(prefix, m)] = {
+            cells[(v, prefix, m)] = {
                 s: float(np.mean([g["vus_pr"] for g in best_of([by[t][s] for t in tags], k)]))
                 for s in common
             }
-            labels[(prefix, m)] = _setting(m, by[tags[0]][min(common)]["config"])
+            labels[(v, prefix, m)] = _setting(m, by[tags[0]][min(common)]["config"])
     if not cells:
         return ""
-    series = sorted(set.intersection(*(set(v) for v in cells.values())))
-    first = {m: next((c for c in cells if c[1] == m), None) for m in MODELS}
+    series = sorted(set.intersection(*(set(x) for x in cells.values())))
+    first = {m: next((c for c in cells if c[2] == m), None) for m in MODELS}
     names = [s.rsplit("/", 1)[-1] for _, s in series]  # NAB: the file name alone
     head = ["model", "setting", "tags", *names, "mean", "below the first"]
     lines = [
         "| " + " | ".join(head) + " |",
         "| --- | --- | --- | " + " | ".join("---:" for _ in series) + " | ---: | ---: |",
     ]
-    for (prefix, m), vals in cells.items():
+    for key, vals in cells.items():
+        v, prefix, m = key
         ref = cells[first[m]] if first[m] is not None else vals
         below = (
-            "-"
-            if first[m] == (prefix, m)
-            else (f"{sum(vals[s] < ref[s] for s in series)} of {len(series)}")
+            "-" if first[m] == key else f"{sum(vals[s] < ref[s] for s in series)} of {len(series)}"
         )
         lines.append(
-            f"| {m} | {labels[(prefix, m)]} | {prefix}*, best of {k} | "
+            f"| {m} | {labels[key]} | {prefix}*, best of {k}"
+            + (f", {v}" if many else "")
+            + " | "
             + " | ".join(f"{vals[s]:.3f}" for s in series)
             + f" | {np.mean([vals[s] for s in series]):.3f} | {below} |"
         )
@@ -660,7 +665,8 @@ def main(argv: Sequence[str] | None = None) -> int:
         dev_table(records, args.dev_prefixes, n_dev, args.dev_variants or args.variant, ks)
     )
     if args.dev_per_series:
-        parts.append(dev_series_table(records, args.dev_prefixes, n_dev, args.variant, max(ks)))
+        names = args.dev_variants or args.variant
+        parts.append(dev_series_table(records, args.dev_prefixes, n_dev, names, max(ks)))
     table = "\n\n".join(p for p in parts if p)
     write_region(Path(args.docs), table, f"<!-- {args.marker} -->", f"<!-- /{args.marker} -->")
     print(table)

@@ -391,3 +391,16 @@ def test_main_dev_only_writes_the_development_tables_alone(seeds, tmp_path) -> N
     assert "old" not in text
     assert "| a*, best of 2 | 2 | 0.400 / 0.350 | 0.375 |" in text  # the groups' table
     assert "| 0.350 | 1 of 2 |" in text  # the per-series table
+
+
+def test_the_per_series_development_table_compares_variants_with_the_first_row(seeds) -> None:  # type: ignore[no-untyped-def]
+    recs = _dev_setting_records()
+    other = [dict(r, method=r["method"].replace(V, V + "@b8"), vus_pr=r["vus_pr"] + 0.1)
+             for r in recs if r["tag"].startswith("a")]  # fmt: skip
+    out = seeds.dev_series_table(recs + other, ["a", "b"], 4, [V, V + "@b8"], 2)
+    gp_a = "| gpvae | matern32, hidden 64, beta 1, cap 100 | a*, best of 2"
+    assert f"{gp_a}, {V} | 0.500 | 0.250 | 0.375 | - |" in out
+    assert f"{gp_a}, {V}@b8 | 0.600 | 0.350 | 0.475 | 0 of 2 |" in out
+    assert "b*, best of 2, " + V + " | 0.400 | 0.300 | 0.350 | 1 of 2 |" in out
+    vae = "| vae | hidden 64, beta 1, cap 100 | a*, best of 2"
+    assert f"{vae}, {V}@b8 | 0.400 | 0.300 | 0.350 | 0 of 2 |" in out
