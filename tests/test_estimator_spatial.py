@@ -408,6 +408,33 @@ def test_predict_sites_intervals_use_the_whole_site_calibration(
     np.testing.assert_allclose(wb, 2 * wa, rtol=1e-6, atol=1e-9)
 
 
+def test_spatial_intervals_read_the_draws_at_predictive_positions(
+    fitted: tuple[GPVAE, pd.DataFrame], monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """predict_sites and impute read their intervals at the predictive positions
+    p (S + 1) - 1 (a 90% interval covers a new draw 90% of the time whatever S), as the
+    site calibration does: every quantile call of the spatial path asks for them."""
+    import gpvae.estimator.spatial as spatial_mod
+    import gpvae.model as model_mod
+
+    asked: list[str] = []
+
+    def spy(samples: torch.Tensor, probs: object, positions: str = "linear") -> object:
+        asked.append(positions)
+        return model_mod.sorted_quantiles(samples, probs, positions)  # type: ignore[arg-type]
+
+    monkeypatch.setattr(spatial_mod, "sorted_quantiles", spy)
+    est, df = fitted
+    test = df[df.time >= df.time.iloc[408]]
+    others, held = test[test.site != "s0"], test[test.site == "s0"]
+    est.predict_sites(others, held[["site", "lat", "lon"]], num_samples=8)
+    gappy = others.copy()
+    gappy.loc[gappy.index[::5], FEATURES[0]] = np.nan
+    est.impute(gappy, num_samples=8)
+    assert asked
+    assert set(asked) == {"predictive"}, asked
+
+
 def test_far_sites_warn_naming_the_columns(fitted: tuple[GPVAE, pd.DataFrame]) -> None:
     est, df = fitted
     test = df[(df.time >= df.time.iloc[408]) & (df.site != "s0")]

@@ -129,6 +129,23 @@ def test_seasonal_forecast_beats_seasonal_naive_and_persistence() -> None:
     assert mae < 0.3 * persistence, (mae, persistence, snaive)
 
 
+def test_forecast_intervals_sit_at_the_predictive_positions_of_the_draws() -> None:
+    """A 90% forecast interval from S draws takes the 0-based positions p (S + 1) - 1, so
+    with S = 19 its ends are the smallest and largest draw (the linear positions p (S - 1)
+    would interpolate 0.9 of the way to the next draw inwards); uncalibrated, so the
+    returned draws are the ones the interval was read from."""
+    frame = seasonal_frame(T=96)
+    est = GPVAE(kernel="matern32", epochs=2, seed=0, **SMALL).fit(frame)
+    assert est.forecast_scale_ is None
+    fc = est.forecast(frame, horizon=6, num_samples=19, return_samples=True)
+    assert fc.samples is not None
+    assert fc.samples.shape[0] == 19
+    np.testing.assert_allclose(fc.lower, fc.samples.min(axis=0), rtol=1e-12, atol=1e-12)
+    np.testing.assert_allclose(fc.upper, fc.samples.max(axis=0), rtol=1e-12, atol=1e-12)
+    inner = np.sort(fc.samples, axis=0)[1]
+    assert (fc.lower < inner).any()  # the ends are not the second-smallest draws
+
+
 def test_forecast_calibration_gives_band_factors_and_scales_the_spread() -> None:
     frame = seasonal_frame(T=120)
     common = {"kernel": "matern32+periodic", "period": "12MS", "epochs": 2, "seed": 0, **SMALL}

@@ -200,7 +200,7 @@ def _origin_rows(
             batch = ctx.batch(scaled, idx)
             x_t = torch.as_tensor(x_all[idx][..., None], dtype=batch.x.dtype, device=batch.x.device)
             mean, y = model.forecast_draws(batch, x_t, S, gen)
-            q = torch.stack(sorted_quantiles(y, probs), dim=-1).double().cpu().numpy()
+            q = torch.stack(sorted_quantiles(y, probs, "predictive"), dim=-1).double().cpu().numpy()
             m = mean.double().cpu().numpy()  # (B, H, D)
             target = truth[idx]  # (B, H, D)
             band = np.broadcast_to(bands[None, :, None], target.shape)

@@ -154,13 +154,13 @@ def forecast_series(
                     start[idx], scaler.inverse_transform(mean.double().cpu().numpy()), stepped
                 )
             )
-            lo, hi = sorted_quantiles(paths, (q_lo, q_hi))
+            lo, hi = sorted_quantiles(paths, (q_lo, q_hi), "predictive")
             for out, t in ((mean_out, mean), (lo_out, lo), (hi_out, hi)):
                 out[idx] = t.numpy()
             if draws_out is not None:
                 draws_out[:, idx] = paths.numpy()
             continue
-        lo, hi = sorted_quantiles(y, (q_lo, q_hi))
+        lo, hi = sorted_quantiles(y, (q_lo, q_hi), "predictive")
         for out, t in ((mean_out, mean), (lo_out, lo), (hi_out, hi)):
             out[idx] = scaler.inverse_transform(t.double().cpu().numpy())
         if draws_out is not None:

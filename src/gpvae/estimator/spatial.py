@@ -464,7 +464,7 @@ def predict_sites(
             params = model.decode_at(z, batch, x_new)
             draws = model.likelihood.sample(params, gen)  # (S, B, W P, D)
             mean = model.likelihood.mean(params).mean(0)
-            lo, hi = sorted_quantiles(draws, quantiles)
+            lo, hi = sorted_quantiles(draws, quantiles, "predictive")
         for b, a in enumerate(chunk):
             n = min(a + W, T) - a
             for arr, src in ((means, mean), (los, lo), (his, hi)):
@@ -500,7 +500,7 @@ def impute_field(
         batch = field_batch(values, field_.xy, field_.times, chunk, W)
         with torch.no_grad():
             mean, draws = predict_hidden(model, batch, num_samples, gen)
-            lo, hi = sorted_quantiles(draws, quantiles)
+            lo, hi = sorted_quantiles(draws, quantiles, "predictive")
         for b, a in enumerate(chunk):
             n = min(a + W, T) - a
             for arr, src in ((means, mean), (los, lo), (his, hi)):

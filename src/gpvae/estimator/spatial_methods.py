@@ -98,8 +98,9 @@ class SpatialMethods:
 
         The latent GP of each time window is conditioned on the sites observed in ``X`` (the
         neighbours) and drawn at the new sites (kriging through the latent GP), then decoded;
-        intervals are quantiles of the predictive draws (observation noise included), scaled
-        per feature by the validation calibration of :meth:`fit`.
+        intervals are quantiles of the predictive draws (observation noise included) at the
+        predictive positions p (S + 1) (:func:`gpvae.model.sorted_quantiles`), scaled per
+        feature by the validation calibration of :meth:`fit`.
 
         Args:
             X: long DataFrame of the observed sites over the period to predict (the fit's id,

@@ -293,7 +293,7 @@ def calibrate(
     (5%, 95%) interval."""
     with torch.no_grad():
         mean, draws = predict_hidden(model, batch, 100, torch.Generator().manual_seed(seed + 1))
-        lo_t, hi_t = sorted_quantiles(draws, (0.05, 0.95))
+        lo_t, hi_t = sorted_quantiles(draws, (0.05, 0.95), "predictive")
     m, lo, hi = val.split(mean), val.split(lo_t), val.split(hi_t)
     hidden = val.whole if only_whole else val.hidden
     out = np.ones(m.shape[-1])

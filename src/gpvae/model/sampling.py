@@ -37,7 +37,8 @@ def sorted_quantiles(
       probability whatever S (exactly where the positions are whole). Between the linear
       positions, a central interval of level l covers a new draw with probability
       l (S - 1) / (S + 1): 81% for a 90% interval from 20 draws, 87% from 64. The
-      estimator's imputation intervals and their calibration use these positions.
+      estimator's intervals (imputation, forecasts, spatial fields) and their
+      calibrations use these positions.
 
     Only the order statistics the quantiles need are placed (a partial sort: numpy's
     introselect on the CPU, a full sort elsewhere or when gradients are needed); the values
