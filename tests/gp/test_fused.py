@@ -372,17 +372,23 @@ def test_log_terms_sum_log1p_through_products_without_overflow() -> None:
 
 
 def test_time_first_takes_the_channels_time_first_and_contiguous() -> None:
-    """(B, N, L) -> (N, B * G) for all channels, a slice and a list, with and without a
-    dtype change; the gradient reaches only the channels taken."""
+    """(B, N, L) -> (N, B * G) for all channels, a slice, a list and a single channel
+    (a slice or a list of one: G = 1), with and without a dtype change, for float and bool
+    tensors: contiguous (numpy's C layout, the one signature the loops are compiled for);
+    the gradient reaches only the channels taken."""
     g = torch.Generator().manual_seed(82)
     t = torch.randn(3, 5, 4, generator=g)
-    for sel in (slice(0, 4), slice(1, 3), [0, 2, 3]):
-        want = t[..., sel].movedim(1, 0).reshape(5, -1)
-        for dtype in (None, DTYPE):
-            got = _fused._time_first(t, sel, dtype)
-            assert got.is_contiguous()
-            assert got.dtype == (dtype or t.dtype)
-            torch.testing.assert_close(got, want.to(got.dtype), rtol=0, atol=0)
+    for x in (t, t > 0, torch.randn(3, 5, 1, generator=g)):
+        L = x.shape[-1]
+        sels = [slice(0, L), [0]] + ([slice(1, 3), [0, 2, 3], slice(2, 3), [1]] if L > 1 else [])
+        for sel in sels:
+            want = x[..., sel].movedim(1, 0).reshape(5, -1)
+            for dtype in (None, DTYPE) if x.is_floating_point() else (None,):
+                got = _fused._time_first(x, sel, dtype)
+                assert got.is_contiguous()
+                assert got.numpy().flags.c_contiguous
+                assert got.dtype == (dtype or x.dtype)
+                torch.testing.assert_close(got, want.to(got.dtype), rtol=0, atol=0)
     leaf = t.clone().requires_grad_()
     _fused._time_first(leaf, slice(1, 3), DTYPE).sum().backward()
     assert leaf.grad is not None

@@ -93,3 +93,35 @@ def test_a_bad_float32_kernel_switch_is_named() -> None:
     out = subprocess.run([sys.executable, "-c", code], env=env, capture_output=True, text=True)
     assert out.returncode != 0
     assert "GPVAE_FUSED_SOA_FLOAT32: expected 0 or 1, found 'yes'" in out.stderr
+
+
+def test_fits_after_the_warm_up_compile_no_new_signature() -> None:
+    # a default fit over several latent channels (one group: the struct-of-arrays loops) and
+    # one over few chains (the per-chain loops) load every loop the warm-up compiled, with
+    # the same signatures (before, a group of several channels passed its inclusion mask in
+    # C layout where the warm-up's groups of one channel passed F and A layouts, so a first
+    # fit after the warm-up still compiled for minutes)
+    probe = (
+        "import numpy as np\n"
+        "from numba.core.dispatcher import Dispatcher\n"
+        "from gpvae import GPVAE\n"
+        "from gpvae.gp import _fused_loops, _soa_loops, _tables_loops\n"
+        "from gpvae.gp.warm import compile_loops\n"
+        "compile_loops()\n"
+        "fns = [f for mod in (_soa_loops, _fused_loops, _tables_loops)\n"
+        "       for f in vars(mod).values() if isinstance(f, Dispatcher)]\n"
+        "before = [set(f.signatures) for f in fns]\n"
+        "rng = np.random.default_rng(0)\n"
+        "for n, L in ((16, 4), (2, 3)):\n"
+        "    X = rng.standard_normal((n, 12, 3)).astype(np.float32)\n"
+        "    X[rng.random(X.shape) < 0.2] = np.nan\n"
+        "    GPVAE(latent_dim=L, hidden=(8,), batch_size=16, epochs=1, patience=None,\n"
+        "          val_fraction=0.0, calibrate=False, progress=False).fit(X)\n"
+        "print([f.py_func.__name__ for f, b in zip(fns, before) if set(f.signatures) != b])\n"
+    )
+    env = {**os.environ, "OMP_NUM_THREADS": "1"}
+    out = subprocess.run(
+        [sys.executable, "-c", probe], env=env, capture_output=True, text=True, timeout=900
+    )
+    assert out.returncode == 0, out.stderr
+    assert ast.literal_eval(out.stdout.strip().splitlines()[-1]) == []

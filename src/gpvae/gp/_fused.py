@@ -369,11 +369,19 @@ def _time_first(t: Tensor, sel: slice | list[int], dtype: torch.dtype | None = N
     """(B, N, L) -> the channels ``sel`` (G of them) as (N, B * G), contiguous, in ``dtype``
     (that of ``t`` when None), in one copy: dtype and layout at once when the dtype changes,
     else the reshape's copy. No channel slice when ``sel`` takes all L channels, so no
-    zero-filled gradient of a slice in backward."""
+    zero-filled gradient of a slice in backward.
+
+    Contiguous whatever G: the numpy arrays the loops receive then always have numba's
+    C layout, so one compiled signature per dtype serves every group (``to`` returns the
+    permuted view itself when the dtype is already right, and for one channel the reshape
+    keeps it a strided view: the loops then compiled F- and A-layout signatures that
+    ``python -m gpvae.gp.warm`` covered and a fit over several channels did not use)."""
     _, N, L = t.shape
     if not (isinstance(sel, slice) and sel.indices(L) == (0, L, 1)):
         t = t[..., sel]
     out = t.movedim(1, 0).to(dtype or t.dtype, memory_format=torch.contiguous_format)
+    if not out.is_contiguous():  # the dtype was already right: ``to`` returned the view
+        out = out.contiguous()
     return out.reshape(N, -1)
 
 
