@@ -568,3 +568,39 @@ def test_compiled_matern32_tables_equal_the_numpy_closed_forms_bit_for_bit() -> 
                     else:
                         assert np.array_equal(a, b, equal_nan=True)
     assert failed > 0  # the failure cases were exercised
+
+
+def test_the_compiled_matern32_tables_run_without_the_garbage_collector(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    # the tables loop is the first compiled loop of a Matern-3/2 fit: its first call loads
+    # numba's implementations (some 10^5 long-lived objects); like the fused pass's loops it
+    # runs with the cyclic collector paused, and the collector's state is restored after
+    import gc
+
+    import numpy as np
+
+    from gpvae.gp import _transitions as tr
+
+    loops = tr._tables_loops()
+    assert loops is not None
+    seen: list[bool] = []
+    real = loops.matern32
+
+    def spy(*args: object) -> object:
+        seen.append(gc.isenabled())
+        return real(*args)
+
+    tr._matern32_loop.cache_clear()
+    monkeypatch.setattr(loops, "matern32", spy)
+    try:
+        lam, s2 = np.array([0.5, 2.0]), np.array([1.0, 3.0])
+        dt = np.array([[0.0, 0.0], [1.0, 1.0]])
+        was = gc.isenabled()
+        for tangents in (False, True):
+            out = tr._matern32(lam, s2, dt, np.exp(-lam * dt), tangents)
+            assert all(out[2])
+            assert gc.isenabled() is was
+    finally:
+        tr._matern32_loop.cache_clear()
+    assert seen == [False, False]

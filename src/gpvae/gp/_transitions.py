@@ -340,15 +340,31 @@ def _tables_loops() -> Any:
     return loops
 
 
+@functools.cache
+def _matern32_loop() -> Any:
+    """:func:`gpvae.gp._tables_loops.matern32`, each call without the cyclic garbage
+    collector (:func:`gpvae.gp._compiled.without_gc`); None when numba cannot be imported.
+    Its first call loads it from numba's cache and, being the first compiled loop of a
+    Matern-3/2 fit, pays numba's one-time start (numba imports its implementations and
+    fills its registries: some 10^5 long-lived objects), which the collector would walk
+    again and again, as for the fused pass's loops."""
+    from gpvae.gp._compiled import without_gc
+
+    loops = _tables_loops()
+    if loops is None:  # pragma: no cover - numba is a dependency
+        return None
+    return without_gc(loops.matern32)
+
+
 def _matern32(
     lam: Any, s2: Any, dt: Any, decay: Any, tangents: bool
 ) -> tuple[tuple[Any, ...], Any, list[bool]]:
     """:func:`_matern32_np`'s values (bit for bit), compiled when numba is there (one loop
     over (K, G) instead of ~150 numpy operations: ~0.3 ms less per training step)."""
-    loops = _tables_loops()
-    if loops is None:  # pragma: no cover - numba is a dependency
+    loop = _matern32_loop()
+    if loop is None:  # pragma: no cover - numba is a dependency
         return _matern32_np(lam, s2, dt, decay, tangents)
-    outs, t, ok_q, ok_0 = loops.matern32(lam, s2, dt, decay, _Q_JITTER, tangents)
+    outs, t, ok_q, ok_0 = loop(lam, s2, dt, decay, _Q_JITTER, tangents)
     if not tangents:
         return outs, None, [ok_q, ok_0]
     dA, dQ_l, dQ_s, dP_l, dP_s, dCQ_l, dCQ_s, dC0_l, dC0_s = t
