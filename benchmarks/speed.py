@@ -361,6 +361,15 @@ def run_s1(args: argparse.Namespace) -> list[dict[str, Any]]:
     return records
 
 
+def _shown(python: Path) -> str:
+    """The interpreter as a record shows it: relative to the checkout when it lies inside
+    (``.venv-bench/bin/python``), so a record names no machine's or snapshot's directory."""
+    try:
+        return str(python.absolute().relative_to(HERE.parent))
+    except ValueError:
+        return str(python)
+
+
 def run_s2(args: argparse.Namespace) -> list[dict[str, Any]]:
     peer_python = Path(args.peer_python)
     have_peer = peer_python.exists()
@@ -375,7 +384,7 @@ def run_s2(args: argparse.Namespace) -> list[dict[str, Any]]:
     earlier = {r["T"]: r for r in old if r.get("part") == "s2" and "epoch_s" in r.get("pypots", {})}
     records = []
     for T in QUICK_S2_T if args.quick else args.s2_T:
-        rec: dict[str, Any] = {"part": "s2", "T": T, "python": str(python), "load": _load()}
+        rec: dict[str, Any] = {"part": "s2", "T": T, "python": _shown(python), "load": _load()}
         if T in args.s2_reuse_peer and T in earlier:  # PyPOTS's side, as measured before
             peer = earlier[T]["pypots"]  # a reused record keeps its first measurement's date
             rec["pypots"] = {

@@ -104,3 +104,11 @@ def test_s1_float32_run_keeps_the_float64_rows(
     records = json.loads(out.read_text())
     assert "--s1-kernel=float32" in seen
     assert [r.get("kernel") for r in records] == ["float64", None]  # the float32 row replaced
+
+
+def test_s2_records_name_the_peer_interpreter_relative_to_the_checkout(bench: ModuleType) -> None:
+    inside = bench.HERE.parent / ".venv-bench" / "bin" / "python"
+    assert bench._shown(inside) == ".venv-bench/bin/python"
+    assert bench._shown(Path("/opt/elsewhere/bin/python")) == "/opt/elsewhere/bin/python"
+    rows = json.loads((bench.HERE / "results" / "speed.json").read_text())
+    assert all(not r["python"].startswith("/") for r in rows if r.get("part") == "s2")
