@@ -25,14 +25,24 @@ for fn in (_soa_loops.forward, _soa_loops.backward):
 """
 
 
-@pytest.mark.parametrize(("part", "dtype"), [("default", "float64"), ("float32-kernel", "float32")])
-def test_each_part_compiles_the_struct_of_arrays_loops_of_its_dtype(part: str, dtype: str) -> None:
+def _probe(code: str, *argv: str, timeout: float = 600) -> str:
+    """Run ``code`` in a fresh interpreter (one torch thread); its stdout, after checking it
+    exited cleanly."""
     env = {**os.environ, "OMP_NUM_THREADS": "1"}
     out = subprocess.run(
-        [sys.executable, "-c", _PROBE, part], env=env, capture_output=True, text=True, timeout=600
+        [sys.executable, "-c", code, *argv],
+        env=env,
+        capture_output=True,
+        text=True,
+        timeout=timeout,
     )
     assert out.returncode == 0, out.stderr
-    forward, backward = (ast.literal_eval(line) for line in out.stdout.splitlines())
+    return out.stdout
+
+
+@pytest.mark.parametrize(("part", "dtype"), [("default", "float64"), ("float32-kernel", "float32")])
+def test_each_part_compiles_the_struct_of_arrays_loops_of_its_dtype(part: str, dtype: str) -> None:
+    forward, backward = (ast.literal_eval(line) for line in _probe(_PROBE, part).splitlines())
     assert dtype in forward
     assert dtype in backward
 
@@ -70,12 +80,7 @@ def test_the_default_part_compiles_the_matern32_tables_loop() -> None:
         "compile_loops(['default'])\n"
         "print(len(_transitions._tables_loops().matern32.signatures))\n"
     )
-    env = {**os.environ, "OMP_NUM_THREADS": "1"}
-    out = subprocess.run(
-        [sys.executable, "-c", probe], env=env, capture_output=True, text=True, timeout=600
-    )
-    assert out.returncode == 0, out.stderr
-    assert int(out.stdout.strip()) >= 1
+    assert int(_probe(probe).strip()) >= 1
 
 
 @pytest.mark.parametrize(("value", "expected"), [("", "True"), ("0", "False"), ("1", "True")])
@@ -119,9 +124,4 @@ def test_fits_after_the_warm_up_compile_no_new_signature() -> None:
         "          val_fraction=0.0, calibrate=False, progress=False).fit(X)\n"
         "print([f.py_func.__name__ for f, b in zip(fns, before) if set(f.signatures) != b])\n"
     )
-    env = {**os.environ, "OMP_NUM_THREADS": "1"}
-    out = subprocess.run(
-        [sys.executable, "-c", probe], env=env, capture_output=True, text=True, timeout=900
-    )
-    assert out.returncode == 0, out.stderr
-    assert ast.literal_eval(out.stdout.strip().splitlines()[-1]) == []
+    assert ast.literal_eval(_probe(probe, timeout=900).strip().splitlines()[-1]) == []
