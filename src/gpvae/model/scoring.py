@@ -15,7 +15,7 @@ import torch
 from torch import Tensor
 
 from gpvae.batch import Batch
-from gpvae.errors import ValidationError
+from gpvae.errors import ValidationError, invalid
 from gpvae.model.sampling import check_count, sample_chunks
 from gpvae.posteriors.structured import StructuredQ
 from gpvae.rng import per_series_normal
@@ -61,7 +61,7 @@ def heldout_nlpd(
     S = check_count("num_samples", num_samples)
     run = check_count("block", block)
     if causal and run > 1:
-        raise ValidationError(f"block: expected 1 with causal folds (blocks already), found {run}")
+        raise invalid("block", "1 with causal folds (blocks already)", run)
     B, N, D = batch.y.shape
     if K == 1 and not causal:
         return entry_nlpd(model, batch, batch.observed, generators, S)
@@ -126,7 +126,7 @@ def latent_nlpd(model: GPVAEModel, batch: Batch, lags: int) -> Tensor:
         (B, N, L) float64 on the CPU.
     """
     if isinstance(lags, bool) or not isinstance(lags, int) or lags < 0:
-        raise ValidationError(f"lags: expected an int >= 0, found {lags!r}")
+        raise invalid("lags", "an int >= 0", repr(lags))
     q = model.encode(batch)
     B, N, _ = batch.y.shape
     has_obs = (batch.observed.any(-1) & batch.valid)[..., None]  # (B, N, 1)
