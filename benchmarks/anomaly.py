@@ -337,6 +337,8 @@ VARIANTS: dict[str, tuple[Any, ...]] = {
     "k5ph_tailmaxcap_s32_b512": (5, True, 32, 512, 0.5, False, "tail", "max", "cap"),
     # session 13: the spread alarm's spread from the 95% quantile (the same ranking score)
     "k5ph_tailmaxcap95_s32_b512": (5, True, 32, 512, 0.5, False, "tail", "max", "cap", 0.95),
+    # session 19: the held-out part alone (the base of ``k5_tailmaxcap95_s32_b512+prior``)
+    "k5_tailmaxcap95_s32_b512": (5, True, 32, 512, 0.0, False, "tail", "max", "cap", 0.95),
 }
 
 
@@ -366,10 +368,30 @@ def split_block(name: str) -> tuple[str, int]:
     return base, int(block)
 
 
+#: A variant name may have ``+prior`` right after its base: the base's entry scores with
+#: the prior-alone entry scores (``prior_nlpd``) appended as D more features, each on its
+#: own scale fitted on the normal part and combined with the base's as the base combines
+#: its features (``tailmax``: the largest). With a held-out base the held-out part then
+#: counts where it is more surprising than the prior part on the normal part's scale, and
+#: inside a sustained anomaly, whose hidden steps the anomalous neighbours predict well,
+#: the prior part carries the alarm on its own scale.
+PRIOR = "+prior"
+
+
+def split_prior(name: str) -> tuple[str, bool]:
+    """(the variant name without ``+prior`` and its ``@bB`` suffix, whether it has
+    ``+prior``)."""
+    rest = split_block(name)[0]
+    base, sep, after = rest.partition(PRIOR)
+    if sep and (LATENT in base or PRIOR in after or (after and not after.startswith(LATENT))):
+        raise ValueError(f"variant: expected BASE{PRIOR}[{LATENT}P], found {name!r}")
+    return base + after, bool(sep)
+
+
 def split_latent(name: str) -> tuple[str, int | None, bool]:
     """(base variant, latent lags or None, whether the latent channels are summed) of a
-    variant name (its ``@bB`` suffix left out)."""
-    rest = split_block(name)[0]
+    variant name (its ``+prior`` part and ``@bB`` suffix left out)."""
+    rest = split_prior(name)[0]
     base, sep, lags = rest.partition(LATENT)
     if not sep:
         return rest, None, False
@@ -491,7 +513,7 @@ def run_gpvae(
             ).entry[0]
     if args.dump:
         Path(args.dump).mkdir(parents=True, exist_ok=True)
-    if any(variant(v)[4] > 0 for v in wanted):
+    if any(variant(v)[4] > 0 or split_prior(v)[1] for v in wanted):
         t0 = time.perf_counter()
         e_tr = _prior_entries(est, thr_part, t_thr, args)
         t1 = time.perf_counter()
@@ -531,6 +553,9 @@ def run_gpvae(
             e_tr, e_te = (
                 combine_prior([e], [p], pw, ratio)[0] for e, p in ((e_tr, p_tr), (e_te, p_te))
             )
+        if split_prior(name)[1]:  # the prior-alone scores as D more features
+            p_tr, p_te = entries["prior"]
+            e_tr, e_te = np.concatenate([e_tr, p_tr], 1), np.concatenate([e_te, p_te], 1)
         _, lags, summed = split_latent(name)
         if lags is not None:  # the latent channels as more features
             l_tr, l_te = entries[f"lat{lags}"]

@@ -360,3 +360,45 @@ def test_a_block_variant_scores_with_runs_of_hidden_steps(bench, monkeypatch) ->
     np.testing.assert_array_equal(s[0], s[1])
     assert np.isfinite(s[2]).all()
     assert not np.allclose(s[0], s[2])
+
+
+def test_a_prior_variant_appends_the_prior_alone_scores_as_features(bench, monkeypatch) -> None:  # type: ignore[no-untyped-def]
+    """``BASE+prior``: the base's entry scores with the prior-alone entry scores of the same
+    fit after them (D more features, each on its own tail scale, combined as the base
+    combines); a held-out base with no prior weight gets the prior's scores too."""
+    base, held = "k5ph_tailmaxcap95_s32_b512", "k5_tailmaxcap95_s32_b512"
+    assert bench.split_prior(base) == (base, False)
+    assert bench.split_prior(base + "+prior") == (base, True)
+    assert bench.split_prior(base + "+prior+lat8@b8") == (base + "+lat8", True)
+    assert bench.split_latent(base + "+prior+lat8") == (base, 8, False)
+    assert bench.variant(held + "+prior") == bench.variant(held)
+    assert bench.variant(held)[4] == 0.0  # the held-out part alone
+    assert bench.scale_combine(held + "+prior") == bench.scale_combine(base)
+    for bad in (base + "+prior+prior", base + "+priorx", base + "+lat8+prior"):
+        with pytest.raises(ValueError, match="variant"):
+            bench.split_latent(bad)
+    import gpvae.estimator.anomaly as ea
+
+    seen, priors = [], []
+    real_profile, real_entries = ea.profile_from_entries, ea.entry_scores
+
+    def profile(entries, *a, **k):  # type: ignore[no-untyped-def]
+        seen.append(entries[0].shape[1])
+        return real_profile(entries, *a, **k)
+
+    def entries(*a, **k):  # type: ignore[no-untyped-def]
+        priors.append(bool(k.get("prior")))
+        return real_entries(*a, **k)
+
+    monkeypatch.setattr(ea, "profile_from_entries", profile)
+    monkeypatch.setattr(ea, "entry_scores", entries)
+    args = bench.parse_args(["--epochs", "1", "--hidden", "8", "--latent-dim", "2",
+                             "--variants", f"{held},{held}+prior"])  # fmt: skip
+    out = bench.RUNNERS["gpvae"](_series(3), args, 20)
+    assert sum(priors) == 2  # the prior's scores once per part (normal, scored)
+    assert {"score_seconds_prior", "threshold_seconds_prior"} <= set(out)
+    assert set(seen) == {3, 6}  # D = 3 features; 3 held-out + 3 prior
+    plain, both = (out["variants"][v]["score"] for v in (held, held + "+prior"))
+    assert np.isfinite(plain).all()
+    assert np.isfinite(both).all()
+    assert not np.allclose(plain, both)
