@@ -378,10 +378,79 @@ def split_block(name: str) -> tuple[str, int]:
 PRIOR = "+prior"
 
 
-def split_prior(name: str) -> tuple[str, bool]:
-    """(the variant name without ``+prior`` and its ``@bB`` suffix, whether it has
-    ``+prior``)."""
+#: A variant name may have ``+gateM`` right after its base (one with a prior weight): the
+#: base's entries with the held-out part replaced by the prior part where the step's
+#: neighbours look anomalous under the prior (:func:`gate_heldout`, neighbours within M
+#: steps); elsewhere the base's entries unchanged.
+GATE = "+gate"
+
+
+def split_gate(name: str) -> tuple[str, int | None]:
+    """(the variant name without ``+gateM`` and its ``@bB`` suffix, M or None)."""
     rest = split_block(name)[0]
+    base, sep, after = rest.partition(GATE)
+    if not sep:
+        return rest, None
+    digits = after[: len(after) - len(after.lstrip("0123456789"))]
+    tail = after[len(digits) :]
+    if not digits or int(digits) < 1 or LATENT in base or (tail and not tail.startswith(LATENT)):
+        raise ValueError(f"variant: expected BASE{GATE}M[{LATENT}P] with M >= 1, found {name!r}")
+    return base + tail, int(digits)
+
+
+def neighbour_mean(p: np.ndarray, width: int) -> np.ndarray:
+    """(T, D) each entry's mean of the finite entries of its feature within ``width`` steps
+    before and after it, itself excluded (NaN where there is none)."""
+    T, D = p.shape
+    fin = np.isfinite(p)
+    v = np.where(fin, p, 0.0)
+    cs = np.concatenate([np.zeros((1, D)), np.cumsum(v, 0)])
+    cn = np.concatenate([np.zeros((1, D)), np.cumsum(fin, 0)])
+    n = np.arange(T)
+    lo, hi = np.clip(n - width, 0, T), np.clip(n + width + 1, 0, T)
+    total, count = cs[hi] - cs[lo] - v, cn[hi] - cn[lo] - fin
+    with np.errstate(invalid="ignore", divide="ignore"):
+        return np.where(count > 0, total / count, np.nan)
+
+
+def gate_heldout(
+    held: tuple[np.ndarray, np.ndarray],
+    alone: tuple[np.ndarray, np.ndarray],
+    weight: float,
+    ratio: np.ndarray,
+    width: int,
+    level: float,
+) -> tuple[np.ndarray, np.ndarray]:
+    """The entries ``H + weight * ratio * P`` of the normal part and the scored part
+    (``held`` = (H_normal, H_scored), ``alone`` the prior-alone P alike, arrays (T, D)),
+    with H replaced by ``median(H) + ratio * (P - median(P))`` (P on H's scale, medians
+    over the normal part) at the entries whose neighbours within ``width`` steps look
+    anomalous: their mean P (:func:`neighbour_mean`) above its ``level`` quantile over the
+    normal part, per feature. There the hidden step's prediction leans on anomalous
+    neighbours, so the prior part stands in for it."""
+    h_tr, p_tr = held[0], alone[0]
+    D = h_tr.shape[1]
+    h_c, p_c, cut = np.zeros(D), np.zeros(D), np.full(D, np.inf)
+    g_tr = neighbour_mean(p_tr, width)
+    for d in range(D):
+        h, p, g = h_tr[:, d], p_tr[:, d], g_tr[:, d]
+        h_c[d] = float(np.median(h[np.isfinite(h)])) if np.isfinite(h).any() else 0.0
+        p_c[d] = float(np.median(p[np.isfinite(p)])) if np.isfinite(p).any() else 0.0
+        if np.isfinite(g).any():
+            cut[d] = float(np.quantile(g[np.isfinite(g)], level))
+    out = []
+    for h, p in zip(held, alone):
+        g = neighbour_mean(p, width)
+        swap = np.nan_to_num(g, nan=-np.inf) > cut
+        stand_in = h_c + ratio * (p - p_c)
+        out.append(np.where(swap, stand_in, h) + weight * ratio * p)
+    return out[0], out[1]
+
+
+def split_prior(name: str) -> tuple[str, bool]:
+    """(the variant name without ``+prior``, ``+gateM`` and its ``@bB`` suffix, whether it
+    has ``+prior``)."""
+    rest = split_gate(name)[0]
     base, sep, after = rest.partition(PRIOR)
     if sep and (LATENT in base or PRIOR in after or (after and not after.startswith(LATENT))):
         raise ValueError(f"variant: expected BASE{PRIOR}[{LATENT}P], found {name!r}")
@@ -550,9 +619,14 @@ def run_gpvae(
         elif pw > 0:  # as GPVAE.fit_threshold does: the weight relative to the spreads
             p_tr, p_te = entries["prior"]
             ratio = spread_ratio([e_tr], [p_tr])
-            e_tr, e_te = (
-                combine_prior([e], [p], pw, ratio)[0] for e, p in ((e_tr, p_tr), (e_te, p_te))
-            )
+            width = split_gate(name)[1]
+            if width is not None:  # the prior part stands in where the neighbours look anomalous
+                e_tr, e_te = gate_heldout((e_tr, e_te), (p_tr, p_te), pw, ratio, width,
+                                          1.0 - args.far)  # fmt: skip
+            else:
+                e_tr, e_te = (
+                    combine_prior([e], [p], pw, ratio)[0] for e, p in ((e_tr, p_tr), (e_te, p_te))
+                )
         if split_prior(name)[1]:  # the prior-alone scores as D more features
             p_tr, p_te = entries["prior"]
             e_tr, e_te = np.concatenate([e_tr, p_tr], 1), np.concatenate([e_te, p_te], 1)

@@ -402,3 +402,55 @@ def test_a_prior_variant_appends_the_prior_alone_scores_as_features(bench, monke
     assert np.isfinite(plain).all()
     assert np.isfinite(both).all()
     assert not np.allclose(plain, both)
+
+
+def test_the_neighbour_mean_leaves_the_step_out_and_skips_missing_entries(bench) -> None:  # type: ignore[no-untyped-def]
+    rng = np.random.default_rng(1)
+    p = rng.standard_normal((30, 2))
+    p[[3, 4, 17], 0] = np.nan
+    p[:, 1] = np.nan
+    p[10, 1] = 2.0
+    got = bench.neighbour_mean(p, 3)
+    for n in range(30):
+        for d in range(2):
+            near = [p[j, d] for j in range(max(0, n - 3), min(30, n + 4)) if j != n]
+            near = [x for x in near if np.isfinite(x)]
+            want = np.mean(near) if near else np.nan
+            np.testing.assert_allclose(got[n, d], want, rtol=1e-12, equal_nan=True)
+
+
+def test_the_gate_puts_the_prior_part_in_place_of_the_held_out_part_inside_an_anomaly(
+    bench,
+) -> None:  # type: ignore[no-untyped-def]
+    """Away from the sustained rise of the prior part the entries are the base's
+    ``H + w r P``; at the steps whose neighbours lie in it, H gives way to P on H's scale
+    (median_H + r (P - median_P), medians of the normal part)."""
+    rng = np.random.default_rng(2)
+    h_tr, p_tr = rng.gamma(2.0, size=(500, 1)), 3.0 + rng.gamma(2.0, size=(500, 1))
+    h_te, p_te = rng.gamma(2.0, size=(200, 1)), 3.0 + rng.uniform(0.5, 2.5, size=(200, 1))
+    p_te[100:140] += 30.0  # sustained: the neighbours are anomalous too
+    r = np.array([0.5])
+    e_tr, e_te = bench.gate_heldout((h_tr, h_te), (p_tr, p_te), 0.5, r, 4, 0.99)
+    base_tr, base_te = h_tr + 0.25 * p_tr, h_te + 0.25 * p_te
+    assert 0 < (e_tr != base_tr).sum() <= 10  # about 1% of the normal steps
+    inside = np.arange(105, 135)
+    stand_in = np.median(h_tr) + 0.5 * (p_te - np.median(p_tr)) + 0.25 * p_te
+    np.testing.assert_allclose(e_te[inside], stand_in[inside])
+    away = np.r_[0:90, 150:200]
+    np.testing.assert_allclose(e_te[away], base_te[away])
+    assert e_te[inside].min() > base_te[inside].max() - 30.0 * 0.25  # the rise carried by P
+    for bad in ("k5ph_norm_s32_b512+gate", "k5ph_norm_s32_b512+gate0", "x+lat8+gate8"):
+        with pytest.raises(ValueError, match="variant"):
+            bench.split_gate(bad)
+    assert bench.split_gate("k5ph_norm_s32_b512+gate8+lat0@b8") == ("k5ph_norm_s32_b512+lat0", 8)
+    assert bench.variant("k5ph_norm_s32_b512+gate8") == bench.variant("k5ph_norm_s32_b512")
+
+
+def test_a_gated_variant_runs_on_the_same_fit(bench) -> None:  # type: ignore[no-untyped-def]
+    base = "k5ph_tailmaxcap95_s32_b512"
+    args = bench.parse_args(["--epochs", "1", "--hidden", "8", "--latent-dim", "2",
+                             "--variants", f"{base},{base}+gate8"])  # fmt: skip
+    out = bench.RUNNERS["gpvae"](_series(3), args, 20)
+    plain, gated = (out["variants"][v]["score"] for v in (base, base + "+gate8"))
+    assert np.isfinite(gated).all()
+    assert not np.allclose(plain, gated)
