@@ -394,3 +394,86 @@ def test_time_first_takes_the_channels_time_first_and_contiguous() -> None:
     assert leaf.grad is not None
     assert bool((leaf.grad[..., 1:3] == 1).all())
     assert bool((leaf.grad[..., [0, 3]] == 0).all())
+
+
+@pytest.mark.parametrize("dtype", [torch.float32, DTYPE], ids=["float32", "float64"])
+@pytest.mark.parametrize("sel", [slice(0, 3), slice(1, 3), [0, 2]], ids=["all", "slice", "list"])
+def test_struct_of_arrays_series_first_is_the_time_first_call_relaid(
+    sel: slice | list[int], dtype: torch.dtype
+) -> None:
+    """``series_first``: mean, var and inc as the group's (B, N, G) channels, the draws out
+    as a contiguous (S, B, N, G) in the data's dtype, the gradients of mean and var
+    contiguous (B, N, G). The same numbers, bit for bit, as the time-first call on the
+    same data (float32 data: the float32 kernel; float64 data: the float64 kernel)."""
+    g = torch.Generator().manual_seed(84)
+    m, N, B, L, S, K = 2, 6, 4, 3, 2, 2
+    G = len(sel) if isinstance(sel, list) else len(range(L)[sel])
+    C = B * G
+
+    def rand(*shape: int) -> Tensor:
+        return torch.randn(*shape, generator=g, dtype=DTYPE)
+
+    X = rand(K, G, m, m)
+    Pinf = X @ X.transpose(-1, -2) / m + torch.eye(m, dtype=DTYPE)
+    tables = (0.5 * rand(K, G, m, m), 0.3 * Pinf, torch.linalg.cholesky(0.3 * Pinf))
+    Pinf, chol0 = Pinf[0], torch.linalg.cholesky(Pinf[0])
+    ix = torch.randint(0, K, (N, B), generator=g)
+    still = torch.zeros(N, B, dtype=torch.bool)
+    H = torch.tensor([[1.0, 0.0]], dtype=DTYPE).expand(G, m).contiguous()
+    inc = rand(B, N, L) > -0.8
+    mean = rand(B, N, L).to(dtype)
+    var = (rand(B, N, L).abs() + 2.0).to(dtype)
+    eps, e = rand(N, C, m, S).to(dtype), rand(N, C, S).to(dtype)
+    w = rand(S, B, N, G).to(dtype)  # weights of the draws
+    w_kl = rand(C).abs()
+
+    def run(series_first: bool) -> list[Tensor]:
+        mu, v = mean.clone().requires_grad_(), var.clone().requires_grad_()
+        mu_g, v_g, inc_g = mu[..., sel], v[..., sel], inc[..., sel]
+        if series_first:
+            args = (mu_g, v_g, ix, still, H, inc_g, eps, e, True)
+        else:
+            args = (*(_fused._time_first(t, slice(None)) for t in (mu_g, v_g)), ix, still, H)
+            args = (*args, _fused._time_first(inc_g, slice(None)), eps, e)
+        sample, kl = _fused._SampleKLSoA.apply(*tables, Pinf, chol0, *args)
+        if series_first:
+            assert sample.shape == (S, B, N, G)
+            assert sample.dtype == dtype
+            assert sample.is_contiguous()
+            draws = sample
+        else:
+            draws = sample.reshape(N, B, G, S).permute(3, 1, 0, 2).to(dtype)
+        layouts: list[bool] = []
+        for t in (mu_g, v_g):
+            t.register_hook(lambda grad: layouts.append(grad.is_contiguous()))
+        (w * draws).sum().backward(retain_graph=True)
+        (w_kl * kl).sum().backward()
+        if series_first:
+            assert layouts == [True, True] * 2, "gradients contiguous in (B, N, G)"
+        return [draws.detach(), kl.detach(), mu.grad, v.grad]  # type: ignore[list-item]
+
+    for a, b in zip(run(True), run(False), strict=True):
+        torch.testing.assert_close(a, b, rtol=0, atol=0)
+
+
+def test_markov_draws_reach_the_encoder_contiguous_and_its_gradients_too() -> None:
+    """A float32 model's fused draws (one group of 64 chains: struct-of-arrays buffers) are a
+    contiguous (S, B, N, L) in float32, and the gradients they send to the encoder's mean
+    and var are contiguous (B, N, L): nothing upstream runs on permuted memory."""
+    kernels = [k.to(torch.float32) for k in make_kernels("matern32") * 4]
+    B, N = 16, 9
+    assert B * len(kernels) >= settings.FUSED_SOA_MIN_CHAINS
+    x, mean, var, valid = make_problem(len(kernels), seed=85, B=B, N=N, padding=False)
+    leaf_m = mean.float().requires_grad_()
+    leaf_v = var.float().clamp(max=5.0).requires_grad_()
+    m, v = leaf_m * 1.0, leaf_v * 1.0  # non-leaves: the hooks see the gradients passed on
+    layouts: list[bool] = []
+    for t in (m, v):
+        t.register_hook(lambda grad: layouts.append(grad.is_contiguous()))
+    post = MarkovGPPosterior(kernels, x.float(), m, v, valid)
+    draws = post.sample(2, gen())
+    assert draws.dtype == torch.float32
+    assert draws.shape == (2, B, N, len(kernels))
+    assert draws.is_contiguous()
+    (draws.square().sum() + post.kl().sum()).backward()
+    assert layouts == [True, True]

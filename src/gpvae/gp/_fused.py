@@ -286,7 +286,16 @@ class _SampleKLSoA(torch.autograd.Function):
     memory, twice the lanes); otherwise, and for float64 data, the float64 kernel. The
     float32 kernel reads the tables rounded to float32 and returns the same outputs (draws
     float64, KL float64); the gradients of the tables come out float64, those of mean and
-    var in their dtype."""
+    var in their dtype.
+
+    With ``series_first`` (what :func:`sample_and_kl` passes), mean, var and inc are the
+    group's (B, N, G) channels of the (B, N, L) pseudo-observations and the draws come out
+    as (S, B, N, G) in the dtype of mean, contiguous (the decoder's layout; the same
+    values: float32 draws widened and narrowed again before). The layout changes are made
+    here, once each way, instead of by torch operations on both sides with their autograd
+    nodes, and the gradients of mean and var go back contiguous in (B, N, G): a gradient
+    that is a permuted view makes every operation it flows through upstream (the
+    encoder's) run on strided memory."""
 
     @staticmethod
     @without_gc
@@ -305,8 +314,14 @@ class _SampleKLSoA(torch.autograd.Function):
         inc: Tensor,
         eps: Tensor,
         e: Tensor,
+        series_first: bool = False,
     ) -> tuple[Tensor, Tensor]:
         soa = _soa()
+        out_dtype = mean.dtype
+        ctx.series = mean.shape[::2] if series_first else None  # (B, G)
+        if series_first:  # (B, N, G) -> (N, B * G), contiguous, dtypes kept
+            full = slice(None)
+            mean, var, inc = (_time_first(t.detach(), full) for t in (mean, var, inc))
         ixn, stilln, incn = ix.numpy(), still.numpy(), inc.numpy()
         dt = _F64
         if mean.dtype == var.dtype == torch.float32 and settings.FUSED_SOA_FLOAT32:
@@ -327,6 +342,11 @@ class _SampleKLSoA(torch.autograd.Function):
             raise NumericalError(_SINGULAR)
         ctx.arrays = (A.shape[0], H.shape[0], ixn, stilln, incn, varn, epsn, en, saved)
         ctx.scratch, ctx.dtypes = sizes[1], (dt, mean.dtype, var.dtype)
+        if ctx.series is not None:  # (N, S, B * G) -> (S, B, N, G) in one copy
+            B, G = ctx.series
+            draws = torch.from_numpy(sample).reshape(N, S, B, G).permute(1, 2, 0, 3)
+            out = torch.empty(draws.shape, dtype=out_dtype).copy_(draws)
+            return out, torch.from_numpy(kl)
         out = torch.from_numpy(sample).movedim(-1, 1)
         return out.to(_F64), torch.from_numpy(kl)
 
@@ -337,16 +357,24 @@ class _SampleKLSoA(torch.autograd.Function):
         K, G, ixn, stilln, incn, varn, epsn, en, saved = ctx.arrays
         dt, mean_dtype, var_dtype = ctx.dtypes
         kind = "bwd" if dt == _F64 else "bwd32"
+        if ctx.series is None:
+            g_draws = _chains_last(g_sample, dt)  # (N, C, S) -> (N, S, C)
+        else:  # (S, B, N, G) -> (N, S, B * G)
+            g_s = g_sample.detach().permute(2, 0, 1, 3)  # (N, S, B, G)
+            g_draws = torch.empty(g_s.shape, dtype=dt).copy_(g_s).flatten(2).numpy()
         scratch = _arena(kind, ctx.scratch, varn.dtype)
         grads = _soa().backward(
-            K, G, ixn, stilln, incn, varn, epsn, en, _np(g_kl, dt), _chains_last(g_sample, dt),
-            saved, scratch,
-        )  # fmt: skip
+            K, G, ixn, stilln, incn, varn, epsn, en, _np(g_kl, dt), g_draws, saved, scratch
+        )
         _release(kind, scratch)
         g_tables = tuple(torch.from_numpy(g) for g in grads[:5])
-        g_mean = torch.from_numpy(grads[5]).to(mean_dtype)
-        g_var = torch.from_numpy(grads[6]).to(var_dtype)
-        return (*g_tables, g_mean, g_var) + (None,) * 6
+        g_data = [torch.from_numpy(grads[5]), torch.from_numpy(grads[6])]  # (N, C)
+        if ctx.series is not None:  # -> (B, N, G), contiguous, in one copy
+            B, G = ctx.series
+            views = [g.view(-1, B, G).movedim(0, 1) for g in g_data]
+            g_data = [torch.empty(v.shape, dtype=v.dtype).copy_(v) for v in views]
+        g_mean, g_var = g_data[0].to(mean_dtype), g_data[1].to(var_dtype)
+        return (*g_tables, g_mean, g_var) + (None,) * 7
 
 
 #: State dimensions whose fused pass runs on struct-of-arrays buffers (:class:`_SampleKLSoA`)
@@ -407,7 +435,9 @@ def sample_and_kl(
             per chain: the reference) or "soa" (struct-of-arrays whenever m allows).
 
     Returns:
-        Per group: draws (N, B, G, S) and KL (B, G), float64.
+        Per group: draws (S, B, N, G) (float64 from the per-chain Function, a permuted view;
+        in the dtype of ``mean`` and contiguous from the struct-of-arrays one) and KL (B, G),
+        float64.
     """
     B, N, L = mean.shape
     dtype, device = mean.dtype, mean.device
@@ -430,24 +460,24 @@ def sample_and_kl(
         G = len(g.channels)
         chol0 = g.chol0
         fn = _function(g.Pinf.shape[-1], B * G, layout)
-        # float32 data stays float32 for the struct-of-arrays Function (it picks its kernel)
-        f32 = fn is _SampleKLSoA and dtype == torch.float32 and settings.FUSED_SOA_FLOAT32
-        data_dtype = dtype if f32 else _F64
-        sample, kl = fn.apply(
-            g._A_table,
-            g._Q_table,
-            g._chol_table,
-            g.Pinf,
-            chol0,
-            _time_first(mean, g.sel, data_dtype),
-            _time_first(var, g.sel, data_dtype),
-            g._index,
-            g.still,
-            g.H[:, 0, :].detach(),
-            _time_first(included, g.sel),
-            eps_g.reshape(N, B * G, *eps_g.shape[3:]),
-            e[:, :, g.sel].reshape(N, B * G, S),
-        )
-        draws.append(sample.reshape(N, B, G, S))
+        tables = (g._A_table, g._Q_table, g._chol_table, g.Pinf, chol0)
+        noise = (eps_g.reshape(N, B * G, *eps_g.shape[3:]), e[:, :, g.sel].reshape(N, B * G, S))
+        steps, H = (g._index, g.still), g.H[:, 0, :].detach()
+        if fn is _SampleKLSoA:  # the data as it is: the Function takes the layout and dtype
+            mean_g, var_g, inc_g = (_channels(t, g.sel) for t in (mean, var, included))
+            sample, kl = fn.apply(*tables, mean_g, var_g, *steps, H, inc_g, *noise, True)
+            draws.append(sample)
+        else:
+            mean_g, var_g = _time_first(mean, g.sel, _F64), _time_first(var, g.sel, _F64)
+            inc_g = _time_first(included, g.sel)
+            sample, kl = fn.apply(*tables, mean_g, var_g, *steps, H, inc_g, *noise)
+            draws.append(sample.reshape(N, B, G, S).permute(3, 1, 0, 2))
         kls.append(kl.reshape(B, G))
     return draws, kls
+
+
+def _channels(t: Tensor, sel: slice | list[int]) -> Tensor:
+    """(B, N, L) -> the channels ``sel`` (B, N, G): ``t`` itself when ``sel`` takes all L
+    channels (no slice, so no zero-filled gradient of one in backward)."""
+    full = isinstance(sel, slice) and sel.indices(t.shape[-1]) == (0, t.shape[-1], 1)
+    return t if full else t[..., sel]

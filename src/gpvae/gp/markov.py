@@ -544,11 +544,12 @@ class MarkovGPPosterior(GPPosterior):
         )
         self._fused_kl = _to_channels(kls, groups).to(self.mean.dtype)
         self._fused_kl_grad = torch.is_grad_enabled()
-        f = _to_channels(draws, groups, dim=-2)  # (N, B, L, S)
-        # float32 (the usual model dtype): one copy to the dtype and to a contiguous
-        # (S, B, N, L), the decoder's input layout; float64: the permuted view, as before
-        # (``to`` returns a tensor of the right dtype as it is, whatever memory_format asks)
-        return f.permute(3, 1, 0, 2).to(self.mean.dtype, memory_format=torch.contiguous_format)
+        f = _to_channels(draws, groups)  # (S, B, N, L)
+        # one group on struct-of-arrays buffers (the usual case): already a contiguous
+        # (S, B, N, L) in the model's dtype, the decoder's input layout, returned as it is;
+        # else one copy to the dtype and layout (a float64 permuted view stays a view: ``to``
+        # returns a tensor of the right dtype as it is, whatever memory_format asks)
+        return f.to(self.mean.dtype, memory_format=torch.contiguous_format)
 
     def kl(self) -> Tensor:
         """(B, L) KL(q || p); see :meth:`gpvae.gp.base.GPPosterior.kl`."""
