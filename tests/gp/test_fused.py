@@ -477,3 +477,18 @@ def test_markov_draws_reach_the_encoder_contiguous_and_its_gradients_too() -> No
     assert draws.is_contiguous()
     (draws.square().sum() + post.kl().sum()).backward()
     assert layouts == [True, True]
+
+
+def test_chains_last_moves_the_chain_axis_last_contiguous() -> None:
+    """(N, C, ...) -> (N, ..., C) as a C-contiguous numpy array of the dtype asked for, the
+    same values whether the dtype changes (torch's copy) or not (numpy's), from contiguous
+    and from strided tensors."""
+    g = torch.Generator().manual_seed(86)
+    base = torch.randn(4, 6, 2, 3, generator=g)
+    for t in (base, base[:, ::2], base.transpose(2, 3), base[..., 0]):
+        want = t.movedim(1, -1)
+        for dtype in (torch.float32, DTYPE):
+            got = _fused._chains_last(t, dtype)
+            assert got.flags.c_contiguous
+            assert got.dtype == torch.empty(0, dtype=dtype).numpy().dtype
+            torch.testing.assert_close(torch.from_numpy(got), want.to(dtype), rtol=0, atol=0)
