@@ -717,3 +717,38 @@ def test_fit_blames_features_for_a_column_of_written_out_missing_values(
     assert "'a'" in line
     src.write_text("t,b,label\n1,0.5,ok\n2,1.5,fail\n3,2.5,ok\n")
     assert main([*args, "--quiet"]) == 0  # the label column is left out
+
+
+@pytest.mark.parametrize("command", ["impute", "forecast", "detect"])
+def test_out_that_is_data_is_refused_and_data_kept(
+    command: str,
+    long_model: Path,
+    files: dict[str, Path],
+    tmp_path: Path,
+    capsys: pytest.CaptureFixture[str],
+) -> None:
+    """-o naming DATA itself would replace the input (its missing entries) with the output."""
+    data = tmp_path / "data.csv"
+    data.write_bytes(files["long_csv"].read_bytes())
+    extra = ["--horizon", "2"] if command == "forecast" else []
+    code, line = _main_error(capsys, [command, str(long_model), str(data), "-o", str(data), *extra])
+    assert code == 1
+    assert line.startswith("error: OUT: ")
+    assert "DATA" in line
+    assert data.read_bytes() == files["long_csv"].read_bytes()
+
+
+def test_out_folder_that_holds_data_is_refused_and_its_parts_kept(
+    long_model: Path, files: dict[str, Path], tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    """An OUT folder's old parts are removed before the run: never when they are DATA."""
+    folder = tmp_path / "data"
+    folder.mkdir()
+    part = folder / "part-00000-from-spark.parquet"
+    pd.read_csv(files["long_csv"]).to_parquet(part, index=False)
+    before = part.read_bytes()
+    code, line = _main_error(capsys, ["impute", str(long_model), str(folder), "-o", str(folder)])
+    assert code == 1
+    assert line.startswith("error: OUT: ")
+    assert "DATA" in line
+    assert part.read_bytes() == before

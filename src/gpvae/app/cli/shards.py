@@ -184,12 +184,20 @@ def is_folder(out: str) -> bool:
     return p.is_dir() or p.suffix == ""
 
 
-def check_output_path(out: str, job: Job) -> Path:
+def check_output_path(out: str, job: Job, data: str | None = None) -> Path:
     """OUT checked before any work; for a folder, process 0 removes the parts of an earlier
-    run."""
+    run. OUT may not be DATA (``data``) nor, for a folder, hold it: the output would
+    replace the input."""
     from gpvae.app.cli.tables import check_output
 
     p = Path(out)
+    if data is not None:
+        src, dst = Path(data).resolve(), p.resolve()
+        if src == dst or (is_folder(out) and dst in src.parents):
+            raise CLIError(
+                f"OUT: expected a path other than DATA's (writing it would replace the input "
+                f"data), found {out!r}, which is or holds DATA {data!r}"
+            )
     if not is_folder(out):
         return check_output(out)
     if p.exists() and not p.is_dir():

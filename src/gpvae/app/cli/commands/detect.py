@@ -94,7 +94,7 @@ def detect(
     where missing) and anomaly (true where score > threshold).
     """
     run = shards.job()
-    out_path = shards.check_output_path(out, run)
+    out_path = shards.check_output_path(out, run, data)
     if run.world > 1 and (intervals_out is not None or labels_col is not None):
         opt = "--intervals" if intervals_out is not None else "--labels"
         raise shards.everywhere(

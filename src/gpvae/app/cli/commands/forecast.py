@@ -54,7 +54,7 @@ def forecast(
     column, the forecast mean of every feature and <feature>_lower / <feature>_upper.
     """
     run = shards.job()
-    out_path = shards.check_output_path(out, run)
+    out_path = shards.check_output_path(out, run, data)
     plot_path = check_plot(plot)
     model, spec = load_model(model_dir, ensemble_ok=True)
     source = shards.read_input(data, spec.id_col, run, share=True)

@@ -46,7 +46,7 @@ def impute(
     columns with the --level interval (equal to the value where observed).
     """
     run = shards.job()
-    out_path = shards.check_output_path(out, run)
+    out_path = shards.check_output_path(out, run, data)
     plot_path = check_plot(plot)
     model, spec = load_model(model_dir)
     source = shards.read_input(data, spec.id_col, run, share=True)
