@@ -752,3 +752,33 @@ def test_out_folder_that_holds_data_is_refused_and_its_parts_kept(
     assert line.startswith("error: OUT: ")
     assert "DATA" in line
     assert part.read_bytes() == before
+
+
+@pytest.mark.parametrize(
+    ("command", "drop", "needle"),
+    [
+        ("impute", "t", "the time column 't'"),
+        ("forecast", "station", "the id column 'station'"),
+        ("detect", "humidity", "the feature column 'humidity'"),
+    ],
+)
+def test_missing_column_after_fit_names_data_and_the_recorded_layout(
+    command: str,
+    drop: str,
+    needle: str,
+    long_model: Path,
+    files: dict[str, Path],
+    tmp_path: Path,
+    capsys: pytest.CaptureFixture[str],
+) -> None:
+    """impute/forecast/detect have no --time-col, --id-col or --features: the error names
+    DATA and the column that fit recorded in MODEL_DIR."""
+    data = tmp_path / "data.csv"
+    pd.read_csv(files["long_csv"]).drop(columns=drop).to_csv(data, index=False)
+    extra = ["--horizon", "2"] if command == "forecast" else []
+    args = [command, str(long_model), str(data), "-o", str(tmp_path / "o.csv"), *extra]
+    code, line = _main_error(capsys, args)
+    assert code == 1
+    assert line.startswith("error: DATA: ")
+    assert needle in line
+    assert "MODEL_DIR" in line

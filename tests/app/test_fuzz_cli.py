@@ -230,7 +230,7 @@ def files(draw: st.DrawFn, fit: bool = False) -> File:
         blame.add("DATA")
     elif fault == "no_feature_column" and not fit:
         frame = frame.drop(columns="b")
-        blame.add("--features")
+        blame.add("DATA")  # impute, forecast, detect take no --features
     elif fault == "ragged_line" and suffix == ".csv":
         text = frame.to_csv(index=False).splitlines()
         text[1] = text[1] + ",1,2"

@@ -150,10 +150,25 @@ def check_columns(frame: pd.DataFrame, spec: ColumnSpec, what: str) -> None:
         raise CLIError(f"--features: expected at least one feature column in {what}, found none")
 
 
+def check_recorded_columns(frame: pd.DataFrame, spec: ColumnSpec, what: str) -> None:
+    """Raise naming ``what`` when a column of the layout that fit recorded is not in
+    ``frame`` (impute, forecast, detect, backtest take no --time-col, --id-col or --features;
+    fit's own options are checked before, by :func:`spec_from_fit`)."""
+    available = [str(c) for c in frame.columns]
+    roles = [("time", spec.time_col), ("id", spec.id_col)]
+    for role, col in [*roles, *(("feature", f) for f in spec.features)]:
+        if col is not None and col not in available:
+            raise CLIError(
+                f"{what}: expected the {role} column {col!r} recorded by 'gpvae fit' in "
+                f"MODEL_DIR/{CLI_FILE}, found columns {available}"
+            )
+
+
 def series_set(frame: pd.DataFrame, spec: ColumnSpec, what: str) -> SeriesSet:
     """The model's view of a data file: validated series in the file's layout."""
     from gpvae.data import to_series_set
 
+    check_recorded_columns(frame, spec, what)
     check_columns(frame, spec, what)
     # Only the id, time and feature columns take part (no column-name guessing on the
     # rest); outputs re-attach the other columns (see merge_back).
