@@ -782,3 +782,29 @@ def test_missing_column_after_fit_names_data_and_the_recorded_layout(
     assert line.startswith("error: DATA: ")
     assert needle in line
     assert "MODEL_DIR" in line
+
+
+def test_detect_plot_flags_the_steps_the_output_flags(
+    long_model: Path, files: dict[str, Path], tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """With the threshold stored by fit, 'anomaly' compares the alarm (the score's rise over
+    its recent level) with it, not the score: the plot must flag those steps, not the steps
+    whose score is above the threshold."""
+    from gpvae.app import plots
+
+    figures: list[Any] = []
+    real = plots.plot_anomalies
+
+    def keep(*args: Any, **kwargs: Any) -> Any:
+        figures.append(real(*args, **kwargs))
+        return figures[-1]
+
+    monkeypatch.setattr(plots, "plot_anomalies", keep)
+    out = tmp_path / "scores.csv"
+    args = ["detect", str(long_model), str(files["long_csv"]), "-o", str(out)]
+    assert main([*args, "--plot", str(tmp_path / "scores.png"), "--series", "b"]) == 0
+    res = pd.read_csv(out)
+    shown = int(res.loc[res["station"] == "b", "anomaly"].sum())
+    legends = [t.get_text() for t in figures[0].axes[0].get_legend().get_texts()]
+    assert f"flagged ({shown})" in legends, legends
+    assert not any(text.startswith("threshold") for text in legends)

@@ -120,6 +120,20 @@ def test_anomalies_marks_flagged_steps(tmp_path: Path, rng: np.random.Generator)
     assert fig.axes[0].get_ylabel() == "anomaly score"
 
 
+def test_anomalies_marks_the_given_flags_without_a_threshold(rng: np.random.Generator) -> None:
+    t = np.arange(T, dtype=float)
+    scores = rng.normal(size=T)
+    flagged = np.zeros(T, dtype=bool)
+    flagged[[2, 9, 10]] = True
+    fig = plots.plot_anomalies(t, scores, None, flagged=flagged)
+    _, legends = _labels(fig)
+    assert legends == ["score", "flagged (3)"]
+    with pytest.raises(ValidationError, match="threshold"):
+        plots.plot_anomalies(t, scores, None)
+    with pytest.raises(ShapeError, match="flagged"):
+        plots.plot_anomalies(t, scores, 1.0, flagged=flagged[1:])
+
+
 def test_latents_and_negative_variance(tmp_path: Path, rng: np.random.Generator) -> None:
     t = np.arange(T, dtype=float)
     mean = rng.normal(size=(T, L))

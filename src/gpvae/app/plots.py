@@ -259,8 +259,9 @@ def plot_forecast(
 def plot_anomalies(
     times: Any,
     scores: Any,
-    threshold: float,
+    threshold: float | None,
     *,
+    flagged: Any | None = None,
     values: Any | None = None,
     feature_names: Sequence[str] | None = None,
     labels: Any | None = None,
@@ -274,7 +275,11 @@ def plot_anomalies(
     Args:
         times: (T,) times.
         scores: (T,) score per step (higher = more anomalous; NaN where nothing observed).
-        threshold: steps with a score above it are flagged (red).
+        threshold: steps with a score above it are flagged (red); None: no threshold line
+            (``flagged`` is then required).
+        flagged: optional (T,) flagged steps, when they are not the steps whose score is
+            above ``threshold`` (e.g. ``gpvae detect``'s alarm with the threshold stored by
+            fit compares another score with it).
         values: optional (T, D) data; one extra panel per feature marks the flagged steps.
         feature_names: D names for the value panels.
         labels: optional (T,) known anomalies (true / 1 inside a labelled anomaly).
@@ -292,7 +297,14 @@ def plot_anomalies(
     y = None if values is None else _as_2d(values, "values", len(t))
     D = 0 if y is None else y.shape[1]
     names = _names(feature_names, D, "feature") if y is not None else []
-    flagged = np.nan_to_num(s, nan=-np.inf) > threshold
+    if flagged is not None:
+        flagged = np.asarray(flagged).astype(bool)
+        if flagged.shape != t.shape:
+            raise ShapeError(f"flagged: expected shape {t.shape} like times, found {flagged.shape}")
+    elif threshold is not None:
+        flagged = np.nan_to_num(s, nan=-np.inf) > threshold
+    else:
+        raise ValidationError("threshold: expected a number when flagged is not given, found None")
     known = None
     if labels is not None:
         known = np.asarray(labels).astype(bool)
@@ -314,7 +326,8 @@ def plot_anomalies(
                     label="labelled anomaly" if k == 0 and axis is ax else None,
                 )
     ax.plot(t, s, color=_MODEL, lw=0.9, label="score")
-    ax.axhline(threshold, color="grey", ls="--", lw=1, label=f"threshold {threshold:.3g}")
+    if threshold is not None:
+        ax.axhline(threshold, color="grey", ls="--", lw=1, label=f"threshold {threshold:.3g}")
     ax.plot(t[flagged], s[flagged], "o", color=_FLAG, ms=4, label=f"flagged ({flagged.sum()})")
     ax.set_ylabel("anomaly score")
     ax.grid(alpha=0.3)

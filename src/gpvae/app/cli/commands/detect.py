@@ -91,7 +91,9 @@ def detect(
     the neighbouring steps (higher = more surprising); with the threshold stored by fit,
     each feature's scores are first put on the scale of its training scores. OUT has the
     rows and columns of DATA plus: score (per step), <feature>_score (per entry, empty
-    where missing) and anomaly (true where score > threshold).
+    where missing) and anomaly (true where score > --threshold or the --quantile's; with
+    the threshold stored by fit, where the step's alarm, its score relative to its recent
+    level (see 'gpvae fit --spread-baseline'), is above it: the plot flags the same steps).
     """
     run = shards.job()
     out_path = shards.check_output_path(out, run, data)
@@ -180,7 +182,8 @@ def detect(
         fig = plot_anomalies(
             time_axis(part[spec.time_col]),
             part["score"].to_numpy(dtype=np.float64),
-            thr,
+            None if source.startswith("stored by fit") else thr,  # it compares the alarm
+            flagged=part["anomaly"].to_numpy(dtype=bool),
             values=part[shown].to_numpy(dtype=np.float64),
             feature_names=shown,
             labels=None if labels is None else part["__labels__"].to_numpy(),
