@@ -140,3 +140,24 @@ def test_bad_coord_cols_name_the_option(tmp_path: Path) -> None:
     assert proc.returncode != 0
     assert "--coord-cols" in proc.stderr
     assert "'height'" in proc.stderr
+
+
+def test_fit_with_coord_cols_then_predict_sites_on_dates_written_as_text(tmp_path: Path) -> None:
+    """As without --coord-cols, a time column of dates in a CSV (text) is parsed."""
+    df = _frame(T=30)
+    df["time"] = pd.Timestamp("2013-03-01") + pd.to_timedelta(df["time"], unit="h")
+    train = tmp_path / "train.csv"
+    df[df.station != "s0"].to_csv(train, index=False)
+    assert not pd.api.types.is_datetime64_any_dtype(pd.read_csv(train)["time"])  # text
+    fit = _cli("fit", train, "--time-col", "time", "--id-col", "station", "--coord-cols",
+               "lat,lon", "--window", "10", "--epochs", "1", "--latent-dim", "2", "--hidden",
+               "8,8", "--quiet", "-o", tmp_path / "model")  # fmt: skip
+    assert fit.returncode == 0, fit.stderr
+    new = tmp_path / "new.csv"
+    df[df.station == "s0"][["station", "lat", "lon"]].iloc[:1].to_csv(new, index=False)
+    out = tmp_path / "pred.csv"
+    pred = _cli("predict-sites", tmp_path / "model", train, new, "-o", out, "--num-samples", "4")
+    assert pred.returncode == 0, pred.stderr
+    table = pd.read_csv(out)
+    expected = sorted(df.loc[df.station == "s0", "time"])
+    assert sorted(pd.to_datetime(table["time"])) == expected

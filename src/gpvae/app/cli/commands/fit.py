@@ -16,7 +16,7 @@ import numpy as np
 
 from gpvae import settings
 from gpvae.app.cli import shards
-from gpvae.app.cli.columns import record_times, series_set, spec_from_fit
+from gpvae.app.cli.columns import parse_times, record_times, series_set, spec_from_fit
 from gpvae.app.cli.errors import CLIError, as_cli, info
 from gpvae.app.cli.model_dir import MODEL_SUBDIR
 from gpvae.app.cli.options import (
@@ -563,6 +563,8 @@ def fit_spatial(
     if id_col is None:
         raise CLIError("--id-col: expected the site id column with --coord-cols, found none")
     feats = None if features is None else [f.strip() for f in features.split(",")]
+    if time_col in getattr(frame, "columns", ()):  # dates written as text, as without coords
+        frame = parse_times(frame, time_col, "DATA")
     names = {
         "coords": "--coord-cols",
         "id": "--id-col",

@@ -11,6 +11,7 @@ import click
 import numpy as np
 import pandas as pd
 
+from gpvae.app.cli.columns import parse_times
 from gpvae.app.cli.errors import CLIError, as_cli, info
 from gpvae.app.cli.model_dir import MODEL_SUBDIR, check_model_dir
 from gpvae.app.cli.options import examples, positive_int
@@ -59,6 +60,8 @@ def predict_sites(
             "time-series model"
         )
     frame = read_table(data, "DATA")
+    if spec.time in frame.columns:  # dates written as text, as at fit
+        frame = parse_times(frame, spec.time, "DATA")
     new = read_table(sites, "SITES")
     with as_cli("DATA", {"coords": "SITES", "id": "SITES"}):
         res = model.predict_sites(frame, new, num_samples=num_samples)
