@@ -9,6 +9,7 @@ from pathlib import Path
 
 import numpy as np
 import pandas as pd
+import pytest
 
 
 def _cli(*args: str | Path) -> subprocess.CompletedProcess[str]:
@@ -161,3 +162,35 @@ def test_fit_with_coord_cols_then_predict_sites_on_dates_written_as_text(tmp_pat
     table = pd.read_csv(out)
     expected = sorted(df.loc[df.station == "s0", "time"])
     assert sorted(pd.to_datetime(table["time"])) == expected
+
+
+@pytest.fixture(scope="module")
+def spatial_model(tmp_path_factory: pytest.TempPathFactory) -> tuple[Path, Path, Path]:
+    """(MODEL_DIR, DATA, SITES) of a spatial model fitted on sites s1..s3; SITES is s0."""
+    d = tmp_path_factory.mktemp("spatial")
+    df = _frame(T=20)
+    train, new = d / "train.csv", d / "new.csv"
+    df[df.station != "s0"].to_csv(train, index=False)
+    df[df.station == "s0"][["station", "lat", "lon"]].iloc[:1].to_csv(new, index=False)
+    fit = _cli("fit", train, "--time-col", "time", "--id-col", "station", "--coord-cols",
+               "lat,lon", "--window", "10", "--epochs", "1", "--latent-dim", "2", "--hidden",
+               "8,8", "--quiet", "-o", d / "model")  # fmt: skip
+    assert fit.returncode == 0, fit.stderr
+    return d / "model", train, new
+
+
+@pytest.mark.parametrize("which", ["DATA", "SITES"])
+def test_predict_sites_refuses_an_out_that_is_an_input(
+    which: str, spatial_model: tuple[Path, Path, Path], tmp_path: Path
+) -> None:
+    model, train, new = spatial_model
+    data, sites = tmp_path / "train.csv", tmp_path / "new.csv"
+    data.write_bytes(train.read_bytes())
+    sites.write_bytes(new.read_bytes())
+    target = data if which == "DATA" else sites
+    proc = _cli("predict-sites", model, data, sites, "-o", target, "--num-samples", "4")
+    assert proc.returncode == 1
+    assert proc.stderr.startswith("error: OUT: ")
+    assert which in proc.stderr
+    assert data.read_bytes() == train.read_bytes()
+    assert sites.read_bytes() == new.read_bytes()

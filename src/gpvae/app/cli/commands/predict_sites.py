@@ -7,6 +7,8 @@ period to predict (the fit's columns); SITES the id and coordinate columns of th
 
 from __future__ import annotations
 
+from pathlib import Path
+
 import click
 import numpy as np
 import pandas as pd
@@ -15,7 +17,7 @@ from gpvae.app.cli.columns import parse_times
 from gpvae.app.cli.errors import CLIError, as_cli, info
 from gpvae.app.cli.model_dir import MODEL_SUBDIR, check_model_dir
 from gpvae.app.cli.options import examples, positive_int
-from gpvae.app.cli.tables import read_table, write_table
+from gpvae.app.cli.tables import check_output, read_table, write_table
 
 __all__ = ["predict_sites"]
 
@@ -50,6 +52,13 @@ def predict_sites(
     """
     from gpvae.estimator import GPVAE
 
+    out_path = check_output(out)
+    for what, given in (("DATA", data), ("SITES", sites)):
+        if Path(given).resolve() == out_path.resolve():
+            raise CLIError(
+                f"OUT: expected a path other than {what}'s (writing it would replace the input "
+                f"data), found {out!r}, which is {what} {given!r}"
+            )
     folder = check_model_dir(model_dir)
     with as_cli("MODEL_DIR", {}):
         model = GPVAE.load(folder / MODEL_SUBDIR)
