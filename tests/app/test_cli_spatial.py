@@ -194,3 +194,19 @@ def test_predict_sites_refuses_an_out_that_is_an_input(
     assert which in proc.stderr
     assert data.read_bytes() == train.read_bytes()
     assert sites.read_bytes() == new.read_bytes()
+
+
+@pytest.mark.parametrize(
+    ("option", "value"),
+    [("--plot", "map.txt"), ("--series-plot", "series.txt"), ("--feature", "nope")],
+)
+def test_predict_sites_checks_plot_options_before_any_work(
+    option: str, value: str, spatial_model: tuple[Path, Path, Path], tmp_path: Path
+) -> None:
+    model, train, new = spatial_model
+    out = tmp_path / "pred.csv"
+    extra = [option, value] + (["--plot", str(tmp_path / "m.png")] if option == "--feature" else [])
+    proc = _cli("predict-sites", model, train, new, "-o", out, "--num-samples", "4", *extra)
+    assert proc.returncode == 1
+    assert proc.stderr.startswith(f"error: {option}: ")
+    assert not out.exists()

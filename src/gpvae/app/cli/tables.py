@@ -92,13 +92,13 @@ def check_output(path: str | os.PathLike[str], what: str = "OUT") -> Path:
     return p
 
 
-def check_plot(path: str | None) -> Path | None:
-    """Check a ``--plot`` file name's extension (None: no plot)."""
+def check_plot(path: str | None, what: str = "--plot") -> Path | None:
+    """Check a ``--plot`` file name's extension (None: no plot); ``what`` names the option."""
     if path is None:
         return None
     p = Path(path)
     if p.suffix.lower() not in _PLOT:
-        raise CLIError(f"--plot: expected a .png, .pdf, .svg or .jpg file name, found {str(p)!r}")
+        raise CLIError(f"{what}: expected a .png, .pdf, .svg or .jpg file name, found {str(p)!r}")
     return p
 
 

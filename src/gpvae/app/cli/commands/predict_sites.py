@@ -17,7 +17,7 @@ from gpvae.app.cli.columns import parse_times
 from gpvae.app.cli.errors import CLIError, as_cli, info
 from gpvae.app.cli.model_dir import MODEL_SUBDIR, check_model_dir
 from gpvae.app.cli.options import examples, positive_int
-from gpvae.app.cli.tables import check_output, read_table, write_table
+from gpvae.app.cli.tables import check_output, check_plot, read_table, write_table
 
 __all__ = ["predict_sites"]
 
@@ -59,6 +59,8 @@ def predict_sites(
                 f"OUT: expected a path other than {what}'s (writing it would replace the input "
                 f"data), found {out!r}, which is {what} {given!r}"
             )
+    check_plot(plot)
+    check_plot(series_plot, "--series-plot")
     folder = check_model_dir(model_dir)
     with as_cli("MODEL_DIR", {}):
         model = GPVAE.load(folder / MODEL_SUBDIR)
@@ -68,6 +70,8 @@ def predict_sites(
             "MODEL_DIR: expected a spatial model (gpvae fit ... --coord-cols), found a "
             "time-series model"
         )
+    if feature is not None and feature not in spec.features:
+        raise CLIError(f"--feature: expected one of {list(spec.features)}, found {feature!r}")
     frame = read_table(data, "DATA")
     if spec.time in frame.columns:  # dates written as text, as at fit
         frame = parse_times(frame, spec.time, "DATA")
