@@ -808,3 +808,23 @@ def test_detect_plot_flags_the_steps_the_output_flags(
     legends = [t.get_text() for t in figures[0].axes[0].get_legend().get_texts()]
     assert f"flagged ({shown})" in legends, legends
     assert not any(text.startswith("threshold") for text in legends)
+
+
+@pytest.mark.parametrize("clash", ["OUT", "DATA"])
+def test_detect_intervals_that_would_replace_out_or_data_are_refused(
+    clash: str,
+    long_model: Path,
+    files: dict[str, Path],
+    tmp_path: Path,
+    capsys: pytest.CaptureFixture[str],
+) -> None:
+    data, out = tmp_path / "data.csv", tmp_path / "scores.csv"
+    data.write_bytes(files["long_csv"].read_bytes())
+    target = out if clash == "OUT" else data
+    args = ["detect", str(long_model), str(data), "-o", str(out), "--intervals", str(target)]
+    code, line = _main_error(capsys, args)
+    assert code == 1
+    assert line.startswith("error: --intervals: ")
+    assert clash in line
+    assert data.read_bytes() == files["long_csv"].read_bytes()
+    assert not out.exists()

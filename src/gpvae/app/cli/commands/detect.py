@@ -4,6 +4,7 @@ steps above a threshold and report the flagged intervals."""
 from __future__ import annotations
 
 import math
+from pathlib import Path
 from typing import Any
 
 import click
@@ -103,6 +104,12 @@ def detect(
             CLIError(f"{opt}: expected one process, found {run.world} (torchrun)"), run
         )
     iv_path = None if intervals_out is None else check_output(intervals_out, "--intervals")
+    for what, given in (("OUT", out), ("DATA", data)):
+        if iv_path is not None and iv_path.resolve() == Path(given).resolve():
+            raise CLIError(
+                f"--intervals: expected a path other than {what}'s (the intervals would "
+                f"replace it), found {intervals_out!r}, which is {what} {given!r}"
+            )
     plot_path = check_plot(plot)
     if threshold is not None and quantile is not None:
         raise CLIError("--quantile: expected either --threshold or --quantile, found both")
