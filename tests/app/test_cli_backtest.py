@@ -73,5 +73,5 @@ def test_backtest_errors_are_one_line(
     assert code != 0
     err = capsys.readouterr().err.strip().splitlines()
     assert len(err) == 1
-    assert err[0].startswith("error: ")
+    assert err[0].startswith("error: --horizon, --origins: ")  # the options, not the estimator's
     assert "expected series long enough for 5 origins" in err[0]

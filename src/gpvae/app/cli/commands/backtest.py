@@ -87,7 +87,7 @@ def backtest(
     model.progress = False
     frame = read_table(data)
     ss = series_set(frame, spec, "DATA")
-    with as_cli("DATA"):
+    with as_cli("DATA", {"num_origins": "--origins", "step": "--step", "season": "--season"}):
         res = model.backtest(
             ss,
             horizon=horizon,
