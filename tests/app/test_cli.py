@@ -828,3 +828,17 @@ def test_detect_intervals_that_would_replace_out_or_data_are_refused(
     assert clash in line
     assert data.read_bytes() == files["long_csv"].read_bytes()
     assert not out.exists()
+
+
+def test_unparsable_time_names_the_value_that_does_not_parse(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    src = tmp_path / "dates.csv"
+    dates = pd.date_range("2024-01-01", periods=6, freq="D").strftime("%Y-%m-%d").tolist()
+    dates[3] = "soon"
+    pd.DataFrame({"date": dates, "a": np.arange(6.0)}).to_csv(src, index=False)
+    args = ["fit", str(src), "--time-col", "date", "-o", str(tmp_path / "m")]
+    code, line = _main_error(capsys, args)
+    assert code == 1
+    assert "found values such as 'soon'" in line
+    assert "2024-01-01" not in line

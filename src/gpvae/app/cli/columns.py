@@ -126,11 +126,20 @@ def parse_times(frame: pd.DataFrame, time_col: str, what: str) -> pd.DataFrame:
         except (ValueError, TypeError) as err:
             raise CLIError(
                 f"{what}: time column {time_col!r}: expected numbers or dates, found values "
-                f"such as {col.iloc[0]!r} ({one_line(str(err))})"
+                f"such as {_unparsed(col)!r} ({one_line(str(err))})"
             ) from err
     frame = frame.copy()
     frame[time_col] = parsed
     return frame
+
+
+def _unparsed(col: pd.Series) -> object:
+    """The first value of a time column that does not parse as a date (else the first)."""
+    try:
+        bad = col[pd.to_datetime(col, format="mixed", errors="coerce").isna() & col.notna()]
+    except (ValueError, TypeError):
+        return col.iloc[0]
+    return bad.iloc[0] if len(bad) else col.iloc[0]
 
 
 def check_columns(frame: pd.DataFrame, spec: ColumnSpec, what: str) -> None:
