@@ -842,3 +842,17 @@ def test_unparsable_time_names_the_value_that_does_not_parse(
     assert code == 1
     assert "found values such as 'soon'" in line
     assert "2024-01-01" not in line
+
+
+def test_text_in_a_feature_column_after_fit_names_data_once(
+    long_model: Path, files: dict[str, Path], tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    data = tmp_path / "data.csv"
+    frame = pd.read_csv(files["long_csv"])
+    frame["temp"] = frame["temp"].astype(object)
+    frame.loc[4, "temp"] = "n/a?"
+    frame.to_csv(data, index=False)
+    args = ["impute", str(long_model), str(data), "-o", str(tmp_path / "o.csv")]
+    code, line = _main_error(capsys, args)
+    assert code == 1
+    assert line.startswith("error: DATA['temp']: expected numeric values")

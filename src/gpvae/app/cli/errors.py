@@ -31,6 +31,7 @@ def one_line(text: str) -> str:
 
 #: The estimator's argument names -> the command line's, for errors raised by the estimator.
 CLI_NAMES = {
+    "DATA": "DATA",  # the data layer names the file as the command line does (name="DATA")
     "X": "DATA",
     "times": "DATA",
     "resume": "--resume",
