@@ -856,3 +856,30 @@ def test_text_in_a_feature_column_after_fit_names_data_once(
     code, line = _main_error(capsys, args)
     assert code == 1
     assert line.startswith("error: DATA['temp']: expected numeric values")
+
+
+@pytest.mark.parametrize("command", ["impute", "forecast", "detect"])
+def test_a_series_of_one_row_or_no_value_does_not_stop_the_others(
+    command: str,
+    long_model: Path,
+    files: dict[str, Path],
+    tmp_path: Path,
+    capsys: pytest.CaptureFixture[str],
+) -> None:
+    """As GPVAE.impute/forecast/anomaly_scores do, series 'd' (one row) and 'e' (nothing
+    observed) get the model's values (with a warning) instead of refusing the whole file."""
+    data, out = tmp_path / "data.csv", tmp_path / "out.csv"
+    frame = pd.read_csv(files["long_csv"])
+    extra = pd.DataFrame(
+        {"station": ["d", "e", "e"], "t": [1.0, 1.0, 2.0], "temp": [21.0, np.nan, np.nan],
+         "humidity": [np.nan] * 3, "wind": [np.nan] * 3}
+    )  # fmt: skip
+    pd.concat([frame, extra], ignore_index=True).to_csv(data, index=False)
+    horizon = ["--horizon", "2"] if command == "forecast" else []
+    assert main([command, str(long_model), str(data), "-o", str(out), *horizon]) == 0
+    res = pd.read_csv(out)
+    assert set(res["station"]) == {"a", "b", "c", "d", "e"}
+    if command == "impute":
+        assert len(res) == len(frame) + 3
+        assert res.loc[len(frame), "temp"] == 21.0  # observed: unchanged
+        assert res[FEATURES].notna().all().all()

@@ -209,7 +209,7 @@ def files(draw: st.DrawFn, fit: bool = False) -> File:
     elif fault == "word_value":
         set_cell("a", "n.a.")
         blame.add("--features" if fit else "DATA")
-    elif fault == "all_missing_series":
+    elif fault == "all_missing_series" and fit:  # impute, forecast, detect take it
         for f in FEATURES:
             frame[f] = frame[f].astype(float)
             frame.loc[s0_rows(), f] = np.nan
@@ -217,7 +217,7 @@ def files(draw: st.DrawFn, fit: bool = False) -> File:
     elif fault == "all_missing_feature" and fit:
         frame["a"] = np.nan
         blame.add("DATA")
-    elif fault == "single_step":
+    elif fault == "single_step" and fit:  # impute, forecast, detect take it
         frame = frame.drop(index=s0_rows()[1:]).reset_index(drop=True)
         if frame.loc[s0_rows(), "a"].isna().all():
             frame.loc[s0_rows(), "a"] = 1.0

@@ -173,8 +173,12 @@ def check_recorded_columns(frame: pd.DataFrame, spec: ColumnSpec, what: str) -> 
             )
 
 
-def series_set(frame: pd.DataFrame, spec: ColumnSpec, what: str) -> SeriesSet:
-    """The model's view of a data file: validated series in the file's layout."""
+def series_set(
+    frame: pd.DataFrame, spec: ColumnSpec, what: str, *, loose: bool = False
+) -> SeriesSet:
+    """The model's view of a data file: validated series in the file's layout. ``loose``
+    (impute, forecast, detect) accepts, as the estimator's predictions do, series of a
+    single row and series with nothing observed."""
     from gpvae.data import to_series_set
 
     check_recorded_columns(frame, spec, what)
@@ -184,7 +188,13 @@ def series_set(frame: pd.DataFrame, spec: ColumnSpec, what: str) -> SeriesSet:
     sub = parse_times(frame[spec.columns], spec.time_col, what)
     sub.columns = pd.Index([str(c) for c in sub.columns])
     return to_series_set(
-        sub, id_col=spec.id_col, time_col=spec.time_col, feature_cols=spec.features, name=what
+        sub,
+        id_col=spec.id_col,
+        time_col=spec.time_col,
+        feature_cols=spec.features,
+        name=what,
+        allow_single_step=loose,
+        allow_empty_series=loose,
     )
 
 

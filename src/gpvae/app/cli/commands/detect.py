@@ -124,7 +124,7 @@ def detect(
     alarm = np.zeros(0, dtype=bool)  # the stored profile's flags
     with run.together(), as_cli("DATA"):
         if frame.shape[0]:  # a process may have no series (fewer series than processes)
-            ss = series_set(frame, spec, "DATA")
+            ss = series_set(frame, spec, "DATA", loose=True)
             res = model.anomaly_scores(ss, num_samples=num_samples)
             scores = anomaly_table(res, spec)
             if res.flagged is not None:

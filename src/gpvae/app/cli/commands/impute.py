@@ -53,7 +53,7 @@ def impute(
     frame = table = source.frame
     with run.together(), as_cli("DATA"):
         if frame.shape[0]:  # a process may have no series (fewer series than processes)
-            ss = series_set(frame, spec, "DATA")
+            ss = series_set(frame, spec, "DATA", loose=True)
             res = model.impute(ss, num_samples=num_samples, quantiles=interval(level))
             table = merge_back(frame, res.to_frame(), spec)
     shards.write_output(table, out_path, run, ordered=source.ordered)
