@@ -282,3 +282,21 @@ def test_lengthscale_also_starts_the_gp_noise_kernels() -> None:
         assert abs(float(k.lengthscale) - 24.0) < 1e-4
     default = GPVAE(**FAST, likelihood="gaussian_gp")._build_model(2)
     assert abs(float(default.likelihood.gp.kernels[0].lengthscale) - 3.0) < 1e-4
+
+
+@pytest.mark.parametrize(
+    "kwargs",
+    [{"id": "stay", "time": "hours"}, {"features": ["HR"]}, {"time": "hours"}, {"inducing": 4}],
+)
+def test_spatial_only_arguments_without_coords_are_refused(kwargs: dict[str, object]) -> None:
+    """fit(df, id=..., time=...) without coords used to ignore them: one series whose
+    features were the id and time columns, silently."""
+    rng = np.random.default_rng(0)
+    frame = pd.DataFrame(
+        {"stay": np.repeat([1, 2], 10), "hours": np.tile(np.arange(10.0), 2),
+         "HR": rng.normal(80, 5, 20)}
+    )  # fmt: skip
+    model = GPVAE(**FAST)
+    with pytest.raises(ValidationError, match=rf"^{next(iter(kwargs))}\b.*coords"):
+        model.fit(frame, **kwargs)
+    assert model.num_features_ is None  # nothing was fitted

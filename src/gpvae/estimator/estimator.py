@@ -466,6 +466,17 @@ class GPVAE(AnomalyMethods, ForecastMethods, SpatialMethods, PersistenceMethods)
         if coords is not None:
             check_levels_method("spatial fit", self.difference)
             return self._fit_spatial(X, id, time, coords, features, projection, window, inducing)
+        spatial_only = {"id": id, "time": time, "features": features, "inducing": inducing}
+        given = [name for name, value in spatial_only.items() if value is not None]
+        if given:  # they would be ignored: the id and time columns fitted as features
+            raise invalid(
+                ", ".join(given),
+                "coords with them (they describe spatial data: fit(df, id=..., time=..., "
+                "coords=[...])); for time series give X only the id, time and feature columns "
+                "(found by their names) or a SeriesSet from gpvae.data.to_series_set(df, "
+                "id_col=..., time_col=..., feature_cols=...)",
+                "no coords",
+            )
         if self.mask_pattern == "sites":
             raise ValidationError(
                 "mask_pattern: 'sites' hides whole sites of a space x time field: expected "
