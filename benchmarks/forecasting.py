@@ -112,8 +112,14 @@ class ForecastResults(ResultsFile):
             refit = "once"
         # members likewise: a gpvae record without it ran one GPVAE
         key = list(super()._key(record))
-        if record.get("method") == "gpvae" and record.get("members") is None:
-            key[self.KEY.index("members")] = 1
+        if record.get("method") == "gpvae":
+            if record.get("members") is None:
+                key[self.KEY.index("members")] = 1
+            # difference joined later too: a record without it modelled the levels, and a
+            # model of the levels has no features modelled by their levels of their own
+            key[self.KEY.index("difference")] = bool(record.get("difference"))
+            if not record.get("difference"):
+                key[self.KEY.index("level_features")] = None
         return (*key, refit)
 
 

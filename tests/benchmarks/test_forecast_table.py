@@ -107,3 +107,21 @@ def test_level_features_are_what_the_per_feature_screen_picks(table: ModuleType)
     assert "not what this screen picks" not in text
     picked = [line.split(" | ")[0].lstrip("| ") for line in rows if line.endswith("| yes |")]
     assert picked == table.GPVAE_CONFIG["employment"]["level_features"]
+
+
+def test_a_model_of_the_levels_has_one_key_whatever_was_recorded(table: ModuleType) -> None:
+    forecasting = sys.modules["forecasting"]
+    results = forecasting.ForecastResults.__new__(forecasting.ForecastResults)
+    rec = {"dataset": "beijing", "horizon": 24, "method": "gpvae", "forecast_blend": True}
+    # made before difference was recorded: the levels, as difference=False
+    assert results._key(rec) == results._key({**rec, "difference": False})
+    assert results._key(rec) != results._key({**rec, "difference": True})
+    # level_features only matters for a model of the increments
+    levels = table.GPVAE_CONFIG["employment"]["level_features"]
+    flat = {**rec, "difference": False}
+    assert results._key(flat) == results._key({**flat, "level_features": levels})
+    steps = {**rec, "difference": True}
+    assert results._key(steps) != results._key({**steps, "level_features": levels})
+    # a classical method keeps what it recorded
+    ets = {**rec, "method": "ets", "difference": None}
+    assert results._key(ets) != results._key({**ets, "difference": False})
