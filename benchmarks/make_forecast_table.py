@@ -270,6 +270,16 @@ def _base_method(r: dict[str, Any]) -> str:
     return members or "gpvae"
 
 
+def _ran(r: dict[str, Any]) -> dict[str, Any]:
+    """The configuration a gpvae record ran: its ``config`` with the command's overrides
+    (``--window``, ``--latent-dim``) applied."""
+    ran = dict(r.get("config") or {})
+    for k in ("window", "latent_dim"):
+        if r.get(k) is not None:
+            ran[k] = r[k]
+    return ran
+
+
 def _config(rows: list[dict[str, Any] | None]) -> list[str]:
     """The configured gpvae's settings, and the kernel of the other-kernel row."""
     out = []
@@ -280,14 +290,14 @@ def _config(rows: list[dict[str, Any] | None]) -> list[str]:
         if (by["gpvae"].get("members") or 1) > 1:  # GPVAEEnsemble(members, **cfg)
             cfg["members"] = by["gpvae"]["members"]
         out += ["", "gpvae (blend): " + ", ".join(f"`{k}={v!r}`" for k, v in cfg.items()) + "."]
-    if "gpvae" in by:  # rows whose records ran an earlier configuration
-        now = by["gpvae"].get("config") or {}
+    if "gpvae" in by:  # rows whose records ran another configuration
+        now = _ran(by["gpvae"])
         for m, r in by.items():
-            was = r.get("config") or {}
+            was = _ran(r)
             diff = {k: v for k, v in was.items() if m != "gpvae" and now.get(k) != v}
             if r["method"] == "gpvae" and diff:
                 ran = ", ".join(f"`{k}={v!r}`" for k, v in diff.items())
-                out += ["", f"{_name(m)}: ran an earlier configuration, with {ran}."]
+                out += ["", f"{_name(m)}: ran another configuration, with {ran}."]
     if "gpvae-kernel" in by:
         out += ["", f"gpvae, another kernel: `kernel={by['gpvae-kernel']['kernel']!r}`."]
     if "gpvae-some-levels" in by:

@@ -125,3 +125,20 @@ def test_a_model_of_the_levels_has_one_key_whatever_was_recorded(table: ModuleTy
     # a classical method keeps what it recorded
     ets = {**rec, "method": "ets", "difference": None}
     assert results._key(ets) != results._key({**ets, "difference": False})
+
+
+def test_a_row_names_the_configuration_its_record_ran(table: ModuleType) -> None:
+    cfg = {"latent_dim": 4, "window": 48}
+    main = {"dataset": "employment", "method": "gpvae", "config": cfg}
+    # an override on the command line (--window 24) is what the record ran
+    override = {**main, "window": 24, "forecast_blend": False}
+    assert table._ran(override) == {"latent_dim": 4, "window": 24}
+    # a record of a configuration that was changed since
+    older = {**main, "config": {**cfg, "window": 24}, "forecast_blend": False}
+    for r in (override, older):
+        levels = table.GPVAE_CONFIG["employment"]["level_features"]
+        configured = {**main, "difference": True, "members": 5, "level_features": levels}
+        configured["refit"] = table.REFIT["employment"]
+        assert table._method(configured) == "gpvae"
+        notes = table._config([configured, r])
+        assert any(n.endswith("ran another configuration, with `window=24`.") for n in notes)
