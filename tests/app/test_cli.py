@@ -596,6 +596,31 @@ def test_gpvae_error_in_data_is_one_line(
     assert "duplicate time" in line
 
 
+def test_merge_duplicate_times_option(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    """The duplicate-times error of a command points at its --merge-duplicate-times (not at
+    a Python function); with it, fit merges the rows and says which; impute, which writes a
+    row per row of DATA, asks for the rows to be merged first."""
+    rng = np.random.default_rng(0)
+    frame = pd.DataFrame({"t": np.arange(30.0), "a": rng.normal(size=30), "b": rng.normal(size=30)})
+    frame.loc[7, "t"] = 6.0  # rows 6 and 7 share t = 6
+    src = tmp_path / "dup.csv"
+    frame.to_csv(src, index=False)
+    fit = ["fit", str(src), "--time-col", "t", "-o", str(tmp_path / "m"), *FIT_OPTIONS]
+    _, line = _main_error(capsys, fit)
+    assert "duplicate time 6.0" in line
+    assert "--merge-duplicate-times" in line
+    assert "gpvae.data" not in line
+    assert main([*fit, "--merge-duplicate-times"]) == 0
+    out = capsys.readouterr().out
+    assert "merged 2 rows of DATA into 1" in out
+    assert "rows 6, 7 (time 6.0)" in out
+    _, line = _main_error(
+        capsys, ["impute", str(tmp_path / "m"), str(src), "-o", str(tmp_path / "i.csv")]
+    )
+    assert "merge the rows that share a time in DATA first" in line
+    assert not (tmp_path / "i.csv").exists()
+
+
 # ---------------------------------------------------------------- helpers
 
 

@@ -34,6 +34,11 @@ __all__ = ["to_series_set"]
 
 _NS_PER_HOUR = 3.6e12
 
+#: The advice that ends the duplicate-times error (the command line replaces it with its own).
+DUPLICATE_ADVICE = (
+    "(gpvae.data.merge_duplicate_times merges rows that share a time, and says which)"
+)
+
 
 def to_series_set(
     X: Any,
@@ -289,8 +294,7 @@ def _finish(
         if dup.size:
             raise ValidationError(
                 f"{parsed.time_name}: expected distinct times within each series, found "
-                f"duplicate time {_time_text(raw[order][dup[0]])} in {label} "
-                "(gpvae.data.merge_duplicate_times merges rows that share a time, and says which)"
+                f"duplicate time {_time_text(raw[order][dup[0]])} in {label} {DUPLICATE_ADVICE}"
             )
         vs = np.ascontiguousarray(v[order])
         if not allow_empty_series and np.isnan(vs).all():

@@ -15,14 +15,15 @@ results back into the rows and columns of the table.
 from __future__ import annotations
 
 import json
+import warnings
 from dataclasses import asdict, dataclass
 from pathlib import Path
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, Any
 
 import numpy as np
 import pandas as pd
 
-from gpvae.app.cli.errors import CLIError, one_line
+from gpvae.app.cli.errors import CLIError, info, one_line
 from gpvae.version import __version__
 
 if TYPE_CHECKING:
@@ -173,13 +174,30 @@ def check_recorded_columns(frame: pd.DataFrame, spec: ColumnSpec, what: str) -> 
             )
 
 
+#: The option of fit, forecast and backtest that merges the rows sharing a time.
+MERGE_OPTION = "--merge-duplicate-times"
+
+
 def series_set(
-    frame: pd.DataFrame, spec: ColumnSpec, what: str, *, loose: bool = False
+    frame: pd.DataFrame,
+    spec: ColumnSpec,
+    what: str,
+    *,
+    loose: bool = False,
+    merge: bool | None = None,
 ) -> SeriesSet:
     """The model's view of a data file: validated series in the file's layout. ``loose``
     (impute, forecast, detect) accepts, as the estimator's predictions do, series of a
-    single row and series with nothing observed."""
-    from gpvae.data import to_series_set
+    single row and series with nothing observed.
+
+    ``merge``: True merges the rows of a series that share a time into one (the mean of
+    each feature, :func:`gpvae.data.merge_duplicate_times`) and says which rows it merged;
+    False (the command has ``--merge-duplicate-times``, not given) and None (the command
+    writes one row per row of DATA, so it cannot merge) choose the advice of the error on
+    repeated times."""
+    from gpvae.data import merge_duplicate_times, to_series_set
+    from gpvae.data.convert import DUPLICATE_ADVICE
+    from gpvae.errors import ValidationError
 
     check_recorded_columns(frame, spec, what)
     check_columns(frame, spec, what)
@@ -187,15 +205,63 @@ def series_set(
     # rest); outputs re-attach the other columns (see merge_back).
     sub = parse_times(frame[spec.columns], spec.time_col, what)
     sub.columns = pd.Index([str(c) for c in sub.columns])
-    return to_series_set(
-        sub,
-        id_col=spec.id_col,
-        time_col=spec.time_col,
-        feature_cols=spec.features,
-        name=what,
-        allow_single_step=loose,
-        allow_empty_series=loose,
+    if merge:
+        with warnings.catch_warnings():
+            warnings.simplefilter("ignore", UserWarning)  # reported below, in the CLI's words
+            done = merge_duplicate_times(sub, id_col=spec.id_col, time_col=spec.time_col)
+        sub = done.X
+        _report_merged(done.merged, spec, what)
+    try:
+        return to_series_set(
+            sub,
+            id_col=spec.id_col,
+            time_col=spec.time_col,
+            feature_cols=spec.features,
+            name=what,
+            allow_single_step=loose,
+            allow_empty_series=loose,
+        )
+    except ValidationError as err:
+        message = str(err)
+        if DUPLICATE_ADVICE not in message:
+            raise
+        advice = (
+            f"({MERGE_OPTION} merges the rows of a series that share a time into one, the mean "
+            "of each feature, and says which)"
+            if merge is not None
+            else "(this command writes one row per row of DATA: merge the rows that share a "
+            "time in DATA first)"
+        )
+        raise ValidationError(message.replace(DUPLICATE_ADVICE, advice)) from err
+
+
+def _report_merged(merged: list[dict[str, Any]], spec: ColumnSpec, what: str) -> None:
+    """Say which rows of ``what`` were merged (as :func:`gpvae.data.merge_duplicate_times`
+    does in ``.merged``)."""
+    if not merged:
+        info(f"{MERGE_OPTION}: no rows of {what} share a time within a series; none merged")
+        return
+    rows = sum(len(m["rows"]) for m in merged)
+    info(
+        f"{MERGE_OPTION}: merged {rows} rows of {what} into {len(merged)} (same series and "
+        "time; rows counted from 0 after the header):"
     )
+    for m in merged[:_MERGED_SHOWN]:
+        where = f"series {m['series']!r}, " if spec.id_col is not None else ""
+        listed = ", ".join(str(r) for r in m["rows"])
+        info(f"  rows {listed} ({where}time {_shown_time(m['time'])})")
+    if len(merged) > _MERGED_SHOWN:
+        info(f"  ... and {len(merged) - _MERGED_SHOWN} more groups")
+
+
+#: How many merged groups ``--merge-duplicate-times`` lists.
+_MERGED_SHOWN = 20
+
+
+def _shown_time(value: object) -> str:
+    if isinstance(value, (pd.Timestamp, np.datetime64)):
+        return str(pd.Timestamp(value))
+    return str(value)
 
 
 def merge_back(original: pd.DataFrame, result: pd.DataFrame, spec: ColumnSpec) -> pd.DataFrame:

@@ -18,6 +18,7 @@ __all__ = [
     "hidden_sizes",
     "interval",
     "level_option",
+    "merge_option",
     "num_samples_option",
     "positive_float",
     "positive_int",
@@ -115,4 +116,13 @@ level_option = click.option(
 )
 series_option = click.option(
     "--series", default=None, help="Series id to plot (long files); default the first one."
+)
+merge_option = click.option(
+    "--merge-duplicate-times",
+    "merge_duplicates",
+    is_flag=True,
+    default=False,
+    help="Merge the rows of a series that share a time into one (the mean of each feature, "
+    "as gpvae.data.merge_duplicate_times) and list the merged rows; without it repeated "
+    "times are an error.",
 )

@@ -10,7 +10,12 @@ import click
 from gpvae.app.cli.columns import series_set
 from gpvae.app.cli.errors import CLIError, as_cli, info
 from gpvae.app.cli.model_dir import load_model
-from gpvae.app.cli.options import examples, num_samples_option, positive_int
+from gpvae.app.cli.options import (
+    examples,
+    merge_option,
+    num_samples_option,
+    positive_int,
+)
 from gpvae.app.cli.tables import read_table
 
 __all__ = ["backtest"]
@@ -57,6 +62,7 @@ __all__ = ["backtest"]
     default=None,
     help="Also draw the fan chart of every origin, one .png per feature of the first series.",
 )
+@merge_option
 @examples(
     "  gpvae backtest model/ weather.csv --horizon 28 --origins 5 --season 365 \\\n"
     "      -o backtest.json --plot-dir fans/"
@@ -72,6 +78,7 @@ def backtest(
     num_samples: int,
     out: str,
     plot_dir: str | None,
+    merge_duplicates: bool,
 ) -> None:
     """Backtest the configuration saved in MODEL_DIR on DATA at rolling origins.
 
@@ -86,7 +93,7 @@ def backtest(
     model, spec = load_model(model_dir, ensemble_ok=True)
     model.progress = False
     frame = read_table(data)
-    ss = series_set(frame, spec, "DATA")
+    ss = series_set(frame, spec, "DATA", merge=merge_duplicates)
     with as_cli("DATA", {"num_origins": "--origins", "step": "--step", "season": "--season"}):
         res = model.backtest(
             ss,

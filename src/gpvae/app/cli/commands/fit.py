@@ -23,6 +23,7 @@ from gpvae.app.cli.options import (
     RegistryChoice,
     examples,
     hidden_sizes,
+    merge_option,
     positive_float,
     positive_int,
 )
@@ -302,6 +303,7 @@ THRESHOLD_QUANTILE = 0.99
     "--resume", is_flag=True, help="Continue an interrupted fit from MODEL_DIR's checkpoint."
 )
 @click.option("--quiet", is_flag=True, help="No progress bar.")
+@merge_option
 @examples(
     "  gpvae fit weather.csv --time-col date -o model/ --epochs 50\n"
     "  gpvae fit sensors.parquet --time-col time --id-col station \\\n"
@@ -353,6 +355,7 @@ def fit(
     members: int,
     resume: bool,
     quiet: bool,
+    merge_duplicates: bool,
 ) -> None:
     """Fit a GP-VAE to a CSV or Parquet file (NaN or empty cells are missing values).
 
@@ -432,6 +435,14 @@ def fit(
             ),
             run,
         )
+    if coord_cols is not None and merge_duplicates:  # before DATA is read, on every process
+        raise shards.everywhere(
+            CLIError(
+                "--merge-duplicate-times: merges the rows of a series that share a time, which "
+                "a fit with --coord-cols (one row per site and time) does not do; leave it out"
+            ),
+            run,
+        )
     if coord_cols is not None and run.world > 1:  # before DATA is read, on every process
         raise shards.everywhere(
             CLIError(f"--coord-cols: {SPATIAL_ONE_PROCESS}, found {run.world} processes"), run
@@ -443,7 +454,7 @@ def fit(
         return
     with run.together():
         spec = spec_from_fit(frame, time_col, id_col, features)
-        series = series_set(frame, spec, "DATA")
+        series = series_set(frame, spec, "DATA", merge=merge_duplicates)
     # with a folder each process holds its own series (else every process holds them all)
     sharded = source.folder and run.world > 1
     D = len(spec.features)

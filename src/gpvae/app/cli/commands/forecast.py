@@ -13,6 +13,7 @@ from gpvae.app.cli.options import (
     examples,
     interval,
     level_option,
+    merge_option,
     num_samples_option,
     positive_int,
     series_option,
@@ -37,6 +38,7 @@ __all__ = ["forecast"]
 @level_option
 @click.option("--plot", default=None, help="Also draw a fan chart of one series to this .png.")
 @series_option
+@merge_option
 @examples("  gpvae forecast model/ weather.csv --horizon 28 -o forecast.csv --plot fan.png")
 def forecast(
     model_dir: str,
@@ -47,6 +49,7 @@ def forecast(
     level: float,
     plot: str | None,
     series: str | None,
+    merge_duplicates: bool,
 ) -> None:
     """Forecast every series of DATA --horizon steps past its end.
 
@@ -62,7 +65,7 @@ def forecast(
     table, n_series = frame.iloc[:0], 0
     with run.together(), as_cli("DATA"):
         if frame.shape[0]:  # a process may have no series (fewer series than processes)
-            ss = series_set(frame, spec, "DATA", loose=True)
+            ss = series_set(frame, spec, "DATA", loose=True, merge=merge_duplicates)
             res = model.forecast(
                 ss, horizon=horizon, num_samples=num_samples, quantiles=interval(level)
             )
