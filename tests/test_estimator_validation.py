@@ -235,9 +235,30 @@ def test_times_far_outside_the_training_range_warn() -> None:
     est = GPVAE(**FAST).fit(X)
     with warnings.catch_warnings():
         warnings.simplefilter("error")
-        est.impute(X[:2], times=np.arange(20.0) + 100.0, num_samples=4)  # near: no warning
+        est.impute(X[:2], times=np.arange(20.0) + 100.0, num_samples=19)  # near: no warning
     with pytest.warns(UserWarning, match="far outside the training range"):
         est.impute(X[:2], times=np.arange(20.0) * 3600.0, num_samples=4)  # seconds for hours
+
+
+def test_num_samples_must_give_an_interval() -> None:
+    """One draw is refused (lower == upper); draws too few for the interval's level warn,
+    naming how many it needs: 19 for (0.05, 0.95), read at positions p (S + 1)."""
+    X, _ = _sines(8, 12)
+    est = GPVAE(**FAST).fit(X)
+    for call in (
+        lambda s, q: est.impute(X[:1], num_samples=s, quantiles=q),
+        lambda s, q: est.forecast(X[:1], horizon=2, num_samples=s, quantiles=q),
+    ):
+        with pytest.raises(ValidationError, match=r"^num_samples: expected at least 2 draws"):
+            call(1, (0.05, 0.95))
+        with pytest.warns(UserWarning, match="needs at least 19 draws"):
+            call(18, (0.05, 0.95))
+        with pytest.warns(UserWarning, match="needs at least 3 draws"):
+            call(2, (0.25, 0.75))
+        with warnings.catch_warnings():
+            warnings.simplefilter("error")
+            call(19, (0.05, 0.95))
+            call(3, (0.25, 0.75))
 
 
 def test_merge_duplicate_times_arrays_and_frames() -> None:

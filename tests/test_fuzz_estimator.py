@@ -490,6 +490,8 @@ def predict_cases(draw: st.DrawFn) -> tuple[Inputs, str, dict[str, Any], set[str
             kwargs["num_samples"] = draw(st.sampled_from([0, -2, 2.5, True, "3"]))
             faults.add("num_samples")
             bad_arg = False
+        elif method != "anomaly_scores" and kwargs["num_samples"] == 1:  # no interval
+            faults.add("num_samples")
     if method in ("impute", "forecast"):
         if bad_arg and draw(st.booleans()):
             kwargs["quantiles"] = draw(

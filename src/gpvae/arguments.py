@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import math
 import os
+import warnings
 from collections.abc import Sequence
 
 import numpy as np
@@ -20,6 +21,7 @@ __all__ = [
     "check_name",
     "float_arg",
     "int_arg",
+    "interval_draws_arg",
     "normalise_name",
     "physical_memory",
     "quantiles_arg",
@@ -62,6 +64,36 @@ def quantiles_arg(quantiles: object) -> tuple[float, float]:
     if not (0.0 < lo < hi < 1.0):
         raise invalid("quantiles", "0 < lower < upper < 1", quantiles)
     return lo, hi
+
+
+def draws_for_interval(lo: float, hi: float) -> int:
+    """The fewest draws S whose predictive positions p (S + 1) put both ends of the interval
+    ``(lo, hi)`` strictly inside the sorted draws (each end at position >= 1), so that it
+    covers a new draw with its nominal probability (:func:`gpvae.model.sorted_quantiles`)."""
+    tail = min(lo, 1.0 - hi)
+    return max(2, math.ceil(1.0 / tail - 1e-9) - 1)
+
+
+def interval_draws_arg(num_samples: object, quantiles: object) -> tuple[int, float, float]:
+    """``(S, lower, upper)`` for an interval read from ``num_samples`` draws: an error naming
+    ``num_samples`` below 2 draws (one draw is no interval), and a :class:`UserWarning`
+    when the draws are too few for the interval's level (an end then falls on the smallest
+    or largest draw: with both there it covers a new draw with probability (S - 1) / (S + 1)
+    only)."""
+    S = int_arg("num_samples", num_samples)
+    lo, hi = quantiles_arg(quantiles)
+    if S < 2:
+        raise invalid("num_samples", "at least 2 draws for the interval [lower, upper]", S)
+    need = draws_for_interval(lo, hi)
+    if need > S:
+        warnings.warn(
+            f"num_samples: {S} draws are too few for the interval ({lo:g}, {hi:g}): an end "
+            f"falls on the smallest or largest draw, so it covers a new draw less often than "
+            f"{hi - lo:.2f}; this interval needs at least {need} draws",
+            UserWarning,
+            stacklevel=3,
+        )
+    return S, lo, hi
 
 
 def normalise_name(value: str) -> str:

@@ -596,6 +596,30 @@ def test_gpvae_error_in_data_is_one_line(
     assert "duplicate time" in line
 
 
+@pytest.mark.parametrize("command", ["impute", "forecast"])
+def test_num_samples_too_few_for_the_interval(
+    command: str,
+    long_model: Path,
+    files: dict[str, Path],
+    tmp_path: Path,
+    capsys: pytest.CaptureFixture[str],
+) -> None:
+    """One draw is refused before OUT is written; draws too few for --level warn, naming
+    --num-samples and the draws the level needs."""
+    out = tmp_path / "o.csv"
+    args = [command, str(long_model), str(files["long_csv"]), "-o", str(out)]
+    args += ["--horizon", "2"] if command == "forecast" else []
+    _, line = _main_error(capsys, [*args, "--num-samples", "1"])
+    assert line.startswith("error: --num-samples: expected at least 2 draws")
+    assert not out.exists()
+    assert main([*args, "--num-samples", "8", "--level", "0.8"]) == 0
+    err = capsys.readouterr().err
+    assert "warning: --num-samples: 8 draws are too few" in err
+    assert "needs at least 9 draws" in err
+    assert main([*args, "--num-samples", "9", "--level", "0.8"]) == 0
+    assert "warning" not in capsys.readouterr().err
+
+
 def test_merge_duplicate_times_option(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
     """The duplicate-times error of a command points at its --merge-duplicate-times (not at
     a Python function); with it, fit merges the rows and says which; impute, which writes a

@@ -368,6 +368,8 @@ def command_cases(draw: st.DrawFn) -> tuple[str, File, list[str], set[str]]:
     elif bad:
         options[1] = draw(st.sampled_from(["0", "-4"]))
         blame.add("--num-samples")
+    if command in ("impute", "forecast") and options[1] == "1":  # one draw is no interval
+        blame.add("--num-samples")
     return command, file, options, blame
 
 

@@ -23,6 +23,7 @@ from __future__ import annotations
 
 import json
 import os
+import warnings
 from collections.abc import Sequence
 from dataclasses import replace
 from pathlib import Path
@@ -30,7 +31,7 @@ from typing import Any, cast
 
 import numpy as np
 
-from gpvae.arguments import int_arg
+from gpvae.arguments import int_arg, interval_draws_arg
 from gpvae.errors import ModelFileError, NotFittedError, ValidationError
 from gpvae.estimator.backtest import BacktestResult, Estimator, backtest
 from gpvae.estimator.estimator import GPVAE
@@ -145,16 +146,20 @@ class GPVAEEnsemble:
         joint paths in all, shared out evenly between the members (so at least one each),
         the mean of the members' means, and the ``quantiles`` of the pooled paths."""
         members = self._fitted("forecast")
-        S = int_arg("num_samples", num_samples)
-        if len(members) > S:
+        S, _, _ = interval_draws_arg(num_samples, quantiles)  # the pooled draws' interval
+        if 2 * len(members) > S:
             raise ValidationError(
-                f"num_samples: expected at least one draw per member ({len(members)}), found {S}"
+                f"num_samples: expected at least two draws per member ({2 * len(members)}), "
+                f"found {S}"
             )
         share = [S // len(members) + (k < S % len(members)) for k in range(len(members))]
-        parts = [
-            m.forecast(X, times, horizon, future_times, s, quantiles, return_samples=True)
-            for m, s in zip(members, share)
-        ]
+        with warnings.catch_warnings():
+            # a member's own interval (from its share of the draws) is not reported
+            warnings.filterwarnings("ignore", message="num_samples: ", category=UserWarning)
+            parts = [
+                m.forecast(X, times, horizon, future_times, s, quantiles, return_samples=True)
+                for m, s in zip(members, share)
+            ]
         draws = np.concatenate([np.asarray(p.samples) for p in parts], axis=0)
         mean = np.mean([np.asarray(p.mean) for p in parts], axis=0)
         q_lo, q_hi = parts[0].quantiles

@@ -587,7 +587,8 @@ class GPVAE(AnomalyMethods, ForecastMethods, SpatialMethods, PersistenceMethods)
         Args:
             X: data in any accepted form, with the fit's D features.
             times: as in :meth:`fit`.
-            num_samples: S, draws per series.
+            num_samples: S, draws per series, at least 2 (a warning when too few for
+                ``quantiles``: :func:`gpvae.arguments.interval_draws_arg`).
             quantiles: (lower, upper) probabilities of the interval.
             return_samples: also return the S draws of y.
 

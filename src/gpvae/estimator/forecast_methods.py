@@ -63,7 +63,8 @@ class ForecastMethods:
             horizon: H steps of each series' median time step after its last time.
             future_times: instead of ``horizon``: (H,) times for every series, (n, H), or a
                 list of n (H,) arrays, in the input's time units.
-            num_samples: S draws.
+            num_samples: S draws, at least 2 (a warning when too few for ``quantiles``:
+                :func:`gpvae.arguments.interval_draws_arg`).
             quantiles: (lower, upper) probabilities.
             return_samples: also return the S joint sample paths (S, n, H, D).
 

@@ -20,7 +20,7 @@ import torch
 from torch import Tensor
 
 from gpvae import settings
-from gpvae.arguments import int_arg, quantiles_arg
+from gpvae.arguments import interval_draws_arg
 from gpvae.data import SeriesSet, batch_indices
 from gpvae.errors import ValidationError
 from gpvae.estimator.context import PredictContext
@@ -128,8 +128,7 @@ def forecast_series(
             f"posterior is a GP that can be evaluated at new times), found "
             f"{ctx.posterior!r}"
         )
-    S = int_arg("num_samples", num_samples)
-    q_lo, q_hi = quantiles_arg(quantiles)
+    S, q_lo, q_hi = interval_draws_arg(num_samples, quantiles)
     ss, scaled = ctx.input(X, times)
     # (n, H) float, the input's units; a single-step series steps by the training time step
     future = resolve_future_times(ss, horizon, future_times, scaler.time_step_)

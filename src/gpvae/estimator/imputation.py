@@ -8,7 +8,7 @@ from typing import Any
 import numpy as np
 import torch
 
-from gpvae.arguments import bool_arg, int_arg, quantiles_arg
+from gpvae.arguments import bool_arg, interval_draws_arg
 from gpvae.data import from_padded
 from gpvae.estimator.blending import blend_draws
 from gpvae.estimator.context import PredictContext
@@ -28,8 +28,7 @@ def impute_series(
 ) -> ImputationResult:
     """:meth:`GPVAE.impute` (see there); observed entries are returned bit for bit."""
     model, scaler = ctx.model, ctx.scaler
-    S = int_arg("num_samples", num_samples)
-    q_lo, q_hi = quantiles_arg(quantiles)
+    S, q_lo, q_hi = interval_draws_arg(num_samples, quantiles)
     return_samples = bool_arg("return_samples", return_samples)
     ss, scaled = ctx.input(X, times)
     T_max = max(len(t) for t in ss.times)

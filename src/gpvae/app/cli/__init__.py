@@ -30,7 +30,7 @@ from typing import Any
 import click
 
 from gpvae.app.cli.commands import COMMANDS
-from gpvae.app.cli.errors import one_line
+from gpvae.app.cli.errors import cli_message, one_line
 from gpvae.errors import DistributedError, GPVAEError
 from gpvae.heap import limit_heap_fragmentation
 from gpvae.training.distributed import is_main_process, launched
@@ -80,8 +80,11 @@ def _show_warning(
     file: Any = None,
     line: str | None = None,
 ) -> None:
-    """Print warnings as one line ``warning: ...`` on stderr (no source excerpt)."""
-    click.echo(f"warning: {one_line(str(message))}", err=True)
+    """Print warnings as one line ``warning: ...`` on stderr (no source excerpt); one that
+    names an estimator argument names the command line's instead (``--num-samples``)."""
+    text = one_line(str(message))
+    mapped = cli_message(text, "")
+    click.echo(f"warning: {text if mapped.startswith(': ') else mapped}", err=True)
 
 
 def _report(message: str, err: BaseException | None = None) -> None:

@@ -105,7 +105,8 @@ num_samples_option = click.option(
     default=100,
     show_default=True,
     callback=positive_int,
-    help="Monte Carlo samples for the mean and the intervals.",
+    help="Monte Carlo samples for the mean and the intervals (impute, forecast: at least 2; "
+    "a warning says when too few for --level, e.g. 19 for 0.9).",
 )
 level_option = click.option(
     "--level",
