@@ -19,7 +19,7 @@ from gpvae import GPVAE
 from gpvae.batch import Batch
 from gpvae.data import merge_duplicate_times, to_series_set
 from gpvae.data.holdout import hide_mask, hold_out_blocks
-from gpvae.errors import GPVAEError, ShapeError, ValidationError
+from gpvae.errors import GPVAEError, InputTypeError, ShapeError, ValidationError
 from gpvae.estimator.validation import hidden_targets, validation_split
 from gpvae.gp import GPPrior
 from gpvae.kernels import Matern32
@@ -259,6 +259,26 @@ def test_num_samples_must_give_an_interval() -> None:
             warnings.simplefilter("error")
             call(19, (0.05, 0.95))
             call(3, (0.25, 0.75))
+
+
+def test_a_text_feature_gets_advice_its_caller_can_follow() -> None:
+    """GPVAE.fit has no feature_cols: the error on a text column taken by default points at
+    what works (to_series_set's feature_cols, whose result fit takes), and names the column
+    and the value."""
+    from gpvae.data import to_series_set
+
+    X, _ = _sines(1, 24)
+    frame = pd.DataFrame({"time": np.arange(24.0), "a": X[0, :, 0], "b": X[0, :, 1]})
+    frame["wd"] = ["NW"] * 24
+    with pytest.raises(InputTypeError, match=r"^X\['wd'\]: expected numeric values") as info:
+        GPVAE(**FAST).fit(frame)
+    assert "'NW'" in str(info.value)
+    assert "to_series_set(X, feature_cols=[...])" in str(info.value)
+    assert "pass feature_cols to" not in str(info.value)
+    with pytest.raises(InputTypeError, match="leave the column out of feature_cols"):
+        to_series_set(frame, feature_cols=["a", "wd"])
+    est = GPVAE(**FAST).fit(to_series_set(frame, feature_cols=["a", "b"]))  # the advice works
+    assert est.impute(frame[["time", "a", "b"]], num_samples=19).mean.shape == (24, 3)
 
 
 def test_merge_duplicate_times_arrays_and_frames() -> None:

@@ -620,6 +620,22 @@ def test_num_samples_too_few_for_the_interval(
     assert "warning" not in capsys.readouterr().err
 
 
+def test_a_text_feature_names_the_cli_option(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    """The data layer's advice names its own argument (feature_cols); the command line's
+    names --features."""
+    src = tmp_path / "x.csv"
+    frame = pd.DataFrame({"t": np.arange(10.0), "a": np.arange(10.0), "b": ["1.0x"] * 10})
+    frame.to_csv(src, index=False)
+    fit = ["fit", str(src), "--time-col", "t", "--features", "a,b", "-o", str(tmp_path / "m")]
+    _, line = _main_error(capsys, fit)
+    assert line.startswith("error: DATA['b']: expected numeric values")
+    assert "'1.0x'" in line
+    assert "leave the column out of the features ('gpvae fit --features')" in line
+    assert "feature_cols" not in line
+
+
 def test_merge_duplicate_times_option(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
     """The duplicate-times error of a command points at its --merge-duplicate-times (not at
     a Python function); with it, fit merges the rows and says which; impute, which writes a

@@ -23,8 +23,22 @@ _ID_NAMES = frozenset({"id", "series", "series_id", "unique_id", "item_id", "rec
 _TIME_NAMES = frozenset({"time", "times", "timestamp", "t", "date", "datetime", "ds"})
 
 
-def _frame_column(frame: pd.DataFrame, col: Hashable, name: str) -> np.ndarray:
-    """One feature column as float64 (R,), NaN for missing (nullable dtypes included)."""
+#: The end of the error on a text value in a feature column that the caller listed (the
+#: command line, which lists them from --features, replaces it with its own).
+LISTED_FEATURE_ADVICE = "write missing values as NaN, or leave the column out of feature_cols"
+
+#: ... and in a feature column taken by default (every column but the id and time).
+DEFAULT_FEATURE_ADVICE = (
+    "every column other than the id and time is taken as a feature: drop this one, or "
+    "choose the features with gpvae.data.to_series_set(X, feature_cols=[...]) and pass "
+    "its result instead"
+)
+
+
+def _frame_column(frame: pd.DataFrame, col: Hashable, name: str, listed: bool) -> np.ndarray:
+    """One feature column as float64 (R,), NaN for missing (nullable dtypes included).
+    ``listed``: the caller chose the feature columns (``feature_cols``), which the advice
+    of the error on a text value depends on."""
     s = frame[col]
     what = f"{name}[{col!r}]"
     if pd.api.types.is_datetime64_any_dtype(s.dtype) or pd.api.types.is_timedelta64_dtype(s.dtype):
@@ -40,8 +54,8 @@ def _frame_column(frame: pd.DataFrame, col: Hashable, name: str) -> np.ndarray:
         example = bad.iloc[0] if len(bad) else None
         raise InputTypeError(
             f"{what}: expected numeric values (NaN for missing), found dtype {s.dtype} with a "
-            f"value that cannot be converted to float: {example!r}; pass feature_cols to "
-            "choose the feature columns"
+            f"value that cannot be converted to float: {example!r}; "
+            f"{LISTED_FEATURE_ADVICE if listed else DEFAULT_FEATURE_ADVICE}"
         ) from None
     try:
         arr = np.asarray(pd.Series(num).to_numpy(dtype=np.float64, na_value=np.nan))
@@ -100,7 +114,7 @@ def from_frame(
                 )
     if not feats:
         raise ShapeError(f"{name}: expected at least one feature column, found none in {columns}")
-    columns_f = [_frame_column(X, c, name) for c in feats]
+    columns_f = [_frame_column(X, c, name, feature_cols is not None) for c in feats]
     for c, col in zip(feats, columns_f):
         check_no_inf(col, f"{name}[{c!r}]")  # the message gives the row
     values = np.stack(columns_f, axis=1)  # (R, D)

@@ -174,6 +174,9 @@ def check_recorded_columns(frame: pd.DataFrame, spec: ColumnSpec, what: str) -> 
             )
 
 
+#: Where the command line's feature columns come from (the other commands use fit's).
+FEATURES_OPTION = "the features ('gpvae fit --features')"
+
 #: The option of fit, forecast and backtest that merges the rows sharing a time.
 MERGE_OPTION = "--merge-duplicate-times"
 
@@ -197,7 +200,8 @@ def series_set(
     repeated times."""
     from gpvae.data import merge_duplicate_times, to_series_set
     from gpvae.data.convert import DUPLICATE_ADVICE
-    from gpvae.errors import ValidationError
+    from gpvae.data.frames import LISTED_FEATURE_ADVICE
+    from gpvae.errors import InputTypeError, ValidationError
 
     check_recorded_columns(frame, spec, what)
     check_columns(frame, spec, what)
@@ -221,6 +225,12 @@ def series_set(
             allow_single_step=loose,
             allow_empty_series=loose,
         )
+    except InputTypeError as err:  # a text value in a feature: the data layer's advice
+        message = str(err)  # names its own argument, feature_cols
+        if LISTED_FEATURE_ADVICE not in message:
+            raise
+        advice = f"leave missing values empty, or leave the column out of {FEATURES_OPTION}"
+        raise InputTypeError(message.replace(LISTED_FEATURE_ADVICE, advice)) from err
     except ValidationError as err:
         message = str(err)
         if DUPLICATE_ADVICE not in message:
