@@ -636,6 +636,30 @@ def test_a_text_feature_names_the_cli_option(
     assert "feature_cols" not in line
 
 
+@pytest.mark.parametrize("command", ["impute", "forecast", "detect"])
+def test_series_is_checked_before_any_work(
+    command: str,
+    long_model: Path,
+    wide_model: Path,
+    files: dict[str, Path],
+    tmp_path: Path,
+    capsys: pytest.CaptureFixture[str],
+) -> None:
+    """An unknown --series id, or --series for a model of one series (a wide file), is an
+    error before OUT is written (it was reported after OUT, or ignored)."""
+    out, plot = tmp_path / "o.csv", tmp_path / "p.png"
+    extra = ["--horizon", "2"] if command == "forecast" else []
+    for model, data, series, needle in (
+        (long_model, files["long_csv"], "nope", "--series: unknown id 'nope'; ids are e.g."),
+        (wide_model, files["wide_parquet"], "b", "--series: expected no --series for DATA of one"),
+    ):
+        args = [command, str(model), str(data), "-o", str(out), *extra, "--series", series]
+        _, line = _main_error(capsys, [*args, "--plot", str(plot)])
+        assert needle in line
+        assert not out.exists()
+        assert not plot.exists()
+
+
 def test_merge_duplicate_times_option(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
     """The duplicate-times error of a command points at its --merge-duplicate-times (not at
     a Python function); with it, fit merges the rows and says which; impute, which writes a

@@ -116,7 +116,10 @@ level_option = click.option(
     help="Probability of the interval [lower, upper].",
 )
 series_option = click.option(
-    "--series", default=None, help="Series id to plot (long files); default the first one."
+    "--series",
+    default=None,
+    help="Series id to plot (long files); default the first one. Checked before any work; "
+    "refused for a model of one series (fitted on a wide file).",
 )
 merge_option = click.option(
     "--merge-duplicate-times",

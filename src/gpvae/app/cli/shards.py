@@ -41,6 +41,7 @@ __all__ = [
     "Input",
     "Job",
     "check_output_path",
+    "check_series",
     "everywhere",
     "gather_values",
     "is_folder",
@@ -236,6 +237,30 @@ def gather_values(values: np.ndarray, job: Job) -> np.ndarray:
     """Every process's 1-D float array, concatenated in process order."""
     parts = job.all_gather(np.asarray(values, dtype=np.float64).ravel())
     return np.concatenate(parts) if parts else np.zeros(0)
+
+
+def check_series(frame: pd.DataFrame, id_col: str | None, series: str | None, job: Job) -> None:
+    """``--series`` checked before any work: refused for DATA of one series (a model fitted
+    on a wide file has no id column), and an id must be in DATA. Every process calls it
+    right after :func:`read_input` (it gathers whether each holds the id, as
+    :func:`plot_owner` does after the work)."""
+    if series is None:
+        return
+    if id_col is None:
+        raise everywhere(
+            CLIError(
+                f"--series: expected no --series for DATA of one series (the model was fitted "
+                f"on a wide file, without --id-col), found {series!r}; leave it out"
+            ),
+            job,
+        )
+    if id_col not in frame.columns:  # the same in every process; series_set reports it
+        return
+    ids = frame[id_col].astype(str)
+    parts = job.all_gather((bool((ids == str(series)).any()), list(pd.unique(ids)[:5])))
+    if not any(here for here, _ in parts):
+        seen = [i for _, some in parts for i in some][:5]
+        raise everywhere(CLIError(f"--series: unknown id {series!r}; ids are e.g. {seen}"), job)
 
 
 def plot_owner(frame: pd.DataFrame, id_col: str | None, series: str | None, job: Job) -> bool:

@@ -119,6 +119,7 @@ def detect(
         raise CLIError(f"--threshold: expected a finite number, found {threshold}")
     model, spec = load_model(model_dir)
     data_in = shards.read_input(data, spec.id_col, run, share=True)
+    shards.check_series(data_in.frame, spec.id_col, series, run)
     frame = table = data_in.frame
     scores = pd.DataFrame({"score": np.zeros(0)})
     alarm = np.zeros(0, dtype=bool)  # the stored profile's flags

@@ -61,6 +61,7 @@ def forecast(
     plot_path = check_plot(plot)
     model, spec = load_model(model_dir, ensemble_ok=True)
     source = shards.read_input(data, spec.id_col, run, share=True)
+    shards.check_series(source.frame, spec.id_col, series, run)
     frame = source.frame
     table, n_series = frame.iloc[:0], 0
     with run.together(), as_cli("DATA"):

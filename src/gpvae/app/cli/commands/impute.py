@@ -50,6 +50,7 @@ def impute(
     plot_path = check_plot(plot)
     model, spec = load_model(model_dir)
     source = shards.read_input(data, spec.id_col, run, share=True)
+    shards.check_series(source.frame, spec.id_col, series, run)
     frame = table = source.frame
     with run.together(), as_cli("DATA"):
         if frame.shape[0]:  # a process may have no series (fewer series than processes)
