@@ -660,6 +660,25 @@ def test_series_is_checked_before_any_work(
         assert not plot.exists()
 
 
+def test_detect_describes_an_interval_of_one_step_in_the_singular() -> None:
+    from gpvae.app.cli.commands.detect import describe_intervals
+
+    spec = ColumnSpec(time_col="t", id_col=None, features=["a"])
+    intervals = pd.DataFrame(
+        {
+            "start": [3.0, 10.0],
+            "end": [3.0, 12.0],
+            "peak_time": [3.0, 11.0],
+            "peak_score": [9.0, 5.0],
+            "steps": [1, 3],
+            "features": ["a", ""],
+        }
+    )
+    lines = describe_intervals(intervals, spec)
+    assert lines[0] == "  3.0 .. 3.0 (1 step), peak 9 at 3.0; features a"
+    assert lines[1] == "  10.0 .. 12.0 (3 steps), peak 5 at 11.0; features -"
+
+
 def test_merge_duplicate_times_option(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
     """The duplicate-times error of a command points at its --merge-duplicate-times (not at
     a Python function); with it, fit merges the rows and says which; impute, which writes a

@@ -269,6 +269,11 @@ def interval_table(
     return pd.DataFrame(rows, columns=cols)
 
 
+def _steps(n: int) -> str:
+    """``"1 step"``, ``"3 steps"``."""
+    return f"{n} step" if n == 1 else f"{n} steps"
+
+
 def describe_intervals(intervals: pd.DataFrame, spec: ColumnSpec, top: int = 5) -> list[str]:
     """One line per interval with the highest peaks (at most ``top``)."""
     best = intervals.sort_values("peak_score", ascending=False).head(top)
@@ -276,7 +281,8 @@ def describe_intervals(intervals: pd.DataFrame, spec: ColumnSpec, top: int = 5) 
     for _, r in best.iterrows():
         where = "" if spec.id_col is None else f"{spec.id_col} {r[spec.id_col]}: "
         lines.append(
-            f"  {where}{r['start']} .. {r['end']} ({r['steps']} steps), peak {r['peak_score']:.4g} "
+            f"  {where}{r['start']} .. {r['end']} ({_steps(int(r['steps']))}), peak "
+            f"{r['peak_score']:.4g} "
             f"at {r['peak_time']}; features {r['features'] or '-'}"
         )
     if len(intervals) > top:
