@@ -251,8 +251,9 @@ def test_num_samples_must_give_an_interval() -> None:
     ):
         with pytest.raises(ValidationError, match=r"^num_samples: expected at least 2 draws"):
             call(1, (0.05, 0.95))
-        with pytest.warns(UserWarning, match="needs at least 19 draws"):
+        with pytest.warns(UserWarning, match="needs at least 19 draws") as caught:
             call(18, (0.05, 0.95))
+        assert caught[0].filename == __file__  # the warning points at the user's call
         with pytest.warns(UserWarning, match="needs at least 3 draws"):
             call(2, (0.25, 0.75))
         with warnings.catch_warnings():

@@ -74,7 +74,9 @@ def draws_for_interval(lo: float, hi: float) -> int:
     return max(2, math.ceil(1.0 / tail - 1e-9) - 1)
 
 
-def interval_draws_arg(num_samples: object, quantiles: object) -> tuple[int, float, float]:
+def interval_draws_arg(
+    num_samples: object, quantiles: object, stacklevel: int = 4
+) -> tuple[int, float, float]:
     """``(S, lower, upper)`` for an interval read from ``num_samples`` draws: an error naming
     ``num_samples`` below 2 draws (one draw is no interval), and a :class:`UserWarning`
     when the draws are too few for the interval's level (an end then falls on the smallest
@@ -91,7 +93,7 @@ def interval_draws_arg(num_samples: object, quantiles: object) -> tuple[int, flo
             f"falls on the smallest or largest draw, so it covers a new draw less often than "
             f"{hi - lo:.2f}; this interval needs at least {need} draws",
             UserWarning,
-            stacklevel=3,
+            stacklevel=stacklevel,  # 4: the caller of GPVAE.impute or GPVAE.forecast
         )
     return S, lo, hi
 

@@ -146,7 +146,7 @@ class GPVAEEnsemble:
         joint paths in all, shared out evenly between the members (so at least one each),
         the mean of the members' means, and the ``quantiles`` of the pooled paths."""
         members = self._fitted("forecast")
-        S, _, _ = interval_draws_arg(num_samples, quantiles)  # the pooled draws' interval
+        S, _, _ = interval_draws_arg(num_samples, quantiles, 3)  # the pooled draws' interval
         if 2 * len(members) > S:
             raise ValidationError(
                 f"num_samples: expected at least two draws per member ({2 * len(members)}), "
