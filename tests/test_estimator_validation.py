@@ -260,6 +260,17 @@ def test_num_samples_must_give_an_interval() -> None:
             warnings.simplefilter("error")
             call(19, (0.05, 0.95))
             call(3, (0.25, 0.75))
+    # bad data with few draws: the error alone (the warning would only add noise before it)
+    bad = X[:1].copy()
+    bad[0, 0, 0] = np.inf
+    for call in (
+        lambda: est.impute(bad, num_samples=4),
+        lambda: est.forecast(bad, horizon=2, num_samples=4),
+    ):
+        with warnings.catch_warnings():
+            warnings.simplefilter("error")
+            with pytest.raises(ValidationError, match=r"^X"):
+                call()
 
 
 def test_a_text_feature_gets_advice_its_caller_can_follow() -> None:

@@ -25,6 +25,7 @@ __all__ = [
     "normalise_name",
     "physical_memory",
     "quantiles_arg",
+    "warn_few_draws",
 ]
 
 
@@ -74,18 +75,22 @@ def draws_for_interval(lo: float, hi: float) -> int:
     return max(2, math.ceil(1.0 / tail - 1e-9) - 1)
 
 
-def interval_draws_arg(
-    num_samples: object, quantiles: object, stacklevel: int = 4
-) -> tuple[int, float, float]:
+def interval_draws_arg(num_samples: object, quantiles: object) -> tuple[int, float, float]:
     """``(S, lower, upper)`` for an interval read from ``num_samples`` draws: an error naming
-    ``num_samples`` below 2 draws (one draw is no interval), and a :class:`UserWarning`
-    when the draws are too few for the interval's level (an end then falls on the smallest
-    or largest draw: with both there it covers a new draw with probability (S - 1) / (S + 1)
-    only)."""
+    ``num_samples`` below 2 draws (one draw is no interval). Whether the draws are enough
+    for the interval's level is :func:`warn_few_draws`, called once the inputs are checked
+    (a warning before an error about them would only add noise)."""
     S = int_arg("num_samples", num_samples)
     lo, hi = quantiles_arg(quantiles)
     if S < 2:
         raise invalid("num_samples", "at least 2 draws for the interval [lower, upper]", S)
+    return S, lo, hi
+
+
+def warn_few_draws(S: int, lo: float, hi: float, stacklevel: int = 4) -> None:
+    """A :class:`UserWarning` when ``S`` draws are too few for the interval ``(lo, hi)``
+    (an end then falls on the smallest or largest draw: with both there it covers a new
+    draw with probability (S - 1) / (S + 1) only)."""
     need = draws_for_interval(lo, hi)
     if need > S:
         warnings.warn(
@@ -95,7 +100,6 @@ def interval_draws_arg(
             UserWarning,
             stacklevel=stacklevel,  # 4: the caller of GPVAE.impute or GPVAE.forecast
         )
-    return S, lo, hi
 
 
 def normalise_name(value: str) -> str:

@@ -31,7 +31,7 @@ from typing import Any, cast
 
 import numpy as np
 
-from gpvae.arguments import int_arg, interval_draws_arg
+from gpvae.arguments import int_arg, interval_draws_arg, warn_few_draws
 from gpvae.errors import ModelFileError, NotFittedError, ValidationError
 from gpvae.estimator.backtest import BacktestResult, Estimator, backtest
 from gpvae.estimator.estimator import GPVAE
@@ -146,7 +146,7 @@ class GPVAEEnsemble:
         joint paths in all, shared out evenly between the members (so at least one each),
         the mean of the members' means, and the ``quantiles`` of the pooled paths."""
         members = self._fitted("forecast")
-        S, _, _ = interval_draws_arg(num_samples, quantiles, 3)  # the pooled draws' interval
+        S, q_lo, q_hi = interval_draws_arg(num_samples, quantiles)  # the pooled draws'
         if 2 * len(members) > S:
             raise ValidationError(
                 f"num_samples: expected at least two draws per member ({2 * len(members)}), "
@@ -160,6 +160,7 @@ class GPVAEEnsemble:
                 m.forecast(X, times, horizon, future_times, s, quantiles, return_samples=True)
                 for m, s in zip(members, share)
             ]
+        warn_few_draws(S, q_lo, q_hi, 3)  # the pooled draws' interval, inputs checked
         draws = np.concatenate([np.asarray(p.samples) for p in parts], axis=0)
         mean = np.mean([np.asarray(p.mean) for p in parts], axis=0)
         q_lo, q_hi = parts[0].quantiles

@@ -20,7 +20,7 @@ import torch
 from torch import Tensor
 
 from gpvae import settings
-from gpvae.arguments import interval_draws_arg
+from gpvae.arguments import interval_draws_arg, warn_few_draws
 from gpvae.data import SeriesSet, batch_indices
 from gpvae.errors import ValidationError
 from gpvae.estimator.context import PredictContext
@@ -140,6 +140,7 @@ def forecast_series(
     T_max = max(len(t) for t in ss.times)
     # z and the decoded draws over history + future, the draws of y, the sorted copy
     ctx.check_draws(f"num_samples, {future_name}", S, n, T_max + H, width, 4)
+    warn_few_draws(S, q_lo, q_hi)  # the inputs are checked: no warning before an error
     mean_out, lo_out, hi_out = (np.empty((n, H, D)) for _ in range(3))
     draws_out = np.empty((S, n, H, D)) if return_samples else None
     start = _start_levels(ctx, ss, S) if ctx.difference else None

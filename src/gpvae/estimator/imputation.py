@@ -8,7 +8,7 @@ from typing import Any
 import numpy as np
 import torch
 
-from gpvae.arguments import bool_arg, interval_draws_arg
+from gpvae.arguments import bool_arg, interval_draws_arg, warn_few_draws
 from gpvae.data import from_padded
 from gpvae.estimator.blending import blend_draws
 from gpvae.estimator.context import PredictContext
@@ -34,6 +34,7 @@ def impute_series(
     T_max = max(len(t) for t in ss.times)
     # the draws of y, their concatenation and the sorted copy for the quantiles
     ctx.check_draws("num_samples", S, ss.num_series, T_max, ss.num_features, 3)
+    warn_few_draws(S, q_lo, q_hi)  # the inputs are checked: no warning before an error
     means: list[np.ndarray] = [np.empty(0)] * ss.num_series
     lowers, uppers = list(means), list(means)
     draws: list[np.ndarray] = list(means)
