@@ -135,6 +135,8 @@ def detect(
         labels = label_column(frame, labels_col, spec)
     step = scores["score"].to_numpy(dtype=np.float64)
     profile = model.anomaly_profile_
+    # the threshold stored by fit: the profile compares the step's alarm score with it
+    stored = quantile is None and threshold is None and profile is not None
     if quantile is not None:
         thr = float(np.nanquantile(shards.gather_values(step, run), quantile))
         source = f"the {quantile:g} quantile of these scores"
@@ -152,7 +154,7 @@ def detect(
     else:
         thr = float(np.nanquantile(shards.gather_values(step, run), 0.99))
         source = "the 0.99 quantile of these scores"
-    if source.startswith("stored by fit"):  # the profile compares its alarm score
+    if stored:
         scores["anomaly"] = alarm
     else:
         scores["anomaly"] = np.nan_to_num(step, nan=-np.inf) > thr
@@ -190,7 +192,7 @@ def detect(
         fig = plot_anomalies(
             time_axis(part[spec.time_col]),
             part["score"].to_numpy(dtype=np.float64),
-            None if source.startswith("stored by fit") else thr,  # it compares the alarm
+            None if stored else thr,  # the stored threshold compares the alarm, not the score
             flagged=part["anomaly"].to_numpy(dtype=bool),
             values=part[shown].to_numpy(dtype=np.float64),
             feature_names=shown,
