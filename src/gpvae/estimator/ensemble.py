@@ -8,9 +8,10 @@ of one configuration with the seeds ``seed, seed + 1, ...`` and forecasts with t
 **mixture** of their predictive distributions: every member contributes an equal share of
 the joint sample paths (each member's draws already calibrated and blended as its own fit
 chose), the mean is the members' mean forecast, and the interval ends are quantiles of the
-pooled paths. A mixture's CRPS is never above the members' average CRPS (the CRPS is convex
-in the forecast distribution), and it is usually below it by the share of the error the
-members disagree on.
+pooled paths, read at the predictive positions p (S + 1) as a single model's are
+(:func:`gpvae.model.sorted_quantiles`). A mixture's CRPS is never above the members'
+average CRPS (the CRPS is convex in the forecast distribution), and it is usually below it
+by the share of the error the members disagree on.
 
 The ensemble forecasts (:meth:`GPVAEEnsemble.forecast`, :meth:`GPVAEEnsemble.backtest`)
 and saves / loads its members; the other methods of :class:`gpvae.GPVAE` (imputation,
@@ -30,6 +31,7 @@ from pathlib import Path
 from typing import Any, cast
 
 import numpy as np
+import torch
 
 from gpvae.arguments import int_arg, interval_draws_arg, warn_few_draws
 from gpvae.errors import ModelFileError, NotFittedError, ValidationError
@@ -37,6 +39,7 @@ from gpvae.estimator.backtest import BacktestResult, Estimator, backtest
 from gpvae.estimator.estimator import GPVAE
 from gpvae.estimator.results import ForecastResult
 from gpvae.kernels import kernel_from_spec
+from gpvae.model import sorted_quantiles
 
 __all__ = ["ENSEMBLE_FILE", "GPVAEEnsemble"]
 
@@ -164,7 +167,11 @@ class GPVAEEnsemble:
         draws = np.concatenate([np.asarray(p.samples) for p in parts], axis=0)
         mean = np.mean([np.asarray(p.mean) for p in parts], axis=0)
         q_lo, q_hi = parts[0].quantiles
-        lower, upper = np.quantile(draws, [q_lo, q_hi], axis=0)
+        # the predictive positions p (S + 1), as a single model's interval (numpy's default,
+        # p (S - 1), gives a 90% interval from S pooled draws about (S - 1) / (S + 1) of it)
+        lower, upper = (
+            q.numpy() for q in sorted_quantiles(torch.from_numpy(draws), (q_lo, q_hi), "predictive")
+        )
         frame = parts[0].frame
         if frame is not None:  # id / time columns, then D means, D lower and D upper ends
             n, H, D = mean.shape
