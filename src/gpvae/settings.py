@@ -49,6 +49,7 @@ __all__ = [
     "MAX_JITTER_RETRIES",
     "MLP_CHUNK_BYTES",
     "MLP_INFERENCE_CHUNK_BYTES",
+    "NUMBA_LEAN_LOAD",
     "PARALLEL_MAX_CHAINS",
     "PARALLEL_MIN_POINTS",
     "PERIODIC_HARMONICS",
@@ -118,6 +119,12 @@ FUSED_SOA_MIN_CHAINS = 16
 #: ``GPVAE_FUSED_SOA_FLOAT32=0`` sets it False at import (``1``: True), e.g. to retrace a
 #: benchmark record made before session 17, when the float64 kernel was the default.
 FUSED_SOA_FLOAT32 = _env_switch("GPVAE_FUSED_SOA_FLOAT32", True)
+#: True: gpvae's numba loops load from numba's on-disk cache without numba's context
+#: refresh (the import of every implementation registry numba has, scipy.linalg among them,
+#: which only compiling needs; ~0.3 s of a fresh process's first fit). A cache miss and
+#: any later compilation still refresh. See :mod:`gpvae.gp._numba_cache`. The environment
+#: variable ``GPVAE_NUMBA_LEAN_LOAD=0`` sets it False at import: numba's own loading.
+NUMBA_LEAN_LOAD = _env_switch("GPVAE_NUMBA_LEAN_LOAD", True)
 #: The largest prior variance / pseudo-observation variance of a group that runs the
 #: float32 kernel (its rounding error grows like this ratio times 6e-8; see
 #: :func:`gpvae.gp._fused._float32_ok`).

@@ -14,6 +14,7 @@ dimension, S' data vectors.
 from __future__ import annotations
 
 import gc
+import importlib
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from functools import cache, wraps
@@ -101,13 +102,36 @@ def _numba() -> bool:
 
 
 @cache
+def loops_module(name: str) -> ModuleType:
+    """The numba loops module ``gpvae.gp.<name>``, imported on first use (the garbage
+    collector paused), its dispatchers loading from numba's cache without numba's context
+    refresh (:func:`gpvae.gp._numba_cache.lean_loading`). Needs numba (:func:`_numba`)."""
+    from gpvae.gp._numba_cache import lean_loading
+
+    with gc_paused(long_lived=True):
+        module = importlib.import_module(f"gpvae.gp.{name}")
+    lean_loading(module)
+    return module
+
+
+@cache
 def _compiler() -> ModuleType | None:
     """The loops module, imported on first use; None when numba cannot be imported."""
     if not _numba():  # pragma: no cover - numba is a dependency
         return None
-    with gc_paused(long_lived=True):
-        from gpvae.gp import _loops
-    return _loops
+    return loops_module("_loops")
+
+
+@cache
+def _loops_of(m: int) -> Any:
+    """``_loops.loops(m)``, its dispatchers given the lean cache loading."""
+    from gpvae.gp._numba_cache import lean_loading
+
+    module = _compiler()
+    assert module is not None  # guarded by supports()
+    ns = module.loops(m)
+    lean_loading(ns)
+    return ns
 
 
 class _Loops:
@@ -115,9 +139,7 @@ class _Loops:
 
     @staticmethod
     def loops(m: int) -> Any:
-        module = _compiler()
-        assert module is not None  # guarded by supports()
-        return module.loops(m)
+        return _loops_of(m)
 
 
 _loops = _Loops()

@@ -28,7 +28,7 @@ from torch.autograd.function import once_differentiable
 from gpvae import settings
 from gpvae.errors import NumericalError
 from gpvae.gp._compiled import _loops as _recursions
-from gpvae.gp._compiled import gc_paused, without_gc
+from gpvae.gp._compiled import loops_module, without_gc
 from gpvae.rng import batch_normal
 
 __all__ = ["release_arenas", "sample_and_kl", "supports_groups"]
@@ -37,10 +37,7 @@ _F64 = torch.float64
 
 
 def _glue() -> Any:
-    with gc_paused(long_lived=True):
-        from gpvae.gp import _fused_loops  # numba: imported on first use
-
-    return _fused_loops
+    return loops_module("_fused_loops")  # numba: imported on first use
 
 
 def _np(t: Tensor, dtype: torch.dtype = _F64) -> Any:
@@ -178,10 +175,7 @@ class _SampleKL(torch.autograd.Function):
 
 
 def _soa() -> Any:
-    with gc_paused(long_lived=True):
-        from gpvae.gp import _soa_loops  # numba: imported on first use
-
-    return _soa_loops
+    return loops_module("_soa_loops")  # numba: imported on first use
 
 
 #: Free arenas of both fused passes by (kind, length), most recently used last: a training

@@ -331,13 +331,11 @@ def _matern32_np(
 def _tables_loops() -> Any:
     """The compiled closed forms (:mod:`gpvae.gp._tables_loops`), imported on first use;
     None when numba cannot be imported."""
-    from gpvae.gp._compiled import _numba, gc_paused  # here: _compiled imports numba lazily
+    from gpvae.gp._compiled import _numba, loops_module  # _compiled imports numba lazily
 
     if not _numba():  # pragma: no cover - numba is a dependency
         return None
-    with gc_paused(long_lived=True):
-        from gpvae.gp import _tables_loops as loops
-    return loops
+    return loops_module("_tables_loops")
 
 
 @functools.cache
