@@ -6,6 +6,7 @@ import ast
 import os
 import subprocess
 import sys
+from pathlib import Path
 
 import pytest
 
@@ -17,6 +18,7 @@ from gpvae.gp.warm import PARTS, compile_loops, main
 #: of every signature of the struct-of-arrays forward and backward loops it compiled or loaded.
 _PROBE = """
 import sys
+from pathlib import Path
 from gpvae.gp import _soa_loops
 from gpvae.gp.warm import compile_loops
 compile_loops([sys.argv[1]])
@@ -68,7 +70,9 @@ def test_the_command_line_names_a_bad_part(capsys: pytest.CaptureFixture[str]) -
 
 def test_the_command_line_reports_the_parts_it_compiled(capsys: pytest.CaptureFixture[str]) -> None:
     main(["float32-kernel", "--quiet"])
-    assert capsys.readouterr().out.startswith("gpvae: numba loops ready (float32-kernel: ")
+    out = capsys.readouterr().out
+    assert out.startswith("gpvae: numba loops ready (float32-kernel: ")
+    assert "gpvae: bytecode caches " in out
 
 
 def test_the_default_part_compiles_the_matern32_tables_loop() -> None:
@@ -125,3 +129,23 @@ def test_fits_after_the_warm_up_compile_no_new_signature() -> None:
         "print([f.py_func.__name__ for f, b in zip(fns, before) if set(f.signatures) != b])\n"
     )
     assert ast.literal_eval(_probe(probe, timeout=900).strip().splitlines()[-1]) == []
+
+
+def test_bytecode_caches_are_written_where_imports_do_not_write_them(tmp_path: Path) -> None:
+    # PYTHONDONTWRITEBYTECODE: imports write no cache, so every process compiled the source
+    # of the loops modules inside its first fit; compile_bytecode writes them regardless
+    # (redirected here to tmp_path by PYTHONPYCACHEPREFIX)
+    env = {**os.environ, "PYTHONDONTWRITEBYTECODE": "1", "PYTHONPYCACHEPREFIX": str(tmp_path)}
+    code = (
+        "import importlib.util, os, sys\n"
+        "import gpvae.gp._transitions as t\n"
+        "cached = importlib.util.cache_from_source(t.__file__)\n"
+        "print(os.path.exists(cached))\n"
+        "from gpvae.gp.warm import compile_bytecode\n"
+        "print(compile_bytecode())\n"
+        "soa = importlib.util.find_spec('gpvae.gp._soa_loops').origin\n"
+        "print(os.path.exists(cached), os.path.exists(importlib.util.cache_from_source(soa)))\n"
+    )
+    out = subprocess.run([sys.executable, "-c", code], env=env, capture_output=True, text=True)
+    assert out.returncode == 0, out.stderr
+    assert out.stdout.split() == ["False", "True", "True", "True"]
