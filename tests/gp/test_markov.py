@@ -10,6 +10,7 @@ from __future__ import annotations
 
 from collections.abc import Callable
 
+import numpy as np
 import pytest
 import torch
 from _reference import DTYPE, check_moments, dense_all, make_kernels, make_problem, stacked
@@ -258,6 +259,26 @@ def test_sample_first_gives_the_same_kl_marginals_and_gradients(case: str, metho
     assert results[1][0].abs().sum() > 0
     for got, want in zip(results[1], results[0]):
         torch.testing.assert_close(got, want, rtol=1e-12, atol=1e-12)
+
+
+@pytest.mark.parametrize("dtype", [np.float32, np.float64])
+def test_unique_inverse_equals_numpys_unique(dtype: type) -> None:
+    rng = np.random.default_rng(0)
+    cases = [
+        rng.integers(0, 5, 48).astype(dtype) * 0.5,  # repeats
+        rng.standard_normal(31).astype(dtype),  # all distinct
+        np.zeros(7, dtype),
+        np.array([3.0], dtype),
+        np.array([0.0, -0.0, 1.0, 0.0, 2.0, 1.0], dtype),  # signed zeros compare equal
+    ]
+    for v in cases:
+        got, got_inv = markov._unique_inverse(v)
+        want, want_inv = np.unique(v, return_inverse=True)
+        np.testing.assert_array_equal(got, want)
+        assert got.dtype == want.dtype
+        np.testing.assert_array_equal(got_inv, want_inv)
+        assert got_inv.dtype == np.int64
+        np.testing.assert_array_equal(got[got_inv], v)
 
 
 @pytest.mark.parametrize("dtype", [torch.float32, torch.float64])

@@ -270,7 +270,8 @@ def _float32_ok(var: Any, inc: Any, Pinf: Tensor, H: Tensor) -> bool:
     G = H.shape[0]
     h = H.detach().numpy()
     prior = np.einsum("gi,gij,gj->g", h, Pinf.detach().numpy(), h)  # numpy: (G,) is tiny
-    floor = np.where(inc, var, np.inf).min(axis=0).reshape(-1, G).min(axis=0)
+    # every entry included (the usual training batch): the minimum of var as it is
+    floor = (var if inc.all() else np.where(inc, var, np.inf)).min(axis=0).reshape(-1, G).min(0)
     return bool((prior <= settings.FUSED_FLOAT32_MAX_RATIO * floor).all())
 
 

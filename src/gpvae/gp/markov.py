@@ -303,10 +303,12 @@ def _step_index(x_filled: Tensor) -> tuple[Tensor, Tensor, Tensor | None]:
     numpy_ok = x_filled.dtype in (torch.float32, torch.float64)
     if numpy_ok and x_filled.device.type == "cpu" and not x_filled.requires_grad:
         x = x_filled.numpy()
-        dt = np.diff(x, axis=1, prepend=x[:, :1])  # (B, N)
+        dt = np.empty_like(x)  # (B, N): np.diff's values, without its prepend's concatenation
+        dt[:, :1] = 0.0
+        np.subtract(x[:, 1:], x[:, :-1], out=dt[:, 1:])
         if (dt == dt[:1]).all():  # every series has the same steps (e.g. a shared grid)
-            steps, first = np.unique(dt[0], return_inverse=True)
-            index_t = np.repeat(first.astype(np.int64)[:, None], dt.shape[0], axis=1)
+            steps, first = _unique_inverse(dt[0])
+            index_t = np.repeat(first[:, None], dt.shape[0], axis=1)
         else:
             steps, index = np.unique(dt, return_inverse=True)
             index_t = np.ascontiguousarray(index.reshape(dt.shape).T, dtype=np.int64)  # (N, B)
@@ -315,6 +317,18 @@ def _step_index(x_filled: Tensor) -> tuple[Tensor, Tensor, Tensor | None]:
     dt_t = torch.diff(x_filled, dim=1, prepend=x_filled[:, :1])  # (B, N), dt_0 = 0
     steps_t, inverse = torch.unique(dt_t, return_inverse=True)  # (K,), (B, N)
     return steps_t, inverse.movedim(1, 0).contiguous(), None
+
+
+def _unique_inverse(v: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    """``np.unique(v, return_inverse=True)`` for a 1-D array without NaN (the sorted distinct
+    values, and int64 indices into them), by a sort and a binary search: the same arrays,
+    for ~15 instead of ~100 us at 48 points (np.unique's Python layer dominates there)."""
+    s = np.sort(v)
+    keep = np.empty(s.shape, dtype=bool)
+    keep[:1] = True
+    np.not_equal(s[1:], s[:-1], out=keep[1:])
+    distinct = s[keep]
+    return distinct, np.searchsorted(distinct, v).astype(np.int64, copy=False)
 
 
 def _groups(kernels: Sequence[Kernel], x_filled: Tensor) -> list[_Group]:
