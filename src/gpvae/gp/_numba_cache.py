@@ -73,7 +73,7 @@ def lean_loading(module: ModuleType | SimpleNamespace) -> int:
         cache = getattr(value, "_cache", None) if isinstance(value, Dispatcher) else None
         if type(cache) is FunctionCache:
             # the subclass adds no state: the cache made at decoration changes its class in
-            # place (a new one would locate the function's cache files again, ~60 of them)
+            # place (a new one would locate the function's cache files again, one per dispatcher)
             cache.__class__ = cls
             count += 1
     return count

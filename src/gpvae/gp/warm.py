@@ -150,9 +150,8 @@ def compile_bytecode() -> bool:
     import compileall
     from pathlib import Path
 
-    import gpvae
-
-    return bool(compileall.compile_dir(Path(gpvae.__file__).parent, quiet=2))
+    package = Path(__file__).resolve().parents[1]  # gpvae/ (this file is gpvae/gp/warm.py)
+    return bool(compileall.compile_dir(package, quiet=2))
 
 
 def main(argv: Sequence[str] | None = None) -> None:
