@@ -644,9 +644,7 @@ def render(
             "over the seeds that all of them have in the cell (`seeds compared`; the tables "
             "above hold every seed), and the share of the hidden test entries inside gpvae's "
             "90% intervals (all its seeds; calibrated on new hold-outs of the validation "
-            "series shaped like the pattern, except the all-4,000-stay PhysioNet rows, "
-            "older records whose intervals were calibrated on the hidden validation entries "
-            "themselves). "
+            f"series shaped like the pattern{_same_entry_calibration(groups)}). "
             "`gpvae below?` is strict (unrounded means), with gpvae's gap to linear in percent; "
             "`at or below?` also compares the unrounded means.",
             "",
@@ -819,12 +817,12 @@ def render(
         "subset) is skipped, so an interrupted campaign resumes. `benchmarks/run_imputation.sh` "
         f"runs them all. PhysioNet 2012 runs on its first {PHYSIONET_SUBSET} stays (`--subset "
         f"{PHYSIONET_SUBSET}`, every method alike, recorded as `subset` in each record): on "
-        "this shared 2-core machine one SAITS epoch on all 2,560 training stays took about "
-        "70 s (`imputation.json`: 430 s for 6 epochs) and BRITS used all 100 epochs on "
-        "BeijingAir points, so the peers' 100-epoch budgets on all 4,000 stays did not fit "
-        "the session. The PhysioNet rows without a subset are the same commands without "
-        f"`--subset {PHYSIONET_SUBSET}` (`PHYSIONET_SUBSET= bash "
-        "benchmarks/run_imputation.sh`).",
+        "this shared 2-core machine the peers' 100-epoch budgets on all 4,000 stays, for "
+        "every seed and both patterns, do not fit a session (one SAITS epoch on all 2,560 "
+        "training stays takes 25-70 s, and BRITS used all 100 epochs on BeijingAir points). "
+        "The PhysioNet rows without a subset whose records name no command are the same "
+        f"commands without `--subset {PHYSIONET_SUBSET}` (`PHYSIONET_SUBSET= bash "
+        "benchmarks/run_imputation.sh`); the others are listed below the block.",
         "",
         "```bash",
         "bash benchmarks/setup_bench_env.sh   # .venv-bench: torch 2.13, gpvae, pypots 1.5",
@@ -840,6 +838,7 @@ def render(
         "python benchmarks/make_tables.py          # rewrites this region",
         "```",
         "",
+        *_whole_data_commands(records),
         *_larger_caps(records),
     ]
     if machine:
@@ -881,6 +880,56 @@ def _machines(records: list[dict[str, Any]]) -> str:
         "a machine with the record's capability (`ATEN_CPU_CAPABILITY=avx2` selects the AVX2 "
         "kernels on an AVX-512 machine); elsewhere its epochs and scores can differ a little."
     )
+
+
+def _same_entry_calibration(groups: dict[tuple[str, str, str], list[dict[str, Any]]]) -> str:
+    """``, except ...``: the gpvae records whose intervals were calibrated on the hidden
+    validation entries themselves (older records), by cell and seed; empty when none."""
+    where = []
+    for (label, pattern, m), recs in sorted(groups.items()):
+        if m != "gpvae" or pattern not in ("point", "block"):
+            continue
+        seeds = sorted(
+            r["seed"]
+            for r in recs
+            if "calibrated on the same entries" in str(r["settings"].get("early_stopping", ""))
+        )
+        if seeds:
+            word = "seed" if len(seeds) == 1 else "seeds"
+            where.append(f"{_short(label)}, {pattern}s, {word} {', '.join(map(str, seeds))}")
+    if not where:
+        return ""
+    return (
+        ", except " + "; ".join(where) + ": older records whose intervals were calibrated "
+        "on the hidden validation entries themselves"
+    )
+
+
+def _whole_data_commands(records: list[dict[str, Any]]) -> list[str]:
+    """The recorded commands of the runs on all PhysioNet 2012 stays (no ``subset``), in the
+    order they ran: runs outside the campaign's loop (``--pattern point`` makes the points
+    record and the downstream AUROC record of a method and seed)."""
+    commands: list[str] = []
+    for r in sorted(records, key=lambda r: str(r.get("created", ""))):
+        cmd = r.get("command")
+        whole = r["dataset"] == "physionet2012" and r.get("subset") is None
+        if whole and cmd and cmd not in commands:
+            commands.append(str(cmd))
+    if not commands:
+        return []
+    lines = [
+        "The PhysioNet 2012 records on all 4,000 stays that name their command were made by "
+        "these commands, in this order (`--pattern point`: the points cell and the downstream "
+        "AUROC of that method and seed; `--force` replaced records of an earlier "
+        "configuration; run in the benchmark environment):",
+        "",
+        "```bash",
+    ]
+    for cmd in commands:
+        first, _, rest = cmd.partition(" ")
+        py = ".venv-bench/bin/python" if first == "python" else first
+        lines.append(f"OMP_NUM_THREADS=1 {py} {rest}".rstrip())
+    return [*lines, "```", ""]
 
 
 def _larger_caps(records: list[dict[str, Any]]) -> list[str]:

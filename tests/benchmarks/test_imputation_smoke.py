@@ -333,6 +333,46 @@ def test_make_tables_cells_carry_epochs_and_coverage(harness: ModuleType) -> Non
     assert brits.split(" | ")[3:9] == ["9 (4)", "-", "-", "-", "-", "-"]
 
 
+def test_make_tables_lists_the_whole_physionet_commands_and_old_calibrations(
+    harness: ModuleType,
+) -> None:
+    """The Commands section lists the recorded commands of the runs on all PhysioNet stays
+    (once each, in the order they ran, in the benchmark environment; subset runs and
+    records without a command are left to the campaign's loop), and the goals' text names
+    the gpvae records whose intervals were calibrated on the hidden validation entries."""
+    tables = importlib.import_module("make_tables")
+    cmd = "python benchmarks/imputation.py --dataset physionet2012 --method {} --seed 0"
+
+    def rec(method: str, pattern: str, created: str, **extra: Any) -> dict[str, Any]:
+        return {"dataset": "physionet2012", "pattern": pattern, "method": method, "seed": 0,
+                "mae": 0.3, "mse": 0.4, "auroc": None, "wall_s": 1.0, "epochs": 9,
+                "settings": {"best_epoch": 4}, "created": created, **extra}  # fmt: skip
+
+    old = "MAE ...; 90% intervals calibrated on the same entries"
+    records = [
+        rec("saits", "point", "2026-12-03T22:00:00Z", command=cmd.format("saits")),
+        rec("saits", "downstream", "2026-12-03T22:01:00Z", command=cmd.format("saits")),
+        rec("gpvae", "point", "2026-12-03T21:00:00Z", command=cmd.format("gpvae") + " --force"),
+        rec("gpvae", "block", "2026-12-01T00:00:00Z", settings={"early_stopping": old}),
+        rec("brits", "point", "2026-12-03T23:00:00Z", subset=300, command=cmd.format("brits")),
+        rec("linear", "point", "2026-12-01T00:00:00Z"),
+    ]
+    region = tables.render(records)
+    block = region.split("that name their command", 1)[1]
+    block = block.split("```bash\n", 1)[1].split("```", 1)[0].splitlines()
+    run = "OMP_NUM_THREADS=1 .venv-bench/bin/python benchmarks/imputation.py --dataset"
+    assert block == [
+        f"{run} physionet2012 --method gpvae --seed 0 --force",
+        f"{run} physionet2012 --method saits --seed 0",
+    ]
+    assert (
+        "shaped like the pattern, except PhysioNet 2012 (set-a), blocks, seed 0: older "
+        "records whose intervals were calibrated on the hidden validation entries themselves)"
+    ) in region
+    assert "that name their command" not in tables.render(records[3:])
+    assert "shaped like the pattern). " in tables.render(records[:3])
+
+
 def test_make_tables_outer_check_sits_beside_the_protocols_auroc(harness: ModuleType) -> None:
     """The downstream check's rows (benchmarks/downstream_outer.py) carry the protocol's AUROC
     of the same method and seeds, and only those seeds."""
