@@ -168,14 +168,41 @@ def _imputation_table(groups: dict[tuple[str, str, str], list[dict[str, Any]]], 
     return head + "\n".join(rows) + "\n"
 
 
-def _config_note(groups: dict[tuple[str, str, str], list[dict[str, Any]]], ds: str) -> str:
-    """A line naming the settings in which gpvae's records of ``ds`` differ from the
-    current ``GPVAE_CONFIG`` (empty when they all ran it)."""
+def _is_current(record: dict[str, Any]) -> bool:
+    """True when a gpvae record ran the current ``GPVAE_CONFIG``."""
     from imputation import GPVAE_CONFIG
 
+    cfg = record["settings"].get("config", {})
+    return all(cfg.get(k) == GPVAE_CONFIG.get(k) for k in set(cfg) | set(GPVAE_CONFIG))
+
+
+def _one_configuration(
+    groups: dict[tuple[str, str, str], list[dict[str, Any]]],
+) -> dict[tuple[str, str, str], list[dict[str, Any]]]:
+    """``groups`` with each gpvae cell holding one configuration: where a cell has records
+    of the current ``GPVAE_CONFIG``, its records of earlier configurations are left out (the
+    note under the data set's table names them); a cell with none keeps its older records."""
+    out = {}
+    for key, recs in groups.items():
+        current = [r for r in recs if _is_current(r)] if key[2] == "gpvae" else recs
+        out[key] = current if current else recs
+    return out
+
+
+def _config_note(
+    groups: dict[tuple[str, str, str], list[dict[str, Any]]],
+    ds: str,
+    every: dict[tuple[str, str, str], list[dict[str, Any]]] | None = None,
+) -> str:
+    """Lines naming the settings in which gpvae's records of ``ds`` differ from the current
+    ``GPVAE_CONFIG``: those shown in the cells (``groups``), and those of ``every`` left out
+    of them by :func:`_one_configuration` (empty when all ran it)."""
+    from imputation import GPVAE_CONFIG
+
+    shown = {id(r) for recs in groups.values() for r in recs}
     diffs: set[str] = set()
-    where: set[str] = set()
-    for (label, pattern, m), recs in groups.items():
+    where: dict[bool, set[str]] = {True: set(), False: set()}
+    for (label, pattern, m), recs in (every or groups).items():
         if label != ds or m != "gpvae":
             continue
         for r in recs:
@@ -183,14 +210,23 @@ def _config_note(groups: dict[tuple[str, str, str], list[dict[str, Any]]], ds: s
             keys = {k for k in set(cfg) | set(GPVAE_CONFIG) if cfg.get(k) != GPVAE_CONFIG.get(k)}
             diffs |= keys
             kind = {"point": "points", "block": "blocks"}.get(pattern, pattern)
-            where |= {f"{kind} seed {r['seed']}"} if keys else set()
+            where[id(r) in shown] |= {f"{kind} seed {r['seed']}"} if keys else set()
     if not diffs:
         return ""
-    return (
-        f"gpvae's records here ({', '.join(sorted(where))}) ran an earlier configuration: it "
-        f"differs from the current `GPVAE_CONFIG` in "
-        f"{', '.join(f'`{k}`' for k in sorted(diffs))} (not rerun).\n"
-    )
+    names = ", ".join(f"`{k}`" for k in sorted(diffs))
+    lines = []
+    if where[True]:
+        lines.append(
+            f"gpvae's records here ({', '.join(sorted(where[True]))}) ran an earlier "
+            f"configuration: it differs from the current `GPVAE_CONFIG` in {names} (not rerun).\n"
+        )
+    if where[False]:
+        lines.append(
+            f"Left out of the cells above (a cell holds one configuration, and these cells have "
+            f"records of the current one): gpvae's records of an earlier configuration "
+            f"(differing in {names}; {', '.join(sorted(where[False]))}), still in the JSON.\n"
+        )
+    return "\n".join(lines)
 
 
 def _downstream_table(groups: dict[tuple[str, str, str], list[dict[str, Any]]]) -> str:
@@ -598,7 +634,8 @@ def render(
 ) -> str:
     """The Markdown of the imputation region (markers included; ``gaps``: the analysis of
     ``downstream_gaps.py``, shown under the downstream check)."""
-    groups = _group(records)
+    every = _group(records)
+    groups = _one_configuration(every)
     machine = next(
         (r["settings"].get("machine") for r in reversed(records) if "machine" in r["settings"]),
         None,
@@ -633,7 +670,7 @@ def render(
         table = _imputation_table(groups, ds)
         if table:
             parts += [f"### {_title(ds, groups)}", "", table]
-            note = _config_note(groups, ds)
+            note = _config_note(groups, ds, every)
             parts += [note] if note else []
     goals = _goals_table(groups)
     if goals:

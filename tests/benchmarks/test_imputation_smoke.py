@@ -373,6 +373,42 @@ def test_make_tables_lists_the_whole_physionet_commands_and_old_calibrations(
     assert "shaped like the pattern). " in tables.render(records[:3])
 
 
+def test_make_tables_cells_hold_one_gpvae_configuration(harness: ModuleType) -> None:
+    """A gpvae cell with records of the current GPVAE_CONFIG leaves out its records of an
+    earlier one (named under the table); a cell with older records only keeps them (named
+    too); the AUROC row likewise."""
+    tables = importlib.import_module("make_tables")
+    current = dict(harness.GPVAE_CONFIG)
+    older = {k: v for k, v in current.items() if k != "interp_cross"}
+
+    def rec(pattern: str, seed: int, cfg: dict[str, Any], mae: float) -> dict[str, Any]:
+        down = pattern == "downstream"
+        return {"dataset": "physionet2012", "pattern": pattern, "method": "gpvae",
+                "seed": seed, "mae": None if down else mae, "mse": None if down else mae,
+                "auroc": mae if down else None, "wall_s": 1.0, "epochs": 9,
+                "settings": {"best_epoch": 4, "config": cfg}}  # fmt: skip
+
+    records = [
+        rec("point", 0, current, 0.2),
+        rec("point", 1, older, 0.3),
+        rec("downstream", 0, current, 0.71),
+        rec("downstream", 1, older, 0.73),
+        rec("block", 0, older, 0.4),
+        rec("block", 1, older, 0.5),
+    ]
+    region = tables.render(records)
+    row = next(line for line in region.splitlines() if line.startswith("| gpvae |"))
+    assert row.split(" | ")[1:6] == ["0.200 (1)", "0.200 (1)", "9 (4)", "-", "0.450 +- 0.071 (2)"]
+    assert "| gpvae | 0.710 (1) |" in region  # the AUROC row: seed 0 only
+    assert (
+        "gpvae's records here (blocks seed 0, blocks seed 1) ran an earlier configuration: it "
+        "differs from the current `GPVAE_CONFIG` in `interp_cross` (not rerun)."
+    ) in region
+    assert "(differing in `interp_cross`; downstream seed 1, points seed 1), still in" in region
+    # Every record of the current configuration: no note at all.
+    assert "earlier configuration" not in tables.render([records[0], records[2]])
+
+
 def test_make_tables_outer_check_sits_beside_the_protocols_auroc(harness: ModuleType) -> None:
     """The downstream check's rows (benchmarks/downstream_outer.py) carry the protocol's AUROC
     of the same method and seeds, and only those seeds."""
