@@ -281,3 +281,30 @@ def test_scaler_refuses_processes_with_other_features() -> None:
     empty = ss.with_values([np.where(np.arange(3) == 2, np.nan, v) for v in ss.values])
     with pytest.raises(ValidationError, match="never observed"):
         merge_scaler([local_stats(empty), local_stats(empty)], empty)
+
+
+def test_a_lost_peer_is_told_from_other_runtime_errors() -> None:
+    """DDP's gradient all-reduce runs inside ``backward``; when gloo loses a peer there it
+    raises a plain RuntimeError (seen when a process of a torchrun job was killed), which
+    must be reported as a lost peer with the advice to resume, and nothing else must be."""
+    import torch.distributed as dist
+
+    from gpvae.errors import DistributedError, NumericalError
+    from gpvae.training.distributed import is_peer_failure, peer_error
+
+    gloo = RuntimeError(
+        "[/__w/pytorch/pytorch/third_party/gloo/gloo/transport/tcp/pair.cc:537] Read error "
+        "[127.0.0.1]:32711: Connection reset by peer"
+    )
+    assert is_peer_failure(gloo)
+    assert is_peer_failure(RuntimeError("Connection closed by peer [127.0.0.1]:5000"))
+    if hasattr(dist, "DistError"):
+        assert is_peer_failure(dist.DistError("timed out"))
+    assert not is_peer_failure(RuntimeError("mat1 and mat2 shapes cannot be multiplied"))
+    assert not is_peer_failure(NumericalError("loss: not finite"))
+    assert not is_peer_failure(ValueError("Connection reset by peer"))
+    out = peer_error(gloo)
+    assert isinstance(out, DistributedError)
+    assert str(out).startswith("another process of the job stopped")
+    assert "pair.cc" not in str(out)
+    assert "Read error" in str(out)

@@ -51,6 +51,7 @@ __all__ = [
     "ElboForward",
     "current",
     "is_main_process",
+    "is_peer_failure",
     "launched",
     "peer_error",
 ]
@@ -58,6 +59,26 @@ __all__ = [
 _OPS = {"sum": "SUM", "max": "MAX", "min": "MIN"}
 #: What torch.distributed raises when a collective fails (a peer died, a timeout, ...).
 DIST_ERRORS: tuple[type[Exception], ...] = (getattr(dist, "DistError", RuntimeError),)
+#: Parts of the messages of the plain RuntimeErrors that a collective run outside gpvae's own
+#: calls (DDP's gradient all-reduce, inside ``backward``) raises when a peer is gone.
+_PEER_LOST = (
+    "gloo/transport",
+    "Connection closed by peer",
+    "Connection reset by peer",
+    "NCCL communicator was aborted",
+)
+
+
+def is_peer_failure(err: BaseException) -> bool:
+    """Whether ``err`` is a collective's failure: one of :data:`DIST_ERRORS`, or a plain
+    RuntimeError with gloo's or NCCL's words for a lost peer (gloo's transport raises
+    ``RuntimeError: [.../gloo/transport/tcp/pair.cc:537] Read error ...`` from DDP's
+    backward when another process is killed). gpvae's own errors are not."""
+    if isinstance(err, GPVAEError):
+        return False
+    if isinstance(err, DIST_ERRORS):
+        return True
+    return isinstance(err, RuntimeError) and any(part in str(err) for part in _PEER_LOST)
 
 
 def launched() -> bool:

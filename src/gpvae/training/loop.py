@@ -50,7 +50,7 @@ from gpvae.errors import NumericalError, ValidationError, invalid
 from gpvae.gp import release_arenas
 from gpvae.model import ELBOResult
 from gpvae.rng import batch_rows
-from gpvae.training.distributed import DIST_ERRORS, Communicator, peer_error
+from gpvae.training.distributed import Communicator, is_peer_failure, peer_error
 
 __all__ = [
     "OPTIMIZERS",
@@ -462,7 +462,9 @@ def _distributed_step(
     if ok and loss is not None:
         try:
             loss.backward()  # DDP averages the gradients over the processes here
-        except DIST_ERRORS as err:
+        except RuntimeError as err:
+            if not is_peer_failure(err):
+                raise
             raise peer_error(err) from err
         ok = _grads_finite(params)  # the same all-reduced gradients on every process
     if not ok:
