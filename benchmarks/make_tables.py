@@ -168,12 +168,13 @@ def _imputation_table(groups: dict[tuple[str, str, str], list[dict[str, Any]]], 
     return head + "\n".join(rows) + "\n"
 
 
-def _is_current(record: dict[str, Any]) -> bool:
-    """True when a gpvae record ran the current ``GPVAE_CONFIG``."""
+def _config_diff(record: dict[str, Any]) -> set[str]:
+    """The settings in which a gpvae record's configuration differs from the current
+    ``GPVAE_CONFIG`` (empty: it ran the current one)."""
     from imputation import GPVAE_CONFIG
 
     cfg = record["settings"].get("config", {})
-    return all(cfg.get(k) == GPVAE_CONFIG.get(k) for k in set(cfg) | set(GPVAE_CONFIG))
+    return {k for k in set(cfg) | set(GPVAE_CONFIG) if cfg.get(k) != GPVAE_CONFIG.get(k)}
 
 
 def _one_configuration(
@@ -184,7 +185,7 @@ def _one_configuration(
     note under the data set's table names them); a cell with none keeps its older records."""
     out = {}
     for key, recs in groups.items():
-        current = [r for r in recs if _is_current(r)] if key[2] == "gpvae" else recs
+        current = [r for r in recs if not _config_diff(r)] if key[2] == "gpvae" else recs
         out[key] = current if current else recs
     return out
 
@@ -197,8 +198,6 @@ def _config_note(
     """Lines naming the settings in which gpvae's records of ``ds`` differ from the current
     ``GPVAE_CONFIG``: those shown in the cells (``groups``), and those of ``every`` left out
     of them by :func:`_one_configuration` (empty when all ran it)."""
-    from imputation import GPVAE_CONFIG
-
     shown = {id(r) for recs in groups.values() for r in recs}
     diffs: set[str] = set()
     where: dict[bool, set[str]] = {True: set(), False: set()}
@@ -206,8 +205,7 @@ def _config_note(
         if label != ds or m != "gpvae":
             continue
         for r in recs:
-            cfg = r["settings"].get("config", {})
-            keys = {k for k in set(cfg) | set(GPVAE_CONFIG) if cfg.get(k) != GPVAE_CONFIG.get(k)}
+            keys = _config_diff(r)
             diffs |= keys
             kind = {"point": "points", "block": "blocks"}.get(pattern, pattern)
             where[id(r) in shown] |= {f"{kind} seed {r['seed']}"} if keys else set()

@@ -166,7 +166,6 @@ class GPVAEEnsemble:
         warn_few_draws(S, q_lo, q_hi, 3)  # the pooled draws' interval, inputs checked
         draws = np.concatenate([np.asarray(p.samples) for p in parts], axis=0)
         mean = np.mean([np.asarray(p.mean) for p in parts], axis=0)
-        q_lo, q_hi = parts[0].quantiles
         # the predictive positions p (S + 1), as a single model's interval (numpy's default,
         # p (S - 1), gives a 90% interval from S pooled draws about (S - 1) / (S + 1) of it)
         lower, upper = (
