@@ -518,6 +518,8 @@ def new_gpvae(args: argparse.Namespace, white: bool = False) -> Any:
         lengthscale=None if white else args.lengthscale,
         beta=args.beta,
         posterior="diagonal" if white else "structured",
+        likelihood=args.likelihood,
+        encoder=args.encoder,
         hidden=(args.hidden, args.hidden),
         epochs=args.epochs,
         patience=args.patience,
@@ -832,6 +834,16 @@ def parse_args(argv: Sequence[str] | None) -> argparse.Namespace:
         help="gpvae's initial lengthscale in steps (default: the library's).",
     )
     p.add_argument("--beta", type=float, default=1.0, help="KL weight of both VAEs.")
+    p.add_argument(
+        "--likelihood",
+        default="gaussian",
+        help="Observation model of both VAEs (a GPVAE likelihood name, e.g. student_t).",
+    )
+    p.add_argument(
+        "--encoder",
+        default="mlp",
+        help="Encoder of both VAEs (a GPVAE encoder name, e.g. conv: width 3 over time).",
+    )
     p.add_argument("--hidden", type=int, default=64)
     p.add_argument("--lr", type=float, default=3e-3)
     p.add_argument("--batch-size", type=int, default=32)
@@ -895,6 +907,10 @@ def parse_args(argv: Sequence[str] | None) -> argparse.Namespace:
     return p.parse_args(argv)
 
 
+#: The model settings of records written before their option existed (session 21): a
+#: record without the key ran with this value.
+MODEL_DEFAULTS = {"likelihood": "gaussian", "encoder": "mlp"}
+
 #: A refit of a cap-limited run with a larger cap: its tag is the run's with this suffix.
 RERUN_SUFFIX = "_cap200"
 
@@ -934,8 +950,9 @@ def restart_args(args: argparse.Namespace, method: str, kept: dict[str, Any]) ->
     new = argparse.Namespace(**{**vars(args), "seed": kept["config"]["seed"]})
     new.epochs = kept["config"]["epochs"]
     ours, theirs = method_config(run_config(new), method), kept["config"]
-    for k in ("latent_dim", "hidden", "beta", "kernel", "lengthscale", "patience", "lr"):
-        if ours[k] != theirs.get(k):
+    for k in ("latent_dim", "hidden", "beta", "kernel", "lengthscale", "patience", "lr",
+              "likelihood", "encoder"):  # fmt: skip
+        if ours[k] != theirs.get(k, MODEL_DEFAULTS.get(k)):
             raise ValueError(
                 f"--restart-of: {method} {kept['series']}: {k} is {ours[k]!r} here, "
                 f"{theirs.get(k)!r} in the kept run"
@@ -953,6 +970,7 @@ def run_config(args: argparse.Namespace) -> dict[str, Any]:
         for k in ("epochs", "patience", "latent_dim", "hidden", "lr", "batch_size")
     }
     config.update(kernel=args.kernel, lengthscale=args.lengthscale, beta=args.beta)
+    config.update(likelihood=args.likelihood, encoder=args.encoder)
     config.update(train_window=args.train_window, train_stride=args.train_stride)
     config.update({k: getattr(args, k) for k in ("window", "samples", "far", "threshold_holdout")})
     config.update(alarm_smooth=settings.ANOMALY_ALARM_SMOOTH, seed=args.seed)

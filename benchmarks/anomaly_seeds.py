@@ -483,11 +483,15 @@ def _dev_lines(
 
 def _setting(model: str, cfg: dict[str, Any]) -> str:
     """A development row's setting: gpvae's kernel (and its initial lengthscale when one
-    was given), hidden width, KL weight and epoch cap."""
+    was given), the likelihood and encoder when not the defaults (Gaussian, MLP; records
+    without the key ran with them), hidden width, KL weight and epoch cap."""
     kernel = ""
     if model == "gpvae":
         ls = cfg.get("lengthscale")
         kernel = f"{cfg['kernel']}" + (f" lengthscale {ls:g}" if ls is not None else "") + ", "
+    for key, default in (("likelihood", "gaussian"), ("encoder", "mlp")):
+        if cfg.get(key, default) != default:
+            kernel += f"{key} {cfg[key]}, "
     return kernel + f"hidden {cfg['hidden']}, beta {cfg['beta']:g}, cap {cfg['epochs']}"
 
 

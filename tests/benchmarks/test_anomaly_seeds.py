@@ -404,3 +404,23 @@ def test_the_per_series_development_table_compares_variants_with_the_first_row(s
     assert "b*, best of 2, " + V + " | 0.400 | 0.300 | 0.350 | 1 of 2 |" in out
     vae = "| vae | hidden 64, beta 1, cap 100 | a*, best of 2"
     assert f"{vae}, {V}@b8 | 0.400 | 0.300 | 0.350 | 0 of 2 |" in out
+
+
+def test_a_development_row_names_a_likelihood_or_encoder_other_than_the_defaults(seeds) -> None:  # type: ignore[no-untyped-def]
+    """Runs with the Student-t or the conv encoder are told apart from the Gaussian MLP
+    runs (records without the keys, from before the options, ran those defaults)."""
+    recs = []
+    for prefix, extra in (("g", {}), ("t", {"likelihood": "student_t", "encoder": "mlp"}),
+                          ("c", {"likelihood": "gaussian", "encoder": "conv"})):  # fmt: skip
+        for i in range(3):
+            for model in ("gpvae", "vae"):
+                r = _rec("P-1", model, f"{prefix}{i}", 0.2, dev=True)
+                r["config"].update(kernel="matern32" if model == "gpvae" else "white",
+                                   lengthscale=None, hidden=64, beta=1.0, **extra)  # fmt: skip
+                recs.append(r)
+    out = seeds.dev_table(recs, ["g", "t", "c"], 3, V)
+    assert "| gpvae | matern32, hidden 64, beta 1, cap 100 | g* |" in out
+    assert "| gpvae | matern32, likelihood student_t, hidden 64, beta 1, cap 100 | t* |" in out
+    assert "| gpvae | matern32, encoder conv, hidden 64, beta 1, cap 100 | c* |" in out
+    assert "| vae | likelihood student_t, hidden 64, beta 1, cap 100 | t* |" in out
+    assert "| vae | encoder conv, hidden 64, beta 1, cap 100 | c* |" in out

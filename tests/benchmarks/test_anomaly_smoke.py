@@ -454,3 +454,46 @@ def test_a_gated_variant_runs_on_the_same_fit(bench) -> None:  # type: ignore[no
     plain, gated = (out["variants"][v]["score"] for v in (base, base + "+gate8"))
     assert np.isfinite(gated).all()
     assert not np.allclose(plain, gated)
+
+
+@pytest.mark.parametrize("method", ["gpvae", "vae"])
+def test_the_likelihood_and_encoder_options_reach_both_models_fits(
+    bench, method, monkeypatch
+) -> None:  # type: ignore[no-untyped-def]
+    """--likelihood and --encoder set gpvae's and the VAE's model alike; the fitted model
+    holds them (a Student-t observation model, a temporal convolution), the records'
+    config names them, and every step is scored."""
+    from gpvae.likelihoods.student_t import StudentT
+    from gpvae.nets.conv import ConvEncoder
+
+    s = _series(3)
+    args = bench.parse_args(["--epochs", "2", "--hidden", "8", "--likelihood", "student_t",
+                             "--encoder", "conv"])  # fmt: skip
+    made = []
+    build = bench.new_gpvae
+    monkeypatch.setattr(bench, "new_gpvae", lambda *a, **k: made.append(build(*a, **k)) or made[-1])
+    out = bench.RUNNERS[method](s, args, 20)
+    model = made[0].model_
+    assert isinstance(model.likelihood, StudentT)
+    assert isinstance(model.encoder, ConvEncoder)
+    assert made[0].kernel == ("white" if method == "vae" else "matern32")
+    score = out["variants"][bench.CHOSEN]["score"]
+    assert score.shape == (300,)
+    assert np.isfinite(score).all()
+    config = bench.method_config(bench.run_config(args), method)
+    assert (config["likelihood"], config["encoder"]) == ("student_t", "conv")
+    default = bench.run_config(bench.parse_args([]))
+    assert (default["likelihood"], default["encoder"]) == ("gaussian", "mlp")
+
+
+def test_a_restart_of_a_run_recorded_before_the_model_options_takes_their_defaults(bench) -> None:  # type: ignore[no-untyped-def]
+    """Records written before --likelihood and --encoder existed ran the Gaussian and the
+    MLP: a refit with those matches them, one with another likelihood or encoder does not."""
+    old = _rec("A", "gpvae", 1, 0.5)
+    assert "likelihood" not in old["config"]
+    assert "encoder" not in old["config"]
+    args = bench.parse_args(["--kernel", "matern32", "--hidden", "64", "--beta", "1"])
+    assert bench.restart_args(args, "gpvae", old).seed == 1
+    for flag, value in (("--likelihood", "student_t"), ("--encoder", "conv")):
+        with pytest.raises(ValueError, match=flag[2:]):
+            bench.restart_args(bench.parse_args([flag, value]), "gpvae", old)
