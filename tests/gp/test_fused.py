@@ -492,3 +492,110 @@ def test_chains_last_moves_the_chain_axis_last_contiguous() -> None:
             assert got.flags.c_contiguous
             assert got.dtype == torch.empty(0, dtype=dtype).numpy().dtype
             torch.testing.assert_close(torch.from_numpy(got), want.to(dtype), rtol=0, atol=0)
+
+
+def test_accumulated_table_gradients_equal_a_scatter_per_step() -> None:
+    """The struct-of-arrays backward sums a step's table gradients per chain while the
+    steps read the same table entries and scatters the sum when they change (and at the
+    end): the table equals one scatter per step, for runs of every length, a return to an
+    earlier row and single steps."""
+    import numpy as np
+
+    from gpvae.gp import _soa_loops
+
+    rng = np.random.default_rng(87)
+    N, B, G, m, K = 11, 3, 2, 2, 4
+    rows = [0, 1, 1, 1, 2, 1, 1, 3, 3, 0, 2]  # the table row of series 0 at each step
+    ix = np.array([[r, (r + 1) % K, r] for r in rows], dtype=np.int64)  # (N, B)
+    ix[4, 2] = 3  # series 2 alone differs at step 4: a run ends for all chains
+    src = rng.standard_normal((N, m, m, B * G)).astype(np.float32)
+    want = np.zeros((K, G, m, m))
+    for n in range(N):
+        for b in range(B):
+            for g in range(G):
+                want[ix[n, b], g] += src[n, :, :, b * G + g]
+    got = np.zeros((K, G, m, m))
+    acc = np.zeros((m, m, B * G))
+    pend = np.full(1, -1, dtype=np.int64)
+    for n in range(N):
+        _soa_loops._accumulate(src[n], acc, pend, ix, n, G, got)
+    _soa_loops._flush(acc, pend, ix, G, got)
+    assert pend[0] == -1
+    assert not acc.any()
+    np.testing.assert_allclose(got, want, rtol=1e-15, atol=1e-15)
+
+
+def test_numpy_view_is_the_tensor_itself_when_it_can_be() -> None:
+    """``_numpy``: no copy for a contiguous tensor of the dtype asked for (or any dtype when
+    none is asked), one C-contiguous copy otherwise; the same values."""
+    import numpy as np
+
+    g = torch.Generator().manual_seed(88)
+    t = torch.randn(3, 4, 5, generator=g)
+    assert np.shares_memory(_fused._numpy(t), t.numpy())
+    assert np.shares_memory(_fused._numpy(t, torch.float32), t.numpy())
+    for x, dtype in ((t, DTYPE), (t.transpose(0, 2), None), (t[:, ::2], torch.float32)):
+        got = _fused._numpy(x, dtype)
+        assert got.flags.c_contiguous
+        assert not np.shares_memory(got, t.numpy())
+        torch.testing.assert_close(torch.from_numpy(got), x.to(dtype or x.dtype), rtol=0, atol=0)
+
+
+@pytest.mark.parametrize("dtype", [torch.float32, DTYPE])
+def test_struct_of_arrays_relays_data_and_noise_inside_the_compiled_pass(
+    dtype: torch.dtype,
+) -> None:
+    """The struct-of-arrays loops take the data series first (B, N, G) and the noise chain
+    before draw, give the draws series first and the gradients of mean and var in the
+    data's layout: the same numbers as the pass run on the arrays relaid beforehand by
+    numpy (the data as one series of C channels, (1, N, C); the noise chains last), and
+    the draws and gradients relaid afterwards."""
+    import numpy as np
+
+    from gpvae.gp import _soa_loops
+
+    rng = np.random.default_rng(89)
+    B, N, G, m, S = 3, 6, 2, 2, 2
+    C, npd = B * G, torch.empty(0, dtype=dtype).numpy().dtype
+    eye = np.broadcast_to(np.eye(m), (2, G, m, m))
+    A = (0.9 * eye + 0.05 * rng.standard_normal((2, G, m, m))).astype(npd)
+    Q = (0.3 * eye).astype(npd)
+    CQ = np.sqrt(0.3) * eye.astype(npd)
+    Pinf, chol0 = np.eye(m)[None].repeat(G, 0).astype(npd), np.eye(m)[None].repeat(G, 0)
+    H = np.zeros((G, m), npd)
+    H[:, 0] = 1.0
+    ix = np.ones((N, B), dtype=np.int64)
+    ix[0] = 0
+    still = np.zeros((N, B), dtype=bool)
+    mean = rng.standard_normal((B, N, G)).astype(npd)
+    var = (0.5 + rng.random((B, N, G))).astype(npd)
+    inc = rng.random((B, N, G)) > 0.2
+    eps = rng.standard_normal((N, C, m, S)).astype(npd)
+    e = rng.standard_normal((N, C, S)).astype(npd)
+    g_out = rng.standard_normal((S, B, N, G)).astype(npd)
+    g_kl = rng.standard_normal(C).astype(npd)
+    fwd, bwd = _soa_loops.arena_sizes(N, m, S, C)
+
+    def run(mean, var, inc, g_out):  # type: ignore[no-untyped-def]
+        chol = chol0.astype(npd)
+        args = (A, Q, CQ, ix, Pinf, chol, H, still, mean, var, inc, eps, e, np.empty(fwd, npd))
+        sample, kl, _bad, saved = _soa_loops.forward(*args)
+        grads = _soa_loops.backward(2, G, ix, still, g_kl, g_out, saved, np.empty(bwd, npd))
+        return sample, kl, grads
+
+    def time_first(x):  # type: ignore[no-untyped-def]
+        return np.ascontiguousarray(x.transpose(1, 0, 2).reshape(1, N, C))
+
+    sample, kl, grads = run(mean, var, inc, g_out)
+    relaid = [time_first(x) for x in (mean, var, inc)]
+    g_relaid = np.ascontiguousarray(g_out.transpose(0, 2, 1, 3).reshape(S, 1, N, C))
+    sample1, kl1, grads1 = run(*relaid, g_relaid)
+    assert sample.shape == (S, B, N, G)
+    assert grads[5].shape == grads[6].shape == (B, N, G)
+    for s in range(S):
+        np.testing.assert_array_equal(time_first(sample[s]), sample1[s])
+    np.testing.assert_array_equal(kl, kl1)
+    for a, b in zip(grads[:5], grads1[:5]):
+        np.testing.assert_array_equal(a, b)
+    for a, b in zip(grads[5:], grads1[5:]):
+        np.testing.assert_array_equal(time_first(a), b)

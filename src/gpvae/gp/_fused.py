@@ -246,9 +246,20 @@ class _Lease:
         _release(self.kind, self.arena)
 
 
+def _numpy(t: Tensor, dtype: torch.dtype | None = None) -> Any:
+    """``t`` as a C-contiguous numpy array of ``dtype`` (its own when None): the array of
+    ``t`` itself when it already is one (no copy), else one copy."""
+    t = t.detach()
+    if dtype is not None and t.dtype != dtype:
+        t = t.to(dtype, memory_format=torch.contiguous_format)
+    return (t if t.is_contiguous() else t.contiguous()).numpy()
+
+
 def _chains_last(t: Tensor, dtype: torch.dtype = _F64) -> Any:
     """(N, C, ...) -> a numpy array (N, ..., C) of ``dtype``, contiguous, in one copy (dtype
-    and layout at once when the dtype changes; ``to`` returns a view as it is). The same
+    and layout at once when the dtype changes; ``to`` returns a view as it is): the
+    layout the struct-of-arrays loops relay the noise to (they do it themselves; this is
+    their reference in the tests). The same
     dtype is moved by numpy: the draws (N, C, m, S) -> (N, m, S, C), whose innermost
     source stride is m S, take ~35 us there against ~90 us as a torch copy (1,024 chains,
     m = 2, one draw, float32; one thread)."""
@@ -292,10 +303,14 @@ class _SampleKLSoA(torch.autograd.Function):
     group's (B, N, G) channels of the (B, N, L) pseudo-observations and the draws come out
     as (S, B, N, G) in the dtype of mean, contiguous (the decoder's layout; the same
     values: float32 draws widened and narrowed again before). The layout changes are made
-    here, once each way, instead of by torch operations on both sides with their autograd
-    nodes, and the gradients of mean and var go back contiguous in (B, N, G): a gradient
-    that is a permuted view makes every operation it flows through upstream (the
-    encoder's) run on strided memory."""
+    inside the compiled pass (:func:`gpvae.gp._soa_loops.forward` takes the data series
+    first and the noise chain before draw, and gives the draws series first; its backward
+    takes and gives the gradients likewise), not by torch or numpy copies around it (five
+    copies and their calls, ~0.5 ms of a 48-step pass on 1,024 chains), nor by torch
+    operations with their autograd nodes; the gradients of mean and var go back contiguous
+    in (B, N, G): a gradient that is a permuted view makes every operation it flows through
+    upstream (the encoder's) run on strided memory. Without ``series_first`` the (N, C)
+    data go in as (1, N, C) (one series of C channels: the same chains)."""
 
     @staticmethod
     @without_gc
@@ -318,62 +333,53 @@ class _SampleKLSoA(torch.autograd.Function):
     ) -> tuple[Tensor, Tensor]:
         soa = _soa()
         out_dtype = mean.dtype
-        ctx.series = mean.shape[::2] if series_first else None  # (B, G)
-        if series_first:  # (B, N, G) -> (N, B * G), contiguous, dtypes kept
-            full = slice(None)
-            mean, var, inc = (_time_first(t.detach(), full) for t in (mean, var, inc))
-        ixn, stilln, incn = ix.numpy(), still.numpy(), inc.numpy()
+        ctx.series = series_first
+        if not series_first:  # (N, C) as (1, N, C): the loops take the data series first
+            mean, var, inc = mean[None], var[None], inc[None]
+        incn = _numpy(inc)
         dt = _F64
-        if mean.dtype == var.dtype == torch.float32 and settings.FUSED_SOA_FLOAT32:
-            varn = var.detach().numpy()
-            if _float32_ok(varn, incn, Pinf, H):
-                dt = torch.float32
+        f32 = mean.dtype == var.dtype == torch.float32 and settings.FUSED_SOA_FLOAT32
+        if f32 and _float32_ok(_numpy(var), incn, Pinf, H):
+            dt = torch.float32
         kind = "fwd" if dt == _F64 else "fwd32"
-        varn, epsn, en = _np(var, dt), _chains_last(eps, dt), _chains_last(e, dt)
-        N, m, S, C = epsn.shape
+        # the loops relay the data and draws themselves (one compiled pass, no copies here)
+        epsn, en = _numpy(eps, dt), _numpy(e, dt)
+        N, C, m, S = epsn.shape
         sizes = soa.arena_sizes(N, m, S, C)
-        arena = _arena(kind, sizes[0], varn.dtype)
+        arena = _arena(kind, sizes[0], epsn.dtype)
         ctx.lease = _Lease(kind, arena)  # the saved buffers are views of the arena
         sample, kl, bad, saved = soa.forward(
-            _np(A, dt), _np(Q, dt), _np(CQ, dt), ixn, _np(Pinf, dt), _np(chol0, dt), _np(H, dt),
-            stilln, _np(mean, dt), varn, incn, epsn, en, arena,
+            _np(A, dt), _np(Q, dt), _np(CQ, dt), ix.numpy(), _np(Pinf, dt), _np(chol0, dt),
+            _np(H, dt), still.numpy(), _numpy(mean, dt), _numpy(var, dt), incn, epsn, en, arena,
         )  # fmt: skip
         if bad:
             raise NumericalError(_SINGULAR)
-        ctx.arrays = (A.shape[0], H.shape[0], ixn, stilln, incn, varn, epsn, en, saved)
+        ctx.arrays = (A.shape[0], H.shape[0], ix.numpy(), still.numpy(), saved)
         ctx.scratch, ctx.dtypes = sizes[1], (dt, mean.dtype, var.dtype)
-        if ctx.series is not None:  # (N, S, B * G) -> (S, B, N, G) in one copy
-            B, G = ctx.series
-            draws = torch.from_numpy(sample).reshape(N, S, B, G).permute(1, 2, 0, 3)
-            out = torch.empty(draws.shape, dtype=out_dtype).copy_(draws)
-            return out, torch.from_numpy(kl)
-        out = torch.from_numpy(sample).movedim(-1, 1)
-        return out.to(_F64), torch.from_numpy(kl)
+        draws = torch.from_numpy(sample)  # (S, B, N, G), or (S, 1, N, C)
+        if series_first:
+            return draws.to(out_dtype), torch.from_numpy(kl)
+        return draws[:, 0].permute(1, 2, 0).to(_F64), torch.from_numpy(kl)  # (N, C, S)
 
     @staticmethod
     @once_differentiable
     @without_gc
     def backward(ctx: Any, g_sample: Tensor, g_kl: Tensor) -> tuple[Tensor | None, ...]:
-        K, G, ixn, stilln, incn, varn, epsn, en, saved = ctx.arrays
+        K, G, ixn, stilln, saved = ctx.arrays
         dt, mean_dtype, var_dtype = ctx.dtypes
         kind = "bwd" if dt == _F64 else "bwd32"
-        if ctx.series is None:
-            g_draws = _chains_last(g_sample, dt)  # (N, C, S) -> (N, S, C)
-        else:  # (S, B, N, G) -> (N, S, B * G)
-            g_s = g_sample.detach().permute(2, 0, 1, 3)  # (N, S, B, G)
-            g_draws = torch.empty(g_s.shape, dtype=dt).copy_(g_s).flatten(2).numpy()
-        scratch = _arena(kind, ctx.scratch, varn.dtype)
-        grads = _soa().backward(
-            K, G, ixn, stilln, incn, varn, epsn, en, _np(g_kl, dt), g_draws, saved, scratch
-        )
+        if ctx.series:  # (S, B, N, G), the draws' layout (the loops relay it)
+            g_draws = _numpy(g_sample, dt)
+        else:  # (N, C, S) -> (S, 1, N, C)
+            g_draws = _numpy(g_sample.permute(2, 0, 1)[:, None], dt)
+        scratch = _arena(kind, ctx.scratch, g_draws.dtype)
+        grads = _soa().backward(K, G, ixn, stilln, _np(g_kl, dt), g_draws, saved, scratch)
         _release(kind, scratch)
         g_tables = tuple(torch.from_numpy(g) for g in grads[:5])
-        g_data = [torch.from_numpy(grads[5]), torch.from_numpy(grads[6])]  # (N, C)
-        if ctx.series is not None:  # -> (B, N, G), contiguous, in one copy
-            B, G = ctx.series
-            views = [g.view(-1, B, G).movedim(0, 1) for g in g_data]
-            g_data = [torch.empty(v.shape, dtype=v.dtype).copy_(v) for v in views]
-        g_mean, g_var = g_data[0].to(mean_dtype), g_data[1].to(var_dtype)
+        g_mean, g_var = torch.from_numpy(grads[5]), torch.from_numpy(grads[6])  # (B, N, G)
+        if not ctx.series:  # (1, N, C) -> (N, C)
+            g_mean, g_var = g_mean[0], g_var[0]
+        g_mean, g_var = g_mean.to(mean_dtype), g_var.to(var_dtype)
         return (*g_tables, g_mean, g_var) + (None,) * 7
 
 

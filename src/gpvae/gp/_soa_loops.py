@@ -26,7 +26,11 @@ G channels of the group, C = B * G chains (chain ``c`` = channel ``c % G`` of se
 ``c // G``), m state dimension (1, 2 or 3), S draws, S' = S + 1 data columns. Tables A, Q,
 CQ (K, G, m, m) are read through ix (N, B) and gathered per step into (m, m, C) rows (once
 while steps read the same entries). H (G, m); Pinf and chol0 (G, m, m); still (N, B); mean,
-var, inc (N, C); eps (N, m, S, C) (step 0: the initial states' noise); e (N, S, C).
+var, inc (N, C); eps (N, m, S, C) (step 0: the initial states' noise); e (N, S, C): the
+layouts inside; :func:`forward` relays its data and noise to them from the caller's
+(series first, chain before draw; see there) and its draws back, :func:`backward` the
+gradients likewise, in the compiled pass (a numpy or torch copy per array costs more in
+call overhead than the copy itself at these sizes).
 
 Two entry points, :func:`forward` and :func:`backward` (each a single compiled call: numba
 loads one cached function per entry point, a fixed cost per process).
@@ -106,8 +110,8 @@ def arena_sizes(N: int, m: int, S: int, C: int) -> tuple[int, int]:
     """Lengths of the forward arena (kept until the backward pass) and of the backward one
     (scratch) for :func:`forward` and :func:`backward`."""
     S1 = S + 1
-    fwd = N * C * (3 + 4 * m * m + m + 1 + m * S + 2 * m * S1 + S1 + 1)
-    bwd = N * C * (m * S1 + 4 * m * m)
+    fwd = N * C * (3 + 4 * m * m + m + 1 + m * S + 2 * m * S1 + S1 + 1 + 2 + m * S + S)
+    bwd = N * C * (m * S1 + 4 * m * m + S + 2)
     return fwd, bwd
 
 
@@ -174,6 +178,28 @@ def _flush(acc, pend, ix, G, out):
     _scatter_step(acc, ix, p, G, out)
     acc[:] = 0.0
     pend[0] = -1
+
+
+@_jit
+def _time_first(x, out):
+    """out (N, B * G) = x (B, N, G) relaid time first (chain b G + g), cast to out's dtype."""
+    B, N, G = x.shape
+    for b in range(B):
+        for n in range(N):
+            r, o = x[b, n], out[n]
+            for g in range(G):
+                o[b * G + g] = r[g]
+
+
+@_jit
+def _series_first(x, out):
+    """out (B, N, G) = x (N, B * G) relaid series first (the inverse of :func:`_time_first`)."""
+    B, N, G = out.shape
+    for b in range(B):
+        for n in range(N):
+            r, o = x[n], out[b, n]
+            for g in range(G):
+                o[g] = r[b * G + g]
 
 
 @_jit
@@ -645,9 +671,15 @@ def _finish_step(He, incn, vn, yn, isn, v0, xn, ms, Ps, fm, pv, out, term):
 
 
 @_jit
-def forward(A, Q, CQ, ix, Pinf, chol0, H, still, mean, var, inc, eps, e, ar):
-    """The forward pass; returns (sample (N, S, C), kl (C,), bad, saved) where ``saved`` holds
-    what :func:`backward` needs (views of the arena ``ar``).
+def forward(A, Q, CQ, ix, Pinf, chol0, H, still, mean_in, var_in, inc_in, eps_in, e_in, ar):
+    """The forward pass; returns (sample (S, B', N, G'), kl (C,), bad, saved) where ``saved``
+    holds what :func:`backward` needs (views of the arena ``ar``, and the data time first).
+
+    The data come in the caller's layouts and are relaid here, in the compiled pass (a
+    torch or numpy copy per array costs more in call overhead than in copying): mean, var,
+    inc (B', N, G') series first with B' G' = C (the caller's (B, N, G) channels, or (1, N,
+    C) for data already time first), eps (N, C, m, S) and e (N, C, S) chain before draw;
+    the draws go out series first likewise.
 
     Two sweeps over time, each doing every stage of a step while its rows are in cache (the
     pass is memory-bound at ~1,000 chains): forward in time the covariance filter with the
@@ -655,15 +687,33 @@ def forward(A, Q, CQ, ix, Pinf, chol0, H, still, mean, var, inc, eps, e, ar):
     the mean filter; backward in time the smoother, the draws and the KL terms. Transitions
     are gathered from the tables per step (once while consecutive steps read the same
     entries, as on a regular grid)."""
-    N, m, S, C = eps.shape
+    N, C, m, S = eps_in.shape
     S1 = S + 1
     G = H.shape[0]
-    dt = var.dtype  # float64 or float32
+    dt = var_in.dtype  # float64 or float32
     He = np.empty((m, C), dt)
     for i in range(m):
         for c in range(C):
             He[i, c] = H[c % G, i]
     pos = np.zeros(1, dtype=np.int64)
+    mean = _e2(ar, pos, N, C)  # the data time first, chains last
+    var = _e2(ar, pos, N, C)
+    inc = np.empty((N, C), dtype=np.bool_)
+    _time_first(mean_in, mean)
+    _time_first(var_in, var)
+    _time_first(inc_in, inc)
+    eps = _e4(ar, pos, N, m, S, C)
+    e = _e3(ar, pos, N, S, C)
+    for n in range(N):
+        for i in range(m):
+            for s in range(S):
+                o = eps[n, i, s]
+                for c in range(C):
+                    o[c] = eps_in[n, c, i, s]
+        for s in range(S):
+            o = e[n, s]
+            for c in range(C):
+                o[c] = e_in[n, c, s]
     y = _e2(ar, pos, N, C)
     w = _e2(ar, pos, N, C)
     sd = _e2(ar, pos, N, C)
@@ -788,9 +838,13 @@ def forward(A, Q, CQ, ix, Pinf, chol0, H, still, mean, var, inc, eps, e, ar):
         t = terms[n]
         for c in range(C):
             kl[c] += t[c]
+    Bd, Gd = mean_in.shape[0], mean_in.shape[2]
+    out = np.empty((S, Bd, N, Gd), dt)
+    for s in range(S):
+        _series_first(sample[:, s], out[s])
     saved = (He, y, w, sd, P_pred, P_filt, gain, inv_s, sgain, states, m_filt, innov,
-             m_smooth, P_smooth, A)  # fmt: skip
-    return sample, kl, bad, saved
+             m_smooth, P_smooth, A, var, inc, eps, e)  # fmt: skip
+    return out, kl, bad, saved
 
 
 # ----------------------------------------------------------------------------- backward
@@ -1323,9 +1377,10 @@ def _cov_bwd_step(
 
 
 @_jit
-def backward(K, G, ix, still, inc, var, eps, e, g_kl, g_sample, saved, ar):
-    """The adjoint of :func:`forward` for K table entries and G channels: returns
-    the gradients of A, Q, CQ (K, G, m, m), Pinf, chol0 (G, m, m), mean and var (N, C).
+def backward(K, G, ix, still, g_kl, g_out, saved, ar):
+    """The adjoint of :func:`forward` for K table entries and G channels, g_out (S, B', N,
+    G') that of its draws (the layout of its output): returns the gradients of A, Q, CQ (K,
+    G, m, m), Pinf, chol0 (G, m, m), mean and var (B', N, G') (the layout of its data).
 
     Two sweeps over time: forward in time the adjoints of the draws and KL terms and of the
     smoother (which runs backward in the forward pass); backward in time those of the mean
@@ -1333,17 +1388,21 @@ def backward(K, G, ix, still, inc, var, eps, e, g_kl, g_sample, saved, ar):
     each step's in one go."""
     He, y, w, sd, P_pred, P_filt, gain, inv_s, sgain, states, m_filt, innov = saved[:12]
     m_smooth, P_smooth, A = saved[12], saved[13], saved[14]
+    var, inc, eps, e = saved[15], saved[16], saved[17], saved[18]
     N, m, S, C = eps.shape
     S1 = S + 1
     dt = var.dtype  # float64 or float32
     pos = np.zeros(1, dtype=np.int64)
+    g_sample = _e3(ar, pos, N, S, C)  # g_out time first
+    for s in range(S):
+        _time_first(g_out[s], g_sample[:, s])
     g_mfilt = _e4(ar, pos, N, m, S1, C)
     g_sgain = _e4(ar, pos, max(N - 1, 0), m, m, C)
     g_filt = _e4(ar, pos, N, m, m, C)
     g_pred = _e4(ar, pos, N, m, m, C)
     g_Ae = _e4(ar, pos, N, m, m, C)  # the adjoint of A_n, per chain (entry 0 unused)
-    g_mean = np.zeros((N, C), dt)
-    g_var = np.zeros((N, C), dt)
+    g_mean = _z2(ar, pos, N, C)
+    g_var = _z2(ar, pos, N, C)
     An = np.empty((m, m, C), dt)
     last = -1  # the step whose table entries An holds
     # -- forward in time: draws, KL terms and smoother
@@ -1489,4 +1548,8 @@ def backward(K, G, ix, still, inc, var, eps, e, g_kl, g_sample, saved, ar):
     for n in range(1, N):
         _accumulate(g_Ae[n], accQ, pendQ, ix, n, G, g_A)
     _flush(accQ, pendQ, ix, G, g_A)
-    return g_A, g_Q, g_CQ, g_Pinf, g_chol0, g_mean, g_var
+    out_mean = np.empty((g_out.shape[1], N, g_out.shape[3]), dt)
+    out_var = np.empty((g_out.shape[1], N, g_out.shape[3]), dt)
+    _series_first(g_mean, out_mean)
+    _series_first(g_var, out_var)
+    return g_A, g_Q, g_CQ, g_Pinf, g_chol0, out_mean, out_var
