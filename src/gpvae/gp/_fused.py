@@ -271,7 +271,8 @@ def _chains_last(t: Tensor, dtype: torch.dtype = _F64) -> Any:
 
 def _float32_ok(var: Any, inc: Any, Pinf: Tensor, H: Tensor) -> bool:
     """Whether the float32 kernel keeps float32 accuracy for a group: every included variance
-    (var, inc (N, C), chain c = channel c % G) is at least the channel's prior variance
+    (var, inc (N, C) with chain c = channel c % G, or series first (B, N, G) or (1, N, C):
+    the last axis in chain order) is at least the channel's prior variance
     H Pinf H^T over :data:`gpvae.settings.FUSED_FLOAT32_MAX_RATIO`. The measurement update
     P - P H^T H P / (H P H^T + var) cancels the prior's digits down to var's scale, so its
     relative rounding error grows like that ratio times float32's 6e-8 (measured: normwise
