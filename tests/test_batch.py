@@ -7,7 +7,7 @@ import math
 import pytest
 import torch
 
-from gpvae.batch import Batch, all_finite, any_along, any_true
+from gpvae.batch import Batch, all_finite, any_along, any_true, where_zero
 from gpvae.errors import ValidationError
 
 
@@ -94,3 +94,62 @@ def test_any_along_is_any_along_an_axis() -> None:
     t = m.transpose(0, 2)  # strided
     assert torch.equal(any_along(t, -1), t.any(dim=-1))
     assert not any_along(m, -1)[1, 2]
+
+
+def _where_inputs(dtype: torch.dtype) -> tuple[torch.Tensor, torch.Tensor]:
+    """t (2, 3, 6, 4) with NaN, +-Inf and -0.0 on both sides of a mask (3, 6, 4)."""
+    g = torch.Generator().manual_seed(2)
+    t = torch.randn(2, 3, 6, 4, generator=g, dtype=torch.float64)
+    mask = torch.rand(3, 6, 4, generator=g) < 0.6
+    mask[0, :3, :2] = torch.tensor([True, False])
+    t[:, 0, 0, :2] = math.nan
+    t[:, 0, 1, :2] = -math.inf
+    t[:, 0, 2, :2] = -0.0
+    return t.to(dtype), mask
+
+
+def _bits(t: torch.Tensor) -> torch.Tensor:
+    itype = {2: torch.int16, 4: torch.int32, 8: torch.int64}[t.element_size()]
+    return t.contiguous().view(itype)
+
+
+@pytest.mark.parametrize("dtype", [torch.float16, torch.bfloat16, torch.float32, torch.float64])
+def test_where_zero_is_torch_where_bit_for_bit(dtype: torch.dtype) -> None:
+    t, mask = _where_inputs(dtype)
+    for tt, mm in [
+        (t, mask),  # mask broadcast over the leading axis
+        (t[0], mask),
+        (t.transpose(1, 2)[..., ::2], mask.transpose(0, 1)[..., ::2]),  # strided
+        (t, mask[:, :1]),  # a mask broadcast inside
+    ]:
+        ref = torch.where(mm, tt, torch.zeros_like(tt))
+        out = where_zero(mm, tt)
+        assert out.dtype == ref.dtype
+        assert out.shape == ref.shape
+        assert torch.equal(_bits(out), _bits(ref))
+    # fallbacks: a mask wider than t, integer data
+    wide = where_zero(mask, t[0, 0, 0])
+    assert torch.equal(_bits(wide), _bits(torch.where(mask, t[0, 0, 0], 0.0).to(dtype)))
+    ints = torch.arange(24).reshape(6, 4)
+    assert torch.equal(where_zero(mask[0], ints), torch.where(mask[0], ints, 0))
+
+
+@pytest.mark.parametrize("dtype", [torch.float32, torch.float64])
+def test_where_zero_gradients_are_torch_wheres(dtype: torch.dtype) -> None:
+    t, mask = _where_inputs(dtype)
+    t = torch.where(torch.isfinite(t), t, 0.5)  # finite: gradients through a loss
+    g = torch.Generator().manual_seed(3)
+    w = torch.randn(t.shape, generator=g, dtype=dtype)
+    grads = []
+    for fn in (where_zero, lambda m, x: torch.where(m, x, torch.zeros_like(x))):
+        x = t.clone().requires_grad_(True)
+        out = fn(mask, x)
+        # an expanded gradient (sum's) and a dense one (the product's), and a second order
+        (g1,) = torch.autograd.grad((out**2 * w).sum() - out.sum(), x, create_graph=True)
+        (g2,) = torch.autograd.grad((g1 * w).sum(), x)
+        grads.append((out.detach(), g1.detach(), g2))
+    for a, b in zip(*grads):
+        assert torch.equal(_bits(a), _bits(b))
+    assert not where_zero(mask, t).requires_grad
+    with torch.no_grad():
+        assert not where_zero(mask, t.clone().requires_grad_(True)).requires_grad

@@ -16,7 +16,8 @@ from gpvae.errors import GPVAEError, InputTypeError, ShapeError, ValidationError
 from gpvae.gp import GPPrior
 from gpvae.kernels import Matern32, White
 from gpvae.likelihoods import Bernoulli, Gaussian, StudentT
-from gpvae.model import ELBOResult, GPVAEModel, sorted_quantiles
+from gpvae.likelihoods import base as likelihood_base
+from gpvae.model import ELBOResult, GPVAEModel, core, sorted_quantiles
 from gpvae.nets import ConvEncoder, MLPDecoder, MLPEncoder, PartialEncoder
 from gpvae.posteriors import BandedPosterior, DiagonalPosterior, StructuredPosterior
 
@@ -320,6 +321,35 @@ def test_elbo_is_loglik_minus_beta_kl_bit_for_bit(beta: float) -> None:
     }
     assert ("MulBackward0" in ops) == (beta != 1.0)
     assert out.elbo.grad_fn.next_functions[0][0] is out.loglik.grad_fn
+
+
+@pytest.mark.parametrize("dtype", [torch.float32, torch.float64])
+def test_elbo_and_gradients_are_those_of_torch_where_bit_for_bit(
+    dtype: torch.dtype, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """The encoder's masked input and the likelihood's masked sum go through
+    :func:`gpvae.batch.where_zero`: the same ELBO and parameter gradients, bit for bit, as
+    with ``torch.where`` (junk values at unobserved entries included)."""
+    batch = _small_batch(dtype)
+    batch = Batch(batch.x, torch.where(batch.observed, batch.y, -3.0), batch.observed, batch.valid)
+
+    def run() -> tuple[Tensor, list[Tensor]]:
+        torch.manual_seed(0)
+        model = _small_model(dtype=dtype)
+        out = model.elbo(batch, num_samples=2, generator=torch.Generator().manual_seed(1))
+        out.elbo.sum().backward()
+        return out.elbo.detach(), [p.grad for p in model.parameters() if p.grad is not None]
+
+    fast = run()
+    for module in (core, likelihood_base):
+        monkeypatch.setattr(
+            module, "where_zero", lambda m, t: torch.where(m, t, torch.zeros_like(t))
+        )
+    ref = run()
+    assert torch.equal(fast[0], ref[0])
+    assert len(fast[1]) == len(ref[1]) > 0
+    for a, b in zip(fast[1], ref[1]):
+        assert torch.equal(a, b)
 
 
 def test_padding_and_unobserved_values_do_not_change_the_elbo() -> None:

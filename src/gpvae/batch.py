@@ -7,13 +7,14 @@ One mask convention everywhere: True means observed (``observed``) or real (``va
 from __future__ import annotations
 
 from dataclasses import dataclass
+from typing import Any
 
 import torch
 from torch import Tensor
 
 from gpvae.errors import InputTypeError, ShapeError, ValidationError
 
-__all__ = ["Batch", "all_finite", "any_along", "any_true"]
+__all__ = ["Batch", "all_finite", "any_along", "any_true", "where_zero"]
 
 
 def all_finite(t: Tensor) -> bool:
@@ -39,6 +40,60 @@ def any_along(mask: Tensor, dim: int, keepdim: bool = False) -> Tensor:
     """``mask.any(dim, keepdim)`` for a bool tensor, as a count of its bytes along ``dim``
     (~11 against ~75 us for 32 x 48 x 35 entries along the last axis; see :func:`any_true`)."""
     return mask.view(torch.uint8).sum(dim, keepdim=keepdim, dtype=torch.int32) > 0
+
+
+#: The integer dtype of each float dtype's size: :func:`where_zero` masks the bits.
+_BITS = {
+    torch.float16: torch.int16,
+    torch.bfloat16: torch.int16,
+    torch.float32: torch.int32,
+    torch.float64: torch.int64,
+}
+
+
+def _masked_bits(t: Tensor, bits: Tensor) -> Tensor:
+    """``t`` with every bit cleared where ``bits`` is 0 (kept where it is -1): +0.0 there."""
+    return (t.view(bits.dtype) & bits).view(t.dtype)
+
+
+class _WhereZero(torch.autograd.Function):
+    """:func:`_masked_bits` with its adjoint (the same masking of the gradient, itself
+    differentiable): ``torch.where(mask, t, 0)``'s forward and backward, bit for bit."""
+
+    @staticmethod
+    def forward(ctx: Any, t: Tensor, bits: Tensor) -> Tensor:
+        ctx.save_for_backward(bits)
+        return _masked_bits(t, bits)
+
+    @staticmethod
+    def backward(ctx: Any, grad: Tensor) -> tuple[Tensor, None]:
+        (bits,) = ctx.saved_tensors
+        return _WhereZero.apply(grad, bits), None
+
+
+def where_zero(mask: Tensor, t: Tensor) -> Tensor:
+    """``torch.where(mask, t, 0)`` (the same values and gradient bit for bit: ``t``'s entry
+    where ``mask`` is True, +0.0 elsewhere, whatever ``t`` holds there) for a bool ``mask``
+    broadcastable to ``t``'s shape.
+
+    On the CPU as a bitwise AND of ``t``'s bits with the mask widened to all-ones: torch's
+    ``where`` with a bool condition does not vectorise there (~430 against ~55 us for
+    64 x 48 x 35 float32 entries on one thread, and as much again in its backward).
+    Elsewhere, and for other dtypes, ``torch.where`` itself."""
+    itype = _BITS.get(t.dtype)
+    if (
+        itype is None
+        or t.device.type != "cpu"
+        or mask.dtype != torch.bool
+        or mask.device != t.device
+        or torch.broadcast_shapes(mask.shape, t.shape) != t.shape
+    ):
+        return torch.where(mask, t, torch.zeros_like(t))
+    bits = mask.view(torch.uint8).to(itype).neg_()  # 0 or -1 (every bit set)
+    if t.requires_grad and torch.is_grad_enabled():
+        out: Tensor = _WhereZero.apply(t, bits)
+        return out
+    return _masked_bits(t, bits)
 
 
 @dataclass(frozen=True)

@@ -24,6 +24,7 @@ from collections.abc import Sequence
 import torch
 from torch import Tensor, nn
 
+from gpvae.batch import where_zero
 from gpvae.errors import InputTypeError, ShapeError, ValidationError
 
 __all__ = ["Likelihood", "Params"]
@@ -101,7 +102,8 @@ class Likelihood(nn.Module, abc.ABC):
                 f"observed: expected shape {tuple(lp.shape[-observed.ndim :])} to match the "
                 f"decoder output, found {tuple(observed.shape)}"
             )
-        return torch.where(observed, lp, torch.zeros_like(lp)).sum(dim=(-2, -1))
+        # torch.where(observed, lp, 0) with its gradient, bit for bit, in a fraction of the time
+        return where_zero(observed, lp).sum(dim=(-2, -1))
 
     @abc.abstractmethod
     def mean(self, params: Params) -> Tensor:

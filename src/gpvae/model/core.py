@@ -9,7 +9,7 @@ from typing import NamedTuple
 import torch
 from torch import Tensor, nn
 
-from gpvae.batch import Batch
+from gpvae.batch import Batch, where_zero
 from gpvae.data.holdout import MASK_PATTERNS, check_lengths, hide_mask
 from gpvae.data.interpolate import neighbour_interpolation, space_interpolation
 from gpvae.errors import InputTypeError, ValidationError, invalid
@@ -242,7 +242,7 @@ class GPVAEModel(nn.Module):
     def encode(self, batch: Batch) -> VariationalPosterior:
         """q(z | y) for a checked batch (see :mod:`gpvae.posteriors`)."""
         self.check_batch(batch)
-        y = torch.where(batch.observed, batch.y, torch.zeros_like(batch.y))
+        y = where_zero(batch.observed, batch.y)  # torch.where(observed, y, 0), bit for bit
         out = self.encoder(y, batch.observed)
         if isinstance(out, Tensor):
             raise InputTypeError(
