@@ -3,6 +3,10 @@
 from __future__ import annotations
 
 import math
+import os
+import subprocess
+import sys
+from pathlib import Path
 
 import pytest
 import torch
@@ -153,3 +157,25 @@ def test_where_zero_gradients_are_torch_wheres(dtype: torch.dtype) -> None:
     assert not where_zero(mask, t).requires_grad
     with torch.no_grad():
         assert not where_zero(mask, t.clone().requires_grad_(True)).requires_grad
+
+
+def test_where_zero_broadcast_check_and_fresh_process_cost() -> None:
+    """The shape check is torch's broadcasting rule onto t's own shape, without
+    ``torch.broadcast_shapes`` (whose first call imports ~500 modules: seconds of a fresh
+    process's first training step)."""
+    from gpvae.batch import _broadcasts_to
+
+    for shape, target in [((3, 1), (2, 3, 4)), ((4,), (2, 3, 4)), ((), (2,)), ((2, 3), (2, 3))]:
+        assert _broadcasts_to(shape, target)
+        assert torch.broadcast_shapes(shape, target) == target
+    for shape, target in [((3, 2), (2, 3, 4)), ((5, 2, 3, 4), (2, 3, 4)), ((2,), (1,))]:
+        assert not _broadcasts_to(shape, target)
+    code = (
+        "import sys, torch; from gpvae.batch import where_zero; n = len(sys.modules); "
+        "t = torch.ones(2, 3, requires_grad=True); where_zero(t > 0, t).sum().backward(); "
+        "print(len(sys.modules) - n)"
+    )
+    env = {**os.environ, "PYTHONPATH": str(Path(__file__).resolve().parents[1] / "src")}
+    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, env=env)
+    assert out.returncode == 0, out.stderr
+    assert int(out.stdout.strip()) < 20  # broadcast_shapes' first call: ~490

@@ -6,6 +6,7 @@ One mask convention everywhere: True means observed (``observed``) or real (``va
 
 from __future__ import annotations
 
+from collections.abc import Sequence
 from dataclasses import dataclass
 from typing import Any
 
@@ -71,6 +72,15 @@ class _WhereZero(torch.autograd.Function):
         return _WhereZero.apply(grad, bits), None
 
 
+def _broadcasts_to(shape: Sequence[int], target: Sequence[int]) -> bool:
+    """Whether ``shape`` broadcasts to ``target`` itself (not to something wider). In plain
+    Python: ``torch.broadcast_shapes`` imports some 500 modules on its first call (~1.4 s of a
+    fresh process)."""
+    if len(shape) > len(target):
+        return False
+    return all(s in (1, t) for s, t in zip(reversed(shape), reversed(target)))
+
+
 def where_zero(mask: Tensor, t: Tensor) -> Tensor:
     """``torch.where(mask, t, 0)`` (the same values and gradient bit for bit: ``t``'s entry
     where ``mask`` is True, +0.0 elsewhere, whatever ``t`` holds there) for a bool ``mask``
@@ -86,7 +96,7 @@ def where_zero(mask: Tensor, t: Tensor) -> Tensor:
         or t.device.type != "cpu"
         or mask.dtype != torch.bool
         or mask.device != t.device
-        or torch.broadcast_shapes(mask.shape, t.shape) != t.shape
+        or not _broadcasts_to(mask.shape, t.shape)
     ):
         return torch.where(mask, t, torch.zeros_like(t))
     bits = mask.view(torch.uint8).to(itype).neg_()  # 0 or -1 (every bit set)
