@@ -440,6 +440,35 @@ def test_make_tables_outer_check_sits_beside_the_protocols_auroc(harness: Module
     assert note in tables.render(records, None, checks)
 
 
+def test_make_tables_pairs_each_auroc_with_linear_on_the_same_folds(harness: ModuleType) -> None:
+    """The downstream table's paired column: per (seed, fold) the method's fold AUROC minus
+    linear interpolation's of the same seed and fold, averaged, and the pairs above linear;
+    a seed without a linear record of its own is left out, and no pair at all gives "-"."""
+    tables = importlib.import_module("make_tables")
+
+    def down(method: str, seed: int, folds: list[float]) -> dict[str, Any]:
+        return {"dataset": "physionet2012", "pattern": "downstream", "method": method,
+                "seed": seed, "auroc": sum(folds) / len(folds), "auroc_folds": folds,
+                "wall_s": 1.0, "epochs": 1, "settings": {}}  # fmt: skip
+
+    records = [
+        down("linear", 0, [0.70, 0.60]),
+        down("linear", 1, [0.70, 0.60]),
+        down("gpvae", 0, [0.75, 0.50]),  # +0.05, -0.10
+        down("gpvae", 1, [0.80, 0.70]),  # +0.10, +0.10
+        down("saits", 2, [0.90, 0.90]),  # no linear record of seed 2
+    ]
+    lines = tables.render(records).splitlines()
+
+    def cell(method: str) -> str:
+        row = next(x for x in lines if x.startswith("| PhysioNet") and f"| {method} |" in x)
+        return row.split(" | ")[4]
+
+    assert cell("gpvae") == "+0.0375 (3 of 4)"
+    assert cell("saits") == "-"
+    assert cell("linear") == "-"
+
+
 def test_make_tables_outer_check_prints_its_commands(harness: ModuleType) -> None:
     """The downstream check lists the command of every record: the recorded one, or the one
     a record's settings imply (older records), seeds of the same command on one line."""
