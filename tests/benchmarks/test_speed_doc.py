@@ -106,6 +106,36 @@ def test_s1_float32_run_keeps_the_float64_rows(
     assert [r.get("kernel") for r in records] == ["float64", None]  # the float32 row replaced
 
 
+def test_s1_record_is_the_median_of_its_processes(
+    bench: ModuleType, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """``--s1-runs N`` measures each length in N fresh processes; the record's numbers are
+    the medians over them (each number on its own), every process's numbers are kept, and
+    the table shows the median ratio with the processes' range."""
+    ratios = iter([1.40, 1.30, 1.90, 1.35, 1.45])
+
+    def fake_run(python: str, argv: list[str], timeout: float) -> dict[str, object]:
+        r = next(ratios)
+        return {"gpvae_step_s": r * 0.02, "plain_step_s": 0.02, "ratio": r,
+                "gp_part_s": r * 0.001, "repeats": 30, "kernel": "float32",
+                "plain_mask": "where_zero"}  # fmt: skip
+
+    monkeypatch.setattr(bench, "_run", fake_run)
+    monkeypatch.setattr(bench, "S1_T", (48,))
+    out = tmp_path / "speed.json"
+    argv = ["--part", "s1", "--s1-runs", "5", "--out", str(out), "--doc", str(tmp_path / "d.md")]
+    assert bench.main([*argv, "--plot", str(tmp_path / "p.png")]) == 0
+    (rec,) = json.loads(out.read_text())
+    assert rec["ratio"] == 1.40
+    assert rec["gpvae_step_s"] == pytest.approx(0.028)
+    assert rec["plain_mask"] == "where_zero"
+    assert rec["repeats"] == 30
+    assert [r["ratio"] for r in rec["runs"]] == [1.40, 1.30, 1.90, 1.35, 1.45]
+    row = next(x for x in bench.render([rec]).splitlines() if x.startswith("| 48 "))
+    assert "| **1.40** (1.30-1.90, 5 runs) |" in row
+    assert bench.s1_summary([{"error": "timeout"}, {"ratio": 1.0}]) == {"error": "timeout"}
+
+
 def test_s2_records_name_the_peer_interpreter_relative_to_the_checkout(bench: ModuleType) -> None:
     inside = bench.HERE.parent / ".venv-bench" / "bin" / "python"
     assert bench._shown(inside) == ".venv-bench/bin/python"
