@@ -697,11 +697,101 @@ def test_merge_duplicate_times_option(tmp_path: Path, capsys: pytest.CaptureFixt
     out = capsys.readouterr().out
     assert "merged 2 rows of DATA into 1" in out
     assert "rows 6, 7 (time 6.0)" in out
-    _, line = _main_error(
-        capsys, ["impute", str(tmp_path / "m"), str(src), "-o", str(tmp_path / "i.csv")]
-    )
-    assert "merge the rows that share a time in DATA first" in line
-    assert not (tmp_path / "i.csv").exists()
+    for command in ("impute", "detect"):  # without the option: the same advice
+        out = tmp_path / f"{command}.csv"
+        _, line = _main_error(capsys, [command, str(tmp_path / "m"), str(src), "-o", str(out)])
+        assert "duplicate time 6.0" in line
+        assert "--merge-duplicate-times" in line
+        assert not out.exists()
+
+
+def test_impute_and_detect_merge_duplicate_times_one_row_per_row(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    """impute and detect with --merge-duplicate-times: the rows that share a time are one
+    step for the model, and OUT still has one row per row of DATA, in DATA's order. impute
+    keeps each row's own observed values (and intervals equal to them), filling its gaps
+    from the merged step (the other row's value where only that one observed it); detect
+    gives every merged row its step's scores and flag, and counts steps, not rows."""
+    rng = np.random.default_rng(1)
+    frame = pd.DataFrame({"t": np.arange(40.0), "a": rng.normal(size=40), "b": rng.normal(size=40)})
+    frame.loc[7, "t"] = 6.0  # rows 6 and 7 share t = 6
+    frame.loc[21, "t"] = 20.0  # rows 20 and 21 share t = 20
+    frame.loc[7, "a"] = np.nan  # only row 6 observes a at t = 6
+    frame.loc[6, "b"] = np.nan  # only row 7 observes b there
+    frame.loc[[20, 21], "a"] = np.nan  # neither observes a at t = 20
+    frame.loc[[3, 30], "b"] = np.nan
+    frame = frame.iloc[rng.permutation(40)].reset_index(drop=True)  # rows in any order
+    src = tmp_path / "dup.csv"
+    frame.to_csv(src, index=False)
+    model = tmp_path / "m"
+    fit = ["fit", str(src), "--time-col", "t", "-o", str(model), "--merge-duplicate-times"]
+    assert main([*fit, *FIT_OPTIONS]) == 0
+    capsys.readouterr()
+    out = tmp_path / "i.csv"
+    assert main(["impute", str(model), str(src), "-o", str(out), "--merge-duplicate-times"]) == 0
+    assert "merged 4 rows of DATA into 2" in capsys.readouterr().out
+    got, back = pd.read_csv(out), pd.read_csv(src)
+    assert len(got) == 40
+    np.testing.assert_array_equal(got["t"], back["t"])
+    for f in ("a", "b"):
+        seen = back[f].notna().to_numpy()
+        np.testing.assert_array_equal(got[f].to_numpy()[seen], back[f].to_numpy()[seen])
+        for end in ("lower", "upper"):
+            np.testing.assert_array_equal(got[f"{f}_{end}"].to_numpy()[seen], got[f][seen])
+        assert np.isfinite(got[f]).all()
+    at6 = np.flatnonzero(back["t"].to_numpy() == 6.0)
+    r6, r7 = (at6[back["a"].to_numpy()[at6] == back["a"].to_numpy()[at6]][0],
+              at6[np.isnan(back["a"].to_numpy()[at6])][0])  # fmt: skip
+    assert got["a"][r7] == back["a"][r6]  # the merged step observed a: row 6's value
+    assert got["b"][r6] == back["b"][r7]
+    at20 = np.flatnonzero(back["t"].to_numpy() == 20.0)
+    assert got["a"][at20[0]] == got["a"][at20[1]]  # one imputation for the merged step
+    assert got["a_lower"][at20[0]] < got["a"][at20[0]] < got["a_upper"][at20[0]]
+
+    scores, intervals = tmp_path / "s.csv", tmp_path / "iv.csv"
+    detect = ["detect", str(model), str(src), "-o", str(scores), "--merge-duplicate-times"]
+    assert main([*detect, "--quantile", "0.5", "--intervals", str(intervals)]) == 0
+    text = capsys.readouterr().out
+    assert "of 38 steps" in text  # 40 rows, 38 distinct (series, time) steps
+    everything = tmp_path / "iv_all.csv"  # every step flagged: one interval of 38 steps
+    flag_all = ["detect", str(model), str(src), "-o", str(tmp_path / "s_all.csv"),
+                "--merge-duplicate-times", "--threshold", "-1e9"]  # fmt: skip
+    assert main([*flag_all, "--intervals", str(everything)]) == 0
+    assert "flagged 38 of 38 steps in 1 intervals" in capsys.readouterr().out
+    assert pd.read_csv(everything)["steps"].tolist() == [38]
+    s = pd.read_csv(scores)
+    assert len(s) == 40
+    np.testing.assert_array_equal(s["t"], back["t"])
+    for rows in (at6, at20):
+        for col in ("score", "a_score", "b_score", "anomaly"):
+            a, b = s[col].to_numpy()[rows]
+            assert a == b or (np.isnan(a) and np.isnan(b)), col
+    assert pd.read_csv(intervals)["steps"].sum() == s.drop(index=[at6[1], at20[1]])["anomaly"].sum()
+
+
+def test_merged_rows_follow_merge_duplicate_times_order() -> None:
+    """merged_rows numbers each row's (series, time) group in the order in which
+    merge_duplicate_times writes the merged rows: the first rows of the groups carry the
+    merged table's keys, row for row, with series and rows in any order."""
+    from gpvae.app.cli.columns import first_rows, merged_rows
+    from gpvae.data import merge_duplicate_times
+
+    frame = _long_frame(3)
+    frame.loc[5, ["station", "t"]] = frame.loc[2, ["station", "t"]].to_numpy()
+    frame.loc[9, ["station", "t"]] = frame.loc[2, ["station", "t"]].to_numpy()
+    frame.loc[11, ["station", "t"]] = frame.loc[40, ["station", "t"]].to_numpy()
+    spec = ColumnSpec(time_col="t", id_col="station", features=FEATURES)
+    rows = merged_rows(frame, spec, "DATA")
+    with pytest.warns(UserWarning, match="merged 5 rows into 2"):
+        merged = merge_duplicate_times(frame[["station", "t", *FEATURES]], id_col="station",
+                                       time_col="t").X  # fmt: skip
+    assert len(merged) == len(frame) - 3 == rows.max() + 1
+    firsts = frame.iloc[first_rows(rows)]
+    np.testing.assert_array_equal(firsts["station"], merged["station"])
+    np.testing.assert_array_equal(firsts["t"], merged["t"])
+    assert rows[5] == rows[9] == rows[2]
+    assert rows[11] == rows[40]
 
 
 # ---------------------------------------------------------------- helpers

@@ -177,7 +177,8 @@ def check_recorded_columns(frame: pd.DataFrame, spec: ColumnSpec, what: str) -> 
 #: Where the command line's feature columns come from (the other commands use fit's).
 FEATURES_OPTION = "the features ('gpvae fit --features')"
 
-#: The option of fit, forecast and backtest that merges the rows sharing a time.
+#: The option of fit, forecast, backtest, impute and detect that merges the rows sharing a
+#: time.
 MERGE_OPTION = "--merge-duplicate-times"
 
 
@@ -194,10 +195,11 @@ def series_set(
     single row and series with nothing observed.
 
     ``merge``: True merges the rows of a series that share a time into one (the mean of
-    each feature, :func:`gpvae.data.merge_duplicate_times`) and says which rows it merged;
-    False (the command has ``--merge-duplicate-times``, not given) and None (the command
-    writes one row per row of DATA, so it cannot merge) choose the advice of the error on
-    repeated times."""
+    each feature, :func:`gpvae.data.merge_duplicate_times`) and says which rows it merged
+    (a command that writes one row per row of DATA maps its results back with
+    :func:`merged_rows`); False (the command has ``--merge-duplicate-times``, not given)
+    and None (the command cannot merge) choose the advice of the error on repeated
+    times."""
     from gpvae.data import merge_duplicate_times, to_series_set
     from gpvae.data.convert import DUPLICATE_ADVICE
     from gpvae.data.frames import LISTED_FEATURE_ADVICE
@@ -243,6 +245,24 @@ def series_set(
             "time in DATA first)"
         )
         raise ValidationError(message.replace(DUPLICATE_ADVICE, advice)) from err
+
+
+def merged_rows(frame: pd.DataFrame, spec: ColumnSpec, what: str) -> np.ndarray:
+    """For every row of ``frame``, the row of the table that :func:`series_set` with
+    ``merge=True`` builds from it: the number of its (series, time) group in the order of
+    first appearance, the order in which :func:`gpvae.data.merge_duplicate_times` writes
+    the merged rows (times compared after parsing, as there). ``result.iloc[rows]`` then
+    gives a result of the merged table one row per row of ``frame``."""
+    sub = parse_times(frame[spec.columns], spec.time_col, what)
+    sub.columns = pd.Index([str(c) for c in sub.columns])
+    keys = [k for k in (spec.id_col, spec.time_col) if k is not None]
+    return sub.groupby(keys, sort=False, dropna=False).ngroup().to_numpy()
+
+
+def first_rows(rows: np.ndarray) -> np.ndarray:
+    """The positions of the first row of every merged group (``rows`` from
+    :func:`merged_rows`), in the order of the groups."""
+    return np.unique(rows, return_index=True)[1]
 
 
 def _report_merged(merged: list[dict[str, Any]], spec: ColumnSpec, what: str) -> None:

@@ -14,7 +14,9 @@ import pandas as pd
 from gpvae.app.cli import shards
 from gpvae.app.cli.columns import (
     ColumnSpec,
+    first_rows,
     merge_back,
+    merged_rows,
     parse_times,
     series_frame,
     series_set,
@@ -22,7 +24,7 @@ from gpvae.app.cli.columns import (
 )
 from gpvae.app.cli.errors import CLIError, as_cli, info
 from gpvae.app.cli.model_dir import load_model
-from gpvae.app.cli.options import examples, series_option
+from gpvae.app.cli.options import examples, merge_option, series_option
 from gpvae.app.cli.tables import check_output, check_plot, save_figure, write_table
 from gpvae.estimator.anomaly import AnomalyProfile, flagged_intervals
 
@@ -69,6 +71,7 @@ __all__ = ["anomaly_table", "describe_intervals", "detect", "interval_table", "l
 )
 @click.option("--plot", default=None, help="Also draw the score timeline of one series (.png).")
 @series_option
+@merge_option
 @examples(
     "  gpvae detect model/ new_week.csv -o scores.csv --intervals alarms.csv\n"
     "  gpvae detect model/ history.csv -o scores.csv --labels incident --plot scores.png"
@@ -84,6 +87,7 @@ def detect(
     num_samples: int | None,
     plot: str | None,
     series: str | None,
+    merge_duplicates: bool,
 ) -> None:
     """Score every time step and entry of DATA for anomalies and flag the intervals above
     the threshold (the model is not refitted: DATA may be new data).
@@ -95,6 +99,8 @@ def detect(
     where missing) and anomaly (true where score > --threshold or the --quantile's; with
     the threshold stored by fit, where the step's alarm, its score relative to its recent
     level (see 'gpvae fit --spread-baseline'), is above it: the plot flags the same steps).
+    With --merge-duplicate-times the rows of a series that share a time are scored as one
+    step (the mean of each feature) and each of them gets that step's scores and flag.
     """
     run = shards.job()
     out_path = shards.check_output_path(out, run, data)
@@ -125,11 +131,14 @@ def detect(
     alarm = np.zeros(0, dtype=bool)  # the stored profile's flags
     with run.together(), as_cli("DATA"):
         if frame.shape[0]:  # a process may have no series (fewer series than processes)
-            ss = series_set(frame, spec, "DATA", loose=True)
+            ss = series_set(frame, spec, "DATA", loose=True, merge=merge_duplicates)
             res = model.anomaly_scores(ss, num_samples=num_samples)
             scores = anomaly_table(res, spec)
             if res.flagged is not None:
                 alarm = np.asarray(res.flagged, dtype=bool)
+    # with merged rows: the steps are the merged rows; OUT repeats a step's row for each
+    # row of DATA that it merged
+    rows = merged_rows(frame, spec, "DATA") if merge_duplicates and frame.shape[0] else None
     labels = None
     if labels_col is not None and frame.shape[0]:
         labels = label_column(frame, labels_col, spec)
@@ -159,10 +168,13 @@ def detect(
     else:
         scores["anomaly"] = np.nan_to_num(step, nan=-np.inf) > thr
     if frame.shape[0]:
-        table = merge_back(frame, scores, spec)
+        per_row = scores if rows is None else scores.iloc[rows].reset_index(drop=True)
+        table = merge_back(frame, per_row, spec)
     shards.write_output(table, out_path, run, ordered=data_in.ordered)
     flagged, steps = run.sums([int(scores["anomaly"].sum()), len(step)])
-    intervals = interval_table(table, spec, thr, profile) if run.world == 1 else None
+    # one row per step for the intervals and the plot: a merged step's first row
+    steps_table = table if rows is None else table.iloc[first_rows(rows)]
+    intervals = interval_table(steps_table, spec, thr, profile) if run.world == 1 else None
     n_iv = "" if intervals is None else f" in {len(intervals)} intervals"
     info(
         f"flagged {int(flagged)} of {int(steps)} steps{n_iv} above {thr:.4g} ({source}); "
@@ -174,7 +186,7 @@ def detect(
         for line in describe_intervals(intervals, spec):
             info(line)
     if labels is not None:
-        hit = scores["anomaly"].to_numpy()
+        hit = table["anomaly"].to_numpy(dtype=bool)  # per row of DATA, as the labels
         info(
             f"labels {labels_col!r}: flagged {hit[labels].mean() if labels.any() else 0:.1%} "
             f"of {int(labels.sum())} labelled steps and "
@@ -186,7 +198,12 @@ def detect(
 
         if labels is not None:
             table["__labels__"] = labels
-        part = parse_times(series_frame(table, spec, series), spec.time_col, "DATA")
+            if rows is not None:  # a merged step is labelled when any of its rows is
+                any_label = np.zeros(rows.max() + 1, dtype=bool)
+                np.logical_or.at(any_label, rows, labels)
+                table["__labels__"] = any_label[rows]
+        shown_rows = table if rows is None else table.iloc[first_rows(rows)]
+        part = parse_times(series_frame(shown_rows, spec, series), spec.time_col, "DATA")
         part = part.sort_values(spec.time_col, kind="stable")
         shown = spec.features[:PLOT_MAX_FEATURES]
         fig = plot_anomalies(

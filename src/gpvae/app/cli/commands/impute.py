@@ -4,21 +4,31 @@ from __future__ import annotations
 
 import click
 import numpy as np
+import pandas as pd
 
 from gpvae.app.cli import shards
-from gpvae.app.cli.columns import merge_back, parse_times, series_frame, series_set, time_axis
+from gpvae.app.cli.columns import (
+    ColumnSpec,
+    merge_back,
+    merged_rows,
+    parse_times,
+    series_frame,
+    series_set,
+    time_axis,
+)
 from gpvae.app.cli.errors import as_cli, info
 from gpvae.app.cli.model_dir import load_model
 from gpvae.app.cli.options import (
     examples,
     interval,
     level_option,
+    merge_option,
     num_samples_option,
     series_option,
 )
 from gpvae.app.cli.tables import check_plot, save_figure
 
-__all__ = ["impute"]
+__all__ = ["impute", "keep_observed"]
 
 
 @click.command()
@@ -29,6 +39,7 @@ __all__ = ["impute"]
 @level_option
 @click.option("--plot", default=None, help="Also draw one series to this .png file.")
 @series_option
+@merge_option
 @examples("  gpvae impute model/ weather.csv -o imputed.csv --plot imputed.png")
 def impute(
     model_dir: str,
@@ -38,12 +49,16 @@ def impute(
     level: float,
     plot: str | None,
     series: str | None,
+    merge_duplicates: bool,
 ) -> None:
     """Fill the missing values of DATA, with intervals.
 
     OUT has the rows and columns of DATA, the missing feature values filled with the
     imputed mean (observed values unchanged), and <feature>_lower / <feature>_upper
-    columns with the --level interval (equal to the value where observed).
+    columns with the --level interval (equal to the value where observed). With
+    --merge-duplicate-times the rows of a series that share a time are imputed as one
+    (the mean of each feature) and each of them gets that row's values, its own observed
+    values kept.
     """
     run = shards.job()
     out_path = shards.check_output_path(out, run, data)
@@ -54,9 +69,13 @@ def impute(
     frame = table = source.frame
     with run.together(), as_cli("DATA"):
         if frame.shape[0]:  # a process may have no series (fewer series than processes)
-            ss = series_set(frame, spec, "DATA", loose=True)
+            ss = series_set(frame, spec, "DATA", loose=True, merge=merge_duplicates)
             res = model.impute(ss, num_samples=num_samples, quantiles=interval(level))
-            table = merge_back(frame, res.to_frame(), spec)
+            filled = res.to_frame()
+            if merge_duplicates:  # one row per row of DATA again
+                filled = filled.iloc[merged_rows(frame, spec, "DATA")].reset_index(drop=True)
+                filled = keep_observed(filled, frame, spec)
+            table = merge_back(frame, filled, spec)
     shards.write_output(table, out_path, run, ordered=source.ordered)
     missing = run.total(int(frame[spec.features].isna().sum().sum()) if frame.shape[0] else 0)
     info(f"imputed {int(missing)} missing values; wrote {out_path}")
@@ -80,3 +99,16 @@ def impute(
             time_label=spec.time_col,
         )
         save_figure(fig, plot_path)
+
+
+def keep_observed(filled: pd.DataFrame, frame: pd.DataFrame, spec: ColumnSpec) -> pd.DataFrame:
+    """``filled`` (one row per row of ``frame``, from the merged rows) with every value that
+    ``frame`` observed put back, in the feature column and its interval's ends: a row
+    merged with others keeps its own observation, not their mean."""
+    out = filled.copy()
+    for f in spec.features:
+        own = pd.to_numeric(frame[f], errors="coerce").to_numpy(dtype=np.float64)
+        seen = ~np.isnan(own)
+        for col in (f, f"{f}_lower", f"{f}_upper"):
+            out[col] = np.where(seen, own, out[col].to_numpy(dtype=np.float64))
+    return out
