@@ -469,6 +469,35 @@ def test_make_tables_pairs_each_auroc_with_linear_on_the_same_folds(harness: Mod
     assert cell("linear") == "-"
 
 
+def test_make_tables_auroc_goal_names_the_best_peer_and_linear(harness: ModuleType) -> None:
+    """Under the goals table: gpvae's mean AUROC against the best learned peer's mean (the
+    highest, whichever peer) and against linear interpolation's, unrounded."""
+    tables = importlib.import_module("make_tables")
+
+    def down(method: str, seed: int, folds: list[float]) -> dict[str, Any]:
+        return {"dataset": "physionet2012", "pattern": "downstream", "method": method,
+                "seed": seed, "auroc": sum(folds) / len(folds), "auroc_folds": folds,
+                "wall_s": 1.0, "epochs": 1, "settings": {}}  # fmt: skip
+
+    def cell(method: str, seed: int, mae: float) -> dict[str, Any]:
+        return {"dataset": "physionet2012", "pattern": "point", "method": method, "seed": seed,
+                "mae": mae, "mse": mae, "wall_s": 1.0, "epochs": 1, "settings": {}}  # fmt: skip
+
+    records = [
+        cell("gpvae", 0, 0.2), cell("linear", 0, 0.3),
+        down("linear", 0, [0.70, 0.70]),
+        down("gpvae", 0, [0.75, 0.64]),  # 0.695: below linear, above the best peer
+        down("brits", 0, [0.69, 0.69]),  # the best peer
+        down("saits", 0, [0.60, 0.60]),
+    ]  # fmt: skip
+    lines = tables.render(records).splitlines()
+    row = next(x for x in lines if x.startswith("| PhysioNet 2012 (set-a) | 1 | 0.695 |"))
+    assert row.split(" | ")[3:8] == ["brits 0.690", "yes", "0.700", "no", "-0.0050 (1 of 2) |"]
+    records[3] = down("gpvae", 0, [0.75, 0.66])  # 0.705: above linear too
+    row = next(x for x in tables.render(records).splitlines() if "| 0.705 |" in x)
+    assert row.split(" | ")[4:7] == ["yes", "0.700", "yes"]
+
+
 def test_make_tables_outer_check_prints_its_commands(harness: ModuleType) -> None:
     """The downstream check lists the command of every record: the recorded one, or the one
     a record's settings imply (older records), seeds of the same command on one line."""
