@@ -568,16 +568,16 @@ def _auroc_goals(groups: dict[tuple[str, str, str], list[dict[str, Any]]]) -> st
             continue
         g = _mean([r["auroc"] for r in mine])
         assert g is not None
-        peers = {
-            m: _mean([r["auroc"] for r in recs])
+        peers = {  # every peer with records: a mean of at least one AUROC
+            m: sum(r["auroc"] for r in recs) / len(recs)
             for m in LEARNED
             if m != "gpvae" and (recs := groups.get((ds, "downstream", m), []))
         }
-        best = max(peers, key=lambda m: peers[m] or 0.0) if peers else None
+        best = max(peers, key=peers.__getitem__) if peers else None
         peer = (
-            f"{best} {peers[best]:.3f} | {'yes' if g >= (peers[best] or 0.0) else 'no'}"
-            if best
-            else "- | -"
+            "- | -"
+            if best is None
+            else f"{best} {peers[best]:.3f} | {'yes' if g >= peers[best] else 'no'}"
         )
         linear = groups.get((ds, "downstream", "linear"), [])
         lin = _mean([r["auroc"] for r in linear])

@@ -137,8 +137,9 @@ def detect(
             if res.flagged is not None:
                 alarm = np.asarray(res.flagged, dtype=bool)
     # with merged rows: the steps are the merged rows; OUT repeats a step's row for each
-    # row of DATA that it merged
+    # row of DATA that it merged, and the intervals and the plot read each step's first row
     rows = merged_rows(frame, spec, "DATA") if merge_duplicates and frame.shape[0] else None
+    firsts = None if rows is None else first_rows(rows)
     labels = None
     if labels_col is not None and frame.shape[0]:
         labels = label_column(frame, labels_col, spec)
@@ -172,8 +173,7 @@ def detect(
         table = merge_back(frame, per_row, spec)
     shards.write_output(table, out_path, run, ordered=data_in.ordered)
     flagged, steps = run.sums([int(scores["anomaly"].sum()), len(step)])
-    # one row per step for the intervals and the plot: a merged step's first row
-    steps_table = table if rows is None else table.iloc[first_rows(rows)]
+    steps_table = table if firsts is None else table.iloc[firsts]
     intervals = interval_table(steps_table, spec, thr, profile) if run.world == 1 else None
     n_iv = "" if intervals is None else f" in {len(intervals)} intervals"
     info(
@@ -202,7 +202,7 @@ def detect(
                 any_label = np.zeros(rows.max() + 1, dtype=bool)
                 np.logical_or.at(any_label, rows, labels)
                 table["__labels__"] = any_label[rows]
-        shown_rows = table if rows is None else table.iloc[first_rows(rows)]
+        shown_rows = table if firsts is None else table.iloc[firsts]
         part = parse_times(series_frame(shown_rows, spec, series), spec.time_col, "DATA")
         part = part.sort_values(spec.time_col, kind="stable")
         shown = spec.features[:PLOT_MAX_FEATURES]
