@@ -13,10 +13,11 @@ from scipy.stats import norm
 from gpvae import GPVAE, settings
 from gpvae.batch import Batch
 from gpvae.data import to_series_set
-from gpvae.errors import InputTypeError, ModelFileError
+from gpvae.errors import InputTypeError, ModelFileError, ShapeError
 from gpvae.estimator.calibration import (
     LEVELS,
     SCALES,
+    _run_ids,
     calibration_steps,
     fit_interval_scales,
     fresh_holdouts,
@@ -296,6 +297,67 @@ def test_step_draws_of_a_series_do_not_depend_on_the_batch(
             ref_mean, ref_y = est.model_.predictive_draws(alone, _batch(est, X, [3])[1], 40)
             assert torch.equal(y1[:, 0], ref_y[:, 0, steps[0]])
             assert torch.equal(m1[0], ref_mean[0, steps[0]])
+
+
+def test_entry_draws_have_the_distribution_of_the_full_draws(
+    fitted_pair: tuple[GPVAE, GPVAE],
+) -> None:
+    """Draws of a few entries at a few steps (noise for those entries only): the same mean
+    and quantiles as whole-path draws at them (Monte Carlo error only), in row-major order;
+    with interp_skip (the full path) the step draws' entries bit for bit."""
+    est = fitted_pair[0]
+    X, _ = _series(4)
+    batch, gens = _batch(est, X, [0, 1])
+    steps = [torch.tensor([0, 7, 29]), torch.tensor([12])]
+    entries = torch.zeros(2, 3, 2, dtype=torch.bool)
+    entries[0, 0, 1] = entries[0, 2, 0] = entries[0, 2, 1] = entries[1, 0, 0] = True
+    S = 4096
+    mean, y = est.model_.predictive_entry_draws(batch, gens, S, steps, entries)
+    assert mean.shape == (4,)
+    assert y.shape == (S, 4)
+    ref_mean, ref_y = est.model_.predictive_draws(batch, _batch(est, X, [0, 1])[1], S)
+    where = [(0, 0, 1), (0, 29, 0), (0, 29, 1), (1, 12, 0)]  # (series, step, feature)
+    for j, (b, n, d) in enumerate(where):
+        ref = ref_y[:, b, n, d]
+        ours = [mean[j], *sorted_quantiles(y[:, j], (0.05, 0.5, 0.95))]
+        theirs = [ref_mean[b, n, d], *sorted_quantiles(ref, (0.05, 0.5, 0.95))]
+        for o, r in zip(ours, theirs):
+            assert (o - r).abs() < 0.1 * ref.std()
+    # a series' entry draws do not depend on the batch
+    alone, gens1 = _batch(est, X, [0])
+    m1, y1 = est.model_.predictive_entry_draws(alone, gens1, S, steps[:1], entries[:1])
+    torch.testing.assert_close(y[:, :3], y1, rtol=1e-5, atol=1e-6)
+    torch.testing.assert_close(mean[:3], m1, rtol=1e-5, atol=1e-6)
+    skip = fitted_pair[1]
+    batch, gens = _batch(skip, X, [0, 1])
+    m2, y2 = skip.model_.predictive_entry_draws(batch, gens, 40, steps, entries)
+    batch, gens = _batch(skip, X, [0, 1])
+    m3, y3 = skip.model_.predictive_step_draws(batch, gens, 40, steps)
+    assert torch.equal(y2, y3[:, entries])
+    assert torch.equal(m2, m3[entries])
+    with pytest.raises(ShapeError, match="entries"):
+        est.model_.predictive_entry_draws(batch, gens, 4, steps, entries[:, :2])
+
+
+def test_run_ids_are_the_runs_of_consecutive_held_out_steps() -> None:
+    """Two entries share an id exactly when they are held out at consecutive steps of the
+    same feature and series, against a walk along each feature."""
+    rng = np.random.default_rng(7)
+    held = rng.random((4, 9, 3)) < 0.5
+    ids = _run_ids(held)
+    expected = np.full(held.shape, -1)
+    count = 0
+    for b in range(4):
+        for d in range(3):
+            for n in range(9):
+                if held[b, n, d]:
+                    if n == 0 or not held[b, n - 1, d]:
+                        count += 1
+                    expected[b, n, d] = count
+    got = ids[held]
+    assert len(np.unique(got)) == count
+    pairs = np.unique(np.stack([got, expected[held]]), axis=1)
+    assert pairs.shape[1] == count  # one id per run, one run per id
 
 
 def test_calibration_steps_cap_each_feature_at_random() -> None:

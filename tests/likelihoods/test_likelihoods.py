@@ -148,3 +148,59 @@ def test_gaussian_predictive_sample_is_the_per_series_loop_bit_for_bit(
         assert torch.equal(draws, ref)
     assert (draws[:, 2, 1:] == 0).all()
     assert all(torch.equal(g.get_state(), r.get_state()) for g, r in zip(gens, ref_gens))
+
+
+@pytest.mark.parametrize("heteroscedastic", [False, True])
+def test_gaussian_entry_draws_have_the_base_class_distribution(heteroscedastic: bool) -> None:
+    """Noise for the wanted entries only: the mean at them exactly, the draws with the
+    distribution of the base class's (which draws whole steps and picks), each series'
+    draws from its own generator alone, in row-major order."""
+    from gpvae.likelihoods.base import Likelihood
+
+    torch.manual_seed(1)
+    lik = Gaussian(heteroscedastic=heteroscedastic, num_features=None if heteroscedastic else 3)
+    S, B, N, D = 20_000, 3, 4, 3
+    loc = torch.randn(1, B, N, D).expand(S, B, N, D)
+    raw = torch.randn(1, B, N, D).expand(S, B, N, D)
+    params = (loc, raw) if heteroscedastic else loc
+    entries = torch.rand(B, N, D) < 0.4
+    entries[1] = False  # a series with no wanted entry
+    entries[2, 0, 1] = True
+    gens = [torch.Generator().manual_seed(20 + b) for b in range(B)]
+    mean, draws = lik.entry_draws(params, entries, gens)
+    ref_mean, ref = Likelihood.entry_draws(
+        lik, params, entries, [torch.Generator().manual_seed(30 + b) for b in range(B)]
+    )
+    M = int(entries.sum())
+    assert mean.shape == draws.shape == ref.shape == (S, M)
+    assert torch.equal(mean, ref_mean)
+    torch.testing.assert_close(mean[0], lik.mean(params)[0][entries])
+    sd = lik.variance(params)[0][entries].sqrt()
+    for d in (draws, ref):  # both N(mean, var) at each entry
+        assert ((d.mean(0) - mean[0]).abs() < 4 * sd / S**0.5).all()
+        assert ((d.std(0) / sd - 1).abs() < 0.04).all()
+    # series 2's draws come from its generator alone: the same with series 0 left out
+    alone = entries.clone()
+    alone[0] = False
+    fresh = [torch.Generator().manual_seed(20 + b) for b in range(B)]
+    again = lik.entry_draws(params, alone, fresh)
+    n0 = int(entries[0].sum())
+    assert torch.equal(again[1], draws[:, n0:])
+
+
+def test_student_t_entry_draws_pick_the_wanted_entries_of_its_draws() -> None:
+    """The base class: the series' wanted steps drawn whole from its generator, the wanted
+    entries picked (a Student-t, whose draws use two streams)."""
+    lik = StudentT(D, df=4.0)
+    S, B, N = 3, 2, 5
+    loc = torch.randn(S, B, N, D, generator=torch.Generator().manual_seed(0))
+    entries = torch.zeros(B, N, D, dtype=torch.bool)
+    entries[0, 1, 2] = entries[0, 3, 0] = entries[1, 4, 1] = True
+    gens = [torch.Generator().manual_seed(b) for b in range(B)]
+    mean, draws = lik.entry_draws(loc, entries, gens)
+    assert torch.equal(mean, loc[:, entries])
+    for b, steps in ((0, [1, 3]), (1, [4])):
+        whole = lik.sample(loc[:, b : b + 1, steps], torch.Generator().manual_seed(b))[:, 0]
+        picked = whole[:, entries[b, steps]]
+        first = 0 if b == 0 else 2
+        assert torch.equal(draws[:, first : first + picked.shape[-1]], picked)

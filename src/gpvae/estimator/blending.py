@@ -32,7 +32,7 @@ from gpvae.data.interpolate import neighbour_interpolation
 from gpvae.estimator.context import PredictContext
 from gpvae.training import FitSession
 
-__all__ = ["blend_draws", "fit_blend", "fit_blend_weights", "heldout_blend_entries"]
+__all__ = ["blend_draws", "blend_mean", "fit_blend", "fit_blend_weights", "heldout_blend_entries"]
 
 
 def _interpolation(batch: Batch) -> tuple[Tensor, Tensor]:
@@ -41,25 +41,21 @@ def _interpolation(batch: Batch) -> tuple[Tensor, Tensor]:
     return value, torch.isfinite(gap)
 
 
-def blend_draws(
-    weight: np.ndarray | None,
-    batch: Batch,
-    mean: Tensor,
-    draws: Tensor,
-    steps: list[Tensor] | None = None,
-) -> tuple[Tensor, Tensor]:
-    """``(mean, draws)`` moved to the blend ``v + w_d (mean - v)``, the draws with their mean.
+def blend_mean(
+    weight: np.ndarray | None, batch: Batch, mean: Tensor, steps: list[Tensor] | None = None
+) -> Tensor:
+    """The predictive mean moved to the blend ``v + w_d (mean - v)`` where the feature has an
+    observed neighbour (unchanged elsewhere, and everywhere when ``weight`` is None).
 
     Args:
-        weight: (D,) blend weights, or None (returned unchanged).
+        weight: (D,) blend weights, or None.
         batch: the batch the prediction conditions on (its observed entries interpolate).
         mean: (B, N, D) predictive mean, or (B, K, D) at ``steps``.
-        draws: (S, ...) draws of the same shape as ``mean`` after the first axis.
         steps: per series of the batch, the ascending positions ``mean`` holds (padded to
             K), or None for every step.
     """
     if weight is None:
-        return mean, draws
+        return mean
     value, near = _interpolation(batch)
     if steps is not None:  # gather the interpolation at the chosen steps (padding: no blend)
         B, K, D = mean.shape
@@ -71,7 +67,25 @@ def blend_draws(
         value, near = v_at, n_at
     w = torch.as_tensor(weight, dtype=mean.dtype, device=mean.device)
     value = value.to(mean.dtype)
-    blended = torch.where(near, value + w * (mean - value), mean)
+    return torch.where(near, value + w * (mean - value), mean)
+
+
+def blend_draws(
+    weight: np.ndarray | None,
+    batch: Batch,
+    mean: Tensor,
+    draws: Tensor,
+    steps: list[Tensor] | None = None,
+) -> tuple[Tensor, Tensor]:
+    """``(mean, draws)`` moved to the blend :func:`blend_mean`, the draws with their mean.
+
+    Args:
+        weight, batch, mean, steps: as in :func:`blend_mean`.
+        draws: (S, ...) draws of the same shape as ``mean`` after the first axis.
+    """
+    if weight is None:
+        return mean, draws
+    blended = blend_mean(weight, batch, mean, steps)
     return blended, draws + (blended - mean)
 
 

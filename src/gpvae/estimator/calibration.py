@@ -29,7 +29,8 @@ seen in hundreds of separate points its own.
 The factors are fitted on a random subsample of the held-out entries, at most
 :data:`gpvae.settings.CALIBRATION_ENTRIES` per feature and hold-out (all of a rarer
 feature's), and only the steps holding them are drawn
-(:meth:`~gpvae.model.GPVAEModel.predictive_step_draws`): calibration costs about the same
+(:meth:`~gpvae.model.GPVAEModel.predictive_entry_draws`, with observation noise for
+the held-out entries only): calibration costs about the same
 whatever the size of the training set. (With several processes, each subsamples its own
 held-out entries, and the factors are fitted on all of theirs together.)
 
@@ -48,7 +49,7 @@ import torch
 from gpvae import settings
 from gpvae.data import SeriesSet, batch_indices
 from gpvae.data.holdout import block_mask
-from gpvae.estimator.blending import blend_draws
+from gpvae.estimator.blending import blend_mean
 from gpvae.estimator.context import PredictContext
 from gpvae.model import sorted_quantiles
 from gpvae.rng import seed_for, series_seed
@@ -385,48 +386,51 @@ def heldout_intervals(
     truth: list[tuple[np.ndarray, np.ndarray, np.ndarray]] = [
         (np.zeros(0), np.zeros(0, np.int64), np.zeros(0, np.int64))
     ]
-    blocks = _block_ids(targets)
     model = ctx.model
     model.eval()
     per_batch = max(ctx.batch_size, settings.CALIBRATION_BATCH)  # a few steps of each
+    offset = 0  # block ids used by the batches before
     for part in batch_indices(len(rows), per_batch):
         idx = rows[part]
         batch = ctx.batch(inputs, idx)
         gens = ctx.series_generators(inputs, idx, salt=5)
         at = [torch.as_tensor(steps[i]) for i in idx]
-        mean, y = model.predictive_step_draws(batch, gens, settings.CALIBRATION_SAMPLES, at)
-        mean, y = blend_draws(ctx.blend_weight, batch, mean, y, at)
-        target = np.full(mean.shape, np.nan)  # (B, K_max, D), NaN = not a target
-        block = np.zeros(mean.shape, np.int64)
-        for b, i in enumerate(idx):
-            target[b, : len(steps[i])] = targets.values[i][steps[i]]
-            block[b, : len(steps[i])] = blocks[i][steps[i]]
-        keep = ~np.isnan(target)
-        keep_t = torch.as_tensor(keep, device=y.device)
+        held = targets.padded(indices=idx)[0]  # (B, N, D), NaN = not held out
+        ids = _run_ids(~np.isnan(held)) + offset  # (B, N, D)
+        offset = int(ids.max()) + 1
+        pos = np.zeros((len(idx), max(len(a) for a in at)), np.int64)  # (B, K_max)
+        on = np.zeros(pos.shape, bool)  # False on the padding of the step lists
+        for b, a in enumerate(at):
+            pos[b, : len(a)], on[b, : len(a)] = a.numpy(), True
+        target = np.take_along_axis(held, pos[..., None], axis=1)  # (B, K_max, D)
+        keep = ~np.isnan(target) & on[..., None]
+        keep_t = torch.as_tensor(keep, device=batch.y.device)
+        mean, y = model.predictive_entry_draws(
+            batch, gens, settings.CALIBRATION_SAMPLES, at, keep_t
+        )  # (M,), (S, M)
+        if ctx.blend_weight is not None:
+            full = mean.new_zeros(keep.shape)
+            full[keep_t] = mean
+            blended = blend_mean(ctx.blend_weight, batch, full, at)[keep_t]
+            mean, y = blended, y + (blended - mean)
         # the positions of the reported intervals, so factors fitted on CALIBRATION_SAMPLES
         # draws hold for intervals from any number of draws
-        q = torch.stack(sorted_quantiles(y[:, keep_t], probs, "predictive"), dim=-1)
+        q = torch.stack(sorted_quantiles(y, probs, "predictive"), dim=-1)
         q_np = q.double().cpu().numpy()  # lower ends, then upper ends
-        m_np = mean[keep_t].double().cpu().numpy()  # (M,)
-        preds.append((m_np, q_np[:, :K], q_np[:, K:]))
-        feature = np.broadcast_to(np.arange(D), target.shape)
+        preds.append((mean.double().cpu().numpy(), q_np[:, :K], q_np[:, K:]))
+        feature = np.broadcast_to(np.arange(D), keep.shape)
+        block = np.take_along_axis(ids, pos[..., None], axis=1)
         truth.append((target[keep], feature[keep], block[keep]))
     mean_a, lo_a, hi_a = (np.concatenate(p) for p in zip(*preds))
     y_a, f_a, b_a = (np.concatenate(p) for p in zip(*truth))
     return mean_a, lo_a, hi_a, y_a, f_a, np.unique(b_a, return_inverse=True)[1].reshape(-1)
 
 
-def _block_ids(targets: SeriesSet) -> list[np.ndarray]:
-    """Per series (T_i, D) ids, distinct across series and features, of the runs of
-    consecutive held-out steps (arbitrary where nothing is held out)."""
-    out, offset = [], 0
-    for v in targets.values:
-        held = ~np.isnan(v)  # (T, D)
-        start = held.copy()
-        start[1:] &= ~held[:-1]
-        run = np.cumsum(start, axis=0)  # (T, D) run number within the feature
-        per = run.max(axis=0, initial=0) + 1  # (D,) ids a feature needs
-        base = offset + np.concatenate([[0], np.cumsum(per)[:-1]])
-        out.append(base[None, :] + run)
-        offset += int(per.sum())
-    return out
+def _run_ids(held: np.ndarray) -> np.ndarray:
+    """(B, N, D) ids from 0, distinct across series and features, of the runs of
+    consecutive held-out steps of ``held`` (B, N, D) bool (arbitrary where nothing is held
+    out)."""
+    start = held.copy()
+    start[:, 1:] &= ~held[:, :-1]
+    order = np.cumsum(start.transpose(0, 2, 1).reshape(-1)) - 1  # series, feature, step
+    return order.reshape(held.shape[0], held.shape[2], held.shape[1]).transpose(0, 2, 1)

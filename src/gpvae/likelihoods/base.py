@@ -191,6 +191,35 @@ class Likelihood(nn.Module, abc.ABC):
             out[:, b : b + 1, :T] = self.sample(one, gen)
         return mean, out
 
+    def entry_draws(
+        self, params: Params, entries: Tensor, generators: Sequence[torch.Generator]
+    ) -> tuple[Tensor, Tensor]:
+        """Mean and one draw of y at some entries only, for likelihoods whose entries are
+        independent given z (not :attr:`needs_index`): each draw has the distribution of
+        :meth:`predictive_sample`'s at its entry.
+
+        Args:
+            params: decoder output, (S, B, N, D).
+            entries: (B, N, D) bool, the entries wanted (none on padding).
+            generators: B generators, one per series; series b's draws come from
+                ``generators[b]`` alone.
+
+        Returns:
+            (mean, draws), each (S, M) at the M wanted entries in row-major order (series,
+            then step, then feature).
+        """
+        parts = self.split(params)
+        draws = []
+        for b, gen in enumerate(generators):
+            rows = torch.nonzero(entries[b].any(-1)).reshape(-1)  # steps with a wanted entry
+            if not len(rows):
+                continue
+            sub = tuple(p[:, b : b + 1, rows] for p in parts)
+            one: Params = sub[0] if len(sub) == 1 else sub
+            draws.append(self.sample(one, gen)[:, 0][:, entries[b, rows]])
+        mean = self.mean(params)[:, entries]
+        return mean, torch.cat(draws, dim=1) if draws else mean.new_zeros(mean.shape)
+
     def log_predictive_entries(
         self,
         params: Params,

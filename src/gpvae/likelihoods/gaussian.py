@@ -116,3 +116,20 @@ class Gaussian(Likelihood):
         eps = per_series_normal(generators, lengths, S, N, (D,), mean)  # zeros on padding
         draws = torch.where(valid[..., None], mean + var.sqrt() * eps, 0.0)
         return mean, draws
+
+    def entry_draws(
+        self, params: Params, entries: Tensor, generators: Sequence[torch.Generator]
+    ) -> tuple[Tensor, Tensor]:
+        """Noise for the wanted entries only: series b draws (S, M_b) normals from its own
+        generator, one per wanted entry (the base class draws a whole step's)."""
+        mean, var = self._mean_var(params)  # (S, B, N, D) each
+        mean, sd = mean[:, entries], var[:, entries].sqrt()  # (S, M)
+        counts = entries.flatten(1).sum(dim=1).tolist()  # M_b per series
+        S = mean.shape[0]
+        eps = [
+            torch.randn((S, int(n)), generator=gen, dtype=mean.dtype, device=mean.device)
+            for gen, n in zip(generators, counts)
+            if n
+        ]
+        noise = torch.cat(eps, dim=1) if eps else torch.zeros_like(mean)
+        return mean, mean + sd * noise

@@ -12,7 +12,7 @@ from torch import Tensor, nn
 from gpvae.batch import Batch, where_zero
 from gpvae.data.holdout import MASK_PATTERNS, check_lengths, hide_mask
 from gpvae.data.interpolate import neighbour_interpolation, space_interpolation
-from gpvae.errors import InputTypeError, ValidationError, invalid
+from gpvae.errors import InputTypeError, ShapeError, ValidationError, invalid
 from gpvae.gp.prior import GPPrior
 from gpvae.likelihoods.base import Likelihood, Params
 from gpvae.model.sampling import check_count, sample_chunks
@@ -499,6 +499,53 @@ class GPVAEModel(nn.Module):
                 self.decode(z), sub.y, sub.observed, sub.x, sub.valid, generators
             )  # (s, B, K, D) each
             mean_sum = mean_sum + torch.where(sel[..., None], mu, 0.0).sum(0)
+            ys.append(y)
+        return mean_sum / S, torch.cat(ys)
+
+    @torch.no_grad()
+    def predictive_entry_draws(
+        self,
+        batch: Batch,
+        generators: Sequence[torch.Generator],
+        num_samples: int,
+        steps: Sequence[Tensor],
+        entries: Tensor,
+    ) -> tuple[Tensor, Tensor]:
+        """:meth:`predictive_step_draws` of some entries at the steps only: the mean (M,)
+        and S draws (S, M) of the M entries where ``entries`` (B, K, D) is true (row-major
+        order: series, step, feature; K and the padding as in :meth:`predictive_step_draws`,
+        no entry on the padding).
+
+        Every entry's draws have the distribution of :meth:`predictive_draws`'. When the
+        likelihood's entries are independent given z (and without ``interp_skip``), z is
+        drawn at the steps and only the wanted entries get observation noise
+        (:meth:`~gpvae.likelihoods.Likelihood.entry_draws`; series b's noise from
+        ``generators[b]``); else the entries are picked from :meth:`predictive_step_draws`.
+        """
+        S = check_count("num_samples", num_samples)
+        counts = [len(st) for st in steps]
+        K = max(counts, default=0)
+        if entries.shape[:2] != (len(counts), K):
+            raise ShapeError(
+                f"entries: expected shape ({len(counts)}, {K}, D), found {tuple(entries.shape)}"
+            )
+        if self.likelihood.needs_index or self.interp_fusion is not None:
+            mean, y = self.predictive_step_draws(batch, generators, S, steps)
+            return mean[entries], y[:, entries]
+        dev = batch.y.device
+        pos = torch.zeros((len(counts), K), dtype=torch.long, device=dev)  # (B, K)
+        for b, st in enumerate(steps):
+            pos[b, : counts[b]] = st.to(dev)
+        m_all, v_all = self.encode(batch).marginals()  # (B, N, L) each
+        index = pos[..., None].expand(*pos.shape, m_all.shape[-1])
+        m, sd = m_all.gather(-2, index), v_all.gather(-2, index).clamp_min(0.0).sqrt()
+        entries = entries.to(dev)
+        mean_sum = m.new_zeros(int(entries.sum()))
+        ys = []
+        for s in sample_chunks(S):
+            z = m + sd * per_series_normal(generators, counts, s, K, (m.shape[-1],), m)
+            mu, y = self.likelihood.entry_draws(self.decode(z), entries, generators)
+            mean_sum = mean_sum + mu.sum(0)
             ys.append(y)
         return mean_sum / S, torch.cat(ys)
 
