@@ -146,6 +146,60 @@ def test_struct_of_arrays_on_a_mostly_regular_grid_matches_sequential(
         same(a, b, rtol=1e-6)
 
 
+@pytest.mark.parametrize("case", ["matern32", "mixed"])
+def test_struct_of_arrays_one_draw_on_an_irregular_grid_matches_sequential(case: str) -> None:
+    """One draw of a state dimension 2 (training's default) takes the fused steps of
+    :mod:`gpvae.gp._soa_loops` (one loop over the chains per step, fewer rows stored and
+    the rest recomputed in the backward pass): on irregular times with repeated points
+    (steps that stand still), excluded points and padding, its draws, KL and gradients
+    must agree with the sequential path."""
+    kernels = make_kernels(case)
+    x, mean, var, valid = make_problem(len(kernels), seed=90, B=4, N=15)
+    params = [p for k in kernels for p in k.parameters()]
+    g = torch.Generator().manual_seed(91)
+    w_draw = torch.randn(1, *mean.shape, generator=g, dtype=DTYPE)
+    w_kl = torch.rand(mean.shape[0], len(kernels), generator=g, dtype=DTYPE) + 0.5
+
+    def run(method: str) -> list[Tensor]:
+        m = mean.clone().requires_grad_()
+        v = var.clone().requires_grad_()
+        post = MarkovGPPosterior(kernels, x, m, v, valid, method=method)
+        post._fused_layout = "soa"
+        draws = post.sample(1, gen())
+        kl = post.kl()
+        value = (w_draw * draws).sum() + (draws.square() * w_draw.abs()).sum()
+        value = value + (w_kl * kl).sum()
+        return [draws.detach(), kl.detach(), *torch.autograd.grad(value, [m, v, *params])]
+
+    got, want = run("fused"), run("sequential")
+    same(got[0], want[0])
+    same(got[1], want[1])
+    for a, b in zip(got[2:], want[2:], strict=True):  # rtol as in the gradient test above
+        assert bool(torch.isfinite(a).all())
+        same(a, b, rtol=1e-6)
+
+
+def test_struct_of_arrays_rows_are_an_odd_number_of_cache_lines() -> None:
+    """The chains' rows are padded to whole 64-byte lines, an odd number of them (rows a
+    multiple of 4 KiB long would share the L1 cache's sets), never shorter than the chains;
+    the arenas fit the padded rows of either dtype."""
+    from gpvae.gp import _soa_loops
+
+    assert _soa_loops.padded(1024, 4) == 1040
+    assert _soa_loops.padded(1024, 8) == 1032
+    for C in (1, 7, 8, 15, 16, 17, 64, 100, 1000, 2048):
+        for itemsize in (4, 8):
+            p = _soa_loops.padded(C, itemsize)
+            assert p >= C
+            assert (p * itemsize) % 64 == 0
+            assert (p * itemsize // 64) % 2 == 1
+    row = max(_soa_loops.padded(100, 4), _soa_loops.padded(100, 8))
+    assert row == 112
+    for size in _soa_loops.arena_sizes(6, 2, 1, 100):  # whole rows of 6 steps
+        assert size > 0
+        assert size % (6 * row) == 0
+
+
 @pytest.mark.parametrize("layout", LAYOUTS)
 def test_float32_agrees_with_sequential_float32(layout: str) -> None:
     kernels = [k.float() for k in make_kernels("mixed")]

@@ -49,6 +49,10 @@ import numpy as np
 
 __all__ = ["backward", "forward"]
 
+import llvmlite.binding as _llvm
+
+_llvm.set_option("", "-vectorize-memory-check-threshold=4000")
+
 _jit = nb.njit(cache=True, nogil=True, error_model="numpy")
 
 #: The loops' constants: float32, exact in float32 and float64 (see the module docstring).
@@ -106,11 +110,28 @@ def _z4(ar, pos, a, b, c, d):
     return out.reshape((a, b, c, d))
 
 
+@_jit
+def padded(C, itemsize):
+    """The row length of C chains' buffers: C rounded up to whole 64-byte cache lines, an odd
+    number of them. Rows of C entries a multiple of 4 KiB long (1,024 float32 chains) put
+    every row of a loop in the same set of the 8-way L1 cache: a loop over more than eight
+    rows (and the fused steps read or write 20-40) then evicts its own lines at every
+    access. Rows an odd number of lines long start in different sets. The padding lanes
+    hold a chain without data (see :func:`forward`)."""
+    per = 64 // itemsize
+    lines = (C + per - 1) // per
+    if lines % 2 == 0:
+        lines += 1
+    return lines * per
+
+
 def arena_sizes(N: int, m: int, S: int, C: int) -> tuple[int, int]:
     """Lengths of the forward arena (kept until the backward pass) and of the backward one
-    (scratch) for :func:`forward` and :func:`backward`."""
+    (scratch) for :func:`forward` and :func:`backward` (float64 or float32: rows padded to
+    :func:`padded` entries of either)."""
+    C = max(padded(C, 4), padded(C, 8))
     S1 = S + 1
-    fwd = N * C * (3 + 4 * m * m + m + 1 + m * S + 2 * m * S1 + S1 + 1 + 2 + m * S + S)
+    fwd = N * C * (2 + 4 * m * m + m + 1 + m * S + 2 * m * S1 + S1 + 1 + 2 + m * S + S)
     bwd = N * C * (m * S1 + 4 * m * m + S + 2)
     return fwd, bwd
 
@@ -671,6 +692,224 @@ def _finish_step(He, incn, vn, yn, isn, v0, xn, ms, Ps, fm, pv, out, term):
 
 
 @_jit
+def _filter_step21(A, Q, L, Pf0, x0, mprev, He, incn, vn, yn, skip, epsn, en, Pp, Pf, ratio, sg,
+                   xn, mf, innov, term):  # fmt: skip
+    """One forward step n > 0 for m = 2 and one draw, every stage in one loop over the chains
+    (the step's data, :func:`_predict2`, :func:`_update` without its log terms (ratio is
+    returned for :func:`_log_terms`), :func:`_rts_gain` of step n - 1, the prior draw, the
+    synthetic data row and :func:`_mean_step`): each row is read or written once, the
+    intermediates stay in registers. The same operations in the same order as those
+    functions (the same numbers). Pf0, x0, mprev: P_{n-1}, s_{n-1}, m_{n-1}. Fewer rows
+    are stored than by those: not the precision, the standard deviation, the gain and
+    1 / s (recomputed where needed, :func:`_recompute21`); P_n to ``Pf`` (the caller's
+    choice: scratch, or the saved row at the last step); ``term`` gets ``v_0^2 / s`` of
+    the KL term. Returns the singular count of
+    :func:`_solve`."""
+    C = Pp.shape[2]
+    a00, a01, a10, a11 = A[0, 0], A[0, 1], A[1, 0], A[1, 1]
+    Q00, Q01, Q10, Q11 = Q[0, 0], Q[0, 1], Q[1, 0], Q[1, 1]
+    L00, L01, L10, L11 = L[0, 0], L[0, 1], L[1, 0], L[1, 1]
+    f00, f01, f10, f11 = Pf0[0, 0], Pf0[0, 1], Pf0[1, 0], Pf0[1, 1]
+    P00, P01, P10, P11 = Pp[0, 0], Pp[0, 1], Pp[1, 0], Pp[1, 1]
+    F00, F01, F10, F11 = Pf[0, 0], Pf[0, 1], Pf[1, 0], Pf[1, 1]
+    G00, G01, G10, G11 = sg[0, 0], sg[0, 1], sg[1, 0], sg[1, 1]
+    h0, h1 = He[0], He[1]
+    s0, s1, e0, e1, z0, z1 = x0[0, 0], x0[1, 0], epsn[0, 0], epsn[1, 0], xn[0, 0], xn[1, 0]
+    e = en[0]
+    m00, m01, m10, m11 = mprev[0, 0], mprev[0, 1], mprev[1, 0], mprev[1, 1]
+    o00, o01, o10, o11 = mf[0, 0], mf[0, 1], mf[1, 0], mf[1, 1]
+    v0r, v1r = innov[0], innov[1]
+    bad = 0
+    for c in range(C):
+        ok = incn[c]
+        v = vn[c] if ok else _ONE
+        y = yn[c]  # (0 where excluded)
+        w = (_ONE / v) if ok else _ZERO
+        sd = math.sqrt(v)
+        A00, A01, A10, A11 = a00[c], a01[c], a10[c], a11[c]
+        p00, p01, p10, p11 = f00[c], f01[c], f10[c], f11[c]
+        t00 = A00 * p00 + A01 * p10  # T = A P_{n-1}
+        t01 = A00 * p01 + A01 * p11
+        t10 = A10 * p00 + A11 * p10
+        t11 = A10 * p01 + A11 * p11
+        q00 = (((Q00[c] + Q00[c]) + (t00 * A00 + t00 * A00)) + (t01 * A01 + t01 * A01)) * _HALF
+        q10 = (((Q10[c] + Q01[c]) + (t10 * A00 + t00 * A10)) + (t11 * A01 + t01 * A11)) * _HALF
+        q11 = (((Q11[c] + Q11[c]) + (t10 * A10 + t10 * A10)) + (t11 * A11 + t11 * A11)) * _HALF
+        P00[c] = q00
+        P10[c] = q10
+        P11[c] = q11
+        P01[c] = q10
+        H0, H1 = h0[c], h1[c]
+        u0 = (_ZERO + q00 * H0) + q10 * H1  # u = P^- H^T, s = H u
+        u1 = (_ZERO + q10 * H0) + q11 * H1
+        s = (_ZERO + H0 * u0) + H1 * u1
+        r = w * s
+        ratio[c] = r
+        cc = w / (_ONE + r)
+        g10 = q10 - cc * u1 * u0
+        F00[c] = q00 - cc * u0 * u0
+        F10[c] = g10
+        F11[c] = q11 - cc * u1 * u1
+        F01[c] = g10
+        K0 = u0 * cc
+        K1 = u1 * cc
+        det = q00 * q11 - q10 * q10  # the RTS gain of step n - 1 (_solve, m = 2)
+        sk = skip[c]
+        bad += (det == _ZERO) & (not sk)
+        x00 = (q11 * t00 - q10 * t10) / det
+        x10 = (q00 * t10 - q10 * t00) / det
+        x01 = (q11 * t01 - q10 * t11) / det
+        x11 = (q00 * t11 - q10 * t01) / det
+        G00[c] = _ONE if sk else x00
+        G01[c] = _ZERO if sk else x10
+        G10[c] = _ZERO if sk else x01
+        G11[c] = _ONE if sk else x11
+        S0, S1 = s0[c], s1[c]  # prior draw s_n = A_n s_{n-1} + CQ_n eps_n
+        E0, E1 = e0[c], e1[c]
+        n0 = A00 * S0 + A01 * S1 + (L00[c] * E0 + L01[c] * E1)
+        n1 = A10 * S0 + A11 * S1 + (L10[c] * E0 + L11[c] * E1)
+        z0[c] = n0
+        z1[c] = n1
+        fp = n0 * H0 + n1 * H1  # the synthetic data row D = (y, residual)
+        rr = y - (fp + sd * e[c])
+        d1 = rr if ok else _ZERO
+        M00, M01, M10, M11 = m00[c], m01[c], m10[c], m11[c]  # mean filter
+        mp00 = A00 * M00 + A01 * M10
+        mp01 = A00 * M01 + A01 * M11
+        mp10 = A10 * M00 + A11 * M10
+        mp11 = A10 * M01 + A11 * M11
+        v0 = (y - H0 * mp00) - H1 * mp10
+        v1 = (d1 - H0 * mp01) - H1 * mp11
+        v0r[c] = v0
+        v1r[c] = v1
+        term[c] = cc * v0 * v0  # the KL term's isn v0^2 (finished by the smoother pass)
+        o00[c] = mp00 + K0 * v0
+        o01[c] = mp01 + K0 * v1
+        o10[c] = mp10 + K1 * v0
+        o11[c] = mp11 + K1 * v1
+    return bad
+
+
+@_jit
+def _smooth_finish21(A, sg, mf, Pp, ms1, Ps1, Pp1, He, incn, vn, yn, xn, ms, Ps, out, term):
+    """:func:`_smooth_step2` and :func:`_finish_step` of step n < N - 1 for m = 2 and one draw,
+    in one loop over the chains (the same operations in the same order: the same numbers;
+    A = A_{n+1}, ms1, Ps1, Pp1 of step n + 1). P_n is recomputed from P^-_n (Pp) as the
+    filter computed it; term holds ``v_0^2 / s`` (:func:`_filter_step21`)."""
+    C = mf.shape[2]
+    a00, a01, a10, a11 = A[0, 0], A[0, 1], A[1, 0], A[1, 1]
+    G00, G01, G10, G11 = sg[0, 0], sg[0, 1], sg[1, 0], sg[1, 1]
+    m00, m01, m10, m11 = mf[0, 0], mf[0, 1], mf[1, 0], mf[1, 1]
+    f00, f10, f11 = Pp[0, 0], Pp[1, 0], Pp[1, 1]
+    n00, n01, n10, n11 = ms1[0, 0], ms1[0, 1], ms1[1, 0], ms1[1, 1]
+    S00, S01, S10, S11 = Ps1[0, 0], Ps1[0, 1], Ps1[1, 0], Ps1[1, 1]
+    R00, R01, R10, R11 = Pp1[0, 0], Pp1[0, 1], Pp1[1, 0], Pp1[1, 1]
+    o00, o01, o10, o11 = ms[0, 0], ms[0, 1], ms[1, 0], ms[1, 1]
+    P00, P01, P10, P11 = Ps[0, 0], Ps[0, 1], Ps[1, 0], Ps[1, 1]
+    h0, h1, x0, x1, out0 = He[0], He[1], xn[0, 0], xn[1, 0], out[0]
+    for c in range(C):
+        A00, A01, A10, A11 = a00[c], a01[c], a10[c], a11[c]
+        g00, g01, g10, g11 = G00[c], G01[c], G10[c], G11[c]
+        M00, M01, M10, M11 = m00[c], m01[c], m10[c], m11[c]
+        d00 = n00[c] - (A00 * M00 + A01 * M10)  # d = m^s_{n+1} - A m_n
+        d01 = n01[c] - (A00 * M01 + A01 * M11)
+        d10 = n10[c] - (A10 * M00 + A11 * M10)
+        d11 = n11[c] - (A10 * M01 + A11 * M11)
+        w00 = (g00 * d00 + g01 * d10) + M00  # m^s_n = G d + m_n
+        w01 = (g00 * d01 + g01 * d11) + M01
+        w10 = (g10 * d00 + g11 * d10) + M10
+        w11 = (g10 * d01 + g11 * d11) + M11
+        o00[c] = w00
+        o01[c] = w01
+        o10[c] = w10
+        o11[c] = w11
+        D00 = S00[c] - R00[c]
+        D01 = S01[c] - R01[c]
+        D10 = S10[c] - R10[c]
+        D11 = S11[c] - R11[c]
+        t00 = g00 * D00 + g01 * D10  # T = G D
+        t01 = g00 * D01 + g01 * D11
+        t10 = g10 * D00 + g11 * D10
+        t11 = g10 * D01 + g11 * D11
+        H0, H1 = h0[c], h1[c]
+        ok = incn[c]
+        v = vn[c] if ok else _ONE
+        w = (_ONE / v) if ok else _ZERO
+        q00, q10, q11 = f00[c], f10[c], f11[c]  # P_n = P^-_n - K H P^-_n (_update)
+        u0 = (_ZERO + q00 * H0) + q10 * H1
+        u1 = (_ZERO + q10 * H0) + q11 * H1
+        s = (_ZERO + H0 * u0) + H1 * u1
+        cc = w / (_ONE + w * s)
+        F00 = q00 - cc * u0 * u0
+        F10 = q10 - cc * u1 * u0
+        F01 = F10
+        F11 = q11 - cc * u1 * u1
+        p00 = (((F00 + F00) + (t00 * g00 + t00 * g00)) + (t01 * g01 + t01 * g01)) * _HALF
+        p10 = (((F10 + F01) + (t10 * g00 + t00 * g10)) + (t11 * g01 + t01 * g11)) * _HALF
+        p11 = (((F11 + F11) + (t10 * g10 + t10 * g10)) + (t11 * g11 + t11 * g11)) * _HALF
+        P00[c] = p00
+        P10[c] = p10
+        P11[c] = p11
+        P01[c] = p10
+        out0[c] = (_ZERO + (x0[c] * H0 + w01 * H0)) + (x1[c] * H1 + w11 * H1)
+        fm = w00 * H0 + w10 * H1
+        pv = (((_ZERO + p00 * H0 * H0) + p10 * H0 * H1) + p10 * H1 * H0) + p11 * H1 * H1
+        r = yn[c] - fm
+        t = _HALF * (term[c] - (r * r + pv) / vn[c])
+        term[c] = t if ok else _ZERO
+
+
+@_jit
+def _finish_last21(He, incn, vn, yn, xn, ms, Ps, out, term):
+    """:func:`_finish_step` for m = 2 and one draw, term holding ``v_0^2 / s`` (the same
+    numbers)."""
+    C = out.shape[1]
+    h0, h1, x0, x1, out0 = He[0], He[1], xn[0, 0], xn[1, 0], out[0]
+    w00, w01, w10, w11 = ms[0, 0], ms[0, 1], ms[1, 0], ms[1, 1]
+    p00, p01, p10, p11 = Ps[0, 0], Ps[0, 1], Ps[1, 0], Ps[1, 1]
+    for c in range(C):
+        H0, H1 = h0[c], h1[c]
+        out0[c] = (_ZERO + (x0[c] * H0 + w01[c] * H0)) + (x1[c] * H1 + w11[c] * H1)
+        fm = w00[c] * H0 + w10[c] * H1
+        q00, q01, q10, q11 = p00[c], p01[c], p10[c], p11[c]
+        pv = (((_ZERO + q00 * H0 * H0) + q01 * H0 * H1) + q10 * H1 * H0) + q11 * H1 * H1
+        r = yn[c] - fm
+        t = _HALF * (term[c] - (r * r + pv) / vn[c])
+        term[c] = t if incn[c] else _ZERO
+
+
+@_jit
+def _recompute21(Pp, He, incn, vn, w, sd, gain, isn, Pf):
+    """What :func:`_filter_step21` does not store, for the backward pass: the precision w,
+    the standard deviation sd, the gain, 1 / s and P_n of a step from its P^-_n (Pp), as
+    the forward pass computed them (the same operations: the same numbers)."""
+    C = w.shape[0]
+    h0, h1, k0, k1 = He[0], He[1], gain[0], gain[1]
+    f00, f10, f11 = Pp[0, 0], Pp[1, 0], Pp[1, 1]
+    F00, F01, F10, F11 = Pf[0, 0], Pf[0, 1], Pf[1, 0], Pf[1, 1]
+    for c in range(C):
+        ok = incn[c]
+        v = vn[c] if ok else _ONE
+        W = (_ONE / v) if ok else _ZERO
+        w[c] = W
+        sd[c] = math.sqrt(v)
+        H0, H1 = h0[c], h1[c]
+        q00, q10, q11 = f00[c], f10[c], f11[c]
+        u0 = (_ZERO + q00 * H0) + q10 * H1
+        u1 = (_ZERO + q10 * H0) + q11 * H1
+        s = (_ZERO + H0 * u0) + H1 * u1
+        cc = W / (_ONE + W * s)
+        isn[c] = cc
+        k0[c] = u0 * cc
+        k1[c] = u1 * cc
+        g10 = q10 - cc * u1 * u0
+        F00[c] = q00 - cc * u0 * u0
+        F10[c] = g10
+        F11[c] = q11 - cc * u1 * u1
+        F01[c] = g10
+
+
+@_jit
 def forward(A, Q, CQ, ix, Pinf, chol0, H, still, mean_in, var_in, inc_in, eps_in, e_in, ar):
     """The forward pass; returns (sample (S, B', N, G'), kl (C,), bad, saved) where ``saved``
     holds what :func:`backward` needs (views of the arena ``ar``, and the data time first).
@@ -687,7 +926,8 @@ def forward(A, Q, CQ, ix, Pinf, chol0, H, still, mean_in, var_in, inc_in, eps_in
     the mean filter; backward in time the smoother, the draws and the KL terms. Transitions
     are gathered from the tables per step (once while consecutive steps read the same
     entries, as on a regular grid)."""
-    N, C, m, S = eps_in.shape
+    N, Cr, m, S = eps_in.shape
+    C = padded(Cr, var_in.itemsize)  # rows of C entries, chains Cr.. padding (no data)
     S1 = S + 1
     G = H.shape[0]
     dt = var_in.dtype  # float64 or float32
@@ -708,13 +948,23 @@ def forward(A, Q, CQ, ix, Pinf, chol0, H, still, mean_in, var_in, inc_in, eps_in
         for i in range(m):
             for s in range(S):
                 o = eps[n, i, s]
-                for c in range(C):
+                for c in range(Cr):
                     o[c] = eps_in[n, c, i, s]
+                o[Cr:] = _ZERO
         for s in range(S):
             o = e[n, s]
-            for c in range(C):
+            for c in range(Cr):
                 o[c] = e_in[n, c, s]
-    y = _e2(ar, pos, N, C)
+            o[Cr:] = _ZERO
+        # the padding lanes: a chain without data or noise, its transitions the identity
+        # with no process noise (set below), so finite with a regular covariance throughout
+        mean[n, Cr:] = _ZERO
+        var[n, Cr:] = _ONE
+        inc[n, Cr:] = False
+        yr, ir = mean[n], inc[n]  # y = the mean where included, else 0 (in its rows)
+        for c in range(Cr):
+            yr[c] = yr[c] if ir[c] else _ZERO
+    y = mean  # y = the mean where included, else 0: written over the mean's rows
     w = _e2(ar, pos, N, C)
     sd = _e2(ar, pos, N, C)
     P_pred = _e4(ar, pos, N, m, m, C)
@@ -728,12 +978,14 @@ def forward(A, Q, CQ, ix, Pinf, chol0, H, still, mean_in, var_in, inc_in, eps_in
     m_smooth = _e4(ar, pos, N, m, S1, C)
     P_smooth = _e4(ar, pos, N, m, m, C)
     terms = _e2(ar, pos, N, C)
-    An = np.empty((m, m, C), dt)
-    Qn = np.empty((m, m, C), dt)
-    Ln = np.empty((m, m, C), dt)
+    An = np.zeros((m, m, C), dt)  # (the padding lanes: A = I, Q = CQ = 0, standing still)
+    Qn = np.zeros((m, m, C), dt)
+    Ln = np.zeros((m, m, C), dt)
+    for i in range(m):
+        An[i, i, Cr:] = _ONE
     T = np.empty((m, m, C), dt)
     X = np.empty((m, m, C), dt)
-    skip = np.empty(C, dtype=np.bool_)
+    skip = np.ones(C, dtype=np.bool_)
     s_ = np.empty(C, dt)
     cc = np.empty(C, dt)
     ratio = np.empty(C, dt)  # s_f / var of each chain at step n
@@ -743,11 +995,30 @@ def forward(A, Q, CQ, ix, Pinf, chol0, H, still, mean_in, var_in, inc_in, eps_in
     fp = np.empty(C, dt)
     Dn = np.empty((S1, C), dt)  # row 0 the pseudo-observations, row s + 1 draw s's residual
     mp = np.zeros((m, S1, C), dt)
+    Pfa = np.empty((m, m, C), dt)  # P_n of the fused steps (scratch, alternately)
+    Pfb = np.empty((m, m, C), dt)
     bad = 0
     last = -1  # the step whose table entries An, Qn, Ln hold
+    fused = m == 2 and S == 1  # one loop over the chains per step (_filter_step21)
     for n in range(N):
-        # the step's data: precision 0 where excluded (exact no-ops; never read there)
         incn, vn, mn, yn, wn, sdn = inc[n], var[n], mean[n], y[n], w[n], sd[n]
+        if fused and n > 0:
+            if not _same_row(ix, n, last):
+                _gather_step(A, ix, n, G, An)
+                _gather_step(Q, ix, n, G, Qn)
+                _gather_step(CQ, ix, n, G, Ln)
+                last = n
+            _still_row(still, n, G, skip)
+            Pf0 = P_filt[0] if n == 1 else (Pfa if n % 2 == 0 else Pfb)  # step n - 1's
+            Pf1 = P_filt[n] if n == N - 1 else (Pfa if n % 2 == 1 else Pfb)
+            bad += _filter_step21(
+                An, Qn, Ln, Pf0, states[n - 1], m_filt[n - 1], He, incn, vn, yn, skip, eps[n],
+                e[n], P_pred[n], Pf1, ratio, sgain[n - 1], states[n], m_filt[n], innov[n],
+                terms[n],
+            )  # fmt: skip
+            _log_terms(ratio, incn, prod, logs)
+            continue
+        # the step's data: precision 0 where excluded (exact no-ops; never read there)
         for c in range(C):
             ok = incn[c]
             v = vn[c] if ok else _ONE
@@ -804,6 +1075,10 @@ def forward(A, Q, CQ, ix, Pinf, chol0, H, still, mean_in, var_in, inc_in, eps_in
                 d[c] = r if incn[c] else _ZERO
         # mean filter
         _mean_step(An, He, gain[n], Dn, m_filt[n - 1], mp, n == 0, m_filt[n], innov[n])
+        if fused:  # the KL term's v_0^2 / s, as _filter_step21 stores it
+            t, isn, v0 = terms[n], inv_s[n], innov[n, 0]
+            for c in range(C):
+                t[c] = isn[c] * v0[c] * v0[c]
     for c in range(C):
         logs[c] += math.log(prod[c])
     # smoother, draws and KL terms, backward in time
@@ -823,20 +1098,33 @@ def forward(A, Q, CQ, ix, Pinf, chol0, H, still, mean_in, var_in, inc_in, eps_in
             if not _same_row(ix, n + 1, last):
                 _gather_step(A, ix, n + 1, G, An)
                 last = n + 1  # (only An is read from here on)
+            if fused:
+                _smooth_finish21(
+                    An, sgain[n], m_filt[n], P_pred[n], m_smooth[n + 1], P_smooth[n + 1],
+                    P_pred[n + 1], He, inc[n], var[n], y[n], states[n], m_smooth[n],
+                    P_smooth[n], sample[n], terms[n],
+                )  # fmt: skip
+                continue
             _smooth_step(
                 An, sgain[n], m_filt[n], P_filt[n], m_smooth[n + 1], P_smooth[n + 1],
                 P_pred[n + 1], d, Dm, T, m_smooth[n], P_smooth[n],
             )  # fmt: skip
+        elif fused:
+            _finish_last21(
+                He, inc[n], var[n], y[n], states[n], m_smooth[n], P_smooth[n], sample[n],
+                terms[n],
+            )  # fmt: skip
+            continue
         _finish_step(
             He, inc[n], var[n], y[n], inv_s[n], innov[n, 0], states[n], m_smooth[n],
             P_smooth[n], fm, pv, sample[n], terms[n],
         )  # fmt: skip
-    kl = np.empty(C)
-    for c in range(C):
+    kl = np.empty(Cr)
+    for c in range(Cr):
         kl[c] = _HALF * logs[c]
     for n in range(N):  # the terms summed in time order
         t = terms[n]
-        for c in range(C):
+        for c in range(Cr):
             kl[c] += t[c]
     Bd, Gd = mean_in.shape[0], mean_in.shape[2]
     out = np.empty((S, Bd, N, Gd), dt)
@@ -1377,7 +1665,7 @@ def _cov_bwd_step(
 
 
 @_jit
-def backward(K, G, ix, still, g_kl, g_out, saved, ar):
+def backward(K, G, ix, still, g_kl_in, g_out, saved, ar):
     """The adjoint of :func:`forward` for K table entries and G channels, g_out (S, B', N,
     G') that of its draws (the layout of its output): returns the gradients of A, Q, CQ (K,
     G, m, m), Pinf, chol0 (G, m, m), mean and var (B', N, G') (the layout of its data).
@@ -1389,13 +1677,17 @@ def backward(K, G, ix, still, g_kl, g_out, saved, ar):
     He, y, w, sd, P_pred, P_filt, gain, inv_s, sgain, states, m_filt, innov = saved[:12]
     m_smooth, P_smooth, A = saved[12], saved[13], saved[14]
     var, inc, eps, e = saved[15], saved[16], saved[17], saved[18]
-    N, m, S, C = eps.shape
+    N, m, S, C = eps.shape  # C padded (forward), the chains Cr.. its padding lanes
+    Cr = g_kl_in.shape[0]
     S1 = S + 1
     dt = var.dtype  # float64 or float32
     pos = np.zeros(1, dtype=np.int64)
+    g_kl = np.zeros(C, g_kl_in.dtype)  # the padding lanes' adjoints 0: so all of theirs
+    g_kl[:Cr] = g_kl_in
     g_sample = _e3(ar, pos, N, S, C)  # g_out time first
     for s in range(S):
         _time_first(g_out[s], g_sample[:, s])
+    g_sample[:, :, Cr:] = _ZERO
     g_mfilt = _e4(ar, pos, N, m, S1, C)
     g_sgain = _e4(ar, pos, max(N - 1, 0), m, m, C)
     g_filt = _e4(ar, pos, N, m, m, C)
@@ -1403,7 +1695,9 @@ def backward(K, G, ix, still, g_kl, g_out, saved, ar):
     g_Ae = _e4(ar, pos, N, m, m, C)  # the adjoint of A_n, per chain (entry 0 unused)
     g_mean = _z2(ar, pos, N, C)
     g_var = _z2(ar, pos, N, C)
-    An = np.empty((m, m, C), dt)
+    An = np.zeros((m, m, C), dt)  # (the padding lanes: A = I, as in the forward pass)
+    for i in range(m):
+        An[i, i, Cr:] = _ONE
     last = -1  # the step whose table entries An holds
     # -- forward in time: draws, KL terms and smoother
     fm = np.empty(C, dt)
@@ -1463,7 +1757,7 @@ def backward(K, G, ix, still, g_kl, g_out, saved, ar):
     gL = np.empty((m, m, C), dt)
     gm = np.empty(C, dt)
     bsd = np.empty(C, dt)
-    skip = np.empty(C, dtype=np.bool_)
+    skip = np.ones(C, dtype=np.bool_)
     Tt = np.empty((m, m, C), dt)
     R = np.empty((m, m, C), dt)
     u = np.empty((m, C), dt)
@@ -1482,11 +1776,29 @@ def backward(K, G, ix, still, g_kl, g_out, saved, ar):
     accL = np.zeros((m, m, C))
     pendQ = np.full(1, -1, dtype=np.int64)
     pendL = np.full(1, -1, dtype=np.int64)
+    fused = m == 2 and S == 1  # the forward pass stored no w, sd, gain, 1 / s, P_n (n > 0)
+    Wr = np.empty((2, C), dt)  # recomputed (_recompute21), by the step's parity
+    SDr = np.empty((2, C), dt)
+    Kr = np.empty((2, m, C), dt)
+    ISr = np.empty((2, C), dt)
+    PFr = np.empty((2, m, m, C), dt)
+    if fused and N > 0:
+        k = (N - 1) % 2
+        _recompute21(P_pred[N - 1], He, inc[N - 1], var[N - 1], Wr[k], SDr[k], Kr[k], ISr[k],
+                     PFr[k])  # fmt: skip
     for n in range(N - 1, -1, -1):
+        if fused:
+            k, k1 = n % 2, (n + 1) % 2
+            if n > 0:  # step n - 1's, for this step (P_{n-1}) and the next
+                _recompute21(P_pred[n - 1], He, inc[n - 1], var[n - 1], Wr[k1], SDr[k1], Kr[k1],
+                             ISr[k1], PFr[k1])  # fmt: skip
+            wn_, sdn_, gainn_, isn_, Pfm1 = Wr[k], SDr[k], Kr[k], ISr[k], PFr[k1]
+        else:
+            wn_, sdn_, gainn_, isn_, Pfm1 = w[n], sd[n], gain[n], inv_s[n], P_filt[n - 1]
         if n > 0 and not _same_row(ix, n, last):
             _gather_step(A, ix, n, G, An)
             last = n
-        incn, v0, isn, gsn = inc[n], innov[n, 0], inv_s[n], g_sample[n]
+        incn, v0, isn, gsn = inc[n], innov[n, 0], isn_, g_sample[n]
         for c in range(C):
             gk = g_kl[c] if incn[c] else _ZERO
             gls[c] = _HALF * gk
@@ -1499,10 +1811,10 @@ def backward(K, G, ix, still, g_kl, g_out, saved, ar):
                 for c in range(C):
                     o[c] = h[c] * gs[c]
         _mean_bwd_step(
-            n == 0, An, He, gain[n], m_filt[n - 1], innov[n], g_mfilt[n], gv0, carry_m, bm, bv,
+            n == 0, An, He, gainn_, m_filt[n - 1], innov[n], g_mfilt[n], gv0, carry_m, bm, bv,
             g_gain, g_Ae[n],
         )  # fmt: skip
-        _data_bwd_step(He, incn, sd[n], e[n], bv, gst, g_mean[n], g_var[n], gm, bsd)
+        _data_bwd_step(He, incn, sdn_, e[n], bv, gst, g_mean[n], g_var[n], gm, bsd)
         # prior draws: bl the adjoint of s_n, tl = A_{n+1}^T (that of s_{n+1})
         for i in range(m):
             for s in range(S):
@@ -1521,11 +1833,11 @@ def backward(K, G, ix, still, g_kl, g_out, saved, ar):
             _tmatvec(An, bl, tl)
             _still_row(still, n, G, skip)
             _rts_bwd_step(
-                P_pred[n], skip, g_sgain[n - 1], sgain[n - 1], P_filt[n - 1], An, Tt, R,
+                P_pred[n], skip, g_sgain[n - 1], sgain[n - 1], Pfm1, An, Tt, R,
                 g_pred[n], g_Ae[n], g_filt[n - 1],
             )  # fmt: skip
         _cov_bwd_step(
-            n, An, P_pred[n], P_filt[n - 1], He, w[n], gis, gls, g_gain, g_filt[n], g_pred[n],
+            n, An, P_pred[n], Pfm1, He, wn_, gis, gls, g_gain, g_filt[n], g_pred[n],
             gw, u, s_, cc, b_c, b_s, bu, bP, bPm, T, gQ, tmpc, carry_c, g_Ae[n], ix, G, g_Q,
             g_Pinf, accQ, pendQ,
         )  # fmt: skip
@@ -1536,7 +1848,7 @@ def backward(K, G, ix, still, g_kl, g_out, saved, ar):
     _flush(accQ, pendQ, ix, G, g_Q)
     _flush(accL, pendL, ix, G, g_CQ)
     g_chol0 = np.zeros((G, m, m))  # bl is now the adjoint of s_0 = chol0 eps_0
-    for c in range(C):
+    for c in range(Cr):
         g = c % G
         for i in range(m):
             for j in range(m):
