@@ -16,6 +16,23 @@ operations in the same order (the same numbers as the generic loops). Blocks of 
 out contiguously were measured and do not pay: each statement loop and array view has a
 fixed cost per step that outweighs what smaller working sets save.
 
+For m = 2 and one draw (training's default) the forward pass goes further: each step of the
+forward sweep is one loop over the chains (:func:`_filter_step21`), and so is each step of
+the smoother with its draws and KL terms (:func:`_smooth_finish21`), the intermediates in
+registers; they store fewer rows (the precision, standard deviation, gain, 1 / s and
+filtered covariance are recomputed where read, :func:`_recompute21`), with the same
+operations in the same order (the same numbers, bit for bit). Such a loop reads and writes
+20-40 rows, so two things matter that the small loops did not need: (1) rows are padded to
+an odd number of 64-byte cache lines (:func:`padded`; the padding lanes hold a chain
+without data): rows a multiple of 4 KiB long (1,024 float32 chains) all map to the same
+set of the 8-way L1 cache, and a loop over more than eight of them evicts its own lines
+(the forward pass ran 2.6 times slower); (2) LLVM vectorises a loop over many arrays only
+behind run-time checks that they do not overlap, and by default gives up past 128 checks:
+the limit is raised for the process when this module is imported (an LLVM option that
+only lets more loops be vectorised; numbers do not change, no reduction is reordered).
+A row read and written in the same loop also keeps LLVM from vectorising it: the fused
+loops read and write different rows.
+
 Float64, or float32 (numba compiles each dtype once; :mod:`gpvae.gp._fused` picks float32
 only for float32 data that passes a conditioning check): every per-chain buffer takes the
 data's dtype, the constants are float32 (:data:`_ZERO`, :data:`_ONE`, :data:`_HALF`,
@@ -51,6 +68,7 @@ __all__ = ["backward", "forward"]
 
 import llvmlite.binding as _llvm
 
+# the fused m = 2 loops need ~1,000 run-time alias checks to be vectorised (module docstring)
 _llvm.set_option("", "-vectorize-memory-check-threshold=4000")
 
 _jit = nb.njit(cache=True, nogil=True, error_model="numpy")
