@@ -17,21 +17,21 @@ out contiguously were measured and do not pay: each statement loop and array vie
 fixed cost per step that outweighs what smaller working sets save.
 
 For m = 2 and one draw (training's default) the forward pass goes further: each step of the
-forward sweep is one loop over the chains (:func:`_filter_step21`), and so is each step of
-the smoother with its draws and KL terms (:func:`_smooth_finish21`), the intermediates in
+forward sweep is two loops over the chains (:func:`_filter_step21`), and each step of the
+smoother with its draws and KL terms is one (:func:`_smooth_finish21`), the intermediates in
 registers; they store fewer rows (the precision, standard deviation, gain, 1 / s and
 filtered covariance are recomputed where read, :func:`_recompute21`), with the same
 operations in the same order (the same numbers, bit for bit). Such a loop reads and writes
 20-40 rows, so two things matter that the small loops did not need: (1) rows are padded to
-an odd number of 64-byte cache lines (:func:`padded`; the padding lanes hold a chain
-without data): rows a multiple of 4 KiB long (1,024 float32 chains) all map to the same
-set of the 8-way L1 cache, and a loop over more than eight of them evicts its own lines
-(the forward pass ran 2.6 times slower); (2) LLVM vectorises a loop over many arrays only
-behind run-time checks that they do not overlap, and by default gives up past 128 checks:
-the limit is raised for the process when this module is imported (an LLVM option that
-only lets more loops be vectorised; numbers do not change, no reduction is reordered).
-A row read and written in the same loop also keeps LLVM from vectorising it: the fused
-loops read and write different rows.
+an odd number of 64-byte cache lines (:func:`padded`; the padding lanes hold a chain without
+data): rows a multiple of 4 KiB long (1,024 float32 chains) all map to the same set of the
+8-way L1 cache, and a loop over more than eight of them evicts its own lines (the forward
+pass ran 2.6 times slower); (2) LLVM vectorises a loop over many arrays only behind run-time
+checks that they do not overlap, and by default gives up past 128 checks: the limit is
+raised for the process when this module is imported (an LLVM option that only lets more
+loops be vectorised; numbers do not change, no reduction is reordered). A row read and
+written in the same loop made the filter's loop 2.5 times slower (measured): the fused loops
+read and write different rows.
 
 Float64, or float32 (numba compiles each dtype once; :mod:`gpvae.gp._fused` picks float32
 only for float32 data that passes a conditioning check): every per-chain buffer takes the
@@ -711,41 +711,46 @@ def _finish_step(He, incn, vn, yn, isn, v0, xn, ms, Ps, fm, pv, out, term):
 
 @_jit
 def _filter_step21(A, Q, L, Pf0, x0, mprev, He, incn, vn, yn, skip, epsn, en, Pp, Pf, ratio, sg,
-                   xn, mf, innov, term):  # fmt: skip
-    """One forward step n > 0 for m = 2 and one draw, every stage in one loop over the chains
-    (the step's data, :func:`_predict2`, :func:`_update` without its log terms (ratio is
-    returned for :func:`_log_terms`), :func:`_rts_gain` of step n - 1, the prior draw, the
-    synthetic data row and :func:`_mean_step`): each row is read or written once, the
-    intermediates stay in registers. The same operations in the same order as those
-    functions (the same numbers). Pf0, x0, mprev: P_{n-1}, s_{n-1}, m_{n-1}. Fewer rows
-    are stored than by those: not the precision, the standard deviation, the gain and
-    1 / s (recomputed where needed, :func:`_recompute21`); P_n to ``Pf`` (the caller's
-    choice: scratch, or the saved row at the last step); ``term`` gets ``v_0^2 / s`` of
-    the KL term. Returns the singular count of
-    :func:`_solve`."""
+                   xn, mf, innov, term, kk):  # fmt: skip
+    """One forward step n > 0 for m = 2 and one draw in two loops over the chains: the step's
+    data, :func:`_predict2`, :func:`_update` without its log terms (ratio is returned for
+    :func:`_log_terms`) and :func:`_rts_gain` of step n - 1 (:func:`_filter_cov21`); the
+    prior draw, the synthetic data row and :func:`_mean_step` (:func:`_filter_mean21`). The
+    intermediates stay in registers but for the gain and 1 / s, passed on in the scratch
+    rows kk (3, C) (one loop doing it all was measured ~0.1 ms slower per pass at N = 48,
+    1,024 chains). The same operations in the same order as those functions (the same
+    numbers). Pf0, x0, mprev: P_{n-1}, s_{n-1}, m_{n-1}. Fewer rows are stored than by
+    those: not the precision, the standard deviation, the gain and 1 / s (recomputed where
+    needed, :func:`_recompute21`); P_n to ``Pf`` (the caller's choice: scratch, or the
+    saved row at the last step); ``term`` gets ``v_0^2 / s`` of the KL term. Returns the
+    singular count of :func:`_solve`."""
+    bad = _filter_cov21(A, Q, Pf0, He, incn, vn, skip, Pp, Pf, ratio, sg, kk)
+    _filter_mean21(A, L, x0, mprev, He, incn, vn, yn, epsn, en, xn, mf, innov, term, kk)
+    return bad
+
+
+@_jit
+def _filter_cov21(A, Q, Pf0, He, incn, vn, skip, Pp, Pf, ratio, sg, kk):
+    """The covariance part of :func:`_filter_step21`: P^-_n (Pp), P_n (Pf), the RTS gain of
+    step n - 1 (sg), the ratios of the log terms; the gain and 1 / s into kk. P_{n-1} (Pf0)
+    is read through its lower triangle (it is stored symmetric)."""
     C = Pp.shape[2]
     a00, a01, a10, a11 = A[0, 0], A[0, 1], A[1, 0], A[1, 1]
     Q00, Q01, Q10, Q11 = Q[0, 0], Q[0, 1], Q[1, 0], Q[1, 1]
-    L00, L01, L10, L11 = L[0, 0], L[0, 1], L[1, 0], L[1, 1]
-    f00, f01, f10, f11 = Pf0[0, 0], Pf0[0, 1], Pf0[1, 0], Pf0[1, 1]
+    f00, f10, f11 = Pf0[0, 0], Pf0[1, 0], Pf0[1, 1]
     P00, P01, P10, P11 = Pp[0, 0], Pp[0, 1], Pp[1, 0], Pp[1, 1]
     F00, F01, F10, F11 = Pf[0, 0], Pf[0, 1], Pf[1, 0], Pf[1, 1]
     G00, G01, G10, G11 = sg[0, 0], sg[0, 1], sg[1, 0], sg[1, 1]
     h0, h1 = He[0], He[1]
-    s0, s1, e0, e1, z0, z1 = x0[0, 0], x0[1, 0], epsn[0, 0], epsn[1, 0], xn[0, 0], xn[1, 0]
-    e = en[0]
-    m00, m01, m10, m11 = mprev[0, 0], mprev[0, 1], mprev[1, 0], mprev[1, 1]
-    o00, o01, o10, o11 = mf[0, 0], mf[0, 1], mf[1, 0], mf[1, 1]
-    v0r, v1r = innov[0], innov[1]
+    k0, k1, kc = kk[0], kk[1], kk[2]
     bad = 0
     for c in range(C):
         ok = incn[c]
         v = vn[c] if ok else _ONE
-        y = yn[c]  # (0 where excluded)
         w = (_ONE / v) if ok else _ZERO
-        sd = math.sqrt(v)
         A00, A01, A10, A11 = a00[c], a01[c], a10[c], a11[c]
-        p00, p01, p10, p11 = f00[c], f01[c], f10[c], f11[c]
+        p00, p10, p11 = f00[c], f10[c], f11[c]
+        p01 = p10
         t00 = A00 * p00 + A01 * p10  # T = A P_{n-1}
         t01 = A00 * p01 + A01 * p11
         t10 = A10 * p00 + A11 * p10
@@ -769,8 +774,9 @@ def _filter_step21(A, Q, L, Pf0, x0, mprev, He, incn, vn, yn, skip, epsn, en, Pp
         F10[c] = g10
         F11[c] = q11 - cc * u1 * u1
         F01[c] = g10
-        K0 = u0 * cc
-        K1 = u1 * cc
+        k0[c] = u0 * cc
+        k1[c] = u1 * cc
+        kc[c] = cc
         det = q00 * q11 - q10 * q10  # the RTS gain of step n - 1 (_solve, m = 2)
         sk = skip[c]
         bad += (det == _ZERO) & (not sk)
@@ -782,6 +788,32 @@ def _filter_step21(A, Q, L, Pf0, x0, mprev, He, incn, vn, yn, skip, epsn, en, Pp
         G01[c] = _ZERO if sk else x10
         G10[c] = _ZERO if sk else x01
         G11[c] = _ONE if sk else x11
+    return bad
+
+
+@_jit
+def _filter_mean21(A, L, x0, mprev, He, incn, vn, yn, epsn, en, xn, mf, innov, term, kk):
+    """The prior draw s_n (xn), the synthetic data row and the mean filter (mf, innov) of
+    :func:`_filter_step21`, and the KL term's ``v_0^2 / s`` (term); kk from
+    :func:`_filter_cov21`."""
+    C = xn.shape[2]
+    a00, a01, a10, a11 = A[0, 0], A[0, 1], A[1, 0], A[1, 1]
+    L00, L01, L10, L11 = L[0, 0], L[0, 1], L[1, 0], L[1, 1]
+    h0, h1 = He[0], He[1]
+    s0, s1, e0, e1, z0, z1 = x0[0, 0], x0[1, 0], epsn[0, 0], epsn[1, 0], xn[0, 0], xn[1, 0]
+    e = en[0]
+    m00, m01, m10, m11 = mprev[0, 0], mprev[0, 1], mprev[1, 0], mprev[1, 1]
+    o00, o01, o10, o11 = mf[0, 0], mf[0, 1], mf[1, 0], mf[1, 1]
+    v0r, v1r = innov[0], innov[1]
+    k0, k1, kc = kk[0], kk[1], kk[2]
+    for c in range(C):
+        ok = incn[c]
+        v = vn[c] if ok else _ONE
+        y = yn[c]
+        sd = math.sqrt(v)
+        A00, A01, A10, A11 = a00[c], a01[c], a10[c], a11[c]
+        H0, H1 = h0[c], h1[c]
+        K0, K1, cc = k0[c], k1[c], kc[c]
         S0, S1 = s0[c], s1[c]  # prior draw s_n = A_n s_{n-1} + CQ_n eps_n
         E0, E1 = e0[c], e1[c]
         n0 = A00 * S0 + A01 * S1 + (L00[c] * E0 + L01[c] * E1)
@@ -800,12 +832,11 @@ def _filter_step21(A, Q, L, Pf0, x0, mprev, He, incn, vn, yn, skip, epsn, en, Pp
         v1 = (d1 - H0 * mp01) - H1 * mp11
         v0r[c] = v0
         v1r[c] = v1
-        term[c] = cc * v0 * v0  # the KL term's isn v0^2 (finished by the smoother pass)
+        term[c] = cc * v0 * v0
         o00[c] = mp00 + K0 * v0
         o01[c] = mp01 + K0 * v1
         o10[c] = mp10 + K1 * v0
         o11[c] = mp11 + K1 * v1
-    return bad
 
 
 @_jit
@@ -1015,9 +1046,10 @@ def forward(A, Q, CQ, ix, Pinf, chol0, H, still, mean_in, var_in, inc_in, eps_in
     mp = np.zeros((m, S1, C), dt)
     Pfa = np.empty((m, m, C), dt)  # P_n of the fused steps (scratch, alternately)
     Pfb = np.empty((m, m, C), dt)
+    kk = np.empty((3, C), dt)  # the gain and 1 / s of a fused step
     bad = 0
     last = -1  # the step whose table entries An, Qn, Ln hold
-    fused = m == 2 and S == 1  # one loop over the chains per step (_filter_step21)
+    fused = m == 2 and S == 1  # a step in two loops over the chains (_filter_step21)
     for n in range(N):
         incn, vn, mn, yn, wn, sdn = inc[n], var[n], mean[n], y[n], w[n], sd[n]
         if fused and n > 0:
@@ -1032,7 +1064,7 @@ def forward(A, Q, CQ, ix, Pinf, chol0, H, still, mean_in, var_in, inc_in, eps_in
             bad += _filter_step21(
                 An, Qn, Ln, Pf0, states[n - 1], m_filt[n - 1], He, incn, vn, yn, skip, eps[n],
                 e[n], P_pred[n], Pf1, ratio, sgain[n - 1], states[n], m_filt[n], innov[n],
-                terms[n],
+                terms[n], kk,
             )  # fmt: skip
             _log_terms(ratio, incn, prod, logs)
             continue
