@@ -475,9 +475,7 @@ class GPVAEModel(nn.Module):
         counts = [len(st) for st in steps]
         K = max(counts, default=0)
         dev = batch.y.device
-        pos = torch.zeros((len(counts), K), dtype=torch.long, device=dev)  # (B, K)
-        for b, st in enumerate(steps):
-            pos[b, : counts[b]] = st.to(dev)
+        pos = _step_positions(steps, K, dev)  # (B, K)
         sel = torch.arange(K, device=dev) < torch.tensor(counts, device=dev)[:, None]  # (B, K)
 
         def at(t: Tensor) -> Tensor:  # (..., B, N, C) -> (..., B, K, C) at the steps
@@ -533,9 +531,7 @@ class GPVAEModel(nn.Module):
             mean, y = self.predictive_step_draws(batch, generators, S, steps)
             return mean[entries], y[:, entries]
         dev = batch.y.device
-        pos = torch.zeros((len(counts), K), dtype=torch.long, device=dev)  # (B, K)
-        for b, st in enumerate(steps):
-            pos[b, : counts[b]] = st.to(dev)
+        pos = _step_positions(steps, K, dev)  # (B, K)
         m_all, v_all = self.encode(batch).marginals()  # (B, N, L) each
         index = pos[..., None].expand(*pos.shape, m_all.shape[-1])
         m, sd = m_all.gather(-2, index), v_all.gather(-2, index).clamp_min(0.0).sqrt()
@@ -622,3 +618,11 @@ class GPVAEModel(nn.Module):
 
     def extra_repr(self) -> str:
         return f"beta={self._beta:g}"
+
+
+def _step_positions(steps: Sequence[Tensor], K: int, device: torch.device) -> Tensor:
+    """(B, K) the positions of each series' ``steps``, padded with 0 to K."""
+    pos = torch.zeros((len(steps), K), dtype=torch.long, device=device)
+    for b, st in enumerate(steps):
+        pos[b, : len(st)] = st.to(device)
+    return pos
