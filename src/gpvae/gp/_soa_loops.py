@@ -33,6 +33,12 @@ loops be vectorised; numbers do not change, no reduction is reordered). A row re
 written in the same loop made the filter's loop 2.5 times slower (measured): the fused loops
 read and write different rows.
 
+The backward pass's second sweep (backward in time) is likewise two loops over the chains per
+step for m = 2 and one draw (:func:`_mean_bwd21`, :func:`_cov_bwd21`; the gain, 1 / s and
+P_{n-1} recomputed in them): the rows they update go to other rows (carries ping-ponged), and
+the float64 sums of the tables' gradients stay out of them (a float64 row in a loop made
+LLVM vectorise it 4 wide instead of 8: ~0.25 ms slower per pass).
+
 Float64, or float32 (numba compiles each dtype once; :mod:`gpvae.gp._fused` picks float32
 only for float32 data that passes a conditioning check): every per-chain buffer takes the
 data's dtype, the constants are float32 (:data:`_ZERO`, :data:`_ONE`, :data:`_HALF`,
@@ -1715,6 +1721,212 @@ def _cov_bwd_step(
 
 
 @_jit
+def _mean_bwd21(Pp, He, incn, vn, g_kl, innov, gsn, gmf, cm, mprev, A, en, st, epsn, tl, notlast,
+                gAe, gmn, gvn, gg, cm2, tl2, gaP, gmP, gvP, gL):  # fmt: skip
+    """Sweep 2 of :func:`backward` at a step 0 < n for m = 2 and one draw, first part, in one
+    loop over the chains: the gain, 1 / s and sd recomputed (:func:`_recompute21`), the KL
+    term's adjoint of v_0, :func:`_mean_bwd_step22`, :func:`_data_bwd_step`, the prior
+    draws' adjoint (bl), its outer products into the adjoints of A_n and of CQ_n (added to
+    accL: :func:`_accumulate` without its flush, done by the caller) and tl = A_n^T bl. The
+    same operations in the same order (the same numbers). Every row read and written
+    (carry cm, tl, the adjoint of A_n gAe, g_mean gmn, g_var gvn, accL) goes to another row
+    (cm2, tl2, gaP, gmP, gvP, accL2): a loop reading and writing one row runs slower. gg
+    gets the adjoint of the gain (for :func:`_cov_bwd21`)."""
+    C = gsn.shape[0]
+    h0, h1 = He[0], He[1]
+    f00, f10, f11 = Pp[0, 0], Pp[1, 0], Pp[1, 1]
+    v0r, v1r = innov[0], innov[1]
+    m00, m01, m10, m11 = gmf[0, 0], gmf[0, 1], gmf[1, 0], gmf[1, 1]
+    c00, c01, c10, c11 = cm[0, 0], cm[0, 1], cm[1, 0], cm[1, 1]
+    p00, p01, p10, p11 = mprev[0, 0], mprev[0, 1], mprev[1, 0], mprev[1, 1]
+    a00, a01, a10, a11 = A[0, 0], A[0, 1], A[1, 0], A[1, 1]
+    e0, s0, s1, z0, z1 = en[0], st[0, 0], st[1, 0], epsn[0, 0], epsn[1, 0]
+    t0, t1 = tl[0, 0], tl[1, 0]
+    ga00, ga01, ga10, ga11 = gAe[0, 0], gAe[0, 1], gAe[1, 0], gAe[1, 1]
+    gg0, gg1 = gg[0], gg[1]
+    o00, o01, o10, o11 = cm2[0, 0], cm2[0, 1], cm2[1, 0], cm2[1, 1]
+    u0r, u1r = tl2[0, 0], tl2[1, 0]
+    q00, q01, q10, q11 = gaP[0, 0], gaP[0, 1], gaP[1, 0], gaP[1, 1]
+    N00, N01, N10, N11 = gL[0, 0], gL[0, 1], gL[1, 0], gL[1, 1]
+    for c in range(C):
+        ok = incn[c]
+        gk = g_kl[c] if ok else _ZERO
+        v = vn[c] if ok else _ONE
+        W = (_ONE / v) if ok else _ZERO
+        sd = math.sqrt(v)
+        H0, H1 = h0[c], h1[c]
+        r00, r10, r11 = f00[c], f10[c], f11[c]  # the gain and 1 / s (_recompute21)
+        u0 = (_ZERO + r00 * H0) + r10 * H1
+        u1 = (_ZERO + r10 * H0) + r11 * H1
+        s = (_ZERO + H0 * u0) + H1 * u1
+        cc = W / (_ONE + W * s)
+        K0 = u0 * cc
+        K1 = u1 * cc
+        V0, V1 = v0r[c], v1r[c]
+        gv0 = gk * cc * V0
+        gs = gsn[c]
+        gst0 = H0 * gs
+        gst1 = H1 * gs
+        b00 = m00[c] + c00[c]  # _mean_bwd_step22
+        b01 = m01[c] + c01[c]
+        b10 = m10[c] + c10[c]
+        b11 = m11[c] + c11[c]
+        bv0 = (gv0 + K0 * b00) + K1 * b10
+        bv1 = (_ZERO + K0 * b01) + K1 * b11
+        gg0[c] = (_ZERO + b00 * V0) + b01 * V1
+        gg1[c] = (_ZERO + b10 * V0) + b11 * V1
+        b00 = b00 - H0 * bv0
+        b01 = b01 - H0 * bv1
+        b10 = b10 - H1 * bv0
+        b11 = b11 - H1 * bv1
+        M00, M01, M10, M11 = p00[c], p01[c], p10[c], p11[c]
+        g00 = (ga00[c] + b00 * M00) + b01 * M01
+        g01 = (ga01[c] + b00 * M10) + b01 * M11
+        g10 = (ga10[c] + b10 * M00) + b11 * M01
+        g11 = (ga11[c] + b10 * M10) + b11 * M11
+        A00, A01, A10, A11 = a00[c], a01[c], a10[c], a11[c]
+        o00[c] = A00 * b00 + A10 * b10
+        o01[c] = A00 * b01 + A10 * b11
+        o10[c] = A01 * b00 + A11 * b10
+        o11[c] = A01 * b01 + A11 * b11
+        gm = bv0 + bv1  # _data_bwd_step
+        bsd = _ZERO - bv1 * e0[c]
+        gst0 = gst0 - ((H0 * bv1) if ok else _ZERO)
+        gst1 = gst1 - ((H1 * bv1) if ok else _ZERO)
+        gmP[c] = gmn[c] + (gm if ok else _ZERO)
+        gvP[c] = gvn[c] + ((bsd * _HALF / sd) if ok else _ZERO)
+        bl0 = (gst0 + t0[c]) if notlast else gst0  # the adjoint of s_n
+        bl1 = (gst1 + t1[c]) if notlast else gst1
+        S0, S1 = s0[c], s1[c]
+        q00[c] = g00 + bl0 * S0
+        q01[c] = g01 + bl0 * S1
+        q10[c] = g10 + bl1 * S0
+        q11[c] = g11 + bl1 * S1
+        E0, E1 = z0[c], z1[c]
+        N00[c] = _ZERO + bl0 * E0
+        N01[c] = _ZERO + bl0 * E1
+        N10[c] = _ZERO + bl1 * E0
+        N11[c] = _ZERO + bl1 * E1
+        u0r[c] = A00 * bl0 + A10 * bl1
+        u1r[c] = A01 * bl0 + A11 * bl1
+
+
+@_jit
+def _cov_bwd21(Pp, Pq, He, incn, vn, incq, vq, g_kl, innov0, gg, skip, gsg, sg, gp, gaP, gfq, gfn,
+               cq, gvP, gmP, A, gAe, gfq2, cq2, gvn, gmn, gQ):  # fmt: skip
+    """Sweep 2 of :func:`backward` at a step 0 < n for m = 2 and one draw, second part, in
+    one loop over the chains: P_{n-1} recomputed from P^-_{n-1} (Pq; :func:`_recompute21`),
+    :func:`_rts_bwd_step2`, :func:`_cov_bwd_step2` (its gQ added to accQ:
+    :func:`_accumulate` without its flush) and the precision's adjoint into g_var. The same
+    operations in the same order (the same numbers). The rows read and updated go to other
+    rows: the adjoints of A_n (gaP -> gAe), of P_{n-1} (gfq -> gfq2), the carry (cq -> cq2),
+    g_var (gvP -> gvn), g_mean (gmP -> gmn), accQ -> accQ2; the adjoint of P^-_n (gp) is
+    not stored back (nothing reads it after this step)."""
+    C = gg.shape[1]
+    h0, h1 = He[0], He[1]
+    f00, f10, f11 = Pp[0, 0], Pp[1, 0], Pp[1, 1]
+    e00, e10, e11 = Pq[0, 0], Pq[1, 0], Pq[1, 1]
+    gg0, gg1 = gg[0], gg[1]
+    x00, x01, x10, x11 = gsg[0, 0], gsg[0, 1], gsg[1, 0], gsg[1, 1]
+    G00, G01, G10, G11 = sg[0, 0], sg[0, 1], sg[1, 0], sg[1, 1]
+    d00, d01, d10, d11 = gp[0, 0], gp[0, 1], gp[1, 0], gp[1, 1]
+    ga00, ga01, ga10, ga11 = gaP[0, 0], gaP[0, 1], gaP[1, 0], gaP[1, 1]
+    y00, y01, y10, y11 = gfq[0, 0], gfq[0, 1], gfq[1, 0], gfq[1, 1]
+    n00, n01, n10, n11 = gfn[0, 0], gfn[0, 1], gfn[1, 0], gfn[1, 1]
+    c00, c01, c10, c11 = cq[0, 0], cq[0, 1], cq[1, 0], cq[1, 1]
+    a00, a01, a10, a11 = A[0, 0], A[0, 1], A[1, 0], A[1, 1]
+    o00, o01, o10, o11 = gAe[0, 0], gAe[0, 1], gAe[1, 0], gAe[1, 1]
+    w00, w01, w10, w11 = gfq2[0, 0], gfq2[0, 1], gfq2[1, 0], gfq2[1, 1]
+    k00, k01, k10, k11 = cq2[0, 0], cq2[0, 1], cq2[1, 0], cq2[1, 1]
+    N00, N01, N10, N11 = gQ[0, 0], gQ[0, 1], gQ[1, 0], gQ[1, 1]
+    for c in range(C):
+        ok = incn[c]
+        gk = g_kl[c] if ok else _ZERO
+        v = vn[c] if ok else _ONE
+        W = (_ONE / v) if ok else _ZERO
+        H0, H1 = h0[c], h1[c]
+        q00, q10, q11 = f00[c], f10[c], f11[c]
+        u0 = (_ZERO + q00 * H0) + q10 * H1
+        u1 = (_ZERO + q10 * H0) + q11 * H1
+        s = (_ZERO + H0 * u0) + H1 * u1
+        okq = incq[c]  # P_{n-1} (_recompute21)
+        vv = vq[c] if okq else _ONE
+        Wq = (_ONE / vv) if okq else _ZERO
+        r00, r10, r11 = e00[c], e10[c], e11[c]
+        z0 = (_ZERO + r00 * H0) + r10 * H1
+        z1 = (_ZERO + r10 * H0) + r11 * H1
+        sq = (_ZERO + H0 * z0) + H1 * z1
+        cq_ = Wq / (_ONE + Wq * sq)
+        F10 = r10 - cq_ * z1 * z0
+        F00 = r00 - cq_ * z0 * z0
+        F11 = r11 - cq_ * z1 * z1
+        F01 = F10
+        V0 = innov0[c]
+        gls = _HALF * gk
+        gis = _HALF * gk * V0 * V0
+        det = q00 * q11 - q10 * q10  # _rts_bwd_step2 (P^-_n symmetric: [0, 1] = [1, 0])
+        sk = skip[c]
+        X00, X01, X10, X11 = x00[c], x01[c], x10[c], x11[c]
+        R00 = _ZERO if sk else (q11 * X00 - q10 * X01) / det
+        R10 = _ZERO if sk else (q00 * X01 - q10 * X00) / det
+        R01 = _ZERO if sk else (q11 * X10 - q10 * X11) / det
+        R11 = _ZERO if sk else (q00 * X11 - q10 * X10) / det
+        S00, S01, S10, S11 = G00[c], G01[c], G10[c], G11[c]
+        D00 = (d00[c] - R00 * S00) - R01 * S10
+        D01 = (d01[c] - R00 * S01) - R01 * S11
+        D10 = (d10[c] - R10 * S00) - R11 * S10
+        D11 = (d11[c] - R10 * S01) - R11 * S11
+        g00 = (ga00[c] + R00 * F00) + R01 * F01
+        g01 = (ga01[c] + R00 * F10) + R01 * F11
+        g10 = (ga10[c] + R10 * F00) + R11 * F01
+        g11 = (ga11[c] + R10 * F10) + R11 * F11
+        A00, A01, A10, A11 = a00[c], a01[c], a10[c], a11[c]
+        w00[c] = (y00[c] + A00 * R00) + A10 * R10
+        w01[c] = (y01[c] + A00 * R01) + A10 * R11
+        w10[c] = (y10[c] + A01 * R00) + A11 * R10
+        w11[c] = (y11[c] + A01 * R01) + A11 * R11
+        p00 = n00[c] + c00[c]  # _cov_bwd_step2
+        p01 = n01[c] + c01[c]
+        p10 = n10[c] + c10[c]
+        p11 = n11[c] + c11[c]
+        cc = W / (_ONE + W * s)
+        g0, g1 = gg0[c], gg1[c]
+        b_c = (gis + g0 * u0) + g1 * u1
+        b_c = (((b_c - u0 * p00 * u0) - u0 * p01 * u1) - u1 * p10 * u0) - u1 * p11 * u1
+        den = _ONE + W * s
+        gw = (_ZERO + gls * s / den) + b_c * (_ONE - cc * s) ** 2
+        b_s = gls * cc - cc * cc * b_c
+        bu0 = ((cc * g0 + b_s * H0) - cc * (p00 + p00) * u0) - cc * (p01 + p10) * u1
+        bu1 = ((cc * g1 + b_s * H1) - cc * (p10 + p01) * u0) - cc * (p11 + p11) * u1
+        B00 = (p00 + bu0 * H0) + D00
+        B01 = (p01 + bu0 * H1) + D01
+        B10 = (p10 + bu1 * H0) + D10
+        B11 = (p11 + bu1 * H1) + D11
+        T00 = A00 * F00 + A01 * F10  # T = A P_{n-1}
+        T01 = A00 * F01 + A01 * F11
+        T10 = A10 * F00 + A11 * F10
+        T11 = A10 * F01 + A11 * F11
+        N00[c] = _HALF * (B00 + B00)
+        N01[c] = _HALF * (B01 + B10)
+        N10[c] = _HALF * (B10 + B01)
+        N11[c] = _HALF * (B11 + B11)
+        o00[c] = (g00 + (B00 + B00) * T00) + (B01 + B10) * T10
+        o01[c] = (g01 + (B00 + B00) * T01) + (B01 + B10) * T11
+        o10[c] = (g10 + (B10 + B01) * T00) + (B11 + B11) * T10
+        o11[c] = (g11 + (B10 + B01) * T01) + (B11 + B11) * T11
+        m00 = B00 * A00 + B01 * A10  # carry = A^T bPm A
+        m01 = B00 * A01 + B01 * A11
+        m10 = B10 * A00 + B11 * A10
+        m11 = B10 * A01 + B11 * A11
+        k00[c] = A00 * m00 + A10 * m10
+        k01[c] = A00 * m01 + A10 * m11
+        k10[c] = A01 * m00 + A11 * m10
+        k11[c] = A01 * m01 + A11 * m11
+        gvn[c] = gvP[c] + ((-gw / (v * v)) if ok else _ZERO)
+        gmn[c] = gmP[c]
+
+
+@_jit
 def backward(K, G, ix, still, g_kl_in, g_out, saved, ar):
     """The adjoint of :func:`forward` for K table entries and G channels, g_out (S, B', N,
     G') that of its draws (the layout of its output): returns the gradients of A, Q, CQ (K,
@@ -1827,22 +2039,51 @@ def backward(K, G, ix, still, g_kl_in, g_out, saved, ar):
     pendQ = np.full(1, -1, dtype=np.int64)
     pendL = np.full(1, -1, dtype=np.int64)
     fused = m == 2 and S == 1  # the forward pass stored no w, sd, gain, 1 / s, P_n (n > 0)
-    Wr = np.empty((2, C), dt)  # recomputed (_recompute21), by the step's parity
+    top = N - 1  # the steps the generic loop below runs (fused: step 0 only)
+    if fused and N > 1:  # steps N - 1 .. 1 in two loops each; updated rows ping-pong (k, 1 - k)
+        cmA = np.zeros((2, m, S1, C), dt)  # carry_m
+        tlA = np.zeros((2, m, S, C), dt)
+        ccA = np.zeros((2, m, m, C), dt)  # carry_c
+        gfA = np.empty((2, m, m, C), dt)  # the adjoint of P_{n-1} after the RTS adjoint
+        gaP = np.empty((m, m, C), dt)
+        gmP = np.empty(C, dt)
+        gvP = np.empty(C, dt)
+        k = 0
+        for n in range(N - 1, 0, -1):
+            k1 = 1 - k
+            if not _same_row(ix, n, last):
+                _gather_step(A, ix, n, G, An)
+                last = n
+            _mean_bwd21(
+                P_pred[n], He, inc[n], var[n], g_kl, innov[n], g_sample[n, 0], g_mfilt[n],
+                cmA[k], m_filt[n - 1], An, e[n], states[n - 1], eps[n], tlA[k], n < N - 1,
+                g_Ae[n], g_mean[n], g_var[n], g_gain, cmA[k1], tlA[k1], gaP, gmP, gvP, gL,
+            )  # fmt: skip
+            _accumulate(gL, accL, pendL, ix, n, G, g_CQ)
+            _still_row(still, n, G, skip)
+            _cov_bwd21(
+                P_pred[n], P_pred[n - 1], He, inc[n], var[n], inc[n - 1], var[n - 1], g_kl,
+                innov[n, 0], g_gain, skip, g_sgain[n - 1], sgain[n - 1], g_pred[n], gaP,
+                g_filt[n - 1], g_filt[n] if n == N - 1 else gfA[k], ccA[k], gvP, gmP, An,
+                g_Ae[n], gfA[k1], ccA[k1], g_var[n], g_mean[n], gQ,
+            )  # fmt: skip
+            _accumulate(gQ, accQ, pendQ, ix, n, G, g_Q)
+            k = k1
+        carry_m[:] = cmA[k]  # the state for step 0
+        tl[:] = tlA[k]
+        carry_c[:] = ccA[k]
+        g_filt[0] = gfA[k]
+        top = 0
+    Wr = np.empty((2, C), dt)  # step 0's, recomputed (_recompute21)
     SDr = np.empty((2, C), dt)
     Kr = np.empty((2, m, C), dt)
     ISr = np.empty((2, C), dt)
     PFr = np.empty((2, m, m, C), dt)
     if fused and N > 0:
-        k = (N - 1) % 2
-        _recompute21(P_pred[N - 1], He, inc[N - 1], var[N - 1], Wr[k], SDr[k], Kr[k], ISr[k],
-                     PFr[k])  # fmt: skip
-    for n in range(N - 1, -1, -1):
-        if fused:
-            k, k1 = n % 2, (n + 1) % 2
-            if n > 0:  # step n - 1's, for this step (P_{n-1}) and the next
-                _recompute21(P_pred[n - 1], He, inc[n - 1], var[n - 1], Wr[k1], SDr[k1], Kr[k1],
-                             ISr[k1], PFr[k1])  # fmt: skip
-            wn_, sdn_, gainn_, isn_, Pfm1 = Wr[k], SDr[k], Kr[k], ISr[k], PFr[k1]
+        _recompute21(P_pred[0], He, inc[0], var[0], Wr[0], SDr[0], Kr[0], ISr[0], PFr[0])
+    for n in range(top, -1, -1):
+        if fused:  # (n = 0: P_{n-1} is not read)
+            wn_, sdn_, gainn_, isn_, Pfm1 = Wr[0], SDr[0], Kr[0], ISr[0], PFr[1]
         else:
             wn_, sdn_, gainn_, isn_, Pfm1 = w[n], sd[n], gain[n], inv_s[n], P_filt[n - 1]
         if n > 0 and not _same_row(ix, n, last):
