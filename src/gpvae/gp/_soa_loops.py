@@ -1726,12 +1726,12 @@ def _mean_bwd21(Pp, He, incn, vn, g_kl, innov, gsn, gmf, cm, mprev, A, en, st, e
     """Sweep 2 of :func:`backward` at a step 0 < n for m = 2 and one draw, first part, in one
     loop over the chains: the gain, 1 / s and sd recomputed (:func:`_recompute21`), the KL
     term's adjoint of v_0, :func:`_mean_bwd_step22`, :func:`_data_bwd_step`, the prior
-    draws' adjoint (bl), its outer products into the adjoints of A_n and of CQ_n (added to
-    accL: :func:`_accumulate` without its flush, done by the caller) and tl = A_n^T bl. The
-    same operations in the same order (the same numbers). Every row read and written
-    (carry cm, tl, the adjoint of A_n gAe, g_mean gmn, g_var gvn, accL) goes to another row
-    (cm2, tl2, gaP, gmP, gvP, accL2): a loop reading and writing one row runs slower. gg
-    gets the adjoint of the gain (for :func:`_cov_bwd21`)."""
+    draws' adjoint (bl), its outer products into the adjoint of A_n and (gL) that of CQ_n
+    (for :func:`_accumulate`), and tl = A_n^T bl. The same operations in the same order (the
+    same numbers). Every row read and updated (the carries cm, tl, the adjoint of A_n gAe,
+    g_mean gmn, g_var gvn) goes to another row (cm2, tl2, gaP, gmP, gvP; a row read and
+    written in one loop was measured slower in the forward pass). gg gets the adjoint of the
+    gain (for :func:`_cov_bwd21`)."""
     C = gsn.shape[0]
     h0, h1 = He[0], He[1]
     f00, f10, f11 = Pp[0, 0], Pp[1, 0], Pp[1, 1]
@@ -1816,12 +1816,12 @@ def _cov_bwd21(Pp, Pq, He, incn, vn, incq, vq, g_kl, innov0, gg, skip, gsg, sg, 
                cq, gvP, gmP, A, gAe, gfq2, cq2, gvn, gmn, gQ):  # fmt: skip
     """Sweep 2 of :func:`backward` at a step 0 < n for m = 2 and one draw, second part, in
     one loop over the chains: P_{n-1} recomputed from P^-_{n-1} (Pq; :func:`_recompute21`),
-    :func:`_rts_bwd_step2`, :func:`_cov_bwd_step2` (its gQ added to accQ:
-    :func:`_accumulate` without its flush) and the precision's adjoint into g_var. The same
-    operations in the same order (the same numbers). The rows read and updated go to other
-    rows: the adjoints of A_n (gaP -> gAe), of P_{n-1} (gfq -> gfq2), the carry (cq -> cq2),
-    g_var (gvP -> gvn), g_mean (gmP -> gmn), accQ -> accQ2; the adjoint of P^-_n (gp) is
-    not stored back (nothing reads it after this step)."""
+    :func:`_rts_bwd_step2`, :func:`_cov_bwd_step2` (its gQ, the adjoint of Q_n, for
+    :func:`_accumulate`) and the precision's adjoint into g_var. The same operations in the
+    same order (the same numbers). The rows read and updated go to other rows: the adjoints
+    of A_n (gaP -> gAe), of P_{n-1} (gfq -> gfq2), the carry (cq -> cq2), g_var (gvP ->
+    gvn), g_mean (gmP -> gmn); the adjoint of P^-_n (gp) is not stored back (nothing reads
+    it after this step)."""
     C = gg.shape[1]
     h0, h1 = He[0], He[1]
     f00, f10, f11 = Pp[0, 0], Pp[1, 0], Pp[1, 1]
