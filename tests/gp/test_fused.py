@@ -44,6 +44,27 @@ def fused(*args: object, layout: str) -> MarkovGPPosterior:
     return post
 
 
+def draws_kl_grads(
+    kernels: list, x: Tensor, mean: Tensor, var: Tensor, valid: Tensor, method: str,
+    layout: str, w_draw: Tensor, w_kl: Tensor, squares: bool = True,
+) -> list[Tensor]:  # fmt: skip
+    """[draws, KL, gradients of a weighted sum of both with respect to mean, var and every
+    kernel hyper-parameter] of ``w_draw.shape[0]`` draws by ``method`` (``layout`` for the
+    fused pass); ``squares`` adds the draws' squares weighted by ``|w_draw|``."""
+    params = [p for k in kernels for p in k.parameters()]
+    m = mean.clone().requires_grad_()
+    v = var.clone().requires_grad_()
+    post = MarkovGPPosterior(kernels, x, m, v, valid, method=method)
+    post._fused_layout = layout
+    draws = post.sample(w_draw.shape[0], gen())
+    kl = post.kl()
+    value = (w_draw * draws).sum()
+    if squares:
+        value = value + (draws.square() * w_draw.abs()).sum()
+    value = value + (w_kl * kl).sum()
+    return [draws.detach(), kl.detach(), *torch.autograd.grad(value, [m, v, *params])]
+
+
 @pytest.mark.parametrize("layout", LAYOUTS)
 @pytest.mark.parametrize("case", CASES)
 def test_draws_and_kl_match_the_other_paths(case: str, layout: str) -> None:
@@ -70,20 +91,12 @@ def test_gradients_match_sequential(case: str, layout: str) -> None:
     every kernel hyper-parameter; exactly zero at excluded points and padding."""
     kernels = make_kernels(case)
     x, mean, var, valid = make_problem(len(kernels), seed=72)
-    params = [p for k in kernels for p in k.parameters()]
     g = torch.Generator().manual_seed(73)
     w_draw = torch.randn(4, *mean.shape, generator=g, dtype=DTYPE)
     w_kl = torch.rand(mean.shape[0], len(kernels), generator=g, dtype=DTYPE) + 0.5
 
     def grads(method: str) -> list[Tensor]:
-        m = mean.clone().requires_grad_()
-        v = var.clone().requires_grad_()
-        post = MarkovGPPosterior(kernels, x, m, v, valid, method=method)
-        post._fused_layout = layout
-        draws = post.sample(4, gen())
-        value = (w_draw * draws).sum() + (draws.square() * w_draw.abs()).sum()
-        value = value + (w_kl * post.kl()).sum()
-        return list(torch.autograd.grad(value, [m, v, *params]))
+        return draws_kl_grads(kernels, x, mean, var, valid, method, layout, w_draw, w_kl)[2:]
 
     got, want = grads("fused"), grads("sequential")
     # as in test_compiled: the draws' hyper-parameter gradients pass through Cholesky factors
@@ -124,19 +137,12 @@ def test_struct_of_arrays_on_a_mostly_regular_grid_matches_sequential(
     var[0, 4] = torch.inf  # a point with no channel included
     var[3, :, 0] = torch.inf  # a chain with no included point
     var = torch.where(valid[..., None], var, 7.0)
-    params = [p for k in kernels for p in k.parameters()]
     w_draw = torch.randn(num_samples, B, N, L, generator=g, dtype=DTYPE)
     w_kl = torch.rand(B, L, generator=g, dtype=DTYPE) + 0.5
 
     def run(method: str) -> list[Tensor]:
-        m = mean.clone().requires_grad_()
-        v = var.clone().requires_grad_()
-        post = MarkovGPPosterior(kernels, x, m, v, valid, method=method)
-        post._fused_layout = "soa"
-        draws = post.sample(num_samples, gen())
-        kl = post.kl()
-        value = (w_draw * draws).sum() + (w_kl * kl).sum()
-        return [draws.detach(), kl.detach(), *torch.autograd.grad(value, [m, v, *params])]
+        args = (x, mean, var, valid, method, "soa", w_draw, w_kl)
+        return draws_kl_grads(kernels, *args, squares=False)
 
     got, want = run("fused"), run("sequential")
     same(got[0], want[0])
@@ -155,21 +161,12 @@ def test_struct_of_arrays_one_draw_on_an_irregular_grid_matches_sequential(case:
     must agree with the sequential path."""
     kernels = make_kernels(case)
     x, mean, var, valid = make_problem(len(kernels), seed=90, B=4, N=15)
-    params = [p for k in kernels for p in k.parameters()]
     g = torch.Generator().manual_seed(91)
     w_draw = torch.randn(1, *mean.shape, generator=g, dtype=DTYPE)
     w_kl = torch.rand(mean.shape[0], len(kernels), generator=g, dtype=DTYPE) + 0.5
 
     def run(method: str) -> list[Tensor]:
-        m = mean.clone().requires_grad_()
-        v = var.clone().requires_grad_()
-        post = MarkovGPPosterior(kernels, x, m, v, valid, method=method)
-        post._fused_layout = "soa"
-        draws = post.sample(1, gen())
-        kl = post.kl()
-        value = (w_draw * draws).sum() + (draws.square() * w_draw.abs()).sum()
-        value = value + (w_kl * kl).sum()
-        return [draws.detach(), kl.detach(), *torch.autograd.grad(value, [m, v, *params])]
+        return draws_kl_grads(kernels, x, mean, var, valid, method, "soa", w_draw, w_kl)
 
     got, want = run("fused"), run("sequential")
     same(got[0], want[0])
