@@ -303,11 +303,26 @@ def _run(python: str | Path, argv: list[str], timeout: float) -> dict[str, Any]:
     return run_worker(python, Path(__file__).resolve(), argv, timeout, env)
 
 
+def cpu_model() -> str:
+    """The CPU's model name (Linux: /proc/cpuinfo), else ``platform.processor()``."""
+    try:
+        for line in Path("/proc/cpuinfo").read_text().splitlines():
+            if line.startswith("model name"):
+                return line.split(":", 1)[1].strip()
+    except OSError:
+        pass
+    return platform.processor() or platform.machine()
+
+
 def _machine() -> dict[str, Any]:
     import torch
 
     return {
         "platform": platform.platform(),
+        # the CPU and the vector instructions torch's kernels use (AVX2, AVX512): the S1
+        # ratio moves with them (the networks' matrix products and the GP pass scale apart)
+        "cpu_model": cpu_model(),
+        "cpu_capability": torch.backends.cpu.get_cpu_capability(),
         "cpu_count": os.cpu_count(),
         "python": platform.python_version(),
         "torch": torch.__version__,
@@ -332,6 +347,15 @@ def _steps(points: list[tuple[float, float]]) -> list[float]:
     return [
         math.log(s1 / s0) / math.log(t1 / t0) for (t0, s0), (t1, s1) in itertools.pairwise(points)
     ]
+
+
+def _cpu(rec: dict[str, Any]) -> str:
+    """The CPU a record ran on, e.g. "AMD EPYC, AVX2"; "-" for records that predate the
+    field (made on earlier machines of the same kind, whose CPU was not recorded)."""
+    machine = rec.get("machine", {})
+    if "cpu_capability" not in machine:
+        return "-"
+    return f"{machine.get('cpu_model', '?')}, {machine['cpu_capability']}"
 
 
 def _load() -> list[float]:
@@ -599,8 +623,8 @@ def render(records: list[dict[str, Any]]) -> str:
             "without the field are float64.",
             "",
             "| T | kernel | GP-VAE step (ms) | N(0, I) step (ms) | ratio | GP part (ms) | Adam "
-            "| load |",
-            "|---|---|---|---|---|---|---|---|",
+            "| load | CPU |",
+            "|---|---|---|---|---|---|---|---|---|",
         ]
         for r in sorted(
             s1, key=lambda r: (r.get("kernel", "float64") != "float64", r.get("T", 48))
@@ -611,7 +635,7 @@ def render(records: list[dict[str, Any]]) -> str:
                 f"{1e3 * r['gpvae_step_s']:.0f} | "
                 f"{1e3 * r['plain_step_s']:.0f} | **{r['ratio']:.2f}**{_s1_spread(r)} | "
                 f"{1e3 * r['gp_part_s']:.0f} | {r.get('optimizer', 'Adam (single-tensor)')} "
-                f"| {load} |"
+                f"| {load} | {_cpu(r)} |"
             )
         lines.append("")
     s2 = [r for r in records if r.get("part") == "s2"]
@@ -622,8 +646,8 @@ def render(records: list[dict[str, Any]]) -> str:
             "different code):",
             "",
             "| T | gpvae epoch (s) | PyPOTS GPVAE epoch (s) | time ratio | warm epochs (s) "
-            "| warm ratio | gpvae peak MiB | PyPOTS peak MiB | measured | load |",
-            "|---|---|---|---|---|---|---|---|---|---|",
+            "| warm ratio | gpvae peak MiB | PyPOTS peak MiB | measured | load | CPU |",
+            "|---|---|---|---|---|---|---|---|---|---|---|",
         ]
         for r in s2:
             ours, peer = r.get("gpvae", {}), r.get("pypots", {})
@@ -645,7 +669,7 @@ def render(records: list[dict[str, Any]]) -> str:
                 f"| {r['T']} | {num(ours, 'epoch_s', '.2f')} | {num(peer, 'epoch_s', '.2f')} "
                 f"| {ratio} | {warm} | {warm_ratio} | {num(ours, 'peak_above_idle_mib', '.0f')} "
                 f"| {num(peer, 'peak_above_idle_mib', '.0f')} | {r.get('created', '-')[:10]} "
-                f"| {load} |"
+                f"| {load} | {_cpu(r)} |"
             )
         lines += _s2_medians(s2)
         lines += [
@@ -671,17 +695,17 @@ def render(records: list[dict[str, Any]]) -> str:
             "**S3** (one series, D=8, L=4, widths 64-64, one training step; goals slope <= 1.1, "
             "T=1e6 within 8 GiB):",
             "",
-            "| T | step (s) | peak resident MiB | Adam |",
-            "|---|---|---|---|",
+            "| T | step (s) | peak resident MiB | Adam | CPU |",
+            "|---|---|---|---|---|",
         ]
         for r in s3:
             if "seconds" in r:
                 lines.append(
                     f"| {r['T']:.0e} | {r['seconds']:.3f} | {r['peak_mib']:.0f} "
-                    f"| {r.get('optimizer', 'Adam (single-tensor)')} |"
+                    f"| {r.get('optimizer', 'Adam (single-tensor)')} | {_cpu(r)} |"
                 )
             else:
-                lines.append(f"| {r['T']:.0e} | failed: {r.get('error', '?')} | - |")
+                lines.append(f"| {r['T']:.0e} | failed: {r.get('error', '?')} | - | - | - |")
         summ = by.get("s3_summary")
         if summ:
             steps = ", ".join(f"{v:.2f}" for v in summ.get("step_slopes", []))
