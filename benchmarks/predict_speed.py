@@ -30,6 +30,7 @@ from pathlib import Path
 from typing import Any
 
 from _worker import run_worker  # benchmarks/ is on sys.path when run as a script
+from speed import cpu_model
 
 __all__ = ["main"]
 
@@ -108,6 +109,14 @@ def _worker_anomaly(args: argparse.Namespace) -> dict[str, Any]:
     }
 
 
+def _machine() -> dict[str, Any]:
+    """The CPU (model, and the vector instructions torch's kernels use): absolute times
+    move with it."""
+    import torch
+
+    return {"cpu_model": cpu_model(), "cpu_capability": torch.backends.cpu.get_cpu_capability()}
+
+
 def _load() -> list[float]:
     return [round(v, 2) for v in os.getloadavg()]
 
@@ -155,6 +164,9 @@ def _rows(rec: dict[str, Any]) -> dict[str, str]:
     for k in ("plain", "calibrated", "anomaly"):
         if k in rec:
             out[f"load average at the start ({k})"] = f"{rec[k]['load'][0]}"
+    machine = rec.get("machine", {})
+    if "cpu_capability" in machine:  # records before session 26 did not name the CPU
+        out["CPU"] = f"{machine.get('cpu_model', '?')}, {machine['cpu_capability']}"
     return out
 
 
@@ -262,6 +274,7 @@ def main(argv: list[str] | None = None) -> int:
         rec["anomaly"] = _run(["anomaly"], args.timeout)
         print("anomaly scores:", rec["anomaly"])
         rec["created"] = time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime())
+        rec["machine"] = _machine()
         rec["command"] = (
             "env OMP_NUM_THREADS=1 "
             f"PYTHONPATH={os.environ.get('PYTHONPATH', 'src')} "
