@@ -34,21 +34,29 @@ def _inputs(B: int = 2, N: int = 6, d: int = 1, L: int = 2, seed: int = 0) -> di
 # kernels per channel
 
 
-def test_single_kernel_is_deep_copied_per_channel() -> None:
+@pytest.mark.parametrize("pack", [True, False])
+def test_single_kernel_is_deep_copied_per_channel(pack: bool) -> None:
     kernel = Matern32(lengthscale=2.0)
-    prior = GPPrior(kernel, latent_dim=3).to(DT)
+    prior = GPPrior(kernel, latent_dim=3, pack_kernels=pack).to(DT)
     ks = list(prior.kernels)
     assert len(ks) == 3
     assert all(k is not kernel for k in ks)
-    assert len({id(p) for p in prior.parameters()}) == 3 * len(list(kernel.parameters()))
+    # three channels' values of each hyper-parameter: (3,) tensors when packed
+    assert sum(p.numel() for p in prior.parameters()) == 3 * len(list(kernel.parameters()))
+    assert len(list(prior.parameters())) == (2 if pack else 6)
     ks[0].lengthscale = 5.0
     assert float(ks[1].lengthscale.detach()) == pytest.approx(2.0)
     assert float(kernel.lengthscale.detach()) == pytest.approx(2.0)
     # a loss on channel 0 only reaches channel 0's hyper-parameters
     inp = _inputs(L=3)
-    post = GPPrior(kernel, latent_dim=3, backend="dense").to(DT).condition(**inp)
+    dense = GPPrior(kernel, latent_dim=3, backend="dense", pack_kernels=pack).to(DT)
+    post = dense.condition(**inp)
     post.log_marginal[:, 0].sum().backward()
-    grads = [k.raw_lengthscale.grad for k in post.kernels]  # type: ignore[attr-defined]
+    if pack:
+        assert dense.packed is not None
+        grads = list(dense.packed["raw_lengthscale"].grad)
+    else:
+        grads = [k.raw_lengthscale.grad for k in post.kernels]  # type: ignore[attr-defined]
     assert grads[0] is not None
     assert float(grads[0].abs()) > 0
     assert all(g is None or float(g.abs()) == 0 for g in grads[1:])

@@ -75,7 +75,9 @@ def test_log_prob_matches_dense_multivariate_normal(
     got = lik.log_prob(f, y, observed, index=x)
     want = _dense_log_prob(lik, x, f, y, observed)
     torch.testing.assert_close(got, want, rtol=1e-9, atol=1e-9)
-    scales = [k.raw_lengthscale for k in lik.gp.kernel_list]
+    # the kernels' learned hyper-parameters: (L,) tensors when packed, else one per kernel
+    scales = [p for p in lik.gp.parameters() if p.requires_grad]
+    assert scales
     params = [f, lik.raw_amplitude, lik.raw_variance, *scales]
     g_got = torch.autograd.grad(got.sum(), params)
     g_want = torch.autograd.grad(want.sum(), params)

@@ -24,6 +24,7 @@ from gpvae.data import Scaler
 from gpvae.errors import GPVAEError, ModelFileError
 from gpvae.estimator.anomaly import AnomalyProfile
 from gpvae.estimator.forecast_blend import ForecastBlend
+from gpvae.gp.prior import adapt_state_dict
 from gpvae.io import check_state_dict, json_number, read_model, save_model
 from gpvae.kernels import kernel_from_spec
 
@@ -196,5 +197,8 @@ def load_weights(model: nn.Module, state_dict: Mapping[str, Tensor]) -> None:
         ModelFileError: weights whose names or shapes do not match the model.
     """
     expected = {k: tuple(v.shape) for k, v in model.state_dict().items()}
-    check_state_dict(dict(state_dict), expected)
+    # kernel hyper-parameters saved one per channel kernel (files of gpvae before the GP
+    # priors packed them) in the layout of the model's priors
+    state_dict = adapt_state_dict(model, state_dict)
+    check_state_dict(state_dict, expected)
     model.load_state_dict(state_dict)

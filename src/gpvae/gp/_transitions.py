@@ -30,6 +30,7 @@ from torch.nn.functional import softplus
 
 from gpvae.kernels.base import Kernel
 from gpvae.kernels.matern import Matern12, Matern32, Matern52
+from gpvae.kernels.packing import packed_of
 
 __all__ = ["GroupMatrices", "GroupTables", "group_tables", "group_transitions"]
 
@@ -92,8 +93,8 @@ def _matern(kernels: Sequence[Kernel], steps: Tensor) -> GroupMatrices:
     materns = [k for k in kernels if isinstance(k, (Matern12, Matern32, Matern52))]
     p = materns[0].order
     m = p + 1
-    raw_l = _stacked([k.raw_lengthscale for k in materns])  # (G,)
-    raw_s2 = _stacked([k.raw_variance for k in materns])  # (G,)
+    raw_l = _raw(materns, "raw_lengthscale")  # (G,)
+    raw_s2 = _raw(materns, "raw_variance")  # (G,)
     dtype = torch.promote_types(steps.dtype, raw_l.dtype)
     lam = (math.sqrt(2 * p + 1) / softplus(raw_l)).to(dtype)  # (G,)
     s2 = softplus(raw_s2).to(dtype)  # (G,)
@@ -120,6 +121,24 @@ def _matern(kernels: Sequence[Kernel], steps: Tensor) -> GroupMatrices:
     H = torch.zeros(G, 1, m, dtype=dtype, device=lam.device)
     H[:, 0, 0] = 1.0
     return GroupMatrices(A=A, Q=Q, Pinf=Pinf, H=H)
+
+
+def _raw(kernels: Sequence[Kernel], name: str) -> Tensor:
+    """The (G,) raw hyper-parameter ``name`` of one-element-parameter kernels: a slice of
+    the prior's (L,) tensor when they are packed channels (:mod:`gpvae.kernels.packing`;
+    the tensor itself when they are all its channels in order), else their parameters
+    stacked."""
+    packed = packed_of(kernels)
+    if packed is None:
+        return _stacked([getattr(k, name) for k in kernels])
+    params, index = packed
+    full = params[name]
+    if index == list(range(full.shape[0])):
+        return full
+    first = index[0]
+    if index == list(range(first, first + len(index))):
+        return full[first : first + len(index)]
+    return full[torch.tensor(index, device=full.device)]
 
 
 def _stacked(params: Sequence[Tensor]) -> Tensor:
@@ -187,8 +206,8 @@ def group_tables(kernels: Sequence[Kernel], steps: Tensor) -> GroupTables:
         return GroupTables(group_transitions(kernels, steps), None, None)
     materns = [k for k in kernels if isinstance(k, (Matern12, Matern32, Matern52))]
     p = materns[0].order
-    raw_l = _stacked([k.raw_lengthscale for k in materns])  # (G,)
-    raw_s2 = _stacked([k.raw_variance for k in materns])  # (G,)
+    raw_l = _raw(materns, "raw_lengthscale")  # (G,)
+    raw_s2 = _raw(materns, "raw_variance")  # (G,)
     if raw_l.device.type != "cpu" or raw_s2.device.type != "cpu":
         return GroupTables(group_transitions(kernels, steps), None, None)
     # lam and s2 as in _matern (in the parameters' dtype, then float64): the same values

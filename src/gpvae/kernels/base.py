@@ -126,6 +126,27 @@ class Kernel(nn.Module):
     #: True when :meth:`state_space` is available (1-D inputs only).
     has_state_space: bool = False
 
+    def __getattr__(self, name: str) -> Any:
+        # a channel kernel packed by gpvae.kernels.packing reads its raw hyper-parameters
+        # as entries of the (L,) tensors of all channels (Module.__getattr__ is only asked
+        # for names that are not plain attributes)
+        packed = self.__dict__.get("_packed")
+        if packed is not None and name in packed.params:
+            return packed.params[name][packed.channel]
+        return super().__getattr__(name)
+
+    def raw_parameters(self) -> dict[str, Tensor]:
+        """The kernel's own raw positive hyper-parameters by name (``raw_<name>``): its
+        parameters, or for a channel kernel packed with the others of a prior
+        (:mod:`gpvae.kernels.packing`) its entries of their (L,) tensors."""
+        out: dict[str, Tensor] = {
+            n: p for n, p in self.named_parameters(recurse=False) if n.startswith("raw_")
+        }
+        packed = self.__dict__.get("_packed")
+        if packed is not None:
+            out.update({n: p[packed.channel] for n, p in packed.params.items()})
+        return out
+
     def forward(self, x1: Tensor, x2: Tensor | None = None, diag: bool = False) -> Tensor:
         """Covariance between index points.
 
@@ -164,6 +185,16 @@ class Kernel(nn.Module):
         return self
 
     def _set_trainable(self, names: tuple[str, ...], flag: bool) -> None:
+        packed = self.__dict__.get("_packed")
+        if packed is not None and (not names or {f"raw_{n}" for n in names} & set(packed.params)):
+            shared = [n[len("raw_") :] for n in packed.params]
+            raise ValidationError(
+                f"names: the hyper-parameters {', '.join(shared)} of this "
+                f"{type(self).__name__} are held with the other channels' as one tensor each "
+                f"by its GPPrior (channel {packed.channel}), so they cannot be frozen for one "
+                "channel; freeze them on the kernel given to GPPrior (every channel), or "
+                "build the prior with pack_kernels=False"
+            )
         own = {n[len("raw_") :]: p for n, p in self.named_parameters() if n.startswith("raw_")}
         if not names:
             for p in self.parameters():

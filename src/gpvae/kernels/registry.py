@@ -374,7 +374,7 @@ def build_kernel(
 
 def _raw_names(kernel: Kernel) -> set[str]:
     """The kernel's own positive hyper-parameters (``raw_<name>`` parameters)."""
-    return {n[4:] for n, _ in kernel.named_parameters(recurse=False) if n.startswith("raw_")}
+    return {n[4:] for n in kernel.raw_parameters()}
 
 
 def _is_periodic(kernel: Kernel) -> bool:
@@ -420,18 +420,15 @@ def _class_names() -> dict[type, str]:
 
 def _positive_values(kernel: Kernel) -> dict[str, Any]:
     out: dict[str, Any] = {}
-    for name, param in kernel.named_parameters(recurse=False):
-        if name.startswith("raw_"):
-            value = softplus(param.detach().double().cpu())
-            out[name[4:]] = float(value) if value.ndim == 0 else value.tolist()
+    for name, param in kernel.raw_parameters().items():
+        value = softplus(param.detach().double().cpu())
+        out[name[4:]] = float(value) if value.ndim == 0 else value.tolist()
     return out
 
 
 def _fixed(kernel: Kernel) -> list[str]:
     return sorted(
-        name[4:]
-        for name, param in kernel.named_parameters(recurse=False)
-        if name.startswith("raw_") and not param.requires_grad
+        name[4:] for name, param in kernel.raw_parameters().items() if not param.requires_grad
     )
 
 

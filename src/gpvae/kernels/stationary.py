@@ -203,6 +203,8 @@ class Stationary(Kernel):
     @property
     def input_dim(self) -> int | None:
         """The input dimension d the hyper-parameters fix (None: any d)."""
+        if self.__dict__.get("_packed") is not None:
+            return None  # only scalar hyper-parameters are packed (gpvae.kernels.packing)
         return _ard_size(self.raw_lengthscale)
 
     def forward(self, x1: Tensor, x2: Tensor | None = None, diag: bool = False) -> Tensor:
