@@ -124,10 +124,9 @@ def _matern(kernels: Sequence[Kernel], steps: Tensor) -> GroupMatrices:
 
 
 def _raw(kernels: Sequence[Kernel], name: str) -> Tensor:
-    """The (G,) raw hyper-parameter ``name`` of one-element-parameter kernels: a slice of
-    the prior's (L,) tensor when they are packed channels (:mod:`gpvae.kernels.packing`;
-    the tensor itself when they are all its channels in order), else their parameters
-    stacked."""
+    """The (G,) raw hyper-parameter ``name`` of one-element-parameter kernels: the prior's
+    (L,) tensor when they are its packed channels in order (:mod:`gpvae.kernels.packing`),
+    its entries for some of them, else their parameters stacked."""
     packed = packed_of(kernels)
     if packed is None:
         return _stacked([getattr(k, name) for k in kernels])
@@ -135,9 +134,6 @@ def _raw(kernels: Sequence[Kernel], name: str) -> Tensor:
     full = params[name]
     if index == list(range(full.shape[0])):
         return full
-    first = index[0]
-    if index == list(range(first, first + len(index))):
-        return full[first : first + len(index)]
     return full[torch.tensor(index, device=full.device)]
 
 

@@ -187,7 +187,7 @@ class GPPrior(nn.Module):
         pack_kernels: hold the channel kernels' hyper-parameters as one (L,) tensor per
             hyper-parameter (:mod:`gpvae.kernels.packing`; Matern kernels of one class with
             scalar hyper-parameters, else ignored): the same values and prior, fewer tensors
-            for the optimiser (about 1.4 ms less per training step with 16 channels). A
+            for the optimiser (about 1.2 ms less per training step with 16 channels). A
             packed channel's hyper-parameters cannot be frozen on their own; False keeps a
             parameter per channel kernel.
 
