@@ -381,6 +381,31 @@ def test_calibration_steps_cap_each_feature_at_random() -> None:
     assert 30 <= entries[..., 0].sum() < 30 + rare.sum() + 2  # the common one: capped
 
 
+def test_calibration_steps_share_steps_between_features_and_choose_uniformly() -> None:
+    """Two features held out at the same 200 steps: their 20 chosen entries each fall on
+    the same 20 steps (coordinated choices), where independent choices would draw about
+    38. Over many seeds every held-out entry of a feature is chosen about equally often
+    (each feature's choice is a uniformly random subset), also for a feature held out at
+    steps of its own."""
+    X = np.full((4, 60, 3), np.nan)
+    X[:, 5:55, :2] = 1.0  # features 0 and 1: 200 entries at the same steps
+    X[:, :5, 2] = X[:, 55:, 2] = 1.0  # feature 2: 40 entries at steps of its own
+    targets = to_series_set(X)
+    steps = calibration_steps(targets, 20, seed=3)
+    assert sum(len(s) for s in steps) == 20 + 20
+    counts = np.zeros(X.shape)
+    runs = 400
+    for seed in range(runs):
+        for i, st in enumerate(calibration_steps(targets, 20, seed)):
+            counts[i, st] += 1
+    held = ~np.isnan(X)
+    for d, share in ((0, 0.1), (1, 0.1), (2, 0.5)):
+        freq = counts[..., d][held[..., d]] / runs  # how often each entry's step is drawn
+        sd = np.sqrt(share * (1 - share) / runs)  # of one entry's frequency
+        assert np.abs(freq - share).max() < 5 * sd
+        assert abs(freq.mean() - share) < 1e-12  # exactly 20 chosen every time
+
+
 def test_factors_from_a_capped_subsample_still_cover_fresh_entries(
     monkeypatch: pytest.MonkeyPatch,
 ) -> None:

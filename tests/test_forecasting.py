@@ -310,7 +310,9 @@ def test_forecast_batches_bound_the_draws(monkeypatch: pytest.MonkeyPatch) -> No
     # the calibration's origins too: 12 origins of the 60-step series (at most 56 steps of
     # history + 4 ahead), 64 draws; a budget of 2 x 64 x 60 points gives batches of 2
     sizes.clear()
-    monkeypatch.setattr(settings, "FORECAST_BATCH_POINTS", 2 * settings.CALIBRATION_SAMPLES * 60)
+    monkeypatch.setattr(
+        settings, "FORECAST_BATCH_POINTS", 2 * settings.FORECAST_CALIBRATION_SAMPLES * 60
+    )
     est.calibrate_forecast(X[:1], horizon=4)
     assert sizes
     assert max(sizes) == 2

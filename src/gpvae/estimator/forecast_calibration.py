@@ -194,7 +194,7 @@ def _origin_rows(
         x_all = ctx.scaler.scaled_times(future, "future_times")
         truth = ctx.scaler.transform(np.stack([v[o : o + horizon] for o in origins]))
         gen = torch.Generator(device=ctx.device).manual_seed(series_seed(ctx.seed, 7, v, t))
-        S = settings.CALIBRATION_SAMPLES
+        S = settings.FORECAST_CALIBRATION_SAMPLES
         size = batch_size_within(ctx.batch_size, S, max(origins) + horizon)
         for idx in batch_indices(len(origins), size):
             batch = ctx.batch(scaled, idx)
