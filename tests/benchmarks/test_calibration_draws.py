@@ -40,7 +40,10 @@ def test_a_tiny_run_records_every_draw_count(
     assert [r["draws"] for r in rec["rows"]] == [8, 4]
     for row in rec["rows"]:
         assert 0.0 <= row["coverage_50"] <= row["coverage_90"] <= 1.0
-        assert row["calibration_s"] > 0 and row["median_factor"] > 0
-    assert rec["epochs_run"] == 1 and rec["hidden_test_entries"] > 0
+        assert row["calibration_s"] > 0
+        assert row["median_factor"] > 0
+    assert rec["epochs_run"] == 1
+    assert rec["hidden_test_entries"] > 0
     assert "--draws 8 4" in rec["command"]
-    assert settings.CALIBRATION_SAMPLES == default  # restored after the run
+    restored = settings.CALIBRATION_SAMPLES
+    assert restored == default  # restored after the run

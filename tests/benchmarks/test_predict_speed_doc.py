@@ -40,6 +40,8 @@ def test_docs_table_is_the_records_rendered(bench: ModuleType) -> None:
             "predict_speed_s26.json",
             "predict_speed_s26_run2.json",
             "predict_speed_s26_packed.json",
+            "predict_speed_s27.json",
+            "predict_speed_s27_run2.json",
         )
     ]
     docs = (ROOT / "docs/benchmarks.md").read_text()
