@@ -28,6 +28,7 @@ def test_hidden_entries_are_a_tenth_of_the_observed_ones(
     assert (runs.sum() / hidden.sum() > 0.4) == (pattern == "blocks")
 
 
+@pytest.mark.slow  # about 10 s: reads PhysioNet and fits a model
 def test_a_tiny_run_records_every_draw_count(
     bench_script: Callable[[str], ModuleType], physionet_data: Path, tmp_path: Path
 ) -> None:

@@ -12,6 +12,7 @@ import numpy as np
 import pytest
 
 
+@pytest.mark.slow  # about 60 s: reads and prepares 184 PhysioNet stays twice
 def test_outer_record_scores_stays_outside_the_subset(
     bench_script: Callable[[str], ModuleType], tmp_path: Path, physionet_data: Path
 ) -> None:

@@ -85,6 +85,7 @@ def test_auroc_perfect_and_chance(bench: ModuleType) -> None:
     assert bench.auroc_ovr_macro(labels, flat, np.arange(3)) == pytest.approx(0.5)
 
 
+@pytest.mark.slow  # about 36 s: six methods on the smoke data
 def test_smoke_run_writes_records_and_grid(
     bench: ModuleType, mnist_dir: Path, tmp_path: Path
 ) -> None:
