@@ -346,8 +346,8 @@ def calibration_steps(targets: SeriesSet, per_feature: int, seed: int) -> list[n
     feature = np.concatenate([w[1] for w in where] + [[]]).astype(np.int64)
     width = int(step.max()) + 1 if len(step) else 1
     key = series.astype(np.int64) * width + step  # one per (series, step)
-    order = np.unique(key, return_inverse=True)[1].reshape(-1)
-    priority = rng.random(int(order.max()) + 1 if len(order) else 0)[order]
+    distinct, order = np.unique(key, return_inverse=True)
+    priority = rng.random(len(distinct))[order.reshape(-1)]  # one number per step
     chosen = []
     for d in range(targets.num_features):
         idx = np.flatnonzero(feature == d)

@@ -55,7 +55,7 @@ class Packed(NamedTuple):
 
 
 def _raw_names(kernel: Kernel) -> list[str]:
-    return [n for n, _ in kernel.named_parameters(recurse=False) if n.startswith("raw_")]
+    return list(kernel.raw_parameters())
 
 
 def _packable(kernels: Sequence[Kernel]) -> bool:
