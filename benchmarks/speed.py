@@ -683,7 +683,8 @@ def render(records: list[dict[str, Any]]) -> str:
             "from the cache (about 1.1 s of CPU in a fresh process before 2026-12-02, about "
             "0.8 s since, with the cyclic garbage collector paused while numba loads; about "
             "0.45 s since session 20, which loads them without numba's context refresh and "
-            "whose `python -m gpvae.gp.warm` also writes gpvae's bytecode caches). Warm "
+            "whose `python -m gpvae.gp.warm` also writes gpvae's bytecode caches; about 0.3 s "
+            "since session 28, which rebuilds them without parsing their bitcode). Warm "
             "epochs (gpvae / PyPOTS; records since session 12): in the same process, a second "
             "model's one-epoch `fit`, timed after the first one, so neither side pays its "
             "one-time costs; the goal is judged on the fresh-process epoch.",

@@ -205,3 +205,22 @@ def test_lean_rebuild_records_numbas_symbols_and_links_later(tmp_path: Path) -> 
         )
         assert out.returncode == 0, out.stderr
     assert out.stdout.split()[0] == "ok"
+
+
+def test_lean_rebuild_falls_back_to_numba_and_nests() -> None:
+    from gpvae.gp._numba_cache import _lean_rebuild
+
+    class Codegen:
+        def unserialize_library(self, state: tuple[str, str, bytes]) -> str:
+            return f"numba's rebuild of {state[0]}"
+
+    codegen = Codegen()
+    with _lean_rebuild(codegen):
+        with _lean_rebuild(codegen):  # a nested load
+            assert "unserialize_library" in vars(codegen)
+        assert "unserialize_library" in vars(codegen)  # still the outer block's
+        # bitcode entries and object files that are not ELF go to numba's rebuild
+        assert codegen.unserialize_library(("f", "bitcode", b"")) == "numba's rebuild of f"
+        macho = b"\xcf\xfa\xed\xfe" + bytes(100)
+        assert codegen.unserialize_library(("g", "object", (macho, b""))) == "numba's rebuild of g"
+    assert "unserialize_library" not in vars(codegen)

@@ -134,7 +134,15 @@ def _rebuild_library(codegen: Any, state: tuple[str, str, Any]) -> Any | None:
 
 @contextmanager
 def _lean_rebuild(codegen: Any) -> Iterator[None]:
-    """``codegen`` rebuilding libraries through :func:`_rebuild_library` inside the block."""
+    """``codegen`` rebuilding libraries through :func:`_rebuild_library` inside the block.
+
+    A block entered inside another one (a load that loads another function, or a second
+    thread) leaves the override to the outer block, which removes it on leaving; a load
+    after that uses numba's own rebuild, which gives the same library.
+    """
+    if "unserialize_library" in vars(codegen):
+        yield
+        return
     fallback = type(codegen).unserialize_library
 
     def unserialize_library(state: Any) -> Any:
@@ -145,7 +153,7 @@ def _lean_rebuild(codegen: Any) -> Iterator[None]:
     try:
         yield
     finally:
-        del codegen.unserialize_library
+        vars(codegen).pop("unserialize_library", None)
 
 
 def _lean_cache_class() -> type | None:
