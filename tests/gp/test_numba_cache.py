@@ -119,8 +119,7 @@ def test_elf_defined_symbols_reads_defined_names_only() -> None:
         (11, 0x03, 1),  # sect: a section symbol
     ]
     symtab = b"".join(struct.pack("<IBBHQQ", n, info, 0, shndx, 0, 0) for n, info, shndx in symbols)
-    body_start = 64
-    sym_off = body_start
+    sym_off = 64  # right after the file header
     str_off = sym_off + len(symtab)
     shoff = str_off + len(strtab)
     header = bytearray(64)
@@ -152,7 +151,6 @@ _LEAN_PROBE = """
 import sys
 import numba
 import numpy as np
-import llvmlite.binding as ll
 import probe_module
 from gpvae.gp import _numba_cache
 from gpvae.gp._numba_cache import lean_loading
