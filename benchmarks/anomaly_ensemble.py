@@ -40,7 +40,8 @@ from typing import Any
 import numpy as np
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
-import anomaly as A  # a sibling script
+import anomaly as A  # sibling scripts
+from anomaly_seeds import best_of
 
 
 def mixture_entries(entries: Sequence[np.ndarray]) -> np.ndarray:
@@ -69,9 +70,19 @@ def chosen_step_score(e_tr: np.ndarray, e_te: np.ndarray, far: float, samples: i
     from gpvae.estimator.anomaly import profile_from_entries, step_scores
 
     K, norm, smooth, base, _, _ = A.variant(A.CHOSEN)
-    prof = profile_from_entries([e_tr], far, samples, K, None, smooth, norm, base,
-                                settings.ANOMALY_ALARM_SMOOTH, True,
-                                **A.scale_combine(A.CHOSEN))  # fmt: skip
+    prof = profile_from_entries(
+        [e_tr],
+        far,
+        samples,
+        K,
+        None,
+        smooth,
+        norm,
+        base,
+        settings.ANOMALY_ALARM_SMOOTH,
+        True,
+        **A.scale_combine(A.CHOSEN),
+    )
     return step_scores(e_te, prof)
 
 
@@ -148,43 +159,54 @@ def main(argv: Sequence[str] | None = None) -> int:
             ):
                 continue
             dumps = [load_dump(f) for f in files]
+            runs = [recs[(dataset, series, model, k)] for k in members]
             labels = dumps[0]["labels"]
-            window = recs[(dataset, series, model, members[0])]["sliding_window"]
+            window = runs[0]["sliding_window"]
             combined = [
                 chosen_entries((d["k5_train"], d["k5_test"]), (d["prior_train"], d["prior_test"]))
                 for d in dumps
             ]
             own = [chosen_step_score(tr, te, args.far, args.samples) for tr, te in combined]
-            scores: dict[str, np.ndarray] = {}
-            for k, s in zip(members, own):
-                m = A.metrics(s, labels, window)
-                rec = recs[(dataset, series, model, k)]
+            own_metrics = [A.metrics(s, labels, window) for s in own]
+            for k, m, rec in zip(members, own_metrics, runs):
                 # the dumps are float32: their rounding moves VUS-PR by ~1e-6, a refit by more
                 if not math.isclose(m["vus_pr"], rec["vus_pr"], abs_tol=1e-4):
                     raise SystemExit(
                         f"{stem} seed {k}: VUS-PR {m['vus_pr']} from the dump, "
                         f"{rec['vus_pr']} in the record: not the recorded fit"
                     )
-            vals = [recs[(dataset, series, model, k)].get("val_score_best", math.inf)
-                    for k in members]  # fmt: skip
-            scores["best"] = own[int(np.argmin(vals))]
+            kept = runs.index(best_of(runs, len(runs))[0])  # the lowest validation score
             held = [mixture_entries([d[f"k5_{part}"] for d in dumps]) for part in ("train", "test")]
-            prior = [mixture_entries([d[f"prior_{part}"] for d in dumps])
-                     for part in ("train", "test")]  # fmt: skip
+            prior = [
+                mixture_entries([d[f"prior_{part}"] for d in dumps]) for part in ("train", "test")
+            ]
             e_tr, e_te = chosen_entries((held[0], held[1]), (prior[0], prior[1]))
-            scores["mix"] = chosen_step_score(e_tr, e_te, args.far, args.samples)
             with np.errstate(invalid="ignore"):
-                scores["avg"] = np.nanmean(np.stack(own), axis=0)
-            row = {"dataset": dataset, "series": series, "model": model, "group": g,
-                   "seeds": members,
-                   "member_vus_pr": [recs[(dataset, series, model, k)]["vus_pr"]
-                                     for k in members]}  # fmt: skip
-            for key, s in scores.items():
-                row.update({f"{key}_{m}": v for m, v in A.metrics(s, labels, window).items()})
+                average = np.nanmean(np.stack(own), axis=0)
+            scores = {
+                "best": own_metrics[kept],
+                "mix": A.metrics(
+                    chosen_step_score(e_tr, e_te, args.far, args.samples), labels, window
+                ),
+                "avg": A.metrics(average, labels, window),
+            }
+            row = {
+                "dataset": dataset,
+                "series": series,
+                "model": model,
+                "group": g,
+                "seeds": members,
+                "member_vus_pr": [r["vus_pr"] for r in runs],
+            }
+            for key, metrics in scores.items():
+                row.update({f"{key}_{m}": v for m, v in metrics.items()})
             out.append(row)
-            print(f"{dataset:5s} {series:45s} {model:5s} g{g} best {row['best_vus_pr']:.3f} "
-                  f"mix {row['mix_vus_pr']:.3f} avg {row['avg_vus_pr']:.3f} members "
-                  + " ".join(f"{v:.3f}" for v in row["member_vus_pr"]), flush=True)  # fmt: skip
+            print(
+                f"{dataset:5s} {series:45s} {model:5s} g{g} best {row['best_vus_pr']:.3f} "
+                f"mix {row['mix_vus_pr']:.3f} avg {row['avg_vus_pr']:.3f} members "
+                + " ".join(f"{v:.3f}" for v in row["member_vus_pr"]),
+                flush=True,
+            )
             if args.out:
                 Path(args.out).write_text(json.dumps(out, indent=1))
     return 0
