@@ -46,12 +46,10 @@ from anomaly_seeds import best_of
 
 def mixture_entries(entries: Sequence[np.ndarray]) -> np.ndarray:
     """-log of the mean of exp(-e_k) over the members, entry by entry (NaN stays NaN)."""
-    stack = -np.stack([np.asarray(e, dtype=np.float64) for e in entries])  # (K, T, D)
-    top = np.max(stack, axis=0)
-    top = np.where(np.isfinite(top), top, 0.0)
-    with np.errstate(invalid="ignore"):
-        mean = np.mean(np.exp(stack - top), axis=0)
-        return -(top + np.log(mean))
+    from scipy.special import logsumexp
+
+    stack = np.stack([np.asarray(e, dtype=np.float64) for e in entries])  # (K, T, D)
+    return -(logsumexp(-stack, axis=0) - np.log(len(stack)))
 
 
 def chosen_entries(held: tuple[np.ndarray, np.ndarray], prior: tuple[np.ndarray, np.ndarray]):
