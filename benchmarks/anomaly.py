@@ -889,6 +889,12 @@ def parse_args(argv: Sequence[str] | None) -> argparse.Namespace:
         "collection files) to the collection files (or to --out), skipping those already "
         "recorded unchanged.",
     )
+    p.add_argument(
+        "--merge-variants",
+        default=None,
+        help="With --merge: only the records of these score variants (comma-separated) of "
+        "gpvae and the VAE (records without a variant are all kept).",
+    )
     p.add_argument("--seed", type=int, default=0)
     p.add_argument(
         "--restart-of",
@@ -992,8 +998,17 @@ def main(argv: Sequence[str] | None = None) -> int:
     torch.set_num_threads(int(os.environ.get("OMP_NUM_THREADS", "1")))
     out = AnomalyStore(args.out)
     if args.merge:
+        keep = args.merge_variants.split(",") if args.merge_variants else None
         for path in args.merge:
-            n = out.merge(json.loads(Path(path).read_text()))
+            records = json.loads(Path(path).read_text())
+            if keep is not None:  # gpvae's and the VAE's other variants left out
+                records = [
+                    r
+                    for r in records
+                    if r["method"].partition("/")[0] not in ("gpvae", "vae")
+                    or r.get("variant") in keep
+                ]
+            n = out.merge(records)
             print(f"{path}: {n} records added or replaced", flush=True)
         return 0
     series = all_series(args.data_dir, args.datasets.split(","))

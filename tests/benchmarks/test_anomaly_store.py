@@ -78,3 +78,17 @@ def test_merge_adds_new_records_once_and_keeps_the_order(
     assert bench.AnomalyStore().merge([changed]) == 1
     recs = json.loads(paths["SMAP"].read_text())
     assert [(r["series"], r["vus_pr"]) for r in recs] == [("C-1", 0.5), ("D-1", 0.5), ("P-1", 0.25)]
+
+
+def test_merge_variants_keeps_the_named_variants_of_gpvae_and_the_vae(
+    bench: ModuleType, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    paths = _collections(bench, tmp_path, monkeypatch)
+    shard = tmp_path / "shard.json"
+    other = bench.AnomalyStore(str(shard))
+    for method, variant in (("gpvae", "a"), ("gpvae", "b"), ("vae", "b"), ("vae", "c")):
+        other.add({**_rec("SMAP", "P-1"), "method": f"{method}/{variant}", "variant": variant})
+    other.add({**_rec("SMAP", "P-1"), "method": "pca/b", "variant": "s32"})  # a baseline
+    assert bench.main(["--merge", str(shard), "--merge-variants", "b,c"]) == 0
+    recs = json.loads(paths["SMAP"].read_text())
+    assert [r["method"] for r in recs] == ["gpvae/b", "vae/b", "vae/c", "pca/b"]
