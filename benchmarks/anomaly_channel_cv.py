@@ -43,7 +43,7 @@ import numpy as np
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 import anomaly as A  # sibling scripts
-from anomaly_ensemble import dump_path, load_dump, seed_range
+from anomaly_ensemble import chosen_step_score, dump_path, load_dump, read_records, seed_range
 from anomaly_seeds import best_of
 
 #: name -> (held-out entries' key or None, prior weight; math.inf: the prior alone). The
@@ -66,17 +66,11 @@ def collection(dataset: str) -> str:
 
 
 def candidate_score(dump: dict[str, np.ndarray], name: str, far: float, samples: int) -> np.ndarray:
-    """A candidate's step score of the scored part, its profile from the normal part."""
-    from gpvae import settings
-    from gpvae.estimator.anomaly import (
-        combine_prior,
-        profile_from_entries,
-        spread_ratio,
-        step_scores,
-    )
+    """A candidate's step score of the scored part, its profile from the normal part (the
+    chosen variant's pipeline, ``anomaly_ensemble.chosen_step_score``)."""
+    from gpvae.estimator.anomaly import combine_prior, spread_ratio
 
     key, weight = CANDIDATES[name]
-    K, norm, smooth, base, _, _ = A.variant(A.CHOSEN)
     p_tr, p_te = dump["prior_train"], dump["prior_test"]
     if key is None:
         e_tr, e_te = p_tr, p_te
@@ -86,37 +80,7 @@ def candidate_score(dump: dict[str, np.ndarray], name: str, far: float, samples:
             ratio = spread_ratio([e_tr], [p_tr])
             e_tr, e_te = (combine_prior([e], [p], weight, ratio)[0] for e, p in
                           ((e_tr, p_tr), (e_te, p_te)))  # fmt: skip
-    prof = profile_from_entries(
-        [e_tr],
-        far,
-        samples,
-        8 if key == "c8" else K,
-        None,
-        smooth,
-        norm,
-        base,
-        settings.ANOMALY_ALARM_SMOOTH,
-        True,
-        **A.scale_combine(A.CHOSEN),
-    )
-    return step_scores(e_te, prof)
-
-
-def read_records(files: Sequence[str], prefix: str) -> dict[tuple[str, str, str, int], dict]:
-    """(dataset, series, model, seed) -> the record of the chosen variant of tag
-    PREFIX<seed> (a PREFIX<seed>_cap200 refit in its place)."""
-    recs: dict[tuple[str, str, str, int], dict[str, Any]] = {}
-    for f in files:
-        for r in json.loads(Path(f).read_text()):
-            model, _, var = r["method"].partition("/")
-            seed = r.get("config", {}).get("seed")
-            tag, base = r.get("tag", ""), f"{prefix}{seed}"
-            if var != A.CHOSEN or tag not in (base, base + A.RERUN_SUFFIX):
-                continue
-            key = (r["dataset"], r["series"], model, seed)
-            if tag != base or key not in recs:  # a refit with a larger cap wins
-                recs[key] = r
-    return recs
+    return chosen_step_score(e_tr, e_te, far, samples)
 
 
 def evaluate(args: argparse.Namespace) -> int:

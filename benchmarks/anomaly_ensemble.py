@@ -99,6 +99,25 @@ def seed_range(text: str) -> list[int]:
     return list(range(int(lo), int(hi or lo) + 1))
 
 
+def read_records(
+    files: Sequence[str], prefix: str
+) -> dict[tuple[str, str, str, int], dict[str, Any]]:
+    """(dataset, series, model, seed) -> the record of the chosen variant of tag
+    PREFIX<seed> (a PREFIX<seed>_cap200 refit in its place)."""
+    recs: dict[tuple[str, str, str, int], dict[str, Any]] = {}
+    for f in files:
+        for r in json.loads(Path(f).read_text()):
+            model, _, var = r["method"].partition("/")
+            seed = r.get("config", {}).get("seed")
+            tag, base = r.get("tag", ""), f"{prefix}{seed}"
+            if var != A.CHOSEN or tag not in (base, base + A.RERUN_SUFFIX):
+                continue
+            key = (r["dataset"], r["series"], model, seed)
+            if tag != base or key not in recs:  # a refit with a larger cap wins
+                recs[key] = r
+    return recs
+
+
 def main(argv: Sequence[str] | None = None) -> int:
     p = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     p.add_argument("--dumps", help="Dump folder per seed, with '{seed}' in it.")
@@ -122,19 +141,8 @@ def main(argv: Sequence[str] | None = None) -> int:
         return 0
     seeds = seed_range(args.seeds)
     groups = [seeds[i : i + args.members] for i in range(0, len(seeds), args.members)]
-    recs: dict[tuple[str, str, str, int], dict[str, Any]] = {}
-    refit: dict[tuple[str, str, str, int], bool] = {}
-    for f in args.records:
-        for r in json.loads(Path(f).read_text()):
-            model, _, var = r["method"].partition("/")
-            seed = r.get("config", {}).get("seed")
-            tag, base = r.get("tag", ""), f"{args.tag_prefix}{seed}"
-            key = (r["dataset"], r["series"], model, seed)
-            if var != A.CHOSEN or tag not in (base, base + A.RERUN_SUFFIX):
-                continue
-            if tag != base or key not in refit:  # a refit with a larger cap wins
-                recs[key] = r
-                refit[key] = tag != base
+    recs = read_records(args.records, args.tag_prefix)
+    refit = {k: r["tag"].endswith(A.RERUN_SUFFIX) for k, r in recs.items()}
     out: list[dict[str, Any]] = []
     if args.out and Path(args.out).exists():
         out = json.loads(Path(args.out).read_text())
