@@ -25,8 +25,8 @@ Two steps:
     python benchmarks/anomaly_channel_cv.py --table rows_gpvae.json rows_vae.json
 
 The chosen variant's own score of each fit is recomputed from its dump and checked against
-its record (VUS-PR to 1e-4: the dumps are float32), so the dumps are known to be those of the
-recorded fits.
+its record (VUS-PR to 1e-4: dumps written before session 31 are float32), so the dumps are
+known to be those of the recorded fits.
 """
 
 from __future__ import annotations

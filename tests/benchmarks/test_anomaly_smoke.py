@@ -125,6 +125,23 @@ def test_the_dump_holds_the_fit_parts_own_scores_with_a_held_back_part(bench, tm
         assert z["k5_train"].shape == (100, 3)
 
 
+def test_the_dump_reproduces_the_chosen_variants_step_score(bench, tmp_path) -> None:  # type: ignore[no-untyped-def]
+    """The dump keeps the entry scores at full precision, so the chosen variant's step score
+    rebuilt from it is the run's own (float32 dumps moved MSL T-8's VUS-PR by 1.6e-4)."""
+    sys.path.insert(0, str(BENCH))
+    try:
+        cv = importlib.import_module("anomaly_channel_cv")
+    finally:
+        sys.path.remove(str(BENCH))
+    s = _series(3)
+    args = bench.parse_args(["--epochs", "1", "--hidden", "8", "--dump", str(tmp_path)])
+    out = bench.RUNNERS["gpvae"](s, args, 20)
+    dump = cv.load_dump(tmp_path / "SMAP_toy_gpvae.npz")
+    assert dump["k5_test"].dtype == np.float64
+    rebuilt = cv.candidate_score(dump, next(iter(cv.CANDIDATES)), args.far, args.samples)
+    np.testing.assert_allclose(rebuilt, out["variants"][bench.CHOSEN]["score"], rtol=1e-12)
+
+
 def test_a_recorded_run_is_found_so_a_rerun_skips_it(bench, tmp_path) -> None:  # type: ignore[no-untyped-def]
     out = bench.AnomalyResults(tmp_path / "r.json")
     assert not out.has("MSL", "C-1", "pca", "main")
