@@ -44,7 +44,7 @@ import numpy as np
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 import anomaly as A  # sibling scripts
 from anomaly_ensemble import chosen_step_score, dump_path, load_dump, read_records, seed_range
-from anomaly_seeds import best_of
+from anomaly_seeds import best_of, cap_limited
 
 #: name -> (held-out entries' key or None, prior weight; math.inf: the prior alone). The
 #: first is the chosen variant (``anomaly.CHOSEN``), which wins ties.
@@ -130,8 +130,7 @@ def evaluate(args: argparse.Namespace) -> int:
                 "tag": rec["tag"],
                 "member_val_score": [by[s].get("val_score_best") for s in members],
                 "member_vus_pr": [by[s]["vus_pr"] for s in members],
-                "epochs": rec["config"]["epochs"],
-                "patience": rec["config"]["patience"],
+                "config": {k: rec["config"][k] for k in ("epochs", "patience")},
                 "epochs_run": rec.get("epochs_run"),
                 "best_epoch": rec.get("best_epoch"),
                 "vus_pr": {c: m["vus_pr"] for c, m in metrics.items()},
@@ -155,20 +154,17 @@ def restart_matrix(
     for r in rows:
         by.setdefault((r["dataset"], r["series"], r["model"]), {})[r["group"]] = r
     names = list(CANDIDATES)
-    out: dict[tuple[str, str], tuple[list[str], np.ndarray, list[dict[str, Any]]]] = {}
+    cells: dict[tuple[str, str], tuple[list[str], list[np.ndarray], list[dict[str, Any]]]] = {}
     for dataset, series, model in sorted(by):
         groups = [set(by.get((dataset, series, m), {})) for m in MODELS]
         if not groups[0] or groups[0] != groups[1]:
             continue
         kept = [by[(dataset, series, model)][g] for g in sorted(groups[0])]
-        value = np.mean([[k["vus_pr"][c] for c in names] for k in kept], axis=0)
-        cell = out.setdefault((collection(dataset), model), ([], np.zeros((0, len(names))), []))
-        out[(collection(dataset), model)] = (
-            [*cell[0], series],
-            np.vstack([cell[1], value]),
-            [*cell[2], *kept],
-        )
-    return out
+        labels, values, runs = cells.setdefault((collection(dataset), model), ([], [], []))
+        labels.append(series)
+        values.append(np.mean([[k["vus_pr"][c] for c in names] for k in kept], axis=0))
+        runs.extend(kept)
+    return {key: (s, np.vstack(v), k) for key, (s, v, k) in cells.items()}
 
 
 def cross_validate(values: np.ndarray, splits: Sequence[np.ndarray]) -> tuple[np.ndarray, list]:
@@ -210,7 +206,7 @@ def table(rows: Sequence[dict[str, Any]], n_splits: int, seed: int) -> str:
             top = int(np.argmax(counts))
             run = np.mean([k["epochs_run"] for k in kept])
             best = np.mean([k["best_epoch"] for k in kept])
-            capped = sum(k["best_epoch"] > k["epochs"] - k["patience"] for k in kept)
+            capped = sum(cap_limited(k) for k in kept)
             lines.append(
                 f"| {coll} | {len(series)} | {m} | {values[:, 0].mean():.3f} "
                 f"| {oof.mean():.3f} ({oof.std():.3f}) "

@@ -124,9 +124,15 @@ def test_script_evaluates_dumps_and_prints_the_cv_table(cv, tmp_path, monkeypatc
         assert (r["epochs_run"], r["best_epoch"]) == (21, 16)
     assert cv.main(argv) == 0  # resumed: nothing added
     assert len(json.loads(rows.read_text())) == len(out)
+    # one VAE run kept at its best epoch 97 of 100 (patience 5) counts as cap-limited
+    capped = next(r for r in out if r["model"] == "vae" and r["series"] == "X-2")
+    capped["best_epoch"] = 97
+    rows.write_text(json.dumps(out))
     capsys.readouterr()
     assert cv.main(["--table", str(rows), "--splits", "20"]) == 0
     text = capsys.readouterr().out
+    head = [line for line in text.splitlines() if "%" in line]
+    assert [line.endswith(f"| {n} of 4 |") for line, n in zip(head, (0, 1))] == [True, True]
     cells = cv.restart_matrix(out)
     series, values, _ = cells[("SMAP+MSL", "gpvae")]
     assert series == ["X-1", "X-2", "X-3", "X-4"]
