@@ -43,7 +43,14 @@ import numpy as np
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 import anomaly as A  # sibling scripts
-from anomaly_ensemble import chosen_step_score, dump_path, load_dump, read_records, seed_range
+from anomaly_ensemble import (
+    add_dump_options,
+    chosen_step_score,
+    dump_path,
+    load_dump,
+    read_records,
+    seed_range,
+)
 from anomaly_seeds import best_of, cap_limited
 
 #: name -> (held-out entries' key or None, prior weight; math.inf: the prior alone). The
@@ -223,25 +230,18 @@ def table(rows: Sequence[dict[str, Any]], n_splits: int, seed: int) -> str:
 
 def main(argv: Sequence[str] | None = None) -> int:
     p = argparse.ArgumentParser(description=__doc__.split("\n")[0])
-    p.add_argument("--dumps", help="Dump folder per seed, with '{seed}' in it.")
-    p.add_argument("--records", nargs="+", default=[], help="anomaly.py results files.")
-    p.add_argument("--tag-prefix", default="s30_seed", help="The records' tags: PREFIX<seed>.")
-    p.add_argument("--seeds", default="0-2")
+    add_dump_options(
+        p,
+        "s30_seed",
+        "0-2",
+        "JSON rows (appended; existing kept).",
+        "Print the tables of these row files and stop.",
+    )
     p.add_argument("--models", default="gpvae,vae")
     p.add_argument("--datasets", default="SMAP,MSL,NAB")
-    p.add_argument("--far", type=float, default=0.01)
-    p.add_argument("--samples", type=int, default=16)
-    p.add_argument("--out", default=None, help="JSON rows (appended; existing kept).")
     p.add_argument("--restarts", type=int, default=3)
     p.add_argument("--splits", type=int, default=200)
     p.add_argument("--split-seed", type=int, default=0)
-    p.add_argument(
-        "--table",
-        nargs="*",
-        default=None,
-        metavar="FILE",
-        help="Print the tables of these row files and stop.",
-    )
     args = p.parse_args(argv)
     if args.table is not None:
         rows = [r for f in args.table for r in json.loads(Path(f).read_text())]

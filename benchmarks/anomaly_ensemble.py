@@ -118,23 +118,30 @@ def read_records(
     return recs
 
 
-def main(argv: Sequence[str] | None = None) -> int:
-    p = argparse.ArgumentParser(description=__doc__.split("\n")[0])
+def add_dump_options(
+    p: argparse.ArgumentParser, tag_prefix: str, seeds: str, out_help: str, table_help: str
+) -> None:
+    """The options shared by the scripts that rescore anomaly.py's dumps."""
     p.add_argument("--dumps", help="Dump folder per seed, with '{seed}' in it.")
     p.add_argument("--records", nargs="+", default=[], help="anomaly.py results files.")
-    p.add_argument("--tag-prefix", default="s29_seed", help="The records' tags: PREFIX<seed>.")
-    p.add_argument("--seeds", default="0-8")
-    p.add_argument("--members", type=int, default=3)
+    p.add_argument("--tag-prefix", default=tag_prefix, help="The records' tags: PREFIX<seed>.")
+    p.add_argument("--seeds", default=seeds)
     p.add_argument("--far", type=float, default=0.01)
     p.add_argument("--samples", type=int, default=16)
-    p.add_argument("--out", default=None, help="JSON records (appended; existing kept).")
-    p.add_argument(
-        "--table",
-        nargs="*",
-        default=None,
-        metavar="FILE",
-        help="Print the means per collection of these record files and stop.",
+    p.add_argument("--out", default=None, help=out_help)
+    p.add_argument("--table", nargs="*", default=None, metavar="FILE", help=table_help)
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    p = argparse.ArgumentParser(description=__doc__.split("\n")[0])
+    add_dump_options(
+        p,
+        "s29_seed",
+        "0-8",
+        "JSON records (appended; existing kept).",
+        "Print the means per collection of these record files and stop.",
     )
+    p.add_argument("--members", type=int, default=3)
     args = p.parse_args(argv)
     if args.table is not None:
         print_table([r for f in args.table for r in json.loads(Path(f).read_text())])
