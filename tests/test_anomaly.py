@@ -18,6 +18,7 @@ from gpvae.estimator.anomaly import (
     alarm_scores,
     flagged_intervals,
     profile_from_entries,
+    runs_of,
 )
 
 FAST = {
@@ -255,6 +256,14 @@ def test_flagged_intervals_by_hand() -> None:
     assert ivs[0]["start_time"] == 10.0
     assert ivs[0]["peak_score"] == 6.0
     assert settings.ANOMALY_WINDOW >= 2
+
+
+def test_runs_of_finds_every_run_including_at_the_ends() -> None:
+    mask = np.array([1, 1, 0, 1, 0, 0, 1], dtype=bool)
+    assert runs_of(mask) == [(0, 1), (3, 3), (6, 6)]
+    assert runs_of(np.zeros(4, dtype=bool)) == []
+    assert runs_of(np.ones(3, dtype=bool)) == [(0, 2)]
+    assert runs_of(np.array([0, 2, 2, 0])) == [(1, 2)]  # non-zero counts as True
 
 
 def test_marginal_draws_agree_with_joint_path_draws(fitted: GPVAE) -> None:

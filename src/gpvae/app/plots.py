@@ -30,6 +30,7 @@ from matplotlib.backends.backend_agg import FigureCanvasAgg
 from matplotlib.figure import Figure
 
 from gpvae.errors import ShapeError, ValidationError
+from gpvae.estimator.anomaly import runs_of
 from gpvae.estimator.backtest import BacktestResult
 
 __all__ = [
@@ -312,10 +313,10 @@ def plot_anomalies(
             raise ShapeError(f"labels: expected shape {t.shape} like times, found {known.shape}")
     fig, axes = _panels(1 + D, title)
     ax = axes[0]
-    for a, b in _runs(flagged):
+    for a, b in runs_of(flagged):
         ax.axvspan(t[a], t[b], color=_FLAG, alpha=0.15, lw=0)
     if known is not None:
-        for k, (a, b) in enumerate(_runs(known)):
+        for k, (a, b) in enumerate(runs_of(known)):
             for axis in axes:
                 axis.axvspan(
                     t[a],
@@ -344,12 +345,6 @@ def plot_anomalies(
         axes[1].legend(loc="upper right", fontsize="small", ncol=2, framealpha=0.8)
     axes[-1].set_xlabel(time_label)
     return _finish(fig, save)
-
-
-def _runs(mask: np.ndarray) -> list[tuple[int, int]]:
-    """(first, last) positions of the runs of True in a (T,) mask."""
-    edges = np.diff(np.concatenate([[0], mask.astype(np.int8), [0]]))
-    return list(zip(np.flatnonzero(edges == 1), np.flatnonzero(edges == -1) - 1))
 
 
 def plot_latents(

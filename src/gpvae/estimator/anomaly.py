@@ -94,6 +94,7 @@ __all__ = [
     "novelty_caps",
     "profile_from_entries",
     "quantile_threshold",
+    "runs_of",
     "score_settings",
     "spread_ratio",
     "step_scores",
@@ -882,6 +883,15 @@ def profile_from_entries(
     return prof
 
 
+def runs_of(mask: np.ndarray) -> list[tuple[int, int]]:
+    """(first, last) positions of the runs of True in a (T,) boolean mask."""
+    edges = np.diff(np.concatenate([[0], np.asarray(mask, dtype=bool).astype(np.int8), [0]]))
+    return [
+        (int(a), int(b))
+        for a, b in zip(np.flatnonzero(edges == 1), np.flatnonzero(edges == -1) - 1)
+    ]
+
+
 def flagged_intervals(
     step: np.ndarray,
     entry: np.ndarray,
@@ -914,11 +924,9 @@ def flagged_intervals(
     above = np.nan_to_num(step, nan=-np.inf) > threshold if flags is None else np.asarray(flags)
     if not above.any():
         return []
-    edges = np.diff(np.concatenate([[0], above.astype(np.int8), [0]]))
-    starts, ends = np.flatnonzero(edges == 1), np.flatnonzero(edges == -1) - 1
     z = normalised_entries(entry, profile)
     out = []
-    for a, b in zip(starts, ends):
+    for a, b in runs_of(above):
         seg = step[a : b + 1]
         peak = int(a + np.nanargmax(seg)) if np.isfinite(seg).any() else int(a)
         contrib = np.nansum(z[a : b + 1], axis=0)  # (D,)
