@@ -157,11 +157,42 @@ def test_script_evaluates_dumps_and_prints_the_cv_table(cv, tmp_path, monkeypatc
         cv.main(argv)
 
 
-def test_docs_table_is_the_scripts_output(cv, capsys) -> None:  # type: ignore[no-untyped-def]
-    """docs/benchmarks.md's session-30 tables are what ``--table`` prints from the records."""
+def test_mean_run_length_and_the_table_by_length(cv) -> None:  # type: ignore[no-untyped-def]
+    assert cv.mean_run_length(np.array([0, 1, 1, 0, 1, 1, 1, 1, 0])) == 3.0
+    assert np.isnan(cv.mean_run_length(np.zeros(5)))
+    rows = []
+    for i in range(6):  # series i: anomalies of length 10 * (i + 1); gpvae ahead by 0.1 * i
+        for model, value in (("gpvae", 0.5 + 0.1 * i), ("vae", 0.5)):
+            vus = dict.fromkeys(cv.CANDIDATES, 0.0) | {"k5+0.5P": value}
+            rows.append({"dataset": "SMAP", "series": f"S-{i}", "model": model, "group": 0,
+                         "vus_pr": vus})  # fmt: skip
+    text = cv.by_length(rows, {f"S-{i}": 10.0 * (i + 1) for i in range(6)})
+    body = [line for line in text.splitlines() if line.startswith("| SMAP+MSL")]
+    assert body == [
+        "| SMAP+MSL | shortest | 10-20 | 2 | 0.550 | 0.500 | +0.050 | 1 / 0 |",
+        "| SMAP+MSL | middle | 30-40 | 2 | 0.750 | 0.500 | +0.250 | 2 / 0 |",
+        "| SMAP+MSL | longest | 50-60 | 2 | 0.950 | 0.500 | +0.450 | 2 / 0 |",
+    ]
+
+
+@pytest.mark.parametrize(("session", "first_line"), [
+    ("s30", "| SMAP+MSL | 79 | gpvae |"),
+    ("s31", "| SMAP+MSL | 81 | gpvae |"),
+])  # fmt: skip
+def test_docs_table_is_the_scripts_output(cv, capsys, session, first_line) -> None:  # type: ignore[no-untyped-def]
+    """docs/benchmarks.md's session tables are what ``--table`` prints from the records."""
     root = Path(__file__).resolve().parents[2]
-    files = [str(root / f"benchmarks/results/anomaly_s30_cv_{m}.json") for m in cv.MODELS]
+    files = [str(root / f"benchmarks/results/anomaly_{session}_cv_{m}.json") for m in cv.MODELS]
     assert cv.main(["--table", *files]) == 0
     table = capsys.readouterr().out
-    assert "| SMAP+MSL | 79 | gpvae |" in table
+    assert first_line in table
+    assert table in (root / "docs" / "benchmarks.md").read_text()
+
+
+def test_docs_table_by_length_is_the_scripts_output(cv, capsys, data_dir) -> None:  # type: ignore[no-untyped-def]
+    root = Path(__file__).resolve().parents[2]
+    files = [str(root / f"benchmarks/results/anomaly_s31_cv_{m}.json") for m in cv.MODELS]
+    assert cv.main(["--table", *files, "--by-length", str(data_dir)]) == 0
+    table = capsys.readouterr().out
+    assert "| SMAP+MSL | longest |" in table
     assert table in (root / "docs" / "benchmarks.md").read_text()
