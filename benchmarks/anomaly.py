@@ -685,8 +685,10 @@ def fitted_kernel(est: Any) -> dict[str, list[float]]:
         if len(parts) < 2 or parts[0] != "kernels":
             continue
         term = parts[3] if len(parts) >= 4 else "0"
+        # raw_parameters: a packed channel reads its entries of the prior's (L,) tensors
+        raw = mod.raw_parameters() if hasattr(mod, "raw_parameters") else {}
         for attr in ("lengthscale", "variance"):
-            if f"raw_{attr}" in mod._parameters:
+            if f"raw_{attr}" in raw:
                 out.setdefault(f"{term}.{attr}", []).append(float(getattr(mod, attr).detach()))
     return out
 

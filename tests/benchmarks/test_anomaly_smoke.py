@@ -231,6 +231,15 @@ def test_the_model_options_reach_the_fit_and_the_fitted_kernel_is_recorded(
     white = bench.RUNNERS["vae"](s, args, 20)["kernel_fitted"]
     assert set(white) == {"0.variance"}
     assert len(white["0.variance"]) == 2
+    # one Matern kernel per channel: packed into the prior's (L,) tensors, still recorded
+    made.clear()
+    args = bench.parse_args(["--epochs", "1", "--hidden", "8", "--latent-dim", "2",
+                             "--kernel", "matern32"])  # fmt: skip
+    packed = bench.RUNNERS["gpvae"](s, args, 20)["kernel_fitted"]
+    assert made[0].model_.prior.packed is not None
+    assert set(packed) == {"0.lengthscale", "0.variance"}
+    want = [float(k.lengthscale.detach()) for k in made[0].model_.prior.kernels]
+    assert packed["0.lengthscale"] == pytest.approx(want, rel=1e-12)
 
 
 def test_a_vae_record_names_the_white_kernel_it_ran(bench) -> None:  # type: ignore[no-untyped-def]
