@@ -236,29 +236,49 @@ def mean_run_length(labels: np.ndarray) -> float:
     return float(np.mean([b - a + 1 for a, b in runs])) if runs else math.nan
 
 
-def by_length(rows: Sequence[dict[str, Any]], lengths: dict[str, float]) -> str:
+def by_thirds(
+    rows: Sequence[dict[str, Any]], values: dict[str, float], what: str, fmt: str = ".0f"
+) -> str:
     """The markdown table of the variant chosen on the development series (the first
-    candidate) per third of the series, ranked by their labelled anomalies' mean length."""
+    candidate) per third of each collection's series, ranked by ``values`` (one per series,
+    ``what`` it is)."""
     cells = restart_matrix(rows)
     lines = [
-        "| data set | third by anomaly length | mean length (steps) | series "
+        f"| data set | third by {what} | range | series "
         "| gpvae | VAE | gpvae - VAE | gpvae ahead / behind by > 0.01 |",
         "| --- | --- | ---: | ---: | ---: | ---: | ---: | ---: |",
     ]
     for coll in sorted({c for c, _ in cells}):
         series, gp, _ = cells[(coll, "gpvae")]
         vae = cells[(coll, "vae")][1]
-        length = np.array([lengths[s] for s in series])
-        third = np.searchsorted(np.nanquantile(length, [1 / 3, 2 / 3]), length, side="right")
-        for k, name in enumerate(("shortest", "middle", "longest")):
+        value = np.array([values[s] for s in series])
+        third = np.searchsorted(np.nanquantile(value, [1 / 3, 2 / 3]), value, side="right")
+        for k, name in enumerate(("lowest", "middle", "highest")):
             m = third == k
             d = gp[m, 0] - vae[m, 0]
             lines.append(
-                f"| {coll} | {name} | {length[m].min():.0f}-{length[m].max():.0f} | {m.sum()} "
-                f"| {gp[m, 0].mean():.3f} | {vae[m, 0].mean():.3f} | {d.mean():+.3f} "
-                f"| {(d > 0.01).sum()} / {(d < -0.01).sum()} |"
+                f"| {coll} | {name} | {value[m].min():{fmt}}-{value[m].max():{fmt}} "
+                f"| {m.sum()} | {gp[m, 0].mean():.3f} | {vae[m, 0].mean():.3f} "
+                f"| {d.mean():+.3f} | {(d > 0.01).sum()} / {(d < -0.01).sum()} |"
             )
     return "\n".join(lines) + "\n"
+
+
+def kept_lengthscales(
+    rows: Sequence[dict[str, Any]], records: Sequence[dict[str, Any]]
+) -> dict[str, float]:
+    """Series -> the median over latent channels of the learned lengthscale (steps) of
+    gpvae's kept run, from the records (anomaly.py's ``kernel_fitted``) of that run's tag."""
+    fitted = {
+        (r["dataset"], r["series"], r["tag"]): r["kernel_fitted"]["0.lengthscale"]
+        for r in records
+        if r["method"] == f"gpvae/{A.CHOSEN}" and r.get("kernel_fitted")
+    }
+    return {
+        r["series"]: float(np.median(fitted[(r["dataset"], r["series"], r["tag"])]))
+        for r in rows
+        if r["model"] == "gpvae"
+    }
 
 
 def main(argv: Sequence[str] | None = None) -> int:
@@ -282,16 +302,28 @@ def main(argv: Sequence[str] | None = None) -> int:
         help="With --table: the table by the labelled anomalies' length instead (labels "
         "read from DATA_DIR).",
     )
+    p.add_argument(
+        "--by-lengthscale",
+        nargs="+",
+        metavar="RECORDS",
+        default=None,
+        help="With --table: the table by the learned lengthscale of gpvae's kept run instead "
+        "(its median over latent channels, from these anomaly.py results files).",
+    )
     args = p.parse_args(argv)
     if args.table is not None:
         rows = [r for f in args.table for r in json.loads(Path(f).read_text())]
-        if args.by_length is None:
+        if args.by_length is not None:
+            series = {(r["dataset"], r["series"]) for r in rows}
+            lengths = {name: mean_run_length(A.load(ds, name, args.by_length).labels)
+                       for ds, name in sorted(series)}  # fmt: skip
+            print(by_thirds(rows, lengths, "mean anomaly length (steps)"), end="")
+        elif args.by_lengthscale:
+            records = [r for f in args.by_lengthscale for r in json.loads(Path(f).read_text())]
+            scales = kept_lengthscales(rows, records)
+            print(by_thirds(rows, scales, "learned lengthscale (steps)", ".3g"), end="")
+        else:
             print(table(rows, args.splits, args.split_seed), end="")
-            return 0
-        series = {(r["dataset"], r["series"]) for r in rows}
-        lengths = {name: mean_run_length(A.load(ds, name, args.by_length).labels)
-                   for ds, name in sorted(series)}  # fmt: skip
-        print(by_length(rows, lengths), end="")
         return 0
     if not args.dumps or not args.out:
         p.error("--dumps and --out are needed (or --table)")

@@ -157,7 +157,7 @@ def test_script_evaluates_dumps_and_prints_the_cv_table(cv, tmp_path, monkeypatc
         cv.main(argv)
 
 
-def test_mean_run_length_and_the_table_by_length(cv) -> None:  # type: ignore[no-untyped-def]
+def test_mean_run_length_and_the_tables_by_thirds(cv) -> None:  # type: ignore[no-untyped-def]
     assert cv.mean_run_length(np.array([0, 1, 1, 0, 1, 1, 1, 1, 0])) == 3.0
     assert np.isnan(cv.mean_run_length(np.zeros(5)))
     rows = []
@@ -166,13 +166,26 @@ def test_mean_run_length_and_the_table_by_length(cv) -> None:  # type: ignore[no
             vus = dict.fromkeys(cv.CANDIDATES, 0.0) | {"k5+0.5P": value}
             rows.append({"dataset": "SMAP", "series": f"S-{i}", "model": model, "group": 0,
                          "vus_pr": vus})  # fmt: skip
-    text = cv.by_length(rows, {f"S-{i}": 10.0 * (i + 1) for i in range(6)})
+    text = cv.by_thirds(rows, {f"S-{i}": 10.0 * (i + 1) for i in range(6)}, "length")
+    assert text.startswith("| data set | third by length | range | series |")
     body = [line for line in text.splitlines() if line.startswith("| SMAP+MSL")]
     assert body == [
-        "| SMAP+MSL | shortest | 10-20 | 2 | 0.550 | 0.500 | +0.050 | 1 / 0 |",
+        "| SMAP+MSL | lowest | 10-20 | 2 | 0.550 | 0.500 | +0.050 | 1 / 0 |",
         "| SMAP+MSL | middle | 30-40 | 2 | 0.750 | 0.500 | +0.250 | 2 / 0 |",
-        "| SMAP+MSL | longest | 50-60 | 2 | 0.950 | 0.500 | +0.450 | 2 / 0 |",
+        "| SMAP+MSL | highest | 50-60 | 2 | 0.950 | 0.500 | +0.450 | 2 / 0 |",
     ]
+    # the kept run's lengthscales: the record of the row's own tag, median over channels
+    records = [
+        {"dataset": "SMAP", "series": "S-0", "method": f"gpvae/{cv.A.CHOSEN}", "tag": "t1",
+         "kernel_fitted": {"0.lengthscale": [1.0, 4.0, 9.0]}},
+        {"dataset": "SMAP", "series": "S-0", "method": f"gpvae/{cv.A.CHOSEN}", "tag": "t0",
+         "kernel_fitted": {"0.lengthscale": [50.0, 50.0, 50.0]}},
+        {"dataset": "SMAP", "series": "S-0", "method": f"vae/{cv.A.CHOSEN}", "tag": "t1",
+         "kernel_fitted": {"0.variance": [1.0]}},
+    ]  # fmt: skip
+    kept = [{"dataset": "SMAP", "series": "S-0", "model": "gpvae", "tag": "t1"},
+            {"dataset": "SMAP", "series": "S-0", "model": "vae", "tag": "t0"}]  # fmt: skip
+    assert cv.kept_lengthscales(kept, records) == {"S-0": 4.0}
 
 
 @pytest.mark.parametrize(("session", "first_line"), [
@@ -194,5 +207,5 @@ def test_docs_table_by_length_is_the_scripts_output(cv, capsys, data_dir) -> Non
     files = [str(root / f"benchmarks/results/anomaly_s31_cv_{m}.json") for m in cv.MODELS]
     assert cv.main(["--table", *files, "--by-length", str(data_dir)]) == 0
     table = capsys.readouterr().out
-    assert "| SMAP+MSL | longest |" in table
+    assert "| SMAP+MSL | highest |" in table
     assert table in (root / "docs" / "benchmarks.md").read_text()
