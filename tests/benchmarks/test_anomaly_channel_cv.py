@@ -209,3 +209,13 @@ def test_docs_table_by_length_is_the_scripts_output(cv, capsys, data_dir) -> Non
     table = capsys.readouterr().out
     assert "| SMAP+MSL | highest |" in table
     assert table in (root / "docs" / "benchmarks.md").read_text()
+
+
+def test_docs_table_by_lengthscale_is_the_scripts_output(cv, capsys) -> None:  # type: ignore[no-untyped-def]
+    root = Path(__file__).resolve().parents[2]
+    files = [str(root / f"benchmarks/results/anomaly_s31_cv_{m}.json") for m in cv.MODELS]
+    kernels = str(root / "benchmarks/results/anomaly_s31_kernels.json")
+    assert cv.main(["--table", *files, "--by-lengthscale", kernels]) == 0
+    table = capsys.readouterr().out
+    assert "| SMAP+MSL | highest | 3.15-3.53 | 27 |" in table
+    assert table in (root / "docs" / "benchmarks.md").read_text()
