@@ -14,7 +14,7 @@ half-split, the candidate with the largest mean VUS-PR on one half is scored on 
 half, and the other way round; the split's value is the out-of-fold mean over all series.
 Both models get the same candidates and the same splits.
 
-Two steps:
+Two steps (and the tables by thirds):
 
     # 1. every candidate's metrics for the run that the best of --restarts restarts keeps
     #    (lowest val_score_best), per series and model (resumable; one JSON row each)
@@ -23,6 +23,12 @@ Two steps:
         --tag-prefix s30_seed --seeds 0-2 --restarts 3 --models gpvae --out rows_gpvae.json
     # 2. the tables (the cross-validation over series)
     python benchmarks/anomaly_channel_cv.py --table rows_gpvae.json rows_vae.json
+    # the chosen variant's table by thirds of the series: by the labelled anomalies' mean
+    # length, or by the learned lengthscale of gpvae's kept runs (records with kernels)
+    python benchmarks/anomaly_channel_cv.py --table rows_gpvae.json rows_vae.json \\
+        --by-length ../shared/data
+    python benchmarks/anomaly_channel_cv.py --table rows_gpvae.json rows_vae.json \\
+        --by-lengthscale kernels.json
 
 The chosen variant's own score of each fit is recomputed from its dump and checked against
 its record (VUS-PR to 1e-4: dumps written before session 31 are float32), so the dumps are
@@ -251,13 +257,18 @@ def by_thirds(
     for coll in sorted({c for c, _ in cells}):
         series, gp, _ = cells[(coll, "gpvae")]
         vae = cells[(coll, "vae")][1]
-        value = np.array([values[s] for s in series])
-        third = np.searchsorted(np.nanquantile(value, [1 / 3, 2 / 3]), value, side="right")
-        for k, name in enumerate(("lowest", "middle", "highest")):
+        value = np.array([values.get(s, math.nan) for s in series], dtype=float)
+        known = ~np.isnan(value)
+        third = np.searchsorted(np.quantile(value[known], [1 / 3, 2 / 3]), value, side="right")
+        third[~known] = -1  # no value (e.g. no labelled anomaly): a row of its own
+        for k, name in ((0, "lowest"), (1, "middle"), (2, "highest"), (-1, "no value")):
             m = third == k
+            if k == -1 and not m.any():
+                continue
             d = gp[m, 0] - vae[m, 0]
+            span = f"{value[m].min():{fmt}}-{value[m].max():{fmt}}" if k >= 0 else "-"
             lines.append(
-                f"| {coll} | {name} | {value[m].min():{fmt}}-{value[m].max():{fmt}} "
+                f"| {coll} | {name} | {span} "
                 f"| {m.sum()} | {gp[m, 0].mean():.3f} | {vae[m, 0].mean():.3f} "
                 f"| {d.mean():+.3f} | {(d > 0.01).sum()} / {(d < -0.01).sum()} |"
             )
@@ -267,18 +278,21 @@ def by_thirds(
 def kept_lengthscales(
     rows: Sequence[dict[str, Any]], records: Sequence[dict[str, Any]]
 ) -> dict[str, float]:
-    """Series -> the median over latent channels of the learned lengthscale (steps) of
-    gpvae's kept run, from the records (anomaly.py's ``kernel_fitted``) of that run's tag."""
+    """Series -> the learned lengthscale (steps) of gpvae's kept runs: the median over
+    latent channels of each kept run's (one per restart group), from the records
+    (anomaly.py's ``kernel_fitted``) of that run's tag, averaged over the groups as
+    :func:`restart_matrix` averages their VUS-PR."""
     fitted = {
         (r["dataset"], r["series"], r["tag"]): r["kernel_fitted"]["0.lengthscale"]
         for r in records
         if r["method"] == f"gpvae/{A.CHOSEN}" and r.get("kernel_fitted")
     }
-    return {
-        r["series"]: float(np.median(fitted[(r["dataset"], r["series"], r["tag"])]))
-        for r in rows
-        if r["model"] == "gpvae"
-    }
+    per_group: dict[str, list[float]] = {}
+    for r in rows:
+        if r["model"] == "gpvae":
+            ls = fitted[(r["dataset"], r["series"], r["tag"])]
+            per_group.setdefault(r["series"], []).append(float(np.median(ls)))
+    return {series: float(np.mean(v)) for series, v in per_group.items()}
 
 
 def main(argv: Sequence[str] | None = None) -> int:

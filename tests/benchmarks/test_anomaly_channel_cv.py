@@ -174,6 +174,14 @@ def test_mean_run_length_and_the_tables_by_thirds(cv) -> None:  # type: ignore[n
         "| SMAP+MSL | middle | 30-40 | 2 | 0.750 | 0.500 | +0.250 | 2 / 0 |",
         "| SMAP+MSL | highest | 50-60 | 2 | 0.950 | 0.500 | +0.450 | 2 / 0 |",
     ]
+    # a series without a value (no labelled anomaly) is in a row of its own, not a third
+    values = {f"S-{i}": 10.0 * (i + 1) for i in range(5)} | {"S-5": float("nan")}
+    body = [line for line in cv.by_thirds(rows, values, "length").splitlines()
+            if line.startswith("| SMAP+MSL")]  # fmt: skip
+    assert body[2:] == [
+        "| SMAP+MSL | highest | 40-50 | 2 | 0.850 | 0.500 | +0.350 | 2 / 0 |",
+        "| SMAP+MSL | no value | - | 1 | 1.000 | 0.500 | +0.500 | 1 / 0 |",
+    ]
     # the kept run's lengthscales: the record of the row's own tag, median over channels
     records = [
         {"dataset": "SMAP", "series": "S-0", "method": f"gpvae/{cv.A.CHOSEN}", "tag": "t1",
@@ -186,6 +194,9 @@ def test_mean_run_length_and_the_tables_by_thirds(cv) -> None:  # type: ignore[n
     kept = [{"dataset": "SMAP", "series": "S-0", "model": "gpvae", "tag": "t1"},
             {"dataset": "SMAP", "series": "S-0", "model": "vae", "tag": "t0"}]  # fmt: skip
     assert cv.kept_lengthscales(kept, records) == {"S-0": 4.0}
+    # with two restart groups, the mean of the two kept runs' medians (not the last one)
+    kept.append({"dataset": "SMAP", "series": "S-0", "model": "gpvae", "tag": "t0"})
+    assert cv.kept_lengthscales(kept, records) == {"S-0": 27.0}
 
 
 @pytest.mark.parametrize(("session", "first_line"), [
