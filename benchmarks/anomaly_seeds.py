@@ -298,7 +298,12 @@ def render(
     peers: dict[str, Sequence[str]] | None = None,
     peer_restarts: int = 1,
     vae_tags: Sequence[str] | None = None,
+    peer_methods: dict[str, str] | None = None,
 ) -> str:
+    """The held-out tables. ``peers``: baseline name -> its tags, the name being the
+    recorded method (e.g. ``cnn/s32_b512``) unless ``peer_methods`` maps it to one (two
+    settings of one method side by side)."""
+    method_of = peer_methods or {}
     by = collect(records, tags, variant, rerun_suffix, vae_tags)
     if restarts > 1:
         by = restarted(by, restarts)
@@ -370,7 +375,10 @@ def render(
         "VAE best | VAE cap-limited |\n"
         "| --- | --- | ---: | ---: | ---: | ---: | ---: | ---: |\n" + "\n".join(epochs)
     )
-    collected = {m: collect_peer(records, m, t, rerun_suffix) for m, t in (peers or {}).items()}
+    collected = {
+        m: collect_peer(records, method_of.get(m, m), t, rerun_suffix)
+        for m, t in (peers or {}).items()
+    }
     collected = restarted_peers(collected, peer_restarts)
     lines = [
         f"| {r['set']} | {r['n']} | {r['peer']} | {r['seeds']} | {r['gpvae']:.3f} | "
@@ -382,7 +390,10 @@ def render(
         text += (
             "\n\nBaselines on the same series: each baseline's mean over series of its mean "
             "over its own runs (tags: "
-            + "; ".join(f"{m} {', '.join(t)}" for m, t in (peers or {}).items())
+            + "; ".join(
+                f"{m}{f' ({method_of[m]})' if m in method_of else ''} {', '.join(t)}"
+                for m, t in (peers or {}).items()
+            )
             + "), against gpvae's above; paired 95% bootstrap interval over series"
             + (
                 f"; a baseline with several runs is the best of {peer_restarts} restarts by "
@@ -619,7 +630,8 @@ def main(argv: Sequence[str] | None = None) -> int:
         default=[],
         metavar="METHOD:TAGS",
         help="Baselines against gpvae: the recorded method (e.g. cnn/s32_b512), a colon, and "
-        "its comma-separated tags (one per seed).",
+        "its comma-separated tags (one per seed); NAME=METHOD:TAGS names it (two settings "
+        "of one method side by side).",
     )
     p.add_argument(
         "--peer-restarts",
@@ -653,15 +665,20 @@ def main(argv: Sequence[str] | None = None) -> int:
         assert found, "CHOSEN not found in benchmarks/anomaly.py"
         args.variant = found.group(1)
     records = [r for path in args.results for r in json.loads(Path(path).read_text())]
-    peers = {}
+    peers, peer_methods = {}, {}
     for spec in args.peers:
         method, _, tags = spec.partition(":")
+        name, eq, named = method.partition("=")
+        if eq:
+            peer_methods[name], method = named, name
+        if method in peers:
+            p.error(f"--peers: {method!r} given twice; name one NAME=METHOD:TAGS")
         peers[method] = tags.split(",")
     parts = []
     if not args.dev_only:
         parts.append(render(
             records, args.tags, args.variant, args.rerun_suffix, args.restarts, peers,
-            args.peer_restarts, args.vae_tags,
+            args.peer_restarts, args.vae_tags, peer_methods,
         ))  # fmt: skip
     n_dev = args.dev_seeds or len(args.tags)
     ks = args.dev_restarts or [args.restarts]

@@ -276,6 +276,19 @@ def test_main_writes_a_named_region_and_reads_the_peers(seeds, tmp_path) -> None
     assert text.startswith(f"{seeds.BEGIN}\nkept\n{seeds.END}\n<!-- mine -->\n")
     assert "old" not in text
     assert "| SMAP | 2 | cnn/s32_b512 | 1 | 0.575 | 0.100 | +0.475 " in text
+    # two settings of one method side by side, each under its own name
+    recs += [_rec(s, "cnn", "c9", 0.3, variant="s32_b512") for s in ("A", "B")]
+    res.write_text(json.dumps(recs))
+    seeds.main(["--results", str(res), "--tags", "t0", "t1", "t2", "t3", "--variant", V,
+                "--restarts", "2", "--peers", "cnn/s32_b512:c0", "wide=cnn/s32_b512:c9",
+                "--marker", "mine", "--docs", str(docs)])  # fmt: skip
+    text = docs.read_text()
+    assert "| SMAP | 2 | cnn/s32_b512 | 1 | 0.575 | 0.100 | +0.475 " in text
+    assert "| SMAP | 2 | wide | 1 | 0.575 | 0.300 | +0.275 " in text
+    assert "wide (cnn/s32_b512) c9" in text
+    with pytest.raises(SystemExit):  # the same name twice
+        seeds.main(["--results", str(res), "--tags", "t0", "t1", "--variant", V, "--peers",
+                    "cnn/s32_b512:c0", "cnn/s32_b512:c9", "--docs", str(docs)])  # fmt: skip
 
 
 def test_a_baseline_with_validation_scores_is_the_best_of_its_restarts(seeds) -> None:  # type: ignore[no-untyped-def]
