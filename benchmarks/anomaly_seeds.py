@@ -83,17 +83,32 @@ def bootstrap_ci(
     return float(np.quantile(means, a)), float(np.quantile(means, 1.0 - a))
 
 
+Suffixes = str | Sequence[str] | None
+
+
+def rerun_of(tag: str, tags: Sequence[str], rerun_suffix: Suffixes) -> tuple[str, int] | None:
+    """``(TAG, k)`` when ``tag`` is ``TAG`` of ``tags`` plus the k-th of the suffixes
+    ``rerun_suffix`` (one or several, in order: a run refit with cap 200, then one of those
+    refit again with cap 400, ...), else None."""
+    suffixes = [rerun_suffix] if isinstance(rerun_suffix, str) else list(rerun_suffix or [])
+    for k, suffix in enumerate(suffixes):
+        if suffix and tag.endswith(suffix) and tag[: -len(suffix)] in tags:
+            return tag[: -len(suffix)], k
+    return None
+
+
 def collect(
     records: Sequence[dict[str, Any]],
     tags: Sequence[str],
     variant: str,
-    rerun_suffix: str | None = None,
+    rerun_suffix: Suffixes = None,
     vae_tags: Sequence[str] | None = None,
 ) -> dict[tuple[str, str], dict[str, list[dict[str, Any]]]]:
     """(dataset, series) -> model -> its records, one per tag in ``tags``' order, for the
     held-out series that have a record of both models for every tag. With
     ``rerun_suffix``, a record of tag ``TAG + rerun_suffix`` (a cap-limited run refit with
-    a larger cap) takes the place of the same series' and model's record of ``TAG``. With
+    a larger cap) takes the place of the same series' and model's record of ``TAG``; with
+    several suffixes, the record of the last one found does (:func:`rerun_of`). With
     ``vae_tags`` (as many as ``tags``), the VAE's records are those of these tags instead
     (its seed i is ``vae_tags[i]``: a setting of gpvae against the VAE's own runs)."""
     if vae_tags is not None and len(vae_tags) != len(tags):
@@ -102,17 +117,20 @@ def collect(
         )
     own = {"gpvae": list(tags), "vae": list(tags if vae_tags is None else vae_tags)}
     found: dict[tuple[str, str], dict[tuple[str, str], dict[str, Any]]] = {}
-    reruns: dict[tuple[str, str, str, str], dict[str, Any]] = {}
+    reruns: dict[tuple[str, str, str, str], tuple[int, dict[str, Any]]] = {}
     for r in records:
         model, _, v = r["method"].partition("/")
         if r.get("dev") or model not in MODELS or v != variant:
             continue
         tag, mine = r.get("tag", ""), own[model]
-        if rerun_suffix and tag.endswith(rerun_suffix) and tag[: -len(rerun_suffix)] in mine:
-            reruns[(r["dataset"], r["series"], model, tag[: -len(rerun_suffix)])] = r
+        rerun = rerun_of(tag, mine, rerun_suffix)
+        if rerun is not None:
+            key = (r["dataset"], r["series"], model, rerun[0])
+            if key not in reruns or reruns[key][0] <= rerun[1]:
+                reruns[key] = (rerun[1], r)
         elif tag in mine:
             found.setdefault((r["dataset"], r["series"]), {})[(model, tag)] = r
-    for (ds, series, model, tag), r in reruns.items():
+    for (ds, series, model, tag), (_, r) in reruns.items():
         if (model, tag) in found.get((ds, series), {}):
             found[(ds, series)][(model, tag)] = r
     out = {}
@@ -147,7 +165,7 @@ def collect_peer(
     records: Sequence[dict[str, Any]],
     method: str,
     tags: Sequence[str],
-    rerun_suffix: str | None = None,
+    rerun_suffix: Suffixes = None,
 ) -> dict[tuple[str, str], list[dict[str, Any]]]:
     """(dataset, series) -> the held-out records of baseline ``method`` (as recorded, e.g.
     ``cnn/s32_b512``), one per tag in ``tags``' order, for the series that have all; a
@@ -159,11 +177,13 @@ def collect_peer(
         if r.get("dev") or r["method"] != method:
             continue
         tag = r.get("tag", "")
-        if rerun_suffix and tag.endswith(rerun_suffix) and tag[: -len(rerun_suffix)] in tags:
-            reruns.append((tag[: -len(rerun_suffix)], r))
+        rerun = rerun_of(tag, tags, rerun_suffix)
+        if rerun is not None:
+            reruns.append((rerun[1], rerun[0], r))
         elif tag in tags:
             found.setdefault((r["dataset"], r["series"]), {})[tag] = r
-    for tag, r in reruns:
+    reruns.sort(key=lambda x: x[0])  # stable: a later suffix is applied last
+    for _, tag, r in reruns:
         if tag in found.get((r["dataset"], r["series"]), {}):
             found[(r["dataset"], r["series"])][tag] = r
     return {k: [v[t] for t in tags] for k, v in found.items() if all(t in v for t in tags)}
@@ -293,7 +313,7 @@ def render(
     records: Sequence[dict[str, Any]],
     tags: Sequence[str],
     variant: str,
-    rerun_suffix: str | None = None,
+    rerun_suffix: Suffixes = None,
     restarts: int = 1,
     peers: dict[str, Sequence[str]] | None = None,
     peer_restarts: int = 1,
@@ -576,9 +596,11 @@ def main(argv: Sequence[str] | None = None) -> int:
     p.add_argument("--variant", default=None, help="Default: CHOSEN of anomaly.py.")
     p.add_argument(
         "--rerun-suffix",
+        nargs="+",
         default=None,
         help="Records of tag TAG + this suffix (cap-limited runs refit with a larger cap) "
-        "replace the same series' and model's (or baseline's) record of TAG.",
+        "replace the same series' and model's (or baseline's) record of TAG; with several "
+        "suffixes (e.g. _cap200 _cap400) the last one a series has wins.",
     )
     p.add_argument(
         "--dev-prefixes",

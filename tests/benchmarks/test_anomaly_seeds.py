@@ -158,6 +158,15 @@ def test_a_rerun_with_a_larger_cap_replaces_the_cap_limited_record(seeds) -> Non
     assert s["gpvae"]["cap"] == [100, 200]
     assert "| SMAP | 100/200 | " in seeds.render(recs, TAGS, V, "_cap200")
     assert s["gpvae"]["vus_pr"] == pytest.approx(plain_mean(plain) + 0.3 / 3 / 2)
+    # a cap-200 rerun still cap-limited, refit again with cap 400: the last suffix wins,
+    # in either order of the records
+    again = _rec("A", "gpvae", "t0_cap400", 0.7, best=300, epochs=400)
+    for order in ([*recs, again], [again, *recs]):
+        by = seeds.collect(order, TAGS, V, ["_cap200", "_cap400"])
+        assert by[("SMAP", "A")]["gpvae"][0] is again
+    assert seeds.collect([*recs, again], TAGS, V, "_cap200")[("SMAP", "A")]["gpvae"][0] is rerun
+    assert seeds.rerun_of("t0_cap400", TAGS, ["_cap200", "_cap400"]) == ("t0", 1)
+    assert seeds.rerun_of("t9_cap400", TAGS, ["_cap200", "_cap400"]) is None
 
 
 def plain_mean(by: dict[Any, Any]) -> float:
@@ -334,6 +343,10 @@ def test_a_baseline_rerun_replaces_its_cap_limited_record(seeds) -> None:  # typ
     assert [r["vus_pr"] for r in seeds.collect_peer(recs, cnn, ["c0"])[("SMAP", "A")]] == [0.2]
     both = seeds.collect_peer(recs, cnn, ["c0", "c1"], "_cap200")[("SMAP", "A")]
     assert [r["vus_pr"] for r in both] == [0.6, 0.9]
+    again = _rec("A", "cnn", "c0_cap400", 0.8, best=300, epochs=400, variant="s32_b512")
+    for order in ([*recs, again], [again, *recs]):
+        runs = seeds.collect_peer(order, cnn, ["c0"], ["_cap200", "_cap400"])
+        assert [r["vus_pr"] for r in runs[("SMAP", "A")]] == [0.8]
 
 
 def test_gpvae_runs_of_other_tags_meet_the_vaes_own_runs_seed_by_seed(seeds) -> None:  # type: ignore[no-untyped-def]
