@@ -650,7 +650,7 @@ def main(argv: Sequence[str] | None = None) -> int:
         "--peers",
         nargs="*",
         default=[],
-        metavar="METHOD:TAGS",
+        metavar="[NAME=]METHOD:TAGS",
         help="Baselines against gpvae: the recorded method (e.g. cnn/s32_b512), a colon, and "
         "its comma-separated tags (one per seed); NAME=METHOD:TAGS names it (two settings "
         "of one method side by side).",
