@@ -525,6 +525,7 @@ def new_gpvae(args: argparse.Namespace, white: bool = False) -> Any:
         patience=args.patience,
         batch_size=args.batch_size,
         lr=args.lr,
+        kernel_lr=None if white else args.kernel_lr,
         calibrate=False,
         progress=False,
         seed=args.seed,
@@ -849,6 +850,13 @@ def parse_args(argv: Sequence[str] | None) -> argparse.Namespace:
     )
     p.add_argument("--hidden", type=int, default=64)
     p.add_argument("--lr", type=float, default=3e-3)
+    p.add_argument(
+        "--kernel-lr",
+        type=float,
+        default=None,
+        help="gpvae's learning rate of the kernel hyper-parameters (default: the library's, "
+        "max(--lr, settings.KERNEL_LR)).",
+    )
     p.add_argument("--batch-size", type=int, default=32)
     p.add_argument("--train-window", type=int, default=64, help="Steps per training window.")
     p.add_argument("--train-stride", type=int, default=16, help="Steps between their starts.")
@@ -918,7 +926,7 @@ def parse_args(argv: Sequence[str] | None) -> argparse.Namespace:
 
 #: The model settings of records written before their option existed (session 21): a
 #: record without the key ran with this value.
-MODEL_DEFAULTS = {"likelihood": "gaussian", "encoder": "mlp"}
+MODEL_DEFAULTS = {"likelihood": "gaussian", "encoder": "mlp", "kernel_lr": None}
 
 #: A refit of a cap-limited run with a larger cap: its tag is the run's with this suffix.
 RERUN_SUFFIX = "_cap200"
@@ -960,10 +968,10 @@ def restart_args(args: argparse.Namespace, method: str, kept: dict[str, Any]) ->
     new.epochs = kept["config"]["epochs"]
     ours, theirs = method_config(run_config(new), method), kept["config"]
     for k in ("latent_dim", "hidden", "beta", "kernel", "lengthscale", "patience", "lr",
-              "likelihood", "encoder"):  # fmt: skip
-        if ours[k] != theirs.get(k, MODEL_DEFAULTS.get(k)):
+              "likelihood", "encoder", "kernel_lr"):  # fmt: skip
+        if ours.get(k, MODEL_DEFAULTS.get(k)) != theirs.get(k, MODEL_DEFAULTS.get(k)):
             raise ValueError(
-                f"--restart-of: {method} {kept['series']}: {k} is {ours[k]!r} here, "
+                f"--restart-of: {method} {kept['series']}: {k} is {ours.get(k)!r} here, "
                 f"{theirs.get(k)!r} in the kept run"
             )
     return new
@@ -979,6 +987,8 @@ def run_config(args: argparse.Namespace) -> dict[str, Any]:
         for k in ("epochs", "patience", "latent_dim", "hidden", "lr", "batch_size")
     }
     config.update(kernel=args.kernel, lengthscale=args.lengthscale, beta=args.beta)
+    if args.kernel_lr is not None:  # recorded only when set (older records have none)
+        config.update(kernel_lr=args.kernel_lr)
     config.update(likelihood=args.likelihood, encoder=args.encoder)
     config.update(train_window=args.train_window, train_stride=args.train_stride)
     config.update({k: getattr(args, k) for k in ("window", "samples", "far", "threshold_holdout")})
@@ -988,9 +998,11 @@ def run_config(args: argparse.Namespace) -> dict[str, Any]:
 
 def method_config(config: dict[str, Any], method: str) -> dict[str, Any]:
     """The run's configuration as it applies to ``method``: the VAE runs a white kernel
-    whatever ``--kernel`` and ``--lengthscale`` say."""
+    whatever ``--kernel``, ``--lengthscale`` and ``--kernel-lr`` say."""
     if method == "vae":
-        return {**config, "kernel": "white", "lengthscale": None}
+        white = {**config, "kernel": "white", "lengthscale": None}
+        white.pop("kernel_lr", None)  # the VAE has no kernel to learn
+        return white
     return config
 
 

@@ -248,6 +248,14 @@ def test_a_vae_record_names_the_white_kernel_it_ran(bench) -> None:  # type: ign
                                                   "beta": 0.5}  # fmt: skip
     assert bench.method_config(config, "gpvae") == config
     assert config["kernel"] == "matern32"  # the run's own configuration is left as it was
+    # --kernel-lr: gpvae's, recorded only when given; the VAE has no kernel to learn
+    args = bench.parse_args(["--kernel-lr", "0.1", "--hidden", "8"])
+    assert bench.new_gpvae(args).kernel_lr == 0.1
+    assert bench.new_gpvae(args, white=True).kernel_lr is None
+    assert bench.run_config(args)["kernel_lr"] == 0.1
+    assert "kernel_lr" not in bench.method_config(bench.run_config(args), "vae")
+    assert "kernel_lr" not in bench.run_config(bench.parse_args([]))
+    assert bench.new_gpvae(bench.parse_args([])).kernel_lr is None
 
 
 def test_the_records_config_holds_the_epoch_cap_and_the_seed(bench) -> None:  # type: ignore[no-untyped-def]
@@ -352,6 +360,9 @@ def test_the_kept_run_of_a_restart_group_is_refit_with_its_seed_and_cap(bench) -
     assert (new.seed, new.epochs, args.seed, args.epochs) == (4, 200, 9, 40)
     with pytest.raises(ValueError, match="hidden"):
         bench.restart_args(bench.parse_args(["--hidden", "32"]), "gpvae", recs[0])
+    # a kept run without kernel_lr in its config ran the library's rate
+    with pytest.raises(ValueError, match="kernel_lr"):
+        bench.restart_args(bench.parse_args(["--kernel-lr", "0.1"]), "gpvae", recs[0])
 
 
 def test_a_block_variant_scores_with_runs_of_hidden_steps(bench, monkeypatch) -> None:  # type: ignore[no-untyped-def]
