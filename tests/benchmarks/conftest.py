@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import importlib
 import os
+import shlex
 import sys
 from collections.abc import Callable
 from pathlib import Path
@@ -28,6 +29,33 @@ def bench_script() -> Callable[[str], ModuleType]:
             sys.path.remove(str(BENCHMARKS))
 
     return load
+
+
+@pytest.fixture(scope="session")
+def rerun_docs_command() -> Callable[[ModuleType, str, Path], tuple[str, str]]:
+    """``rerun_docs_command(script, marker, tmp_path)``: see :func:`_rerun_docs_command`."""
+    return _rerun_docs_command
+
+
+def _rerun_docs_command(script: ModuleType, marker: str, tmp_path: Path) -> tuple[str, str]:
+    """The text of ``docs/benchmarks.md`` and of a copy of it after rerunning the command
+    printed there that writes region ``marker`` with ``benchmarks/<script>.py`` (its
+    ``main``; results paths resolved from the checkout's root). Equal texts: the region is
+    that command's output from the committed records."""
+    root = BENCHMARKS.parent
+    name = f"benchmarks/{Path(script.__file__).name}"
+    docs = (root / "docs" / "benchmarks.md").read_text()
+    [line] = [
+        ln for ln in docs.splitlines()
+        if f"{name} --results" in ln and ln.endswith(f"--marker {marker}")
+    ]  # fmt: skip
+    argv = shlex.split(line)
+    argv = argv[argv.index(name) + 1 :]
+    argv = [str(root / a) if a.startswith("benchmarks/results/") else a for a in argv]
+    copy = tmp_path / "benchmarks.md"
+    copy.write_text(docs)
+    assert script.main([*argv, "--docs", str(copy)]) == 0
+    return docs, copy.read_text()
 
 
 @pytest.fixture(scope="session")

@@ -4,9 +4,7 @@ lengthscales by tag and series, their ratios between two starts, and the docs ta
 from __future__ import annotations
 
 import json
-import shlex
 from collections.abc import Callable
-from pathlib import Path
 from types import ModuleType
 from typing import Any
 
@@ -88,20 +86,11 @@ def test_main_writes_its_region_and_refuses_unknown_pairs(kernels, tmp_path, cap
 
 
 @pytest.mark.parametrize("marker", ["anomaly-kernels-s32-smap-msl", "anomaly-kernels-s32-nab"])
-def test_docs_region_is_its_documented_commands_output(kernels, tmp_path, marker) -> None:  # type: ignore[no-untyped-def]
+def test_docs_region_is_its_documented_commands_output(
+    kernels, rerun_docs_command, tmp_path, marker
+) -> None:  # type: ignore[no-untyped-def]
     """docs/benchmarks.md's region is what the command printed beside it writes from the
     committed records: rerunning it on a copy of the docs changes nothing."""
-    root = Path(__file__).resolve().parents[2]
-    docs = (root / "docs" / "benchmarks.md").read_text()
-    [line] = [
-        ln for ln in docs.splitlines()
-        if "benchmarks/anomaly_kernels.py --results" in ln and ln.endswith(f"--marker {marker}")
-    ]  # fmt: skip
-    argv = shlex.split(line)
-    argv = argv[argv.index("benchmarks/anomaly_kernels.py") + 1 :]
-    argv = [str(root / a) if a.startswith("benchmarks/results/") else a for a in argv]
-    copy = tmp_path / "benchmarks.md"
-    copy.write_text(docs)
-    assert kernels.main([*argv, "--docs", str(copy)]) == 0
+    docs, rerun = rerun_docs_command(kernels, marker, tmp_path)
     assert f"<!-- {marker} -->\n| data set | tag |" in docs
-    assert copy.read_text() == docs
+    assert rerun == docs

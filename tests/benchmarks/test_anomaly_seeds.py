@@ -4,9 +4,7 @@ the paired bootstrap interval, the seed spread and the cap-limited count."""
 from __future__ import annotations
 
 import json
-import shlex
 from collections.abc import Callable
-from pathlib import Path
 from types import ModuleType
 from typing import Any
 
@@ -458,20 +456,11 @@ def test_a_development_row_names_a_likelihood_or_encoder_other_than_the_defaults
     "marker",
     ["anomaly-seeds-s31-ls16", "anomaly-seeds-s32-smap-msl", "anomaly-seeds-s32-nab"],
 )
-def test_docs_region_is_its_documented_commands_output(seeds, tmp_path, marker) -> None:  # type: ignore[no-untyped-def]
+def test_docs_region_is_its_documented_commands_output(
+    seeds, rerun_docs_command, tmp_path, marker
+) -> None:  # type: ignore[no-untyped-def]
     """docs/benchmarks.md's region is what the command printed beside it writes, flags and
     all, from the committed records: rerunning it on a copy of the docs changes nothing."""
-    root = Path(__file__).resolve().parents[2]
-    docs = (root / "docs" / "benchmarks.md").read_text()
-    [line] = [
-        ln for ln in docs.splitlines()
-        if "benchmarks/anomaly_seeds.py" in ln and ln.endswith(f"--marker {marker}")
-    ]  # fmt: skip
-    argv = shlex.split(line)
-    argv = argv[argv.index("benchmarks/anomaly_seeds.py") + 1 :]
-    argv = [str(root / a) if a.startswith("benchmarks/results/") else a for a in argv]
-    copy = tmp_path / "benchmarks.md"
-    copy.write_text(docs)
-    assert seeds.main([*argv, "--docs", str(copy)]) == 0
+    docs, rerun = rerun_docs_command(seeds, marker, tmp_path)
     assert f"<!-- {marker} -->\nHeld-out series" in docs
-    assert copy.read_text() == docs
+    assert rerun == docs
