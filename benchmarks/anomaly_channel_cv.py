@@ -58,6 +58,7 @@ from anomaly_ensemble import (
     seed_range,
 )
 from anomaly_seeds import best_of, cap_limited
+from anomaly_table import collection
 
 from gpvae.estimator.anomaly import runs_of
 
@@ -74,10 +75,6 @@ CANDIDATES: dict[str, tuple[str | None, float]] = {
     "P": (None, math.inf),
 }
 MODELS = ("gpvae", "vae")
-
-
-def collection(dataset: str) -> str:
-    return "SMAP+MSL" if dataset in ("SMAP", "MSL") else dataset
 
 
 def candidate_score(dump: dict[str, np.ndarray], name: str, far: float, samples: int) -> np.ndarray:

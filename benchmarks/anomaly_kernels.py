@@ -30,7 +30,7 @@ from typing import Any
 import numpy as np
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
-from anomaly_table import write_region  # a sibling script
+from anomaly_table import collection, write_region  # a sibling script
 
 ROOT = Path(__file__).resolve().parents[1]
 DOCS = ROOT / "docs" / "benchmarks.md"
@@ -39,10 +39,6 @@ DOCS = ROOT / "docs" / "benchmarks.md"
 LIBRARY_LENGTHSCALE = 3.0
 #: Learned lengthscales within this factor of each other "meet".
 MEET = 1.5
-
-
-def collection(dataset: str) -> str:
-    return "SMAP+MSL" if dataset in ("SMAP", "MSL") else dataset
 
 
 def learned(record: dict[str, Any]) -> float:

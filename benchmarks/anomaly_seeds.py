@@ -172,20 +172,21 @@ def collect_peer(
     record of tag ``TAG + rerun_suffix`` replaces the series' record of ``TAG`` (as in
     :func:`collect`)."""
     found: dict[tuple[str, str], dict[str, dict[str, Any]]] = {}
-    reruns = []
+    reruns: dict[tuple[str, str, str], tuple[int, dict[str, Any]]] = {}
     for r in records:
         if r.get("dev") or r["method"] != method:
             continue
         tag = r.get("tag", "")
         rerun = rerun_of(tag, tags, rerun_suffix)
         if rerun is not None:
-            reruns.append((rerun[1], rerun[0], r))
+            key = (r["dataset"], r["series"], rerun[0])
+            if key not in reruns or reruns[key][0] <= rerun[1]:
+                reruns[key] = (rerun[1], r)
         elif tag in tags:
             found.setdefault((r["dataset"], r["series"]), {})[tag] = r
-    reruns.sort(key=lambda x: x[0])  # stable: a later suffix is applied last
-    for _, tag, r in reruns:
-        if tag in found.get((r["dataset"], r["series"]), {}):
-            found[(r["dataset"], r["series"])][tag] = r
+    for (ds, series, tag), (_, r) in reruns.items():
+        if tag in found.get((ds, series), {}):
+            found[(ds, series)][tag] = r
     return {k: [v[t] for t in tags] for k, v in found.items() if all(t in v for t in tags)}
 
 

@@ -248,6 +248,11 @@ def render(
     return out + "".join("\n\n" + d for d in devs if d)
 
 
+def collection(dataset: str) -> str:
+    """The collection a data set's series are compared within: SMAP and MSL together."""
+    return "SMAP+MSL" if dataset in ("SMAP", "MSL") else dataset
+
+
 def write_region(docs: Path, table: str, begin: str = BEGIN, end: str = END) -> None:
     """Put ``table`` between the markers ``begin`` and ``end`` of ``docs`` (the region
     appended at the end when the markers are missing)."""
