@@ -515,7 +515,7 @@ def new_gpvae(args: argparse.Namespace, white: bool = False) -> Any:
     return GPVAE(
         latent_dim=args.latent_dim,
         kernel="white" if white else args.kernel,
-        lengthscale=None if white else args.lengthscale,
+        lengthscale=None if white else args.lengthscale,  # one value, or one per channel
         beta=args.beta,
         posterior="diagonal" if white else "structured",
         likelihood=args.likelihood,
@@ -833,9 +833,10 @@ def parse_args(argv: Sequence[str] | None) -> argparse.Namespace:
     p.add_argument("--kernel", default="matern32", help="gpvae's kernel name (the VAE's is white).")
     p.add_argument(
         "--lengthscale",
-        type=float,
+        type=lengthscale_arg,
         default=None,
-        help="gpvae's initial lengthscale in steps (default: the library's).",
+        help="gpvae's initial lengthscale in steps (default: the library's), or one per "
+        "latent channel, comma-separated (e.g. 3,6,12,24 with --latent-dim 4).",
     )
     p.add_argument("--beta", type=float, default=1.0, help="KL weight of both VAEs.")
     p.add_argument(
@@ -921,7 +922,26 @@ def parse_args(argv: Sequence[str] | None) -> argparse.Namespace:
     p.add_argument("--restart-prefix", default="s15_seed")
     p.add_argument("--restarts", type=int, default=3)
     p.add_argument("--group", type=int, default=0)
-    return p.parse_args(argv)
+    args = p.parse_args(argv)
+    if isinstance(args.lengthscale, list) and len(args.lengthscale) != args.latent_dim:
+        p.error(
+            f"--lengthscale: expected one value or {args.latent_dim} (one per latent "
+            f"channel, --latent-dim), found {len(args.lengthscale)}"
+        )
+    return args
+
+
+def lengthscale_arg(text: str) -> float | list[float]:
+    """``--lengthscale``: one positive number, or a comma-separated list of them."""
+    try:
+        values = [float(v) for v in text.split(",")]
+    except ValueError:
+        raise argparse.ArgumentTypeError(
+            f"expected a number or comma-separated numbers, found {text!r}"
+        ) from None
+    if not all(v > 0 and math.isfinite(v) for v in values):
+        raise argparse.ArgumentTypeError(f"expected positive numbers, found {text!r}")
+    return values[0] if len(values) == 1 else values
 
 
 #: The model settings of records written before their option existed (session 21): a

@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import warnings
 from pathlib import Path
+from typing import cast
 
 import numpy as np
 import pandas as pd
@@ -335,6 +336,51 @@ def test_lengthscale_also_starts_the_gp_noise_kernels() -> None:
         assert abs(float(k.lengthscale) - 24.0) < 1e-4
     default = GPVAE(**FAST, likelihood="gaussian_gp")._build_model(2)
     assert abs(float(default.likelihood.gp.kernels[0].lengthscale) - 3.0) < 1e-4
+
+
+def test_lengthscale_per_latent_channel(tmp_path: Path) -> None:
+    """One initial lengthscale per latent channel starts each channel's kernel at its own
+    value (the channels packed as with one value), survives save/load, and starts the GP
+    noise kernel at their median."""
+    X, _ = _sines(8, 16)
+    est = GPVAE(**{**FAST, "latent_dim": 3, "epochs": 1}, lengthscale=[2, 5, 11])
+    assert est.lengthscale == (2.0, 5.0, 11.0)
+    model = est._build_model(2)
+    assert model.prior.packed is not None
+    got = [float(k.lengthscale.detach()) for k in model.prior.kernels]
+    assert got == pytest.approx([2.0, 5.0, 11.0], rel=1e-6)
+    est.fit(X)
+    est.save(tmp_path / "m")
+    back = GPVAE.load(tmp_path / "m")
+    assert back.lengthscale == (2.0, 5.0, 11.0)
+    learned = [float(k.lengthscale.detach()) for k in est.model_.prior.kernels]
+    assert [float(k.lengthscale.detach()) for k in back.model_.prior.kernels] == learned
+    noisy = GPVAE(**{**FAST, "latent_dim": 3}, likelihood="gaussian_gp", lengthscale=(2, 5, 11))
+    noise = noisy._build_model(2).likelihood.gp.kernels[0]
+    assert float(noise.lengthscale.detach()) == pytest.approx(5.0, rel=1e-6)
+
+
+@pytest.mark.parametrize(
+    ("value", "error", "match"),
+    [([2.0, 5.0], ValidationError, r"lengthscale: expected one number or 3 .*found 2"),
+     ([2.0, -1.0, 3.0], ValidationError, "lengthscale: expected a finite number > 0"),
+     ((2.0, float("inf"), 3.0), ValidationError, "lengthscale: expected a finite number"),
+     ("3", InputTypeError, "lengthscale: expected a number"),
+     ([2.0, "a", 3.0], InputTypeError, "lengthscale: expected a number")],
+)  # fmt: skip
+def test_lengthscale_list_errors_name_the_argument(
+    value: object, error: type[Exception], match: str
+) -> None:
+    with pytest.raises(error, match=match):
+        GPVAE(latent_dim=3, lengthscale=value)
+
+
+def test_spatial_fit_refuses_one_lengthscale_per_channel() -> None:
+    from gpvae.estimator.spatial import SpatialSpec, build_spatial_model
+
+    est = GPVAE(latent_dim=2, lengthscale=(2.0, 8.0))
+    with pytest.raises(ValidationError, match="lengthscale: expected one number for a spatial"):
+        build_spatial_model(est, cast(SpatialSpec, None), 2)
 
 
 @pytest.mark.parametrize(

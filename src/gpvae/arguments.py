@@ -48,6 +48,22 @@ def float_arg(name: str, value: object, *, positive: bool = True) -> float:
     return v
 
 
+def lengthscale_arg(value: object, latent_dim: int) -> float | tuple[float, ...] | None:
+    """None, one positive number, or ``latent_dim`` of them (one per latent channel), else
+    an error naming ``lengthscale``."""
+    if value is None:
+        return None
+    if isinstance(value, (str, bytes)) or not isinstance(value, (Sequence, np.ndarray)):
+        return float_arg("lengthscale", value)
+    values = list(np.asarray(value, dtype=object).reshape(-1))
+    if len(values) != latent_dim:
+        raise ValidationError(
+            f"lengthscale: expected one number or {latent_dim} (one per latent channel, "
+            f"latent_dim), found {len(values)}"
+        )
+    return tuple(float_arg("lengthscale", v) for v in values)
+
+
 def bool_arg(name: str, value: object) -> bool:
     """``value`` as a bool (Python or numpy), or an InputTypeError naming ``name``."""
     if not isinstance(value, (bool, np.bool_)):

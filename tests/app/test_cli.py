@@ -876,18 +876,20 @@ def test_kernel_option_takes_what_the_registry_takes(given: str, key: str) -> No
         choice.convert("foo", None, None)
 
 
-@pytest.mark.parametrize("lengthscale", [None, 5.0])
+@pytest.mark.parametrize("lengthscale", [None, 5.0, (2.0, 5.0, 9.0)])
 def test_fit_lengthscale_sets_the_initial_kernels(
-    lengthscale: float | None, files: dict[str, Path], tmp_path: Path
+    lengthscale: float | tuple[float, ...] | None, files: dict[str, Path], tmp_path: Path
 ) -> None:
-    """--lengthscale (in time steps) starts every latent channel's kernel there; without it,
-    the estimator's default. One epoch at tiny learning rates (the networks' and the
-    kernel's own) leaves it in place."""
+    """--lengthscale (in time steps) starts every latent channel's kernel there, or each
+    channel at its own value of a comma-separated list; without it, the estimator's default.
+    One epoch at tiny learning rates (the networks' and the kernel's own) leaves it in
+    place."""
     from gpvae import GPVAE
     from gpvae.settings import DEFAULT_LENGTHSCALE
 
     out = tmp_path / "m"
-    given = [] if lengthscale is None else ["--lengthscale", str(lengthscale)]
+    text = ",".join(map(str, lengthscale)) if isinstance(lengthscale, tuple) else lengthscale
+    given = [] if lengthscale is None else ["--lengthscale", str(text)]
     code = main(["fit", str(files["long_csv"]), "--time-col", "t", "--id-col", "station",
                  "-o", str(out), "--epochs", "1", "--lr", "1e-9", "--kernel-lr", "1e-9",
                  "--latent-dim", "3",
@@ -896,10 +898,32 @@ def test_fit_lengthscale_sets_the_initial_kernels(
     model = GPVAE.load(out / "model")
     assert model.lengthscale == lengthscale
     expected = DEFAULT_LENGTHSCALE if lengthscale is None else lengthscale
+    if not isinstance(expected, tuple):
+        expected = (expected,) * 3
     kernels = list(model.model_.prior.kernels)
     assert len(kernels) == 3
-    for kernel in kernels:
-        assert float(kernel.lengthscale.detach()) == pytest.approx(expected, rel=1e-4)
+    for kernel, value in zip(kernels, expected):
+        assert float(kernel.lengthscale.detach()) == pytest.approx(value, rel=1e-4)
+
+
+@pytest.mark.parametrize(
+    ("given", "match"),
+    [("2,x", "comma-separated numbers"), ("2,-1,3", "positive numbers"),
+     ("2,5", "one number or 3")],
+)  # fmt: skip
+def test_fit_lengthscale_refuses_bad_lists_before_reading_data(
+    given: str, match: str, files: dict[str, Path], tmp_path: Path,
+    capsys: pytest.CaptureFixture[str],
+) -> None:  # fmt: skip
+    out = tmp_path / "m"
+    code = main(["fit", str(files["long_csv"]), "--time-col", "t", "--id-col", "station",
+                 "-o", str(out), "--epochs", "1", "--latent-dim", "3", "--quiet",
+                 "--lengthscale", given])  # fmt: skip
+    assert code != 0
+    err = capsys.readouterr().err
+    assert "lengthscale" in err
+    assert match in err
+    assert not (out / "model").exists()
 
 
 def test_fit_blames_features_for_a_column_of_written_out_missing_values(

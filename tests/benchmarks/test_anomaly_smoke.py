@@ -242,6 +242,37 @@ def test_the_model_options_reach_the_fit_and_the_fitted_kernel_is_recorded(
     assert packed["0.lengthscale"] == pytest.approx(want, rel=1e-12)
 
 
+def test_lengthscale_per_channel_starts_each_latent_channel(bench) -> None:  # type: ignore[no-untyped-def]
+    """--lengthscale 3,6,12,24 gives each latent channel its initial lengthscale; the model is
+    the one the session-33 records ran (the benchmark then handed GPVAE one named kernel per
+    channel: the same weights and hyper-parameters); the VAE ignores it; a count other than
+    --latent-dim, or a bad value, stops the run before anything is fitted."""
+    import torch
+
+    from gpvae import GPVAE
+    from gpvae.kernels import build_kernel
+
+    args = bench.parse_args(["--latent-dim", "4", "--lengthscale", "3,6,12,24", "--hidden", "8"])
+    assert args.lengthscale == [3.0, 6.0, 12.0, 24.0]
+    assert bench.run_config(args)["lengthscale"] == [3.0, 6.0, 12.0, 24.0]
+    assert bench.method_config(bench.run_config(args), "vae")["lengthscale"] is None
+    ours = bench.new_gpvae(args)._build_model(1)
+    assert [float(k.lengthscale.detach()) for k in ours.prior.kernels] == [3.0, 6.0, 12.0, 24.0]
+    kernels = [build_kernel("matern32", v) for v in (3.0, 6.0, 12.0, 24.0)]
+    before = GPVAE(latent_dim=4, kernel=kernels, hidden=(8, 8), lr=args.lr, beta=args.beta,
+                   seed=args.seed)._build_model(1)  # fmt: skip
+    a, b = ours.state_dict(), before.state_dict()
+    assert a.keys() == b.keys()
+    for k in a:
+        assert torch.equal(a[k], b[k]), k
+    assert bench.new_gpvae(args, white=True).lengthscale is None
+    assert bench.parse_args(["--lengthscale", "16"]).lengthscale == 16.0
+    for bad in (["--latent-dim", "4", "--lengthscale", "3,6"], ["--lengthscale", "3,x"],
+                ["--lengthscale", "3,-6"]):  # fmt: skip
+        with pytest.raises(SystemExit):
+            bench.parse_args(bad)
+
+
 def test_a_vae_record_names_the_white_kernel_it_ran(bench) -> None:  # type: ignore[no-untyped-def]
     config = {"kernel": "matern32", "lengthscale": 5.0, "beta": 0.5}
     assert bench.method_config(config, "vae") == {"kernel": "white", "lengthscale": None,

@@ -125,3 +125,26 @@ def test_register_kernel_bad_arguments() -> None:
 def test_registry_not_changed_by_other_tests() -> None:
     assert "smooth" not in available_kernels()
     assert "broken" not in available_kernels()
+
+
+def test_build_kernel_takes_one_lengthscale_per_channel() -> None:
+    """A sequence of lengthscales gives one kernel per channel, each starting at its own
+    value: a name is repeated (its periodic factors keep the given period), a per-channel
+    list of names takes them in order; a count that does not match is refused."""
+    from gpvae.kernels import HarmonicPeriodic, Matern52, Sum, build_kernel
+
+    same = build_kernel("matern32", [2.0, 7.0])
+    assert [type(k) for k in same] == [Matern32, Matern32]
+    assert [float(k.lengthscale.detach()) for k in same] == pytest.approx([2.0, 7.0])
+    mixed = build_kernel(["matern32", "matern52"], (2.0, 7.0))
+    assert [type(k) for k in mixed] == [Matern32, Matern52]
+    assert [float(k.lengthscale.detach()) for k in mixed] == pytest.approx([2.0, 7.0])
+    seasonal = build_kernel("matern32+periodic", [2.0, 7.0], period=12.0)
+    for k, ell in zip(seasonal, [2.0, 7.0]):
+        assert isinstance(k, Sum)
+        smooth, periodic = k.kernels
+        assert float(smooth.lengthscale.detach()) == pytest.approx(ell)
+        assert isinstance(periodic, HarmonicPeriodic)
+        assert float(periodic.period.detach()) == pytest.approx(12.0)
+    with pytest.raises(ValidationError, match=r"lengthscale: expected one number or one per"):
+        build_kernel(["matern32", "matern52"], [2.0, 7.0, 1.0])

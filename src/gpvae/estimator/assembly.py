@@ -9,6 +9,7 @@ only checks that the chosen parts fit together and puts them together.
 from __future__ import annotations
 
 import copy
+import statistics
 from collections.abc import Sequence
 from dataclasses import dataclass
 
@@ -48,7 +49,7 @@ class ModelSpec:
     decoder: str | nn.Module
     hidden: tuple[int, ...]
     beta: float
-    lengthscale: float | None
+    lengthscale: float | tuple[float, ...] | None
     mask_rate: float = 0.0
     mask_pattern: str = "points"
     block_lengths: tuple[int, int] = (2, 24)
@@ -94,8 +95,11 @@ def build_model(spec: ModelSpec, num_features: int) -> GPVAEModel:
     family = get_posterior(spec.posterior)
     lik = get_likelihood(spec.likelihood, num_features)
     if lik.needs_index and spec.lengthscale is not None:
-        # noise that is a GP along the index starts at the same lengthscale as the latents
-        noise_kernel = build_kernel("matern32", spec.lengthscale)
+        # noise that is a GP along the index starts at the latents' (median) lengthscale
+        ell = spec.lengthscale
+        noise_kernel = build_kernel(
+            "matern32", statistics.median(ell) if isinstance(ell, tuple) else ell
+        )
         lik = get_likelihood(spec.likelihood, num_features, kernel=noise_kernel)
     enc: nn.Module
     dec: nn.Module

@@ -160,6 +160,11 @@ class SpatialResult:
 
 def build_spatial_model(est: Any, spec: SpatialSpec, num_features: int) -> GPVAEModel:
     """The GP-VAE of the estimator's settings with a SpaceTime prior (seeded by est.seed)."""
+    if isinstance(est.lengthscale, tuple):
+        raise ValidationError(
+            "lengthscale: expected one number for a spatial fit (one SpaceTime kernel is "
+            f"shared by the latent channels), found {len(est.lengthscale)}"
+        )
     temporal = (
         est.kernel if isinstance(est.kernel, Kernel) else build_kernel(est.kernel, est.lengthscale)
     )

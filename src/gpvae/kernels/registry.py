@@ -296,7 +296,7 @@ def num_periods(spec: KernelArg) -> int:
 
 def build_kernel(
     spec: KernelArg,
-    lengthscale: float | None = None,
+    lengthscale: float | Sequence[float] | None = None,
     period: float | Sequence[float] | None = None,
     learn_period: bool = True,
     span: float | None = None,
@@ -313,7 +313,9 @@ def build_kernel(
     Args:
         spec: a registered (possibly composite) name, or a Kernel (deep-copied; its
             hyper-parameters are taken as given).
-        lengthscale: initial lengthscale of the non-periodic factors.
+        lengthscale: initial lengthscale of the non-periodic factors, or one per latent
+            channel (a name then gives the list of the channels' kernels, each with its
+            own; a per-channel list of names takes them in order).
         period: the period of every periodic factor, or one per periodic factor in the
             order of the name, in time steps; needed when the name has a periodic factor.
         learn_period: learn the periods (else they stay fixed).
@@ -329,16 +331,21 @@ def build_kernel(
         ValidationError: naming ``period`` when it is missing, or has the wrong number of
             values, for the name's periodic factors.
     """
-    if not isinstance(spec, (str, Kernel)):
-        periods = _periods_arg(period, num_periods(spec), "the channel kernels")
-        out, i = [], 0
-        for k in spec:
-            n = num_periods(k)
-            out.append(build_kernel(k, lengthscale, periods[i : i + n] or None, learn_period, span))
-            i += n
-        return out
     if isinstance(spec, Kernel):
         return copy.deepcopy(spec)
+    if lengthscale is not None and not isinstance(lengthscale, (int, float)):
+        ells = [float(v) for v in lengthscale]  # one per channel
+        specs = [spec] * len(ells) if isinstance(spec, str) else list(spec)
+        if len(specs) != len(ells):
+            raise ValidationError(
+                f"lengthscale: expected one number or one per channel kernel ({len(specs)}), "
+                f"found {len(ells)}"
+            )
+        if isinstance(spec, str):  # every channel has the name's periodic factors
+            return [build_kernel(spec, v, period, learn_period, span) for v in ells]
+        return _per_channel(specs, ells, period, learn_period, span)
+    if not isinstance(spec, str):
+        return _per_channel(list(spec), [lengthscale] * len(spec), period, learn_period, span)
     terms = parse_kernel_name(spec)
     n_per = num_periods(spec)
     periods = _periods_arg(period, n_per, spec)
@@ -370,6 +377,23 @@ def build_kernel(
             factors.append(k)
         built.append(_product(factors))
     return built[0] if len(built) == 1 else Sum(*built)
+
+
+def _per_channel(
+    specs: list[Any],
+    ells: Sequence[float | None],
+    period: float | Sequence[float] | None,
+    learn_period: bool,
+    span: float | None,
+) -> list[Any]:
+    """The channel kernels of a per-channel list, the periods handed out in order."""
+    periods = _periods_arg(period, num_periods(specs), "the channel kernels")
+    out, i = [], 0
+    for k, ell in zip(specs, ells):
+        n = num_periods(k)
+        out.append(build_kernel(k, ell, periods[i : i + n] or None, learn_period, span))
+        i += n
+    return out
 
 
 def _raw_names(kernel: Kernel) -> set[str]:

@@ -95,6 +95,23 @@ def hidden_sizes(
     return sizes
 
 
+def lengthscales(
+    ctx: click.Context, param: click.Parameter, value: str | None
+) -> float | tuple[float, ...] | None:
+    """Callback: one positive number, or comma-separated ones (one per latent channel)."""
+    if value is None:
+        return None
+    try:
+        values = tuple(float(v) for v in value.split(","))
+    except ValueError:
+        raise click.BadParameter(
+            f"expected a number or comma-separated numbers, found {value!r}"
+        ) from None
+    if not all(math.isfinite(v) and v > 0 for v in values):
+        raise click.BadParameter(f"expected positive numbers, found {value!r}")
+    return values[0] if len(values) == 1 else values
+
+
 def interval(level: float) -> tuple[float, float]:
     """The quantiles ``(lower, upper)`` of the central interval of probability ``level``."""
     return (0.5 - level / 2.0, 0.5 + level / 2.0)

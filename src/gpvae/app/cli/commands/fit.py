@@ -23,6 +23,7 @@ from gpvae.app.cli.options import (
     RegistryChoice,
     examples,
     hidden_sizes,
+    lengthscales,
     merge_option,
     positive_float,
     positive_int,
@@ -106,10 +107,11 @@ THRESHOLD_QUANTILE = 0.99
 @click.option(
     "--lengthscale",
     default=None,
-    type=float,
-    callback=positive_float,
+    callback=lengthscales,
+    metavar="STEPS",
     help="Initial kernel lengthscale, in time steps (one step = the median spacing of the "
-    f"training times). Default: {settings.DEFAULT_LENGTHSCALE:g}.",
+    "training times), or one per latent channel, comma-separated (e.g. 3,6,12,24 with "
+    f"--latent-dim 4: a bank of time scales). Default: {settings.DEFAULT_LENGTHSCALE:g}.",
 )
 @click.option(
     "--encoder",
@@ -323,7 +325,7 @@ def fit(
     forecast_blend: bool,
     difference: bool,
     difference_columns: str | None,
-    lengthscale: float | None,
+    lengthscale: float | tuple[float, ...] | None,
     encoder: str,
     likelihood: str,
     hidden: tuple[int, ...],
