@@ -353,6 +353,7 @@ def test_lengthscale_per_latent_channel(tmp_path: Path) -> None:
     est.save(tmp_path / "m")
     back = GPVAE.load(tmp_path / "m")
     assert back.lengthscale == (2.0, 5.0, 11.0)
+    assert est.get_config()["lengthscale"] == [2.0, 5.0, 11.0]  # JSON-able as saved
     learned = [float(k.lengthscale.detach()) for k in est.model_.prior.kernels]
     assert [float(k.lengthscale.detach()) for k in back.model_.prior.kernels] == learned
     noisy = GPVAE(**{**FAST, "latent_dim": 3}, likelihood="gaussian_gp", lengthscale=(2, 5, 11))

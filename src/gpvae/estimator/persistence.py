@@ -86,6 +86,8 @@ class PersistenceMethods:
         config["kernel"] = kernel_spec(est.kernel)
         config["hidden"] = list(est.hidden)
         config["block_lengths"] = list(est.block_lengths)
+        if isinstance(est.lengthscale, tuple):  # one per latent channel
+            config["lengthscale"] = list(est.lengthscale)
         config["device"] = str(est.device)
         if est.spatial_ is not None:
             config["spatial"] = est.spatial_.to_json()
