@@ -12,7 +12,10 @@ collection (SMAP+MSL, NAB; held-out series that have a record of every tag):
   10%-90% range over series), mean VUS-PR and mean epochs run;
 - per pair ``A:B`` (``--pairs``): per series the ratio of B's learned lengthscale to A's
   (median and 10%-90% range), how many of the series whose two runs both recorded their
-  kernels end within a factor 1.5 of each other, and the mean VUS-PR of B minus A.
+  kernels end within a factor 1.5 of each other, and the mean VUS-PR of B minus A;
+- per tag whose runs start each latent channel at its own lengthscale (``--lengthscale
+  3,6,12,24``): each channel's start and learned value, and in how many runs the learned
+  values keep the order of the starts.
 
     python benchmarks/anomaly_kernels.py --results benchmarks/results/anomaly_s32.json \\
         --tags TAG_A TAG_B --pairs TAG_A:TAG_B --marker NAME
@@ -46,6 +49,24 @@ def learned(record: dict[str, Any]) -> float:
     record has none)."""
     ls = (record.get("kernel_fitted") or {}).get("0.lengthscale")
     return float(np.median(ls)) if ls else float("nan")
+
+
+def initial(record: dict[str, Any]) -> tuple[float, ...]:
+    """The run's initial lengthscale per latent channel (one value for all channels when
+    the config gives one, or leaves it to the library)."""
+    value = record["config"].get("lengthscale") or LIBRARY_LENGTHSCALE
+    if isinstance(value, list):
+        return tuple(float(v) for v in value)
+    return (float(value),) * int(record["config"].get("latent_dim", 1))
+
+
+def _starts(rs: Sequence[dict[str, Any]]) -> str:
+    """The runs' initial lengthscales: distinct values joined by '/', a per-channel start
+    as its values joined by ','."""
+    found = {initial(r) for r in rs}
+    if all(len(set(v)) == 1 for v in found):
+        return "/".join(f"{v:g}" for v in sorted({v[0] for v in found}))
+    return "/".join(",".join(f"{x:g}" for x in v) for v in sorted(found))
 
 
 def gather(
@@ -86,10 +107,9 @@ def render(
     for coll, by_series in cells.items():
         for tag in tags:
             rs = [by_tag[tag] for by_tag in by_series.values()]
-            init = {r["config"].get("lengthscale") or LIBRARY_LENGTHSCALE for r in rs}
             lr = {str(r["config"].get("kernel_lr", "library")) for r in rs}
             lines.append(
-                f"| {coll} | {tag} | {len(rs)} | {'/'.join(f'{v:g}' for v in sorted(init))} "
+                f"| {coll} | {tag} | {len(rs)} | {_starts(rs)} "
                 f"| {'/'.join(sorted(lr))} | {_range(np.array([learned(r) for r in rs]))} "
                 f"| {np.mean([r['vus_pr'] for r in rs]):.3f} "
                 f"| {np.mean([r['epochs_run'] for r in rs]):.1f} |"
@@ -113,7 +133,37 @@ def render(
                     f"| {within} | {diff.mean():+.3f} |"
                 )
         text += "\n\n" + "\n".join(rows)
+    channels = by_channel(cells, tags)
+    if channels:
+        text += "\n\n" + channels
     return text + "\n"
+
+
+def by_channel(cells: dict[str, dict[str, dict[str, dict[str, Any]]]], tags: Sequence[str]) -> str:
+    """For tags whose runs start the latent channels at different lengthscales: per channel
+    its start and where it ends (median and 10%-90% over series), and in how many runs the
+    learned values keep the order of the starts ('' when no tag has such runs)."""
+    rows = [
+        "| data set | tag | channel | initial lengthscale | learned, median (10%-90%) "
+        "| learned / initial, median | runs keeping the channels' order |",
+        "| --- | --- | ---: | ---: | --- | ---: | ---: |",
+    ]
+    for coll, by_series in cells.items():
+        for tag in tags:
+            rs = [d[tag] for d in by_series.values() if d[tag].get("kernel_fitted")]
+            starts = {initial(r) for r in rs}
+            if len(starts) != 1 or len(set(next(iter(starts)))) == 1:
+                continue  # one start for every channel, or runs that differ in their starts
+            start = np.array(next(iter(starts)))
+            ends = np.array([r["kernel_fitted"]["0.lengthscale"] for r in rs])  # (runs, L)
+            order = np.argsort(start, kind="stable")
+            kept = int((np.diff(ends[:, order], axis=1) > 0).all(axis=1).sum())
+            for c in range(len(start)):
+                rows.append(
+                    f"| {coll} | {tag} | {c} | {start[c]:g} | {_range(ends[:, c])} "
+                    f"| {np.median(ends[:, c] / start[c]):.2f} | {kept} of {len(rs)} |"
+                )
+    return "\n".join(rows) if len(rows) > 2 else ""
 
 
 def main(argv: Sequence[str] | None = None) -> int:

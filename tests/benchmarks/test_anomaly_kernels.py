@@ -94,3 +94,29 @@ def test_docs_region_is_its_documented_commands_output(
     docs, rerun = rerun_docs_command(kernels, marker, tmp_path)
     assert f"<!-- {marker} -->\n| data set | tag |" in docs
     assert rerun == docs
+
+
+def test_per_channel_starts_get_a_table_of_their_own(kernels) -> None:  # type: ignore[no-untyped-def]
+    """Runs that start each latent channel at its own lengthscale: the main table shows the
+    start as its values; the channel table gives each channel's learned median and counts
+    the runs whose learned values keep the order of the starts (A keeps it, B swaps its
+    last two channels)."""
+    recs = [
+        _rec("A", "ms", [2.0, 7.0, 30.0], 0.2, None),
+        _rec("B", "ms", [4.0, 20.0, 10.0], 0.4, None),
+        _rec("A", "c0", [3.0], 0.1, None),
+        _rec("B", "c0", [3.0], 0.3, None),
+    ]
+    for r in recs[:2]:
+        r["config"]["lengthscale"] = [3.0, 6.0, 12.0]
+    assert kernels.initial(recs[0]) == (3.0, 6.0, 12.0)
+    assert kernels.initial(recs[2]) == (3.0,)
+    lines = kernels.render(recs, ["ms", "c0"], []).splitlines()
+    assert "| SMAP+MSL | ms | 2 | 3,6,12 | library | 8.50 (7.30-9.70) | 0.300 | 20.0 |" in lines
+    assert "| SMAP+MSL | c0 | 2 | 3 | library | 3.00 (3.00-3.00) | 0.200 | 20.0 |" in lines
+    assert "| SMAP+MSL | ms | 0 | 3 | 3.00 (2.20-3.80) | 1.00 | 1 of 2 |" in lines
+    assert "| SMAP+MSL | ms | 1 | 6 | 13.50 (8.30-18.70) | 2.25 | 1 of 2 |" in lines
+    assert "| SMAP+MSL | ms | 2 | 12 | 20.00 (12.00-28.00) | 1.67 | 1 of 2 |" in lines
+    assert not any("| c0 | 0 |" in line for line in lines)  # one start for every channel
+    # without per-channel starts there is no channel table
+    assert "keeping the channels' order" not in kernels.render(recs[2:], ["c0"], [])
