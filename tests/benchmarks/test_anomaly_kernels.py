@@ -85,7 +85,9 @@ def test_main_writes_its_region_and_refuses_unknown_pairs(kernels, tmp_path, cap
         kernels.main([*argv[:5], "--pairs", "s3:s9"])
 
 
-@pytest.mark.parametrize("marker", ["anomaly-kernels-s32-smap-msl", "anomaly-kernels-s32-nab"])
+@pytest.mark.parametrize(
+    "marker", ["anomaly-kernels-s32-smap-msl", "anomaly-kernels-s32-nab", "anomaly-kernels-s33"]
+)
 def test_docs_region_is_its_documented_commands_output(
     kernels, rerun_docs_command, tmp_path, marker
 ) -> None:  # type: ignore[no-untyped-def]

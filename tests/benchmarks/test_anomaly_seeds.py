@@ -454,7 +454,13 @@ def test_a_development_row_names_a_likelihood_or_encoder_other_than_the_defaults
 
 @pytest.mark.parametrize(
     "marker",
-    ["anomaly-seeds-s31-ls16", "anomaly-seeds-s32-smap-msl", "anomaly-seeds-s32-nab"],
+    [
+        "anomaly-seeds-s31-ls16",
+        "anomaly-seeds-s32-smap-msl",
+        "anomaly-seeds-s32-nab",
+        "anomaly-seeds-s33",
+        "anomaly-seeds-s33-two",
+    ],
 )
 def test_docs_region_is_its_documented_commands_output(
     seeds, rerun_docs_command, tmp_path, marker
