@@ -26,7 +26,7 @@ from __future__ import annotations
 import argparse
 import json
 import sys
-from collections.abc import Sequence
+from collections.abc import Iterator, Sequence
 from pathlib import Path
 from typing import Any
 
@@ -93,34 +93,40 @@ def _range(values: np.ndarray, fmt: str = ".2f") -> str:
     return f"{mid:{fmt}} ({lo:{fmt}}-{hi:{fmt}})"
 
 
+def _table(columns: Sequence[str], align: str, rows: Sequence[str]) -> str:
+    """A markdown table: the header of ``columns``, the ``align`` row, then ``rows``."""
+    return "\n".join([f"| {' | '.join(columns)} |", align, *rows])
+
+
+def _by_tag(
+    cells: dict[str, dict[str, dict[str, dict[str, Any]]]], tags: Sequence[str]
+) -> Iterator[tuple[str, str, list[dict[str, Any]]]]:
+    """(collection, tag, the tag's records over the collection's series), in order."""
+    for coll, by_series in cells.items():
+        for tag in tags:
+            yield coll, tag, [by_tag[tag] for by_tag in by_series.values()]
+
+
 def render(
     records: Sequence[dict[str, Any]], tags: Sequence[str], pairs: Sequence[tuple[str, str]]
 ) -> str:
     cells = gather(records, tags)
     if not cells:
         return "No series has a gpvae record of every tag."
-    lines = [
-        "| data set | tag | series | initial lengthscale | kernel lr | learned lengthscale, "
-        "median (10%-90%) | VUS-PR | epochs run |",
-        "| --- | --- | ---: | ---: | --- | --- | ---: | ---: |",
-    ]
-    for coll, by_series in cells.items():
-        for tag in tags:
-            rs = [by_tag[tag] for by_tag in by_series.values()]
-            lr = {str(r["config"].get("kernel_lr", "library")) for r in rs}
-            lines.append(
-                f"| {coll} | {tag} | {len(rs)} | {_starts(rs)} "
-                f"| {'/'.join(sorted(lr))} | {_range(np.array([learned(r) for r in rs]))} "
-                f"| {np.mean([r['vus_pr'] for r in rs]):.3f} "
-                f"| {np.mean([r['epochs_run'] for r in rs]):.1f} |"
-            )
-    text = "\n".join(lines)
+    lines = []
+    for coll, tag, rs in _by_tag(cells, tags):
+        lr = {str(r["config"].get("kernel_lr", "library")) for r in rs}
+        lines.append(
+            f"| {coll} | {tag} | {len(rs)} | {_starts(rs)} "
+            f"| {'/'.join(sorted(lr))} | {_range(np.array([learned(r) for r in rs]))} "
+            f"| {np.mean([r['vus_pr'] for r in rs]):.3f} "
+            f"| {np.mean([r['epochs_run'] for r in rs]):.1f} |"
+        )
+    columns = ["data set", "tag", "series", "initial lengthscale", "kernel lr",
+               "learned lengthscale, median (10%-90%)", "VUS-PR", "epochs run"]  # fmt: skip
+    text = _table(columns, "| --- | --- | ---: | ---: | --- | --- | ---: | ---: |", lines)
     if pairs:
-        rows = [
-            "| data set | A | B | series | learned B / A, median (10%-90%) "
-            f"| within a factor {MEET:g} | VUS-PR B - A |",
-            "| --- | --- | --- | ---: | --- | ---: | ---: |",
-        ]
+        rows = []
         for coll, by_series in cells.items():
             for a, b in pairs:
                 ratio = np.array([learned(d[b]) / learned(d[a]) for d in by_series.values()])
@@ -132,7 +138,9 @@ def render(
                     f"| {coll} | {a} | {b} | {len(ratio)} | {_range(ratio)} "
                     f"| {within} | {diff.mean():+.3f} |"
                 )
-        text += "\n\n" + "\n".join(rows)
+        columns = ["data set", "A", "B", "series", "learned B / A, median (10%-90%)",
+                   f"within a factor {MEET:g}", "VUS-PR B - A"]  # fmt: skip
+        text += "\n\n" + _table(columns, "| --- | --- | --- | ---: | --- | ---: | ---: |", rows)
     channels = by_channel(cells, tags)
     if channels:
         text += "\n\n" + channels
@@ -143,27 +151,26 @@ def by_channel(cells: dict[str, dict[str, dict[str, dict[str, Any]]]], tags: Seq
     """For tags whose runs start the latent channels at different lengthscales: per channel
     its start and where it ends (median and 10%-90% over series), and in how many runs the
     learned values keep the order of the starts ('' when no tag has such runs)."""
-    rows = [
-        "| data set | tag | channel | initial lengthscale | learned, median (10%-90%) "
-        "| learned / initial, median | runs keeping the channels' order |",
-        "| --- | --- | ---: | ---: | --- | ---: | ---: |",
-    ]
-    for coll, by_series in cells.items():
-        for tag in tags:
-            rs = [d[tag] for d in by_series.values() if d[tag].get("kernel_fitted")]
-            starts = {initial(r) for r in rs}
-            if len(starts) != 1 or len(set(next(iter(starts)))) == 1:
-                continue  # one start for every channel, or runs that differ in their starts
-            start = np.array(next(iter(starts)))
-            ends = np.array([r["kernel_fitted"]["0.lengthscale"] for r in rs])  # (runs, L)
-            order = np.argsort(start, kind="stable")
-            kept = int((np.diff(ends[:, order], axis=1) > 0).all(axis=1).sum())
-            for c in range(len(start)):
-                rows.append(
-                    f"| {coll} | {tag} | {c} | {start[c]:g} | {_range(ends[:, c])} "
-                    f"| {np.median(ends[:, c] / start[c]):.2f} | {kept} of {len(rs)} |"
-                )
-    return "\n".join(rows) if len(rows) > 2 else ""
+    rows = []
+    for coll, tag, found in _by_tag(cells, tags):
+        rs = [r for r in found if r.get("kernel_fitted")]
+        starts = {initial(r) for r in rs}
+        if len(starts) != 1 or len(set(next(iter(starts)))) == 1:
+            continue  # one start for every channel, or runs that differ in their starts
+        start = np.array(next(iter(starts)))
+        ends = np.array([r["kernel_fitted"]["0.lengthscale"] for r in rs])  # (runs, L)
+        order = np.argsort(start, kind="stable")
+        kept = int((np.diff(ends[:, order], axis=1) > 0).all(axis=1).sum())
+        for c in range(len(start)):
+            rows.append(
+                f"| {coll} | {tag} | {c} | {start[c]:g} | {_range(ends[:, c])} "
+                f"| {np.median(ends[:, c] / start[c]):.2f} | {kept} of {len(rs)} |"
+            )
+    if not rows:
+        return ""
+    columns = ["data set", "tag", "channel", "initial lengthscale", "learned, median (10%-90%)",
+               "learned / initial, median", "runs keeping the channels' order"]  # fmt: skip
+    return _table(columns, "| --- | --- | ---: | ---: | --- | ---: | ---: |", rows)
 
 
 def main(argv: Sequence[str] | None = None) -> int:
