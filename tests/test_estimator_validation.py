@@ -345,6 +345,8 @@ def test_lengthscale_per_latent_channel(tmp_path: Path) -> None:
     X, _ = _sines(8, 16)
     est = GPVAE(**{**FAST, "latent_dim": 3, "epochs": 1}, lengthscale=[2, 5, 11])
     assert est.lengthscale == (2.0, 5.0, 11.0)
+    assert GPVAE(latent_dim=3, lengthscale=np.array([2, 5, 11])).lengthscale == est.lengthscale
+    assert GPVAE(latent_dim=3, lengthscale=np.array(4.0)).lengthscale == 4.0  # a 0-d array
     model = est._build_model(2)
     assert model.prior.packed is not None
     got = [float(k.lengthscale.detach()) for k in model.prior.kernels]

@@ -53,6 +53,8 @@ def lengthscale_arg(value: object, latent_dim: int) -> float | tuple[float, ...]
     an error naming ``lengthscale``."""
     if value is None:
         return None
+    if isinstance(value, np.ndarray) and value.ndim == 0:
+        value = value.item()
     if isinstance(value, (str, bytes)) or not isinstance(value, (Sequence, np.ndarray)):
         return float_arg("lengthscale", value)
     values = list(np.asarray(value, dtype=object).reshape(-1))

@@ -329,7 +329,8 @@ def build_kernel(
 
     Raises:
         ValidationError: naming ``period`` when it is missing, or has the wrong number of
-            values, for the name's periodic factors.
+            values, for the name's periodic factors; naming ``lengthscale`` when a
+            per-channel list of names has another number of lengthscales.
     """
     if isinstance(spec, Kernel):
         return copy.deepcopy(spec)
