@@ -134,6 +134,27 @@ def test_flagged_intervals_cover_an_injected_shift(fitted: GPVAE) -> None:
         fitted.anomaly_profile_ = None
 
 
+def test_intervals_give_times_in_the_inputs_own_form(fitted: GPVAE) -> None:
+    """With datetime times an interval's start, end and peak come back as the user's
+    timestamps (not the hours since the first one that the model works in); with numbers,
+    as the numbers given."""
+    fitted.fit_threshold([seasonal(400, 13)], false_alarm_rate=0.01, num_samples=8, smooth=3)
+    try:
+        y = seasonal(300, 14)
+        y[100:130, 0] += 2.5
+        stamps = np.datetime64("2024-03-01T00:00") + np.arange(300) * np.timedelta64(1, "h")
+        for times in (stamps, np.arange(300) + 1000.0):
+            ivs = fitted.anomaly_scores(y[None], times[None]).intervals[0]
+            assert ivs
+            for iv in ivs:
+                for key, pos in (("start_time", "start"), ("end_time", "end"),
+                                 ("peak_time", "peak")):  # fmt: skip
+                    assert iv[key] == times[iv[pos]], (key, iv)
+                    assert isinstance(iv[key], np.datetime64) == (times is stamps)
+    finally:
+        fitted.anomaly_profile_ = None
+
+
 def test_profile_round_trips_through_save_and_load(fitted: GPVAE, tmp_path: Path) -> None:
     fitted.fit_threshold([seasonal(200, 15)], false_alarm_rate=0.02, num_samples=4, smooth=2)
     try:

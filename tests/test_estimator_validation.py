@@ -319,6 +319,22 @@ def test_merge_duplicate_times_arrays_and_frames() -> None:
     assert same.merged == []
 
 
+def test_merge_duplicate_times_keeps_datetimes_as_the_user_gave_them() -> None:
+    """Datetime times come back as datetimes (not seconds since 1970), and the merged group
+    and the warning name the user's own timestamp."""
+    t = np.array(["2014-01-07T01:00", "2014-01-07T02:00", "2014-01-07T02:00",
+                  "2014-01-07T03:00"], dtype="datetime64[s]")  # fmt: skip
+    values = np.array([[1.0], [2.0], [4.0], [5.0]])
+    with pytest.warns(UserWarning, match=r"at time 2014-01-07T02:00:00;"):
+        got = merge_duplicate_times([values], [t])
+    assert got.times is not None
+    assert got.times[0].dtype == np.dtype("datetime64[s]")
+    np.testing.assert_array_equal(got.times[0], t[[0, 1, 3]])
+    np.testing.assert_array_equal(got.X[0][:, 0], [1.0, 3.0, 5.0])
+    assert got.merged == [{"series": 0, "time": np.datetime64("2014-01-07T02:00"), "rows": [1, 2]}]
+    to_series_set(got.X, got.times)  # what merging produced is accepted
+
+
 def test_gaussian_gp_per_feature_gives_each_feature_its_own_kernel() -> None:
     X, _ = _sines(12, 20)
     est = GPVAE(**FAST, likelihood="gaussian_gp_per_feature").fit(X)

@@ -34,7 +34,8 @@ class MergedTimes:
     Attributes:
         X: the data with one row per (series, time): a DataFrame for a DataFrame input, else
             a list of n (U_i, D) arrays.
-        times: None for a DataFrame input, else a list of n (U_i,) float arrays.
+        times: None for a DataFrame input, else a list of n (U_i,) arrays: datetime64 for
+            datetime times (in their unit), else float.
         merged: one dict per merged group: ``series`` (id or position), ``time`` and ``rows``
             (the input's row labels or positions that were merged).
     """
@@ -48,9 +49,11 @@ def _warn(merged: list[dict[str, Any]], stacklevel: int) -> None:
     if merged:
         rows = sum(len(m["rows"]) for m in merged)
         first = merged[0]
+        when = first["time"]
+        shown = str(when) if isinstance(when, np.datetime64) else repr(when)
         warnings.warn(
             f"merged {rows} rows into {len(merged)} (same series and time), e.g. rows "
-            f"{first['rows']} of series {first['series']!r} at time {first['time']!r}; "
+            f"{first['rows']} of series {first['series']!r} at time {shown}; "
             "see .merged for all",
             UserWarning,
             stacklevel=stacklevel,
@@ -129,12 +132,15 @@ def merge_duplicate_times(
     merged: list[dict[str, Any]] = []
     for i, (v, t) in enumerate(zip(series, times, strict=True)):
         v = np.asarray(v, dtype=np.float64)
-        t = np.asarray(t, dtype=np.float64)
+        t = np.asarray(t)
+        if not np.issubdtype(t.dtype, np.datetime64):  # datetimes stay datetimes
+            t = t.astype(np.float64)
         u, inverse, counts = np.unique(t, return_inverse=True, return_counts=True)
         out = np.full((len(u), v.shape[1]), np.nan)
         for k in np.flatnonzero(counts > 1):
             rows = np.flatnonzero(inverse == k)
-            merged.append({"series": i, "time": float(u[k]), "rows": rows.tolist()})
+            when = u[k] if np.issubdtype(u.dtype, np.datetime64) else float(u[k])
+            merged.append({"series": i, "time": when, "rows": rows.tolist()})
             with warnings.catch_warnings():
                 warnings.simplefilter("ignore", RuntimeWarning)  # all-NaN columns stay NaN
                 out[k] = np.nanmean(v[rows], axis=0)

@@ -79,7 +79,7 @@ from gpvae.data import SeriesSet, from_padded
 from gpvae.data.windows import window_starts
 from gpvae.errors import ModelFileError, ValidationError, invalid
 from gpvae.estimator.context import PredictContext
-from gpvae.estimator.results import AnomalyResult
+from gpvae.estimator.results import AnomalyResult, times_out
 from gpvae.model.scoring import heldout_nlpd, latent_nlpd, prior_nlpd
 
 __all__ = [
@@ -720,10 +720,28 @@ def heldout_scores(
         intervals=None
         if profile is None
         else [
-            flagged_intervals(s, e, t, profile.threshold, list(ss.feature_names), profile, flags=f)
+            _in_input_times(
+                ss,
+                flagged_intervals(
+                    s, e, t, profile.threshold, list(ss.feature_names), profile, flags=f
+                ),
+            )
             for s, e, t, f in zip(step, entry, ss.times, flagged or [])
         ],
     )
+
+
+def _in_input_times(ss: SeriesSet, intervals: list[dict[str, Any]]) -> list[dict[str, Any]]:
+    """The intervals' ``*_time`` values in the input's own form: datetimes for datetime
+    times (not the hours since the first one that the model works in), durations for
+    durations, numbers for numbers."""
+    if ss.layout.time_unit is None:
+        return intervals
+    keys = ("start_time", "end_time", "peak_time")
+    for iv in intervals:
+        user = times_out(ss, np.array([iv[k] for k in keys], dtype=np.float64))
+        iv.update(zip(keys, user))
+    return intervals
 
 
 # ---------------------------------------------------------------- threshold, intervals
@@ -917,9 +935,10 @@ def flagged_intervals(
     Returns:
         One dict per interval: ``start``, ``end`` (positions of its first and last step),
         ``start_time``, ``end_time``, ``peak`` (position of its highest score),
-        ``peak_time``, ``peak_score``, ``steps`` and ``features``: up to ``top`` feature
-        names, most contributing first (by the sum of their normalised scores over the
-        interval).
+        ``peak_time`` (``times``' values; :meth:`GPVAE.anomaly_scores` gives them in the
+        input's own form, e.g. datetimes), ``peak_score``, ``steps`` and ``features``: up to
+        ``top`` feature names, most contributing first (by the sum of their normalised
+        scores over the interval).
     """
     above = np.nan_to_num(step, nan=-np.inf) > threshold if flags is None else np.asarray(flags)
     if not above.any():
