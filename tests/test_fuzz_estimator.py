@@ -165,7 +165,8 @@ def inputs(draw: st.DrawFn, D: int | None = None, fit: bool = False) -> Inputs:
             lengths[i] = 1
             if np.isnan(xs[i]).all():
                 xs[i][0, 0] = 1.0
-        if fit and _nothing_to_fit(xs, D):
+        # an int or bool cast observes every entry (NaN becomes 0), so nothing is missing then
+        if fit and not int_like and _nothing_to_fit(xs, D):
             faults.add("X")
     elif fault_x == "empty" and form in ("array", "list"):
         kind = draw(st.sampled_from(["n", "T", "D"]))
