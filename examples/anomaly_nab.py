@@ -13,7 +13,7 @@ step, and the false-alarm rate on the unlabelled scored steps. Written: ``anomal
 the score timeline with the labelled windows (orange) and the flagged intervals (red).
 
 Run: ``python examples/anomaly_nab.py [--series realKnownCause/machine_temperature_system_failure]
-[--data-dir ../shared/data] [--out out/anomaly_nab]`` (about a minute on one CPU core). The
+[--data-dir ../shared/data] [--out out/anomaly_nab]`` (10-20 s on one CPU core). The
 data are read from the shared data folder (``GPVAE_DATA`` or ``../shared/data``); nothing is
 downloaded.
 """
