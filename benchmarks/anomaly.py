@@ -932,16 +932,16 @@ def parse_args(argv: Sequence[str] | None) -> argparse.Namespace:
 
 
 def lengthscale_arg(text: str) -> float | list[float]:
-    """``--lengthscale``: one positive number, or a comma-separated list of them."""
+    """``--lengthscale``: one positive number, or a comma-separated list of them (a list,
+    as the records' JSON holds it, so that ``--restart-of`` compares like with like)."""
+    from gpvae.arguments import lengthscale_text
+    from gpvae.errors import ValidationError
+
     try:
-        values = [float(v) for v in text.split(",")]
-    except ValueError:
-        raise argparse.ArgumentTypeError(
-            f"expected a number or comma-separated numbers, found {text!r}"
-        ) from None
-    if not all(v > 0 and math.isfinite(v) for v in values):
-        raise argparse.ArgumentTypeError(f"expected positive numbers, found {text!r}")
-    return values[0] if len(values) == 1 else values
+        value = lengthscale_text(text)
+    except ValidationError as err:
+        raise argparse.ArgumentTypeError(str(err)) from None
+    return list(value) if isinstance(value, tuple) else value
 
 
 #: The model settings of records written before their option existed (session 21): a

@@ -66,6 +66,20 @@ def lengthscale_arg(value: object, latent_dim: int) -> float | tuple[float, ...]
     return tuple(float_arg("lengthscale", v) for v in values)
 
 
+def lengthscale_text(text: str) -> float | tuple[float, ...]:
+    """``"16"`` or ``"3,6,12,24"`` (one per latent channel) as a number or a tuple of
+    them; a ValidationError when a value is not a positive number."""
+    try:
+        values = tuple(float(v) for v in text.split(","))
+    except ValueError:
+        raise ValidationError(
+            f"expected a number or comma-separated numbers, found {text!r}"
+        ) from None
+    if not all(math.isfinite(v) and v > 0 for v in values):
+        raise ValidationError(f"expected positive numbers, found {text!r}")
+    return values[0] if len(values) == 1 else values
+
+
 def bool_arg(name: str, value: object) -> bool:
     """``value`` as a bool (Python or numpy), or an InputTypeError naming ``name``."""
     if not isinstance(value, (bool, np.bool_)):

@@ -10,7 +10,8 @@ from typing import Any, TypeVar
 
 import click
 
-from gpvae.errors import GPVAEError
+from gpvae.arguments import lengthscale_text
+from gpvae.errors import GPVAEError, ValidationError
 
 __all__ = [
     "RegistryChoice",
@@ -102,14 +103,9 @@ def lengthscales(
     if value is None:
         return None
     try:
-        values = tuple(float(v) for v in value.split(","))
-    except ValueError:
-        raise click.BadParameter(
-            f"expected a number or comma-separated numbers, found {value!r}"
-        ) from None
-    if not all(math.isfinite(v) and v > 0 for v in values):
-        raise click.BadParameter(f"expected positive numbers, found {value!r}")
-    return values[0] if len(values) == 1 else values
+        return lengthscale_text(value)
+    except ValidationError as err:
+        raise click.BadParameter(str(err)) from None
 
 
 def interval(level: float) -> tuple[float, float]:
