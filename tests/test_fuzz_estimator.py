@@ -686,6 +686,19 @@ def fit_cases(draw: st.DrawFn) -> tuple[Inputs, dict[str, Any], Any, set[str]]:
     }
     if options["encoder"] == "partial" and options["posterior"] != "structured":
         faults.add("encoder")  # 'partial' needs the structured posterior
+    ell = draw(st.sampled_from(["none", "none", "one", "per_channel", "count", "value"]))
+    L = TINY["latent_dim"]
+    if ell == "one":
+        options["lengthscale"] = draw(st.floats(0.5, 50.0))
+    elif ell == "per_channel":  # a bank of time scales, one per latent channel
+        options["lengthscale"] = [draw(st.floats(0.5, 50.0)) for _ in range(L)]
+    elif ell == "count":
+        options["lengthscale"] = [2.0] * (L + draw(st.sampled_from([-1, 1])))
+        faults.add("lengthscale")
+    elif ell == "value":
+        bad = draw(st.sampled_from([0.0, -1.0, float("nan"), float("inf")]))
+        options["lengthscale"] = [2.0] * (L - 1) + [bad]
+        faults.add("lengthscale")
     X_val = None
     if draw(st.integers(0, 4)) == 0 and inp.form == "array" and not inp.faults:
         rng = np.random.default_rng(draw(st.integers(0, 1000)))
