@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import numpy as np
 import pytest
 
 from gpvae.errors import InputTypeError, ValidationError
@@ -148,3 +149,5 @@ def test_build_kernel_takes_one_lengthscale_per_channel() -> None:
         assert float(periodic.period.detach()) == pytest.approx(12.0)
     with pytest.raises(ValidationError, match=r"lengthscale: expected one number or one per"):
         build_kernel(["matern32", "matern52"], [2.0, 7.0, 1.0])
+    one = build_kernel("matern32", np.float32(4.0))  # a numpy scalar is one number
+    assert float(one.lengthscale.detach()) == pytest.approx(4.0)

@@ -29,9 +29,10 @@ from __future__ import annotations
 
 import copy
 import difflib
+import numbers
 from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass
-from typing import Any
+from typing import Any, cast
 
 from torch.nn.functional import softplus
 
@@ -334,8 +335,11 @@ def build_kernel(
     """
     if isinstance(spec, Kernel):
         return copy.deepcopy(spec)
-    if lengthscale is not None and not isinstance(lengthscale, (int, float)):
-        ells = [float(v) for v in lengthscale]  # one per channel
+    one: float | None = None  # one lengthscale for every channel (None: the default)
+    if isinstance(lengthscale, numbers.Real):  # numpy scalars too
+        one = float(lengthscale)
+    elif lengthscale is not None:  # one per channel
+        ells = [float(v) for v in cast(Sequence[float], lengthscale)]
         specs = [spec] * len(ells) if isinstance(spec, str) else list(spec)
         if len(specs) != len(ells):
             raise ValidationError(
@@ -346,11 +350,11 @@ def build_kernel(
             return [build_kernel(spec, v, period, learn_period, span) for v in ells]
         return _per_channel(specs, ells, period, learn_period, span)
     if not isinstance(spec, str):
-        return _per_channel(list(spec), [lengthscale] * len(spec), period, learn_period, span)
+        return _per_channel(list(spec), [one] * len(spec), period, learn_period, span)
     terms = parse_kernel_name(spec)
     n_per = num_periods(spec)
     periods = _periods_arg(period, n_per, spec)
-    ell = settings.DEFAULT_LENGTHSCALE if lengthscale is None else float(lengthscale)
+    ell = settings.DEFAULT_LENGTHSCALE if one is None else one
     built: list[Kernel] = []
     it = iter(periods)
     for term in terms:
