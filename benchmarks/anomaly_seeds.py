@@ -302,6 +302,37 @@ def summarise(
     return out
 
 
+#: The record's false-alarm rate of the library's default alarm (the alarm divided by its
+#: trailing spread, ``fit_threshold(spread=True)``) on the unlabelled scored steps.
+FALSE_ALARM_KEY = "false_alarm_rate_spread"
+
+
+def false_alarm_rows(by: dict[tuple[str, str], dict[str, list[dict[str, Any]]]]) -> list[str]:
+    """Per data set and model, the false-alarm rates of the runs in ``by`` (after the
+    restarts: the kept runs) against their target: median, mean, and how many series are
+    within a factor 2, below it or above it."""
+    rows = []
+    for label, members in GROUPS:
+        keys = sorted(k for k in by if k[0] in members)
+        for m in MODELS:
+            runs = [r for k in keys for r in by[k][m]]
+            rates = [r.get(FALSE_ALARM_KEY) for r in runs]
+            if not runs or any(v is None for v in rates):
+                continue
+            target = {float(r["config"]["far"]) for r in runs}
+            if len(target) != 1:
+                raise ValueError(f"{label} {m}: runs with different targets {sorted(target)}")
+            (far,) = target
+            v = np.array(rates, dtype=np.float64)
+            below, above = int((v < far / 2).sum()), int((v > 2 * far).sum())
+            rows.append(
+                f"| {label} | {'VAE' if m == 'vae' else m} | {len(v)} | {far:g} | "
+                f"{np.median(v):.4f} | "
+                f"{v.mean():.4f} | {len(v) - below - above} of {len(v)} | {below} | {above} |"
+            )
+    return rows
+
+
 def _f(v: float) -> str:
     return f"{v:.3f}" if np.isfinite(v) else "-"
 
@@ -320,10 +351,12 @@ def render(
     peer_restarts: int = 1,
     vae_tags: Sequence[str] | None = None,
     peer_methods: dict[str, str] | None = None,
+    false_alarms: bool = False,
 ) -> str:
     """The held-out tables. ``peers``: baseline name -> its tags, the name being the
     recorded method (e.g. ``cnn/s32_b512``) unless ``peer_methods`` maps it to one (two
-    settings of one method side by side)."""
+    settings of one method side by side); ``false_alarms``: also the false-alarm rates of
+    the runs compared (:func:`false_alarm_rows`)."""
     method_of = peer_methods or {}
     by = collect(records, tags, variant, rerun_suffix, vae_tags)
     if restarts > 1:
@@ -396,6 +429,17 @@ def render(
         "VAE best | VAE cap-limited |\n"
         "| --- | --- | ---: | ---: | ---: | ---: | ---: | ---: |\n" + "\n".join(epochs)
     )
+    fa = false_alarm_rows(by) if false_alarms else []
+    if fa:
+        text += (
+            "\n\nFalse alarms ("
+            + ("every run of every seed" if restarts == 1 else "the runs the groups keep")
+            + "): the share of the scored part's unlabelled steps that the threshold learned "
+            "from the normal part flags (the library's default alarm), per series; within a "
+            "factor 2 of the target, below half of it, above twice it.\n\n"
+            "| data set | model | runs | target | median | mean | within 2x | below | above |\n"
+            "| --- | --- | ---: | ---: | ---: | ---: | ---: | ---: | ---: |\n" + "\n".join(fa)
+        )
     collected = {
         m: collect_peer(records, method_of.get(m, m), t, rerun_suffix)
         for m, t in (peers or {}).items()
@@ -680,6 +724,12 @@ def main(argv: Sequence[str] | None = None) -> int:
         action="store_true",
         help="Also the development series one by one (best of the largest --dev-restarts).",
     )
+    p.add_argument(
+        "--false-alarms",
+        action="store_true",
+        help="Also the false-alarm rates of the runs compared (the kept runs with "
+        "--restarts), per data set and model.",
+    )
     p.add_argument("--docs", default=str(DOCS), help="Markdown file to write the table into.")
     args = p.parse_args(argv)
     if args.variant is None:
@@ -701,7 +751,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     if not args.dev_only:
         parts.append(render(
             records, args.tags, args.variant, args.rerun_suffix, args.restarts, peers,
-            args.peer_restarts, args.vae_tags, peer_methods,
+            args.peer_restarts, args.vae_tags, peer_methods, args.false_alarms,
         ))  # fmt: skip
     n_dev = args.dev_seeds or len(args.tags)
     ks = args.dev_restarts or [args.restarts]

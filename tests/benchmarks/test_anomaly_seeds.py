@@ -470,3 +470,33 @@ def test_docs_region_is_its_documented_commands_output(
     docs, rerun = rerun_docs_command(seeds, marker, tmp_path)
     assert f"<!-- {marker} -->\nHeld-out series" in docs
     assert rerun == docs
+
+
+def test_false_alarm_table_counts_the_kept_runs_rates(seeds) -> None:  # type: ignore[no-untyped-def]
+    """--false-alarms: per data set and model, the rates of the runs the groups keep against
+    the target: within a factor 2, below half, above twice (the bounds count as within);
+    not shown without the flag, nor for models whose records carry no rate."""
+    rates = {  # series -> model -> rate per seed (target 0.01)
+        "A": {"gpvae": (0.02, 0.5, 0.5), "vae": (0.001, 0.5, 0.5)},
+        "B": {"gpvae": (0.005, 0.5, 0.5), "vae": (0.03, 0.5, 0.5)},
+    }
+    recs = []
+    for s, d in rates.items():
+        for m, rs in d.items():
+            for i, (t, r) in enumerate(zip(TAGS, rs)):
+                rec = _rec(s, m, t, 0.5)
+                rec["config"]["far"] = 0.01
+                rec["val_score_best"] = float(i)  # seed 0 kept by the best of 3
+                rec["false_alarm_rate_spread"] = r
+                recs.append(rec)
+    text = seeds.render(recs, TAGS, V, restarts=3, false_alarms=True)
+    assert "False alarms (the runs the groups keep)" in text
+    assert "| SMAP | gpvae | 2 | 0.01 | 0.0125 | 0.0125 | 2 of 2 | 0 | 0 |" in text
+    assert "| SMAP | VAE | 2 | 0.01 | 0.0155 | 0.0155 | 0 of 2 | 1 | 1 |" in text
+    assert "False alarms" not in seeds.render(recs, TAGS, V, restarts=3)
+    for r in recs:
+        if r["method"].startswith("vae/"):
+            del r["false_alarm_rate_spread"]
+    text = seeds.render(recs, TAGS, V, restarts=3, false_alarms=True)
+    assert "| SMAP | gpvae | 2 |" in text
+    assert "| SMAP | VAE |" not in text
