@@ -135,22 +135,24 @@ def test_flagged_intervals_cover_an_injected_shift(fitted: GPVAE) -> None:
 
 
 def test_intervals_give_times_in_the_inputs_own_form(fitted: GPVAE) -> None:
-    """With datetime times an interval's start, end and peak come back as the user's
-    timestamps (not the hours since the first one that the model works in); with numbers,
-    as the numbers given."""
+    """With datetime times (regular: calendar steps; irregular: hours) an interval's start,
+    end and peak come back as the user's timestamps (not the model's own time axis); with
+    numbers, as the numbers given."""
     fitted.fit_threshold([seasonal(400, 13)], false_alarm_rate=0.01, num_samples=8, smooth=3)
     try:
         y = seasonal(300, 14)
         y[100:130, 0] += 2.5
         stamps = np.datetime64("2024-03-01T00:00") + np.arange(300) * np.timedelta64(1, "h")
-        for times in (stamps, np.arange(300) + 1000.0):
+        gaps = np.random.default_rng(3).choice([50, 60, 70], size=300)  # minutes: irregular
+        uneven = np.datetime64("2024-03-01T00:00") + np.cumsum(gaps) * np.timedelta64(1, "m")
+        for times in (stamps, uneven, np.arange(300) + 1000.0):
             ivs = fitted.anomaly_scores(y[None], times[None]).intervals[0]
             assert ivs
             for iv in ivs:
                 for key, pos in (("start_time", "start"), ("end_time", "end"),
                                  ("peak_time", "peak")):  # fmt: skip
                     assert iv[key] == times[iv[pos]], (key, iv)
-                    assert isinstance(iv[key], np.datetime64) == (times is stamps)
+                    assert isinstance(iv[key], np.datetime64) == (times.dtype.kind == "M")
     finally:
         fitted.anomaly_profile_ = None
 
