@@ -327,8 +327,8 @@ def false_alarm_rows(by: dict[tuple[str, str], dict[str, list[dict[str, Any]]]])
             below, above = int((v < far / 2).sum()), int((v > 2 * far).sum())
             rows.append(
                 f"| {label} | {'VAE' if m == 'vae' else m} | {len(v)} | {far:g} | "
-                f"{np.median(v):.4f} | "
-                f"{v.mean():.4f} | {len(v) - below - above} of {len(v)} | {below} | {above} |"
+                f"{np.median(v):.4f} | {v.mean():.4f} | {len(v) - below - above} of {len(v)} "
+                f"| {below} | {above} |"
             )
     return rows
 

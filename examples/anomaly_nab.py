@@ -28,6 +28,7 @@ import matplotlib
 
 matplotlib.use("Agg")
 import numpy as np
+import pandas as pd
 
 from gpvae import GPVAE
 from gpvae.app.plots import plot_anomalies
@@ -37,14 +38,8 @@ from gpvae.datasets.anomaly import load_nab
 
 def auc_roc(score: np.ndarray, label: np.ndarray) -> float:
     """Area under the ROC curve: the chance that a labelled step outscores an unlabelled one
-    (ties count half), from the ranks of the scores."""
-    order = np.argsort(score, kind="stable")
-    ranks = np.empty(len(score))
-    sorted_scores = score[order]
-    # average ranks over ties
-    _, first, counts = np.unique(sorted_scores, return_index=True, return_counts=True)
-    for start, n in zip(first, counts):
-        ranks[order[start : start + n]] = start + (n + 1) / 2.0
+    (ties count half), from the ranks of the scores (ties get their mean rank)."""
+    ranks = pd.Series(score).rank().to_numpy()
     pos = label.astype(bool)
     n_pos, n_neg = int(pos.sum()), int((~pos).sum())
     return float((ranks[pos].sum() - n_pos * (n_pos + 1) / 2.0) / (n_pos * n_neg))

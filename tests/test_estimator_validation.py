@@ -385,7 +385,8 @@ def test_lengthscale_per_latent_channel(tmp_path: Path) -> None:
      ([2.0, -1.0, 3.0], ValidationError, "lengthscale: expected a finite number > 0"),
      ((2.0, float("inf"), 3.0), ValidationError, "lengthscale: expected a finite number"),
      ("3", InputTypeError, "lengthscale: expected a number"),
-     ([2.0, "a", 3.0], InputTypeError, "lengthscale: expected a number")],
+     ([2.0, "a", 3.0], InputTypeError, "lengthscale: expected a number"),
+     ([[2.0], [5.0], [11.0]], ValidationError, r"expected one number or 3 .*shape \(3, 1\)")],
 )  # fmt: skip
 def test_lengthscale_list_errors_name_the_argument(
     value: object, error: type[Exception], match: str

@@ -57,11 +57,13 @@ def lengthscale_arg(value: object, latent_dim: int) -> float | tuple[float, ...]
         value = value.item()
     if isinstance(value, (str, bytes)) or not isinstance(value, (Sequence, np.ndarray)):
         return float_arg("lengthscale", value)
-    values = list(np.asarray(value, dtype=object).reshape(-1))
-    if len(values) != latent_dim:
+    values = list(np.asarray(value, dtype=object))
+    nested = np.ndim(value) != 1
+    if nested or len(values) != latent_dim:
+        found = f"shape {np.shape(value)}" if nested else len(values)
         raise ValidationError(
             f"lengthscale: expected one number or {latent_dim} (one per latent channel, "
-            f"latent_dim), found {len(values)}"
+            f"latent_dim), found {found}"
         )
     return tuple(float_arg("lengthscale", v) for v in values)
 
