@@ -12,6 +12,7 @@ import json
 import os
 import subprocess
 import sys
+import warnings
 from pathlib import Path
 from typing import Any
 
@@ -1064,6 +1065,29 @@ def test_unparsable_time_names_the_value_that_does_not_parse(
     assert code == 1
     assert "found values such as 'soon'" in line
     assert "2024-01-01" not in line
+
+
+@pytest.mark.parametrize("style", ["%d/%m/%Y", "%m/%d/%Y", "%d.%m.%Y %H:%M", "%d %B %Y"])
+def test_dates_are_read_with_one_format_for_the_whole_column(style: str) -> None:
+    """Day-first dates were read value by value: days 1-12 month-first, days 13-31
+    day-first, so the series was scrambled without a word."""
+    from gpvae.app.cli.columns import parse_times
+
+    days = pd.date_range("2021-03-01", periods=40, freq="D")
+    frame = pd.DataFrame({"date": days.strftime(style), "a": np.arange(40.0)})
+    with warnings.catch_warnings():
+        warnings.simplefilter("error")  # unambiguous: no warning
+        parsed = parse_times(frame, "date", "DATA")["date"]
+    assert (parsed.to_numpy() == days.to_numpy()).all()
+
+
+def test_dates_that_read_both_ways_warn_and_are_read_month_first() -> None:
+    from gpvae.app.cli.columns import parse_times
+
+    frame = pd.DataFrame({"date": ["01/03/2021", "02/03/2021", "03/03/2021"], "a": [1.0, 2, 3]})
+    with pytest.warns(UserWarning, match=r"'date'.*'01/03/2021'.*month-first.*ISO dates"):
+        parsed = parse_times(frame, "date", "DATA")["date"]
+    assert parsed.dt.month.tolist() == [1, 2, 3]
 
 
 def test_text_in_a_feature_column_after_fit_names_data_once(

@@ -122,16 +122,42 @@ def parse_times(frame: pd.DataFrame, time_col: str, what: str) -> pd.DataFrame:
     try:
         parsed = pd.to_datetime(col, format="ISO8601")
     except (ValueError, TypeError):
-        try:
-            parsed = pd.to_datetime(col, format="mixed")
-        except (ValueError, TypeError) as err:
-            raise CLIError(
-                f"{what}: time column {time_col!r}: expected numbers or dates, found values "
-                f"such as {_unparsed(col)!r} ({one_line(str(err))})"
-            ) from err
+        month_first, day_first = (_one_format(col, dayfirst) for dayfirst in (False, True))
+        if month_first is not None and day_first is not None and not month_first.equals(day_first):
+            warnings.warn(
+                f"{what}: time column {time_col!r}: dates such as {col.dropna().iloc[0]!r} read "
+                "both month-first and day-first; they were read month-first (MM/DD). Write ISO "
+                "dates (YYYY-MM-DD) to be sure",
+                UserWarning,
+                stacklevel=2,
+            )
+        parsed = month_first if month_first is not None else day_first
+        if parsed is None:  # no one format fits every value: each value read on its own
+            try:
+                parsed = pd.to_datetime(col, format="mixed")
+            except (ValueError, TypeError) as err:
+                raise CLIError(
+                    f"{what}: time column {time_col!r}: expected numbers or dates, found values "
+                    f"such as {_unparsed(col)!r} ({one_line(str(err))})"
+                ) from err
     frame = frame.copy()
     frame[time_col] = parsed
     return frame
+
+
+def _one_format(col: pd.Series, dayfirst: bool) -> pd.Series | None:
+    """``col`` parsed with the one date format pandas infers from its first value (month-first
+    or day-first where a date could be either), or None when some value does not fit it.
+
+    One format for the whole column: read value by value, "01/03/2021" and "13/03/2021"
+    would be 3 January and 13 March.
+    """
+    with warnings.catch_warnings():
+        warnings.simplefilter("error", UserWarning)  # "Could not infer format": not one format
+        try:
+            return pd.to_datetime(col, dayfirst=dayfirst)
+        except (ValueError, TypeError, UserWarning, OverflowError):
+            return None
 
 
 def _unparsed(col: pd.Series) -> object:
