@@ -31,7 +31,10 @@ __all__ = [
     "calendar_times",
     "infer_calendar",
     "mean_step_hours",
+    "naive",
     "period_in_units",
+    "wall_clock",
+    "zoned",
 ]
 
 NS_PER_HOUR = 3_600 * 10**9
@@ -97,6 +100,32 @@ def infer_calendar(times: Sequence[np.ndarray]) -> str | None:
         return None
     freq = freqs.pop()
     return None if _is_fixed(_offset(freq)) else freq
+
+
+def wall_clock(t: np.ndarray, tz: Any) -> np.ndarray:
+    """UTC datetimes ``t`` (naive datetime64) as the wall-clock times of zone ``tz``."""
+    idx = pd.DatetimeIndex(np.asarray(t, dtype="datetime64[ns]").ravel())
+    local = idx.tz_localize("UTC").tz_convert(tz).tz_localize(None)
+    return local.to_numpy(dtype="datetime64[ns]").reshape(np.shape(t))
+
+
+def zoned(t: np.ndarray, tz: Any, wall: bool) -> np.ndarray:
+    """Naive datetimes ``t`` (any shape) as zone-aware timestamps of ``tz`` (an object array):
+    ``t`` holds the zone's wall-clock times when ``wall``, else UTC times."""
+    idx = pd.DatetimeIndex(np.asarray(t, dtype="datetime64[ns]").ravel())
+    out = idx.tz_localize(tz) if wall else idx.tz_localize("UTC").tz_convert(tz)
+    return np.asarray(out.astype(object)).reshape(np.shape(t))
+
+
+def naive(values: Any, tz: Any, wall: bool) -> np.ndarray:
+    """Datetimes ``values`` (1-D; zone-aware or naive) as naive datetime64: zone-aware ones
+    as the wall-clock times of ``tz`` when ``wall``, else in UTC; naive ones are read as the
+    wall-clock times of ``tz``."""
+    idx = pd.DatetimeIndex(values)
+    if idx.tz is None:
+        idx = idx.tz_localize(tz)
+    idx = idx.tz_convert(tz) if wall else idx.tz_convert("UTC")
+    return idx.tz_localize(None).to_numpy(dtype="datetime64[ns]")
 
 
 def calendar_steps(t: np.ndarray, origin: Any, freq: str, name: str = "times") -> np.ndarray:

@@ -25,7 +25,7 @@ import numpy as np
 import pandas as pd
 
 from gpvae.data._parse import Parsed, check_no_inf, raw_times, to_float
-from gpvae.data.calendar import calendar_steps, infer_calendar
+from gpvae.data.calendar import calendar_steps, infer_calendar, wall_clock
 from gpvae.data.frames import from_frame
 from gpvae.data.series import InputKind, Layout, SeriesSet
 from gpvae.errors import InputTypeError, ShapeError, ValidationError
@@ -252,11 +252,15 @@ def _times_to_hours(
             )
     if kind == "m":
         return [t.astype(np.int64) / _NS_PER_HOUR for t in parsed.times], "hours", None, None
-    origin = min(t.min() for t in parsed.times)
-    freq = infer_calendar(parsed.times)
+    tz = parsed.layout.get("tz")
+    # zone-aware times arrive in UTC; a calendar grid lies on the zone's own dates
+    local = parsed.times if tz is None else [wall_clock(t, tz) for t in parsed.times]
+    freq = infer_calendar(local)
     if freq is not None:
-        steps = [calendar_steps(t, origin, freq, parsed.time_name) for t in parsed.times]
+        origin = min(t.min() for t in local)
+        steps = [calendar_steps(t, origin, freq, parsed.time_name) for t in local]
         return steps, "steps", origin, freq
+    origin = min(t.min() for t in parsed.times)
     hours = [(t - origin).astype(np.int64) / _NS_PER_HOUR for t in parsed.times]
     return hours, "hours", origin, None
 
@@ -323,6 +327,7 @@ def _finish(
         time_unit=unit,
         time_origin=origin,
         freq=freq,
+        tz=lay.get("tz") if unit is not None else None,
         frame=lay.get("frame"),
         id_col=lay.get("id_col"),
         time_col=lay.get("time_col"),

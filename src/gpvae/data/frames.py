@@ -130,6 +130,8 @@ def from_frame(
         "names_given": True,
         "frame": X.copy(),
         "time_col": time_col,
+        # a time zone: the times are computed in UTC and given back in this zone
+        "tz": getattr((X.index if time_col is None else X[time_col]).dtype, "tz", None),
     }
     if not long:
         rows = np.arange(len(X))

@@ -15,7 +15,7 @@ import math
 from collections.abc import Hashable, Sequence
 from dataclasses import dataclass, field, replace
 from functools import cached_property
-from typing import Literal
+from typing import Any, Literal
 
 import numpy as np
 import pandas as pd
@@ -50,6 +50,10 @@ class Layout:
         time_origin: the timestamp that became time 0.0 for datetimes, else None.
         freq: the calendar frequency (a pandas frequency string) when ``time_unit`` is
             "steps", else None (see :mod:`gpvae.data.calendar`).
+        tz: the time zone of zone-aware datetimes (DataFrame inputs), else None. Times in
+            hours are counted in UTC (no repeated or missing hours at clock changes); a
+            calendar grid (months, business days, ...) is found and counted on the zone's
+            own dates, so ``time_origin`` is then a wall-clock time of that zone.
         frame: for DataFrame kinds, a copy of the input frame (outputs keep its rows, order,
             index and columns).
         id_col: the id column of a long DataFrame.
@@ -67,6 +71,7 @@ class Layout:
     time_unit: str | None = None
     time_origin: object | None = None
     freq: str | None = None
+    tz: Any = None
     frame: pd.DataFrame | None = field(default=None, repr=False)
     id_col: Hashable | None = None
     time_col: Hashable | None = None

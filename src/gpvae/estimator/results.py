@@ -15,7 +15,7 @@ import pandas as pd
 
 from gpvae.arguments import check_memory, int_arg
 from gpvae.data import SeriesSet, from_padded, unpad
-from gpvae.data.calendar import calendar_steps, calendar_times
+from gpvae.data.calendar import calendar_steps, calendar_times, naive, zoned
 from gpvae.errors import InputTypeError, ShapeError, ValidationError
 
 __all__ = [
@@ -249,6 +249,13 @@ def _future_row(lay: Any, values: Any, name: str) -> np.ndarray:
     arr = np.asarray(pd.Series(values).to_numpy() if isinstance(values, pd.Index) else values)
     if arr.ndim != 1 or arr.size == 0:
         raise ShapeError(f"{name}: expected a non-empty 1-D array of times, found {arr.shape}")
+    if lay.tz is not None and arr.dtype.kind in "MO":  # the zone's times: UTC or wall clock
+        try:
+            arr = naive(values, lay.tz, lay.time_unit == "steps")
+        except (ValueError, TypeError) as err:
+            raise InputTypeError(
+                f"{name}: expected datetimes like the input's (zone {lay.tz}), found {err}"
+            ) from None
     if arr.dtype.kind == "M":
         if lay.time_origin is None:
             raise InputTypeError(f"{name}: expected numeric times (the input's), found datetimes")
@@ -266,15 +273,19 @@ def _future_row(lay: Any, values: Any, name: str) -> np.ndarray:
 
 
 def times_out(ss: SeriesSet, future: np.ndarray) -> np.ndarray:
+    """Model times ``future`` (any shape) in the input's own form: numbers, durations,
+    datetimes, or zone-aware timestamps (an object array) for zone-aware input."""
     lay = ss.layout
     if lay.time_unit is None:
         return future
     if lay.time_unit == "steps":
-        return calendar_times(future, lay.time_origin, str(lay.freq))
+        out = calendar_times(future, lay.time_origin, str(lay.freq))
+        return out if lay.tz is None else zoned(out, lay.tz, wall=True)
     delta = (future * _NS_PER_HOUR).round().astype(np.int64).astype("timedelta64[ns]")
     if lay.time_origin is None:
         return delta
-    return pd.Timestamp(cast(Any, lay.time_origin)).to_datetime64() + delta
+    out = pd.Timestamp(cast(Any, lay.time_origin)).to_datetime64() + delta
+    return out if lay.tz is None else zoned(out, lay.tz, wall=False)
 
 
 def forecast_frame(
