@@ -87,6 +87,28 @@ def test_save_and_load_give_the_same_forecasts(fitted: GPVAEEnsemble, tmp_path: 
         GPVAEEnsemble.load(tmp_path / "bad")
 
 
+def test_a_model_saved_over_another_kind_replaces_it(
+    fitted: GPVAEEnsemble, tmp_path: Path
+) -> None:
+    """A single model saved into a folder that held an ensemble (and the reverse) is what
+    the folder then holds: the old ensemble.json and members were left behind, so the CLI
+    loaded the old ensemble for forecasts and refused the new model for imputation."""
+    folder = tmp_path / "m"
+    single = GPVAE(seed=9, **{**CONFIG, "latent_dim": 3}).fit(_series())
+    fitted.save(folder)
+    single.save(folder)
+    assert not (folder / "ensemble.json").exists()
+    assert not list(folder.glob("member_*"))
+    assert GPVAE.load(folder).latent_dim == 3
+    with pytest.raises(ModelFileError, match=r"ensemble\.json"):
+        GPVAEEnsemble.load(folder)
+    GPVAEEnsemble(3, seed=1, **CONFIG).fit(_series()).save(folder)
+    fitted.save(folder)  # two members over three
+    assert sorted(p.name for p in folder.glob("member_*")) == ["member_0", "member_1"]
+    assert not (folder / "config.json").exists()
+    assert [m.seed for m in GPVAEEnsemble.load(folder).members_] == [4, 5]
+
+
 def test_backtest_refits_every_member(fitted: GPVAEEnsemble) -> None:
     res = GPVAEEnsemble(2, **CONFIG).backtest(
         _series(), horizon=4, num_origins=2, refit="each", num_samples=6

@@ -37,6 +37,7 @@ from gpvae.arguments import int_arg, interval_draws_arg, warn_few_draws
 from gpvae.errors import ModelFileError, NotFittedError, ValidationError
 from gpvae.estimator.backtest import BacktestResult, Estimator, backtest
 from gpvae.estimator.estimator import GPVAE
+from gpvae.estimator.modelfile import ENSEMBLE_FILE, drop_single
 from gpvae.estimator.results import ForecastResult
 from gpvae.kernels import kernel_from_spec
 from gpvae.model import sorted_quantiles
@@ -44,7 +45,6 @@ from gpvae.model import sorted_quantiles
 __all__ = ["ENSEMBLE_FILE", "GPVAEEnsemble"]
 
 #: The file in an ensemble's folder that names it one (and holds the member count).
-ENSEMBLE_FILE = "ensemble.json"
 
 
 class GPVAEEnsemble:
@@ -200,6 +200,7 @@ class GPVAEEnsemble:
         for k, m in enumerate(members):
             m.save(root / f"member_{k}")
         (root / ENSEMBLE_FILE).write_text(json.dumps({"members": len(members)}) + "\n")
+        drop_single(root, len(members))
 
     @classmethod
     def load(cls, path: str | os.PathLike[str]) -> GPVAEEnsemble:

@@ -12,8 +12,11 @@ from __future__ import annotations
 
 import math
 import os
+import re
+import shutil
 from collections.abc import Mapping
 from dataclasses import dataclass
+from pathlib import Path
 from typing import Any
 
 import numpy as np
@@ -25,10 +28,60 @@ from gpvae.errors import GPVAEError, ModelFileError
 from gpvae.estimator.anomaly import AnomalyProfile
 from gpvae.estimator.forecast_blend import ForecastBlend
 from gpvae.gp.prior import adapt_state_dict
-from gpvae.io import check_state_dict, json_number, read_model, save_model
+from gpvae.io import (
+    CONFIG_FILE,
+    WEIGHTS_FILE,
+    check_state_dict,
+    json_number,
+    read_model,
+    save_model,
+)
 from gpvae.kernels import kernel_from_spec
 
-__all__ = ["SavedModel", "load_weights", "read_folder", "write_folder"]
+__all__ = [
+    "ENSEMBLE_FILE",
+    "SavedModel",
+    "drop_ensemble",
+    "drop_single",
+    "load_weights",
+    "read_folder",
+    "write_folder",
+]
+
+#: The member count of an ensemble folder (:meth:`gpvae.GPVAEEnsemble.save`); its members are
+#: model folders ``member_<k>`` beside it.
+ENSEMBLE_FILE = "ensemble.json"
+_MEMBER = re.compile(r"member_(\d+)")
+
+
+def _members(root: Path) -> list[tuple[int, Path]]:
+    """The member folders ``member_<k>`` (holding a model's config) in ``root``."""
+    if not root.is_dir():
+        return []
+    found = [(_MEMBER.fullmatch(p.name), p) for p in root.iterdir() if p.is_dir()]
+    return [(int(m.group(1)), p) for m, p in found if m and (p / CONFIG_FILE).exists()]
+
+
+def drop_ensemble(path: str | os.PathLike[str]) -> None:
+    """After a single model was written to ``path``: remove the ensemble an earlier save left
+    there (``ensemble.json`` first, so the folder never reads as the old ensemble again)."""
+    root = Path(path)
+    if not (root / ENSEMBLE_FILE).exists():
+        return
+    (root / ENSEMBLE_FILE).unlink()
+    for _, folder in _members(root):
+        shutil.rmtree(folder, ignore_errors=True)
+
+
+def drop_single(path: str | os.PathLike[str], count: int) -> None:
+    """After an ensemble of ``count`` members was written to ``path``: remove a single model
+    and surplus members an earlier save left there."""
+    root = Path(path)
+    for name in (CONFIG_FILE, WEIGHTS_FILE):
+        (root / name).unlink(missing_ok=True)
+    for k, folder in _members(root):
+        if k >= count:
+            shutil.rmtree(folder, ignore_errors=True)
 
 
 @dataclass
@@ -99,6 +152,7 @@ def write_folder(
     if forecast_blend is not None:
         extra["forecast_blend"] = forecast_blend.to_json()
     save_model(path, model.state_dict(), config, extra)
+    drop_ensemble(path)
 
 
 def _interval_scale_entry(value: object, D: int) -> np.ndarray:
