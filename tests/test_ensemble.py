@@ -87,9 +87,7 @@ def test_save_and_load_give_the_same_forecasts(fitted: GPVAEEnsemble, tmp_path: 
         GPVAEEnsemble.load(tmp_path / "bad")
 
 
-def test_a_model_saved_over_another_kind_replaces_it(
-    fitted: GPVAEEnsemble, tmp_path: Path
-) -> None:
+def test_a_model_saved_over_another_kind_replaces_it(fitted: GPVAEEnsemble, tmp_path: Path) -> None:
     """A single model saved into a folder that held an ensemble (and the reverse) is what
     the folder then holds: the old ensemble.json and members were left behind, so the CLI
     loaded the old ensemble for forecasts and refused the new model for imputation."""
