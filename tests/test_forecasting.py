@@ -316,3 +316,22 @@ def test_forecast_batches_bound_the_draws(monkeypatch: pytest.MonkeyPatch) -> No
     est.calibrate_forecast(X[:1], horizon=4)
     assert sizes
     assert max(sizes) == 2
+
+
+def test_no_room_for_a_calibration_origin_warns_and_keeps_the_calibration() -> None:
+    """Series too short for one rolling origin left the forecast uncalibrated without a
+    word, and calibrate_forecast on them threw away the calibration the model had."""
+    rng = np.random.default_rng(0)
+    kw = dict(latent_dim=2, epochs=2, progress=False, hidden=(8,))
+    with pytest.warns(UserWarning, match=r"forecast_horizon: .*at least 60 steps.*not blended"):
+        short = GPVAE(**kw, forecast_horizon=20, forecast_blend=True).fit(
+            rng.normal(size=(2, 40, 2))
+        )
+    assert short.forecast_scale_ is None
+    long = rng.normal(size=(2, 200, 2))
+    model = GPVAE(**kw, forecast_horizon=10).fit(long)
+    before = model.forecast_scale_.copy()
+    with pytest.raises(ValidationError, match=r"X: .*at least 30 steps.*found at most 25"):
+        model.calibrate_forecast(long[:, :25], horizon=10)
+    np.testing.assert_array_equal(model.forecast_scale_, before)
+    assert model.forecast_horizon == 10

@@ -21,6 +21,7 @@ the same result whether it is imputed alone or batched with others (up to float 
 from __future__ import annotations
 
 import os
+import warnings
 from collections.abc import Sequence
 from dataclasses import fields, replace
 from typing import Any
@@ -55,7 +56,7 @@ from gpvae.estimator.context import PredictContext
 from gpvae.estimator.differencing import check_levels_method, difference_arg, increments_of
 from gpvae.estimator.fitting import calibrate_fit, fit_inputs, fit_periods, windowed
 from gpvae.estimator.forecast_blend import ForecastBlend, base_names
-from gpvae.estimator.forecast_calibration import calibrate_and_blend, without_tail
+from gpvae.estimator.forecast_calibration import calibrate_and_blend, no_origin_text, without_tail
 from gpvae.estimator.forecast_methods import ForecastMethods
 from gpvae.estimator.imputation import impute_series
 from gpvae.estimator.persistence import ARGUMENTS as _ARGUMENTS
@@ -543,6 +544,14 @@ class GPVAE(AnomalyMethods, ForecastMethods, SpatialMethods, PersistenceMethods)
             self.forecast_scale_, self.forecast_blend_ = calibrate_and_blend(
                 ctx, full_set, H, bases, held_out=True, comm=comm, sharded=sharded
             )
+            if self.forecast_scale_ is None:
+                warnings.warn(
+                    f"forecast_horizon: expected {no_origin_text(full_set, H)}; the forecast "
+                    "intervals are the model's own, not calibrated"
+                    + (", and the forecast is not blended" if bases is not None else ""),
+                    UserWarning,
+                    stacklevel=2,
+                )
         self._set_fitted(
             model,
             scaler,

@@ -40,6 +40,7 @@ __all__ = [
     "calibrate_and_blend",
     "calibrate_forecasts",
     "holdout_origins",
+    "no_origin_text",
     "without_tail",
 ]
 
@@ -51,6 +52,17 @@ NUM_BANDS = 4
 
 def _min_history(horizon: int) -> int:
     return max(2 * horizon, 8)
+
+
+def no_origin_text(data: SeriesSet, horizon: int) -> str:
+    """Why no rolling origin was found: the series' lengths against the shortest with one."""
+    longest = max((len(t) for t in data.times), default=0)
+    need = _min_history(horizon) + horizon
+    return (
+        f"a series of at least {need} steps to calibrate forecasts {horizon} steps ahead (one "
+        f"rolling origin: max(2 x {horizon}, 8) steps of history and {horizon} to score), "
+        f"found at most {longest}"
+    )
 
 
 def holdout_origins(length: int, horizon: int) -> int:

@@ -13,11 +13,12 @@ from typing import Any, TypeVar, cast
 import numpy as np
 
 from gpvae.arguments import int_arg
+from gpvae.errors import ValidationError
 from gpvae.estimator.backtest import BacktestResult, Estimator, backtest
 from gpvae.estimator.context import PredictContext
 from gpvae.estimator.differencing import Difference, increments
 from gpvae.estimator.forecast_blend import ForecastBlend, base_names
-from gpvae.estimator.forecast_calibration import calibrate_and_blend
+from gpvae.estimator.forecast_calibration import calibrate_and_blend, no_origin_text
 from gpvae.estimator.forecasting import forecast_series
 from gpvae.estimator.results import ForecastResult
 
@@ -91,7 +92,13 @@ class ForecastMethods:
             ss = increments(ss, which=self.difference)
         bases = base_names(ctx.model) if self.forecast_blend else None
         plain = replace(ctx, forecast_scale=None, forecast_blend=None)
-        self.forecast_scale_, self.forecast_blend_ = calibrate_and_blend(plain, ss, H, bases)
+        scale, blend = calibrate_and_blend(plain, ss, H, bases)
+        if scale is None:  # nothing to fit on: the calibration the model has stays
+            raise ValidationError(
+                f"X: expected {no_origin_text(ss, H)} (horizon={H}); the model's forecast "
+                "calibration is unchanged"
+            )
+        self.forecast_scale_, self.forecast_blend_ = scale, blend
         self.forecast_horizon = H
         return self
 
