@@ -335,3 +335,10 @@ def test_no_room_for_a_calibration_origin_warns_and_keeps_the_calibration() -> N
         model.calibrate_forecast(long[:, :25], horizon=10)
     np.testing.assert_array_equal(model.forecast_scale_, before)
     assert model.forecast_horizon == 10
+
+
+def test_the_mase_scale_of_a_constant_or_unobserved_feature_is_nan() -> None:
+    from gpvae.estimator.backtest import seasonal_naive_scale
+
+    h = np.stack([np.arange(10.0), np.zeros(10), np.full(10, np.nan)], axis=1)
+    np.testing.assert_array_equal(seasonal_naive_scale(h, 2), [2.0, np.nan, np.nan])

@@ -75,3 +75,28 @@ def test_backtest_errors_are_one_line(
     assert len(err) == 1
     assert err[0].startswith("error: --horizon, --origins: ")  # the options, not the estimator's
     assert "expected series long enough for 5 origins" in err[0]
+
+
+def test_a_constant_feature_is_left_out_of_the_scaled_means(
+    fitted: tuple[Path, Path], tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    """A feature constant over the history (rain in a dry spell) has a seasonal naive scale
+    of 0: MASE and CRPS were infinite overall, and OUT held bare Infinity (not JSON)."""
+    data, model = fitted
+    frame = pd.read_csv(data)
+    dry = tmp_path / "dry.csv"
+    frame.assign(temp=0.0).to_csv(dry, index=False)  # same columns, temp constant
+    out = tmp_path / "bt.json"
+    args = ["backtest", str(model), str(dry), "--horizon", "7", "--origins", "2"]
+    args += ["--season", "7", "--num-samples", "20", "-o", str(out)]
+    assert main(args) == 0, capsys.readouterr()
+    assert "no MASE scale for 'temp' in series 0" in capsys.readouterr().err
+
+    def refuse(token: str) -> None:
+        raise AssertionError(f"not strict JSON: {token}")
+
+    report = json.loads(out.read_text(), parse_constant=refuse)
+    assert np.isfinite(report["summary"]["mase"])
+    assert np.isfinite(report["summary"]["crps"])
+    assert report["by_feature"]["temp"]["mase"] is None
+    assert np.isfinite(report["by_feature"]["load"]["mase"])

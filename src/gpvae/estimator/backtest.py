@@ -19,6 +19,7 @@ Scores, per feature and per step ahead, averaged over origins (and series):
 from __future__ import annotations
 
 import copy
+import warnings
 from collections.abc import Sequence
 from dataclasses import dataclass, field, replace
 from typing import Any, Protocol
@@ -62,11 +63,15 @@ QUANTILES = (0.1, 0.2, 0.3, 0.4, 0.5, 0.6, 0.7, 0.8, 0.9)
 
 def seasonal_naive_scale(history: np.ndarray, season: int) -> np.ndarray:
     """In-sample MAE (D,) of the seasonal naive forecast ``y[t - season]`` on (T, D) values
-    with NaN (pairs with a missing value left out; NaN for a feature without any pair)."""
+    with NaN (pairs with a missing value left out). NaN for a feature without any pair or
+    whose seasonal naive forecast is exact (a constant feature: 0 would make every scaled
+    score of the feature infinite, and the means over features with it)."""
     h = np.asarray(history, dtype=np.float64)
     diff = np.abs(h[season:] - h[:-season])  # (T - m, D)
-    with np.errstate(invalid="ignore"):
-        return np.nanmean(np.where(np.isfinite(diff), diff, np.nan), axis=0)
+    with np.errstate(invalid="ignore"), warnings.catch_warnings():
+        warnings.simplefilter("ignore", RuntimeWarning)  # a feature without any pair
+        mae = np.nanmean(np.where(np.isfinite(diff), diff, np.nan), axis=0)
+    return np.where(mae > 0, mae, np.nan)
 
 
 def pinball(y: np.ndarray, q_pred: np.ndarray, levels: Sequence[float]) -> np.ndarray:
@@ -164,14 +169,19 @@ class BacktestResult:
         }
 
     def by_feature(self) -> dict[str, dict[str, float]]:
-        """MASE, CRPS and coverage per feature."""
+        """MASE, CRPS and coverage per feature (NaN for a feature without a MASE scale)."""
         axes = (0, 1, 2)
         s = self.scores
+        with warnings.catch_warnings():
+            warnings.simplefilter("ignore", RuntimeWarning)  # a feature without a scale
+            mase = np.nanmean(s["scaled_error"], axis=axes)
+            crps = np.nanmean(s["crps"], axis=axes)
+        cover = np.nanmean(s["covered"], axis=axes)
         return {
             name: {
-                "mase": float(np.nanmean(s["scaled_error"], axis=axes)[j]),
-                "crps": float(np.nanmean(s["crps"], axis=axes)[j]),
-                "coverage90": float(np.nanmean(s["covered"], axis=axes)[j]),
+                "mase": float(mase[j]),
+                "crps": float(crps[j]),
+                "coverage90": float(cover[j]),
             }
             for j, name in enumerate(self.feature_names)
         }
@@ -231,6 +241,7 @@ def backtest(
     quant = np.full((len(QUANTILES), *shape), np.nan)
     t_out: list[list[np.ndarray]] = [[] for _ in range(n)]
     scale = np.stack([seasonal_naive_scale(v[:f], m) for v, f in zip(ss.values, first)])
+    _warn_unscaled(scale, ss, m)
     for k in range(n_org):
         cuts = [f + k * step for f in first]
         hist, future = _cut(ss, cuts, H)
@@ -277,6 +288,24 @@ def best_epoch(history: Sequence[dict[str, float]]) -> int:
     scores = np.asarray([h.get("val_score", np.nan) for h in history], dtype=float)
     ok = np.isfinite(scores)
     return int(np.argmin(np.where(ok, scores, np.inf))) + 1 if ok.any() else 0
+
+
+def _warn_unscaled(scale: np.ndarray, ss: SeriesSet, season: int) -> None:
+    """Warn naming the features of series without a MASE scale (left out of the means of
+    the scaled scores)."""
+    bad = np.argwhere(np.isnan(scale))
+    if not len(bad):
+        return
+    names = ss.feature_names
+    first = ", ".join(f"{names[j]!r} in series {i}" for i, j in bad[:3])
+    more = f" and {len(bad) - 3} more" if len(bad) > 3 else ""
+    warnings.warn(
+        f"season: no MASE scale for {first}{more} (the season-{season} naive forecast has no "
+        "error there before the earliest origin: the feature is constant or unobserved); "
+        "their MASE and CRPS are left out of the means",
+        UserWarning,
+        stacklevel=4,  # the caller of GPVAE.backtest
+    )
 
 
 def _cut(ss: SeriesSet, cuts: list[int], H: int) -> tuple[SeriesSet, Any]:

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import json
 from pathlib import Path
+from typing import Any
 
 import click
 
@@ -17,6 +18,7 @@ from gpvae.app.cli.options import (
     positive_int,
 )
 from gpvae.app.cli.tables import read_table
+from gpvae.io import json_number
 
 __all__ = ["backtest"]
 
@@ -115,7 +117,7 @@ def backtest(
         "by_feature": res.by_feature(),
     }
     out_path.parent.mkdir(parents=True, exist_ok=True)
-    out_path.write_text(json.dumps(report, indent=2))
+    out_path.write_text(json.dumps(_finite(report), indent=2, allow_nan=False))
     s = report["summary"]
     info(
         f"backtest of {origins} origins x {horizon} steps: MAE {s['mae']:.4g}, MASE "
@@ -131,3 +133,12 @@ def backtest(
             safe = "".join(c if c.isalnum() or c in "-_." else "_" for c in name)
             plot_backtest(res, feature=j, save=folder / f"backtest_{safe}.png")
         info(f"wrote {len(res.feature_names)} fan charts to {folder}")
+
+
+def _finite(value: Any) -> Any:
+    """``value`` with NaN and infinities as None (null), so that OUT is strict JSON."""
+    if isinstance(value, dict):
+        return {k: _finite(v) for k, v in value.items()}
+    if isinstance(value, list):
+        return [_finite(v) for v in value]
+    return json_number(value)
