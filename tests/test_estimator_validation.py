@@ -419,3 +419,34 @@ def test_spatial_only_arguments_without_coords_are_refused(kwargs: dict[str, obj
     with pytest.raises(ValidationError, match=rf"^{next(iter(kwargs))}\b.*coords"):
         model.fit(frame, **kwargs)
     assert model.num_features_ is None  # nothing was fitted
+
+
+def test_long_frame_targets_are_matched_to_x_val_by_id() -> None:
+    """X_val_target's series were matched to X_val's by the order their ids first appear:
+    the same rows in another order were refused with a message about values, and a target
+    of other ids was taken silently."""
+    rng = np.random.default_rng(0)
+    X = rng.normal(size=(2, 12, 2)).cumsum(1)
+    hidden = X.copy()
+    hidden[:, 4:7, 0] = np.nan
+
+    def long(A: np.ndarray, ids: list[str]) -> pd.DataFrame:
+        rows = [(i, float(t), *r) for i, a in zip(ids, A) for t, r in enumerate(a)]
+        return pd.DataFrame(rows, columns=["id", "time", "a", "b"])
+
+    val = to_series_set(long(hidden, ["v1", "v2"]), id_col="id", time_col="time")
+    target = long(X, ["v1", "v2"])
+    in_order = hidden_targets(val, to_series_set(target, id_col="id", time_col="time"))
+    swapped = pd.concat([target[target.id == "v2"], target[target.id == "v1"]])
+    again = hidden_targets(val, to_series_set(swapped, id_col="id", time_col="time"))
+    for a, b in zip(in_order.values, again.values):
+        np.testing.assert_array_equal(a, b)
+    np.testing.assert_array_equal(again.values[1][4:7, 0], X[1, 4:7, 0])
+    other = to_series_set(long(X, ["w1", "w2"]), id_col="id", time_col="time")
+    with pytest.raises(ValidationError, match=r"X_val_target: .*ids of X_val.*'v1', 'v2'"):
+        hidden_targets(val, other)
+    renamed = to_series_set(
+        target.rename(columns={"a": "b", "b": "a"}), id_col="id", time_col="time"
+    )
+    with pytest.raises(ValidationError, match=r"X_val_target: expected the features"):
+        hidden_targets(val, renamed)

@@ -44,6 +44,22 @@ def hiding_args(
     )
 
 
+def _by_id(val_set: SeriesSet, target_set: SeriesSet) -> SeriesSet:
+    """``target_set``'s series in ``val_set``'s order of ids when both are long DataFrames
+    (their series are matched by id, not by where each id first appears)."""
+    ids, target_ids = val_set.layout.series_ids, target_set.layout.series_ids
+    if ids is None or target_ids is None:
+        return target_set
+    where = {k: i for i, k in enumerate(target_ids)}
+    unknown = [k for k in ids if k not in where]
+    if unknown:
+        raise ValidationError(
+            f"X_val_target: expected the series ids of X_val, found none for {unknown[:3]} "
+            f"(its ids are e.g. {list(target_ids[:3])})"
+        )
+    return target_set.subset([where[k] for k in ids])
+
+
 def hidden_targets(val_set: SeriesSet, target_set: SeriesSet) -> SeriesSet:
     """The entries observed in ``target_set`` and missing in ``val_set`` (NaN elsewhere).
 
@@ -57,6 +73,12 @@ def hidden_targets(val_set: SeriesSet, target_set: SeriesSet) -> SeriesSet:
             f"X_val_target: expected {val_set.num_series} series (as X_val), found "
             f"{target_set.num_series}"
         )
+    names, target_names = list(val_set.feature_names), list(target_set.feature_names)
+    if val_set.layout.names_given and target_set.layout.names_given and names != target_names:
+        raise ValidationError(
+            f"X_val_target: expected the features of X_val {names}, found {target_names}"
+        )
+    target_set = _by_id(val_set, target_set)
     held = []
     for i, (v, t, vt, tt) in enumerate(
         zip(val_set.values, val_set.times, target_set.values, target_set.times)
