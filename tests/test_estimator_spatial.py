@@ -444,7 +444,34 @@ def test_far_sites_warn_naming_the_columns(fitted: tuple[GPVAE, pd.DataFrame]) -
     near = pd.DataFrame({"site": ["near"], "lat": [LAT0], "lon": [LON0]})
     with warnings.catch_warnings():
         warnings.simplefilter("error")
-        est.predict_sites(test, near, num_samples=4)
+        est.predict_sites(test, near, num_samples=19)
+
+
+def test_predict_sites_checks_the_sites_it_is_given(fitted: tuple[GPVAE, pd.DataFrame]) -> None:
+    """predict_sites took swapped or out-of-range coordinates (fit refuses them), a new site
+    on an observed one (the distance weights then skipped that site), a new site listed at
+    two places (the first row won) or under an observed site's id, and gave too narrow
+    intervals from few draws without the warning impute gives."""
+    est, df = fitted
+    test = df[(df.time >= df.time.iloc[408]) & (df.site != "s0")]
+    near = pd.DataFrame({"site": ["near"], "lat": [LAT0], "lon": [LON0]})
+    swapped = test.rename(columns={"lat": "lon", "lon": "lat"})
+    with pytest.raises(ValidationError, match=r"coords: expected latitudes .* 'lat', found 116"):
+        est.predict_sites(swapped, near, num_samples=19)
+    with pytest.raises(ValidationError, match=r"coords: expected latitudes .* found 95"):
+        est.predict_sites(test, near.assign(lat=95.0), num_samples=19)
+    on_s1 = test[test.site == "s1"].iloc[[0]][["lat", "lon"]].assign(site="new")
+    with pytest.raises(ValidationError, match=r"sites: new site 'new' lies on observed site 's1'"):
+        est.predict_sites(test, on_s1, num_samples=19)
+    with pytest.raises(ValidationError, match=r"sites: expected new site ids, found \['s2'\]"):
+        est.predict_sites(test, near.assign(site="s2"), num_samples=19)
+    twice = pd.concat([near, near.assign(lat=LAT0 + 0.01)])
+    with pytest.raises(ValidationError, match=r"coords: expected fixed coordinates per site"):
+        est.predict_sites(test, twice, num_samples=19)
+    with pytest.raises(ValidationError, match=r"id: expected columns .*\['site'\] missing"):
+        est.predict_sites(test, near.drop(columns="site"), num_samples=19)
+    with pytest.warns(UserWarning, match=r"num_samples: 5 draws are too few"):
+        est.predict_sites(test, near, num_samples=5)
 
 
 def test_projection_is_local_equirectangular() -> None:

@@ -55,6 +55,22 @@ def _is(name: Hashable, options: tuple[str, ...]) -> bool:
     return isinstance(name, str) and name.strip().lower() in options
 
 
+def _check_degrees(lat: np.ndarray, lon: np.ndarray, lat_col: str, lon_col: str) -> None:
+    """Raise naming the column when a latitude or longitude is out of range (e.g. the two
+    columns swapped)."""
+    if len(lat) and np.abs(lat).max() > 90.0:
+        raise ValidationError(
+            f"coords: expected latitudes in [-90, 90] in column {lat_col!r}, found "
+            f"{float(lat[np.argmax(np.abs(lat))])!r} (pass projection='xy' for planar "
+            "coordinates in km)"
+        )
+    if len(lon) and np.abs(lon).max() > 180.0:
+        raise ValidationError(
+            f"coords: expected longitudes in [-180, 180] in column {lon_col!r}, "
+            f"found {float(lon[np.argmax(np.abs(lon))])!r}"
+        )
+
+
 @dataclass(frozen=True)
 class Projection:
     """How two coordinate columns become planar kilometres.
@@ -91,17 +107,7 @@ class Projection:
             return cls(cols, "xy")
         lat_index = 1 if _is(cols[0], _LON) or _is(cols[1], _LAT) else 0
         lat, lon = coords[:, lat_index], coords[:, 1 - lat_index]
-        if np.abs(lat).max() > 90.0:
-            raise ValidationError(
-                f"coords: expected latitudes in [-90, 90] in column {cols[lat_index]!r}, found "
-                f"{float(lat[np.argmax(np.abs(lat))])!r} (pass projection='xy' for planar "
-                "coordinates in km)"
-            )
-        if np.abs(lon).max() > 180.0:
-            raise ValidationError(
-                f"coords: expected longitudes in [-180, 180] in column {cols[1 - lat_index]!r}, "
-                f"found {float(lon[np.argmax(np.abs(lon))])!r}"
-            )
+        _check_degrees(lat, lon, cols[lat_index], cols[1 - lat_index])
         lat0 = 0.5 * (float(lat.min()) + float(lat.max()))
         lon0 = 0.5 * (float(lon.min()) + float(lon.max()))
         return cls(cols, "latlon", lat_index, lat0, lon0)
@@ -111,8 +117,9 @@ class Projection:
         coords = np.asarray(coords, dtype=np.float64)
         if self.kind == "xy":
             return coords.copy()
-        lat = np.radians(coords[:, self.lat_index])
-        lon = np.radians(coords[:, 1 - self.lat_index])
+        lat, lon = coords[:, self.lat_index], coords[:, 1 - self.lat_index]
+        _check_degrees(lat, lon, self.columns[self.lat_index], self.columns[1 - self.lat_index])
+        lat, lon = np.radians(lat), np.radians(lon)
         east = EARTH_RADIUS_KM * math.cos(math.radians(self.lat0)) * (lon - math.radians(self.lon0))
         north = EARTH_RADIUS_KM * (lat - math.radians(self.lat0))
         return np.stack([east, north], axis=-1)
@@ -274,9 +281,10 @@ def site_table(
         moved = xy[:, j] != site_xy[codes, j]
         if moved.any():
             row = int(np.argmax(moved))
+            was, now = float(site_xy[codes[row], j]), float(xy[row, j])
             raise ValidationError(
                 f"coords: expected fixed coordinates per site, found column {col!r} changing "
-                f"for site {ids[codes[row]]!r} ({site_xy[codes[row], j]!r} then {xy[row, j]!r})"
+                f"for site {ids[codes[row]]!r} ({was!r} then {now!r})"
             )
     _, first_at, counts = np.unique(site_xy, axis=0, return_index=True, return_counts=True)
     if (counts > 1).any():

@@ -422,6 +422,28 @@ def _observed_field(frame: Any, spec: SpatialSpec) -> Field:
     return field_
 
 
+def _check_new_sites(
+    new_ids: Sequence[Hashable], new_xy: np.ndarray, field_: Field, id_col: Hashable
+) -> None:
+    """Raise naming ``sites`` for a new site that has an observed site's id or lies on an
+    observed site (its values are that site's: :meth:`gpvae.GPVAE.impute` fills them)."""
+    observed = set(field_.site_ids)
+    reused = [k for k in new_ids if k in observed]
+    if reused:
+        raise ValidationError(
+            f"sites: expected new site ids, found {reused[:3]!r} in column {id_col!r}, which "
+            "X observes (impute fills the gaps of observed sites)"
+        )
+    dist = np.sqrt(((new_xy[:, None, :] - field_.xy[None, :, :]) ** 2).sum(-1))  # (P, S)
+    new_i, old_i = np.nonzero(dist < 1e-6)  # within a millimetre
+    if len(new_i):
+        raise ValidationError(
+            f"sites: new site {new_ids[new_i[0]]!r} lies on observed site "
+            f"{field_.site_ids[old_i[0]]!r} (the same coordinates): its values are that "
+            "site's; impute fills its gaps"
+        )
+
+
 def predict_sites(
     model: GPVAEModel,
     scaler: Scaler,
@@ -439,6 +461,8 @@ def predict_sites(
     field_ = _observed_field(frame, spec)
     new_ids, new_coords = site_table(sites, spec.id, cols, min_sites=1)
     new_xy = spec.projection.to_km(new_coords)
+    _check_new_sites(new_ids, new_xy, field_, spec.id)
+    warn_far_sites(field_.xy, spec.train_xy, field_.site_ids, cols)  # the neighbours
     warn_far_sites(new_xy, spec.train_xy, new_ids, cols)
     values = _standardise(field_.values, scaler)
     T, W, P = len(field_.times), spec.window, len(new_ids)

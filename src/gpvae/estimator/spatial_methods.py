@@ -9,7 +9,7 @@ from typing import Any
 import numpy as np
 import pandas as pd
 
-from gpvae.arguments import int_arg
+from gpvae.arguments import int_arg, warn_few_draws
 from gpvae.errors import NotFittedError, ValidationError
 from gpvae.estimator.spatial import (
     SpatialResult,
@@ -120,9 +120,9 @@ class SpatialMethods:
         """
         spec = self._spatial_fitted("predict_sites")
         model, scaler = self._fitted("predict_sites")  # type: ignore[attr-defined]
-        sites = (
-            sites.drop_duplicates(subset=[spec.id]) if isinstance(sites, pd.DataFrame) else sites
-        )
+        S = int_arg("num_samples", num_samples)
+        q = _quantiles(quantiles)
+        warn_few_draws(S, q[0], q[1], stacklevel=3)
         site_scale = spec.site_interval_scale
         return predict_sites(
             model,
@@ -131,8 +131,8 @@ class SpatialMethods:
             self._interval_scale() if site_scale is None else np.asarray(site_scale),
             X,
             sites,
-            int_arg("num_samples", num_samples),
-            _quantiles(quantiles),
+            S,
+            q,
             self.seed,  # type: ignore[attr-defined]
             self.batch_size,  # type: ignore[attr-defined]
         )
@@ -142,14 +142,17 @@ class SpatialMethods:
     ) -> SpatialResult:
         spec = self._spatial_fitted("impute")
         model, scaler = self._fitted("impute")  # type: ignore[attr-defined]
+        S = int_arg("num_samples", num_samples)
+        q = _quantiles(quantiles)
+        warn_few_draws(S, q[0], q[1], stacklevel=4)
         return impute_field(
             model,
             scaler,
             spec,
             self._interval_scale(),
             X,
-            int_arg("num_samples", num_samples),
-            _quantiles(quantiles),
+            S,
+            q,
             self.seed,  # type: ignore[attr-defined]
             self.batch_size,  # type: ignore[attr-defined]
         )
