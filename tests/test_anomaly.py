@@ -157,6 +157,32 @@ def test_intervals_give_times_in_the_inputs_own_form(fitted: GPVAE) -> None:
         fitted.anomaly_profile_ = None
 
 
+def test_frames_get_boolean_flags_and_intervals_by_series_id(fitted: GPVAE) -> None:
+    """A DataFrame's flags came back as 0.0 / 1.0 (``df[res.flagged]`` then read them as
+    column labels), and a long frame's intervals had no series id to go by."""
+    import pandas as pd
+
+    fitted.fit_threshold([seasonal(400, 13)], false_alarm_rate=0.01, num_samples=8, smooth=3)
+    try:
+        ys = [seasonal(200, 20 + k) for k in range(2)]
+        ys[1][100:130, 0] += 2.5
+        rows = [
+            pd.DataFrame({"id": name, "t": np.arange(200.0), "a": y[:, 0], "b": y[:, 1]})
+            for name, y in zip(["calm", "shifted"], ys)
+        ]
+        long = pd.concat(rows[::-1], ignore_index=True)  # "shifted" appears first
+        res = fitted.anomaly_scores(long, num_samples=8)
+        assert res.flagged.dtype == bool
+        assert len(long[res.flagged]) == int(res.flagged.sum())
+        assert res.series_ids == ("shifted", "calm")
+        assert res.intervals[0]
+        wide = rows[0].drop(columns="id").set_index("t")
+        assert fitted.anomaly_scores(wide, num_samples=8).flagged.dtype == bool
+        assert fitted.anomaly_scores(np.stack(ys), num_samples=8).flagged.dtype == bool
+    finally:
+        fitted.anomaly_profile_ = None
+
+
 def test_profile_round_trips_through_save_and_load(fitted: GPVAE, tmp_path: Path) -> None:
     fitted.fit_threshold([seasonal(200, 15)], false_alarm_rate=0.02, num_samples=4, smooth=2)
     try:

@@ -74,6 +74,11 @@ def test_bernoulli_rejects_values_outside_the_unit_interval(data) -> None:  # ty
     bad = Xm * 2.0
     with pytest.raises(GPVAEError, match=r"^X: expected values in \[0, 1\]"):
         GPVAE(likelihood="bernoulli", epochs=1, progress=False).fit(bad)
+    # new data too: imputing or scoring 0..255 pixels gave meaningless numbers
+    model = GPVAE(likelihood="bernoulli", epochs=1, progress=False, hidden=(8,)).fit(Xm[:8])
+    for method in (model.impute, model.anomaly_scores):
+        with pytest.raises(GPVAEError, match=r"^X: expected values in \[0, 1\]"):
+            method(bad[:2])
 
 
 def test_cnn_needs_square_frames() -> None:

@@ -716,7 +716,8 @@ def heldout_scores(
         num_samples=int(num_samples),
         window=window,
         threshold=None if profile is None else profile.threshold,
-        flagged=None if flagged is None else from_padded(ss, flagged, name="flagged"),
+        flagged=None if flagged is None else _booleans(from_padded(ss, flagged, name="flagged")),
+        series_ids=ss.layout.series_ids,
         intervals=None
         if profile is None
         else [
@@ -729,6 +730,15 @@ def heldout_scores(
             for s, e, t, f in zip(step, entry, ss.times, flagged or [])
         ],
     )
+
+
+def _booleans(flags: Any) -> Any:
+    """Flags in the form of ``step``, as booleans (a frame's column came back as floats)."""
+    if isinstance(flags, pd.Series):
+        return flags.astype(bool)
+    if isinstance(flags, list):
+        return [np.asarray(f, dtype=bool) for f in flags]
+    return np.asarray(flags, dtype=bool)
 
 
 def _in_input_times(ss: SeriesSet, intervals: list[dict[str, Any]]) -> list[dict[str, Any]]:

@@ -19,12 +19,25 @@ import torch
 from gpvae.arguments import check_memory
 from gpvae.batch import Batch
 from gpvae.data import Scaler, SeriesSet, batch_indices, to_series_set
+from gpvae.errors import ValidationError
 from gpvae.estimator.differencing import Difference, increments
 from gpvae.estimator.forecast_blend import ForecastBlend
+from gpvae.likelihoods import Bernoulli
 from gpvae.model import GPVAEModel
 from gpvae.rng import seed_for, series_generators
 
 __all__ = ["PredictContext"]
+
+
+def check_unit_interval(data: SeriesSet, name: str) -> None:
+    """Raise unless every observed value of ``data`` lies in [0, 1]."""
+    for i, v in enumerate(data.values):
+        obs = v[~np.isnan(v)]
+        if obs.size and (obs.min() < 0 or obs.max() > 1):
+            raise ValidationError(
+                f"{name}: expected values in [0, 1] for likelihood='bernoulli', found "
+                f"{float(obs.min())!r}..{float(obs.max())!r} in series {i}"
+            )
 
 
 @dataclass(frozen=True)
@@ -76,6 +89,8 @@ class PredictContext:
         )
         self.scaler.check(ss)
         self.scaler.check_range(ss)
+        if isinstance(self.model.likelihood, Bernoulli):  # the fit's check, for new data too
+            check_unit_interval(ss, "X")
         self.scaler.warn_far_times(ss)
         empty = sum(1 for v in ss.values if np.isnan(v).all())
         if empty:

@@ -25,7 +25,7 @@ from gpvae.estimator.calibration import (
     fit_interval_scales,
     heldout_arrays,
 )
-from gpvae.estimator.context import PredictContext
+from gpvae.estimator.context import PredictContext, check_unit_interval
 from gpvae.estimator.seasonality import PeriodArg, resolve_periods
 from gpvae.estimator.validation import validation_split
 from gpvae.kernels import KernelArg
@@ -43,17 +43,6 @@ __all__ = [
     "sharded_fit_data",
     "windowed",
 ]
-
-
-def _check_unit_interval(data: SeriesSet, name: str) -> None:
-    """Raise unless every observed value of ``data`` lies in [0, 1]."""
-    for i, v in enumerate(data.values):
-        obs = v[~np.isnan(v)]
-        if obs.size and (obs.min() < 0 or obs.max() > 1):
-            raise ValidationError(
-                f"{name}: expected values in [0, 1] for likelihood='bernoulli', found "
-                f"{float(obs.min())!r}..{float(obs.max())!r} in series {i}"
-            )
 
 
 def _drop_empty(data: SeriesSet, name: str) -> SeriesSet:
@@ -110,11 +99,11 @@ def _series(
             "X_val_target: expected X_val as well (the input in which its entries are hidden)"
         )
     if binary:
-        _check_unit_interval(train_set, "X")
+        check_unit_interval(train_set, "X")
         if val_set is not None:
-            _check_unit_interval(val_set, "X_val")
+            check_unit_interval(val_set, "X_val")
         if target_set is not None:
-            _check_unit_interval(target_set, "X_val_target")
+            check_unit_interval(target_set, "X_val_target")
     return train_set, val_set, target_set
 
 

@@ -136,7 +136,10 @@ class AnomalyResult:
         threshold: the stored threshold (None before ``fit_threshold``).
         flagged: per-step booleans ``step > threshold`` in the form of ``step``, or None.
         intervals: per series, the flagged intervals
-            (:func:`gpvae.estimator.anomaly.flagged_intervals`), or None.
+            (:func:`gpvae.estimator.anomaly.flagged_intervals`), or None; for a long
+            DataFrame in the order of ``series_ids``.
+        series_ids: the id of every series (long DataFrames: in the order each id first
+            appears in the rows) or None.
     """
 
     entry: Any
@@ -147,6 +150,7 @@ class AnomalyResult:
     threshold: float | None = None
     flagged: Any = None
     intervals: list[list[dict[str, Any]]] | None = None
+    series_ids: tuple[Any, ...] | None = None
 
 
 # ---------------------------------------------------------------- building results
