@@ -1129,3 +1129,16 @@ def test_a_series_of_one_row_or_no_value_does_not_stop_the_others(
         assert len(res) == len(frame) + 3
         assert res.loc[len(frame), "temp"] == 21.0  # observed: unchanged
         assert res[FEATURES].notna().all().all()
+
+
+@pytest.mark.parametrize("flag", ["--false-alarm-rate", "--mask-rate", "--spread-quantile"])
+def test_nan_options_are_refused_before_the_fit(
+    flag: str, files: dict[str, Path], tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    """NaN compares False with both ends of a range, so --false-alarm-rate nan passed the
+    option check and failed after the whole fit, blaming DATA."""
+    out = tmp_path / "m"
+    args = ["fit", str(files["wide_parquet"]), "--time-col", "date", "-o", str(out), flag, "nan"]
+    _, line = _main_error(capsys, args)
+    assert f"'{flag}': expected a finite number, found 'nan'" in line
+    assert not out.exists()

@@ -14,6 +14,8 @@ from gpvae.arguments import lengthscale_text
 from gpvae.errors import GPVAEError, ValidationError
 
 __all__ = [
+    "FiniteFloat",
+    "FiniteRange",
     "RegistryChoice",
     "examples",
     "hidden_sizes",
@@ -65,6 +67,21 @@ def positive_int(ctx: click.Context, param: click.Parameter, value: int | None) 
     if value is not None and value < 1:
         raise click.BadParameter(f"expected a positive integer, found {value}")
     return value
+
+
+class FiniteRange(click.FloatRange):
+    """``click.FloatRange`` without NaN (which compares False with both ends, so passed
+    the range and failed only after the fit)."""
+
+    def convert(self, value: Any, param: click.Parameter | None, ctx: click.Context | None) -> Any:
+        out = super().convert(value, param, ctx)
+        if not math.isfinite(out):
+            self.fail(f"expected a finite number, found {value!r}", param, ctx)
+        return out
+
+
+#: A finite float option (no NaN, no infinity).
+FiniteFloat = FiniteRange()
 
 
 def positive_float(ctx: click.Context, param: click.Parameter, value: float | None) -> float | None:

@@ -24,7 +24,7 @@ from gpvae.app.cli.columns import (
 )
 from gpvae.app.cli.errors import CLIError, as_cli, info
 from gpvae.app.cli.model_dir import load_model
-from gpvae.app.cli.options import examples, merge_option, series_option
+from gpvae.app.cli.options import FiniteFloat, examples, merge_option, series_option
 from gpvae.app.cli.tables import check_output, check_plot, save_figure, write_table
 from gpvae.estimator.anomaly import AnomalyProfile, flagged_intervals
 
@@ -38,14 +38,14 @@ __all__ = ["anomaly_table", "describe_intervals", "detect", "interval_table", "l
 @click.option(
     "--threshold",
     default=None,
-    type=float,
+    type=FiniteFloat,
     help="Flag steps whose score is above this. Default: the threshold stored by fit "
     "(from the training data's scores, for its --false-alarm-rate).",
 )
 @click.option(
     "--quantile",
     default=None,
-    type=float,
+    type=FiniteFloat,
     help="Instead of --threshold: flag the steps above this quantile of DATA's own "
     "scores (e.g. 0.99).",
 )

@@ -20,6 +20,8 @@ from gpvae.app.cli.columns import parse_times, record_times, series_set, spec_fr
 from gpvae.app.cli.errors import CLIError, as_cli, info
 from gpvae.app.cli.model_dir import MODEL_SUBDIR
 from gpvae.app.cli.options import (
+    FiniteFloat,
+    FiniteRange,
     RegistryChoice,
     examples,
     hidden_sizes,
@@ -138,7 +140,7 @@ THRESHOLD_QUANTILE = 0.99
 @click.option(
     "--kernel-lr",
     default=None,
-    type=float,
+    type=FiniteFloat,
     callback=positive_float,
     help="Learning rate of the kernel hyper-parameters (default: the larger of --lr and 1e-2).",
 )
@@ -193,7 +195,7 @@ THRESHOLD_QUANTILE = 0.99
     "--mask-rate",
     default=0.0,
     show_default=True,
-    type=click.FloatRange(min=0.0, max=1.0, max_open=True),
+    type=FiniteRange(min=0.0, max=1.0, max_open=True),
     help="Share of the observed entries hidden from the encoder at every training step "
     "(and scored): trains the model to fill gaps.",
 )
@@ -236,7 +238,7 @@ THRESHOLD_QUANTILE = 0.99
     "--false-alarm-rate",
     default=0.01,
     show_default=True,
-    type=click.FloatRange(min=0.0, max=1.0, min_open=True, max_open=True),
+    type=FiniteRange(min=0.0, max=1.0, min_open=True, max_open=True),
     help="Share of the training data's steps that detect's stored threshold flags.",
 )
 @click.option(
@@ -287,7 +289,7 @@ THRESHOLD_QUANTILE = 0.99
 @click.option(
     "--spread-quantile",
     default=None,
-    type=click.FloatRange(min=0.5, max=1.0, min_open=True, max_open=True),
+    type=FiniteRange(min=0.5, max=1.0, min_open=True, max_open=True),
     help="With the spread baseline: detect's spread is this quantile of the recent scores "
     "less their median (default: gpvae.settings.ANOMALY_SPREAD_QUANTILE).",
 )
