@@ -474,6 +474,21 @@ def test_predict_sites_checks_the_sites_it_is_given(fitted: tuple[GPVAE, pd.Data
         est.predict_sites(test, near, num_samples=5)
 
 
+def test_time_series_methods_refuse_a_spatial_model(fitted: tuple[GPVAE, pd.DataFrame]) -> None:
+    """They failed with errors about the id column or SpaceTime's input shape."""
+    est, df = fitted
+    part = df[df.site == "s1"].iloc[:48]
+    calls = {
+        "anomaly_scores": lambda: est.anomaly_scores(part),
+        "fit_threshold": lambda: est.fit_threshold(part),
+        "sample": lambda: est.sample(np.arange(5.0)),
+        "forecast": lambda: est.forecast(part, horizon=2),
+    }
+    for name, call in calls.items():
+        with pytest.raises(ValidationError, match=rf"^{name}: .*fitted on sites"):
+            call()
+
+
 def test_projection_is_local_equirectangular() -> None:
     coords = np.array([[LAT0, LON0], [LAT0 + 0.1, LON0], [LAT0, LON0 + 0.1]])
     proj = Projection.infer(["lat", "lon"], coords)

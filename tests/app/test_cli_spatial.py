@@ -210,3 +210,15 @@ def test_predict_sites_checks_plot_options_before_any_work(
     assert proc.returncode == 1
     assert proc.stderr.startswith(f"error: {option}: ")
     assert not out.exists()
+
+
+def test_predict_sites_refuses_one_path_for_both_plots(
+    spatial_model: tuple[Path, Path, Path], tmp_path: Path
+) -> None:
+    """The series plot silently replaced the map."""
+    model, train, new = spatial_model
+    out, fig = tmp_path / "pred.csv", tmp_path / "fig.png"
+    proc = _cli("predict-sites", model, train, new, "-o", out, "--plot", fig, "--series-plot", fig)
+    assert proc.returncode == 1
+    assert proc.stderr.startswith("error: --series-plot: expected a path other than --plot's")
+    assert not out.exists()

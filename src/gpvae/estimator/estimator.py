@@ -396,6 +396,11 @@ class GPVAE(AnomalyMethods, ForecastMethods, SpatialMethods, PersistenceMethods)
         """The fitted model with this call's settings (raises before fit)."""
         model, scaler = self._fitted(method)
         check_levels_method(method, self.difference)
+        if self.spatial_ is not None and method != "save":
+            raise ValidationError(
+                f"{method}: expected a model fitted on time series, found one fitted on sites "
+                "(fit(..., coords=...)), which predict_sites and impute serve"
+            )
         assert self.device_ is not None
         scale = self.interval_scale_
         return PredictContext(

@@ -59,8 +59,13 @@ def predict_sites(
                 f"OUT: expected a path other than {what}'s (writing it would replace the input "
                 f"data), found {out!r}, which is {what} {given!r}"
             )
-    check_plot(plot)
-    check_plot(series_plot, "--series-plot")
+    map_path, series_path = check_plot(plot), check_plot(series_plot, "--series-plot")
+    both = map_path is not None and series_path is not None
+    if both and map_path.resolve() == series_path.resolve():  # type: ignore[union-attr]
+        raise CLIError(
+            f"--series-plot: expected a path other than --plot's (the series would replace "
+            f"the map), found {series_plot!r}"
+        )
     folder = check_model_dir(model_dir)
     with as_cli("MODEL_DIR", {}):
         model = GPVAE.load(folder / MODEL_SUBDIR)
