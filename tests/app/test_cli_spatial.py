@@ -222,3 +222,16 @@ def test_predict_sites_refuses_one_path_for_both_plots(
     assert proc.returncode == 1
     assert proc.stderr.startswith("error: --series-plot: expected a path other than --plot's")
     assert not out.exists()
+
+
+@pytest.mark.parametrize("command", ["impute", "detect", "forecast"])
+def test_time_series_commands_say_a_spatial_model_is_for_predict_sites(
+    command: str, spatial_model: tuple[Path, Path, Path], tmp_path: Path
+) -> None:
+    """They said cli.json was missing and to fit the model with 'gpvae fit', which it was."""
+    model, train, _ = spatial_model
+    extra = ["--horizon", "2"] if command == "forecast" else []
+    proc = _cli(command, model, train, "-o", tmp_path / "out.csv", *extra)
+    assert proc.returncode == 1
+    assert proc.stderr.startswith("error: MODEL_DIR: expected a time-series model, found a spatial")
+    assert "predict-sites" in proc.stderr

@@ -3,6 +3,7 @@ layout (``cli.json``), loaded back by ``impute``, ``forecast``, ``detect`` and `
 
 from __future__ import annotations
 
+import json
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, Literal, overload
 
@@ -28,6 +29,21 @@ def check_model_dir(path: str) -> Path:
     return p
 
 
+def _refuse_spatial(model_dir: Path) -> None:
+    """A spatial model (``fit --coord-cols``) is served by ``predict-sites`` only: say so
+    (it has no cli.json, which the other commands would otherwise report as missing)."""
+    config = model_dir / MODEL_SUBDIR / "config.json"
+    try:
+        spatial = json.loads(config.read_text())["config"]["estimator"].get("spatial")
+    except (OSError, ValueError, KeyError, TypeError, AttributeError):
+        return  # not readable here: the model's own loading reports it
+    if spatial is not None:
+        raise CLIError(
+            f"MODEL_DIR: expected a time-series model, found a spatial one in {str(model_dir)!r} "
+            "(fitted with --coord-cols), which 'gpvae predict-sites' uses"
+        )
+
+
 @overload
 def load_model(path: str) -> tuple[GPVAE, ColumnSpec]: ...
 
@@ -46,6 +62,7 @@ def load_model(path: str, ensemble_ok: bool = False) -> tuple[Any, ColumnSpec]:
     from gpvae.estimator.ensemble import ENSEMBLE_FILE
 
     model_dir = check_model_dir(path)
+    _refuse_spatial(model_dir)
     spec = ColumnSpec.load(model_dir)
     folder = model_dir / MODEL_SUBDIR
     with as_cli("MODEL_DIR"):
