@@ -21,6 +21,7 @@ import gpvae.training.session
 from gpvae import GPVAE, settings
 from gpvae.errors import (
     GPVAEError,
+    InputTypeError,
     ModelFileError,
     NotFittedError,
     ShapeError,
@@ -646,3 +647,17 @@ def test_heteroscedastic_gaussian_fits_and_imputes_with_ordered_intervals() -> N
     assert (res.lower <= res.mean + 1e-12).all()
     assert (res.mean <= res.upper + 1e-12).all()
     assert (res.upper - res.lower)[~observed].min() > 0
+
+
+def test_sample_refuses_datetimes_it_cannot_place() -> None:
+    """sample(pd.date_range(...)) drew the prior at nanoseconds since 1970, so every step
+    was independent of the next, without a word."""
+    import pandas as pd
+
+    frame = pd.DataFrame(
+        {"a": np.sin(np.arange(40) / 4.0)}, index=pd.date_range("2020-01-01", periods=40, freq="h")
+    )
+    model = GPVAE(latent_dim=2, epochs=1, progress=False, hidden=(8,)).fit(frame)
+    with pytest.raises(InputTypeError, match=r"times: expected numbers in the model's time units"):
+        model.sample(pd.date_range("2020-03-01", periods=3, freq="h"))
+    assert model.sample(np.arange(3.0)).shape == (1, 3, 1)

@@ -418,6 +418,23 @@ def test_sample_long_table(long_model: Path, wide_model: Path, tmp_path: Path) -
     assert pd.api.types.is_datetime64_any_dtype(s2["date"])
 
 
+@pytest.mark.parametrize(("freq", "expected"), [("MS", "MS"), ("5min", "5min")])
+def test_sample_times_follow_the_training_calendar(
+    freq: str, expected: str, tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    """A monthly model's samples were laid out hourly, and 5-minute data's at times such
+    as 21:19:59.999999998 (float hours)."""
+    t = pd.date_range("2000-01-01 21:15", periods=60, freq=freq)
+    data = tmp_path / "d.csv"
+    pd.DataFrame({"when": t, "v": np.sin(np.arange(60) / 5.0)}).to_csv(data, index=False)
+    model, out = tmp_path / "m", tmp_path / "s.csv"
+    fit = ["fit", str(data), "--time-col", "when", "-o", str(model), "--epochs", "1"]
+    assert main([*fit, "--latent-dim", "2", "--hidden", "8", "--quiet"]) == 0, capsys.readouterr()
+    assert main(["sample", str(model), "--length", "5", "-o", str(out)]) == 0
+    shown = pd.DatetimeIndex(pd.to_datetime(pd.read_csv(out)["when"]))
+    assert list(shown) == list(pd.date_range(t[0], periods=5, freq=expected))
+
+
 def test_errors_after_fit_are_one_line(long_model: Path, tmp_path: Path) -> None:
     wrong = tmp_path / "wrong.csv"
     pd.DataFrame({"station": ["a", "a"], "t": [0.0, 1.0], "temp": [1.0, 2.0]}).to_csv(wrong)

@@ -192,6 +192,12 @@ def samples_form(ss: SeriesSet, draws: list[np.ndarray]) -> Any:
 
 
 def times_1d(times: Any, name: str) -> np.ndarray:
+    if np.asarray(times).dtype.kind in "Mm":  # float() of them is nanoseconds since 1970
+        raise InputTypeError(
+            f"{name}: expected numbers in the model's time units (for a model fitted on "
+            "dates: hours since the training data's first time, or steps of its calendar, "
+            "e.g. months), found datetimes or durations"
+        )
     try:
         t = np.asarray(times, dtype=np.float64)
     except (TypeError, ValueError):

@@ -59,6 +59,8 @@ class ColumnSpec:
         time_step: median spacing of the training times, in the model's time units (hours
             for dates), used by ``sample`` (and shown by ``forecast``).
         time_start: the earliest training time (ISO string for dates, a number otherwise).
+        time_freq: the calendar frequency of dates on a calendar grid (months, business
+            days, ...: the model then counts time in steps of it), else None.
         threshold: default anomaly threshold for ``detect`` (a high quantile of the
             training data's per-step scores), or None.
         threshold_quantile: the quantile that gave ``threshold``.
@@ -70,6 +72,7 @@ class ColumnSpec:
     time_type: str = "numeric"
     time_step: float = 1.0
     time_start: str | float = 0.0
+    time_freq: str | None = None
     threshold: float | None = None
     threshold_quantile: float | None = None
 
@@ -396,6 +399,7 @@ def record_times(spec: ColumnSpec, frame: pd.DataFrame, series: SeriesSet) -> No
     with np.errstate(over="ignore", invalid="ignore"):  # an overflow is reported by fit
         steps = np.concatenate([np.diff(t) for t in series.times])
     spec.time_step = float(np.median(steps)) if steps.size else 1.0
+    spec.time_freq = series.layout.freq
     time_col = spec.time_col
     tcol = parse_times(frame[[time_col]], time_col, "DATA")[time_col]
     if pd.api.types.is_datetime64_any_dtype(tcol.dtype):

@@ -13,6 +13,7 @@ from gpvae.app.cli.model_dir import load_model
 from gpvae.app.cli.options import examples, positive_int
 from gpvae.app.cli.tables import check_output, check_plot, save_figure, write_table
 from gpvae.arguments import check_memory
+from gpvae.data.calendar import calendar_times
 
 __all__ = ["sample"]
 
@@ -58,7 +59,11 @@ def sample(
         draws = np.asarray(model.sample(steps, num_samples=num_samples), dtype=np.float64)
     if spec.time_type == "datetime":
         start = pd.Timestamp(str(spec.time_start))
-        shown: Any = start + pd.to_timedelta(steps, unit="h")
+        if spec.time_freq is not None:  # months, business days, ...: steps of the calendar
+            shown: Any = calendar_times(steps, start, spec.time_freq)
+        else:  # the median step in whole milliseconds: no 21:19:59.999999998
+            step_ms = round(spec.time_step * 3_600_000)
+            shown = start + pd.to_timedelta(np.arange(length) * step_ms, unit="ms")
     else:
         shown = float(spec.time_start) + steps
     id_name = spec.id_col if spec.id_col is not None else "sample"
