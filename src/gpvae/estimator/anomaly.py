@@ -68,10 +68,12 @@ from __future__ import annotations
 import dataclasses
 import math
 from dataclasses import dataclass
+from functools import partial
 from typing import Any
 
 import numpy as np
 import pandas as pd
+import torch
 
 from gpvae import settings
 from gpvae.arguments import check_memory, float_arg, int_arg
@@ -81,6 +83,7 @@ from gpvae.errors import ModelFileError, ValidationError, invalid
 from gpvae.estimator.context import PredictContext
 from gpvae.estimator.results import AnomalyResult, times_out
 from gpvae.model.scoring import heldout_nlpd, latent_nlpd, prior_nlpd
+from gpvae.rng import series_seed
 
 __all__ = [
     "AnomalyProfile",
@@ -362,19 +365,50 @@ def _check_window(window: int | None) -> int | None:
     return None if window is None else int_arg("window", window, minimum=2)
 
 
-def _pieces(ss: SeriesSet, window: int | None) -> tuple[SeriesSet, list[tuple[int, int]]]:
+def _causal_starts(length: int, window: int, stride: int) -> list[int]:
+    """Window starts every ``stride`` steps from 0 until a window reaches the end (the last
+    may be shorter): unlike :func:`window_starts`, none is placed by where the series ends,
+    so the window a step is scored in does not depend on how many steps follow it."""
+    return list(range(0, -(-max(length - window, 0) // stride) * stride + 1, stride))
+
+
+def _pieces(
+    ss: SeriesSet, window: int | None, causal: bool = False
+) -> tuple[SeriesSet, list[tuple[int, int]]]:
     """The windows of every series as a set of short series, and (series, start) of each."""
     where: list[tuple[int, int]] = []
     values: list[np.ndarray] = []
     times: list[np.ndarray] = []
     for i, (v, t) in enumerate(zip(ss.values, ss.times)):
-        starts = [0] if window is None else window_starts(len(t), window, max(1, window // 2))
+        if window is None:
+            starts = [0]
+        elif causal:
+            starts = _causal_starts(len(t), window, max(1, window // 2))
+        else:
+            starts = window_starts(len(t), window, max(1, window // 2))
         for s in starts:
             end = len(t) if window is None else s + window
             where.append((i, s))
             values.append(v[s:end])
             times.append(t[s:end])
     return dataclasses.replace(ss, values=tuple(values), times=tuple(times)), where
+
+
+def _block_generators(
+    ctx: PredictContext, pieces: SeriesSet, idx: np.ndarray, C: int, salt: int, k: int
+) -> list[torch.Generator]:
+    """One generator per piece of ``idx`` for its causal block ``k`` (steps k C ...),
+    seeded by the estimator's seed, ``salt``, k and the piece's values and times before the
+    block (block 0: its first time only), so its draws depend on nothing after them."""
+    start = k * C
+    out = []
+    for i in idx:
+        v, t = pieces.values[i][:start], pieces.times[i][: max(start, 1)]
+        key = np.concatenate([[float(k)], t])
+        out.append(
+            torch.Generator(device=ctx.device).manual_seed(series_seed(ctx.seed, salt, v, key))
+        )
+    return out
 
 
 def entry_scores(
@@ -392,9 +426,11 @@ def entry_scores(
     the held-out folds in runs of that many consecutive steps, ``heldout_nlpd(block=)``;
     ``prior``:
     the scores under the prior alone, :func:`gpvae.model.scoring.prior_nlpd`; ``causal``:
-    each window's ``num_folds`` consecutive blocks scored from the steps before them,
-    :func:`gpvae.model.scoring.heldout_nlpd`, and each step takes its score from the
-    window in which it has the most steps before it, so no score depends on a later step;
+    each window's blocks of ``ceil(window / num_folds)`` steps scored from the steps before
+    them, :func:`gpvae.model.scoring.heldout_nlpd`, with the windows laid from each
+    series' start and each block's draws seeded by what comes before it, and each step
+    takes its score from the window in which it has the most steps before it, so no score
+    depends on a later step (with ``window`` None: ``num_folds`` blocks of each series);
     ``latent_lags``: instead the latent path's one-step-ahead surprise under the prior
     given that many previous steps, per latent channel,
     :func:`gpvae.model.scoring.latent_nlpd`, each step from the window in which it has
@@ -406,7 +442,12 @@ def entry_scores(
     S = int_arg("num_samples", num_samples)
     K = int_arg("num_folds", num_folds)
     W = _check_window(window)
-    pieces, where = _pieces(scaled, W)
+    # causal windows: blocks of a fixed length, windows placed from the start, draws seeded
+    # by what comes before each block (no score depends on a later step); the latent score
+    # and whole-series windows keep their own layout
+    strict = causal and W is not None and latent_lags is None
+    pieces, where = _pieces(scaled, W, causal=strict)
+    C = -(-W // K) if strict and W is not None else None
     D = scaled.num_features if latent_lags is None else ctx.model.latent_dim
     per_batch = settings.ANOMALY_WINDOW_BATCH if W is not None else ctx.batch_size
     B = min(per_batch, pieces.num_series)
@@ -424,12 +465,15 @@ def entry_scores(
         idx = np.arange(start, min(start + per_batch, pieces.num_series))
         batch = ctx.batch(pieces, idx)
         gens = ctx.series_generators(pieces, idx, salt=4)
+        before = None
+        if C is not None:  # block k's draws: seeded by the piece before the block
+            before = partial(_block_generators, ctx, pieces, idx, C, 5 if prior else 4)
         if latent_lags is not None:
             s_np = latent_nlpd(model, batch, latent_lags).numpy()  # (B, N, L)
         elif prior:
-            s_np = prior_nlpd(model, batch, gens, S).numpy()  # (B, N, D)
+            s_np = prior_nlpd(model, batch, gens, S, C, before).numpy()  # (B, N, D)
         else:
-            s_np = heldout_nlpd(model, batch, gens, K, S, causal, block).numpy()
+            s_np = heldout_nlpd(model, batch, gens, K, S, causal, block, C, before).numpy()
         for b, j in enumerate(idx):
             piece_scores[j] = s_np[b, : len(pieces.times[j])]
     out = [np.full((len(t), D), np.nan) for t in scaled.times]
@@ -437,7 +481,7 @@ def entry_scores(
     for (i, s), sc in zip(where, piece_scores):
         T, n = len(scaled.times[i]), len(sc)
         pos = np.arange(s, s + n)
-        if (causal and not prior) or latent_lags is not None:  # the window with the most past
+        if causal or latent_lags is not None:  # the window with the most past
             d = (pos - s).astype(np.float64)
         else:
             d = np.minimum(pos - s, s + n - 1 - pos).astype(np.float64)
@@ -465,7 +509,7 @@ def model_entry_scores(
     held = entry_scores(ctx, scaled, num_samples, num_folds, window, causal=causal)
     if w == 0.0:
         return held
-    alone = entry_scores(ctx, scaled, num_samples, num_folds, window, prior=True)
+    alone = entry_scores(ctx, scaled, num_samples, num_folds, window, prior=True, causal=causal)
     return combine_prior(held, alone, w, prior_ratio)
 
 
@@ -800,7 +844,7 @@ def fit_profile(
     entry = entry_scores(ctx, scaled, num_samples, num_folds, window, causal=causal)
     ratio = None
     if w > 0.0:
-        alone = entry_scores(ctx, scaled, num_samples, num_folds, window, prior=True)
+        alone = entry_scores(ctx, scaled, num_samples, num_folds, window, prior=True, causal=causal)
         ratio = spread_ratio(entry, alone)
         entry = combine_prior(entry, alone, w, ratio)
     prof = profile_from_entries(

@@ -63,8 +63,13 @@ class AnomalyMethods:
             causal: score each window's ``num_folds`` consecutive blocks (None: the stored
                 profile's, else False; default blocks
                 :data:`gpvae.settings.ANOMALY_CAUSAL_BLOCKS`) from the steps before them
-                only: a forecast score, where no score depends on a later step (for a
-                stream); False: interleaved folds, each step scored from both sides.
+                only: a forecast score, where no score depends on a later step, neither on
+                its value nor on whether it has arrived (windows laid from the series'
+                start, blocks of ``ceil(window / num_folds)`` steps, each block's draws
+                seeded by what comes before it; for a stream). With ``window=None`` the
+                blocks divide each whole series, so their length, and a step's past, grow
+                with the series: rescoring a longer series can change earlier scores.
+                False: interleaved folds, each step scored from both sides.
 
         Returns:
             :class:`~gpvae.estimator.results.AnomalyResult`.

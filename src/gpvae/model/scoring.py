@@ -35,6 +35,8 @@ def heldout_nlpd(
     num_samples: int,
     causal: bool = False,
     block: int = 1,
+    causal_block: int | None = None,
+    block_generators: Callable[[int], Sequence[torch.Generator]] | None = None,
 ) -> Tensor:
     """Negative log predictive density of every observed entry with its step hidden.
 
@@ -48,11 +50,16 @@ def heldout_nlpd(
     ``num_folds = 1`` hides nothing: every observed entry is scored under
     ``q(z | all observed entries)`` (a reconstruction score, one conditioning).
 
-    With ``causal`` the folds are ``num_folds`` consecutive blocks of the N steps (step n
-    in block ``n * num_folds // N``), and each block is scored given the steps **before**
-    it only (``z_s ~ q(z | steps before the block)``): a forecast of the block from its
-    past, so no score depends on a later step (a filtering score, for streams). The first
-    block is scored under the prior (it has no past in the batch).
+    With ``causal`` the folds are consecutive blocks, and each block is scored given the
+    steps **before** it only (``z_s ~ q(z | steps before the block)``): a forecast of the
+    block from its past (a filtering score, for streams). The first block is scored under
+    the prior (it has no past in the batch). With ``causal_block`` C the blocks are runs of
+    C steps (step n in block ``n // C``) and block k's draws come from
+    ``block_generators(k)`` (one generator per series, which the caller seeds from what
+    comes before the block), laid out for C steps whatever the block's length: then no
+    score depends on a later step or on the series' length. Without it, series b's steps
+    form ``num_folds`` blocks of its own length T_b (step n in block
+    ``n * num_folds // T_b``), drawn from ``generators``.
 
     Returns:
         (B, N, D) float64 on the CPU, NaN where not observed.
@@ -66,31 +73,59 @@ def heldout_nlpd(
     if K == 1 and not causal:
         return entry_nlpd(model, batch, batch.observed, generators, S)
     n = torch.arange(N, device=batch.y.device)
-    fold_of = (n * K) // N if causal else (n // run) % K  # (N,)
+    count = K
+    if not causal:
+        fold_of = ((n // run) % K)[None].expand(B, N)  # (B, N)
+    elif causal_block is not None:
+        C = check_count("causal_block", causal_block)
+        fold_of = (n // C)[None].expand(B, N)
+        count = -(-N // C)
+    else:  # each series' own length (padding after its last block)
+        length = batch.valid.sum(dim=1).clamp_min(1)  # (B,)
+        fold_of = (n[None] * K) // length[:, None]
     score = torch.full((B, N, D), float("nan"), dtype=torch.float64)
-    for k in range(K):
+    for k in range(count):
+        in_k = fold_of == k  # (B, N)
         # causal: the block and every step after it are hidden; else the fold's steps
-        hide = ((fold_of >= k) if causal else (fold_of == k))[None, :, None]  # (1, N, 1)
-        steps = torch.nonzero(fold_of == k).squeeze(1)  # (N_k,)
+        hide = (fold_of >= k) if causal else in_k
+        steps = torch.nonzero(in_k.any(dim=0)).squeeze(1)  # (N_k,)
         if steps.numel() == 0:
             continue
         # with interp_skip the fusion needs every step's neighbours: decode them all
         only = steps if model.interp_fusion is None else None
-        part = entry_nlpd(model, batch, batch.observed & ~hide, generators, S, only)
-        target = (batch.observed & (fold_of == k)[None, :, None]).cpu()
+        gens, noise = generators, None
+        if causal:  # each series' noise laid out for its own block
+            at = {int(v): i for i, v in enumerate(steps.tolist())}
+            noise = []
+            for b in range(B):
+                mine = torch.nonzero(in_k[b]).squeeze(1)
+                where = mine if only is None else torch.tensor([at[int(v)] for v in mine])
+                noise.append((len(mine) if causal_block is None else causal_block, where))
+            if causal_block is not None and block_generators is not None:
+                gens = block_generators(k)
+        vis = batch.observed & ~hide[..., None]
+        part = entry_nlpd(model, batch, vis, gens, S, only, block_noise=noise)
+        target = (batch.observed & in_k[..., None]).cpu()
         score = torch.where(target, part, score)
     return score
 
 
 @torch.no_grad()
 def prior_nlpd(
-    model: GPVAEModel, batch: Batch, generators: Sequence[torch.Generator], num_samples: int
+    model: GPVAEModel,
+    batch: Batch,
+    generators: Sequence[torch.Generator],
+    num_samples: int,
+    causal_block: int | None = None,
+    block_generators: Callable[[int], Sequence[torch.Generator]] | None = None,
 ) -> Tensor:
     """Negative log density of every observed entry under the prior alone:
     ``-log (1/S) sum_s p(y | z_s)``, ``z_s`` from the GP prior's marginal at the entry's
     step (nothing is conditioned on; how far the value lies from what the model calls
     normal anywhere, where :func:`heldout_nlpd` asks how far it lies from its
-    neighbours). Needs a likelihood whose entries are independent given z.
+    neighbours). Needs a likelihood whose entries are independent given z. With
+    ``causal_block`` and ``block_generators``, the draws of each run of that many steps
+    come from its own generators, as :func:`heldout_nlpd`'s causal blocks do.
 
     Returns:
         (B, N, D) float64 on the CPU, NaN where not observed.
@@ -101,7 +136,20 @@ def prior_nlpd(
             f"likelihood: prior scores need entries independent given z, found "
             f"{type(model.likelihood).__name__}"
         )
-    return entry_nlpd(model, batch, torch.zeros_like(batch.observed), generators, S, prior=True)
+    hidden = torch.zeros_like(batch.observed)
+    if causal_block is None or block_generators is None:
+        return entry_nlpd(model, batch, hidden, generators, S, prior=True)
+    C = check_count("causal_block", causal_block)
+    N = batch.y.shape[1]
+    score = torch.full(batch.y.shape, float("nan"), dtype=torch.float64)
+    for k in range(-(-N // C)):
+        steps = torch.arange(k * C, min((k + 1) * C, N), device=batch.y.device)
+        noise = [(C, torch.arange(len(steps)))] * batch.y.shape[0]
+        part = entry_nlpd(
+            model, batch, hidden, block_generators(k), S, steps, True, block_noise=noise
+        )
+        score[:, steps.cpu()] = part[:, steps.cpu()]
+    return score
 
 
 @torch.no_grad()
@@ -184,9 +232,15 @@ def entry_nlpd(
     S: int,
     steps: Tensor | None = None,
     prior: bool = False,
+    block_noise: Sequence[tuple[int, Tensor]] | None = None,
 ) -> Tensor:
     """``-log (1/S) sum_s p(y | z_s, visible)``, ``z_s ~ q(z | visible entries)``, for
     every entry: (B, N, D) float64 on the CPU, NaN where not observed.
+
+    ``block_noise`` (per series: C_b, positions): series b's noise is drawn for C_b steps
+    from ``generators[b]`` and its first ones go to ``positions`` of the decoded steps
+    (zeros elsewhere), so a step's draws depend neither on how many steps follow it nor on
+    the other series of the batch (causal blocks).
 
     When the likelihood's entries are independent given z, the density of entry
     (n, d) depends on z at step n only, so the draws come from the marginals of q
@@ -219,6 +273,15 @@ def entry_nlpd(
         lengths = [int(n) for n in sub.valid.sum(dim=1).tolist()]
 
         def marginal_draw(s: int) -> Tensor:
+            if block_noise is not None:
+                eps = mean.new_zeros((s, *mean.shape))
+                for b, (gen, (width, where)) in enumerate(zip(generators, block_noise)):
+                    e = torch.randn(
+                        (s, width, mean.shape[2]), generator=gen, dtype=mean.dtype,
+                        device=mean.device,
+                    )  # fmt: skip
+                    eps[:, b, where.to(mean.device)] = e[:, : len(where)]
+                return mean + sd * eps
             eps = per_series_normal(
                 generators, lengths, s, mean.shape[1], (mean.shape[2],), mean
             )  # (s, B, N_k, L)
