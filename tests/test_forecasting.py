@@ -342,3 +342,12 @@ def test_the_mase_scale_of_a_constant_or_unobserved_feature_is_nan() -> None:
 
     h = np.stack([np.arange(10.0), np.zeros(10), np.full(10, np.nan)], axis=1)
     np.testing.assert_array_equal(seasonal_naive_scale(h, 2), [2.0, np.nan, np.nan])
+
+
+def test_repeated_future_dates_are_refused() -> None:
+    index = pd.date_range("2020-01-01", periods=40, freq="D")
+    frame = pd.DataFrame({"a": np.sin(np.arange(40) / 3.0)}, index=index)
+    model = GPVAE(latent_dim=2, epochs=1, progress=False, hidden=(8,)).fit(frame)
+    future = pd.DatetimeIndex([index[-1] + pd.Timedelta(days=1)] * 2)
+    with pytest.raises(ValidationError, match=r"future_times: expected distinct times"):
+        model.forecast(frame, future_times=future)

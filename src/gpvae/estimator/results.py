@@ -256,6 +256,15 @@ def resolve_future_times(
 
 
 def _future_row(lay: Any, values: Any, name: str) -> np.ndarray:
+    """One series' future times in the model's float units (distinct: a repeated date was
+    forecast twice, as if two steps)."""
+    out = _future_units(lay, values, name)
+    if np.unique(out).size != out.size:
+        raise ValidationError(f"{name}: expected distinct times, found duplicates")
+    return out
+
+
+def _future_units(lay: Any, values: Any, name: str) -> np.ndarray:
     arr = np.asarray(pd.Series(values).to_numpy() if isinstance(values, pd.Index) else values)
     if arr.ndim != 1 or arr.size == 0:
         raise ShapeError(f"{name}: expected a non-empty 1-D array of times, found {arr.shape}")
