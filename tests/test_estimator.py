@@ -661,3 +661,19 @@ def test_sample_refuses_datetimes_it_cannot_place() -> None:
     with pytest.raises(InputTypeError, match=r"times: expected numbers in the model's time units"):
         model.sample(pd.date_range("2020-03-01", periods=3, freq="h"))
     assert model.sample(np.arange(3.0)).shape == (1, 3, 1)
+
+
+def test_get_config_rebuilds_the_estimator_and_seeds_fit_64_bits() -> None:
+    """GPVAE(**model.get_config()) refused the saved kernel (a dict); a seed of 2**63 or
+    more was taken and crashed at the first draw."""
+    from gpvae.kernels import Matern32, Periodic
+
+    X = np.random.default_rng(0).normal(size=(2, 30, 2))
+    for kernel in ("matern32+periodic", Matern32(lengthscale=3.0) + Periodic(period=7.0)):
+        period = 7.0 if isinstance(kernel, str) else None
+        model = GPVAE(**{**FAST, "epochs": 1}, kernel=kernel, period=period).fit(X)
+        again = GPVAE(**model.get_config())
+        assert again.get_config() == model.get_config()
+    with pytest.raises(ValidationError, match=r"seed: expected an integer in \[0, 2\*\*63 - 1\]"):
+        GPVAE(seed=2**63)
+    assert GPVAE(seed=2**63 - 1).seed == 2**63 - 1

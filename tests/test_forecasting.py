@@ -351,3 +351,17 @@ def test_repeated_future_dates_are_refused() -> None:
     future = pd.DatetimeIndex([index[-1] + pd.Timedelta(days=1)] * 2)
     with pytest.raises(ValidationError, match=r"future_times: expected distinct times"):
         model.forecast(frame, future_times=future)
+
+
+def test_backtest_leaves_the_fits_checkpoints_alone(tmp_path: Path) -> None:
+    """The backtest's refits wrote into the fitted model's checkpoint_dir, so resuming the
+    user's own fit then failed (a checkpoint of other data)."""
+    X = np.random.default_rng(0).normal(size=(2, 60, 2))
+    model = GPVAE(
+        latent_dim=2, epochs=2, progress=False, hidden=(8,), checkpoint_dir=tmp_path / "ck"
+    ).fit(X)
+    before = {p: p.read_bytes() for p in sorted((tmp_path / "ck").rglob("*")) if p.is_file()}
+    assert before
+    model.backtest(X, horizon=4, num_origins=2)
+    after = {p: p.read_bytes() for p in sorted((tmp_path / "ck").rglob("*")) if p.is_file()}
+    assert after == before

@@ -10,7 +10,7 @@ from __future__ import annotations
 
 import copy
 import statistics
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 
 import torch
@@ -19,7 +19,15 @@ from torch import nn
 from gpvae.arguments import int_arg
 from gpvae.errors import InputTypeError, ValidationError, invalid
 from gpvae.gp.prior import GPPrior
-from gpvae.kernels import Kernel, KernelArg, build_kernel, has_state_space, kernel_key, num_periods
+from gpvae.kernels import (
+    Kernel,
+    KernelArg,
+    build_kernel,
+    has_state_space,
+    kernel_from_spec,
+    kernel_key,
+    num_periods,
+)
 from gpvae.likelihoods import get_likelihood
 from gpvae.model import GPVAEModel
 from gpvae.nets.registry import build_decoder, build_encoder
@@ -169,9 +177,12 @@ def hidden_arg(hidden: object) -> tuple[int, ...]:
 
 
 def kernel_arg(kernel: object, latent_dim: int) -> KernelArg:
-    """A kernel name (normalised), a Kernel, or a list of ``latent_dim`` of them."""
+    """A kernel name (normalised), a Kernel, or a list of ``latent_dim`` of them; also the
+    saved form ``get_config()`` gives (a dict), so ``GPVAE(**model.get_config())`` works."""
     if isinstance(kernel, Kernel):
         return kernel
+    if isinstance(kernel, Mapping):
+        return kernel_arg(kernel_from_spec(kernel), latent_dim)
     if isinstance(kernel, (list, tuple)):
         if len(kernel) != latent_dim:
             raise ValidationError(

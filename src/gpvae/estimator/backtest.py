@@ -349,8 +349,12 @@ def _fresh(estimator: Estimator, config: dict[str, Any] | None) -> Estimator:
     """An estimator of the same configuration for a new fit (a shallow copy when the
     configuration has modules JSON cannot describe: fit replaces everything it learns, and
     deep-copies the modules it trains)."""
+    # the backtest's fits checkpoint nowhere: the user's own fit's checkpoints stay theirs
     if config is None:
-        return copy.copy(estimator)
-    args = {**config, "kernel": kernel_from_spec(config["kernel"])}
+        fresh = copy.copy(estimator)
+        if getattr(fresh, "checkpoint_dir", None) is not None:
+            fresh.checkpoint_dir = None  # type: ignore[attr-defined]
+        return fresh
+    args = {**config, "kernel": kernel_from_spec(config["kernel"]), "checkpoint_dir": None}
     args["hidden"] = tuple(args["hidden"])
     return type(estimator)(**args)

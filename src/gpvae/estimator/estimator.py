@@ -280,6 +280,8 @@ class GPVAE(AnomalyMethods, ForecastMethods, SpatialMethods, PersistenceMethods)
         self.difference = difference_arg(difference)
         self.device = check_device(device)
         self.seed = int_arg("seed", seed, minimum=0)
+        if self.seed >= 2**63:  # the generators take 64-bit signed seeds
+            raise invalid("seed", "an integer in [0, 2**63 - 1]", seed)
         if not isinstance(progress, bool):
             raise InputTypeError(f"progress: expected True or False, found {progress!r}")
         self.progress = progress

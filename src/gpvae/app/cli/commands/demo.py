@@ -28,7 +28,11 @@ __all__ = ["demo"]
 )
 @click.option("--quick", is_flag=True, help="A ~30 s version (fewer epochs, shorter data).")
 @click.option(
-    "--seed", default=0, show_default=True, type=click.IntRange(min=0), help="Random seed."
+    "--seed",
+    default=0,
+    show_default=True,
+    type=click.IntRange(min=0, max=2**63 - 1),
+    help="Random seed.",
 )
 @click.option("--quiet", is_flag=True, help="No progress bar.")
 @examples("  gpvae demo --out gpvae-demo\n  gpvae demo --quick --out /tmp/demo")

@@ -293,7 +293,7 @@ THRESHOLD_QUANTILE = 0.99
     help="With the spread baseline: detect's spread is this quantile of the recent scores "
     "less their median (default: gpvae.settings.ANOMALY_SPREAD_QUANTILE).",
 )
-@click.option("--seed", default=0, show_default=True, type=click.IntRange(min=0))
+@click.option("--seed", default=0, show_default=True, type=click.IntRange(min=0, max=2**63 - 1))
 @click.option(
     "--members",
     default=1,

@@ -37,7 +37,7 @@ __all__ = ["sample"]
     help="Number of series to draw.",
 )
 @click.option("-o", "--out", required=True, help="Output .csv or .parquet file.")
-@click.option("--seed", default=0, show_default=True, type=click.IntRange(min=0))
+@click.option("--seed", default=0, show_default=True, type=click.IntRange(min=0, max=2**63 - 1))
 @click.option("--plot", default=None, help="Also draw the first samples to this .png.")
 @examples("  gpvae sample model/ --length 365 -n 5 -o samples.csv --plot samples.png")
 def sample(
