@@ -5,7 +5,8 @@
   ``impute`` of the file by two processes (process 0 gathers the rows into one file) equals
   the one-process imputation.
 - ``fit`` of a folder of Parquet files (each process reads only its series) writes a model
-  that loads and imputes in one process; ``impute`` of the folder into a folder of parts
+  that loads and imputes in one process, with detect's threshold profile the one that one
+  process learns from every series; ``impute`` of the folder into a folder of parts
   (one per process) equals the one-process imputation, and observed values are unchanged.
 - A bad series in process 1's part ends the job with one error from process 0 naming it.
 - A spatial fit (``--coord-cols``) stops on both processes before reading DATA, with one
@@ -132,6 +133,22 @@ def test_parquet_folder_fit_and_impute_in_parts(tmp_path: Path) -> None:
     spec = ColumnSpec.load(tmp_path / "m")
     assert spec.time_step == 1.0
     assert spec.time_start == 0.0
+    # detect's threshold profile: stored (a torchrun fit dropped it without a word), and
+    # the one that one process learns from all the series with the same settings
+    two_proc = model.anomaly_profile_
+    assert two_proc is not None
+    one_proc = GPVAE.load(tmp_path / "m" / "model").fit_threshold(
+        frame, false_alarm_rate=two_proc.false_alarm_rate, num_samples=two_proc.num_samples,
+        num_folds=two_proc.num_folds, window=two_proc.window, smooth=two_proc.smooth,
+        baseline=two_proc.baseline, alarm_smooth=two_proc.alarm_smooth,
+        prior_weight=two_proc.prior_weight, causal=two_proc.causal, spread=two_proc.spread,
+        feature_scale=two_proc.feature_scale, combine=two_proc.combine,
+        novelty="cap" if two_proc.alarm_cap is not None else "extrapolate",
+        spread_quantile=two_proc.spread_quantile,
+    ).anomaly_profile_  # fmt: skip
+    assert one_proc is not None
+    assert two_proc.threshold == pytest.approx(one_proc.threshold, rel=1e-9)
+    np.testing.assert_allclose(two_proc.scale, one_proc.scale, rtol=1e-9)
     code, out, err = _run("impute", "m", "data", "-o", "parts", cwd=tmp_path)
     assert code == 0, err
     assert sorted(p.name for p in (tmp_path / "parts").iterdir()) == [

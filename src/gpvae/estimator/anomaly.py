@@ -78,12 +78,14 @@ import torch
 from gpvae import settings
 from gpvae.arguments import check_memory, float_arg, int_arg
 from gpvae.data import SeriesSet, from_padded
+from gpvae.data.batching import shard_bounds
 from gpvae.data.windows import window_starts
 from gpvae.errors import ModelFileError, ValidationError, invalid
 from gpvae.estimator.context import PredictContext
 from gpvae.estimator.results import AnomalyResult, times_out
 from gpvae.model.scoring import heldout_nlpd, latent_nlpd, prior_nlpd
 from gpvae.rng import series_seed
+from gpvae.training.distributed import Communicator
 
 __all__ = [
     "AnomalyProfile",
@@ -827,9 +829,13 @@ def fit_profile(
     combine: str = "sum",
     novelty: str = "extrapolate",
     spread_quantile: float = 0.9,
+    comm: Communicator | None = None,
+    sharded: bool = False,
 ) -> AnomalyProfile:
     """Score normal data ``X`` and learn the feature scales and the threshold from it
-    (:func:`profile_from_entries`)."""
+    (:func:`profile_from_entries`). In a distributed job (``comm``) every process scores
+    a block of the series (its own series when ``sharded``), the scores are gathered, and
+    every process learns the profile one process would learn from all of them."""
     _choice("feature_scale", feature_scale, FEATURE_SCALES)
     _choice("combine", combine, COMBINES)
     _choice("novelty", novelty, NOVELTIES)
@@ -841,10 +847,26 @@ def fit_profile(
         alarm_smooth = int_arg("alarm_smooth", alarm_smooth)
     w = float_arg("prior_weight", prior_weight, positive=False)
     _, scaled = ctx.input(X, times)
-    entry = entry_scores(ctx, scaled, num_samples, num_folds, window, causal=causal)
+
+    def scores(part: SeriesSet) -> tuple[list[np.ndarray], list[np.ndarray]]:
+        held = entry_scores(ctx, part, num_samples, num_folds, window, causal=causal)
+        if w == 0.0:
+            return held, []
+        alone = entry_scores(ctx, part, num_samples, num_folds, window, prior=True, causal=causal)
+        return held, alone
+
+    if comm is None:
+        entry, alone = scores(scaled)
+    else:  # a series' scores do not depend on the others: score a block, gather them all
+        n = scaled.num_series
+        lo, hi = (0, n) if sharded else shard_bounds(n, comm.rank, comm.world_size)
+        with comm.together():
+            mine = scores(scaled.subset(np.arange(lo, hi))) if hi > lo else ([], [])
+        parts = comm.all_gather(mine)
+        entry = [e for held, _ in parts for e in held]
+        alone = [a for _, prior in parts for a in prior]
     ratio = None
     if w > 0.0:
-        alone = entry_scores(ctx, scaled, num_samples, num_folds, window, prior=True, causal=causal)
         ratio = spread_ratio(entry, alone)
         entry = combine_prior(entry, alone, w, ratio)
     prof = profile_from_entries(

@@ -10,10 +10,12 @@ from typing import Any, TypeVar
 import numpy as np
 
 from gpvae import settings
+from gpvae.arguments import bool_arg
 from gpvae.errors import invalid
 from gpvae.estimator.anomaly import AnomalyProfile, fit_profile, heldout_scores, score_settings
 from gpvae.estimator.context import PredictContext
 from gpvae.estimator.results import AnomalyResult
+from gpvae.training import distributed
 
 __all__ = ["AnomalyMethods"]
 
@@ -97,6 +99,7 @@ class AnomalyMethods:
         combine: str | None = None,
         novelty: str | None = None,
         spread_quantile: float | None = None,
+        sharded: bool = False,
     ) -> _T:
         """Learn the anomaly threshold from normal data ``X`` and store it with the model.
 
@@ -133,6 +136,10 @@ class AnomalyMethods:
         ``spread_quantile`` (None: :data:`gpvae.settings.ANOMALY_SPREAD_QUANTILE`, 0.95; with
         ``spread``): the spread is this quantile of the recent scores less their median.
 
+        Under torchrun every process must call it: each scores a block of the series of X
+        (``sharded``: X holds this process's own series, as in :meth:`fit`), and every
+        process stores the threshold one process would learn from all of them.
+
         Returns:
             self.
         """
@@ -152,6 +159,7 @@ class AnomalyMethods:
             settings.ANOMALY_COMBINE if combine is None else combine,
             settings.ANOMALY_NOVELTY if novelty is None else novelty,
             settings.ANOMALY_SPREAD_QUANTILE if spread_quantile is None else spread_quantile,
+            distributed.current(ctx.device), bool_arg("sharded", sharded),
         )  # fmt: skip
         return self
 

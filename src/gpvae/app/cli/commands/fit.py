@@ -495,11 +495,13 @@ def fit(
             values = [series.values[i] for i in mine]
             times = [series.times[i] for i in mine]
             step = list(model.anomaly_scores(values, times, num_samples=50).step)
-        if run.world == 1 and not stepped:
-            # detect's threshold and score profile, stored with the model (model/config.json)
+        if not stepped:
+            # detect's threshold and score profile, stored with the model (model/config.json);
+            # under torchrun each process scores a block of the series (its own, sharded)
             model.fit_threshold(
                 list(series.values),
                 list(series.times),
+                sharded=sharded,
                 false_alarm_rate=false_alarm_rate,
                 smooth=smooth,
                 causal=causal_scores,
