@@ -105,3 +105,19 @@ def test_bad_folders_name_the_argument(tmp_path: Path) -> None:
     bad.to_parquet(holes / "a.parquet", index=False)
     with pytest.raises(ValidationError, match="expected an id in every row"):
         parquet.read_shard(holes, "id", 0, 2)
+
+
+@pytest.mark.parametrize("change", ["extra", "renamed"])
+def test_files_with_other_columns_are_refused(change: str, tmp_path: Path) -> None:
+    """The folder took the first file's columns: a column only in a later file was dropped
+    and a renamed one read as missing, without a word."""
+    frame = pd.DataFrame({"id": np.repeat(["a", "b"], 5), "t": np.tile(np.arange(5.0), 2),
+                          "x": np.arange(10.0)})  # fmt: skip
+    folder = tmp_path / "data"
+    folder.mkdir()
+    frame.iloc[:5].to_parquet(folder / "p0.parquet", index=False)
+    later = frame.iloc[5:].copy()
+    later = later.assign(y=1.0) if change == "extra" else later.rename(columns={"x": "X"})
+    later.to_parquet(folder / "p1.parquet", index=False)
+    with pytest.raises(ValidationError, match=r"DATA: expected the same columns .* in p1\.parquet"):
+        parquet.open_dataset(folder)

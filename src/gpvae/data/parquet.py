@@ -23,6 +23,7 @@ import pandas as pd
 import pyarrow as pa
 import pyarrow.compute as pc
 import pyarrow.dataset as ds
+import pyarrow.parquet as pq
 
 from gpvae.data.batching import shard_bounds
 from gpvae.errors import ValidationError
@@ -54,11 +55,27 @@ def open_dataset(path: str | os.PathLike[str], name: str = "DATA") -> ds.Dataset
         )
     files = sorted(str(f) for f in p.rglob("*.parquet") if f.is_file())
     try:
+        _check_same_columns(files, p, name)
         return ds.dataset(files, format="parquet", partitioning="hive", partition_base_dir=str(p))
     except (pa.ArrowException, OSError) as err:
         raise ValidationError(
             f"{name}: could not read the Parquet files in {str(p)!r}: {err}"
         ) from err
+
+
+def _check_same_columns(files: list[str], folder: Path, name: str) -> None:
+    """Raise naming ``name`` unless every file has the first file's columns (the dataset
+    takes the first file's schema: a column only in a later file was dropped, and a
+    renamed one read as missing, without a word). Reads the files' footers only."""
+    first = pq.read_schema(files[0]).names
+    for f in files[1:]:
+        cols = pq.read_schema(f).names
+        if set(cols) != set(first):
+            raise ValidationError(
+                f"{name}: expected the same columns in every Parquet file of {str(folder)!r}, "
+                f"found {first} in {Path(files[0]).relative_to(folder)} and {cols} in "
+                f"{Path(f).relative_to(folder)}"
+            )
 
 
 def _check_column(dataset: ds.Dataset, column: str, name: str) -> None:
