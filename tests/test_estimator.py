@@ -440,6 +440,14 @@ def test_resume_after_a_crash_matches_an_uninterrupted_fit(
         GPVAE(**settings, checkpoint_dir=tmp_path / "run").fit(other, resume=True)
     with pytest.raises(ValidationError, match="resume"):
         GPVAE(**settings).fit(X, resume=True)
+    # other settings: refused, naming them (the checkpoint's optimiser state kept the old
+    # learning rate and its weights went into another kernel without a word); more epochs
+    # or another patience may continue it
+    for changed, names in (({"lr": 0.5}, "lr"), ({"kernel": "matern12", "lr": 0.5}, "kernel, lr")):
+        with pytest.raises(ValidationError, match=rf"^resume: .*found {names} changed"):
+            GPVAE(**{**settings, **changed}, checkpoint_dir=tmp_path / "run").fit(X, resume=True)
+    longer = {**settings, "epochs": 6, "patience": 3}
+    assert len(GPVAE(**longer, checkpoint_dir=tmp_path / "run").fit(X, resume=True).history_) == 6
 
 
 def test_the_data_fingerprint_is_made_only_for_checkpoints(

@@ -20,11 +20,12 @@ the same result whether it is imputed alone or batched with others (up to float 
 
 from __future__ import annotations
 
+import json
 import os
 import warnings
 from collections.abc import Sequence
 from dataclasses import fields, replace
-from typing import Any
+from typing import Any, cast
 
 import numpy as np
 import torch
@@ -34,6 +35,7 @@ from gpvae import settings
 from gpvae.arguments import bool_arg, check_name, float_arg, int_arg, lengthscale_arg
 from gpvae.data import Scaler, SeriesSet
 from gpvae.errors import (
+    GPVAEError,
     InputTypeError,
     NotFittedError,
     ValidationError,
@@ -78,6 +80,11 @@ from gpvae.posteriors import posterior_key
 from gpvae.training import OPTIMIZERS, FitSession, SessionConfig, TrainConfig, distributed
 
 __all__ = ["GPVAE"]
+
+
+#: Settings a resumed fit may change: they pace or report the fit, or say where it goes.
+RESUME_FREE = ("epochs", "patience", "progress", "checkpoint_dir", "checkpoint_every",
+               "device", "spatial")  # fmt: skip
 
 
 class GPVAE(AnomalyMethods, ForecastMethods, SpatialMethods, PersistenceMethods):
@@ -366,7 +373,21 @@ class GPVAE(AnomalyMethods, ForecastMethods, SpatialMethods, PersistenceMethods)
             val_fraction=self.val_fraction,
             checkpoint_dir=self.checkpoint_dir,
             checkpoint_every=self.checkpoint_every,
+            settings=self._resume_settings(),
         )
+
+    def _resume_settings(self) -> dict[str, Any] | None:
+        """The settings a resumed fit must share with the interrupted one: the configuration
+        without what only paces or reports the fit (None when JSON cannot describe it)."""
+        if self.checkpoint_dir is None:
+            return None
+        try:
+            config = self.get_config()
+        except GPVAEError:
+            return None
+        for key in RESUME_FREE:
+            config.pop(key, None)
+        return cast(dict[str, Any], json.loads(json.dumps(config)))
 
     def _set_fitted(
         self,

@@ -80,6 +80,8 @@ class SessionConfig:
         val_fraction: share of observed entries held out as validation targets (0: none).
         checkpoint_dir: folder of the crash-safe checkpoint, or None.
         checkpoint_every: write the checkpoint every this many epochs (and at the end).
+        settings: the fit's settings a resumed fit must share (JSON), recorded in the
+            checkpoint; None: not checked.
     """
 
     train: TrainConfig
@@ -88,6 +90,21 @@ class SessionConfig:
     val_fraction: float
     checkpoint_dir: str | os.PathLike[str] | None = None
     checkpoint_every: int = 1
+    settings: dict[str, Any] | None = None
+
+
+def _changed_settings(saved: Any, now: dict[str, Any] | None) -> str | None:
+    """Why a checkpoint written with settings ``saved`` cannot be resumed with ``now`` (the
+    weights would continue under other settings, and the optimiser's state would keep the
+    old learning rates), or None (also when either is unknown)."""
+    if not isinstance(saved, dict) or now is None or saved == now:
+        return None
+    changed = sorted(k for k in set(saved) | set(now) if saved.get(k) != now.get(k))
+    shown = "; ".join(f"{k}: {saved.get(k)!r} then {now.get(k)!r}" for k in changed[:3])
+    return (
+        f"resume: expected the settings of the interrupted fit, found {', '.join(changed)} "
+        f"changed ({shown}); resume with its settings, or fit afresh without resume"
+    )
 
 
 def _fingerprint(*sets: SeriesSet | None) -> str:
@@ -390,6 +407,7 @@ class FitSession:
             "scaler": self.scaler.state_dict(),
             "world_size": 1 if self.comm is None else self.comm.world_size,
             "sharded": self.sharded,
+            "settings": self.config.settings,
         }
         save_checkpoint(self.path / CHECKPOINT_FILE, tensors, meta)
 
@@ -427,6 +445,8 @@ class FitSession:
                 f"resume: expected {meta.get('world_size')} processes (as in the interrupted "
                 f"fit, whose processes each held their own series), found {world}"
             )
+        else:
+            problem = _changed_settings(meta.get("settings"), self.config.settings)
         if problem is not None:  # every process finds it alike
             err = ValidationError(problem)
             err.synchronized = self.comm is not None  # type: ignore[attr-defined]
