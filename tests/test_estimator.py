@@ -685,3 +685,14 @@ def test_get_config_rebuilds_the_estimator_and_seeds_fit_64_bits() -> None:
     with pytest.raises(ValidationError, match=r"seed: expected an integer in \[0, 2\*\*63 - 1\]"):
         GPVAE(seed=2**63)
     assert GPVAE(seed=2**63 - 1).seed == 2**63 - 1
+
+
+def test_a_checkpoint_dir_that_cannot_be_made_fails_before_training(tmp_path: Path) -> None:
+    """It failed with a raw NotADirectoryError after the first epoch."""
+    afile = tmp_path / "data.csv"
+    afile.write_text("x\n")
+    X = np.random.default_rng(0).normal(size=(2, 20, 2))
+    model = GPVAE(**FAST, checkpoint_dir=afile / "ck")
+    with pytest.raises(ValidationError, match=r"^checkpoint_dir: expected a folder that can be"):
+        model.fit(X)
+    assert model.history_ is None or not model.history_

@@ -1159,3 +1159,13 @@ def test_nan_options_are_refused_before_the_fit(
     _, line = _main_error(capsys, args)
     assert f"'{flag}': expected a finite number, found 'nan'" in line
     assert not out.exists()
+
+
+def test_an_out_folder_that_cannot_be_made_names_out(
+    files: dict[str, Path], tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    target = files["long_csv"]
+    args = ["fit", str(target), "--time-col", "t", "--id-col", "station", "-o",
+            str(target / "model")]  # fmt: skip
+    _, line = _main_error(capsys, args)
+    assert line.startswith("error: --out: expected a folder that can be created")

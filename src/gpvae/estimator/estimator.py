@@ -25,6 +25,7 @@ import os
 import warnings
 from collections.abc import Sequence
 from dataclasses import fields, replace
+from pathlib import Path
 from typing import Any, cast
 
 import numpy as np
@@ -522,6 +523,14 @@ class GPVAE(AnomalyMethods, ForecastMethods, SpatialMethods, PersistenceMethods)
                 "found checkpoint_dir=None"
             )
         sharded = bool_arg("sharded", sharded)
+        if self.checkpoint_dir is not None and distributed.is_main_process():
+            try:  # a folder that cannot be made fails now, not after the first epoch
+                Path(self.checkpoint_dir).mkdir(parents=True, exist_ok=True)
+            except OSError as err:
+                raise ValidationError(
+                    f"checkpoint_dir: expected a folder that can be created, found "
+                    f"{str(self.checkpoint_dir)!r} ({err.strerror or err})"
+                ) from None
         if self.difference:  # the model's data are the increments (differencing.py)
             X, times = increments_of(X, times, "X", "times", self.difference), None
             if X_val_target is not None:  # at X_val's times

@@ -16,7 +16,15 @@ import pandas as pd
 
 from gpvae.app.cli.errors import CLIError, info, one_line
 
-__all__ = ["check_output", "check_plot", "file_format", "read_table", "save_figure", "write_table"]
+__all__ = [
+    "check_output",
+    "check_plot",
+    "file_format",
+    "make_folder",
+    "read_table",
+    "save_figure",
+    "write_table",
+]
 
 _CSV = (".csv", ".csv.gz", ".csv.bz2", ".csv.zip", ".csv.xz")
 _PARQUET = (".parquet", ".pq")
@@ -90,6 +98,17 @@ def check_output(path: str | os.PathLike[str], what: str = "OUT") -> Path:
     if p.is_dir():
         raise CLIError(f"{what}: expected a file name, found the directory {str(p)!r}")
     return p
+
+
+def make_folder(path: Path, what: str) -> None:
+    """Create the folder ``path`` (and its parents), or raise naming ``what``."""
+    try:
+        path.mkdir(parents=True, exist_ok=True)
+    except OSError as err:
+        raise CLIError(
+            f"{what}: expected a folder that can be created, found {str(path)!r} "
+            f"({err.strerror or err})"
+        ) from None
 
 
 def check_plot(path: str | None, what: str = "--plot") -> Path | None:

@@ -30,6 +30,7 @@ from gpvae.app.cli.options import (
     positive_float,
     positive_int,
 )
+from gpvae.app.cli.tables import make_folder
 from gpvae.data.batching import shard_bounds
 from gpvae.data.holdout import HIDE_PATTERNS, MASK_PATTERNS
 from gpvae.estimator.anomaly import quantile_threshold
@@ -480,7 +481,7 @@ def fit(
         else:
             record_times(spec, frame, series)
         if run.is_main:
-            out.mkdir(parents=True, exist_ok=True)
+            make_folder(out, "--out")
     with as_cli("DATA", {"encoder": "--encoder", "period": "--period", **MASK_FLAGS}):
         model.fit(series, resume=resume, sharded=sharded)  # 'cnn' on non-square frames fails here
     # the threshold: scores of every series, each process scoring a block of them
@@ -600,7 +601,7 @@ def fit_spatial(
             window=window or 48,
             inducing=inducing,
         )
-    out.mkdir(parents=True, exist_ok=True)
+    make_folder(out, "--out")
     model.save(out / MODEL_SUBDIR)  # type: ignore[attr-defined]
     info(f"fitted a spatial model on {len(model.spatial_.train_xy)} sites; wrote {out}")  # type: ignore[attr-defined]
 
