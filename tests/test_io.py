@@ -454,7 +454,9 @@ def test_checkpoint_round_trip_with_optimizer_and_rng(tmp_path: Path, no_unpickl
         flatten_state({"bad": object()})
 
 
-@pytest.mark.parametrize("case", ["missing", "truncated", "no-meta", "wrong-version", "pickle"])
+@pytest.mark.parametrize(
+    "case", ["missing", "truncated", "no-meta", "wrong-version", "pickle", "flipped-byte"]
+)
 def test_malformed_checkpoint_raises(tmp_path: Path, case: str) -> None:
     ckpt = tmp_path / "c.safetensors"
     save_checkpoint(ckpt, {"w": torch.ones(100)}, {"epoch": 1})
@@ -470,5 +472,7 @@ def test_malformed_checkpoint_raises(tmp_path: Path, case: str) -> None:
         save_file({"w": torch.ones(2)}, str(ckpt), metadata={"gpvae_checkpoint": payload})
     elif case == "pickle":
         ckpt.write_bytes(pickle.dumps({"epoch": 1}))
+    elif case == "flipped-byte":  # in the last tensor byte: the file still parses
+        ckpt.write_bytes(data[:-1] + bytes([data[-1] ^ 0x01]))
     with pytest.raises(ModelFileError, match="checkpoint"):
         load_checkpoint(ckpt)

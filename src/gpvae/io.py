@@ -466,11 +466,20 @@ def save_checkpoint(
         "meta": dict(meta),
     }
     _to_json(payload["meta"], "meta")
-    data = _st_save(
-        _tensors_for_saving(tensors, "tensors"),
-        metadata={_CKPT_META_KEY: _to_json(payload, "meta")},
-    )
+    saved = _tensors_for_saving(tensors, "tensors")
+    payload["sha256"] = _tensor_digest(saved)  # load_checkpoint checks it (flipped bytes)
+    data = _st_save(saved, metadata={_CKPT_META_KEY: _to_json(payload, "meta")})
     atomic_write_bytes(path, data)
+
+
+def _tensor_digest(tensors: Mapping[str, Tensor]) -> str:
+    """SHA-256 of every tensor's name, dtype, shape and bytes (in name order)."""
+    h = hashlib.sha256()
+    for name in sorted(tensors):
+        t = tensors[name].detach().cpu().contiguous()
+        h.update(f"{name}|{t.dtype}|{tuple(t.shape)}|".encode())
+        h.update(t.reshape(-1).view(torch.uint8).numpy().tobytes())
+    return h.hexdigest()
 
 
 def load_checkpoint(path: str | os.PathLike[str]) -> tuple[dict[str, Tensor], dict[str, Any]]:
@@ -496,6 +505,12 @@ def load_checkpoint(path: str | os.PathLike[str]) -> tuple[dict[str, Tensor], di
     meta = payload.get("meta")
     if not isinstance(meta, dict):
         raise ModelFileError(f"{what}: expected a metadata object, found {type(meta).__name__}")
+    digest = payload.get("sha256")  # checkpoints before it have none
+    if digest is not None and digest != _tensor_digest(tensors):
+        raise ModelFileError(
+            f"{what}: expected tensors matching the SHA-256 recorded in the checkpoint, found "
+            "other bytes (a corrupted file); delete it to fit afresh"
+        )
     return tensors, meta
 
 

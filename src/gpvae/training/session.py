@@ -93,6 +93,14 @@ class SessionConfig:
     settings: dict[str, Any] | None = None
 
 
+def _read_checkpoint(file: Path) -> tuple[dict[str, Tensor], dict[str, Any]]:
+    """:func:`load_checkpoint`, its errors naming ``resume`` (the argument that reads it)."""
+    try:
+        return load_checkpoint(file)
+    except ModelFileError as err:
+        raise ModelFileError(f"resume: {err}") from None
+
+
 def _changed_settings(saved: Any, now: dict[str, Any] | None) -> str | None:
     """Why a checkpoint written with settings ``saved`` cannot be resumed with ``now`` (the
     weights would continue under other settings, and the optimiser's state would keep the
@@ -424,11 +432,11 @@ class FitSession:
         file = self.path / CHECKPOINT_FILE
         loaded: tuple[dict[str, Tensor], dict[str, Any]] | None = None
         if self.comm is None:
-            loaded = load_checkpoint(file) if file.is_file() else None
+            loaded = _read_checkpoint(file) if file.is_file() else None
         else:  # process 0 reads, every process gets its content (no shared disk needed)
             with self.comm.together():
                 if self.comm.is_main and file.is_file():
-                    loaded = load_checkpoint(file)
+                    loaded = _read_checkpoint(file)
             loaded = self.comm.broadcast(loaded)
         if loaded is None:
             return None
