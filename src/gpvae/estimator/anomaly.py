@@ -84,7 +84,7 @@ from gpvae.errors import ModelFileError, ValidationError, invalid
 from gpvae.estimator.context import PredictContext
 from gpvae.estimator.results import AnomalyResult, times_out
 from gpvae.model.scoring import heldout_nlpd, latent_nlpd, prior_nlpd
-from gpvae.rng import series_seed
+from gpvae.rng import series_generators
 from gpvae.training.distributed import Communicator
 
 __all__ = [
@@ -403,14 +403,9 @@ def _block_generators(
     seeded by the estimator's seed, ``salt``, k and the piece's values and times before the
     block (block 0: its first time only), so its draws depend on nothing after them."""
     start = k * C
-    out = []
-    for i in idx:
-        v, t = pieces.values[i][:start], pieces.times[i][: max(start, 1)]
-        key = np.concatenate([[float(k)], t])
-        out.append(
-            torch.Generator(device=ctx.device).manual_seed(series_seed(ctx.seed, salt, v, key))
-        )
-    return out
+    values = [pieces.values[i][:start] for i in idx]
+    keys = [np.concatenate([[float(k)], pieces.times[i][: max(start, 1)]]) for i in idx]
+    return series_generators(ctx.seed, salt, values, keys, ctx.device)
 
 
 def entry_scores(

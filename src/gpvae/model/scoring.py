@@ -95,11 +95,10 @@ def heldout_nlpd(
         only = steps if model.interp_fusion is None else None
         gens, noise = generators, None
         if causal:  # each series' noise laid out for its own block
-            at = {int(v): i for i, v in enumerate(steps.tolist())}
             noise = []
             for b in range(B):
-                mine = torch.nonzero(in_k[b]).squeeze(1)
-                where = mine if only is None else torch.tensor([at[int(v)] for v in mine])
+                mine = torch.nonzero(in_k[b]).squeeze(1)  # in steps, which is sorted
+                where = mine if only is None else torch.searchsorted(steps, mine)
                 noise.append((len(mine) if causal_block is None else causal_block, where))
             if causal_block is not None and block_generators is not None:
                 gens = block_generators(k)
