@@ -223,8 +223,17 @@ def test_calibrate_argument_and_old_model_files(tmp_path: Path) -> None:
     with pytest.raises(InputTypeError, match="calibrate"):
         GPVAE(calibrate="yes")  # type: ignore[arg-type]
     X, _ = _series(2)
-    est = GPVAE(**FAST, epochs=1, val_fraction=0.0).fit(X)  # nothing held out: no factors
+    with pytest.warns(UserWarning, match="calibrate: expected held-out"):
+        est = GPVAE(**FAST, epochs=1, val_fraction=0.0).fit(X)  # nothing held out: no factors
     assert (est.interval_scale_ == 1).all()
+    # X_val's own entries are inputs with val_fraction=0: not held out when its series are
+    # trained on too (they were once used, giving intervals fitted to seen entries)
+    with pytest.warns(UserWarning, match="calibrate: expected held-out"):
+        est = GPVAE(**FAST, epochs=1, val_fraction=0.0).fit(X, X_val=X[:8])
+    assert (est.interval_scale_ == 1).all()
+    # X_val series held out of training: new hold-outs of them calibrate
+    est = GPVAE(**FAST, epochs=1, val_fraction=0.0).fit(X[8:], X_val=X[:8])
+    assert (est.interval_scale_ != 1).any()
     est.save(tmp_path / "m")
     cfg = tmp_path / "m" / "config.json"
     data = json.loads(cfg.read_text())

@@ -21,7 +21,7 @@ import torch
 from gpvae import GPVAE, settings
 from gpvae.app.baselines import impute_linear
 from gpvae.batch import Batch
-from gpvae.errors import ModelFileError
+from gpvae.errors import ModelFileError, ValidationError
 from gpvae.estimator.blending import blend_draws, fit_blend_weights
 
 
@@ -167,3 +167,17 @@ def test_blend_weights_are_saved_and_checked(tmp_path: Path) -> None:
     del doc["extra"]["blend_weight"]  # a model saved before blending existed
     cfg.write_text(json.dumps(doc))
     assert GPVAE.load(tmp_path / "m").blend_weight_ is None
+
+
+def test_blend_without_held_out_entries_is_refused_before_training() -> None:
+    # with val_fraction=0, X_val's entries are all inputs: a blend chosen on them sees the
+    # interpolation pass through every one of them and picked weight 0 (interpolation alone)
+    _, observed, X, _ = _smooth_data(2)
+    est = GPVAE(latent_dim=2, epochs=1, progress=False, interp_blend=True, val_fraction=0.0)
+    for x_val in (None, X[32:40]):
+        with pytest.raises(ValidationError, match="interp_blend: expected held-out"):
+            est.fit(observed[:32], X_val=x_val)
+    assert not est.is_fitted
+    # hidden ground truth is held out whatever val_fraction says
+    est.fit(observed[:32], X_val=X[32:40], X_val_target=observed[32:40])
+    assert est.blend_weight_ is not None

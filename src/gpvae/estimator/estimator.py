@@ -141,7 +141,9 @@ class GPVAE(AnomalyMethods, ForecastMethods, SpatialMethods, PersistenceMethods)
         interp_blend: after fit, pick per feature a weight in [0, 1] of the imputation
             against the feature's linear interpolation between its observed neighbours, the
             one with the smallest error on the held-out validation entries
-            (:mod:`gpvae.estimator.blending`; needs validation, not for ``"bernoulli"``).
+            (:mod:`gpvae.estimator.blending`; needs held-out validation entries,
+            ``val_fraction > 0`` or ``X_val_target``, else fit refuses; not for
+            ``"bernoulli"``).
         calibrate: after fit, rescale the imputation intervals per feature so that they
             cover held-out entries at their nominal levels: with ``X_val`` holding no
             training series, new hold-outs of the validation series shaped like the gaps
@@ -149,7 +151,8 @@ class GPVAE(AnomalyMethods, ForecastMethods, SpatialMethods, PersistenceMethods)
             validation hold-out (at most
             :data:`gpvae.settings.CALIBRATION_ENTRIES` random entries per feature;
             :mod:`gpvae.estimator.calibration`; needs held-out validation entries,
-            ``val_fraction > 0`` or ``X_val_target``; not for ``"bernoulli"``).
+            ``val_fraction > 0``, ``X_val_target`` or ``X_val`` series not trained on,
+            else fit warns and leaves the intervals as they are; not for ``"bernoulli"``).
         num_samples: Monte Carlo samples of z per series in the training ELBO.
         lengthscale: initial kernel lengthscale in time steps for named kernels and for the
             noise kernels of ``"gaussian_gp*"`` (None: :data:`gpvae.settings.DEFAULT_LENGTHSCALE`),
@@ -523,6 +526,13 @@ class GPVAE(AnomalyMethods, ForecastMethods, SpatialMethods, PersistenceMethods)
                 "found checkpoint_dir=None"
             )
         sharded = bool_arg("sharded", sharded)
+        # entries hidden from the model to validate on: the blend weights need them
+        held_out = X_val_target is not None or self.val_fraction > 0
+        if self.interp_blend and not held_out and self.likelihood != "bernoulli":
+            raise ValidationError(
+                "interp_blend: expected held-out validation entries to choose the weights on "
+                "(val_fraction > 0 or X_val_target), found val_fraction=0 and no X_val_target"
+            )
         if self.checkpoint_dir is not None and distributed.is_main_process():
             try:  # a folder that cannot be made fails now, not after the first epoch
                 Path(self.checkpoint_dir).mkdir(parents=True, exist_ok=True)
@@ -567,11 +577,30 @@ class GPVAE(AnomalyMethods, ForecastMethods, SpatialMethods, PersistenceMethods)
             model, scaler, device, self.batch_size, self.seed, scale, self.posterior
         )
         blend = None
-        if self.interp_blend and not binary and session.val_input is not None:
-            blend = fit_blend(ctx, session)
-        if self.calibrate and not binary and session.val_input is not None:
-            ctx = replace(ctx, blend_weight=blend)
-            scale = calibrate_fit(ctx, session, self._fresh_holdouts(full_set, val_set))
+        if self.interp_blend and not binary:
+            if session.val_input is not None:
+                blend = fit_blend(ctx, session)
+            else:
+                warnings.warn(
+                    "interp_blend: too little data to hold validation entries out; the "
+                    "imputation is not blended",
+                    UserWarning,
+                    stacklevel=2,
+                )
+        if self.calibrate and not binary:
+            fresh = self._fresh_holdouts(full_set, val_set)
+            if session.val_input is not None and (held_out or fresh is not None):
+                ctx = replace(ctx, blend_weight=blend)
+                scale = calibrate_fit(ctx, session, fresh)
+            else:  # X_val's own observed entries (val_fraction=0) are seen, not held out
+                warnings.warn(
+                    "calibrate: expected held-out validation entries (val_fraction > 0, "
+                    "X_val_target, or X_val series held out of training), found none; the "
+                    "imputation intervals are the model's own, not calibrated (calibrate=False "
+                    "says so without this warning)",
+                    UserWarning,
+                    stacklevel=2,
+                )
         self.forecast_scale_, self.forecast_blend_ = None, None
         if H is not None:
             ctx = PredictContext(
