@@ -69,6 +69,15 @@ def test_period_errors_name_the_argument() -> None:
     est = GPVAE(kernel="periodic", period="24h", epochs=1, **SMALL)
     with pytest.raises(Exception, match=r"^period: expected a number"):
         est.fit(np.random.default_rng(0).standard_normal((1, 40, 2)))
+    # a period the data cannot show: "24h" on daily data is one value per cycle
+    days = pd.date_range("2024-01-01", periods=40, freq="D")
+    daily = pd.DataFrame({"time": days, "y": np.sin(np.arange(40) / 3.0)})
+    est = GPVAE(kernel="matern32+periodic", period="24h", epochs=1, **SMALL)
+    with pytest.raises(ValidationError, match=r"^period: expected at least two time steps"):
+        est.fit(daily)
+    with pytest.raises(ValidationError, match=r"'36h' \(1.5 steps\)"):
+        GPVAE(kernel="periodic+periodic", period=["7D", "36h"], epochs=1, **SMALL).fit(daily)
+    assert GPVAE(kernel="matern32+periodic", period="2D", epochs=1, **SMALL).fit(daily).is_fitted
 
 
 def test_kernel_hyper_parameters_get_their_own_learning_rate() -> None:

@@ -79,7 +79,16 @@ def resolve_periods(
         units = [period_in_units(v, lay.time_unit, lay.freq) for v in values]
         if len(units) == 1:
             units = units * n
-        return [u / scaler.time_step_ for u in units], False
+        steps = [u / scaler.time_step_ for u in units]
+        for v, p in zip(values * (n if len(values) == 1 else 1), steps):
+            if p < 2.0:  # e.g. period="24h" on daily data: one value per cycle
+                raise ValidationError(
+                    f"period: expected at least two time steps per period (the training "
+                    f"series are spaced {scaler.time_step_:g} time units apart in their "
+                    f"median step, so a shorter cycle cannot be seen in them), found "
+                    f"{v!r} ({p:g} steps)"
+                )
+        return steps, False
     found = dominant_periods(data.values, data.times, n)
     if not found:
         raise ValidationError(
