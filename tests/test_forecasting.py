@@ -374,3 +374,26 @@ def test_backtest_leaves_the_fits_checkpoints_alone(tmp_path: Path) -> None:
     model.backtest(X, horizon=4, num_origins=2)
     after = {p: p.read_bytes() for p in sorted((tmp_path / "ck").rglob("*")) if p.is_file()}
     assert after == before
+
+
+def test_forecast_frame_keeps_integer_times_and_the_ids_own_type() -> None:
+    T = 40
+    y = np.sin(np.arange(2 * T) / 4.0)
+    for ids in ([7, 9], ["a", "b"], [1, "b"]):
+        long = pd.DataFrame({"id": np.repeat(np.asarray(ids, dtype=object), T), "t": 0, "y": y})
+        long["t"] = np.tile(np.arange(T) * 5, 2)
+        long["id"] = long["id"].astype("int64") if ids == [7, 9] else long["id"]
+        frame = GPVAE(epochs=1, **SMALL).fit(long).forecast(long, horizon=3).frame
+        assert frame is not None
+        assert frame["t"].dtype == np.int64  # 200, 205, 210: not 200.0
+        assert frame["t"].tolist() == [200, 205, 210] * 2
+        assert frame["id"].tolist() == [ids[0]] * 3 + [ids[1]] * 3  # 1 stays 1, not "1"
+        assert frame["id"].dtype == long["id"].dtype
+    wide = pd.DataFrame({"y": y[:T]}, index=pd.Index(np.arange(T) * 2, name="step"))
+    frame = GPVAE(epochs=1, **SMALL).fit(wide).forecast(wide, horizon=2).frame
+    assert frame is not None and frame.index.dtype == np.int64
+    assert frame.index.tolist() == [80, 82] and frame.index.name == "step"
+    # times between the integers stay as they are
+    odd = pd.DataFrame({"t": [0, 1, 3, 4, 6, 7, 9, 10, 12, 13] * 1, "y": y[:10]})
+    times = GPVAE(epochs=1, **SMALL).fit(odd).forecast(odd, future_times=[13.5, 15.0]).frame
+    assert times is not None and times["t"].tolist() == [13.5, 15.0]

@@ -307,6 +307,26 @@ def times_out(ss: SeriesSet, future: np.ndarray) -> np.ndarray:
     return out if lay.tz is None else zoned(out, lay.tz, wall=False)
 
 
+def _like(values: pd.Series, column: pd.Series | pd.Index | None) -> pd.Series:
+    """``values`` in the dtype of the input's ``column`` when they fit it (integer times
+    and ids stay integers: a forecast frame's times ``300.0`` of an integer time column
+    came back as floats, its integer ids as objects), else as they are."""
+    if column is None or values.dtype == column.dtype:
+        return values
+    if column.dtype.kind in "iu":
+        if values.dtype.kind == "f":
+            if not np.isfinite(values).all() or not (values == np.round(values)).all():
+                return values
+        elif values.dtype != object:
+            return values
+    elif not (isinstance(column.dtype, pd.CategoricalDtype) or column.dtype.kind in "bO"):
+        return values  # datetimes, floats and strings come out in their own form already
+    try:
+        return values.astype(column.dtype)
+    except (TypeError, ValueError, OverflowError):
+        return values
+
+
 def forecast_frame(
     ss: SeriesSet, times: np.ndarray, mean: np.ndarray, lo: np.ndarray, hi: np.ndarray
 ) -> pd.DataFrame | None:
@@ -316,12 +336,18 @@ def forecast_frame(
     n, H, _ = mean.shape
     labels = list(lay.feature_labels)
     cols: dict[Any, Any] = {}
+    source = lay.frame
     if lay.kind == "dataframe_long":
-        ids = lay.series_ids or tuple(range(n))
-        cols[lay.id_col] = np.repeat(np.asarray(ids, dtype=object), H)
+        ids = np.empty(n, dtype=object)  # (an array of mixed ids would turn them to strings)
+        ids[:] = lay.series_ids or tuple(range(n))
+        column = None if source is None else source.get(lay.id_col)
+        cols[lay.id_col] = _like(pd.Series(np.repeat(ids, H)), column)
     flat_t = times.reshape(n * H)
     if lay.time_col is not None:
-        cols[lay.time_col] = flat_t
+        column = None if source is None else source.get(lay.time_col)
+        cols[lay.time_col] = _like(pd.Series(flat_t), column)
+    elif source is not None:
+        flat_t = _like(pd.Series(flat_t), source.index).to_numpy()
     for j, c in enumerate(labels):
         cols[c] = mean[..., j].reshape(n * H)
     for j, c in enumerate(labels):
