@@ -140,6 +140,11 @@ def test_save_and_load_keep_the_projection_and_predictions(
     a = est.predict_sites(others, held[["site", "lat", "lon"]], num_samples=8)
     b = again.predict_sites(others, held[["site", "lat", "lon"]], num_samples=8)
     pd.testing.assert_frame_equal(a.mean, b.mean)
+    # the configuration is the constructor's arguments (what the fit learned is not one)
+    config = again.get_config()
+    assert "spatial" not in config
+    assert config == {**est.get_config(), "device": "cpu"}  # load's device
+    assert GPVAE(**config).get_config() == config
 
 
 def test_spatial_fit_uses_interp_skip_and_training_masks(tmp_path: object) -> None:

@@ -219,7 +219,6 @@ class GPVAEEnsemble:
             raise ModelFileError(f"{ENSEMBLE_FILE}: expected members >= 1, found {count}")
         members = [GPVAE.load(root / f"member_{k}") for k in range(count)]
         config = members[0].get_config()
-        config.pop("spatial", None)  # learned by fit, not a constructor argument
         if config.get("checkpoint_dir") is not None:  # the first member's own folder
             config["checkpoint_dir"] = str(Path(config["checkpoint_dir"]).parent)
         config["kernel"] = kernel_from_spec(config["kernel"])

@@ -89,8 +89,6 @@ class PersistenceMethods:
         if isinstance(est.lengthscale, tuple):  # one per latent channel
             config["lengthscale"] = list(est.lengthscale)
         config["device"] = str(est.device)
-        if est.spatial_ is not None:
-            config["spatial"] = est.spatial_.to_json()
         if est.checkpoint_dir is not None:
             config["checkpoint_dir"] = str(est.checkpoint_dir)
         return config
@@ -111,9 +109,12 @@ class PersistenceMethods:
         model, scaler = est._fitted("save")
         if not distributed.is_main_process():
             return  # under torchrun, process 0 writes the folder
+        config = self.get_config()
+        if est.spatial_ is not None:  # what the fit learned of the space (not an argument)
+            config["spatial"] = est.spatial_.to_json()
         write_folder(
             path,
-            self.get_config(),
+            config,
             model,
             scaler,
             list(est.feature_names_ or []),
