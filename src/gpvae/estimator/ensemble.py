@@ -113,6 +113,11 @@ class GPVAEEnsemble:
         training loss when none were): the best of ``members`` restarts, chosen without
         labels. The first of equals; a member with no finite score counts as the worst.
 
+        Each member holds out its own random validation entries (its seed draws them), so
+        the scores compare the members on different entries, and part of the difference
+        between them is the hold-outs'; with ``X_val_target`` (hidden ground truth) every
+        member is scored on the same entries.
+
         Raises:
             NotFittedError: before fit.
         """
