@@ -206,12 +206,38 @@ def test_wide_dataframe_datetime_index_unsorted() -> None:
 
 def test_wide_dataframe_time_column_and_tz_aware_index() -> None:
     df = pd.DataFrame({"time": [0.0, 2.0, 1.0], "a": [1.0, 2.0, 3.0]})
-    ss = to_series_set(df)  # time column inferred (RangeIndex)
+    with pytest.warns(UserWarning, match=r"time_col: took X\['time'\] .* out of order"):
+        ss = to_series_set(df)  # time column inferred (RangeIndex)
     np.testing.assert_array_equal(ss.times[0], [0.0, 1.0, 2.0])
     pd.testing.assert_frame_equal(from_padded(ss, ss.padded()[0]), df)
     tz = pd.DataFrame({"a": [1.0, 2.0]}, index=pd.date_range("2021-06-01", periods=2, freq="15min"))
     tz.index = tz.index.tz_localize("Europe/Berlin")
     np.testing.assert_allclose(to_series_set(tz).times[0], [0.0, 0.25])
+
+
+def test_wide_dataframe_filtered_rows_keep_their_time_column() -> None:
+    # after a row filter the index is no longer a RangeIndex: its labels are still row
+    # labels, not times (they were taken as the times and "time" became a feature)
+    df = pd.DataFrame({"time": [0.0, 1.5, 4.0, 5.0], "a": [1.0, np.nan, 3.0, 4.0]})
+    for frame in (df, df.dropna(), df.iloc[[0, 2, 3]], df.sort_values("time")):
+        ss = to_series_set(frame)
+        assert list(ss.feature_names) == ["a"]
+        np.testing.assert_array_equal(ss.times[0], frame["time"].to_numpy())
+    # an index that says it is the time stays the time
+    named = df.set_index(pd.Index([0, 2, 3, 5], name="step"))
+    assert list(to_series_set(named).feature_names) == ["time", "a"]
+    dated = df.set_index(pd.date_range("2021-01-01", periods=4, freq="h"))
+    assert list(to_series_set(dated).feature_names) == ["time", "a"]
+    # no time column: the row labels are the times (a dropped row leaves a gap)
+    only = pd.DataFrame({"a": [1.0, 2.0, 3.0]}, index=[0, 2, 3])
+    np.testing.assert_array_equal(to_series_set(only).times[0], [0.0, 2.0, 3.0])
+
+
+def test_column_errors_say_where_columns_are_named() -> None:
+    two = pd.DataFrame({"time": [0.0, 1.0], "date": [0.0, 1.0], "a": [1.0, 2.0]})
+    with pytest.raises(ValidationError, match=r"candidates \['time', 'date'\]; name the "
+                       r"columns with gpvae.data.to_series_set\(X, id_col=..., time_col="):
+        to_series_set(two)
 
 
 def test_dict_input_pypots_style() -> None:

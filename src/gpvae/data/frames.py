@@ -2,12 +2,16 @@
 
 Private to :mod:`gpvae.data`; see :func:`gpvae.data.to_series_set`. Column names are inferred
 only when unambiguous: an id column named like "id"/"series_id" makes the frame long, a time
-column named like "time"/"timestamp" is used as the time (for a wide frame only when its index
-is the default RangeIndex; otherwise the index is the time).
+column named like "time"/"timestamp" is used as the time. A wide frame's index is its time
+instead when it says so: dates, durations or periods, or a named index; an unnamed integer
+index is row labels (a filtered frame's), and it is the time only without a time column.
+A time column found by its name whose numbers are out of order is used with a warning (a
+feature named "t" would otherwise become the time axis without a word).
 """
 
 from __future__ import annotations
 
+import warnings
 from collections.abc import Hashable, Sequence
 from typing import Any
 
@@ -22,6 +26,13 @@ __all__ = ["from_frame"]
 _ID_NAMES = frozenset({"id", "series", "series_id", "unique_id", "item_id", "recordid"})
 _TIME_NAMES = frozenset({"time", "times", "timestamp", "t", "date", "datetime", "ds"})
 
+
+#: How to name the columns when they cannot be inferred (the estimator's methods take X as
+#: it is; the columns are chosen where a frame becomes a SeriesSet).
+CHOOSE_COLUMNS = (
+    "name the columns with gpvae.data.to_series_set(X, id_col=..., time_col=..., "
+    "feature_cols=[...]) and pass its result instead"
+)
 
 #: The end of the error on a text value in a feature column that the caller listed (the
 #: command line, which lists them from --features, replaces it with its own).
@@ -44,7 +55,7 @@ def _frame_column(frame: pd.DataFrame, col: Hashable, name: str, listed: bool) -
     if pd.api.types.is_datetime64_any_dtype(s.dtype) or pd.api.types.is_timedelta64_dtype(s.dtype):
         raise InputTypeError(
             f"{what}: expected a numeric feature column, found dtype {s.dtype} (is it the time "
-            "column? pass time_col)"
+            f"column? {CHOOSE_COLUMNS})"
         )
     try:
         num = pd.to_numeric(s, errors="raise")
@@ -74,9 +85,21 @@ def _pick_column(
     found = [c for c in columns if str(c).lower() in names and c not in exclude]
     if len(found) > 1:
         raise ValidationError(
-            f"{arg}: expected one column to infer, found several candidates {found}; pass {arg}"
+            f"{arg}: expected one column to infer, found several candidates {found}; "
+            f"{CHOOSE_COLUMNS}"
         )
     return found[0] if found else None
+
+
+def _index_is_time(index: pd.Index) -> bool:
+    """Whether a wide frame's index is its time axis rather than row labels: dates,
+    durations, periods or a named index (a default or filtered frame's integer labels are
+    unnamed)."""
+    if isinstance(index, (pd.DatetimeIndex, pd.TimedeltaIndex, pd.PeriodIndex)):
+        return True
+    if isinstance(index, pd.RangeIndex):
+        return False
+    return index.name is not None or index.dtype.kind not in "iu"
 
 
 def from_frame(
@@ -95,12 +118,13 @@ def from_frame(
         raise ShapeError(f"{name}: expected at least one row, found an empty DataFrame")
     id_col = _pick_column(id_col, _ID_NAMES, columns, "id_col", {time_col})
     long = id_col is not None
-    if long or time_col is not None or isinstance(X.index, pd.RangeIndex):
+    inferred = time_col is None
+    if long or time_col is not None or not _index_is_time(X.index):
         time_col = _pick_column(time_col, _TIME_NAMES, columns, "time_col", {id_col})
     if long and time_col is None:
         raise ValidationError(
             f"time_col: expected the time column of the long DataFrame {name} (id column "
-            f"{id_col!r}), found none among {columns}; pass time_col"
+            f"{id_col!r}), found none among {columns}; {CHOOSE_COLUMNS}"
         )
     if feature_cols is None:
         feats: list[Hashable] = [c for c in columns if c != id_col and c != time_col]
@@ -124,6 +148,13 @@ def from_frame(
     else:
         time_name = f"{name}[{time_col!r}]"
         raw_t = pandas_times(X[time_col], time_name)
+        if inferred and not long and raw_t.dtype.kind in "iuf" and (np.diff(raw_t) < 0).any():
+            warnings.warn(
+                f"time_col: took {name}[{time_col!r}] as the time column by its name, but its "
+                f"values are out of order; if it is a feature, {CHOOSE_COLUMNS}",
+                UserWarning,
+                stacklevel=4,
+            )
     layout: dict[str, Any] = {
         "dtype": np.dtype(np.float64),
         "feature_labels": tuple(feats),
