@@ -235,8 +235,11 @@ def test_wide_dataframe_filtered_rows_keep_their_time_column() -> None:
 
 def test_column_errors_say_where_columns_are_named() -> None:
     two = pd.DataFrame({"time": [0.0, 1.0], "date": [0.0, 1.0], "a": [1.0, 2.0]})
-    with pytest.raises(ValidationError, match=r"candidates \['time', 'date'\]; name the "
-                       r"columns with gpvae.data.to_series_set\(X, id_col=..., time_col="):
+    with pytest.raises(
+        ValidationError,
+        match=r"candidates \['time', 'date'\]; name the "
+        r"columns with gpvae.data.to_series_set\(X, id_col=..., time_col=",
+    ):
         to_series_set(two)
 
 

@@ -12,7 +12,7 @@ import pytest
 import torch
 
 from gpvae import GPVAE
-from gpvae.data import to_series_set
+from gpvae.data import Scaler, to_series_set
 from gpvae.errors import ValidationError
 from gpvae.estimator.backtest import backtest, forecast_scores, seasonal_naive_scale
 from gpvae.estimator.fitting import windowed
@@ -391,9 +391,54 @@ def test_forecast_frame_keeps_integer_times_and_the_ids_own_type() -> None:
         assert frame["id"].dtype == long["id"].dtype
     wide = pd.DataFrame({"y": y[:T]}, index=pd.Index(np.arange(T) * 2, name="step"))
     frame = GPVAE(epochs=1, **SMALL).fit(wide).forecast(wide, horizon=2).frame
-    assert frame is not None and frame.index.dtype == np.int64
-    assert frame.index.tolist() == [80, 82] and frame.index.name == "step"
+    assert frame is not None
+    assert frame.index.dtype == np.int64
+    assert frame.index.tolist() == [80, 82]
+    assert frame.index.name == "step"
     # times between the integers stay as they are
     odd = pd.DataFrame({"t": [0, 1, 3, 4, 6, 7, 9, 10, 12, 13] * 1, "y": y[:10]})
     times = GPVAE(epochs=1, **SMALL).fit(odd).forecast(odd, future_times=[13.5, 15.0]).frame
-    assert times is not None and times["t"].tolist() == [13.5, 15.0]
+    assert times is not None
+    assert times["t"].tolist() == [13.5, 15.0]
+
+
+def test_new_data_are_read_on_the_fitted_calendar(tmp_path: Path) -> None:
+    # the time form (hours, or steps of a calendar frequency) is the fit's, not inferred
+    # afresh from each call's times: one extra date, or a short series, turned every time
+    # of a call into hours (months of ~730 hours) and moved the forecasts off the month
+    # starts without a word
+    frame = seasonal_frame(48)
+    long = pd.concat([frame.assign(id=k).rename_axis("date").reset_index() for k in ("s0", "s1")])
+    est = GPVAE(epochs=1, **SMALL).fit(long)
+    assert est.scaler_.time_form_ == ("steps", "MS")
+    one = pd.DataFrame({"id": ["new"], "date": [pd.Timestamp("2004-06-01")], "a": 1.0, "b": 2.0})
+    with_short = pd.concat([long, one], ignore_index=True)
+    fc = est.forecast(with_short, horizon=2, num_samples=20).frame
+    assert fc is not None
+    assert fc["date"].tolist() == [pd.Timestamp(d) for d in ("2004-01-01", "2004-02-01") * 2] + [
+        pd.Timestamp("2004-07-01"),
+        pd.Timestamp("2004-08-01"),
+    ]
+    # a training set with a one-row series is monthly too
+    assert GPVAE(epochs=1, **SMALL).fit(with_short).scaler_.time_form_ == ("steps", "MS")
+    # two rows of one series: too few to show the grid, read on the model's
+    pair = long[long.id == "s0"].iloc[[3, 5]]
+    assert to_series_set(pair).layout.time_unit == "hours"  # by themselves: hours
+    res = est.impute(pair, num_samples=20)
+    assert res.mean.index.equals(pair.index)
+    # a date off the fitted grid is refused, naming it (an extra empty mid-month row turned
+    # the whole call into hours)
+    odd = pd.concat([long, long.iloc[[0]].assign(date=pd.Timestamp("2001-03-15"))])
+    with pytest.raises(ValidationError, match=r"calendar grid \(frequency 'MS'.*2001-03-15"):
+        est.impute(odd)
+    # the form is saved with the model; models saved before it infer it as they did
+    est.save(tmp_path / "m")
+    assert GPVAE.load(tmp_path / "m").scaler_.time_form_ == ("steps", "MS")
+    state = est.scaler_.state_dict()
+    del state["time_unit"], state["time_freq"]
+    assert Scaler.from_state_dict(state).time_form_ is None
+    with pytest.raises(ValidationError, match="time_unit"):
+        Scaler.from_state_dict({**state, "time_unit": "steps", "time_freq": None})
+    # validation data are read in the training data's form
+    est = GPVAE(epochs=1, **SMALL).fit(long, X_val=long[long.id == "s1"].iloc[:2])
+    assert est.is_fitted

@@ -91,15 +91,24 @@ def infer_calendar(times: Sequence[np.ndarray]) -> str | None:
         (hours, days, weeks: those stay in hours).
     """
     freqs = set()
+    short = []  # series of one or two times cannot show a grid; they must lie on it
     for t in times:
-        freq = _grid_freq(np.sort(np.asarray(t, dtype="datetime64[ns]")))
+        t = np.sort(np.asarray(t, dtype="datetime64[ns]"))
+        if len(t) < 3:
+            short.append(t)
+            continue
+        freq = _grid_freq(t)
         if freq is None:
             return None
         freqs.add(freq)
     if len(freqs) != 1:
         return None
     freq = freqs.pop()
-    return None if _is_fixed(_offset(freq)) else freq
+    offset = _offset(freq)
+    if _is_fixed(offset):
+        return None
+    on_grid = all(offset.is_on_offset(pd.Timestamp(x)) for t in short for x in t)
+    return freq if on_grid else None
 
 
 def wall_clock(t: np.ndarray, tz: Any) -> np.ndarray:

@@ -52,6 +52,7 @@ def to_series_set(
     allow_empty_series: bool = False,
     name: str = "X",
     times_name: str = "times",
+    time_form: tuple[str | None, str | None] | None = None,
 ) -> SeriesSet:
     """Validate and normalise user data into a :class:`SeriesSet`.
 
@@ -71,6 +72,10 @@ def to_series_set(
         allow_empty_series: accept series with no observed entry at all.
         name: the argument name used in error messages (e.g. "X_val").
         times_name: the name of the times argument in error messages (e.g. "times_val").
+        time_form: read datetimes as the fitted data's were, (``time_unit``, ``freq``) of
+            its layout (:attr:`gpvae.data.Scaler.time_form_`): in hours, or in steps of
+            that calendar frequency (times off its grid are refused); None, or a fit on
+            numbers: inferred from these times.
 
     Returns:
         The validated, time-sorted :class:`SeriesSet`.
@@ -88,6 +93,12 @@ def to_series_set(
                 f"{type(times).__name__}"
             )
         _check_num_features(X.num_features, num_features, name)
+        form = (X.layout.time_unit, X.layout.freq)
+        if time_form is not None and X.layout.time_unit is not None and form != time_form:
+            raise ValidationError(
+                f"{name}: expected times counted as the fitted data's ({_form_text(time_form)}), "
+                f"found a SeriesSet counted in {_form_text(form)}; pass the data themselves"
+            )
         return X
     if isinstance(X, pd.DataFrame):
         if times is not None:
@@ -103,7 +114,7 @@ def to_series_set(
     else:
         parsed = _from_array(X, times, name, times_name)
     _check_num_features(parsed.values[0].shape[1], num_features, name)
-    return _finish(parsed, name, allow_single_step, allow_empty_series)
+    return _finish(parsed, name, allow_single_step, allow_empty_series, time_form)
 
 
 def _check_num_features(found: int, expected: int | None, name: str) -> None:
@@ -231,11 +242,19 @@ def _from_dict(X: Mapping[Any, Any], times: Any, name: str, times_name: str) -> 
 # ---------------------------------------------------------------- validation, sorting
 
 
+def _form_text(form: tuple[str | None, str | None]) -> str:
+    unit, freq = form
+    if unit == "steps":
+        return f"steps of the calendar frequency {freq!r}"
+    return "hours" if unit == "hours" else "numbers"
+
+
 def _times_to_hours(
-    parsed: Parsed,
+    parsed: Parsed, time_form: tuple[str | None, str | None] | None = None
 ) -> tuple[list[np.ndarray], str | None, object | None, str | None]:
     """Float times, their unit (None, "hours" or "steps"), the datetime origin and the
-    calendar frequency (see :mod:`gpvae.data.calendar`)."""
+    calendar frequency (see :mod:`gpvae.data.calendar`); datetimes in ``time_form`` when
+    given (the fitted data's), else in the form these times show."""
     kinds = {t.dtype.kind for t in parsed.times}
     if len(kinds) > 1:
         raise InputTypeError(
@@ -255,7 +274,8 @@ def _times_to_hours(
     tz = parsed.layout.get("tz")
     # zone-aware times arrive in UTC; a calendar grid lies on the zone's own dates
     local = parsed.times if tz is None else [wall_clock(t, tz) for t in parsed.times]
-    freq = infer_calendar(local)
+    known = time_form is not None and time_form[0] is not None  # (numbers at fit: not known)
+    freq = time_form[1] if known and time_form is not None else infer_calendar(local)
     if freq is not None:
         origin = min(t.min() for t in local)
         steps = [calendar_steps(t, origin, freq, parsed.time_name) for t in local]
@@ -275,9 +295,13 @@ def _time_text(value: Any) -> str:
 
 
 def _finish(
-    parsed: Parsed, name: str, allow_single_step: bool, allow_empty_series: bool
+    parsed: Parsed,
+    name: str,
+    allow_single_step: bool,
+    allow_empty_series: bool,
+    time_form: tuple[str | None, str | None] | None = None,
 ) -> SeriesSet:
-    times, unit, origin, freq = _times_to_hours(parsed)
+    times, unit, origin, freq = _times_to_hours(parsed, time_form)
     values_out: list[np.ndarray] = []
     times_out: list[np.ndarray] = []
     orders: list[np.ndarray] = []

@@ -48,6 +48,12 @@ class Scaler:
             (1.0 when no series has two steps).
         time_origin_: the earliest training time (a natural ``time_shift`` for batches).
         time_end_: the latest training time (None for scalers saved before it was kept).
+        time_form_: how the training times were counted, (``time_unit``, ``freq``) of the
+            layout (:class:`gpvae.data.series.Layout`): (None, None) for numbers,
+            ("hours", None) for datetimes / durations in hours, ("steps", freq) on a
+            calendar grid. New data are read in the same form (their own times would infer
+            it afresh: one extra date off a business-day grid turned every time into hours).
+            None for scalers saved before it was kept.
     """
 
     def __init__(self) -> None:
@@ -58,6 +64,7 @@ class Scaler:
         self.time_step_: float = 1.0
         self.time_origin_: float = 0.0
         self.time_end_: float | None = None
+        self.time_form_: tuple[str | None, str | None] | None = None
 
     @property
     def is_fitted(self) -> bool:
@@ -117,6 +124,7 @@ class Scaler:
         self.time_step_ = float(np.median(steps)) if steps.size else 1.0
         self.time_origin_ = float(min(t[0] for t in data.times))
         self.time_end_ = float(max(t[-1] for t in data.times))
+        self.time_form_ = (data.layout.time_unit, data.layout.freq)
         return self
 
     def _stats(self) -> tuple[np.ndarray, np.ndarray]:
@@ -313,6 +321,11 @@ class Scaler:
             "time_step": self.time_step_,
             "time_origin": self.time_origin_,
             "time_end": self.time_end_,
+            **(
+                {}
+                if self.time_form_ is None
+                else {"time_unit": self.time_form_[0], "time_freq": self.time_form_[1]}
+            ),
         }
 
     @classmethod
@@ -357,6 +370,14 @@ class Scaler:
         out.time_origin_ = origin
         end = state.get("time_end")
         out.time_end_ = float(end) if isinstance(end, (int, float)) and math.isfinite(end) else None
+        if "time_unit" in state:
+            unit, freq = state.get("time_unit"), state.get("time_freq")
+            if unit not in (None, "hours", "steps") or (unit == "steps") != isinstance(freq, str):
+                raise ValidationError(
+                    f"state['time_unit']: expected None, 'hours', or 'steps' with a frequency, "
+                    f"found {unit!r} with {freq!r}"
+                )
+            out.time_form_ = (unit, freq)
         return out
 
 

@@ -86,6 +86,7 @@ class PredictContext:
             num_features=self.scaler.num_features,
             allow_single_step=True,
             allow_empty_series=True,
+            time_form=self.scaler.time_form_,
         )
         self.scaler.check(ss)
         self.scaler.check_range(ss)

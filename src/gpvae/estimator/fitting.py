@@ -81,6 +81,8 @@ def _series(
     loose = partial(to_series_set, allow_single_step=True, allow_empty_series=True)
     train_set = _drop_empty(loose(X, times), "X")
     D = train_set.num_features
+    # validation data are read in the training data's time form (not one of their own)
+    loose = partial(loose, time_form=(train_set.layout.time_unit, train_set.layout.freq))
     val_set = target_set = None
     if X_val is not None:
         val_set = loose(X_val, times_val, num_features=D, name="X_val", times_name="times_val")
@@ -181,6 +183,7 @@ def _local_stats(data: SeriesSet) -> dict[str, Any]:
         "m2": m2,
         "steps": (values, counts),
         "origin": float(min(t[0] for t in data.times)),
+        "form": (data.layout.time_unit, data.layout.freq),
     }
 
 
@@ -244,8 +247,17 @@ def merge_scaler(
     values = np.concatenate([p["steps"][0] for p in parts])
     counts = np.concatenate([p["steps"][1] for p in parts])
     step = median_of_counts(values, counts) if counts.sum() else 1.0
+    forms = {tuple(p["form"]) for p in parts}
+    if len(forms) > 1:  # each process read its own times
+        raise ValidationError(
+            f"X: expected every process's times counted alike, found {sorted(map(str, forms))} "
+            "(time unit, calendar frequency); give every process series on one calendar"
+        )
+    unit, freq = forms.pop()
     state = {
         "version": 1,
+        "time_unit": unit,
+        "time_freq": freq,
         "mean": [float(v) for v in mean],
         "std": [float(v) for v in std],
         "feature_names": list(data.feature_names),
