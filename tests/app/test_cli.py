@@ -1169,3 +1169,34 @@ def test_an_out_folder_that_cannot_be_made_names_out(
             str(target / "model")]  # fmt: skip
     _, line = _main_error(capsys, args)
     assert line.startswith("error: --out: expected a folder that can be created")
+
+
+def test_fit_refuses_options_it_would_ignore(tmp_path: Path) -> None:
+    data = tmp_path / "d.csv"
+    _long_frame().to_csv(data, index=False)
+    base = ["fit", data, "--id-col", "station", "--time-col", "t", *FIT_OPTIONS, "-o"]
+    proc = run_cli(*base, tmp_path / "m1", "--difference", "--difference-columns", "wind")
+    _one_error_line(proc, "--difference-columns:", "give one of the two")
+    proc = run_cli(*base, tmp_path / "m2", "--inducing", "5")
+    _one_error_line(proc, "--inducing: expected --coord-cols")
+    assert not (tmp_path / "m1").exists()
+    assert not (tmp_path / "m2").exists()
+
+
+def test_fit_accepts_single_step_and_empty_series(tmp_path: Path) -> None:
+    # as GPVAE.fit does (README): a one-row series is used, an empty one left out with a
+    # warning; the command line refused both
+    frame = _long_frame()
+    extra = pd.DataFrame(
+        {"station": ["one", "none", "none"], "t": [1.0, 1.0, 2.0], **{f: np.nan for f in FEATURES}}
+    )
+    extra.loc[0, "temp"] = 21.0
+    data = tmp_path / "d.csv"
+    pd.concat([frame, extra]).to_csv(data, index=False)
+    proc = run_cli(
+        "fit", data, "--id-col", "station", "--time-col", "t", *FIT_OPTIONS, "-o", tmp_path / "m"
+    )
+    _ok(proc)
+    proc = run_cli("impute", tmp_path / "m", data, "-o", tmp_path / "out.csv")
+    _ok(proc)
+    assert len(pd.read_csv(tmp_path / "out.csv")) == len(frame) + 3

@@ -235,3 +235,16 @@ def test_time_series_commands_say_a_spatial_model_is_for_predict_sites(
     assert proc.returncode == 1
     assert proc.stderr.startswith("error: MODEL_DIR: expected a time-series model, found a spatial")
     assert "predict-sites" in proc.stderr
+
+
+def test_time_series_options_with_coord_cols_are_refused(tmp_path: Path) -> None:
+    # they were accepted and ignored: the model then refused detect and forecast
+    train = tmp_path / "train.csv"
+    _frame().to_csv(train, index=False)
+    base = ["fit", train, "--time-col", "time", "--id-col", "station", "--coord-cols", "lat,lon"]
+    for extra in (["--false-alarm-rate", "0.2"], ["--smooth", "5", "--forecast-horizon", "4"]):
+        proc = _cli(*base, *extra, "--quiet", "-o", tmp_path / "model")
+        assert proc.returncode != 0
+        assert "Traceback" not in proc.stderr
+        assert f"{extra[0]}: sets up anomaly detection or forecasting" in proc.stderr
+        assert not (tmp_path / "model").exists()

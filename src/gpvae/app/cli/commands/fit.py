@@ -405,6 +405,9 @@ def fit(
             checkpoint_dir=str(out / "checkpoints"),
         )
     run = shards.job()
+    ignored = _ignored_options(coord_cols is not None, difference, difference_columns, inducing)
+    if ignored is not None:  # before DATA is read, on every process
+        raise shards.everywhere(CLIError(ignored), run)
     if members > 1 and (coord_cols is not None or run.world > 1):  # on every process
         raise shards.everywhere(
             CLIError(
@@ -459,7 +462,7 @@ def fit(
         return
     with run.together():
         spec = spec_from_fit(frame, time_col, id_col, features)
-        series = series_set(frame, spec, "DATA", merge=merge_duplicates)
+        series = series_set(frame, spec, "DATA", loose=True, merge=merge_duplicates)
     # with a folder each process holds its own series (else every process holds them all)
     sharded = source.folder and run.world > 1
     D = len(spec.features)
@@ -604,6 +607,53 @@ def fit_spatial(
     make_folder(out, "--out")
     model.save(out / MODEL_SUBDIR)  # type: ignore[attr-defined]
     info(f"fitted a spatial model on {len(model.spatial_.train_xy)} sites; wrote {out}")  # type: ignore[attr-defined]
+
+
+#: fit's options for time series only (anomaly thresholds, forecasting, differencing), by
+#: parameter name: a fit with --coord-cols would ignore them.
+_SERIES_ONLY = {
+    "false_alarm_rate": "--false-alarm-rate",
+    "smooth": "--smooth",
+    "causal_scores": "--causal-scores",
+    "spread_baseline": "--spread-baseline",
+    "feature_scale": "--feature-scale",
+    "combine": "--combine",
+    "novelty": "--novelty",
+    "spread_quantile": "--spread-quantile",
+    "forecast_horizon": "--forecast-horizon",
+    "forecast_blend": "--forecast-blend",
+    "difference": "--difference",
+    "difference_columns": "--difference-columns",
+}
+
+
+def _ignored_options(
+    spatial: bool, difference: bool, difference_columns: str | None, inducing: int | None
+) -> str | None:
+    """The error for options that this fit would ignore (given on the command line, not
+    left at their defaults), or None."""
+    if difference and difference_columns is not None:
+        return (
+            "--difference-columns: models the listed columns by their steps, --difference "
+            "every column: give one of the two"
+        )
+    if not spatial:
+        if inducing is not None:
+            return "--inducing: expected --coord-cols with it (a spatial fit), found none"
+        return None
+    ctx = click.get_current_context()
+    given = [
+        flag
+        for name, flag in _SERIES_ONLY.items()
+        if ctx.get_parameter_source(name) not in (None, click.core.ParameterSource.DEFAULT)
+    ]
+    if given:
+        return (
+            f"{given[0]}: sets up anomaly detection or forecasting of time series, which a fit "
+            f"with --coord-cols (a space x time field: impute and predict-sites) does not "
+            f"have; leave out {', '.join(given)}"
+        )
+    return None
 
 
 def _difference_columns(text: str | None) -> tuple[str, ...] | bool:
