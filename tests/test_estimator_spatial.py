@@ -140,6 +140,11 @@ def test_save_and_load_keep_the_projection_and_predictions(
     a = est.predict_sites(others, held[["site", "lat", "lon"]], num_samples=8)
     b = again.predict_sites(others, held[["site", "lat", "lon"]], num_samples=8)
     pd.testing.assert_frame_equal(a.mean, b.mean)
+    # one draw is no interval (lower == upper, the mean outside it): refused as impute does
+    with pytest.raises(ValidationError, match="num_samples: expected at least 2 draws"):
+        est.predict_sites(others, held[["site", "lat", "lon"]], num_samples=1)
+    with pytest.raises(ValidationError, match="num_samples: expected at least 2 draws"):
+        est.impute(others, num_samples=1)
     # the configuration is the constructor's arguments (what the fit learned is not one)
     config = again.get_config()
     assert "spatial" not in config

@@ -1200,3 +1200,12 @@ def test_fit_accepts_single_step_and_empty_series(tmp_path: Path) -> None:
     proc = run_cli("impute", tmp_path / "m", data, "-o", tmp_path / "out.csv")
     _ok(proc)
     assert len(pd.read_csv(tmp_path / "out.csv")) == len(frame) + 3
+
+
+def test_no_command_prints_the_help(capsys: pytest.CaptureFixture[str]) -> None:
+    # it was squashed into one "error: Usage: ..." line of 1,400 characters
+    assert main([]) == 2
+    err = capsys.readouterr().err
+    assert err.startswith("Usage: gpvae [OPTIONS] COMMAND")
+    assert "\nCommands:\n" in err
+    assert "error:" not in err

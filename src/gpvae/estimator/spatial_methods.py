@@ -9,7 +9,7 @@ from typing import Any
 import numpy as np
 import pandas as pd
 
-from gpvae.arguments import int_arg, warn_few_draws
+from gpvae.arguments import int_arg, interval_draws_arg, warn_few_draws
 from gpvae.errors import NotFittedError, ValidationError
 from gpvae.estimator.spatial import (
     SpatialResult,
@@ -120,7 +120,7 @@ class SpatialMethods:
         """
         spec = self._spatial_fitted("predict_sites")
         model, scaler = self._fitted("predict_sites")  # type: ignore[attr-defined]
-        S = int_arg("num_samples", num_samples)
+        S = interval_draws_arg(num_samples, (0.05, 0.95))[0]  # at least 2: one is no interval
         q = _quantiles(quantiles)
         warn_few_draws(S, q[0], q[1], stacklevel=3)
         site_scale = spec.site_interval_scale
@@ -142,7 +142,7 @@ class SpatialMethods:
     ) -> SpatialResult:
         spec = self._spatial_fitted("impute")
         model, scaler = self._fitted("impute")  # type: ignore[attr-defined]
-        S = int_arg("num_samples", num_samples)
+        S = interval_draws_arg(num_samples, (0.05, 0.95))[0]  # at least 2: one is no interval
         q = _quantiles(quantiles)
         warn_few_draws(S, q[0], q[1], stacklevel=4)
         return impute_field(

@@ -140,6 +140,9 @@ def main(argv: Sequence[str] | None = None) -> int:
             result = cli.main(args=args, prog_name="gpvae", standalone_mode=False)
         except click.exceptions.Exit as done:
             return int(done.exit_code)
+        except click.exceptions.NoArgsIsHelpError as err:  # no command: the help, as is
+            click.echo(err.format_message(), err=True)
+            return int(err.exit_code)
         except click.ClickException as err:
             if debug:
                 traceback.print_exc()
