@@ -132,7 +132,7 @@ def main(argv: list[str] | None = None) -> int:
     out.mkdir(parents=True, exist_ok=True)
     plot_anomalies(
         test_times,
-        np.asarray(res.step[0], dtype=np.float64),
+        np.asarray(res.alarm[0], dtype=np.float64),  # the score the threshold is for
         res.threshold,
         flagged=flagged,
         values=test,

@@ -113,6 +113,11 @@ def test_threshold_from_normal_data_keeps_its_false_alarm_rate(fitted: GPVAE) ->
         rate = float(np.mean(res.flagged[0]))
         assert 0.025 <= rate <= 0.1, rate  # within a factor 2 of the target on new data
         assert res.threshold == prof.threshold
+        # the flags are the alarm scores above the threshold (not the step scores: the plot
+        # of an example drew the threshold over those, and they disagreed on 1,100 steps)
+        assert res.alarm is not None
+        np.testing.assert_array_equal(res.flagged[0], res.alarm[0] > res.threshold)
+        assert fitted.anomaly_scores([seasonal(50, 12)]).alarm[0].shape == (50,)
     finally:
         fitted.anomaly_profile_ = None
 

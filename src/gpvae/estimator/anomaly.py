@@ -734,7 +734,7 @@ def heldout_scores(
     entry = model_entry_scores(
         ctx, scaled, num_samples, num_folds, window, prior_weight, ratio, causal
     )
-    flagged = None
+    flagged = alarm = None
     if profile is None:
         step = [step_scores(e, None) for e in entry]
     else:  # the drift baseline (a rolling median) once per series, for both trailing means
@@ -742,13 +742,11 @@ def heldout_scores(
         step = [_trailing_mean(d, profile.smooth) for _, d in detrended]
         if profile.alarm_cap is not None:  # the alarm's own, of the capped entries
             detrended = [_detrended(e, profile, alarm=True) for e in entry]
-        flagged = [
-            np.nan_to_num(
-                _trailing_mean(_alarm_base(raw, d, profile), profile.alarm_width), nan=-np.inf
-            )
-            > profile.threshold
+        alarm = [
+            _trailing_mean(_alarm_base(raw, d, profile), profile.alarm_width)
             for raw, d in detrended
         ]
+        flagged = [np.nan_to_num(a, nan=-np.inf) > profile.threshold for a in alarm]
     return AnomalyResult(
         # float64 whatever the input's dtype: a score (~ z^2 / 2) can exceed float32
         entry=from_padded(ss, entry, name="entry", dtype=np.float64),
@@ -758,6 +756,7 @@ def heldout_scores(
         window=window,
         threshold=None if profile is None else profile.threshold,
         flagged=None if flagged is None else _booleans(from_padded(ss, flagged, name="flagged")),
+        alarm=None if alarm is None else from_padded(ss, alarm, name="alarm", dtype=np.float64),
         series_ids=ss.layout.series_ids,
         intervals=None
         if profile is None

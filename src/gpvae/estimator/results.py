@@ -134,7 +134,11 @@ class AnomalyResult:
         num_samples: Monte Carlo samples of z per fold.
         window: steps per scoring window (None: whole series).
         threshold: the stored threshold (None before ``fit_threshold``).
-        flagged: per-step booleans ``step > threshold`` in the form of ``step``, or None.
+        flagged: per-step booleans ``alarm > threshold`` in the form of ``step``, or None.
+        alarm: the per-step scores compared with ``threshold`` (the profile's alarm score:
+            ``step`` over the alarm's own trailing window, with its drift baseline and caps;
+            :mod:`gpvae.estimator.anomaly`), in the form of ``step``, or None without a
+            threshold. Draw ``threshold`` over these, not over ``step``.
         intervals: per series, the flagged intervals
             (:func:`gpvae.estimator.anomaly.flagged_intervals`), or None; for a long
             DataFrame in the order of ``series_ids``.
@@ -151,6 +155,7 @@ class AnomalyResult:
     flagged: Any = None
     intervals: list[list[dict[str, Any]]] | None = None
     series_ids: tuple[Any, ...] | None = None
+    alarm: Any = None
 
 
 # ---------------------------------------------------------------- building results
