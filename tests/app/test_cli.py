@@ -1209,3 +1209,24 @@ def test_no_command_prints_the_help(capsys: pytest.CaptureFixture[str]) -> None:
     assert err.startswith("Usage: gpvae [OPTIONS] COMMAND")
     assert "\nCommands:\n" in err
     assert "error:" not in err
+
+
+def test_fit_takes_the_image_decoder(tmp_path: Path) -> None:
+    # the README's image model (encoder and decoder "cnn"); the command line had no
+    # --decoder, so --encoder cnn trained an MLP decoder without a word
+    rng = np.random.default_rng(0)
+    pixels = (rng.random((2 * 6, 64)) < 0.3).astype(float)
+    pixels[rng.random(pixels.shape) < 0.2] = np.nan
+    frame = pd.DataFrame(pixels, columns=[f"p{k}" for k in range(64)])
+    frame.insert(0, "frame", np.tile(np.arange(6), 2))
+    frame.insert(0, "seq", np.repeat([0, 1], 6))
+    data = tmp_path / "img.csv"
+    frame.to_csv(data, index=False)
+    args = ["fit", data, "--id-col", "seq", "--time-col", "frame", "--encoder", "cnn"]
+    args += ["--likelihood", "bernoulli", "--epochs", "1", "--latent-dim", "2", "--quiet"]
+    proc = run_cli(*args, "--decoder", "cnn", "-o", tmp_path / "m")
+    _ok(proc)
+    assert GPVAE.load(tmp_path / "m" / "model").decoder == "cnn"
+    proc = run_cli(*args, "--decoder", "rnn", "-o", tmp_path / "m2")
+    assert proc.returncode == 2
+    assert "--decoder" in proc.stderr

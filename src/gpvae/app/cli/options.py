@@ -79,6 +79,17 @@ class FiniteRange(click.FloatRange):
             self.fail(f"expected a finite number, found {value!r}", param, ctx)
         return out
 
+    def _describe_range(self) -> str:
+        # without ends the help showed "[x<=None]"
+        if self.min is None and self.max is None:
+            return ""
+        return str(super()._describe_range())
+
+    def get_metavar(self, param: click.Parameter, ctx: click.Context) -> str | None:
+        if self.min is None and self.max is None:
+            return "FLOAT"
+        return super().get_metavar(param, ctx)
+
 
 #: A finite float option (no NaN, no infinity).
 FiniteFloat = FiniteRange()

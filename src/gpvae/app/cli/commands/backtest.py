@@ -14,7 +14,6 @@ from gpvae.app.cli.model_dir import load_model
 from gpvae.app.cli.options import (
     examples,
     merge_option,
-    num_samples_option,
     positive_int,
 )
 from gpvae.app.cli.tables import read_table
@@ -57,7 +56,13 @@ __all__ = ["backtest"]
     show_default=True,
     help="Fit once before the earliest origin, or afresh before each origin.",
 )
-@num_samples_option
+@click.option(
+    "--num-samples",
+    default=100,
+    show_default=True,
+    callback=positive_int,
+    help="Joint forecast paths per origin for the CRPS (at least 2).",
+)
 @click.option("-o", "--out", required=True, help="Output .json file with the scores.")
 @click.option(
     "--plot-dir",

@@ -37,7 +37,7 @@ from gpvae.estimator.anomaly import quantile_threshold
 from gpvae.estimator.spatial_methods import SPATIAL_ONE_PROCESS
 from gpvae.kernels import kernel_key, kernel_names
 from gpvae.likelihoods import likelihood_key, likelihood_names
-from gpvae.nets.registry import encoder_key, encoder_names
+from gpvae.nets.registry import decoder_key, decoder_names, encoder_key, encoder_names
 
 __all__ = ["THRESHOLD_QUANTILE", "fit", "fit_spatial"]
 
@@ -122,6 +122,14 @@ THRESHOLD_QUANTILE = 0.99
     show_default=True,
     type=RegistryChoice(encoder_names(), encoder_key),
     help="Encoder network ('partial' combines per-feature evidence).",
+)
+@click.option(
+    "--decoder",
+    default="mlp",
+    show_default=True,
+    type=RegistryChoice(decoder_names(), decoder_key),
+    help="Decoder network ('cnn': features are the pixels of square image frames, as with "
+    "--encoder cnn).",
 )
 @click.option(
     "--likelihood",
@@ -330,6 +338,7 @@ def fit(
     difference_columns: str | None,
     lengthscale: float | tuple[float, ...] | None,
     encoder: str,
+    decoder: str,
     likelihood: str,
     hidden: tuple[int, ...],
     lr: float,
@@ -379,6 +388,7 @@ def fit(
             latent_dim=latent_dim,
             kernel=kernel,
             encoder=encoder,
+            decoder=decoder,
             likelihood=likelihood,
             hidden=hidden,
             lengthscale=lengthscale,
@@ -485,7 +495,8 @@ def fit(
             record_times(spec, frame, series)
         if run.is_main:
             make_folder(out, "--out")
-    with as_cli("DATA", {"encoder": "--encoder", "period": "--period", **MASK_FLAGS}):
+    flags = {"encoder": "--encoder", "decoder": "--decoder", "period": "--period"}
+    with as_cli("DATA", {**flags, **MASK_FLAGS}):
         model.fit(series, resume=resume, sharded=sharded)  # 'cnn' on non-square frames fails here
     # the threshold: scores of every series, each process scoring a block of them
     # a model of increments, or an ensemble, forecasts only: no anomaly scores

@@ -45,8 +45,9 @@ def sample(
 ) -> None:
     """Draw new series from the fitted model (GP prior latents through the decoder).
 
-    OUT is a long table: a 'sample' column (0..n-1) as the id, the time column (steps of
-    the training data's median spacing, from its first time) and the features.
+    OUT is a long table: an id column (0..n-1, named as the training data's, else
+    'sample'), the time column (steps of the training data's median spacing, from its first
+    time) and the features.
     """
     out_path = check_output(out)
     plot_path = check_plot(plot)
