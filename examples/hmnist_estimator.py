@@ -18,8 +18,9 @@ Run: ``python examples/hmnist_estimator.py [--train 2000] [--epochs 12] [--out o
 the MSE of the imputed missing pixels for both models and the per-pixel mean, and writes
 ``hmnist_imputed.png`` (true frames, observed pixels, GP-VAE imputation, plain-VAE
 imputation for one test sequence).
-With the defaults (seed 0) it printed MSE 0.162 (per-pixel mean), 0.133 (GP-VAE) and 0.153
-(plain VAE); at this small budget the imputed digits are still blurry. The full benchmark,
+With the defaults (seed 0) it printed MSE 0.162 (per-pixel mean), 0.134 (GP-VAE) and 0.161
+(plain VAE; session 35, 2026-12-05): at this small budget the plain VAE is barely better than
+the per-pixel mean, and the GP-VAE's imputed digits are still blurry. The full benchmark,
 with longer training and its protocol, is ``benchmarks/hmnist.py``.
 """
 

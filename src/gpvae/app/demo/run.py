@@ -292,7 +292,7 @@ def _table(metrics: dict[str, dict[str, float]]) -> str:
     cols = [*FEATURES, "all", "points", "gaps"]
     head = f"{'method':<8}" + "".join(f"{c:>15}" for c in cols)
     units = f"{'':<8}" + "".join(
-        f"{u:>15}" for u in ("(mm)", "(°C)", "(°C)", "(m/s)", "(std units)", "(std units)", "")
+        f"{u:>15}" for u in ("(mm)", "(°C)", "(°C)", "(m/s)", *["(std units)"] * 3)
     )
     lines = [head, units]
     for name, row in metrics.items():
@@ -344,7 +344,7 @@ def run_demo(
     Args:
         out: output folder (created if needed).
         epochs: override the number of training epochs.
-        quick: use :data:`QUICK` (about 30 s) instead of :data:`FULL`.
+        quick: use :data:`QUICK` (about 20-45 s) instead of :data:`FULL`.
         seed: seed of the masks and the fit.
         progress: show the training progress bar.
         echo: where to print the report.
