@@ -1230,3 +1230,23 @@ def test_fit_takes_the_image_decoder(tmp_path: Path) -> None:
     proc = run_cli(*args, "--decoder", "rnn", "-o", tmp_path / "m2")
     assert proc.returncode == 2
     assert "--decoder" in proc.stderr
+
+
+def test_columns_named_like_the_outputs_are_refused(
+    wide_model: Path, files: dict[str, Path], tmp_path: Path
+) -> None:
+    # a label column named "anomaly" came back holding detect's flags, and re-imputing an
+    # imputed file replaced its interval columns, without a word
+    frame = pd.read_parquet(files["wide_parquet"])
+    frame["anomaly"] = 0
+    src = tmp_path / "labelled.csv"
+    frame.to_csv(src, index=False)
+    out = tmp_path / "o.csv"
+    proc = run_cli("detect", wide_model, src, "-o", out, "--labels", "anomaly")
+    _one_error_line(proc, "DATA: expected no column named like the output's own", "'anomaly'")
+    assert not out.exists()
+    frame = frame.drop(columns="anomaly").assign(temp_lower=1.0)
+    frame.to_csv(src, index=False)
+    proc = run_cli("impute", wide_model, src, "-o", out)
+    _one_error_line(proc, "'temp_lower': rename or drop it")
+    assert not out.exists()

@@ -323,6 +323,20 @@ def _shown_time(value: object) -> str:
     return str(value)
 
 
+def check_no_clash(frame: pd.DataFrame, spec: ColumnSpec, added: list[str], what: str) -> None:
+    """Refuse DATA with a column (other than a feature) named like one the command adds to
+    OUT (``added``): it was replaced without a word (a label column named ``anomaly``
+    came back holding detect's flags). Called before the work."""
+    taken = {str(c) for c in frame.columns} - set(spec.features) - {spec.time_col, spec.id_col}
+    clash = [c for c in added if c in taken]
+    if clash:
+        raise CLIError(
+            f"{what}: expected no column named like the output's own {clash} (other columns "
+            f"are carried through to OUT unchanged; these would be overwritten), found "
+            f"{clash[0]!r}: rename or drop it"
+        )
+
+
 def merge_back(original: pd.DataFrame, result: pd.DataFrame, spec: ColumnSpec) -> pd.DataFrame:
     """The original rows and columns, with result columns replacing or added after them.
 

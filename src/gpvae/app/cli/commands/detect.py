@@ -14,6 +14,7 @@ import pandas as pd
 from gpvae.app.cli import shards
 from gpvae.app.cli.columns import (
     ColumnSpec,
+    check_no_clash,
     first_rows,
     merge_back,
     merged_rows,
@@ -127,6 +128,9 @@ def detect(
     data_in = shards.read_input(data, spec.id_col, run, share=True)
     shards.check_series(data_in.frame, spec.id_col, series, run)
     frame = table = data_in.frame
+    added = ["score", *(f"{f}_score" for f in spec.features), "anomaly"]
+    with run.together():
+        check_no_clash(frame, spec, added, "DATA")
     scores = pd.DataFrame({"score": np.zeros(0)})
     alarm = np.zeros(0, dtype=bool)  # the stored profile's flags
     with run.together(), as_cli("DATA"):

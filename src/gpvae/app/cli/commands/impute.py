@@ -9,6 +9,7 @@ import pandas as pd
 from gpvae.app.cli import shards
 from gpvae.app.cli.columns import (
     ColumnSpec,
+    check_no_clash,
     merge_back,
     merged_rows,
     parse_times,
@@ -67,6 +68,9 @@ def impute(
     source = shards.read_input(data, spec.id_col, run, share=True)
     shards.check_series(source.frame, spec.id_col, series, run)
     frame = table = source.frame
+    ends = [f"{f}_{end}" for end in ("lower", "upper") for f in spec.features]
+    with run.together():
+        check_no_clash(frame, spec, ends, "DATA")
     with run.together(), as_cli("DATA"):
         if frame.shape[0]:  # a process may have no series (fewer series than processes)
             ss = series_set(frame, spec, "DATA", loose=True, merge=merge_duplicates)
