@@ -22,7 +22,8 @@ import pytest
 
 from gpvae import GPVAE, settings
 from gpvae.app.cli import main
-from gpvae.app.cli.columns import CLI_FILE, ColumnSpec
+from gpvae.app.cli.columns import CLI_FILE, ColumnSpec, parse_times
+from gpvae.app.cli.errors import CLIError
 from gpvae.app.cli.tables import read_table, write_table
 
 FEATURES = ["temp", "humidity", "wind"]
@@ -1250,3 +1251,25 @@ def test_columns_named_like_the_outputs_are_refused(
     proc = run_cli("impute", wide_model, src, "-o", out)
     _one_error_line(proc, "'temp_lower': rename or drop it")
     assert not out.exists()
+
+
+def test_times_with_changing_utc_offsets_are_read(tmp_path: Path) -> None:
+    # pandas writes a Europe/Berlin column as +01:00, then +02:00 after the clock change;
+    # every command refused it ("Mixed timezones detected. Pass utc=True ...")
+    t = pd.date_range("2021-03-20", periods=24, freq="D", tz="Europe/Berlin")
+    frame = pd.DataFrame(
+        {"time": t, "x": np.sin(np.arange(24) / 3), "y": np.cos(np.arange(24) / 3)}
+    )
+    frame.loc[5, "x"] = np.nan
+    data = tmp_path / "berlin.csv"
+    frame.to_csv(data, index=False)
+    _ok(run_cli("fit", data, "--time-col", "time", "-o", tmp_path / "m", *FIT_OPTIONS))
+    out = tmp_path / "o.csv"
+    _ok(run_cli("impute", tmp_path / "m", data, "-o", out))
+    back = pd.read_csv(out)
+    assert back["time"].tolist() == pd.read_csv(data)["time"].tolist()  # as written
+    assert back.loc[[4, 6], "x"].tolist() == pytest.approx(frame.loc[[4, 6], "x"].tolist())
+    # a column where only some times carry an offset is not read as UTC
+    mixed = pd.DataFrame({"time": ["2021-03-20T00:00+01:00", "2021-03-21T00:00"], "x": [1.0, 2.0]})
+    with pytest.raises(CLIError, match=r"expected every time with a UTC offset .* or none"):
+        parse_times(mixed, "time", "DATA")

@@ -125,6 +125,8 @@ def parse_times(frame: pd.DataFrame, time_col: str, what: str) -> pd.DataFrame:
     try:
         parsed = pd.to_datetime(col, format="ISO8601")
     except (ValueError, TypeError):
+        parsed = _offset_times(col)
+    if parsed is None:
         month_first, day_first = (_one_format(col, dayfirst) for dayfirst in (False, True))
         if month_first is not None and day_first is not None and not month_first.equals(day_first):
             warnings.warn(
@@ -139,6 +141,11 @@ def parse_times(frame: pd.DataFrame, time_col: str, what: str) -> pd.DataFrame:
             try:
                 parsed = pd.to_datetime(col, format="mixed")
             except (ValueError, TypeError) as err:
+                if "ixed timezones" in str(err):  # pandas' advice (utc=True) is not ours
+                    raise CLIError(
+                        f"{what}: time column {time_col!r}: expected every time with a UTC "
+                        f"offset (e.g. +01:00) or none with one, found both"
+                    ) from err
                 raise CLIError(
                     f"{what}: time column {time_col!r}: expected numbers or dates, found values "
                     f"such as {_unparsed(col)!r} ({one_line(str(err))})"
@@ -146,6 +153,23 @@ def parse_times(frame: pd.DataFrame, time_col: str, what: str) -> pd.DataFrame:
     frame = frame.copy()
     frame[time_col] = parsed
     return frame
+
+
+#: The end of a time written with its UTC offset: "Z", "+01:00", "-0530".
+_OFFSET = r"(?:Z|[+-]\d\d:?\d\d)\s*$"
+
+
+def _offset_times(col: pd.Series) -> pd.Series | None:
+    """ISO times that all carry a UTC offset, the offsets differing (a zone's clock change:
+    pandas writes Europe/Berlin times as +01:00 and then +02:00), as UTC times; None when
+    some time has no offset (which would otherwise be read as UTC) or they do not parse."""
+    text = col.dropna().astype(str)
+    if text.empty or not text.str.contains(_OFFSET, regex=True).all():
+        return None
+    try:
+        return pd.to_datetime(col, format="ISO8601", utc=True)
+    except (ValueError, TypeError):
+        return None
 
 
 def _one_format(col: pd.Series, dayfirst: bool) -> pd.Series | None:
