@@ -194,8 +194,15 @@ def test_wide_dataframe_and_dict_inputs() -> None:
     assert fc.times.dtype.kind == "M"
     assert fc.times[0, 0] == np.datetime64("2024-01-03T12:00")
     assert list(fc.to_frame().columns) == ["x", "y", "x_lower", "y_lower", "x_upper", "y_upper"]
-    dict_res = est.impute({"X": X}, num_samples=5)
+    # without times, 0, 1, 2, ... would be read as hours of a model whose step is 2 hours
+    with pytest.raises(InputTypeError, match=r"times: expected the times of X .* 2 per step"):
+        est.impute({"X": X}, num_samples=5)
+    with pytest.raises(InputTypeError, match="times: expected the times of X"):
+        est.forecast(X, horizon=2, num_samples=5)
+    dict_res = est.impute({"X": X, "times": 2.0 * np.arange(30)}, num_samples=5)
     assert dict_res.mean.shape == X.shape
+    stamps = np.asarray(idx, dtype="datetime64[ns]")
+    np.testing.assert_allclose(est.impute(X, stamps, num_samples=5).mean[0], res.mean.to_numpy())
 
 
 def test_impute_with_a_fitted_frame_rejects_other_feature_names() -> None:

@@ -9,17 +9,18 @@ time), never the estimator itself, so no module below the estimator class refers
 from __future__ import annotations
 
 import warnings
-from collections.abc import Iterator
+from collections.abc import Iterator, Mapping
 from dataclasses import dataclass
 from typing import Any
 
 import numpy as np
+import pandas as pd
 import torch
 
 from gpvae.arguments import check_memory
 from gpvae.batch import Batch
 from gpvae.data import Scaler, SeriesSet, batch_indices, to_series_set
-from gpvae.errors import ValidationError
+from gpvae.errors import InputTypeError, ValidationError
 from gpvae.estimator.differencing import Difference, increments
 from gpvae.estimator.forecast_blend import ForecastBlend
 from gpvae.likelihoods import Bernoulli
@@ -80,6 +81,17 @@ class PredictContext:
     def input(self, X: Any, times: Any) -> tuple[SeriesSet, SeriesSet]:
         """(original, standardised) series of a prediction input, checked against the fit
         (with :attr:`difference`, the standardised series are the input's increments)."""
+        form = self.scaler.time_form_
+        step = self.scaler.time_step_
+        defaulted = times is None and not isinstance(X, (pd.DataFrame, SeriesSet))
+        if isinstance(X, Mapping):
+            defaulted = defaulted and X.get("times") is None
+        if defaulted and form is not None and form[0] == "hours" and step != 1.0:
+            raise InputTypeError(
+                f"times: expected the times of X for a model fitted on dates or durations (it "
+                f"counts time in hours, {step:g} per step), found none: the default 0, 1, "
+                "2, ... would be read as hours; pass times (datetime64, or hours) or the frame"
+            )
         ss = to_series_set(
             X,
             times,
