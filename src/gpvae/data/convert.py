@@ -95,7 +95,7 @@ def to_series_set(
         _check_num_features(X.num_features, num_features, name)
         form = (X.layout.time_unit, X.layout.freq)
         known = time_form is not None and time_form[0] is not None  # (fitted on numbers: any)
-        if known and X.layout.time_unit is not None and form != time_form:
+        if time_form is not None and known and X.layout.time_unit is not None and form != time_form:
             raise ValidationError(
                 f"{name}: expected times counted as the fitted data's ({_form_text(time_form)}), "
                 f"found a SeriesSet counted in {_form_text(form)}; pass the data themselves"
