@@ -22,7 +22,7 @@ import pytest
 
 from gpvae import GPVAE, settings
 from gpvae.app.cli import main
-from gpvae.app.cli.columns import CLI_FILE, ColumnSpec, parse_times
+from gpvae.app.cli.columns import CLI_FILE, ColumnSpec, merge_back, parse_times
 from gpvae.app.cli.errors import CLIError
 from gpvae.app.cli.tables import read_table, write_table
 
@@ -1273,3 +1273,19 @@ def test_times_with_changing_utc_offsets_are_read(tmp_path: Path) -> None:
     mixed = pd.DataFrame({"time": ["2021-03-20T00:00+01:00", "2021-03-21T00:00"], "x": [1.0, 2.0]})
     with pytest.raises(CLIError, match=r"expected every time with a UTC offset .* or none"):
         parse_times(mixed, "time", "DATA")
+
+
+def test_merge_back_of_many_columns_does_not_fragment_the_frame() -> None:
+    # adding the result columns one at a time made pandas warn twice per feature
+    feats = [f"p{k}" for k in range(300)]
+    original = pd.DataFrame(np.zeros((4, 301)), columns=["t", *feats])
+    result = pd.DataFrame(
+        np.ones((4, 600)), columns=[f"{f}_{e}" for e in ("lo", "hi") for f in feats]
+    )
+    spec = ColumnSpec(time_col="t", id_col=None, features=feats)
+    with warnings.catch_warnings():
+        warnings.simplefilter("error")
+        out = merge_back(original, result.assign(p0=5.0), spec)
+    assert list(out.columns) == ["t", *feats, *result.columns]
+    assert (out["p0"] == 5.0).all()
+    assert (out["p1"] == 0.0).all()
