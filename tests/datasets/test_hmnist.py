@@ -257,6 +257,7 @@ def test_mcar_option(data_dir: Path) -> None:
         ({"seq_len": -3}, ValidationError, "seq_len"),
         ({"seq_len": 2.5}, InputTypeError, "seq_len"),
         ({"seed": 1.0}, InputTypeError, "seed"),
+        ({"seed": -1}, ValidationError, "seed"),
         ({"rotation_std": -1.0}, ValidationError, "rotation_std"),
         ({"mnar_odds_ratio": 0.5}, ValidationError, "mnar_odds_ratio"),
         ({"split": (8000, 1000, 1001)}, ValidationError, "split"),

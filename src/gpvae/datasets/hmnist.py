@@ -342,6 +342,8 @@ def make_hmnist(
     if seq_len < 1:
         raise invalid("seq_len", "an int >= 1", seq_len)
     seed = _as_int("seed", seed)
+    if seed < 0:  # numpy's SeedSequence said only "expected non-negative integer"
+        raise invalid("seed", "an int >= 0", seed)
     missing_rate = _as_float("missing_rate", missing_rate)
     if not 0.0 < missing_rate < 1.0:
         raise invalid("missing_rate", "a value in the open interval (0, 1)", missing_rate)
