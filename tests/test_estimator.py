@@ -254,6 +254,18 @@ def test_sample_and_latent(fitted: tuple[GPVAE, np.ndarray]) -> None:
     assert (var > 0).all()
     with pytest.raises(ValidationError, match="times"):
         est.sample([1.0, 1.0])
+    # the smooth signal: the same latent paths (same seed), decoded to E[y | z], without
+    # the observation noise each step draws on its own
+    t = np.arange(200.0)
+    noisy, smooth = est.sample(t, 3), est.sample(t, 3, noise=False)
+    rough = [float(np.mean(np.abs(np.diff(d, axis=1)))) for d in (noisy, smooth)]
+    assert rough[1] < 0.5 * rough[0], rough
+    spread = est.model_.likelihood.variance(est.model_.decode(torch.zeros(1, 1, 2))).sqrt()
+    assert spread.shape[-1] == 3
+    noise_sd = float(spread.mean()) * float(est.scaler_.std_.mean())
+    assert np.abs(noisy - smooth).mean() > 0.3 * noise_sd
+    with pytest.raises(InputTypeError, match="noise"):
+        est.sample(t, 2, noise="no")  # type: ignore[arg-type]
 
 
 def test_requests_beyond_memory_fail_at_once_naming_the_argument(

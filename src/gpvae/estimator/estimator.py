@@ -681,17 +681,22 @@ class GPVAE(AnomalyMethods, ForecastMethods, SpatialMethods, PersistenceMethods)
 
     # ------------------------------------------------------------------ sample, latent
 
-    def sample(self, times: Any, num_samples: int = 1) -> np.ndarray:
+    def sample(self, times: Any, num_samples: int = 1, noise: bool = True) -> np.ndarray:
         """New series from the model: z ~ GP prior at ``times``, y ~ p(y | z).
 
         Args:
             times: (T,) finite, distinct times in the training data's time units.
             num_samples: S series.
+            noise: False gives the smooth signal of each series, E[y | z] along its latent
+                path, without the observation noise (which every step draws on its own:
+                with it, samples are as rough as the data's noise, e.g. a lag-1
+                autocorrelation of 0.8 for data at 0.99).
 
         Returns:
             (S, T, D) array in original units (points in the order of ``times``).
         """
-        return sample_series(self._context("sample"), times, num_samples)
+        noise = bool_arg("noise", noise)
+        return sample_series(self._context("sample"), times, num_samples, noise)
 
     def latent(self, X: Any, times: Any = None) -> tuple[Any, Any]:
         """Posterior mean and variance of z at every time step of X.

@@ -15,7 +15,9 @@ from gpvae.estimator.results import times_1d
 __all__ = ["latent_series", "sample_series"]
 
 
-def sample_series(ctx: PredictContext, times: Any, num_samples: int) -> np.ndarray:
+def sample_series(
+    ctx: PredictContext, times: Any, num_samples: int, noise: bool = True
+) -> np.ndarray:
     """:meth:`GPVAE.sample` (see there): (S, T, D) in original units, ``times``' order."""
     model, scaler = ctx.model, ctx.scaler
     S = int_arg("num_samples", num_samples)
@@ -27,7 +29,7 @@ def sample_series(ctx: PredictContext, times: Any, num_samples: int) -> np.ndarr
     dtype = next(model.parameters()).dtype
     x_t = torch.as_tensor(x[None, :, None], dtype=dtype, device=ctx.device)
     model.eval()
-    y = model.sample_series(x_t, S, ctx.generator(3))[:, 0]  # (S, T, D)
+    y = model.sample_series(x_t, S, ctx.generator(3), noise=noise)[:, 0]  # (S, T, D)
     out = np.empty((S, len(t), scaler.num_features))
     out[:, order] = scaler.inverse_transform(y.double().cpu().numpy())
     return out

@@ -586,11 +586,17 @@ class GPVAEModel(nn.Module):
         return m.mean(0), m + v.sqrt() * eps
 
     @torch.no_grad()
-    def sample_series(self, x: Tensor, num_samples: int, generator: torch.Generator) -> Tensor:
-        """New series: z ~ GP prior at ``x`` (B, N, d), y ~ p(y | z): (S, B, N, D)."""
+    def sample_series(
+        self, x: Tensor, num_samples: int, generator: torch.Generator, noise: bool = True
+    ) -> Tensor:
+        """New series: z ~ GP prior at ``x`` (B, N, d), y ~ p(y | z): (S, B, N, D); with
+        ``noise=False`` the likelihood's mean E[y | z] along each path instead."""
         S = check_count("num_samples", num_samples)
         z = self.prior.sample(x, S, generator)  # (S, B, N, L)
-        return self.likelihood.sample_path(self.decode(z), x, generator)
+        params = self.decode(z)
+        if not noise:
+            return self.likelihood.mean(params)
+        return self.likelihood.sample_path(params, x, generator)
 
     def forward(
         self,
