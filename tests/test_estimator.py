@@ -715,3 +715,15 @@ def test_a_checkpoint_dir_that_cannot_be_made_fails_before_training(tmp_path: Pa
     with pytest.raises(ValidationError, match=r"^checkpoint_dir: expected a folder that can be"):
         model.fit(X)
     assert model.history_ is None or not model.history_
+
+
+def test_frame_columns_that_differ_from_the_fit_are_named() -> None:
+    # the error said "expected 2 features (last axis; as at fit), found 3", naming no column
+    frame = pd.DataFrame({"time": np.arange(30.0), "a": np.sin(np.arange(30.0)), "b": 1.0})
+    est = GPVAE(**{**FAST, "epochs": 1}).fit(frame)
+    with pytest.raises(ShapeError, match=r"\['a', 'b'\], found \['c'\] besides them"):
+        est.impute(frame.assign(c=2.0))
+    with pytest.raises(ShapeError, match=r"found \['b'\] missing, \['B'\] besides them"):
+        est.impute(frame.rename(columns={"b": "B"}))
+    with pytest.raises(ValidationError, match="same order"):
+        est.impute(frame[["time", "b", "a"]])

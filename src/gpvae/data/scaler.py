@@ -135,6 +135,25 @@ class Scaler:
     def check(self, data: SeriesSet, name: str = "X") -> None:
         """Raise if ``data`` has a different number of features (or names) than at fit."""
         self._stats()
+        named = self.names_given_ and data.layout.names_given
+        if named and tuple(data.feature_names) != self.feature_names_:
+            fitted, found = list(self.feature_names_), [str(f) for f in data.feature_names]
+            missing = [f for f in fitted if f not in found]
+            extra = [f for f in found if f not in fitted]
+            if missing or extra:
+                raise ShapeError(
+                    f"{name}: expected the feature columns seen at fit {fitted}, found "
+                    + ", ".join(
+                        part
+                        for part in (
+                            f"{missing} missing" if missing else "",
+                            f"{extra} besides them" if extra else "",
+                        )
+                        if part
+                    )
+                    + " (leave the id and time columns and the features, or choose columns "
+                    "with gpvae.data.to_series_set(X, feature_cols=[...]))"
+                )
         if data.num_features != self.num_features:
             raise ShapeError(
                 f"{name}: expected {self.num_features} features (as at fit), found "

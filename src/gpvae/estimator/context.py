@@ -95,7 +95,8 @@ class PredictContext:
         ss = to_series_set(
             X,
             times,
-            num_features=self.scaler.num_features,
+            # a frame's columns are checked by name below (Scaler.check names them)
+            num_features=None if isinstance(X, pd.DataFrame) else self.scaler.num_features,
             allow_single_step=True,
             allow_empty_series=True,
             time_form=self.scaler.time_form_,
