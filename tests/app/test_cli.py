@@ -1289,3 +1289,21 @@ def test_merge_back_of_many_columns_does_not_fragment_the_frame() -> None:
     assert list(out.columns) == ["t", *feats, *result.columns]
     assert (out["p0"] == 5.0).all()
     assert (out["p1"] == 0.0).all()
+
+
+def test_csv_ids_are_kept_as_written(tmp_path: Path) -> None:
+    # "001" came back as 1, and an id "NA" (a country code) was read as a missing id
+    rows = [(sid, t, np.sin(t / 3 + k), np.cos(t / 3)) for k, sid in enumerate(("001", "NA"))
+            for t in range(20)]  # fmt: skip
+    frame = pd.DataFrame(rows, columns=["station", "t", "x", "y"])
+    frame.loc[3, "x"] = np.nan
+    data = tmp_path / "d.csv"
+    frame.to_csv(data, index=False)
+    _ok(run_cli("fit", data, "--id-col", "station", "--time-col", "t", "-o", tmp_path / "m",
+                *FIT_OPTIONS))  # fmt: skip
+    for command in ("impute", "forecast"):
+        out = tmp_path / f"{command}.csv"
+        extra = ["--horizon", "2"] if command == "forecast" else []
+        _ok(run_cli(command, tmp_path / "m", data, "-o", out, *extra))
+        ids = pd.read_csv(out, dtype={"station": str}, keep_default_na=False)["station"]
+        assert set(ids) == {"001", "NA"}

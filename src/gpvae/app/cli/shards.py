@@ -162,7 +162,7 @@ def read_input(
         if frame.shape[0] == 0:
             raise CLIError(f"{what}: expected at least one row, found none in {str(p)!r}")
         return Input(frame, folder=True, ordered=False)
-    frame = read_table(p, what)
+    frame = read_table(p, what, text_col=id_col)
     if share and job.world > 1:
         frame = _own_rows(frame, id_col, job, what)
     return Input(frame, folder=False, ordered=True)

@@ -44,12 +44,17 @@ def file_format(path: Path, what: str) -> str:
     )
 
 
-def read_table(path: str | os.PathLike[str], what: str = "DATA") -> pd.DataFrame:
+def read_table(
+    path: str | os.PathLike[str], what: str = "DATA", text_col: str | None = None
+) -> pd.DataFrame:
     """Read a CSV or Parquet file (by extension) into a DataFrame.
 
     Args:
         path: the file.
         what: the argument name for error messages.
+        text_col: a CSV column read as the text written (an id column: ``001`` stays
+            ``001``, not 1, and ``NA`` is an id, not a missing one); only an empty cell
+            is missing there.
 
     Returns:
         The table, with the file's columns.
@@ -64,7 +69,7 @@ def read_table(path: str | os.PathLike[str], what: str = "DATA") -> pd.DataFrame
     if p.is_dir():
         raise CLIError(f"{what}: expected a file, found the directory {str(p)!r}")
     try:
-        frame = _read_csv(p) if fmt == "csv" else pd.read_parquet(p)
+        frame = _read_csv(p, text_col) if fmt == "csv" else pd.read_parquet(p)
     except pd.errors.ParserWarning as err:
         raise CLIError(
             f"{what}: expected at most as many fields per row as the header of {str(p)!r} has "
@@ -79,16 +84,30 @@ def read_table(path: str | os.PathLike[str], what: str = "DATA") -> pd.DataFrame
     return frame
 
 
-def _read_csv(path: Path) -> pd.DataFrame:
-    """A CSV file whose columns are exactly its header's.
+#: The cells pandas reads as missing by default (its ``na_values``), for the other columns
+#: when one column is read as text.
+_MISSING_MARKERS = (
+    *("", "NA", "N/A", "n/a", "NaN", "nan", "-NaN", "-nan", "NULL", "null", "None", "<NA>"),
+    *("#N/A", "#N/A N/A", "#NA", "-1.#IND", "-1.#QNAN", "1.#IND", "1.#QNAN"),
+)
+
+
+def _read_csv(path: Path, text_col: str | None = None) -> pd.DataFrame:
+    """A CSV file whose columns are exactly its header's (``text_col``: see read_table).
 
     pandas would silently turn extra leading fields into an index (shifting every value to
     the wrong column, e.g. for rows with one field more than the header); here a trailing
     delimiter on every line is ignored, and rows with more fields than the header raise.
     """
+    options: dict[str, Any] = {}
+    if text_col is not None:
+        header = [str(c) for c in pd.read_csv(path, nrows=0, index_col=False).columns]
+        if text_col in header:  # (an unknown column is reported by the command)
+            na = {c: [""] if c == text_col else list(_MISSING_MARKERS) for c in header}
+            options = {"dtype": {text_col: str}, "keep_default_na": False, "na_values": na}
     with warnings.catch_warnings():
         warnings.simplefilter("error", pd.errors.ParserWarning)
-        return pd.read_csv(path, index_col=False)
+        return pd.read_csv(path, index_col=False, **options)
 
 
 def check_output(path: str | os.PathLike[str], what: str = "OUT") -> Path:

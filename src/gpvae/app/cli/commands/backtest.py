@@ -99,7 +99,7 @@ def backtest(
         raise CLIError(f"--out: expected a .json file name, found {out!r}")
     model, spec = load_model(model_dir, ensemble_ok=True)
     model.progress = False
-    frame = read_table(data)
+    frame = read_table(data, text_col=spec.id_col)
     ss = series_set(frame, spec, "DATA", merge=merge_duplicates)
     with as_cli("DATA", {"num_origins": "--origins", "step": "--step", "season": "--season"}):
         res = model.backtest(
