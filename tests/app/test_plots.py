@@ -134,6 +134,35 @@ def test_anomalies_marks_the_given_flags_without_a_threshold(rng: np.random.Gene
         plots.plot_anomalies(t, scores, 1.0, flagged=flagged[1:])
 
 
+def _bands(ax: object, color: str) -> list[tuple[float, float]]:
+    """(left, right) of the shaded bands of one colour on an axes, in axis units."""
+    from matplotlib.colors import to_rgb
+
+    out = []
+    for p in ax.patches:  # type: ignore[attr-defined]
+        if to_rgb(p.get_facecolor()) == to_rgb(color):
+            out.append((round(p.get_x(), 6), round(p.get_x() + p.get_width(), 6)))
+    return out
+
+
+def test_anomaly_bands_cover_every_step_of_their_run() -> None:
+    """A band was drawn from the first to the last time of its run: a run of one step had
+    no width (not drawn at all) and longer runs lost their last step."""
+    t = np.array([0.0, 1.0, 2.0, 3.0, 5.0, 7.0, 8.0, 9.0])  # irregular: steps of 1 and 2
+    scores = np.zeros(len(t))
+    scores[[1, 4, 5, 7]] = 9.0  # flagged runs: [1], [4, 5] (times 5, 7), [7] at the end
+    labels = np.zeros(len(t), dtype=bool)
+    labels[[0, 1, 2]] = True  # labelled run at the start
+    fig = plots.plot_anomalies(t, scores, 5.0, labels=labels)
+    ax = fig.axes[0]
+    assert _bands(ax, plots._FLAG) == [(0.5, 1.5), (4.0, 7.5), (8.5, 9.5)]
+    assert _bands(ax, "orange") == [(-0.5, 2.5)]
+    dates = np.arange("2021-01-01", "2021-01-09", dtype="datetime64[D]")
+    fig = plots.plot_anomalies(dates, scores, 5.0)
+    days = [(b - a) for a, b in _bands(fig.axes[0], plots._FLAG)]  # matplotlib dates: days
+    assert days == [1.0, 2.0, 1.0]
+
+
 def test_latents_and_negative_variance(tmp_path: Path, rng: np.random.Generator) -> None:
     t = np.arange(T, dtype=float)
     mean = rng.normal(size=(T, L))

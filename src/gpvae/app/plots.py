@@ -73,6 +73,25 @@ def _times(t: Any, name: str) -> np.ndarray:
     return arr
 
 
+def _run_extent(t: np.ndarray, first: int, last: int) -> tuple[Any, Any]:
+    """The stretch of time that the steps ``first..last`` (inclusive) of ``t`` cover, to shade
+    a run of flagged or labelled steps: from half a step before the first to half a step
+    after the last, a half-step being half the spacing to the neighbouring time on that side
+    (at either end of the series, the spacing to the one neighbour there). A run of one step
+    is as wide as the step; a series of one time gets a unit step (1, or a day for dates)."""
+    if t.dtype.kind == "M":
+        t = t.astype("datetime64[ns]")  # halving whole days would round to nothing
+        unit: Any = np.timedelta64(1, "D")
+    else:
+        t = t.astype(np.float64)
+        unit = 1.0
+    if len(t) == 1:
+        return t[0] - unit / 2, t[0] + unit / 2
+    before = t[first] - t[first - 1] if first > 0 else t[1] - t[0]
+    after = t[last + 1] - t[last] if last < len(t) - 1 else t[-1] - t[-2]
+    return t[first] - before / 2, t[last] + after / 2
+
+
 def _check_same(a: np.ndarray, b: np.ndarray, name_a: str, name_b: str) -> None:
     if a.shape != b.shape:
         raise ShapeError(f"{name_b}: expected shape {a.shape} like {name_a}, found {b.shape}")
@@ -272,6 +291,8 @@ def plot_anomalies(
 ) -> Figure:
     """The anomaly-score timeline with the threshold, the flagged intervals (red bands on
     the score panel) and, when given, the labelled anomalies (orange bands on every panel).
+    A band covers its run of steps: from half a step before the first to half a step after
+    the last (so a run of one step is as wide as a step).
 
     Args:
         times: (T,) times.
@@ -314,13 +335,12 @@ def plot_anomalies(
     fig, axes = _panels(1 + D, title)
     ax = axes[0]
     for a, b in runs_of(flagged):
-        ax.axvspan(t[a], t[b], color=_FLAG, alpha=0.15, lw=0)
+        ax.axvspan(*_run_extent(t, a, b), color=_FLAG, alpha=0.15, lw=0)
     if known is not None:
         for k, (a, b) in enumerate(runs_of(known)):
             for axis in axes:
                 axis.axvspan(
-                    t[a],
-                    t[b],
+                    *_run_extent(t, a, b),
                     color="orange",
                     alpha=0.2,
                     lw=0,
