@@ -10,6 +10,7 @@ from matplotlib.figure import Figure
 
 from gpvae.app import plots
 from gpvae.errors import ShapeError, ValidationError
+from gpvae.estimator.backtest import BacktestResult
 from gpvae.kernels import Matern32, Matern52
 
 T, D, H, L = 40, 3, 7, 2
@@ -202,8 +203,50 @@ def test_samples_and_history(tmp_path: Path, rng: np.random.Generator) -> None:
         plots.plot_history([{"epoch": 1.0}])
 
 
+def _backtest_result(n_org: int, H: int = 3, D: int = 2) -> BacktestResult:
+    """A made-up backtest of one series of 60 steps: origins at 30, 32, ..."""
+    T = 60
+    origins = 30 + 2 * np.arange(n_org)[None]  # (1, n_org)
+    times = (origins[..., None] + np.arange(H)).astype(np.float64)  # (1, n_org, H)
+    mean = np.zeros((1, n_org, H, D))
+    scores = {k: np.ones((1, n_org, H, D)) for k in ("scaled_error", "covered")}
+    return BacktestResult(
+        origins=origins,
+        times=times,
+        truth=mean + 0.5,
+        mean=mean,
+        lower=mean - 1,
+        upper=mean + 1,
+        quantiles=np.stack([mean - 0.5, mean + 0.5]),
+        history=[np.zeros((T, D))],
+        history_times=[np.arange(T, dtype=np.float64)],
+        scale=np.ones((1, D)),
+        scores=scores,
+        feature_names=["a", "b"][:D],
+    )
+
+
 def test_too_many_panels_is_a_clear_error() -> None:
+    """The error named no argument ("data") and, for the origins of a backtest, told the
+    user to plot a subset of the features."""
     t = np.arange(5, dtype=float)
-    y = np.zeros((5, 40))
-    with pytest.raises(ValidationError, match="at most"):
+    y = np.zeros((5, 13))
+    with pytest.raises(ValidationError, match=r"^values: expected at most 12 features .*13"):
         plots.plot_imputation(t, y, y, y, y)
+    with pytest.raises(ValidationError, match=r"^values: expected at most 11 features .*12"):
+        plots.plot_anomalies(t, np.zeros(5), 1.0, values=y[:, :12])
+    with pytest.raises(ValidationError, match=r"^mean: expected at most 12 latent channels"):
+        plots.plot_latents(t, y, y)
+    result = _backtest_result(13)
+    with pytest.raises(ValidationError, match=r"^result: expected at most 12 origins") as err:
+        plots.plot_backtest(result)
+    assert "features" not in str(err.value)
+    assert "origins=[...]" in str(err.value)
+
+
+def test_backtest_draws_the_chosen_origins() -> None:
+    fig = plots.plot_backtest(_backtest_result(13), feature="b", origins=range(1, 13))
+    assert [ax.get_ylabel() for ax in fig.axes] == [f"origin {k}" for k in range(2, 14)]
+    assert "over 13 origins" in fig.get_suptitle()
+    with pytest.raises(ValidationError, match=r"^origins: expected positions in 0..12"):
+        plots.plot_backtest(_backtest_result(13), origins=[13])

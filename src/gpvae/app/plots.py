@@ -48,7 +48,8 @@ _OBSERVED = "#1f1f1f"
 _MODEL = "#1f77b4"
 _TRUTH = "#d62728"
 _FLAG = "#d62728"
-_MAX_ROWS = 12  # at most this many stacked panels in one figure
+#: At most this many stacked panels in one figure (features, channels or origins).
+MAX_PANELS = 12
 
 
 def _as_2d(a: Any, name: str, rows: int | None = None) -> np.ndarray:
@@ -113,17 +114,31 @@ def _figure(width: float, height: float) -> Figure:
     return fig
 
 
-def _panels(count: int, title: str | None, width: float = 10.0) -> tuple[Figure, list[Axes]]:
-    """A figure with ``count`` stacked panels sharing the x axis."""
-    if count < 1:
-        raise ShapeError("data: expected at least one feature or channel to plot, found none")
-    if count > _MAX_ROWS:
+def _panels(
+    count: int,
+    title: str | None,
+    what: str,
+    noun: str = "feature",
+    *,
+    above: int = 0,
+    advice: str | None = None,
+    width: float = 10.0,
+) -> tuple[Figure, list[Axes]]:
+    """A figure of stacked panels sharing the x axis: ``above`` panels, then one per ``noun``
+    of the argument ``what`` (``count`` of them; at most :data:`MAX_PANELS` in all).
+
+    ``advice`` ends the error for too many panels (default: plot a subset of the nouns).
+    """
+    most = MAX_PANELS - above
+    if count + above < 1:
+        raise ShapeError(f"{what}: expected at least one {noun} to plot, found none")
+    if count > most:
+        advice = advice or f"plot a subset of the {noun}s"
         raise ValidationError(
-            f"data: expected at most {_MAX_ROWS} panels per figure, found {count}; plot a "
-            "subset of the features"
+            f"{what}: expected at most {most} {noun}s (one panel each), found {count}; {advice}"
         )
-    fig = _figure(width, 1.0 + 2.1 * count)
-    axes = fig.subplots(count, 1, sharex=True, squeeze=False)
+    fig = _figure(width, 1.0 + 2.1 * (count + above))
+    axes = fig.subplots(count + above, 1, sharex=True, squeeze=False)
     if title:
         fig.suptitle(title)
     return fig, [ax for row in axes for ax in row]
@@ -181,7 +196,7 @@ def plot_imputation(
         _check_same(y, tr, "values", "truth")
     names = _names(feature_names, y.shape[1], "feature")
     band = "interval" if level is None else f"{level:.0%} interval"
-    fig, axes = _panels(y.shape[1], title)
+    fig, axes = _panels(y.shape[1], title, "values")
     for j, ax in enumerate(axes):
         ax.fill_between(t, lo[:, j], up[:, j], color=_MODEL, alpha=0.25, lw=0, label=band)
         ax.plot(t, m[:, j], color=_MODEL, lw=1.2, label="imputed mean")
@@ -250,7 +265,7 @@ def plot_forecast(
     if tr is not None:
         _check_same(m, tr, "mean", "truth")
     names = _names(feature_names, y.shape[1], "feature")
-    fig, axes = _panels(y.shape[1], title)
+    fig, axes = _panels(y.shape[1], title, "history")
     for j, ax in enumerate(axes):
         obs = ~np.isnan(y[:, j])
         ax.plot(th[obs], y[obs, j], ".-", color=_OBSERVED, ms=3, lw=0.6, label="history")
@@ -332,7 +347,7 @@ def plot_anomalies(
         known = np.asarray(labels).astype(bool)
         if known.shape != t.shape:
             raise ShapeError(f"labels: expected shape {t.shape} like times, found {known.shape}")
-    fig, axes = _panels(1 + D, title)
+    fig, axes = _panels(D, title, "values", above=1)
     ax = axes[0]
     for a, b in runs_of(flagged):
         ax.axvspan(*_run_extent(t, a, b), color=_FLAG, alpha=0.15, lw=0)
@@ -396,7 +411,7 @@ def plot_latents(
     if (v < 0).any():
         raise ValidationError("var: expected non-negative variances, found negative values")
     sd = np.sqrt(v)
-    fig, axes = _panels(m.shape[1], title, width=9.0)
+    fig, axes = _panels(m.shape[1], title, "mean", "latent channel", width=9.0)
     for j, ax in enumerate(axes):
         ax.fill_between(
             t,
@@ -512,7 +527,7 @@ def plot_samples(
     if s.ndim != 3 or s.shape[1] != len(t):
         raise ShapeError(f"samples: expected shape (S, {len(t)}, D), found {s.shape}")
     names = _names(feature_names, s.shape[2], "feature")
-    fig, axes = _panels(s.shape[2], title)
+    fig, axes = _panels(s.shape[2], title, "samples")
     shown = min(max_samples, s.shape[0])
     cmap = matplotlib.colormaps["tab10"]
     for j, ax in enumerate(axes):
@@ -572,6 +587,8 @@ def plot_backtest(
     context: int | None = None,
     title: str | None = None,
     save: str | os.PathLike[str] | None = None,
+    *,
+    origins: Sequence[int] | None = None,
 ) -> Figure:
     """Fan charts of a rolling-origin backtest, one panel per origin, for one feature.
 
@@ -583,8 +600,10 @@ def plot_backtest(
         feature: index or name of the feature.
         series: index of the series.
         context: steps of history drawn before each origin.
-        title: figure title (None: the feature and the scores).
+        title: figure title (None: the feature and the scores over every origin).
         save: optional path to write the figure to.
+        origins: the origins to draw, as positions 0..n_origins-1 (None: every origin);
+            at most 12.
     """
     names = list(result.feature_names)
     if isinstance(feature, str):
@@ -596,6 +615,15 @@ def plot_backtest(
         if not 0 <= j < len(names):
             raise ValidationError(f"feature: expected 0..{len(names) - 1}, found {feature}")
     n_org, H = result.mean.shape[1], result.mean.shape[2]
+    if origins is None:
+        drawn = list(range(n_org))
+    else:
+        drawn = [int(k) for k in origins]
+        if not drawn or not all(0 <= k < n_org for k in drawn):
+            raise ValidationError(
+                f"origins: expected positions in 0..{n_org - 1} (one per origin), found "
+                f"{list(origins)}"
+            )
     ctx = 3 * H if context is None else int(context)
     hist_t = result.history_times[series]
     hist = result.history[series][:, j]
@@ -606,8 +634,14 @@ def plot_backtest(
         title = (
             f"{names[j]}: backtest over {n_org} origins (MASE {mase:.2f}, 90% coverage {cov:.0%})"
         )
-    fig, axes = _panels(n_org, title)
-    for k, ax in enumerate(axes):
+    fig, axes = _panels(
+        len(drawn),
+        title,
+        "origins" if origins is not None else "result",
+        "origin",
+        advice=f"choose at most {MAX_PANELS} of the {n_org} origins with origins=[...]",
+    )
+    for k, ax in zip(drawn, axes):
         start = int(result.origins[series, k])
         lo_i = max(0, start - ctx)
         past_t = _times(hist_t[lo_i:start], "history_times")
