@@ -1169,3 +1169,48 @@ def test_an_out_folder_that_cannot_be_made_names_out(
             str(target / "model")]  # fmt: skip
     _, line = _main_error(capsys, args)
     assert line.startswith("error: --out: expected a folder that can be created")
+
+
+@pytest.fixture(scope="module")
+def many_features(tmp_path_factory: pytest.TempPathFactory) -> tuple[Path, Path]:
+    """A wide CSV of 13 features (more than the 12 panels of a figure) and a model of it."""
+    folder = tmp_path_factory.mktemp("many_features")
+    rng = np.random.default_rng(0)
+    T = 30
+    frame = pd.DataFrame({"t": np.arange(T, dtype=float)})
+    for j in range(13):
+        frame[f"f{j}"] = np.sin(np.arange(T) / (3 + j)) + 0.1 * rng.normal(size=T)
+    data, model = folder / "wide13.csv", folder / "model"
+    frame.to_csv(data, index=False)
+    fit = ["fit", str(data), "--time-col", "t", "-o", str(model), "--epochs", "1"]
+    assert main([*fit, "--latent-dim", "2", "--hidden", "8", "--quiet"]) == 0
+    return data, model
+
+
+@pytest.mark.parametrize(
+    ("command", "extra", "shown"),
+    [
+        ("impute", ["--num-samples", "20"], 12),
+        ("forecast", ["--horizon", "2", "--num-samples", "20"], 12),
+        ("sample", ["--length", "5"], 12),
+        ("detect", ["--num-samples", "2"], 8),
+    ],
+)
+def test_plots_of_many_features_draw_the_first_ones(
+    command: str,
+    extra: list[str],
+    shown: int,
+    many_features: tuple[Path, Path],
+    tmp_path: Path,
+    capsys: pytest.CaptureFixture[str],
+) -> None:
+    """More than 12 features failed after OUT was written ("expected at most 12 panels"):
+    the plot draws the first ones and says so."""
+    data, model = many_features
+    out, plot = tmp_path / "o.csv", tmp_path / "p.png"
+    inputs = [] if command == "sample" else [str(data)]
+    args = [command, str(model), *inputs, "-o", str(out), *extra, "--plot", str(plot)]
+    assert main(args) == 0, capsys.readouterr().err
+    assert f"--plot: drawing the first {shown} of the 13 features" in capsys.readouterr().out
+    assert out.is_file()
+    assert plot.is_file()

@@ -21,6 +21,7 @@ __all__ = [
     "check_plot",
     "file_format",
     "make_folder",
+    "panels_drawn",
     "read_table",
     "save_figure",
     "write_table",
@@ -141,6 +142,15 @@ def write_table(frame: pd.DataFrame, path: str | os.PathLike[str], what: str = "
         raise CLIError(f"{what}: could not write {str(p)!r}: {err.strerror or err}") from err
     except ImportError as err:  # no Parquet engine installed
         raise CLIError(f"{what}: could not write {str(p)!r}: {one_line(str(err))}") from err
+
+
+def panels_drawn(count: int, most: int, noun: str, what: str = "--plot") -> int:
+    """How many of ``count`` features (or origins, ...: ``noun``) a plot draws, one panel
+    each: the first ``most``, saying so when some are left out (a figure of more panels is
+    unreadable, and the plot functions refuse it)."""
+    if count > most:
+        info(f"{what}: drawing the first {most} of the {count} {noun} (one panel each)")
+    return min(count, most)
 
 
 def save_figure(fig: Any, path: Path) -> None:

@@ -17,7 +17,7 @@ from gpvae.app.cli.options import (
     num_samples_option,
     positive_int,
 )
-from gpvae.app.cli.tables import read_table
+from gpvae.app.cli.tables import panels_drawn, read_table
 from gpvae.io import json_number
 
 __all__ = ["backtest"]
@@ -62,7 +62,8 @@ __all__ = ["backtest"]
 @click.option(
     "--plot-dir",
     default=None,
-    help="Also draw the fan chart of every origin, one .png per feature of the first series.",
+    help="Also draw the fan chart of every origin (the first 12), one .png per feature of the "
+    "first series.",
 )
 @merge_option
 @examples(
@@ -125,13 +126,14 @@ def backtest(
         f"{out_path}"
     )
     if plot_dir is not None:
-        from gpvae.app.plots import plot_backtest
+        from gpvae.app.plots import MAX_PANELS, plot_backtest
 
         folder = Path(plot_dir)
         folder.mkdir(parents=True, exist_ok=True)
+        drawn = range(panels_drawn(res.mean.shape[1], MAX_PANELS, "origins", "--plot-dir"))
         for j, name in enumerate(res.feature_names):
             safe = "".join(c if c.isalnum() or c in "-_." else "_" for c in name)
-            plot_backtest(res, feature=j, save=folder / f"backtest_{safe}.png")
+            plot_backtest(res, feature=j, save=folder / f"backtest_{safe}.png", origins=drawn)
         info(f"wrote {len(res.feature_names)} fan charts to {folder}")
 
 
