@@ -1214,3 +1214,32 @@ def test_plots_of_many_features_draw_the_first_ones(
     assert f"--plot: drawing the first {shown} of the 13 features" in capsys.readouterr().out
     assert out.is_file()
     assert plot.is_file()
+
+
+@pytest.mark.parametrize("command", ["impute", "forecast", "detect", "sample"])
+def test_plot_folder_is_checked_before_any_work(
+    command: str,
+    long_model: Path,
+    files: dict[str, Path],
+    tmp_path: Path,
+    capsys: pytest.CaptureFixture[str],
+) -> None:
+    """A --plot in a folder that cannot be made failed after OUT was written; a missing
+    folder is made."""
+    blocker = tmp_path / "file"
+    blocker.write_text("not a folder")
+    out = tmp_path / "o.csv"
+    inputs = [] if command == "sample" else [str(files["long_csv"])]
+    extra = {"forecast": ["--horizon", "2"], "sample": ["--length", "3"]}.get(command, [])
+    args = [command, str(long_model), *inputs, "-o", str(out), *extra]
+    _, line = _main_error(capsys, [*args, "--plot", str(blocker / "p.png")])
+    assert line.startswith(
+        f"error: --plot: expected a folder that can be created, found '{blocker}"
+    )
+    assert not out.exists()
+    (tmp_path / "d.png").mkdir()
+    _, line = _main_error(capsys, [*args, "--plot", str(tmp_path / "d.png")])
+    assert line == f"error: --plot: expected a file name, found the directory '{tmp_path}/d.png'"
+    folder = tmp_path / "new" / "plots"
+    assert main([*args, "--num-samples", "4", "--plot", str(folder / "p.png")]) == 0
+    assert (folder / "p.png").is_file()

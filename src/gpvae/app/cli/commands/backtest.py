@@ -17,7 +17,7 @@ from gpvae.app.cli.options import (
     num_samples_option,
     positive_int,
 )
-from gpvae.app.cli.tables import panels_drawn, read_table
+from gpvae.app.cli.tables import make_folder, panels_drawn, read_table
 from gpvae.io import json_number
 
 __all__ = ["backtest"]
@@ -93,6 +93,9 @@ def backtest(
     out_path = Path(out)
     if out_path.suffix.lower() != ".json" or out_path.is_dir():
         raise CLIError(f"--out: expected a .json file name, found {out!r}")
+    make_folder(out_path.parent, "--out")  # before the work, as the folder of the fan charts
+    if plot_dir is not None:
+        make_folder(Path(plot_dir), "--plot-dir")
     model, spec = load_model(model_dir, ensemble_ok=True)
     model.progress = False
     frame = read_table(data)
@@ -117,7 +120,6 @@ def backtest(
         "by_horizon": res.by_horizon(),
         "by_feature": res.by_feature(),
     }
-    out_path.parent.mkdir(parents=True, exist_ok=True)
     out_path.write_text(json.dumps(_finite(report), indent=2, allow_nan=False))
     s = report["summary"]
     info(
@@ -129,7 +131,6 @@ def backtest(
         from gpvae.app.plots import MAX_PANELS, plot_backtest
 
         folder = Path(plot_dir)
-        folder.mkdir(parents=True, exist_ok=True)
         drawn = range(panels_drawn(res.mean.shape[1], MAX_PANELS, "origins", "--plot-dir"))
         for j, name in enumerate(res.feature_names):
             safe = "".join(c if c.isalnum() or c in "-_." else "_" for c in name)
