@@ -1243,3 +1243,19 @@ def test_plot_folder_is_checked_before_any_work(
     folder = tmp_path / "new" / "plots"
     assert main([*args, "--num-samples", "4", "--plot", str(folder / "p.png")]) == 0
     assert (folder / "p.png").is_file()
+
+
+def test_sample_plot_of_a_model_fitted_on_zone_aware_dates(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    """The plot failed after OUT was written ("times: expected numeric or datetime64 times,
+    found object", naming no option of the command)."""
+    data, model, out, plot = (tmp_path / n for n in ("z.csv", "m", "s.csv", "s.png"))
+    t = pd.date_range("2013-03-01", periods=40, freq="h", tz="Asia/Shanghai")
+    pd.DataFrame({"time": t, "a": np.sin(np.arange(40) / 5.0)}).to_csv(data, index=False)
+    fit = ["fit", str(data), "--time-col", "time", "-o", str(model), "--epochs", "1"]
+    assert main([*fit, "--latent-dim", "2", "--hidden", "8", "--quiet"]) == 0
+    args = ["sample", str(model), "--length", "6", "-n", "2", "-o", str(out), "--plot", str(plot)]
+    assert main(args) == 0, capsys.readouterr().err
+    assert plot.is_file()
+    assert pd.read_csv(out)["time"].iloc[0] == "2013-03-01 00:00:00+08:00"

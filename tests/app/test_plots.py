@@ -69,6 +69,26 @@ def test_imputation_accepts_datetimes_and_one_feature(tmp_path: Path) -> None:
     assert len(fig.axes) == 1
 
 
+def test_zone_aware_times_are_drawn_in_their_wall_clock() -> None:
+    """The estimator returns zone-aware indexes for zone-aware input; every plot refused
+    them ("expected numeric or datetime64 times, found object")."""
+    import pandas as pd
+
+    idx = pd.date_range("2021-03-28", periods=6, freq="h", tz="Europe/Berlin")  # DST at 2:00
+    y = np.arange(6.0)
+    wall = idx.tz_localize(None).to_numpy(dtype="datetime64[ns]")
+    for given in (idx, pd.Series(idx), np.asarray(idx)):
+        fig = plots.plot_imputation(given, y, y, y - 1, y + 1)
+        drawn = fig.axes[0].get_lines()[0].get_xdata()
+        np.testing.assert_array_equal(drawn, wall)
+    assert str(wall[2]) == "2021-03-28T03:00:00.000000000"  # 02:00 does not exist there
+    fig = plots.plot_samples(idx, y[None, :, None])
+    assert fig.axes[0].get_lines()[0].get_xdata()[0] == wall[0]
+    mixed = np.array([pd.Timestamp("2021-01-01", tz="UTC"), pd.Timestamp("2021-01-02")])
+    with pytest.raises(ValidationError, match=r"^times: expected datetimes all in one time zone"):
+        plots.plot_anomalies(mixed, np.zeros(2), 1.0)
+
+
 def test_imputation_rejects_mismatched_shapes() -> None:
     t = np.arange(T, dtype=float)
     y = np.zeros((T, D))

@@ -7,6 +7,8 @@ the user's matplotlib backend is left alone), returns the figure and, when ``sav
 given, also writes it there (the format follows the extension, e.g. ``.png`` or ``.pdf``).
 
 Shapes: T time steps, D features, H forecast steps, L latent channels, S samples.
+Times are numbers or datetimes: datetime64, or zone-aware datetimes (such as the index that
+the estimator returns for zone-aware input), drawn in their zone's wall clock.
 
 Example::
 
@@ -17,6 +19,7 @@ Example::
 
 from __future__ import annotations
 
+import datetime
 import math
 import os
 from collections.abc import Sequence
@@ -24,6 +27,7 @@ from typing import Any
 
 import matplotlib
 import numpy as np
+import pandas as pd
 import torch
 from matplotlib.axes import Axes
 from matplotlib.backends.backend_agg import FigureCanvasAgg
@@ -65,12 +69,32 @@ def _as_2d(a: Any, name: str, rows: int | None = None) -> np.ndarray:
 
 
 def _times(t: Any, name: str) -> np.ndarray:
-    """A (T,) time axis: numbers or datetimes, kept as given for matplotlib."""
+    """A (T,) time axis: numbers or datetimes, kept as given for matplotlib.
+
+    Zone-aware datetimes (a pandas index or column with a time zone, as the estimator
+    returns for zone-aware input, or an array of :class:`datetime.datetime`) are drawn in
+    their own zone's wall clock, as datetime64[ns] without the zone (matplotlib would draw
+    them in UTC).
+    """
     arr = np.asarray(t)
     if arr.ndim != 1:
         raise ShapeError(f"{name}: expected a 1-D array of times (T,), found shape {arr.shape}")
+    if arr.dtype.kind == "O" and all(isinstance(v, datetime.datetime) for v in arr):
+        try:
+            stamps = pd.DatetimeIndex(arr)
+        except (TypeError, ValueError) as err:  # several zones, or zones and none
+            raise ValidationError(
+                f"{name}: expected datetimes all in one time zone or all without one, found "
+                f"a mix ({err})"
+            ) from None
+        if stamps.tz is not None:
+            stamps = stamps.tz_localize(None)  # the wall clock of the zone
+        arr = stamps.to_numpy(dtype="datetime64[ns]")
     if arr.dtype.kind not in "biufM":
-        raise ValidationError(f"{name}: expected numeric or datetime64 times, found {arr.dtype}")
+        raise ValidationError(
+            f"{name}: expected numeric or datetime times (datetime64, or datetimes with a "
+            f"time zone), found {arr.dtype}"
+        )
     return arr
 
 
@@ -168,7 +192,7 @@ def plot_imputation(
     """One series: the imputed mean with its interval band over the observed points.
 
     Args:
-        times: (T,) times (numbers or datetime64).
+        times: (T,) times (numbers or datetimes).
         values: (T, D) the input, NaN where missing (drawn as points).
         mean: (T, D) imputed mean (equal to ``values`` where observed).
         lower: (T, D) lower interval bound.
