@@ -126,6 +126,25 @@ def test_forecast_fan_chart_nested_bands(tmp_path: Path, rng: np.random.Generato
         plots.plot_forecast(th, hist, tf, mean, lower, upper, levels=[0.9])
 
 
+def test_forecast_history_breaks_at_gaps_and_takes_one_feature_as_1d() -> None:
+    """The history's NaNs were dropped before drawing one connected line, so a missing
+    stretch looked like observed data on a straight line; 1-D lower / upper were refused
+    although a 1-D mean was taken."""
+    t = np.arange(30.0)
+    y = np.sin(t / 4.0)
+    y[10:20] = np.nan
+    tf = 30 + np.arange(3.0)
+    fig = plots.plot_forecast(t, y, tf, np.zeros(3), -np.ones(3), np.ones(3))
+    line = next(ln for ln in fig.axes[0].get_lines() if ln.get_label() == "history")
+    np.testing.assert_array_equal(line.get_xdata(), t)
+    assert np.isnan(line.get_ydata()[10:20]).all()  # matplotlib breaks the line at NaN
+    band = fig.axes[0].collections[0].get_paths()[0].vertices
+    assert band[:, 1].min() == -1.0
+    assert band[:, 1].max() == 1.0
+    with pytest.raises(ShapeError, match="lower"):
+        plots.plot_forecast(t, y, tf, np.zeros((3, 1)), -np.ones(3), np.ones(3))
+
+
 def test_anomalies_marks_flagged_steps(tmp_path: Path, rng: np.random.Generator) -> None:
     t = np.arange(T, dtype=float)
     scores = rng.normal(size=T)

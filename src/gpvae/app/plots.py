@@ -251,14 +251,16 @@ def plot_forecast(
     time_label: str = "time",
     save: str | os.PathLike[str] | None = None,
 ) -> Figure:
-    """A fan chart: the history, then the forecast mean with nested interval bands.
+    """A fan chart: the history (its line broken where values are missing), then the
+    forecast mean with nested interval bands.
 
     Args:
         history_times: (T,) times of the history.
-        history: (T, D) observed history, NaN where missing.
+        history: (T, D) observed history, NaN where missing (or (T,) for one feature).
         future_times: (H,) forecast times.
-        mean: (H, D) forecast mean.
-        lower: (H, D) lower bound, or (K, H, D) for K nested bands (widest first looks best).
+        mean: (H, D) forecast mean, or (H,) for one feature.
+        lower: (H, D) lower bound, or (K, H, D) for K nested bands (widest first looks best);
+            (H,) when ``mean`` is.
         upper: same shape as ``lower``.
         levels: K probabilities of the bands, for the legend.
         truth: optional (H, D) true future values, drawn as red points.
@@ -276,6 +278,8 @@ def plot_forecast(
     m = _as_2d(mean, "mean", len(tf))
     lo = np.asarray(lower, dtype=np.float64)
     up = np.asarray(upper, dtype=np.float64)
+    if np.ndim(mean) == 1 and lo.ndim == 1 and up.ndim == 1:  # one feature, like mean
+        lo, up = lo[:, None], up[:, None]
     if lo.ndim == 2:
         lo, up = lo[None], up[None]
     if lo.ndim != 3 or lo.shape[1:] != m.shape:
@@ -291,8 +295,8 @@ def plot_forecast(
     names = _names(feature_names, y.shape[1], "feature")
     fig, axes = _panels(y.shape[1], title, "history")
     for j, ax in enumerate(axes):
-        obs = ~np.isnan(y[:, j])
-        ax.plot(th[obs], y[obs, j], ".-", color=_OBSERVED, ms=3, lw=0.6, label="history")
+        # NaN breaks the line: a missing stretch is not drawn as observed data
+        ax.plot(th, y[:, j], ".-", color=_OBSERVED, ms=3, lw=0.6, label="history")
         for k in range(lo.shape[0]):
             label = None
             if levels is not None:
