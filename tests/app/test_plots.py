@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import itertools
 from pathlib import Path
 
 import numpy as np
@@ -287,5 +288,16 @@ def test_backtest_draws_the_chosen_origins() -> None:
     fig = plots.plot_backtest(_backtest_result(13), feature="b", origins=range(1, 13))
     assert [ax.get_ylabel() for ax in fig.axes] == [f"origin {k}" for k in range(2, 14)]
     assert "over 13 origins" in fig.get_suptitle()
+    assert fig.axes[-1].get_xlabel() == "time"
     with pytest.raises(ValidationError, match=r"^origins: expected positions in 0..12"):
         plots.plot_backtest(_backtest_result(13), origins=[13])
+
+
+def test_date_ticks_do_not_run_into_each_other() -> None:
+    """Ten days of hours were labelled with full dates, a few pixels apart."""
+    t = np.arange("2013-03-01", "2013-03-11", dtype="datetime64[h]")
+    y = np.sin(np.arange(len(t)) / 10.0)
+    ax = plots.plot_imputation(t, y, y, y - 1, y + 1).axes[0]
+    ax.figure.canvas.draw()  # type: ignore[union-attr]
+    boxes = [lab.get_window_extent() for lab in ax.get_xticklabels() if lab.get_text()]
+    assert min(b.x0 - a.x1 for a, b in itertools.pairwise(boxes)) > 10.0

@@ -26,6 +26,7 @@ from collections.abc import Sequence
 from typing import Any
 
 import matplotlib
+import matplotlib.dates as mdates
 import numpy as np
 import pandas as pd
 import torch
@@ -168,7 +169,18 @@ def _panels(
     return fig, [ax for row in axes for ax in row]
 
 
+def _concise_dates(fig: Figure) -> None:
+    """Give the date axes of ``fig`` matplotlib's concise tick labels (``Mar 02``, ``06:00``,
+    the year or day once at the end): the default full dates run into each other on a
+    panel of a few hundred hours."""
+    for ax in fig.axes:
+        if isinstance(ax.xaxis.get_major_formatter(), mdates.AutoDateFormatter):
+            locator = ax.xaxis.get_major_locator()
+            ax.xaxis.set_major_formatter(mdates.ConciseDateFormatter(locator))
+
+
 def _finish(fig: Figure, save: str | os.PathLike[str] | None) -> Figure:
+    _concise_dates(fig)
     fig.align_ylabels()
     if save is not None:
         fig.savefig(os.fspath(save), dpi=110)
@@ -617,6 +629,7 @@ def plot_backtest(
     save: str | os.PathLike[str] | None = None,
     *,
     origins: Sequence[int] | None = None,
+    time_label: str = "time",
 ) -> Figure:
     """Fan charts of a rolling-origin backtest, one panel per origin, for one feature.
 
@@ -632,6 +645,7 @@ def plot_backtest(
         save: optional path to write the figure to.
         origins: the origins to draw, as positions 0..n_origins-1 (None: every origin);
             at most 12.
+        time_label: x-axis label.
     """
     names = list(result.feature_names)
     if isinstance(feature, str):
@@ -691,4 +705,5 @@ def plot_backtest(
         ax.set_ylabel(f"origin {k + 1}")
         ax.grid(alpha=0.3)
     axes[0].legend(loc="upper left", fontsize="small", ncol=5, framealpha=0.8)
+    axes[-1].set_xlabel(time_label)
     return _finish(fig, save)

@@ -134,7 +134,13 @@ def backtest(
         drawn = range(panels_drawn(res.mean.shape[1], MAX_PANELS, "origins", "--plot-dir"))
         for j, name in enumerate(res.feature_names):
             safe = "".join(c if c.isalnum() or c in "-_." else "_" for c in name)
-            plot_backtest(res, feature=j, save=folder / f"backtest_{safe}.png", origins=drawn)
+            plot_backtest(
+                res,
+                feature=j,
+                save=folder / f"backtest_{safe}.png",
+                origins=drawn,
+                time_label=spec.time_col,
+            )
         info(f"wrote {len(res.feature_names)} fan charts to {folder}")
 
 

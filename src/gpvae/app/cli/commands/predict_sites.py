@@ -140,5 +140,6 @@ def _plots(frame, new, res, spec, feature, plot, series_plot) -> None:  # type: 
             res.upper.loc[rows, feats].to_numpy(),
             feature_names=feats,
             title=str(first),
+            time_label=spec.time,
         )
         save_figure(fig, series_plot, "--series-plot")
