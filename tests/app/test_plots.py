@@ -22,10 +22,10 @@ def rng() -> np.random.Generator:
     return np.random.default_rng(0)
 
 
-def _check_png(path: Path) -> None:
+def _check_png(path: Path, min_size: int = 5_000) -> None:
     assert path.is_file()
     assert path.read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
-    assert path.stat().st_size > 5_000
+    assert path.stat().st_size > min_size
 
 
 def _labels(fig: Figure) -> tuple[list[str], list[str]]:
@@ -301,3 +301,31 @@ def test_date_ticks_do_not_run_into_each_other() -> None:
     ax.figure.canvas.draw()  # type: ignore[union-attr]
     boxes = [lab.get_window_extent() for lab in ax.get_xticklabels() if lab.get_text()]
     assert min(b.x0 - a.x1 for a, b in itertools.pairwise(boxes)) > 10.0
+
+
+def test_save_is_checked_before_drawing_and_its_folder_made(tmp_path: Path) -> None:
+    """An unknown extension was matplotlib's ValueError after drawing, a missing folder a
+    raw FileNotFoundError, and a name without extension was written to NAME.png."""
+    t, s = np.arange(10.0), np.zeros((1, 10, 1))
+    with pytest.raises(ValidationError, match=r"^save: expected a file name ending in one of "):
+        plots.plot_samples(t, s, save=tmp_path / "p.xyz")
+    with pytest.raises(ValidationError, match=r"\(no extension\)$") as err:
+        plots.plot_samples(t, s, save=tmp_path / "noext")
+    assert ".png, .pdf" not in str(err.value)  # sorted: ... .pdf, .pgf, .png ...
+    assert ".png" in str(err.value)
+    assert list(tmp_path.iterdir()) == []
+    blocker = tmp_path / "file"
+    blocker.write_text("not a folder")
+    with pytest.raises(ValidationError, match=r"^save: expected a file in a folder that exists"):
+        plots.plot_samples(t, s, save=blocker / "p.png")
+    (tmp_path / "d.png").mkdir()
+    with pytest.raises(ValidationError, match=r"^save: expected a file name, found the dir"):
+        plots.plot_samples(t, s, save=tmp_path / "d.png")
+    plots.plot_samples(t, s, save=tmp_path / "new" / "deeper" / "p.PNG")
+    _check_png(tmp_path / "new" / "deeper" / "p.PNG", min_size=1_000)
+
+
+@pytest.mark.parametrize("bad", [0, -1, 2.5, True])
+def test_samples_max_samples_must_be_positive(bad: object) -> None:
+    with pytest.raises(ValidationError, match=r"^max_samples: expected a positive integer"):
+        plots.plot_samples(np.arange(3.0), np.zeros((2, 3, 1)), max_samples=bad)  # type: ignore[arg-type]

@@ -3,12 +3,15 @@
 from __future__ import annotations
 
 import itertools
+from pathlib import Path
 
 import numpy as np
 import pandas as pd
+import pytest
 from matplotlib.axes import Axes
 
-from gpvae.app.spatial_plots import plot_site_series
+from gpvae.app.spatial_plots import plot_site_map, plot_site_series
+from gpvae.errors import ValidationError
 
 
 def _label_gaps(ax: Axes) -> list[float]:
@@ -29,3 +32,15 @@ def test_site_series_dates_are_readable_and_the_time_axis_labelled() -> None:
     assert not any(lab.get_visible() and lab.get_text() for lab in top.get_xticklabels())
     x0 = bottom.get_lines()[0].get_xdata()[0]
     assert x0 == np.datetime64("2013-03-01T00:00")  # the zone's wall clock, not UTC
+
+
+def test_site_plots_check_save_and_make_its_folder(tmp_path: Path) -> None:
+    t = np.arange(5.0)
+    m = np.zeros((5, 1))
+    with pytest.raises(ValidationError, match=r"^save: expected a file name ending in one of "):
+        plot_site_series(t, m, m - 1, m + 1, save=tmp_path / "s.txt")
+    plot_site_series(t, m, m - 1, m + 1, save=tmp_path / "new" / "s.png")
+    assert (tmp_path / "new" / "s.png").is_file()
+    xy = np.array([[0.0, 0.0], [1.0, 1.0]])
+    with pytest.raises(ValidationError, match=r"\(no extension\)$"):
+        plot_site_map(xy, np.zeros(2), np.ones(2), ["a", "b"], save=tmp_path / "map")

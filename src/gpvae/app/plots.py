@@ -4,7 +4,8 @@ Every function takes plain arrays (numpy, or anything :func:`numpy.asarray` acce
 on a :class:`~matplotlib.figure.Figure` with the non-interactive ``Agg`` canvas (pyplot and
 its global figure list are not used, so nothing opens a window, figures need no closing and
 the user's matplotlib backend is left alone), returns the figure and, when ``save`` is
-given, also writes it there (the format follows the extension, e.g. ``.png`` or ``.pdf``).
+given, also writes it there (the format follows the extension, e.g. ``.png`` or ``.pdf``;
+``save`` is checked, and its folder created, before anything is drawn).
 
 Shapes: T time steps, D features, H forecast steps, L latent channels, S samples.
 Times are numbers or datetimes: datetime64, or zone-aware datetimes (such as the index that
@@ -23,6 +24,7 @@ import datetime
 import math
 import os
 from collections.abc import Sequence
+from pathlib import Path
 from typing import Any
 
 import matplotlib
@@ -179,12 +181,54 @@ def _concise_dates(fig: Figure) -> None:
             ax.xaxis.set_major_formatter(mdates.ConciseDateFormatter(locator))
 
 
-def _finish(fig: Figure, save: str | os.PathLike[str] | None) -> Figure:
+#: The extensions ``save`` may end in: the formats matplotlib writes from the Agg canvas.
+SAVE_FORMATS = tuple(sorted(FigureCanvasAgg.get_supported_filetypes()))
+
+
+def _save_path(save: str | os.PathLike[str] | None) -> Path | None:
+    """``save`` checked before anything is drawn (None: no file): a file name whose
+    extension is one of :data:`SAVE_FORMATS` (matplotlib would otherwise fail after
+    drawing, or write ``name`` without one to ``name.png``), in a folder that exists or is
+    created now."""
+    if save is None:
+        return None
+    path = Path(os.fspath(save))
+    ext = path.suffix.lower().lstrip(".")
+    if ext not in SAVE_FORMATS:
+        shown = ", ".join(f".{f}" for f in SAVE_FORMATS)
+        raise ValidationError(
+            f"save: expected a file name ending in one of {shown}, found {str(path)!r} "
+            f"({'no extension' if not ext else f'unknown extension .{ext}'})"
+        )
+    if path.is_dir():
+        raise ValidationError(f"save: expected a file name, found the directory {str(path)!r}")
+    try:
+        path.parent.mkdir(parents=True, exist_ok=True)
+    except OSError as err:
+        raise ValidationError(
+            f"save: expected a file in a folder that exists or can be created, found "
+            f"{str(path)!r} ({err.strerror or err})"
+        ) from None
+    return path
+
+
+def _write(fig: Figure, path: Path | None) -> Figure:
+    """Write ``fig`` to ``path`` (from :func:`_save_path`; None: nowhere)."""
+    if path is not None:
+        try:
+            fig.savefig(path, dpi=110)
+        except OSError as err:
+            raise ValidationError(
+                f"save: expected a file that can be written, found {str(path)!r} "
+                f"({err.strerror or err})"
+            ) from None
+    return fig
+
+
+def _finish(fig: Figure, path: Path | None) -> Figure:
     _concise_dates(fig)
     fig.align_ylabels()
-    if save is not None:
-        fig.savefig(os.fspath(save), dpi=110)
-    return fig
+    return _write(fig, path)
 
 
 def plot_imputation(
@@ -220,6 +264,7 @@ def plot_imputation(
     Returns:
         The figure: one panel per feature.
     """
+    path = _save_path(save)
     t = _times(times, "times")
     y = _as_2d(values, "values", len(t))
     m = _as_2d(mean, "mean", len(t))
@@ -245,7 +290,7 @@ def plot_imputation(
         ax.grid(alpha=0.3)
     axes[0].legend(loc="upper right", fontsize="small", ncol=4, framealpha=0.8)
     axes[-1].set_xlabel(time_label)
-    return _finish(fig, save)
+    return _finish(fig, path)
 
 
 def plot_forecast(
@@ -284,6 +329,7 @@ def plot_forecast(
     Returns:
         The figure: one panel per feature.
     """
+    path = _save_path(save)
     th = _times(history_times, "history_times")
     tf = _times(future_times, "future_times")
     y = _as_2d(history, "history", len(th))
@@ -328,7 +374,7 @@ def plot_forecast(
         ax.grid(alpha=0.3)
     axes[0].legend(loc="upper left", fontsize="small", ncol=3, framealpha=0.8)
     axes[-1].set_xlabel(time_label)
-    return _finish(fig, save)
+    return _finish(fig, path)
 
 
 def plot_anomalies(
@@ -367,6 +413,7 @@ def plot_anomalies(
     Returns:
         The figure: the score panel on top, then the value panels.
     """
+    path = _save_path(save)
     t = _times(times, "times")
     s = np.asarray(scores, dtype=np.float64)
     if s.shape != t.shape:
@@ -419,7 +466,7 @@ def plot_anomalies(
             ax.grid(alpha=0.3)
         axes[1].legend(loc="upper right", fontsize="small", ncol=2, framealpha=0.8)
     axes[-1].set_xlabel(time_label)
-    return _finish(fig, save)
+    return _finish(fig, path)
 
 
 def plot_latents(
@@ -444,6 +491,7 @@ def plot_latents(
     Returns:
         The figure: one panel per latent channel.
     """
+    path = _save_path(save)
     t = _times(times, "times")
     m = _as_2d(mean, "mean", len(t))
     v = _as_2d(var, "var", len(t))
@@ -467,7 +515,7 @@ def plot_latents(
         ax.grid(alpha=0.3)
     axes[0].legend(loc="upper right", fontsize="small", ncol=2, framealpha=0.8)
     axes[-1].set_xlabel(time_label)
-    return _finish(fig, save)
+    return _finish(fig, path)
 
 
 def plot_kernels(
@@ -493,6 +541,7 @@ def plot_kernels(
     Returns:
         The figure: one curve per channel, and k(τ)/k(0) (the correlation) on the right.
     """
+    path = _save_path(save)
     ks = list(kernels)
     if not ks:
         raise ShapeError("kernels: expected at least one kernel, found none")
@@ -525,7 +574,7 @@ def plot_kernels(
     for ax in (ax_k, ax_r):
         ax.grid(alpha=0.3)
     ax_k.legend(fontsize="small", ncol=2 if len(ks) > 6 else 1)
-    return _finish(fig, save)
+    return _finish(fig, path)
 
 
 def _kernel_label(kernel: torch.nn.Module) -> str:
@@ -562,6 +611,10 @@ def plot_samples(
     Returns:
         The figure: one panel per feature, one line per sample.
     """
+    path = _save_path(save)
+    whole = isinstance(max_samples, (int, np.integer)) and not isinstance(max_samples, bool)
+    if not whole or max_samples < 1:
+        raise ValidationError(f"max_samples: expected a positive integer, found {max_samples!r}")
     t = _times(times, "times")
     s = np.asarray(samples, dtype=np.float64)
     if s.ndim != 3 or s.shape[1] != len(t):
@@ -577,7 +630,7 @@ def plot_samples(
         ax.grid(alpha=0.3)
     axes[0].legend(loc="upper right", fontsize="small", ncol=min(shown, 5), framealpha=0.8)
     axes[-1].set_xlabel(time_label)
-    return _finish(fig, save)
+    return _finish(fig, path)
 
 
 def plot_history(
@@ -599,6 +652,7 @@ def plot_history(
     Returns:
         The figure: one line per key.
     """
+    path = _save_path(save)
     rows = list(history)
     drawn = [k for k in keys if rows and all(k in r for r in rows)]
     if not drawn:
@@ -617,7 +671,7 @@ def plot_history(
     ax.set_ylabel("loss / validation score")
     ax.grid(alpha=0.3)
     ax.legend(fontsize="small")
-    return _finish(fig, save)
+    return _finish(fig, path)
 
 
 def plot_backtest(
@@ -647,6 +701,7 @@ def plot_backtest(
             at most 12.
         time_label: x-axis label.
     """
+    path = _save_path(save)
     names = list(result.feature_names)
     if isinstance(feature, str):
         if feature not in names:
@@ -706,4 +761,4 @@ def plot_backtest(
         ax.grid(alpha=0.3)
     axes[0].legend(loc="upper left", fontsize="small", ncol=5, framealpha=0.8)
     axes[-1].set_xlabel(time_label)
-    return _finish(fig, save)
+    return _finish(fig, path)

@@ -16,24 +16,23 @@ from __future__ import annotations
 
 import os
 from collections.abc import Sequence
+from pathlib import Path
 from typing import Any
 
 import numpy as np
 from matplotlib.backends.backend_agg import FigureCanvasAgg
 from matplotlib.figure import Figure
 
-from gpvae.app.plots import _concise_dates, _times
+from gpvae.app.plots import _concise_dates, _save_path, _times, _write
 from gpvae.errors import ShapeError
 
 __all__ = ["plot_site_map", "plot_site_series"]
 
 
-def _finish(fig: Figure, save: str | os.PathLike[str] | None) -> Figure:
+def _finish(fig: Figure, path: Path | None) -> Figure:
     _concise_dates(fig)
     fig.tight_layout()
-    if save is not None:
-        fig.savefig(save, dpi=110)
-    return fig
+    return _write(fig, path)
 
 
 def plot_site_map(
@@ -59,6 +58,7 @@ def plot_site_map(
         axis_labels: labels of the two axes.
         save: where to write the figure.
     """
+    path = _save_path(save)
     xy = np.asarray(coords, dtype=float)
     v = np.asarray(value, dtype=float)
     w = np.asarray(width, dtype=float)
@@ -112,7 +112,7 @@ def plot_site_map(
         ax.set_title(title + ("  (star: held out)" if held.any() else ""))
         ax.set_xlabel(axis_labels[0])
         ax.set_ylabel(axis_labels[1])
-    return _finish(fig, save)
+    return _finish(fig, path)
 
 
 def plot_site_series(
@@ -138,6 +138,7 @@ def plot_site_series(
         save: where to write the figure.
         time_label: the time axis' label.
     """
+    path = _save_path(save)
     m = np.asarray(mean, dtype=float)
     lo, hi = np.asarray(lower, dtype=float), np.asarray(upper, dtype=float)
     if m.ndim == 1:
@@ -162,4 +163,4 @@ def plot_site_series(
             if title:
                 ax.set_title(title)
     axes[-1].set_xlabel(time_label)
-    return _finish(fig, save)
+    return _finish(fig, path)
