@@ -1259,3 +1259,33 @@ def test_sample_plot_of_a_model_fitted_on_zone_aware_dates(
     assert main(args) == 0, capsys.readouterr().err
     assert plot.is_file()
     assert pd.read_csv(out)["time"].iloc[0] == "2013-03-01 00:00:00+08:00"
+
+
+@pytest.fixture(scope="module")
+def increments_model(tmp_path_factory: pytest.TempPathFactory) -> tuple[Path, Path]:
+    """A trending CSV and a model of its increments (``fit --difference``)."""
+    folder = tmp_path_factory.mktemp("increments")
+    data, model = folder / "trend.csv", folder / "model"
+    y = np.cumsum(np.random.default_rng(0).normal(size=40))
+    pd.DataFrame({"t": np.arange(40.0), "a": y}).to_csv(data, index=False)
+    fit = ["fit", str(data), "--time-col", "t", "-o", str(model), "--difference", "--epochs", "1"]
+    assert main([*fit, "--latent-dim", "2", "--hidden", "8", "--quiet"]) == 0
+    return data, model
+
+
+@pytest.mark.parametrize("command", ["sample", "impute", "detect"])
+def test_a_model_of_increments_is_refused_naming_model_dir(
+    command: str,
+    increments_model: tuple[Path, Path],
+    tmp_path: Path,
+    capsys: pytest.CaptureFixture[str],
+) -> None:
+    """sample blamed --length (and impute, detect DATA) for a model fitted with --difference,
+    with the estimator's advice (difference=False) instead of the command line's."""
+    data, model = increments_model
+    out = tmp_path / "o.csv"
+    inputs = ["--length", "5"] if command == "sample" else [str(data)]
+    _, line = _main_error(capsys, [command, str(model), *inputs, "-o", str(out)])
+    assert line.startswith("error: MODEL_DIR: expected a model of the series' levels, found one")
+    assert "fit without --difference to impute, detect or sample" in line
+    assert not out.exists()

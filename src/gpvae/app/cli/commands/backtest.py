@@ -96,7 +96,7 @@ def backtest(
     make_folder(out_path.parent, "--out")  # before the work, as the folder of the fan charts
     if plot_dir is not None:
         make_folder(Path(plot_dir), "--plot-dir")
-    model, spec = load_model(model_dir, ensemble_ok=True)
+    model, spec = load_model(model_dir, forecasts_only_ok=True)
     model.progress = False
     frame = read_table(data)
     ss = series_set(frame, spec, "DATA", merge=merge_duplicates)

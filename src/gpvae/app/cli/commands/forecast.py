@@ -63,7 +63,7 @@ def forecast(
     run = shards.job()
     out_path = shards.check_output_path(out, run, data)
     plot_path = check_plot(plot)
-    model, spec = load_model(model_dir, ensemble_ok=True)
+    model, spec = load_model(model_dir, forecasts_only_ok=True)
     source = shards.read_input(data, spec.id_col, run, share=True)
     shards.check_series(source.frame, spec.id_col, series, run)
     frame = source.frame

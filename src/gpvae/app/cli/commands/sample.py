@@ -65,7 +65,7 @@ def sample(
         check_memory("times", 16.0 * length, f"{length} steps")  # before allocating them
     steps = np.arange(length, dtype=np.float64) * spec.time_step
     model.seed = seed  # the estimator draws from generators seeded with its seed
-    with as_cli("--length", {"times": "--length"}):
+    with as_cli("MODEL_DIR", {"times": "--length"}):
         draws = np.asarray(model.sample(steps, num_samples=num_samples), dtype=np.float64)
     if spec.time_type == "datetime":
         start = pd.Timestamp(str(spec.time_start))
