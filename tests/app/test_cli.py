@@ -1307,3 +1307,123 @@ def test_csv_ids_are_kept_as_written(tmp_path: Path) -> None:
         _ok(run_cli(command, tmp_path / "m", data, "-o", out, *extra))
         ids = pd.read_csv(out, dtype={"station": str}, keep_default_na=False)["station"]
         assert set(ids) == {"001", "NA"}
+
+
+@pytest.fixture(scope="module")
+def many_features(tmp_path_factory: pytest.TempPathFactory) -> tuple[Path, Path]:
+    """A wide CSV of 13 features (more than the 12 panels of a figure) and a model of it."""
+    folder = tmp_path_factory.mktemp("many_features")
+    rng = np.random.default_rng(0)
+    T = 30
+    frame = pd.DataFrame({"t": np.arange(T, dtype=float)})
+    for j in range(13):
+        frame[f"f{j}"] = np.sin(np.arange(T) / (3 + j)) + 0.1 * rng.normal(size=T)
+    data, model = folder / "wide13.csv", folder / "model"
+    frame.to_csv(data, index=False)
+    fit = ["fit", str(data), "--time-col", "t", "-o", str(model), "--epochs", "1"]
+    assert main([*fit, "--latent-dim", "2", "--hidden", "8", "--quiet"]) == 0
+    return data, model
+
+
+@pytest.mark.parametrize(
+    ("command", "extra", "shown"),
+    [
+        ("impute", ["--num-samples", "20"], 12),
+        ("forecast", ["--horizon", "2", "--num-samples", "20"], 12),
+        ("sample", ["--length", "5"], 12),
+        ("detect", ["--num-samples", "2"], 8),
+    ],
+)
+def test_plots_of_many_features_draw_the_first_ones(
+    command: str,
+    extra: list[str],
+    shown: int,
+    many_features: tuple[Path, Path],
+    tmp_path: Path,
+    capsys: pytest.CaptureFixture[str],
+) -> None:
+    """More than 12 features failed after OUT was written ("expected at most 12 panels"):
+    the plot draws the first ones and says so."""
+    data, model = many_features
+    out, plot = tmp_path / "o.csv", tmp_path / "p.png"
+    inputs = [] if command == "sample" else [str(data)]
+    args = [command, str(model), *inputs, "-o", str(out), *extra, "--plot", str(plot)]
+    assert main(args) == 0, capsys.readouterr().err
+    assert f"--plot: drawing the first {shown} of the 13 features" in capsys.readouterr().out
+    assert out.is_file()
+    assert plot.is_file()
+
+
+@pytest.mark.parametrize("command", ["impute", "forecast", "detect", "sample"])
+def test_plot_folder_is_checked_before_any_work(
+    command: str,
+    long_model: Path,
+    files: dict[str, Path],
+    tmp_path: Path,
+    capsys: pytest.CaptureFixture[str],
+) -> None:
+    """A --plot in a folder that cannot be made failed after OUT was written; a missing
+    folder is made."""
+    blocker = tmp_path / "file"
+    blocker.write_text("not a folder")
+    out = tmp_path / "o.csv"
+    inputs = [] if command == "sample" else [str(files["long_csv"])]
+    extra = {"forecast": ["--horizon", "2"], "sample": ["--length", "3"]}.get(command, [])
+    args = [command, str(long_model), *inputs, "-o", str(out), *extra]
+    _, line = _main_error(capsys, [*args, "--plot", str(blocker / "p.png")])
+    assert line.startswith(
+        f"error: --plot: expected a folder that can be created, found '{blocker}"
+    )
+    assert not out.exists()
+    (tmp_path / "d.png").mkdir()
+    _, line = _main_error(capsys, [*args, "--plot", str(tmp_path / "d.png")])
+    assert line == f"error: --plot: expected a file name, found the directory '{tmp_path}/d.png'"
+    folder = tmp_path / "new" / "plots"
+    assert main([*args, "--num-samples", "4", "--plot", str(folder / "p.png")]) == 0
+    assert (folder / "p.png").is_file()
+
+
+def test_sample_plot_of_a_model_fitted_on_zone_aware_dates(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    """The plot failed after OUT was written ("times: expected numeric or datetime64 times,
+    found object", naming no option of the command)."""
+    data, model, out, plot = (tmp_path / n for n in ("z.csv", "m", "s.csv", "s.png"))
+    t = pd.date_range("2013-03-01", periods=40, freq="h", tz="Asia/Shanghai")
+    pd.DataFrame({"time": t, "a": np.sin(np.arange(40) / 5.0)}).to_csv(data, index=False)
+    fit = ["fit", str(data), "--time-col", "time", "-o", str(model), "--epochs", "1"]
+    assert main([*fit, "--latent-dim", "2", "--hidden", "8", "--quiet"]) == 0
+    args = ["sample", str(model), "--length", "6", "-n", "2", "-o", str(out), "--plot", str(plot)]
+    assert main(args) == 0, capsys.readouterr().err
+    assert plot.is_file()
+    assert pd.read_csv(out)["time"].iloc[0] == "2013-03-01 00:00:00+08:00"
+
+
+@pytest.fixture(scope="module")
+def increments_model(tmp_path_factory: pytest.TempPathFactory) -> tuple[Path, Path]:
+    """A trending CSV and a model of its increments (``fit --difference``)."""
+    folder = tmp_path_factory.mktemp("increments")
+    data, model = folder / "trend.csv", folder / "model"
+    y = np.cumsum(np.random.default_rng(0).normal(size=40))
+    pd.DataFrame({"t": np.arange(40.0), "a": y}).to_csv(data, index=False)
+    fit = ["fit", str(data), "--time-col", "t", "-o", str(model), "--difference", "--epochs", "1"]
+    assert main([*fit, "--latent-dim", "2", "--hidden", "8", "--quiet"]) == 0
+    return data, model
+
+
+@pytest.mark.parametrize("command", ["sample", "impute", "detect"])
+def test_a_model_of_increments_is_refused_naming_model_dir(
+    command: str,
+    increments_model: tuple[Path, Path],
+    tmp_path: Path,
+    capsys: pytest.CaptureFixture[str],
+) -> None:
+    """sample blamed --length (and impute, detect DATA) for a model fitted with --difference,
+    with the estimator's advice (difference=False) instead of the command line's."""
+    data, model = increments_model
+    out = tmp_path / "o.csv"
+    inputs = ["--length", "5"] if command == "sample" else [str(data)]
+    _, line = _main_error(capsys, [command, str(model), *inputs, "-o", str(out)])
+    assert line.startswith("error: MODEL_DIR: expected a model of the series' levels, found one")
+    assert "fit without --difference to impute, detect or sample" in line
+    assert not out.exists()

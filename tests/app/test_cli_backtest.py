@@ -100,3 +100,38 @@ def test_a_constant_feature_is_left_out_of_the_scaled_means(
     assert np.isfinite(report["summary"]["crps"])
     assert report["by_feature"]["temp"]["mase"] is None
     assert np.isfinite(report["by_feature"]["load"]["mase"])
+
+
+def test_plot_dir_draws_the_first_origins_of_many(
+    fitted: tuple[Path, Path], tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    """More than 12 origins failed after OUT was written, telling the user to plot a subset
+    of the features: the fan charts draw the first 12 origins and say so."""
+    data, model = fitted
+    out, fans = tmp_path / "bt.json", tmp_path / "fans"
+    args = ["backtest", str(model), str(data), "--horizon", "1", "--origins", "13"]
+    args += ["--season", "7", "--num-samples", "4", "-o", str(out), "--plot-dir", str(fans)]
+    assert main(args) == 0, capsys.readouterr().err
+    assert "--plot-dir: drawing the first 12 of the 13 origins" in capsys.readouterr().out
+    assert len(json.loads(out.read_text())["origins"][0]) == 13
+    assert sorted(p.name for p in fans.iterdir()) == ["backtest_load.png", "backtest_temp.png"]
+
+
+@pytest.mark.parametrize("option", ["--plot-dir", "--out"])
+def test_folders_are_checked_before_the_backtest(
+    option: str, fitted: tuple[Path, Path], tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    """A --plot-dir (or the folder of --out) that cannot be made failed with a raw
+    FileExistsError after the whole backtest (and, for --plot-dir, after OUT was written)."""
+    data, model = fitted
+    blocker = tmp_path / "file"
+    blocker.write_text("not a folder")
+    out = blocker / "bt.json" if option == "--out" else tmp_path / "bt.json"
+    args = ["backtest", str(model), str(data), "--horizon", "7", "-o", str(out)]
+    if option == "--plot-dir":
+        args += ["--plot-dir", str(blocker)]
+    assert main(args) == 1
+    err = capsys.readouterr().err.strip().splitlines()
+    assert len(err) == 1
+    assert err[0].startswith(f"error: {option}: expected a folder that can be created, found ")
+    assert not (tmp_path / "bt.json").exists()

@@ -248,3 +248,42 @@ def test_time_series_options_with_coord_cols_are_refused(tmp_path: Path) -> None
         assert "Traceback" not in proc.stderr
         assert f"{extra[0]}: sets up anomaly detection or forecasting" in proc.stderr
         assert not (tmp_path / "model").exists()
+
+
+def test_predict_sites_creates_the_folders_of_its_plots(
+    spatial_model: tuple[Path, Path, Path], tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    """Other commands create a missing folder of --plot; predict-sites failed with a raw
+    FileNotFoundError after OUT was written."""
+    from gpvae.app.cli import main
+
+    model, train, new = spatial_model
+    out, fig, series = tmp_path / "pred.csv", tmp_path / "a" / "map.png", tmp_path / "b" / "s.png"
+    args = ["predict-sites", str(model), str(train), str(new), "-o", str(out)]
+    code = main([*args, "--num-samples", "4", "--plot", str(fig), "--series-plot", str(series)])
+    assert code == 0, capsys.readouterr().err
+    assert fig.stat().st_size > 0
+    assert series.stat().st_size > 0
+    lines = capsys.readouterr().out.splitlines()
+    assert lines[0].startswith("predicted 2 features at 1 sites")
+    assert lines[1:] == [f"wrote plot {fig}", f"wrote plot {series}"]
+
+
+@pytest.mark.parametrize("option", ["--plot", "--series-plot"])
+def test_predict_sites_checks_the_folder_of_a_plot_before_any_work(
+    option: str,
+    spatial_model: tuple[Path, Path, Path],
+    tmp_path: Path,
+    capsys: pytest.CaptureFixture[str],
+) -> None:
+    from gpvae.app.cli import main
+
+    model, train, new = spatial_model
+    blocker = tmp_path / "file"
+    blocker.write_text("not a folder")
+    out = tmp_path / "pred.csv"
+    args = ["predict-sites", str(model), str(train), str(new), "-o", str(out)]
+    assert main([*args, option, str(blocker / "p.png")]) == 1
+    err = capsys.readouterr().err
+    assert err.startswith(f"error: {option}: expected a folder that can be created, found ")
+    assert not out.exists()

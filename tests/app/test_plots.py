@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import itertools
 from pathlib import Path
 
 import numpy as np
@@ -10,6 +11,7 @@ from matplotlib.figure import Figure
 
 from gpvae.app import plots
 from gpvae.errors import ShapeError, ValidationError
+from gpvae.estimator.backtest import BacktestResult
 from gpvae.kernels import Matern32, Matern52
 
 T, D, H, L = 40, 3, 7, 2
@@ -20,10 +22,10 @@ def rng() -> np.random.Generator:
     return np.random.default_rng(0)
 
 
-def _check_png(path: Path) -> None:
+def _check_png(path: Path, min_size: int = 5_000) -> None:
     assert path.is_file()
     assert path.read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
-    assert path.stat().st_size > 5_000
+    assert path.stat().st_size > min_size
 
 
 def _labels(fig: Figure) -> tuple[list[str], list[str]]:
@@ -68,6 +70,26 @@ def test_imputation_accepts_datetimes_and_one_feature(tmp_path: Path) -> None:
     assert len(fig.axes) == 1
 
 
+def test_zone_aware_times_are_drawn_in_their_wall_clock() -> None:
+    """The estimator returns zone-aware indexes for zone-aware input; every plot refused
+    them ("expected numeric or datetime64 times, found object")."""
+    import pandas as pd
+
+    idx = pd.date_range("2021-03-28", periods=6, freq="h", tz="Europe/Berlin")  # DST at 2:00
+    y = np.arange(6.0)
+    wall = idx.tz_localize(None).to_numpy(dtype="datetime64[ns]")
+    for given in (idx, pd.Series(idx), np.asarray(idx)):
+        fig = plots.plot_imputation(given, y, y, y - 1, y + 1)
+        drawn = fig.axes[0].get_lines()[0].get_xdata()
+        np.testing.assert_array_equal(drawn, wall)
+    assert str(wall[2]) == "2021-03-28T03:00:00.000000000"  # 02:00 does not exist there
+    fig = plots.plot_samples(idx, y[None, :, None])
+    assert fig.axes[0].get_lines()[0].get_xdata()[0] == wall[0]
+    mixed = np.array([pd.Timestamp("2021-01-01", tz="UTC"), pd.Timestamp("2021-01-02")])
+    with pytest.raises(ValidationError, match=r"^times: expected datetimes all in one time zone"):
+        plots.plot_anomalies(mixed, np.zeros(2), 1.0)
+
+
 def test_imputation_rejects_mismatched_shapes() -> None:
     t = np.arange(T, dtype=float)
     y = np.zeros((T, D))
@@ -105,6 +127,25 @@ def test_forecast_fan_chart_nested_bands(tmp_path: Path, rng: np.random.Generato
         plots.plot_forecast(th, hist, tf, mean, lower, upper, levels=[0.9])
 
 
+def test_forecast_history_breaks_at_gaps_and_takes_one_feature_as_1d() -> None:
+    """The history's NaNs were dropped before drawing one connected line, so a missing
+    stretch looked like observed data on a straight line; 1-D lower / upper were refused
+    although a 1-D mean was taken."""
+    t = np.arange(30.0)
+    y = np.sin(t / 4.0)
+    y[10:20] = np.nan
+    tf = 30 + np.arange(3.0)
+    fig = plots.plot_forecast(t, y, tf, np.zeros(3), -np.ones(3), np.ones(3))
+    line = next(ln for ln in fig.axes[0].get_lines() if ln.get_label() == "history")
+    np.testing.assert_array_equal(line.get_xdata(), t)
+    assert np.isnan(line.get_ydata()[10:20]).all()  # matplotlib breaks the line at NaN
+    band = fig.axes[0].collections[0].get_paths()[0].vertices
+    assert band[:, 1].min() == -1.0
+    assert band[:, 1].max() == 1.0
+    with pytest.raises(ShapeError, match="lower"):
+        plots.plot_forecast(t, y, tf, np.zeros((3, 1)), -np.ones(3), np.ones(3))
+
+
 def test_anomalies_marks_flagged_steps(tmp_path: Path, rng: np.random.Generator) -> None:
     t = np.arange(T, dtype=float)
     scores = rng.normal(size=T)
@@ -132,6 +173,35 @@ def test_anomalies_marks_the_given_flags_without_a_threshold(rng: np.random.Gene
         plots.plot_anomalies(t, scores, None)
     with pytest.raises(ShapeError, match="flagged"):
         plots.plot_anomalies(t, scores, 1.0, flagged=flagged[1:])
+
+
+def _bands(ax: object, color: str) -> list[tuple[float, float]]:
+    """(left, right) of the shaded bands of one colour on an axes, in axis units."""
+    from matplotlib.colors import to_rgb
+
+    out = []
+    for p in ax.patches:  # type: ignore[attr-defined]
+        if to_rgb(p.get_facecolor()) == to_rgb(color):
+            out.append((round(p.get_x(), 6), round(p.get_x() + p.get_width(), 6)))
+    return out
+
+
+def test_anomaly_bands_cover_every_step_of_their_run() -> None:
+    """A band was drawn from the first to the last time of its run: a run of one step had
+    no width (not drawn at all) and longer runs lost their last step."""
+    t = np.array([0.0, 1.0, 2.0, 3.0, 5.0, 7.0, 8.0, 9.0])  # irregular: steps of 1 and 2
+    scores = np.zeros(len(t))
+    scores[[1, 4, 5, 7]] = 9.0  # flagged runs: [1], [4, 5] (times 5, 7), [7] at the end
+    labels = np.zeros(len(t), dtype=bool)
+    labels[[0, 1, 2]] = True  # labelled run at the start
+    fig = plots.plot_anomalies(t, scores, 5.0, labels=labels)
+    ax = fig.axes[0]
+    assert _bands(ax, plots._FLAG) == [(0.5, 1.5), (4.0, 7.5), (8.5, 9.5)]
+    assert _bands(ax, "orange") == [(-0.5, 2.5)]
+    dates = np.arange("2021-01-01", "2021-01-09", dtype="datetime64[D]")
+    fig = plots.plot_anomalies(dates, scores, 5.0)
+    days = [(b - a) for a, b in _bands(fig.axes[0], plots._FLAG)]  # matplotlib dates: days
+    assert days == [1.0, 2.0, 1.0]
 
 
 def test_latents_and_negative_variance(tmp_path: Path, rng: np.random.Generator) -> None:
@@ -173,8 +243,89 @@ def test_samples_and_history(tmp_path: Path, rng: np.random.Generator) -> None:
         plots.plot_history([{"epoch": 1.0}])
 
 
+def _backtest_result(n_org: int, H: int = 3, D: int = 2) -> BacktestResult:
+    """A made-up backtest of one series of 60 steps: origins at 30, 32, ..."""
+    T = 60
+    origins = 30 + 2 * np.arange(n_org)[None]  # (1, n_org)
+    times = (origins[..., None] + np.arange(H)).astype(np.float64)  # (1, n_org, H)
+    mean = np.zeros((1, n_org, H, D))
+    scores = {k: np.ones((1, n_org, H, D)) for k in ("scaled_error", "covered")}
+    return BacktestResult(
+        origins=origins,
+        times=times,
+        truth=mean + 0.5,
+        mean=mean,
+        lower=mean - 1,
+        upper=mean + 1,
+        quantiles=np.stack([mean - 0.5, mean + 0.5]),
+        history=[np.zeros((T, D))],
+        history_times=[np.arange(T, dtype=np.float64)],
+        scale=np.ones((1, D)),
+        scores=scores,
+        feature_names=["a", "b"][:D],
+    )
+
+
 def test_too_many_panels_is_a_clear_error() -> None:
+    """The error named no argument ("data") and, for the origins of a backtest, told the
+    user to plot a subset of the features."""
     t = np.arange(5, dtype=float)
-    y = np.zeros((5, 40))
-    with pytest.raises(ValidationError, match="at most"):
+    y = np.zeros((5, 13))
+    with pytest.raises(ValidationError, match=r"^values: expected at most 12 features .*13"):
         plots.plot_imputation(t, y, y, y, y)
+    with pytest.raises(ValidationError, match=r"^values: expected at most 11 features .*12"):
+        plots.plot_anomalies(t, np.zeros(5), 1.0, values=y[:, :12])
+    with pytest.raises(ValidationError, match=r"^mean: expected at most 12 latent channels"):
+        plots.plot_latents(t, y, y)
+    result = _backtest_result(13)
+    with pytest.raises(ValidationError, match=r"^result: expected at most 12 origins") as err:
+        plots.plot_backtest(result)
+    assert "features" not in str(err.value)
+    assert "origins=[...]" in str(err.value)
+
+
+def test_backtest_draws_the_chosen_origins() -> None:
+    fig = plots.plot_backtest(_backtest_result(13), feature="b", origins=range(1, 13))
+    assert [ax.get_ylabel() for ax in fig.axes] == [f"origin {k}" for k in range(2, 14)]
+    assert "over 13 origins" in fig.get_suptitle()
+    assert fig.axes[-1].get_xlabel() == "time"
+    with pytest.raises(ValidationError, match=r"^origins: expected positions in 0..12"):
+        plots.plot_backtest(_backtest_result(13), origins=[13])
+
+
+def test_date_ticks_do_not_run_into_each_other() -> None:
+    """Ten days of hours were labelled with full dates, a few pixels apart."""
+    t = np.arange("2013-03-01", "2013-03-11", dtype="datetime64[h]")
+    y = np.sin(np.arange(len(t)) / 10.0)
+    ax = plots.plot_imputation(t, y, y, y - 1, y + 1).axes[0]
+    ax.figure.canvas.draw()  # type: ignore[union-attr]
+    boxes = [lab.get_window_extent() for lab in ax.get_xticklabels() if lab.get_text()]
+    assert min(b.x0 - a.x1 for a, b in itertools.pairwise(boxes)) > 10.0
+
+
+def test_save_is_checked_before_drawing_and_its_folder_made(tmp_path: Path) -> None:
+    """An unknown extension was matplotlib's ValueError after drawing, a missing folder a
+    raw FileNotFoundError, and a name without extension was written to NAME.png."""
+    t, s = np.arange(10.0), np.zeros((1, 10, 1))
+    with pytest.raises(ValidationError, match=r"^save: expected a file name ending in one of "):
+        plots.plot_samples(t, s, save=tmp_path / "p.xyz")
+    with pytest.raises(ValidationError, match=r"\(no extension\)$") as err:
+        plots.plot_samples(t, s, save=tmp_path / "noext")
+    assert ".png, .pdf" not in str(err.value)  # sorted: ... .pdf, .pgf, .png ...
+    assert ".png" in str(err.value)
+    assert list(tmp_path.iterdir()) == []
+    blocker = tmp_path / "file"
+    blocker.write_text("not a folder")
+    with pytest.raises(ValidationError, match=r"^save: expected a file in a folder that exists"):
+        plots.plot_samples(t, s, save=blocker / "p.png")
+    (tmp_path / "d.png").mkdir()
+    with pytest.raises(ValidationError, match=r"^save: expected a file name, found the dir"):
+        plots.plot_samples(t, s, save=tmp_path / "d.png")
+    plots.plot_samples(t, s, save=tmp_path / "new" / "deeper" / "p.PNG")
+    _check_png(tmp_path / "new" / "deeper" / "p.PNG", min_size=1_000)
+
+
+@pytest.mark.parametrize("bad", [0, -1, 2.5, True])
+def test_samples_max_samples_must_be_positive(bad: object) -> None:
+    with pytest.raises(ValidationError, match=r"^max_samples: expected a positive integer"):
+        plots.plot_samples(np.arange(3.0), np.zeros((2, 3, 1)), max_samples=bad)  # type: ignore[arg-type]

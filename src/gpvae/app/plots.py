@@ -4,9 +4,12 @@ Every function takes plain arrays (numpy, or anything :func:`numpy.asarray` acce
 on a :class:`~matplotlib.figure.Figure` with the non-interactive ``Agg`` canvas (pyplot and
 its global figure list are not used, so nothing opens a window, figures need no closing and
 the user's matplotlib backend is left alone), returns the figure and, when ``save`` is
-given, also writes it there (the format follows the extension, e.g. ``.png`` or ``.pdf``).
+given, also writes it there (the format follows the extension, e.g. ``.png`` or ``.pdf``;
+``save`` is checked, and its folder created, before anything is drawn).
 
 Shapes: T time steps, D features, H forecast steps, L latent channels, S samples.
+Times are numbers or datetimes: datetime64, or zone-aware datetimes (such as the index that
+the estimator returns for zone-aware input), drawn in their zone's wall clock.
 
 Example::
 
@@ -17,13 +20,17 @@ Example::
 
 from __future__ import annotations
 
+import datetime
 import math
 import os
 from collections.abc import Sequence
+from pathlib import Path
 from typing import Any
 
 import matplotlib
+import matplotlib.dates as mdates
 import numpy as np
+import pandas as pd
 import torch
 from matplotlib.axes import Axes
 from matplotlib.backends.backend_agg import FigureCanvasAgg
@@ -48,7 +55,8 @@ _OBSERVED = "#1f1f1f"
 _MODEL = "#1f77b4"
 _TRUTH = "#d62728"
 _FLAG = "#d62728"
-_MAX_ROWS = 12  # at most this many stacked panels in one figure
+#: At most this many stacked panels in one figure (features, channels or origins).
+MAX_PANELS = 12
 
 
 def _as_2d(a: Any, name: str, rows: int | None = None) -> np.ndarray:
@@ -64,13 +72,52 @@ def _as_2d(a: Any, name: str, rows: int | None = None) -> np.ndarray:
 
 
 def _times(t: Any, name: str) -> np.ndarray:
-    """A (T,) time axis: numbers or datetimes, kept as given for matplotlib."""
+    """A (T,) time axis: numbers or datetimes, kept as given for matplotlib.
+
+    Zone-aware datetimes (a pandas index or column with a time zone, as the estimator
+    returns for zone-aware input, or an array of :class:`datetime.datetime`) are drawn in
+    their own zone's wall clock, as datetime64[ns] without the zone (matplotlib would draw
+    them in UTC).
+    """
     arr = np.asarray(t)
     if arr.ndim != 1:
         raise ShapeError(f"{name}: expected a 1-D array of times (T,), found shape {arr.shape}")
+    if arr.dtype.kind == "O" and all(isinstance(v, datetime.datetime) for v in arr):
+        try:
+            stamps = pd.DatetimeIndex(arr)
+        except (TypeError, ValueError) as err:  # several zones, or zones and none
+            raise ValidationError(
+                f"{name}: expected datetimes all in one time zone or all without one, found "
+                f"a mix ({err})"
+            ) from None
+        if stamps.tz is not None:
+            stamps = stamps.tz_localize(None)  # the wall clock of the zone
+        arr = stamps.to_numpy(dtype="datetime64[ns]")
     if arr.dtype.kind not in "biufM":
-        raise ValidationError(f"{name}: expected numeric or datetime64 times, found {arr.dtype}")
+        raise ValidationError(
+            f"{name}: expected numeric or datetime times (datetime64, or datetimes with a "
+            f"time zone), found {arr.dtype}"
+        )
     return arr
+
+
+def _run_extent(t: np.ndarray, first: int, last: int) -> tuple[Any, Any]:
+    """The stretch of time that the steps ``first..last`` (inclusive) of ``t`` cover, to shade
+    a run of flagged or labelled steps: from half a step before the first to half a step
+    after the last, a half-step being half the spacing to the neighbouring time on that side
+    (at either end of the series, the spacing to the one neighbour there). A run of one step
+    is as wide as the step; a series of one time gets a unit step (1, or a day for dates)."""
+    if t.dtype.kind == "M":
+        t = t.astype("datetime64[ns]")  # halving whole days would round to nothing
+        unit: Any = np.timedelta64(1, "D")
+    else:
+        t = t.astype(np.float64)
+        unit = 1.0
+    if len(t) == 1:
+        return t[0] - unit / 2, t[0] + unit / 2
+    before = t[first] - t[first - 1] if first > 0 else t[1] - t[0]
+    after = t[last + 1] - t[last] if last < len(t) - 1 else t[-1] - t[-2]
+    return t[first] - before / 2, t[last] + after / 2
 
 
 def _check_same(a: np.ndarray, b: np.ndarray, name_a: str, name_b: str) -> None:
@@ -94,27 +141,94 @@ def _figure(width: float, height: float) -> Figure:
     return fig
 
 
-def _panels(count: int, title: str | None, width: float = 10.0) -> tuple[Figure, list[Axes]]:
-    """A figure with ``count`` stacked panels sharing the x axis."""
-    if count < 1:
-        raise ShapeError("data: expected at least one feature or channel to plot, found none")
-    if count > _MAX_ROWS:
+def _panels(
+    count: int,
+    title: str | None,
+    what: str,
+    noun: str = "feature",
+    *,
+    above: int = 0,
+    advice: str | None = None,
+    width: float = 10.0,
+) -> tuple[Figure, list[Axes]]:
+    """A figure of stacked panels sharing the x axis: ``above`` panels, then one per ``noun``
+    of the argument ``what`` (``count`` of them; at most :data:`MAX_PANELS` in all).
+
+    ``advice`` ends the error for too many panels (default: plot a subset of the nouns).
+    """
+    most = MAX_PANELS - above
+    if count + above < 1:
+        raise ShapeError(f"{what}: expected at least one {noun} to plot, found none")
+    if count > most:
+        advice = advice or f"plot a subset of the {noun}s"
         raise ValidationError(
-            f"data: expected at most {_MAX_ROWS} panels per figure, found {count}; plot a "
-            "subset of the features"
+            f"{what}: expected at most {most} {noun}s (one panel each), found {count}; {advice}"
         )
-    fig = _figure(width, 1.0 + 2.1 * count)
-    axes = fig.subplots(count, 1, sharex=True, squeeze=False)
+    fig = _figure(width, 1.0 + 2.1 * (count + above))
+    axes = fig.subplots(count + above, 1, sharex=True, squeeze=False)
     if title:
         fig.suptitle(title)
     return fig, [ax for row in axes for ax in row]
 
 
-def _finish(fig: Figure, save: str | os.PathLike[str] | None) -> Figure:
-    fig.align_ylabels()
-    if save is not None:
-        fig.savefig(os.fspath(save), dpi=110)
+def _concise_dates(fig: Figure) -> None:
+    """Give the date axes of ``fig`` matplotlib's concise tick labels (``Mar 02``, ``06:00``,
+    the year or day once at the end): the default full dates run into each other on a
+    panel of a few hundred hours."""
+    for ax in fig.axes:
+        if isinstance(ax.xaxis.get_major_formatter(), mdates.AutoDateFormatter):
+            locator = ax.xaxis.get_major_locator()
+            ax.xaxis.set_major_formatter(mdates.ConciseDateFormatter(locator))
+
+
+#: The extensions ``save`` may end in: the formats matplotlib writes from the Agg canvas.
+SAVE_FORMATS = tuple(sorted(FigureCanvasAgg.get_supported_filetypes()))
+
+
+def _save_path(save: str | os.PathLike[str] | None) -> Path | None:
+    """``save`` checked before anything is drawn (None: no file): a file name whose
+    extension is one of :data:`SAVE_FORMATS` (matplotlib would otherwise fail after
+    drawing, or write ``name`` without one to ``name.png``), in a folder that exists or is
+    created now."""
+    if save is None:
+        return None
+    path = Path(os.fspath(save))
+    ext = path.suffix.lower().lstrip(".")
+    if ext not in SAVE_FORMATS:
+        shown = ", ".join(f".{f}" for f in SAVE_FORMATS)
+        raise ValidationError(
+            f"save: expected a file name ending in one of {shown}, found {str(path)!r} "
+            f"({'no extension' if not ext else f'unknown extension .{ext}'})"
+        )
+    if path.is_dir():
+        raise ValidationError(f"save: expected a file name, found the directory {str(path)!r}")
+    try:
+        path.parent.mkdir(parents=True, exist_ok=True)
+    except OSError as err:
+        raise ValidationError(
+            f"save: expected a file in a folder that exists or can be created, found "
+            f"{str(path)!r} ({err.strerror or err})"
+        ) from None
+    return path
+
+
+def _write(fig: Figure, path: Path | None) -> Figure:
+    """Write ``fig`` to ``path`` (from :func:`_save_path`; None: nowhere)."""
+    if path is not None:
+        try:
+            fig.savefig(path, dpi=110)
+        except OSError as err:
+            raise ValidationError(
+                f"save: expected a file that can be written, found {str(path)!r} "
+                f"({err.strerror or err})"
+            ) from None
     return fig
+
+
+def _finish(fig: Figure, path: Path | None) -> Figure:
+    _concise_dates(fig)
+    fig.align_ylabels()
+    return _write(fig, path)
 
 
 def plot_imputation(
@@ -134,7 +248,7 @@ def plot_imputation(
     """One series: the imputed mean with its interval band over the observed points.
 
     Args:
-        times: (T,) times (numbers or datetime64).
+        times: (T,) times (numbers or datetimes).
         values: (T, D) the input, NaN where missing (drawn as points).
         mean: (T, D) imputed mean (equal to ``values`` where observed).
         lower: (T, D) lower interval bound.
@@ -150,6 +264,7 @@ def plot_imputation(
     Returns:
         The figure: one panel per feature.
     """
+    path = _save_path(save)
     t = _times(times, "times")
     y = _as_2d(values, "values", len(t))
     m = _as_2d(mean, "mean", len(t))
@@ -162,7 +277,7 @@ def plot_imputation(
         _check_same(y, tr, "values", "truth")
     names = _names(feature_names, y.shape[1], "feature")
     band = "interval" if level is None else f"{level:.0%} interval"
-    fig, axes = _panels(y.shape[1], title)
+    fig, axes = _panels(y.shape[1], title, "values")
     for j, ax in enumerate(axes):
         ax.fill_between(t, lo[:, j], up[:, j], color=_MODEL, alpha=0.25, lw=0, label=band)
         ax.plot(t, m[:, j], color=_MODEL, lw=1.2, label="imputed mean")
@@ -175,7 +290,7 @@ def plot_imputation(
         ax.grid(alpha=0.3)
     axes[0].legend(loc="upper right", fontsize="small", ncol=4, framealpha=0.8)
     axes[-1].set_xlabel(time_label)
-    return _finish(fig, save)
+    return _finish(fig, path)
 
 
 def plot_forecast(
@@ -193,14 +308,16 @@ def plot_forecast(
     time_label: str = "time",
     save: str | os.PathLike[str] | None = None,
 ) -> Figure:
-    """A fan chart: the history, then the forecast mean with nested interval bands.
+    """A fan chart: the history (its line broken where values are missing), then the
+    forecast mean with nested interval bands.
 
     Args:
         history_times: (T,) times of the history.
-        history: (T, D) observed history, NaN where missing.
+        history: (T, D) observed history, NaN where missing (or (T,) for one feature).
         future_times: (H,) forecast times.
-        mean: (H, D) forecast mean.
-        lower: (H, D) lower bound, or (K, H, D) for K nested bands (widest first looks best).
+        mean: (H, D) forecast mean, or (H,) for one feature.
+        lower: (H, D) lower bound, or (K, H, D) for K nested bands (widest first looks best);
+            (H,) when ``mean`` is.
         upper: same shape as ``lower``.
         levels: K probabilities of the bands, for the legend.
         truth: optional (H, D) true future values, drawn as red points.
@@ -212,12 +329,15 @@ def plot_forecast(
     Returns:
         The figure: one panel per feature.
     """
+    path = _save_path(save)
     th = _times(history_times, "history_times")
     tf = _times(future_times, "future_times")
     y = _as_2d(history, "history", len(th))
     m = _as_2d(mean, "mean", len(tf))
     lo = np.asarray(lower, dtype=np.float64)
     up = np.asarray(upper, dtype=np.float64)
+    if np.ndim(mean) == 1 and lo.ndim == 1 and up.ndim == 1:  # one feature, like mean
+        lo, up = lo[:, None], up[:, None]
     if lo.ndim == 2:
         lo, up = lo[None], up[None]
     if lo.ndim != 3 or lo.shape[1:] != m.shape:
@@ -231,10 +351,10 @@ def plot_forecast(
     if tr is not None:
         _check_same(m, tr, "mean", "truth")
     names = _names(feature_names, y.shape[1], "feature")
-    fig, axes = _panels(y.shape[1], title)
+    fig, axes = _panels(y.shape[1], title, "history")
     for j, ax in enumerate(axes):
-        obs = ~np.isnan(y[:, j])
-        ax.plot(th[obs], y[obs, j], ".-", color=_OBSERVED, ms=3, lw=0.6, label="history")
+        # NaN breaks the line: a missing stretch is not drawn as observed data
+        ax.plot(th, y[:, j], ".-", color=_OBSERVED, ms=3, lw=0.6, label="history")
         for k in range(lo.shape[0]):
             label = None
             if levels is not None:
@@ -254,7 +374,7 @@ def plot_forecast(
         ax.grid(alpha=0.3)
     axes[0].legend(loc="upper left", fontsize="small", ncol=3, framealpha=0.8)
     axes[-1].set_xlabel(time_label)
-    return _finish(fig, save)
+    return _finish(fig, path)
 
 
 def plot_anomalies(
@@ -272,6 +392,8 @@ def plot_anomalies(
 ) -> Figure:
     """The anomaly-score timeline with the threshold, the flagged intervals (red bands on
     the score panel) and, when given, the labelled anomalies (orange bands on every panel).
+    A band covers its run of steps: from half a step before the first to half a step after
+    the last (so a run of one step is as wide as a step).
 
     Args:
         times: (T,) times.
@@ -291,6 +413,7 @@ def plot_anomalies(
     Returns:
         The figure: the score panel on top, then the value panels.
     """
+    path = _save_path(save)
     t = _times(times, "times")
     s = np.asarray(scores, dtype=np.float64)
     if s.shape != t.shape:
@@ -311,16 +434,15 @@ def plot_anomalies(
         known = np.asarray(labels).astype(bool)
         if known.shape != t.shape:
             raise ShapeError(f"labels: expected shape {t.shape} like times, found {known.shape}")
-    fig, axes = _panels(1 + D, title)
+    fig, axes = _panels(D, title, "values", above=1)
     ax = axes[0]
     for a, b in runs_of(flagged):
-        ax.axvspan(t[a], t[b], color=_FLAG, alpha=0.15, lw=0)
+        ax.axvspan(*_run_extent(t, a, b), color=_FLAG, alpha=0.15, lw=0)
     if known is not None:
         for k, (a, b) in enumerate(runs_of(known)):
             for axis in axes:
                 axis.axvspan(
-                    t[a],
-                    t[b],
+                    *_run_extent(t, a, b),
                     color="orange",
                     alpha=0.2,
                     lw=0,
@@ -344,7 +466,7 @@ def plot_anomalies(
             ax.grid(alpha=0.3)
         axes[1].legend(loc="upper right", fontsize="small", ncol=2, framealpha=0.8)
     axes[-1].set_xlabel(time_label)
-    return _finish(fig, save)
+    return _finish(fig, path)
 
 
 def plot_latents(
@@ -369,6 +491,7 @@ def plot_latents(
     Returns:
         The figure: one panel per latent channel.
     """
+    path = _save_path(save)
     t = _times(times, "times")
     m = _as_2d(mean, "mean", len(t))
     v = _as_2d(var, "var", len(t))
@@ -376,7 +499,7 @@ def plot_latents(
     if (v < 0).any():
         raise ValidationError("var: expected non-negative variances, found negative values")
     sd = np.sqrt(v)
-    fig, axes = _panels(m.shape[1], title, width=9.0)
+    fig, axes = _panels(m.shape[1], title, "mean", "latent channel", width=9.0)
     for j, ax in enumerate(axes):
         ax.fill_between(
             t,
@@ -392,7 +515,7 @@ def plot_latents(
         ax.grid(alpha=0.3)
     axes[0].legend(loc="upper right", fontsize="small", ncol=2, framealpha=0.8)
     axes[-1].set_xlabel(time_label)
-    return _finish(fig, save)
+    return _finish(fig, path)
 
 
 def plot_kernels(
@@ -418,6 +541,7 @@ def plot_kernels(
     Returns:
         The figure: one curve per channel, and k(τ)/k(0) (the correlation) on the right.
     """
+    path = _save_path(save)
     ks = list(kernels)
     if not ks:
         raise ShapeError("kernels: expected at least one kernel, found none")
@@ -450,7 +574,7 @@ def plot_kernels(
     for ax in (ax_k, ax_r):
         ax.grid(alpha=0.3)
     ax_k.legend(fontsize="small", ncol=2 if len(ks) > 6 else 1)
-    return _finish(fig, save)
+    return _finish(fig, path)
 
 
 def _kernel_label(kernel: torch.nn.Module) -> str:
@@ -487,12 +611,16 @@ def plot_samples(
     Returns:
         The figure: one panel per feature, one line per sample.
     """
+    path = _save_path(save)
+    whole = isinstance(max_samples, (int, np.integer)) and not isinstance(max_samples, bool)
+    if not whole or max_samples < 1:
+        raise ValidationError(f"max_samples: expected a positive integer, found {max_samples!r}")
     t = _times(times, "times")
     s = np.asarray(samples, dtype=np.float64)
     if s.ndim != 3 or s.shape[1] != len(t):
         raise ShapeError(f"samples: expected shape (S, {len(t)}, D), found {s.shape}")
     names = _names(feature_names, s.shape[2], "feature")
-    fig, axes = _panels(s.shape[2], title)
+    fig, axes = _panels(s.shape[2], title, "samples")
     shown = min(max_samples, s.shape[0])
     cmap = matplotlib.colormaps["tab10"]
     for j, ax in enumerate(axes):
@@ -502,7 +630,7 @@ def plot_samples(
         ax.grid(alpha=0.3)
     axes[0].legend(loc="upper right", fontsize="small", ncol=min(shown, 5), framealpha=0.8)
     axes[-1].set_xlabel(time_label)
-    return _finish(fig, save)
+    return _finish(fig, path)
 
 
 def plot_history(
@@ -524,6 +652,7 @@ def plot_history(
     Returns:
         The figure: one line per key.
     """
+    path = _save_path(save)
     rows = list(history)
     drawn = [k for k in keys if rows and all(k in r for r in rows)]
     if not drawn:
@@ -542,7 +671,7 @@ def plot_history(
     ax.set_ylabel("loss / validation score")
     ax.grid(alpha=0.3)
     ax.legend(fontsize="small")
-    return _finish(fig, save)
+    return _finish(fig, path)
 
 
 def plot_backtest(
@@ -552,6 +681,9 @@ def plot_backtest(
     context: int | None = None,
     title: str | None = None,
     save: str | os.PathLike[str] | None = None,
+    *,
+    origins: Sequence[int] | None = None,
+    time_label: str = "time",
 ) -> Figure:
     """Fan charts of a rolling-origin backtest, one panel per origin, for one feature.
 
@@ -563,9 +695,13 @@ def plot_backtest(
         feature: index or name of the feature.
         series: index of the series.
         context: steps of history drawn before each origin.
-        title: figure title (None: the feature and the scores).
+        title: figure title (None: the feature and the scores over every origin).
         save: optional path to write the figure to.
+        origins: the origins to draw, as positions 0..n_origins-1 (None: every origin);
+            at most 12.
+        time_label: x-axis label.
     """
+    path = _save_path(save)
     names = list(result.feature_names)
     if isinstance(feature, str):
         if feature not in names:
@@ -576,6 +712,15 @@ def plot_backtest(
         if not 0 <= j < len(names):
             raise ValidationError(f"feature: expected 0..{len(names) - 1}, found {feature}")
     n_org, H = result.mean.shape[1], result.mean.shape[2]
+    if origins is None:
+        drawn = list(range(n_org))
+    else:
+        drawn = [int(k) for k in origins]
+        if not drawn or not all(0 <= k < n_org for k in drawn):
+            raise ValidationError(
+                f"origins: expected positions in 0..{n_org - 1} (one per origin), found "
+                f"{list(origins)}"
+            )
     ctx = 3 * H if context is None else int(context)
     hist_t = result.history_times[series]
     hist = result.history[series][:, j]
@@ -586,8 +731,14 @@ def plot_backtest(
         title = (
             f"{names[j]}: backtest over {n_org} origins (MASE {mase:.2f}, 90% coverage {cov:.0%})"
         )
-    fig, axes = _panels(n_org, title)
-    for k, ax in enumerate(axes):
+    fig, axes = _panels(
+        len(drawn),
+        title,
+        "origins" if origins is not None else "result",
+        "origin",
+        advice=f"choose at most {MAX_PANELS} of the {n_org} origins with origins=[...]",
+    )
+    for k, ax in zip(drawn, axes):
         start = int(result.origins[series, k])
         lo_i = max(0, start - ctx)
         past_t = _times(hist_t[lo_i:start], "history_times")
@@ -609,4 +760,5 @@ def plot_backtest(
         ax.set_ylabel(f"origin {k + 1}")
         ax.grid(alpha=0.3)
     axes[0].legend(loc="upper left", fontsize="small", ncol=5, framealpha=0.8)
-    return _finish(fig, save)
+    axes[-1].set_xlabel(time_label)
+    return _finish(fig, path)

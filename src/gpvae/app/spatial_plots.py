@@ -16,22 +16,23 @@ from __future__ import annotations
 
 import os
 from collections.abc import Sequence
+from pathlib import Path
 from typing import Any
 
 import numpy as np
 from matplotlib.backends.backend_agg import FigureCanvasAgg
 from matplotlib.figure import Figure
 
+from gpvae.app.plots import _concise_dates, _save_path, _times, _write
 from gpvae.errors import ShapeError
 
 __all__ = ["plot_site_map", "plot_site_series"]
 
 
-def _finish(fig: Figure, save: str | os.PathLike[str] | None) -> Figure:
+def _finish(fig: Figure, path: Path | None) -> Figure:
+    _concise_dates(fig)
     fig.tight_layout()
-    if save is not None:
-        fig.savefig(save, dpi=110)
-    return fig
+    return _write(fig, path)
 
 
 def plot_site_map(
@@ -57,6 +58,7 @@ def plot_site_map(
         axis_labels: labels of the two axes.
         save: where to write the figure.
     """
+    path = _save_path(save)
     xy = np.asarray(coords, dtype=float)
     v = np.asarray(value, dtype=float)
     w = np.asarray(width, dtype=float)
@@ -110,7 +112,7 @@ def plot_site_map(
         ax.set_title(title + ("  (star: held out)" if held.any() else ""))
         ax.set_xlabel(axis_labels[0])
         ax.set_ylabel(axis_labels[1])
-    return _finish(fig, save)
+    return _finish(fig, path)
 
 
 def plot_site_series(
@@ -122,30 +124,34 @@ def plot_site_series(
     feature_names: Sequence[str] | None = None,
     title: str = "",
     save: str | os.PathLike[str] | None = None,
+    time_label: str = "time",
 ) -> Figure:
-    """The predicted series of one site with its intervals (and the truth when known).
+    """The predicted series of one site with its intervals (and the truth when known): one
+    panel per feature, sharing the time axis.
 
     Args:
-        times: (T,) times (numbers or datetimes).
+        times: (T,) times (numbers or datetimes; zone-aware ones in their wall clock).
         mean, lower, upper: (T, D) prediction and interval.
         truth: (T, D) held-out values (NaN where missing), or None.
         feature_names: D names.
         title: the figure's title (e.g. the site).
         save: where to write the figure.
+        time_label: the time axis' label.
     """
+    path = _save_path(save)
     m = np.asarray(mean, dtype=float)
     lo, hi = np.asarray(lower, dtype=float), np.asarray(upper, dtype=float)
     if m.ndim == 1:
         m, lo, hi = m[:, None], lo[:, None], hi[:, None]
     T, D = m.shape
-    t = np.asarray(times)
+    t = _times(times, "times")
     if len(t) != T or lo.shape != m.shape or hi.shape != m.shape:
         raise ShapeError(f"times, mean, lower, upper: expected ({T},) and ({T}, {D}) each")
     names = list(feature_names) if feature_names is not None else [f"f{j}" for j in range(D)]
-    fig = Figure(figsize=(10.0, 1.9 * D + 0.6))
+    fig = Figure(figsize=(10.0, 1.9 * D + 0.9))
     FigureCanvasAgg(fig)
-    for j in range(D):
-        ax = fig.add_subplot(D, 1, j + 1)
+    axes = fig.subplots(D, 1, sharex=True, squeeze=False)[:, 0]
+    for j, ax in enumerate(axes):
         ax.fill_between(t, lo[:, j], hi[:, j], color="C0", alpha=0.25, label="90% interval")
         ax.plot(t, m[:, j], color="C0", lw=1.2, label="prediction")
         if truth is not None:
@@ -156,4 +162,5 @@ def plot_site_series(
             ax.legend(fontsize=7, loc="upper right", ncols=3)
             if title:
                 ax.set_title(title)
-    return _finish(fig, save)
+    axes[-1].set_xlabel(time_label)
+    return _finish(fig, path)

@@ -50,14 +50,18 @@ def load_model(path: str) -> tuple[GPVAE, ColumnSpec]: ...
 
 @overload
 def load_model(
-    path: str, ensemble_ok: Literal[True]
+    path: str, forecasts_only_ok: Literal[True]
 ) -> tuple[GPVAE | GPVAEEnsemble, ColumnSpec]: ...
 
 
-def load_model(path: str, ensemble_ok: bool = False) -> tuple[Any, ColumnSpec]:
+def load_model(path: str, forecasts_only_ok: bool = False) -> tuple[Any, ColumnSpec]:
     """The fitted estimator and the column layout saved in MODEL_DIR: a
-    :class:`gpvae.GPVAE`, or a :class:`gpvae.GPVAEEnsemble` (``fit --members K``) where the
-    command takes one (``ensemble_ok``: forecast and backtest; the others get an error)."""
+    :class:`gpvae.GPVAE`, or a :class:`gpvae.GPVAEEnsemble` (``fit --members K``).
+
+    A model that forecasts only (an ensemble, or a model of increments: ``fit --members K``,
+    ``--difference``, ``--difference-columns``) is refused, naming MODEL_DIR and the fit
+    option, unless the command forecasts (``forecasts_only_ok``: forecast and backtest).
+    """
     from gpvae.estimator import GPVAE, GPVAEEnsemble
     from gpvae.estimator.ensemble import ENSEMBLE_FILE
 
@@ -67,8 +71,16 @@ def load_model(path: str, ensemble_ok: bool = False) -> tuple[Any, ColumnSpec]:
     folder = model_dir / MODEL_SUBDIR
     with as_cli("MODEL_DIR"):
         if not (folder / ENSEMBLE_FILE).exists():
-            return GPVAE.load(folder), spec
-        if not ensemble_ok:
+            model = GPVAE.load(folder)
+            if model.difference and not forecasts_only_ok:
+                option = "--difference" if model.difference is True else "--difference-columns"
+                raise CLIError(
+                    f"MODEL_DIR: expected a model of the series' levels, found one of their "
+                    f"increments ({path} was fitted with {option}, which forecasts and "
+                    f"backtests only); fit without {option} to impute, detect or sample"
+                )
+            return model, spec
+        if not forecasts_only_ok:
             raise CLIError(
                 f"MODEL_DIR: expected a single model, found an ensemble ({path} was fitted "
                 "with --members > 1, which forecasts and backtests only); fit with --members 1 "

@@ -21,6 +21,7 @@ __all__ = [
     "check_plot",
     "file_format",
     "make_folder",
+    "panels_drawn",
     "read_table",
     "save_figure",
     "write_table",
@@ -131,12 +132,22 @@ def make_folder(path: Path, what: str) -> None:
 
 
 def check_plot(path: str | None, what: str = "--plot") -> Path | None:
-    """Check a ``--plot`` file name's extension (None: no plot); ``what`` names the option."""
+    """Check a ``--plot`` file name before any work (None: no plot): its extension, that it
+    is not a folder, and its folder, created when missing (it failed only when the figure
+    was written, after all the work); ``what`` names the option."""
     if path is None:
         return None
     p = Path(path)
     if p.suffix.lower() not in _PLOT:
         raise CLIError(f"{what}: expected a .png, .pdf, .svg or .jpg file name, found {str(p)!r}")
+    if p.is_dir():
+        raise CLIError(f"{what}: expected a file name, found the directory {str(p)!r}")
+    make_folder(p.parent, what)
+    if not os.access(p.parent, os.W_OK):
+        raise CLIError(
+            f"{what}: expected a file in a folder that can be written, found {str(p)!r} (the "
+            f"folder {str(p.parent)!r} is read-only)"
+        )
     return p
 
 
@@ -162,11 +173,20 @@ def write_table(frame: pd.DataFrame, path: str | os.PathLike[str], what: str = "
         raise CLIError(f"{what}: could not write {str(p)!r}: {one_line(str(err))}") from err
 
 
-def save_figure(fig: Any, path: Path) -> None:
-    """Write a matplotlib figure to ``path`` (the ``--plot`` file) and say so."""
+def panels_drawn(count: int, most: int, noun: str, what: str = "--plot") -> int:
+    """How many of ``count`` features (or origins, ...: ``noun``) a plot draws, one panel
+    each: the first ``most``, saying so when some are left out (a figure of more panels is
+    unreadable, and the plot functions refuse it)."""
+    if count > most:
+        info(f"{what}: drawing the first {most} of the {count} {noun} (one panel each)")
+    return min(count, most)
+
+
+def save_figure(fig: Any, path: Path, what: str = "--plot") -> None:
+    """Write a matplotlib figure to ``path`` (the file of the option ``what``) and say so."""
     try:
         path.parent.mkdir(parents=True, exist_ok=True)
         fig.savefig(path, dpi=110)
     except OSError as err:
-        raise CLIError(f"--plot: could not write {str(path)!r}: {err.strerror or err}") from err
+        raise CLIError(f"{what}: could not write {str(path)!r}: {err.strerror or err}") from err
     info(f"wrote plot {path}")

@@ -16,7 +16,7 @@ from gpvae.app.cli.options import (
     merge_option,
     positive_int,
 )
-from gpvae.app.cli.tables import read_table
+from gpvae.app.cli.tables import make_folder, panels_drawn, read_table
 from gpvae.io import json_number
 
 __all__ = ["backtest"]
@@ -67,7 +67,8 @@ __all__ = ["backtest"]
 @click.option(
     "--plot-dir",
     default=None,
-    help="Also draw the fan chart of every origin, one .png per feature of the first series.",
+    help="Also draw the fan chart of every origin (the first 12), one .png per feature of the "
+    "first series.",
 )
 @merge_option
 @examples(
@@ -97,7 +98,10 @@ def backtest(
     out_path = Path(out)
     if out_path.suffix.lower() != ".json" or out_path.is_dir():
         raise CLIError(f"--out: expected a .json file name, found {out!r}")
-    model, spec = load_model(model_dir, ensemble_ok=True)
+    make_folder(out_path.parent, "--out")  # before the work, as the folder of the fan charts
+    if plot_dir is not None:
+        make_folder(Path(plot_dir), "--plot-dir")
+    model, spec = load_model(model_dir, forecasts_only_ok=True)
     model.progress = False
     frame = read_table(data, text_col=spec.id_col)
     ss = series_set(frame, spec, "DATA", merge=merge_duplicates)
@@ -121,7 +125,6 @@ def backtest(
         "by_horizon": res.by_horizon(),
         "by_feature": res.by_feature(),
     }
-    out_path.parent.mkdir(parents=True, exist_ok=True)
     out_path.write_text(json.dumps(_finite(report), indent=2, allow_nan=False))
     s = report["summary"]
     info(
@@ -130,13 +133,19 @@ def backtest(
         f"{out_path}"
     )
     if plot_dir is not None:
-        from gpvae.app.plots import plot_backtest
+        from gpvae.app.plots import MAX_PANELS, plot_backtest
 
         folder = Path(plot_dir)
-        folder.mkdir(parents=True, exist_ok=True)
+        drawn = range(panels_drawn(res.mean.shape[1], MAX_PANELS, "origins", "--plot-dir"))
         for j, name in enumerate(res.feature_names):
             safe = "".join(c if c.isalnum() or c in "-_." else "_" for c in name)
-            plot_backtest(res, feature=j, save=folder / f"backtest_{safe}.png")
+            plot_backtest(
+                res,
+                feature=j,
+                save=folder / f"backtest_{safe}.png",
+                origins=drawn,
+                time_label=spec.time_col,
+            )
         info(f"wrote {len(res.feature_names)} fan charts to {folder}")
 
 

@@ -26,7 +26,13 @@ from gpvae.app.cli.columns import (
 from gpvae.app.cli.errors import CLIError, as_cli, info
 from gpvae.app.cli.model_dir import load_model
 from gpvae.app.cli.options import FiniteFloat, examples, merge_option, series_option
-from gpvae.app.cli.tables import check_output, check_plot, save_figure, write_table
+from gpvae.app.cli.tables import (
+    check_output,
+    check_plot,
+    panels_drawn,
+    save_figure,
+    write_table,
+)
 from gpvae.estimator.anomaly import AnomalyProfile, flagged_intervals
 
 __all__ = ["anomaly_table", "describe_intervals", "detect", "interval_table", "label_column"]
@@ -209,7 +215,7 @@ def detect(
         shown_rows = table if firsts is None else table.iloc[firsts]
         part = parse_times(series_frame(shown_rows, spec, series), spec.time_col, "DATA")
         part = part.sort_values(spec.time_col, kind="stable")
-        shown = spec.features[:PLOT_MAX_FEATURES]
+        shown = spec.features[: panels_drawn(len(spec.features), PLOT_MAX_FEATURES, "features")]
         fig = plot_anomalies(
             time_axis(part[spec.time_col]),
             part["score"].to_numpy(dtype=np.float64),

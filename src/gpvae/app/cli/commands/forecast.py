@@ -18,7 +18,7 @@ from gpvae.app.cli.options import (
     positive_int,
     series_option,
 )
-from gpvae.app.cli.tables import check_plot, save_figure
+from gpvae.app.cli.tables import check_plot, panels_drawn, save_figure
 
 __all__ = ["forecast"]
 
@@ -36,7 +36,11 @@ __all__ = ["forecast"]
 @click.option("-o", "--out", required=True, help="Output .csv or .parquet file.")
 @num_samples_option
 @level_option
-@click.option("--plot", default=None, help="Also draw a fan chart of one series to this .png.")
+@click.option(
+    "--plot",
+    default=None,
+    help="Also draw a fan chart of one series (its first 12 features) to this .png.",
+)
 @series_option
 @merge_option
 @examples("  gpvae forecast model/ weather.csv --horizon 28 -o forecast.csv --plot fan.png")
@@ -59,7 +63,7 @@ def forecast(
     run = shards.job()
     out_path = shards.check_output_path(out, run, data)
     plot_path = check_plot(plot)
-    model, spec = load_model(model_dir, ensemble_ok=True)
+    model, spec = load_model(model_dir, forecasts_only_ok=True)
     source = shards.read_input(data, spec.id_col, run, share=True)
     shards.check_series(source.frame, spec.id_col, series, run)
     frame = source.frame
@@ -74,9 +78,9 @@ def forecast(
     shards.write_output(table, out_path, run, ordered=False)
     info(f"forecast {horizon} steps of {int(run.total(n_series))} series; wrote {out_path}")
     if plot_path is not None and shards.plot_owner(frame, spec.id_col, series, run):
-        from gpvae.app.plots import plot_forecast
+        from gpvae.app.plots import MAX_PANELS, plot_forecast
 
-        feats = spec.features
+        feats = spec.features[: panels_drawn(len(spec.features), MAX_PANELS, "features")]
         hist = parse_times(series_frame(frame, spec, series), spec.time_col, "DATA")
         hist = hist.sort_values(spec.time_col)
         fut = parse_times(series_frame(table, spec, series), spec.time_col, "OUT")

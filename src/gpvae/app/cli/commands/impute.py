@@ -27,7 +27,7 @@ from gpvae.app.cli.options import (
     num_samples_option,
     series_option,
 )
-from gpvae.app.cli.tables import check_plot, save_figure
+from gpvae.app.cli.tables import check_plot, panels_drawn, save_figure
 
 __all__ = ["impute", "keep_observed"]
 
@@ -38,7 +38,9 @@ __all__ = ["impute", "keep_observed"]
 @click.option("-o", "--out", required=True, help="Output .csv or .parquet file.")
 @num_samples_option
 @level_option
-@click.option("--plot", default=None, help="Also draw one series to this .png file.")
+@click.option(
+    "--plot", default=None, help="Also draw one series (its first 12 features) to this .png file."
+)
 @series_option
 @merge_option
 @examples("  gpvae impute model/ weather.csv -o imputed.csv --plot imputed.png")
@@ -84,14 +86,14 @@ def impute(
     missing = run.total(int(frame[spec.features].isna().sum().sum()) if frame.shape[0] else 0)
     info(f"imputed {int(missing)} missing values; wrote {out_path}")
     if plot_path is not None and shards.plot_owner(table, spec.id_col, series, run):
-        from gpvae.app.plots import plot_imputation
+        from gpvae.app.plots import MAX_PANELS, plot_imputation
 
         part = series_frame(table, spec, series)
         raw = series_frame(frame, spec, series)
         t_all = time_axis(parse_times(part, spec.time_col, "DATA")[spec.time_col])
         order = np.argsort(t_all)
         t = t_all[order]
-        feats = spec.features
+        feats = spec.features[: panels_drawn(len(spec.features), MAX_PANELS, "features")]
         fig = plot_imputation(
             t,
             raw[feats].to_numpy(dtype=np.float64)[order],

@@ -17,7 +17,13 @@ from gpvae.app.cli.columns import parse_times
 from gpvae.app.cli.errors import CLIError, as_cli, info
 from gpvae.app.cli.model_dir import MODEL_SUBDIR, check_model_dir
 from gpvae.app.cli.options import examples, positive_int
-from gpvae.app.cli.tables import check_output, check_plot, read_table, write_table
+from gpvae.app.cli.tables import (
+    check_output,
+    check_plot,
+    read_table,
+    save_figure,
+    write_table,
+)
 
 __all__ = ["predict_sites"]
 
@@ -88,10 +94,10 @@ def predict_sites(
         table[f"{name}_lower"] = res.lower[name].to_numpy()
         table[f"{name}_upper"] = res.upper[name].to_numpy()
     write_table(table, out)
-    if plot is not None or series_plot is not None:
-        _plots(frame, new, res, spec, feature, plot, series_plot)
     count = res.mean[spec.id].nunique()
     info(f"predicted {len(spec.features)} features at {count} sites; wrote {out}")
+    if map_path is not None or series_path is not None:
+        _plots(frame, new, res, spec, feature, map_path, series_path)
 
 
 def _plots(frame, new, res, spec, feature, plot, series_plot) -> None:  # type: ignore[no-untyped-def]
@@ -116,7 +122,8 @@ def _plots(frame, new, res, spec, feature, plot, series_plot) -> None:  # type: 
     order = (1 - spec.projection.lat_index, spec.projection.lat_index) if lat else (0, 1)
     labels = ("longitude", "latitude") if lat else (cols[0], cols[1])
     if plot is not None:
-        plot_site_map(coords[:, order], values, widths, names, held, name, labels, save=plot)
+        fig = plot_site_map(coords[:, order], values, widths, names, held, name, labels)
+        save_figure(fig, plot)
     if series_plot is not None:
         first = predicted.index[0]
         rows = res.mean[spec.id] == first
@@ -126,12 +133,13 @@ def _plots(frame, new, res, spec, feature, plot, series_plot) -> None:  # type: 
             else res.mean.loc[rows, spec.time]
         )
         feats = list(spec.features)
-        plot_site_series(
+        fig = plot_site_series(
             t.to_numpy(),
             res.mean.loc[rows, feats].to_numpy(),
             res.lower.loc[rows, feats].to_numpy(),
             res.upper.loc[rows, feats].to_numpy(),
             feature_names=feats,
             title=str(first),
-            save=series_plot,
+            time_label=spec.time,
         )
+        save_figure(fig, series_plot, "--series-plot")

@@ -11,7 +11,13 @@ import pandas as pd
 from gpvae.app.cli.errors import as_cli, info
 from gpvae.app.cli.model_dir import load_model
 from gpvae.app.cli.options import examples, positive_int
-from gpvae.app.cli.tables import check_output, check_plot, save_figure, write_table
+from gpvae.app.cli.tables import (
+    check_output,
+    check_plot,
+    panels_drawn,
+    save_figure,
+    write_table,
+)
 from gpvae.arguments import check_memory
 from gpvae.data.calendar import calendar_times
 
@@ -38,7 +44,11 @@ __all__ = ["sample"]
 )
 @click.option("-o", "--out", required=True, help="Output .csv or .parquet file.")
 @click.option("--seed", default=0, show_default=True, type=click.IntRange(min=0, max=2**63 - 1))
-@click.option("--plot", default=None, help="Also draw the first samples to this .png.")
+@click.option(
+    "--plot",
+    default=None,
+    help="Also draw the first samples (their first 12 features) to this .png.",
+)
 @examples("  gpvae sample model/ --length 365 -n 5 -o samples.csv --plot samples.png")
 def sample(
     model_dir: str, length: int, num_samples: int, out: str, seed: int, plot: str | None
@@ -56,7 +66,7 @@ def sample(
         check_memory("times", 16.0 * length, f"{length} steps")  # before allocating them
     steps = np.arange(length, dtype=np.float64) * spec.time_step
     model.seed = seed  # the estimator draws from generators seeded with its seed
-    with as_cli("--length", {"times": "--length"}):
+    with as_cli("MODEL_DIR", {"times": "--length"}):
         draws = np.asarray(model.sample(steps, num_samples=num_samples), dtype=np.float64)
     if spec.time_type == "datetime":
         start = pd.Timestamp(str(spec.time_start))
@@ -78,9 +88,13 @@ def sample(
     write_table(table, out_path)
     info(f"drew {num_samples} series of {length} steps; wrote {out_path}")
     if plot_path is not None:
-        from gpvae.app.plots import plot_samples
+        from gpvae.app.plots import MAX_PANELS, plot_samples
 
+        drawn = panels_drawn(len(spec.features), MAX_PANELS, "features")
         fig = plot_samples(
-            np.asarray(shown), draws, feature_names=spec.features, time_label=spec.time_col
+            np.asarray(shown),
+            draws[:, :, :drawn],
+            feature_names=spec.features[:drawn],
+            time_label=spec.time_col,
         )
         save_figure(fig, plot_path)

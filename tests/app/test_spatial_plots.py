@@ -1,0 +1,46 @@
+"""Tests of gpvae.app.spatial_plots: readable figures of predictions at sites."""
+
+from __future__ import annotations
+
+import itertools
+from pathlib import Path
+
+import numpy as np
+import pandas as pd
+import pytest
+from matplotlib.axes import Axes
+
+from gpvae.app.spatial_plots import plot_site_map, plot_site_series
+from gpvae.errors import ValidationError
+
+
+def _label_gaps(ax: Axes) -> list[float]:
+    """Pixels between neighbouring x tick labels (negative: they overlap)."""
+    ax.figure.canvas.draw()  # type: ignore[union-attr]
+    boxes = [lab.get_window_extent() for lab in ax.get_xticklabels() if lab.get_text()]
+    return [b.x0 - a.x1 for a, b in itertools.pairwise(boxes)]
+
+
+def test_site_series_dates_are_readable_and_the_time_axis_labelled() -> None:
+    """Ten days of hours had full dates as tick labels, touching each other, and no x label."""
+    t = pd.date_range("2013-03-01", periods=240, freq="h", tz="Asia/Shanghai")
+    m = np.stack([np.sin(np.arange(240) / 10.0), np.cos(np.arange(240) / 10.0)], axis=1)
+    fig = plot_site_series(t, m, m - 1, m + 1, feature_names=["PM2.5", "TEMP"], time_label="date")
+    top, bottom = fig.axes
+    assert bottom.get_xlabel() == "date"
+    assert min(_label_gaps(bottom)) > 10.0
+    assert not any(lab.get_visible() and lab.get_text() for lab in top.get_xticklabels())
+    x0 = bottom.get_lines()[0].get_xdata()[0]
+    assert x0 == np.datetime64("2013-03-01T00:00")  # the zone's wall clock, not UTC
+
+
+def test_site_plots_check_save_and_make_its_folder(tmp_path: Path) -> None:
+    t = np.arange(5.0)
+    m = np.zeros((5, 1))
+    with pytest.raises(ValidationError, match=r"^save: expected a file name ending in one of "):
+        plot_site_series(t, m, m - 1, m + 1, save=tmp_path / "s.txt")
+    plot_site_series(t, m, m - 1, m + 1, save=tmp_path / "new" / "s.png")
+    assert (tmp_path / "new" / "s.png").is_file()
+    xy = np.array([[0.0, 0.0], [1.0, 1.0]])
+    with pytest.raises(ValidationError, match=r"\(no extension\)$"):
+        plot_site_map(xy, np.zeros(2), np.ones(2), ["a", "b"], save=tmp_path / "map")
