@@ -417,6 +417,13 @@ def test_sample_long_table(long_model: Path, wide_model: Path, tmp_path: Path) -
     s2 = pd.read_parquet(out2)
     assert len(s2) == 20
     assert pd.api.types.is_datetime64_any_dtype(s2["date"])
+    # --no-noise: the smooth signal along the same latent paths (the same seed)
+    smooth = tmp_path / "smooth.csv"
+    _ok(run_cli("sample", long_model, "--length", "12", "-n", "3", "-o", smooth, "--no-noise"))
+    signal = pd.read_csv(smooth)
+    assert signal.shape == s.shape
+    steps = [float(np.abs(np.diff(f[FEATURES].to_numpy(), axis=0)).mean()) for f in (s, signal)]
+    assert steps[1] < steps[0]
 
 
 @pytest.mark.parametrize(("freq", "expected"), [("MS", "MS"), ("5min", "5min")])

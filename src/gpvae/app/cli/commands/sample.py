@@ -45,13 +45,26 @@ __all__ = ["sample"]
 @click.option("-o", "--out", required=True, help="Output .csv or .parquet file.")
 @click.option("--seed", default=0, show_default=True, type=click.IntRange(min=0, max=2**63 - 1))
 @click.option(
+    "--noise/--no-noise",
+    default=True,
+    show_default=True,
+    help="--no-noise: the smooth signal of each series (the decoder's mean along its latent "
+    "path), without the observation noise that every step draws on its own.",
+)
+@click.option(
     "--plot",
     default=None,
     help="Also draw the first samples (their first 12 features) to this .png.",
 )
 @examples("  gpvae sample model/ --length 365 -n 5 -o samples.csv --plot samples.png")
 def sample(
-    model_dir: str, length: int, num_samples: int, out: str, seed: int, plot: str | None
+    model_dir: str,
+    length: int,
+    num_samples: int,
+    out: str,
+    seed: int,
+    noise: bool,
+    plot: str | None,
 ) -> None:
     """Draw new series from the fitted model (GP prior latents through the decoder).
 
@@ -67,7 +80,9 @@ def sample(
     steps = np.arange(length, dtype=np.float64) * spec.time_step
     model.seed = seed  # the estimator draws from generators seeded with its seed
     with as_cli("MODEL_DIR", {"times": "--length"}):
-        draws = np.asarray(model.sample(steps, num_samples=num_samples), dtype=np.float64)
+        draws = np.asarray(
+            model.sample(steps, num_samples=num_samples, noise=noise), dtype=np.float64
+        )
     if spec.time_type == "datetime":
         start = pd.Timestamp(str(spec.time_start))
         if spec.time_freq is not None:  # months, business days, ...: steps of the calendar
