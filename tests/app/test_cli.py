@@ -22,7 +22,7 @@ import pytest
 
 from gpvae import GPVAE, settings
 from gpvae.app.cli import main
-from gpvae.app.cli.columns import CLI_FILE, ColumnSpec, merge_back, parse_times
+from gpvae.app.cli.columns import CLI_FILE, ColumnSpec, merge_back, parse_times, spec_from_fit
 from gpvae.app.cli.errors import CLIError
 from gpvae.app.cli.tables import read_table, write_table
 
@@ -1434,3 +1434,18 @@ def test_a_model_of_increments_is_refused_naming_model_dir(
     assert line.startswith("error: MODEL_DIR: expected a model of the series' levels, found one")
     assert "fit without --difference to impute, detect or sample" in line
     assert not out.exists()
+
+
+def test_default_features_do_not_drop_numbers_read_as_text() -> None:
+    # a decimal-comma column and a True/False column with an empty cell were read as text
+    # and left out of the features without a word
+    k = np.arange(10)
+    frame = pd.DataFrame({"time": k, "x": np.sin(k / 4)})
+    commas = frame.assign(y=[f"0,{v}" for v in k])
+    with pytest.raises(CLIError, match=r"'y', found numbers written with a decimal comma"):
+        spec_from_fit(commas, "time", None, None)
+    flags = frame.assign(pump=[True, False] * 4 + [None, True])
+    with pytest.raises(CLIError, match=r"'pump', found True/False with empty cells"):
+        spec_from_fit(flags, "time", None, None)
+    words = frame.assign(site=["north"] * 10)  # a text column stays out
+    assert spec_from_fit(words, "time", None, None).features == ["x"]

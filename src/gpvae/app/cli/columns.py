@@ -425,9 +425,24 @@ def _check_not_mostly_numeric(col: pd.Series, name: str) -> None:
         return
     text = present.astype(str).str.strip()
     parsed = pd.to_numeric(text, errors="coerce")
+    comma = text.str.fullmatch(r"[-+]?\d+,\d+")  # "0,969": a decimal comma
+    if comma.mean() >= 0.5:
+        raise CLIError(
+            f"--features: expected numeric values in column {name!r}, found numbers written "
+            f"with a decimal comma such as {present[comma].iloc[0]!r}: write them with a "
+            "decimal point, or leave the column out with --features"
+        )
+    truth = text.str.lower().isin(("true", "false"))  # a 0/1 column with an empty cell
     # a written-out missing value ("n.a.") counts with the numbers: a column of them and
     # empty cells is a numeric feature with nothing observed, not a text column
-    if (parsed.notna() | text.str.lower().isin(MISSING_WORDS)).mean() >= 0.5:
+    numberish = parsed.notna() | text.str.lower().isin(MISSING_WORDS) | truth
+    if truth.all():
+        raise CLIError(
+            f"--features: expected numeric values in column {name!r}, found True/False with "
+            "empty cells (read as text): write them as 1/0, or leave the column out with "
+            "--features"
+        )
+    if numberish.mean() >= 0.5:
         bad = present[parsed.isna()]
         raise CLIError(
             f"--features: expected numeric values in column {name!r}, found mostly numbers "
