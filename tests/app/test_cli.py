@@ -1449,3 +1449,22 @@ def test_default_features_do_not_drop_numbers_read_as_text() -> None:
         spec_from_fit(flags, "time", None, None)
     words = frame.assign(site=["north"] * 10)  # a text column stays out
     assert spec_from_fit(words, "time", None, None).features == ["x"]
+
+
+def test_output_paths_are_checked_before_the_work(
+    wide_model: Path, files: dict[str, Path], tmp_path: Path
+) -> None:
+    # --intervals under a file (a mistyped folder) failed after OUT was written, saying
+    # "File exists"
+    blocker = tmp_path / "not_a_folder"
+    blocker.write_text("x")
+    out = tmp_path / "o.csv"
+    proc = run_cli("detect", wide_model, files["wide_parquet"], "-o", out,
+                   "--intervals", blocker / "alarms.csv")  # fmt: skip
+    _one_error_line(proc, "--intervals: expected a folder that can be created", "in the way")
+    assert not out.exists()
+    proc = run_cli("impute", wide_model, files["wide_parquet"], "-o", blocker / "o.csv")
+    _one_error_line(proc, "OUT: expected a folder that can be created")
+    nested = tmp_path / "new" / "deeper" / "o.csv"  # a missing folder is made
+    _ok(run_cli("impute", wide_model, files["wide_parquet"], "-o", nested))
+    assert nested.is_file()

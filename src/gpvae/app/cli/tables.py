@@ -117,6 +117,7 @@ def check_output(path: str | os.PathLike[str], what: str = "OUT") -> Path:
     file_format(p, what)
     if p.is_dir():
         raise CLIError(f"{what}: expected a file name, found the directory {str(p)!r}")
+    make_folder(p.parent, what)  # now, not when the results are written after the work
     return p
 
 
@@ -124,6 +125,11 @@ def make_folder(path: Path, what: str) -> None:
     """Create the folder ``path`` (and its parents), or raise naming ``what``."""
     try:
         path.mkdir(parents=True, exist_ok=True)
+    except (FileExistsError, NotADirectoryError):  # mkdir's "File exists" said nothing here
+        raise CLIError(
+            f"{what}: expected a folder that can be created, found {str(path)!r} (a file of "
+            "that name, or of one of its parent folders, is in the way)"
+        ) from None
     except OSError as err:
         raise CLIError(
             f"{what}: expected a folder that can be created, found {str(path)!r} "
