@@ -223,6 +223,9 @@ def files(draw: st.DrawFn, fit: bool = False) -> File:
         frame = frame.drop(index=s0_rows()[1:]).reset_index(drop=True)
         if frame.loc[s0_rows(), "a"].isna().all():
             frame.loc[s0_rows(), "a"] = 1.0
+        # fit needs every feature observed somewhere (one row may leave one out)
+        if not all(pd.to_numeric(frame[f], errors="coerce").notna().any() for f in FEATURES):
+            blame.add("DATA")
     elif fault == "missing_id" and long:
         frame.loc[target, "id"] = None
         blame.add("DATA")

@@ -395,4 +395,4 @@ def windowed(data: SeriesSet, window: int) -> SeriesSet:
     nothing observed left out; :func:`gpvae.data.windows.cut_windows`), as a ragged set in
     the same time units."""
     values, times = cut_windows(data.values, data.times, window)
-    return to_series_set(list(values), list(times))
+    return to_series_set(list(values), list(times), allow_single_step=True)
