@@ -63,7 +63,11 @@ class ForecastMethods:
             times: as in :meth:`fit`.
             horizon: H steps of each series' median time step after its last time.
             future_times: instead of ``horizon``: (H,) times for every series, (n, H), or a
-                list of n (H,) arrays, in the input's time units.
+                list of n (H,) arrays, in the input's time units. Each time's horizon band
+                (of the calibrated spread) and base forecast (of the blend) are those of
+                its number of steps after the series' last time (in the model's time step,
+                rounded: a time off the step grid counts as the nearest step), so the times
+                may skip steps.
             num_samples: S draws, at least 2 (a warning when too few for ``quantiles``:
                 :func:`gpvae.arguments.interval_draws_arg`).
             quantiles: (lower, upper) probabilities.

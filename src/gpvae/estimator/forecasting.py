@@ -30,27 +30,51 @@ from gpvae.estimator.differencing import (
     integrate,
     last_levels,
 )
-from gpvae.estimator.forecast_blend import blend_mean
+from gpvae.estimator.forecast_blend import ForecastBlend, blend_mean
 from gpvae.estimator.imputation import impute_series
 from gpvae.estimator.results import ForecastResult, forecast_frame, resolve_future_times, times_out
 from gpvae.model import sorted_quantiles
 
-__all__ = ["band_of_steps", "batch_size_within", "forecast_draws", "forecast_series"]
+__all__ = [
+    "band_of_ahead",
+    "band_of_steps",
+    "batch_size_within",
+    "forecast_draws",
+    "forecast_series",
+    "steps_ahead",
+]
 
 
 def band_of_steps(num_steps: int, num_bands: int, horizon: int) -> np.ndarray:
     """Horizon band (0..num_bands-1) of each of ``num_steps`` future steps, for bands that
     split ``1..horizon`` into equal parts (steps beyond ``horizon`` take the last band)."""
-    h = np.arange(num_steps)
-    return np.minimum(h * num_bands // max(horizon, 1), num_bands - 1)
+    return band_of_ahead(np.arange(1, num_steps + 1), num_bands, horizon)
 
 
-def _spread(mean: Tensor, y: Tensor, scale: np.ndarray | None, horizon: int) -> Tensor:
-    """Draws y (S, B, H, D) with their deviations from ``mean`` (B, H, D) scaled per band."""
+def band_of_ahead(ahead: np.ndarray, num_bands: int, horizon: int) -> np.ndarray:
+    """Horizon band (0..num_bands-1) of future times ``ahead`` (any shape, ints >= 1) steps
+    ahead, as :func:`band_of_steps` gives the k-th future step."""
+    return np.minimum((np.asarray(ahead) - 1) * num_bands // max(horizon, 1), num_bands - 1)
+
+
+def steps_ahead(ss: SeriesSet, future: np.ndarray, step: float) -> np.ndarray:
+    """(n, H) how many steps of ``step`` (the model's time step) each of the (n, H)
+    ``future`` times lies after its series' last time: rounded to the nearest step (a time
+    off the step grid counts as the nearest step), at least 1."""
+    last = np.array([t[-1] for t in ss.times], dtype=np.float64)
+    k = np.rint((future - last[:, None]) / step)
+    return np.clip(k, 1, 2**53).astype(np.int64)
+
+
+def _spread(
+    mean: Tensor, y: Tensor, scale: np.ndarray | None, horizon: int, ahead: np.ndarray
+) -> Tensor:
+    """Draws y (S, B, H, D) with their deviations from ``mean`` (B, H, D) scaled per band of
+    the steps ``ahead`` (B, H) of each future time."""
     if scale is None:
         return y
-    bands = band_of_steps(y.shape[2], scale.shape[0], horizon)
-    factor = torch.as_tensor(scale[bands], dtype=y.dtype, device=y.device)  # (H, D)
+    bands = band_of_ahead(ahead, scale.shape[0], horizon)
+    factor = torch.as_tensor(scale[bands], dtype=y.dtype, device=y.device)  # (B, H, D)
     return mean + factor * (y - mean)
 
 
@@ -62,15 +86,34 @@ def batch_size_within(batch_size: int, num_samples: int, steps: int) -> int:
 
 
 def forecast_draws(
-    ctx: PredictContext, scaled: SeriesSet, future: np.ndarray, num_samples: int, salt: int = 2
+    ctx: PredictContext,
+    scaled: SeriesSet,
+    future: np.ndarray,
+    num_samples: int,
+    salt: int = 2,
+    ahead: np.ndarray | None = None,
 ) -> Iterator[tuple[np.ndarray, Tensor, Tensor]]:
     """Per batch: series indices, mean (B, H, D) and S draws (S, B, H, D) in standardised
     units at ``future`` (n, H) times (input units), spread-calibrated when the context
     holds forecast factors and blended with a base forecast when it holds a blend.
 
+    ``ahead`` (n, H): how many steps ahead each future time is (:func:`steps_ahead`; None:
+    the consecutive steps 1..H), which picks its horizon band (of the spread factors and of
+    the blend) and its base forecasts (the value one season before it, ...). When the blend
+    anchors on the model's mean one step ahead and a series has no future time there, the
+    model also forecasts that step (left out of the results).
+
     The future times are checked before any work (naming ``future_times``).
     """
     model, scaler = ctx.model, ctx.scaler
+    n, H = future.shape
+    if ahead is None:
+        ahead = np.broadcast_to(np.arange(1, H + 1), (n, H))
+    blend = ctx.forecast_blend
+    extra = blend is not None and _anchored(blend) and not bool((ahead == 1).any(axis=1).all())
+    if extra:  # the anchored base needs the model's mean one step ahead
+        last = np.array([t[-1] for t in scaled.times], dtype=np.float64)
+        future = np.concatenate([(last + scaler.time_step_)[:, None], future], axis=1)
     x_all = scaler.scaled_times(future, "future_times")  # (n, H)
     gen = ctx.generator(salt)
     model.eval()
@@ -81,13 +124,23 @@ def forecast_draws(
         batch = ctx.batch(scaled, idx)
         x_t = torch.as_tensor(x_all[idx][..., None], dtype=batch.x.dtype, device=batch.x.device)
         mean, y = model.forecast_draws(batch, x_t, num_samples, gen)  # (B, H, D), (S, B, H, D)
-        y = _spread(mean, y, ctx.forecast_scale, horizon)
-        blend = ctx.forecast_blend
+        anchor = None
+        if extra:
+            anchor = mean[:, 0].double().cpu().numpy()  # (B, D)
+            mean, y = mean[:, 1:], y[:, :, 1:]
+        y = _spread(mean, y, ctx.forecast_scale, horizon, ahead[idx])
         if blend is not None:
-            bands = band_of_steps(mean.shape[1], blend.base.shape[0], blend.horizon)
-            moved = blend_mean(blend, mean, [scaled.values[i] for i in idx], bands)
+            bands = band_of_ahead(ahead[idx], blend.base.shape[0], blend.horizon)
+            histories = [scaled.values[i] for i in idx]
+            moved = blend_mean(blend, mean, histories, bands, ahead[idx], anchor)
             y, mean = y + (moved - mean), moved
         yield idx, mean, y
+
+
+def _anchored(blend: ForecastBlend) -> bool:
+    """The blend uses its ``anchored`` base somewhere (a weight below 1 on it)."""
+    used = blend.base[blend.weight < 1]
+    return any(blend.names[k] == "anchored" for k in np.unique(used))
 
 
 def _start_levels(ctx: PredictContext, ss: SeriesSet, num_samples: int) -> np.ndarray:
@@ -135,6 +188,8 @@ def forecast_series(
     future_name = "horizon" if future_times is None else "future_times"
     scaler.scaled_times(future, future_name)  # checked before any work
     n, H = future.shape
+    # steps ahead of each future time: its horizon band and base forecasts (horizon: 1..H)
+    ahead = None if future_times is None else steps_ahead(ss, future, scaler.time_step_)
     D = ss.num_features
     width = max(D, model.latent_dim)
     T_max = max(len(t) for t in ss.times)
@@ -145,7 +200,7 @@ def forecast_series(
     draws_out = np.empty((S, n, H, D)) if return_samples else None
     start = _start_levels(ctx, ss, S) if ctx.difference else None
     stepped = difference_mask(ctx.difference, ctx.scaler.feature_names_)
-    for idx, mean, y in forecast_draws(ctx, scaled, future, S):
+    for idx, mean, y in forecast_draws(ctx, scaled, future, S, ahead=ahead):
         if start is not None:  # cumulate the increments, draw by draw, from the last level
             steps = scaler.inverse_transform(y.double().cpu().numpy())
             paths = torch.as_tensor(integrate(start[idx], steps, stepped))
