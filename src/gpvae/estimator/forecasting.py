@@ -20,7 +20,7 @@ import torch
 from torch import Tensor
 
 from gpvae import settings
-from gpvae.arguments import interval_draws_arg, warn_few_draws
+from gpvae.arguments import check_memory, interval_draws_arg, warn_few_draws
 from gpvae.data import SeriesSet, batch_indices
 from gpvae.errors import ValidationError
 from gpvae.estimator.context import PredictContext
@@ -163,6 +163,48 @@ def _start_levels(ctx: PredictContext, ss: SeriesSet, num_samples: int) -> np.nd
     return level
 
 
+def _every_step(
+    ss: SeriesSet, future: np.ndarray, ahead: np.ndarray, step: float
+) -> tuple[np.ndarray, np.ndarray | None]:
+    """For a model of increments: (n, K) times of every step up to the last of the (n, H)
+    ``future`` times, ``ahead`` steps after each series' last time (the future times in
+    their steps, the model's time ``step`` apart elsewhere), and (n, H) the column of each
+    future time among them; ``future`` itself and None when it holds the steps 1..H.
+
+    Raises:
+        ValidationError: naming ``future_times`` for a time not after its series' last
+            time, or two times in the same step.
+    """
+    n, H = future.shape
+    last = np.array([t[-1] for t in ss.times], dtype=np.float64)
+    shown = times_out(ss, future)
+    for i, j in np.argwhere(future <= last[:, None])[:1]:
+        raise ValidationError(
+            f"future_times: expected times after each series' last time with "
+            f"difference=True (the forecast adds up the increments from the last level), "
+            f"found {shown[i][j]} in series {i}, whose last time is "
+            f"{times_out(ss, last[:, None])[i][0]}"
+        )
+    for i, row in enumerate(ahead):
+        k, first = np.unique(row, return_index=True)
+        if len(k) < H:
+            twice = np.setdiff1d(np.arange(H), first)[0]
+            other = int(np.flatnonzero(row == row[twice])[0])
+            raise ValidationError(
+                f"future_times: expected at most one time per step of the model's time step "
+                f"({step:g}) with difference=True (each step adds one increment), found "
+                f"{shown[i][other]} and {shown[i][twice]} both {row[twice]} steps after the "
+                f"last time of series {i}"
+            )
+    if np.array_equal(ahead, np.broadcast_to(np.arange(1, H + 1), (n, H))):
+        return future, None
+    K = int(ahead.max())
+    check_memory("future_times", 8.0 * n * K, f"{n} series x {K} steps up to the last time")
+    grid = last[:, None] + step * np.arange(1, K + 1)
+    np.put_along_axis(grid, ahead - 1, future, axis=1)  # the future times themselves
+    return grid, ahead - 1
+
+
 def forecast_series(
     ctx: PredictContext,
     X: Any,
@@ -190,17 +232,21 @@ def forecast_series(
     n, H = future.shape
     # steps ahead of each future time: its horizon band and base forecasts (horizon: 1..H)
     ahead = None if future_times is None else steps_ahead(ss, future, scaler.time_step_)
+    grid, pick = future, None
+    if ctx.difference and ahead is not None:  # increments add up one step at a time
+        grid, pick = _every_step(ss, future, ahead, scaler.time_step_)
+        ahead = None if pick is not None else ahead  # the grid's times are steps 1..K
     D = ss.num_features
     width = max(D, model.latent_dim)
     T_max = max(len(t) for t in ss.times)
     # z and the decoded draws over history + future, the draws of y, the sorted copy
-    ctx.check_draws(f"num_samples, {future_name}", S, n, T_max + H, width, 4)
+    ctx.check_draws(f"num_samples, {future_name}", S, n, T_max + grid.shape[1], width, 4)
     warn_few_draws(S, q_lo, q_hi)  # the inputs are checked: no warning before an error
     mean_out, lo_out, hi_out = (np.empty((n, H, D)) for _ in range(3))
     draws_out = np.empty((S, n, H, D)) if return_samples else None
     start = _start_levels(ctx, ss, S) if ctx.difference else None
     stepped = difference_mask(ctx.difference, ctx.scaler.feature_names_)
-    for idx, mean, y in forecast_draws(ctx, scaled, future, S, ahead=ahead):
+    for idx, mean, y in forecast_draws(ctx, scaled, grid, S, ahead=ahead):
         if start is not None:  # cumulate the increments, draw by draw, from the last level
             steps = scaler.inverse_transform(y.double().cpu().numpy())
             paths = torch.as_tensor(integrate(start[idx], steps, stepped))
@@ -209,6 +255,9 @@ def forecast_series(
                     start[idx], scaler.inverse_transform(mean.double().cpu().numpy()), stepped
                 )
             )
+            if pick is not None:  # the levels at the future times among every step's
+                rows, cols = np.arange(len(idx))[:, None], pick[idx]
+                paths, mean = paths[:, rows, cols], mean[rows, cols]
             lo, hi = sorted_quantiles(paths, (q_lo, q_hi), "predictive")
             for out, t in ((mean_out, mean), (lo_out, lo), (hi_out, hi)):
                 out[idx] = t.numpy()
