@@ -214,3 +214,13 @@ def test_the_best_member_has_the_lowest_validation_score(fitted: GPVAEEnsemble) 
     for m in three.members_[1:]:  # no finite score: the worst
         m.history_ = [{"val_score": np.nan}]
     assert three.best_member() is three.members_[0]
+
+
+def test_the_members_warnings_are_said_once(fitted: GPVAEEnsemble) -> None:
+    """Every member's forecast warns that its intervals are not calibrated: the ensemble's
+    forecast says it once, at the user's call."""
+    with pytest.warns(UserWarning, match=r"^forecast_horizon: ") as caught:
+        fitted.forecast(_series(), horizon=2, num_samples=40)
+    said = [w for w in caught if str(w.message).startswith("forecast_horizon: ")]
+    assert len(said) == 1
+    assert said[0].filename == __file__

@@ -4,6 +4,7 @@ learning rate, windows in the Python API, calibrated forecast intervals, backtes
 from __future__ import annotations
 
 import copy
+import warnings
 from pathlib import Path
 
 import numpy as np
@@ -442,3 +443,42 @@ def test_new_data_are_read_on_the_fitted_calendar(tmp_path: Path) -> None:
     # validation data are read in the training data's form
     est = GPVAE(epochs=1, **SMALL).fit(long, X_val=long[long.id == "s1"].iloc[:2])
     assert est.is_fitted
+
+
+def _calibration_warnings(caught: list[warnings.WarningMessage]) -> list[str]:
+    return [
+        str(w.message)
+        for w in caught
+        if str(w.message).startswith(("forecast_horizon: ", "horizon: ", "future_times: "))
+    ]
+
+
+def test_uncalibrated_intervals_and_steps_past_the_calibration_warn_once() -> None:
+    """A model never calibrated gave its own intervals (on BeijingAir a 90% interval
+    covered half the truth) and steps past forecast_horizon reused the last band's factor,
+    both without a word; now one warning per forecast (and per backtest) says so."""
+    rng = np.random.default_rng(0)
+    X = (np.sin(np.arange(60) / 3) + 0.1 * rng.standard_normal(60))[None, :, None]
+    est = GPVAE(epochs=1, seed=0, **SMALL).fit(X)
+    with warnings.catch_warnings(record=True) as caught:
+        warnings.simplefilter("always")
+        est.forecast(X, horizon=3, num_samples=19)
+    said = _calibration_warnings(caught)
+    assert len(said) == 1, said
+    assert "calibrate_forecast(X, horizon=H)" in said[0]
+    assert "the forecast intervals are the model's own, not calibrated" in said[0]
+    assert caught[0].filename == __file__  # at the user's call
+    with warnings.catch_warnings(record=True) as caught:
+        warnings.simplefilter("always")
+        est.backtest(X, horizon=3, num_origins=3, num_samples=19)
+    assert len(_calibration_warnings(caught)) == 1
+    # calibrated for 4 steps (2 bands): 4 steps say nothing, 12 (or a time 6 steps on) do
+    est.forecast_scale_, est.forecast_horizon = np.ones((2, 1)), 4
+    with warnings.catch_warnings():
+        warnings.simplefilter("error")
+        est.forecast(X, horizon=4, num_samples=19)
+    with pytest.warns(UserWarning, match=r"^horizon: steps beyond the calibrated "
+                      r"forecast_horizon=4 \(up to 12 here\) .*steps 3\.\.4 only"):  # fmt: skip
+        est.forecast(X, horizon=12, num_samples=19)
+    with pytest.warns(UserWarning, match=r"^future_times: .*\(up to 6 here\)"):
+        est.forecast(X, future_times=[61.0, 65.0], num_samples=19)

@@ -240,6 +240,7 @@ def backtest(
     truth, mean, lower, upper = (np.full(shape, np.nan) for _ in range(4))
     quant = np.full((len(QUANTILES), *shape), np.nan)
     t_out: list[list[np.ndarray]] = [[] for _ in range(n)]
+    said: list[tuple[type[Warning], str]] = []
     scale = np.stack([seasonal_naive_scale(v[:f], m) for v, f in zip(ss.values, first)])
     _warn_unscaled(scale, ss, m)
     for k in range(n_org):
@@ -250,19 +251,24 @@ def backtest(
             fitted.fit(hist)
             epochs.append(len(fitted.history_))
             best.append(best_epoch(fitted.history_))
-        fc = fitted.forecast(
-            hist,
-            future_times=future,
-            num_samples=num_samples,
-            quantiles=(0.05, 0.95),
-            return_samples=True,
-        )
+        with warnings.catch_warnings(record=True) as caught:
+            warnings.simplefilter("always")
+            fc = fitted.forecast(
+                hist,
+                future_times=future,
+                num_samples=num_samples,
+                quantiles=(0.05, 0.95),
+                return_samples=True,
+            )
+        said.extend((w.category, str(w.message)) for w in caught)
         draws = np.asarray(fc.samples, dtype=np.float64)  # (S, n, H, D)
         quant[:, :, k] = np.quantile(draws, QUANTILES, axis=0)
         mean[:, k], lower[:, k], upper[:, k] = fc.mean, fc.lower, fc.upper
         for i in range(n):
             truth[i, k] = ss.values[i][cuts[i] : cuts[i] + H]
             t_out[i].append(np.asarray(fc.times[i]))
+    for category, text in dict.fromkeys(said):  # the forecasts' warnings once each
+        warnings.warn(text, category, stacklevel=3)  # the caller of GPVAE.backtest
     scores = forecast_scores(truth, mean, quant, lower, upper, scale[:, None, None, :])
     return BacktestResult(
         origins=np.asarray([[f + k * step for k in range(n_org)] for f in first]),

@@ -56,7 +56,9 @@ class ForecastMethods:
         entries), decoded; y ~ p(y | z) gives the intervals, read at the predictive positions
         p (S + 1) of the sorted draws (:func:`gpvae.model.sorted_quantiles`), so a 90%
         interval covers a new draw 90% of the time whatever ``num_samples``. Needs
-        ``posterior="structured"``.
+        ``posterior="structured"``. The intervals are calibrated only when the model was
+        (``forecast_horizon`` at fit, or :meth:`calibrate_forecast`), and up to that
+        horizon; a forecast warns (UserWarning) when they are not.
 
         Args:
             X: the observed history, any accepted form.

@@ -11,6 +11,7 @@ same origins (:mod:`gpvae.estimator.forecast_blend`).
 
 from __future__ import annotations
 
+import warnings
 from collections.abc import Iterator, Sequence
 from dataclasses import replace
 from typing import Any
@@ -205,6 +206,35 @@ def _every_step(
     return grid, ahead - 1
 
 
+def _warn_uncalibrated(ctx: PredictContext, name: str, furthest: int) -> None:
+    """Warn (at the caller of GPVAE.forecast) when the forecast intervals are the model's
+    own, or when ``furthest`` steps ahead go beyond the calibrated horizon (``name``: the
+    argument that set them)."""
+    if ctx.forecast_scale is None:
+        warnings.warn(
+            "forecast_horizon: the forecast intervals are the model's own, not calibrated (no "
+            "forecast_horizon at fit, or no room there for a calibration origin, and no "
+            "calibrate_forecast since); on new data they can cover far less than their "
+            "nominal level: fit with forecast_horizon=H (gpvae fit --forecast-horizon H) or "
+            "call calibrate_forecast(X, horizon=H) to calibrate them",
+            UserWarning,
+            stacklevel=4,  # the caller of GPVAE.forecast
+        )
+    elif furthest > ctx.forecast_horizon:
+        H = ctx.forecast_horizon
+        bands = band_of_steps(H, ctx.forecast_scale.shape[0], H)
+        first = int(np.flatnonzero(bands == bands[-1])[0]) + 1
+        blended = " and blend" if ctx.forecast_blend is not None else ""
+        warnings.warn(
+            f"{name}: steps beyond the calibrated forecast_horizon={H} (up to {furthest} "
+            f"here) reuse the spread factor{blended} of its last band, fitted on steps "
+            f"{first}..{H} only: their intervals are not calibrated "
+            f"(calibrate_forecast(X, horizon={furthest}) calibrates them)",
+            UserWarning,
+            stacklevel=4,  # the caller of GPVAE.forecast
+        )
+
+
 def forecast_series(
     ctx: PredictContext,
     X: Any,
@@ -232,6 +262,7 @@ def forecast_series(
     n, H = future.shape
     # steps ahead of each future time: its horizon band and base forecasts (horizon: 1..H)
     ahead = None if future_times is None else steps_ahead(ss, future, scaler.time_step_)
+    furthest = H if ahead is None else int(ahead.max())
     grid, pick = future, None
     if ctx.difference and ahead is not None:  # increments add up one step at a time
         grid, pick = _every_step(ss, future, ahead, scaler.time_step_)
@@ -242,6 +273,7 @@ def forecast_series(
     # z and the decoded draws over history + future, the draws of y, the sorted copy
     ctx.check_draws(f"num_samples, {future_name}", S, n, T_max + grid.shape[1], width, 4)
     warn_few_draws(S, q_lo, q_hi)  # the inputs are checked: no warning before an error
+    _warn_uncalibrated(ctx, future_name, furthest)
     mean_out, lo_out, hi_out = (np.empty((n, H, D)) for _ in range(3))
     draws_out = np.empty((S, n, H, D)) if return_samples else None
     start = _start_levels(ctx, ss, S) if ctx.difference else None
