@@ -482,3 +482,13 @@ def test_uncalibrated_intervals_and_steps_past_the_calibration_warn_once() -> No
         est.forecast(X, horizon=12, num_samples=19)
     with pytest.warns(UserWarning, match=r"^future_times: .*\(up to 6 here\)"):
         est.forecast(X, future_times=[61.0, 65.0], num_samples=19)
+
+
+def test_a_model_with_interp_skip_warns_that_it_forecasts_the_last_value() -> None:
+    """interp_skip's base past the data is the last value carried forward, so its forecasts
+    revert to it: forecast says so (it did not)."""
+    rng = np.random.default_rng(0)
+    X = (np.sin(np.arange(60) / 3) + 0.1 * rng.standard_normal(60))[None, :, None]
+    est = GPVAE(epochs=1, seed=0, interp_skip=True, **SMALL).fit(X)
+    with pytest.warns(UserWarning, match=r"^interp_skip: .*revert to the last observed value"):
+        est.forecast(X, horizon=3, num_samples=19)

@@ -274,6 +274,15 @@ def forecast_series(
     ctx.check_draws(f"num_samples, {future_name}", S, n, T_max + grid.shape[1], width, 4)
     warn_few_draws(S, q_lo, q_hi)  # the inputs are checked: no warning before an error
     _warn_uncalibrated(ctx, future_name, furthest)
+    if getattr(model, "interp_skip", False):
+        warnings.warn(
+            "interp_skip: the model was fitted with interp_skip=True, which is meant for "
+            "imputation: past the data its base is the last observed value carried forward, "
+            "so its forecasts revert to the last observed value (fit with interp_skip=False "
+            "to forecast)",
+            UserWarning,
+            stacklevel=3,  # the caller of GPVAE.forecast
+        )
     mean_out, lo_out, hi_out = (np.empty((n, H, D)) for _ in range(3))
     draws_out = np.empty((S, n, H, D)) if return_samples else None
     start = _start_levels(ctx, ss, S) if ctx.difference else None
