@@ -224,3 +224,14 @@ def test_the_members_warnings_are_said_once(fitted: GPVAEEnsemble) -> None:
     said = [w for w in caught if str(w.message).startswith("forecast_horizon: ")]
     assert len(said) == 1
     assert said[0].filename == __file__
+
+
+def test_backtest_refuses_too_few_draws_per_member_before_any_fit(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    def no_fit(self: GPVAEEnsemble, *args: object, **kwargs: object) -> GPVAEEnsemble:
+        raise AssertionError("fitted before checking the arguments")
+
+    monkeypatch.setattr(GPVAEEnsemble, "fit", no_fit)
+    with pytest.raises(GPVAEError, match=r"^num_samples: expected at least two draws per member"):
+        GPVAEEnsemble(2, **CONFIG).backtest(_series(), horizon=4, num_origins=2, num_samples=3)

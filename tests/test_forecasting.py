@@ -492,3 +492,23 @@ def test_a_model_with_interp_skip_warns_that_it_forecasts_the_last_value() -> No
     est = GPVAE(epochs=1, seed=0, interp_skip=True, **SMALL).fit(X)
     with pytest.warns(UserWarning, match=r"^interp_skip: .*revert to the last observed value"):
         est.forecast(X, horizon=3, num_samples=19)
+
+
+def test_backtest_checks_its_arguments_before_any_fit(monkeypatch: pytest.MonkeyPatch) -> None:
+    """num_samples=1 (and a posterior that cannot forecast) failed only after the first
+    fit; a season too long for the history was blamed on horizon and num_origins alone."""
+
+    def no_fit(self: GPVAE, *args: object, **kwargs: object) -> GPVAE:
+        raise AssertionError("fitted before checking the arguments")
+
+    monkeypatch.setattr(GPVAE, "fit", no_fit)
+    X = np.random.default_rng(0).standard_normal((1, 400, 1))
+    est = GPVAE(**SMALL)
+    with pytest.raises(ValidationError, match=r"^num_samples: expected at least 2 draws"):
+        est.backtest(X, horizon=5, num_origins=2, num_samples=1)
+    with pytest.raises(ValidationError, match=r"^posterior: forecast expected"):
+        GPVAE(posterior="diagonal", **SMALL).backtest(X, horizon=5, num_origins=2)
+    with pytest.raises(ValidationError, match=r"^horizon, num_origins, season: .*season-400"):
+        est.backtest(X, horizon=5, num_origins=2, season=400)
+    with pytest.raises(ValidationError, match=r"^horizon, num_origins: .*found a series of 400"):
+        est.backtest(X, horizon=100, num_origins=3, season=2)
