@@ -67,6 +67,10 @@ def test_period_errors_name_the_argument() -> None:
         GPVAE(kernel="matern32", period=12.0)
     with pytest.raises(ValidationError, match=r"^period: expected 1 or 2 periods"):
         GPVAE(kernel="periodic+periodic", period=[1.0, 2.0, 3.0])
+    # one periodic factor: not "expected 1 or 1 periods"
+    one = r"^period: expected 1 period \(the kernel 'matern32\+periodic' has one periodic factor\)"
+    with pytest.raises(ValidationError, match=one + ", found 2$"):
+        GPVAE(kernel="matern32+periodic", period=["24h", "7D"])
     est = GPVAE(kernel="periodic", period="24h", epochs=1, **SMALL)
     with pytest.raises(Exception, match=r"^period: expected a number"):
         est.fit(np.random.default_rng(0).standard_normal((1, 40, 2)))
