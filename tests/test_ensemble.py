@@ -235,3 +235,11 @@ def test_backtest_refuses_too_few_draws_per_member_before_any_fit(
     monkeypatch.setattr(GPVAEEnsemble, "fit", no_fit)
     with pytest.raises(GPVAEError, match=r"^num_samples: expected at least two draws per member"):
         GPVAEEnsemble(2, **CONFIG).backtest(_series(), horizon=4, num_origins=2, num_samples=3)
+
+
+def test_the_forecast_docstring_asks_for_the_draws_it_needs(fitted: GPVAEEnsemble) -> None:
+    """The docstring said "at least one each"; the forecast refuses fewer than two per member."""
+    doc = " ".join((GPVAEEnsemble.forecast.__doc__ or "").split())
+    assert "at least two each" in doc
+    with pytest.raises(GPVAEError, match=r"^num_samples: expected at least two draws per member"):
+        fitted.forecast(_series(), horizon=2, num_samples=3)

@@ -151,8 +151,9 @@ class GPVAEEnsemble:
         return_samples: bool = False,
     ) -> ForecastResult:
         """The mixture forecast (arguments as :meth:`gpvae.GPVAE.forecast`): ``num_samples``
-        joint paths in all, shared out evenly between the members (so at least one each),
-        the mean of the members' means, and the ``quantiles`` of the pooled paths."""
+        joint paths in all, shared out evenly between the members (at least two each, so
+        ``num_samples`` >= 2 x members), the mean of the members' means, and the
+        ``quantiles`` of the pooled paths."""
         members = self._fitted("forecast")
         S, q_lo, q_hi = interval_draws_arg(num_samples, quantiles)  # the pooled draws'
         if 2 * len(members) > S:
