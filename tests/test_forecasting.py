@@ -14,7 +14,7 @@ import torch
 
 from gpvae import GPVAE
 from gpvae.data import Scaler, to_series_set
-from gpvae.errors import ValidationError
+from gpvae.errors import InputTypeError, ValidationError
 from gpvae.estimator.backtest import backtest, forecast_scores, seasonal_naive_scale
 from gpvae.estimator.fitting import windowed
 from gpvae.kernels import HarmonicPeriodic, Sum
@@ -516,3 +516,20 @@ def test_backtest_checks_its_arguments_before_any_fit(monkeypatch: pytest.Monkey
         est.backtest(X, horizon=5, num_origins=2, season=400)
     with pytest.raises(ValidationError, match=r"^horizon, num_origins: .*found a series of 400"):
         est.backtest(X, horizon=100, num_origins=3, season=2)
+
+
+def test_future_times_as_iso_date_strings() -> None:
+    """Date strings were refused with "found numbers": a model of dated series reads ISO
+    dates, and a model of numeric times says it found strings."""
+    frame = seasonal_frame(T=60)  # month starts 2000-01 .. 2004-12
+    est = GPVAE(epochs=1, seed=0, forecast_horizon=2, **SMALL).fit(frame)
+    by_horizon = est.forecast(frame, horizon=2, num_samples=19)
+    fc = est.forecast(frame, future_times=["2005-01-01", "2005-02-01"], num_samples=19)
+    assert list(pd.DatetimeIndex(fc.times[0])) == list(pd.DatetimeIndex(by_horizon.times[0]))
+    np.testing.assert_array_equal(fc.mean, by_horizon.mean)
+    with pytest.raises(InputTypeError, match=r"^future_times: .*ISO date strings.*'soon'"):
+        est.forecast(frame, future_times=["soon"], num_samples=19)
+    X = frame.to_numpy()[None]
+    numeric = GPVAE(epochs=1, seed=0, **SMALL).fit(X)
+    with pytest.raises(InputTypeError, match=r"^future_times: expected numeric .*found strings"):
+        numeric.forecast(X, future_times=["2005-01-01"], num_samples=19)

@@ -65,7 +65,8 @@ class ForecastMethods:
             times: as in :meth:`fit`.
             horizon: H steps of each series' median time step after its last time.
             future_times: instead of ``horizon``: (H,) times for every series, (n, H), or a
-                list of n (H,) arrays, in the input's time units. Each time's horizon band
+                list of n (H,) arrays, in the input's time units (for dated series,
+                datetimes or ISO date strings such as ``"2005-01-01"``). Each time's horizon band
                 (of the calibrated spread) and base forecast (of the blend) are those of
                 its number of steps after the series' last time (in the model's time step,
                 rounded: a time off the step grid counts as the nearest step), so the times
