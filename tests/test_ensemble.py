@@ -214,3 +214,32 @@ def test_the_best_member_has_the_lowest_validation_score(fitted: GPVAEEnsemble) 
     for m in three.members_[1:]:  # no finite score: the worst
         m.history_ = [{"val_score": np.nan}]
     assert three.best_member() is three.members_[0]
+
+
+def test_the_members_warnings_are_said_once(fitted: GPVAEEnsemble) -> None:
+    """Every member's forecast warns that its intervals are not calibrated: the ensemble's
+    forecast says it once, at the user's call."""
+    with pytest.warns(UserWarning, match=r"^forecast_horizon: ") as caught:
+        fitted.forecast(_series(), horizon=2, num_samples=40)
+    said = [w for w in caught if str(w.message).startswith("forecast_horizon: ")]
+    assert len(said) == 1
+    assert said[0].filename == __file__
+
+
+def test_backtest_refuses_too_few_draws_per_member_before_any_fit(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    def no_fit(self: GPVAEEnsemble, *args: object, **kwargs: object) -> GPVAEEnsemble:
+        raise AssertionError("fitted before checking the arguments")
+
+    monkeypatch.setattr(GPVAEEnsemble, "fit", no_fit)
+    with pytest.raises(GPVAEError, match=r"^num_samples: expected at least two draws per member"):
+        GPVAEEnsemble(2, **CONFIG).backtest(_series(), horizon=4, num_origins=2, num_samples=3)
+
+
+def test_the_forecast_docstring_asks_for_the_draws_it_needs(fitted: GPVAEEnsemble) -> None:
+    """The docstring said "at least one each"; the forecast refuses fewer than two per member."""
+    doc = " ".join((GPVAEEnsemble.forecast.__doc__ or "").split())
+    assert "at least two each" in doc
+    with pytest.raises(GPVAEError, match=r"^num_samples: expected at least two draws per member"):
+        fitted.forecast(_series(), horizon=2, num_samples=3)

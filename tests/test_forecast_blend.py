@@ -153,3 +153,46 @@ def test_forecast_blend_argument_is_checked_and_refits_without_it() -> None:
     assert est.forecast_blend_ is None
     est.forecast_blend = True  # calibrate_forecast follows the argument
     assert est.calibrate_forecast(X, horizon=6).forecast_blend_ is not None
+
+
+def _every_other_step_model() -> tuple[GPVAE, np.ndarray]:
+    """A one-feature model of a 4-step season fitted briefly (its forecasts need not be
+    good: the tests set the blend and the spread factors by hand)."""
+    rng = np.random.default_rng(0)
+    t = np.arange(48.0)
+    X = (np.sin(2 * np.pi * t / 4) + 0.1 * rng.standard_normal(48))[None, :, None]
+    return GPVAE(kernel="matern32", epochs=1, seed=0, **SMALL).fit(X), X
+
+
+def test_future_times_take_the_base_forecast_of_their_own_step_ahead() -> None:
+    """Future times that skip steps get the seasonal naive value of the step each one is
+    (steps 2, 4, 7 after the last time), not of its position in future_times (1, 2, 3);
+    a model with its anchored base, future times without step 1 are anchored on the
+    model's own mean at step 1 (forecast alongside)."""
+    est, X = _every_other_step_model()
+    est.forecast_blend_ = ForecastBlend(
+        ("season:4",), np.zeros((1, 1), np.int64), np.zeros((1, 1)), 4
+    )
+    est.forecast_scale_ = np.ones((1, 1))  # calibrated: no warning about it
+    ahead = np.array([2, 4, 7])
+    fc = est.forecast(X, future_times=47.0 + ahead, num_samples=4)
+    np.testing.assert_allclose(fc.mean[0, :, 0], X[0, 44 + (ahead - 1) % 4, 0], rtol=1e-5)
+    # the anchored base: last + m(t) - m(step 1), m from the same draws as the model's own
+    anchored = ForecastBlend(("anchored",), np.zeros((1, 1), np.int64), np.zeros((1, 1)), 4)
+    est.forecast_blend_ = None
+    own = est.forecast(X, future_times=47.0 + np.array([1, 3, 5]), num_samples=4).mean[0, :, 0]
+    est.forecast_blend_ = anchored
+    got = est.forecast(X, future_times=47.0 + np.array([3, 5]), num_samples=4).mean[0, :, 0]
+    np.testing.assert_allclose(got, X[0, -1, 0] + own[1:] - own[0], rtol=1e-5, atol=1e-6)
+
+
+def test_future_times_take_the_spread_factor_of_their_own_step_ahead() -> None:
+    """With factors 0 for steps 1-2 and 1 for steps 3-4, future times 3 and 4 steps ahead
+    keep their spread (the first two positions of future_times took the band of steps
+    1-2, and a zero-width interval)."""
+    est, X = _every_other_step_model()
+    est.forecast_scale_, est.forecast_horizon = np.array([[0.0], [1.0]]), 4
+    near = est.forecast(X, horizon=2, num_samples=8)
+    np.testing.assert_allclose(near.upper, near.lower)  # the factor 0 of band 1..2
+    far = est.forecast(X, future_times=[50.0, 51.0], num_samples=8)
+    assert (far.upper - far.lower > 1e-3).all()

@@ -96,6 +96,28 @@ def test_a_trend_is_kept_past_the_training_range(fitted: tuple[GPVAE, np.ndarray
     assert mae < 0.5 * mae_levels, (mae, persistence, mae_levels)
 
 
+def test_future_times_that_skip_steps_add_up_every_step(
+    fitted: tuple[GPVAE, np.ndarray],
+) -> None:
+    """Future times 2, 4 and 6 steps ahead are the levels of the 6-step forecast there (the
+    increments of the steps between them are added too; they were added one per time); times
+    not after the last one, or two in one step, are refused naming future_times."""
+    est, X = fitted
+    hist = [X[:120]]  # times 0..119
+    full = est.forecast(hist, horizon=6, num_samples=20, return_samples=True)
+    some = est.forecast(
+        hist, future_times=[121.0, 123.0, 125.0], num_samples=20, return_samples=True
+    )
+    np.testing.assert_array_equal(some.times[0], [121.0, 123.0, 125.0])
+    for name in ("mean", "lower", "upper"):
+        np.testing.assert_allclose(getattr(some, name)[0], getattr(full, name)[0, 1::2])
+    np.testing.assert_allclose(some.samples[:, 0], full.samples[:, 0, 1::2])
+    with pytest.raises(ValidationError, match=r"^future_times: expected times after .*found 119"):
+        est.forecast(hist, future_times=[119.0, 121.0], num_samples=20)
+    with pytest.raises(ValidationError, match=r"^future_times: expected at most one time per step"):
+        est.forecast(hist, future_times=[121.9, 122.1], num_samples=20)
+
+
 def test_only_forecasts_and_saved_with_the_model(
     fitted: tuple[GPVAE, np.ndarray], tmp_path: Path
 ) -> None:

@@ -4,6 +4,7 @@ learning rate, windows in the Python API, calibrated forecast intervals, backtes
 from __future__ import annotations
 
 import copy
+import warnings
 from pathlib import Path
 
 import numpy as np
@@ -13,7 +14,7 @@ import torch
 
 from gpvae import GPVAE
 from gpvae.data import Scaler, to_series_set
-from gpvae.errors import ValidationError
+from gpvae.errors import InputTypeError, ValidationError
 from gpvae.estimator.backtest import backtest, forecast_scores, seasonal_naive_scale
 from gpvae.estimator.fitting import windowed
 from gpvae.kernels import HarmonicPeriodic, Sum
@@ -66,6 +67,10 @@ def test_period_errors_name_the_argument() -> None:
         GPVAE(kernel="matern32", period=12.0)
     with pytest.raises(ValidationError, match=r"^period: expected 1 or 2 periods"):
         GPVAE(kernel="periodic+periodic", period=[1.0, 2.0, 3.0])
+    # one periodic factor: not "expected 1 or 1 periods"
+    one = r"^period: expected 1 period \(the kernel 'matern32\+periodic' has one periodic factor\)"
+    with pytest.raises(ValidationError, match=one + ", found 2$"):
+        GPVAE(kernel="matern32+periodic", period=["24h", "7D"])
     est = GPVAE(kernel="periodic", period="24h", epochs=1, **SMALL)
     with pytest.raises(Exception, match=r"^period: expected a number"):
         est.fit(np.random.default_rng(0).standard_normal((1, 40, 2)))
@@ -442,3 +447,89 @@ def test_new_data_are_read_on_the_fitted_calendar(tmp_path: Path) -> None:
     # validation data are read in the training data's form
     est = GPVAE(epochs=1, **SMALL).fit(long, X_val=long[long.id == "s1"].iloc[:2])
     assert est.is_fitted
+
+
+def _calibration_warnings(caught: list[warnings.WarningMessage]) -> list[str]:
+    return [
+        str(w.message)
+        for w in caught
+        if str(w.message).startswith(("forecast_horizon: ", "horizon: ", "future_times: "))
+    ]
+
+
+def test_uncalibrated_intervals_and_steps_past_the_calibration_warn_once() -> None:
+    """A model never calibrated gave its own intervals (on BeijingAir a 90% interval
+    covered half the truth) and steps past forecast_horizon reused the last band's factor,
+    both without a word; now one warning per forecast (and per backtest) says so."""
+    rng = np.random.default_rng(0)
+    X = (np.sin(np.arange(60) / 3) + 0.1 * rng.standard_normal(60))[None, :, None]
+    est = GPVAE(epochs=1, seed=0, **SMALL).fit(X)
+    with warnings.catch_warnings(record=True) as caught:
+        warnings.simplefilter("always")
+        est.forecast(X, horizon=3, num_samples=19)
+    said = _calibration_warnings(caught)
+    assert len(said) == 1, said
+    assert "calibrate_forecast(X, horizon=H)" in said[0]
+    assert "the forecast intervals are the model's own, not calibrated" in said[0]
+    assert caught[0].filename == __file__  # at the user's call
+    with warnings.catch_warnings(record=True) as caught:
+        warnings.simplefilter("always")
+        est.backtest(X, horizon=3, num_origins=3, num_samples=19)
+    assert len(_calibration_warnings(caught)) == 1
+    # calibrated for 4 steps (2 bands): 4 steps say nothing, 12 (or a time 6 steps on) do
+    est.forecast_scale_, est.forecast_horizon = np.ones((2, 1)), 4
+    with warnings.catch_warnings():
+        warnings.simplefilter("error")
+        est.forecast(X, horizon=4, num_samples=19)
+    with pytest.warns(UserWarning, match=r"^horizon: steps beyond the calibrated "
+                      r"forecast_horizon=4 \(up to 12 here\) .*steps 3\.\.4 only"):  # fmt: skip
+        est.forecast(X, horizon=12, num_samples=19)
+    with pytest.warns(UserWarning, match=r"^future_times: .*\(up to 6 here\)"):
+        est.forecast(X, future_times=[61.0, 65.0], num_samples=19)
+
+
+def test_a_model_with_interp_skip_warns_that_it_forecasts_the_last_value() -> None:
+    """interp_skip's base past the data is the last value carried forward, so its forecasts
+    revert to it: forecast says so (it did not)."""
+    rng = np.random.default_rng(0)
+    X = (np.sin(np.arange(60) / 3) + 0.1 * rng.standard_normal(60))[None, :, None]
+    est = GPVAE(epochs=1, seed=0, interp_skip=True, **SMALL).fit(X)
+    with pytest.warns(UserWarning, match=r"^interp_skip: .*revert to the last observed value"):
+        est.forecast(X, horizon=3, num_samples=19)
+
+
+def test_backtest_checks_its_arguments_before_any_fit(monkeypatch: pytest.MonkeyPatch) -> None:
+    """num_samples=1 (and a posterior that cannot forecast) failed only after the first
+    fit; a season too long for the history was blamed on horizon and num_origins alone."""
+
+    def no_fit(self: GPVAE, *args: object, **kwargs: object) -> GPVAE:
+        raise AssertionError("fitted before checking the arguments")
+
+    monkeypatch.setattr(GPVAE, "fit", no_fit)
+    X = np.random.default_rng(0).standard_normal((1, 400, 1))
+    est = GPVAE(**SMALL)
+    with pytest.raises(ValidationError, match=r"^num_samples: expected at least 2 draws"):
+        est.backtest(X, horizon=5, num_origins=2, num_samples=1)
+    with pytest.raises(ValidationError, match=r"^posterior: forecast expected"):
+        GPVAE(posterior="diagonal", **SMALL).backtest(X, horizon=5, num_origins=2)
+    with pytest.raises(ValidationError, match=r"^horizon, num_origins, season: .*season-400"):
+        est.backtest(X, horizon=5, num_origins=2, season=400)
+    with pytest.raises(ValidationError, match=r"^horizon, num_origins: .*found a series of 400"):
+        est.backtest(X, horizon=100, num_origins=3, season=2)
+
+
+def test_future_times_as_iso_date_strings() -> None:
+    """Date strings were refused with "found numbers": a model of dated series reads ISO
+    dates, and a model of numeric times says it found strings."""
+    frame = seasonal_frame(T=60)  # month starts 2000-01 .. 2004-12
+    est = GPVAE(epochs=1, seed=0, forecast_horizon=2, **SMALL).fit(frame)
+    by_horizon = est.forecast(frame, horizon=2, num_samples=19)
+    fc = est.forecast(frame, future_times=["2005-01-01", "2005-02-01"], num_samples=19)
+    assert list(pd.DatetimeIndex(fc.times[0])) == list(pd.DatetimeIndex(by_horizon.times[0]))
+    np.testing.assert_array_equal(fc.mean, by_horizon.mean)
+    with pytest.raises(InputTypeError, match=r"^future_times: .*ISO date strings.*'soon'"):
+        est.forecast(frame, future_times=["soon"], num_samples=19)
+    X = frame.to_numpy()[None]
+    numeric = GPVAE(epochs=1, seed=0, **SMALL).fit(X)
+    with pytest.raises(InputTypeError, match=r"^future_times: expected numeric .*found strings"):
+        numeric.forecast(X, future_times=["2005-01-01"], num_samples=19)

@@ -26,7 +26,7 @@ from typing import Any, Protocol
 
 import numpy as np
 
-from gpvae.arguments import check_name, int_arg
+from gpvae.arguments import check_name, int_arg, interval_draws_arg
 from gpvae.data import SeriesSet, to_series_set
 from gpvae.errors import ValidationError
 from gpvae.estimator.results import times_out
@@ -215,21 +215,29 @@ def backtest(
         :class:`BacktestResult`.
 
     Raises:
-        ValidationError: naming ``horizon``/``num_origins`` when a series is too short for
-            the origins (each needs at least 2 horizons of history before the earliest).
+        ValidationError: naming ``horizon``/``num_origins`` (and ``season`` when it is the
+            cause) when a series is too short for the origins (each needs at least 2
+            horizons, and ``season`` + 2 steps, of history before the earliest), naming
+            ``num_samples`` for fewer than 2 draws (2 per member of an ensemble); all before
+            any fit.
     """
     H = int_arg("horizon", horizon)
     n_org = int_arg("num_origins", num_origins)
     step = H if step is None else int_arg("step", step)
     m = int_arg("season", season)
     refit = check_name("refit", refit, ("once", "each"))
+    _check_forecasts(estimator, num_samples)  # before any fit
     ss = to_series_set(X, times)
     first = [len(t) - H - (n_org - 1) * step for t in ss.times]
     if min(first) < max(2 * H, m + 2):
+        names, why = "horizon, num_origins", "2 horizons"
+        if min(first) < m + 2:  # the season's naive forecast needs its own history
+            names += ", season"
+            why += f", and season + 2 for the MASE scale of the season-{m} naive forecast"
         raise ValidationError(
-            f"horizon, num_origins: expected series long enough for {n_org} origins "
-            f"{step} steps apart with a horizon of {H} and at least {max(2 * H, m + 2)} steps "
-            f"of history before the earliest, found a series of {min(len(t) for t in ss.times)}"
+            f"{names}: expected series long enough for {n_org} origins {step} steps apart "
+            f"with a horizon of {H} and at least {max(2 * H, m + 2)} steps of history before "
+            f"the earliest ({why}), found a series of {min(len(t) for t in ss.times)}"
         )
     config = estimator.get_config() if _json_able(estimator) else None
     fitted: Estimator | None = None
@@ -240,6 +248,7 @@ def backtest(
     truth, mean, lower, upper = (np.full(shape, np.nan) for _ in range(4))
     quant = np.full((len(QUANTILES), *shape), np.nan)
     t_out: list[list[np.ndarray]] = [[] for _ in range(n)]
+    said: list[tuple[type[Warning], str]] = []
     scale = np.stack([seasonal_naive_scale(v[:f], m) for v, f in zip(ss.values, first)])
     _warn_unscaled(scale, ss, m)
     for k in range(n_org):
@@ -250,19 +259,24 @@ def backtest(
             fitted.fit(hist)
             epochs.append(len(fitted.history_))
             best.append(best_epoch(fitted.history_))
-        fc = fitted.forecast(
-            hist,
-            future_times=future,
-            num_samples=num_samples,
-            quantiles=(0.05, 0.95),
-            return_samples=True,
-        )
+        with warnings.catch_warnings(record=True) as caught:
+            warnings.simplefilter("always")
+            fc = fitted.forecast(
+                hist,
+                future_times=future,
+                num_samples=num_samples,
+                quantiles=(0.05, 0.95),
+                return_samples=True,
+            )
+        said.extend((w.category, str(w.message)) for w in caught)
         draws = np.asarray(fc.samples, dtype=np.float64)  # (S, n, H, D)
         quant[:, :, k] = np.quantile(draws, QUANTILES, axis=0)
         mean[:, k], lower[:, k], upper[:, k] = fc.mean, fc.lower, fc.upper
         for i in range(n):
             truth[i, k] = ss.values[i][cuts[i] : cuts[i] + H]
             t_out[i].append(np.asarray(fc.times[i]))
+    for category, text in dict.fromkeys(said):  # the forecasts' warnings once each
+        warnings.warn(text, category, stacklevel=3)  # the caller of GPVAE.backtest
     scores = forecast_scores(truth, mean, quant, lower, upper, scale[:, None, None, :])
     return BacktestResult(
         origins=np.asarray([[f + k * step for k in range(n_org)] for f in first]),
@@ -280,6 +294,24 @@ def backtest(
         epochs=epochs,
         best_epochs=best,
     )
+
+
+def _check_forecasts(estimator: Estimator, num_samples: int) -> None:
+    """Raise at once, before any fit, for what the forecasts at the origins would refuse:
+    ``num_samples`` below 2 (two per member of an ensemble), a posterior that cannot
+    forecast."""
+    S, _, _ = interval_draws_arg(num_samples, (0.05, 0.95))
+    members = getattr(estimator, "members", 1)
+    if isinstance(members, int) and 2 * members > S:
+        raise ValidationError(
+            f"num_samples: expected at least two draws per member ({2 * members}), found {S}"
+        )
+    posterior = getattr(estimator, "posterior", "structured")
+    if posterior != "structured":
+        raise ValidationError(
+            f"posterior: forecast expected a model fitted with posterior='structured' (its "
+            f"posterior is a GP that can be evaluated at new times), found {posterior!r}"
+        )
 
 
 def best_epoch(history: Sequence[dict[str, float]]) -> int:

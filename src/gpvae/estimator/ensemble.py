@@ -151,8 +151,9 @@ class GPVAEEnsemble:
         return_samples: bool = False,
     ) -> ForecastResult:
         """The mixture forecast (arguments as :meth:`gpvae.GPVAE.forecast`): ``num_samples``
-        joint paths in all, shared out evenly between the members (so at least one each),
-        the mean of the members' means, and the ``quantiles`` of the pooled paths."""
+        joint paths in all, shared out evenly between the members (at least two each, so
+        ``num_samples`` >= 2 x members), the mean of the members' means, and the
+        ``quantiles`` of the pooled paths."""
         members = self._fitted("forecast")
         S, q_lo, q_hi = interval_draws_arg(num_samples, quantiles)  # the pooled draws'
         if 2 * len(members) > S:
@@ -161,13 +162,19 @@ class GPVAEEnsemble:
                 f"found {S}"
             )
         share = [S // len(members) + (k < S % len(members)) for k in range(len(members))]
-        with warnings.catch_warnings():
-            # a member's own interval (from its share of the draws) is not reported
-            warnings.filterwarnings("ignore", message="num_samples: ", category=UserWarning)
+        with warnings.catch_warnings(record=True) as caught:
+            warnings.simplefilter("always")
             parts = [
                 m.forecast(X, times, horizon, future_times, s, quantiles, return_samples=True)
                 for m, s in zip(members, share)
             ]
+        said = set()
+        for w in caught:  # the members' warnings (about the data, the calibration) once each
+            text = str(w.message)
+            if text.startswith("num_samples: ") or text in said:
+                continue  # a member's own interval (from its share of the draws) is not reported
+            said.add(text)
+            warnings.warn(text, w.category, stacklevel=2)
         warn_few_draws(S, q_lo, q_hi, 3)  # the pooled draws' interval, inputs checked
         draws = np.concatenate([np.asarray(p.samples) for p in parts], axis=0)
         mean = np.mean([np.asarray(p.mean) for p in parts], axis=0)

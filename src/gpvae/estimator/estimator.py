@@ -131,7 +131,9 @@ class GPVAE(AnomalyMethods, ForecastMethods, SpatialMethods, PersistenceMethods)
         block_lengths: (shortest, longest) run length in steps of the ``"blocks"`` patterns.
         interp_skip: the decoder predicts a residual on top of each feature's linear
             interpolation between its observed neighbours (:class:`~gpvae.model.GPVAEModel`);
-            for sparse records whose features are observed at different times.
+            for sparse records whose features are observed at different times. Meant for
+            imputation: past the data the interpolation is the last observed value carried
+            forward, so forecasts revert to the last observed value (``forecast`` warns).
         interp_cross: with ``interp_skip``, a feature regression (BRITS's: each feature from
             the other features observed at the same step) whose residual is interpolated in
             time instead of the value, so a gap of one feature follows the others through it

@@ -76,23 +76,31 @@ def simple_forecasts(
     names: Sequence[str],
     horizon: int,
     model_mean: np.ndarray | None = None,
+    ahead: np.ndarray | None = None,
+    anchor: np.ndarray | None = None,
 ) -> np.ndarray:
     """(K, steps, D) base forecasts (NaN where the history cannot give one) from a (T, D)
-    history, for the future steps 1..``steps`` after its end; ``"anchored"`` needs the
-    model's forecast mean (steps, D) (NaN without it)."""
+    history, for the future steps 1..``steps`` after its end, or for the ``steps`` future
+    times ``ahead`` (steps,) steps after it (ints >= 1: 2, 4, 6 for every second step).
+    ``"anchored"`` needs the model's forecast mean (steps, D) at those times and its mean
+    (D,) one step ahead, ``anchor`` (by default the mean's row one step ahead; NaN without
+    either)."""
     T, D = history.shape
     out = np.full((len(names), steps, D), np.nan)
     if T == 0:
         return out
     filled = _ffill(history)
     last = filled[-1]
-    h = np.arange(steps)
+    h = np.arange(steps) if ahead is None else np.asarray(ahead, dtype=np.int64) - 1
+    if anchor is None and model_mean is not None:
+        first = np.flatnonzero(h == 0)
+        anchor = model_mean[first[0]] if len(first) else None
     for k, name in enumerate(names):
         if name == "last":
             out[k] = last
         elif name == "anchored":
-            if model_mean is not None:
-                out[k] = last + model_mean - model_mean[:1]
+            if model_mean is not None and anchor is not None:
+                out[k] = last + model_mean - anchor
         elif name == "drift":
             back = min(horizon, T - 1)
             if back >= 1:
@@ -210,19 +218,29 @@ def fit_blend(
 
 
 def blend_mean(
-    blend: ForecastBlend, mean: Tensor, histories: Sequence[np.ndarray], bands: np.ndarray
+    blend: ForecastBlend,
+    mean: Tensor,
+    histories: Sequence[np.ndarray],
+    bands: np.ndarray,
+    ahead: np.ndarray | None = None,
+    anchor: np.ndarray | None = None,
 ) -> Tensor:
     """The blended mean (B, H, D) of the model's ``mean`` (B, H, D) for series with these
-    (T_i, D) standardised ``histories``; ``bands`` (H,) the band of each future step."""
+    (T_i, D) standardised ``histories``; ``bands`` (H,) or (B, H) the band of each future
+    time, ``ahead`` (B, H) how many steps ahead it is (None: 1..H) and ``anchor`` (B, D) the
+    model's mean one step ahead when ``mean`` has no time there (:func:`simple_forecasts`)."""
     H, D = mean.shape[1:]
-    base_idx = blend.base[bands]  # (H, D)
-    w = blend.weight[bands]  # (H, D)
+    bands = np.broadcast_to(bands, (len(histories), H))
     m = mean.double().cpu().numpy()
     out = np.empty_like(m)
     cols = np.arange(D)[None, :]
     rows = np.arange(H)[:, None]
     for i, hist in enumerate(histories):
-        cand = simple_forecasts(hist, H, blend.names, blend.horizon, m[i])  # (K, H, D)
+        base_idx = blend.base[bands[i]]  # (H, D)
+        w = blend.weight[bands[i]]  # (H, D)
+        k = None if ahead is None else ahead[i]
+        a = None if anchor is None else anchor[i]
+        cand = simple_forecasts(hist, H, blend.names, blend.horizon, m[i], k, a)  # (K, H, D)
         base = cand[base_idx, rows, cols]  # (H, D)
         base = np.where(np.isnan(base), m[i], base)
         out[i] = w * m[i] + (1 - w) * base

@@ -56,14 +56,23 @@ class ForecastMethods:
         entries), decoded; y ~ p(y | z) gives the intervals, read at the predictive positions
         p (S + 1) of the sorted draws (:func:`gpvae.model.sorted_quantiles`), so a 90%
         interval covers a new draw 90% of the time whatever ``num_samples``. Needs
-        ``posterior="structured"``.
+        ``posterior="structured"``. The intervals are calibrated only when the model was
+        (``forecast_horizon`` at fit, or :meth:`calibrate_forecast`), and up to that
+        horizon; a forecast warns (UserWarning) when they are not.
 
         Args:
             X: the observed history, any accepted form.
             times: as in :meth:`fit`.
             horizon: H steps of each series' median time step after its last time.
             future_times: instead of ``horizon``: (H,) times for every series, (n, H), or a
-                list of n (H,) arrays, in the input's time units.
+                list of n (H,) arrays, in the input's time units (for dated series,
+                datetimes or ISO date strings such as ``"2005-01-01"``). Each time's horizon band
+                (of the calibrated spread) and base forecast (of the blend) are those of
+                its number of steps after the series' last time (in the model's time step,
+                rounded: a time off the step grid counts as the nearest step), so the times
+                may skip steps. A model of increments (``difference``) forecasts every step
+                up to the last of them and returns the levels at these times (after the
+                last time, one time per step).
             num_samples: S draws, at least 2 (a warning when too few for ``quantiles``:
                 :func:`gpvae.arguments.interval_draws_arg`).
             quantiles: (lower, upper) probabilities.

@@ -11,6 +11,7 @@ same origins (:mod:`gpvae.estimator.forecast_blend`).
 
 from __future__ import annotations
 
+import warnings
 from collections.abc import Iterator, Sequence
 from dataclasses import replace
 from typing import Any
@@ -20,7 +21,7 @@ import torch
 from torch import Tensor
 
 from gpvae import settings
-from gpvae.arguments import interval_draws_arg, warn_few_draws
+from gpvae.arguments import check_memory, interval_draws_arg, warn_few_draws
 from gpvae.data import SeriesSet, batch_indices
 from gpvae.errors import ValidationError
 from gpvae.estimator.context import PredictContext
@@ -30,27 +31,51 @@ from gpvae.estimator.differencing import (
     integrate,
     last_levels,
 )
-from gpvae.estimator.forecast_blend import blend_mean
+from gpvae.estimator.forecast_blend import ForecastBlend, blend_mean
 from gpvae.estimator.imputation import impute_series
 from gpvae.estimator.results import ForecastResult, forecast_frame, resolve_future_times, times_out
 from gpvae.model import sorted_quantiles
 
-__all__ = ["band_of_steps", "batch_size_within", "forecast_draws", "forecast_series"]
+__all__ = [
+    "band_of_ahead",
+    "band_of_steps",
+    "batch_size_within",
+    "forecast_draws",
+    "forecast_series",
+    "steps_ahead",
+]
 
 
 def band_of_steps(num_steps: int, num_bands: int, horizon: int) -> np.ndarray:
     """Horizon band (0..num_bands-1) of each of ``num_steps`` future steps, for bands that
     split ``1..horizon`` into equal parts (steps beyond ``horizon`` take the last band)."""
-    h = np.arange(num_steps)
-    return np.minimum(h * num_bands // max(horizon, 1), num_bands - 1)
+    return band_of_ahead(np.arange(1, num_steps + 1), num_bands, horizon)
 
 
-def _spread(mean: Tensor, y: Tensor, scale: np.ndarray | None, horizon: int) -> Tensor:
-    """Draws y (S, B, H, D) with their deviations from ``mean`` (B, H, D) scaled per band."""
+def band_of_ahead(ahead: np.ndarray, num_bands: int, horizon: int) -> np.ndarray:
+    """Horizon band (0..num_bands-1) of future times ``ahead`` (any shape, ints >= 1) steps
+    ahead, as :func:`band_of_steps` gives the k-th future step."""
+    return np.minimum((np.asarray(ahead) - 1) * num_bands // max(horizon, 1), num_bands - 1)
+
+
+def steps_ahead(ss: SeriesSet, future: np.ndarray, step: float) -> np.ndarray:
+    """(n, H) how many steps of ``step`` (the model's time step) each of the (n, H)
+    ``future`` times lies after its series' last time: rounded to the nearest step (a time
+    off the step grid counts as the nearest step), at least 1."""
+    last = np.array([t[-1] for t in ss.times], dtype=np.float64)
+    k = np.rint((future - last[:, None]) / step)
+    return np.clip(k, 1, 2**53).astype(np.int64)
+
+
+def _spread(
+    mean: Tensor, y: Tensor, scale: np.ndarray | None, horizon: int, ahead: np.ndarray
+) -> Tensor:
+    """Draws y (S, B, H, D) with their deviations from ``mean`` (B, H, D) scaled per band of
+    the steps ``ahead`` (B, H) of each future time."""
     if scale is None:
         return y
-    bands = band_of_steps(y.shape[2], scale.shape[0], horizon)
-    factor = torch.as_tensor(scale[bands], dtype=y.dtype, device=y.device)  # (H, D)
+    bands = band_of_ahead(ahead, scale.shape[0], horizon)
+    factor = torch.as_tensor(scale[bands], dtype=y.dtype, device=y.device)  # (B, H, D)
     return mean + factor * (y - mean)
 
 
@@ -62,15 +87,34 @@ def batch_size_within(batch_size: int, num_samples: int, steps: int) -> int:
 
 
 def forecast_draws(
-    ctx: PredictContext, scaled: SeriesSet, future: np.ndarray, num_samples: int, salt: int = 2
+    ctx: PredictContext,
+    scaled: SeriesSet,
+    future: np.ndarray,
+    num_samples: int,
+    salt: int = 2,
+    ahead: np.ndarray | None = None,
 ) -> Iterator[tuple[np.ndarray, Tensor, Tensor]]:
     """Per batch: series indices, mean (B, H, D) and S draws (S, B, H, D) in standardised
     units at ``future`` (n, H) times (input units), spread-calibrated when the context
     holds forecast factors and blended with a base forecast when it holds a blend.
 
+    ``ahead`` (n, H): how many steps ahead each future time is (:func:`steps_ahead`; None:
+    the consecutive steps 1..H), which picks its horizon band (of the spread factors and of
+    the blend) and its base forecasts (the value one season before it, ...). When the blend
+    anchors on the model's mean one step ahead and a series has no future time there, the
+    model also forecasts that step (left out of the results).
+
     The future times are checked before any work (naming ``future_times``).
     """
     model, scaler = ctx.model, ctx.scaler
+    n, H = future.shape
+    if ahead is None:
+        ahead = np.broadcast_to(np.arange(1, H + 1), (n, H))
+    blend = ctx.forecast_blend
+    extra = blend is not None and _anchored(blend) and not bool((ahead == 1).any(axis=1).all())
+    if extra:  # the anchored base needs the model's mean one step ahead
+        last = np.array([t[-1] for t in scaled.times], dtype=np.float64)
+        future = np.concatenate([(last + scaler.time_step_)[:, None], future], axis=1)
     x_all = scaler.scaled_times(future, "future_times")  # (n, H)
     gen = ctx.generator(salt)
     model.eval()
@@ -81,13 +125,23 @@ def forecast_draws(
         batch = ctx.batch(scaled, idx)
         x_t = torch.as_tensor(x_all[idx][..., None], dtype=batch.x.dtype, device=batch.x.device)
         mean, y = model.forecast_draws(batch, x_t, num_samples, gen)  # (B, H, D), (S, B, H, D)
-        y = _spread(mean, y, ctx.forecast_scale, horizon)
-        blend = ctx.forecast_blend
+        anchor = None
+        if extra:
+            anchor = mean[:, 0].double().cpu().numpy()  # (B, D)
+            mean, y = mean[:, 1:], y[:, :, 1:]
+        y = _spread(mean, y, ctx.forecast_scale, horizon, ahead[idx])
         if blend is not None:
-            bands = band_of_steps(mean.shape[1], blend.base.shape[0], blend.horizon)
-            moved = blend_mean(blend, mean, [scaled.values[i] for i in idx], bands)
+            bands = band_of_ahead(ahead[idx], blend.base.shape[0], blend.horizon)
+            histories = [scaled.values[i] for i in idx]
+            moved = blend_mean(blend, mean, histories, bands, ahead[idx], anchor)
             y, mean = y + (moved - mean), moved
         yield idx, mean, y
+
+
+def _anchored(blend: ForecastBlend) -> bool:
+    """The blend uses its ``anchored`` base somewhere (a weight below 1 on it)."""
+    used = blend.base[blend.weight < 1]
+    return any(blend.names[k] == "anchored" for k in np.unique(used))
 
 
 def _start_levels(ctx: PredictContext, ss: SeriesSet, num_samples: int) -> np.ndarray:
@@ -108,6 +162,77 @@ def _start_levels(ctx: PredictContext, ss: SeriesSet, num_samples: int) -> np.nd
         for d in np.flatnonzero(gap[i] > 0):
             level[i, d] += steps[len(steps) - gap[i, d] :, d].sum()
     return level
+
+
+def _every_step(
+    ss: SeriesSet, future: np.ndarray, ahead: np.ndarray, step: float
+) -> tuple[np.ndarray, np.ndarray | None]:
+    """For a model of increments: (n, K) times of every step up to the last of the (n, H)
+    ``future`` times, ``ahead`` steps after each series' last time (the future times in
+    their steps, the model's time ``step`` apart elsewhere), and (n, H) the column of each
+    future time among them; ``future`` itself and None when it holds the steps 1..H.
+
+    Raises:
+        ValidationError: naming ``future_times`` for a time not after its series' last
+            time, or two times in the same step.
+    """
+    n, H = future.shape
+    last = np.array([t[-1] for t in ss.times], dtype=np.float64)
+    shown = times_out(ss, future)
+    for i, j in np.argwhere(future <= last[:, None])[:1]:
+        raise ValidationError(
+            f"future_times: expected times after each series' last time with "
+            f"difference=True (the forecast adds up the increments from the last level), "
+            f"found {shown[i][j]} in series {i}, whose last time is "
+            f"{times_out(ss, last[:, None])[i][0]}"
+        )
+    for i, row in enumerate(ahead):
+        k, first = np.unique(row, return_index=True)
+        if len(k) < H:
+            twice = np.setdiff1d(np.arange(H), first)[0]
+            other = int(np.flatnonzero(row == row[twice])[0])
+            raise ValidationError(
+                f"future_times: expected at most one time per step of the model's time step "
+                f"({step:g}) with difference=True (each step adds one increment), found "
+                f"{shown[i][other]} and {shown[i][twice]} both {row[twice]} steps after the "
+                f"last time of series {i}"
+            )
+    if np.array_equal(ahead, np.broadcast_to(np.arange(1, H + 1), (n, H))):
+        return future, None
+    K = int(ahead.max())
+    check_memory("future_times", 8.0 * n * K, f"{n} series x {K} steps up to the last time")
+    grid = last[:, None] + step * np.arange(1, K + 1)
+    np.put_along_axis(grid, ahead - 1, future, axis=1)  # the future times themselves
+    return grid, ahead - 1
+
+
+def _warn_uncalibrated(ctx: PredictContext, name: str, furthest: int) -> None:
+    """Warn (at the caller of GPVAE.forecast) when the forecast intervals are the model's
+    own, or when ``furthest`` steps ahead go beyond the calibrated horizon (``name``: the
+    argument that set them)."""
+    if ctx.forecast_scale is None:
+        warnings.warn(
+            "forecast_horizon: the forecast intervals are the model's own, not calibrated (no "
+            "forecast_horizon at fit, or no room there for a calibration origin, and no "
+            "calibrate_forecast since); on new data they can cover far less than their "
+            "nominal level: fit with forecast_horizon=H (gpvae fit --forecast-horizon H) or "
+            "call calibrate_forecast(X, horizon=H) to calibrate them",
+            UserWarning,
+            stacklevel=4,  # the caller of GPVAE.forecast
+        )
+    elif furthest > ctx.forecast_horizon:
+        H = ctx.forecast_horizon
+        bands = band_of_steps(H, ctx.forecast_scale.shape[0], H)
+        first = int(np.flatnonzero(bands == bands[-1])[0]) + 1
+        blended = " and blend" if ctx.forecast_blend is not None else ""
+        warnings.warn(
+            f"{name}: steps beyond the calibrated forecast_horizon={H} (up to {furthest} "
+            f"here) reuse the spread factor{blended} of its last band, fitted on steps "
+            f"{first}..{H} only: their intervals are not calibrated "
+            f"(calibrate_forecast(X, horizon={furthest}) calibrates them)",
+            UserWarning,
+            stacklevel=4,  # the caller of GPVAE.forecast
+        )
 
 
 def forecast_series(
@@ -135,17 +260,34 @@ def forecast_series(
     future_name = "horizon" if future_times is None else "future_times"
     scaler.scaled_times(future, future_name)  # checked before any work
     n, H = future.shape
+    # steps ahead of each future time: its horizon band and base forecasts (horizon: 1..H)
+    ahead = None if future_times is None else steps_ahead(ss, future, scaler.time_step_)
+    furthest = H if ahead is None else int(ahead.max())
+    grid, pick = future, None
+    if ctx.difference and ahead is not None:  # increments add up one step at a time
+        grid, pick = _every_step(ss, future, ahead, scaler.time_step_)
+        ahead = None if pick is not None else ahead  # the grid's times are steps 1..K
     D = ss.num_features
     width = max(D, model.latent_dim)
     T_max = max(len(t) for t in ss.times)
     # z and the decoded draws over history + future, the draws of y, the sorted copy
-    ctx.check_draws(f"num_samples, {future_name}", S, n, T_max + H, width, 4)
+    ctx.check_draws(f"num_samples, {future_name}", S, n, T_max + grid.shape[1], width, 4)
     warn_few_draws(S, q_lo, q_hi)  # the inputs are checked: no warning before an error
+    _warn_uncalibrated(ctx, future_name, furthest)
+    if getattr(model, "interp_skip", False):
+        warnings.warn(
+            "interp_skip: the model was fitted with interp_skip=True, which is meant for "
+            "imputation: past the data its base is the last observed value carried forward, "
+            "so its forecasts revert to the last observed value (fit with interp_skip=False "
+            "to forecast)",
+            UserWarning,
+            stacklevel=3,  # the caller of GPVAE.forecast
+        )
     mean_out, lo_out, hi_out = (np.empty((n, H, D)) for _ in range(3))
     draws_out = np.empty((S, n, H, D)) if return_samples else None
     start = _start_levels(ctx, ss, S) if ctx.difference else None
     stepped = difference_mask(ctx.difference, ctx.scaler.feature_names_)
-    for idx, mean, y in forecast_draws(ctx, scaled, future, S):
+    for idx, mean, y in forecast_draws(ctx, scaled, grid, S, ahead=ahead):
         if start is not None:  # cumulate the increments, draw by draw, from the last level
             steps = scaler.inverse_transform(y.double().cpu().numpy())
             paths = torch.as_tensor(integrate(start[idx], steps, stepped))
@@ -154,6 +296,9 @@ def forecast_series(
                     start[idx], scaler.inverse_transform(mean.double().cpu().numpy()), stepped
                 )
             )
+            if pick is not None:  # the levels at the future times among every step's
+                rows, cols = np.arange(len(idx))[:, None], pick[idx]
+                paths, mean = paths[:, rows, cols], mean[rows, cols]
             lo, hi = sorted_quantiles(paths, (q_lo, q_hi), "predictive")
             for out, t in ((mean_out, mean), (lo_out, lo), (hi_out, hi)):
                 out[idx] = t.numpy()

@@ -273,6 +273,9 @@ def _future_units(lay: Any, values: Any, name: str) -> np.ndarray:
     arr = np.asarray(pd.Series(values).to_numpy() if isinstance(values, pd.Index) else values)
     if arr.ndim != 1 or arr.size == 0:
         raise ShapeError(f"{name}: expected a non-empty 1-D array of times, found {arr.shape}")
+    if arr.dtype.kind in "US" or (arr.dtype.kind == "O" and isinstance(arr[0], str)):
+        values = _date_strings(lay, arr, name)
+        arr = np.asarray(values) if values.tz is None else np.asarray(values, dtype=object)
     if lay.tz is not None and arr.dtype.kind in "MO":  # the zone's times: UTC or wall clock
         try:
             arr = naive(values, lay.tz, lay.time_unit == "steps")
@@ -292,8 +295,30 @@ def _future_units(lay: Any, values: Any, name: str) -> np.ndarray:
     if arr.dtype.kind == "m":
         return arr.astype("timedelta64[ns]").astype(np.int64) / _NS_PER_HOUR
     if lay.time_unit is not None and lay.time_origin is not None:
-        raise InputTypeError(f"{name}: expected datetimes like the input's times, found numbers")
+        found = "numbers" if arr.dtype.kind in "iufb" else f"{str(arr[0])!r}"
+        raise InputTypeError(f"{name}: expected datetimes like the input's times, found {found}")
     return times_1d(arr, name)
+
+
+def _date_strings(lay: Any, arr: np.ndarray, name: str) -> pd.DatetimeIndex:
+    """Future times given as strings: ISO dates (``"2005-01-01"``) parsed for a model of
+    dated series, else an InputTypeError naming ``name`` that says strings were found."""
+    if lay.time_origin is None:
+        raise InputTypeError(
+            f"{name}: expected numeric times (the input's), found strings such as {str(arr[0])!r}"
+        )
+    try:
+        out = pd.DatetimeIndex(pd.to_datetime(pd.Index(arr, dtype=object), format="ISO8601"))
+    except (ValueError, TypeError):
+        raise InputTypeError(
+            f"{name}: expected datetimes like the input's times (or ISO date strings such as "
+            f"'2005-01-01'), found strings such as {str(arr[0])!r}"
+        ) from None
+    if out.tz is not None and lay.tz is None:
+        raise InputTypeError(
+            f"{name}: expected times without a zone, like the input's, found {str(arr[0])!r}"
+        )
+    return out
 
 
 def times_out(ss: SeriesSet, future: np.ndarray) -> np.ndarray:

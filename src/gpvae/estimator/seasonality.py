@@ -18,6 +18,7 @@ from gpvae.data.calendar import period_in_units
 from gpvae.data.spectrum import dominant_periods
 from gpvae.errors import InputTypeError, ValidationError
 from gpvae.kernels import KernelArg, num_periods
+from gpvae.kernels.registry import periods_text
 
 __all__ = ["PeriodArg", "check_period", "resolve_periods"]
 
@@ -46,10 +47,7 @@ def check_period(period: Any, kernel: KernelArg) -> PeriodArg:
             f"{type(period).__name__}"
         )
     if len(values) not in (1, n):
-        raise ValidationError(
-            f"period: expected 1 or {n} periods (one per periodic factor of {kernel!r}), "
-            f"found {len(values)}"
-        )
+        raise ValidationError(f"period: {periods_text(n, kernel)}, found {len(values)}")
     for v in values:
         ok = isinstance(v, (str, int, float)) and not isinstance(v, bool)
         if not ok:

@@ -59,6 +59,7 @@ __all__ = [
     "kernel_spec",
     "num_periods",
     "parse_kernel_name",
+    "periods_text",
     "register_kernel",
 ]
 
@@ -410,6 +411,14 @@ def _is_periodic(kernel: Kernel) -> bool:
     return "period" in _raw_names(kernel)
 
 
+def periods_text(n: int, kernel: object) -> str:
+    """What ``period`` must hold for a kernel with ``n`` >= 1 periodic factors (the
+    ``period: expected ...`` of an error, without what was found)."""
+    if n == 1:
+        return f"expected 1 period (the kernel {kernel!r} has one periodic factor)"
+    return f"expected 1 or {n} periods (one per periodic factor of {kernel!r})"
+
+
 def _periods_arg(period: float | Sequence[float] | None, n: int, spec: str) -> list[float]:
     if n == 0:
         return []
@@ -422,10 +431,7 @@ def _periods_arg(period: float | Sequence[float] | None, n: int, spec: str) -> l
     if len(values) == 1:
         values = values * n
     if len(values) != n:
-        raise ValidationError(
-            f"period: expected 1 or {n} periods (one per periodic factor of {spec!r}), "
-            f"found {len(values)}"
-        )
+        raise ValidationError(f"period: {periods_text(n, spec)}, found {len(values)}")
     out = []
     for v in values:
         ok = isinstance(v, (int, float)) and not isinstance(v, bool)
