@@ -141,7 +141,7 @@ class Scaler:
             missing = [f for f in fitted if f not in found]
             extra = [f for f in found if f not in fitted]
             if missing or extra:
-                raise ShapeError(
+                raise ValidationError(
                     f"{name}: expected the feature columns seen at fit {fitted}, found "
                     + ", ".join(
                         part

@@ -231,7 +231,7 @@ def backtest(
     first = [len(t) - H - (n_org - 1) * step for t in ss.times]
     if min(first) < max(2 * H, m + 2):
         names, why = "horizon, num_origins", "2 horizons"
-        if min(first) < m + 2:  # the season's naive forecast needs its own history
+        if m + 2 > 2 * H:  # the season's naive forecast needs more history than 2 horizons
             names += ", season"
             why += f", and season + 2 for the MASE scale of the season-{m} naive forecast"
         raise ValidationError(
