@@ -22,6 +22,7 @@ __all__ = [
     "float_arg",
     "int_arg",
     "interval_draws_arg",
+    "member_draws_arg",
     "normalise_name",
     "physical_memory",
     "quantiles_arg",
@@ -118,6 +119,17 @@ def interval_draws_arg(num_samples: object, quantiles: object) -> tuple[int, flo
     lo, hi = quantiles_arg(quantiles)
     if S < 2:
         raise invalid("num_samples", "at least 2 draws for the interval [lower, upper]", S)
+    return S, lo, hi
+
+
+def member_draws_arg(
+    num_samples: object, quantiles: object, members: int
+) -> tuple[int, float, float]:
+    """:func:`interval_draws_arg` for draws shared out between ``members`` models (an
+    ensemble): an error naming ``num_samples`` below two draws per member."""
+    S, lo, hi = interval_draws_arg(num_samples, quantiles)
+    if 2 * members > S:
+        raise invalid("num_samples", f"at least two draws per member ({2 * members})", S)
     return S, lo, hi
 
 

@@ -26,9 +26,10 @@ from typing import Any, Protocol
 
 import numpy as np
 
-from gpvae.arguments import check_name, int_arg, interval_draws_arg
+from gpvae.arguments import check_name, int_arg, member_draws_arg
 from gpvae.data import SeriesSet, to_series_set
 from gpvae.errors import ValidationError
+from gpvae.estimator.forecasting import check_forecasting_posterior
 from gpvae.estimator.results import times_out
 from gpvae.kernels import kernel_from_spec
 
@@ -300,18 +301,9 @@ def _check_forecasts(estimator: Estimator, num_samples: int) -> None:
     """Raise at once, before any fit, for what the forecasts at the origins would refuse:
     ``num_samples`` below 2 (two per member of an ensemble), a posterior that cannot
     forecast."""
-    S, _, _ = interval_draws_arg(num_samples, (0.05, 0.95))
     members = getattr(estimator, "members", 1)
-    if isinstance(members, int) and 2 * members > S:
-        raise ValidationError(
-            f"num_samples: expected at least two draws per member ({2 * members}), found {S}"
-        )
-    posterior = getattr(estimator, "posterior", "structured")
-    if posterior != "structured":
-        raise ValidationError(
-            f"posterior: forecast expected a model fitted with posterior='structured' (its "
-            f"posterior is a GP that can be evaluated at new times), found {posterior!r}"
-        )
+    member_draws_arg(num_samples, (0.05, 0.95), members if isinstance(members, int) else 1)
+    check_forecasting_posterior(getattr(estimator, "posterior", "structured"))
 
 
 def best_epoch(history: Sequence[dict[str, float]]) -> int:

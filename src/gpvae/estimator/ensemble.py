@@ -33,8 +33,8 @@ from typing import Any, cast
 import numpy as np
 import torch
 
-from gpvae.arguments import int_arg, interval_draws_arg, warn_few_draws
-from gpvae.errors import ModelFileError, NotFittedError, ValidationError
+from gpvae.arguments import int_arg, member_draws_arg, warn_few_draws
+from gpvae.errors import ModelFileError, NotFittedError
 from gpvae.estimator.backtest import BacktestResult, Estimator, backtest
 from gpvae.estimator.estimator import GPVAE
 from gpvae.estimator.modelfile import ENSEMBLE_FILE, drop_single
@@ -155,12 +155,7 @@ class GPVAEEnsemble:
         ``num_samples`` >= 2 x members), the mean of the members' means, and the
         ``quantiles`` of the pooled paths."""
         members = self._fitted("forecast")
-        S, q_lo, q_hi = interval_draws_arg(num_samples, quantiles)  # the pooled draws'
-        if 2 * len(members) > S:
-            raise ValidationError(
-                f"num_samples: expected at least two draws per member ({2 * len(members)}), "
-                f"found {S}"
-            )
+        S, q_lo, q_hi = member_draws_arg(num_samples, quantiles, len(members))  # pooled
         share = [S // len(members) + (k < S % len(members)) for k in range(len(members))]
         with warnings.catch_warnings(record=True) as caught:
             warnings.simplefilter("always")

@@ -40,6 +40,7 @@ __all__ = [
     "band_of_ahead",
     "band_of_steps",
     "batch_size_within",
+    "check_forecasting_posterior",
     "forecast_draws",
     "forecast_series",
     "steps_ahead",
@@ -62,7 +63,7 @@ def steps_ahead(ss: SeriesSet, future: np.ndarray, step: float) -> np.ndarray:
     """(n, H) how many steps of ``step`` (the model's time step) each of the (n, H)
     ``future`` times lies after its series' last time: rounded to the nearest step (a time
     off the step grid counts as the nearest step), at least 1."""
-    last = np.array([t[-1] for t in ss.times], dtype=np.float64)
+    last = _last_times(ss)
     k = np.rint((future - last[:, None]) / step)
     return np.clip(k, 1, 2**53).astype(np.int64)
 
@@ -113,7 +114,7 @@ def forecast_draws(
     blend = ctx.forecast_blend
     extra = blend is not None and _anchored(blend) and not bool((ahead == 1).any(axis=1).all())
     if extra:  # the anchored base needs the model's mean one step ahead
-        last = np.array([t[-1] for t in scaled.times], dtype=np.float64)
+        last = _last_times(scaled)
         future = np.concatenate([(last + scaler.time_step_)[:, None], future], axis=1)
     x_all = scaler.scaled_times(future, "future_times")  # (n, H)
     gen = ctx.generator(salt)
@@ -177,7 +178,7 @@ def _every_step(
             time, or two times in the same step.
     """
     n, H = future.shape
-    last = np.array([t[-1] for t in ss.times], dtype=np.float64)
+    last = _last_times(ss)
     shown = times_out(ss, future)
     for i, j in np.argwhere(future <= last[:, None])[:1]:
         raise ValidationError(
@@ -235,6 +236,20 @@ def _warn_uncalibrated(ctx: PredictContext, name: str, furthest: int) -> None:
         )
 
 
+def check_forecasting_posterior(posterior: str) -> None:
+    """Raise naming ``posterior`` unless it can forecast (``"structured"``)."""
+    if posterior != "structured":
+        raise ValidationError(
+            f"posterior: forecast expected a model fitted with posterior='structured' (its "
+            f"posterior is a GP that can be evaluated at new times), found {posterior!r}"
+        )
+
+
+def _last_times(ss: SeriesSet) -> np.ndarray:
+    """(n,) the last time of every series."""
+    return np.array([t[-1] for t in ss.times], dtype=np.float64)
+
+
 def forecast_series(
     ctx: PredictContext,
     X: Any,
@@ -247,12 +262,7 @@ def forecast_series(
 ) -> ForecastResult:
     """:meth:`GPVAE.forecast` (see there)."""
     model, scaler = ctx.model, ctx.scaler
-    if ctx.posterior != "structured":
-        raise ValidationError(
-            f"posterior: forecast expected a model fitted with posterior='structured' (its "
-            f"posterior is a GP that can be evaluated at new times), found "
-            f"{ctx.posterior!r}"
-        )
+    check_forecasting_posterior(ctx.posterior)
     S, q_lo, q_hi = interval_draws_arg(num_samples, quantiles)
     ss, scaled = ctx.input(X, times)
     # (n, H) float, the input's units; a single-step series steps by the training time step
