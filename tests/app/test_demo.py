@@ -157,3 +157,13 @@ def test_holdout_mask_hides_observed_points_and_blocks(weather: pd.DataFrame) ->
     # blocks: some runs of held-out days (broken only where the history is missing)
     longest = max(len(r) - 1 for col in held.T for r in np.split(col, np.flatnonzero(~col)))
     assert longest >= 8
+
+
+def test_demo_out_under_a_file_is_refused_naming_the_option(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    from gpvae.app.cli import main
+
+    (tmp_path / "afile").write_text("x")
+    assert main(["demo", "--quick", "--out", str(tmp_path / "afile" / "d")]) != 0
+    assert "--out: expected a folder that can be created" in capsys.readouterr().err

@@ -47,9 +47,14 @@ def demo(
     the hidden entries against mean, LOCF and linear interpolation, and writes
     imputed.csv, forecast.csv, anomalies.csv, metrics.json and PNG plots into --out.
     """
+    from pathlib import Path
+
     import torch
 
+    from gpvae.app.cli.tables import make_folder
     from gpvae.app.demo import run_demo
+
+    make_folder(Path(out), "--out")  # before the work, naming the option
 
     if ctx.obj.get("threads") is None:
         torch.set_num_threads(1)  # the demo's small networks run fastest on one thread
