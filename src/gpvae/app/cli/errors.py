@@ -47,13 +47,36 @@ def cli_message(message: str, default: str, names: dict[str, str] | None = None)
     match = re.match(r"([A-Za-z_]\w*(?:, [A-Za-z_]\w*)*)(\[[^\]]*\])?: (.*)", message, re.S)
     args = [] if match is None else match.group(1).split(", ")
     if match is None or not all(a in names for a in args):
-        return f"{default}: {message}"
+        return f"{default}: {_option_words(message, names)}"
     _, index, rest = match.groups()
+    rest = _option_words(rest, names)
     shown = ", ".join(dict.fromkeys(names[a] for a in args))  # "num_samples, horizon"
     if index is not None and not index[1:-1].isdigit():  # a column: DATA['t']
         return f"{shown}{index}: {rest}"
     where = f" (series {index[1:-1]})" if index else ""
     return f"{shown}: {rest}{where}"
+
+
+def _option_words(text: str, names: dict[str, str]) -> str:
+    """``text`` with the estimator's argument names that are command-line options written as
+    the options: ``interp_skip=True`` -> ``--interp-skip``, ``kernel='x'`` -> ``--kernel 'x'``,
+    and a bare ``latent_dim`` -> ``--latent-dim`` (names with an underscore only: plain words
+    such as "kernel" stay words); a bare ``X`` is written as the command's data argument."""
+    options = {k: v for k, v in names.items() if v.startswith("--") or k == "X"}
+    if not options:
+        return text
+    alternatives = "|".join(sorted(map(re.escape, options), key=len, reverse=True))
+
+    def replace(match: re.Match[str]) -> str:
+        name, true, equals = match.groups()
+        if true:
+            return options[name]
+        if equals:
+            return f"{options[name]} "
+        return options[name] if "_" in name or name == "X" else name
+
+    pattern = rf"(?<![\w-])({alternatives})(?:(=True\b)|(=)|(?![\w-]))"
+    return re.sub(pattern, replace, text)
 
 
 @contextlib.contextmanager

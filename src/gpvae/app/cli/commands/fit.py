@@ -382,7 +382,7 @@ def fit(
     out = Path(model_dir)
     if out.exists() and not out.is_dir():
         raise CLIError(f"--out: expected a folder for the model, found the file {str(out)!r}")
-    with as_cli("fit", MASK_FLAGS):  # the estimator checks the options it takes
+    with as_cli("fit", _option_names()):  # the estimator checks the options it takes
         make: Any = partial(GPVAEEnsemble, members) if members > 1 else GPVAE
         model = make(  # checks the model options before any data is read
             latent_dim=latent_dim,
@@ -552,6 +552,21 @@ MASK_FLAGS = {
     "val_pattern": "--val-pattern",
     "block_lengths": "--block-lengths",
 }
+
+
+def _option_names() -> dict[str, str]:
+    """The estimator's constructor arguments -> fit's options, for the estimator's errors."""
+    import inspect
+
+    from gpvae.estimator import GPVAE
+
+    arguments = set(inspect.signature(GPVAE.__init__).parameters)
+    names = {"period": "--period", **MASK_FLAGS}
+    for param in fit.params:
+        options = [o for o in param.opts if o.startswith("--")]
+        if param.name in arguments and options:
+            names[str(param.name)] = options[0]
+    return names
 
 
 def _lengths(text: str) -> tuple[int, int]:

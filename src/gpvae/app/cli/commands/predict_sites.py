@@ -87,7 +87,7 @@ def predict_sites(
     if spec.time in frame.columns:  # dates written as text, as at fit
         frame = parse_times(frame, spec.time, "DATA")
     new = read_table(sites, "SITES")
-    with as_cli("DATA", {"coords": "SITES", "id": "SITES"}):
+    with as_cli("DATA", {"coords": "SITES", "id": "SITES", "sites": "SITES"}):
         res = model.predict_sites(frame, new, num_samples=num_samples)
     table = res.mean.copy()
     for name in spec.features:

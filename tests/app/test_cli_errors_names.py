@@ -1,0 +1,65 @@
+"""The command line's errors name its own options, not the estimator's Python arguments."""
+
+from __future__ import annotations
+
+from gpvae.app.cli.errors import cli_message
+
+
+def test_estimator_argument_names_in_a_message_become_the_options() -> None:
+    names = {
+        "interp_cross": "--interp-cross",
+        "interp_skip": "--interp-skip",
+        "kernel": "--kernel",
+        "period": "--period",
+        "latent_dim": "--latent-dim",
+        "lengthscale": "--lengthscale",
+    }
+    assert (
+        cli_message(
+            "interp_cross: expected False without interp_skip=True, found True", "fit", names
+        )
+        == "--interp-cross: expected False without --interp-skip, found True"
+    )
+    assert (
+        cli_message(
+            "period: expected None for kernel='matern32' (no periodic factor), found ['7D']",
+            "fit",
+            names,
+        )
+        == "--period: expected None for --kernel 'matern32' (no periodic factor), found ['7D']"
+    )
+    assert (
+        cli_message(
+            "lengthscale: expected one number or 8 (one per latent channel, latent_dim), found 2",
+            "fit",
+            names,
+        )
+        == "--lengthscale: expected one number or 8 (one per latent channel, --latent-dim), found 2"
+    )
+
+
+def test_plain_words_and_longer_names_are_left_alone() -> None:
+    names = {"kernel": "--kernel", "interp_skip": "--interp-skip"}
+    # "kernel" as a word stays; "interp_skip_x" and "X_val" are other names
+    message = "window: the kernel of interp_skip_x and X_val, not X"
+    assert cli_message(message, "fit", names) == (
+        "fit: window: the kernel of interp_skip_x and X_val, not DATA"
+    )
+
+
+def test_cli_fit_and_predict_sites_errors_name_options(tmp_path, capsys) -> None:
+    import numpy as np
+    import pandas as pd
+
+    from gpvae.app.cli import main
+
+    frame = pd.DataFrame({"t": np.arange(20), "a": np.sin(np.arange(20.0))})
+    data = tmp_path / "d.csv"
+    frame.to_csv(data, index=False)
+    fit = ["fit", str(data), "--time-col", "t", "-o", str(tmp_path / "m"), "--quiet"]
+    assert main([*fit, "--interp-cross"]) != 0
+    assert "--interp-cross: expected False without --interp-skip, found True" in (
+        capsys.readouterr().err
+    )
+    assert main([*fit, "--period", "7"]) != 0
+    assert "--period: expected None for --kernel 'matern32'" in capsys.readouterr().err
