@@ -1,7 +1,9 @@
 """Predict a held-out BeijingAir station from the other 11: fit, predict, map and series plots.
 
-    PYTHONPATH=src python examples/spatial_beijing.py --data-dir ../shared/data \
-        --held-out Dongsi --out docs/img
+    PYTHONPATH=src python examples/spatial_beijing.py --held-out Dongsi --out docs/img
+
+The data are read from the shared data folder (``--data-dir``, else ``GPVAE_DATA``, else
+``../shared/data``); the plots go to ``--out`` (default ``spatial-beijing/``).
 
 Trains a spatial GP-VAE (latents are GPs over space x time) on 11 stations over the training
 period, predicts every feature at the held-out station over the test period from the other
@@ -22,11 +24,12 @@ import torch
 
 from gpvae import GPVAE
 from gpvae.app.spatial_plots import plot_site_map, plot_site_series
+from gpvae.datasets import resolve_data_dir
 from gpvae.datasets.beijing_air import BEIJING_STATION_COORDINATES, load_beijing_air
 
 
-def long_frame(data_dir: str) -> pd.DataFrame:
-    d = load_beijing_air(Path(data_dir) / "beijing_air")
+def long_frame(data_dir: str | None) -> pd.DataFrame:
+    d = load_beijing_air(resolve_data_dir(data_dir) / "beijing_air")
     X, D, frames = np.asarray(d.X)[0], 11, []
     for i, s in enumerate(d.info["stations"]):
         df = pd.DataFrame(
@@ -44,13 +47,15 @@ def long_frame(data_dir: str) -> pd.DataFrame:
 
 def main() -> None:
     p = argparse.ArgumentParser()
-    p.add_argument("--data-dir", default="../shared/data")
+    p.add_argument("--data-dir", default=None, help="shared data folder (default GPVAE_DATA)")
     p.add_argument("--held-out", default="Dongsi")
     p.add_argument("--train", default="2013-07-01,2013-08-01")
     p.add_argument("--test-end", default="2013-08-15")
     p.add_argument("--epochs", type=int, default=60)
-    p.add_argument("--out", default="docs/img")
+    p.add_argument("--out", default="spatial-beijing", help="folder for the two plots")
     args = p.parse_args()
+    out = Path(args.out)
+    out.mkdir(parents=True, exist_ok=True)  # now, not after the fit
     torch.set_num_threads(1)
     df = long_frame(args.data_dir)
     start, end = (pd.Timestamp(t) for t in args.train.split(","))
@@ -82,8 +87,6 @@ def main() -> None:
     scale = np.broadcast_to(model.scaler_.std_, t.shape)
     mae = np.mean(np.abs(m - t)[ok] / scale[ok])
     print(f"MAE (standardised) {mae:.3f}; 90% coverage {((t >= lo) & (t <= hi))[ok].mean():.3f}")
-    out = Path(args.out)
-    out.mkdir(parents=True, exist_ok=True)
     stations = [*others.station.unique(), held]
     coords = np.array([BEIJING_STATION_COORDINATES[s][::-1] for s in stations])  # lon, lat
     value = [*others.groupby("station", sort=False)["PM2.5"].mean(), float(np.nanmean(m[:, 0]))]
