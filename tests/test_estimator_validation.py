@@ -337,6 +337,20 @@ def test_merge_duplicate_times_keeps_datetimes_as_the_user_gave_them() -> None:
     to_series_set(got.X, got.times)  # what merging produced is accepted
 
 
+def test_merge_duplicate_times_refuses_rows_without_a_time_or_id() -> None:
+    """Rows without a time were merged with each other without a word (nothing in .merged)."""
+    long = pd.DataFrame({"time": [0.0, np.nan, np.nan, 2.0], "x": [1.0, 2.0, 3.0, 4.0]})
+    with pytest.raises(ValidationError, match=r"X\['time'\]: expected a time on every row, "
+                       r"found 2 rows without one \(rows \[1, 2\]\)"):  # fmt: skip
+        merge_duplicate_times(long)
+    ids = pd.DataFrame({"id": ["a", None, None], "time": [0.0, 1.0, 1.0], "x": [1.0, 2.0, 3.0]})
+    with pytest.raises(ValidationError, match=r"X\['id'\]: expected a series id on every row"):
+        merge_duplicate_times(ids, id_col="id", time_col="time")
+    wide = pd.DataFrame({"x": [1.0, 2.0, 3.0]}, index=pd.to_datetime(["2020-01-01", None, None]))
+    with pytest.raises(ValidationError, match=r"X.index: expected a time on every row"):
+        merge_duplicate_times(wide)
+
+
 def test_gaussian_gp_per_feature_gives_each_feature_its_own_kernel() -> None:
     X, _ = _sines(12, 20)
     est = GPVAE(**FAST, likelihood="gaussian_gp_per_feature").fit(X)

@@ -68,6 +68,17 @@ def _merge_frame(
     frame = X if time_c is not None else X.rename_axis("__time__").reset_index()
     time_key = time_c if time_c is not None else "__time__"
     keys = [k for k in (id_c, time_key) if k is not None]
+    for key in keys:  # groupby would merge the rows without a time (or id) with each other
+        missing = frame[key].isna().to_numpy()
+        if missing.any():
+            rows = list(X.index[missing][:5])
+            what = "time" if key == time_key else "series id"
+            name = f"X[{key!r}]" if key != "__time__" else "X.index"
+            raise ValidationError(
+                f"{name}: expected a {what} on every row, found {int(missing.sum())} rows "
+                f"without one (rows {rows}{', ...' if missing.sum() > 5 else ''}); drop or "
+                "fill them before merging"
+            )
     feats = [c for c in frame.columns if c not in keys]
     dup = frame.duplicated(keys, keep=False).to_numpy()
     merged: list[dict[str, Any]] = []
@@ -97,7 +108,7 @@ def merge_duplicate_times(
     """Merge the rows of each series that share a time into one (per-feature mean).
 
     An entry of a merged row is the mean of the values observed at that time (NaN when none
-    was); rows are kept in time order. A :class:`UserWarning` says how many rows were merged.
+    was); rows keep the input's order (a merged row takes its group's first place). A :class:`UserWarning` says how many rows were merged.
 
     Args:
         X: a long or wide DataFrame, a list of (T_i, D) arrays or an (n, T, D) array.
@@ -111,7 +122,7 @@ def merge_duplicate_times(
 
     Raises:
         GPVAEError: input that :func:`~gpvae.data.to_series_set` would reject for another
-            reason than repeated times (naming the argument).
+            reason than repeated times (naming the argument), such as rows without a time.
     """
     if isinstance(X, pd.DataFrame):
         if times is not None:
