@@ -108,7 +108,8 @@ def merge_duplicate_times(
     """Merge the rows of each series that share a time into one (per-feature mean).
 
     An entry of a merged row is the mean of the values observed at that time (NaN when none
-    was); rows keep the input's order (a merged row takes its group's first place). A :class:`UserWarning` says how many rows were merged.
+    was); rows keep the input's order (a merged row takes its group's first place). A
+    :class:`UserWarning` says how many rows were merged.
 
     Args:
         X: a long or wide DataFrame, a list of (T_i, D) arrays or an (n, T, D) array.
