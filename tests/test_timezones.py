@@ -49,6 +49,25 @@ def test_hourly_zoned_forecast_counts_in_utc_and_answers_in_the_zone() -> None:
     )
 
 
+def test_daily_zoned_forecast_keeps_the_time_of_day_across_a_clock_change() -> None:
+    """Daily midnights were counted as 24 UTC hours: after the clock change of 2000-03-26
+    the forecast dates came out at 01:00."""
+    zoned = _frame(pd.date_range("2000-01-20", periods=60, freq="D", tz="Europe/Berlin"))
+    plain = zoned.tz_localize(None)
+    model = GPVAE(**KW).fit(zoned)
+    assert model.scaler_.time_form_ == ("steps", "D")
+    fz = model.forecast(zoned, horizon=10).to_frame()
+    expected = pd.date_range("2000-03-20", periods=10, freq="D", tz="Europe/Berlin")
+    assert list(fz.index) == list(expected)  # midnights, +01:00 then +02:00
+    fp = GPVAE(**KW).fit(plain).forecast(plain, horizon=10).to_frame()
+    np.testing.assert_allclose(fz.to_numpy(), fp.to_numpy(), rtol=1e-5, atol=1e-6)
+    # a daily time skipped by the clock change is given as the first time after the gap
+    early = _frame(pd.date_range("2000-01-20 02:30", periods=60, freq="D", tz="Europe/Berlin"))
+    dates = GPVAE(**KW).fit(early).forecast(early, horizon=10).to_frame().index
+    assert str(dates[6]) == "2000-03-26 03:00:00+02:00"
+    assert str(dates[7]) == "2000-03-27 02:30:00+02:00"
+
+
 def test_future_times_in_any_zone_or_naive_wall_clock() -> None:
     zoned = _frame(pd.date_range("2020-01-01", periods=60, freq="h", tz="Asia/Shanghai"))
     model = GPVAE(**KW).fit(zoned)

@@ -72,6 +72,31 @@ def test_periods_in_calendar_terms() -> None:
         period_in_units("fortnightly", "hours", None)
 
 
+def test_months_dated_mid_month_are_counted_in_months_and_forecast_on_that_day() -> None:
+    """Monthly data dated the 15th were read in hours (steps of 672-744 h): forecast dates
+    drifted off the 15th and a yearly period was not 12 steps."""
+    index = pd.date_range("2000-01-01", periods=40, freq="MS") + pd.Timedelta(days=14, hours=9)
+    ss = to_series_set(_frame(index.delete([3, 17])))  # gaps keep the grid
+    assert ss.layout.time_unit == "steps"
+    assert ss.layout.freq == "MS+345h"
+    assert ss.times[0][3] == 4.0
+    future = resolve_future_times(ss, 14, None)
+    dates = pd.DatetimeIndex(times_out(ss, future)[0])
+    expected = pd.date_range("2003-05-01", periods=14, freq="MS") + pd.Timedelta(days=14, hours=9)
+    assert dates.equals(expected)
+    assert period_in_units("1YS", "steps", ss.layout.freq) == 12.0
+    with pytest.raises(ValidationError, match=r"frequency 'MS\+345h' from 2000-01-15 09:00:00"):
+        calendar_steps(np.array(["2000-03-16T09:00"], dtype="datetime64[ns]"),
+                       index[0], ss.layout.freq, "X")  # fmt: skip
+    quarters = pd.date_range("2001-02-01", periods=12, freq="QS-FEB") + pd.Timedelta(days=9)
+    assert infer_calendar([quarters.to_numpy()]) == "QS-FEB+9D"
+    # not one day of the month, or days 29-31 (not in every month): hours as before
+    mixed = pd.DatetimeIndex(["2020-01-15", "2020-02-16", "2020-03-15", "2020-04-15"])
+    assert infer_calendar([mixed.to_numpy()]) is None
+    late = pd.date_range("2020-01-01", periods=6, freq="MS") + pd.Timedelta(days=29)
+    assert infer_calendar([late[[0, 2, 3, 4, 5]].to_numpy()]) is None
+
+
 def test_dates_off_the_calendar_grid_are_named() -> None:
     with pytest.raises(ValidationError, match=r"^future_times: expected times on the data's"):
         calendar_steps(

@@ -6,6 +6,8 @@ as hours, a monthly series has steps of 672 to 744 hours, so ``horizon=24`` step
 median (744 h) drifts off the month starts and a yearly period is 11.8 steps. On such a grid
 times are instead counted in steps of the frequency (``time_unit = "steps"``): month k after
 the origin is k, future times are ``origin + k * freq`` exactly, and a yearly period is 12.
+Months dated on another day than the first (the 15th of every month, possibly at a fixed hour)
+are the month-start grid shifted by a fixed time: ``"MS+14D"`` (``"MS+348h"`` at noon).
 
 Periods (``GPVAE(period=...)``) are numbers in the data's time units, or strings: a pandas
 duration (``"24h"``, ``"7D"``, ``"365.25D"``) or a calendar offset (``"12MS"``, ``"1YS"``,
@@ -40,8 +42,40 @@ __all__ = [
 NS_PER_HOUR = 3_600 * 10**9
 
 
+def _split(freq: str) -> tuple[str, pd.Timedelta]:
+    """A frequency -> (pandas frequency, shift of its grid): ``"MS+14D"`` -> ("MS", 14 days)."""
+    base, plus, shift = freq.partition("+")
+    return base, pd.Timedelta(shift) if plus else pd.Timedelta(0)
+
+
 def _offset(freq: str) -> pd.DateOffset:
-    return cast(pd.DateOffset, pd.tseries.frequencies.to_offset(freq))
+    return cast(pd.DateOffset, pd.tseries.frequencies.to_offset(_split(freq)[0]))
+
+
+def _shift_text(shift: pd.Timedelta) -> str:
+    hours = shift / pd.Timedelta(hours=1)
+    if hours % 24 == 0:
+        return f"{int(hours // 24)}D"
+    return f"{int(hours)}h" if hours == int(hours) else f"{int(shift.value)}ns"
+
+
+def _shifted_freq(t: np.ndarray) -> str | None:
+    """Months (quarters, years) dated a fixed time after their first day, the same in every
+    month (the 15th, at 09:00, ...): the month-start grid shifted, e.g. ``"MS+14D"``."""
+    if len(t) < 3 or np.diff(np.asarray(t, dtype="datetime64[ns]")).min() < np.timedelta64(
+        28 * 24, "h"
+    ):  # steps under 28 days: not months (and the common case, kept cheap)
+        return None
+    idx = pd.DatetimeIndex(t)
+    firsts = idx.to_period("M").to_timestamp()
+    shifts = idx - firsts
+    shift = shifts[0]
+    if not (shifts == shift).all() or shift <= pd.Timedelta(0) or shift >= pd.Timedelta(days=28):
+        return None  # (days 29-31 are not in every month)
+    base = _grid_freq((idx - shift).to_numpy())
+    if base is None or "+" in base or _is_fixed(_offset(base)):
+        return None
+    return f"{base}+{_shift_text(shift)}"
 
 
 def _is_fixed(offset: pd.DateOffset) -> bool:
@@ -51,6 +85,15 @@ def _is_fixed(offset: pd.DateOffset) -> bool:
     except (TypeError, ValueError):
         return isinstance(offset, pd.offsets.Week) and offset.weekday is None
     return True
+
+
+def _whole_days(offset: pd.DateOffset) -> bool:
+    """True for a fixed offset of whole days (``"D"``, ``"7D"``)."""
+    try:
+        delta = pd.Timedelta(offset)
+    except (TypeError, ValueError):
+        return False
+    return delta > pd.Timedelta(0) and delta % pd.Timedelta(days=1) == pd.Timedelta(0)
 
 
 def _infer_freq(idx: pd.DatetimeIndex) -> str | None:
@@ -73,17 +116,18 @@ def _grid_freq(t: np.ndarray) -> str | None:
         if freq is not None:
             break
         freq = _infer_freq(idx[i : i + 3])
-    if freq is None:
-        return None
-    grid = pd.date_range(idx[0], idx[-1], freq=freq)
-    return freq if bool(idx.isin(grid).all()) else None
+    if freq is not None and bool(idx.isin(pd.date_range(idx[0], idx[-1], freq=freq)).all()):
+        return freq
+    return _shifted_freq(t)
 
 
-def infer_calendar(times: Sequence[np.ndarray]) -> str | None:
+def infer_calendar(times: Sequence[np.ndarray], zoned: bool = False) -> str | None:
     """The calendar frequency shared by all series, when their steps vary in hours.
 
     Args:
         times: per series, sorted datetime64 times.
+        zoned: the times are a zone's wall-clock times: whole days (``"D"``, ``"2D"``) count
+            as a calendar too, as a day is 23 or 25 hours at a clock change.
 
     Returns:
         A pandas frequency string (``"MS"``, ``"QS-OCT"``, ``"B"``, ...), or None when the
@@ -105,9 +149,10 @@ def infer_calendar(times: Sequence[np.ndarray]) -> str | None:
         return None
     freq = freqs.pop()
     offset = _offset(freq)
-    if _is_fixed(offset):
+    if _is_fixed(offset) and not (zoned and _whole_days(offset)):
         return None
-    on_grid = all(offset.is_on_offset(pd.Timestamp(x)) for t in short for x in t)
+    shift = _split(freq)[1]
+    on_grid = all(offset.is_on_offset(pd.Timestamp(x) - shift) for t in short for x in t)
     return freq if on_grid else None
 
 
@@ -122,7 +167,12 @@ def zoned(t: np.ndarray, tz: Any, wall: bool) -> np.ndarray:
     """Naive datetimes ``t`` (any shape) as zone-aware timestamps of ``tz`` (an object array):
     ``t`` holds the zone's wall-clock times when ``wall``, else UTC times."""
     idx = pd.DatetimeIndex(np.asarray(t, dtype="datetime64[ns]").ravel())
-    out = idx.tz_localize(tz) if wall else idx.tz_localize("UTC").tz_convert(tz)
+    if wall:  # a wall-clock time skipped at a clock change becomes the first after the
+        # gap; a repeated one is read as the first (summer time) of the two
+        dst = np.ones(len(idx), dtype=bool)
+        out = idx.tz_localize(tz, ambiguous=dst, nonexistent="shift_forward")
+    else:
+        out = idx.tz_localize("UTC").tz_convert(tz)
     return np.asarray(out.astype(object)).reshape(np.shape(t))
 
 
@@ -143,19 +193,20 @@ def calendar_steps(t: np.ndarray, origin: Any, freq: str, name: str = "times") -
     Raises:
         ValidationError: naming ``name`` when a time is not on the grid.
     """
-    idx = pd.DatetimeIndex(np.asarray(t, dtype="datetime64[ns]"))
-    start = pd.Timestamp(origin)
+    shift = _split(freq)[1]
+    idx = pd.DatetimeIndex(np.asarray(t, dtype="datetime64[ns]")) - shift
+    start = pd.Timestamp(origin) - shift
     if len(idx) == 0:
         return np.zeros(0)
     lo, hi = min(idx.min(), start), max(idx.max(), start)
-    grid = pd.date_range(lo, hi, freq=freq)
+    grid = pd.date_range(lo, hi, freq=_offset(freq))
     pos = grid.get_indexer(idx)
     zero = grid.get_indexer([start])[0]
     if (pos < 0).any() or zero < 0:
         bad = idx[pos < 0][0] if (pos < 0).any() else start
         raise ValidationError(
             f"{name}: expected times on the data's calendar grid (frequency {freq!r} from "
-            f"{start}), found {bad}"
+            f"{start + shift}), found {bad + shift}"
         )
     return (pos - zero).astype(np.float64)
 
@@ -175,10 +226,11 @@ def calendar_times(steps: np.ndarray, origin: Any, freq: str) -> np.ndarray:
         )
     ki = k.astype(np.int64)
     lo, hi = int(min(ki.min(), 0)), int(max(ki.max(), 0))
-    start = pd.Timestamp(origin)
+    shift = _split(freq)[1]
+    start = pd.Timestamp(origin) - shift
     offset = _offset(freq)
     first = start + lo * offset if lo < 0 else start
-    grid = pd.date_range(first, periods=hi - lo + 1, freq=offset).to_numpy()
+    grid = (pd.date_range(first, periods=hi - lo + 1, freq=offset) + shift).to_numpy()
     return grid[ki - lo].astype("datetime64[ns]")
 
 
@@ -248,8 +300,8 @@ def period_in_units(period: float | str, time_unit: str | None, freq: str | None
 
 def _period_hours(period: str) -> tuple[float, pd.DateOffset | None]:
     """Hours of a period string, and its calendar offset when it is one."""
-    try:
-        offset = _offset(period)
+    try:  # (not _offset: "+" is no part of a period)
+        offset = cast(pd.DateOffset, pd.tseries.frequencies.to_offset(period))
     except (TypeError, ValueError):
         offset = None
     if offset is not None and not _is_fixed(offset):
