@@ -83,6 +83,17 @@ def test_period_errors_name_the_argument() -> None:
     with pytest.raises(ValidationError, match=r"'36h' \(1.5 steps\)"):
         GPVAE(kernel="periodic+periodic", period=["7D", "36h"], epochs=1, **SMALL).fit(daily)
     assert GPVAE(kernel="matern32+periodic", period="2D", epochs=1, **SMALL).fit(daily).is_fitted
+    # a kernel object's period counts steps; its default of one step was kept without a word
+    from gpvae.kernels import HarmonicPeriodic, Matern32, Periodic, SpaceTime
+
+    for kernel in (HarmonicPeriodic(num_harmonics=7), Matern32() * (Matern32() + Periodic())):
+        with pytest.raises(ValidationError, match=r"^kernel: expected periodic parts with a "
+                           r"period of at least two time steps .* with period 1;"):  # fmt: skip
+            GPVAE(kernel=kernel, epochs=1, **SMALL)
+    with pytest.raises(ValidationError, match=r"^kernel: .*found Periodic with period 1.5"):
+        GPVAE(kernel=[Matern32(), Periodic(period=1.5)], epochs=1, **{**SMALL, "latent_dim": 2})
+    GPVAE(kernel=SpaceTime(Periodic(), Matern32()), epochs=1, **SMALL)  # space counts in km
+    assert GPVAE(kernel=HarmonicPeriodic(period=7.0), epochs=1, **SMALL).fit(daily).is_fitted
 
 
 def test_kernel_hyper_parameters_get_their_own_learning_rate() -> None:

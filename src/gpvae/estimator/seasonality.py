@@ -13,11 +13,20 @@ from __future__ import annotations
 from collections.abc import Sequence
 from typing import Any
 
+from torch import nn
+
 from gpvae.data import Scaler, SeriesSet
 from gpvae.data.calendar import period_in_units
 from gpvae.data.spectrum import dominant_periods
 from gpvae.errors import InputTypeError, ValidationError
-from gpvae.kernels import KernelArg, num_periods
+from gpvae.kernels import (
+    HarmonicPeriodic,
+    Kernel,
+    KernelArg,
+    Periodic,
+    SpaceTime,
+    num_periods,
+)
 from gpvae.kernels.registry import periods_text
 
 __all__ = ["PeriodArg", "check_period", "resolve_periods"]
@@ -31,6 +40,7 @@ def check_period(period: Any, kernel: KernelArg) -> PeriodArg:
     Raises:
         InputTypeError, ValidationError: naming ``period``.
     """
+    _check_kernel_periods(kernel)
     if period is None:
         return None
     n = num_periods(kernel)
@@ -53,6 +63,36 @@ def check_period(period: Any, kernel: KernelArg) -> PeriodArg:
         if not ok:
             raise InputTypeError(f"period: expected numbers or strings, found {v!r}")
     return list(values) if isinstance(period, (list, tuple)) else period
+
+
+def _check_kernel_periods(kernel: KernelArg) -> None:
+    """Refuse a kernel object whose periodic part repeats in under two time steps (the
+    default period of 1 step, say): sampled once a step it cannot be told from a constant,
+    and its period gets no gradient there, so it is never learned away."""
+    if isinstance(kernel, str):
+        return
+    if not isinstance(kernel, Kernel):
+        for one in kernel:
+            _check_kernel_periods(one)
+        return
+    if isinstance(kernel, SpaceTime):  # (the spatial kernel counts in km, not steps)
+        _check_kernel_periods(kernel.temporal)
+        return
+    if isinstance(kernel, (HarmonicPeriodic, Periodic)):
+        steps = float(kernel.period.detach().min())
+        if steps < 2.0:
+            name = type(kernel).__name__
+            raise ValidationError(
+                f"kernel: expected periodic parts with a period of at least two time steps "
+                f"(a kernel object counts time in median time steps of the training data), "
+                f"found {name} with period {steps:g}; give the period in steps, e.g. "
+                f"{name}(period=24) for a daily cycle in hourly data"
+            )
+    for part in kernel.children():
+        if isinstance(part, Kernel):
+            _check_kernel_periods(part)
+        elif isinstance(part, nn.ModuleList):
+            _check_kernel_periods([k for k in part if isinstance(k, Kernel)])
 
 
 def resolve_periods(
