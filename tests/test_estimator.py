@@ -290,6 +290,23 @@ def test_requests_beyond_memory_fail_at_once_naming_the_argument(
     assert est.forecast(X, horizon=2, num_samples=3).mean.shape == (16, 2, 3)
 
 
+def test_draw_memory_estimate_counts_the_latent_paths(monkeypatch: pytest.MonkeyPatch) -> None:
+    """The guard counted 3-4 copies of the draws of y (2.4-3.2 KB per step at 100 draws, 2
+    features): it let through requests that then used 7-9x more (a forecast of 60,000 steps,
+    about 1.3 GiB measured, passed a 1 GiB limit). The measured cost per step is counted now."""
+    from gpvae import arguments
+
+    X = np.random.default_rng(0).standard_normal((1, 30, 2))
+    est = GPVAE(latent_dim=2, epochs=1, hidden=(8,), progress=False).fit(X)
+    monkeypatch.setattr(arguments, "physical_memory", lambda: 2**30)
+    with pytest.raises(ValidationError, match=r"^num_samples, horizon: .*100 draws x 1 series "
+                       r"x 60030 steps of 2 latent channels and 2 features, about 1\.34 GiB"):  # fmt: skip
+        est.forecast(X, horizon=60_000)
+    with pytest.raises(ValidationError, match=r"^num_samples: .*about 1\.34 GiB"):
+        est.impute(np.random.default_rng(1).standard_normal((1, 60_000, 2)))
+    assert est.forecast(X, horizon=100).mean.shape == (1, 100, 2)  # small requests still run
+
+
 def test_check_memory_uses_the_machine_limit(monkeypatch: pytest.MonkeyPatch) -> None:
     from gpvae import arguments
 

@@ -278,10 +278,8 @@ def forecast_series(
         grid, pick = _every_step(ss, future, ahead, scaler.time_step_)
         ahead = None if pick is not None else ahead  # the grid's times are steps 1..K
     D = ss.num_features
-    width = max(D, model.latent_dim)
     T_max = max(len(t) for t in ss.times)
-    # z and the decoded draws over history + future, the draws of y, the sorted copy
-    ctx.check_draws(f"num_samples, {future_name}", S, n, T_max + grid.shape[1], width, 4)
+    ctx.check_draws(f"num_samples, {future_name}", S, n, T_max + grid.shape[1])
     warn_few_draws(S, q_lo, q_hi)  # the inputs are checked: no warning before an error
     _warn_uncalibrated(ctx, future_name, furthest)
     if getattr(model, "interp_skip", False):

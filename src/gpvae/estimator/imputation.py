@@ -32,8 +32,7 @@ def impute_series(
     return_samples = bool_arg("return_samples", return_samples)
     ss, scaled = ctx.input(X, times)
     T_max = max(len(t) for t in ss.times)
-    # the draws of y, their concatenation and the sorted copy for the quantiles
-    ctx.check_draws("num_samples", S, ss.num_series, T_max, ss.num_features, 3)
+    ctx.check_draws("num_samples", S, ss.num_series, T_max)
     warn_few_draws(S, q_lo, q_hi)  # the inputs are checked: no warning before an error
     means: list[np.ndarray] = [np.empty(0)] * ss.num_series
     lowers, uppers = list(means), list(means)
