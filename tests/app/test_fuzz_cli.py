@@ -466,6 +466,26 @@ def test_csv_rows_longer_than_the_header_are_rejected(
     assert err.startswith("error: DATA: expected at most as many fields per row"), err
 
 
+def test_csv_headers_pandas_would_misread_are_rejected(
+    model_dirs: dict[bool, Path], tmp_path: Path
+) -> None:
+    """A repeated column name became 'a.1' (a feature the model does not know, or a silent
+    rename); a semicolon-separated file was one column named 't;a;b'."""
+    twice = tmp_path / "twice.csv"
+    twice.write_text("t,a,a\n0,1.5,2.5\n1,1.0,2.0\n")
+    code, _, err = run("impute", model_dirs[False], twice, "-o", tmp_path / "o.csv")
+    assert code == 1
+    assert err.startswith("error: DATA: expected distinct column names in the header"), err
+    assert "found 'a' more than once" in err
+    semi = tmp_path / "semi.csv"
+    semi.write_text("t;a;b\n0;1,5;2,5\n1;1,0;2,0\n")
+    code, _, err = run("fit", semi, "--time-col", "t", "-o", tmp_path / "m", "--quiet")
+    assert code == 1
+    assert "found one column named 't;a;b'" in err, err
+    assert "separated by semicolons" in err, err
+    assert not (tmp_path / "m").exists()
+
+
 def test_error_lines_name_the_option_for_estimator_errors(
     model_dirs: dict[bool, Path], tmp_path: Path
 ) -> None:

@@ -7,6 +7,7 @@ Every failure raises :class:`~gpvae.app.cli.errors.CLIError` naming the argument
 
 from __future__ import annotations
 
+import csv
 import os
 import warnings
 from pathlib import Path
@@ -72,6 +73,7 @@ def read_table(
     try:
         frame = _read_csv(p, text_col) if fmt == "csv" else pd.read_parquet(p)
     except pd.errors.ParserWarning as err:
+        _check_header(p, what)  # a file separated by semicolons, say
         raise CLIError(
             f"{what}: expected at most as many fields per row as the header of {str(p)!r} has "
             "columns, found rows with more (check the delimiter and the quoting)"
@@ -82,7 +84,32 @@ def read_table(
         ) from err
     if frame.shape[0] == 0:
         raise CLIError(f"{what}: expected at least one row, found none in {str(p)!r}")
+    if fmt == "csv":
+        _check_header(p, what)
     return frame
+
+
+def _check_header(path: Path, what: str) -> None:
+    """Refuse a CSV header that pandas reads into something else than it says: a repeated
+    name (pandas renames the second ``x`` to ``x.1``), or one column whose name holds
+    semicolons or tabs (a file separated by them, read as one column)."""
+    with open(path, newline="", encoding="utf-8-sig", errors="replace") as f:
+        header = next(csv.reader(f), [])
+    seen = [name for i, name in enumerate(header) if name in header[:i] and name != ""]
+    if seen:
+        raise CLIError(
+            f"{what}: expected distinct column names in the header of {str(path)!r}, found "
+            f"{seen[0]!r} more than once"
+        )
+    if len(header) == 1:
+        name = header[0]
+        for sep, label in ((";", "semicolons"), ("\t", "tabs")):
+            if sep in name:
+                raise CLIError(
+                    f"{what}: expected comma-separated columns, found one column named "
+                    f"{name[:60]!r} in {str(path)!r}: the file looks separated by {label}; "
+                    "write it with commas (and '.' as the decimal point)"
+                )
 
 
 #: The cells pandas reads as missing by default (its ``na_values``), for the other columns
