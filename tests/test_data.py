@@ -547,9 +547,12 @@ def test_scaler_constant_feature_and_time_step() -> None:
     X = [np.array([[2.0, 1.0], [2.0, 3.0], [2.0, np.nan]])]
     times = [np.array([0.0, 0.5, 2.0])]
     sc = Scaler().fit(to_series_set(X, times))
-    assert sc.std_[0] == 1.0
+    assert sc.std_[0] == 2.0  # a constant is scaled by its own size (std 1 ignored its units)
     assert sc.mean_[0] == 2.0
     assert sc.time_step_ == pytest.approx(1.0)  # median of [0.5, 1.5]
+    for c in (1e-3, -5.0, 1e6):  # equivariant to the units: std is |c|
+        assert Scaler().fit(to_series_set([np.full((3, 1), c)])).std_[0] == abs(c)
+    assert Scaler().fit(to_series_set([np.zeros((3, 1))])).std_[0] == 1.0
     extreme = Scaler().fit(to_series_set(np.array([[[1e300], [-1e300]]])))
     assert np.isfinite(extreme.std_).all()
     assert extreme.std_[0] == pytest.approx(1e300)

@@ -2,7 +2,9 @@
 
 ``z = (y - mean) / std`` per feature, with mean and (population, ddof=0) std computed from the
 observed (non-NaN) training entries only. A constant feature (std 0, including a feature
-observed once) gets std 1, so it is only centred. A feature never observed in the training
+observed once) is scaled by its own size, ``|mean|`` (1 when it is 0), so that its
+uncertainty is relative to its value whatever its units (with std 1, a feature constant at
+0.001 had intervals of about +-1). A feature never observed in the training
 data cannot be scaled and raises an error.
 
 The scaler also records ``time_step_``, the median spacing between consecutive time steps of
@@ -40,7 +42,8 @@ class Scaler:
 
     Attributes (after :meth:`fit`):
         mean_: (D,) float64 per-feature mean of observed entries.
-        std_: (D,) float64 per-feature std of observed entries (1.0 for constant features).
+        std_: (D,) float64 per-feature std of observed entries (``|mean|`` for constant
+            features, 1.0 when that is 0).
         feature_names_: D feature names seen at fit.
         names_given_: whether the names came from the user (DataFrame columns); only then
             are names compared at :meth:`transform`.
@@ -108,7 +111,10 @@ class Scaler:
             unit = col / big if big > 0 else col
             mean[j] = float(unit.mean()) * big if big > 0 else 0.0
             s = float(unit.std()) * big if big > 0 else 0.0
-            std[j] = s if s > 0 and math.isfinite(s) else 1.0
+            if s > 0 and math.isfinite(s):
+                std[j] = s
+            else:  # constant: scaled by its own size, so its intervals are in its units
+                std[j] = abs(mean[j]) if 0 < abs(mean[j]) < math.inf else 1.0
         with np.errstate(over="ignore", invalid="ignore"):
             steps = np.concatenate([np.diff(t) for t in data.times])
         if not np.isfinite(steps).all():
