@@ -53,6 +53,10 @@ def test_fit_with_a_period_then_backtest(
     assert code == 0, capsys.readouterr()
     report = json.loads(out.read_text())
     assert report["origins"] == [[119, 126, 133]]
+    # the origins as DATA's own dates, not only as step positions
+    assert report["origin_times"] == [["2024-04-29T00:00:00", "2024-05-06T00:00:00",
+                                       "2024-05-13T00:00:00"]]  # fmt: skip
+    assert report["series"] is None  # a wide file: one series, no id column
     assert report["epochs"] == [2]
     assert set(report["summary"]) == {"mae", "mase", "crps", "coverage90"}
     assert len(report["by_horizon"]["mase"]) == 7

@@ -7,6 +7,8 @@ from pathlib import Path
 from typing import Any
 
 import click
+import numpy as np
+import pandas as pd
 
 from gpvae.app.cli.columns import series_set
 from gpvae.app.cli.errors import CLIError, as_cli, info
@@ -115,9 +117,12 @@ def backtest(
             refit=refit,
             num_samples=num_samples,
         )
+    ids = ss.layout.series_ids
     report = {
         "horizon": horizon,
         "origins": res.origins.tolist(),
+        "origin_times": [[_time_json(t) for t in row] for row in res.times[:, :, 0]],
+        "series": None if ids is None else [_id_json(i) for i in ids],
         "season": season,
         "refit": refit,
         "epochs": res.epochs,
@@ -147,6 +152,22 @@ def backtest(
                 time_label=spec.time_col,
             )
         info(f"wrote {len(res.feature_names)} fan charts to {folder}")
+
+
+def _time_json(value: Any) -> Any:
+    """An origin's time as DATA gives it: a date or duration as ISO text, a number as such."""
+    if isinstance(value, (np.datetime64, pd.Timestamp)):
+        return pd.Timestamp(value).isoformat()
+    if isinstance(value, (np.timedelta64, pd.Timedelta)):
+        return pd.Timedelta(value).isoformat()
+    return json_number(value)
+
+
+def _id_json(value: Any) -> Any:
+    """A series id as JSON: whole numbers as numbers, anything else as its text."""
+    if isinstance(value, (int, np.integer)) and not isinstance(value, bool):
+        return int(value)
+    return str(value)
 
 
 def _finite(value: Any) -> Any:
