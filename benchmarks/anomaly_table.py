@@ -1,7 +1,7 @@
 """Write the anomaly-detection table of docs/benchmarks.md from the anomaly records.
 
-    python benchmarks/anomaly_table.py [--results PATH ...] [--tag main]
-        [--compare TAG:VARIANT ...]
+    python benchmarks/anomaly_table.py [--results PATH ...] [--tag main] [--variant V]
+        [--peer-variants] [--compare TAG:VARIANT ...] [--marker NAME]
 
 Means per data set (SMAP, MSL, SMAP+MSL, NAB), the held-out series and the development
 series (the score variant was chosen on them) apart, over the series that **every** method has a
@@ -10,6 +10,12 @@ shown), and the gpvae threshold's false-alarm rate on the unlabelled test steps.
 ``--compare TAG:VARIANT`` adds gpvae's and the N(0, I) VAE's records of another tag and score
 variant as further rows beside the tag's (e.g. a later campaign of the two beside the
 baselines' records).
+
+The table is printed; ``--marker NAME`` also writes it between the ``<!-- NAME -->`` and
+``<!-- /NAME -->`` markers of docs/benchmarks.md (``anomaly-table``: the held-out table
+the README cites; ``anomaly-table-s8``: the session-8 records of tag ``main``). Without
+it nothing is written, so a command of an earlier session, whose rows are now part of
+another table, prints its table and leaves every region as it is.
 """
 
 from __future__ import annotations
@@ -34,6 +40,7 @@ RESULTS = (
     ROOT / "benchmarks" / "results" / "anomaly_s14.json",
 )
 DOCS = ROOT / "docs" / "benchmarks.md"
+#: The markers of the held-out table that the README cites (``--marker anomaly-table``).
 BEGIN = "<!-- anomaly-table -->"
 END = "<!-- /anomaly-table -->"
 METHODS = ("gpvae", "vae", "pca", "iforest", "zscore", "cnn")
@@ -285,6 +292,12 @@ def main(argv: Sequence[str] | None = None) -> int:
         help="Add gpvae's records of this tag and score variant as a further row (e.g. a "
         "gpvae-only campaign beside the tag's baselines).",
     )
+    p.add_argument(
+        "--marker",
+        default=None,
+        help="Also write the table between the <!-- NAME --> and <!-- /NAME --> markers of "
+        "--docs (e.g. anomaly-table); without it the table is only printed.",
+    )
     args = p.parse_args(argv)
     import ast
     import re
@@ -298,8 +311,19 @@ def main(argv: Sequence[str] | None = None) -> int:
         found_peer = re.search(r"^PEER_CHOSEN = (\{[^}]*\})", src, re.M)
         peer = ast.literal_eval(found_peer.group(1)) if found_peer else {}
     records = [r for path in args.results for r in json.loads(Path(path).read_text())]
+    variants = sorted(
+        {r["method"].split("/", 1)[1] for r in records
+         if r.get("tag") == args.tag and r["method"].startswith("gpvae/")}
+    )  # fmt: skip
+    if args.variant not in variants:
+        # a table without gpvae's rows (tag main has no records of today's CHOSEN)
+        p.error(
+            f"--variant: expected a score variant of tag {args.tag!r}'s gpvae records "
+            f"({', '.join(variants) or 'none'}), found {args.variant!r}"
+        )
     table = render(records, args.tag, args.variant, peer, args.compare)
-    write_region(Path(args.docs), table)
+    if args.marker:
+        write_region(Path(args.docs), table, f"<!-- {args.marker} -->", f"<!-- /{args.marker} -->")
     print(table)
     return 0
 

@@ -455,6 +455,7 @@ def test_a_development_row_names_a_likelihood_or_encoder_other_than_the_defaults
 @pytest.mark.parametrize(
     "marker",
     [
+        "anomaly-seeds-s15",
         "anomaly-seeds-s31-ls16",
         "anomaly-seeds-s32-smap-msl",
         "anomaly-seeds-s32-nab",
