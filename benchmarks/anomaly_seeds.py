@@ -35,8 +35,9 @@ With ``--dev-prefixes``, also the development series' mean VUS-PR of each settin
 seed and over seeds (the settings' seed check); with ``--dev-restarts``, per group of
 best-of-K restarts as well.
 
-The table goes between ``<!-- anomaly-seeds-table -->`` markers (``--marker``) of
-``--docs`` (appended when they are missing) and to stdout.
+The table goes to stdout and, with ``--marker NAME``, between the ``<!-- NAME -->`` markers
+of ``--docs`` (appended when they are missing); without ``--marker`` no docs region is
+written (a default name once let one session's command overwrite another's table).
 """
 
 from __future__ import annotations
@@ -710,8 +711,9 @@ def main(argv: Sequence[str] | None = None) -> int:
     )
     p.add_argument(
         "--marker",
-        default="anomaly-seeds-table",
-        help="Name of the docs region (<!-- NAME --> ... <!-- /NAME -->).",
+        default=None,
+        help="Name of the docs region to write (<!-- NAME --> ... <!-- /NAME -->); "
+        "default: print only.",
     )
     p.add_argument(
         "--dev-only",
@@ -762,7 +764,9 @@ def main(argv: Sequence[str] | None = None) -> int:
         names = args.dev_variants or args.variant
         parts.append(dev_series_table(records, args.dev_prefixes, n_dev, names, max(ks)))
     table = "\n\n".join(p for p in parts if p)
-    write_region(Path(args.docs), table, f"<!-- {args.marker} -->", f"<!-- /{args.marker} -->")
+    if args.marker is not None:
+        marker = args.marker
+        write_region(Path(args.docs), table, f"<!-- {marker} -->", f"<!-- /{marker} -->")
     print(table)
     return 0
 

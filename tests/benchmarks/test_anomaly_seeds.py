@@ -95,7 +95,10 @@ def test_main_writes_the_table_between_its_markers(seeds, tmp_path) -> None:  # 
     res.write_text(json.dumps(_records()))
     docs = tmp_path / "d.md"
     docs.write_text(f"head\n{seeds.BEGIN}\nold\n{seeds.END}\ntail\n")
-    seeds.main(["--results", str(res), "--tags", *TAGS, "--variant", V, "--docs", str(docs)])
+    args = ["--results", str(res), "--tags", *TAGS, "--variant", V, "--docs", str(docs)]
+    seeds.main(args)  # without --marker: printed only, no region written
+    assert docs.read_text() == f"head\n{seeds.BEGIN}\nold\n{seeds.END}\ntail\n"
+    seeds.main([*args, "--marker", "anomaly-seeds-table"])
     text = docs.read_text()
     assert text.startswith("head\n")
     assert text.endswith(f"{seeds.END}\ntail\n")
