@@ -11,6 +11,7 @@ and gives the same predictions; bad input gets errors naming the column.
 from __future__ import annotations
 
 import math
+import re
 import warnings
 
 import numpy as np
@@ -449,8 +450,14 @@ def test_far_sites_warn_naming_the_columns(fitted: tuple[GPVAE, pd.DataFrame]) -
     est, df = fitted
     test = df[(df.time >= df.time.iloc[408]) & (df.site != "s0")]
     far = pd.DataFrame({"site": ["far"], "lat": [LAT0 + 2.0], "lon": [LON0]})
-    with pytest.warns(UserWarning, match=r"coords: .*'far'.*\['lat', 'lon'\]"):
+    # it said "predictions there are close to the prior", also with interp_skip, whose
+    # predictions there follow the neighbours' average with intervals that do not widen
+    assert est.model_.interp_fusion is None
+    with pytest.warns(UserWarning, match=r"coords: .*'far'.*\['lat', 'lon'\]") as caught:
         est.predict_sites(test, far, num_samples=4)
+    text = " ".join(str(w.message) for w in caught)
+    assert "tend to the model's prior" in text
+    assert "interp_skip" not in text
     near = pd.DataFrame({"site": ["near"], "lat": [LAT0], "lon": [LON0]})
     with warnings.catch_warnings():
         warnings.simplefilter("error")
@@ -647,3 +654,215 @@ def test_spatial_fit_never_trains_on_the_gate_sites(monkeypatch: pytest.MonkeyPa
         assert sites[np.setdiff1d(np.arange(S), held)].all()
     gate = est.model_.interp_fusion.new_site_residual.numpy()  # type: ignore[union-attr]
     assert set(gate.tolist()) <= {0.0, 1.0}
+
+
+def test_projection_keeps_sites_across_the_180th_meridian_together() -> None:
+    """Sites on both sides of the 180th meridian (Fiji) were centred at longitude 0 and put
+    about 38,000 km apart; new sites across it too."""
+    lat = np.array([-17.80, -17.75, -17.85, -17.78, -17.82, -17.76])
+    lon = np.array([179.85, 179.92, 179.97, -179.96, -179.90, -179.84])
+    proj = Projection.infer(["lat", "lon"], np.c_[lat, lon])
+    assert abs(abs(proj.lon0) - 180.0) < 0.1, proj.lon0
+    km = proj.to_km(np.c_[lat, lon])
+
+    def great_circle(i: int, j: int) -> float:
+        la1, lo1, la2, lo2 = map(math.radians, (lat[i], lon[i], lat[j], lon[j]))
+        h = math.sin((la2 - la1) / 2) ** 2
+        h += math.cos(la1) * math.cos(la2) * math.sin((lo2 - lo1) / 2) ** 2
+        return 2 * EARTH_RADIUS_KM * math.asin(math.sqrt(h))
+
+    for i, j in ((2, 3), (0, 5), (1, 4)):
+        assert np.linalg.norm(km[i] - km[j]) == pytest.approx(great_circle(i, j), rel=1e-3)
+    new = proj.to_km(np.array([[-17.8, 179.99], [-17.8, -179.99]]))
+    assert np.linalg.norm(new[0] - new[1]) == pytest.approx(2.12, abs=0.01)
+    # sites away from the meridian keep the middle of their range, bit for bit
+    coords = np.array([[LAT0, 116.1], [LAT0 + 0.2, 116.7], [LAT0, 116.35]])
+    assert Projection.infer(["lat", "lon"], coords).lon0 == 0.5 * (116.1 + 116.7)
+    both = Projection.infer(["lat", "lon"], np.array([[0.0, -170.0], [0.0, 170.0], [0.0, 0.0]]))
+    assert both.lon0 in (95.0, -95.0, 85.0, -85.0)  # the middle of a 190-degree arc
+
+
+def test_projection_error_is_what_the_docs_measure() -> None:
+    """The docs claimed 0.1% over a city and 1% over 500 km; the measured worst pairwise
+    errors against great-circle distances are those gpvae.data.spatial now states."""
+    from gpvae.data import spatial
+    from gpvae.datasets.beijing_air import BEIJING_STATION_COORDINATES
+
+    def worst(ll: np.ndarray) -> float:
+        km = Projection.infer(["lat", "lon"], ll).to_km(ll)
+        r = np.radians(ll)
+        errs = []
+        for i in range(len(ll)):
+            for j in range(i + 1, len(ll)):
+                h = (
+                    np.sin((r[j, 0] - r[i, 0]) / 2) ** 2
+                    + np.cos(r[i, 0]) * np.cos(r[j, 0]) * np.sin((r[j, 1] - r[i, 1]) / 2) ** 2
+                )
+                arc = 2 * EARTH_RADIUS_KM * np.arcsin(np.sqrt(h))
+                errs.append(abs(np.linalg.norm(km[i] - km[j]) / arc - 1))
+        return 100 * max(errs)
+
+    def square(lat: float, side: float) -> np.ndarray:
+        dlat = side / 111.2
+        dlon = dlat / math.cos(math.radians(lat))
+        lats, lons = (lat - dlat / 2, lat + dlat / 2), (0.0, dlon)
+        return np.array([[a, b] for a in lats for b in lons])
+
+    doc = spatial.__doc__ or ""
+    assert worst(np.array(list(BEIJING_STATION_COORDINATES.values()))) == pytest.approx(
+        0.31, abs=0.005
+    )
+    assert "0.31% over the 12 BeijingAir stations" in doc
+    assert round(worst(square(40.0, 500.0)), 1) == 3.5
+    assert "3.5% (500 km)" in doc
+    assert round(worst(square(60.0, 500.0)), 1) == 7.5
+    assert worst(square(0.0, 500.0)) < 0.1
+
+
+def _no_training(monkeypatch: pytest.MonkeyPatch) -> None:
+    from gpvae.estimator import spatial
+
+    def refuse(*args: object, **kwargs: object) -> None:
+        raise AssertionError("trained before refusing")
+
+    monkeypatch.setattr(spatial, "train", refuse)
+
+
+@pytest.mark.parametrize(
+    ("settings", "match"),
+    [
+        ({"posterior": "banded"}, r"^posterior: expected 'structured' .*found 'banded'"),
+        ({"posterior": "diagonal"}, r"^posterior: expected 'structured' .*found 'diagonal'"),
+        ({"window": 12}, r"^window: .*\(10\).*found GPVAE\(window=12\)"),
+        ({"interp_blend": True}, r"^interp_blend: .*expected False, found True"),
+        ({"forecast_horizon": 4}, r"^forecast_horizon: .*expected None, found 4"),
+        ({"checkpoint_dir": "ck"}, r"^checkpoint_dir: .*expected None, found 'ck'"),
+        (
+            {"kernel": "matern32+periodic", "period": 24},
+            r"^kernel: expected a name without periodic factors .*'matern32\+periodic'",
+        ),
+        (
+            {"kernel": ["matern32", "rbf"], "latent_dim": 2},
+            r"^kernel: expected one kernel name or Kernel instance .*a list of 2",
+        ),
+    ],
+)
+def test_spatial_fit_refuses_settings_it_cannot_honour_before_training(
+    settings: dict[str, object],
+    match: str,
+    monkeypatch: pytest.MonkeyPatch,
+    tmp_path: object,
+) -> None:
+    """They were accepted and ignored (window, interp_blend, forecast_horizon,
+    checkpoint_dir), trained and then failed in predict_sites with an AttributeError
+    (posterior), or failed saying the period was None (periodic kernels, lists)."""
+    _no_training(monkeypatch)
+    monkeypatch.chdir(tmp_path)  # type: ignore[arg-type]
+    df = _field(S=3, T=30)
+    est = GPVAE(**{"latent_dim": 1, "epochs": 1, "progress": False, **settings})  # type: ignore[arg-type]
+    with pytest.raises(ValidationError, match=match):
+        est.fit(df, id="site", time="time", coords=["lat", "lon"], window=10)
+    assert not est.is_fitted
+
+
+def test_spatial_fit_honours_kernel_lr_and_the_estimator_s_window() -> None:
+    """kernel_lr was not passed to the spatial training: 1e-6 and 0.5 gave the same kernel."""
+    df = _field(S=3, T=40)
+
+    def spatial_lengthscale(**kw: object) -> np.ndarray:
+        est = GPVAE(latent_dim=1, epochs=2, hidden=(8,), lr=1e-3, progress=False, **kw)  # type: ignore[arg-type]
+        est.fit(df, id="site", time="time", coords=["lat", "lon"], window=10)
+        assert est.spatial_ is not None
+        assert est.spatial_.window == 10
+        kernel = est.model_.prior.kernels[0]
+        return kernel.spatial.lengthscale.detach().numpy().copy()  # type: ignore[union-attr]
+
+    slow = spatial_lengthscale(kernel_lr=1e-6)
+    fast = spatial_lengthscale(kernel_lr=0.5)
+    default = spatial_lengthscale()  # None: lr (the benchmark's setting), as before
+    same_lr = spatial_lengthscale(kernel_lr=1e-3)
+    assert np.abs(fast - slow).max() > 1e-2, (fast, slow)
+    assert np.array_equal(default, same_lr)
+    assert np.array_equal(spatial_lengthscale(window=10), default)  # the same window is fine
+
+
+def test_spatial_impute_returns_the_input_s_rows_columns_and_dtypes(
+    fitted: tuple[GPVAE, pd.DataFrame],
+) -> None:
+    """Spatial impute added the absent (site, time) rows, sorted them by site, reset the index,
+    dropped the coordinate and other columns, turned int64 ids into objects, and ignored
+    return_samples and times; predict_sites turned int64 ids into objects too."""
+    est, df = fitted
+    test = df[(df.time >= df.time.iloc[384]) & (df.site != "s0")].copy()
+    test["site"] = test.site.str[1:].astype(np.int64)
+    test["note"] = "x"
+    gappy = test.sample(frac=1.0, random_state=1).drop(index=test.index[[3, 40, 41]])
+    gappy.index = gappy.index * 10 + 7
+    gappy.loc[gappy.index[:30], "a"] = np.nan
+    res = est.impute(gappy, num_samples=8)
+    for part in (res.mean, res.lower, res.upper):
+        assert part.index.equals(gappy.index)
+        assert list(part.columns) == list(gappy.columns)
+        assert part.site.dtype == np.int64
+        pd.testing.assert_frame_equal(
+            part.drop(columns=FEATURES), gappy.drop(columns=FEATURES), check_dtype=True
+        )
+        assert not part[FEATURES].isna().any().any()
+    given = gappy[FEATURES].to_numpy()
+    observed = ~np.isnan(given)
+    assert np.array_equal(res.mean[FEATURES].to_numpy()[observed], given[observed])
+    lo, hi = res.lower.a.to_numpy()[:30], res.upper.a.to_numpy()[:30]
+    assert (lo < hi).all()
+    with pytest.raises(ValidationError, match=r"^return_samples: expected False .*found True"):
+        est.impute(gappy, num_samples=8, return_samples=True)
+    with pytest.raises(ValidationError, match=r"^times: expected None .*'time'"):
+        est.impute(gappy, times=np.arange(3), num_samples=8)
+    new = pd.DataFrame({"site": np.array([100], dtype=np.int64), "lat": [LAT0], "lon": [LON0]})
+    pred = est.predict_sites(gappy, new, num_samples=19)
+    assert pred.mean.site.dtype == np.int64
+    assert (pred.mean.site == 100).all()
+
+
+def test_far_site_warning_with_interp_skip_says_intervals_do_not_widen() -> None:
+    """With interp_skip the warning claimed predictions far out were close to the prior;
+    they are the fusion's inverse distance average of the observed sites, with intervals as
+    wide as inside the network."""
+    from gpvae.estimator.spatial import FAR_FUSED
+
+    df = _field(S=6, T=48)
+    est = GPVAE(latent_dim=1, epochs=1, hidden=(8,), progress=False, interp_skip=True)
+    est.fit(df, id="site", time="time", coords=["lat", "lon"], window=12)
+    near = pd.DataFrame({"site": ["near"], "lat": [LAT0], "lon": [LON0]})
+    far = pd.DataFrame({"site": ["far"], "lat": [LAT0 + 20.0], "lon": [LON0]})
+    with warnings.catch_warnings():
+        warnings.simplefilter("error")
+        a = est.predict_sites(df, near, num_samples=19)
+    with pytest.warns(UserWarning, match=r"'far'") as caught:
+        b = est.predict_sites(df, far, num_samples=19)
+    assert any(FAR_FUSED in str(w.message) for w in caught)
+    assert "do not widen with distance" in FAR_FUSED
+    width = [float((r.upper.a - r.lower.a).mean()) for r in (a, b)]
+    assert width[1] < 1.2 * width[0], width  # what the warning says
+
+
+def test_unobserved_neighbours_and_training_sites_warn() -> None:
+    """predict_sites with no observed value at any neighbour, and a fit with a site never
+    observed, were silent (the time-series path warns)."""
+    df = _field(S=5, T=48)
+    blank = df.copy()
+    blank.loc[blank.site == "s3", FEATURES] = np.nan
+    est = GPVAE(latent_dim=1, epochs=1, hidden=(8,), progress=False)
+    with pytest.warns(UserWarning, match=r"X: 1 sites with no observed value .*\['s3'\]"):
+        est.fit(blank, id="site", time="time", coords=["lat", "lon"], window=12)
+    new = pd.DataFrame({"site": ["new"], "lat": [LAT0], "lon": [LON0]})
+    blind = df[df.site != "s0"].copy()
+    blind.loc[blind.time < blind.time.iloc[24], FEATURES] = np.nan  # the first 2 windows
+    blind["c"] = np.nan
+    with pytest.warns(UserWarning, match=r"^X: ") as caught:
+        est.predict_sites(blind, new, num_samples=19)
+    text = [str(w.message) for w in caught]
+    assert any(re.search(r"X: 2 of 4 windows of 12 steps have no observed value", t) for t in text)
+    assert any("no value of features ['c']" in t for t in text), text
+    with warnings.catch_warnings():
+        warnings.simplefilter("error")
+        est.predict_sites(df[df.site != "s0"], new, num_samples=19)

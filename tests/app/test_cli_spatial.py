@@ -242,11 +242,16 @@ def test_time_series_options_with_coord_cols_are_refused(tmp_path: Path) -> None
     train = tmp_path / "train.csv"
     _frame().to_csv(train, index=False)
     base = ["fit", train, "--time-col", "time", "--id-col", "station", "--coord-cols", "lat,lon"]
-    for extra in (["--false-alarm-rate", "0.2"], ["--smooth", "5", "--forecast-horizon", "4"]):
+    # --interp-blend too: it was accepted, then ignored by the spatial fit
+    for extra in (
+        ["--false-alarm-rate", "0.2"],
+        ["--smooth", "5", "--forecast-horizon", "4"],
+        ["--interp-blend"],
+    ):
         proc = _cli(*base, *extra, "--quiet", "-o", tmp_path / "model")
         assert proc.returncode != 0
         assert "Traceback" not in proc.stderr
-        assert f"{extra[0]}: sets up anomaly detection or forecasting" in proc.stderr
+        assert f"{extra[0]}: sets up anomaly detection, forecasting or the" in proc.stderr
         assert not (tmp_path / "model").exists()
 
 

@@ -44,3 +44,22 @@ def test_site_plots_check_save_and_make_its_folder(tmp_path: Path) -> None:
     xy = np.array([[0.0, 0.0], [1.0, 1.0]])
     with pytest.raises(ValidationError, match=r"\(no extension\)$"):
         plot_site_map(xy, np.zeros(2), np.ones(2), ["a", "b"], save=tmp_path / "map")
+
+
+def test_site_map_colours_a_single_width_by_its_value() -> None:
+    """With one new site the width panel's colour bar came from an empty scatter and the
+    star was painted the bar's lowest colour (vmin == vmax), reading as the bottom of it."""
+    import matplotlib as mpl
+
+    xy = np.array([[116.4, 39.98], [116.23, 40.22], [116.42, 39.93]])
+    fig = plot_site_map(xy, [80.0, 90.0, 85.0], [np.nan, np.nan, 27.6], ["A", "B", "C"], [2])
+    fig.canvas.draw()  # type: ignore[no-untyped-call]
+    ax, bar = fig.axes[2], fig.axes[3]
+    star = ax.collections[1]
+    lo, hi = bar.get_ylim()
+    assert lo < 27.6 < hi
+    middle = mpl.colormaps["magma_r"](0.5)
+    assert np.allclose(star.get_facecolors()[0], middle)
+    values = fig.axes[0]
+    assert values.collections[0].norm.vmin == 80.0
+    assert values.collections[0].norm.vmax == 90.0

@@ -21,6 +21,8 @@ from typing import Any
 
 import numpy as np
 from matplotlib.backends.backend_agg import FigureCanvasAgg
+from matplotlib.cm import ScalarMappable
+from matplotlib.colors import Normalize
 from matplotlib.figure import Figure
 
 from gpvae.app.plots import _concise_dates, _save_path, _times, _write
@@ -33,6 +35,19 @@ def _finish(fig: Figure, path: Path | None) -> Figure:
     _concise_dates(fig)
     fig.tight_layout()
     return _write(fig, path)
+
+
+def _colour_scale(values: np.ndarray) -> Normalize:
+    """The colour scale of a panel's values: their range; a single value (one new site's
+    interval width, say) gets a range of 10% about it, so its colour is the middle of the
+    bar, which reads the value (with vmin == vmax it was painted the bottom colour)."""
+    if values.size == 0:
+        return Normalize(0.0, 1.0)
+    lo, hi = float(values.min()), float(values.max())
+    if hi > lo:
+        return Normalize(lo, hi)
+    pad = 0.05 * abs(lo) if lo != 0 else 0.5
+    return Normalize(lo - pad, hi + pad)
 
 
 def plot_site_map(
@@ -76,15 +91,15 @@ def plot_site_map(
     ):
         ax = fig.add_subplot(1, 2, k + 1)
         ok = ~np.isnan(data)
-        sc = ax.scatter(
+        norm = _colour_scale(data[ok])
+        ax.scatter(
             xy[ok & ~held, 0],
             xy[ok & ~held, 1],
             c=data[ok & ~held],
             cmap=cmap,
             s=90,
             edgecolors="k",
-            vmin=np.nanmin(data),
-            vmax=np.nanmax(data),
+            norm=norm,
         )
         ax.scatter(
             xy[ok & held, 0],
@@ -95,8 +110,7 @@ def plot_site_map(
             marker="*",
             edgecolors="red",
             linewidths=1.5,
-            vmin=np.nanmin(data),
-            vmax=np.nanmax(data),
+            norm=norm,
         )
         ax.scatter(xy[~ok, 0], xy[~ok, 1], facecolors="none", edgecolors="grey", s=90)
         for i, name in enumerate(names):
@@ -108,7 +122,7 @@ def plot_site_map(
                 textcoords="offset points",
                 fontweight="bold" if held[i] else "normal",
             )
-        fig.colorbar(sc, ax=ax)
+        fig.colorbar(ScalarMappable(norm=norm, cmap=cmap), ax=ax)  # not from one scatter
         ax.set_title(title + ("  (star: held out)" if held.any() else ""))
         ax.set_xlabel(axis_labels[0])
         ax.set_ylabel(axis_labels[1])

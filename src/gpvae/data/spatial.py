@@ -9,9 +9,15 @@ equirectangular projection about the centre of the training sites,
 
     east = R cos(lat0) (lon - lon0),   north = R (lat - lat0)   (radians, R = 6371.0088 km),
 
-whose distances are within 0.1% of great-circle distances over a city and within about 1%
-over 500 km (the east scale is exact only at lat0); or, for coordinates already projected,
-x / y taken as they are, in km. The origin is kept, so new sites are projected the same way
+with ``lon - lon0`` taken the short way round (in [-180, 180]) and the centre in the middle
+of the smallest arc of longitude holding the sites, so sites on both sides of the 180th
+meridian (Fiji, the Aleutians) stay neighbours. The east scale is exact only at lat0, so the
+error grows with the extent L of the sites, about ``L tan(lat0) / (2 R)``. Measured as the
+worst relative error of a pairwise distance against the great-circle (haversine) distance:
+0.31% over the 12 BeijingAir stations (55 km north to south, 40 N); on squares of side L
+centred at 40 N, 0.33% (L = 50 km), 0.67% (100 km), 3.5% (500 km); at 60 N, 0.69%, 1.4%,
+7.5%; at the equator under 0.1% up to 500 km. Coordinates already projected (x / y) are
+taken as they are, in km. The origin is kept, so new sites are projected the same way
 after saving and loading.
 
 Times are turned into steps (:class:`TimeAxis`): datetimes into hours since the first
@@ -71,6 +77,27 @@ def _check_degrees(lat: np.ndarray, lon: np.ndarray, lat_col: str, lon_col: str)
         )
 
 
+def _short_way(dlon: np.ndarray) -> np.ndarray:
+    """Longitude differences (radians) moved into [-pi, pi] by a turn where they fall
+    outside (the others unchanged, bit for bit)."""
+    turn = 2.0 * math.pi
+    return np.where(dlon > math.pi, dlon - turn, np.where(dlon < -math.pi, dlon + turn, dlon))
+
+
+def _central_longitude(lon: np.ndarray) -> float:
+    """The middle of the smallest arc of longitude (degrees) that holds every site: the
+    middle of [min, max] unless the widest gap between sorted longitudes lies inside that
+    range (the sites straddle the 180th meridian), then the middle of the arc across it."""
+    lo, hi = float(lon.min()), float(lon.max())
+    ordered = np.sort(np.asarray(lon, dtype=np.float64))
+    gaps = np.diff(ordered)
+    if len(gaps) == 0 or float(gaps.max()) <= 360.0 - (hi - lo):  # no wrap needed
+        return 0.5 * (lo + hi)
+    k = int(np.argmax(gaps))  # the arc runs east from ordered[k + 1] to ordered[k] + 360
+    mid = 0.5 * (float(ordered[k + 1]) + float(ordered[k]) + 360.0)
+    return mid - 360.0 if mid > 180.0 else mid
+
+
 @dataclass(frozen=True)
 class Projection:
     """How two coordinate columns become planar kilometres.
@@ -109,8 +136,7 @@ class Projection:
         lat, lon = coords[:, lat_index], coords[:, 1 - lat_index]
         _check_degrees(lat, lon, cols[lat_index], cols[1 - lat_index])
         lat0 = 0.5 * (float(lat.min()) + float(lat.max()))
-        lon0 = 0.5 * (float(lon.min()) + float(lon.max()))
-        return cls(cols, "latlon", lat_index, lat0, lon0)
+        return cls(cols, "latlon", lat_index, lat0, _central_longitude(lon))
 
     def to_km(self, coords: np.ndarray) -> np.ndarray:
         """(n, 2) coordinates in the columns' order -> (n, 2) planar (east, north) km."""
@@ -120,7 +146,8 @@ class Projection:
         lat, lon = coords[:, self.lat_index], coords[:, 1 - self.lat_index]
         _check_degrees(lat, lon, self.columns[self.lat_index], self.columns[1 - self.lat_index])
         lat, lon = np.radians(lat), np.radians(lon)
-        east = EARTH_RADIUS_KM * math.cos(math.radians(self.lat0)) * (lon - math.radians(self.lon0))
+        dlon = _short_way(lon - math.radians(self.lon0))
+        east = EARTH_RADIUS_KM * math.cos(math.radians(self.lat0)) * dlon
         north = EARTH_RADIUS_KM * (lat - math.radians(self.lat0))
         return np.stack([east, north], axis=-1)
 
@@ -396,11 +423,16 @@ def field_from_frame(
 
 
 def warn_far_sites(
-    new_xy: np.ndarray, train_xy: np.ndarray, names: Sequence[Hashable], columns: Sequence[str]
+    new_xy: np.ndarray,
+    train_xy: np.ndarray,
+    names: Sequence[Hashable],
+    columns: Sequence[str],
+    note: str,
 ) -> None:
-    """Warn about new sites far outside the training area: farther from the training sites'
-    centre than 1.5 times the farthest training site (a prediction there is close to the
-    prior)."""
+    """Warn about sites far outside the training area: farther from the training sites'
+    centre than 1.5 times the farthest training site. ``note`` ends the message: what the
+    predictions there are (it depends on the model: see
+    :func:`gpvae.estimator.spatial.predict_sites`)."""
     centre = train_xy.mean(0)
     radius = float(np.sqrt(((train_xy - centre) ** 2).sum(-1)).max())
     dist = np.sqrt(((new_xy - centre) ** 2).sum(-1))
@@ -409,8 +441,7 @@ def warn_far_sites(
         listed = ", ".join(f"{names[i]!r} ({dist[i]:.1f} km)" for i in np.flatnonzero(far)[:5])
         warnings.warn(
             f"coords: sites {listed} in columns {list(columns)!r} are far outside the training "
-            f"area (radius {radius:.1f} km about its centre); predictions there are close to "
-            "the prior",
+            f"area (radius {radius:.1f} km about its centre); {note}",
             UserWarning,
             stacklevel=3,
         )

@@ -674,10 +674,16 @@ class GPVAE(AnomalyMethods, ForecastMethods, SpatialMethods, PersistenceMethods)
             return_samples: also return the S draws of y.
 
         Returns:
-            :class:`~gpvae.estimator.results.ImputationResult` in the input's form.
+            :class:`~gpvae.estimator.results.ImputationResult` in the input's form; for a
+            model fitted on sites a :class:`~gpvae.estimator.spatial.SpatialResult` whose
+            ``mean``, ``lower`` and ``upper`` are copies of the long DataFrame X (its rows,
+            order, index and columns) with the features filled (``times`` and
+            ``return_samples`` are refused there).
         """
         if self.spatial_ is not None:  # a field: neighbours inform every gap
-            return self._impute_spatial(X, num_samples, quantiles)  # type: ignore[return-value]
+            return self._impute_spatial(  # type: ignore[return-value]
+                X, num_samples, quantiles, times, return_samples
+            )
         ctx = self._context("impute")
         return impute_series(ctx, X, times, num_samples, quantiles, return_samples)
 

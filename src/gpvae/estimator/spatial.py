@@ -27,6 +27,7 @@ Shapes: S sites, T steps, D features, W window steps, L latent channels.
 
 from __future__ import annotations
 
+import warnings
 from collections.abc import Hashable, Sequence
 from dataclasses import dataclass, field, replace
 from functools import partial
@@ -140,12 +141,16 @@ class SpatialSpec:
 
 @dataclass(frozen=True)
 class SpatialResult:
-    """Predictions as long DataFrames (id, time, features), in the original units.
+    """Predictions as long DataFrames, in the original units: for :func:`predict_sites`
+    (id, time, features) rows, site-major, ids in the dtype of the sites' id column; for
+    :func:`impute_field` the input frame's own rows, order, index and columns with the
+    features filled.
 
     Attributes:
         mean: predictive mean (observed entries unchanged for imputation).
         lower, upper: the quantiles of the predictive draws (observed entries unchanged).
-        samples: (S, T, sites, D) draws when asked for, else None.
+        samples: None (spatial methods return no draws; ``impute(...,
+            return_samples=True)`` is refused on a spatial model).
     """
 
     mean: pd.DataFrame
@@ -264,6 +269,16 @@ def fit_field(
 ) -> tuple[GPVAEModel, Scaler, SpatialSpec, np.ndarray, TrainState]:
     """Train the spatial GP-VAE; returns model, scaler, spec, interval scales, train state."""
     field_, proj, axis = field_from_frame(frame, id_col, time_col, coords, features, projection)
+    empty = np.isnan(field_.values).all(axis=(0, 2))  # (S,) sites never observed
+    if empty.any():
+        names = [field_.site_ids[i] for i in np.flatnonzero(empty)]
+        warnings.warn(
+            f"X: {len(names)} sites with no observed value in column {id_col!r}: "
+            f"{names[:10]!r}: nothing is learned from them (they stay in the field, "
+            f"unobserved; impute fills them from their neighbours as at a new site)",
+            UserWarning,
+            stacklevel=4,  # the caller of GPVAE.fit (via _fit_spatial)
+        )
     scaler = _field_scaler(field_)
     values = _standardise(field_.values, scaler)
     S = field_.num_sites
@@ -350,6 +365,7 @@ def fit_field(
     config = TrainConfig(
         epochs=base.epochs,
         lr=base.lr,
+        kernel_lr=est.kernel_lr,  # None: lr, as spatial fits had (the benchmark's setting)
         optimizer=base.optimizer,
         patience=base.patience,
         num_samples=base.num_samples,
@@ -384,14 +400,37 @@ def fit_field(
 # ----------------------------------------------------------------------------------------
 # prediction
 
+#: What :func:`predict_sites` gives at a new site far outside the training area, with
+#: ``interp_skip`` (the fusion's inverse distance weighting does not fade with distance).
+FAR_FUSED = (
+    "with interp_skip, predictions there are the inverse distance weighted average of the "
+    "observed sites (nearly their plain average that far out) plus the fusion's residual, "
+    "and their intervals are as wide as inside the training area: they do not widen with "
+    "distance, so they do not measure the uncertainty of extrapolating that far"
+)
+
+#: The same without ``interp_skip``: kriging in latent space.
+FAR_LATENT = (
+    "the latent GP there is informed by the observed sites only as far as its learned "
+    "spatial lengthscale reaches, so predictions tend to the model's prior (its mean and "
+    "intervals without the neighbours' values) as the distance grows"
+)
+
+#: For observed sites (the neighbours) far outside the training area.
+FAR_NEIGHBOURS = (
+    "the model was not trained there: its spatial correlations are extrapolated to them"
+)
+
 
 def _long_frame(
-    field_: Field, spec: SpatialSpec, values: np.ndarray, ids: Sequence[Hashable]
+    field_: Field, spec: SpatialSpec, values: np.ndarray, ids: Sequence[Hashable], id_dtype: Any
 ) -> pd.DataFrame:
-    """(T, S', D) values -> a long frame (id, time, features), site-major rows."""
+    """(T, S', D) values -> a long frame (id, time, features), site-major rows; the ids in
+    ``id_dtype`` (that of the sites' id column)."""
     T, S = values.shape[:2]
+    site_ids = pd.Series(list(ids), dtype=id_dtype)
     data = {
-        spec.id: np.repeat(np.asarray(ids, dtype=object), T),
+        spec.id: site_ids.iloc[np.repeat(np.arange(S), T)].reset_index(drop=True),
         spec.time: np.tile(field_.raw_times, S),
     }
     flat = values.transpose(1, 0, 2).reshape(S * T, -1)
@@ -444,6 +483,34 @@ def _check_new_sites(
         )
 
 
+def _warn_unobserved(field_: Field, window: int, spec: SpatialSpec) -> None:
+    """Warn about the features the observed sites never observe in X, and about the time
+    windows in which no site observes anything: predictions there have no neighbour's value
+    to condition on (the latent GP's prior, or the decoder's output without a fusion's
+    interpolation)."""
+    seen = ~np.isnan(field_.values)  # (T, S, D)
+    never = [spec.features[j] for j in np.flatnonzero(~seen.any(axis=(0, 1)))]
+    if never:
+        warnings.warn(
+            f"X: the observed sites have no value of features {never!r}: predictions of them "
+            f"at the new sites are not informed by any neighbour (they come from the model's "
+            f"prior, through the other features at most)",
+            UserWarning,
+            stacklevel=4,
+        )
+    T = len(field_.times)
+    blind = [a for a in range(0, T, window) if not seen[a : a + window].any()]
+    if blind:
+        first = field_.raw_times[blind[0]]
+        warnings.warn(
+            f"X: {len(blind)} of {-(-T // window)} windows of {window} steps have no observed "
+            f"value at any site (the first from {first!r} in column {spec.time!r}): "
+            f"predictions there come from the model's prior alone, not from neighbours",
+            UserWarning,
+            stacklevel=4,
+        )
+
+
 def predict_sites(
     model: GPVAEModel,
     scaler: Scaler,
@@ -462,11 +529,13 @@ def predict_sites(
     new_ids, new_coords = site_table(sites, spec.id, cols, min_sites=1)
     new_xy = spec.projection.to_km(new_coords)
     _check_new_sites(new_ids, new_xy, field_, spec.id)
-    warn_far_sites(field_.xy, spec.train_xy, field_.site_ids, cols)  # the neighbours
-    warn_far_sites(new_xy, spec.train_xy, new_ids, cols)
+    fused = isinstance(model.interp_fusion, FieldFusion)
+    warn_far_sites(field_.xy, spec.train_xy, field_.site_ids, cols, FAR_NEIGHBOURS)
+    warn_far_sites(new_xy, spec.train_xy, new_ids, cols, FAR_FUSED if fused else FAR_LATENT)
     values = _standardise(field_.values, scaler)
     T, W, P = len(field_.times), spec.window, len(new_ids)
     starts = list(range(0, T, W))
+    _warn_unobserved(field_, W, spec)
     gen = torch.Generator().manual_seed(seed)
     means, los, his = (np.zeros((T, P, len(spec.features))) for _ in range(3))
     model.eval()
@@ -500,7 +569,8 @@ def predict_sites(
                 arr[a : a + n] = src[b].reshape(W, P, -1)[:n].cpu().numpy()
     lo_s, hi_s = _interval(means, los, his, interval_scale)
     out = [scaler.mean_ + v * scaler.std_ for v in (means, lo_s, hi_s)]  # type: ignore[operator]
-    return SpatialResult(*(_long_frame(field_, spec, v, new_ids) for v in out))
+    id_dtype = sites[spec.id].dtype
+    return SpatialResult(*(_long_frame(field_, spec, v, new_ids, id_dtype) for v in out))
 
 
 def impute_field(
@@ -515,7 +585,10 @@ def impute_field(
     batch_size: int,
 ) -> SpatialResult:
     """Fill the missing entries of the observed sites (neighbours included in every
-    conditioning); observed values come back unchanged."""
+    conditioning); observed values come back unchanged. Each result frame is a copy of
+    ``frame`` (its rows, order, index, columns and id dtype) with the feature columns filled
+    (``lower`` / ``upper``: the interval bounds there); a (site, time) without a row stays
+    without one."""
     field_ = _observed_field(frame, spec)
     values = _standardise(field_.values, scaler)
     T, S, D = values.shape
@@ -536,8 +609,14 @@ def impute_field(
                 arr[a : a + n] = src[b].reshape(W, S, D)[:n].cpu().numpy()
     lo_s, hi_s = _interval(means, los, his, interval_scale)
     observed = ~np.isnan(field_.values)
+    # each row of the frame -> its (time, site) of the field, in the frame's order
+    t_raw, _ = TimeAxis.raw(frame[spec.time], spec.time)
+    rows_t = np.searchsorted(np.unique(t_raw), t_raw)
+    rows_s = pd.factorize(frame[spec.id], sort=False)[0]
     out = []
     for v in (means, lo_s, hi_s):
         back = scaler.mean_ + v * scaler.std_  # type: ignore[operator]
-        out.append(np.where(observed, field_.values, back))
-    return SpatialResult(*(_long_frame(field_, spec, v, field_.site_ids) for v in out))
+        filled = frame.copy()
+        filled[list(spec.features)] = np.where(observed, field_.values, back)[rows_t, rows_s]
+        out.append(filled)
+    return SpatialResult(*out)

@@ -19,9 +19,11 @@ from gpvae.estimator.spatial import (
     impute_field,
     predict_sites,
 )
+from gpvae.kernels import Kernel
+from gpvae.kernels.registry import num_periods
 from gpvae.training import distributed
 
-__all__ = ["SPATIAL_ONE_PROCESS", "SpatialMethods"]
+__all__ = ["SPATIAL_ONE_PROCESS", "SpatialMethods", "check_spatial_settings"]
 
 #: Why a spatial fit refuses to run under torchrun (the start of its error message).
 SPATIAL_ONE_PROCESS = (
@@ -30,6 +32,57 @@ SPATIAL_ONE_PROCESS = (
     "latent field on the grid of a whole batch's times, so a process cannot compute its "
     "share of a batch (run it without torchrun)"
 )
+
+
+def check_spatial_settings(est: Any, window: int) -> None:
+    """Refuse, before any work, the settings of ``est`` that a spatial fit cannot honour
+    (it would otherwise train and ignore them, or fail afterwards), naming each.
+
+    Raises:
+        ValidationError: ``posterior`` other than ``"structured"``; a per-channel ``kernel``
+            list or a kernel name with a periodic factor (GPVAE refuses a ``period``
+            without one); a ``window`` of
+            the estimator other than fit's; ``interp_blend``; ``forecast_horizon`` or
+            ``forecast_blend``; ``checkpoint_dir``.
+    """
+    if est.posterior != "structured":
+        raise ValidationError(
+            f"posterior: expected 'structured' for a spatial fit (predict_sites draws the "
+            f"latent GP at new sites from the structured posterior's conditioned GP), found "
+            f"{est.posterior!r}"
+        )
+    kernel = est.kernel
+    if not isinstance(kernel, (str, Kernel)):
+        raise ValidationError(
+            f"kernel: expected one kernel name or Kernel instance for a spatial fit (one "
+            f"SpaceTime kernel is shared by the latent channels), found a list of "
+            f"{len(kernel)}"
+        )
+    if isinstance(kernel, str) and num_periods(kernel) > 0:
+        raise ValidationError(
+            f"kernel: expected a name without periodic factors for a spatial fit (the name "
+            f"also gives the kernel over space, in km), found {kernel!r}; pass a SpaceTime's "
+            f"temporal part as a Kernel instance with its period in time steps instead"
+        )
+    if est.window is not None and est.window != window:
+        raise ValidationError(
+            f"window: a spatial fit cuts the record into windows of fit(..., window=...) "
+            f"steps ({window}), expected GPVAE(window=None) or the same, found "
+            f"GPVAE(window={est.window})"
+        )
+    refused = {
+        "interp_blend": (est.interp_blend, "blends time-series imputations"),
+        "forecast_horizon": (est.forecast_horizon is not None, "calibrates forecasts"),
+        "forecast_blend": (est.forecast_blend, "blends forecasts"),
+        "checkpoint_dir": (est.checkpoint_dir is not None, "writes checkpoints of a fit"),
+    }
+    for name, (given, what) in refused.items():
+        if given:
+            default = "False" if name in ("interp_blend", "forecast_blend") else "None"
+            raise ValidationError(
+                f"{name}: {what} of time series, which a spatial fit does not do: expected "
+                f"{default}, found {getattr(est, name)!r}"
+            )
 
 
 class SpatialMethods:
@@ -63,6 +116,7 @@ class SpatialMethods:
         window = int_arg("window", window, minimum=2)
         if inducing is not None:
             inducing = int_arg("inducing", inducing)
+        check_spatial_settings(self, window)
         model, scaler, spec, scale, state = fit_field(
             self, X, id, time, coords, features, projection, window, inducing
         )
@@ -138,9 +192,24 @@ class SpatialMethods:
         )
 
     def _impute_spatial(
-        self, X: Any, num_samples: int, quantiles: Sequence[float]
+        self,
+        X: Any,
+        num_samples: int,
+        quantiles: Sequence[float],
+        times: Any = None,
+        return_samples: bool = False,
     ) -> SpatialResult:
         spec = self._spatial_fitted("impute")
+        if times is not None:
+            raise ValidationError(
+                f"times: expected None for a model fitted on sites (the times are X's column "
+                f"{spec.time!r}), found {type(times).__name__}"
+            )
+        if return_samples is not False:
+            raise ValidationError(
+                f"return_samples: expected False for a model fitted on sites (its impute "
+                f"returns mean, lower and upper frames, no draws), found {return_samples!r}"
+            )
         model, scaler = self._fitted("impute")  # type: ignore[attr-defined]
         S = interval_draws_arg(num_samples, (0.05, 0.95))[0]  # at least 2: one is no interval
         q = _quantiles(quantiles)

@@ -412,7 +412,8 @@ def fit(
             block_lengths=_lengths(block_lengths),
             seed=seed,
             progress=not quiet,
-            checkpoint_dir=str(out / "checkpoints"),
+            # a spatial fit writes no checkpoint (GPVAE refuses checkpoint_dir with coords)
+            checkpoint_dir=None if coord_cols is not None else str(out / "checkpoints"),
         )
     run = shards.job()
     ignored = _ignored_options(coord_cols is not None, difference, difference_columns, inducing)
@@ -635,8 +636,8 @@ def fit_spatial(
     info(f"fitted a spatial model on {len(model.spatial_.train_xy)} sites; wrote {out}")  # type: ignore[attr-defined]
 
 
-#: fit's options for time series only (anomaly thresholds, forecasting, differencing), by
-#: parameter name: a fit with --coord-cols would ignore them.
+#: fit's options for time series only (anomaly thresholds, forecasting, differencing, the
+#: interpolation blend), by parameter name: a fit with --coord-cols would ignore them.
 _SERIES_ONLY = {
     "false_alarm_rate": "--false-alarm-rate",
     "smooth": "--smooth",
@@ -650,6 +651,7 @@ _SERIES_ONLY = {
     "forecast_blend": "--forecast-blend",
     "difference": "--difference",
     "difference_columns": "--difference-columns",
+    "interp_blend": "--interp-blend",
 }
 
 
@@ -675,9 +677,9 @@ def _ignored_options(
     ]
     if given:
         return (
-            f"{given[0]}: sets up anomaly detection or forecasting of time series, which a fit "
-            f"with --coord-cols (a space x time field: impute and predict-sites) does not "
-            f"have; leave out {', '.join(given)}"
+            f"{given[0]}: sets up anomaly detection, forecasting or the interpolation blend "
+            f"of time series, which a fit with --coord-cols (a space x time field: impute and "
+            f"predict-sites) does not have; leave out {', '.join(given)}"
         )
     return None
 
