@@ -765,6 +765,27 @@ def test_spatial_fit_refuses_settings_it_cannot_honour_before_training(
     assert not est.is_fitted
 
 
+@pytest.mark.parametrize(
+    ("fit_args", "match"),
+    [
+        ({"resume": True}, r"^resume: expected their defaults with coords"),
+        ({"sharded": True}, r"^sharded: expected their defaults with coords"),
+        ({"X_val": "df", "times": [0.0]}, r"^times, X_val: expected their defaults"),
+    ],
+)
+def test_spatial_fit_refuses_time_series_fit_arguments(
+    fit_args: dict[str, object], match: str, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """resume, sharded, times and the validation data were ignored by a spatial fit."""
+    _no_training(monkeypatch)
+    df = _field(S=3, T=30)
+    args = {k: (df if v == "df" else v) for k, v in fit_args.items()}
+    est = GPVAE(latent_dim=1, epochs=1, progress=False)
+    with pytest.raises(ValidationError, match=match):
+        est.fit(df, id="site", time="time", coords=["lat", "lon"], window=10, **args)  # type: ignore[arg-type]
+    assert not est.is_fitted
+
+
 def test_spatial_fit_honours_kernel_lr_and_the_estimator_s_window() -> None:
     """kernel_lr was not passed to the spatial training: 1e-6 and 0.5 gave the same kernel."""
     df = _field(S=3, T=40)

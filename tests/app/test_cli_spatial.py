@@ -253,6 +253,10 @@ def test_time_series_options_with_coord_cols_are_refused(tmp_path: Path) -> None
         assert "Traceback" not in proc.stderr
         assert f"{extra[0]}: sets up anomaly detection, forecasting or the" in proc.stderr
         assert not (tmp_path / "model").exists()
+    proc = _cli(*base, "--resume", "--quiet", "-o", tmp_path / "model")  # was ignored
+    assert proc.returncode != 0
+    assert "--resume: continues a time-series fit from its checkpoint" in proc.stderr
+    assert not (tmp_path / "model").exists()
 
 
 def test_predict_sites_creates_the_folders_of_its_plots(

@@ -504,6 +504,17 @@ class GPVAE(AnomalyMethods, ForecastMethods, SpatialMethods, PersistenceMethods)
         """
         if coords is not None:
             check_levels_method("spatial fit", self.difference)
+            series_only = {"times": times, "X_val": X_val, "times_val": times_val}
+            series_only |= {"X_val_target": X_val_target}
+            given = [name for name, value in series_only.items() if value is not None]
+            given += [name for name, on in (("resume", resume), ("sharded", sharded)) if on]
+            if given:  # the spatial fit would ignore them
+                raise invalid(
+                    ", ".join(given),
+                    "their defaults with coords (a spatial fit reads its times from X's time "
+                    "column and takes no validation data, checkpoint or shards)",
+                    "them given",
+                )
             return self._fit_spatial(X, id, time, coords, features, projection, window, inducing)
         spatial_only = {"id": id, "time": time, "features": features, "inducing": inducing}
         given = [name for name, value in spatial_only.items() if value is not None]

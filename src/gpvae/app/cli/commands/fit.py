@@ -670,6 +670,11 @@ def _ignored_options(
             return "--inducing: expected --coord-cols with it (a spatial fit), found none"
         return None
     ctx = click.get_current_context()
+    if ctx.params.get("resume"):
+        return (
+            "--resume: continues a time-series fit from its checkpoint; a fit with "
+            "--coord-cols writes none, so there is nothing to resume: leave out --resume"
+        )
     given = [
         flag
         for name, flag in _SERIES_ONLY.items()
