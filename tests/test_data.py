@@ -493,6 +493,24 @@ def test_nullable_pandas_dtypes() -> None:
     np.testing.assert_array_equal(ss.values[0], [[1.0, 0.5, 1.0], [np.nan, 1.5, 0.0]])
 
 
+def test_frame_results_keep_each_float_column_s_dtype() -> None:
+    """Every feature came back float64: a float32 column lost its dtype."""
+    df = pd.DataFrame(
+        {
+            "time": [0.0, 1.0, 2.0],
+            "f32": np.array([0.1, np.nan, 0.3], dtype=np.float32),
+            "n": pd.array([1, None, 3], dtype="Int64"),
+            "flag": [True, False, True],
+        }
+    )
+    ss = to_series_set(df)
+    out = from_padded(ss, np.array([[[0.1, 1.0, 1.0], [0.25, 2.0, 0.5], [0.3, 3.0, 1.0]]]))
+    assert out["f32"].dtype == np.float32
+    assert out["f32"].iloc[0] == df["f32"].iloc[0]  # the observed value, bit for bit
+    assert out["n"].dtype == np.float64  # imputations of whole numbers need not be whole
+    assert out["flag"].dtype == np.float64
+
+
 def test_to_batch_rejects_bad_indices() -> None:
     ss = to_series_set(np.ones((2, 3, 1)))
     with pytest.raises(ValidationError, match="indices"):

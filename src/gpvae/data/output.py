@@ -11,7 +11,8 @@ restores the input's order of unsorted timestamps and returns
   index and columns, with the feature columns replaced by the result (a result with one value
   per point, (n, N), gives a Series aligned with the frame's rows instead).
 
-Float results are cast to the input's float dtype (float64 for int/bool input).
+Float results are cast to the input's float dtype (float64 for int/bool input); in a
+DataFrame, to each feature column's own float dtype (float64 for int, bool or Int64 columns).
 """
 
 from __future__ import annotations
@@ -134,7 +135,11 @@ def _one(series_set: SeriesSet, values: Any, name: str, dtype: np.dtype | None =
         return pd.Series(full, index=frame.index.copy(), name=name)
     out = frame.copy()
     for j, col in enumerate(series_set.layout.feature_labels):
-        out[col] = full[:, j]
+        given = frame[col].dtype
+        # a float column keeps its float dtype (float32 stays float32); other columns
+        # (int, bool, Int64) become float64, as their imputations are not whole numbers
+        keep = isinstance(given, np.dtype) and given.kind == "f" and full.dtype.kind == "f"
+        out[col] = full[:, j].astype(given, copy=False) if keep else full[:, j]
     return out
 
 
