@@ -74,7 +74,10 @@ class ForecastMethods:
                 up to the last of them and returns the levels at these times (after the
                 last time, one time per step).
             num_samples: S draws, at least 2 (a warning when too few for ``quantiles``:
-                :func:`gpvae.arguments.interval_draws_arg`).
+                :func:`gpvae.arguments.interval_draws_arg`). Unlike imputations, the draws
+                come from one generator per call: a series' draws change with the series
+                forecast beside it and with the number of processes (the same call on the
+                same data and seed repeats them).
             quantiles: (lower, upper) probabilities.
             return_samples: also return the S joint sample paths (S, n, H, D).
 
