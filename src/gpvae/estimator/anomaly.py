@@ -67,6 +67,7 @@ from __future__ import annotations
 
 import dataclasses
 import math
+import warnings
 from dataclasses import dataclass
 from functools import partial
 from typing import Any
@@ -154,6 +155,10 @@ class AnomalyProfile:
             ``log(n + 1)`` for a feature whose n normal scores span less than
             :data:`gpvae.settings.ANOMALY_MIN_SCALE`, infinite for the others; None: no cap,
             as in profiles saved before this field existed).
+        unprofiled: (D,) True for a feature with no observed value in the normal data: it
+            has no normal scores to be put on a scale by, so it is left out of the step
+            score, the alarm and the intervals' features (its entry scores are still
+            reported; None: none, as in profiles saved before this field existed).
     """
 
     window: int | None
@@ -180,6 +185,7 @@ class AnomalyProfile:
     tail_beta: np.ndarray | None = None
     alarm_cap: np.ndarray | None = None
     spread_quantile: float = 0.9
+    unprofiled: np.ndarray | None = None
 
     @property
     def alarm_width(self) -> int:
@@ -194,6 +200,8 @@ class AnomalyProfile:
         for key in ("prior_ratio", "tail_logp", "tail_quantiles", "tail_beta"):
             if getattr(self, key) is not None:
                 out[key] = np.asarray(getattr(self, key), dtype=np.float64).tolist()
+        if self.unprofiled is not None:
+            out["unprofiled"] = [bool(u) for u in self.unprofiled]
         if self.alarm_cap is not None:  # JSON has no infinity: null for "no cap"
             out["alarm_cap"] = [float(c) if math.isfinite(c) else None for c in self.alarm_cap]
         return out
@@ -238,6 +246,7 @@ class AnomalyProfile:
                     dtype=np.float64,
                 ),
                 spread_quantile=float(data.get("spread_quantile", 0.9)),
+                unprofiled=_optional_flags(data.get("unprofiled")),
             )
             ok = (
                 prof.center.shape == (num_features,)
@@ -265,6 +274,7 @@ class AnomalyProfile:
                         and bool(np.isfinite(prof.prior_ratio).all())
                     )
                 )
+                and (prof.unprofiled is None or prof.unprofiled.shape == (num_features,))
                 and prof.combine in COMBINES
                 and prof.feature_scale in FEATURE_SCALES
                 and (prof.feature_scale != "tail" or _tail_ok(prof, num_features))
@@ -286,7 +296,7 @@ class AnomalyProfile:
                 f"false_alarm_rate, num_steps; optionally baseline, level, alarm_smooth, "
                 f"prior_weight, prior_ratio, causal, spread, level_spread, feature_scale, "
                 f"combine, tail_logp, tail_quantiles, tail_beta, alarm_cap, "
-                f"spread_quantile), "
+                f"spread_quantile, unprofiled), "
                 f"found {data!r}"
             )
         return prof
@@ -304,6 +314,15 @@ NOVELTIES = ("extrapolate", "cap")
 
 def _optional_array(value: object) -> np.ndarray | None:
     return None if value is None else np.asarray(value, dtype=np.float64)
+
+
+def _optional_flags(value: object) -> np.ndarray | None:
+    """A JSON list of booleans as a bool array (None stays None)."""
+    if value is None:
+        return None
+    if not isinstance(value, list) or not all(isinstance(v, bool) for v in value):
+        raise TypeError("expected a list of booleans")
+    return np.array(value, dtype=bool)
 
 
 def _tail_ok(prof: AnomalyProfile, num_features: int) -> bool:
@@ -637,15 +656,20 @@ def _trailing_mean(s: np.ndarray, width: int) -> np.ndarray:
 
 
 def normalised_entries(entry: np.ndarray, profile: AnomalyProfile | None) -> np.ndarray:
-    """Entry scores on the profile's common scale (as they are without a profile)."""
+    """Entry scores on the profile's common scale (as they are without a profile); NaN in
+    the profile's ``unprofiled`` features (no normal scores to scale them by)."""
     if profile is None:
         return entry
     if profile.feature_scale == "tail":
         assert profile.tail_logp is not None
         assert profile.tail_quantiles is not None
         assert profile.tail_beta is not None
-        return tail_scores(entry, profile.tail_logp, profile.tail_quantiles, profile.tail_beta)
-    return (entry - profile.center) / profile.scale
+        z = tail_scores(entry, profile.tail_logp, profile.tail_quantiles, profile.tail_beta)
+    else:
+        z = (entry - profile.center) / profile.scale
+    if profile.unprofiled is not None and profile.unprofiled.any():
+        z = np.where(profile.unprofiled, np.nan, z)
+    return z
 
 
 def _trailing_median(s: np.ndarray, width: int, level: float) -> np.ndarray:
@@ -737,7 +761,9 @@ def heldout_scores(
     flagged = alarm = None
     if profile is None:
         step = [step_scores(e, None) for e in entry]
-    else:  # the drift baseline (a rolling median) once per series, for both trailing means
+    else:
+        _warn_unprofiled(entry, profile, list(ss.feature_names))
+        # the drift baseline (a rolling median) once per series, for both trailing means
         detrended = [_detrended(e, profile) for e in entry]
         step = [_trailing_mean(d, profile.smooth) for _, d in detrended]
         if profile.alarm_cap is not None:  # the alarm's own, of the capped entries
@@ -770,6 +796,23 @@ def heldout_scores(
             for s, e, t, f in zip(step, entry, ss.times, flagged or [])
         ],
     )
+
+
+def _warn_unprofiled(entry: list[np.ndarray], profile: AnomalyProfile, names: list[str]) -> None:
+    """Warn when a feature that the profile leaves out (``unprofiled``) is observed."""
+    if profile.unprofiled is None or not profile.unprofiled.any():
+        return
+    cols = np.flatnonzero(profile.unprofiled)
+    seen = [d for d in cols if any(np.isfinite(e[:, d]).any() for e in entry)]
+    if seen:
+        warnings.warn(
+            f"X: {', '.join(repr(names[d]) for d in seen)} had no observed value in the data "
+            "fit_threshold learned from, so it has no normal scores: it is left out of the "
+            "step score, the alarm and the intervals (its entry scores are still reported); "
+            "call fit_threshold with data where it is observed to include it",
+            UserWarning,
+            stacklevel=4,
+        )
 
 
 def _booleans(flags: Any) -> Any:
@@ -841,6 +884,7 @@ def fit_profile(
         alarm_smooth = int_arg("alarm_smooth", alarm_smooth)
     w = float_arg("prior_weight", prior_weight, positive=False)
     _, scaled = ctx.input(X, times)
+    names = list(scaled.feature_names)
 
     def scores(part: SeriesSet) -> tuple[list[np.ndarray], list[np.ndarray]]:
         held = entry_scores(ctx, part, num_samples, num_folds, window, causal=causal)
@@ -866,7 +910,7 @@ def fit_profile(
     prof = profile_from_entries(
         entry, rate, num_samples, num_folds, window, smooth, True, baseline, alarm_smooth,
         spread=spread, feature_scale=feature_scale, combine=combine, novelty=novelty,
-        spread_quantile=spread_quantile,
+        spread_quantile=spread_quantile, feature_names=names,
     )  # fmt: skip
     prof.prior_weight, prof.prior_ratio, prof.causal = w, ratio, bool(causal)
     return prof
@@ -905,6 +949,7 @@ def profile_from_entries(
     combine: str = "sum",
     novelty: str = "extrapolate",
     spread_quantile: float = 0.9,
+    feature_names: list[str] | None = None,
 ) -> AnomalyProfile:
     """The profile of normal data from its entry scores (n arrays (T_i, D)).
 
@@ -921,6 +966,10 @@ def profile_from_entries(
     With the tail scale, ``novelty="cap"`` caps the alarm's score of each (near-)constant
     feature (:func:`novelty_caps`; the step score, which ranks the steps, is not capped);
     "extrapolate" (and the spread scale) caps nothing.
+    A feature with no observed entry in ``entry`` has no normal scores to be scaled by: it
+    is marked ``unprofiled`` (left out of the step score, the alarm and the intervals'
+    features, so that its first values do not raise false alarms) with a warning that names
+    it (``feature_names``, else its position).
     The threshold is the ``1 - false_alarm_rate`` quantile of the normal data's alarm scores.
     """
     rate = _rate_arg(false_alarm_rate)
@@ -950,6 +999,22 @@ def profile_from_entries(
         combine=combine,
         spread_quantile=spread_quantile,
     )
+    seen = np.isfinite(np.concatenate(entry)).any(axis=0)
+    if seen.any() and not seen.all():
+        prof.unprofiled = ~seen
+        names = [
+            repr(feature_names[d]) if feature_names is not None else f"feature {d}"
+            for d in np.flatnonzero(~seen)
+        ]
+        warnings.warn(
+            f"X: expected observed values of every feature to learn its normal scores from, "
+            f"found none of {', '.join(names)}; the threshold leaves it out of the step "
+            "score and the alarm (its entry scores are still reported), so that its values "
+            "on new data raise no false alarms: call fit_threshold with data where it is "
+            "observed to include it",
+            UserWarning,
+            stacklevel=3,
+        )
     if feature_scale == "tail":
         prof.tail_logp, prof.tail_quantiles, prof.tail_beta = tail_fit(entry)
         if novelty == "cap":

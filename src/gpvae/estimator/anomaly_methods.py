@@ -136,6 +136,13 @@ class AnomalyMethods:
         ``spread_quantile`` (None: :data:`gpvae.settings.ANOMALY_SPREAD_QUANTILE`, 0.95; with
         ``spread``): the spread is this quantile of the recent scores less their median.
 
+        A feature with no observed value in ``X`` has no normal scores to scale it by: it is
+        left out of the step score, the alarm and the intervals of this profile (its entry
+        scores are still reported), with a warning here and whenever scored data has values
+        of it, so that a sensor that was offline while the threshold was learned raises no
+        false alarms when it comes back; call it again with data where the feature is
+        observed to include it.
+
         Under torchrun every process must call it: each scores a block of the series of X
         (``sharded``: X holds this process's own series, as in :meth:`fit`), and every
         process stores the threshold one process would learn from all of them.
