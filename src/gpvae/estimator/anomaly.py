@@ -19,7 +19,9 @@ steps is subtracted (the steps before a series count as the normal data's median
 ``level``): when the data drift slowly away from the normal part, every score rises, and
 only the rise against the recent level remains (an anomaly that lasts longer than about
 L / 2 steps becomes the new level). The step score is this, averaged over the last
-``smooth`` steps. Both are trailing: no future step is used, so they can run on a stream.
+``smooth`` steps (NaN at a step with no observed entry, whatever ``smooth``: the steps
+before it do not score it, and it is never flagged). Both are trailing: no future step is
+used, so they can run on a stream.
 
 **Tail scale.** A feature that is nearly always the same (a 0/1 command flag that is rarely
 on) has normal scores whose median and 90% quantile agree, so its occasional normal value
@@ -728,17 +730,27 @@ def _alarm_base(raw: np.ndarray, detrended: np.ndarray, profile: AnomalyProfile)
     )
 
 
+def _step_mean(values: np.ndarray, raw: np.ndarray, width: int) -> np.ndarray:
+    """The trailing mean of ``values`` over ``width`` steps, NaN where the step itself has
+    no score (``raw`` NaN: no observed entry that counts): a step with nothing observed
+    gets no score from the steps before it, and is never flagged."""
+    return np.where(np.isnan(raw), np.nan, _trailing_mean(values, width))
+
+
 def step_scores(entry: np.ndarray, profile: AnomalyProfile | None) -> np.ndarray:
-    """(T,) step scores from (T, D) entry scores (NaN where no entry is observed)."""
+    """(T,) step scores from (T, D) entry scores (NaN where no entry is observed, whatever
+    the smoothing)."""
     if profile is None:
         return _summed(entry, None)
-    return _trailing_mean(_detrended(entry, profile)[1], profile.smooth)
+    raw, detrended = _detrended(entry, profile)
+    return _step_mean(detrended, raw, profile.smooth)
 
 
 def alarm_scores(entry: np.ndarray, profile: AnomalyProfile) -> np.ndarray:
-    """(T,) scores that the profile's threshold is compared with (see the module)."""
+    """(T,) scores that the profile's threshold is compared with (see the module; NaN
+    where no entry is observed)."""
     raw, detrended = _detrended(entry, profile, alarm=True)
-    return _trailing_mean(_alarm_base(raw, detrended, profile), profile.alarm_width)
+    return _step_mean(_alarm_base(raw, detrended, profile), raw, profile.alarm_width)
 
 
 def heldout_scores(
@@ -765,11 +777,11 @@ def heldout_scores(
         _warn_unprofiled(entry, profile, list(ss.feature_names))
         # the drift baseline (a rolling median) once per series, for both trailing means
         detrended = [_detrended(e, profile) for e in entry]
-        step = [_trailing_mean(d, profile.smooth) for _, d in detrended]
+        step = [_step_mean(d, raw, profile.smooth) for raw, d in detrended]
         if profile.alarm_cap is not None:  # the alarm's own, of the capped entries
             detrended = [_detrended(e, profile, alarm=True) for e in entry]
         alarm = [
-            _trailing_mean(_alarm_base(raw, d, profile), profile.alarm_width)
+            _step_mean(_alarm_base(raw, d, profile), raw, profile.alarm_width)
             for raw, d in detrended
         ]
         flagged = [np.nan_to_num(a, nan=-np.inf) > profile.threshold for a in alarm]
