@@ -1058,6 +1058,38 @@ def test_detect_plot_flags_the_steps_the_output_flags(
     assert not any(text.startswith("threshold") for text in legends)
 
 
+def test_detect_writes_the_alarm_that_the_threshold_is_compared_with(
+    long_model: Path, files: dict[str, Path], tmp_path: Path
+) -> None:
+    """With the stored threshold, OUT's 'alarm' is the score compared with it ('anomaly'
+    exactly where alarm > threshold; 'score' does not follow it), the summary names that
+    column, and each interval's peak is its highest alarm; with --quantile, alarm = score."""
+    frame = pd.read_csv(files["long_csv"])
+    frame.loc[frame.index[20:24], "temp"] = frame["temp"].max() + 40.0
+    src, out, ivs = tmp_path / "new.csv", tmp_path / "s.csv", tmp_path / "iv.csv"
+    frame.to_csv(src, index=False)
+    proc = run_cli("detect", long_model, src, "-o", out, "--intervals", ivs)
+    _ok(proc)
+    assert "whose alarm (OUT's alarm column) is above" in proc.stdout
+    prof = GPVAE.load(long_model / "model").anomaly_profile_
+    assert prof is not None
+    res, table = pd.read_csv(out), pd.read_csv(ivs)
+    assert list(res.columns[-2:]) == ["alarm", "anomaly"]
+    np.testing.assert_array_equal(
+        res["anomaly"].to_numpy(), np.nan_to_num(res["alarm"], nan=-np.inf) > prof.threshold
+    )
+    assert len(table) >= 1
+    for _, iv in table.iterrows():
+        part = res[res["station"] == iv["station"]].sort_values("t")
+        inside = part[(part["t"] >= iv["start"]) & (part["t"] <= iv["end"])]
+        assert iv["peak_score"] == pytest.approx(inside["alarm"].max(), rel=1e-12)
+        assert iv["peak_time"] == inside.loc[inside["alarm"].idxmax(), "t"]
+        assert iv["peak_score"] > prof.threshold
+    _ok(run_cli("detect", long_model, src, "-o", out, "--quantile", "0.98"))
+    res = pd.read_csv(out)
+    np.testing.assert_array_equal(res["alarm"].to_numpy(), res["score"].to_numpy())
+
+
 @pytest.mark.parametrize("clash", ["OUT", "DATA"])
 def test_detect_intervals_that_would_replace_out_or_data_are_refused(
     clash: str,
