@@ -40,16 +40,20 @@ class AnomalyMethods:
         prior_weight: float | None = None,
         causal: bool | None = None,
     ) -> AnomalyResult:
-        """Negative log predictive density of every observed entry, with its step hidden.
+        """Anomaly score of every observed entry: its negative log predictive density with
+        its step hidden, plus ``prior_weight`` times (a per-feature ratio of) its score
+        under the prior alone (see :class:`~gpvae.estimator.results.AnomalyResult`).
 
         The steps of each series fall into ``num_folds`` interleaved folds; for each fold,
         the entries at its steps are hidden from the encoder and each observed entry there
         is scored by ``-log (1/S) sum_s p(y | z_s)``, ``z_s ~ q(z | the other folds)``, in
-        standardised units. Long series are scored in half-overlapping windows of
-        ``window`` steps (time linear in the length). The step score is the sum over the
-        observed entries; after :meth:`fit_threshold`, the stored profile's scaled,
-        combined and smoothed score, with ``flagged`` steps and ``intervals``. Nothing is refitted
-        (see :mod:`gpvae.estimator.anomaly`).
+        standardised units; with ``prior_weight > 0`` (the default) the prior score below
+        is added, so ``entry`` is the held-out density alone only with ``prior_weight=0``.
+        Long series are scored in half-overlapping windows of ``window`` steps (time linear
+        in the length). The step score is the sum over the observed entries; after
+        :meth:`fit_threshold`, the stored profile's scaled, combined and smoothed score,
+        with ``flagged`` steps and ``intervals``. Nothing is refitted (see
+        :mod:`gpvae.estimator.anomaly`).
 
         Args:
             X, times: data in any accepted form (e.g. new data of a fitted model).

@@ -115,15 +115,28 @@ class ForecastResult:
 class AnomalyResult:
     """Per-entry and per-step anomaly scores (higher = more anomalous).
 
-    ``entry[i, t, d] = -log p(y[i, t, d] | y[i, steps not in the fold of t])``: the negative
-    log posterior-predictive density of the observed entry, in standardised units (the value
-    after the fit's scaler; add ``log(scaler_.std_[d])`` for the density in original units),
-    under the model's posterior given the series (or the window of ``window`` steps around
-    t) with every entry at time step t (and the other steps of its fold) hidden. NaN where
-    the entry is not observed. Without a threshold profile ``step[i, t]`` is the sum of
-    ``entry[i, t, :]`` over the observed entries (NaN if none); with one (after
-    :meth:`~gpvae.GPVAE.fit_threshold`) it is the profile's normalised, smoothed step score
-    (:mod:`gpvae.estimator.anomaly`).
+    ``entry[i, t, d] = H[i, t, d] + w * r[d] * P[i, t, d]``, in standardised units (the
+    value after the fit's scaler), NaN where the entry is not observed, where:
+
+    - ``H = -log p(y[i, t, d] | y[i, steps not in the fold of t])``, the held-out negative
+      log posterior-predictive density of the entry under the model's posterior given the
+      series (or the window of ``window`` steps around t) with every entry at step t (and
+      the other steps of its fold) hidden (``causal``: given the steps before its block);
+    - ``P = -log p(y[i, t, d])`` under the GP prior alone at step t (nothing conditioned
+      on: how far the value lies from anything the model calls normal);
+    - ``w`` is the call's ``prior_weight`` (by default the stored profile's, else
+      :data:`gpvae.settings.ANOMALY_PRIOR_WEIGHT`, 0.5; 0 for a likelihood whose entries
+      are not independent given z, e.g. ``"gaussian_gp"``) and ``r[d]`` the profile's
+      ``prior_ratio`` (the spread of feature d's held-out scores over that of its prior
+      scores on the normal data; 1 without a profile).
+
+    So ``entry`` is the held-out negative log predictive density only with
+    ``prior_weight=0``; then adding ``log(scaler_.std_[d])`` gives it in original units
+    (with a prior part the change of units adds ``(1 + w * r[d]) * log(scaler_.std_[d])``).
+    Without a threshold profile ``step[i, t]`` is the sum of ``entry[i, t, :]`` over the
+    observed entries (NaN if none); with one (after :meth:`~gpvae.GPVAE.fit_threshold`) it
+    is the profile's normalised, smoothed step score (:mod:`gpvae.estimator.anomaly`; NaN at
+    a step with no observed entry, whatever the smoothing).
 
     Attributes:
         entry: per-entry scores, input form ((n, T, D) array, list, or DataFrame copy with
