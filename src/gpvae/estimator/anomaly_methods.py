@@ -11,7 +11,7 @@ import numpy as np
 
 from gpvae import settings
 from gpvae.arguments import bool_arg
-from gpvae.errors import invalid
+from gpvae.errors import ValidationError, invalid
 from gpvae.estimator.anomaly import AnomalyProfile, fit_profile, heldout_scores, score_settings
 from gpvae.estimator.context import PredictContext
 from gpvae.estimator.results import AnomalyResult
@@ -65,7 +65,9 @@ class AnomalyMethods:
                 (``-log (1/S) sum_s p(y | z_s)``, ``z_s`` from the GP prior at its step: how
                 far the value lies from anything normal, where the held-out score asks how
                 far it lies from its neighbours). None: the stored profile's, else
-                :data:`gpvae.settings.ANOMALY_PRIOR_WEIGHT`.
+                :data:`gpvae.settings.ANOMALY_PRIOR_WEIGHT`. A likelihood whose entries are
+                not independent given z (``"gaussian_gp"``) has no such score: its default
+                is 0 and a positive weight is refused before any scoring.
             causal: score each window's ``num_folds`` consecutive blocks (None: the stored
                 profile's, else False; default blocks
                 :data:`gpvae.settings.ANOMALY_CAUSAL_BLOCKS`) from the steps before them
@@ -177,6 +179,16 @@ class AnomalyMethods:
 
 def _supported_weight(ctx: PredictContext, weight: float, default: bool) -> float:
     """The prior weight of a call: the default one is dropped (0) for a likelihood whose
-    entries are not independent given z (no prior score; a weight given by the caller
-    raises in the model, naming the likelihood)."""
-    return 0.0 if default and ctx.model.likelihood.needs_index else weight
+    entries are not independent given z (they have no score under the prior alone); a
+    positive weight given by the caller is refused there, naming ``prior_weight``, before
+    any scoring."""
+    likelihood = ctx.model.likelihood
+    if not likelihood.needs_index or weight == 0.0:
+        return weight
+    if default:
+        return 0.0
+    raise ValidationError(
+        f"prior_weight: expected 0 for a likelihood whose entries are not independent given "
+        f"z ({type(likelihood).__name__}, e.g. likelihood='gaussian_gp': they have no score "
+        f"under the prior alone), found {weight!r}"
+    )
