@@ -392,6 +392,33 @@ def test_detect_labels_column_errors(
                             "flag"), "--labels", "0/1")  # fmt: skip
 
 
+def test_detect_checks_the_labels_column_before_scoring(
+    wide_model: Path,
+    files: dict[str, Path],
+    tmp_path: Path,
+    monkeypatch: pytest.MonkeyPatch,
+    capsys: pytest.CaptureFixture[str],
+) -> None:
+    """A misspelt or non-0/1 --labels column is refused before DATA is scored (it was
+    reported only after every row had been scored)."""
+    frame = pd.read_parquet(files["wide_parquet"])
+    frame["incident"] = 2
+    src = tmp_path / "new.csv"
+    frame.to_csv(src, index=False)
+
+    def scored(*args: Any, **kwargs: Any) -> Any:
+        raise AssertionError("DATA was scored before --labels was checked")
+
+    monkeypatch.setattr(GPVAE, "anomaly_scores", scored)
+    for col, needle in (("incidnet", "unknown column"), ("incident", "0/1")):
+        args = ["detect", str(wide_model), str(src), "-o", str(tmp_path / "o.csv")]
+        assert main([*args, "--labels", col]) != 0
+        err = capsys.readouterr().err
+        assert "--labels" in err, err
+        assert needle in err, err
+    assert not (tmp_path / "o.csv").exists()
+
+
 def test_duplicate_dates_are_reported_as_written(files: dict[str, Path], tmp_path: Path) -> None:
     frame = pd.read_parquet(files["wide_parquet"])
     frame.loc[5, "date"] = frame.loc[4, "date"]

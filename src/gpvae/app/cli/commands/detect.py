@@ -139,6 +139,9 @@ def detect(
     added = ["score", *(f"{f}_score" for f in spec.features), "alarm", "anomaly"]
     with run.together():
         check_no_clash(frame, spec, added, "DATA")
+    labels = None  # checked before the scoring, which can take long
+    if labels_col is not None and frame.shape[0]:
+        labels = label_column(frame, labels_col, spec)
     scores = pd.DataFrame({"score": np.zeros(0)})
     alarm = np.zeros(0)  # the stored profile's alarm scores
     flags = np.zeros(0, dtype=bool)  # and its flags (alarm above its threshold)
@@ -154,9 +157,6 @@ def detect(
     # row of DATA that it merged, and the intervals and the plot read each step's first row
     rows = merged_rows(frame, spec, "DATA") if merge_duplicates and frame.shape[0] else None
     firsts = None if rows is None else first_rows(rows)
-    labels = None
-    if labels_col is not None and frame.shape[0]:
-        labels = label_column(frame, labels_col, spec)
     step = scores["score"].to_numpy(dtype=np.float64)
     profile = model.anomaly_profile_
     # the threshold stored by fit: the profile compares the step's alarm score with it
