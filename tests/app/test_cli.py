@@ -379,6 +379,22 @@ def test_fit_stores_the_spread_quantile_for_detect(files: dict[str, Path], tmp_p
     assert "--spread-quantile" in res.stderr
 
 
+@pytest.mark.parametrize("model_flags", [["--difference"], ["--members", "2"]])
+def test_fit_of_a_forecaster_refuses_the_false_alarm_rate(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str], model_flags: list[str]
+) -> None:
+    """A model of increments or an ensemble gets no detect threshold: --false-alarm-rate
+    (silently ignored before) is refused by name before DATA is read, like --smooth."""
+    model = tmp_path / "model"
+    args = ["fit", str(tmp_path / "absent.csv"), "--time-col", "day", "-o", str(model)]
+    assert main([*args, "--quiet", *model_flags, "--false-alarm-rate", "0.05"]) != 0
+    err = capsys.readouterr().err.strip().splitlines()
+    assert len(err) == 1, err
+    assert err[0].startswith("error: --false-alarm-rate: sets detect's anomaly threshold"), err
+    assert "forecasts and backtests only" in err[0]
+    assert not model.exists()
+
+
 def test_detect_labels_column_errors(
     wide_model: Path, files: dict[str, Path], tmp_path: Path
 ) -> None:

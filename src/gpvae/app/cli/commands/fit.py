@@ -429,9 +429,15 @@ def fit(
         )
     # an ensemble or a model of increments forecasts only: it has no anomaly threshold
     forecaster = "--members > 1" if members > 1 else "--difference" if model.difference else None
+    rate_source = click.get_current_context().get_parameter_source("false_alarm_rate")
     unused = [
         flag
         for flag, given in (
+            # given on the command line, not left at its default
+            (
+                "--false-alarm-rate",
+                rate_source not in (None, click.core.ParameterSource.DEFAULT),
+            ),
             ("--causal-scores", causal_scores),
             (
                 "--spread-baseline" if spread_baseline else "--no-spread-baseline",
