@@ -149,11 +149,11 @@ def test_fit_writes_model_and_layout(long_model: Path) -> None:
     assert spec["features"] == FEATURES
     assert spec["time_type"] == "numeric"
     assert 0.5 < spec["time_step"] < 1.5
-    # cli.json keeps the 0.99 quantile of the raw training step scores (what a torchrun fit
-    # stores); detect uses the profile stored with the model (below) first
-    assert spec["threshold"] is not None
-    assert np.isfinite(spec["threshold"])
-    assert spec["threshold_quantile"] == 0.99
+    # detect's threshold is the profile stored with the model (below); cli.json's threshold
+    # (a quantile of the training scores, read from folders written before the profile) is
+    # no longer computed
+    assert spec["threshold"] is None
+    assert spec["threshold_quantile"] is None
     assert (long_model / "model").is_dir()
     profile = GPVAE.load(long_model / "model").anomaly_profile_
     assert profile is not None
@@ -393,6 +393,35 @@ def test_fit_of_a_forecaster_refuses_the_false_alarm_rate(
     assert err[0].startswith("error: --false-alarm-rate: sets detect's anomaly threshold"), err
     assert "forecasts and backtests only" in err[0]
     assert not model.exists()
+
+
+def test_fit_scores_the_training_data_once_for_the_threshold(
+    files: dict[str, Path], tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """fit scores the training data once, for the profile that detect uses (fit_threshold);
+    a second pass with 50 draws only wrote a quantile into cli.json that detect never read."""
+    from gpvae.estimator import anomaly
+
+    passes: list[int] = []
+    real = anomaly.entry_scores
+
+    def counted(*args: Any, **kwargs: Any) -> Any:
+        passes.append(int(args[2]))  # the draws of the pass
+        return real(*args, **kwargs)
+
+    def scored(*args: Any, **kwargs: Any) -> Any:
+        raise AssertionError("fit called anomaly_scores")
+
+    monkeypatch.setattr(anomaly, "entry_scores", counted)
+    monkeypatch.setattr(GPVAE, "anomaly_scores", scored)
+    out = tmp_path / "m"
+    args = ["fit", str(files["wide_parquet"]), "--time-col", "date", "--features",
+            ",".join(FEATURES), "-o", str(out), "--window", "30", *FIT_OPTIONS]  # fmt: skip
+    assert main(args) == 0
+    assert 50 not in passes, passes
+    spec = json.loads((out / CLI_FILE).read_text())
+    assert spec["threshold"] is None
+    assert GPVAE.load(out / "model").anomaly_profile_ is not None
 
 
 def test_detect_labels_column_errors(
