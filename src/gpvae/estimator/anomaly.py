@@ -1084,19 +1084,33 @@ def flagged_intervals(
         ``start_time``, ``end_time``, ``peak`` (position of its highest score),
         ``peak_time`` (``times``' values; :meth:`GPVAE.anomaly_scores` gives them in the
         input's own form, e.g. datetimes), ``peak_score``, ``steps`` and ``features``: up to
-        ``top`` feature names, most contributing first (by the sum of their normalised
-        scores over the interval).
+        ``top`` names of the features that contribute materially, most contributing first
+        (by the sum of their normalised scores over the interval). Material: with a
+        ``feature_scale="tail"`` profile, a feature whose value at some step of the
+        interval is, on its own, as rare as the profile's ``false_alarm_rate`` in the
+        normal data (tail score at least ``-log(false_alarm_rate)``; every tail score is
+        >= 0, so a positive sum excludes nothing); else (spread scale, no profile) a
+        feature whose summed score over the interval is positive. Empty when no feature
+        qualifies (e.g. the alarm came from several features together).
     """
     above = np.nan_to_num(step, nan=-np.inf) > threshold if flags is None else np.asarray(flags)
     if not above.any():
         return []
     z = normalised_entries(entry, profile)
+    level = None  # the tail score of a value as rare as the target false-alarm rate
+    if profile is not None and profile.feature_scale == "tail":
+        level = -math.log(profile.false_alarm_rate)
     out = []
     for a, b in runs_of(above):
         seg = step[a : b + 1]
         peak = int(a + np.nanargmax(seg)) if np.isfinite(seg).any() else int(a)
         contrib = np.nansum(z[a : b + 1], axis=0)  # (D,)
-        order = [int(d) for d in np.argsort(-contrib, kind="stable")[:top]]
+        if level is None:
+            material = contrib > 0
+        else:
+            material = np.where(np.isnan(z[a : b + 1]), -np.inf, z[a : b + 1]).max(0) >= level
+        ranked = np.argsort(-contrib, kind="stable")
+        order = [int(d) for d in ranked if material[d]][:top]
         out.append(
             {
                 "start": int(a),
@@ -1107,7 +1121,7 @@ def flagged_intervals(
                 "peak_time": float(times[peak]),
                 "peak_score": float(step[peak]),
                 "steps": int(b - a + 1),
-                "features": [feature_names[d] for d in order if contrib[d] > 0],
+                "features": [feature_names[d] for d in order],
             }
         )
     return out

@@ -154,7 +154,9 @@ class AnomalyResult:
             threshold. Draw ``threshold`` over these, not over ``step``.
         intervals: per series, the flagged intervals
             (:func:`gpvae.estimator.anomaly.flagged_intervals`), or None; for a long
-            DataFrame in the order of ``series_ids``.
+            DataFrame in the order of ``series_ids``. An interval's ``features`` are those
+            that contribute materially (tail scale: a value at one of its steps as rare,
+            on its own, as the profile's ``false_alarm_rate``), up to three.
         series_ids: the id of every series (long DataFrames: in the order each id first
             appears in the rows) or None.
     """
