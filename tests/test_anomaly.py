@@ -7,6 +7,7 @@ import json
 from pathlib import Path
 
 import numpy as np
+import pandas as pd
 import pytest
 
 from gpvae import GPVAE, settings
@@ -192,7 +193,21 @@ def test_intervals_give_times_in_the_inputs_own_form(fitted: GPVAE) -> None:
                 for key, pos in (("start_time", "start"), ("end_time", "end"),
                                  ("peak_time", "peak")):  # fmt: skip
                     assert iv[key] == times[iv[pos]], (key, iv)
-                    assert isinstance(iv[key], np.datetime64) == (times.dtype.kind == "M")
+                    # one type for datetimes, naive or zone-aware: pd.Timestamp
+                    assert isinstance(iv[key], pd.Timestamp) == (times.dtype.kind == "M")
+        # a frame's datetimes, naive or zone-aware: pd.Timestamp both (naive ones came
+        # back as np.datetime64); positions count the series' time-sorted steps
+        index = pd.date_range("2024-03-01", periods=300, freq="h")
+        for tz in (None, "Europe/Berlin"):
+            frame = pd.DataFrame(y, columns=["a", "b"], index=index.tz_localize(tz))
+            res = fitted.anomaly_scores(frame.iloc[::-1])  # rows in reverse time order
+            ivs = res.intervals[0]
+            assert ivs
+            for iv in ivs:
+                for key, pos in (("start_time", "start"), ("peak_time", "peak")):
+                    assert type(iv[key]) is pd.Timestamp, (tz, type(iv[key]))
+                    assert iv[key] == frame.index[iv[pos]]
+                    assert (iv[key].tz is None) == (tz is None)
     finally:
         fitted.anomaly_profile_ = None
 

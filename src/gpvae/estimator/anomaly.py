@@ -837,16 +837,26 @@ def _booleans(flags: Any) -> Any:
 
 
 def _in_input_times(ss: SeriesSet, intervals: list[dict[str, Any]]) -> list[dict[str, Any]]:
-    """The intervals' ``*_time`` values in the input's own form: datetimes for datetime
-    times (not the hours since the first one that the model works in), durations for
-    durations, numbers for numbers."""
+    """The intervals' ``*_time`` values in the input's own form: ``pd.Timestamp`` for
+    datetime times, zone-aware or naive (not the hours since the first one that the model
+    works in), ``pd.Timedelta`` for durations, numbers for numbers."""
     if ss.layout.time_unit is None:
         return intervals
     keys = ("start_time", "end_time", "peak_time")
     for iv in intervals:
         user = times_out(ss, np.array([iv[k] for k in keys], dtype=np.float64))
-        iv.update(zip(keys, user))
+        iv.update(zip(keys, (_scalar_time(u) for u in user)))
     return intervals
+
+
+def _scalar_time(value: Any) -> Any:
+    """One datetime or duration as a pandas scalar (numpy's naive datetimes came back as
+    ``np.datetime64``, zone-aware ones as ``pd.Timestamp``)."""
+    if isinstance(value, np.datetime64):
+        return pd.Timestamp(value)
+    if isinstance(value, np.timedelta64):
+        return pd.Timedelta(value)
+    return value
 
 
 # ---------------------------------------------------------------- threshold, intervals
@@ -1080,10 +1090,12 @@ def flagged_intervals(
             threshold); None: ``step > threshold``.
 
     Returns:
-        One dict per interval: ``start``, ``end`` (positions of its first and last step),
-        ``start_time``, ``end_time``, ``peak`` (position of its highest score),
+        One dict per interval: ``start``, ``end`` (positions of its first and last step in
+        ``step``), ``start_time``, ``end_time``, ``peak`` (position of its highest score),
         ``peak_time`` (``times``' values; :meth:`GPVAE.anomaly_scores` gives them in the
-        input's own form, e.g. datetimes), ``peak_score``, ``steps`` and ``features``: up to
+        input's own form: numbers, or ``pd.Timestamp`` / ``pd.Timedelta``; its positions
+        count the series' own steps in time order, not a DataFrame's rows or index labels),
+        ``peak_score``, ``steps`` and ``features``: up to
         ``top`` names of the features that contribute materially, most contributing first
         (by the sum of their normalised scores over the interval). Material: with a
         ``feature_scale="tail"`` profile, a feature whose value at some step of the

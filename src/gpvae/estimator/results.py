@@ -154,7 +154,14 @@ class AnomalyResult:
             threshold. Draw ``threshold`` over these, not over ``step``.
         intervals: per series, the flagged intervals
             (:func:`gpvae.estimator.anomaly.flagged_intervals`), or None; for a long
-            DataFrame in the order of ``series_ids``. An interval's ``features`` are those
+            DataFrame in the order of ``series_ids``. ``start``, ``end`` and ``peak`` are
+            positions among the series' own steps sorted by time (0 = its earliest step;
+            with merged duplicate times, the merged steps), not a DataFrame's rows or index
+            labels: use ``start_time`` / ``end_time`` / ``peak_time`` (and the series id)
+            to find the rows, or ``flagged``, which is aligned with them. The ``*_time``
+            values are the input's own: numbers, or ``pd.Timestamp`` (zone-aware in the
+            input's zone, or naive) for datetimes, ``pd.Timedelta`` for durations. An
+            interval's ``features`` are those
             that contribute materially (tail scale: a value at one of its steps as rare,
             on its own, as the profile's ``false_alarm_rate``), up to three.
         series_ids: the id of every series (long DataFrames: in the order each id first
