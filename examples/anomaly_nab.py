@@ -54,9 +54,9 @@ def auc_pr(score: np.ndarray, label: np.ndarray) -> float:
     return float((precision * hits).sum() / hits.sum())
 
 
-def minutes(t: np.datetime64) -> str:
-    """A timestamp to the minute (``2014-02-09T12:30``)."""
-    return np.datetime_as_string(t, unit="m")
+def minutes(t: pd.Timestamp | np.datetime64) -> str:
+    """A timestamp (``pd.Timestamp`` or ``np.datetime64``) to the minute (``2014-02-09T12:30``)."""
+    return np.datetime_as_string(np.datetime64(t, "m"), unit="m")
 
 
 def windows(label: np.ndarray) -> list[tuple[int, int]]:

@@ -7,6 +7,7 @@ import json
 from pathlib import Path
 
 import numpy as np
+import pandas as pd
 import pytest
 
 from gpvae import GPVAE, settings
@@ -19,6 +20,7 @@ from gpvae.estimator.anomaly import (
     flagged_intervals,
     profile_from_entries,
     runs_of,
+    step_scores,
 )
 
 FAST = {
@@ -139,6 +141,40 @@ def test_flagged_intervals_cover_an_injected_shift(fitted: GPVAE) -> None:
         fitted.anomaly_profile_ = None
 
 
+def test_steps_with_nothing_observed_get_no_smoothed_score_and_no_flag(fitted: GPVAE) -> None:
+    """With smooth and alarm_smooth > 1, a step with no observed entry is NaN in the step
+    and alarm scores and never flagged (the trailing mean of the steps before it scored it,
+    flagged it after an anomaly, and could make it an interval's peak)."""
+    rng = np.random.default_rng(4)
+    prof = profile_from_entries([rng.exponential(size=(3000, 2))], 0.01, 4, 5, None, 6,
+                                alarm_smooth=6, feature_scale="tail")  # fmt: skip
+    new = rng.exponential(size=(400, 2))
+    new[200:203] += 30.0  # a 3-step anomaly, then the sensor goes silent
+    new[203:240] = np.nan
+    for scores in (step_scores(new, prof), alarm_scores(new, prof)):
+        assert np.isnan(scores[203:240]).all()
+        assert np.isfinite(scores[:203]).all()
+        assert np.isfinite(scores[240:]).all()
+    flags = np.nan_to_num(alarm_scores(new, prof), nan=-np.inf) > prof.threshold
+    ivs = flagged_intervals(step_scores(new, prof), new, np.arange(400.0), prof.threshold,
+                            ["a", "b"], prof, flags=flags)  # fmt: skip
+    assert [iv for iv in ivs if iv["start"] <= 202 and iv["end"] >= 200], ivs
+    assert all(iv["end"] < 203 or iv["start"] >= 240 for iv in ivs), ivs
+    # the estimator: the same through anomaly_scores (flags, steps)
+    fitted.fit_threshold([seasonal(400, 13)], num_samples=4, smooth=6, alarm_smooth=6)
+    try:
+        y = seasonal(300, 14)
+        y[100:103, 0] += 6.0
+        y[103:140] = np.nan
+        res = fitted.anomaly_scores(y[None])
+        assert np.isnan(res.step[0, 103:140]).all()
+        assert np.isnan(res.alarm[0, 103:140]).all()
+        assert not res.flagged[0, 103:140].any()
+        assert all(not 103 <= iv["peak"] < 140 for iv in res.intervals[0])
+    finally:
+        fitted.anomaly_profile_ = None
+
+
 def test_intervals_give_times_in_the_inputs_own_form(fitted: GPVAE) -> None:
     """With datetime times (regular: calendar steps; irregular: hours) an interval's start,
     end and peak come back as the user's timestamps (not the model's own time axis); with
@@ -157,7 +193,21 @@ def test_intervals_give_times_in_the_inputs_own_form(fitted: GPVAE) -> None:
                 for key, pos in (("start_time", "start"), ("end_time", "end"),
                                  ("peak_time", "peak")):  # fmt: skip
                     assert iv[key] == times[iv[pos]], (key, iv)
-                    assert isinstance(iv[key], np.datetime64) == (times.dtype.kind == "M")
+                    # one type for datetimes, naive or zone-aware: pd.Timestamp
+                    assert isinstance(iv[key], pd.Timestamp) == (times.dtype.kind == "M")
+        # a frame's datetimes, naive or zone-aware: pd.Timestamp both (naive ones came
+        # back as np.datetime64); positions count the series' time-sorted steps
+        index = pd.date_range("2024-03-01", periods=300, freq="h")
+        for tz in (None, "Europe/Berlin"):
+            frame = pd.DataFrame(y, columns=["a", "b"], index=index.tz_localize(tz))
+            res = fitted.anomaly_scores(frame.iloc[::-1])  # rows in reverse time order
+            ivs = res.intervals[0]
+            assert ivs
+            for iv in ivs:
+                for key, pos in (("start_time", "start"), ("peak_time", "peak")):
+                    assert type(iv[key]) is pd.Timestamp, (tz, type(iv[key]))
+                    assert iv[key] == frame.index[iv[pos]]
+                    assert (iv[key].tz is None) == (tz is None)
     finally:
         fitted.anomaly_profile_ = None
 

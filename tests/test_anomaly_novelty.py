@@ -4,6 +4,7 @@
 from __future__ import annotations
 
 import math
+import warnings
 
 import numpy as np
 import pytest
@@ -169,3 +170,60 @@ def test_the_estimators_flags_use_the_capped_alarm() -> None:
     assert np.asarray(plain.flagged[0], dtype=bool)[300:310].any()
     assert not np.array_equal(np.asarray(plain.flagged[0]), np.asarray(capped.flagged[0]))
     np.testing.assert_array_equal(np.asarray(plain.step[0]), np.asarray(capped.step[0]))
+
+
+def test_a_feature_never_observed_in_the_normal_data_is_left_out_of_the_alarm() -> None:
+    """A feature with no value in the normal data (a sensor offline) has no normal scores:
+    the profile says so (a warning naming it), leaves it out of the step score and the
+    alarm, and keeps that through JSON; its values on new normal data raise no alarms (a
+    placeholder tail of 0s counted each of them far out on the tail)."""
+    rng = np.random.default_rng(3)
+    normal = rng.exponential(size=(4000, 3))
+    normal[:, 2] = np.nan
+    with pytest.warns(UserWarning, match="found none of 'c'"):
+        prof = profile_from_entries([normal], 0.01, 4, 5, None, 1, feature_scale="tail",
+                                    combine="max", feature_names=["a", "b", "c"])  # fmt: skip
+    assert prof.unprofiled is not None
+    assert prof.unprofiled.tolist() == [False, False, True]
+    new = rng.exponential(size=(4000, 3))  # normal again, feature 2 back on
+    without = new.copy()
+    without[:, 2] = np.nan
+    np.testing.assert_array_equal(alarm_scores(new, prof), alarm_scores(without, prof))
+    np.testing.assert_array_equal(step_scores(new, prof), step_scores(without, prof))
+    assert abs(_flagged(new, prof).mean() - 0.01) < 0.006
+    back = AnomalyProfile.from_json(prof.to_json(), 3)
+    assert back.unprofiled is not None
+    assert back.unprofiled.tolist() == [False, False, True]
+    # every feature observed: nothing marked, no warning, and the JSON keeps no such field
+    full = rng.exponential(size=(4000, 3))
+    with warnings.catch_warnings():
+        warnings.simplefilter("error")
+        plain = profile_from_entries([full], 0.01, 4, 5, None, 1, feature_scale="tail")
+    assert plain.unprofiled is None
+    assert AnomalyProfile.from_json(plain.to_json(), 3).unprofiled is None
+    broken = prof.to_json()
+    broken["unprofiled"] = [False, True]
+    with pytest.raises(ModelFileError, match="unprofiled"):
+        AnomalyProfile.from_json(broken, 3)
+
+
+def test_fit_threshold_warns_of_an_unobserved_feature_and_scoring_leaves_it_out() -> None:
+    """The estimator: fit_threshold on data without feature 1 warns naming it; scores of
+    data with it warn again and their steps and flags ignore its entries (reported)."""
+    est = fit_seasonal()
+    normal = seasonal(400, 21)
+    normal[:, 1] = np.nan
+    with pytest.warns(UserWarning, match="feature_1"):
+        est.fit_threshold([normal], num_samples=4)
+    prof = est.anomaly_profile_
+    assert prof is not None
+    y = seasonal(300, 5)
+    with pytest.warns(UserWarning, match="'feature_1' had no observed value"):
+        res = est.anomaly_scores([y])
+    entry = np.asarray(res.entry[0], dtype=np.float64)
+    assert np.isfinite(entry[:, 1]).all()  # still reported
+    kept = entry.copy()
+    kept[:, 1] = np.nan
+    np.testing.assert_array_equal(np.asarray(res.step[0]), step_scores(kept, prof))
+    want = np.nan_to_num(alarm_scores(kept, prof), nan=-np.inf) > prof.threshold
+    np.testing.assert_array_equal(np.asarray(res.flagged[0], dtype=bool), want)

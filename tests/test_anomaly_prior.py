@@ -144,3 +144,31 @@ def test_bad_prior_weight_names_itself(fitted: GPVAE) -> None:
         fitted.anomaly_scores([y], prior_weight=-1.0)
     with pytest.raises(ValidationError, match="prior_weight"):
         fitted.fit_threshold([y], prior_weight=float("nan"))
+
+
+def test_prior_weight_with_correlated_noise_is_refused_before_any_scoring(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    """likelihood="gaussian_gp" has no prior score: an explicit prior_weight > 0 is refused
+    naming prior_weight, before the held-out scoring pass (it ran first, ~45 s on a long
+    series, and then the error named 'likelihood'); 0 and the default are accepted."""
+    from gpvae.estimator import anomaly
+
+    model = fit_seasonal(likelihood="gaussian_gp", epochs=2)
+    y = seasonal(60, 35)
+    real = anomaly.entry_scores
+
+    def scored(*args: object, **kwargs: object) -> object:
+        raise AssertionError("scored before the prior weight was checked")
+
+    monkeypatch.setattr(anomaly, "entry_scores", scored)
+    with pytest.raises(ValidationError, match=r"^prior_weight: expected 0 .* found 0\.5"):
+        model.anomaly_scores([y], prior_weight=0.5)
+    with pytest.raises(ValidationError, match=r"^prior_weight: expected 0"):
+        model.fit_threshold([y], prior_weight=0.5)
+    monkeypatch.setattr(anomaly, "entry_scores", real)
+    res = model.anomaly_scores([y], num_samples=2, prior_weight=0.0)
+    assert np.isfinite(np.asarray(res.entry)).all()
+    model.fit_threshold([y], num_samples=2)
+    assert model.anomaly_profile_ is not None
+    assert model.anomaly_profile_.prior_weight == 0.0

@@ -165,3 +165,28 @@ def test_bad_scale_and_combine_name_themselves() -> None:
         profile_from_entries([normal], 0.05, 4, 5, 128, 1, feature_scale="rank")
     with pytest.raises(ValidationError, match="combine"):
         profile_from_entries([normal], 0.05, 4, 5, 128, 1, combine="mean")
+
+
+def test_intervals_list_only_the_features_rare_on_their_own() -> None:
+    """On the tail scale every score is >= 0, so "a positive sum over the interval" listed
+    every feature; an interval lists those whose value at one of its steps is as rare, on
+    its own, as the profile's false-alarm rate (-log rate), most contributing first."""
+    from gpvae.estimator.anomaly import flagged_intervals
+
+    rng = np.random.default_rng(5)
+    prof = profile_from_entries([rng.exponential(size=(5000, 3))], 0.01, 4, 5, None, 1,
+                                feature_scale="tail", combine="max")  # fmt: skip
+    new = rng.exponential(size=(300, 3))
+    new[100:106, 0] += 12.0  # feature a: far beyond its normal scores
+    new[100:106, 1] = 1.0  # b: ordinary (its normal median is log 2)
+    new[100:106, 2] = 3.0  # c: rarer than usual (about 5% of normal), not 1%
+    flags = np.zeros(300, dtype=bool)
+    flags[100:106] = True
+    names = ["a", "b", "c"]
+    (iv,) = flagged_intervals(step_scores(new, prof), new, np.arange(300.0), prof.threshold,
+                              names, prof, flags=flags)  # fmt: skip
+    assert iv["features"] == ["a"]
+    new[103, 2] = 8.0  # now c is, at one step, rarer than 1 in 100 normal steps
+    (iv,) = flagged_intervals(step_scores(new, prof), new, np.arange(300.0), prof.threshold,
+                              names, prof, flags=flags)  # fmt: skip
+    assert iv["features"] == ["a", "c"]

@@ -149,11 +149,11 @@ def test_fit_writes_model_and_layout(long_model: Path) -> None:
     assert spec["features"] == FEATURES
     assert spec["time_type"] == "numeric"
     assert 0.5 < spec["time_step"] < 1.5
-    # cli.json keeps the 0.99 quantile of the raw training step scores (what a torchrun fit
-    # stores); detect uses the profile stored with the model (below) first
-    assert spec["threshold"] is not None
-    assert np.isfinite(spec["threshold"])
-    assert spec["threshold_quantile"] == 0.99
+    # detect's threshold is the profile stored with the model (below); cli.json's threshold
+    # (a quantile of the training scores, read from folders written before the profile) is
+    # no longer computed
+    assert spec["threshold"] is None
+    assert spec["threshold_quantile"] is None
     assert (long_model / "model").is_dir()
     profile = GPVAE.load(long_model / "model").anomaly_profile_
     assert profile is not None
@@ -379,6 +379,51 @@ def test_fit_stores_the_spread_quantile_for_detect(files: dict[str, Path], tmp_p
     assert "--spread-quantile" in res.stderr
 
 
+@pytest.mark.parametrize("model_flags", [["--difference"], ["--members", "2"]])
+def test_fit_of_a_forecaster_refuses_the_false_alarm_rate(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str], model_flags: list[str]
+) -> None:
+    """A model of increments or an ensemble gets no detect threshold: --false-alarm-rate
+    (silently ignored before) is refused by name before DATA is read, like --smooth."""
+    model = tmp_path / "model"
+    args = ["fit", str(tmp_path / "absent.csv"), "--time-col", "day", "-o", str(model)]
+    assert main([*args, "--quiet", *model_flags, "--false-alarm-rate", "0.05"]) != 0
+    err = capsys.readouterr().err.strip().splitlines()
+    assert len(err) == 1, err
+    assert err[0].startswith("error: --false-alarm-rate: sets detect's anomaly threshold"), err
+    assert "forecasts and backtests only" in err[0]
+    assert not model.exists()
+
+
+def test_fit_scores_the_training_data_once_for_the_threshold(
+    files: dict[str, Path], tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """fit scores the training data once, for the profile that detect uses (fit_threshold);
+    a second pass with 50 draws only wrote a quantile into cli.json that detect never read."""
+    from gpvae.estimator import anomaly
+
+    passes: list[int] = []
+    real = anomaly.entry_scores
+
+    def counted(*args: Any, **kwargs: Any) -> Any:
+        passes.append(int(args[2]))  # the draws of the pass
+        return real(*args, **kwargs)
+
+    def scored(*args: Any, **kwargs: Any) -> Any:
+        raise AssertionError("fit called anomaly_scores")
+
+    monkeypatch.setattr(anomaly, "entry_scores", counted)
+    monkeypatch.setattr(GPVAE, "anomaly_scores", scored)
+    out = tmp_path / "m"
+    args = ["fit", str(files["wide_parquet"]), "--time-col", "date", "--features",
+            ",".join(FEATURES), "-o", str(out), "--window", "30", *FIT_OPTIONS]  # fmt: skip
+    assert main(args) == 0
+    assert 50 not in passes, passes
+    spec = json.loads((out / CLI_FILE).read_text())
+    assert spec["threshold"] is None
+    assert GPVAE.load(out / "model").anomaly_profile_ is not None
+
+
 def test_detect_labels_column_errors(
     wide_model: Path, files: dict[str, Path], tmp_path: Path
 ) -> None:
@@ -390,6 +435,33 @@ def test_detect_labels_column_errors(
                             "nope"), "--labels", "unknown column")  # fmt: skip
     _one_error_line(run_cli("detect", wide_model, src, "-o", tmp_path / "o.csv", "--labels",
                             "flag"), "--labels", "0/1")  # fmt: skip
+
+
+def test_detect_checks_the_labels_column_before_scoring(
+    wide_model: Path,
+    files: dict[str, Path],
+    tmp_path: Path,
+    monkeypatch: pytest.MonkeyPatch,
+    capsys: pytest.CaptureFixture[str],
+) -> None:
+    """A misspelt or non-0/1 --labels column is refused before DATA is scored (it was
+    reported only after every row had been scored)."""
+    frame = pd.read_parquet(files["wide_parquet"])
+    frame["incident"] = 2
+    src = tmp_path / "new.csv"
+    frame.to_csv(src, index=False)
+
+    def scored(*args: Any, **kwargs: Any) -> Any:
+        raise AssertionError("DATA was scored before --labels was checked")
+
+    monkeypatch.setattr(GPVAE, "anomaly_scores", scored)
+    for col, needle in (("incidnet", "unknown column"), ("incident", "0/1")):
+        args = ["detect", str(wide_model), str(src), "-o", str(tmp_path / "o.csv")]
+        assert main([*args, "--labels", col]) != 0
+        err = capsys.readouterr().err
+        assert "--labels" in err, err
+        assert needle in err, err
+    assert not (tmp_path / "o.csv").exists()
 
 
 def test_duplicate_dates_are_reported_as_written(files: dict[str, Path], tmp_path: Path) -> None:
@@ -1056,6 +1128,38 @@ def test_detect_plot_flags_the_steps_the_output_flags(
     legends = [t.get_text() for t in figures[0].axes[0].get_legend().get_texts()]
     assert f"flagged ({shown})" in legends, legends
     assert not any(text.startswith("threshold") for text in legends)
+
+
+def test_detect_writes_the_alarm_that_the_threshold_is_compared_with(
+    long_model: Path, files: dict[str, Path], tmp_path: Path
+) -> None:
+    """With the stored threshold, OUT's 'alarm' is the score compared with it ('anomaly'
+    exactly where alarm > threshold; 'score' does not follow it), the summary names that
+    column, and each interval's peak is its highest alarm; with --quantile, alarm = score."""
+    frame = pd.read_csv(files["long_csv"])
+    frame.loc[frame.index[20:24], "temp"] = frame["temp"].max() + 40.0
+    src, out, ivs = tmp_path / "new.csv", tmp_path / "s.csv", tmp_path / "iv.csv"
+    frame.to_csv(src, index=False)
+    proc = run_cli("detect", long_model, src, "-o", out, "--intervals", ivs)
+    _ok(proc)
+    assert "whose alarm (OUT's alarm column) is above" in proc.stdout
+    prof = GPVAE.load(long_model / "model").anomaly_profile_
+    assert prof is not None
+    res, table = pd.read_csv(out), pd.read_csv(ivs)
+    assert list(res.columns[-2:]) == ["alarm", "anomaly"]
+    np.testing.assert_array_equal(
+        res["anomaly"].to_numpy(), np.nan_to_num(res["alarm"], nan=-np.inf) > prof.threshold
+    )
+    assert len(table) >= 1
+    for _, iv in table.iterrows():
+        part = res[res["station"] == iv["station"]].sort_values("t")
+        inside = part[(part["t"] >= iv["start"]) & (part["t"] <= iv["end"])]
+        assert iv["peak_score"] == pytest.approx(inside["alarm"].max(), rel=1e-12)
+        assert iv["peak_time"] == inside.loc[inside["alarm"].idxmax(), "t"]
+        assert iv["peak_score"] > prof.threshold
+    _ok(run_cli("detect", long_model, src, "-o", out, "--quantile", "0.98"))
+    res = pd.read_csv(out)
+    np.testing.assert_array_equal(res["alarm"].to_numpy(), res["score"].to_numpy())
 
 
 @pytest.mark.parametrize("clash", ["OUT", "DATA"])

@@ -19,7 +19,9 @@ steps is subtracted (the steps before a series count as the normal data's median
 ``level``): when the data drift slowly away from the normal part, every score rises, and
 only the rise against the recent level remains (an anomaly that lasts longer than about
 L / 2 steps becomes the new level). The step score is this, averaged over the last
-``smooth`` steps. Both are trailing: no future step is used, so they can run on a stream.
+``smooth`` steps (NaN at a step with no observed entry, whatever ``smooth``: the steps
+before it do not score it, and it is never flagged). Both are trailing: no future step is
+used, so they can run on a stream.
 
 **Tail scale.** A feature that is nearly always the same (a 0/1 command flag that is rarely
 on) has normal scores whose median and 90% quantile agree, so its occasional normal value
@@ -67,6 +69,7 @@ from __future__ import annotations
 
 import dataclasses
 import math
+import warnings
 from dataclasses import dataclass
 from functools import partial
 from typing import Any
@@ -154,6 +157,10 @@ class AnomalyProfile:
             ``log(n + 1)`` for a feature whose n normal scores span less than
             :data:`gpvae.settings.ANOMALY_MIN_SCALE`, infinite for the others; None: no cap,
             as in profiles saved before this field existed).
+        unprofiled: (D,) True for a feature with no observed value in the normal data: it
+            has no normal scores to be put on a scale by, so it is left out of the step
+            score, the alarm and the intervals' features (its entry scores are still
+            reported; None: none, as in profiles saved before this field existed).
     """
 
     window: int | None
@@ -180,6 +187,7 @@ class AnomalyProfile:
     tail_beta: np.ndarray | None = None
     alarm_cap: np.ndarray | None = None
     spread_quantile: float = 0.9
+    unprofiled: np.ndarray | None = None
 
     @property
     def alarm_width(self) -> int:
@@ -194,6 +202,8 @@ class AnomalyProfile:
         for key in ("prior_ratio", "tail_logp", "tail_quantiles", "tail_beta"):
             if getattr(self, key) is not None:
                 out[key] = np.asarray(getattr(self, key), dtype=np.float64).tolist()
+        if self.unprofiled is not None:
+            out["unprofiled"] = [bool(u) for u in self.unprofiled]
         if self.alarm_cap is not None:  # JSON has no infinity: null for "no cap"
             out["alarm_cap"] = [float(c) if math.isfinite(c) else None for c in self.alarm_cap]
         return out
@@ -238,6 +248,7 @@ class AnomalyProfile:
                     dtype=np.float64,
                 ),
                 spread_quantile=float(data.get("spread_quantile", 0.9)),
+                unprofiled=_optional_flags(data.get("unprofiled")),
             )
             ok = (
                 prof.center.shape == (num_features,)
@@ -265,6 +276,7 @@ class AnomalyProfile:
                         and bool(np.isfinite(prof.prior_ratio).all())
                     )
                 )
+                and (prof.unprofiled is None or prof.unprofiled.shape == (num_features,))
                 and prof.combine in COMBINES
                 and prof.feature_scale in FEATURE_SCALES
                 and (prof.feature_scale != "tail" or _tail_ok(prof, num_features))
@@ -286,7 +298,7 @@ class AnomalyProfile:
                 f"false_alarm_rate, num_steps; optionally baseline, level, alarm_smooth, "
                 f"prior_weight, prior_ratio, causal, spread, level_spread, feature_scale, "
                 f"combine, tail_logp, tail_quantiles, tail_beta, alarm_cap, "
-                f"spread_quantile), "
+                f"spread_quantile, unprofiled), "
                 f"found {data!r}"
             )
         return prof
@@ -304,6 +316,15 @@ NOVELTIES = ("extrapolate", "cap")
 
 def _optional_array(value: object) -> np.ndarray | None:
     return None if value is None else np.asarray(value, dtype=np.float64)
+
+
+def _optional_flags(value: object) -> np.ndarray | None:
+    """A JSON list of booleans as a bool array (None stays None)."""
+    if value is None:
+        return None
+    if not isinstance(value, list) or not all(isinstance(v, bool) for v in value):
+        raise TypeError("expected a list of booleans")
+    return np.array(value, dtype=bool)
 
 
 def _tail_ok(prof: AnomalyProfile, num_features: int) -> bool:
@@ -637,15 +658,20 @@ def _trailing_mean(s: np.ndarray, width: int) -> np.ndarray:
 
 
 def normalised_entries(entry: np.ndarray, profile: AnomalyProfile | None) -> np.ndarray:
-    """Entry scores on the profile's common scale (as they are without a profile)."""
+    """Entry scores on the profile's common scale (as they are without a profile); NaN in
+    the profile's ``unprofiled`` features (no normal scores to scale them by)."""
     if profile is None:
         return entry
     if profile.feature_scale == "tail":
         assert profile.tail_logp is not None
         assert profile.tail_quantiles is not None
         assert profile.tail_beta is not None
-        return tail_scores(entry, profile.tail_logp, profile.tail_quantiles, profile.tail_beta)
-    return (entry - profile.center) / profile.scale
+        z = tail_scores(entry, profile.tail_logp, profile.tail_quantiles, profile.tail_beta)
+    else:
+        z = (entry - profile.center) / profile.scale
+    if profile.unprofiled is not None and profile.unprofiled.any():
+        z = np.where(profile.unprofiled, np.nan, z)
+    return z
 
 
 def _trailing_median(s: np.ndarray, width: int, level: float) -> np.ndarray:
@@ -704,17 +730,27 @@ def _alarm_base(raw: np.ndarray, detrended: np.ndarray, profile: AnomalyProfile)
     )
 
 
+def _step_mean(values: np.ndarray, raw: np.ndarray, width: int) -> np.ndarray:
+    """The trailing mean of ``values`` over ``width`` steps, NaN where the step itself has
+    no score (``raw`` NaN: no observed entry that counts): a step with nothing observed
+    gets no score from the steps before it, and is never flagged."""
+    return np.where(np.isnan(raw), np.nan, _trailing_mean(values, width))
+
+
 def step_scores(entry: np.ndarray, profile: AnomalyProfile | None) -> np.ndarray:
-    """(T,) step scores from (T, D) entry scores (NaN where no entry is observed)."""
+    """(T,) step scores from (T, D) entry scores (NaN where no entry is observed, whatever
+    the smoothing)."""
     if profile is None:
         return _summed(entry, None)
-    return _trailing_mean(_detrended(entry, profile)[1], profile.smooth)
+    raw, detrended = _detrended(entry, profile)
+    return _step_mean(detrended, raw, profile.smooth)
 
 
 def alarm_scores(entry: np.ndarray, profile: AnomalyProfile) -> np.ndarray:
-    """(T,) scores that the profile's threshold is compared with (see the module)."""
+    """(T,) scores that the profile's threshold is compared with (see the module; NaN
+    where no entry is observed)."""
     raw, detrended = _detrended(entry, profile, alarm=True)
-    return _trailing_mean(_alarm_base(raw, detrended, profile), profile.alarm_width)
+    return _step_mean(_alarm_base(raw, detrended, profile), raw, profile.alarm_width)
 
 
 def heldout_scores(
@@ -737,13 +773,15 @@ def heldout_scores(
     flagged = alarm = None
     if profile is None:
         step = [step_scores(e, None) for e in entry]
-    else:  # the drift baseline (a rolling median) once per series, for both trailing means
+    else:
+        _warn_unprofiled(entry, profile, list(ss.feature_names))
+        # the drift baseline (a rolling median) once per series, for both trailing means
         detrended = [_detrended(e, profile) for e in entry]
-        step = [_trailing_mean(d, profile.smooth) for _, d in detrended]
+        step = [_step_mean(d, raw, profile.smooth) for raw, d in detrended]
         if profile.alarm_cap is not None:  # the alarm's own, of the capped entries
             detrended = [_detrended(e, profile, alarm=True) for e in entry]
         alarm = [
-            _trailing_mean(_alarm_base(raw, d, profile), profile.alarm_width)
+            _step_mean(_alarm_base(raw, d, profile), raw, profile.alarm_width)
             for raw, d in detrended
         ]
         flagged = [np.nan_to_num(a, nan=-np.inf) > profile.threshold for a in alarm]
@@ -772,6 +810,23 @@ def heldout_scores(
     )
 
 
+def _warn_unprofiled(entry: list[np.ndarray], profile: AnomalyProfile, names: list[str]) -> None:
+    """Warn when a feature that the profile leaves out (``unprofiled``) is observed."""
+    if profile.unprofiled is None or not profile.unprofiled.any():
+        return
+    cols = np.flatnonzero(profile.unprofiled)
+    seen = [d for d in cols if any(np.isfinite(e[:, d]).any() for e in entry)]
+    if seen:
+        warnings.warn(
+            f"X: {', '.join(repr(names[d]) for d in seen)} had no observed value in the data "
+            "fit_threshold learned from, so it has no normal scores: it is left out of the "
+            "step score, the alarm and the intervals (its entry scores are still reported); "
+            "call fit_threshold with data where it is observed to include it",
+            UserWarning,
+            stacklevel=4,
+        )
+
+
 def _booleans(flags: Any) -> Any:
     """Flags in the form of ``step``, as booleans (a frame's column came back as floats)."""
     if isinstance(flags, pd.Series):
@@ -782,16 +837,26 @@ def _booleans(flags: Any) -> Any:
 
 
 def _in_input_times(ss: SeriesSet, intervals: list[dict[str, Any]]) -> list[dict[str, Any]]:
-    """The intervals' ``*_time`` values in the input's own form: datetimes for datetime
-    times (not the hours since the first one that the model works in), durations for
-    durations, numbers for numbers."""
+    """The intervals' ``*_time`` values in the input's own form: ``pd.Timestamp`` for
+    datetime times, zone-aware or naive (not the hours since the first one that the model
+    works in), ``pd.Timedelta`` for durations, numbers for numbers."""
     if ss.layout.time_unit is None:
         return intervals
     keys = ("start_time", "end_time", "peak_time")
     for iv in intervals:
         user = times_out(ss, np.array([iv[k] for k in keys], dtype=np.float64))
-        iv.update(zip(keys, user))
+        iv.update(zip(keys, (_scalar_time(u) for u in user)))
     return intervals
+
+
+def _scalar_time(value: Any) -> Any:
+    """One datetime or duration as a pandas scalar (numpy's naive datetimes came back as
+    ``np.datetime64``, zone-aware ones as ``pd.Timestamp``)."""
+    if isinstance(value, np.datetime64):
+        return pd.Timestamp(value)
+    if isinstance(value, np.timedelta64):
+        return pd.Timedelta(value)
+    return value
 
 
 # ---------------------------------------------------------------- threshold, intervals
@@ -841,6 +906,7 @@ def fit_profile(
         alarm_smooth = int_arg("alarm_smooth", alarm_smooth)
     w = float_arg("prior_weight", prior_weight, positive=False)
     _, scaled = ctx.input(X, times)
+    names = list(scaled.feature_names)
 
     def scores(part: SeriesSet) -> tuple[list[np.ndarray], list[np.ndarray]]:
         held = entry_scores(ctx, part, num_samples, num_folds, window, causal=causal)
@@ -866,7 +932,7 @@ def fit_profile(
     prof = profile_from_entries(
         entry, rate, num_samples, num_folds, window, smooth, True, baseline, alarm_smooth,
         spread=spread, feature_scale=feature_scale, combine=combine, novelty=novelty,
-        spread_quantile=spread_quantile,
+        spread_quantile=spread_quantile, feature_names=names,
     )  # fmt: skip
     prof.prior_weight, prof.prior_ratio, prof.causal = w, ratio, bool(causal)
     return prof
@@ -905,6 +971,7 @@ def profile_from_entries(
     combine: str = "sum",
     novelty: str = "extrapolate",
     spread_quantile: float = 0.9,
+    feature_names: list[str] | None = None,
 ) -> AnomalyProfile:
     """The profile of normal data from its entry scores (n arrays (T_i, D)).
 
@@ -921,6 +988,10 @@ def profile_from_entries(
     With the tail scale, ``novelty="cap"`` caps the alarm's score of each (near-)constant
     feature (:func:`novelty_caps`; the step score, which ranks the steps, is not capped);
     "extrapolate" (and the spread scale) caps nothing.
+    A feature with no observed entry in ``entry`` has no normal scores to be scaled by: it
+    is marked ``unprofiled`` (left out of the step score, the alarm and the intervals'
+    features, so that its first values do not raise false alarms) with a warning that names
+    it (``feature_names``, else its position).
     The threshold is the ``1 - false_alarm_rate`` quantile of the normal data's alarm scores.
     """
     rate = _rate_arg(false_alarm_rate)
@@ -950,6 +1021,22 @@ def profile_from_entries(
         combine=combine,
         spread_quantile=spread_quantile,
     )
+    seen = np.isfinite(np.concatenate(entry)).any(axis=0)
+    if seen.any() and not seen.all():
+        prof.unprofiled = ~seen
+        names = [
+            repr(feature_names[d]) if feature_names is not None else f"feature {d}"
+            for d in np.flatnonzero(~seen)
+        ]
+        warnings.warn(
+            f"X: expected observed values of every feature to learn its normal scores from, "
+            f"found none of {', '.join(names)}; the threshold leaves it out of the step "
+            "score and the alarm (its entry scores are still reported), so that its values "
+            "on new data raise no false alarms: call fit_threshold with data where it is "
+            "observed to include it",
+            UserWarning,
+            stacklevel=3,
+        )
     if feature_scale == "tail":
         prof.tail_logp, prof.tail_quantiles, prof.tail_beta = tail_fit(entry)
         if novelty == "cap":
@@ -1003,23 +1090,39 @@ def flagged_intervals(
             threshold); None: ``step > threshold``.
 
     Returns:
-        One dict per interval: ``start``, ``end`` (positions of its first and last step),
-        ``start_time``, ``end_time``, ``peak`` (position of its highest score),
+        One dict per interval: ``start``, ``end`` (positions of its first and last step in
+        ``step``), ``start_time``, ``end_time``, ``peak`` (position of its highest score),
         ``peak_time`` (``times``' values; :meth:`GPVAE.anomaly_scores` gives them in the
-        input's own form, e.g. datetimes), ``peak_score``, ``steps`` and ``features``: up to
-        ``top`` feature names, most contributing first (by the sum of their normalised
-        scores over the interval).
+        input's own form: numbers, or ``pd.Timestamp`` / ``pd.Timedelta``; its positions
+        count the series' own steps in time order, not a DataFrame's rows or index labels),
+        ``peak_score``, ``steps`` and ``features``: up to
+        ``top`` names of the features that contribute materially, most contributing first
+        (by the sum of their normalised scores over the interval). Material: with a
+        ``feature_scale="tail"`` profile, a feature whose value at some step of the
+        interval is, on its own, as rare as the profile's ``false_alarm_rate`` in the
+        normal data (tail score at least ``-log(false_alarm_rate)``; every tail score is
+        >= 0, so a positive sum excludes nothing); else (spread scale, no profile) a
+        feature whose summed score over the interval is positive. Empty when no feature
+        qualifies (e.g. the alarm came from several features together).
     """
     above = np.nan_to_num(step, nan=-np.inf) > threshold if flags is None else np.asarray(flags)
     if not above.any():
         return []
     z = normalised_entries(entry, profile)
+    level = None  # the tail score of a value as rare as the target false-alarm rate
+    if profile is not None and profile.feature_scale == "tail":
+        level = -math.log(profile.false_alarm_rate)
     out = []
     for a, b in runs_of(above):
         seg = step[a : b + 1]
         peak = int(a + np.nanargmax(seg)) if np.isfinite(seg).any() else int(a)
         contrib = np.nansum(z[a : b + 1], axis=0)  # (D,)
-        order = [int(d) for d in np.argsort(-contrib, kind="stable")[:top]]
+        if level is None:
+            material = contrib > 0
+        else:
+            material = np.where(np.isnan(z[a : b + 1]), -np.inf, z[a : b + 1]).max(0) >= level
+        ranked = np.argsort(-contrib, kind="stable")
+        order = [int(d) for d in ranked if material[d]][:top]
         out.append(
             {
                 "start": int(a),
@@ -1030,7 +1133,7 @@ def flagged_intervals(
                 "peak_time": float(times[peak]),
                 "peak_score": float(step[peak]),
                 "steps": int(b - a + 1),
-                "features": [feature_names[d] for d in order if contrib[d] > 0],
+                "features": [feature_names[d] for d in order],
             }
         )
     return out

@@ -11,7 +11,7 @@ import numpy as np
 
 from gpvae import settings
 from gpvae.arguments import bool_arg
-from gpvae.errors import invalid
+from gpvae.errors import ValidationError, invalid
 from gpvae.estimator.anomaly import AnomalyProfile, fit_profile, heldout_scores, score_settings
 from gpvae.estimator.context import PredictContext
 from gpvae.estimator.results import AnomalyResult
@@ -40,16 +40,20 @@ class AnomalyMethods:
         prior_weight: float | None = None,
         causal: bool | None = None,
     ) -> AnomalyResult:
-        """Negative log predictive density of every observed entry, with its step hidden.
+        """Anomaly score of every observed entry: its negative log predictive density with
+        its step hidden, plus ``prior_weight`` times (a per-feature ratio of) its score
+        under the prior alone (see :class:`~gpvae.estimator.results.AnomalyResult`).
 
         The steps of each series fall into ``num_folds`` interleaved folds; for each fold,
         the entries at its steps are hidden from the encoder and each observed entry there
         is scored by ``-log (1/S) sum_s p(y | z_s)``, ``z_s ~ q(z | the other folds)``, in
-        standardised units. Long series are scored in half-overlapping windows of
-        ``window`` steps (time linear in the length). The step score is the sum over the
-        observed entries; after :meth:`fit_threshold`, the stored profile's scaled,
-        combined and smoothed score, with ``flagged`` steps and ``intervals``. Nothing is refitted
-        (see :mod:`gpvae.estimator.anomaly`).
+        standardised units; with ``prior_weight > 0`` (the default) the prior score below
+        is added, so ``entry`` is the held-out density alone only with ``prior_weight=0``.
+        Long series are scored in half-overlapping windows of ``window`` steps (time linear
+        in the length). The step score is the sum over the observed entries; after
+        :meth:`fit_threshold`, the stored profile's scaled, combined and smoothed score,
+        with ``flagged`` steps and ``intervals``. Nothing is refitted (see
+        :mod:`gpvae.estimator.anomaly`).
 
         Args:
             X, times: data in any accepted form (e.g. new data of a fitted model).
@@ -61,7 +65,9 @@ class AnomalyMethods:
                 (``-log (1/S) sum_s p(y | z_s)``, ``z_s`` from the GP prior at its step: how
                 far the value lies from anything normal, where the held-out score asks how
                 far it lies from its neighbours). None: the stored profile's, else
-                :data:`gpvae.settings.ANOMALY_PRIOR_WEIGHT`.
+                :data:`gpvae.settings.ANOMALY_PRIOR_WEIGHT`. A likelihood whose entries are
+                not independent given z (``"gaussian_gp"``) has no such score: its default
+                is 0 and a positive weight is refused before any scoring.
             causal: score each window's ``num_folds`` consecutive blocks (None: the stored
                 profile's, else False; default blocks
                 :data:`gpvae.settings.ANOMALY_CAUSAL_BLOCKS`) from the steps before them
@@ -136,6 +142,13 @@ class AnomalyMethods:
         ``spread_quantile`` (None: :data:`gpvae.settings.ANOMALY_SPREAD_QUANTILE`, 0.95; with
         ``spread``): the spread is this quantile of the recent scores less their median.
 
+        A feature with no observed value in ``X`` has no normal scores to scale it by: it is
+        left out of the step score, the alarm and the intervals of this profile (its entry
+        scores are still reported), with a warning here and whenever scored data has values
+        of it, so that a sensor that was offline while the threshold was learned raises no
+        false alarms when it comes back; call it again with data where the feature is
+        observed to include it.
+
         Under torchrun every process must call it: each scores a block of the series of X
         (``sharded``: X holds this process's own series, as in :meth:`fit`), and every
         process stores the threshold one process would learn from all of them.
@@ -166,6 +179,16 @@ class AnomalyMethods:
 
 def _supported_weight(ctx: PredictContext, weight: float, default: bool) -> float:
     """The prior weight of a call: the default one is dropped (0) for a likelihood whose
-    entries are not independent given z (no prior score; a weight given by the caller
-    raises in the model, naming the likelihood)."""
-    return 0.0 if default and ctx.model.likelihood.needs_index else weight
+    entries are not independent given z (they have no score under the prior alone); a
+    positive weight given by the caller is refused there, naming ``prior_weight``, before
+    any scoring."""
+    likelihood = ctx.model.likelihood
+    if not likelihood.needs_index or weight == 0.0:
+        return weight
+    if default:
+        return 0.0
+    raise ValidationError(
+        f"prior_weight: expected 0 for a likelihood whose entries are not independent given "
+        f"z ({type(likelihood).__name__}, e.g. likelihood='gaussian_gp': they have no score "
+        f"under the prior alone), found {weight!r}"
+    )

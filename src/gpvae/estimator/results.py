@@ -115,15 +115,28 @@ class ForecastResult:
 class AnomalyResult:
     """Per-entry and per-step anomaly scores (higher = more anomalous).
 
-    ``entry[i, t, d] = -log p(y[i, t, d] | y[i, steps not in the fold of t])``: the negative
-    log posterior-predictive density of the observed entry, in standardised units (the value
-    after the fit's scaler; add ``log(scaler_.std_[d])`` for the density in original units),
-    under the model's posterior given the series (or the window of ``window`` steps around
-    t) with every entry at time step t (and the other steps of its fold) hidden. NaN where
-    the entry is not observed. Without a threshold profile ``step[i, t]`` is the sum of
-    ``entry[i, t, :]`` over the observed entries (NaN if none); with one (after
-    :meth:`~gpvae.GPVAE.fit_threshold`) it is the profile's normalised, smoothed step score
-    (:mod:`gpvae.estimator.anomaly`).
+    ``entry[i, t, d] = H[i, t, d] + w * r[d] * P[i, t, d]``, in standardised units (the
+    value after the fit's scaler), NaN where the entry is not observed, where:
+
+    - ``H = -log p(y[i, t, d] | y[i, steps not in the fold of t])``, the held-out negative
+      log posterior-predictive density of the entry under the model's posterior given the
+      series (or the window of ``window`` steps around t) with every entry at step t (and
+      the other steps of its fold) hidden (``causal``: given the steps before its block);
+    - ``P = -log p(y[i, t, d])`` under the GP prior alone at step t (nothing conditioned
+      on: how far the value lies from anything the model calls normal);
+    - ``w`` is the call's ``prior_weight`` (by default the stored profile's, else
+      :data:`gpvae.settings.ANOMALY_PRIOR_WEIGHT`, 0.5; 0 for a likelihood whose entries
+      are not independent given z, e.g. ``"gaussian_gp"``) and ``r[d]`` the profile's
+      ``prior_ratio`` (the spread of feature d's held-out scores over that of its prior
+      scores on the normal data; 1 without a profile).
+
+    So ``entry`` is the held-out negative log predictive density only with
+    ``prior_weight=0``; then adding ``log(scaler_.std_[d])`` gives it in original units
+    (with a prior part the change of units adds ``(1 + w * r[d]) * log(scaler_.std_[d])``).
+    Without a threshold profile ``step[i, t]`` is the sum of ``entry[i, t, :]`` over the
+    observed entries (NaN if none); with one (after :meth:`~gpvae.GPVAE.fit_threshold`) it
+    is the profile's normalised, smoothed step score (:mod:`gpvae.estimator.anomaly`; NaN at
+    a step with no observed entry, whatever the smoothing).
 
     Attributes:
         entry: per-entry scores, input form ((n, T, D) array, list, or DataFrame copy with
@@ -141,7 +154,16 @@ class AnomalyResult:
             threshold. Draw ``threshold`` over these, not over ``step``.
         intervals: per series, the flagged intervals
             (:func:`gpvae.estimator.anomaly.flagged_intervals`), or None; for a long
-            DataFrame in the order of ``series_ids``.
+            DataFrame in the order of ``series_ids``. ``start``, ``end`` and ``peak`` are
+            positions among the series' own steps sorted by time (0 = its earliest step;
+            with merged duplicate times, the merged steps), not a DataFrame's rows or index
+            labels: use ``start_time`` / ``end_time`` / ``peak_time`` (and the series id)
+            to find the rows, or ``flagged``, which is aligned with them. The ``*_time``
+            values are the input's own: numbers, or ``pd.Timestamp`` (zone-aware in the
+            input's zone, or naive) for datetimes, ``pd.Timedelta`` for durations. An
+            interval's ``features`` are those
+            that contribute materially (tail scale: a value at one of its steps as rare,
+            on its own, as the profile's ``false_alarm_rate``), up to three.
         series_ids: the id of every series (long DataFrames: in the order each id first
             appears in the rows) or None.
     """

@@ -102,10 +102,12 @@ def detect(
     A score is the negative log-likelihood of the observed values under the model given
     the neighbouring steps (higher = more surprising); with the threshold stored by fit,
     each feature's scores are first put on the scale of its training scores. OUT has the
-    rows and columns of DATA plus: score (per step), <feature>_score (per entry, empty
-    where missing) and anomaly (true where score > --threshold or the --quantile's; with
-    the threshold stored by fit, where the step's alarm, its score relative to its recent
-    level (see 'gpvae fit --spread-baseline'), is above it: the plot flags the same steps).
+    rows and columns of DATA plus: score (per step; empty where nothing is observed),
+    <feature>_score (per entry, empty where missing), alarm (the score compared with the
+    threshold: with the threshold stored by fit, the step's score relative to its recent
+    level, see 'gpvae fit --spread-baseline'; with --threshold or --quantile, score itself)
+    and anomaly (true where alarm is above the threshold: the plot flags the same steps).
+    --intervals' peak_time and peak_score are those of each interval's highest alarm.
     With --merge-duplicate-times the rows of a series that share a time are scored as one
     step (the mean of each feature) and each of them gets that step's scores and flag.
     """
@@ -134,25 +136,27 @@ def detect(
     data_in = shards.read_input(data, spec.id_col, run, share=True)
     shards.check_series(data_in.frame, spec.id_col, series, run)
     frame = table = data_in.frame
-    added = ["score", *(f"{f}_score" for f in spec.features), "anomaly"]
+    added = ["score", *(f"{f}_score" for f in spec.features), "alarm", "anomaly"]
     with run.together():
         check_no_clash(frame, spec, added, "DATA")
+    labels = None  # checked before the scoring, which can take long
+    if labels_col is not None and frame.shape[0]:
+        labels = label_column(frame, labels_col, spec)
     scores = pd.DataFrame({"score": np.zeros(0)})
-    alarm = np.zeros(0, dtype=bool)  # the stored profile's flags
+    alarm = np.zeros(0)  # the stored profile's alarm scores
+    flags = np.zeros(0, dtype=bool)  # and its flags (alarm above its threshold)
     with run.together(), as_cli("DATA"):
         if frame.shape[0]:  # a process may have no series (fewer series than processes)
             ss = series_set(frame, spec, "DATA", loose=True, merge=merge_duplicates)
             res = model.anomaly_scores(ss, num_samples=num_samples)
             scores = anomaly_table(res, spec)
             if res.flagged is not None:
-                alarm = np.asarray(res.flagged, dtype=bool)
+                alarm = np.asarray(res.alarm, dtype=np.float64)
+                flags = np.asarray(res.flagged, dtype=bool)
     # with merged rows: the steps are the merged rows; OUT repeats a step's row for each
     # row of DATA that it merged, and the intervals and the plot read each step's first row
     rows = merged_rows(frame, spec, "DATA") if merge_duplicates and frame.shape[0] else None
     firsts = None if rows is None else first_rows(rows)
-    labels = None
-    if labels_col is not None and frame.shape[0]:
-        labels = label_column(frame, labels_col, spec)
     step = scores["score"].to_numpy(dtype=np.float64)
     profile = model.anomaly_profile_
     # the threshold stored by fit: the profile compares the step's alarm score with it
@@ -174,9 +178,12 @@ def detect(
     else:
         thr = float(np.nanquantile(shards.gather_values(step, run), 0.99))
         source = "the 0.99 quantile of these scores"
+    # 'alarm': the score compared with the threshold (the stored profile's alarm, else the
+    # step score itself); 'anomaly': alarm above it
     if stored:
-        scores["anomaly"] = alarm
+        scores["alarm"], scores["anomaly"] = alarm, flags
     else:
+        scores["alarm"] = step
         scores["anomaly"] = np.nan_to_num(step, nan=-np.inf) > thr
     if frame.shape[0]:
         per_row = scores if rows is None else scores.iloc[rows].reset_index(drop=True)
@@ -187,8 +194,9 @@ def detect(
     intervals = interval_table(steps_table, spec, thr, profile) if run.world == 1 else None
     n_iv = "" if intervals is None else f" in {len(intervals)} intervals"
     info(
-        f"flagged {int(flagged)} of {int(steps)} steps{n_iv} above {thr:.4g} ({source}); "
-        f"wrote {out_path}" + ("" if iv_path is None else f" and {iv_path}")
+        f"flagged {int(flagged)} of {int(steps)} steps{n_iv} whose alarm (OUT's alarm column"
+        f"{'' if stored else ': the score'}) is above {thr:.4g} ({source}); wrote {out_path}"
+        + ("" if iv_path is None else f" and {iv_path}")
     )
     if intervals is not None:
         if iv_path is not None:
@@ -255,7 +263,9 @@ def label_column(frame: pd.DataFrame, col: str, spec: ColumnSpec) -> np.ndarray:
 def interval_table(
     table: pd.DataFrame, spec: ColumnSpec, threshold: float, profile: AnomalyProfile | None
 ) -> pd.DataFrame:
-    """The flagged intervals of every series, with DATA's own time values (as read)."""
+    """The flagged intervals of every series, with DATA's own time values (as read); an
+    interval's peak_time and peak_score are those of its highest ``alarm`` (the score that
+    the threshold is compared with)."""
     rows = []
     groups = (
         [(None, table)] if spec.id_col is None else list(table.groupby(spec.id_col, sort=False))
@@ -264,7 +274,8 @@ def interval_table(
         parsed = parse_times(part, spec.time_col, "DATA")
         order = np.argsort(time_axis(parsed[spec.time_col]), kind="stable")
         part = part.iloc[order]
-        step = part["score"].to_numpy(dtype=np.float64)
+        # the interval's peak: its highest alarm (the score the threshold is compared with)
+        step = part["alarm"].to_numpy(dtype=np.float64)
         entry = part[[f"{f}_score" for f in spec.features]].to_numpy(dtype=np.float64)
         stamps = part[spec.time_col].to_numpy()
         flags = part["anomaly"].to_numpy(dtype=bool)

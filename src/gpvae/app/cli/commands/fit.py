@@ -31,18 +31,13 @@ from gpvae.app.cli.options import (
     positive_int,
 )
 from gpvae.app.cli.tables import make_folder
-from gpvae.data.batching import shard_bounds
 from gpvae.data.holdout import HIDE_PATTERNS, MASK_PATTERNS
-from gpvae.estimator.anomaly import quantile_threshold
 from gpvae.estimator.spatial_methods import SPATIAL_ONE_PROCESS
 from gpvae.kernels import kernel_key, kernel_names
 from gpvae.likelihoods import likelihood_key, likelihood_names
 from gpvae.nets.registry import decoder_key, decoder_names, encoder_key, encoder_names
 
-__all__ = ["THRESHOLD_QUANTILE", "fit", "fit_spatial"]
-
-#: The quantile of the training data's step scores stored as ``detect``'s default threshold.
-THRESHOLD_QUANTILE = 0.99
+__all__ = ["fit", "fit_spatial"]
 
 
 @click.command()
@@ -429,9 +424,15 @@ def fit(
         )
     # an ensemble or a model of increments forecasts only: it has no anomaly threshold
     forecaster = "--members > 1" if members > 1 else "--difference" if model.difference else None
+    rate_source = click.get_current_context().get_parameter_source("false_alarm_rate")
     unused = [
         flag
         for flag, given in (
+            # given on the command line, not left at its default
+            (
+                "--false-alarm-rate",
+                rate_source not in (None, click.core.ParameterSource.DEFAULT),
+            ),
             ("--causal-scores", causal_scores),
             (
                 "--spread-baseline" if spread_baseline else "--no-spread-baseline",
@@ -499,18 +500,11 @@ def fit(
     flags = {"encoder": "--encoder", "decoder": "--decoder", "period": "--period"}
     with as_cli("DATA", {**flags, **MASK_FLAGS}):
         model.fit(series, resume=resume, sharded=sharded)  # 'cnn' on non-square frames fails here
-    # the threshold: scores of every series, each process scoring a block of them
-    # a model of increments, or an ensemble, forecasts only: no anomaly scores
+    # the threshold: a model of increments, or an ensemble, forecasts only: no anomaly scores
+    # (cli.json's 'threshold', a quantile of the training scores that detect used before
+    # the profile existed, is no longer computed: detect uses the profile)
     stepped = members > 1 or bool(model.difference)
-    mine = np.arange(series.num_series if not stepped else 0)
-    if not sharded and run.world > 1 and not stepped:
-        mine = np.arange(*shard_bounds(series.num_series, run.rank, run.world))
-    step: list[np.ndarray] = []
     with run.together(), as_cli("DATA"):
-        if len(mine):  # cli.json's quantile threshold (older folders' and torchrun's)
-            values = [series.values[i] for i in mine]
-            times = [series.times[i] for i in mine]
-            step = list(model.anomaly_scores(values, times, num_samples=50).step)
         if not stepped:
             # detect's threshold and score profile, stored with the model (model/config.json);
             # under torchrun each process scores a block of the series (its own, sharded)
@@ -527,12 +521,9 @@ def fit(
                 novelty=novelty,
                 spread_quantile=spread_quantile,
             )
-    every = [s for part in run.gather(step) for s in part]
-    spec.threshold_quantile = THRESHOLD_QUANTILE
     # Everything is computed before anything is written: an error leaves MODEL_DIR as it was.
     with run.together():
         if run.is_main:
-            spec.threshold = quantile_threshold(every, THRESHOLD_QUANTILE) if every else None
             model.save(out / MODEL_SUBDIR)
             spec.save(out)
     hist = getattr(model, "history_", None) or []
