@@ -175,6 +175,25 @@ def test_steps_with_nothing_observed_get_no_smoothed_score_and_no_flag(fitted: G
         fitted.anomaly_profile_ = None
 
 
+def test_interval_peaks_are_the_highest_alarm(fitted: GPVAE) -> None:
+    """The library took an interval's peak from the step score while its flags compare the
+    alarm with the threshold (gpvae detect takes the alarm): a peak_score could lie below
+    the threshold of the interval it peaks."""
+    fitted.fit_threshold([seasonal(400, 13)], num_samples=4, smooth=2, alarm_smooth=8)
+    try:
+        y = seasonal(300, 14)
+        y[100:104, 0] += 5.0
+        res = fitted.anomaly_scores(y[None])
+        ivs = res.intervals[0]
+        assert ivs
+        for iv in ivs:
+            alarms = res.alarm[0, iv["start"] : iv["end"] + 1]
+            assert iv["peak_score"] == pytest.approx(float(np.nanmax(alarms)))
+            assert iv["peak_score"] > res.threshold
+    finally:
+        fitted.anomaly_profile_ = None
+
+
 def test_intervals_give_times_in_the_inputs_own_form(fitted: GPVAE) -> None:
     """With datetime times (regular: calendar steps; irregular: hours) an interval's start,
     end and peak come back as the user's timestamps (not the model's own time axis); with

@@ -1108,8 +1108,8 @@ def test_detect_plot_flags_the_steps_the_output_flags(
     long_model: Path, files: dict[str, Path], tmp_path: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:
     """With the threshold stored by fit, 'anomaly' compares the alarm (the score's rise over
-    its recent level) with it, not the score: the plot must flag those steps, not the steps
-    whose score is above the threshold."""
+    its recent level) with it, not the score: the plot must flag those steps, and draw the
+    alarm under the threshold line (it drew the score, without the line)."""
     from gpvae.app import plots
 
     figures: list[Any] = []
@@ -1127,7 +1127,10 @@ def test_detect_plot_flags_the_steps_the_output_flags(
     shown = int(res.loc[res["station"] == "b", "anomaly"].sum())
     legends = [t.get_text() for t in figures[0].axes[0].get_legend().get_texts()]
     assert f"flagged ({shown})" in legends, legends
-    assert not any(text.startswith("threshold") for text in legends)
+    assert any(text.startswith("threshold") for text in legends), legends
+    drawn = np.asarray(figures[0].axes[0].lines[0].get_ydata(), dtype=np.float64)
+    part = res[res["station"] == "b"].sort_values("t", kind="stable")
+    np.testing.assert_allclose(drawn, part["alarm"].to_numpy(), equal_nan=True)
 
 
 def test_detect_writes_the_alarm_that_the_threshold_is_compared_with(

@@ -805,7 +805,8 @@ def heldout_scores(
                     s, e, t, profile.threshold, list(ss.feature_names), profile, flags=f
                 ),
             )
-            for s, e, t, f in zip(step, entry, ss.times, flagged or [])
+            # the peak is the highest alarm: the score the threshold is compared with
+            for s, e, t, f in zip(alarm or [], entry, ss.times, flagged or [])
         ],
     )
 
@@ -1081,7 +1082,9 @@ def flagged_intervals(
     ``threshold``.
 
     Args:
-        step: (T,) step scores; entry: (T, D) entry scores; times: (T,) the steps' times.
+        step: (T,) the scores the interval's peak is taken from (:meth:`GPVAE.anomaly_scores`
+            and ``gpvae detect`` pass the alarm, which ``flags`` compare with the threshold);
+            entry: (T, D) entry scores; times: (T,) the steps' times.
         threshold: flag steps above it.
         feature_names: the D names.
         profile: puts the entry scores on one scale to rank the features (None: raw).

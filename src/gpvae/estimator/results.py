@@ -160,8 +160,9 @@ class AnomalyResult:
             labels: use ``start_time`` / ``end_time`` / ``peak_time`` (and the series id)
             to find the rows, or ``flagged``, which is aligned with them. The ``*_time``
             values are the input's own: numbers, or ``pd.Timestamp`` (zone-aware in the
-            input's zone, or naive) for datetimes, ``pd.Timedelta`` for durations. An
-            interval's ``features`` are those
+            input's zone, or naive) for datetimes, ``pd.Timedelta`` for durations.
+            ``peak`` / ``peak_score`` are the interval's highest ``alarm`` (as ``gpvae
+            detect``'s intervals). An interval's ``features`` are those
             that contribute materially (tail scale: a value at one of its steps as rare,
             on its own, as the profile's ``false_alarm_rate``), up to three.
         series_ids: the id of every series (long DataFrames: in the order each id first

@@ -61,8 +61,10 @@ class ColumnSpec:
         time_start: the earliest training time (ISO string for dates, a number otherwise).
         time_freq: the calendar frequency of dates on a calendar grid (months, business
             days, ...: the model then counts time in steps of it), else None.
-        threshold: default anomaly threshold for ``detect`` (a high quantile of the
-            training data's per-step scores), or None.
+        threshold: the anomaly threshold written by fits before the model stored its
+            anomaly profile (a high quantile of the training data's per-step scores), which
+            ``detect`` uses for such folders; None in folders written since (``detect``
+            uses the profile's threshold).
         threshold_quantile: the quantile that gave ``threshold``.
     """
 

@@ -226,8 +226,10 @@ def detect(
         shown = spec.features[: panels_drawn(len(spec.features), PLOT_MAX_FEATURES, "features")]
         fig = plot_anomalies(
             time_axis(part[spec.time_col]),
-            part["score"].to_numpy(dtype=np.float64),
-            None if stored else thr,  # the stored threshold compares the alarm, not the score
+            # the alarm: the score the threshold is compared with (score itself without a
+            # stored threshold), so the line and the red bands agree
+            part["alarm"].to_numpy(dtype=np.float64),
+            thr,
             flagged=part["anomaly"].to_numpy(dtype=bool),
             values=part[shown].to_numpy(dtype=np.float64),
             feature_names=shown,
