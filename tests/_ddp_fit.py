@@ -252,6 +252,17 @@ def main(out: str) -> None:
         results["other_series"] = "no error"
     except ValidationError as err:
         results["other_series"] = str(err)
+    # fit_threshold with each process's own series but sharded=False: both refuse (each
+    # scored its block of other data and the threshold came from half of them, silently)
+    try:
+        from gpvae import GPVAE
+
+        est = GPVAE(latent_dim=2, hidden=(8,), epochs=1, batch_size=4, progress=False)
+        est.fit(data())  # the same series on both processes
+        est.fit_threshold(data(seed=10 + comm.rank), num_samples=2, num_folds=2)
+        results["threshold_other_series"] = "no error"
+    except ValidationError as err:
+        results["threshold_other_series"] = str(err)
     # an error on process 1 only: both raise it
     try:
         loop(comm, "raise")

@@ -269,6 +269,9 @@ def test_two_processes_train_like_one(tmp_path: Path) -> None:
     assert nan["agree"]
     assert nan["lr"] == pytest.approx(0.5 * 0.05)  # the step was rolled back, lr halved
     assert got["other_series"].startswith("X: expected the same series in every process")
+    assert got["threshold_other_series"].startswith(
+        "X: expected the same series in every process (sharded=False)"
+    )
     assert "in process 1 of 2" in got["error_on_one_process"]
     assert "ValidationError" in got["error_on_one_process"]
 
