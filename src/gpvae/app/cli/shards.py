@@ -154,7 +154,7 @@ def read_input(
             )
         try:
             if id_col is None:
-                frame = parquet.open_dataset(p, what).to_table().to_pandas()
+                frame = parquet.plain_index(parquet.open_dataset(p, what).to_table().to_pandas())
             else:
                 frame = parquet.read_shard(p, id_col, job.rank, job.world, name=what)
         except GPVAEError as err:
