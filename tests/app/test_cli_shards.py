@@ -43,3 +43,43 @@ def test_a_parquet_file_with_a_stored_date_index_reads_like_its_csv(tmp_path: Pa
     assert list(imputed.columns[:3]) == ["date", "a", "b"]  # the CSV's columns
     assert imputed["date"].tolist() == pd.read_csv(tmp_path / "w.csv")["date"].tolist()
     assert imputed["a"].notna().all()
+
+
+def _long(n: int = 3, seed: int = 1) -> pd.DataFrame:
+    """n series of 20 steps (ids s0, s1, ...), two features, some missing."""
+    rng = np.random.default_rng(seed)
+    rows = [(f"s{i}", float(t), np.sin(t / 3 + i), rng.normal()) for i in range(n)
+            for t in range(20)]  # fmt: skip
+    frame = pd.DataFrame(rows, columns=["id", "t", "a", "b"])
+    frame.loc[rng.random(len(frame)) < 0.2, "a"] = np.nan
+    return frame
+
+
+@pytest.fixture(scope="module")
+def long_folder(tmp_path_factory: pytest.TempPathFactory) -> tuple[Path, Path]:
+    """(a folder of two Parquet files of long data, a model fitted on it)."""
+    d = tmp_path_factory.mktemp("shards")
+    data = d / "data"
+    data.mkdir()
+    frame = _long()
+    frame.iloc[:30].to_parquet(data / "a.parquet", index=False)
+    frame.iloc[30:].to_parquet(data / "b.parquet", index=False)
+    assert main(["fit", str(data), "--time-col", "t", "--id-col", "id",
+                 "-o", str(d / "m"), *FIT]) == 0  # fmt: skip
+    return data, d / "m"
+
+
+@pytest.mark.parametrize("out", ["imputed", "sub/imputed.parquet", "imputed.csv"])
+def test_out_inside_the_data_folder_is_refused(
+    out: str, long_folder: tuple[Path, Path], capsys: pytest.CaptureFixture[str]
+) -> None:
+    """``-o DATA/imputed`` was accepted: its parts became part of DATA, and the next
+    command on DATA failed (or read them as data)."""
+    data, model = long_folder
+    before = sorted(data.rglob("*"))
+    capsys.readouterr()
+    assert main(["impute", str(model), str(data), "-o", str(data / out)]) == 1
+    lines = _errors(capsys)
+    assert len(lines) == 1
+    assert lines[0].startswith("error: OUT: expected a path outside the DATA folder")
+    assert sorted(data.rglob("*")) == before

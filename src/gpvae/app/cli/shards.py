@@ -200,12 +200,25 @@ def is_folder(out: str) -> bool:
 
 
 def check_output_path(out: str, job: Job, data: str | None = None) -> Path:
-    """OUT checked before any work; for a folder, process 0 removes the parts of an earlier
-    run. OUT may not be DATA (``data``) nor, for a folder, hold it: the output would
-    replace the input."""
+    """OUT checked before any work (by every process; process 0 reports a problem once);
+    for a folder, process 0 removes the parts of an earlier run. OUT may not be DATA
+    (``data``) nor, for a folder, hold it: the output would replace the input; nor lie
+    inside a DATA folder: it would become part of the input of the next command on DATA."""
+    p = Path(out)
+    with job.together():
+        _check_output_path(p, out, data)
+    if not is_folder(out):
+        return p
+    with job.together():
+        if job.is_main and p.is_dir():
+            for old in p.glob(f"{parquet.PART_PREFIX}*.parquet"):
+                old.unlink()
+    return p
+
+
+def _check_output_path(p: Path, out: str, data: str | None) -> None:
     from gpvae.app.cli.tables import check_output
 
-    p = Path(out)
     if data is not None:
         src, dst = Path(data).resolve(), p.resolve()
         if src == dst or (is_folder(out) and dst in src.parents):
@@ -213,15 +226,15 @@ def check_output_path(out: str, job: Job, data: str | None = None) -> Path:
                 f"OUT: expected a path other than DATA's (writing it would replace the input "
                 f"data), found {out!r}, which is or holds DATA {data!r}"
             )
+        if src.is_dir() and src in dst.parents:
+            raise CLIError(
+                f"OUT: expected a path outside the DATA folder {data!r} (its files would be "
+                f"read as data by the next command on DATA), found {out!r}"
+            )
     if not is_folder(out):
-        return check_output(out)
-    if p.exists() and not p.is_dir():
+        check_output(out)
+    elif p.exists() and not p.is_dir():
         raise CLIError(f"OUT: expected a folder for the parts, found the file {str(p)!r}")
-    with job.together():
-        if job.is_main and p.is_dir():
-            for old in p.glob(f"{parquet.PART_PREFIX}*.parquet"):
-                old.unlink()
-    return p
 
 
 def write_output(table: pd.DataFrame, out: Path, job: Job, *, ordered: bool) -> int:
