@@ -83,3 +83,16 @@ def test_out_inside_the_data_folder_is_refused(
     assert len(lines) == 1
     assert lines[0].startswith("error: OUT: expected a path outside the DATA folder")
     assert sorted(data.rglob("*")) == before
+
+
+@pytest.mark.parametrize("command", ["impute", "forecast", "detect"])
+def test_help_tells_the_folder_output_and_the_one_process_options(
+    command: str, capsys: pytest.CaptureFixture[str]
+) -> None:
+    assert main([command, "--help"]) == 0
+    text = " ".join(capsys.readouterr().out.split())
+    assert "or a folder (a name without extension) that gets part-00000.parquet" in text
+    if command == "detect":  # refused under torchrun, and nothing said so
+        for option in ("--intervals", "--labels"):
+            after = text.split(f"{option} TEXT", 1)[1].split(" --", 1)[0]
+            assert "One process only (refused under torchrun)" in after, option
