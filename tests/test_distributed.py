@@ -331,3 +331,25 @@ def test_resume_with_another_number_of_processes_says_so(tmp_path: Path) -> None
     save_checkpoint(file, tensors, meta)
     with pytest.raises(ValidationError, match=r"^resume: expected a checkpoint of a fit on"):
         GPVAE(**{**settings, "epochs": 3}, checkpoint_dir=tmp_path).fit(X, resume=True)
+
+
+def test_the_exit_handler_drops_an_error_raised_while_it_waits(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    """torchrun stops the other processes with SIGTERM when one is killed; the command line's
+    handler raises an error, which arrived in the exit handler's sleep and was printed as
+    "Exception ignored in atexit callback" with a traceback after the reported error."""
+    import torch.distributed as dist
+
+    from gpvae.errors import DistributedError
+    from gpvae.training import distributed
+
+    def stopped(seconds: float) -> None:
+        raise DistributedError("the job was stopped (SIGTERM)")
+
+    destroyed = []
+    monkeypatch.setattr(dist, "is_initialized", lambda: True)
+    monkeypatch.setattr(dist, "destroy_process_group", lambda: destroyed.append(True))
+    monkeypatch.setattr(distributed.time, "sleep", stopped)
+    distributed._destroy()
+    assert destroyed == [True]

@@ -268,3 +268,22 @@ def test_data_errors_are_reported_once_and_a_wide_folder_is_imputed(tmp_path: Pa
     two, one = pd.read_csv(tmp_path / "two.csv"), pd.read_csv(tmp_path / "one.csv")
     assert two.shape == one.shape == (len(wide), 7)
     np.testing.assert_allclose(two[["a", "b"]], one[["a", "b"]], atol=1e-5)
+
+
+def test_sigterm_raises_only_while_the_command_runs(monkeypatch: pytest.MonkeyPatch) -> None:
+    """A process's SIGTERM handler (torchrun stopping the job: an error saying so) stayed
+    after the command ended: a SIGTERM while the interpreter exited raised in an exit
+    handler, printed as "Exception ignored in atexit callback" with a traceback."""
+    monkeypatch.setenv("WORLD_SIZE", "2")
+    monkeypatch.setenv("RANK", "0")
+    before = signal.getsignal(signal.SIGTERM)
+    seen = []
+    try:
+        signal.signal(signal.SIGTERM, signal.SIG_DFL)
+        monkeypatch.setattr("gpvae.app.cli.cli.main", lambda **kw: seen.append(
+            signal.getsignal(signal.SIGTERM)))  # fmt: skip
+        assert main(["--version"]) == 0
+        assert callable(seen[0])  # while the command runs: the handler that raises
+        assert signal.getsignal(signal.SIGTERM) is signal.SIG_DFL
+    finally:
+        signal.signal(signal.SIGTERM, before)
