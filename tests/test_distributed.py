@@ -311,3 +311,48 @@ def test_a_lost_peer_is_told_from_other_runtime_errors() -> None:
     assert str(out).startswith("another process of the job stopped")
     assert "pair.cc" not in str(out)
     assert "Read error" in str(out)
+
+
+def test_resume_with_another_number_of_processes_says_so(tmp_path: Path) -> None:
+    """The checkpoint of a fit whose 2 processes each held their own series, resumed by one
+    process: its fingerprint covers both processes' parts, so it was reported as "written
+    for other data" before the documented process-count message could show."""
+    from gpvae import GPVAE
+    from gpvae.io import load_checkpoint, save_checkpoint
+    from gpvae.training import CHECKPOINT_FILE
+
+    X = _ragged(6, 2, 7)
+    settings = {"latent_dim": 2, "hidden": (8,), "epochs": 2, "batch_size": 4, "progress": False}
+    GPVAE(**settings, checkpoint_dir=tmp_path).fit(X)
+    file = tmp_path / CHECKPOINT_FILE
+    tensors, meta = load_checkpoint(file)
+    meta.update(sharded=True, world_size=2, fingerprint="of both processes' series")
+    save_checkpoint(file, tensors, meta)
+    with pytest.raises(ValidationError, match=r"^resume: expected 2 processes .* found 1$"):
+        GPVAE(**{**settings, "epochs": 3}, checkpoint_dir=tmp_path).fit(X, resume=True)
+    meta.update(sharded=False, world_size=2)  # every process held every series: the data
+    save_checkpoint(file, tensors, meta)
+    with pytest.raises(ValidationError, match=r"^resume: expected a checkpoint of a fit on"):
+        GPVAE(**{**settings, "epochs": 3}, checkpoint_dir=tmp_path).fit(X, resume=True)
+
+
+def test_the_exit_handler_drops_an_error_raised_while_it_waits(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    """torchrun stops the other processes with SIGTERM when one is killed; the command line's
+    handler raises an error, which arrived in the exit handler's sleep and was printed as
+    "Exception ignored in atexit callback" with a traceback after the reported error."""
+    import torch.distributed as dist
+
+    from gpvae.errors import DistributedError
+    from gpvae.training import distributed
+
+    def stopped(seconds: float) -> None:
+        raise DistributedError("the job was stopped (SIGTERM)")
+
+    destroyed = []
+    monkeypatch.setattr(dist, "is_initialized", lambda: True)
+    monkeypatch.setattr(dist, "destroy_process_group", lambda: destroyed.append(True))
+    monkeypatch.setattr(distributed.time, "sleep", stopped)
+    distributed._destroy()
+    assert destroyed == [True]

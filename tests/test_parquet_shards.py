@@ -121,3 +121,81 @@ def test_files_with_other_columns_are_refused(change: str, tmp_path: Path) -> No
     later.to_parquet(folder / "p1.parquet", index=False)
     with pytest.raises(ValidationError, match=r"DATA: expected the same columns .* in p1\.parquet"):
         parquet.open_dataset(folder)
+
+
+@pytest.mark.parametrize("nested", [False, True], ids=["files", "sub-folders"])
+def test_an_id_with_several_files_is_one_series(tmp_path: Path, nested: bool) -> None:
+    """A hive folder where an id has several files (data appended by day, or ``id=A/day=1/``
+    sub-folders) listed the id once per file: the processes' blocks overlapped and a series
+    was read by two processes."""
+    frame = _long(5, seed=4, text_ids=True)
+    frame["day"] = frame.groupby("id").cumcount() % 2  # two files for most ids
+    path = tmp_path / "data"
+    for (sid, day), rows in frame.groupby(["id", "day"]):
+        folder = path / f"id={sid}" / (f"day={day}" if nested else "")
+        folder.mkdir(parents=True, exist_ok=True)
+        name = "part.parquet" if nested else f"day{day}.parquet"
+        rows.drop(columns=["id", "day"]).to_parquet(folder / name, index=False)
+    ids = parquet.series_ids(parquet.open_dataset(path), "id")
+    assert ids.to_pylist() == sorted(frame["id"].unique())
+    for world in (2, 3):
+        parts = [parquet.read_shard(path, "id", rank, world) for rank in range(world)]
+        held = [set(p["id"]) for p in parts]
+        assert sum(len(h) for h in held) == 5  # each series in one process
+        assert sum(len(p) for p in parts) == len(frame)  # every row read once
+
+
+def test_hive_ids_keep_their_text(tmp_path: Path) -> None:
+    """``id=007/`` was the integer 7 (pyarrow types partition keys); as a CSV id column is
+    read, the id is the folder name's text, and files that keep the id column too could
+    not be read at all ("incompatible types")."""
+    ids = np.repeat(["007", "010", "042"], 4)
+    frame = pd.DataFrame({"id": ids, "t": np.tile(np.arange(4.0), 3), "x": np.arange(12.0)})
+    frame["year"] = 2013
+    bare, kept = tmp_path / "bare", tmp_path / "kept"
+    for (sid, year), rows in frame.groupby(["id", "year"]):
+        folder = bare / f"id={sid}" / f"year={year}"
+        folder.mkdir(parents=True)
+        rows.drop(columns=["id", "year"]).to_parquet(folder / "a.parquet")
+        (kept / f"id={sid}").mkdir(parents=True)
+        rows.to_parquet(kept / f"id={sid}" / "a.parquet", index=False)
+    for path in (bare, kept):
+        part = parquet.read_shard(path, "id", 1, 2)
+        assert sorted(set(part["id"])) == ["042"]
+        assert part["year"].tolist() == [2013] * 4  # other keys: typed as before (int32)
+        whole = parquet.read_shard(path, "id")
+        assert whole["id"].tolist() == frame["id"].tolist()
+
+
+def test_a_folder_of_pq_files_is_a_dataset(tmp_path: Path) -> None:
+    """``.pq`` is a Parquet extension for a file; a folder of them was "without any"."""
+    frame = _long(4, seed=5, text_ids=True)
+    path = tmp_path / "data"
+    path.mkdir()
+    frame.iloc[:7].to_parquet(path / "a.pq", index=False)
+    frame.iloc[7:].to_parquet(path / "b.PQ", index=False)
+    assert parquet.is_dataset(path)
+    whole = parquet.read_shard(path, "id")
+    pd.testing.assert_frame_equal(whole, frame, check_dtype=False)
+
+
+def test_a_stored_index_is_a_column_again(tmp_path: Path) -> None:
+    """Files written by ``df.to_parquet()`` from a frame indexed by ``date`` hold the column,
+    but pandas read it back as the index, which the reader dropped (the same frame as CSV
+    has it); unnamed stored indexes (row numbers) are left out."""
+    dates = pd.date_range("2024-01-01", periods=6, freq="D", name="date")
+    frame = pd.DataFrame({"id": ["a"] * 3 + ["b"] * 3, "x": np.arange(6.0)}, index=dates)
+    path = tmp_path / "data"
+    path.mkdir()
+    frame.iloc[:3].to_parquet(path / "a.parquet")
+    frame.iloc[3:].to_parquet(path / "b.parquet")
+    part = parquet.read_shard(path, "id", 0, 2)
+    assert list(part.columns) == ["date", "id", "x"]  # where the CSV has it
+    assert part["date"].tolist() == list(dates[:3])
+    assert isinstance(part.index, pd.RangeIndex)
+    numbers = tmp_path / "numbers"
+    numbers.mkdir()
+    frame.reset_index().iloc[::-1].to_parquet(numbers / "a.parquet")  # an Int64 index
+    part = parquet.read_shard(numbers, "id", 1, 2)
+    assert list(part.columns) == ["date", "id", "x"]
+    assert part.index.tolist() == [0, 1, 2]

@@ -245,3 +245,47 @@ def test_kill_of_one_process_then_resume(tmp_path: Path) -> None:
     model = GPVAE.load(tmp_path / "m" / "model")
     frame = pd.read_csv(tmp_path / "data.csv")
     assert model.impute(frame, num_samples=10).to_frame()[["a", "b"]].notna().all().all()
+
+
+def test_data_errors_are_reported_once_and_a_wide_folder_is_imputed(tmp_path: Path) -> None:
+    """An error reading DATA was printed by every process; a model fitted on a wide file
+    imputing a folder of Parquet files was refused with "expected --id-col", an option
+    impute does not have (one process imputed it): process 0 now reads the one series."""
+    wide = _frame(n=1, seed=5).drop(columns="id")
+    wide.to_csv(tmp_path / "wide.csv", index=False)
+    (tmp_path / "wide").mkdir()
+    wide.iloc[:10].to_parquet(tmp_path / "wide" / "a.parquet", index=False)
+    wide.iloc[10:].to_parquet(tmp_path / "wide" / "b.parquet", index=False)
+    fit = ["fit", str(tmp_path / "wide.csv"), "-o", str(tmp_path / "m"), "--time-col", "t",
+           "--latent-dim", "2", "--hidden", "8", "--epochs", "2", "--quiet"]  # fmt: skip
+    assert main(fit) == 0
+    code, _, err = _run("impute", "m", "missing.csv", "-o", "x.csv", cwd=tmp_path)
+    assert code != 0
+    lines = _gpvae_errors(err)
+    assert lines == ["error: DATA: file not found: 'missing.csv'"], err
+    code, _, err = _run("impute", "m", "wide", "-o", "two.csv", cwd=tmp_path)
+    assert code == 0, err
+    assert main(["impute", str(tmp_path / "m"), str(tmp_path / "wide"),
+                 "-o", str(tmp_path / "one.csv")]) == 0  # fmt: skip
+    two, one = pd.read_csv(tmp_path / "two.csv"), pd.read_csv(tmp_path / "one.csv")
+    assert two.shape == one.shape == (len(wide), 7)
+    np.testing.assert_allclose(two[["a", "b"]], one[["a", "b"]], atol=1e-5)
+
+
+def test_sigterm_raises_only_while_the_command_runs(monkeypatch: pytest.MonkeyPatch) -> None:
+    """A process's SIGTERM handler (torchrun stopping the job: an error saying so) stayed
+    after the command ended: a SIGTERM while the interpreter exited raised in an exit
+    handler, printed as "Exception ignored in atexit callback" with a traceback."""
+    monkeypatch.setenv("WORLD_SIZE", "2")
+    monkeypatch.setenv("RANK", "0")
+    before = signal.getsignal(signal.SIGTERM)
+    seen = []
+    try:
+        signal.signal(signal.SIGTERM, signal.SIG_DFL)
+        monkeypatch.setattr("gpvae.app.cli.cli.main", lambda **kw: seen.append(
+            signal.getsignal(signal.SIGTERM)))  # fmt: skip
+        assert main(["--version"]) == 0
+        assert callable(seen[0])  # while the command runs: the handler that raises
+        assert signal.getsignal(signal.SIGTERM) is signal.SIG_DFL
+    finally:
+        signal.signal(signal.SIGTERM, before)

@@ -9,6 +9,12 @@ order; process ``rank`` of ``world_size`` takes the contiguous block
 the block's first and last id: pyarrow skips the files (partition keys) and row groups (min /
 max statistics) outside that range, so a process never holds more than its part.
 
+Files end in ``.parquet`` or ``.pq``. A hive partition key that is the id column is read as
+the text of the folder name (``id=007/`` is the id ``"007"``, as a CSV id column is read;
+pyarrow alone would make it the integer 7), or with the files' type when the files keep the
+id column too; other keys are typed as pyarrow infers them (int32 when every value is an
+integer, else text).
+
 Use :func:`read_shard` for a process's rows, :func:`series_ids` for the sorted ids, and
 :func:`part_name` for the file a process writes its part of an output into.
 """
@@ -16,8 +22,10 @@ Use :func:`read_shard` for a process's rows, :func:`series_ids` for the sorted i
 from __future__ import annotations
 
 import os
+import re
 from pathlib import Path
 from typing import Any
+from urllib.parse import unquote
 
 import pandas as pd
 import pyarrow as pa
@@ -28,21 +36,52 @@ import pyarrow.parquet as pq
 from gpvae.data.batching import shard_bounds
 from gpvae.errors import ValidationError
 
-__all__ = ["PART_PREFIX", "is_dataset", "open_dataset", "part_name", "read_shard", "series_ids"]
+__all__ = [
+    "EXTENSIONS",
+    "PART_PREFIX",
+    "is_dataset",
+    "open_dataset",
+    "parquet_files",
+    "part_name",
+    "plain_index",
+    "read_shard",
+    "series_ids",
+]
 
 #: Output parts are ``part-00000.parquet``, ``part-00001.parquet``, ... (one per process).
 PART_PREFIX = "part-"
+#: The extensions of Parquet files (any case), in a folder as for a single file.
+EXTENSIONS = (".parquet", ".pq")
+#: The folder name of a hive partition whose key is null.
+_NULL_KEY = "__HIVE_DEFAULT_PARTITION__"
+
+
+def parquet_files(path: str | os.PathLike[str]) -> list[Path]:
+    """The Parquet files (``.parquet`` or ``.pq``) in folder ``path``, at any depth, sorted."""
+    return sorted(
+        f for f in Path(path).rglob("*") if f.suffix.lower() in EXTENSIONS and f.is_file()
+    )
 
 
 def is_dataset(path: str | os.PathLike[str]) -> bool:
-    """True when ``path`` is a folder holding at least one ``.parquet`` file (at any depth)."""
+    """True when ``path`` is a folder holding at least one Parquet file (``.parquet`` or
+    ``.pq``, at any depth)."""
     p = Path(path)
-    return p.is_dir() and any(f.is_file() for f in p.rglob("*.parquet"))
+    return p.is_dir() and any(f.suffix.lower() in EXTENSIONS and f.is_file() for f in p.rglob("*"))
 
 
-def open_dataset(path: str | os.PathLike[str], name: str = "DATA") -> ds.Dataset:
+def open_dataset(
+    path: str | os.PathLike[str], name: str = "DATA", *, id_col: str | None = None
+) -> ds.Dataset:
     """The Parquet dataset in folder ``path`` (hive partitions such as ``id=3/`` become
     columns).
+
+    Args:
+        path: the folder.
+        name: the argument's name in error messages.
+        id_col: the series id column: as a hive partition key, it is read as the folder
+            names' text (``id=007/`` is ``"007"``), or with the files' type when the files
+            hold the column too.
 
     Raises:
         ValidationError: naming ``name`` when the folder holds no Parquet file or cannot be
@@ -53,14 +92,66 @@ def open_dataset(path: str | os.PathLike[str], name: str = "DATA") -> ds.Dataset
         raise ValidationError(
             f"{name}: expected a folder of .parquet files, found {str(p)!r} without any"
         )
-    files = sorted(str(f) for f in p.rglob("*.parquet") if f.is_file())
+    files = [str(f) for f in parquet_files(p)]
     try:
         _check_same_columns(files, p, name)
-        return ds.dataset(files, format="parquet", partitioning="hive", partition_base_dir=str(p))
+        partitioning = _hive_partitioning(files, p, pq.read_schema(files[0]), id_col)
+        return ds.dataset(
+            files, format="parquet", partitioning=partitioning, partition_base_dir=str(p)
+        )
     except (pa.ArrowException, OSError) as err:
         raise ValidationError(
             f"{name}: could not read the Parquet files in {str(p)!r}: {err}"
         ) from err
+
+
+_INTEGER = re.compile(r"-?[0-9]+")
+
+
+def _hive_partitioning(
+    files: list[str], folder: Path, schema: pa.Schema, id_col: str | None
+) -> ds.Partitioning | None:
+    """The hive partitioning of the ``key=value`` folders above ``files`` (None: there are
+    none), each key typed: the files' type when the files hold the column too; text for
+    ``id_col``; otherwise as pyarrow infers it (int32 when every value is an integer that
+    fits, text otherwise)."""
+    values: dict[str, set[str]] = {}
+    for f in files:
+        for segment in Path(f).relative_to(folder).parent.parts:
+            key, eq, value = segment.partition("=")
+            if eq and key:
+                values.setdefault(unquote(key), set()).add(unquote(value))
+    if not values:
+        return None
+    fields = []
+    for key, seen in values.items():
+        if key in schema.names:
+            typ = schema.field(key).type
+        elif key == id_col:
+            typ = pa.string()
+        else:
+            known = [v for v in seen if v != _NULL_KEY]
+            fits = all(_INTEGER.fullmatch(v) and -(2**31) <= int(v) < 2**31 for v in known)
+            typ = pa.int32() if known and fits else pa.string()
+        fields.append(pa.field(key, typ))
+    return ds.partitioning(pa.schema(fields), flavor="hive")
+
+
+def plain_index(frame: pd.DataFrame) -> pd.DataFrame:
+    """``frame`` with a plain 0..n-1 index: the named levels of an index that pandas stored
+    in a Parquet file (``df.to_parquet()`` of a frame indexed by ``date``) become columns
+    again, as the same frame written to CSV has them; unnamed ones (row numbers) are
+    dropped."""
+    if _is_plain(frame.index):
+        return frame
+    named = [n for n in frame.index.names if n is not None and n not in frame.columns]
+    if named:
+        frame = frame.reset_index(level=named)
+    return frame if _is_plain(frame.index) else frame.reset_index(drop=True)
+
+
+def _is_plain(index: pd.Index) -> bool:
+    return isinstance(index, pd.RangeIndex) and index.start == 0 and index.step == 1
 
 
 def _check_same_columns(files: list[str], folder: Path, name: str) -> None:
@@ -85,7 +176,7 @@ def _check_column(dataset: ds.Dataset, column: str, name: str) -> None:
 
 
 def series_ids(dataset: ds.Dataset, id_col: str, name: str = "DATA") -> pa.Array:
-    """The distinct series ids of ``dataset``, sorted.
+    """The distinct series ids of ``dataset``, sorted (each once).
 
     Ids that are hive partition keys are read from the folder names alone; otherwise the id
     column is scanned batch by batch (memory grows with the number of series, not of rows).
@@ -101,8 +192,8 @@ def series_ids(dataset: ds.Dataset, id_col: str, name: str = "DATA") -> pa.Array
             keys = []
             break
         keys.append(value)
-    if keys:
-        ids = pa.array(keys, type=dataset.schema.field(id_col).type)
+    if keys:  # one key per file: an id with several files (or sub-folders) is listed once
+        ids = pc.unique(pa.array(keys, type=dataset.schema.field(id_col).type))
     else:
         parts = []
         for batch in dataset.to_batches(columns=[id_col]):
@@ -141,13 +232,14 @@ def read_shard(
         name: the argument's name in error messages.
 
     Returns:
-        A DataFrame of the rows whose id is in the process's block, in the dataset's order.
+        A DataFrame of the rows whose id is in the process's block, in the dataset's order,
+        with a plain index (see :func:`plain_index`).
 
     Raises:
         ValidationError: naming ``name`` when there are fewer series than processes, or the
             data cannot be read.
     """
-    dataset = path if isinstance(path, ds.Dataset) else open_dataset(path, name)
+    dataset = path if isinstance(path, ds.Dataset) else open_dataset(path, name, id_col=id_col)
     if ids is None:
         ids = series_ids(dataset, id_col, name)
     if len(ids) < world_size:
@@ -168,7 +260,7 @@ def read_shard(
         raise ValidationError(
             f"{name}: could not read the rows of series {lo!r}..{hi!r}: {err}"
         ) from err
-    return table.to_pandas()
+    return plain_index(table.to_pandas())
 
 
 def part_name(rank: int) -> str:

@@ -120,10 +120,16 @@ def _destroy() -> None:
     instead this handler sleeps for :data:`_EXIT_GRACE` seconds, without the GIL, before
     the interpreter finalises. (A barrier here would not help: the releases are this
     process's own, and a barrier could wait on a peer that is still in another collective.)
+
+    An exception raised meanwhile is dropped: the job is ending, and the command line's
+    SIGTERM handler raises one when torchrun stops the processes after another one failed
+    (the error is already reported; Python would print it again as a traceback, "Exception
+    ignored in atexit callback").
     """
     if not dist.is_initialized():
         return
-    time.sleep(_EXIT_GRACE)
+    with contextlib.suppress(Exception):
+        time.sleep(_EXIT_GRACE)
     with contextlib.suppress(Exception):
         dist.destroy_process_group()
 

@@ -443,15 +443,18 @@ class FitSession:
         tensors, meta = loaded
         world = 1 if self.comm is None else self.comm.world_size
         problem = None
-        if meta.get("kind") != "gpvae.GPVAE.fit" or meta.get("fingerprint") != self.fingerprint:
-            problem = (
-                f"resume: expected a checkpoint of a fit on the same data in {self.path}, found "
-                "one written for other data or by another program"
-            )
-        elif meta.get("sharded", False) and meta.get("world_size", 1) != world:
+        # the number of processes first: a fit whose processes held their own series has a
+        # fingerprint of every process's part, which no other number of processes matches
+        ours = meta.get("kind") == "gpvae.GPVAE.fit"
+        if ours and meta.get("sharded", False) and meta.get("world_size", 1) != world:
             problem = (
                 f"resume: expected {meta.get('world_size')} processes (as in the interrupted "
                 f"fit, whose processes each held their own series), found {world}"
+            )
+        elif not ours or meta.get("fingerprint") != self.fingerprint:
+            problem = (
+                f"resume: expected a checkpoint of a fit on the same data in {self.path}, found "
+                "one written for other data or by another program"
             )
         else:
             problem = _changed_settings(meta.get("settings"), self.config.settings)

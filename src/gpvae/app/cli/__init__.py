@@ -98,11 +98,13 @@ def _report(message: str, err: BaseException | None = None) -> None:
         click.echo(message.replace("error: ", f"error [process {rank}]: ", 1), err=True)
 
 
-def _stop_on_sigterm() -> None:
+def _stop_on_sigterm() -> Any:
     """Under torchrun: SIGTERM (torchrun stopping the job because another process failed,
-    or the job being cancelled) becomes an error that says so, instead of a silent exit."""
+    or the job being cancelled) becomes an error that says so, instead of a silent exit.
+    Returns the handler installed (None: another one was there, left as it is); the
+    command restores the default when it ends (:func:`_end_sigterm`)."""
     if signal.getsignal(signal.SIGTERM) is not signal.SIG_DFL:
-        return
+        return None
 
     def stop(signum: int, frame: Any) -> None:
         err = DistributedError(
@@ -114,6 +116,18 @@ def _stop_on_sigterm() -> None:
 
     with contextlib.suppress(ValueError):  # not in the main thread
         signal.signal(signal.SIGTERM, stop)
+        return stop
+    return None
+
+
+def _end_sigterm(handler: Any) -> None:
+    """The command has ended (its error, if any, reported): SIGTERM no longer raises (an
+    error raised while the interpreter exits, e.g. in the exit handler that waits for the
+    process group's threads, was printed as "Exception ignored in atexit callback" with a
+    traceback); it stops the process, as by default."""
+    if handler is not None and signal.getsignal(signal.SIGTERM) is handler:
+        with contextlib.suppress(ValueError):
+            signal.signal(signal.SIGTERM, signal.SIG_DFL)
 
 
 def main(argv: Sequence[str] | None = None) -> int:
@@ -129,8 +143,15 @@ def main(argv: Sequence[str] | None = None) -> int:
     debug = "--debug" in args[: args.index("--")] if "--" in args else "--debug" in args
     debug = debug or os.environ.get("GPVAE_DEBUG", "") not in ("", "0")
     limit_heap_fragmentation()
-    if launched():
-        _stop_on_sigterm()
+    handler = _stop_on_sigterm() if launched() else None
+    try:
+        return _main(args, debug)
+    finally:
+        _end_sigterm(handler)
+
+
+def _main(args: list[str], debug: bool) -> int:
+    """:func:`main` after the set-up: the command, its errors reported."""
     with warnings.catch_warnings():
         if not debug:
             warnings.showwarning = _show_warning

@@ -7,7 +7,9 @@ which series each process reads, who writes what, and the figures that need ever
   (in the file's order).
 - DATA is a folder of Parquet files (long layout): each process reads only its block of
   series (the ids in sorted order, :mod:`gpvae.data.parquet`), for ``fit`` too
-  (``GPVAE.fit(..., sharded=True)``); one process reads the whole folder.
+  (``GPVAE.fit(..., sharded=True)``); one process reads the whole folder. A folder of one
+  series (a model fitted on a wide file) is read by process 0 alone (``impute``,
+  ``forecast``, ``detect``; ``fit`` needs ``--id-col`` there).
 - OUT is a file: process 0 gathers the parts and writes it (rows in DATA's order for a
   file). OUT without an extension is a folder: each process writes its own part,
   ``part-00000.parquet``, ``part-00001.parquet``, ... (stale parts of an earlier run with
@@ -137,6 +139,9 @@ def read_input(
 ) -> Input:
     """This process's rows of DATA (a CSV / Parquet file, or a folder of Parquet files).
 
+    Every process reads at once: an error reading DATA stops all of them, and process 0
+    reports it once (naming the process when only some failed).
+
     Args:
         path: the file or folder.
         id_col: the series id column (None: one series, which process 0 handles).
@@ -145,21 +150,30 @@ def read_input(
             ``forecast``, ``detect``); ``fit`` keeps every row of a file.
         what: the argument's name in messages.
     """
-    p = Path(path)
+    read: Input | None = None
+    with job.together():
+        read = _read_input(Path(path), id_col, job, share, what)
+    assert read is not None
+    return read
+
+
+def _read_input(p: Path, id_col: str | None, job: Job, share: bool, what: str) -> Input:
     if p.is_dir():
-        if job.world > 1 and id_col is None:
+        if job.world > 1 and id_col is None and not share:
             raise CLIError(
                 f"{what}: expected --id-col for a folder of Parquet files read by {job.world} "
                 "processes (each reads its own series), found none"
             )
         try:
-            if id_col is None:
-                frame = parquet.open_dataset(p, what).to_table().to_pandas()
+            if id_col is None:  # one series: process 0 reads it (as for a file)
+                dataset = parquet.open_dataset(p, what)
+                table = dataset.to_table() if job.is_main else dataset.schema.empty_table()
+                frame = parquet.plain_index(table.to_pandas())
             else:
                 frame = parquet.read_shard(p, id_col, job.rank, job.world, name=what)
         except GPVAEError as err:
             raise CLIError(str(err)) from err
-        if frame.shape[0] == 0:
+        if frame.shape[0] == 0 and (id_col is not None or job.is_main):
             raise CLIError(f"{what}: expected at least one row, found none in {str(p)!r}")
         return Input(frame, folder=True, ordered=False)
     frame = read_table(p, what, text_col=id_col)
@@ -186,12 +200,25 @@ def is_folder(out: str) -> bool:
 
 
 def check_output_path(out: str, job: Job, data: str | None = None) -> Path:
-    """OUT checked before any work; for a folder, process 0 removes the parts of an earlier
-    run. OUT may not be DATA (``data``) nor, for a folder, hold it: the output would
-    replace the input."""
+    """OUT checked before any work (by every process; process 0 reports a problem once);
+    for a folder, process 0 removes the parts of an earlier run. OUT may not be DATA
+    (``data``) nor, for a folder, hold it: the output would replace the input; nor lie
+    inside a DATA folder: it would become part of the input of the next command on DATA."""
+    p = Path(out)
+    with job.together():
+        _check_output_path(p, out, data)
+    if not is_folder(out):
+        return p
+    with job.together():
+        if job.is_main and p.is_dir():
+            for old in p.glob(f"{parquet.PART_PREFIX}*.parquet"):
+                old.unlink()
+    return p
+
+
+def _check_output_path(p: Path, out: str, data: str | None) -> None:
     from gpvae.app.cli.tables import check_output
 
-    p = Path(out)
     if data is not None:
         src, dst = Path(data).resolve(), p.resolve()
         if src == dst or (is_folder(out) and dst in src.parents):
@@ -199,15 +226,15 @@ def check_output_path(out: str, job: Job, data: str | None = None) -> Path:
                 f"OUT: expected a path other than DATA's (writing it would replace the input "
                 f"data), found {out!r}, which is or holds DATA {data!r}"
             )
+        if src.is_dir() and src in dst.parents:
+            raise CLIError(
+                f"OUT: expected a path outside the DATA folder {data!r} (its files would be "
+                f"read as data by the next command on DATA), found {out!r}"
+            )
     if not is_folder(out):
-        return check_output(out)
-    if p.exists() and not p.is_dir():
+        check_output(out)
+    elif p.exists() and not p.is_dir():
         raise CLIError(f"OUT: expected a folder for the parts, found the file {str(p)!r}")
-    with job.together():
-        if job.is_main and p.is_dir():
-            for old in p.glob(f"{parquet.PART_PREFIX}*.parquet"):
-                old.unlink()
-    return p
 
 
 def write_output(table: pd.DataFrame, out: Path, job: Job, *, ordered: bool) -> int:

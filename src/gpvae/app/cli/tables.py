@@ -16,6 +16,7 @@ from typing import Any
 import pandas as pd
 
 from gpvae.app.cli.errors import CLIError, info, one_line
+from gpvae.data.parquet import plain_index
 
 __all__ = [
     "check_output",
@@ -59,7 +60,9 @@ def read_table(
             is missing there.
 
     Returns:
-        The table, with the file's columns.
+        The table, with the file's columns and a plain 0..n-1 index (an index that pandas
+        stored in a Parquet file, such as a ``date`` index, is a column, as in the same
+        frame written to CSV).
 
     Raises:
         click.ClickException: unknown extension, missing or unreadable file, no rows.
@@ -71,7 +74,7 @@ def read_table(
     if p.is_dir():
         raise CLIError(f"{what}: expected a file, found the directory {str(p)!r}")
     try:
-        frame = _read_csv(p, text_col) if fmt == "csv" else pd.read_parquet(p)
+        frame = _read_csv(p, text_col) if fmt == "csv" else plain_index(pd.read_parquet(p))
     except pd.errors.ParserWarning as err:
         _check_header(p, what)  # a file separated by semicolons, say
         raise CLIError(

@@ -41,7 +41,13 @@ __all__ = ["anomaly_table", "describe_intervals", "detect", "interval_table", "l
 @click.command()
 @click.argument("model_dir", type=str)
 @click.argument("data", type=str)
-@click.option("-o", "--out", required=True, help="Output .csv or .parquet file.")
+@click.option(
+    "-o",
+    "--out",
+    required=True,
+    help="Output .csv or .parquet file, or a folder (a name without extension) that gets "
+    "part-00000.parquet, one part per process: for a large DATA folder of Parquet files.",
+)
 @click.option(
     "--threshold",
     default=None,
@@ -61,14 +67,16 @@ __all__ = ["anomaly_table", "describe_intervals", "detect", "interval_table", "l
     "intervals_out",
     default=None,
     help="Also write the flagged intervals (start, end, peak time and score, steps, "
-    "top features) to this .csv or .parquet file.",
+    "top features) to this .csv or .parquet file. One process only (refused under "
+    "torchrun).",
 )
 @click.option(
     "--labels",
     "labels_col",
     default=None,
     help="A column of DATA marking known anomalies (1/true): shaded on the plot, and the "
-    "share of labelled and of unlabelled steps flagged is reported.",
+    "share of labelled and of unlabelled steps flagged is reported. One process only "
+    "(refused under torchrun).",
 )
 @click.option(
     "--num-samples",

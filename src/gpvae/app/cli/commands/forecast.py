@@ -33,7 +33,13 @@ __all__ = ["forecast"]
     type=int,
     help="Number of future steps (spaced by each series' median step).",
 )
-@click.option("-o", "--out", required=True, help="Output .csv or .parquet file.")
+@click.option(
+    "-o",
+    "--out",
+    required=True,
+    help="Output .csv or .parquet file, or a folder (a name without extension) that gets "
+    "part-00000.parquet, one part per process: for a large DATA folder of Parquet files.",
+)
 @num_samples_option
 @level_option
 @click.option(

@@ -35,7 +35,13 @@ __all__ = ["impute", "keep_observed"]
 @click.command()
 @click.argument("model_dir", type=str)
 @click.argument("data", type=str)
-@click.option("-o", "--out", required=True, help="Output .csv or .parquet file.")
+@click.option(
+    "-o",
+    "--out",
+    required=True,
+    help="Output .csv or .parquet file, or a folder (a name without extension) that gets "
+    "part-00000.parquet, one part per process: for a large DATA folder of Parquet files.",
+)
 @num_samples_option
 @level_option
 @click.option(

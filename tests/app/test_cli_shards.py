@@ -1,0 +1,98 @@
+"""Input and output of the commands in one process (:mod:`gpvae.app.cli.shards`,
+:mod:`gpvae.app.cli.tables`): Parquet files and folders read like the same CSV, OUT checked
+against DATA before any work. The commands under torchrun are tests/app/test_cli_torchrun.py's.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import numpy as np
+import pandas as pd
+import pytest
+
+from gpvae.app.cli import main
+
+FIT = ["--epochs", "2", "--latent-dim", "2", "--hidden", "8", "--quiet"]
+
+
+def _wide(n: int = 40, seed: int = 0) -> pd.DataFrame:
+    """One series indexed by ``date`` (daily), two features, some missing."""
+    rng = np.random.default_rng(seed)
+    dates = pd.date_range("2024-01-01", periods=n, freq="D", name="date")
+    frame = pd.DataFrame({"a": np.sin(np.arange(n) / 4), "b": rng.normal(size=n)}, index=dates)
+    frame.iloc[::5, 0] = np.nan
+    return frame
+
+
+def _errors(capsys: pytest.CaptureFixture[str]) -> list[str]:
+    return [ln for ln in capsys.readouterr().err.splitlines() if ln.startswith("error")]
+
+
+def test_a_parquet_file_with_a_stored_date_index_reads_like_its_csv(tmp_path: Path) -> None:
+    """``df.to_parquet()`` of a frame indexed by ``date`` holds the column, but it was read
+    as the pandas index and dropped: "--time-col: unknown column 'date'"."""
+    frame = _wide()
+    frame.to_parquet(tmp_path / "w.parquet")
+    frame.to_csv(tmp_path / "w.csv")
+    assert main(["fit", str(tmp_path / "w.parquet"), "--time-col", "date",
+                 "-o", str(tmp_path / "m"), *FIT]) == 0  # fmt: skip
+    out = tmp_path / "imputed.csv"
+    assert main(["impute", str(tmp_path / "m"), str(tmp_path / "w.parquet"), "-o", str(out)]) == 0
+    imputed = pd.read_csv(out)
+    assert list(imputed.columns[:3]) == ["date", "a", "b"]  # the CSV's columns
+    assert imputed["date"].tolist() == pd.read_csv(tmp_path / "w.csv")["date"].tolist()
+    assert imputed["a"].notna().all()
+
+
+def _long(n: int = 3, seed: int = 1) -> pd.DataFrame:
+    """n series of 20 steps (ids s0, s1, ...), two features, some missing."""
+    rng = np.random.default_rng(seed)
+    rows = [(f"s{i}", float(t), np.sin(t / 3 + i), rng.normal()) for i in range(n)
+            for t in range(20)]  # fmt: skip
+    frame = pd.DataFrame(rows, columns=["id", "t", "a", "b"])
+    frame.loc[rng.random(len(frame)) < 0.2, "a"] = np.nan
+    return frame
+
+
+@pytest.fixture(scope="module")
+def long_folder(tmp_path_factory: pytest.TempPathFactory) -> tuple[Path, Path]:
+    """(a folder of two Parquet files of long data, a model fitted on it)."""
+    d = tmp_path_factory.mktemp("shards")
+    data = d / "data"
+    data.mkdir()
+    frame = _long()
+    frame.iloc[:30].to_parquet(data / "a.parquet", index=False)
+    frame.iloc[30:].to_parquet(data / "b.parquet", index=False)
+    assert main(["fit", str(data), "--time-col", "t", "--id-col", "id",
+                 "-o", str(d / "m"), *FIT]) == 0  # fmt: skip
+    return data, d / "m"
+
+
+@pytest.mark.parametrize("out", ["imputed", "sub/imputed.parquet", "imputed.csv"])
+def test_out_inside_the_data_folder_is_refused(
+    out: str, long_folder: tuple[Path, Path], capsys: pytest.CaptureFixture[str]
+) -> None:
+    """``-o DATA/imputed`` was accepted: its parts became part of DATA, and the next
+    command on DATA failed (or read them as data)."""
+    data, model = long_folder
+    before = sorted(data.rglob("*"))
+    capsys.readouterr()
+    assert main(["impute", str(model), str(data), "-o", str(data / out)]) == 1
+    lines = _errors(capsys)
+    assert len(lines) == 1
+    assert lines[0].startswith("error: OUT: expected a path outside the DATA folder")
+    assert sorted(data.rglob("*")) == before
+
+
+@pytest.mark.parametrize("command", ["impute", "forecast", "detect"])
+def test_help_tells_the_folder_output_and_the_one_process_options(
+    command: str, capsys: pytest.CaptureFixture[str]
+) -> None:
+    assert main([command, "--help"]) == 0
+    text = " ".join(capsys.readouterr().out.split())
+    assert "or a folder (a name without extension) that gets part-00000.parquet" in text
+    if command == "detect":  # refused under torchrun, and nothing said so
+        for option in ("--intervals", "--labels"):
+            after = text.split(f"{option} TEXT", 1)[1].split(" --", 1)[0]
+            assert "One process only (refused under torchrun)" in after, option
