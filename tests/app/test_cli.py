@@ -1284,6 +1284,15 @@ def test_an_out_folder_that_cannot_be_made_names_out(
             str(target / "model")]  # fmt: skip
     _, line = _main_error(capsys, args)
     assert line.startswith("error: --out: expected a folder that can be created")
+    # a file named 'checkpoints' in the model folder: the error blamed DATA, after the data
+    # were read ("DATA: checkpoint_dir: ...")
+    folder = tmp_path / "m"
+    folder.mkdir()
+    (folder / "checkpoints").write_text("x")
+    args = ["fit", str(target), "--time-col", "t", "--id-col", "station", "-o", str(folder)]
+    _, line = _main_error(capsys, args)
+    assert line.startswith("error: --out: expected a folder that can be created, found "), line
+    assert "checkpoints" in line
 
 
 def test_fit_refuses_options_it_would_ignore(tmp_path: Path) -> None:

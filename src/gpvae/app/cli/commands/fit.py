@@ -497,6 +497,7 @@ def fit(
             record_times(spec, frame, series)
         if run.is_main:
             make_folder(out, "--out")
+            make_folder(out / "checkpoints", "--out")  # the fit's, named as --out's part
     flags = {"encoder": "--encoder", "decoder": "--decoder", "period": "--period"}
     with as_cli("DATA", {**flags, **MASK_FLAGS}):
         model.fit(series, resume=resume, sharded=sharded)  # 'cnn' on non-square frames fails here
