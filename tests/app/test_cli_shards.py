@@ -96,3 +96,24 @@ def test_help_tells_the_folder_output_and_the_one_process_options(
         for option in ("--intervals", "--labels"):
             after = text.split(f"{option} TEXT", 1)[1].split(" --", 1)[0]
             assert "One process only (refused under torchrun)" in after, option
+
+
+def test_forecast_keeps_a_date_column_as_dates(tmp_path: Path) -> None:
+    """A Parquet date32 time column came back from forecast as timestamp[ns] (impute kept
+    date32): the forecast's dates are dates again."""
+    import datetime
+
+    import pyarrow.parquet as pq
+
+    days = [datetime.date(2024, 1, 1) + datetime.timedelta(days=k) for k in range(30)]
+    frame = pd.DataFrame({"day": days, "y": np.sin(np.arange(30) / 3.0)})
+    data = tmp_path / "d.parquet"
+    frame.to_parquet(data)
+    assert str(pq.read_schema(data).field("day").type) == "date32[day]"
+    model, out = tmp_path / "m", tmp_path / "f.parquet"
+    fit = ["fit", str(data), "--time-col", "day", "-o", str(model), "--epochs", "1"]
+    assert main([*fit, "--latent-dim", "2", "--hidden", "8", "--quiet"]) == 0
+    assert main(["forecast", str(model), str(data), "--horizon", "3", "-o", str(out)]) == 0
+    assert str(pq.read_schema(out).field("day").type) == "date32[day]"
+    got = pd.read_parquet(out)["day"].tolist()
+    assert got == [datetime.date(2024, 1, 31), datetime.date(2024, 2, 1), datetime.date(2024, 2, 2)]

@@ -2,8 +2,11 @@
 
 from __future__ import annotations
 
+import datetime
+
 import click
 import numpy as np
+import pandas as pd
 
 from gpvae.app.cli import shards
 from gpvae.app.cli.columns import parse_times, series_frame, series_set, time_axis
@@ -81,6 +84,7 @@ def forecast(
                 ss, horizon=horizon, num_samples=num_samples, quantiles=interval(level)
             )
             table, n_series = res.to_frame(), ss.num_series
+            table = _dates_like(table, frame, spec.time_col)
     shards.write_output(table, out_path, run, ordered=False)
     info(f"forecast {horizon} steps of {int(run.total(n_series))} series; wrote {out_path}")
     if plot_path is not None and shards.plot_owner(frame, spec.id_col, series, run):
@@ -102,3 +106,18 @@ def forecast(
             time_label=spec.time_col,
         )
         save_figure(fig, plot_path)
+
+
+def _dates_like(table: pd.DataFrame, frame: pd.DataFrame, time_col: str) -> pd.DataFrame:
+    """The forecast's times as dates when DATA's time column holds dates without a time of
+    day (a Parquet date32 column reads as ``datetime.date`` objects): they stay dates in
+    OUT, as impute keeps them, not timestamps at midnight."""
+    column = frame[time_col].dropna()
+    if table.empty or column.empty or column.dtype != object:
+        return table
+    if not all(type(v) is datetime.date for v in column.iloc[:100]):
+        return table
+    times = pd.to_datetime(table[time_col])
+    if (times != times.dt.normalize()).any():  # (forecast steps are whole days here)
+        return table
+    return table.assign(**{time_col: times.dt.date})
