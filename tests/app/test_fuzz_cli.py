@@ -484,6 +484,18 @@ def test_csv_headers_pandas_would_misread_are_rejected(
     assert "found one column named 't;a;b'" in err, err
     assert "separated by semicolons" in err, err
     assert not (tmp_path / "m").exists()
+    # a compressed CSV: its header is read through pandas (the raw bytes looked like one
+    # column separated by tabs, and valid .csv.gz files were refused)
+    import gzip
+
+    packed = tmp_path / "ok.csv.gz"
+    with gzip.open(packed, "wt") as f:
+        f.write("t,a,b\n0,1.5,2.5\n1,1.0,2.0\n2,0.5,1.0\n")
+    assert run("impute", model_dirs[False], packed, "-o", tmp_path / "o.csv")[0] == 0
+    with gzip.open(packed, "wt") as f:
+        f.write("t,a,a\n0,1.5,2.5\n1,1.0,2.0\n")
+    code, _, err = run("impute", model_dirs[False], packed, "-o", tmp_path / "o.csv")
+    assert "found 'a' more than once" in err, err
 
 
 def test_error_lines_name_the_option_for_estimator_errors(

@@ -7,7 +7,6 @@ Every failure raises :class:`~gpvae.app.cli.errors.CLIError` naming the argument
 
 from __future__ import annotations
 
-import csv
 import os
 import warnings
 from pathlib import Path
@@ -96,8 +95,11 @@ def _check_header(path: Path, what: str) -> None:
     """Refuse a CSV header that pandas reads into something else than it says: a repeated
     name (pandas renames the second ``x`` to ``x.1``), or one column whose name holds
     semicolons or tabs (a file separated by them, read as one column)."""
-    with open(path, newline="", encoding="utf-8-sig", errors="replace") as f:
-        header = next(csv.reader(f), [])
+    try:  # the header row as written (pandas decompresses .csv.gz and the like)
+        first = pd.read_csv(path, header=None, nrows=1, dtype=str, keep_default_na=False)
+    except (ValueError, pd.errors.ParserError):
+        return
+    header = [str(v) for v in first.iloc[0].tolist()] if len(first) else []
     seen = [name for i, name in enumerate(header) if name in header[:i] and name != ""]
     if seen:
         raise CLIError(
