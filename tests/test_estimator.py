@@ -439,6 +439,30 @@ def test_load_rejects_mismatched_weights(fitted: tuple[GPVAE, np.ndarray], tmp_p
         GPVAE.load(tmp_path / "missing")
 
 
+def test_a_float64_default_dtype_fits_and_predicts_as_float32(tmp_path: Path) -> None:
+    # many GP users set torch's default dtype to float64: the model stays float32 (the
+    # compute dtype) with the same weights, and every prediction batch takes the model's
+    # dtype; a float32 model saved elsewhere loads and predicts in such a process
+    X, _ = smooth_series(8, 16)
+    kw = {**FAST, "epochs": 2, "forecast_horizon": 3, "forecast_blend": True}
+    reference = GPVAE(**kw).fit(X)
+    reference.save(tmp_path / "m")
+    default = torch.get_default_dtype()
+    torch.set_default_dtype(torch.float64)
+    try:
+        est = GPVAE(**kw).fit(X)
+        assert next(est.model_.parameters()).dtype == torch.float32
+        for k, v in reference.model_.state_dict().items():
+            assert torch.equal(v, est.model_.state_dict()[k]), k
+        assert same_bits(est.impute(X).mean, reference.impute(X).mean)
+        assert same_bits(est.forecast(X, horizon=3).upper, reference.forecast(X, horizon=3).upper)
+        assert np.isfinite(est.anomaly_scores(X).entry[~np.isnan(X)]).all()
+        loaded = GPVAE.load(tmp_path / "m")
+        assert same_bits(loaded.impute(X).mean, reference.impute(X).mean)
+    finally:
+        torch.set_default_dtype(default)
+
+
 # ---------------------------------------------------------------- checkpoints and resume
 
 

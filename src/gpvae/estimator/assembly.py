@@ -97,9 +97,21 @@ def check_parts(kernel: KernelArg, backend: str, posterior: str, encoder: object
 def build_model(spec: ModelSpec, num_features: int) -> GPVAEModel:
     """Assemble encoder, posterior family, GP prior, decoder and likelihood (float32, CPU).
 
+    The model is float32, the compute dtype, whatever torch's default dtype (a process
+    that set ``torch.set_default_dtype(torch.float64)`` builds the same initial weights).
     Module arguments (``encoder``, ``decoder``) are deep-copied so that every fit starts
     from the same initial weights and the caller's modules are never trained in place.
     """
+    default = torch.get_default_dtype()
+    torch.set_default_dtype(torch.float32)
+    try:
+        return _build_model(spec, num_features).to(torch.float32)
+    finally:
+        torch.set_default_dtype(default)
+
+
+def _build_model(spec: ModelSpec, num_features: int) -> GPVAEModel:
+    """:func:`build_model` under torch's current default dtype."""
     family = get_posterior(spec.posterior)
     lik = get_likelihood(spec.likelihood, num_features)
     if lik.needs_index and spec.lengthscale is not None:

@@ -121,9 +121,11 @@ class PredictContext:
         return ss, self.scaler.transform(ss)
 
     def batch(self, ss: SeriesSet, idx: np.ndarray) -> Batch:
-        """The padded batch of series ``idx`` of the standardised ``ss`` on the device."""
+        """The padded batch of series ``idx`` of the standardised ``ss`` on the device, in
+        the dtype of the model's parameters (whatever torch's default dtype)."""
         return ss.to_batch(
             idx,
+            dtype=next(self.model.parameters()).dtype,
             device=self.device,
             time_shift=self.scaler.time_origin_,
             time_scale=self.scaler.time_step_,
