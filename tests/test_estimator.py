@@ -17,6 +17,7 @@ import torch
 from torch import Tensor, nn
 
 import gpvae
+import gpvae.estimator.estimator
 import gpvae.training.session
 from gpvae import GPVAE, settings
 from gpvae.errors import (
@@ -437,6 +438,36 @@ def test_load_rejects_mismatched_weights(fitted: tuple[GPVAE, np.ndarray], tmp_p
         GPVAE.load(tmp_path / "m")
     with pytest.raises(ModelFileError):
         GPVAE.load(tmp_path / "missing")
+
+
+def test_an_interrupted_refit_keeps_the_whole_fitted_state(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    # a refit stopped in its forecast calibration (Ctrl-C) kept the old weights but had
+    # dropped their forecast calibration and blend already
+    X, _ = smooth_series(4, 40)
+    est = GPVAE(**FAST, forecast_horizon=4, forecast_blend=True, interp_blend=True).fit(X)
+    model, scale, blend = est.model_, est.forecast_scale_, est.forecast_blend_
+    weight, history = est.blend_weight_, est.history_
+    assert scale is not None
+    assert blend is not None
+    assert weight is not None
+    before = est.forecast(X, horizon=4)
+
+    def interrupted(*args: Any, **kwargs: Any) -> Any:
+        raise KeyboardInterrupt
+
+    monkeypatch.setattr(gpvae.estimator.estimator, "calibrate_and_blend", interrupted)
+    with pytest.raises(KeyboardInterrupt):
+        est.fit(X[:, :30])
+    assert est.model_ is model
+    assert est.history_ == history
+    assert est.forecast_scale_ is scale
+    assert est.forecast_blend_ is blend
+    assert est.blend_weight_ is weight
+    after = est.forecast(X, horizon=4)
+    assert same_bits(after.upper, before.upper)
+    assert same_bits(after.mean, before.mean)
 
 
 def test_a_float64_default_dtype_fits_and_predicts_as_float32(tmp_path: Path) -> None:

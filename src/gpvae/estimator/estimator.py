@@ -405,13 +405,23 @@ class GPVAE(AnomalyMethods, ForecastMethods, SpatialMethods, PersistenceMethods)
         interval_scale: np.ndarray,
         history: list[dict[str, float]],
         anomaly_profile: AnomalyProfile | None = None,
+        forecast_scale: np.ndarray | None = None,
+        forecast_blend: ForecastBlend | None = None,
+        blend_weight: np.ndarray | None = None,
+        spatial: Any = None,
     ) -> None:
+        """Replace the whole fitted state at once (a fit or load that fails before this
+        keeps the previous one): what is not given is reset, so nothing of an earlier fit
+        (e.g. the sites of a spatial fit, a time-series fit's forecast calibration)
+        survives a new one."""
         self._model, self._scaler, self.device_ = model, scaler, device
         self.anomaly_profile_ = anomaly_profile
         self.num_features_ = scaler.num_features
         self.feature_names_ = list(feature_names)
         self.interval_scale_ = interval_scale
-        self.blend_weight_ = None  # set by fit or load after this
+        self.forecast_scale_, self.forecast_blend_ = forecast_scale, forecast_blend
+        self.blend_weight_ = blend_weight
+        self.spatial_ = spatial
         self.history_ = [dict(h) for h in history]
 
     def _fitted(self, method: str) -> tuple[GPVAEModel, Scaler]:
@@ -614,16 +624,16 @@ class GPVAE(AnomalyMethods, ForecastMethods, SpatialMethods, PersistenceMethods)
                     UserWarning,
                     stacklevel=2,
                 )
-        self.forecast_scale_, self.forecast_blend_ = None, None
+        forecast_scale, forecast_blend = None, None  # the fitted state changes only at the end
         if H is not None:
             ctx = PredictContext(
                 model, scaler, device, self.batch_size, self.seed, scale, self.posterior
             )
             bases = base_names(model) if self.forecast_blend else None
-            self.forecast_scale_, self.forecast_blend_ = calibrate_and_blend(
+            forecast_scale, forecast_blend = calibrate_and_blend(
                 ctx, full_set, H, bases, held_out=True, comm=comm, sharded=sharded
             )
-            if self.forecast_scale_ is None:
+            if forecast_scale is None:
                 warnings.warn(
                     f"forecast_horizon: expected {no_origin_text(full_set, H)}; the forecast "
                     "intervals are the model's own, not calibrated"
@@ -638,8 +648,10 @@ class GPVAE(AnomalyMethods, ForecastMethods, SpatialMethods, PersistenceMethods)
             feature_names=list(full_set.feature_names),
             interval_scale=scale,
             history=state.history,
+            forecast_scale=forecast_scale,
+            forecast_blend=forecast_blend,
+            blend_weight=blend,
         )
-        self.blend_weight_ = blend
         return self
 
     def _fresh_holdouts(

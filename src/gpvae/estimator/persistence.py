@@ -166,8 +166,9 @@ class PersistenceMethods:
             interval_scale=saved.interval_scale,
             history=saved.history,
             anomaly_profile=saved.anomaly_profile,
+            forecast_scale=saved.forecast_scale,
+            forecast_blend=saved.forecast_blend,
+            blend_weight=saved.blend_weight,
+            spatial=est.spatial_,  # read by _spatial_model
         )
-        est.forecast_scale_ = saved.forecast_scale
-        est.blend_weight_ = saved.blend_weight
-        est.forecast_blend_ = saved.forecast_blend
         return est
