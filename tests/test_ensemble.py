@@ -107,6 +107,26 @@ def test_a_model_saved_over_another_kind_replaces_it(fitted: GPVAEEnsemble, tmp_
     assert [m.seed for m in GPVAEEnsemble.load(folder).members_] == [4, 5]
 
 
+def test_an_ensemble_never_removes_files_gpvae_did_not_write(
+    fitted: GPVAEEnsemble, tmp_path: Path
+) -> None:
+    """save removed any config.json / model.safetensors of its folder (an experiment's own
+    settings file) as if they were a single model saved there before."""
+    for name in ("config.json", "model.safetensors"):
+        folder = tmp_path / name.split(".")[0]
+        folder.mkdir()
+        (folder / name).write_text('{"experiment": "weather-2026"}')
+        with pytest.raises(GPVAEError, match=rf"^path: .*{name}.*not written by gpvae"):
+            fitted.save(folder)
+        assert (folder / name).read_text() == '{"experiment": "weather-2026"}'
+        assert sorted(p.name for p in folder.iterdir()) == [name]  # nothing written
+    folder = tmp_path / "gpvae"  # a model's config.json without its weights is still gpvae's
+    GPVAE(seed=9, **CONFIG).fit(_series()).save(folder)
+    (folder / "model.safetensors").unlink()
+    fitted.save(folder)
+    assert sorted(p.name for p in folder.iterdir()) == ["ensemble.json", "member_0", "member_1"]
+
+
 def test_backtest_refits_every_member(fitted: GPVAEEnsemble) -> None:
     res = GPVAEEnsemble(2, **CONFIG).backtest(
         _series(), horizon=4, num_origins=2, refit="each", num_samples=6

@@ -37,7 +37,7 @@ from gpvae.arguments import int_arg, member_draws_arg, warn_few_draws
 from gpvae.errors import ModelFileError, NotFittedError
 from gpvae.estimator.backtest import BacktestResult, Estimator, backtest
 from gpvae.estimator.estimator import GPVAE
-from gpvae.estimator.modelfile import ENSEMBLE_FILE, drop_single
+from gpvae.estimator.modelfile import ENSEMBLE_FILE, check_single, drop_single
 from gpvae.estimator.results import ForecastResult
 from gpvae.kernels import kernel_from_spec
 from gpvae.model import sorted_quantiles
@@ -200,9 +200,17 @@ class GPVAEEnsemble:
 
     def save(self, path: str | os.PathLike[str]) -> None:
         """Write every member to ``path/member_<k>`` (:meth:`gpvae.GPVAE.save`) and the
-        member count to ``path/ensemble.json``."""
+        member count to ``path/ensemble.json``; a single model saved in ``path`` before is
+        removed.
+
+        Raises:
+            NotFittedError: before fit.
+            ValidationError: ``path`` holds a ``config.json`` or ``model.safetensors`` that
+                gpvae did not write (nothing is written then).
+        """
         members = self._fitted("save")
         root = Path(path)
+        check_single(root)
         root.mkdir(parents=True, exist_ok=True)
         for k, m in enumerate(members):
             m.save(root / f"member_{k}")
