@@ -680,11 +680,26 @@ def test_methods_before_fit_raise_not_fitted(method: str, tmp_path: Path) -> Non
         ({"progress": "yes"}, "progress"),
         ({"checkpoint_dir": 5}, "checkpoint_dir"),
         ({"checkpoint_every": 0}, "checkpoint_every"),
+        # fit ignored them, and forecast refused the model only after the whole fit
+        ({"posterior": "banded", "forecast_horizon": 5}, "forecast_horizon"),
+        ({"posterior": "diagonal", "forecast_blend": True}, "forecast_blend"),
+        ({"posterior": "banded", "difference": True}, "difference"),
     ],
 )
 def test_constructor_rejects_bad_arguments(kwargs: dict[str, Any], argument: str) -> None:
     with pytest.raises(GPVAEError, match=rf"^{argument}\b"):
         GPVAE(**kwargs)
+
+
+def test_forecast_blend_without_a_horizon_warns_at_fit() -> None:
+    """It blended nothing without a word (the blend is chosen on the forecast calibration's
+    origins); calibrate_forecast chooses it afterwards."""
+    X, _ = smooth_series(4, 30)
+    with pytest.warns(UserWarning, match=r"^forecast_blend: expected forecast_horizon") as caught:
+        est = GPVAE(**{**FAST, "epochs": 1}, forecast_blend=True).fit(X)
+    assert caught[0].filename == __file__
+    assert est.forecast_blend_ is None
+    assert est.calibrate_forecast(X, horizon=3).forecast_blend_ is not None
 
 
 def test_unknown_names_list_the_options() -> None:

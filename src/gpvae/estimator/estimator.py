@@ -177,20 +177,22 @@ class GPVAE(AnomalyMethods, ForecastMethods, SpatialMethods, PersistenceMethods)
             band (:mod:`gpvae.estimator.forecast_calibration`), and blend the forecast
             mean with a simple base forecast chosen on the same origins
             (:mod:`gpvae.estimator.forecast_blend`, with ``forecast_blend=True``); None:
-            neither.
+            neither. Only with ``posterior="structured"``.
         forecast_blend: with ``forecast_horizon``, replace the forecast mean by
             ``w * model + (1 - w) * base``, a simple base forecast (last value, seasonal
             naive, drift, or the model's change from the last value) and weight chosen per
             feature and horizon band on the calibration origins, where it beats the model's
             mean by more than a standard error (:mod:`gpvae.estimator.forecast_blend`).
-            Saved with the model.
+            Saved with the model. Without ``forecast_horizon``, fit warns and blends
+            nothing; :meth:`calibrate_forecast` chooses the blend then.
         difference: fit the model to each series' increments ``y[t] - y[t-1]`` and forecast
             the last level plus their cumulated sum (:mod:`gpvae.estimator.differencing`):
             a trending series keeps its trend beyond the levels seen in training. Such a
             model forecasts only (``impute``, ``latent``, ``sample`` and the anomaly scores
             raise). A list of feature names (or column positions) differences only those
             features and models the others by their levels (a rate or a change that is
-            stationary already, beside trending counts).
+            stationary already, beside trending counts). Only with
+            ``posterior="structured"`` (the posterior that forecasts).
         device: ``"auto"`` (cuda, then mps, then cpu) or a torch device.
         seed: seed of every random draw (initial weights, batches, samples).
         progress: show a tqdm progress bar during fit.
@@ -291,6 +293,19 @@ class GPVAE(AnomalyMethods, ForecastMethods, SpatialMethods, PersistenceMethods)
         )
         self.forecast_blend = bool_arg("forecast_blend", forecast_blend)
         self.difference = difference_arg(difference)
+        if self.posterior != "structured":  # fit would ignore them, forecast then refuses
+            forecasting = {
+                "forecast_horizon": (self.forecast_horizon is not None, "None"),
+                "forecast_blend": (self.forecast_blend, "False"),
+                "difference": (bool(self.difference), "False"),
+            }
+            for name, (given, default) in forecasting.items():
+                if given:
+                    raise ValidationError(
+                        f"{name}: forecasting needs posterior='structured' (its posterior is a "
+                        f"GP that can be evaluated at new times): expected {default} with "
+                        f"posterior={self.posterior!r}, found {getattr(self, name)!r}"
+                    )
         self.device = check_device(device)
         self.seed = int_arg("seed", seed, minimum=0)
         if self.seed >= 2**63:  # the generators take 64-bit signed seeds
@@ -583,6 +598,14 @@ class GPVAE(AnomalyMethods, ForecastMethods, SpatialMethods, PersistenceMethods)
         )
         D = full_set.num_features
         H = self.forecast_horizon if self.posterior == "structured" else None
+        if self.forecast_blend and H is None:
+            warnings.warn(
+                "forecast_blend: expected forecast_horizon with it (the blend is chosen on "
+                "the forecast calibration's origins), found None; the forecast is not "
+                "blended until calibrate_forecast(X, horizon=H)",
+                UserWarning,
+                stacklevel=2,
+            )
         if H is not None:  # a held-out calibration tail is not trained on
             train_set = without_tail(train_set, H)
         if self.window is not None:  # after the validation split: windows keep its holes
