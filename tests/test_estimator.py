@@ -676,6 +676,7 @@ def test_methods_before_fit_raise_not_fitted(method: str, tmp_path: Path) -> Non
         ({"num_samples": 0}, "num_samples"),
         ({"lengthscale": -2.0}, "lengthscale"),
         ({"device": "gpu9"}, "device"),
+        ({"device": "meta"}, "device"),  # passed, then fit failed inside torch
         ({"seed": -1}, "seed"),
         ({"progress": "yes"}, "progress"),
         ({"checkpoint_dir": 5}, "checkpoint_dir"),
@@ -689,6 +690,26 @@ def test_methods_before_fit_raise_not_fitted(method: str, tmp_path: Path) -> Non
 def test_constructor_rejects_bad_arguments(kwargs: dict[str, Any], argument: str) -> None:
     with pytest.raises(GPVAEError, match=rf"^{argument}\b"):
         GPVAE(**kwargs)
+
+
+@pytest.mark.skipif(
+    torch.backends.mps.is_available() or torch.cuda.is_available(), reason="needs no GPU"
+)
+def test_a_device_this_machine_lacks_is_refused_naming_device(tmp_path: Path) -> None:
+    """fit and load with 'mps' failed inside torch ('PyTorch is not linked with support for
+    mps devices'), 'xpu' and 'meta' passed the constructor's check."""
+    X, _ = smooth_series(4, 10)
+    for device in ("mps", "cuda", "cuda:0"):
+        with pytest.raises(ValidationError, match=rf"^device: .*found '{device}' \(not avail"):
+            GPVAE(**FAST, device=device).fit(X)
+    GPVAE(**{**FAST, "epochs": 1}).fit(X).save(tmp_path / "m")
+    for device in ("mps", "cuda", "meta"):
+        with pytest.raises(ValidationError, match=rf"^device: .*found '{device}' \(not avail"):
+            GPVAE.load(tmp_path / "m", device=device)
+    if not torch.xpu.is_available():
+        with pytest.raises(ValidationError, match=r"^device: .*found 'xpu' \(not avail"):
+            GPVAE(device="xpu")
+    assert GPVAE.load(tmp_path / "m", device=torch.device("cpu")).device_ == torch.device("cpu")
 
 
 def test_forecast_blend_without_a_horizon_warns_at_fit() -> None:

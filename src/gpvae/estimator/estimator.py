@@ -193,7 +193,9 @@ class GPVAE(AnomalyMethods, ForecastMethods, SpatialMethods, PersistenceMethods)
             features and models the others by their levels (a rate or a change that is
             stationary already, beside trending counts). Only with
             ``posterior="structured"`` (the posterior that forecasts).
-        device: ``"auto"`` (cuda, then mps, then cpu) or a torch device.
+        device: ``"auto"`` (cuda, then mps, then cpu), ``"cpu"``, ``"cuda"``,
+            ``"cuda:<k>"``, ``"mps"`` (fit refuses them when this machine lacks them) or
+            another torch device that torch reports available here (e.g. ``"xpu"``).
         seed: seed of every random draw (initial weights, batches, samples).
         progress: show a tqdm progress bar during fit.
         checkpoint_dir: directory for a crash-safe checkpoint during fit (None: none).

@@ -138,7 +138,9 @@ class PersistenceMethods:
         Raises:
             ModelFileError: missing or malformed files, a config that does not describe a
                 valid estimator, or weights whose names or shapes do not match it.
+            ValidationError: a ``device`` torch cannot use in this process.
         """
+        dev = resolve_device(device)  # an unavailable device fails before any reading
         saved = read_folder(path)
         arguments = dict(saved.arguments)
         spatial = arguments.pop("spatial", None)
@@ -157,7 +159,6 @@ class PersistenceMethods:
                 f"config.json: expected the estimator's arguments, found error {err!r}"
             ) from None
         load_weights(model, saved.state_dict)
-        dev = resolve_device(device)
         est._set_fitted(
             model.to(dev).eval(),
             saved.scaler,
