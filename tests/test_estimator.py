@@ -541,6 +541,40 @@ def test_resume_after_a_crash_matches_an_uninterrupted_fit(
     assert len(GPVAE(**longer, checkpoint_dir=tmp_path / "run").fit(X, resume=True).history_) == 6
 
 
+def test_resume_honours_epochs_and_patience_and_ignores_post_training_settings(
+    tmp_path: Path,
+) -> None:
+    """resume ignored a larger epochs / patience after an early stop, returned a model of
+    8 epochs for epochs=3, and refused another calibrate, interp_blend or forecast_blend
+    (which act after training only)."""
+    X, _ = smooth_series(12, 15)
+    quick = {**FAST, "lr": 0.05, "epochs": 12}
+    early = GPVAE(**quick, patience=1, checkpoint_dir=tmp_path / "run").fit(X)
+    ran = len(early.history_)
+    assert ran < 12  # stopped early
+    more = {**quick, "patience": 4}
+    resumed = GPVAE(**more, checkpoint_dir=tmp_path / "run").fit(X, resume=True)
+    reference = GPVAE(**more, checkpoint_dir=tmp_path / "ref").fit(X)
+    assert len(resumed.history_) > ran
+    assert [h["loss"] for h in resumed.history_] == [h["loss"] for h in reference.history_]
+    for k, v in reference.model_.state_dict().items():
+        assert torch.equal(v, resumed.model_.state_dict()[k]), k
+    done = len(resumed.history_)
+    with pytest.raises(ValidationError, match=rf"^epochs: expected at least the {done} epochs"):
+        GPVAE(**{**more, "epochs": done - 1}, checkpoint_dir=tmp_path / "run").fit(X, resume=True)
+    # patience=1 would have stopped the run after the first epoch without improvement
+    scores = [h["val_score"] for h in resumed.history_]
+    assert any(b >= min(scores[:i]) for i, b in enumerate(scores[1:-1], start=1))
+    with pytest.raises(ValidationError, match=r"^patience: .*found 1, which stops after epoch"):
+        GPVAE(**{**more, "patience": 1}, checkpoint_dir=tmp_path / "run").fit(X, resume=True)
+    post = {"calibrate": False, "interp_blend": True, "forecast_blend": True}
+    with pytest.warns(UserWarning, match="^forecast_blend: expected forecast_horizon"):
+        again = GPVAE(**more, **post, checkpoint_dir=tmp_path / "run").fit(X, resume=True)
+    assert [h["loss"] for h in again.history_] == [h["loss"] for h in resumed.history_]
+    assert again.blend_weight_ is not None
+    np.testing.assert_array_equal(again.interval_scale_, np.ones(3))
+
+
 def test_the_data_fingerprint_is_made_only_for_checkpoints(
     tmp_path: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:

@@ -83,9 +83,11 @@ from gpvae.training import OPTIMIZERS, FitSession, SessionConfig, TrainConfig, d
 __all__ = ["GPVAE"]
 
 
-#: Settings a resumed fit may change: they pace or report the fit, or say where it goes.
+#: Settings a resumed fit may change: they pace or report the fit, say where it goes, or
+#: act only after training (``epochs`` and ``patience``: as far as the checkpoint's run
+#: agrees with them, :meth:`gpvae.training.FitSession.restore`).
 RESUME_FREE = ("epochs", "patience", "progress", "checkpoint_dir", "checkpoint_every",
-               "device", "spatial")  # fmt: skip
+               "device", "spatial", "calibrate", "interp_blend", "forecast_blend")  # fmt: skip
 
 
 class GPVAE(AnomalyMethods, ForecastMethods, SpatialMethods, PersistenceMethods):
@@ -514,7 +516,11 @@ class GPVAE(AnomalyMethods, ForecastMethods, SpatialMethods, PersistenceMethods)
             X_val_target: ``X_val`` with the entries hidden from it filled in (same form,
                 series and times): the validation targets.
             resume: continue from the checkpoint in ``checkpoint_dir`` (same data and
-                settings) up to ``epochs``; starts afresh when there is no checkpoint yet.
+                settings, except those of :data:`RESUME_FREE`) up to ``epochs`` and as
+                ``patience`` says, exactly as an uninterrupted fit with them (a larger
+                ``epochs`` or ``patience`` continues a finished or early-stopped run; fewer
+                epochs than the checkpoint ran, or a patience that would have stopped it
+                earlier, is refused); starts afresh when there is no checkpoint yet.
             sharded: under torchrun, X (and X_val) hold only this process's series (e.g.
                 its part of a Parquet dataset, :func:`gpvae.data.parquet.read_shard`);
                 else every process passes all the series and takes its share of every
