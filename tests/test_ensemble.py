@@ -141,6 +141,11 @@ def test_bad_arguments_name_themselves(fitted: GPVAEEnsemble) -> None:
         GPVAEEnsemble(0, **CONFIG)
     with pytest.raises(GPVAEError, match="latent_dim"):
         GPVAEEnsemble(2, latent_dim=0)
+    # the members' seeds are seed .. seed + members - 1: member 1's overflowed only after
+    # member 0 was fitted
+    with pytest.raises(GPVAEError, match=r"^seed: expected an integer in \[0, 2\*\*63 - 3\]"):
+        GPVAEEnsemble(3, seed=2**63 - 3 + 1, **CONFIG)
+    assert GPVAEEnsemble(3, seed=2**63 - 3, **CONFIG)._member(2).seed == 2**63 - 1
     with pytest.raises(GPVAEError, match="num_samples"):
         fitted.forecast(_series(), horizon=2, num_samples=1)
     with pytest.raises(NotFittedError, match="forecast"):

@@ -34,7 +34,7 @@ import numpy as np
 import torch
 
 from gpvae.arguments import int_arg, member_draws_arg, warn_few_draws
-from gpvae.errors import ModelFileError, NotFittedError
+from gpvae.errors import ModelFileError, NotFittedError, invalid
 from gpvae.estimator.backtest import BacktestResult, Estimator, backtest
 from gpvae.estimator.estimator import GPVAE
 from gpvae.estimator.modelfile import ENSEMBLE_FILE, check_single, drop_single
@@ -55,7 +55,7 @@ class GPVAEEnsemble:
     Args:
         members: how many models (>= 1).
         **params: the configuration, every argument of :class:`gpvae.GPVAE` (``seed`` is the
-            first member's seed).
+            first member's seed, at most ``2**63 - members``).
 
     Attributes (after fit):
         members_: the fitted :class:`gpvae.GPVAE` of every member, in seed order.
@@ -66,6 +66,14 @@ class GPVAEEnsemble:
         self.members = int_arg("members", members)
         self.params = dict(params)
         self._template = GPVAE(**self.params)  # checks the configuration now, before any fit
+        last = self._template.seed + self.members - 1  # the last member's seed
+        if last >= 2**63:  # the generators take 64-bit signed seeds
+            raise invalid(
+                "seed",
+                f"an integer in [0, 2**63 - {self.members}] (the members' seeds are seed .. "
+                f"seed + {self.members - 1}, each at most 2**63 - 1)",
+                self._template.seed,
+            )
         self.members_: list[GPVAE] = []
 
     @property
