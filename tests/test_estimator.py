@@ -711,6 +711,12 @@ def test_methods_before_fit_raise_not_fitted(method: str, tmp_path: Path) -> Non
         ({"lengthscale": -2.0}, "lengthscale"),
         ({"device": "gpu9"}, "device"),
         ({"device": "meta"}, "device"),  # passed, then fit failed inside torch
+        # ignored without a word, as period= is refused with a kernel instance
+        ({"kernel": Matern32(), "lengthscale": 7.0}, "lengthscale"),
+        (
+            {"kernel": ["matern32", Matern12()], "latent_dim": 2, "lengthscale": (2, 30)},
+            "lengthscale",
+        ),
         ({"seed": -1}, "seed"),
         ({"progress": "yes"}, "progress"),
         ({"checkpoint_dir": 5}, "checkpoint_dir"),
@@ -755,6 +761,15 @@ def test_forecast_blend_without_a_horizon_warns_at_fit() -> None:
     assert caught[0].filename == __file__
     assert est.forecast_blend_ is None
     assert est.calibrate_forecast(X, horizon=3).forecast_blend_ is not None
+
+
+def test_lengthscale_goes_where_a_kernel_takes_it() -> None:
+    """A named channel beside an instance, and a gaussian_gp noise kernel, take it."""
+    mixed = GPVAE(kernel=["matern32", Matern12()], latent_dim=2, lengthscale=7.0)
+    assert mixed.lengthscale == 7.0
+    noise = GPVAE(kernel=Matern32(), likelihood="gaussian_gp", lengthscale=7.0)
+    kernel = noise._build_model(2).likelihood.gp.kernels[0]
+    assert float(kernel.lengthscale.detach()) == pytest.approx(7.0)
 
 
 def test_unknown_names_list_the_options() -> None:

@@ -73,7 +73,8 @@ from gpvae.estimator.spatial_methods import SpatialMethods
 from gpvae.estimator.validation import hiding_args
 from gpvae.gp.prior import backend_names
 from gpvae.kernels import KernelArg
-from gpvae.likelihoods import likelihood_key
+from gpvae.kernels.registry import check_lengthscale
+from gpvae.likelihoods import get_likelihood, likelihood_key
 from gpvae.model import GPVAEModel
 from gpvae.nets.interp import cross_options
 from gpvae.nets.registry import decoder_key, encoder_key
@@ -159,7 +160,9 @@ class GPVAE(AnomalyMethods, ForecastMethods, SpatialMethods, PersistenceMethods)
             else fit warns and leaves the intervals as they are; not for ``"bernoulli"``).
         num_samples: Monte Carlo samples of z per series in the training ELBO.
         lengthscale: initial kernel lengthscale in time steps for named kernels and for the
-            noise kernels of ``"gaussian_gp*"`` (None: :data:`gpvae.settings.DEFAULT_LENGTHSCALE`),
+            noise kernels of ``"gaussian_gp*"`` (None: :data:`gpvae.settings.DEFAULT_LENGTHSCALE`;
+            refused for Kernel instances, whose hyper-parameters are taken as given, unless
+            a ``"gaussian_gp*"`` noise kernel takes it),
             or ``latent_dim`` of them, one per latent channel (e.g. ``(3, 6, 12, 24)``: a
             bank of time scales; the noise kernels then start at their median). Not for
             spatial fits. In the anomaly benchmarks the learned lengthscales stayed near
@@ -289,6 +292,8 @@ class GPVAE(AnomalyMethods, ForecastMethods, SpatialMethods, PersistenceMethods)
         self.calibrate = bool_arg("calibrate", calibrate)
         self.num_samples = int_arg("num_samples", num_samples)
         self.lengthscale = lengthscale_arg(lengthscale, self.latent_dim)
+        noise_kernel = get_likelihood(self.likelihood, 1).needs_index  # starts at lengthscale
+        check_lengthscale(self.kernel, self.lengthscale, noise_kernel=noise_kernel)
         self.period = check_period(period, self.kernel)
         self.kernel_lr = None if kernel_lr is None else float_arg("kernel_lr", kernel_lr)
         self.window = None if window is None else int_arg("window", window, minimum=2)
