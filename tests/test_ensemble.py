@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import warnings
 from pathlib import Path
 
 import numpy as np
@@ -249,6 +250,30 @@ def test_the_members_warnings_are_said_once(fitted: GPVAEEnsemble) -> None:
     said = [w for w in caught if str(w.message).startswith("forecast_horizon: ")]
     assert len(said) == 1
     assert said[0].filename == __file__
+
+
+def test_repeated_forecasts_warn_once_under_the_default_filters(fitted: GPVAEEnsemble) -> None:
+    """The forecast collected its members' warnings in catch_warnings + simplefilter
+    ('always'), which resets every once-per-location registry: the same warning came
+    again at every call (and at every plain GPVAE call after it)."""
+    X = _series()
+    with warnings.catch_warnings(record=True) as caught:
+        warnings.simplefilter("default")
+        for _ in range(3):
+            fitted.forecast(X, horizon=2, num_samples=40)
+            fitted.members_[0].forecast(X, horizon=2, num_samples=40)
+    said = [(w.filename, w.lineno) for w in caught if "forecast_horizon: " in str(w.message)]
+    assert len(said) == 2  # once at each line
+    assert {f for f, _ in said} == {__file__}
+    with warnings.catch_warnings(record=True) as caught:
+        warnings.simplefilter("default")
+        for _ in range(2):
+            GPVAE(**{**CONFIG, "val_fraction": 0.0}).backtest(
+                X, horizon=4, num_origins=3, refit="each", num_samples=20
+            )
+    texts = [str(w.message).split(":")[0] for w in caught]
+    assert sorted(texts) == ["calibrate", "forecast_horizon"]  # every refit's, once
+    assert {w.filename for w in caught} == {__file__}
 
 
 def test_backtest_refuses_too_few_draws_per_member_before_any_fit(

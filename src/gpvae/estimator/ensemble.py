@@ -35,7 +35,7 @@ import torch
 
 from gpvae.arguments import int_arg, member_draws_arg, warn_few_draws
 from gpvae.errors import ModelFileError, NotFittedError, invalid
-from gpvae.estimator.backtest import BacktestResult, Estimator, backtest
+from gpvae.estimator.backtest import BacktestResult, Estimator, backtest, shown_warnings
 from gpvae.estimator.estimator import GPVAE
 from gpvae.estimator.modelfile import ENSEMBLE_FILE, check_single, drop_single
 from gpvae.estimator.results import ForecastResult
@@ -165,8 +165,7 @@ class GPVAEEnsemble:
         members = self._fitted("forecast")
         S, q_lo, q_hi = member_draws_arg(num_samples, quantiles, len(members))  # pooled
         share = [S // len(members) + (k < S % len(members)) for k in range(len(members))]
-        with warnings.catch_warnings(record=True) as caught:
-            warnings.simplefilter("always")
+        with shown_warnings(globals()) as caught:  # the filters left alone
             parts = [
                 m.forecast(X, times, horizon, future_times, s, quantiles, return_samples=True)
                 for m, s in zip(members, share)
