@@ -86,6 +86,20 @@ def test_save_and_load_give_the_same_forecasts(fitted: GPVAEEnsemble, tmp_path: 
     (tmp_path / "bad").mkdir()
     with pytest.raises(ModelFileError, match=r"ensemble\.json"):
         GPVAEEnsemble.load(tmp_path / "bad")
+    # GPVAE.load said only that config.json was missing
+    with pytest.raises(ModelFileError, match=r"^path: .*an ensemble's.*GPVAEEnsemble\.load"):
+        GPVAE.load(tmp_path / "ens")
+
+
+def test_the_ensemble_says_whether_it_is_fitted(fitted: GPVAEEnsemble) -> None:
+    fresh = GPVAEEnsemble(3, seed=7, **CONFIG)
+    assert not fresh.is_fitted
+    assert fitted.is_fitted
+    assert repr(fresh) == (
+        "GPVAEEnsemble(members=3, seed=7, latent_dim=2, kernel='matern32', "
+        "posterior='structured', likelihood='gaussian'; not fitted)"
+    )
+    assert repr(fitted).endswith("; fitted)")
 
 
 def test_a_model_saved_over_another_kind_replaces_it(fitted: GPVAEEnsemble, tmp_path: Path) -> None:

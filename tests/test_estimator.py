@@ -772,6 +772,13 @@ def test_lengthscale_goes_where_a_kernel_takes_it() -> None:
     assert float(kernel.lengthscale.detach()) == pytest.approx(7.0)
 
 
+def test_numpy_bools_are_taken_as_bools() -> None:
+    """progress refused np.False_, which every other boolean argument takes."""
+    for name in ("calibrate", "interp_skip", "forecast_blend", "progress"):
+        value = getattr(GPVAE(**{name: np.bool_(False)}), name)
+        assert value is False, name
+
+
 def test_unknown_names_list_the_options() -> None:
     with pytest.raises(ValidationError, match="matern32"):
         GPVAE(kernel="maternn32")

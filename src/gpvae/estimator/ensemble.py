@@ -76,6 +76,20 @@ class GPVAEEnsemble:
             )
         self.members_: list[GPVAE] = []
 
+    def __repr__(self) -> str:
+        fitted = "fitted" if self.is_fitted else "not fitted"
+        t = self._template
+        return (
+            f"GPVAEEnsemble(members={self.members}, seed={t.seed}, latent_dim={t.latent_dim}, "
+            f"kernel={t.kernel!r}, posterior={t.posterior!r}, likelihood={t.likelihood!r}; "
+            f"{fitted})"
+        )
+
+    @property
+    def is_fitted(self) -> bool:
+        """True after :meth:`fit` or :meth:`load`."""
+        return bool(self.members_)
+
     @property
     def progress(self) -> bool:
         """Whether fits show a progress bar (every member's, and the fresh copies a

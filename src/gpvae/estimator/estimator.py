@@ -319,9 +319,7 @@ class GPVAE(AnomalyMethods, ForecastMethods, SpatialMethods, PersistenceMethods)
         self.seed = int_arg("seed", seed, minimum=0)
         if self.seed >= 2**63:  # the generators take 64-bit signed seeds
             raise invalid("seed", "an integer in [0, 2**63 - 1]", seed)
-        if not isinstance(progress, bool):
-            raise InputTypeError(f"progress: expected True or False, found {progress!r}")
-        self.progress = progress
+        self.progress = bool_arg("progress", progress)  # numpy bools too, as the others
         if checkpoint_dir is not None and not isinstance(checkpoint_dir, (str, os.PathLike)):
             raise InputTypeError(
                 f"checkpoint_dir: expected a directory path or None, found {checkpoint_dir!r}"

@@ -241,6 +241,12 @@ def read_folder(path: str | os.PathLike[str]) -> SavedModel:
     Raises:
         ModelFileError: missing or malformed files.
     """
+    root = Path(path)
+    if (root / ENSEMBLE_FILE).is_file() and not (root / CONFIG_FILE).exists():
+        raise ModelFileError(
+            f"path: expected a single model's folder, found an ensemble's ({ENSEMBLE_FILE} "
+            f"and member_<k> folders) at {root}; load it with gpvae.GPVAEEnsemble.load"
+        )
     mf = read_model(path)
     cfg = mf.config
     try:
