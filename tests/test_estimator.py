@@ -164,6 +164,16 @@ def test_ragged_imputation_is_the_same_batched_or_one_by_one(
     np.testing.assert_allclose(mean_one[0], mean_all[3], rtol=1e-5, atol=1e-6)
 
 
+def test_a_gru_encoder_imputes_a_series_alike_alone_or_batched() -> None:
+    """The bidirectional GRU ran over a short series' padding in a batch of longer ones."""
+    X, times = ragged_series([8, 40, 12, 30])
+    est = GPVAE(**{**FAST, "epochs": 2}, encoder="gru").fit(X, times)
+    alone = est.impute(X[:1], times[:1], num_samples=20)
+    batched = est.impute(X[:2], times[:2], num_samples=20)
+    np.testing.assert_allclose(batched.mean[0], alone.mean[0], rtol=1e-5, atol=1e-6)
+    np.testing.assert_allclose(batched.upper[0], alone.upper[0], rtol=1e-5, atol=1e-6)
+
+
 def test_impute_long_dataframe_gives_frames() -> None:
     frame = long_frame()
     est = GPVAE(**FAST).fit(frame)
