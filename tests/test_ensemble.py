@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import warnings
 from pathlib import Path
 
 import numpy as np
@@ -85,6 +86,20 @@ def test_save_and_load_give_the_same_forecasts(fitted: GPVAEEnsemble, tmp_path: 
     (tmp_path / "bad").mkdir()
     with pytest.raises(ModelFileError, match=r"ensemble\.json"):
         GPVAEEnsemble.load(tmp_path / "bad")
+    # GPVAE.load said only that config.json was missing
+    with pytest.raises(ModelFileError, match=r"^path: .*an ensemble's.*GPVAEEnsemble\.load"):
+        GPVAE.load(tmp_path / "ens")
+
+
+def test_the_ensemble_says_whether_it_is_fitted(fitted: GPVAEEnsemble) -> None:
+    fresh = GPVAEEnsemble(3, seed=7, **CONFIG)
+    assert not fresh.is_fitted
+    assert fitted.is_fitted
+    assert repr(fresh) == (
+        "GPVAEEnsemble(members=3, seed=7, latent_dim=2, kernel='matern32', "
+        "posterior='structured', likelihood='gaussian'; not fitted)"
+    )
+    assert repr(fitted).endswith("; fitted)")
 
 
 def test_a_model_saved_over_another_kind_replaces_it(fitted: GPVAEEnsemble, tmp_path: Path) -> None:
@@ -107,6 +122,26 @@ def test_a_model_saved_over_another_kind_replaces_it(fitted: GPVAEEnsemble, tmp_
     assert [m.seed for m in GPVAEEnsemble.load(folder).members_] == [4, 5]
 
 
+def test_an_ensemble_never_removes_files_gpvae_did_not_write(
+    fitted: GPVAEEnsemble, tmp_path: Path
+) -> None:
+    """save removed any config.json / model.safetensors of its folder (an experiment's own
+    settings file) as if they were a single model saved there before."""
+    for name in ("config.json", "model.safetensors"):
+        folder = tmp_path / name.split(".")[0]
+        folder.mkdir()
+        (folder / name).write_text('{"experiment": "weather-2026"}')
+        with pytest.raises(GPVAEError, match=rf"^path: .*{name}.*not written by gpvae"):
+            fitted.save(folder)
+        assert (folder / name).read_text() == '{"experiment": "weather-2026"}'
+        assert sorted(p.name for p in folder.iterdir()) == [name]  # nothing written
+    folder = tmp_path / "gpvae"  # a model's config.json without its weights is still gpvae's
+    GPVAE(seed=9, **CONFIG).fit(_series()).save(folder)
+    (folder / "model.safetensors").unlink()
+    fitted.save(folder)
+    assert sorted(p.name for p in folder.iterdir()) == ["ensemble.json", "member_0", "member_1"]
+
+
 def test_backtest_refits_every_member(fitted: GPVAEEnsemble) -> None:
     res = GPVAEEnsemble(2, **CONFIG).backtest(
         _series(), horizon=4, num_origins=2, refit="each", num_samples=6
@@ -121,6 +156,11 @@ def test_bad_arguments_name_themselves(fitted: GPVAEEnsemble) -> None:
         GPVAEEnsemble(0, **CONFIG)
     with pytest.raises(GPVAEError, match="latent_dim"):
         GPVAEEnsemble(2, latent_dim=0)
+    # the members' seeds are seed .. seed + members - 1: member 1's overflowed only after
+    # member 0 was fitted
+    with pytest.raises(GPVAEError, match=r"^seed: expected an integer in \[0, 2\*\*63 - 3\]"):
+        GPVAEEnsemble(3, seed=2**63 - 3 + 1, **CONFIG)
+    assert GPVAEEnsemble(3, seed=2**63 - 3, **CONFIG)._member(2).seed == 2**63 - 1
     with pytest.raises(GPVAEError, match="num_samples"):
         fitted.forecast(_series(), horizon=2, num_samples=1)
     with pytest.raises(NotFittedError, match="forecast"):
@@ -224,6 +264,30 @@ def test_the_members_warnings_are_said_once(fitted: GPVAEEnsemble) -> None:
     said = [w for w in caught if str(w.message).startswith("forecast_horizon: ")]
     assert len(said) == 1
     assert said[0].filename == __file__
+
+
+def test_repeated_forecasts_warn_once_under_the_default_filters(fitted: GPVAEEnsemble) -> None:
+    """The forecast collected its members' warnings in catch_warnings + simplefilter
+    ('always'), which resets every once-per-location registry: the same warning came
+    again at every call (and at every plain GPVAE call after it)."""
+    X = _series()
+    with warnings.catch_warnings(record=True) as caught:
+        warnings.simplefilter("default")
+        for _ in range(3):
+            fitted.forecast(X, horizon=2, num_samples=40)
+            fitted.members_[0].forecast(X, horizon=2, num_samples=40)
+    said = [(w.filename, w.lineno) for w in caught if "forecast_horizon: " in str(w.message)]
+    assert len(said) == 2  # once at each line
+    assert {f for f, _ in said} == {__file__}
+    with warnings.catch_warnings(record=True) as caught:
+        warnings.simplefilter("default")
+        for _ in range(2):
+            GPVAE(**{**CONFIG, "val_fraction": 0.0}).backtest(
+                X, horizon=4, num_origins=3, refit="each", num_samples=20
+            )
+    texts = [str(w.message).split(":")[0] for w in caught]
+    assert sorted(texts) == ["calibrate", "forecast_horizon"]  # every refit's, once
+    assert {w.filename for w in caught} == {__file__}
 
 
 def test_backtest_refuses_too_few_draws_per_member_before_any_fit(

@@ -17,6 +17,7 @@ import torch
 from torch import Tensor, nn
 
 import gpvae
+import gpvae.estimator.estimator
 import gpvae.training.session
 from gpvae import GPVAE, settings
 from gpvae.errors import (
@@ -161,6 +162,16 @@ def test_ragged_imputation_is_the_same_batched_or_one_by_one(
     mean_all, _ = est.latent(X, times)
     mean_one, _ = est.latent([X[3]], [times[3]])
     np.testing.assert_allclose(mean_one[0], mean_all[3], rtol=1e-5, atol=1e-6)
+
+
+def test_a_gru_encoder_imputes_a_series_alike_alone_or_batched() -> None:
+    """The bidirectional GRU ran over a short series' padding in a batch of longer ones."""
+    X, times = ragged_series([8, 40, 12, 30])
+    est = GPVAE(**{**FAST, "epochs": 2}, encoder="gru").fit(X, times)
+    alone = est.impute(X[:1], times[:1], num_samples=20)
+    batched = est.impute(X[:2], times[:2], num_samples=20)
+    np.testing.assert_allclose(batched.mean[0], alone.mean[0], rtol=1e-5, atol=1e-6)
+    np.testing.assert_allclose(batched.upper[0], alone.upper[0], rtol=1e-5, atol=1e-6)
 
 
 def test_impute_long_dataframe_gives_frames() -> None:
@@ -439,6 +450,60 @@ def test_load_rejects_mismatched_weights(fitted: tuple[GPVAE, np.ndarray], tmp_p
         GPVAE.load(tmp_path / "missing")
 
 
+def test_an_interrupted_refit_keeps_the_whole_fitted_state(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    # a refit stopped in its forecast calibration (Ctrl-C) kept the old weights but had
+    # dropped their forecast calibration and blend already
+    X, _ = smooth_series(4, 40)
+    est = GPVAE(**FAST, forecast_horizon=4, forecast_blend=True, interp_blend=True).fit(X)
+    model, scale, blend = est.model_, est.forecast_scale_, est.forecast_blend_
+    weight, history = est.blend_weight_, est.history_
+    assert scale is not None
+    assert blend is not None
+    assert weight is not None
+    before = est.forecast(X, horizon=4)
+
+    def interrupted(*args: Any, **kwargs: Any) -> Any:
+        raise KeyboardInterrupt
+
+    monkeypatch.setattr(gpvae.estimator.estimator, "calibrate_and_blend", interrupted)
+    with pytest.raises(KeyboardInterrupt):
+        est.fit(X[:, :30])
+    assert est.model_ is model
+    assert est.history_ == history
+    assert est.forecast_scale_ is scale
+    assert est.forecast_blend_ is blend
+    assert est.blend_weight_ is weight
+    after = est.forecast(X, horizon=4)
+    assert same_bits(after.upper, before.upper)
+    assert same_bits(after.mean, before.mean)
+
+
+def test_a_float64_default_dtype_fits_and_predicts_as_float32(tmp_path: Path) -> None:
+    # many GP users set torch's default dtype to float64: the model stays float32 (the
+    # compute dtype) with the same weights, and every prediction batch takes the model's
+    # dtype; a float32 model saved elsewhere loads and predicts in such a process
+    X, _ = smooth_series(8, 16)
+    kw = {**FAST, "epochs": 2, "forecast_horizon": 3, "forecast_blend": True}
+    reference = GPVAE(**kw).fit(X)
+    reference.save(tmp_path / "m")
+    default = torch.get_default_dtype()
+    torch.set_default_dtype(torch.float64)
+    try:
+        est = GPVAE(**kw).fit(X)
+        assert next(est.model_.parameters()).dtype == torch.float32
+        for k, v in reference.model_.state_dict().items():
+            assert torch.equal(v, est.model_.state_dict()[k]), k
+        assert same_bits(est.impute(X).mean, reference.impute(X).mean)
+        assert same_bits(est.forecast(X, horizon=3).upper, reference.forecast(X, horizon=3).upper)
+        assert np.isfinite(est.anomaly_scores(X).entry[~np.isnan(X)]).all()
+        loaded = GPVAE.load(tmp_path / "m")
+        assert same_bits(loaded.impute(X).mean, reference.impute(X).mean)
+    finally:
+        torch.set_default_dtype(default)
+
+
 # ---------------------------------------------------------------- checkpoints and resume
 
 
@@ -484,6 +549,40 @@ def test_resume_after_a_crash_matches_an_uninterrupted_fit(
             GPVAE(**{**settings, **changed}, checkpoint_dir=tmp_path / "run").fit(X, resume=True)
     longer = {**settings, "epochs": 6, "patience": 3}
     assert len(GPVAE(**longer, checkpoint_dir=tmp_path / "run").fit(X, resume=True).history_) == 6
+
+
+def test_resume_honours_epochs_and_patience_and_ignores_post_training_settings(
+    tmp_path: Path,
+) -> None:
+    """resume ignored a larger epochs / patience after an early stop, returned a model of
+    8 epochs for epochs=3, and refused another calibrate, interp_blend or forecast_blend
+    (which act after training only)."""
+    X, _ = smooth_series(12, 15)
+    quick = {**FAST, "lr": 0.05, "epochs": 12}
+    early = GPVAE(**quick, patience=1, checkpoint_dir=tmp_path / "run").fit(X)
+    ran = len(early.history_)
+    assert ran < 12  # stopped early
+    more = {**quick, "patience": 4}
+    resumed = GPVAE(**more, checkpoint_dir=tmp_path / "run").fit(X, resume=True)
+    reference = GPVAE(**more, checkpoint_dir=tmp_path / "ref").fit(X)
+    assert len(resumed.history_) > ran
+    assert [h["loss"] for h in resumed.history_] == [h["loss"] for h in reference.history_]
+    for k, v in reference.model_.state_dict().items():
+        assert torch.equal(v, resumed.model_.state_dict()[k]), k
+    done = len(resumed.history_)
+    with pytest.raises(ValidationError, match=rf"^epochs: expected at least the {done} epochs"):
+        GPVAE(**{**more, "epochs": done - 1}, checkpoint_dir=tmp_path / "run").fit(X, resume=True)
+    # patience=1 would have stopped the run after the first epoch without improvement
+    scores = [h["val_score"] for h in resumed.history_]
+    assert any(b >= min(scores[:i]) for i, b in enumerate(scores[1:-1], start=1))
+    with pytest.raises(ValidationError, match=r"^patience: .*found 1, which stops after epoch"):
+        GPVAE(**{**more, "patience": 1}, checkpoint_dir=tmp_path / "run").fit(X, resume=True)
+    post = {"calibrate": False, "interp_blend": True, "forecast_blend": True}
+    with pytest.warns(UserWarning, match="^forecast_blend: expected forecast_horizon"):
+        again = GPVAE(**more, **post, checkpoint_dir=tmp_path / "run").fit(X, resume=True)
+    assert [h["loss"] for h in again.history_] == [h["loss"] for h in resumed.history_]
+    assert again.blend_weight_ is not None
+    np.testing.assert_array_equal(again.interval_scale_, np.ones(3))
 
 
 def test_the_data_fingerprint_is_made_only_for_checkpoints(
@@ -621,15 +720,73 @@ def test_methods_before_fit_raise_not_fitted(method: str, tmp_path: Path) -> Non
         ({"num_samples": 0}, "num_samples"),
         ({"lengthscale": -2.0}, "lengthscale"),
         ({"device": "gpu9"}, "device"),
+        ({"device": "meta"}, "device"),  # passed, then fit failed inside torch
+        # ignored without a word, as period= is refused with a kernel instance
+        ({"kernel": Matern32(), "lengthscale": 7.0}, "lengthscale"),
+        (
+            {"kernel": ["matern32", Matern12()], "latent_dim": 2, "lengthscale": (2, 30)},
+            "lengthscale",
+        ),
         ({"seed": -1}, "seed"),
         ({"progress": "yes"}, "progress"),
         ({"checkpoint_dir": 5}, "checkpoint_dir"),
         ({"checkpoint_every": 0}, "checkpoint_every"),
+        # fit ignored them, and forecast refused the model only after the whole fit
+        ({"posterior": "banded", "forecast_horizon": 5}, "forecast_horizon"),
+        ({"posterior": "diagonal", "forecast_blend": True}, "forecast_blend"),
+        ({"posterior": "banded", "difference": True}, "difference"),
     ],
 )
 def test_constructor_rejects_bad_arguments(kwargs: dict[str, Any], argument: str) -> None:
     with pytest.raises(GPVAEError, match=rf"^{argument}\b"):
         GPVAE(**kwargs)
+
+
+@pytest.mark.skipif(
+    torch.backends.mps.is_available() or torch.cuda.is_available(), reason="needs no GPU"
+)
+def test_a_device_this_machine_lacks_is_refused_naming_device(tmp_path: Path) -> None:
+    """fit and load with 'mps' failed inside torch ('PyTorch is not linked with support for
+    mps devices'), 'xpu' and 'meta' passed the constructor's check."""
+    X, _ = smooth_series(4, 10)
+    for device in ("mps", "cuda", "cuda:0"):
+        with pytest.raises(ValidationError, match=rf"^device: .*found '{device}' \(not avail"):
+            GPVAE(**FAST, device=device).fit(X)
+    GPVAE(**{**FAST, "epochs": 1}).fit(X).save(tmp_path / "m")
+    for device in ("mps", "cuda", "meta"):
+        with pytest.raises(ValidationError, match=rf"^device: .*found '{device}' \(not avail"):
+            GPVAE.load(tmp_path / "m", device=device)
+    if not torch.xpu.is_available():
+        with pytest.raises(ValidationError, match=r"^device: .*found 'xpu' \(not avail"):
+            GPVAE(device="xpu")
+    assert GPVAE.load(tmp_path / "m", device=torch.device("cpu")).device_ == torch.device("cpu")
+
+
+def test_forecast_blend_without_a_horizon_warns_at_fit() -> None:
+    """It blended nothing without a word (the blend is chosen on the forecast calibration's
+    origins); calibrate_forecast chooses it afterwards."""
+    X, _ = smooth_series(4, 30)
+    with pytest.warns(UserWarning, match=r"^forecast_blend: expected forecast_horizon") as caught:
+        est = GPVAE(**{**FAST, "epochs": 1}, forecast_blend=True).fit(X)
+    assert caught[0].filename == __file__
+    assert est.forecast_blend_ is None
+    assert est.calibrate_forecast(X, horizon=3).forecast_blend_ is not None
+
+
+def test_lengthscale_goes_where_a_kernel_takes_it() -> None:
+    """A named channel beside an instance, and a gaussian_gp noise kernel, take it."""
+    mixed = GPVAE(kernel=["matern32", Matern12()], latent_dim=2, lengthscale=7.0)
+    assert mixed.lengthscale == 7.0
+    noise = GPVAE(kernel=Matern32(), likelihood="gaussian_gp", lengthscale=7.0)
+    kernel = noise._build_model(2).likelihood.gp.kernels[0]
+    assert float(kernel.lengthscale.detach()) == pytest.approx(7.0)
+
+
+def test_numpy_bools_are_taken_as_bools() -> None:
+    """progress refused np.False_, which every other boolean argument takes."""
+    for name in ("calibrate", "interp_skip", "forecast_blend", "progress"):
+        value = getattr(GPVAE(**{name: np.bool_(False)}), name)
+        assert value is False, name
 
 
 def test_unknown_names_list_the_options() -> None:

@@ -506,6 +506,30 @@ def test_time_series_methods_refuse_a_spatial_model(fitted: tuple[GPVAE, pd.Data
             call()
 
 
+def test_a_refit_on_the_other_kind_of_data_keeps_nothing_of_the_first(tmp_path: object) -> None:
+    """A time-series refit after a spatial fit kept ``spatial_``: impute asked for a long
+    frame and save wrote a folder that load refused; a spatial refit after a calibrated
+    time-series fit kept its forecast calibration."""
+    df = _field(S=4, T=48)
+    small = {"latent_dim": 2, "hidden": (16,), "epochs": 1, "batch_size": 2, "progress": False}
+    est = GPVAE(**small, forecast_horizon=3)
+    X = np.random.default_rng(0).normal(size=(4, 40, 2))
+    est.fit(X)
+    assert est.forecast_scale_ is not None
+    est.forecast_horizon = None  # a spatial fit refuses it
+    est.fit(df, id="site", time="time", coords=["lat", "lon"], window=24)
+    assert est.spatial_ is not None
+    assert est.forecast_scale_ is None
+    assert est.forecast_blend_ is None
+    est.fit(X)
+    assert est.spatial_ is None
+    assert est.impute(X).mean.shape == X.shape
+    est.save(tmp_path / "m")  # type: ignore[operator]
+    again = GPVAE.load(tmp_path / "m")  # type: ignore[operator]
+    assert again.spatial_ is None
+    np.testing.assert_array_equal(again.impute(X).mean, est.impute(X).mean)
+
+
 def test_projection_is_local_equirectangular() -> None:
     coords = np.array([[LAT0, LON0], [LAT0 + 0.1, LON0], [LAT0, LON0 + 0.1]])
     proj = Projection.infer(["lat", "lon"], coords)

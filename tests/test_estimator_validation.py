@@ -7,6 +7,7 @@ series, repeated and far-away timestamps).
 
 from __future__ import annotations
 
+import re
 import warnings
 from pathlib import Path
 from typing import cast
@@ -239,6 +240,24 @@ def test_times_far_outside_the_training_range_warn() -> None:
         est.impute(X[:2], times=np.arange(20.0) + 100.0, num_samples=19)  # near: no warning
     with pytest.warns(UserWarning, match="far outside the training range"):
         est.impute(X[:2], times=np.arange(20.0) * 3600.0, num_samples=4)  # seconds for hours
+    # the warnings point at the caller's line (they pointed into estimator.py and
+    # forecast_methods.py), as do those of series with nothing observed
+    far = np.arange(20.0) * 3600.0
+    empty = X[:2].copy()
+    empty[0] = np.nan
+    calls = {
+        "impute": lambda: est.impute(X[:2], times=far, num_samples=20),
+        "forecast": lambda: est.forecast(X[:2], times=far, horizon=2, num_samples=20),
+        "latent": lambda: est.latent(X[:2], times=far),
+        "anomaly_scores": lambda: est.anomaly_scores(X[:2], times=far),
+        "calibrate_forecast": lambda: est.calibrate_forecast(X[:2], times=far, horizon=2),
+        "impute (empty)": lambda: est.impute(empty, num_samples=20),
+    }
+    for name, call in calls.items():
+        with pytest.warns(UserWarning, match=r"far outside|no observed entry") as caught:
+            call()
+        said = [w for w in caught if re.search("far outside|no observed entry", str(w.message))]
+        assert [w.filename for w in said] == [__file__], name
 
 
 def test_num_samples_must_give_an_interval() -> None:

@@ -115,6 +115,27 @@ def test_gru_encoder_sees_the_whole_series_in_both_directions() -> None:
         GRUEncoder(D, L, hidden_size=0)
 
 
+def test_gru_encoder_runs_within_each_series_length() -> None:
+    """Its backward pass ran over a short series' padding, so a series' encoding (and
+    imputation) depended on the longer series batched with it."""
+    torch.manual_seed(0)
+    enc = GRUEncoder(D, L, hidden_size=8, num_outputs=3)
+    y, observed = _inputs()  # (B, N, D)
+    short = 4
+    y[0, short:], observed[0, short:] = 0.0, False  # series 0 padded after 4 steps
+    valid = torch.ones(y.shape[:2], dtype=torch.bool)
+    valid[0, short:] = False
+    batched = enc(y, observed, valid=valid)
+    alone = enc(y[:1, :short], observed[:1, :short], valid=valid[:1, :short])
+    rest = enc(y[1:], observed[1:])  # the full-length series, unpadded
+    for b, a, r in zip(batched, alone, rest):
+        torch.testing.assert_close(b[0, :short], a[0], rtol=1e-5, atol=1e-6)
+        torch.testing.assert_close(b[1:], r, rtol=1e-5, atol=1e-6)
+    full = torch.ones_like(valid)  # no padding: the plain pass, bit for bit
+    for b, a in zip(enc(y, observed, valid=full), enc(y, observed)):
+        assert torch.equal(b, a)
+
+
 def test_conv_encoder_mixes_neighbours_but_mlp_does_not() -> None:
     torch.manual_seed(0)
     y, observed = _inputs()

@@ -219,11 +219,14 @@ class Scaler:
             x = (t - self.time_origin_) / self.time_step_
         return bool((np.abs(x) < FLOAT32_MAX).all())
 
-    def warn_far_times(self, data: SeriesSet, name: str = "X", spans: float = 10.0) -> None:
+    def warn_far_times(
+        self, data: SeriesSet, name: str = "X", spans: float = 10.0, stacklevel: int = 2
+    ) -> None:
         """Warn when a time of ``data`` lies more than ``spans`` training time ranges (at least
         ``spans`` time steps) before the first or after the last training time: the kernels
         and the time scale were learned on the training range, and such times are often a
-        unit mistake (seconds for hours, a wrong origin)."""
+        unit mistake (seconds for hours, a wrong origin). ``stacklevel`` as in
+        ``warnings.warn`` from the caller of this method (2: its caller's line)."""
         if self.time_end_ is None:
             return
         width = spans * max(self.time_end_ - self.time_origin_, self.time_step_)
@@ -238,7 +241,7 @@ class Scaler:
                 f"width away), e.g. {found:.6g} in series {far[0]}; check the time unit and "
                 "origin",
                 UserWarning,
-                stacklevel=4,
+                stacklevel=stacklevel + 1,
             )
 
     def scaled_times(self, t: np.ndarray, name: str = "times", where: str = "") -> np.ndarray:

@@ -97,9 +97,21 @@ def check_parts(kernel: KernelArg, backend: str, posterior: str, encoder: object
 def build_model(spec: ModelSpec, num_features: int) -> GPVAEModel:
     """Assemble encoder, posterior family, GP prior, decoder and likelihood (float32, CPU).
 
+    The model is float32, the compute dtype, whatever torch's default dtype (a process
+    that set ``torch.set_default_dtype(torch.float64)`` builds the same initial weights).
     Module arguments (``encoder``, ``decoder``) are deep-copied so that every fit starts
     from the same initial weights and the caller's modules are never trained in place.
     """
+    default = torch.get_default_dtype()
+    torch.set_default_dtype(torch.float32)
+    try:
+        return _build_model(spec, num_features).to(torch.float32)
+    finally:
+        torch.set_default_dtype(default)
+
+
+def _build_model(spec: ModelSpec, num_features: int) -> GPVAEModel:
+    """:func:`build_model` under torch's current default dtype."""
     family = get_posterior(spec.posterior)
     lik = get_likelihood(spec.likelihood, num_features)
     if lik.needs_index and spec.lengthscale is not None:
@@ -144,28 +156,56 @@ def build_model(spec: ModelSpec, num_features: int) -> GPVAEModel:
     )
 
 
+#: The device types a GPVAE may name before the machine has them (checked at fit and load).
+_KNOWN_DEVICES = ("cpu", "cuda", "mps")
+_DEVICE_TEXT = "'auto', 'cpu', 'cuda', 'cuda:<k>', 'mps' or another device torch reports available"
+
+
+def _available(dev: torch.device) -> bool:
+    """Whether torch can put tensors on ``dev`` in this process."""
+    if dev.type == "cpu":
+        return True
+    if dev.type == "cuda":
+        return torch.cuda.is_available() and (
+            dev.index is None or dev.index < torch.cuda.device_count()
+        )
+    if dev.type == "mps":
+        return bool(torch.backends.mps.is_available())
+    # another accelerator (xpu, ...) with its own torch module; 'meta' holds no data
+    is_available = getattr(getattr(torch, dev.type, None), "is_available", None)
+    try:
+        return bool(is_available()) if callable(is_available) else False
+    except (RuntimeError, AssertionError):  # torch built without it
+        return False
+
+
 def check_device(device: object) -> str | torch.device:
-    """``"auto"`` or a value torch accepts as a device, else an error naming ``device``."""
+    """``"auto"``, ``"cpu"``, ``"cuda[:k]"``, ``"mps"`` (these are checked for availability
+    at fit and load: :func:`resolve_device`), or another device torch reports available in
+    this process, else an error naming ``device``."""
     if device == "auto":
         return "auto"
     try:
-        torch.device(device)  # type: ignore[call-overload]
+        dev = torch.device(device)  # type: ignore[call-overload]
     except (RuntimeError, TypeError, ValueError):
-        raise invalid("device", "'auto', 'cpu', 'cuda', 'mps' or a torch.device", device) from None
+        raise invalid("device", _DEVICE_TEXT, device) from None
+    if dev.type not in _KNOWN_DEVICES and not _available(dev):
+        raise invalid("device", _DEVICE_TEXT, f"{device!r} (not available here)")
     return device  # type: ignore[return-value]
 
 
 def resolve_device(device: str | torch.device) -> torch.device:
-    """The torch device for ``device`` (``"auto"``: cuda, then mps, then the CPU)."""
+    """The torch device for ``device`` (``"auto"``: cuda, then mps, then the CPU), or an
+    error naming ``device`` when torch cannot use it in this process."""
     if device == "auto":
         if torch.cuda.is_available():
             return torch.device("cuda")
         if torch.backends.mps.is_available():
             return torch.device("mps")
         return torch.device("cpu")
-    dev = torch.device(device)
-    if dev.type == "cuda" and not torch.cuda.is_available():
-        raise invalid("device", "an available device ('auto', 'cpu', ...)", f"{device!r}")
+    dev = torch.device(check_device(device))
+    if not _available(dev):
+        raise invalid("device", _DEVICE_TEXT, f"{device!r} (not available here)")
     return dev
 
 

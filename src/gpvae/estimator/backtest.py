@@ -18,9 +18,10 @@ Scores, per feature and per step ahead, averaged over origins (and series):
 
 from __future__ import annotations
 
+import contextlib
 import copy
 import warnings
-from collections.abc import Sequence
+from collections.abc import Iterator, Sequence
 from dataclasses import dataclass, field, replace
 from typing import Any, Protocol
 
@@ -62,6 +63,49 @@ __all__ = [
 QUANTILES = (0.1, 0.2, 0.3, 0.4, 0.5, 0.6, 0.7, 0.8, 0.9)
 
 
+@contextlib.contextmanager
+def shown_warnings(caller: dict[str, Any]) -> Iterator[list[warnings.WarningMessage]]:
+    """Collect, instead of showing them, the warnings that the filters let through inside
+    the block, to be said again (once each) at the user's line.
+
+    ``warnings.catch_warnings`` would reset every module's once-per-location registry on
+    entry and exit, so under the default filters the same warning was shown again at every
+    call (every forecast of an ensemble, every backtest). This leaves the filters and the
+    other modules' registries alone: only the registry of ``caller`` (the ``globals()`` of
+    the gpvae module whose lines call inside the block, where the warnings of those calls
+    are attributed) is emptied first, so that they reach the user's line, whose registry
+    then shows each once, as it would a direct call's. A warning the filters ignore is not
+    collected, and one they turn into an error raises.
+    """
+    caller.get("__warningregistry__", {}).clear()
+    caught: list[warnings.WarningMessage] = []
+    show = warnings.showwarning
+
+    def keep(
+        message: Warning | str,
+        category: type[Warning],
+        filename: str,
+        lineno: int,
+        file: Any = None,
+        line: str | None = None,
+    ) -> None:
+        caught.append(warnings.WarningMessage(message, category, filename, lineno, file, line))
+
+    warnings.showwarning = keep
+    try:
+        yield caught
+    finally:
+        warnings.showwarning = show
+
+
+def _nanmean(values: np.ndarray, axis: Any) -> np.ndarray:
+    """``np.nanmean`` (the same sums and counts) without its warning for an all-NaN slice,
+    which is NaN here, and without ``catch_warnings`` (see :func:`shown_warnings`)."""
+    count = np.sum(~np.isnan(values), axis=axis)
+    with np.errstate(invalid="ignore", divide="ignore"):
+        return np.asarray(np.nansum(values, axis=axis) / count)
+
+
 def seasonal_naive_scale(history: np.ndarray, season: int) -> np.ndarray:
     """In-sample MAE (D,) of the seasonal naive forecast ``y[t - season]`` on (T, D) values
     with NaN (pairs with a missing value left out). NaN for a feature without any pair or
@@ -69,9 +113,8 @@ def seasonal_naive_scale(history: np.ndarray, season: int) -> np.ndarray:
     score of the feature infinite, and the means over features with it)."""
     h = np.asarray(history, dtype=np.float64)
     diff = np.abs(h[season:] - h[:-season])  # (T - m, D)
-    with np.errstate(invalid="ignore"), warnings.catch_warnings():
-        warnings.simplefilter("ignore", RuntimeWarning)  # a feature without any pair
-        mae = np.nanmean(np.where(np.isfinite(diff), diff, np.nan), axis=0)
+    with np.errstate(invalid="ignore"):
+        mae = _nanmean(np.where(np.isfinite(diff), diff, np.nan), axis=0)  # NaN: no pair
     return np.where(mae > 0, mae, np.nan)
 
 
@@ -173,10 +216,8 @@ class BacktestResult:
         """MASE, CRPS and coverage per feature (NaN for a feature without a MASE scale)."""
         axes = (0, 1, 2)
         s = self.scores
-        with warnings.catch_warnings():
-            warnings.simplefilter("ignore", RuntimeWarning)  # a feature without a scale
-            mase = np.nanmean(s["scaled_error"], axis=axes)
-            crps = np.nanmean(s["crps"], axis=axes)
+        mase = _nanmean(s["scaled_error"], axis=axes)  # NaN: a feature without a scale
+        crps = _nanmean(s["crps"], axis=axes)
         cover = np.nanmean(s["covered"], axis=axes)
         return {
             name: {
@@ -257,11 +298,12 @@ def backtest(
         hist, future = _cut(ss, cuts, H)
         if fitted is None or refit == "each":
             fitted = _fresh(estimator, config)
-            fitted.fit(hist)
+            with shown_warnings(globals()) as caught:  # every refit's, said once below
+                fitted.fit(hist)
+            said.extend((w.category, str(w.message)) for w in caught)
             epochs.append(len(fitted.history_))
             best.append(best_epoch(fitted.history_))
-        with warnings.catch_warnings(record=True) as caught:
-            warnings.simplefilter("always")
+        with shown_warnings(globals()) as caught:
             fc = fitted.forecast(
                 hist,
                 future_times=future,
@@ -276,7 +318,7 @@ def backtest(
         for i in range(n):
             truth[i, k] = ss.values[i][cuts[i] : cuts[i] + H]
             t_out[i].append(np.asarray(fc.times[i]))
-    for category, text in dict.fromkeys(said):  # the forecasts' warnings once each
+    for category, text in dict.fromkeys(said):  # the fits' and forecasts' warnings once each
         warnings.warn(text, category, stacklevel=3)  # the caller of GPVAE.backtest
     scores = forecast_scores(truth, mean, quant, lower, upper, scale[:, None, None, :])
     return BacktestResult(

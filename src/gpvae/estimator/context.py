@@ -78,9 +78,12 @@ class PredictContext:
     forecast_blend: ForecastBlend | None = None
     difference: Difference = False
 
-    def input(self, X: Any, times: Any) -> tuple[SeriesSet, SeriesSet]:
+    def input(self, X: Any, times: Any, callers: int = 2) -> tuple[SeriesSet, SeriesSet]:
         """(original, standardised) series of a prediction input, checked against the fit
-        (with :attr:`difference`, the standardised series are the input's increments)."""
+        (with :attr:`difference`, the standardised series are the input's increments).
+
+        ``callers``: the gpvae frames between this call and the user's line (the body
+        function and the GPVAE method that called it), where the warnings point."""
         form = self.scaler.time_form_
         step = self.scaler.time_step_
         defaulted = times is None and not isinstance(X, (pd.DataFrame, SeriesSet))
@@ -105,14 +108,14 @@ class PredictContext:
         self.scaler.check_range(ss)
         if isinstance(self.model.likelihood, Bernoulli):  # the fit's check, for new data too
             check_unit_interval(ss, "X")
-        self.scaler.warn_far_times(ss)
+        self.scaler.warn_far_times(ss, stacklevel=2 + callers)
         empty = sum(1 for v in ss.values if np.isnan(v).all())
         if empty:
             warnings.warn(
                 f"X: {empty} series with no observed entry; their values come from the "
                 "model's prior (the population level), not from the series",
                 UserWarning,
-                stacklevel=3,
+                stacklevel=2 + callers,
             )
         if self.difference:
             inc = increments(ss, which=self.difference)
@@ -121,9 +124,11 @@ class PredictContext:
         return ss, self.scaler.transform(ss)
 
     def batch(self, ss: SeriesSet, idx: np.ndarray) -> Batch:
-        """The padded batch of series ``idx`` of the standardised ``ss`` on the device."""
+        """The padded batch of series ``idx`` of the standardised ``ss`` on the device, in
+        the dtype of the model's parameters (whatever torch's default dtype)."""
         return ss.to_batch(
             idx,
+            dtype=next(self.model.parameters()).dtype,
             device=self.device,
             time_shift=self.scaler.time_origin_,
             time_scale=self.scaler.time_step_,

@@ -34,10 +34,10 @@ import numpy as np
 import torch
 
 from gpvae.arguments import int_arg, member_draws_arg, warn_few_draws
-from gpvae.errors import ModelFileError, NotFittedError
-from gpvae.estimator.backtest import BacktestResult, Estimator, backtest
+from gpvae.errors import ModelFileError, NotFittedError, invalid
+from gpvae.estimator.backtest import BacktestResult, Estimator, backtest, shown_warnings
 from gpvae.estimator.estimator import GPVAE
-from gpvae.estimator.modelfile import ENSEMBLE_FILE, drop_single
+from gpvae.estimator.modelfile import ENSEMBLE_FILE, check_single, drop_single
 from gpvae.estimator.results import ForecastResult
 from gpvae.kernels import kernel_from_spec
 from gpvae.model import sorted_quantiles
@@ -55,7 +55,7 @@ class GPVAEEnsemble:
     Args:
         members: how many models (>= 1).
         **params: the configuration, every argument of :class:`gpvae.GPVAE` (``seed`` is the
-            first member's seed).
+            first member's seed, at most ``2**63 - members``).
 
     Attributes (after fit):
         members_: the fitted :class:`gpvae.GPVAE` of every member, in seed order.
@@ -66,7 +66,29 @@ class GPVAEEnsemble:
         self.members = int_arg("members", members)
         self.params = dict(params)
         self._template = GPVAE(**self.params)  # checks the configuration now, before any fit
+        last = self._template.seed + self.members - 1  # the last member's seed
+        if last >= 2**63:  # the generators take 64-bit signed seeds
+            raise invalid(
+                "seed",
+                f"an integer in [0, 2**63 - {self.members}] (the members' seeds are seed .. "
+                f"seed + {self.members - 1}, each at most 2**63 - 1)",
+                self._template.seed,
+            )
         self.members_: list[GPVAE] = []
+
+    def __repr__(self) -> str:
+        fitted = "fitted" if self.is_fitted else "not fitted"
+        t = self._template
+        return (
+            f"GPVAEEnsemble(members={self.members}, seed={t.seed}, latent_dim={t.latent_dim}, "
+            f"kernel={t.kernel!r}, posterior={t.posterior!r}, likelihood={t.likelihood!r}; "
+            f"{fitted})"
+        )
+
+    @property
+    def is_fitted(self) -> bool:
+        """True after :meth:`fit` or :meth:`load`."""
+        return bool(self.members_)
 
     @property
     def progress(self) -> bool:
@@ -157,8 +179,7 @@ class GPVAEEnsemble:
         members = self._fitted("forecast")
         S, q_lo, q_hi = member_draws_arg(num_samples, quantiles, len(members))  # pooled
         share = [S // len(members) + (k < S % len(members)) for k in range(len(members))]
-        with warnings.catch_warnings(record=True) as caught:
-            warnings.simplefilter("always")
+        with shown_warnings(globals()) as caught:  # the filters left alone
             parts = [
                 m.forecast(X, times, horizon, future_times, s, quantiles, return_samples=True)
                 for m, s in zip(members, share)
@@ -200,9 +221,17 @@ class GPVAEEnsemble:
 
     def save(self, path: str | os.PathLike[str]) -> None:
         """Write every member to ``path/member_<k>`` (:meth:`gpvae.GPVAE.save`) and the
-        member count to ``path/ensemble.json``."""
+        member count to ``path/ensemble.json``; a single model saved in ``path`` before is
+        removed.
+
+        Raises:
+            NotFittedError: before fit.
+            ValidationError: ``path`` holds a ``config.json`` or ``model.safetensors`` that
+                gpvae did not write (nothing is written then).
+        """
         members = self._fitted("save")
         root = Path(path)
+        check_single(root)
         root.mkdir(parents=True, exist_ok=True)
         for k, m in enumerate(members):
             m.save(root / f"member_{k}")

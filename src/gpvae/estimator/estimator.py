@@ -73,7 +73,8 @@ from gpvae.estimator.spatial_methods import SpatialMethods
 from gpvae.estimator.validation import hiding_args
 from gpvae.gp.prior import backend_names
 from gpvae.kernels import KernelArg
-from gpvae.likelihoods import likelihood_key
+from gpvae.kernels.registry import check_lengthscale
+from gpvae.likelihoods import get_likelihood, likelihood_key
 from gpvae.model import GPVAEModel
 from gpvae.nets.interp import cross_options
 from gpvae.nets.registry import decoder_key, encoder_key
@@ -83,9 +84,11 @@ from gpvae.training import OPTIMIZERS, FitSession, SessionConfig, TrainConfig, d
 __all__ = ["GPVAE"]
 
 
-#: Settings a resumed fit may change: they pace or report the fit, or say where it goes.
+#: Settings a resumed fit may change: they pace or report the fit, say where it goes, or
+#: act only after training (``epochs`` and ``patience``: as far as the checkpoint's run
+#: agrees with them, :meth:`gpvae.training.FitSession.restore`).
 RESUME_FREE = ("epochs", "patience", "progress", "checkpoint_dir", "checkpoint_every",
-               "device", "spatial")  # fmt: skip
+               "device", "spatial", "calibrate", "interp_blend", "forecast_blend")  # fmt: skip
 
 
 class GPVAE(AnomalyMethods, ForecastMethods, SpatialMethods, PersistenceMethods):
@@ -157,7 +160,9 @@ class GPVAE(AnomalyMethods, ForecastMethods, SpatialMethods, PersistenceMethods)
             else fit warns and leaves the intervals as they are; not for ``"bernoulli"``).
         num_samples: Monte Carlo samples of z per series in the training ELBO.
         lengthscale: initial kernel lengthscale in time steps for named kernels and for the
-            noise kernels of ``"gaussian_gp*"`` (None: :data:`gpvae.settings.DEFAULT_LENGTHSCALE`),
+            noise kernels of ``"gaussian_gp*"`` (None: :data:`gpvae.settings.DEFAULT_LENGTHSCALE`;
+            refused for Kernel instances, whose hyper-parameters are taken as given, unless
+            a ``"gaussian_gp*"`` noise kernel takes it),
             or ``latent_dim`` of them, one per latent channel (e.g. ``(3, 6, 12, 24)``: a
             bank of time scales; the noise kernels then start at their median). Not for
             spatial fits. In the anomaly benchmarks the learned lengthscales stayed near
@@ -177,21 +182,25 @@ class GPVAE(AnomalyMethods, ForecastMethods, SpatialMethods, PersistenceMethods)
             band (:mod:`gpvae.estimator.forecast_calibration`), and blend the forecast
             mean with a simple base forecast chosen on the same origins
             (:mod:`gpvae.estimator.forecast_blend`, with ``forecast_blend=True``); None:
-            neither.
+            neither. Only with ``posterior="structured"``.
         forecast_blend: with ``forecast_horizon``, replace the forecast mean by
             ``w * model + (1 - w) * base``, a simple base forecast (last value, seasonal
             naive, drift, or the model's change from the last value) and weight chosen per
             feature and horizon band on the calibration origins, where it beats the model's
             mean by more than a standard error (:mod:`gpvae.estimator.forecast_blend`).
-            Saved with the model.
+            Saved with the model. Without ``forecast_horizon``, fit warns and blends
+            nothing; :meth:`calibrate_forecast` chooses the blend then.
         difference: fit the model to each series' increments ``y[t] - y[t-1]`` and forecast
             the last level plus their cumulated sum (:mod:`gpvae.estimator.differencing`):
             a trending series keeps its trend beyond the levels seen in training. Such a
             model forecasts only (``impute``, ``latent``, ``sample`` and the anomaly scores
             raise). A list of feature names (or column positions) differences only those
             features and models the others by their levels (a rate or a change that is
-            stationary already, beside trending counts).
-        device: ``"auto"`` (cuda, then mps, then cpu) or a torch device.
+            stationary already, beside trending counts). Only with
+            ``posterior="structured"`` (the posterior that forecasts).
+        device: ``"auto"`` (cuda, then mps, then cpu), ``"cpu"``, ``"cuda"``,
+            ``"cuda:<k>"``, ``"mps"`` (fit refuses them when this machine lacks them) or
+            another torch device that torch reports available here (e.g. ``"xpu"``).
         seed: seed of every random draw (initial weights, batches, samples).
         progress: show a tqdm progress bar during fit.
         checkpoint_dir: directory for a crash-safe checkpoint during fit (None: none).
@@ -283,6 +292,8 @@ class GPVAE(AnomalyMethods, ForecastMethods, SpatialMethods, PersistenceMethods)
         self.calibrate = bool_arg("calibrate", calibrate)
         self.num_samples = int_arg("num_samples", num_samples)
         self.lengthscale = lengthscale_arg(lengthscale, self.latent_dim)
+        noise_kernel = get_likelihood(self.likelihood, 1).needs_index  # starts at lengthscale
+        check_lengthscale(self.kernel, self.lengthscale, noise_kernel=noise_kernel)
         self.period = check_period(period, self.kernel)
         self.kernel_lr = None if kernel_lr is None else float_arg("kernel_lr", kernel_lr)
         self.window = None if window is None else int_arg("window", window, minimum=2)
@@ -291,13 +302,24 @@ class GPVAE(AnomalyMethods, ForecastMethods, SpatialMethods, PersistenceMethods)
         )
         self.forecast_blend = bool_arg("forecast_blend", forecast_blend)
         self.difference = difference_arg(difference)
+        if self.posterior != "structured":  # fit would ignore them, forecast then refuses
+            forecasting = {
+                "forecast_horizon": (self.forecast_horizon is not None, "None"),
+                "forecast_blend": (self.forecast_blend, "False"),
+                "difference": (bool(self.difference), "False"),
+            }
+            for name, (given, default) in forecasting.items():
+                if given:
+                    raise ValidationError(
+                        f"{name}: forecasting needs posterior='structured' (its posterior is a "
+                        f"GP that can be evaluated at new times): expected {default} with "
+                        f"posterior={self.posterior!r}, found {getattr(self, name)!r}"
+                    )
         self.device = check_device(device)
         self.seed = int_arg("seed", seed, minimum=0)
         if self.seed >= 2**63:  # the generators take 64-bit signed seeds
             raise invalid("seed", "an integer in [0, 2**63 - 1]", seed)
-        if not isinstance(progress, bool):
-            raise InputTypeError(f"progress: expected True or False, found {progress!r}")
-        self.progress = progress
+        self.progress = bool_arg("progress", progress)  # numpy bools too, as the others
         if checkpoint_dir is not None and not isinstance(checkpoint_dir, (str, os.PathLike)):
             raise InputTypeError(
                 f"checkpoint_dir: expected a directory path or None, found {checkpoint_dir!r}"
@@ -405,13 +427,23 @@ class GPVAE(AnomalyMethods, ForecastMethods, SpatialMethods, PersistenceMethods)
         interval_scale: np.ndarray,
         history: list[dict[str, float]],
         anomaly_profile: AnomalyProfile | None = None,
+        forecast_scale: np.ndarray | None = None,
+        forecast_blend: ForecastBlend | None = None,
+        blend_weight: np.ndarray | None = None,
+        spatial: Any = None,
     ) -> None:
+        """Replace the whole fitted state at once (a fit or load that fails before this
+        keeps the previous one): what is not given is reset, so nothing of an earlier fit
+        (e.g. the sites of a spatial fit, a time-series fit's forecast calibration)
+        survives a new one."""
         self._model, self._scaler, self.device_ = model, scaler, device
         self.anomaly_profile_ = anomaly_profile
         self.num_features_ = scaler.num_features
         self.feature_names_ = list(feature_names)
         self.interval_scale_ = interval_scale
-        self.blend_weight_ = None  # set by fit or load after this
+        self.forecast_scale_, self.forecast_blend_ = forecast_scale, forecast_blend
+        self.blend_weight_ = blend_weight
+        self.spatial_ = spatial
         self.history_ = [dict(h) for h in history]
 
     def _fitted(self, method: str) -> tuple[GPVAEModel, Scaler]:
@@ -487,7 +519,11 @@ class GPVAE(AnomalyMethods, ForecastMethods, SpatialMethods, PersistenceMethods)
             X_val_target: ``X_val`` with the entries hidden from it filled in (same form,
                 series and times): the validation targets.
             resume: continue from the checkpoint in ``checkpoint_dir`` (same data and
-                settings) up to ``epochs``; starts afresh when there is no checkpoint yet.
+                settings, except those of :data:`RESUME_FREE`) up to ``epochs`` and as
+                ``patience`` says, exactly as an uninterrupted fit with them (a larger
+                ``epochs`` or ``patience`` continues a finished or early-stopped run; fewer
+                epochs than the checkpoint ran, or a patience that would have stopped it
+                earlier, is refused); starts afresh when there is no checkpoint yet.
             sharded: under torchrun, X (and X_val) hold only this process's series (e.g.
                 its part of a Parquet dataset, :func:`gpvae.data.parquet.read_shard`);
                 else every process passes all the series and takes its share of every
@@ -573,6 +609,14 @@ class GPVAE(AnomalyMethods, ForecastMethods, SpatialMethods, PersistenceMethods)
         )
         D = full_set.num_features
         H = self.forecast_horizon if self.posterior == "structured" else None
+        if self.forecast_blend and H is None:
+            warnings.warn(
+                "forecast_blend: expected forecast_horizon with it (the blend is chosen on "
+                "the forecast calibration's origins), found None; the forecast is not "
+                "blended until calibrate_forecast(X, horizon=H)",
+                UserWarning,
+                stacklevel=2,
+            )
         if H is not None:  # a held-out calibration tail is not trained on
             train_set = without_tail(train_set, H)
         if self.window is not None:  # after the validation split: windows keep its holes
@@ -614,16 +658,16 @@ class GPVAE(AnomalyMethods, ForecastMethods, SpatialMethods, PersistenceMethods)
                     UserWarning,
                     stacklevel=2,
                 )
-        self.forecast_scale_, self.forecast_blend_ = None, None
+        forecast_scale, forecast_blend = None, None  # the fitted state changes only at the end
         if H is not None:
             ctx = PredictContext(
                 model, scaler, device, self.batch_size, self.seed, scale, self.posterior
             )
             bases = base_names(model) if self.forecast_blend else None
-            self.forecast_scale_, self.forecast_blend_ = calibrate_and_blend(
+            forecast_scale, forecast_blend = calibrate_and_blend(
                 ctx, full_set, H, bases, held_out=True, comm=comm, sharded=sharded
             )
-            if self.forecast_scale_ is None:
+            if forecast_scale is None:
                 warnings.warn(
                     f"forecast_horizon: expected {no_origin_text(full_set, H)}; the forecast "
                     "intervals are the model's own, not calibrated"
@@ -638,8 +682,10 @@ class GPVAE(AnomalyMethods, ForecastMethods, SpatialMethods, PersistenceMethods)
             feature_names=list(full_set.feature_names),
             interval_scale=scale,
             history=state.history,
+            forecast_scale=forecast_scale,
+            forecast_blend=forecast_blend,
+            blend_weight=blend,
         )
-        self.blend_weight_ = blend
         return self
 
     def _fresh_holdouts(

@@ -99,7 +99,7 @@ class ForecastMethods:
         the training data. Returns self."""
         H = int_arg("horizon", horizon)
         ctx = self._context("calibrate_forecast")
-        ss, _ = ctx.input(X, times)
+        ss, _ = ctx.input(X, times, callers=1)
         if self.difference:  # the model's data are the increments
             ss = increments(ss, which=self.difference)
         bases = base_names(ctx.model) if self.forecast_blend else None

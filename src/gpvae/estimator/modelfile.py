@@ -10,6 +10,7 @@ elsewhere.
 
 from __future__ import annotations
 
+import json
 import math
 import os
 import re
@@ -24,12 +25,13 @@ from torch import Tensor, nn
 
 from gpvae.arguments import int_arg
 from gpvae.data import Scaler
-from gpvae.errors import GPVAEError, ModelFileError
+from gpvae.errors import GPVAEError, ModelFileError, ValidationError
 from gpvae.estimator.anomaly import AnomalyProfile
 from gpvae.estimator.forecast_blend import ForecastBlend
 from gpvae.gp.prior import adapt_state_dict
 from gpvae.io import (
     CONFIG_FILE,
+    FORMAT_VERSION,
     WEIGHTS_FILE,
     check_state_dict,
     json_number,
@@ -41,6 +43,7 @@ from gpvae.kernels import kernel_from_spec
 __all__ = [
     "ENSEMBLE_FILE",
     "SavedModel",
+    "check_single",
     "drop_ensemble",
     "drop_single",
     "load_weights",
@@ -73,12 +76,51 @@ def drop_ensemble(path: str | os.PathLike[str]) -> None:
         shutil.rmtree(folder, ignore_errors=True)
 
 
-def drop_single(path: str | os.PathLike[str], count: int) -> None:
-    """After an ensemble of ``count`` members was written to ``path``: remove a single model
-    and surplus members an earlier save left there."""
+def _written_by_gpvae(root: Path) -> bool:
+    """Whether ``root/config.json`` is a gpvae model's (the document :func:`gpvae.io.save_model`
+    writes: its format marker and the name of its weights file)."""
+    try:
+        document = json.loads((root / CONFIG_FILE).read_text(encoding="utf-8"))
+    except (OSError, UnicodeDecodeError, ValueError):
+        return False
+    if not isinstance(document, dict):
+        return False
+    weights = document.get("weights")
+    return (
+        document.get("format_version") == FORMAT_VERSION
+        and "gpvae_version" in document
+        and isinstance(weights, dict)
+        and weights.get("file") == WEIGHTS_FILE
+    )
+
+
+def check_single(path: str | os.PathLike[str]) -> None:
+    """Before an ensemble is written to ``path``: refuse a folder whose ``config.json`` or
+    ``model.safetensors`` are not a single gpvae model's (which :func:`drop_single` would
+    remove), naming them.
+
+    Raises:
+        ValidationError: such a file in ``path``.
+    """
     root = Path(path)
-    for name in (CONFIG_FILE, WEIGHTS_FILE):
-        (root / name).unlink(missing_ok=True)
+    found = [root / name for name in (CONFIG_FILE, WEIGHTS_FILE) if (root / name).exists()]
+    if found and not _written_by_gpvae(root):
+        raise ValidationError(
+            f"path: expected a folder for the ensemble without a {CONFIG_FILE} or "
+            f"{WEIGHTS_FILE} of its own, or with those of a gpvae model (which the ensemble "
+            f"replaces), found {', '.join(str(p) for p in found)}, not written by gpvae; "
+            "save the ensemble into another folder"
+        )
+
+
+def drop_single(path: str | os.PathLike[str], count: int) -> None:
+    """After an ensemble of ``count`` members was written to ``path``: remove a single gpvae
+    model (never files of those names that gpvae did not write: :func:`check_single`) and
+    surplus members an earlier save left there."""
+    root = Path(path)
+    if _written_by_gpvae(root):
+        for name in (CONFIG_FILE, WEIGHTS_FILE):
+            (root / name).unlink(missing_ok=True)
     for k, folder in _members(root):
         if k >= count:
             shutil.rmtree(folder, ignore_errors=True)
@@ -199,6 +241,12 @@ def read_folder(path: str | os.PathLike[str]) -> SavedModel:
     Raises:
         ModelFileError: missing or malformed files.
     """
+    root = Path(path)
+    if (root / ENSEMBLE_FILE).is_file() and not (root / CONFIG_FILE).exists():
+        raise ModelFileError(
+            f"path: expected a single model's folder, found an ensemble's ({ENSEMBLE_FILE} "
+            f"and member_<k> folders) at {root}; load it with gpvae.GPVAEEnsemble.load"
+        )
     mf = read_model(path)
     cfg = mf.config
     try:

@@ -138,7 +138,9 @@ class PersistenceMethods:
         Raises:
             ModelFileError: missing or malformed files, a config that does not describe a
                 valid estimator, or weights whose names or shapes do not match it.
+            ValidationError: a ``device`` torch cannot use in this process.
         """
+        dev = resolve_device(device)  # an unavailable device fails before any reading
         saved = read_folder(path)
         arguments = dict(saved.arguments)
         spatial = arguments.pop("spatial", None)
@@ -157,7 +159,6 @@ class PersistenceMethods:
                 f"config.json: expected the estimator's arguments, found error {err!r}"
             ) from None
         load_weights(model, saved.state_dict)
-        dev = resolve_device(device)
         est._set_fitted(
             model.to(dev).eval(),
             saved.scaler,
@@ -166,8 +167,9 @@ class PersistenceMethods:
             interval_scale=saved.interval_scale,
             history=saved.history,
             anomaly_profile=saved.anomaly_profile,
+            forecast_scale=saved.forecast_scale,
+            forecast_blend=saved.forecast_blend,
+            blend_weight=saved.blend_weight,
+            spatial=est.spatial_,  # read by _spatial_model
         )
-        est.forecast_scale_ = saved.forecast_scale
-        est.blend_weight_ = saved.blend_weight
-        est.forecast_blend_ = saved.forecast_blend
         return est

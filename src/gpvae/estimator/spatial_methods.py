@@ -129,8 +129,8 @@ class SpatialMethods:
             feature_names=list(spec.features),
             interval_scale=scale,
             history=state.history,
+            spatial=spec,
         )
-        self.spatial_ = spec
         return self
 
     def _spatial_fitted(self, method: str) -> SpatialSpec:

@@ -51,6 +51,7 @@ __all__ = [
     "KernelEntry",
     "available_kernels",
     "build_kernel",
+    "check_lengthscale",
     "get_kernel",
     "has_state_space",
     "kernel_from_spec",
@@ -383,6 +384,35 @@ def build_kernel(
             factors.append(k)
         built.append(_product(factors))
     return built[0] if len(built) == 1 else Sum(*built)
+
+
+def check_lengthscale(
+    spec: KernelArg, lengthscale: float | Sequence[float] | None, *, noise_kernel: bool = False
+) -> None:
+    """Refuse a ``lengthscale`` that :func:`build_kernel` would ignore: a Kernel instance's
+    hyper-parameters are taken as given, so a lengthscale for it (one for every channel, or
+    a per-channel value of a channel given as an instance) would go nowhere, unless
+    ``noise_kernel`` (the likelihood's noise kernel starts at it).
+
+    Raises:
+        ValidationError: naming ``lengthscale``.
+    """
+    if lengthscale is None or noise_kernel or isinstance(spec, str):
+        return
+    specs = [spec] if isinstance(spec, Kernel) else list(spec)
+    instances = [i for i, k in enumerate(specs) if isinstance(k, Kernel)]
+    per_channel = not isinstance(lengthscale, numbers.Real)
+    if not instances or (len(instances) < len(specs) and not per_channel):
+        return  # the named kernels take it
+    which = (
+        f"kernel={type(spec).__name__}(...)"
+        if isinstance(spec, Kernel)
+        else f"the Kernel instances of channels {instances}"
+    )
+    raise ValidationError(
+        f"lengthscale: expected None for {which} (an instance's hyper-parameters are taken as "
+        f"given; set its lengthscale directly), found {lengthscale!r}"
+    )
 
 
 def _per_channel(

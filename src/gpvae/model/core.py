@@ -75,7 +75,9 @@ class GPVAEModel(nn.Module):
 
     Args:
         encoder: ``encoder(y (B, N, D), observed (B, N, D))`` -> tuple of (B, N, L) tensors
-            (``posterior.num_encoder_outputs`` of them), e.g. :class:`gpvae.nets.MLPEncoder`.
+            (``posterior.num_encoder_outputs`` of them), e.g. :class:`gpvae.nets.MLPEncoder`;
+            an encoder with a true ``reads_valid`` attribute also gets ``valid=`` (B, N)
+            (:class:`gpvae.nets.GRUEncoder`).
         posterior: a :class:`~gpvae.posteriors.base.PosteriorFamily` (structured, banded,
             diagonal).
         prior: the :class:`~gpvae.gp.prior.GPPrior` over the L latent channels.
@@ -243,7 +245,10 @@ class GPVAEModel(nn.Module):
         """q(z | y) for a checked batch (see :mod:`gpvae.posteriors`)."""
         self.check_batch(batch)
         y = where_zero(batch.observed, batch.y)  # torch.where(observed, y, 0), bit for bit
-        out = self.encoder(y, batch.observed)
+        if getattr(self.encoder, "reads_valid", False):  # runs within each series' steps
+            out = self.encoder(y, batch.observed, valid=batch.valid)
+        else:
+            out = self.encoder(y, batch.observed)
         if isinstance(out, Tensor):
             raise InputTypeError(
                 "encoder: expected a tuple of (B, N, L) tensors (mean, var, ...), found a "

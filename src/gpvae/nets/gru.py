@@ -4,8 +4,11 @@ The per-point MLP encoder sees one time step; with most features missing at most
 records) its pseudo-observations are weak. A bidirectional GRU over ``concat(y * observed,
 observed)`` lets every point's output depend on what was observed before and after it
 (with mask channels, so "missing" is never read as zero), before the GP posterior combines
-the points. Like :class:`~gpvae.nets.ConvEncoder` it reads positions, not times; padding
-(``valid`` False) is seen as unobserved.
+the points. Like :class:`~gpvae.nets.ConvEncoder` it reads positions, not times. Given
+``valid`` (:meth:`gpvae.model.GPVAEModel.encode` passes it), the GRU runs over each series'
+own steps only (packed sequences): the backward pass of a short series padded in a batch of
+longer ones starts at its last step, not at the batch's, so a series is encoded alike alone
+or batched (up to float round-off); padding gets zeros from the GRU.
 """
 
 from __future__ import annotations
@@ -14,6 +17,7 @@ from collections.abc import Sequence
 
 import torch
 from torch import Tensor, nn
+from torch.nn.utils.rnn import pack_padded_sequence, pad_packed_sequence
 
 from gpvae.nets.mlp import MLP, Activation, HeadEncoder, check_sizes
 
@@ -33,8 +37,12 @@ class GRUEncoder(HeadEncoder):
         activation: a zero-argument callable building the activation module.
 
     Shapes:
-        ``forward(y (B, N, D), observed (B, N, D))`` -> ``num_outputs`` tensors (B, N, L).
+        ``forward(y (B, N, D), observed (B, N, D), valid (B, N) or None)`` ->
+        ``num_outputs`` tensors (B, N, L).
     """
+
+    #: :meth:`gpvae.model.GPVAEModel.encode` passes the batch's ``valid`` mask.
+    reads_valid = True
 
     def __init__(
         self,
@@ -52,7 +60,30 @@ class GRUEncoder(HeadEncoder):
         self.mlp = MLP(2 * hidden_size + 2 * num_features, hidden, num_outputs * latent_dim,
                        activation)  # fmt: skip
 
-    def forward(self, y: Tensor, observed: Tensor) -> tuple[Tensor, ...]:
+    def forward(
+        self, y: Tensor, observed: Tensor, valid: Tensor | None = None
+    ) -> tuple[Tensor, ...]:
         inp = self.masked(y, observed)  # (B, N, 2D)
-        h, _ = self.gru(inp)  # (B, N, 2 hidden_size)
+        lengths = None if valid is None else _prefix_lengths(valid)
+        if lengths is None or bool((lengths == inp.shape[1]).all()):  # no padding
+            h, _ = self.gru(inp)  # (B, N, 2 hidden_size)
+        else:  # each series' own steps: the backward pass starts at its last step
+            packed = pack_padded_sequence(
+                inp, lengths.cpu(), batch_first=True, enforce_sorted=False
+            )
+            out, _ = self.gru(packed)
+            h, _ = pad_packed_sequence(out, batch_first=True, total_length=inp.shape[1])
         return self.heads(self.mlp(torch.cat([h, inp], dim=-1)))
+
+
+def _prefix_lengths(valid: Tensor) -> Tensor | None:
+    """(B,) number of valid steps of each row when they come first (padding at the end, as
+    :meth:`gpvae.data.SeriesSet.to_batch` pads), else None (the GRU then runs over every
+    step)."""
+    lengths = valid.sum(1)
+    steps = torch.arange(valid.shape[1], device=valid.device)
+    if not bool((valid == (steps[None, :] < lengths[:, None])).all()) or not bool(
+        (lengths > 0).all()
+    ):
+        return None
+    return lengths

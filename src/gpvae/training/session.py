@@ -486,10 +486,43 @@ class FitSession:
                 f"checkpoint {file.name}: expected a complete gpvae fit checkpoint, found "
                 f"error {err!r}"
             ) from None
-        # Finished when it stopped early, or reached this run's epochs (a larger ``epochs``
-        # continues a finished run).
-        finished = bool(meta.get("stopped_early", False)) or state.epoch >= self.config.train.epochs
+        finished = self._finished(state, file)
         return state, optimizer, finished
+
+    def _finished(self, state: TrainState, file: Path) -> bool:
+        """Whether the checkpoint's run is already over under this run's ``epochs`` and
+        ``patience``: a larger ``epochs`` or ``patience`` continues it (exactly as an
+        uninterrupted fit with them would have gone on), the checkpoint's own settings
+        finish it.
+
+        Raises:
+            ValidationError: naming ``epochs`` or ``patience`` when the checkpoint ran past
+                where a fit with them would have stopped.
+        """
+        epochs, patience = self.config.train.epochs, self.config.train.patience
+        if state.epoch > epochs:
+            raise ValidationError(
+                f"epochs: expected at least the {state.epoch} epochs the checkpoint "
+                f"{file} already ran (resume continues a fit, never shortens it), found "
+                f"{epochs}; fit afresh without resume for fewer"
+            )
+        if patience is None:
+            return state.epoch >= epochs
+        best, best_epoch = math.inf, 0  # the loop's early stopping, replayed on the history
+        for epoch, record in enumerate(state.history, start=1):
+            score = float(record.get("val_score", math.nan))
+            if math.isfinite(score) and score < best:
+                best, best_epoch = score, epoch
+            if epoch - best_epoch >= patience:
+                if epoch < state.epoch:
+                    raise ValidationError(
+                        f"patience: expected at least the patience with which the checkpoint "
+                        f"{file} ran {state.epoch} epochs, found {patience}, which stops after "
+                        f"epoch {epoch}; resume with a larger patience, or fit afresh without "
+                        "resume"
+                    )
+                return True
+        return state.epoch >= epochs
 
     def remove_stale_temps(self) -> None:
         """Delete temporary checkpoint files left by a run killed while writing one (the
