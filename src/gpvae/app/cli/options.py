@@ -23,6 +23,7 @@ __all__ = [
     "level_option",
     "merge_option",
     "num_samples_option",
+    "out_option",
     "positive_float",
     "positive_int",
     "probability",
@@ -141,6 +142,13 @@ def interval(level: float) -> tuple[float, float]:
     return (0.5 - level / 2.0, 0.5 + level / 2.0)
 
 
+out_option = click.option(
+    "-o",
+    "--out",
+    required=True,
+    help="Output .csv or .parquet file, or a folder (a name without extension) that gets "
+    "part-00000.parquet, one part per process: for a large DATA folder of Parquet files.",
+)
 num_samples_option = click.option(
     "--num-samples",
     default=100,

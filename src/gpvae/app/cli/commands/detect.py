@@ -25,7 +25,7 @@ from gpvae.app.cli.columns import (
 )
 from gpvae.app.cli.errors import CLIError, as_cli, info
 from gpvae.app.cli.model_dir import load_model
-from gpvae.app.cli.options import FiniteFloat, examples, merge_option, series_option
+from gpvae.app.cli.options import FiniteFloat, examples, merge_option, out_option, series_option
 from gpvae.app.cli.tables import (
     check_output,
     check_plot,
@@ -41,13 +41,7 @@ __all__ = ["anomaly_table", "describe_intervals", "detect", "interval_table", "l
 @click.command()
 @click.argument("model_dir", type=str)
 @click.argument("data", type=str)
-@click.option(
-    "-o",
-    "--out",
-    required=True,
-    help="Output .csv or .parquet file, or a folder (a name without extension) that gets "
-    "part-00000.parquet, one part per process: for a large DATA folder of Parquet files.",
-)
+@out_option
 @click.option(
     "--threshold",
     default=None,

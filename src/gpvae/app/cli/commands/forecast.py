@@ -18,6 +18,7 @@ from gpvae.app.cli.options import (
     level_option,
     merge_option,
     num_samples_option,
+    out_option,
     positive_int,
     series_option,
 )
@@ -36,13 +37,7 @@ __all__ = ["forecast"]
     type=int,
     help="Number of future steps (spaced by each series' median step).",
 )
-@click.option(
-    "-o",
-    "--out",
-    required=True,
-    help="Output .csv or .parquet file, or a folder (a name without extension) that gets "
-    "part-00000.parquet, one part per process: for a large DATA folder of Parquet files.",
-)
+@out_option
 @num_samples_option
 @level_option
 @click.option(

@@ -25,6 +25,7 @@ from gpvae.app.cli.options import (
     level_option,
     merge_option,
     num_samples_option,
+    out_option,
     series_option,
 )
 from gpvae.app.cli.tables import check_plot, panels_drawn, save_figure
@@ -35,13 +36,7 @@ __all__ = ["impute", "keep_observed"]
 @click.command()
 @click.argument("model_dir", type=str)
 @click.argument("data", type=str)
-@click.option(
-    "-o",
-    "--out",
-    required=True,
-    help="Output .csv or .parquet file, or a folder (a name without extension) that gets "
-    "part-00000.parquet, one part per process: for a large DATA folder of Parquet files.",
-)
+@out_option
 @num_samples_option
 @level_option
 @click.option(
