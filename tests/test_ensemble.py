@@ -142,6 +142,26 @@ def test_an_ensemble_never_removes_files_gpvae_did_not_write(
     assert sorted(p.name for p in folder.iterdir()) == ["ensemble.json", "member_0", "member_1"]
 
 
+def test_a_single_model_never_replaces_files_gpvae_did_not_write(
+    fitted: GPVAEEnsemble, tmp_path: Path
+) -> None:
+    """GPVAE.save overwrote a config.json of the user's, and removed an ensemble.json (with
+    any member_* folders) that was not gpvae's."""
+    single = fitted.members_[0]
+    for name in ("config.json", "model.safetensors", "ensemble.json"):
+        folder = tmp_path / name.split(".")[0]
+        folder.mkdir()
+        (folder / name).write_text('{"experiment": "weather-2026"}')
+        with pytest.raises(GPVAEError, match=rf"^path: expected a folder for the model .*{name}"):
+            single.save(folder)
+        assert sorted(p.name for p in folder.iterdir()) == [name]  # nothing written
+    folder = tmp_path / "ours"  # gpvae's own ensemble and model files are replaced
+    fitted.save(folder)
+    single.save(folder)
+    assert sorted(p.name for p in folder.iterdir()) == ["config.json", "model.safetensors"]
+    single.save(folder)  # and its own model again
+
+
 def test_backtest_refits_every_member(fitted: GPVAEEnsemble) -> None:
     res = GPVAEEnsemble(2, **CONFIG).backtest(
         _series(), horizon=4, num_origins=2, refit="each", num_samples=6

@@ -43,6 +43,7 @@ from gpvae.kernels import kernel_from_spec
 __all__ = [
     "ENSEMBLE_FILE",
     "SavedModel",
+    "check_ensemble",
     "check_single",
     "drop_ensemble",
     "drop_single",
@@ -110,6 +111,39 @@ def check_single(path: str | os.PathLike[str]) -> None:
             f"{WEIGHTS_FILE} of its own, or with those of a gpvae model (which the ensemble "
             f"replaces), found {', '.join(str(p) for p in found)}, not written by gpvae; "
             "save the ensemble into another folder"
+        )
+
+
+def _gpvae_ensemble(root: Path) -> bool:
+    """Whether ``root/ensemble.json`` is the one :meth:`GPVAEEnsemble.save` writes (its
+    member count, and a first member that is a gpvae model)."""
+    try:
+        document = json.loads((root / ENSEMBLE_FILE).read_text(encoding="utf-8"))
+    except (OSError, UnicodeDecodeError, ValueError):
+        return False
+    members = document.get("members") if isinstance(document, dict) else None
+    ok = isinstance(members, int) and not isinstance(members, bool) and members >= 1
+    return ok and set(document) == {"members"} and _written_by_gpvae(root / "member_0")
+
+
+def check_ensemble(path: str | os.PathLike[str]) -> None:
+    """Before a single model is written to ``path``: refuse a folder whose ``config.json``,
+    ``model.safetensors`` (which the save replaces) or ``ensemble.json`` (which it removes,
+    with the members) gpvae did not write, naming them.
+
+    Raises:
+        ValidationError: such a file in ``path``.
+    """
+    root = Path(path)
+    found = [root / name for name in (CONFIG_FILE, WEIGHTS_FILE) if (root / name).exists()]
+    foreign = found if found and not _written_by_gpvae(root) else []
+    if (root / ENSEMBLE_FILE).exists() and not _gpvae_ensemble(root):
+        foreign.append(root / ENSEMBLE_FILE)
+    if foreign:
+        raise ValidationError(
+            f"path: expected a folder for the model without files of gpvae's names that "
+            f"gpvae did not write (the save would replace or remove them), found "
+            f"{', '.join(str(p) for p in foreign)}; save the model into another folder"
         )
 
 

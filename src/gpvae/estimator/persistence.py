@@ -14,7 +14,7 @@ from torch import nn
 
 from gpvae.errors import GPVAEError, ModelFileError, ValidationError
 from gpvae.estimator.assembly import resolve_device
-from gpvae.estimator.modelfile import load_weights, read_folder, write_folder
+from gpvae.estimator.modelfile import check_ensemble, load_weights, read_folder, write_folder
 from gpvae.kernels import kernel_spec
 from gpvae.nets.registry import decoder_names, encoder_names
 from gpvae.training import distributed
@@ -101,7 +101,9 @@ class PersistenceMethods:
         Raises:
             NotFittedError: before fit.
             ValidationError: a custom encoder/decoder module or a kernel instance that JSON
-                cannot describe (names the argument).
+                cannot describe (names the argument); ``path`` holds a ``config.json``,
+                ``model.safetensors`` or ``ensemble.json`` that gpvae did not write (nothing
+                is written then).
 
         Under torchrun only process 0 writes (the others return at once, without waiting).
         """
@@ -109,6 +111,7 @@ class PersistenceMethods:
         model, scaler = est._fitted("save")
         if not distributed.is_main_process():
             return  # under torchrun, process 0 writes the folder
+        check_ensemble(path)  # before writing: never replace files gpvae did not write
         config = self.get_config()
         if est.spatial_ is not None:  # what the fit learned of the space (not an argument)
             config["spatial"] = est.spatial_.to_json()
