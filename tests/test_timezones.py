@@ -55,12 +55,20 @@ def test_daily_zoned_forecast_keeps_the_time_of_day_across_a_clock_change() -> N
     zoned = _frame(pd.date_range("2000-01-20", periods=60, freq="D", tz="Europe/Berlin"))
     plain = zoned.tz_localize(None)
     model = GPVAE(**KW).fit(zoned)
-    assert model.scaler_.time_form_ == ("steps", "D")
+    assert model.scaler_.time_form_ == ("hours", None)  # counted in hours, stepped in days
     fz = model.forecast(zoned, horizon=10).to_frame()
     expected = pd.date_range("2000-03-20", periods=10, freq="D", tz="Europe/Berlin")
     assert list(fz.index) == list(expected)  # midnights, +01:00 then +02:00
     fp = GPVAE(**KW).fit(plain).forecast(plain, horizon=10).to_frame()
-    np.testing.assert_allclose(fz.to_numpy(), fp.to_numpy(), rtol=1e-5, atol=1e-6)
+    # before the change the steps are the naive data's 24 hours: the same forecast
+    np.testing.assert_allclose(fz.to_numpy()[:7], fp.to_numpy()[:7], rtol=1e-5, atol=1e-6)
+    # readings at other times of day, and new data off midnight, are taken as before
+    mixed = _frame(pd.date_range("2000-01-20 09:00", periods=60, freq="D", tz="Europe/Berlin"))
+    both = pd.concat([zoned.assign(id="a"), mixed.assign(id="b")]).rename_axis("t").reset_index()
+    from gpvae.data import to_series_set
+
+    assert to_series_set(both, id_col="id", time_col="t").layout.time_unit == "hours"
+    model.impute(zoned.iloc[:5].set_axis(zoned.index[:5] + pd.Timedelta(hours=6)))
     # a daily time skipped by the clock change is given as the first time after the gap
     early = _frame(pd.date_range("2000-01-20 02:30", periods=60, freq="D", tz="Europe/Berlin"))
     dates = GPVAE(**KW).fit(early).forecast(early, horizon=10).to_frame().index

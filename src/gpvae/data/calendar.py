@@ -87,15 +87,6 @@ def _is_fixed(offset: pd.DateOffset) -> bool:
     return True
 
 
-def _whole_days(offset: pd.DateOffset) -> bool:
-    """True for a fixed offset of whole days (``"D"``, ``"7D"``)."""
-    try:
-        delta = pd.Timedelta(offset)
-    except (TypeError, ValueError):
-        return False
-    return delta > pd.Timedelta(0) and delta % pd.Timedelta(days=1) == pd.Timedelta(0)
-
-
 def _infer_freq(idx: pd.DatetimeIndex) -> str | None:
     """``pd.infer_freq`` as a string (pandas 4 returns an offset)."""
     with warnings.catch_warnings():
@@ -121,13 +112,11 @@ def _grid_freq(t: np.ndarray) -> str | None:
     return _shifted_freq(t)
 
 
-def infer_calendar(times: Sequence[np.ndarray], zoned: bool = False) -> str | None:
+def infer_calendar(times: Sequence[np.ndarray]) -> str | None:
     """The calendar frequency shared by all series, when their steps vary in hours.
 
     Args:
         times: per series, sorted datetime64 times.
-        zoned: the times are a zone's wall-clock times: whole days (``"D"``, ``"2D"``) count
-            as a calendar too, as a day is 23 or 25 hours at a clock change.
 
     Returns:
         A pandas frequency string (``"MS"``, ``"QS-OCT"``, ``"B"``, ...), or None when the
@@ -149,7 +138,7 @@ def infer_calendar(times: Sequence[np.ndarray], zoned: bool = False) -> str | No
         return None
     freq = freqs.pop()
     offset = _offset(freq)
-    if _is_fixed(offset) and not (zoned and _whole_days(offset)):
+    if _is_fixed(offset):
         return None
     shift = _split(freq)[1]
     on_grid = all(offset.is_on_offset(pd.Timestamp(x) - shift) for t in short for x in t)

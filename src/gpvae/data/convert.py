@@ -276,9 +276,7 @@ def _times_to_hours(
     # zone-aware times arrive in UTC; a calendar grid lies on the zone's own dates
     local = parsed.times if tz is None else [wall_clock(t, tz) for t in parsed.times]
     known = time_form is not None and time_form[0] is not None  # (numbers at fit: not known)
-    freq = (
-        time_form[1] if known and time_form is not None else infer_calendar(local, tz is not None)
-    )
+    freq = time_form[1] if known and time_form is not None else infer_calendar(local)
     if freq is not None:
         origin = min(t.min() for t in local)
         steps = [calendar_steps(t, origin, freq, parsed.time_name) for t in local]

@@ -241,6 +241,27 @@ def times_1d(times: Any, name: str) -> np.ndarray:
     return t
 
 
+def _wall_days(lay: Any, step: float) -> bool:
+    """Zone-aware dates counted in hours whose step is whole days: their future steps are
+    days of the zone's wall clock (23 or 25 hours across a clock change)."""
+    whole = step >= 24.0 and abs(step / 24.0 - round(step / 24.0)) < 1e-9
+    return lay.tz is not None and lay.time_unit == "hours" and whole
+
+
+def _wall_clock_steps(lay: Any, last: float, step: float, H: int) -> np.ndarray:
+    """(H,) model hours of ``last`` + 1..H steps of ``step`` hours on the zone's wall clock:
+    a daily reading at midnight stays at midnight after a clock change. A wall-clock time
+    the change skips becomes the first after the gap; a repeated one, the summer-time one."""
+    origin = pd.Timestamp(cast(Any, lay.time_origin))
+    utc = origin + pd.to_timedelta(last, unit="h")
+    wall = pd.Timestamp(utc).tz_localize("UTC").tz_convert(lay.tz).tz_localize(None)
+    ahead = wall + pd.to_timedelta(step * np.arange(1, H + 1), unit="h")
+    dst = np.ones(H, dtype=bool)
+    moved = ahead.tz_localize(lay.tz, ambiguous=dst, nonexistent="shift_forward")
+    back = moved.tz_convert("UTC").tz_localize(None)
+    return np.asarray((back - origin) / pd.Timedelta(hours=1), dtype=np.float64)
+
+
 def resolve_future_times(
     ss: SeriesSet, horizon: int | None, future_times: Any, default_step: float = 1.0
 ) -> np.ndarray:
@@ -261,6 +282,8 @@ def resolve_future_times(
             else:
                 step = float(np.median(np.diff(t))) if len(t) > 1 else default_step
             out[i] = t[-1] + step * np.arange(1, H + 1)
+            if _wall_days(ss.layout, step):
+                out[i] = _wall_clock_steps(ss.layout, t[-1], step, H)
         return out
     if horizon is not None:
         raise ValidationError("horizon: expected None when future_times is given, found both")
