@@ -316,6 +316,11 @@ def test_draw_memory_estimate_counts_the_latent_paths(monkeypatch: pytest.Monkey
     with pytest.raises(ValidationError, match=r"^num_samples: .*about 1\.34 GiB"):
         est.impute(np.random.default_rng(1).standard_normal((1, 60_000, 2)))
     assert est.forecast(X, horizon=100).mean.shape == (1, 100, 2)  # small requests still run
+    # forecasts of long paths go one series per batch (FORECAST_BATCH_POINTS): the guard
+    # counts that batch, not batch_size series (12 BeijingAir stations were refused)
+    monkeypatch.setattr(arguments, "physical_memory", lambda: 2**29)
+    four = np.random.default_rng(2).standard_normal((4, 30, 2))
+    assert est.forecast(four, horizon=12_000).mean.shape == (4, 12_000, 2)
 
 
 def test_check_memory_uses_the_machine_limit(monkeypatch: pytest.MonkeyPatch) -> None:

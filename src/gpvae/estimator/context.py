@@ -147,7 +147,9 @@ class PredictContext:
         values, times = [ss.values[i] for i in idx], [ss.times[i] for i in idx]
         return series_generators(self.seed, salt, values, times, self.device)
 
-    def check_draws(self, names: str, S: int, n: int, N: int, prior_only: bool = False) -> None:
+    def check_draws(
+        self, names: str, S: int, n: int, N: int, prior_only: bool = False, batch: int = 0
+    ) -> None:
         """Fail at once, naming ``names``, when S draws over a batch of series of N steps
         cannot fit in memory.
 
@@ -157,7 +159,7 @@ class PredictContext:
         22 KB per step at 100 draws), about a third of that per latent channel for draws from
         the prior (:meth:`GPVAE.sample`).
         """
-        B = min(self.batch_size, n)
+        B = min(batch or self.batch_size, n)  # ``batch``: the caller's own batch size
         L, D = self.model.latent_dim, self.scaler.num_features
         per_value = next(self.model.parameters()).element_size()
         values = (10 if prior_only else 28) * L + 2 * D

@@ -279,7 +279,9 @@ def forecast_series(
         ahead = None if pick is not None else ahead  # the grid's times are steps 1..K
     D = ss.num_features
     T_max = max(len(t) for t in ss.times)
-    ctx.check_draws(f"num_samples, {future_name}", S, n, T_max + grid.shape[1])
+    steps = T_max + grid.shape[1]  # forecast_draws' batches hold few series of long paths
+    within = batch_size_within(ctx.batch_size, S, steps)
+    ctx.check_draws(f"num_samples, {future_name}", S, n, steps, batch=within)
     warn_few_draws(S, q_lo, q_hi)  # the inputs are checked: no warning before an error
     _warn_uncalibrated(ctx, future_name, furthest)
     if getattr(model, "interp_skip", False):
