@@ -827,45 +827,10 @@ def parse_args(argv: Sequence[str] | None) -> argparse.Namespace:
     p.add_argument("--no-dev", action="store_true", help="Leave the development subset out.")
     p.add_argument("--shard", default="0/1", help="i/n: run every n-th series from the i-th.")
     p.add_argument("--tag", default="main", help="Label of this configuration's records.")
-    p.add_argument("--epochs", type=int, default=40)
-    p.add_argument("--patience", type=int, default=5)
-    p.add_argument("--latent-dim", type=int, default=4)
-    p.add_argument("--kernel", default="matern32", help="gpvae's kernel name (the VAE's is white).")
-    p.add_argument(
-        "--lengthscale",
-        type=lengthscale_arg,
-        default=None,
-        help="gpvae's initial lengthscale in steps (default: the library's), or one per "
-        "latent channel, comma-separated (e.g. 3,6,12,24 with --latent-dim 4).",
-    )
-    p.add_argument("--beta", type=float, default=1.0, help="KL weight of both VAEs.")
-    p.add_argument(
-        "--likelihood",
-        default="gaussian",
-        help="Observation model of both VAEs (a GPVAE likelihood name, e.g. student_t).",
-    )
-    p.add_argument(
-        "--encoder",
-        default="mlp",
-        help="Encoder of both VAEs (a GPVAE encoder name, e.g. conv: width 3 over time).",
-    )
-    p.add_argument("--hidden", type=int, default=64)
-    p.add_argument("--lr", type=float, default=3e-3)
-    p.add_argument(
-        "--kernel-lr",
-        type=float,
-        default=None,
-        help="gpvae's learning rate of the kernel hyper-parameters (default: the library's, "
-        "max(--lr, settings.KERNEL_LR)).",
-    )
-    p.add_argument("--batch-size", type=int, default=32)
-    p.add_argument("--train-window", type=int, default=64, help="Steps per training window.")
-    p.add_argument("--train-stride", type=int, default=16, help="Steps between their starts.")
-    p.add_argument("--window", type=int, default=128, help="Steps per scoring window.")
-    p.add_argument("--folds", type=int, default=5)
-    p.add_argument("--samples", type=int, default=16)
-    p.add_argument("--smooth", type=int, default=1)
-    p.add_argument("--far", type=float, default=0.01, help="Target false-alarm rate.")
+    add_model_options(p)
+    # the score variant's name sets the folds and the smoothing (--variants): refused
+    p.add_argument("--folds", type=int, default=None, help=argparse.SUPPRESS)
+    p.add_argument("--smooth", type=int, default=None, help=argparse.SUPPRESS)
     p.add_argument(
         "--threshold-holdout",
         type=float,
@@ -907,7 +872,6 @@ def parse_args(argv: Sequence[str] | None) -> argparse.Namespace:
         help="With --merge: only the records of these score variants (comma-separated) of "
         "gpvae and the VAE (records without a variant are all kept).",
     )
-    p.add_argument("--seed", type=int, default=0)
     p.add_argument(
         "--restart-of",
         nargs="+",
@@ -923,12 +887,68 @@ def parse_args(argv: Sequence[str] | None) -> argparse.Namespace:
     p.add_argument("--restarts", type=int, default=3)
     p.add_argument("--group", type=int, default=0)
     args = p.parse_args(argv)
+    check_model_args(p, args)
+    for option, what in (("folds", "folds"), ("smooth", "smoothing steps")):
+        if getattr(args, option) is not None:
+            p.error(
+                f"--{option}: expected none (the score variant's name sets its {what}: "
+                f"k5..._s32 scores with 5 folds smoothed over 32 steps; choose variants with "
+                f"--variants), found --{option} {getattr(args, option)}"
+            )
+    del args.folds, args.smooth
+    return args
+
+
+def add_model_options(p: argparse.ArgumentParser) -> None:
+    """Add the options of the models' fit and of gpvae's threshold and scoring (shared with
+    ``anomaly_speed.py``): what :func:`new_gpvae` and the scoring read."""
+    p.add_argument("--epochs", type=int, default=40)
+    p.add_argument("--patience", type=int, default=5)
+    p.add_argument("--latent-dim", type=int, default=4)
+    p.add_argument("--kernel", default="matern32", help="gpvae's kernel name (the VAE's is white).")
+    p.add_argument(
+        "--lengthscale",
+        type=lengthscale_arg,
+        default=None,
+        help="gpvae's initial lengthscale in steps (default: the library's), or one per "
+        "latent channel, comma-separated (e.g. 3,6,12,24 with --latent-dim 4).",
+    )
+    p.add_argument("--beta", type=float, default=1.0, help="KL weight of both VAEs.")
+    p.add_argument(
+        "--likelihood",
+        default="gaussian",
+        help="Observation model of both VAEs (a GPVAE likelihood name, e.g. student_t).",
+    )
+    p.add_argument(
+        "--encoder",
+        default="mlp",
+        help="Encoder of both VAEs (a GPVAE encoder name, e.g. conv: width 3 over time).",
+    )
+    p.add_argument("--hidden", type=int, default=64)
+    p.add_argument("--lr", type=float, default=3e-3)
+    p.add_argument(
+        "--kernel-lr",
+        type=float,
+        default=None,
+        help="gpvae's learning rate of the kernel hyper-parameters (default: the library's, "
+        "max(--lr, settings.KERNEL_LR)).",
+    )
+    p.add_argument("--batch-size", type=int, default=32)
+    p.add_argument("--train-window", type=int, default=64, help="Steps per training window.")
+    p.add_argument("--train-stride", type=int, default=16, help="Steps between their starts.")
+    p.add_argument("--window", type=int, default=128, help="Steps per scoring window.")
+    p.add_argument("--samples", type=int, default=16)
+    p.add_argument("--far", type=float, default=0.01, help="Target false-alarm rate.")
+    p.add_argument("--seed", type=int, default=0)
+
+
+def check_model_args(p: argparse.ArgumentParser, args: argparse.Namespace) -> None:
+    """Refuse (``p.error``) a ``--lengthscale`` list whose length is not ``--latent-dim``."""
     if isinstance(args.lengthscale, list) and len(args.lengthscale) != args.latent_dim:
         p.error(
             f"--lengthscale: expected one value or {args.latent_dim} (one per latent "
             f"channel, --latent-dim), found {len(args.lengthscale)}"
         )
-    return args
 
 
 def lengthscale_arg(text: str) -> float | list[float]:

@@ -4,8 +4,10 @@ the N(0, I) VAE alike, from the entry scores that their fits dumped.
 ``benchmarks/anomaly.py --dump DIR`` saves, for every series and model, the entry scores of
 one fit on the normal and the scored part: the held-out predictive densities (``k5``;
 ``k5b8`` with a ``@b8`` variant; ``c8`` with a causal one) and the prior-alone scores
-(``prior``). Until session 30 the score variant was chosen on six development series, three
-of them SMAP/MSL, which did not predict the held-out channels. Here every candidate of
+(``prior``); the candidates need all four, which ``--variants`` :data:`DUMP_VARIANTS` give
+(``C,C@b8,c8ph_norm_s32_b512`` with ``C`` the chosen variant). Until session 30 the score
+variant was chosen on six development series, three of them SMAP/MSL, which did not
+predict the held-out channels. Here every candidate of
 :data:`CANDIDATES` (each with the chosen variant's pipeline, ``anomaly.CHOSEN``: prior
 weight times the spread ratio, tail scale, the largest feature, the trailing mean and the
 drift baseline) is scored on every series, and a candidate is chosen per model and
@@ -75,6 +77,24 @@ CANDIDATES: dict[str, tuple[str | None, float]] = {
     "P": (None, math.inf),
 }
 MODELS = ("gpvae", "vae")
+#: The ``anomaly.py --variants`` whose fits dump the entries the candidates need: the chosen
+#: variant (``k5`` and ``prior``), it with ``@b8`` (``k5b8``) and a causal one (``c8``).
+DUMP_VARIANTS = (A.CHOSEN, f"{A.CHOSEN}{A.BLOCK}8", "c8ph_norm_s32_b512")
+
+
+def check_dump(dump: dict[str, np.ndarray], path: Path) -> None:
+    """Refuse (SystemExit) a dump without the entries of every candidate, naming the
+    missing ones and the ``anomaly.py --variants`` that dump them all."""
+    keys = sorted({key or "" for key, _ in CANDIDATES.values()} - {""} | {"prior"})
+    missing = [k for k in keys if f"{k}_train" not in dump or f"{k}_test" not in dump]
+    if missing:
+        need = [n for n, (key, w) in CANDIDATES.items()
+                if key in missing or ("prior" in missing and w > 0)]  # fmt: skip
+        raise SystemExit(
+            f"{path}: expected the entries {', '.join(keys)}, found none of "
+            f"{', '.join(missing)} (needed by the candidates {', '.join(need)}): dump the "
+            f"fits with anomaly.py --variants {','.join(DUMP_VARIANTS)} --dump DIR"
+        )
 
 
 def candidate_score(dump: dict[str, np.ndarray], name: str, far: float, samples: int) -> np.ndarray:
@@ -123,6 +143,7 @@ def evaluate(args: argparse.Namespace) -> int:
             if not path.exists():
                 continue
             dump = load_dump(path)
+            check_dump(dump, path)
             labels, window = dump["labels"], rec["sliding_window"]
             metrics = {c: A.metrics(candidate_score(dump, c, args.far, args.samples), labels,
                                     window) for c in CANDIDATES}  # fmt: skip

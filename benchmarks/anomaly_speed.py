@@ -4,15 +4,20 @@ scoring of a 10,000-step series (the goals: under 60 s and under 5 s on this mac
     env PYTHONPATH=src OMP_NUM_THREADS=1 \\
         .venv-bench/bin/python benchmarks/anomaly_speed.py --data-dir ../shared/data
 
-Uses the settings of ``benchmarks/anomaly.py`` (its defaults) and one thread. Records wall
-and CPU seconds, and the machine's load average at the start (a loaded machine inflates
-wall time; CPU seconds are less affected), to ``benchmarks/results/anomaly_speed.json``.
+Uses the model settings of ``benchmarks/anomaly.py`` (its defaults; the same options, e.g.
+``--epochs``) and one thread. Records wall and CPU seconds, and the machine's load average
+at the start (a loaded machine inflates wall time; CPU seconds are less affected), to
+``--out`` (default ``benchmarks/results/anomaly_speed.json``, whose records the
+``anomaly-speed`` region of ``docs/benchmarks.md`` shows: that region is rewritten, with the
+command run, when ``--out`` is the default or ``--doc`` is given).
 """
 
 from __future__ import annotations
 
+import argparse
 import json
 import os
+import shlex
 import sys
 import time
 from collections.abc import Sequence
@@ -31,17 +36,42 @@ def _clock() -> tuple[float, float]:
     return time.perf_counter(), time.process_time()
 
 
+def parse_args(argv: Sequence[str]) -> argparse.Namespace:
+    """The options: the channels, where to write, and ``anomaly.py``'s model options."""
+    p = argparse.ArgumentParser(description=(__doc__ or "").split("\n\n")[0])
+    p.add_argument("--data-dir", default=None)
+    p.add_argument(
+        "--channels", default="P-1,E-1,C-1", help="Comma-separated SMAP channels to time."
+    )
+    p.add_argument(
+        "--out",
+        type=Path,
+        default=OUT,
+        help="Records file to write (default benchmarks/results/anomaly_speed.json).",
+    )
+    p.add_argument(
+        "--doc",
+        type=Path,
+        default=None,
+        help="Markdown whose anomaly-speed region to rewrite (default docs/benchmarks.md when "
+        "--out is the default; none otherwise).",
+    )
+    p.add_argument("--folds", type=int, default=5, help="Folds of the threshold's scores.")
+    bench.add_model_options(p)
+    args = p.parse_args(argv)
+    bench.check_model_args(p, args)
+    if args.doc is None and args.out.resolve() == OUT:
+        args.doc = DOC
+    return args
+
+
 def main(argv: Sequence[str] | None = None) -> int:
     import torch
 
     torch.set_num_threads(1)
     argv = list(sys.argv[1:] if argv is None else argv)
-    channels = ["P-1", "E-1", "C-1"]
-    if "--channels" in argv:
-        i = argv.index("--channels")
-        channels = argv[i + 1].split(",")
-        del argv[i : i + 2]
-    args = bench.parse_args(argv)
+    args = parse_args(argv)
+    channels = args.channels.split(",")
     records = []
     for ch in channels:
         s = bench.load("SMAP_MSL", ch, args.data_dir)
@@ -80,13 +110,18 @@ def main(argv: Sequence[str] | None = None) -> int:
         }
         records.append(rec)
         print(json.dumps({k: round(v, 2) if isinstance(v, float) else v for k, v in rec.items()}))
-    OUT.parent.mkdir(parents=True, exist_ok=True)
-    OUT.write_text(json.dumps(records, indent=1) + "\n")
-    command = "env PYTHONPATH=src OMP_NUM_THREADS=1 " + (
-        ".venv-bench/bin/python benchmarks/anomaly_speed.py --data-dir ../shared/data"
-        f" --channels {','.join(channels)}"
-    )
-    write_doc(render(records, command, time.strftime("%Y-%m-%d %H:%M UTC", time.gmtime())))
+    args.out.parent.mkdir(parents=True, exist_ok=True)
+    args.out.write_text(json.dumps(records, indent=1) + "\n")
+    wrote = [str(args.out)]
+    if args.doc is not None:
+        # the command as run (every flag given), so that the region says how to remake it
+        command = "env PYTHONPATH=src OMP_NUM_THREADS=1 .venv-bench/bin/python " + shlex.join(
+            ["benchmarks/anomaly_speed.py", *argv]
+        )
+        created = time.strftime("%Y-%m-%d %H:%M UTC", time.gmtime())
+        if write_doc(render(records, command, created), args.doc):
+            wrote.append(str(args.doc))
+    print("wrote " + " and ".join(wrote))
     return 0
 
 
@@ -113,13 +148,16 @@ def render(records: list[dict], command: str, created: str) -> str:
     return "\n".join(lines)
 
 
-def write_doc(text: str) -> None:
+def write_doc(text: str, path: Path = DOC) -> bool:
+    """Replace the ``anomaly-speed`` region of ``path`` with ``text``; False (nothing
+    written) when ``path`` has no such region."""
     begin, end = "<!-- anomaly-speed -->", "<!-- /anomaly-speed -->"
-    doc = DOC.read_text()
-    if begin in doc and end in doc:
-        head, rest = doc.split(begin, 1)
-        doc = head + f"{begin}\n{text}\n{end}" + rest.split(end, 1)[1]
-        DOC.write_text(doc)
+    doc = path.read_text()
+    if begin not in doc or end not in doc:
+        return False
+    head, rest = doc.split(begin, 1)
+    path.write_text(head + f"{begin}\n{text}\n{end}" + rest.split(end, 1)[1])
+    return True
 
 
 if __name__ == "__main__":

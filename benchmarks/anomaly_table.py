@@ -1,12 +1,15 @@
 """Write the anomaly-detection table of docs/benchmarks.md from the anomaly records.
 
-    python benchmarks/anomaly_table.py [--results PATH ...] [--tag main] [--variant V]
+    python benchmarks/anomaly_table.py --tag TAG [--results PATH ...] [--variant V]
         [--peer-variants] [--compare TAG:VARIANT ...] [--marker NAME]
 
-Means per data set (SMAP, MSL, SMAP+MSL, NAB), the held-out series and the development
-series (the score variant was chosen on them) apart, over the series that **every** method has a
-record for (so a partly run campaign compares like with like; the number of series is
-shown), and the gpvae threshold's false-alarm rate on the unlabelled test steps.
+Means per data set (SMAP, MSL, SMAP+MSL, NAB) of the records of ``--tag`` (required: each
+campaign's records have their own tag; ``--variant``, default ``anomaly.CHOSEN``, must be
+one of the tag's gpvae score variants, and tag ``main``, session 8's, has none of today's),
+the held-out series and the development series (the score variant was chosen on them)
+apart, over the series that **every** method has a record for (so a partly run campaign
+compares like with like; the number of series is shown), and the gpvae threshold's
+false-alarm rate on the unlabelled test steps.
 ``--compare TAG:VARIANT`` adds gpvae's and the N(0, I) VAE's records of another tag and score
 variant as further rows beside the tag's (e.g. a later campaign of the two beside the
 baselines' records).
@@ -275,7 +278,11 @@ def write_region(docs: Path, table: str, begin: str = BEGIN, end: str = END) -> 
 def main(argv: Sequence[str] | None = None) -> int:
     p = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     p.add_argument("--results", nargs="+", default=[str(r) for r in RESULTS])
-    p.add_argument("--tag", default="main")
+    p.add_argument(
+        "--tag",
+        required=True,
+        help="The campaign whose records make the table (e.g. s10; main: session 8's).",
+    )
     p.add_argument("--docs", default=str(DOCS))
     p.add_argument("--variant", default=None, help="Default: CHOSEN of anomaly.py.")
     p.add_argument(

@@ -141,8 +141,19 @@ def main(argv: Sequence[str] | None = None) -> int:
             imputed, observed = saved["imputed"], saved["observed"]
             labels, pick = saved["labels"], saved["pick"]
             run = {k: saved[k].item() for k in ("method", "seed", "epochs") if k in saved}
+            # the file's --subset (files written before it was saved: its number of stays)
+            theirs = int(saved["subset"]) if "subset" in saved else len(observed)
         if not np.array_equal(observed, ~np.isnan(prep.X)):
-            raise ValueError(f"{item}: expected the imputed stays of the first {args.subset}")
+            parser.error(
+                f"{item}: expected the imputed stays of the first {args.subset} (--subset "
+                f"{args.subset}), found "
+                + (
+                    f"a file of the first {theirs} stays (downstream_outer.py --subset "
+                    f"{theirs}): give --subset {theirs}"
+                    if theirs != args.subset
+                    else f"other stays ({len(observed)} with another pattern of observed entries)"
+                )
+            )
         res = analyse(imputed, observed, labels, pick, interpolation, level, args.tau, args.repeats)
         records.append({"name": name, "file": path, **run, **res})
         bands = " ".join(

@@ -28,7 +28,7 @@ Records go to ``benchmarks/results/imputation_outer.json`` (``--out`` to change)
 ``--config`` / ``--tag`` as in ``imputation.py`` (gpvae only). Each record carries the
 command that made it (``command``). ``--save-imputed FILE.npz`` also writes the subset's
 imputed stays (``imputed``, standardised units; ``observed``; ``labels``; ``pick``, the
-training + validation rows; ``method``, ``seed``, ``epochs``) for analysis
+training + validation rows; ``subset``; ``method``, ``seed``, ``epochs``) for analysis
 (``downstream_gaps.py``); it holds no outer stay.
 """
 
@@ -137,6 +137,7 @@ def run(
             observed=~np.isnan(prep.X),
             labels=prep.labels,
             pick=pick,
+            subset=subset,
             method=method if tag is None else f"{method}[{tag}]",
             seed=seed,
             epochs=int(imputer.epochs_run),

@@ -16,6 +16,8 @@ Usage::
 
 Writes ``benchmarks/results/gp_scaling.json`` (or ``--out``): a list of records with
 ``backend``, ``T``, ``seconds``, ``peak_mib``, ``settings`` and ``machine``, and prints a table.
+A ``--quick`` smoke run writes ``benchmarks/results/gp_scaling_quick.json`` (or ``--out``),
+never the committed records.
 """
 
 from __future__ import annotations
@@ -35,6 +37,8 @@ from _worker import run_worker  # benchmarks/ is on sys.path when run as a scrip
 __all__ = ["main"]
 
 RESULTS = Path(__file__).resolve().parent / "results" / "gp_scaling.json"
+#: where a ``--quick`` smoke run writes by default (never the committed records)
+QUICK_RESULTS = RESULTS.with_name("gp_scaling_quick.json")
 FULL = {"markov": [1_000, 10_000, 100_000], "dense": [1_000, 2_000, 4_000]}
 QUICK = {"markov": [1_000, 10_000], "dense": [1_000, 2_000]}
 
@@ -94,8 +98,18 @@ def _machine() -> dict[str, Any]:
 def main(argv: list[str] | None = None) -> int:
     """Run the benchmark (or, with ``--worker``, one configuration) and write the JSON."""
     parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
-    parser.add_argument("--out", type=Path, default=RESULTS, help="JSON file to write")
-    parser.add_argument("--quick", action="store_true", help="smaller sizes, one repeat")
+    parser.add_argument(
+        "--out",
+        type=Path,
+        default=None,
+        help="JSON file to write (default results/gp_scaling.json; with --quick "
+        "results/gp_scaling_quick.json)",
+    )
+    parser.add_argument(
+        "--quick",
+        action="store_true",
+        help="smaller sizes, one repeat (smoke run; never writes the committed records)",
+    )
     parser.add_argument("--dtype", default="float64", choices=["float32", "float64"])
     parser.add_argument("--threads", type=int, default=1, help="torch intra-op threads")
     parser.add_argument("--repeats", type=int, default=3, help="timed runs after a warm-up")
@@ -110,6 +124,12 @@ def main(argv: list[str] | None = None) -> int:
     if args.worker:
         print(json.dumps(_worker(args)))
         return 0
+    if args.quick and args.out is not None and args.out.resolve() == RESULTS:
+        parser.error(
+            f"--quick: --out expected a file other than the committed {RESULTS}, found "
+            f"{args.out} (a smoke run never replaces the committed records)"
+        )
+    args.out = args.out or (QUICK_RESULTS if args.quick else RESULTS)
 
     repeats = 1 if args.quick else args.repeats
     common = [

@@ -39,7 +39,8 @@ Records are appended to ``benchmarks/results/imputation_fair.json`` (``--out`` t
 per (dataset, pattern, method, seed, subset), written atomically as each finishes; existing
 records are skipped unless ``--force``. ``--subset N`` keeps the first N series only (split as
 usual) for every method alike: a reduced-scale run, recorded with ``"subset": N``.
-``--smoke`` runs a tiny subset for 2 epochs and writes to a temporary file.
+``--smoke`` runs a tiny subset for 2 epochs with a small gpvae (``SMOKE_GPVAE``; a
+``--config`` replaces its settings) and writes to a temporary file.
 ``benchmarks/make_tables.py`` turns the JSON into ``docs/benchmarks.md``.
 """
 
@@ -314,12 +315,14 @@ def make_imputer(
     smoke: bool = False,
     config: dict[str, Any] | None = None,
 ) -> Imputer:
-    """The imputer of ``method`` (peers import PyPOTS here, only when requested)."""
+    """The imputer of ``method`` (peers import PyPOTS here, only when requested); with
+    ``smoke``, gpvae's default configuration is ``SMOKE_GPVAE``."""
     if method in BASELINES:
         return NaiveImputer(method)
     if method == "gpvae":
         if smoke:
-            return GPVAEImputer(epochs, patience, seed, config=SMOKE_GPVAE, num_samples=4)
+            smoke_config = SMOKE_GPVAE if config is None else config
+            return GPVAEImputer(epochs, patience, seed, config=smoke_config, num_samples=4)
         return GPVAEImputer(epochs, patience, seed, config=config)
     if method in PEERS:
         from _peers import PeerImputer
@@ -408,10 +411,11 @@ def run(
         patterns: which patterns to run.
         downstream: also run the downstream AUROC (PhysioNet 2012 only).
         force: recompute existing records.
-        smoke: tiny subset (``SMOKE_SUBSET``), small gpvae.
+        smoke: tiny subset (``SMOKE_SUBSET``), small gpvae (``SMOKE_GPVAE``).
         data_dir: the shared data directory.
         prep: an already prepared data set (else it is loaded).
-        config: ``gpvae`` only: settings replacing those of ``GPVAE_CONFIG`` (exploration).
+        config: ``gpvae`` only: settings replacing those of ``GPVAE_CONFIG`` (exploration;
+            with ``smoke``, those of ``SMOKE_GPVAE``, so a configuration can be smoke-tested).
         tag: record the method as ``method[tag]`` (exploration runs).
         val_only: score the validation split only (exploration: the test split and the
             downstream task are not touched).
@@ -445,7 +449,7 @@ def run(
             continue
         print(f"run {dataset}/{pattern}/{method}/seed {seed}", flush=True)
         task = make_task(prep, pattern, seed)
-        cfg = None if config is None else {**GPVAE_CONFIG, **config}
+        cfg = None if config is None else {**(SMOKE_GPVAE if smoke else GPVAE_CONFIG), **config}
         imputer = make_imputer(method, epochs, patience, seed, smoke, cfg)
         print(f"  settings: {json.dumps(imputer.settings)}", flush=True)
         start = time.perf_counter()
@@ -550,7 +554,9 @@ def main(argv: Sequence[str] | None = None) -> int:
     parser.add_argument("--out", type=Path, default=None, help=f"results JSON (default {RESULTS})")
     parser.add_argument("--data-dir", default=None, help="shared data dir (default GPVAE_DATA)")
     parser.add_argument(
-        "--config", default=None, help="gpvae: JSON settings replacing GPVAE_CONFIG's"
+        "--config",
+        default=None,
+        help="gpvae: JSON settings replacing GPVAE_CONFIG's (with --smoke, SMOKE_GPVAE's)",
     )
     parser.add_argument("--tag", default=None, help="record the method as METHOD[TAG]")
     parser.add_argument(

@@ -248,7 +248,10 @@ def main(argv: list[str] | None = None) -> int:
         help="Earlier records shown before this one in the docs table (repeatable).",
     )
     parser.add_argument(
-        "--doc-only", action="store_true", help="Re-render the docs from --out and --compare."
+        "--doc-only",
+        action="store_true",
+        help="Re-render the docs from --out and --compare (name every earlier record the "
+        "table is to show with a --compare; nothing is measured and no JSON written).",
     )
     parser.add_argument("worker_part", nargs="?", default=None, help=argparse.SUPPRESS)
     parser.add_argument("--worker", action="store_true", help=argparse.SUPPRESS)
@@ -288,7 +291,8 @@ def main(argv: list[str] | None = None) -> int:
         args.out.write_text(json.dumps(rec, indent=2) + "\n")
     records = [json.loads(p.read_text()) for p in [*args.compare, args.out] if p.exists()]
     write_doc(render(records), args.doc)
-    print(f"wrote {args.out} and {args.doc}")
+    # --doc-only reads --out, it does not write it
+    print(f"wrote {args.doc}" if args.doc_only else f"wrote {args.out} and {args.doc}")
     return 0
 
 

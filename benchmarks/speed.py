@@ -28,7 +28,10 @@ Usage::
     OMP_NUM_THREADS=1 .venv/bin/python benchmarks/speed.py --quick         # smoke run
 
 Writes ``benchmarks/results/speed.json`` (records of the parts run are replaced, others kept)
-and ``benchmarks/results/speed.png`` (log-log plots of S2 and S3), and prints a table.
+and ``benchmarks/results/speed.png`` (log-log plots of S2 and S3), updates the speed region
+of ``docs/benchmarks.md``, and prints a table. A ``--quick`` smoke run writes
+``benchmarks/results/speed_quick.json`` and ``speed_quick.png`` instead (or ``--out`` and
+``--plot``, never the committed records or plot) and never the docs.
 Everything is float32 on the CPU with 1 torch thread.
 """
 
@@ -54,6 +57,9 @@ __all__ = ["main"]
 HERE = Path(__file__).resolve().parent
 RESULTS = HERE / "results" / "speed.json"
 PLOT = HERE / "results" / "speed.png"
+#: where a ``--quick`` smoke run writes (never the committed records, plot or docs)
+QUICK_RESULTS = HERE / "results" / "speed_quick.json"
+QUICK_PLOT = HERE / "results" / "speed_quick.png"
 DOC = HERE.parent / "docs" / "benchmarks.md"
 PEER_PYTHON = HERE.parent / ".venv-bench" / "bin" / "python"
 PARTS = ("s1", "s2", "s3")
@@ -749,7 +755,12 @@ def main(argv: list[str] | None = None) -> int:
     """Run the chosen parts (or, with ``--worker``, one measurement) and write the results."""
     parser = argparse.ArgumentParser(description=(__doc__ or "").split("\n")[0])
     parser.add_argument("--part", nargs="+", default=list(PARTS), choices=PARTS)
-    parser.add_argument("--quick", action="store_true", help="small sizes (smoke run)")
+    parser.add_argument(
+        "--quick",
+        action="store_true",
+        help="small sizes (smoke run): writes --out (default results/speed_quick.json) and "
+        "--plot (default results/speed_quick.png), never the committed ones or the docs",
+    )
     parser.add_argument("--repeats", type=int, default=30, help="timed S1 steps")
     parser.add_argument("--timeout", type=float, default=3600.0, help="seconds per process")
     parser.add_argument(
@@ -799,9 +810,13 @@ def main(argv: list[str] | None = None) -> int:
         "FUSED_SOA_FLOAT32 on) or float64 (the setting off); the JSON keeps the other's rows",
     )
     parser.add_argument("--peer-python", default=str(PEER_PYTHON), help="python with pypots")
-    parser.add_argument("--out", type=Path, default=RESULTS)
-    parser.add_argument("--plot", type=Path, default=PLOT)
-    parser.add_argument("--doc", type=Path, default=DOC, help="markdown to update (speed region)")
+    parser.add_argument(
+        "--out", type=Path, default=None, help="records JSON (default results/speed.json)"
+    )
+    parser.add_argument(
+        "--plot", type=Path, default=None, help="plot to write (default results/speed.png)"
+    )
+    parser.add_argument("--doc", type=Path, default=None, help="markdown to update (speed region)")
     parser.add_argument("--doc-only", action="store_true", help="only re-render the doc region")
     parser.add_argument("--worker", action="store_true", help=argparse.SUPPRESS)
     parser.add_argument("--impl", default="gpvae", help=argparse.SUPPRESS)
@@ -814,7 +829,23 @@ def main(argv: list[str] | None = None) -> int:
         print(json.dumps(workers[args.part[0]](args)))
         return 0
     if args.quick:
+        if args.doc_only or args.doc is not None:
+            parser.error(
+                f"--quick: expected no {'--doc-only' if args.doc_only else '--doc'}, found it "
+                "(a smoke run never writes the docs)"
+            )
+        for option, given, committed in (("--out", args.out, RESULTS), ("--plot", args.plot, PLOT)):
+            if given is not None and given.resolve() == committed:
+                parser.error(
+                    f"--quick: {option} expected a file other than the committed {committed}, "
+                    f"found {given} (a smoke run never replaces the committed records or plot)"
+                )
+        args.out = args.out or QUICK_RESULTS
+        args.plot = args.plot or QUICK_PLOT
         args.repeats = min(args.repeats, 5)
+    args.out = args.out or RESULTS
+    args.plot = args.plot or PLOT
+    args.doc = args.doc or DOC
     runners = {"s1": run_s1, "s2": run_s2, "s3": run_s3}
     old = json.loads(args.out.read_text()) if args.out.exists() else []
     if args.doc_only:
@@ -845,8 +876,10 @@ def main(argv: list[str] | None = None) -> int:
     args.out.parent.mkdir(parents=True, exist_ok=True)
     args.out.write_text(json.dumps(records, indent=2) + "\n")
     plot(records, args.plot)
-    if not args.quick:
-        write_doc(records, args.doc)
+    if args.quick:  # a smoke run: its own records and plot, never the docs
+        print(f"wrote {args.out} and {args.plot}")
+        return 0
+    write_doc(records, args.doc)
     print(f"wrote {args.out}, {args.plot} and {args.doc}")
     return 0
 

@@ -230,3 +230,32 @@ def test_docs_table_by_lengthscale_is_the_scripts_output(cv, capsys) -> None:  #
     table = capsys.readouterr().out
     assert "| SMAP+MSL | highest | 3.15-3.53 | 27 |" in table
     assert table in (root / "docs" / "benchmarks.md").read_text()
+
+
+def test_a_dump_without_a_candidates_entries_is_refused_naming_the_variants(
+    cv, tmp_path, monkeypatch
+) -> None:  # type: ignore[no-untyped-def]
+    """Dumps of a run without the @b8 and causal variants (e.g. anomaly.py's default
+    --variants) are refused with the missing entries and the --variants that dump them,
+    not with a KeyError."""
+    labels = np.zeros(400, dtype=np.uint8)
+    labels[200:230] = 1
+    monkeypatch.setattr(cv.A, "metrics", stand_in)
+    records = _records(cv, tmp_path, labels)
+    (tmp_path / "rec.json").write_text(json.dumps(records))
+    path = tmp_path / "d1" / "SMAP_X-1_gpvae.npz"  # the kept run of X-1 (seed 1)
+    d = cv.load_dump(path)
+    np.savez_compressed(path, **{k: v for k, v in d.items() if not k.startswith(("k5b8", "c8"))})
+    argv = ["--dumps", str(tmp_path / "d{seed}"), "--records", str(tmp_path / "rec.json"),
+            "--tag-prefix", "t", "--seeds", "0-2", "--out", str(tmp_path / "r.json")]  # fmt: skip
+    with pytest.raises(SystemExit) as err:
+        cv.main(argv)
+    msg = str(err.value)
+    assert f"{path}: expected the entries c8, k5, k5b8, prior, found none of c8, k5b8" in msg
+    assert "needed by the candidates b8+0.5P, b8+2P, c8+0.5P, c8+2P" in msg
+    assert f"--variants {cv.A.CHOSEN},{cv.A.CHOSEN}@b8,c8ph_norm_s32_b512 --dump" in msg
+    # the variants named dump exactly the entries the candidates read
+    keys = {cv.A.held_key(cv.A.variant(v)[0], cv.A.variant(v)[5], cv.A.split_block(v)[1])
+            for v in cv.DUMP_VARIANTS}  # fmt: skip
+    assert keys == {k for k, _ in cv.CANDIDATES.values() if k is not None}
+    assert all(cv.A.variant(v)[4] > 0 for v in cv.DUMP_VARIANTS[:1])  # with the prior's

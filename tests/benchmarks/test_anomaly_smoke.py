@@ -6,6 +6,7 @@ needed here."""
 from __future__ import annotations
 
 import importlib
+import json
 import sys
 from pathlib import Path
 
@@ -565,3 +566,75 @@ def test_a_restart_of_a_run_recorded_before_the_model_options_takes_their_defaul
     for flag, value in (("--likelihood", "student_t"), ("--encoder", "conv")):
         with pytest.raises(ValueError, match=flag[2:]):
             bench.restart_args(bench.parse_args([flag, value]), "gpvae", old)
+
+
+@pytest.mark.parametrize("flag", ["--folds", "--smooth"])
+def test_folds_and_smooth_are_refused_as_the_variant_name_sets_them(bench, flag, capsys) -> None:  # type: ignore[no-untyped-def]
+    """The score variant's name fixes its folds and smoothing: the options that used to be
+    accepted and ignored are refused, saying so."""
+    with pytest.raises(SystemExit):
+        bench.parse_args([flag, "3"])
+    err = capsys.readouterr().err
+    assert f"{flag}: expected none (the score variant's name sets" in err
+    assert f"found {flag} 3" in err
+    assert not hasattr(bench.parse_args([]), "folds")
+
+
+@pytest.fixture
+def speed(bench):  # type: ignore[no-untyped-def]
+    sys.path.insert(0, str(BENCH))
+    try:
+        yield importlib.import_module("anomaly_speed")
+    finally:
+        sys.path.remove(str(BENCH))
+
+
+class _TimedFake:
+    """An estimator with nothing to fit, for the timing script's bookkeeping."""
+
+    history_ = (0.0,)
+
+    def fit(self, *a, **k):  # type: ignore[no-untyped-def]
+        return self
+
+    fit_threshold = anomaly_scores = fit
+
+
+def test_anomaly_speed_has_its_own_options_and_writes_only_out(  # type: ignore[no-untyped-def]
+    bench, speed, tmp_path, monkeypatch, capsys
+) -> None:
+    """anomaly_speed.py's help is its own (with --channels, without anomaly.py's --merge);
+    --out is where the records go, and the docs' region (with the command as run, flags
+    included) is written only for the default --out or a --doc."""
+    with pytest.raises(SystemExit):
+        speed.parse_args(["--help"])
+    help_text = capsys.readouterr().out
+    assert "--channels" in help_text
+    assert "--merge" not in help_text
+    assert "Time of gpvae's anomaly workflow" in help_text
+    with pytest.raises(SystemExit):
+        speed.parse_args(["--merge", "x.json"])
+    capsys.readouterr()
+
+    s = _series(3)
+    monkeypatch.setattr(bench, "load", lambda *a: s)
+    monkeypatch.setattr(bench, "new_gpvae", lambda args: _TimedFake())
+    committed, doc = tmp_path / "anomaly_speed.json", tmp_path / "benchmarks.md"
+    region = "<!-- anomaly-speed -->\nold\n<!-- /anomaly-speed -->\n"
+    committed.write_text("[]\n")
+    doc.write_text(region)
+    monkeypatch.setattr(speed, "OUT", committed)
+    monkeypatch.setattr(speed, "DOC", doc)
+    mine = tmp_path / "mine.json"
+    argv = ["--channels", "toy", "--epochs", "1", "--samples", "2"]
+    assert speed.main([*argv, "--out", str(mine)]) == 0
+    assert [r["channel"] for r in json.loads(mine.read_text())] == ["toy"]
+    assert committed.read_text() == "[]\n"
+    assert doc.read_text() == region
+    assert capsys.readouterr().out.splitlines()[-1] == f"wrote {mine}"
+
+    assert speed.main(argv) == 0  # the default --out: its records and the docs' region
+    assert len(json.loads(committed.read_text())) == 1
+    assert capsys.readouterr().out.splitlines()[-1] == f"wrote {committed} and {doc}"
+    command = ".venv-bench/bin/python benchmarks/anomaly_speed.py " + " ".join(argv)
+    assert f"Command: `env PYTHONPATH=src OMP_NUM_THREADS=1 {command}`" in doc.read_text()

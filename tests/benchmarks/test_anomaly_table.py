@@ -118,3 +118,15 @@ def test_every_documented_command_leaves_the_docs_as_committed(table, tmp_path) 
     for argv in commands:
         assert table.main([*argv, "--docs", str(copy)]) == 0
         assert copy.read_text() == docs, argv
+
+
+def test_the_bare_call_asks_for_a_tag(table, capsys) -> None:  # type: ignore[no-untyped-def]
+    """Without arguments the script said that tag main (the old default) has no records of
+    today's CHOSEN: --tag is required, and the usage line says so."""
+    with pytest.raises(SystemExit):
+        table.main([])
+    err = capsys.readouterr().err
+    assert "the following arguments are required: --tag" in err
+    assert "--variant: expected" not in err
+    assert "--tag TAG" in err
+    assert "[--tag TAG]" not in err  # not shown as optional in the usage

@@ -83,3 +83,30 @@ def test_main_writes_results_with_its_command(
     assert rec["gaps_linear"] == rec["selection"]
     assert rec["never_mean"] == rec["selection"]  # linear leaves them at the same means
     assert all(b["slope"] == pytest.approx(1.0) for b in rec["bands"] if b["entries"] > 2)
+
+
+def test_a_file_of_another_subset_is_refused_naming_both(
+    bench_script: Callable[[str], ModuleType],
+    tmp_path: Path,
+    physionet_data: Path,
+    capsys: pytest.CaptureFixture[str],
+) -> None:
+    """A file that downstream_outer.py wrote with another --subset: a usage error naming
+    this --subset and the file's (its ``subset``, else its number of stays), not a
+    ValueError traceback."""
+    mod = bench_script("downstream_gaps")
+    protocol = bench_script("_protocol")
+    prep = protocol.prepare("physionet2012", physionet_data, 40)
+    pick = np.sort(np.concatenate([prep.train, prep.val]))
+    saved = {"imputed": np.nan_to_num(prep.X), "observed": ~np.isnan(prep.X),
+             "labels": prep.labels, "pick": pick}  # fmt: skip
+    old, new = tmp_path / "old.npz", tmp_path / "new.npz"
+    np.savez(old, **saved)
+    np.savez(new, **saved, subset=40)
+    for dump in (old, new):
+        argv = [f"x={dump}", "--subset", "64", "--data-dir", str(physionet_data)]
+        with pytest.raises(SystemExit):
+            mod.main([*argv, "--repeats", "2"])
+        err = capsys.readouterr().err
+        assert f"x={dump}: expected the imputed stays of the first 64 (--subset 64)" in err
+        assert "found a file of the first 40 stays (downstream_outer.py --subset 40)" in err

@@ -651,3 +651,27 @@ def test_records_name_the_kernel_precision(harness: ModuleType, monkeypatch) -> 
     for on in (True, False):
         monkeypatch.setattr(settings, "FUSED_SOA_FLOAT32", on)
         assert protocol.machine_info()["float32_kernel"] is on
+
+
+def test_smoke_run_trains_the_given_config(
+    harness: ModuleType, prep: Any, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """``--smoke --config`` smoke-tests that configuration: its settings replace those of
+    the small SMOKE_GPVAE (they were dropped, the smoke run trained SMOKE_GPVAE as it is)."""
+    trained: list[dict[str, Any]] = []
+
+    class Stop(Exception):
+        pass
+
+    def spy_fit(self: Any, task: Any) -> None:
+        trained.append(dict(self.config))
+        raise Stop
+
+    monkeypatch.setattr(harness.GPVAEImputer, "fit", spy_fit)
+    results = importlib.import_module("_protocol").ResultsFile(tmp_path / "r.json")
+    config = {"latent_dim": 3, "likelihood": "student_t"}
+    for given in (config, None):
+        with pytest.raises(Stop):
+            harness.run("physionet2012", "gpvae", 0, results, patterns=["point"],
+                        downstream=False, smoke=True, prep=prep, config=given)  # fmt: skip
+    assert trained == [{**harness.SMOKE_GPVAE, **config}, harness.SMOKE_GPVAE]

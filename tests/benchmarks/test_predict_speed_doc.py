@@ -62,3 +62,22 @@ def test_calibration_share_from_the_timer_or_the_epochs(bench: ModuleType) -> No
     assert rows[key].startswith("**4.0 s = 40 %**")  # (16 - 10) - (10 - 8)
     rows = bench._rows({"plain": plain, "calibrated": {**cal, "calibration_s": 1.5}})
     assert rows[key] == "**1.5 s = 15 %**"
+
+
+def test_doc_only_says_it_wrote_the_docs_alone(
+    bench: ModuleType, tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    """``--doc-only`` re-renders the docs from the records and says so; it does not write
+    (nor claim to write) the records file."""
+    out, doc = tmp_path / "predict_speed.json", tmp_path / "benchmarks.md"
+    text = (RESULTS / "predict_speed_s27.json").read_text()
+    out.write_text(text)
+    argv = ["--doc-only", "--out", str(out), "--doc", str(doc)]
+    assert bench.main(argv) == 0
+    assert capsys.readouterr().out.splitlines() == [f"wrote {doc}"]
+    assert out.read_text() == text
+    region = doc.read_text().split("<!-- predict-speed -->", 1)[1]
+    assert (
+        region.split("<!-- /predict-speed -->", 1)[0].strip()
+        == bench.render([json.loads(text)]).strip()
+    )

@@ -142,3 +142,69 @@ def test_s2_records_name_the_peer_interpreter_relative_to_the_checkout(bench: Mo
     assert bench._shown(Path("/opt/elsewhere/bin/python")) == "/opt/elsewhere/bin/python"
     rows = json.loads((bench.HERE / "results" / "speed.json").read_text())
     assert all(not r["python"].startswith("/") for r in rows if r.get("part") == "s2")
+
+
+def test_quick_run_writes_its_own_files_never_the_committed_ones(
+    bench: ModuleType,
+    tmp_path: Path,
+    monkeypatch: pytest.MonkeyPatch,
+    capsys: pytest.CaptureFixture[str],
+) -> None:
+    """``--quick`` (the documented smoke run) writes ``speed_quick.json`` and
+    ``speed_quick.png``, leaves the committed records, plot and docs alone, and says only
+    what it wrote; given the committed records as ``--out`` it refuses."""
+    committed = tmp_path / "speed.json"
+    committed.write_text(json.dumps([{"part": "s3", "T": 1_000_000, "seconds": 9.0}]))
+    doc = tmp_path / "benchmarks.md"
+    doc.write_text("docs as committed\n")
+    paths = {"RESULTS": committed, "PLOT": tmp_path / "speed.png", "DOC": doc}
+    paths |= {"QUICK_RESULTS": tmp_path / "q.json", "QUICK_PLOT": tmp_path / "q.png"}
+    for name, path in paths.items():
+        monkeypatch.setattr(bench, name, path)
+
+    def fake_run(python: str, argv: list[str], timeout: float) -> dict[str, object]:
+        return {"seconds": 0.01, "peak_mib": 100.0, "peak_before_mib": 90.0}
+
+    monkeypatch.setattr(bench, "_run", fake_run)
+    assert bench.main(["--part", "s3", "--quick"]) == 0
+    assert json.loads(committed.read_text()) == [{"part": "s3", "T": 1_000_000, "seconds": 9.0}]
+    assert not paths["PLOT"].exists()
+    assert doc.read_text() == "docs as committed\n"
+    quick = json.loads(paths["QUICK_RESULTS"].read_text())
+    assert [r["T"] for r in quick if r["part"] == "s3"] == list(bench.QUICK_S3_T)
+    assert paths["QUICK_PLOT"].exists()
+    out = capsys.readouterr().out
+    assert out.splitlines()[-1] == f"wrote {paths['QUICK_RESULTS']} and {paths['QUICK_PLOT']}"
+    for argv in (["--out", str(committed)], ["--doc", str(doc)], ["--doc-only"]):
+        with pytest.raises(SystemExit):
+            bench.main(["--part", "s3", "--quick", *argv])
+        assert "--quick" in capsys.readouterr().err
+    assert json.loads(committed.read_text())[0]["T"] == 1_000_000
+
+
+def test_gp_scaling_quick_run_keeps_the_committed_records(
+    bench_script: Callable[[str], ModuleType],
+    tmp_path: Path,
+    monkeypatch: pytest.MonkeyPatch,
+    capsys: pytest.CaptureFixture[str],
+) -> None:
+    """``gp_scaling.py --quick`` writes ``gp_scaling_quick.json``, never the committed
+    ``gp_scaling.json``, and refuses the committed file as ``--out``."""
+    scaling = bench_script("gp_scaling")
+    committed, quick = tmp_path / "gp_scaling.json", tmp_path / "gp_scaling_quick.json"
+    committed.write_text("[]\n")
+    monkeypatch.setattr(scaling, "RESULTS", committed)
+    monkeypatch.setattr(scaling, "QUICK_RESULTS", quick)
+
+    def fake_run(script: Path, argv: list[str], timeout: float) -> dict[str, object]:
+        return {"peak_kib": 1024, "seconds": 0.01, "seconds_all": [0.01]}
+
+    monkeypatch.setattr(scaling, "_run", fake_run)
+    assert scaling.main(["--quick"]) == 0
+    assert committed.read_text() == "[]\n"
+    assert len(json.loads(quick.read_text())) == sum(map(len, scaling.QUICK.values()))
+    assert capsys.readouterr().out.splitlines()[-1] == f"wrote {quick}"
+    with pytest.raises(SystemExit):
+        scaling.main(["--quick", "--out", str(committed)])
+    assert "--quick: --out" in capsys.readouterr().err
+    assert committed.read_text() == "[]\n"
