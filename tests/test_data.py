@@ -509,6 +509,8 @@ def test_frame_results_keep_each_float_column_s_dtype() -> None:
     assert out["f32"].iloc[0] == df["f32"].iloc[0]  # the observed value, bit for bit
     assert out["n"].dtype == np.float64  # imputations of whole numbers need not be whole
     assert out["flag"].dtype == np.float64
+    half = df.assign(f32=df["f32"].astype(np.float16))  # float16 could hold no wide interval
+    assert from_padded(to_series_set(half), np.full((1, 3, 3), 7e4))["f32"].dtype == np.float64
 
 
 def test_to_batch_rejects_bad_indices() -> None:

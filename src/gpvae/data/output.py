@@ -12,7 +12,8 @@ restores the input's order of unsorted timestamps and returns
   per point, (n, N), gives a Series aligned with the frame's rows instead).
 
 Float results are cast to the input's float dtype (float64 for int/bool input); in a
-DataFrame, to each feature column's own float dtype (float64 for int, bool or Int64 columns).
+DataFrame, to each feature column's own float32 or float64 dtype (float64 for int, bool,
+Int64 or float16 columns).
 """
 
 from __future__ import annotations
@@ -139,6 +140,7 @@ def _one(series_set: SeriesSet, values: Any, name: str, dtype: np.dtype | None =
         # a float column keeps its float dtype (float32 stays float32); other columns
         # (int, bool, Int64) become float64, as their imputations are not whole numbers
         keep = isinstance(given, np.dtype) and given.kind == "f" and full.dtype.kind == "f"
+        keep = keep and given.itemsize >= 4  # float16 would overflow wide intervals (inf)
         out[col] = full[:, j].astype(given, copy=False) if keep else full[:, j]
     return out
 
