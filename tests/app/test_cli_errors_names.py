@@ -63,3 +63,35 @@ def test_cli_fit_and_predict_sites_errors_name_options(tmp_path, capsys) -> None
     )
     assert main([*fit, "--period", "7"]) != 0
     assert "--period: expected None for --kernel 'matern32'" in capsys.readouterr().err
+
+
+def test_resume_and_spatial_errors_name_options(tmp_path, capsys) -> None:
+    """They said 'DATA: epochs: ...' and 'latent_dim changed', or 'DATA: lengthscale:'."""
+    import numpy as np
+    import pandas as pd
+
+    from gpvae.app.cli import main
+
+    frame = pd.DataFrame({"t": np.arange(30), "a": np.sin(np.arange(30.0))})
+    data = tmp_path / "d.csv"
+    frame.to_csv(data, index=False)
+    fit = ["fit", str(data), "--time-col", "t", "-o", str(tmp_path / "m"), "--quiet"]
+    fit += ["--hidden", "8", "--latent-dim", "2"]
+    assert main([*fit, "--epochs", "2"]) == 0
+    capsys.readouterr()
+    assert main([*fit, "--epochs", "1", "--resume"]) != 0
+    assert capsys.readouterr().err.startswith("error: --epochs: expected at least the 2 epochs")
+    sites = pd.DataFrame(
+        {
+            "site": np.repeat(["a", "b", "c"], 20),
+            "t": np.tile(np.arange(20), 3),
+            "lat": np.repeat([39.9, 40.0, 40.1], 20),
+            "lon": np.repeat([116.3, 116.4, 116.5], 20),
+            "y": np.random.default_rng(0).standard_normal(60),
+        }
+    )
+    sites.to_csv(tmp_path / "s.csv", index=False)
+    spatial = ["fit", str(tmp_path / "s.csv"), "--time-col", "t", "--id-col", "site"]
+    spatial += ["--coord-cols", "lat,lon", "-o", str(tmp_path / "sm"), "--quiet"]
+    assert main([*spatial, "--window", "10", "--lengthscale", "3,6", "--latent-dim", "2"]) != 0
+    assert capsys.readouterr().err.startswith("error: --lengthscale: expected one number")

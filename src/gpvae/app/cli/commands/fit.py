@@ -499,7 +499,7 @@ def fit(
             make_folder(out, "--out")
             make_folder(out / "checkpoints", "--out")  # the fit's, named as --out's part
     flags = {"encoder": "--encoder", "decoder": "--decoder", "period": "--period"}
-    with as_cli("DATA", {**flags, **MASK_FLAGS}):
+    with as_cli("DATA", {**_option_names(), **flags}):  # (resume names epochs, ...)
         model.fit(series, resume=resume, sharded=sharded)  # 'cnn' on non-square frames fails here
     # the threshold: a model of increments, or an ensemble, forecasts only: no anomaly scores
     # (cli.json's 'threshold', a quantile of the training scores that detect used before
@@ -606,6 +606,7 @@ def fit_spatial(
     if time_col in getattr(frame, "columns", ()):  # dates written as text, as without coords
         frame = parse_times(frame, time_col, "DATA")
     names = {
+        **_option_names(),  # the constructor's settings that the spatial fit refuses
         "coords": "--coord-cols",
         "id": "--id-col",
         "time": "--time-col",
