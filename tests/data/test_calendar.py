@@ -70,6 +70,8 @@ def test_periods_in_calendar_terms() -> None:
         period_in_units("24h", None, None)
     with pytest.raises(ValidationError, match=r"^period: expected a number, a positive"):
         period_in_units("fortnightly", "hours", None)
+    with pytest.raises(ValidationError, match=r"^period: expected one duration per period"):
+        period_in_units("24h,7D", "hours", None)  # pandas summed them: one 8-day period
 
 
 def test_months_dated_mid_month_are_counted_in_months_and_forecast_on_that_day() -> None:

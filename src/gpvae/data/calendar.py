@@ -289,6 +289,11 @@ def period_in_units(period: float | str, time_unit: str | None, freq: str | None
 
 def _period_hours(period: str) -> tuple[float, pd.DateOffset | None]:
     """Hours of a period string, and its calendar offset when it is one."""
+    if "," in period:  # pandas would read "24h,7D" as one period of their sum
+        raise ValidationError(
+            f"period: expected one duration per period (a list, or --period once per "
+            f"periodic factor), found {period!r}"
+        )
     try:  # (not _offset: "+" is no part of a period)
         offset = cast(pd.DateOffset, pd.tseries.frequencies.to_offset(period))
     except (TypeError, ValueError):
