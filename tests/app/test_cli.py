@@ -1128,6 +1128,7 @@ def test_detect_plot_flags_the_steps_the_output_flags(
     legends = [t.get_text() for t in figures[0].axes[0].get_legend().get_texts()]
     assert f"flagged ({shown})" in legends, legends
     assert any(text.startswith("threshold") for text in legends), legends
+    assert "alarm" in legends, legends  # the curve is OUT's alarm column, named so
     drawn = np.asarray(figures[0].axes[0].lines[0].get_ydata(), dtype=np.float64)
     part = res[res["station"] == "b"].sort_values("t", kind="stable")
     np.testing.assert_allclose(drawn, part["alarm"].to_numpy(), equal_nan=True)

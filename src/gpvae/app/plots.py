@@ -388,6 +388,7 @@ def plot_anomalies(
     labels: Any | None = None,
     title: str | None = "Anomaly scores",
     time_label: str = "time",
+    score_label: str = "score",
     save: str | os.PathLike[str] | None = None,
 ) -> Figure:
     """The anomaly-score timeline with the threshold, the flagged intervals (red bands on
@@ -408,6 +409,7 @@ def plot_anomalies(
         labels: optional (T,) known anomalies (true / 1 inside a labelled anomaly).
         title: figure title.
         time_label: x-axis label.
+        score_label: the legend's name of the curve (``gpvae detect`` draws its ``alarm``).
         save: optional path to write the figure to.
 
     Returns:
@@ -448,7 +450,7 @@ def plot_anomalies(
                     lw=0,
                     label="labelled anomaly" if k == 0 and axis is ax else None,
                 )
-    ax.plot(t, s, color=_MODEL, lw=0.9, label="score")
+    ax.plot(t, s, color=_MODEL, lw=0.9, label=score_label)
     if threshold is not None:
         ax.axhline(threshold, color="grey", ls="--", lw=1, label=f"threshold {threshold:.3g}")
     ax.plot(t[flagged], s[flagged], "o", color=_FLAG, ms=4, label=f"flagged ({flagged.sum()})")

@@ -78,7 +78,12 @@ __all__ = ["anomaly_table", "describe_intervals", "detect", "interval_table", "l
     type=click.IntRange(min=1),
     help="Monte Carlo draws per step (default: the model's, 16).",
 )
-@click.option("--plot", default=None, help="Also draw the score timeline of one series (.png).")
+@click.option(
+    "--plot",
+    default=None,
+    help="Also draw the alarm timeline (OUT's alarm column) of one series with the "
+    "threshold (.png).",
+)
 @series_option
 @merge_option
 @examples(
@@ -237,6 +242,7 @@ def detect(
             feature_names=shown,
             labels=None if labels is None else part["__labels__"].to_numpy(),
             time_label=spec.time_col,
+            score_label="alarm",
         )
         save_figure(fig, plot_path)
 
