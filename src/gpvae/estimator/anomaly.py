@@ -1054,7 +1054,7 @@ def profile_from_entries(
             "on new data raise no false alarms: call fit_threshold with data where it is "
             "observed to include it",
             UserWarning,
-            stacklevel=3,
+            stacklevel=4,  # profile_from_entries < fit_profile < fit_threshold < the caller
         )
     if feature_scale == "tail":
         prof.tail_logp, prof.tail_quantiles, prof.tail_beta = tail_fit(entry)
