@@ -199,3 +199,9 @@ def test_a_stored_index_is_a_column_again(tmp_path: Path) -> None:
     part = parquet.read_shard(numbers, "id", 1, 2)
     assert list(part.columns) == ["date", "id", "x"]
     assert part.index.tolist() == [0, 1, 2]
+    # an unnamed index of dates is data, not row numbers: a column named 'index'
+    unnamed = tmp_path / "unnamed.parquet"
+    frame.rename_axis(None).to_parquet(unnamed)
+    got = parquet.plain_index(pd.read_parquet(unnamed))
+    assert list(got.columns) == ["index", "id", "x"]
+    assert got["index"].tolist() == list(dates)

@@ -140,13 +140,21 @@ def _hive_partitioning(
 def plain_index(frame: pd.DataFrame) -> pd.DataFrame:
     """``frame`` with a plain 0..n-1 index: the named levels of an index that pandas stored
     in a Parquet file (``df.to_parquet()`` of a frame indexed by ``date``) become columns
-    again, as the same frame written to CSV has them; unnamed ones (row numbers) are
+    again, as the same frame written to CSV has them; an unnamed index of dates, durations
+    or text becomes a column named ``index``; unnamed integer ones (row numbers) are
     dropped."""
     if _is_plain(frame.index):
         return frame
     named = [n for n in frame.index.names if n is not None and n not in frame.columns]
     if named:
         frame = frame.reset_index(level=named)
+    index = frame.index
+    if index.nlevels == 1 and index.name is None and index.dtype.kind in "MmO":
+        # unnamed dates (df.to_parquet() of a frame indexed by pd.date_range) are data, not
+        # row numbers: a column named 'index', as pandas' reset_index names it
+        name = next(f"index{k or ''}" for k in range(len(frame.columns) + 1)
+                    if f"index{k or ''}" not in frame.columns)  # fmt: skip
+        return frame.rename_axis(name).reset_index()
     return frame if _is_plain(frame.index) else frame.reset_index(drop=True)
 
 
