@@ -117,3 +117,20 @@ def test_forecast_keeps_a_date_column_as_dates(tmp_path: Path) -> None:
     assert str(pq.read_schema(out).field("day").type) == "date32[day]"
     got = pd.read_parquet(out)["day"].tolist()
     assert got == [datetime.date(2024, 1, 31), datetime.date(2024, 2, 1), datetime.date(2024, 2, 2)]
+
+
+def test_sample_of_a_zoned_monthly_model_gives_month_starts(tmp_path: Path) -> None:
+    """The calendar branch built the months in UTC: 2014-12-31 23:00 (zone dropped) for a
+    model fitted on Berlin month starts."""
+    idx = pd.date_range("2015-01-01", periods=36, freq="MS", tz="Europe/Berlin")
+    data = tmp_path / "m.parquet"
+    pd.DataFrame({"t": idx, "y": np.sin(np.arange(36.0))}).to_parquet(data)
+    model, out = tmp_path / "model", tmp_path / "s.csv"
+    fit = ["fit", str(data), "--time-col", "t", "-o", str(model), "--epochs", "1", "--quiet"]
+    assert main([*fit, "--hidden", "8", "--latent-dim", "2"]) == 0
+    assert main(["sample", str(model), "--length", "3", "-o", str(out)]) == 0
+    assert pd.read_csv(out)["t"].tolist() == [
+        "2015-01-01 00:00:00+01:00",
+        "2015-02-01 00:00:00+01:00",
+        "2015-03-01 00:00:00+01:00",
+    ]

@@ -86,7 +86,12 @@ def sample(
     if spec.time_type == "datetime":
         start = pd.Timestamp(str(spec.time_start))
         if spec.time_freq is not None:  # months, business days, ...: steps of the calendar
-            shown: Any = calendar_times(steps, start, spec.time_freq)
+            # on the start's own clock (its offset, as the hours below keep it): the grid in
+            # UTC put month starts at 23:00 of the day before, without the offset
+            wall = start.tz_localize(None) if start.tz is not None else start
+            shown: Any = pd.DatetimeIndex(calendar_times(steps, wall, spec.time_freq))
+            if start.tz is not None:
+                shown = shown.tz_localize(start.tz)
         else:  # the median step in whole milliseconds: no 21:19:59.999999998
             step_ms = round(spec.time_step * 3_600_000)
             shown = start + pd.to_timedelta(np.arange(length) * step_ms, unit="ms")
