@@ -87,8 +87,9 @@ from gpvae.errors import ModelFileError, ValidationError, invalid
 from gpvae.estimator.context import PredictContext
 from gpvae.estimator.results import AnomalyResult, times_out
 from gpvae.model.scoring import heldout_nlpd, latent_nlpd, prior_nlpd
-from gpvae.rng import series_generators, series_seed
+from gpvae.rng import series_generators
 from gpvae.training.distributed import Communicator
+from gpvae.training.session import check_same_series
 
 __all__ = [
     "AnomalyProfile",
@@ -921,7 +922,7 @@ def fit_profile(
     else:  # a series' scores do not depend on the others: score a block, gather them all
         n = scaled.num_series
         if not sharded:
-            _same_series_everywhere(comm, scaled)
+            check_same_series(comm, scaled)  # else each would score other data, silently
         lo, hi = (0, n) if sharded else shard_bounds(n, comm.rank, comm.world_size)
         with comm.together():
             mine = scores(scaled.subset(np.arange(lo, hi))) if hi > lo else ([], [])
@@ -939,22 +940,6 @@ def fit_profile(
     )  # fmt: skip
     prof.prior_weight, prof.prior_ratio, prof.causal = w, ratio, bool(causal)
     return prof
-
-
-def _same_series_everywhere(comm: Communicator, data: SeriesSet) -> None:
-    """Raise on every process when processes that should hold the same series (not
-    ``sharded``) do not: each would score its block of other data, silently."""
-    mine = [series_seed(0, 0, v, t) for v, t in zip(data.values, data.times)]
-    prints = comm.all_gather(mine)
-    other = next((r for r, p in enumerate(prints) if p != prints[0]), None)
-    if other is not None:
-        err = ValidationError(
-            f"X: expected the same series in every process (sharded=False), found other "
-            f"series in process {other} than in process 0; pass sharded=True when each "
-            "process holds its own series"
-        )
-        err.synchronized = True  # type: ignore[attr-defined]  # every process raises it
-        raise err
 
 
 def _spread_quantile_arg(spread_quantile: float) -> float:

@@ -77,14 +77,20 @@ def drop_ensemble(path: str | os.PathLike[str]) -> None:
         shutil.rmtree(folder, ignore_errors=True)
 
 
+def _json_object(path: Path) -> dict[str, Any] | None:
+    """The JSON object in ``path``, or None (no file, not JSON, not an object)."""
+    try:
+        document = json.loads(path.read_text(encoding="utf-8"))
+    except (OSError, UnicodeDecodeError, ValueError):
+        return None
+    return document if isinstance(document, dict) else None
+
+
 def _written_by_gpvae(root: Path) -> bool:
     """Whether ``root/config.json`` is a gpvae model's (the document :func:`gpvae.io.save_model`
     writes: its format marker and the name of its weights file)."""
-    try:
-        document = json.loads((root / CONFIG_FILE).read_text(encoding="utf-8"))
-    except (OSError, UnicodeDecodeError, ValueError):
-        return False
-    if not isinstance(document, dict):
+    document = _json_object(root / CONFIG_FILE)
+    if document is None:
         return False
     weights = document.get("weights")
     return (
@@ -104,8 +110,8 @@ def check_single(path: str | os.PathLike[str]) -> None:
         ValidationError: such a file in ``path``.
     """
     root = Path(path)
-    found = [root / name for name in (CONFIG_FILE, WEIGHTS_FILE) if (root / name).exists()]
-    if found and not _written_by_gpvae(root):
+    found = _foreign_model_files(root)
+    if found:
         raise ValidationError(
             f"path: expected a folder for the ensemble without a {CONFIG_FILE} or "
             f"{WEIGHTS_FILE} of its own, or with those of a gpvae model (which the ensemble "
@@ -114,16 +120,19 @@ def check_single(path: str | os.PathLike[str]) -> None:
         )
 
 
+def _foreign_model_files(root: Path) -> list[Path]:
+    """``root``'s config.json and model.safetensors when they are not a gpvae model's."""
+    found = [root / name for name in (CONFIG_FILE, WEIGHTS_FILE) if (root / name).exists()]
+    return found if found and not _written_by_gpvae(root) else []
+
+
 def _gpvae_ensemble(root: Path) -> bool:
     """Whether ``root/ensemble.json`` is the one :meth:`GPVAEEnsemble.save` writes (its
     member count, and a first member that is a gpvae model)."""
-    try:
-        document = json.loads((root / ENSEMBLE_FILE).read_text(encoding="utf-8"))
-    except (OSError, UnicodeDecodeError, ValueError):
-        return False
-    members = document.get("members") if isinstance(document, dict) else None
+    document = _json_object(root / ENSEMBLE_FILE)
+    members = None if document is None else document.get("members")
     ok = isinstance(members, int) and not isinstance(members, bool) and members >= 1
-    return ok and set(document) == {"members"} and _written_by_gpvae(root / "member_0")
+    return ok and set(document or ()) == {"members"} and _written_by_gpvae(root / "member_0")
 
 
 def check_ensemble(path: str | os.PathLike[str]) -> None:
@@ -135,8 +144,7 @@ def check_ensemble(path: str | os.PathLike[str]) -> None:
         ValidationError: such a file in ``path``.
     """
     root = Path(path)
-    found = [root / name for name in (CONFIG_FILE, WEIGHTS_FILE) if (root / name).exists()]
-    foreign = found if found and not _written_by_gpvae(root) else []
+    foreign = _foreign_model_files(root)
     if (root / ENSEMBLE_FILE).exists() and not _gpvae_ensemble(root):
         foreign.append(root / ENSEMBLE_FILE)
     if foreign:

@@ -63,7 +63,7 @@ from gpvae.rng import seed_for
 from gpvae.training.distributed import Communicator
 from gpvae.training.loop import Step, TrainConfig, TrainState, make_optimizer, train
 
-__all__ = ["CHECKPOINT_FILE", "FitSession", "SessionConfig"]
+__all__ = ["CHECKPOINT_FILE", "FitSession", "SessionConfig", "check_same_series"]
 
 #: The checkpoint's file name inside ``checkpoint_dir``.
 CHECKPOINT_FILE = "checkpoint.safetensors"
@@ -127,6 +127,32 @@ def _fingerprint(*sets: SeriesSet | None) -> str:
     return h.hexdigest()
 
 
+def _other_series(comm: Communicator, fingerprint: str) -> str | None:
+    """The error when the processes' data (their ``fingerprint``) differ, else None."""
+    prints = comm.all_gather(fingerprint)
+    other = next((r for r, fp in enumerate(prints) if fp != prints[0]), None)
+    if other is None:
+        return None
+    return (
+        f"X: expected the same series in every process (sharded=False), found other "
+        f"series in process {other} than in process 0; pass sharded=True when each "
+        "process holds its own series"
+    )
+
+
+def _raise_everywhere(problem: str | None) -> None:
+    if problem is not None:
+        err = ValidationError(problem)
+        err.synchronized = True  # type: ignore[attr-defined]  # every process raises it
+        raise err
+
+
+def check_same_series(comm: Communicator, data: SeriesSet) -> None:
+    """Raise on every process when processes that should all hold the same series (not
+    sharded) do not (as :class:`FitSession` does for a fit)."""
+    _raise_everywhere(_other_series(comm, _fingerprint(data)))
+
+
 def _check_processes(
     config: SessionConfig, comm: Communicator, sharded: bool, fingerprint: str
 ) -> None:
@@ -139,18 +165,8 @@ def _check_processes(
             f"found {config.batch_size}"
         )
     elif not sharded:
-        prints = comm.all_gather(fingerprint)
-        other = next((r for r, fp in enumerate(prints) if fp != prints[0]), None)
-        if other is not None:
-            problem = (
-                f"X: expected the same series in every process (sharded=False), found other "
-                f"series in process {other} than in process 0; pass sharded=True when each "
-                "process holds its own series"
-            )
-    if problem is not None:
-        err = ValidationError(problem)
-        err.synchronized = True  # type: ignore[attr-defined]  # every process raises it
-        raise err
+        problem = _other_series(comm, fingerprint)
+    _raise_everywhere(problem)
 
 
 class FitSession:
