@@ -19,7 +19,10 @@ and patience):
   ``GPVAE.fit_threshold`` on the normal part. The threshold (target false-alarm rate
   ``--far``) is also applied to the scored part: ``false_alarm_rate`` is the share of its
   unlabelled steps whose alarm score (``ANOMALY_ALARM_SMOOTH`` steps) is above it;
-  ``false_alarm_rate_smoothed`` the same with the threshold on the smoothed score itself.
+  ``false_alarm_rate_smoothed`` the same with the threshold on the smoothed score itself;
+  ``step_recall``, ``events`` and ``events_flagged`` (``_spread``: of the spread alarm) what
+  the alarm catches: the share of the labelled steps above the threshold, and how many of
+  the labelled runs have a step above it (records from session 37 on).
 - ``vae``: the same networks and windows with an N(0, I) prior (white kernel, mean-field
   posterior): a Donut-like VAE, scored by its reconstruction probability (a white prior
   has nothing to say about a hidden step, so its held-out score is the prior's).
@@ -666,6 +669,9 @@ def run_gpvae(
                                             **scale_combine(name))  # fmt: skip
                 flagged = np.nan_to_num(alarm_scores(e_te, prof), nan=-np.inf) > prof.threshold
                 variants[name][key] = float(flagged[normal].mean()) if normal.any() else None
+                if key != "false_alarm_rate_smoothed":  # what the library's alarms catch
+                    caught = detected(flagged, ~normal)
+                    variants[name].update({f"{k}{suffix}": v for k, v in caught.items()})
         variants[name]["score"] = step_scores(e_te, prof)
     hist = est.history_
     best = int(np.nanargmin([h["val_score"] for h in hist])) + 1 if hist else 0
@@ -674,6 +680,19 @@ def run_gpvae(
         out["val_score_best"] = float(hist[best - 1]["val_score"])
     out["kernel_fitted"] = fitted_kernel(est)
     return out
+
+
+def detected(flagged: np.ndarray, anomalous: np.ndarray) -> dict[str, Any]:
+    """What an alarm catches on the scored part: the share of its labelled steps flagged
+    (``step_recall``), and how many of its ``events`` (runs of labelled steps) have at least
+    one flagged step (``events_flagged``)."""
+    edges = np.flatnonzero(np.diff(np.concatenate([[0], anomalous.astype(np.int8), [0]])))
+    events = list(zip(edges[::2], edges[1::2], strict=True))
+    return {
+        "step_recall": float(flagged[anomalous].mean()) if anomalous.any() else None,
+        "events": len(events),
+        "events_flagged": sum(bool(flagged[a:b].any()) for a, b in events),
+    }
 
 
 def fitted_kernel(est: Any) -> dict[str, list[float]]:
