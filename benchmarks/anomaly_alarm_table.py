@@ -121,9 +121,7 @@ def event_lengths(
 def by_chance(runs: Sequence[tuple[tuple[str, str], dict[str, Any]]], lengths: Any) -> float:
     """Events an alarm would catch by chance: each step flagged independently at the series'
     own false-alarm rate, an event of L steps is caught with probability 1 - (1 - r)^L."""
-    return float(
-        sum(1.0 - (1.0 - x["rate"]) ** n for k, x in runs for n in lengths[k])
-    )
+    return float(sum(1.0 - (1.0 - x["rate"]) ** n for k, x in runs for n in lengths[k]))
 
 
 def summary_rows(rates: Rates, far: float, lengths: Any) -> list[str]:
