@@ -126,6 +126,48 @@ def test_months_dated_on_the_29th_to_31st_are_counted_in_months_and_keep_their_d
     assert infer_calendar([off.to_numpy()]) is None
 
 
+def test_series_on_days_of_their_own_are_counted_in_months_and_keep_their_days() -> None:
+    """Series of one DataFrame on different days of the month (the 15th, the 20th) were
+    read in hours, though each alone is monthly: forecast dates drifted (03-18 after 02-15).
+    Each series now keeps its day (``"MS+*"``): its month's step plus its day's shift."""
+    ms = pd.date_range("2015-01-01", periods=24, freq="MS")
+    parts = {
+        "A": ms + pd.Timedelta(days=14),
+        "B": ms + pd.Timedelta(days=19, hours=6),
+        "C": _on_day(ms, 31).delete([4]),  # month ends (pandas' 'ME'), with a gap
+        "D": ms[22:] + pd.Timedelta(days=9),  # too short to show a grid: on it
+    }
+    frame = pd.concat(
+        [pd.DataFrame({"id": k, "time": v, "y": 1.0}) for k, v in parts.items()],
+        ignore_index=True,
+    )
+    ss = to_series_set(frame, id_col="id", time_col="time")
+    assert (ss.layout.time_unit, ss.layout.freq) == ("steps", "MS+*")
+    np.testing.assert_allclose(ss.times[0], np.arange(24.0) + 14 / 31)
+    np.testing.assert_allclose(np.diff(ss.times[2]), [1, 1, 1, 2] + [1] * 18)
+    assert period_in_units("1YS", "steps", ss.layout.freq) == 12.0
+    dates = pd.DatetimeIndex(times_out(ss, resolve_future_times(ss, 3, None)).ravel())
+    expected = ["2017-01-15", "2017-02-15", "2017-03-15", "2017-01-20 06:00",
+                "2017-02-20 06:00", "2017-03-20 06:00", "2017-01-31", "2017-02-28",
+                "2017-03-31", "2017-01-10", "2017-02-10", "2017-03-10"]  # fmt: skip
+    assert dates.equals(pd.DatetimeIndex(expected))
+    # dates given are read (and given back) on their own day
+    given = resolve_future_times(ss, None, ["2017-02-03", "2017-03-03"])
+    assert pd.DatetimeIndex(times_out(ss, given)[1]).equals(
+        pd.DatetimeIndex(["2017-02-03", "2017-03-03"])
+    )
+    # new data in the fitted form: a series on another day, not one on two days
+    form = ("steps", "MS+*")
+    new = to_series_set(_frame(ms[:5] + pd.Timedelta(days=4)), time_form=form)
+    np.testing.assert_allclose(new.times[0], np.arange(5.0) + 4 / 31)
+    two_days = ms[:4] + pd.to_timedelta([14, 14, 15, 14], unit="D")
+    with pytest.raises(ValidationError, match=r"on one day of the month .* found 2015-01-15 00"):
+        to_series_set(_frame(two_days), time_form=form)
+    # a monthly and a quarterly series share no step: hours as before
+    quarterly = pd.date_range("2015-01-01", periods=8, freq="QS") + pd.Timedelta(days=3)
+    assert infer_calendar([parts["A"].to_numpy(), quarterly.to_numpy()]) is None
+
+
 def test_dates_off_the_calendar_grid_are_named() -> None:
     with pytest.raises(ValidationError, match=r"^future_times: expected times on the data's"):
         calendar_steps(

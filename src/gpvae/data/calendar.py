@@ -10,6 +10,10 @@ Months dated on another day than the first (the 15th of every month, possibly at
 are the month-start grid shifted by a fixed time: ``"MS+14D"`` (``"MS+348h"`` at noon). A day
 that short months lack is clipped to their last: ``"MS+29D"`` is the 30th of every month and
 February's 28th (29th); quarters and years dated so are read alike (``"QS-FEB+29D"``).
+Series on one month grid but each on a day of its own (one on the 15th, another on the 20th)
+are ``"MS+*"``: a time is its month's step plus its day's shift from the month's first in
+units of 31 days (the 15th of month k is ``k + 14 / 31``), so a series' steps are whole
+months and its forecasts keep its day.
 
 Periods (``GPVAE(period=...)``) are numbers in the data's time units, or strings: a pandas
 duration (``"24h"``, ``"7D"``, ``"365.25D"``) or a calendar offset (``"12MS"``, ``"1YS"``,
@@ -43,10 +47,18 @@ __all__ = [
 
 NS_PER_HOUR = 3_600 * 10**9
 
+#: The shift of a month grid whose series are each on a day of their own (``"MS+*"``).
+_EACH = "*"
+#: On such a grid a time is its month's step plus its shift in units of 31 days.
+_EACH_SPAN = pd.Timedelta(days=31)
 
-def _split(freq: str) -> tuple[str, pd.Timedelta]:
-    """A frequency -> (pandas frequency, shift of its grid): ``"MS+14D"`` -> ("MS", 14 days)."""
+
+def _split(freq: str) -> tuple[str, pd.Timedelta | None]:
+    """A frequency -> (pandas frequency, shift of its grid): ``"MS+14D"`` -> ("MS", 14 days),
+    ``"MS"`` -> ("MS", 0), ``"MS+*"`` -> ("MS", None): each series its own shift."""
     base, plus, shift = freq.partition("+")
+    if shift == _EACH:
+        return base, None
     return base, pd.Timedelta(shift) if plus else pd.Timedelta(0)
 
 
@@ -164,7 +176,35 @@ def _on_grid(x: pd.Timestamp, freq: str) -> bool:
     if shift == pd.Timedelta(0):
         return bool(_offset(freq).is_on_offset(x))
     start = _month_starts(pd.DatetimeIndex([x]))
-    return bool(_offset(freq).is_on_offset(start[0])) and _clip(start, shift)[0] == x
+    on_day = shift is None or _clip(start, shift)[0] == x  # (one time: any day of its own)
+    return bool(_offset(freq).is_on_offset(start[0])) and on_day
+
+
+def _each_day(series: list[np.ndarray]) -> str | None:
+    """Series on one month (quarter, year) grid, each on a day of its own (the 15th, the
+    20th): ``"MS+*"`` (``"MS+14D"`` when they share one day after all)."""
+    forms = [_month_form(t) for t in series if len(t) >= 3]
+    if not forms or any(f is None for f in forms):
+        return None
+    bases = [_offset(cast(tuple[str, pd.Timedelta], f)[0]) for f in forms]
+    offset = bases[0]
+    if offset.n != 1 or any(type(b) is not type(offset) or b.n != 1 for b in bases):
+        return None
+    shifts = set()
+    for t in series:
+        idx = pd.DatetimeIndex(t)
+        shift = _day_shift(idx)
+        starts = _month_starts(idx)
+        if shift is None or shift % pd.Timedelta(seconds=1) or starts.has_duplicates:
+            return None  # (shifts in whole seconds: exact in a float step, see calendar_steps)
+        if not all(offset.is_on_offset(x) for x in starts):
+            return None
+        shifts.add(shift)
+    base = cast(tuple[str, pd.Timedelta], forms[0])[0]
+    if len(shifts) > 1:
+        return f"{base}+{_EACH}"
+    shift = shifts.pop()
+    return base if shift == pd.Timedelta(0) else f"{base}+{_shift_text(shift)}"
 
 
 def infer_calendar(times: Sequence[np.ndarray]) -> str | None:
@@ -174,14 +214,15 @@ def infer_calendar(times: Sequence[np.ndarray]) -> str | None:
         times: per series, sorted datetime64 times.
 
     Returns:
-        A pandas frequency string (``"MS"``, ``"QS-OCT"``, ``"B"``, ...), or None when the
-        times are not on one regular calendar grid or the grid has steps of a fixed length
-        (hours, days, weeks: those stay in hours).
+        A pandas frequency string (``"MS"``, ``"QS-OCT"``, ``"B"``, ...), a shifted month
+        grid (``"MS+14D"``; ``"MS+*"`` when each series is on a day of its own), or None
+        when the times are not on one regular calendar grid or the grid has steps of a
+        fixed length (hours, days, weeks: those stay in hours).
     """
+    series = [np.sort(np.asarray(t, dtype="datetime64[ns]")) for t in times]
     freqs = set()
     short = []  # series of one or two times cannot show a grid; they must lie on it
-    for t in times:
-        t = np.sort(np.asarray(t, dtype="datetime64[ns]"))
+    for t in series:
         if len(t) < 3:
             short.append(t)
             continue
@@ -189,14 +230,15 @@ def infer_calendar(times: Sequence[np.ndarray]) -> str | None:
         if freq is None:
             return None
         freqs.add(freq)
-    if len(freqs) != 1:
+    if not freqs:
         return None
-    freq = freqs.pop()
-    offset = _offset(freq)
-    if _is_fixed(offset):
-        return None
-    on_grid = all(_on_grid(pd.Timestamp(x), freq) for t in short for x in t)
-    return freq if on_grid else None
+    if len(freqs) == 1:
+        freq = freqs.pop()
+        if _is_fixed(_offset(freq)):
+            return None
+        if all(_on_grid(pd.Timestamp(x), freq) for t in short for x in t):
+            return freq
+    return _each_day(series)
 
 
 def wall_clock(t: np.ndarray, tz: Any) -> np.ndarray:
@@ -230,8 +272,22 @@ def naive(values: Any, tz: Any, wall: bool) -> np.ndarray:
     return idx.tz_localize(None).to_numpy(dtype="datetime64[ns]")
 
 
+def _first_off_day(idx: pd.DatetimeIndex) -> pd.Timestamp:
+    """The first time of ``idx`` on another day of the month (or time of day) than those
+    before it (:func:`_day_shift` of ``idx`` is None)."""
+    lo, hi = 1, len(idx)  # idx[:lo] on one day, idx[:hi] not
+    while hi - lo > 1:
+        mid = (lo + hi) // 2
+        lo, hi = (lo, mid) if _day_shift(idx[:mid]) is None else (mid, hi)
+    return idx[hi - 1]
+
+
 def calendar_steps(t: np.ndarray, origin: Any, freq: str, name: str = "times") -> np.ndarray:
     """Steps of ``freq`` from ``origin`` (float64) for datetimes ``t`` on that grid.
+
+    On a grid of series each on a day of its own (``"MS+*"``), ``t`` is one series: its
+    month's step plus its shift from the month's first day in units of 31 days (the 15th
+    is ``k + 14 / 31``), so that its steps are whole months apart.
 
     Raises:
         ValidationError: naming ``name`` when a time is not on the grid.
@@ -246,47 +302,69 @@ def calendar_steps(t: np.ndarray, origin: Any, freq: str, name: str = "times") -
     else:  # a shifted month grid: the months' first days, then the day in each month
         start = _month_starts(pd.DatetimeIndex([pd.Timestamp(origin)]))[0]
         points = _month_starts(idx)
+    own = shift if shift is not None else _day_shift(idx)
+    if own is None or own % pd.Timedelta(seconds=1):
+        found = (
+            f"{idx[0]} and {_first_off_day(idx)}"
+            if own is None
+            else f"{idx[0]} (a fraction of a second)"
+        )
+        raise ValidationError(
+            f"{name}: expected the times of a series on one day of the month at one time of "
+            f"day in whole seconds (the data's calendar grid {freq!r}: months, each series "
+            f"on a day of its own), found {found}"
+        )
     lo, hi = min(points.min(), start), max(points.max(), start)
     grid = pd.date_range(lo, hi, freq=_offset(freq))
     pos = grid.get_indexer(points)
     zero = grid.get_indexer([start])[0]
     off = pos < 0
-    if shift != pd.Timedelta(0):
-        off |= np.asarray(_clip(points, shift) != idx)
+    if own != pd.Timedelta(0):
+        off |= np.asarray(_clip(points, own) != idx)
     if off.any() or zero < 0:
         bad = idx[off][0] if off.any() else pd.Timestamp(origin)
         raise ValidationError(
             f"{name}: expected times on the data's calendar grid (frequency {freq!r} from "
             f"{pd.Timestamp(origin)}), found {bad}"
         )
-    return (pos - zero).astype(np.float64)
+    steps = (pos - zero).astype(np.float64)
+    return steps if shift is not None else steps + own / _EACH_SPAN
 
 
 def calendar_times(steps: np.ndarray, origin: Any, freq: str) -> np.ndarray:
-    """Datetimes ``origin + k * freq`` for whole steps ``k`` (any shape) -> datetime64[ns].
+    """Datetimes ``origin + k * freq`` for whole steps ``k`` (any shape) -> datetime64[ns]
+    (on a grid of series each on a day of its own, ``"MS+*"``, ``k`` plus that day's shift
+    in units of 31 days, see :func:`calendar_steps`).
 
     Raises:
         ValidationError: naming ``future_times`` when a step is not a whole number.
     """
     steps = np.asarray(steps, dtype=np.float64)
-    k = np.round(steps)
-    if not np.allclose(steps, k, atol=1e-6):
-        raise ValidationError(
-            f"future_times: expected whole steps of the calendar frequency {freq!r}, found "
-            f"{steps[np.abs(steps - k) > 1e-6][0]}"
-        )
+    shift = _split(freq)[1]
+    if shift is None:  # the step's fraction is its series' own shift, in whole seconds
+        k = np.floor(steps + 1e-9)
+        seconds = np.round(np.maximum(steps - k, 0.0) * _EACH_SPAN.total_seconds())
+        own: Any = pd.to_timedelta(seconds.ravel(), unit="s")
+    else:
+        k = np.round(steps)
+        own = shift
+        if not np.allclose(steps, k, atol=1e-6):
+            raise ValidationError(
+                f"future_times: expected whole steps of the calendar frequency {freq!r}, "
+                f"found {steps[np.abs(steps - k) > 1e-6][0]}"
+            )
     ki = k.astype(np.int64)
     lo, hi = int(min(ki.min(), 0)), int(max(ki.max(), 0))
-    shift = _split(freq)[1]
     start = pd.Timestamp(origin)
     if shift != pd.Timedelta(0):
         start = _month_starts(pd.DatetimeIndex([start]))[0]
     offset = _offset(freq)
     first = start + lo * offset if lo < 0 else start
     grid = pd.date_range(first, periods=hi - lo + 1, freq=offset)
+    out = pd.DatetimeIndex(grid.to_numpy()[(ki - lo).ravel()])
     if shift != pd.Timedelta(0):
-        grid = _clip(grid, shift)
-    return grid.to_numpy()[ki - lo].astype("datetime64[ns]")
+        out = _clip(out, own)
+    return out.to_numpy().astype("datetime64[ns]").reshape(steps.shape)
 
 
 #: Hours in an average Gregorian month (365.2425 days / 12).
