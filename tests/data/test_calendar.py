@@ -163,8 +163,10 @@ def test_series_on_days_of_their_own_are_counted_in_months_and_keep_their_days()
     two_days = ms[:4] + pd.to_timedelta([14, 14, 15, 14], unit="D")
     with pytest.raises(ValidationError, match=r"on one day of the month .* found 2015-01-15 00"):
         to_series_set(_frame(two_days), time_form=form)
-    # a monthly and a quarterly series share no step: hours as before
+    # quarters alike; a monthly and a quarterly series share no step: hours as before
     quarterly = pd.date_range("2015-01-01", periods=8, freq="QS") + pd.Timedelta(days=3)
+    ends = _on_day(pd.date_range("2015-04-01", periods=8, freq="QS"), 31)
+    assert infer_calendar([quarterly.to_numpy(), ends.to_numpy()]) == "QS-JAN+*"
     assert infer_calendar([parts["A"].to_numpy(), quarterly.to_numpy()]) is None
 
 
