@@ -92,6 +92,9 @@ def test_months_dated_mid_month_are_counted_in_months_and_forecast_on_that_day()
                        index[0], ss.layout.freq, "X")  # fmt: skip
     quarters = pd.date_range("2001-02-01", periods=12, freq="QS-FEB") + pd.Timedelta(days=9)
     assert infer_calendar([quarters.to_numpy()]) == "QS-FEB+9D"
+    exact = to_series_set(_frame(index + pd.Timedelta(milliseconds=1)))  # a shift to the ns
+    assert exact.layout.freq == "MS+1242000001000000ns"
+    np.testing.assert_array_equal(exact.times[0], np.arange(40.0))
     # not one day of the month: hours as before
     mixed = pd.DatetimeIndex(["2020-01-15", "2020-02-16", "2020-03-15", "2020-04-15"])
     assert infer_calendar([mixed.to_numpy()]) is None

@@ -303,7 +303,7 @@ def calendar_steps(t: np.ndarray, origin: Any, freq: str, name: str = "times") -
         start = _month_starts(pd.DatetimeIndex([pd.Timestamp(origin)]))[0]
         points = _month_starts(idx)
     own = shift if shift is not None else _day_shift(idx)
-    if own is None or own % pd.Timedelta(seconds=1):
+    if own is None or (shift is None and own % pd.Timedelta(seconds=1)):
         found = (
             f"{idx[0]} and {_first_off_day(idx)}"
             if own is None
