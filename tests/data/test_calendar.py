@@ -92,11 +92,85 @@ def test_months_dated_mid_month_are_counted_in_months_and_forecast_on_that_day()
                        index[0], ss.layout.freq, "X")  # fmt: skip
     quarters = pd.date_range("2001-02-01", periods=12, freq="QS-FEB") + pd.Timedelta(days=9)
     assert infer_calendar([quarters.to_numpy()]) == "QS-FEB+9D"
-    # not one day of the month, or days 29-31 (not in every month): hours as before
+    exact = to_series_set(_frame(index + pd.Timedelta(milliseconds=1)))  # a shift to the ns
+    assert exact.layout.freq == "MS+1242000001000000ns"
+    np.testing.assert_array_equal(exact.times[0], np.arange(40.0))
+    # not one day of the month: hours as before
     mixed = pd.DatetimeIndex(["2020-01-15", "2020-02-16", "2020-03-15", "2020-04-15"])
     assert infer_calendar([mixed.to_numpy()]) is None
-    late = pd.date_range("2020-01-01", periods=6, freq="MS") + pd.Timedelta(days=29)
-    assert infer_calendar([late[[0, 2, 3, 4, 5]].to_numpy()]) is None
+
+
+def _on_day(starts: pd.DatetimeIndex, day: int) -> pd.DatetimeIndex:
+    """``starts`` moved to ``day`` of their month, or the month's last day when shorter."""
+    return pd.DatetimeIndex([d.replace(day=min(day, d.days_in_month)) for d in starts])
+
+
+def test_months_dated_on_the_29th_to_31st_are_counted_in_months_and_keep_their_day() -> None:
+    """Monthly data on the 30th (February's 28th or 29th) were read in hours and forecast
+    dates drifted (2019-03-30, then 2019-04-29); each month is now its day, clipped."""
+    index = _on_day(pd.date_range("2018-01-01", periods=23, freq="MS"), 30)
+    ss = to_series_set(_frame(index.delete([5])))  # a gap keeps the grid
+    assert (ss.layout.time_unit, ss.layout.freq) == ("steps", "MS+29D")
+    np.testing.assert_array_equal(ss.times[0][4:6], [4.0, 6.0])
+    dates = pd.DatetimeIndex(times_out(ss, resolve_future_times(ss, 5, None))[0])
+    expected = ["2019-12-30", "2020-01-30", "2020-02-29", "2020-03-30", "2020-04-30"]
+    assert dates.equals(pd.DatetimeIndex(expected))
+    assert period_in_units("1YS", "steps", ss.layout.freq) == 12.0
+    off_day = r"'MS\+29D' from 2018-01-30 00:00:00\), found 2018-03-29"
+    with pytest.raises(ValidationError, match=off_day):
+        calendar_steps(np.array(["2018-03-29"], dtype="datetime64[ns]"), index[0], "MS+29D", "X")
+    # the 29th (February's 28th in 2019), a short series on the grid, quarters on the 30th
+    late = _on_day(pd.date_range("2018-11-01", periods=6, freq="MS"), 29)
+    assert infer_calendar([late.to_numpy(), late[3:4].to_numpy()]) == "MS+28D"
+    quarters = _on_day(pd.date_range("2019-02-01", periods=8, freq="QS-FEB"), 30)
+    assert infer_calendar([quarters.to_numpy()]) == "QS-FEB+29D"
+    # a later day in a long month: not one day of the month
+    off = pd.DatetimeIndex(["2019-01-30", "2019-02-28", "2019-03-31", "2019-04-30"])
+    assert infer_calendar([off.to_numpy()]) is None
+
+
+def test_series_on_days_of_their_own_are_counted_in_months_and_keep_their_days() -> None:
+    """Series of one DataFrame on different days of the month (the 15th, the 20th) were
+    read in hours, though each alone is monthly: forecast dates drifted (03-18 after 02-15).
+    Each series now keeps its day (``"MS+*"``): its month's step plus its day's shift."""
+    ms = pd.date_range("2015-01-01", periods=24, freq="MS")
+    parts = {
+        "A": ms + pd.Timedelta(days=14),
+        "B": ms + pd.Timedelta(days=19, hours=6),
+        "C": _on_day(ms, 31).delete([4]),  # month ends (pandas' 'ME'), with a gap
+        "D": ms[22:] + pd.Timedelta(days=9),  # too short to show a grid: on it
+    }
+    frame = pd.concat(
+        [pd.DataFrame({"id": k, "time": v, "y": 1.0}) for k, v in parts.items()],
+        ignore_index=True,
+    )
+    ss = to_series_set(frame, id_col="id", time_col="time")
+    assert (ss.layout.time_unit, ss.layout.freq) == ("steps", "MS+*")
+    np.testing.assert_allclose(ss.times[0], np.arange(24.0) + 14 / 31)
+    np.testing.assert_allclose(np.diff(ss.times[2]), [1, 1, 1, 2] + [1] * 18)
+    assert period_in_units("1YS", "steps", ss.layout.freq) == 12.0
+    dates = pd.DatetimeIndex(times_out(ss, resolve_future_times(ss, 3, None)).ravel())
+    expected = ["2017-01-15", "2017-02-15", "2017-03-15", "2017-01-20 06:00",
+                "2017-02-20 06:00", "2017-03-20 06:00", "2017-01-31", "2017-02-28",
+                "2017-03-31", "2017-01-10", "2017-02-10", "2017-03-10"]  # fmt: skip
+    assert dates.equals(pd.DatetimeIndex(expected))
+    # dates given are read (and given back) on their own day
+    given = resolve_future_times(ss, None, ["2017-02-03", "2017-03-03"])
+    assert pd.DatetimeIndex(times_out(ss, given)[1]).equals(
+        pd.DatetimeIndex(["2017-02-03", "2017-03-03"])
+    )
+    # new data in the fitted form: a series on another day, not one on two days
+    form = ("steps", "MS+*")
+    new = to_series_set(_frame(ms[:5] + pd.Timedelta(days=4)), time_form=form)
+    np.testing.assert_allclose(new.times[0], np.arange(5.0) + 4 / 31)
+    two_days = ms[:4] + pd.to_timedelta([14, 14, 15, 14], unit="D")
+    with pytest.raises(ValidationError, match=r"on one day of the month .* found 2015-01-15 00"):
+        to_series_set(_frame(two_days), time_form=form)
+    # quarters alike; a monthly and a quarterly series share no step: hours as before
+    quarterly = pd.date_range("2015-01-01", periods=8, freq="QS") + pd.Timedelta(days=3)
+    ends = _on_day(pd.date_range("2015-04-01", periods=8, freq="QS"), 31)
+    assert infer_calendar([quarterly.to_numpy(), ends.to_numpy()]) == "QS-JAN+*"
+    assert infer_calendar([parts["A"].to_numpy(), quarterly.to_numpy()]) is None
 
 
 def test_dates_off_the_calendar_grid_are_named() -> None:

@@ -7,7 +7,13 @@ median (744 h) drifts off the month starts and a yearly period is 11.8 steps. On
 times are instead counted in steps of the frequency (``time_unit = "steps"``): month k after
 the origin is k, future times are ``origin + k * freq`` exactly, and a yearly period is 12.
 Months dated on another day than the first (the 15th of every month, possibly at a fixed hour)
-are the month-start grid shifted by a fixed time: ``"MS+14D"`` (``"MS+348h"`` at noon).
+are the month-start grid shifted by a fixed time: ``"MS+14D"`` (``"MS+348h"`` at noon). A day
+that short months lack is clipped to their last: ``"MS+29D"`` is the 30th of every month and
+February's 28th (29th); quarters and years dated so are read alike (``"QS-FEB+29D"``).
+Series on one month grid but each on a day of its own (one on the 15th, another on the 20th)
+are ``"MS+*"``: a time is its month's step plus its day's shift from the month's first in
+units of 31 days (the 15th of month k is ``k + 14 / 31``), so a series' steps are whole
+months and its forecasts keep its day.
 
 Periods (``GPVAE(period=...)``) are numbers in the data's time units, or strings: a pandas
 duration (``"24h"``, ``"7D"``, ``"365.25D"``) or a calendar offset (``"12MS"``, ``"1YS"``,
@@ -41,10 +47,18 @@ __all__ = [
 
 NS_PER_HOUR = 3_600 * 10**9
 
+#: The shift of a month grid whose series are each on a day of their own (``"MS+*"``).
+_EACH = "*"
+#: On such a grid a time is its month's step plus its shift in units of 31 days.
+_EACH_SPAN = pd.Timedelta(days=31)
 
-def _split(freq: str) -> tuple[str, pd.Timedelta]:
-    """A frequency -> (pandas frequency, shift of its grid): ``"MS+14D"`` -> ("MS", 14 days)."""
+
+def _split(freq: str) -> tuple[str, pd.Timedelta | None]:
+    """A frequency -> (pandas frequency, shift of its grid): ``"MS+14D"`` -> ("MS", 14 days),
+    ``"MS"`` -> ("MS", 0), ``"MS+*"`` -> ("MS", None): each series its own shift."""
     base, plus, shift = freq.partition("+")
+    if shift == _EACH:
+        return base, None
     return base, pd.Timedelta(shift) if plus else pd.Timedelta(0)
 
 
@@ -59,23 +73,61 @@ def _shift_text(shift: pd.Timedelta) -> str:
     return f"{int(hours)}h" if hours == int(hours) else f"{int(shift.value)}ns"
 
 
-def _shifted_freq(t: np.ndarray) -> str | None:
-    """Months (quarters, years) dated a fixed time after their first day, the same in every
-    month (the 15th, at 09:00, ...): the month-start grid shifted, e.g. ``"MS+14D"``."""
+def _month_starts(idx: pd.DatetimeIndex) -> pd.DatetimeIndex:
+    """The first day (at midnight) of every time's month."""
+    return idx.to_period("M").to_timestamp()
+
+
+def _clip(starts: pd.DatetimeIndex, shift: Any) -> pd.DatetimeIndex:
+    """Month starts moved by ``shift`` (one, or one per start) with the day clipped to the
+    month's last: ``shift`` 29 days is the 30th, in February the 28th (29th)."""
+    day = pd.Timedelta(days=1)
+    days = shift // day
+    rest = shift - days * day
+    clipped = np.minimum(np.asarray(days), starts.days_in_month.to_numpy() - 1)
+    return starts + pd.to_timedelta(clipped, unit="D") + rest
+
+
+def _day_shift(idx: pd.DatetimeIndex) -> pd.Timedelta | None:
+    """The time after its month's first at which every time of ``idx`` lies: one day of
+    the month, clipped to the month's last in short months (the 30th, February's 28th), at
+    one time of day; the 31st when every time is its month's last. None when they differ."""
+    tod = idx - idx.normalize()
+    if not bool((tod == tod[0]).all()):
+        return None
+    day, last = idx.day.to_numpy(), idx.days_in_month.to_numpy()
+    free = day < last  # (a month's last day may be a later day clipped)
+    anchor = int(day[free][0]) if free.any() else 31
+    if (day[free] != anchor).any() or (last[~free] > anchor).any():
+        return None
+    return pd.Timedelta(days=anchor - 1) + tod[0]
+
+
+def _month_form(t: np.ndarray) -> tuple[str, pd.Timedelta] | None:
+    """Months (quarters, years) dated on one day of the month at one time of day (see
+    :func:`_day_shift`): the month-start grid of their months and the shift of that day."""
     if len(t) < 3 or np.diff(np.asarray(t, dtype="datetime64[ns]")).min() < np.timedelta64(
         28 * 24, "h"
     ):  # steps under 28 days: not months (and the common case, kept cheap)
         return None
     idx = pd.DatetimeIndex(t)
-    firsts = idx.to_period("M").to_timestamp()
-    shifts = idx - firsts
-    shift = shifts[0]
-    if not (shifts == shift).all() or shift <= pd.Timedelta(0) or shift >= pd.Timedelta(days=28):
-        return None  # (days 29-31 are not in every month)
-    base = _grid_freq((idx - shift).to_numpy())
-    if base is None or "+" in base or _is_fixed(_offset(base)):
+    shift = _day_shift(idx)
+    if shift is None:
         return None
-    return f"{base}+{_shift_text(shift)}"
+    base = _pandas_grid(_month_starts(idx).to_numpy())
+    if base is None or _months(_offset(base)) is None:
+        return None
+    return base, shift
+
+
+def _shifted_freq(t: np.ndarray) -> str | None:
+    """Months (quarters, years) dated a fixed time after their first day, the same in every
+    month (the 15th, at 09:00, ...; the 30th, clipped to February's last): the month-start
+    grid shifted, e.g. ``"MS+14D"``, ``"MS+29D"``."""
+    form = _month_form(t)
+    if form is None or form[1] == pd.Timedelta(0):
+        return None  # (month starts are pandas' own)
+    return f"{form[0]}+{_shift_text(form[1])}"
 
 
 def _is_fixed(offset: pd.DateOffset) -> bool:
@@ -97,7 +149,7 @@ def _infer_freq(idx: pd.DatetimeIndex) -> str | None:
     return str(freq.freqstr)
 
 
-def _grid_freq(t: np.ndarray) -> str | None:
+def _pandas_grid(t: np.ndarray) -> str | None:
     """A pandas frequency on whose grid every time of ``t`` (sorted datetime64) lies."""
     if len(t) < 3:
         return None
@@ -109,7 +161,50 @@ def _grid_freq(t: np.ndarray) -> str | None:
         freq = _infer_freq(idx[i : i + 3])
     if freq is not None and bool(idx.isin(pd.date_range(idx[0], idx[-1], freq=freq)).all()):
         return freq
-    return _shifted_freq(t)
+    return None
+
+
+def _grid_freq(t: np.ndarray) -> str | None:
+    """A frequency on whose grid every time of ``t`` (sorted datetime64) lies: pandas', or a
+    shifted month grid (:func:`_shifted_freq`)."""
+    return _pandas_grid(t) or _shifted_freq(t)
+
+
+def _on_grid(x: pd.Timestamp, freq: str) -> bool:
+    """True when time ``x`` lies on the grid of ``freq``."""
+    shift = _split(freq)[1]
+    if shift == pd.Timedelta(0):
+        return bool(_offset(freq).is_on_offset(x))
+    start = _month_starts(pd.DatetimeIndex([x]))
+    on_day = shift is None or _clip(start, shift)[0] == x  # (one time: any day of its own)
+    return bool(_offset(freq).is_on_offset(start[0])) and on_day
+
+
+def _each_day(series: list[np.ndarray]) -> str | None:
+    """Series on one month (quarter, year) grid, each on a day of its own (the 15th, the
+    20th): ``"MS+*"`` (``"MS+14D"`` when they share one day after all)."""
+    forms = [_month_form(t) for t in series if len(t) >= 3]
+    if not forms or any(f is None for f in forms):
+        return None
+    bases = [_offset(cast(tuple[str, pd.Timedelta], f)[0]) for f in forms]
+    offset = bases[0]
+    if offset.n != 1 or any(type(b) is not type(offset) or b.n != 1 for b in bases):
+        return None
+    shifts = set()
+    for t in series:
+        idx = pd.DatetimeIndex(t)
+        shift = _day_shift(idx)
+        starts = _month_starts(idx)
+        if shift is None or shift % pd.Timedelta(seconds=1) or starts.has_duplicates:
+            return None  # (shifts in whole seconds: exact in a float step, see calendar_steps)
+        if not all(offset.is_on_offset(x) for x in starts):
+            return None
+        shifts.add(shift)
+    base = cast(tuple[str, pd.Timedelta], forms[0])[0]
+    if len(shifts) > 1:
+        return f"{base}+{_EACH}"
+    shift = shifts.pop()
+    return base if shift == pd.Timedelta(0) else f"{base}+{_shift_text(shift)}"
 
 
 def infer_calendar(times: Sequence[np.ndarray]) -> str | None:
@@ -119,14 +214,15 @@ def infer_calendar(times: Sequence[np.ndarray]) -> str | None:
         times: per series, sorted datetime64 times.
 
     Returns:
-        A pandas frequency string (``"MS"``, ``"QS-OCT"``, ``"B"``, ...), or None when the
-        times are not on one regular calendar grid or the grid has steps of a fixed length
-        (hours, days, weeks: those stay in hours).
+        A pandas frequency string (``"MS"``, ``"QS-OCT"``, ``"B"``, ...), a shifted month
+        grid (``"MS+14D"``; ``"MS+*"`` when each series is on a day of its own), or None
+        when the times are not on one regular calendar grid or the grid has steps of a
+        fixed length (hours, days, weeks: those stay in hours).
     """
+    series = [np.sort(np.asarray(t, dtype="datetime64[ns]")) for t in times]
     freqs = set()
     short = []  # series of one or two times cannot show a grid; they must lie on it
-    for t in times:
-        t = np.sort(np.asarray(t, dtype="datetime64[ns]"))
+    for t in series:
         if len(t) < 3:
             short.append(t)
             continue
@@ -134,15 +230,15 @@ def infer_calendar(times: Sequence[np.ndarray]) -> str | None:
         if freq is None:
             return None
         freqs.add(freq)
-    if len(freqs) != 1:
+    if not freqs:
         return None
-    freq = freqs.pop()
-    offset = _offset(freq)
-    if _is_fixed(offset):
-        return None
-    shift = _split(freq)[1]
-    on_grid = all(offset.is_on_offset(pd.Timestamp(x) - shift) for t in short for x in t)
-    return freq if on_grid else None
+    if len(freqs) == 1:
+        freq = freqs.pop()
+        if _is_fixed(_offset(freq)):
+            return None
+        if all(_on_grid(pd.Timestamp(x), freq) for t in short for x in t):
+            return freq
+    return _each_day(series)
 
 
 def wall_clock(t: np.ndarray, tz: Any) -> np.ndarray:
@@ -176,51 +272,99 @@ def naive(values: Any, tz: Any, wall: bool) -> np.ndarray:
     return idx.tz_localize(None).to_numpy(dtype="datetime64[ns]")
 
 
+def _first_off_day(idx: pd.DatetimeIndex) -> pd.Timestamp:
+    """The first time of ``idx`` on another day of the month (or time of day) than those
+    before it (:func:`_day_shift` of ``idx`` is None)."""
+    lo, hi = 1, len(idx)  # idx[:lo] on one day, idx[:hi] not
+    while hi - lo > 1:
+        mid = (lo + hi) // 2
+        lo, hi = (lo, mid) if _day_shift(idx[:mid]) is None else (mid, hi)
+    return idx[hi - 1]
+
+
 def calendar_steps(t: np.ndarray, origin: Any, freq: str, name: str = "times") -> np.ndarray:
     """Steps of ``freq`` from ``origin`` (float64) for datetimes ``t`` on that grid.
+
+    On a grid of series each on a day of its own (``"MS+*"``), ``t`` is one series: its
+    month's step plus its shift from the month's first day in units of 31 days (the 15th
+    is ``k + 14 / 31``), so that its steps are whole months apart.
 
     Raises:
         ValidationError: naming ``name`` when a time is not on the grid.
     """
     shift = _split(freq)[1]
-    idx = pd.DatetimeIndex(np.asarray(t, dtype="datetime64[ns]")) - shift
-    start = pd.Timestamp(origin) - shift
+    idx = pd.DatetimeIndex(np.asarray(t, dtype="datetime64[ns]"))
     if len(idx) == 0:
         return np.zeros(0)
-    lo, hi = min(idx.min(), start), max(idx.max(), start)
+    if shift == pd.Timedelta(0):  # pandas' own grid
+        start = pd.Timestamp(origin)
+        points = idx
+    else:  # a shifted month grid: the months' first days, then the day in each month
+        start = _month_starts(pd.DatetimeIndex([pd.Timestamp(origin)]))[0]
+        points = _month_starts(idx)
+    own = shift if shift is not None else _day_shift(idx)
+    if own is None or (shift is None and own % pd.Timedelta(seconds=1)):
+        found = (
+            f"{idx[0]} and {_first_off_day(idx)}"
+            if own is None
+            else f"{idx[0]} (a fraction of a second)"
+        )
+        raise ValidationError(
+            f"{name}: expected the times of a series on one day of the month at one time of "
+            f"day in whole seconds (the data's calendar grid {freq!r}: months, each series "
+            f"on a day of its own), found {found}"
+        )
+    lo, hi = min(points.min(), start), max(points.max(), start)
     grid = pd.date_range(lo, hi, freq=_offset(freq))
-    pos = grid.get_indexer(idx)
+    pos = grid.get_indexer(points)
     zero = grid.get_indexer([start])[0]
-    if (pos < 0).any() or zero < 0:
-        bad = idx[pos < 0][0] if (pos < 0).any() else start
+    off = pos < 0
+    if own != pd.Timedelta(0):
+        off |= np.asarray(_clip(points, own) != idx)
+    if off.any() or zero < 0:
+        bad = idx[off][0] if off.any() else pd.Timestamp(origin)
         raise ValidationError(
             f"{name}: expected times on the data's calendar grid (frequency {freq!r} from "
-            f"{start + shift}), found {bad + shift}"
+            f"{pd.Timestamp(origin)}), found {bad}"
         )
-    return (pos - zero).astype(np.float64)
+    steps = (pos - zero).astype(np.float64)
+    return steps if shift is not None else steps + own / _EACH_SPAN
 
 
 def calendar_times(steps: np.ndarray, origin: Any, freq: str) -> np.ndarray:
-    """Datetimes ``origin + k * freq`` for whole steps ``k`` (any shape) -> datetime64[ns].
+    """Datetimes ``origin + k * freq`` for whole steps ``k`` (any shape) -> datetime64[ns]
+    (on a grid of series each on a day of its own, ``"MS+*"``, ``k`` plus that day's shift
+    in units of 31 days, see :func:`calendar_steps`).
 
     Raises:
         ValidationError: naming ``future_times`` when a step is not a whole number.
     """
     steps = np.asarray(steps, dtype=np.float64)
-    k = np.round(steps)
-    if not np.allclose(steps, k, atol=1e-6):
-        raise ValidationError(
-            f"future_times: expected whole steps of the calendar frequency {freq!r}, found "
-            f"{steps[np.abs(steps - k) > 1e-6][0]}"
-        )
+    shift = _split(freq)[1]
+    if shift is None:  # the step's fraction is its series' own shift, in whole seconds
+        k = np.floor(steps + 1e-9)
+        seconds = np.round(np.maximum(steps - k, 0.0) * _EACH_SPAN.total_seconds())
+        own: Any = pd.to_timedelta(seconds.ravel(), unit="s")
+    else:
+        k = np.round(steps)
+        own = shift
+        if not np.allclose(steps, k, atol=1e-6):
+            raise ValidationError(
+                f"future_times: expected whole steps of the calendar frequency {freq!r}, "
+                f"found {steps[np.abs(steps - k) > 1e-6][0]}"
+            )
     ki = k.astype(np.int64)
     lo, hi = int(min(ki.min(), 0)), int(max(ki.max(), 0))
-    shift = _split(freq)[1]
-    start = pd.Timestamp(origin) - shift
+    start = pd.Timestamp(origin)
+    if shift != pd.Timedelta(0):
+        start = _month_starts(pd.DatetimeIndex([start]))[0]
     offset = _offset(freq)
     first = start + lo * offset if lo < 0 else start
-    grid = (pd.date_range(first, periods=hi - lo + 1, freq=offset) + shift).to_numpy()
-    return grid[ki - lo].astype("datetime64[ns]")
+    grid = pd.date_range(first, periods=hi - lo + 1, freq=offset)
+    out = pd.DatetimeIndex(grid.to_numpy()[(ki - lo).ravel()])
+    if shift != pd.Timedelta(0):
+        out = _clip(out, own)
+    return out.to_numpy().astype("datetime64[ns]").reshape(steps.shape)
 
 
 #: Hours in an average Gregorian month (365.2425 days / 12).

@@ -48,8 +48,9 @@ class Layout:
             "steps" when datetimes on a regular calendar grid (months, quarters, years,
             business days) were counted in steps of ``freq``, else None.
         time_origin: the timestamp that became time 0.0 for datetimes, else None.
-        freq: the calendar frequency (a pandas frequency string) when ``time_unit`` is
-            "steps", else None (see :mod:`gpvae.data.calendar`).
+        freq: the calendar frequency (a pandas frequency string, or a month grid shifted
+            to one day of the month, ``"MS+14D"``, or to each series' own day, ``"MS+*"``)
+            when ``time_unit`` is "steps", else None (see :mod:`gpvae.data.calendar`).
         tz: the time zone of zone-aware datetimes (DataFrame inputs), else None. Times in
             hours are counted in UTC (no repeated or missing hours at clock changes); a
             calendar grid (months, business days, ...) is found and counted on the zone's
