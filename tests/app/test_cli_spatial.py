@@ -393,3 +393,18 @@ def test_predict_sites_checks_the_folder_of_a_plot_before_any_work(
     err = capsys.readouterr().err
     assert err.startswith(f"error: {option}: expected a folder that can be created, found ")
     assert not out.exists()
+
+
+def test_impute_with_a_spatial_model_refuses_several_processes() -> None:
+    """Under torchrun each process would impute a share of the sites without the others (or
+    all of them, each writing OUT): refused on every process, before DATA is read."""
+    from types import SimpleNamespace
+
+    from gpvae.app.cli.commands.impute import _check_sites_options
+    from gpvae.app.cli.errors import CLIError
+
+    with pytest.raises(CLIError, match=r"^MODEL_DIR: expected one process for a spatial") as err:
+        _check_sites_options(SimpleNamespace(world=2), False)  # type: ignore[arg-type]
+    assert "found 2 processes (run it without torchrun)" in str(err.value)
+    assert getattr(err.value, "synchronized", False)  # raised alike: process 0 reports it
+    _check_sites_options(SimpleNamespace(world=1), False)  # type: ignore[arg-type]
