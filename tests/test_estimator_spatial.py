@@ -836,7 +836,7 @@ def test_spatial_impute_returns_the_input_s_rows_columns_and_dtypes(
 ) -> None:
     """Spatial impute added the absent (site, time) rows, sorted them by site, reset the index,
     dropped the coordinate and other columns, turned int64 ids into objects, and ignored
-    return_samples and times; predict_sites turned int64 ids into objects too."""
+    times; predict_sites turned int64 ids into objects too."""
     est, df = fitted
     test = df[(df.time >= df.time.iloc[384]) & (df.site != "s0")].copy()
     test["site"] = test.site.str[1:].astype(np.int64)
@@ -858,14 +858,75 @@ def test_spatial_impute_returns_the_input_s_rows_columns_and_dtypes(
     assert np.array_equal(res.mean[FEATURES].to_numpy()[observed], given[observed])
     lo, hi = res.lower.a.to_numpy()[:30], res.upper.a.to_numpy()[:30]
     assert (lo < hi).all()
-    with pytest.raises(ValidationError, match=r"^return_samples: expected False .*found True"):
-        est.impute(gappy, num_samples=8, return_samples=True)
     with pytest.raises(ValidationError, match=r"^times: expected None .*'time'"):
         est.impute(gappy, times=np.arange(3), num_samples=8)
     new = pd.DataFrame({"site": np.array([100], dtype=np.int64), "lat": [LAT0], "lon": [LON0]})
     pred = est.predict_sites(gappy, new, num_samples=19)
     assert pred.mean.site.dtype == np.int64
     assert (pred.mean.site == 100).all()
+
+
+def test_spatial_impute_result_keeps_the_time_series_contract(
+    fitted: tuple[GPVAE, pd.DataFrame],
+) -> None:
+    """Spatial impute returned mean, lower and upper frames only: no ``observed``,
+    ``quantiles`` or ``to_frame()``, and ``return_samples=True`` was refused although the
+    intervals come from draws. Now the time series' ImputationResult of a DataFrame input;
+    observed values are never altered (mean, bounds, every draw), a float32 column too."""
+    from gpvae.errors import InputTypeError
+    from gpvae.estimator.results import ImputationResult
+    from gpvae.model import sorted_quantiles
+
+    est, df = fitted
+    test = df[(df.time >= df.time.iloc[384]) & (df.site != "s0")].copy()
+    test["b"] = test["b"].astype(np.float32)
+    test["note"] = "x"
+    gappy = test.sample(frac=1.0, random_state=2)
+    gappy.loc[gappy.index[:40], "a"] = np.nan
+    gappy.loc[gappy.index[20:60], "b"] = np.nan
+    given = gappy[FEATURES].to_numpy(dtype=np.float64)
+    seen = ~np.isnan(given)
+    res = est.impute(gappy, num_samples=39, quantiles=(0.1, 0.8), return_samples=True)
+    assert isinstance(res, ImputationResult)
+    assert res.quantiles == (0.1, 0.8)
+    # observed: a copy of the input with bool feature columns
+    assert list(res.observed.columns) == list(gappy.columns)
+    assert res.observed.index.equals(gappy.index)
+    assert all(pd.api.types.is_bool_dtype(t) for t in res.observed[FEATURES].dtypes)
+    assert np.array_equal(res.observed[FEATURES].to_numpy(), seen)
+    pd.testing.assert_frame_equal(res.observed.drop(columns=FEATURES), gappy.drop(columns=FEATURES))
+    # nothing observed is altered: mean, bounds and every draw hold the value read
+    for part in (res.mean, res.lower, res.upper):
+        assert np.array_equal(part[FEATURES].to_numpy()[seen], given[seen])
+    samples = res.samples
+    assert samples.shape == (39, len(gappy), len(FEATURES))
+    assert (samples[:, seen] == given[seen]).all()
+    missing = samples[:, ~seen]  # (S, number missing)
+    assert np.isfinite(missing).all()
+    assert (missing.std(0) > 0).all()
+    # the draws are those of the interval: its quantiles at the predictive positions
+    lo, hi = sorted_quantiles(torch.as_tensor(missing), (0.1, 0.8), "predictive")
+    scale = np.broadcast_to(est.scaler_.std_, given.shape)[~seen]
+    for bound, q in ((res.lower, lo), (res.upper, hi)):
+        np.testing.assert_allclose(
+            bound[FEATURES].to_numpy()[~seen] / scale, q.numpy() / scale, rtol=0, atol=1e-5
+        )
+    # to_frame: the mean frame, then <feature>_lower and <feature>_upper after the columns
+    whole = res.to_frame()
+    ends = [f"{f}_{end}" for end in ("lower", "upper") for f in FEATURES]
+    assert list(whole.columns) == [*gappy.columns, *ends]
+    assert whole.index.equals(gappy.index)
+    pd.testing.assert_frame_equal(whole[list(gappy.columns)], res.mean)
+    for f in FEATURES:
+        assert np.array_equal(whole[f"{f}_lower"].to_numpy(), res.lower[f].to_numpy())
+        assert np.array_equal(whole[f"{f}_upper"].to_numpy(), res.upper[f].to_numpy())
+    # the draws are returned on request only, and asking for them changes nothing else
+    plain = est.impute(gappy, num_samples=39, quantiles=(0.1, 0.8))
+    assert plain.samples is None
+    for a, b in ((plain.mean, res.mean), (plain.lower, res.lower), (plain.upper, res.upper)):
+        pd.testing.assert_frame_equal(a, b, check_exact=True)
+    with pytest.raises(InputTypeError, match=r"^return_samples: expected True or False"):
+        est.impute(gappy, num_samples=8, return_samples="yes")  # type: ignore[arg-type]
 
 
 def test_far_site_warning_with_interp_skip_says_intervals_do_not_widen() -> None:

@@ -162,6 +162,14 @@ def test_fit_with_coord_cols_then_predict_sites_on_dates_written_as_text(tmp_pat
     table = pd.read_csv(out)
     expected = sorted(df.loc[df.station == "s0", "time"])
     assert sorted(pd.to_datetime(table["time"])) == expected
+    # impute reads the dates too and writes them back as DATA wrote them
+    data = tmp_path / "gappy.csv"
+    given = _gappy(train, data)
+    imp = _cli("impute", tmp_path / "model", data, "-o", out, "--num-samples", "19")
+    assert imp.returncode == 0, imp.stderr
+    table = pd.read_csv(out)
+    assert table["time"].tolist() == given["time"].tolist()
+    assert not table[["pm", "temp"]].isna().any().any()
 
 
 @pytest.fixture(scope="module")
@@ -224,17 +232,106 @@ def test_predict_sites_refuses_one_path_for_both_plots(
     assert not out.exists()
 
 
-@pytest.mark.parametrize("command", ["impute", "detect", "forecast"])
-def test_time_series_commands_say_a_spatial_model_is_for_predict_sites(
+@pytest.mark.parametrize("command", ["detect", "forecast"])
+def test_time_series_commands_say_a_spatial_model_is_for_impute_and_predict_sites(
     command: str, spatial_model: tuple[Path, Path, Path], tmp_path: Path
 ) -> None:
-    """They said cli.json was missing and to fit the model with 'gpvae fit', which it was."""
+    """They said cli.json was missing and to fit the model with 'gpvae fit', which it was;
+    then that predict-sites alone uses it (impute does too)."""
     model, train, _ = spatial_model
     extra = ["--horizon", "2"] if command == "forecast" else []
     proc = _cli(command, model, train, "-o", tmp_path / "out.csv", *extra)
     assert proc.returncode == 1
     assert proc.stderr.startswith("error: MODEL_DIR: expected a time-series model, found a spatial")
-    assert "predict-sites" in proc.stderr
+    assert "'gpvae impute' (gaps at observed sites) and 'gpvae predict-sites'" in proc.stderr
+
+
+def _gappy(train: Path, path: Path) -> pd.DataFrame:
+    """DATA of the observed sites with gaps, rows shuffled and a column that is no feature."""
+    data = pd.read_csv(train).sample(frac=1.0, random_state=0).reset_index(drop=True)
+    data.loc[::3, "pm"] = np.nan
+    data.loc[1::5, "temp"] = np.nan
+    data.insert(2, "note", "x")
+    data.to_csv(path, index=False)
+    return pd.read_csv(path)
+
+
+def test_impute_fills_the_gaps_of_observed_sites_of_a_spatial_model(
+    spatial_model: tuple[Path, Path, Path], tmp_path: Path
+) -> None:
+    """impute refused a spatial MODEL_DIR (for predict-sites), and predict-sites refused the
+    observed sites (for impute): the command line could not fill their gaps. Now OUT is
+    DATA (its rows, order and columns) with the gaps filled and the interval columns."""
+    model, train, _ = spatial_model
+    data, out, fig = tmp_path / "gappy.csv", tmp_path / "out.csv", tmp_path / "a" / "s2.png"
+    given = _gappy(train, data)
+    observed = pd.read_csv(train)[["station", "lat", "lon"]].drop_duplicates()
+    sites = tmp_path / "observed_sites.csv"
+    observed.to_csv(sites, index=False)
+    circle = _cli("predict-sites", model, data, sites, "-o", out, "--num-samples", "4")
+    assert circle.returncode == 1
+    assert "impute fills the gaps of observed sites" in circle.stderr  # and now it does:
+    proc = _cli("impute", model, data, "-o", out, "--num-samples", "19", "--level", "0.8",
+                "--plot", fig, "--series", "s2")  # fmt: skip
+    assert proc.returncode == 0, proc.stderr
+    feats = ["pm", "temp"]
+    missing = int(given[feats].isna().sum().sum())
+    assert proc.stdout.splitlines() == [
+        f"imputed {missing} missing values; wrote {out}",
+        f"wrote plot {fig}",
+    ]
+    table = pd.read_csv(out)
+    ends = ["pm_lower", "temp_lower", "pm_upper", "temp_upper"]
+    assert list(table.columns) == [*given.columns, *ends]
+    pd.testing.assert_frame_equal(table[[c for c in given.columns if c not in feats]],
+                                  given.drop(columns=feats))  # fmt: skip
+    values = given[feats].to_numpy()
+    seen = ~np.isnan(values)
+    assert np.array_equal(table[feats].to_numpy()[seen], values[seen])  # bit for bit
+    for end in ("lower", "upper"):
+        bounds = table[[f"{f}_{end}" for f in feats]].to_numpy()
+        assert np.array_equal(bounds[seen], values[seen])
+    assert not table[feats + ends].isna().any().any()
+    lo, hi = table[["pm_lower", "temp_lower"]].to_numpy(), table[["pm_upper", "temp_upper"]]
+    assert (lo[~seen] < hi.to_numpy()[~seen]).all()
+    assert fig.stat().st_size > 0
+
+
+@pytest.mark.parametrize(
+    ("extra", "message"),
+    [
+        (["--merge-duplicate-times"], "error: --merge-duplicate-times: merges the rows of a "),
+        (["--series", "nope"], "error: --series: unknown id 'nope'"),
+        (["--level", "0.99"], "warning: --num-samples: 19 draws are too few"),
+    ],
+)
+def test_impute_with_a_spatial_model_checks_its_options(
+    extra: list[str], message: str, spatial_model: tuple[Path, Path, Path], tmp_path: Path
+) -> None:
+    model, train, _ = spatial_model
+    data, out = tmp_path / "gappy.csv", tmp_path / "out.csv"
+    _gappy(train, data)
+    env = {**os.environ, "OMP_NUM_THREADS": "1"}
+    proc = subprocess.run(
+        [sys.executable, "-m", "gpvae", "impute", str(model), str(data), "-o", str(out),
+         "--num-samples", "19", *extra],
+        capture_output=True, text=True, env=env, timeout=600,
+    )  # fmt: skip
+    assert message in proc.stderr
+    assert proc.returncode == (0 if message.startswith("warning") else 1), proc.stderr
+    assert out.exists() == (proc.returncode == 0)
+
+
+def test_impute_with_a_spatial_model_names_a_missing_coordinate_column(
+    spatial_model: tuple[Path, Path, Path], tmp_path: Path
+) -> None:
+    model, train, _ = spatial_model
+    data, out = tmp_path / "gappy.csv", tmp_path / "out.csv"
+    _gappy(train, data).drop(columns="lat").to_csv(data, index=False)
+    proc = _cli("impute", model, data, "-o", out, "--num-samples", "19")
+    assert proc.returncode == 1
+    assert proc.stderr.startswith("error: DATA: expected columns of the DataFrame, found ['lat']")
+    assert not out.exists()
 
 
 def test_time_series_options_with_coord_cols_are_refused(tmp_path: Path) -> None:
@@ -296,3 +393,18 @@ def test_predict_sites_checks_the_folder_of_a_plot_before_any_work(
     err = capsys.readouterr().err
     assert err.startswith(f"error: {option}: expected a folder that can be created, found ")
     assert not out.exists()
+
+
+def test_impute_with_a_spatial_model_refuses_several_processes() -> None:
+    """Under torchrun each process would impute a share of the sites without the others (or
+    all of them, each writing OUT): refused on every process, before DATA is read."""
+    from types import SimpleNamespace
+
+    from gpvae.app.cli.commands.impute import _check_sites_options
+    from gpvae.app.cli.errors import CLIError
+
+    with pytest.raises(CLIError, match=r"^MODEL_DIR: expected one process for a spatial") as err:
+        _check_sites_options(SimpleNamespace(world=2), False)  # type: ignore[arg-type]
+    assert "found 2 processes (run it without torchrun)" in str(err.value)
+    assert getattr(err.value, "synchronized", False)  # raised alike: process 0 reports it
+    _check_sites_options(SimpleNamespace(world=1), False)  # type: ignore[arg-type]

@@ -732,15 +732,12 @@ class GPVAE(AnomalyMethods, ForecastMethods, SpatialMethods, PersistenceMethods)
 
         Returns:
             :class:`~gpvae.estimator.results.ImputationResult` in the input's form; for a
-            model fitted on sites a :class:`~gpvae.estimator.spatial.SpatialResult` whose
-            ``mean``, ``lower`` and ``upper`` are copies of the long DataFrame X (its rows,
-            order, index and columns) with the features filled (``times`` and
-            ``return_samples`` are refused there).
+            model fitted on sites X is the long DataFrame (the fit's id, time, coordinate
+            and feature columns), every window conditioned on all its sites, and ``times``
+            is refused (:func:`gpvae.estimator.spatial.impute_field`).
         """
         if self.spatial_ is not None:  # a field: neighbours inform every gap
-            return self._impute_spatial(  # type: ignore[return-value]
-                X, num_samples, quantiles, times, return_samples
-            )
+            return self._impute_spatial(X, num_samples, quantiles, times, return_samples)
         ctx = self._context("impute")
         return impute_series(ctx, X, times, num_samples, quantiles, return_samples)
 

@@ -20,7 +20,8 @@ the sites as the state's spatial block) or, with ``inducing`` sites, the ``spars
   it at the new sites (kriging in latent space), then decodes: mean and quantiles of y.
 - :func:`impute_field` fills the missing entries of the observed sites; every latent is
   conditioned on all sites of the window, so neighbours inform a gap. Observed values are
-  returned unchanged.
+  returned unchanged; the result is the time series' ImputationResult of a DataFrame input
+  (``observed``, ``quantiles``, ``to_frame()``, draws on request).
 
 Shapes: S sites, T steps, D features, W window steps, L latent channels.
 """
@@ -38,6 +39,7 @@ import pandas as pd
 import torch
 
 from gpvae import settings
+from gpvae.arguments import check_memory
 from gpvae.data.scaler import Scaler
 from gpvae.data.spatial import (
     Field,
@@ -50,6 +52,7 @@ from gpvae.data.spatial import (
 )
 from gpvae.errors import ValidationError
 from gpvae.estimator.assembly import ModelSpec, build_model
+from gpvae.estimator.results import ImputationResult
 from gpvae.estimator.spatial_validation import (
     SiteValidation,
     calibrate,
@@ -141,16 +144,15 @@ class SpatialSpec:
 
 @dataclass(frozen=True)
 class SpatialResult:
-    """Predictions as long DataFrames, in the original units: for :func:`predict_sites`
-    (id, time, features) rows, site-major, ids in the dtype of the sites' id column; for
-    :func:`impute_field` the input frame's own rows, order, index and columns with the
-    features filled.
+    """Predictions of :func:`predict_sites` as long DataFrames, in the original units:
+    (id, time, features) rows, site-major, ids in the dtype of the sites' id column
+    (:func:`impute_field` returns an :class:`~gpvae.estimator.results.ImputationResult`).
 
     Attributes:
-        mean: predictive mean (observed entries unchanged for imputation).
-        lower, upper: the quantiles of the predictive draws (observed entries unchanged).
-        samples: None (spatial methods return no draws; ``impute(...,
-            return_samples=True)`` is refused on a spatial model).
+        mean: predictive mean.
+        lower, upper: the quantiles of the predictive draws, scaled about the mean by the
+            site calibration.
+        samples: None (predict_sites returns no draws).
     """
 
     mean: pd.DataFrame
@@ -583,19 +585,36 @@ def impute_field(
     quantiles: Sequence[float],
     seed: int,
     batch_size: int,
-) -> SpatialResult:
+    return_samples: bool = False,
+) -> ImputationResult:
     """Fill the missing entries of the observed sites (neighbours included in every
-    conditioning); observed values come back unchanged. Each result frame is a copy of
-    ``frame`` (its rows, order, index, columns and id dtype) with the feature columns filled
-    (``lower`` / ``upper``: the interval bounds there); a (site, time) without a row stays
-    without one."""
+    conditioning); observed values come back unchanged, bit for bit as read, in ``mean``,
+    ``lower``, ``upper`` and every sample.
+
+    Returns:
+        :class:`~gpvae.estimator.results.ImputationResult` in the form of a DataFrame input:
+        ``mean``, ``lower`` and ``upper`` are copies of ``frame`` (its rows, order, index,
+        columns and id dtype) with the feature columns filled (the interval's bounds there);
+        ``observed`` the same copy with bool feature columns; ``samples`` (S, R, D) draws of
+        y for the R rows of ``frame`` when ``return_samples`` (the draws about the mean
+        scaled by ``interval_scale``, as the interval's half-widths are); ``to_frame()`` the
+        mean frame with ``<feature>_lower`` / ``<feature>_upper`` columns after the input's.
+        A (site, time) without a row stays without one.
+    """
     field_ = _observed_field(frame, spec)
     values = _standardise(field_.values, scaler)
     T, S, D = values.shape
     W = spec.window
+    if return_samples:  # before any work: (S, R, D) float64 draws and their (S, T, S', D) field
+        check_memory(
+            "num_samples, return_samples",
+            8.0 * num_samples * (len(frame) + T * S) * D,
+            f"{num_samples} draws of {len(frame)} rows and {D} features",
+        )
     starts = list(range(0, T, W))
     gen = torch.Generator().manual_seed(seed)
     means, los, his = (np.zeros((T, S, D)) for _ in range(3))
+    ys = np.zeros((num_samples, T, S, D)) if return_samples else None
     model.eval()
     for i in range(0, len(starts), batch_size):
         chunk = starts[i : i + batch_size]
@@ -607,16 +626,40 @@ def impute_field(
             n = min(a + W, T) - a
             for arr, src in ((means, mean), (los, lo), (his, hi)):
                 arr[a : a + n] = src[b].reshape(W, S, D)[:n].cpu().numpy()
+            if ys is not None:
+                ys[:, a : a + n] = draws[:, b].reshape(-1, W, S, D)[:, :n].double().cpu().numpy()
     lo_s, hi_s = _interval(means, los, his, interval_scale)
     observed = ~np.isnan(field_.values)
     # each row of the frame -> its (time, site) of the field, in the frame's order
     t_raw, _ = TimeAxis.raw(frame[spec.time], spec.time)
     rows_t = np.searchsorted(np.unique(t_raw), t_raw)
     rows_s = pd.factorize(frame[spec.id], sort=False)[0]
+    features = list(spec.features)
     out = []
     for v in (means, lo_s, hi_s):
         back = scaler.mean_ + v * scaler.std_  # type: ignore[operator]
         filled = frame.copy()
-        filled[list(spec.features)] = np.where(observed, field_.values, back)[rows_t, rows_s]
+        filled[features] = np.where(observed, field_.values, back)[rows_t, rows_s]
         out.append(filled)
-    return SpatialResult(*out)
+    seen = frame.copy()
+    seen[features] = observed[rows_t, rows_s]
+    samples = None
+    if ys is not None:
+        spread = ys - means  # about the mean, scaled as the interval's half-widths are
+        ys = scaler.mean_ + (means + interval_scale * spread) * scaler.std_  # type: ignore[operator]
+        samples = np.where(observed, field_.values, ys)[:, rows_t, rows_s]  # (S, R, D)
+    ends = {
+        f"{name}_{end}": part[name].to_numpy()
+        for end, part in (("lower", out[1]), ("upper", out[2]))
+        for name in features
+    }
+    whole = pd.concat([out[0], pd.DataFrame(ends, index=out[0].index)], axis=1)
+    return ImputationResult(
+        mean=out[0],
+        lower=out[1],
+        upper=out[2],
+        samples=samples,
+        observed=seen,
+        quantiles=(float(quantiles[0]), float(quantiles[1])),
+        frame=whole,
+    )

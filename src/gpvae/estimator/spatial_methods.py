@@ -9,8 +9,9 @@ from typing import Any
 import numpy as np
 import pandas as pd
 
-from gpvae.arguments import int_arg, interval_draws_arg, warn_few_draws
+from gpvae.arguments import bool_arg, int_arg, interval_draws_arg, warn_few_draws
 from gpvae.errors import NotFittedError, ValidationError
+from gpvae.estimator.results import ImputationResult
 from gpvae.estimator.spatial import (
     SpatialResult,
     SpatialSpec,
@@ -198,18 +199,19 @@ class SpatialMethods:
         quantiles: Sequence[float],
         times: Any = None,
         return_samples: bool = False,
-    ) -> SpatialResult:
+    ) -> ImputationResult:
+        """The body of ``impute(X)`` on a model fitted on sites: X is a long DataFrame with
+        the fit's id, time, coordinate and feature columns; ``times`` is refused (the times
+        are X's time column). The result is an
+        :class:`~gpvae.estimator.results.ImputationResult` in the DataFrame form, with the
+        draws on request (:func:`gpvae.estimator.spatial.impute_field`)."""
         spec = self._spatial_fitted("impute")
         if times is not None:
             raise ValidationError(
                 f"times: expected None for a model fitted on sites (the times are X's column "
                 f"{spec.time!r}), found {type(times).__name__}"
             )
-        if return_samples is not False:
-            raise ValidationError(
-                f"return_samples: expected False for a model fitted on sites (its impute "
-                f"returns mean, lower and upper frames, no draws), found {return_samples!r}"
-            )
+        return_samples = bool_arg("return_samples", return_samples)
         model, scaler = self._fitted("impute")  # type: ignore[attr-defined]
         S = interval_draws_arg(num_samples, (0.05, 0.95))[0]  # at least 2: one is no interval
         q = _quantiles(quantiles)
@@ -224,6 +226,7 @@ class SpatialMethods:
             q,
             self.seed,  # type: ignore[attr-defined]
             self.batch_size,  # type: ignore[attr-defined]
+            return_samples,
         )
 
     def _interval_scale(self) -> np.ndarray:

@@ -29,18 +29,26 @@ def check_model_dir(path: str) -> Path:
     return p
 
 
-def _refuse_spatial(model_dir: Path) -> None:
-    """A spatial model (``fit --coord-cols``) is served by ``predict-sites`` only: say so
-    (it has no cli.json, which the other commands would otherwise report as missing)."""
+def _spatial(model_dir: Path) -> bool:
+    """Whether MODEL_DIR holds a spatial model (``fit --coord-cols``: no cli.json, which the
+    commands would otherwise report as missing); False when its config is not readable here
+    (the model's own loading reports it)."""
     config = model_dir / MODEL_SUBDIR / "config.json"
     try:
         spatial = json.loads(config.read_text())["config"]["estimator"].get("spatial")
     except (OSError, ValueError, KeyError, TypeError, AttributeError):
-        return  # not readable here: the model's own loading reports it
-    if spatial is not None:
+        return False
+    return spatial is not None
+
+
+def _refuse_spatial(model_dir: Path) -> None:
+    """A spatial model is served by ``impute`` (the gaps of observed sites) and
+    ``predict-sites`` (new sites) only: say so."""
+    if _spatial(model_dir):
         raise CLIError(
             f"MODEL_DIR: expected a time-series model, found a spatial one in {str(model_dir)!r} "
-            "(fitted with --coord-cols), which 'gpvae predict-sites' uses"
+            "(fitted with --coord-cols), which 'gpvae impute' (gaps at observed sites) and "
+            "'gpvae predict-sites' (new sites) use"
         )
 
 
@@ -50,22 +58,40 @@ def load_model(path: str) -> tuple[GPVAE, ColumnSpec]: ...
 
 @overload
 def load_model(
+    path: str, forecasts_only_ok: Literal[False] = ..., *, spatial_ok: Literal[True]
+) -> tuple[GPVAE, ColumnSpec]: ...
+
+
+@overload
+def load_model(
     path: str, forecasts_only_ok: Literal[True]
 ) -> tuple[GPVAE | GPVAEEnsemble, ColumnSpec]: ...
 
 
-def load_model(path: str, forecasts_only_ok: bool = False) -> tuple[Any, ColumnSpec]:
+def load_model(
+    path: str, forecasts_only_ok: bool = False, *, spatial_ok: bool = False
+) -> tuple[Any, ColumnSpec]:
     """The fitted estimator and the column layout saved in MODEL_DIR: a
     :class:`gpvae.GPVAE`, or a :class:`gpvae.GPVAEEnsemble` (``fit --members K``).
 
     A model that forecasts only (an ensemble, or a model of increments: ``fit --members K``,
     ``--difference``, ``--difference-columns``) is refused, naming MODEL_DIR and the fit
     option, unless the command forecasts (``forecasts_only_ok``: forecast and backtest).
+    A spatial model (``fit --coord-cols``) is refused, saying which commands use it, unless
+    ``spatial_ok`` (``impute``); its layout is then the site id, time and feature columns
+    stored with the model (the coordinate columns are in ``model.spatial_.projection``).
     """
     from gpvae.estimator import GPVAE, GPVAEEnsemble
     from gpvae.estimator.ensemble import ENSEMBLE_FILE
 
     model_dir = check_model_dir(path)
+    if spatial_ok and _spatial(model_dir):
+        with as_cli("MODEL_DIR"):
+            model = GPVAE.load(model_dir / MODEL_SUBDIR)
+        sites = model.spatial_
+        assert sites is not None  # the config read by _spatial says so
+        columns = ColumnSpec(time_col=sites.time, id_col=sites.id, features=list(sites.features))
+        return model, columns
     _refuse_spatial(model_dir)
     spec = ColumnSpec.load(model_dir)
     folder = model_dir / MODEL_SUBDIR

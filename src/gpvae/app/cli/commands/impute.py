@@ -17,7 +17,7 @@ from gpvae.app.cli.columns import (
     series_set,
     time_axis,
 )
-from gpvae.app.cli.errors import as_cli, info
+from gpvae.app.cli.errors import CLIError, as_cli, info
 from gpvae.app.cli.model_dir import load_model
 from gpvae.app.cli.options import (
     examples,
@@ -63,19 +63,32 @@ def impute(
     --merge-duplicate-times the rows of a series that share a time are imputed as one
     (the mean of each feature) and each of them gets that row's values, its own observed
     values kept.
+
+    With a spatial model (fit --coord-cols), DATA is long with the fit's site id, time,
+    coordinate and feature columns (one row per site and time), and every gap is filled
+    from the site's own record and from the other sites of DATA at the same times (one
+    process; --series names the site to plot; no --merge-duplicate-times). New sites
+    without any row are predicted by 'gpvae predict-sites'.
     """
     run = shards.job()
     out_path = shards.check_output_path(out, run, data)
     plot_path = check_plot(plot)
-    model, spec = load_model(model_dir)
+    model, spec = load_model(model_dir, spatial_ok=True)
+    sites = model.spatial_ is not None
+    if sites:  # before DATA is read, on every process
+        _check_sites_options(run, merge_duplicates)
     source = shards.read_input(data, spec.id_col, run, share=True)
     shards.check_series(source.frame, spec.id_col, series, run)
     frame = table = source.frame
     ends = [f"{f}_{end}" for end in ("lower", "upper") for f in spec.features]
     with run.together():
         check_no_clash(frame, spec, ends, "DATA")
-    with run.together(), as_cli("DATA"):
-        if frame.shape[0]:  # a process may have no series (fewer series than processes)
+    with run.together(), as_cli("DATA", SITES_NAMES if sites else None):
+        if frame.shape[0] and sites:  # the long frame itself: its coordinate columns too
+            parsed = parse_times(frame, spec.time_col, "DATA")  # dates written as text
+            res = model.impute(parsed, num_samples=num_samples, quantiles=interval(level))
+            table = merge_back(frame, res.to_frame(), spec)
+        elif frame.shape[0]:  # a process may have no series (fewer series than processes)
             ss = series_set(frame, spec, "DATA", loose=True, merge=merge_duplicates)
             res = model.impute(ss, num_samples=num_samples, quantiles=interval(level))
             filled = res.to_frame()
@@ -106,6 +119,37 @@ def impute(
             time_label=spec.time_col,
         )
         save_figure(fig, plot_path)
+
+
+#: The spatial estimator's argument names -> impute's (the site id, time, coordinate and
+#: feature columns are DATA's; ``quantiles`` come from --level).
+SITES_NAMES = {
+    "id": "DATA",
+    "time": "DATA",
+    "coords": "DATA",
+    "features": "DATA",
+    "quantiles": "--level",
+}
+
+
+def _check_sites_options(run: shards.Job, merge_duplicates: bool) -> None:
+    """Refuse, on every process, what a spatial model's imputation cannot do."""
+    if run.world > 1:
+        raise shards.everywhere(
+            CLIError(
+                f"MODEL_DIR: expected one process for a spatial model (fitted with "
+                f"--coord-cols): each of its windows is conditioned on every site at once, so "
+                f"the sites cannot be shared out between processes; found {run.world} "
+                f"processes (run it without torchrun)"
+            ),
+            run,
+        )
+    if merge_duplicates:
+        raise CLIError(
+            "--merge-duplicate-times: merges the rows of a series that share a time, which a "
+            "spatial model (fitted with --coord-cols: one row per site and time) does not "
+            "do; leave it out"
+        )
 
 
 def keep_observed(filled: pd.DataFrame, frame: pd.DataFrame, spec: ColumnSpec) -> pd.DataFrame:
