@@ -313,6 +313,17 @@ def test_repeated_forecasts_warn_once_under_the_default_filters(fitted: GPVAEEns
     assert {w.filename for w in caught} == {__file__}
 
 
+def test_the_members_fit_warnings_are_said_once_at_the_callers_line() -> None:
+    """Every member's fit warned that forecast_blend has no forecast_horizon: the warning
+    came once per member, pointing into ensemble.py; it comes once, at the user's line."""
+    with warnings.catch_warnings(record=True) as caught:
+        warnings.simplefilter("always")
+        GPVAEEnsemble(3, **CONFIG, forecast_blend=True).fit(_series())
+    said = [w for w in caught if str(w.message).startswith("forecast_blend: ")]
+    assert len(said) == 1
+    assert said[0].filename == __file__
+
+
 def test_the_backtest_function_points_its_warnings_at_the_callers_line() -> None:
     """gpvae.estimator.backtest.backtest(estimator, X) said its collected warnings one frame
     above its caller (sys:1 from a script), as if GPVAE.backtest stood between them; called
