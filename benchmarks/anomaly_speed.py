@@ -9,7 +9,11 @@ Uses the model settings of ``benchmarks/anomaly.py`` (its defaults; the same opt
 at the start (a loaded machine inflates wall time; CPU seconds are less affected), to
 ``--out`` (default ``benchmarks/results/anomaly_speed.json``, whose records the
 ``anomaly-speed`` region of ``docs/benchmarks.md`` shows: that region is rewritten, with the
-command run, when ``--out`` is the default or ``--doc`` is given).
+command run, when ``--out`` is the default or ``--doc`` is given). Every record also holds
+what the region shows besides the timings (``created``, the run's time, and ``command``, the
+command as run), so ``--doc-only`` rebuilds the region from ``--out`` alone, without timing
+anything; records written before they were kept (the one committed on 2026-12-02) lack them,
+and ``--doc-only`` refuses those, naming what is missing.
 """
 
 from __future__ import annotations
@@ -56,21 +60,40 @@ def parse_args(argv: Sequence[str]) -> argparse.Namespace:
         help="Markdown whose anomaly-speed region to rewrite (default docs/benchmarks.md when "
         "--out is the default; none otherwise).",
     )
+    p.add_argument(
+        "--doc-only",
+        action="store_true",
+        help="Time nothing: rebuild the --doc region from the records in --out (their creation "
+        "time and command included; the other options are not used). Records written before "
+        "runs kept those two (the committed anomaly_speed.json of 2026-12-02) cannot be "
+        "rebuilt from and are refused; a new run records them.",
+    )
     p.add_argument("--folds", type=int, default=5, help="Folds of the threshold's scores.")
     bench.add_model_options(p)
     args = p.parse_args(argv)
     bench.check_model_args(p, args)
     if args.doc is None and args.out.resolve() == OUT:
         args.doc = DOC
+    if args.doc_only and args.doc is None:
+        p.error(
+            "--doc-only: expected --doc with an --out other than the default, found --out "
+            f"{args.out} alone"
+        )
     return args
 
 
 def main(argv: Sequence[str] | None = None) -> int:
+    argv = list(sys.argv[1:] if argv is None else argv)
+    args = parse_args(argv)
+    if args.doc_only:
+        return doc_only(args.out, args.doc)
     import torch
 
     torch.set_num_threads(1)
-    argv = list(sys.argv[1:] if argv is None else argv)
-    args = parse_args(argv)
+    # the command as run (every flag given), so that the region says how to remake it
+    command = "env PYTHONPATH=src OMP_NUM_THREADS=1 .venv-bench/bin/python " + shlex.join(
+        ["benchmarks/anomaly_speed.py", *argv]
+    )
     channels = args.channels.split(",")
     records = []
     for ch in channels:
@@ -110,23 +133,53 @@ def main(argv: Sequence[str] | None = None) -> int:
         }
         records.append(rec)
         print(json.dumps({k: round(v, 2) if isinstance(v, float) else v for k, v in rec.items()}))
+    created = time.strftime("%Y-%m-%d %H:%M UTC", time.gmtime())
+    for rec in records:  # what the region shows besides the timings, for --doc-only
+        rec.update(created=created, command=command)
     args.out.parent.mkdir(parents=True, exist_ok=True)
     args.out.write_text(json.dumps(records, indent=1) + "\n")
     wrote = [str(args.out)]
-    if args.doc is not None:
-        # the command as run (every flag given), so that the region says how to remake it
-        command = "env PYTHONPATH=src OMP_NUM_THREADS=1 .venv-bench/bin/python " + shlex.join(
-            ["benchmarks/anomaly_speed.py", *argv]
-        )
-        created = time.strftime("%Y-%m-%d %H:%M UTC", time.gmtime())
-        if write_doc(render(records, command, created), args.doc):
-            wrote.append(str(args.doc))
+    if args.doc is not None and write_doc(render(records), args.doc):
+        wrote.append(str(args.doc))
     print("wrote " + " and ".join(wrote))
     return 0
 
 
-def render(records: list[dict], command: str, created: str) -> str:
-    """The markdown of the ``anomaly-speed`` region of docs/benchmarks.md."""
+def doc_only(out: Path, doc: Path) -> int:
+    """Rewrite the ``anomaly-speed`` region of ``doc`` from the records in ``out`` (1, with
+    a message naming what is missing, when the records lack what the region shows or
+    ``doc`` has no such region)."""
+    records = json.loads(out.read_text())
+    missing = [k for k in ("created", "command") if any(k not in r for r in records)]
+    if not records or missing:
+        found = "no records" if not records else "records without " + ", ".join(map(repr, missing))
+        print(
+            f"--doc-only: expected records with the run's creation time and command (written "
+            f"by runs since they are kept), found {found} in {out}; a new run records them",
+            file=sys.stderr,
+        )
+        return 1
+    if len({(r["created"], r["command"]) for r in records}) > 1:
+        print(
+            f"--doc-only: expected the records of one run (one creation time and command), "
+            f"found several in {out}",
+            file=sys.stderr,
+        )
+        return 1
+    if not write_doc(render(records), doc):
+        print(
+            "--doc: expected a file with an <!-- anomaly-speed --> region, found " + str(doc),
+            file=sys.stderr,
+        )
+        return 1
+    print(f"wrote {doc}")
+    return 0
+
+
+def render(records: list[dict]) -> str:
+    """The markdown of the ``anomaly-speed`` region of docs/benchmarks.md (the creation time
+    and command are the first record's: every record of a run holds the same)."""
+    created, command = records[0]["created"], records[0]["command"]
     lines = [
         f"**Speed** ({created}; one thread; wall seconds, CPU seconds in brackets; "
         "`benchmarks/results/anomaly_speed.json`). Goals (issue 17): fit plus scoring of "

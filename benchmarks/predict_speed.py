@@ -12,7 +12,10 @@
 
 Every measurement runs in a fresh process with 1 torch thread, float32, on the CPU, and
 records the machine's load average. Writes ``benchmarks/results/predict_speed.json`` and the
-``predict-speed`` region of ``docs/benchmarks.md``.
+``predict-speed`` region of ``docs/benchmarks.md`` (the ``--compare`` records, then this one).
+A record keeps the ``--compare`` files its table showed, so ``--doc-only`` rebuilds that
+table from ``--out`` alone (records from before the list was kept: from the ``--compare``
+flags of their stored command).
 
 Usage::
 
@@ -24,8 +27,10 @@ from __future__ import annotations
 import argparse
 import json
 import os
+import shlex
 import sys
 import time
+from itertools import pairwise
 from pathlib import Path
 from typing import Any
 
@@ -35,6 +40,7 @@ from speed import cpu_model
 __all__ = ["main"]
 
 HERE = Path(__file__).resolve().parent
+ROOT = HERE.parent  # the checkout: the documented commands run here
 RESULTS = HERE / "results" / "predict_speed.json"
 DOC = HERE.parent / "docs" / "benchmarks.md"
 
@@ -230,6 +236,59 @@ def _label() -> str:
         return "unknown"
 
 
+def _path_text(path: Path) -> str:
+    """``path`` as a record keeps it: relative to the checkout when inside it."""
+    full = path.resolve()
+    return str(full.relative_to(ROOT)) if full.is_relative_to(ROOT) else str(full)
+
+
+def recorded_compares(rec: dict[str, Any]) -> list[Path]:
+    """The ``--compare`` files whose records the table of ``rec``'s run showed before it
+    (its ``compare`` list; for records written before that was kept, the ``--compare``
+    flags of its command), relative paths from the checkout."""
+    if "compare" in rec:
+        names = list(rec["compare"])
+    else:
+        words = shlex.split(rec.get("command", ""))
+        names = [b for a, b in pairwise(words) if a == "--compare"]
+    return [ROOT / n for n in names]
+
+
+def _check_compares(parser: argparse.ArgumentParser, paths: list[Path]) -> None:
+    missing = [str(p) for p in paths if not p.is_file()]
+    if missing:
+        parser.error(
+            "--compare: expected the records files of earlier runs, found no file "
+            + ", ".join(missing)
+        )
+
+
+def _doc_only_records(parser: argparse.ArgumentParser, args: argparse.Namespace) -> list[Path]:
+    """The records files the table of ``--out``'s run showed (its ``--compare`` files, then
+    ``--out``): ``--compare`` given with ``--doc-only`` must name the same ones, in order."""
+    if not args.out.is_file():
+        parser.error(f"--out: expected a records file to re-render, found no file {args.out}")
+    recorded = recorded_compares(json.loads(args.out.read_text()))
+    if args.compare:
+        given = [p.resolve() for p in args.compare]
+        want = [p.resolve() for p in recorded]
+        if given != want:
+            lost = [_path_text(p) for p in want if p not in given]
+            extra = [_path_text(p) for p in given if p not in want]
+            parser.error(
+                f"--compare: expected the {len(want)} records files the table of {args.out} "
+                "showed, in its order (or no --compare: the record names them), found "
+                + "; ".join(
+                    [f"{len(given)} files"]
+                    + ([f"without {', '.join(lost)}"] if lost else [])
+                    + ([f"with {', '.join(extra)}"] if extra else [])
+                    + (["in another order"] if not lost and not extra else [])
+                )
+            )
+    _check_compares(parser, recorded)
+    return [*recorded, args.out]
+
+
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=(__doc__ or "").split("\n")[0])
     parser.add_argument("--data-dir", default=os.environ.get("GPVAE_DATA", "../shared/data"))
@@ -245,13 +304,15 @@ def main(argv: list[str] | None = None) -> int:
         type=Path,
         action="append",
         default=[],
-        help="Earlier records shown before this one in the docs table (repeatable).",
+        help="Earlier records shown before this one in the docs table (repeatable; kept in "
+        "the record, for --doc-only).",
     )
     parser.add_argument(
         "--doc-only",
         action="store_true",
-        help="Re-render the docs from --out and --compare (name every earlier record the "
-        "table is to show with a --compare; nothing is measured and no JSON written).",
+        help="Re-render the docs table of --out's run exactly: its record and the --compare "
+        "records its run showed (kept in the record; a --compare given here must name the same "
+        "files in the same order). Nothing is measured and no JSON written.",
     )
     parser.add_argument("worker_part", nargs="?", default=None, help=argparse.SUPPRESS)
     parser.add_argument("--worker", action="store_true", help=argparse.SUPPRESS)
@@ -261,7 +322,11 @@ def main(argv: list[str] | None = None) -> int:
         fn = {"fit": _worker_fit, "anomaly": _worker_anomaly}[args.worker_part]
         print(json.dumps(fn(args)))
         return 0
-    if not args.doc_only:
+    if args.doc_only:
+        paths = _doc_only_records(parser, args)
+    else:
+        _check_compares(parser, args.compare)  # before anything is measured
+        paths = [*args.compare, args.out]
         common = [
             f"--data-dir={args.data_dir}",
             f"--train={args.train}",
@@ -270,6 +335,7 @@ def main(argv: list[str] | None = None) -> int:
         ]
         rec: dict[str, Any] = {"train": args.train, "epochs": args.epochs}
         rec["label"] = args.label or _label()
+        rec["compare"] = [_path_text(p) for p in args.compare]  # for --doc-only
         rec["plain"] = _run(["fit", *common], args.timeout)
         print("plain fit + impute:", rec["plain"])
         rec["calibrated"] = _run(["fit", *common, "--calibrate"], args.timeout)
@@ -289,7 +355,7 @@ def main(argv: list[str] | None = None) -> int:
         )
         args.out.parent.mkdir(parents=True, exist_ok=True)
         args.out.write_text(json.dumps(rec, indent=2) + "\n")
-    records = [json.loads(p.read_text()) for p in [*args.compare, args.out] if p.exists()]
+    records = [json.loads(p.read_text()) for p in paths]
     write_doc(render(records), args.doc)
     # --doc-only reads --out, it does not write it
     print(f"wrote {args.doc}" if args.doc_only else f"wrote {args.out} and {args.doc}")

@@ -2,8 +2,10 @@
 
 from __future__ import annotations
 
+import inspect
 import json
 import warnings
+from functools import partial
 from pathlib import Path
 
 import numpy as np
@@ -13,6 +15,7 @@ import pytest
 from gpvae import GPVAE, GPVAEEnsemble
 from gpvae.app.cli import main
 from gpvae.errors import GPVAEError, ModelFileError, NotFittedError
+from gpvae.estimator.backtest import backtest
 
 CONFIG = dict(latent_dim=2, epochs=3, window=24, batch_size=4, progress=False)
 
@@ -308,6 +311,36 @@ def test_repeated_forecasts_warn_once_under_the_default_filters(fitted: GPVAEEns
     texts = [str(w.message).split(":")[0] for w in caught]
     assert sorted(texts) == ["calibrate", "forecast_horizon"]  # every refit's, once
     assert {w.filename for w in caught} == {__file__}
+
+
+def test_the_members_fit_warnings_are_said_once_at_the_callers_line() -> None:
+    """Every member's fit warned that forecast_blend has no forecast_horizon: the warning
+    came once per member, pointing into ensemble.py; it comes once, at the user's line."""
+    with warnings.catch_warnings(record=True) as caught:
+        warnings.simplefilter("always")
+        GPVAEEnsemble(3, **CONFIG, forecast_blend=True).fit(_series())
+    said = [w for w in caught if str(w.message).startswith("forecast_blend: ")]
+    assert len(said) == 1
+    assert said[0].filename == __file__
+
+
+def test_the_backtest_function_points_its_warnings_at_the_callers_line() -> None:
+    """gpvae.estimator.backtest.backtest(estimator, X) said its collected warnings one frame
+    above its caller (sys:1 from a script), as if GPVAE.backtest stood between them; called
+    directly or through either estimator's method, they point at the user's line."""
+    X = _series()
+    X[0][:, 1] = 1.0  # series 0's feature 1 has no MASE scale
+    single = GPVAE(**{**CONFIG, "val_fraction": 0.0})
+    runs = {"function": partial(backtest, single), "method": single.backtest}
+    runs["ensemble"] = GPVAEEnsemble(2, **{**CONFIG, "val_fraction": 0.0}).backtest
+    for way, run in runs.items():  # partial adds no Python frame
+        with warnings.catch_warnings(record=True) as caught:
+            warnings.simplefilter("always")
+            line = inspect.currentframe().f_lineno + 1  # type: ignore[union-attr]
+            run(X, horizon=4, num_origins=2, num_samples=20)
+        texts = sorted(str(w.message).split(":")[0] for w in caught)
+        assert texts == ["calibrate", "forecast_horizon", "season"], way
+        assert {(w.filename, w.lineno) for w in caught} == {(__file__, line)}, way
 
 
 def test_backtest_refuses_too_few_draws_per_member_before_any_fit(

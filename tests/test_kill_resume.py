@@ -1,9 +1,13 @@
 """Crash-safe training: fits killed with SIGKILL at random moments resume and finish.
 
 A subprocess runs ``GPVAE(..., checkpoint_dir=...).fit(..., resume=True)`` (and, separately,
-``gpvae fit ... --resume``); it is killed with SIGKILL ``KILLS`` times at random moments and
-restarted each time. After every kill, every checkpoint present must load (none is ever
-corrupt) and the number of finished epochs it records never goes down; the last run then
+``gpvae fit ... --resume``); it is killed with SIGKILL ``KILLS`` times at random moments of
+its training and restarted each time. The moments are found from the checkpoints, not from
+a clock, so that they come while the fit runs on a machine of any speed: each run is killed
+at a random time within about an epoch (by the epoch times the checkpoint records) after its
+checkpoint first records a random number of epochs, more than the last run's kill left and
+at most ``EPOCHS - MARGIN``. After every kill, every checkpoint present must load (none is
+ever corrupt) and the number of finished epochs it records never goes down; the last run then
 finishes with a loadable model whose outputs are finite and whose weights and history equal
 an uninterrupted fit's, bit for bit. ``pytest -s`` prints the figures (kills, the epochs
 recorded at each kill, times).
@@ -33,6 +37,7 @@ from gpvae.training import CHECKPOINT_FILE
 SCRIPT = Path(__file__).with_name("_kill_resume_fit.py")
 KILLS = 5
 EPOCHS = 40
+MARGIN = 10  # epochs left after the latest checkpoint a kill waits for
 ENV = {**os.environ, "OMP_NUM_THREADS": "1", "PYTHONWARNINGS": "ignore"}
 
 
@@ -58,18 +63,47 @@ def _temps(directory: Path) -> int:
     return len(list(directory.glob(f".{CHECKPOINT_FILE}.*.tmp"))) if directory.is_dir() else 0
 
 
+def _progress(path: Path, seen: tuple[int, int] | None) -> tuple[int, float, Any] | None:
+    """The epochs and the median epoch's seconds (a run's first epoch is slower) that the
+    checkpoint at ``path`` records, and the file's identity (inode, modification time),
+    when that is not ``seen`` (None: not written yet, or not again)."""
+    try:
+        info = path.stat()
+    except FileNotFoundError:
+        return None
+    if (info.st_ino, info.st_mtime_ns) == seen:
+        return None
+    _, meta = load_checkpoint(path)  # written to a temporary file and renamed: whole
+    state = meta["train_state"]
+    seconds = float(np.median([h["seconds"] for h in state["history"]]))
+    return int(state["epoch"]), seconds, (info.st_ino, info.st_mtime_ns)
+
+
 def _kill_loop(
-    start: Any, ckpt: Path, delays: list[float], wait_ready: bool
+    start: Any, ckpt: Path, rng: random.Random, wait_ready: bool
 ) -> list[dict[str, Any]]:
-    """Start, wait ``delay``, SIGKILL, check the checkpoints; one record per kill."""
+    """Start; once the checkpoint records a random number of epochs (at most ``EPOCHS -
+    MARGIN``, and at least one more than the last kill left), wait a random part of about
+    an epoch (up to 1.5 times the median epoch's seconds: into the next epoch or its
+    checkpoint's write), SIGKILL, check the checkpoints; one record per kill."""
     records: list[dict[str, Any]] = []
     last = -1
-    for delay in delays:
+    targets = sorted(rng.sample(range(1, EPOCHS - MARGIN + 1), KILLS))
+    for target in targets:
+        goal = max(target, last + 1)  # a new checkpoint, even after a kill past the target
         proc = start()
         t0 = time.perf_counter()
         if wait_ready:
             assert proc.stdout.readline().strip() == "ready"
-        time.sleep(delay)
+        seen, epochs, seconds = None, -1, 0.0
+        while epochs < goal:
+            assert proc.poll() is None, f"the fit ended before its checkpoint recorded {goal}"
+            assert time.perf_counter() - t0 < 600, f"no checkpoint of {goal} epochs in 600 s"
+            time.sleep(0.01)
+            found = _progress(ckpt / CHECKPOINT_FILE, seen)
+            if found is not None:
+                epochs, seconds, seen = found
+        time.sleep(rng.uniform(0.0, 1.5 * seconds))
         finished = proc.poll() is not None
         proc.send_signal(signal.SIGKILL)
         proc.wait()
@@ -79,7 +113,7 @@ def _kill_loop(
         assert current >= last, (current, last)  # progress is never lost
         last = current
         records.append({"after_s": round(alive, 2), "epochs": epoch, "temps": _temps(ckpt),
-                        "finished_before_kill": finished})  # fmt: skip
+                        "waited_for": goal, "finished_before_kill": finished})  # fmt: skip
         if proc.stdout is not None:
             proc.stdout.close()
     return records
@@ -105,8 +139,7 @@ def test_estimator_fit_survives_sigkill(tmp_path: Path) -> None:
         return subprocess.Popen(cmd, stdout=subprocess.PIPE, text=True, env=ENV)
 
     t0 = time.perf_counter()
-    delays = [rng.uniform(0.5, 2.5) for _ in range(KILLS)]  # after the imports
-    records = _kill_loop(start, ckpt, delays, wait_ready=True)
+    records = _kill_loop(start, ckpt, rng, wait_ready=True)
     final = subprocess.run(cmd, capture_output=True, text=True, env=ENV, timeout=600)
     total = time.perf_counter() - t0
     assert final.returncode == 0, final.stderr
@@ -126,7 +159,8 @@ def test_estimator_fit_survives_sigkill(tmp_path: Path) -> None:
     _same_state(est.model_.state_dict(), ref.model_.state_dict())
     assert _history(est.history_) == _history(ref.history_)
     print(f"\n[kill/resume estimator] {len(records)} SIGKILLs, epochs of {EPOCHS} recorded at "
-          f"each kill: {[r['epochs'] for r in records]}; kills after (s, from process start): "
+          f"each kill: {[r['epochs'] for r in records]} (waited for "
+          f"{[r['waited_for'] for r in records]}); kills after (s, from process start): "
           f"{[r['after_s'] for r in records]}; temp files left by kills: "
           f"{[r['temps'] for r in records]}; total {total:.1f} s; final weights == "
           "uninterrupted fit's")  # fmt: skip
@@ -151,8 +185,7 @@ def test_cli_fit_resume_survives_sigkill(tmp_path: Path) -> None:
                                 text=True, env=ENV)  # fmt: skip
 
     t0 = time.perf_counter()
-    delays = [rng.uniform(2.5, 5.0) for _ in range(KILLS)]  # ~2.5 s of it is start-up
-    records = _kill_loop(start, ckpt, delays, wait_ready=False)
+    records = _kill_loop(start, ckpt, rng, wait_ready=False)
     final = subprocess.run(cmd, capture_output=True, text=True, env=ENV, timeout=600)
     total = time.perf_counter() - t0
     assert final.returncode == 0, final.stderr
@@ -182,7 +215,8 @@ def test_cli_fit_resume_survives_sigkill(tmp_path: Path) -> None:
     _same_state(read_model(out / "model").state_dict, read_model(ref_out / "model").state_dict)
     assert json.loads((ref_out / "cli.json").read_text()) == table
     print(f"\n[kill/resume cli] {len(records)} SIGKILLs of 'gpvae fit --resume', epochs of "
-          f"{EPOCHS} recorded at each kill: {[r['epochs'] for r in records]}; kills after (s, "
+          f"{EPOCHS} recorded at each kill: {[r['epochs'] for r in records]} (waited for "
+          f"{[r['waited_for'] for r in records]}); kills after (s, "
           f"from process start): {[r['after_s'] for r in records]}; temp files left by kills: "
           f"{[r['temps'] for r in records]}; total {total:.1f} s; final weights and cli.json == "
           "uninterrupted fit's")  # fmt: skip

@@ -7,6 +7,7 @@ from __future__ import annotations
 
 import importlib
 import json
+import shlex
 import sys
 from pathlib import Path
 
@@ -638,3 +639,72 @@ def test_anomaly_speed_has_its_own_options_and_writes_only_out(  # type: ignore[
     assert capsys.readouterr().out.splitlines()[-1] == f"wrote {committed} and {doc}"
     command = ".venv-bench/bin/python benchmarks/anomaly_speed.py " + " ".join(argv)
     assert f"Command: `env PYTHONPATH=src OMP_NUM_THREADS=1 {command}`" in doc.read_text()
+
+
+def test_anomaly_speed_doc_only_rebuilds_the_region_a_run_wrote(  # type: ignore[no-untyped-def]
+    bench, speed, tmp_path, monkeypatch, capsys
+) -> None:
+    """--doc-only did not exist (the region's creation time was in no record): a run now
+    records its creation time and command with its timings, and --doc-only rebuilds the
+    region from them byte for byte, timing nothing and leaving the records as they are."""
+    s = _series(3)
+    monkeypatch.setattr(bench, "load", lambda *a: s)
+    monkeypatch.setattr(bench, "new_gpvae", lambda args: _TimedFake())
+    out, doc = tmp_path / "anomaly_speed.json", tmp_path / "benchmarks.md"
+    doc.write_text("head\n<!-- anomaly-speed -->\nold\n<!-- /anomaly-speed -->\ntail\n")
+    monkeypatch.setattr(speed, "OUT", out)
+    monkeypatch.setattr(speed, "DOC", doc)
+    assert speed.main(["--channels", "toy,toy", "--epochs", "1", "--samples", "2"]) == 0
+    written, records = doc.read_text(), out.read_text()
+    for rec in json.loads(records):  # the run's, in every record
+        assert f"**Speed** ({rec['created']}; one thread" in written
+        assert f"\nCommand: `{rec['command']}`\n" in written
+
+    def no_timing(args):  # type: ignore[no-untyped-def]
+        raise AssertionError("--doc-only timed a fit")
+
+    monkeypatch.setattr(bench, "new_gpvae", no_timing)
+    doc.write_text(written.replace("| toy |", "| changed |"))
+    capsys.readouterr()
+    assert speed.main(["--doc-only"]) == 0
+    assert doc.read_text() == written
+    assert out.read_text() == records
+    assert capsys.readouterr().out.splitlines() == [f"wrote {doc}"]
+    mine = tmp_path / "mine.md"
+    mine.write_text("<!-- anomaly-speed -->\n<!-- /anomaly-speed -->\n")
+    assert speed.main(["--doc-only", "--out", str(out), "--doc", str(mine)]) == 0
+    assert mine.read_text() == written[len("head\n") : -len("tail\n")]
+
+
+def test_anomaly_speed_doc_only_refuses_records_without_their_creation_time(  # type: ignore[no-untyped-def]
+    speed, tmp_path, capsys
+) -> None:
+    """The committed records predate the creation time and command in the JSON: --doc-only
+    (here beside the command the docs print) refuses them, naming both, and writes nothing;
+    the region is still those records rendered with its own creation time and command."""
+    docs = (BENCH.parent / "docs" / "benchmarks.md").read_text()
+    region = docs.split("<!-- anomaly-speed -->\n", 1)[1].split("\n<!-- /anomaly-speed -->")[0]
+    committed = json.loads((BENCH / "results" / "anomaly_speed.json").read_text())
+    assert all("created" not in r and "command" not in r for r in committed)
+    created = region.split("**Speed** (", 1)[1].split(";", 1)[0]
+    [command] = [
+        ln[len("Command: `") : -1] for ln in region.splitlines() if ln.startswith("Command: `")
+    ]
+    assert (
+        speed.render([{**r, "created": created, "command": command} for r in committed]) == region
+    )
+    out, copy = tmp_path / "anomaly_speed.json", tmp_path / "benchmarks.md"
+    out.write_text(json.dumps(committed))
+    copy.write_text(docs)
+    argv = shlex.split(command)
+    argv = argv[argv.index("benchmarks/anomaly_speed.py") + 1 :]
+    assert speed.main([*argv, "--doc-only", "--out", str(out), "--doc", str(copy)]) == 1
+    err = capsys.readouterr().err
+    assert err.startswith("--doc-only: expected records with the run's creation time and command")
+    assert "found records without 'created', 'command' in " in err
+    assert copy.read_text() == docs
+    with pytest.raises(SystemExit):  # a --doc-only without a region to write
+        speed.parse_args(["--doc-only", "--out", str(out)])
+    assert (
+        "--doc-only: expected --doc with an --out other than the default" in capsys.readouterr().err
+    )

@@ -20,9 +20,11 @@ from __future__ import annotations
 
 import contextlib
 import copy
+import sys
 import warnings
 from collections.abc import Iterator, Sequence
 from dataclasses import dataclass, field, replace
+from types import FrameType
 from typing import Any, Protocol
 
 import numpy as np
@@ -281,6 +283,7 @@ def backtest(
             f"with a horizon of {H} and at least {max(2 * H, m + 2)} steps of history before "
             f"the earliest ({why}), found a series of {min(len(t) for t in ss.times)}"
         )
+    up = _api_frames()  # GPVAE.backtest or GPVAEEnsemble.backtest between it and the user
     config = estimator.get_config() if _json_able(estimator) else None
     fitted: Estimator | None = None
     epochs: list[int] = []
@@ -292,7 +295,7 @@ def backtest(
     t_out: list[list[np.ndarray]] = [[] for _ in range(n)]
     said: list[tuple[type[Warning], str]] = []
     scale = np.stack([seasonal_naive_scale(v[:f], m) for v, f in zip(ss.values, first)])
-    _warn_unscaled(scale, ss, m)
+    _warn_unscaled(scale, ss, m, stacklevel=3 + up)
     for k in range(n_org):
         cuts = [f + k * step for f in first]
         hist, future = _cut(ss, cuts, H)
@@ -319,7 +322,7 @@ def backtest(
             truth[i, k] = ss.values[i][cuts[i] : cuts[i] + H]
             t_out[i].append(np.asarray(fc.times[i]))
     for category, text in dict.fromkeys(said):  # the fits' and forecasts' warnings once each
-        warnings.warn(text, category, stacklevel=3)  # the caller of GPVAE.backtest
+        warnings.warn(text, category, stacklevel=2 + up)  # the user's line
     scores = forecast_scores(truth, mean, quant, lower, upper, scale[:, None, None, :])
     return BacktestResult(
         origins=np.asarray([[f + k * step for k in range(n_org)] for f in first]),
@@ -339,6 +342,19 @@ def backtest(
     )
 
 
+def _api_frames() -> int:
+    """How many frames of the estimator layer stand between :func:`backtest` (the caller of
+    this function) and the user's line: 0 when the user calls :func:`backtest`, 1 through
+    :meth:`gpvae.GPVAE.backtest` or :meth:`gpvae.GPVAEEnsemble.backtest`, so that the
+    warnings it says point at the user's line either way."""
+    frame: FrameType | None = sys._getframe(2)  # the caller of backtest
+    count = 0
+    while frame is not None and frame.f_globals.get("__name__", "").startswith("gpvae.estimator."):
+        count += 1
+        frame = frame.f_back
+    return count
+
+
 def _check_forecasts(estimator: Estimator, num_samples: int) -> None:
     """Raise at once, before any fit, for what the forecasts at the origins would refuse:
     ``num_samples`` below 2 (two per member of an ensemble), a posterior that cannot
@@ -356,9 +372,9 @@ def best_epoch(history: Sequence[dict[str, float]]) -> int:
     return int(np.argmin(np.where(ok, scores, np.inf))) + 1 if ok.any() else 0
 
 
-def _warn_unscaled(scale: np.ndarray, ss: SeriesSet, season: int) -> None:
+def _warn_unscaled(scale: np.ndarray, ss: SeriesSet, season: int, stacklevel: int) -> None:
     """Warn naming the features of series without a MASE scale (left out of the means of
-    the scaled scores)."""
+    the scaled scores); ``stacklevel`` points at the user's line."""
     bad = np.argwhere(np.isnan(scale))
     if not len(bad):
         return
@@ -370,7 +386,7 @@ def _warn_unscaled(scale: np.ndarray, ss: SeriesSet, season: int) -> None:
         "error there before the earliest origin: the feature is constant or unobserved); "
         "their MASE and CRPS are left out of the means",
         UserWarning,
-        stacklevel=4,  # the caller of GPVAE.backtest
+        stacklevel=stacklevel,
     )
 
 

@@ -155,10 +155,22 @@ class GPVAEEnsemble:
     def fit(self, X: Any, times: Any = None, **kwargs: Any) -> GPVAEEnsemble:
         """Fit every member on the same data (:meth:`gpvae.GPVAE.fit`, the same keyword
         arguments), one after the other. The previous members are replaced only when all
-        the new ones are fitted. Returns self."""
+        the new ones are fitted. Returns self.
+
+        The members' warnings (about the data, the settings, their training) are said once
+        each, at the caller's line, however many members gave them (the filters decide what
+        a member's fit shows, so no count of members is given)."""
         fitted = []
-        for k in range(self.members):
-            fitted.append(self._member(k).fit(X, times, **kwargs))
+        caught: list[list[warnings.WarningMessage]] = []
+        try:
+            for k in range(self.members):
+                with shown_warnings(globals()) as mine:  # every member's, said once below
+                    caught.append(mine)
+                    fitted.append(self._member(k).fit(X, times, **kwargs))
+        finally:  # also those given before a member's fit failed
+            said = dict.fromkeys((w.category, str(w.message)) for c in caught for w in c)
+            for category, text in said:
+                warnings.warn(text, category, stacklevel=2)  # the caller of fit
         self.members_ = fitted
         return self
 
