@@ -408,3 +408,22 @@ def test_impute_with_a_spatial_model_refuses_several_processes() -> None:
     assert "found 2 processes (run it without torchrun)" in str(err.value)
     assert getattr(err.value, "synchronized", False)  # raised alike: process 0 reports it
     _check_sites_options(SimpleNamespace(world=1), False)  # type: ignore[arg-type]
+
+
+def test_predict_sites_keeps_ids_as_written(tmp_path: Path) -> None:
+    """Ids such as 001 are text at fit; predict-sites read DATA and SITES as numbers and
+    wrote the new site 000 as 0."""
+    df = _frame(T=20)
+    df["station"] = df["station"].map({"s0": "000", "s1": "001", "s2": "002", "s3": "003"})
+    train, new = tmp_path / "train.csv", tmp_path / "new.csv"
+    df[df.station != "000"].to_csv(train, index=False)
+    df[df.station == "000"][["station", "lat", "lon"]].iloc[:1].to_csv(new, index=False)
+    fit = _cli("fit", train, "--time-col", "time", "--id-col", "station", "--coord-cols",
+               "lat,lon", "--window", "10", "--epochs", "1", "--latent-dim", "2", "--hidden",
+               "8,8", "--quiet", "-o", tmp_path / "m")  # fmt: skip
+    assert fit.returncode == 0, fit.stderr
+    out = tmp_path / "out.csv"
+    res = _cli("predict-sites", tmp_path / "m", train, new, "-o", out)
+    assert res.returncode == 0, res.stderr
+    ids = pd.read_csv(out, dtype={"station": str})["station"]
+    assert set(ids) == {"000"}

@@ -198,6 +198,19 @@ def test_a_spatial_fit_stops_on_every_process_with_the_reason(tmp_path: Path) ->
     assert not (tmp_path / "m").exists()
 
 
+def test_predict_sites_stops_on_every_process_before_any_work(tmp_path: Path) -> None:
+    """Each process predicted every new site and wrote OUT: refused, reported once, before
+    MODEL_DIR or DATA is read (neither exists here)."""
+    code, _, err = _run("predict-sites", "nomodel", "data.csv", "sites.csv", "-o", "out.csv",
+                        cwd=tmp_path)  # fmt: skip
+    assert code != 0
+    lines = _gpvae_errors(err)
+    assert len(lines) == 1, err
+    assert lines[0].startswith("error: MODEL_DIR: expected one process for predict-sites")
+    assert "found 2 processes (run it without torchrun)" in lines[0]
+    assert not (tmp_path / "out.csv").exists()
+
+
 def _child(parent: int, rank: int) -> int | None:
     """The pid of the process torchrun started as ``RANK=rank``."""
     for proc in Path("/proc").iterdir():

@@ -110,6 +110,19 @@ def everywhere(err: Exception, job: Job) -> Exception:
     return err
 
 
+def one_process(run: Job, why: str) -> None:
+    """Refuse, on every process, a command that runs in one process only (``why``: the
+    reason, after "expected one process ")."""
+    if run.world > 1:
+        raise everywhere(
+            CLIError(
+                f"MODEL_DIR: expected one process {why}; found {run.world} processes (run it "
+                "without torchrun)"
+            ),
+            run,
+        )
+
+
 def job() -> Job:
     """This command's processes (sets up the process group under torchrun)."""
     try:

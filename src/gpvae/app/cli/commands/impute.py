@@ -134,16 +134,11 @@ SITES_NAMES = {
 
 def _check_sites_options(run: shards.Job, merge_duplicates: bool) -> None:
     """Refuse, on every process, what a spatial model's imputation cannot do."""
-    if run.world > 1:
-        raise shards.everywhere(
-            CLIError(
-                f"MODEL_DIR: expected one process for a spatial model (fitted with "
-                f"--coord-cols): each of its windows is conditioned on every site at once, so "
-                f"the sites cannot be shared out between processes; found {run.world} "
-                f"processes (run it without torchrun)"
-            ),
-            run,
-        )
+    shards.one_process(
+        run,
+        "for a spatial model (fitted with --coord-cols): each of its windows is conditioned "
+        "on every site at once, so the sites cannot be shared out between processes",
+    )
     if merge_duplicates:
         raise CLIError(
             "--merge-duplicate-times: merges the rows of a series that share a time, which a "

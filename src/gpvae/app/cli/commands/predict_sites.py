@@ -13,6 +13,7 @@ import click
 import numpy as np
 import pandas as pd
 
+from gpvae.app.cli import shards
 from gpvae.app.cli.columns import parse_times
 from gpvae.app.cli.errors import CLIError, as_cli, info
 from gpvae.app.cli.model_dir import MODEL_SUBDIR, check_model_dir
@@ -58,6 +59,11 @@ def predict_sites(
     """
     from gpvae.estimator import GPVAE
 
+    shards.one_process(
+        shards.job(),
+        "for predict-sites: every new site is conditioned on all the sites of DATA at once, "
+        "and each process would write OUT",
+    )
     out_path = check_output(out)
     for what, given in (("DATA", data), ("SITES", sites)):
         if Path(given).resolve() == out_path.resolve():
@@ -83,10 +89,10 @@ def predict_sites(
         )
     if feature is not None and feature not in spec.features:
         raise CLIError(f"--feature: expected one of {list(spec.features)}, found {feature!r}")
-    frame = read_table(data, "DATA")
+    frame = read_table(data, "DATA", text_col=spec.id)  # ids as written, as at fit (001)
     if spec.time in frame.columns:  # dates written as text, as at fit
         frame = parse_times(frame, spec.time, "DATA")
-    new = read_table(sites, "SITES")
+    new = read_table(sites, "SITES", text_col=spec.id)
     with as_cli("DATA", {"coords": "SITES", "id": "SITES", "sites": "SITES"}):
         res = model.predict_sites(frame, new, num_samples=num_samples)
     table = res.mean.copy()
