@@ -1585,3 +1585,35 @@ def test_output_paths_are_checked_before_the_work(
     nested = tmp_path / "new" / "deeper" / "o.csv"  # a missing folder is made
     _ok(run_cli("impute", wide_model, files["wide_parquet"], "-o", nested))
     assert nested.is_file()
+
+
+def test_data_are_read_as_the_model_counted_its_times(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    """The commands read DATA's dates with their own calendar inference, not the model's: a
+    model of series each on a day of their own ('MS+*') refused one of those series alone,
+    a monthly model refused two rows (too few to show a grid: read in hours), and sample
+    dated such a model's draws at month starts, before the data began."""
+    rows = []
+    for sid, day in (("A", 15), ("B", 20)):
+        for k, first in enumerate(pd.date_range("2015-01-01", periods=30, freq="MS")):
+            when = first + pd.Timedelta(days=day - 1, hours=9)
+            rows.append((sid, when.strftime("%Y-%m-%d %H:%M"), np.sin(k / 2.0)))
+    frame = pd.DataFrame(rows, columns=["sid", "date", "x"])
+    data, alone = tmp_path / "ab.csv", tmp_path / "a.csv"
+    frame.to_csv(data, index=False)
+    frame[frame.sid == "A"].to_csv(alone, index=False)
+    model = tmp_path / "m"
+    fit = ["fit", str(data), "--time-col", "date", "--id-col", "sid", "-o", str(model)]
+    assert main([*fit, "--epochs", "1", "--latent-dim", "2", "--hidden", "8", "--quiet"]) == 0
+    assert json.loads((model / "cli.json").read_text())["time_freq"] == "MS+*"
+    out = tmp_path / "fc.csv"
+    assert main(["forecast", str(model), str(alone), "--horizon", "2", "-o", str(out)]) == 0
+    assert list(pd.read_csv(out)["date"]) == ["2017-07-15 09:00:00", "2017-08-15 09:00:00"]
+    two = tmp_path / "two.csv"
+    frame[frame.sid == "A"].tail(2).assign(x=[np.nan, 0.5]).to_csv(two, index=False)
+    assert main(["impute", str(model), str(two), "-o", str(tmp_path / "i.csv")]) == 0
+    assert main(["sample", str(model), "--length", "3", "-o", str(tmp_path / "s.csv")]) == 0
+    shown = list(pd.read_csv(tmp_path / "s.csv")["date"].iloc[:3])
+    assert shown == ["2015-01-15 09:00:00", "2015-02-15 09:00:00", "2015-03-15 09:00:00"]
+    capsys.readouterr()

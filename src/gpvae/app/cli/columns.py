@@ -237,6 +237,15 @@ FEATURES_OPTION = "the features ('gpvae fit --features')"
 MERGE_OPTION = "--merge-duplicate-times"
 
 
+def fitted_time_form(model: Any) -> tuple[str | None, str | None] | None:
+    """How a fitted model (an ensemble: its first member) counted its data's times
+    (:attr:`gpvae.data.Scaler.time_form_`); None for no model."""
+    members = getattr(model, "members_", None)
+    fitted = members[0] if members else model
+    scaler = getattr(fitted, "scaler_", None)
+    return None if scaler is None else scaler.time_form_
+
+
 def series_set(
     frame: pd.DataFrame,
     spec: ColumnSpec,
@@ -244,10 +253,14 @@ def series_set(
     *,
     loose: bool = False,
     merge: bool | None = None,
+    model: Any = None,
 ) -> SeriesSet:
     """The model's view of a data file: validated series in the file's layout. ``loose``
     (impute, forecast, detect) accepts, as the estimator's predictions do, series of a
-    single row and series with nothing observed.
+    single row and series with nothing observed. ``model``: the fitted model whose data
+    DATA joins: its dates are read as the model's were (in hours, or in steps of its
+    calendar), not as DATA's own would be inferred (a few rows, some of the series, or a
+    model saved before a calendar was recognised).
 
     ``merge``: True merges the rows of a series that share a time into one (the mean of
     each feature, :func:`gpvae.data.merge_duplicate_times`) and says which rows it merged
@@ -281,6 +294,7 @@ def series_set(
             name=what,
             allow_single_step=loose,
             allow_empty_series=loose,
+            time_form=fitted_time_form(model),
         )
     except InputTypeError as err:  # a text value in a feature: the data layer's advice
         message = str(err)  # names its own argument, feature_cols

@@ -106,7 +106,7 @@ def backtest(
     model, spec = load_model(model_dir, forecasts_only_ok=True)
     model.progress = False
     frame = read_table(data, text_col=spec.id_col)
-    ss = series_set(frame, spec, "DATA", merge=merge_duplicates)
+    ss = series_set(frame, spec, "DATA", merge=merge_duplicates, model=model)
     with as_cli("DATA", {"num_origins": "--origins", "step": "--step", "season": "--season"}):
         res = model.backtest(
             ss,

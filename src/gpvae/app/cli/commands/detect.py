@@ -154,7 +154,7 @@ def detect(
     flags = np.zeros(0, dtype=bool)  # and its flags (alarm above its threshold)
     with run.together(), as_cli("DATA"):
         if frame.shape[0]:  # a process may have no series (fewer series than processes)
-            ss = series_set(frame, spec, "DATA", loose=True, merge=merge_duplicates)
+            ss = series_set(frame, spec, "DATA", loose=True, merge=merge_duplicates, model=model)
             res = model.anomaly_scores(ss, num_samples=num_samples)
             scores = anomaly_table(res, spec)
             if res.flagged is not None:

@@ -74,7 +74,7 @@ def forecast(
     table, n_series = frame.iloc[:0], 0
     with run.together(), as_cli("DATA"):
         if frame.shape[0]:  # a process may have no series (fewer series than processes)
-            ss = series_set(frame, spec, "DATA", loose=True, merge=merge_duplicates)
+            ss = series_set(frame, spec, "DATA", loose=True, merge=merge_duplicates, model=model)
             res = model.forecast(
                 ss, horizon=horizon, num_samples=num_samples, quantiles=interval(level)
             )

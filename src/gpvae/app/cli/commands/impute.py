@@ -89,7 +89,7 @@ def impute(
             res = model.impute(parsed, num_samples=num_samples, quantiles=interval(level))
             table = merge_back(frame, res.to_frame(), spec)
         elif frame.shape[0]:  # a process may have no series (fewer series than processes)
-            ss = series_set(frame, spec, "DATA", loose=True, merge=merge_duplicates)
+            ss = series_set(frame, spec, "DATA", loose=True, merge=merge_duplicates, model=model)
             res = model.impute(ss, num_samples=num_samples, quantiles=interval(level))
             filled = res.to_frame()
             if merge_duplicates:  # one row per row of DATA again

@@ -19,7 +19,7 @@ from gpvae.app.cli.tables import (
     write_table,
 )
 from gpvae.arguments import check_memory
-from gpvae.data.calendar import calendar_times
+from gpvae.data.calendar import calendar_steps, calendar_times
 
 __all__ = ["sample"]
 
@@ -89,7 +89,10 @@ def sample(
             # on the start's own clock (its offset, as the hours below keep it): the grid in
             # UTC put month starts at 23:00 of the day before, without the offset
             wall = start.tz_localize(None) if start.tz is not None else start
-            shown: Any = pd.DatetimeIndex(calendar_times(steps, wall, spec.time_freq))
+            # series each on a day of their own ('MS+*'): a step's fraction is its day, so
+            # the draws take the first time's (whole steps are month starts at midnight)
+            own = calendar_steps(np.array([wall.to_datetime64()]), wall, spec.time_freq)[0]
+            shown: Any = pd.DatetimeIndex(calendar_times(steps + own, wall, spec.time_freq))
             if start.tz is not None:
                 shown = shown.tz_localize(start.tz)
         else:  # the median step in whole milliseconds: no 21:19:59.999999998
