@@ -27,6 +27,7 @@ from __future__ import annotations
 import argparse
 import json
 import os
+import re
 import shlex
 import sys
 import time
@@ -263,6 +264,15 @@ def _check_compares(parser: argparse.ArgumentParser, paths: list[Path]) -> None:
         )
 
 
+def _documented_out(doc: Path) -> str:
+    """The ``--out`` of the last command printed in ``doc``'s region ("unknown" without)."""
+    text = doc.read_text() if doc.is_file() else ""
+    begin, end = "<!-- predict-speed -->", "<!-- /predict-speed -->"
+    region = text.split(begin, 1)[-1].split(end, 1)[0] if begin in text else ""
+    found = re.findall(r"predict_speed\.py [^`]*?--out (\S+)", region)
+    return found[-1] if found else "unknown"
+
+
 def _doc_only_records(parser: argparse.ArgumentParser, args: argparse.Namespace) -> list[Path]:
     """The records files the table of ``--out``'s run showed (its ``--compare`` files, then
     ``--out``): ``--compare`` given with ``--doc-only`` must name the same ones, in order."""
@@ -296,7 +306,13 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--impute", type=int, default=800)
     parser.add_argument("--epochs", type=int, default=3)
     parser.add_argument("--timeout", type=float, default=3600.0)
-    parser.add_argument("--out", type=Path, default=RESULTS)
+    parser.add_argument(
+        "--out",
+        type=Path,
+        default=None,
+        help=f"The records file (default {RESULTS.relative_to(HERE.parent)}); with --doc-only "
+        "the run whose table to rebuild, required.",
+    )
     parser.add_argument("--doc", type=Path, default=DOC)
     parser.add_argument("--label", default=None, help="Names the record (default: the commit).")
     parser.add_argument(
@@ -322,6 +338,13 @@ def main(argv: list[str] | None = None) -> int:
         fn = {"fit": _worker_fit, "anomaly": _worker_anomaly}[args.worker_part]
         print(json.dumps(fn(args)))
         return 0
+    if args.doc_only and args.out is None:  # the default file holds an old run (2 columns)
+        parser.error(
+            "--out: expected, with --doc-only, the records file of the run whose table to "
+            f"rebuild, found none (the docs region's last run: {_documented_out(args.doc)})"
+        )
+    if args.out is None:
+        args.out = RESULTS
     if args.doc_only:
         paths = _doc_only_records(parser, args)
     else:

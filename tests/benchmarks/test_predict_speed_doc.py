@@ -152,3 +152,20 @@ def test_a_run_keeps_its_compare_files_and_refuses_missing_ones(
     doc.write_text("")
     assert bench.main(["--doc-only", "--out", str(out), "--doc", str(doc)]) == 0
     assert doc.read_text() == written
+
+
+def test_doc_only_without_out_names_the_documented_run(
+    bench: ModuleType, tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    """--doc-only with the default --out rebuilt that file's run, a two-column table of
+    2026-12-01, in place of the documented 19-column one: --out is required there, and the
+    message names the file of the region's last run; nothing is written."""
+    docs = (ROOT / "docs/benchmarks.md").read_text()
+    copy = tmp_path / "benchmarks.md"
+    copy.write_text(docs)
+    with pytest.raises(SystemExit):
+        bench.main(["--doc-only", "--doc", str(copy)])
+    err = capsys.readouterr().err
+    assert "--out: expected, with --doc-only, the records file of the run" in err
+    assert "(the docs region's last run: benchmarks/results/predict_speed_s27_run2.json)" in err
+    assert copy.read_text() == docs
