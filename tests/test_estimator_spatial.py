@@ -972,3 +972,15 @@ def test_unobserved_neighbours_and_training_sites_warn() -> None:
     with warnings.catch_warnings():
         warnings.simplefilter("error")
         est.predict_sites(df[df.site != "s0"], new, num_samples=19)
+
+
+def test_a_repeated_site_and_date_is_named_as_written() -> None:
+    """The duplicate row's date was shown as a Python repr, Timestamp('2020-01-01 07:00:00')."""
+    df = _field(S=3, T=30)  # hourly dates
+    twice = pd.concat([df, df.iloc[[7]]], ignore_index=True)
+    est = GPVAE(latent_dim=1, epochs=1, progress=False)
+    with pytest.raises(ValidationError) as err:
+        est.fit(twice, id="site", time="time", coords=["lat", "lon"], window=10)
+    stamp = str(df["time"].iloc[7])
+    assert f"twice at {stamp} in column 'time'" in str(err.value)
+    assert "Timestamp(" not in str(err.value)

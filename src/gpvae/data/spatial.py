@@ -391,7 +391,7 @@ def field_from_frame(
         row = int(np.argmax(dup.to_numpy()))
         raise ValidationError(
             f"time: expected one row per site and time, found site {ids[codes[row]]!r} twice at "
-            f"{frame[time_col].iloc[row]!r} in column {time_col!r}"
+            f"{frame[time_col].iloc[row]} in column {time_col!r}"
         )
     values = np.full((len(times), len(ids), len(features)), np.nan)
     for j, col in enumerate(features):
