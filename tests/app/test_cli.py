@@ -1617,3 +1617,29 @@ def test_data_are_read_as_the_model_counted_its_times(
     shown = list(pd.read_csv(tmp_path / "s.csv")["date"].iloc[:3])
     assert shown == ["2015-01-15 09:00:00", "2015-02-15 09:00:00", "2015-03-15 09:00:00"]
     capsys.readouterr()
+
+
+@pytest.mark.parametrize(
+    ("freq", "start", "expected"),
+    [
+        ("MS", "2015-02-01", ["2015-02-01 00:00:00+01:00", "2015-03-01 00:00:00+01:00",
+                              "2015-04-01 00:00:00+02:00"]),
+        ("h", "2015-03-29 00:00", ["2015-03-29 00:00:00+01:00", "2015-03-29 01:00:00+01:00",
+                                   "2015-03-29 03:00:00+02:00"]),
+    ],
+)  # fmt: skip
+def test_sample_writes_dates_on_the_zones_clock(
+    freq: str, start: str, expected: list[str], tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    """Samples of zone-aware dates kept the first date's UTC offset all year: April's month
+    start was written 2015-04-01 00:00+01:00, an hour off Berlin's midnight, and hours after
+    the clock change an hour off its clock."""
+    t = pd.date_range(start, periods=40, freq=freq, tz="Europe/Berlin")
+    data = tmp_path / "d.parquet"
+    pd.DataFrame({"when": t, "v": np.sin(np.arange(40) / 5.0)}).to_parquet(data)
+    model, out = tmp_path / "m", tmp_path / "s.csv"
+    fit = ["fit", str(data), "--time-col", "when", "-o", str(model), "--epochs", "1"]
+    assert main([*fit, "--latent-dim", "2", "--hidden", "8", "--quiet"]) == 0, capsys.readouterr()
+    assert json.loads((model / "cli.json").read_text())["time_zone"] == "Europe/Berlin"
+    assert main(["sample", str(model), "--length", "3", "-o", str(out)]) == 0
+    assert list(pd.read_csv(out)["when"]) == expected

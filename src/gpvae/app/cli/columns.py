@@ -61,6 +61,9 @@ class ColumnSpec:
         time_start: the earliest training time (ISO string for dates, a number otherwise).
         time_freq: the calendar frequency of dates on a calendar grid (months, business
             days, ...: the model then counts time in steps of it), else None.
+        time_zone: the time zone of zone-aware dates (a Parquet column with a zone), whose
+            clock ``sample`` writes its dates on; None otherwise (and in folders written
+            before it was kept: the first date's UTC offset then stands for it).
         threshold: the anomaly threshold written by fits before the model stored its
             anomaly profile (a high quantile of the training data's per-step scores), which
             ``detect`` uses for such folders; None in folders written since (``detect``
@@ -75,6 +78,7 @@ class ColumnSpec:
     time_step: float = 1.0
     time_start: str | float = 0.0
     time_freq: str | None = None
+    time_zone: str | None = None
     threshold: float | None = None
     threshold_quantile: float | None = None
 
@@ -467,6 +471,19 @@ def _check_not_mostly_numeric(col: pd.Series, name: str) -> None:
         )
 
 
+def _zone_name(tz: Any) -> str | None:
+    """A time zone's name that pandas reads back (``"Europe/Berlin"``), None for none or a
+    zone without one (a fixed offset: the first date's offset stands for it)."""
+    if tz is None:
+        return None
+    name = str(tz)
+    try:
+        pd.Timestamp(0, tz="UTC").tz_convert(name)
+    except (ValueError, TypeError, KeyError):
+        return None
+    return name
+
+
 def record_times(spec: ColumnSpec, frame: pd.DataFrame, series: SeriesSet) -> None:
     """Record in ``spec`` the training data's time type, first time and median time step
     (in the model's time units), which ``gpvae sample`` uses to lay out new series."""
@@ -474,6 +491,7 @@ def record_times(spec: ColumnSpec, frame: pd.DataFrame, series: SeriesSet) -> No
         steps = np.concatenate([np.diff(t) for t in series.times])
     spec.time_step = float(np.median(steps)) if steps.size else 1.0
     spec.time_freq = series.layout.freq
+    spec.time_zone = _zone_name(series.layout.tz)
     time_col = spec.time_col
     tcol = parse_times(frame[[time_col]], time_col, "DATA")[time_col]
     if pd.api.types.is_datetime64_any_dtype(tcol.dtype):

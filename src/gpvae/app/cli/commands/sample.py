@@ -19,7 +19,7 @@ from gpvae.app.cli.tables import (
     write_table,
 )
 from gpvae.arguments import check_memory
-from gpvae.data.calendar import calendar_steps, calendar_times
+from gpvae.data.calendar import calendar_steps, calendar_times, zoned
 
 __all__ = ["sample"]
 
@@ -93,11 +93,15 @@ def sample(
             # the draws take the first time's (whole steps are month starts at midnight)
             own = calendar_steps(np.array([wall.to_datetime64()]), wall, spec.time_freq)[0]
             shown: Any = pd.DatetimeIndex(calendar_times(steps + own, wall, spec.time_freq))
-            if start.tz is not None:
+            if spec.time_zone is not None:  # the zone's own midnight, summer and winter
+                shown = pd.DatetimeIndex(zoned(shown.to_numpy(), spec.time_zone, wall=True))
+            elif start.tz is not None:
                 shown = shown.tz_localize(start.tz)
         else:  # the median step in whole milliseconds: no 21:19:59.999999998
             step_ms = round(spec.time_step * 3_600_000)
             shown = start + pd.to_timedelta(np.arange(length) * step_ms, unit="ms")
+            if spec.time_zone is not None:  # hours count in UTC; shown on the zone's clock
+                shown = shown.tz_convert(spec.time_zone)
     else:
         shown = float(spec.time_start) + steps
     id_name = spec.id_col if spec.id_col is not None else "sample"
