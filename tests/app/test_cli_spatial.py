@@ -175,11 +175,15 @@ def test_fit_with_coord_cols_then_predict_sites_on_dates_written_as_text(tmp_pat
 @pytest.fixture(scope="module")
 def spatial_model(tmp_path_factory: pytest.TempPathFactory) -> tuple[Path, Path, Path]:
     """(MODEL_DIR, DATA, SITES) of a spatial model fitted on sites s1..s3; SITES is s0."""
-    d = tmp_path_factory.mktemp("spatial")
-    df = _frame(T=20)
+    return _fit_sites(_frame(T=20), "s0", tmp_path_factory.mktemp("spatial"))
+
+
+def _fit_sites(df: pd.DataFrame, held: str, d: Path) -> tuple[Path, Path, Path]:
+    """(MODEL_DIR, DATA, SITES) in ``d``: a spatial model fitted on the sites of ``df`` but
+    ``held`` (1 epoch, small), and SITES the held site's coordinates."""
     train, new = d / "train.csv", d / "new.csv"
-    df[df.station != "s0"].to_csv(train, index=False)
-    df[df.station == "s0"][["station", "lat", "lon"]].iloc[:1].to_csv(new, index=False)
+    df[df.station != held].to_csv(train, index=False)
+    df[df.station == held][["station", "lat", "lon"]].iloc[:1].to_csv(new, index=False)
     fit = _cli("fit", train, "--time-col", "time", "--id-col", "station", "--coord-cols",
                "lat,lon", "--window", "10", "--epochs", "1", "--latent-dim", "2", "--hidden",
                "8,8", "--quiet", "-o", d / "model")  # fmt: skip
@@ -415,15 +419,9 @@ def test_predict_sites_keeps_ids_as_written(tmp_path: Path) -> None:
     wrote the new site 000 as 0."""
     df = _frame(T=20)
     df["station"] = df["station"].map({"s0": "000", "s1": "001", "s2": "002", "s3": "003"})
-    train, new = tmp_path / "train.csv", tmp_path / "new.csv"
-    df[df.station != "000"].to_csv(train, index=False)
-    df[df.station == "000"][["station", "lat", "lon"]].iloc[:1].to_csv(new, index=False)
-    fit = _cli("fit", train, "--time-col", "time", "--id-col", "station", "--coord-cols",
-               "lat,lon", "--window", "10", "--epochs", "1", "--latent-dim", "2", "--hidden",
-               "8,8", "--quiet", "-o", tmp_path / "m")  # fmt: skip
-    assert fit.returncode == 0, fit.stderr
+    model, train, new = _fit_sites(df, "000", tmp_path)
     out = tmp_path / "out.csv"
-    res = _cli("predict-sites", tmp_path / "m", train, new, "-o", out)
+    res = _cli("predict-sites", model, train, new, "-o", out)
     assert res.returncode == 0, res.stderr
     ids = pd.read_csv(out, dtype={"station": str})["station"]
     assert set(ids) == {"000"}
