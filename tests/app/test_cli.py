@@ -1626,6 +1626,8 @@ def test_data_are_read_as_the_model_counted_its_times(
                               "2015-04-01 00:00:00+02:00"]),
         ("h", "2015-03-29 00:00", ["2015-03-29 00:00:00+01:00", "2015-03-29 01:00:00+01:00",
                                    "2015-03-29 03:00:00+02:00"]),
+        ("D", "2015-03-28", ["2015-03-28 00:00:00+01:00", "2015-03-29 00:00:00+01:00",
+                             "2015-03-30 00:00:00+02:00"]),
     ],
 )  # fmt: skip
 def test_sample_writes_dates_on_the_zones_clock(
@@ -1633,7 +1635,8 @@ def test_sample_writes_dates_on_the_zones_clock(
 ) -> None:
     """Samples of zone-aware dates kept the first date's UTC offset all year: April's month
     start was written 2015-04-01 00:00+01:00, an hour off Berlin's midnight, and hours after
-    the clock change an hour off its clock."""
+    the clock change an hour off its clock; daily data stay at the zone's midnight (not
+    01:00 after the change)."""
     t = pd.date_range(start, periods=40, freq=freq, tz="Europe/Berlin")
     data = tmp_path / "d.parquet"
     pd.DataFrame({"when": t, "v": np.sin(np.arange(40) / 5.0)}).to_parquet(data)
@@ -1643,3 +1646,19 @@ def test_sample_writes_dates_on_the_zones_clock(
     assert json.loads((model / "cli.json").read_text())["time_zone"] == "Europe/Berlin"
     assert main(["sample", str(model), "--length", "3", "-o", str(out)]) == 0
     assert list(pd.read_csv(out)["when"]) == expected
+
+
+def test_cli_json_leaves_out_an_unset_time_zone(tmp_path: Path) -> None:
+    """Every fit wrote "time_zone": null, which versions before it was kept refused as a
+    malformed cli.json: the key is written only for zone-aware dates."""
+    from gpvae.app.cli.columns import ColumnSpec
+
+    spec = ColumnSpec(time_col="t", id_col=None, features=["v"])
+    spec.save(tmp_path)
+    saved = json.loads((tmp_path / "cli.json").read_text())
+    assert "time_zone" not in saved
+    assert ColumnSpec.load(tmp_path).time_zone is None
+    spec.time_zone = "Europe/Berlin"
+    spec.save(tmp_path)
+    assert json.loads((tmp_path / "cli.json").read_text())["time_zone"] == "Europe/Berlin"
+    assert ColumnSpec.load(tmp_path).time_zone == "Europe/Berlin"

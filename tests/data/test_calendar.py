@@ -178,6 +178,12 @@ def test_dates_off_the_calendar_grid_are_named() -> None:
         calendar_steps(
             np.array(["2000-02-15"], dtype="datetime64[ns]"), "2000-01-01", "MS", "future_times"
         )
+    # an origin off the grid is the time named, not also the grid's start: the message read
+    # "(frequency 'MS+14D' from 2018-01-15 01:00:00), found 2018-01-15 01:00:00"
+    off = np.array(["2018-01-15T01:00", "2018-02-15T01:00"], dtype="datetime64[ns]")
+    with pytest.raises(ValidationError) as err:
+        calendar_steps(off, off[0], "MS+14D", "X")
+    assert str(err.value).endswith("(frequency 'MS+14D'), found 2018-01-15 01:00:00")
 
 
 def test_dominant_periods_find_the_seasons() -> None:

@@ -323,9 +323,11 @@ def calendar_steps(t: np.ndarray, origin: Any, freq: str, name: str = "times") -
         off |= np.asarray(_clip(points, own) != idx)
     if off.any() or zero < 0:
         bad = idx[off][0] if off.any() else pd.Timestamp(origin)
+        # (the grid's origin is only named when it is on the grid: else it is the time off it)
+        where = "" if zero < 0 or bad == pd.Timestamp(origin) else f" from {pd.Timestamp(origin)}"
         raise ValidationError(
-            f"{name}: expected times on the data's calendar grid (frequency {freq!r} from "
-            f"{pd.Timestamp(origin)}), found {bad}"
+            f"{name}: expected times on the data's calendar grid (frequency {freq!r}{where}), "
+            f"found {bad}"
         )
     steps = (pos - zero).astype(np.float64)
     return steps if shift is not None else steps + own / _EACH_SPAN

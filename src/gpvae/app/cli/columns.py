@@ -61,9 +61,10 @@ class ColumnSpec:
         time_start: the earliest training time (ISO string for dates, a number otherwise).
         time_freq: the calendar frequency of dates on a calendar grid (months, business
             days, ...: the model then counts time in steps of it), else None.
-        time_zone: the time zone of zone-aware dates (a Parquet column with a zone), whose
-            clock ``sample`` writes its dates on; None otherwise (and in folders written
-            before it was kept: the first date's UTC offset then stands for it).
+        time_zone: the time zone of zone-aware dates (a Parquet column with a zone, or CSV
+            text with a UTC offset: ``"UTC+01:00"``), whose clock ``sample`` writes its dates
+            on; None otherwise (and in folders written before it was kept: the first date's
+            UTC offset then stands for it). Written to ``cli.json`` only when set.
         threshold: the anomaly threshold written by fits before the model stored its
             anomaly profile (a high quantile of the training data's per-step scores), which
             ``detect`` uses for such folders; None in folders written since (``detect``
@@ -87,6 +88,8 @@ class ColumnSpec:
         from gpvae.io import atomic_write_bytes
 
         data = {"format_version": _CLI_FORMAT, "gpvae_version": __version__, **asdict(self)}
+        if data["time_zone"] is None:  # (left out: folders without a zone stay readable by
+            del data["time_zone"]  # versions before it was kept)
         atomic_write_bytes(model_dir / CLI_FILE, (json.dumps(data, indent=2) + "\n").encode())
 
     @classmethod
@@ -472,8 +475,8 @@ def _check_not_mostly_numeric(col: pd.Series, name: str) -> None:
 
 
 def _zone_name(tz: Any) -> str | None:
-    """A time zone's name that pandas reads back (``"Europe/Berlin"``), None for none or a
-    zone without one (a fixed offset: the first date's offset stands for it)."""
+    """A time zone's name that pandas reads back (``"Europe/Berlin"``, ``"UTC+01:00"``),
+    None for none or a zone pandas cannot read back by name."""
     if tz is None:
         return None
     name = str(tz)

@@ -99,9 +99,16 @@ def sample(
                 shown = shown.tz_localize(start.tz)
         else:  # the median step in whole milliseconds: no 21:19:59.999999998
             step_ms = round(spec.time_step * 3_600_000)
-            shown = start + pd.to_timedelta(np.arange(length) * step_ms, unit="ms")
-            if spec.time_zone is not None:  # hours count in UTC; shown on the zone's clock
-                shown = shown.tz_convert(spec.time_zone)
+            ahead = pd.to_timedelta(np.arange(length) * step_ms, unit="ms")
+            if spec.time_zone is not None and step_ms % 86_400_000 == 0:
+                # whole days step on the zone's clock (midnight stays midnight across a
+                # clock change), as horizon forecasts of such data do
+                wall = (start.tz_localize(None) if start.tz is not None else start) + ahead
+                shown = pd.DatetimeIndex(zoned(wall.to_numpy(), spec.time_zone, wall=True))
+            elif spec.time_zone is not None:  # hours count in UTC; shown on the zone's clock
+                shown = (start + ahead).tz_convert(spec.time_zone)
+            else:
+                shown = start + ahead
     else:
         shown = float(spec.time_start) + steps
     id_name = spec.id_col if spec.id_col is not None else "sample"
