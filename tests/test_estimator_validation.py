@@ -485,3 +485,24 @@ def test_long_frame_targets_are_matched_to_x_val_by_id() -> None:
     )
     with pytest.raises(ValidationError, match=r"X_val_target: expected the features"):
         hidden_targets(val, renamed)
+
+
+def test_dates_on_a_grid_for_a_model_in_hours_warn() -> None:
+    """A model fitted on daily dates counts in hours; given business-day dates (or months)
+    it read them in hours without a word and forecast onto a Saturday. They are still read
+    in hours, as the model was fitted, with a warning that says so."""
+
+    def frame(index: pd.DatetimeIndex) -> pd.DataFrame:
+        v = np.sin(np.arange(len(index)) / 4.0)
+        return pd.DataFrame({"a": v, "b": 2 * v}, index=index)
+
+    est = GPVAE(**FAST).fit(frame(pd.date_range("2020-01-01", periods=40, freq="D")))
+    with warnings.catch_warnings():
+        warnings.simplefilter("error")  # daily dates: no warning
+        est.impute(frame(pd.date_range("2020-03-01", periods=20, freq="D")), num_samples=19)
+    for freq in ("B", "MS"):
+        new = frame(pd.date_range("2020-03-02", periods=12, freq=freq))
+        with pytest.warns(UserWarning, match=rf"calendar grid \('{freq}'\) but the model") as w:
+            est.impute(new, num_samples=19)
+        said = [x for x in w if "calendar grid" in str(x.message)]
+        assert [x.filename for x in said] == [__file__]

@@ -78,6 +78,35 @@ class PredictContext:
     forecast_blend: ForecastBlend | None = None
     difference: Difference = False
 
+    def _warn_grid_in_hours(self, ss: SeriesSet, stacklevel: int) -> None:
+        """Warn when a model that counts time in hours is given dates on a calendar grid
+        (months, business days, ...): they are read in hours, as the model was fitted, so
+        forecasts step by each series' median spacing and can leave the grid."""
+        lay = ss.layout
+        if self.scaler.time_form_ != ("hours", None) or lay.time_unit != "hours":
+            return
+        if not isinstance(lay.time_origin, np.datetime64):  # durations: no calendar
+            return
+        from gpvae.data.calendar import NS_PER_HOUR, infer_calendar, wall_clock
+
+        dates = [
+            lay.time_origin + np.round(np.asarray(t) * NS_PER_HOUR).astype("timedelta64[ns]")
+            for t in ss.times
+        ]
+        if lay.tz is not None:  # counted in UTC; a grid lies on the zone's own dates
+            dates = [wall_clock(d, lay.tz) for d in dates]
+        freq = infer_calendar(dates)
+        if freq is not None:
+            warnings.warn(
+                f"X: the dates lie on a calendar grid ({freq!r}) but the model counts time in "
+                "hours (its training dates were not on one, or it was saved before gpvae read "
+                "that grid): they are read in hours, so forecasts step by each series' median "
+                "spacing and can leave the grid (weekends, drifting days of the month); fit on "
+                "such dates to count in steps of the calendar",
+                UserWarning,
+                stacklevel=stacklevel + 1,
+            )
+
     def input(self, X: Any, times: Any, callers: int = 2) -> tuple[SeriesSet, SeriesSet]:
         """(original, standardised) series of a prediction input, checked against the fit
         (with :attr:`difference`, the standardised series are the input's increments).
@@ -109,6 +138,7 @@ class PredictContext:
         if isinstance(self.model.likelihood, Bernoulli):  # the fit's check, for new data too
             check_unit_interval(ss, "X")
         self.scaler.warn_far_times(ss, stacklevel=2 + callers)
+        self._warn_grid_in_hours(ss, stacklevel=2 + callers)
         empty = sum(1 for v in ss.values if np.isnan(v).all())
         if empty:
             warnings.warn(
