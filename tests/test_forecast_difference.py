@@ -52,6 +52,11 @@ def test_increments_levels_and_integration_by_hand() -> None:
     np.testing.assert_allclose(integrate(level, steps)[0], [[11.0, 3.0], [13.0, 3.5], [13.0, 4.0]])
     with pytest.raises(ValidationError, match="X_val: expected at least 2 time steps"):
         increments(to_series_set([v[:1]], allow_single_step=True), "X_val")
+    # a long frame's series is named by its id (it was "series 1", its position)
+    long = pd.DataFrame({"id": ["B", "B", "A"], "time": [0.0, 1.0, 0.0], "x": [1.0, 2.0, 3.0]})
+    ids = to_series_set(long, id_col="id", time_col="time", allow_single_step=True)
+    with pytest.raises(ValidationError, match=r"found 1 in series 'A'$"):
+        increments(ids)
 
 
 @pytest.fixture(scope="module")

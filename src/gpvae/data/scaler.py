@@ -238,8 +238,8 @@ class Scaler:
             warnings.warn(
                 f"{name}: {len(far)} series have times far outside the training range "
                 f"[{self.time_origin_:.6g}, {self.time_end_:.6g}] (more than {spans:g} times its "
-                f"width away), e.g. {found:.6g} in series {far[0]}; check the time unit and "
-                "origin",
+                f"width away), e.g. {found:.6g} in {data.series_label(far[0])}; check the time "
+                "unit and origin",
                 UserWarning,
                 stacklevel=stacklevel + 1,
             )

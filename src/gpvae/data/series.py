@@ -111,6 +111,12 @@ class SeriesSet:
         """n, the number of series."""
         return len(self.values)
 
+    def series_label(self, i: int) -> str:
+        """How messages name series ``i``: by its id (``series 'A'``) when the input had
+        ids (a long DataFrame), else by its position (``series 3``)."""
+        ids = self.layout.series_ids
+        return f"series {ids[i]!r}" if ids is not None else f"series {i}"
+
     @property
     def num_features(self) -> int:
         """D, the number of features."""

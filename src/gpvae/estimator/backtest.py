@@ -379,7 +379,7 @@ def _warn_unscaled(scale: np.ndarray, ss: SeriesSet, season: int, stacklevel: in
     if not len(bad):
         return
     names = ss.feature_names
-    first = ", ".join(f"{names[j]!r} in series {i}" for i, j in bad[:3])
+    first = ", ".join(f"{names[j]!r} in {ss.series_label(i)}" for i, j in bad[:3])
     more = f" and {len(bad) - 3} more" if len(bad) > 3 else ""
     warnings.warn(
         f"season: no MASE scale for {first}{more} (the season-{season} naive forecast has no "

@@ -37,7 +37,7 @@ def check_unit_interval(data: SeriesSet, name: str) -> None:
         if obs.size and (obs.min() < 0 or obs.max() > 1):
             raise ValidationError(
                 f"{name}: expected values in [0, 1] for likelihood='bernoulli', found "
-                f"{float(obs.min())!r}..{float(obs.max())!r} in series {i}"
+                f"{float(obs.min())!r}..{float(obs.max())!r} in {data.series_label(i)}"
             )
 
 

@@ -137,7 +137,7 @@ def increments(data: SeriesSet, name: str = "X", which: Difference = True) -> Se
     if short:
         raise ValidationError(
             f"{name}: expected at least 2 time steps in every series with difference=True "
-            f"(its increments), found {len(data.times[short[0]])} in series {short[0]}"
+            f"(its increments), found {len(data.times[short[0]])} in {data.series_label(short[0])}"
         )
     values = tuple(np.where(mask, np.diff(v, axis=0), v[1:]) for v in data.values)
     times = tuple(np.asarray(t[1:]) for t in data.times)

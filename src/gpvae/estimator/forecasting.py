@@ -184,7 +184,7 @@ def _every_step(
         raise ValidationError(
             f"future_times: expected times after each series' last time with "
             f"difference=True (the forecast adds up the increments from the last level), "
-            f"found {shown[i][j]} in series {i}, whose last time is "
+            f"found {shown[i][j]} in {ss.series_label(i)}, whose last time is "
             f"{times_out(ss, last[:, None])[i][0]}"
         )
     for i, row in enumerate(ahead):
