@@ -251,16 +251,22 @@ def _with_context(tr: np.ndarray, te: np.ndarray) -> np.ndarray:
     return np.concatenate([tr[-PEER_CONTEXT:], te])
 
 
+def peer_inputs(s: AnomalySeries, w: int) -> tuple[np.ndarray, np.ndarray]:
+    """The points PCA and Isolation Forest see: the normal part's, and those of its last
+    ``PEER_CONTEXT`` steps followed by the scored part (lag windows for one feature)."""
+    tr0, te0 = standardise(s)
+    return _features(tr0, _with_context(tr0, te0), w)
+
+
 def run_pca(s: AnomalySeries, args: argparse.Namespace, w: int) -> dict[str, Any]:
     from sklearn.decomposition import PCA
 
-    tr0, te0 = standardise(s)
-    tr, te = _features(tr0, _with_context(tr0, te0), w)
+    tr, te = peer_inputs(s, w)
     pca = PCA(n_components=0.9, random_state=0).fit(tr)
     rec = pca.inverse_transform(pca.transform(te))
     score = ((te - rec) ** 2).sum(1)
     return {
-        "variants": peer_variants(score, len(te0), _peer_names(args, "pca")),
+        "variants": peer_variants(score, len(s.test), _peer_names(args, "pca")),
         "components": int(pca.n_components_),
     }
 
@@ -268,25 +274,31 @@ def run_pca(s: AnomalySeries, args: argparse.Namespace, w: int) -> dict[str, Any
 def run_iforest(s: AnomalySeries, args: argparse.Namespace, w: int) -> dict[str, Any]:
     from sklearn.ensemble import IsolationForest
 
-    tr0, te0 = standardise(s)
-    tr, te = _features(tr0, _with_context(tr0, te0), w)
+    tr, te = peer_inputs(s, w)
     forest = IsolationForest(n_estimators=100, random_state=args.seed).fit(tr)
     score = -forest.score_samples(te)
-    return {"variants": peer_variants(score, len(te0), _peer_names(args, "iforest"))}
+    return {"variants": peer_variants(score, len(s.test), _peer_names(args, "iforest"))}
 
 
-def run_zscore(s: AnomalySeries, args: argparse.Namespace, w: int) -> dict[str, Any]:
+def rolling_zscore(x: np.ndarray, w: int) -> np.ndarray:
+    """The largest ``|y - mean| / std`` over the features of a (T, D) array, mean and std of
+    the ``w`` steps before (NaN where fewer than 2 precede)."""
     import pandas as pd
 
-    tr, te = standardise(s)
-    w = max(2, w)
-    n_ctx = min(len(tr), max(w, PEER_CONTEXT))
-    full = pd.DataFrame(np.concatenate([tr[-n_ctx:], te]))
+    full = pd.DataFrame(x)
     prev = full.rolling(w, min_periods=2)
     mean, sd = prev.mean().shift(1), prev.std().shift(1)
     # a feature constant over the window has no scale of its own: use 0.1 training std
     z = (full - mean).abs() / np.maximum(sd.to_numpy(), 0.1)
-    score = z.to_numpy().max(axis=1)[n_ctx - min(n_ctx, PEER_CONTEXT) :]
+    return z.to_numpy().max(axis=1)
+
+
+def run_zscore(s: AnomalySeries, args: argparse.Namespace, w: int) -> dict[str, Any]:
+    tr, te = standardise(s)
+    w = max(2, w)
+    n_ctx = min(len(tr), max(w, PEER_CONTEXT))
+    full = rolling_zscore(np.concatenate([tr[-n_ctx:], te]), w)
+    score = full[n_ctx - min(n_ctx, PEER_CONTEXT) :]
     return {"variants": peer_variants(score, len(te), _peer_names(args, "zscore"))}
 
 
@@ -789,19 +801,10 @@ class KeepBest:
 
 
 def run_cnn(s: AnomalySeries, args: argparse.Namespace, w: int) -> dict[str, Any]:
-    import torch
-    from TSB_AD.models.CNN import CNN
-
     tr, te = standardise(s)
-    torch.manual_seed(args.seed)
-    # TSB-AD's loop leaves after epoch ``epochs - 1``: one more makes ``--epochs`` the cap
-    clf = CNN(window_size=100, feats=tr.shape[1], epochs=args.epochs + 1, batch_size=128)
-    stopper = KeepBest(args.patience)
-    clf.early_stopping = stopper
     t0 = time.perf_counter()
     with contextlib.redirect_stdout(io.StringIO()), contextlib.redirect_stderr(io.StringIO()):
-        clf.fit(tr)
-        stopper.restore(clf.model)
+        clf, stopper = train_cnn(tr, args)
         fit_s = time.perf_counter() - t0
         t0 = time.perf_counter()
         # the scored part with the train's last window (and the post-processing's context)
@@ -815,6 +818,22 @@ def run_cnn(s: AnomalySeries, args: argparse.Namespace, w: int) -> dict[str, Any
         "score_seconds": time.perf_counter() - t0,
         **stopper.summary(),
     }
+
+
+def train_cnn(tr: np.ndarray, args: argparse.Namespace) -> tuple[Any, KeepBest]:
+    """TSB-AD's CNN forecaster (window 100, one step ahead) trained on ``tr`` with the seed,
+    epoch cap and patience of ``args``, its best weights restored; and its stopper."""
+    import torch
+    from TSB_AD.models.CNN import CNN
+
+    torch.manual_seed(args.seed)
+    # TSB-AD's loop leaves after epoch ``epochs - 1``: one more makes ``--epochs`` the cap
+    clf = CNN(window_size=100, feats=tr.shape[1], epochs=args.epochs + 1, batch_size=128)
+    stopper = KeepBest(args.patience)
+    clf.early_stopping = stopper
+    clf.fit(tr)
+    stopper.restore(clf.model)
+    return clf, stopper
 
 
 RUNNERS: dict[str, Callable[[AnomalySeries, argparse.Namespace, int], dict[str, Any]]] = {

@@ -78,8 +78,7 @@ def pca_scores(s: Any, args: argparse.Namespace, w: int) -> tuple[np.ndarray, np
     the scored part (``anomaly.run_pca``'s score)."""
     from sklearn.decomposition import PCA
 
-    tr0, te0 = A.standardise(s)
-    tr, te = A._features(tr0, A._with_context(tr0, te0), w)
+    tr, te = A.peer_inputs(s, w)
     pca = PCA(n_components=0.9, random_state=0).fit(tr)
 
     def err(x: np.ndarray) -> np.ndarray:
@@ -92,21 +91,9 @@ def iforest_scores(s: Any, args: argparse.Namespace, w: int) -> tuple[np.ndarray
     """Isolation Forest's score (``anomaly.run_iforest``'s), both parts."""
     from sklearn.ensemble import IsolationForest
 
-    tr0, te0 = A.standardise(s)
-    tr, te = A._features(tr0, A._with_context(tr0, te0), w)
+    tr, te = A.peer_inputs(s, w)
     forest = IsolationForest(n_estimators=100, random_state=args.seed).fit(tr)
     return -forest.score_samples(tr), -forest.score_samples(te)
-
-
-def _zscore(x: np.ndarray, w: int) -> np.ndarray:
-    """``anomaly.run_zscore``'s score of a (T, D) array (NaN where no window precedes)."""
-    import pandas as pd
-
-    full = pd.DataFrame(x)
-    prev = full.rolling(w, min_periods=2)
-    mean, sd = prev.mean().shift(1), prev.std().shift(1)
-    z = (full - mean).abs() / np.maximum(sd.to_numpy(), 0.1)
-    return z.to_numpy().max(axis=1)
 
 
 def zscore_scores(s: Any, args: argparse.Namespace, w: int) -> tuple[np.ndarray, np.ndarray]:
@@ -115,25 +102,17 @@ def zscore_scores(s: Any, args: argparse.Namespace, w: int) -> tuple[np.ndarray,
     tr, te = A.standardise(s)
     w = max(2, w)
     n_ctx = min(len(tr), max(w, A.PEER_CONTEXT))
-    full = _zscore(np.concatenate([tr[-n_ctx:], te]), w)
-    return _zscore(tr, w), full[n_ctx - min(n_ctx, A.PEER_CONTEXT) :]
+    full = A.rolling_zscore(np.concatenate([tr[-n_ctx:], te]), w)
+    return A.rolling_zscore(tr, w), full[n_ctx - min(n_ctx, A.PEER_CONTEXT) :]
 
 
 def cnn_scores(s: Any, args: argparse.Namespace, w: int) -> tuple[np.ndarray, np.ndarray]:
-    """TSB-AD's CNN forecaster trained as in ``anomaly.run_cnn`` (same seed, cap, patience,
-    best weights kept); its prediction error on the normal part (from step 100, the first
-    with a full window) and on the context + scored part."""
-    import torch
-    from TSB_AD.models.CNN import CNN
-
+    """TSB-AD's CNN forecaster trained as in ``anomaly.run_cnn`` (``anomaly.train_cnn``);
+    its prediction error on the normal part (from step 100, the first with a full window)
+    and on the context + scored part."""
     tr, te = A.standardise(s)
-    torch.manual_seed(args.seed)
-    clf = CNN(window_size=100, feats=tr.shape[1], epochs=args.epochs + 1, batch_size=128)
-    stopper = A.KeepBest(args.patience)
-    clf.early_stopping = stopper
     with contextlib.redirect_stdout(io.StringIO()), contextlib.redirect_stderr(io.StringIO()):
-        clf.fit(tr)
-        stopper.restore(clf.model)
+        clf, _ = A.train_cnn(tr, args)
         on_train = np.asarray(clf.decision_function(tr), dtype=np.float64).ravel()
         n_ctx = min(len(tr), 100 + A.PEER_CONTEXT)
         ctx = np.concatenate([tr[-n_ctx:], te])

@@ -85,10 +85,10 @@ def sample(
         )
     if spec.time_type == "datetime":
         start = pd.Timestamp(str(spec.time_start))
+        # the start on its own clock (its offset): the grid in UTC put month starts at 23:00
+        # of the day before, without the offset
+        wall = start.tz_localize(None) if start.tz is not None else start
         if spec.time_freq is not None:  # months, business days, ...: steps of the calendar
-            # on the start's own clock (its offset, as the hours below keep it): the grid in
-            # UTC put month starts at 23:00 of the day before, without the offset
-            wall = start.tz_localize(None) if start.tz is not None else start
             # series each on a day of their own ('MS+*'): a step's fraction is its day, so
             # the draws take the first time's (whole steps are month starts at midnight)
             own = calendar_steps(np.array([wall.to_datetime64()]), wall, spec.time_freq)[0]
@@ -103,8 +103,8 @@ def sample(
             if spec.time_zone is not None and step_ms % 86_400_000 == 0:
                 # whole days step on the zone's clock (midnight stays midnight across a
                 # clock change), as horizon forecasts of such data do
-                wall = (start.tz_localize(None) if start.tz is not None else start) + ahead
-                shown = pd.DatetimeIndex(zoned(wall.to_numpy(), spec.time_zone, wall=True))
+                days = (wall + ahead).to_numpy()
+                shown = pd.DatetimeIndex(zoned(days, spec.time_zone, wall=True))
             elif spec.time_zone is not None:  # hours count in UTC; shown on the zone's clock
                 shown = (start + ahead).tz_convert(spec.time_zone)
             else:
