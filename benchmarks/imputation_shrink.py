@@ -67,6 +67,49 @@ def shrink(imputed: np.ndarray, X: np.ndarray, tau: np.ndarray | float) -> np.nd
     return np.where(np.isnan(X), imputed * factor, imputed)
 
 
+def edges(X: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    """(n, T, D) bool: the missing entries of ``X`` before the first or after the last
+    observed entry of their feature in their series (the feature observed there), and the
+    nearest observed value of that feature at them (NaN elsewhere)."""
+    obs = ~np.isnan(X)
+    T = X.shape[1]
+    idx = np.arange(T)[None, :, None]
+    first = np.where(obs.any(axis=1), obs.argmax(axis=1), T)[:, None, :]
+    last = np.where(obs.any(axis=1), T - 1 - obs[:, ::-1].argmax(axis=1), -1)[:, None, :]
+    before, after = (idx < first) & (first < T), (idx > last) & (last >= 0)
+    at = np.where(before, first, np.where(after, last, 0))
+    held = np.take_along_axis(np.nan_to_num(X), np.broadcast_to(at, X.shape), axis=1)
+    where = before | after
+    return where, np.where(where, held, np.nan)
+
+
+def hold_edges(
+    imputed: np.ndarray, X: np.ndarray, features: np.ndarray | None = None
+) -> np.ndarray:
+    """``imputed`` with the entries of :func:`edges` set to the nearest observed value of
+    their feature (as linear interpolation does), for every feature or only where
+    ``features`` (D,) is True; every other entry kept."""
+    where, held = edges(X)
+    if features is not None:
+        where = where & np.asarray(features, dtype=bool)[None, None, :]
+    return np.where(where, held, imputed)
+
+
+def per_feature_hold(
+    imputed: np.ndarray, X: np.ndarray, truth: np.ndarray, mask: np.ndarray
+) -> np.ndarray:
+    """(D,) bool: the features whose hidden entries at the edges (:func:`edges`) have a
+    lower MAE held at the nearest observed value than as imputed (False where a feature has
+    no such entry)."""
+    where, held = edges(X)
+    out = np.zeros(X.shape[2], dtype=bool)
+    for j in range(X.shape[2]):
+        m = mask[..., j] & where[..., j]
+        if m.any():
+            out[j] = mae(held[..., j], truth[..., j], m) < mae(imputed[..., j], truth[..., j], m)
+    return out
+
+
 def mae(imputed: np.ndarray, truth: np.ndarray, mask: np.ndarray) -> float:
     return float(np.abs(imputed[mask] - truth[mask]).mean())
 
@@ -102,7 +145,26 @@ def score(method: str, imputer: Any, prep: Any, task: Any) -> dict[str, Any]:
                 **downstream_auroc(shrink(full, prep.X, tau), prep.labels),
             }
         )
-    return {"method": method, "rows": rows, "chosen_tau": [float(t) for t in chosen]}
+    held = per_feature_hold(val, task.X_val, task.X_val_ori, task.val_mask)
+    for label, features in (("edges held", None), ("edges held, val-chosen", held)):
+        rows.append(
+            {
+                "tau": label,
+                "val_mae": mae(
+                    hold_edges(val, task.X_val, features), task.X_val_ori, task.val_mask
+                ),
+                "test_mae": mae(
+                    hold_edges(test, task.X_test, features), task.X_test_ori, task.test_mask
+                ),
+                **downstream_auroc(hold_edges(full, prep.X, features), prep.labels),
+            }
+        )
+    return {
+        "method": method,
+        "rows": rows,
+        "chosen_tau": [float(t) for t in chosen],
+        "held_features": [bool(h) for h in held],
+    }
 
 
 class ShrinkResults(ResultsFile):

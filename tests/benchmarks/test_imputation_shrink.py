@@ -44,6 +44,26 @@ def test_the_validation_rule_picks_a_tau_per_feature(bench_script) -> None:  # t
     assert taus[1] == 1.0
 
 
+def test_edges_are_held_at_the_nearest_observation(bench_script) -> None:  # type: ignore[no-untyped-def]
+    """Before the first and after the last observation of a feature, the nearest observed
+    value; inside gaps, never-observed features and observed entries: unchanged. The
+    validation rule holds a feature only where holding lowers its MAE at the edges."""
+    shrink = bench_script("imputation_shrink")
+    nan = np.nan
+    X = np.array([[[nan, nan], [2.0, nan], [nan, nan], [5.0, nan], [nan, nan], [nan, nan]]])
+    imputed = np.where(np.isnan(X), 9.0, X)
+    out = shrink.hold_edges(imputed, X)
+    np.testing.assert_array_equal(out[0, :, 0], [2.0, 2.0, 9.0, 5.0, 5.0, 5.0])
+    np.testing.assert_array_equal(out[0, :, 1], np.full(6, 9.0))
+    only_second = shrink.hold_edges(imputed, X, np.array([False, True]))
+    np.testing.assert_array_equal(only_second, imputed)
+    truth = np.stack([np.array([2.1, 2.0, 3.0, 5.0, 5.2, 4.9]), np.zeros(6)], axis=-1)[None]
+    mask = np.isnan(X)
+    assert shrink.per_feature_hold(imputed, X, truth, mask).tolist() == [True, False]
+    good = np.where(mask, truth, X)  # already right: holding cannot do better
+    assert shrink.per_feature_hold(good, X, truth, mask).tolist() == [False, False]
+
+
 def test_the_documented_command_leaves_the_docs_as_committed(bench_script, tmp_path) -> None:  # type: ignore[no-untyped-def]
     shrink = bench_script("imputation_shrink")
     docs = (ROOT / "docs" / "benchmarks.md").read_text()
