@@ -538,3 +538,45 @@ def test_dates_on_a_grid_for_a_model_in_hours_warn() -> None:
             est.impute(new, num_samples=19)
         said = [x for x in w if "calendar grid" in str(x.message)]
         assert [x.filename for x in said] == [__file__]
+
+
+def test_numbers_for_a_model_fitted_on_dates_warn() -> None:
+    """Numeric times given to a model fitted on dates were read as hours (or calendar
+    steps) without a word. Numbers are an accepted input there (sample takes hours, and the
+    error on missing times offers them), so they are still read so, with a warning that
+    names the times' argument and says how they are read."""
+    index = pd.date_range("2020-01-01", periods=40, freq="D")
+    v = np.sin(np.arange(40) / 4.0)
+    daily = pd.DataFrame({"a": v, "b": 2 * v}, index=index)
+    est = GPVAE(**FAST).fit(daily)
+    hours = np.arange(20.0) * 24.0
+    arr = daily.to_numpy()[None, :20]
+    with pytest.warns(UserWarning, match="expected datetimes or durations") as caught:
+        res = est.impute(arr, times=hours, num_samples=19)
+    said = [w for w in caught if "expected datetimes" in str(w.message)]
+    assert [w.filename for w in said] == [__file__]
+    assert str(said[0].message).startswith("times: ")
+    assert "found numbers: they are read as hours since the training data's first time" in str(
+        said[0].message
+    )
+    assert np.isfinite(res.mean).all()
+    # a frame whose time column holds numbers: named by its column
+    numeric = pd.DataFrame({"t": hours, "a": v[:20], "b": 2 * v[:20]})
+    for call in (
+        lambda: est.forecast(numeric.set_index("t"), horizon=2, num_samples=19),
+        lambda: est.anomaly_scores(numeric.set_index("t")),
+    ):
+        with pytest.warns(UserWarning, match=r"^X\.index: expected datetimes or durations"):
+            call()
+    # dates, and the default 0, 1, 2, ... of a model counting one step per unit: no warning
+    monthly = pd.DataFrame(
+        {"a": v, "b": 2 * v}, index=pd.date_range("2020-01-01", periods=40, freq="MS")
+    )
+    by_month = GPVAE(**FAST).fit(monthly)
+    with warnings.catch_warnings():
+        warnings.simplefilter("error")
+        warnings.filterwarnings("default", message="forecast_horizon: ")
+        est.impute(daily.iloc[20:], num_samples=19)
+        by_month.impute(monthly.to_numpy()[None, :12], num_samples=19)
+    with pytest.warns(UserWarning, match=r"read as steps of its calendar 'MS' since"):
+        by_month.impute(monthly.to_numpy()[None, :12], times=np.arange(12.0), num_samples=19)
