@@ -210,7 +210,8 @@ def test_wide_dataframe_and_dict_inputs() -> None:
         est.impute({"X": X}, num_samples=5)
     with pytest.raises(InputTypeError, match="times: expected the times of X"):
         est.forecast(X, horizon=2, num_samples=5)
-    dict_res = est.impute({"X": X, "times": 2.0 * np.arange(30)}, num_samples=5)
+    with pytest.warns(UserWarning, match="found numbers: they are read as hours since"):
+        dict_res = est.impute({"X": X, "times": 2.0 * np.arange(30)}, num_samples=5)
     assert dict_res.mean.shape == X.shape
     stamps = np.asarray(idx, dtype="datetime64[ns]")
     np.testing.assert_allclose(est.impute(X, stamps, num_samples=5).mean[0], res.mean.to_numpy())

@@ -984,3 +984,27 @@ def test_a_repeated_site_and_date_is_named_as_written() -> None:
     stamp = str(df["time"].iloc[7])
     assert f"twice at {stamp} in column 'time'" in str(err.value)
     assert "Timestamp(" not in str(err.value)
+
+
+def test_spatial_impute_warns_about_sites_far_outside_the_training_area() -> None:
+    """impute on a model fitted on sites filled the gaps of a site hundreds of km from
+    every training site without a word (predict_sites warns about such observed sites)."""
+    df = _field(S=6, T=48)
+    est = GPVAE(latent_dim=1, epochs=1, hidden=(8,), progress=False)
+    est.fit(df, id="site", time="time", coords=["lat", "lon"], window=12)
+    with warnings.catch_warnings():
+        warnings.simplefilter("error")
+        est.impute(df, num_samples=19)  # the training sites: no warning
+    moved = df.copy()
+    moved.loc[moved.site == "s2", "lat"] = LAT0 + 2.0  # about 220 km north
+    with pytest.warns(UserWarning, match=r"coords: sites 's2' \(.* km\) in columns") as caught:
+        est.impute(moved, num_samples=19)
+    said = [w for w in caught if "far outside the training area" in str(w.message)]
+    assert len(said) == 1
+    assert "'s1'" not in str(said[0].message)
+    assert said[0].filename == __file__  # it points at the caller's line
+    # predict_sites' warning points there too (it pointed into spatial_methods.py)
+    new = pd.DataFrame({"site": ["new"], "lat": [LAT0], "lon": [LON0]})
+    with pytest.warns(UserWarning, match="far outside the training area") as caught:
+        est.predict_sites(moved[moved.site != "s0"], new, num_samples=19)
+    assert [w.filename for w in caught if "training area" in str(w.message)] == [__file__]

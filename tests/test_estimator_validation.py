@@ -238,8 +238,20 @@ def test_times_far_outside_the_training_range_warn() -> None:
     with warnings.catch_warnings():
         warnings.simplefilter("error")
         est.impute(X[:2], times=np.arange(20.0) + 100.0, num_samples=19)  # near: no warning
-    with pytest.warns(UserWarning, match="far outside the training range"):
-        est.impute(X[:2], times=np.arange(20.0) * 3600.0, num_samples=4)  # seconds for hours
+    # seconds for hours: starts at 0, inside the range, but spaced 3600 times the time step
+    with pytest.warns(UserWarning, match="time spacing far from the training") as caught:
+        est.impute(X[:2], times=np.arange(20.0) * 3600.0, num_samples=19)
+    said = str(caught[0].message)
+    assert "expected a median spacing within a factor of 100 of the training time step 1" in said
+    assert "found 3600 in series 0" in said
+    assert "check the time unit and origin" in said
+    # a wrong origin: spaced as at fit, but starting far after the training range
+    with pytest.warns(UserWarning, match="start far outside the training range") as caught:
+        est.impute(X[:2], times=np.arange(20.0) + 1e6, num_samples=19)
+    said = str(caught[0].message)
+    assert "e.g. at 1e+06 in series 0" in said
+    assert "check the time unit and origin" in said
+    assert not any("time spacing" in str(w.message) for w in caught)
     # the warnings point at the caller's line (they pointed into estimator.py and
     # forecast_methods.py), as do those of series with nothing observed
     far = np.arange(20.0) * 3600.0
@@ -251,13 +263,33 @@ def test_times_far_outside_the_training_range_warn() -> None:
         "latent": lambda: est.latent(X[:2], times=far),
         "anomaly_scores": lambda: est.anomaly_scores(X[:2], times=far),
         "calibrate_forecast": lambda: est.calibrate_forecast(X[:2], times=far, horizon=2),
+        "impute (wrong origin)": lambda: est.impute(X[:2], times=far / 3600 - 1e6, num_samples=20),
         "impute (empty)": lambda: est.impute(empty, num_samples=20),
     }
     for name, call in calls.items():
-        with pytest.warns(UserWarning, match=r"far outside|no observed entry") as caught:
+        with pytest.warns(UserWarning, match=r"time unit and origin|no observed entry") as caught:
             call()
-        said = [w for w in caught if re.search("far outside|no observed entry", str(w.message))]
+        said = [w for w in caught if re.search("unit and origin|no observed entry", str(w.message))]
         assert [w.filename for w in said] == [__file__], name
+
+
+def test_data_that_continue_after_a_short_training_stretch_do_not_warn() -> None:
+    """Monitoring (NAB): fitted on the first 761 steps of a stream, scored on the 9,195 steps
+    that follow. The scored series ends about 12 training widths after the training end,
+    which warned "far outside the training range" on every call; it starts right after the
+    training data and keeps their spacing, so nothing looks like a unit or origin mistake."""
+    rng = np.random.default_rng(0)
+    stamps = pd.date_range("2014-02-14 14:30", periods=761 + 9195, freq="5min")
+    value = np.sin(np.arange(stamps.size) / 40) + 0.1 * rng.standard_normal(stamps.size)
+    frame = pd.DataFrame({"timestamp": stamps, "value": value}).set_index("timestamp")
+    est = GPVAE(**{**FAST, "epochs": 1}).fit(frame.iloc[:761])
+    later = frame.iloc[761:]
+    with warnings.catch_warnings():
+        warnings.simplefilter("error")
+        res = est.anomaly_scores(later, num_samples=2, num_folds=2)
+        est.impute(later.iloc[:500], num_samples=19)  # a later stretch, not after the end
+        est.impute(later.iloc[-500:], num_samples=19)
+    assert np.isfinite(np.asarray(res.step)).all()
 
 
 def test_num_samples_must_give_an_interval() -> None:
@@ -506,3 +538,45 @@ def test_dates_on_a_grid_for_a_model_in_hours_warn() -> None:
             est.impute(new, num_samples=19)
         said = [x for x in w if "calendar grid" in str(x.message)]
         assert [x.filename for x in said] == [__file__]
+
+
+def test_numbers_for_a_model_fitted_on_dates_warn() -> None:
+    """Numeric times given to a model fitted on dates were read as hours (or calendar
+    steps) without a word. Numbers are an accepted input there (sample takes hours, and the
+    error on missing times offers them), so they are still read so, with a warning that
+    names the times' argument and says how they are read."""
+    index = pd.date_range("2020-01-01", periods=40, freq="D")
+    v = np.sin(np.arange(40) / 4.0)
+    daily = pd.DataFrame({"a": v, "b": 2 * v}, index=index)
+    est = GPVAE(**FAST).fit(daily)
+    hours = np.arange(20.0) * 24.0
+    arr = daily.to_numpy()[None, :20]
+    with pytest.warns(UserWarning, match="expected datetimes or durations") as caught:
+        res = est.impute(arr, times=hours, num_samples=19)
+    said = [w for w in caught if "expected datetimes" in str(w.message)]
+    assert [w.filename for w in said] == [__file__]
+    assert str(said[0].message).startswith("times: ")
+    assert "found numbers: they are read as hours since the training data's first time" in str(
+        said[0].message
+    )
+    assert np.isfinite(res.mean).all()
+    # a frame whose time column holds numbers: named by its column
+    numeric = pd.DataFrame({"t": hours, "a": v[:20], "b": 2 * v[:20]})
+    for call in (
+        lambda: est.forecast(numeric.set_index("t"), horizon=2, num_samples=19),
+        lambda: est.anomaly_scores(numeric.set_index("t")),
+    ):
+        with pytest.warns(UserWarning, match=r"^X\.index: expected datetimes or durations"):
+            call()
+    # dates, and the default 0, 1, 2, ... of a model counting one step per unit: no warning
+    monthly = pd.DataFrame(
+        {"a": v, "b": 2 * v}, index=pd.date_range("2020-01-01", periods=40, freq="MS")
+    )
+    by_month = GPVAE(**FAST).fit(monthly)
+    with warnings.catch_warnings():
+        warnings.simplefilter("error")
+        warnings.filterwarnings("default", message="forecast_horizon: ")
+        est.impute(daily.iloc[20:], num_samples=19)
+        by_month.impute(monthly.to_numpy()[None, :12], num_samples=19)
+    with pytest.warns(UserWarning, match=r"read as steps of its calendar 'MS' since"):
+        by_month.impute(monthly.to_numpy()[None, :12], times=np.arange(12.0), num_samples=19)

@@ -718,6 +718,25 @@ def test_num_samples_too_few_for_the_interval(
     assert "warning: --num-samples" not in capsys.readouterr().err  # (forecast: uncalibrated)
 
 
+def test_numbers_for_a_model_fitted_on_dates_warn(
+    wide_model: Path, tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    """A model fitted on dates read a DATA file whose time column holds numbers as hours,
+    silently; it still does (numbers are accepted, in the model's unit), with a warning
+    naming the time column."""
+    frame = _wide_frame().iloc[:30].copy()
+    src = tmp_path / "numbers.csv"
+    frame.assign(date=np.arange(30) * 24.0).to_csv(src, index=False)
+    assert main(["impute", str(wide_model), str(src), "-o", str(tmp_path / "o.csv")]) == 0
+    err = capsys.readouterr().err
+    assert "warning: DATA['date']: expected datetimes or durations like the training" in err
+    assert "found numbers: they are read as hours since the training data's first time" in err
+    dates = tmp_path / "dates.csv"
+    frame.to_csv(dates, index=False)
+    assert main(["impute", str(wide_model), str(dates), "-o", str(tmp_path / "d.csv")]) == 0
+    assert "expected datetimes" not in capsys.readouterr().err
+
+
 def test_a_text_feature_names_the_cli_option(
     tmp_path: Path, capsys: pytest.CaptureFixture[str]
 ) -> None:

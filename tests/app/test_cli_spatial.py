@@ -425,3 +425,29 @@ def test_predict_sites_keeps_ids_as_written(tmp_path: Path) -> None:
     assert res.returncode == 0, res.stderr
     ids = pd.read_csv(out, dtype={"station": str})["station"]
     assert set(ids) == {"000"}
+
+
+def test_a_repeated_site_and_time_reads_the_same_in_both_commands(tmp_path: Path) -> None:
+    """impute (spatial MODEL_DIR) and predict-sites named a repeated (site, time) in two
+    ways ('DATA: ...' and 'DATA: time: ...'), both with the parsed time (2013-03-01
+    07:00:00) rather than DATA's text (2013-03-01 07:00). Now one message, as written."""
+    df = _frame(T=20)
+    df["time"] = (pd.Timestamp("2013-03-01") + pd.to_timedelta(df["time"], unit="h")).dt.strftime(
+        "%Y-%m-%d %H:%M"
+    )
+    model, train, new = _fit_sites(df, "s0", tmp_path)
+    table = pd.read_csv(train)
+    twice = tmp_path / "twice.csv"
+    pd.concat([table, table.iloc[[7]]], ignore_index=True).to_csv(twice, index=False)
+    site, written = table["station"].iloc[7], table["time"].iloc[7]
+    assert written == "2013-03-01 07:00"
+    expected = (
+        f"error: DATA: expected one row per site and time, found site {site!r} twice at "
+        f"{written} in column 'time'"
+    )
+    out = tmp_path / "out.csv"
+    for args in (("impute", model, twice), ("predict-sites", model, twice, new)):
+        proc = _cli(*args, "-o", out, "--num-samples", "19")
+        assert proc.returncode == 1, proc.stderr
+        assert proc.stderr.strip() == expected, args[0]
+        assert not out.exists()

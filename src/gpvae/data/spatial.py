@@ -428,11 +428,13 @@ def warn_far_sites(
     names: Sequence[Hashable],
     columns: Sequence[str],
     note: str,
+    stacklevel: int = 3,
 ) -> None:
     """Warn about sites far outside the training area: farther from the training sites'
     centre than 1.5 times the farthest training site. ``note`` ends the message: what the
     predictions there are (it depends on the model: see
-    :func:`gpvae.estimator.spatial.predict_sites`)."""
+    :func:`gpvae.estimator.spatial.predict_sites`). ``stacklevel`` as in ``warnings.warn``
+    from this function (3: its caller's caller)."""
     centre = train_xy.mean(0)
     radius = float(np.sqrt(((train_xy - centre) ** 2).sum(-1)).max())
     dist = np.sqrt(((new_xy - centre) ** 2).sum(-1))
@@ -443,7 +445,7 @@ def warn_far_sites(
             f"coords: sites {listed} in columns {list(columns)!r} are far outside the training "
             f"area (radius {radius:.1f} km about its centre); {note}",
             UserWarning,
-            stacklevel=3,
+            stacklevel=stacklevel,
         )
 
 

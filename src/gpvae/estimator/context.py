@@ -107,6 +107,29 @@ class PredictContext:
                 stacklevel=stacklevel + 1,
             )
 
+    def _warn_numbers_for_dates(self, ss: SeriesSet, stacklevel: int) -> None:
+        """Warn when a model fitted on datetimes or durations is given numeric times: they
+        are read in the model's unit (hours, or steps of its calendar) since the training
+        data's first time, as :meth:`GPVAE.sample` reads its times and as the error on
+        missing times offers ("pass times (datetime64, or hours)"), so they are accepted,
+        but a number meant as a date or in another unit would be misread without a word."""
+        form = self.scaler.time_form_
+        if form is None or form[0] is None or ss.layout.time_unit is not None:
+            return
+        lay = ss.layout
+        name = "times"
+        if lay.kind in ("dataframe_long", "dataframe_wide"):  # the times are a column / index
+            name = "X.index" if lay.time_col is None else f"X[{lay.time_col!r}]"
+        unit = "hours" if form[0] == "hours" else f"steps of its calendar {form[1]!r}"
+        warnings.warn(
+            f"{name}: expected datetimes or durations like the training data's (the model "
+            f"counts time in {unit}), found numbers: they are read as {unit} since the "
+            "training data's first time, and results keep them as numbers; pass datetimes "
+            "or durations to have them read as such",
+            UserWarning,
+            stacklevel=stacklevel + 1,
+        )
+
     def input(self, X: Any, times: Any, callers: int = 2) -> tuple[SeriesSet, SeriesSet]:
         """(original, standardised) series of a prediction input, checked against the fit
         (with :attr:`difference`, the standardised series are the input's increments).
@@ -139,6 +162,8 @@ class PredictContext:
             check_unit_interval(ss, "X")
         self.scaler.warn_far_times(ss, stacklevel=2 + callers)
         self._warn_grid_in_hours(ss, stacklevel=2 + callers)
+        if not defaulted:
+            self._warn_numbers_for_dates(ss, stacklevel=2 + callers)
         empty = sum(1 for v in ss.values if np.isnan(v).all())
         if empty:
             warnings.warn(

@@ -532,8 +532,10 @@ def predict_sites(
     new_xy = spec.projection.to_km(new_coords)
     _check_new_sites(new_ids, new_xy, field_, spec.id)
     fused = isinstance(model.interp_fusion, FieldFusion)
-    warn_far_sites(field_.xy, spec.train_xy, field_.site_ids, cols, FAR_NEIGHBOURS)
-    warn_far_sites(new_xy, spec.train_xy, new_ids, cols, FAR_FUSED if fused else FAR_LATENT)
+    # 4: the caller of GPVAE.predict_sites (3 pointed into spatial_methods.py)
+    warn_far_sites(field_.xy, spec.train_xy, field_.site_ids, cols, FAR_NEIGHBOURS, 4)
+    far_note = FAR_FUSED if fused else FAR_LATENT
+    warn_far_sites(new_xy, spec.train_xy, new_ids, cols, far_note, 4)
     values = _standardise(field_.values, scaler)
     T, W, P = len(field_.times), spec.window, len(new_ids)
     starts = list(range(0, T, W))
@@ -600,8 +602,15 @@ def impute_field(
         scaled by ``interval_scale``, as the interval's half-widths are); ``to_frame()`` the
         mean frame with ``<feature>_lower`` / ``<feature>_upper`` columns after the input's.
         A (site, time) without a row stays without one.
+
+    Warns (``UserWarning`` naming the coordinate columns) about sites of ``frame`` far
+    outside the training area, as :func:`predict_sites` does about its observed sites: the
+    gaps there are filled with spatial correlations extrapolated beyond the training sites.
     """
     field_ = _observed_field(frame, spec)
+    cols = list(spec.projection.columns)
+    # 5: the caller of GPVAE.impute (through _impute_spatial)
+    warn_far_sites(field_.xy, spec.train_xy, field_.site_ids, cols, FAR_NEIGHBOURS, 5)
     values = _standardise(field_.values, scaler)
     T, S, D = values.shape
     W = spec.window

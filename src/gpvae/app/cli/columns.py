@@ -33,6 +33,7 @@ __all__ = [
     "CLI_FILE",
     "ColumnSpec",
     "check_columns",
+    "check_site_times",
     "merge_back",
     "parse_times",
     "record_times",
@@ -162,6 +163,29 @@ def parse_times(frame: pd.DataFrame, time_col: str, what: str) -> pd.DataFrame:
     frame = frame.copy()
     frame[time_col] = parsed
     return frame
+
+
+def check_site_times(
+    raw: pd.DataFrame, parsed: pd.DataFrame, id_col: str, time_col: str, what: str
+) -> None:
+    """Raise naming ``what`` when a site has two rows at one time (the times compared after
+    parsing, ``parsed``), with the time as ``raw`` (DATA as read) writes it: the spatial
+    commands (impute of a spatial model, predict-sites) give the one message, where the
+    estimator's named the parsed time (``2013-03-01 07:00:00`` for ``2013-03-01 07:00``).
+    Rows without an id or a time are left to the estimator's own checks."""
+    if id_col not in parsed.columns or time_col not in parsed.columns:
+        return  # the estimator names the missing column
+    keys = parsed[[id_col, time_col]]
+    known = keys.notna().all(axis=1).to_numpy()
+    dup = np.zeros(len(keys), dtype=bool)
+    dup[known] = keys[known].duplicated().to_numpy()
+    if dup.any():
+        row = int(np.argmax(dup))
+        raise CLIError(
+            f"{what}: expected one row per site and time, found site "
+            f"{parsed[id_col].iloc[row]!r} twice at {raw[time_col].iloc[row]} in column "
+            f"{time_col!r}"
+        )
 
 
 #: The end of a time written with its UTC offset: "Z", "+01:00", "-0530".

@@ -10,6 +10,7 @@ from gpvae.app.cli import shards
 from gpvae.app.cli.columns import (
     ColumnSpec,
     check_no_clash,
+    check_site_times,
     merge_back,
     merged_rows,
     parse_times,
@@ -86,6 +87,7 @@ def impute(
     with run.together(), as_cli("DATA", SITES_NAMES if sites else None):
         if frame.shape[0] and sites:  # the long frame itself: its coordinate columns too
             parsed = parse_times(frame, spec.time_col, "DATA")  # dates written as text
+            check_site_times(frame, parsed, str(spec.id_col), spec.time_col, "DATA")
             res = model.impute(parsed, num_samples=num_samples, quantiles=interval(level))
             table = merge_back(frame, res.to_frame(), spec)
         elif frame.shape[0]:  # a process may have no series (fewer series than processes)

@@ -14,7 +14,7 @@ import numpy as np
 import pandas as pd
 
 from gpvae.app.cli import shards
-from gpvae.app.cli.columns import parse_times
+from gpvae.app.cli.columns import check_site_times, parse_times
 from gpvae.app.cli.errors import CLIError, as_cli, info
 from gpvae.app.cli.model_dir import MODEL_SUBDIR, check_model_dir
 from gpvae.app.cli.options import examples, positive_int
@@ -89,9 +89,11 @@ def predict_sites(
         )
     if feature is not None and feature not in spec.features:
         raise CLIError(f"--feature: expected one of {list(spec.features)}, found {feature!r}")
-    frame = read_table(data, "DATA", text_col=spec.id)  # ids as written, as at fit (001)
+    raw = read_table(data, "DATA", text_col=spec.id)  # ids as written, as at fit (001)
+    frame = raw
     if spec.time in frame.columns:  # dates written as text, as at fit
         frame = parse_times(frame, spec.time, "DATA")
+    check_site_times(raw, frame, spec.id, spec.time, "DATA")
     new = read_table(sites, "SITES", text_col=spec.id)
     with as_cli("DATA", {"coords": "SITES", "id": "SITES", "sites": "SITES"}):
         res = model.predict_sites(frame, new, num_samples=num_samples)
