@@ -451,3 +451,29 @@ def test_a_repeated_site_and_time_reads_the_same_in_both_commands(tmp_path: Path
         assert proc.returncode == 1, proc.stderr
         assert proc.stderr.strip() == expected, args[0]
         assert not out.exists()
+
+
+def test_a_row_without_a_time_reads_the_same_in_both_commands(tmp_path: Path) -> None:
+    """predict-sites said 'DATA: time: expected a time on every row ...' where impute (of
+    the same spatial model and DATA) said 'DATA: expected a time on every row ...'."""
+    df = _frame(T=20)
+    df["time"] = (pd.Timestamp("2013-03-01") + pd.to_timedelta(df["time"], unit="h")).dt.strftime(
+        "%Y-%m-%d %H:%M"
+    )
+    model, train, new = _fit_sites(df, "s0", tmp_path)
+    table = pd.read_csv(train)
+    table.loc[3, "time"] = None
+    blank = tmp_path / "blank.csv"
+    table.to_csv(blank, index=False)
+    out = tmp_path / "out.csv"
+    errors = []
+    for args in (("impute", model, blank), ("predict-sites", model, blank, new)):
+        proc = _cli(*args, "-o", out, "--num-samples", "19")
+        assert proc.returncode == 1, proc.stderr
+        errors.append(proc.stderr.strip())
+        assert not out.exists()
+    assert (
+        errors[0]
+        == errors[1]
+        == "error: DATA: expected a time on every row, found missing values in 'time'"
+    )

@@ -95,7 +95,8 @@ def predict_sites(
         frame = parse_times(frame, spec.time, "DATA")
     check_site_times(raw, frame, spec.id, spec.time, "DATA")
     new = read_table(sites, "SITES", text_col=spec.id)
-    with as_cli("DATA", {"coords": "SITES", "id": "SITES", "sites": "SITES"}):
+    # the estimator's "time" is DATA's (SITES has no times), as in impute's messages
+    with as_cli("DATA", {"coords": "SITES", "id": "SITES", "sites": "SITES", "time": "DATA"}):
         res = model.predict_sites(frame, new, num_samples=num_samples)
     table = res.mean.copy()
     for name in spec.features:
