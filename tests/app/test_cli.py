@@ -737,6 +737,21 @@ def test_numbers_for_a_model_fitted_on_dates_warn(
     assert "expected datetimes" not in capsys.readouterr().err
 
 
+def test_fit_on_dates_does_not_warn_about_numbers(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    """fit learned detect's threshold from the fitted series' times as numbers (hours), so
+    every fit on dates warned 'DATA: expected datetimes ..., found numbers' about its own
+    DATA. It passes the series as read."""
+    src = tmp_path / "dates.csv"
+    _wide_frame().to_csv(src, index=False)
+    fit = ["fit", str(src), "--time-col", "date", "--features", ",".join(FEATURES)]
+    assert main([*fit, "-o", str(tmp_path / "m"), *FIT_OPTIONS]) == 0
+    err = capsys.readouterr().err
+    assert "expected datetimes" not in err
+    assert "found numbers" not in err
+
+
 def test_a_text_feature_names_the_cli_option(
     tmp_path: Path, capsys: pytest.CaptureFixture[str]
 ) -> None:

@@ -510,8 +510,7 @@ def fit(
             # detect's threshold and score profile, stored with the model (model/config.json);
             # under torchrun each process scores a block of the series (its own, sharded)
             model.fit_threshold(
-                list(series.values),
-                list(series.times),
+                series,  # its times in the model's unit, as fit read them (not numbers for dates)
                 sharded=sharded,
                 false_alarm_rate=false_alarm_rate,
                 smooth=smooth,
