@@ -557,6 +557,17 @@ def test_help_of_every_command_has_an_example(
     assert f"gpvae {command} " in out.split("Example:")[1]
 
 
+@pytest.mark.parametrize("command", ["impute", "forecast", "detect", "sample", "predict-sites"])
+def test_plot_help_names_every_image_format(
+    command: str, capsys: pytest.CaptureFixture[str]
+) -> None:
+    """--plot's help said "to this .png" (or "(PNG/PDF path)") where .pdf, .svg and .jpg
+    are written too."""
+    assert main([command, "--help"]) == 0
+    help_text = " ".join(capsys.readouterr().out.split())  # the lines as click wraps them
+    assert "(.png, .pdf, .svg or .jpg)" in help_text.split("--plot TEXT ")[1].split(" --")[0]
+
+
 def test_top_level_help_subprocess_and_version(capsys: pytest.CaptureFixture[str]) -> None:
     proc = run_cli("--help")
     _ok(proc)

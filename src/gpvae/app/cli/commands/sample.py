@@ -54,7 +54,8 @@ __all__ = ["sample"]
 @click.option(
     "--plot",
     default=None,
-    help="Also draw the first samples (their first 12 features) to this .png.",
+    help="Also draw the first samples (their first 12 features) to this image file "
+    "(.png, .pdf, .svg or .jpg).",
 )
 @examples("  gpvae sample model/ --length 365 -n 5 -o samples.csv --plot samples.png")
 def sample(
