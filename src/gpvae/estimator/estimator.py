@@ -743,8 +743,18 @@ class GPVAE(AnomalyMethods, ForecastMethods, SpatialMethods, PersistenceMethods)
 
     # ------------------------------------------------------------------ sample, latent
 
-    def sample(self, times: Any, num_samples: int = 1, noise: bool = True) -> np.ndarray:
+    def sample(
+        self, times: Any, num_samples: int = 1, noise: bool = True, seed: int | None = None
+    ) -> np.ndarray:
         """New series from the model: z ~ GP prior at ``times``, y ~ p(y | z).
+
+        The draws are reproducible: a call draws from generators seeded afresh with
+        ``seed``, so the same model, ``times``, ``num_samples``, ``noise`` and ``seed`` give
+        the same series (on the CPU), and two calls without ``seed`` give the very same
+        series. For other series, pass another ``seed`` (e.g. 1, 2, ...), or draw them in
+        one call with a larger ``num_samples``. The S series are drawn together, so the
+        first of ``sample(t, 3)`` is not ``sample(t, 1)``: a series depends on
+        ``num_samples`` (and on ``times``), not only on ``seed``.
 
         Args:
             times: (T,) finite, distinct times in the training data's time units.
@@ -752,13 +762,21 @@ class GPVAE(AnomalyMethods, ForecastMethods, SpatialMethods, PersistenceMethods)
             noise: False gives the smooth signal of each series, E[y | z] along its latent
                 path, without the observation noise (which every step draws on its own:
                 with it, samples are as rough as the data's noise, e.g. a lag-1
-                autocorrelation of 0.8 for data at 0.99).
+                autocorrelation of 0.8 for data at 0.99). With the same seed, both draw
+                the same latent paths.
+            seed: an integer in [0, 2**63 - 1] that seeds this call's draws; None (the
+                default): the estimator's ``seed``, which the model keeps.
 
         Returns:
             (S, T, D) array in original units (points in the order of ``times``).
         """
         noise = bool_arg("noise", noise)
-        return sample_series(self._context("sample"), times, num_samples, noise)
+        ctx = self._context("sample")
+        if seed is not None:
+            if int_arg("seed", seed, minimum=0) >= 2**63:  # 64-bit signed generator seeds
+                raise invalid("seed", "an integer in [0, 2**63 - 1] or None", seed)
+            ctx = replace(ctx, seed=int(seed))
+        return sample_series(ctx, times, num_samples, noise)
 
     def latent(self, X: Any, times: Any = None) -> tuple[Any, Any]:
         """Posterior mean and variance of z at every time step of X.

@@ -43,7 +43,13 @@ __all__ = ["sample"]
     help="Number of series to draw.",
 )
 @click.option("-o", "--out", required=True, help="Output .csv or .parquet file.")
-@click.option("--seed", default=0, show_default=True, type=click.IntRange(min=0, max=2**63 - 1))
+@click.option(
+    "--seed",
+    default=0,
+    show_default=True,
+    type=click.IntRange(min=0, max=2**63 - 1),
+    help="Seed of the draws: the same seed gives the same series, another seed others.",
+)
 @click.option(
     "--noise/--no-noise",
     default=True,
@@ -79,10 +85,9 @@ def sample(
     with as_cli("--length", {"times": "--length"}):
         check_memory("times", 16.0 * length, f"{length} steps")  # before allocating them
     steps = np.arange(length, dtype=np.float64) * spec.time_step
-    model.seed = seed  # the estimator draws from generators seeded with its seed
     with as_cli("MODEL_DIR", {"times": "--length"}):
         draws = np.asarray(
-            model.sample(steps, num_samples=num_samples, noise=noise), dtype=np.float64
+            model.sample(steps, num_samples=num_samples, noise=noise, seed=seed), dtype=np.float64
         )
     if spec.time_type == "datetime":
         start = pd.Timestamp(str(spec.time_start))
