@@ -515,6 +515,37 @@ def test_sample_times_follow_the_training_calendar(
     assert list(shown) == list(pd.date_range(t[0], periods=5, freq=expected))
 
 
+@pytest.mark.parametrize(
+    ("names", "expected"),
+    [
+        (["sample", "v", "w"], "sample_id"),  # the time column is 'sample'
+        (["t", "sample", "sample_id"], "sample_id_2"),  # features 'sample' and 'sample_id'
+        (["t", "v", "sample_id"], "sample"),  # 'sample' is free
+    ],
+)
+def test_sample_id_column_never_overwrites_a_data_column(
+    names: list[str], expected: str, tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    """A file whose time column (or a feature) was named 'sample' got its draw ids
+    overwritten by the times (or the feature): the draws could not be told apart."""
+    k = np.arange(30)
+    frame = pd.DataFrame({names[0]: k * 2.0, names[1]: np.sin(k / 4), names[2]: np.cos(k / 5)})
+    data, model, out = tmp_path / "d.csv", tmp_path / "m", tmp_path / "s.csv"
+    frame.to_csv(data, index=False)
+    fit = ["fit", str(data), "--time-col", names[0], "-o", str(model), "--epochs", "1"]
+    assert main([*fit, "--latent-dim", "2", "--hidden", "8", "--quiet"]) == 0, capsys.readouterr()
+    capsys.readouterr()
+    assert main(["sample", str(model), "--length", "3", "-n", "2", "-o", str(out)]) == 0
+    said = capsys.readouterr().out
+    s = pd.read_csv(out)
+    assert list(s.columns) == [expected, *names]
+    assert list(s[expected]) == [0, 0, 0, 1, 1, 1]
+    assert list(s[names[0]]) == [0.0, 2.0, 4.0] * 2
+    assert s[names[1:]].notna().all().all()
+    renamed = f"the draws' id column is named '{expected}' ('sample' is a column of the data)"
+    assert (renamed in said) == (expected != "sample")
+
+
 def test_errors_after_fit_are_one_line(long_model: Path, tmp_path: Path) -> None:
     wrong = tmp_path / "wrong.csv"
     pd.DataFrame({"station": ["a", "a"], "t": [0.0, 1.0], "temp": [1.0, 2.0]}).to_csv(wrong)

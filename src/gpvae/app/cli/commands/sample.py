@@ -8,6 +8,7 @@ import click
 import numpy as np
 import pandas as pd
 
+from gpvae.app.cli.columns import ColumnSpec
 from gpvae.app.cli.errors import as_cli, info
 from gpvae.app.cli.model_dir import load_model
 from gpvae.app.cli.options import examples, positive_int
@@ -76,8 +77,9 @@ def sample(
     """Draw new series from the fitted model (GP prior latents through the decoder).
 
     OUT is a long table: an id column (0..n-1, named as the training data's, else
-    'sample'), the time column (steps of the training data's median spacing, from its first
-    time) and the features.
+    'sample', or 'sample_id', 'sample_id_2', ... when the data have a column 'sample'), the
+    time column (steps of the training data's median spacing, from its first time) and the
+    features.
     """
     out_path = check_output(out)
     plot_path = check_plot(plot)
@@ -117,7 +119,7 @@ def sample(
                 shown = start + ahead
     else:
         shown = float(spec.time_start) + steps
-    id_name = spec.id_col if spec.id_col is not None else "sample"
+    id_name = spec.id_col if spec.id_col is not None else _draw_id_name(spec)
     rows = {
         id_name: np.repeat(np.arange(num_samples), length),
         spec.time_col: np.tile(np.asarray(shown), num_samples),
@@ -138,3 +140,18 @@ def sample(
             time_label=spec.time_col,
         )
         save_figure(fig, plot_path)
+
+
+def _draw_id_name(spec: ColumnSpec) -> str:
+    """The name of the draws' id column of a model fitted without --id-col: 'sample', or
+    when the time column or a feature is named so (it overwrote the ids, and the draws
+    could not be told apart), the first free one of 'sample_id', 'sample_id_2', ...
+    (saying so)."""
+    taken = {spec.time_col, *spec.features}
+    if "sample" not in taken:
+        return "sample"
+    name, k = "sample_id", 2
+    while name in taken:
+        name, k = f"sample_id_{k}", k + 1
+    info(f"the draws' id column is named {name!r} ('sample' is a column of the data)")
+    return name
