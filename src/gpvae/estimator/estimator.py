@@ -121,10 +121,13 @@ class GPVAE(AnomalyMethods, ForecastMethods, SpatialMethods, PersistenceMethods)
         batch_size: series per batch (training and prediction).
         lr: learning rate.
         optimizer: ``"adam"``, ``"adamw"`` or ``"rmsprop"``.
-        patience: epochs without a better validation score before stopping (None: never).
+        patience: epochs without a better validation score (without validation: training
+            loss) before stopping (None: never).
         val_fraction: share of observed entries held out as validation targets (of
             ``X_val`` when given, else of the training data, which then trains without them);
-            0 turns early stopping on a held-out score off. Unused with ``X_val_target``.
+            0 turns early stopping on a held-out score off: the training loss then decides
+            when to stop and which epoch's weights are kept (the lowest; not the last).
+            Unused with ``X_val_target``.
         val_pattern: the held-out validation entries are ``"points"`` or ``"blocks"`` (runs
             of ``block_lengths`` steps of one feature: choose it when the gaps are blocks).
         mask_rate: artificial missingness: at every training step this share of the observed
@@ -209,7 +212,10 @@ class GPVAE(AnomalyMethods, ForecastMethods, SpatialMethods, PersistenceMethods)
     Attributes (after fit or load):
         model_: the trained :class:`~gpvae.model.GPVAEModel`.
         scaler_: the fitted :class:`~gpvae.data.Scaler` (feature statistics, time step).
-        history_: one dict per epoch (loss, loglik, kl, val_score, lr, seconds).
+        history_: one dict per epoch (loss, loglik, kl, val_score, epoch, lr, seconds).
+            ``val_score`` is the score early stopping and the kept epoch go by: the
+            validation score (``val_fraction`` > 0 or ``X_val``), else the epoch's
+            training loss (the same number as ``loss``, not a validation score).
         num_features_: D.
         feature_names_: the D feature names.
         interval_scale_: (D,) spread factors of the imputation intervals (ones without
