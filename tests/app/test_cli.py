@@ -1709,6 +1709,64 @@ def test_sample_writes_dates_on_the_zones_clock(
     assert list(pd.read_csv(out)["when"]) == expected
 
 
+@pytest.mark.parametrize(
+    ("freq", "start", "expected"),
+    [
+        ("D", "2021-03-26", ["2021-03-26 00:00:00+01:00", "2021-03-27 00:00:00+01:00",
+                             "2021-03-28 00:00:00+01:00", "2021-03-29 00:00:00+02:00"]),
+        ("h", "2021-03-28 00:00", ["2021-03-28 00:00:00+01:00", "2021-03-28 01:00:00+01:00",
+                                   "2021-03-28 03:00:00+02:00", "2021-03-28 04:00:00+02:00"]),
+    ],
+)  # fmt: skip
+def test_sample_writes_dates_with_the_offsets_of_csv_text(
+    freq: str, start: str, expected: list[str], tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    """A CSV of zone-aware dates (pandas writes Europe/Berlin times with +01:00, then +02:00)
+    is read in UTC: sample wrote every date in UTC ('2021-03-25 23:00:00+00:00', and after
+    the clock change 22:00), off the data's own clock and grid."""
+    t = pd.date_range(start, periods=40, freq=freq, tz="Europe/Berlin")
+    data, model, out = tmp_path / "d.csv", tmp_path / "m", tmp_path / "s.csv"
+    pd.DataFrame({"when": t, "v": np.sin(np.arange(40) / 5.0)}).to_csv(data, index=False)
+    assert pd.read_csv(data)["when"].iloc[0] == expected[0]  # the offsets are all it has
+    fit = ["fit", str(data), "--time-col", "when", "-o", str(model), "--epochs", "1"]
+    assert main([*fit, "--latent-dim", "2", "--hidden", "8", "--quiet"]) == 0, capsys.readouterr()
+    assert json.loads((model / "cli.json").read_text())["time_offsets"] == [
+        expected[0].replace(" ", "T"),
+        t[t.strftime("%z") == "+0200"][0].isoformat(),
+    ]
+    plot = tmp_path / "s.png"
+    args = ["sample", str(model), "--length", "4", "-n", "2", "-o", str(out), "--plot", str(plot)]
+    assert main(args) == 0, capsys.readouterr()
+    assert list(pd.read_csv(out)["when"]) == expected * 2
+    assert plot.is_file()
+    # Parquet holds one zone per column: the same instants
+    assert main(["sample", str(model), "--length", "4", "-o", str(tmp_path / "s.parquet")]) == 0
+    back = pd.read_parquet(tmp_path / "s.parquet")["when"]
+    assert list(back) == [pd.Timestamp(e) for e in expected]
+
+
+def test_offset_changes_of_series_on_different_clocks() -> None:
+    """Two series that write one instant with different offsets give the changes of the
+    series of the earliest time; one offset, or times without offsets, give none."""
+    from gpvae.app.cli.offsets import offset_changes
+
+    berlin = pd.date_range("2021-03-27", periods=4, freq="D", tz="Europe/Berlin")
+    london = berlin.tz_convert("Europe/London")
+    times = pd.Series([str(x) for x in [*london, *berlin]])
+    ids = pd.Series(["L"] * 4 + ["B"] * 4)
+    assert offset_changes(times, ids) == [
+        "2021-03-26T23:00:00+00:00",
+        "2021-03-28T23:00:00+01:00",
+    ]  # London's: its first time (23:00 UTC) ties Berlin's, and comes first
+    assert offset_changes(times[4:], ids[4:]) == [
+        "2021-03-27T00:00:00+01:00",
+        "2021-03-29T00:00:00+02:00",
+    ]
+    assert offset_changes(pd.Series([str(x) for x in berlin[:2]])) is None  # one offset
+    assert offset_changes(pd.Series(["2021-03-27 00:00", "2021-03-28 00:00"])) is None
+    assert offset_changes(pd.Series(berlin)) is None  # parsed already: its zone says it
+
+
 def test_cli_json_leaves_out_an_unset_time_zone(tmp_path: Path) -> None:
     """Every fit wrote "time_zone": null, which versions before it was kept refused as a
     malformed cli.json: the key is written only for zone-aware dates."""
