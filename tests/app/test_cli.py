@@ -1743,6 +1743,12 @@ def test_sample_writes_dates_with_the_offsets_of_csv_text(
     assert main(["sample", str(model), "--length", "4", "-o", str(tmp_path / "s.parquet")]) == 0
     back = pd.read_parquet(tmp_path / "s.parquet")["when"]
     assert list(back) == [pd.Timestamp(e) for e in expected]
+    spec = json.loads((model / "cli.json").read_text())
+    spec["time_offsets"] = ["2021-03-26 00:00"]  # no offset: a hand-edited cli.json
+    (model / "cli.json").write_text(json.dumps(spec))
+    capsys.readouterr()
+    _, line = _main_error(capsys, ["sample", str(model), "--length", "4", "-o", str(out)])
+    assert line.startswith("error: MODEL_DIR: malformed cli.json: time_offsets: expected ISO")
 
 
 def test_offset_changes_of_series_on_different_clocks() -> None:
