@@ -8,10 +8,11 @@ the Matern-3/2 GP prior over the frame index lets each frame borrow from its nei
 same networks with an N(0, I) prior (``kernel="white"``, ``posterior="diagonal"``) are the
 plain-VAE baseline.
 
-Training runs the whole ``--epochs`` budget and keeps the last state (``val_fraction=0``,
-``patience=None``): the estimator's validation score is the error on held-out *observed*
-entries, and under this mask those are almost all black pixels, so early stopping on them
-would favour an under-trained model that paints everything black.
+Training runs the whole ``--epochs`` budget without validation (``val_fraction=0``,
+``patience=None``) and keeps the epoch of the lowest training loss (usually, not always, the
+last): the estimator's validation score is the error on held-out *observed* entries, and
+under this mask those are almost all black pixels, so early stopping on them would favour an
+under-trained model that paints everything black.
 
 Run: ``python examples/hmnist_estimator.py [--train 2000] [--epochs 12] [--out out/hmnist]``
 (MNIST from ``../shared/data`` or ``GPVAE_DATA``; about 10 minutes on one CPU core). Prints

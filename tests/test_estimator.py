@@ -280,6 +280,28 @@ def test_sample_and_latent(fitted: tuple[GPVAE, np.ndarray]) -> None:
         est.sample(t, 2, noise="no")  # type: ignore[arg-type]
 
 
+def test_sample_takes_a_seed_for_other_draws(fitted: tuple[GPVAE, np.ndarray]) -> None:
+    """sample gave the same series at every call, with no way to ask for others but to
+    change the estimator's seed."""
+    est, _ = fitted
+    t = np.arange(12.0)
+    default = est.sample(t, 2)
+    assert np.array_equal(est.sample(t, 2, seed=None), default)  # the model's seed, as before
+    assert np.array_equal(est.sample(t, 2, seed=est.seed), default)
+    other = est.sample(t, 2, seed=est.seed + 1)
+    assert not np.allclose(other, default)
+    assert np.array_equal(est.sample(t, 2, seed=est.seed + 1), other)  # reproducible
+    smooth = est.sample(t, 2, noise=False, seed=est.seed + 1)
+    assert not np.allclose(smooth, est.sample(t, 2, noise=False))
+    assert est.seed == 0  # the estimator's own seed is left alone
+    with pytest.raises(InputTypeError, match=r"^seed: expected an integer"):
+        est.sample(t, 2, seed=1.5)  # type: ignore[arg-type]
+    with pytest.raises(ValidationError, match=r"^seed: expected an integer >= 0"):
+        est.sample(t, 2, seed=-1)
+    with pytest.raises(ValidationError, match=r"^seed: expected an integer in \[0, 2\*\*63 - 1\]"):
+        est.sample(t, 2, seed=2**63)
+
+
 def test_requests_beyond_memory_fail_at_once_naming_the_argument(
     fitted: tuple[GPVAE, np.ndarray],
 ) -> None:

@@ -63,6 +63,24 @@ def test_train_reaches_the_observed_mean() -> None:
     assert state.history[-1]["loss"] < state.history[0]["loss"]
 
 
+def test_progress_bar_shows_val_only_with_a_validation_score(
+    capsys: pytest.CaptureFixture[str],
+) -> None:
+    """Without validation, the bar showed the training loss as "val=" (and history's
+    val_score, which stays the score the loop goes by, is that loss)."""
+    y = _data()
+    cfg = TrainConfig(epochs=2, lr=0.05, patience=None, progress=True)
+    capsys.readouterr()
+    state, _ = train(MeanModel(3), lambda epoch: _batches(y), cfg)
+    bar = capsys.readouterr().err
+    assert "loss=" in bar
+    assert "val=" not in bar
+    assert [h["val_score"] for h in state.history] == [h["loss"] for h in state.history]
+    state, _ = train(MeanModel(3), lambda epoch: _batches(y), cfg, val_score=lambda: 1.5)
+    assert "val=1.5000" in capsys.readouterr().err
+    assert [h["val_score"] for h in state.history] == [1.5, 1.5]
+
+
 def test_early_stopping_restores_the_best_state() -> None:
     y = _data()
     model = MeanModel(3)

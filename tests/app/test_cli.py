@@ -515,6 +515,37 @@ def test_sample_times_follow_the_training_calendar(
     assert list(shown) == list(pd.date_range(t[0], periods=5, freq=expected))
 
 
+@pytest.mark.parametrize(
+    ("names", "expected"),
+    [
+        (["sample", "v", "w"], "sample_id"),  # the time column is 'sample'
+        (["t", "sample", "sample_id"], "sample_id_2"),  # features 'sample' and 'sample_id'
+        (["t", "v", "sample_id"], "sample"),  # 'sample' is free
+    ],
+)
+def test_sample_id_column_never_overwrites_a_data_column(
+    names: list[str], expected: str, tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    """A file whose time column (or a feature) was named 'sample' got its draw ids
+    overwritten by the times (or the feature): the draws could not be told apart."""
+    k = np.arange(30)
+    frame = pd.DataFrame({names[0]: k * 2.0, names[1]: np.sin(k / 4), names[2]: np.cos(k / 5)})
+    data, model, out = tmp_path / "d.csv", tmp_path / "m", tmp_path / "s.csv"
+    frame.to_csv(data, index=False)
+    fit = ["fit", str(data), "--time-col", names[0], "-o", str(model), "--epochs", "1"]
+    assert main([*fit, "--latent-dim", "2", "--hidden", "8", "--quiet"]) == 0, capsys.readouterr()
+    capsys.readouterr()
+    assert main(["sample", str(model), "--length", "3", "-n", "2", "-o", str(out)]) == 0
+    said = capsys.readouterr().out
+    s = pd.read_csv(out)
+    assert list(s.columns) == [expected, *names]
+    assert list(s[expected]) == [0, 0, 0, 1, 1, 1]
+    assert list(s[names[0]]) == [0.0, 2.0, 4.0] * 2
+    assert s[names[1:]].notna().all().all()
+    renamed = f"the draws' id column is named '{expected}' ('sample' is a column of the data)"
+    assert (renamed in said) == (expected != "sample")
+
+
 def test_errors_after_fit_are_one_line(long_model: Path, tmp_path: Path) -> None:
     wrong = tmp_path / "wrong.csv"
     pd.DataFrame({"station": ["a", "a"], "t": [0.0, 1.0], "temp": [1.0, 2.0]}).to_csv(wrong)
@@ -555,6 +586,17 @@ def test_help_of_every_command_has_an_example(
     out = capsys.readouterr().out
     assert "Example:" in out
     assert f"gpvae {command} " in out.split("Example:")[1]
+
+
+@pytest.mark.parametrize("command", ["impute", "forecast", "detect", "sample", "predict-sites"])
+def test_plot_help_names_every_image_format(
+    command: str, capsys: pytest.CaptureFixture[str]
+) -> None:
+    """--plot's help said "to this .png" (or "(PNG/PDF path)") where .pdf, .svg and .jpg
+    are written too."""
+    assert main([command, "--help"]) == 0
+    help_text = " ".join(capsys.readouterr().out.split())  # the lines as click wraps them
+    assert "(.png, .pdf, .svg or .jpg)" in help_text.split("--plot TEXT ")[1].split(" --")[0]
 
 
 def test_top_level_help_subprocess_and_version(capsys: pytest.CaptureFixture[str]) -> None:
@@ -1680,6 +1722,70 @@ def test_sample_writes_dates_on_the_zones_clock(
     assert json.loads((model / "cli.json").read_text())["time_zone"] == "Europe/Berlin"
     assert main(["sample", str(model), "--length", "3", "-o", str(out)]) == 0
     assert list(pd.read_csv(out)["when"]) == expected
+
+
+@pytest.mark.parametrize(
+    ("freq", "start", "expected"),
+    [
+        ("D", "2021-03-26", ["2021-03-26 00:00:00+01:00", "2021-03-27 00:00:00+01:00",
+                             "2021-03-28 00:00:00+01:00", "2021-03-29 00:00:00+02:00"]),
+        ("h", "2021-03-28 00:00", ["2021-03-28 00:00:00+01:00", "2021-03-28 01:00:00+01:00",
+                                   "2021-03-28 03:00:00+02:00", "2021-03-28 04:00:00+02:00"]),
+    ],
+)  # fmt: skip
+def test_sample_writes_dates_with_the_offsets_of_csv_text(
+    freq: str, start: str, expected: list[str], tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    """A CSV of zone-aware dates (pandas writes Europe/Berlin times with +01:00, then +02:00)
+    is read in UTC: sample wrote every date in UTC ('2021-03-25 23:00:00+00:00', and after
+    the clock change 22:00), off the data's own clock and grid."""
+    t = pd.date_range(start, periods=40, freq=freq, tz="Europe/Berlin")
+    data, model, out = tmp_path / "d.csv", tmp_path / "m", tmp_path / "s.csv"
+    pd.DataFrame({"when": t, "v": np.sin(np.arange(40) / 5.0)}).to_csv(data, index=False)
+    assert pd.read_csv(data)["when"].iloc[0] == expected[0]  # the offsets are all it has
+    fit = ["fit", str(data), "--time-col", "when", "-o", str(model), "--epochs", "1"]
+    assert main([*fit, "--latent-dim", "2", "--hidden", "8", "--quiet"]) == 0, capsys.readouterr()
+    assert json.loads((model / "cli.json").read_text())["time_offsets"] == [
+        expected[0].replace(" ", "T"),
+        t[t.strftime("%z") == "+0200"][0].isoformat(),
+    ]
+    plot = tmp_path / "s.png"
+    args = ["sample", str(model), "--length", "4", "-n", "2", "-o", str(out), "--plot", str(plot)]
+    assert main(args) == 0, capsys.readouterr()
+    assert list(pd.read_csv(out)["when"]) == expected * 2
+    assert plot.is_file()
+    # Parquet holds one zone per column: the same instants
+    assert main(["sample", str(model), "--length", "4", "-o", str(tmp_path / "s.parquet")]) == 0
+    back = pd.read_parquet(tmp_path / "s.parquet")["when"]
+    assert list(back) == [pd.Timestamp(e) for e in expected]
+    spec = json.loads((model / "cli.json").read_text())
+    spec["time_offsets"] = ["2021-03-26 00:00"]  # no offset: a hand-edited cli.json
+    (model / "cli.json").write_text(json.dumps(spec))
+    capsys.readouterr()
+    _, line = _main_error(capsys, ["sample", str(model), "--length", "4", "-o", str(out)])
+    assert line.startswith("error: MODEL_DIR: malformed cli.json: time_offsets: expected ISO")
+
+
+def test_offset_changes_of_series_on_different_clocks() -> None:
+    """Two series that write one instant with different offsets give the changes of the
+    series of the earliest time; one offset, or times without offsets, give none."""
+    from gpvae.app.cli.offsets import offset_changes
+
+    berlin = pd.date_range("2021-03-27", periods=4, freq="D", tz="Europe/Berlin")
+    london = berlin.tz_convert("Europe/London")
+    times = pd.Series([str(x) for x in [*london, *berlin]])
+    ids = pd.Series(["L"] * 4 + ["B"] * 4)
+    assert offset_changes(times, ids) == [
+        "2021-03-26T23:00:00+00:00",
+        "2021-03-28T23:00:00+01:00",
+    ]  # London's: its first time (23:00 UTC) ties Berlin's, and comes first
+    assert offset_changes(times[4:], ids[4:]) == [
+        "2021-03-27T00:00:00+01:00",
+        "2021-03-29T00:00:00+02:00",
+    ]
+    assert offset_changes(pd.Series([str(x) for x in berlin[:2]])) is None  # one offset
+    assert offset_changes(pd.Series(["2021-03-27 00:00", "2021-03-28 00:00"])) is None
+    assert offset_changes(pd.Series(berlin)) is None  # parsed already: its zone says it
 
 
 def test_cli_json_leaves_out_an_unset_time_zone(tmp_path: Path) -> None:

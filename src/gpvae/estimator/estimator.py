@@ -121,10 +121,13 @@ class GPVAE(AnomalyMethods, ForecastMethods, SpatialMethods, PersistenceMethods)
         batch_size: series per batch (training and prediction).
         lr: learning rate.
         optimizer: ``"adam"``, ``"adamw"`` or ``"rmsprop"``.
-        patience: epochs without a better validation score before stopping (None: never).
+        patience: epochs without a better validation score (without validation: training
+            loss) before stopping (None: never).
         val_fraction: share of observed entries held out as validation targets (of
             ``X_val`` when given, else of the training data, which then trains without them);
-            0 turns early stopping on a held-out score off. Unused with ``X_val_target``.
+            0 turns early stopping on a held-out score off: the training loss then decides
+            when to stop and which epoch's weights are kept (the lowest; not the last).
+            Unused with ``X_val_target``.
         val_pattern: the held-out validation entries are ``"points"`` or ``"blocks"`` (runs
             of ``block_lengths`` steps of one feature: choose it when the gaps are blocks).
         mask_rate: artificial missingness: at every training step this share of the observed
@@ -209,7 +212,10 @@ class GPVAE(AnomalyMethods, ForecastMethods, SpatialMethods, PersistenceMethods)
     Attributes (after fit or load):
         model_: the trained :class:`~gpvae.model.GPVAEModel`.
         scaler_: the fitted :class:`~gpvae.data.Scaler` (feature statistics, time step).
-        history_: one dict per epoch (loss, loglik, kl, val_score, lr, seconds).
+        history_: one dict per epoch (loss, loglik, kl, val_score, epoch, lr, seconds).
+            ``val_score`` is the score early stopping and the kept epoch go by: the
+            validation score (``val_fraction`` > 0 or ``X_val``), else the epoch's
+            training loss (the same number as ``loss``, not a validation score).
         num_features_: D.
         feature_names_: the D feature names.
         interval_scale_: (D,) spread factors of the imputation intervals (ones without
@@ -743,8 +749,18 @@ class GPVAE(AnomalyMethods, ForecastMethods, SpatialMethods, PersistenceMethods)
 
     # ------------------------------------------------------------------ sample, latent
 
-    def sample(self, times: Any, num_samples: int = 1, noise: bool = True) -> np.ndarray:
+    def sample(
+        self, times: Any, num_samples: int = 1, noise: bool = True, seed: int | None = None
+    ) -> np.ndarray:
         """New series from the model: z ~ GP prior at ``times``, y ~ p(y | z).
+
+        The draws are reproducible: a call draws from generators seeded afresh with
+        ``seed``, so the same model, ``times``, ``num_samples``, ``noise`` and ``seed`` give
+        the same series (on the CPU), and two calls without ``seed`` give the very same
+        series. For other series, pass another ``seed`` (e.g. 1, 2, ...), or draw them in
+        one call with a larger ``num_samples``. The S series are drawn together, so the
+        first of ``sample(t, 3)`` is not ``sample(t, 1)``: a series depends on
+        ``num_samples`` (and on ``times``), not only on ``seed``.
 
         Args:
             times: (T,) finite, distinct times in the training data's time units.
@@ -752,13 +768,21 @@ class GPVAE(AnomalyMethods, ForecastMethods, SpatialMethods, PersistenceMethods)
             noise: False gives the smooth signal of each series, E[y | z] along its latent
                 path, without the observation noise (which every step draws on its own:
                 with it, samples are as rough as the data's noise, e.g. a lag-1
-                autocorrelation of 0.8 for data at 0.99).
+                autocorrelation of 0.8 for data at 0.99). With the same seed, both draw
+                the same latent paths.
+            seed: an integer in [0, 2**63 - 1] that seeds this call's draws; None (the
+                default): the estimator's ``seed``, which the model keeps.
 
         Returns:
             (S, T, D) array in original units (points in the order of ``times``).
         """
         noise = bool_arg("noise", noise)
-        return sample_series(self._context("sample"), times, num_samples, noise)
+        ctx = self._context("sample")
+        if seed is not None:
+            if int_arg("seed", seed, minimum=0) >= 2**63:  # 64-bit signed generator seeds
+                raise invalid("seed", "an integer in [0, 2**63 - 1] or None", seed)
+            ctx = replace(ctx, seed=int(seed))
+        return sample_series(ctx, times, num_samples, noise)
 
     def latent(self, X: Any, times: Any = None) -> tuple[Any, Any]:
         """Posterior mean and variance of z at every time step of X.

@@ -161,10 +161,15 @@ class TrainState:
     Attributes:
         epoch: number of finished epochs.
         step: number of applied optimiser steps.
-        best_score: best validation score so far (lower is better).
+        best_score: best score so far (lower is better): the validation score, or the
+            training loss without one.
         best_epoch: the epoch that reached it.
         bad_steps: non-finite steps rolled back so far.
-        history: one dict per finished epoch (loss parts, validation score, lr, seconds).
+        history: one dict per finished epoch: the loss parts (``loss``, ``loglik``, ``kl``),
+            ``val_score`` (the score early stopping and the kept state go by: the
+            validation score, or without one the epoch's training loss, ``loss`` again:
+            the key keeps its name for the code that reads it), ``epoch``, ``lr``,
+            ``seconds``.
     """
 
     epoch: int = 0
@@ -296,7 +301,8 @@ def train(
 
     Returns:
         The final :class:`TrainState` and the optimiser. The model holds the best state
-        (lowest validation score) when the loop ends.
+        (lowest validation score; without ``val_score``, lowest training loss) when the
+        loop ends. The progress bar shows ``val`` only with ``val_score``.
     """
     config.validate()
     params = [p for p in model.parameters() if p.requires_grad]
@@ -397,7 +403,10 @@ def train(
             stop = config.patience is not None and state.epoch - state.best_epoch >= config.patience
             if not stop and state.epoch < config.epochs:  # the next epoch's rollback point
                 good = _snapshot(model, optimizer)  # (a deep copy: not made after the last)
-            bar.set_postfix(epoch=state.epoch, loss=f"{record['loss']:.4f}", val=f"{score:.4f}")
+            shown = {"epoch": state.epoch, "loss": f"{record['loss']:.4f}"}
+            if val_score is not None:  # without it the score is the training loss, not "val"
+                shown["val"] = f"{score:.4f}"
+            bar.set_postfix(shown)
             if on_epoch_end is not None:
                 on_epoch_end(state, optimizer)
             if stop:

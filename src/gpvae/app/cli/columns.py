@@ -24,6 +24,7 @@ import numpy as np
 import pandas as pd
 
 from gpvae.app.cli.errors import CLIError, info, one_line
+from gpvae.app.cli.offsets import offset_changes
 from gpvae.version import __version__
 
 if TYPE_CHECKING:
@@ -66,6 +67,11 @@ class ColumnSpec:
             text with a UTC offset: ``"UTC+01:00"``), whose clock ``sample`` writes its dates
             on; None otherwise (and in folders written before it was kept: the first date's
             UTC offset then stands for it). Written to ``cli.json`` only when set.
+        time_offsets: for CSV text whose UTC offsets differ (a zone's clock changes; the
+            times are then read in UTC and ``time_zone`` is ``"UTC"``), the first time and
+            each time at which the offset changes, as ISO text with its offset
+            (:func:`gpvae.app.cli.offsets.offset_changes`), with which ``sample`` writes its
+            dates; None otherwise. Written to ``cli.json`` only when set.
         threshold: the anomaly threshold written by fits before the model stored its
             anomaly profile (a high quantile of the training data's per-step scores), which
             ``detect`` uses for such folders; None in folders written since (``detect``
@@ -81,6 +87,7 @@ class ColumnSpec:
     time_start: str | float = 0.0
     time_freq: str | None = None
     time_zone: str | None = None
+    time_offsets: list[str] | None = None
     threshold: float | None = None
     threshold_quantile: float | None = None
 
@@ -89,8 +96,9 @@ class ColumnSpec:
         from gpvae.io import atomic_write_bytes
 
         data = {"format_version": _CLI_FORMAT, "gpvae_version": __version__, **asdict(self)}
-        if data["time_zone"] is None:  # (left out: folders without a zone stay readable by
-            del data["time_zone"]  # versions before it was kept)
+        for key in ("time_zone", "time_offsets"):  # left out when unset: such folders
+            if data[key] is None:  # stay readable by versions before the key was kept
+                del data[key]
         atomic_write_bytes(model_dir / CLI_FILE, (json.dumps(data, indent=2) + "\n").encode())
 
     @classmethod
@@ -520,6 +528,8 @@ def record_times(spec: ColumnSpec, frame: pd.DataFrame, series: SeriesSet) -> No
     spec.time_freq = series.layout.freq
     spec.time_zone = _zone_name(series.layout.tz)
     time_col = spec.time_col
+    ids = frame[spec.id_col] if spec.id_col is not None else None
+    spec.time_offsets = offset_changes(frame[time_col], ids)
     tcol = parse_times(frame[[time_col]], time_col, "DATA")[time_col]
     if pd.api.types.is_datetime64_any_dtype(tcol.dtype):
         spec.time_type = "datetime"

@@ -82,7 +82,7 @@ __all__ = ["anomaly_table", "describe_intervals", "detect", "interval_table", "l
     "--plot",
     default=None,
     help="Also draw the alarm timeline (OUT's alarm column) of one series with the "
-    "threshold (.png).",
+    "threshold to this image file (.png, .pdf, .svg or .jpg).",
 )
 @series_option
 @merge_option

@@ -43,7 +43,8 @@ __all__ = ["forecast"]
 @click.option(
     "--plot",
     default=None,
-    help="Also draw a fan chart of one series (its first 12 features) to this .png.",
+    help="Also draw a fan chart of one series (its first 12 features) to this image "
+    "file (.png, .pdf, .svg or .jpg).",
 )
 @series_option
 @merge_option

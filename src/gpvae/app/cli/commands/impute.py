@@ -41,7 +41,10 @@ __all__ = ["impute", "keep_observed"]
 @num_samples_option
 @level_option
 @click.option(
-    "--plot", default=None, help="Also draw one series (its first 12 features) to this .png file."
+    "--plot",
+    default=None,
+    help="Also draw one series (its first 12 features) to this image file "
+    "(.png, .pdf, .svg or .jpg).",
 )
 @series_option
 @merge_option

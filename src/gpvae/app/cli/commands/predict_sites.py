@@ -35,7 +35,11 @@ __all__ = ["predict_sites"]
 @click.argument("sites", type=str)
 @click.option("-o", "--out", required=True, help="Output table (CSV or Parquet).")
 @click.option("--num-samples", default=100, show_default=True, callback=positive_int)
-@click.option("--plot", default=None, help="Also draw a map of the sites (PNG/PDF path).")
+@click.option(
+    "--plot",
+    default=None,
+    help="Also draw a map of the sites to this image file (.png, .pdf, .svg or .jpg).",
+)
 @click.option("--series-plot", default=None, help="Also draw the first new site's series.")
 @click.option("--feature", default=None, help="Feature of the map (default: the first).")
 @examples(

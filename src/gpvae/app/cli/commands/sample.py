@@ -8,8 +8,10 @@ import click
 import numpy as np
 import pandas as pd
 
-from gpvae.app.cli.errors import as_cli, info
+from gpvae.app.cli.columns import ColumnSpec
+from gpvae.app.cli.errors import CLIError, as_cli, info
 from gpvae.app.cli.model_dir import load_model
+from gpvae.app.cli.offsets import days_shown, hours_shown, parse_changes
 from gpvae.app.cli.options import examples, positive_int
 from gpvae.app.cli.tables import (
     check_output,
@@ -43,7 +45,13 @@ __all__ = ["sample"]
     help="Number of series to draw.",
 )
 @click.option("-o", "--out", required=True, help="Output .csv or .parquet file.")
-@click.option("--seed", default=0, show_default=True, type=click.IntRange(min=0, max=2**63 - 1))
+@click.option(
+    "--seed",
+    default=0,
+    show_default=True,
+    type=click.IntRange(min=0, max=2**63 - 1),
+    help="Seed of the draws: the same seed gives the same series, another seed others.",
+)
 @click.option(
     "--noise/--no-noise",
     default=True,
@@ -54,7 +62,8 @@ __all__ = ["sample"]
 @click.option(
     "--plot",
     default=None,
-    help="Also draw the first samples (their first 12 features) to this .png.",
+    help="Also draw the first samples (their first 12 features) to this image file "
+    "(.png, .pdf, .svg or .jpg).",
 )
 @examples("  gpvae sample model/ --length 365 -n 5 -o samples.csv --plot samples.png")
 def sample(
@@ -69,8 +78,9 @@ def sample(
     """Draw new series from the fitted model (GP prior latents through the decoder).
 
     OUT is a long table: an id column (0..n-1, named as the training data's, else
-    'sample'), the time column (steps of the training data's median spacing, from its first
-    time) and the features.
+    'sample', or 'sample_id', 'sample_id_2', ... when the data have a column 'sample'), the
+    time column (steps of the training data's median spacing, from its first time) and the
+    features.
     """
     out_path = check_output(out)
     plot_path = check_plot(plot)
@@ -78,29 +88,41 @@ def sample(
     with as_cli("--length", {"times": "--length"}):
         check_memory("times", 16.0 * length, f"{length} steps")  # before allocating them
     steps = np.arange(length, dtype=np.float64) * spec.time_step
-    model.seed = seed  # the estimator draws from generators seeded with its seed
     with as_cli("MODEL_DIR", {"times": "--length"}):
         draws = np.asarray(
-            model.sample(steps, num_samples=num_samples, noise=noise), dtype=np.float64
+            model.sample(steps, num_samples=num_samples, noise=noise, seed=seed), dtype=np.float64
         )
+    axis: Any = None  # the plot's time axis (None: the times written)
     if spec.time_type == "datetime":
         start = pd.Timestamp(str(spec.time_start))
         # the start on its own clock (its offset): the grid in UTC put month starts at 23:00
         # of the day before, without the offset
         wall = start.tz_localize(None) if start.tz is not None else start
+        changes = _offset_changes(spec)  # CSV text with offsets that differ: read in UTC
+        if changes is not None:
+            first = hours_shown(np.array([wall.to_datetime64()]), changes)[0]
+            wall_first = first.tz_localize(None)  # the start on the data's own clock
         if spec.time_freq is not None:  # months, business days, ...: steps of the calendar
             # series each on a day of their own ('MS+*'): a step's fraction is its day, so
             # the draws take the first time's (whole steps are month starts at midnight)
             own = calendar_steps(np.array([wall.to_datetime64()]), wall, spec.time_freq)[0]
             shown: Any = pd.DatetimeIndex(calendar_times(steps + own, wall, spec.time_freq))
-            if spec.time_zone is not None:  # the zone's own midnight, summer and winter
+            if changes is not None:  # the calendar of the UTC times; each with its offset
+                shown = hours_shown(shown.to_numpy(), changes)
+            elif spec.time_zone is not None:  # the zone's own midnight, summer and winter
                 shown = pd.DatetimeIndex(zoned(shown.to_numpy(), spec.time_zone, wall=True))
             elif start.tz is not None:
                 shown = shown.tz_localize(start.tz)
         else:  # the median step in whole milliseconds: no 21:19:59.999999998
             step_ms = round(spec.time_step * 3_600_000)
             ahead = pd.to_timedelta(np.arange(length) * step_ms, unit="ms")
-            if spec.time_zone is not None and step_ms % 86_400_000 == 0:
+            if changes is not None and step_ms % 86_400_000 == 0:
+                # whole days step on the data's clock, each with the offset the data used
+                # then (midnight stays midnight across its clock change)
+                shown = days_shown((wall_first + ahead).to_numpy(), changes)
+            elif changes is not None:  # hours count in UTC; each with the data's offset
+                shown = hours_shown((wall + ahead).to_numpy(), changes)
+            elif spec.time_zone is not None and step_ms % 86_400_000 == 0:
                 # whole days step on the zone's clock (midnight stays midnight across a
                 # clock change), as horizon forecasts of such data do
                 days = (wall + ahead).to_numpy()
@@ -109,9 +131,11 @@ def sample(
                 shown = (start + ahead).tz_convert(spec.time_zone)
             else:
                 shown = start + ahead
+        if changes is not None:  # offsets that differ: the plot on the data's wall clock
+            axis = np.array([t.tz_localize(None).to_datetime64() for t in shown])
     else:
         shown = float(spec.time_start) + steps
-    id_name = spec.id_col if spec.id_col is not None else "sample"
+    id_name = spec.id_col if spec.id_col is not None else _draw_id_name(spec)
     rows = {
         id_name: np.repeat(np.arange(num_samples), length),
         spec.time_col: np.tile(np.asarray(shown), num_samples),
@@ -126,9 +150,43 @@ def sample(
 
         drawn = panels_drawn(len(spec.features), MAX_PANELS, "features")
         fig = plot_samples(
-            np.asarray(shown),
+            np.asarray(shown) if axis is None else axis,
             draws[:, :, :drawn],
             feature_names=spec.features[:drawn],
             time_label=spec.time_col,
         )
         save_figure(fig, plot_path)
+
+
+def _draw_id_name(spec: ColumnSpec) -> str:
+    """The name of the draws' id column of a model fitted without --id-col: 'sample', or
+    when the time column or a feature is named so (it overwrote the ids, and the draws
+    could not be told apart), the first free one of 'sample_id', 'sample_id_2', ...
+    (saying so)."""
+    taken = {spec.time_col, *spec.features}
+    if "sample" not in taken:
+        return "sample"
+    name, k = "sample_id", 2
+    while name in taken:
+        name, k = f"sample_id_{k}", k + 1
+    info(f"the draws' id column is named {name!r} ('sample' is a column of the data)")
+    return name
+
+
+def _offset_changes(spec: ColumnSpec) -> list[str] | None:
+    """``cli.json``'s ``time_offsets`` (the data's UTC offsets and when they change), checked,
+    or None (times without offsets, or with one, or a folder written before they were kept:
+    the dates then stay in the recorded zone, UTC for offsets that differ)."""
+    changes = spec.time_offsets
+    if changes is None:
+        return None
+    try:
+        if not changes or not all(isinstance(c, str) for c in changes):
+            raise ValueError
+        parse_changes(changes)
+    except (ValueError, TypeError) as err:
+        raise CLIError(
+            f"MODEL_DIR: malformed cli.json: time_offsets: expected ISO times with a UTC "
+            f"offset, found {changes!r}"
+        ) from err
+    return changes
