@@ -24,7 +24,7 @@ import numpy as np
 import pandas as pd
 
 from gpvae.app.cli.errors import CLIError, info, one_line
-from gpvae.app.cli.offsets import offset_changes
+from gpvae.app.cli.offsets import OFFSET, offset_changes
 from gpvae.version import __version__
 
 if TYPE_CHECKING:
@@ -196,16 +196,12 @@ def check_site_times(
         )
 
 
-#: The end of a time written with its UTC offset: "Z", "+01:00", "-0530".
-_OFFSET = r"(?:Z|[+-]\d\d:?\d\d)\s*$"
-
-
 def _offset_times(col: pd.Series) -> pd.Series | None:
     """ISO times that all carry a UTC offset, the offsets differing (a zone's clock change:
     pandas writes Europe/Berlin times as +01:00 and then +02:00), as UTC times; None when
     some time has no offset (which would otherwise be read as UTC) or they do not parse."""
     text = col.dropna().astype(str)
-    if text.empty or not text.str.contains(_OFFSET, regex=True).all():
+    if text.empty or not text.str.contains(OFFSET).all():
         return None
     try:
         return pd.to_datetime(col, format="ISO8601", utc=True)

@@ -18,15 +18,15 @@ import re
 import numpy as np
 import pandas as pd
 
-__all__ = ["days_shown", "hours_shown", "offset_changes", "parse_changes"]
+__all__ = ["OFFSET", "days_shown", "hours_shown", "offset_changes", "parse_changes"]
 
 #: The UTC offset at the end of a time's text: "Z", "+01:00", "-0530".
-_OFFSET = re.compile(r"(?:Z|[+-]\d\d:?\d\d)\s*$")
+OFFSET = re.compile(r"(?:Z|[+-]\d\d:?\d\d)\s*$")
 
 
 def _minutes_of(text: str) -> int:
-    """The UTC offset that ends ``text`` (matched by ``_OFFSET``), in minutes."""
-    found = _OFFSET.search(text)
+    """The UTC offset that ends ``text`` (matched by ``OFFSET``), in minutes."""
+    found = OFFSET.search(text)
     code = found.group(0).strip() if found is not None else "Z"
     if code == "Z":
         return 0
@@ -54,7 +54,7 @@ def offset_changes(times: pd.Series, ids: pd.Series | None = None) -> list[str] 
         return None
     present = times.notna()
     text = times[present].astype(str)
-    if text.empty or not text.str.contains(_OFFSET, regex=True).all():
+    if text.empty or not text.str.contains(OFFSET).all():
         return None
     try:
         instants = pd.to_datetime(text, format="ISO8601", utc=True)
