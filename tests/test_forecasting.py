@@ -525,7 +525,7 @@ def test_backtest_checks_its_arguments_before_any_fit(monkeypatch: pytest.Monkey
         GPVAE(posterior="diagonal", **SMALL).backtest(X, horizon=5, num_origins=2)
     with pytest.raises(ValidationError, match=r"^horizon, num_origins, season: .*season-400"):
         est.backtest(X, horizon=5, num_origins=2, season=400)
-    with pytest.raises(ValidationError, match=r"^horizon, num_origins: .*found a series of 400"):
+    with pytest.raises(ValidationError, match=r"^horizon, num_origins: .*found series 0 of 400"):
         est.backtest(X, horizon=100, num_origins=3, season=2)
 
 
@@ -544,3 +544,69 @@ def test_future_times_as_iso_date_strings() -> None:
     numeric = GPVAE(epochs=1, seed=0, **SMALL).fit(X)
     with pytest.raises(InputTypeError, match=r"^future_times: expected numeric .*found strings"):
         numeric.forecast(X, future_times=["2005-01-01"], num_samples=19)
+
+
+def _two_stations() -> pd.DataFrame:
+    """A long frame of daily series 'north' (60 days) and 'south' (25 days) from 2020-01-01."""
+    rng = np.random.default_rng(0)
+    parts = [
+        pd.DataFrame(
+            {
+                "id": sid,
+                "time": pd.date_range("2020-01-01", periods=n, freq="D"),
+                "a": np.sin(np.arange(n) / 3) + 0.1 * rng.standard_normal(n),
+            }
+        )
+        for sid, n in (("north", 60), ("south", 25))
+    ]
+    return pd.concat(parts, ignore_index=True)
+
+
+def test_future_times_not_after_the_last_time_are_refused() -> None:
+    """A model of the levels "forecast" dates inside a series' history (2020-01-10 of a
+    series observed to 2020-02-29) as if they came after it, without a word (the model of
+    increments refused them): every model refuses them, naming the series by its id and
+    both times as dates, before any draw."""
+    frame = _two_stations()
+    est = GPVAE(epochs=1, seed=0, window=20, **SMALL).fit(frame)
+    with pytest.raises(
+        ValidationError,
+        match=r"^future_times: expected times after each series' last time .*found 2020-01-10 "
+        r"in series 'north', whose last time is 2020-02-29$",
+    ):
+        est.forecast(frame, future_times=["2020-01-10", "2020-03-05"], num_samples=4)
+    # a time after the shorter series' end but not after the longer one's
+    with pytest.raises(ValidationError, match=r"found 2020-02-29 in series 'north'"):
+        est.forecast(frame, future_times=["2020-02-29", "2020-03-05"], num_samples=4)
+    with pytest.raises(ValidationError, match=r"found 2020-01-20 in series 'south', whose "):
+        est.forecast(
+            frame,
+            future_times=[pd.to_datetime(["2020-03-01"]), pd.to_datetime(["2020-01-20"])],
+            num_samples=4,
+        )
+    X = np.sin(np.arange(40.0) / 3)[None, :, None]
+    numeric = GPVAE(epochs=1, seed=0, **SMALL).fit(X)
+    with pytest.raises(ValidationError, match=r"found 39 in series 0, whose last time is 39$"):
+        numeric.forecast(X, future_times=[39.0, 40.0], num_samples=4)
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore", UserWarning)  # uncalibrated, few draws
+        fc = est.forecast(frame, future_times=["2020-03-01", "2020-03-05"], num_samples=4)
+    assert fc.mean.shape == (2, 2, 1)
+
+
+def test_errors_name_the_series_by_its_id_and_times_as_dates() -> None:
+    """The model of increments said "series 0" and wrote 2020-03-05T00:00:00.000000000 for
+    two future times in one step, and backtest's too-short error gave a length but not the
+    series."""
+    frame = _two_stations()
+    est = GPVAE(epochs=1, seed=0, window=20, difference=True, **SMALL).fit(frame)
+    with pytest.raises(
+        ValidationError,
+        match=r"^future_times: expected at most one time per step .*found 2020-03-05 and "
+        r"2020-03-05 06:00:00 both 5 steps after the last time of series 'north'$",
+    ):
+        est.forecast(frame, future_times=["2020-03-05", "2020-03-05 06:00"], num_samples=4)
+    with pytest.raises(
+        ValidationError, match=r"^horizon, num_origins: .*found series 'south' of 25 steps$"
+    ):
+        GPVAE(epochs=1, **SMALL).backtest(frame, horizon=5, num_origins=4)

@@ -26,6 +26,7 @@ __all__ = [
     "mask_form",
     "resolve_future_times",
     "samples_form",
+    "time_texts",
     "times_1d",
     "times_out",
 ]
@@ -287,7 +288,14 @@ def resolve_future_times(
         return out
     if horizon is not None:
         raise ValidationError("horizon: expected None when future_times is given, found both")
-    lay = ss.layout
+    future = _given_future(ss, future_times)
+    _check_after_last(ss, future)
+    return future
+
+
+def _given_future(ss: SeriesSet, future_times: Any) -> np.ndarray:
+    """(n, H) ``future_times`` in the model's float units, in any of their accepted forms."""
+    n, lay = ss.num_series, ss.layout
     per_series = isinstance(future_times, (list, tuple)) and len(future_times) == n
     if per_series and all(np.ndim(f) == 1 for f in future_times):
         rows = [_future_row(lay, f, f"future_times[{i}]") for i, f in enumerate(future_times)]
@@ -304,6 +312,40 @@ def resolve_future_times(
         f"future_times: expected (H,), ({n}, H) or a list of {n} (H,) arrays, found shape "
         f"{arr.shape}"
     )
+
+
+def _check_after_last(ss: SeriesSet, future: np.ndarray) -> None:
+    """Refuse, naming ``future_times``, a future time at or before its series' last time:
+    the model of the levels "forecast" such a time as if it came after the data (a time
+    inside the history is imputed by :meth:`GPVAE.impute`, conditioned on both sides)."""
+    last = np.array([t[-1] for t in ss.times], dtype=np.float64)
+    early = np.argwhere(future <= last[:, None])
+    if not len(early):
+        return
+    i, j = (int(k) for k in early[0])
+    found, end = time_texts(ss, np.array([future[i, j], last[i]]))
+    raise ValidationError(
+        f"future_times: expected times after each series' last time (a forecast starts where "
+        f"the series ends; impute fills times inside it), found {found} in "
+        f"{ss.series_label(i)}, whose last time is {end}"
+    )
+
+
+def time_texts(ss: SeriesSet, times: np.ndarray) -> list[str]:
+    """Model times ``times`` (1-D) as messages show them, in the input's own terms: a date
+    as ``2020-02-29`` (``2020-02-29 06:00:00``, with its zone's offset for zone-aware
+    input), a duration as ``1 days 06:00:00``, a number as it is (``119``, not ``119.0``)."""
+    out = []
+    for value in np.asarray(times_out(ss, np.asarray(times, dtype=np.float64))).ravel():
+        if isinstance(value, (np.datetime64, pd.Timestamp)):
+            stamp = pd.Timestamp(value)
+            midnight = stamp == stamp.normalize() and stamp.tz is None
+            out.append(str(stamp.date()) if midnight else str(stamp))
+        elif isinstance(value, np.timedelta64):
+            out.append(str(pd.Timedelta(value)))
+        else:
+            out.append(np.format_float_positional(float(value), trim="-"))
+    return out
 
 
 def _future_row(lay: Any, values: Any, name: str) -> np.ndarray:
