@@ -610,3 +610,27 @@ def test_errors_name_the_series_by_its_id_and_times_as_dates() -> None:
         ValidationError, match=r"^horizon, num_origins: .*found series 'south' of 25 steps$"
     ):
         GPVAE(epochs=1, **SMALL).backtest(frame, horizon=5, num_origins=4)
+
+
+def test_future_times_as_a_list_of_timestamps_datetimes_or_dates() -> None:
+    """A list of pd.Timestamp, datetime.datetime or datetime.date was refused with
+    "expected datetimes like the input's times, found '2020-03-01 00:00:00'"; a NaT was
+    forecast as if it were a time."""
+    frame = _two_stations()
+    est = GPVAE(epochs=1, seed=0, window=20, **SMALL).fit(frame)
+    days = pd.DatetimeIndex(["2020-03-01", "2020-03-03"])
+    ref = est.forecast(frame, future_times=days, num_samples=19)
+    for given in (
+        list(days),
+        list(days.to_pydatetime()),
+        [d.date() for d in days],
+        np.array(list(days.to_numpy()), dtype=object),
+    ):
+        fc = est.forecast(frame, future_times=given, num_samples=19)
+        assert list(fc.frame["time"]) == list(ref.frame["time"])
+        np.testing.assert_array_equal(fc.mean, ref.mean)
+    with pytest.raises(InputTypeError, match=r"^future_times: expected times without a zone"):
+        est.forecast(frame, future_times=list(days.tz_localize("UTC")), num_samples=19)
+    for bad in ([days[0], pd.NaT], pd.DatetimeIndex([days[0], pd.NaT])):
+        with pytest.raises(ValidationError, match=r"^future_times: expected finite .*found NaT"):
+            est.forecast(frame, future_times=bad, num_samples=19)

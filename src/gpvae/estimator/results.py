@@ -7,6 +7,7 @@ the DataFrame (same rows, order, index and columns) for a DataFrame.
 
 from __future__ import annotations
 
+import datetime
 from dataclasses import dataclass, field
 from typing import Any, cast
 
@@ -364,6 +365,9 @@ def _future_units(lay: Any, values: Any, name: str) -> np.ndarray:
     if arr.dtype.kind in "US" or (arr.dtype.kind == "O" and isinstance(arr[0], str)):
         values = _date_strings(lay, arr, name)
         arr = np.asarray(values) if values.tz is None else np.asarray(values, dtype=object)
+    elif arr.dtype.kind == "O" and all(isinstance(v, _DATE_OBJECTS) for v in arr):
+        values = _date_objects(lay, arr, name)
+        arr = np.asarray(values) if values.tz is None else np.asarray(values, dtype=object)
     if lay.tz is not None and arr.dtype.kind in "MO":  # the zone's times: UTC or wall clock
         try:
             arr = naive(values, lay.tz, lay.time_unit == "steps")
@@ -371,6 +375,8 @@ def _future_units(lay: Any, values: Any, name: str) -> np.ndarray:
             raise InputTypeError(
                 f"{name}: expected datetimes like the input's (zone {lay.tz}), found {err}"
             ) from None
+    if arr.dtype.kind in "Mm" and np.isnat(arr).any():
+        raise ValidationError(f"{name}: expected finite times, found NaT")
     if arr.dtype.kind == "M":
         if lay.time_origin is None:
             raise InputTypeError(f"{name}: expected numeric times (the input's), found datetimes")
@@ -386,6 +392,33 @@ def _future_units(lay: Any, values: Any, name: str) -> np.ndarray:
         found = "numbers" if arr.dtype.kind in "iufb" else f"{str(arr[0])!r}"
         raise InputTypeError(f"{name}: expected datetimes like the input's times, found {found}")
     return times_1d(arr, name)
+
+
+#: Date objects future times may be given as: ``pd.Timestamp``, ``datetime.datetime`` and
+#: ``datetime.date`` (the first two are ``datetime.date``'s), ``np.datetime64``.
+_DATE_OBJECTS = (datetime.date, np.datetime64)
+
+
+def _date_objects(lay: Any, arr: np.ndarray, name: str) -> pd.DatetimeIndex:
+    """Future times given as a list (object array) of ``pd.Timestamp``, ``datetime.datetime``,
+    ``datetime.date`` or ``np.datetime64``, as one DatetimeIndex: read like a DatetimeIndex
+    of the same times (naive ones on a zone-aware model's clock; zone-aware ones refused by
+    a model of naive dates)."""
+    shown = str(arr[0])
+    if lay.time_origin is None:
+        raise InputTypeError(f"{name}: expected numeric times (the input's), found datetimes")
+    try:
+        out = pd.DatetimeIndex(pd.to_datetime(list(arr)))
+    except (ValueError, TypeError, OverflowError) as err:
+        raise InputTypeError(
+            f"{name}: expected datetimes all with a time zone or all without, like the "
+            f"input's times, found {shown!r} ({err})"
+        ) from None
+    if out.tz is not None and lay.tz is None:
+        raise InputTypeError(
+            f"{name}: expected times without a zone, like the input's, found {shown!r}"
+        )
+    return out
 
 
 def _date_strings(lay: Any, arr: np.ndarray, name: str) -> pd.DatetimeIndex:
