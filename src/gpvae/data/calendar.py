@@ -164,10 +164,40 @@ def _pandas_grid(t: np.ndarray) -> str | None:
     return None
 
 
+#: Business days with gaps (holidays) are read as such when they pass over at least this
+#: many weekend days (two weekends) without a date on one.
+_WEEKEND_DAYS_PASSED = 4
+
+
+def _business_days(t: np.ndarray) -> bool:
+    """True for business days with some days missing (holidays): every time a weekday at
+    one time of day, no date on any of the (at least two) weekends they span, and more than
+    half of the steps one business day. Every such date lies on pandas' ``"B"`` grid, but
+    its first three dates (Wednesday to Friday) read as days: ``"D"``, in hours, with
+    forecasts on Saturdays and Sundays. Daily data that happen to miss a weekend (a shorter
+    stretch) and weekly data on one weekday are not business days."""
+    idx = pd.DatetimeIndex(t)
+    if len(idx) < 3 or (idx.day_of_week >= 5).any():
+        return False
+    tod = idx - idx.normalize()
+    if not bool((tod == tod[0]).all()):
+        return False
+    days = idx.normalize().to_numpy().astype("datetime64[D]")
+    passed = int(np.busday_count(days[0], days[-1], weekmask="0000011"))  # Sat, Sun between
+    if passed < _WEEKEND_DAYS_PASSED:
+        return False
+    steps = np.busday_count(days[:-1], days[1:])  # business days from each date to the next
+    return bool(steps.min() >= 1 and (steps == 1).mean() > 0.5)
+
+
 def _grid_freq(t: np.ndarray) -> str | None:
     """A frequency on whose grid every time of ``t`` (sorted datetime64) lies: pandas', or a
-    shifted month grid (:func:`_shifted_freq`)."""
-    return _pandas_grid(t) or _shifted_freq(t)
+    shifted month grid (:func:`_shifted_freq`); business days with holidays missing
+    (:func:`_business_days`, which pandas reads as days or as no grid) are ``"B"``."""
+    freq = _pandas_grid(t)
+    if (freq is None or _is_fixed(_offset(freq))) and _business_days(t):
+        return "B"
+    return freq or _shifted_freq(t)
 
 
 def _on_grid(x: pd.Timestamp, freq: str) -> bool:
