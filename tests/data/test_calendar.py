@@ -81,6 +81,21 @@ def test_business_days_with_holidays_missing_are_counted_in_business_days() -> N
     assert infer_calendar([daily.to_numpy()]) is None
 
 
+def test_semi_monthly_grids_are_named() -> None:
+    """The semi-monthly grids that gpvae reads in hours are named for a warning; month
+    grids and days are not semi-monthly."""
+    from gpvae.data.calendar import semi_monthly
+
+    for freq in ("SMS", "SME"):
+        index = pd.date_range("2019-01-01 09:00", periods=30, freq=freq).delete([4, 5])
+        assert semi_monthly([index[:3].to_numpy(), index[3:].to_numpy()]) == freq
+    days15 = pd.date_range("2019-01-01", periods=30, freq="MS") + pd.Timedelta(days=14)
+    assert semi_monthly([days15.to_numpy()]) is None  # the 15th only: a month grid
+    assert semi_monthly([pd.date_range("2019-01-01", periods=30).to_numpy()]) is None
+    odd = pd.DatetimeIndex(["2019-01-01", "2019-01-15 06:00", "2019-02-01"])
+    assert semi_monthly([odd.to_numpy()]) is None  # two times of day
+
+
 def test_periods_in_calendar_terms() -> None:
     assert period_in_units("12MS", "steps", "MS") == 12.0
     assert period_in_units("1YS", "steps", "MS") == 12.0

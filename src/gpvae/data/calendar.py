@@ -41,6 +41,7 @@ __all__ = [
     "mean_step_hours",
     "naive",
     "period_in_units",
+    "semi_monthly",
     "wall_clock",
     "zoned",
 ]
@@ -269,6 +270,29 @@ def infer_calendar(times: Sequence[np.ndarray]) -> str | None:
         if all(_on_grid(pd.Timestamp(x), freq) for t in short for x in t):
             return freq
     return _each_day(series)
+
+
+def semi_monthly(times: Sequence[np.ndarray]) -> str | None:
+    """``"SMS"`` (the 1st and 15th of every month) or ``"SME"`` (the 15th and the month's
+    last day) when every time of every series lies on that semi-monthly grid, at one time
+    of day, and some series has three or more times on both of its days; else None.
+
+    gpvae does not count these grids in steps (:func:`infer_calendar` reads them as no
+    grid, in hours: a step is 13 to 16 days); this names them for a warning."""
+    series = [pd.DatetimeIndex(np.asarray(t, dtype="datetime64[ns]")) for t in times]
+    series = [idx for idx in series if len(idx)]
+    if not any(len(idx) >= 3 for idx in series):
+        return None
+    every = series[0].append(series[1:]) if len(series) > 1 else series[0]
+    tod = every - every.normalize()
+    if not bool((tod == tod[0]).all()):
+        return None
+    day = every.day.to_numpy()
+    last = every.days_in_month.to_numpy()
+    for freq, first, second in (("SMS", day == 1, day == 15), ("SME", day == 15, day == last)):
+        if bool((first | second).all() and first.any() and second.any()):
+            return freq
+    return None
 
 
 def wall_clock(t: np.ndarray, tz: Any) -> np.ndarray:
