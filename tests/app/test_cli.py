@@ -1628,7 +1628,8 @@ def test_data_are_read_as_the_model_counted_its_times(
     assert json.loads((model / "cli.json").read_text())["time_freq"] == "MS+*"
     out = tmp_path / "fc.csv"
     assert main(["forecast", str(model), str(alone), "--horizon", "2", "-o", str(out)]) == 0
-    assert list(pd.read_csv(out)["date"]) == ["2017-07-15 09:00:00", "2017-08-15 09:00:00"]
+    # (in DATA's own form: "2015-01-15 09:00", without seconds)
+    assert list(pd.read_csv(out)["date"]) == ["2017-07-15 09:00", "2017-08-15 09:00"]
     two = tmp_path / "two.csv"
     frame[frame.sid == "A"].tail(2).assign(x=[np.nan, 0.5]).to_csv(two, index=False)
     assert main(["impute", str(model), str(two), "-o", str(tmp_path / "i.csv")]) == 0

@@ -9,7 +9,13 @@ import numpy as np
 import pandas as pd
 
 from gpvae.app.cli import shards
-from gpvae.app.cli.columns import parse_times, series_frame, series_set, time_axis
+from gpvae.app.cli.columns import (
+    parse_times,
+    series_frame,
+    series_set,
+    time_axis,
+    times_as_written,
+)
 from gpvae.app.cli.errors import as_cli, info
 from gpvae.app.cli.model_dir import load_model
 from gpvae.app.cli.options import (
@@ -79,8 +85,7 @@ def forecast(
                 ss, horizon=horizon, num_samples=num_samples, quantiles=interval(level)
             )
             table, n_series = res.to_frame(), ss.num_series
-            table = _dates_like(table, frame, spec.time_col)
-    shards.write_output(table, out_path, run, ordered=False)
+    shards.write_output(_dates_like(table, frame, spec.time_col), out_path, run, ordered=False)
     info(f"forecast {horizon} steps of {int(run.total(n_series))} series; wrote {out_path}")
     if plot_path is not None and shards.plot_owner(frame, spec.id_col, series, run):
         from gpvae.app.plots import MAX_PANELS, plot_forecast
@@ -104,11 +109,17 @@ def forecast(
 
 
 def _dates_like(table: pd.DataFrame, frame: pd.DataFrame, time_col: str) -> pd.DataFrame:
-    """The forecast's times as dates when DATA's time column holds dates without a time of
-    day (a Parquet date32 column reads as ``datetime.date`` objects): they stay dates in
-    OUT, as impute keeps them, not timestamps at midnight."""
+    """The forecast's times in the form of DATA's, as impute keeps DATA's own column: text
+    dates in DATA's format (:func:`~gpvae.app.cli.columns.times_as_written`: ``29/07/2021``
+    stays day-first, not ``2021-07-29``); dates without a time of day (a Parquet date32
+    column reads as ``datetime.date`` objects) stay dates, not timestamps at midnight."""
     column = frame[time_col].dropna()
-    if table.empty or column.empty or column.dtype != object:
+    if table.empty or column.empty:
+        return table
+    written = times_as_written(table[time_col], frame[time_col])
+    if written is not None:
+        return table.assign(**{time_col: written})
+    if column.dtype != object:
         return table
     if not all(type(v) is datetime.date for v in column.iloc[:100]):
         return table
