@@ -495,7 +495,8 @@ def test_uncalibrated_intervals_and_steps_past_the_calibration_warn_once() -> No
     with pytest.warns(UserWarning, match=r"^horizon: steps beyond the calibrated "
                       r"forecast_horizon=4 \(up to 12 here\) .*steps 3\.\.4 only"):  # fmt: skip
         est.forecast(X, horizon=12, num_samples=19)
-    with pytest.warns(UserWarning, match=r"^future_times: .*\(up to 6 here\)"):
+    with pytest.warns(UserWarning, match=r"^future_times: .*\(up to 6 here\).*"
+                      r"\(calibrate_forecast\(X, horizon=6\) calibrates them\)$"):  # fmt: skip
         est.forecast(X, future_times=[61.0, 65.0], num_samples=19)
 
 

@@ -737,6 +737,34 @@ def test_numbers_for_a_model_fitted_on_dates_warn(
     assert "expected datetimes" not in capsys.readouterr().err
 
 
+def test_forecast_past_the_calibrated_horizon_gives_a_cli_remedy(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    """gpvae forecast past the calibrated horizon advised 'calibrate_forecast(DATA,
+    --horizon 30)', a Python call written with a command-line flag: it advises a refit with
+    --forecast-horizon (the API keeps its calibrate_forecast, test_forecasting)."""
+    k = np.arange(120)
+    data, model = tmp_path / "d.csv", tmp_path / "m"
+    pd.DataFrame({"t": k, "a": np.sin(k / 4.0), "b": np.cos(k / 6.0)}).to_csv(data, index=False)
+    fit = ["fit", str(data), "--time-col", "t", "-o", str(model), "--forecast-horizon", "10"]
+    assert main([*fit, "--epochs", "1", "--latent-dim", "2", "--hidden", "8", "--quiet"]) == 0
+    capsys.readouterr()
+    out = str(tmp_path / "fc.csv")
+    assert main(["forecast", str(model), str(data), "--horizon", "30", "-o", out]) == 0
+    err = capsys.readouterr().err
+    assert "warning: --horizon: steps beyond the calibrated forecast_horizon=10" in err
+    assert "(refit with 'gpvae fit --forecast-horizon 30' to calibrate them)" in err
+    assert "calibrate_forecast(" not in err
+    plain = tmp_path / "plain"  # no calibration at all
+    assert main([*fit[:5], str(plain), "--epochs", "1", "--latent-dim", "2", "--quiet"]) == 0
+    capsys.readouterr()
+    assert main(["forecast", str(plain), str(data), "--horizon", "3", "-o", out]) == 0
+    err = capsys.readouterr().err
+    assert "warning: forecast_horizon: the forecast intervals are the model's own" in err
+    assert err.count("warning: ") == 1
+    assert "level: refit with 'gpvae fit --forecast-horizon H' to calibrate them\n" in err
+
+
 def test_a_text_feature_names_the_cli_option(
     tmp_path: Path, capsys: pytest.CaptureFixture[str]
 ) -> None:

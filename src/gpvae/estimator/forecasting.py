@@ -43,6 +43,8 @@ from gpvae.estimator.results import (
 from gpvae.model import sorted_quantiles
 
 __all__ = [
+    "CALIBRATE_REMEDY",
+    "UNCALIBRATED_REMEDY",
     "band_of_ahead",
     "band_of_steps",
     "batch_size_within",
@@ -209,6 +211,16 @@ def _every_step(
     return grid, ahead - 1
 
 
+#: The remedies that the warnings on uncalibrated intervals and on steps beyond the
+#: calibrated horizon give API users (``furthest``: the furthest step ahead); ``gpvae
+#: forecast`` gives its own instead.
+UNCALIBRATED_REMEDY = (
+    "fit with forecast_horizon=H (gpvae fit --forecast-horizon H) or call "
+    "calibrate_forecast(X, horizon=H) to calibrate them"
+)
+CALIBRATE_REMEDY = "calibrate_forecast(X, horizon={furthest}) calibrates them"
+
+
 def _warn_uncalibrated(ctx: PredictContext, name: str, furthest: int) -> None:
     """Warn (at the caller of GPVAE.forecast) when the forecast intervals are the model's
     own, or when ``furthest`` steps ahead go beyond the calibrated horizon (``name``: the
@@ -218,8 +230,7 @@ def _warn_uncalibrated(ctx: PredictContext, name: str, furthest: int) -> None:
             "forecast_horizon: the forecast intervals are the model's own, not calibrated (no "
             "forecast_horizon at fit, or no room there for a calibration origin, and no "
             "calibrate_forecast since); on new data they can cover far less than their "
-            "nominal level: fit with forecast_horizon=H (gpvae fit --forecast-horizon H) or "
-            "call calibrate_forecast(X, horizon=H) to calibrate them",
+            f"nominal level: {UNCALIBRATED_REMEDY}",
             UserWarning,
             stacklevel=4,  # the caller of GPVAE.forecast
         )
@@ -232,7 +243,7 @@ def _warn_uncalibrated(ctx: PredictContext, name: str, furthest: int) -> None:
             f"{name}: steps beyond the calibrated forecast_horizon={H} (up to {furthest} "
             f"here) reuse the spread factor{blended} of its last band, fitted on steps "
             f"{first}..{H} only: their intervals are not calibrated "
-            f"(calibrate_forecast(X, horizon={furthest}) calibrates them)",
+            f"({CALIBRATE_REMEDY.format(furthest=furthest)})",
             UserWarning,
             stacklevel=4,  # the caller of GPVAE.forecast
         )
