@@ -46,7 +46,8 @@ __all__ = ["forecast"]
     required=True,
     callback=positive_int,
     type=int,
-    help="Number of future steps (spaced by each series' median step).",
+    help="Number of future steps: each series' median time step apart, or steps of the "
+    "calendar frequency for dates on a calendar grid (months, quarters, years, business days).",
 )
 @out_option
 @num_samples_option
