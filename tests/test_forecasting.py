@@ -635,3 +635,25 @@ def test_future_times_as_a_list_of_timestamps_datetimes_or_dates() -> None:
     for bad in ([days[0], pd.NaT], pd.DatetimeIndex([days[0], pd.NaT])):
         with pytest.raises(ValidationError, match=r"^future_times: expected finite .*found NaT"):
             est.forecast(frame, future_times=bad, num_samples=19)
+
+
+def test_a_float32_frame_is_forecast_and_imputed_in_float32() -> None:
+    """A float32 frame came back float64 from forecast (its arrays and frame) and in
+    impute's frame, while a float32 array stays float32."""
+    frame = _two_stations()
+    frame["b"] = np.cos(np.arange(len(frame)) / 5.0)
+    frame = frame.astype({"a": np.float32, "b": np.float32})
+    est = GPVAE(epochs=1, seed=0, window=20, **SMALL).fit(frame)
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore", UserWarning)  # uncalibrated
+        fc = est.forecast(frame, horizon=2, num_samples=19, return_samples=True)
+    assert fc.mean.dtype == fc.lower.dtype == fc.samples.dtype == np.float32
+    assert set(fc.frame[["a", "a_lower", "b_upper"]].dtypes) == {np.dtype(np.float32)}
+    imputed = est.impute(frame, num_samples=19).to_frame()
+    assert set(imputed[["a", "b", "a_lower", "b_upper"]].dtypes) == {np.dtype(np.float32)}
+    mixed = frame.astype({"b": np.float64})  # each column in its own dtype
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore", UserWarning)  # uncalibrated
+        fm = est.forecast(mixed, horizon=2, num_samples=19).frame
+    assert fm["a"].dtype == np.float32
+    assert fm["b_lower"].dtype == np.float64

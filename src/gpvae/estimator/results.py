@@ -16,6 +16,7 @@ import pandas as pd
 
 from gpvae.arguments import check_memory, int_arg
 from gpvae.data import SeriesSet, from_padded, unpad
+from gpvae.data._parse import kept_float
 from gpvae.data.calendar import calendar_steps, calendar_times, naive, zoned
 from gpvae.errors import InputTypeError, ShapeError, ValidationError
 
@@ -202,11 +203,12 @@ def mask_form(ss: SeriesSet, observed: list[np.ndarray]) -> Any:
 def samples_form(ss: SeriesSet, draws: list[np.ndarray]) -> Any:
     """Per-series (S, T_i, D) draws in sorted order -> the input's form (see results)."""
     lay = ss.layout
+    cast = lay.dtype.kind == "f" and lay.output_kind in ("array", "ragged")  # frames: float64
     per = []
     for d, order in zip(draws, lay.order):
         w = np.empty_like(d)
         w[:, order] = d
-        per.append(w.astype(lay.dtype, copy=False) if lay.dtype.kind == "f" else w)
+        per.append(w.astype(lay.dtype, copy=False) if cast else w)
     if lay.output_kind == "ragged":
         return per
     if lay.output_kind == "array":
@@ -499,12 +501,11 @@ def forecast_frame(
         cols[lay.time_col] = _like(pd.Series(flat_t), column)
     elif source is not None:
         flat_t = _like(pd.Series(flat_t), source.index).to_numpy()
-    for j, c in enumerate(labels):
-        cols[c] = mean[..., j].reshape(n * H)
-    for j, c in enumerate(labels):
-        cols[f"{c}_lower"] = lo[..., j].reshape(n * H)
-    for j, c in enumerate(labels):
-        cols[f"{c}_upper"] = hi[..., j].reshape(n * H)
+    kept = [None if source is None else kept_float(source[c].dtype) for c in labels]
+    for part, end in ((mean, ""), (lo, "_lower"), (hi, "_upper")):
+        for j, c in enumerate(labels):  # each column in the input column's float dtype
+            values = part[..., j].reshape(n * H)
+            cols[f"{c}{end}" if end else c] = values if kept[j] is None else values.astype(kept[j])
     frame = pd.DataFrame(cols)
     if lay.time_col is None and lay.frame is not None:
         frame.index = pd.Index(flat_t, name=lay.frame.index.name)
