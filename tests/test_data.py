@@ -511,6 +511,15 @@ def test_frame_results_keep_each_float_column_s_dtype() -> None:
     assert out["flag"].dtype == np.float64
     half = df.assign(f32=df["f32"].astype(np.float16))  # float16 could hold no wide interval
     assert from_padded(to_series_set(half), np.full((1, 3, 3), 7e4))["f32"].dtype == np.float64
+    # one frame of several results (an imputation's mean, lower, upper): each result's
+    # columns keep their feature's dtype too (they all came back float64)
+    values = np.array([[[0.1, 1.0, 1.0], [0.25, 2.0, 0.5], [0.3, 3.0, 1.0]]])
+    both = from_padded(ss, {"mean": values, "lower": values - 1.0})
+    assert both["f32"].dtype == both["f32_lower"].dtype == np.float32
+    assert both["n"].dtype == both["n_lower"].dtype == np.float64
+    assert ss.layout.dtype == np.float64  # not every feature is float32
+    only32 = to_series_set(df[["time", "f32"]])
+    assert only32.layout.dtype == np.float32
 
 
 def test_to_batch_rejects_bad_indices() -> None:

@@ -540,6 +540,28 @@ def test_dates_on_a_grid_for_a_model_in_hours_warn() -> None:
         assert [x.filename for x in said] == [__file__]
 
 
+def test_semi_monthly_dates_warn_that_forecasts_leave_their_grid() -> None:
+    """Semi-monthly dates (the 1st and 15th; the 15th and the month's end) are read in
+    hours, and forecasts stepped by the median 15 days left the grid (2021-06-29, ...)
+    without a word. They warn, and future_times on the grid forecast on it."""
+    for freq, days in (("SMS", "the 1st and 15th"), ("SME", "the 15th and the month's last")):
+        index = pd.date_range("2019-01-01", periods=40, freq=freq)
+        v = np.sin(np.arange(40) / 3.0)
+        frame = pd.DataFrame({"a": v, "b": np.cos(np.arange(40) / 4.0)}, index=index)
+        with warnings.catch_warnings():
+            warnings.simplefilter("ignore")
+            est = GPVAE(**FAST).fit(frame)
+        with pytest.warns(UserWarning, match=rf"^X: .*semi-monthly .*\('{freq}': {days}") as w:
+            est.forecast(frame, horizon=2, num_samples=19)
+        said = [x for x in w if "semi-monthly" in str(x.message)]
+        assert [x.filename for x in said] == [__file__]
+        on_grid = pd.date_range(index[-1], periods=3, freq=freq)[1:]
+        with warnings.catch_warnings():
+            warnings.simplefilter("ignore")
+            fc = est.forecast(frame, future_times=on_grid, num_samples=19)
+        assert list(fc.frame.index) == list(on_grid)
+
+
 def test_numbers_for_a_model_fitted_on_dates_warn() -> None:
     """Numeric times given to a model fitted on dates were read as hours (or calendar
     steps) without a word. Numbers are an accepted input there (sample takes hours, and the

@@ -495,7 +495,8 @@ def test_uncalibrated_intervals_and_steps_past_the_calibration_warn_once() -> No
     with pytest.warns(UserWarning, match=r"^horizon: steps beyond the calibrated "
                       r"forecast_horizon=4 \(up to 12 here\) .*steps 3\.\.4 only"):  # fmt: skip
         est.forecast(X, horizon=12, num_samples=19)
-    with pytest.warns(UserWarning, match=r"^future_times: .*\(up to 6 here\)"):
+    with pytest.warns(UserWarning, match=r"^future_times: .*\(up to 6 here\).*"
+                      r"\(calibrate_forecast\(X, horizon=6\) calibrates them\)$"):  # fmt: skip
         est.forecast(X, future_times=[61.0, 65.0], num_samples=19)
 
 
@@ -525,7 +526,7 @@ def test_backtest_checks_its_arguments_before_any_fit(monkeypatch: pytest.Monkey
         GPVAE(posterior="diagonal", **SMALL).backtest(X, horizon=5, num_origins=2)
     with pytest.raises(ValidationError, match=r"^horizon, num_origins, season: .*season-400"):
         est.backtest(X, horizon=5, num_origins=2, season=400)
-    with pytest.raises(ValidationError, match=r"^horizon, num_origins: .*found a series of 400"):
+    with pytest.raises(ValidationError, match=r"^horizon, num_origins: .*found series 0 of 400"):
         est.backtest(X, horizon=100, num_origins=3, season=2)
 
 
@@ -544,3 +545,115 @@ def test_future_times_as_iso_date_strings() -> None:
     numeric = GPVAE(epochs=1, seed=0, **SMALL).fit(X)
     with pytest.raises(InputTypeError, match=r"^future_times: expected numeric .*found strings"):
         numeric.forecast(X, future_times=["2005-01-01"], num_samples=19)
+
+
+def _two_stations() -> pd.DataFrame:
+    """A long frame of daily series 'north' (60 days) and 'south' (25 days) from 2020-01-01."""
+    rng = np.random.default_rng(0)
+    parts = [
+        pd.DataFrame(
+            {
+                "id": sid,
+                "time": pd.date_range("2020-01-01", periods=n, freq="D"),
+                "a": np.sin(np.arange(n) / 3) + 0.1 * rng.standard_normal(n),
+            }
+        )
+        for sid, n in (("north", 60), ("south", 25))
+    ]
+    return pd.concat(parts, ignore_index=True)
+
+
+def test_future_times_not_after_the_last_time_are_refused() -> None:
+    """A model of the levels "forecast" dates inside a series' history (2020-01-10 of a
+    series observed to 2020-02-29) as if they came after it, without a word (the model of
+    increments refused them): every model refuses them, naming the series by its id and
+    both times as dates, before any draw."""
+    frame = _two_stations()
+    est = GPVAE(epochs=1, seed=0, window=20, **SMALL).fit(frame)
+    with pytest.raises(
+        ValidationError,
+        match=r"^future_times: expected times after each series' last time .*found 2020-01-10 "
+        r"in series 'north', whose last time is 2020-02-29$",
+    ):
+        est.forecast(frame, future_times=["2020-01-10", "2020-03-05"], num_samples=4)
+    # a time after the shorter series' end but not after the longer one's
+    with pytest.raises(ValidationError, match=r"found 2020-02-29 in series 'north'"):
+        est.forecast(frame, future_times=["2020-02-29", "2020-03-05"], num_samples=4)
+    with pytest.raises(ValidationError, match=r"found 2020-01-20 in series 'south', whose "):
+        est.forecast(
+            frame,
+            future_times=[pd.to_datetime(["2020-03-01"]), pd.to_datetime(["2020-01-20"])],
+            num_samples=4,
+        )
+    X = np.sin(np.arange(40.0) / 3)[None, :, None]
+    numeric = GPVAE(epochs=1, seed=0, **SMALL).fit(X)
+    with pytest.raises(ValidationError, match=r"found 39 in series 0, whose last time is 39$"):
+        numeric.forecast(X, future_times=[39.0, 40.0], num_samples=4)
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore", UserWarning)  # uncalibrated, few draws
+        fc = est.forecast(frame, future_times=["2020-03-01", "2020-03-05"], num_samples=4)
+    assert fc.mean.shape == (2, 2, 1)
+
+
+def test_errors_name_the_series_by_its_id_and_times_as_dates() -> None:
+    """The model of increments said "series 0" and wrote 2020-03-05T00:00:00.000000000 for
+    two future times in one step, and backtest's too-short error gave a length but not the
+    series."""
+    frame = _two_stations()
+    est = GPVAE(epochs=1, seed=0, window=20, difference=True, **SMALL).fit(frame)
+    with pytest.raises(
+        ValidationError,
+        match=r"^future_times: expected at most one time per step .*found 2020-03-05 and "
+        r"2020-03-05 06:00:00 both 5 steps after the last time of series 'north'$",
+    ):
+        est.forecast(frame, future_times=["2020-03-05", "2020-03-05 06:00"], num_samples=4)
+    with pytest.raises(
+        ValidationError, match=r"^horizon, num_origins: .*found series 'south' of 25 steps$"
+    ):
+        GPVAE(epochs=1, **SMALL).backtest(frame, horizon=5, num_origins=4)
+
+
+def test_future_times_as_a_list_of_timestamps_datetimes_or_dates() -> None:
+    """A list of pd.Timestamp, datetime.datetime or datetime.date was refused with
+    "expected datetimes like the input's times, found '2020-03-01 00:00:00'"; a NaT was
+    forecast as if it were a time."""
+    frame = _two_stations()
+    est = GPVAE(epochs=1, seed=0, window=20, **SMALL).fit(frame)
+    days = pd.DatetimeIndex(["2020-03-01", "2020-03-03"])
+    ref = est.forecast(frame, future_times=days, num_samples=19)
+    for given in (
+        list(days),
+        list(days.to_pydatetime()),
+        [d.date() for d in days],
+        np.array(list(days.to_numpy()), dtype=object),
+    ):
+        fc = est.forecast(frame, future_times=given, num_samples=19)
+        assert list(fc.frame["time"]) == list(ref.frame["time"])
+        np.testing.assert_array_equal(fc.mean, ref.mean)
+    with pytest.raises(InputTypeError, match=r"^future_times: expected times without a zone"):
+        est.forecast(frame, future_times=list(days.tz_localize("UTC")), num_samples=19)
+    for bad in ([days[0], pd.NaT], pd.DatetimeIndex([days[0], pd.NaT])):
+        with pytest.raises(ValidationError, match=r"^future_times: expected finite .*found NaT"):
+            est.forecast(frame, future_times=bad, num_samples=19)
+
+
+def test_a_float32_frame_is_forecast_and_imputed_in_float32() -> None:
+    """A float32 frame came back float64 from forecast (its arrays and frame) and in
+    impute's frame, while a float32 array stays float32."""
+    frame = _two_stations()
+    frame["b"] = np.cos(np.arange(len(frame)) / 5.0)
+    frame = frame.astype({"a": np.float32, "b": np.float32})
+    est = GPVAE(epochs=1, seed=0, window=20, **SMALL).fit(frame)
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore", UserWarning)  # uncalibrated
+        fc = est.forecast(frame, horizon=2, num_samples=19, return_samples=True)
+    assert fc.mean.dtype == fc.lower.dtype == fc.samples.dtype == np.float32
+    assert set(fc.frame[["a", "a_lower", "b_upper"]].dtypes) == {np.dtype(np.float32)}
+    imputed = est.impute(frame, num_samples=19).to_frame()
+    assert set(imputed[["a", "b", "a_lower", "b_upper"]].dtypes) == {np.dtype(np.float32)}
+    mixed = frame.astype({"b": np.float64})  # each column in its own dtype
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore", UserWarning)  # uncalibrated
+        fm = est.forecast(mixed, horizon=2, num_samples=19).frame
+    assert fm["a"].dtype == np.float32
+    assert fm["b_lower"].dtype == np.float64

@@ -60,6 +60,7 @@ class Inputs:
     faults: set[str] = field(default_factory=set)
     n: int = 0
     dates: bool = False
+    end: float = 0.0  # the latest finite time (numeric times): future times come after it
 
 
 _DTYPES = ["float64", "float64", "float32", "float16", "int", "bool", "object", "str", "tensor"]
@@ -323,8 +324,17 @@ def inputs(draw: st.DrawFn, D: int | None = None, fit: bool = False) -> Inputs:
         if form == "wide":
             frame = frame.drop(columns="id")
         X = frame
+    finite = [float(v) for t in ts for v in np.asarray(t, dtype=np.float64) if abs(v) < 1e40]
+    end = max(lengths, default=1) - 1.0 if times_kind == "none" else max(finite, default=0.0)
     return Inputs(
-        X=X, times=times, form=form, dtype=dtype, faults=faults, n=n, dates=times_kind == "datetime"
+        X=X,
+        times=times,
+        form=form,
+        dtype=dtype,
+        faults=faults,
+        n=n,
+        dates=times_kind == "datetime",
+        end=end,
     )
 
 
@@ -516,9 +526,10 @@ def predict_cases(draw: st.DrawFn) -> tuple[Inputs, str, dict[str, Any], set[str
         if how == "horizon":
             kwargs["horizon"] = H
         elif how == "future":
-            kwargs["future_times"] = np.cumsum(np.ones(H)) * 0.7 + 20.0
+            kwargs["future_times"] = np.cumsum(np.ones(H)) * 0.7 + inp.end
         elif how == "future_list":
-            kwargs["future_times"] = [np.arange(H) * 1.5 + 30.0 + i for i in range(max(inp.n, 1))]
+            ahead = [np.arange(H) * 1.5 + 1.0 + i for i in range(max(inp.n, 1))]
+            kwargs["future_times"] = [a + inp.end for a in ahead]
         elif how == "bad_horizon":
             kwargs["horizon"] = draw(st.sampled_from([0, -1, 2.5, None]))
             faults.add("horizon")

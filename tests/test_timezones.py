@@ -12,6 +12,7 @@ import pandas as pd
 import pytest
 
 from gpvae import GPVAE
+from gpvae.errors import InputTypeError
 
 KW = {"latent_dim": 2, "epochs": 2, "progress": False, "hidden": (8,), "seed": 0}
 
@@ -82,9 +83,14 @@ def test_future_times_in_any_zone_or_naive_wall_clock() -> None:
     ahead = model.forecast(zoned, horizon=3)
     future = zoned.index[-1] + pd.to_timedelta(np.arange(1, 4), "h")
     for given in (future, future.tz_convert("UTC"), future.tz_localize(None)):
-        again = model.forecast(zoned, future_times=given)
-        assert list(again.to_frame().index) == list(future)
-        np.testing.assert_allclose(again.mean, ahead.mean)
+        # as an index, or as a list of pd.Timestamp or datetime.datetime (refused before)
+        for form in (given, list(given), list(given.to_pydatetime())):
+            again = model.forecast(zoned, future_times=form)
+            assert list(again.to_frame().index) == list(future)
+            np.testing.assert_allclose(again.mean, ahead.mean)
+    mixed = [future[0], future[1].tz_localize(None), future[2]]
+    with pytest.raises(InputTypeError, match=r"^future_times: expected datetimes .*all without"):
+        model.forecast(zoned, future_times=mixed)
 
 
 def test_zoned_backtest_and_anomaly_intervals_keep_the_zone() -> None:

@@ -794,6 +794,34 @@ def test_fit_on_dates_does_not_warn_about_numbers(
     assert "found numbers" not in err
 
 
+def test_forecast_past_the_calibrated_horizon_gives_a_cli_remedy(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    """gpvae forecast past the calibrated horizon advised 'calibrate_forecast(DATA,
+    --horizon 30)', a Python call written with a command-line flag: it advises a refit with
+    --forecast-horizon (the API keeps its calibrate_forecast, test_forecasting)."""
+    k = np.arange(120)
+    data, model = tmp_path / "d.csv", tmp_path / "m"
+    pd.DataFrame({"t": k, "a": np.sin(k / 4.0), "b": np.cos(k / 6.0)}).to_csv(data, index=False)
+    fit = ["fit", str(data), "--time-col", "t", "-o", str(model), "--forecast-horizon", "10"]
+    assert main([*fit, "--epochs", "1", "--latent-dim", "2", "--hidden", "8", "--quiet"]) == 0
+    capsys.readouterr()
+    out = str(tmp_path / "fc.csv")
+    assert main(["forecast", str(model), str(data), "--horizon", "30", "-o", out]) == 0
+    err = capsys.readouterr().err
+    assert "warning: --horizon: steps beyond the calibrated forecast_horizon=10" in err
+    assert "(refit with 'gpvae fit --forecast-horizon 30' to calibrate them)" in err
+    assert "calibrate_forecast(" not in err
+    plain = tmp_path / "plain"  # no calibration at all
+    assert main([*fit[:5], str(plain), "--epochs", "1", "--latent-dim", "2", "--quiet"]) == 0
+    capsys.readouterr()
+    assert main(["forecast", str(plain), str(data), "--horizon", "3", "-o", out]) == 0
+    err = capsys.readouterr().err
+    assert "warning: forecast_horizon: the forecast intervals are the model's own" in err
+    assert err.count("warning: ") == 1
+    assert "level: refit with 'gpvae fit --forecast-horizon H' to calibrate them\n" in err
+
+
 def test_a_text_feature_names_the_cli_option(
     tmp_path: Path, capsys: pytest.CaptureFixture[str]
 ) -> None:
@@ -1685,7 +1713,8 @@ def test_data_are_read_as_the_model_counted_its_times(
     assert json.loads((model / "cli.json").read_text())["time_freq"] == "MS+*"
     out = tmp_path / "fc.csv"
     assert main(["forecast", str(model), str(alone), "--horizon", "2", "-o", str(out)]) == 0
-    assert list(pd.read_csv(out)["date"]) == ["2017-07-15 09:00:00", "2017-08-15 09:00:00"]
+    # (in DATA's own form: "2015-01-15 09:00", without seconds)
+    assert list(pd.read_csv(out)["date"]) == ["2017-07-15 09:00", "2017-08-15 09:00"]
     two = tmp_path / "two.csv"
     frame[frame.sid == "A"].tail(2).assign(x=[np.nan, 0.5]).to_csv(two, index=False)
     assert main(["impute", str(model), str(two), "-o", str(tmp_path / "i.csv")]) == 0

@@ -119,6 +119,31 @@ def test_forecast_keeps_a_date_column_as_dates(tmp_path: Path) -> None:
     assert got == [datetime.date(2024, 1, 31), datetime.date(2024, 2, 1), datetime.date(2024, 2, 2)]
 
 
+def test_forecast_writes_dates_as_data_writes_them(tmp_path: Path) -> None:
+    """forecast wrote DATA's day-first dates (29/07/2021) and ISO times with a 'T' and a UTC
+    offset in pandas' ISO form (2021-08-02; 2021-03-28 00:00:00+01:00), where impute keeps
+    DATA's text: OUT writes the new dates in DATA's format."""
+    days = pd.bdate_range("2021-01-04", periods=60)
+    for k, (text, expected) in enumerate(
+        (
+            (days.strftime("%d/%m/%Y"), ["29/03/2021", "30/03/2021"]),
+            (
+                (days + pd.Timedelta(hours=9)).strftime("%Y-%m-%dT%H:%M:%S+01:00"),
+                ["2021-03-29T09:00:00+01:00", "2021-03-30T09:00:00+01:00"],
+            ),
+        )
+    ):
+        data = tmp_path / "d.csv"
+        pd.DataFrame({"day": text, "y": np.sin(np.arange(60) / 3.0)}).to_csv(data, index=False)
+        model, out, fan = tmp_path / f"m{k}", tmp_path / "f.csv", tmp_path / "fan.png"
+        fit = ["fit", str(data), "--time-col", "day", "-o", str(model), "--epochs", "1"]
+        assert main([*fit, "--latent-dim", "2", "--hidden", "8", "--quiet"]) == 0
+        args = ["forecast", str(model), str(data), "--horizon", "2", "-o", str(out)]
+        assert main([*args, "--plot", str(fan)]) == 0
+        assert pd.read_csv(out, dtype=str)["day"].tolist() == expected
+        assert fan.is_file()
+
+
 def test_sample_of_a_zoned_monthly_model_gives_month_starts(tmp_path: Path) -> None:
     """The calendar branch built the months in UTC: 2014-12-31 23:00 (zone dropped) for a
     model fitted on Berlin month starts."""

@@ -58,6 +58,44 @@ def test_gaps_keep_the_calendar_and_fixed_steps_stay_in_hours() -> None:
     assert infer_calendar([irregular.to_numpy()]) is None
 
 
+def test_business_days_with_holidays_missing_are_counted_in_business_days() -> None:
+    """Business days with a few holidays missing (every exchange's record) were read as
+    days, in hours (their first three dates, Wednesday to Friday, are daily): forecasts fell
+    on Saturdays and Sundays. Daily data, weekly data on one weekday, and weekdays of a
+    stretch shorter than two weekends read as before."""
+    full = pd.bdate_range("2019-01-02", periods=130)
+    holidays = full.drop(pd.to_datetime(["2019-01-21", "2019-02-18", "2019-05-27"]))
+    for index in (holidays, holidays + pd.Timedelta("9h30min")):
+        ss = to_series_set(_frame(index))
+        assert (ss.layout.time_unit, ss.layout.freq) == ("steps", "B")
+        assert ss.times[0][13] == 14.0  # Tuesday 2019-01-22: the holiday Monday is a step
+        dates = pd.DatetimeIndex(times_out(ss, resolve_future_times(ss, 6, None))[0])
+        expected = pd.bdate_range("2019-07-03", periods=6) + (index[0] - index[0].normalize())
+        assert dates.equals(expected)  # Wednesday to Wednesday, no weekend
+    assert infer_calendar([full[::2].to_numpy()]) is None  # every other business day
+    mondays = pd.date_range("2019-01-07", periods=30, freq="W-MON").delete([3, 9])
+    assert infer_calendar([mondays.to_numpy()]) == "W-MON"
+    short = pd.bdate_range("2019-01-14", periods=10).drop(pd.Timestamp("2019-01-21"))
+    assert infer_calendar([short.to_numpy()]) is None  # one weekend passed over: as before
+    daily = pd.date_range("2019-01-02", periods=60, freq="D").delete([10, 11, 30])
+    assert infer_calendar([daily.to_numpy()]) is None
+
+
+def test_semi_monthly_grids_are_named() -> None:
+    """The semi-monthly grids that gpvae reads in hours are named for a warning; month
+    grids and days are not semi-monthly."""
+    from gpvae.data.calendar import semi_monthly
+
+    for freq in ("SMS", "SME"):
+        index = pd.date_range("2019-01-01 09:00", periods=30, freq=freq).delete([4, 5])
+        assert semi_monthly([index[:3].to_numpy(), index[3:].to_numpy()]) == freq
+    days15 = pd.date_range("2019-01-01", periods=30, freq="MS") + pd.Timedelta(days=14)
+    assert semi_monthly([days15.to_numpy()]) is None  # the 15th only: a month grid
+    assert semi_monthly([pd.date_range("2019-01-01", periods=30).to_numpy()]) is None
+    odd = pd.DatetimeIndex(["2019-01-01", "2019-01-15 06:00", "2019-02-01"])
+    assert semi_monthly([odd.to_numpy()]) is None  # two times of day
+
+
 def test_periods_in_calendar_terms() -> None:
     assert period_in_units("12MS", "steps", "MS") == 12.0
     assert period_in_units("1YS", "steps", "MS") == 12.0

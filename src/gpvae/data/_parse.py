@@ -28,6 +28,15 @@ class Parsed:
     layout: dict[str, Any] = field(default_factory=dict)
 
 
+def kept_float(given: Any) -> np.dtype | None:
+    """The dtype a DataFrame's feature column of dtype ``given`` keeps in results: its own
+    float dtype (float32 stays float32), None (float64) for other columns (int, bool,
+    Int64: their imputations are not whole numbers) and for float16 (which would overflow
+    wide intervals)."""
+    keep = isinstance(given, np.dtype) and given.kind == "f" and given.itemsize >= 4
+    return given if keep else None
+
+
 def to_float(a: Any, what: str) -> tuple[np.ndarray, np.dtype]:
     """Convert to a float64 array; return it and the float dtype to give results back in.
 

@@ -41,6 +41,7 @@ __all__ = [
     "mean_step_hours",
     "naive",
     "period_in_units",
+    "semi_monthly",
     "wall_clock",
     "zoned",
 ]
@@ -164,10 +165,40 @@ def _pandas_grid(t: np.ndarray) -> str | None:
     return None
 
 
+#: Business days with gaps (holidays) are read as such when they pass over at least this
+#: many weekend days (two weekends) without a date on one.
+_WEEKEND_DAYS_PASSED = 4
+
+
+def _business_days(t: np.ndarray) -> bool:
+    """True for business days with some days missing (holidays): every time a weekday at
+    one time of day, no date on any of the (at least two) weekends they span, and more than
+    half of the steps one business day. Every such date lies on pandas' ``"B"`` grid, but
+    its first three dates (Wednesday to Friday) read as days: ``"D"``, in hours, with
+    forecasts on Saturdays and Sundays. Daily data that happen to miss a weekend (a shorter
+    stretch) and weekly data on one weekday are not business days."""
+    idx = pd.DatetimeIndex(t)
+    if len(idx) < 3 or (idx.day_of_week >= 5).any():
+        return False
+    tod = idx - idx.normalize()
+    if not bool((tod == tod[0]).all()):
+        return False
+    days = idx.normalize().to_numpy().astype("datetime64[D]")
+    passed = int(np.busday_count(days[0], days[-1], weekmask="0000011"))  # Sat, Sun between
+    if passed < _WEEKEND_DAYS_PASSED:
+        return False
+    steps = np.busday_count(days[:-1], days[1:])  # business days from each date to the next
+    return bool(steps.min() >= 1 and (steps == 1).mean() > 0.5)
+
+
 def _grid_freq(t: np.ndarray) -> str | None:
     """A frequency on whose grid every time of ``t`` (sorted datetime64) lies: pandas', or a
-    shifted month grid (:func:`_shifted_freq`)."""
-    return _pandas_grid(t) or _shifted_freq(t)
+    shifted month grid (:func:`_shifted_freq`); business days with holidays missing
+    (:func:`_business_days`, which pandas reads as days or as no grid) are ``"B"``."""
+    freq = _pandas_grid(t)
+    if (freq is None or _is_fixed(_offset(freq))) and _business_days(t):
+        return "B"
+    return freq or _shifted_freq(t)
 
 
 def _on_grid(x: pd.Timestamp, freq: str) -> bool:
@@ -239,6 +270,29 @@ def infer_calendar(times: Sequence[np.ndarray]) -> str | None:
         if all(_on_grid(pd.Timestamp(x), freq) for t in short for x in t):
             return freq
     return _each_day(series)
+
+
+def semi_monthly(times: Sequence[np.ndarray]) -> str | None:
+    """``"SMS"`` (the 1st and 15th of every month) or ``"SME"`` (the 15th and the month's
+    last day) when every time of every series lies on that semi-monthly grid, at one time
+    of day, and some series has three or more times on both of its days; else None.
+
+    gpvae does not count these grids in steps (:func:`infer_calendar` reads them as no
+    grid, in hours: a step is 13 to 16 days); this names them for a warning."""
+    series = [pd.DatetimeIndex(np.asarray(t, dtype="datetime64[ns]")) for t in times]
+    series = [idx for idx in series if len(idx)]
+    if not any(len(idx) >= 3 for idx in series):
+        return None
+    every = series[0].append(series[1:]) if len(series) > 1 else series[0]
+    tod = every - every.normalize()
+    if not bool((tod == tod[0]).all()):
+        return None
+    day = every.day.to_numpy()
+    last = every.days_in_month.to_numpy()
+    for freq, first, second in (("SMS", day == 1, day == 15), ("SME", day == 15, day == last)):
+        if bool((first | second).all() and first.any() and second.any()):
+            return freq
+    return None
 
 
 def wall_clock(t: np.ndarray, tz: Any) -> np.ndarray:

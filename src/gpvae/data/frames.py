@@ -18,7 +18,7 @@ from typing import Any
 import numpy as np
 import pandas as pd
 
-from gpvae.data._parse import Parsed, check_no_inf, pandas_times
+from gpvae.data._parse import Parsed, check_no_inf, kept_float, pandas_times
 from gpvae.errors import InputTypeError, ShapeError, ValidationError
 
 __all__ = ["from_frame"]
@@ -155,8 +155,9 @@ def from_frame(
                 UserWarning,
                 stacklevel=4,
             )
+    kept = [kept_float(X[c].dtype) for c in feats]  # float32 columns: float32 results
     layout: dict[str, Any] = {
-        "dtype": np.dtype(np.float64),
+        "dtype": np.result_type(*kept) if None not in kept else np.dtype(np.float64),
         "feature_labels": tuple(feats),
         "names_given": True,
         "frame": X.copy(),

@@ -25,6 +25,7 @@ import numpy as np
 import pandas as pd
 from torch import Tensor
 
+from gpvae.data._parse import kept_float
 from gpvae.data.series import SeriesSet
 from gpvae.errors import InputTypeError, ShapeError
 
@@ -136,13 +137,17 @@ def _one(series_set: SeriesSet, values: Any, name: str, dtype: np.dtype | None =
         return pd.Series(full, index=frame.index.copy(), name=name)
     out = frame.copy()
     for j, col in enumerate(series_set.layout.feature_labels):
-        given = frame[col].dtype
-        # a float column keeps its float dtype (float32 stays float32); other columns
-        # (int, bool, Int64) become float64, as their imputations are not whole numbers
-        keep = isinstance(given, np.dtype) and given.kind == "f" and full.dtype.kind == "f"
-        keep = keep and given.itemsize >= 4  # float16 would overflow wide intervals (inf)
-        out[col] = full[:, j].astype(given, copy=False) if keep else full[:, j]
+        out[col] = _in_column_dtype(full[:, j], frame[col].dtype)
     return out
+
+
+def _in_column_dtype(values: np.ndarray, given: Any) -> np.ndarray:
+    """A feature column's results in the dtype it keeps (:func:`kept_float`: float32 stays
+    float32; int, bool, Int64 and float16 columns become float64)."""
+    keep = kept_float(given)
+    if keep is None or values.dtype.kind != "f":
+        return values
+    return values.astype(keep, copy=False)
 
 
 def from_padded(
@@ -191,10 +196,11 @@ def from_padded(
             new_cols[str(key)] = full
             continue
         for j, col in enumerate(series_set.layout.feature_labels):
+            values = _in_column_dtype(full[:, j], _frame(series_set)[col].dtype)
             if k == 0:
-                out[col] = full[:, j]
+                out[col] = values
             else:
-                new_cols[f"{col}_{key}"] = full[:, j]
+                new_cols[f"{col}_{key}"] = values
     if new_cols:
         out = pd.concat([out, pd.DataFrame(new_cols, index=out.index)], axis=1)
     return out

@@ -274,6 +274,7 @@ def backtest(
     ss = to_series_set(X, times)
     first = [len(t) - H - (n_org - 1) * step for t in ss.times]
     if min(first) < max(2 * H, m + 2):
+        short = int(np.argmin(first))  # the shortest series
         names, why = "horizon, num_origins", "2 horizons"
         if m + 2 > 2 * H:  # the season's naive forecast needs more history than 2 horizons
             names += ", season"
@@ -281,7 +282,8 @@ def backtest(
         raise ValidationError(
             f"{names}: expected series long enough for {n_org} origins {step} steps apart "
             f"with a horizon of {H} and at least {max(2 * H, m + 2)} steps of history before "
-            f"the earliest ({why}), found a series of {min(len(t) for t in ss.times)}"
+            f"the earliest ({why}), found {ss.series_label(short)} of {len(ss.times[short])} "
+            "steps"
         )
     up = _api_frames()  # GPVAE.backtest or GPVAEEnsemble.backtest between it and the user
     config = estimator.get_config() if _json_able(estimator) else None

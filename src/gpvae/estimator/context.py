@@ -41,6 +41,10 @@ def check_unit_interval(data: SeriesSet, name: str) -> None:
             )
 
 
+#: The days of the semi-monthly grids that gpvae reads in hours (:func:`semi_monthly`).
+_SEMI_DAYS = {"SMS": "the 1st and 15th", "SME": "the 15th and the month's last day"}
+
+
 @dataclass(frozen=True)
 class PredictContext:
     """A fitted model with the settings of one prediction call.
@@ -87,7 +91,7 @@ class PredictContext:
             return
         if not isinstance(lay.time_origin, np.datetime64):  # durations: no calendar
             return
-        from gpvae.data.calendar import NS_PER_HOUR, infer_calendar, wall_clock
+        from gpvae.data.calendar import NS_PER_HOUR, infer_calendar, semi_monthly, wall_clock
 
         dates = [
             lay.time_origin + np.round(np.asarray(t) * NS_PER_HOUR).astype("timedelta64[ns]")
@@ -96,6 +100,17 @@ class PredictContext:
         if lay.tz is not None:  # counted in UTC; a grid lies on the zone's own dates
             dates = [wall_clock(d, lay.tz) for d in dates]
         freq = infer_calendar(dates)
+        semi = None if freq is not None else semi_monthly(dates)
+        if semi is not None:
+            warnings.warn(
+                f"X: the dates lie on a semi-monthly calendar grid ({semi!r}: "
+                f"{_SEMI_DAYS[semi]}), which gpvae counts in hours: forecasts step by each "
+                "series' median spacing (about 15 days) and leave the grid (GPVAE.forecast "
+                f"with future_times=pd.date_range(last, periods=H + 1, freq={semi!r})[1:] "
+                "forecasts on it)",
+                UserWarning,
+                stacklevel=stacklevel + 1,
+            )
         if freq is not None:
             warnings.warn(
                 f"X: the dates lie on a calendar grid ({freq!r}) but the model counts time in "

@@ -70,7 +70,9 @@ class ForecastMethods:
                 (of the calibrated spread) and base forecast (of the blend) are those of
                 its number of steps after the series' last time (in the model's time step,
                 rounded: a time off the step grid counts as the nearest step), so the times
-                may skip steps. A model of increments (``difference``) forecasts every step
+                may skip steps. Each must come after its series' last time (a
+                ValidationError naming ``future_times`` otherwise: :meth:`impute` fills the
+                times inside the data). A model of increments (``difference``) forecasts every step
                 up to the last of them and returns the levels at these times (after the
                 last time, one time per step).
             num_samples: S draws, at least 2 (a warning when too few for ``quantiles``:

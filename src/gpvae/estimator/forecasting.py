@@ -33,10 +33,18 @@ from gpvae.estimator.differencing import (
 )
 from gpvae.estimator.forecast_blend import ForecastBlend, blend_mean
 from gpvae.estimator.imputation import impute_series
-from gpvae.estimator.results import ForecastResult, forecast_frame, resolve_future_times, times_out
+from gpvae.estimator.results import (
+    ForecastResult,
+    forecast_frame,
+    resolve_future_times,
+    time_texts,
+    times_out,
+)
 from gpvae.model import sorted_quantiles
 
 __all__ = [
+    "CALIBRATE_REMEDY",
+    "UNCALIBRATED_REMEDY",
     "band_of_ahead",
     "band_of_steps",
     "batch_size_within",
@@ -62,7 +70,8 @@ def band_of_ahead(ahead: np.ndarray, num_bands: int, horizon: int) -> np.ndarray
 def steps_ahead(ss: SeriesSet, future: np.ndarray, step: float) -> np.ndarray:
     """(n, H) how many steps of ``step`` (the model's time step) each of the (n, H)
     ``future`` times lies after its series' last time: rounded to the nearest step (a time
-    off the step grid counts as the nearest step), at least 1."""
+    off the step grid counts as the nearest step), at least 1 (the future times are after
+    the last time, but one less than half a step after it rounds to 0 steps)."""
     last = _last_times(ss)
     k = np.rint((future - last[:, None]) / step)
     return np.clip(k, 1, 2**53).astype(np.int64)
@@ -173,30 +182,25 @@ def _every_step(
     their steps, the model's time ``step`` apart elsewhere), and (n, H) the column of each
     future time among them; ``future`` itself and None when it holds the steps 1..H.
 
+    The future times are after their series' last time
+    (:func:`~gpvae.estimator.results.resolve_future_times` refuses others).
+
     Raises:
-        ValidationError: naming ``future_times`` for a time not after its series' last
-            time, or two times in the same step.
+        ValidationError: naming ``future_times`` for two times in the same step.
     """
     n, H = future.shape
     last = _last_times(ss)
-    shown = times_out(ss, future)
-    for i, j in np.argwhere(future <= last[:, None])[:1]:
-        raise ValidationError(
-            f"future_times: expected times after each series' last time with "
-            f"difference=True (the forecast adds up the increments from the last level), "
-            f"found {shown[i][j]} in {ss.series_label(i)}, whose last time is "
-            f"{times_out(ss, last[:, None])[i][0]}"
-        )
     for i, row in enumerate(ahead):
         k, first = np.unique(row, return_index=True)
         if len(k) < H:
-            twice = np.setdiff1d(np.arange(H), first)[0]
+            twice = int(np.setdiff1d(np.arange(H), first)[0])
             other = int(np.flatnonzero(row == row[twice])[0])
+            one, two = time_texts(ss, future[i, [other, twice]])
             raise ValidationError(
                 f"future_times: expected at most one time per step of the model's time step "
                 f"({step:g}) with difference=True (each step adds one increment), found "
-                f"{shown[i][other]} and {shown[i][twice]} both {row[twice]} steps after the "
-                f"last time of series {i}"
+                f"{one} and {two} both {row[twice]} steps after the last time of "
+                f"{ss.series_label(i)}"
             )
     if np.array_equal(ahead, np.broadcast_to(np.arange(1, H + 1), (n, H))):
         return future, None
@@ -205,6 +209,16 @@ def _every_step(
     grid = last[:, None] + step * np.arange(1, K + 1)
     np.put_along_axis(grid, ahead - 1, future, axis=1)  # the future times themselves
     return grid, ahead - 1
+
+
+#: The remedies that the warnings on uncalibrated intervals and on steps beyond the
+#: calibrated horizon give API users (``furthest``: the furthest step ahead); ``gpvae
+#: forecast`` gives its own instead.
+UNCALIBRATED_REMEDY = (
+    "fit with forecast_horizon=H (gpvae fit --forecast-horizon H) or call "
+    "calibrate_forecast(X, horizon=H) to calibrate them"
+)
+CALIBRATE_REMEDY = "calibrate_forecast(X, horizon={furthest}) calibrates them"
 
 
 def _warn_uncalibrated(ctx: PredictContext, name: str, furthest: int) -> None:
@@ -216,8 +230,7 @@ def _warn_uncalibrated(ctx: PredictContext, name: str, furthest: int) -> None:
             "forecast_horizon: the forecast intervals are the model's own, not calibrated (no "
             "forecast_horizon at fit, or no room there for a calibration origin, and no "
             "calibrate_forecast since); on new data they can cover far less than their "
-            "nominal level: fit with forecast_horizon=H (gpvae fit --forecast-horizon H) or "
-            "call calibrate_forecast(X, horizon=H) to calibrate them",
+            f"nominal level: {UNCALIBRATED_REMEDY}",
             UserWarning,
             stacklevel=4,  # the caller of GPVAE.forecast
         )
@@ -230,7 +243,7 @@ def _warn_uncalibrated(ctx: PredictContext, name: str, furthest: int) -> None:
             f"{name}: steps beyond the calibrated forecast_horizon={H} (up to {furthest} "
             f"here) reuse the spread factor{blended} of its last band, fitted on steps "
             f"{first}..{H} only: their intervals are not calibrated "
-            f"(calibrate_forecast(X, horizon={furthest}) calibrates them)",
+            f"({CALIBRATE_REMEDY.format(furthest=furthest)})",
             UserWarning,
             stacklevel=4,  # the caller of GPVAE.forecast
         )

@@ -7,6 +7,7 @@ the DataFrame (same rows, order, index and columns) for a DataFrame.
 
 from __future__ import annotations
 
+import datetime
 from dataclasses import dataclass, field
 from typing import Any, cast
 
@@ -15,6 +16,7 @@ import pandas as pd
 
 from gpvae.arguments import check_memory, int_arg
 from gpvae.data import SeriesSet, from_padded, unpad
+from gpvae.data._parse import kept_float
 from gpvae.data.calendar import calendar_steps, calendar_times, naive, zoned
 from gpvae.errors import InputTypeError, ShapeError, ValidationError
 
@@ -26,6 +28,7 @@ __all__ = [
     "mask_form",
     "resolve_future_times",
     "samples_form",
+    "time_texts",
     "times_1d",
     "times_out",
 ]
@@ -200,11 +203,12 @@ def mask_form(ss: SeriesSet, observed: list[np.ndarray]) -> Any:
 def samples_form(ss: SeriesSet, draws: list[np.ndarray]) -> Any:
     """Per-series (S, T_i, D) draws in sorted order -> the input's form (see results)."""
     lay = ss.layout
+    cast = lay.dtype.kind == "f" and lay.output_kind in ("array", "ragged")  # frames: float64
     per = []
     for d, order in zip(draws, lay.order):
         w = np.empty_like(d)
         w[:, order] = d
-        per.append(w.astype(lay.dtype, copy=False) if lay.dtype.kind == "f" else w)
+        per.append(w.astype(lay.dtype, copy=False) if cast else w)
     if lay.output_kind == "ragged":
         return per
     if lay.output_kind == "array":
@@ -287,7 +291,14 @@ def resolve_future_times(
         return out
     if horizon is not None:
         raise ValidationError("horizon: expected None when future_times is given, found both")
-    lay = ss.layout
+    future = _given_future(ss, future_times)
+    _check_after_last(ss, future)
+    return future
+
+
+def _given_future(ss: SeriesSet, future_times: Any) -> np.ndarray:
+    """(n, H) ``future_times`` in the model's float units, in any of their accepted forms."""
+    n, lay = ss.num_series, ss.layout
     per_series = isinstance(future_times, (list, tuple)) and len(future_times) == n
     if per_series and all(np.ndim(f) == 1 for f in future_times):
         rows = [_future_row(lay, f, f"future_times[{i}]") for i, f in enumerate(future_times)]
@@ -306,6 +317,40 @@ def resolve_future_times(
     )
 
 
+def _check_after_last(ss: SeriesSet, future: np.ndarray) -> None:
+    """Refuse, naming ``future_times``, a future time at or before its series' last time:
+    the model of the levels "forecast" such a time as if it came after the data (a time
+    inside the history is imputed by :meth:`GPVAE.impute`, conditioned on both sides)."""
+    last = np.array([t[-1] for t in ss.times], dtype=np.float64)
+    early = np.argwhere(future <= last[:, None])
+    if not len(early):
+        return
+    i, j = (int(k) for k in early[0])
+    found, end = time_texts(ss, np.array([future[i, j], last[i]]))
+    raise ValidationError(
+        f"future_times: expected times after each series' last time (a forecast starts where "
+        f"the series ends; impute fills times inside it), found {found} in "
+        f"{ss.series_label(i)}, whose last time is {end}"
+    )
+
+
+def time_texts(ss: SeriesSet, times: np.ndarray) -> list[str]:
+    """Model times ``times`` (1-D) as messages show them, in the input's own terms: a date
+    as ``2020-02-29`` (``2020-02-29 06:00:00``, with its zone's offset for zone-aware
+    input), a duration as ``1 days 06:00:00``, a number as it is (``119``, not ``119.0``)."""
+    out = []
+    for value in np.asarray(times_out(ss, np.asarray(times, dtype=np.float64))).ravel():
+        if isinstance(value, (np.datetime64, pd.Timestamp)):
+            stamp = pd.Timestamp(value)
+            midnight = stamp == stamp.normalize() and stamp.tz is None
+            out.append(str(stamp.date()) if midnight else str(stamp))
+        elif isinstance(value, np.timedelta64):
+            out.append(str(pd.Timedelta(value)))
+        else:
+            out.append(np.format_float_positional(float(value), trim="-"))
+    return out
+
+
 def _future_row(lay: Any, values: Any, name: str) -> np.ndarray:
     """One series' future times in the model's float units (distinct: a repeated date was
     forecast twice, as if two steps)."""
@@ -322,6 +367,9 @@ def _future_units(lay: Any, values: Any, name: str) -> np.ndarray:
     if arr.dtype.kind in "US" or (arr.dtype.kind == "O" and isinstance(arr[0], str)):
         values = _date_strings(lay, arr, name)
         arr = np.asarray(values) if values.tz is None else np.asarray(values, dtype=object)
+    elif arr.dtype.kind == "O" and all(isinstance(v, _DATE_OBJECTS) for v in arr):
+        values = _date_objects(lay, arr, name)
+        arr = np.asarray(values) if values.tz is None else np.asarray(values, dtype=object)
     if lay.tz is not None and arr.dtype.kind in "MO":  # the zone's times: UTC or wall clock
         try:
             arr = naive(values, lay.tz, lay.time_unit == "steps")
@@ -329,6 +377,8 @@ def _future_units(lay: Any, values: Any, name: str) -> np.ndarray:
             raise InputTypeError(
                 f"{name}: expected datetimes like the input's (zone {lay.tz}), found {err}"
             ) from None
+    if arr.dtype.kind in "Mm" and np.isnat(arr).any():
+        raise ValidationError(f"{name}: expected finite times, found NaT")
     if arr.dtype.kind == "M":
         if lay.time_origin is None:
             raise InputTypeError(f"{name}: expected numeric times (the input's), found datetimes")
@@ -344,6 +394,33 @@ def _future_units(lay: Any, values: Any, name: str) -> np.ndarray:
         found = "numbers" if arr.dtype.kind in "iufb" else f"{str(arr[0])!r}"
         raise InputTypeError(f"{name}: expected datetimes like the input's times, found {found}")
     return times_1d(arr, name)
+
+
+#: Date objects future times may be given as: ``pd.Timestamp``, ``datetime.datetime`` and
+#: ``datetime.date`` (the first two are ``datetime.date``'s), ``np.datetime64``.
+_DATE_OBJECTS = (datetime.date, np.datetime64)
+
+
+def _date_objects(lay: Any, arr: np.ndarray, name: str) -> pd.DatetimeIndex:
+    """Future times given as a list (object array) of ``pd.Timestamp``, ``datetime.datetime``,
+    ``datetime.date`` or ``np.datetime64``, as one DatetimeIndex: read like a DatetimeIndex
+    of the same times (naive ones on a zone-aware model's clock; zone-aware ones refused by
+    a model of naive dates)."""
+    shown = str(arr[0])
+    if lay.time_origin is None:
+        raise InputTypeError(f"{name}: expected numeric times (the input's), found datetimes")
+    try:
+        out = pd.DatetimeIndex(pd.to_datetime(list(arr)))
+    except (ValueError, TypeError, OverflowError) as err:
+        raise InputTypeError(
+            f"{name}: expected datetimes all with a time zone or all without, like the "
+            f"input's times, found {shown!r} ({err})"
+        ) from None
+    if out.tz is not None and lay.tz is None:
+        raise InputTypeError(
+            f"{name}: expected times without a zone, like the input's, found {shown!r}"
+        )
+    return out
 
 
 def _date_strings(lay: Any, arr: np.ndarray, name: str) -> pd.DatetimeIndex:
@@ -424,12 +501,11 @@ def forecast_frame(
         cols[lay.time_col] = _like(pd.Series(flat_t), column)
     elif source is not None:
         flat_t = _like(pd.Series(flat_t), source.index).to_numpy()
-    for j, c in enumerate(labels):
-        cols[c] = mean[..., j].reshape(n * H)
-    for j, c in enumerate(labels):
-        cols[f"{c}_lower"] = lo[..., j].reshape(n * H)
-    for j, c in enumerate(labels):
-        cols[f"{c}_upper"] = hi[..., j].reshape(n * H)
+    kept = [None if source is None else kept_float(source[c].dtype) for c in labels]
+    for part, end in ((mean, ""), (lo, "_lower"), (hi, "_upper")):
+        for j, c in enumerate(labels):  # each column in the input column's float dtype
+            values = part[..., j].reshape(n * H)
+            cols[f"{c}{end}" if end else c] = values if kept[j] is None else values.astype(kept[j])
     frame = pd.DataFrame(cols)
     if lay.time_col is None and lay.frame is not None:
         frame.index = pd.Index(flat_t, name=lay.frame.index.name)

@@ -22,6 +22,7 @@ from typing import TYPE_CHECKING, Any
 
 import numpy as np
 import pandas as pd
+from pandas.tseries.api import guess_datetime_format
 
 from gpvae.app.cli.errors import CLIError, info, one_line
 from gpvae.app.cli.offsets import OFFSET, offset_changes
@@ -42,6 +43,7 @@ __all__ = [
     "series_set",
     "spec_from_fit",
     "time_axis",
+    "times_as_written",
 ]
 
 #: Name of the file in MODEL_DIR that records the data layout used at fit.
@@ -171,6 +173,41 @@ def parse_times(frame: pd.DataFrame, time_col: str, what: str) -> pd.DataFrame:
     frame = frame.copy()
     frame[time_col] = parsed
     return frame
+
+
+#: How many of DATA's times a date format must write back exactly (:func:`times_as_written`).
+_FORMAT_CHECKED = 200
+
+
+def times_as_written(times: pd.Series, raw: pd.Series) -> pd.Series | None:
+    """New datetimes ``times`` (a forecast's) written as DATA's text time column ``raw``
+    writes its dates (day-first ``29/07/2021``, ``2021-07-29T10:00:00+01:00``, ...), for
+    OUT to keep DATA's form as impute's OUT does (it keeps DATA's own column); None when
+    ``raw`` is not text, or no one format writes its first 200 dates back exactly from
+    their parsed values (OUT then has pandas' ISO form)."""
+    text = raw.dropna()
+    if text.empty or not all(isinstance(v, str) for v in text.iloc[:_FORMAT_CHECKED]):
+        return None
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")  # parse_times said its warnings for DATA already
+        parsed = parse_times(raw.to_frame("t"), "t", "DATA")["t"]
+        shown = text.iloc[:_FORMAT_CHECKED].str.strip()
+        first = parsed.loc[shown.index]
+        formats = [guess_datetime_format(shown.iloc[0], dayfirst=d) for d in (False, True)]
+    if not pd.api.types.is_datetime64_any_dtype(parsed.dtype):
+        return None
+    for fmt in dict.fromkeys(f for f in formats if f is not None):
+        for colon in (True, False) if "%z" in fmt else (False,):
+            if (_written(first, fmt, colon).to_numpy(object) == shown.to_numpy(object)).all():
+                return _written(times, fmt, colon)
+    return None
+
+
+def _written(times: pd.Series, fmt: str, colon: bool) -> pd.Series:
+    """``times`` as text in ``fmt``; ``colon``: the UTC offset as ``+01:00`` (``%z`` writes
+    ``+0100``)."""
+    out = pd.to_datetime(times).dt.strftime(fmt)
+    return out.str.replace(r"([+-]\d\d)(\d\d)$", r"\1:\2", regex=True) if colon else out
 
 
 def check_site_times(

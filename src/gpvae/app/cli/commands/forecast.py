@@ -2,14 +2,24 @@
 
 from __future__ import annotations
 
+import contextlib
 import datetime
+import re
+import warnings
+from collections.abc import Iterator
 
 import click
 import numpy as np
 import pandas as pd
 
 from gpvae.app.cli import shards
-from gpvae.app.cli.columns import parse_times, series_frame, series_set, time_axis
+from gpvae.app.cli.columns import (
+    parse_times,
+    series_frame,
+    series_set,
+    time_axis,
+    times_as_written,
+)
 from gpvae.app.cli.errors import as_cli, info
 from gpvae.app.cli.model_dir import load_model
 from gpvae.app.cli.options import (
@@ -23,6 +33,7 @@ from gpvae.app.cli.options import (
     series_option,
 )
 from gpvae.app.cli.tables import check_plot, panels_drawn, save_figure
+from gpvae.estimator.forecasting import CALIBRATE_REMEDY, UNCALIBRATED_REMEDY
 
 __all__ = ["forecast"]
 
@@ -35,7 +46,8 @@ __all__ = ["forecast"]
     required=True,
     callback=positive_int,
     type=int,
-    help="Number of future steps (spaced by each series' median step).",
+    help="Number of future steps: each series' median time step apart, or steps of the "
+    "calendar frequency for dates on a calendar grid (months, quarters, years, business days).",
 )
 @out_option
 @num_samples_option
@@ -76,12 +88,12 @@ def forecast(
     with run.together(), as_cli("DATA"):
         if frame.shape[0]:  # a process may have no series (fewer series than processes)
             ss = series_set(frame, spec, "DATA", loose=True, merge=merge_duplicates, model=model)
-            res = model.forecast(
-                ss, horizon=horizon, num_samples=num_samples, quantiles=interval(level)
-            )
+            with _cli_remedies():
+                res = model.forecast(
+                    ss, horizon=horizon, num_samples=num_samples, quantiles=interval(level)
+                )
             table, n_series = res.to_frame(), ss.num_series
-            table = _dates_like(table, frame, spec.time_col)
-    shards.write_output(table, out_path, run, ordered=False)
+    shards.write_output(_dates_like(table, frame, spec.time_col), out_path, run, ordered=False)
     info(f"forecast {horizon} steps of {int(run.total(n_series))} series; wrote {out_path}")
     if plot_path is not None and shards.plot_owner(frame, spec.id_col, series, run):
         from gpvae.app.plots import MAX_PANELS, plot_forecast
@@ -104,12 +116,49 @@ def forecast(
         save_figure(fig, plot_path)
 
 
+#: The API's remedies for uncalibrated intervals and steps beyond the calibrated horizon
+#: (patterns), and the command line's.
+_REMEDIES = [
+    (
+        re.escape(UNCALIBRATED_REMEDY),
+        "refit with 'gpvae fit --forecast-horizon H' to calibrate them",
+    ),
+    (
+        re.escape(CALIBRATE_REMEDY).replace(re.escape("{furthest}"), r"(\d+)"),
+        r"refit with 'gpvae fit --forecast-horizon \1' to calibrate them",
+    ),
+]
+
+
+@contextlib.contextmanager
+def _cli_remedies() -> Iterator[None]:
+    """Say the block's warnings with the command line's remedies: the estimator's advice to
+    call ``calibrate_forecast(X, horizon=30)`` (a Python call, which the command line does
+    not have) becomes a refit with ``gpvae fit --forecast-horizon 30`` (``H`` for the
+    intervals of a model never calibrated)."""
+    with warnings.catch_warnings(record=True) as caught:
+        try:
+            yield
+        finally:
+            said = [(w.category, str(w.message)) for w in caught]
+    for category, text in said:
+        for api, cli in _REMEDIES:
+            text = re.sub(api, cli, text)
+        warnings.warn(text, category, stacklevel=3)
+
+
 def _dates_like(table: pd.DataFrame, frame: pd.DataFrame, time_col: str) -> pd.DataFrame:
-    """The forecast's times as dates when DATA's time column holds dates without a time of
-    day (a Parquet date32 column reads as ``datetime.date`` objects): they stay dates in
-    OUT, as impute keeps them, not timestamps at midnight."""
+    """The forecast's times in the form of DATA's, as impute keeps DATA's own column: text
+    dates in DATA's format (:func:`~gpvae.app.cli.columns.times_as_written`: ``29/07/2021``
+    stays day-first, not ``2021-07-29``); dates without a time of day (a Parquet date32
+    column reads as ``datetime.date`` objects) stay dates, not timestamps at midnight."""
     column = frame[time_col].dropna()
-    if table.empty or column.empty or column.dtype != object:
+    if table.empty or column.empty:
+        return table
+    written = times_as_written(table[time_col], frame[time_col])
+    if written is not None:
+        return table.assign(**{time_col: written})
+    if column.dtype != object:
         return table
     if not all(type(v) is datetime.date for v in column.iloc[:100]):
         return table
