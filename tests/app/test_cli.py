@@ -822,6 +822,26 @@ def test_forecast_past_the_calibrated_horizon_gives_a_cli_remedy(
     assert "level: refit with 'gpvae fit --forecast-horizon H' to calibrate them\n" in err
 
 
+def test_backtest_past_the_calibrated_horizon_gives_a_cli_remedy(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    """gpvae backtest advised 'calibrate_forecast(X, horizon=12)', a Python call, where
+    gpvae forecast advises a refit with --forecast-horizon."""
+    k = np.arange(200)
+    data, model = tmp_path / "d.csv", tmp_path / "m"
+    pd.DataFrame({"t": k, "a": np.sin(k / 4.0), "b": np.cos(k / 6.0)}).to_csv(data, index=False)
+    fit = ["fit", str(data), "--time-col", "t", "-o", str(model), "--forecast-horizon", "5"]
+    assert main([*fit, "--epochs", "1", "--latent-dim", "2", "--hidden", "8", "--quiet"]) == 0
+    capsys.readouterr()
+    out = str(tmp_path / "b.json")
+    backtest = ["backtest", str(model), str(data), "--horizon", "12", "--origins", "2", "-o", out]
+    assert main(backtest) == 0
+    err = capsys.readouterr().err
+    assert "steps beyond the calibrated forecast_horizon=5" in err
+    assert "(refit with 'gpvae fit --forecast-horizon 12' to calibrate them)" in err
+    assert "calibrate_forecast(" not in err
+
+
 def test_a_text_feature_names_the_cli_option(
     tmp_path: Path, capsys: pytest.CaptureFixture[str]
 ) -> None:

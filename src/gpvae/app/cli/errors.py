@@ -10,14 +10,25 @@ from __future__ import annotations
 
 import contextlib
 import re
+import warnings
 from collections.abc import Iterator
 
 import click
 
 from gpvae.errors import DistributedError, GPVAEError
+from gpvae.estimator.forecasting import CALIBRATE_REMEDY, UNCALIBRATED_REMEDY
 from gpvae.training.distributed import is_main_process
 
-__all__ = ["CLI_NAMES", "CLIError", "as_cli", "cli_message", "info", "one_line"]
+__all__ = [
+    "CLI_NAMES",
+    "REMEDIES",
+    "CLIError",
+    "as_cli",
+    "cli_message",
+    "cli_remedies",
+    "info",
+    "one_line",
+]
 
 
 class CLIError(click.ClickException):
@@ -101,3 +112,34 @@ def info(message: str) -> None:
     """Print a progress or result line on stdout (in process 0 only, under torchrun)."""
     if is_main_process():
         click.echo(message)
+
+
+#: The API's remedies for uncalibrated intervals and steps beyond the calibrated horizon
+#: (patterns), and the command line's.
+REMEDIES = [
+    (
+        re.escape(UNCALIBRATED_REMEDY),
+        "refit with 'gpvae fit --forecast-horizon H' to calibrate them",
+    ),
+    (
+        re.escape(CALIBRATE_REMEDY).replace(re.escape("{furthest}"), r"(\d+)"),
+        r"refit with 'gpvae fit --forecast-horizon \1' to calibrate them",
+    ),
+]
+
+
+@contextlib.contextmanager
+def cli_remedies() -> Iterator[None]:
+    """Say the block's warnings with the command line's remedies (forecast, backtest): the
+    estimator's advice to call ``calibrate_forecast(X, horizon=30)`` (a Python call, which
+    the command line does not have) becomes a refit with ``gpvae fit --forecast-horizon 30``
+    (``H`` for the intervals of a model never calibrated)."""
+    with warnings.catch_warnings(record=True) as caught:
+        try:
+            yield
+        finally:
+            said = [(w.category, str(w.message)) for w in caught]
+    for category, text in said:
+        for api, cli in REMEDIES:
+            text = re.sub(api, cli, text)
+        warnings.warn(text, category, stacklevel=3)

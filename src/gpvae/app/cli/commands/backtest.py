@@ -11,7 +11,7 @@ import numpy as np
 import pandas as pd
 
 from gpvae.app.cli.columns import series_set
-from gpvae.app.cli.errors import CLIError, as_cli, info
+from gpvae.app.cli.errors import CLIError, as_cli, cli_remedies, info
 from gpvae.app.cli.model_dir import load_model
 from gpvae.app.cli.options import (
     examples,
@@ -107,7 +107,8 @@ def backtest(
     model.progress = False
     frame = read_table(data, text_col=spec.id_col)
     ss = series_set(frame, spec, "DATA", merge=merge_duplicates, model=model)
-    with as_cli("DATA", {"num_origins": "--origins", "step": "--step", "season": "--season"}):
+    names = {"num_origins": "--origins", "step": "--step", "season": "--season"}
+    with as_cli("DATA", names), cli_remedies():
         res = model.backtest(
             ss,
             horizon=horizon,

@@ -2,11 +2,7 @@
 
 from __future__ import annotations
 
-import contextlib
 import datetime
-import re
-import warnings
-from collections.abc import Iterator
 
 import click
 import numpy as np
@@ -20,7 +16,7 @@ from gpvae.app.cli.columns import (
     time_axis,
     times_as_written,
 )
-from gpvae.app.cli.errors import as_cli, info
+from gpvae.app.cli.errors import as_cli, cli_remedies, info
 from gpvae.app.cli.model_dir import load_model
 from gpvae.app.cli.options import (
     examples,
@@ -33,7 +29,6 @@ from gpvae.app.cli.options import (
     series_option,
 )
 from gpvae.app.cli.tables import check_plot, panels_drawn, save_figure
-from gpvae.estimator.forecasting import CALIBRATE_REMEDY, UNCALIBRATED_REMEDY
 
 __all__ = ["forecast"]
 
@@ -88,7 +83,7 @@ def forecast(
     with run.together(), as_cli("DATA"):
         if frame.shape[0]:  # a process may have no series (fewer series than processes)
             ss = series_set(frame, spec, "DATA", loose=True, merge=merge_duplicates, model=model)
-            with _cli_remedies():
+            with cli_remedies():
                 res = model.forecast(
                     ss, horizon=horizon, num_samples=num_samples, quantiles=interval(level)
                 )
@@ -114,37 +109,6 @@ def forecast(
             time_label=spec.time_col,
         )
         save_figure(fig, plot_path)
-
-
-#: The API's remedies for uncalibrated intervals and steps beyond the calibrated horizon
-#: (patterns), and the command line's.
-_REMEDIES = [
-    (
-        re.escape(UNCALIBRATED_REMEDY),
-        "refit with 'gpvae fit --forecast-horizon H' to calibrate them",
-    ),
-    (
-        re.escape(CALIBRATE_REMEDY).replace(re.escape("{furthest}"), r"(\d+)"),
-        r"refit with 'gpvae fit --forecast-horizon \1' to calibrate them",
-    ),
-]
-
-
-@contextlib.contextmanager
-def _cli_remedies() -> Iterator[None]:
-    """Say the block's warnings with the command line's remedies: the estimator's advice to
-    call ``calibrate_forecast(X, horizon=30)`` (a Python call, which the command line does
-    not have) becomes a refit with ``gpvae fit --forecast-horizon 30`` (``H`` for the
-    intervals of a model never calibrated)."""
-    with warnings.catch_warnings(record=True) as caught:
-        try:
-            yield
-        finally:
-            said = [(w.category, str(w.message)) for w in caught]
-    for category, text in said:
-        for api, cli in _REMEDIES:
-            text = re.sub(api, cli, text)
-        warnings.warn(text, category, stacklevel=3)
 
 
 def _dates_like(table: pd.DataFrame, frame: pd.DataFrame, time_col: str) -> pd.DataFrame:
