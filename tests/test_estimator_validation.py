@@ -239,12 +239,19 @@ def test_times_far_outside_the_training_range_warn() -> None:
         warnings.simplefilter("error")
         est.impute(X[:2], times=np.arange(20.0) + 100.0, num_samples=19)  # near: no warning
     # seconds for hours: starts at 0, inside the range, but spaced 3600 times the time step
+    # and so ending far after it
     with pytest.warns(UserWarning, match="time spacing far from the training") as caught:
         est.impute(X[:2], times=np.arange(20.0) * 3600.0, num_samples=19)
     said = str(caught[0].message)
-    assert "expected a median spacing within a factor of 100 of the training time step 1" in said
-    assert "found 3600 in series 0" in said
+    assert "series end far outside the training range [0, 19]" in said
+    assert "expected a median spacing within a factor of 10 of the training time step 1" in said
+    assert "found 3600 in series 0, ending at 68400" in said
     assert "check the time unit and origin" in said
+    # minutes for hours, and days read as hours (from the same origin): they warned before
+    # the start rule came in, and still do (audit R2)
+    for factor in (60.0, 24.0):
+        with pytest.warns(UserWarning, match="time spacing far from the training"):
+            est.impute(X[:2], times=np.arange(20.0) * factor, num_samples=19)
     # a wrong origin: spaced as at fit, but starting far after the training range
     with pytest.warns(UserWarning, match="start far outside the training range") as caught:
         est.impute(X[:2], times=np.arange(20.0) + 1e6, num_samples=19)
@@ -290,6 +297,25 @@ def test_data_that_continue_after_a_short_training_stretch_do_not_warn() -> None
         est.impute(later.iloc[:500], num_samples=19)  # a later stretch, not after the end
         est.impute(later.iloc[-500:], num_samples=19)
     assert np.isfinite(np.asarray(res.step)).all()
+
+
+def test_training_series_of_other_sampling_rates_do_not_warn() -> None:
+    """One table of two one-minute sensors and a three-hourly one (audit R1): the pooled
+    time step is a minute, the slow sensor's spacing 180 times it. Its own training data
+    warned 'time spacing far from the training data's' on every call, and in gpvae fit; a
+    series inside the training range is never a unit mistake."""
+    rng = np.random.default_rng(0)
+    parts = []
+    for sid, freq, n in [("fast1", "1min", 1440), ("fast2", "1min", 1440), ("slow", "3h", 8)]:
+        t = pd.date_range("2021-01-01", periods=n, freq=freq)
+        a = np.sin(np.arange(n) / 50.0) + 0.1 * rng.normal(size=n)
+        parts.append(pd.DataFrame({"id": sid, "time": t, "a": a, "b": np.cos(np.arange(n) / 30)}))
+    frame = pd.concat(parts, ignore_index=True)
+    with warnings.catch_warnings():
+        warnings.simplefilter("error")
+        est = GPVAE(**{**FAST, "epochs": 1, "window": 64}).fit(frame)
+        est.impute(frame, num_samples=19)
+        est.anomaly_scores(frame[frame["id"] == "slow"], num_samples=2, num_folds=2)
 
 
 def test_num_samples_must_give_an_interval() -> None:

@@ -225,37 +225,38 @@ class Scaler:
         name: str = "X",
         spans: float = 10.0,
         stacklevel: int = 2,
-        spacing_factor: float = 100.0,
+        spacing_factor: float = 10.0,
     ) -> None:
-        """Warn about times of ``data`` that look like a unit or origin mistake (seconds for
-        hours, a wrong origin): the kernels and the time scale were learned in the training
-        data's units, and such times would be read in them without a word.
+        """Warn about times of ``data`` that look like a unit or origin mistake (seconds or
+        minutes for hours, a wrong origin): the kernels and the time scale were learned in the
+        training data's units, and such times would be read in them without a word.
 
-        Two rules, each naming the first series it concerns and the value found:
+        Let the band be the training time range widened by ``spans`` times its width (at
+        least ``spans`` time steps) on either side. Two rules, each naming the first series
+        it concerns and the value found:
 
-        - a series that *starts* more than ``spans`` training time ranges (at least ``spans``
-          time steps) before the first or after the last training time (a wrong origin).
-          Only the start counts: a series that starts within that band and keeps the training
-          spacing may run on for as long as it likes (monitoring data that continue after a
-          short training stretch, a forecast from a later stretch);
-        - a series whose typical spacing (median positive difference of consecutive times)
-          is more than ``spacing_factor`` times larger or smaller than the training
-          ``time_step_`` (a unit mistake, even for a series that starts in the band). The
-          default 100 is generous on purpose: irregular records vary a lot (the 3,993 stays
-          of PhysioNet 2012 set A with two times or more, at their own times, have median
-          spacings from 0.15 to 45 times the pooled median), while a unit mistake between
-          seconds and hours is a factor of 3600 (minutes for hours, 60, and days for hours,
-          24, pass unnoticed by this rule; the start rule often catches them).
+        - a series that *starts* outside the band (a wrong origin);
+        - a series that *ends* outside the band and whose typical spacing (median positive
+          difference of consecutive times) is more than ``spacing_factor`` times larger or
+          smaller than the training ``time_step_`` (a unit mistake: minutes, seconds, or days
+          read as hours stretch both the series and its steps).
 
-        The start rule needs the training end (``time_end_``), which scalers saved before it
-        was kept lack; the spacing rule applies to them too. ``stacklevel`` as in
-        ``warnings.warn`` from the caller of this method (2: its caller's line)."""
+        So a series that starts in the band and keeps about the training spacing may run on
+        for as long as it likes (monitoring data that continue after a short training
+        stretch, a forecast from a later stretch), and a series of the training data is
+        never flagged, however its spacing differs from the pooled step (a table mixing
+        one-minute and three-hourly sensors). Times squeezed into the band (hours given to a
+        model that counts seconds) pass unnoticed.
+
+        The rules need the training end (``time_end_``), which scalers saved before it was
+        kept lack: those never warn. ``stacklevel`` as in ``warnings.warn`` from the caller
+        of this method (2: its caller's line)."""
+        if self.time_end_ is None:
+            return
         step = self.time_step_
-        far: list[int] = []
-        if self.time_end_ is not None:
-            width = spans * max(self.time_end_ - self.time_origin_, step)
-            lo, hi = self.time_origin_ - width, self.time_end_ + width
-            far = [i for i, t in enumerate(data.times) if t.size and not lo <= t[0] <= hi]
+        width = spans * max(self.time_end_ - self.time_origin_, step)
+        lo, hi = self.time_origin_ - width, self.time_end_ + width
+        far = [i for i, t in enumerate(data.times) if t.size and not lo <= t[0] <= hi]
         if far:
             found = float(data.times[far[0]][0])
             warnings.warn(
@@ -268,6 +269,8 @@ class Scaler:
             )
         spaced: list[tuple[int, float]] = []
         for i, t in enumerate(data.times):
+            if i in far or not t.size or lo <= t[-1] <= hi:
+                continue
             d = np.diff(np.asarray(t, dtype=np.float64))
             d = d[d > 0]
             if d.size:
@@ -277,10 +280,12 @@ class Scaler:
         if spaced:
             i, s = spaced[0]
             warnings.warn(
-                f"{name}: {len(spaced)} series have a time spacing far from the training "
-                f"data's: expected a median spacing within a factor of {spacing_factor:g} of "
-                f"the training time step {step:.6g}, found {s:.6g} in {data.series_label(i)}; "
-                "check the time unit and origin",
+                f"{name}: {len(spaced)} series end far outside the training range "
+                f"[{self.time_origin_:.6g}, {self.time_end_:.6g}] with a time spacing far from "
+                f"the training data's: expected a median spacing within a factor of "
+                f"{spacing_factor:g} of the training time step {step:.6g}, found {s:.6g} in "
+                f"{data.series_label(i)}, ending at {float(data.times[i][-1]):.6g}; check the "
+                "time unit and origin",
                 UserWarning,
                 stacklevel=stacklevel + 1,
             )
