@@ -1815,6 +1815,43 @@ def test_sample_writes_dates_with_the_offsets_of_csv_text(
     assert line.startswith("error: MODEL_DIR: malformed cli.json: time_offsets: expected ISO")
 
 
+def test_forecast_and_backtest_write_dates_with_the_offsets_of_csv_text(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    """forecast of CSV text whose offsets differ (read in UTC) wrote its dates in UTC
+    ('2021-04-08 22:00:00+00:00') where sample writes them on the data's clock; backtest's
+    origin_times were UTC too. A series that ends before the clock change steps whole days
+    on the data's clock past it (midnight stays midnight)."""
+    t = pd.date_range("2021-03-10", periods=30, freq="D", tz="Europe/Berlin")
+    frame = pd.DataFrame({"site": ["A"] * 30 + ["B"] * 15, "when": [*t, *t[:15]]})
+    frame["v"] = np.sin(np.arange(45) / 5.0)
+    data, model, out = tmp_path / "d.csv", tmp_path / "m", tmp_path / "f.csv"
+    frame.to_csv(data, index=False)
+    fit = ["fit", str(data), "--time-col", "when", "--id-col", "site", "-o", str(model)]
+    fit += ["--epochs", "1", "--latent-dim", "2", "--hidden", "8", "--quiet"]
+    assert main(fit) == 0, capsys.readouterr()
+    assert "time_offsets" in json.loads((model / "cli.json").read_text())
+    args = ["forecast", str(model), str(data), "--horizon", "6", "-o", str(out)]
+    assert main(args) == 0, capsys.readouterr()
+    got = pd.read_csv(out)
+    assert list(got.loc[got["site"] == "A", "when"]) == [
+        f"2021-04-{d:02d} 00:00:00+02:00" for d in range(9, 15)
+    ]
+    assert list(got.loc[got["site"] == "B", "when"]) == [
+        "2021-03-25 00:00:00+01:00",
+        "2021-03-26 00:00:00+01:00",
+        "2021-03-27 00:00:00+01:00",
+        "2021-03-28 00:00:00+01:00",
+        "2021-03-29 00:00:00+02:00",
+        "2021-03-30 00:00:00+02:00",
+    ]
+    report = tmp_path / "bt.json"
+    args = ["backtest", str(model), str(data), "--horizon", "2", "--origins", "2"]
+    assert main([*args, "--num-samples", "10", "-o", str(report)]) == 0, capsys.readouterr()
+    times = json.loads(report.read_text())["origin_times"]
+    assert all(x.endswith(("T00:00:00+01:00", "T00:00:00+02:00")) for row in times for x in row)
+
+
 def test_offset_changes_of_series_on_different_clocks() -> None:
     """Two series that write one instant with different offsets give the changes of the
     series of the earliest time; one offset, or times without offsets, give none."""

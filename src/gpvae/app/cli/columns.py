@@ -25,7 +25,7 @@ import pandas as pd
 from pandas.tseries.api import guess_datetime_format
 
 from gpvae.app.cli.errors import CLIError, info, one_line
-from gpvae.app.cli.offsets import OFFSET, offset_changes
+from gpvae.app.cli.offsets import OFFSET, hours_shown, offset_changes
 from gpvae.version import __version__
 
 if TYPE_CHECKING:
@@ -179,12 +179,17 @@ def parse_times(frame: pd.DataFrame, time_col: str, what: str) -> pd.DataFrame:
 _FORMAT_CHECKED = 200
 
 
-def times_as_written(times: pd.Series, raw: pd.Series) -> pd.Series | None:
+def times_as_written(
+    times: pd.Series, raw: pd.Series, changes: list[str] | None = None
+) -> pd.Series | None:
     """New datetimes ``times`` (a forecast's) written as DATA's text time column ``raw``
     writes its dates (day-first ``29/07/2021``, ``2021-07-29T10:00:00+01:00``, ...), for
     OUT to keep DATA's form as impute's OUT does (it keeps DATA's own column); None when
     ``raw`` is not text, or no one format writes its first 200 dates back exactly from
-    their parsed values (OUT then has pandas' ISO form)."""
+    their parsed values (OUT then has pandas' ISO form). ``changes``: ``cli.json``'s
+    ``time_offsets`` when ``raw``'s offsets differ (it is read in UTC); ``times`` are then
+    timestamps each with its own offset (:func:`~gpvae.app.cli.offsets.steps_shown`), and
+    DATA's times are compared on its clock (:func:`~gpvae.app.cli.offsets.hours_shown`)."""
     text = raw.dropna()
     if text.empty or not all(isinstance(v, str) for v in text.iloc[:_FORMAT_CHECKED]):
         return None
@@ -196,6 +201,9 @@ def times_as_written(times: pd.Series, raw: pd.Series) -> pd.Series | None:
         formats = [guess_datetime_format(shown.iloc[0], dayfirst=d) for d in (False, True)]
     if not pd.api.types.is_datetime64_any_dtype(parsed.dtype):
         return None
+    if changes is not None:  # DATA's times with the offsets it wrote them with
+        utc = first.dt.tz_convert("UTC").dt.tz_localize(None) if first.dt.tz else first
+        first = pd.Series(hours_shown(utc.to_numpy(), changes), index=first.index)
     for fmt in dict.fromkeys(f for f in formats if f is not None):
         for colon in (True, False) if "%z" in fmt else (False,):
             if (_written(first, fmt, colon).to_numpy(object) == shown.to_numpy(object)).all():
@@ -205,8 +213,11 @@ def times_as_written(times: pd.Series, raw: pd.Series) -> pd.Series | None:
 
 def _written(times: pd.Series, fmt: str, colon: bool) -> pd.Series:
     """``times`` as text in ``fmt``; ``colon``: the UTC offset as ``+01:00`` (``%z`` writes
-    ``+0100``)."""
-    out = pd.to_datetime(times).dt.strftime(fmt)
+    ``+0100``). Timestamps of differing offsets (an object column) each keep their own."""
+    if times.dtype == object:
+        out = times.map(lambda t: pd.Timestamp(t).strftime(fmt))
+    else:
+        out = pd.to_datetime(times).dt.strftime(fmt)
     return out.str.replace(r"([+-]\d\d)(\d\d)$", r"\1:\2", regex=True) if colon else out
 
 

@@ -4,9 +4,10 @@ A zone-aware time column written to CSV (pandas writes Europe/Berlin dates as
 ``2021-03-28 00:00:00+01:00`` and then ``2021-03-29 00:00:00+02:00``) carries offsets but no
 zone name: :func:`~gpvae.app.cli.columns.parse_times` reads such a column in UTC. ``gpvae
 fit`` records, with :func:`offset_changes`, the first time and each time at which the
-data's offset changes (in ``cli.json``'s ``time_offsets``), and ``gpvae sample`` writes its
-dates with them (:func:`hours_shown`, :func:`days_shown`): on the data's own clock, with the
-offset the data used at that time. Offsets alone carry no zone rules: before the data's
+data's offset changes (in ``cli.json``'s ``time_offsets``), and ``gpvae sample``, ``gpvae
+forecast`` and ``gpvae backtest`` write their dates with them (:func:`steps_shown`, which
+picks :func:`hours_shown` or :func:`days_shown`): on the data's own clock, with the offset the
+data used at that time. Offsets alone carry no zone rules: before the data's
 first time the first offset holds, after its last time the last one.
 """
 
@@ -14,11 +15,25 @@ from __future__ import annotations
 
 import datetime as dt
 import re
+from typing import TYPE_CHECKING
 
 import numpy as np
 import pandas as pd
 
-__all__ = ["OFFSET", "days_shown", "hours_shown", "offset_changes", "parse_changes"]
+from gpvae.app.cli.errors import CLIError
+
+if TYPE_CHECKING:
+    from gpvae.app.cli.columns import ColumnSpec
+
+__all__ = [
+    "OFFSET",
+    "days_shown",
+    "hours_shown",
+    "offset_changes",
+    "parse_changes",
+    "recorded_changes",
+    "steps_shown",
+]
 
 #: The UTC offset at the end of a time's text: "Z", "+01:00", "-0530".
 OFFSET = re.compile(r"(?:Z|[+-]\d\d:?\d\d)\s*$")
@@ -116,3 +131,45 @@ def days_shown(wall: np.ndarray, changes: list[str]) -> np.ndarray:
     index = np.clip(np.searchsorted(at, w, side="right") - 1, 0, None)
     shifts = np.array([zones[i].utcoffset(None) for i in index], dtype="timedelta64[ns]")
     return _shown(w - shifts, index, zones)
+
+
+def steps_shown(
+    utc: np.ndarray, origin: np.datetime64, changes: list[str], calendar: bool = False
+) -> np.ndarray:
+    """Times ``utc`` (naive datetime64, UTC) that step on from ``origin`` (a time of the data,
+    naive UTC: the first sampled time, a series' last time before its forecast) as
+    timestamps on the data's clock, as ``sample``, ``forecast`` and ``backtest`` write them:
+    times whole days after ``origin`` step whole days on the data's clock (midnight stays
+    midnight across its clock change: :func:`days_shown`); other steps, and steps of a
+    calendar (``calendar``: the grid of the UTC times), count in UTC, each time with the
+    offset the data used then (:func:`hours_shown`)."""
+    t = np.asarray(utc, dtype="datetime64[ns]")
+    start = np.asarray(origin).astype("datetime64[ns]")
+    ahead = t - start
+    if calendar or (ahead % np.timedelta64(1, "D") != np.timedelta64(0, "ns")).any():
+        return hours_shown(t, changes)
+    wall = hours_shown(np.array([start]), changes)[0].tz_localize(None).to_datetime64()
+    return days_shown(wall + ahead, changes)
+
+
+def recorded_changes(spec: ColumnSpec, column: pd.Series | None = None) -> list[str] | None:
+    """``cli.json``'s ``time_offsets`` (the data's UTC offsets and when they change), checked,
+    or None (times without offsets, or with one, or a folder written before they were kept:
+    the dates then stay in the recorded zone, UTC for offsets that differ). ``column``: the
+    time column of new data (forecast's, backtest's DATA), which the offsets are for when it
+    is text (CSV) as fit's data was; None for dates with a zone of their own (Parquet)."""
+    changes = spec.time_offsets
+    if changes is None:
+        return None
+    if column is not None and pd.api.types.is_datetime64_any_dtype(column.dtype):
+        return None
+    try:
+        if not changes or not all(isinstance(c, str) for c in changes):
+            raise ValueError
+        parse_changes(changes)
+    except (ValueError, TypeError) as err:
+        raise CLIError(
+            f"MODEL_DIR: malformed cli.json: time_offsets: expected ISO times with a UTC "
+            f"offset, found {changes!r}"
+        ) from err
+    return changes

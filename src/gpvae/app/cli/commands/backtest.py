@@ -13,6 +13,7 @@ import pandas as pd
 from gpvae.app.cli.columns import series_set
 from gpvae.app.cli.errors import CLIError, as_cli, cli_remedies, info
 from gpvae.app.cli.model_dir import load_model
+from gpvae.app.cli.offsets import hours_shown, recorded_changes
 from gpvae.app.cli.options import (
     examples,
     merge_option,
@@ -106,6 +107,7 @@ def backtest(
     model, spec = load_model(model_dir, forecasts_only_ok=True)
     model.progress = False
     frame = read_table(data, text_col=spec.id_col)
+    column = frame.get(spec.time_col)
     ss = series_set(frame, spec, "DATA", merge=merge_duplicates, model=model)
     names = {"num_origins": "--origins", "step": "--step", "season": "--season"}
     with as_cli("DATA", names), cli_remedies():
@@ -122,7 +124,7 @@ def backtest(
     report = {
         "horizon": horizon,
         "origins": res.origins.tolist(),
-        "origin_times": [[_time_json(t) for t in row] for row in res.times[:, :, 0]],
+        "origin_times": _origin_times(res.times[:, :, 0], recorded_changes(spec, column)),
         "series": None if ids is None else [_id_json(i) for i in ids],
         "season": season,
         "refit": refit,
@@ -153,6 +155,19 @@ def backtest(
                 time_label=spec.time_col,
             )
         info(f"wrote {len(res.feature_names)} fan charts to {folder}")
+
+
+def _origin_times(times: np.ndarray, changes: list[str] | None) -> list[list[Any]]:
+    """The origins' times (n, origins) as JSON; with ``changes`` (``cli.json``'s
+    ``time_offsets``: DATA's text of differing offsets, read in UTC) on the data's clock,
+    each with the offset DATA wrote it with, as ``gpvae forecast`` and ``sample`` write
+    their dates."""
+    if changes is not None and all(isinstance(t, pd.Timestamp) for t in times.flat):
+        utc = pd.DatetimeIndex(times.ravel())
+        utc = utc.tz_convert("UTC").tz_localize(None) if utc.tz is not None else utc
+        shown = hours_shown(utc.to_numpy(), changes).reshape(times.shape)
+        return [[t.isoformat() for t in row] for row in shown]
+    return [[_time_json(t) for t in row] for row in times]
 
 
 def _time_json(value: Any) -> Any:

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import datetime
+import warnings
 
 import click
 import numpy as np
@@ -10,6 +11,7 @@ import pandas as pd
 
 from gpvae.app.cli import shards
 from gpvae.app.cli.columns import (
+    ColumnSpec,
     parse_times,
     series_frame,
     series_set,
@@ -18,6 +20,7 @@ from gpvae.app.cli.columns import (
 )
 from gpvae.app.cli.errors import as_cli, cli_remedies, info
 from gpvae.app.cli.model_dir import load_model
+from gpvae.app.cli.offsets import recorded_changes, steps_shown
 from gpvae.app.cli.options import (
     examples,
     interval,
@@ -88,7 +91,10 @@ def forecast(
                     ss, horizon=horizon, num_samples=num_samples, quantiles=interval(level)
                 )
             table, n_series = res.to_frame(), ss.num_series
-    shards.write_output(_dates_like(table, frame, spec.time_col), out_path, run, ordered=False)
+    changes = recorded_changes(spec, frame.get(spec.time_col))
+    shown = table if changes is None else _on_data_clock(table, frame, spec, changes)
+    dated = _dates_like(shown, frame, spec.time_col, changes)
+    shards.write_output(dated, out_path, run, ordered=False)
     info(f"forecast {horizon} steps of {int(run.total(n_series))} series; wrote {out_path}")
     if plot_path is not None and shards.plot_owner(frame, spec.id_col, series, run):
         from gpvae.app.plots import MAX_PANELS, plot_forecast
@@ -111,15 +117,57 @@ def forecast(
         save_figure(fig, plot_path)
 
 
-def _dates_like(table: pd.DataFrame, frame: pd.DataFrame, time_col: str) -> pd.DataFrame:
+def _on_data_clock(
+    table: pd.DataFrame, frame: pd.DataFrame, spec: ColumnSpec, changes: list[str]
+) -> pd.DataFrame:
+    """The forecast's times (UTC: DATA's text of differing offsets is read in UTC) on the
+    data's clock, each with the offset the data used then, as ``gpvae sample`` writes its
+    dates (:func:`~gpvae.app.cli.offsets.steps_shown`): whole days past each series' last
+    time step whole days on its clock (midnight stays midnight across a clock change)."""
+    time_col = spec.time_col
+    if table.empty or time_col not in table.columns:
+        return table
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")  # parse_times said its warnings for DATA already
+        parsed = parse_times(frame, time_col, "DATA")
+    if not pd.api.types.is_datetime64_any_dtype(parsed[time_col].dtype):
+        return table
+    last_of = _naive_utc(parsed[time_col])
+    times = _naive_utc(table[time_col])
+    shown = np.empty(len(table), dtype=object)
+    if spec.id_col is not None and spec.id_col in table.columns:
+        last = last_of.groupby(parsed[spec.id_col].to_numpy()).max()
+        groups = table.groupby(spec.id_col, sort=False).indices.items()
+    else:
+        last = pd.Series([last_of.max()], index=[None])
+        groups = [(None, np.arange(len(table)))]
+    calendar = spec.time_freq is not None
+    for key, rows in groups:
+        origin = last.get(key, times.iloc[rows].min())
+        utc = times.iloc[rows].to_numpy()
+        shown[rows] = steps_shown(utc, np.datetime64(origin, "ns"), changes, calendar)
+    return table.assign(**{time_col: shown})
+
+
+def _naive_utc(times: pd.Series) -> pd.Series:
+    """Zone-aware datetimes as naive UTC ones (naive ones as they are)."""
+    dated = pd.to_datetime(times)
+    return dated.dt.tz_convert("UTC").dt.tz_localize(None) if dated.dt.tz else dated
+
+
+def _dates_like(
+    table: pd.DataFrame, frame: pd.DataFrame, time_col: str, changes: list[str] | None = None
+) -> pd.DataFrame:
     """The forecast's times in the form of DATA's, as impute keeps DATA's own column: text
     dates in DATA's format (:func:`~gpvae.app.cli.columns.times_as_written`: ``29/07/2021``
-    stays day-first, not ``2021-07-29``); dates without a time of day (a Parquet date32
-    column reads as ``datetime.date`` objects) stay dates, not timestamps at midnight."""
+    stays day-first, not ``2021-07-29``; with ``changes``, ``cli.json``'s ``time_offsets``,
+    the times are already on the data's clock, each with its offset); dates without a time
+    of day (a Parquet date32 column reads as ``datetime.date`` objects) stay dates, not
+    timestamps at midnight."""
     column = frame[time_col].dropna()
     if table.empty or column.empty:
         return table
-    written = times_as_written(table[time_col], frame[time_col])
+    written = times_as_written(table[time_col], frame[time_col], changes)
     if written is not None:
         return table.assign(**{time_col: written})
     if column.dtype != object:

@@ -9,9 +9,9 @@ import numpy as np
 import pandas as pd
 
 from gpvae.app.cli.columns import ColumnSpec
-from gpvae.app.cli.errors import CLIError, as_cli, info
+from gpvae.app.cli.errors import as_cli, info
 from gpvae.app.cli.model_dir import load_model
-from gpvae.app.cli.offsets import days_shown, hours_shown, parse_changes
+from gpvae.app.cli.offsets import recorded_changes, steps_shown
 from gpvae.app.cli.options import examples, positive_int
 from gpvae.app.cli.tables import (
     check_output,
@@ -98,17 +98,14 @@ def sample(
         # the start on its own clock (its offset): the grid in UTC put month starts at 23:00
         # of the day before, without the offset
         wall = start.tz_localize(None) if start.tz is not None else start
-        changes = _offset_changes(spec)  # CSV text with offsets that differ: read in UTC
-        if changes is not None:
-            first = hours_shown(np.array([wall.to_datetime64()]), changes)[0]
-            wall_first = first.tz_localize(None)  # the start on the data's own clock
+        changes = recorded_changes(spec)  # CSV text with offsets that differ: read in UTC
         if spec.time_freq is not None:  # months, business days, ...: steps of the calendar
             # series each on a day of their own ('MS+*'): a step's fraction is its day, so
             # the draws take the first time's (whole steps are month starts at midnight)
             own = calendar_steps(np.array([wall.to_datetime64()]), wall, spec.time_freq)[0]
             shown: Any = pd.DatetimeIndex(calendar_times(steps + own, wall, spec.time_freq))
             if changes is not None:  # the calendar of the UTC times; each with its offset
-                shown = hours_shown(shown.to_numpy(), changes)
+                shown = steps_shown(shown.to_numpy(), wall.to_datetime64(), changes, True)
             elif spec.time_zone is not None:  # the zone's own midnight, summer and winter
                 shown = pd.DatetimeIndex(zoned(shown.to_numpy(), spec.time_zone, wall=True))
             elif start.tz is not None:
@@ -116,12 +113,9 @@ def sample(
         else:  # the median step in whole milliseconds: no 21:19:59.999999998
             step_ms = round(spec.time_step * 3_600_000)
             ahead = pd.to_timedelta(np.arange(length) * step_ms, unit="ms")
-            if changes is not None and step_ms % 86_400_000 == 0:
-                # whole days step on the data's clock, each with the offset the data used
-                # then (midnight stays midnight across its clock change)
-                shown = days_shown((wall_first + ahead).to_numpy(), changes)
-            elif changes is not None:  # hours count in UTC; each with the data's offset
-                shown = hours_shown((wall + ahead).to_numpy(), changes)
+            if changes is not None:  # whole days step on the data's clock, hours in UTC;
+                # each with the offset the data used then (as forecast writes its dates)
+                shown = steps_shown((wall + ahead).to_numpy(), wall.to_datetime64(), changes)
             elif spec.time_zone is not None and step_ms % 86_400_000 == 0:
                 # whole days step on the zone's clock (midnight stays midnight across a
                 # clock change), as horizon forecasts of such data do
@@ -171,22 +165,3 @@ def _draw_id_name(spec: ColumnSpec) -> str:
         name, k = f"sample_id_{k}", k + 1
     info(f"the draws' id column is named {name!r} ('sample' is a column of the data)")
     return name
-
-
-def _offset_changes(spec: ColumnSpec) -> list[str] | None:
-    """``cli.json``'s ``time_offsets`` (the data's UTC offsets and when they change), checked,
-    or None (times without offsets, or with one, or a folder written before they were kept:
-    the dates then stay in the recorded zone, UTC for offsets that differ)."""
-    changes = spec.time_offsets
-    if changes is None:
-        return None
-    try:
-        if not changes or not all(isinstance(c, str) for c in changes):
-            raise ValueError
-        parse_changes(changes)
-    except (ValueError, TypeError) as err:
-        raise CLIError(
-            f"MODEL_DIR: malformed cli.json: time_offsets: expected ISO times with a UTC "
-            f"offset, found {changes!r}"
-        ) from err
-    return changes
