@@ -9,6 +9,7 @@ import numpy as np
 import pytest
 from matplotlib.figure import Figure
 
+from gpvae import GPVAE
 from gpvae.app import plots
 from gpvae.errors import ShapeError, ValidationError
 from gpvae.estimator.backtest import BacktestResult
@@ -241,6 +242,25 @@ def test_samples_and_history(tmp_path: Path, rng: np.random.Generator) -> None:
     assert len(fig.axes[0].get_lines()) == 2
     with pytest.raises(ValidationError, match="history"):
         plots.plot_history([{"epoch": 1.0}])
+
+
+def test_plot_history_draws_one_curve_without_validation() -> None:
+    """Without validation the loop records the training loss as val_score: plot_history
+    drew it a second time, as a 'val_score' curve. The loop's ``validated`` marker says so;
+    histories written before it say it by val_score equal to loss every epoch."""
+    X = np.sin(np.arange(40)[None, :, None] / 5 + np.arange(2)) * np.ones((3, 1, 1))
+    model = GPVAE(latent_dim=2, hidden=(8,), epochs=2, val_fraction=0, seed=0, progress=False)
+    history = model.fit(X).history_
+    assert [h["validated"] for h in history] == [0.0, 0.0]
+    for rows in (history, [{k: v for k, v in h.items() if k != "validated"} for h in history]):
+        ax = plots.plot_history(rows).axes[0]
+        assert [line.get_label() for line in ax.get_lines()] == ["loss"]
+        assert ax.get_ylabel() == "loss"
+    validated = [{**h, "val_score": h["loss"] + 0.1, "validated": 1.0} for h in history]
+    ax = plots.plot_history(validated).axes[0]
+    assert [line.get_label() for line in ax.get_lines()] == ["loss", "val_score"]
+    model = GPVAE(latent_dim=2, hidden=(8,), epochs=1, val_fraction=0.2, seed=0, progress=False)
+    assert model.fit(X).history_[0]["validated"] == 1.0
 
 
 def _backtest_result(n_org: int, H: int = 3, D: int = 2) -> BacktestResult:

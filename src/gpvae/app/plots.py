@@ -23,7 +23,7 @@ from __future__ import annotations
 import datetime
 import math
 import os
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
 from pathlib import Path
 from typing import Any
 
@@ -647,7 +647,8 @@ def plot_history(
     Args:
         history: one mapping per finished epoch (``model.history_``), e.g.
             ``{"loss": 1.2, "val_score": 1.3, ...}``.
-        keys: the entries to draw (those missing from ``history`` are skipped).
+        keys: the entries to draw (those missing from ``history`` are skipped, and so is
+            ``val_score`` of a fit without validation: it is the training loss again).
         title: figure title.
         save: optional path to write the figure to.
 
@@ -657,6 +658,8 @@ def plot_history(
     path = _save_path(save)
     rows = list(history)
     drawn = [k for k in keys if rows and all(k in r for r in rows)]
+    if "val_score" in drawn and "loss" in drawn and not any(_validated(r) for r in rows):
+        drawn.remove("val_score")
     if not drawn:
         raise ValidationError(
             f"history: expected per-epoch mappings with one of the keys {list(keys)}, found "
@@ -670,10 +673,20 @@ def plot_history(
     for key in drawn:
         ax.plot(epochs, [float(r[key]) for r in rows], marker=".", lw=1.2, label=key)
     ax.set_xlabel("epoch")
-    ax.set_ylabel("loss / validation score")
+    ax.set_ylabel("loss / validation score" if "val_score" in drawn else "loss")
     ax.grid(alpha=0.3)
     ax.legend(fontsize="small")
     return _finish(fig, path)
+
+
+def _validated(record: Mapping[str, float]) -> bool:
+    """Whether a history record's ``val_score`` is a validation score: its ``validated``
+    marker, or in histories written before the marker was kept, a score that differs from
+    the epoch's training loss (without validation the loop records the loss again)."""
+    if "validated" in record:
+        return bool(record["validated"])
+    score, loss = float(record["val_score"]), float(record["loss"])
+    return not (score == loss or (math.isnan(score) and math.isnan(loss)))
 
 
 def plot_backtest(

@@ -212,10 +212,11 @@ class GPVAE(AnomalyMethods, ForecastMethods, SpatialMethods, PersistenceMethods)
     Attributes (after fit or load):
         model_: the trained :class:`~gpvae.model.GPVAEModel`.
         scaler_: the fitted :class:`~gpvae.data.Scaler` (feature statistics, time step).
-        history_: one dict per epoch (loss, loglik, kl, val_score, epoch, lr, seconds).
-            ``val_score`` is the score early stopping and the kept epoch go by: the
-            validation score (``val_fraction`` > 0 or ``X_val``), else the epoch's
-            training loss (the same number as ``loss``, not a validation score).
+        history_: one dict per epoch (loss, loglik, kl, val_score, validated, epoch, lr,
+            seconds). ``val_score`` is the score early stopping and the kept epoch go by:
+            the validation score (``val_fraction`` > 0 or ``X_val``; ``validated`` 1.0),
+            else the epoch's training loss (the same number as ``loss``, not a validation
+            score; ``validated`` 0.0).
         num_features_: D.
         feature_names_: the D feature names.
         interval_scale_: (D,) spread factors of the imputation intervals (ones without

@@ -168,8 +168,9 @@ class TrainState:
         history: one dict per finished epoch: the loss parts (``loss``, ``loglik``, ``kl``),
             ``val_score`` (the score early stopping and the kept state go by: the
             validation score, or without one the epoch's training loss, ``loss`` again:
-            the key keeps its name for the code that reads it), ``epoch``, ``lr``,
-            ``seconds``.
+            the key keeps its name for the code that reads it), ``validated`` (1.0 when
+            ``val_score`` is a validation score, 0.0 when it is the training loss; absent
+            from histories written before it was kept), ``epoch``, ``lr``, ``seconds``.
     """
 
     epoch: int = 0
@@ -391,6 +392,7 @@ def train(
             record.update(
                 epoch=float(state.epoch + 1),
                 val_score=score,
+                validated=float(val_score is not None),
                 lr=float(optimizer.param_groups[0]["lr"]),
                 seconds=time.perf_counter() - t0,
             )
