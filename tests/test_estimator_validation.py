@@ -608,6 +608,12 @@ def test_numbers_for_a_model_fitted_on_dates_warn() -> None:
         said[0].message
     )
     assert np.isfinite(res.mean).all()
+    # a PyPOTS dict's numbers: named X['times'] (it named `times`, an argument not given)
+    with pytest.warns(UserWarning, match="expected datetimes or durations") as caught:
+        est.impute({"X": arr, "times": hours[None]}, num_samples=19)
+    said = [w for w in caught if "expected datetimes" in str(w.message)]
+    assert [w.filename for w in said] == [__file__]
+    assert str(said[0].message).startswith("X['times']: ")
     # a frame whose time column holds numbers: named by its column
     numeric = pd.DataFrame({"t": hours, "a": v[:20], "b": 2 * v[:20]})
     for call in (

@@ -122,17 +122,18 @@ class PredictContext:
                 stacklevel=stacklevel + 1,
             )
 
-    def _warn_numbers_for_dates(self, ss: SeriesSet, stacklevel: int) -> None:
+    def _warn_numbers_for_dates(self, ss: SeriesSet, stacklevel: int, in_dict: bool) -> None:
         """Warn when a model fitted on datetimes or durations is given numeric times: they
         are read in the model's unit (hours, or steps of its calendar) since the training
         data's first time, as :meth:`GPVAE.sample` reads its times and as the error on
         missing times offers ("pass times (datetime64, or hours)"), so they are accepted,
-        but a number meant as a date or in another unit would be misread without a word."""
+        but a number meant as a date or in another unit would be misread without a word.
+        ``in_dict``: the times came as a dict's ``X['times']`` (named so), not ``times``."""
         form = self.scaler.time_form_
         if form is None or form[0] is None or ss.layout.time_unit is not None:
             return
         lay = ss.layout
-        name = "times"
+        name = "X['times']" if in_dict else "times"
         if lay.kind in ("dataframe_long", "dataframe_wide"):  # the times are a column / index
             name = "X.index" if lay.time_col is None else f"X[{lay.time_col!r}]"
         unit = "hours" if form[0] == "hours" else f"steps of its calendar {form[1]!r}"
@@ -154,8 +155,9 @@ class PredictContext:
         form = self.scaler.time_form_
         step = self.scaler.time_step_
         defaulted = times is None and not isinstance(X, (pd.DataFrame, SeriesSet))
-        if isinstance(X, Mapping):
-            defaulted = defaulted and X.get("times") is None
+        in_dict = isinstance(X, Mapping) and X.get("times") is not None
+        if in_dict:
+            defaulted = False
         if defaulted and form is not None and form[0] == "hours" and step != 1.0:
             raise InputTypeError(
                 f"times: expected the times of X for a model fitted on dates or durations (it "
@@ -178,7 +180,7 @@ class PredictContext:
         self.scaler.warn_far_times(ss, stacklevel=2 + callers)
         self._warn_grid_in_hours(ss, stacklevel=2 + callers)
         if not defaulted:
-            self._warn_numbers_for_dates(ss, stacklevel=2 + callers)
+            self._warn_numbers_for_dates(ss, stacklevel=2 + callers, in_dict=in_dict)
         empty = sum(1 for v in ss.values if np.isnan(v).all())
         if empty:
             warnings.warn(
