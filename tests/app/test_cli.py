@@ -588,15 +588,27 @@ def test_help_of_every_command_has_an_example(
     assert f"gpvae {command} " in out.split("Example:")[1]
 
 
-@pytest.mark.parametrize("command", ["impute", "forecast", "detect", "sample", "predict-sites"])
+@pytest.mark.parametrize(
+    ("command", "option"),
+    [
+        ("impute", "--plot"),
+        ("forecast", "--plot"),
+        ("detect", "--plot"),
+        ("sample", "--plot"),
+        ("predict-sites", "--plot"),
+        ("predict-sites", "--series-plot"),
+    ],
+)
 def test_plot_help_names_every_image_format(
-    command: str, capsys: pytest.CaptureFixture[str]
+    command: str, option: str, capsys: pytest.CaptureFixture[str]
 ) -> None:
     """--plot's help said "to this .png" (or "(PNG/PDF path)") where .pdf, .svg and .jpg
-    are written too."""
+    are written too; then named .jpg but not .jpeg, which is written too, and
+    predict-sites' --series-plot named no format."""
     assert main([command, "--help"]) == 0
     help_text = " ".join(capsys.readouterr().out.split())  # the lines as click wraps them
-    assert "(.png, .pdf, .svg or .jpg)" in help_text.split("--plot TEXT ")[1].split(" --")[0]
+    shown = help_text.split(f"{option} TEXT ")[1].split(" --")[0]
+    assert "(.png, .pdf, .svg, .jpg or .jpeg)" in shown
 
 
 def test_top_level_help_subprocess_and_version(capsys: pytest.CaptureFixture[str]) -> None:

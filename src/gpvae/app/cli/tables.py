@@ -18,6 +18,7 @@ from gpvae.app.cli.errors import CLIError, info, one_line
 from gpvae.data.parquet import plain_index
 
 __all__ = [
+    "PLOT_FORMATS",
     "check_output",
     "check_plot",
     "file_format",
@@ -31,6 +32,8 @@ __all__ = [
 _CSV = (".csv", ".csv.gz", ".csv.bz2", ".csv.zip", ".csv.xz")
 _PARQUET = (".parquet", ".pq")
 _PLOT = (".png", ".pdf", ".svg", ".jpg", ".jpeg")
+#: The image files every plot option writes, as its help and errors name them.
+PLOT_FORMATS = f"{', '.join(_PLOT[:-1])} or {_PLOT[-1]}"
 
 
 def file_format(path: Path, what: str) -> str:
@@ -177,7 +180,7 @@ def check_plot(path: str | None, what: str = "--plot") -> Path | None:
         return None
     p = Path(path)
     if p.suffix.lower() not in _PLOT:
-        raise CLIError(f"{what}: expected a .png, .pdf, .svg or .jpg file name, found {str(p)!r}")
+        raise CLIError(f"{what}: expected a {PLOT_FORMATS} file name, found {str(p)!r}")
     if p.is_dir():
         raise CLIError(f"{what}: expected a file name, found the directory {str(p)!r}")
     make_folder(p.parent, what)

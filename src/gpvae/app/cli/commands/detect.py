@@ -27,6 +27,7 @@ from gpvae.app.cli.errors import CLIError, as_cli, info
 from gpvae.app.cli.model_dir import load_model
 from gpvae.app.cli.options import FiniteFloat, examples, merge_option, out_option, series_option
 from gpvae.app.cli.tables import (
+    PLOT_FORMATS,
     check_output,
     check_plot,
     panels_drawn,
@@ -82,7 +83,7 @@ __all__ = ["anomaly_table", "describe_intervals", "detect", "interval_table", "l
     "--plot",
     default=None,
     help="Also draw the alarm timeline (OUT's alarm column) of one series with the "
-    "threshold to this image file (.png, .pdf, .svg or .jpg).",
+    f"threshold to this image file ({PLOT_FORMATS}).",
 )
 @series_option
 @merge_option

@@ -31,7 +31,7 @@ from gpvae.app.cli.options import (
     positive_int,
     series_option,
 )
-from gpvae.app.cli.tables import check_plot, panels_drawn, save_figure
+from gpvae.app.cli.tables import PLOT_FORMATS, check_plot, panels_drawn, save_figure
 
 __all__ = ["forecast"]
 
@@ -54,7 +54,7 @@ __all__ = ["forecast"]
     "--plot",
     default=None,
     help="Also draw a fan chart of one series (its first 12 features) to this image "
-    "file (.png, .pdf, .svg or .jpg).",
+    f"file ({PLOT_FORMATS}).",
 )
 @series_option
 @merge_option

@@ -29,7 +29,7 @@ from gpvae.app.cli.options import (
     out_option,
     series_option,
 )
-from gpvae.app.cli.tables import check_plot, panels_drawn, save_figure
+from gpvae.app.cli.tables import PLOT_FORMATS, check_plot, panels_drawn, save_figure
 
 __all__ = ["impute", "keep_observed"]
 
@@ -43,8 +43,7 @@ __all__ = ["impute", "keep_observed"]
 @click.option(
     "--plot",
     default=None,
-    help="Also draw one series (its first 12 features) to this image file "
-    "(.png, .pdf, .svg or .jpg).",
+    help=f"Also draw one series (its first 12 features) to this image file ({PLOT_FORMATS}).",
 )
 @series_option
 @merge_option

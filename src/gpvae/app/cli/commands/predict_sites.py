@@ -19,6 +19,7 @@ from gpvae.app.cli.errors import CLIError, as_cli, info
 from gpvae.app.cli.model_dir import MODEL_SUBDIR, check_model_dir
 from gpvae.app.cli.options import examples, positive_int
 from gpvae.app.cli.tables import (
+    PLOT_FORMATS,
     check_output,
     check_plot,
     read_table,
@@ -38,9 +39,13 @@ __all__ = ["predict_sites"]
 @click.option(
     "--plot",
     default=None,
-    help="Also draw a map of the sites to this image file (.png, .pdf, .svg or .jpg).",
+    help=f"Also draw a map of the sites to this image file ({PLOT_FORMATS}).",
 )
-@click.option("--series-plot", default=None, help="Also draw the first new site's series.")
+@click.option(
+    "--series-plot",
+    default=None,
+    help=f"Also draw the first new site's series to this image file ({PLOT_FORMATS}).",
+)
 @click.option("--feature", default=None, help="Feature of the map (default: the first).")
 @examples(
     "  gpvae predict-sites model/ neighbours.csv new_sites.csv -o predicted.csv \\\n"

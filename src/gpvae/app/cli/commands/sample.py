@@ -14,6 +14,7 @@ from gpvae.app.cli.model_dir import load_model
 from gpvae.app.cli.offsets import recorded_changes, steps_shown
 from gpvae.app.cli.options import examples, positive_int
 from gpvae.app.cli.tables import (
+    PLOT_FORMATS,
     check_output,
     check_plot,
     panels_drawn,
@@ -63,7 +64,7 @@ __all__ = ["sample"]
     "--plot",
     default=None,
     help="Also draw the first samples (their first 12 features) to this image file "
-    "(.png, .pdf, .svg or .jpg).",
+    f"({PLOT_FORMATS}).",
 )
 @examples("  gpvae sample model/ --length 365 -n 5 -o samples.csv --plot samples.png")
 def sample(
