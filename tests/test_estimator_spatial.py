@@ -1008,3 +1008,30 @@ def test_spatial_impute_warns_about_sites_far_outside_the_training_area() -> Non
     with pytest.warns(UserWarning, match="far outside the training area") as caught:
         est.predict_sites(moved[moved.site != "s0"], new, num_samples=19)
     assert [w.filename for w in caught if "training area" in str(w.message)] == [__file__]
+
+
+def test_spatial_impute_and_predict_sites_warn_about_far_times() -> None:
+    """impute and predict_sites of a model fitted on sites never looked at the times (the
+    README says times far outside the training range warn): data 10 years after the
+    training days were read in its steps without a word. Data that continue right after
+    the training days stay silent."""
+    df = _field(S=6, T=48)
+    train = df[df.time < df.time.iloc[24]]
+    est = GPVAE(latent_dim=1, epochs=1, hidden=(8,), progress=False)
+    est.fit(train, id="site", time="time", coords=["lat", "lon"], window=12)
+    after = df[df.time >= df.time.iloc[24]]
+    new = pd.DataFrame({"site": ["new"], "lat": [LAT0], "lon": [LON0]})
+    with warnings.catch_warnings():
+        warnings.simplefilter("error")
+        est.impute(after, num_samples=19)
+        est.predict_sites(after, new, num_samples=19)
+    later = after.assign(time=after["time"] + pd.Timedelta(days=3650))
+    for call in (
+        lambda: est.impute(later, num_samples=19),
+        lambda: est.predict_sites(later, new, num_samples=19),
+    ):
+        with pytest.warns(UserWarning, match=r"^X\['time'\] .*: 6 series start far outside") as w:
+            call()
+        said = [x for x in w if "start far outside" in str(x.message)]
+        assert "series 's0'" in str(said[0].message)
+        assert [x.filename for x in said] == [__file__]  # it points at the caller's line

@@ -41,6 +41,7 @@ import torch
 from gpvae import settings
 from gpvae.arguments import check_memory
 from gpvae.data.scaler import Scaler
+from gpvae.data.series import Layout, SeriesSet
 from gpvae.data.spatial import (
     Field,
     Projection,
@@ -282,6 +283,9 @@ def fit_field(
             stacklevel=4,  # the caller of GPVAE.fit (via _fit_spatial)
         )
     scaler = _field_scaler(field_)
+    # the training range for the far-times warning, in the field's time steps from the
+    # first training time (the scaler's time_origin_ 0 and time_step_ 1)
+    scaler.time_end_ = float(field_.times[-1])
     values = _standardise(field_.values, scaler)
     S = field_.num_sites
     T = len(field_.times)
@@ -485,6 +489,31 @@ def _check_new_sites(
         )
 
 
+def _warn_far_times(field_: Field, scaler: Scaler, spec: SpatialSpec, stacklevel: int) -> None:
+    """:meth:`~gpvae.data.scaler.Scaler.warn_far_times` for the sites of ``field_`` (each a
+    series of the times at which it has a value, named by its id), in the time steps of the
+    training data from its first time, as the fit kept the training range (models saved
+    before it was kept never warn). ``stacklevel`` as in ``warnings.warn`` from the caller
+    of this function."""
+    seen = ~np.isnan(field_.values).all(axis=2)  # (T, S)
+    picks = [np.flatnonzero(seen[:, s]) for s in range(field_.num_sites)]
+    times = tuple(field_.times[k] for k in picks)
+    layout = Layout(
+        kind="dataframe_long",
+        dtype=np.dtype(np.float64),
+        order=tuple(np.arange(len(k)) for k in picks),
+        feature_labels=tuple(spec.features),
+        id_col=spec.id,
+        time_col=spec.time,
+        series_ids=tuple(field_.site_ids),
+    )
+    sites = SeriesSet(
+        tuple(field_.values[k, s] for s, k in enumerate(picks)), times, spec.features, layout
+    )
+    name = f"X[{spec.time!r}] (in time steps of the training data from its first time)"
+    scaler.warn_far_times(sites, name=name, stacklevel=stacklevel + 1)
+
+
 def _warn_unobserved(field_: Field, window: int, spec: SpatialSpec) -> None:
     """Warn about the features the observed sites never observe in X, and about the time
     windows in which no site observes anything: predictions there have no neighbour's value
@@ -536,6 +565,7 @@ def predict_sites(
     warn_far_sites(field_.xy, spec.train_xy, field_.site_ids, cols, FAR_NEIGHBOURS, 4)
     far_note = FAR_FUSED if fused else FAR_LATENT
     warn_far_sites(new_xy, spec.train_xy, new_ids, cols, far_note, 4)
+    _warn_far_times(field_, scaler, spec, 3)
     values = _standardise(field_.values, scaler)
     T, W, P = len(field_.times), spec.window, len(new_ids)
     starts = list(range(0, T, W))
@@ -605,12 +635,15 @@ def impute_field(
 
     Warns (``UserWarning`` naming the coordinate columns) about sites of ``frame`` far
     outside the training area, as :func:`predict_sites` does about its observed sites: the
-    gaps there are filled with spatial correlations extrapolated beyond the training sites.
+    gaps there are filled with spatial correlations extrapolated beyond the training sites;
+    and (naming the time column) about sites whose times look like a unit or origin mistake
+    (:meth:`~gpvae.data.scaler.Scaler.warn_far_times`), as predict_sites does too.
     """
     field_ = _observed_field(frame, spec)
     cols = list(spec.projection.columns)
     # 5: the caller of GPVAE.impute (through _impute_spatial)
     warn_far_sites(field_.xy, spec.train_xy, field_.site_ids, cols, FAR_NEIGHBOURS, 5)
+    _warn_far_times(field_, scaler, spec, 4)
     values = _standardise(field_.values, scaler)
     T, S, D = values.shape
     W = spec.window
