@@ -15,15 +15,12 @@ from __future__ import annotations
 
 import datetime as dt
 import re
-from typing import TYPE_CHECKING
+from typing import Any
 
 import numpy as np
 import pandas as pd
 
 from gpvae.app.cli.errors import CLIError
-
-if TYPE_CHECKING:
-    from gpvae.app.cli.columns import ColumnSpec
 
 __all__ = [
     "OFFSET",
@@ -152,13 +149,13 @@ def steps_shown(
     return days_shown(wall + ahead, changes)
 
 
-def recorded_changes(spec: ColumnSpec, column: pd.Series | None = None) -> list[str] | None:
-    """``cli.json``'s ``time_offsets`` (the data's UTC offsets and when they change), checked,
+def recorded_changes(changes: Any, column: pd.Series | None = None) -> list[str] | None:
+    """``cli.json``'s ``time_offsets`` (``ColumnSpec.time_offsets``: the data's UTC offsets
+    and when they change), checked,
     or None (times without offsets, or with one, or a folder written before they were kept:
     the dates then stay in the recorded zone, UTC for offsets that differ). ``column``: the
     time column of new data (forecast's, backtest's DATA), which the offsets are for when it
     is text (CSV) as fit's data was; None for dates with a zone of their own (Parquet)."""
-    changes = spec.time_offsets
     if changes is None:
         return None
     if column is not None and pd.api.types.is_datetime64_any_dtype(column.dtype):

@@ -124,7 +124,9 @@ def backtest(
     report = {
         "horizon": horizon,
         "origins": res.origins.tolist(),
-        "origin_times": _origin_times(res.times[:, :, 0], recorded_changes(spec, column)),
+        "origin_times": _origin_times(
+            res.times[:, :, 0], recorded_changes(spec.time_offsets, column)
+        ),
         "series": None if ids is None else [_id_json(i) for i in ids],
         "season": season,
         "refit": refit,

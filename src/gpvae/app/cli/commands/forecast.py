@@ -91,7 +91,7 @@ def forecast(
                     ss, horizon=horizon, num_samples=num_samples, quantiles=interval(level)
                 )
             table, n_series = res.to_frame(), ss.num_series
-    changes = recorded_changes(spec, frame.get(spec.time_col))
+    changes = recorded_changes(spec.time_offsets, frame.get(spec.time_col))
     shown = table if changes is None else _on_data_clock(table, frame, spec, changes)
     dated = _dates_like(shown, frame, spec.time_col, changes)
     shards.write_output(dated, out_path, run, ordered=False)
