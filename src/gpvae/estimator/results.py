@@ -416,11 +416,7 @@ def _date_objects(lay: Any, arr: np.ndarray, name: str) -> pd.DatetimeIndex:
             f"{name}: expected datetimes all with a time zone or all without, like the "
             f"input's times, found {shown!r} ({err})"
         ) from None
-    if out.tz is not None and lay.tz is None:
-        raise InputTypeError(
-            f"{name}: expected times without a zone, like the input's, found {shown!r}"
-        )
-    return out
+    return _zone_like_input(lay, out, name, shown)
 
 
 def _date_strings(lay: Any, arr: np.ndarray, name: str) -> pd.DatetimeIndex:
@@ -437,9 +433,15 @@ def _date_strings(lay: Any, arr: np.ndarray, name: str) -> pd.DatetimeIndex:
             f"{name}: expected datetimes like the input's times (or ISO date strings such as "
             f"'2005-01-01'), found strings such as {str(arr[0])!r}"
         ) from None
+    return _zone_like_input(lay, out, name, str(arr[0]))
+
+
+def _zone_like_input(lay: Any, out: pd.DatetimeIndex, name: str, shown: str) -> pd.DatetimeIndex:
+    """``out`` (future times as given), refused naming ``name`` when it has a zone and the
+    input's times have none (naive ones are read on a zone-aware input's clock)."""
     if out.tz is not None and lay.tz is None:
         raise InputTypeError(
-            f"{name}: expected times without a zone, like the input's, found {str(arr[0])!r}"
+            f"{name}: expected times without a zone, like the input's, found {shown!r}"
         )
     return out
 
