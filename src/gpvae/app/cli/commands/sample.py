@@ -99,9 +99,8 @@ def sample(
         # the start on its own clock (its offset): the grid in UTC put month starts at 23:00
         # of the day before, without the offset
         wall = start.tz_localize(None) if start.tz is not None else start
-        changes = recorded_changes(
-            spec.time_offsets
-        )  # CSV text with offsets that differ: read in UTC
+        # CSV text with offsets that differ (read in UTC): the offsets it used, else None
+        changes = recorded_changes(spec.time_offsets)
         if spec.time_freq is not None:  # months, business days, ...: steps of the calendar
             # series each on a day of their own ('MS+*'): a step's fraction is its day, so
             # the draws take the first time's (whole steps are month starts at midnight)
