@@ -1,13 +1,15 @@
-"""Markov-specific tests of the state-space backend, in float64.
+"""Markov-specific tests of the state-space backend, in float64 (and float32 inputs).
 
 Its agreement with the dense reference (values, gradients, sample moments, the prior when
 nothing is included) is the backend contract, in test_backend_contract.py. Here: numerics
 at extreme lengthscales and nearly singular filters, prior samples, padding, error
-messages, a long series, and gradcheck of the hand-written backward passes.
+messages, a long series, gradcheck of the hand-written backward passes, and float32
+inputs on the torch recursions at long lengthscales.
 """
 
 from __future__ import annotations
 
+import copy
 from collections.abc import Callable
 
 import numpy as np
@@ -18,6 +20,8 @@ from torch import Tensor
 
 from gpvae.errors import GPVAEError, ShapeError, ValidationError
 from gpvae.gp import _kalman, markov
+from gpvae.gp.base import GPPosterior
+from gpvae.gp.dense import DenseGPPosterior
 from gpvae.gp.markov import MarkovGPPosterior, sample_prior_markov
 from gpvae.kernels.base import Kernel
 from gpvae.kernels.matern import Matern32, Matern52
@@ -166,6 +170,89 @@ def test_kernel_without_state_space_raises_naming_kernel(kernel: Callable[[], Ke
         MarkovGPPosterior([kernel().to(DTYPE)], x, mean, var, valid)
     with pytest.raises(GPVAEError, match=r"^kernel: "):
         sample_prior_markov([kernel().to(DTYPE)], x, valid, 2)
+
+
+# ----------------------------------------------------------------------------------------
+# float32 inputs: the torch recursions (the path on a GPU, or without numba) run in float64
+
+#: The audit's problems: one series of 200 unit steps, pseudo-observation variance 0.01, and
+#: a lengthscale 1,000 or 100,000 steps long, where the recursions in float32 lost 17% and 77%
+#: of the KL (dense float32: 3%).
+LONG_LENGTHSCALES = [
+    pytest.param(lambda: Matern52(lengthscale=1e3), id="matern52-1e3"),
+    pytest.param(lambda: Matern32(lengthscale=1e5), id="matern32-1e5"),
+]
+
+#: Float32 outputs are float64 results rounded once to float32 (2^-24 = 6e-8 relative) and
+#: the float64 recursions' own error here is below 1e-9 (float64 dense and markov agree to
+#: that); 1e-6 leaves a margin of 16 over the rounding. Dense float32 misses it by far (KL
+#: off by 3e-2 relative, posterior variances 7e-3, log-marginal 1e-5 here), the float32
+#: recursions before they ran in float64 by more (KL 0.17 and 0.77, variances 0.14).
+FLOAT32_RTOL = 1e-6
+
+
+def float32_problem() -> tuple[Tensor, Tensor, Tensor]:
+    """The audit's x, mean and var (1, 200, 1), float32 values (exact in float64 too)."""
+    g = torch.Generator().manual_seed(0)
+    N = 200
+    x = torch.arange(N, dtype=torch.float32)[None, :, None]
+    mean = torch.randn(1, N, 1, generator=g, dtype=DTYPE).float()
+    return x, mean, torch.full((1, N, 1), 0.01)
+
+
+@pytest.mark.parametrize("method", ["sequential", "parallel", "compiled"])
+@pytest.mark.parametrize("kernel", LONG_LENGTHSCALES)
+def test_float32_recursions_match_float64_dense(kernel: Callable[[], Kernel], method: str) -> None:
+    """KL, log-marginal, marginals and their gradients in float32 within FLOAT32_RTOL of the
+    float64 dense backend on the same values (the float32 kernel and data cast to float64).
+
+    The KL is computed in float64 too (with ``"compiled"`` as well): from the float32
+    marginals and log-marginal (~ -9,600 here) their difference (the KL, 5 to 19) would
+    lose 5e-5 to 2e-4 of it."""
+    k32 = kernel().float()
+    x, mean, var = float32_problem()
+    results = {}
+    for k, dtype in ((k32, torch.float32), (copy.deepcopy(k32).double(), DTYPE)):
+        m, v = mean.to(dtype).requires_grad_(), var.to(dtype).requires_grad_()
+        if dtype == DTYPE:
+            q: GPPosterior = DenseGPPosterior([k], x.to(dtype), m, v)
+        else:
+            q = MarkovGPPosterior([k], x, m, v, method=method)
+        kl, lm, (pm, pv) = q.kl(), q.log_marginal, q.marginals()
+        assert kl.dtype == lm.dtype == pm.dtype == pv.dtype == dtype
+        g_m, g_v, *g_k = torch.autograd.grad(kl.sum(), (m, v, *k.parameters()))
+        results[dtype] = [t.detach().double() for t in (kl, lm, pm, pv, g_m, g_v, *g_k)]
+    got, want = results[torch.float32], results[DTYPE]
+    for name, a, b in zip(["kl", "log_marginal", "mean", "var"], got, want):
+        scale = float(b.abs().max())
+        torch.testing.assert_close(a, b, rtol=FLOAT32_RTOL, atol=FLOAT32_RTOL * scale, msg=name)
+    # gradients of the KL, relative to each gradient's largest entry: measured at most 2.3e-7
+    # (the kernel's, at lengthscale 1e3, where the dense float64 reference is the less exact)
+    for name, a, b in zip(["d mean", "d var", "d kernel"], got[4:], want[4:]):
+        scale = float(b.abs().max())
+        torch.testing.assert_close(a, b, rtol=0.0, atol=10 * FLOAT32_RTOL * scale, msg=name)
+
+
+@pytest.mark.parametrize("method", ["sequential", "parallel"])
+@pytest.mark.parametrize("kernel", LONG_LENGTHSCALES)
+def test_float32_recursions_sample_as_the_compiled_loops(
+    kernel: Callable[[], Kernel], method: str
+) -> None:
+    """Posterior and prior draws of float32 inputs: the torch recursions and the compiled
+    loops draw the same float32 noise and compute in float64, so their draws agree to the
+    final rounding to float32 (see FLOAT32_RTOL)."""
+    k = kernel().float()
+    x, mean, var = float32_problem()
+    draws = {}
+    for meth in (method, "compiled"):
+        q = MarkovGPPosterior([k], x, mean, var, method=meth)
+        post = q.sample(4, torch.Generator().manual_seed(3))
+        prior = sample_prior_markov([k], x, None, 4, torch.Generator().manual_seed(4), meth)
+        assert post.dtype == prior.dtype == torch.float32
+        draws[meth] = (post.detach().double(), prior.detach().double())
+    for a, b in zip(draws[method], draws["compiled"]):
+        scale = float(b.abs().max())
+        torch.testing.assert_close(a, b, rtol=FLOAT32_RTOL, atol=FLOAT32_RTOL * scale)
 
 
 # ----------------------------------------------------------------------------------------
