@@ -111,6 +111,32 @@ def test_backend_resolution(
     assert prior.resolve_backend(torch.zeros(1, 3, d)) == expected
 
 
+@pytest.mark.parametrize("kernel", [RBF, Matern32], ids=["rbf", "matern32"])
+def test_auto_backend_does_not_depend_on_the_number_of_points(kernel: type[Kernel]) -> None:
+    """``auto`` has no size threshold (documented in resolve_backend): a million points of
+    a kernel without a state-space form stay dense, of a Matern kernel markov."""
+    prior = GPPrior(kernel(), latent_dim=2)
+    names = {prior.resolve_backend(torch.zeros(1, n, 1)) for n in (3, 1_000, 1_000_000)}
+    assert names == ({"dense"} if kernel is RBF else {"markov"})
+
+
+def test_jitter_is_used_by_dense_sampling_and_ignored_by_markov() -> None:
+    """As documented in GPPrior: the dense backend's sampling factorisations take
+    ``jitter``; the markov backend's draws and posterior do not depend on it."""
+    x = _inputs()["x"]
+    for backend in ("dense", "markov"):
+        draws, kls = [], []
+        for jitter in (1e-6, 1e-1):
+            prior = GPPrior(Matern32(lengthscale=2.0), 2, backend=backend, jitter=jitter).to(DT)
+            draws.append(prior.sample(x, 2, torch.Generator().manual_seed(0)))
+            kls.append(prior.condition(**_inputs()).kl())
+        if backend == "markov":
+            assert torch.equal(draws[0], draws[1])
+            assert torch.equal(kls[0], kls[1])
+        else:
+            assert float((draws[0] - draws[1]).detach().abs().max()) > 1e-3
+
+
 def test_dense_backend_gives_dense_posterior() -> None:
     prior = GPPrior(RBF(), latent_dim=2).to(DT)
     assert isinstance(prior.condition(**_inputs()), DenseGPPosterior)

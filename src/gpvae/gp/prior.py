@@ -6,7 +6,8 @@ kernels on 1-D inputs, O(N)), ``spacetime`` (separable space x time kernels: Kal
 time with the sites as the spatial block of the state, O(T S^3)) or ``sparse`` (M learnable
 inducing sites, Kalman along time, O(T M^3 + T S M^2)). Backends are looked up in
 :data:`BACKENDS`, a registry from name to a :class:`Backend`, so a new one is one entry, not
-an ``if`` chain.
+an ``if`` chain. ``backend="auto"`` picks by the kernels, the index dimension and
+``inducing`` alone, never by size (:meth:`GPPrior.resolve_backend`).
 
 Shapes: B series, N points, d index dimension, L channels, S samples.
 """
@@ -86,6 +87,7 @@ def _markov_condition(
     valid: Tensor | None,
     jitter: float,
 ) -> GPPosterior:
+    """The markov posterior; ``jitter`` is not used (see :class:`GPPrior`)."""
     from gpvae.gp.markov import MarkovGPPosterior
 
     return MarkovGPPosterior(kernels, x, mean, var, valid)
@@ -99,6 +101,7 @@ def _markov_sample_prior(
     generator: torch.Generator | None,
     jitter: float,
 ) -> Tensor:
+    """Markov prior draws; ``jitter`` is not used (see :class:`GPPrior`)."""
     from gpvae.gp.markov import sample_prior_markov
 
     return sample_prior_markov(kernels, x, valid, num_samples, generator)
@@ -178,9 +181,19 @@ class GPPrior(nn.Module):
             state-space temporal part; sparse when ``inducing`` is given; else dense), or a
             name in :data:`BACKENDS` (``"dense"``, ``"markov"``, ``"spacetime"``,
             ``"sparse"``).
-        jitter: diagonal jitter for the Cholesky factorisations used to sample (None:
-            :data:`gpvae.settings.JITTER`; multiplied by 10 on failure, with a warning, a
-            few times before a NumericalError).
+        jitter: diagonal jitter of the dense and spacetime backends' Cholesky
+            factorisations (None: :data:`gpvae.settings.JITTER`; multiplied by 10 on
+            failure, with a warning, a few times before a NumericalError). ``dense``: those
+            used to sample (the prior covariance, for prior draws and posterior draws by
+            Matheron's rule; the posterior covariance at new points, for ``sample_at``); its
+            conditioning (log-marginal, marginals, KL) factorises ``I + W^1/2 K W^1/2``
+            without jitter. ``spacetime`` and ``sparse``: every factorisation that fails
+            without it, the inducing sites' covariance, and sampling. ``markov`` ignores it
+            (the same draws and values whatever it is): it factorises the stationary
+            covariance Pinf without jitter and each step's process noise Q with its own
+            relative jitter ``eps^(3/4) diag(Pinf)``, eps that of its working dtype
+            (float64, about 2e-12 of the prior variance, except for float32 on mps), see
+            :func:`gpvae.gp._kalman.process_noise_factors`.
         inducing: (M, d_s) initial inducing sites (the spatial columns of the index points),
             learned with the model; needed by (and only used by) the sparse backend, shared by
             every channel.
@@ -321,7 +334,13 @@ class GPPrior(nn.Module):
         """The backend name used for index points ``x`` (B, N, d) or (B, N).
 
         ``auto`` gives ``markov`` when every channel kernel has a state-space form and
-        d == 1 else ``dense``.
+        d == 1; else ``spacetime`` when every channel kernel is a
+        :class:`~gpvae.kernels.SpaceTime` kernel that
+        :func:`~gpvae.gp.spacetime.spacetime_supported` accepts on d; else ``dense``. The
+        choice depends on the kernels and d only, never on the number of points: there is
+        no size threshold past which ``auto`` turns sparse (a long series of a kernel
+        without a state-space form stays dense, O(N^3)). ``sparse`` is never resolved
+        here: the constructor turns ``auto`` into ``sparse`` when ``inducing`` is given.
 
         Raises:
             ValidationError: naming ``x`` when a state-space backend is asked for with d != 1.
