@@ -72,8 +72,10 @@ def _env_switch(name: str, default: bool) -> bool:
 
 # ---------------------------------------------------------------- jitter
 
-#: Diagonal jitter of the Cholesky factorisations a GP prior uses to sample and condition
-#: (the default of :class:`gpvae.gp.GPPrior` and the dense posterior).
+#: Diagonal jitter of the dense Cholesky factorisations: a GP prior's sampling on the dense,
+#: spacetime and sparse backends (the markov backend uses none; see :class:`gpvae.gp.GPPrior`)
+#: and, where the prior covariance is not positive definite without it, the dense KL of the
+#: diagonal and banded posteriors.
 JITTER = 1e-6
 #: A failed Cholesky factorisation is retried with the jitter multiplied by 10, this many
 #: times (each with a warning), before a :class:`~gpvae.errors.NumericalError`.
