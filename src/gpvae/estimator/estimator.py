@@ -4,10 +4,7 @@ The estimator takes data as users have it (see :func:`gpvae.data.to_series_set`:
 (n, T, D) with NaN, ragged lists, irregular times, long or wide DataFrames, PyPOTS dicts),
 standardises the features with statistics of the observed training entries and the times
 with the training data's median step, ``x = (t - time_origin) / time_step``, so that kernel
-lengthscales are in time steps whatever the time unit; each series' ``x`` is then moved by its
-own whole steps to start in [0, 1) (the kernels see only differences of ``x``), so that float32
-keeps the times of a series far from the training origin apart. Every output is in original
-units.
+lengthscales are in time steps whatever the time unit. Every output is in original units.
 
 The estimator holds the user's settings and turns data into batches and results; the maths
 is the model's (:class:`~gpvae.model.GPVAEModel`: ELBO and predictive draws), a fit is a
