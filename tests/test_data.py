@@ -766,3 +766,24 @@ def test_fuzz_inputs_work_or_raise_named_errors(case: tuple[Any, Any]) -> None:
 @given(_messy_inputs())
 def test_fuzz_inputs_many(case: tuple[Any, Any]) -> None:
     _check_messy(*case)
+
+
+def test_shift_rows_moves_each_row_by_its_own_whole_steps() -> None:
+    """Audit T #1: with one shift, the times of a series 3.15e7 steps after it lost float32
+    resolution (101 of 200 distinct); each row now starts in [0, 1) when ``shift_rows``."""
+    year = 365 * 24 * 3600.0
+    times = [np.arange(200.0), year + 0.5 + np.arange(200.0), 7.25 + 2.0 * np.arange(50)]
+    ss = to_series_set([np.ones((len(t), 1)) for t in times], times)
+    np.testing.assert_array_equal(ss.row_shifts(time_shift=0.0), [0.0, year, 7.0])
+    np.testing.assert_array_equal(
+        ss.row_shifts([2, 1], time_shift=-1.0, time_scale=2.0), [4.0, (year + 1.5) // 2]
+    )
+    plain = ss.to_batch()
+    b = ss.to_batch(shift_rows=True)
+    assert len(torch.unique(plain.x[1, :, 0])) < 200  # the old reading of the far series
+    torch.testing.assert_close(b.x[1, :, 0], torch.arange(200.0) + 0.5, rtol=0, atol=0)
+    assert torch.equal(b.x[0], plain.x[0])  # a row starting at the shift: bit for bit
+    torch.testing.assert_close(b.x[2, :50, 0], plain.x[2, :50, 0] - 7.0, rtol=0, atol=0)
+    assert torch.all(b.x[2, 50:, 0] == b.x[2, 49, 0])  # padding repeats the last valid time
+    again = next(make_batches(ss, 3, shift_rows=True))
+    assert torch.equal(again.x, b.x)

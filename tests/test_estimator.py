@@ -929,3 +929,32 @@ def test_frame_columns_that_differ_from_the_fit_are_named() -> None:
         est.impute(frame.rename(columns={"b": "B"}))
     with pytest.raises(ValidationError, match="same order"):
         est.impute(frame[["time", "b", "a"]])
+
+
+@pytest.mark.filterwarnings("ignore:forecast_horizon:UserWarning")  # uncalibrated forecasts
+def test_a_series_far_from_the_training_origin_keeps_its_times_apart() -> None:
+    """Audit T #1: the scaled times of every series were cast to float32 with one shift, the
+    training origin: a series 200 samples one second apart a year (3.15e7 steps, beyond
+    2**24) after it kept 101 of its 200 distinct times, and its imputed gap came out in
+    flat runs. Each series is now moved by its own whole steps: the far series is read
+    exactly like the same series at the origin (same latents, forecasts and samples)."""
+    rng = np.random.default_rng(0)
+    T, year = 200, 365 * 24 * 3600.0
+    t0, t1 = np.arange(T, dtype=float), year + np.arange(T, dtype=float)
+    X0 = np.sin(t0 / 10)[:, None] + 0.05 * rng.standard_normal((T, 1))
+    X1 = np.sin(t1 / 10)[:, None] + 0.05 * rng.standard_normal((T, 1))
+    X1[50:60] = np.nan  # a gap to impute
+    est = GPVAE(**{**FAST, "epochs": 2}, calibrate=False).fit([X0, X1], times=[t0, t1])
+    ctx = est._context("impute")
+    batch = ctx.batch(ctx.input([X1], [t1])[1], np.array([0]))
+    assert len(torch.unique(batch.x[0, :, 0])) == T
+    near = t1 - year  # the same series, starting at the training origin
+    far_mean, far_var = est.latent([X1], times=[t1])
+    near_mean, near_var = est.latent([X1], times=[near])
+    assert (np.diff(far_mean[0], axis=0) != 0).all()  # no flat runs (99 of 199 steps were)
+    assert np.array_equal(far_mean[0], near_mean[0])
+    assert np.array_equal(far_var[0], near_var[0])
+    far_fc = est.forecast([X1], times=[t1], horizon=4, num_samples=20).mean
+    near_fc = est.forecast([X1], times=[near], horizon=4, num_samples=20).mean
+    assert np.array_equal(np.asarray(far_fc), np.asarray(near_fc))
+    assert np.array_equal(est.sample(t1[:50], 2), est.sample(near[:50], 2))

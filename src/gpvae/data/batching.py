@@ -90,6 +90,7 @@ def make_batches(
     drop_last: bool = False,
     time_shift: float = 0.0,
     time_scale: float = 1.0,
+    shift_rows: bool = False,
 ) -> Iterator[Batch]:
     """Iterate over padded batches of a :class:`SeriesSet`.
 
@@ -108,6 +109,8 @@ def make_batches(
         drop_last: skip a last, smaller batch.
         time_shift: subtracted from the times, ``x = (t - time_shift) / time_scale``.
         time_scale: positive divisor of the shifted times.
+        shift_rows: also move each row by its own whole steps (see
+            :meth:`SeriesSet.to_batch`).
 
     Returns:
         An iterator of Batch with x (B, N, 1), y (B, N, D), observed (B, N, D), valid (B, N).
@@ -128,7 +131,12 @@ def make_batches(
     check_time_transform(time_shift, time_scale)  # raise at the call, not at the first batch
     return (
         series_set.to_batch(
-            idx, dtype=dtype, device=device, time_shift=time_shift, time_scale=time_scale
+            idx,
+            dtype=dtype,
+            device=device,
+            time_shift=time_shift,
+            time_scale=time_scale,
+            shift_rows=shift_rows,
         )
         for idx in indices
     )

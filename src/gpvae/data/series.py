@@ -274,6 +274,7 @@ class SeriesSet:
         time_shift: float = 0.0,
         time_scale: float = 1.0,
         length: int | None = None,
+        shift_rows: bool = False,
     ) -> Batch:
         """Build a padded :class:`~gpvae.batch.Batch` of some series.
 
@@ -291,6 +292,14 @@ class SeriesSet:
                 (e.g. :attr:`Scaler.time_step_` to measure time in typical steps).
             length: pad to this many points N (at least the longest selected series; None:
                 the longest selected series).
+            shift_rows: also move each row by its own whole number of steps,
+                ``x = (t - shift) / scale - k`` with ``k`` the :meth:`row_shifts` of the row
+                (its first time's whole steps since ``time_shift``), so that every row's ``x``
+                starts in [0, 1) and keeps float32's resolution however far the series lies
+                from ``time_shift`` (with one shift, a series a year of seconds after it kept
+                101 of its 200 distinct times). For models whose kernels see only differences
+                of ``x`` (every kernel of :mod:`gpvae.kernels`); index points of new times of
+                a row must be moved by the same ``k``.
 
         Returns:
             Batch with x (B, N, 1), y (B, N, D), observed (B, N, D), valid (B, N).
@@ -300,6 +309,8 @@ class SeriesSet:
         observed = ~np.isnan(vals)
         y = np.where(observed, vals, 0.0)
         x = (tms - time_shift) / time_scale
+        if shift_rows:
+            x -= self.row_shifts(indices, time_shift=time_shift, time_scale=time_scale)[:, None]
         batch = Batch(
             x=torch.from_numpy(x[..., None]).to(device=device, dtype=dtype),
             y=torch.from_numpy(y).to(device=device, dtype=dtype),
@@ -308,6 +319,35 @@ class SeriesSet:
         )
         batch.validate()
         return batch
+
+    def row_shifts(
+        self,
+        indices: Sequence[int] | np.ndarray | None = None,
+        *,
+        time_shift: float = 0.0,
+        time_scale: float = 1.0,
+    ) -> np.ndarray:
+        """The whole steps ``k`` that :meth:`to_batch` with ``shift_rows=True`` takes off the
+        ``x`` of each row: ``floor((t_0 - time_shift) / time_scale)`` of the series' first
+        time ``t_0`` (0 for a series without times).
+
+        Whole steps, so that a row starting within a step of ``time_shift`` keeps its ``x``
+        bit for bit, and times that float32 holds exactly (integers below 2**24 steps) stay
+        exact, their differences unchanged.
+
+        Args:
+            indices: which series (B of them), in this order; None for all.
+            time_shift, time_scale: as for :meth:`to_batch`.
+
+        Returns:
+            (B,) float64 whole numbers.
+        """
+        check_time_transform(time_shift, time_scale)
+        idx = np.arange(self.num_series) if indices is None else _check_indices(indices, self)
+        first = np.array(
+            [float(self.times[i][0]) if len(self.times[i]) else time_shift for i in idx]
+        )
+        return np.floor((first - time_shift) / time_scale)
 
 
 def check_time_transform(time_shift: float, time_scale: float) -> None:

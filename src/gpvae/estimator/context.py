@@ -16,6 +16,7 @@ from typing import Any
 import numpy as np
 import pandas as pd
 import torch
+from torch import Tensor
 
 from gpvae.arguments import check_memory
 from gpvae.batch import Batch
@@ -197,13 +198,32 @@ class PredictContext:
 
     def batch(self, ss: SeriesSet, idx: np.ndarray) -> Batch:
         """The padded batch of series ``idx`` of the standardised ``ss`` on the device, in
-        the dtype of the model's parameters (whatever torch's default dtype)."""
+        the dtype of the model's parameters (whatever torch's default dtype).
+
+        Each row's index points are moved by its own whole steps
+        (:meth:`~gpvae.data.SeriesSet.to_batch` with ``shift_rows``), so that a series far
+        from the training origin keeps its distinct times in float32; index points of new
+        times of these rows come from :meth:`new_points`."""
         return ss.to_batch(
             idx,
             dtype=next(self.model.parameters()).dtype,
             device=self.device,
             time_shift=self.scaler.time_origin_,
             time_scale=self.scaler.time_step_,
+            shift_rows=True,
+        )
+
+    def new_points(self, ss: SeriesSet, idx: np.ndarray, x: np.ndarray) -> Tensor:
+        """(B, H, 1) index points, in the frame of :meth:`batch` of ``ss``'s series ``idx``,
+        of new times of every series of ``ss``: ``x`` (n, H) float64
+        (:meth:`~gpvae.data.Scaler.scaled_times`), each row moved by its batch row's whole
+        steps before the cast to the model's dtype."""
+        shift = ss.row_shifts(
+            idx, time_shift=self.scaler.time_origin_, time_scale=self.scaler.time_step_
+        )
+        moved = np.asarray(x, dtype=np.float64)[idx] - shift[:, None]
+        return torch.as_tensor(
+            moved[..., None], dtype=next(self.model.parameters()).dtype, device=self.device
         )
 
     def batches(self, n: int) -> Iterator[np.ndarray]:

@@ -210,7 +210,7 @@ def _origin_rows(
         size = batch_size_within(ctx.batch_size, S, max(origins) + horizon)
         for idx in batch_indices(len(origins), size):
             batch = ctx.batch(scaled, idx)
-            x_t = torch.as_tensor(x_all[idx][..., None], dtype=batch.x.dtype, device=batch.x.device)
+            x_t = ctx.new_points(scaled, idx, x_all)  # in the batch rows' frames
             mean, y = model.forecast_draws(batch, x_t, S, gen)
             q = torch.stack(sorted_quantiles(y, probs, "predictive"), dim=-1).double().cpu().numpy()
             m = mean.double().cpu().numpy()  # (B, H, D)

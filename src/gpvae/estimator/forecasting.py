@@ -133,7 +133,7 @@ def forecast_draws(
     size = batch_size_within(ctx.batch_size, num_samples, steps)
     for idx in batch_indices(scaled.num_series, size):
         batch = ctx.batch(scaled, idx)
-        x_t = torch.as_tensor(x_all[idx][..., None], dtype=batch.x.dtype, device=batch.x.device)
+        x_t = ctx.new_points(scaled, idx, x_all)  # in the batch rows' frames
         mean, y = model.forecast_draws(batch, x_t, num_samples, gen)  # (B, H, D), (S, B, H, D)
         anchor = None
         if extra:

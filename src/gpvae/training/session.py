@@ -288,6 +288,7 @@ class FitSession:
             device=self.device,
             time_shift=self.scaler.time_origin_,
             time_scale=self.scaler.time_step_,
+            shift_rows=True,
         )
 
     def _batch(self, idx: np.ndarray, length: int | None = None) -> Batch:
@@ -297,6 +298,7 @@ class FitSession:
             device=self.device,
             time_shift=self.scaler.time_origin_,
             time_scale=self.scaler.time_step_,
+            shift_rows=True,
             length=length,
         )
 
@@ -360,6 +362,7 @@ class FitSession:
                 device=self.device,
                 time_shift=self.scaler.time_origin_,
                 time_scale=self.scaler.time_step_,
+                shift_rows=True,
             )
             target, _, _ = targets.padded(indices=idx)  # (B, N, D), NaN = not a target
             with torch.no_grad():
