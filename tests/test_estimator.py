@@ -28,7 +28,7 @@ from gpvae.errors import (
     ShapeError,
     ValidationError,
 )
-from gpvae.kernels import Matern12, Matern32, Matern52
+from gpvae.kernels import HarmonicPeriodic, Matern12, Matern32, Matern52
 from gpvae.model import GPVAEModel
 
 FAST = {"latent_dim": 2, "hidden": (16,), "epochs": 3, "batch_size": 8, "progress": False}
@@ -929,3 +929,23 @@ def test_frame_columns_that_differ_from_the_fit_are_named() -> None:
         est.impute(frame.rename(columns={"b": "B"}))
     with pytest.raises(ValidationError, match="same order"):
         est.impute(frame[["time", "b", "a"]])
+
+
+@pytest.mark.parametrize("posterior", ["diagonal", "banded"])
+@pytest.mark.parametrize(
+    "kernel",
+    ["periodic", "periodic+periodic", "periodic*periodic", HarmonicPeriodic(period=24.0)],
+    ids=str,
+)
+def test_a_finite_rank_kernel_is_refused_with_posteriors_of_independent_points(
+    kernel: Any, posterior: str
+) -> None:
+    """The diagonal and banded posteriors' KL to the resonator kernel's rank-7 prior is
+    infinite: fit 'succeeded' with a KL of 3e13 per entry, or failed with NaN and advice to
+    lower lr; now the constructor refuses, naming posterior and kernel."""
+    period = 24 if isinstance(kernel, str) else None
+    with pytest.raises(ValidationError, match=r"^posterior: expected 'structured' with kernel="):
+        GPVAE(**FAST, kernel=kernel, posterior=posterior, period=period)
+    GPVAE(**FAST, kernel=kernel, posterior="structured", period=period)
+    for full_rank in ("matern32+periodic", "periodic*matern52"):
+        GPVAE(**FAST, kernel=full_rank, posterior=posterior, period=24)

@@ -23,6 +23,7 @@ from gpvae.kernels import (
     Kernel,
     KernelArg,
     build_kernel,
+    has_finite_rank,
     has_state_space,
     kernel_from_spec,
     kernel_key,
@@ -81,6 +82,15 @@ def check_parts(kernel: KernelArg, backend: str, posterior: str, encoder: object
             f"backend: 'markov' needs a kernel with a state-space form (matern12/32/52 or "
             f"sums of them), found kernel={kernel!r}; use backend='auto' or 'dense'"
         )
+    if posterior in ("diagonal", "banded") and has_finite_rank(kernel):
+        name = _kernel_text(kernel)
+        raise ValidationError(
+            f"posterior: expected 'structured' with kernel={name} (a sum of resonators, a "
+            "covariance of finite rank: 2J + 1 per periodic kernel, 7 by default), found "
+            f"{posterior!r}, whose KL to such a prior is infinite (it gives every time step a "
+            "variance of its own); use posterior='structured', or add a full-rank kernel "
+            "(e.g. kernel='matern32+periodic')"
+        )
     if encoder == "partial" and posterior == "banded":
         raise ValidationError(
             "encoder: expected 'mlp' or 'conv' with posterior='banded' (it needs a third "
@@ -92,6 +102,15 @@ def check_parts(kernel: KernelArg, backend: str, posterior: str, encoder: object
             "pseudo-observation at a time step with nothing observed, which only the "
             "structured posterior accepts), found 'partial'"
         )
+
+
+def _kernel_text(kernel: KernelArg) -> str:
+    """``kernel`` for a message: a name quoted, an instance or a list by their classes."""
+    if isinstance(kernel, str):
+        return repr(kernel)
+    if isinstance(kernel, Kernel):
+        return f"{type(kernel).__name__}(...)"
+    return "[" + ", ".join(_kernel_text(k) for k in kernel) + "]"
 
 
 def build_model(spec: ModelSpec, num_features: int) -> GPVAEModel:

@@ -53,6 +53,7 @@ __all__ = [
     "build_kernel",
     "check_lengthscale",
     "get_kernel",
+    "has_finite_rank",
     "has_state_space",
     "kernel_from_spec",
     "kernel_key",
@@ -285,6 +286,36 @@ def has_state_space(spec: KernelArg) -> bool:
     if isinstance(spec, Kernel):
         return spec.has_state_space
     return all(_REGISTRY[f].state_space for t in parse_kernel_name(spec) for f in t)
+
+
+def has_finite_rank(spec: KernelArg) -> bool:
+    """Whether a kernel name or instance has a covariance of finite rank, singular on more
+    points than that (for a list of per-channel kernels: any one).
+
+    :class:`~gpvae.kernels.HarmonicPeriodic` (the name ``periodic``) is a sum of J
+    resonators, rank 2J + 1; a sum or product made *only* of such kernels has finite rank
+    too (at most the sum, resp. the product, of the ranks). A sum with any other term, or a
+    product with any other factor (``"matern32+periodic"``, ``"periodic*matern52"``), is
+    positive definite (the other kernels are, and by the Schur product theorem so is their
+    elementwise product with a covariance of positive diagonal), as is every other built-in
+    kernel; a kernel of another class counts as full rank.
+    """
+    if not isinstance(spec, (str, Kernel)):
+        return any(has_finite_rank(k) for k in spec)
+    if isinstance(spec, Kernel):
+        if isinstance(spec, HarmonicPeriodic):
+            return True
+        if isinstance(spec, (Sum, Product)):
+            return all(has_finite_rank(k) for k in spec.terms)
+        return False
+    return all(
+        all(_finite_rank_factory(_REGISTRY[f].factory) for f in term)
+        for term in parse_kernel_name(spec)
+    )
+
+
+def _finite_rank_factory(factory: KernelFactory) -> bool:
+    return isinstance(factory, type) and issubclass(factory, HarmonicPeriodic)
 
 
 def num_periods(spec: KernelArg) -> int:
