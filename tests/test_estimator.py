@@ -949,3 +949,25 @@ def test_a_finite_rank_kernel_is_refused_with_posteriors_of_independent_points(
     GPVAE(**FAST, kernel=kernel, posterior="structured", period=period)
     for full_rank in ("matern32+periodic", "periodic*matern52"):
         GPVAE(**FAST, kernel=full_rank, posterior=posterior, period=24)
+
+
+@pytest.mark.parametrize(("period", "learned"), [(8, False), (None, True)])
+def test_load_keeps_which_periods_are_learned(
+    period: int | None, learned: bool, tmp_path: Path
+) -> None:
+    """A period given to GPVAE is fixed in training, but came back learnable after load
+    (persistence built the model with learn_period=True): fine-tuning the loaded model moved
+    it. Periods found in the data stay learned."""
+    X, _ = smooth_series(4, 40)
+    fitted = GPVAE(**{**FAST, "epochs": 1}, kernel="matern32+periodic", period=period).fit(X)
+    fitted.save(tmp_path / "m")
+    loaded = GPVAE.load(tmp_path / "m")
+    for est in (fitted, loaded):
+        flags = {n: p.requires_grad for n, p in est.model_.prior.named_parameters()}
+        periods = [flag for n, flag in flags.items() if "period" in n]
+        assert periods, flags
+        assert all(flag is learned for flag in periods), flags
+    # every other hyper-parameter keeps its flag too
+    assert {n: p.requires_grad for n, p in loaded.model_.named_parameters()} == {
+        n: p.requires_grad for n, p in fitted.model_.named_parameters()
+    }
