@@ -755,6 +755,10 @@ def test_methods_before_fit_raise_not_fitted(method: str, tmp_path: Path) -> Non
             {"kernel": ["matern32", Matern12()], "latent_dim": 2, "lengthscale": (2, 30)},
             "lengthscale",
         ),
+        # fit failed naming the internal x1: the estimator's kernel acts on 1-D time
+        ({"kernel": Matern32(lengthscale=[1.0, 2.0])}, "kernel"),
+        ({"kernel": Matern12() + Matern32(lengthscale=[1.0, 2.0])}, "kernel"),
+        ({"kernel": ["matern32", Matern32(lengthscale=[1.0, 2.0])], "latent_dim": 2}, "kernel"),
         ({"seed": -1}, "seed"),
         ({"progress": "yes"}, "progress"),
         ({"checkpoint_dir": 5}, "checkpoint_dir"),

@@ -9,7 +9,7 @@ import pytest
 import torch
 
 from gpvae import settings
-from gpvae.errors import ValidationError
+from gpvae.errors import ShapeError, ValidationError
 from gpvae.gp.dense import DenseGPPosterior
 from gpvae.gp.markov import MarkovGPPosterior
 from gpvae.kernels import (
@@ -185,3 +185,11 @@ def test_specs_round_trip_sums_products_and_fixed_periods() -> None:
     x = torch.linspace(0, 30, 7)[:, None]
     torch.testing.assert_close(back(x), k(x))
     assert spec["terms"][1]["terms"][0]["params"]["num_harmonics"] == settings.PERIODIC_HARMONICS
+
+
+def test_a_lengthscale_of_several_values_is_refused() -> None:
+    """HarmonicPeriodic(lengthscale=[1, 2]) was accepted and fit then raised a raw torch
+    RuntimeError from the harmonic weights; a one-element sequence is one number."""
+    with pytest.raises(ShapeError, match=r"^lengthscale: expected one number .*found 2 values"):
+        HarmonicPeriodic(lengthscale=[1.0, 2.0], period=24.0)
+    assert float(HarmonicPeriodic(lengthscale=[1.5], period=24.0).lengthscale) == pytest.approx(1.5)

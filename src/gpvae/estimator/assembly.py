@@ -17,11 +17,13 @@ import torch
 from torch import nn
 
 from gpvae.arguments import int_arg
-from gpvae.errors import InputTypeError, ValidationError, invalid
+from gpvae.errors import InputTypeError, ShapeError, ValidationError, invalid
 from gpvae.gp.prior import GPPrior
 from gpvae.kernels import (
     Kernel,
     KernelArg,
+    Product,
+    Sum,
     build_kernel,
     has_finite_rank,
     has_state_space,
@@ -239,6 +241,7 @@ def kernel_arg(kernel: object, latent_dim: int) -> KernelArg:
     """A kernel name (normalised), a Kernel, or a list of ``latent_dim`` of them; also the
     saved form ``get_config()`` gives (a dict), so ``GPVAE(**model.get_config())`` works."""
     if isinstance(kernel, Kernel):
+        _check_time_kernel(kernel)
         return kernel
     if isinstance(kernel, Mapping):
         return kernel_arg(kernel_from_spec(kernel), latent_dim)
@@ -248,5 +251,27 @@ def kernel_arg(kernel: object, latent_dim: int) -> KernelArg:
                 f"kernel: expected one kernel per latent channel ({latent_dim}), found "
                 f"{len(kernel)}"
             )
+        for k in kernel:
+            if isinstance(k, Kernel):
+                _check_time_kernel(k)
         return [k if isinstance(k, Kernel) else kernel_key(k) for k in kernel]
     return kernel_key(kernel)
+
+
+def _check_time_kernel(kernel: Kernel) -> None:
+    """Refuse a kernel instance whose hyper-parameters fix an index of d > 1 dimensions (an
+    ARD lengthscale of several values): the estimator's kernel acts on 1-D time (a spatial
+    fit puts it beside its own kernel over space), and fit failed naming the internal
+    ``x1``."""
+    parts = kernel.terms if isinstance(kernel, (Sum, Product)) else [kernel]
+    for part in parts:
+        if isinstance(part, (Sum, Product)):
+            _check_time_kernel(part)
+            continue
+        d = getattr(part, "input_dim", None)
+        if d is not None and d != 1:
+            raise ShapeError(
+                f"kernel: expected a kernel over 1-D time (one lengthscale), found "
+                f"{type(part).__name__} with input dimension {d} (e.g. {d} ARD lengthscales); "
+                f"give it one lengthscale"
+            )
