@@ -759,6 +759,15 @@ def test_methods_before_fit_raise_not_fitted(method: str, tmp_path: Path) -> Non
         ({"kernel": Matern32(lengthscale=[1.0, 2.0])}, "kernel"),
         ({"kernel": Matern12() + Matern32(lengthscale=[1.0, 2.0])}, "kernel"),
         ({"kernel": ["matern32", Matern32(lengthscale=[1.0, 2.0])], "latent_dim": 2}, "kernel"),
+        # ignored without a word: no factor takes a lengthscale in steps
+        ({"kernel": "white", "lengthscale": 3}, "lengthscale"),
+        ({"kernel": "periodic", "period": 24, "lengthscale": 3}, "lengthscale"),
+        ({"kernel": ["white", "matern32"], "latent_dim": 2, "lengthscale": (3, 4)}, "lengthscale"),
+        # accepted here, fit failed
+        ({"kernel": "periodic", "period": 0}, "period"),
+        ({"kernel": "periodic", "period": -24}, "period"),
+        ({"kernel": "periodic", "period": float("nan")}, "period"),
+        ({"kernel": "periodic+periodic", "period": [24, float("inf")]}, "period"),
         ({"seed": -1}, "seed"),
         ({"progress": "yes"}, "progress"),
         ({"checkpoint_dir": 5}, "checkpoint_dir"),
@@ -975,3 +984,16 @@ def test_load_keeps_which_periods_are_learned(
     assert {n: p.requires_grad for n, p in loaded.model_.named_parameters()} == {
         n: p.requires_grad for n, p in fitted.model_.named_parameters()
     }
+
+
+def test_numpy_periods_and_lengthscales_where_they_are_used() -> None:
+    """period=np.int64(24) was refused ('found int64') while numpy lengthscales were taken;
+    a lengthscale is still taken where a factor uses it (one value for a list of names of
+    which one takes it, the noise kernel of gaussian_gp)."""
+    est = GPVAE(kernel="periodic", period=np.int64(24))
+    assert est.period == 24
+    assert type(est.period) is int  # JSON-able in get_config
+    assert GPVAE(kernel="periodic", period=[np.float32(12.5)]).period == [12.5]
+    GPVAE(kernel=["white", "matern32"], latent_dim=2, lengthscale=3)
+    GPVAE(kernel="white", likelihood="gaussian_gp", lengthscale=3)
+    GPVAE(kernel="matern32+periodic", period=24, lengthscale=3)

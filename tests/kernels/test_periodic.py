@@ -5,6 +5,7 @@ from __future__ import annotations
 
 from collections.abc import Iterator
 
+import numpy as np
 import pytest
 import torch
 
@@ -163,13 +164,25 @@ def test_build_kernel_defaults_and_periods() -> None:
     assert float(m32.lengthscale) == pytest.approx(4.0)
     assert float(per.period) == pytest.approx(24.0)
     assert float(quasi.terms[0].period) == pytest.approx(168.0, rel=1e-5)
-    assert float(quasi.terms[1].lengthscale) == pytest.approx(4.0 * 168.0, rel=1e-5)
+    # the lengthscale given starts the quasi-periodic decay too (it was replaced by 4 periods)
+    assert float(quasi.terms[1].lengthscale) == pytest.approx(4.0, rel=1e-5)
+    default = build_kernel("periodic*matern32", period=168.0)  # None: QUASI_PERIODIC_DECAY
+    assert float(default.terms[1].lengthscale) == pytest.approx(
+        settings.QUASI_PERIODIC_DECAY * 168.0, rel=1e-5
+    )
+    assert float(build_kernel("periodic*matern52", 7.0, 24.0).terms[1].lengthscale) == (
+        pytest.approx(7.0)
+    )
     assert not quasi.terms[1].raw_variance.requires_grad  # redundant in a product
     assert float(m32.variance) == pytest.approx(1 / 3, rel=1e-5)
     fixed = build_kernel("periodic", period=12.0, learn_period=False)
     assert not fixed.raw_period.requires_grad
     with pytest.raises(ValidationError, match=r"^period: expected the period"):
         build_kernel("matern32+periodic")
+    for name in ("matern32+periodic", "periodic", "periodic_exact"):  # get_kernel agrees
+        with pytest.raises(ValidationError, match=r"^period: expected the period"):
+            get_kernel(name)  # (quietly built period=1)
+    assert float(build_kernel("periodic", period=np.int64(24)).period) == pytest.approx(24.0)
     with pytest.raises(ValidationError, match=r"^period: expected 1 or 2 periods"):
         build_kernel("periodic+periodic", period=[1.0, 2.0, 3.0])
 

@@ -162,16 +162,23 @@ class GPVAE(AnomalyMethods, ForecastMethods, SpatialMethods, PersistenceMethods)
             ``val_fraction > 0``, ``X_val_target`` or ``X_val`` series not trained on,
             else fit warns and leaves the intervals as they are; not for ``"bernoulli"``).
         num_samples: Monte Carlo samples of z per series in the training ELBO.
-        lengthscale: initial kernel lengthscale in time steps for named kernels and for the
-            noise kernels of ``"gaussian_gp*"`` (None: :data:`gpvae.settings.DEFAULT_LENGTHSCALE`;
-            refused for Kernel instances, whose hyper-parameters are taken as given, unless
-            a ``"gaussian_gp*"`` noise kernel takes it),
+        lengthscale: initial kernel lengthscale in time steps for named kernels (every
+            non-periodic factor's, the decay of a quasi-periodic product
+            ``"periodic*matern32"`` included) and for the noise kernels of
+            ``"gaussian_gp*"`` (None: :data:`gpvae.settings.DEFAULT_LENGTHSCALE`, and in a
+            quasi-periodic product :data:`gpvae.settings.QUASI_PERIODIC_DECAY` periods; a
+            periodic factor's lengthscale is relative to its period and starts at
+            :data:`gpvae.settings.PERIODIC_LENGTHSCALE` whatever this says; refused for Kernel
+            instances, whose hyper-parameters are taken as given, and for names without a
+            factor that takes it, ``"white"`` or ``"periodic"``, unless a ``"gaussian_gp*"``
+            noise kernel takes it),
             or ``latent_dim`` of them, one per latent channel (e.g. ``(3, 6, 12, 24)``: a
             bank of time scales; the noise kernels then start at their median). Not for
             spatial fits. In the anomaly benchmarks the learned lengthscales stayed near
             their initial values (``docs/benchmarks.md``), so the initial values matter.
-        period: the period(s) of the periodic factors of a kernel name: a number in the
-            data's time units (hours for datetimes, steps on a calendar grid) or a string
+        period: the period(s) of the periodic factors of a kernel name: a finite positive
+            number (numpy scalars too) in the data's time units (hours for datetimes, steps
+            on a calendar grid) or a string
             (``"24h"``, ``"365.25D"``, ``"12MS"``), or one per factor; fixed in training.
             None: found in the data's spectrum and learned (``docs/forecasting.md``).
         kernel_lr: learning rate of the kernel hyper-parameters (None: the larger of ``lr``
