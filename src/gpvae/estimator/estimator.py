@@ -181,8 +181,9 @@ class GPVAE(AnomalyMethods, ForecastMethods, SpatialMethods, PersistenceMethods)
             on a calendar grid) or a string
             (``"24h"``, ``"365.25D"``, ``"12MS"``), or one per factor; fixed in training.
             None: found in the data's spectrum and learned (``docs/forecasting.md``).
-        kernel_lr: learning rate of the kernel hyper-parameters (None: the larger of ``lr``
-            and :data:`gpvae.settings.KERNEL_LR`).
+        kernel_lr: learning rate of the kernel hyper-parameters, those of the prior and of
+            the noise kernels of ``"gaussian_gp*"`` (None: the larger of ``lr`` and
+            :data:`gpvae.settings.KERNEL_LR`).
         window: train on overlapping windows of this many steps of each series (half
             overlapping), which gives a long series many optimiser steps per epoch; None:
             whole series. Predictions always condition on the whole series given.
