@@ -997,3 +997,15 @@ def test_numpy_periods_and_lengthscales_where_they_are_used() -> None:
     GPVAE(kernel=["white", "matern32"], latent_dim=2, lengthscale=3)
     GPVAE(kernel="white", likelihood="gaussian_gp", lengthscale=3)
     GPVAE(kernel="matern32+periodic", period=24, lengthscale=3)
+
+
+def test_state_space_messages_name_every_kernel_that_has_one() -> None:
+    """The errors said a state-space form means 'Matern12/32/52 or sums of them', though
+    trend, periodic and (quasi-periodic) products have one too."""
+    from gpvae.kernels import RBF
+
+    with pytest.raises(ValidationError, match=r"^backend: .*trend, periodic, and sums and prod"):
+        GPVAE(kernel="rbf", backend="markov")
+    with pytest.raises(ValidationError, match=r"^kernel: .*HarmonicPeriodic, and sums and prod"):
+        RBF().state_space()
+    GPVAE(kernel="trend+periodic*matern32", backend="markov", period=24)

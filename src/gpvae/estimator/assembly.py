@@ -81,8 +81,9 @@ def check_parts(kernel: KernelArg, backend: str, posterior: str, encoder: object
         )
     if backend == "markov" and not has_state_space(kernel):
         raise ValidationError(
-            f"backend: 'markov' needs a kernel with a state-space form (matern12/32/52 or "
-            f"sums of them), found kernel={kernel!r}; use backend='auto' or 'dense'"
+            f"backend: 'markov' needs a kernel with a state-space form (matern12/32/52, "
+            f"trend, periodic, and sums and products of them), found kernel={kernel!r}; use "
+            f"backend='auto' or 'dense'"
         )
     if posterior in ("diagonal", "banded") and has_finite_rank(kernel):
         name = _kernel_text(kernel)
