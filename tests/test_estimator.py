@@ -28,7 +28,7 @@ from gpvae.errors import (
     ShapeError,
     ValidationError,
 )
-from gpvae.kernels import Matern12, Matern32, Matern52
+from gpvae.kernels import HarmonicPeriodic, Matern12, Matern32, Matern52
 from gpvae.model import GPVAEModel
 
 FAST = {"latent_dim": 2, "hidden": (16,), "epochs": 3, "batch_size": 8, "progress": False}
@@ -755,6 +755,19 @@ def test_methods_before_fit_raise_not_fitted(method: str, tmp_path: Path) -> Non
             {"kernel": ["matern32", Matern12()], "latent_dim": 2, "lengthscale": (2, 30)},
             "lengthscale",
         ),
+        # fit failed naming the internal x1: the estimator's kernel acts on 1-D time
+        ({"kernel": Matern32(lengthscale=[1.0, 2.0])}, "kernel"),
+        ({"kernel": Matern12() + Matern32(lengthscale=[1.0, 2.0])}, "kernel"),
+        ({"kernel": ["matern32", Matern32(lengthscale=[1.0, 2.0])], "latent_dim": 2}, "kernel"),
+        # ignored without a word: no factor takes a lengthscale in steps
+        ({"kernel": "white", "lengthscale": 3}, "lengthscale"),
+        ({"kernel": "periodic", "period": 24, "lengthscale": 3}, "lengthscale"),
+        ({"kernel": ["white", "matern32"], "latent_dim": 2, "lengthscale": (3, 4)}, "lengthscale"),
+        # accepted here, fit failed
+        ({"kernel": "periodic", "period": 0}, "period"),
+        ({"kernel": "periodic", "period": -24}, "period"),
+        ({"kernel": "periodic", "period": float("nan")}, "period"),
+        ({"kernel": "periodic+periodic", "period": [24, float("inf")]}, "period"),
         ({"seed": -1}, "seed"),
         ({"progress": "yes"}, "progress"),
         ({"checkpoint_dir": 5}, "checkpoint_dir"),
@@ -958,3 +971,70 @@ def test_a_series_far_from_the_training_origin_keeps_its_times_apart() -> None:
     near_fc = est.forecast([X1], times=[near], horizon=4, num_samples=20).mean
     assert np.array_equal(np.asarray(far_fc), np.asarray(near_fc))
     assert np.array_equal(est.sample(t1[:50], 2), est.sample(near[:50], 2))
+
+
+@pytest.mark.parametrize("posterior", ["diagonal", "banded"])
+@pytest.mark.parametrize(
+    "kernel",
+    ["periodic", "periodic+periodic", "periodic*periodic", HarmonicPeriodic(period=24.0)],
+    ids=str,
+)
+def test_a_finite_rank_kernel_is_refused_with_posteriors_of_independent_points(
+    kernel: Any, posterior: str
+) -> None:
+    """The diagonal and banded posteriors' KL to the resonator kernel's rank-7 prior is
+    infinite: fit 'succeeded' with a KL of 3e13 per entry, or failed with NaN and advice to
+    lower lr; now the constructor refuses, naming posterior and kernel."""
+    period = 24 if isinstance(kernel, str) else None
+    with pytest.raises(ValidationError, match=r"^posterior: expected 'structured' with kernel="):
+        GPVAE(**FAST, kernel=kernel, posterior=posterior, period=period)
+    GPVAE(**FAST, kernel=kernel, posterior="structured", period=period)
+    for full_rank in ("matern32+periodic", "periodic*matern52"):
+        GPVAE(**FAST, kernel=full_rank, posterior=posterior, period=24)
+
+
+@pytest.mark.parametrize(("period", "learned"), [(8, False), (None, True)])
+def test_load_keeps_which_periods_are_learned(
+    period: int | None, learned: bool, tmp_path: Path
+) -> None:
+    """A period given to GPVAE is fixed in training, but came back learnable after load
+    (persistence built the model with learn_period=True): fine-tuning the loaded model moved
+    it. Periods found in the data stay learned."""
+    X, _ = smooth_series(4, 40)
+    fitted = GPVAE(**{**FAST, "epochs": 1}, kernel="matern32+periodic", period=period).fit(X)
+    fitted.save(tmp_path / "m")
+    loaded = GPVAE.load(tmp_path / "m")
+    for est in (fitted, loaded):
+        flags = {n: p.requires_grad for n, p in est.model_.prior.named_parameters()}
+        periods = [flag for n, flag in flags.items() if "period" in n]
+        assert periods, flags
+        assert all(flag is learned for flag in periods), flags
+    # every other hyper-parameter keeps its flag too
+    assert {n: p.requires_grad for n, p in loaded.model_.named_parameters()} == {
+        n: p.requires_grad for n, p in fitted.model_.named_parameters()
+    }
+
+
+def test_numpy_periods_and_lengthscales_where_they_are_used() -> None:
+    """period=np.int64(24) was refused ('found int64') while numpy lengthscales were taken;
+    a lengthscale is still taken where a factor uses it (one value for a list of names of
+    which one takes it, the noise kernel of gaussian_gp)."""
+    est = GPVAE(kernel="periodic", period=np.int64(24))
+    assert est.period == 24
+    assert type(est.period) is int  # JSON-able in get_config
+    assert GPVAE(kernel="periodic", period=[np.float32(12.5)]).period == [12.5]
+    GPVAE(kernel=["white", "matern32"], latent_dim=2, lengthscale=3)
+    GPVAE(kernel="white", likelihood="gaussian_gp", lengthscale=3)
+    GPVAE(kernel="matern32+periodic", period=24, lengthscale=3)
+
+
+def test_state_space_messages_name_every_kernel_that_has_one() -> None:
+    """The errors said a state-space form means 'Matern12/32/52 or sums of them', though
+    trend, periodic and (quasi-periodic) products have one too."""
+    from gpvae.kernels import RBF
+
+    with pytest.raises(ValidationError, match=r"^backend: .*trend, periodic, and sums and prod"):
+        GPVAE(kernel="rbf", backend="markov")
+    with pytest.raises(ValidationError, match=r"^kernel: .*HarmonicPeriodic, and sums and prod"):
+        RBF().state_space()
+    GPVAE(kernel="trend+periodic*matern32", backend="markov", period=24)

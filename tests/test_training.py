@@ -298,3 +298,32 @@ def test_rollback_points_are_taken_only_before_steps_that_may_need_them(
     state, _ = train(MeanModel(3), lambda epoch: _batches(y), cfg, val_score=lambda: next(scores))
     assert state.epoch == 3  # stopped early
     assert len(taken) == 3  # the start, after epochs 1 and 2, none after the stopping one
+
+
+def test_kernel_lr_reaches_every_kernel_of_the_model() -> None:
+    """kernel_lr is the learning rate of the kernel hyper-parameters, but the gaussian_gp
+    likelihood's noise kernels (likelihood.gp.*) were put in the networks' group by the
+    "prior." prefix and learned at lr; the likelihood's own amplitude and variance stay
+    with the networks."""
+    from gpvae.estimator.assembly import ModelSpec, build_model
+
+    spec = ModelSpec(
+        latent_dim=2,
+        kernel="matern32",
+        posterior="structured",
+        backend="auto",
+        likelihood="gaussian_gp",
+        encoder="mlp",
+        decoder="mlp",
+        hidden=(8,),
+        beta=1.0,
+        lengthscale=3.0,
+    )
+    model = build_model(spec, num_features=3)
+    opt = make_optimizer(model, TrainConfig(lr=1e-3, kernel_lr=0.5))
+    names = {id(p): n for n, p in model.named_parameters() if p.requires_grad}
+    by_lr = {g["lr"]: {names[id(p)] for p in g["params"]} for g in opt.param_groups}
+    kernel = {n for n in names.values() if n.startswith(("prior.", "likelihood.gp."))}
+    assert any(n.startswith("likelihood.gp.") for n in kernel)
+    assert by_lr[0.5] == kernel
+    assert {"likelihood.raw_amplitude", "likelihood.raw_variance"} <= by_lr[1e-3]

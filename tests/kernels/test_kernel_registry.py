@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import numpy as np
 import pytest
+import torch
 
 from gpvae.errors import InputTypeError, ValidationError
 from gpvae.kernels import (
@@ -51,7 +52,7 @@ def fresh_registry(monkeypatch: pytest.MonkeyPatch) -> None:
 
 @pytest.mark.parametrize(("name", "cls"), NAMES, ids=[n.strip() for n, _ in NAMES])
 def test_names_give_kernels(name: str, cls: type[Kernel]) -> None:
-    k = get_kernel(name)
+    k = get_kernel(name, period=24.0) if "periodic" in name else get_kernel(name)
     assert type(k) is cls
 
 
@@ -151,3 +152,42 @@ def test_build_kernel_takes_one_lengthscale_per_channel() -> None:
         build_kernel(["matern32", "matern52"], [2.0, 7.0, 1.0])
     one = build_kernel("matern32", np.float32(4.0))  # a numpy scalar is one number
     assert float(one.lengthscale.detach()) == pytest.approx(4.0)
+
+
+@pytest.mark.parametrize(
+    ("spec", "finite"),
+    [
+        ("periodic", True),
+        ("periodic+periodic", True),
+        ("periodic*periodic", True),
+        ("matern32+periodic", False),
+        ("periodic*matern52", False),
+        ("periodic_exact", False),
+        ("rbf", False),
+        ("white", False),
+        (HarmonicPeriodic(period=24.0), True),
+        (HarmonicPeriodic(period=24.0) + HarmonicPeriodic(period=12.0), True),
+        (HarmonicPeriodic(period=24.0) * HarmonicPeriodic(period=12.0), True),
+        (HarmonicPeriodic(period=24.0) * Matern32(), False),
+        (Matern32() + HarmonicPeriodic(period=24.0), False),
+        (["matern32", "periodic"], True),
+        (["matern32", Matern52()], False),
+    ],
+    ids=str,
+)
+def test_has_finite_rank_matches_the_rank_of_the_covariance(spec: object, finite: bool) -> None:
+    """The resonator kernel has rank 2J + 1; sums and products made only of such kernels stay
+    of finite rank; one full-rank term or factor makes the covariance positive definite."""
+    assert registry.has_finite_rank(spec) is finite  # type: ignore[arg-type]
+    if finite:  # numerically singular too, on more points than the rank
+        kernels = spec if isinstance(spec, list) else [spec]
+        built = [registry.build_kernel(k, period=24.0) for k in kernels]
+        x = torch.arange(200, dtype=torch.float64)[:, None]
+        with torch.no_grad():
+            ratios = [eigvals_ratio(k.double()(x)) for k in built]
+        assert min(ratios) < 1e-12
+
+
+def eigvals_ratio(K: torch.Tensor) -> float:
+    """The smallest eigenvalue of K relative to its largest variance."""
+    return float(torch.linalg.eigvalsh(K)[0] / K.diagonal().max())

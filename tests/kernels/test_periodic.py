@@ -5,11 +5,12 @@ from __future__ import annotations
 
 from collections.abc import Iterator
 
+import numpy as np
 import pytest
 import torch
 
 from gpvae import settings
-from gpvae.errors import ValidationError
+from gpvae.errors import ShapeError, ValidationError
 from gpvae.gp.dense import DenseGPPosterior
 from gpvae.gp.markov import MarkovGPPosterior
 from gpvae.kernels import (
@@ -163,13 +164,25 @@ def test_build_kernel_defaults_and_periods() -> None:
     assert float(m32.lengthscale) == pytest.approx(4.0)
     assert float(per.period) == pytest.approx(24.0)
     assert float(quasi.terms[0].period) == pytest.approx(168.0, rel=1e-5)
-    assert float(quasi.terms[1].lengthscale) == pytest.approx(4.0 * 168.0, rel=1e-5)
+    # the lengthscale given starts the quasi-periodic decay too (it was replaced by 4 periods)
+    assert float(quasi.terms[1].lengthscale) == pytest.approx(4.0, rel=1e-5)
+    default = build_kernel("periodic*matern32", period=168.0)  # None: QUASI_PERIODIC_DECAY
+    assert float(default.terms[1].lengthscale) == pytest.approx(
+        settings.QUASI_PERIODIC_DECAY * 168.0, rel=1e-5
+    )
+    assert float(build_kernel("periodic*matern52", 7.0, 24.0).terms[1].lengthscale) == (
+        pytest.approx(7.0)
+    )
     assert not quasi.terms[1].raw_variance.requires_grad  # redundant in a product
     assert float(m32.variance) == pytest.approx(1 / 3, rel=1e-5)
     fixed = build_kernel("periodic", period=12.0, learn_period=False)
     assert not fixed.raw_period.requires_grad
     with pytest.raises(ValidationError, match=r"^period: expected the period"):
         build_kernel("matern32+periodic")
+    for name in ("matern32+periodic", "periodic", "periodic_exact"):  # get_kernel agrees
+        with pytest.raises(ValidationError, match=r"^period: expected the period"):
+            get_kernel(name)  # (quietly built period=1)
+    assert float(build_kernel("periodic", period=np.int64(24)).period) == pytest.approx(24.0)
     with pytest.raises(ValidationError, match=r"^period: expected 1 or 2 periods"):
         build_kernel("periodic+periodic", period=[1.0, 2.0, 3.0])
 
@@ -185,3 +198,11 @@ def test_specs_round_trip_sums_products_and_fixed_periods() -> None:
     x = torch.linspace(0, 30, 7)[:, None]
     torch.testing.assert_close(back(x), k(x))
     assert spec["terms"][1]["terms"][0]["params"]["num_harmonics"] == settings.PERIODIC_HARMONICS
+
+
+def test_a_lengthscale_of_several_values_is_refused() -> None:
+    """HarmonicPeriodic(lengthscale=[1, 2]) was accepted and fit then raised a raw torch
+    RuntimeError from the harmonic weights; a one-element sequence is one number."""
+    with pytest.raises(ShapeError, match=r"^lengthscale: expected one number .*found 2 values"):
+        HarmonicPeriodic(lengthscale=[1.0, 2.0], period=24.0)
+    assert float(HarmonicPeriodic(lengthscale=[1.5], period=24.0).lengthscale) == pytest.approx(1.5)

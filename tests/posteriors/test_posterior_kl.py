@@ -2,13 +2,24 @@
 
 from __future__ import annotations
 
+import warnings
+
 import pytest
 import torch
 from torch.distributions import MultivariateNormal, kl_divergence
 
 from gpvae.batch import Batch
 from gpvae.gp import GPPrior
-from gpvae.kernels import RBF, Cauchy, Kernel, Matern12, Matern32, Matern52, White
+from gpvae.kernels import (
+    RBF,
+    Cauchy,
+    HarmonicPeriodic,
+    Kernel,
+    Matern12,
+    Matern32,
+    Matern52,
+    White,
+)
 from gpvae.posteriors import BandedPosterior, DiagonalPosterior, StructuredPosterior
 
 B, N, D, L = 3, 14, 2, 2
@@ -133,3 +144,30 @@ def test_banded_markov_kl_on_a_regular_grid_and_gradients_match_dense() -> None:
     torch.testing.assert_close(kl_m, kl_d, rtol=1e-8, atol=1e-10)
     for gm, gd in zip(grads_m, grads_d):
         torch.testing.assert_close(gm, gd, rtol=1e-7, atol=1e-9)
+
+
+@pytest.mark.parametrize("family", [DiagonalPosterior, BandedPosterior])
+def test_a_numerically_singular_prior_warns_once_in_training(family: type) -> None:
+    """With a smooth kernel the diagonal and banded KL is set by the jitter (1e5 per entry
+    at jitter 1e-6, 1e4 at 1e-5, for RBF(3) on 60 unit steps) without a word; now the
+    family's first training call warns, naming the kernel and the posterior."""
+    T = 60
+    x = torch.arange(T, dtype=torch.float64).expand(2, T)
+    batch = Batch.from_tensors(torch.zeros(2, T, D, dtype=torch.float64), x=x)
+    g = torch.Generator().manual_seed(0)
+    mean = torch.randn(2, T, L, generator=g, dtype=torch.float64)
+    out = (mean, torch.full_like(mean, 0.3), torch.zeros_like(mean))
+    name = family.__name__.removesuffix("Posterior").lower()
+    quasi_periodic = Matern52(lengthscale=96.0) * HarmonicPeriodic(period=24.0)  # as named
+    for kernel in (RBF(lengthscale=3.0), quasi_periodic):
+        fam = family()
+        with pytest.warns(UserWarning, match=rf"^kernel: .*{name} posterior.*matern52"):
+            fam(out, batch, prior_of(kernel, backend="auto"))
+        with warnings.catch_warnings():
+            warnings.simplefilter("error")
+            fam(out, batch, prior_of(kernel, backend="auto"))  # once per family
+            family().eval()(out, batch, prior_of(kernel, backend="auto"))  # not in eval
+    for kernel in (Matern32(lengthscale=3.0), Matern52(lengthscale=3.0), Cauchy(lengthscale=3.0)):
+        with warnings.catch_warnings():
+            warnings.simplefilter("error")
+            family()(out, batch, prior_of(kernel, backend="auto"))

@@ -134,7 +134,9 @@ def test_prior_log_prob_markov_route_equals_dense() -> None:
 def test_banded_with_a_markov_prior_builds_no_n_by_n_matrix(
     monkeypatch: pytest.MonkeyPatch,
 ) -> None:
-    """Sampling, KL and log-ratio never call the prior's dense covariance or a Cholesky."""
+    """Sampling, KL and log-ratio never call the prior's dense covariance or a Cholesky (in
+    eval mode: a family's first training call checks the prior's conditioning once, on at
+    most 256 points, :func:`gpvae.posteriors.base.warn_singular_prior`)."""
     batch = make_batch()
     mean, var, off = outputs()
     prior = GPPrior(Matern32(), L).double()
@@ -145,7 +147,7 @@ def test_banded_with_a_markov_prior_builds_no_n_by_n_matrix(
     monkeypatch.setattr(prior, "covariance", forbidden)
     monkeypatch.setattr(torch.linalg, "cholesky_ex", forbidden)
     monkeypatch.setattr(torch.linalg, "solve_triangular", forbidden)
-    q = BandedPosterior(route="markov")((mean, var, off), batch, prior)
+    q = BandedPosterior(route="markov").eval()((mean, var, off), batch, prior)
     z = q.rsample(2)
     assert torch.isfinite(q.kl()).all()
     assert torch.isfinite(q.log_ratio(z)).all()

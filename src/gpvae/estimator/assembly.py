@@ -17,12 +17,15 @@ import torch
 from torch import nn
 
 from gpvae.arguments import int_arg
-from gpvae.errors import InputTypeError, ValidationError, invalid
+from gpvae.errors import InputTypeError, ShapeError, ValidationError, invalid
 from gpvae.gp.prior import GPPrior
 from gpvae.kernels import (
     Kernel,
     KernelArg,
+    Product,
+    Sum,
     build_kernel,
+    has_finite_rank,
     has_state_space,
     kernel_from_spec,
     kernel_key,
@@ -78,8 +81,18 @@ def check_parts(kernel: KernelArg, backend: str, posterior: str, encoder: object
         )
     if backend == "markov" and not has_state_space(kernel):
         raise ValidationError(
-            f"backend: 'markov' needs a kernel with a state-space form (matern12/32/52 or "
-            f"sums of them), found kernel={kernel!r}; use backend='auto' or 'dense'"
+            f"backend: 'markov' needs a kernel with a state-space form (matern12/32/52, "
+            f"trend, periodic, and sums and products of them), found kernel={kernel!r}; use "
+            f"backend='auto' or 'dense'"
+        )
+    if posterior in ("diagonal", "banded") and has_finite_rank(kernel):
+        name = _kernel_text(kernel)
+        raise ValidationError(
+            f"posterior: expected 'structured' with kernel={name} (a sum of resonators, a "
+            "covariance of finite rank: 2J + 1 per periodic kernel, 7 by default), found "
+            f"{posterior!r}, whose KL to such a prior is infinite (it gives every time step a "
+            "variance of its own); use posterior='structured', or add a full-rank kernel "
+            "(e.g. kernel='matern32+periodic')"
         )
     if encoder == "partial" and posterior == "banded":
         raise ValidationError(
@@ -92,6 +105,15 @@ def check_parts(kernel: KernelArg, backend: str, posterior: str, encoder: object
             "pseudo-observation at a time step with nothing observed, which only the "
             "structured posterior accepts), found 'partial'"
         )
+
+
+def _kernel_text(kernel: KernelArg) -> str:
+    """``kernel`` for a message: a name quoted, an instance or a list by their classes."""
+    if isinstance(kernel, str):
+        return repr(kernel)
+    if isinstance(kernel, Kernel):
+        return f"{type(kernel).__name__}(...)"
+    return "[" + ", ".join(_kernel_text(k) for k in kernel) + "]"
 
 
 def build_model(spec: ModelSpec, num_features: int) -> GPVAEModel:
@@ -220,6 +242,7 @@ def kernel_arg(kernel: object, latent_dim: int) -> KernelArg:
     """A kernel name (normalised), a Kernel, or a list of ``latent_dim`` of them; also the
     saved form ``get_config()`` gives (a dict), so ``GPVAE(**model.get_config())`` works."""
     if isinstance(kernel, Kernel):
+        _check_time_kernel(kernel)
         return kernel
     if isinstance(kernel, Mapping):
         return kernel_arg(kernel_from_spec(kernel), latent_dim)
@@ -229,5 +252,27 @@ def kernel_arg(kernel: object, latent_dim: int) -> KernelArg:
                 f"kernel: expected one kernel per latent channel ({latent_dim}), found "
                 f"{len(kernel)}"
             )
+        for k in kernel:
+            if isinstance(k, Kernel):
+                _check_time_kernel(k)
         return [k if isinstance(k, Kernel) else kernel_key(k) for k in kernel]
     return kernel_key(kernel)
+
+
+def _check_time_kernel(kernel: Kernel) -> None:
+    """Refuse a kernel instance whose hyper-parameters fix an index of d > 1 dimensions (an
+    ARD lengthscale of several values): the estimator's kernel acts on 1-D time (a spatial
+    fit puts it beside its own kernel over space), and fit failed naming the internal
+    ``x1``."""
+    parts = kernel.terms if isinstance(kernel, (Sum, Product)) else [kernel]
+    for part in parts:
+        if isinstance(part, (Sum, Product)):
+            _check_time_kernel(part)
+            continue
+        d = getattr(part, "input_dim", None)
+        if d is not None and d != 1:
+            raise ShapeError(
+                f"kernel: expected a kernel over 1-D time (one lengthscale), found "
+                f"{type(part).__name__} with input dimension {d} (e.g. {d} ARD lengthscales); "
+                f"give it one lengthscale"
+            )

@@ -151,8 +151,8 @@ class PersistenceMethods:
             est: Any = cls(**{**arguments, "device": device})
             if spatial is not None:
                 model = est._spatial_model(spatial, saved.num_features)
-            else:
-                model = est._build_model(saved.num_features)
+            else:  # periods the user gave stay fixed, as in fit (resolve_periods)
+                model = est._build_model(saved.num_features, learn_period=est.period is None)
         except GPVAEError as err:
             raise ModelFileError(f"config.json: does not describe a GPVAE ({err})") from None
         except (KeyError, ValueError) as err:

@@ -10,8 +10,9 @@ learned.
 
 from __future__ import annotations
 
+import numbers
 from collections.abc import Sequence
-from typing import Any
+from typing import Any, cast
 
 from torch import nn
 
@@ -50,7 +51,8 @@ def check_period(period: Any, kernel: KernelArg) -> PeriodArg:
             f"period: expected None for kernel={name!r} (no periodic factor given by name; "
             f"set a kernel instance's period directly), found {period!r}"
         )
-    values = [period] if isinstance(period, (str, int, float)) else period
+    one = isinstance(period, (str, numbers.Real))
+    values = [period] if one else period
     if not isinstance(values, (list, tuple)):
         raise InputTypeError(
             f"period: expected a number, a string such as '24h' or a list of them, found "
@@ -58,11 +60,17 @@ def check_period(period: Any, kernel: KernelArg) -> PeriodArg:
         )
     if len(values) not in (1, n):
         raise ValidationError(f"period: {periods_text(n, kernel)}, found {len(values)}")
+    checked: list[float | str] = []
     for v in values:
-        ok = isinstance(v, (str, int, float)) and not isinstance(v, bool)
+        ok = isinstance(v, (str, numbers.Real)) and not isinstance(v, bool)
         if not ok:
             raise InputTypeError(f"period: expected numbers or strings, found {v!r}")
-    return list(values) if isinstance(period, (list, tuple)) else period
+        if isinstance(v, numbers.Real):  # numpy scalars too; the units are checked at fit
+            if not 0 < float(v) < float("inf"):
+                raise ValidationError(f"period: expected finite positive periods, found {v!r}")
+            v = int(v) if isinstance(v, numbers.Integral) else float(v)  # JSON-able
+        checked.append(v)
+    return checked[0] if one else checked
 
 
 def _check_kernel_periods(kernel: KernelArg) -> None:
@@ -113,7 +121,11 @@ def resolve_periods(
         return None, True
     lay = data.layout
     if period is not None:
-        values = [period] if isinstance(period, (str, int, float)) else list(period)
+        values: list[Any] = (
+            [period]
+            if isinstance(period, (str, numbers.Real))
+            else list(cast(Sequence[float | str], period))
+        )
         units = [period_in_units(v, lay.time_unit, lay.freq) for v in values]
         if len(units) == 1:
             units = units * n

@@ -9,12 +9,14 @@ unconstrained ``nn.Parameter`` ``raw_<name>`` and read through ``softplus`` by t
 :class:`Positive` descriptor, so ``kernel.lengthscale`` is always positive, ``kernel.lengthscale
 = 2.0`` sets it, and ``kernel.freeze("lengthscale")`` stops it from being learned.
 
-Kernels with a Markovian (state-space) representation -- the Matern family and sums of
-such kernels -- also return :class:`StateSpace` ``(F, L, Qc, H, Pinf)`` describing the linear
-SDE ``ds/dt = F s + L w``, ``w`` white noise with spectral density ``Qc``, ``f = H s``, with
-stationary state covariance ``Pinf``; :meth:`Kernel.transition` gives the discrete transition
-``A = expm(F dt)`` and process noise ``Q = Pinf - A Pinf A^T`` for steps ``dt`` (Särkkä &
-Solin, "Applied Stochastic Differential Equations", 2019, ch. 12).
+Kernels with a Markovian (state-space) representation -- the Matern family (``Trend``
+included), the resonator form of the periodic kernel (``HarmonicPeriodic``), and sums and
+products of such kernels -- also return :class:`StateSpace` ``(F, L, Qc, H, Pinf)``
+describing the linear SDE ``ds/dt = F s + L w``, ``w`` white noise with spectral density
+``Qc``, ``f = H s``, with stationary state covariance ``Pinf``; :meth:`Kernel.transition`
+gives the discrete transition ``A = expm(F dt)`` and process noise
+``Q = Pinf - A Pinf A^T`` for steps ``dt`` (Särkkä & Solin, "Applied Stochastic
+Differential Equations", 2019, ch. 12).
 """
 
 from __future__ import annotations
@@ -218,8 +220,9 @@ class Kernel(nn.Module):
     def state_space(self) -> StateSpace:
         """The kernel's state-space form; see :class:`StateSpace`."""
         raise ValidationError(
-            f"kernel: expected a kernel with a state-space form (Matern12/32/52 or sums of "
-            f"them) for the markov backend, found {type(self).__name__}"
+            f"kernel: expected a kernel with a state-space form (Matern12/32/52, Trend, "
+            f"HarmonicPeriodic, and sums and products of them) for the markov backend, "
+            f"found {type(self).__name__}"
         )
 
     def transition(self, dt: Tensor) -> tuple[Tensor, Tensor]:

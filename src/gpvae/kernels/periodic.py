@@ -44,6 +44,7 @@ from torch import Tensor, nn
 
 from gpvae import settings
 from gpvae.arguments import int_arg
+from gpvae.errors import ShapeError
 from gpvae.kernels.base import Positive, StateSpace
 from gpvae.kernels.stationary import PositiveInit, Stationary, _format, _scalar_raw
 
@@ -95,7 +96,7 @@ class HarmonicPeriodic(Stationary):
 
     Raises:
         ValidationError: a hyper-parameter is not finite and positive, or J < 1.
-        ShapeError: inputs with d != 1.
+        ShapeError: a lengthscale of more than one value; inputs with d != 1.
     """
 
     period = Positive("Period p: ().")
@@ -109,6 +110,12 @@ class HarmonicPeriodic(Stationary):
         num_harmonics: int | None = None,
     ) -> None:
         super().__init__(lengthscale=_scalar_value(lengthscale), variance=variance)
+        if self.raw_lengthscale.numel() != 1:  # fit failed in torch on the harmonic weights
+            raise ShapeError(
+                f"lengthscale: expected one number (the kernel acts on 1-D time; its "
+                f"lengthscale is relative to the period), found "
+                f"{self.raw_lengthscale.numel()} values"
+            )
         self.raw_period = _scalar_raw("period", period)
         if num_harmonics is None:
             num_harmonics = settings.PERIODIC_HARMONICS

@@ -53,6 +53,7 @@ __all__ = [
     "build_kernel",
     "check_lengthscale",
     "get_kernel",
+    "has_finite_rank",
     "has_state_space",
     "kernel_from_spec",
     "kernel_key",
@@ -224,13 +225,15 @@ def get_kernel(spec: str | Kernel, **kwargs: Any) -> Kernel:
     Args:
         spec: a registered name (see :func:`available_kernels`) or a :class:`Kernel`.
         **kwargs: constructor keywords for a named kernel (``lengthscale``, ``variance``,
-            ``period``, ``alpha``, ``input_dim``); not allowed with an instance.
+            ``period``, ``alpha``, ``input_dim``); not allowed with an instance. A name with
+            a periodic factor needs ``period`` (given to every periodic factor).
 
     Returns:
         The kernel.
 
     Raises:
-        ValidationError: unknown name, or keywords given with a kernel instance.
+        ValidationError: unknown name, keywords given with a kernel instance, or a name with
+            a periodic factor without ``period``.
         InputTypeError: ``spec`` is neither a string nor a Kernel, or the factory did not
             return a Kernel.
     """
@@ -242,6 +245,8 @@ def get_kernel(spec: str | Kernel, **kwargs: Any) -> Kernel:
             )
         return spec
     key = kernel_key(spec)
+    if num_periods(key) and kwargs.get("period") is None:  # as build_kernel and GPVAE
+        _periods_arg(None, num_periods(key), key)
     if "+" in key or "*" in key:
         terms = [
             _product([_build_factor(f, _factor_kwargs(f, kwargs)) for f in term])
@@ -287,6 +292,36 @@ def has_state_space(spec: KernelArg) -> bool:
     return all(_REGISTRY[f].state_space for t in parse_kernel_name(spec) for f in t)
 
 
+def has_finite_rank(spec: KernelArg) -> bool:
+    """Whether a kernel name or instance has a covariance of finite rank, singular on more
+    points than that (for a list of per-channel kernels: any one).
+
+    :class:`~gpvae.kernels.HarmonicPeriodic` (the name ``periodic``) is a sum of J
+    resonators, rank 2J + 1; a sum or product made *only* of such kernels has finite rank
+    too (at most the sum, resp. the product, of the ranks). A sum with any other term, or a
+    product with any other factor (``"matern32+periodic"``, ``"periodic*matern52"``), is
+    positive definite (the other kernels are, and by the Schur product theorem so is their
+    elementwise product with a covariance of positive diagonal), as is every other built-in
+    kernel; a kernel of another class counts as full rank.
+    """
+    if not isinstance(spec, (str, Kernel)):
+        return any(has_finite_rank(k) for k in spec)
+    if isinstance(spec, Kernel):
+        if isinstance(spec, HarmonicPeriodic):
+            return True
+        if isinstance(spec, (Sum, Product)):
+            return all(has_finite_rank(k) for k in spec.terms)
+        return False
+    return all(
+        all(_finite_rank_factory(_REGISTRY[f].factory) for f in term)
+        for term in parse_kernel_name(spec)
+    )
+
+
+def _finite_rank_factory(factory: KernelFactory) -> bool:
+    return isinstance(factory, type) and issubclass(factory, HarmonicPeriodic)
+
+
 def num_periods(spec: KernelArg) -> int:
     """How many periodic factors a kernel name has (each takes a period); 0 for instances;
     the sum over the channels of a per-channel list."""
@@ -307,18 +342,21 @@ def build_kernel(
     """The estimator's kernel, for standardised times (one unit = one median time step).
 
     Initial values of a named kernel: every non-periodic factor's lengthscale is
-    ``lengthscale`` (None: :data:`gpvae.settings.DEFAULT_LENGTHSCALE`), except in a product
-    with a periodic factor, where it is :data:`gpvae.settings.QUASI_PERIODIC_DECAY` periods;
-    a periodic factor's lengthscale is :data:`gpvae.settings.PERIODIC_LENGTHSCALE`; each of
+    ``lengthscale``; when it is None, :data:`gpvae.settings.DEFAULT_LENGTHSCALE`, except in a
+    product with a periodic factor (quasi-periodic), where it is
+    :data:`gpvae.settings.QUASI_PERIODIC_DECAY` times the factor's (longest) period; a
+    periodic factor's lengthscale is :data:`gpvae.settings.PERIODIC_LENGTHSCALE` (relative
+    to its period, whatever ``lengthscale``); each of
     the K terms of a sum starts with variance 1 / K; in a product only the first factor's
     variance is learned (the others' are fixed at 1, as they are redundant).
 
     Args:
         spec: a registered (possibly composite) name, or a Kernel (deep-copied; its
             hyper-parameters are taken as given).
-        lengthscale: initial lengthscale of the non-periodic factors, or one per latent
-            channel (a name then gives the list of the channels' kernels, each with its
-            own; a per-channel list of names takes them in order).
+        lengthscale: initial lengthscale in time steps of the non-periodic factors (those
+            of quasi-periodic products too), or one per latent channel (a name then gives
+            the list of the channels' kernels, each with its own; a per-channel list of
+            names takes them in order).
         period: the period of every periodic factor, or one per periodic factor in the
             order of the name, in time steps; needed when the name has a periodic factor.
         learn_period: learn the periods (else they stay fixed).
@@ -369,9 +407,9 @@ def build_kernel(
                 kwargs["period"] = term_periods[len([g for g in factors if _is_periodic(g)])]
                 kwargs["lengthscale"] = settings.PERIODIC_LENGTHSCALE
             elif entry.lengthscale:
-                kwargs["lengthscale"] = (
-                    settings.QUASI_PERIODIC_DECAY * max(term_periods) if term_periods else ell
-                )
+                kwargs["lengthscale"] = ell
+                if term_periods and one is None:  # the season drifts over a few periods
+                    kwargs["lengthscale"] = settings.QUASI_PERIODIC_DECAY * max(term_periods)
                 if f == "trend" and span is not None:
                     kwargs["lengthscale"] = max(ell, settings.TREND_SPAN_FRACTION * span)
             if not factors and len(terms) > 1 and isinstance(entry.factory, type):
@@ -390,18 +428,33 @@ def check_lengthscale(
     spec: KernelArg, lengthscale: float | Sequence[float] | None, *, noise_kernel: bool = False
 ) -> None:
     """Refuse a ``lengthscale`` that :func:`build_kernel` would ignore: a Kernel instance's
-    hyper-parameters are taken as given, so a lengthscale for it (one for every channel, or
-    a per-channel value of a channel given as an instance) would go nowhere, unless
-    ``noise_kernel`` (the likelihood's noise kernel starts at it).
+    hyper-parameters are taken as given, and a name without a factor that takes one
+    (``"white"``, ``"periodic"``: a periodic factor's lengthscale is relative to its period)
+    has none in time steps, so a lengthscale for it (one for every channel, or a per-channel
+    value of such a channel) would go nowhere, unless ``noise_kernel`` (the likelihood's
+    noise kernel starts at it).
 
     Raises:
         ValidationError: naming ``lengthscale``.
     """
-    if lengthscale is None or noise_kernel or isinstance(spec, str):
+    if lengthscale is None or noise_kernel:
+        return
+    if isinstance(spec, str):
+        if not _takes_lengthscale(spec):
+            raise ValidationError(
+                f"lengthscale: expected None for kernel={spec!r} ({_no_lengthscale_text}), "
+                f"found {lengthscale!r}"
+            )
         return
     specs = [spec] if isinstance(spec, Kernel) else list(spec)
-    instances = [i for i, k in enumerate(specs) if isinstance(k, Kernel)]
     per_channel = not isinstance(lengthscale, numbers.Real)
+    names = [i for i, k in enumerate(specs) if isinstance(k, str) and not _takes_lengthscale(k)]
+    if names and (per_channel or len(names) == len(specs)):
+        raise ValidationError(
+            f"lengthscale: expected None for the kernels of channels {names} "
+            f"({_no_lengthscale_text}) or a Kernel instance, found {lengthscale!r}"
+        )
+    instances = [i for i, k in enumerate(specs) if isinstance(k, Kernel)]
     if not instances or (len(instances) < len(specs) and not per_channel):
         return  # the named kernels take it
     which = (
@@ -412,6 +465,22 @@ def check_lengthscale(
     raise ValidationError(
         f"lengthscale: expected None for {which} (an instance's hyper-parameters are taken as "
         f"given; set its lengthscale directly), found {lengthscale!r}"
+    )
+
+
+_no_lengthscale_text = (
+    "no factor of it takes a lengthscale in time steps: 'white' has none, and a periodic "
+    "factor's is relative to its period and starts at settings.PERIODIC_LENGTHSCALE"
+)
+
+
+def _takes_lengthscale(name: str) -> bool:
+    """Whether :func:`build_kernel` gives the ``lengthscale`` argument to a factor of the
+    name (a non-periodic factor that takes one)."""
+    return any(
+        _REGISTRY[f].lengthscale and not _REGISTRY[f].periodic
+        for term in parse_kernel_name(name)
+        for f in term
     )
 
 
@@ -457,14 +526,14 @@ def _periods_arg(period: float | Sequence[float] | None, n: int, spec: str) -> l
             f"period: expected the period of the periodic kernel in {spec!r} (in time steps), "
             "found None"
         )
-    values = [period] if isinstance(period, (int, float)) else list(period)
+    values = [period] if isinstance(period, numbers.Real) else list(cast(Sequence[float], period))
     if len(values) == 1:
         values = values * n
     if len(values) != n:
         raise ValidationError(f"period: {periods_text(n, spec)}, found {len(values)}")
     out = []
     for v in values:
-        ok = isinstance(v, (int, float)) and not isinstance(v, bool)
+        ok = isinstance(v, numbers.Real) and not isinstance(v, bool)
         if not ok or not 0 < float(v) < float("inf"):
             raise ValidationError(f"period: expected finite positive periods, found {v!r}")
         out.append(float(v))

@@ -48,6 +48,8 @@ from tqdm.auto import tqdm
 from gpvae.batch import Batch
 from gpvae.errors import NumericalError, ValidationError, invalid
 from gpvae.gp import release_arenas
+from gpvae.gp.prior import GPPrior
+from gpvae.kernels import Kernel
 from gpvae.model import ELBOResult
 from gpvae.rng import batch_rows
 from gpvae.training.distributed import Communicator, is_peer_failure, peer_error
@@ -221,16 +223,20 @@ def make_optimizer(
 ) -> torch.optim.Optimizer:
     """The optimiser named in ``config`` over the trainable parameters.
 
-    Given a module, the parameters of its GP prior (names starting with ``prior.``: the
-    kernel hyper-parameters) form a group of their own with learning rate
-    ``config.kernel_lr`` (None: ``config.lr``).
+    Given a module, the kernel hyper-parameters form a group of their own with learning
+    rate ``config.kernel_lr`` (None: ``config.lr``): the parameters of its GP prior (names
+    starting with ``prior.``) and of every other GP prior or kernel inside it (e.g. the
+    noise GP of the ``gaussian_gp`` likelihood, ``likelihood.gp.``).
     """
     if isinstance(params, nn.Module):
         named = [(n, p) for n, p in params.named_parameters() if p.requires_grad]
+        inner = [n for n, m in params.named_modules() if n and isinstance(m, (GPPrior, Kernel))]
+        gps = ("prior.", *(f"{n}." for n in inner))
     else:
         named = [("", p) for p in params if p.requires_grad]
-    kernel = [p for n, p in named if n.startswith("prior.")]
-    rest = [p for n, p in named if not n.startswith("prior.")]
+        gps = ("prior.",)
+    kernel = [p for n, p in named if n.startswith(gps)]
+    rest = [p for n, p in named if not n.startswith(gps)]
     kernel_lr = config.lr if config.kernel_lr is None else config.kernel_lr
     groups: list[dict[str, Any]] = [{"params": rest}] if rest or not kernel else []
     if kernel:
