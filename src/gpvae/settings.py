@@ -186,8 +186,9 @@ PERIODIC_HARMONICS = 3
 #: not in time steps like :data:`DEFAULT_LENGTHSCALE`).
 PERIODIC_LENGTHSCALE = 1.0
 #: In a product of a periodic kernel with a Matern kernel given by name (quasi-periodic,
-#: ``"periodic*matern32"``), the Matern lengthscale starts at this many periods: the season's
-#: shape drifts over a few periods.
+#: ``"periodic*matern32"``), the Matern lengthscale starts at this many periods when no
+#: ``lengthscale`` is given (a given one starts it): the season's shape drifts over a few
+#: periods.
 QUASI_PERIODIC_DECAY = 4.0
 #: A ``trend`` kernel given by name starts with this fraction of the training span (in time
 #: steps) as its lengthscale, so that forecasts keep the recent level and slope.

@@ -85,8 +85,9 @@ def _check_kernels(kernels: Sequence[Kernel]) -> list[Kernel]:
             raise InputTypeError(f"kernels: expected Kernel instances, found {type(k).__name__}")
         if not k.has_state_space:
             raise ValidationError(
-                "kernel: expected a kernel with a state-space form (Matern12/32/52 or sums of "
-                f"them, on 1-D inputs) for the markov backend, found {k!r}"
+                "kernel: expected a kernel with a state-space form (Matern12/32/52, Trend, "
+                "HarmonicPeriodic, and sums and products of them, on 1-D inputs) for the markov "
+                f"backend, found {k!r}"
             )
     return kernels
 

@@ -264,7 +264,8 @@ class GPPrior(nn.Module):
                 if not k.has_state_space:
                     raise ValidationError(
                         f"kernel: backend={backend!r} needs kernels with a state-space form "
-                        f"(Matern12/32/52 or sums of them), found {type(k).__name__} for "
+                        "(Matern12/32/52, Trend, HarmonicPeriodic, and sums and products of "
+                        f"them), found {type(k).__name__} for "
                         f"channel {i}; use backend='dense' or 'auto'"
                     )
 

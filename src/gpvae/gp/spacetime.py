@@ -124,7 +124,8 @@ class SpaceTimeGPPosterior(GPPosterior):
         if not spacetime_supported(self.kernels, d):
             raise ValidationError(
                 "kernel: the spacetime and sparse backends need SpaceTime kernels whose "
-                "temporal part has a state-space form (Matern12/32/52 or sums of them) on "
+                "temporal part has a state-space form (Matern12/32/52, Trend, HarmonicPeriodic, "
+                "and sums and products of them) on "
                 f"d >= 2 index points, or purely spatial kernels, for every channel; found "
                 f"{[type(k).__name__ for k in self.kernels]} on d = {d}"
             )
