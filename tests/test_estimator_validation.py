@@ -163,6 +163,11 @@ def test_validation_split_sources() -> None:
     assert v_tgt.num_observed > 0
     with pytest.raises(ValidationError, match=r"^X_val_target"):
         validation_split(ss, None, ss, pattern="points", **kw)
+    # training series cut into windows later: points are held out here, of whole series
+    train, (v_in, v_tgt) = validation_split(ss, None, None, pattern="points", windows=True, **kw)
+    assert train is v_in
+    assert train.num_observed + v_tgt.num_observed == ss.num_observed
+    assert validation_split(ss, ss, None, pattern="points", windows=True, **kw) == (ss, None)
 
 
 def test_fit_validates_and_calibrates_on_hidden_blocks() -> None:
@@ -194,6 +199,40 @@ def test_fit_with_val_pattern_blocks_runs_and_rejects_target_without_x_val() -> 
     assert all(np.isfinite(h["val_score"]) for h in est.history_)
     with pytest.raises(ValidationError, match=r"^X_val_target"):
         GPVAE(**FAST).fit(X, X_val_target=full)
+
+
+def test_points_held_out_with_window_are_hidden_in_every_window(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    """With ``window`` the default points hold-out is drawn on the whole series before it
+    is cut into half-overlapping windows: no validation target is observed in any training
+    window (drawn per window, most stayed observed in the window next to theirs)."""
+    import gpvae.estimator.estimator as estimator_module
+
+    sessions = []
+
+    class Spy(estimator_module.FitSession):  # type: ignore[misc, name-defined]
+        def __init__(self, *args: object, **kwargs: object) -> None:
+            super().__init__(*args, **kwargs)
+            sessions.append(self)
+
+    monkeypatch.setattr(estimator_module, "FitSession", Spy)
+    X, _ = _sines(1, 200, missing=0.1)
+    GPVAE(**{**FAST, "epochs": 1}, window=20).fit(X)
+    session = sessions[0]
+
+    def entries(data: object) -> set[tuple[float, int]]:
+        return {
+            (float(t[k]), int(d))
+            for v, t in zip(data.values, data.times)  # type: ignore[attr-defined]
+            for k, d in zip(*np.nonzero(~np.isnan(v)))
+        }
+
+    assert session.train_input.num_series > 10  # the windows
+    targets = entries(session.val_target)
+    assert len(targets) > 0.05 * (~np.isnan(X)).sum()
+    assert not targets & entries(session.train_input)
+    assert not targets & entries(session.val_input)
 
 
 def test_mask_settings_are_saved(tmp_path: Path) -> None:

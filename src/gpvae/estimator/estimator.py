@@ -178,7 +178,9 @@ class GPVAE(AnomalyMethods, ForecastMethods, SpatialMethods, PersistenceMethods)
             and :data:`gpvae.settings.KERNEL_LR`).
         window: train on overlapping windows of this many steps of each series (half
             overlapping), which gives a long series many optimiser steps per epoch; None:
-            whole series. Predictions always condition on the whole series given.
+            whole series. Predictions always condition on the whole series given. Validation
+            entries held out of the training data are drawn before the series are cut, so
+            each is hidden in every window that holds it, and scored on the whole series.
         forecast_horizon: calibrate the forecast intervals for this many steps ahead after
             fit, by rolling-origin forecasts inside the training data (or on a held-out
             tail: :data:`gpvae.settings.FORECAST_HOLDOUT_ORIGINS`), per feature and horizon
@@ -612,7 +614,12 @@ class GPVAE(AnomalyMethods, ForecastMethods, SpatialMethods, PersistenceMethods)
         hiding = (self.val_pattern, self.val_fraction, self.block_lengths, self.seed)
         data = (X, times, X_val, times_val, X_val_target)
         full_set, train_set, val_set, validation, scaler = fit_inputs(
-            *data, binary=binary, comm=comm, sharded=sharded, hiding=hiding
+            *data,
+            binary=binary,
+            comm=comm,
+            sharded=sharded,
+            hiding=hiding,
+            windows=self.window is not None,
         )
         D = full_set.num_features
         H = self.forecast_horizon if self.posterior == "structured" else None

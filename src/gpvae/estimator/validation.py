@@ -10,7 +10,10 @@ Three sources of validation targets, in order of preference:
    of one feature hidden from ``X_val`` (or, without ``X_val``, from the training data, which
    then trains without them), so that early stopping scores gaps longer than one step.
 3. **Points** (``val_pattern="points"``, the default): the fit session's own random hold-out
-   (:class:`~gpvae.training.FitSession`), unchanged.
+   (:class:`~gpvae.training.FitSession`), unchanged; but when the training series are cut
+   into windows (``window``), the points are held out here, of the whole series before they
+   are cut, as blocks are: the windows overlap, and an entry held out of one window alone
+   would stay observed in its neighbour, which trains on it.
 
 The pairs are returned in original units; the session standardises them.
 """
@@ -118,10 +121,14 @@ def validation_split(
     fraction: float,
     lengths: tuple[int, int],
     seed: int,
+    windows: bool = False,
 ) -> tuple[SeriesSet, tuple[SeriesSet, SeriesSet] | None]:
     """(training input, (validation input, validation targets) or None).
 
     None leaves the validation split to the fit session (points, ``val_fraction``).
+    Entries held out of the training series (no ``val_set``) are missing from the returned
+    training input: cut into windows afterwards, every window that holds such an entry
+    lacks it.
 
     Args:
         train_set: the training series.
@@ -131,17 +138,24 @@ def validation_split(
         fraction: share of observed entries to hold out.
         lengths: (shortest, longest) block length.
         seed: the estimator's seed.
+        windows: the training series are cut into windows after this split: points held
+            out of them are drawn here, of the whole series (in one process, the draws
+            the fit session would make of them), not by the session of each window.
     """
     if target_set is not None:
         if val_set is None:
             raise ValidationError("X_val_target: expected X_val as well (the model's input)")
         return train_set, (val_set, hidden_targets(val_set, target_set))
-    if pattern != "blocks" or fraction <= 0:
+    whole_points = pattern == "points" and windows and val_set is None
+    if fraction <= 0 or not (pattern == "blocks" or whole_points):
         return train_set, None
     source = val_set if val_set is not None else train_set
-    kept, held = hold_out_blocks(source, fraction, lengths, seed=seed_for(seed, 13))
-    if held.num_observed == 0:
-        return train_set, None
+    if whole_points:  # the session's draws (seed_for(seed, 10)), on the whole series
+        kept, held = source.hold_out(fraction, seed=seed_for(seed, 10))
+    else:
+        kept, held = hold_out_blocks(source, fraction, lengths, seed=seed_for(seed, 13))
+        if held.num_observed == 0:
+            return train_set, None
     if val_set is None:
         return kept, (kept, held)  # the training input loses the held-out blocks
     return train_set, (kept, held)
