@@ -193,6 +193,41 @@ def test_fit_validates_and_calibrates_on_hidden_blocks() -> None:
     assert np.array_equal(res.mean[~hidden_te], Xte[~hidden_te])
 
 
+def _target_warnings(*args: object, **kwargs: object) -> list[str]:
+    """The X_val_target warnings of a quick fit."""
+    with warnings.catch_warnings(record=True) as caught:
+        warnings.simplefilter("always")
+        GPVAE(**{**FAST, "epochs": 1}).fit(*args, **kwargs)
+    return [str(w.message) for w in caught if str(w.message).startswith("X_val_target")]
+
+
+def test_hidden_targets_observed_in_the_training_data_warn() -> None:
+    """fit(X_true, X_val=X_masked, X_val_target=X_true) trained on the very entries it
+    validates on, without a word: it warns with their count (arrays: the series at the same
+    position with the same values; long frames: the same id, at the same times). X with
+    them hidden, or validation series of their own (same shapes), do not warn."""
+    X, _ = _sines(12, 30, missing=0.1)
+    hide = ~np.isnan(X) & (np.random.default_rng(3).random(X.shape) < 0.1)
+    X_masked = np.where(hide, np.nan, X)
+    (message,) = _target_warnings(X, X_val=X_masked, X_val_target=X)
+    assert f"found {hide.sum()} of its {hide.sum()} observed in X" in message
+    assert not _target_warnings(X_masked, X_val=X_masked, X_val_target=X)
+    other, _ = _sines(12, 30, seed=1, missing=0.1)
+    assert not _target_warnings(other, X_val=X_masked, X_val_target=X)
+
+    # long frames: by id, in another order, at the times both hold
+    def long(A: np.ndarray, ids: list[str], start: int = 0) -> pd.DataFrame:
+        rows = [(i, float(t), *r) for i, a in zip(ids, A) for t, r in enumerate(a[start:], start)]
+        return pd.DataFrame(rows, columns=["id", "time", "a", "b"])
+
+    ids = [f"s{i}" for i in range(12)]
+    train = long(X[::-1], ids[::-1], start=10)  # X's steps 10.. of every series
+    (message,) = _target_warnings(
+        train, X_val=long(X_masked[:4], ids[:4]), X_val_target=long(X[:4], ids[:4])
+    )
+    assert f"found {hide[:4, 10:].sum()} of its {hide[:4].sum()} observed" in message
+
+
 def test_fit_with_val_pattern_blocks_runs_and_rejects_target_without_x_val() -> None:
     X, full = _sines(20, 30)
     est = GPVAE(**FAST, val_pattern="blocks", block_lengths=(3, 6)).fit(X)

@@ -20,6 +20,8 @@ The pairs are returned in original units; the session standardises them.
 
 from __future__ import annotations
 
+import warnings
+
 import numpy as np
 
 from gpvae.arguments import check_name, float_arg
@@ -28,7 +30,7 @@ from gpvae.data.holdout import HIDE_PATTERNS, MASK_PATTERNS, check_lengths, hold
 from gpvae.errors import ShapeError, ValidationError, invalid
 from gpvae.rng import seed_for
 
-__all__ = ["hidden_targets", "hiding_args", "validation_split"]
+__all__ = ["hidden_targets", "hiding_args", "trained_targets", "validation_split"]
 
 
 def hiding_args(
@@ -112,6 +114,41 @@ def hidden_targets(val_set: SeriesSet, target_set: SeriesSet) -> SeriesSet:
     return out
 
 
+def _agree(a: np.ndarray, b: np.ndarray) -> bool:
+    """True when ``a`` and ``b`` (same shape) hold equal values wherever both are observed,
+    and both are observed somewhere."""
+    both = ~np.isnan(a) & ~np.isnan(b)
+    return bool(both.any()) and np.array_equal(a[both], b[both])
+
+
+def trained_targets(train_set: SeriesSet, val_set: SeriesSet, targets: SeriesSet) -> int:
+    """How many hidden validation entries (``targets``, aligned with ``val_set``) are
+    observed in the training data: in a series of ``X`` that is the same series as one of
+    ``X_val`` (the same id when both are long DataFrames; else at the same position, of the
+    same shape and times, with equal values wherever both are observed), at the same time
+    and feature."""
+    ids, train_ids = val_set.layout.series_ids, train_set.layout.series_ids
+    if ids is not None and train_ids is not None:
+        where = {k: i for i, k in enumerate(train_ids)}
+        pairs = [(j, where[k]) for j, k in enumerate(ids) if k in where]
+    else:
+        pairs = [
+            (j, j)
+            for j in range(min(val_set.num_series, train_set.num_series))
+            if val_set.values[j].shape == train_set.values[j].shape
+            and np.array_equal(val_set.times[j], train_set.times[j])
+            and _agree(val_set.values[j], train_set.values[j])
+        ]
+    count = 0
+    for j, i in pairs:
+        _, at_val, at_train = np.intersect1d(
+            val_set.times[j], train_set.times[i], return_indices=True
+        )
+        held = ~np.isnan(targets.values[j][at_val])
+        count += int((held & ~np.isnan(train_set.values[i][at_train])).sum())
+    return count
+
+
 def validation_split(
     train_set: SeriesSet,
     val_set: SeriesSet | None,
@@ -145,7 +182,19 @@ def validation_split(
     if target_set is not None:
         if val_set is None:
             raise ValidationError("X_val_target: expected X_val as well (the model's input)")
-        return train_set, (val_set, hidden_targets(val_set, target_set))
+        held = hidden_targets(val_set, target_set)
+        trained = trained_targets(train_set, val_set, held)
+        if trained:
+            warnings.warn(
+                f"X_val_target: expected its hidden entries (missing in X_val) to be missing "
+                f"in the training data X too, found {trained} of its {held.num_observed} "
+                "observed in X, in the same series: the model trains on the entries that "
+                "choose its epoch and calibrate its intervals; hide them in X as well "
+                "(fit(X_masked, X_val=X_masked, X_val_target=X_true))",
+                UserWarning,
+                stacklevel=4,  # the caller of GPVAE.fit (via fit_inputs)
+            )
+        return train_set, (val_set, held)
     whole_points = pattern == "points" and windows and val_set is None
     if fraction <= 0 or not (pattern == "blocks" or whole_points):
         return train_set, None
