@@ -126,8 +126,11 @@ class GPVAE(AnomalyMethods, ForecastMethods, SpatialMethods, PersistenceMethods)
             loss) before stopping (None: never).
         val_fraction: share of observed entries held out as validation targets (of
             ``X_val`` when given, else of the training data, which then trains without them);
-            0 turns early stopping on a held-out score off: the training loss then decides
-            when to stop and which epoch's weights are kept (the lowest; not the last).
+            0 holds nothing out: without ``X_val``, the training loss then decides when to
+            stop and which epoch's weights are kept (the lowest; not the last); with
+            ``X_val``, the reconstruction error (MAE) of ``X_val``'s own observed entries
+            does, entries the model sees (no held-out score: ``interp_blend`` refuses and
+            ``calibrate`` warns, unless the series of ``X_val`` are not training series).
             Unused with ``X_val_target``.
         val_pattern: the held-out validation entries are ``"points"`` or ``"blocks"`` (runs
             of ``block_lengths`` steps of one feature: choose it when the gaps are blocks).
