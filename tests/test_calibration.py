@@ -21,6 +21,8 @@ from gpvae.estimator.calibration import (
     calibration_steps,
     fit_interval_scales,
     fresh_holdouts,
+    gap_shape,
+    hidden_runs,
 )
 from gpvae.model import sorted_quantiles
 
@@ -463,6 +465,71 @@ def test_fresh_holdouts_hide_new_entries_of_the_whole_series(pattern: str) -> No
     np.testing.assert_array_equal(alone[0][1].values[0], pairs[0][1].values[3])
     # nothing to hide: no new hold-outs
     assert fresh_holdouts(inputs, inputs, pattern, (3, 6), seed=0) == []
+
+
+def test_hidden_runs_follow_each_features_observed_entries() -> None:
+    """A run is a longest sequence of a feature's observed entries all held out: feature 1,
+    observed at even steps, hidden at steps 4 and 6, is one run of 2 entries over 3 steps.
+    Most runs of two entries or more are blocks (lengths: the spans' 10th-90th
+    percentiles); lone points are points."""
+    v = np.arange(20.0).reshape(10, 2)
+    v[1::2, 1] = np.nan
+    hide = np.zeros(v.shape, bool)
+    hide[2:5, 0] = hide[8, 0] = True  # a run of 3 and a lone entry
+    hide[[4, 6], 1] = True
+    inputs = to_series_set(np.where(hide, np.nan, v)[None])
+    targets = to_series_set(np.where(hide, v, np.nan)[None], allow_empty_series=True)
+    sizes, spans = hidden_runs(inputs, targets)
+    assert sorted(zip(sizes.tolist(), spans.tolist())) == [(1, 1), (2, 3), (3, 3)]
+    assert gap_shape(np.array([1, 1, 1, 2]), np.array([1, 1, 1, 2])) is None
+    assert gap_shape(np.zeros(0, int), np.zeros(0, int)) is None
+    assert gap_shape(np.array([2, 5, 9]), np.array([2, 5, 9])) == (2, 9)
+
+
+def _blocks_and_points(seed: int) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """Complete sinusoids (n, 96, 3), and the same with blocks of 8-20 steps of a feature
+    hidden (about 15% of the entries), and with 15% single points hidden."""
+    from gpvae.data.holdout import hold_out_blocks
+
+    rng = np.random.default_rng(seed)
+    t = np.arange(96)[None, :, None]
+    full = np.sin(t / 6 + rng.uniform(0, 6, (24, 1, 3))) + 0.1 * rng.standard_normal((24, 96, 3))
+    blocks = np.stack(hold_out_blocks(to_series_set(full), 0.15, (8, 20), seed=seed)[0].values)
+    points = np.where(rng.random(full.shape) < 0.15, np.nan, full)
+    return full, blocks, points
+
+
+def test_new_holdouts_take_the_shape_of_the_users_hidden_entries(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    """Validation series held out of training, their hidden ground truth from X_val_target
+    in blocks of 8-20 steps, ``val_pattern`` and ``mask_pattern`` left at points: the
+    intervals are calibrated on new block hold-outs as long as the user's blocks (they were
+    points: 90% intervals then covered 64% of new blocks in audit S's case). Hidden single
+    points keep points, and ``mask_pattern="blocks"`` keeps its own blocks."""
+    import gpvae.estimator.estimator as estimator_module
+
+    seen: list[object] = []
+    calibrate_fit = estimator_module.calibrate_fit
+
+    def spy(*args: object) -> np.ndarray:
+        seen.append(args[2] if len(args) > 2 else None)
+        return calibrate_fit(*args)  # type: ignore[arg-type]
+
+    monkeypatch.setattr(estimator_module, "calibrate_fit", spy)
+    train, _, _ = _blocks_and_points(0)
+    full, blocks, points = _blocks_and_points(1)
+    GPVAE(**FAST, epochs=1).fit(train, X_val=blocks, X_val_target=full)
+    pattern, (lo, hi) = seen[-1]  # type: ignore[misc]
+    assert pattern == "blocks"
+    assert 8 <= lo <= 12
+    assert 18 <= hi <= 30
+    GPVAE(**FAST, epochs=1).fit(train, X_val=points, X_val_target=full)
+    assert seen[-1] == ("points", (2, 24))
+    GPVAE(**FAST, epochs=1, mask_pattern="blocks", block_lengths=(3, 4)).fit(
+        train, X_val=points, X_val_target=full
+    )
+    assert seen[-1] == ("blocks", (3, 4))
 
 
 def test_blocks_are_calibrated_on_blocks_not_on_the_easy_validation_points() -> None:

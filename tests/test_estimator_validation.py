@@ -163,6 +163,11 @@ def test_validation_split_sources() -> None:
     assert v_tgt.num_observed > 0
     with pytest.raises(ValidationError, match=r"^X_val_target"):
         validation_split(ss, None, ss, pattern="points", **kw)
+    # training series cut into windows later: points are held out here, of whole series
+    train, (v_in, v_tgt) = validation_split(ss, None, None, pattern="points", windows=True, **kw)
+    assert train is v_in
+    assert train.num_observed + v_tgt.num_observed == ss.num_observed
+    assert validation_split(ss, ss, None, pattern="points", windows=True, **kw) == (ss, None)
 
 
 def test_fit_validates_and_calibrates_on_hidden_blocks() -> None:
@@ -188,12 +193,81 @@ def test_fit_validates_and_calibrates_on_hidden_blocks() -> None:
     assert np.array_equal(res.mean[~hidden_te], Xte[~hidden_te])
 
 
+def _target_warnings(*args: object, **kwargs: object) -> list[str]:
+    """The X_val_target warnings of a quick fit."""
+    with warnings.catch_warnings(record=True) as caught:
+        warnings.simplefilter("always")
+        GPVAE(**{**FAST, "epochs": 1}).fit(*args, **kwargs)
+    return [str(w.message) for w in caught if str(w.message).startswith("X_val_target")]
+
+
+def test_hidden_targets_observed_in_the_training_data_warn() -> None:
+    """fit(X_true, X_val=X_masked, X_val_target=X_true) trained on the very entries it
+    validates on, without a word: it warns with their count (arrays: the series at the same
+    position with the same values; long frames: the same id, at the same times). X with
+    them hidden, or validation series of their own (same shapes), do not warn."""
+    X, _ = _sines(12, 30, missing=0.1)
+    hide = ~np.isnan(X) & (np.random.default_rng(3).random(X.shape) < 0.1)
+    X_masked = np.where(hide, np.nan, X)
+    (message,) = _target_warnings(X, X_val=X_masked, X_val_target=X)
+    assert f"found {hide.sum()} of its {hide.sum()} observed in X" in message
+    assert not _target_warnings(X_masked, X_val=X_masked, X_val_target=X)
+    other, _ = _sines(12, 30, seed=1, missing=0.1)
+    assert not _target_warnings(other, X_val=X_masked, X_val_target=X)
+
+    # long frames: by id, in another order, at the times both hold
+    def long(A: np.ndarray, ids: list[str], start: int = 0) -> pd.DataFrame:
+        rows = [(i, float(t), *r) for i, a in zip(ids, A) for t, r in enumerate(a[start:], start)]
+        return pd.DataFrame(rows, columns=["id", "time", "a", "b"])
+
+    ids = [f"s{i}" for i in range(12)]
+    train = long(X[::-1], ids[::-1], start=10)  # X's steps 10.. of every series
+    (message,) = _target_warnings(
+        train, X_val=long(X_masked[:4], ids[:4]), X_val_target=long(X[:4], ids[:4])
+    )
+    assert f"found {hide[:4, 10:].sum()} of its {hide[:4].sum()} observed" in message
+
+
 def test_fit_with_val_pattern_blocks_runs_and_rejects_target_without_x_val() -> None:
     X, full = _sines(20, 30)
     est = GPVAE(**FAST, val_pattern="blocks", block_lengths=(3, 6)).fit(X)
     assert all(np.isfinite(h["val_score"]) for h in est.history_)
     with pytest.raises(ValidationError, match=r"^X_val_target"):
         GPVAE(**FAST).fit(X, X_val_target=full)
+
+
+def test_points_held_out_with_window_are_hidden_in_every_window(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    """With ``window`` the default points hold-out is drawn on the whole series before it
+    is cut into half-overlapping windows: no validation target is observed in any training
+    window (drawn per window, most stayed observed in the window next to theirs)."""
+    import gpvae.estimator.estimator as estimator_module
+
+    sessions = []
+
+    class Spy(estimator_module.FitSession):  # type: ignore[misc, name-defined]
+        def __init__(self, *args: object, **kwargs: object) -> None:
+            super().__init__(*args, **kwargs)
+            sessions.append(self)
+
+    monkeypatch.setattr(estimator_module, "FitSession", Spy)
+    X, _ = _sines(1, 200, missing=0.1)
+    GPVAE(**{**FAST, "epochs": 1}, window=20).fit(X)
+    session = sessions[0]
+
+    def entries(data: object) -> set[tuple[float, int]]:
+        return {
+            (float(t[k]), int(d))
+            for v, t in zip(data.values, data.times)  # type: ignore[attr-defined]
+            for k, d in zip(*np.nonzero(~np.isnan(v)))
+        }
+
+    assert session.train_input.num_series > 10  # the windows
+    targets = entries(session.val_target)
+    assert len(targets) > 0.05 * (~np.isnan(X)).sum()
+    assert not targets & entries(session.train_input)
+    assert not targets & entries(session.val_input)
 
 
 def test_mask_settings_are_saved(tmp_path: Path) -> None:

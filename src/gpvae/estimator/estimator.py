@@ -54,7 +54,7 @@ from gpvae.estimator.assembly import (
     resolve_device,
 )
 from gpvae.estimator.blending import fit_blend
-from gpvae.estimator.calibration import held_out_of_training
+from gpvae.estimator.calibration import gap_shape, held_out_of_training, hidden_runs
 from gpvae.estimator.context import PredictContext
 from gpvae.estimator.differencing import check_levels_method, difference_arg, increments_of
 from gpvae.estimator.fitting import calibrate_fit, fit_inputs, fit_periods, windowed
@@ -80,6 +80,7 @@ from gpvae.nets.interp import cross_options
 from gpvae.nets.registry import decoder_key, encoder_key
 from gpvae.posteriors import posterior_key
 from gpvae.training import OPTIMIZERS, FitSession, SessionConfig, TrainConfig, distributed
+from gpvae.training.distributed import Communicator
 
 __all__ = ["GPVAE"]
 
@@ -135,8 +136,11 @@ class GPVAE(AnomalyMethods, ForecastMethods, SpatialMethods, PersistenceMethods)
             loss) before stopping (None: never).
         val_fraction: share of observed entries held out as validation targets (of
             ``X_val`` when given, else of the training data, which then trains without them);
-            0 turns early stopping on a held-out score off: the training loss then decides
-            when to stop and which epoch's weights are kept (the lowest; not the last).
+            0 holds nothing out: without ``X_val``, the training loss then decides when to
+            stop and which epoch's weights are kept (the lowest; not the last); with
+            ``X_val``, the reconstruction error (MAE) of ``X_val``'s own observed entries
+            does, entries the model sees (no held-out score: ``interp_blend`` refuses and
+            ``calibrate`` warns, unless the series of ``X_val`` are not training series).
             Unused with ``X_val_target``.
         val_pattern: the held-out validation entries are ``"points"`` or ``"blocks"`` (runs
             of ``block_lengths`` steps of one feature: choose it when the gaps are blocks).
@@ -165,9 +169,10 @@ class GPVAE(AnomalyMethods, ForecastMethods, SpatialMethods, PersistenceMethods)
         calibrate: after fit, rescale the imputation intervals per feature so that they
             cover held-out entries at their nominal levels: with ``X_val`` holding no
             training series, new hold-outs of the validation series shaped like the gaps
-            (blocks when ``mask_pattern`` or ``val_pattern`` is ``"blocks"``), else the
-            validation hold-out (at most
-            :data:`gpvae.settings.CALIBRATION_ENTRIES` random entries per feature;
+            (blocks of ``block_lengths`` when ``mask_pattern`` or ``val_pattern`` is
+            ``"blocks"``; else, with ``X_val_target``, blocks as long as its hidden entries'
+            runs when most of them come in runs; else points), else the validation hold-out
+            (at most :data:`gpvae.settings.CALIBRATION_ENTRIES` random entries per feature;
             :mod:`gpvae.estimator.calibration`; needs held-out validation entries,
             ``val_fraction > 0``, ``X_val_target`` or ``X_val`` series not trained on,
             else fit warns and leaves the intervals as they are; not for ``"bernoulli"``).
@@ -196,7 +201,9 @@ class GPVAE(AnomalyMethods, ForecastMethods, SpatialMethods, PersistenceMethods)
             :data:`gpvae.settings.KERNEL_LR`).
         window: train on overlapping windows of this many steps of each series (half
             overlapping), which gives a long series many optimiser steps per epoch; None:
-            whole series. Predictions always condition on the whole series given.
+            whole series. Predictions always condition on the whole series given. Validation
+            entries held out of the training data are drawn before the series are cut, so
+            each is hidden in every window that holds it, and scored on the whole series.
         forecast_horizon: calibrate the forecast intervals for this many steps ahead after
             fit, by rolling-origin forecasts inside the training data (or on a held-out
             tail: :data:`gpvae.settings.FORECAST_HOLDOUT_ORIGINS`), per feature and horizon
@@ -532,7 +539,9 @@ class GPVAE(AnomalyMethods, ForecastMethods, SpatialMethods, PersistenceMethods)
         hidden ground truth); else a ``val_fraction`` share of the observed entries of
         ``X_val`` when given (the rest is the input), or of ``X`` (hidden from the training
         input), as single entries or as blocks (``val_pattern``). The weights with the best
-        score are kept, and the imputation intervals are calibrated on the same entries.
+        score are kept, and the imputation intervals are calibrated on the same entries,
+        or, when no series of ``X_val`` is a training series, on new hold-outs of its
+        series shaped like the gaps (``calibrate``).
         Series with a single time step are accepted; series with no observed entry are left
         out of training (with a warning).
 
@@ -630,7 +639,12 @@ class GPVAE(AnomalyMethods, ForecastMethods, SpatialMethods, PersistenceMethods)
         hiding = (self.val_pattern, self.val_fraction, self.block_lengths, self.seed)
         data = (X, times, X_val, times_val, X_val_target)
         full_set, train_set, val_set, validation, scaler = fit_inputs(
-            *data, binary=binary, comm=comm, sharded=sharded, hiding=hiding
+            *data,
+            binary=binary,
+            comm=comm,
+            sharded=sharded,
+            hiding=hiding,
+            windows=self.window is not None,
         )
         D = full_set.num_features
         H = self.forecast_horizon if self.posterior == "structured" else None
@@ -670,7 +684,8 @@ class GPVAE(AnomalyMethods, ForecastMethods, SpatialMethods, PersistenceMethods)
                     stacklevel=2,
                 )
         if self.calibrate and not binary:
-            fresh = self._fresh_holdouts(full_set, val_set)
+            truth = validation if X_val_target is not None else None  # user's hidden entries
+            fresh = self._fresh_holdouts(full_set, val_set, truth, comm if sharded else None)
             if session.val_input is not None and (held_out or fresh is not None):
                 ctx = replace(ctx, blend_weight=blend)
                 scale = calibrate_fit(ctx, session, fresh)
@@ -714,14 +729,30 @@ class GPVAE(AnomalyMethods, ForecastMethods, SpatialMethods, PersistenceMethods)
         return self
 
     def _fresh_holdouts(
-        self, train_set: SeriesSet, val_set: SeriesSet | None
+        self,
+        train_set: SeriesSet,
+        val_set: SeriesSet | None,
+        given: tuple[SeriesSet, SeriesSet] | None = None,
+        comm: Communicator | None = None,
     ) -> tuple[str, tuple[int, int]] | None:
         """(pattern, block lengths) of the new hold-outs the intervals are calibrated on
-        when the validation series were held out of training, else None."""
+        when the validation series were held out of training, else None: blocks of
+        ``block_lengths`` when ``mask_pattern`` or ``val_pattern`` is ``"blocks"``; else
+        shaped like the hidden entries of ``X_val_target`` (``given``, the validation input
+        and targets; :func:`~gpvae.estimator.calibration.gap_shape`, over every process's
+        with ``comm``); else points."""
+        lengths = None
+        if given is not None:  # in every process, before any returns
+            runs = hidden_runs(*given)
+            if comm is not None:
+                sizes, spans = zip(*comm.all_gather(runs))
+                runs = (np.concatenate(sizes), np.concatenate(spans))
+            lengths = gap_shape(*runs)
         if not held_out_of_training(train_set, val_set):
             return None
-        blocks = "blocks" in (self.mask_pattern, self.val_pattern)
-        return ("blocks" if blocks else "points", self.block_lengths)
+        if "blocks" in (self.mask_pattern, self.val_pattern):
+            return ("blocks", self.block_lengths)
+        return ("points", self.block_lengths) if lengths is None else ("blocks", lengths)
 
     # ------------------------------------------------------------------ impute
 

@@ -302,6 +302,7 @@ def fit_inputs(
     comm: Communicator | None,
     sharded: bool,
     hiding: tuple[str, float, tuple[int, int], int],
+    windows: bool = False,
 ) -> tuple[SeriesSet, SeriesSet, SeriesSet | None, tuple[SeriesSet, SeriesSet] | None, Scaler]:
     """(all training series, training input, validation series, validation pair or None,
     scaler) of a fit: the training input lacks the blocks held out for validation.
@@ -311,6 +312,8 @@ def fit_inputs(
     with one error. The validation pair is
     :func:`~gpvae.estimator.validation.validation_split`'s for ``hiding`` = (val_pattern,
     val_fraction, block_lengths, seed); with ``sharded``, each process hides its own blocks.
+    ``windows``: the training input is cut into windows afterwards (``window``), so points
+    held out of it are drawn here too, of the whole series.
     """
     if comm is None:
         full_set, val_set, target_set, scaler = fit_data(
@@ -337,6 +340,7 @@ def fit_inputs(
             fraction=fraction,
             lengths=lengths,
             seed=seed,
+            windows=windows,
         )
     return full_set, train_set, val_set, validation, scaler
 

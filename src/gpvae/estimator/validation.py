@@ -10,12 +10,17 @@ Three sources of validation targets, in order of preference:
    of one feature hidden from ``X_val`` (or, without ``X_val``, from the training data, which
    then trains without them), so that early stopping scores gaps longer than one step.
 3. **Points** (``val_pattern="points"``, the default): the fit session's own random hold-out
-   (:class:`~gpvae.training.FitSession`), unchanged.
+   (:class:`~gpvae.training.FitSession`), unchanged; but when the training series are cut
+   into windows (``window``), the points are held out here, of the whole series before they
+   are cut, as blocks are: the windows overlap, and an entry held out of one window alone
+   would stay observed in its neighbour, which trains on it.
 
 The pairs are returned in original units; the session standardises them.
 """
 
 from __future__ import annotations
+
+import warnings
 
 import numpy as np
 
@@ -25,7 +30,7 @@ from gpvae.data.holdout import HIDE_PATTERNS, MASK_PATTERNS, check_lengths, hold
 from gpvae.errors import ShapeError, ValidationError, invalid
 from gpvae.rng import seed_for
 
-__all__ = ["hidden_targets", "hiding_args", "validation_split"]
+__all__ = ["hidden_targets", "hiding_args", "trained_targets", "validation_split"]
 
 
 def hiding_args(
@@ -109,6 +114,41 @@ def hidden_targets(val_set: SeriesSet, target_set: SeriesSet) -> SeriesSet:
     return out
 
 
+def _agree(a: np.ndarray, b: np.ndarray) -> bool:
+    """True when ``a`` and ``b`` (same shape) hold equal values wherever both are observed,
+    and both are observed somewhere."""
+    both = ~np.isnan(a) & ~np.isnan(b)
+    return bool(both.any()) and np.array_equal(a[both], b[both])
+
+
+def trained_targets(train_set: SeriesSet, val_set: SeriesSet, targets: SeriesSet) -> int:
+    """How many hidden validation entries (``targets``, aligned with ``val_set``) are
+    observed in the training data: in a series of ``X`` that is the same series as one of
+    ``X_val`` (the same id when both are long DataFrames; else at the same position, of the
+    same shape and times, with equal values wherever both are observed), at the same time
+    and feature."""
+    ids, train_ids = val_set.layout.series_ids, train_set.layout.series_ids
+    if ids is not None and train_ids is not None:
+        where = {k: i for i, k in enumerate(train_ids)}
+        pairs = [(j, where[k]) for j, k in enumerate(ids) if k in where]
+    else:
+        pairs = [
+            (j, j)
+            for j in range(min(val_set.num_series, train_set.num_series))
+            if val_set.values[j].shape == train_set.values[j].shape
+            and np.array_equal(val_set.times[j], train_set.times[j])
+            and _agree(val_set.values[j], train_set.values[j])
+        ]
+    count = 0
+    for j, i in pairs:
+        _, at_val, at_train = np.intersect1d(
+            val_set.times[j], train_set.times[i], return_indices=True
+        )
+        held = ~np.isnan(targets.values[j][at_val])
+        count += int((held & ~np.isnan(train_set.values[i][at_train])).sum())
+    return count
+
+
 def validation_split(
     train_set: SeriesSet,
     val_set: SeriesSet | None,
@@ -118,10 +158,14 @@ def validation_split(
     fraction: float,
     lengths: tuple[int, int],
     seed: int,
+    windows: bool = False,
 ) -> tuple[SeriesSet, tuple[SeriesSet, SeriesSet] | None]:
     """(training input, (validation input, validation targets) or None).
 
     None leaves the validation split to the fit session (points, ``val_fraction``).
+    Entries held out of the training series (no ``val_set``) are missing from the returned
+    training input: cut into windows afterwards, every window that holds such an entry
+    lacks it.
 
     Args:
         train_set: the training series.
@@ -131,17 +175,36 @@ def validation_split(
         fraction: share of observed entries to hold out.
         lengths: (shortest, longest) block length.
         seed: the estimator's seed.
+        windows: the training series are cut into windows after this split: points held
+            out of them are drawn here, of the whole series (in one process, the draws
+            the fit session would make of them), not by the session of each window.
     """
     if target_set is not None:
         if val_set is None:
             raise ValidationError("X_val_target: expected X_val as well (the model's input)")
-        return train_set, (val_set, hidden_targets(val_set, target_set))
-    if pattern != "blocks" or fraction <= 0:
+        held = hidden_targets(val_set, target_set)
+        trained = trained_targets(train_set, val_set, held)
+        if trained:
+            warnings.warn(
+                f"X_val_target: expected its hidden entries (missing in X_val) to be missing "
+                f"in the training data X too, found {trained} of its {held.num_observed} "
+                "observed in X, in the same series: the model trains on the entries that "
+                "choose its epoch and calibrate its intervals; hide them in X as well "
+                "(fit(X_masked, X_val=X_masked, X_val_target=X_true))",
+                UserWarning,
+                stacklevel=4,  # the caller of GPVAE.fit (via fit_inputs)
+            )
+        return train_set, (val_set, held)
+    whole_points = pattern == "points" and windows and val_set is None
+    if fraction <= 0 or not (pattern == "blocks" or whole_points):
         return train_set, None
     source = val_set if val_set is not None else train_set
-    kept, held = hold_out_blocks(source, fraction, lengths, seed=seed_for(seed, 13))
-    if held.num_observed == 0:
-        return train_set, None
+    if whole_points:  # the session's draws (seed_for(seed, 10)), on the whole series
+        kept, held = source.hold_out(fraction, seed=seed_for(seed, 10))
+    else:
+        kept, held = hold_out_blocks(source, fraction, lengths, seed=seed_for(seed, 13))
+        if held.num_observed == 0:
+            return train_set, None
     if val_set is None:
         return kept, (kept, held)  # the training input loses the held-out blocks
     return train_set, (kept, held)
