@@ -1035,3 +1035,24 @@ def test_spatial_impute_and_predict_sites_warn_about_far_times() -> None:
         said = [x for x in w if "start far outside" in str(x.message)]
         assert "series 's0'" in str(said[0].message)
         assert [x.filename for x in said] == [__file__]  # it points at the caller's line
+
+
+def test_kernel_summary_reads_space_in_km_and_time_in_hours(
+    fitted: tuple[GPVAE, pd.DataFrame],
+) -> None:
+    """A spatial fit's index points are (east km, north km, hourly steps): the spatial
+    lengthscale reads in km, the temporal one in hours (one step is an hour here)."""
+    est, _ = fitted
+    table = est.kernel_summary()
+    kernel = est.model_.prior.kernel_list[0]
+    assert isinstance(kernel, SpaceTime)
+    space = table[(table.source == "latent 0") & table.term.str.startswith("space")]
+    time = table[(table.source == "latent 0") & table.term.str.startswith("time")]
+    lengthscales = space[space.parameter.str.startswith("lengthscale")]
+    assert set(lengthscales.unit) == {"km"}
+    assert np.allclose(
+        lengthscales.value.to_numpy(), kernel.spatial.lengthscale.detach().reshape(-1).numpy()
+    )
+    row = time[time.parameter == "lengthscale"]
+    assert row.unit.tolist() == ["hours"]
+    assert row.value.item() == pytest.approx(float(kernel.temporal.lengthscale), rel=1e-6)

@@ -124,6 +124,17 @@ class GPVAEEnsemble:
     def history_(self) -> list[dict[str, float]]:
         return self._fitted("history_")[0].history_
 
+    def kernel_summary(self) -> Any:
+        """Every member's :meth:`GPVAE.kernel_summary`, one table with a first column
+        ``member`` (0, 1, ...)."""
+        import pandas as pd
+
+        tables = [m.kernel_summary() for m in self._fitted("kernel_summary")]
+        return pd.concat(
+            [t.assign(member=k)[["member", *t.columns]] for k, t in enumerate(tables)],
+            ignore_index=True,
+        )
+
     def _fitted(self, method: str) -> list[GPVAE]:
         if not self.members_:
             raise NotFittedError(f"{method}: the ensemble is not fitted; call fit first")

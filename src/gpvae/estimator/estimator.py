@@ -834,6 +834,35 @@ class GPVAE(AnomalyMethods, ForecastMethods, SpatialMethods, PersistenceMethods)
             ctx = replace(ctx, seed=int(seed))
         return sample_series(ctx, times, num_samples, noise)
 
+    def kernel_summary(self) -> Any:
+        """The learned kernels' hyper-parameters in the data's own units.
+
+        The model computes in training time steps (``x = (t - origin) / step``); this reads
+        every kernel back in the data's units: lengthscales and periods along time in hours
+        for dates and durations, in steps of the grid for calendar data (``'MS'``: months),
+        in the time column's units for numbers (positions when no times were given), and
+        spatial lengthscales in km. A periodic kernel's lengthscale (relative to its period)
+        and variances have no unit. Sums and products are read term by term.
+
+        Returns:
+            A pandas DataFrame, one row per hyper-parameter, with the columns ``source``
+            (``"latent 0"``, ..., or ``"noise of <feature>"`` for ``likelihood="gaussian_gp"``),
+            ``term`` (``"1.0"``: the first factor of the second term; ``space`` / ``time``
+            for a spatial fit's parts), ``kernel`` (class name), ``parameter``, ``value``,
+            ``unit`` and ``learned`` (False: fixed in training, e.g. a period given).
+
+        Raises:
+            NotFittedError: before fit.
+        """
+        import pandas as pd
+
+        from gpvae.estimator.kernel_report import COLUMNS, kernel_rows, time_unit
+
+        model, scaler = self._fitted("kernel_summary")
+        unit = time_unit(scaler, self.spatial_)
+        rows = kernel_rows(model, unit, list(scaler.feature_names_))
+        return pd.DataFrame(rows, columns=list(COLUMNS))
+
     def latent(self, X: Any, times: Any = None) -> tuple[Any, Any]:
         """Posterior mean and variance of z at every time step of X.
 

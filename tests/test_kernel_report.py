@@ -1,0 +1,128 @@
+"""GPVAE.kernel_summary: the learned kernels read back in the data's own units."""
+
+from __future__ import annotations
+
+import numpy as np
+import pandas as pd
+import pytest
+import torch
+
+from gpvae import GPVAE
+from gpvae.errors import NotFittedError
+from gpvae.estimator.kernel_report import COLUMNS, format_summary
+
+FAST = {"latent_dim": 2, "hidden": (16,), "epochs": 2, "batch_size": 8, "progress": False}
+
+
+def _rows(table: pd.DataFrame, **where: object) -> pd.DataFrame:
+    mask = np.ones(len(table), dtype=bool)
+    for column, value in where.items():
+        mask &= (table[column] == value).to_numpy()
+    return table[mask]
+
+
+@pytest.mark.filterwarnings("ignore::UserWarning")
+def test_half_hourly_dates_read_in_hours_and_a_given_period_is_fixed() -> None:
+    """The model counts half-hour steps: a Matern lengthscale of 3 steps is 1.5 hours, the
+    period given as '24h' (48 steps) reads 24 hours and is not learned; the periodic
+    kernel's own lengthscale (relative to the period) and variances have no unit."""
+    rng = np.random.default_rng(0)
+    index = pd.date_range("2021-01-01", periods=200, freq="30min")
+    frame = pd.DataFrame(
+        {"a": np.sin(np.arange(200) / 8), "b": rng.standard_normal(200)}, index=index
+    )
+    est = GPVAE(**FAST, kernel="matern32+periodic", period="24h").fit(frame)
+    table = est.kernel_summary()
+    assert list(table.columns) == list(COLUMNS)
+    assert sorted(set(table["source"])) == ["latent 0", "latent 1"]
+    for channel, kernel in enumerate(est.model_.prior.kernel_list):
+        matern, periodic = kernel.terms
+        source = f"latent {channel}"
+        row = _rows(table, source=source, term="0", parameter="lengthscale")
+        assert row["kernel"].item() == "Matern32"
+        assert row["unit"].item() == "hours"
+        assert row["value"].item() == pytest.approx(0.5 * float(matern.lengthscale), rel=1e-6)
+        period = _rows(table, source=source, term="1", parameter="period")
+        assert period["value"].item() == pytest.approx(24.0, rel=1e-6)
+        assert period[["unit", "learned"]].values.tolist() == [["hours", False]]
+        relative = _rows(table, source=source, term="1", parameter="lengthscale")
+        assert relative["unit"].item() == ""
+        assert relative["value"].item() == pytest.approx(float(periodic.lengthscale), rel=1e-6)
+        variance = _rows(table, source=source, term="0", parameter="variance")
+        assert variance["unit"].item() == ""
+        assert bool(variance["learned"].item())
+    lines = format_summary(table.to_dict("records"))
+    assert len(lines) == 2
+    assert lines[0].startswith("latent 0: Matern32 lengthscale ")
+    assert "period 24 hours (fixed)" in lines[0]
+
+
+@pytest.mark.filterwarnings("ignore::UserWarning")
+def test_monthly_data_read_in_steps_of_the_grid_and_numbers_in_their_own_units() -> None:
+    rng = np.random.default_rng(1)
+    months = pd.date_range("2000-01-01", periods=60, freq="MS")
+    monthly = pd.DataFrame({"a": rng.standard_normal(60)}, index=months)
+    table = GPVAE(**FAST).fit(monthly).kernel_summary()
+    assert set(_rows(table, parameter="lengthscale")["unit"]) == {"steps of MS"}
+
+    times = np.arange(40) * 0.25  # a step of 0.25 time units
+    est = GPVAE(**FAST).fit(rng.standard_normal((3, 40, 2)), times=np.tile(times, (3, 1)))
+    table = est.kernel_summary()
+    row = _rows(table, source="latent 0", parameter="lengthscale")
+    assert row["unit"].item() == "time units"
+    model_value = float(est.model_.prior.kernel_list[0].lengthscale)
+    assert row["value"].item() == pytest.approx(0.25 * model_value, rel=1e-6)
+
+
+@pytest.mark.filterwarnings("ignore::UserWarning")
+def test_noise_kernels_of_gaussian_gp_are_listed_after_the_latent_channels() -> None:
+    rng = np.random.default_rng(2)
+    est = GPVAE(**FAST, likelihood="gaussian_gp").fit(rng.standard_normal((3, 30, 2)))
+    table = est.kernel_summary()
+    sources = list(dict.fromkeys(table["source"]))
+    assert sources[:2] == ["latent 0", "latent 1"]
+    assert len(sources) > 2
+    assert all(s.startswith("noise of ") for s in sources[2:])
+    noise = est.model_.likelihood.gp.kernel_list[0]
+    row = _rows(table, source=sources[2], parameter="lengthscale")
+    assert row["value"].item() == pytest.approx(float(noise.lengthscale), rel=1e-6)
+
+
+def test_kernel_summary_needs_a_fitted_model() -> None:
+    with pytest.raises(NotFittedError, match=r"^kernel_summary: "):
+        GPVAE().kernel_summary()
+
+
+@pytest.mark.filterwarnings("ignore::UserWarning")
+def test_values_follow_the_model_after_save_and_load(tmp_path: object) -> None:
+    from pathlib import Path
+
+    rng = np.random.default_rng(3)
+    index = pd.date_range("2021-01-01", periods=120, freq="2h")
+    frame = pd.DataFrame({"a": rng.standard_normal(120)}, index=index)
+    est = GPVAE(**FAST).fit(frame)
+    path = Path(str(tmp_path)) / "m"
+    est.save(path)
+    loaded = GPVAE.load(path)
+    pd.testing.assert_frame_equal(est.kernel_summary(), loaded.kernel_summary())
+    with torch.no_grad():
+        loaded.model_.prior.kernel_list[0].lengthscale = 5.0  # 5 steps of 2 hours
+    row = _rows(loaded.kernel_summary(), source="latent 0", parameter="lengthscale")
+    assert row["value"].item() == pytest.approx(10.0, rel=1e-6)
+
+
+@pytest.mark.filterwarnings("ignore::UserWarning")
+def test_an_ensemble_lists_every_member() -> None:
+    from gpvae import GPVAEEnsemble
+
+    rng = np.random.default_rng(4)
+    ens = GPVAEEnsemble(members=2, **FAST).fit(rng.standard_normal((3, 30, 1)))
+    table = ens.kernel_summary()
+    assert list(table.columns) == ["member", *COLUMNS]
+    for k, member in enumerate(ens.members_):
+        pd.testing.assert_frame_equal(
+            table[table.member == k].drop(columns="member").reset_index(drop=True),
+            member.kernel_summary(),
+        )
+    with pytest.raises(NotFittedError, match=r"^kernel_summary: "):
+        GPVAEEnsemble(members=2).kernel_summary()
