@@ -223,14 +223,35 @@ def test_wide_dataframe_filtered_rows_keep_their_time_column() -> None:
         ss = to_series_set(frame)
         assert list(ss.feature_names) == ["a"]
         np.testing.assert_array_equal(ss.times[0], frame["time"].to_numpy())
-    # an index that says it is the time stays the time
-    named = df.set_index(pd.Index([0, 2, 3, 5], name="step"))
-    assert list(to_series_set(named).feature_names) == ["time", "a"]
+    # an index of dates is the time (a numeric column named like a time is then a feature)
     dated = df.set_index(pd.date_range("2021-01-01", periods=4, freq="h"))
     assert list(to_series_set(dated).feature_names) == ["time", "a"]
+    # a named index that is not of dates: the column named like a time wins, else the index
+    named = df.set_index(pd.Index([0, 2, 3, 5], name="step"))
+    assert list(to_series_set(named).feature_names) == ["a"]
+    np.testing.assert_array_equal(to_series_set(named).times[0], df["time"].to_numpy())
+    no_time = named.rename(columns={"time": "b"})
+    np.testing.assert_array_equal(to_series_set(no_time).times[0], [0.0, 2.0, 3.0, 5.0])
     # no time column: the row labels are the times (a dropped row leaves a gap)
     only = pd.DataFrame({"a": [1.0, 2.0, 3.0]}, index=[0, 2, 3])
     np.testing.assert_array_equal(to_series_set(only).times[0], [0.0, 2.0, 3.0])
+
+
+def test_named_row_index_beside_a_time_column_is_row_labels() -> None:
+    # a database table's 'row_id' index: the index was taken as the time axis and the real,
+    # irregular 'time' column fitted as a feature, without a word (audit S #3)
+    times = np.array([0.0, 1.25, 4.0, 9.5, 10.0])
+    df = pd.DataFrame({"time": times, "a": [1.0, np.nan, 3.0, 4.0, 5.0]})
+    df.index = pd.Index(np.arange(1000, 1005), name="row_id")
+    ss = to_series_set(df)
+    assert list(ss.feature_names) == ["a"]
+    np.testing.assert_array_equal(ss.times[0], times)
+    pd.testing.assert_frame_equal(from_padded(ss, ss.padded()[0]), df)
+    # an index named like a time beside a column named like one: which is meant is unsaid
+    both = df.rename_axis("t")
+    with pytest.raises(ValidationError, match=r"time_col: .* index 't' and the column 'time'"):
+        to_series_set(both)
+    assert list(to_series_set(both, time_col="time").feature_names) == ["a"]
 
 
 def test_column_errors_say_where_columns_are_named() -> None:

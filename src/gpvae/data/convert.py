@@ -65,7 +65,8 @@ def to_series_set(
             DataFrames (use ``time_col`` or the index).
         id_col: series id column of a long DataFrame (inferred from names such as "id").
         time_col: time column of a DataFrame (inferred from names such as "time"; for a wide
-            frame the index is the time when no time column is given or found).
+            frame the index is the time when it holds dates, durations or periods, or when
+            no time column is given or found).
         feature_cols: feature columns of a DataFrame; default all other columns.
         num_features: expected D (e.g. the number seen at fit), or None.
         allow_single_step: accept series with a single time step (T_i == 1).
