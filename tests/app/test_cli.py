@@ -1350,6 +1350,30 @@ def test_dates_are_read_with_one_format_for_the_whole_column(style: str) -> None
     assert (parsed.to_numpy() == days.to_numpy()).all()
 
 
+def test_day_first_dates_print_no_traceback() -> None:
+    """Day-first dates made every command print pandas' "Exception ignored in ...
+    Traceback" on stderr: the check for one date format turned pandas' warnings into
+    errors, and pandas warns from compiled code, where an error is printed, not raised
+    (audit S #6)."""
+    code = (
+        "import pandas as pd\n"
+        "from gpvae.app.cli.columns import parse_times\n"
+        "dates = [f'{d:02d}/03/2021' for d in range(13, 31)]\n"
+        "frame = pd.DataFrame({'date': dates, 'a': range(18)})\n"
+        "parsed = parse_times(frame, 'date', 'DATA')['date']\n"
+        "print(parsed.iloc[0].date(), parsed.iloc[-1].date())\n"
+    )
+    env = {**os.environ, "OMP_NUM_THREADS": "1"}
+    env.pop("PYTHONWARNINGS", None)
+    proc = subprocess.run(
+        [sys.executable, "-c", code], capture_output=True, text=True, env=env, timeout=300
+    )
+    assert proc.returncode == 0, proc.stderr
+    assert proc.stdout.split() == ["2021-03-13", "2021-03-30"]
+    assert "Traceback" not in proc.stderr, proc.stderr
+    assert "Exception ignored" not in proc.stderr, proc.stderr
+
+
 def test_dates_that_read_both_ways_warn_and_are_read_month_first() -> None:
     from gpvae.app.cli.columns import parse_times
 

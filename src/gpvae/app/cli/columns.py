@@ -264,12 +264,25 @@ def _one_format(col: pd.Series, dayfirst: bool) -> pd.Series | None:
     One format for the whole column: read value by value, "01/03/2021" and "13/03/2021"
     would be 3 January and 13 March.
     """
-    with warnings.catch_warnings():
-        warnings.simplefilter("error", UserWarning)  # "Could not infer format": not one format
+    with warnings.catch_warnings(record=True) as caught:
+        # recorded, not raised: pandas warns from compiled code too ("Parsing dates in
+        # %d/%m/%Y format when dayfirst=False"), where a raised warning is printed with a
+        # traceback ("Exception ignored in ...") and the parse goes on
+        warnings.simplefilter("always")
         try:
-            return pd.to_datetime(col, dayfirst=dayfirst)
-        except (ValueError, TypeError, UserWarning, OverflowError):
+            parsed = pd.to_datetime(col, dayfirst=dayfirst)
+        except (ValueError, TypeError, OverflowError):
             return None
+    # "Could not infer format" (and any other but the day-first note): not one format
+    for w in caught:
+        if issubclass(w.category, UserWarning) and not str(w.message).startswith(_DAYFIRST_NOTE):
+            return None
+    return parsed
+
+
+#: The start of pandas' note that it read dates day-first (or month-first) against the
+#: ``dayfirst`` asked for: the dates were read in one format, the one their values show.
+_DAYFIRST_NOTE = "Parsing dates in"
 
 
 def _unparsed(col: pd.Series) -> object:
