@@ -336,6 +336,23 @@ def test_allow_flags() -> None:
     assert not b.observed.any()
 
 
+def test_refused_short_or_empty_series_name_the_flag_that_accepts_them() -> None:
+    """GPVAE.fit accepts a series of one step and one with nothing observed; to_series_set,
+    which every column-choice error recommends, refused the same frame without saying
+    that allow_single_step / allow_empty_series accept them (audit S #8)."""
+    df = pd.DataFrame(
+        {"stay": ["a"] * 4 + ["b"] + ["c"] * 2, "hours": [0.0, 1, 2, 3, 4, 1, 2],
+         "hr": [70.0, 71, 72, 73, 80, np.nan, np.nan]}
+    )  # fmt: skip
+    cols = {"id_col": "stay", "time_col": "hours", "feature_cols": ["hr"]}
+    with pytest.raises(ValidationError, match=r"series 'b' \(to_series_set\(\.\.\., allow_single"):
+        to_series_set(df, **cols)
+    with pytest.raises(ValidationError, match=r"series 'c' \(to_series_set\(\.\.\., allow_empty"):
+        to_series_set(df, allow_single_step=True, **cols)
+    ss = to_series_set(df, allow_single_step=True, allow_empty_series=True, **cols)
+    assert ss.lengths.tolist() == [4, 1, 2]
+
+
 # ---------------------------------------------------------------- bad input
 
 

@@ -69,8 +69,10 @@ def to_series_set(
             no time column is given or found).
         feature_cols: feature columns of a DataFrame; default all other columns.
         num_features: expected D (e.g. the number seen at fit), or None.
-        allow_single_step: accept series with a single time step (T_i == 1).
-        allow_empty_series: accept series with no observed entry at all.
+        allow_single_step: accept series with a single time step (T_i == 1), as
+            :meth:`GPVAE.fit <gpvae.GPVAE.fit>` and the predictions do (pass True for a
+            SeriesSet given to them; the default refuses, for code that needs 2 steps).
+        allow_empty_series: accept series with no observed entry at all (the same).
         name: the argument name used in error messages (e.g. "X_val").
         times_name: the name of the times argument in error messages (e.g. "times_val").
         time_form: read datetimes as the fitted data's were, (``time_unit``, ``freq``) of
@@ -316,7 +318,8 @@ def _finish(
         if len(t) == 1 and not allow_single_step:
             raise ValidationError(
                 f"{name}: expected at least 2 time steps per series, found a single time step "
-                f"in {label}"
+                f"in {label} (to_series_set(..., allow_single_step=True) accepts such series, "
+                "as GPVAE.fit and impute do)"
             )
         order = np.argsort(t, kind="stable")
         ts = t[order]
@@ -330,7 +333,8 @@ def _finish(
         if not allow_empty_series and np.isnan(vs).all():
             raise ValidationError(
                 f"{name}: expected at least one observed (non-NaN) entry per series, found none "
-                f"in {label}"
+                f"in {label} (to_series_set(..., allow_empty_series=True) accepts such series, "
+                "as GPVAE.fit and impute do)"
             )
         vs.setflags(write=False)
         ts.setflags(write=False)
