@@ -1350,6 +1350,28 @@ def test_dates_are_read_with_one_format_for_the_whole_column(style: str) -> None
     assert (parsed.to_numpy() == days.to_numpy()).all()
 
 
+def test_fit_counts_the_series_it_trained_on(
+    files: dict[str, Path], tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    """A series with nothing observed is left out of training (fit warns): fit still said
+    "fitted on 4 series" (counting it), and said impute's warning on such series ("their
+    values come from the model's prior") while it fitted (audit S #12)."""
+    data = tmp_path / "data.csv"
+    frame = pd.read_csv(files["long_csv"])
+    extra = pd.DataFrame({"station": ["e", "e"], "t": [1.0, 2.0], "temp": [np.nan] * 2,
+                          "humidity": [np.nan] * 2, "wind": [np.nan] * 2})  # fmt: skip
+    pd.concat([frame, extra], ignore_index=True).to_csv(data, index=False)
+    args = ["fit", str(data), "--time-col", "t", "--id-col", "station", "-o",
+            str(tmp_path / "m"), *FIT_OPTIONS]  # fmt: skip
+    with warnings.catch_warnings():
+        warnings.simplefilter("default")
+        assert main(args) == 0
+    out, err = capsys.readouterr()
+    assert "left out of training" in err
+    assert "fitted on 3 series (1 with nothing observed left out)" in out
+    assert "come from the model's prior" not in err
+
+
 def test_day_first_dates_print_no_traceback() -> None:
     """Day-first dates made every command print pandas' "Exception ignored in ...
     Traceback" on stderr: the check for one date format turned pandas' warnings into
