@@ -1372,6 +1372,29 @@ def test_fit_counts_the_series_it_trained_on(
     assert "come from the model's prior" not in err
 
 
+def test_csv_row_numbers_are_not_a_default_feature(
+    files: dict[str, Path], tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    """A CSV written by df.to_csv() has the frame's row numbers as an unnamed first column,
+    which was fitted as a feature 'Unnamed: 0' (a Parquet file's are dropped) (audit S #9)."""
+    frame = pd.read_csv(files["long_csv"])
+    for name, written in (("range", frame), ("filtered", frame.iloc[::2])):
+        path = tmp_path / f"{name}.csv"
+        written.to_csv(path)  # with its index
+        data = read_table(path)
+        assert str(data.columns[0]) == "Unnamed: 0"
+        spec = spec_from_fit(data, "t", "station", None)
+        assert spec.features == FEATURES
+        assert "'Unnamed: 0' of DATA (unnamed, holding distinct whole numbers" in (
+            capsys.readouterr().out
+        )
+        listed = spec_from_fit(data, "t", "station", "Unnamed: 0,temp")
+        assert listed.features == ["Unnamed: 0", "temp"]
+    # a column that is no row numbers (a repeated value) stays a feature
+    other = frame.assign(**{"Unnamed: 0": 1})[["Unnamed: 0", *frame.columns]]
+    assert "Unnamed: 0" in spec_from_fit(other, "t", "station", None).features
+
+
 def test_day_first_dates_print_no_traceback() -> None:
     """Day-first dates made every command print pandas' "Exception ignored in ...
     Traceback" on stderr: the check for one date format turned pandas' warnings into

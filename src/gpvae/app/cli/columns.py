@@ -507,6 +507,7 @@ def spec_from_fit(
         # an empty column that pandas named for an empty header cell (a delimiter ending
         # every line) is not a feature
         feats = [c for c in feats if not (c.startswith("Unnamed: ") and frame[c].isna().all())]
+        feats = [c for c in feats if not _row_numbers(frame, c)]
         numeric = [c for c in feats if pd.api.types.is_numeric_dtype(frame[c].dtype)]
         for c in feats:
             if c not in numeric:
@@ -523,6 +524,24 @@ def spec_from_fit(
     spec = ColumnSpec(time_col=time_col, id_col=id_col, features=feats)
     check_columns(frame, spec, "DATA")
     return spec
+
+
+def _row_numbers(frame: pd.DataFrame, col: str) -> bool:
+    """Whether ``col`` is the row numbers that ``df.to_csv()`` writes as its first column,
+    without a name (pandas reads it as ``Unnamed: 0``): distinct whole numbers, none
+    missing. Such a column is not a default feature (a Parquet file's unnamed row numbers
+    are dropped on reading, :func:`gpvae.data.parquet.plain_index`); saying so."""
+    values = frame[col]
+    if col != "Unnamed: 0" or str(frame.columns[0]) != col:
+        return False
+    if not pd.api.types.is_integer_dtype(values.dtype) or not values.is_unique:
+        return False
+    info(
+        f"--features: column {col!r} of DATA (unnamed, holding distinct whole numbers: the "
+        "row numbers that df.to_csv() writes) is not taken as a feature (list it in "
+        "--features to fit it); it is carried to OUT as it is"
+    )
+    return True
 
 
 #: Cell texts read as a written-out missing value by the check of the default features.
