@@ -1395,6 +1395,31 @@ def test_csv_row_numbers_are_not_a_default_feature(
     assert "Unnamed: 0" in spec_from_fit(other, "t", "station", None).features
 
 
+def test_elapsed_times_without_a_date_are_read_as_hours(tmp_path: Path) -> None:
+    """PhysioNet's HH:MM times since admission were read as clock times of the day the
+    command ran (cli.json's time_start was that date), and a stay past 23:59 failed with
+    pandas' 'hour must be in 0..23' (audit S #10)."""
+    text = ["00:00", "01:37", "", "23:59", "24:03", "47:59", "100:00:30"]
+    frame = pd.DataFrame({"Time": text, "a": np.arange(7.0)}).replace("", None)
+    hours = parse_times(frame, "Time", "DATA")["Time"].to_numpy()
+    expected = [0.0, 1 + 37 / 60, np.nan, 23 + 59 / 60, 24 + 3 / 60, 47 + 59 / 60, 100 + 30 / 3600]
+    np.testing.assert_allclose(hours, expected)
+    days = pd.DataFrame({"Time": ["0 days 00:00:00", "1 days 02:00:00", "2 days"], "a": [1.0] * 3})
+    assert parse_times(days, "Time", "DATA")["Time"].tolist() == [0.0, 26.0, 48.0]
+    durations = days.assign(Time=pd.to_timedelta(days["Time"]))  # a Parquet duration column
+    assert parse_times(durations, "Time", "DATA")["Time"].tolist() == [0.0, 26.0, 48.0]
+    # fit records numbers of hours, not the day it ran
+    rows = [f"{k * 37 // 60:02d}:{k * 37 % 60:02d},{np.sin(k / 4):.3f}" for k in range(48)]
+    data = tmp_path / "stay.csv"
+    data.write_text("Time,HR\n" + "\n".join(rows) + "\n")
+    assert main(["fit", str(data), "--time-col", "Time", "-o", str(tmp_path / "m"),
+                 *FIT_OPTIONS]) == 0  # fmt: skip
+    spec = json.loads((tmp_path / "m" / CLI_FILE).read_text())
+    assert spec["time_type"] == "numeric"
+    assert spec["time_start"] == 0.0
+    assert spec["time_step"] == pytest.approx(37 / 60)
+
+
 def test_day_first_dates_print_no_traceback() -> None:
     """Day-first dates made every command print pandas' "Exception ignored in ...
     Traceback" on stderr: the check for one date format turned pandas' warnings into

@@ -134,13 +134,21 @@ class ColumnSpec:
 
 
 def parse_times(frame: pd.DataFrame, time_col: str, what: str) -> pd.DataFrame:
-    """Parse a text time column (e.g. dates in a CSV) into datetimes, in place of the column."""
+    """Parse a text time column (e.g. dates in a CSV) into datetimes, in place of the column.
+
+    Elapsed times, text without a date such as ``47:59`` (H:MM or HH:MM, optionally :SS:
+    PhysioNet's time since admission) or pandas' ``1 days 02:00:00``, and a duration column
+    (Parquet), become numbers of hours (``47:59`` is 47.983): they were read as clock times
+    of the day the command ran, and failed past ``23:59``."""
     col = frame[time_col]
     if pd.api.types.is_numeric_dtype(col.dtype) and not pd.api.types.is_bool_dtype(col.dtype):
         return frame
-    if pd.api.types.is_datetime64_any_dtype(col.dtype) or pd.api.types.is_timedelta64_dtype(
-        col.dtype
-    ):
+    if pd.api.types.is_datetime64_any_dtype(col.dtype):
+        return frame
+    hours = _elapsed_hours(col)
+    if hours is not None:
+        frame = frame.copy()
+        frame[time_col] = hours
         return frame
     try:
         parsed = pd.to_datetime(col, format="ISO8601")
@@ -173,6 +181,36 @@ def parse_times(frame: pd.DataFrame, time_col: str, what: str) -> pd.DataFrame:
     frame = frame.copy()
     frame[time_col] = parsed
     return frame
+
+
+#: Elapsed time without a date: hours (any number of digits), minutes, optional seconds.
+_CLOCK = r"(\d+):([0-5]\d)(?::([0-5]\d(?:\.\d+)?))?"
+
+#: pandas' text of a duration (``str(pd.Timedelta)``): ``1 days 02:00:00``, ``0 days``.
+_DAYS = r"\d+ days?(?: \d\d:\d\d:\d\d(?:\.\d+)?)?"
+
+_NS_PER_HOUR = 3.6e12
+
+
+def _elapsed_hours(col: pd.Series) -> pd.Series | None:
+    """A time column of durations (a timedelta column, or text of elapsed times: every
+    value H:MM / HH:MM(:SS), or every value pandas' ``1 days 02:00:00``) as float hours,
+    NaN where missing; None for any other column."""
+    if pd.api.types.is_timedelta64_dtype(col.dtype):
+        return col.astype("timedelta64[ns]").astype("int64").where(col.notna()) / _NS_PER_HOUR
+    text = col.dropna()
+    if text.empty or not all(isinstance(v, str) for v in text):
+        return None
+    text = text.str.strip()
+    parts = text.str.fullmatch(_CLOCK)
+    if parts.all():
+        split = text.str.extract(f"^{_CLOCK}$").astype(float).fillna(0.0)
+        hours = split[0] + split[1] / 60 + split[2] / 3600
+    elif text.str.fullmatch(_DAYS).all():
+        hours = pd.to_timedelta(text).astype("timedelta64[ns]").astype("int64") / _NS_PER_HOUR
+    else:
+        return None
+    return hours.reindex(col.index).astype(np.float64)
 
 
 #: How many of DATA's times a date format must write back exactly (:func:`times_as_written`).
