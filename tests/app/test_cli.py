@@ -1420,6 +1420,46 @@ def test_elapsed_times_without_a_date_are_read_as_hours(tmp_path: Path) -> None:
     assert spec["time_step"] == pytest.approx(37 / 60)
 
 
+def test_impute_writes_whole_number_columns_as_data_wrote_them(tmp_path: Path) -> None:
+    """impute wrote an integer feature column as floats ('4' -> '4.0'), and changed whole
+    numbers beyond 2**53 ('9007199254740993' -> '9007199254740992.0') (audit S #5)."""
+    rows = ["t,count,big,x"]
+    for k in range(40):
+        x = "" if k % 6 == 0 else f"{np.sin(k / 5):.4f}"
+        rows.append(f"{k},{k % 9},{9007199254740993 + 2 * k},{x}")
+    data, out = tmp_path / "ints.csv", tmp_path / "out.csv"
+    data.write_text("\n".join(rows) + "\n")
+    assert main(["fit", str(data), "--time-col", "t", "-o", str(tmp_path / "m"),
+                 *FIT_OPTIONS]) == 0  # fmt: skip
+    assert main(["impute", str(tmp_path / "m"), str(data), "-o", str(out)]) == 0
+    written = pd.read_csv(out, dtype=str, keep_default_na=False)
+    given = pd.read_csv(data, dtype=str, keep_default_na=False)
+    for col in ("count", "big"):
+        for end in ("", "_lower", "_upper"):
+            assert written[col + end].tolist() == given[col].tolist()
+    x = given["x"] != ""
+    assert written.loc[x, "x"].astype(float).tolist() == given.loc[x, "x"].astype(float).tolist()
+    assert (written.loc[~x, "x"] != "").all()  # imputed
+
+
+def test_whole_numbers_beyond_float_precision_with_empty_cells_are_refused(
+    tmp_path: Path,
+) -> None:
+    """A column of whole numbers with an empty cell is read as floats: one beyond 2**53
+    lost digits on reading and was written back changed, without a word (audit S #5)."""
+    data = tmp_path / "gaps.csv"
+    data.write_text("t,big,x\n0,9007199254740993,1.0\n1,,2.0\n2,9007199254740995,3.0\n")
+    with pytest.raises(
+        CLIError,
+        match=r"column 'big': .* found the whole number "
+        r"9007199254740993 \(row 0\), beyond 2\*\*53, .* as 9007199254740992",
+    ):
+        read_table(data)
+    fine = tmp_path / "fine.csv"  # beyond 2**53 but held exactly (a power of two), and 1e20
+    fine.write_text("t,big,x\n0,9007199254740992,1e20\n1,,2.0\n")
+    assert read_table(fine)["big"].iloc[0] == 2.0**53
+
+
 def test_day_first_dates_print_no_traceback() -> None:
     """Day-first dates made every command print pandas' "Exception ignored in ...
     Traceback" on stderr: the check for one date format turned pandas' warnings into
