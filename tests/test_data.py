@@ -19,6 +19,7 @@ from gpvae.data import (
     batch_indices,
     from_padded,
     make_batches,
+    merge_duplicate_times,
     to_series_set,
     unpad,
 )
@@ -252,6 +253,38 @@ def test_named_row_index_beside_a_time_column_is_row_labels() -> None:
     with pytest.raises(ValidationError, match=r"time_col: .* index 't' and the column 'time'"):
         to_series_set(both)
     assert list(to_series_set(both, time_col="time").feature_names) == ["a"]
+
+
+@pytest.mark.filterwarnings("ignore:time_col. took")  # (the time column is out of order)
+def test_duplicate_times_of_stacked_series_say_to_name_the_id_column() -> None:
+    """A long frame whose id column is not named like one ('patient') gave 'duplicate time
+    ... merge_duplicate_times', and merging averaged the patients into one series, their
+    id a feature (audit S #4). The error now says first that X looks like several series
+    and names the column; merging second."""
+    t = np.arange(6.0)
+    stacked = pd.DataFrame(
+        {"patient": np.repeat([101, 202, 303], 6), "time": np.tile(t, 3),
+         "hr": np.arange(18.0)}
+    )  # fmt: skip
+    with pytest.raises(ValidationError) as err:
+        to_series_set(stacked)
+    message = str(err.value)
+    assert "X looks like several series stacked (the column 'patient' changes where" in message
+    assert message.index("id_col='patient'") < message.index("merge_duplicate_times")
+    # text ids in rows sorted by time, not by series
+    by_time = stacked.assign(patient=stacked["patient"].map("P{}".format)).sort_values("time")
+    with pytest.raises(ValidationError, match=r"'patient' has distinct times, .*id_col='patient'"):
+        to_series_set(by_time, time_col="time", feature_cols=["hr"])
+    # no column tells the series apart: still said, with the times that restart
+    with pytest.raises(ValidationError, match=r"times restart 2 time\(s\) .* id_col=\.\.\."):
+        to_series_set(stacked.drop(columns="patient"), time_col="time")
+    # one series with a time logged twice: merging is the advice, as before
+    once = pd.DataFrame({"time": [0.0, 1.0, 1.0, 2.0, 3.0], "hr": [1.0, 2, 3, 4, 5]})
+    with pytest.raises(ValidationError, match=r"in X \(gpvae.data.merge_duplicate_times"):
+        to_series_set(once)
+    # merging what looks like several series warns that it averages them into one
+    with pytest.warns(UserWarning, match=r"id_col: X looks like several .* id_col='patient'"):
+        merge_duplicate_times(stacked)
 
 
 def test_column_errors_say_where_columns_are_named() -> None:

@@ -1460,6 +1460,30 @@ def test_whole_numbers_beyond_float_precision_with_empty_cells_are_refused(
     assert read_table(fine)["big"].iloc[0] == 2.0**53
 
 
+def test_fit_without_id_col_on_a_long_file_says_to_give_it(
+    files: dict[str, Path], tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    """fit of a long file without --id-col: with numeric ids in a column 'id' the error
+    named feature_cols (a Python argument); in a column 'stay' it said 'duplicate time'
+    and advised --merge-duplicate-times, which averaged the series into one (audit S #4)."""
+    frame = pd.read_csv(files["long_csv"]).sort_values(["station", "t"])
+    frame["t"] = frame.groupby("station").cumcount().astype(float)  # times restart
+    for name, ids in (("id", "num"), ("stay", "num"), ("stay", "text")):
+        data = tmp_path / f"{name}_{ids}.csv"
+        codes = frame["station"].map({"a": 1, "b": 2, "c": 3}) if ids == "num" else None
+        table = frame.assign(station=codes) if ids == "num" else frame
+        table.rename(columns={"station": name}).to_csv(data, index=False)
+        args = ["fit", str(data), "--time-col", "t", "-o", str(tmp_path / "m"), *FIT_OPTIONS]
+        _, line = _main_error(capsys, args)
+        assert "feature_cols" not in line
+        assert "id_col=" not in line
+        if name == "id":
+            assert line.startswith("error: --id-col: expected --id-col for DATA's column 'id'")
+            continue
+        assert "DATA looks like several series stacked (the column 'stay' " in line
+        assert line.index("--id-col stay") < line.index("--merge-duplicate-times")
+
+
 def test_day_first_dates_print_no_traceback() -> None:
     """Day-first dates made every command print pandas' "Exception ignored in ...
     Traceback" on stderr: the check for one date format turned pandas' warnings into

@@ -39,6 +39,11 @@ DUPLICATE_ADVICE = (
     "(gpvae.data.merge_duplicate_times merges rows that share a time, and says which)"
 )
 
+#: How the duplicate-times error on a frame that looks like several series stacked says to
+#: name the id column; ``{col}`` is the candidate column's repr, or ``...`` (the command
+#: line replaces it with its option, the error's ``id_column`` holding the candidate).
+ID_ADVICE = "name the id column with id_col={col}"
+
 
 def to_series_set(
     X: Any,
@@ -298,6 +303,50 @@ def _time_text(value: Any) -> str:
     return str(value)
 
 
+def stacked_series(
+    frame: pd.DataFrame, times: np.ndarray, skip: set[Any]
+) -> tuple[str, Hashable | None] | None:
+    """Whether a one-series frame whose times repeat looks like several series stacked
+    (an id column not named like one): why, and the column that would be their id (None
+    when no column is one), else None.
+
+    ``times``: the frame's times in its row order (float, datetime64 or timedelta64).
+    A column is the id when, none of its entries missing, it takes 2 to R/2 values, each
+    of its values has distinct times, and it changes only where the times restart (a
+    column of whole numbers or text may change anywhere: rows sorted by time); without
+    one, times that restart and repeat on most rows say so."""
+    R = len(times)
+    t = times.astype(np.int64).astype(np.float64) if times.dtype.kind in "mM" else times
+    restarts = set((np.flatnonzero(np.diff(t) < 0) + 1).tolist())
+    keys = pd.Series(times)
+    best: tuple[bool, int, Hashable] | None = None
+    for pos, col in enumerate(frame.columns):
+        if col in skip:
+            continue
+        values = frame[col]
+        if values.isna().any() or not 2 <= values.nunique() <= R // 2:
+            continue
+        if pd.DataFrame({"c": values.to_numpy(), "t": keys}).duplicated().any():
+            continue
+        arr = values.to_numpy()
+        changes = set((np.flatnonzero(arr[1:] != arr[:-1]) + 1).tolist())
+        runs = bool(changes) and changes <= restarts
+        labels = values.dtype.kind in "iuOSU" or isinstance(values.dtype, pd.CategoricalDtype)
+        if (runs or labels) and (best is None or (not runs, pos) < best[:2]):
+            best = (not runs, pos, col)
+    if best is not None:
+        where = "changes where the times restart" if not best[0] else "has distinct times"
+        return f"the column {best[2]!r} {where}, as an id column does", best[2]
+    shared = float(keys.duplicated(keep=False).mean())
+    if restarts and shared >= 0.5:
+        return (
+            f"its times restart {len(restarts)} time(s) and {shared:.0%} of its rows share "
+            "a time with another",
+            None,
+        )
+    return None
+
+
 def _finish(
     parsed: Parsed,
     name: str,
@@ -325,10 +374,24 @@ def _finish(
         ts = t[order]
         dup = np.flatnonzero(np.diff(ts) == 0)
         if dup.size:
-            raise ValidationError(
+            found = (
                 f"{parsed.time_name}: expected distinct times within each series, found "
-                f"duplicate time {_time_text(raw[order][dup[0]])} in {label} {DUPLICATE_ADVICE}"
+                f"duplicate time {_time_text(raw[order][dup[0]])} in {label}"
             )
+            frame = parsed.layout.get("frame")
+            stacked = None
+            if parsed.layout.get("kind") == "dataframe_wide" and frame is not None:
+                stacked = stacked_series(frame, t, {parsed.layout.get("time_col")})
+            if stacked is None:
+                raise ValidationError(f"{found} {DUPLICATE_ADVICE}")
+            why, col = stacked
+            err = ValidationError(
+                f"{found}: {name} looks like several series stacked ({why}): "
+                f"{ID_ADVICE.format(col='...' if col is None else repr(col))}; if it is one "
+                f"series whose rows share times, merge them {DUPLICATE_ADVICE}"
+            )
+            err.id_column = col  # type: ignore[attr-defined]
+            raise err
         vs = np.ascontiguousarray(v[order])
         if not allow_empty_series and np.isnan(vs).all():
             raise ValidationError(

@@ -25,7 +25,8 @@ from gpvae.errors import InputTypeError, ShapeError, ValidationError
 
 __all__ = ["from_frame"]
 
-_ID_NAMES = frozenset({"id", "series", "series_id", "unique_id", "item_id", "recordid"})
+#: The names (lower case) of a column taken as the series id when id_col is not given.
+ID_NAMES = frozenset({"id", "series", "series_id", "unique_id", "item_id", "recordid"})
 _TIME_NAMES = frozenset({"time", "times", "timestamp", "t", "date", "datetime", "ds"})
 
 
@@ -120,7 +121,7 @@ def from_frame(
         raise ValidationError(f"{name}: expected unique column names, found duplicates {dup}")
     if X.shape[0] == 0:
         raise ShapeError(f"{name}: expected at least one row, found an empty DataFrame")
-    id_col = _pick_column(id_col, _ID_NAMES, columns, "id_col", {time_col})
+    id_col = _pick_column(id_col, ID_NAMES, columns, "id_col", {time_col})
     long = id_col is not None
     inferred = time_col is None
     time_named = any(str(c).lower() in _TIME_NAMES and c != id_col for c in columns)

@@ -15,6 +15,7 @@ results back into the rows and columns of the table.
 from __future__ import annotations
 
 import json
+import re
 import warnings
 from dataclasses import asdict, dataclass
 from pathlib import Path
@@ -345,6 +346,16 @@ def check_columns(frame: pd.DataFrame, spec: ColumnSpec, what: str) -> None:
             raise CLIError(f"--features: {col!r} is the time or id column, not a feature")
     if spec.id_col is not None and spec.id_col == spec.time_col:
         raise CLIError(f"--id-col: expected a column other than the time column {spec.time_col!r}")
+    if spec.id_col is None:  # the data layer would take such a column as the series id
+        from gpvae.data.frames import ID_NAMES
+
+        named = [c for c in spec.features if c.lower() in ID_NAMES]
+        if named:
+            raise CLIError(
+                f"--id-col: expected --id-col for {what}'s column {named[0]!r}, named like a "
+                f"series id (a long file: one row per series and time), found none: give "
+                f"--id-col {named[0]}, or rename the column if it is a feature"
+            )
     if not spec.features:
         raise CLIError(f"--features: expected at least one feature column in {what}, found none")
 
@@ -440,6 +451,8 @@ def series_set(
         message = str(err)
         if DUPLICATE_ADVICE not in message:
             raise
+        if hasattr(err, "id_column"):  # DATA looks like several series stacked
+            message = _id_option(message, err.id_column, frame, sub, spec)
         advice = (
             f"({MERGE_OPTION} merges the rows of a series that share a time into one, the mean "
             "of each feature, and says which)"
@@ -448,6 +461,28 @@ def series_set(
             "time in DATA first)"
         )
         raise ValidationError(message.replace(DUPLICATE_ADVICE, advice)) from err
+
+
+def _id_option(
+    message: str, column: Any, frame: pd.DataFrame, sub: pd.DataFrame, spec: ColumnSpec
+) -> str:
+    """The duplicate-times error on DATA that looks like several series stacked, naming
+    ``--id-col`` (the data layer names its argument ``id_col``) and the column that looks
+    like their id: ``column``, found among the id, time and feature columns, else one of
+    DATA's other columns (text ids are no default feature)."""
+    from gpvae.data._parse import pandas_times
+    from gpvae.data.convert import ID_ADVICE, stacked_series
+
+    found = "..." if column is None else repr(column)
+    if column is None:  # another column of DATA, by the times as parsed
+        times = pandas_times(sub[spec.time_col], "DATA")
+        others = frame.drop(columns=[c for c in frame.columns if str(c) == spec.time_col])
+        stacked = stacked_series(others, times, set())
+        if stacked is not None and stacked[1] is not None:
+            column, why = stacked[1], f"stacked ({stacked[0]}): name the id"
+            message = re.sub(r"stacked \(.*?\): name the id", lambda _: why, message, count=1)
+    option = "--id-col COLUMN" if column is None else f"--id-col {column}"
+    return message.replace(ID_ADVICE.format(col=found), f"name the id column with {option}")
 
 
 def merged_rows(frame: pd.DataFrame, spec: ColumnSpec, what: str) -> np.ndarray:
