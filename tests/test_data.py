@@ -278,8 +278,11 @@ def test_duplicate_times_of_stacked_series_say_to_name_the_id_column() -> None:
     # no column tells the series apart: still said, with the times that restart
     with pytest.raises(ValidationError, match=r"times restart 2 time\(s\) .* id_col=\.\.\."):
         to_series_set(stacked.drop(columns="patient"), time_col="time")
-    # one series with a time logged twice: merging is the advice, as before
-    once = pd.DataFrame({"time": [0.0, 1.0, 1.0, 2.0, 3.0], "hr": [1.0, 2, 3, 4, 5]})
+    # one series with a time logged twice: merging is the advice, as before (a 0/1
+    # feature that differs there is no id)
+    once = pd.DataFrame(
+        {"time": [0.0, 1.0, 1.0, 2.0, 3.0], "hr": [1.0, 2, 3, 4, 5], "flag": [0, 0, 1, 1, 0]}
+    )
     with pytest.raises(ValidationError, match=r"in X \(gpvae.data.merge_duplicate_times"):
         to_series_set(once)
     # merging what looks like several series warns that it averages them into one

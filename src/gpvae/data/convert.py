@@ -313,12 +313,14 @@ def stacked_series(
     ``times``: the frame's times in its row order (float, datetime64 or timedelta64).
     A column is the id when, none of its entries missing, it takes 2 to R/2 values, each
     of its values has distinct times, and it changes only where the times restart (a
-    column of whole numbers or text may change anywhere: rows sorted by time); without
-    one, times that restart and repeat on most rows say so."""
+    column of whole numbers or text may change anywhere, rows sorted by time, when most
+    rows share their time with another); without one, times that restart and repeat on
+    most rows say so."""
     R = len(times)
     t = times.astype(np.int64).astype(np.float64) if times.dtype.kind in "mM" else times
     restarts = set((np.flatnonzero(np.diff(t) < 0) + 1).tolist())
     keys = pd.Series(times)
+    shared = float(keys.duplicated(keep=False).mean())  # share of rows whose time repeats
     best: tuple[bool, int, Hashable] | None = None
     for pos, col in enumerate(frame.columns):
         if col in skip:
@@ -331,13 +333,15 @@ def stacked_series(
         arr = values.to_numpy()
         changes = set((np.flatnonzero(arr[1:] != arr[:-1]) + 1).tolist())
         runs = bool(changes) and changes <= restarts
-        labels = values.dtype.kind in "iuOSU" or isinstance(values.dtype, pd.CategoricalDtype)
+        # (not a 0/1 feature that differs between a few rows of one series at one time)
+        labels = shared >= 0.5 and (
+            values.dtype.kind in "iuOSU" or isinstance(values.dtype, pd.CategoricalDtype)
+        )
         if (runs or labels) and (best is None or (not runs, pos) < best[:2]):
             best = (not runs, pos, col)
     if best is not None:
         where = "changes where the times restart" if not best[0] else "has distinct times"
         return f"the column {best[2]!r} {where}, as an id column does", best[2]
-    shared = float(keys.duplicated(keep=False).mean())
     if restarts and shared >= 0.5:
         return (
             f"its times restart {len(restarts)} time(s) and {shared:.0%} of its rows share "
