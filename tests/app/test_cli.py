@@ -1482,6 +1482,11 @@ def test_fit_without_id_col_on_a_long_file_says_to_give_it(
             continue
         assert "DATA looks like several series stacked (the column 'stay' " in line
         assert line.index("--id-col stay") < line.index("--merge-duplicate-times")
+    # merging them anyway: said to average the series into one
+    assert main([*args, "--merge-duplicate-times"]) == 0
+    err = capsys.readouterr().err
+    assert "warning: --merge-duplicate-times: DATA looks like several series stacked" in err
+    assert "name the id column with --id-col stay instead" in err
 
 
 def test_day_first_dates_print_no_traceback() -> None:

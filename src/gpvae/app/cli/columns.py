@@ -428,6 +428,8 @@ def series_set(
         with warnings.catch_warnings():
             warnings.simplefilter("ignore", UserWarning)  # reported below, in the CLI's words
             done = merge_duplicate_times(sub, id_col=spec.id_col, time_col=spec.time_col)
+        if done.merged and spec.id_col is None:
+            _warn_stacked(frame, sub, spec, what)
         sub = done.X
         _report_merged(done.merged, spec, what)
     try:
@@ -461,6 +463,26 @@ def series_set(
             "time in DATA first)"
         )
         raise ValidationError(message.replace(DUPLICATE_ADVICE, advice)) from err
+
+
+def _warn_stacked(frame: pd.DataFrame, sub: pd.DataFrame, spec: ColumnSpec, what: str) -> None:
+    """Warn when ``--merge-duplicate-times`` merges the rows of a wide DATA that looks like
+    several series stacked (the merge averages them into one series)."""
+    from gpvae.data._parse import pandas_times
+    from gpvae.data.convert import stacked_series
+
+    times = pandas_times(sub[spec.time_col], what)
+    others = frame.drop(columns=[c for c in frame.columns if str(c) == spec.time_col])
+    stacked = stacked_series(others, times, set())
+    if stacked is not None:
+        why, col = stacked
+        warnings.warn(
+            f"{MERGE_OPTION}: {what} looks like several series stacked ({why}), which the "
+            f"merge averages into one series; if so, name the id column with --id-col "
+            f"{'COLUMN' if col is None else col} instead",
+            UserWarning,
+            stacklevel=2,
+        )
 
 
 def _id_option(
