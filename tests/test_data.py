@@ -19,6 +19,7 @@ from gpvae.data import (
     batch_indices,
     from_padded,
     make_batches,
+    merge_duplicate_times,
     to_series_set,
     unpad,
 )
@@ -223,14 +224,70 @@ def test_wide_dataframe_filtered_rows_keep_their_time_column() -> None:
         ss = to_series_set(frame)
         assert list(ss.feature_names) == ["a"]
         np.testing.assert_array_equal(ss.times[0], frame["time"].to_numpy())
-    # an index that says it is the time stays the time
-    named = df.set_index(pd.Index([0, 2, 3, 5], name="step"))
-    assert list(to_series_set(named).feature_names) == ["time", "a"]
+    # an index of dates is the time (a numeric column named like a time is then a feature)
     dated = df.set_index(pd.date_range("2021-01-01", periods=4, freq="h"))
     assert list(to_series_set(dated).feature_names) == ["time", "a"]
+    # a named index that is not of dates: the column named like a time wins, else the index
+    named = df.set_index(pd.Index([0, 2, 3, 5], name="step"))
+    assert list(to_series_set(named).feature_names) == ["a"]
+    np.testing.assert_array_equal(to_series_set(named).times[0], df["time"].to_numpy())
+    no_time = named.rename(columns={"time": "b"})
+    np.testing.assert_array_equal(to_series_set(no_time).times[0], [0.0, 2.0, 3.0, 5.0])
     # no time column: the row labels are the times (a dropped row leaves a gap)
     only = pd.DataFrame({"a": [1.0, 2.0, 3.0]}, index=[0, 2, 3])
     np.testing.assert_array_equal(to_series_set(only).times[0], [0.0, 2.0, 3.0])
+
+
+def test_named_row_index_beside_a_time_column_is_row_labels() -> None:
+    # a database table's 'row_id' index: the index was taken as the time axis and the real,
+    # irregular 'time' column fitted as a feature, without a word (audit S #3)
+    times = np.array([0.0, 1.25, 4.0, 9.5, 10.0])
+    df = pd.DataFrame({"time": times, "a": [1.0, np.nan, 3.0, 4.0, 5.0]})
+    df.index = pd.Index(np.arange(1000, 1005), name="row_id")
+    ss = to_series_set(df)
+    assert list(ss.feature_names) == ["a"]
+    np.testing.assert_array_equal(ss.times[0], times)
+    pd.testing.assert_frame_equal(from_padded(ss, ss.padded()[0]), df)
+    # an index named like a time beside a column named like one: which is meant is unsaid
+    both = df.rename_axis("t")
+    with pytest.raises(ValidationError, match=r"time_col: .* index 't' and the column 'time'"):
+        to_series_set(both)
+    assert list(to_series_set(both, time_col="time").feature_names) == ["a"]
+
+
+@pytest.mark.filterwarnings("ignore:time_col. took")  # (the time column is out of order)
+def test_duplicate_times_of_stacked_series_say_to_name_the_id_column() -> None:
+    """A long frame whose id column is not named like one ('patient') gave 'duplicate time
+    ... merge_duplicate_times', and merging averaged the patients into one series, their
+    id a feature (audit S #4). The error now says first that X looks like several series
+    and names the column; merging second."""
+    t = np.arange(6.0)
+    stacked = pd.DataFrame(
+        {"patient": np.repeat([101, 202, 303], 6), "time": np.tile(t, 3),
+         "hr": np.arange(18.0)}
+    )  # fmt: skip
+    with pytest.raises(ValidationError) as err:
+        to_series_set(stacked)
+    message = str(err.value)
+    assert "X looks like several series stacked (the column 'patient' changes where" in message
+    assert message.index("id_col='patient'") < message.index("merge_duplicate_times")
+    # text ids in rows sorted by time, not by series
+    by_time = stacked.assign(patient=stacked["patient"].map("P{}".format)).sort_values("time")
+    with pytest.raises(ValidationError, match=r"'patient' has distinct times, .*id_col='patient'"):
+        to_series_set(by_time, time_col="time", feature_cols=["hr"])
+    # no column tells the series apart: still said, with the times that restart
+    with pytest.raises(ValidationError, match=r"times restart 2 time\(s\) .* id_col=\.\.\."):
+        to_series_set(stacked.drop(columns="patient"), time_col="time")
+    # one series with a time logged twice: merging is the advice, as before (a 0/1
+    # feature that differs there is no id)
+    once = pd.DataFrame(
+        {"time": [0.0, 1.0, 1.0, 2.0, 3.0], "hr": [1.0, 2, 3, 4, 5], "flag": [0, 0, 1, 1, 0]}
+    )
+    with pytest.raises(ValidationError, match=r"in X \(gpvae.data.merge_duplicate_times"):
+        to_series_set(once)
+    # merging what looks like several series warns that it averages them into one
+    with pytest.warns(UserWarning, match=r"id_col: X looks like several .* id_col='patient'"):
+        merge_duplicate_times(stacked)
 
 
 def test_column_errors_say_where_columns_are_named() -> None:
@@ -313,6 +370,23 @@ def test_allow_flags() -> None:
     assert ss.lengths.tolist() == [1]
     b = ss.to_batch()
     assert not b.observed.any()
+
+
+def test_refused_short_or_empty_series_name_the_flag_that_accepts_them() -> None:
+    """GPVAE.fit accepts a series of one step and one with nothing observed; to_series_set,
+    which every column-choice error recommends, refused the same frame without saying
+    that allow_single_step / allow_empty_series accept them (audit S #8)."""
+    df = pd.DataFrame(
+        {"stay": ["a"] * 4 + ["b"] + ["c"] * 2, "hours": [0.0, 1, 2, 3, 4, 1, 2],
+         "hr": [70.0, 71, 72, 73, 80, np.nan, np.nan]}
+    )  # fmt: skip
+    cols = {"id_col": "stay", "time_col": "hours", "feature_cols": ["hr"]}
+    with pytest.raises(ValidationError, match=r"series 'b' \(to_series_set\(\.\.\., allow_single"):
+        to_series_set(df, **cols)
+    with pytest.raises(ValidationError, match=r"series 'c' \(to_series_set\(\.\.\., allow_empty"):
+        to_series_set(df, allow_single_step=True, **cols)
+    ss = to_series_set(df, allow_single_step=True, allow_empty_series=True, **cols)
+    assert ss.lengths.tolist() == [4, 1, 2]
 
 
 # ---------------------------------------------------------------- bad input

@@ -20,6 +20,7 @@ import gpvae
 import gpvae.estimator.estimator
 import gpvae.training.session
 from gpvae import GPVAE, settings
+from gpvae.data import to_series_set
 from gpvae.errors import (
     GPVAEError,
     InputTypeError,
@@ -191,6 +192,18 @@ def test_impute_long_dataframe_gives_frames() -> None:
     combined = res.to_frame()
     assert list(combined.columns) == [*frame.columns, "a_lower", "b_lower", "a_upper", "b_upper"]
     assert np.array_equal(combined["a_lower"].to_numpy(), res.lower["a"].to_numpy())
+
+
+def test_to_frame_refuses_input_columns_named_like_its_interval_columns() -> None:
+    """An input holding 'a_lower' (an earlier to_frame(), imputed again with chosen
+    feature columns) gave a frame with two 'a_lower' columns, without a word (audit S #11)."""
+    frame = long_frame()
+    est = GPVAE(**FAST).fit(frame)
+    first = est.impute(frame, num_samples=5).to_frame()
+    again = est.impute(to_series_set(first, feature_cols=["a", "b"]), num_samples=5)
+    assert list(again.mean.columns) == list(first.columns)  # the results themselves stand
+    with pytest.raises(ValidationError, match=r"to_frame: .* found \['a_lower', 'b_lower', 'a_u"):
+        again.to_frame()
 
 
 def test_wide_dataframe_and_dict_inputs() -> None:

@@ -1350,6 +1350,169 @@ def test_dates_are_read_with_one_format_for_the_whole_column(style: str) -> None
     assert (parsed.to_numpy() == days.to_numpy()).all()
 
 
+def test_fit_counts_the_series_it_trained_on(
+    files: dict[str, Path], tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    """A series with nothing observed is left out of training (fit warns): fit still said
+    "fitted on 4 series" (counting it), and said impute's warning on such series ("their
+    values come from the model's prior") while it fitted (audit S #12)."""
+    data = tmp_path / "data.csv"
+    frame = pd.read_csv(files["long_csv"])
+    extra = pd.DataFrame({"station": ["e", "e"], "t": [1.0, 2.0], "temp": [np.nan] * 2,
+                          "humidity": [np.nan] * 2, "wind": [np.nan] * 2})  # fmt: skip
+    pd.concat([frame, extra], ignore_index=True).to_csv(data, index=False)
+    args = ["fit", str(data), "--time-col", "t", "--id-col", "station", "-o",
+            str(tmp_path / "m"), *FIT_OPTIONS]  # fmt: skip
+    with warnings.catch_warnings():
+        warnings.simplefilter("default")
+        assert main(args) == 0
+    out, err = capsys.readouterr()
+    assert "left out of training" in err
+    assert "fitted on 3 series (1 with nothing observed left out)" in out
+    assert "come from the model's prior" not in err
+
+
+def test_csv_row_numbers_are_not_a_default_feature(
+    files: dict[str, Path], tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    """A CSV written by df.to_csv() has the frame's row numbers as an unnamed first column,
+    which was fitted as a feature 'Unnamed: 0' (a Parquet file's are dropped) (audit S #9)."""
+    frame = pd.read_csv(files["long_csv"])
+    for name, written in (("range", frame), ("filtered", frame.iloc[::2])):
+        path = tmp_path / f"{name}.csv"
+        written.to_csv(path)  # with its index
+        data = read_table(path)
+        assert str(data.columns[0]) == "Unnamed: 0"
+        spec = spec_from_fit(data, "t", "station", None)
+        assert spec.features == FEATURES
+        assert "'Unnamed: 0' of DATA (unnamed, holding distinct whole numbers" in (
+            capsys.readouterr().out
+        )
+        listed = spec_from_fit(data, "t", "station", "Unnamed: 0,temp")
+        assert listed.features == ["Unnamed: 0", "temp"]
+    # a column that is no row numbers (a repeated value) stays a feature
+    other = frame.assign(**{"Unnamed: 0": 1})[["Unnamed: 0", *frame.columns]]
+    assert "Unnamed: 0" in spec_from_fit(other, "t", "station", None).features
+
+
+def test_elapsed_times_without_a_date_are_read_as_hours(tmp_path: Path) -> None:
+    """PhysioNet's HH:MM times since admission were read as clock times of the day the
+    command ran (cli.json's time_start was that date), and a stay past 23:59 failed with
+    pandas' 'hour must be in 0..23' (audit S #10)."""
+    text = ["00:00", "01:37", "", "23:59", "24:03", "47:59", "100:00:30"]
+    frame = pd.DataFrame({"Time": text, "a": np.arange(7.0)}).replace("", None)
+    hours = parse_times(frame, "Time", "DATA")["Time"].to_numpy()
+    expected = [0.0, 1 + 37 / 60, np.nan, 23 + 59 / 60, 24 + 3 / 60, 47 + 59 / 60, 100 + 30 / 3600]
+    np.testing.assert_allclose(hours, expected)
+    days = pd.DataFrame({"Time": ["0 days 00:00:00", "1 days 02:00:00", "2 days"], "a": [1.0] * 3})
+    assert parse_times(days, "Time", "DATA")["Time"].tolist() == [0.0, 26.0, 48.0]
+    durations = days.assign(Time=pd.to_timedelta(days["Time"]))  # a Parquet duration column
+    assert parse_times(durations, "Time", "DATA")["Time"].tolist() == [0.0, 26.0, 48.0]
+    # fit records numbers of hours, not the day it ran
+    rows = [f"{k * 37 // 60:02d}:{k * 37 % 60:02d},{np.sin(k / 4):.3f}" for k in range(48)]
+    data = tmp_path / "stay.csv"
+    data.write_text("Time,HR\n" + "\n".join(rows) + "\n")
+    assert main(["fit", str(data), "--time-col", "Time", "-o", str(tmp_path / "m"),
+                 *FIT_OPTIONS]) == 0  # fmt: skip
+    spec = json.loads((tmp_path / "m" / CLI_FILE).read_text())
+    assert spec["time_type"] == "numeric"
+    assert spec["time_start"] == 0.0
+    assert spec["time_step"] == pytest.approx(37 / 60)
+
+
+def test_impute_writes_whole_number_columns_as_data_wrote_them(tmp_path: Path) -> None:
+    """impute wrote an integer feature column as floats ('4' -> '4.0'), and changed whole
+    numbers beyond 2**53 ('9007199254740993' -> '9007199254740992.0') (audit S #5)."""
+    rows = ["t,count,big,x"]
+    for k in range(40):
+        x = "" if k % 6 == 0 else f"{np.sin(k / 5):.4f}"
+        rows.append(f"{k},{k % 9},{9007199254740993 + 2 * k},{x}")
+    data, out = tmp_path / "ints.csv", tmp_path / "out.csv"
+    data.write_text("\n".join(rows) + "\n")
+    assert main(["fit", str(data), "--time-col", "t", "-o", str(tmp_path / "m"),
+                 *FIT_OPTIONS]) == 0  # fmt: skip
+    assert main(["impute", str(tmp_path / "m"), str(data), "-o", str(out)]) == 0
+    written = pd.read_csv(out, dtype=str, keep_default_na=False)
+    given = pd.read_csv(data, dtype=str, keep_default_na=False)
+    for col in ("count", "big"):
+        for end in ("", "_lower", "_upper"):
+            assert written[col + end].tolist() == given[col].tolist()
+    x = given["x"] != ""
+    assert written.loc[x, "x"].astype(float).tolist() == given.loc[x, "x"].astype(float).tolist()
+    assert (written.loc[~x, "x"] != "").all()  # imputed
+
+
+def test_whole_numbers_beyond_float_precision_with_empty_cells_are_refused(
+    tmp_path: Path,
+) -> None:
+    """A column of whole numbers with an empty cell is read as floats: one beyond 2**53
+    lost digits on reading and was written back changed, without a word (audit S #5)."""
+    data = tmp_path / "gaps.csv"
+    data.write_text("t,big,x\n0,9007199254740993,1.0\n1,,2.0\n2,9007199254740995,3.0\n")
+    with pytest.raises(
+        CLIError,
+        match=r"column 'big': .* found the whole number "
+        r"9007199254740993 \(row 0\), beyond 2\*\*53, .* as 9007199254740992",
+    ):
+        read_table(data)
+    fine = tmp_path / "fine.csv"  # beyond 2**53 but held exactly (a power of two), and 1e20
+    fine.write_text("t,big,x\n0,9007199254740992,1e20\n1,,2.0\n")
+    assert read_table(fine)["big"].iloc[0] == 2.0**53
+
+
+def test_fit_without_id_col_on_a_long_file_says_to_give_it(
+    files: dict[str, Path], tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    """fit of a long file without --id-col: with numeric ids in a column 'id' the error
+    named feature_cols (a Python argument); in a column 'stay' it said 'duplicate time'
+    and advised --merge-duplicate-times, which averaged the series into one (audit S #4)."""
+    frame = pd.read_csv(files["long_csv"]).sort_values(["station", "t"])
+    frame["t"] = frame.groupby("station").cumcount().astype(float)  # times restart
+    for name, ids in (("id", "num"), ("stay", "num"), ("stay", "text")):
+        data = tmp_path / f"{name}_{ids}.csv"
+        codes = frame["station"].map({"a": 1, "b": 2, "c": 3}) if ids == "num" else None
+        table = frame.assign(station=codes) if ids == "num" else frame
+        table.rename(columns={"station": name}).to_csv(data, index=False)
+        args = ["fit", str(data), "--time-col", "t", "-o", str(tmp_path / "m"), *FIT_OPTIONS]
+        _, line = _main_error(capsys, args)
+        assert "feature_cols" not in line
+        assert "id_col=" not in line
+        if name == "id":
+            assert line.startswith("error: --id-col: expected --id-col for DATA's column 'id'")
+            continue
+        assert "DATA looks like several series stacked (the column 'stay' " in line
+        assert line.index("--id-col stay") < line.index("--merge-duplicate-times")
+    # merging them anyway: said to average the series into one
+    assert main([*args, "--merge-duplicate-times"]) == 0
+    err = capsys.readouterr().err
+    assert "warning: --merge-duplicate-times: DATA looks like several series stacked" in err
+    assert "name the id column with --id-col stay instead" in err
+
+
+def test_day_first_dates_print_no_traceback() -> None:
+    """Day-first dates made every command print pandas' "Exception ignored in ...
+    Traceback" on stderr: the check for one date format turned pandas' warnings into
+    errors, and pandas warns from compiled code, where an error is printed, not raised
+    (audit S #6)."""
+    code = (
+        "import pandas as pd\n"
+        "from gpvae.app.cli.columns import parse_times\n"
+        "dates = [f'{d:02d}/03/2021' for d in range(13, 31)]\n"
+        "frame = pd.DataFrame({'date': dates, 'a': range(18)})\n"
+        "parsed = parse_times(frame, 'date', 'DATA')['date']\n"
+        "print(parsed.iloc[0].date(), parsed.iloc[-1].date())\n"
+    )
+    env = {**os.environ, "OMP_NUM_THREADS": "1"}
+    env.pop("PYTHONWARNINGS", None)
+    proc = subprocess.run(
+        [sys.executable, "-c", code], capture_output=True, text=True, env=env, timeout=300
+    )
+    assert proc.returncode == 0, proc.stderr
+    assert proc.stdout.split() == ["2021-03-13", "2021-03-30"]
+    assert "Traceback" not in proc.stderr, proc.stderr
+    assert "Exception ignored" not in proc.stderr, proc.stderr
+
+
 def test_dates_that_read_both_ways_warn_and_are_read_month_first() -> None:
     from gpvae.app.cli.columns import parse_times
 

@@ -39,6 +39,11 @@ DUPLICATE_ADVICE = (
     "(gpvae.data.merge_duplicate_times merges rows that share a time, and says which)"
 )
 
+#: How the duplicate-times error on a frame that looks like several series stacked says to
+#: name the id column; ``{col}`` is the candidate column's repr, or ``...`` (the command
+#: line replaces it with its option, the error's ``id_column`` holding the candidate).
+ID_ADVICE = "name the id column with id_col={col}"
+
 
 def to_series_set(
     X: Any,
@@ -65,11 +70,14 @@ def to_series_set(
             DataFrames (use ``time_col`` or the index).
         id_col: series id column of a long DataFrame (inferred from names such as "id").
         time_col: time column of a DataFrame (inferred from names such as "time"; for a wide
-            frame the index is the time when no time column is given or found).
+            frame the index is the time when it holds dates, durations or periods, or when
+            no time column is given or found).
         feature_cols: feature columns of a DataFrame; default all other columns.
         num_features: expected D (e.g. the number seen at fit), or None.
-        allow_single_step: accept series with a single time step (T_i == 1).
-        allow_empty_series: accept series with no observed entry at all.
+        allow_single_step: accept series with a single time step (T_i == 1), as
+            :meth:`GPVAE.fit <gpvae.GPVAE.fit>` and the predictions do (pass True for a
+            SeriesSet given to them; the default refuses, for code that needs 2 steps).
+        allow_empty_series: accept series with no observed entry at all (the same).
         name: the argument name used in error messages (e.g. "X_val").
         times_name: the name of the times argument in error messages (e.g. "times_val").
         time_form: read datetimes as the fitted data's were, (``time_unit``, ``freq``) of
@@ -295,6 +303,54 @@ def _time_text(value: Any) -> str:
     return str(value)
 
 
+def stacked_series(
+    frame: pd.DataFrame, times: np.ndarray, skip: set[Any]
+) -> tuple[str, Hashable | None] | None:
+    """Whether a one-series frame whose times repeat looks like several series stacked
+    (an id column not named like one): why, and the column that would be their id (None
+    when no column is one), else None.
+
+    ``times``: the frame's times in its row order (float, datetime64 or timedelta64).
+    A column is the id when, none of its entries missing, it takes 2 to R/2 values, each
+    of its values has distinct times, and it changes only where the times restart (a
+    column of whole numbers or text may change anywhere, rows sorted by time, when most
+    rows share their time with another); without one, times that restart and repeat on
+    most rows say so."""
+    R = len(times)
+    t = times.astype(np.int64).astype(np.float64) if times.dtype.kind in "mM" else times
+    restarts = set((np.flatnonzero(np.diff(t) < 0) + 1).tolist())
+    keys = pd.Series(times)
+    shared = float(keys.duplicated(keep=False).mean())  # share of rows whose time repeats
+    best: tuple[bool, int, Hashable] | None = None
+    for pos, col in enumerate(frame.columns):
+        if col in skip:
+            continue
+        values = frame[col]
+        if values.isna().any() or not 2 <= values.nunique() <= R // 2:
+            continue
+        if pd.DataFrame({"c": values.to_numpy(), "t": keys}).duplicated().any():
+            continue
+        arr = values.to_numpy()
+        changes = set((np.flatnonzero(arr[1:] != arr[:-1]) + 1).tolist())
+        runs = bool(changes) and changes <= restarts
+        # (not a 0/1 feature that differs between a few rows of one series at one time)
+        labels = shared >= 0.5 and (
+            values.dtype.kind in "iuOSU" or isinstance(values.dtype, pd.CategoricalDtype)
+        )
+        if (runs or labels) and (best is None or (not runs, pos) < best[:2]):
+            best = (not runs, pos, col)
+    if best is not None:
+        where = "changes where the times restart" if not best[0] else "has distinct times"
+        return f"the column {best[2]!r} {where}, as an id column does", best[2]
+    if restarts and shared >= 0.5:
+        return (
+            f"its times restart {len(restarts)} time(s) and {shared:.0%} of its rows share "
+            "a time with another",
+            None,
+        )
+    return None
+
+
 def _finish(
     parsed: Parsed,
     name: str,
@@ -315,21 +371,37 @@ def _finish(
         if len(t) == 1 and not allow_single_step:
             raise ValidationError(
                 f"{name}: expected at least 2 time steps per series, found a single time step "
-                f"in {label}"
+                f"in {label} (to_series_set(..., allow_single_step=True) accepts such series, "
+                "as GPVAE.fit and impute do)"
             )
         order = np.argsort(t, kind="stable")
         ts = t[order]
         dup = np.flatnonzero(np.diff(ts) == 0)
         if dup.size:
-            raise ValidationError(
+            found = (
                 f"{parsed.time_name}: expected distinct times within each series, found "
-                f"duplicate time {_time_text(raw[order][dup[0]])} in {label} {DUPLICATE_ADVICE}"
+                f"duplicate time {_time_text(raw[order][dup[0]])} in {label}"
             )
+            frame = parsed.layout.get("frame")
+            stacked = None
+            if parsed.layout.get("kind") == "dataframe_wide" and frame is not None:
+                stacked = stacked_series(frame, t, {parsed.layout.get("time_col")})
+            if stacked is None:
+                raise ValidationError(f"{found} {DUPLICATE_ADVICE}")
+            why, col = stacked
+            err = ValidationError(
+                f"{found}: {name} looks like several series stacked ({why}): "
+                f"{ID_ADVICE.format(col='...' if col is None else repr(col))}; if it is one "
+                f"series whose rows share times, merge them {DUPLICATE_ADVICE}"
+            )
+            err.id_column = col  # type: ignore[attr-defined]
+            raise err
         vs = np.ascontiguousarray(v[order])
         if not allow_empty_series and np.isnan(vs).all():
             raise ValidationError(
                 f"{name}: expected at least one observed (non-NaN) entry per series, found none "
-                f"in {label}"
+                f"in {label} (to_series_set(..., allow_empty_series=True) accepts such series, "
+                "as GPVAE.fit and impute do)"
             )
         vs.setflags(write=False)
         ts.setflags(write=False)

@@ -20,7 +20,7 @@ from typing import Any
 import numpy as np
 import pandas as pd
 
-from gpvae.data.convert import to_series_set
+from gpvae.data.convert import ID_ADVICE, stacked_series, to_series_set
 from gpvae.data.frames import from_frame
 from gpvae.errors import ValidationError
 
@@ -63,8 +63,19 @@ def _warn(merged: list[dict[str, Any]], stacklevel: int) -> None:
 def _merge_frame(
     X: pd.DataFrame, id_col: Hashable | None, time_col: Hashable | None
 ) -> MergedTimes:
-    lay = from_frame(X, id_col, time_col, None, "X").layout
+    parsed = from_frame(X, id_col, time_col, None, "X")
+    lay = parsed.layout
     id_c, time_c = lay.get("id_col"), lay.get("time_col")
+    stacked = None if id_c is not None else stacked_series(X, parsed.times[0], {time_c})
+    if stacked is not None:  # merging would average several series into one
+        why, col = stacked
+        warnings.warn(
+            f"id_col: X looks like several series stacked ({why}), which this merge averages "
+            f"into one series; {ID_ADVICE.format(col='...' if col is None else repr(col))} "
+            "if so",
+            UserWarning,
+            stacklevel=3,
+        )
     frame = X if time_c is not None else X.rename_axis("__time__").reset_index()
     time_key = time_c if time_c is not None else "__time__"
     keys = [k for k in (id_c, time_key) if k is not None]

@@ -3,8 +3,10 @@
 Private to :mod:`gpvae.data`; see :func:`gpvae.data.to_series_set`. Column names are inferred
 only when unambiguous: an id column named like "id"/"series_id" makes the frame long, a time
 column named like "time"/"timestamp" is used as the time. A wide frame's index is its time
-instead when it says so: dates, durations or periods, or a named index; an unnamed integer
-index is row labels (a filtered frame's), and it is the time only without a time column.
+instead when it says so: dates, durations or periods, or, without a column named like a
+time, a named index; an unnamed integer index is row labels (a filtered frame's), and it is
+the time only without a time column. A column named like a time wins over a named index
+that is not of dates (a ``row_id`` index beside a ``time`` column is row labels).
 A time column found by its name whose numbers are out of order is used with a warning (a
 feature named "t" would otherwise become the time axis without a word).
 """
@@ -23,7 +25,8 @@ from gpvae.errors import InputTypeError, ShapeError, ValidationError
 
 __all__ = ["from_frame"]
 
-_ID_NAMES = frozenset({"id", "series", "series_id", "unique_id", "item_id", "recordid"})
+#: The names (lower case) of a column taken as the series id when id_col is not given.
+ID_NAMES = frozenset({"id", "series", "series_id", "unique_id", "item_id", "recordid"})
 _TIME_NAMES = frozenset({"time", "times", "timestamp", "t", "date", "datetime", "ds"})
 
 
@@ -91,13 +94,15 @@ def _pick_column(
     return found[0] if found else None
 
 
-def _index_is_time(index: pd.Index) -> bool:
+def _index_is_time(index: pd.Index, time_named: bool) -> bool:
     """Whether a wide frame's index is its time axis rather than row labels: dates,
-    durations, periods or a named index (a default or filtered frame's integer labels are
-    unnamed)."""
+    durations or periods; or, when no column is named like a time (``time_named``), a
+    named index or one of other values than integers (a default or filtered frame's
+    integer labels are unnamed). A column named like a time wins over an index that is not
+    of dates: a named integer index (``row_id`` of a database table) is row labels then."""
     if isinstance(index, (pd.DatetimeIndex, pd.TimedeltaIndex, pd.PeriodIndex)):
         return True
-    if isinstance(index, pd.RangeIndex):
+    if isinstance(index, pd.RangeIndex) or time_named:
         return False
     return index.name is not None or index.dtype.kind not in "iu"
 
@@ -116,10 +121,25 @@ def from_frame(
         raise ValidationError(f"{name}: expected unique column names, found duplicates {dup}")
     if X.shape[0] == 0:
         raise ShapeError(f"{name}: expected at least one row, found an empty DataFrame")
-    id_col = _pick_column(id_col, _ID_NAMES, columns, "id_col", {time_col})
+    id_col = _pick_column(id_col, ID_NAMES, columns, "id_col", {time_col})
     long = id_col is not None
     inferred = time_col is None
-    if long or time_col is not None or not _index_is_time(X.index):
+    time_named = any(str(c).lower() in _TIME_NAMES and c != id_col for c in columns)
+    if (
+        not long
+        and time_col is None
+        and time_named
+        and str(X.index.name).lower() in _TIME_NAMES
+        and not isinstance(X.index, (pd.DatetimeIndex, pd.TimedeltaIndex, pd.PeriodIndex))
+    ):
+        cols = [c for c in columns if str(c).lower() in _TIME_NAMES and c != id_col]
+        raise ValidationError(
+            f"time_col: expected one time of {name} to infer, found both its index "
+            f"{X.index.name!r} and the column {cols[0]!r} named like a time; pass "
+            f"time_col={cols[0]!r} for the column, or {name}.reset_index() and "
+            f"time_col={X.index.name!r} for the index"
+        )
+    if long or time_col is not None or not _index_is_time(X.index, time_named):
         time_col = _pick_column(time_col, _TIME_NAMES, columns, "time_col", {id_col})
     if long and time_col is None:
         raise ValidationError(

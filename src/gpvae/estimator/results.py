@@ -75,9 +75,24 @@ class ImputationResult:
 
     def to_frame(self) -> pd.DataFrame:
         """One frame for a DataFrame input: the input's columns with the feature columns
-        imputed (mean), plus ``<feature>_lower`` and ``<feature>_upper`` columns."""
+        imputed (mean), plus ``<feature>_lower`` and ``<feature>_upper`` columns.
+
+        Raises:
+            ValidationError: the input has a column (other than a feature) named like one
+                of those, e.g. from an earlier ``to_frame()`` (the frame would hold two
+                columns of that name).
+        """
         if self.frame is None:
             raise _no_frame("result")
+        columns = self.frame.columns
+        clash = list(dict.fromkeys(columns[columns.duplicated()]))
+        if clash:
+            raise ValidationError(
+                f"to_frame: expected no input column named like the <feature>_lower and "
+                f"<feature>_upper columns it adds, found {clash} in the input (e.g. from an "
+                f"earlier to_frame()): rename or drop {clash[0]!r} before imputing (.mean, "
+                ".lower and .upper hold the results without it)"
+            )
         return self.frame.copy()
 
 

@@ -15,6 +15,7 @@ results back into the rows and columns of the table.
 from __future__ import annotations
 
 import json
+import re
 import warnings
 from dataclasses import asdict, dataclass
 from pathlib import Path
@@ -134,13 +135,21 @@ class ColumnSpec:
 
 
 def parse_times(frame: pd.DataFrame, time_col: str, what: str) -> pd.DataFrame:
-    """Parse a text time column (e.g. dates in a CSV) into datetimes, in place of the column."""
+    """Parse a text time column (e.g. dates in a CSV) into datetimes, in place of the column.
+
+    Elapsed times, text without a date such as ``47:59`` (H:MM or HH:MM, optionally :SS:
+    PhysioNet's time since admission) or pandas' ``1 days 02:00:00``, and a duration column
+    (Parquet), become numbers of hours (``47:59`` is 47.983): they were read as clock times
+    of the day the command ran, and failed past ``23:59``."""
     col = frame[time_col]
     if pd.api.types.is_numeric_dtype(col.dtype) and not pd.api.types.is_bool_dtype(col.dtype):
         return frame
-    if pd.api.types.is_datetime64_any_dtype(col.dtype) or pd.api.types.is_timedelta64_dtype(
-        col.dtype
-    ):
+    if pd.api.types.is_datetime64_any_dtype(col.dtype):
+        return frame
+    hours = _elapsed_hours(col)
+    if hours is not None:
+        frame = frame.copy()
+        frame[time_col] = hours
         return frame
     try:
         parsed = pd.to_datetime(col, format="ISO8601")
@@ -173,6 +182,36 @@ def parse_times(frame: pd.DataFrame, time_col: str, what: str) -> pd.DataFrame:
     frame = frame.copy()
     frame[time_col] = parsed
     return frame
+
+
+#: Elapsed time without a date: hours (any number of digits), minutes, optional seconds.
+_CLOCK = r"(\d+):([0-5]\d)(?::([0-5]\d(?:\.\d+)?))?"
+
+#: pandas' text of a duration (``str(pd.Timedelta)``): ``1 days 02:00:00``, ``0 days``.
+_DAYS = r"\d+ days?(?: \d\d:\d\d:\d\d(?:\.\d+)?)?"
+
+_NS_PER_HOUR = 3.6e12
+
+
+def _elapsed_hours(col: pd.Series) -> pd.Series | None:
+    """A time column of durations (a timedelta column, or text of elapsed times: every
+    value H:MM / HH:MM(:SS), or every value pandas' ``1 days 02:00:00``) as float hours,
+    NaN where missing; None for any other column."""
+    if pd.api.types.is_timedelta64_dtype(col.dtype):
+        return col.astype("timedelta64[ns]").astype("int64").where(col.notna()) / _NS_PER_HOUR
+    text = col.dropna()
+    if text.empty or not all(isinstance(v, str) for v in text):
+        return None
+    text = text.str.strip()
+    parts = text.str.fullmatch(_CLOCK)
+    if parts.all():
+        split = text.str.extract(f"^{_CLOCK}$").astype(float).fillna(0.0)
+        hours = split[0] + split[1] / 60 + split[2] / 3600
+    elif text.str.fullmatch(_DAYS).all():
+        hours = pd.to_timedelta(text).astype("timedelta64[ns]").astype("int64") / _NS_PER_HOUR
+    else:
+        return None
+    return hours.reindex(col.index).astype(np.float64)
 
 
 #: How many of DATA's times a date format must write back exactly (:func:`times_as_written`).
@@ -264,12 +303,25 @@ def _one_format(col: pd.Series, dayfirst: bool) -> pd.Series | None:
     One format for the whole column: read value by value, "01/03/2021" and "13/03/2021"
     would be 3 January and 13 March.
     """
-    with warnings.catch_warnings():
-        warnings.simplefilter("error", UserWarning)  # "Could not infer format": not one format
+    with warnings.catch_warnings(record=True) as caught:
+        # recorded, not raised: pandas warns from compiled code too ("Parsing dates in
+        # %d/%m/%Y format when dayfirst=False"), where a raised warning is printed with a
+        # traceback ("Exception ignored in ...") and the parse goes on
+        warnings.simplefilter("always")
         try:
-            return pd.to_datetime(col, dayfirst=dayfirst)
-        except (ValueError, TypeError, UserWarning, OverflowError):
+            parsed = pd.to_datetime(col, dayfirst=dayfirst)
+        except (ValueError, TypeError, OverflowError):
             return None
+    # "Could not infer format" (and any other but the day-first note): not one format
+    for w in caught:
+        if issubclass(w.category, UserWarning) and not str(w.message).startswith(_DAYFIRST_NOTE):
+            return None
+    return parsed
+
+
+#: The start of pandas' note that it read dates day-first (or month-first) against the
+#: ``dayfirst`` asked for: the dates were read in one format, the one their values show.
+_DAYFIRST_NOTE = "Parsing dates in"
 
 
 def _unparsed(col: pd.Series) -> object:
@@ -294,6 +346,16 @@ def check_columns(frame: pd.DataFrame, spec: ColumnSpec, what: str) -> None:
             raise CLIError(f"--features: {col!r} is the time or id column, not a feature")
     if spec.id_col is not None and spec.id_col == spec.time_col:
         raise CLIError(f"--id-col: expected a column other than the time column {spec.time_col!r}")
+    if spec.id_col is None:  # the data layer would take such a column as the series id
+        from gpvae.data.frames import ID_NAMES
+
+        named = [c for c in spec.features if c.lower() in ID_NAMES]
+        if named:
+            raise CLIError(
+                f"--id-col: expected --id-col for {what}'s column {named[0]!r}, named like a "
+                f"series id (a long file: one row per series and time), found none: give "
+                f"--id-col {named[0]}, or rename the column if it is a feature"
+            )
     if not spec.features:
         raise CLIError(f"--features: expected at least one feature column in {what}, found none")
 
@@ -366,6 +428,8 @@ def series_set(
         with warnings.catch_warnings():
             warnings.simplefilter("ignore", UserWarning)  # reported below, in the CLI's words
             done = merge_duplicate_times(sub, id_col=spec.id_col, time_col=spec.time_col)
+        if done.merged and spec.id_col is None:
+            _warn_stacked(frame, sub, spec, what)
         sub = done.X
         _report_merged(done.merged, spec, what)
     try:
@@ -389,6 +453,8 @@ def series_set(
         message = str(err)
         if DUPLICATE_ADVICE not in message:
             raise
+        if hasattr(err, "id_column"):  # DATA looks like several series stacked
+            message = _id_option(message, err.id_column, frame, sub, spec)
         advice = (
             f"({MERGE_OPTION} merges the rows of a series that share a time into one, the mean "
             "of each feature, and says which)"
@@ -397,6 +463,48 @@ def series_set(
             "time in DATA first)"
         )
         raise ValidationError(message.replace(DUPLICATE_ADVICE, advice)) from err
+
+
+def _warn_stacked(frame: pd.DataFrame, sub: pd.DataFrame, spec: ColumnSpec, what: str) -> None:
+    """Warn when ``--merge-duplicate-times`` merges the rows of a wide DATA that looks like
+    several series stacked (the merge averages them into one series)."""
+    from gpvae.data._parse import pandas_times
+    from gpvae.data.convert import stacked_series
+
+    times = pandas_times(sub[spec.time_col], what)
+    others = frame.drop(columns=[c for c in frame.columns if str(c) == spec.time_col])
+    stacked = stacked_series(others, times, set())
+    if stacked is not None:
+        why, col = stacked
+        warnings.warn(
+            f"{MERGE_OPTION}: {what} looks like several series stacked ({why}), which the "
+            f"merge averages into one series; if so, name the id column with --id-col "
+            f"{'COLUMN' if col is None else col} instead",
+            UserWarning,
+            stacklevel=2,
+        )
+
+
+def _id_option(
+    message: str, column: Any, frame: pd.DataFrame, sub: pd.DataFrame, spec: ColumnSpec
+) -> str:
+    """The duplicate-times error on DATA that looks like several series stacked, naming
+    ``--id-col`` (the data layer names its argument ``id_col``) and the column that looks
+    like their id: ``column``, found among the id, time and feature columns, else one of
+    DATA's other columns (text ids are no default feature)."""
+    from gpvae.data._parse import pandas_times
+    from gpvae.data.convert import ID_ADVICE, stacked_series
+
+    found = "..." if column is None else repr(column)
+    if column is None:  # another column of DATA, by the times as parsed
+        times = pandas_times(sub[spec.time_col], "DATA")
+        others = frame.drop(columns=[c for c in frame.columns if str(c) == spec.time_col])
+        stacked = stacked_series(others, times, set())
+        if stacked is not None and stacked[1] is not None:
+            column, why = stacked[1], f"stacked ({stacked[0]}): name the id"
+            message = re.sub(r"stacked \(.*?\): name the id", lambda _: why, message, count=1)
+    option = "--id-col COLUMN" if column is None else f"--id-col {column}"
+    return message.replace(ID_ADVICE.format(col=found), f"name the id column with {option}")
 
 
 def merged_rows(frame: pd.DataFrame, spec: ColumnSpec, what: str) -> np.ndarray:
@@ -494,6 +602,7 @@ def spec_from_fit(
         # an empty column that pandas named for an empty header cell (a delimiter ending
         # every line) is not a feature
         feats = [c for c in feats if not (c.startswith("Unnamed: ") and frame[c].isna().all())]
+        feats = [c for c in feats if not _row_numbers(frame, c)]
         numeric = [c for c in feats if pd.api.types.is_numeric_dtype(frame[c].dtype)]
         for c in feats:
             if c not in numeric:
@@ -510,6 +619,24 @@ def spec_from_fit(
     spec = ColumnSpec(time_col=time_col, id_col=id_col, features=feats)
     check_columns(frame, spec, "DATA")
     return spec
+
+
+def _row_numbers(frame: pd.DataFrame, col: str) -> bool:
+    """Whether ``col`` is the row numbers that ``df.to_csv()`` writes as its first column,
+    without a name (pandas reads it as ``Unnamed: 0``): distinct whole numbers, none
+    missing. Such a column is not a default feature (a Parquet file's unnamed row numbers
+    are dropped on reading, :func:`gpvae.data.parquet.plain_index`); saying so."""
+    values = frame[col]
+    if col != "Unnamed: 0" or str(frame.columns[0]) != col:
+        return False
+    if not pd.api.types.is_integer_dtype(values.dtype) or not values.is_unique:
+        return False
+    info(
+        f"--features: column {col!r} of DATA (unnamed, holding distinct whole numbers: the "
+        "row numbers that df.to_csv() writes) is not taken as a feature (list it in "
+        "--features to fit it); it is carried to OUT as it is"
+    )
+    return True
 
 
 #: Cell texts read as a written-out missing value by the check of the default features.

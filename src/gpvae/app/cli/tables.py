@@ -8,10 +8,12 @@ Every failure raises :class:`~gpvae.app.cli.errors.CLIError` naming the argument
 from __future__ import annotations
 
 import os
+import re
 import warnings
 from pathlib import Path
 from typing import Any
 
+import numpy as np
 import pandas as pd
 
 from gpvae.app.cli.errors import CLIError, info, one_line
@@ -91,7 +93,39 @@ def read_table(
         raise CLIError(f"{what}: expected at least one row, found none in {str(p)!r}")
     if fmt == "csv":
         _check_header(p, what)
+        _check_whole_numbers(frame, p, what)
     return frame
+
+
+#: The whole numbers beyond which a float64 no longer holds every one (2**53).
+_EXACT_LIMIT = 2.0**53
+
+
+def _check_whole_numbers(frame: pd.DataFrame, path: Path, what: str) -> None:
+    """Refuse a CSV column that pandas read as floats (a column of whole numbers with empty
+    cells) in which a whole number beyond 2**53 lost digits (``9007199254740993`` read as
+    ``9007199254740992.0``): OUT would write it changed, without a word. A column of whole
+    numbers without empty cells is read as integers, exactly."""
+    floats = frame.select_dtypes(include="float64")
+    big = [c for c in floats.columns if (floats[c].abs() >= _EXACT_LIMIT).any()]
+    if not big:
+        return
+    try:  # the columns as written
+        text = pd.read_csv(path, index_col=False, dtype=str, keep_default_na=False)[big]
+    except (ValueError, KeyError, pd.errors.ParserError):
+        return
+    for col in big:
+        rows = np.flatnonzero((floats[col].abs() >= _EXACT_LIMIT).to_numpy())
+        for row in rows:
+            written = str(text[col].iloc[row]).strip()
+            if re.fullmatch(r"[+-]?\d+", written) and int(written) != int(floats[col].iloc[row]):
+                raise CLIError(
+                    f"{what}: column {col!r}: expected numbers that a float holds exactly in a "
+                    f"column with empty cells (read as floats), found the whole number "
+                    f"{written} (row {row}), beyond 2**53, which would be read and written "
+                    f"as {int(floats[col].iloc[row])}; fill its empty cells (whole numbers "
+                    "without any are kept exactly), or write the column as text"
+                )
 
 
 def _check_header(path: Path, what: str) -> None:

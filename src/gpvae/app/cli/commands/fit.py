@@ -7,6 +7,7 @@ The kernel, encoder and likelihood choices are the registries' names
 
 from __future__ import annotations
 
+import warnings
 from functools import partial
 from pathlib import Path
 from typing import Any
@@ -505,7 +506,10 @@ def fit(
     # (cli.json's 'threshold', a quantile of the training scores that detect used before
     # the profile existed, is no longer computed: detect uses the profile)
     stepped = members > 1 or bool(model.difference)
-    with run.together(), as_cli("DATA"):
+    with run.together(), as_cli("DATA"), warnings.catch_warnings():
+        # the training data's series with nothing observed were left out of training (fit
+        # said so); scoring them says impute's words for them, which are not fit's
+        warnings.filterwarnings("ignore", message=_PRIOR_VALUES, category=UserWarning)
         if not stepped:
             # detect's threshold and score profile, stored with the model (model/config.json);
             # under torchrun each process scores a block of the series (its own, sharded)
@@ -528,13 +532,21 @@ def fit(
             spec.save(out)
     hist = getattr(model, "history_", None) or []
     last = f" after {len(hist)} epochs" if hist else ""
-    n_series = int(run.total(series.num_series)) if sharded else series.num_series
+    # the series trained on: those with nothing observed were left out, with a warning
+    trained = sum(1 for v in series.values if not np.isnan(v).all())
+    n_series = int(run.total(trained)) if sharded else trained
+    n_all = int(run.total(series.num_series)) if sharded else series.num_series
+    left = f" ({n_all - n_series} with nothing observed left out)" if n_all > n_series else ""
     processes = f" by {run.world} processes" if run.world > 1 else ""
     info(
-        f"fitted on {n_series} series, {series.num_features} features "
+        f"fitted on {n_series} series{left}, {series.num_features} features "
         f"({', '.join(spec.features)}){last}{processes}; wrote {out}"
     )
 
+
+#: The start of the predictions' warning on series with nothing observed (a regex for
+#: warnings.filterwarnings), which scoring the training data for detect's threshold gave.
+_PRIOR_VALUES = r".*series with no observed entry; their values come from the model's prior"
 
 #: The estimator's names of the training-mask arguments -> the options (for its errors).
 MASK_FLAGS = {

@@ -100,6 +100,8 @@ def impute(
                 filled = filled.iloc[merged_rows(frame, spec, "DATA")].reset_index(drop=True)
                 filled = keep_observed(filled, frame, spec)
             table = merge_back(frame, filled, spec)
+    if frame.shape[0]:
+        table = keep_whole_numbers(table, frame, spec)
     shards.write_output(table, out_path, run, ordered=source.ordered)
     missing = run.total(int(frame[spec.features].isna().sum().sum()) if frame.shape[0] else 0)
     info(f"imputed {int(missing)} missing values; wrote {out_path}")
@@ -149,6 +151,22 @@ def _check_sites_options(run: shards.Job, merge_duplicates: bool) -> None:
             "spatial model (fitted with --coord-cols: one row per site and time) does not "
             "do; leave it out"
         )
+
+
+def keep_whole_numbers(table: pd.DataFrame, frame: pd.DataFrame, spec: ColumnSpec) -> pd.DataFrame:
+    """``table`` (OUT) with DATA's own values in the feature columns of whole numbers or
+    True/False (integer or bool columns, which have no missing entry) and their interval's
+    ends: the results are floats (``4`` was written ``4.0``, and whole numbers beyond 2**53
+    changed: ``9007199254740993`` became ``9007199254740992.0``), where every entry of such
+    a column is observed, so equal to DATA's."""
+    out = table
+    for f in spec.features:
+        if frame[f].dtype.kind in "biu":
+            if out is table:
+                out = table.copy()
+            for col in (f, f"{f}_lower", f"{f}_upper"):
+                out[col] = frame[f].to_numpy()
+    return out
 
 
 def keep_observed(filled: pd.DataFrame, frame: pd.DataFrame, spec: ColumnSpec) -> pd.DataFrame:
