@@ -2063,3 +2063,36 @@ def test_cli_json_leaves_out_an_unset_time_zone(tmp_path: Path) -> None:
     spec.save(tmp_path)
     assert json.loads((tmp_path / "cli.json").read_text())["time_zone"] == "Europe/Berlin"
     assert ColumnSpec.load(tmp_path).time_zone == "Europe/Berlin"
+
+
+def test_fit_prints_the_learned_kernels_in_the_data_s_units(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    """The learned kernels were visible only in the model's time steps (audit T #12): fit
+    now prints one line per latent channel, lengthscales and periods in the data's units
+    (half-hourly dates: hours; a period given as 24h reads 24 hours, fixed), at most
+    KERNEL_LINES lines, then where to find the rest."""
+    from gpvae import GPVAE
+    from gpvae.app.cli.commands.fit import KERNEL_LINES
+
+    rng = np.random.default_rng(0)
+    data = tmp_path / "d.csv"
+    times = pd.date_range("2021-01-01", periods=120, freq="30min")
+    pd.DataFrame({"time": times, "a": np.sin(np.arange(120) / 8),
+                  "b": rng.standard_normal(120)}).to_csv(data, index=False)  # fmt: skip
+    out_dir = tmp_path / "m"
+    args = ["fit", str(data), "--time-col", "time", "-o", str(out_dir), "--epochs", "1",
+            "--hidden", "8", "--quiet", "--kernel", "matern32+periodic", "--period", "24h",
+            "--latent-dim", str(KERNEL_LINES + 2)]  # fmt: skip
+    assert main(args) == 0
+    out = capsys.readouterr().out
+    lines = out.splitlines()
+    at = lines.index("learned kernels (lengthscales and periods in the data's units):")
+    shown = lines[at + 1 : at + 1 + KERNEL_LINES]
+    assert [line.split(":")[0] for line in shown] == [f"  latent {i}" for i in range(KERNEL_LINES)]
+    table = GPVAE.load(out_dir / "model").kernel_summary()
+    lengthscale = table[(table.source == "latent 0") & (table.term == "0")
+                        & (table.parameter == "lengthscale")].value.item()  # fmt: skip
+    assert f"Matern32 lengthscale {lengthscale:.4g} hours" in shown[0]
+    assert "period 24 hours (fixed)" in shown[0]
+    assert lines[at + 1 + KERNEL_LINES].startswith("  ... and 2 more: GPVAE.load(")

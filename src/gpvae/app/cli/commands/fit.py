@@ -542,6 +542,33 @@ def fit(
         f"fitted on {n_series} series{left}, {series.num_features} features "
         f"({', '.join(spec.features)}){last}{processes}; wrote {out}"
     )
+    _print_kernels(model, out / MODEL_SUBDIR)
+
+
+#: At most this many lines of learned kernels after a fit (one per latent channel, then one
+#: per noise kernel of gaussian_gp).
+KERNEL_LINES = 8
+
+
+def _print_kernels(model: Any, folder: Path) -> None:
+    """The learned kernels in the data's units (``GPVAE.kernel_summary``), one line per
+    latent channel (an ensemble's first member), at most :data:`KERNEL_LINES` of them."""
+    from gpvae.estimator.kernel_report import format_summary
+
+    table = model.kernel_summary()
+    head = "learned kernels (lengthscales and periods in the data's units)"
+    if "member" in table.columns:
+        head += f", member 0 of {table['member'].nunique()}"
+        table = table[table["member"] == 0].drop(columns="member")
+    lines = format_summary(table.to_dict("records"))
+    info(head + ":")
+    for line in lines[:KERNEL_LINES]:
+        info("  " + line)
+    if len(lines) > KERNEL_LINES:
+        info(
+            f"  ... and {len(lines) - KERNEL_LINES} more: "
+            f"{type(model).__name__}.load({str(folder)!r}).kernel_summary() lists them all"
+        )
 
 
 #: The start of the predictions' warning on series with nothing observed (a regex for
