@@ -1442,6 +1442,38 @@ def test_impute_writes_whole_number_columns_as_data_wrote_them(tmp_path: Path) -
     assert (written.loc[~x, "x"] != "").all()  # imputed
 
 
+def test_impute_fills_nullable_integer_and_boolean_columns(tmp_path: Path) -> None:
+    """Parquet's nullable Int64 / boolean feature columns with missing entries were written
+    with DATA's own values, so their gaps stayed empty while impute said it filled them
+    (audit U #1)."""
+    rng = np.random.default_rng(1)
+    n = 40
+    frame = pd.DataFrame({
+        "time": np.arange(n),
+        "x": rng.normal(size=n),
+        "cnt": pd.array(rng.integers(0, 10, n), dtype="Int64"),
+        "ok": pd.array(rng.integers(0, 2, n).astype(bool), dtype="boolean"),
+        "full": pd.array(rng.integers(0, 10, n), dtype="Int64"),
+    })  # fmt: skip
+    frame.loc[[3, 10, 20], "cnt"] = pd.NA
+    frame.loc[[5, 11], "ok"] = pd.NA
+    frame.loc[[7, 8], "x"] = np.nan
+    data, out = tmp_path / "nullable.parquet", tmp_path / "out.csv"
+    frame.to_parquet(data)
+    assert main(["fit", str(data), "--time-col", "time", "-o", str(tmp_path / "m"),
+                 *FIT_OPTIONS]) == 0  # fmt: skip
+    assert main(["impute", str(tmp_path / "m"), str(data), "-o", str(out)]) == 0
+    written = pd.read_csv(out)
+    feats = ["x", "cnt", "ok", "full"]
+    assert int(written[feats].isna().sum().sum()) == 0
+    for col in feats:
+        for end in ("_lower", "_upper"):
+            assert int(written[col + end].isna().sum()) == 0
+    assert written["full"].tolist() == frame["full"].tolist()  # no gap: DATA's own values
+    seen = frame["cnt"].notna().to_numpy()
+    assert written.loc[seen, "cnt"].tolist() == frame.loc[seen, "cnt"].astype(float).tolist()
+
+
 def test_whole_numbers_beyond_float_precision_with_empty_cells_are_refused(
     tmp_path: Path,
 ) -> None:

@@ -155,13 +155,15 @@ def _check_sites_options(run: shards.Job, merge_duplicates: bool) -> None:
 
 def keep_whole_numbers(table: pd.DataFrame, frame: pd.DataFrame, spec: ColumnSpec) -> pd.DataFrame:
     """``table`` (OUT) with DATA's own values in the feature columns of whole numbers or
-    True/False (integer or bool columns, which have no missing entry) and their interval's
+    True/False without a missing entry (integer or bool columns) and their interval's
     ends: the results are floats (``4`` was written ``4.0``, and whole numbers beyond 2**53
     changed: ``9007199254740993`` became ``9007199254740992.0``), where every entry of such
-    a column is observed, so equal to DATA's."""
+    a column is observed, so equal to DATA's. pandas' nullable integer and boolean columns
+    (``Int64``, ``boolean``, from Parquet) can have missing entries: such a column keeps
+    the imputation (floats)."""
     out = table
     for f in spec.features:
-        if frame[f].dtype.kind in "biu":
+        if frame[f].dtype.kind in "biu" and not frame[f].isna().any():
             if out is table:
                 out = table.copy()
             for col in (f, f"{f}_lower", f"{f}_upper"):
