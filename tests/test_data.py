@@ -227,10 +227,15 @@ def test_wide_dataframe_filtered_rows_keep_their_time_column() -> None:
     # an index of dates is the time (a numeric column named like a time is then a feature)
     dated = df.set_index(pd.date_range("2021-01-01", periods=4, freq="h"))
     assert list(to_series_set(dated).feature_names) == ["time", "a"]
-    # a named index that is not of dates: the column named like a time wins, else the index
+    # a named index of row numbers: the column named like a time wins, else the index
+    numbered = df.set_index(pd.Index([0, 1, 2, 3], name="step"))
+    assert list(to_series_set(numbered).feature_names) == ["a"]
+    np.testing.assert_array_equal(to_series_set(numbered).times[0], df["time"].to_numpy())
+    # a named index of other integers beside a column named like a time: which is unsaid
     named = df.set_index(pd.Index([0, 2, 3, 5], name="step"))
-    assert list(to_series_set(named).feature_names) == ["a"]
-    np.testing.assert_array_equal(to_series_set(named).times[0], df["time"].to_numpy())
+    with pytest.raises(ValidationError, match=r"time_col: .* index 'step' \(not row numbers"):
+        to_series_set(named)
+    assert list(to_series_set(named, time_col="time").feature_names) == ["a"]
     no_time = named.rename(columns={"time": "b"})
     np.testing.assert_array_equal(to_series_set(no_time).times[0], [0.0, 2.0, 3.0, 5.0])
     # no time column: the row labels are the times (a dropped row leaves a gap)
@@ -243,16 +248,46 @@ def test_named_row_index_beside_a_time_column_is_row_labels() -> None:
     # irregular 'time' column fitted as a feature, without a word (audit S #3)
     times = np.array([0.0, 1.25, 4.0, 9.5, 10.0])
     df = pd.DataFrame({"time": times, "a": [1.0, np.nan, 3.0, 4.0, 5.0]})
-    df.index = pd.Index(np.arange(1000, 1005), name="row_id")
-    ss = to_series_set(df)
-    assert list(ss.feature_names) == ["a"]
-    np.testing.assert_array_equal(ss.times[0], times)
-    pd.testing.assert_frame_equal(from_padded(ss, ss.padded()[0]), df)
+    for first in (0, 1):  # row numbers 0..n-1 or 1..n
+        df.index = pd.Index(np.arange(first, first + 5), name="row_id")
+        ss = to_series_set(df)
+        assert list(ss.feature_names) == ["a"]
+        np.testing.assert_array_equal(ss.times[0], times)
+        pd.testing.assert_frame_equal(from_padded(ss, ss.padded()[0]), df)
     # an index named like a time beside a column named like one: which is meant is unsaid
     both = df.rename_axis("t")
-    with pytest.raises(ValidationError, match=r"time_col: .* index 't' and the column 'time'"):
+    with pytest.raises(
+        ValidationError, match=r"time_col: .* index 't' \(named like a time\) and the column 'time'"
+    ):
         to_series_set(both)
     assert list(to_series_set(both, time_col="time").feature_names) == ["a"]
+
+
+def test_named_time_index_beside_a_feature_named_like_a_time_is_ambiguous() -> None:
+    """A wide frame whose time axis is its named float index ('hours', every half hour) with
+    a feature 't' (a temperature): 't' became the time axis without a word (audit U #2)."""
+    n = 8
+    hours = np.arange(n) * 0.5
+    df = pd.DataFrame(
+        {"t": 15 + np.linspace(0, 6, n), "rh": 60 + 5 * np.sin(hours)},
+        index=pd.Index(hours, name="hours"),
+    )
+    with pytest.raises(
+        ValidationError,
+        match=r"time_col: .* index 'hours' \(not row numbers 0..n-1 or 1..n\) and the "
+        r"column 't' named like a time; pass time_col='t' .* time_col='hours'",
+    ):
+        to_series_set(df)
+    # irregular integer labels (a database's row_id after deletions) too
+    with pytest.raises(ValidationError, match=r"time_col: .* index 'row_id'"):
+        to_series_set(df.set_axis(pd.Index(np.arange(1000, 1000 + n), name="row_id")))
+    # an index of dates still wins (the column named like a time is a feature)
+    dated = df.set_axis(pd.date_range("2024-01-01", periods=n, freq="30min", name="hours"))
+    assert list(to_series_set(dated).feature_names) == ["t", "rh"]
+    # named, the time is clear
+    ss = to_series_set(df.reset_index(), time_col="hours")
+    assert list(ss.feature_names) == ["t", "rh"]
+    np.testing.assert_array_equal(ss.times[0], hours)
 
 
 @pytest.mark.filterwarnings("ignore:time_col. took")  # (the time column is out of order)

@@ -71,7 +71,8 @@ def to_series_set(
         id_col: series id column of a long DataFrame (inferred from names such as "id").
         time_col: time column of a DataFrame (inferred from names such as "time"; for a wide
             frame the index is the time when it holds dates, durations or periods, or when
-            no time column is given or found).
+            no time column is given or found; a named index other than row numbers 0..n-1
+            or 1..n beside a column named like a time is refused: give time_col).
         feature_cols: feature columns of a DataFrame; default all other columns.
         num_features: expected D (e.g. the number seen at fit), or None.
         allow_single_step: accept series with a single time step (T_i == 1), as

@@ -6,7 +6,9 @@ column named like "time"/"timestamp" is used as the time. A wide frame's index i
 instead when it says so: dates, durations or periods, or, without a column named like a
 time, a named index; an unnamed integer index is row labels (a filtered frame's), and it is
 the time only without a time column. A column named like a time wins over a named index
-that is not of dates (a ``row_id`` index beside a ``time`` column is row labels).
+that is not of dates only when that index is row numbers (0..n-1 or 1..n: a ``row_id``
+index beside a ``time`` column is row labels); beside any other named index (floats such as
+``hours``, irregular integers) which is the time is unsaid, and time_col must be given.
 A time column found by its name whose numbers are out of order is used with a warning (a
 feature named "t" would otherwise become the time axis without a word).
 """
@@ -99,12 +101,25 @@ def _index_is_time(index: pd.Index, time_named: bool) -> bool:
     durations or periods; or, when no column is named like a time (``time_named``), a
     named index or one of other values than integers (a default or filtered frame's
     integer labels are unnamed). A column named like a time wins over an index that is not
-    of dates: a named integer index (``row_id`` of a database table) is row labels then."""
+    of dates: a named index of row numbers (``row_id`` of a database table) is row labels
+    then (:func:`from_frame` refuses any other named index beside such a column)."""
     if isinstance(index, (pd.DatetimeIndex, pd.TimedeltaIndex, pd.PeriodIndex)):
         return True
     if isinstance(index, pd.RangeIndex) or time_named:
         return False
     return index.name is not None or index.dtype.kind not in "iu"
+
+
+def _row_numbers(index: pd.Index) -> bool:
+    """Whether ``index`` is plain row labels: a RangeIndex, or the integers 0..n-1 or 1..n
+    in order (a named index of other values may be a time axis)."""
+    if isinstance(index, pd.RangeIndex):
+        return True
+    if index.dtype.kind not in "iu":
+        return False
+    labels = index.to_numpy()
+    steps = np.arange(len(labels))
+    return bool((labels == steps).all() or (labels == steps + 1).all())
 
 
 def from_frame(
@@ -129,13 +144,18 @@ def from_frame(
         not long
         and time_col is None
         and time_named
-        and str(X.index.name).lower() in _TIME_NAMES
+        and X.index.name is not None
         and not isinstance(X.index, (pd.DatetimeIndex, pd.TimedeltaIndex, pd.PeriodIndex))
+        and (str(X.index.name).lower() in _TIME_NAMES or not _row_numbers(X.index))
     ):
         cols = [c for c in columns if str(c).lower() in _TIME_NAMES and c != id_col]
+        if str(X.index.name).lower() in _TIME_NAMES:
+            what = "named like a time"
+        else:  # a named index of other values than row numbers may be the time axis
+            what = "not row numbers 0..n-1 or 1..n"
         raise ValidationError(
             f"time_col: expected one time of {name} to infer, found both its index "
-            f"{X.index.name!r} and the column {cols[0]!r} named like a time; pass "
+            f"{X.index.name!r} ({what}) and the column {cols[0]!r} named like a time; pass "
             f"time_col={cols[0]!r} for the column, or {name}.reset_index() and "
             f"time_col={X.index.name!r} for the index"
         )
