@@ -1521,6 +1521,36 @@ def test_fit_without_id_col_on_a_long_file_says_to_give_it(
     assert "name the id column with --id-col stay instead" in err
 
 
+def test_an_id_column_of_row_numbers_is_said_to_look_like_row_numbers(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    """A one-series CSV with a column 'id' of row numbers 1..N was refused with "give
+    --id-col id, or rename the column", and --id-col id made every row its own series
+    (audit U #12). The error offers --features without the column, and says it looks like
+    row numbers."""
+    n = 30
+    data = tmp_path / "rowid.csv"
+    pd.DataFrame({
+        "id": np.arange(1, n + 1),
+        "time": pd.date_range("2024-01-01", periods=n, freq="h").astype(str),
+        "temp": np.sin(np.arange(n) / 4),
+        "rh": np.cos(np.arange(n) / 5),
+    }).to_csv(data, index=False)  # fmt: skip
+    args = ["fit", str(data), "--time-col", "time", "-o", str(tmp_path / "m"), *FIT_OPTIONS]
+    _, line = _main_error(capsys, args)
+    assert line.startswith("error: --id-col: expected --id-col for DATA's column 'id'")
+    assert "looks like row numbers rather than series ids" in line
+    assert "--features temp,rh" in line
+    assert "give --id-col id" not in line
+    assert main([*args, "--features", "temp,rh"]) == 0  # following the advice
+    # ids of a long file (repeated): --id-col first, --features second
+    long = tmp_path / "long.csv"
+    pd.read_csv(data).assign(id=np.arange(n) % 3).to_csv(long, index=False)
+    _, line = _main_error(capsys, ["fit", str(long), *args[2:]])
+    assert "looks like row numbers" not in line
+    assert line.index("--id-col id") < line.index("--features temp,rh")
+
+
 def test_day_first_dates_print_no_traceback() -> None:
     """Day-first dates made every command print pandas' "Exception ignored in ...
     Traceback" on stderr: the check for one date format turned pandas' warnings into

@@ -351,10 +351,26 @@ def check_columns(frame: pd.DataFrame, spec: ColumnSpec, what: str) -> None:
 
         named = [c for c in spec.features if c.lower() in ID_NAMES]
         if named:
+            col = named[0]
+            others = [f for f in spec.features if f != col]
+            leave_out = (
+                f"--features {','.join(others)} to leave it out"
+                if others
+                else "rename the column if it is a feature"
+            )
+            values = frame[col]
+            if frame.shape[0] > 1 and values.notna().all() and values.is_unique:
+                raise CLIError(
+                    f"--id-col: expected --id-col for {what}'s column {col!r}, named like a "
+                    f"series id (a long file: one row per series and time), found none; its "
+                    f"{frame.shape[0]} rows have each their own value, so it looks like row "
+                    f"numbers rather than series ids (as --id-col every row would be a series "
+                    f"of its own): give {leave_out}"
+                )
             raise CLIError(
-                f"--id-col: expected --id-col for {what}'s column {named[0]!r}, named like a "
+                f"--id-col: expected --id-col for {what}'s column {col!r}, named like a "
                 f"series id (a long file: one row per series and time), found none: give "
-                f"--id-col {named[0]}, or rename the column if it is a feature"
+                f"--id-col {col}, or {leave_out}"
             )
     if not spec.features:
         raise CLIError(f"--features: expected at least one feature column in {what}, found none")
