@@ -226,6 +226,12 @@ def test_hidden_targets_observed_in_the_training_data_warn() -> None:
         train, X_val=long(X_masked[:4], ids[:4]), X_val_target=long(X[:4], ids[:4])
     )
     assert f"found {hide[:4, 10:].sum()} of its {hide[:4].sum()} observed" in message
+    # a separate validation split (other series) whose ids restart like X's: no leak
+    # (the ids were paired alone, and the warning counted entries of other series)
+    val_ids = [f"s{i}" for i in range(4)]
+    assert not _target_warnings(
+        long(other, ids), X_val=long(X_masked[:4], val_ids), X_val_target=long(X[:4], val_ids)
+    )
 
 
 def test_fit_with_val_pattern_blocks_runs_and_rejects_target_without_x_val() -> None:

@@ -124,13 +124,22 @@ def _agree(a: np.ndarray, b: np.ndarray) -> bool:
 def trained_targets(train_set: SeriesSet, val_set: SeriesSet, targets: SeriesSet) -> int:
     """How many hidden validation entries (``targets``, aligned with ``val_set``) are
     observed in the training data: in a series of ``X`` that is the same series as one of
-    ``X_val`` (the same id when both are long DataFrames; else at the same position, of the
-    same shape and times, with equal values wherever both are observed), at the same time
-    and feature."""
+    ``X_val`` (long DataFrames: the same id, with equal values wherever both are observed
+    at the times both hold, so a separate validation split whose ids restart at 0 does not
+    match; else at the same position, of the same shape and times, with equal values
+    wherever both are observed), at the same time and feature."""
     ids, train_ids = val_set.layout.series_ids, train_set.layout.series_ids
     if ids is not None and train_ids is not None:
         where = {k: i for i, k in enumerate(train_ids)}
-        pairs = [(j, where[k]) for j, k in enumerate(ids) if k in where]
+        pairs = []
+        for j, k in enumerate(ids):
+            if k in where:
+                i = where[k]
+                _, at_val, at_train = np.intersect1d(
+                    val_set.times[j], train_set.times[i], return_indices=True
+                )
+                if _agree(val_set.values[j][at_val], train_set.values[i][at_train]):
+                    pairs.append((j, i))
     else:
         pairs = [
             (j, j)
