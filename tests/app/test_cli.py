@@ -1474,22 +1474,45 @@ def test_impute_fills_nullable_integer_and_boolean_columns(tmp_path: Path) -> No
     assert written.loc[seen, "cnt"].tolist() == frame.loc[seen, "cnt"].astype(float).tolist()
 
 
-def test_whole_numbers_beyond_float_precision_with_empty_cells_are_refused(
-    tmp_path: Path,
+def test_whole_numbers_beyond_float_precision_with_empty_cells_are_read_as_text(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str]
 ) -> None:
     """A column of whole numbers with an empty cell is read as floats: one beyond 2**53
-    lost digits on reading and was written back changed, without a word (audit S #5)."""
+    lost digits on reading and was written back changed, without a word (audit S #5); then
+    every command refused the file even when it did not use the column, advising to write
+    it as text, which is read the same way (audit U #5). Such a column is read as its text
+    now: OUT writes it back as DATA wrote it, and it is refused as a feature, saying why."""
     data = tmp_path / "gaps.csv"
     data.write_text("t,big,x\n0,9007199254740993,1.0\n1,,2.0\n2,9007199254740995,3.0\n")
-    with pytest.raises(
-        CLIError,
-        match=r"column 'big': .* found the whole number "
-        r"9007199254740993 \(row 0\), beyond 2\*\*53, .* as 9007199254740992",
-    ):
-        read_table(data)
+    assert read_table(data)["big"].tolist()[::2] == ["9007199254740993", "9007199254740995"]
+    assert read_table(data)["big"].isna().tolist() == [False, True, False]
     fine = tmp_path / "fine.csv"  # beyond 2**53 but held exactly (a power of two), and 1e20
     fine.write_text("t,big,x\n0,9007199254740992,1e20\n1,,2.0\n")
     assert read_table(fine)["big"].iloc[0] == 2.0**53
+    rows, quoted_rows = ["time,x,code"], ["time,x,code"]
+    for k in range(40):
+        x = "" if k % 6 == 0 else f"{np.sin(k / 5):.4f}"
+        code = "" if k % 7 == 0 else str(2**53 + 1 + k)
+        rows.append(f"{k},{x},{code}")
+        quoted_rows.append(f'{k},{x},"{code}"')
+    data.write_text("\n".join(rows) + "\n")
+    quoted = tmp_path / "quoted.csv"  # quoted cells are read the same way
+    quoted.write_text("\n".join(quoted_rows) + "\n")
+    out = tmp_path / "out.csv"
+    for path in (data, quoted):
+        model = ["-o", str(tmp_path / "m"), *FIT_OPTIONS]
+        assert main(["fit", str(path), "--time-col", "time", "--features", "x", *model]) == 0
+        assert main(["impute", str(tmp_path / "m"), str(path), "-o", str(out)]) == 0
+        written = pd.read_csv(out, dtype=str, keep_default_na=False)["code"]
+        assert written.tolist() == [r.split(",")[2] for r in rows[1:]]
+        for features in (["--features", "x,code"], []):  # listed, or a default feature
+            _, line = _main_error(capsys, ["fit", str(path), "--time-col", "time",
+                                           *features, *model])  # fmt: skip
+            assert line.startswith(
+                "error: --features: expected numbers that a float holds exactly in DATA's "
+                "column 'code', found the whole number 9007199254740995 (row 2), beyond 2**53"
+            )
+            assert "cannot be held exactly as floats" in line
 
 
 def test_fit_without_id_col_on_a_long_file_says_to_give_it(

@@ -344,6 +344,7 @@ def check_columns(frame: pd.DataFrame, spec: ColumnSpec, what: str) -> None:
             raise CLIError(f"--features: unknown column {col!r} in {what}; columns are {available}")
         if col in (spec.time_col, spec.id_col):
             raise CLIError(f"--features: {col!r} is the time or id column, not a feature")
+        _check_exact_feature(frame, col, what)
     if spec.id_col is not None and spec.id_col == spec.time_col:
         raise CLIError(f"--id-col: expected a column other than the time column {spec.time_col!r}")
     if spec.id_col is None:  # the data layer would take such a column as the series id
@@ -374,6 +375,24 @@ def check_columns(frame: pd.DataFrame, spec: ColumnSpec, what: str) -> None:
             )
     if not spec.features:
         raise CLIError(f"--features: expected at least one feature column in {what}, found none")
+
+
+def _check_exact_feature(frame: pd.DataFrame, col: str, what: str) -> None:
+    """Refuse as a feature a CSV column of whole numbers with empty cells that holds one
+    beyond 2**53 (read as text, see :func:`gpvae.app.cli.tables.read_table`)."""
+    from gpvae.app.cli.tables import inexact_whole_number
+
+    found = inexact_whole_number(frame[col])
+    if found is not None:
+        row, value = found
+        raise CLIError(
+            f"--features: expected numbers that a float holds exactly in {what}'s column "
+            f"{col!r}, found the whole number {value} (row {row}), beyond 2**53, in a column "
+            "with empty cells: whole numbers beyond 2**53 with empty cells cannot be held "
+            "exactly as floats (the column is read as text and written to OUT as it is); "
+            "leave it out of --features, or fill its empty cells (whole numbers without any "
+            "are read exactly)"
+        )
 
 
 def check_recorded_columns(frame: pd.DataFrame, spec: ColumnSpec, what: str) -> None:
@@ -622,6 +641,7 @@ def spec_from_fit(
         numeric = [c for c in feats if pd.api.types.is_numeric_dtype(frame[c].dtype)]
         for c in feats:
             if c not in numeric:
+                _check_exact_feature(frame, c, "DATA")
                 _check_not_mostly_numeric(frame[c], c)
         if not numeric:
             raise CLIError(

@@ -24,6 +24,7 @@ __all__ = [
     "check_output",
     "check_plot",
     "file_format",
+    "inexact_whole_number",
     "make_folder",
     "panels_drawn",
     "read_table",
@@ -93,7 +94,7 @@ def read_table(
         raise CLIError(f"{what}: expected at least one row, found none in {str(p)!r}")
     if fmt == "csv":
         _check_header(p, what)
-        _check_whole_numbers(frame, p, what)
+        frame = _keep_whole_numbers(frame, p)
     return frame
 
 
@@ -101,31 +102,51 @@ def read_table(
 _EXACT_LIMIT = 2.0**53
 
 
-def _check_whole_numbers(frame: pd.DataFrame, path: Path, what: str) -> None:
-    """Refuse a CSV column that pandas read as floats (a column of whole numbers with empty
-    cells) in which a whole number beyond 2**53 lost digits (``9007199254740993`` read as
-    ``9007199254740992.0``): OUT would write it changed, without a word. A column of whole
-    numbers without empty cells is read as integers, exactly."""
+def _keep_whole_numbers(frame: pd.DataFrame, path: Path) -> pd.DataFrame:
+    """``frame`` with a CSV column that pandas read as floats (a column of whole numbers
+    with empty cells) in which a whole number beyond 2**53 lost digits
+    (``9007199254740993`` read as ``9007199254740992.0``) read as its text instead, empty
+    cells missing: OUT writes it back as DATA wrote it (a column that no command uses, a
+    code or an id), and the feature checks refuse it as a feature
+    (:func:`inexact_whole_number`). A column of whole numbers without empty cells is read
+    as integers, exactly."""
     floats = frame.select_dtypes(include="float64")
     big = [c for c in floats.columns if (floats[c].abs() >= _EXACT_LIMIT).any()]
     if not big:
-        return
+        return frame
     try:  # the columns as written
         text = pd.read_csv(path, index_col=False, dtype=str, keep_default_na=False)[big]
     except (ValueError, KeyError, pd.errors.ParserError):
-        return
+        return frame
     for col in big:
         rows = np.flatnonzero((floats[col].abs() >= _EXACT_LIMIT).to_numpy())
-        for row in rows:
-            written = str(text[col].iloc[row]).strip()
-            if re.fullmatch(r"[+-]?\d+", written) and int(written) != int(floats[col].iloc[row]):
-                raise CLIError(
-                    f"{what}: column {col!r}: expected numbers that a float holds exactly in a "
-                    f"column with empty cells (read as floats), found the whole number "
-                    f"{written} (row {row}), beyond 2**53, which would be read and written "
-                    f"as {int(floats[col].iloc[row])}; fill its empty cells (whole numbers "
-                    "without any are kept exactly), or write the column as text"
-                )
+        written = text[col].astype(str).str.strip()
+        if any(
+            re.fullmatch(r"[+-]?\d+", written.iloc[row])
+            and int(written.iloc[row]) != int(floats[col].iloc[row])
+            for row in rows
+        ):
+            frame = frame.copy()
+            frame[col] = text[col].astype(object).where(floats[col].notna().to_numpy(), np.nan)
+    return frame
+
+
+def inexact_whole_number(column: pd.Series) -> tuple[int, str] | None:
+    """(row, text) of the first whole number beyond 2**53 in a column that
+    :func:`read_table` read as text because a float cannot hold it exactly (a CSV column of
+    whole numbers with empty cells), or None for any other column."""
+    if column.dtype != object:
+        return None
+    present = column.dropna()
+    if present.empty or not all(isinstance(v, str) for v in present):
+        return None
+    written = present.astype(str).str.strip()
+    if not written.str.fullmatch(r"[+-]?\d+").all():
+        return None
+    for row, value in written.items():
+        if abs(int(value)) >= _EXACT_LIMIT and float(int(value)) != int(value):
+            return int(np.flatnonzero(column.index == row)[0]), value
+    return None
 
 
 def _check_header(path: Path, what: str) -> None:
