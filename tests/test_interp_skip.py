@@ -10,6 +10,7 @@ features, saved and loaded).
 from __future__ import annotations
 
 import math
+import warnings
 from pathlib import Path
 
 import numpy as np
@@ -362,6 +363,21 @@ def test_interp_skip_beats_linear_interpolation_on_correlated_sparse_features() 
     assert mae < 0.8 * lin, (mae, lin)
 
 
+def test_interp_skip_without_mask_rate_warns_at_fit() -> None:
+    """interp_skip=True without mask_rate trains nothing past linear interpolation (the
+    fusion learns only from entries hidden from the encoder), without a word (audit U #6)."""
+    X, _ = _correlated_sparse(8, 20, seed=2)
+    small = {"latent_dim": 1, "hidden": (8,), "epochs": 1, "batch_size": 4, "progress": False}
+    with pytest.warns(UserWarning, match=r"^interp_skip: expected mask_rate > 0 .*mask_rate=0"):
+        GPVAE(**small, interp_skip=True).fit(X)
+    with warnings.catch_warnings(record=True) as caught:
+        warnings.simplefilter("always")
+        GPVAE(**small, interp_skip=True, mask_rate=0.2).fit(X)
+        GPVAE(**small).fit(X)
+    assert not [w for w in caught if str(w.message).startswith("interp_skip: expected")]
+
+
+@pytest.mark.filterwarnings("ignore:interp_skip. expected mask_rate")
 def test_interp_skip_is_saved(tmp_path: Path) -> None:
     X, _ = _correlated_sparse(12, 20, seed=2)
     est = GPVAE(latent_dim=2, hidden=(8,), epochs=2, batch_size=4, interp_skip=True,

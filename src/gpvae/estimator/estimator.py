@@ -154,6 +154,10 @@ class GPVAE(AnomalyMethods, ForecastMethods, SpatialMethods, PersistenceMethods)
             for sparse records whose features are observed at different times. Meant for
             imputation: past the data the interpolation is the last observed value carried
             forward, so forecasts revert to the last observed value (``forecast`` warns).
+            Needs ``mask_rate > 0``: the residual is learnt only from the entries hidden
+            from the encoder in training, so without them the imputation stays each
+            feature's linear interpolation (``fit`` warns; not on spatial data, whose
+            training hides whole sites).
         interp_cross: with ``interp_skip``, a feature regression (BRITS's: each feature from
             the other features observed at the same step) whose residual is interpolated in
             time instead of the value, so a gap of one feature follows the others through it
@@ -615,6 +619,15 @@ class GPVAE(AnomalyMethods, ForecastMethods, SpatialMethods, PersistenceMethods)
             raise ValidationError(
                 "interp_blend: expected held-out validation entries to choose the weights on "
                 "(val_fraction > 0 or X_val_target), found val_fraction=0 and no X_val_target"
+            )
+        if self.interp_skip and self.mask_rate == 0:  # the fusion would never be trained
+            warnings.warn(
+                "interp_skip: expected mask_rate > 0 with it (the fusion learns only from the "
+                "entries hidden from the encoder in training), found mask_rate=0: the model "
+                "is not trained past plain linear interpolation, and the imputation of a gap "
+                "is each feature's linear interpolation; set mask_rate (e.g. 0.2)",
+                UserWarning,
+                stacklevel=2,
             )
         if self.checkpoint_dir is not None and distributed.is_main_process():
             try:  # a folder that cannot be made fails now, not after the first epoch
