@@ -320,6 +320,19 @@ def test_duplicate_times_of_stacked_series_say_to_name_the_id_column() -> None:
     )
     with pytest.raises(ValidationError, match=r"in X \(gpvae.data.merge_duplicate_times"):
         to_series_set(once)
+    # one sensor read twice a minute (every time repeated) with a 0/1 feature that differs
+    # within each pair: it was named as the id (audit U #7); two series sorted by series,
+    # whose times restart, still name theirs
+    minutes = pd.date_range("2024-05-01 08:00", periods=20, freq="min").repeat(2)
+    twice = pd.DataFrame({"time": minutes, "temp": np.arange(40.0), "door": np.tile([0, 1], 20)})
+    with pytest.raises(ValidationError) as err:
+        to_series_set(twice)
+    assert "several series" not in str(err.value)
+    assert "door" not in str(err.value)
+    assert "merge_duplicate_times" in str(err.value)
+    two = stacked[stacked["patient"] < 300].assign(patient=lambda f: f["patient"] // 202)
+    with pytest.raises(ValidationError, match=r"'patient' changes where the times restart"):
+        to_series_set(two)
     # merging what looks like several series warns that it averages them into one
     with pytest.warns(UserWarning, match=r"id_col: X looks like several .* id_col='patient'"):
         merge_duplicate_times(stacked)

@@ -314,9 +314,10 @@ def stacked_series(
     ``times``: the frame's times in its row order (float, datetime64 or timedelta64).
     A column is the id when, none of its entries missing, it takes 2 to R/2 values, each
     of its values has distinct times, and it changes only where the times restart (a
-    column of whole numbers or text may change anywhere, rows sorted by time, when most
-    rows share their time with another); without one, times that restart and repeat on
-    most rows say so."""
+    column of whole numbers or text with more than two values may change anywhere, rows
+    sorted by time, when most rows share their time with another: a 0/1 column that
+    alternates within repeated times is taken for a feature); without one, times that
+    restart and repeat on most rows say so."""
     R = len(times)
     t = times.astype(np.int64).astype(np.float64) if times.dtype.kind in "mM" else times
     restarts = set((np.flatnonzero(np.diff(t) < 0) + 1).tolist())
@@ -334,9 +335,14 @@ def stacked_series(
         arr = values.to_numpy()
         changes = set((np.flatnonzero(arr[1:] != arr[:-1]) + 1).tolist())
         runs = bool(changes) and changes <= restarts
-        # (not a 0/1 feature that differs between a few rows of one series at one time)
-        labels = shared >= 0.5 and (
-            values.dtype.kind in "iuOSU" or isinstance(values.dtype, pd.CategoricalDtype)
+        # (not a 0/1 feature that differs between a few rows of one series at one time,
+        # nor between the two readings of every time: two values alternating within
+        # repeated times are a feature as well as two series sorted by time, so a column
+        # of two values is an id only in runs that change where the times restart)
+        labels = (
+            shared >= 0.5
+            and values.nunique() > 2
+            and (values.dtype.kind in "iuOSU" or isinstance(values.dtype, pd.CategoricalDtype))
         )
         if (runs or labels) and (best is None or (not runs, pos) < best[:2]):
             best = (not runs, pos, col)
