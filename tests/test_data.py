@@ -338,6 +338,15 @@ def test_duplicate_times_of_stacked_series_say_to_name_the_id_column() -> None:
         merge_duplicate_times(stacked)
 
 
+def test_duplicate_zone_aware_times_are_shown_in_their_zone() -> None:
+    """The duplicate-time error showed zone-aware times as naive UTC ('2024-03-29
+    23:00:00' for '2024-03-30 00:00:00+01:00') (audit U #8)."""
+    t = pd.date_range("2024-03-30", periods=4, freq="h", tz="Europe/Paris")
+    frame = pd.DataFrame({"time": t.repeat(2), "v": np.arange(8.0)})
+    with pytest.raises(ValidationError, match=r"duplicate time 2024-03-30 00:00:00\+01:00 in X"):
+        to_series_set(frame)
+
+
 def test_column_errors_say_where_columns_are_named() -> None:
     two = pd.DataFrame({"time": [0.0, 1.0], "date": [0.0, 1.0], "a": [1.0, 2.0]})
     with pytest.raises(

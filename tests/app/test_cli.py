@@ -1574,6 +1574,20 @@ def test_an_id_column_of_row_numbers_is_said_to_look_like_row_numbers(
     assert line.index("--id-col id") < line.index("--features temp,rh")
 
 
+def test_duplicate_time_error_shows_the_time_as_data_wrote_it(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    """Zone-aware dates of DATA were shown in naive UTC in the duplicate-time error
+    ('2024-03-29 23:00:00' for '2024-03-30T00:00:00+01:00') (audit U #8)."""
+    times = pd.date_range("2024-03-30", periods=30, freq="h", tz="Europe/Paris")
+    rows = [(t.isoformat(), s, float(k)) for s in ("north", "south") for k, t in enumerate(times)]
+    data = tmp_path / "stacked_tz.csv"
+    pd.DataFrame(rows, columns=["time", "site", "v"]).to_csv(data, index=False)
+    args = ["fit", str(data), "--time-col", "time", "--features", "v"]
+    _, line = _main_error(capsys, [*args, "-o", str(tmp_path / "m"), *FIT_OPTIONS])
+    assert "found duplicate time 2024-03-30T00:00:00+01:00 in DATA" in line
+
+
 def test_day_first_dates_print_no_traceback() -> None:
     """Day-first dates made every command print pandas' "Exception ignored in ...
     Traceback" on stderr: the check for one date format turned pandas' warnings into

@@ -295,9 +295,12 @@ def _times_to_hours(
     return hours, "hours", origin, None
 
 
-def _time_text(value: Any) -> str:
-    """A time as the user gave it: a date or duration as text, a number as it is."""
+def _time_text(value: Any, tz: Any = None) -> str:
+    """A time as the user gave it: a date or duration as text, a number as it is; a date
+    of zone-aware times (``tz``: they arrive in UTC) in that zone, with its offset."""
     if isinstance(value, np.datetime64):
+        if tz is not None:
+            return str(pd.Timestamp(value).tz_localize("UTC").tz_convert(tz))
         return str(pd.Timestamp(value))
     if isinstance(value, np.timedelta64):
         return str(pd.Timedelta(value))
@@ -385,23 +388,27 @@ def _finish(
         ts = t[order]
         dup = np.flatnonzero(np.diff(ts) == 0)
         if dup.size:
+            shown = _time_text(raw[order][dup[0]], parsed.layout.get("tz"))
             found = (
                 f"{parsed.time_name}: expected distinct times within each series, found "
-                f"duplicate time {_time_text(raw[order][dup[0]])} in {label}"
+                f"duplicate time {shown} in {label}"
             )
             frame = parsed.layout.get("frame")
             stacked = None
             if parsed.layout.get("kind") == "dataframe_wide" and frame is not None:
                 stacked = stacked_series(frame, t, {parsed.layout.get("time_col")})
             if stacked is None:
-                raise ValidationError(f"{found} {DUPLICATE_ADVICE}")
-            why, col = stacked
-            err = ValidationError(
-                f"{found}: {name} looks like several series stacked ({why}): "
-                f"{ID_ADVICE.format(col='...' if col is None else repr(col))}; if it is one "
-                f"series whose rows share times, merge them {DUPLICATE_ADVICE}"
-            )
-            err.id_column = col  # type: ignore[attr-defined]
+                err = ValidationError(f"{found} {DUPLICATE_ADVICE}")
+            else:
+                why, col = stacked
+                err = ValidationError(
+                    f"{found}: {name} looks like several series stacked ({why}): "
+                    f"{ID_ADVICE.format(col='...' if col is None else repr(col))}; if it is "
+                    f"one series whose rows share times, merge them {DUPLICATE_ADVICE}"
+                )
+                err.id_column = col  # type: ignore[attr-defined]
+            # the time as shown and as parsed (the command line shows DATA's own text)
+            err.duplicate_time = (shown, raw[order][dup[0]])  # type: ignore[attr-defined]
             raise err
         vs = np.ascontiguousarray(v[order])
         if not allow_empty_series and np.isnan(vs).all():

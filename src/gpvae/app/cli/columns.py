@@ -488,6 +488,8 @@ def series_set(
         message = str(err)
         if DUPLICATE_ADVICE not in message:
             raise
+        if hasattr(err, "duplicate_time"):  # DATA's own text of the time (its UTC offset)
+            message = _written_time(message, err.duplicate_time, frame, sub, spec)
         if hasattr(err, "id_column"):  # DATA looks like several series stacked
             message = _id_option(message, err.id_column, frame, sub, spec)
         advice = (
@@ -498,6 +500,28 @@ def series_set(
             "time in DATA first)"
         )
         raise ValidationError(message.replace(DUPLICATE_ADVICE, advice)) from err
+
+
+def _written_time(
+    message: str,
+    duplicate: tuple[str, Any],
+    frame: pd.DataFrame,
+    sub: pd.DataFrame,
+    spec: ColumnSpec,
+) -> str:
+    """``message`` showing the repeated time as DATA wrote it (``2024-03-30T00:00:00+01:00``,
+    not its UTC ``2024-03-29 23:00:00+00:00``) when DATA's times are text; ``duplicate``:
+    the time as shown in ``message`` and as parsed (UTC for zone-aware dates)."""
+    shown, value = duplicate
+    written, parsed = frame[spec.time_col], sub[spec.time_col]
+    text = pd.api.types.is_string_dtype(written.dtype)
+    if not text or not pd.api.types.is_datetime64_any_dtype(parsed.dtype):
+        return message
+    utc = parsed.dt.tz_convert("UTC").dt.tz_localize(None) if parsed.dt.tz else parsed
+    rows = np.flatnonzero(utc.to_numpy() == np.datetime64(value))
+    if rows.size == 0 or len(sub) != len(frame):
+        return message
+    return message.replace(f"duplicate time {shown}", f"duplicate time {written.iloc[rows[0]]}")
 
 
 def _warn_stacked(frame: pd.DataFrame, sub: pd.DataFrame, spec: ColumnSpec, what: str) -> None:
