@@ -139,9 +139,10 @@ class GPVAE(AnomalyMethods, ForecastMethods, SpatialMethods, PersistenceMethods)
             0 holds nothing out: without ``X_val``, the training loss then decides when to
             stop and which epoch's weights are kept (the lowest; not the last); with
             ``X_val``, the reconstruction error (MAE) of ``X_val``'s own observed entries
-            does, entries the model sees (no held-out score: ``interp_blend`` refuses and
-            ``calibrate`` warns, unless the series of ``X_val`` are not training series).
-            Unused with ``X_val_target``.
+            does, entries the model sees (no held-out score: ``interp_blend`` refuses, even
+            when the series of ``X_val`` are not training series; ``calibrate`` warns, unless
+            they are not, when it calibrates on new hold-outs of them). Unused with
+            ``X_val_target``.
         val_pattern: the held-out validation entries are ``"points"`` or ``"blocks"`` (runs
             of ``block_lengths`` steps of one feature: choose it when the gaps are blocks).
         mask_rate: artificial missingness: at every training step this share of the observed
