@@ -71,6 +71,16 @@ def test_period_errors_name_the_argument() -> None:
     one = r"^period: expected 1 period \(the kernel 'matern32\+periodic' has one periodic factor\)"
     with pytest.raises(ValidationError, match=one + ", found 2$"):
         GPVAE(kernel="matern32+periodic", period=["24h", "7D"])
+    # period strings are checked at construction: '24' (from a config file) was read as
+    # 24 nanoseconds at fit, and the error said '1 time units' of hourly dates (audit U #10)
+    with pytest.raises(ValidationError, match=r"^period: expected a number, or a duration .* "
+                       r"found the string '24' without a unit"):  # fmt: skip
+        GPVAE(kernel="matern32+periodic", period="24")
+    for bad in ("abc", "0h", "-24h"):
+        with pytest.raises(ValidationError, match=rf"^period: expected .* found '{bad}'$"):
+            GPVAE(kernel="matern32+periodic", period=["7D", bad][1:])
+        with pytest.raises(ValidationError, match=rf"^period: expected .* found '{bad}'$"):
+            GPVAE(kernel="periodic+periodic", period=["7D", bad])
     est = GPVAE(kernel="periodic", period="24h", epochs=1, **SMALL)
     with pytest.raises(Exception, match=r"^period: expected a number"):
         est.fit(np.random.default_rng(0).standard_normal((1, 40, 2)))

@@ -37,6 +37,7 @@ __all__ = [
     "NS_PER_HOUR",
     "calendar_steps",
     "calendar_times",
+    "check_period_text",
     "infer_calendar",
     "mean_step_hours",
     "naive",
@@ -487,8 +488,25 @@ def period_in_units(period: float | str, time_unit: str | None, freq: str | None
     return hours / mean_step_hours(str(freq))
 
 
+def check_period_text(period: str) -> None:
+    """Refuse a period string that is no positive duration or calendar offset (``'abc'``,
+    ``'0h'``, ``'-24h'``, or a number without a unit such as ``'24'``, which pandas reads
+    as nanoseconds), naming ``period``."""
+    _period_hours(period)
+
+
 def _period_hours(period: str) -> tuple[float, pd.DateOffset | None]:
     """Hours of a period string, and its calendar offset when it is one."""
+    try:
+        float(period)
+    except ValueError:
+        pass
+    else:  # pandas reads "24" as 24 nanoseconds
+        raise ValidationError(
+            f"period: expected a number, or a duration or calendar offset string with its "
+            f"unit such as '24h', '365.25D' or '12MS', found the string {period!r} without a "
+            f"unit (give the number {period.strip()}, in the data's time units, or add the unit)"
+        )
     if "," in period:  # pandas would read "24h,7D" as one period of their sum
         raise ValidationError(
             f"period: expected one duration per period (a list, or --period once per "

@@ -17,7 +17,7 @@ from typing import Any, cast
 from torch import nn
 
 from gpvae.data import Scaler, SeriesSet
-from gpvae.data.calendar import period_in_units
+from gpvae.data.calendar import check_period_text, period_in_units
 from gpvae.data.spectrum import dominant_periods
 from gpvae.errors import InputTypeError, ValidationError
 from gpvae.kernels import (
@@ -69,6 +69,8 @@ def check_period(period: Any, kernel: KernelArg) -> PeriodArg:
             if not 0 < float(v) < float("inf"):
                 raise ValidationError(f"period: expected finite positive periods, found {v!r}")
             v = int(v) if isinstance(v, numbers.Integral) else float(v)  # JSON-able
+        else:  # a duration or offset (its size in the data's units is known at fit)
+            check_period_text(v)
         checked.append(v)
     return checked[0] if one else checked
 
