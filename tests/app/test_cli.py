@@ -806,17 +806,25 @@ def test_fit_on_dates_does_not_warn_about_numbers(
     assert "found numbers" not in err
 
 
+def _sine_model(tmp_path: Path, length: int, horizon: int) -> tuple[Path, Path, list[str]]:
+    """(DATA, MODEL_DIR, fit's arguments without the net's size) of two sinusoids of
+    ``length`` steps, the model fitted with ``--forecast-horizon horizon`` (1 epoch)."""
+    k = np.arange(length)
+    data, model = tmp_path / "d.csv", tmp_path / "m"
+    pd.DataFrame({"t": k, "a": np.sin(k / 4.0), "b": np.cos(k / 6.0)}).to_csv(data, index=False)
+    fit = ["fit", str(data), "--time-col", "t", "-o", str(model), "--forecast-horizon",
+           str(horizon)]  # fmt: skip
+    assert main([*fit, "--epochs", "1", "--latent-dim", "2", "--hidden", "8", "--quiet"]) == 0
+    return data, model, fit
+
+
 def test_forecast_past_the_calibrated_horizon_gives_a_cli_remedy(
     tmp_path: Path, capsys: pytest.CaptureFixture[str]
 ) -> None:
     """gpvae forecast past the calibrated horizon advised 'calibrate_forecast(DATA,
     --horizon 30)', a Python call written with a command-line flag: it advises a refit with
     --forecast-horizon (the API keeps its calibrate_forecast, test_forecasting)."""
-    k = np.arange(120)
-    data, model = tmp_path / "d.csv", tmp_path / "m"
-    pd.DataFrame({"t": k, "a": np.sin(k / 4.0), "b": np.cos(k / 6.0)}).to_csv(data, index=False)
-    fit = ["fit", str(data), "--time-col", "t", "-o", str(model), "--forecast-horizon", "10"]
-    assert main([*fit, "--epochs", "1", "--latent-dim", "2", "--hidden", "8", "--quiet"]) == 0
+    data, model, fit = _sine_model(tmp_path, 120, 10)
     capsys.readouterr()
     out = str(tmp_path / "fc.csv")
     assert main(["forecast", str(model), str(data), "--horizon", "30", "-o", out]) == 0
@@ -839,11 +847,7 @@ def test_backtest_past_the_calibrated_horizon_gives_a_cli_remedy(
 ) -> None:
     """gpvae backtest advised 'calibrate_forecast(X, horizon=12)', a Python call, where
     gpvae forecast advises a refit with --forecast-horizon."""
-    k = np.arange(200)
-    data, model = tmp_path / "d.csv", tmp_path / "m"
-    pd.DataFrame({"t": k, "a": np.sin(k / 4.0), "b": np.cos(k / 6.0)}).to_csv(data, index=False)
-    fit = ["fit", str(data), "--time-col", "t", "-o", str(model), "--forecast-horizon", "5"]
-    assert main([*fit, "--epochs", "1", "--latent-dim", "2", "--hidden", "8", "--quiet"]) == 0
+    data, model, _ = _sine_model(tmp_path, 200, 5)
     capsys.readouterr()
     out = str(tmp_path / "b.json")
     backtest = ["backtest", str(model), str(data), "--horizon", "12", "--origins", "2", "-o", out]

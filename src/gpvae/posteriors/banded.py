@@ -50,7 +50,6 @@ from gpvae.posteriors.base import (
     markov_chain_cross_entropy,
     prior_log_prob,
     use_markov_route,
-    warn_singular_prior,
 )
 from gpvae.posteriors.diagonal import check_finite_var
 from gpvae.rng import batch_normal, per_series_normal
@@ -237,7 +236,5 @@ class BandedPosterior(PosteriorFamily):
                 "banded posterior, found a valid point after padding"
             )
         check_finite_var(var, valid, "banded")
-        if self.training and not self.__dict__.get("_prior_checked", False):
-            self.__dict__["_prior_checked"] = True  # once per fit (the family is new)
-            warn_singular_prior(prior, batch.x, batch.valid, "banded")
+        self.warn_singular_prior_once(prior, batch, "banded")
         return BandedQ(prior, batch.x, valid, mean, var, offdiag, route=self.route)

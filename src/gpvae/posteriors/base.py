@@ -136,6 +136,13 @@ class PosteriorFamily(nn.Module, abc.ABC):
     ) -> VariationalPosterior:
         """Build q for ``batch`` from ``encoder_output`` (see module docstring)."""
 
+    def warn_singular_prior_once(self, prior: GPPrior, batch: Batch, family: str) -> None:
+        """:func:`warn_singular_prior` at this family's first training call (a fit builds a
+        new family, so once per fit); never in evaluation."""
+        if self.training and not self.__dict__.get("_prior_checked", False):
+            self.__dict__["_prior_checked"] = True
+            warn_singular_prior(prior, batch.x, batch.valid, family)
+
     def check_encoder_output(
         self, encoder_output: EncoderOutput, batch: Batch, latent_dim: int
     ) -> tuple[Tensor, ...]:

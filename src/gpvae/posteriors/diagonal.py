@@ -38,7 +38,6 @@ from gpvae.posteriors.base import (
     markov_chain_cross_entropy,
     prior_log_prob,
     use_markov_route,
-    warn_singular_prior,
 )
 from gpvae.rng import batch_normal, per_series_normal
 
@@ -165,7 +164,5 @@ class DiagonalPosterior(PosteriorFamily):
     def forward(self, encoder_output: EncoderOutput, batch: Batch, prior: GPPrior) -> DiagonalQ:
         mean, var = self.check_encoder_output(encoder_output, batch, prior.latent_dim)
         check_finite_var(var, batch.valid, "diagonal")
-        if self.training and not self.__dict__.get("_prior_checked", False):
-            self.__dict__["_prior_checked"] = True  # once per fit (the family is new)
-            warn_singular_prior(prior, batch.x, batch.valid, "diagonal")
+        self.warn_singular_prior_once(prior, batch, "diagonal")
         return DiagonalQ(prior, batch.x, batch.valid, mean, var)
