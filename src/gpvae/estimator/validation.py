@@ -131,30 +131,23 @@ def trained_targets(train_set: SeriesSet, val_set: SeriesSet, targets: SeriesSet
     ids, train_ids = val_set.layout.series_ids, train_set.layout.series_ids
     if ids is not None and train_ids is not None:
         where = {k: i for i, k in enumerate(train_ids)}
-        pairs = []
-        for j, k in enumerate(ids):
-            if k in where:
-                i = where[k]
-                _, at_val, at_train = np.intersect1d(
-                    val_set.times[j], train_set.times[i], return_indices=True
-                )
-                if _agree(val_set.values[j][at_val], train_set.values[i][at_train]):
-                    pairs.append((j, i))
+        candidates = [(j, where[k]) for j, k in enumerate(ids) if k in where]
     else:
-        pairs = [
+        candidates = [
             (j, j)
             for j in range(min(val_set.num_series, train_set.num_series))
             if val_set.values[j].shape == train_set.values[j].shape
             and np.array_equal(val_set.times[j], train_set.times[j])
-            and _agree(val_set.values[j], train_set.values[j])
         ]
     count = 0
-    for j, i in pairs:
+    for j, i in candidates:
         _, at_val, at_train = np.intersect1d(
             val_set.times[j], train_set.times[i], return_indices=True
         )
-        held = ~np.isnan(targets.values[j][at_val])
-        count += int((held & ~np.isnan(train_set.values[i][at_train])).sum())
+        trained = train_set.values[i][at_train]
+        if _agree(val_set.values[j][at_val], trained):
+            held = ~np.isnan(targets.values[j][at_val])
+            count += int((held & ~np.isnan(trained)).sum())
     return count
 
 
