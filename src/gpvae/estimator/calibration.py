@@ -52,6 +52,7 @@ import torch
 from gpvae import settings
 from gpvae.data import SeriesSet, batch_indices
 from gpvae.data.holdout import block_mask
+from gpvae.estimator.anomaly import runs_of
 from gpvae.estimator.blending import blend_mean
 from gpvae.estimator.context import PredictContext
 from gpvae.model import sorted_quantiles
@@ -297,18 +298,18 @@ def hidden_runs(inputs: SeriesSet, targets: SeriesSet) -> tuple[np.ndarray, np.n
         (sizes, spans), one per run: its number of entries, and its length in steps (last
         step less first, plus one).
     """
-    sizes, spans = [np.zeros(0, np.int64)], [np.zeros(0, np.int64)]
+    sizes: list[int] = []
+    spans: list[int] = []
     for v, t, h in zip(inputs.values, inputs.times, targets.values):
         order = np.argsort(t, kind="stable")
         held = ~np.isnan(h[order])  # (T, D)
         seen = held | ~np.isnan(v[order])
         for d in np.flatnonzero(held.any(axis=0)):
             steps = np.flatnonzero(seen[:, d])
-            edges = np.flatnonzero(np.diff(np.concatenate([[0], held[steps, d], [0]])))
-            first, end = edges[::2], edges[1::2]  # a run: positions first .. end - 1 of steps
-            sizes.append(end - first)
-            spans.append(steps[end - 1] - steps[first] + 1)
-    return np.concatenate(sizes), np.concatenate(spans)
+            for first, last in runs_of(held[steps, d]):  # positions in steps
+                sizes.append(last - first + 1)
+                spans.append(int(steps[last] - steps[first]) + 1)
+    return np.asarray(sizes, dtype=np.int64), np.asarray(spans, dtype=np.int64)
 
 
 def gap_shape(sizes: np.ndarray, spans: np.ndarray) -> tuple[int, int] | None:
