@@ -10,13 +10,15 @@ from __future__ import annotations
 
 import copy
 import statistics
+import warnings
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 
 import torch
 from torch import nn
 
-from gpvae.arguments import int_arg
+from gpvae import settings
+from gpvae.arguments import check_memory, int_arg
 from gpvae.errors import InputTypeError, ShapeError, ValidationError, invalid
 from gpvae.gp.prior import GPPrior
 from gpvae.kernels import (
@@ -39,6 +41,7 @@ from gpvae.posteriors import get_posterior
 __all__ = [
     "ModelSpec",
     "build_model",
+    "check_dense_prior",
     "check_device",
     "check_parts",
     "hidden_arg",
@@ -105,6 +108,65 @@ def check_parts(kernel: KernelArg, backend: str, posterior: str, encoder: object
             "pseudo-observation at a time step with nothing observed, which only the "
             "structured posterior accepts), found 'partial'"
         )
+
+
+#: float64 N x N matrices per latent channel and series that a training step of a dense GP
+#: prior holds at its peak (measured 7.2-7.5 at N = 4,000-8,000 with ``rbf``; see
+#: :data:`gpvae.settings.DENSE_PRIOR_WARN_POINTS`)
+DENSE_PRIOR_MATRICES = 8
+
+
+def check_dense_prior(
+    prior: GPPrior, kernel: KernelArg, train_points: int, series_points: int, batch: int
+) -> None:
+    """Refuse or warn, before training, when the prior is dense over long series.
+
+    A kernel without a state-space form (or ``backend="dense"``) makes the prior of each
+    series dense: O(N^3) time and :data:`DENSE_PRIOR_MATRICES` N x N float64 matrices per
+    latent channel. Raises a ValidationError naming ``kernel`` and ``window`` when a training
+    batch of ``batch`` series of ``train_points`` points cannot fit in physical memory;
+    warns when the training series (``train_points``, windows when ``window`` is set) or the
+    whole series that predictions condition on (``series_points``) have more than
+    :data:`gpvae.settings.DENSE_PRIOR_WARN_POINTS` points. A markov or spacetime prior
+    (every built-in kernel but ``rbf``, ``cauchy``, ``rq``, ``periodic_exact`` and ``white``)
+    passes without a word.
+    """
+    if prior.resolve_backend(torch.zeros(1, 2)) != "dense":
+        return
+    L = prior.latent_dim
+    cause = (
+        "backend='dense'"
+        if prior.backend == "dense"
+        else f"kernel={_kernel_text(kernel)} has no state-space form"
+    )
+    per_series = DENSE_PRIOR_MATRICES * 8.0 * L * float(train_points) ** 2
+    check_memory(
+        "kernel, window",
+        per_series * batch,
+        f"a dense GP prior ({cause}) over training batches of {batch} series of "
+        f"{train_points} points with {L} latent channels",
+    )
+    longest = max(train_points, series_points)
+    if longest <= settings.DENSE_PRIOR_WARN_POINTS:
+        return
+    gib = DENSE_PRIOR_MATRICES * 8.0 * L * float(longest) ** 2 / 2**30
+    if train_points > settings.DENSE_PRIOR_WARN_POINTS:
+        where = f"training on series of up to {train_points} points"
+        fix = "give window=W (e.g. 512) to train on windows, or "
+    else:
+        where = (
+            f"training on windows of {train_points} points, but imputation, forecasts and "
+            f"anomaly scores condition on whole series of up to {series_points} points"
+        )
+        fix = ""
+    warnings.warn(
+        f"kernel: the GP prior is dense ({cause}): O(N^3) time and about {gib:.3g} GiB per "
+        f"series of N = {longest} points with {L} latent channels, {where}; {fix}use a kernel "
+        "with a state-space form (matern12/32/52, periodic, trend, and sums and products of "
+        "them), which keeps every series O(N)",
+        UserWarning,
+        stacklevel=3,
+    )
 
 
 def _kernel_text(kernel: KernelArg) -> str:

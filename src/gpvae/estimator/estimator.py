@@ -47,6 +47,7 @@ from gpvae.estimator.anomaly_methods import AnomalyMethods
 from gpvae.estimator.assembly import (
     ModelSpec,
     build_model,
+    check_dense_prior,
     check_device,
     check_parts,
     hidden_arg,
@@ -677,6 +678,13 @@ class GPVAE(AnomalyMethods, ForecastMethods, SpatialMethods, PersistenceMethods)
         periods, learn, span = fit_periods(self.kernel, self.period, full_set, scaler, comm)
         device = comm.device if comm is not None and comm.backend == "nccl" else device
         model = self._build_model(D, periods, learn, span).to(device)
+        check_dense_prior(
+            model.prior,
+            self.kernel,
+            train_set.max_length,
+            full_set.max_length,
+            min(self.batch_size, train_set.num_series),
+        )
         sets = (train_set, val_set, validation)
         session = FitSession(
             self._session_config(), model, scaler, device, *sets, comm=comm, sharded=sharded
