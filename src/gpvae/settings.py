@@ -91,6 +91,9 @@ CHAIN_JITTER = 1e-14
 #: O(T) simulation smoother.
 DENSE_MAX_POINTS = 256
 #: The markov backend's ``method="auto"`` takes the parallel scans from this many points...
+#: only where it cannot take the numba-compiled loops (no numba installed, or a GPU): on
+#: the CPU with numba, ``"auto"`` always runs the compiled loops, whatever N and the number
+#: of chains, and this threshold and the next change nothing there.
 PARALLEL_MIN_POINTS = 512
 #: ... when the problem has at most this many chains (series x channels); wider problems
 #: keep the sequential recursions, which vectorise over chains. The sequential loop's cost
