@@ -15,9 +15,12 @@
   (``--peer-python``, default ``.venv-bench/bin/python``; see ``setup_bench_env.sh``); when it
   is missing, S2 records only gpvae's side.
 - **S3**: one long series, D = 8, L = 4, hidden (64, 64), 10 % missing, one training step of
-  the structured markov GP-VAE (the parallel scan for these shapes) at T = 1e3 ... 1e6, in a
-  fresh subprocess per T: median step time and peak memory; the least-squares log-log
-  slope of time against T over all sizes is reported, and the slope of every decade.
+  the structured markov GP-VAE at T = 1e3 ... 1e6, in a fresh subprocess per T: median step
+  time and peak memory; the least-squares log-log slope of time against T over all sizes is
+  reported, and the slope of every decade. The markov backend runs ``method="auto"``: on
+  the CPU with numba (as here) that is always the numba-compiled loops (the fused pass),
+  whatever T; the parallel scan (from ``PARALLEL_MIN_POINTS`` points with few chains) runs
+  only without numba or on a GPU, so these records do not measure it.
 
 Every record carries the machine's load average when it was made (``load``).
 

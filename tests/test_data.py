@@ -361,12 +361,71 @@ def test_dict_input_pypots_style() -> None:
     rng = np.random.default_rng(5)
     X = rng.normal(size=(3, 5, 2))
     t = np.stack([_irregular_unsorted(rng, 5) for _ in range(3)])
-    ss = to_series_set({"X": X, "times": t, "y": np.zeros(3)})
+    ss = to_series_set({"X": X, "times": t})
     assert ss.layout.kind == "dict"
     assert ss.layout.output_kind == "array"
     np.testing.assert_array_equal(from_padded(ss, _through_batches(ss)), X)
     with pytest.raises(ValidationError, match="times"):
         to_series_set({"X": X, "times": t}, t)
+
+
+def test_dict_missing_mask_marks_zero_filled_entries_missing() -> None:
+    # PyPOTS hands X zero-filled with missing_mask (1 = observed): the zeros it marks 0
+    # are missing, not data (they were kept as observed zeros)
+    rng = np.random.default_rng(6)
+    X = rng.normal(size=(3, 5, 2))
+    X[rng.random(X.shape) < 0.3] = np.nan
+    mask = ~np.isnan(X)
+    expected = from_padded(to_series_set(X), _through_batches(to_series_set(X)))
+    for m in (mask.astype(np.float32), mask, torch.as_tensor(mask), list(mask.astype(int))):
+        ss = to_series_set({"X": np.nan_to_num(X), "missing_mask": m})
+        np.testing.assert_array_equal(from_padded(ss, _through_batches(ss)), expected)
+    ragged = [X[0], X[1][:3]]
+    ss = to_series_set(
+        {"X": [np.nan_to_num(x) for x in ragged], "missing_mask": [mask[0], mask[1][:3]]}
+    )
+    for got, want in zip(ss.values, ragged):
+        np.testing.assert_array_equal(got, want)
+
+
+@pytest.mark.parametrize(
+    ("mask", "needle"),
+    [
+        (np.full((3, 5, 2), 2.0), "expected 0 (missing) or 1 (observed) entries, found 2.0"),
+        (np.ones((3, 5, 2)), "expected 1 only at entries of X_val['X'] that hold a value"),
+        (np.ones((1, 5, 2)), "expected shape (3, 5, 2) like X_val['X'], found shape (1, 5, 2)"),
+        ([np.ones((5, 2))] * 2, "expected 3 masks, one per series of X_val['X'], found 2"),
+    ],
+    ids=["not-0/1", "observed-NaN", "shape", "list-length"],
+)
+def test_dict_missing_mask_errors(mask: Any, needle: str) -> None:
+    X = np.zeros((3, 5, 2))
+    X[0, 0, 0] = np.nan
+    with pytest.raises(GPVAEError) as info:
+        to_series_set({"X": X, "missing_mask": mask}, name="X_val")
+    assert needle in str(info.value)
+
+
+@pytest.mark.parametrize(
+    ("key", "advice"),
+    [
+        ("X_ori", "X_val_target=d['X_ori']"),
+        ("X_intact", "X_val_target=d['X_intact']"),
+        ("X_pred", "forecast(d['X'], horizon=...)"),
+        ("indicating_mask", "drop the key"),
+        ("y", "gpvae uses no labels"),
+        ("extra", "drop it"),
+    ],
+)
+def test_dict_unknown_key_is_refused_naming_it(key: str, advice: str) -> None:
+    # such keys were ignored without a word: an X_ori in X_val did not reach validation
+    X = np.zeros((2, 4, 1))
+    with pytest.raises(ValidationError) as info:
+        to_series_set({"X": X, key: X}, name="X_val")
+    message = str(info.value)
+    assert message.startswith("X_val: expected a PyPOTS-style dict with only the keys")
+    assert f"found the key {key!r}" in message
+    assert advice in message
 
 
 @pytest.mark.parametrize(

@@ -349,7 +349,8 @@ def test_draw_memory_estimate_counts_the_latent_paths(monkeypatch: pytest.Monkey
     expected = r"100 draws x 1 series x 60030 steps of 2 latent channels and 2 features"
     with pytest.raises(ValidationError, match=rf"^num_samples, horizon: .*{expected}, about 1\.34"):
         est.forecast(X, horizon=60_000)
-    with pytest.raises(ValidationError, match=r"^num_samples: .*about 1\.34 GiB"):
+    # impute draws in chunks: one chunk's working set and what is kept of all 100 draws
+    with pytest.raises(ValidationError, match=r"^num_samples: .*about 1\.87 GiB"):
         est.impute(np.random.default_rng(1).standard_normal((1, 60_000, 2)))
     assert est.forecast(X, horizon=100).mean.shape == (1, 100, 2)  # small requests still run
     # forecasts of long paths go one series per batch (FORECAST_BATCH_POINTS): the guard
@@ -357,6 +358,39 @@ def test_draw_memory_estimate_counts_the_latent_paths(monkeypatch: pytest.Monkey
     monkeypatch.setattr(arguments, "physical_memory", lambda: 2**29)
     four = np.random.default_rng(2).standard_normal((4, 30, 2))
     assert est.forecast(four, horizon=12_000).mean.shape == (4, 12_000, 2)
+
+
+def test_chunked_draw_memory_counts_one_chunk_working_set(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    """Imputation draws come in chunks of SAMPLE_CHUNK: the guard charged the working set of
+    every draw, refusing 5,500 draws of one 5,000-step series (8 latent channels, 5
+    features) as 24 GiB where about 3 GB were used. It charges one chunk's working set and
+    what is kept of every draw now; draws made all at once are charged as before."""
+    from gpvae import arguments
+
+    X = np.random.default_rng(0).standard_normal((1, 30, 5))
+    est = GPVAE(latent_dim=8, epochs=1, hidden=(8,), progress=False).fit(X)
+    ctx = est._context("impute")
+    monkeypatch.setattr(arguments, "physical_memory", lambda: 8 * 2**30)
+    ctx.check_draws("num_samples", 5500, 1, 5000)  # 4 B x (714 x 32 + 65 x 5500) x 5000
+    monkeypatch.setattr(arguments, "physical_memory", lambda: 7 * 2**30)
+    with pytest.raises(ValidationError, match=r"^num_samples: .*5500 draws .*about 7\.08 GiB"):
+        ctx.check_draws("num_samples", 5500, 1, 5000)
+    # below a chunk every draw's working set counts; the chunk comes from the settings
+    one_chunk = 4.0 * (88 * 8 + 2 * 5 + 13 * 5) * 32 * 5000
+    monkeypatch.setattr(arguments, "physical_memory", lambda: one_chunk)
+    ctx.check_draws("num_samples", 32, 1, 5000)
+    with pytest.raises(ValidationError, match="33 draws"):
+        ctx.check_draws("num_samples", 33, 1, 5000)
+    monkeypatch.setattr(settings, "SAMPLE_CHUNK", 16)
+    ctx.check_draws("num_samples", 33, 1, 5000)
+    # forecasts (their own batch) and prior draws make all S at once: all are charged
+    monkeypatch.setattr(arguments, "physical_memory", lambda: 8 * 2**30)
+    with pytest.raises(ValidationError, match=r"about 24 GiB"):
+        ctx.check_draws("num_samples, horizon", 5500, 1, 5000, batch=1)
+    with pytest.raises(ValidationError, match=r"about 9\.22 GiB"):
+        ctx.check_draws("num_samples, times", 5500, 1, 5000, prior_only=True)
 
 
 def test_check_memory_uses_the_machine_limit(monkeypatch: pytest.MonkeyPatch) -> None:

@@ -98,6 +98,9 @@ DENSE_MAX_POINTS = 256
 #: above the process's base at N = 2,000; 36 s and 1.8 GiB at 4,000; 291 s and 6.9 GiB at 8,000).
 DENSE_PRIOR_WARN_POINTS = 2048
 #: The markov backend's ``method="auto"`` takes the parallel scans from this many points...
+#: only where it cannot take the numba-compiled loops (no numba installed, or a GPU): on
+#: the CPU with numba, ``"auto"`` always runs the compiled loops, whatever N and the number
+#: of chains, and this threshold and the next change nothing there.
 PARALLEL_MIN_POINTS = 512
 #: ... when the problem has at most this many chains (series x channels); wider problems
 #: keep the sequential recursions, which vectorise over chains. The sequential loop's cost

@@ -8,7 +8,11 @@ Accepted ``X`` (n series, T_i time steps, D features; NaN marks a missing entry)
 - a long pandas DataFrame: an id column, a time column and feature columns, one row per
   (series, time);
 - a wide pandas DataFrame: one series, the time in the index or in ``time_col``;
-- a PyPOTS-style dict ``{"X": array or list, "times": optional}``.
+- a PyPOTS-style dict ``{"X": array or list, "times": optional, "missing_mask": optional}``:
+  ``missing_mask`` (X's shape; 1 or True = observed, as in PyPOTS) makes its 0 entries
+  missing, so a zero-filled ``X`` may come with it; other keys (``X_ori``, ``X_pred``,
+  ``indicating_mask``, ``y``, ...) are refused, naming the key and what to do instead (the
+  hidden truth of validation data, ``X_ori``, is ``fit``'s ``X_val_target``).
 
 Datetime times become float hours since the earliest timestamp (timedeltas become hours);
 the unit and origin are kept in the layout. Unsorted times are sorted and the permutation
@@ -63,7 +67,8 @@ def to_series_set(
 
     Args:
         X: (n, T, D) array/tensor, list of (T_i, D) arrays, long or wide DataFrame, or a
-            dict ``{"X": ..., "times": ...}``; NaN marks missing entries. A
+            dict ``{"X": ..., "times": ..., "missing_mask": ...}`` (only these keys;
+            ``missing_mask`` 1 = observed, 0 = missing); NaN marks missing entries. A
             :class:`SeriesSet` is returned as is (after the ``num_features`` check).
         times: None (0..T_i-1), a (T,) array shared by all series, an (n, T) array or a list
             of n (T_i,) arrays; numeric, datetime64 or timedelta64. Must be None for
@@ -93,7 +98,9 @@ def to_series_set(
         ShapeError: wrong number of dimensions, mismatched shapes or feature counts, empty X.
         InputTypeError: values or times that cannot be converted to float.
         ValidationError: Inf in X, non-finite or duplicate times, a series with no observed
-            entry or a single time step (unless allowed), unknown or ambiguous columns.
+            entry or a single time step (unless allowed), unknown or ambiguous columns, a
+            dict key other than 'X', 'times' and 'missing_mask', a missing_mask that is not
+            0/1 or marks a NaN as observed.
     """
     if isinstance(X, SeriesSet):
         if times is not None:
@@ -223,10 +230,42 @@ def _from_ragged(X: Sequence[Any], times: Any, name: str, times_name: str) -> Pa
     )
 
 
+#: The keys a PyPOTS-style dict may hold; any other is refused (see :func:`_from_dict`).
+DICT_KEYS = ("X", "times", "missing_mask")
+
+#: What to do with the keys PyPOTS puts in its data sets that gpvae does not read from a dict.
+_DICT_KEY_ADVICE = {
+    "X_ori": "pass the hidden ground truth of validation data as fit(..., X_val=d['X'], "
+    "X_val_target=d['X_ori']); for scoring imputations compare with it yourself",
+    "X_intact": "pass the hidden ground truth of validation data as fit(..., X_val=d['X'], "
+    "X_val_target=d['X_intact']); for scoring imputations compare with it yourself",
+    "X_pred": "the future values are not input: forecast(d['X'], horizon=...) and compare "
+    "with them yourself",
+    "indicating_mask": "the hidden entries are those missing in X_val and present in "
+    "X_val_target; drop the key",
+    "y": "gpvae uses no labels; drop the key",
+}
+
+
 def _from_dict(X: Mapping[Any, Any], times: Any, name: str, times_name: str) -> Parsed:
+    """A PyPOTS-style dict: ``X`` (array or ragged list) with optional ``times`` and
+    ``missing_mask`` (1 or True = observed, as in PyPOTS; its 0 entries become missing
+    whatever ``X`` holds there, so a zero-filled ``X`` may be given with it). Any other
+    key is refused, naming it (e.g. ``X_ori``, which gpvae takes as ``X_val_target``)."""
     if "X" not in X:
         raise ValidationError(
             f"{name}: expected a PyPOTS-style dict with key 'X', found keys {sorted(map(str, X))}"
+        )
+    unknown = [k for k in X if k not in DICT_KEYS]
+    if unknown:
+        key = unknown[0]
+        advice = _DICT_KEY_ADVICE.get(
+            str(key), "drop it, or pass its data through the argument that takes them"
+        )
+        raise ValidationError(
+            f"{name}: expected a PyPOTS-style dict with only the keys "
+            f"{', '.join(map(repr, DICT_KEYS))}, found the key {key!r} that gpvae does not "
+            f"read ({advice})"
         )
     if "times" in X and X["times"] is not None:
         if times is not None:
@@ -244,9 +283,52 @@ def _from_dict(X: Mapping[Any, Any], times: Any, name: str, times_name: str) -> 
         parsed = _from_ragged(inner, times, f"{name}['X']", times_name)
     else:
         parsed = _from_array(inner, times, f"{name}['X']", times_name)
+    if X.get("missing_mask") is not None:
+        parsed.values = _apply_missing_mask(parsed.values, X["missing_mask"], name)
     parsed.layout["inner_kind"] = parsed.layout["kind"]
     parsed.layout["kind"] = "dict"
     return parsed
+
+
+def _apply_missing_mask(values: list[np.ndarray], mask: Any, name: str) -> list[np.ndarray]:
+    """``values`` with NaN where ``mask`` (same shapes as ``values``: an (n, T, D) array or
+    a list of (T_i, D) arrays) is 0 or False; 1 or True keeps the entry, which must then
+    not be NaN (a mask whose 1 marks missing entries, the other convention, is refused)."""
+    what = f"{name}['missing_mask']"
+    shapes = [v.shape for v in values]
+    if isinstance(mask, (list, tuple)):
+        if len(mask) != len(values):
+            raise ShapeError(
+                f"{what}: expected {len(values)} masks, one per series of {name}['X'], "
+                f"found {len(mask)}"
+            )
+        parts = [to_float(m, f"{what}[{i}]")[0] for i, m in enumerate(mask)]
+    else:
+        arr = to_float(mask, what)[0]
+        expected = (len(values), *shapes[0]) if len(set(shapes)) == 1 else None
+        if arr.shape != expected:
+            want = f"shape {expected}" if expected else f"a list of {len(values)} arrays"
+            raise ShapeError(f"{what}: expected {want} like {name}['X'], found shape {arr.shape}")
+        parts = list(arr)
+    out = []
+    for i, (v, m) in enumerate(zip(values, parts)):
+        if m.shape != v.shape:
+            raise ShapeError(
+                f"{what}[{i}]: expected shape {v.shape} like {name}['X'][{i}], found {m.shape}"
+            )
+        bad = ~((m == 0) | (m == 1))
+        if bad.any():
+            raise ValidationError(
+                f"{what}: expected 0 (missing) or 1 (observed) entries, found "
+                f"{float(m[bad][0])} in series {i}"
+            )
+        if np.isnan(v[m == 1]).any():
+            raise ValidationError(
+                f"{what}: expected 1 only at entries of {name}['X'] that hold a value (1 marks "
+                f"an observed entry, as in PyPOTS), found 1 at a NaN of series {i}"
+            )
+        out.append(np.where(m == 1, v, np.nan))
+    return out
 
 
 # ---------------------------------------------------------------- validation, sorting

@@ -18,6 +18,7 @@ import pandas as pd
 import torch
 from torch import Tensor
 
+from gpvae import settings
 from gpvae.arguments import check_memory
 from gpvae.batch import Batch
 from gpvae.data import Scaler, SeriesSet, batch_indices, to_series_set
@@ -240,23 +241,50 @@ class PredictContext:
         return series_generators(self.seed, salt, values, times, self.device)
 
     def check_draws(
-        self, names: str, S: int, n: int, N: int, prior_only: bool = False, batch: int = 0
+        self,
+        names: str,
+        S: int,
+        n: int,
+        N: int,
+        prior_only: bool = False,
+        batch: int = 0,
+        chunked: bool | None = None,
     ) -> None:
         """Fail at once, naming ``names``, when S draws over a batch of series of N steps
         cannot fit in memory.
 
-        The cost per draw and step was measured (peak resident memory against N, on the
-        default Matern 3/2 model): about 28 values per latent channel and 2 per feature for
-        draws from the posterior (imputation, forecasts; 2 latent channels and 2 features:
-        22 KB per step at 100 draws), about a third of that per latent channel for draws from
-        the prior (:meth:`GPVAE.sample`).
+        The costs were measured (peak resident memory against S and N, float32 models of
+        the default Matern 3/2 kernel; 2 and 8 latent channels, 5 features):
+
+        - draws made all at once (forecasts, whose batches are sized for S draws of the
+          whole path, ``batch``; prior draws, ``prior_only``): about 28 values per latent
+          channel and 2 per feature for every draw from the posterior, a third of that per
+          latent channel from the prior, all S counted;
+        - draws from the posterior made in chunks of
+          :data:`~gpvae.settings.SAMPLE_CHUNK` (``chunked``; by default when neither
+          ``batch`` nor ``prior_only`` is given, as :meth:`GPVAE.impute` draws): the working
+          set of one chunk, about 88 values per latent channel and 2 per feature per draw
+          (a chunk's draws of z and their decoding: about 440 MiB for 32 draws of 5,000
+          steps and 8 channels), and for every one of the S draws what is kept of it, 13
+          values per entry: the draws of y, their copies for the interval quantiles and,
+          with ``return_samples``, the float64 draws returned (without them about 4 values
+          per entry are kept, so the check counts up to 2.5 times the need of a call with
+          many draws). Counting the working set for all S, as this check did, refused
+          5,500 draws of one 5,000-step series as 24 GiB where
+          2.6 GiB were used (now counted as 7.1 GiB).
         """
         B = min(batch or self.batch_size, n)  # ``batch``: the caller's own batch size
         L, D = self.model.latent_dim, self.scaler.num_features
         per_value = next(self.model.parameters()).element_size()
-        values = (10 if prior_only else 28) * L + 2 * D
+        if chunked is None:
+            chunked = not prior_only and not batch
+        if chunked:
+            chunk = min(S, settings.SAMPLE_CHUNK)
+            values = (88 * L + 2 * D) * chunk + 13 * D * S
+        else:
+            values = ((10 if prior_only else 28) * L + 2 * D) * S
         check_memory(
             names,
-            float(per_value) * values * S * B * N,
+            float(per_value) * values * B * N,
             f"{S} draws x {B} series x {N} steps of {L} latent channels and {D} features",
         )
