@@ -110,6 +110,9 @@ class TrainConfig:
         epochs: maximum number of passes over the training batches.
         lr: learning rate.
         kernel_lr: learning rate of the GP prior's kernel hyper-parameters (None: ``lr``).
+        noise_lr: learning rate of the likelihood's own parameters (the Gaussian's
+            per-feature noise variance, the Student-t's scale and degrees of freedom; not
+            the decoder's), in a group of their own (None: ``lr``, in the networks' group).
         optimizer: "adam", "adamw" or "rmsprop".
         weight_decay: L2 penalty passed to the optimiser.
         grad_clip: maximum global gradient norm (None: no clipping).
@@ -124,6 +127,7 @@ class TrainConfig:
     epochs: int = 100
     lr: float = 1e-3
     kernel_lr: float | None = None
+    noise_lr: float | None = None
     optimizer: str = "adam"
     weight_decay: float = 0.0
     grad_clip: float | None = 10.0
@@ -142,6 +146,9 @@ class TrainConfig:
         k_lr = self.kernel_lr
         if k_lr is not None and not (isinstance(k_lr, (int, float)) and 0 < k_lr < math.inf):
             raise invalid("kernel_lr", "a finite positive number or None", k_lr)
+        n_lr = self.noise_lr
+        if n_lr is not None and not (isinstance(n_lr, (int, float)) and 0 < n_lr < math.inf):
+            raise invalid("noise_lr", "a finite positive number or None", n_lr)
         if self.optimizer not in OPTIMIZERS:
             raise ValidationError(
                 f"optimizer: expected one of {sorted(OPTIMIZERS)}, found {self.optimizer!r}"
@@ -226,7 +233,12 @@ def make_optimizer(
     Given a module, the kernel hyper-parameters form a group of their own with learning
     rate ``config.kernel_lr`` (None: ``config.lr``): the parameters of its GP prior (names
     starting with ``prior.``) and of every other GP prior or kernel inside it (e.g. the
-    noise GP of the ``gaussian_gp`` likelihood, ``likelihood.gp.``).
+    noise GP of the ``gaussian_gp`` likelihood, ``likelihood.gp.``). With
+    ``config.noise_lr`` set, the likelihood's own parameters (names starting with
+    ``likelihood.``, less its kernels) form a third group with that rate; None leaves them
+    in the first group, at ``config.lr`` (the groups are then the two of fits before
+    ``noise_lr``, so their optimiser states stay interchangeable). A plain iterable of
+    parameters has no names: ``noise_lr`` does not apply to it.
     """
     if isinstance(params, nn.Module):
         named = [(n, p) for n, p in params.named_parameters() if p.requires_grad]
@@ -236,11 +248,16 @@ def make_optimizer(
         named = [("", p) for p in params if p.requires_grad]
         gps = ("prior.",)
     kernel = [p for n, p in named if n.startswith(gps)]
-    rest = [p for n, p in named if not n.startswith(gps)]
+    own = config.noise_lr is not None
+    noise = [p for n, p in named if own and n.startswith("likelihood.") and not n.startswith(gps)]
+    taken = {id(p) for p in kernel + noise}
+    rest = [p for _, p in named if id(p) not in taken]
     kernel_lr = config.lr if config.kernel_lr is None else config.kernel_lr
-    groups: list[dict[str, Any]] = [{"params": rest}] if rest or not kernel else []
+    groups: list[dict[str, Any]] = [{"params": rest}] if rest or not (kernel or noise) else []
     if kernel:
         groups.append({"params": kernel, "lr": kernel_lr})
+    if noise:
+        groups.append({"params": noise, "lr": config.noise_lr})
     params_all = [p for _, p in named]
     fast = all(p.is_floating_point() and p.device.type in ("cpu", "cuda") for p in params_all)
     extra = _ALL_AT_ONCE.get(config.optimizer, {}) if fast else {}
