@@ -379,3 +379,42 @@ def test_noise_lr_gives_the_likelihood_s_own_parameters_a_group_of_their_own() -
     assert "likelihood.raw_variance" in by_lr[1e-3]
     # a likelihood without parameters of its own adds no empty group
     assert set(groups("gaussian_hetero", TrainConfig(lr=1e-3, noise_lr=0.05))) == {1e-3}
+
+
+def test_early_stop_after_few_optimiser_steps_warns(monkeypatch: pytest.MonkeyPatch) -> None:
+    """30 series with batch_size=32 make one optimiser step per epoch; patience (in epochs)
+    then stopped a fit after about 60 steps, still far from trained, without a word. The
+    fit stops where it did, and warns naming batch_size and patience."""
+    import warnings
+
+    from gpvae import settings
+
+    y = _data()  # 16 series in batches of 4: 4 steps per epoch
+    cfg = TrainConfig(epochs=10, lr=0.05, patience=2, progress=False)
+    scores = iter([1.0, 2.0, 3.0, 4.0])
+    with pytest.warns(UserWarning, match=r"^training: early stopping \(patience=2") as caught:
+        state, _ = train(
+            MeanModel(3), lambda epoch: _batches(y), cfg, val_score=lambda: next(scores)
+        )
+    assert state.epoch == 3  # stopped where it did before
+    assert state.step == 12
+    message = str(caught[0].message)
+    assert "after 12 optimiser steps (3 epochs, 4 per epoch)" in message
+    assert "batch_size" in message
+    assert "patience" in message
+    # no warning: enough steps, a stop at the last epoch anyway, or no patience
+    monkeypatch.setattr(settings, "EARLY_STOP_MIN_STEPS", 12)
+    scores = iter([1.0, 2.0, 3.0, 4.0])
+    with warnings.catch_warnings():
+        warnings.simplefilter("error")
+        train(MeanModel(3), lambda epoch: _batches(y), cfg, val_score=lambda: next(scores))
+    monkeypatch.setattr(settings, "EARLY_STOP_MIN_STEPS", 200)
+    for config in (
+        TrainConfig(epochs=3, lr=0.05, patience=2, progress=False),
+        TrainConfig(epochs=3, lr=0.05, patience=None, progress=False),
+    ):
+        rising = iter([1.0, 2.0, 3.0, 4.0]).__next__
+        with warnings.catch_warnings():
+            warnings.simplefilter("error")
+            state, _ = train(MeanModel(3), lambda epoch: _batches(y), config, val_score=rising)
+        assert state.epoch == 3

@@ -133,7 +133,10 @@ class GPVAE(AnomalyMethods, ForecastMethods, SpatialMethods, PersistenceMethods)
         lr: learning rate.
         optimizer: ``"adam"``, ``"adamw"`` or ``"rmsprop"``.
         patience: epochs without a better validation score (without validation: training
-            loss) before stopping (None: never).
+            loss) before stopping (None: never). An epoch of few series is one optimiser
+            step or a few: a fit that this stops after fewer than
+            :data:`gpvae.settings.EARLY_STOP_MIN_STEPS` steps warns (a smaller
+            ``batch_size``, a larger ``patience`` or ``window`` gives it more steps).
         val_fraction: share of observed entries held out as validation targets (of
             ``X_val`` when given, else of the training data, which then trains without them);
             0 holds nothing out: without ``X_val``, the training loss then decides when to
@@ -206,10 +209,11 @@ class GPVAE(AnomalyMethods, ForecastMethods, SpatialMethods, PersistenceMethods)
             :data:`gpvae.settings.KERNEL_LR`).
         noise_lr: learning rate of the likelihood's own parameters (the Gaussian's
             per-feature noise variance; the Student-t's scale and degrees of freedom; the
-            noise amplitude and floor of ``"gaussian_gp*"``, whose kernels learn at
-            ``kernel_lr``), in an optimiser group of their own. None (the default, with
-            which the benchmarks ran): ``lr``, which moves the noise slowly: at lr = 1e-3
-            a few hundred optimiser steps leave it near its start (``docs/training.md``).
+            correlated-noise amplitude and white-noise variance of ``"gaussian_gp*"``, whose
+            kernels learn at ``kernel_lr``), in an optimiser group of their own. None (the
+            default, with which the benchmarks ran): ``lr``, which moves the noise slowly:
+            at lr = 1e-3 the noise sd stays near its start (0.32 in standardised units) for
+            hundreds of steps; 1e-2 learns it (``docs/results.md``, "The observation noise").
         window: train on overlapping windows of this many steps of each series (half
             overlapping), which gives a long series many optimiser steps per epoch; None:
             whole series. Predictions always condition on the whole series given. Validation

@@ -45,6 +45,7 @@ import torch
 from torch import Tensor, nn
 from tqdm.auto import tqdm
 
+from gpvae import settings
 from gpvae.batch import Batch
 from gpvae.errors import NumericalError, ValidationError, invalid
 from gpvae.gp import release_arenas
@@ -340,6 +341,7 @@ def train(
     show = config.progress and (comm is None or comm.is_main)
     bar = tqdm(total=total, disable=not show, unit="step", dynamic_ncols=True)
     ddp: nn.Module | None = None  # the DDP-wrapped model, made at the first step
+    stop = False
     try:
         while state.epoch < config.epochs:
             t0 = time.perf_counter()
@@ -442,7 +444,25 @@ def train(
     if math.isfinite(state.best_score):
         model.load_state_dict(best_model)
     model.train(False)
+    early = stop and state.epoch < config.epochs  # not at the last epoch anyway
+    if early and state.step < settings.EARLY_STOP_MIN_STEPS and (comm is None or comm.is_main):
+        _warn_few_steps(state, config)
     return state, optimizer
+
+
+def _warn_few_steps(state: TrainState, config: TrainConfig) -> None:
+    """Say that early stopping ended the fit after few optimiser steps, and what to do."""
+    per_epoch = state.step / max(state.epoch, 1)
+    warnings.warn(
+        f"training: early stopping (patience={config.patience} epochs without improvement) "
+        f"ended the fit after {state.step} optimiser steps ({state.epoch} epochs, "
+        f"{per_epoch:.3g} per epoch), fewer than gpvae.settings.EARLY_STOP_MIN_STEPS = "
+        f"{settings.EARLY_STOP_MIN_STEPS}: the loss may still have been falling. Use a smaller "
+        "batch_size (more optimiser steps per epoch), a larger patience (or None with enough "
+        "epochs), or window= to cut long series into many windows",
+        UserWarning,
+        stacklevel=3,
+    )
 
 
 def _distributed_step(
