@@ -652,6 +652,23 @@ def test_noise_lr_moves_the_likelihood_s_noise_at_its_own_rate(tmp_path: Path) -
         GPVAE(noise_lr=-1.0)
 
 
+def test_fit_warns_when_early_stopping_ends_it_after_few_steps() -> None:
+    """A fit of few series (2 steps per epoch) that patience stopped after a few epochs
+    ended without a word; it warns naming batch_size and patience, and stops where it did."""
+    import warnings
+
+    X, _ = smooth_series(12, 15)
+    quick = {**FAST, "lr": 0.05, "epochs": 12, "patience": 1}
+    with pytest.warns(UserWarning, match=r"^training: early stopping \(patience=1") as caught:
+        est = GPVAE(**quick).fit(X)
+    assert len(est.history_) < 12
+    assert f"after {2 * len(est.history_)} optimiser steps" in str(caught[0].message)
+    assert "batch_size" in str(caught[0].message)
+    with warnings.catch_warnings():  # all epochs ran: no warning
+        warnings.filterwarnings("error", message="training: early stopping")
+        GPVAE(**{**quick, "epochs": 2}).fit(X)
+
+
 def test_resume_with_noise_lr_and_of_checkpoints_written_before_it(
     tmp_path: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:
