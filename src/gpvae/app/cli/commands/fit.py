@@ -155,7 +155,7 @@ __all__ = ["fit", "fit_spatial"]
     type=FiniteFloat,
     callback=positive_float,
     help="Learning rate of the likelihood's noise parameters, in their own optimiser group "
-    "(default: --lr, which moves the noise slowly; e.g. 1e-2 learns it in a few hundred steps).",
+    "(default: --lr, at which the noise moves little in a few hundred steps; docs/results.md).",
 )
 @click.option("--batch-size", default=32, show_default=True, callback=positive_int)
 @click.option(
