@@ -18,6 +18,7 @@ from torch import Tensor, nn
 
 import gpvae
 import gpvae.estimator.estimator
+import gpvae.io
 import gpvae.training.session
 from gpvae import GPVAE, settings
 from gpvae.data import to_series_set
@@ -658,6 +659,92 @@ def test_resume_honours_epochs_and_patience_and_ignores_post_training_settings(
     assert [h["loss"] for h in again.history_] == [h["loss"] for h in resumed.history_]
     assert again.blend_weight_ is not None
     np.testing.assert_array_equal(again.interval_scale_, np.ones(3))
+
+
+def test_noise_lr_moves_the_likelihood_s_noise_at_its_own_rate(tmp_path: Path) -> None:
+    """The Gaussian noise variance learned at lr (Adam moves its raw value by about lr per
+    step: at 1e-3 it stayed near its start of 0.1 for hundreds of steps); noise_lr sets
+    its own rate, kept by save / load and get_config."""
+    X, _ = smooth_series(16, 15)
+    settings = {**FAST, "epochs": 2, "patience": None}  # 2 steps per epoch: 4 steps
+
+    def moved(est: GPVAE) -> float:
+        raw = est.model_.likelihood.raw_variance.detach()
+        start = GPVAE(**settings)._build_model(3).likelihood.raw_variance.detach()
+        return float((raw - start).abs().max())
+
+    default = GPVAE(**settings).fit(X)
+    assert default.noise_lr is None
+    assert moved(default) < 0.02  # at lr: about 1e-3 per step
+    fast = GPVAE(**settings, noise_lr=0.1).fit(X)
+    assert moved(fast) > 0.2  # at 0.1 per step
+    fast.save(tmp_path / "m")
+    loaded = GPVAE.load(tmp_path / "m")
+    assert loaded.noise_lr == 0.1
+    assert GPVAE(**fast.get_config()).noise_lr == 0.1
+    with pytest.raises(ValidationError, match=r"^noise_lr"):
+        GPVAE(noise_lr=-1.0)
+
+
+def test_fit_warns_when_early_stopping_ends_it_after_few_steps() -> None:
+    """A fit of few series (2 steps per epoch) that patience stopped after a few epochs
+    ended without a word; it warns naming batch_size and patience, and stops where it did."""
+    import warnings
+
+    X, _ = smooth_series(12, 15)
+    quick = {**FAST, "lr": 0.05, "epochs": 12, "patience": 1}
+    with pytest.warns(UserWarning, match=r"^training: early stopping \(patience=1") as caught:
+        est = GPVAE(**quick).fit(X)
+    assert len(est.history_) < 12
+    assert f"after {2 * len(est.history_)} optimiser steps" in str(caught[0].message)
+    assert "batch_size" in str(caught[0].message)
+    with warnings.catch_warnings():  # all epochs ran: no warning
+        warnings.filterwarnings("error", message="training: early stopping")
+        GPVAE(**{**quick, "epochs": 2}).fit(X)
+
+
+def test_resume_with_noise_lr_and_of_checkpoints_written_before_it(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """noise_lr adds an optimiser group: a fit with it resumes as it would have gone on; a
+    checkpoint written before noise_lr existed (its settings without the key) resumes
+    with noise_lr=None, the behaviour it ran with, and is refused with another."""
+    X, _ = smooth_series(12, 15)
+    settings = {**FAST, "epochs": 4, "patience": None, "noise_lr": 0.05}
+    reference = GPVAE(**settings, checkpoint_dir=tmp_path / "ref").fit(X)
+    real_save = gpvae.training.session.save_checkpoint
+    calls = {"n": 0}
+
+    def crashing_save(*args: Any, **kwargs: Any) -> None:
+        real_save(*args, **kwargs)
+        calls["n"] += 1
+        if calls["n"] == 2:
+            raise KeyboardInterrupt  # the process dies after the 2nd checkpoint
+
+    monkeypatch.setattr(gpvae.training.session, "save_checkpoint", crashing_save)
+    with pytest.raises(KeyboardInterrupt):
+        GPVAE(**settings, checkpoint_dir=tmp_path / "run").fit(X)
+    monkeypatch.setattr(gpvae.training.session, "save_checkpoint", real_save)
+    resumed = GPVAE(**settings, checkpoint_dir=tmp_path / "run").fit(X, resume=True)
+    assert [h["loss"] for h in resumed.history_] == [h["loss"] for h in reference.history_]
+    for k, v in reference.model_.state_dict().items():
+        assert torch.equal(v, resumed.model_.state_dict()[k]), k
+    with pytest.raises(ValidationError, match=r"^resume: .*found noise_lr changed"):
+        GPVAE(**{**settings, "noise_lr": None}, checkpoint_dir=tmp_path / "run").fit(X, resume=True)
+
+    # a checkpoint of 2 epochs as fits wrote it before noise_lr: no such setting
+    old = {**settings, "epochs": 2, "noise_lr": None}
+    GPVAE(**old, checkpoint_dir=tmp_path / "old").fit(X)
+    file = tmp_path / "old" / gpvae.training.session.CHECKPOINT_FILE
+    tensors, meta = gpvae.io.load_checkpoint(file)
+    assert meta["settings"].pop("noise_lr") is None
+    gpvae.io.save_checkpoint(file, tensors, meta)
+    more = {**old, "epochs": 4}
+    resumed = GPVAE(**more, checkpoint_dir=tmp_path / "old").fit(X, resume=True)
+    reference = GPVAE(**more, checkpoint_dir=tmp_path / "ref_old").fit(X)
+    assert [h["loss"] for h in resumed.history_] == [h["loss"] for h in reference.history_]
+    with pytest.raises(ValidationError, match=r"^resume: .*found noise_lr changed"):
+        GPVAE(**{**more, "noise_lr": 0.05}, checkpoint_dir=tmp_path / "old").fit(X, resume=True)
 
 
 def test_the_data_fingerprint_is_made_only_for_checkpoints(

@@ -831,6 +831,21 @@ def test_spatial_fit_honours_kernel_lr_and_the_estimator_s_window() -> None:
     assert np.array_equal(spatial_lengthscale(window=10), default)  # the same window is fine
 
 
+def test_spatial_fit_honours_noise_lr() -> None:
+    """noise_lr reaches the spatial training: the likelihood's noise learns at its rate
+    (None: lr, the same fit as before)."""
+    df = _field(S=3, T=40)
+
+    def raw_noise(**kw: object) -> np.ndarray:
+        est = GPVAE(latent_dim=1, epochs=2, hidden=(8,), lr=1e-3, progress=False, **kw)  # type: ignore[arg-type]
+        est.fit(df, id="site", time="time", coords=["lat", "lon"], window=10)
+        return est.model_.likelihood.raw_variance.detach().numpy().copy()
+
+    default = raw_noise()
+    assert np.array_equal(raw_noise(noise_lr=1e-3), default)  # its own group, the same rate
+    assert np.abs(raw_noise(noise_lr=0.5) - default).max() > 0.1
+
+
 def test_spatial_impute_returns_the_input_s_rows_columns_and_dtypes(
     fitted: tuple[GPVAE, pd.DataFrame],
 ) -> None:

@@ -136,7 +136,15 @@ def test_resume_continues_from_state() -> None:
 
 @pytest.mark.parametrize(
     ("field", "value"),
-    [("epochs", 0), ("lr", -1.0), ("lr", float("nan")), ("optimizer", "sgdx"), ("patience", 0)],
+    [
+        ("epochs", 0),
+        ("lr", -1.0),
+        ("lr", float("nan")),
+        ("noise_lr", 0.0),
+        ("noise_lr", float("inf")),
+        ("optimizer", "sgdx"),
+        ("patience", 0),
+    ],
 )
 def test_bad_config_names_the_setting(field: str, value: object) -> None:
     cfg = TrainConfig(progress=False)
@@ -327,3 +335,86 @@ def test_kernel_lr_reaches_every_kernel_of_the_model() -> None:
     assert any(n.startswith("likelihood.gp.") for n in kernel)
     assert by_lr[0.5] == kernel
     assert {"likelihood.raw_amplitude", "likelihood.raw_variance"} <= by_lr[1e-3]
+
+
+def test_noise_lr_gives_the_likelihood_s_own_parameters_a_group_of_their_own() -> None:
+    """The Gaussian likelihood's noise variance learned at lr (1e-3), far too slowly to
+    reach the data's noise in a few hundred steps; noise_lr gives the likelihood's own
+    parameters (not its noise kernels, not the decoder's) their own rate. None keeps the
+    two groups of fits before it, so their optimiser states stay interchangeable."""
+    from gpvae.estimator.assembly import ModelSpec, build_model
+
+    def groups(likelihood: str, config: TrainConfig) -> dict[float, set[str]]:
+        spec = ModelSpec(
+            latent_dim=2,
+            kernel="matern32",
+            posterior="structured",
+            backend="auto",
+            likelihood=likelihood,
+            encoder="mlp",
+            decoder="mlp",
+            hidden=(8,),
+            beta=1.0,
+            lengthscale=3.0,
+        )
+        model = build_model(spec, num_features=3)
+        names = {id(p): n for n, p in model.named_parameters() if p.requires_grad}
+        opt = make_optimizer(model, config)
+        assert sum(len(g["params"]) for g in opt.param_groups) == len(names)
+        return {g["lr"]: {names[id(p)] for p in g["params"]} for g in opt.param_groups}
+
+    by_lr = groups("gaussian", TrainConfig(lr=1e-3, kernel_lr=0.5, noise_lr=0.05))
+    assert len(by_lr) == 3
+    assert by_lr[0.05] == {"likelihood.raw_variance"}
+    assert all(n.startswith("prior.") for n in by_lr[0.5])
+    assert all(n.startswith(("encoder.", "decoder.")) for n in by_lr[1e-3])
+    by_lr = groups("gaussian_gp", TrainConfig(lr=1e-3, kernel_lr=0.5, noise_lr=0.05))
+    assert by_lr[0.05] == {"likelihood.raw_amplitude", "likelihood.raw_variance"}
+    assert any(n.startswith("likelihood.gp.") for n in by_lr[0.5])  # its kernels: kernel_lr
+    by_lr = groups("student_t", TrainConfig(lr=1e-3, kernel_lr=0.5, noise_lr=0.05))
+    assert by_lr[0.05] == {"likelihood.raw_df", "likelihood.raw_scale"}
+    # None: the likelihood's parameters learn at lr with the networks, in two groups
+    by_lr = groups("gaussian", TrainConfig(lr=1e-3, kernel_lr=0.5))
+    assert set(by_lr) == {1e-3, 0.5}
+    assert "likelihood.raw_variance" in by_lr[1e-3]
+    # a likelihood without parameters of its own adds no empty group
+    assert set(groups("gaussian_hetero", TrainConfig(lr=1e-3, noise_lr=0.05))) == {1e-3}
+
+
+def test_early_stop_after_few_optimiser_steps_warns(monkeypatch: pytest.MonkeyPatch) -> None:
+    """30 series with batch_size=32 make one optimiser step per epoch; patience (in epochs)
+    then stopped a fit after about 60 steps, still far from trained, without a word. The
+    fit stops where it did, and warns naming batch_size and patience."""
+    import warnings
+
+    from gpvae import settings
+
+    y = _data()  # 16 series in batches of 4: 4 steps per epoch
+    cfg = TrainConfig(epochs=10, lr=0.05, patience=2, progress=False)
+    scores = iter([1.0, 2.0, 3.0, 4.0])
+    with pytest.warns(UserWarning, match=r"^training: early stopping \(patience=2") as caught:
+        state, _ = train(
+            MeanModel(3), lambda epoch: _batches(y), cfg, val_score=lambda: next(scores)
+        )
+    assert state.epoch == 3  # stopped where it did before
+    assert state.step == 12
+    message = str(caught[0].message)
+    assert "after 12 optimiser steps (3 epochs, 4 per epoch)" in message
+    assert "batch_size" in message
+    assert "patience" in message
+    # no warning: enough steps, a stop at the last epoch anyway, or no patience
+    monkeypatch.setattr(settings, "EARLY_STOP_MIN_STEPS", 12)
+    scores = iter([1.0, 2.0, 3.0, 4.0])
+    with warnings.catch_warnings():
+        warnings.simplefilter("error")
+        train(MeanModel(3), lambda epoch: _batches(y), cfg, val_score=lambda: next(scores))
+    monkeypatch.setattr(settings, "EARLY_STOP_MIN_STEPS", 200)
+    for config in (
+        TrainConfig(epochs=3, lr=0.05, patience=2, progress=False),
+        TrainConfig(epochs=3, lr=0.05, patience=None, progress=False),
+    ):
+        rising = iter([1.0, 2.0, 3.0, 4.0]).__next__
+        with warnings.catch_warnings():
+            warnings.simplefilter("error")
+            state, _ = train(MeanModel(3), lambda epoch: _batches(y), config, val_score=rising)
+        assert state.epoch == 3

@@ -1144,6 +1144,26 @@ def test_fit_lengthscale_sets_the_initial_kernels(
         assert float(kernel.lengthscale.detach()) == pytest.approx(value, rel=1e-4)
 
 
+def test_fit_noise_lr_reaches_the_estimator(
+    files: dict[str, Path], tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    """--noise-lr sets GPVAE(noise_lr=...), the learning rate of the likelihood's noise
+    (without it: None, the noise at --lr)."""
+    from gpvae import GPVAE
+
+    for given, expected in (([], None), (["--noise-lr", "0.02"], 0.02)):
+        out = tmp_path / f"m{len(given)}"
+        code = main(["fit", str(files["long_csv"]), "--time-col", "t", "--id-col", "station",
+                     "-o", str(out), "--epochs", "1", "--latent-dim", "2", "--hidden", "8",
+                     "--quiet", *given])  # fmt: skip
+        assert code == 0
+        assert GPVAE.load(out / "model").noise_lr == expected
+    code = main(["fit", str(files["long_csv"]), "--time-col", "t", "-o", str(tmp_path / "x"),
+                 "--noise-lr", "0"])  # fmt: skip
+    assert code != 0
+    assert "--noise-lr" in capsys.readouterr().err
+
+
 @pytest.mark.parametrize(
     ("given", "match"),
     [("2,x", "comma-separated numbers"), ("2,-1,3", "positive numbers"),

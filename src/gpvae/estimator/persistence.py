@@ -52,6 +52,7 @@ ARGUMENTS = (
     "lengthscale",
     "period",
     "kernel_lr",
+    "noise_lr",
     "window",
     "forecast_horizon",
     "forecast_blend",

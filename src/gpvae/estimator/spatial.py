@@ -372,6 +372,7 @@ def fit_field(
         epochs=base.epochs,
         lr=base.lr,
         kernel_lr=est.kernel_lr,  # None: lr, as spatial fits had (the benchmark's setting)
+        noise_lr=base.noise_lr,
         optimizer=base.optimizer,
         patience=base.patience,
         num_samples=base.num_samples,

@@ -45,6 +45,7 @@ import torch
 from torch import Tensor, nn
 from tqdm.auto import tqdm
 
+from gpvae import settings
 from gpvae.batch import Batch
 from gpvae.errors import NumericalError, ValidationError, invalid
 from gpvae.gp import release_arenas
@@ -110,6 +111,9 @@ class TrainConfig:
         epochs: maximum number of passes over the training batches.
         lr: learning rate.
         kernel_lr: learning rate of the GP prior's kernel hyper-parameters (None: ``lr``).
+        noise_lr: learning rate of the likelihood's own parameters (the Gaussian's
+            per-feature noise variance, the Student-t's scale and degrees of freedom; not
+            the decoder's), in a group of their own (None: ``lr``, in the networks' group).
         optimizer: "adam", "adamw" or "rmsprop".
         weight_decay: L2 penalty passed to the optimiser.
         grad_clip: maximum global gradient norm (None: no clipping).
@@ -124,6 +128,7 @@ class TrainConfig:
     epochs: int = 100
     lr: float = 1e-3
     kernel_lr: float | None = None
+    noise_lr: float | None = None
     optimizer: str = "adam"
     weight_decay: float = 0.0
     grad_clip: float | None = 10.0
@@ -142,6 +147,9 @@ class TrainConfig:
         k_lr = self.kernel_lr
         if k_lr is not None and not (isinstance(k_lr, (int, float)) and 0 < k_lr < math.inf):
             raise invalid("kernel_lr", "a finite positive number or None", k_lr)
+        n_lr = self.noise_lr
+        if n_lr is not None and not (isinstance(n_lr, (int, float)) and 0 < n_lr < math.inf):
+            raise invalid("noise_lr", "a finite positive number or None", n_lr)
         if self.optimizer not in OPTIMIZERS:
             raise ValidationError(
                 f"optimizer: expected one of {sorted(OPTIMIZERS)}, found {self.optimizer!r}"
@@ -226,7 +234,12 @@ def make_optimizer(
     Given a module, the kernel hyper-parameters form a group of their own with learning
     rate ``config.kernel_lr`` (None: ``config.lr``): the parameters of its GP prior (names
     starting with ``prior.``) and of every other GP prior or kernel inside it (e.g. the
-    noise GP of the ``gaussian_gp`` likelihood, ``likelihood.gp.``).
+    noise GP of the ``gaussian_gp`` likelihood, ``likelihood.gp.``). With
+    ``config.noise_lr`` set, the likelihood's own parameters (names starting with
+    ``likelihood.``, less its kernels) form a third group with that rate; None leaves them
+    in the first group, at ``config.lr`` (the groups are then the two of fits before
+    ``noise_lr``, so their optimiser states stay interchangeable). A plain iterable of
+    parameters has no names: ``noise_lr`` does not apply to it.
     """
     if isinstance(params, nn.Module):
         named = [(n, p) for n, p in params.named_parameters() if p.requires_grad]
@@ -236,11 +249,16 @@ def make_optimizer(
         named = [("", p) for p in params if p.requires_grad]
         gps = ("prior.",)
     kernel = [p for n, p in named if n.startswith(gps)]
-    rest = [p for n, p in named if not n.startswith(gps)]
+    own = config.noise_lr is not None
+    noise = [p for n, p in named if own and n.startswith("likelihood.") and not n.startswith(gps)]
+    taken = {id(p) for p in kernel + noise}
+    rest = [p for _, p in named if id(p) not in taken]
     kernel_lr = config.lr if config.kernel_lr is None else config.kernel_lr
-    groups: list[dict[str, Any]] = [{"params": rest}] if rest or not kernel else []
+    groups: list[dict[str, Any]] = [{"params": rest}] if rest or not (kernel or noise) else []
     if kernel:
         groups.append({"params": kernel, "lr": kernel_lr})
+    if noise:
+        groups.append({"params": noise, "lr": config.noise_lr})
     params_all = [p for _, p in named]
     fast = all(p.is_floating_point() and p.device.type in ("cpu", "cuda") for p in params_all)
     extra = _ALL_AT_ONCE.get(config.optimizer, {}) if fast else {}
@@ -323,6 +341,7 @@ def train(
     show = config.progress and (comm is None or comm.is_main)
     bar = tqdm(total=total, disable=not show, unit="step", dynamic_ncols=True)
     ddp: nn.Module | None = None  # the DDP-wrapped model, made at the first step
+    stop = False
     try:
         while state.epoch < config.epochs:
             t0 = time.perf_counter()
@@ -425,7 +444,25 @@ def train(
     if math.isfinite(state.best_score):
         model.load_state_dict(best_model)
     model.train(False)
+    early = stop and state.epoch < config.epochs  # not at the last epoch anyway
+    if early and state.step < settings.EARLY_STOP_MIN_STEPS and (comm is None or comm.is_main):
+        _warn_few_steps(state, config)
     return state, optimizer
+
+
+def _warn_few_steps(state: TrainState, config: TrainConfig) -> None:
+    """Say that early stopping ended the fit after few optimiser steps, and what to do."""
+    per_epoch = state.step / max(state.epoch, 1)
+    warnings.warn(
+        f"training: early stopping (patience={config.patience} epochs without improvement) "
+        f"ended the fit after {state.step} optimiser steps ({state.epoch} epochs, "
+        f"{per_epoch:.3g} per epoch), fewer than gpvae.settings.EARLY_STOP_MIN_STEPS = "
+        f"{settings.EARLY_STOP_MIN_STEPS}: the loss may still have been falling. Use a smaller "
+        "batch_size (more optimiser steps per epoch), a larger patience (or None with enough "
+        "epochs), or window= to cut long series into many windows",
+        UserWarning,
+        stacklevel=3,
+    )
 
 
 def _distributed_step(

@@ -104,10 +104,17 @@ def _read_checkpoint(file: Path) -> tuple[dict[str, Tensor], dict[str, Any]]:
 def _changed_settings(saved: Any, now: dict[str, Any] | None) -> str | None:
     """Why a checkpoint written with settings ``saved`` cannot be resumed with ``now`` (the
     weights would continue under other settings, and the optimiser's state would keep the
-    old learning rates), or None (also when either is unknown)."""
+    old learning rates), or None (also when either is unknown).
+
+    A setting missing from ``saved`` whose value ``now`` is None is unchanged: an argument
+    added after the checkpoint was written (such as ``noise_lr``), whose None keeps the
+    behaviour of the fits before it."""
     if not isinstance(saved, dict) or now is None or saved == now:
         return None
-    changed = sorted(k for k in set(saved) | set(now) if saved.get(k) != now.get(k))
+    added = {k for k, v in now.items() if k not in saved and v is None}
+    changed = sorted(k for k in (set(saved) | set(now)) - added if saved.get(k) != now.get(k))
+    if not changed:
+        return None
     shown = "; ".join(f"{k}: {saved.get(k)!r} then {now.get(k)!r}" for k in changed[:3])
     return (
         f"resume: expected the settings of the interrupted fit, found {', '.join(changed)} "

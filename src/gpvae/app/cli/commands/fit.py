@@ -149,6 +149,14 @@ __all__ = ["fit", "fit_spatial"]
     callback=positive_float,
     help="Learning rate of the kernel hyper-parameters (default: the larger of --lr and 1e-2).",
 )
+@click.option(
+    "--noise-lr",
+    default=None,
+    type=FiniteFloat,
+    callback=positive_float,
+    help="Learning rate of the likelihood's noise parameters, in their own optimiser group "
+    "(default: --lr, at which the noise moves little in a few hundred steps; docs/results.md).",
+)
 @click.option("--batch-size", default=32, show_default=True, callback=positive_int)
 @click.option(
     "--patience",
@@ -339,6 +347,7 @@ def fit(
     hidden: tuple[int, ...],
     lr: float,
     kernel_lr: float | None,
+    noise_lr: float | None,
     batch_size: int,
     patience: int,
     window: int | None,
@@ -396,6 +405,7 @@ def fit(
             epochs=epochs,
             lr=lr,
             kernel_lr=kernel_lr,
+            noise_lr=noise_lr,
             batch_size=batch_size,
             patience=patience if patience > 0 else None,
             calibrate=calibrate,
