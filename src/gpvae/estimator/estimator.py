@@ -886,9 +886,23 @@ class GPVAE(AnomalyMethods, ForecastMethods, SpatialMethods, PersistenceMethods)
         spatial lengthscales in km. A periodic kernel's lengthscale (relative to its period)
         and variances have no unit. Sums and products are read term by term.
 
+        With ``likelihood="gaussian_gp"`` each feature's deviation from the decoder is
+        ``a_d g_d + eps_d`` (:mod:`gpvae.likelihoods.gp_noise`): ``g_d``'s kernel is listed
+        once, source ``"noise of all features"`` (one kernel per feature, sources
+        ``"noise of <feature>"``, with ``"gaussian_gp_per_feature"``), its ``variance`` 1 and
+        fixed; each feature then has the rows ``amplitude`` (``a_d``) and ``white_sd`` (the
+        white noise's standard deviation, ``sqrt(s2_d)``), source ``"noise of <feature>"``,
+        term ``"scale"``, in the feature's own units (unit ``"feature units"``).
+
+        Learned values are where training left them, which on a short fit is often near
+        where they started (:data:`gpvae.settings.DEFAULT_LENGTHSCALE` or ``lengthscale``):
+        in audit W, data whose latent lengthscale was 10 steps gave 6.5 from a start of 3
+        and 27.6 from a start of 30 after 150 epochs, both marked learned. To see whether a
+        value is the data's, refit from another start (``lengthscale=...``) and compare.
+
         Returns:
             A pandas DataFrame, one row per hyper-parameter, with the columns ``source``
-            (``"latent 0"``, ..., or ``"noise of <feature>"`` for ``likelihood="gaussian_gp"``),
+            (``"latent 0"``, ..., then the ``"noise of ..."`` rows of ``"gaussian_gp"``),
             ``term`` (``"1.0"``: the first factor of the second term; ``space`` / ``time``
             for a spatial fit's parts), ``kernel`` (class name), ``parameter``, ``value``,
             ``unit`` and ``learned`` (False: fixed in training, e.g. a period given).
@@ -902,7 +916,7 @@ class GPVAE(AnomalyMethods, ForecastMethods, SpatialMethods, PersistenceMethods)
 
         model, scaler = self._fitted("kernel_summary")
         unit = time_unit(scaler, self.spatial_)
-        rows = kernel_rows(model, unit, list(scaler.feature_names_))
+        rows = kernel_rows(model, unit, list(scaler.feature_names_), scaler.std_)
         return pd.DataFrame(rows, columns=list(COLUMNS))
 
     def latent(self, X: Any, times: Any = None) -> tuple[Any, Any]:
