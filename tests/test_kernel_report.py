@@ -126,6 +126,35 @@ def test_gaussian_gp_lists_each_features_noise_levels_in_its_units(likelihood: s
     assert any(line.startswith(f"noise of {names[1]}: ") and "amplitude" in line for line in lines)
 
 
+@pytest.mark.filterwarnings("ignore::UserWarning")
+def test_initial_column_gives_the_start_of_every_learned_value(tmp_path: object) -> None:
+    """Audit W #5: learned lengthscales stay near their start on short fits and nothing said
+    where they started. ``initial`` is the start in the value's unit: lengthscale=12 steps
+    of half an hour reads 6 hours; a fixed period its own value; a period learned from
+    the spectrum NaN (its start came from the data); the same after save and load."""
+    from pathlib import Path
+
+    rng = np.random.default_rng(6)
+    index = pd.date_range("2021-01-01", periods=200, freq="30min")
+    frame = pd.DataFrame({"a": np.sin(np.arange(200) / 8), "b": rng.standard_normal(200)}, index)
+    est = GPVAE(**FAST, kernel="matern32+periodic", period="24h", lengthscale=12.0).fit(frame)
+    table = est.kernel_summary()
+    assert list(table.columns) == list(COLUMNS)
+    matern = _rows(table, source="latent 0", term="0", parameter="lengthscale")
+    assert matern["initial"].item() == pytest.approx(6.0, rel=1e-6)
+    assert matern["value"].item() != matern["initial"].item()  # it did move, a little
+    period = _rows(table, source="latent 0", term="1", parameter="period")
+    assert period["initial"].item() == period["value"].item()
+    assert table["initial"].notna().all()
+    path = Path(str(tmp_path)) / "m"
+    est.save(path)
+    pd.testing.assert_frame_equal(GPVAE.load(path).kernel_summary(), table)
+    spectral = GPVAE(**FAST, kernel="matern32+periodic").fit(frame).kernel_summary()
+    learned = _rows(spectral, source="latent 0", term="1", parameter="period")
+    assert bool(learned["learned"].item())
+    assert np.isnan(learned["initial"].item())
+
+
 def test_kernel_summary_needs_a_fitted_model() -> None:
     with pytest.raises(NotFittedError, match=r"^kernel_summary: "):
         GPVAE().kernel_summary()

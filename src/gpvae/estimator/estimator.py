@@ -897,27 +897,37 @@ class GPVAE(AnomalyMethods, ForecastMethods, SpatialMethods, PersistenceMethods)
         Learned values are where training left them, which on a short fit is often near
         where they started (:data:`gpvae.settings.DEFAULT_LENGTHSCALE` or ``lengthscale``):
         in audit W, data whose latent lengthscale was 10 steps gave 6.5 from a start of 3
-        and 27.6 from a start of 30 after 150 epochs, both marked learned. To see whether a
-        value is the data's, refit from another start (``lengthscale=...``) and compare.
+        and 27.6 from a start of 30 after 150 epochs, both marked learned. Compare
+        ``value`` with ``initial``; to see whether a value is the data's, refit from another
+        start (``lengthscale=...``) and compare.
 
         Returns:
             A pandas DataFrame, one row per hyper-parameter, with the columns ``source``
             (``"latent 0"``, ..., then the ``"noise of ..."`` rows of ``"gaussian_gp"``),
             ``term`` (``"1.0"``: the first factor of the second term; ``space`` / ``time``
             for a spatial fit's parts), ``kernel`` (class name), ``parameter``, ``value``,
-            ``unit`` and ``learned`` (False: fixed in training, e.g. a period given).
+            ``unit``, ``learned`` (False: fixed in training, e.g. a period given) and
+            ``initial``: the value training started from, in the same unit (a fixed
+            parameter's own value; NaN for a learned period, which started from the
+            data's spectrum, for a trend kernel's lengthscale, which started from the
+            data's span, and for spatial fits).
 
         Raises:
             NotFittedError: before fit.
         """
         import pandas as pd
 
-        from gpvae.estimator.kernel_report import COLUMNS, kernel_rows, time_unit
+        from gpvae.estimator.kernel_report import COLUMNS, kernel_rows, time_unit, with_initial
 
         model, scaler = self._fitted("kernel_summary")
         unit = time_unit(scaler, self.spatial_)
-        rows = kernel_rows(model, unit, list(scaler.feature_names_), scaler.std_)
-        return pd.DataFrame(rows, columns=list(COLUMNS))
+        names = list(scaler.feature_names_)
+        rows = kernel_rows(model, unit, names, scaler.std_)
+        start = None
+        if self.spatial_ is None:  # the kernels as this estimator's settings build them
+            fresh = self._build_model(scaler.num_features)
+            start = kernel_rows(fresh, unit, names, scaler.std_)
+        return pd.DataFrame(with_initial(rows, start), columns=list(COLUMNS))
 
     def latent(self, X: Any, times: Any = None) -> tuple[Any, Any]:
         """Posterior mean and variance of z at every time step of X.

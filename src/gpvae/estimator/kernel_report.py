@@ -24,6 +24,10 @@ standard deviation ``sqrt(s2_d)`` of the white noise ``eps_d``), source
 own units (unit ``"feature units"``: the model's standardised values times the feature's
 standard deviation in training), or as the model has them (unit ``"standardised"``) when
 no scaling is known.
+
+Every row also gives the value its parameter started training from (:func:`with_initial`):
+on a short fit a learned value often stays near its start, so a lengthscale that reads
+what it started from says little about the data.
 """
 
 from __future__ import annotations
@@ -42,10 +46,10 @@ if TYPE_CHECKING:
     from gpvae.estimator.spatial import SpatialSpec
     from gpvae.model import GPVAEModel
 
-__all__ = ["COLUMNS", "TimeUnit", "format_summary", "kernel_rows", "time_unit"]
+__all__ = ["COLUMNS", "TimeUnit", "format_summary", "kernel_rows", "time_unit", "with_initial"]
 
 #: The columns of :meth:`GPVAE.kernel_summary`'s table, in order.
-COLUMNS = ("source", "term", "kernel", "parameter", "value", "unit", "learned")
+COLUMNS = ("source", "term", "kernel", "parameter", "value", "unit", "learned", "initial")
 
 #: Hyper-parameters measured along the index (time, or space for a spatial part).
 _ALONG_INDEX = ("lengthscale", "period")
@@ -183,6 +187,31 @@ def _noise_level_rows(
                 }
             )
     return rows
+
+
+def with_initial(
+    rows: list[dict[str, Any]], start: list[dict[str, Any]] | None
+) -> list[dict[str, Any]]:
+    """``rows`` with the column ``initial``: the value each hyper-parameter started training
+    from, read from ``start`` (the :func:`kernel_rows` of a freshly built model of the same
+    settings, matched by source, term and parameter); a fixed one's own value; NaN where
+    the start depends on the training data and is not kept (a learned period, found in the
+    data's spectrum; a trend kernel's lengthscale, from the data's span) or when ``start``
+    is None (spatial fits)."""
+    known = {} if start is None else {(r["source"], r["term"], r["parameter"]): r for r in start}
+    out = []
+    for row in rows:
+        name = row["parameter"].split("[")[0]
+        first = known.get((row["source"], row["term"], row["parameter"]))
+        from_data = name == "period" or (row["kernel"] == "Trend" and name == "lengthscale")
+        if not row["learned"]:
+            initial = row["value"]
+        elif from_data or first is None or first["kernel"] != row["kernel"]:
+            initial = float("nan")
+        else:
+            initial = first["value"]
+        out.append({**row, "initial": initial})
+    return out
 
 
 def _readable(value: float, unit: str) -> str:
