@@ -23,6 +23,7 @@ from gpvae.estimator.calibration import (
     fresh_holdouts,
     gap_shape,
     hidden_runs,
+    whole_step_entries,
 )
 from gpvae.model import sorted_quantiles
 
@@ -439,7 +440,7 @@ def test_factors_from_a_capped_subsample_still_cover_fresh_entries(
     assert not np.array_equal(scales[60], scales[10**9])  # the cap did bind
 
 
-@pytest.mark.parametrize("pattern", ["points", "blocks"])
+@pytest.mark.parametrize("pattern", ["points", "blocks", "steps"])
 def test_fresh_holdouts_hide_new_entries_of_the_whole_series(pattern: str) -> None:
     """Each new hold-out hides about the validation hold-out's share of the whole series
     (hidden entries filled back in), with the pattern's shape; they differ from each other;
@@ -457,9 +458,11 @@ def test_fresh_holdouts_hide_new_entries_of_the_whole_series(pattern: str) -> No
         assert not (~np.isnan(k) & ~np.isnan(h)).any()
         assert abs((~np.isnan(h)).sum() / (~np.isnan(X)).sum() - share) < 0.05
         held_masks.append(~np.isnan(h))
-        if pattern == "blocks":  # runs of a feature: far fewer starts than entries
+        if pattern != "points":  # runs of a feature: far fewer starts than entries
             starts = held_masks[-1] & ~np.roll(held_masks[-1], 1, axis=1)
             assert starts.sum() < 0.5 * held_masks[-1].sum()
+        if pattern == "steps":  # every observed feature of a hidden step
+            assert (~np.isnan(k[held_masks[-1].any(-1)])).sum() == 0
     assert not np.array_equal(held_masks[0], held_masks[1])
     alone = fresh_holdouts(inputs.subset([3]), targets.subset([3]), pattern, (3, 6), seed=0)
     np.testing.assert_array_equal(alone[0][1].values[0], pairs[0][1].values[3])
@@ -484,6 +487,25 @@ def test_hidden_runs_follow_each_features_observed_entries() -> None:
     assert gap_shape(np.array([1, 1, 1, 2]), np.array([1, 1, 1, 2])) is None
     assert gap_shape(np.zeros(0, int), np.zeros(0, int)) is None
     assert gap_shape(np.array([2, 5, 9]), np.array([2, 5, 9])) == (2, 9)
+
+
+def test_whole_step_entries_count_the_entries_of_steps_with_nothing_left() -> None:
+    """Held-out entries at steps where two or more are held out and nothing is left
+    observed count as whole-step gaps; a lone held-out entry, or one beside an observed
+    entry, does not."""
+    v = np.arange(30.0).reshape(10, 3)
+    v[7, 2] = np.nan
+    hide = np.zeros(v.shape, bool)
+    hide[2:4] = True  # two whole steps: 6 entries
+    hide[7, :2] = True  # a whole step of the two observed features: 2 entries
+    hide[5, 0] = True  # one feature beside observed ones
+    v1 = v[:, :1].copy()  # one feature: a lone entry is never a whole-step gap
+    inputs = to_series_set([np.where(hide, np.nan, v)])
+    targets = to_series_set([np.where(hide, v, np.nan)], allow_empty_series=True)
+    assert whole_step_entries(inputs, targets) == (8, 9)
+    one = to_series_set([np.where(hide[:, :1], np.nan, v1)])
+    held = to_series_set([np.where(hide[:, :1], v1, np.nan)], allow_empty_series=True)
+    assert whole_step_entries(one, held) == (0, 4)
 
 
 def _blocks_and_points(seed: int) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
@@ -530,6 +552,47 @@ def test_new_holdouts_take_the_shape_of_the_users_hidden_entries(
         train, X_val=points, X_val_target=full
     )
     assert seen[-1] == ("blocks", (3, 4))
+    # val_pattern, then mask_pattern, names the shape; "steps": runs of whole steps
+    GPVAE(**FAST, epochs=1, val_pattern="steps", block_lengths=(3, 4)).fit(
+        train, X_val=points, X_val_target=full
+    )
+    assert seen[-1] == ("steps", (3, 4))
+    GPVAE(**FAST, epochs=1, mask_pattern="steps", block_lengths=(3, 4)).fit(
+        train, X_val=points, X_val_target=full
+    )
+    assert seen[-1] == ("steps", (3, 4))
+    GPVAE(**FAST, epochs=1, val_pattern="blocks", mask_pattern="steps").fit(
+        train, X_val=points, X_val_target=full
+    )
+    assert seen[-1] == ("blocks", (2, 24))
+
+
+def test_new_holdouts_hide_whole_steps_when_the_users_gaps_do(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    """X_val_target's hidden entries are whole steps (every feature hidden for 5-12 steps,
+    audit W's recorder-off gaps): the new hold-outs hide whole steps of about that length
+    (they were blocks of one feature, whose other features stay observed: calibrated on
+    them, 90% intervals covered 70% of 10-step and 56% of 30-step whole-step gaps)."""
+    import gpvae.estimator.estimator as estimator_module
+    from gpvae.data.holdout import hold_out_blocks
+
+    seen: list[object] = []
+    calibrate_fit = estimator_module.calibrate_fit
+
+    def spy(*args: object) -> np.ndarray:
+        seen.append(args[2] if len(args) > 2 else None)
+        return calibrate_fit(*args)  # type: ignore[arg-type]
+
+    monkeypatch.setattr(estimator_module, "calibrate_fit", spy)
+    train, _, _ = _blocks_and_points(0)
+    full, _, _ = _blocks_and_points(1)
+    steps = hold_out_blocks(to_series_set(full), 0.15, (5, 12), seed=1, pattern="steps")[0]
+    GPVAE(**FAST, epochs=1).fit(train, X_val=np.stack(steps.values), X_val_target=full)
+    pattern, (lo, hi) = seen[-1]  # type: ignore[misc]
+    assert pattern == "steps"
+    assert 5 <= lo <= 8
+    assert 11 <= hi <= 24
 
 
 def test_blocks_are_calibrated_on_blocks_not_on_the_easy_validation_points() -> None:

@@ -298,6 +298,25 @@ def test_spatial_validation_hides_blocks_with_val_pattern_blocks() -> None:
     assert (single[:, 1:] & single[:, :-1])[rest[:, 1:] & rest[:, :-1]].mean() < 0.03
 
 
+def test_spatial_validation_hides_whole_steps_of_a_site_with_val_pattern_steps() -> None:
+    """With val_pattern="steps", a site's hidden entries are runs of steps with every
+    feature hidden (they were single points: "steps" fell through to points)."""
+    from gpvae.estimator.spatial_validation import SiteValidation
+
+    values = np.zeros((96, 6, 3))
+    val = SiteValidation.make(values, [0, 24, 48, 72], 24, 0, "steps", (5, 8))
+    rest = val.hidden & ~val.whole
+    assert rest.any()
+    assert (rest.all(axis=-1) == rest.any(axis=-1)).all()  # every feature of a step
+    runs = []
+    for k in range(4):
+        for s in range(6):
+            col = rest[k, :, s, 0].astype(int)
+            edges = np.diff(np.concatenate([[0], col, [0]]))
+            runs += list(np.flatnonzero(edges == -1) - np.flatnonzero(edges == 1))
+    assert min(runs) >= 5
+
+
 def test_spatial_validation_hides_every_site_whole_in_turn(
     monkeypatch: pytest.MonkeyPatch,
 ) -> None:

@@ -75,13 +75,52 @@ def test_hold_out_blocks_hides_runs_of_observed_entries() -> None:
     assert all(np.array_equal(a, b, equal_nan=True) for a, b in zip(again.values, held.values))
 
 
+def test_hold_out_steps_hides_runs_of_whole_steps() -> None:
+    """pattern="steps" hides runs of consecutive steps with every feature hidden (a gap
+    where nothing is observed), about the fraction asked; "blocks" hides one feature."""
+    X, _ = _sines(30, 60, missing=0.0)
+    ss = to_series_set(X)
+    kept, held = hold_out_blocks(ss, 0.1, (5, 12), seed=3, pattern="steps")
+    hidden = np.stack([~np.isnan(h) for h in held.values])  # (n, T, D)
+    assert 0.08 <= hidden.mean() <= 0.2
+    assert (hidden.all(axis=2) == hidden.any(axis=2)).all()  # whole steps only
+    for i in range(30):
+        both = np.where(hidden[i], held.values[i], kept.values[i])
+        np.testing.assert_array_equal(both, X[i])
+        runs = _runs(hidden[i, :, :1])
+        assert np.mean(np.array(runs) >= 5) > 0.9
+    blocks = np.stack([~np.isnan(h) for h in hold_out_blocks(ss, 0.1, (5, 12), seed=3)[1].values])
+    assert (blocks.all(axis=2) != blocks.any(axis=2)).any()  # blocks: one feature at a time
+    with pytest.raises(ValidationError, match=r"^pattern: expected one of"):
+        hold_out_blocks(ss, 0.1, (5, 12), seed=3, pattern="points")
+
+
+def test_val_pattern_steps_holds_out_whole_steps_for_validation() -> None:
+    """GPVAE(val_pattern="steps") is accepted (it was refused) and the validation split
+    holds out whole steps of the training data, which trains without them."""
+    X, _ = _sines(12, 40, missing=0.0)
+    est = GPVAE(**FAST, val_pattern="steps", mask_pattern="steps", block_lengths=(3, 5))
+    assert (est.val_pattern, est.mask_pattern) == ("steps", "steps")
+    ss = to_series_set(X)
+    train, validation = validation_split(
+        ss, None, None, pattern="steps", fraction=0.2, lengths=(3, 5), seed=0
+    )
+    assert validation is not None
+    held = np.stack([~np.isnan(h) for h in validation[1].values])
+    assert held.any()
+    assert (held.all(axis=2) == held.any(axis=2)).all()
+    assert np.isnan(np.stack(train.values)[held]).all()
+    est.fit(X)
+    assert np.isfinite(est.interval_scale_).all()
+
+
 def test_hold_out_blocks_keeps_one_entry_per_series() -> None:
     ss = to_series_set([np.array([[1.0], [2.0]])])
     kept, _ = hold_out_blocks(ss, 0.9, (2, 2), seed=0)
     assert (~np.isnan(kept.values[0])).sum() == 1
 
 
-@pytest.mark.parametrize("pattern", ["points", "blocks"])
+@pytest.mark.parametrize("pattern", ["points", "blocks", "steps"])
 def test_hide_mask_rate_shape_and_observed_only(pattern: str) -> None:
     g = torch.Generator().manual_seed(0)
     observed = torch.rand(64, 100, 5, generator=g) < 0.7
@@ -91,10 +130,13 @@ def test_hide_mask_rate_shape_and_observed_only(pattern: str) -> None:
     assert 0.14 <= share <= 0.22
     full = hide_mask(torch.ones(64, 100, 5, dtype=torch.bool), 0.2, pattern, (5, 15), g)
     runs = _runs(full.reshape(-1, 5).numpy())  # series run into each other: only a bound
-    if pattern == "blocks":
-        assert np.mean(np.array(runs) >= 5) > 0.9
-    else:
+    if pattern == "points":
         assert np.mean(np.array(runs) == 1) > 0.7
+    else:
+        assert np.mean(np.array(runs) >= 5) > 0.9
+    if pattern == "steps":  # every feature of a hidden step, where observed
+        assert (full.all(-1) == full.any(-1)).all()
+        assert (hide == (hide.any(-1, keepdim=True) & observed)).all()
 
 
 def test_training_mask_hides_entries_from_the_encoder_only_in_train_mode() -> None:

@@ -88,6 +88,73 @@ def test_noise_kernels_of_gaussian_gp_are_listed_after_the_latent_channels() -> 
     assert row["value"].item() == pytest.approx(float(noise.lengthscale), rel=1e-6)
 
 
+@pytest.mark.filterwarnings("ignore::UserWarning")
+@pytest.mark.parametrize("likelihood", ["gaussian_gp", "gaussian_gp_per_feature"])
+def test_gaussian_gp_lists_each_features_noise_levels_in_its_units(likelihood: str) -> None:
+    """Audit W #7: the noise rows were one kernel ("noise of all features", variance 1
+    fixed) and no feature's own noise level. Each feature now has its amplitude a_d and
+    white-noise sd sqrt(s2_d), times the feature's training standard deviation (features
+    of scales 1 and 100: the second's levels are about 100 times larger)."""
+    rng = np.random.default_rng(5)
+    X = rng.standard_normal((3, 30, 2)) * np.array([1.0, 100.0])
+    est = GPVAE(**FAST, likelihood=likelihood).fit(list(X))
+    table = est.kernel_summary()
+    names = list(est.feature_names_)
+    assert len(names) == 2
+    lik = est.model_.likelihood
+    std = est.scaler_.std_
+    amplitude = lik.amplitude().detach().numpy()
+    white_sd = lik.feature_variance().detach().sqrt().numpy()
+    for d, name in enumerate(names):
+        rows = _rows(table, source=f"noise of {name}", term="scale")
+        assert rows["parameter"].tolist() == ["amplitude", "white_sd"]
+        assert set(rows["unit"]) == {"feature units"}
+        assert set(rows["kernel"]) == {"GPNoiseGaussian"}
+        assert rows["learned"].all()
+        values = rows["value"].to_numpy()
+        np.testing.assert_allclose(values, [amplitude[d] * std[d], white_sd[d] * std[d]], 1e-5)
+    big = _rows(table, source=f"noise of {names[1]}", parameter="white_sd")["value"].item()
+    small = _rows(table, source=f"noise of {names[0]}", parameter="white_sd")["value"].item()
+    assert big > 20 * small
+    kernels = table[table["term"] != "scale"]
+    shared = likelihood == "gaussian_gp"
+    noise_sources = {s for s in kernels["source"] if s.startswith("noise of ")}
+    assert noise_sources == (
+        {"noise of all features"} if shared else {f"noise of {n}" for n in names}
+    )
+    lines = format_summary(table.to_dict("records"))
+    assert any(line.startswith(f"noise of {names[1]}: ") and "amplitude" in line for line in lines)
+
+
+@pytest.mark.filterwarnings("ignore::UserWarning")
+def test_initial_column_gives_the_start_of_every_learned_value(tmp_path: object) -> None:
+    """Audit W #5: learned lengthscales stay near their start on short fits and nothing said
+    where they started. ``initial`` is the start in the value's unit: lengthscale=12 steps
+    of half an hour reads 6 hours; a fixed period its own value; a period learned from
+    the spectrum NaN (its start came from the data); the same after save and load."""
+    from pathlib import Path
+
+    rng = np.random.default_rng(6)
+    index = pd.date_range("2021-01-01", periods=200, freq="30min")
+    frame = pd.DataFrame({"a": np.sin(np.arange(200) / 8), "b": rng.standard_normal(200)}, index)
+    est = GPVAE(**FAST, kernel="matern32+periodic", period="24h", lengthscale=12.0).fit(frame)
+    table = est.kernel_summary()
+    assert list(table.columns) == list(COLUMNS)
+    matern = _rows(table, source="latent 0", term="0", parameter="lengthscale")
+    assert matern["initial"].item() == pytest.approx(6.0, rel=1e-6)
+    assert matern["value"].item() != matern["initial"].item()  # it did move, a little
+    period = _rows(table, source="latent 0", term="1", parameter="period")
+    assert period["initial"].item() == period["value"].item()
+    assert table["initial"].notna().all()
+    path = Path(str(tmp_path)) / "m"
+    est.save(path)
+    pd.testing.assert_frame_equal(GPVAE.load(path).kernel_summary(), table)
+    spectral = GPVAE(**FAST, kernel="matern32+periodic").fit(frame).kernel_summary()
+    learned = _rows(spectral, source="latent 0", term="1", parameter="period")
+    assert bool(learned["learned"].item())
+    assert np.isnan(learned["initial"].item())
+
+
 def test_kernel_summary_needs_a_fitted_model() -> None:
     with pytest.raises(NotFittedError, match=r"^kernel_summary: "):
         GPVAE().kernel_summary()

@@ -1095,6 +1095,20 @@ def test_fit_choices_come_from_the_registries(capsys: pytest.CaptureFixture[str]
     assert "--lengthscale" in out
 
 
+def test_val_and_mask_pattern_take_whole_steps() -> None:
+    """--val-pattern and --mask-pattern take "steps" (runs of whole steps, every feature
+    hidden) beside points and blocks."""
+    import click
+
+    from gpvae.app.cli.commands.fit import fit
+
+    params = {p.name: p for p in fit.params}
+    for name in ("val_pattern", "mask_pattern"):
+        kind = params[name].type
+        assert isinstance(kind, click.Choice)
+        assert {"points", "blocks", "steps"} <= set(kind.choices)
+
+
 @pytest.mark.parametrize(
     ("given", "key"),
     [("matern32", "matern32"), ("Matern32", "matern32"), ("SE", "se"), ("white", "white"),

@@ -1,12 +1,17 @@
 """Hiding observed entries: validation hold-outs of a SeriesSet and training masks of a batch.
 
-Two shapes of hiding, used in two places:
+Three shapes of hiding, used in two places:
 
 - ``"points"``: every observed entry is hidden independently with probability ``rate``.
 - ``"blocks"``: runs of consecutive time steps of one feature are hidden, each run's length
   drawn uniformly from ``lengths = (shortest, longest)``; runs start at random steps until
   about ``rate`` of the observed entries are hidden (the gaps of sensor outages, of a lab
   value not measured for a day).
+- ``"steps"``: runs of consecutive whole time steps, every feature hidden, each run's length
+  drawn from ``lengths`` in the same way (the gaps of a recorder that was off: no feature
+  seen for a while). A model fills such a gap with none of the other features to lean on,
+  so its errors there are larger than in a block of one feature, and intervals calibrated
+  on blocks of one feature are too narrow for it.
 
 :func:`hold_out_blocks` splits a :class:`~gpvae.data.SeriesSet` into the kept input and the
 held-out targets (validation on hidden ground truth when the user's gaps are blocks; the
@@ -29,16 +34,21 @@ from gpvae.rng import batch_rand, batch_randint
 __all__ = [
     "HIDE_PATTERNS",
     "MASK_PATTERNS",
+    "RUN_PATTERNS",
     "block_mask",
     "check_lengths",
     "hide_mask",
     "hold_out_blocks",
+    "run_mask",
+    "step_mask",
 ]
 
 #: The shapes of hiding.
-HIDE_PATTERNS = ("points", "blocks")
+HIDE_PATTERNS = ("points", "blocks", "steps")
 """Shapes of held-out validation entries."""
-MASK_PATTERNS = ("points", "blocks", "sites")
+RUN_PATTERNS = ("blocks", "steps")
+"""The shapes that hide runs of ``block_lengths`` steps (of one feature, or of every feature)."""
+MASK_PATTERNS = ("points", "blocks", "steps", "sites")
 """Shapes of training's artificial missingness (``sites``: whole sites of a space x time
 field, the kriging task)."""
 
@@ -81,21 +91,67 @@ def block_mask(
     return hide
 
 
+def step_mask(
+    observed: np.ndarray, rate: float, lengths: tuple[int, int], rng: np.random.Generator
+) -> np.ndarray:
+    """(T, D) bool: runs of whole steps (every feature) covering about ``rate`` of the
+    observed entries, each run's length drawn uniformly from ``lengths``; the run that
+    reaches ``rate`` ends there (but is at least ``lengths[0]`` long), since a run of whole
+    steps covers many entries and would overshoot."""
+    T = observed.shape[0]
+    target = rate * observed.sum()
+    steps = np.zeros(T, dtype=bool)
+    if target <= 0:
+        return np.zeros_like(observed)
+    per_step = observed.sum(axis=1)
+    covered = 0
+    for _ in range(100 * T):  # bounded: each try covers at least one step
+        if covered >= target:
+            break
+        length = int(rng.integers(lengths[0], lengths[1] + 1))
+        start = int(rng.integers(max(T - length, 0) + 1))
+        new = np.where(steps[start : start + length], 0, per_step[start : start + length])
+        reach = np.flatnonzero(covered + np.cumsum(new) >= target)
+        if len(reach):  # the last run: up to the step that reaches the target
+            length = max(int(reach[0]) + 1, lengths[0])
+        steps[start : start + length] = True
+        covered = int(per_step[steps].sum())
+    return np.broadcast_to(steps[:, None], observed.shape).copy()
+
+
+def run_mask(
+    pattern: str,
+    observed: np.ndarray,
+    rate: float,
+    lengths: tuple[int, int],
+    rng: np.random.Generator,
+) -> np.ndarray:
+    """(T, D) bool: :func:`block_mask` for ``"blocks"``, :func:`step_mask` for ``"steps"``."""
+    if pattern == "blocks":
+        return block_mask(observed, rate, lengths, rng)
+    if pattern == "steps":
+        return step_mask(observed, rate, lengths, rng)
+    raise ValidationError(f"pattern: expected one of {RUN_PATTERNS}, found {pattern!r}")
+
+
 def hold_out_blocks(
     series: SeriesSet,
     fraction: float,
     lengths: tuple[int, int],
     *,
     seed: int,
+    pattern: str = "blocks",
 ) -> tuple[SeriesSet, SeriesSet]:
-    """Hide blocks of consecutive steps of one feature, about ``fraction`` of each series'
-    observed entries; every series keeps at least one observed entry.
+    """Hide blocks of consecutive steps of one feature (``pattern="blocks"``) or of every
+    feature (``"steps"``), about ``fraction`` of each series' observed entries; every
+    series keeps at least one observed entry.
 
     Args:
         series: the series (any scale).
         fraction: share of observed entries to hide, in [0, 1).
         lengths: (shortest, longest) block length in steps.
         seed: seed of the numpy generator.
+        pattern: ``"blocks"`` or ``"steps"``.
 
     Returns:
         (kept, held) as :meth:`SeriesSet.hold_out`: ``kept`` has the hidden entries set to
@@ -104,11 +160,13 @@ def hold_out_blocks(
     if not 0.0 <= fraction < 1.0:
         raise ValidationError(f"fraction: expected a number in [0, 1), found {fraction}")
     lengths = check_lengths(lengths)
+    if pattern not in RUN_PATTERNS:
+        raise ValidationError(f"pattern: expected one of {RUN_PATTERNS}, found {pattern!r}")
     rng = np.random.default_rng(seed)
     kept, held = [], []
     for v in series.values:
         observed = ~np.isnan(v)
-        hide = block_mask(observed, fraction, lengths, rng) & observed
+        hide = run_mask(pattern, observed, fraction, lengths, rng) & observed
         if observed.any() and not (observed & ~hide).any():
             first = np.argwhere(observed)[0]
             hide[first[0], first[1]] = False  # keep one observed entry
@@ -131,14 +189,15 @@ def hide_mask(
     ``x`` with sites and time) hides every entry of a site in a series with probability
     ``rate``; ``"blocks"`` starts a run at each
     (step, feature) with probability ``rate / mean length`` and hides it for a length drawn
-    from ``lengths`` (runs may overlap, so slightly less than ``rate`` is hidden). Only
+    from ``lengths`` (runs may overlap, so slightly less than ``rate`` is hidden);
+    ``"steps"`` does the same with one draw per step, and its runs hide every feature. Only
     observed entries are returned True.
 
     Args:
         observed: (B, N, D) bool.
         rate: share of entries to hide, in [0, 1).
-        pattern: ``"points"``, ``"blocks"`` or ``"sites"``.
-        lengths: (shortest, longest) run length for ``"blocks"``.
+        pattern: ``"points"``, ``"blocks"``, ``"steps"`` or ``"sites"``.
+        lengths: (shortest, longest) run length for ``"blocks"`` and ``"steps"``.
         generator: source of randomness (on ``observed``'s device).
         x: (B, N, d) index points, or None. With ``d > 1`` (a space x time field) a run
             covers consecutive steps of one site (:func:`~gpvae.data.interpolate.site_order`)
@@ -168,17 +227,21 @@ def hide_mask(
         chosen = pick.gather(1, head)
         hide = torch.zeros_like(chosen).scatter_(1, perm, chosen)
         return hide[..., None] & observed
-    if pattern != "blocks":
+    if pattern not in RUN_PATTERNS:
         raise ValidationError(f"pattern: expected one of {MASK_PATTERNS}, found {pattern!r}")
     lo, hi = lengths
-    start = u < rate / (0.5 * (lo + hi))  # (B, N, D)
-    run = batch_randint(lo, hi + 1, observed.shape, 0, generator, device)
+    if pattern == "blocks":  # a run of one feature may start at each (step, feature)
+        start = u < rate / (0.5 * (lo + hi))  # (B, N, D)
+        run = batch_randint(lo, hi + 1, observed.shape, 0, generator, device)
+    else:  # "steps": a run of every feature may start at each step
+        start = u[..., :1] < rate / (0.5 * (lo + hi))  # (B, N, 1)
+        run = batch_randint(lo, hi + 1, (*observed.shape[:2], 1), 0, generator, device)
     order = None if x is None else site_order(x)
     if order is not None:  # runs along each site's own steps
         perm, site = order
-        idx = perm[..., None].expand(observed.shape)
+        idx = perm[..., None].expand(start.shape)
         start, run = start.gather(1, idx), run.gather(1, idx)
-    hide = torch.zeros_like(observed)
+    hide = torch.zeros_like(start)
     N = observed.shape[1]
     for k in range(min(hi, N)):  # a run started at step n covers n .. n + length - 1
         hit = start[:, : N - k] & (run[:, : N - k] > k)
@@ -187,4 +250,4 @@ def hide_mask(
         hide[:, k:] |= hit
     if order is not None:
         hide = torch.zeros_like(hide).scatter_(1, idx, hide)
-    return hide & observed
+    return hide.expand(observed.shape) & observed

@@ -11,15 +11,18 @@ Which entries: when the validation series were held out of training (``X_val`` w
 series also in the training data, :func:`held_out_of_training`),
 :func:`fresh_holdouts` hides new entries of the whole validation series,
 :data:`gpvae.settings.CALIBRATION_HOLDOUTS` times, each time as many as the validation
-hold-out and with the shape of the gaps being imputed: blocks of ``block_lengths`` when
-``mask_pattern`` or ``val_pattern`` says the gaps are blocks; else, when the validation
-entries are the user's hidden ground truth (``X_val_target``), the shape of those hidden
-entries (:func:`gap_shape`: blocks as long as their runs when most of them come in runs,
-else points); else points. The validation hold-out itself chose the stopping epoch and the blend
-weights, so its residuals are smaller than those of new gaps, and intervals fitted to it
-are too narrow there (PhysioNet-300 blocks, validation only: calibrated on it, new gaps of
-other validation stays were covered 84-85% at 90%; calibrated on new gaps, 87-89%). Without
-validation series the validation hold-out is used, as before.
+hold-out and with the shape of the gaps being imputed: runs of ``block_lengths`` steps when
+``val_pattern`` or else ``mask_pattern`` says the gaps are blocks of one feature
+(``"blocks"``) or of whole steps (``"steps"``); else, when the validation entries are the
+user's hidden ground truth (``X_val_target``), the shape of those hidden entries: whole
+steps when most of them are at steps where every observed feature is hidden
+(:func:`whole_step_entries`), else blocks of one feature (:func:`gap_shape`: blocks as long
+as their runs when most of them come in runs, else points); else points. The validation
+hold-out itself chose the stopping epoch and the blend weights, so its residuals are
+smaller than those of new gaps, and intervals fitted to it are too narrow there
+(PhysioNet-300 blocks, validation only: calibrated on it, new gaps of other validation
+stays were covered 84-85% at 90%; calibrated on new gaps, 87-89%). Without validation
+series the validation hold-out is used, as before.
 
 How much a feature's own entries count: entries of one block (a run of consecutive held-out
 steps of one feature in one series) move together, so a feature's evidence is its number
@@ -51,7 +54,7 @@ import torch
 
 from gpvae import settings
 from gpvae.data import SeriesSet, batch_indices
-from gpvae.data.holdout import block_mask
+from gpvae.data.holdout import RUN_PATTERNS, run_mask
 from gpvae.estimator.anomaly import runs_of
 from gpvae.estimator.blending import blend_mean
 from gpvae.estimator.context import PredictContext
@@ -70,6 +73,7 @@ __all__ = [
     "heldout_arrays",
     "heldout_intervals",
     "hidden_runs",
+    "whole_step_entries",
 ]
 
 #: Central-interval levels whose held-out coverage the factors are fitted to.
@@ -252,7 +256,8 @@ def fresh_holdouts(
     """:data:`gpvae.settings.CALIBRATION_HOLDOUTS` new (inputs, targets) pairs of the same
     series: each series whole (``inputs`` with ``targets`` filled in), each time with about
     as large a share of its observed entries hidden as ``targets`` holds of it, as single
-    entries (``pattern="points"``) or as blocks of ``lengths`` steps (``"blocks"``); every
+    entries (``pattern="points"``), as blocks of ``lengths`` steps of one feature
+    (``"blocks"``) or as runs of ``lengths`` whole steps (``"steps"``); every
     series keeps an observed entry. Each series draws from its own generator (seeded by
     ``seed`` and its content), so its hold-outs do not depend on the other series. Empty
     when there is nothing to hide, or when ``targets`` holds half of the entries or more.
@@ -271,8 +276,8 @@ def fresh_holdouts(
         for v, t, share in zip(whole, inputs.times, shares):
             rng = np.random.default_rng(series_seed(seed, 100 + r, v, t))
             observed = ~np.isnan(v)
-            if pattern == "blocks":
-                hide = block_mask(observed, share, lengths, rng) & observed
+            if pattern in RUN_PATTERNS:
+                hide = run_mask(pattern, observed, share, lengths, rng) & observed
             else:
                 hide = observed & (rng.random(v.shape) < share)
             if observed.any() and not (observed & ~hide).any():
@@ -310,6 +315,29 @@ def hidden_runs(inputs: SeriesSet, targets: SeriesSet) -> tuple[np.ndarray, np.n
                 sizes.append(last - first + 1)
                 spans.append(int(steps[last] - steps[first]) + 1)
     return np.asarray(sizes, dtype=np.int64), np.asarray(spans, dtype=np.int64)
+
+
+def whole_step_entries(inputs: SeriesSet, targets: SeriesSet) -> tuple[int, int]:
+    """How many held-out entries are at whole-step gaps, and how many are held out: a step
+    is a whole-step gap when two or more entries are held out at it (``targets``) and none
+    of its entries is left observed (``inputs``), as when a recorder was off. (A step with a
+    single held-out entry does not count: at it a block of one feature and a whole step are
+    the same gap.)
+
+    Args:
+        inputs: the series with the held-out entries missing.
+        targets: the held-out entries (NaN elsewhere), same series and times.
+
+    Returns:
+        (entries at whole-step gaps, all held-out entries).
+    """
+    whole = total = 0
+    for v, h in zip(inputs.values, targets.values):
+        held = (~np.isnan(h)).sum(axis=1)  # (T,) held-out entries per step
+        gap = (held >= 2) & np.isnan(v).all(axis=1)
+        whole += int(held[gap].sum())
+        total += int(held.sum())
+    return whole, total
 
 
 def gap_shape(sizes: np.ndarray, spans: np.ndarray) -> tuple[int, int] | None:

@@ -13,6 +13,21 @@ term by term for sums and products, and gives each hyper-parameter back with its
 - ``lengthscale`` over space: km;
 - the lengthscale of a periodic kernel is relative to its period, and variances, ``alpha``
   and the like have no unit: given as they are, unit ``""``.
+
+``likelihood="gaussian_gp"`` models feature d's deviation from the decoder as
+``a_d g_d + eps_d`` with ``g_d`` a GP of unit variance (:mod:`gpvae.likelihoods.gp_noise`):
+its kernel is listed like the others (source ``"noise of all features"`` when the features
+share it, ``"noise of <feature>"`` with ``"gaussian_gp_per_feature"``; its ``variance`` is 1,
+fixed), and every feature gets the rows ``amplitude`` (``a_d``) and ``white_sd`` (the
+standard deviation ``sqrt(s2_d)`` of the white noise ``eps_d``), source
+``"noise of <feature>"``, kernel ``"GPNoiseGaussian"``, term ``"scale"``: in the feature's
+own units (unit ``"feature units"``: the model's standardised values times the feature's
+standard deviation in training), or as the model has them (unit ``"standardised"``) when
+no scaling is known.
+
+Every row also gives the value its parameter started training from (:func:`with_initial`):
+on a short fit a learned value often stays near its start, so a lengthscale that reads
+what it started from says little about the data.
 """
 
 from __future__ import annotations
@@ -20,19 +35,21 @@ from __future__ import annotations
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any
 
+import numpy as np
 from torch.nn.functional import softplus
 
 from gpvae.kernels import HarmonicPeriodic, Kernel, Periodic, Product, SpaceTime, Sum
+from gpvae.likelihoods import GPNoiseGaussian
 
 if TYPE_CHECKING:
     from gpvae.data import Scaler
     from gpvae.estimator.spatial import SpatialSpec
     from gpvae.model import GPVAEModel
 
-__all__ = ["COLUMNS", "TimeUnit", "format_summary", "kernel_rows", "time_unit"]
+__all__ = ["COLUMNS", "TimeUnit", "format_summary", "kernel_rows", "time_unit", "with_initial"]
 
 #: The columns of :meth:`GPVAE.kernel_summary`'s table, in order.
-COLUMNS = ("source", "term", "kernel", "parameter", "value", "unit", "learned")
+COLUMNS = ("source", "term", "kernel", "parameter", "value", "unit", "learned", "initial")
 
 #: Hyper-parameters measured along the index (time, or space for a spatial part).
 _ALONG_INDEX = ("lengthscale", "period")
@@ -86,6 +103,7 @@ def kernel_rows(
     model: GPVAEModel,
     unit: TimeUnit,
     feature_names: tuple[str, ...] | list[str],
+    feature_scale: np.ndarray | None = None,
 ) -> list[dict[str, Any]]:
     """One row per hyper-parameter of every kernel of ``model`` (columns :data:`COLUMNS`).
 
@@ -93,11 +111,16 @@ def kernel_rows(
         model: a fitted model.
         unit: the data's unit of one model time step (:func:`time_unit`).
         feature_names: the D feature names (sources of per-feature noise kernels).
+        feature_scale: (D,) each feature's standard deviation in training (the scaler's),
+            which turns the per-feature noise levels of ``"gaussian_gp"`` into the
+            feature's units; None: they are given standardised.
 
     Returns:
-        Rows in the order latent channel 0, 1, ..., then the noise kernels; within a source,
-        terms in order and each term's parameters by name. An ARD parameter (one value per
-        spatial direction) gives one row per direction, named ``lengthscale[0]``, ...
+        Rows in the order latent channel 0, 1, ..., then the noise kernels, then the
+        per-feature noise levels of ``"gaussian_gp"`` (``amplitude``, ``white_sd``; see the
+        module docstring); within a source, terms in order and each term's parameters by
+        name. An ARD parameter (one value per spatial direction) gives one row per
+        direction, named ``lengthscale[0]``, ...
     """
     sources: list[tuple[str, Kernel]] = [
         (f"latent {i}", k) for i, k in enumerate(model.prior.kernel_list)
@@ -130,7 +153,65 @@ def kernel_rows(
                             "learned": bool(raw.requires_grad),
                         }
                     )
+    if isinstance(model.likelihood, GPNoiseGaussian):
+        rows += _noise_level_rows(model.likelihood, list(feature_names), feature_scale)
     return rows
+
+
+def _noise_level_rows(
+    likelihood: GPNoiseGaussian, names: list[str], scale: np.ndarray | None
+) -> list[dict[str, Any]]:
+    """Each feature's ``amplitude`` a_d and ``white_sd`` sqrt(s2_d) (module docstring)."""
+    amplitude = likelihood.amplitude().detach().double().cpu().numpy()
+    white_sd = likelihood.feature_variance().detach().double().sqrt().cpu().numpy()
+    if scale is None:
+        factor, label = np.ones(len(amplitude)), "standardised"
+    else:
+        factor, label = np.asarray(scale, dtype=np.float64).reshape(-1), "feature units"
+    params = (
+        ("amplitude", amplitude, likelihood.raw_amplitude),
+        ("white_sd", white_sd, likelihood.raw_variance),
+    )
+    rows: list[dict[str, Any]] = []
+    for d, name in enumerate(names):
+        for parameter, values, raw in params:
+            rows.append(
+                {
+                    "source": f"noise of {name}",
+                    "term": "scale",
+                    "kernel": type(likelihood).__name__,
+                    "parameter": parameter,
+                    "value": float(values[d] * factor[d]),
+                    "unit": label,
+                    "learned": bool(raw.requires_grad),
+                }
+            )
+    return rows
+
+
+def with_initial(
+    rows: list[dict[str, Any]], start: list[dict[str, Any]] | None
+) -> list[dict[str, Any]]:
+    """``rows`` with the column ``initial``: the value each hyper-parameter started training
+    from, read from ``start`` (the :func:`kernel_rows` of a freshly built model of the same
+    settings, matched by source, term and parameter); a fixed one's own value; NaN where
+    the start depends on the training data and is not kept (a learned period, found in the
+    data's spectrum; a trend kernel's lengthscale, from the data's span) or when ``start``
+    is None (spatial fits)."""
+    known = {} if start is None else {(r["source"], r["term"], r["parameter"]): r for r in start}
+    out = []
+    for row in rows:
+        name = row["parameter"].split("[")[0]
+        first = known.get((row["source"], row["term"], row["parameter"]))
+        from_data = name == "period" or (row["kernel"] == "Trend" and name == "lengthscale")
+        if not row["learned"]:
+            initial = row["value"]
+        elif from_data or first is None or first["kernel"] != row["kernel"]:
+            initial = float("nan")
+        else:
+            initial = first["value"]
+        out.append({**row, "initial": initial})
+    return out
 
 
 def _readable(value: float, unit: str) -> str:

@@ -22,7 +22,7 @@ import numpy as np
 import torch
 
 from gpvae import settings
-from gpvae.data.holdout import block_mask
+from gpvae.data.holdout import RUN_PATTERNS, run_mask
 from gpvae.data.spatial import field_batch
 from gpvae.model import GPVAEModel, sorted_quantiles
 from gpvae.nets.interp import FieldFusion
@@ -210,9 +210,9 @@ class SiteValidation:
             n = min(a + W, T) - a
             target[b, :n] = values[a : a + n]
             observed = ~np.isnan(target[b])
-            if pattern == "blocks":
+            if pattern in RUN_PATTERNS:  # runs along each site's steps
                 for s in range(S):
-                    hidden[b, :, s] = block_mask(observed[:, s], VAL_POINT_SHARE, short, rng)
+                    hidden[b, :, s] = run_mask(pattern, observed[:, s], VAL_POINT_SHARE, short, rng)
             else:
                 hidden[b] = rng.random((W, S, D)) < VAL_POINT_SHARE
             hidden[b, :, b % S] = True

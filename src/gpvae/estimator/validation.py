@@ -8,7 +8,9 @@ Three sources of validation targets, in order of preference:
    missingness looks like).
 2. **Blocks held out by the estimator** (``val_pattern="blocks"``): runs of consecutive steps
    of one feature hidden from ``X_val`` (or, without ``X_val``, from the training data, which
-   then trains without them), so that early stopping scores gaps longer than one step.
+   then trains without them), so that early stopping scores gaps longer than one step; with
+   ``val_pattern="steps"``, runs of consecutive whole steps (every feature hidden), for gaps
+   where nothing is observed.
 3. **Points** (``val_pattern="points"``, the default): the fit session's own random hold-out
    (:class:`~gpvae.training.FitSession`), unchanged; but when the training series are cut
    into windows (``window``), the points are held out here, of the whole series before they
@@ -26,7 +28,13 @@ import numpy as np
 
 from gpvae.arguments import check_name, float_arg
 from gpvae.data import SeriesSet
-from gpvae.data.holdout import HIDE_PATTERNS, MASK_PATTERNS, check_lengths, hold_out_blocks
+from gpvae.data.holdout import (
+    HIDE_PATTERNS,
+    MASK_PATTERNS,
+    RUN_PATTERNS,
+    check_lengths,
+    hold_out_blocks,
+)
 from gpvae.errors import ShapeError, ValidationError, invalid
 from gpvae.rng import seed_for
 
@@ -173,7 +181,7 @@ def validation_split(
         train_set: the training series.
         val_set: ``X_val`` or None.
         target_set: ``X_val_target`` (needs ``val_set``) or None.
-        pattern: ``"points"`` or ``"blocks"`` (for hold-outs made here).
+        pattern: ``"points"``, ``"blocks"`` or ``"steps"`` (for hold-outs made here).
         fraction: share of observed entries to hold out.
         lengths: (shortest, longest) block length.
         seed: the estimator's seed.
@@ -198,13 +206,15 @@ def validation_split(
             )
         return train_set, (val_set, held)
     whole_points = pattern == "points" and windows and val_set is None
-    if fraction <= 0 or not (pattern == "blocks" or whole_points):
+    if fraction <= 0 or not (pattern in RUN_PATTERNS or whole_points):
         return train_set, None
     source = val_set if val_set is not None else train_set
     if whole_points:  # the session's draws (seed_for(seed, 10)), on the whole series
         kept, held = source.hold_out(fraction, seed=seed_for(seed, 10))
     else:
-        kept, held = hold_out_blocks(source, fraction, lengths, seed=seed_for(seed, 13))
+        kept, held = hold_out_blocks(
+            source, fraction, lengths, seed=seed_for(seed, 13), pattern=pattern
+        )
         if held.num_observed == 0:
             return train_set, None
     if val_set is None:

@@ -218,7 +218,8 @@ __all__ = ["fit", "fit_spatial"]
     show_default=True,
     type=click.Choice(MASK_PATTERNS),
     help="Shape of the entries --mask-rate hides: single points, blocks of one feature "
-    "(--block-lengths), or whole sites (with --coord-cols: the task of predict-sites).",
+    "(--block-lengths), runs of whole steps with every feature hidden (steps, "
+    "--block-lengths), or whole sites (with --coord-cols: the task of predict-sites).",
 )
 @click.option(
     "--val-pattern",
@@ -226,13 +227,14 @@ __all__ = ["fit", "fit_spatial"]
     show_default=True,
     type=click.Choice(HIDE_PATTERNS),
     help="Shape of the held-out validation entries (early stopping and interval "
-    "calibration): match the gaps you will impute.",
+    "calibration): match the gaps you will impute: blocks when one feature is missing "
+    "for a while, steps when every feature is (a recorder off; runs of --block-lengths).",
 )
 @click.option(
     "--block-lengths",
     default="2,24",
     show_default=True,
-    help="Shortest,longest block in steps, for the 'blocks' patterns.",
+    help="Shortest,longest block in steps, for the 'blocks' and 'steps' patterns.",
 )
 @click.option(
     "--coord-cols",
