@@ -15,7 +15,8 @@ created afresh at each call, so the same model, inputs and arguments give identi
 on the CPU. ``impute`` and ``anomaly_scores`` give each series its own generator, seeded by
 ``seed`` and the series' values and times (:func:`gpvae.rng.series_seed`), so a series gets
 the same result whether it is imputed alone or batched with others (up to float round-off).
-``forecast`` and ``sample`` draw per call (their draws depend on the batching).
+``forecast`` and ``sample`` draw per call: their draws, and so a forecast's Monte-Carlo mean
+and intervals, depend on the other series in the call and their order.
 """
 
 from __future__ import annotations

@@ -91,9 +91,11 @@ class GPVAEModel(nn.Module):
             z from incomplete series and the decoder to predict what it did not see (SAITS's
             masked-imputation task). The bound stays a valid ELBO: q may be any distribution.
             0 (default) hides nothing; eval mode never hides.
-        mask_pattern: ``"points"`` (entries hidden independently) or ``"blocks"`` (runs of
-            one feature, see :func:`gpvae.data.holdout.hide_mask`).
-        mask_lengths: (shortest, longest) run length of ``"blocks"``.
+        mask_pattern: ``"points"`` (entries hidden independently), ``"blocks"`` (runs of
+            one feature), ``"steps"`` (runs of whole time steps, every feature hidden) or
+            ``"sites"`` (every entry of a site, space x time fields); see
+            :func:`gpvae.data.holdout.hide_mask`.
+        mask_lengths: (shortest, longest) run length of ``"blocks"`` and ``"steps"``.
         interp_skip: the location of y (the likelihood's first parameter) is a residual on
             each feature's linear interpolation between its nearest observed entries before
             and after the step (:func:`~gpvae.data.interpolate.neighbour_interpolation`,
