@@ -521,14 +521,9 @@ def _blocks_and_points(seed: int) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
     return full, blocks, points
 
 
-def test_new_holdouts_take_the_shape_of_the_users_hidden_entries(
-    monkeypatch: pytest.MonkeyPatch,
-) -> None:
-    """Validation series held out of training, their hidden ground truth from X_val_target
-    in blocks of 8-20 steps, ``val_pattern`` and ``mask_pattern`` left at points: the
-    intervals are calibrated on new block hold-outs as long as the user's blocks (they were
-    points: 90% intervals then covered 64% of new blocks in audit S's case). Hidden single
-    points keep points, and ``mask_pattern="blocks"`` keeps its own blocks."""
+def _spy_on_fresh_holdouts(monkeypatch: pytest.MonkeyPatch) -> list[object]:
+    """The list that each fit's ``calibrate_fit`` call appends its fresh hold-out shape
+    (``(pattern, (shortest, longest))`` or None) to."""
     import gpvae.estimator.estimator as estimator_module
 
     seen: list[object] = []
@@ -539,6 +534,18 @@ def test_new_holdouts_take_the_shape_of_the_users_hidden_entries(
         return calibrate_fit(*args)  # type: ignore[arg-type]
 
     monkeypatch.setattr(estimator_module, "calibrate_fit", spy)
+    return seen
+
+
+def test_new_holdouts_take_the_shape_of_the_users_hidden_entries(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    """Validation series held out of training, their hidden ground truth from X_val_target
+    in blocks of 8-20 steps, ``val_pattern`` and ``mask_pattern`` left at points: the
+    intervals are calibrated on new block hold-outs as long as the user's blocks (they were
+    points: 90% intervals then covered 64% of new blocks in audit S's case). Hidden single
+    points keep points, and ``mask_pattern="blocks"`` keeps its own blocks."""
+    seen = _spy_on_fresh_holdouts(monkeypatch)
     train, _, _ = _blocks_and_points(0)
     full, blocks, points = _blocks_and_points(1)
     GPVAE(**FAST, epochs=1).fit(train, X_val=blocks, X_val_target=full)
@@ -574,17 +581,9 @@ def test_new_holdouts_hide_whole_steps_when_the_users_gaps_do(
     audit W's recorder-off gaps): the new hold-outs hide whole steps of about that length
     (they were blocks of one feature, whose other features stay observed: calibrated on
     them, 90% intervals covered 70% of 10-step and 56% of 30-step whole-step gaps)."""
-    import gpvae.estimator.estimator as estimator_module
     from gpvae.data.holdout import hold_out_blocks
 
-    seen: list[object] = []
-    calibrate_fit = estimator_module.calibrate_fit
-
-    def spy(*args: object) -> np.ndarray:
-        seen.append(args[2] if len(args) > 2 else None)
-        return calibrate_fit(*args)  # type: ignore[arg-type]
-
-    monkeypatch.setattr(estimator_module, "calibrate_fit", spy)
+    seen = _spy_on_fresh_holdouts(monkeypatch)
     train, _, _ = _blocks_and_points(0)
     full, _, _ = _blocks_and_points(1)
     steps = hold_out_blocks(to_series_set(full), 0.15, (5, 12), seed=1, pattern="steps")[0]

@@ -583,13 +583,11 @@ def test_a_float64_default_dtype_fits_and_predicts_as_float32(tmp_path: Path) ->
 # ---------------------------------------------------------------- checkpoints and resume
 
 
-def test_resume_after_a_crash_matches_an_uninterrupted_fit(
-    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+def _fit_dying_after_two_checkpoints(
+    monkeypatch: pytest.MonkeyPatch, settings: dict[str, Any], folder: Path, X: np.ndarray
 ) -> None:
-    X, _ = smooth_series(12, 15)
-    settings = {**FAST, "epochs": 5, "patience": None}
-    reference = GPVAE(**settings, checkpoint_dir=tmp_path / "ref").fit(X)
-
+    """Fit with checkpoints into ``folder`` until the process dies (KeyboardInterrupt)
+    right after writing its 2nd checkpoint."""
     real_save = gpvae.training.session.save_checkpoint
     calls = {"n": 0}
 
@@ -597,12 +595,22 @@ def test_resume_after_a_crash_matches_an_uninterrupted_fit(
         real_save(*args, **kwargs)
         calls["n"] += 1
         if calls["n"] == 2:
-            raise KeyboardInterrupt  # the process dies after the 2nd checkpoint
+            raise KeyboardInterrupt
 
     monkeypatch.setattr(gpvae.training.session, "save_checkpoint", crashing_save)
     with pytest.raises(KeyboardInterrupt):
-        GPVAE(**settings, checkpoint_dir=tmp_path / "run").fit(X)
+        GPVAE(**settings, checkpoint_dir=folder).fit(X)
     monkeypatch.setattr(gpvae.training.session, "save_checkpoint", real_save)
+
+
+def test_resume_after_a_crash_matches_an_uninterrupted_fit(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    X, _ = smooth_series(12, 15)
+    settings = {**FAST, "epochs": 5, "patience": None}
+    reference = GPVAE(**settings, checkpoint_dir=tmp_path / "ref").fit(X)
+
+    _fit_dying_after_two_checkpoints(monkeypatch, settings, tmp_path / "run", X)
 
     resumed = GPVAE(**settings, checkpoint_dir=tmp_path / "run").fit(X, resume=True)
     assert len(resumed.history_) == 5
@@ -712,19 +720,7 @@ def test_resume_with_noise_lr_and_of_checkpoints_written_before_it(
     X, _ = smooth_series(12, 15)
     settings = {**FAST, "epochs": 4, "patience": None, "noise_lr": 0.05}
     reference = GPVAE(**settings, checkpoint_dir=tmp_path / "ref").fit(X)
-    real_save = gpvae.training.session.save_checkpoint
-    calls = {"n": 0}
-
-    def crashing_save(*args: Any, **kwargs: Any) -> None:
-        real_save(*args, **kwargs)
-        calls["n"] += 1
-        if calls["n"] == 2:
-            raise KeyboardInterrupt  # the process dies after the 2nd checkpoint
-
-    monkeypatch.setattr(gpvae.training.session, "save_checkpoint", crashing_save)
-    with pytest.raises(KeyboardInterrupt):
-        GPVAE(**settings, checkpoint_dir=tmp_path / "run").fit(X)
-    monkeypatch.setattr(gpvae.training.session, "save_checkpoint", real_save)
+    _fit_dying_after_two_checkpoints(monkeypatch, settings, tmp_path / "run", X)
     resumed = GPVAE(**settings, checkpoint_dir=tmp_path / "run").fit(X, resume=True)
     assert [h["loss"] for h in resumed.history_] == [h["loss"] for h in reference.history_]
     for k, v in reference.model_.state_dict().items():

@@ -308,11 +308,8 @@ def test_rollback_points_are_taken_only_before_steps_that_may_need_them(
     assert len(taken) == 3  # the start, after epochs 1 and 2, none after the stopping one
 
 
-def test_kernel_lr_reaches_every_kernel_of_the_model() -> None:
-    """kernel_lr is the learning rate of the kernel hyper-parameters, but the gaussian_gp
-    likelihood's noise kernels (likelihood.gp.*) were put in the networks' group by the
-    "prior." prefix and learned at lr; the likelihood's own amplitude and variance stay
-    with the networks."""
+def _small_model(likelihood: str) -> nn.Module:
+    """A Matern 3/2 GP-VAE of 2 latent channels and 3 features with ``likelihood``."""
     from gpvae.estimator.assembly import ModelSpec, build_model
 
     spec = ModelSpec(
@@ -320,14 +317,23 @@ def test_kernel_lr_reaches_every_kernel_of_the_model() -> None:
         kernel="matern32",
         posterior="structured",
         backend="auto",
-        likelihood="gaussian_gp",
+        likelihood=likelihood,
         encoder="mlp",
         decoder="mlp",
         hidden=(8,),
         beta=1.0,
         lengthscale=3.0,
     )
-    model = build_model(spec, num_features=3)
+    return build_model(spec, num_features=3)
+
+
+def test_kernel_lr_reaches_every_kernel_of_the_model() -> None:
+    """kernel_lr is the learning rate of the kernel hyper-parameters, but the gaussian_gp
+    likelihood's noise kernels (likelihood.gp.*) were put in the networks' group by the
+    "prior." prefix and learned at lr; the likelihood's own amplitude and variance stay
+    with the networks."""
+
+    model = _small_model("gaussian_gp")
     opt = make_optimizer(model, TrainConfig(lr=1e-3, kernel_lr=0.5))
     names = {id(p): n for n, p in model.named_parameters() if p.requires_grad}
     by_lr = {g["lr"]: {names[id(p)] for p in g["params"]} for g in opt.param_groups}
@@ -342,22 +348,9 @@ def test_noise_lr_gives_the_likelihood_s_own_parameters_a_group_of_their_own() -
     reach the data's noise in a few hundred steps; noise_lr gives the likelihood's own
     parameters (not its noise kernels, not the decoder's) their own rate. None keeps the
     two groups of fits before it, so their optimiser states stay interchangeable."""
-    from gpvae.estimator.assembly import ModelSpec, build_model
 
     def groups(likelihood: str, config: TrainConfig) -> dict[float, set[str]]:
-        spec = ModelSpec(
-            latent_dim=2,
-            kernel="matern32",
-            posterior="structured",
-            backend="auto",
-            likelihood=likelihood,
-            encoder="mlp",
-            decoder="mlp",
-            hidden=(8,),
-            beta=1.0,
-            lengthscale=3.0,
-        )
-        model = build_model(spec, num_features=3)
+        model = _small_model(likelihood)
         names = {id(p): n for n, p in model.named_parameters() if p.requires_grad}
         opt = make_optimizer(model, config)
         assert sum(len(g["params"]) for g in opt.param_groups) == len(names)
