@@ -155,6 +155,31 @@ def test_initial_column_gives_the_start_of_every_learned_value(tmp_path: object)
     assert np.isnan(learned["initial"].item())
 
 
+def test_initial_column_follows_starts_set_from_the_period() -> None:
+    """Audit R2 #1: a quasi-periodic product's decay lengthscale starts at
+    QUASI_PERIODIC_DECAY periods: with period="24h" on half-hourly data, 4 x 24 = 96 hours
+    (the column read 4 placeholder steps, 2 hours); with the period found in the spectrum,
+    the period and the decay are both NaN (their starts came from the data); a kernel
+    instance's own period is its start (it read NaN)."""
+    from gpvae import settings
+    from gpvae.kernels import HarmonicPeriodic, Matern32
+
+    rng = np.random.default_rng(6)
+    index = pd.date_range("2021-01-01", periods=200, freq="30min")
+    frame = pd.DataFrame({"a": np.sin(np.arange(200) / 8), "b": rng.standard_normal(200)}, index)
+    given = GPVAE(**FAST, kernel="periodic*matern32", period="24h").fit(frame).kernel_summary()
+    decay = _rows(given, source="latent 0", term="1", parameter="lengthscale")
+    assert decay["initial"].item() == pytest.approx(settings.QUASI_PERIODIC_DECAY * 24.0)
+    spectral = GPVAE(**FAST, kernel="periodic*matern32").fit(frame).kernel_summary()
+    for term, name in (("0", "period"), ("1", "lengthscale")):
+        row = _rows(spectral, source="latent 0", term=term, parameter=name)
+        assert np.isnan(row["initial"].item())
+    own = Matern32(lengthscale=5.0) + HarmonicPeriodic(period=12.0)
+    table = GPVAE(**FAST, kernel=own).fit(frame).kernel_summary()
+    period = _rows(table, source="latent 0", term="1", parameter="period")
+    assert period["initial"].item() == pytest.approx(6.0)  # 12 steps of half an hour
+
+
 def test_kernel_summary_needs_a_fitted_model() -> None:
     with pytest.raises(NotFittedError, match=r"^kernel_summary: "):
         GPVAE().kernel_summary()

@@ -76,11 +76,11 @@ from gpvae.estimator.results import (
     ImputationResult,
 )
 from gpvae.estimator.sampling import latent_series, sample_series
-from gpvae.estimator.seasonality import PeriodArg, check_period
+from gpvae.estimator.seasonality import PeriodArg, check_period, given_periods
 from gpvae.estimator.spatial_methods import SpatialMethods
 from gpvae.estimator.validation import hiding_args
 from gpvae.gp.prior import backend_names
-from gpvae.kernels import KernelArg
+from gpvae.kernels import KernelArg, num_periods
 from gpvae.kernels.registry import check_lengthscale
 from gpvae.likelihoods import get_likelihood, likelihood_key
 from gpvae.model import GPVAEModel
@@ -933,8 +933,9 @@ class GPVAE(AnomalyMethods, ForecastMethods, SpatialMethods, PersistenceMethods)
             ``unit``, ``learned`` (False: fixed in training, e.g. a period given) and
             ``initial``: the value training started from, in the same unit (a fixed
             parameter's own value; NaN for a learned period, which started from the
-            data's spectrum, for a trend kernel's lengthscale, which started from the
-            data's span, and for spatial fits).
+            data's spectrum, for a quasi-periodic decay set from such a period, for a
+            trend kernel's lengthscale, which started from the data's span, and for
+            spatial fits).
 
         Raises:
             NotFittedError: before fit.
@@ -947,11 +948,19 @@ class GPVAE(AnomalyMethods, ForecastMethods, SpatialMethods, PersistenceMethods)
         unit = time_unit(scaler, self.spatial_)
         names = list(scaler.feature_names_)
         rows = kernel_rows(model, unit, names, scaler.std_)
-        start = None
+        starts = None
         if self.spatial_ is None:  # the kernels as this estimator's settings build them
-            fresh = self._build_model(scaler.num_features)
-            start = kernel_rows(fresh, unit, names, scaler.std_)
-        return pd.DataFrame(with_initial(rows, start), columns=list(COLUMNS))
+            periods: list[float] | None = None
+            n = num_periods(self.kernel)
+            if n and self.period is not None:  # the user's periods, in steps
+                form = scaler.time_form_ or (None, None)
+                periods = given_periods(self.period, n, form, scaler.time_step_)[1]
+            starts = []
+            for scale in (1.0, 2.0):  # starts taken from the data differ between the two
+                guess = [scale] * n if periods is None and n else periods
+                fresh = self._build_model(scaler.num_features, guess, self.period is None, scale)
+                starts.append(kernel_rows(fresh, unit, names, scaler.std_))
+        return pd.DataFrame(with_initial(rows, starts), columns=list(COLUMNS))
 
     def latent(self, X: Any, times: Any = None) -> tuple[Any, Any]:
         """Posterior mean and variance of z at every time step of X.

@@ -190,26 +190,30 @@ def _noise_level_rows(
 
 
 def with_initial(
-    rows: list[dict[str, Any]], start: list[dict[str, Any]] | None
+    rows: list[dict[str, Any]], starts: list[list[dict[str, Any]]] | None
 ) -> list[dict[str, Any]]:
     """``rows`` with the column ``initial``: the value each hyper-parameter started training
-    from, read from ``start`` (the :func:`kernel_rows` of a freshly built model of the same
-    settings, matched by source, term and parameter); a fixed one's own value; NaN where
-    the start depends on the training data and is not kept (a learned period, found in the
-    data's spectrum; a trend kernel's lengthscale, from the data's span) or when ``start``
-    is None (spatial fits)."""
-    known = {} if start is None else {(r["source"], r["term"], r["parameter"]): r for r in start}
+    from, read from ``starts`` (the :func:`kernel_rows` of two freshly built models of the
+    same settings whose stand-ins for what the data decide at fit, the periods found in the
+    data's spectrum and the training span, differ; matched by source, term and parameter);
+    a fixed one's own value; NaN where the two differ (a learned period found in the data, a
+    quasi-periodic decay set from it, a trend lengthscale set from the span: starts taken from
+    the data and not kept) or when ``starts`` is None (spatial fits)."""
+    known = [{(r["source"], r["term"], r["parameter"]): r for r in start} for start in starts or []]
     out = []
     for row in rows:
-        name = row["parameter"].split("[")[0]
-        first = known.get((row["source"], row["term"], row["parameter"]))
-        from_data = name == "period" or (row["kernel"] == "Trend" and name == "lengthscale")
+        key = (row["source"], row["term"], row["parameter"])
+        firsts = [k.get(key) for k in known]
         if not row["learned"]:
             initial = row["value"]
-        elif from_data or first is None or first["kernel"] != row["kernel"]:
+        elif (
+            not firsts
+            or any(f is None or f["kernel"] != row["kernel"] for f in firsts)
+            or any(f["value"] != firsts[0]["value"] for f in firsts)  # type: ignore[index]
+        ):
             initial = float("nan")
         else:
-            initial = first["value"]
+            initial = firsts[0]["value"]  # type: ignore[index]
         out.append({**row, "initial": initial})
     return out
 

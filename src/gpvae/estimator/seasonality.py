@@ -30,7 +30,7 @@ from gpvae.kernels import (
 )
 from gpvae.kernels.registry import periods_text
 
-__all__ = ["PeriodArg", "check_period", "resolve_periods"]
+__all__ = ["PeriodArg", "check_period", "given_periods", "resolve_periods"]
 
 PeriodArg = float | str | Sequence[float | str] | None
 
@@ -105,6 +105,21 @@ def _check_kernel_periods(kernel: KernelArg) -> None:
             _check_kernel_periods([k for k in part if isinstance(k, Kernel)])
 
 
+def given_periods(
+    period: PeriodArg, n: int, time_form: tuple[Any, Any], time_step: float
+) -> tuple[list[Any], list[float]]:
+    """The user's ``period`` for each of ``n`` periodic factors, as given and in model units
+    (time steps of ``time_step`` time units, on times counted as ``time_form``, the
+    (``time_unit``, ``freq``) of the data or of a fitted :class:`~gpvae.data.Scaler`)."""
+    values: list[Any] = (
+        [period] if isinstance(period, (str, numbers.Real)) else list(cast(Sequence[Any], period))
+    )
+    if len(values) == 1:
+        values = values * n
+    steps = [period_in_units(v, time_form[0], time_form[1]) / time_step for v in values]
+    return values, steps
+
+
 def resolve_periods(
     kernel: KernelArg, period: PeriodArg, data: SeriesSet, scaler: Scaler
 ) -> tuple[list[float] | None, bool]:
@@ -123,16 +138,8 @@ def resolve_periods(
         return None, True
     lay = data.layout
     if period is not None:
-        values: list[Any] = (
-            [period]
-            if isinstance(period, (str, numbers.Real))
-            else list(cast(Sequence[float | str], period))
-        )
-        units = [period_in_units(v, lay.time_unit, lay.freq) for v in values]
-        if len(units) == 1:
-            units = units * n
-        steps = [u / scaler.time_step_ for u in units]
-        for v, p in zip(values * (n if len(values) == 1 else 1), steps):
+        values, steps = given_periods(period, n, (lay.time_unit, lay.freq), scaler.time_step_)
+        for v, p in zip(values, steps):
             if p < 2.0:  # e.g. period="24h" on daily data: one value per cycle
                 raise ValidationError(
                     f"period: expected at least two time steps per period (the training "
