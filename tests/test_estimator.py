@@ -394,6 +394,27 @@ def test_chunked_draw_memory_counts_one_chunk_working_set(
         ctx.check_draws("num_samples, times", 5500, 1, 5000, prior_only=True)
 
 
+def test_draw_memory_counts_the_returned_draws_of_every_series(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    """impute(return_samples=True) keeps the float64 draws of every series of the call, but
+    the guard counted one batch (audit R2: 1,024 series of 200 steps, 200 draws, peaked at
+    2.7 GiB against 0.39 GiB counted, flat in the number of series)."""
+    from gpvae import arguments
+
+    X = np.random.default_rng(0).standard_normal((1, 30, 4))
+    est = GPVAE(latent_dim=2, epochs=1, hidden=(8,), progress=False).fit(X)
+    many = np.random.default_rng(1).standard_normal((1024, 200, 4))
+    # the returned draws alone: 8 B x 200 draws x 4 features x 1024 x 200 steps = 1.22 GiB
+    monkeypatch.setattr(arguments, "physical_memory", lambda: 2**30)
+    with pytest.raises(ValidationError, match=r"^num_samples, return_samples: .*returned"):
+        est.impute(many, num_samples=200, return_samples=True)
+    ctx = est._context("impute")
+    ctx.check_draws("num_samples", 200, 1024, 200)  # without them, one batch is counted
+    with pytest.raises(ValidationError, match=r"200 draws of 204800 steps x 4 features"):
+        ctx.check_draws("num_samples", 200, 1024, 200, returned=1024 * 200)
+
+
 def test_check_memory_uses_the_machine_limit(monkeypatch: pytest.MonkeyPatch) -> None:
     from gpvae import arguments
 

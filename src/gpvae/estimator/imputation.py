@@ -32,7 +32,9 @@ def impute_series(
     return_samples = bool_arg("return_samples", return_samples)
     ss, scaled = ctx.input(X, times)
     T_max = max(len(t) for t in ss.times)
-    ctx.check_draws("num_samples", S, ss.num_series, T_max)
+    returned = sum(len(t) for t in ss.times) if return_samples else 0
+    names = "num_samples, return_samples" if return_samples else "num_samples"
+    ctx.check_draws(names, S, ss.num_series, T_max, returned=returned)
     warn_few_draws(S, q_lo, q_hi)  # the inputs are checked: no warning before an error
     means: list[np.ndarray] = [np.empty(0)] * ss.num_series
     lowers, uppers = list(means), list(means)
