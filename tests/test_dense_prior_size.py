@@ -3,8 +3,8 @@
 ``rbf`` (and every kernel without a state-space form, or ``backend="dense"``) makes each
 series' prior dense: O(N^3) time and several N x N matrices per latent channel. ``fit``
 warns when a training or predicted series is longer than
-``settings.DENSE_PRIOR_WARN_POINTS`` and refuses, naming ``kernel`` and ``window``, when a
-training batch's dense matrices cannot fit in memory
+``settings.DENSE_PRIOR_WARN_POINTS`` and refuses, naming ``kernel``, ``batch_size`` and
+``window``, when a training batch's dense matrices cannot fit in memory
 (:func:`gpvae.estimator.assembly.check_dense_prior`).
 """
 
@@ -71,9 +71,10 @@ def test_a_dense_prior_beyond_memory_is_refused_before_training(
     # 8 float64 matrices of 40 x 40 for 2 channels and a batch of 2 series: 409,600 bytes
     monkeypatch.setattr(arguments, "physical_memory", lambda: 400_000)
     model = GPVAE(**{**FAST, "kernel": "rbf"})
-    with pytest.raises(ValidationError, match=r"kernel, window: .*dense GP prior") as err:
+    with pytest.raises(ValidationError, match=r"kernel, batch_size, window: .*dense GP prior") as err:
         model.fit(_series(2, 40))
     assert "2 series of 40 points with 2 latent channels" in str(err.value)
     assert not model.is_fitted
+    GPVAE(**{**FAST, "kernel": "rbf", "batch_size": 1}).fit(_series(2, 40))  # one series fits
     monkeypatch.setattr(arguments, "physical_memory", lambda: 420_000)
     GPVAE(**{**FAST, "kernel": "rbf"}).fit(_series(2, 40))  # fits

@@ -123,8 +123,9 @@ def check_dense_prior(
 
     A kernel without a state-space form (or ``backend="dense"``) makes the prior of each
     series dense: O(N^3) time and :data:`DENSE_PRIOR_MATRICES` N x N float64 matrices per
-    latent channel. Raises a ValidationError naming ``kernel`` and ``window`` when a training
-    batch of ``batch`` series of ``train_points`` points cannot fit in physical memory;
+    latent channel. Raises a ValidationError naming ``kernel``, ``batch_size`` and ``window``
+    when a training batch of ``batch`` series of ``train_points`` points cannot fit in
+    physical memory;
     warns when the training series (``train_points``, windows when ``window`` is set) or the
     whole series that predictions condition on (``series_points``) have more than
     :data:`gpvae.settings.DENSE_PRIOR_WARN_POINTS` points. A markov or spacetime prior
@@ -141,7 +142,7 @@ def check_dense_prior(
     )
     per_series = DENSE_PRIOR_MATRICES * 8.0 * L * float(train_points) ** 2
     check_memory(
-        "kernel, window",
+        "kernel, batch_size, window",
         per_series * batch,
         f"a dense GP prior ({cause}) over training batches of {batch} series of "
         f"{train_points} points with {L} latent channels",
