@@ -71,7 +71,8 @@ def test_a_dense_prior_beyond_memory_is_refused_before_training(
     # 8 float64 matrices of 40 x 40 for 2 channels and a batch of 2 series: 409,600 bytes
     monkeypatch.setattr(arguments, "physical_memory", lambda: 400_000)
     model = GPVAE(**{**FAST, "kernel": "rbf"})
-    with pytest.raises(ValidationError, match=r"kernel, batch_size, window: .*dense GP prior") as err:
+    refusal = r"kernel, batch_size, window: .*dense GP prior"
+    with pytest.raises(ValidationError, match=refusal) as err:
         model.fit(_series(2, 40))
     assert "2 series of 40 points with 2 latent channels" in str(err.value)
     assert not model.is_fitted
