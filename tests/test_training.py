@@ -370,8 +370,11 @@ def test_noise_lr_gives_the_likelihood_s_own_parameters_a_group_of_their_own() -
     by_lr = groups("gaussian", TrainConfig(lr=1e-3, kernel_lr=0.5))
     assert set(by_lr) == {1e-3, 0.5}
     assert "likelihood.raw_variance" in by_lr[1e-3]
-    # a likelihood without parameters of its own adds no empty group
-    assert set(groups("gaussian_hetero", TrainConfig(lr=1e-3, noise_lr=0.05))) == {1e-3}
+    # a likelihood without parameters of its own adds no empty group, and says noise_lr
+    # changes nothing there (audit R2 #4: it was accepted without a word)
+    for name in ("gaussian_hetero", "bernoulli"):
+        with pytest.warns(UserWarning, match=r"^noise_lr: .*changes nothing"):
+            assert set(groups(name, TrainConfig(lr=1e-3, noise_lr=0.05))) == {1e-3}
 
 
 def test_early_stop_after_few_optimiser_steps_warns(monkeypatch: pytest.MonkeyPatch) -> None:

@@ -251,6 +251,16 @@ def make_optimizer(
     kernel = [p for n, p in named if n.startswith(gps)]
     own = config.noise_lr is not None
     noise = [p for n, p in named if own and n.startswith("likelihood.") and not n.startswith(gps)]
+    if own and not noise and isinstance(params, nn.Module):
+        found = type(getattr(params, "likelihood", None)).__name__
+        warnings.warn(
+            f"noise_lr: expected a likelihood with trainable parameters of its own (a "
+            f"homoscedastic gaussian's noise, student_t's scale, gaussian_gp's amplitudes), "
+            f"found none in {found} (the decoder gives gaussian_hetero's variance; bernoulli "
+            f"has none): noise_lr={config.noise_lr!r} changes nothing",
+            UserWarning,
+            stacklevel=2,
+        )
     taken = {id(p) for p in kernel + noise}
     rest = [p for _, p in named if id(p) not in taken]
     kernel_lr = config.lr if config.kernel_lr is None else config.kernel_lr
