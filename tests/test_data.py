@@ -428,6 +428,15 @@ def test_dict_unknown_key_is_refused_naming_it(key: str, advice: str) -> None:
     assert advice in message
 
 
+def test_dict_x_ori_advice_keeps_the_missing_mask() -> None:
+    # audit R2 #5: the advice said X_val=d['X'], which drops the mask of a zero-filled X
+    X = np.zeros((2, 4, 1))
+    with pytest.raises(ValidationError) as info:
+        to_series_set({"X": X, "missing_mask": np.ones_like(X), "X_ori": X}, name="X_val")
+    assert "X_val={'X': d['X'], 'missing_mask': d['missing_mask']}" in str(info.value)
+    assert "X_val_target=d['X_ori']" in str(info.value)
+
+
 @pytest.mark.parametrize(
     ("X", "dtype"),
     [

@@ -262,6 +262,9 @@ def _from_dict(X: Mapping[Any, Any], times: Any, name: str, times_name: str) -> 
         advice = _DICT_KEY_ADVICE.get(
             str(key), "drop it, or pass its data through the argument that takes them"
         )
+        if "missing_mask" in X:  # X alone would hold the missing entries' zeros
+            keep = "X_val={'X': d['X'], 'missing_mask': d['missing_mask']}"
+            advice = advice.replace("X_val=d['X']", keep)
         raise ValidationError(
             f"{name}: expected a PyPOTS-style dict with only the keys "
             f"{', '.join(map(repr, DICT_KEYS))}, found the key {key!r} that gpvae does not "
