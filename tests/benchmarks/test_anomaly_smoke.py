@@ -676,28 +676,28 @@ def test_anomaly_speed_doc_only_rebuilds_the_region_a_run_wrote(  # type: ignore
     assert mine.read_text() == written[len("head\n") : -len("tail\n")]
 
 
-def test_anomaly_speed_doc_only_refuses_records_without_their_creation_time(  # type: ignore[no-untyped-def]
+def test_anomaly_speed_doc_only_rebuilds_the_region_from_the_records(  # type: ignore[no-untyped-def]
     speed, tmp_path, capsys
 ) -> None:
-    """The committed records predate the creation time and command in the JSON: --doc-only
-    (here beside the command the docs print) refuses them, naming both, and writes nothing;
-    the region is still those records rendered with its own creation time and command."""
+    """The committed records hold their creation time and command (rerun in session 40):
+    --doc-only rebuilds the docs' region from them alone, exactly as it stands; records
+    without them (as committed before) are refused, naming both, and nothing is written."""
     docs = (BENCH.parent / "docs" / "benchmarks.md").read_text()
     region = docs.split("<!-- anomaly-speed -->\n", 1)[1].split("\n<!-- /anomaly-speed -->")[0]
     committed = json.loads((BENCH / "results" / "anomaly_speed.json").read_text())
-    assert all("created" not in r and "command" not in r for r in committed)
-    created = region.split("**Speed** (", 1)[1].split(";", 1)[0]
-    [command] = [
-        ln[len("Command: `") : -1] for ln in region.splitlines() if ln.startswith("Command: `")
-    ]
-    assert (
-        speed.render([{**r, "created": created, "command": command} for r in committed]) == region
-    )
+    assert all("created" in r and "command" in r for r in committed)
+    assert speed.render(committed) == region
     out, copy = tmp_path / "anomaly_speed.json", tmp_path / "benchmarks.md"
     out.write_text(json.dumps(committed))
-    copy.write_text(docs)
-    argv = shlex.split(command)
+    copy.write_text(docs.replace(region, "stale"))
+    argv = shlex.split(committed[0]["command"])
     argv = argv[argv.index("benchmarks/anomaly_speed.py") + 1 :]
+    assert speed.main([*argv, "--doc-only", "--out", str(out), "--doc", str(copy)]) == 0
+    assert copy.read_text() == docs
+    bare = [{k: v for k, v in r.items() if k not in ("created", "command")} for r in committed]
+    out.write_text(json.dumps(bare))
+    copy.write_text(docs)
+    capsys.readouterr()
     assert speed.main([*argv, "--doc-only", "--out", str(out), "--doc", str(copy)]) == 1
     err = capsys.readouterr().err
     assert err.startswith("--doc-only: expected records with the run's creation time and command")
