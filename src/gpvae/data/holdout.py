@@ -115,7 +115,7 @@ def step_mask(
         if len(reach):  # the last run: up to the step that reaches the target
             length = max(int(reach[0]) + 1, lengths[0])
         steps[start : start + length] = True
-        covered = int(per_step[steps].sum())
+        covered += int(new[:length].sum())  # new: the run's steps not covered before
     return np.broadcast_to(steps[:, None], observed.shape).copy()
 
 

@@ -144,12 +144,10 @@ class TrainConfig:
             raise invalid("epochs", "an integer >= 1", self.epochs)
         if not (isinstance(self.lr, (int, float)) and math.isfinite(self.lr) and self.lr > 0):
             raise invalid("lr", "a finite positive number", self.lr)
-        k_lr = self.kernel_lr
-        if k_lr is not None and not (isinstance(k_lr, (int, float)) and 0 < k_lr < math.inf):
-            raise invalid("kernel_lr", "a finite positive number or None", k_lr)
-        n_lr = self.noise_lr
-        if n_lr is not None and not (isinstance(n_lr, (int, float)) and 0 < n_lr < math.inf):
-            raise invalid("noise_lr", "a finite positive number or None", n_lr)
+        for name in ("kernel_lr", "noise_lr"):
+            rate = getattr(self, name)
+            if rate is not None and not (isinstance(rate, (int, float)) and 0 < rate < math.inf):
+                raise invalid(name, "a finite positive number or None", rate)
         if self.optimizer not in OPTIMIZERS:
             raise ValidationError(
                 f"optimizer: expected one of {sorted(OPTIMIZERS)}, found {self.optimizer!r}"

@@ -111,9 +111,8 @@ def _changed_settings(saved: Any, now: dict[str, Any] | None) -> str | None:
     behaviour of the fits before it."""
     if not isinstance(saved, dict) or now is None or saved == now:
         return None
-    added = {k for k, v in now.items() if k not in saved and v is None}
-    changed = sorted(k for k in (set(saved) | set(now)) - added if saved.get(k) != now.get(k))
-    if not changed:
+    changed = sorted(k for k in set(saved) | set(now) if saved.get(k) != now.get(k))
+    if not changed:  # only keys missing from ``saved`` whose value is None now
         return None
     shown = "; ".join(f"{k}: {saved.get(k)!r} then {now.get(k)!r}" for k in changed[:3])
     return (
