@@ -95,3 +95,43 @@ def test_resume_and_spatial_errors_name_options(tmp_path, capsys) -> None:
     spatial += ["--coord-cols", "lat,lon", "-o", str(tmp_path / "sm"), "--quiet"]
     assert main([*spatial, "--window", "10", "--lengthscale", "3,6", "--latent-dim", "2"]) != 0
     assert capsys.readouterr().err.startswith("error: --lengthscale: expected one number")
+
+
+def test_fit_warnings_name_the_options_as_they_come(tmp_path, monkeypatch, capsys) -> None:
+    """fit's warnings said the Python arguments (window=W, batch_size, patience): the
+    command line has --window, --batch-size and --patience."""
+    import warnings
+
+    import numpy as np
+    import pandas as pd
+
+    from gpvae import settings
+    from gpvae.app.cli import main
+
+    monkeypatch.setattr(settings, "DENSE_PRIOR_WARN_POINTS", 30)
+    frame = pd.DataFrame({"t": np.arange(40), "a": np.sin(np.arange(40.0))})
+    data = tmp_path / "d.csv"
+    frame.to_csv(data, index=False)
+    fit = ["fit", str(data), "--time-col", "t", "-o", str(tmp_path / "m"), "--quiet"]
+    fit += ["--hidden", "8", "--latent-dim", "2", "--kernel", "rbf", "--epochs", "50"]
+    fit += ["--patience", "1"]
+    assert main(fit) == 0
+    said = capsys.readouterr().err.splitlines()
+    (dense,) = [text for text in said if "GP prior is dense" in text]
+    assert "give --window W (e.g. 512)" in dense
+    assert "--kernel 'rbf' has no state-space form" in dense
+    (few,) = [text for text in said if "optimiser steps" in text]
+    assert "(--patience 1 epochs without improvement)" in few
+    assert "Use a smaller --batch-size" in few
+    assert "or --window to cut long series" in few
+    assert all("window=" not in text and "batch_size" not in text for text in said)
+    # outside the block the Python names stay
+    from gpvae.app.cli.errors import cli_warning_words
+
+    with warnings.catch_warnings(record=True) as caught:
+        warnings.simplefilter("always")
+        with cli_warning_words({"window": "--window"}):
+            warnings.warn("give window=W", UserWarning, stacklevel=1)
+        warnings.warn("give window=W", UserWarning, stacklevel=1)
+    assert [str(w.message) for w in caught] == ["give --window W", "give window=W"]
+    assert all(isinstance(w.message, UserWarning) for w in caught)

@@ -12,6 +12,7 @@ import contextlib
 import re
 import warnings
 from collections.abc import Iterator
+from typing import Any
 
 import click
 
@@ -26,6 +27,7 @@ __all__ = [
     "as_cli",
     "cli_message",
     "cli_remedies",
+    "cli_warning_words",
     "info",
     "one_line",
 ]
@@ -70,7 +72,8 @@ def cli_message(message: str, default: str, names: dict[str, str] | None = None)
 
 def _option_words(text: str, names: dict[str, str]) -> str:
     """``text`` with the estimator's argument names that are command-line options written as
-    the options: ``interp_skip=True`` -> ``--interp-skip``, ``kernel='x'`` -> ``--kernel 'x'``,
+    the options: ``interp_skip=True`` -> ``--interp-skip``, ``kernel='x'`` -> ``--kernel 'x'``
+    (``window= to ...`` -> ``--window to ...``),
     and a bare ``latent_dim`` -> ``--latent-dim`` (names with an underscore only: plain words
     such as "kernel" stay words); a bare ``X`` is written as the command's data argument."""
     options = {k: v for k, v in names.items() if v.startswith("--") or k == "X"}
@@ -86,7 +89,7 @@ def _option_words(text: str, names: dict[str, str]) -> str:
             return f"{options[name]} "
         return options[name] if "_" in name or name == "X" else name
 
-    pattern = rf"(?<![\w-])({alternatives})(?:(=True\b)|(=)|(?![\w-]))"
+    pattern = rf"(?<![\w-])({alternatives})(?:(=True\b)|(= ?)|(?![\w-]))"
     return re.sub(pattern, replace, text)
 
 
@@ -143,3 +146,38 @@ def cli_remedies() -> Iterator[None]:
         for api, cli in REMEDIES:
             text = re.sub(api, cli, text)
         warnings.warn(text, category, stacklevel=3)
+
+
+@contextlib.contextmanager
+def cli_warning_words(names: dict[str, str] | None = None) -> Iterator[None]:
+    """Show the block's warnings as they come, with the estimator's argument names written as
+    the command line's options (``give window=W`` -> ``give --window W``, ``batch_size`` ->
+    ``--batch-size``; ``names`` adds to :data:`CLI_NAMES`), as :func:`as_cli` does for errors.
+
+    The text is changed where the warning is shown, not collected and said after the block
+    (as :func:`cli_remedies` does), so that a warning given before a long fit is seen before
+    it. Which warnings are shown, and how often, is left to the warnings filters."""
+    words = {**CLI_NAMES, **(names or {})}
+    shown = warnings.showwarning
+
+    def show(
+        message: Warning | str,
+        category: type[Warning],
+        filename: str,
+        lineno: int,
+        file: Any = None,
+        line: str | None = None,
+    ) -> None:
+        text = _option_words(str(message), words)
+        if text != str(message):
+            try:
+                message = category(text)
+            except Exception:  # a category that takes other arguments: the text alone
+                message = text
+        shown(message, category, filename, lineno, file, line)
+
+    warnings.showwarning = show
+    try:
+        yield
+    finally:
+        warnings.showwarning = shown

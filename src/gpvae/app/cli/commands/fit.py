@@ -18,7 +18,7 @@ import numpy as np
 from gpvae import settings
 from gpvae.app.cli import shards
 from gpvae.app.cli.columns import parse_times, record_times, series_set, spec_from_fit
-from gpvae.app.cli.errors import CLIError, as_cli, info
+from gpvae.app.cli.errors import CLIError, as_cli, cli_warning_words, info
 from gpvae.app.cli.model_dir import MODEL_SUBDIR
 from gpvae.app.cli.options import (
     FiniteFloat,
@@ -512,7 +512,9 @@ def fit(
             make_folder(out, "--out")
             make_folder(out / "checkpoints", "--out")  # the fit's, named as --out's part
     flags = {"encoder": "--encoder", "decoder": "--decoder", "period": "--period"}
-    with as_cli("DATA", {**_option_names(), **flags}):  # (resume names epochs, ...)
+    names = {**_option_names(), **flags}
+    # (resume names epochs, ...); fit's warnings name the options too, as they come
+    with as_cli("DATA", names), cli_warning_words(names):
         model.fit(series, resume=resume, sharded=sharded)  # 'cnn' on non-square frames fails here
     # the threshold: a model of increments, or an ensemble, forecasts only: no anomaly scores
     # (cli.json's 'threshold', a quantile of the training scores that detect used before
