@@ -1388,6 +1388,21 @@ def test_dates_are_read_with_one_format_for_the_whole_column(style: str) -> None
     assert (parsed.to_numpy() == days.to_numpy()).all()
 
 
+def test_dates_in_two_formats_in_one_column_are_refused() -> None:
+    """A column mixing ISO and slashed dates (a spreadsheet's export) was read value by
+    value, the slashed ones month-first, without a word: 03/01/2021 (3 January) became
+    1 March. It is refused, naming the column and two rows written differently."""
+    days = pd.date_range("2021-01-01", periods=30, freq="D")
+    written = [d.strftime("%Y-%m-%d" if k % 2 else "%d/%m/%Y") for k, d in enumerate(days)]
+    frame = pd.DataFrame({"id": "s0", "time": written, "a": np.arange(30.0)})
+    with pytest.raises(CLIError) as caught:
+        parse_times(frame, "time", "DATA")
+    message = str(caught.value.message)
+    assert "time column 'time'" in message, message
+    assert "one format" in message, message
+    assert "'01/01/2021' (row 0) and '2021-01-02' (row 1)" in message, message
+
+
 def test_fit_counts_the_series_it_trained_on(
     files: dict[str, Path], tmp_path: Path, capsys: pytest.CaptureFixture[str]
 ) -> None:

@@ -179,6 +179,7 @@ def parse_times(frame: pd.DataFrame, time_col: str, what: str) -> pd.DataFrame:
                     f"{what}: time column {time_col!r}: expected numbers or dates, found values "
                     f"such as {_unparsed(col)!r} ({one_line(str(err))})"
                 ) from err
+            _check_one_format(col, time_col, what)
     frame = frame.copy()
     frame[time_col] = parsed
     return frame
@@ -322,6 +323,36 @@ def _one_format(col: pd.Series, dayfirst: bool) -> pd.Series | None:
 #: The start of pandas' note that it read dates day-first (or month-first) against the
 #: ``dayfirst`` asked for: the dates were read in one format, the one their values show.
 _DAYFIRST_NOTE = "Parsing dates in"
+
+
+def _check_one_format(col: pd.Series, time_col: str, what: str) -> None:
+    """Refuse a column of dates that no one format reads (ISO ``2021-01-02`` between
+    ``01/01/2021`` and ``03/01/2021``, a spreadsheet's export): read value by value, the
+    slashed dates were read month-first without a word (3 January became 1 March), against
+    the rule of one format for the whole column. Names two rows written differently: the
+    first row and the first that the first row's format (month-first or day-first, the one
+    that reads more rows) does not read."""
+    text = col.dropna()
+    if text.empty or not all(isinstance(v, str) for v in text):
+        return
+    text = text.str.strip()
+    best: pd.Series | None = None
+    for dayfirst in (False, True):
+        fmt = guess_datetime_format(text.iloc[0], dayfirst=dayfirst)
+        if fmt is None:
+            continue
+        misfit = pd.to_datetime(text, format=fmt, errors="coerce").isna()
+        if best is None or misfit.sum() < best.sum():
+            best = misfit
+    if best is None or not best.any():
+        return  # no format to compare with, or one that reads every value
+    first, other = text.index[0], best.index[np.argmax(best.to_numpy())]
+    raise CLIError(
+        f"{what}: time column {time_col!r}: expected dates written in one format for the "
+        f"whole column, found {text[first]!r} (row {first}) and {text[other]!r} (row "
+        f"{other}) written differently (rows counted from 0 after the header): write every "
+        "date in one format, ISO YYYY-MM-DD to be sure"
+    )
 
 
 def _unparsed(col: pd.Series) -> object:
