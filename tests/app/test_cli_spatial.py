@@ -338,6 +338,29 @@ def test_impute_with_a_spatial_model_names_a_missing_coordinate_column(
     assert not out.exists()
 
 
+@pytest.mark.parametrize("which", ["DATA", "SITES"])
+def test_predict_sites_names_the_file_that_lacks_a_coordinate_column(
+    which: str, spatial_model: tuple[Path, Path, Path], tmp_path: Path
+) -> None:
+    """A coordinate column missing from DATA was blamed on SITES (the estimator's
+    ``coords`` argument, which the command named SITES), whose file was fine."""
+    model, train, new = spatial_model
+    data, sites, out = tmp_path / "data.csv", tmp_path / "sites.csv", tmp_path / "out.csv"
+    for path, src in ((data, train), (sites, new)):
+        frame = pd.read_csv(src)
+        (frame.drop(columns="lon") if path.name.startswith(which.lower()) else frame).to_csv(
+            path, index=False
+        )
+    proc = _cli("predict-sites", model, data, sites, "-o", out, "--num-samples", "4")
+    assert proc.returncode == 1
+    lines = [line for line in proc.stderr.splitlines() if line.strip()]
+    assert len(lines) == 1, proc.stderr
+    assert lines[0].startswith(f"error: {which}: expected the coordinate column 'lon'"), lines
+    named = data if which == "DATA" else sites
+    assert repr(str(named)) in lines[0], lines
+    assert not out.exists()
+
+
 def test_time_series_options_with_coord_cols_are_refused(tmp_path: Path) -> None:
     # they were accepted and ignored: the model then refused detect and forecast
     train = tmp_path / "train.csv"

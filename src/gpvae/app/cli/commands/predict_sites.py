@@ -8,6 +8,7 @@ period to predict (the fit's columns); SITES the id and coordinate columns of th
 from __future__ import annotations
 
 from pathlib import Path
+from typing import Any
 
 import click
 import numpy as np
@@ -104,6 +105,8 @@ def predict_sites(
         frame = parse_times(frame, spec.time, "DATA")
     check_site_times(raw, frame, spec.id, spec.time, "DATA")
     new = read_table(sites, "SITES", text_col=spec.id)
+    _check_columns(frame, spec, "DATA", data, features=True)
+    _check_columns(new, spec, "SITES", sites, features=False)
     # the estimator's "time" is DATA's (SITES has no times), as in impute's messages
     with as_cli("DATA", {"coords": "SITES", "id": "SITES", "sites": "SITES", "time": "DATA"}):
         res = model.predict_sites(frame, new, num_samples=num_samples)
@@ -116,6 +119,24 @@ def predict_sites(
     info(f"predicted {len(spec.features)} features at {count} sites; wrote {out}")
     if map_path is not None or series_path is not None:
         _plots(frame, new, res, spec, feature, map_path, series_path)
+
+
+def _check_columns(table: pd.DataFrame, spec: Any, what: str, path: str, *, features: bool) -> None:
+    """Refuse ``table`` (DATA or SITES, read from ``path``) without a column of the fit: the
+    estimator names its arguments (``coords``, ``id``), which the command read as SITES's,
+    so a coordinate column missing from DATA was blamed on SITES. DATA needs the site id,
+    time, coordinate and feature columns; SITES the site id and coordinates."""
+    roles = [("site id", spec.id)]
+    roles += [("time", spec.time)] if features else []
+    roles += [("coordinate", c) for c in spec.projection.columns]
+    roles += [("feature", f) for f in spec.features] if features else []
+    available = [str(c) for c in table.columns]
+    for role, col in roles:
+        if str(col) not in available:
+            raise CLIError(
+                f"{what}: expected the {role} column {str(col)!r} of the model's fit in "
+                f"{path!r}, found columns {available}"
+            )
 
 
 def _plots(frame, new, res, spec, feature, plot, series_plot) -> None:  # type: ignore[no-untyped-def]
