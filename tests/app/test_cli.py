@@ -1597,6 +1597,27 @@ def test_fit_without_id_col_on_a_long_file_says_to_give_it(
     assert "name the id column with --id-col stay instead" in err
 
 
+def test_impute_of_stacked_series_with_a_one_series_model_advises_a_refit(
+    wide_model: Path, files: dict[str, Path], tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    """impute (forecast, detect) with a model of one series (fitted without --id-col), given
+    several series stacked: the error advised "--id-col stay", an option those commands do
+    not have; they read fit's layout, so the advice is a refit with it (or one series)."""
+    frame = pd.read_parquet(files["wide_parquet"])
+    halves = [frame.iloc[:40].assign(stay=1), frame.iloc[:40].assign(stay=2)]
+    data = tmp_path / "stacked.csv"
+    pd.concat(halves, ignore_index=True).to_csv(data, index=False)
+    args = ["impute", str(wide_model), str(data), "-o", str(tmp_path / "o.csv")]
+    _, line = _main_error(capsys, args)
+    assert "DATA looks like several series stacked (the column 'stay' " in line, line
+    assert "name the id column with" not in line, line
+    assert "refit the model with 'gpvae fit ... --id-col stay'" in line, line
+    assert main([*args, "--num-samples", "19", "--merge-duplicate-times"]) == 0
+    err = capsys.readouterr().err
+    assert "warning: --merge-duplicate-times: DATA looks like several series stacked" in err
+    assert "refit the model with 'gpvae fit ... --id-col stay'" in err, err
+
+
 def test_an_id_column_of_row_numbers_is_said_to_look_like_row_numbers(
     tmp_path: Path, capsys: pytest.CaptureFixture[str]
 ) -> None:

@@ -465,6 +465,7 @@ def series_set(
     loose: bool = False,
     merge: bool | None = None,
     model: Any = None,
+    id_option: bool = False,
 ) -> SeriesSet:
     """The model's view of a data file: validated series in the file's layout. ``loose``
     (impute, forecast, detect) accepts, as the estimator's predictions do, series of a
@@ -478,7 +479,9 @@ def series_set(
     (a command that writes one row per row of DATA maps its results back with
     :func:`merged_rows`); False (the command has ``--merge-duplicate-times``, not given)
     and None (the command cannot merge) choose the advice of the error on repeated
-    times."""
+    times. ``id_option``: the command has ``--id-col`` (fit); the other commands read the
+    layout that fit recorded, so DATA that looks like several series stacked for a model
+    of one series is advised a refit with ``--id-col`` (they have no such option)."""
     from gpvae.data import merge_duplicate_times, to_series_set
     from gpvae.data.convert import DUPLICATE_ADVICE
     from gpvae.data.frames import LISTED_FEATURE_ADVICE
@@ -495,7 +498,7 @@ def series_set(
             warnings.simplefilter("ignore", UserWarning)  # reported below, in the CLI's words
             done = merge_duplicate_times(sub, id_col=spec.id_col, time_col=spec.time_col)
         if done.merged and spec.id_col is None:
-            _warn_stacked(frame, sub, spec, what)
+            _warn_stacked(frame, sub, spec, what, id_option)
         sub = done.X
         _report_merged(done.merged, spec, what)
     try:
@@ -522,7 +525,7 @@ def series_set(
         if hasattr(err, "duplicate_time"):  # DATA's own text of the time (its UTC offset)
             message = _written_time(message, err.duplicate_time, frame, sub, spec)
         if hasattr(err, "id_column"):  # DATA looks like several series stacked
-            message = _id_option(message, err.id_column, frame, sub, spec)
+            message = _id_option(message, err.id_column, frame, sub, spec, id_option)
         advice = (
             f"({MERGE_OPTION} merges the rows of a series that share a time into one, the mean "
             "of each feature, and says which)"
@@ -555,9 +558,12 @@ def _written_time(
     return message.replace(f"duplicate time {shown}", f"duplicate time {written.iloc[rows[0]]}")
 
 
-def _warn_stacked(frame: pd.DataFrame, sub: pd.DataFrame, spec: ColumnSpec, what: str) -> None:
+def _warn_stacked(
+    frame: pd.DataFrame, sub: pd.DataFrame, spec: ColumnSpec, what: str, id_option: bool
+) -> None:
     """Warn when ``--merge-duplicate-times`` merges the rows of a wide DATA that looks like
-    several series stacked (the merge averages them into one series)."""
+    several series stacked (the merge averages them into one series); ``id_option``: the
+    command has ``--id-col`` (see :func:`series_set`)."""
     from gpvae.data._parse import pandas_times
     from gpvae.data.convert import stacked_series
 
@@ -566,22 +572,39 @@ def _warn_stacked(frame: pd.DataFrame, sub: pd.DataFrame, spec: ColumnSpec, what
     stacked = stacked_series(others, times, set())
     if stacked is not None:
         why, col = stacked
+        option = f"--id-col {'COLUMN' if col is None else col}"
+        advice = f"name the id column with {option}" if id_option else _refit_advice(option)
         warnings.warn(
             f"{MERGE_OPTION}: {what} looks like several series stacked ({why}), which the "
-            f"merge averages into one series; if so, name the id column with --id-col "
-            f"{'COLUMN' if col is None else col} instead",
+            f"merge averages into one series; if so, {advice} instead",
             UserWarning,
             stacklevel=2,
         )
 
 
+def _refit_advice(option: str) -> str:
+    """The advice, for a command that reads fit's layout (no ``--id-col``), on DATA that
+    looks like several series stacked for a model of one series."""
+    return (
+        f"refit the model with 'gpvae fit ... {option}' (this command reads the layout "
+        f"recorded by 'gpvae fit' in MODEL_DIR/{CLI_FILE}: one series, no id column), or give "
+        "it one series (a wide file)"
+    )
+
+
 def _id_option(
-    message: str, column: Any, frame: pd.DataFrame, sub: pd.DataFrame, spec: ColumnSpec
+    message: str,
+    column: Any,
+    frame: pd.DataFrame,
+    sub: pd.DataFrame,
+    spec: ColumnSpec,
+    id_option: bool = True,
 ) -> str:
     """The duplicate-times error on DATA that looks like several series stacked, naming
     ``--id-col`` (the data layer names its argument ``id_col``) and the column that looks
     like their id: ``column``, found among the id, time and feature columns, else one of
-    DATA's other columns (text ids are no default feature)."""
+    DATA's other columns (text ids are no default feature). ``id_option``: the command has
+    ``--id-col`` (fit); the others are advised a refit with it (:func:`series_set`)."""
     from gpvae.data._parse import pandas_times
     from gpvae.data.convert import ID_ADVICE, stacked_series
 
@@ -594,7 +617,8 @@ def _id_option(
             column, why = stacked[1], f"stacked ({stacked[0]}): name the id"
             message = re.sub(r"stacked \(.*?\): name the id", lambda _: why, message, count=1)
     option = "--id-col COLUMN" if column is None else f"--id-col {column}"
-    return message.replace(ID_ADVICE.format(col=found), f"name the id column with {option}")
+    advice = f"name the id column with {option}" if id_option else _refit_advice(option)
+    return message.replace(ID_ADVICE.format(col=found), advice)
 
 
 def merged_rows(frame: pd.DataFrame, spec: ColumnSpec, what: str) -> np.ndarray:

@@ -487,7 +487,7 @@ def fit(
         return
     with run.together():
         spec = spec_from_fit(frame, time_col, id_col, features)
-        series = series_set(frame, spec, "DATA", loose=True, merge=merge_duplicates)
+        series = series_set(frame, spec, "DATA", loose=True, merge=merge_duplicates, id_option=True)
     # with a folder each process holds its own series (else every process holds them all)
     sharded = source.folder and run.world > 1
     D = len(spec.features)
