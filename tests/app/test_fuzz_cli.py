@@ -484,6 +484,25 @@ def test_csv_headers_pandas_would_misread_are_rejected(
     assert "found one column named 't;a;b'" in err, err
     assert "separated by semicolons" in err, err
     assert not (tmp_path / "m").exists()
+    # a European CSV (';' and decimal commas) whose rows hold different numbers of decimal
+    # commas, an empty cell among them: pandas' tokenizer error was shown as it came
+    # ("Expected 2 fields in line 3, saw 3"), not the semicolons; the advice converts it
+    euro = tmp_path / "euro.csv"
+    euro.write_text("t;a;b\n0;1,5;\n1;1,0;2,0\n2;0,5;1,0\n")
+    for args in (("fit", euro, "--time-col", "t", "-o", tmp_path / "m", "--quiet"),
+                 ("impute", model_dirs[False], euro, "-o", tmp_path / "o.csv")):  # fmt: skip
+        code, _, err = run(*args)
+        assert code == 1
+        assert "found one column named 't;a;b'" in err, err
+        assert "separated by semicolons" in err, err
+        assert "pd.read_csv(FILE, sep=';', decimal=',').to_csv(NEW_FILE, index=False)" in err
+        assert "tokenizing" not in err, err
+    # '.' decimals: converted without decimal=',' (which would read 1.5 as text)
+    dots = tmp_path / "dots.csv"
+    dots.write_text("t;a;b\n0;1.5;2.5\n1;1.0;2.0\n")
+    code, _, err = run("impute", model_dirs[False], dots, "-o", tmp_path / "o.csv")
+    assert code == 1
+    assert "pd.read_csv(FILE, sep=';').to_csv(NEW_FILE, index=False)" in err, err
     # a compressed CSV: its header is read through pandas (the raw bytes looked like one
     # column separated by tabs, and valid .csv.gz files were refused)
     import gzip

@@ -87,6 +87,8 @@ def read_table(
             "columns, found rows with more (check the delimiter and the quoting)"
         ) from err
     except Exception as err:  # pandas/pyarrow raise many types for unreadable files
+        if fmt == "csv":  # a file separated by semicolons with decimal commas, say: its
+            _check_header(p, what)  # rows have more comma-separated fields than its header
         raise CLIError(
             f"{what}: could not read {str(p)!r} as {fmt.upper()}: {one_line(str(err))}"
         ) from err
@@ -166,13 +168,26 @@ def _check_header(path: Path, what: str) -> None:
         )
     if len(header) == 1:
         name = header[0]
-        for sep, label in ((";", "semicolons"), ("\t", "tabs")):
+        for sep, label, code in ((";", "semicolons", ";"), ("\t", "tabs", "\\t")):
             if sep in name:
                 raise CLIError(
                     f"{what}: expected comma-separated columns, found one column named "
                     f"{name[:60]!r} in {str(path)!r}: the file looks separated by {label}; "
-                    "write it with commas (and '.' as the decimal point)"
+                    "write it with commas and '.' as the decimal point (the command reads no "
+                    "other form), e.g. in Python: pd.read_csv(FILE, sep="
+                    f"'{code}'{_decimal_comma(path, sep)}).to_csv(NEW_FILE, index=False)"
                 )
+
+
+def _decimal_comma(path: Path, sep: str) -> str:
+    """``", decimal=','"`` when the first rows of a file separated by ``sep`` hold numbers
+    written with a decimal comma (``0,97``), else ``""``: the conversion's pandas options."""
+    try:
+        rows = pd.read_csv(path, sep=sep, nrows=100, dtype=str, keep_default_na=False)
+    except (ValueError, pd.errors.ParserError):
+        return ""
+    cells = pd.Series(rows.to_numpy().ravel(), dtype=object).astype(str).str.strip()
+    return ", decimal=','" if cells.str.fullmatch(r"[-+]?\d+,\d+").any() else ""
 
 
 #: The cells pandas reads as missing by default (its ``na_values``), for the other columns
