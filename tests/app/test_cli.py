@@ -464,6 +464,27 @@ def test_detect_checks_the_labels_column_before_scoring(
     assert not (tmp_path / "o.csv").exists()
 
 
+def test_detect_names_the_empty_cells_of_the_labels_column(
+    wide_model: Path, files: dict[str, Path], tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    """An empty cell in a 0/1 --labels column gave "found other values", naming neither the
+    cell nor its row (as for a column of yes/no)."""
+    frame = pd.read_parquet(files["wide_parquet"])
+    frame["incident"] = 0.0
+    frame.loc[[3, 9], "incident"] = np.nan
+    src = tmp_path / "new.csv"
+    frame.to_csv(src, index=False)
+    args = ["detect", str(wide_model), str(src), "-o", str(tmp_path / "o.csv")]
+    _, line = _main_error(capsys, [*args, "--labels", "incident"])
+    assert "expected a label on every row of column 'incident'" in line, line
+    assert "found 2 empty cell(s) (row 3, 9;" in line, line
+    frame["incident"] = "no"
+    frame.loc[4, "incident"] = "yes"
+    frame.to_csv(src, index=False)
+    _, line = _main_error(capsys, [*args, "--labels", "incident"])
+    assert "found other values such as 'no' (row 0)" in line, line
+
+
 def test_duplicate_dates_are_reported_as_written(files: dict[str, Path], tmp_path: Path) -> None:
     frame = pd.read_parquet(files["wide_parquet"])
     frame.loc[5, "date"] = frame.loc[4, "date"]

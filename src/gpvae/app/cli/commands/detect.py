@@ -264,9 +264,22 @@ def label_column(frame: pd.DataFrame, col: str, spec: ColumnSpec) -> np.ndarray:
     if raw.dtype == bool:
         return raw.to_numpy()
     values = pd.to_numeric(raw, errors="coerce")
-    if values.isna().any() or not values.isin([0, 1]).all():
+    empty = raw.isna().to_numpy()
+    if empty.any():  # rows counted from 0 after the header, as in DATA's other errors
+        rows = np.flatnonzero(empty)
+        shown = ", ".join(str(r) for r in rows[:5]) + (", ..." if rows.size > 5 else "")
         raise CLIError(
-            f"--labels: expected 0/1 or true/false in column {col!r}, found other values"
+            f"--labels: expected a label on every row of column {col!r} (1/true inside a "
+            f"known anomaly, 0/false elsewhere), found {rows.size} empty cell(s) (row "
+            f"{shown}; rows counted from 0 after the header)"
+        )
+    bad = ~values.isin([0, 1]).to_numpy()
+    if bad.any():
+        row = int(np.argmax(bad))
+        raise CLIError(
+            f"--labels: expected 0/1 or true/false in column {col!r} (1/true inside a known "
+            f"anomaly, 0/false elsewhere), found other values such as {raw.iloc[row]!r} "
+            f"(row {row})"
         )
     return values.to_numpy() == 1
 
