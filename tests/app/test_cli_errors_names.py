@@ -135,3 +135,44 @@ def test_fit_warnings_name_the_options_as_they_come(tmp_path, monkeypatch, capsy
         warnings.warn("give window=W", UserWarning, stacklevel=1)
     assert [str(w.message) for w in caught] == ["give --window W", "give window=W"]
     assert all(isinstance(w.message, UserWarning) for w in caught)
+
+
+def test_fit_says_a_numerical_failure_in_its_own_words(tmp_path, monkeypatch, capsys) -> None:
+    """A numerical failure in training (a Kalman Cholesky, lr=30) was said as DATA's error
+    ("error: DATA: markov backend ..."); the estimator's advice of patience=None (never
+    stop early) reads as the command line's --patience 0; --help says how never to stop."""
+    import warnings
+
+    import numpy as np
+    import pandas as pd
+
+    from gpvae import GPVAE
+    from gpvae.app.cli import main
+    from gpvae.errors import NumericalError
+
+    frame = pd.DataFrame({"t": np.arange(40), "a": np.sin(np.arange(40.0))})
+    data = tmp_path / "d.csv"
+    frame.to_csv(data, index=False)
+    fit = ["fit", str(data), "--time-col", "t", "-o", str(tmp_path / "m"), "--quiet"]
+    fit += ["--hidden", "8", "--latent-dim", "2", "--epochs", "2"]
+
+    def fails(self, *args, **kwargs):
+        warnings.warn(
+            "training: early stopping ended the fit: use a larger patience (or None with "
+            "enough epochs); to never stop, give patience=None",
+            UserWarning,
+            stacklevel=2,
+        )
+        raise NumericalError("markov backend: Cholesky of the filter covariance failed")
+
+    monkeypatch.setattr(GPVAE, "fit", fails)
+    assert main(fit) == 1
+    said = [line for line in capsys.readouterr().err.splitlines() if line.strip()]
+    assert said[-1] == "error: markov backend: Cholesky of the filter covariance failed", said
+    (warned,) = [line for line in said if line.startswith("warning: ")]
+    assert "a larger --patience (or 0 with enough epochs)" in warned, warned
+    assert "to never stop, give --patience 0" in warned, warned
+    assert "None" not in warned, warned
+    assert main(["fit", "--help"]) == 0
+    shown = " ".join(capsys.readouterr().out.split())
+    assert "(0: never stop early;" in shown, shown

@@ -22,6 +22,7 @@ from gpvae.training.distributed import is_main_process
 
 __all__ = [
     "CLI_NAMES",
+    "CLI_PHRASES",
     "REMEDIES",
     "CLIError",
     "as_cli",
@@ -70,12 +71,22 @@ def cli_message(message: str, default: str, names: dict[str, str] | None = None)
     return f"{shown}: {rest}{where}"
 
 
+#: The estimator's phrases that the command line says otherwise (patterns): its way never to
+#: stop early is ``--patience 0``, where the estimator's is ``patience=None``.
+CLI_PHRASES = [
+    (r"(?<![\w-])patience \(or None\b", "--patience (or 0"),
+    (r"(?<![\w-])patience=None\b", "--patience 0"),
+]
+
+
 def _option_words(text: str, names: dict[str, str]) -> str:
     """``text`` with the estimator's argument names that are command-line options written as
     the options: ``interp_skip=True`` -> ``--interp-skip``, ``kernel='x'`` -> ``--kernel 'x'``
     (``window= to ...`` -> ``--window to ...``),
     and a bare ``latent_dim`` -> ``--latent-dim`` (names with an underscore only: plain words
     such as "kernel" stay words); a bare ``X`` is written as the command's data argument."""
+    for phrase, said in CLI_PHRASES if "patience" in names else ():
+        text = re.sub(phrase, said, text)
     options = {k: v for k, v in names.items() if v.startswith("--") or k == "X"}
     if not options:
         return text
@@ -94,16 +105,25 @@ def _option_words(text: str, names: dict[str, str]) -> str:
 
 
 @contextlib.contextmanager
-def as_cli(default: str, names: dict[str, str] | None = None) -> Iterator[None]:
+def as_cli(
+    default: str,
+    names: dict[str, str] | None = None,
+    own: tuple[type[GPVAEError], ...] = (),
+) -> Iterator[None]:
     """Re-raise a GPVAEError from the estimator as one naming the command line's argument or
     option (the estimator names its own arguments, X, times, ...; ``names`` adds to
-    :data:`CLI_NAMES`)."""
+    :data:`CLI_NAMES`). Errors of the types ``own`` are about no argument of the block (a
+    numerical failure in training, which is not DATA's): they keep their own words, the
+    estimator's names written as options, without the ``default`` prefix."""
     try:
         yield
     except GPVAEError as err:
         message = one_line(str(err))
         if isinstance(err, DistributedError):  # about the job, not about an argument
             out = CLIError(message)
+        elif isinstance(err, own):
+            said = cli_message(message, "", names)
+            out = CLIError(said[2:] if said.startswith(": ") else said)
         else:
             out = CLIError(cli_message(message, default, names))
         if getattr(err, "synchronized", False):  # raised alike by every process of a job

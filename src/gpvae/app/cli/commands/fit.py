@@ -33,6 +33,7 @@ from gpvae.app.cli.options import (
 )
 from gpvae.app.cli.tables import make_folder
 from gpvae.data.holdout import HIDE_PATTERNS, MASK_PATTERNS
+from gpvae.errors import NumericalError
 from gpvae.estimator.spatial_methods import SPATIAL_ONE_PROCESS
 from gpvae.kernels import kernel_key, kernel_names
 from gpvae.likelihoods import likelihood_key, likelihood_names
@@ -163,7 +164,8 @@ __all__ = ["fit", "fit_spatial"]
     default=10,
     show_default=True,
     type=click.IntRange(min=0),
-    help="Stop after this many epochs without improvement (0: never).",
+    help="Stop after this many epochs without improvement of the validation score (0: "
+    "never stop early; the fit keeps the epoch of the best score either way).",
 )
 @click.option(
     "--window",
@@ -514,7 +516,8 @@ def fit(
     flags = {"encoder": "--encoder", "decoder": "--decoder", "period": "--period"}
     names = {**_option_names(), **flags}
     # (resume names epochs, ...); fit's warnings name the options too, as they come
-    with as_cli("DATA", names), cli_warning_words(names):
+    # a numerical failure in training is not DATA's (it said "DATA: markov backend ...")
+    with as_cli("DATA", names, own=(NumericalError,)), cli_warning_words(names):
         model.fit(series, resume=resume, sharded=sharded)  # 'cnn' on non-square frames fails here
     # the threshold: a model of increments, or an ensemble, forecasts only: no anomaly scores
     # (cli.json's 'threshold', a quantile of the training scores that detect used before
@@ -666,7 +669,7 @@ def fit_spatial(
         "window": "--window",
         **MASK_FLAGS,
     }
-    with as_cli("DATA", names):
+    with as_cli("DATA", names, own=(NumericalError,)):
         model.fit(  # type: ignore[attr-defined]
             frame,
             id=id_col,
