@@ -485,6 +485,69 @@ def test_detect_names_the_empty_cells_of_the_labels_column(
     assert "found other values such as 'no' (row 0)" in line, line
 
 
+def test_fit_summary_names_the_epoch_it_kept(
+    files: dict[str, Path], tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    """The summary said "after 16 epochs" only, though the model keeps the epoch of the best
+    validation score (early stopping ends the fit patience epochs after it)."""
+    out = tmp_path / "m"
+    args = ["fit", str(files["long_csv"]), "--time-col", "t", "--id-col", "station", "-o"]
+    assert main([*args, str(out), "--epochs", "8", "--latent-dim", "2", "--hidden", "8",
+                 "--lr", "0.05", "--quiet"]) == 0  # fmt: skip
+    said = capsys.readouterr().out
+    (line,) = [text for text in said.splitlines() if text.startswith("fitted on")]
+    history = GPVAE.load(out / "model").history_
+    scores = [h["val_score"] for h in history]
+    best = int(np.argmin(scores))
+    assert history[best]["validated"] == 1.0
+    assert f"after {len(history)} epochs, kept epoch {best + 1} (best validation score " in line
+    assert f"{scores[best]:.4g})" in line, line
+
+
+def test_fit_interrupted_says_what_is_kept_and_how_to_resume(
+    files: dict[str, Path],
+    tmp_path: Path,
+    monkeypatch: pytest.MonkeyPatch,
+    capsys: pytest.CaptureFixture[str],
+) -> None:
+    """Ctrl-C during fit printed a bare "error: aborted" (click turns KeyboardInterrupt into
+    Abort): it says the fit was interrupted, that the checkpoint is kept (when one was
+    written) and that --resume continues from it; the exit code stays 130."""
+    written = {"checkpoint": True}
+
+    def stopped(self: Any, *args: Any, **kwargs: Any) -> Any:
+        if written["checkpoint"]:
+            (Path(self.checkpoint_dir) / "checkpoint.safetensors").write_bytes(b"x")
+        raise KeyboardInterrupt
+
+    monkeypatch.setattr(GPVAE, "fit", stopped)
+    for checkpoint in (True, False):
+        written["checkpoint"] = checkpoint
+        out = tmp_path / f"m{checkpoint}"
+        args = ["fit", str(files["long_csv"]), "--time-col", "t", "--id-col", "station"]
+        assert main([*args, "-o", str(out), "--quiet"]) == 130
+        lines = [ln for ln in capsys.readouterr().err.splitlines() if ln.strip()]
+        assert len(lines) == 1, lines
+        assert lines[0].startswith("error: fit: interrupted (Ctrl-C)"), lines
+        if checkpoint:
+            assert repr(str(out / "checkpoints")) + " is kept" in lines[0], lines
+            assert "rerun the same command with --resume" in lines[0], lines
+        else:
+            assert "--resume" not in lines[0], lines
+        assert not (out / "model").exists()
+    # elsewhere (here while impute loads the model): an interruption, not "aborted"
+    import importlib
+
+    def loading(*args: Any, **kwargs: Any) -> Any:
+        raise KeyboardInterrupt
+
+    command = importlib.import_module("gpvae.app.cli.commands.impute")
+    monkeypatch.setattr(command, "load_model", loading)
+    args = ["impute", str(tmp_path / "m"), str(files["long_csv"]), "-o", "o.csv"]
+    assert main(args) == 130
+    assert capsys.readouterr().err.strip() == "error: interrupted (Ctrl-C)"
+
+
 def test_duplicate_dates_are_reported_as_written(files: dict[str, Path], tmp_path: Path) -> None:
     frame = pd.read_parquet(files["wide_parquet"])
     frame.loc[5, "date"] = frame.loc[4, "date"]

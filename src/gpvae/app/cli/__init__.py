@@ -172,8 +172,10 @@ def _main(args: list[str], debug: bool) -> int:
                 hint = f" (see '{err.ctx.command_path} --help')"
             _report(f"error: {one_line(err.format_message())}{hint}", err)
             return int(err.exit_code)
-        except click.exceptions.Abort:
-            _report("error: aborted")
+        except click.exceptions.Abort as err:
+            # click turns Ctrl-C (KeyboardInterrupt) into Abort before it reaches us
+            stopped = isinstance(err.__cause__, KeyboardInterrupt)
+            _report("error: interrupted (Ctrl-C)" if stopped else "error: aborted")
             return 130
         except KeyboardInterrupt:
             _report("error: interrupted")

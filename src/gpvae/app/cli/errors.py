@@ -25,6 +25,7 @@ __all__ = [
     "CLI_PHRASES",
     "REMEDIES",
     "CLIError",
+    "Interrupted",
     "as_cli",
     "cli_message",
     "cli_remedies",
@@ -36,6 +37,12 @@ __all__ = [
 
 class CLIError(click.ClickException):
     """A user error found by the command line itself (exit code 1)."""
+
+
+class Interrupted(CLIError):
+    """The user stopped the command (Ctrl-C): exit code 130, as for a shell's SIGINT."""
+
+    exit_code = 130
 
 
 def one_line(text: str) -> str:

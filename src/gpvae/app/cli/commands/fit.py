@@ -518,7 +518,10 @@ def fit(
     # (resume names epochs, ...); fit's warnings name the options too, as they come
     # a numerical failure in training is not DATA's (it said "DATA: markov backend ...")
     with as_cli("DATA", names, own=(NumericalError,)), cli_warning_words(names):
-        model.fit(series, resume=resume, sharded=sharded)  # 'cnn' on non-square frames fails here
+        try:
+            model.fit(series, resume=resume, sharded=sharded)  # 'cnn' on non-square frames fails
+        except KeyboardInterrupt:  # click would say only "aborted"
+            raise _interrupted(out / "checkpoints") from None
     # the threshold: a model of increments, or an ensemble, forecasts only: no anomaly scores
     # (cli.json's 'threshold', a quantile of the training scores that detect used before
     # the profile existed, is no longer computed: detect uses the profile)
@@ -548,7 +551,7 @@ def fit(
             model.save(out / MODEL_SUBDIR)
             spec.save(out)
     hist = getattr(model, "history_", None) or []
-    last = f" after {len(hist)} epochs" if hist else ""
+    last = f" after {len(hist)} epochs{_kept_epoch(hist) if members == 1 else ''}" if hist else ""
     # the series trained on: those with nothing observed were left out, with a warning
     trained = sum(1 for v in series.values if not np.isnan(v).all())
     n_series = int(run.total(trained)) if sharded else trained
@@ -560,6 +563,38 @@ def fit(
         f"({', '.join(spec.features)}){last}{processes}; wrote {out}"
     )
     _print_kernels(model, out / MODEL_SUBDIR)
+
+
+def _interrupted(checkpoints: Path) -> CLIError:
+    """The error for a fit stopped by Ctrl-C: what is kept, and how to go on."""
+    from gpvae.app.cli.errors import Interrupted
+
+    kept = checkpoints.is_dir() and any(checkpoints.iterdir())
+    if kept:
+        return Interrupted(
+            f"fit: interrupted (Ctrl-C); the checkpoint of its last finished epoch in "
+            f"{str(checkpoints)!r} is kept: rerun the same command with --resume to continue "
+            "from it (MODEL_DIR holds no model until a fit ends)"
+        )
+    return Interrupted(
+        "fit: interrupted (Ctrl-C) before it wrote a checkpoint; nothing of it was kept "
+        "(MODEL_DIR holds no model until a fit ends)"
+    )
+
+
+def _kept_epoch(history: list[dict[str, float]]) -> str:
+    """The fit summary's words on the epoch whose weights the model kept (the lowest
+    ``val_score``: a validation score, else the training loss), from ``history_``: early
+    stopping or a later rise of the score leaves a model of an earlier epoch than the last."""
+    scores = np.asarray([h.get("val_score", np.nan) for h in history], dtype=float)
+    if not np.isfinite(scores).any():
+        return ""
+    best = int(np.argmin(np.where(np.isfinite(scores), scores, np.inf)))
+    validated = bool(history[best].get("validated", 0.0))
+    if not validated and best == len(history) - 1:
+        return ""  # the last epoch, chosen by its training loss: nothing to add
+    what = "validation score" if validated else "training loss"
+    return f", kept epoch {best + 1} (best {what} {scores[best]:.4g})"
 
 
 #: At most this many lines of learned kernels after a fit (one per latent channel, then one
