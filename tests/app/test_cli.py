@@ -548,6 +548,24 @@ def test_fit_interrupted_says_what_is_kept_and_how_to_resume(
     assert capsys.readouterr().err.strip() == "error: interrupted (Ctrl-C)"
 
 
+def test_impute_writes_observed_true_false_cells_as_written(
+    long_model: Path, files: dict[str, Path], tmp_path: Path
+) -> None:
+    """Observed TRUE/FALSE cells of a feature column with empty cells came back from impute
+    as 1.0/0.0; they are written as DATA wrote them (the gaps get numbers)."""
+    frame = pd.read_csv(files["long_csv"])
+    gaps = frame["wind"].isna()
+    frame["wind"] = np.where(frame["wind"] > 3, "TRUE", "FALSE")
+    data = tmp_path / "truth.csv"
+    frame.assign(wind=frame["wind"].where(~gaps, "")).to_csv(data, index=False)
+    out = tmp_path / "o.csv"
+    _ok(run_cli("impute", long_model, data, "-o", out, "--num-samples", "19"))
+    back = pd.read_csv(out, dtype=str, keep_default_na=False)
+    for col in ("wind", "wind_lower", "wind_upper"):
+        assert back.loc[~gaps, col].tolist() == frame.loc[~gaps, "wind"].tolist(), col
+    assert np.isfinite(back.loc[gaps, "wind"].astype(float)).all()
+
+
 def test_duplicate_dates_are_reported_as_written(files: dict[str, Path], tmp_path: Path) -> None:
     frame = pd.read_parquet(files["wide_parquet"])
     frame.loc[5, "date"] = frame.loc[4, "date"]

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from pathlib import Path
+
 import click
 import numpy as np
 import pandas as pd
@@ -29,7 +31,13 @@ from gpvae.app.cli.options import (
     out_option,
     series_option,
 )
-from gpvae.app.cli.tables import PLOT_FORMATS, check_plot, panels_drawn, save_figure
+from gpvae.app.cli.tables import (
+    PLOT_FORMATS,
+    check_plot,
+    file_format,
+    panels_drawn,
+    save_figure,
+)
 
 __all__ = ["impute", "keep_observed"]
 
@@ -102,6 +110,8 @@ def impute(
             table = merge_back(frame, filled, spec)
     if frame.shape[0]:
         table = keep_whole_numbers(table, frame, spec)
+        if not source.folder and not shards.is_folder(out):
+            table = keep_truth_values(table, frame, spec, data, out_path)
     shards.write_output(table, out_path, run, ordered=source.ordered)
     missing = run.total(int(frame[spec.features].isna().sum().sum()) if frame.shape[0] else 0)
     info(f"imputed {int(missing)} missing values; wrote {out_path}")
@@ -169,6 +179,39 @@ def keep_whole_numbers(table: pd.DataFrame, frame: pd.DataFrame, spec: ColumnSpe
             for col in (f, f"{f}_lower", f"{f}_upper"):
                 out[col] = frame[f].to_numpy()
     return out
+
+
+def keep_truth_values(
+    table: pd.DataFrame, frame: pd.DataFrame, spec: ColumnSpec, data: str, out: Path
+) -> pd.DataFrame:
+    """``table`` (OUT, a CSV file) with the observed cells of DATA's CSV feature columns of
+    TRUE/FALSE with empty cells (pandas reads True/False and NaN) written as DATA wrote them
+    (``TRUE``), in the column and its interval's ends; they came back as ``1.0`` / ``0.0``.
+    The imputed cells stay numbers (a Parquet OUT, whose column holds one type, keeps them
+    all as floats, as a Parquet DATA's nullable boolean column does)."""
+    if file_format(Path(data), "DATA") != "csv" or file_format(out, "OUT") != "csv":
+        return table
+    cols = []
+    for f in spec.features:
+        present = frame[f].dropna()
+        gaps = frame[f].dtype == object and len(present) and frame[f].isna().any()
+        if gaps and all(isinstance(v, (bool, np.bool_)) for v in present):
+            cols.append(f)
+    if not cols:
+        return table
+    try:  # the cells as written (frame's index: DATA's rows, counted from 0)
+        text = pd.read_csv(data, usecols=cols, dtype=str, keep_default_na=False)
+    except (ValueError, pd.errors.ParserError):
+        return table
+    out_table = table.copy()
+    for f in cols:
+        seen = frame[f].notna().to_numpy()
+        written = text[f].reindex(frame.index).to_numpy(dtype=object)
+        for col in (f, f"{f}_lower", f"{f}_upper"):
+            values = out_table[col].to_numpy(dtype=object)
+            values[seen] = written[seen]
+            out_table[col] = values
+    return out_table
 
 
 def keep_observed(filled: pd.DataFrame, frame: pd.DataFrame, spec: ColumnSpec) -> pd.DataFrame:
