@@ -5,6 +5,8 @@ trending series forecast past its training range, the errors, saving and the CLI
 from __future__ import annotations
 
 import json
+import re
+import warnings
 from pathlib import Path
 
 import numpy as np
@@ -258,3 +260,50 @@ def test_cli_difference_columns(tmp_path: Path, capsys: pytest.CaptureFixture[st
     bad[bad.index(str(model))] = str(tmp_path / "other")
     assert main(bad) != 0
     assert "difference" in capsys.readouterr().err
+
+
+def _trend_stationary(n: int, T: int, seed: int) -> np.ndarray:
+    """(n, T, 2): one Matern-3/2 GP path per series (lengthscale 10 steps), mixed into two
+    features, around a line rising 0.05 a step: stationary wiggles about a trend, whose
+    increments are noise-like, not a random walk's steps with drift."""
+    rng = np.random.default_rng(seed)
+    t = np.arange(T, dtype=float)
+    r = np.sqrt(3.0) * np.abs(t[:, None] - t[None, :]) / 10.0
+    K = (1 + r) * np.exp(-r) + 1e-8 * np.eye(T)
+    z = (np.linalg.cholesky(K) @ rng.standard_normal((T, n))).T  # (n, T)
+    y = z[..., None] * rng.standard_normal(2) + 0.05 * rng.standard_normal((n, T, 2))
+    return y + 0.05 * t[None, :, None]
+
+
+def _reach_warnings(caught: list[warnings.WarningMessage]) -> list[str]:
+    return [str(w.message) for w in caught if "latent paths leave" in str(w.message)]
+
+
+def test_latents_that_leave_the_trained_range_warn_once() -> None:
+    """kernel="trend" on the increments of a trend-stationary series: the posterior latents
+    collapse to a near-constant away from the prior mean (posterior sd small), and 40 steps
+    ahead most draws relax towards the prior, outside the range the histories' posteriors
+    cover (the decoder never saw them); the same data with matern32 stay in range."""
+    X = _trend_stationary(8, 200, seed=0)
+    common = {"latent_dim": 2, "batch_size": 4, "epochs": 100, "patience": None}
+    collapsed = GPVAE(kernel="trend", difference=True, progress=False, seed=0, **common).fit(X)
+    with warnings.catch_warnings(record=True) as caught:
+        warnings.simplefilter("always")
+        collapsed.forecast(X, horizon=40, num_samples=50)  # two batches of 4 series
+    said = _reach_warnings(caught)
+    assert len(said) == 1, said  # once per call, not per batch
+    assert caught[[str(w.message) for w in caught].index(said[0])].filename == __file__
+    text = said[0]
+    assert text.startswith("kernel: the forecast's latent paths leave the range")
+    assert re.search(r"channel \d: the histories' posteriors cover \[\S+, \S+\], \d+% of", text)
+    assert "'matern32' or 'trend+matern32'" in text
+    assert "backtest" in text
+    with warnings.catch_warnings(record=True) as caught:
+        warnings.simplefilter("always")
+        collapsed.forecast(X, horizon=1, num_samples=50)  # one step ahead: still in range
+    assert _reach_warnings(caught) == []
+    well = GPVAE(kernel="matern32", difference=True, progress=False, seed=0, **common).fit(X)
+    with warnings.catch_warnings(record=True) as caught:
+        warnings.simplefilter("always")
+        well.forecast(X, horizon=40, num_samples=50)
+    assert _reach_warnings(caught) == []

@@ -58,7 +58,11 @@ class ForecastMethods:
         interval covers a new draw 90% of the time whatever ``num_samples``. Needs
         ``posterior="structured"``. The intervals are calibrated only when the model was
         (``forecast_horizon`` at fit, or :meth:`calibrate_forecast`), and up to that
-        horizon; a forecast warns (UserWarning) when they are not.
+        horizon; a forecast warns (UserWarning) when they are not. It also warns, once per
+        call, when in some latent channel more than half of the draws at the furthest
+        future step lie outside the range the histories' posteriors cover (the decoder
+        never saw such latents: biased levels, intervals far too wide;
+        :class:`gpvae.estimator.forecasting.LatentReach`, docs/forecasting.md).
 
         Args:
             X: the observed history, any accepted form.

@@ -11,8 +11,9 @@ same origins (:mod:`gpvae.estimator.forecast_blend`).
 
 from __future__ import annotations
 
+import math
 import warnings
-from collections.abc import Iterator, Sequence
+from collections.abc import Callable, Iterator, Sequence
 from dataclasses import replace
 from typing import Any
 
@@ -41,10 +42,14 @@ from gpvae.estimator.results import (
     times_out,
 )
 from gpvae.model import sorted_quantiles
+from gpvae.posteriors.structured import StructuredQ
 
 __all__ = [
     "CALIBRATE_REMEDY",
+    "REACH_SDS",
+    "REACH_SHARE",
     "UNCALIBRATED_REMEDY",
+    "LatentReach",
     "band_of_ahead",
     "band_of_steps",
     "batch_size_within",
@@ -96,6 +101,88 @@ def batch_size_within(batch_size: int, num_samples: int, steps: int) -> int:
     return max(1, min(batch_size, settings.FORECAST_BATCH_POINTS // (num_samples * steps)))
 
 
+#: How many posterior sds either side of its mean a history point's latent counts as
+#: covered by the posteriors the decoder was trained on (:class:`LatentReach`).
+REACH_SDS = 3.0
+#: The share of a latent channel's draws at the furthest forecast step outside the covered
+#: range above which the forecast warns (:func:`_warn_latent_reach`).
+REACH_SHARE = 0.5
+
+
+class LatentReach:
+    """Where a forecast's latent draws went against the latents of its histories.
+
+    Per latent channel: the range ``[min(mean - 3 sd), max(mean + 3 sd)]`` of the posterior
+    marginals over the histories' points with a pseudo-observation (an encoded observation),
+    where the decoder saw latents in training when the histories are the training data, and
+    the draws at each series' furthest future time. A channel the model does not use keeps
+    its prior as posterior, so its draws stay in the range. Fed batch by batch through
+    :meth:`GPVAEModel.forecast_draws`'s ``on_latents`` (:meth:`watch`): one smoother pass for
+    the marginals per batch, no draw.
+    """
+
+    def __init__(self) -> None:
+        self.low: list[Tensor] = []  # (B, L) each
+        self.high: list[Tensor] = []
+        self.far: list[Tensor] = []  # (S, B, L)
+
+    def watch(self, x_new: Tensor) -> Callable[[StructuredQ, Tensor], None]:
+        """The ``on_latents`` of a batch whose new points are ``x_new`` (B, H, 1)."""
+        last = x_new[..., 0].argmax(dim=1)  # (B,) each series' furthest future time
+        rows = torch.arange(x_new.shape[0], device=x_new.device)
+
+        def add(q: StructuredQ, z: Tensor) -> None:
+            mean, var = q.marginals()  # (B, N, L)
+            sd = var.clamp_min(0).sqrt()
+            inc = q.gp.included  # (B, N, L)
+            inf = torch.full_like(mean, math.inf)
+            self.low.append(torch.where(inc, mean - REACH_SDS * sd, inf).amin(dim=1).cpu())
+            self.high.append(torch.where(inc, mean + REACH_SDS * sd, -inf).amax(dim=1).cpu())
+            self.far.append(z[:, rows, last].float().cpu())
+
+        return add
+
+    def outside(self) -> tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray]:
+        """Per latent channel (L,): the covered range's ends, the share of the draws at the
+        furthest step outside it and those draws' 5% and 95% quantiles (4 x (L,))."""
+        low = torch.cat(self.low).amin(dim=0).double().numpy()
+        high = torch.cat(self.high).amax(dim=0).double().numpy()
+        far = torch.cat(self.far, dim=1).flatten(0, 1).double().numpy()  # (S * n, L)
+        share = ((far < low) | (far > high)).mean(axis=0)
+        q05, q95 = np.quantile(far, (0.05, 0.95), axis=0)
+        return np.stack([low, high]), share, q05, q95
+
+
+def _warn_latent_reach(reach: LatentReach, furthest: int) -> None:
+    """Warn (at the caller of GPVAE.forecast) when, in some latent channel, more than
+    :data:`REACH_SHARE` of the draws ``furthest`` steps ahead lie outside the range the
+    histories' posteriors cover (:class:`LatentReach`)."""
+    if not reach.far:
+        return
+    ends, share, q05, q95 = reach.outside()
+    away = np.flatnonzero(share > REACH_SHARE)
+    if not len(away):
+        return
+    where = "; ".join(
+        f"channel {c}: the histories' posteriors cover [{ends[0, c]:.3g}, {ends[1, c]:.3g}], "
+        f"{share[c]:.0%} of its draws lie outside (90% of them in [{q05[c]:.3g}, {q95[c]:.3g}])"
+        for c in away
+    )
+    warnings.warn(
+        f"kernel: the forecast's latent paths leave the range the decoder was trained on "
+        f"({furthest} steps ahead, posterior mean +- {REACH_SDS:g} sd over the histories' "
+        f"observed steps): {where}. The forecast decodes latents the decoder never saw, so "
+        "its levels (or increments, with difference=True) can be biased and its intervals "
+        "far too wide; this happens when the kernel's lengthscale is long and the "
+        "posteriors sit far from the prior mean, e.g. kernel='trend' on the increments of a "
+        "series that wanders around a rising line (docs/forecasting.md). A shorter-range "
+        "kernel such as 'matern32' or 'trend+matern32' keeps the latents in range; compare "
+        "the choices with backtest",
+        UserWarning,
+        stacklevel=4,  # the caller of GPVAE.forecast
+    )
+
+
 def forecast_draws(
     ctx: PredictContext,
     scaled: SeriesSet,
@@ -103,6 +190,7 @@ def forecast_draws(
     num_samples: int,
     salt: int = 2,
     ahead: np.ndarray | None = None,
+    reach: LatentReach | None = None,
 ) -> Iterator[tuple[np.ndarray, Tensor, Tensor]]:
     """Per batch: series indices, mean (B, H, D) and S draws (S, B, H, D) in standardised
     units at ``future`` (n, H) times (input units), spread-calibrated when the context
@@ -113,6 +201,8 @@ def forecast_draws(
     the blend) and its base forecasts (the value one season before it, ...). When the blend
     anchors on the model's mean one step ahead and a series has no future time there, the
     model also forecasts that step (left out of the results).
+
+    ``reach``: when given, gathers where the latent draws went (:class:`LatentReach`).
 
     The future times are checked before any work (naming ``future_times``).
     """
@@ -134,7 +224,8 @@ def forecast_draws(
     for idx in batch_indices(scaled.num_series, size):
         batch = ctx.batch(scaled, idx)
         x_t = ctx.new_points(scaled, idx, x_all)  # in the batch rows' frames
-        mean, y = model.forecast_draws(batch, x_t, num_samples, gen)  # (B, H, D), (S, B, H, D)
+        watch = None if reach is None else reach.watch(x_t)
+        mean, y = model.forecast_draws(batch, x_t, num_samples, gen, watch)  # (B,H,D), (S,B,H,D)
         anchor = None
         if extra:
             anchor = mean[:, 0].double().cpu().numpy()  # (B, D)
@@ -310,7 +401,8 @@ def forecast_series(
     draws_out = np.empty((S, n, H, D)) if return_samples else None
     start = _start_levels(ctx, ss, S) if ctx.difference else None
     stepped = difference_mask(ctx.difference, ctx.scaler.feature_names_)
-    for idx, mean, y in forecast_draws(ctx, scaled, grid, S, ahead=ahead):
+    reach = LatentReach()
+    for idx, mean, y in forecast_draws(ctx, scaled, grid, S, ahead=ahead, reach=reach):
         if start is not None:  # cumulate the increments, draw by draw, from the last level
             steps = scaler.inverse_transform(y.double().cpu().numpy())
             paths = torch.as_tensor(integrate(start[idx], steps, stepped))
@@ -333,6 +425,7 @@ def forecast_series(
             out[idx] = scaler.inverse_transform(t.double().cpu().numpy())
         if draws_out is not None:
             draws_out[:, idx] = scaler.inverse_transform(y.double().cpu().numpy())
+    _warn_latent_reach(reach, furthest)
     dtype = ss.layout.dtype if ss.layout.dtype.kind == "f" else np.dtype(np.float64)
     t_out = times_out(ss, future)
     mean_c, lo_c, hi_c = (a.astype(dtype, copy=False) for a in (mean_out, lo_out, hi_out))

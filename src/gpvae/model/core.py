@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import math
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from typing import NamedTuple
 
 import torch
@@ -554,7 +554,12 @@ class GPVAEModel(nn.Module):
 
     @torch.no_grad()
     def forecast_draws(
-        self, batch: Batch, x_new: Tensor, num_samples: int, generator: torch.Generator
+        self,
+        batch: Batch,
+        x_new: Tensor,
+        num_samples: int,
+        generator: torch.Generator,
+        on_latents: Callable[[StructuredQ, Tensor], None] | None = None,
     ) -> tuple[Tensor, Tensor]:
         """Predictive mean (B, H, D) and S draws (S, B, H, D) of y at new index points.
 
@@ -562,6 +567,11 @@ class GPVAEModel(nn.Module):
         GP (needs the structured posterior); a likelihood whose noise is correlated along
         the index also conditions its noise on the observed history, which needs the
         latents jointly over history and future.
+
+        ``on_latents``: when given, called with the batch's posterior and the latent draws
+        at ``x_new`` (S, B, H, L) before they are decoded (the forecast's check of where
+        they went, :func:`gpvae.estimator.forecasting.latent_reach`); the draws are the
+        same either way.
         """
         S = check_count("num_samples", num_samples)
         q = self.encode(batch)
@@ -574,9 +584,14 @@ class GPVAEModel(nn.Module):
         N = batch.x.shape[1]
         joint = self._forecast_batch(batch, x_new)
         if not lik.needs_index:
-            params = self.decode_at(q.gp.sample_at(x_new, S, generator), batch, x_new)
+            z = q.gp.sample_at(x_new, S, generator)
+            if on_latents is not None:
+                on_latents(q, z)
+            params = self.decode_at(z, batch, x_new)
             return lik.mean(params).mean(0), lik.sample(params, generator)
         z = q.gp.sample_at(joint.x, S, generator)
+        if on_latents is not None:
+            on_latents(q, z[..., N:, :])
         parts = lik.split(self.decode(z, joint))  # each (S, B, N + H, D)
         hist = tuple(p[..., :N, :] for p in parts)
         new = tuple(p[..., N:, :] for p in parts)
