@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import math
+import re
 from collections.abc import Iterable
 from typing import Any
 
@@ -517,3 +518,54 @@ def test_the_progress_bar_of_a_log_is_redrawn_rarely(
     train(MeanModel(3), lambda epoch: _batches(y), cfg, val_score=lambda: 1.5)
     assert capsys.readouterr().err.count("\r") >= 40
 
+
+def _sines() -> Any:
+    """12 noisy sine series of 60 steps and 3 features (the audit's data)."""
+    import numpy as np
+
+    rng = np.random.default_rng(0)
+    t = np.arange(60)
+    return np.stack(
+        [
+            np.stack([np.sin(t / 5 + i + j) + 0.1 * rng.standard_normal(60) for j in range(3)], 1)
+            for i in range(12)
+        ]
+    )
+
+
+def test_a_fit_worse_than_the_mean_fill_warns_naming_lr() -> None:
+    """Audit A3 #1: lr=10 diverged (validation MAE 2.7e5 -> 852, standardised, where the
+    mean fill scores 0.87) and fit returned the useless model without a word."""
+    import warnings
+
+    from gpvae import GPVAE
+
+    X = _sines()
+    kw: dict[str, Any] = {"latent_dim": 2, "epochs": 3, "batch_size": 4, "progress": False}
+    useless = r"^training: the kept weights \(epoch \d\) score a validation MAE of [\d.e+]+, "
+    with pytest.warns(UserWarning, match=useless + r"[\d.e+]+ times that of filling") as caught:
+        GPVAE(lr=10.0, **kw).fit(X)
+    message = next(str(w.message) for w in caught if "kept weights" in str(w.message))
+    assert "(it was lr=10; try lr=1)" in message
+    with warnings.catch_warnings():  # an ordinary fit: no such warning
+        warnings.filterwarnings("error", message="training: the kept weights")
+        GPVAE(**{**kw, "epochs": 5}).fit(X)
+
+
+@pytest.mark.parametrize("entries", [0, 1])
+def test_x_val_with_nothing_to_hold_out_says_so(entries: int) -> None:
+    """Audit A3 #4: an all-NaN X_val (or one with a single entry) silently left early
+    stopping and the kept epoch to the training loss."""
+    import numpy as np
+
+    from gpvae import GPVAE
+
+    X = _sines()
+    X_val = np.full_like(X[:3], np.nan)
+    X_val[0, :entries, 0] = 0.5
+    found = "no observed entry (all NaN)" if entries == 0 else "1 observed entries, too few"
+    with pytest.warns(UserWarning, match=r"^X_val: expected observed entries to validate on, "
+                      rf"found {re.escape(found)}.* in its 3 series; .*go by the training "
+                      "loss"):  # fmt: skip
+        m = GPVAE(latent_dim=2, epochs=2, batch_size=4, progress=False).fit(X, X_val=X_val)
+    assert [h["validated"] for h in m.history_] == [0.0, 0.0]
