@@ -130,8 +130,10 @@ class TrainConfig:
             (None: never stop early).
         num_samples: Monte Carlo samples of z per series in the ELBO.
         iwae: importance samples (1: the standard ELBO).
-        max_bad_steps: non-finite steps tolerated (each rolls back and halves lr).
-        progress: show a tqdm progress bar with the loss parts and ETA.
+        max_bad_steps: steps tolerated whose loss or gradients are not finite or whose
+            model raised a NumericalError (each rolls back and halves lr).
+        progress: show a tqdm progress bar with the loss parts and ETA (on stderr; when
+            that is a file or a pipe, redrawn at most every 30 seconds).
     """
 
     epochs: int = 100
