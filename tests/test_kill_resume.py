@@ -257,3 +257,70 @@ def test_saved_files_get_the_usual_permissions(tmp_path: Path) -> None:
     assert len(files) == 3
     for path in files:
         assert path.stat().st_mode & 0o777 == 0o644, path
+
+
+def test_an_interrupted_fit_keeps_its_best_epoch_and_says_so(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Audit A3 #6: Ctrl-C during fit threw away every epoch trained (is_fitted False,
+    history_ empty) though the loop held the best weights; the interrupt still goes on."""
+    from gpvae.training import FitSession
+
+    X, t = data(n=6, T=8)
+    end = FitSession.on_epoch_end
+    kept: list[dict[str, torch.Tensor]] = []
+
+    def interrupt(self: FitSession, state: Any, optimizer: Any) -> None:
+        end(self, state, optimizer)
+        if state.epoch == state.best_epoch:
+            kept.append({k: v.clone() for k, v in self.model.state_dict().items()})
+        if state.epoch == 3:
+            raise KeyboardInterrupt
+
+    monkeypatch.setattr(FitSession, "on_epoch_end", interrupt)
+    est = GPVAE(**{**OPTIONS, "hidden": (8,)}, epochs=10, checkpoint_dir=tmp_path)
+    with pytest.raises(KeyboardInterrupt), pytest.warns(
+        UserWarning, match=r"^fit: interrupted \(KeyboardInterrupt\) after 3 finished epochs "
+        r"\(of epochs=10\); the estimator is fitted with the best weights so far \(epoch \d, "
+        r"validation MAE [\d.]+\).*not calibrated; the checkpoint in .* holds epoch 3: "
+        r"resume=True goes on from it"
+    ):  # fmt: skip
+        est.fit(X, t)
+    assert est.is_fitted
+    assert [h["epoch"] for h in est.history_] == [1.0, 2.0, 3.0]
+    _same_state(est._model.state_dict(), kept[-1])  # the best epoch's weights
+    assert np.isfinite(est.impute(X, t).mean).all()
+
+
+def test_a_fit_without_resume_warns_before_replacing_an_unfinished_checkpoint(
+    tmp_path: Path,
+) -> None:
+    """Audit A3 #7: a fit without resume silently overwrote an interrupted run's
+    checkpoint; a finished run's is replaced without a word, as before."""
+    import warnings
+
+    X, t = data(n=6, T=8)
+    options = {**OPTIONS, "hidden": (8,), "checkpoint_dir": tmp_path}
+    GPVAE(**options, epochs=2).fit(X, t)  # as if interrupted after 2 of 4 epochs
+    with pytest.warns(UserWarning, match=r"^resume: expected resume=True to go on from the "
+                      r"checkpoint in .* of a fit that had not finished \(2 epochs of it ran\), "
+                      r"found resume=False: this fit starts afresh and replaces"):  # fmt: skip
+        GPVAE(**options, epochs=4).fit(X, t)
+    with warnings.catch_warnings():  # finished (4 of 4 epochs): replaced without a word
+        warnings.filterwarnings("error", message="resume: ")
+        GPVAE(**options, epochs=4).fit(X, t)
+
+
+def test_resume_after_a_setting_that_reshapes_the_data_names_it(tmp_path: Path) -> None:
+    """Audit A3 #9: a changed window (or val_pattern, difference) said the checkpoint was
+    "written for other data or by another program" (the data's fingerprint was checked
+    first) instead of naming the setting."""
+    from gpvae.errors import ValidationError
+
+    X, t = data(n=6, T=8)
+    options = {**OPTIONS, "hidden": (8,), "checkpoint_dir": tmp_path, "epochs": 2}
+    GPVAE(**options).fit(X, t)
+    with pytest.raises(ValidationError, match=r"found window changed \(window: None then 4\)"):
+        GPVAE(**{**options, "window": 4, "epochs": 3}).fit(X, t, resume=True)
+    with pytest.raises(ValidationError, match="found one written for other data"):
+        GPVAE(**{**options, "epochs": 3}).fit(X + 1.0, t, resume=True)

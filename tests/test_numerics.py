@@ -28,6 +28,7 @@ from torch import Tensor
 
 from gpvae import GPVAE
 from gpvae.batch import Batch
+from gpvae.errors import NumericalError
 from gpvae.gp import GPPrior
 from gpvae.kernels import RBF, Kernel, Matern12, Matern32, Matern52
 from gpvae.likelihoods import Gaussian
@@ -260,3 +261,26 @@ def test_far_apart_points_fine_for_other_kernels() -> None:
         A, Q = k.transition(torch.tensor([1e20, 1e37]))
         assert _finite(A)
         assert _finite(Q)
+
+
+def test_a_failing_cholesky_in_training_is_rolled_back_and_the_error_names_lr() -> None:
+    """Audit A3 #3/#5: at lr=30 the markov backend's Cholesky failed in the forward pass
+    and ended the fit at once with "try float64" (which GPVAE does not offer), naming
+    neither lr nor the epoch; the documented rollback (halve the learning rate) never ran.
+    Now each failure is rolled back; past max_bad_steps the error names the epoch and lr,
+    and says that nothing of the fit is kept."""
+    rng = np.random.default_rng(0)
+    t = np.arange(60)
+    X = np.stack([np.stack([np.sin(t / 5 + i + j) + 0.1 * rng.standard_normal(60)
+                            for j in range(3)], 1) for i in range(12)])  # fmt: skip
+    est = GPVAE(latent_dim=2, epochs=6, batch_size=4, progress=False, lr=30.0)
+    with pytest.raises(NumericalError) as caught, pytest.warns(RuntimeWarning,
+                       match=r"^numerical failure of the model \(markov backend"):  # fmt: skip
+        est.fit(X)
+    message = str(caught.value)
+    assert message.startswith("training: the loss or its gradients were not finite, or the ")
+    assert "(epoch " in message
+    assert "Fit again with a smaller lr (it was lr=30; try lr=3)" in message
+    assert message.endswith("; nothing of this fit is kept")
+    assert "float64" not in message
+    assert not est.is_fitted

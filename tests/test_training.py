@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import math
+import re
 from collections.abc import Iterable
 from typing import Any
 
@@ -23,6 +24,8 @@ class MeanModel(nn.Module):
         super().__init__()
         self.mu = nn.Parameter(torch.zeros(num_features))
         self.poison_steps: set[int] = set()
+        self.fail_steps: set[int] = set()  # calls that raise a NumericalError
+        self.interrupt_at = 0  # the call that raises KeyboardInterrupt (0: none)
         self.calls = 0
 
     def elbo(
@@ -33,6 +36,10 @@ class MeanModel(nn.Module):
         generator: torch.Generator | None = None,
     ) -> ELBOResult:
         self.calls += 1
+        if self.calls in self.fail_steps:
+            raise NumericalError("markov backend: a Cholesky failed; try float64")
+        if self.calls == self.interrupt_at:
+            raise KeyboardInterrupt
         lp = -0.5 * (batch.y - self.mu) ** 2 - 0.5 * math.log(2 * math.pi)
         ll = (lp * batch.observed).sum(dim=(1, 2))
         if self.calls in self.poison_steps:
@@ -414,3 +421,151 @@ def test_early_stop_after_few_optimiser_steps_warns(monkeypatch: pytest.MonkeyPa
             warnings.simplefilter("error")
             state, _ = train(MeanModel(3), lambda epoch: _batches(y), config, val_score=rising)
         assert state.epoch == 3
+
+
+def test_a_numerical_error_in_a_step_is_rolled_back_as_a_non_finite_loss() -> None:
+    """Audit A3 #3: a NumericalError of the forward pass (a Kalman Cholesky at lr=30) went
+    past the documented rule (roll back, halve the learning rate) and ended the fit."""
+    y = _data()
+    model = MeanModel(3)
+    model.fail_steps = {6, 7}  # two failing steps in the second epoch (4 batches per epoch)
+    cfg = TrainConfig(epochs=3, lr=0.05, patience=None, progress=False)
+    with pytest.warns(RuntimeWarning, match=r"^numerical failure of the model \(markov backend: a "
+                      r"Cholesky failed\) at step 5 \(epoch 2\): update skipped"):  # fmt: skip
+        state, opt = train(model, lambda epoch: _batches(y), cfg)
+    assert state.bad_steps == 2
+    assert opt.param_groups[0]["lr"] == pytest.approx(0.05 * 0.25)
+    assert state.step == 12 - 2
+    assert state.epoch == 3
+
+
+def test_too_many_bad_steps_name_the_epoch_the_lr_and_what_to_do() -> None:
+    """Audit A3 #3/#5: the error named neither lr nor the epoch, advised a jitter the user
+    cannot set, and said the model held the last good state (the estimator kept nothing)."""
+    y = _data()
+    model = MeanModel(3)
+    model.fail_steps = set(range(5, 100))
+    cfg = TrainConfig(epochs=3, lr=0.05, max_bad_steps=2, progress=False)
+    with pytest.raises(NumericalError) as caught, pytest.warns(RuntimeWarning):
+        train(model, lambda epoch: _batches(y), cfg)
+    message = str(caught.value)
+    assert "in 3 steps (more than max_bad_steps=2; the last: numerical failure of the model " in (
+        message
+    )
+    assert "at step 4 (epoch 2)" in message
+    assert "the fit failed. Fit again with a smaller lr (it was lr=0.05; try lr=0.005)" in message
+    assert "jitter" not in message
+    assert "float64" not in message
+    assert "holds the last good state" not in message
+    assert isinstance(caught.value.__cause__, NumericalError)  # the model's own error
+
+
+def test_a_numerical_error_of_the_validation_score_counts_as_a_non_finite_score() -> None:
+    y = _data()
+    scores = iter([1.0, "fail", 2.0])
+
+    def val() -> float:
+        score = next(scores)
+        if score == "fail":
+            raise NumericalError("markov backend: singular; try float64")
+        return float(score)
+
+    cfg = TrainConfig(epochs=3, lr=0.05, patience=None, progress=False)
+    with pytest.warns(RuntimeWarning, match=r"validation score is nan after epoch 2 \(the model "
+                      r"failed numerically: markov backend: singular\)"):  # fmt: skip
+        state, _ = train(MeanModel(3), lambda epoch: _batches(y), cfg, val_score=val)
+    assert [h["val_score"] for h in state.history][::2] == [1.0, 2.0]
+    assert state.best_epoch == 1
+
+
+def test_an_interrupt_leaves_the_best_state_and_the_history_so_far() -> None:
+    """Audit A3 #6: Ctrl-C left the model at the interrupted step's weights, not the best."""
+    y = _data()
+    model = MeanModel(3)
+    model.interrupt_at = 4 * 3 + 2  # in the fourth epoch
+    scores = iter([3.0, 1.0, 2.0])
+    seen: list[Tensor] = []
+
+    def val() -> float:
+        seen.append(model.mu.detach().clone())
+        return next(scores)
+
+    state = TrainState()
+    cfg = TrainConfig(epochs=10, lr=0.05, patience=None, progress=False)
+    with pytest.raises(KeyboardInterrupt):
+        train(model, lambda epoch: _batches(y), cfg, val_score=val, state=state)
+    assert torch.equal(model.mu.detach(), seen[1])  # the best epoch's, not the last step's
+    assert not model.training
+    assert len(state.history) == state.epoch == 3
+    assert state.best_epoch == 2
+
+
+def test_the_progress_bar_of_a_log_is_redrawn_rarely(
+    capsys: pytest.CaptureFixture[str], monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Audit A3 #13: written to a file or a pipe, the bar was redrawn at every epoch's end
+    and ten times a second, kilobytes of carriage returns per minute of a log."""
+    import sys
+
+    y = _data()
+    cfg = TrainConfig(epochs=40, lr=0.05, patience=None, progress=True)
+    capsys.readouterr()
+    train(MeanModel(3), lambda epoch: _batches(y), cfg, val_score=lambda: 1.5)
+    log = capsys.readouterr().err
+    assert log.count("\r") <= 3  # the first and last draws
+    assert "val=1.5000" in log  # the final state is shown
+    monkeypatch.setattr(sys.stderr, "isatty", lambda: True)  # a terminal: redrawn as before
+    train(MeanModel(3), lambda epoch: _batches(y), cfg, val_score=lambda: 1.5)
+    assert capsys.readouterr().err.count("\r") >= 40
+
+
+def _sines() -> Any:
+    """12 noisy sine series of 60 steps and 3 features (the audit's data)."""
+    import numpy as np
+
+    rng = np.random.default_rng(0)
+    t = np.arange(60)
+    return np.stack(
+        [
+            np.stack([np.sin(t / 5 + i + j) + 0.1 * rng.standard_normal(60) for j in range(3)], 1)
+            for i in range(12)
+        ]
+    )
+
+
+def test_a_fit_worse_than_the_mean_fill_warns_naming_lr() -> None:
+    """Audit A3 #1: lr=10 diverged (validation MAE 2.7e5 -> 852, standardised, where the
+    mean fill scores 0.87) and fit returned the useless model without a word."""
+    import warnings
+
+    from gpvae import GPVAE
+
+    X = _sines()
+    kw: dict[str, Any] = {"latent_dim": 2, "epochs": 3, "batch_size": 4, "progress": False}
+    useless = r"^training: the kept weights \(epoch \d\) score a validation MAE of [\d.e+]+, "
+    with pytest.warns(UserWarning, match=useless + r"[\d.e+]+ times that of filling") as caught:
+        GPVAE(lr=10.0, **kw).fit(X)
+    message = next(str(w.message) for w in caught if "kept weights" in str(w.message))
+    assert "(it was lr=10; try lr=1)" in message
+    with warnings.catch_warnings():  # an ordinary fit: no such warning
+        warnings.filterwarnings("error", message="training: the kept weights")
+        GPVAE(**{**kw, "epochs": 5}).fit(X)
+
+
+@pytest.mark.parametrize("entries", [0, 1])
+def test_x_val_with_nothing_to_hold_out_says_so(entries: int) -> None:
+    """Audit A3 #4: an all-NaN X_val (or one with a single entry) silently left early
+    stopping and the kept epoch to the training loss."""
+    import numpy as np
+
+    from gpvae import GPVAE
+
+    X = _sines()
+    X_val = np.full_like(X[:3], np.nan)
+    X_val[0, :entries, 0] = 0.5
+    found = "no observed entry (all NaN)" if entries == 0 else "1 observed entries, too few"
+    with pytest.warns(UserWarning, match=r"^X_val: expected observed entries to validate on, "
+                      rf"found {re.escape(found)}.* in its 3 series; .*go by the training "
+                      "loss"):  # fmt: skip
+        m = GPVAE(latent_dim=2, epochs=2, batch_size=4, progress=False).fit(X, X_val=X_val)
+    assert [h["validated"] for h in m.history_] == [0.0, 0.0]

@@ -723,7 +723,18 @@ class GPVAE(AnomalyMethods, ForecastMethods, SpatialMethods, PersistenceMethods)
         session = FitSession(
             self._session_config(), model, scaler, device, *sets, comm=comm, sharded=sharded
         )
-        state = session.run(resume)
+        try:
+            state = session.run(resume)
+        except KeyboardInterrupt:  # the best weights so far stay fitted; the interrupt goes on
+            kept = session.interrupted_note()
+            if kept is not None and session.state is not None:
+                names = list(full_set.feature_names)
+                self._set_fitted(
+                    model, scaler, device, feature_names=names, interval_scale=np.ones(D),
+                    history=session.state.history,
+                )  # fmt: skip
+                warnings.warn(kept, UserWarning, stacklevel=2)
+            raise
         scale = np.ones(D)
         ctx = PredictContext(
             model, scaler, device, self.batch_size, self.seed, scale, self.posterior

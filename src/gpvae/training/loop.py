@@ -22,11 +22,19 @@ KL divergence of shared inducing points) must be spread over the series of ``bou
 series carrying its share, so that they count once per data set whatever the batch size and
 the number of processes.
 
-A step whose loss or gradients are not finite is never applied: the model and optimiser go
-back to the last good state (the end of the last finished epoch, or the start), the learning
-rate is halved, and a warning says so. After ``max_bad_steps`` such events in one fit, a
-:class:`~gpvae.errors.NumericalError` is raised (the best state seen so far is kept in the
-model).
+A step whose loss or gradients are not finite, or whose forward or backward pass raises a
+:class:`~gpvae.errors.NumericalError` (e.g. a failed Cholesky factorisation), is never
+applied: the model and optimiser go back to the last good state (the end of the last
+finished epoch, or the start), the learning rate is halved, and a warning says so. After
+``max_bad_steps`` such events in one fit, a :class:`~gpvae.errors.NumericalError` is raised
+naming the epoch, the learning rate and what to change (the model then holds the last good
+state). A validation score that raises a NumericalError counts as a non-finite score.
+
+Interrupted (KeyboardInterrupt), the loop leaves the best state so far in the model (as at its
+end) and re-raises; the ``state`` passed in holds the history so far.
+
+The progress bar goes to stderr: in a terminal (or a notebook) it is redrawn as tqdm does;
+written to a file or a pipe (a log) it is redrawn at most every 30 seconds.
 """
 
 from __future__ import annotations
@@ -34,6 +42,7 @@ from __future__ import annotations
 import contextlib
 import copy
 import math
+import sys
 import time
 import warnings
 from collections.abc import Callable, Iterable, Iterator
@@ -121,8 +130,10 @@ class TrainConfig:
             (None: never stop early).
         num_samples: Monte Carlo samples of z per series in the ELBO.
         iwae: importance samples (1: the standard ELBO).
-        max_bad_steps: non-finite steps tolerated (each rolls back and halves lr).
-        progress: show a tqdm progress bar with the loss parts and ETA.
+        max_bad_steps: steps tolerated whose loss or gradients are not finite or whose
+            model raised a NumericalError (each rolls back and halves lr).
+        progress: show a tqdm progress bar with the loss parts and ETA (on stderr; when
+            that is a file or a pipe, redrawn at most every 30 seconds).
     """
 
     epochs: int = 100
@@ -279,6 +290,24 @@ def make_optimizer(
     return make(groups, lr=config.lr, weight_decay=config.weight_decay)
 
 
+#: Seconds between two redraws of the progress bar when it goes to a file or a pipe (a log):
+#: a terminal's bar is redrawn about ten times a second, which writes kilobytes of carriage
+#: returns per minute into a log.
+_LOG_SECONDS = 30.0
+
+
+def _redrawn_often() -> bool:
+    """Whether the progress bar is shown where frequent redraws replace each other: a
+    terminal, or a notebook's widget (tqdm.auto's choice), rather than a file or a pipe."""
+    if any(cls.__module__ == "tqdm.notebook" for cls in tqdm.__mro__):
+        return True
+    stream = sys.stderr  # tqdm's default file
+    try:
+        return stream is not None and bool(stream.isatty())
+    except (AttributeError, ValueError):  # a closed or unusual stream
+        return False
+
+
 def _snapshot(model: ElboModel, optimizer: torch.optim.Optimizer) -> dict[str, Any]:
     return {
         "model": {k: v.detach().clone() for k, v in model.state_dict().items()},
@@ -335,7 +364,11 @@ def train(
     Returns:
         The final :class:`TrainState` and the optimiser. The model holds the best state
         (lowest validation score; without ``val_score``, lowest training loss) when the
-        loop ends. The progress bar shows ``val`` only with ``val_score``.
+        loop ends, also when a KeyboardInterrupt ends it (re-raised; ``state``, when given,
+        holds the history so far). The progress bar shows ``val`` only with ``val_score``.
+
+    Raises:
+        NumericalError: more than ``config.max_bad_steps`` steps could not be applied.
     """
     config.validate()
     params = [p for p in model.parameters() if p.requires_grad]
@@ -347,7 +380,9 @@ def train(
     epochs_left = config.epochs - state.epoch
     total = epochs_left * steps_per_epoch if steps_per_epoch else None
     show = config.progress and (comm is None or comm.is_main)
-    bar = tqdm(total=total, disable=not show, unit="step", dynamic_ncols=True)
+    terminal = _redrawn_often()
+    pace = {} if terminal else {"mininterval": _LOG_SECONDS, "maxinterval": _LOG_SECONDS}
+    bar = tqdm(total=total, disable=not show, unit="step", dynamic_ncols=True, **pace)
     ddp: nn.Module | None = None  # the DDP-wrapped model, made at the first step
     stop = False
     try:
@@ -383,16 +418,20 @@ def train(
                     raise TypeError("batches: expected Batch objects outside a distributed fit")
                 n_obs = max(int(batch.observed.sum()), 1)
                 optimizer.zero_grad(set_to_none=True)
-                parts = model.elbo(
-                    batch, num_samples=config.num_samples, iwae=config.iwae, generator=generator
-                )
-                loss = -parts.bound.sum() / n_obs
-                ok = bool(torch.isfinite(loss))
-                if ok:
-                    loss.backward()
-                    ok = _grads_finite(params)
+                failure: NumericalError | None = None
+                try:  # a numerical failure of the model is a step that cannot be applied
+                    parts = model.elbo(
+                        batch, num_samples=config.num_samples, iwae=config.iwae, generator=generator
+                    )
+                    loss = -parts.bound.sum() / n_obs
+                    ok = bool(torch.isfinite(loss))
+                    if ok:
+                        loss.backward()
+                        ok = _grads_finite(params)
+                except NumericalError as err:
+                    failure, ok, loss = err, False, torch.tensor(math.nan)
                 if not ok:
-                    _handle_bad_step(model, optimizer, good, state, config, loss)
+                    _handle_bad_step(model, optimizer, good, state, config, loss, failure)
                     bar.update(1)
                     continue
                 if config.grad_clip is not None:
@@ -414,10 +453,14 @@ def train(
             # An epoch whose every step was skipped has no loss (NaN), not a loss of 0.
             record = {k: v / n_obs_total if n_obs_total else math.nan for k, v in sums.items()}
             model.train(False)
-            score = float(val_score()) if val_score is not None else record["loss"]
+            failed = ""
+            try:
+                score = float(val_score()) if val_score is not None else record["loss"]
+            except NumericalError as err:  # as a non-finite score
+                score, failed = math.nan, f" (the model failed numerically: {_what_failed(err)})"
             if not math.isfinite(score):
                 warnings.warn(
-                    f"validation score is {score} after epoch {state.epoch + 1}; "
+                    f"validation score is {score} after epoch {state.epoch + 1}{failed}; "
                     "treating it as no improvement",
                     RuntimeWarning,
                     stacklevel=2,
@@ -432,20 +475,26 @@ def train(
             state.history.append(record)
             state.epoch += 1
             if math.isfinite(score) and score < state.best_score:
+                # the copy first: an interrupt between the two leaves them in step
+                best_model = {k: v.detach().clone() for k, v in model.state_dict().items()}
                 state.best_score = score
                 state.best_epoch = state.epoch
-                best_model = {k: v.detach().clone() for k, v in model.state_dict().items()}
             stop = config.patience is not None and state.epoch - state.best_epoch >= config.patience
             if not stop and state.epoch < config.epochs:  # the next epoch's rollback point
                 good = _snapshot(model, optimizer)  # (a deep copy: not made after the last)
             shown = {"epoch": state.epoch, "loss": f"{record['loss']:.4f}"}
             if val_score is not None:  # without it the score is the training loss, not "val"
                 shown["val"] = f"{score:.4f}"
-            bar.set_postfix(shown)
+            bar.set_postfix(shown, refresh=terminal)  # elsewhere at tqdm's pace, and at the end
             if on_epoch_end is not None:
                 on_epoch_end(state, optimizer)
             if stop:
                 break
+    except KeyboardInterrupt:  # the best state so far in the model, then the interrupt goes on
+        if math.isfinite(state.best_score):
+            model.load_state_dict(best_model)
+        model.train(False)
+        raise
     finally:
         bar.close()
         release_arenas()  # the fused pass's buffers, reused from step to step
@@ -488,14 +537,18 @@ def _distributed_step(
     """One step of a distributed fit; returns the global batch's observed entries and summed
     loss parts, or None when the step was not applied (non-finite, rolled back).
 
-    Raises (on every process alike): the error of a process whose forward pass failed, the
-    :class:`~gpvae.errors.NumericalError` of too many non-finite steps, or a
+    A :class:`~gpvae.errors.NumericalError` of a process's forward pass makes the global loss
+    NaN: every process rolls the step back, as for a non-finite loss.
+
+    Raises (on every process alike): the error of a process whose forward pass failed
+    otherwise, the :class:`~gpvae.errors.NumericalError` of too many non-finite steps, or a
     :class:`~gpvae.errors.DistributedError` when another process is gone.
     """
     world = comm.world_size
     n_obs = max(int(part.num_observed), 1)
     optimizer.zero_grad(set_to_none=True)
     error: Exception | None = None
+    failure: NumericalError | None = None  # this process's model failed numerically
     local = [0.0, 0.0, 0.0, 0.0]  # failed, loss (times world), loglik, kl
     loss: Tensor | None = None
     try:
@@ -513,6 +566,9 @@ def _distributed_step(
             float(parts.loglik.detach().sum()) * part.weight,
             float(parts.kl.detach().sum()) * part.weight,
         ]
+    except NumericalError as err:  # a non-finite loss: every process rolls the step back
+        failure, loss = err, None
+        local = [0.0, math.nan, math.nan, math.nan]
     except Exception as err:  # reported to every process by check
         error = err
         local = [1.0, 0.0, 0.0, 0.0]
@@ -531,7 +587,9 @@ def _distributed_step(
         ok = _grads_finite(params)  # the same all-reduced gradients on every process
     if not ok:
         try:
-            _handle_bad_step(model, optimizer, good, state, config, torch.tensor(global_loss))
+            _handle_bad_step(
+                model, optimizer, good, state, config, torch.tensor(global_loss), failure
+            )
         except NumericalError as err:
             err.synchronized = True  # type: ignore[attr-defined]  # every process raises it
             raise
@@ -543,6 +601,12 @@ def _distributed_step(
     return n_obs, {"loss": global_loss * n_obs, "loglik": float(total[2]), "kl": float(total[3])}
 
 
+def _what_failed(err: NumericalError) -> str:
+    """The first clause of ``err``'s message: what failed, without the advice written for a
+    developer (a dtype or jitter the fit does not let the user choose)."""
+    return str(err).split(";")[0].strip()
+
+
 def _handle_bad_step(
     model: ElboModel,
     optimizer: torch.optim.Optimizer,
@@ -550,8 +614,12 @@ def _handle_bad_step(
     state: TrainState,
     config: TrainConfig,
     loss: Tensor,
+    failure: NumericalError | None = None,
 ) -> None:
-    """Roll back to the last good state, halve the learning rate, warn; raise past the limit."""
+    """Roll back to the last good state, halve the learning rate, warn; raise past the limit.
+
+    ``failure``: the :class:`~gpvae.errors.NumericalError` the model raised in the step (e.g.
+    a failed Cholesky factorisation), which is handled as a non-finite loss."""
     state.bad_steps += 1
     optimizer.zero_grad(set_to_none=True)
     lrs = [group["lr"] for group in optimizer.param_groups]
@@ -559,16 +627,23 @@ def _handle_bad_step(
     for group, old_lr in zip(optimizer.param_groups, lrs):
         group["lr"] = old_lr * 0.5
     lr = optimizer.param_groups[0]["lr"]
+    if failure is not None:  # its first clause: what failed, not the advice for a developer
+        what = f"numerical failure of the model ({_what_failed(failure)})"
+    else:
+        what = f"non-finite loss or gradient (loss {float(loss.detach())})"
+    where = f"step {state.step} (epoch {state.epoch + 1})"
     if state.bad_steps > config.max_bad_steps:
         raise NumericalError(
-            f"training: the loss or its gradients were not finite in {state.bad_steps} steps "
-            f"(last loss {float(loss.detach())}); the model holds the last good state. "
-            "Try a lower lr, a larger jitter, or check the data's scale."
-        )
+            f"training: the loss or its gradients were not finite, or the model failed "
+            f"numerically, in {state.bad_steps} steps (more than max_bad_steps="
+            f"{config.max_bad_steps}; the last: {what} at {where}); each was rolled back and "
+            f"halved the learning rate, down to {lr:.3g}: the fit failed. Fit again with a "
+            f"smaller lr (it was lr={config.lr:g}; try lr={config.lr / 10:g}), or check the "
+            "data for extreme values"
+        ) from failure
     warnings.warn(
-        f"non-finite loss or gradient at step {state.step} (epoch {state.epoch + 1}): update "
-        f"skipped, last good state restored, learning rate lowered to {lr:.3g} "
-        f"({state.bad_steps}/{config.max_bad_steps})",
+        f"{what} at {where}: update skipped, last good state restored, learning rate lowered "
+        f"to {lr:.3g} ({state.bad_steps}/{config.max_bad_steps})",
         RuntimeWarning,
         stacklevel=3,
     )

@@ -32,6 +32,7 @@ import contextlib
 import hashlib
 import math
 import os
+import warnings
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass
 from pathlib import Path
@@ -49,7 +50,7 @@ from gpvae.data.batching import (
     shard_bounds,
     sharded_batch_indices,
 )
-from gpvae.errors import DistributedError, ModelFileError, ValidationError
+from gpvae.errors import DistributedError, ModelFileError, NumericalError, ValidationError
 from gpvae.io import (
     check_state_dict,
     flatten_state,
@@ -67,6 +68,12 @@ __all__ = ["CHECKPOINT_FILE", "FitSession", "SessionConfig", "check_same_series"
 
 #: The checkpoint's file name inside ``checkpoint_dir``.
 CHECKPOINT_FILE = "checkpoint.safetensors"
+
+#: A fit warns when its kept weights' validation MAE is more than this many times the MAE
+#: of filling every held-out entry with its feature's training mean (a diverged fit: 852
+#: against 0.87 at lr=10 on the audit's sines). Not 1: a barely trained model (a few
+#: epochs of a small test fit) scores about the mean fill's MAE, up to 1.07 times it.
+USELESS_RATIO = 1.25
 
 
 @dataclass(frozen=True)
@@ -118,6 +125,33 @@ def _changed_settings(saved: Any, now: dict[str, Any] | None) -> str | None:
     return (
         f"resume: expected the settings of the interrupted fit, found {', '.join(changed)} "
         f"changed ({shown}); resume with its settings, or fit afresh without resume"
+    )
+
+
+def _warn_no_validation(
+    val_set: SeriesSet | None, train_set: SeriesSet, val_fraction: float
+) -> None:
+    """Say that no validation entry could be held out (of ``val_set``, X_val, or else of the
+    training series), so that early stopping and the kept epoch go by the training loss."""
+    if val_set is not None:
+        found = (
+            "no observed entry (all NaN)"
+            if val_set.num_observed == 0
+            else f"{val_set.num_observed} observed entries, too few to hold any out"
+        )
+        where = f"X_val: expected observed entries to validate on, found {found} in its "
+        where += f"{val_set.num_series} series"
+    else:
+        where = (
+            f"val_fraction: expected observed entries of X to hold out a share of "
+            f"{val_fraction:g} of as validation targets, found {train_set.num_observed} in "
+            f"{train_set.num_series} series, too few to hold any out"
+        )
+    warnings.warn(
+        f"{where}; the fit is not validated: early stopping and the kept epoch go by the "
+        "training loss instead (the history's 'validated' is 0.0)",
+        UserWarning,
+        stacklevel=4,
     )
 
 
@@ -247,10 +281,15 @@ class FitSession:
             n_held = int(comm.all_reduce([n_held])[0])
         if n_held == 0:
             self.val_input = self.val_target = None  # too little data to hold any out
+            if self.is_main and (val_set is not None or config.val_fraction > 0):
+                _warn_no_validation(val_set, train_set, config.val_fraction)
         self.generator = torch.Generator(device=device).manual_seed(
             seed_for(config.seed, 11, *rank)
         )
         self.best: dict[str, Tensor] | None = None
+        #: the training state: the loop's so far when interrupted, else the finished one
+        self.state: TrainState | None = None
+        self.saved_epoch: int | None = None  # the epoch of the checkpoint this run wrote last
         self.path = None if config.checkpoint_dir is None else Path(config.checkpoint_dir)
         self.num_steps = math.ceil(self.train_input.num_series / config.batch_size)
         if self.sharded and comm is not None:
@@ -443,6 +482,7 @@ class FitSession:
             "settings": self.config.settings,
         }
         save_checkpoint(self.path / CHECKPOINT_FILE, tensors, meta)
+        self.saved_epoch = state.epoch
 
     def restore(self) -> tuple[TrainState, torch.optim.Optimizer, bool] | None:
         """Load the checkpoint into the model: (state, optimiser, finished), or None if there
@@ -476,13 +516,18 @@ class FitSession:
                 f"resume: expected {meta.get('world_size')} processes (as in the interrupted "
                 f"fit, whose processes each held their own series), found {world}"
             )
-        elif not ours or meta.get("fingerprint") != self.fingerprint:
+        elif not ours:
             problem = (
-                f"resume: expected a checkpoint of a fit on the same data in {self.path}, found "
-                "one written for other data or by another program"
+                f"resume: expected a checkpoint of a gpvae fit in {self.path}, found one "
+                "written by another program"
             )
-        else:
+        else:  # changed settings first: some (window, difference, ...) change the data too
             problem = _changed_settings(meta.get("settings"), self.config.settings)
+            if problem is None and meta.get("fingerprint") != self.fingerprint:
+                problem = (
+                    f"resume: expected a checkpoint of a fit on the same data in {self.path}, "
+                    "found one written for other data"
+                )
         if problem is not None:  # every process finds it alike
             err = ValidationError(problem)
             err.synchronized = self.comm is not None  # type: ignore[attr-defined]
@@ -512,6 +557,7 @@ class FitSession:
                 f"error {err!r}"
             ) from None
         finished = self._finished(state, file)
+        self.saved_epoch = state.epoch
         return state, optimizer, finished
 
     def _finished(self, state: TrainState, file: Path) -> bool:
@@ -559,7 +605,24 @@ class FitSession:
                 tmp.unlink()
 
     def run(self, resume: bool) -> TrainState:
-        """Train (or resume and finish training); leave the best weights in the model."""
+        """Train (or resume and finish training); leave the best weights in the model.
+
+        Without ``resume``, a checkpoint of an unfinished fit in ``checkpoint_dir`` is
+        replaced at the first epoch's end: a warning names it first. After training, a
+        warning says when the kept weights' validation score is more than
+        :data:`USELESS_RATIO` times that of filling every held-out entry with its feature's
+        training mean (a diverged or untrained fit);
+        without validation entries this is not checked (the kept epoch's training loss is
+        the lowest, the first epoch's included, so it tells nothing).
+
+        Interrupted (KeyboardInterrupt), it leaves the best weights so far in the model and
+        the training state so far (its history, the best epoch) in :attr:`state`, and
+        re-raises the interrupt.
+
+        Raises:
+            NumericalError: too many steps could not be applied (the loop's rule); nothing
+                of this fit is returned.
+        """
         self.remove_stale_temps()
         state: TrainState | None = None
         optimizer: torch.optim.Optimizer | None = None
@@ -568,12 +631,16 @@ class FitSession:
             restored = self.restore()
             if restored is not None:
                 state, optimizer, finished = restored
+        else:
+            self._warn_unfinished_checkpoint()
         score: Callable[[], float] | None = None
         if self.val_input is not None:
             score = self.val_score
         if not finished:
+            state = state if state is not None else TrainState()
+            self.state = state  # the loop fills it in place: what an interrupt leaves
             try:
-                state, _ = train(
+                train(
                     self.model,
                     self.batches,
                     self.config.train,
@@ -587,12 +654,117 @@ class FitSession:
                 )
             except DistributedError as err:
                 raise self._with_resume_hint(err) from err
+            except NumericalError as err:
+                out = NumericalError(f"{err}; nothing of this fit is kept")
+                out.synchronized = getattr(err, "synchronized", False)  # type: ignore[attr-defined]
+                raise out from err.__cause__
+            except KeyboardInterrupt:  # the best weights so far (a resumed fit's included)
+                if self.best is not None:
+                    self.model.load_state_dict(self.best)
+                self.model.eval()
+                raise
+            if score is not None:
+                self._warn_if_useless(state)
         if state is None:  # a finished checkpoint always holds a state
             raise ValidationError("resume: the checkpoint holds no training state")
+        self.state = state
         if self.best is not None:
             self.model.load_state_dict(self.best)
         self.model.eval()
         return state
+
+    def interrupted_note(self) -> str | None:
+        """After an interrupted :meth:`run`: what the estimator keeps (the best weights so far,
+        left in the model) and how to go on, or None when no epoch has a finite score yet
+        (nothing worth keeping)."""
+        state = self.state
+        if state is None or not math.isfinite(state.best_score) or state.best_epoch < 1:
+            return None
+        what = "validation MAE" if self.val_input is not None else "training loss"
+        note = (
+            f"fit: interrupted (KeyboardInterrupt) after {state.epoch} finished epochs "
+            f"(of epochs={self.config.train.epochs}); the estimator is fitted with the best "
+            f"weights so far (epoch {state.best_epoch}, {what} {state.best_score:.4g}) and "
+            "history_ of those epochs, but its intervals are the model's own, not calibrated"
+        )
+        if self.saved_epoch is not None:
+            note += (
+                f"; the checkpoint in {str(self.path)!r} holds epoch {self.saved_epoch}: "
+                "resume=True goes on from it"
+            )
+        return note
+
+    def _warn_unfinished_checkpoint(self) -> None:
+        """Warn when ``checkpoint_dir`` holds the checkpoint of a fit that had not finished
+        (not stopped early, fewer epochs than this fit's), which this fit will replace."""
+        if self.path is None or not self.is_main:
+            return
+        file = self.path / CHECKPOINT_FILE
+        if not file.is_file():
+            return
+        try:
+            _, meta = load_checkpoint(file)
+        except ModelFileError:  # not a checkpoint of a fit: replaced as before
+            return
+        done = (meta.get("train_state") or {}).get("epoch", 0)
+        if meta.get("kind") != "gpvae.GPVAE.fit" or meta.get("stopped_early"):
+            return
+        if not isinstance(done, int) or done >= self.config.train.epochs:
+            return
+        warnings.warn(
+            f"resume: expected resume=True to go on from the checkpoint in {str(self.path)!r} "
+            f"of a fit that had not finished ({done} epochs of it ran), found resume=False: "
+            "this fit starts afresh and replaces that checkpoint at its first epoch's end; "
+            "interrupt it and pass resume=True to continue the earlier fit (or give another "
+            "checkpoint_dir to keep it)",
+            UserWarning,
+            stacklevel=4,
+        )
+
+    def mean_fill_score(self) -> float:
+        """The validation score (MAE, standardised) of filling every held-out entry with its
+        feature's mean over the training input's observed entries (of every process); NaN
+        without validation entries. A model that does not beat it has learnt nothing."""
+        D = self.train_input.num_features
+        sums, counts = np.zeros(D), np.zeros(D)
+        for v in self.train_input.values:
+            seen = ~np.isnan(v)
+            sums += np.where(seen, v, 0.0).sum(axis=0)
+            counts += seen.sum(axis=0)
+        if self.sharded and self.comm is not None:
+            both = self.comm.all_reduce([*sums.tolist(), *counts.tolist()])
+            sums, counts = np.asarray(both[:D], float), np.asarray(both[D:], float)
+        mean = sums / np.maximum(counts, 1.0)
+        total, count = 0.0, 0
+        local = self.local_validation()
+        if local is not None:
+            for target in local[1].values:
+                keep = ~np.isnan(target)
+                total += float(np.abs(target - mean)[keep].sum())
+                count += int(keep.sum())
+        if self.comm is not None:
+            total, count = self.comm.all_reduce([total, count])
+        return float(total) / float(count) if count else math.nan
+
+    def _warn_if_useless(self, state: TrainState) -> None:
+        """Warn when the kept weights' validation score is worse than the mean fill's."""
+        base = self.mean_fill_score()
+        if not state.best_score > USELESS_RATIO * base or not self.is_main:  # (NaN: False)
+            return
+        lr = self.config.train.lr
+        scores = [h["val_score"] for h in state.history if h.get("validated", 1.0)]
+        shown = f"{scores[0]:.4g} after epoch 1, {scores[-1]:.4g} after epoch {len(scores)}"
+        warnings.warn(
+            f"training: the kept weights (epoch {state.best_epoch}) score a validation MAE of "
+            f"{state.best_score:.4g}, {state.best_score / base:.3g} times that of filling "
+            f"every held-out entry with its feature's training mean ({base:.4g}): the model "
+            "is no use as it is "
+            f"(validation MAE {shown}). If the fit diverged (scores far above "
+            f"{base:.3g}, or rising), fit again with a smaller lr (it was lr={lr:g}; try "
+            f"lr={lr / 10:g}); if the scores were still falling, train longer (more epochs)",
+            UserWarning,
+            stacklevel=4,
+        )
 
     def _with_resume_hint(self, err: DistributedError) -> DistributedError:
         """``err`` with where the last good checkpoint is and how to go on from it."""
