@@ -46,3 +46,38 @@ def test_sdist_leaves_out_the_tests() -> None:
     # they need: an sdist whose tests cannot run
     lines = (ROOT / "MANIFEST.in").read_text().splitlines()
     assert "prune tests" in [line.strip() for line in lines]
+
+
+def test_cli_reads_and_writes_csv_without_pyarrow(tmp_path: Path) -> None:
+    # pyarrow was imported when the command line was (gpvae.data.parquet, imported by the
+    # CLI's table files): without it every command died at import, CSV files too
+    import subprocess
+    import sys
+
+    code = (
+        "import sys\n"
+        "sys.modules['pyarrow'] = None  # import pyarrow raises ImportError\n"
+        "import pandas as pd\n"
+        "from gpvae.app.cli import main\n"
+        "from gpvae.app.cli.errors import CLIError\n"
+        "from gpvae.app.cli.tables import read_table, write_table\n"
+        "assert main(['--help']) == 0\n"
+        "frame = pd.DataFrame({'id': [1, 1, 2], 'x': [0.5, 1.5, 2.5]})\n"
+        "write_table(frame, 'table.csv')\n"
+        "pd.testing.assert_frame_equal(read_table('table.csv'), frame)\n"
+        "try:\n"
+        "    write_table(frame, 'table.parquet')\n"
+        "except CLIError as err:\n"
+        "    print(err.format_message())\n"
+        "assert 'pyarrow' not in sys.modules or sys.modules['pyarrow'] is None\n"
+    )
+    import os
+
+    path = os.pathsep.join(filter(None, [str(ROOT / "src"), os.environ.get("PYTHONPATH")]))
+    env = {**os.environ, "PYTHONPATH": path}  # this checkout's gpvae, from tmp_path too
+    out = subprocess.run(
+        [sys.executable, "-c", code], capture_output=True, text=True, cwd=tmp_path, env=env
+    )
+    assert out.returncode == 0, out.stderr
+    assert "OUT: could not write 'table.parquet'" in out.stdout
+    assert "pyarrow" in out.stdout.splitlines()[-1]  # the engine pandas looked for
