@@ -81,3 +81,71 @@ def test_cli_reads_and_writes_csv_without_pyarrow(tmp_path: Path) -> None:
     assert out.returncode == 0, out.stderr
     assert "OUT: could not write 'table.parquet'" in out.stdout
     assert "pyarrow" in out.stdout.splitlines()[-1]  # the engine pandas looked for
+
+
+# ----------------------------------------------------------------------------------------
+# matplotlib (plots): checked before any work
+
+
+@pytest.fixture
+def no_matplotlib(monkeypatch: pytest.MonkeyPatch) -> None:
+    """matplotlib's figure modules do not import (as when it is missing or broken)."""
+    import sys
+
+    for name in ("matplotlib", "matplotlib.figure", "matplotlib.backends.backend_agg"):
+        monkeypatch.setitem(sys.modules, name, None)
+
+
+@pytest.mark.usefixtures("no_matplotlib")
+def test_check_plot_says_to_install_matplotlib_before_any_work(tmp_path: Path) -> None:
+    # the commands wrote their table, then failed with a raw ModuleNotFoundError
+    from gpvae.app.cli.errors import CLIError
+    from gpvae.app.cli.tables import check_plot
+
+    assert check_plot(None) is None  # no plot asked for: matplotlib not needed
+    with pytest.raises(CLIError, match=r"^--series-plot: drawing the plot needs matplotlib") as e:
+        check_plot(str(tmp_path / "series.png"), "--series-plot")
+    assert "install matplotlib (pip install matplotlib), or leave out --series-plot" in str(e.value)
+
+
+@pytest.mark.usefixtures("no_matplotlib")
+def test_demo_checks_matplotlib_before_the_fit(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    # it fitted for 45 s, then failed drawing the plots and lost its results
+    from gpvae.app.demo import run
+
+    def never(*args: object, **kwargs: object) -> None:
+        raise AssertionError("the demo started its work")
+
+    monkeypatch.setattr(run, "load_weather", never)
+    monkeypatch.setattr(run, "fit_model", never)
+    with pytest.raises(ImportError, match=r"matplotlib.*pip install matplotlib"):
+        run.run_demo(tmp_path / "demo", quick=True, progress=False, echo=lambda line: None)
+    assert not (tmp_path / "demo").exists()
+
+
+def test_demo_writes_its_tables_and_metrics_before_the_plots(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    # a plot that fails (a broken matplotlib, a full disk) loses none of the results
+    from gpvae.app.demo import run
+
+    def broken(*args: object, **kwargs: object) -> None:
+        raise RuntimeError("plotting failed")
+
+    from dataclasses import replace
+
+    small = replace(run.QUICK, epochs=1, stride=30, latent_dim=2, hidden=(16,), num_samples=20)
+    monkeypatch.setattr(run, "demo_settings", lambda quick, epochs: small)
+    monkeypatch.setattr(run, "draw_plots", broken)
+    out = tmp_path / "demo"
+    with pytest.raises(RuntimeError, match="plotting failed"):
+        run.run_demo(out, quick=True, progress=False, echo=lambda line: None)
+    for name in ["imputed.csv", "forecast.csv", "anomalies.csv", "metrics.json"]:
+        assert (out / name).is_file(), name
+    import json
+
+    metrics = json.loads((out / "metrics.json").read_text())
+    assert metrics["epochs_run"] == 1
+    assert set(metrics["imputation_mae"]) == {"gpvae", "mean", "LOCF", "linear"}
