@@ -109,8 +109,8 @@ def _numba() -> bool:
 #: What the warning of :func:`_compile_uncached_if_needed` says a user can do.
 UNCACHED_ADVICE = (
     "set NUMBA_CACHE_DIR to a folder this user can write (the same for every process, e.g. "
-    "NUMBA_CACHE_DIR=$HOME/.cache/gpvae-numba or a folder shared by the users of this "
-    "installation) and run 'python -m gpvae.gp.warm' once with it set"
+    "one shared by the users of this installation) and run 'python -m gpvae.gp.warm' once "
+    "with it set"
 )
 
 
