@@ -14,6 +14,8 @@ each arc cut into windows of 50 consecutive points (Fortuin-style windows keep t
 cheap); the latent path shown is the posterior mean over the whole arc.
 
 Run: ``python examples/seed_moons.py [--out out/seed_moons]`` (about 30-40 s on one CPU core).
+Needs scikit-learn (for ``make_moons``), which gpvae itself does not install: ``pip install
+scikit-learn``, or gpvae's ``test`` extra (``pip install -e ".[test]"``), which has it.
 Writes ``moons_latent.png``: left, the plain VAE's latent means as a scatter; right, the
 GP-VAE's latent path; both coloured by the position along the arc.
 """

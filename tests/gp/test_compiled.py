@@ -612,3 +612,58 @@ def test_the_compiled_matern32_tables_run_without_the_garbage_collector(
     finally:
         tr._matern32_loop.cache_clear()
     assert seen == [False, False]
+
+
+def test_loops_compile_without_numba_cache_when_no_folder_can_hold_it() -> None:
+    # a read-only installation run by a user without a writable home: numba finds no
+    # folder to cache in ("cannot cache function ...: no locator available", made here by
+    # leaving numba no locator), which stopped every fit; the loops are now compiled
+    # without the cache, after one warning naming NUMBA_CACHE_DIR
+    import subprocess
+    import sys
+
+    code = (
+        "import warnings\n"
+        "import numpy as np\n"
+        "from numba.core import caching\n"
+        "caching.CacheImpl._locator_classes = []\n"
+        "from gpvae.gp import _compiled, _transitions as tr\n"
+        "with warnings.catch_warnings(record=True) as seen:\n"
+        "    warnings.simplefilter('always')\n"
+        "    loops = tr._tables_loops()\n"
+        "    assert _compiled.loops_module('_fused_loops') is not None\n"
+        "    lam, s2 = np.array([0.5, 2.0]), np.array([1.0, 3.0])\n"
+        "    dt = np.array([[0.0, 0.0], [1.0, 1.0]])\n"
+        "    got = tr._matern32(lam, s2, dt, np.exp(-lam * dt), False)\n"
+        "    want = tr._matern32_np(lam, s2, dt, np.exp(-lam * dt), False)\n"
+        "assert type(loops.matern32._cache) is caching.NullCache\n"
+        "assert len(loops.matern32.signatures) == 1  # compiled, in memory\n"
+        "for a, b in zip(got[0], want[0]):\n"
+        "    np.testing.assert_array_equal(a, b)\n"
+        "texts = [str(w.message) for w in seen]\n"
+        "assert len(texts) == 1, texts\n"
+        "assert 'NUMBA_CACHE_DIR' in texts[0] and 'gpvae.gp.warm' in texts[0], texts\n"
+        "assert issubclass(seen[0].category, RuntimeWarning)\n"
+        "print(texts[0])\n"
+    )
+    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True)
+    assert out.returncode == 0, out.stderr
+    assert "cannot cache" in out.stdout
+
+
+def test_warm_without_numba_says_numba_is_not_installed(
+    monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]
+) -> None:
+    # it said "method: expected 'compiled' only for float32 or float64 tensors on the CPU,
+    # found torch.float64 on cpu", which contradicts itself
+    from gpvae.gp import warm
+
+    monkeypatch.setattr(warm, "_numba", lambda: False)
+    with pytest.raises(ImportError, match=r"numba is not installed.*pip install numba"):
+        warm.compile_loops()
+    with pytest.raises(SystemExit) as done:
+        warm.main(["--no-bytecode"])
+    assert done.value.code == 2
+    err = capsys.readouterr().err
+    assert "numba is not installed" in err
+    assert "found torch.float64 on cpu" not in err

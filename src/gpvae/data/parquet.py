@@ -24,17 +24,19 @@ from __future__ import annotations
 import os
 import re
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 from urllib.parse import unquote
 
 import pandas as pd
-import pyarrow as pa
-import pyarrow.compute as pc
-import pyarrow.dataset as ds
-import pyarrow.parquet as pq
 
 from gpvae.data.batching import shard_bounds
 from gpvae.errors import ValidationError
+
+if TYPE_CHECKING:  # pyarrow is imported where a dataset is read: the command line imports
+    # this module, and reads CSV files (and says which engine is missing for a Parquet
+    # file) without pyarrow
+    import pyarrow as pa
+    import pyarrow.dataset as ds
 
 __all__ = [
     "EXTENSIONS",
@@ -87,6 +89,10 @@ def open_dataset(
         ValidationError: naming ``name`` when the folder holds no Parquet file or cannot be
             read.
     """
+    import pyarrow as pa
+    import pyarrow.dataset as ds
+    import pyarrow.parquet as pq
+
     p = Path(path)
     if not is_dataset(p):
         raise ValidationError(
@@ -115,6 +121,9 @@ def _hive_partitioning(
     none), each key typed: the files' type when the files hold the column too; text for
     ``id_col``; otherwise as pyarrow infers it (int32 when every value is an integer that
     fits, text otherwise)."""
+    import pyarrow as pa
+    import pyarrow.dataset as ds
+
     values: dict[str, set[str]] = {}
     for f in files:
         for segment in Path(f).relative_to(folder).parent.parts:
@@ -166,6 +175,8 @@ def _check_same_columns(files: list[str], folder: Path, name: str) -> None:
     """Raise naming ``name`` unless every file has the first file's columns (the dataset
     takes the first file's schema: a column only in a later file was dropped, and a
     renamed one read as missing, without a word). Reads the files' footers only."""
+    import pyarrow.parquet as pq
+
     first = pq.read_schema(files[0]).names
     for f in files[1:]:
         cols = pq.read_schema(f).names
@@ -192,6 +203,10 @@ def series_ids(dataset: ds.Dataset, id_col: str, name: str = "DATA") -> pa.Array
     Raises:
         ValidationError: naming ``name`` for a missing id column or a row without an id.
     """
+    import pyarrow as pa
+    import pyarrow.compute as pc
+    import pyarrow.dataset as ds
+
     _check_column(dataset, id_col, name)
     keys: list[Any] = []
     for fragment in dataset.get_fragments():
@@ -247,6 +262,10 @@ def read_shard(
         ValidationError: naming ``name`` when there are fewer series than processes, or the
             data cannot be read.
     """
+    import pyarrow as pa
+    import pyarrow.compute as pc
+    import pyarrow.dataset as ds
+
     dataset = path if isinstance(path, ds.Dataset) else open_dataset(path, name, id_col=id_col)
     if ids is None:
         ids = series_ids(dataset, id_col, name)

@@ -15,9 +15,11 @@ from __future__ import annotations
 
 import gc
 import importlib
+import warnings
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from functools import cache, wraps
+from pathlib import Path
 from types import ModuleType
 from typing import Any, NamedTuple, TypeVar, cast
 
@@ -92,12 +94,69 @@ def without_gc(fn: F) -> F:
 @cache
 def _numba() -> bool:
     """Whether numba imports (imported here, on first use: it takes a few tenths of a
-    second). The compiled loops need nothing else; their modules are imported when used."""
+    second). The compiled loops need nothing else; their modules are imported when used.
+    When numba has no folder to cache them in, they are compiled without its cache
+    (:func:`_compile_uncached_if_needed`)."""
     try:
         with gc_paused(long_lived=True):
             import numba  # noqa: F401
     except ImportError:  # pragma: no cover - numba is a dependency; this keeps torch usable
         return False
+    _compile_uncached_if_needed()
+    return True
+
+
+#: What the warning of :func:`_compile_uncached_if_needed` says a user can do.
+UNCACHED_ADVICE = (
+    "set NUMBA_CACHE_DIR to a folder this user can write (the same for every process, e.g. "
+    "one shared by the users of this installation) and run 'python -m gpvae.gp.warm' once "
+    "with it set"
+)
+
+
+def _compile_uncached_if_needed() -> bool:
+    """Let the loops compile without numba's cache when numba finds no folder to cache them
+    in; returns whether that was needed.
+
+    numba caches a function beside its source (``__pycache__``), else in the user's cache
+    folder (``~/.cache``), or in ``NUMBA_CACHE_DIR`` when set, and needs that folder to be
+    writable. In a read-only installation run by a user without a writable home, none is,
+    and every ``cache=True`` loop would fail to be defined ("cannot cache function ...: no
+    locator available"): every fit would stop. Here gpvae's loops are then defined without
+    the cache (their dispatchers compile in memory, in every process: a minute or two of
+    compilation in a fit's first steps) and one warning names ``NUMBA_CACHE_DIR``. Other
+    numba functions, and any other error of numba's, are left as they are.
+    """
+    from numba.core.caching import FunctionCache
+    from numba.core.dispatcher import Dispatcher
+
+    try:  # the loops' files are in this folder: numba finds a cache for all or for none
+        FunctionCache(_compile_uncached_if_needed)
+    except RuntimeError as err:
+        if "no locator available" not in str(err):
+            raise
+    else:
+        return False
+    enable_caching = Dispatcher.enable_caching
+
+    def enable_caching_if_possible(self: Any) -> None:
+        try:
+            enable_caching(self)
+        except RuntimeError as err:
+            module = getattr(self.py_func, "__module__", None) or ""
+            if not module.startswith("gpvae.") or "no locator available" not in str(err):
+                raise
+            # the dispatcher keeps the NullCache it was made with: compiled, not cached
+
+    Dispatcher.enable_caching = enable_caching_if_possible  # type: ignore[method-assign]
+    warnings.warn(
+        "gpvae: numba cannot cache the compiled loops of the Markov backend (no writable "
+        f"folder: neither {Path(__file__).parent / '__pycache__'}, nor the user's cache "
+        "folder, nor NUMBA_CACHE_DIR), so every process compiles them again, which takes a "
+        f"minute or two; to keep them, {UNCACHED_ADVICE}",
+        RuntimeWarning,
+        stacklevel=2,
+    )
     return True
 
 
@@ -108,6 +167,7 @@ def loops_module(name: str) -> ModuleType:
     refresh (:func:`gpvae.gp._numba_cache.lean_loading`). Needs numba (:func:`_numba`)."""
     from gpvae.gp._numba_cache import lean_loading
 
+    _numba()  # numba imported, and its cache checked, before the module's loops are defined
     with gc_paused(long_lived=True):
         module = importlib.import_module(f"gpvae.gp.{name}")
     lean_loading(module)

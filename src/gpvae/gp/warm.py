@@ -14,6 +14,22 @@ tiny problem, so that later processes load the loops from the cache:
 It also writes the bytecode caches of gpvae's modules (:func:`compile_bytecode`), which a
 source checkout run with ``PYTHONDONTWRITEBYTECODE`` never gets.
 
+numba uses a cache only in a folder the running user can write: beside the package
+(``gpvae/gp/__pycache__``), else in the user's ``~/.cache``, or in ``NUMBA_CACHE_DIR`` when
+that is set. So a cache warmed by the owner of a read-only installation (root in an image
+build, an administrator) is not used by the other users: their first fit compiles the loops
+again into their own ``~/.cache``, and a user who has no writable home gets them compiled in
+every process (after a warning naming ``NUMBA_CACHE_DIR``). For an installation shared by
+several users, or a container run as another user, set ``NUMBA_CACHE_DIR`` to one folder for
+everyone, warm it once with the variable set, and let the users write in it (numba skips a
+cache folder it cannot write, even to read it):
+
+.. code-block:: bash
+
+    export NUMBA_CACHE_DIR=/opt/gpvae-numba-cache   # the same for every user and process
+    python -m gpvae.gp.warm
+    chmod -R a+rwX "$NUMBA_CACHE_DIR"
+
 Nothing here changes a result: it calls the public posterior methods and throws their
 outputs away.
 """
@@ -27,6 +43,7 @@ import torch
 
 from gpvae import settings
 from gpvae.errors import ValidationError, invalid
+from gpvae.gp._compiled import _numba
 from gpvae.gp.markov import MarkovGPPosterior
 from gpvae.kernels import Kernel, Matern12, Matern32, Matern52
 
@@ -110,10 +127,18 @@ def compile_loops(
 
     Raises:
         ValidationError: an unknown part.
+        ImportError: numba is not installed (the Markov backend then runs its torch loops,
+            several times slower, and there is nothing to compile).
     """
     for part in parts:
         if part not in PARTS:
             raise invalid("parts", f"a subset of {list(PARTS)}", repr(part))
+    if not _numba():
+        raise ImportError(
+            "numba is not installed (or does not import), so there are no compiled loops to "
+            "warm: the Markov backend runs its torch loops, several times slower; install "
+            "numba (pip install numba)"
+        )
     start = time.perf_counter()
     saved = settings.FUSED_SOA_FLOAT32
     try:
@@ -173,7 +198,7 @@ def main(argv: Sequence[str] | None = None) -> None:
     parts = args.parts or list(PARTS)
     try:
         took = compile_loops(parts, progress=None if args.quiet else print)
-    except ValidationError as err:
+    except (ValidationError, ImportError) as err:
         parser.error(str(err))
     print(f"gpvae: numba loops ready ({', '.join(parts)}: {took:.0f} s)")
     if not args.no_bytecode:

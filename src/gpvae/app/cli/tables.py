@@ -245,7 +245,8 @@ def make_folder(path: Path, what: str) -> None:
 def check_plot(path: str | None, what: str = "--plot") -> Path | None:
     """Check a ``--plot`` file name before any work (None: no plot): its extension, that it
     is not a folder, and its folder, created when missing (it failed only when the figure
-    was written, after all the work); ``what`` names the option."""
+    was written, after all the work), and that matplotlib imports; ``what`` names the
+    option."""
     if path is None:
         return None
     p = Path(path)
@@ -259,6 +260,15 @@ def check_plot(path: str | None, what: str = "--plot") -> Path | None:
             f"{what}: expected a file in a folder that can be written, found {str(p)!r} (the "
             f"folder {str(p.parent)!r} is read-only)"
         )
+    try:  # what the plots are drawn with: it failed after the work, the table written
+        from matplotlib.backends.backend_agg import FigureCanvasAgg  # noqa: F401
+        from matplotlib.figure import Figure  # noqa: F401
+    except ImportError as err:
+        raise CLIError(
+            f"{what}: drawing the plot needs matplotlib, which does not import "
+            f"({one_line(str(err))}): install matplotlib (pip install matplotlib), or leave "
+            f"out {what}"
+        ) from err
     return p
 
 

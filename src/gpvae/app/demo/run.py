@@ -43,6 +43,7 @@ __all__ = [
     "Anomalies",
     "Forecast",
     "Imputation",
+    "check_plotting",
     "demo_settings",
     "draw_plots",
     "forecast_and_score",
@@ -354,6 +355,7 @@ def run_demo(
     """
     start = time.perf_counter()
     cpu_start = time.process_time()
+    check_plotting()  # before the data and the fit: the plots come last
     settings = demo_settings(quick, epochs)
     out_dir = Path(out)
     out_dir.mkdir(parents=True, exist_ok=True)
@@ -368,7 +370,6 @@ def run_demo(
     anom = score_anomalies(model, data)
 
     write_tables(out_dir, data, imp, fc, anom)
-    draw_plots(out_dir, model, data, imp, fc, anom)
     result: dict[str, Any] = {
         "data": "vega_datasets seattle-weather.csv (daily, 2012-2015)",
         "settings": asdict(settings),
@@ -389,9 +390,31 @@ def run_demo(
         "total_seconds": time.perf_counter() - start,
         "cpu_seconds": time.process_time() - cpu_start,
     }
-    (out_dir / "metrics.json").write_text(json.dumps(result, indent=2, default=_json) + "\n")
+    metrics = out_dir / "metrics.json"
+    metrics.write_text(json.dumps(result, indent=2, default=_json) + "\n")  # before the plots
+    draw_plots(out_dir, model, data, imp, fc, anom)
+    result["total_seconds"] = time.perf_counter() - start  # the plots included
+    result["cpu_seconds"] = time.process_time() - cpu_start
+    metrics.write_text(json.dumps(result, indent=2, default=_json) + "\n")
     report(result, data, out_dir, echo)
     return result
+
+
+def check_plotting() -> None:
+    """Check that matplotlib imports, which :func:`draw_plots` needs, before any work.
+
+    Raises:
+        ImportError: matplotlib is missing or broken (the demo would otherwise fail after
+            its fit).
+    """
+    try:
+        from matplotlib.backends.backend_agg import FigureCanvasAgg  # noqa: F401
+        from matplotlib.figure import Figure  # noqa: F401
+    except ImportError as err:
+        raise ImportError(
+            f"the demo draws its plots with matplotlib, which does not import ({err}): "
+            "install matplotlib (pip install matplotlib)"
+        ) from err
 
 
 def _zoom_window(data: DemoData, width: int = 150) -> slice:
