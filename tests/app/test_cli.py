@@ -2371,3 +2371,32 @@ def test_fit_prints_the_learned_kernels_in_the_data_s_units(
     assert f"Matern32 lengthscale {lengthscale:.4g} hours" in shown[0]
     assert "period 24 hours (fixed)" in shown[0]
     assert lines[at + 1 + KERNEL_LINES].startswith("  ... and 2 more: GPVAE.load(")
+
+
+def test_fit_interrupted_in_training_says_only_the_command_lines_words(
+    files: dict[str, Path],
+    tmp_path: Path,
+    monkeypatch: pytest.MonkeyPatch,
+    capsys: pytest.CaptureFixture[str],
+) -> None:
+    """A Ctrl-C inside the training loop: the estimator warns that it keeps the best weights
+    in history_ and that resume=True goes on, which is the Python API's state; the command
+    line keeps no model and says its own words (the checkpoint and --resume) once."""
+    from gpvae.training import FitSession
+
+    end = FitSession.on_epoch_end
+
+    def interrupt(self: FitSession, state: Any, optimizer: Any) -> None:
+        end(self, state, optimizer)
+        if state.epoch == 2:
+            raise KeyboardInterrupt
+
+    monkeypatch.setattr(FitSession, "on_epoch_end", interrupt)
+    out = tmp_path / "m"
+    args = ["fit", str(files["long_csv"]), "--time-col", "t", "--id-col", "station"]
+    assert main([*args, "-o", str(out), "--quiet", "--epochs", "5"]) == 130
+    lines = [ln for ln in capsys.readouterr().err.splitlines() if ln.strip()]
+    assert len(lines) == 1, lines
+    assert lines[0].startswith("error: fit: interrupted (Ctrl-C); the checkpoint"), lines
+    assert "history_" not in lines[0]
+    assert "resume=True" not in lines[0]

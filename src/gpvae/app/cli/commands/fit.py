@@ -519,7 +519,11 @@ def fit(
     # a numerical failure in training is not DATA's (it said "DATA: markov backend ...")
     with as_cli("DATA", names, own=(NumericalError,)), cli_warning_words(names):
         try:
-            model.fit(series, resume=resume, sharded=sharded)  # 'cnn' on non-square frames fails
+            with warnings.catch_warnings():
+                # the estimator's note on what an interrupted fit keeps speaks of its Python
+                # state (history_, resume=True); the command line says its own, below
+                warnings.filterwarnings("ignore", message=_KEPT_NOTE, category=UserWarning)
+                model.fit(series, resume=resume, sharded=sharded)  # 'cnn' on non-square frames
         except KeyboardInterrupt:  # click would say only "aborted"
             raise _interrupted(out / "checkpoints") from None
     # the threshold: a model of increments, or an ensemble, forecasts only: no anomaly scores
@@ -563,6 +567,10 @@ def fit(
         f"({', '.join(spec.features)}){last}{processes}; wrote {out}"
     )
     _print_kernels(model, out / MODEL_SUBDIR)
+
+
+#: The start of the estimator's warning on what an interrupted fit keeps (not said by fit).
+_KEPT_NOTE = r"fit: interrupted \(KeyboardInterrupt\)"
 
 
 def _interrupted(checkpoints: Path) -> CLIError:
