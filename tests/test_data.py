@@ -986,3 +986,23 @@ def test_shift_rows_moves_each_row_by_its_own_whole_steps() -> None:
     assert torch.all(b.x[2, 50:, 0] == b.x[2, 49, 0])  # padding repeats the last valid time
     again = next(make_batches(ss, 3, shift_rows=True))
     assert torch.equal(again.x, b.x)
+
+
+# ---------------------------------------------------------------- spatial tables
+
+
+def test_site_table_names_the_argument_at_fault() -> None:
+    """Audit A1 #9: ``predict_sites(X, sites)`` with ``sites`` as a Series (one site's row)
+    or a list blamed ``X``; a table of new sites is ``sites``, the field ``X``."""
+    from gpvae.data.spatial import field_from_frame, site_table
+
+    frame = pd.DataFrame({"station": ["a", "b"], "lat": [39.9, 40.0], "lon": [116.3, 116.4]})
+    with pytest.raises(InputTypeError, match=r"^sites: .*found Series.*to_frame\(\)\.T"):
+        site_table(frame.iloc[0], "station", ["lat", "lon"], min_sites=1)
+    with pytest.raises(InputTypeError, match=r"^sites: .*found list"):
+        site_table([["a", 39.9, 116.3]], "station", ["lat", "lon"], min_sites=1)
+    ids, xy = site_table(frame.iloc[0].to_frame().T, "station", ["lat", "lon"], min_sites=1)
+    assert ids == ("a",)
+    np.testing.assert_array_equal(xy, [[39.9, 116.3]])
+    with pytest.raises(InputTypeError, match=r"^X: expected a long pandas DataFrame"):
+        field_from_frame(frame.to_numpy(), "station", "time", ["lat", "lon"])  # type: ignore[arg-type]
