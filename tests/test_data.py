@@ -453,6 +453,34 @@ def test_convertible_dtypes(X: Any, dtype: type) -> None:
     assert ss.layout.dtype == dtype
 
 
+def test_masked_arrays_make_their_masked_entries_missing() -> None:
+    """Audit A1 #1: a numpy masked array's mask was ignored, its fill values (-999) read as
+    observed values (and given back as such by impute)."""
+    rng = np.random.default_rng(3)
+    X = rng.normal(size=(2, 4, 3)).astype(np.float32)
+    mask = rng.random(X.shape) < 0.4
+    mask[:, 0] = False  # every series keeps an observed entry
+    with_nan = np.where(mask, np.nan, X)
+    masked = np.ma.masked_array(np.where(mask, -999.0, X).astype(np.float32), mask=mask)
+    expected = np.stack(to_series_set(with_nan).values)
+    for form in (masked, list(masked), {"X": masked}):  # (a list: ragged; a dict's X)
+        np.testing.assert_array_equal(np.stack(to_series_set(form).values), expected)
+    text = np.ma.masked_array(masked.data.astype(str), mask=mask)  # masked "-999.0"
+    np.testing.assert_allclose(np.stack(to_series_set(text).values), expected, rtol=1e-6)
+    ints = np.ma.masked_array(np.where(mask, -1, 1), mask=mask)
+    np.testing.assert_array_equal(np.stack(to_series_set(ints).values), np.where(mask, np.nan, 1))
+    assert to_series_set(masked).layout.dtype == np.float32  # results in the input's dtype
+    bad = np.ma.masked_array(np.array([["1", "x"], ["2", "3"]]), mask=[[0, 1], [0, 0]])
+    np.testing.assert_array_equal(to_series_set([bad]).values[0], [[1.0, np.nan], [2.0, 3.0]])
+    times = np.ma.masked_array(np.arange(4.0) * 10, mask=[0, 0, 1, 0])
+    with pytest.raises(ValidationError, match="times: expected finite times, found nan"):
+        to_series_set(with_nan, times)
+    days = np.ma.masked_array(np.arange(4) * np.timedelta64(1, "D") + np.datetime64("2021-01-01"))
+    days[1] = np.ma.masked
+    with pytest.raises(ValidationError, match="times: expected finite times, found NaT"):
+        to_series_set(with_nan, days)
+
+
 def test_timedelta_times_become_hours() -> None:
     t = pd.to_timedelta(["00:00:00", "01:30:00", "00:45:00"]).to_numpy()
     ss = to_series_set([np.ones((3, 1))], [t])

@@ -43,7 +43,18 @@ def to_float(a: Any, what: str) -> tuple[np.ndarray, np.dtype]:
     Results come back in the input's float dtype, except float16 inputs, whose results are
     float32 (imputed values and interval bounds beyond 65504 would overflow float16), and
     extended-precision inputs, whose results are float64 (the precision computed in).
+
+    The masked entries of a numpy masked array are missing (NaN), whatever their fill
+    values hold.
     """
+    if isinstance(a, np.ma.MaskedArray):
+        masked = np.ma.getmaskarray(a)
+        data = np.ma.getdata(a)
+        if data.dtype.kind in "OUS" and masked.any():  # (a masked text need not be a number)
+            data = np.where(masked, np.array(np.nan, dtype=object), data.astype(object))
+        arr, out = to_float(data, what)
+        arr[masked] = np.nan  # (arr is a fresh float64 copy)
+        return arr, out
     if isinstance(a, torch.Tensor):
         a = a.detach().cpu().numpy()
     try:
@@ -100,7 +111,17 @@ def check_no_inf(arr: np.ndarray, what: str) -> None:
 
 
 def raw_times(a: Any, what: str) -> np.ndarray:
-    """A 1-D-or-more time array: float64, datetime64[ns] or timedelta64[ns]."""
+    """A 1-D-or-more time array: float64, datetime64[ns] or timedelta64[ns]; the masked
+    entries of a numpy masked array are NaN or NaT (refused later as missing times)."""
+    if isinstance(a, np.ma.MaskedArray):
+        masked = np.ma.getmaskarray(a)
+        data = np.ma.getdata(a)
+        if data.dtype.kind in "OUS" and masked.any():
+            data = np.where(masked, np.array(np.nan, dtype=object), data.astype(object))
+        arr = raw_times(data, what).copy()
+        gap = {"M": np.datetime64("NaT"), "m": np.timedelta64("NaT")}
+        arr[masked] = gap.get(arr.dtype.kind, np.nan)
+        return arr
     if isinstance(a, torch.Tensor):
         a = a.detach().cpu().numpy()
     if isinstance(a, (pd.Series, pd.Index)):
