@@ -205,6 +205,32 @@ def test_wide_dataframe_datetime_index_unsorted() -> None:
     pd.testing.assert_frame_equal(out, df.astype({"b": np.float64}))
 
 
+def test_wide_dataframe_period_index_is_read_as_the_periods_start() -> None:
+    """Audit A1 #7: a PeriodIndex (monthly data) was refused, with advice (pd.to_datetime)
+    that fails on periods; periods are read at their start, the frame keeps its index."""
+    X = np.arange(12.0).reshape(6, 2)
+    X[2, 1] = np.nan
+    months = pd.DataFrame(
+        X, columns=["a", "b"], index=pd.period_range("2000-01", periods=6, freq="M")
+    )
+    stamps = months.set_axis(months.index.to_timestamp())
+    ss, expected = to_series_set(months), to_series_set(stamps)
+    np.testing.assert_array_equal(ss.times[0], expected.times[0])
+    np.testing.assert_array_equal(ss.values[0], X)
+    assert (ss.layout.time_unit, ss.layout.freq) == ("steps", "MS")
+    assert ss.layout.time_origin == expected.layout.time_origin
+    back = from_padded(ss, ss.padded()[0])
+    assert isinstance(back.index, pd.PeriodIndex)
+    assert back.index.equals(months.index)
+    column = months.reset_index(names="date")  # periods in a time column
+    np.testing.assert_array_equal(to_series_set(column).times[0], expected.times[0])
+    mixed = pd.DataFrame(  # periods of two frequencies: object dtype, told what works
+        {"time": [pd.Period("2000-01", "M"), pd.Period("2000Q2", "Q")], "a": [1.0, 2.0]}
+    )
+    with pytest.raises(InputTypeError, match=r"to_timestamp\(\)"):
+        to_series_set(mixed)
+
+
 def test_wide_dataframe_time_column_and_tz_aware_index() -> None:
     df = pd.DataFrame({"time": [0.0, 2.0, 1.0], "a": [1.0, 2.0, 3.0]})
     with pytest.warns(UserWarning, match=r"time_col: took X\['time'\] .* out of order"):

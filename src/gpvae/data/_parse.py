@@ -141,16 +141,24 @@ def raw_times(a: Any, what: str) -> np.ndarray:
         try:
             return arr.astype(np.float64)
         except (ValueError, TypeError):
+            bad = first_non_numeric(arr.ravel())
+            advice = "parse dates with pd.to_datetime"
+            if isinstance(bad, pd.Period):  # (pd.to_datetime refuses periods)
+                advice = "turn periods into timestamps with .to_timestamp()"
             raise InputTypeError(
                 f"{what}: expected numeric or datetime times, found dtype {arr.dtype} with "
-                f"value {first_non_numeric(arr.ravel())!r} (parse dates with pd.to_datetime)"
+                f"value {bad!r} ({advice})"
             ) from None
     raise InputTypeError(f"{what}: expected numeric or datetime times, found dtype {arr.dtype}")
 
 
 def pandas_times(s: pd.Series | pd.Index, what: str) -> np.ndarray:
-    """Times of a column or index: float64, datetime64[ns] (tz-aware -> UTC) or timedelta64."""
+    """Times of a column or index: float64, datetime64[ns] (tz-aware -> UTC; periods -> the
+    timestamp of their start, as ``.to_timestamp()`` gives) or timedelta64."""
     dtype = s.dtype
+    if isinstance(dtype, pd.PeriodDtype):
+        start = pd.PeriodIndex(s).to_timestamp()
+        return np.asarray(start.to_numpy(), dtype="datetime64[ns]")
     if isinstance(dtype, pd.DatetimeTZDtype):
         idx = pd.DatetimeIndex(s).tz_convert("UTC").tz_localize(None)
         return idx.to_numpy(dtype="datetime64[ns]")
