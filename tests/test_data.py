@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import re
 from typing import Any
 
 import numpy as np
@@ -229,6 +230,45 @@ def test_wide_dataframe_period_index_is_read_as_the_periods_start() -> None:
     )
     with pytest.raises(InputTypeError, match=r"to_timestamp\(\)"):
         to_series_set(mixed)
+
+
+def test_series_is_read_as_its_one_column_frame() -> None:
+    """Audit A1 #12: a pandas Series (one series, dates in its index) was refused as a 1-D
+    array, with advice (X.reshape(1, -1, 1)) that drops the dates."""
+    days = pd.date_range("2021-01-01", periods=5, freq="D")[[0, 1, 2, 4, 3]]
+    s = pd.Series([1.0, np.nan, 3.0, 5.0, 4.0], index=days, name="temp")
+    ss, expected = to_series_set(s), to_series_set(s.to_frame())
+    assert ss.layout.kind == "dataframe_wide"
+    assert ss.feature_names == ("temp",)
+    np.testing.assert_array_equal(ss.times[0], [0.0, 24.0, 48.0, 72.0, 96.0])
+    np.testing.assert_array_equal(ss.values[0], expected.values[0])
+    assert ss.layout.time_origin == expected.layout.time_origin
+    back = from_padded(ss, ss.padded()[0])
+    pd.testing.assert_frame_equal(back, s.to_frame())  # rows in the input's order
+    with pytest.raises(ShapeError, match="X: expected 2 features"):
+        to_series_set(s, num_features=2)
+
+
+def test_list_of_frames_is_refused_saying_what_to_pass() -> None:
+    """Audit A1 #2: a list of DataFrames was read as bare arrays: each frame's dates and
+    column names were dropped, and a frame with its columns in another order was mixed up
+    without a word."""
+    day = pd.DataFrame(
+        {"a": [1.0, 2.0, 3.0], "b": [4.0, np.nan, 6.0]},
+        index=pd.date_range("2021-01-01", periods=3, freq="D"),
+    )
+    hour = day[["b", "a"]].set_axis(pd.date_range("2021-03-01", periods=3, freq="h"))
+    frames = [day, hour]
+    for X, name in ((frames, "X"), ([day.to_numpy(), day["a"]], "X"), ({"X": frames}, "X['X']")):
+        with pytest.raises(InputTypeError, match=re.escape(f"{name}[") + r".*pd\.concat"):
+            to_series_set(X)
+    # the advice works: dates kept, columns matched by name
+    long = pd.concat(frames, keys=range(len(frames)), names=["id", "time"]).reset_index()
+    ss = to_series_set(long)
+    assert ss.feature_names == ("a", "b")
+    np.testing.assert_array_equal(ss.values[1], day.to_numpy())
+    np.testing.assert_array_equal(ss.times[1] - ss.times[1][0], [0.0, 1.0, 2.0])
+    np.testing.assert_array_equal(ss.times[0], [0.0, 24.0, 48.0])
 
 
 def test_wide_dataframe_time_column_and_tz_aware_index() -> None:
