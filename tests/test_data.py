@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import json
 import re
+import warnings
 from typing import Any
 
 import numpy as np
@@ -920,6 +921,71 @@ def test_scaler_state_dict_is_json_and_round_trips() -> None:
         Scaler.from_state_dict({**state, "std": [1.0, -1.0, 1.0]})
     with pytest.raises(ValidationError, match="state"):
         Scaler.from_state_dict({"version": 1})
+
+
+def _far_time_warnings(sc: Scaler, ss: SeriesSet) -> list[str]:
+    with warnings.catch_warnings(record=True) as caught:
+        warnings.simplefilter("always")
+        sc.warn_far_times(ss)
+    return [str(w.message) for w in caught]
+
+
+def test_scaler_warns_on_a_time_unit_squeezed_into_the_training_range() -> None:
+    """Audit A1 #4: a model trained on seconds (step 60) given the same series in minutes
+    or hours (inside the training range) warned nothing, though its imputations moved by
+    0.46 sd; only series ending outside the range had their spacing checked."""
+    X = np.ones((3, 60, 1))
+    secs = np.tile(np.arange(60) * 60.0, (3, 1))
+    sc = Scaler().fit(to_series_set(X, secs))
+    assert sc.time_spacing_ == (60.0, 60.0)
+    assert _far_time_warnings(sc, to_series_set(X, secs)) == []
+    assert _far_time_warnings(sc, to_series_set(X[:1], secs[:1] + 600.0)) == []  # later
+    for unit in (60.0, 3600.0):  # minutes, hours
+        said = _far_time_warnings(sc, to_series_set(X, secs / unit))
+        assert len(said) == 1
+        assert said[0].startswith("X: 3 series have a time spacing far from the training")
+        assert "within a factor of 10 of the training series' (60; time step 60)" in said[0]
+        assert f"found {60 / unit:.6g} in series 0" in said[0]
+        assert "check the time unit" in said[0]
+    # ten times too wide, inside the range (two points): also a unit mistake
+    assert len(_far_time_warnings(sc, to_series_set(X[:1, :2], [[0.0, 3000.0]]))) == 1
+    # ending outside the range: the rule that was (one warning, not two)
+    said = _far_time_warnings(sc, to_series_set(X, secs * 1000))
+    assert len(said) == 1
+    assert "end far outside the training range" in said[0]
+    # saved without the spacings (older model files): no new warning, and a round trip
+    state = json.loads(json.dumps(sc.state_dict()))
+    assert Scaler.from_state_dict(state).time_spacing_ == (60.0, 60.0)
+    del state["time_spacing"]
+    old = Scaler.from_state_dict(state)
+    assert old.time_spacing_ is None
+    assert _far_time_warnings(old, to_series_set(X, secs / 60)) == []
+    with pytest.raises(ValidationError, match=r"state\['time_spacing'\]"):
+        Scaler.from_state_dict({**state, "time_spacing": [60.0, "x"]})
+
+
+def test_scaler_spacing_rule_keeps_training_rates_and_irregular_times_quiet() -> None:
+    """Training series of other sampling rates (one-minute and three-hourly sensors in
+    one table) and irregular times are never flagged: every spacing between the training
+    series' own (within a factor of 10) is expected."""
+    rng = np.random.default_rng(4)
+    minute = np.arange(1440.0) / 60.0  # hours
+    slow = np.arange(8) * 3.0
+    irregular = np.cumsum(rng.exponential(0.5, size=50))
+    train = to_series_set(
+        [np.ones((len(t), 1)) for t in (minute, slow, irregular)], [minute, slow, irregular]
+    )
+    sc = Scaler().fit(train)
+    assert sc.time_spacing_ is not None
+    assert sc.time_spacing_[0] == pytest.approx(1 / 60)
+    assert sc.time_spacing_[1] == pytest.approx(3.0)
+    assert _far_time_warnings(sc, train) == []
+    # irregular series inside the training range's band, spaced 0.01 to 10 hours
+    others = [s * (np.arange(30) + rng.uniform(0, 0.5, 30)) for s in (0.01, 0.2, 5.0, 10.0)]
+    ss = to_series_set([np.ones((30, 1))] * 4, others)
+    assert _far_time_warnings(sc, ss) == []
+    squeezed = to_series_set([np.ones((30, 1))], [np.arange(30.0) / 3600])  # seconds
+    assert len(_far_time_warnings(sc, squeezed)) == 1
 
 
 def test_scaler_checks_features_at_transform() -> None:
