@@ -3,6 +3,8 @@
 from __future__ import annotations
 
 import json
+import re
+import warnings
 from typing import Any
 
 import numpy as np
@@ -203,6 +205,71 @@ def test_wide_dataframe_datetime_index_unsorted() -> None:
     np.testing.assert_array_equal(ss.values[0], [[np.nan, 5.0], [3.0, 6.0], [1.0, 4.0]])
     out = from_padded(ss, _through_batches(ss))
     pd.testing.assert_frame_equal(out, df.astype({"b": np.float64}))
+
+
+def test_wide_dataframe_period_index_is_read_as_the_periods_start() -> None:
+    """Audit A1 #7: a PeriodIndex (monthly data) was refused, with advice (pd.to_datetime)
+    that fails on periods; periods are read at their start, the frame keeps its index."""
+    X = np.arange(12.0).reshape(6, 2)
+    X[2, 1] = np.nan
+    months = pd.DataFrame(
+        X, columns=["a", "b"], index=pd.period_range("2000-01", periods=6, freq="M")
+    )
+    stamps = months.set_axis(months.index.to_timestamp())
+    ss, expected = to_series_set(months), to_series_set(stamps)
+    np.testing.assert_array_equal(ss.times[0], expected.times[0])
+    np.testing.assert_array_equal(ss.values[0], X)
+    assert (ss.layout.time_unit, ss.layout.freq) == ("steps", "MS")
+    assert ss.layout.time_origin == expected.layout.time_origin
+    back = from_padded(ss, ss.padded()[0])
+    assert isinstance(back.index, pd.PeriodIndex)
+    assert back.index.equals(months.index)
+    column = months.reset_index(names="date")  # periods in a time column
+    np.testing.assert_array_equal(to_series_set(column).times[0], expected.times[0])
+    mixed = pd.DataFrame(  # periods of two frequencies: object dtype, told what works
+        {"time": [pd.Period("2000-01", "M"), pd.Period("2000Q2", "Q")], "a": [1.0, 2.0]}
+    )
+    with pytest.raises(InputTypeError, match=r"to_timestamp\(\)"):
+        to_series_set(mixed)
+
+
+def test_series_is_read_as_its_one_column_frame() -> None:
+    """Audit A1 #12: a pandas Series (one series, dates in its index) was refused as a 1-D
+    array, with advice (X.reshape(1, -1, 1)) that drops the dates."""
+    days = pd.date_range("2021-01-01", periods=5, freq="D")[[0, 1, 2, 4, 3]]
+    s = pd.Series([1.0, np.nan, 3.0, 5.0, 4.0], index=days, name="temp")
+    ss, expected = to_series_set(s), to_series_set(s.to_frame())
+    assert ss.layout.kind == "dataframe_wide"
+    assert ss.feature_names == ("temp",)
+    np.testing.assert_array_equal(ss.times[0], [0.0, 24.0, 48.0, 72.0, 96.0])
+    np.testing.assert_array_equal(ss.values[0], expected.values[0])
+    assert ss.layout.time_origin == expected.layout.time_origin
+    back = from_padded(ss, ss.padded()[0])
+    pd.testing.assert_frame_equal(back, s.to_frame())  # rows in the input's order
+    with pytest.raises(ShapeError, match="X: expected 2 features"):
+        to_series_set(s, num_features=2)
+
+
+def test_list_of_frames_is_refused_saying_what_to_pass() -> None:
+    """Audit A1 #2: a list of DataFrames was read as bare arrays: each frame's dates and
+    column names were dropped, and a frame with its columns in another order was mixed up
+    without a word."""
+    day = pd.DataFrame(
+        {"a": [1.0, 2.0, 3.0], "b": [4.0, np.nan, 6.0]},
+        index=pd.date_range("2021-01-01", periods=3, freq="D"),
+    )
+    hour = day[["b", "a"]].set_axis(pd.date_range("2021-03-01", periods=3, freq="h"))
+    frames = [day, hour]
+    for X, name in ((frames, "X"), ([day.to_numpy(), day["a"]], "X"), ({"X": frames}, "X['X']")):
+        with pytest.raises(InputTypeError, match=re.escape(f"{name}[") + r".*pd\.concat"):
+            to_series_set(X)
+    # the advice works: dates kept, columns matched by name
+    long = pd.concat(frames, keys=range(len(frames)), names=["id", "time"]).reset_index()
+    ss = to_series_set(long)
+    assert ss.feature_names == ("a", "b")
+    np.testing.assert_array_equal(ss.values[1], day.to_numpy())
+    np.testing.assert_array_equal(ss.times[1] - ss.times[1][0], [0.0, 1.0, 2.0])
+    np.testing.assert_array_equal(ss.times[0], [0.0, 24.0, 48.0])
 
 
 def test_wide_dataframe_time_column_and_tz_aware_index() -> None:
@@ -451,6 +518,34 @@ def test_convertible_dtypes(X: Any, dtype: type) -> None:
     ss = to_series_set(X)
     assert ss.values[0].dtype == np.float64
     assert ss.layout.dtype == dtype
+
+
+def test_masked_arrays_make_their_masked_entries_missing() -> None:
+    """Audit A1 #1: a numpy masked array's mask was ignored, its fill values (-999) read as
+    observed values (and given back as such by impute)."""
+    rng = np.random.default_rng(3)
+    X = rng.normal(size=(2, 4, 3)).astype(np.float32)
+    mask = rng.random(X.shape) < 0.4
+    mask[:, 0] = False  # every series keeps an observed entry
+    with_nan = np.where(mask, np.nan, X)
+    masked = np.ma.masked_array(np.where(mask, -999.0, X).astype(np.float32), mask=mask)
+    expected = np.stack(to_series_set(with_nan).values)
+    for form in (masked, list(masked), {"X": masked}):  # (a list: ragged; a dict's X)
+        np.testing.assert_array_equal(np.stack(to_series_set(form).values), expected)
+    text = np.ma.masked_array(masked.data.astype(str), mask=mask)  # masked "-999.0"
+    np.testing.assert_allclose(np.stack(to_series_set(text).values), expected, rtol=1e-6)
+    ints = np.ma.masked_array(np.where(mask, -1, 1), mask=mask)
+    np.testing.assert_array_equal(np.stack(to_series_set(ints).values), np.where(mask, np.nan, 1))
+    assert to_series_set(masked).layout.dtype == np.float32  # results in the input's dtype
+    bad = np.ma.masked_array(np.array([["1", "x"], ["2", "3"]]), mask=[[0, 1], [0, 0]])
+    np.testing.assert_array_equal(to_series_set([bad]).values[0], [[1.0, np.nan], [2.0, 3.0]])
+    times = np.ma.masked_array(np.arange(4.0) * 10, mask=[0, 0, 1, 0])
+    with pytest.raises(ValidationError, match="times: expected finite times, found nan"):
+        to_series_set(with_nan, times)
+    days = np.ma.masked_array(np.arange(4) * np.timedelta64(1, "D") + np.datetime64("2021-01-01"))
+    days[1] = np.ma.masked
+    with pytest.raises(ValidationError, match="times: expected finite times, found NaT"):
+        to_series_set(with_nan, days)
 
 
 def test_timedelta_times_become_hours() -> None:
@@ -828,6 +923,71 @@ def test_scaler_state_dict_is_json_and_round_trips() -> None:
         Scaler.from_state_dict({"version": 1})
 
 
+def _far_time_warnings(sc: Scaler, ss: SeriesSet) -> list[str]:
+    with warnings.catch_warnings(record=True) as caught:
+        warnings.simplefilter("always")
+        sc.warn_far_times(ss)
+    return [str(w.message) for w in caught]
+
+
+def test_scaler_warns_on_a_time_unit_squeezed_into_the_training_range() -> None:
+    """Audit A1 #4: a model trained on seconds (step 60) given the same series in minutes
+    or hours (inside the training range) warned nothing, though its imputations moved by
+    0.46 sd; only series ending outside the range had their spacing checked."""
+    X = np.ones((3, 60, 1))
+    secs = np.tile(np.arange(60) * 60.0, (3, 1))
+    sc = Scaler().fit(to_series_set(X, secs))
+    assert sc.time_spacing_ == (60.0, 60.0)
+    assert _far_time_warnings(sc, to_series_set(X, secs)) == []
+    assert _far_time_warnings(sc, to_series_set(X[:1], secs[:1] + 600.0)) == []  # later
+    for unit in (60.0, 3600.0):  # minutes, hours
+        said = _far_time_warnings(sc, to_series_set(X, secs / unit))
+        assert len(said) == 1
+        assert said[0].startswith("X: 3 series have a time spacing far from the training")
+        assert "within a factor of 10 of the training series' (60; time step 60)" in said[0]
+        assert f"found {60 / unit:.6g} in series 0" in said[0]
+        assert "check the time unit" in said[0]
+    # ten times too wide, inside the range (two points): also a unit mistake
+    assert len(_far_time_warnings(sc, to_series_set(X[:1, :2], [[0.0, 3000.0]]))) == 1
+    # ending outside the range: the rule that was (one warning, not two)
+    said = _far_time_warnings(sc, to_series_set(X, secs * 1000))
+    assert len(said) == 1
+    assert "end far outside the training range" in said[0]
+    # saved without the spacings (older model files): no new warning, and a round trip
+    state = json.loads(json.dumps(sc.state_dict()))
+    assert Scaler.from_state_dict(state).time_spacing_ == (60.0, 60.0)
+    del state["time_spacing"]
+    old = Scaler.from_state_dict(state)
+    assert old.time_spacing_ is None
+    assert _far_time_warnings(old, to_series_set(X, secs / 60)) == []
+    with pytest.raises(ValidationError, match=r"state\['time_spacing'\]"):
+        Scaler.from_state_dict({**state, "time_spacing": [60.0, "x"]})
+
+
+def test_scaler_spacing_rule_keeps_training_rates_and_irregular_times_quiet() -> None:
+    """Training series of other sampling rates (one-minute and three-hourly sensors in
+    one table) and irregular times are never flagged: every spacing between the training
+    series' own (within a factor of 10) is expected."""
+    rng = np.random.default_rng(4)
+    minute = np.arange(1440.0) / 60.0  # hours
+    slow = np.arange(8) * 3.0
+    irregular = np.cumsum(rng.exponential(0.5, size=50))
+    train = to_series_set(
+        [np.ones((len(t), 1)) for t in (minute, slow, irregular)], [minute, slow, irregular]
+    )
+    sc = Scaler().fit(train)
+    assert sc.time_spacing_ is not None
+    assert sc.time_spacing_[0] == pytest.approx(1 / 60)
+    assert sc.time_spacing_[1] == pytest.approx(3.0)
+    assert _far_time_warnings(sc, train) == []
+    # irregular series inside the training range's band, spaced 0.01 to 10 hours
+    others = [s * (np.arange(30) + rng.uniform(0, 0.5, 30)) for s in (0.01, 0.2, 5.0, 10.0)]
+    ss = to_series_set([np.ones((30, 1))] * 4, others)
+    assert _far_time_warnings(sc, ss) == []
+    squeezed = to_series_set([np.ones((30, 1))], [np.arange(30.0) / 3600])  # seconds
+    assert len(_far_time_warnings(sc, squeezed)) == 1
+
+
 def test_scaler_checks_features_at_transform() -> None:
     sc = Scaler().fit(to_series_set(np.ones((2, 3, 2))))
     with pytest.raises(ShapeError, match="X"):
@@ -986,3 +1146,23 @@ def test_shift_rows_moves_each_row_by_its_own_whole_steps() -> None:
     assert torch.all(b.x[2, 50:, 0] == b.x[2, 49, 0])  # padding repeats the last valid time
     again = next(make_batches(ss, 3, shift_rows=True))
     assert torch.equal(again.x, b.x)
+
+
+# ---------------------------------------------------------------- spatial tables
+
+
+def test_site_table_names_the_argument_at_fault() -> None:
+    """Audit A1 #9: ``predict_sites(X, sites)`` with ``sites`` as a Series (one site's row)
+    or a list blamed ``X``; a table of new sites is ``sites``, the field ``X``."""
+    from gpvae.data.spatial import field_from_frame, site_table
+
+    frame = pd.DataFrame({"station": ["a", "b"], "lat": [39.9, 40.0], "lon": [116.3, 116.4]})
+    with pytest.raises(InputTypeError, match=r"^sites: .*found Series.*to_frame\(\)\.T"):
+        site_table(frame.iloc[0], "station", ["lat", "lon"], min_sites=1)
+    with pytest.raises(InputTypeError, match=r"^sites: .*found list"):
+        site_table([["a", 39.9, 116.3]], "station", ["lat", "lon"], min_sites=1)
+    ids, xy = site_table(frame.iloc[0].to_frame().T, "station", ["lat", "lon"], min_sites=1)
+    assert ids == ("a",)
+    np.testing.assert_array_equal(xy, [[39.9, 116.3]])
+    with pytest.raises(InputTypeError, match=r"^X: expected a long pandas DataFrame"):
+        field_from_frame(frame.to_numpy(), "station", "time", ["lat", "lon"])  # type: ignore[arg-type]

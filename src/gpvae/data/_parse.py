@@ -43,7 +43,18 @@ def to_float(a: Any, what: str) -> tuple[np.ndarray, np.dtype]:
     Results come back in the input's float dtype, except float16 inputs, whose results are
     float32 (imputed values and interval bounds beyond 65504 would overflow float16), and
     extended-precision inputs, whose results are float64 (the precision computed in).
+
+    The masked entries of a numpy masked array are missing (NaN), whatever their fill
+    values hold.
     """
+    if isinstance(a, np.ma.MaskedArray):
+        masked = np.ma.getmaskarray(a)
+        data = np.ma.getdata(a)
+        if data.dtype.kind in "OUS" and masked.any():  # (a masked text need not be a number)
+            data = np.where(masked, np.array(np.nan, dtype=object), data.astype(object))
+        arr, out = to_float(data, what)
+        arr[masked] = np.nan  # (arr is a fresh float64 copy)
+        return arr, out
     if isinstance(a, torch.Tensor):
         a = a.detach().cpu().numpy()
     try:
@@ -100,7 +111,17 @@ def check_no_inf(arr: np.ndarray, what: str) -> None:
 
 
 def raw_times(a: Any, what: str) -> np.ndarray:
-    """A 1-D-or-more time array: float64, datetime64[ns] or timedelta64[ns]."""
+    """A 1-D-or-more time array: float64, datetime64[ns] or timedelta64[ns]; the masked
+    entries of a numpy masked array are NaN or NaT (refused later as missing times)."""
+    if isinstance(a, np.ma.MaskedArray):
+        masked = np.ma.getmaskarray(a)
+        data = np.ma.getdata(a)
+        if data.dtype.kind in "OUS" and masked.any():
+            data = np.where(masked, np.array(np.nan, dtype=object), data.astype(object))
+        arr = raw_times(data, what).copy()
+        gap = {"M": np.datetime64("NaT"), "m": np.timedelta64("NaT")}
+        arr[masked] = gap.get(arr.dtype.kind, np.nan)
+        return arr
     if isinstance(a, torch.Tensor):
         a = a.detach().cpu().numpy()
     if isinstance(a, (pd.Series, pd.Index)):
@@ -120,16 +141,24 @@ def raw_times(a: Any, what: str) -> np.ndarray:
         try:
             return arr.astype(np.float64)
         except (ValueError, TypeError):
+            bad = first_non_numeric(arr.ravel())
+            advice = "parse dates with pd.to_datetime"
+            if isinstance(bad, pd.Period):  # (pd.to_datetime refuses periods)
+                advice = "turn periods into timestamps with .to_timestamp()"
             raise InputTypeError(
                 f"{what}: expected numeric or datetime times, found dtype {arr.dtype} with "
-                f"value {first_non_numeric(arr.ravel())!r} (parse dates with pd.to_datetime)"
+                f"value {bad!r} ({advice})"
             ) from None
     raise InputTypeError(f"{what}: expected numeric or datetime times, found dtype {arr.dtype}")
 
 
 def pandas_times(s: pd.Series | pd.Index, what: str) -> np.ndarray:
-    """Times of a column or index: float64, datetime64[ns] (tz-aware -> UTC) or timedelta64."""
+    """Times of a column or index: float64, datetime64[ns] (tz-aware -> UTC; periods -> the
+    timestamp of their start, as ``.to_timestamp()`` gives) or timedelta64."""
     dtype = s.dtype
+    if isinstance(dtype, pd.PeriodDtype):
+        start = pd.PeriodIndex(s).to_timestamp()
+        return np.asarray(start.to_numpy(), dtype="datetime64[ns]")
     if isinstance(dtype, pd.DatetimeTZDtype):
         idx = pd.DatetimeIndex(s).tz_convert("UTC").tz_localize(None)
         return idx.to_numpy(dtype="datetime64[ns]")

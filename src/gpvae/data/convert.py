@@ -7,7 +7,8 @@ Accepted ``X`` (n series, T_i time steps, D features; NaN marks a missing entry)
 - a list of n arrays (T_i, D) (ragged); ``times`` None (0..T_i-1) or a list of n arrays (T_i,);
 - a long pandas DataFrame: an id column, a time column and feature columns, one row per
   (series, time);
-- a wide pandas DataFrame: one series, the time in the index or in ``time_col``;
+- a wide pandas DataFrame: one series, the time in the index or in ``time_col``; a pandas
+  Series is one series of one feature, read as ``X.to_frame()`` (its index the time);
 - a PyPOTS-style dict ``{"X": array or list, "times": optional, "missing_mask": optional}``:
   ``missing_mask`` (X's shape; 1 or True = observed, as in PyPOTS) makes its 0 entries
   missing, so a zero-filled ``X`` may come with it; other keys (``X_ori``, ``X_pred``,
@@ -49,6 +50,15 @@ DUPLICATE_ADVICE = (
 ID_ADVICE = "name the id column with id_col={col}"
 
 
+#: What to pass instead of a list of DataFrames (one per series).
+FRAMES_ADVICE = (
+    "stack the frames into one long DataFrame with an id column, e.g. pd.concat({name}, "
+    "keys=range(len({name})), names=['id', 'time']).reset_index() when each frame's index "
+    "is its time (columns are matched by name), or pass [f.to_numpy() for f in {name}] to "
+    "read them as arrays"
+)
+
+
 def to_series_set(
     X: Any,
     times: Any = None,
@@ -66,10 +76,14 @@ def to_series_set(
     """Validate and normalise user data into a :class:`SeriesSet`.
 
     Args:
-        X: (n, T, D) array/tensor, list of (T_i, D) arrays, long or wide DataFrame, or a
-            dict ``{"X": ..., "times": ..., "missing_mask": ...}`` (only these keys;
-            ``missing_mask`` 1 = observed, 0 = missing); NaN marks missing entries. A
-            :class:`SeriesSet` is returned as is (after the ``num_features`` check).
+        X: (n, T, D) array/tensor, list of (T_i, D) arrays, long or wide DataFrame, a
+            Series (one series of one feature, read as ``X.to_frame()``: results come
+            back as that frame), or a dict ``{"X": ..., "times": ..., "missing_mask":
+            ...}`` (only these keys; ``missing_mask`` 1 = observed, 0 = missing); NaN
+            marks missing entries; masked entries of a numpy masked array are missing. A
+            :class:`SeriesSet` is returned as is (after the ``num_features`` check). A
+            list of DataFrames is refused (a list holds bare arrays): stack them into one
+            long frame.
         times: None (0..T_i-1), a (T,) array shared by all series, an (n, T) array or a list
             of n (T_i,) arrays; numeric, datetime64 or timedelta64. Must be None for
             DataFrames (use ``time_col`` or the index).
@@ -117,6 +131,8 @@ def to_series_set(
                 f"found a SeriesSet counted in {_form_text(form)}; pass the data themselves"
             )
         return X
+    if isinstance(X, pd.Series):  # one series of one feature, its index the time
+        X = X.to_frame()
     if isinstance(X, pd.DataFrame):
         if times is not None:
             raise ValidationError(
@@ -202,6 +218,12 @@ def _from_ragged(X: Sequence[Any], times: Any, name: str, times_name: str) -> Pa
     dtypes: list[np.dtype] = []
     for i, x in enumerate(X):
         what = f"{name}[{i}]"
+        if isinstance(x, (pd.DataFrame, pd.Series)):
+            raise InputTypeError(
+                f"{what}: expected a (T_i, D) array in a list of series, found a "
+                f"{type(x).__name__} (a list is read as bare arrays: each frame's index and "
+                f"column names would be lost); {FRAMES_ADVICE.format(name=name)}"
+            )
         arr, dt = to_float(x, what)
         if arr.ndim != 2:
             hint = " (reshape a univariate series with .reshape(-1, 1))" if arr.ndim == 1 else ""

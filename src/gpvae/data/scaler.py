@@ -8,7 +8,9 @@ uncertainty is relative to its value whatever its units (with std 1, a feature c
 data cannot be scaled and raises an error.
 
 The scaler also records ``time_step_``, the median spacing between consecutive time steps of
-the training series, as a natural unit for kernel lengthscale defaults (it is not applied).
+the training series, as a natural unit for kernel lengthscale defaults (it is not applied),
+and ``time_spacing_``, the range of the training series' own median spacings, against which
+:meth:`Scaler.warn_far_times` checks the spacing of new series (a time unit mistake).
 
 The model computes in float32: :meth:`Scaler.check_range` rejects data whose standardised
 values or scaled times ``(t - time_origin_) / time_step_`` do not fit in float32, naming the
@@ -51,6 +53,9 @@ class Scaler:
             (1.0 when no series has two steps).
         time_origin_: the earliest training time (a natural ``time_shift`` for batches).
         time_end_: the latest training time (None for scalers saved before it was kept).
+        time_spacing_: (smallest, largest) median spacing of consecutive times over the
+            training series with two steps or more (None when no series has two, and for
+            scalers saved before it was kept).
         time_form_: how the training times were counted, (``time_unit``, ``freq``) of the
             layout (:class:`gpvae.data.series.Layout`): (None, None) for numbers,
             ("hours", None) for datetimes / durations in hours, ("steps", freq) on a
@@ -67,6 +72,7 @@ class Scaler:
         self.time_step_: float = 1.0
         self.time_origin_: float = 0.0
         self.time_end_: float | None = None
+        self.time_spacing_: tuple[float, float] | None = None
         self.time_form_: tuple[str | None, str | None] | None = None
 
     @property
@@ -130,6 +136,8 @@ class Scaler:
         self.time_step_ = float(np.median(steps)) if steps.size else 1.0
         self.time_origin_ = float(min(t[0] for t in data.times))
         self.time_end_ = float(max(t[-1] for t in data.times))
+        spacings = [s for s in map(_median_spacing, data.times) if s is not None]
+        self.time_spacing_ = (min(spacings), max(spacings)) if spacings else None
         self.time_form_ = (data.layout.time_unit, data.layout.freq)
         return self
 
@@ -232,25 +240,32 @@ class Scaler:
         training data's units, and such times would be read in them without a word.
 
         Let the band be the training time range widened by ``spans`` times its width (at
-        least ``spans`` time steps) on either side. Two rules, each naming the first series
-        it concerns and the value found:
+        least ``spans`` time steps) on either side, and a series' spacing the median positive
+        difference of its consecutive times. Three rules, each naming the first series it
+        concerns and the value found:
 
         - a series that *starts* outside the band (a wrong origin);
-        - a series that *ends* outside the band and whose typical spacing (median positive
-          difference of consecutive times) is more than ``spacing_factor`` times larger or
-          smaller than the training ``time_step_`` (a unit mistake: minutes, seconds, or days
-          read as hours stretch both the series and its steps).
+        - a series that *ends* outside the band and whose spacing is more than
+          ``spacing_factor`` times larger or smaller than the training ``time_step_`` (a
+          unit mistake: minutes, seconds, or days read as hours stretch both the series and
+          its steps);
+        - any other series (starting in the band) whose spacing is more than
+          ``spacing_factor`` times smaller than the smallest spacing of a training series or
+          larger than the largest (``time_spacing_``): a unit mistake that squeezes the
+          series into the training range (hours or minutes given to a model that counts
+          seconds) or stretches it within it.
 
         So a series that starts in the band and keeps about the training spacing may run on
         for as long as it likes (monitoring data that continue after a short training
         stretch, a forecast from a later stretch), and a series of the training data is
         never flagged, however its spacing differs from the pooled step (a table mixing
-        one-minute and three-hourly sensors). Times squeezed into the band (hours given to a
-        model that counts seconds) pass unnoticed.
+        one-minute and three-hourly sensors: every spacing between the training series'
+        own is expected).
 
         The rules need the training end (``time_end_``), which scalers saved before it was
-        kept lack: those never warn. ``stacklevel`` as in ``warnings.warn`` from the caller
-        of this method (2: its caller's line)."""
+        kept lack: those never warn; the third needs ``time_spacing_`` (scalers saved before
+        it was kept, and those of spatial fields, skip it). ``stacklevel`` as in
+        ``warnings.warn`` from the caller of this method (2: its caller's line)."""
         if self.time_end_ is None:
             return
         step = self.time_step_
@@ -268,15 +283,18 @@ class Scaler:
                 stacklevel=stacklevel + 1,
             )
         spaced: list[tuple[int, float]] = []
+        squeezed: list[tuple[int, float]] = []  # (third rule)
+        known = self.time_spacing_
         for i, t in enumerate(data.times):
-            if i in far or not t.size or lo <= t[-1] <= hi:
+            if i in far or not t.size:
                 continue
-            d = np.diff(np.asarray(t, dtype=np.float64))
-            d = d[d > 0]
-            if d.size:
-                s = float(np.median(d))
-                if not step / spacing_factor <= s <= step * spacing_factor:
-                    spaced.append((i, s))
+            s = _median_spacing(t)
+            if s is None:
+                continue
+            if not lo <= t[-1] <= hi and not step / spacing_factor <= s <= step * spacing_factor:
+                spaced.append((i, s))
+            elif known and not known[0] / spacing_factor <= s <= known[1] * spacing_factor:
+                squeezed.append((i, s))
         if spaced:
             i, s = spaced[0]
             warnings.warn(
@@ -286,6 +304,20 @@ class Scaler:
                 f"{spacing_factor:g} of the training time step {step:.6g}, found {s:.6g} in "
                 f"{data.series_label(i)}, ending at {float(data.times[i][-1]):.6g}; check the "
                 "time unit and origin",
+                UserWarning,
+                stacklevel=stacklevel + 1,
+            )
+        if squeezed and known:
+            i, s = squeezed[0]
+            seen = (
+                f"{known[0]:.6g}" if known[0] == known[1] else f"{known[0]:.6g} to {known[1]:.6g}"
+            )
+            warnings.warn(
+                f"{name}: {len(squeezed)} series have a time spacing far from the training "
+                f"data's: expected a median spacing within a factor of {spacing_factor:g} of "
+                f"the training series' ({seen}; time step {step:.6g}), found {s:.6g} in "
+                f"{data.series_label(i)} (times {float(data.times[i][0]):.6g} to "
+                f"{float(data.times[i][-1]):.6g}); check the time unit",
                 UserWarning,
                 stacklevel=stacklevel + 1,
             )
@@ -395,6 +427,7 @@ class Scaler:
             "time_step": self.time_step_,
             "time_origin": self.time_origin_,
             "time_end": self.time_end_,
+            **({} if self.time_spacing_ is None else {"time_spacing": list(self.time_spacing_)}),
             **(
                 {}
                 if self.time_form_ is None
@@ -444,6 +477,19 @@ class Scaler:
         out.time_origin_ = origin
         end = state.get("time_end")
         out.time_end_ = float(end) if isinstance(end, (int, float)) and math.isfinite(end) else None
+        spacing = state.get("time_spacing")
+        if spacing is not None:
+            try:
+                pair = tuple(float(v) for v in spacing)
+            except (TypeError, ValueError):
+                pair = ()
+            ok = len(pair) == 2 and all(math.isfinite(v) and v > 0 for v in pair)
+            if not (ok and pair[0] <= pair[1]):
+                raise ValidationError(
+                    "state['time_spacing']: expected [smallest, largest] positive median "
+                    f"spacings, found {spacing!r}"
+                )
+            out.time_spacing_ = (pair[0], pair[1])
         if "time_unit" in state:
             unit, freq = state.get("time_unit"), state.get("time_freq")
             if unit not in (None, "hours", "steps") or (unit == "steps") != isinstance(freq, str):
@@ -453,6 +499,14 @@ class Scaler:
                 )
             out.time_form_ = (unit, freq)
         return out
+
+
+def _median_spacing(t: np.ndarray) -> float | None:
+    """The median positive difference of consecutive times ``t`` (None for fewer than two
+    distinct times)."""
+    d = np.diff(np.asarray(t, dtype=np.float64))
+    d = d[d > 0]
+    return float(np.median(d)) if d.size else None
 
 
 def _stacked(values: Sequence[np.ndarray], num_features: int) -> np.ndarray:

@@ -260,17 +260,38 @@ def _columns(frame: pd.DataFrame, names: Sequence[Hashable], what: str) -> None:
 
 
 def site_table(
-    frame: pd.DataFrame, id_col: Hashable, coords: Sequence[Hashable], min_sites: int = 2
+    frame: pd.DataFrame,
+    id_col: Hashable,
+    coords: Sequence[Hashable],
+    min_sites: int = 2,
+    *,
+    name: str = "sites",
 ) -> tuple[tuple[Hashable, ...], np.ndarray]:
     """The sites of a frame and their coordinates, checked.
 
+    Args:
+        frame: one row per site (new sites) or per (site, time) (a field).
+        id_col: the site id column.
+        coords: the two coordinate columns.
+        min_sites: the fewest sites accepted.
+        name: the argument ``frame`` was given as, for messages: ``"sites"`` for a table
+            of new sites (the default), ``"X"`` for the field (:func:`field_from_frame`).
+
     Raises:
+        InputTypeError: ``frame`` is not a DataFrame (naming ``name``; a Series, one site's
+            row, is told to be given as a one-row frame).
         ValidationError: missing or non-finite coordinates, coordinates that change over
             time for one site, two sites at the same coordinates, a missing site id, or
             fewer than ``min_sites`` sites; each naming the column.
     """
     if not isinstance(frame, pd.DataFrame):
-        raise InputTypeError(f"X: expected a long pandas DataFrame, found {type(frame).__name__}")
+        hint = ""
+        if isinstance(frame, pd.Series):  # one row of a frame: one site
+            hint = f" (for one site pass a one-row DataFrame, {name}.to_frame().T)"
+        raise InputTypeError(
+            f"{name}: expected a long pandas DataFrame (site id and coordinate columns), "
+            f"found {type(frame).__name__}{hint}"
+        )
     if len(coords) != 2:
         raise ValidationError(f"coords: expected two coordinate columns, found {list(coords)!r}")
     _columns(frame, [id_col], "id")
@@ -354,7 +375,7 @@ def field_from_frame(
         ValidationError / InputTypeError: naming the argument and column (see
             :func:`site_table`); also duplicate (site, time) rows and missing times.
     """
-    ids, site_xy = site_table(frame, id_col, coords, min_sites)
+    ids, site_xy = site_table(frame, id_col, coords, min_sites, name="X")
     _columns(frame, [time_col], "time")
     if features is None:
         skip = {id_col, time_col, *coords}
