@@ -547,6 +547,27 @@ def test_load_rejects_mismatched_weights(fitted: tuple[GPVAE, np.ndarray], tmp_p
         GPVAE.load(tmp_path / "missing")
 
 
+def test_save_and_load_name_the_folder_they_cannot_use(
+    fitted: tuple[GPVAE, np.ndarray], tmp_path: Path
+) -> None:
+    # a folder that cannot be made raised a raw NotADirectoryError / FileNotFoundError,
+    # and loading the output folder of `gpvae fit` (model in ./model) said only that
+    # config.json was missing
+    est, _ = fitted
+    (tmp_path / "a_file").write_text("")
+    for bad in (tmp_path / "a_file" / "sub", tmp_path / "a_file"):
+        with pytest.raises(ValidationError, match=r"^path: expected a folder .*a_file"):
+            est.save(bad)
+    ensemble = gpvae.GPVAEEnsemble(members=1, **FAST)
+    ensemble.members_ = [est]  # as fitted, without fitting again
+    with pytest.raises(ValidationError, match=r"^path: expected a folder .*a_file"):
+        ensemble.save(tmp_path / "a_file" / "sub")
+    est.save(tmp_path / "run" / "model")  # the layout of `gpvae fit -o run`
+    with pytest.raises(ModelFileError, match=r"run.model holds one .*load '.*run.model'"):
+        GPVAE.load(tmp_path / "run")
+    assert GPVAE.load(tmp_path / "run" / "model").is_fitted
+
+
 def test_an_interrupted_refit_keeps_the_whole_fitted_state(
     monkeypatch: pytest.MonkeyPatch,
 ) -> None:
