@@ -29,7 +29,15 @@ from gpvae.likelihoods import Bernoulli
 from gpvae.model import GPVAEModel
 from gpvae.rng import seed_for, series_generators
 
-__all__ = ["PredictContext"]
+__all__ = ["EMPTY_PREDICTED", "EMPTY_SCORED", "PredictContext"]
+
+#: The end of the warning about input series with no observed entry, for the methods that
+#: predict their values (:meth:`PredictContext.input`).
+EMPTY_PREDICTED = (
+    "their values come from the model's prior (the population level), not from the series"
+)
+#: The same for the anomaly scores: such a series has nothing to score.
+EMPTY_SCORED = "they have nothing to score: their scores are NaN"
 
 
 def check_unit_interval(data: SeriesSet, name: str) -> None:
@@ -148,12 +156,17 @@ class PredictContext:
             stacklevel=stacklevel + 1,
         )
 
-    def input(self, X: Any, times: Any, callers: int = 2) -> tuple[SeriesSet, SeriesSet]:
+    def input(
+        self, X: Any, times: Any, callers: int = 2, empty: str = EMPTY_PREDICTED
+    ) -> tuple[SeriesSet, SeriesSet]:
         """(original, standardised) series of a prediction input, checked against the fit
         (with :attr:`difference`, the standardised series are the input's increments).
 
         ``callers``: the gpvae frames between this call and the user's line (the body
-        function and the GPVAE method that called it), where the warnings point."""
+        function and the GPVAE method that called it), where the warnings point.
+        ``empty``: what the method does with a series that has no observed entry, the end
+        of the warning about such series (:data:`EMPTY_PREDICTED`: its values come from
+        the prior; the anomaly scores say that such a series has nothing to score)."""
         form = self.scaler.time_form_
         step = self.scaler.time_step_
         defaulted = times is None and not isinstance(X, (pd.DataFrame, SeriesSet))
@@ -183,11 +196,10 @@ class PredictContext:
         self._warn_grid_in_hours(ss, stacklevel=2 + callers)
         if not defaulted:
             self._warn_numbers_for_dates(ss, stacklevel=2 + callers, in_dict=in_dict)
-        empty = sum(1 for v in ss.values if np.isnan(v).all())
-        if empty:
+        count = sum(1 for v in ss.values if np.isnan(v).all())
+        if count:
             warnings.warn(
-                f"X: {empty} series with no observed entry; their values come from the "
-                "model's prior (the population level), not from the series",
+                f"X: {count} series with no observed entry; {empty}",
                 UserWarning,
                 stacklevel=2 + callers,
             )
