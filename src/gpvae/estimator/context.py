@@ -29,7 +29,7 @@ from gpvae.likelihoods import Bernoulli
 from gpvae.model import GPVAEModel
 from gpvae.rng import seed_for, series_generators
 
-__all__ = ["EMPTY_PREDICTED", "EMPTY_SCORED", "PredictContext"]
+__all__ = ["EMPTY_PREDICTED", "EMPTY_SCORED", "PredictContext", "warn_numbers_for_dates"]
 
 #: The end of the warning about input series with no observed entry, for the methods that
 #: predict their values (:meth:`PredictContext.input`).
@@ -53,6 +53,35 @@ def check_unit_interval(data: SeriesSet, name: str) -> None:
 
 #: The days of the semi-monthly grids that gpvae reads in hours (:func:`semi_monthly`).
 _SEMI_DAYS = {"SMS": "the 1st and 15th", "SME": "the 15th and the month's last day"}
+
+
+def warn_numbers_for_dates(
+    scaler: Scaler, ss: SeriesSet, stacklevel: int, name: str = "times", values: str = "X"
+) -> None:
+    """Warn when a model fitted on datetimes or durations is given numeric times: they
+    are read in the model's unit (hours, or steps of its calendar) since the training
+    data's first time, as :meth:`GPVAE.sample` reads its times and as the error on
+    missing times offers ("pass times (datetime64, or hours)"), so they are accepted,
+    but a number meant as a date or in another unit would be misread without a word.
+
+    ``name``: the times' argument (``"X['times']"`` for a dict's times); ``values``: the
+    data's argument, which names the times of a frame (``X['time']``, ``X.index``).
+    ``stacklevel`` as in ``warnings.warn`` from the caller of this function."""
+    form = scaler.time_form_
+    if form is None or form[0] is None or ss.layout.time_unit is not None:
+        return
+    lay = ss.layout
+    if lay.kind in ("dataframe_long", "dataframe_wide"):  # the times are a column / index
+        name = f"{values}.index" if lay.time_col is None else f"{values}[{lay.time_col!r}]"
+    unit = "hours" if form[0] == "hours" else f"steps of its calendar {form[1]!r}"
+    warnings.warn(
+        f"{name}: expected datetimes or durations like the training data's (the model "
+        f"counts time in {unit}), found numbers: they are read as {unit} since the "
+        "training data's first time, and results keep them as numbers; pass datetimes "
+        "or durations to have them read as such",
+        UserWarning,
+        stacklevel=stacklevel + 1,
+    )
 
 
 @dataclass(frozen=True)
@@ -132,30 +161,6 @@ class PredictContext:
                 stacklevel=stacklevel + 1,
             )
 
-    def _warn_numbers_for_dates(self, ss: SeriesSet, stacklevel: int, in_dict: bool) -> None:
-        """Warn when a model fitted on datetimes or durations is given numeric times: they
-        are read in the model's unit (hours, or steps of its calendar) since the training
-        data's first time, as :meth:`GPVAE.sample` reads its times and as the error on
-        missing times offers ("pass times (datetime64, or hours)"), so they are accepted,
-        but a number meant as a date or in another unit would be misread without a word.
-        ``in_dict``: the times came as a dict's ``X['times']`` (named so), not ``times``."""
-        form = self.scaler.time_form_
-        if form is None or form[0] is None or ss.layout.time_unit is not None:
-            return
-        lay = ss.layout
-        name = "X['times']" if in_dict else "times"
-        if lay.kind in ("dataframe_long", "dataframe_wide"):  # the times are a column / index
-            name = "X.index" if lay.time_col is None else f"X[{lay.time_col!r}]"
-        unit = "hours" if form[0] == "hours" else f"steps of its calendar {form[1]!r}"
-        warnings.warn(
-            f"{name}: expected datetimes or durations like the training data's (the model "
-            f"counts time in {unit}), found numbers: they are read as {unit} since the "
-            "training data's first time, and results keep them as numbers; pass datetimes "
-            "or durations to have them read as such",
-            UserWarning,
-            stacklevel=stacklevel + 1,
-        )
-
     def input(
         self, X: Any, times: Any, callers: int = 2, empty: str = EMPTY_PREDICTED
     ) -> tuple[SeriesSet, SeriesSet]:
@@ -195,7 +200,8 @@ class PredictContext:
         self.scaler.warn_far_times(ss, stacklevel=2 + callers)
         self._warn_grid_in_hours(ss, stacklevel=2 + callers)
         if not defaulted:
-            self._warn_numbers_for_dates(ss, stacklevel=2 + callers, in_dict=in_dict)
+            name = "X['times']" if in_dict else "times"
+            warn_numbers_for_dates(self.scaler, ss, 2 + callers, name)
         count = sum(1 for v in ss.values if np.isnan(v).all())
         if count:
             warnings.warn(

@@ -25,7 +25,7 @@ from gpvae.estimator.calibration import (
     fit_interval_scales,
     heldout_arrays,
 )
-from gpvae.estimator.context import PredictContext, check_unit_interval
+from gpvae.estimator.context import PredictContext, check_unit_interval, warn_numbers_for_dates
 from gpvae.estimator.seasonality import PeriodArg, resolve_periods
 from gpvae.estimator.validation import validation_split
 from gpvae.kernels import KernelArg
@@ -112,11 +112,19 @@ def _series(
 def _check_with(
     scaler: Scaler, train_set: SeriesSet, val_set: SeriesSet | None, target_set: SeriesSet | None
 ) -> None:
-    """Raise when the series do not fit ``scaler`` (features, time range)."""
+    """Raise when the series do not fit ``scaler`` (features, time range); warn, as
+    prediction does (:meth:`~gpvae.data.Scaler.warn_far_times`,
+    :func:`~gpvae.estimator.context.warn_numbers_for_dates`), when the validation times
+    look like a unit or origin mistake (times in another unit, dates for a model of
+    numbers, numbers for a model of dates), which would otherwise be read in the training
+    data's units without a word."""
     scaler.check_range(train_set)
     if val_set is not None:
         scaler.check(val_set, "X_val")
         scaler.check_range(val_set, "X_val", "times_val")
+        # the caller of GPVAE.fit (via fit_inputs, fit_data or sharded_fit_data, this)
+        scaler.warn_far_times(val_set, "X_val", stacklevel=5)
+        warn_numbers_for_dates(scaler, val_set, 5, "times_val", "X_val")
     if target_set is not None:
         scaler.check_range(target_set, "X_val_target", "times_val")
 
