@@ -547,6 +547,39 @@ def test_load_rejects_mismatched_weights(fitted: tuple[GPVAE, np.ndarray], tmp_p
         GPVAE.load(tmp_path / "missing")
 
 
+def test_best_epoch_is_the_epoch_whose_weights_were_kept(
+    monkeypatch: pytest.MonkeyPatch, tmp_path: Path
+) -> None:
+    # early stopping never said which epoch it kept (audit A3 #11)
+    from gpvae.estimator.estimator import best_epoch
+
+    kept: list[int] = []
+    real_run = gpvae.training.session.FitSession.run
+
+    def spy(self: Any, resume: bool) -> Any:
+        state = real_run(self, resume)
+        kept.append(state.best_epoch)  # the loop's own record of the kept epoch
+        return state
+
+    monkeypatch.setattr(gpvae.training.session.FitSession, "run", spy)
+    X, _ = smooth_series(8, 20)
+    assert GPVAE(**FAST).best_epoch_ is None  # before fit
+    est = GPVAE(**{**FAST, "epochs": 30, "patience": 2, "lr": 3e-2}).fit(X)
+    history = est.history_
+    assert len(history) < 30  # stopped early, so the kept epoch is not the last
+    assert est.best_epoch_ == kept[-1] == len(history) - 2
+    scores = [h["val_score"] for h in history]
+    assert history[est.best_epoch_ - 1]["val_score"] == min(scores)
+    est.save(tmp_path / "m")
+    assert GPVAE.load(tmp_path / "m").best_epoch_ == est.best_epoch_
+    # ties keep the first epoch, as the loop does; no finite score: the last epoch's weights
+    rows = [{"epoch": k + 1.0, "val_score": v} for k, v in enumerate([3.0, 1.0, 2.0, 1.0])]
+    assert best_epoch(rows) == 2
+    nan_rows = [{"epoch": k + 1.0, "val_score": np.nan} for k in range(3)]
+    assert best_epoch(nan_rows) == 3
+    assert best_epoch([]) is None
+
+
 def test_save_and_load_name_the_folder_they_cannot_use(
     fitted: tuple[GPVAE, np.ndarray], tmp_path: Path
 ) -> None:

@@ -22,6 +22,7 @@ and intervals, depend on the other series in the call and their order.
 from __future__ import annotations
 
 import json
+import math
 import os
 import warnings
 from collections.abc import Sequence
@@ -90,7 +91,20 @@ from gpvae.posteriors import posterior_key
 from gpvae.training import OPTIMIZERS, FitSession, SessionConfig, TrainConfig, distributed
 from gpvae.training.distributed import Communicator
 
-__all__ = ["GPVAE"]
+__all__ = ["GPVAE", "best_epoch"]
+
+
+def best_epoch(history: Sequence[dict[str, float]]) -> int | None:
+    """The epoch of ``history`` (one record per epoch, as ``GPVAE.history_``) whose weights
+    a fit keeps: the first with the lowest finite ``val_score``, as the training loop keeps
+    them (:func:`gpvae.training.loop.train`); the last epoch when no score is finite (the
+    loop then keeps the last weights); None for an empty history."""
+    if not history:
+        return None
+    scores = [float(h.get("val_score", math.nan)) for h in history]
+    finite = [k for k, v in enumerate(scores) if math.isfinite(v)]
+    k = min(finite, key=lambda j: scores[j]) if finite else len(history) - 1
+    return int(history[k].get("epoch", k + 1))
 
 
 #: Settings a resumed fit may change: they pace or report the fit, say where it goes, or
@@ -279,6 +293,10 @@ class GPVAE(AnomalyMethods, ForecastMethods, SpatialMethods, PersistenceMethods)
             the validation score (``val_fraction`` > 0 or ``X_val``; ``validated`` 1.0),
             else the epoch's training loss (the same number as ``loss``, not a validation
             score; ``validated`` 0.0).
+        best_epoch_: the epoch whose weights the fit kept (``history_``'s ``epoch``, from
+            1): the first with the lowest finite ``val_score``, which early stopping and the
+            kept weights go by; the last epoch when none was finite (the weights are then
+            the last ones); None before fit or with no history.
         num_features_: D.
         feature_names_: the D feature names.
         interval_scale_: (D,) spread factors of the imputation intervals (ones without
@@ -425,6 +443,12 @@ class GPVAE(AnomalyMethods, ForecastMethods, SpatialMethods, PersistenceMethods)
     def is_fitted(self) -> bool:
         """True after :meth:`fit` or :meth:`load`."""
         return self._model is not None
+
+    @property
+    def best_epoch_(self) -> int | None:
+        """The epoch whose weights the fit kept, read from ``history_`` (see the class's
+        attributes); None before fit or with no history."""
+        return best_epoch(self.history_)
 
     @property
     def model_(self) -> GPVAEModel:
