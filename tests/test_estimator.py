@@ -580,6 +580,41 @@ def test_best_epoch_is_the_epoch_whose_weights_were_kept(
     assert best_epoch([]) is None
 
 
+def test_an_impossible_forecast_horizon_warns_before_training(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    # forecast_horizon=500 on series of 40 steps (1,500 needed) was reported only after
+    # every epoch had trained, though the series' lengths said so before (audit A3 #10)
+    import warnings
+
+    said_before: list[list[str]] = []
+    real_run = gpvae.training.session.FitSession.run
+
+    def spy(self: Any, resume: bool) -> Any:
+        said_before.append([str(w.message) for w in caught])
+        return real_run(self, resume)
+
+    monkeypatch.setattr(gpvae.training.session.FitSession, "run", spy)
+    X, _ = smooth_series(4, 40)
+    with warnings.catch_warnings(record=True) as caught:
+        warnings.simplefilter("always")
+        est = GPVAE(**FAST, forecast_horizon=500, forecast_blend=True).fit(X)
+    said = [str(w.message) for w in caught if str(w.message).startswith("forecast_horizon")]
+    assert len(said) == 1, said  # once, not again after training
+    assert said[0] in said_before[0]
+    assert "at least 1500 steps" in said[0]
+    assert "found at most 40" in said[0]
+    assert "not calibrated, and the forecast will not be blended" in said[0]
+    assert est.forecast_scale_ is None
+    assert est.forecast_blend_ is None
+    # a horizon the series allow: no such warning, and the forecasts are calibrated
+    with warnings.catch_warnings(record=True) as caught:
+        warnings.simplefilter("always")
+        est = GPVAE(**FAST, forecast_horizon=4).fit(X)
+    assert not [w for w in caught if str(w.message).startswith("forecast_horizon")]
+    assert est.forecast_scale_ is not None
+
+
 def test_save_and_load_name_the_folder_they_cannot_use(
     fitted: tuple[GPVAE, np.ndarray], tmp_path: Path
 ) -> None:

@@ -68,7 +68,12 @@ from gpvae.estimator.context import PredictContext
 from gpvae.estimator.differencing import check_levels_method, difference_arg, increments_of
 from gpvae.estimator.fitting import calibrate_fit, fit_inputs, fit_periods, windowed
 from gpvae.estimator.forecast_blend import ForecastBlend, base_names
-from gpvae.estimator.forecast_calibration import calibrate_and_blend, no_origin_text, without_tail
+from gpvae.estimator.forecast_calibration import (
+    calibrate_and_blend,
+    has_origin,
+    no_origin_text,
+    without_tail,
+)
 from gpvae.estimator.forecast_methods import ForecastMethods
 from gpvae.estimator.imputation import impute_series
 from gpvae.estimator.persistence import ARGUMENTS as _ARGUMENTS
@@ -729,6 +734,19 @@ class GPVAE(AnomalyMethods, ForecastMethods, SpatialMethods, PersistenceMethods)
                 UserWarning,
                 stacklevel=2,
             )
+        calibrable = H is not None and has_origin(full_set, H, held_out=True)
+        if H is not None and comm is not None and sharded:  # any process's series will do
+            calibrable = any(comm.all_gather(calibrable))
+        if H is not None and not calibrable:  # known now: say it before training, not after
+            warnings.warn(
+                f"forecast_horizon: expected {no_origin_text(full_set, H)}; the forecast "
+                "intervals will be the model's own, not calibrated"
+                + (", and the forecast will not be blended" if self.forecast_blend else "")
+                + " (a smaller forecast_horizon, or calibrate_forecast(X, horizon=H) on "
+                "longer series after fit)",
+                UserWarning,
+                stacklevel=2,
+            )
         if H is not None:  # a held-out calibration tail is not trained on
             train_set = without_tail(train_set, H)
         if self.window is not None:  # after the validation split: windows keep its holes
@@ -779,7 +797,7 @@ class GPVAE(AnomalyMethods, ForecastMethods, SpatialMethods, PersistenceMethods)
                     stacklevel=2,
                 )
         forecast_scale, forecast_blend = None, None  # the fitted state changes only at the end
-        if H is not None:
+        if H is not None and calibrable:
             ctx = PredictContext(
                 model, scaler, device, self.batch_size, self.seed, scale, self.posterior
             )
