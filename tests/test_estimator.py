@@ -176,6 +176,29 @@ def test_a_gru_encoder_imputes_a_series_alike_alone_or_batched() -> None:
     np.testing.assert_allclose(batched.upper[0], alone.upper[0], rtol=1e-5, atol=1e-6)
 
 
+def test_positional_encoders_warn_on_irregular_times() -> None:
+    """encoder="conv" and "gru" read rows by position: gaps of 48 and 148 steps were read
+    as one step without a word (audit A1 #6)."""
+    import warnings
+
+    X, _ = smooth_series(4, 20)
+    gappy = np.tile(np.r_[0, 1, 2, 50, 51, 52, 200, np.arange(201, 214)].astype(float), (4, 1))
+    for encoder in ("conv", "gru"):
+        with pytest.warns(UserWarning, match=rf"^encoder: '{encoder}' reads .* by position") as w:
+            GPVAE(**{**FAST, "epochs": 1}, encoder=encoder).fit(X, gappy)
+        said = [x for x in w if str(x.message).startswith("encoder:")]
+        assert len(said) == 1
+        assert "in 4 of 4 series" in str(said[0].message)
+        assert "up to 148 times, in series 0" in str(said[0].message)
+        assert said[0].filename == __file__  # at the caller's line
+    ragged, times = ragged_series([8, 40, 12, 30])  # irregular, but no gap of many steps
+    with warnings.catch_warnings():
+        warnings.simplefilter("error")
+        GPVAE(**{**FAST, "epochs": 1}, encoder="conv").fit(X)  # a regular grid
+        GPVAE(**{**FAST, "epochs": 1}, encoder="gru").fit(ragged, times)
+        GPVAE(**{**FAST, "epochs": 1}, encoder="mlp").fit(X, gappy)  # reads the times
+
+
 def test_impute_long_dataframe_gives_frames() -> None:
     frame = long_frame()
     est = GPVAE(**FAST).fit(frame)

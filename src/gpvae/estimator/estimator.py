@@ -56,6 +56,7 @@ from gpvae.estimator.assembly import (
     hidden_arg,
     kernel_arg,
     resolve_device,
+    warn_positional_encoder,
 )
 from gpvae.estimator.blending import fit_blend
 from gpvae.estimator.calibration import (
@@ -150,7 +151,14 @@ class GPVAE(AnomalyMethods, ForecastMethods, SpatialMethods, PersistenceMethods)
             (values in [0, 1], not standardised; imputations are probabilities).
         encoder: ``"mlp"``, ``"partial"``, ``"conv"``, ``"gru"``, ``"cnn"`` (frames of a square
             image flattened to D = H * W features: :class:`~gpvae.nets.ImageEncoder`) or an
-            ``nn.Module`` (see :mod:`gpvae.nets`); deep-copied at each fit.
+            ``nn.Module`` (see :mod:`gpvae.nets`); deep-copied at each fit. ``"mlp"`` and
+            ``"partial"`` encode each point alone and leave its time to the GP, so they
+            suit irregular times; ``"conv"`` (a convolution over neighbouring rows) and
+            ``"gru"`` (a bidirectional GRU from row to row) read a series' rows by position,
+            not by time, as if equally spaced: a gap of 48 steps between two rows is read as
+            one step. They suit regular grids (missing times as rows of NaN); fit warns
+            when their series have irregular times
+            (:data:`~gpvae.estimator.assembly.POSITIONAL_GAP_RATIO`).
         decoder: ``"mlp"``, ``"cnn"`` (:class:`~gpvae.nets.ImageDecoder`) or an
             ``nn.Module``; deep-copied at each fit.
         hidden: hidden widths of the named networks (the decoder uses them reversed).
@@ -725,6 +733,7 @@ class GPVAE(AnomalyMethods, ForecastMethods, SpatialMethods, PersistenceMethods)
             windows=self.window is not None,
         )
         D = full_set.num_features
+        warn_positional_encoder(self.encoder, full_set, stacklevel=2)  # conv, gru on gaps
         H = self.forecast_horizon if self.posterior == "structured" else None
         if self.forecast_blend and H is None:
             warnings.warn(
