@@ -60,6 +60,7 @@ from gpvae.estimator.assembly import (
 )
 from gpvae.estimator.blending import fit_blend
 from gpvae.estimator.calibration import (
+    factors_at_bounds,
     gap_shape,
     held_out_of_training,
     hidden_runs,
@@ -231,6 +232,10 @@ class GPVAE(AnomalyMethods, ForecastMethods, SpatialMethods, PersistenceMethods)
             :mod:`gpvae.estimator.calibration`; needs held-out validation entries,
             ``val_fraction > 0``, ``X_val_target`` or ``X_val`` series not trained on,
             else fit warns and leaves the intervals as they are; not for ``"bernoulli"``).
+            The factors lie in [1/4, 8]; fit warns, naming the features, when the held-out
+            errors asked for more (:func:`~gpvae.estimator.calibration.interval_scales`):
+            those features' intervals are then not calibrated, most often because the
+            model is poorly trained.
         num_samples: Monte Carlo samples of z per series in the training ELBO.
         lengthscale: initial kernel lengthscale in time steps for named kernels (every
             non-periodic factor's, the decay of a quasi-periodic product
@@ -795,7 +800,10 @@ class GPVAE(AnomalyMethods, ForecastMethods, SpatialMethods, PersistenceMethods)
             fresh = self._fresh_holdouts(full_set, val_set, truth, comm if sharded else None)
             if session.val_input is not None and (held_out or fresh is not None):
                 ctx = replace(ctx, blend_weight=blend)
-                scale = calibrate_fit(ctx, session, fresh)
+                scale, limit = calibrate_fit(ctx, session, fresh)
+                bounds = factors_at_bounds(scale, limit, list(full_set.feature_names))
+                if bounds is not None and (comm is None or comm.is_main):
+                    warnings.warn(bounds, UserWarning, stacklevel=2)
             else:  # X_val's own observed entries (val_fraction=0) are seen, not held out
                 warnings.warn(
                     "calibrate: expected held-out validation entries (val_fraction > 0, "

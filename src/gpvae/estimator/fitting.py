@@ -22,8 +22,8 @@ from gpvae.errors import ValidationError
 from gpvae.estimator.calibration import (
     LEVELS,
     calibrate_intervals,
-    fit_interval_scales,
     heldout_arrays,
+    interval_scales,
 )
 from gpvae.estimator.context import PredictContext, check_unit_interval, warn_numbers_for_dates
 from gpvae.estimator.seasonality import PeriodArg, resolve_periods
@@ -373,14 +373,16 @@ def calibrate_fit(
     ctx: PredictContext,
     session: FitSession,
     fresh: tuple[str, tuple[int, int]] | None = None,
-) -> np.ndarray:
+) -> tuple[np.ndarray, np.ndarray]:
     """The interval spread factors on the session's held-out entries (of every process), or
     on new hold-outs of its validation series with ``fresh`` = (pattern, block lengths)
     (:func:`~gpvae.estimator.calibration.fresh_holdouts`; for series held out of
-    training)."""
+    training), and where they ran out of their grid
+    (:func:`~gpvae.estimator.calibration.interval_scales`)."""
     comm = session.comm
+    D = ctx.scaler.num_features
     if session.val_input is None or session.val_target is None:
-        return np.ones(ctx.scaler.num_features)
+        return np.ones(D), np.zeros(D, np.int64)
     if comm is None:
         return calibrate_intervals(ctx, session.val_input, session.val_target, fresh)
     K = len(LEVELS)
@@ -397,9 +399,7 @@ def calibrate_fit(
         np.concatenate([g[i] for g in gathered]) for i in range(5)
     )
     runs = np.concatenate([g[5] + off for g, off in zip(gathered, offsets)])
-    return fit_interval_scales(
-        mean, lower, upper, target, feature, ctx.scaler.num_features, runs=runs
-    )
+    return interval_scales(mean, lower, upper, target, feature, D, runs=runs)
 
 
 def windowed(data: SeriesSet, window: int) -> SeriesSet:
