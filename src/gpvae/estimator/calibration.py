@@ -270,11 +270,19 @@ def _limit(errors: np.ndarray, shares: np.ndarray, chosen: float) -> int:
 def factors_at_bounds(scale: np.ndarray, limit: np.ndarray, names: list[str]) -> str | None:
     """The warning about the features whose spread factor ran out of the grid
     :data:`SCALES` (``limit`` of :func:`interval_scales`; ``scale`` their factors, ``names``
-    their names), or None when none did: the held-out errors asked for more than the grid
-    allows, so those features' intervals are not calibrated (still too narrow, or still too
-    wide), most often because the model is poorly trained."""
+    their names), or None: the held-out errors asked for more than the grid allows, so
+    those features' intervals are not calibrated, most often because the model is poorly
+    trained. Intervals still too narrow (the largest factor) are always named; intervals
+    still too wide (the smallest factor) only when every feature's are: on BeijingAir
+    points (the benchmark's configuration, 180 training windows, 20 epochs) 55 of 132
+    smooth features (temperature, pressure, dew point) sat at 1/4, their 90% intervals
+    covering 97% of test gaps (median) while the whole covered 89%: the observation
+    noise, learned slowly at the default ``lr``, is wider than their errors, which a
+    warning on every such fit would not change (``noise_lr`` does)."""
     scale, limit = np.asarray(scale, dtype=np.float64), np.asarray(limit)
     high, low = np.flatnonzero(limit > 0), np.flatnonzero(limit < 0)
+    if len(low) < len(limit):  # some features calibrated: too wide is not a failed fit
+        low = low[:0]
     if not len(low) and not len(high):
         return None
 

@@ -234,8 +234,11 @@ class GPVAE(AnomalyMethods, ForecastMethods, SpatialMethods, PersistenceMethods)
             else fit warns and leaves the intervals as they are; not for ``"bernoulli"``).
             The factors lie in [1/4, 8]; fit warns, naming the features, when the held-out
             errors asked for more (:func:`~gpvae.estimator.calibration.interval_scales`):
-            those features' intervals are then not calibrated, most often because the
-            model is poorly trained.
+            for wider intervals than 8 times the model's own, or for narrower ones than a
+            quarter of them in every feature; those intervals are then not calibrated,
+            most often because the model is poorly trained. (Some features at 1/4 beside
+            calibrated ones, with no warning, are common: smooth features whose errors are
+            smaller than the observation noise learned so far, see ``noise_lr``.)
         num_samples: Monte Carlo samples of z per series in the training ELBO.
         lengthscale: initial kernel lengthscale in time steps for named kernels (every
             non-periodic factor's, the decay of a quasi-periodic product
