@@ -627,7 +627,7 @@ def test_an_impossible_forecast_horizon_warns_before_training(
     assert said[0] in said_before[0]
     assert "at least 1500 steps" in said[0]
     assert "found at most 40" in said[0]
-    assert "not calibrated, and the forecast will not be blended" in said[0]
+    assert "not calibrated, and the forecast not blended" in said[0]
     assert est.forecast_scale_ is None
     assert est.forecast_blend_ is None
     # a horizon the series allow: no such warning, and the forecasts are calibrated

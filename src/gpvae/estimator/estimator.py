@@ -758,7 +758,7 @@ class GPVAE(AnomalyMethods, ForecastMethods, SpatialMethods, PersistenceMethods)
             warnings.warn(
                 f"forecast_horizon: expected {no_origin_text(full_set, H)}; the forecast "
                 "intervals will be the model's own, not calibrated"
-                + (", and the forecast will not be blended" if self.forecast_blend else "")
+                + (", and the forecast not blended" if self.forecast_blend else "")
                 + " (a smaller forecast_horizon, or calibrate_forecast(X, horizon=H) on "
                 "longer series after fit)",
                 UserWarning,
