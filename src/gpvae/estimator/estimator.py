@@ -759,8 +759,7 @@ class GPVAE(AnomalyMethods, ForecastMethods, SpatialMethods, PersistenceMethods)
                 f"forecast_horizon: expected {no_origin_text(full_set, H)}; the forecast "
                 "intervals will be the model's own, not calibrated"
                 + (", and the forecast not blended" if self.forecast_blend else "")
-                + " (a smaller forecast_horizon, or calibrate_forecast(X, horizon=H) on "
-                "longer series after fit)",
+                + " (a smaller forecast_horizon, or longer series)",
                 UserWarning,
                 stacklevel=2,
             )
