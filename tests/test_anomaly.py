@@ -175,6 +175,22 @@ def test_steps_with_nothing_observed_get_no_smoothed_score_and_no_flag(fitted: G
         fitted.anomaly_profile_ = None
 
 
+def test_a_series_with_nothing_observed_is_said_to_have_nothing_to_score(fitted: GPVAE) -> None:
+    # anomaly_scores warned with impute's words ("their values come from the model's
+    # prior"), though scoring produces no values: the series simply gets no score
+    y = [seasonal(60, 15), np.full((60, 2), np.nan)]
+    with pytest.warns(UserWarning, match=r"X: 1 series with no observed entry") as caught:
+        res = fitted.anomaly_scores(y, num_samples=4)
+    said = " ".join(str(w.message) for w in caught)
+    assert "nothing to score: their scores are NaN" in said
+    assert "prior" not in said
+    assert np.isnan(res.step[1]).all()
+    assert np.isnan(res.entry[1]).all()
+    assert np.isfinite(res.step[0]).all()
+    with pytest.warns(UserWarning, match=r"their values come from the model's prior"):
+        fitted.impute(y, num_samples=20)  # impute keeps its own words
+
+
 def test_interval_peaks_are_the_highest_alarm(fitted: GPVAE) -> None:
     """The library took an interval's peak from the step score while its flags compare the
     alarm with the threshold (gpvae detect takes the alarm): a peak_score could lie below

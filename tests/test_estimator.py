@@ -176,6 +176,29 @@ def test_a_gru_encoder_imputes_a_series_alike_alone_or_batched() -> None:
     np.testing.assert_allclose(batched.upper[0], alone.upper[0], rtol=1e-5, atol=1e-6)
 
 
+def test_positional_encoders_warn_on_irregular_times() -> None:
+    """encoder="conv" and "gru" read rows by position: gaps of 48 and 148 steps were read
+    as one step without a word (audit A1 #6)."""
+    import warnings
+
+    X, _ = smooth_series(4, 20)
+    gappy = np.tile(np.r_[0, 1, 2, 50, 51, 52, 200, np.arange(201, 214)].astype(float), (4, 1))
+    for encoder in ("conv", "gru"):
+        with pytest.warns(UserWarning, match=rf"^encoder: '{encoder}' reads .* by position") as w:
+            GPVAE(**{**FAST, "epochs": 1}, encoder=encoder).fit(X, gappy)
+        said = [x for x in w if str(x.message).startswith("encoder:")]
+        assert len(said) == 1
+        assert "in 4 of 4 series" in str(said[0].message)
+        assert "up to 148 times, in series 0" in str(said[0].message)
+        assert said[0].filename == __file__  # at the caller's line
+    ragged, times = ragged_series([8, 40, 12, 30])  # irregular, but no gap of many steps
+    with warnings.catch_warnings():
+        warnings.simplefilter("error")
+        GPVAE(**{**FAST, "epochs": 1}, encoder="conv").fit(X)  # a regular grid
+        GPVAE(**{**FAST, "epochs": 1}, encoder="gru").fit(ragged, times)
+        GPVAE(**{**FAST, "epochs": 1}, encoder="mlp").fit(X, gappy)  # reads the times
+
+
 def test_impute_long_dataframe_gives_frames() -> None:
     frame = long_frame()
     est = GPVAE(**FAST).fit(frame)
@@ -545,6 +568,95 @@ def test_load_rejects_mismatched_weights(fitted: tuple[GPVAE, np.ndarray], tmp_p
         GPVAE.load(tmp_path / "m")
     with pytest.raises(ModelFileError):
         GPVAE.load(tmp_path / "missing")
+
+
+def test_best_epoch_is_the_epoch_whose_weights_were_kept(
+    monkeypatch: pytest.MonkeyPatch, tmp_path: Path
+) -> None:
+    # early stopping never said which epoch it kept (audit A3 #11)
+    from gpvae.estimator.estimator import best_epoch
+
+    kept: list[int] = []
+    real_run = gpvae.training.session.FitSession.run
+
+    def spy(self: Any, resume: bool) -> Any:
+        state = real_run(self, resume)
+        kept.append(state.best_epoch)  # the loop's own record of the kept epoch
+        return state
+
+    monkeypatch.setattr(gpvae.training.session.FitSession, "run", spy)
+    X, _ = smooth_series(8, 20)
+    assert GPVAE(**FAST).best_epoch_ is None  # before fit
+    est = GPVAE(**{**FAST, "epochs": 30, "patience": 2, "lr": 3e-2}).fit(X)
+    history = est.history_
+    assert len(history) < 30  # stopped early, so the kept epoch is not the last
+    assert est.best_epoch_ == kept[-1] == len(history) - 2
+    scores = [h["val_score"] for h in history]
+    assert history[est.best_epoch_ - 1]["val_score"] == min(scores)
+    est.save(tmp_path / "m")
+    assert GPVAE.load(tmp_path / "m").best_epoch_ == est.best_epoch_
+    # ties keep the first epoch, as the loop does; no finite score: the last epoch's weights
+    rows = [{"epoch": k + 1.0, "val_score": v} for k, v in enumerate([3.0, 1.0, 2.0, 1.0])]
+    assert best_epoch(rows) == 2
+    nan_rows = [{"epoch": k + 1.0, "val_score": np.nan} for k in range(3)]
+    assert best_epoch(nan_rows) == 3
+    assert best_epoch([]) is None
+
+
+def test_an_impossible_forecast_horizon_warns_before_training(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    # forecast_horizon=500 on series of 40 steps (1,500 needed) was reported only after
+    # every epoch had trained, though the series' lengths said so before (audit A3 #10)
+    import warnings
+
+    said_before: list[list[str]] = []
+    real_run = gpvae.training.session.FitSession.run
+
+    def spy(self: Any, resume: bool) -> Any:
+        said_before.append([str(w.message) for w in caught])
+        return real_run(self, resume)
+
+    monkeypatch.setattr(gpvae.training.session.FitSession, "run", spy)
+    X, _ = smooth_series(4, 40)
+    with warnings.catch_warnings(record=True) as caught:
+        warnings.simplefilter("always")
+        est = GPVAE(**FAST, forecast_horizon=500, forecast_blend=True).fit(X)
+    said = [str(w.message) for w in caught if str(w.message).startswith("forecast_horizon")]
+    assert len(said) == 1, said  # once, not again after training
+    assert said[0] in said_before[0]
+    assert "at least 1500 steps" in said[0]
+    assert "found at most 40" in said[0]
+    assert "not calibrated, and the forecast not blended" in said[0]
+    assert est.forecast_scale_ is None
+    assert est.forecast_blend_ is None
+    # a horizon the series allow: no such warning, and the forecasts are calibrated
+    with warnings.catch_warnings(record=True) as caught:
+        warnings.simplefilter("always")
+        est = GPVAE(**FAST, forecast_horizon=4).fit(X)
+    assert not [w for w in caught if str(w.message).startswith("forecast_horizon")]
+    assert est.forecast_scale_ is not None
+
+
+def test_save_and_load_name_the_folder_they_cannot_use(
+    fitted: tuple[GPVAE, np.ndarray], tmp_path: Path
+) -> None:
+    # a folder that cannot be made raised a raw NotADirectoryError / FileNotFoundError,
+    # and loading the output folder of `gpvae fit` (model in ./model) said only that
+    # config.json was missing
+    est, _ = fitted
+    (tmp_path / "a_file").write_text("")
+    for bad in (tmp_path / "a_file" / "sub", tmp_path / "a_file"):
+        with pytest.raises(ValidationError, match=r"^path: expected a folder .*a_file"):
+            est.save(bad)
+    ensemble = gpvae.GPVAEEnsemble(members=1, **FAST)
+    ensemble.members_ = [est]  # as fitted, without fitting again
+    with pytest.raises(ValidationError, match=r"^path: expected a folder .*a_file"):
+        ensemble.save(tmp_path / "a_file" / "sub")
+    est.save(tmp_path / "run" / "model")  # the layout of `gpvae fit -o run`
+    with pytest.raises(ModelFileError, match=r"run.model holds one .*load '.*run.model'"):
+        GPVAE.load(tmp_path / "run")
+    assert GPVAE.load(tmp_path / "run" / "model").is_fitted
 
 
 def test_an_interrupted_refit_keeps_the_whole_fitted_state(

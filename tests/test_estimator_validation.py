@@ -402,6 +402,30 @@ def test_times_far_outside_the_training_range_warn() -> None:
         assert [w.filename for w in said] == [__file__], name
 
 
+def test_validation_times_in_another_unit_warn_as_prediction_times_do() -> None:
+    """fit(X_val=..., times_val=...) read times_val in the training data's units without a
+    word (x1000, dates for a model of numbers, numbers for a model of dates), where impute
+    warned on the very same times (audit A1 #5)."""
+    X, _ = _sines(6, 30)
+    steps = np.tile(np.arange(30.0), (6, 1))
+    days = np.datetime64("2021-01-01") + np.arange(30) * np.timedelta64(1, "D")
+    dates = np.tile(days, (6, 1))
+    cases = {
+        "x1000": (steps, steps * 1000.0, r"^X_val: 6 series end far outside .* found 1000"),
+        "dates for numbers": (steps, dates, r"^X_val: 6 series end far outside .* found 24"),
+        "numbers for dates": (dates, steps * 24.0, r"^times_val: expected datetimes"),
+    }
+    for name, (times, times_val, message) in cases.items():
+        with pytest.warns(UserWarning, match=message) as caught:
+            GPVAE(**{**FAST, "epochs": 1}).fit(X, times, X_val=X, times_val=times_val)
+        said = [w for w in caught if re.match(message, str(w.message))]
+        assert [w.filename for w in said] == [__file__], name  # the caller's line
+    with warnings.catch_warnings():  # the training data's own times: no warning
+        warnings.simplefilter("error")
+        GPVAE(**{**FAST, "epochs": 1}).fit(X, steps, X_val=X, times_val=steps + 5.0)
+        GPVAE(**{**FAST, "epochs": 1}).fit(X, dates, X_val=X, times_val=dates)
+
+
 def test_data_that_continue_after_a_short_training_stretch_do_not_warn() -> None:
     """Monitoring (NAB): fitted on the first 761 steps of a stream, scored on the 9,195 steps
     that follow. The scored series ends about 12 training widths after the training end,

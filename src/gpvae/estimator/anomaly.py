@@ -84,7 +84,7 @@ from gpvae.data import SeriesSet, from_padded
 from gpvae.data.batching import shard_bounds
 from gpvae.data.windows import window_starts
 from gpvae.errors import ModelFileError, ValidationError, invalid
-from gpvae.estimator.context import PredictContext
+from gpvae.estimator.context import EMPTY_SCORED, PredictContext
 from gpvae.estimator.results import AnomalyResult, times_out
 from gpvae.model.scoring import heldout_nlpd, latent_nlpd, prior_nlpd
 from gpvae.rng import series_generators
@@ -766,7 +766,7 @@ def heldout_scores(
     causal: bool = False,
 ) -> AnomalyResult:
     """:meth:`GPVAE.anomaly_scores` (see there)."""
-    ss, scaled = ctx.input(X, times)
+    ss, scaled = ctx.input(X, times, empty=EMPTY_SCORED)
     ratio = None if profile is None else profile.prior_ratio
     entry = model_entry_scores(
         ctx, scaled, num_samples, num_folds, window, prior_weight, ratio, causal

@@ -14,11 +14,13 @@ import warnings
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 
+import numpy as np
 import torch
 from torch import nn
 
 from gpvae import settings
 from gpvae.arguments import check_memory, int_arg
+from gpvae.data import SeriesSet
 from gpvae.errors import InputTypeError, ShapeError, ValidationError, invalid
 from gpvae.gp.prior import GPPrior
 from gpvae.kernels import (
@@ -39,6 +41,8 @@ from gpvae.nets.registry import build_decoder, build_encoder
 from gpvae.posteriors import get_posterior
 
 __all__ = [
+    "POSITIONAL_ENCODERS",
+    "POSITIONAL_GAP_RATIO",
     "ModelSpec",
     "build_model",
     "check_dense_prior",
@@ -47,6 +51,7 @@ __all__ = [
     "hidden_arg",
     "kernel_arg",
     "resolve_device",
+    "warn_positional_encoder",
 ]
 
 
@@ -339,3 +344,46 @@ def _check_time_kernel(kernel: Kernel) -> None:
                 f"{type(part).__name__} with input dimension {d} (e.g. {d} ARD lengthscales); "
                 f"give it one lengthscale"
             )
+
+
+#: The named encoders that read a series' rows by position, not by time
+#: (:class:`~gpvae.nets.ConvEncoder`, :class:`~gpvae.nets.GRUEncoder`).
+POSITIONAL_ENCODERS = ("conv", "gru")
+#: A series is irregular for them when its largest gap between consecutive times is more
+#: than this many times its median gap: such a gap is read as a single step.
+POSITIONAL_GAP_RATIO = 4.0
+
+
+def warn_positional_encoder(encoder: object, data: SeriesSet, stacklevel: int = 2) -> None:
+    """Warn when an encoder of :data:`POSITIONAL_ENCODERS` is fitted on series with
+    irregular times (:data:`POSITIONAL_GAP_RATIO`), naming the encoder, how many series and
+    the largest gap; ``stacklevel`` as in ``warnings.warn`` from the caller of this."""
+    if not isinstance(encoder, str) or encoder not in POSITIONAL_ENCODERS:
+        return
+    irregular: list[tuple[float, int]] = []  # (largest gap / median gap, series)
+    for i, t in enumerate(data.times):
+        gaps = np.diff(np.sort(np.asarray(t, dtype=np.float64)))
+        gaps = gaps[gaps > 0]
+        if gaps.size >= 2:
+            ratio = float(gaps.max() / np.median(gaps))
+            if ratio > POSITIONAL_GAP_RATIO:
+                irregular.append((ratio, i))
+    if not irregular:
+        return
+    ratio, worst = max(irregular, key=lambda r: r[0])  # the first of the largest
+    how = (
+        "a convolution over neighbouring rows"
+        if encoder == "conv"
+        else "a recurrent pass from row to row"
+    )
+    warnings.warn(
+        f"encoder: {encoder!r} reads a series' rows by position, not by time ({how}, as "
+        f"if they were equally spaced), found irregular times: in {len(irregular)} of "
+        f"{data.num_series} series the largest gap is more than {POSITIONAL_GAP_RATIO:g} "
+        f"times the median spacing (up to {ratio:.3g} times, in {data.series_label(worst)}), "
+        "and such a gap is read as one step; use encoder='mlp' or 'partial' (they read each "
+        "point alone and leave the times to the GP), or give the series on a regular grid "
+        "(rows of NaN at the missing times)",
+        UserWarning,
+        stacklevel=stacklevel + 1,
+    )

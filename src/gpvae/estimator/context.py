@@ -29,7 +29,15 @@ from gpvae.likelihoods import Bernoulli
 from gpvae.model import GPVAEModel
 from gpvae.rng import seed_for, series_generators
 
-__all__ = ["PredictContext"]
+__all__ = ["EMPTY_PREDICTED", "EMPTY_SCORED", "PredictContext", "warn_numbers_for_dates"]
+
+#: The end of the warning about input series with no observed entry, for the methods that
+#: predict their values (:meth:`PredictContext.input`).
+EMPTY_PREDICTED = (
+    "their values come from the model's prior (the population level), not from the series"
+)
+#: The same for the anomaly scores: such a series has nothing to score.
+EMPTY_SCORED = "they have nothing to score: their scores are NaN"
 
 
 def check_unit_interval(data: SeriesSet, name: str) -> None:
@@ -45,6 +53,35 @@ def check_unit_interval(data: SeriesSet, name: str) -> None:
 
 #: The days of the semi-monthly grids that gpvae reads in hours (:func:`semi_monthly`).
 _SEMI_DAYS = {"SMS": "the 1st and 15th", "SME": "the 15th and the month's last day"}
+
+
+def warn_numbers_for_dates(
+    scaler: Scaler, ss: SeriesSet, stacklevel: int, name: str = "times", values: str = "X"
+) -> None:
+    """Warn when a model fitted on datetimes or durations is given numeric times: they
+    are read in the model's unit (hours, or steps of its calendar) since the training
+    data's first time, as :meth:`GPVAE.sample` reads its times and as the error on
+    missing times offers ("pass times (datetime64, or hours)"), so they are accepted,
+    but a number meant as a date or in another unit would be misread without a word.
+
+    ``name``: the times' argument (``"X['times']"`` for a dict's times); ``values``: the
+    data's argument, which names the times of a frame (``X['time']``, ``X.index``).
+    ``stacklevel`` as in ``warnings.warn`` from the caller of this function."""
+    form = scaler.time_form_
+    if form is None or form[0] is None or ss.layout.time_unit is not None:
+        return
+    lay = ss.layout
+    if lay.kind in ("dataframe_long", "dataframe_wide"):  # the times are a column / index
+        name = f"{values}.index" if lay.time_col is None else f"{values}[{lay.time_col!r}]"
+    unit = "hours" if form[0] == "hours" else f"steps of its calendar {form[1]!r}"
+    warnings.warn(
+        f"{name}: expected datetimes or durations like the training data's (the model "
+        f"counts time in {unit}), found numbers: they are read as {unit} since the "
+        "training data's first time, and results keep them as numbers; pass datetimes "
+        "or durations to have them read as such",
+        UserWarning,
+        stacklevel=stacklevel + 1,
+    )
 
 
 @dataclass(frozen=True)
@@ -124,36 +161,17 @@ class PredictContext:
                 stacklevel=stacklevel + 1,
             )
 
-    def _warn_numbers_for_dates(self, ss: SeriesSet, stacklevel: int, in_dict: bool) -> None:
-        """Warn when a model fitted on datetimes or durations is given numeric times: they
-        are read in the model's unit (hours, or steps of its calendar) since the training
-        data's first time, as :meth:`GPVAE.sample` reads its times and as the error on
-        missing times offers ("pass times (datetime64, or hours)"), so they are accepted,
-        but a number meant as a date or in another unit would be misread without a word.
-        ``in_dict``: the times came as a dict's ``X['times']`` (named so), not ``times``."""
-        form = self.scaler.time_form_
-        if form is None or form[0] is None or ss.layout.time_unit is not None:
-            return
-        lay = ss.layout
-        name = "X['times']" if in_dict else "times"
-        if lay.kind in ("dataframe_long", "dataframe_wide"):  # the times are a column / index
-            name = "X.index" if lay.time_col is None else f"X[{lay.time_col!r}]"
-        unit = "hours" if form[0] == "hours" else f"steps of its calendar {form[1]!r}"
-        warnings.warn(
-            f"{name}: expected datetimes or durations like the training data's (the model "
-            f"counts time in {unit}), found numbers: they are read as {unit} since the "
-            "training data's first time, and results keep them as numbers; pass datetimes "
-            "or durations to have them read as such",
-            UserWarning,
-            stacklevel=stacklevel + 1,
-        )
-
-    def input(self, X: Any, times: Any, callers: int = 2) -> tuple[SeriesSet, SeriesSet]:
+    def input(
+        self, X: Any, times: Any, callers: int = 2, empty: str = EMPTY_PREDICTED
+    ) -> tuple[SeriesSet, SeriesSet]:
         """(original, standardised) series of a prediction input, checked against the fit
         (with :attr:`difference`, the standardised series are the input's increments).
 
         ``callers``: the gpvae frames between this call and the user's line (the body
-        function and the GPVAE method that called it), where the warnings point."""
+        function and the GPVAE method that called it), where the warnings point.
+        ``empty``: what the method does with a series that has no observed entry, the end
+        of the warning about such series (:data:`EMPTY_PREDICTED`: its values come from
+        the prior; the anomaly scores say that such a series has nothing to score)."""
         form = self.scaler.time_form_
         step = self.scaler.time_step_
         defaulted = times is None and not isinstance(X, (pd.DataFrame, SeriesSet))
@@ -182,12 +200,12 @@ class PredictContext:
         self.scaler.warn_far_times(ss, stacklevel=2 + callers)
         self._warn_grid_in_hours(ss, stacklevel=2 + callers)
         if not defaulted:
-            self._warn_numbers_for_dates(ss, stacklevel=2 + callers, in_dict=in_dict)
-        empty = sum(1 for v in ss.values if np.isnan(v).all())
-        if empty:
+            name = "X['times']" if in_dict else "times"
+            warn_numbers_for_dates(self.scaler, ss, 2 + callers, name)
+        count = sum(1 for v in ss.values if np.isnan(v).all())
+        if count:
             warnings.warn(
-                f"X: {empty} series with no observed entry; their values come from the "
-                "model's prior (the population level), not from the series",
+                f"X: {count} series with no observed entry; {empty}",
                 UserWarning,
                 stacklevel=2 + callers,
             )

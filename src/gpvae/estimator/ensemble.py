@@ -37,7 +37,7 @@ from gpvae.arguments import int_arg, member_draws_arg, warn_few_draws
 from gpvae.errors import ModelFileError, NotFittedError, invalid
 from gpvae.estimator.backtest import BacktestResult, Estimator, backtest, shown_warnings
 from gpvae.estimator.estimator import GPVAE
-from gpvae.estimator.modelfile import ENSEMBLE_FILE, check_single, drop_single
+from gpvae.estimator.modelfile import ENSEMBLE_FILE, check_single, drop_single, make_folder
 from gpvae.estimator.results import ForecastResult
 from gpvae.kernels import kernel_from_spec
 from gpvae.model import sorted_quantiles
@@ -250,12 +250,13 @@ class GPVAEEnsemble:
         Raises:
             NotFittedError: before fit.
             ValidationError: ``path`` holds a ``config.json`` or ``model.safetensors`` that
-                gpvae did not write (nothing is written then).
+                gpvae did not write (nothing is written then), or cannot be created as a
+                folder.
         """
         members = self._fitted("save")
         root = Path(path)
         check_single(root)
-        root.mkdir(parents=True, exist_ok=True)
+        make_folder(root)
         for k, m in enumerate(members):
             m.save(root / f"member_{k}")
         (root / ENSEMBLE_FILE).write_text(json.dumps({"members": len(members)}) + "\n")

@@ -22,6 +22,7 @@ and intervals, depend on the other series in the call and their order.
 from __future__ import annotations
 
 import json
+import math
 import os
 import warnings
 from collections.abc import Sequence
@@ -55,9 +56,11 @@ from gpvae.estimator.assembly import (
     hidden_arg,
     kernel_arg,
     resolve_device,
+    warn_positional_encoder,
 )
 from gpvae.estimator.blending import fit_blend
 from gpvae.estimator.calibration import (
+    factors_at_bounds,
     gap_shape,
     held_out_of_training,
     hidden_runs,
@@ -67,7 +70,12 @@ from gpvae.estimator.context import PredictContext
 from gpvae.estimator.differencing import check_levels_method, difference_arg, increments_of
 from gpvae.estimator.fitting import calibrate_fit, fit_inputs, fit_periods, windowed
 from gpvae.estimator.forecast_blend import ForecastBlend, base_names
-from gpvae.estimator.forecast_calibration import calibrate_and_blend, no_origin_text, without_tail
+from gpvae.estimator.forecast_calibration import (
+    calibrate_and_blend,
+    has_origin,
+    no_origin_text,
+    without_tail,
+)
 from gpvae.estimator.forecast_methods import ForecastMethods
 from gpvae.estimator.imputation import impute_series
 from gpvae.estimator.persistence import ARGUMENTS as _ARGUMENTS
@@ -90,7 +98,20 @@ from gpvae.posteriors import posterior_key
 from gpvae.training import OPTIMIZERS, FitSession, SessionConfig, TrainConfig, distributed
 from gpvae.training.distributed import Communicator
 
-__all__ = ["GPVAE"]
+__all__ = ["GPVAE", "best_epoch"]
+
+
+def best_epoch(history: Sequence[dict[str, float]]) -> int | None:
+    """The epoch of ``history`` (one record per epoch, as ``GPVAE.history_``) whose weights
+    a fit keeps: the first with the lowest finite ``val_score``, as the training loop keeps
+    them (:func:`gpvae.training.loop.train`); the last epoch when no score is finite (the
+    loop then keeps the last weights); None for an empty history."""
+    if not history:
+        return None
+    scores = [float(h.get("val_score", math.nan)) for h in history]
+    finite = [k for k, v in enumerate(scores) if math.isfinite(v)]
+    k = min(finite, key=lambda j: scores[j]) if finite else len(history) - 1
+    return int(history[k].get("epoch", k + 1))
 
 
 #: Settings a resumed fit may change: they pace or report the fit, say where it goes, or
@@ -131,7 +152,14 @@ class GPVAE(AnomalyMethods, ForecastMethods, SpatialMethods, PersistenceMethods)
             (values in [0, 1], not standardised; imputations are probabilities).
         encoder: ``"mlp"``, ``"partial"``, ``"conv"``, ``"gru"``, ``"cnn"`` (frames of a square
             image flattened to D = H * W features: :class:`~gpvae.nets.ImageEncoder`) or an
-            ``nn.Module`` (see :mod:`gpvae.nets`); deep-copied at each fit.
+            ``nn.Module`` (see :mod:`gpvae.nets`); deep-copied at each fit. ``"mlp"`` and
+            ``"partial"`` encode each point alone and leave its time to the GP, so they
+            suit irregular times; ``"conv"`` (a convolution over neighbouring rows) and
+            ``"gru"`` (a bidirectional GRU from row to row) read a series' rows by position,
+            not by time, as if equally spaced: a gap of 48 steps between two rows is read as
+            one step. They suit regular grids (missing times as rows of NaN); fit warns
+            when their series have irregular times
+            (:data:`~gpvae.estimator.assembly.POSITIONAL_GAP_RATIO`).
         decoder: ``"mlp"``, ``"cnn"`` (:class:`~gpvae.nets.ImageDecoder`) or an
             ``nn.Module``; deep-copied at each fit.
         hidden: hidden widths of the named networks (the decoder uses them reversed).
@@ -204,6 +232,13 @@ class GPVAE(AnomalyMethods, ForecastMethods, SpatialMethods, PersistenceMethods)
             :mod:`gpvae.estimator.calibration`; needs held-out validation entries,
             ``val_fraction > 0``, ``X_val_target`` or ``X_val`` series not trained on,
             else fit warns and leaves the intervals as they are; not for ``"bernoulli"``).
+            The factors lie in [1/4, 8]; fit warns, naming the features, when the held-out
+            errors asked for more (:func:`~gpvae.estimator.calibration.interval_scales`):
+            for wider intervals than 8 times the model's own, or for narrower ones than a
+            quarter of them in every feature; those intervals are then not calibrated,
+            most often because the model is poorly trained. (Some features at 1/4 beside
+            calibrated ones, with no warning, are common: smooth features whose errors are
+            smaller than the observation noise learned so far, see ``noise_lr``.)
         num_samples: Monte Carlo samples of z per series in the training ELBO.
         lengthscale: initial kernel lengthscale in time steps for named kernels (every
             non-periodic factor's, the decay of a quasi-periodic product
@@ -279,6 +314,10 @@ class GPVAE(AnomalyMethods, ForecastMethods, SpatialMethods, PersistenceMethods)
             the validation score (``val_fraction`` > 0 or ``X_val``; ``validated`` 1.0),
             else the epoch's training loss (the same number as ``loss``, not a validation
             score; ``validated`` 0.0).
+        best_epoch_: the epoch whose weights the fit kept (``history_``'s ``epoch``, from
+            1): the first with the lowest finite ``val_score``, which early stopping and the
+            kept weights go by; the last epoch when none was finite (the weights are then
+            the last ones); None before fit or with no history.
         num_features_: D.
         feature_names_: the D feature names.
         interval_scale_: (D,) spread factors of the imputation intervals (ones without
@@ -425,6 +464,12 @@ class GPVAE(AnomalyMethods, ForecastMethods, SpatialMethods, PersistenceMethods)
     def is_fitted(self) -> bool:
         """True after :meth:`fit` or :meth:`load`."""
         return self._model is not None
+
+    @property
+    def best_epoch_(self) -> int | None:
+        """The epoch whose weights the fit kept, read from ``history_`` (see the class's
+        attributes); None before fit or with no history."""
+        return best_epoch(self.history_)
 
     @property
     def model_(self) -> GPVAEModel:
@@ -696,12 +741,25 @@ class GPVAE(AnomalyMethods, ForecastMethods, SpatialMethods, PersistenceMethods)
             windows=self.window is not None,
         )
         D = full_set.num_features
+        warn_positional_encoder(self.encoder, full_set, stacklevel=2)  # conv, gru on gaps
         H = self.forecast_horizon if self.posterior == "structured" else None
         if self.forecast_blend and H is None:
             warnings.warn(
                 "forecast_blend: expected forecast_horizon with it (the blend is chosen on "
                 "the forecast calibration's origins), found None; the forecast is not "
                 "blended until calibrate_forecast(X, horizon=H)",
+                UserWarning,
+                stacklevel=2,
+            )
+        calibrable = H is not None and has_origin(full_set, H, held_out=True)
+        if H is not None and comm is not None and sharded:  # any process's series will do
+            calibrable = any(comm.all_gather(calibrable))
+        if H is not None and not calibrable:  # known now: say it before training, not after
+            warnings.warn(
+                f"forecast_horizon: expected {no_origin_text(full_set, H)}; the forecast "
+                "intervals will be the model's own, not calibrated"
+                + (", and the forecast not blended" if self.forecast_blend else "")
+                + " (a smaller forecast_horizon, or longer series)",
                 UserWarning,
                 stacklevel=2,
             )
@@ -755,7 +813,10 @@ class GPVAE(AnomalyMethods, ForecastMethods, SpatialMethods, PersistenceMethods)
             fresh = self._fresh_holdouts(full_set, val_set, truth, comm if sharded else None)
             if session.val_input is not None and (held_out or fresh is not None):
                 ctx = replace(ctx, blend_weight=blend)
-                scale = calibrate_fit(ctx, session, fresh)
+                scale, limit = calibrate_fit(ctx, session, fresh)
+                bounds = factors_at_bounds(scale, limit, list(full_set.feature_names))
+                if bounds is not None and (comm is None or comm.is_main):
+                    warnings.warn(bounds, UserWarning, stacklevel=2)
             else:  # X_val's own observed entries (val_fraction=0) are seen, not held out
                 warnings.warn(
                     "calibrate: expected held-out validation entries (val_fraction > 0, "
@@ -766,7 +827,7 @@ class GPVAE(AnomalyMethods, ForecastMethods, SpatialMethods, PersistenceMethods)
                     stacklevel=2,
                 )
         forecast_scale, forecast_blend = None, None  # the fitted state changes only at the end
-        if H is not None:
+        if H is not None and calibrable:
             ctx = PredictContext(
                 model, scaler, device, self.batch_size, self.seed, scale, self.posterior
             )

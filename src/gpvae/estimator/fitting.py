@@ -22,10 +22,10 @@ from gpvae.errors import ValidationError
 from gpvae.estimator.calibration import (
     LEVELS,
     calibrate_intervals,
-    fit_interval_scales,
     heldout_arrays,
+    interval_scales,
 )
-from gpvae.estimator.context import PredictContext, check_unit_interval
+from gpvae.estimator.context import PredictContext, check_unit_interval, warn_numbers_for_dates
 from gpvae.estimator.seasonality import PeriodArg, resolve_periods
 from gpvae.estimator.validation import validation_split
 from gpvae.kernels import KernelArg
@@ -112,11 +112,19 @@ def _series(
 def _check_with(
     scaler: Scaler, train_set: SeriesSet, val_set: SeriesSet | None, target_set: SeriesSet | None
 ) -> None:
-    """Raise when the series do not fit ``scaler`` (features, time range)."""
+    """Raise when the series do not fit ``scaler`` (features, time range); warn, as
+    prediction does (:meth:`~gpvae.data.Scaler.warn_far_times`,
+    :func:`~gpvae.estimator.context.warn_numbers_for_dates`), when the validation times
+    look like a unit or origin mistake (times in another unit, dates for a model of
+    numbers, numbers for a model of dates), which would otherwise be read in the training
+    data's units without a word."""
     scaler.check_range(train_set)
     if val_set is not None:
         scaler.check(val_set, "X_val")
         scaler.check_range(val_set, "X_val", "times_val")
+        # the caller of GPVAE.fit (via fit_inputs, fit_data or sharded_fit_data, this)
+        scaler.warn_far_times(val_set, "X_val", stacklevel=5)
+        warn_numbers_for_dates(scaler, val_set, 5, "times_val", "X_val")
     if target_set is not None:
         scaler.check_range(target_set, "X_val_target", "times_val")
 
@@ -365,14 +373,16 @@ def calibrate_fit(
     ctx: PredictContext,
     session: FitSession,
     fresh: tuple[str, tuple[int, int]] | None = None,
-) -> np.ndarray:
+) -> tuple[np.ndarray, np.ndarray]:
     """The interval spread factors on the session's held-out entries (of every process), or
     on new hold-outs of its validation series with ``fresh`` = (pattern, block lengths)
     (:func:`~gpvae.estimator.calibration.fresh_holdouts`; for series held out of
-    training)."""
+    training), and where they ran out of their grid
+    (:func:`~gpvae.estimator.calibration.interval_scales`)."""
     comm = session.comm
+    D = ctx.scaler.num_features
     if session.val_input is None or session.val_target is None:
-        return np.ones(ctx.scaler.num_features)
+        return np.ones(D), np.zeros(D, np.int64)
     if comm is None:
         return calibrate_intervals(ctx, session.val_input, session.val_target, fresh)
     K = len(LEVELS)
@@ -389,9 +399,7 @@ def calibrate_fit(
         np.concatenate([g[i] for g in gathered]) for i in range(5)
     )
     runs = np.concatenate([g[5] + off for g, off in zip(gathered, offsets)])
-    return fit_interval_scales(
-        mean, lower, upper, target, feature, ctx.scaler.num_features, runs=runs
-    )
+    return interval_scales(mean, lower, upper, target, feature, D, runs=runs)
 
 
 def windowed(data: SeriesSet, window: int) -> SeriesSet:

@@ -39,8 +39,10 @@ __all__ = [
     "NUM_ORIGINS",
     "calibrate_and_blend",
     "calibrate_forecasts",
+    "has_origin",
     "holdout_origins",
     "no_origin_text",
+    "origins_of",
     "without_tail",
 ]
 
@@ -63,6 +65,35 @@ def no_origin_text(data: SeriesSet, horizon: int) -> str:
         f"rolling origin: max(2 x {horizon}, 8) steps of history and {horizon} to score), "
         f"found at most {longest}"
     )
+
+
+def _origin_count(held_out: bool) -> int:
+    """The ``num_origins`` of :func:`origins_of` for a calibration with ``held_out`` (see
+    :func:`calibrate_and_blend`): -1 (each series' :func:`holdout_origins`) or
+    :data:`NUM_ORIGINS`."""
+    return -1 if held_out and settings.FORECAST_HOLDOUT_ORIGINS > 0 else NUM_ORIGINS
+
+
+def origins_of(length: int, horizon: int, num_origins: int) -> list[int]:
+    """The rolling origins of a series of ``length`` steps, latest first: ``length - k
+    horizon`` for k = 1 .. ``num_origins`` (its :func:`holdout_origins` when -1) while at
+    least :func:`_min_history` steps come before."""
+    n_org = holdout_origins(length, horizon) if num_origins < 0 else num_origins
+    origins = []
+    for k in range(1, n_org + 1):
+        origin = length - k * horizon
+        if origin < _min_history(horizon):
+            break
+        origins.append(origin)
+    return origins
+
+
+def has_origin(data: SeriesSet, horizon: int, held_out: bool = False) -> bool:
+    """Whether :func:`calibrate_and_blend` of ``data`` (same ``horizon`` and ``held_out``)
+    finds a rolling origin, so calibrates anything: known before training, from the
+    series' lengths alone (:func:`no_origin_text` says why not)."""
+    n_org = _origin_count(held_out)
+    return any(origins_of(len(t), horizon, n_org) for t in data.times)
 
 
 def holdout_origins(length: int, horizon: int) -> int:
@@ -133,9 +164,7 @@ def calibrate_and_blend(
         comm: the distributed job, or None.
         sharded: each process holds its own series (else every process holds them all).
     """
-    n_org = NUM_ORIGINS
-    if held_out and settings.FORECAST_HOLDOUT_ORIGINS > 0:
-        n_org = -1  # each series' holdout_origins
+    n_org = _origin_count(held_out)
     names = bases or ()
     rows: list[tuple[np.ndarray, ...]] = []
     if comm is None:
@@ -190,14 +219,7 @@ def _origin_rows(
     rows: list[tuple[np.ndarray, ...]] = []
     for i in series:
         v, t = data.values[i], data.times[i]
-        T = len(t)
-        origins = []
-        n_org = holdout_origins(T, horizon) if num_origins < 0 else num_origins
-        for k in range(1, n_org + 1):
-            origin = T - k * horizon
-            if origin < _min_history(horizon):
-                break
-            origins.append(origin)
+        origins = origins_of(len(t), horizon, num_origins)
         if not origins:
             continue
         hist = to_series_set([v[:o] for o in origins], [t[:o] for o in origins])

@@ -48,6 +48,7 @@ __all__ = [
     "drop_ensemble",
     "drop_single",
     "load_weights",
+    "make_folder",
     "read_folder",
     "write_folder",
 ]
@@ -155,6 +156,24 @@ def check_ensemble(path: str | os.PathLike[str]) -> None:
         )
 
 
+def make_folder(path: str | os.PathLike[str]) -> Path:
+    """The folder ``path``, created with its parents when missing.
+
+    Raises:
+        ValidationError: naming ``path`` when it cannot be created (a file in the way, a
+            parent that does not exist and cannot be made, no permission).
+    """
+    root = Path(path)
+    try:
+        root.mkdir(parents=True, exist_ok=True)
+    except OSError as err:
+        raise ValidationError(
+            f"path: expected a folder that exists or can be created, found {str(path)!r} "
+            f"({err.strerror or err})"
+        ) from None
+    return root
+
+
 def drop_single(path: str | os.PathLike[str], count: int) -> None:
     """After an ensemble of ``count`` members was written to ``path``: remove a single gpvae
     model (never files of those names that gpvae did not write: :func:`check_single`) and
@@ -235,6 +254,7 @@ def write_folder(
         extra["blend_weight"] = np.asarray(blend_weight, dtype=np.float64).tolist()
     if forecast_blend is not None:
         extra["forecast_blend"] = forecast_blend.to_json()
+    make_folder(path)  # a folder that cannot be made names the path, not a raw OSError
     save_model(path, model.state_dict(), config, extra)
     drop_ensemble(path)
 
@@ -288,6 +308,12 @@ def read_folder(path: str | os.PathLike[str]) -> SavedModel:
         raise ModelFileError(
             f"path: expected a single model's folder, found an ensemble's ({ENSEMBLE_FILE} "
             f"and member_<k> folders) at {root}; load it with gpvae.GPVAEEnsemble.load"
+        )
+    if not (root / CONFIG_FILE).exists() and (root / "model" / CONFIG_FILE).is_file():
+        raise ModelFileError(  # the folder of `gpvae fit -o DIR` holds the model in DIR/model
+            f"path: expected a model folder holding {CONFIG_FILE}, found none at {root}, but "
+            f"{root / 'model'} holds one (a `gpvae fit` output folder keeps its model there); "
+            f"load {str(root / 'model')!r}"
         )
     mf = read_model(path)
     cfg = mf.config

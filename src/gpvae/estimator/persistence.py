@@ -104,7 +104,8 @@ class PersistenceMethods:
             ValidationError: a custom encoder/decoder module or a kernel instance that JSON
                 cannot describe (names the argument); ``path`` holds a ``config.json``,
                 ``model.safetensors`` or ``ensemble.json`` that gpvae did not write (nothing
-                is written then).
+                is written then); ``path`` cannot be created as a folder (a file in the
+                way, a missing parent that cannot be made, no permission).
 
         Under torchrun only process 0 writes (the others return at once, without waiting).
         """
@@ -140,8 +141,10 @@ class PersistenceMethods:
             device: where to put the model (default the CPU; ``"auto"`` picks cuda/mps).
 
         Raises:
-            ModelFileError: missing or malformed files, a config that does not describe a
-                valid estimator, or weights whose names or shapes do not match it.
+            ModelFileError: missing or malformed files (for the output folder of ``gpvae
+                fit``, it names its ``model`` subfolder, where the model is), a config that
+                does not describe a valid estimator, or weights whose names or shapes do not
+                match it.
             ValidationError: a ``device`` torch cannot use in this process.
         """
         dev = resolve_device(device)  # an unavailable device fails before any reading

@@ -2,7 +2,9 @@
 
 A 1-D convolution over the N axis mixes each point with its neighbours before a per-point
 MLP emits the outputs; like Fortuin's GP-VAE encoder it assumes equally spaced points (the
-convolution sees positions, not times). Padding (``valid`` False) is seen as unobserved.
+convolution sees positions, not times: a gap of 48 steps between two rows is read as one
+step; :meth:`gpvae.GPVAE.fit` warns on such times). Padding (``valid`` False) is seen as
+unobserved.
 """
 
 from __future__ import annotations

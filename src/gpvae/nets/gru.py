@@ -4,7 +4,8 @@ The per-point MLP encoder sees one time step; with most features missing at most
 records) its pseudo-observations are weak. A bidirectional GRU over ``concat(y * observed,
 observed)`` lets every point's output depend on what was observed before and after it
 (with mask channels, so "missing" is never read as zero), before the GP posterior combines
-the points. Like :class:`~gpvae.nets.ConvEncoder` it reads positions, not times. Given
+the points. Like :class:`~gpvae.nets.ConvEncoder` it reads positions, not times
+(:meth:`gpvae.GPVAE.fit` warns when the gaps between rows are far from even). Given
 ``valid`` (:meth:`gpvae.model.GPVAEModel.encode` passes it), the GRU runs over each series'
 own steps only (packed sequences): the backward pass of a short series padded in a batch of
 longer ones starts at its last step, not at the batch's, so a series is encoded alike alone
