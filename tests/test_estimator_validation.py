@@ -780,3 +780,34 @@ def test_numbers_for_a_model_fitted_on_dates_warn() -> None:
         by_month.impute(monthly.to_numpy()[None, :12], num_samples=19)
     with pytest.warns(UserWarning, match=r"read as steps of its calendar 'MS' since"):
         by_month.impute(monthly.to_numpy()[None, :12], times=np.arange(12.0), num_samples=19)
+
+
+def test_a_dated_series_is_predicted_as_its_one_column_frame() -> None:
+    """A pandas Series with dates (one series, one feature) fitted, imputed and forecast:
+    the predictions read its dates as the frame's (they said "times: expected the times of X
+    ..., found none" for a model fitted on dates with a step other than 1)."""
+    days = pd.date_range("2021-01-01", periods=60, freq="2D")
+    values = np.sin(np.arange(60) / 4.0)
+    values[[5, 17, 30]] = np.nan
+    s = pd.Series(values, index=days, name="temp")
+    model = GPVAE(latent_dim=2, hidden=(8,), epochs=2, progress=False, calibrate=False).fit(s)
+    res = model.impute(s)
+    assert isinstance(res.mean, pd.DataFrame)
+    assert list(res.mean.columns) == ["temp"]
+    pd.testing.assert_index_equal(res.mean.index, days)
+    observed = ~np.isnan(values)
+    np.testing.assert_array_equal(res.mean["temp"].to_numpy()[observed], values[observed])
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore", UserWarning)  # uncalibrated intervals: not the point
+        fc = model.forecast(s, horizon=3)
+    step = pd.Timedelta(days=2)
+    expected = pd.DatetimeIndex([days[-1] + k * step for k in (1, 2, 3)])
+    assert list(pd.DatetimeIndex(np.asarray(fc.times)[0])) == list(expected)
+
+
+def test_patience_below_one_says_none_never_stops_early() -> None:
+    """GPVAE(patience=0) said "expected an integer >= 1": the way never to stop early (None)
+    was not named."""
+    with pytest.raises(ValidationError, match=r"patience: expected an integer >= 1, or None never"):
+        GPVAE(patience=0)
+    assert GPVAE(patience=None).patience is None

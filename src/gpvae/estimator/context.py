@@ -174,7 +174,8 @@ class PredictContext:
         the prior; the anomaly scores say that such a series has nothing to score)."""
         form = self.scaler.time_form_
         step = self.scaler.time_step_
-        defaulted = times is None and not isinstance(X, (pd.DataFrame, SeriesSet))
+        framed = isinstance(X, (pd.DataFrame, pd.Series))  # a Series: its one-column frame
+        defaulted = times is None and not (framed or isinstance(X, SeriesSet))
         in_dict = isinstance(X, Mapping) and X.get("times") is not None
         if in_dict:
             defaulted = False
@@ -188,7 +189,7 @@ class PredictContext:
             X,
             times,
             # a frame's columns are checked by name below (Scaler.check names them)
-            num_features=None if isinstance(X, pd.DataFrame) else self.scaler.num_features,
+            num_features=None if framed else self.scaler.num_features,
             allow_single_step=True,
             allow_empty_series=True,
             time_form=self.scaler.time_form_,

@@ -380,6 +380,9 @@ class GPVAE(AnomalyMethods, ForecastMethods, SpatialMethods, PersistenceMethods)
         self.batch_size = int_arg("batch_size", batch_size)
         self.lr = float_arg("lr", lr)
         self.optimizer = check_name("optimizer", optimizer, tuple(OPTIMIZERS))
+        integer = isinstance(patience, (int, np.integer)) and not isinstance(patience, bool)
+        if integer and patience < 1:  # type: ignore[operator]  # (an int here) never: None
+            raise invalid("patience", "an integer >= 1, or None never to stop early", patience)
         self.patience = None if patience is None else int_arg("patience", patience)
         self.val_fraction = float_arg("val_fraction", val_fraction, positive=False)
         if self.val_fraction >= 1.0:
