@@ -552,6 +552,22 @@ def test_a_fit_worse_than_the_mean_fill_warns_naming_lr() -> None:
         GPVAE(**{**kw, "epochs": 5}).fit(X)
 
 
+def test_constant_held_out_values_judge_no_fit_useless() -> None:
+    """A series whose held-out values equal the training mean (constant data): the mean fill
+    scores 0, and the check divided by it (ZeroDivisionError, found by test_fuzz_fit)."""
+    import warnings
+
+    import numpy as np
+
+    from gpvae import GPVAE
+
+    X = np.full((1, 2, 1), 101.0)
+    with warnings.catch_warnings():
+        warnings.filterwarnings("error", message="training: the kept weights")
+        warnings.filterwarnings("ignore", category=UserWarning, message="(?!training: the kept)")
+        GPVAE(latent_dim=2, epochs=1, progress=False, seed=0, val_fraction=0.1).fit(X)
+
+
 @pytest.mark.parametrize("entries", [0, 1])
 def test_x_val_with_nothing_to_hold_out_says_so(entries: int) -> None:
     """Audit A3 #4: an all-NaN X_val (or one with a single entry) silently left early

@@ -749,11 +749,14 @@ class FitSession:
     def _warn_if_useless(self, state: TrainState) -> None:
         """Warn when the kept weights' validation score is worse than the mean fill's."""
         base = self.mean_fill_score()
-        if not state.best_score > USELESS_RATIO * base or not self.is_main:  # (NaN: False)
+        # (NaN: False; a mean fill that scores 0, constant held-out values, judges nothing)
+        if not base > 0 or not state.best_score > USELESS_RATIO * base or not self.is_main:
             return
         lr = self.config.train.lr
         scores = [h["val_score"] for h in state.history if h.get("validated", 1.0)]
-        shown = f"{scores[0]:.4g} after epoch 1, {scores[-1]:.4g} after epoch {len(scores)}"
+        shown = f"{scores[0]:.4g} after epoch 1"
+        if len(scores) > 1:
+            shown += f", {scores[-1]:.4g} after epoch {len(scores)}"
         warnings.warn(
             f"training: the kept weights (epoch {state.best_epoch}) score a validation MAE of "
             f"{state.best_score:.4g}, {state.best_score / base:.3g} times that of filling "
