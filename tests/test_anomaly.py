@@ -4,6 +4,7 @@ intervals, and the profile's round trip through the model folder."""
 from __future__ import annotations
 
 import json
+import warnings
 from pathlib import Path
 
 import numpy as np
@@ -468,3 +469,31 @@ def test_a_series_scores_do_not_depend_on_the_other_series_of_the_call(
         assert np.isfinite(alone).all()
         np.testing.assert_allclose(together[i][: len(y)], alone, rtol=1e-9, atol=1e-9)
         np.testing.assert_allclose(split[i][: len(y)], alone, rtol=1e-9, atol=1e-9)
+
+
+def test_a_fill_value_far_beyond_float32_gets_a_finite_score() -> None:
+    """A value such as 1e20 in data of unit scale scores about 1e41: a float32 frame's
+    scores were cast to float32 as inf, with an overflow warning (test_fuzz_predict_many
+    found it); they are now held at float32's largest value, finite, the far value the
+    highest."""
+    import pandas as pd
+
+    from gpvae import GPVAE
+
+    rng = np.random.default_rng(0)
+    X = np.sin(np.arange(40) / 4.0)[None, :, None] + 0.1 * rng.standard_normal((6, 40, 2))
+    model = GPVAE(latent_dim=2, hidden=(8,), epochs=2, progress=False, calibrate=False).fit(X)
+    new = X[:1].copy()
+    new[0, 20, 1] = 1e20
+    scores = model.anomaly_scores(new, num_samples=4)
+    entry = np.asarray(scores.entry)[0]
+    assert np.isfinite(entry).all()
+    assert np.unravel_index(np.argmax(entry), entry.shape) == (20, 1)
+    frame = pd.DataFrame(new[0].astype(np.float32), columns=["a", "b"])
+    frame.iloc[20, 1] = np.float32(-2e19)
+    with warnings.catch_warnings():
+        warnings.simplefilter("error", RuntimeWarning)  # no overflow in a cast
+        out = model.anomaly_scores(frame, num_samples=4).entry
+    assert out.dtypes.tolist() == [np.float32, np.float32]
+    assert np.isfinite(out.to_numpy()).all()
+    assert out.iloc[20, 1] == np.finfo(np.float32).max

@@ -70,8 +70,20 @@ def _as_numpy(v: Any, name: str) -> np.ndarray:
 
 def _cast(series_set: SeriesSet, v: np.ndarray, dtype: np.dtype | None = None) -> np.ndarray:
     if v.dtype.kind == "f":
-        return v.astype(series_set.layout.dtype if dtype is None else dtype, copy=False)
+        return saturating_cast(v, series_set.layout.dtype if dtype is None else dtype)
     return v
+
+
+def saturating_cast(values: np.ndarray, dtype: Any) -> np.ndarray:
+    """``values`` (float) in the float ``dtype``, finite values beyond its range held at its
+    largest finite value (the input's float32 keeps a score of 1e40, which float32 cannot
+    hold, as 3.4e38, not inf; inf and NaN stay as they are)."""
+    dtype = np.dtype(dtype)
+    if dtype.kind == "f" and dtype.itemsize < values.dtype.itemsize:
+        top = float(np.finfo(dtype).max)
+        if bool((np.abs(values[np.isfinite(values)]) > top).any()):
+            values = np.where(np.isfinite(values), np.clip(values, -top, top), values)
+    return values.astype(dtype, copy=False)
 
 
 def unpad(series_set: SeriesSet, values: Any, *, name: str = "values") -> list[np.ndarray]:
@@ -147,7 +159,7 @@ def _in_column_dtype(values: np.ndarray, given: Any) -> np.ndarray:
     keep = kept_float(given)
     if keep is None or values.dtype.kind != "f":
         return values
-    return values.astype(keep, copy=False)
+    return saturating_cast(values, keep)
 
 
 def from_padded(
