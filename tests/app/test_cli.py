@@ -1490,19 +1490,52 @@ def test_dates_are_read_with_one_format_for_the_whole_column(style: str) -> None
     assert (parsed.to_numpy() == days.to_numpy()).all()
 
 
-def test_dates_in_two_formats_in_one_column_are_refused() -> None:
+def test_dates_in_two_formats_in_one_column_are_read_in_one_order_or_refused() -> None:
     """A column mixing ISO and slashed dates (a spreadsheet's export) was read value by
     value, the slashed ones month-first, without a word: 03/01/2021 (3 January) became
-    1 March. It is refused, naming the column and two rows written differently."""
+    1 March. The slashed dates are now read in the one order their values allow (day-first
+    when a day above 12 comes first); a column whose values allow either order beside
+    other formats, or that holds both orders, is refused, naming two rows."""
     days = pd.date_range("2021-01-01", periods=30, freq="D")
     written = [d.strftime("%Y-%m-%d" if k % 2 else "%d/%m/%Y") for k, d in enumerate(days)]
     frame = pd.DataFrame({"id": "s0", "time": written, "a": np.arange(30.0)})
-    with pytest.raises(CLIError) as caught:
-        parse_times(frame, "time", "DATA")
+    parsed = parse_times(frame, "time", "DATA")["time"]
+    assert list(parsed) == list(days)  # 13/01/2021 and later say day-first for them all
+    with pytest.raises(CLIError) as caught:  # days 1-12 only: either order
+        parse_times(frame.iloc[:12], "time", "DATA")
     message = str(caught.value.message)
     assert "time column 'time'" in message, message
     assert "one format" in message, message
-    assert "'01/01/2021' (row 0) and '2021-01-02' (row 1)" in message, message
+    assert (
+        "'01/01/2021' (row 0), whose day and month could be in either order, beside "
+        "'2021-01-02' (row 1)" in message
+    ), message
+    both = frame.iloc[:3].assign(time=["13/01/2021", "01/13/2021 06:00", "2021-01-14"])
+    with pytest.raises(CLIError, match=r"'13/01/2021' \(row 0, day first\) and '01/13/2021 "
+                       r"06:00' \(row 1, month first\)"):  # fmt: skip
+        parse_times(both, "time", "DATA")
+
+
+@pytest.mark.parametrize(
+    "written",
+    [
+        ["01/13/2021", "01/13/2021 06:00", "01/13/2021 12:00"],  # midnight without a time
+        ["01/13/2021 06:00", "01/13/2021 06:00:30", "01/13/2021 07:00"],
+        ["13.01.2021", "13.01.2021 06:00", "13.01.2021 12:00"],
+        ["01/13/2021 06:00:00", "01/13/2021 06:00:00.5", "01/13/2021 06:00:01"],
+        ["Jan 13 2021", "Jan 14 2021", "February 1 2021"],
+        ["2021-01-13", "2021-01-13 06:00", "2021-01-13 12:00"],
+    ],
+)
+def test_dates_whose_forms_differ_only_in_their_times_are_read(written: list[str]) -> None:
+    """Columns that no one strict format reads but whose day and month are never in doubt
+    (the first refusal of mixed formats, from the first row's format, refused them all)."""
+    frame = pd.DataFrame({"time": written, "a": [1.0, 2.0, 3.0]})
+    with warnings.catch_warnings():
+        warnings.simplefilter("error")  # and no pandas advice leaks
+        parsed = parse_times(frame, "time", "DATA")["time"]
+    expected = pd.to_datetime(pd.Series(written), format="mixed", dayfirst="13." in written[0])
+    assert list(parsed) == list(expected)
 
 
 def test_fit_counts_the_series_it_trained_on(

@@ -179,7 +179,13 @@ def parse_times(frame: pd.DataFrame, time_col: str, what: str) -> pd.DataFrame:
                     f"{what}: time column {time_col!r}: expected numbers or dates, found values "
                     f"such as {_unparsed(col)!r} ({one_line(str(err))})"
                 ) from err
-            _check_one_format(col, time_col, what)
+            if _day_first(col, time_col, what):  # read such dates again, day-first
+                dmy = col.astype("string").str.extract(_NUMERIC_DMY)[0].notna()
+                with warnings.catch_warnings():
+                    warnings.simplefilter("ignore", UserWarning)  # pandas' per-value advice
+                    again = pd.to_datetime(col[dmy], format="mixed", dayfirst=True)
+                parsed = parsed.copy()
+                parsed[dmy] = again  # (ISO dates stay as read: dayfirst would swap them)
     frame = frame.copy()
     frame[time_col] = parsed
     return frame
@@ -325,34 +331,49 @@ def _one_format(col: pd.Series, dayfirst: bool) -> pd.Series | None:
 _DAYFIRST_NOTE = "Parsing dates in"
 
 
-def _check_one_format(col: pd.Series, time_col: str, what: str) -> None:
-    """Refuse a column of dates that no one format reads (ISO ``2021-01-02`` between
-    ``01/01/2021`` and ``03/01/2021``, a spreadsheet's export): read value by value, the
-    slashed dates were read month-first without a word (3 January became 1 March), against
-    the rule of one format for the whole column. Names two rows written differently: the
-    first row and the first that the first row's format (month-first or day-first, the one
-    that reads more rows) does not read."""
+#: A date written day and month first, in either order (``03/01/2021``, ``13.01.2021``).
+_NUMERIC_DMY = r"^\s*(\d{1,2})[/.\-](\d{1,2})[/.\-]\d{2,4}(?!\d)"
+
+
+def _day_first(col: pd.Series, time_col: str, what: str) -> bool:
+    """Whether the dates of a column that no one format reads (read value by value) that are
+    written day and month first (``03/01/2021``) are day-first: decided for the whole column
+    by the values whose first (or second) number is above 12, as one format would be.
+
+    Refuses a column whose values say both (``13/01/2021`` and ``01/13/2021``), and one that
+    mixes such dates, none above 12, with dates in other formats (ISO ``2021-01-02`` between
+    ``01/01/2021`` and ``03/01/2021``, a spreadsheet's export: read value by value they were
+    read month-first without a word, 3 January becoming 1 March). Other mixes read as they
+    did (midnight without a time, seconds on some rows, ``Jan`` beside ``February``, ISO with
+    and without times)."""
     text = col.dropna()
     if text.empty or not all(isinstance(v, str) for v in text):
-        return
-    text = text.str.strip()
-    best: pd.Series | None = None
-    for dayfirst in (False, True):
-        fmt = guess_datetime_format(text.iloc[0], dayfirst=dayfirst)
-        if fmt is None:
-            continue
-        misfit = pd.to_datetime(text, format=fmt, errors="coerce").isna()
-        if best is None or misfit.sum() < best.sum():
-            best = misfit
-    if best is None or not best.any():
-        return  # no format to compare with, or one that reads every value
-    first, other = text.index[0], best.index[np.argmax(best.to_numpy())]
-    raise CLIError(
-        f"{what}: time column {time_col!r}: expected dates written in one format for the "
-        f"whole column, found {text[first]!r} (row {first}) and {text[other]!r} (row "
-        f"{other}) written differently (rows counted from 0 after the header): write every "
-        "date in one format, ISO YYYY-MM-DD to be sure"
+        return False
+    parts = text.str.extract(_NUMERIC_DMY)
+    has = parts[0].notna()
+    if not has.any():
+        return False  # no date written day and month first: nothing to decide
+    first, second = parts.loc[has, 0].astype(int), parts.loc[has, 1].astype(int)
+    day, month = first > 12, second > 12
+    rows = (
+        " (rows counted from 0 after the header): write every date in one format, ISO "
+        "YYYY-MM-DD to be sure"
     )
+    if day.any() and month.any():
+        a, b = day.idxmax(), month.idxmax()
+        raise CLIError(
+            f"{what}: time column {time_col!r}: expected dates with the day and month in one "
+            f"order for the whole column, found {text[a]!r} (row {a}, day first) and "
+            f"{text[b]!r} (row {b}, month first){rows}"
+        )
+    if not day.any() and not month.any() and not has.all():
+        a, b = has.idxmax(), (~has).idxmax()
+        raise CLIError(
+            f"{what}: time column {time_col!r}: expected dates written in one format for the "
+            f"whole column, found {text[a]!r} (row {a}), whose day and month could be in "
+            f"either order, beside {text[b]!r} (row {b}) written otherwise{rows}"
+        )
+    return bool(day.any())
 
 
 def _unparsed(col: pd.Series) -> object:
