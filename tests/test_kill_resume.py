@@ -293,22 +293,49 @@ def test_an_interrupted_fit_keeps_its_best_epoch_and_says_so(
 
 
 def test_a_fit_without_resume_warns_before_replacing_an_unfinished_checkpoint(
-    tmp_path: Path,
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:
     """Audit A3 #7: a fit without resume silently overwrote an interrupted run's
-    checkpoint; a finished run's is replaced without a word, as before."""
+    checkpoint; a finished run's is replaced without a word, as before (audit R #3: a
+    finished 2-epoch run was called unfinished by a 4-epoch fit, and resume=True advised
+    where the settings had changed, which resume refuses)."""
     import warnings
+
+    from gpvae.training import FitSession
 
     X, t = data(n=6, T=8)
     options = {**OPTIONS, "hidden": (8,), "checkpoint_dir": tmp_path}
-    GPVAE(**options, epochs=2).fit(X, t)  # as if interrupted after 2 of 4 epochs
-    with pytest.warns(UserWarning, match=r"^resume: expected resume=True to go on from the "
-                      r"checkpoint in .* of a fit that had not finished \(2 epochs of it ran\), "
-                      r"found resume=False: this fit starts afresh and replaces"):  # fmt: skip
+    end = FitSession.on_epoch_end
+
+    def interrupt(self: FitSession, state: Any, optimizer: Any) -> None:
+        end(self, state, optimizer)
+        if state.epoch == 2:
+            raise KeyboardInterrupt
+
+    with monkeypatch.context() as patch, warnings.catch_warnings():
+        patch.setattr(FitSession, "on_epoch_end", interrupt)
+        warnings.simplefilter("ignore", UserWarning)  # the interrupted fit's own note
+        with pytest.raises(KeyboardInterrupt):
+            GPVAE(**options, epochs=4).fit(X, t)  # interrupted after 2 of 4 epochs
+    unfinished = (
+        r"^resume: the checkpoint in .* is of a fit that had not finished \(2 of its "
+        r"4 epochs ran\)"
+    )
+    with pytest.warns(UserWarning, match=unfinished + r"; this fit starts afresh and replaces "
+                      r"that checkpoint at its first epoch's end: interrupt it and pass "
+                      r"resume=True"):  # fmt: skip
         GPVAE(**options, epochs=4).fit(X, t)
     with warnings.catch_warnings():  # finished (4 of 4 epochs): replaced without a word
         warnings.filterwarnings("error", message="resume: ")
-        GPVAE(**options, epochs=4).fit(X, t)
+        GPVAE(**options, epochs=6).fit(X, t)  # (more epochs than it ran: still finished)
+    with monkeypatch.context() as patch, warnings.catch_warnings():
+        patch.setattr(FitSession, "on_epoch_end", interrupt)
+        warnings.simplefilter("ignore", UserWarning)
+        with pytest.raises(KeyboardInterrupt):
+            GPVAE(**options, epochs=4).fit(X, t)
+    with pytest.warns(UserWarning, match=unfinished + r"; this fit has other settings "
+                      r"\(lr changed.*: give another checkpoint_dir to keep it"):  # fmt: skip
+        GPVAE(**{**options, "lr": 2e-3}, epochs=4).fit(X, t)
 
 
 def test_resume_after_a_setting_that_reshapes_the_data_names_it(tmp_path: Path) -> None:

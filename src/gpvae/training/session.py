@@ -480,6 +480,7 @@ class FitSession:
             "world_size": 1 if self.comm is None else self.comm.world_size,
             "sharded": self.sharded,
             "settings": self.config.settings,
+            "epochs": self.config.train.epochs,  # what the fit was to run (finished or not)
         }
         save_checkpoint(self.path / CHECKPOINT_FILE, tensors, meta)
         self.saved_epoch = state.epoch
@@ -696,7 +697,9 @@ class FitSession:
 
     def _warn_unfinished_checkpoint(self) -> None:
         """Warn when ``checkpoint_dir`` holds the checkpoint of a fit that had not finished
-        (not stopped early, fewer epochs than this fit's), which this fit will replace."""
+        (fewer epochs ran than it was given, and it did not stop early), which this fit,
+        started afresh, will replace. Checkpoints written before they recorded their
+        ``epochs`` are not judged."""
         if self.path is None or not self.is_main:
             return
         file = self.path / CHECKPOINT_FILE
@@ -707,16 +710,23 @@ class FitSession:
         except ModelFileError:  # not a checkpoint of a fit: replaced as before
             return
         done = (meta.get("train_state") or {}).get("epoch", 0)
+        planned = meta.get("epochs")
         if meta.get("kind") != "gpvae.GPVAE.fit" or meta.get("stopped_early"):
             return
-        if not isinstance(done, int) or done >= self.config.train.epochs:
+        if not isinstance(done, int) or not isinstance(planned, int) or done >= planned:
             return
+        where = f"the checkpoint in {str(self.path)!r} is of a fit that had not finished "
+        where += f"({done} of its {planned} epochs ran)"
+        problem = _changed_settings(meta.get("settings"), self.config.settings)
+        if problem is None:
+            fix = "interrupt it and pass resume=True to continue the earlier fit, or give "
+        else:  # resume=True would be refused: only another folder keeps it
+            changed = problem.split("found ", 1)[-1].split("; resume with", 1)[0]
+            where += f"; this fit has other settings ({changed})"
+            fix = "give "
         warnings.warn(
-            f"resume: expected resume=True to go on from the checkpoint in {str(self.path)!r} "
-            f"of a fit that had not finished ({done} epochs of it ran), found resume=False: "
-            "this fit starts afresh and replaces that checkpoint at its first epoch's end; "
-            "interrupt it and pass resume=True to continue the earlier fit (or give another "
-            "checkpoint_dir to keep it)",
+            f"resume: {where}; this fit starts afresh and replaces that checkpoint at its "
+            f"first epoch's end: {fix}another checkpoint_dir to keep it",
             UserWarning,
             stacklevel=4,
         )
