@@ -1166,3 +1166,20 @@ def test_site_table_names_the_argument_at_fault() -> None:
     np.testing.assert_array_equal(xy, [[39.9, 116.3]])
     with pytest.raises(InputTypeError, match=r"^X: expected a long pandas DataFrame"):
         field_from_frame(frame.to_numpy(), "station", "time", ["lat", "lon"])  # type: ignore[arg-type]
+
+
+def test_dates_at_another_rate_are_no_unit_mistake() -> None:
+    """Audit R #5: a model of hourly dates given the same station's daily means warned
+    "check the time unit" (the spacing rule for series inside the training range): dates
+    carry their unit, so only numbers are checked so."""
+    hours = pd.date_range("2021-01-01", periods=24 * 60, freq="h")
+    frame = pd.DataFrame({"a": np.sin(np.arange(len(hours)) / 24.0)}, index=hours)
+    scaler = Scaler().fit(to_series_set(frame))
+    daily = frame.resample("D").mean()
+    with warnings.catch_warnings():
+        warnings.simplefilter("error")
+        scaler.warn_far_times(to_series_set(daily))
+    numbers = to_series_set(np.sin(np.arange(60.0))[None, :, None], times=np.arange(60.0))
+    fitted = Scaler().fit(to_series_set(np.zeros((1, 200, 1)), times=np.arange(200.0) * 24))
+    with pytest.warns(UserWarning, match="check the time unit"):
+        fitted.warn_far_times(numbers)  # numbers 24 times closer: still said

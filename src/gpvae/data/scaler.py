@@ -285,6 +285,8 @@ class Scaler:
         spaced: list[tuple[int, float]] = []
         squeezed: list[tuple[int, float]] = []  # (third rule)
         known = self.time_spacing_
+        if data.layout.time_unit is not None:  # dates or durations: no unit to mistake
+            known = None
         for i, t in enumerate(data.times):
             if i in far or not t.size:
                 continue
