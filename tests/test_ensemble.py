@@ -360,3 +360,34 @@ def test_the_forecast_docstring_asks_for_the_draws_it_needs(fitted: GPVAEEnsembl
     assert "at least two each" in doc
     with pytest.raises(GPVAEError, match=r"^num_samples: expected at least two draws per member"):
         fitted.forecast(_series(), horizon=2, num_samples=3)
+
+
+def test_an_interrupted_ensemble_says_what_it_keeps(monkeypatch: pytest.MonkeyPatch) -> None:
+    """Audit R #4: Ctrl-C while a member trained said the member's note, "the estimator is
+    fitted with the best weights so far", though the ensemble kept none of it (members_
+    empty, forecast NotFittedError). It says what the ensemble keeps."""
+    from typing import Any
+
+    from gpvae.training import FitSession
+
+    end = FitSession.on_epoch_end
+    calls = {"n": 0}
+
+    def interrupt(self: FitSession, state: Any, optimizer: Any) -> None:
+        end(self, state, optimizer)
+        calls["n"] += 1
+        if calls["n"] == 3:  # the second member's first epoch (2 epochs each)
+            raise KeyboardInterrupt
+
+    monkeypatch.setattr(FitSession, "on_epoch_end", interrupt)
+    ens = GPVAEEnsemble(2, latent_dim=2, hidden=(8,), epochs=2, progress=False)
+    with warnings.catch_warnings(record=True) as caught:
+        warnings.simplefilter("always")
+        with pytest.raises(KeyboardInterrupt):
+            ens.fit(_series())
+    said = [str(w.message) for w in caught if "interrupted" in str(w.message)]
+    assert said == [
+        "fit: interrupted (KeyboardInterrupt) while member 2 of 2 trained; the ensemble keeps "
+        "nothing (not fitted): the members are replaced only when all the new ones are fitted"
+    ]
+    assert not ens.is_fitted

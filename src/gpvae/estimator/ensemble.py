@@ -47,6 +47,10 @@ __all__ = ["ENSEMBLE_FILE", "GPVAEEnsemble"]
 #: The file in an ensemble's folder that names it one (and holds the member count).
 
 
+#: The start of a member's note on what its interrupted fit keeps (not the ensemble's).
+_MEMBER_KEPT = "fit: interrupted (KeyboardInterrupt)"
+
+
 class GPVAEEnsemble:
     """``members`` GP-VAEs of one configuration, fitted from the seeds ``seed`` ..
     ``seed + members - 1``; forecasts are the mixture of their predictive distributions
@@ -173,15 +177,30 @@ class GPVAEEnsemble:
         a member's fit shows, so no count of members is given)."""
         fitted = []
         caught: list[list[warnings.WarningMessage]] = []
+        interrupted = False
         try:
             for k in range(self.members):
                 with shown_warnings(globals()) as mine:  # every member's, said once below
                     caught.append(mine)
                     fitted.append(self._member(k).fit(X, times, **kwargs))
+        except KeyboardInterrupt:
+            interrupted = True
+            raise
         finally:  # also those given before a member's fit failed
             said = dict.fromkeys((w.category, str(w.message)) for c in caught for w in c)
             for category, text in said:
+                if interrupted and text.startswith(_MEMBER_KEPT):
+                    continue  # the member's own note: the ensemble keeps none of it
                 warnings.warn(text, category, stacklevel=2)  # the caller of fit
+            if interrupted:
+                before = "its members of before" if self.members_ else "nothing (not fitted)"
+                warnings.warn(
+                    f"fit: interrupted (KeyboardInterrupt) while member {len(fitted) + 1} of "
+                    f"{self.members} trained; the ensemble keeps {before}: the members are "
+                    "replaced only when all the new ones are fitted",
+                    UserWarning,
+                    stacklevel=2,
+                )
         self.members_ = fitted
         return self
 
