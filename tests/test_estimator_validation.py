@@ -811,3 +811,22 @@ def test_patience_below_one_says_none_never_stops_early() -> None:
     with pytest.raises(ValidationError, match=r"patience: expected an integer >= 1, or None never"):
         GPVAE(patience=0)
     assert GPVAE(patience=None).patience is None
+
+
+def test_masked_future_and_sample_times_are_refused() -> None:
+    """Audit R #2: a masked array of future_times (or of sample's times) was read with its
+    fill values (a forecast at time 500); masked X and times are read as missing since
+    5054c95, so these are refused, naming the argument."""
+    X = np.sin(np.arange(60) / 5.0)[None, :, None] + np.zeros((2, 60, 1))
+    model = GPVAE(latent_dim=2, hidden=(8,), epochs=1, progress=False, calibrate=False).fit(X)
+    future = np.ma.masked_array([60.0, 61.0, 500.0], mask=[False, False, True])
+    with pytest.raises(InputTypeError, match=r"^future_times: expected times without masked"):
+        model.forecast(X, future_times=future)
+    with pytest.raises(InputTypeError, match=r"^future_times\[1\]: expected times without"):
+        model.forecast(X, future_times=[np.array([60.0, 61.0, 62.0]), future])
+    with pytest.raises(InputTypeError, match=r"^times: expected times without masked"):
+        model.sample(future)
+    unmasked = np.ma.masked_array([60.0, 61.0, 62.0], mask=False)
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore", UserWarning)
+        assert np.asarray(model.forecast(X, future_times=unmasked).times).shape == (2, 3)

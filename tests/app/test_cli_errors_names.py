@@ -176,3 +176,14 @@ def test_fit_says_a_numerical_failure_in_its_own_words(tmp_path, monkeypatch, ca
     assert main(["fit", "--help"]) == 0
     shown = " ".join(capsys.readouterr().out.split())
     assert "(0: never stop early;" in shown, shown
+
+
+def test_quoted_names_are_not_options() -> None:
+    """Audit R #6: a feature named 'X' became 'DATA' in the command line's words."""
+    from gpvae.app.cli.errors import _option_words
+
+    names = {"X": "DATA", "window": "--window"}
+    assert _option_words("for feature(s) 'X' (8); give window=W", names) == (
+        "for feature(s) 'X' (8); give --window W"
+    )
+    assert _option_words('column "window" and X', names) == 'column "window" and DATA'

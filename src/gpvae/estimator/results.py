@@ -238,7 +238,19 @@ def samples_form(ss: SeriesSet, draws: list[np.ndarray]) -> Any:
     return full
 
 
+def refuse_masked(value: Any, name: str) -> None:
+    """Refuse a numpy masked array with masked entries where times are asked for: np.asarray
+    drops the mask, so its hidden entries would be read as their fill values."""
+    if isinstance(value, np.ma.MaskedArray) and bool(np.ma.getmaskarray(value).any()):
+        raise InputTypeError(
+            f"{name}: expected times without masked entries, found a masked array with "
+            f"{int(np.ma.getmaskarray(value).sum())} masked (they would be read as their fill "
+            "values): give only the times wanted"
+        )
+
+
 def times_1d(times: Any, name: str) -> np.ndarray:
+    refuse_masked(times, name)
     if np.asarray(times).dtype.kind in "Mm":  # float() of them is nanoseconds since 1970
         raise InputTypeError(
             f"{name}: expected numbers in the model's time units (for a model fitted on "
@@ -314,7 +326,11 @@ def resolve_future_times(
 def _given_future(ss: SeriesSet, future_times: Any) -> np.ndarray:
     """(n, H) ``future_times`` in the model's float units, in any of their accepted forms."""
     n, lay = ss.num_series, ss.layout
+    refuse_masked(future_times, "future_times")
     per_series = isinstance(future_times, (list, tuple)) and len(future_times) == n
+    if per_series:
+        for i, f in enumerate(future_times):
+            refuse_masked(f, f"future_times[{i}]")
     if per_series and all(np.ndim(f) == 1 for f in future_times):
         rows = [_future_row(lay, f, f"future_times[{i}]") for i, f in enumerate(future_times)]
         if len({r.shape for r in rows}) != 1:

@@ -107,7 +107,8 @@ def _option_words(text: str, names: dict[str, str]) -> str:
             return f"{options[name]} "
         return options[name] if "_" in name or name == "X" else name
 
-    pattern = rf"(?<![\w-])({alternatives})(?:(=True\b)|(= ?)|(?![\w-]))"
+    # (not inside quotes: a feature named 'X' stays 'X')
+    pattern = rf"(?<![\w'\"-])({alternatives})(?:(=True\b)|(= ?)|(?![\w'\"-]))"
     return re.sub(pattern, replace, text)
 
 
