@@ -180,18 +180,9 @@ def fit_interval_scales(
     num_features: int,
     runs: np.ndarray | None = None,
 ) -> np.ndarray:
-    """One spread factor per feature from held-out entries, each feature's own coverage
-    error shrunk towards the pooled one by its number of blocks (see the module doc).
-
-    Args:
-        mean: (M,) predictive mean of each held-out entry.
-        lower: (M, K) lower ends of the central intervals at :data:`LEVELS` (K levels).
-        upper: (M, K) upper ends.
-        target: (M,) the held-out true values.
-        feature: (M,) feature index of each entry, in ``[0, num_features)``.
-        num_features: D.
-        runs: (M,) the block of each entry (equal ids: one run of consecutive held-out
-            steps of one feature in one series), or None: every entry its own block.
+    """One spread factor per feature from held-out entries: the factors of
+    :func:`interval_scales` (see there for the arguments), without where they ran out of
+    their grid.
 
     Returns:
         (D,) factors in ``[SCALES[0], SCALES[-1]]``; all ones when there are no entries.
@@ -208,13 +199,29 @@ def interval_scales(
     num_features: int,
     runs: np.ndarray | None = None,
 ) -> tuple[np.ndarray, np.ndarray]:
-    """:func:`fit_interval_scales` (same arguments), and where each feature's factor ran out
-    of the grid :data:`SCALES`: (D,) +1 when the held-out errors asked for more than its
-    largest factor (it is the factor chosen, or it does as well as the factor chosen
-    while every level's interval still covers less than its nominal share of the
-    feature's entries: a model so far off that no factor covers them chose 1 by the
-    tie rule), -1 likewise for less than the smallest factor (every level still covers
-    more than its share), else 0."""
+    """One spread factor per feature from held-out entries, each feature's own coverage
+    error shrunk towards the pooled one by its number of blocks (see the module doc), and
+    where each feature's factor ran out of the grid :data:`SCALES`.
+
+    Args:
+        mean: (M,) predictive mean of each held-out entry.
+        lower: (M, K) lower ends of the central intervals at :data:`LEVELS` (K levels).
+        upper: (M, K) upper ends.
+        target: (M,) the held-out true values.
+        feature: (M,) feature index of each entry, in ``[0, num_features)``.
+        num_features: D.
+        runs: (M,) the block of each entry (equal ids: one run of consecutive held-out
+            steps of one feature in one series), or None: every entry its own block.
+
+    Returns:
+        (D,) factors in ``[SCALES[0], SCALES[-1]]`` (all ones when there are no entries),
+        and (D,) limits: +1 when the held-out errors asked for more than the largest factor
+        (it is the factor chosen, or it does as well as the factor chosen while every
+        level's interval still covers less than its nominal share of the feature's entries:
+        a model so far off that no factor covers them chose 1 by the tie rule), -1 likewise
+        for less than the smallest factor (every level still covers more than its share),
+        else 0.
+    """
     mean, target = np.asarray(mean, np.float64), np.asarray(target, np.float64)
     lower, upper = np.asarray(lower, np.float64), np.asarray(upper, np.float64)
     feature = np.asarray(feature)
