@@ -478,6 +478,40 @@ def test_a_numerical_error_of_the_validation_score_counts_as_a_non_finite_score(
     assert state.best_epoch == 1
 
 
+def test_a_rollback_skips_weights_whose_validation_failed_numerically() -> None:
+    """Audit R #7: the rollback point was taken at every epoch's end, also where the
+    validation had just failed numerically, so a failing step went back to weights that
+    already failed and halving the learning rate could not help."""
+
+    class Recording(MeanModel):
+        def __init__(self, num_features: int) -> None:
+            super().__init__(num_features)
+            self.at: list[Tensor] = []  # mu as each call saw it
+
+        def elbo(self, batch: Batch, *args: Any, **kwargs: Any) -> ELBOResult:
+            self.at.append(self.mu.detach().clone())
+            return super().elbo(batch, *args, **kwargs)
+
+    y = _data()
+    model = Recording(3)
+    model.fail_steps = {9}  # the third epoch's first step (4 steps per epoch)
+    seen: list[Tensor] = []
+    scores = iter([1.0, "fail", 2.0])
+
+    def val() -> float:
+        seen.append(model.mu.detach().clone())
+        score = next(scores)
+        if score == "fail":
+            raise NumericalError("markov backend: singular; try float64")
+        return float(score)
+
+    cfg = TrainConfig(epochs=3, lr=0.05, patience=None, progress=False)
+    with pytest.warns(RuntimeWarning):
+        train(model, lambda epoch: _batches(y), cfg, val_score=val)
+    assert torch.equal(model.at[9], seen[0])  # back to epoch 1's weights, not epoch 2's
+    assert not torch.equal(seen[0], seen[1])
+
+
 def test_an_interrupt_leaves_the_best_state_and_the_history_so_far() -> None:
     """Audit A3 #6: Ctrl-C left the model at the interrupted step's weights, not the best."""
     y = _data()

@@ -480,8 +480,10 @@ def train(
                 state.best_score = score
                 state.best_epoch = state.epoch
             stop = config.patience is not None and state.epoch - state.best_epoch >= config.patience
-            if not stop and state.epoch < config.epochs:  # the next epoch's rollback point
-                good = _snapshot(model, optimizer)  # (a deep copy: not made after the last)
+            if not stop and state.epoch < config.epochs and not failed:
+                # the next epoch's rollback point (a deep copy: not made after the last);
+                # weights whose validation failed numerically are no good state to go back to
+                good = _snapshot(model, optimizer)
             shown = {"epoch": state.epoch, "loss": f"{record['loss']:.4f}"}
             if val_score is not None:  # without it the score is the training loss, not "val"
                 shown["val"] = f"{score:.4f}"
