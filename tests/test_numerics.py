@@ -19,6 +19,7 @@ Two failures found here were fixed at their source (tests kept below):
 from __future__ import annotations
 
 import math
+import warnings
 from collections.abc import Callable
 
 import numpy as np
@@ -263,16 +264,35 @@ def test_far_apart_points_fine_for_other_kernels() -> None:
         assert _finite(Q)
 
 
-def test_a_failing_cholesky_in_training_is_rolled_back_and_the_error_names_lr() -> None:
+def test_a_failing_cholesky_in_training_is_rolled_back_and_the_error_names_lr(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
     """Audit A3 #3/#5: at lr=30 the markov backend's Cholesky failed in the forward pass
     and ended the fit at once with "try float64" (which GPVAE does not offer), naming
     neither lr nor the epoch; the documented rollback (halve the learning rate) never ran.
-    Now each failure is rolled back; past max_bad_steps the error names the epoch and lr,
-    and says that nothing of the fit is kept."""
+    Now each failure is rolled back (to weights whose validation did not fail, audit R #7)
+    and the fit ends, warned that it is no use; a failure that every step repeats ends,
+    past max_bad_steps, in an error naming the epoch and lr, saying nothing is kept."""
+    from gpvae.model import GPVAEModel
+
     rng = np.random.default_rng(0)
     t = np.arange(60)
     X = np.stack([np.stack([np.sin(t / 5 + i + j) + 0.1 * rng.standard_normal(60)
                             for j in range(3)], 1) for i in range(12)])  # fmt: skip
+    est = GPVAE(latent_dim=2, epochs=6, batch_size=4, progress=False, lr=30.0)
+    with warnings.catch_warnings(record=True) as said:
+        warnings.simplefilter("always")
+        est.fit(X)
+    texts = [str(w.message) for w in said]
+    assert any(x.startswith("numerical failure of the model (markov backend") for x in texts)
+    assert any(x.startswith("training: the kept weights") and "lr=30" in x for x in texts)
+    assert est.is_fitted
+    assert [h["lr"] for h in est.history_][-1] < 30.0  # halved on the way
+
+    def fails(self: GPVAEModel, *args: object, **kwargs: object) -> None:
+        raise NumericalError("markov backend: the Cholesky factorisation failed; try float64")
+
+    monkeypatch.setattr(GPVAEModel, "elbo", fails)
     est = GPVAE(latent_dim=2, epochs=6, batch_size=4, progress=False, lr=30.0)
     with pytest.raises(NumericalError) as caught, pytest.warns(RuntimeWarning,
                        match=r"^numerical failure of the model \(markov backend"):  # fmt: skip
