@@ -273,8 +273,6 @@ def test_a_failing_cholesky_in_training_is_rolled_back_and_the_error_names_lr(
     Now each failure is rolled back (to weights whose validation did not fail, audit R #7)
     and the fit ends, warned that it is no use; a failure that every step repeats ends,
     past max_bad_steps, in an error naming the epoch and lr, saying nothing is kept."""
-    from gpvae.model import GPVAEModel
-
     rng = np.random.default_rng(0)
     t = np.arange(60)
     X = np.stack([np.stack([np.sin(t / 5 + i + j) + 0.1 * rng.standard_normal(60)
