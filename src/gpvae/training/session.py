@@ -109,9 +109,10 @@ def _read_checkpoint(file: Path) -> tuple[dict[str, Tensor], dict[str, Any]]:
 
 
 def _changed_settings(saved: Any, now: dict[str, Any] | None) -> str | None:
-    """Why a checkpoint written with settings ``saved`` cannot be resumed with ``now`` (the
-    weights would continue under other settings, and the optimiser's state would keep the
-    old learning rates), or None (also when either is unknown).
+    """The settings that differ between a checkpoint written with ``saved`` and ``now``
+    (``lr changed (lr: 0.001 then 0.002)``), which keep it from being resumed (the weights
+    would continue under other settings, and the optimiser's state would keep the old
+    learning rates), or None (also when either is unknown).
 
     A setting missing from ``saved`` whose value ``now`` is None is unchanged: an argument
     added after the checkpoint was written (such as ``noise_lr``), whose None keeps the
@@ -122,10 +123,7 @@ def _changed_settings(saved: Any, now: dict[str, Any] | None) -> str | None:
     if not changed:  # only keys missing from ``saved`` whose value is None now
         return None
     shown = "; ".join(f"{k}: {saved.get(k)!r} then {now.get(k)!r}" for k in changed[:3])
-    return (
-        f"resume: expected the settings of the interrupted fit, found {', '.join(changed)} "
-        f"changed ({shown}); resume with its settings, or fit afresh without resume"
-    )
+    return f"{', '.join(changed)} changed ({shown})"
 
 
 def _warn_no_validation(
@@ -523,8 +521,13 @@ class FitSession:
                 "written by another program"
             )
         else:  # changed settings first: some (window, difference, ...) change the data too
-            problem = _changed_settings(meta.get("settings"), self.config.settings)
-            if problem is None and meta.get("fingerprint") != self.fingerprint:
+            changed = _changed_settings(meta.get("settings"), self.config.settings)
+            if changed is not None:
+                problem = (
+                    f"resume: expected the settings of the interrupted fit, found {changed}; "
+                    "resume with its settings, or fit afresh without resume"
+                )
+            elif meta.get("fingerprint") != self.fingerprint:
                 problem = (
                     f"resume: expected a checkpoint of a fit on the same data in {self.path}, "
                     "found one written for other data"
@@ -717,11 +720,10 @@ class FitSession:
             return
         where = f"the checkpoint in {str(self.path)!r} is of a fit that had not finished "
         where += f"({done} of its {planned} epochs ran)"
-        problem = _changed_settings(meta.get("settings"), self.config.settings)
-        if problem is None:
+        changed = _changed_settings(meta.get("settings"), self.config.settings)
+        if changed is None:
             fix = "interrupt it and pass resume=True to continue the earlier fit, or give "
         else:  # resume=True would be refused: only another folder keeps it
-            changed = problem.split("found ", 1)[-1].split("; resume with", 1)[0]
             where += f"; this fit has other settings ({changed})"
             fix = "give "
         warnings.warn(
