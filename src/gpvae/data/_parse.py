@@ -37,6 +37,16 @@ def kept_float(given: Any) -> np.dtype | None:
     return given if keep else None
 
 
+def _unmasked(a: np.ma.MaskedArray) -> tuple[np.ndarray, np.ndarray]:
+    """A masked array's data and mask (bool, its shape); masked text entries become NaN
+    objects (a masked text need not be a number), the caller sets the others missing."""
+    masked = np.ma.getmaskarray(a)
+    data = np.ma.getdata(a)
+    if data.dtype.kind in "OUS" and masked.any():
+        data = np.where(masked, np.array(np.nan, dtype=object), data.astype(object))
+    return data, masked
+
+
 def to_float(a: Any, what: str) -> tuple[np.ndarray, np.dtype]:
     """Convert to a float64 array; return it and the float dtype to give results back in.
 
@@ -48,10 +58,7 @@ def to_float(a: Any, what: str) -> tuple[np.ndarray, np.dtype]:
     values hold.
     """
     if isinstance(a, np.ma.MaskedArray):
-        masked = np.ma.getmaskarray(a)
-        data = np.ma.getdata(a)
-        if data.dtype.kind in "OUS" and masked.any():  # (a masked text need not be a number)
-            data = np.where(masked, np.array(np.nan, dtype=object), data.astype(object))
+        data, masked = _unmasked(a)
         arr, out = to_float(data, what)
         arr[masked] = np.nan  # (arr is a fresh float64 copy)
         return arr, out
@@ -114,10 +121,7 @@ def raw_times(a: Any, what: str) -> np.ndarray:
     """A 1-D-or-more time array: float64, datetime64[ns] or timedelta64[ns]; the masked
     entries of a numpy masked array are NaN or NaT (refused later as missing times)."""
     if isinstance(a, np.ma.MaskedArray):
-        masked = np.ma.getmaskarray(a)
-        data = np.ma.getdata(a)
-        if data.dtype.kind in "OUS" and masked.any():
-            data = np.where(masked, np.array(np.nan, dtype=object), data.astype(object))
+        data, masked = _unmasked(a)
         arr = raw_times(data, what).copy()
         gap = {"M": np.datetime64("NaT"), "m": np.timedelta64("NaT")}
         arr[masked] = gap.get(arr.dtype.kind, np.nan)

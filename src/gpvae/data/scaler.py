@@ -249,7 +249,8 @@ class Scaler:
           ``spacing_factor`` times larger or smaller than the training ``time_step_`` (a
           unit mistake: minutes, seconds, or days read as hours stretch both the series and
           its steps);
-        - any other series (starting in the band) whose spacing is more than
+        - any other series of numbers (starting in the band; dates and durations carry
+          their unit) whose spacing is more than
           ``spacing_factor`` times smaller than the smallest spacing of a training series or
           larger than the largest (``time_spacing_``): a unit mistake that squeezes the
           series into the training range (hours or minutes given to a model that counts
