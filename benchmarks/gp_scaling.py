@@ -13,11 +13,14 @@ Usage::
 
     OMP_NUM_THREADS=1 .venv/bin/python benchmarks/gp_scaling.py            # full run
     OMP_NUM_THREADS=1 .venv/bin/python benchmarks/gp_scaling.py --quick    # smoke run
+    python benchmarks/gp_scaling.py --results benchmarks/results/gp_scaling.json \
+        --doc-only --marker gp-scaling-table                                 # the docs' table
 
 Writes ``benchmarks/results/gp_scaling.json`` (or ``--out``): a list of records with
 ``backend``, ``T``, ``seconds``, ``peak_mib``, ``settings`` and ``machine``, and prints a table.
 A ``--quick`` smoke run writes ``benchmarks/results/gp_scaling_quick.json`` (or ``--out``),
-never the committed records.
+never the committed records. ``--doc-only`` measures nothing: it renders the records of
+``--results`` between the ``<!-- MARKER -->`` markers of ``--docs`` (docs/benchmarks.md).
 """
 
 from __future__ import annotations
@@ -37,6 +40,11 @@ from _worker import run_worker  # benchmarks/ is on sys.path when run as a scrip
 __all__ = ["main"]
 
 RESULTS = Path(__file__).resolve().parent / "results" / "gp_scaling.json"
+DOCS = Path(__file__).resolve().parents[1] / "docs" / "benchmarks.md"
+MARKER = "gp-scaling-table"
+#: the settings key of the markov backend's path; records without it were made before the
+#: parallel-scan path existed (the sequential Kalman recursions)
+MARKOV_METHOD = "markov_method"
 #: where a ``--quick`` smoke run writes by default (never the committed records)
 QUICK_RESULTS = RESULTS.with_name("gp_scaling_quick.json")
 FULL = {"markov": [1_000, 10_000, 100_000], "dense": [1_000, 2_000, 4_000]}
@@ -95,8 +103,74 @@ def _machine() -> dict[str, Any]:
     }
 
 
+def _seconds(value: float) -> str:
+    """``0.20``, ``2.58``, ``26.9``: two decimals below 10 s, one from there."""
+    return f"{value:.2f}" if value < 10 else f"{value:.1f}"
+
+
+def render(records: list[dict[str, Any]]) -> str:
+    """The Markdown of the ``gp-scaling-table`` region (without its markers) from the records
+    of ``gp_scaling.json``."""
+    if not records:
+        raise ValueError("records: expected at least one gp_scaling record, found none")
+    s = records[0]["settings"]
+    threads = f"{s['threads']} thread" + ("" if s["threads"] == 1 else "s")
+    kernel = str(s["kernel"]).split("(")[0]
+    lines = [
+        "## GP backends: time and memory of `log_marginal` + backward",
+        "",
+        "`python benchmarks/gp_scaling.py` (writes `benchmarks/results/gp_scaling.json`): "
+        f"B = {s['B']}, L = {s['L']},",
+        f"{kernel}, {s['dtype']}, {threads}, irregular times, median of {s['repeats']} runs "
+        "after a warm-up; peak memory is",
+        "`ru_maxrss` of a fresh process minus that of an idle one with torch imported. "
+        "Measured on the",
+        "2-core development machine while other jobs were running (timings are noisy). The markov",
+        'backend picked its path with `method="auto"` (parallel scan from N = 512 with few '
+        "chains).",
+        "",
+        "| backend | T | seconds | peak MiB |",
+        "|---|---|---|---|",
+    ]
+    for r in records:
+        if "error" in r:
+            lines.append(f"| {r['backend']} | {r['T']:,} | failed: {r['error']} | - |")
+        else:
+            lines.append(
+                f"| {r['backend']} | {r['T']:,} | {_seconds(r['seconds'])} | "
+                f"{round(r['peak_mib']):,} |"
+            )
+    if any(r["backend"] == "markov" and MARKOV_METHOD not in r["settings"] for r in records):
+        lines += [
+            "",
+            "These markov figures predate the parallel-scan path: they are from the sequential "
+            "Kalman",
+            "recursions (custom backward). Re-run the script for the current numbers.",
+        ]
+    lines += [
+        "",
+        "The table (`--doc-only` measures nothing, it renders the JSON):",
+        "",
+        f"    python benchmarks/gp_scaling.py --results benchmarks/results/gp_scaling.json "
+        f"--doc-only --marker {MARKER}",
+    ]
+    return "\n".join(lines)
+
+
+def write_region(docs: Path, body: str, marker: str) -> None:
+    """Put ``body`` between the ``<!-- marker -->`` markers of ``docs`` (an error when they
+    are missing: the region's place in the document is chosen by hand)."""
+    begin, end = f"<!-- {marker} -->", f"<!-- /{marker} -->"
+    text = docs.read_text()
+    if begin not in text or end not in text:
+        raise SystemExit(f"--marker: expected {begin} and {end} in {docs}, found none")
+    head, rest = text.split(begin, 1)
+    docs.write_text(head + begin + "\n" + body + "\n" + end + rest.split(end, 1)[1])
+
+
 def main(argv: list[str] | None = None) -> int:
-    """Run the benchmark (or, with ``--worker``, one configuration) and write the JSON."""
+    """Run the benchmark (or, with ``--worker``, one configuration) and write the JSON; with
+    ``--doc-only``, render the JSON into the docs instead."""
     parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     parser.add_argument(
         "--out",
@@ -110,6 +184,14 @@ def main(argv: list[str] | None = None) -> int:
         action="store_true",
         help="smaller sizes, one repeat (smoke run; never writes the committed records)",
     )
+    parser.add_argument(
+        "--doc-only",
+        action="store_true",
+        help="measure nothing: render the records of --results into the --marker region of --docs",
+    )
+    parser.add_argument("--results", type=Path, default=RESULTS, help="records to render")
+    parser.add_argument("--docs", type=Path, default=DOCS, help="markdown to update")
+    parser.add_argument("--marker", default=MARKER, help="the region's marker name")
     parser.add_argument("--dtype", default="float64", choices=["float32", "float64"])
     parser.add_argument("--threads", type=int, default=1, help="torch intra-op threads")
     parser.add_argument("--repeats", type=int, default=3, help="timed runs after a warm-up")
@@ -123,6 +205,13 @@ def main(argv: list[str] | None = None) -> int:
 
     if args.worker:
         print(json.dumps(_worker(args)))
+        return 0
+    if args.doc_only:
+        if args.quick:
+            parser.error("--quick: expected no --doc-only, found it (a smoke run never "
+                         "writes the docs)")  # fmt: skip
+        write_region(args.docs, render(json.loads(args.results.read_text())), args.marker)
+        print(f"wrote {args.docs}")
         return 0
     if args.quick and args.out is not None and args.out.resolve() == RESULTS:
         parser.error(
@@ -154,6 +243,7 @@ def main(argv: list[str] | None = None) -> int:
         "threads": args.threads,
         "repeats": repeats,
         "measured": "median wall time of condition(...).log_marginal.sum().backward()",
+        MARKOV_METHOD: "auto",  # GPPrior's default: the parallel scan or the sequential filter
         "baseline_peak_mib": baseline["peak_kib"] / 1024,
     }
     machine = _machine()

@@ -710,8 +710,9 @@ def render(
         "standardised with the observed training entries; 10% of the observed validation and "
         "test entries hidden, as single points (MCAR) or as blocks of 5-24 steps of one "
         "feature; MAE / MSE on the hidden test entries in standardised units. Every learned "
-        "method (gpvae, PyPOTS GPVAE, SAITS, BRITS) gets the same budget: at most 100 epochs, "
-        "patience 5, early stopping on the MAE of the hidden validation entries of the "
+        "method (gpvae, PyPOTS GPVAE, SAITS, BRITS) gets the same budget: at most 100 epochs"
+        + _reruns(records)
+        + ", patience 5, early stopping on the MAE of the hidden validation entries of the "
         "pattern being scored (best weights kept), and one configuration (gpvae: "
         "`GPVAE_CONFIG`; peers: PyPOTS's defaults); scored on test once. Cells: mean +- std "
         "over seeds (number of seeds). The seed changes the validation/test masks and every "
@@ -1050,6 +1051,31 @@ def _whole_data_commands(records: list[dict[str, Any]]) -> list[str]:
         py = ".venv-bench/bin/python" if first == "python" else first
         lines.append(f"OMP_NUM_THREADS=1 {py} {rest}".rstrip())
     return [*lines, "```", ""]
+
+
+def _reruns(records: list[dict[str, Any]]) -> str:
+    """The budget's exception, named from the records: the runs rerun with a cap above 100
+    epochs because they used the whole cap while still improving ("" when there are none)."""
+    runs: dict[tuple[str, str, str, int], list[dict[str, Any]]] = {}
+    for r in records:
+        cap = (r.get("settings") or {}).get("epochs") or 0
+        if r.get("pattern") in ("point", "block") and cap > 100:
+            runs.setdefault((r["method"], _label(r), r["pattern"], cap), []).append(r)
+    if not runs:
+        return ""
+    parts = []
+    for (method, label, pattern, cap), recs in sorted(runs.items(), key=str):
+        recs = sorted(recs, key=lambda r: r["seed"])
+        seeds = " and ".join(str(r["seed"]) for r in recs)
+        ran = " and ".join(str(r["epochs"]) for r in recs)
+        parts.append(
+            f"{method} on {_short(label)}, {pattern}s, seed{'s' if len(recs) > 1 else ''} "
+            f"{seeds}: cap {cap}, ran {ran} epochs"
+        )
+    return (
+        " (runs that used the whole cap with their best epoch within its last 5 epochs, "
+        "still improving, were run again with a larger cap, below: " + "; ".join(parts) + ")"
+    )
 
 
 def _larger_caps(records: list[dict[str, Any]]) -> list[str]:

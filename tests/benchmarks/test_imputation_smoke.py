@@ -565,6 +565,36 @@ def test_make_tables_renders_the_gap_analysis_under_the_outer_check(
         [], None, [check], gaps)  # fmt: skip
 
 
+def test_make_tables_protocol_names_the_runs_rerun_with_a_larger_cap(
+    harness: ModuleType,
+) -> None:
+    """The protocol's budget ("at most 100 epochs") names the runs whose records ran with a
+    larger cap (reruns of runs still improving at the cap), with the epochs they ran."""
+    tables = importlib.import_module("make_tables")
+
+    def rec(seed: int, epochs: int, cap: int, **extra: Any) -> dict[str, Any]:
+        settings = {"epochs": cap, "patience": 5, "best_epoch": epochs - 5}
+        return {"dataset": "physionet2012", "pattern": "point", "method": "brits", "seed": seed,
+                "mae": 0.3, "mse": 0.4, "auroc": None, "wall_s": 1.0, "epochs": epochs,
+                "settings": settings, **extra}  # fmt: skip
+
+    records = [
+        rec(0, 112, 200, subset=300),
+        rec(1, 89, 100, subset=300),
+        rec(2, 117, 200, subset=300),
+    ]
+    protocol = next(ln for ln in tables.render(records).splitlines() if ln.startswith("Protocol"))
+    assert (
+        "at most 100 epochs (runs that used the whole cap with their best epoch within its last "
+        "5 epochs, still improving, were run again with a larger cap, below: brits on PhysioNet "
+        "2012 (set-a), first 300, points, seeds 0 and 2: cap 200, ran 112 and 117 epochs), "
+        "patience 5," in protocol
+    )
+    plain = tables.render([rec(1, 89, 100, subset=300)])
+    assert "at most 100 epochs, patience 5," in plain
+    assert "larger cap" not in next(ln for ln in plain.splitlines() if ln.startswith("Protocol"))
+
+
 def test_docs_imputation_region_is_the_records_rendered(harness: ModuleType) -> None:
     """docs/benchmarks.md's imputation region is make_tables' rendering of the committed
     records (regenerate it with ``python benchmarks/make_tables.py``)."""

@@ -208,3 +208,60 @@ def test_gp_scaling_quick_run_keeps_the_committed_records(
         scaling.main(["--quick", "--out", str(committed)])
     assert "--quick: --out" in capsys.readouterr().err
     assert committed.read_text() == "[]\n"
+
+
+def test_gp_scaling_docs_region_is_its_documented_commands_output(
+    bench_script: Callable[[str], ModuleType],
+    rerun_docs_command: Callable[[ModuleType, str, Path], tuple[str, str]],
+    tmp_path: Path,
+) -> None:
+    """docs/benchmarks.md's gp-scaling region is what ``gp_scaling.py --doc-only`` (the
+    command printed in it) renders from the committed records, measuring nothing."""
+    scaling = bench_script("gp_scaling")
+    docs, rerun = rerun_docs_command(scaling, "gp-scaling-table", tmp_path)
+    assert "<!-- gp-scaling-table -->\n## GP backends" in docs
+    assert "| markov | 100,000 | 26.9 | 678 |" in docs
+    assert rerun == docs
+
+
+def test_gp_scaling_doc_only_notes_records_before_the_parallel_scan(
+    bench_script: Callable[[str], ModuleType],
+    tmp_path: Path,
+    capsys: pytest.CaptureFixture[str],
+) -> None:
+    """Records without the markov path (made before the parallel scan) get the note that
+    they predate it; records of the current script (``markov_method``) do not. A failed
+    configuration gets its row; ``--doc-only`` with ``--quick`` is refused."""
+    scaling = bench_script("gp_scaling")
+    settings = {"B": 1, "L": 1, "kernel": "Matern32(lengthscale=10, variance=1)",
+                "dtype": "float64", "threads": 2, "repeats": 5}  # fmt: skip
+    old = [
+        {
+            "backend": "markov",
+            "T": 1000,
+            "seconds": 12.345,
+            "peak_mib": 1234.5,
+            "settings": settings,
+        },
+        {"backend": "dense", "T": 4000, "error": "timeout", "settings": settings},
+    ]
+    text = scaling.render(old)
+    assert "Matern32, float64, 2 threads, irregular times, median of 5 runs" in text
+    assert "| markov | 1,000 | 12.3 | 1,234 |" in text
+    assert "| dense | 4,000 | failed: timeout | - |" in text
+    assert "These markov figures predate the parallel-scan path" in text
+    new = [{**old[0], "settings": {**settings, scaling.MARKOV_METHOD: "auto"}}]
+    assert "predate" not in scaling.render(new)
+    results, docs = tmp_path / "r.json", tmp_path / "d.md"
+    results.write_text(json.dumps(new))
+    docs.write_text("head\n<!-- gp-scaling-table -->\nold\n<!-- /gp-scaling-table -->\ntail\n")
+    argv = ["--results", str(results), "--docs", str(docs), "--doc-only"]
+    assert scaling.main(argv) == 0
+    assert docs.read_text() == (
+        "head\n<!-- gp-scaling-table -->\n"
+        + scaling.render(new)
+        + "\n<!-- /gp-scaling-table -->\ntail\n"
+    )
+    with pytest.raises(SystemExit):
+        scaling.main([*argv, "--quick"])
+    assert "--quick: expected no --doc-only" in capsys.readouterr().err
