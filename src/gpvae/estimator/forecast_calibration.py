@@ -20,6 +20,8 @@ the likelihood are fitted on one-step reconstructions), hence bands.
 
 from __future__ import annotations
 
+import warnings
+
 import numpy as np
 import torch
 
@@ -29,7 +31,12 @@ from gpvae.data.batching import shard_bounds
 from gpvae.estimator.calibration import LEVELS, fit_interval_scales
 from gpvae.estimator.context import PredictContext
 from gpvae.estimator.forecast_blend import ForecastBlend, fit_blend, simple_forecasts
-from gpvae.estimator.forecasting import band_of_steps, batch_size_within
+from gpvae.estimator.forecasting import (
+    LatentReach,
+    band_of_steps,
+    batch_size_within,
+    latent_reach_text,
+)
 from gpvae.model import sorted_quantiles
 from gpvae.rng import series_seed
 from gpvae.training.distributed import Communicator
@@ -167,15 +174,24 @@ def calibrate_and_blend(
     n_org = _origin_count(held_out)
     names = bases or ()
     rows: list[tuple[np.ndarray, ...]] = []
+    reach = LatentReach()
     if comm is None:
-        rows = _origin_rows(ctx, data, horizon, n_org, range(data.num_series), names)
+        rows = _origin_rows(ctx, data, horizon, n_org, range(data.num_series), names, reach)
     else:
         mine = range(data.num_series)
         if not sharded:
             mine = range(*shard_bounds(data.num_series, comm.rank, comm.world_size))
         with comm.together():
-            rows = _origin_rows(ctx, data, horizon, n_org, mine, names)
-        rows = [r for part in comm.all_gather(rows) for r in part]
+            rows = _origin_rows(ctx, data, horizon, n_org, mine, names, reach)
+        parts = comm.all_gather((rows, reach))
+        rows = [r for part, _ in parts for r in part]
+        reach = LatentReach()
+        for _, theirs in parts:  # every process's origins, in process order
+            reach.low += theirs.low
+            reach.high += theirs.high
+            reach.far += theirs.far
+    if comm is None or comm.is_main:
+        _warn_latent_reach(reach, horizon)
     if not rows:
         return None, None
     m_a, lo_a, hi_a, y_a, f_a, b_a, base_a, o_a = (np.concatenate(p) for p in zip(*rows))
@@ -196,6 +212,22 @@ def calibrate_and_blend(
     return out, blend
 
 
+def _warn_latent_reach(reach: LatentReach, horizon: int) -> None:
+    """Warn (at the caller of GPVAE.fit or GPVAE.calibrate_forecast) when the rolling-origin
+    forecasts' latent draws left the range of their histories' posteriors, in the words of
+    :func:`gpvae.estimator.forecasting.latent_reach_text`: the factors and the blend are
+    fitted on such forecasts."""
+    text = latent_reach_text(reach, horizon)
+    if text is not None:
+        warnings.warn(
+            f"{text}. These were the forecast calibration's rolling-origin forecasts inside "
+            "the data (forecast_horizon at fit, or calibrate_forecast): the intervals' "
+            "spread factors and the blend fitted on them come from such forecasts",
+            UserWarning,
+            stacklevel=4,  # the caller of GPVAE.fit or GPVAE.calibrate_forecast
+        )
+
+
 def _origin_rows(
     ctx: PredictContext,
     data: SeriesSet,
@@ -203,12 +235,14 @@ def _origin_rows(
     num_origins: int,
     series: range,
     bases: tuple[str, ...],
+    reach: LatentReach | None = None,
 ) -> list[tuple[np.ndarray, ...]]:
     """Per batch of origins of the ``series`` (positions in ``data``; up to ``num_origins``
     each, or their :func:`holdout_origins` when it is -1), standardised: the
     forecast entries' mean (M,), interval ends (M, K) twice, truth (M,), feature (M,),
     horizon band (M,), the ``bases`` forecasts (M, len(bases)) and a label of the origin (M,).
-    Draws from a generator of the series' own (seed, content)."""
+    Draws from a generator of the series' own (seed, content); ``reach``, when given,
+    gathers where their latent draws went (the same draws either way)."""
     levels = np.asarray(LEVELS)
     probs = [*((1 - levels) / 2), *((1 + levels) / 2)]
     K = len(levels)
@@ -233,7 +267,8 @@ def _origin_rows(
         for idx in batch_indices(len(origins), size):
             batch = ctx.batch(scaled, idx)
             x_t = ctx.new_points(scaled, idx, x_all)  # in the batch rows' frames
-            mean, y = model.forecast_draws(batch, x_t, S, gen)
+            watch = None if reach is None else reach.watch(x_t)
+            mean, y = model.forecast_draws(batch, x_t, S, gen, watch)
             q = torch.stack(sorted_quantiles(y, probs, "predictive"), dim=-1).double().cpu().numpy()
             m = mean.double().cpu().numpy()  # (B, H, D)
             target = truth[idx]  # (B, H, D)

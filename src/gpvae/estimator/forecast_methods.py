@@ -108,7 +108,10 @@ class ForecastMethods:
         rolling-origin forecasts inside X (:mod:`gpvae.estimator.forecast_calibration`), and
         the forecast mean's blend with simple base forecasts on the same origins
         (:mod:`gpvae.estimator.forecast_blend`); ``fit(..., forecast_horizon=H)`` does this on
-        the training data. Returns self."""
+        the training data. Like :meth:`forecast`, it warns once per call when the latent
+        draws of these forecasts leave the range their histories' posteriors cover
+        (:class:`gpvae.estimator.forecasting.LatentReach`): the factors and the blend are
+        then fitted on such forecasts. Returns self."""
         H = int_arg("horizon", horizon)
         ctx = self._context("calibrate_forecast")
         ss, _ = ctx.input(X, times, callers=1)
