@@ -13,7 +13,7 @@ weather a tail of 4 horizons is one season and gave worse coverage, see the sett
 series. The draws' spread around the mean is then rescaled, per feature and per horizon
 band (:data:`NUM_BANDS` equal parts of 1..H), by the factor whose central intervals at the
 levels of :data:`gpvae.estimator.calibration.LEVELS` cover the truth closest to their
-nominal rates (:func:`gpvae.estimator.calibration.fit_interval_scales`). Forecast errors grow
+nominal rates (:func:`gpvae.estimator.calibration.interval_scales`). Forecast errors grow
 with the horizon in ways the latent GP's variance alone does not capture (the decoder and
 the likelihood are fitted on one-step reconstructions), hence bands.
 """
@@ -28,7 +28,7 @@ import torch
 from gpvae import settings
 from gpvae.data import SeriesSet, batch_indices, to_series_set
 from gpvae.data.batching import shard_bounds
-from gpvae.estimator.calibration import LEVELS, fit_interval_scales
+from gpvae.estimator.calibration import LEVELS, factors_at_bounds, interval_scales
 from gpvae.estimator.context import PredictContext
 from gpvae.estimator.forecast_blend import ForecastBlend, fit_blend, simple_forecasts
 from gpvae.estimator.forecasting import (
@@ -146,6 +146,7 @@ def calibrate_and_blend(
     held_out: bool = False,
     comm: Communicator | None = None,
     sharded: bool = False,
+    name: str = "forecast_horizon",
 ) -> tuple[np.ndarray | None, ForecastBlend | None]:
     """Spread factors (bands, D) of the forecast intervals and, with ``bases``, the blend of
     the model's mean with those simple forecasts (:mod:`gpvae.estimator.forecast_blend`,
@@ -170,6 +171,10 @@ def calibrate_and_blend(
             per series.
         comm: the distributed job, or None.
         sharded: each process holds its own series (else every process holds them all).
+        name: the argument that set the horizon, named by the warnings (at the caller of
+            the caller: GPVAE.fit or GPVAE.calibrate_forecast; in process 0 only) when the
+            origins' latent draws leave the trained range (:func:`_warn_latent_reach`) and
+            when factors ran out of their grid (:func:`_warn_at_bounds`).
     """
     n_org = _origin_count(held_out)
     names = bases or ()
@@ -206,10 +211,41 @@ def calibrate_and_blend(
         shift = (1 - w) * (np.where(np.isnan(chosen), m_a, chosen) - m_a)  # (M,)
         m_a, lo_a, hi_a = m_a + shift, lo_a + shift[:, None], hi_a + shift[:, None]
     out = np.ones((n_bands, D))
+    limit = np.zeros((n_bands, D), np.int64)
     for b in range(out.shape[0]):
         sel = b_a == b
-        out[b] = fit_interval_scales(m_a[sel], lo_a[sel], hi_a[sel], y_a[sel], f_a[sel], D)
+        out[b], limit[b] = interval_scales(m_a[sel], lo_a[sel], hi_a[sel], y_a[sel], f_a[sel], D)
+    if comm is None or comm.is_main:
+        _warn_at_bounds(out, limit, list(data.feature_names), horizon, name)
     return out, blend
+
+
+def _warn_at_bounds(
+    scale: np.ndarray, limit: np.ndarray, names: list[str], horizon: int, name: str
+) -> None:
+    """Warn (at the caller of GPVAE.fit or GPVAE.calibrate_forecast, naming ``name``) about
+    the (feature, horizon band) factors that ran out of their grid, ``scale`` and ``limit``
+    (bands, D) of :func:`~gpvae.estimator.calibration.interval_scales`, by the rules of
+    :func:`~gpvae.estimator.calibration.factors_at_bounds` over every (feature, band): a
+    poorly trained model (e.g. ``lr=10``) gave factors at 1/4 everywhere whose 90%
+    intervals covered every future step (docs/forecasting.md)."""
+    bands = band_of_steps(horizon, scale.shape[0], horizon)
+    steps = []
+    for b in range(scale.shape[0]):
+        first, last = np.flatnonzero(bands == b)[[0, -1]] + 1
+        steps.append(f"step {first}" if first == last else f"steps {first}..{last}")
+    labels = [f"{f!r} at {s}" for f in names for s in steps]  # feature by feature
+    text = factors_at_bounds(
+        scale.T.ravel(),
+        limit.T.ravel(),
+        names,
+        subject=f"{name}: the forecast intervals' spread factor (forecast_scale_)",
+        labels=labels,
+        errors="rolling-origin forecast errors",
+        unseen="the future",
+    )
+    if text is not None:
+        warnings.warn(text, UserWarning, stacklevel=4)
 
 
 def _warn_latent_reach(reach: LatentReach, horizon: int) -> None:

@@ -119,7 +119,7 @@ class ForecastMethods:
             ss = increments(ss, which=self.difference)
         bases = base_names(ctx.model) if self.forecast_blend else None
         plain = replace(ctx, forecast_scale=None, forecast_blend=None)
-        scale, blend = calibrate_and_blend(plain, ss, H, bases)
+        scale, blend = calibrate_and_blend(plain, ss, H, bases, name="horizon")
         if scale is None:  # nothing to fit on: the calibration the model has stays
             raise ValidationError(
                 f"X: expected {no_origin_text(ss, H)} (horizon={H}); the model's forecast "
