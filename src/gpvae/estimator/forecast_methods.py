@@ -111,7 +111,9 @@ class ForecastMethods:
         the training data. Like :meth:`forecast`, it warns once per call when the latent
         draws of these forecasts leave the range their histories' posteriors cover
         (:class:`gpvae.estimator.forecasting.LatentReach`): the factors and the blend are
-        then fitted on such forecasts. Returns self."""
+        then fitted on such forecasts; and when a feature's factor in some horizon band ran
+        out of its grid with the intervals still too narrow (a diverged fit, naming
+        ``horizon``; docs/forecasting.md). Returns self."""
         H = int_arg("horizon", horizon)
         ctx = self._context("calibrate_forecast")
         ss, _ = ctx.input(X, times, callers=1)
