@@ -279,14 +279,27 @@ def _reach_warnings(caught: list[warnings.WarningMessage]) -> list[str]:
     return [str(w.message) for w in caught if "latent paths leave" in str(w.message)]
 
 
-def test_latents_that_leave_the_trained_range_warn_once() -> None:
+_REACH = {"latent_dim": 2, "batch_size": 4, "epochs": 100, "patience": None, "progress": False}
+
+
+@pytest.fixture(scope="module")
+def reach_fits() -> tuple[np.ndarray, GPVAE, GPVAE]:
+    """The trend-stationary series, and models of their increments with kernel="trend"
+    (whose latents collapse) and "matern32" (whose do not)."""
+    X = _trend_stationary(8, 200, seed=0)
+    collapsed = GPVAE(kernel="trend", difference=True, seed=0, **_REACH).fit(X)
+    well = GPVAE(kernel="matern32", difference=True, seed=0, **_REACH).fit(X)
+    return X, collapsed, well
+
+
+def test_latents_that_leave_the_trained_range_warn_once(
+    reach_fits: tuple[np.ndarray, GPVAE, GPVAE],
+) -> None:
     """kernel="trend" on the increments of a trend-stationary series: the posterior latents
     collapse to a near-constant away from the prior mean (posterior sd small), and 40 steps
     ahead most draws relax towards the prior, outside the range the histories' posteriors
     cover (the decoder never saw them); the same data with matern32 stay in range."""
-    X = _trend_stationary(8, 200, seed=0)
-    common = {"latent_dim": 2, "batch_size": 4, "epochs": 100, "patience": None}
-    collapsed = GPVAE(kernel="trend", difference=True, progress=False, seed=0, **common).fit(X)
+    X, collapsed, well = reach_fits
     with warnings.catch_warnings(record=True) as caught:
         warnings.simplefilter("always")
         collapsed.forecast(X, horizon=40, num_samples=50)  # two batches of 4 series
@@ -302,8 +315,39 @@ def test_latents_that_leave_the_trained_range_warn_once() -> None:
         warnings.simplefilter("always")
         collapsed.forecast(X, horizon=1, num_samples=50)  # one step ahead: still in range
     assert _reach_warnings(caught) == []
-    well = GPVAE(kernel="matern32", difference=True, progress=False, seed=0, **common).fit(X)
     with warnings.catch_warnings(record=True) as caught:
         warnings.simplefilter("always")
         well.forecast(X, horizon=40, num_samples=50)
+    assert _reach_warnings(caught) == []
+
+
+def test_calibrations_whose_latents_leave_the_trained_range_warn_once(
+    reach_fits: tuple[np.ndarray, GPVAE, GPVAE],
+) -> None:
+    """calibrate_forecast and fit(..., forecast_horizon=H) fit the interval factors on
+    rolling-origin forecasts inside X (3 origins of each of 8 series here); on the collapsed
+    model their latents leave the range as forecast's do, so each call warns once, at the
+    caller's line, in forecast's words and saying the factors come from such forecasts;
+    matern32's calibration stays quiet."""
+    X, collapsed, well = reach_fits
+    calls = {
+        "calibrate_forecast": lambda: collapsed.calibrate_forecast(X, horizon=40),
+        "fit": lambda: GPVAE(
+            kernel="trend", difference=True, seed=0, forecast_horizon=40, **_REACH
+        ).fit(X),
+    }
+    for name, call in calls.items():
+        with warnings.catch_warnings(record=True) as caught:
+            warnings.simplefilter("always")
+            call()
+        said = _reach_warnings(caught)
+        assert len(said) == 1, (name, said)  # once per call, not per series or batch
+        assert caught[[str(w.message) for w in caught].index(said[0])].filename == __file__
+        text = said[0]
+        assert text.startswith("kernel: the forecast's latent paths leave the range"), name
+        assert re.search(r"\(40 steps ahead, .*channel \d: the histories' posteriors cover", text)
+        assert "forecast calibration's rolling-origin forecasts" in text
+    with warnings.catch_warnings(record=True) as caught:
+        warnings.simplefilter("always")
+        well.calibrate_forecast(X, horizon=40)
     assert _reach_warnings(caught) == []

@@ -667,3 +667,40 @@ def test_a_float32_frame_is_forecast_and_imputed_in_float32() -> None:
         fm = est.forecast(mixed, horizon=2, num_samples=19).frame
     assert fm["a"].dtype == np.float32
     assert fm["b_lower"].dtype == np.float64
+
+
+def test_forecast_factors_that_ran_out_of_their_grid_warn_once() -> None:
+    """lr=10 diverges (validation MAE 110 after one epoch): the rolling-origin forecasts are
+    so far off that no factor of the grid covers their errors, the factors of every feature
+    and band stay at 1 (the tie rule) and the "calibrated" 90% intervals cover almost none of
+    the next 8 months, silently until now. fit(..., forecast_horizon=H) and
+    calibrate_forecast warn once each, naming the argument, the features and their bands;
+    a fit of 2 epochs at the usual lr (factors 2.5-3.1) stays quiet."""
+    frame = seasonal_frame(T=128)
+    history, future = frame.iloc[:120], frame.iloc[120:].to_numpy()
+    common = {"kernel": "matern32+periodic", "period": "12MS", "seed": 0, **SMALL}
+    with warnings.catch_warnings(record=True) as caught:
+        warnings.simplefilter("always")
+        broken = GPVAE(**{**common, "lr": 10.0}, epochs=2, forecast_horizon=8).fit(history)
+    said = [str(w.message) for w in caught if "(forecast_scale_) ran out" in str(w.message)]
+    assert len(said) == 1, said
+    assert caught[[str(w.message) for w in caught].index(said[0])].filename == __file__
+    assert said[0].startswith(
+        "forecast_horizon: the forecast intervals' spread factor (forecast_scale_) ran out of "
+        "its range [0.25, 8] for feature(s) 'a' at steps 1..2 (1), 'a' at steps 3..4 (1), "
+    )
+    assert "their rolling-origin forecast errors needed intervals wider" in said[0]
+    assert "not cover the future at their nominal rate" in said[0]
+    fc = broken.forecast(history, horizon=8, num_samples=50)
+    assert ((future >= fc.lower[0]) & (future <= fc.upper[0])).mean() < 0.5
+    with warnings.catch_warnings(record=True) as caught:
+        warnings.simplefilter("always")
+        broken.calibrate_forecast(history, horizon=6)
+    said = [str(w.message) for w in caught if "(forecast_scale_) ran out" in str(w.message)]
+    assert len(said) == 1, said
+    assert said[0].startswith("horizon: the forecast intervals' spread factor"), said[0]
+    assert "'b' at step 6 (" in said[0]  # 6 steps in 4 bands: 1..2, 3, 4..5, 6
+    with warnings.catch_warnings(record=True) as caught:
+        warnings.simplefilter("always")
+        GPVAE(**common, epochs=2, forecast_horizon=8).fit(history)
+    assert [str(w.message) for w in caught] == []

@@ -54,6 +54,7 @@ residuals and so are used for imputation only.
 from __future__ import annotations
 
 import hashlib
+from collections.abc import Sequence
 
 import numpy as np
 import torch
@@ -68,6 +69,7 @@ from gpvae.model import sorted_quantiles
 from gpvae.rng import seed_for, series_seed
 
 __all__ = [
+    "IMPUTATION_FACTORS",
     "LEVELS",
     "SCALES",
     "calibrate_intervals",
@@ -274,7 +276,21 @@ def _limit(errors: np.ndarray, shares: np.ndarray, chosen: float) -> int:
     return 0
 
 
-def factors_at_bounds(scale: np.ndarray, limit: np.ndarray, names: list[str]) -> str | None:
+#: The subject of :func:`factors_at_bounds`' warning on imputation's factors.
+IMPUTATION_FACTORS = "calibrate: the imputation intervals' spread factor (interval_scale_)"
+
+
+def factors_at_bounds(
+    scale: np.ndarray,
+    limit: np.ndarray,
+    names: Sequence[str],
+    *,
+    subject: str = IMPUTATION_FACTORS,
+    labels: Sequence[str] | None = None,
+    errors: str = "held-out errors",
+    unseen: str = "new gaps",
+    grid: tuple[float, float] = (float(SCALES[0]), float(SCALES[-1])),
+) -> str | None:
     """The warning about the features whose spread factor ran out of the grid
     :data:`SCALES` (``limit`` of :func:`interval_scales`; ``scale`` their factors, ``names``
     their names), or None: the held-out errors asked for more than the grid allows, so
@@ -285,36 +301,43 @@ def factors_at_bounds(scale: np.ndarray, limit: np.ndarray, names: list[str]) ->
     smooth features (temperature, pressure, dew point) sat at 1/4, their 90% intervals
     covering 97% of test gaps (median) while the whole covered 89%: the observation
     noise, learned slowly at the default ``lr``, is wider than their errors, which a
-    warning on every such fit would not change (``noise_lr`` does)."""
+    warning on every such fit would not change (``noise_lr`` does).
+
+    The other calibrations reuse it with their own words: ``subject`` (the argument and
+    the factors, e.g. the forecast's), ``labels`` (shown instead of the names' repr, one
+    per factor: e.g. a feature and its horizon band), ``errors`` (what the factors were
+    fitted on), ``unseen`` (what the intervals will not cover at their rate) and ``grid``
+    (the smallest and largest factor)."""
     scale, limit = np.asarray(scale, dtype=np.float64), np.asarray(limit)
     high, low = np.flatnonzero(limit > 0), np.flatnonzero(limit < 0)
     if len(low) < len(limit):  # some features calibrated: too wide is not a failed fit
         low = low[:0]
     if not len(low) and not len(high):
         return None
+    shown = [repr(n) for n in names] if labels is None else list(labels)
 
     def listed(idx: np.ndarray) -> str:
-        shown = ", ".join(f"{names[j]!r} ({scale[j]:.3g})" for j in idx[:10])
-        return shown + (f" and {len(idx) - 10} more" if len(idx) > 10 else "")
+        listing = ", ".join(f"{shown[j]} ({scale[j]:.3g})" for j in idx[:10])
+        return listing + (f" and {len(idx) - 10} more" if len(idx) > 10 else "")
 
     parts = []
     if len(high):
         parts.append(
-            f"{listed(high)}: their held-out errors needed intervals wider than the largest "
-            f"factor, {SCALES[-1]:g} times the model's own, gives, so they are still too narrow"
+            f"{listed(high)}: their {errors} needed intervals wider than the largest "
+            f"factor, {grid[1]:g} times the model's own, gives, so they are still too narrow"
         )
     if len(low):
         parts.append(
-            f"{listed(low)}: their held-out errors needed intervals narrower than the "
-            f"smallest factor, {SCALES[0]:g} times the model's own, gives, so they are still "
+            f"{listed(low)}: their {errors} needed intervals narrower than the "
+            f"smallest factor, {grid[0]:g} times the model's own, gives, so they are still "
             "too wide"
         )
     return (
-        f"calibrate: the imputation intervals' spread factor (interval_scale_) ran out of "
-        f"its range [{SCALES[0]:g}, {SCALES[-1]:g}] for feature(s) {'; '.join(parts)}. The "
-        "intervals of these features are not calibrated (they will not cover new gaps at "
-        "their nominal rate). The model may be poorly trained: check history_ (a "
-        "validation score that diverged or barely fell) and try a smaller lr or more epochs"
+        f"{subject} ran out of its range [{grid[0]:g}, {grid[1]:g}] for feature(s) "
+        f"{'; '.join(parts)}. The intervals of these features are not calibrated (they will "
+        f"not cover {unseen} at their nominal rate). The model may be poorly trained: check "
+        "history_ (a validation score that diverged or barely fell) and try a smaller lr or "
+        "more epochs"
     )
 
 

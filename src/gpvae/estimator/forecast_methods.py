@@ -108,7 +108,12 @@ class ForecastMethods:
         rolling-origin forecasts inside X (:mod:`gpvae.estimator.forecast_calibration`), and
         the forecast mean's blend with simple base forecasts on the same origins
         (:mod:`gpvae.estimator.forecast_blend`); ``fit(..., forecast_horizon=H)`` does this on
-        the training data. Returns self."""
+        the training data. Like :meth:`forecast`, it warns once per call when the latent
+        draws of these forecasts leave the range their histories' posteriors cover
+        (:class:`gpvae.estimator.forecasting.LatentReach`): the factors and the blend are
+        then fitted on such forecasts; and when a feature's factor in some horizon band ran
+        out of its grid with the intervals still too narrow (a diverged fit, naming
+        ``horizon``; docs/forecasting.md). Returns self."""
         H = int_arg("horizon", horizon)
         ctx = self._context("calibrate_forecast")
         ss, _ = ctx.input(X, times, callers=1)
@@ -116,7 +121,7 @@ class ForecastMethods:
             ss = increments(ss, which=self.difference)
         bases = base_names(ctx.model) if self.forecast_blend else None
         plain = replace(ctx, forecast_scale=None, forecast_blend=None)
-        scale, blend = calibrate_and_blend(plain, ss, H, bases)
+        scale, blend = calibrate_and_blend(plain, ss, H, bases, name="horizon")
         if scale is None:  # nothing to fit on: the calibration the model has stays
             raise ValidationError(
                 f"X: expected {no_origin_text(ss, H)} (horizon={H}); the model's forecast "

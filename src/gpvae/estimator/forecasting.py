@@ -56,6 +56,7 @@ __all__ = [
     "check_forecasting_posterior",
     "forecast_draws",
     "forecast_series",
+    "latent_reach_text",
     "steps_ahead",
 ]
 
@@ -153,22 +154,22 @@ class LatentReach:
         return np.stack([low, high]), share, q05, q95
 
 
-def _warn_latent_reach(reach: LatentReach, furthest: int) -> None:
-    """Warn (at the caller of GPVAE.forecast) when, in some latent channel, more than
-    :data:`REACH_SHARE` of the draws ``furthest`` steps ahead lie outside the range the
-    histories' posteriors cover (:class:`LatentReach`)."""
+def latent_reach_text(reach: LatentReach, furthest: int) -> str | None:
+    """The warning when, in some latent channel, more than :data:`REACH_SHARE` of the draws
+    ``furthest`` steps ahead lie outside the range the histories' posteriors cover
+    (:class:`LatentReach`), or None (also when nothing was gathered)."""
     if not reach.far:
-        return
+        return None
     ends, share, q05, q95 = reach.outside()
     away = np.flatnonzero(share > REACH_SHARE)
     if not len(away):
-        return
+        return None
     where = "; ".join(
         f"channel {c}: the histories' posteriors cover [{ends[0, c]:.3g}, {ends[1, c]:.3g}], "
         f"{share[c]:.0%} of its draws lie outside (90% of them in [{q05[c]:.3g}, {q95[c]:.3g}])"
         for c in away
     )
-    warnings.warn(
+    return (
         f"kernel: the forecast's latent paths leave the range the decoder was trained on "
         f"({furthest} steps ahead, posterior mean +- {REACH_SDS:g} sd over the histories' "
         f"observed steps): {where}. The forecast decodes latents the decoder never saw, so "
@@ -177,10 +178,15 @@ def _warn_latent_reach(reach: LatentReach, furthest: int) -> None:
         "posteriors sit far from the prior mean, e.g. kernel='trend' on the increments of a "
         "series that wanders around a rising line (docs/forecasting.md). A shorter-range "
         "kernel such as 'matern32' or 'trend+matern32' keeps the latents in range; compare "
-        "the choices with backtest",
-        UserWarning,
-        stacklevel=4,  # the caller of GPVAE.forecast
+        "the choices with backtest"
     )
+
+
+def _warn_latent_reach(reach: LatentReach, furthest: int) -> None:
+    """Warn (at the caller of GPVAE.forecast) with :func:`latent_reach_text`, if any."""
+    text = latent_reach_text(reach, furthest)
+    if text is not None:
+        warnings.warn(text, UserWarning, stacklevel=4)  # the caller of GPVAE.forecast
 
 
 def forecast_draws(
