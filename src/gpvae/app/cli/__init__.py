@@ -7,17 +7,20 @@ unreadable file, unknown column, bad option, bad data) ends the command with exi
 for usage errors) and one line ``error: ...`` on stderr; the global ``--debug`` option shows
 the traceback.
 
-This module owns the click group :func:`cli`, which registers the commands (one per module
-of :mod:`gpvae.app.cli.commands`), and :func:`main`, the entry point that turns errors into
-exit codes and warnings into one line each. Its neighbours: :mod:`~gpvae.app.cli.errors`
-(messages), :mod:`~gpvae.app.cli.tables` (files), :mod:`~gpvae.app.cli.columns` (layout),
-:mod:`~gpvae.app.cli.model_dir` (MODEL_DIR), :mod:`~gpvae.app.cli.options` (click plumbing).
+This module owns the click group :func:`cli`, which lists the commands (one per module of
+:mod:`gpvae.app.cli.commands`) and imports them when one runs or shows its help, and
+:func:`main`, the entry point that turns errors into exit codes and warnings into one line
+each; ``gpvae``, ``gpvae --help`` and ``gpvae --version`` import neither torch nor pandas.
+Its neighbours: :mod:`~gpvae.app.cli.errors` (messages), :mod:`~gpvae.app.cli.tables`
+(files), :mod:`~gpvae.app.cli.columns` (layout), :mod:`~gpvae.app.cli.model_dir`
+(MODEL_DIR), :mod:`~gpvae.app.cli.options` (click plumbing).
 
 Run ``gpvae --help`` or ``gpvae COMMAND --help``; docs/cli.md has worked examples.
 """
 
 from __future__ import annotations
 
+import ast
 import contextlib
 import os
 import signal
@@ -25,21 +28,103 @@ import sys
 import traceback
 import warnings
 from collections.abc import Sequence
+from pathlib import Path
+from types import ModuleType
 from typing import Any
 
 import click
 
-from gpvae.app.cli.commands import COMMANDS
-from gpvae.app.cli.errors import cli_message, one_line
 from gpvae.errors import DistributedError, GPVAEError
 from gpvae.heap import limit_heap_fragmentation
-from gpvae.training.distributed import is_main_process, launched
 from gpvae.version import __version__
 
 __all__ = ["cli", "main"]
 
+#: The commands, name -> the module of :mod:`gpvae.app.cli.commands` that defines it (as a
+#: function of the module's name), in the order of ``COMMANDS`` there.
+COMMAND_MODULES = {
+    "demo": "demo",
+    "fit": "fit",
+    "impute": "impute",
+    "forecast": "forecast",
+    "backtest": "backtest",
+    "detect": "detect",
+    "sample": "sample",
+    "predict-sites": "predict_sites",
+}
 
-@click.group(context_settings={"help_option_names": ["-h", "--help"], "max_content_width": 100})
+
+class _LazyGroup(click.Group):
+    """A group whose commands are imported when one is run or shows its help.
+
+    The command modules import torch and pandas (seconds); the group's own help lists each
+    command with the first sentence of its function's docstring, read from the module's
+    source (:func:`_short_help_command`) without running it, so ``gpvae --help`` is quick.
+    A name outside :data:`COMMAND_MODULES` loads them all (click's "did you mean" needs
+    their names).
+    """
+
+    def list_commands(self, ctx: click.Context) -> list[str]:
+        return sorted(COMMAND_MODULES)
+
+    def get_command(self, ctx: click.Context, cmd_name: str) -> click.Command | None:
+        if not self.commands:
+            from gpvae.app.cli.commands import COMMANDS
+
+            for command in COMMANDS:
+                self.add_command(command)
+        return self.commands.get(cmd_name)
+
+    def format_commands(self, ctx: click.Context, formatter: click.HelpFormatter) -> None:
+        if self.commands:  # imported already
+            super().format_commands(ctx, formatter)
+            return
+        shown = click.Group(self.name, [_short_help_command(n) for n in COMMAND_MODULES])
+        shown.format_commands(ctx, formatter)
+
+
+def _short_help_command(name: str) -> click.Command:
+    """A command named ``name`` whose help is the docstring of its function (the function
+    named as its module in :data:`COMMAND_MODULES`), read from the module's source: the
+    short help of the real command, which click takes from the first paragraph."""
+    module = COMMAND_MODULES[name]
+    path = Path(__file__).parent / "commands" / f"{module}.py"
+    tree = ast.parse(path.read_text(encoding="utf-8"), filename=str(path))
+    for node in tree.body:
+        if isinstance(node, ast.FunctionDef) and node.name == module:
+            return click.Command(name, help=ast.get_docstring(node))
+    raise LookupError(f"{path}: no function {module!r}")
+
+
+def _distributed() -> ModuleType | None:
+    """:mod:`gpvae.training.distributed` if this process can be one of a distributed job's,
+    else None (that module imports torch, which ``gpvae --help`` need not pay): torchrun
+    sets ``WORLD_SIZE`` (else :func:`~gpvae.training.distributed.launched` is False) and
+    a process group needs torch imported (else ``is_main_process`` is True)."""
+    if "WORLD_SIZE" not in os.environ and "torch" not in sys.modules:
+        return None
+    from gpvae.training import distributed
+
+    return distributed
+
+
+def _launched() -> bool:
+    """:func:`gpvae.training.distributed.launched`, without importing torch when False."""
+    distributed = _distributed()
+    return distributed is not None and distributed.launched()
+
+
+def _is_main_process() -> bool:
+    """:func:`gpvae.training.distributed.is_main_process`, without importing torch when
+    True."""
+    distributed = _distributed()
+    return distributed is None or distributed.is_main_process()
+
+
+@click.group(
+    cls=_LazyGroup,
+    context_settings={"help_option_names": ["-h", "--help"], "max_content_width": 100},
+)
 @click.version_option(__version__, "--version", prog_name="gpvae")
 @click.option("--debug", is_flag=True, help="Show the full traceback when a command fails.")
 @click.option(
@@ -68,10 +153,6 @@ def cli(ctx: click.Context, debug: bool, threads: int | None) -> None:
         torch.set_num_threads(threads)
 
 
-for _command in COMMANDS:
-    cli.add_command(_command)
-
-
 def _show_warning(
     message: Warning | str,
     category: type[Warning],
@@ -82,6 +163,8 @@ def _show_warning(
 ) -> None:
     """Print warnings as one line ``warning: ...`` on stderr (no source excerpt); one that
     names an estimator argument names the command line's instead (``--num-samples``)."""
+    from gpvae.app.cli.errors import cli_message, one_line
+
     text = one_line(str(message))
     mapped = cli_message(text, "")
     click.echo(f"warning: {text if mapped.startswith(': ') else mapped}", err=True)
@@ -91,7 +174,7 @@ def _report(message: str, err: BaseException | None = None) -> None:
     """Print ``error: ...`` on stderr. Under torchrun process 0 reports the errors that every
     process raised alike (``synchronized``); other processes print only their own, marked
     with their rank."""
-    if is_main_process():
+    if _is_main_process():
         click.echo(message, err=True)
     elif not getattr(err, "synchronized", False):
         rank = os.environ.get("RANK", "?")
@@ -143,7 +226,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     debug = "--debug" in args[: args.index("--")] if "--" in args else "--debug" in args
     debug = debug or os.environ.get("GPVAE_DEBUG", "") not in ("", "0")
     limit_heap_fragmentation()
-    handler = _stop_on_sigterm() if launched() else None
+    handler = _stop_on_sigterm() if _launched() else None
     try:
         return _main(args, debug)
     finally:
@@ -155,7 +238,7 @@ def _main(args: list[str], debug: bool) -> int:
     with warnings.catch_warnings():
         if not debug:
             warnings.showwarning = _show_warning
-            if not is_main_process():
+            if not _is_main_process():
                 warnings.simplefilter("ignore")  # under torchrun, process 0 reports
         try:
             result = cli.main(args=args, prog_name="gpvae", standalone_mode=False)
@@ -165,6 +248,8 @@ def _main(args: list[str], debug: bool) -> int:
             click.echo(err.format_message(), err=True)
             return int(err.exit_code)
         except click.ClickException as err:
+            from gpvae.app.cli.errors import one_line
+
             if debug:
                 traceback.print_exc()
             hint = ""
@@ -181,11 +266,15 @@ def _main(args: list[str], debug: bool) -> int:
             _report("error: interrupted")
             return 130
         except GPVAEError as err:
+            from gpvae.app.cli.errors import one_line
+
             if debug:
                 traceback.print_exc()
             _report(f"error: {one_line(str(err))}", err)
             return 1
         except Exception as err:
+            from gpvae.app.cli.errors import one_line
+
             if debug:
                 traceback.print_exc()
             _report(
