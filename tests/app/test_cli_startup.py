@@ -4,7 +4,8 @@ neither torch nor pandas (seconds), and their output is the one of the imported 
 - ``import gpvae`` imports the estimator, ``gp`` and ``kernels`` on first use; every name of
   ``gpvae.__all__`` is there.
 - The group's help lists every command of ``gpvae.app.cli.commands.COMMANDS`` with the short
-  help read from its module's source, which is the imported command's short help.
+  help read from its module's source, which is the imported command's short help (without
+  the sources, the commands are imported and list themselves).
 - The distributed checks of :func:`gpvae.app.cli.main` skip torch only where the answer
   cannot depend on it.
 """
@@ -125,6 +126,27 @@ def test_group_help_before_and_after_importing_the_commands_is_the_same() -> Non
     assert found["after"] == [c.name for c in COMMANDS]
     assert found["lazy"] == found["loaded"]
     assert "  predict-sites  Predict every feature at the sites of SITES" in str(found["lazy"])
+
+
+def test_group_help_without_the_command_sources_imports_the_commands() -> None:
+    # an install that ships only .pyc files (or runs from a zip) has no sources to read
+    code = (
+        "import contextlib, io, json\n"
+        "import gpvae.app.cli as cli_module\n"
+        "def unreadable(name):\n"
+        "    raise FileNotFoundError(name)\n"
+        "cli_module._short_help_command = unreadable\n"
+        "out = io.StringIO()\n"
+        "with contextlib.redirect_stdout(out):\n"
+        "    code = cli_module.main(['--help'])\n"
+        "print(json.dumps({'code': code, 'help': out.getvalue(),\n"
+        "                  'loaded': list(cli_module.cli.commands)}))\n"
+    )
+    found = _fresh(code)
+    assert found["code"] == 0
+    assert found["loaded"] == [c.name for c in COMMANDS]
+    for command in COMMANDS:
+        assert f"  {command.name}  " in str(found["help"])
 
 
 def test_unknown_command_still_suggests_the_close_one(capsys: pytest.CaptureFixture[str]) -> None:

@@ -59,7 +59,8 @@ class _LazyGroup(click.Group):
 
     The command modules import torch and pandas (seconds); the group's own help lists each
     command with the first sentence of its function's docstring, read from the module's
-    source (:func:`_short_help_command`) without running it, so ``gpvae --help`` is quick.
+    source (:func:`_short_help_command`) without running it, so ``gpvae --help`` is quick
+    (an install without the sources imports the commands instead).
     A name outside :data:`COMMAND_MODULES` loads them all (click's "did you mean" needs
     their names).
     """
@@ -76,11 +77,15 @@ class _LazyGroup(click.Group):
         return self.commands.get(cmd_name)
 
     def format_commands(self, ctx: click.Context, formatter: click.HelpFormatter) -> None:
-        if self.commands:  # imported already
-            super().format_commands(ctx, formatter)
-            return
-        shown = click.Group(self.name, [_short_help_command(n) for n in COMMAND_MODULES])
-        shown.format_commands(ctx, formatter)
+        if not self.commands:
+            try:
+                shown = [_short_help_command(n) for n in COMMAND_MODULES]
+            except (OSError, SyntaxError, LookupError):  # no sources (.pyc only, a zip)
+                self.get_command(ctx, "")  # import the commands and list theirs
+            else:
+                click.Group(self.name, shown).format_commands(ctx, formatter)
+                return
+        super().format_commands(ctx, formatter)
 
 
 def _short_help_command(name: str) -> click.Command:
