@@ -137,6 +137,46 @@ def test_fit_warnings_name_the_options_as_they_come(tmp_path, monkeypatch, capsy
     assert all(isinstance(w.message, UserWarning) for w in caught)
 
 
+def test_spatial_fit_and_backtest_warnings_name_the_options(tmp_path, capsys) -> None:
+    """fit --coord-cols and backtest (its refits) said the Python arguments in the training
+    advice (batch_size, patience (or None ...), window=) where plain fit says the options."""
+    import numpy as np
+    import pandas as pd
+
+    from gpvae.app.cli import main
+
+    rng = np.random.default_rng(0)
+    sites = pd.DataFrame(
+        {
+            "site": np.repeat(["a", "b", "c"], 20),
+            "t": np.tile(np.arange(20), 3),
+            "lat": np.repeat([39.9, 40.0, 40.1], 20),
+            "lon": np.repeat([116.3, 116.4, 116.5], 20),
+            "y": rng.standard_normal(60),
+        }
+    )
+    sites.to_csv(tmp_path / "s.csv", index=False)
+    spatial = ["fit", str(tmp_path / "s.csv"), "--time-col", "t", "--id-col", "site"]
+    spatial += ["--coord-cols", "lat,lon", "-o", str(tmp_path / "sm"), "--quiet"]
+    spatial += ["--window", "10", "--hidden", "8", "--latent-dim", "2", "--epochs", "30"]
+    frame = pd.DataFrame({"t": np.arange(60), "a": rng.standard_normal(60)})
+    frame.to_csv(tmp_path / "d.csv", index=False)
+    fit = ["fit", str(tmp_path / "d.csv"), "--time-col", "t", "-o", str(tmp_path / "m")]
+    fit += ["--quiet", "--hidden", "8", "--latent-dim", "2", "--epochs", "30"]
+    backtest = ["backtest", str(tmp_path / "m"), str(tmp_path / "d.csv"), "--horizon", "6"]
+    backtest += ["--origins", "2", "-o", str(tmp_path / "bt.json")]
+    assert main([*fit, "--patience", "1"]) == 0  # the model that backtest refits
+    capsys.readouterr()
+    for command in ([*spatial, "--patience", "1"], backtest):
+        assert main(command) == 0
+        said = capsys.readouterr().err.splitlines()
+        few = [text for text in said if "optimiser steps" in text]
+        assert few, (command[0], said)
+        assert all("Use a smaller --batch-size" in text for text in few), few
+        assert all("(or 0 with enough epochs)" in text for text in few), few
+        assert all("batch_size" not in t and "window=" not in t for t in said), said
+
+
 def test_fit_says_a_numerical_failure_in_its_own_words(tmp_path, monkeypatch, capsys) -> None:
     """A numerical failure in training (a Kalman Cholesky, lr=30) was said as DATA's error
     ("error: DATA: markov backend ..."); the estimator's advice of patience=None (never

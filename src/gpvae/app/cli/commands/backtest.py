@@ -11,7 +11,7 @@ import numpy as np
 import pandas as pd
 
 from gpvae.app.cli.columns import series_set
-from gpvae.app.cli.errors import CLIError, as_cli, cli_remedies, info
+from gpvae.app.cli.errors import CLIError, as_cli, cli_remedies, cli_warning_words, info
 from gpvae.app.cli.model_dir import load_model
 from gpvae.app.cli.offsets import hours_shown, recorded_changes
 from gpvae.app.cli.options import (
@@ -110,7 +110,10 @@ def backtest(
     column = frame.get(spec.time_col)
     ss = series_set(frame, spec, "DATA", merge=merge_duplicates, model=model)
     names = {"num_origins": "--origins", "step": "--step", "season": "--season"}
-    with as_cli("DATA", names), cli_remedies():
+    # the refits' training advice names the options of gpvae fit, which set the model's
+    training = ("batch_size", "patience", "window", "epochs", "lr")
+    names = {**{n: "--" + n.replace("_", "-") for n in training}, **names}
+    with as_cli("DATA", names), cli_warning_words(names), cli_remedies():
         res = model.backtest(
             ss,
             horizon=horizon,

@@ -712,7 +712,8 @@ def fit_spatial(
         "window": "--window",
         **MASK_FLAGS,
     }
-    with as_cli("DATA", names, own=(NumericalError,)):
+    # its warnings name the options, as the time-series fit's do
+    with as_cli("DATA", names, own=(NumericalError,)), cli_warning_words(names):
         model.fit(  # type: ignore[attr-defined]
             frame,
             id=id_col,
