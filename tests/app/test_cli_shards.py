@@ -5,6 +5,7 @@ against DATA before any work. The commands under torchrun are tests/app/test_cli
 
 from __future__ import annotations
 
+import sys
 from pathlib import Path
 
 import numpy as np
@@ -159,3 +160,24 @@ def test_sample_of_a_zoned_monthly_model_gives_month_starts(tmp_path: Path) -> N
         "2015-02-01 00:00:00+01:00",
         "2015-03-01 00:00:00+01:00",
     ]
+
+
+@pytest.mark.parametrize("id_col", [[], ["--id-col", "id"]], ids=["one-series", "long"])
+def test_a_folder_without_pyarrow_says_to_install_it(
+    id_col: list[str], tmp_path: Path, monkeypatch: pytest.MonkeyPatch,
+    capsys: pytest.CaptureFixture[str],
+) -> None:  # fmt: skip
+    """A folder of Parquet files read without pyarrow stopped with a bare
+    "ModuleNotFoundError: import of pyarrow halted" (a single Parquet file says which engine
+    is missing); it names DATA and says to install pyarrow."""
+    data = tmp_path / "data"
+    data.mkdir()
+    _long().to_parquet(data / "a.parquet", index=False)
+    for name in ("pyarrow", "pyarrow.dataset", "pyarrow.parquet"):
+        monkeypatch.setitem(sys.modules, name, None)
+    capsys.readouterr()
+    code = main(["fit", str(data), "--time-col", "t", *id_col, "-o", str(tmp_path / "m"), *FIT])
+    assert code != 0
+    (line,) = _errors(capsys)
+    assert line.startswith(f"error: DATA: could not read {str(data)!r} as PARQUET: ")
+    assert "install pyarrow (pip install pyarrow)" in line
