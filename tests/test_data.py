@@ -462,8 +462,23 @@ def test_dict_missing_mask_marks_zero_filled_entries_missing() -> None:
         (np.ones((3, 5, 2)), "expected 1 only at entries of X_val['X'] that hold a value"),
         (np.ones((1, 5, 2)), "expected shape (3, 5, 2) like X_val['X'], found shape (1, 5, 2)"),
         ([np.ones((5, 2))] * 2, "expected 3 masks, one per series of X_val['X'], found 2"),
+        # a masked entry was read as NaN: "found nan", which the caller never wrote
+        (
+            np.ma.masked_array(np.ones((3, 5, 2)), mask=np.arange(30).reshape(3, 5, 2) < 2),
+            "X_val['missing_mask']: expected 0 (missing) or 1 (observed) entries, found a "
+            "masked array with 2 masked",
+        ),
+        (
+            [
+                np.ones((5, 2)),
+                np.ma.masked_array(np.zeros((5, 2)), mask=[[1, 0]] * 5),
+                np.ones((5, 2)),
+            ],
+            "X_val['missing_mask'][1]: expected 0 (missing) or 1 (observed) "
+            "entries, found a masked array with 5 masked",
+        ),
     ],
-    ids=["not-0/1", "observed-NaN", "shape", "list-length"],
+    ids=["not-0/1", "observed-NaN", "shape", "list-length", "masked", "masked-in-list"],
 )
 def test_dict_missing_mask_errors(mask: Any, needle: str) -> None:
     X = np.zeros((3, 5, 2))

@@ -5,6 +5,7 @@ against DATA before any work. The commands under torchrun are tests/app/test_cli
 
 from __future__ import annotations
 
+import sys
 from pathlib import Path
 
 import numpy as np
@@ -159,3 +160,52 @@ def test_sample_of_a_zoned_monthly_model_gives_month_starts(tmp_path: Path) -> N
         "2015-02-01 00:00:00+01:00",
         "2015-03-01 00:00:00+01:00",
     ]
+
+
+@pytest.mark.parametrize("id_col", [[], ["--id-col", "id"]], ids=["one-series", "long"])
+def test_a_folder_without_pyarrow_says_to_install_it(
+    id_col: list[str], tmp_path: Path, monkeypatch: pytest.MonkeyPatch,
+    capsys: pytest.CaptureFixture[str],
+) -> None:  # fmt: skip
+    """A folder of Parquet files read without pyarrow stopped with a bare
+    "ModuleNotFoundError: import of pyarrow halted" (a single Parquet file says which engine
+    is missing); it names DATA and says to install pyarrow."""
+    data = tmp_path / "data"
+    data.mkdir()
+    _long().to_parquet(data / "a.parquet", index=False)
+    for name in ("pyarrow", "pyarrow.dataset", "pyarrow.parquet"):
+        monkeypatch.setitem(sys.modules, name, None)
+    capsys.readouterr()
+    code = main(["fit", str(data), "--time-col", "t", *id_col, "-o", str(tmp_path / "m"), *FIT])
+    assert code != 0
+    (line,) = _errors(capsys)
+    assert line.startswith(f"error: DATA: could not read {str(data)!r} as PARQUET: ")
+    assert "install pyarrow (pip install pyarrow)" in line
+
+
+def test_a_parquet_out_keeps_bool_and_int_features_without_gaps(tmp_path: Path) -> None:
+    """A Parquet DATA's bool and int feature columns with every value observed come back
+    with their types in a Parquet OUT (file or folder), their interval's ends too; a
+    nullable boolean column with gaps holds floats throughout (a Parquet column has one
+    type: the imputed values are not True/False), its observed values 1.0 / 0.0."""
+    rng = np.random.default_rng(4)
+    frame = _long()
+    frame["flag"] = rng.random(len(frame)) < 0.5
+    frame["cnt"] = rng.integers(0, 9, len(frame))
+    frame["gappy"] = pd.array(rng.random(len(frame)) < 0.5, dtype="boolean")
+    frame.loc[[3, 25], "gappy"] = pd.NA
+    frame.to_parquet(tmp_path / "d.parquet", index=False)
+    assert main(["fit", str(tmp_path / "d.parquet"), "--time-col", "t", "--id-col", "id",
+                 "-o", str(tmp_path / "m"), *FIT]) == 0  # fmt: skip
+    for out in ("o.parquet", "parts"):
+        assert main(["impute", str(tmp_path / "m"), str(tmp_path / "d.parquet"),
+                     "-o", str(tmp_path / out)]) == 0  # fmt: skip
+        back = pd.read_parquet(tmp_path / out)
+        for end in ("", "_lower", "_upper"):
+            assert back["flag" + end].dtype == bool
+            assert back["flag" + end].tolist() == frame["flag"].tolist()
+            assert back["cnt" + end].dtype == np.int64
+            assert back["cnt" + end].tolist() == frame["cnt"].tolist()
+            assert back["gappy" + end].dtype == np.float64
+        seen = frame["gappy"].notna().to_numpy()
+        assert back.loc[seen, "gappy"].tolist() == frame.loc[seen, "gappy"].astype(float).tolist()

@@ -92,6 +92,41 @@ def _weights(model_dir: Path) -> dict[str, torch.Tensor]:
     return GPVAE.load(model_dir / "model").model_.state_dict()
 
 
+@pytest.mark.slow  # three launches
+def test_impute_gives_a_column_one_type_whichever_process_holds_its_gaps(tmp_path: Path) -> None:
+    """True/False and whole-number features with gaps in process 1's series only: process 0
+    saw no gap and kept DATA's types (bool, int) for its rows while process 1 wrote floats,
+    so a Parquet OUT file failed after the work (ArrowInvalid: could not convert 1.0 to
+    boolean), a folder's parts had types that cannot be read together, and a CSV OUT wrote
+    one column's observed TRUE cells as TRUE and as 1.0. The types are one process's."""
+    frame = _frame(seed=3)
+    rng = np.random.default_rng(3)
+    frame["flag"] = pd.array(rng.random(len(frame)) < 0.5, dtype="boolean")
+    frame["cnt"] = pd.array(rng.integers(0, 9, len(frame)), dtype="Int64")
+    late = np.flatnonzero((frame["id"] == "s11").to_numpy())[:2]  # process 1's series
+    frame.loc[late, ["flag", "cnt"]] = pd.NA
+    frame.to_parquet(tmp_path / "data.parquet", index=False)
+    assert main(["fit", str(tmp_path / "data.parquet"), "-o", str(tmp_path / "m"), *OPTIONS,
+                 "--epochs", "2"]) == 0  # fmt: skip
+    assert main(["impute", str(tmp_path / "m"), str(tmp_path / "data.parquet"),
+                 "-o", str(tmp_path / "one.parquet")]) == 0  # fmt: skip
+    one = pd.read_parquet(tmp_path / "one.parquet")
+    for out in ("two.parquet", "parts"):
+        code, _, err = _run("impute", "m", "data.parquet", "-o", out, cwd=tmp_path)
+        assert code == 0, err
+        two = pd.read_parquet(tmp_path / out)
+        for col in ("flag", "cnt", "flag_lower", "cnt_upper"):
+            assert two[col].dtype == one[col].dtype == np.float64, (out, col)
+    text = frame.assign(flag=frame["flag"].map({True: "TRUE", False: "FALSE"}))
+    text.to_csv(tmp_path / "data.csv", index=False)  # the gaps: empty cells
+    code, _, err = _run("impute", "m", "data.csv", "-o", "two.csv", cwd=tmp_path)
+    assert code == 0, err
+    back = pd.read_csv(tmp_path / "two.csv", dtype=str, keep_default_na=False)
+    seen = frame["flag"].notna().to_numpy()
+    for col in ("flag", "flag_lower", "flag_upper"):
+        assert back.loc[seen, col].tolist() == text.loc[seen, "flag"].tolist(), col
+
+
 @pytest.mark.slow  # two launches; the step-for-step equality is tests/test_distributed.py's
 def test_fit_and_impute_a_file_like_one_process(tmp_path: Path) -> None:
     frame = _frame()

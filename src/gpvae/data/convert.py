@@ -318,9 +318,19 @@ def _from_dict(X: Mapping[Any, Any], times: Any, name: str, times_name: str) -> 
 def _apply_missing_mask(values: list[np.ndarray], mask: Any, name: str) -> list[np.ndarray]:
     """``values`` with NaN where ``mask`` (same shapes as ``values``: an (n, T, D) array or
     a list of (T_i, D) arrays) is 0 or False; 1 or True keeps the entry, which must then
-    not be NaN (a mask whose 1 marks missing entries, the other convention, is refused)."""
+    not be NaN (a mask whose 1 marks missing entries, the other convention, is refused, as
+    is a numpy masked array with masked entries, which are neither)."""
     what = f"{name}['missing_mask']"
     shapes = [v.shape for v in values]
+    for i, m in enumerate(mask if isinstance(mask, (list, tuple)) else [mask]):
+        hidden = int(np.ma.getmaskarray(m).sum()) if isinstance(m, np.ma.MaskedArray) else 0
+        if hidden:  # to_float makes them NaN: "found nan", which the caller never wrote
+            where = f"{what}[{i}]" if isinstance(mask, (list, tuple)) else what
+            raise ValidationError(
+                f"{where}: expected 0 (missing) or 1 (observed) entries, found a masked array "
+                f"with {hidden} masked (neither 0 nor 1: whether the entry is observed is "
+                "unknown); fill them with 0 or 1"
+            )
     if isinstance(mask, (list, tuple)):
         if len(mask) != len(values):
             raise ShapeError(

@@ -87,8 +87,9 @@ def open_dataset(
 
     Raises:
         ValidationError: naming ``name`` when the folder holds no Parquet file or cannot be
-            read.
+            read, or pyarrow (which reads a folder) does not import.
     """
+    _need_pyarrow(path, name)
     import pyarrow as pa
     import pyarrow.dataset as ds
     import pyarrow.parquet as pq
@@ -108,6 +109,23 @@ def open_dataset(
     except (pa.ArrowException, OSError) as err:
         raise ValidationError(
             f"{name}: could not read the Parquet files in {str(p)!r}: {err}"
+        ) from err
+
+
+def _need_pyarrow(path: object, name: str) -> None:
+    """Raise naming ``name`` when pyarrow does not import: a folder of Parquet files is read
+    by pyarrow alone (pandas reads a single file with pyarrow or fastparquet, and says so
+    when neither is installed), and the bare ``ModuleNotFoundError`` did not say which
+    argument needed it nor what to install."""
+    try:
+        import pyarrow
+        import pyarrow.dataset
+        import pyarrow.parquet  # noqa: F401
+    except ImportError as err:
+        raise ValidationError(
+            f"{name}: could not read {str(path)!r} as PARQUET: a folder of Parquet files is "
+            f"read with pyarrow, which does not import ({err}); install pyarrow (pip install "
+            "pyarrow)"
         ) from err
 
 
@@ -260,8 +278,9 @@ def read_shard(
 
     Raises:
         ValidationError: naming ``name`` when there are fewer series than processes, or the
-            data cannot be read.
+            data cannot be read (or pyarrow does not import).
     """
+    _need_pyarrow(path, name)
     import pyarrow as pa
     import pyarrow.compute as pc
     import pyarrow.dataset as ds

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from collections.abc import Collection
 from pathlib import Path
 
 import click
@@ -108,10 +109,16 @@ def impute(
                 filled = filled.iloc[merged_rows(frame, spec, "DATA")].reset_index(drop=True)
                 filled = keep_observed(filled, frame, spec)
             table = merge_back(frame, filled, spec)
+    # the features with a missing entry in DATA, every process's rows counted: one process's
+    # own rows gave its part DATA's type (bool, int) and another's floats, so that a Parquet
+    # OUT file failed after the work, a folder's parts had types that cannot be read together
+    # and a CSV OUT wrote one column's observed cells two ways
+    gaps = run.sums([float(f in frame.columns and frame[f].isna().any()) for f in spec.features])
+    gappy = {f for f, count in zip(spec.features, gaps) if count}
     if frame.shape[0]:
-        table = keep_whole_numbers(table, frame, spec)
+        table = keep_whole_numbers(table, frame, spec, gappy)
         if not source.folder and not shards.is_folder(out):
-            table = keep_truth_values(table, frame, spec, data, out_path)
+            table = keep_truth_values(table, frame, spec, data, out_path, gappy)
     shards.write_output(table, out_path, run, ordered=source.ordered)
     missing = run.total(int(frame[spec.features].isna().sum().sum()) if frame.shape[0] else 0)
     info(f"imputed {int(missing)} missing values; wrote {out_path}")
@@ -163,17 +170,20 @@ def _check_sites_options(run: shards.Job, merge_duplicates: bool) -> None:
         )
 
 
-def keep_whole_numbers(table: pd.DataFrame, frame: pd.DataFrame, spec: ColumnSpec) -> pd.DataFrame:
+def keep_whole_numbers(
+    table: pd.DataFrame, frame: pd.DataFrame, spec: ColumnSpec, gappy: Collection[str]
+) -> pd.DataFrame:
     """``table`` (OUT) with DATA's own values in the feature columns of whole numbers or
     True/False without a missing entry (integer or bool columns) and their interval's
     ends: the results are floats (``4`` was written ``4.0``, and whole numbers beyond 2**53
     changed: ``9007199254740993`` became ``9007199254740992.0``), where every entry of such
     a column is observed, so equal to DATA's. pandas' nullable integer and boolean columns
     (``Int64``, ``boolean``, from Parquet) can have missing entries: such a column keeps
-    the imputation (floats)."""
+    the imputation (floats). ``gappy``: the features with a missing entry in DATA (in any
+    process's rows under torchrun), which keep the imputation in every process's rows."""
     out = table
     for f in spec.features:
-        if frame[f].dtype.kind in "biu" and not frame[f].isna().any():
+        if frame[f].dtype.kind in "biu" and f not in gappy and not frame[f].isna().any():
             if out is table:
                 out = table.copy()
             for col in (f, f"{f}_lower", f"{f}_upper"):
@@ -182,19 +192,25 @@ def keep_whole_numbers(table: pd.DataFrame, frame: pd.DataFrame, spec: ColumnSpe
 
 
 def keep_truth_values(
-    table: pd.DataFrame, frame: pd.DataFrame, spec: ColumnSpec, data: str, out: Path
+    table: pd.DataFrame,
+    frame: pd.DataFrame,
+    spec: ColumnSpec,
+    data: str,
+    out: Path,
+    gappy: Collection[str],
 ) -> pd.DataFrame:
     """``table`` (OUT, a CSV file) with the observed cells of DATA's CSV feature columns of
     TRUE/FALSE with empty cells (pandas reads True/False and NaN) written as DATA wrote them
     (``TRUE``), in the column and its interval's ends; they came back as ``1.0`` / ``0.0``.
     The imputed cells stay numbers (a Parquet OUT, whose column holds one type, keeps them
-    all as floats, as a Parquet DATA's nullable boolean column does)."""
+    all as floats, as a Parquet DATA's nullable boolean column does). ``gappy``: the
+    features with an empty cell in DATA (under torchrun, a process's rows may have none)."""
     if file_format(Path(data), "DATA") != "csv" or file_format(out, "OUT") != "csv":
         return table
     cols = []
     for f in spec.features:
         present = frame[f].dropna()
-        gaps = frame[f].dtype == object and len(present) and frame[f].isna().any()
+        gaps = frame[f].dtype == object and len(present) and f in gappy
         if gaps and all(isinstance(v, (bool, np.bool_)) for v in present):
             cols.append(f)
     if not cols:
