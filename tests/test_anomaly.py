@@ -192,6 +192,25 @@ def test_a_series_with_nothing_observed_is_said_to_have_nothing_to_score(fitted:
         fitted.impute(y, num_samples=20)  # impute keeps its own words
 
 
+def test_fit_threshold_says_a_series_with_nothing_observed_is_left_out(fitted: GPVAE) -> None:
+    # fit_threshold warned with impute's words ("their values come from the model's
+    # prior"), though it produces no values: such a series has no score, and the threshold
+    # is the one learned without it
+    y = [seasonal(60, 15), np.full((60, 2), np.nan)]
+    try:
+        with pytest.warns(UserWarning, match=r"X: 1 series with no observed entry") as caught:
+            with_empty = fitted.fit_threshold(y, num_samples=4).anomaly_profile_
+        said = " ".join(str(w.message) for w in caught)
+        assert "nothing to score and are left out of the threshold" in said
+        assert "prior" not in said
+        alone = fitted.fit_threshold(y[:1], num_samples=4).anomaly_profile_
+        assert with_empty is not None
+        assert alone is not None
+        assert with_empty.threshold == alone.threshold
+    finally:
+        fitted.anomaly_profile_ = None
+
+
 def test_interval_peaks_are_the_highest_alarm(fitted: GPVAE) -> None:
     """The library took an interval's peak from the step score while its flags compare the
     alarm with the threshold (gpvae detect takes the alarm): a peak_score could lie below

@@ -1558,6 +1558,7 @@ def test_fit_counts_the_series_it_trained_on(
     assert "left out of training" in err
     assert "fitted on 3 series (1 with nothing observed left out)" in out
     assert "come from the model's prior" not in err
+    assert "left out of the threshold" not in err  # fit said they were left out
 
 
 def test_csv_row_numbers_are_not_a_default_feature(

@@ -91,6 +91,10 @@ from gpvae.rng import series_generators
 from gpvae.training.distributed import Communicator
 from gpvae.training.session import check_same_series
 
+#: The end of the warning of :func:`fit_profile` (``fit_threshold``) about series with no
+#: observed entry: they have no score, so the threshold is learned without them.
+EMPTY_PROFILED = "they have nothing to score and are left out of the threshold"
+
 __all__ = [
     "AnomalyProfile",
     "alarm_scores",
@@ -907,7 +911,7 @@ def fit_profile(
     if alarm_smooth is not None:
         alarm_smooth = int_arg("alarm_smooth", alarm_smooth)
     w = float_arg("prior_weight", prior_weight, positive=False)
-    _, scaled = ctx.input(X, times)
+    _, scaled = ctx.input(X, times, empty=EMPTY_PROFILED)
     names = list(scaled.feature_names)
 
     def scores(part: SeriesSet) -> tuple[list[np.ndarray], list[np.ndarray]]:

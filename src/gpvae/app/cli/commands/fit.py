@@ -532,7 +532,7 @@ def fit(
     stepped = members > 1 or bool(model.difference)
     with run.together(), as_cli("DATA"), warnings.catch_warnings():
         # the training data's series with nothing observed were left out of training (fit
-        # said so); scoring them says impute's words for them, which are not fit's
+        # said so); the threshold's warning that they are left out of it says it again
         warnings.filterwarnings("ignore", message=_PRIOR_VALUES, category=UserWarning)
         if not stepped:
             # detect's threshold and score profile, stored with the model (model/config.json);
@@ -631,9 +631,10 @@ def _print_kernels(model: Any, folder: Path) -> None:
         )
 
 
-#: The start of the predictions' warning on series with nothing observed (a regex for
-#: warnings.filterwarnings), which scoring the training data for detect's threshold gave.
-_PRIOR_VALUES = r".*series with no observed entry; their values come from the model's prior"
+#: The threshold's warning on series with nothing observed (a regex for
+#: warnings.filterwarnings), which scoring the training data for detect's threshold gives:
+#: fit has said that they were left out of training.
+_PRIOR_VALUES = r".*series with no observed entry; they have nothing to score and are left out"
 
 #: The estimator's names of the training-mask arguments -> the options (for its errors).
 MASK_FLAGS = {
