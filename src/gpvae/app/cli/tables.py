@@ -17,6 +17,7 @@ import numpy as np
 import pandas as pd
 
 from gpvae.app.cli.errors import CLIError, info, one_line
+from gpvae.app.cli.options import PLOT_FORMATS, PLOT_SUFFIXES
 from gpvae.data.parquet import plain_index
 
 __all__ = [
@@ -34,9 +35,7 @@ __all__ = [
 
 _CSV = (".csv", ".csv.gz", ".csv.bz2", ".csv.zip", ".csv.xz")
 _PARQUET = (".parquet", ".pq")
-_PLOT = (".png", ".pdf", ".svg", ".jpg", ".jpeg")
-#: The image files every plot option writes, as its help and errors name them.
-PLOT_FORMATS = f"{', '.join(_PLOT[:-1])} or {_PLOT[-1]}"
+_PLOT = PLOT_SUFFIXES
 
 
 def file_format(path: Path, what: str) -> str:
