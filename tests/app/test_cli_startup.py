@@ -11,6 +11,8 @@ neither torch nor pandas (seconds), and their output is the one of the imported 
 - Every command's ``--help`` and its usage errors (found by click before any work) import
   neither torch nor pandas: the command modules import them where the work starts, and the
   choices of ``fit`` come from :mod:`gpvae.app.cli.choices`, which holds the registries' names.
+- What a command can check before its work, it checks first: a Parquet OUT without a Parquet
+  engine is refused before MODEL_DIR is read.
 """
 
 from __future__ import annotations
@@ -19,6 +21,7 @@ import json
 import os
 import subprocess
 import sys
+from pathlib import Path
 from typing import Any
 
 import click
@@ -323,3 +326,53 @@ def test_remedies_are_made_on_first_use_from_the_estimators_words() -> None:
     ]
     with pytest.raises(AttributeError, match="has no attribute 'REMEDY'"):
         _ = errors.REMEDY  # type: ignore[attr-defined]
+
+
+@pytest.mark.parametrize(
+    ("args", "said"),
+    [
+        (["impute", "{tmp}/no-model", "x.csv", "-o", "{tmp}/out.parquet"], "a Parquet file"),
+        (["impute", "{tmp}/no-model", "x.csv", "-o", "{tmp}/parts"], "a folder of Parquet parts"),
+        (
+            ["forecast", "{tmp}/no-model", "x.csv", "--horizon", "2", "-o", "{tmp}/f.pq"],
+            "a Parquet file",
+        ),
+        (["sample", "{tmp}/no-model", "--length", "5", "-o", "{tmp}/s.parquet"], "a Parquet file"),
+        (["impute", "{tmp}/no-model", "x.csv", "-o", "{tmp}/out.csv"], None),
+    ],
+)
+def test_parquet_out_without_an_engine_is_refused_before_the_work(
+    args: list[str], said: str | None, tmp_path: Path
+) -> None:
+    """Without pyarrow (and fastparquet) a .parquet OUT, file or folder, failed only when
+    the table was written, after the model was loaded and used; it is refused with the
+    other checks of OUT, before MODEL_DIR is even read (a CSV OUT is not)."""
+    args = [a.format(tmp=tmp_path) for a in args]
+    code = (
+        "import contextlib, io, json, sys\n"
+        "sys.modules['pyarrow'] = sys.modules['fastparquet'] = None  # neither imports\n"
+        "from pandas.io.parquet import get_engine\n"
+        "try:\n"
+        "    get_engine('auto')\n"
+        "    hidden = False\n"
+        "except ImportError:\n"
+        "    hidden = True\n"
+        "from gpvae.app.cli import main\n"
+        "err = io.StringIO()\n"
+        "with contextlib.redirect_stderr(err):\n"
+        f"    rc = main({args!r})\n"
+        "print(json.dumps({'hidden': hidden, 'rc': rc, 'err': err.getvalue()}))\n"
+    )
+    found = _fresh(code)
+    assert found["hidden"] is True
+    assert found["rc"] == 1
+    if said is None:
+        assert str(found["err"]).startswith(f"error: MODEL_DIR: not found: '{tmp_path}/no-model'")
+        return
+    assert str(found["err"]).startswith(
+        f"error: OUT: writing {said} needs pyarrow or fastparquet, neither of which imports ("
+    )
+    assert str(found["err"]).endswith(
+        "): install pyarrow (pip install pyarrow), or give OUT a .csv file name\n"
+    )
+    assert not (tmp_path / "parts").exists()
