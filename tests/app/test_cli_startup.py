@@ -8,6 +8,11 @@ neither torch nor pandas (seconds), and their output is the one of the imported 
   the sources, the commands are imported and list themselves).
 - The distributed checks of :func:`gpvae.app.cli.main` skip torch only where the answer
   cannot depend on it.
+- Every command's ``--help`` and its usage errors (found by click before any work) import
+  neither torch nor pandas: the command modules import them where the work starts, and the
+  choices of ``fit`` come from :mod:`gpvae.app.cli.choices`, which holds the registries' names.
+- What a command can check before its work, it checks first: a Parquet OUT without a Parquet
+  engine is refused before MODEL_DIR is read.
 """
 
 from __future__ import annotations
@@ -16,6 +21,8 @@ import json
 import os
 import subprocess
 import sys
+from pathlib import Path
+from typing import Any
 
 import click
 import pytest
@@ -185,3 +192,187 @@ def test_distributed_checks_in_a_fresh_process_without_torchrun_skip_torch() -> 
         "print(json.dumps({'found': found, 'torch': 'torch' in sys.modules}))\n"
     )
     assert _fresh(code) == {"found": [False, True], "torch": False}
+
+
+#: Per command: a usage error that click finds before any data is read (a missing argument,
+#: an unknown option, a bad value of a choice or a typed option).
+USAGE_ERRORS = {
+    "demo": ["demo", "--epochs", "abc"],
+    "fit": ["fit", "x.csv", "--time-col", "t", "-o", "m", "--kernel", "bogus"],
+    "impute": ["impute", "m", "x.csv", "-o", "o.csv", "--num-samples", "0"],
+    "forecast": ["forecast", "m", "x.csv", "-o", "o.csv"],
+    "backtest": ["backtest", "m", "x.csv", "-o", "o", "--horizon", "2", "--refit", "bogus"],
+    "detect": ["detect", "m", "x.csv", "-o", "o.csv", "--threshold", "nan"],
+    "sample": ["sample", "m", "--length", "x", "-o", "o.csv"],
+    "predict-sites": ["predict-sites", "m", "x.csv"],
+}
+
+
+@pytest.mark.parametrize("name", list(cli_module.COMMAND_MODULES))
+def test_command_help_and_usage_errors_import_neither_torch_nor_pandas(name: str) -> None:
+    runs = [[name, "--help"], [name, "--no-such-option"], USAGE_ERRORS[name]]
+    if name != "demo":
+        runs.append([name])
+    code = (
+        "import contextlib, io, json, sys\n"
+        "from gpvae.app.cli import main\n"
+        "found = []\n"
+        f"for args in {runs!r}:\n"
+        "    out, err = io.StringIO(), io.StringIO()\n"
+        "    with contextlib.redirect_stdout(out), contextlib.redirect_stderr(err):\n"
+        "        rc = main(args)\n"
+        "    found.append([rc, out.getvalue(), err.getvalue()])\n"
+        f"print(json.dumps({{'found': found,\n"
+        f"                  'heavy': [m for m in {HEAVY!r} if m in sys.modules]}}))\n"
+    )
+    found = _fresh(code)
+    assert found["heavy"] == []
+    (help_rc, helped, _), *errors = found["found"]  # type: ignore[misc]
+    assert help_rc == 0
+    assert helped.startswith(f"Usage: gpvae {name} [OPTIONS]")
+    for rc, out, err in errors:
+        assert (rc, out) == (2, "")
+        assert err.startswith("error: "), err
+        assert err.endswith(f"(see 'gpvae {name} --help')\n"), err
+
+
+def test_fit_bad_choice_lists_the_registrys_names_without_torch() -> None:
+    code = (
+        "import contextlib, io, json, sys\n"
+        "from gpvae.app.cli import main\n"
+        "err = io.StringIO()\n"
+        "with contextlib.redirect_stderr(err):\n"
+        f"    rc = main({USAGE_ERRORS['fit']!r})\n"
+        "print(json.dumps({'rc': rc, 'err': err.getvalue(), 'torch': 'torch' in sys.modules}))\n"
+    )
+    found = _fresh(code)
+    from gpvae.kernels import kernel_names
+
+    listed = ", ".join(map(repr, kernel_names()))
+    assert found == {
+        "rc": 2,
+        "err": f"error: Invalid value for '--kernel': 'bogus' is not one of {listed}. "
+        "(see 'gpvae fit --help')\n",
+        "torch": False,
+    }
+
+
+def test_command_line_choices_are_the_registries() -> None:
+    from gpvae.app.cli import choices
+    from gpvae.data.holdout import HIDE_PATTERNS, MASK_PATTERNS
+    from gpvae.kernels import available_kernels, kernel_names
+    from gpvae.likelihoods import _ALIASES, likelihood_names
+    from gpvae.nets.registry import decoder_names, encoder_names
+
+    assert list(choices.KERNEL_NAMES) == kernel_names()
+    assert sorted((*choices.KERNEL_NAMES, *choices.KERNEL_ALIASES)) == available_kernels()
+    assert list(choices.LIKELIHOOD_NAMES) == likelihood_names()
+    assert choices.LIKELIHOOD_ALIASES == _ALIASES
+    assert list(choices.ENCODER_NAMES) == encoder_names()
+    assert list(choices.DECODER_NAMES) == decoder_names()
+    assert choices.MASK_PATTERNS == MASK_PATTERNS
+    assert choices.HIDE_PATTERNS == HIDE_PATTERNS
+
+
+def _key_or_error(key: Any, value: object) -> str:
+    from gpvae.errors import GPVAEError
+
+    try:
+        return str(key(value))
+    except GPVAEError:
+        return "error"
+
+
+#: Values for the keys: names, aliases, other cases and '-', composites, blanks, unknowns.
+KEY_VALUES = [
+    *("matern32", "SE", " Rational-Quadratic ", "periodic_exact", "Periodic-Exact"),
+    *("matern32+periodic", "periodic * Matern32", "rbf+", "+", "*rbf", "rbf++white", ""),
+    *("gaussian", "Student-T", "studentt", "STUDENTT", "gaussian-gp-per-feature", "t"),
+    *("mlp", "CNN", "partial", "Conv", "gru ", "lstm", "bogus", "matern 32", None, 3),
+]
+
+
+@pytest.mark.parametrize("value", KEY_VALUES)
+def test_command_line_keys_take_what_the_registries_take(value: object) -> None:
+    from gpvae.app.cli import choices
+    from gpvae.kernels import kernel_key
+    from gpvae.likelihoods import likelihood_key
+    from gpvae.nets.registry import decoder_key, encoder_key
+
+    for ours, theirs in [
+        (choices.kernel_key, kernel_key),
+        (choices.likelihood_key, likelihood_key),
+        (choices.encoder_key, encoder_key),
+        (choices.decoder_key, decoder_key),
+    ]:
+        assert _key_or_error(ours, value) == _key_or_error(theirs, value)
+
+
+def test_remedies_are_made_on_first_use_from_the_estimators_words() -> None:
+    import re
+
+    from gpvae.app.cli import errors
+    from gpvae.estimator.forecasting import CALIBRATE_REMEDY, UNCALIBRATED_REMEDY
+
+    said = [
+        re.sub(a, c, t)
+        for t in (UNCALIBRATED_REMEDY, CALIBRATE_REMEDY.format(furthest=30))
+        for a, c in errors.REMEDIES
+        if re.search(a, t)
+    ]
+    assert said == [
+        "refit with 'gpvae fit --forecast-horizon H' to calibrate them",
+        "refit with 'gpvae fit --forecast-horizon 30' to calibrate them",
+    ]
+    with pytest.raises(AttributeError, match="has no attribute 'REMEDY'"):
+        _ = errors.REMEDY  # type: ignore[attr-defined]
+
+
+@pytest.mark.parametrize(
+    ("args", "said"),
+    [
+        (["impute", "{tmp}/no-model", "x.csv", "-o", "{tmp}/out.parquet"], "a Parquet file"),
+        (["impute", "{tmp}/no-model", "x.csv", "-o", "{tmp}/parts"], "a folder of Parquet parts"),
+        (
+            ["forecast", "{tmp}/no-model", "x.csv", "--horizon", "2", "-o", "{tmp}/f.pq"],
+            "a Parquet file",
+        ),
+        (["sample", "{tmp}/no-model", "--length", "5", "-o", "{tmp}/s.parquet"], "a Parquet file"),
+        (["impute", "{tmp}/no-model", "x.csv", "-o", "{tmp}/out.csv"], None),
+    ],
+)
+def test_parquet_out_without_an_engine_is_refused_before_the_work(
+    args: list[str], said: str | None, tmp_path: Path
+) -> None:
+    """Without pyarrow (and fastparquet) a .parquet OUT, file or folder, failed only when
+    the table was written, after the model was loaded and used; it is refused with the
+    other checks of OUT, before MODEL_DIR is even read (a CSV OUT is not)."""
+    args = [a.format(tmp=tmp_path) for a in args]
+    code = (
+        "import contextlib, io, json, sys\n"
+        "sys.modules['pyarrow'] = sys.modules['fastparquet'] = None  # neither imports\n"
+        "from pandas.io.parquet import get_engine\n"
+        "try:\n"
+        "    get_engine('auto')\n"
+        "    hidden = False\n"
+        "except ImportError:\n"
+        "    hidden = True\n"
+        "from gpvae.app.cli import main\n"
+        "err = io.StringIO()\n"
+        "with contextlib.redirect_stderr(err):\n"
+        f"    rc = main({args!r})\n"
+        "print(json.dumps({'hidden': hidden, 'rc': rc, 'err': err.getvalue()}))\n"
+    )
+    found = _fresh(code)
+    assert found["hidden"] is True
+    assert found["rc"] == 1
+    if said is None:
+        assert str(found["err"]).startswith(f"error: MODEL_DIR: not found: '{tmp_path}/no-model'")
+        return
+    assert str(found["err"]).startswith(
+        f"error: OUT: writing {said} needs pyarrow or fastparquet, neither of which imports ("
+    )
+    assert str(found["err"]).endswith(
+        "): install pyarrow (pip install pyarrow), or give OUT a .csv file name\n"
+    )
+    assert not (tmp_path / "parts").exists()

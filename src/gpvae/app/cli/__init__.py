@@ -10,10 +10,14 @@ the traceback.
 This module owns the click group :func:`cli`, which lists the commands (one per module of
 :mod:`gpvae.app.cli.commands`) and imports them when one runs or shows its help, and
 :func:`main`, the entry point that turns errors into exit codes and warnings into one line
-each; ``gpvae``, ``gpvae --help`` and ``gpvae --version`` import neither torch nor pandas.
+each; ``gpvae``, ``gpvae --help`` and ``gpvae --version`` import neither torch nor pandas,
+and neither do a command's ``--help`` and its usage errors: the command modules import
+them (through :mod:`~gpvae.app.cli.tables`, :mod:`~gpvae.app.cli.columns`, the estimator)
+inside the functions that do the work.
 Its neighbours: :mod:`~gpvae.app.cli.errors` (messages), :mod:`~gpvae.app.cli.tables`
 (files), :mod:`~gpvae.app.cli.columns` (layout), :mod:`~gpvae.app.cli.model_dir`
-(MODEL_DIR), :mod:`~gpvae.app.cli.options` (click plumbing).
+(MODEL_DIR), :mod:`~gpvae.app.cli.options` (click plumbing),
+:mod:`~gpvae.app.cli.choices` (the registries' names).
 
 Run ``gpvae --help`` or ``gpvae COMMAND --help``; docs/cli.md has worked examples.
 """
@@ -29,11 +33,12 @@ import traceback
 import warnings
 from collections.abc import Sequence
 from pathlib import Path
-from types import ModuleType
 from typing import Any
 
 import click
 
+from gpvae.app.cli.errors import is_main_process as _is_main_process
+from gpvae.app.cli.errors import launched as _launched
 from gpvae.errors import DistributedError, GPVAEError
 from gpvae.heap import limit_heap_fragmentation
 from gpvae.version import __version__
@@ -57,7 +62,8 @@ COMMAND_MODULES = {
 class _LazyGroup(click.Group):
     """A group whose commands are imported when one is run or shows its help.
 
-    The command modules import torch and pandas (seconds); the group's own help lists each
+    Importing the command modules takes a few tenths of a second (click, numpy; torch and
+    pandas only where a command works); the group's own help lists each
     command with the first sentence of its function's docstring, read from the module's
     source (:func:`_short_help_command`) without running it, so ``gpvae --help`` is quick
     (an install without the sources imports the commands instead).
@@ -99,31 +105,6 @@ def _short_help_command(name: str) -> click.Command:
         if isinstance(node, ast.FunctionDef) and node.name == module:
             return click.Command(name, help=ast.get_docstring(node))
     raise LookupError(f"{path}: no function {module!r}")
-
-
-def _distributed() -> ModuleType | None:
-    """:mod:`gpvae.training.distributed` if this process can be one of a distributed job's,
-    else None (that module imports torch, which ``gpvae --help`` need not pay): torchrun
-    sets ``WORLD_SIZE`` (else :func:`~gpvae.training.distributed.launched` is False) and
-    a process group needs torch imported (else ``is_main_process`` is True)."""
-    if "WORLD_SIZE" not in os.environ and "torch" not in sys.modules:
-        return None
-    from gpvae.training import distributed
-
-    return distributed
-
-
-def _launched() -> bool:
-    """:func:`gpvae.training.distributed.launched`, without importing torch when False."""
-    distributed = _distributed()
-    return distributed is not None and distributed.launched()
-
-
-def _is_main_process() -> bool:
-    """:func:`gpvae.training.distributed.is_main_process`, without importing torch when
-    True."""
-    distributed = _distributed()
-    return distributed is None or distributed.is_main_process()
 
 
 @click.group(

@@ -9,21 +9,23 @@ option instead (``DATA``, ``--num-samples``, ...).
 from __future__ import annotations
 
 import contextlib
+import functools
+import os
 import re
+import sys
 import warnings
 from collections.abc import Iterator
+from types import ModuleType
 from typing import Any
 
 import click
 
 from gpvae.errors import DistributedError, GPVAEError
-from gpvae.estimator.forecasting import CALIBRATE_REMEDY, UNCALIBRATED_REMEDY
-from gpvae.training.distributed import is_main_process
 
 __all__ = [
     "CLI_NAMES",
     "CLI_PHRASES",
-    "REMEDIES",
+    "REMEDIES",  # noqa: F822  (made on first use, by the module's __getattr__)
     "CLIError",
     "Interrupted",
     "as_cli",
@@ -31,6 +33,8 @@ __all__ = [
     "cli_remedies",
     "cli_warning_words",
     "info",
+    "is_main_process",
+    "launched",
     "one_line",
 ]
 
@@ -139,24 +143,61 @@ def as_cli(
         raise out from err
 
 
+def _distributed() -> ModuleType | None:
+    """:mod:`gpvae.training.distributed` if this process can be one of a distributed job's,
+    else None (that module imports torch, which ``gpvae --help`` and usage errors need not
+    pay): torchrun sets ``WORLD_SIZE`` (else :func:`~gpvae.training.distributed.launched` is
+    False) and a process group needs torch imported (else ``is_main_process`` is True)."""
+    if "WORLD_SIZE" not in os.environ and "torch" not in sys.modules:
+        return None
+    from gpvae.training import distributed
+
+    return distributed
+
+
+def launched() -> bool:
+    """:func:`gpvae.training.distributed.launched`, without importing torch when False."""
+    distributed = _distributed()
+    return distributed is not None and distributed.launched()
+
+
+def is_main_process() -> bool:
+    """:func:`gpvae.training.distributed.is_main_process`, without importing torch when
+    True."""
+    distributed = _distributed()
+    return distributed is None or distributed.is_main_process()
+
+
 def info(message: str) -> None:
     """Print a progress or result line on stdout (in process 0 only, under torchrun)."""
     if is_main_process():
         click.echo(message)
 
 
-#: The API's remedies for uncalibrated intervals and steps beyond the calibrated horizon
-#: (patterns), and the command line's.
-REMEDIES = [
-    (
-        re.escape(UNCALIBRATED_REMEDY),
-        "refit with 'gpvae fit --forecast-horizon H' to calibrate them",
-    ),
-    (
-        re.escape(CALIBRATE_REMEDY).replace(re.escape("{furthest}"), r"(\d+)"),
-        r"refit with 'gpvae fit --forecast-horizon \1' to calibrate them",
-    ),
-]
+@functools.cache
+def _remedies() -> list[tuple[str, str]]:
+    """:data:`REMEDIES`, made on first use: the API's words come from
+    :mod:`gpvae.estimator.forecasting`, which imports torch."""
+    from gpvae.estimator.forecasting import CALIBRATE_REMEDY, UNCALIBRATED_REMEDY
+
+    return [
+        (
+            re.escape(UNCALIBRATED_REMEDY),
+            "refit with 'gpvae fit --forecast-horizon H' to calibrate them",
+        ),
+        (
+            re.escape(CALIBRATE_REMEDY).replace(re.escape("{furthest}"), r"(\d+)"),
+            r"refit with 'gpvae fit --forecast-horizon \1' to calibrate them",
+        ),
+    ]
+
+
+def __getattr__(name: str) -> Any:
+    """:data:`REMEDIES`: the API's remedies for uncalibrated intervals and steps beyond the
+    calibrated horizon (patterns), and the command line's (made on first use)."""
+    if name == "REMEDIES":
+        return _remedies()
+    raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
 
 
 @contextlib.contextmanager
@@ -171,7 +212,7 @@ def cli_remedies() -> Iterator[None]:
         finally:
             said = [(w.category, str(w.message)) for w in caught]
     for category, text in said:
-        for api, cli in REMEDIES:
+        for api, cli in _remedies():
             text = re.sub(api, cli, text)
         warnings.warn(text, category, stacklevel=3)
 

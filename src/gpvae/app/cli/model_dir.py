@@ -7,10 +7,10 @@ import json
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, Literal, overload
 
-from gpvae.app.cli.columns import ColumnSpec
 from gpvae.app.cli.errors import CLIError, as_cli
 
 if TYPE_CHECKING:
+    from gpvae.app.cli.columns import ColumnSpec
     from gpvae.estimator import GPVAE, GPVAEEnsemble
 
 __all__ = ["MODEL_SUBDIR", "check_model_dir", "load_model"]
@@ -81,6 +81,7 @@ def load_model(
     ``spatial_ok`` (``impute``); its layout is then the site id, time and feature columns
     stored with the model (the coordinate columns are in ``model.spatial_.projection``).
     """
+    from gpvae.app.cli.columns import ColumnSpec
     from gpvae.estimator import GPVAE, GPVAEEnsemble
     from gpvae.estimator.ensemble import ENSEMBLE_FILE
 

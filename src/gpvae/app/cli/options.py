@@ -14,6 +14,8 @@ from gpvae.arguments import lengthscale_text
 from gpvae.errors import GPVAEError, ValidationError
 
 __all__ = [
+    "PLOT_FORMATS",
+    "PLOT_SUFFIXES",
     "FiniteFloat",
     "FiniteRange",
     "RegistryChoice",
@@ -31,6 +33,11 @@ __all__ = [
 ]
 
 _F = TypeVar("_F", bound=Callable[..., Any])
+
+#: The suffixes of the image files that the plot options write.
+PLOT_SUFFIXES = (".png", ".pdf", ".svg", ".jpg", ".jpeg")
+#: The image files every plot option writes, as its help and errors name them.
+PLOT_FORMATS = f"{', '.join(PLOT_SUFFIXES[:-1])} or {PLOT_SUFFIXES[-1]}"
 
 
 def examples(text: str) -> Callable[[_F], _F]:

@@ -213,8 +213,9 @@ def is_folder(out: str) -> bool:
 
 
 def check_output_path(out: str, job: Job, data: str | None = None) -> Path:
-    """OUT checked before any work (by every process; process 0 reports a problem once);
-    for a folder, process 0 removes the parts of an earlier run. OUT may not be DATA
+    """OUT checked before any work (by every process; process 0 reports a problem once),
+    a Parquet file or folder also for a Parquet engine to write it with; for a folder,
+    process 0 removes the parts of an earlier run. OUT may not be DATA
     (``data``) nor, for a folder, hold it: the output would replace the input; nor lie
     inside a DATA folder: it would become part of the input of the next command on DATA."""
     p = Path(out)
@@ -230,7 +231,7 @@ def check_output_path(out: str, job: Job, data: str | None = None) -> Path:
 
 
 def _check_output_path(p: Path, out: str, data: str | None) -> None:
-    from gpvae.app.cli.tables import check_output
+    from gpvae.app.cli.tables import check_output, check_parquet_engine
 
     if data is not None:
         src, dst = Path(data).resolve(), p.resolve()
@@ -248,6 +249,8 @@ def _check_output_path(p: Path, out: str, data: str | None) -> None:
         check_output(out)
     elif p.exists() and not p.is_dir():
         raise CLIError(f"OUT: expected a folder for the parts, found the file {str(p)!r}")
+    else:
+        check_parquet_engine("OUT", "a folder of Parquet parts")
 
 
 def write_output(table: pd.DataFrame, out: Path, job: Job, *, ordered: bool) -> int:

@@ -17,11 +17,13 @@ import numpy as np
 import pandas as pd
 
 from gpvae.app.cli.errors import CLIError, info, one_line
+from gpvae.app.cli.options import PLOT_FORMATS, PLOT_SUFFIXES
 from gpvae.data.parquet import plain_index
 
 __all__ = [
     "PLOT_FORMATS",
     "check_output",
+    "check_parquet_engine",
     "check_plot",
     "file_format",
     "inexact_whole_number",
@@ -34,9 +36,7 @@ __all__ = [
 
 _CSV = (".csv", ".csv.gz", ".csv.bz2", ".csv.zip", ".csv.xz")
 _PARQUET = (".parquet", ".pq")
-_PLOT = (".png", ".pdf", ".svg", ".jpg", ".jpeg")
-#: The image files every plot option writes, as its help and errors name them.
-PLOT_FORMATS = f"{', '.join(_PLOT[:-1])} or {_PLOT[-1]}"
+_PLOT = PLOT_SUFFIXES
 
 
 def file_format(path: Path, what: str) -> str:
@@ -217,13 +217,35 @@ def _read_csv(path: Path, text_col: str | None = None) -> pd.DataFrame:
 
 
 def check_output(path: str | os.PathLike[str], what: str = "OUT") -> Path:
-    """Check an output path's extension (before any work is done)."""
+    """Check an output path before any work is done: its extension, that it is not a
+    folder, its folder (created when missing) and, for a Parquet file, that pandas has a
+    Parquet engine (:func:`check_parquet_engine`)."""
     p = Path(path)
-    file_format(p, what)
+    fmt = file_format(p, what)
     if p.is_dir():
         raise CLIError(f"{what}: expected a file name, found the directory {str(p)!r}")
     make_folder(p.parent, what)  # now, not when the results are written after the work
+    if fmt == "parquet":
+        check_parquet_engine(what, "a Parquet file")
     return p
+
+
+def check_parquet_engine(what: str, written: str) -> None:
+    """Raise naming ``what`` when pandas has no Parquet engine to write ``written`` (``"a
+    Parquet file"``) with: pyarrow or fastparquet, as ``DataFrame.to_parquet`` looks for
+    them. Checked before the work: :func:`write_table` failed only after it."""
+    try:
+        from pandas.io.parquet import get_engine
+    except ImportError:  # (another pandas) write_table says it, after the work
+        return
+    try:
+        get_engine("auto")
+    except ImportError as err:
+        raise CLIError(
+            f"{what}: writing {written} needs pyarrow or fastparquet, neither of which "
+            f"imports ({one_line(str(err))}): install pyarrow (pip install pyarrow), or "
+            f"give {what} a .csv file name"
+        ) from err
 
 
 def make_folder(path: Path, what: str) -> None:

@@ -8,19 +8,14 @@ from typing import Any
 
 import click
 import numpy as np
-import pandas as pd
 
-from gpvae.app.cli.columns import series_set
 from gpvae.app.cli.errors import CLIError, as_cli, cli_remedies, cli_warning_words, info
 from gpvae.app.cli.model_dir import load_model
-from gpvae.app.cli.offsets import hours_shown, recorded_changes
 from gpvae.app.cli.options import (
     examples,
     merge_option,
     positive_int,
 )
-from gpvae.app.cli.tables import make_folder, panels_drawn, read_table
-from gpvae.io import json_number
 
 __all__ = ["backtest"]
 
@@ -98,6 +93,10 @@ def backtest(
     origin. OUT holds MAE, MASE, CRPS (scaled, from the quantiles 0.1..0.9) and 90%
     coverage, overall, per step ahead and per feature, and the epochs run.
     """
+    from gpvae.app.cli.columns import series_set
+    from gpvae.app.cli.offsets import recorded_changes
+    from gpvae.app.cli.tables import make_folder, panels_drawn, read_table
+
     out_path = Path(out)
     if out_path.suffix.lower() != ".json" or out_path.is_dir():
         raise CLIError(f"--out: expected a .json file name, found {out!r}")
@@ -167,6 +166,10 @@ def _origin_times(times: np.ndarray, changes: list[str] | None) -> list[list[Any
     ``time_offsets``: DATA's text of differing offsets, read in UTC) on the data's clock,
     each with the offset DATA wrote it with, as ``gpvae forecast`` and ``sample`` write
     their dates."""
+    import pandas as pd
+
+    from gpvae.app.cli.offsets import hours_shown
+
     if changes is not None and all(isinstance(t, pd.Timestamp) for t in times.flat):
         utc = pd.DatetimeIndex(times.ravel())
         utc = utc.tz_convert("UTC").tz_localize(None) if utc.tz is not None else utc
@@ -177,6 +180,10 @@ def _origin_times(times: np.ndarray, changes: list[str] | None) -> list[list[Any
 
 def _time_json(value: Any) -> Any:
     """An origin's time as DATA gives it: a date or duration as ISO text, a number as such."""
+    import pandas as pd
+
+    from gpvae.io import json_number
+
     if isinstance(value, (np.datetime64, pd.Timestamp)):
         return pd.Timestamp(value).isoformat()
     if isinstance(value, (np.timedelta64, pd.Timedelta)):
@@ -193,6 +200,8 @@ def _id_json(value: Any) -> Any:
 
 def _finite(value: Any) -> Any:
     """``value`` with NaN and infinities as None (null), so that OUT is strict JSON."""
+    from gpvae.io import json_number
+
     if isinstance(value, dict):
         return {k: _finite(v) for k, v in value.items()}
     if isinstance(value, list):

@@ -5,36 +5,27 @@ from __future__ import annotations
 
 import math
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import click
 import numpy as np
-import pandas as pd
 
-from gpvae.app.cli import shards
-from gpvae.app.cli.columns import (
-    ColumnSpec,
-    check_no_clash,
-    first_rows,
-    merge_back,
-    merged_rows,
-    parse_times,
-    series_frame,
-    series_set,
-    time_axis,
-)
 from gpvae.app.cli.errors import CLIError, as_cli, info
 from gpvae.app.cli.model_dir import load_model
-from gpvae.app.cli.options import FiniteFloat, examples, merge_option, out_option, series_option
-from gpvae.app.cli.tables import (
+from gpvae.app.cli.options import (
     PLOT_FORMATS,
-    check_output,
-    check_plot,
-    panels_drawn,
-    save_figure,
-    write_table,
+    FiniteFloat,
+    examples,
+    merge_option,
+    out_option,
+    series_option,
 )
-from gpvae.estimator.anomaly import AnomalyProfile, flagged_intervals
+
+if TYPE_CHECKING:
+    import pandas as pd
+
+    from gpvae.app.cli.columns import ColumnSpec
+    from gpvae.estimator.anomaly import AnomalyProfile
 
 __all__ = ["anomaly_table", "describe_intervals", "detect", "interval_table", "label_column"]
 
@@ -119,6 +110,27 @@ def detect(
     With --merge-duplicate-times the rows of a series that share a time are scored as one
     step (the mean of each feature) and each of them gets that step's scores and flag.
     """
+    import pandas as pd
+
+    from gpvae.app.cli import shards
+    from gpvae.app.cli.columns import (
+        check_no_clash,
+        first_rows,
+        merge_back,
+        merged_rows,
+        parse_times,
+        series_frame,
+        series_set,
+        time_axis,
+    )
+    from gpvae.app.cli.tables import (
+        check_output,
+        check_plot,
+        panels_drawn,
+        save_figure,
+        write_table,
+    )
+
     run = shards.job()
     out_path = shards.check_output_path(out, run, data)
     if run.world > 1 and (intervals_out is not None or labels_col is not None):
@@ -254,6 +266,8 @@ PLOT_MAX_FEATURES = 8
 
 def label_column(frame: pd.DataFrame, col: str, spec: ColumnSpec) -> np.ndarray:
     """The --labels column of DATA as booleans (1 / true inside a known anomaly)."""
+    import pandas as pd
+
     if col not in [str(c) for c in frame.columns]:
         raise CLIError(
             f"--labels: unknown column {col!r} in DATA; columns are {list(map(str, frame.columns))}"
@@ -290,6 +304,11 @@ def interval_table(
     """The flagged intervals of every series, with DATA's own time values (as read); an
     interval's peak_time and peak_score are those of its highest ``alarm`` (the score that
     the threshold is compared with)."""
+    import pandas as pd
+
+    from gpvae.app.cli.columns import parse_times, time_axis
+    from gpvae.estimator.anomaly import flagged_intervals
+
     rows = []
     groups = (
         [(None, table)] if spec.id_col is None else list(table.groupby(spec.id_col, sort=False))
@@ -360,6 +379,8 @@ def anomaly_table(res: Any, spec: ColumnSpec) -> pd.DataFrame:
     ``res`` is the estimator's AnomalyResult for a DataFrame input: ``entry`` a copy of
     the frame with the feature columns replaced by scores, ``step`` a Series on its rows.
     """
+    import pandas as pd
+
     entry: pd.DataFrame = res.entry
     cols = {"score": np.asarray(res.step, dtype=np.float64)}
     for f in spec.features:

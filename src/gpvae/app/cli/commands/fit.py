@@ -2,7 +2,9 @@
 
 The kernel, encoder and likelihood choices are the registries' names
 (:func:`gpvae.kernels.kernel_names`, :func:`gpvae.nets.registry.encoder_names`,
-:func:`gpvae.likelihoods.likelihood_names`).
+:func:`gpvae.likelihoods.likelihood_names`), as :mod:`gpvae.app.cli.choices` holds them
+(without importing torch, for ``gpvae fit --help`` and its usage errors); the modules that
+do the work (tables, the estimator) are imported where the work starts.
 """
 
 from __future__ import annotations
@@ -16,8 +18,18 @@ import click
 import numpy as np
 
 from gpvae import settings
-from gpvae.app.cli import shards
-from gpvae.app.cli.columns import parse_times, record_times, series_set, spec_from_fit
+from gpvae.app.cli.choices import (
+    DECODER_NAMES,
+    ENCODER_NAMES,
+    HIDE_PATTERNS,
+    KERNEL_NAMES,
+    LIKELIHOOD_NAMES,
+    MASK_PATTERNS,
+    decoder_key,
+    encoder_key,
+    kernel_key,
+    likelihood_key,
+)
 from gpvae.app.cli.errors import CLIError, as_cli, cli_warning_words, info
 from gpvae.app.cli.model_dir import MODEL_SUBDIR
 from gpvae.app.cli.options import (
@@ -31,13 +43,7 @@ from gpvae.app.cli.options import (
     positive_float,
     positive_int,
 )
-from gpvae.app.cli.tables import make_folder
-from gpvae.data.holdout import HIDE_PATTERNS, MASK_PATTERNS
 from gpvae.errors import NumericalError
-from gpvae.estimator.spatial_methods import SPATIAL_ONE_PROCESS
-from gpvae.kernels import kernel_key, kernel_names
-from gpvae.likelihoods import likelihood_key, likelihood_names
-from gpvae.nets.registry import decoder_key, decoder_names, encoder_key, encoder_names
 
 __all__ = ["fit", "fit_spatial"]
 
@@ -65,7 +71,7 @@ __all__ = ["fit", "fit_spatial"]
     "--kernel",
     default="matern32",
     show_default=True,
-    type=RegistryChoice(kernel_names(), kernel_key),
+    type=RegistryChoice(KERNEL_NAMES, kernel_key),
     help="GP kernel of every latent channel; '+' adds kernels and '*' multiplies them "
     "(e.g. matern32+periodic, periodic*matern32).",
 )
@@ -117,14 +123,14 @@ __all__ = ["fit", "fit_spatial"]
     "--encoder",
     default="mlp",
     show_default=True,
-    type=RegistryChoice(encoder_names(), encoder_key),
+    type=RegistryChoice(ENCODER_NAMES, encoder_key),
     help="Encoder network ('partial' combines per-feature evidence).",
 )
 @click.option(
     "--decoder",
     default="mlp",
     show_default=True,
-    type=RegistryChoice(decoder_names(), decoder_key),
+    type=RegistryChoice(DECODER_NAMES, decoder_key),
     help="Decoder network ('cnn': features are the pixels of square image frames, as with "
     "--encoder cnn).",
 )
@@ -132,7 +138,7 @@ __all__ = ["fit", "fit_spatial"]
     "--likelihood",
     default="gaussian",
     show_default=True,
-    type=RegistryChoice(likelihood_names(), likelihood_key),
+    type=RegistryChoice(LIKELIHOOD_NAMES, likelihood_key),
     help="Observation model ('gaussian_gp': each feature's own deviations form a GP in time).",
 )
 @click.option(
@@ -386,7 +392,11 @@ def fit(
     and the column layout (cli.json) are written to MODEL_DIR for impute, forecast, detect
     and sample.
     """
+    from gpvae.app.cli import shards
+    from gpvae.app.cli.columns import record_times, series_set, spec_from_fit
+    from gpvae.app.cli.tables import make_folder
     from gpvae.estimator import GPVAE, GPVAEEnsemble
+    from gpvae.estimator.spatial_methods import SPATIAL_ONE_PROCESS
 
     out = Path(model_dir)
     if out.exists() and not out.is_dir():
@@ -694,6 +704,9 @@ def fit_spatial(
     inducing: int | None,
 ) -> None:
     """``fit --coord-cols``: a spatial model written to MODEL_DIR/model."""
+    from gpvae.app.cli.columns import parse_times
+    from gpvae.app.cli.tables import make_folder
+
     coords = [c.strip() for c in coord_cols.split(",")]
     if len(coords) != 2 or not all(coords):
         raise CLIError(

@@ -4,24 +4,15 @@ from __future__ import annotations
 
 import datetime
 import warnings
+from typing import TYPE_CHECKING
 
 import click
 import numpy as np
-import pandas as pd
 
-from gpvae.app.cli import shards
-from gpvae.app.cli.columns import (
-    ColumnSpec,
-    parse_times,
-    series_frame,
-    series_set,
-    time_axis,
-    times_as_written,
-)
 from gpvae.app.cli.errors import as_cli, cli_remedies, info
 from gpvae.app.cli.model_dir import load_model
-from gpvae.app.cli.offsets import recorded_changes, steps_shown
 from gpvae.app.cli.options import (
+    PLOT_FORMATS,
     examples,
     interval,
     level_option,
@@ -31,7 +22,11 @@ from gpvae.app.cli.options import (
     positive_int,
     series_option,
 )
-from gpvae.app.cli.tables import PLOT_FORMATS, check_plot, panels_drawn, save_figure
+
+if TYPE_CHECKING:
+    import pandas as pd
+
+    from gpvae.app.cli.columns import ColumnSpec
 
 __all__ = ["forecast"]
 
@@ -75,6 +70,11 @@ def forecast(
     OUT has one row per series and future step: the id column (long files), the time
     column, the forecast mean of every feature and <feature>_lower / <feature>_upper.
     """
+    from gpvae.app.cli import shards
+    from gpvae.app.cli.columns import parse_times, series_frame, series_set, time_axis
+    from gpvae.app.cli.offsets import recorded_changes
+    from gpvae.app.cli.tables import check_plot, panels_drawn, save_figure
+
     run = shards.job()
     out_path = shards.check_output_path(out, run, data)
     plot_path = check_plot(plot)
@@ -124,6 +124,11 @@ def _on_data_clock(
     data's clock, each with the offset the data used then, as ``gpvae sample`` writes its
     dates (:func:`~gpvae.app.cli.offsets.steps_shown`): whole days past each series' last
     time step whole days on its clock (midnight stays midnight across a clock change)."""
+    import pandas as pd
+
+    from gpvae.app.cli.columns import parse_times
+    from gpvae.app.cli.offsets import steps_shown
+
     time_col = spec.time_col
     if table.empty or time_col not in table.columns:
         return table
@@ -151,6 +156,8 @@ def _on_data_clock(
 
 def _naive_utc(times: pd.Series) -> pd.Series:
     """Zone-aware datetimes as naive UTC ones (naive ones as they are)."""
+    import pandas as pd
+
     dated = pd.to_datetime(times)
     return dated.dt.tz_convert("UTC").dt.tz_localize(None) if dated.dt.tz else dated
 
@@ -164,6 +171,10 @@ def _dates_like(
     the times are already on the data's clock, each with its offset); dates without a time
     of day (a Parquet date32 column reads as ``datetime.date`` objects) stay dates, not
     timestamps at midnight."""
+    import pandas as pd
+
+    from gpvae.app.cli.columns import times_as_written
+
     column = frame[time_col].dropna()
     if table.empty or column.empty:
         return table

@@ -4,26 +4,15 @@ from __future__ import annotations
 
 from collections.abc import Collection
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 import click
 import numpy as np
-import pandas as pd
 
-from gpvae.app.cli import shards
-from gpvae.app.cli.columns import (
-    ColumnSpec,
-    check_no_clash,
-    check_site_times,
-    merge_back,
-    merged_rows,
-    parse_times,
-    series_frame,
-    series_set,
-    time_axis,
-)
 from gpvae.app.cli.errors import CLIError, as_cli, info
 from gpvae.app.cli.model_dir import load_model
 from gpvae.app.cli.options import (
+    PLOT_FORMATS,
     examples,
     interval,
     level_option,
@@ -32,13 +21,12 @@ from gpvae.app.cli.options import (
     out_option,
     series_option,
 )
-from gpvae.app.cli.tables import (
-    PLOT_FORMATS,
-    check_plot,
-    file_format,
-    panels_drawn,
-    save_figure,
-)
+
+if TYPE_CHECKING:
+    import pandas as pd
+
+    from gpvae.app.cli import shards
+    from gpvae.app.cli.columns import ColumnSpec
 
 __all__ = ["impute", "keep_observed"]
 
@@ -82,6 +70,19 @@ def impute(
     process; --series names the site to plot; no --merge-duplicate-times). New sites
     without any row are predicted by 'gpvae predict-sites'.
     """
+    from gpvae.app.cli import shards
+    from gpvae.app.cli.columns import (
+        check_no_clash,
+        check_site_times,
+        merge_back,
+        merged_rows,
+        parse_times,
+        series_frame,
+        series_set,
+        time_axis,
+    )
+    from gpvae.app.cli.tables import check_plot, panels_drawn, save_figure
+
     run = shards.job()
     out_path = shards.check_output_path(out, run, data)
     plot_path = check_plot(plot)
@@ -157,6 +158,8 @@ SITES_NAMES = {
 
 def _check_sites_options(run: shards.Job, merge_duplicates: bool) -> None:
     """Refuse, on every process, what a spatial model's imputation cannot do."""
+    from gpvae.app.cli import shards
+
     shards.one_process(
         run,
         "for a spatial model (fitted with --coord-cols): each of its windows is conditioned "
@@ -205,6 +208,10 @@ def keep_truth_values(
     The imputed cells stay numbers (a Parquet OUT, whose column holds one type, keeps them
     all as floats, as a Parquet DATA's nullable boolean column does). ``gappy``: the
     features with an empty cell in DATA (under torchrun, a process's rows may have none)."""
+    import pandas as pd
+
+    from gpvae.app.cli.tables import file_format
+
     if file_format(Path(data), "DATA") != "csv" or file_format(out, "OUT") != "csv":
         return table
     cols = []
@@ -234,6 +241,8 @@ def keep_observed(filled: pd.DataFrame, frame: pd.DataFrame, spec: ColumnSpec) -
     """``filled`` (one row per row of ``frame``, from the merged rows) with every value that
     ``frame`` observed put back, in the feature column and its interval's ends: a row
     merged with others keeps its own observation, not their mean."""
+    import pandas as pd
+
     out = filled.copy()
     for f in spec.features:
         own = pd.to_numeric(frame[f], errors="coerce").to_numpy(dtype=np.float64)

@@ -8,25 +8,17 @@ period to predict (the fit's columns); SITES the id and coordinate columns of th
 from __future__ import annotations
 
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import click
 import numpy as np
-import pandas as pd
 
-from gpvae.app.cli import shards
-from gpvae.app.cli.columns import check_site_times, parse_times
 from gpvae.app.cli.errors import CLIError, as_cli, info
 from gpvae.app.cli.model_dir import MODEL_SUBDIR, check_model_dir
-from gpvae.app.cli.options import examples, positive_int
-from gpvae.app.cli.tables import (
-    PLOT_FORMATS,
-    check_output,
-    check_plot,
-    read_table,
-    save_figure,
-    write_table,
-)
+from gpvae.app.cli.options import PLOT_FORMATS, examples, positive_int
+
+if TYPE_CHECKING:
+    import pandas as pd
 
 __all__ = ["predict_sites"]
 
@@ -67,6 +59,9 @@ def predict_sites(
     The output is long: the id and time columns, then per feature its prediction and
     ``<feature>_lower`` / ``<feature>_upper`` (the 90% interval).
     """
+    from gpvae.app.cli import shards
+    from gpvae.app.cli.columns import check_site_times, parse_times
+    from gpvae.app.cli.tables import check_output, check_plot, read_table, write_table
     from gpvae.estimator import GPVAE
 
     shards.one_process(
@@ -140,6 +135,9 @@ def _check_columns(table: pd.DataFrame, spec: Any, what: str, path: str, *, feat
 
 
 def _plots(frame, new, res, spec, feature, plot, series_plot) -> None:  # type: ignore[no-untyped-def]
+    import pandas as pd
+
+    from gpvae.app.cli.tables import save_figure
     from gpvae.app.spatial_plots import plot_site_map, plot_site_series
 
     name = feature or spec.features[0]

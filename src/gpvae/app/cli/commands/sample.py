@@ -2,27 +2,18 @@
 
 from __future__ import annotations
 
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import click
 import numpy as np
-import pandas as pd
 
-from gpvae.app.cli.columns import ColumnSpec
 from gpvae.app.cli.errors import as_cli, info
 from gpvae.app.cli.model_dir import load_model
-from gpvae.app.cli.offsets import recorded_changes, steps_shown
-from gpvae.app.cli.options import examples, positive_int
-from gpvae.app.cli.tables import (
-    PLOT_FORMATS,
-    check_output,
-    check_plot,
-    panels_drawn,
-    save_figure,
-    write_table,
-)
+from gpvae.app.cli.options import PLOT_FORMATS, examples, positive_int
 from gpvae.arguments import check_memory
-from gpvae.data.calendar import calendar_steps, calendar_times, zoned
+
+if TYPE_CHECKING:
+    from gpvae.app.cli.columns import ColumnSpec
 
 __all__ = ["sample"]
 
@@ -83,6 +74,18 @@ def sample(
     time column (steps of the training data's median spacing, from its first time) and the
     features.
     """
+    import pandas as pd
+
+    from gpvae.app.cli.offsets import recorded_changes, steps_shown
+    from gpvae.app.cli.tables import (
+        check_output,
+        check_plot,
+        panels_drawn,
+        save_figure,
+        write_table,
+    )
+    from gpvae.data.calendar import calendar_steps, calendar_times, zoned
+
     out_path = check_output(out)
     plot_path = check_plot(plot)
     model, spec = load_model(model_dir)
