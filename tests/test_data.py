@@ -949,6 +949,7 @@ def test_scaler_check_range_refuses_times_float32_cannot_resolve() -> None:
         np.concatenate([burst, 2.0**22 + burst]),  # float32 moves none of these
         np.arange(1e6),  # regular: whole steps, exact below 2**24
         np.cumsum(rng.uniform(0.5, 1.5, 10**6)),  # irregular: moves of up to 2**-5 steps
+        np.append(np.arange(1e6), 1e6 - 1 + 1e-3),  # a close pair: its median spacing counts
         2.0**30 + 0.5 + burst,  # far from the origin, short: its row starts at 0.5
     ]
     sc.check_range(to_series_set([np.ones((len(t), 1)) for t in fine], fine))
