@@ -935,7 +935,8 @@ def test_scaler_check_range_refuses_times_float32_cannot_resolve() -> None:
         match=r"times: expected times that float32 .* resolves, found X\[0\] spanning "
         r"3\.355e\+07 time steps .* moves its times by up to 2 steps, more than 0\.25 of its "
         r"median spacing 1 .* split the series at its long gaps \(its longest: 3\.355e\+07 "
-        r"steps, after its time number 199, .* under ~8\.39e\+06 steps each",
+        r"steps, after its time number 199, .* under ~8\.39e\+06 steps each, each part a "
+        r"series of its own",
     ):
         sc.check_range(ss)
     many = [burst] * 5 + [far] + [burst]  # found all at once, named by the loop

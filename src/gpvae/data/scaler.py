@@ -595,5 +595,6 @@ def _blur_message(
         f"steps, more than {TIME_RESOLUTION:g} of its median spacing {spacing:.3g} (distinct "
         f"times merge and the kernels read wrong distances); split the series at its long "
         f"gaps (its longest: {float(gaps[k]):.4g} steps, after its time number {k}, counting "
-        f"from 0 in time order) into parts spanning under ~{limit:.3g} steps each"
+        f"from 0 in time order) into parts spanning under ~{limit:.3g} steps each, each "
+        f"part a series of its own (e.g. a new value of a series id column)"
     )
