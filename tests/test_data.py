@@ -915,6 +915,49 @@ def test_scaler_check_range_names_the_first_bad_series_in_order() -> None:
         sc.check_range(to_series_set(X, bad_t))  # the times alone
 
 
+def test_scaler_check_range_refuses_times_float32_cannot_resolve() -> None:
+    """Audit B3 #1: a series of two bursts of 1-step points 2**25 steps apart (1-s data two
+    years apart in bug1.py) kept its later times far above 2**24 in its batch row, which
+    starts only its first time in [0, 1): float32 merged them (a quarter of the distinct
+    positions here, as in bug1.py) and the posterior of the second burst changed by about
+    its own size, without a word. check_range now refuses it, naming the times and the
+    remedy; the same bursts closer, a regular series of 10**6 steps and an irregular one
+    pass."""
+    n = 200
+    burst = np.arange(float(n))
+    far = np.concatenate([burst, 2.0**25 + burst])  # steps of 1 (the training spacing)
+    sc = Scaler().fit(to_series_set([np.ones((n, 1))], [burst]))
+    ss = to_series_set([np.ones((2 * n, 1))], [far])
+    row = ss.to_batch(shift_rows=True).x[0, n:, 0]
+    assert len(torch.unique(row)) == n // 4 + 1  # why: float32 holds every 4th step there
+    with pytest.raises(
+        ValidationError,
+        match=r"times: expected times that float32 .* resolves, found X\[0\] spanning "
+        r"3\.355e\+07 time steps .* moves its times by up to 2 steps, more than 0\.25 of its "
+        r"median spacing 1 .* split the series at its long gaps \(its longest: 3\.355e\+07 "
+        r"steps, after its time number 199, .* under ~8\.39e\+06 steps each, each part a "
+        r"series of its own",
+    ):
+        sc.check_range(ss)
+    many = [burst] * 5 + [far] + [burst]  # found all at once, named by the loop
+    with pytest.raises(ValidationError, match=r"found X\[5\] spanning"):
+        sc.check_range(to_series_set([np.ones((len(t), 1)) for t in many], many))
+    df = pd.DataFrame({"a": np.ones(2 * n)}, index=pd.Index(far * 3600.0, name="t"))
+    with pytest.raises(ValidationError, match=r"^X\.index: expected times that float32"):
+        Scaler().fit(to_series_set(df)).check_range(to_series_set(df))
+    rng = np.random.default_rng(0)
+    fine = [
+        np.concatenate([burst, 2.0**22 + burst]),  # float32 moves none of these
+        np.arange(1e6),  # regular: whole steps, exact below 2**24
+        np.cumsum(rng.uniform(0.5, 1.5, 10**6)),  # irregular: moves of up to 2**-5 steps
+        np.append(np.arange(1e6), 1e6 - 1 + 1e-3),  # a close pair: its median spacing counts
+        2.0**30 + 0.5 + burst,  # far from the origin, short: its row starts at 0.5
+    ]
+    sc.check_range(to_series_set([np.ones((len(t), 1)) for t in fine], fine))
+    for t in fine:  # and one by one (no fast path across series)
+        sc.check_range(to_series_set([np.ones((len(t), 1))], [t]))
+
+
 def test_scaler_feature_never_observed_names_it() -> None:
     df = pd.DataFrame({"time": [0.0, 1.0], "hr": [1.0, 2.0], "lactate": [np.nan, np.nan]})
     with pytest.raises(ValidationError, match="lactate") as info:

@@ -14,7 +14,12 @@ and ``time_spacing_``, the range of the training series' own median spacings, ag
 
 The model computes in float32: :meth:`Scaler.check_range` rejects data whose standardised
 values or scaled times ``(t - time_origin_) / time_step_`` do not fit in float32, naming the
-argument, instead of letting them overflow to Inf inside the model.
+argument, instead of letting them overflow to Inf inside the model. It also rejects a series
+whose times float32 cannot resolve over its span: batches move each series to start within a
+step of 0 (:meth:`~gpvae.data.SeriesSet.to_batch` with ``shift_rows``), but a series spanning
+more than ~2**23 of its own spacings (two bursts of 1-s points two years apart) still had its
+later times rounded by several spacings (3,000 distinct times became 751 positions) and its
+posterior changed by about its own size, without a word.
 """
 
 from __future__ import annotations
@@ -31,11 +36,14 @@ from torch import Tensor
 from gpvae.data.series import SeriesSet
 from gpvae.errors import NotFittedError, ShapeError, ValidationError
 
-__all__ = ["FLOAT32_MAX", "Scaler"]
+__all__ = ["FLOAT32_MAX", "TIME_RESOLUTION", "Scaler"]
 
 _STATE_VERSION = 1
 #: Largest magnitude the model's float32 tensors can hold.
 FLOAT32_MAX = float(np.finfo(np.float32).max)
+#: How far float32 may move a time of a series (in its batch row, see
+#: :meth:`Scaler.check_range`), as a share of the series' median spacing.
+TIME_RESOLUTION = 0.25
 _ArrayT = TypeVar("_ArrayT", np.ndarray, Tensor)
 
 
@@ -191,7 +199,12 @@ class Scaler:
         Raises:
             ValidationError: naming ``name`` for a value ``|y - mean| / std >= FLOAT32_MAX``
                 (including an overflow of ``y - mean``), or ``times_name`` for a time with
-                ``|t - time_origin_| / time_step_ >= FLOAT32_MAX``.
+                ``|t - time_origin_| / time_step_ >= FLOAT32_MAX``, or for a series whose
+                times float32 cannot resolve: in its batch row (scaled times less the whole
+                steps of its first, :meth:`~gpvae.data.SeriesSet.row_shifts`), rounding to
+                float32 moves a time by more than :data:`TIME_RESOLUTION` of the series'
+                median spacing (the kernels would read wrong distances, distinct times would
+                merge).
         """
         mean, std = self._stats()
         if self._in_range(data):  # all at once; series by series only to name the culprit
@@ -213,7 +226,10 @@ class Scaler:
                     f"{float(v[k, j])!r} in feature {self.feature_names_[j]!r} of {label} "
                     f"(training mean {mean[j]:.4g}, std {std[j]:.4g})"
                 )
-            self.scaled_times(t, times_name, where=f" in {label}")
+            x = self.scaled_times(t, times_name, where=f" in {label}")
+            blur = _float32_blur(x)
+            if blur is not None:
+                raise ValidationError(_blur_message(blur, x, times_name, label, self))
 
     def _in_range(self, data: SeriesSet) -> bool:
         """Whether every value and time of ``data`` passes :meth:`check_range`."""
@@ -225,7 +241,9 @@ class Scaler:
             times = [np.asarray(t, dtype=np.float64) for t in data.times]
             t = np.concatenate(times) if times else np.empty(0)
             x = (t - self.time_origin_) / self.time_step_
-        return bool((np.abs(x) < FLOAT32_MAX).all())
+        if not (np.abs(x) < FLOAT32_MAX).all():
+            return False
+        return not _any_blurred(x, np.array([len(t) for t in times], dtype=np.int64))
 
     def warn_far_times(
         self,
@@ -515,3 +533,68 @@ def _median_spacing(t: np.ndarray) -> float | None:
 def _stacked(values: Sequence[np.ndarray], num_features: int) -> np.ndarray:
     """The (T_i, D) arrays one below the other: (sum T_i, D)."""
     return np.concatenate(values) if values else np.empty((0, num_features))
+
+
+def _float32_blur(x: np.ndarray) -> tuple[float, float] | None:
+    """For one series' scaled times ``x`` (float64, increasing): (largest move, median
+    spacing) in steps when rounding its batch row ``x - floor(x[0])`` to float32 moves a time
+    by more than :data:`TIME_RESOLUTION` of its median spacing; None otherwise (also for fewer
+    than two times)."""
+    if len(x) < 2:
+        return None
+    p = x - np.floor(x[0])
+    with np.errstate(over="ignore", invalid="ignore"):
+        move = float(np.abs(p.astype(np.float32).astype(np.float64) - p).max())
+    if move == 0.0:
+        return None
+    spacing = float(np.median(np.diff(p)))
+    return None if move <= TIME_RESOLUTION * spacing else (move, spacing)
+
+
+def _any_blurred(x: np.ndarray, lengths: np.ndarray) -> bool:
+    """Whether :func:`_float32_blur` finds a series in the concatenated scaled times ``x`` of
+    series of ``lengths``: all at once, the median only for series where float32 moves a
+    time by more than :data:`TIME_RESOLUTION` of their smallest spacing."""
+    keep = lengths >= 2
+    if not keep.any():
+        return False
+    p = x[np.repeat(keep, lengths)]  # the series with two times or more, one after another
+    lengths = lengths[keep]
+    at = np.concatenate([[0], np.cumsum(lengths)[:-1]])  # where each starts
+    p = p - np.repeat(np.floor(p[at]), lengths)  # their batch rows
+    with np.errstate(over="ignore", invalid="ignore"):
+        move = np.abs(p.astype(np.float32).astype(np.float64) - p)
+    worst = np.maximum.reduceat(move, at)
+    if not worst.any():
+        return False
+    gaps = np.diff(p)
+    gaps[at[1:] - 1] = np.inf  # across series
+    smallest = np.minimum.reduceat(np.append(gaps, np.inf), at)
+    maybe = np.flatnonzero(~(worst <= TIME_RESOLUTION * smallest))
+    return any(_float32_blur(p[at[i] : at[i] + lengths[i]]) is not None for i in maybe.tolist())
+
+
+def _blur_message(
+    blur: tuple[float, float],
+    x: np.ndarray,
+    times_name: str,
+    label: str,
+    scaler: Scaler,
+) -> str:
+    """The message of :meth:`Scaler.check_range` for a series whose times float32 cannot
+    resolve (``blur`` from :func:`_float32_blur` of its scaled times ``x``)."""
+    move, spacing = blur
+    gaps = np.diff(x)
+    k = int(np.argmax(gaps))
+    # float32 moves a time in [2**e, 2**(e + 1)) by at most 2**(e - 24)
+    limit = 2.0 ** (math.floor(math.log2(TIME_RESOLUTION * spacing)) + 25) if spacing > 0 else 0
+    return (
+        f"{times_name}: expected times that float32 (the model's compute dtype) resolves, "
+        f"found {label} spanning {float(x[-1] - x[0]):.4g} time steps (of "
+        f"{scaler.time_step_:.6g}), over which float32 moves its times by up to {move:.3g} "
+        f"steps, more than {TIME_RESOLUTION:g} of its median spacing {spacing:.3g} (distinct "
+        f"times merge and the kernels read wrong distances); split the series at its long "
+        f"gaps (its longest: {float(gaps[k]):.4g} steps, after its time number {k}, counting "
+        f"from 0 in time order) into parts spanning under ~{limit:.3g} steps each, each "
+        f"part a series of its own (e.g. a new value of a series id column)"
+    )

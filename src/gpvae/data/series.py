@@ -299,7 +299,9 @@ class SeriesSet:
                 from ``time_shift`` (with one shift, a series a year of seconds after it kept
                 101 of its 200 distinct times). For models whose kernels see only differences
                 of ``x`` (every kernel of :mod:`gpvae.kernels`); index points of new times of
-                a row must be moved by the same ``k``.
+                a row must be moved by the same ``k``. Only the first time moves into
+                [0, 1): a row spanning more than ~2**23 of its own spacings still loses
+                them in float32 (:meth:`Scaler.check_range` refuses such series).
 
         Returns:
             Batch with x (B, N, 1), y (B, N, D), observed (B, N, D), valid (B, N).
