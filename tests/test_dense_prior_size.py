@@ -50,6 +50,10 @@ def test_windows_leave_the_predictions_dense(monkeypatch: pytest.MonkeyPatch) ->
     (text,) = _dense_warnings(kernel="rbf", window=16)
     assert "training on windows of 16 points" in text
     assert "whole series of up to 40 points" in text
+    # each epoch's validation predicts from whole series too (audit B3: 163 s an epoch on
+    # windows of 64 at T = 12,000 with kernel='cauchy'), and the warning says so
+    assert "every epoch's validation" in text
+    assert "val_fraction=0" in text
     assert "window=W" not in text  # windows are given already
 
 

@@ -30,6 +30,7 @@ from gpvae.errors import (
     ShapeError,
     ValidationError,
 )
+from gpvae.estimator.context import KEPT_PER_ENTRY
 from gpvae.kernels import HarmonicPeriodic, Matern12, Matern32, Matern52
 from gpvae.model import GPVAEModel
 
@@ -347,9 +348,14 @@ def test_requests_beyond_memory_fail_at_once_naming_the_argument(
     huge = 10**13  # draws or steps: terabytes of values, beyond any machine here
     with pytest.raises(ValidationError, match=r"^horizon: .*GiB"):
         est.forecast(X, horizon=huge)
-    with pytest.raises(ValidationError, match=r"^num_samples, horizon: .*GiB"):
+    # a forecast's draws cover the history: its refusal names X, says that the history's
+    # length sets the cost (not the horizon) and gives the remedies (audit B3)
+    with pytest.raises(ValidationError, match=r"^num_samples, X: .*GiB") as err:
         est.forecast(X, horizon=3, num_samples=huge)
-    with pytest.raises(ValidationError, match=r"^num_samples, future_times: .*GiB"):
+    assert "(20 of history and 3 ahead)" in str(err.value)
+    assert "the history's length (not with the horizon)" in str(err.value)
+    assert "pass fewer num_samples, or only the recent history (X[-k:]" in str(err.value)
+    with pytest.raises(ValidationError, match=r"^num_samples, X: .*GiB"):
         est.forecast(X, future_times=[30.0, 31.0], num_samples=huge)
     with pytest.raises(ValidationError, match=r"^num_samples: .*GiB"):
         est.impute(X, num_samples=huge)
@@ -370,11 +376,15 @@ def test_draw_memory_estimate_counts_the_latent_paths(monkeypatch: pytest.Monkey
     X = np.random.default_rng(0).standard_normal((1, 30, 2))
     est = GPVAE(latent_dim=2, epochs=1, hidden=(8,), progress=False).fit(X)
     monkeypatch.setattr(arguments, "physical_memory", lambda: 2**30)
-    expected = r"100 draws x 1 series x 60030 steps of 2 latent channels and 2 features"
+    expected = (
+        r"100 draws x 1 series x 60030 steps \(30 of history and 60000 ahead\) of 2 latent "
+        r"channels and 2 features"
+    )
     with pytest.raises(ValidationError, match=rf"^num_samples, horizon: .*{expected}, about 1\.34"):
         est.forecast(X, horizon=60_000)
     # impute draws in chunks: one chunk's working set and what is kept of all 100 draws
-    with pytest.raises(ValidationError, match=r"^num_samples: .*about 1\.87 GiB"):
+    # (their draws of y and a margin: 2 values per entry; 13 before the copies went)
+    with pytest.raises(ValidationError, match=r"^num_samples: .*about 1\.38 GiB"):
         est.impute(np.random.default_rng(1).standard_normal((1, 60_000, 2)))
     assert est.forecast(X, horizon=100).mean.shape == (1, 100, 2)  # small requests still run
     # forecasts of long paths go one series per batch (FORECAST_BATCH_POINTS): the guard
@@ -397,12 +407,15 @@ def test_chunked_draw_memory_counts_one_chunk_working_set(
     est = GPVAE(latent_dim=8, epochs=1, hidden=(8,), progress=False).fit(X)
     ctx = est._context("impute")
     monkeypatch.setattr(arguments, "physical_memory", lambda: 8 * 2**30)
-    ctx.check_draws("num_samples", 5500, 1, 5000)  # 4 B x (714 x 32 + 65 x 5500) x 5000
-    monkeypatch.setattr(arguments, "physical_memory", lambda: 7 * 2**30)
-    with pytest.raises(ValidationError, match=r"^num_samples: .*5500 draws .*about 7\.08 GiB"):
+    ctx.check_draws("num_samples", 5500, 1, 5000)  # 4 B x (714 x 32 + 10 x 5500) x 5000
+    # what is kept of each draw is its draws of y (2 values per entry with a margin; 13 were
+    # counted before the quantiles' and the spread's copies went: 7.08 GiB where 1.49 are
+    # used now, 3.21 before)
+    monkeypatch.setattr(arguments, "physical_memory", lambda: 1.4 * 2**30)
+    with pytest.raises(ValidationError, match=r"^num_samples: .*5500 draws .*about 1\.45 GiB"):
         ctx.check_draws("num_samples", 5500, 1, 5000)
     # below a chunk every draw's working set counts; the chunk comes from the settings
-    one_chunk = 4.0 * (88 * 8 + 2 * 5 + 13 * 5) * 32 * 5000
+    one_chunk = 4.0 * (88 * 8 + 2 * 5 + KEPT_PER_ENTRY * 5) * 32 * 5000
     monkeypatch.setattr(arguments, "physical_memory", lambda: one_chunk)
     ctx.check_draws("num_samples", 32, 1, 5000)
     with pytest.raises(ValidationError, match="33 draws"):
@@ -436,6 +449,72 @@ def test_draw_memory_counts_the_returned_draws_of_every_series(
     ctx.check_draws("num_samples", 200, 1024, 200)  # without them, one batch is counted
     with pytest.raises(ValidationError, match=r"200 draws of 204800 steps x 4 features"):
         ctx.check_draws("num_samples", 200, 1024, 200, returned=1024 * 200)
+
+
+def test_a_failed_allocation_names_the_draws_and_the_remedies(
+    fitted: tuple[GPVAE, np.ndarray], monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """impute on a dense kernel (cauchy, 8,000 steps, under a ulimit) passed the estimate,
+    which counts the machine's memory, then died with torch's bare "RuntimeError:
+    DefaultCPUAllocator: can't allocate memory" (audit B3). A failed allocation of the draws
+    is a ValidationError naming num_samples and the series' length, with the remedies."""
+    est, X = fitted
+    torch_error = RuntimeError(
+        "DefaultCPUAllocator: can't allocate memory: you tried to allocate 5120000000 bytes. "
+        "Error code 12 (Cannot allocate memory)"
+    )
+
+    raised = [torch_error]
+
+    def fail(*args: Any, **kwargs: Any) -> Any:
+        raise raised[0]
+
+    monkeypatch.setattr(GPVAEModel, "predictive_draws", fail)
+    with pytest.raises(ValidationError, match=r"^num_samples: .*allocating them failed") as err:
+        est.impute(X, num_samples=20)
+    text = str(err.value)
+    assert "20 draws x 8 series x 20 steps" in text  # a batch of 8 of the 16 series
+    assert "DefaultCPUAllocator" in text  # torch's words, as the detail
+    assert "pass fewer num_samples" in text
+    assert err.value.__cause__ is torch_error
+    monkeypatch.setattr(GPVAEModel, "forecast_draws", fail)
+    with pytest.raises(ValidationError, match=r"^num_samples, X: .*allocating them failed") as err:
+        est.forecast(X, horizon=3, num_samples=20)
+    assert "(20 of history and 3 ahead)" in str(err.value)
+    assert "X[-k:]" in str(err.value)
+    # other RuntimeErrors are not memory's: they pass unchanged
+    raised[0] = RuntimeError("mat1 and mat2 shapes cannot be multiplied")
+    with pytest.raises(RuntimeError, match="shapes cannot be multiplied"):
+        est.impute(X, num_samples=20)
+
+
+def test_imputation_quantiles_go_in_blocks_with_the_same_bits(
+    fitted: tuple[GPVAE, np.ndarray], monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """The interval quantiles copied, transposed and sorted the draws of every missing entry
+    at once (3 copies, 12 bytes per draw and entry: a large share of impute's memory on one
+    long series, audit B3). They go in blocks of QUANTILE_BLOCK draw values now, with the
+    same bits."""
+    from gpvae.estimator import imputation
+
+    est, X = fitted
+    whole = est.impute(X, num_samples=20, return_samples=True)
+    seen: list[int] = []
+    plain = imputation.sorted_quantiles
+
+    def spy(samples: Tensor, *args: Any) -> list[Tensor]:
+        seen.append(samples.numel())
+        return plain(samples, *args)
+
+    monkeypatch.setattr(imputation, "sorted_quantiles", spy)
+    monkeypatch.setattr(imputation, "QUANTILE_BLOCK", 50, raising=False)
+    blocks = est.impute(X, num_samples=20, return_samples=True)
+    assert len(seen) > 1
+    assert max(seen) <= 50  # 2 entries x 20 draws at a time
+    for a, b in ((whole.mean, blocks.mean), (whole.lower, blocks.lower)):
+        assert same_bits(a, b)
+    assert same_bits(whole.upper, blocks.upper)
+    assert same_bits(whole.samples, blocks.samples)
 
 
 def test_check_memory_uses_the_machine_limit(monkeypatch: pytest.MonkeyPatch) -> None:

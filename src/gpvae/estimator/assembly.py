@@ -162,7 +162,11 @@ def check_dense_prior(
     else:
         where = (
             f"training on windows of {train_points} points, but imputation, forecasts and "
-            f"anomaly scores condition on whole series of up to {series_points} points"
+            f"anomaly scores condition on whole series of up to {series_points} points, "
+            "and so does every epoch's validation (its held-out entries are predicted from "
+            "whole series, dense too: each epoch costs O(N^3) per series on top of its "
+            "windows; val_fraction=0 without X_val skips it, and the training loss then "
+            "decides when to stop)"
         )
         fix = ""
     warnings.warn(

@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import warnings
 from collections.abc import Iterator, Mapping
+from contextlib import contextmanager
 from dataclasses import dataclass
 from typing import Any
 
@@ -269,9 +270,11 @@ class PredictContext:
         batch: int = 0,
         chunked: bool | None = None,
         returned: int = 0,
+        history: int | None = None,
     ) -> None:
         """Fail at once, naming ``names``, when S draws over a batch of series of N steps
-        cannot fit in memory.
+        cannot fit in memory; the message says what the cost grows with and what lowers
+        it (:meth:`draws_remedy`).
 
         The costs were measured (peak resident memory against S and N, float32 models of
         the default Matern 3/2 kernel; 2 and 8 latent channels, 5 features):
@@ -285,18 +288,31 @@ class PredictContext:
           ``batch`` nor ``prior_only`` is given, as :meth:`GPVAE.impute` draws): the working
           set of one chunk, about 88 values per latent channel and 2 per feature per draw
           (a chunk's draws of z and their decoding: about 440 MiB for 32 draws of 5,000
-          steps and 8 channels), and for every one of the S draws what is kept of it, 13
-          values per entry: the draws of y, their copies for the interval quantiles and,
-          with ``return_samples``, the float64 draws returned (without them about 4 values
-          per entry are kept, so the check counts up to 2.5 times the need of a call with
-          many draws). Counting the working set for all S, as this check did, refused
-          5,500 draws of one 5,000-step series as 24 GiB where
-          2.6 GiB were used (now counted as 7.1 GiB).
+          steps and 8 channels), and for every one of the S draws what is kept of it:
+          :data:`KEPT_PER_ENTRY` values per entry (the draws of y, and a margin for the
+          quantiles' blocks: the quantiles go in blocks and the draws are moved in place,
+          :mod:`~gpvae.estimator.imputation`), :data:`KEPT_RETURNED` with
+          ``return_samples`` (one series' float64 copies while its returned draws are
+          made). This check counted 13 values per entry before those copies went; counting
+          the working set for all S, as it did earlier, refused 5,500 draws of one
+          5,000-step series as 24 GiB where 2.6 GiB were used. Measured peaks of the whole
+          process (audit B3's series, 3 features, 4 channels; counted in brackets): 100
+          draws of 100,000 steps 4.15 GiB (4.49), of 300,000 steps 11.5 GiB (13.5); 1,000
+          draws of 100,000 steps 5.16 GiB (6.50); 5,500 draws of one 5,000-step series, 8
+          channels, 5 features: 1.49 GiB (1.45; 3.21 GiB before the copies went), with
+          ``return_samples`` 4.23 GiB (5.55; 6.15 before).
 
         ``returned``: the time steps of every series of the call whose S draws are returned
-        (``return_samples``), kept as float64 until the call ends: 8 bytes per draw and
+        (``return_samples``), kept as float64 until the call ends, where the results put
+        them in the input's order and form (:func:`~gpvae.estimator.results.samples_form`:
+        a reordered copy per series and, for arrays, their stack): 24 bytes per draw and
         entry on top of the batch's cost (audit R2: 1,024 series of 200 steps, 4 features,
-        200 draws peaked at 2.7 GiB where the batch alone was counted, 0.39 GiB).
+        200 draws peaked at 2.7 GiB where the batch alone was counted, 0.39 GiB; 8 bytes
+        were counted since, which fell short of the 4.23 GiB above).
+
+        ``history``: a forecast's longest history (N = history + the future steps): its
+        draws cover the whole history, so the message says that its length, not the
+        horizon, sets the cost.
         """
         B = min(batch or self.batch_size, n)  # ``batch``: the caller's own batch size
         L, D = self.model.latent_dim, self.scaler.num_features
@@ -305,11 +321,96 @@ class PredictContext:
             chunked = not prior_only and not batch
         if chunked:
             chunk = min(S, settings.SAMPLE_CHUNK)
-            values = (88 * L + 2 * D) * chunk + 13 * D * S
+            kept_values = KEPT_RETURNED if returned else KEPT_PER_ENTRY
+            values = (88 * L + 2 * D) * chunk + kept_values * D * S
         else:
             values = ((10 if prior_only else 28) * L + 2 * D) * S
-        kept = 8.0 * S * D * returned
-        what = f"{S} draws x {B} series x {N} steps of {L} latent channels and {D} features"
+        kept = 24.0 * S * D * returned
+        try:
+            check_memory(
+                names,
+                float(per_value) * values * B * N + kept,
+                self._draws_text(S, B, N, returned, history),
+            )
+        except ValidationError as err:
+            remedy = self.draws_remedy(prior_only, returned, history)
+            raise ValidationError(f"{err}; {remedy}") from None
+
+    def _draws_text(self, S: int, B: int, N: int, returned: int, history: int | None) -> str:
+        """The draws of :meth:`check_draws` in words."""
+        L, D = self.model.latent_dim, self.scaler.num_features
+        steps = f"{N} steps"
+        if history is not None:
+            steps += f" ({history} of history and {N - history} ahead)"
+        what = f"{S} draws x {B} series x {steps} of {L} latent channels and {D} features"
         if returned:
             what += f", and {S} draws of {returned} steps x {D} features returned"
-        check_memory(names, float(per_value) * values * B * N + kept, what)
+        return what
+
+    @staticmethod
+    def draws_remedy(
+        prior_only: bool = False, returned: int = 0, history: int | None = None
+    ) -> str:
+        """What the memory of S draws grows with and how to lower it, the end of the
+        messages of :meth:`check_draws` and :meth:`allocating`."""
+        if history is not None:
+            return (
+                "a forecast draws over each series' whole history, so its memory grows with "
+                "num_samples x the history's length (not with the horizon): pass fewer "
+                "num_samples, or only the recent history (X[-k:] and its times), on which "
+                "alone the forecast then conditions"
+            )
+        if prior_only:
+            return "the memory grows with num_samples x the times: pass fewer of either"
+        more = ", or return_samples=False" if returned else ""
+        return (
+            "the memory grows with num_samples x the series' length: pass fewer num_samples"
+            f"{more}, or a long series in parts (each part then conditions on its own "
+            "steps only)"
+        )
+
+    @contextmanager
+    def allocating(
+        self,
+        names: str,
+        S: int,
+        n: int,
+        N: int,
+        returned: int = 0,
+        history: int | None = None,
+        batch: int = 0,
+    ) -> Iterator[None]:
+        """Re-raise a failed allocation inside the block (a MemoryError, or torch's
+        RuntimeError "can't allocate memory") as a ValidationError naming ``names``, with
+        the draws and the remedies of :meth:`check_draws`: its estimate can pass where the
+        process may use less than the machine's memory (a ulimit, other processes), and
+        torch's own message names neither the argument nor the size."""
+        try:
+            yield
+        except (MemoryError, RuntimeError) as err:
+            if not isinstance(err, MemoryError) and not allocation_failed(err):
+                raise
+            B = min(batch or self.batch_size, n)
+            detail = (str(err).strip().splitlines() or [type(err).__name__])[0][:200]
+            raise ValidationError(
+                f"{names}: expected draws that fit in the memory this process may use, "
+                f"found {self._draws_text(S, B, N, returned, history)}: allocating them "
+                f"failed ({detail}); {self.draws_remedy(False, returned, history)}"
+            ) from err
+
+
+#: Values kept of every draw and entry by :meth:`GPVAE.impute`, without and with
+#: ``return_samples`` (:meth:`PredictContext.check_draws`).
+KEPT_PER_ENTRY = 2
+KEPT_RETURNED = 4
+
+
+def allocation_failed(err: BaseException) -> bool:
+    """Whether ``err`` is torch's failure to allocate memory (a RuntimeError on the CPU,
+    ``torch.cuda.OutOfMemoryError`` on a GPU)."""
+    text = str(err)
+    return (
+        isinstance(err, torch.cuda.OutOfMemoryError)
+        or "can't allocate memory" in text
+        or "DefaultCPUAllocator" in text
+    )

@@ -391,7 +391,9 @@ def forecast_series(
     T_max = max(len(t) for t in ss.times)
     steps = T_max + grid.shape[1]  # forecast_draws' batches hold few series of long paths
     within = batch_size_within(ctx.batch_size, S, steps)
-    ctx.check_draws(f"num_samples, {future_name}", S, n, steps, batch=within)
+    # the draws cover the whole history: its length, not the horizon, sets the cost
+    names = f"num_samples, {'X' if T_max >= grid.shape[1] else future_name}"
+    ctx.check_draws(names, S, n, steps, batch=within, history=T_max)
     warn_few_draws(S, q_lo, q_hi)  # the inputs are checked: no warning before an error
     _warn_uncalibrated(ctx, future_name, furthest)
     if getattr(model, "interp_skip", False):
@@ -408,29 +410,31 @@ def forecast_series(
     start = _start_levels(ctx, ss, S) if ctx.difference else None
     stepped = difference_mask(ctx.difference, ctx.scaler.feature_names_)
     reach = LatentReach()
-    for idx, mean, y in forecast_draws(ctx, scaled, grid, S, ahead=ahead, reach=reach):
-        if start is not None:  # cumulate the increments, draw by draw, from the last level
-            steps = scaler.inverse_transform(y.double().cpu().numpy())
-            paths = torch.as_tensor(integrate(start[idx], steps, stepped))
-            mean = torch.as_tensor(
-                integrate(
-                    start[idx], scaler.inverse_transform(mean.double().cpu().numpy()), stepped
+    # a failed allocation names the arguments, with the remedies of check_draws
+    with ctx.allocating(names, S, n, steps, history=T_max, batch=within):
+        for idx, mean, y in forecast_draws(ctx, scaled, grid, S, ahead=ahead, reach=reach):
+            if start is not None:  # cumulate the increments, draw by draw, from the last level
+                incs = scaler.inverse_transform(y.double().cpu().numpy())
+                paths = torch.as_tensor(integrate(start[idx], incs, stepped))
+                mean = torch.as_tensor(
+                    integrate(
+                        start[idx], scaler.inverse_transform(mean.double().cpu().numpy()), stepped
+                    )
                 )
-            )
-            if pick is not None:  # the levels at the future times among every step's
-                rows, cols = np.arange(len(idx))[:, None], pick[idx]
-                paths, mean = paths[:, rows, cols], mean[rows, cols]
-            lo, hi = sorted_quantiles(paths, (q_lo, q_hi), "predictive")
+                if pick is not None:  # the levels at the future times among every step's
+                    rows, cols = np.arange(len(idx))[:, None], pick[idx]
+                    paths, mean = paths[:, rows, cols], mean[rows, cols]
+                lo, hi = sorted_quantiles(paths, (q_lo, q_hi), "predictive")
+                for out, t in ((mean_out, mean), (lo_out, lo), (hi_out, hi)):
+                    out[idx] = t.numpy()
+                if draws_out is not None:
+                    draws_out[:, idx] = paths.numpy()
+                continue
+            lo, hi = sorted_quantiles(y, (q_lo, q_hi), "predictive")
             for out, t in ((mean_out, mean), (lo_out, lo), (hi_out, hi)):
-                out[idx] = t.numpy()
+                out[idx] = scaler.inverse_transform(t.double().cpu().numpy())
             if draws_out is not None:
-                draws_out[:, idx] = paths.numpy()
-            continue
-        lo, hi = sorted_quantiles(y, (q_lo, q_hi), "predictive")
-        for out, t in ((mean_out, mean), (lo_out, lo), (hi_out, hi)):
-            out[idx] = scaler.inverse_transform(t.double().cpu().numpy())
-        if draws_out is not None:
-            draws_out[:, idx] = scaler.inverse_transform(y.double().cpu().numpy())
+                draws_out[:, idx] = scaler.inverse_transform(y.double().cpu().numpy())
     _warn_latent_reach(reach, furthest)
     dtype = ss.layout.dtype if ss.layout.dtype.kind == "f" else np.dtype(np.float64)
     t_out = times_out(ss, future)

@@ -10,12 +10,16 @@ import torch
 
 from gpvae.arguments import bool_arg, interval_draws_arg, warn_few_draws
 from gpvae.data import from_padded
-from gpvae.estimator.blending import blend_draws
+from gpvae.estimator.blending import blend_mean
 from gpvae.estimator.context import PredictContext
 from gpvae.estimator.results import ImputationResult, mask_form, samples_form
 from gpvae.model import sorted_quantiles
 
-__all__ = ["impute_series"]
+__all__ = ["QUANTILE_BLOCK", "impute_series"]
+
+#: Draw values (draws x entries) whose interval quantiles are taken at once
+#: (:func:`_missing_quantiles`): 16 MiB of float32 per copy.
+QUANTILE_BLOCK = 2**22
 
 
 def impute_series(
@@ -41,37 +45,76 @@ def impute_series(
     draws: list[np.ndarray] = list(means)
     spread = ctx.interval_scale
     model.eval()
-    for idx in ctx.batches(ss.num_series):
-        batch = ctx.batch(scaled, idx)
-        mean, y = model.predictive_draws(batch, ctx.series_generators(ss, idx, 1), S)
-        mean, y = blend_draws(ctx.blend_weight, batch, mean, y)
-        if (spread != 1).any():  # spread recalibrated about the mean
-            y = mean + torch.as_tensor(spread, dtype=y.dtype, device=y.device) * (y - mean)
-        # quantiles only where they are reported: the missing entries of the series' steps
-        need = batch.valid[..., None] & ~batch.observed  # (B, N, D)
-        lo, hi = mean.clone(), mean.clone()  # observed entries and padding: replaced below
-        if bool(need.any()):
-            # predictive positions: the coverage does not depend on S (nor on S at calibration)
-            lo[need], hi[need] = sorted_quantiles(y[:, need], (q_lo, q_hi), "predictive")
-        parts = [scaler.inverse_transform(t.double().cpu().numpy()) for t in (mean, lo, hi)]
-        y_np = scaler.inverse_transform(y.double().cpu().numpy()) if return_samples else None
-        for b, i in enumerate(idx):
-            orig = ss.values[i]  # (T_i, D) float64 in sorted time order
-            obs = ~np.isnan(orig)
-            T = orig.shape[0]
-            means[i], lowers[i], uppers[i] = (np.where(obs, orig, p[b, :T]) for p in parts)
-            if y_np is not None:
-                draws[i] = np.where(obs, orig, y_np[:, b, :T])  # (S, T_i, D)
-    observed = [~np.isnan(v) for v in ss.values]
-    frame = None
-    if ss.layout.output_kind not in ("array", "ragged"):
-        frame = from_padded(ss, {"mean": means, "lower": lowers, "upper": uppers})
-    return ImputationResult(
-        mean=from_padded(ss, means, name="mean"),
-        lower=from_padded(ss, lowers, name="lower"),
-        upper=from_padded(ss, uppers, name="upper"),
-        samples=samples_form(ss, draws) if return_samples else None,
-        observed=mask_form(ss, observed),
-        quantiles=(q_lo, q_hi),
-        frame=frame,
-    )
+    # a failed allocation names num_samples, with the remedies of check_draws
+    with ctx.allocating(names, S, ss.num_series, T_max, returned=returned):
+        for idx in ctx.batches(ss.num_series):
+            batch = ctx.batch(scaled, idx)
+            mean, y = model.predictive_draws(batch, ctx.series_generators(ss, idx, 1), S)
+            # the draws are moved in place (the same values as blend_draws' and a new tensor's):
+            # every copy of them costs 4 bytes per draw and entry
+            if ctx.blend_weight is not None:  # the draws with their mean (blend_draws)
+                blended = blend_mean(ctx.blend_weight, batch, mean)
+                y += blended - mean
+                mean = blended
+            if (spread != 1).any():  # spread recalibrated about the mean: mean + f (y - mean)
+                factor = torch.as_tensor(spread, dtype=y.dtype, device=y.device)
+                y.sub_(mean).mul_(factor).add_(mean)
+            # quantiles only where they are reported: the missing entries of the series' steps
+            need = batch.valid[..., None] & ~batch.observed  # (B, N, D)
+            # observed entries and padding: replaced below (contiguous: written through views)
+            lo, hi = (mean.clone(memory_format=torch.contiguous_format) for _ in range(2))
+            _missing_quantiles(y, need, q_lo, q_hi, lo, hi)
+            parts = [scaler.inverse_transform(t.double().cpu().numpy()) for t in (mean, lo, hi)]
+            for b, i in enumerate(idx):
+                orig = ss.values[i]  # (T_i, D) float64 in sorted time order
+                obs = ~np.isnan(orig)
+                T = orig.shape[0]
+                means[i], lowers[i], uppers[i] = (np.where(obs, orig, p[b, :T]) for p in parts)
+                if return_samples:  # float64 copies of one series at a time, not of the batch
+                    d = scaler.inverse_transform(y[:, b, :T].double().cpu().numpy())
+                    np.copyto(d, orig, where=obs)  # observed entries as given
+                    draws[i] = d  # (S, T_i, D)
+            del y
+        observed = [~np.isnan(v) for v in ss.values]
+        frame = None
+        if ss.layout.output_kind not in ("array", "ragged"):
+            frame = from_padded(ss, {"mean": means, "lower": lowers, "upper": uppers})
+        result = ImputationResult(
+            mean=from_padded(ss, means, name="mean"),
+            lower=from_padded(ss, lowers, name="lower"),
+            upper=from_padded(ss, uppers, name="upper"),
+            samples=samples_form(ss, draws) if return_samples else None,
+            observed=mask_form(ss, observed),
+            quantiles=(q_lo, q_hi),
+            frame=frame,
+        )
+    return result
+
+
+def _missing_quantiles(
+    y: torch.Tensor,
+    need: torch.Tensor,
+    q_lo: float,
+    q_hi: float,
+    lo: torch.Tensor,
+    hi: torch.Tensor,
+) -> None:
+    """Write into ``lo`` and ``hi`` (B, N, D) the interval's quantiles of the draws ``y``
+    (S, B, N, D) at the entries where ``need`` (B, N, D) is true.
+
+    The entries go in blocks of about :data:`QUANTILE_BLOCK` draw values: the quantiles
+    copy, transpose and partially sort the draws they read, three copies that for all the
+    entries at once cost up to 12 bytes per draw and entry (float32). Each entry's
+    quantiles are those of all entries at once bit for bit (every entry is sorted on its
+    own).
+    """
+    where = need.reshape(-1).nonzero()[:, 0]  # the entries, in row-major order
+    if not len(where):
+        return
+    S = y.shape[0]
+    flat, lo_flat, hi_flat = y.reshape(S, -1), lo.view(-1), hi.view(-1)
+    step = max(1, QUANTILE_BLOCK // S)
+    for start in range(0, len(where), step):
+        at = where[start : start + step]
+        # predictive positions: the coverage does not depend on S (nor on S at calibration)
+        lo_flat[at], hi_flat[at] = sorted_quantiles(flat[:, at], (q_lo, q_hi), "predictive")

@@ -450,15 +450,22 @@ class GPVAEModel(nn.Module):
         sampler = self.encode(batch).series_sampler(generators)
         lik = self.likelihood
         mean_sum = torch.zeros_like(batch.y)  # (B, N, D)
-        ys = []
+        # every chunk's draws go straight into their place among the S: no list of chunks
+        # to concatenate, which held the draws twice (4 more bytes per draw and entry)
+        draws: Tensor | None = None
+        start = 0
         for s in sample_chunks(S):
             params = self.decode(sampler.draw(s), batch)  # z: (s, B, N, L)
             m, y = lik.predictive_sample(
                 params, batch.y, batch.observed, batch.x, batch.valid, generators
             )  # (s, B, N, D) each
             mean_sum = mean_sum + m.sum(0)
-            ys.append(y)
-        return mean_sum / S, torch.cat(ys)
+            if draws is None:
+                draws = y.new_empty((S, *y.shape[1:]))
+            draws[start : start + s] = y
+            start += s
+        assert draws is not None  # S >= 1: at least one chunk
+        return mean_sum / S, draws
 
     @torch.no_grad()
     def predictive_step_draws(
