@@ -17,6 +17,7 @@ import torch
 from torch import Tensor, nn
 
 import gpvae
+import gpvae.estimator.anomaly as anomaly_module
 import gpvae.estimator.estimator
 import gpvae.io
 import gpvae.training.session
@@ -482,6 +483,12 @@ def test_a_failed_allocation_names_the_draws_and_the_remedies(
         est.forecast(X, horizon=3, num_samples=20)
     assert "(20 of history and 3 ahead)" in str(err.value)
     assert "X[-k:]" in str(err.value)
+    # anomaly scores' draws (the held-out folds) likewise
+    monkeypatch.setattr(anomaly_module, "heldout_nlpd", fail)
+    with pytest.raises(ValidationError, match=r"^num_samples: .*allocating them failed") as err:
+        est.anomaly_scores(X, num_samples=20)
+    assert "pass fewer num_samples" in str(err.value)
+    assert err.value.__cause__ is torch_error
     # other RuntimeErrors are not memory's: they pass unchanged
     raised[0] = RuntimeError("mat1 and mat2 shapes cannot be multiplied")
     with pytest.raises(RuntimeError, match="shapes cannot be multiplied"):
@@ -507,7 +514,7 @@ def test_imputation_quantiles_go_in_blocks_with_the_same_bits(
         return plain(samples, *args)
 
     monkeypatch.setattr(imputation, "sorted_quantiles", spy)
-    monkeypatch.setattr(imputation, "QUANTILE_BLOCK", 50, raising=False)
+    monkeypatch.setattr(settings, "QUANTILE_BLOCK", 50)
     blocks = est.impute(X, num_samples=20, return_samples=True)
     assert len(seen) > 1
     assert max(seen) <= 50  # 2 entries x 20 draws at a time

@@ -67,6 +67,7 @@ contribute most).
 
 from __future__ import annotations
 
+import contextlib
 import dataclasses
 import math
 import warnings
@@ -484,21 +485,28 @@ def entry_scores(
     model = ctx.model
     model.eval()
     piece_scores: list[np.ndarray] = [np.empty(0)] * pieces.num_series
-    for start in range(0, pieces.num_series, per_batch):
-        idx = np.arange(start, min(start + per_batch, pieces.num_series))
-        batch = ctx.batch(pieces, idx)
-        gens = ctx.series_generators(pieces, idx, salt=4)
-        before = None
-        if C is not None:  # block k's draws: seeded by the piece before the block
-            before = partial(_block_generators, ctx, pieces, idx, C, 5 if prior else 4)
-        if latent_lags is not None:
-            s_np = latent_nlpd(model, batch, latent_lags).numpy()  # (B, N, L)
-        elif prior:
-            s_np = prior_nlpd(model, batch, gens, S, C, before).numpy()  # (B, N, D)
-        else:
-            s_np = heldout_nlpd(model, batch, gens, K, S, causal, block, C, before).numpy()
-        for b, j in enumerate(idx):
-            piece_scores[j] = s_np[b, : len(pieces.times[j])]
+    # a failed allocation of the draws names num_samples, with check_draws' remedies
+    guard = (
+        ctx.allocating("num_samples", S, pieces.num_series, N, batch=per_batch)
+        if latent_lags is None
+        else contextlib.nullcontext()
+    )
+    with guard:
+        for start in range(0, pieces.num_series, per_batch):
+            idx = np.arange(start, min(start + per_batch, pieces.num_series))
+            batch = ctx.batch(pieces, idx)
+            gens = ctx.series_generators(pieces, idx, salt=4)
+            before = None
+            if C is not None:  # block k's draws: seeded by the piece before the block
+                before = partial(_block_generators, ctx, pieces, idx, C, 5 if prior else 4)
+            if latent_lags is not None:
+                s_np = latent_nlpd(model, batch, latent_lags).numpy()  # (B, N, L)
+            elif prior:
+                s_np = prior_nlpd(model, batch, gens, S, C, before).numpy()  # (B, N, D)
+            else:
+                s_np = heldout_nlpd(model, batch, gens, K, S, causal, block, C, before).numpy()
+            for b, j in enumerate(idx):
+                piece_scores[j] = s_np[b, : len(pieces.times[j])]
     out = [np.full((len(t), D), np.nan) for t in scaled.times]
     depth = [np.full(len(t), -1.0) for t in scaled.times]
     for (i, s), sc in zip(where, piece_scores):
