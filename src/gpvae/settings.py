@@ -213,6 +213,9 @@ TREND_SPAN_FRACTION = 0.25
 #: Monte Carlo draws are made in chunks of this many samples (bounds memory; a constant, so
 #: that every series consumes its generator the same way whatever the batch).
 SAMPLE_CHUNK = 32
+#: Draw values (draws x entries) whose interval quantiles :meth:`GPVAE.impute` takes at once
+#: (16 MiB of float32 per copy; the quantiles are the same in any blocks).
+QUANTILE_BLOCK = 2**22
 #: Candidate weights of the model's prediction against linear interpolation in the blend
 #: the estimator picks per feature on validation (``interp_blend``;
 #: :mod:`gpvae.estimator.blending`): 0, 0.05, ..., 1.

@@ -8,6 +8,7 @@ from typing import Any
 import numpy as np
 import torch
 
+from gpvae import settings
 from gpvae.arguments import bool_arg, interval_draws_arg, warn_few_draws
 from gpvae.data import from_padded
 from gpvae.estimator.blending import blend_mean
@@ -15,11 +16,7 @@ from gpvae.estimator.context import PredictContext
 from gpvae.estimator.results import ImputationResult, mask_form, samples_form
 from gpvae.model import sorted_quantiles
 
-__all__ = ["QUANTILE_BLOCK", "impute_series"]
-
-#: Draw values (draws x entries) whose interval quantiles are taken at once
-#: (:func:`_missing_quantiles`): 16 MiB of float32 per copy.
-QUANTILE_BLOCK = 2**22
+__all__ = ["impute_series"]
 
 
 def impute_series(
@@ -102,18 +99,18 @@ def _missing_quantiles(
     """Write into ``lo`` and ``hi`` (B, N, D) the interval's quantiles of the draws ``y``
     (S, B, N, D) at the entries where ``need`` (B, N, D) is true.
 
-    The entries go in blocks of about :data:`QUANTILE_BLOCK` draw values: the quantiles
-    copy, transpose and partially sort the draws they read, three copies that for all the
-    entries at once cost up to 12 bytes per draw and entry (float32). Each entry's
-    quantiles are those of all entries at once bit for bit (every entry is sorted on its
-    own).
+    The entries go in blocks of about :data:`gpvae.settings.QUANTILE_BLOCK` draw values:
+    the quantiles copy, transpose and partially sort the draws they read, three copies that
+    for all the entries at once cost up to 12 bytes per draw and entry (float32). Each
+    entry's quantiles are those of all entries at once bit for bit (every entry is sorted
+    on its own).
     """
     where = need.reshape(-1).nonzero()[:, 0]  # the entries, in row-major order
     if not len(where):
         return
     S = y.shape[0]
     flat, lo_flat, hi_flat = y.reshape(S, -1), lo.view(-1), hi.view(-1)
-    step = max(1, QUANTILE_BLOCK // S)
+    step = max(1, settings.QUANTILE_BLOCK // S)
     for start in range(0, len(where), step):
         at = where[start : start + step]
         # predictive positions: the coverage does not depend on S (nor on S at calibration)
