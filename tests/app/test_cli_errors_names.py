@@ -227,3 +227,15 @@ def test_quoted_names_are_not_options() -> None:
         "for feature(s) 'X' (8); give --window W"
     )
     assert _option_words('column "window" and X', names) == 'column "window" and DATA'
+
+
+def test_forecast_memory_remedy_says_data_rows_on_the_command_line() -> None:
+    """forecast's refusal for memory advised 'only the recent history (X[-k:] and its
+    times)', which the command line showed as 'DATA[-k:] and its times'."""
+    from gpvae.estimator.context import PredictContext
+
+    text = f"num_samples, X: expected less; {PredictContext.draws_remedy(False, 0, 30)}"
+    said = cli_message(text, "DATA", {"num_samples": "--num-samples"})
+    assert said.startswith("--num-samples, DATA: expected less;")
+    assert "or only DATA's recent rows, on which alone the forecast then conditions" in said
+    assert "[-k:]" not in said

@@ -89,6 +89,12 @@ CLI_PHRASES = [
     (r"(?<![\w-])patience=None\b", "--patience 0"),
 ]
 
+#: The estimator's Python advice on its data, as the command line says it (any command).
+DATA_PHRASES = [
+    # forecast's memory remedy (PredictContext.draws_remedy)
+    (r"only the recent history \(X\[-k:\] and its times\)", "only DATA's recent rows"),
+]
+
 
 def _option_words(text: str, names: dict[str, str]) -> str:
     """``text`` with the estimator's argument names that are command-line options written as
@@ -97,6 +103,8 @@ def _option_words(text: str, names: dict[str, str]) -> str:
     and a bare ``latent_dim`` -> ``--latent-dim`` (names with an underscore only: plain words
     such as "kernel" stay words); a bare ``X`` is written as the command's data argument."""
     for phrase, said in CLI_PHRASES if "patience" in names else ():
+        text = re.sub(phrase, said, text)
+    for phrase, said in DATA_PHRASES:
         text = re.sub(phrase, said, text)
     options = {k: v for k, v in names.items() if v.startswith("--") or k == "X"}
     if not options:
