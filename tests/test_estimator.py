@@ -1387,3 +1387,35 @@ def test_state_space_messages_name_every_kernel_that_has_one() -> None:
     with pytest.raises(ValidationError, match=r"^kernel: .*HarmonicPeriodic, and sums and prod"):
         RBF().state_space()
     GPVAE(kernel="trend+periodic*matern32", backend="markov", period=24)
+
+
+def test_long_predictions_show_a_progress_bar(
+    fitted: tuple[GPVAE, np.ndarray],
+    monkeypatch: pytest.MonkeyPatch,
+    capsys: pytest.CaptureFixture[str],
+) -> None:
+    """impute, anomaly scores, forecast and latent ran silently however long they took (a
+    1e5-row file: 45 s with nothing on stderr, audit B3): with the estimator's ``progress``
+    on, a call over several batches shows a bar named for it once it has run
+    PREDICT_PROGRESS_DELAY seconds; results are the same with or without it."""
+    est, X = fitted
+    monkeypatch.setattr(settings, "PREDICT_PROGRESS_DELAY", 0.0)
+    monkeypatch.setattr(est, "batch_size", 4)  # 16 series: 4 batches
+    monkeypatch.setattr(settings, "ANOMALY_WINDOW_BATCH", 4)  # anomaly scores' windows
+    quiet = est.impute(X, num_samples=20)  # FAST fits quietly: progress=False
+    assert capsys.readouterr().err == ""
+    monkeypatch.setattr(est, "progress", True)
+    shown = est.impute(X, num_samples=20)
+    assert "impute" in capsys.readouterr().err
+    assert same_bits(quiet.mean, shown.mean)
+    assert same_bits(quiet.upper, shown.upper)
+    est.anomaly_scores(X, num_samples=4)
+    assert "anomaly scores" in capsys.readouterr().err
+    est.latent(X)
+    assert "latent" in capsys.readouterr().err
+    est.forecast(X, horizon=2, num_samples=4)
+    assert "forecast" in capsys.readouterr().err
+    # a quick call shows nothing
+    monkeypatch.setattr(settings, "PREDICT_PROGRESS_DELAY", 60.0)
+    est.impute(X, num_samples=20)
+    assert capsys.readouterr().err == ""

@@ -216,6 +216,9 @@ SAMPLE_CHUNK = 32
 #: Draw values (draws x entries) whose interval quantiles :meth:`GPVAE.impute` takes at once
 #: (16 MiB of float32 per copy; the quantiles are the same in any blocks).
 QUANTILE_BLOCK = 2**22
+#: A prediction call (impute, anomaly scores, forecast) with the estimator's ``progress`` on
+#: shows its progress bar once it has run this many seconds; quicker calls show nothing.
+PREDICT_PROGRESS_DELAY = 2.0
 #: Candidate weights of the model's prediction against linear interpolation in the blend
 #: the estimator picks per feature on validation (``interp_blend``;
 #: :mod:`gpvae.estimator.blending`): 0, 0.05, ..., 1.

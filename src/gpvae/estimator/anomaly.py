@@ -492,7 +492,8 @@ def entry_scores(
         else contextlib.nullcontext()
     )
     with guard:
-        for start in range(0, pieces.num_series, per_batch):
+        starts = range(0, pieces.num_series, per_batch)
+        for start in ctx.tracked(starts, len(starts), "anomaly scores"):
             idx = np.arange(start, min(start + per_batch, pieces.num_series))
             batch = ctx.batch(pieces, idx)
             gens = ctx.series_generators(pieces, idx, salt=4)

@@ -9,10 +9,10 @@ time), never the estimator itself, so no module below the estimator class refers
 from __future__ import annotations
 
 import warnings
-from collections.abc import Iterator, Mapping
+from collections.abc import Iterable, Iterator, Mapping
 from contextlib import contextmanager
 from dataclasses import dataclass
-from typing import Any
+from typing import Any, TypeVar
 
 import numpy as np
 import pandas as pd
@@ -29,6 +29,10 @@ from gpvae.estimator.forecast_blend import ForecastBlend
 from gpvae.likelihoods import Bernoulli
 from gpvae.model import GPVAEModel
 from gpvae.rng import seed_for, series_generators
+from gpvae.training.distributed import is_main_process
+from gpvae.training.loop import progress_bar
+
+_T = TypeVar("_T")
 
 __all__ = ["EMPTY_PREDICTED", "EMPTY_SCORED", "PredictContext", "warn_numbers_for_dates"]
 
@@ -107,6 +111,7 @@ class PredictContext:
         difference: the model was fitted on the series' increments
             (:mod:`gpvae.estimator.differencing`): :meth:`input` standardises the increments
             of its input, and forecasts add their cumulated sum to the last level.
+        progress: show a progress bar over the call's batches (:meth:`tracked`).
     """
 
     model: GPVAEModel
@@ -121,6 +126,7 @@ class PredictContext:
     blend_weight: np.ndarray | None = None
     forecast_blend: ForecastBlend | None = None
     difference: Difference = False
+    progress: bool = False
 
     def _warn_grid_in_hours(self, ss: SeriesSet, stacklevel: int) -> None:
         """Warn when a model that counts time in hours is given dates on a calendar grid
@@ -247,9 +253,24 @@ class PredictContext:
             moved[..., None], dtype=next(self.model.parameters()).dtype, device=self.device
         )
 
-    def batches(self, n: int) -> Iterator[np.ndarray]:
-        """Indices of consecutive batches over n series."""
-        return batch_indices(n, self.batch_size)
+    def batches(self, n: int, what: str | None = None) -> Iterator[np.ndarray]:
+        """Indices of consecutive batches over n series; with ``what`` (the call's name),
+        shown as a progress bar (:meth:`tracked`)."""
+        idx = batch_indices(n, self.batch_size)
+        if what is None:
+            return idx
+        return iter(self.tracked(idx, -(-n // self.batch_size), what))
+
+    def tracked(self, items: Iterable[_T], total: int, what: str) -> Iterable[_T]:
+        """``items`` (``total`` batches of a prediction call named ``what``), shown as a
+        progress bar on stderr (batches done, ETA) when :attr:`progress` is on and the call
+        lasts longer than :data:`~gpvae.settings.PREDICT_PROGRESS_DELAY` seconds (quick
+        calls show nothing); under torchrun on process 0 only."""
+        if not self.progress or total < 2 or not is_main_process():
+            return items
+        delay = settings.PREDICT_PROGRESS_DELAY
+        bar = progress_bar(total, "batch", True, desc=what, delay=delay, leave=False)
+        return _ticking(items, bar)
 
     def generator(self, *salt: int) -> torch.Generator:
         """A generator seeded by the seed and ``salt``."""
@@ -414,3 +435,13 @@ def allocation_failed(err: BaseException) -> bool:
         or "can't allocate memory" in text
         or "DefaultCPUAllocator" in text
     )
+
+
+def _ticking(items: Iterable[_T], bar: Any) -> Iterator[_T]:
+    """``items``, ticking ``bar`` after each and closing it at the end (or on an error)."""
+    try:
+        for item in items:
+            yield item
+            bar.update()
+    finally:
+        bar.close()

@@ -302,7 +302,9 @@ class GPVAE(AnomalyMethods, ForecastMethods, SpatialMethods, PersistenceMethods)
             ``"cuda:<k>"``, ``"mps"`` (fit refuses them when this machine lacks them) or
             another torch device that torch reports available here (e.g. ``"xpu"``).
         seed: seed of every random draw (initial weights, batches, samples).
-        progress: show a tqdm progress bar during fit.
+        progress: show a tqdm progress bar during fit, and during a prediction (impute,
+            anomaly scores, forecast, latent) over several batches once it has run
+            :data:`gpvae.settings.PREDICT_PROGRESS_DELAY` seconds.
         checkpoint_dir: directory for a crash-safe checkpoint during fit (None: none).
         checkpoint_every: write the checkpoint every this many epochs.
 
@@ -597,6 +599,7 @@ class GPVAE(AnomalyMethods, ForecastMethods, SpatialMethods, PersistenceMethods)
             blend_weight=self.blend_weight_,
             forecast_blend=self.forecast_blend_,
             difference=self.difference,
+            progress=self.progress,
         )
 
     # ------------------------------------------------------------------ fit

@@ -227,7 +227,8 @@ def forecast_draws(
     horizon = ctx.forecast_horizon
     steps = max(len(t) for t in scaled.times) + future.shape[1]
     size = batch_size_within(ctx.batch_size, num_samples, steps)
-    for idx in batch_indices(scaled.num_series, size):
+    parts = -(-scaled.num_series // size)
+    for idx in ctx.tracked(batch_indices(scaled.num_series, size), parts, "forecast"):
         batch = ctx.batch(scaled, idx)
         x_t = ctx.new_points(scaled, idx, x_all)  # in the batch rows' frames
         watch = None if reach is None else reach.watch(x_t)

@@ -44,7 +44,7 @@ def impute_series(
     model.eval()
     # a failed allocation names num_samples, with the remedies of check_draws
     with ctx.allocating(names, S, ss.num_series, T_max, returned=returned):
-        for idx in ctx.batches(ss.num_series):
+        for idx in ctx.batches(ss.num_series, "impute"):
             batch = ctx.batch(scaled, idx)
             mean, y = model.predictive_draws(batch, ctx.series_generators(ss, idx, 1), S)
             # the draws are moved in place (the same values as blend_draws' and a new tensor's):

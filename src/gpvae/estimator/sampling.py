@@ -42,7 +42,7 @@ def latent_series(ctx: PredictContext, X: Any, times: Any) -> tuple[Any, Any]:
     mean_l: list[np.ndarray] = [np.empty(0)] * ss.num_series
     var_l = list(mean_l)
     ctx.model.eval()
-    for idx in ctx.batches(ss.num_series):
+    for idx in ctx.batches(ss.num_series, "latent"):
         batch = ctx.batch(scaled, idx)
         with torch.no_grad():
             m, v = ctx.model.encode(batch).marginals()  # (B, N, L)

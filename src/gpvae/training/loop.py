@@ -71,6 +71,7 @@ __all__ = [
     "TrainConfig",
     "TrainState",
     "make_optimizer",
+    "progress_bar",
     "train",
 ]
 
@@ -308,6 +309,14 @@ def _redrawn_often() -> bool:
         return False
 
 
+def progress_bar(total: int | None, unit: str, show: bool, **kwargs: Any) -> Any:
+    """A tqdm progress bar on stderr (``disable`` unless ``show``) redrawn about ten times a
+    second where redraws replace each other (a terminal, a notebook) and every
+    :data:`_LOG_SECONDS` in a file or a pipe; ``kwargs`` go to tqdm (``desc``, ``delay``)."""
+    pace = {} if _redrawn_often() else {"mininterval": _LOG_SECONDS, "maxinterval": _LOG_SECONDS}
+    return tqdm(total=total, disable=not show, unit=unit, dynamic_ncols=True, **pace, **kwargs)
+
+
 def _snapshot(model: ElboModel, optimizer: torch.optim.Optimizer) -> dict[str, Any]:
     return {
         "model": {k: v.detach().clone() for k, v in model.state_dict().items()},
@@ -381,8 +390,7 @@ def train(
     total = epochs_left * steps_per_epoch if steps_per_epoch else None
     show = config.progress and (comm is None or comm.is_main)
     terminal = _redrawn_often()
-    pace = {} if terminal else {"mininterval": _LOG_SECONDS, "maxinterval": _LOG_SECONDS}
-    bar = tqdm(total=total, disable=not show, unit="step", dynamic_ncols=True, **pace)
+    bar = progress_bar(total, "step", show)
     ddp: nn.Module | None = None  # the DDP-wrapped model, made at the first step
     stop = False
     try:
