@@ -2434,3 +2434,69 @@ def test_fit_interrupted_in_training_says_only_the_command_lines_words(
     assert lines[0].startswith("error: fit: interrupted (Ctrl-C); the checkpoint"), lines
     assert "history_" not in lines[0]
     assert "resume=True" not in lines[0]
+
+
+def _figures_drawn(monkeypatch: pytest.MonkeyPatch) -> list[Any]:
+    """The figures that the commands save (--plot) and the fan charts of backtest, in order."""
+    import gpvae.app.cli.tables as tables
+    import gpvae.app.plots as plots
+
+    figures: list[Any] = []
+    save, fan = tables.save_figure, plots.plot_backtest
+
+    def keep(fig: Any, *args: Any, **kwargs: Any) -> None:
+        figures.append(fig)
+        save(fig, *args, **kwargs)
+
+    def keep_fan(*args: Any, **kwargs: Any) -> Any:
+        figures.append(fan(*args, **kwargs))
+        return figures[-1]
+
+    monkeypatch.setattr(tables, "save_figure", keep)
+    monkeypatch.setattr(plots, "plot_backtest", keep_fan)
+    return figures
+
+
+def _line(fig: Any, label: str, panel: int = 0) -> Any:
+    """The line called ``label`` on the panel ``panel`` of ``fig``."""
+    (found,) = [ln for ln in fig.axes[panel].get_lines() if ln.get_label() == label]
+    return found
+
+
+def test_plots_draw_csv_text_of_changing_offsets_on_the_data_clock(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]
+) -> None:
+    """The plots of impute, forecast and detect and backtest's fan charts drew CSV text whose
+    UTC offsets change (Europe/Berlin over its clock change, read in UTC) in UTC, an hour or
+    two off the times that OUT, origin_times and sample's plot give on the data's clock."""
+    t = pd.date_range("2021-03-27 00:00", periods=60, freq="h", tz="Europe/Berlin")
+    wall = t.tz_localize(None).to_numpy()
+    values = np.sin(np.arange(60) / 4.0)
+    values[[5, 40]] = np.nan
+    data, model = tmp_path / "d.csv", tmp_path / "m"
+    pd.DataFrame({"when": t, "v": values}).to_csv(data, index=False)
+    fit = ["fit", str(data), "--time-col", "when", "-o", str(model), "--epochs", "1"]
+    assert main([*fit, "--latent-dim", "2", "--hidden", "8", "--quiet"]) == 0, capsys.readouterr()
+    figures = _figures_drawn(monkeypatch)
+    out = {c: tmp_path / f"{c}.csv" for c in ("impute", "forecast", "detect")}
+    for command, extra in (("impute", []), ("forecast", ["--horizon", "3"]), ("detect", [])):
+        args = [command, str(model), str(data), "-o", str(out[command]), *extra]
+        assert main([*args, "--plot", str(tmp_path / f"{command}.png")]) == 0, capsys.readouterr()
+    imputed, forecast, detected = figures
+    np.testing.assert_array_equal(_line(imputed, "observed").get_xdata(), np.delete(wall, [5, 40]))
+    np.testing.assert_array_equal(_line(forecast, "history").get_xdata(), wall)
+    future = pd.read_csv(out["forecast"])["when"]
+    assert future.iloc[0] == "2021-03-29 13:00:00+02:00"  # OUT, on the data's clock
+    np.testing.assert_array_equal(
+        _line(forecast, "forecast mean").get_xdata(),
+        pd.to_datetime(future.str[:19]).to_numpy(),
+    )
+    np.testing.assert_array_equal(_line(detected, "data", panel=1).get_xdata(), wall)
+    report = tmp_path / "bt.json"
+    args = ["backtest", str(model), str(data), "--horizon", "2", "--origins", "2"]
+    args += ["--num-samples", "10", "-o", str(report), "--plot-dir", str(tmp_path / "fans")]
+    assert main(args) == 0, capsys.readouterr()
+    origins = json.loads(report.read_text())["origin_times"][0]
+    drawn = [_line(figures[-1], "forecast mean", k).get_xdata()[0] for k in range(2)]
+    assert drawn == [np.datetime64(o[:19], "ns") for o in origins]
+    assert all(o.endswith("+02:00") for o in origins)

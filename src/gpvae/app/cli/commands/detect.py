@@ -241,11 +241,14 @@ def detect(
                 np.logical_or.at(any_label, rows, labels)
                 table["__labels__"] = any_label[rows]
         shown_rows = table if firsts is None else table.iloc[firsts]
-        part = parse_times(series_frame(shown_rows, spec, series), spec.time_col, "DATA")
+        raw = series_frame(shown_rows, spec, series)
+        part = parse_times(raw, spec.time_col, "DATA").assign(
+            __written__=raw[spec.time_col].to_numpy()
+        )
         part = part.sort_values(spec.time_col, kind="stable")
         shown = spec.features[: panels_drawn(len(spec.features), PLOT_MAX_FEATURES, "features")]
         fig = plot_anomalies(
-            time_axis(part[spec.time_col]),
+            time_axis(part[spec.time_col], part["__written__"]),  # on the data's clock
             # the alarm: the score the threshold is compared with (score itself without a
             # stored threshold), so the line and the red bands agree
             part["alarm"].to_numpy(dtype=np.float64),

@@ -100,13 +100,17 @@ def forecast(
         from gpvae.app.plots import MAX_PANELS, plot_forecast
 
         feats = spec.features[: panels_drawn(len(spec.features), MAX_PANELS, "features")]
-        hist = parse_times(series_frame(frame, spec, series), spec.time_col, "DATA")
+        raw = series_frame(frame, spec, series)
+        hist = parse_times(raw, spec.time_col, "DATA").assign(
+            __written__=raw[spec.time_col].to_numpy()
+        )
         hist = hist.sort_values(spec.time_col)
         fut = parse_times(series_frame(table, spec, series), spec.time_col, "OUT")
         fig = plot_forecast(
-            time_axis(hist[spec.time_col]),
+            # on the data's clock, as DATA and OUT write the times
+            time_axis(hist[spec.time_col], hist["__written__"]),
             hist[feats].to_numpy(dtype=np.float64),
-            time_axis(fut[spec.time_col]),
+            time_axis(fut[spec.time_col], series_frame(dated, spec, series)[spec.time_col]),
             fut[feats].to_numpy(dtype=np.float64),
             fut[[f"{f}_lower" for f in feats]].to_numpy(dtype=np.float64),
             fut[[f"{f}_upper" for f in feats]].to_numpy(dtype=np.float64),

@@ -128,9 +128,9 @@ def impute(
 
         part = series_frame(table, spec, series)
         raw = series_frame(frame, spec, series)
-        t_all = time_axis(parse_times(part, spec.time_col, "DATA")[spec.time_col])
-        order = np.argsort(t_all)
-        t = t_all[order]
+        parsed = parse_times(part, spec.time_col, "DATA")[spec.time_col]
+        order = np.argsort(time_axis(parsed))
+        t = time_axis(parsed, part[spec.time_col])[order]  # on the data's clock, as OUT
         feats = spec.features[: panels_drawn(len(spec.features), MAX_PANELS, "features")]
         fig = plot_imputation(
             t,
