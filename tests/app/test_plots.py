@@ -7,6 +7,7 @@ from pathlib import Path
 
 import numpy as np
 import pytest
+from matplotlib import cbook
 from matplotlib.figure import Figure
 
 from gpvae import GPVAE
@@ -349,3 +350,29 @@ def test_save_is_checked_before_drawing_and_its_folder_made(tmp_path: Path) -> N
 def test_samples_max_samples_must_be_positive(bad: object) -> None:
     with pytest.raises(ValidationError, match=r"^max_samples: expected a positive integer"):
         plots.plot_samples(np.arange(3.0), np.zeros((2, 3, 1)), max_samples=bad)  # type: ignore[arg-type]
+
+
+def _drawn_text(text: str) -> str:
+    """What matplotlib draws for the text of a label or title: plain text (an escaped ``\\$``
+    drawn as ``$``); mathtext (an even number of unescaped ``$``) fails the test."""
+    assert not cbook.is_math_text(text), f"{text!r} is drawn as mathtext"
+    return text.replace(r"\$", "$")
+
+
+def test_names_with_dollars_are_drawn_as_written(tmp_path: Path) -> None:
+    """Feature names, titles and time labels with ``$`` were read as mathtext: 'price ($) /
+    cost ($)' was drawn 'price ()/cost()', and 'NO$_2' failed when the figure was saved."""
+    names = ["price ($) / cost ($)", "NO$_2", "$x$"]
+    t = np.arange(T, dtype=float)
+    y = np.zeros((T, 3))
+    fig = plots.plot_imputation(
+        t, y, y, y - 1, y + 1, feature_names=names, title="cost in $ ($)", time_label="$t"
+    )
+    fig.savefig(tmp_path / "dollars.png")  # no mathtext parse error
+    assert [_drawn_text(ax.get_ylabel()) for ax in fig.axes] == names
+    assert _drawn_text(fig.get_suptitle()) == "cost in $ ($)"
+    assert _drawn_text(fig.axes[-1].get_xlabel()) == "$t"
+    res = _backtest_result(2, D=3)
+    res.feature_names = names
+    fig = plots.plot_backtest(res, feature=0, save=tmp_path / "fan.png")
+    assert _drawn_text(fig.get_suptitle()).startswith("price ($) / cost ($): backtest")

@@ -8,6 +8,7 @@ from pathlib import Path
 import numpy as np
 import pandas as pd
 import pytest
+from matplotlib import cbook
 from matplotlib.axes import Axes
 
 from gpvae.app.spatial_plots import plot_site_map, plot_site_series
@@ -63,3 +64,26 @@ def test_site_map_colours_a_single_width_by_its_value() -> None:
     values = fig.axes[0]
     assert values.collections[0].norm.vmin == 80.0
     assert values.collections[0].norm.vmax == 90.0
+
+
+def test_site_and_feature_names_with_dollars_are_drawn_as_written(tmp_path: Path) -> None:
+    """Site and feature names with ``$`` were read as mathtext ('$A$' drawn as italic A, a
+    lone '$' in a pair of names failing when the figure was saved)."""
+    xy = np.array([[0.0, 0.0], [1.0, 1.0]])
+    fig = plot_site_map(xy, np.ones(2), np.ones(2), ["$A$", "B $x_"], feature="$ NO2 $")
+    fig.savefig(tmp_path / "map.png")
+    texts = [t.get_text() for t in fig.axes[0].texts]
+    assert [_drawn(t) for t in texts] == ["$A$", "B $x_"]
+    assert _drawn(fig.axes[0].get_title()) == "$ NO2 $ value"
+    t = np.arange(5.0)
+    m = np.zeros((5, 2))
+    fig = plot_site_series(t, m, m - 1, m + 1, feature_names=["a$", "b$"], title="site $1$")
+    fig.savefig(tmp_path / "series.png")
+    assert [_drawn(ax.get_ylabel()) for ax in fig.axes] == ["a$", "b$"]
+    assert _drawn(fig.axes[0].get_title()) == "site $1$"
+
+
+def _drawn(text: str) -> str:
+    """What matplotlib draws for a text: plain text (``\\$`` drawn as ``$``), not mathtext."""
+    assert not cbook.is_math_text(text), f"{text!r} is drawn as mathtext"
+    return text.replace(r"\$", "$")

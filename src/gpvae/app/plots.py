@@ -9,7 +9,8 @@ given, also writes it there (the format follows the extension, e.g. ``.png`` or 
 
 Shapes: T time steps, D features, H forecast steps, L latent channels, S samples.
 Times are numbers or datetimes: datetime64, or zone-aware datetimes (such as the index that
-the estimator returns for zone-aware input), drawn in their zone's wall clock.
+the estimator returns for zone-aware input), drawn in their zone's wall clock. Names,
+titles and labels are drawn as written (:func:`_plain`: a ``$`` is not matplotlib's mathtext).
 
 Example::
 
@@ -134,6 +135,14 @@ def _names(names: Sequence[str] | None, count: int, prefix: str) -> list[str]:
     return out
 
 
+def _plain(text: str) -> str:
+    """``text`` (a feature, series or site name, a title or label given) to be drawn as
+    written: each ``$`` escaped, which matplotlib would otherwise read as the start or end of
+    mathtext (``NO$_2$`` drawn as a subscript; a lone ``$`` or ``$x_$`` failed when the
+    figure was drawn)."""
+    return str(text).replace("$", r"\$")
+
+
 def _figure(width: float, height: float) -> Figure:
     """A new figure on an Agg canvas (not registered with pyplot)."""
     fig = Figure(figsize=(width, height), layout="constrained")
@@ -167,7 +176,7 @@ def _panels(
     fig = _figure(width, 1.0 + 2.1 * (count + above))
     axes = fig.subplots(count + above, 1, sharex=True, squeeze=False)
     if title:
-        fig.suptitle(title)
+        fig.suptitle(_plain(title))
     return fig, [ax for row in axes for ax in row]
 
 
@@ -286,10 +295,10 @@ def plot_imputation(
         if tr is not None:
             hid = ~np.isnan(tr[:, j])
             ax.plot(t[hid], tr[hid, j], "x", color=_TRUTH, ms=3.5, mew=1.0, label="hidden truth")
-        ax.set_ylabel(names[j])
+        ax.set_ylabel(_plain(names[j]))
         ax.grid(alpha=0.3)
     axes[0].legend(loc="upper right", fontsize="small", ncol=4, framealpha=0.8)
-    axes[-1].set_xlabel(time_label)
+    axes[-1].set_xlabel(_plain(time_label))
     return _finish(fig, path)
 
 
@@ -370,10 +379,10 @@ def plot_forecast(
             ax.plot(tf, tr[:, j], "o", color=_TRUTH, ms=3, label="truth")
         if len(th) and len(tf):
             ax.axvline(tf[0], color="grey", ls=":", lw=1)
-        ax.set_ylabel(names[j])
+        ax.set_ylabel(_plain(names[j]))
         ax.grid(alpha=0.3)
     axes[0].legend(loc="upper left", fontsize="small", ncol=3, framealpha=0.8)
-    axes[-1].set_xlabel(time_label)
+    axes[-1].set_xlabel(_plain(time_label))
     return _finish(fig, path)
 
 
@@ -464,10 +473,10 @@ def plot_anomalies(
             ax.plot(
                 t[flagged], y[flagged, j], "o", color=_FLAG, ms=4, mfc="none", label="flagged step"
             )
-            ax.set_ylabel(names[j])
+            ax.set_ylabel(_plain(names[j]))
             ax.grid(alpha=0.3)
         axes[1].legend(loc="upper right", fontsize="small", ncol=2, framealpha=0.8)
-    axes[-1].set_xlabel(time_label)
+    axes[-1].set_xlabel(_plain(time_label))
     return _finish(fig, path)
 
 
@@ -516,7 +525,7 @@ def plot_latents(
         ax.set_ylabel(f"z{j}")
         ax.grid(alpha=0.3)
     axes[0].legend(loc="upper right", fontsize="small", ncol=2, framealpha=0.8)
-    axes[-1].set_xlabel(time_label)
+    axes[-1].set_xlabel(_plain(time_label))
     return _finish(fig, path)
 
 
@@ -557,7 +566,7 @@ def plot_kernels(
     fig = _figure(11.0, 4.2)
     ax_k, ax_r = fig.subplots(1, 2)
     if title:
-        fig.suptitle(title)
+        fig.suptitle(_plain(title))
     x = tau[:, 0].cpu().numpy()
     cmap = matplotlib.colormaps["tab10" if len(ks) <= 10 else "tab20"]
     with torch.no_grad():
@@ -566,10 +575,10 @@ def plot_kernels(
             color = cmap(j % cmap.N)
             ax_k.plot(x, cov, color=color, lw=1.3, label=f"z{j}: {_kernel_label(k)}")
             ax_r.plot(x, cov / cov[0] if cov[0] > 0 else cov, color=color, lw=1.3)
-    ax_k.set_xlabel(lag_label)
+    ax_k.set_xlabel(_plain(lag_label))
     ax_k.set_ylabel("k(τ)")
     ax_k.set_title("covariance")
-    ax_r.set_xlabel(lag_label)
+    ax_r.set_xlabel(_plain(lag_label))
     ax_r.set_ylabel("k(τ) / k(0)")
     ax_r.set_title("correlation")
     ax_r.set_ylim(min(-0.05, ax_r.get_ylim()[0]), 1.05)
@@ -628,10 +637,10 @@ def plot_samples(
     for j, ax in enumerate(axes):
         for i in range(shown):
             ax.plot(t, s[i, :, j], color=cmap(i % 10), lw=0.9, alpha=0.85, label=f"sample {i}")
-        ax.set_ylabel(names[j])
+        ax.set_ylabel(_plain(names[j]))
         ax.grid(alpha=0.3)
     axes[0].legend(loc="upper right", fontsize="small", ncol=min(shown, 5), framealpha=0.8)
-    axes[-1].set_xlabel(time_label)
+    axes[-1].set_xlabel(_plain(time_label))
     return _finish(fig, path)
 
 
@@ -668,7 +677,7 @@ def plot_history(
     fig = _figure(7.0, 4.0)
     ax = fig.subplots()
     if title:
-        ax.set_title(title)
+        ax.set_title(_plain(title))
     epochs = np.arange(1, len(rows) + 1)
     for key in drawn:
         ax.plot(epochs, [float(r[key]) for r in rows], marker=".", lw=1.2, label=key)
@@ -775,5 +784,5 @@ def plot_backtest(
         ax.set_ylabel(f"origin {k + 1}")
         ax.grid(alpha=0.3)
     axes[0].legend(loc="upper left", fontsize="small", ncol=5, framealpha=0.8)
-    axes[-1].set_xlabel(time_label)
+    axes[-1].set_xlabel(_plain(time_label))
     return _finish(fig, path)

@@ -25,7 +25,7 @@ from matplotlib.cm import ScalarMappable
 from matplotlib.colors import Normalize
 from matplotlib.figure import Figure
 
-from gpvae.app.plots import _concise_dates, _save_path, _times, _write
+from gpvae.app.plots import _concise_dates, _plain, _save_path, _times, _write
 from gpvae.errors import ShapeError
 
 __all__ = ["plot_site_map", "plot_site_series"]
@@ -115,7 +115,7 @@ def plot_site_map(
         ax.scatter(xy[~ok, 0], xy[~ok, 1], facecolors="none", edgecolors="grey", s=90)
         for i, name in enumerate(names):
             ax.annotate(
-                name,
+                _plain(name),
                 xy[i],
                 fontsize=7,
                 xytext=(4, 4),
@@ -123,9 +123,9 @@ def plot_site_map(
                 fontweight="bold" if held[i] else "normal",
             )
         fig.colorbar(ScalarMappable(norm=norm, cmap=cmap), ax=ax)  # not from one scatter
-        ax.set_title(title + ("  (star: held out)" if held.any() else ""))
-        ax.set_xlabel(axis_labels[0])
-        ax.set_ylabel(axis_labels[1])
+        ax.set_title(_plain(title) + ("  (star: held out)" if held.any() else ""))
+        ax.set_xlabel(_plain(axis_labels[0]))
+        ax.set_ylabel(_plain(axis_labels[1]))
     return _finish(fig, path)
 
 
@@ -171,10 +171,10 @@ def plot_site_series(
         if truth is not None:
             tv = np.asarray(truth, dtype=float).reshape(T, -1)[:, j]
             ax.plot(t, tv, color="k", lw=0.8, label="held-out truth")
-        ax.set_ylabel(names[j], fontsize=8)
+        ax.set_ylabel(_plain(names[j]), fontsize=8)
         if j == 0:
             ax.legend(fontsize=7, loc="upper right", ncols=3)
             if title:
-                ax.set_title(title)
-    axes[-1].set_xlabel(time_label)
+                ax.set_title(_plain(title))
+    axes[-1].set_xlabel(_plain(time_label))
     return _finish(fig, path)
