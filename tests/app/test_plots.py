@@ -8,6 +8,8 @@ from pathlib import Path
 import numpy as np
 import pytest
 from matplotlib import cbook
+from matplotlib.axes import Axes
+from matplotlib.collections import LineCollection
 from matplotlib.figure import Figure
 
 from gpvae import GPVAE
@@ -376,3 +378,49 @@ def test_names_with_dollars_are_drawn_as_written(tmp_path: Path) -> None:
     res.feature_names = names
     fig = plots.plot_backtest(res, feature=0, save=tmp_path / "fan.png")
     assert _drawn_text(fig.get_suptitle()).startswith("price ($) / cost ($): backtest")
+
+
+def _shown(ax: Axes, label: str) -> bool:
+    """Whether the line called ``label`` on ``ax`` is visible: through two points or more,
+    or one point with a marker (a line through one point has no length)."""
+    (line,) = [ln for ln in ax.get_lines() if ln.get_label() == label]
+    return len(line.get_xdata()) > 1 or line.get_marker() not in ("None", "", " ", None)
+
+
+def _bars(ax: Axes) -> list[tuple[float, float]]:
+    """The (low, high) of the vertical bars that ``ax`` draws as line collections."""
+    return [
+        (float(seg[:, 1].min()), float(seg[:, 1].max()))
+        for c in ax.collections
+        if isinstance(c, LineCollection)
+        for seg in c.get_segments()
+    ]
+
+
+def test_a_single_step_is_drawn_with_a_marker_and_an_interval_bar(tmp_path: Path) -> None:
+    """A forecast of one step, an imputation of one time, a sample of length 1 and a backtest
+    of horizon 1 drew a line through one point without a marker and a band over one time: both
+    without extent, the panel empty although the legend named them."""
+    one = np.array([np.datetime64("2021-03-01T00:00", "ns")])
+    th = one - np.arange(5, 0, -1).astype("timedelta64[h]")
+    fig = plots.plot_forecast(th, np.ones(5), one, [2.0], [1.0], [3.0], levels=[0.9])
+    assert _shown(fig.axes[0], "forecast mean")
+    assert _bars(fig.axes[0]) == [(1.0, 3.0)]
+    fig = plots.plot_imputation(one, [np.nan], [2.0], [1.0], [3.0])
+    assert _shown(fig.axes[0], "imputed mean")
+    assert _bars(fig.axes[0]) == [(1.0, 3.0)]
+    fig = plots.plot_samples([0.0], np.zeros((2, 1, 1)))
+    assert _shown(fig.axes[0], "sample 0")
+    assert _shown(fig.axes[0], "sample 1")
+    fig = plots.plot_latents([0.0], [[0.0]], [[1.0]])
+    assert _shown(fig.axes[0], "posterior mean")
+    assert _bars(fig.axes[0]) == [(-2.0, 2.0)]
+    res = _backtest_result(1, H=1, D=1)
+    fig = plots.plot_backtest(res, save=tmp_path / "fan.png")
+    assert _shown(fig.axes[0], "forecast mean")
+    assert sorted(_bars(fig.axes[0])) == [(-1.0, 1.0), (-0.5, 0.5)]
+    # more than one step: lines without markers and bands alone, as before
+    fig = plots.plot_forecast(th, np.ones(5), [1.0, 2.0], [2.0, 2.0], [1.0, 1.0], [3.0, 3.0])
+    (line,) = [ln for ln in fig.axes[0].get_lines() if ln.get_label() == "forecast mean"]
+    assert line.get_marker() == "None"
+    assert _bars(fig.axes[0]) == []

@@ -10,6 +10,7 @@ import pandas as pd
 import pytest
 from matplotlib import cbook
 from matplotlib.axes import Axes
+from matplotlib.collections import LineCollection
 
 from gpvae.app.spatial_plots import plot_site_map, plot_site_series
 from gpvae.errors import ValidationError
@@ -87,3 +88,13 @@ def _drawn(text: str) -> str:
     """What matplotlib draws for a text: plain text (``\\$`` drawn as ``$``), not mathtext."""
     assert not cbook.is_math_text(text), f"{text!r} is drawn as mathtext"
     return text.replace(r"\$", "$")
+
+
+def test_site_series_of_one_time_is_drawn_with_a_marker_and_a_bar() -> None:
+    """A prediction at one time was a line through one point without a marker and a band of
+    no width: nothing drawn."""
+    fig = plot_site_series([0.0], [[2.0]], [[1.0]], [[3.0]], truth=[[2.5]])
+    ax = fig.axes[0]
+    assert all(ln.get_marker() == "o" for ln in ax.get_lines())
+    bars = [c for c in ax.collections if isinstance(c, LineCollection)]
+    assert [seg[:, 1].tolist() for c in bars for seg in c.get_segments()] == [[1.0, 3.0]]

@@ -143,6 +143,20 @@ def _plain(text: str) -> str:
     return str(text).replace("$", r"\$")
 
 
+def _lone(count: int) -> dict[str, Any]:
+    """The options of a line through ``count`` points: a marker when there is one point (a
+    line through one point has no length, and is not drawn)."""
+    return {"marker": "o", "ms": 4} if count == 1 else {}
+
+
+def _band(ax: Axes, t: np.ndarray, lower: Any, upper: Any, **style: Any) -> None:
+    """An interval band between ``lower`` and ``upper`` over the times ``t``; at one time, also
+    a bar from ``lower`` to ``upper`` (a band over one time has no width, and is not drawn)."""
+    ax.fill_between(t, lower, upper, **style)
+    if len(t) == 1:
+        ax.vlines(t, lower, upper, color=style.get("color"), alpha=style.get("alpha"), lw=6)
+
+
 def _figure(width: float, height: float) -> Figure:
     """A new figure on an Agg canvas (not registered with pyplot)."""
     fig = Figure(figsize=(width, height), layout="constrained")
@@ -288,8 +302,8 @@ def plot_imputation(
     band = "interval" if level is None else f"{level:.0%} interval"
     fig, axes = _panels(y.shape[1], title, "values")
     for j, ax in enumerate(axes):
-        ax.fill_between(t, lo[:, j], up[:, j], color=_MODEL, alpha=0.25, lw=0, label=band)
-        ax.plot(t, m[:, j], color=_MODEL, lw=1.2, label="imputed mean")
+        _band(ax, t, lo[:, j], up[:, j], color=_MODEL, alpha=0.25, lw=0, label=band)
+        ax.plot(t, m[:, j], color=_MODEL, lw=1.2, label="imputed mean", **_lone(len(t)))
         obs = ~np.isnan(y[:, j])
         ax.plot(t[obs], y[obs, j], ".", color=_OBSERVED, ms=3, label="observed")
         if tr is not None:
@@ -371,10 +385,8 @@ def plot_forecast(
             elif k == 0:
                 label = "interval"
             alpha = 0.18 + 0.2 * k / max(1, lo.shape[0] - 1)
-            ax.fill_between(
-                tf, lo[k, :, j], up[k, :, j], color=_MODEL, alpha=alpha, lw=0, label=label
-            )
-        ax.plot(tf, m[:, j], color=_MODEL, lw=1.5, label="forecast mean")
+            _band(ax, tf, lo[k, :, j], up[k, :, j], color=_MODEL, alpha=alpha, lw=0, label=label)
+        ax.plot(tf, m[:, j], color=_MODEL, lw=1.5, label="forecast mean", **_lone(len(tf)))
         if tr is not None:
             ax.plot(tf, tr[:, j], "o", color=_TRUTH, ms=3, label="truth")
         if len(th) and len(tf):
@@ -459,7 +471,7 @@ def plot_anomalies(
                     lw=0,
                     label="labelled anomaly" if k == 0 and axis is ax else None,
                 )
-    ax.plot(t, s, color=_MODEL, lw=0.9, label=score_label)
+    ax.plot(t, s, color=_MODEL, lw=0.9, label=score_label, **_lone(len(t)))
     if threshold is not None:
         ax.axhline(threshold, color="grey", ls="--", lw=1, label=f"threshold {threshold:.3g}")
     ax.plot(t[flagged], s[flagged], "o", color=_FLAG, ms=4, label=f"flagged ({flagged.sum()})")
@@ -512,7 +524,8 @@ def plot_latents(
     sd = np.sqrt(v)
     fig, axes = _panels(m.shape[1], title, "mean", "latent channel", width=9.0)
     for j, ax in enumerate(axes):
-        ax.fill_between(
+        _band(
+            ax,
             t,
             m[:, j] - 2 * sd[:, j],
             m[:, j] + 2 * sd[:, j],
@@ -521,7 +534,7 @@ def plot_latents(
             lw=0,
             label="± 2 sd",
         )
-        ax.plot(t, m[:, j], color=_MODEL, lw=1.1, label="posterior mean")
+        ax.plot(t, m[:, j], color=_MODEL, lw=1.1, label="posterior mean", **_lone(len(t)))
         ax.set_ylabel(f"z{j}")
         ax.grid(alpha=0.3)
     axes[0].legend(loc="upper right", fontsize="small", ncol=2, framealpha=0.8)
@@ -636,7 +649,15 @@ def plot_samples(
     cmap = matplotlib.colormaps["tab10"]
     for j, ax in enumerate(axes):
         for i in range(shown):
-            ax.plot(t, s[i, :, j], color=cmap(i % 10), lw=0.9, alpha=0.85, label=f"sample {i}")
+            ax.plot(
+                t,
+                s[i, :, j],
+                color=cmap(i % 10),
+                lw=0.9,
+                alpha=0.85,
+                label=f"sample {i}",
+                **_lone(len(t)),
+            )
         ax.set_ylabel(_plain(names[j]))
         ax.grid(alpha=0.3)
     axes[0].legend(loc="upper right", fontsize="small", ncol=min(shown, 5), framealpha=0.8)
@@ -768,7 +789,8 @@ def plot_backtest(
         past_t = _times(hist_t[lo_i:start], "history_times")
         tf = _times(result.times[series, k], "times")
         ax.plot(past_t, hist[lo_i:start], ".-", color=_OBSERVED, ms=2, lw=0.6, label="history")
-        ax.fill_between(
+        _band(
+            ax,
             tf,
             result.lower[series, k, :, j],
             result.upper[series, k, :, j],
@@ -777,8 +799,9 @@ def plot_backtest(
             lw=0,
             label="90% interval",
         )
-        ax.fill_between(tf, q[0, k], q[-1, k], color=_MODEL, alpha=0.3, lw=0, label="80% interval")
-        ax.plot(tf, result.mean[series, k, :, j], color=_MODEL, lw=1.5, label="forecast mean")
+        _band(ax, tf, q[0, k], q[-1, k], color=_MODEL, alpha=0.3, lw=0, label="80% interval")
+        mean = result.mean[series, k, :, j]
+        ax.plot(tf, mean, color=_MODEL, lw=1.5, label="forecast mean", **_lone(len(tf)))
         ax.plot(tf, result.truth[series, k, :, j], "o", color=_TRUTH, ms=2.5, label="truth")
         ax.axvline(tf[0], color="grey", ls=":", lw=1)
         ax.set_ylabel(f"origin {k + 1}")

@@ -25,7 +25,7 @@ from matplotlib.cm import ScalarMappable
 from matplotlib.colors import Normalize
 from matplotlib.figure import Figure
 
-from gpvae.app.plots import _concise_dates, _plain, _save_path, _times, _write
+from gpvae.app.plots import _band, _concise_dates, _lone, _plain, _save_path, _times, _write
 from gpvae.errors import ShapeError
 
 __all__ = ["plot_site_map", "plot_site_series"]
@@ -166,11 +166,11 @@ def plot_site_series(
     FigureCanvasAgg(fig)
     axes = fig.subplots(D, 1, sharex=True, squeeze=False)[:, 0]
     for j, ax in enumerate(axes):
-        ax.fill_between(t, lo[:, j], hi[:, j], color="C0", alpha=0.25, label="90% interval")
-        ax.plot(t, m[:, j], color="C0", lw=1.2, label="prediction")
+        _band(ax, t, lo[:, j], hi[:, j], color="C0", alpha=0.25, label="90% interval")
+        ax.plot(t, m[:, j], color="C0", lw=1.2, label="prediction", **_lone(T))
         if truth is not None:
             tv = np.asarray(truth, dtype=float).reshape(T, -1)[:, j]
-            ax.plot(t, tv, color="k", lw=0.8, label="held-out truth")
+            ax.plot(t, tv, color="k", lw=0.8, label="held-out truth", **_lone(T))
         ax.set_ylabel(_plain(names[j]), fontsize=8)
         if j == 0:
             ax.legend(fontsize=7, loc="upper right", ncols=3)
