@@ -152,12 +152,11 @@ def backtest(
         folder = Path(plot_dir)
         drawn = range(panels_drawn(res.mean.shape[1], MAX_PANELS, "origins", "--plot-dir"))
         drawn_res = _on_data_clock(res, changes)
-        for j, name in enumerate(res.feature_names):
-            safe = "".join(c if c.isalnum() or c in "-_." else "_" for c in name)
+        for j, file_name in enumerate(_chart_names(res.feature_names)):
             plot_backtest(
                 drawn_res,
                 feature=j,
-                save=folder / f"backtest_{safe}.png",
+                save=folder / file_name,
                 origins=drawn,
                 time_label=spec.time_col,
             )
@@ -179,6 +178,25 @@ def _origin_times(times: np.ndarray, changes: list[str] | None) -> list[list[Any
         shown = hours_shown(utc.to_numpy(), changes).reshape(times.shape)
         return [[t.isoformat() for t in row] for row in shown]
     return [[_time_json(t) for t in row] for row in times]
+
+
+def _chart_names(features: list[str]) -> list[str]:
+    """The fan charts' file names, one per feature: ``backtest_<feature>.png``, the name's
+    characters other than letters, digits, ``-``, ``_`` and ``.`` written ``_``; a name that
+    an earlier feature's took (``NO2 (Dongsi)`` and ``NO2 [Dongsi]``; letter case ignored, as
+    some file systems do) gets a number, ``backtest_NO2__Dongsi__2.png``, so no chart is
+    written over another."""
+    taken: set[str] = set()
+    names = []
+    for feature in features:
+        safe = "".join(c if c.isalnum() or c in "-_." else "_" for c in feature)
+        name, k = f"backtest_{safe}", 1
+        while name.casefold() in taken:
+            k += 1
+            name = f"backtest_{safe}_{k}"
+        taken.add(name.casefold())
+        names.append(f"{name}.png")
+    return names
 
 
 def _on_data_clock(res: BacktestResult, changes: list[str] | None) -> BacktestResult:
