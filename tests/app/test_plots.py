@@ -424,3 +424,28 @@ def test_a_single_step_is_drawn_with_a_marker_and_an_interval_bar(tmp_path: Path
     (line,) = [ln for ln in fig.axes[0].get_lines() if ln.get_label() == "forecast mean"]
     assert line.get_marker() == "None"
     assert _bars(fig.axes[0]) == []
+
+
+def test_forecast_draws_the_context_and_breaks_the_history_at_missing_rows() -> None:
+    """The whole history was drawn (7,267 steps before a forecast of 24: the forecast a few
+    pixels wide), and drawn straight across rows missing from the times as if observed."""
+    t = np.array([np.datetime64("2014-04-01T00:00", "ns")]) + np.arange(100).astype(
+        "timedelta64[h]"
+    )
+    t = np.delete(t, np.arange(80, 90))  # ten hourly rows missing: a gap of 11 hours
+    y = np.arange(90.0)
+    tf = t[-1] + np.arange(1, 4).astype("timedelta64[h]")
+    fig = plots.plot_forecast(t, y, tf, np.zeros(3), -np.ones(3), np.ones(3), context=20)
+    line = next(ln for ln in fig.axes[0].get_lines() if ln.get_label() == "history")
+    x, v = line.get_xdata(), line.get_ydata()
+    assert len(x) == 21  # the last 20 steps and a break
+    np.testing.assert_array_equal(np.delete(x, 10), t[-20:])
+    assert x[10] == t[79] + np.timedelta64(330, "m")  # halfway through the gap
+    assert np.isnan(v[10])
+    np.testing.assert_array_equal(np.delete(v, 10), y[-20:])
+    # a regular history is drawn as given, every step without context
+    fig = plots.plot_forecast(t[:80], y[:80], tf, np.zeros(3), -np.ones(3), np.ones(3))
+    line = next(ln for ln in fig.axes[0].get_lines() if ln.get_label() == "history")
+    np.testing.assert_array_equal(line.get_xdata(), t[:80])
+    with pytest.raises(ValidationError, match="context: expected a positive whole number"):
+        plots.plot_forecast(t, y, tf, np.zeros(3), -np.ones(3), np.ones(3), context=0)

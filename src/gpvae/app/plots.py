@@ -330,9 +330,10 @@ def plot_forecast(
     title: str | None = "Forecast",
     time_label: str = "time",
     save: str | os.PathLike[str] | None = None,
+    context: int | None = None,
 ) -> Figure:
-    """A fan chart: the history (its line broken where values are missing), then the
-    forecast mean with nested interval bands.
+    """A fan chart: the history (its line broken where values are missing and across gaps
+    in its times), then the forecast mean with nested interval bands.
 
     Args:
         history_times: (T,) times of the history.
@@ -348,11 +349,18 @@ def plot_forecast(
         title: figure title.
         time_label: x-axis label.
         save: optional path to write the figure to.
+        context: draw only the last ``context`` steps of the history (None: all of it; a
+            long history leaves the forecast a few pixels at the right edge).
 
     Returns:
         The figure: one panel per feature.
     """
     path = _save_path(save)
+    whole = isinstance(context, (int, np.integer)) and not isinstance(context, bool)
+    if context is not None and (not whole or context < 1):
+        raise ValidationError(
+            f"context: expected a positive whole number of steps or None, found {context!r}"
+        )
     th = _times(history_times, "history_times")
     tf = _times(future_times, "future_times")
     y = _as_2d(history, "history", len(th))
@@ -374,6 +382,9 @@ def plot_forecast(
     if tr is not None:
         _check_same(m, tr, "mean", "truth")
     names = _names(feature_names, y.shape[1], "feature")
+    if context is not None:
+        th, y = th[-context:], y[-context:]
+    th, y = _broken(th, y)
     fig, axes = _panels(y.shape[1], title, "history")
     for j, ax in enumerate(axes):
         # NaN breaks the line: a missing stretch is not drawn as observed data
@@ -396,6 +407,23 @@ def plot_forecast(
     axes[0].legend(loc="upper left", fontsize="small", ncol=3, framealpha=0.8)
     axes[-1].set_xlabel(_plain(time_label))
     return _finish(fig, path)
+
+
+def _broken(t: np.ndarray, y: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    """``t`` and the rows ``y`` with a row of NaN halfway through each gap of the times (a
+    spacing over twice the median spacing: rows missing from a regular series), so that a
+    line through them is broken there, not drawn straight across as if observed."""
+    if len(t) < 3:
+        return t, y
+    dated = t.dtype.kind == "M"
+    tt = t.astype("datetime64[ns]") if dated else t.astype(np.float64)
+    step = np.diff(tt)
+    spacing = (step.astype(np.int64) if dated else step).astype(np.float64)
+    gaps = np.flatnonzero(spacing > 2 * np.median(spacing))
+    if not len(gaps) or not np.median(spacing) > 0:
+        return t, y
+    mid = tt[gaps] + step[gaps] / 2
+    return np.insert(tt, gaps + 1, mid), np.insert(y, gaps + 1, np.nan, axis=0)
 
 
 def plot_anomalies(

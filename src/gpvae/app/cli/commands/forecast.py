@@ -117,6 +117,8 @@ def forecast(
             levels=[level],
             feature_names=feats,
             time_label=spec.time_col,
+            # three horizons of history, as backtest's fan charts, and at least 30 steps
+            context=max(3 * horizon, 30),
         )
         save_figure(fig, plot_path)
 
