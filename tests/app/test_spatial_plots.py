@@ -98,3 +98,11 @@ def test_site_series_of_one_time_is_drawn_with_a_marker_and_a_bar() -> None:
     assert all(ln.get_marker() == "o" for ln in ax.get_lines())
     bars = [c for c in ax.collections if isinstance(c, LineCollection)]
     assert [seg[:, 1].tolist() for c in bars for seg in c.get_segments()] == [[1.0, 3.0]]
+
+
+def test_site_series_refuses_more_panels_than_the_other_plots() -> None:
+    """plot_site_series drew a panel per feature however many; the other plots refuse more
+    than MAX_PANELS."""
+    m = np.zeros((5, 13))
+    with pytest.raises(ValidationError, match="expected at most 12 features"):
+        plot_site_series(np.arange(5.0), m, m - 1, m + 1)

@@ -25,8 +25,17 @@ from matplotlib.cm import ScalarMappable
 from matplotlib.colors import Normalize
 from matplotlib.figure import Figure
 
-from gpvae.app.plots import _band, _concise_dates, _lone, _plain, _save_path, _times, _write
-from gpvae.errors import ShapeError
+from gpvae.app.plots import (
+    MAX_PANELS,
+    _band,
+    _concise_dates,
+    _lone,
+    _plain,
+    _save_path,
+    _times,
+    _write,
+)
+from gpvae.errors import ShapeError, ValidationError
 
 __all__ = ["plot_site_map", "plot_site_series"]
 
@@ -141,7 +150,7 @@ def plot_site_series(
     time_label: str = "time",
 ) -> Figure:
     """The predicted series of one site with its intervals (and the truth when known): one
-    panel per feature, sharing the time axis.
+    panel per feature (at most :data:`~gpvae.app.plots.MAX_PANELS`), sharing the time axis.
 
     Args:
         times: (T,) times (numbers or datetimes; zone-aware ones in their wall clock).
@@ -162,6 +171,11 @@ def plot_site_series(
     if len(t) != T or lo.shape != m.shape or hi.shape != m.shape:
         raise ShapeError(f"times, mean, lower, upper: expected ({T},) and ({T}, {D}) each")
     names = list(feature_names) if feature_names is not None else [f"f{j}" for j in range(D)]
+    if D > MAX_PANELS:
+        raise ValidationError(
+            f"mean: expected at most {MAX_PANELS} features (one panel each), found {D}; plot "
+            "a subset of the features"
+        )
     fig = Figure(figsize=(10.0, 1.9 * D + 0.9))
     FigureCanvasAgg(fig)
     axes = fig.subplots(D, 1, sharex=True, squeeze=False)[:, 0]

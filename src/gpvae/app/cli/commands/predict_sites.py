@@ -137,7 +137,8 @@ def _check_columns(table: pd.DataFrame, spec: Any, what: str, path: str, *, feat
 def _plots(frame, new, res, spec, feature, plot, series_plot) -> None:  # type: ignore[no-untyped-def]
     import pandas as pd
 
-    from gpvae.app.cli.tables import save_figure
+    from gpvae.app.cli.tables import panels_drawn, save_figure
+    from gpvae.app.plots import MAX_PANELS
     from gpvae.app.spatial_plots import plot_site_map, plot_site_series
 
     name = feature or spec.features[0]
@@ -169,7 +170,8 @@ def _plots(frame, new, res, spec, feature, plot, series_plot) -> None:  # type: 
             if spec.time_axis.datetime
             else res.mean.loc[rows, spec.time]
         )
-        feats = list(spec.features)
+        shown = panels_drawn(len(spec.features), MAX_PANELS, "features", "--series-plot")
+        feats = list(spec.features)[:shown]
         fig = plot_site_series(
             t.to_numpy(),
             res.mean.loc[rows, feats].to_numpy(),
