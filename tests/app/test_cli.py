@@ -2501,3 +2501,31 @@ def test_plots_draw_csv_text_of_changing_offsets_on_the_data_clock(
     drawn = [_line(figures[-1], "forecast mean", k).get_xdata()[0] for k in range(2)]
     assert drawn == [np.datetime64(o[:19], "ns") for o in origins]
     assert all(o.endswith("+02:00") for o in origins)
+
+
+def test_plot_titles_name_the_series_drawn(
+    long_model: Path,
+    wide_model: Path,
+    files: dict[str, Path],
+    tmp_path: Path,
+    monkeypatch: pytest.MonkeyPatch,
+    capsys: pytest.CaptureFixture[str],
+) -> None:
+    """The plots of impute, forecast and detect draw one series of a long file but their
+    titles did not say which ('Imputation'); a wide file's one series keeps the title."""
+    figures = _figures_drawn(monkeypatch)
+    for command, extra in (("impute", []), ("forecast", ["--horizon", "2"]), ("detect", [])):
+        for model, data, pick in (
+            (long_model, files["long_csv"], ["--series", "b"]),
+            (long_model, files["long_csv"], []),
+            (wide_model, files["wide_parquet"], []),
+        ):
+            args = [command, str(model), str(data), "-o", str(tmp_path / "o.csv"), *extra]
+            args += ["--num-samples", "20", "--plot", str(tmp_path / "p.png"), *pick]
+            assert main([*args]) == 0, capsys.readouterr()
+    first = pd.read_csv(files["long_csv"])["station"].iloc[0]  # drawn without --series
+    assert [fig.get_suptitle() for fig in figures] == [
+        f"{title}{of}"
+        for title in ("Imputation", "Forecast", "Anomaly scores")
+        for of in (" of station b", f" of station {first}", "")
+    ]

@@ -247,6 +247,9 @@ def detect(
         )
         part = part.sort_values(spec.time_col, kind="stable")
         shown = spec.features[: panels_drawn(len(spec.features), PLOT_MAX_FEATURES, "features")]
+        title = "Anomaly scores"  # naming the series drawn, of a long file
+        if spec.id_col is not None:
+            title += f" of {spec.id_col} {raw[spec.id_col].iloc[0]}"
         fig = plot_anomalies(
             time_axis(part[spec.time_col], part["__written__"]),  # on the data's clock
             # the alarm: the score the threshold is compared with (score itself without a
@@ -257,6 +260,7 @@ def detect(
             values=part[shown].to_numpy(dtype=np.float64),
             feature_names=shown,
             labels=None if labels is None else part["__labels__"].to_numpy(),
+            title=title,
             time_label=spec.time_col,
             score_label="alarm",
         )

@@ -106,6 +106,9 @@ def forecast(
         )
         hist = hist.sort_values(spec.time_col)
         fut = parse_times(series_frame(table, spec, series), spec.time_col, "OUT")
+        title = "Forecast"  # naming the series drawn, of a long file
+        if spec.id_col is not None:
+            title += f" of {spec.id_col} {raw[spec.id_col].iloc[0]}"
         fig = plot_forecast(
             # on the data's clock, as DATA and OUT write the times
             time_axis(hist[spec.time_col], hist["__written__"]),
@@ -116,6 +119,7 @@ def forecast(
             fut[[f"{f}_upper" for f in feats]].to_numpy(dtype=np.float64),
             levels=[level],
             feature_names=feats,
+            title=title,
             time_label=spec.time_col,
             # three horizons of history, as backtest's fan charts, and at least 30 steps
             context=max(3 * horizon, 30),

@@ -132,6 +132,9 @@ def impute(
         order = np.argsort(time_axis(parsed))
         t = time_axis(parsed, part[spec.time_col])[order]  # on the data's clock, as OUT
         feats = spec.features[: panels_drawn(len(spec.features), MAX_PANELS, "features")]
+        title = "Imputation"  # naming the series drawn, of a long file
+        if spec.id_col is not None:
+            title += f" of {spec.id_col} {part[spec.id_col].iloc[0]}"
         fig = plot_imputation(
             t,
             raw[feats].to_numpy(dtype=np.float64)[order],
@@ -140,6 +143,7 @@ def impute(
             part[[f"{f}_upper" for f in feats]].to_numpy(dtype=np.float64)[order],
             feature_names=feats,
             level=level,
+            title=title,
             time_label=spec.time_col,
         )
         save_figure(fig, plot_path)
