@@ -449,3 +449,34 @@ def test_forecast_draws_the_context_and_breaks_the_history_at_missing_rows() -> 
     np.testing.assert_array_equal(line.get_xdata(), t[:80])
     with pytest.raises(ValidationError, match="context: expected a positive whole number"):
         plots.plot_forecast(t, y, tf, np.zeros(3), -np.ones(3), np.ones(3), context=0)
+
+
+def _legends_clear_of_their_axes(fig: Figure) -> int:
+    """How many legends ``fig`` has, checking that each lies above its axes, off the data."""
+    fig.canvas.draw()
+    count = 0
+    for ax in fig.axes:
+        legend = ax.get_legend()
+        if legend is not None:
+            assert legend.get_window_extent().y0 >= ax.get_window_extent().y1 - 0.5
+            count += 1
+    return count
+
+
+def test_legends_sit_above_the_panels_off_the_data(rng: np.random.Generator) -> None:
+    """The legends sat at a fixed corner inside the top panel (upper right, 80% opaque) and
+    hid the data there: gpvae detect's highest alarm, impute's last observed values."""
+    t = np.arange(T, dtype=float)
+    y = rng.normal(size=(T, 2))
+    fig = plots.plot_imputation(t, y, y, y - 1, y + 1)
+    assert _legends_clear_of_their_axes(fig) == 1
+    fig = plots.plot_forecast(t, y, T + np.arange(3.0), y[:3], y[:3] - 1, y[:3] + 1)
+    assert _legends_clear_of_their_axes(fig) == 1
+    fig = plots.plot_anomalies(t, y[:, 0], 1.0, values=y)
+    assert _legends_clear_of_their_axes(fig) == 2
+    fig = plots.plot_latents(t, y, y**2)
+    assert _legends_clear_of_their_axes(fig) == 1
+    fig = plots.plot_samples(t, y[None])
+    assert _legends_clear_of_their_axes(fig) == 1
+    fig = plots.plot_backtest(_backtest_result(2))
+    assert _legends_clear_of_their_axes(fig) == 1

@@ -81,7 +81,7 @@ def test_site_and_feature_names_with_dollars_are_drawn_as_written(tmp_path: Path
     fig = plot_site_series(t, m, m - 1, m + 1, feature_names=["a$", "b$"], title="site $1$")
     fig.savefig(tmp_path / "series.png")
     assert [_drawn(ax.get_ylabel()) for ax in fig.axes] == ["a$", "b$"]
-    assert _drawn(fig.axes[0].get_title()) == "site $1$"
+    assert _drawn(fig.get_suptitle()) == "site $1$"
 
 
 def _drawn(text: str) -> str:
@@ -106,3 +106,13 @@ def test_site_series_refuses_more_panels_than_the_other_plots() -> None:
     m = np.zeros((5, 13))
     with pytest.raises(ValidationError, match="expected at most 12 features"):
         plot_site_series(np.arange(5.0), m, m - 1, m + 1)
+
+
+def test_site_series_legend_sits_above_the_panels() -> None:
+    """The legend sat inside the top panel's upper right corner, over the series there."""
+    m = np.stack([np.arange(30.0), np.arange(30.0)], axis=1)
+    fig = plot_site_series(np.arange(30.0), m, m - 1, m + 1, title="site A")
+    fig.canvas.draw()
+    top = fig.axes[0]
+    assert top.get_legend().get_window_extent().y0 >= top.get_window_extent().y1 - 0.5
+    assert fig.get_suptitle() == "site A"

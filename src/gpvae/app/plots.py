@@ -157,6 +157,25 @@ def _band(ax: Axes, t: np.ndarray, lower: Any, upper: Any, **style: Any) -> None
         ax.vlines(t, lower, upper, color=style.get("color"), alpha=style.get("alpha"), lw=6)
 
 
+def _legend_above(ax: Axes, fontsize: Any = "small") -> None:
+    """The legend of ``ax`` in one row above it, off the data: at a fixed corner inside it hid
+    the data there (a detector's highest alarm, the last observed values), and matplotlib's
+    ``loc="best"`` searches every point for a free spot (slow over 1e5 steps, and there may
+    be none)."""
+    handles, labels = ax.get_legend_handles_labels()
+    if handles:
+        ax.legend(
+            handles,
+            labels,
+            loc="lower left",
+            bbox_to_anchor=(0.0, 1.0),
+            ncol=len(handles),
+            fontsize=fontsize,
+            frameon=False,
+            borderaxespad=0.2,
+        )
+
+
 def _figure(width: float, height: float) -> Figure:
     """A new figure on an Agg canvas (not registered with pyplot)."""
     fig = Figure(figsize=(width, height), layout="constrained")
@@ -311,7 +330,7 @@ def plot_imputation(
             ax.plot(t[hid], tr[hid, j], "x", color=_TRUTH, ms=3.5, mew=1.0, label="hidden truth")
         ax.set_ylabel(_plain(names[j]))
         ax.grid(alpha=0.3)
-    axes[0].legend(loc="upper right", fontsize="small", ncol=4, framealpha=0.8)
+    _legend_above(axes[0])
     axes[-1].set_xlabel(_plain(time_label))
     return _finish(fig, path)
 
@@ -404,7 +423,7 @@ def plot_forecast(
             ax.axvline(tf[0], color="grey", ls=":", lw=1)
         ax.set_ylabel(_plain(names[j]))
         ax.grid(alpha=0.3)
-    axes[0].legend(loc="upper left", fontsize="small", ncol=3, framealpha=0.8)
+    _legend_above(axes[0])
     axes[-1].set_xlabel(_plain(time_label))
     return _finish(fig, path)
 
@@ -505,7 +524,7 @@ def plot_anomalies(
     ax.plot(t[flagged], s[flagged], "o", color=_FLAG, ms=4, label=f"flagged ({flagged.sum()})")
     ax.set_ylabel("anomaly score")
     ax.grid(alpha=0.3)
-    ax.legend(loc="upper right", fontsize="small", ncol=3, framealpha=0.8)
+    _legend_above(ax)
     if y is not None:
         for j in range(D):
             ax = axes[1 + j]
@@ -515,7 +534,7 @@ def plot_anomalies(
             )
             ax.set_ylabel(_plain(names[j]))
             ax.grid(alpha=0.3)
-        axes[1].legend(loc="upper right", fontsize="small", ncol=2, framealpha=0.8)
+        _legend_above(axes[1])
     axes[-1].set_xlabel(_plain(time_label))
     return _finish(fig, path)
 
@@ -565,7 +584,7 @@ def plot_latents(
         ax.plot(t, m[:, j], color=_MODEL, lw=1.1, label="posterior mean", **_lone(len(t)))
         ax.set_ylabel(f"z{j}")
         ax.grid(alpha=0.3)
-    axes[0].legend(loc="upper right", fontsize="small", ncol=2, framealpha=0.8)
+    _legend_above(axes[0])
     axes[-1].set_xlabel(_plain(time_label))
     return _finish(fig, path)
 
@@ -688,7 +707,7 @@ def plot_samples(
             )
         ax.set_ylabel(_plain(names[j]))
         ax.grid(alpha=0.3)
-    axes[0].legend(loc="upper right", fontsize="small", ncol=min(shown, 5), framealpha=0.8)
+    _legend_above(axes[0])
     axes[-1].set_xlabel(_plain(time_label))
     return _finish(fig, path)
 
@@ -834,6 +853,6 @@ def plot_backtest(
         ax.axvline(tf[0], color="grey", ls=":", lw=1)
         ax.set_ylabel(f"origin {k + 1}")
         ax.grid(alpha=0.3)
-    axes[0].legend(loc="upper left", fontsize="small", ncol=5, framealpha=0.8)
+    _legend_above(axes[0])
     axes[-1].set_xlabel(_plain(time_label))
     return _finish(fig, path)

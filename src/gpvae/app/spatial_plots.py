@@ -29,6 +29,7 @@ from gpvae.app.plots import (
     MAX_PANELS,
     _band,
     _concise_dates,
+    _legend_above,
     _lone,
     _plain,
     _save_path,
@@ -187,8 +188,8 @@ def plot_site_series(
             ax.plot(t, tv, color="k", lw=0.8, label="held-out truth", **_lone(T))
         ax.set_ylabel(_plain(names[j]), fontsize=8)
         if j == 0:
-            ax.legend(fontsize=7, loc="upper right", ncols=3)
+            _legend_above(ax, fontsize=7)
             if title:
-                ax.set_title(_plain(title))
+                fig.suptitle(_plain(title))
     axes[-1].set_xlabel(_plain(time_label))
     return _finish(fig, path)
