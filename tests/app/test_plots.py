@@ -16,7 +16,7 @@ from gpvae import GPVAE
 from gpvae.app import plots
 from gpvae.errors import ShapeError, ValidationError
 from gpvae.estimator.backtest import BacktestResult
-from gpvae.kernels import Matern32, Matern52
+from gpvae.kernels import Matern32, Matern52, Periodic
 
 T, D, H, L = 40, 3, 7, 2
 
@@ -480,3 +480,20 @@ def test_legends_sit_above_the_panels_off_the_data(rng: np.random.Generator) -> 
     assert _legends_clear_of_their_axes(fig) == 1
     fig = plots.plot_backtest(_backtest_result(2))
     assert _legends_clear_of_their_axes(fig) == 1
+
+
+def test_kernel_legend_names_the_terms_and_the_lag_shows_the_longest_period() -> None:
+    """A composite kernel was labelled 'Sum' (no lengthscale, no period), where gpvae fit
+    lists its terms; the demo drew lags up to 20 days of a kernel with a 365-day period."""
+    seasonal = Matern32(lengthscale=3.0) + Periodic(lengthscale=0.8, period=365.0)
+    decaying = Matern52(lengthscale=40.0) * (Periodic(period=7.0) + Matern32(lengthscale=2.0))
+    fig = plots.plot_kernels([seasonal, decaying])
+    _, legends = _labels(fig)
+    assert legends == [
+        "z0: Matern32 (ℓ=3) + Periodic (ℓ=0.8, p=365)",
+        "z1: Matern52 (ℓ=40) × (Periodic (ℓ=1, p=7) + Matern32 (ℓ=2))",
+    ]
+    x = fig.axes[0].get_lines()[0].get_xdata()
+    assert x[-1] == pytest.approx(1.5 * 365.0)  # a period and a half of the longest period
+    fig = plots.plot_kernels([Matern32(lengthscale=4.0)])
+    assert fig.axes[0].get_lines()[0].get_xdata()[-1] == pytest.approx(12.0)  # 3 lengthscales

@@ -40,6 +40,7 @@ from matplotlib.figure import Figure
 from gpvae.errors import ShapeError, ValidationError
 from gpvae.estimator.anomaly import runs_of
 from gpvae.estimator.backtest import BacktestResult
+from gpvae.kernels import Product, Sum
 
 __all__ = [
     "plot_anomalies",
@@ -591,7 +592,7 @@ def plot_latents(
 
 def plot_kernels(
     kernels: Sequence[torch.nn.Module],
-    max_lag: float,
+    max_lag: float | None = None,
     *,
     num_points: int = 200,
     title: str | None = "Learned kernels k(τ)",
@@ -603,19 +604,24 @@ def plot_kernels(
     Args:
         kernels: L kernels (``model.prior.kernels``), each callable as ``k(x1, x2)`` on
             (N, 1) and (M, 1) tensors, returning (N, M).
-        max_lag: largest lag τ to draw, in the model's time units.
+        max_lag: largest lag τ to draw, in the model's time units (None: one that shows the
+            longest period and lengthscale of the kernels, see :func:`_lag_shown`).
         num_points: grid size over [0, max_lag].
         title: figure title.
         lag_label: x-axis label.
         save: optional path to write the figure to.
 
     Returns:
-        The figure: one curve per channel, and k(τ)/k(0) (the correlation) on the right.
+        The figure: one curve per channel, labelled with its kernel term by term
+        (``Matern32 (ℓ=2.9) + Periodic (ℓ=0.8, p=365)``), and k(τ)/k(0) (the correlation)
+        on the right.
     """
     path = _save_path(save)
     ks = list(kernels)
     if not ks:
         raise ShapeError("kernels: expected at least one kernel, found none")
+    if max_lag is None:
+        max_lag = _lag_shown(ks)
     if not (isinstance(max_lag, (int, float)) and math.isfinite(max_lag) and max_lag > 0):
         raise ValidationError(f"max_lag: expected a positive finite number, found {max_lag!r}")
     first = next(iter(ks[0].parameters()), None)
@@ -649,13 +655,46 @@ def plot_kernels(
 
 
 def _kernel_label(kernel: torch.nn.Module) -> str:
-    """``Matern32 (ℓ=2.9)``: the class and, when scalar, the lengthscale and period."""
+    """``Matern32 (ℓ=2.9)``: the class and, when scalar, the lengthscale and period; a sum or
+    product term by term, as ``gpvae fit`` lists the kernels (``Matern32 (ℓ=2.9) + Periodic
+    (ℓ=0.8, p=365)``, not ``Sum``)."""
+    if isinstance(kernel, Sum | Product):
+        sign = " + " if isinstance(kernel, Sum) else " × "
+        terms = [_kernel_label(k) for k in kernel.terms]
+        if isinstance(kernel, Product):  # a sum inside a product in brackets
+            terms = [f"({t})" if isinstance(k, Sum) else t for t, k in zip(terms, kernel.terms)]
+        return sign.join(terms)
     parts = []
     for name, symbol in (("lengthscale", "ℓ"), ("period", "p")):
         value = getattr(kernel, name, None)
         if isinstance(value, torch.Tensor) and value.numel() == 1:
             parts.append(f"{symbol}={float(value):.3g}")
     return type(kernel).__name__ + (f" ({', '.join(parts)})" if parts else "")
+
+
+def _lag_shown(kernels: Sequence[torch.nn.Module]) -> float:
+    """A largest lag that shows every kernel's longest scale: 1.5 periods of its longest
+    period and 3 of its longest lengthscale (where a Matérn or RBF correlation has fallen to
+    a few percent; a periodic kernel's lengthscale is relative to its period, not a lag), at
+    least 1."""
+    longest = 1.0
+    for kernel in kernels:
+        for leaf in _leaves(kernel):
+            period = getattr(leaf, "period", None)
+            if isinstance(period, torch.Tensor):
+                longest = max(longest, 1.5 * float(period.detach().max()))
+                continue
+            scale = getattr(leaf, "lengthscale", None)
+            if isinstance(scale, torch.Tensor):
+                longest = max(longest, 3.0 * float(scale.detach().max()))
+    return longest
+
+
+def _leaves(kernel: torch.nn.Module) -> list[torch.nn.Module]:
+    """The kernels that a sum or product of kernels is made of (``kernel`` itself if none)."""
+    if isinstance(kernel, Sum | Product):
+        return [leaf for k in kernel.terms for leaf in _leaves(k)]
+    return [kernel]
 
 
 def plot_samples(
