@@ -2529,3 +2529,25 @@ def test_plot_titles_name_the_series_drawn(
         for title in ("Imputation", "Forecast", "Anomaly scores")
         for of in (" of station b", f" of station {first}", "")
     ]
+
+
+def test_series_without_plot_warns_that_it_is_ignored(
+    long_model: Path, files: dict[str, Path], tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    """--series without --plot was ignored without a word: every series was imputed (its help
+    says 'Series id to plot', which reads like a choice of the series to work on)."""
+    for command, verb, extra in (
+        ("impute", "imputed", []),
+        ("forecast", "forecast", ["--horizon", "2"]),
+        ("detect", "scored", []),
+    ):
+        args = [command, str(long_model), str(files["long_csv"]), "-o", str(tmp_path / "o.csv")]
+        args += [*extra, "--num-samples", "20", "--series", "b"]
+        assert main(args) == 0
+        err = capsys.readouterr().err
+        assert (
+            "warning: --series: expected with --plot (it chooses the series that --plot draws), "
+            f"found no --plot; it is ignored: every series is {verb}"
+        ) in err
+        assert main([*args, "--plot", str(tmp_path / "p.png")]) == 0
+        assert "--series" not in capsys.readouterr().err

@@ -523,3 +523,20 @@ def test_series_plot_draws_at_most_twelve_features_and_says_so(
     assert "--series-plot: drawing the first 12 of the 14 features (one panel each)" in out
     (fig,) = figures
     assert [ax.get_ylabel() for ax in fig.axes] == ["pm", "temp", *list(extra)[:10]]
+
+
+def test_predict_sites_feature_without_plot_warns_that_it_is_ignored(
+    spatial_model: tuple[Path, Path, Path], tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    """--feature (the map's feature) without --plot was ignored without a word."""
+    from gpvae.app.cli import main
+
+    model, train, new = spatial_model
+    args = ["predict-sites", str(model), str(train), str(new), "-o", str(tmp_path / "p.csv")]
+    args += ["--num-samples", "4", "--feature", "temp"]
+    assert main(args) == 0
+    err = capsys.readouterr().err
+    assert "warning: --feature: expected with --plot (it chooses the feature that --plot's" in err
+    assert "found no --plot; it is ignored: every feature is predicted" in err
+    assert main([*args, "--plot", str(tmp_path / "m.png")]) == 0
+    assert "--feature" not in capsys.readouterr().err

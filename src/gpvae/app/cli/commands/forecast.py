@@ -78,6 +78,13 @@ def forecast(
     run = shards.job()
     out_path = shards.check_output_path(out, run, data)
     plot_path = check_plot(plot)
+    if series is not None and plot_path is None:  # before the work
+        warnings.warn(
+            "--series: expected with --plot (it chooses the series that --plot draws), found "
+            "no --plot; it is ignored: every series is forecast",
+            UserWarning,
+            stacklevel=2,
+        )
     model, spec = load_model(model_dir, forecasts_only_ok=True)
     source = shards.read_input(data, spec.id_col, run, share=True)
     shards.check_series(source.frame, spec.id_col, series, run)

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import warnings
 from collections.abc import Collection
 from pathlib import Path
 from typing import TYPE_CHECKING
@@ -86,6 +87,13 @@ def impute(
     run = shards.job()
     out_path = shards.check_output_path(out, run, data)
     plot_path = check_plot(plot)
+    if series is not None and plot_path is None:  # before the work
+        warnings.warn(
+            "--series: expected with --plot (it chooses the series that --plot draws), found "
+            "no --plot; it is ignored: every series is imputed",
+            UserWarning,
+            stacklevel=2,
+        )
     model, spec = load_model(model_dir, spatial_ok=True)
     sites = model.spatial_ is not None
     if sites:  # before DATA is read, on every process

@@ -7,6 +7,7 @@ period to predict (the fit's columns); SITES the id and coordinate columns of th
 
 from __future__ import annotations
 
+import warnings
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
@@ -77,6 +78,13 @@ def predict_sites(
                 f"data), found {out!r}, which is {what} {given!r}"
             )
     map_path, series_path = check_plot(plot), check_plot(series_plot, "--series-plot")
+    if feature is not None and map_path is None:  # before the work
+        warnings.warn(
+            "--feature: expected with --plot (it chooses the feature that --plot's map "
+            "draws), found no --plot; it is ignored: every feature is predicted",
+            UserWarning,
+            stacklevel=2,
+        )
     both = map_path is not None and series_path is not None
     if both and map_path.resolve() == series_path.resolve():  # type: ignore[union-attr]
         raise CLIError(
