@@ -116,3 +116,22 @@ def test_site_series_legend_sits_above_the_panels() -> None:
     top = fig.axes[0]
     assert top.get_legend().get_window_extent().y0 >= top.get_window_extent().y1 - 0.5
     assert fig.get_suptitle() == "site A"
+
+
+def test_site_names_stay_inside_the_map_and_clear_of_each_other(tmp_path: Path) -> None:
+    """Names of sites near the right or top edge ran past the frame ('Shunyi', 'Huairou' cut
+    by the colour bar), and the names of close sites ran into each other."""
+    xy = np.array([[0.0, 0.0], [1.0, 1.0], [1.0, 0.5], [0.5, 1.0], [0.40, 0.3], [0.44, 0.3]])
+    names = ["Gucheng", "Huairou_long_name", "Shunyi_long_name", "Dingling", "Guanyuan", "Dongsi"]
+    fig = plot_site_map(xy, np.arange(6.0), np.full(6, np.nan), names, save=tmp_path / "m.png")
+    renderer = fig.canvas.get_renderer()  # type: ignore[attr-defined]
+    for ax in fig.axes[::2]:
+        frame = ax.get_window_extent(renderer)
+        boxes = [t.get_window_extent(renderer) for t in ax.texts]
+        assert sorted(t.get_text() for t in ax.texts) == sorted(names)
+        for box in boxes:
+            assert frame.x0 <= box.x0
+            assert box.x1 <= frame.x1
+            assert frame.y0 <= box.y0
+            assert box.y1 <= frame.y1
+        assert not any(a.overlaps(b) for a, b in itertools.combinations(boxes, 2))

@@ -20,6 +20,7 @@ from pathlib import Path
 from typing import Any
 
 import numpy as np
+from matplotlib.axes import Axes
 from matplotlib.backends.backend_agg import FigureCanvasAgg
 from matplotlib.cm import ScalarMappable
 from matplotlib.colors import Normalize
@@ -93,7 +94,7 @@ def plot_site_map(
             f"{w.shape}"
         )
     fig = Figure(figsize=(11.0, 4.8))
-    FigureCanvasAgg(fig)
+    canvas = FigureCanvasAgg(fig)
     held = np.zeros(len(xy), dtype=bool)
     held[list(held_out)] = True
     for k, (data, title, cmap) in enumerate(
@@ -123,20 +124,65 @@ def plot_site_map(
             norm=norm,
         )
         ax.scatter(xy[~ok, 0], xy[~ok, 1], facecolors="none", edgecolors="grey", s=90)
-        for i, name in enumerate(names):
-            ax.annotate(
-                _plain(name),
-                xy[i],
-                fontsize=7,
-                xytext=(4, 4),
-                textcoords="offset points",
-                fontweight="bold" if held[i] else "normal",
-            )
         fig.colorbar(ScalarMappable(norm=norm, cmap=cmap), ax=ax)  # not from one scatter
         ax.set_title(_plain(title) + ("  (star: held out)" if held.any() else ""))
         ax.set_xlabel(_plain(axis_labels[0]))
         ax.set_ylabel(_plain(axis_labels[1]))
+        ax.margins(0.08)
+    fig.tight_layout()  # the axes' final size, in which the names are placed
+    for ax in fig.axes[::2]:  # the maps (each followed by its colour bar)
+        _name_sites(ax, xy, [str(n) for n in names], held, canvas.get_renderer())
     return _finish(fig, path)
+
+
+#: Where a site's name goes from its marker, in points, best first: above right, above left,
+#: below right, below left (with the text's alignment).
+_NAME_SPOTS = ((4, 4, "left", "bottom"), (-4, 4, "right", "bottom"),
+               (4, -4, "left", "top"), (-4, -4, "right", "top"))  # fmt: skip
+
+
+def _name_sites(
+    ax: Axes, xy: np.ndarray, names: list[str], held: np.ndarray, renderer: Any
+) -> None:
+    """Write each site's name by its marker on ``ax``, at the first spot of
+    :data:`_NAME_SPOTS` where it stays inside the axes and clear of the names placed before
+    (names ran past the frame at its right edge, and those of close sites ran into each
+    other); where no spot is free, the first one that stays inside, else the first, clipped
+    to the axes."""
+    frame = ax.get_window_extent(renderer)
+    placed: list[Any] = []
+    for i, name in enumerate(names):
+        chosen = None
+        for dx, dy, ha, va in _NAME_SPOTS:
+            text = ax.annotate(
+                _plain(name),
+                xy[i],
+                fontsize=7,
+                xytext=(dx, dy),
+                textcoords="offset points",
+                ha=ha,
+                va=va,
+                fontweight="bold" if held[i] else "normal",
+            )
+            box = text.get_window_extent(renderer)
+            inside = (
+                box.x0 >= frame.x0 and box.x1 <= frame.x1 and box.y0 >= frame.y0
+                and box.y1 <= frame.y1
+            )  # fmt: skip
+            free = not any(box.overlaps(other) for other in placed)
+            rank = 0 if inside and free else 1 if inside else 2
+            if chosen is None or rank < chosen[0]:
+                if chosen is not None:
+                    chosen[1].remove()
+                chosen = (rank, text, box)
+            else:
+                text.remove()
+            if rank == 0:
+                break
+        assert chosen is not None
+        rank, text, box = chosen
+        text.set_clip_on(rank == 2)  # a name that fits nowhere is cut at the frame
+        placed.append(box)
 
 
 def plot_site_series(
