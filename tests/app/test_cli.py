@@ -2434,3 +2434,120 @@ def test_fit_interrupted_in_training_says_only_the_command_lines_words(
     assert lines[0].startswith("error: fit: interrupted (Ctrl-C); the checkpoint"), lines
     assert "history_" not in lines[0]
     assert "resume=True" not in lines[0]
+
+
+def _figures_drawn(monkeypatch: pytest.MonkeyPatch) -> list[Any]:
+    """The figures that the commands save (--plot) and the fan charts of backtest, in order."""
+    import gpvae.app.cli.tables as tables
+    import gpvae.app.plots as plots
+
+    figures: list[Any] = []
+    save, fan = tables.save_figure, plots.plot_backtest
+
+    def keep(fig: Any, *args: Any, **kwargs: Any) -> None:
+        figures.append(fig)
+        save(fig, *args, **kwargs)
+
+    def keep_fan(*args: Any, **kwargs: Any) -> Any:
+        figures.append(fan(*args, **kwargs))
+        return figures[-1]
+
+    monkeypatch.setattr(tables, "save_figure", keep)
+    monkeypatch.setattr(plots, "plot_backtest", keep_fan)
+    return figures
+
+
+def _line(fig: Any, label: str, panel: int = 0) -> Any:
+    """The line called ``label`` on the panel ``panel`` of ``fig``."""
+    (found,) = [ln for ln in fig.axes[panel].get_lines() if ln.get_label() == label]
+    return found
+
+
+def test_plots_draw_csv_text_of_changing_offsets_on_the_data_clock(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]
+) -> None:
+    """The plots of impute, forecast and detect and backtest's fan charts drew CSV text whose
+    UTC offsets change (Europe/Berlin over its clock change, read in UTC) in UTC, an hour or
+    two off the times that OUT, origin_times and sample's plot give on the data's clock."""
+    t = pd.date_range("2021-03-27 00:00", periods=60, freq="h", tz="Europe/Berlin")
+    wall = t.tz_localize(None).to_numpy()
+    values = np.sin(np.arange(60) / 4.0)
+    values[[5, 40]] = np.nan
+    data, model = tmp_path / "d.csv", tmp_path / "m"
+    pd.DataFrame({"when": t, "v": values}).to_csv(data, index=False)
+    fit = ["fit", str(data), "--time-col", "when", "-o", str(model), "--epochs", "1"]
+    assert main([*fit, "--latent-dim", "2", "--hidden", "8", "--quiet"]) == 0, capsys.readouterr()
+    figures = _figures_drawn(monkeypatch)
+    out = {c: tmp_path / f"{c}.csv" for c in ("impute", "forecast", "detect")}
+    for command, extra in (("impute", []), ("forecast", ["--horizon", "3"]), ("detect", [])):
+        args = [command, str(model), str(data), "-o", str(out[command]), *extra]
+        assert main([*args, "--plot", str(tmp_path / f"{command}.png")]) == 0, capsys.readouterr()
+    imputed, forecast, detected = figures
+    np.testing.assert_array_equal(_line(imputed, "observed").get_xdata(), np.delete(wall, [5, 40]))
+    # (--plot draws the last 30 steps of history: 3 horizons, and at least 30)
+    np.testing.assert_array_equal(_line(forecast, "history").get_xdata(), wall[-30:])
+    future = pd.read_csv(out["forecast"])["when"]
+    assert future.iloc[0] == "2021-03-29 13:00:00+02:00"  # OUT, on the data's clock
+    np.testing.assert_array_equal(
+        _line(forecast, "forecast mean").get_xdata(),
+        pd.to_datetime(future.str[:19]).to_numpy(),
+    )
+    np.testing.assert_array_equal(_line(detected, "data", panel=1).get_xdata(), wall)
+    report = tmp_path / "bt.json"
+    args = ["backtest", str(model), str(data), "--horizon", "2", "--origins", "2"]
+    args += ["--num-samples", "10", "-o", str(report), "--plot-dir", str(tmp_path / "fans")]
+    assert main(args) == 0, capsys.readouterr()
+    origins = json.loads(report.read_text())["origin_times"][0]
+    drawn = [_line(figures[-1], "forecast mean", k).get_xdata()[0] for k in range(2)]
+    assert drawn == [np.datetime64(o[:19], "ns") for o in origins]
+    assert all(o.endswith("+02:00") for o in origins)
+
+
+def test_plot_titles_name_the_series_drawn(
+    long_model: Path,
+    wide_model: Path,
+    files: dict[str, Path],
+    tmp_path: Path,
+    monkeypatch: pytest.MonkeyPatch,
+    capsys: pytest.CaptureFixture[str],
+) -> None:
+    """The plots of impute, forecast and detect draw one series of a long file but their
+    titles did not say which ('Imputation'); a wide file's one series keeps the title."""
+    figures = _figures_drawn(monkeypatch)
+    for command, extra in (("impute", []), ("forecast", ["--horizon", "2"]), ("detect", [])):
+        for model, data, pick in (
+            (long_model, files["long_csv"], ["--series", "b"]),
+            (long_model, files["long_csv"], []),
+            (wide_model, files["wide_parquet"], []),
+        ):
+            args = [command, str(model), str(data), "-o", str(tmp_path / "o.csv"), *extra]
+            args += ["--num-samples", "20", "--plot", str(tmp_path / "p.png"), *pick]
+            assert main([*args]) == 0, capsys.readouterr()
+    first = pd.read_csv(files["long_csv"])["station"].iloc[0]  # drawn without --series
+    assert [fig.get_suptitle() for fig in figures] == [
+        f"{title}{of}"
+        for title in ("Imputation", "Forecast", "Anomaly scores")
+        for of in (" of station b", f" of station {first}", "")
+    ]
+
+
+def test_series_without_plot_warns_that_it_is_ignored(
+    long_model: Path, files: dict[str, Path], tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    """--series without --plot was ignored without a word: every series was imputed (its help
+    says 'Series id to plot', which reads like a choice of the series to work on)."""
+    for command, verb, extra in (
+        ("impute", "imputed", []),
+        ("forecast", "forecast", ["--horizon", "2"]),
+        ("detect", "scored", []),
+    ):
+        args = [command, str(long_model), str(files["long_csv"]), "-o", str(tmp_path / "o.csv")]
+        args += [*extra, "--num-samples", "20", "--series", "b"]
+        assert main(args) == 0
+        err = capsys.readouterr().err
+        assert (
+            "warning: --series: expected with --plot (it chooses the series that --plot draws), "
+            f"found no --plot; it is ignored: every series is {verb}"
+        ) in err
+        assert main([*args, "--plot", str(tmp_path / "p.png")]) == 0
+        assert "--series" not in capsys.readouterr().err

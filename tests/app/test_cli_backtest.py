@@ -139,3 +139,28 @@ def test_folders_are_checked_before_the_backtest(
     assert len(err) == 1
     assert err[0].startswith(f"error: {option}: expected a folder that can be created, found ")
     assert not (tmp_path / "bt.json").exists()
+
+
+def test_plot_dir_gives_features_of_one_file_name_charts_of_their_own(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    """Features whose names differ only in characters a file name cannot hold ('NO2 (a)',
+    'NO2 [a]') wrote one chart over the other, while backtest said it wrote two."""
+    rng = np.random.default_rng(1)
+    data, model = tmp_path / "d.csv", tmp_path / "m"
+    names = ["NO2 (a)", "NO2 [a]", "no2 _a_"]
+    frame = pd.DataFrame(rng.normal(size=(60, 3)), columns=names)
+    frame.insert(0, "t", np.arange(60))
+    frame.to_csv(data, index=False)
+    fit = ["fit", str(data), "--time-col", "t", "-o", str(model), "--epochs", "1"]
+    assert main([*fit, "--latent-dim", "2", "--hidden", "8", "--quiet"]) == 0
+    fans = tmp_path / "fans"
+    args = ["backtest", str(model), str(data), "--horizon", "2", "--origins", "2"]
+    args += ["--num-samples", "10", "-o", str(tmp_path / "bt.json"), "--plot-dir", str(fans)]
+    assert main(args) == 0, capsys.readouterr()
+    assert f"wrote 3 fan charts to {fans}" in capsys.readouterr().out
+    assert sorted(p.name for p in fans.iterdir()) == [
+        "backtest_NO2__a_.png",
+        "backtest_NO2__a__2.png",
+        "backtest_no2__a__3.png",
+    ]

@@ -500,3 +500,43 @@ def test_a_row_without_a_time_reads_the_same_in_both_commands(tmp_path: Path) ->
         == errors[1]
         == "error: DATA: expected a time on every row, found missing values in 'time'"
     )
+
+
+def test_series_plot_draws_at_most_twelve_features_and_says_so(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str], monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """--series-plot drew one panel per feature however many (55 features: a figure of
+    1100 x 11594 pixels), where the other plots draw the first 12 and say so."""
+    import gpvae.app.cli.tables as tables
+    from gpvae.app.cli import main
+
+    df = _frame(S=3, T=12)
+    extra = {f"f{k:02d}": df["pm"] + k for k in range(12)}
+    model, train, new = _fit_sites(df.assign(**extra), "s0", tmp_path)
+    figures = []
+    save = tables.save_figure
+    monkeypatch.setattr(tables, "save_figure", lambda fig, *a: (figures.append(fig), save(fig, *a)))
+    series = tmp_path / "series.png"
+    args = ["predict-sites", str(model), str(train), str(new), "-o", str(tmp_path / "p.csv")]
+    assert main([*args, "--num-samples", "4", "--series-plot", str(series)]) == 0
+    out = capsys.readouterr().out
+    assert "--series-plot: drawing the first 12 of the 14 features (one panel each)" in out
+    (fig,) = figures
+    assert [ax.get_ylabel() for ax in fig.axes] == ["pm", "temp", *list(extra)[:10]]
+
+
+def test_predict_sites_feature_without_plot_warns_that_it_is_ignored(
+    spatial_model: tuple[Path, Path, Path], tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    """--feature (the map's feature) without --plot was ignored without a word."""
+    from gpvae.app.cli import main
+
+    model, train, new = spatial_model
+    args = ["predict-sites", str(model), str(train), str(new), "-o", str(tmp_path / "p.csv")]
+    args += ["--num-samples", "4", "--feature", "temp"]
+    assert main(args) == 0
+    err = capsys.readouterr().err
+    assert "warning: --feature: expected with --plot (it chooses the feature that --plot's" in err
+    assert "found no --plot; it is ignored: every feature is predicted" in err
+    assert main([*args, "--plot", str(tmp_path / "m.png")]) == 0
+    assert "--feature" not in capsys.readouterr().err

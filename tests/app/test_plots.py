@@ -7,13 +7,16 @@ from pathlib import Path
 
 import numpy as np
 import pytest
+from matplotlib import cbook
+from matplotlib.axes import Axes
+from matplotlib.collections import LineCollection
 from matplotlib.figure import Figure
 
 from gpvae import GPVAE
 from gpvae.app import plots
 from gpvae.errors import ShapeError, ValidationError
 from gpvae.estimator.backtest import BacktestResult
-from gpvae.kernels import Matern32, Matern52
+from gpvae.kernels import Matern32, Matern52, Periodic
 
 T, D, H, L = 40, 3, 7, 2
 
@@ -349,3 +352,148 @@ def test_save_is_checked_before_drawing_and_its_folder_made(tmp_path: Path) -> N
 def test_samples_max_samples_must_be_positive(bad: object) -> None:
     with pytest.raises(ValidationError, match=r"^max_samples: expected a positive integer"):
         plots.plot_samples(np.arange(3.0), np.zeros((2, 3, 1)), max_samples=bad)  # type: ignore[arg-type]
+
+
+def _drawn_text(text: str) -> str:
+    """What matplotlib draws for the text of a label or title: plain text (an escaped ``\\$``
+    drawn as ``$``); mathtext (an even number of unescaped ``$``) fails the test."""
+    assert not cbook.is_math_text(text), f"{text!r} is drawn as mathtext"
+    return text.replace(r"\$", "$")
+
+
+def test_names_with_dollars_are_drawn_as_written(tmp_path: Path) -> None:
+    """Feature names, titles and time labels with ``$`` were read as mathtext: 'price ($) /
+    cost ($)' was drawn 'price ()/cost()', and 'NO$_2' failed when the figure was saved."""
+    names = ["price ($) / cost ($)", "NO$_2", "$x$"]
+    t = np.arange(T, dtype=float)
+    y = np.zeros((T, 3))
+    fig = plots.plot_imputation(
+        t, y, y, y - 1, y + 1, feature_names=names, title="cost in $ ($)", time_label="$t"
+    )
+    fig.savefig(tmp_path / "dollars.png")  # no mathtext parse error
+    assert [_drawn_text(ax.get_ylabel()) for ax in fig.axes] == names
+    assert _drawn_text(fig.get_suptitle()) == "cost in $ ($)"
+    assert _drawn_text(fig.axes[-1].get_xlabel()) == "$t"
+    res = _backtest_result(2, D=3)
+    res.feature_names = names
+    fig = plots.plot_backtest(res, feature=0, save=tmp_path / "fan.png")
+    assert _drawn_text(fig.get_suptitle()).startswith("price ($) / cost ($): backtest")
+
+
+def _shown(ax: Axes, label: str) -> bool:
+    """Whether the line called ``label`` on ``ax`` is visible: through two points or more,
+    or one point with a marker (a line through one point has no length)."""
+    (line,) = [ln for ln in ax.get_lines() if ln.get_label() == label]
+    return len(line.get_xdata()) > 1 or line.get_marker() not in ("None", "", " ", None)
+
+
+def _bars(ax: Axes) -> list[tuple[float, float]]:
+    """The (low, high) of the vertical bars that ``ax`` draws as line collections."""
+    return [
+        (float(seg[:, 1].min()), float(seg[:, 1].max()))
+        for c in ax.collections
+        if isinstance(c, LineCollection)
+        for seg in c.get_segments()
+    ]
+
+
+def test_a_single_step_is_drawn_with_a_marker_and_an_interval_bar(tmp_path: Path) -> None:
+    """A forecast of one step, an imputation of one time, a sample of length 1 and a backtest
+    of horizon 1 drew a line through one point without a marker and a band over one time: both
+    without extent, the panel empty although the legend named them."""
+    one = np.array([np.datetime64("2021-03-01T00:00", "ns")])
+    th = one - np.arange(5, 0, -1).astype("timedelta64[h]")
+    fig = plots.plot_forecast(th, np.ones(5), one, [2.0], [1.0], [3.0], levels=[0.9])
+    assert _shown(fig.axes[0], "forecast mean")
+    assert _bars(fig.axes[0]) == [(1.0, 3.0)]
+    fig = plots.plot_imputation(one, [np.nan], [2.0], [1.0], [3.0])
+    assert _shown(fig.axes[0], "imputed mean")
+    assert _bars(fig.axes[0]) == [(1.0, 3.0)]
+    fig = plots.plot_samples([0.0], np.zeros((2, 1, 1)))
+    assert _shown(fig.axes[0], "sample 0")
+    assert _shown(fig.axes[0], "sample 1")
+    fig = plots.plot_latents([0.0], [[0.0]], [[1.0]])
+    assert _shown(fig.axes[0], "posterior mean")
+    assert _bars(fig.axes[0]) == [(-2.0, 2.0)]
+    res = _backtest_result(1, H=1, D=1)
+    fig = plots.plot_backtest(res, save=tmp_path / "fan.png")
+    assert _shown(fig.axes[0], "forecast mean")
+    assert sorted(_bars(fig.axes[0])) == [(-1.0, 1.0), (-0.5, 0.5)]
+    # more than one step: lines without markers and bands alone, as before
+    fig = plots.plot_forecast(th, np.ones(5), [1.0, 2.0], [2.0, 2.0], [1.0, 1.0], [3.0, 3.0])
+    (line,) = [ln for ln in fig.axes[0].get_lines() if ln.get_label() == "forecast mean"]
+    assert line.get_marker() == "None"
+    assert _bars(fig.axes[0]) == []
+
+
+def test_forecast_draws_the_context_and_breaks_the_history_at_missing_rows() -> None:
+    """The whole history was drawn (7,267 steps before a forecast of 24: the forecast a few
+    pixels wide), and drawn straight across rows missing from the times as if observed."""
+    t = np.array([np.datetime64("2014-04-01T00:00", "ns")]) + np.arange(100).astype(
+        "timedelta64[h]"
+    )
+    t = np.delete(t, np.arange(80, 90))  # ten hourly rows missing: a gap of 11 hours
+    y = np.arange(90.0)
+    tf = t[-1] + np.arange(1, 4).astype("timedelta64[h]")
+    fig = plots.plot_forecast(t, y, tf, np.zeros(3), -np.ones(3), np.ones(3), context=20)
+    line = next(ln for ln in fig.axes[0].get_lines() if ln.get_label() == "history")
+    x, v = line.get_xdata(), line.get_ydata()
+    assert len(x) == 21  # the last 20 steps and a break
+    np.testing.assert_array_equal(np.delete(x, 10), t[-20:])
+    assert x[10] == t[79] + np.timedelta64(330, "m")  # halfway through the gap
+    assert np.isnan(v[10])
+    np.testing.assert_array_equal(np.delete(v, 10), y[-20:])
+    # a regular history is drawn as given, every step without context
+    fig = plots.plot_forecast(t[:80], y[:80], tf, np.zeros(3), -np.ones(3), np.ones(3))
+    line = next(ln for ln in fig.axes[0].get_lines() if ln.get_label() == "history")
+    np.testing.assert_array_equal(line.get_xdata(), t[:80])
+    with pytest.raises(ValidationError, match="context: expected a positive whole number"):
+        plots.plot_forecast(t, y, tf, np.zeros(3), -np.ones(3), np.ones(3), context=0)
+
+
+def _legends_clear_of_their_axes(fig: Figure) -> int:
+    """How many legends ``fig`` has, checking that each lies above its axes, off the data."""
+    fig.canvas.draw()
+    count = 0
+    for ax in fig.axes:
+        legend = ax.get_legend()
+        if legend is not None:
+            assert legend.get_window_extent().y0 >= ax.get_window_extent().y1 - 0.5
+            count += 1
+    return count
+
+
+def test_legends_sit_above_the_panels_off_the_data(rng: np.random.Generator) -> None:
+    """The legends sat at a fixed corner inside the top panel (upper right, 80% opaque) and
+    hid the data there: gpvae detect's highest alarm, impute's last observed values."""
+    t = np.arange(T, dtype=float)
+    y = rng.normal(size=(T, 2))
+    fig = plots.plot_imputation(t, y, y, y - 1, y + 1)
+    assert _legends_clear_of_their_axes(fig) == 1
+    fig = plots.plot_forecast(t, y, T + np.arange(3.0), y[:3], y[:3] - 1, y[:3] + 1)
+    assert _legends_clear_of_their_axes(fig) == 1
+    fig = plots.plot_anomalies(t, y[:, 0], 1.0, values=y)
+    assert _legends_clear_of_their_axes(fig) == 2
+    fig = plots.plot_latents(t, y, y**2)
+    assert _legends_clear_of_their_axes(fig) == 1
+    fig = plots.plot_samples(t, y[None])
+    assert _legends_clear_of_their_axes(fig) == 1
+    fig = plots.plot_backtest(_backtest_result(2))
+    assert _legends_clear_of_their_axes(fig) == 1
+
+
+def test_kernel_legend_names_the_terms_and_the_lag_shows_the_longest_period() -> None:
+    """A composite kernel was labelled 'Sum' (no lengthscale, no period), where gpvae fit
+    lists its terms; the demo drew lags up to 20 days of a kernel with a 365-day period."""
+    seasonal = Matern32(lengthscale=3.0) + Periodic(lengthscale=0.8, period=365.0)
+    decaying = Matern52(lengthscale=40.0) * (Periodic(period=7.0) + Matern32(lengthscale=2.0))
+    fig = plots.plot_kernels([seasonal, decaying])
+    _, legends = _labels(fig)
+    assert legends == [
+        "z0: Matern32 (ℓ=3) + Periodic (ℓ=0.8, p=365)",
+        "z1: Matern52 (ℓ=40) × (Periodic (ℓ=1, p=7) + Matern32 (ℓ=2))",
+    ]
+    x = fig.axes[0].get_lines()[0].get_xdata()
+    assert x[-1] == pytest.approx(1.5 * 365.0)  # a period and a half of the longest period
+    fig = plots.plot_kernels([Matern32(lengthscale=4.0)])
+    assert fig.axes[0].get_lines()[0].get_xdata()[-1] == pytest.approx(12.0)  # 3 lengthscales

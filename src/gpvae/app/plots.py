@@ -9,7 +9,8 @@ given, also writes it there (the format follows the extension, e.g. ``.png`` or 
 
 Shapes: T time steps, D features, H forecast steps, L latent channels, S samples.
 Times are numbers or datetimes: datetime64, or zone-aware datetimes (such as the index that
-the estimator returns for zone-aware input), drawn in their zone's wall clock.
+the estimator returns for zone-aware input), drawn in their zone's wall clock. Names,
+titles and labels are drawn as written (:func:`_plain`: a ``$`` is not matplotlib's mathtext).
 
 Example::
 
@@ -39,6 +40,7 @@ from matplotlib.figure import Figure
 from gpvae.errors import ShapeError, ValidationError
 from gpvae.estimator.anomaly import runs_of
 from gpvae.estimator.backtest import BacktestResult
+from gpvae.kernels import Product, Sum
 
 __all__ = [
     "plot_anomalies",
@@ -134,6 +136,47 @@ def _names(names: Sequence[str] | None, count: int, prefix: str) -> list[str]:
     return out
 
 
+def _plain(text: str) -> str:
+    """``text`` (a feature, series or site name, a title or label given) to be drawn as
+    written: each ``$`` escaped, which matplotlib would otherwise read as the start or end of
+    mathtext (``NO$_2$`` drawn as a subscript; a lone ``$`` or ``$x_$`` failed when the
+    figure was drawn)."""
+    return str(text).replace("$", r"\$")
+
+
+def _lone(count: int) -> dict[str, Any]:
+    """The options of a line through ``count`` points: a marker when there is one point (a
+    line through one point has no length, and is not drawn)."""
+    return {"marker": "o", "ms": 4} if count == 1 else {}
+
+
+def _band(ax: Axes, t: np.ndarray, lower: Any, upper: Any, **style: Any) -> None:
+    """An interval band between ``lower`` and ``upper`` over the times ``t``; at one time, also
+    a bar from ``lower`` to ``upper`` (a band over one time has no width, and is not drawn)."""
+    ax.fill_between(t, lower, upper, **style)
+    if len(t) == 1:
+        ax.vlines(t, lower, upper, color=style.get("color"), alpha=style.get("alpha"), lw=6)
+
+
+def _legend_above(ax: Axes, fontsize: Any = "small") -> None:
+    """The legend of ``ax`` in one row above it, off the data: at a fixed corner inside it hid
+    the data there (a detector's highest alarm, the last observed values), and matplotlib's
+    ``loc="best"`` searches every point for a free spot (slow over 1e5 steps, and there may
+    be none)."""
+    handles, labels = ax.get_legend_handles_labels()
+    if handles:
+        ax.legend(
+            handles,
+            labels,
+            loc="lower left",
+            bbox_to_anchor=(0.0, 1.0),
+            ncol=len(handles),
+            fontsize=fontsize,
+            frameon=False,
+            borderaxespad=0.2,
+        )
+
+
 def _figure(width: float, height: float) -> Figure:
     """A new figure on an Agg canvas (not registered with pyplot)."""
     fig = Figure(figsize=(width, height), layout="constrained")
@@ -167,7 +210,7 @@ def _panels(
     fig = _figure(width, 1.0 + 2.1 * (count + above))
     axes = fig.subplots(count + above, 1, sharex=True, squeeze=False)
     if title:
-        fig.suptitle(title)
+        fig.suptitle(_plain(title))
     return fig, [ax for row in axes for ax in row]
 
 
@@ -279,17 +322,17 @@ def plot_imputation(
     band = "interval" if level is None else f"{level:.0%} interval"
     fig, axes = _panels(y.shape[1], title, "values")
     for j, ax in enumerate(axes):
-        ax.fill_between(t, lo[:, j], up[:, j], color=_MODEL, alpha=0.25, lw=0, label=band)
-        ax.plot(t, m[:, j], color=_MODEL, lw=1.2, label="imputed mean")
+        _band(ax, t, lo[:, j], up[:, j], color=_MODEL, alpha=0.25, lw=0, label=band)
+        ax.plot(t, m[:, j], color=_MODEL, lw=1.2, label="imputed mean", **_lone(len(t)))
         obs = ~np.isnan(y[:, j])
         ax.plot(t[obs], y[obs, j], ".", color=_OBSERVED, ms=3, label="observed")
         if tr is not None:
             hid = ~np.isnan(tr[:, j])
             ax.plot(t[hid], tr[hid, j], "x", color=_TRUTH, ms=3.5, mew=1.0, label="hidden truth")
-        ax.set_ylabel(names[j])
+        ax.set_ylabel(_plain(names[j]))
         ax.grid(alpha=0.3)
-    axes[0].legend(loc="upper right", fontsize="small", ncol=4, framealpha=0.8)
-    axes[-1].set_xlabel(time_label)
+    _legend_above(axes[0])
+    axes[-1].set_xlabel(_plain(time_label))
     return _finish(fig, path)
 
 
@@ -307,9 +350,10 @@ def plot_forecast(
     title: str | None = "Forecast",
     time_label: str = "time",
     save: str | os.PathLike[str] | None = None,
+    context: int | None = None,
 ) -> Figure:
-    """A fan chart: the history (its line broken where values are missing), then the
-    forecast mean with nested interval bands.
+    """A fan chart: the history (its line broken where values are missing and across gaps
+    in its times), then the forecast mean with nested interval bands.
 
     Args:
         history_times: (T,) times of the history.
@@ -325,11 +369,18 @@ def plot_forecast(
         title: figure title.
         time_label: x-axis label.
         save: optional path to write the figure to.
+        context: draw only the last ``context`` steps of the history (None: all of it; a
+            long history leaves the forecast a few pixels at the right edge).
 
     Returns:
         The figure: one panel per feature.
     """
     path = _save_path(save)
+    whole = isinstance(context, (int, np.integer)) and not isinstance(context, bool)
+    if context is not None and (not whole or context < 1):
+        raise ValidationError(
+            f"context: expected a positive whole number of steps or None, found {context!r}"
+        )
     th = _times(history_times, "history_times")
     tf = _times(future_times, "future_times")
     y = _as_2d(history, "history", len(th))
@@ -351,6 +402,9 @@ def plot_forecast(
     if tr is not None:
         _check_same(m, tr, "mean", "truth")
     names = _names(feature_names, y.shape[1], "feature")
+    if context is not None:
+        th, y = th[-context:], y[-context:]
+    th, y = _broken(th, y)
     fig, axes = _panels(y.shape[1], title, "history")
     for j, ax in enumerate(axes):
         # NaN breaks the line: a missing stretch is not drawn as observed data
@@ -362,19 +416,34 @@ def plot_forecast(
             elif k == 0:
                 label = "interval"
             alpha = 0.18 + 0.2 * k / max(1, lo.shape[0] - 1)
-            ax.fill_between(
-                tf, lo[k, :, j], up[k, :, j], color=_MODEL, alpha=alpha, lw=0, label=label
-            )
-        ax.plot(tf, m[:, j], color=_MODEL, lw=1.5, label="forecast mean")
+            _band(ax, tf, lo[k, :, j], up[k, :, j], color=_MODEL, alpha=alpha, lw=0, label=label)
+        ax.plot(tf, m[:, j], color=_MODEL, lw=1.5, label="forecast mean", **_lone(len(tf)))
         if tr is not None:
             ax.plot(tf, tr[:, j], "o", color=_TRUTH, ms=3, label="truth")
         if len(th) and len(tf):
             ax.axvline(tf[0], color="grey", ls=":", lw=1)
-        ax.set_ylabel(names[j])
+        ax.set_ylabel(_plain(names[j]))
         ax.grid(alpha=0.3)
-    axes[0].legend(loc="upper left", fontsize="small", ncol=3, framealpha=0.8)
-    axes[-1].set_xlabel(time_label)
+    _legend_above(axes[0])
+    axes[-1].set_xlabel(_plain(time_label))
     return _finish(fig, path)
+
+
+def _broken(t: np.ndarray, y: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    """``t`` and the rows ``y`` with a row of NaN halfway through each gap of the times (a
+    spacing over twice the median spacing: rows missing from a regular series), so that a
+    line through them is broken there, not drawn straight across as if observed."""
+    if len(t) < 3:
+        return t, y
+    dated = t.dtype.kind == "M"
+    tt = t.astype("datetime64[ns]") if dated else t.astype(np.float64)
+    step = np.diff(tt)
+    spacing = (step.astype(np.int64) if dated else step).astype(np.float64)
+    gaps = np.flatnonzero(spacing > 2 * np.median(spacing))
+    if not len(gaps) or not np.median(spacing) > 0:
+        return t, y
+    mid = tt[gaps] + step[gaps] / 2
+    return np.insert(tt, gaps + 1, mid), np.insert(y, gaps + 1, np.nan, axis=0)
 
 
 def plot_anomalies(
@@ -450,13 +519,13 @@ def plot_anomalies(
                     lw=0,
                     label="labelled anomaly" if k == 0 and axis is ax else None,
                 )
-    ax.plot(t, s, color=_MODEL, lw=0.9, label=score_label)
+    ax.plot(t, s, color=_MODEL, lw=0.9, label=score_label, **_lone(len(t)))
     if threshold is not None:
         ax.axhline(threshold, color="grey", ls="--", lw=1, label=f"threshold {threshold:.3g}")
     ax.plot(t[flagged], s[flagged], "o", color=_FLAG, ms=4, label=f"flagged ({flagged.sum()})")
     ax.set_ylabel("anomaly score")
     ax.grid(alpha=0.3)
-    ax.legend(loc="upper right", fontsize="small", ncol=3, framealpha=0.8)
+    _legend_above(ax)
     if y is not None:
         for j in range(D):
             ax = axes[1 + j]
@@ -464,10 +533,10 @@ def plot_anomalies(
             ax.plot(
                 t[flagged], y[flagged, j], "o", color=_FLAG, ms=4, mfc="none", label="flagged step"
             )
-            ax.set_ylabel(names[j])
+            ax.set_ylabel(_plain(names[j]))
             ax.grid(alpha=0.3)
-        axes[1].legend(loc="upper right", fontsize="small", ncol=2, framealpha=0.8)
-    axes[-1].set_xlabel(time_label)
+        _legend_above(axes[1])
+    axes[-1].set_xlabel(_plain(time_label))
     return _finish(fig, path)
 
 
@@ -503,7 +572,8 @@ def plot_latents(
     sd = np.sqrt(v)
     fig, axes = _panels(m.shape[1], title, "mean", "latent channel", width=9.0)
     for j, ax in enumerate(axes):
-        ax.fill_between(
+        _band(
+            ax,
             t,
             m[:, j] - 2 * sd[:, j],
             m[:, j] + 2 * sd[:, j],
@@ -512,17 +582,17 @@ def plot_latents(
             lw=0,
             label="± 2 sd",
         )
-        ax.plot(t, m[:, j], color=_MODEL, lw=1.1, label="posterior mean")
+        ax.plot(t, m[:, j], color=_MODEL, lw=1.1, label="posterior mean", **_lone(len(t)))
         ax.set_ylabel(f"z{j}")
         ax.grid(alpha=0.3)
-    axes[0].legend(loc="upper right", fontsize="small", ncol=2, framealpha=0.8)
-    axes[-1].set_xlabel(time_label)
+    _legend_above(axes[0])
+    axes[-1].set_xlabel(_plain(time_label))
     return _finish(fig, path)
 
 
 def plot_kernels(
     kernels: Sequence[torch.nn.Module],
-    max_lag: float,
+    max_lag: float | None = None,
     *,
     num_points: int = 200,
     title: str | None = "Learned kernels k(τ)",
@@ -534,19 +604,24 @@ def plot_kernels(
     Args:
         kernels: L kernels (``model.prior.kernels``), each callable as ``k(x1, x2)`` on
             (N, 1) and (M, 1) tensors, returning (N, M).
-        max_lag: largest lag τ to draw, in the model's time units.
+        max_lag: largest lag τ to draw, in the model's time units (None: one that shows the
+            longest period and lengthscale of the kernels, see :func:`_lag_shown`).
         num_points: grid size over [0, max_lag].
         title: figure title.
         lag_label: x-axis label.
         save: optional path to write the figure to.
 
     Returns:
-        The figure: one curve per channel, and k(τ)/k(0) (the correlation) on the right.
+        The figure: one curve per channel, labelled with its kernel term by term
+        (``Matern32 (ℓ=2.9) + Periodic (ℓ=0.8, p=365)``), and k(τ)/k(0) (the correlation)
+        on the right.
     """
     path = _save_path(save)
     ks = list(kernels)
     if not ks:
         raise ShapeError("kernels: expected at least one kernel, found none")
+    if max_lag is None:
+        max_lag = _lag_shown(ks)
     if not (isinstance(max_lag, (int, float)) and math.isfinite(max_lag) and max_lag > 0):
         raise ValidationError(f"max_lag: expected a positive finite number, found {max_lag!r}")
     first = next(iter(ks[0].parameters()), None)
@@ -557,7 +632,7 @@ def plot_kernels(
     fig = _figure(11.0, 4.2)
     ax_k, ax_r = fig.subplots(1, 2)
     if title:
-        fig.suptitle(title)
+        fig.suptitle(_plain(title))
     x = tau[:, 0].cpu().numpy()
     cmap = matplotlib.colormaps["tab10" if len(ks) <= 10 else "tab20"]
     with torch.no_grad():
@@ -566,10 +641,10 @@ def plot_kernels(
             color = cmap(j % cmap.N)
             ax_k.plot(x, cov, color=color, lw=1.3, label=f"z{j}: {_kernel_label(k)}")
             ax_r.plot(x, cov / cov[0] if cov[0] > 0 else cov, color=color, lw=1.3)
-    ax_k.set_xlabel(lag_label)
+    ax_k.set_xlabel(_plain(lag_label))
     ax_k.set_ylabel("k(τ)")
     ax_k.set_title("covariance")
-    ax_r.set_xlabel(lag_label)
+    ax_r.set_xlabel(_plain(lag_label))
     ax_r.set_ylabel("k(τ) / k(0)")
     ax_r.set_title("correlation")
     ax_r.set_ylim(min(-0.05, ax_r.get_ylim()[0]), 1.05)
@@ -580,13 +655,46 @@ def plot_kernels(
 
 
 def _kernel_label(kernel: torch.nn.Module) -> str:
-    """``Matern32 (ℓ=2.9)``: the class and, when scalar, the lengthscale and period."""
+    """``Matern32 (ℓ=2.9)``: the class and, when scalar, the lengthscale and period; a sum or
+    product term by term, as ``gpvae fit`` lists the kernels (``Matern32 (ℓ=2.9) + Periodic
+    (ℓ=0.8, p=365)``, not ``Sum``)."""
+    if isinstance(kernel, Sum | Product):
+        sign = " + " if isinstance(kernel, Sum) else " × "
+        terms = [_kernel_label(k) for k in kernel.terms]
+        if isinstance(kernel, Product):  # a sum inside a product in brackets
+            terms = [f"({t})" if isinstance(k, Sum) else t for t, k in zip(terms, kernel.terms)]
+        return sign.join(terms)
     parts = []
     for name, symbol in (("lengthscale", "ℓ"), ("period", "p")):
         value = getattr(kernel, name, None)
         if isinstance(value, torch.Tensor) and value.numel() == 1:
             parts.append(f"{symbol}={float(value):.3g}")
     return type(kernel).__name__ + (f" ({', '.join(parts)})" if parts else "")
+
+
+def _lag_shown(kernels: Sequence[torch.nn.Module]) -> float:
+    """A largest lag that shows every kernel's longest scale: 1.5 periods of its longest
+    period and 3 of its longest lengthscale (where a Matérn or RBF correlation has fallen to
+    a few percent; a periodic kernel's lengthscale is relative to its period, not a lag), at
+    least 1."""
+    longest = 1.0
+    for kernel in kernels:
+        for leaf in _leaves(kernel):
+            period = getattr(leaf, "period", None)
+            if isinstance(period, torch.Tensor):
+                longest = max(longest, 1.5 * float(period.detach().max()))
+                continue
+            scale = getattr(leaf, "lengthscale", None)
+            if isinstance(scale, torch.Tensor):
+                longest = max(longest, 3.0 * float(scale.detach().max()))
+    return longest
+
+
+def _leaves(kernel: torch.nn.Module) -> list[torch.nn.Module]:
+    """The kernels that a sum or product of kernels is made of (``kernel`` itself if none)."""
+    if isinstance(kernel, Sum | Product):
+        return [leaf for k in kernel.terms for leaf in _leaves(k)]
+    return [kernel]
 
 
 def plot_samples(
@@ -627,11 +735,19 @@ def plot_samples(
     cmap = matplotlib.colormaps["tab10"]
     for j, ax in enumerate(axes):
         for i in range(shown):
-            ax.plot(t, s[i, :, j], color=cmap(i % 10), lw=0.9, alpha=0.85, label=f"sample {i}")
-        ax.set_ylabel(names[j])
+            ax.plot(
+                t,
+                s[i, :, j],
+                color=cmap(i % 10),
+                lw=0.9,
+                alpha=0.85,
+                label=f"sample {i}",
+                **_lone(len(t)),
+            )
+        ax.set_ylabel(_plain(names[j]))
         ax.grid(alpha=0.3)
-    axes[0].legend(loc="upper right", fontsize="small", ncol=min(shown, 5), framealpha=0.8)
-    axes[-1].set_xlabel(time_label)
+    _legend_above(axes[0])
+    axes[-1].set_xlabel(_plain(time_label))
     return _finish(fig, path)
 
 
@@ -668,7 +784,7 @@ def plot_history(
     fig = _figure(7.0, 4.0)
     ax = fig.subplots()
     if title:
-        ax.set_title(title)
+        ax.set_title(_plain(title))
     epochs = np.arange(1, len(rows) + 1)
     for key in drawn:
         ax.plot(epochs, [float(r[key]) for r in rows], marker=".", lw=1.2, label=key)
@@ -759,7 +875,8 @@ def plot_backtest(
         past_t = _times(hist_t[lo_i:start], "history_times")
         tf = _times(result.times[series, k], "times")
         ax.plot(past_t, hist[lo_i:start], ".-", color=_OBSERVED, ms=2, lw=0.6, label="history")
-        ax.fill_between(
+        _band(
+            ax,
             tf,
             result.lower[series, k, :, j],
             result.upper[series, k, :, j],
@@ -768,12 +885,13 @@ def plot_backtest(
             lw=0,
             label="90% interval",
         )
-        ax.fill_between(tf, q[0, k], q[-1, k], color=_MODEL, alpha=0.3, lw=0, label="80% interval")
-        ax.plot(tf, result.mean[series, k, :, j], color=_MODEL, lw=1.5, label="forecast mean")
+        _band(ax, tf, q[0, k], q[-1, k], color=_MODEL, alpha=0.3, lw=0, label="80% interval")
+        mean = result.mean[series, k, :, j]
+        ax.plot(tf, mean, color=_MODEL, lw=1.5, label="forecast mean", **_lone(len(tf)))
         ax.plot(tf, result.truth[series, k, :, j], "o", color=_TRUTH, ms=2.5, label="truth")
         ax.axvline(tf[0], color="grey", ls=":", lw=1)
         ax.set_ylabel(f"origin {k + 1}")
         ax.grid(alpha=0.3)
-    axes[0].legend(loc="upper left", fontsize="small", ncol=5, framealpha=0.8)
-    axes[-1].set_xlabel(time_label)
+    _legend_above(axes[0])
+    axes[-1].set_xlabel(_plain(time_label))
     return _finish(fig, path)

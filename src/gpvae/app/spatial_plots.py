@@ -20,13 +20,24 @@ from pathlib import Path
 from typing import Any
 
 import numpy as np
+from matplotlib.axes import Axes
 from matplotlib.backends.backend_agg import FigureCanvasAgg
 from matplotlib.cm import ScalarMappable
 from matplotlib.colors import Normalize
 from matplotlib.figure import Figure
 
-from gpvae.app.plots import _concise_dates, _save_path, _times, _write
-from gpvae.errors import ShapeError
+from gpvae.app.plots import (
+    MAX_PANELS,
+    _band,
+    _concise_dates,
+    _legend_above,
+    _lone,
+    _plain,
+    _save_path,
+    _times,
+    _write,
+)
+from gpvae.errors import ShapeError, ValidationError
 
 __all__ = ["plot_site_map", "plot_site_series"]
 
@@ -83,7 +94,7 @@ def plot_site_map(
             f"{w.shape}"
         )
     fig = Figure(figsize=(11.0, 4.8))
-    FigureCanvasAgg(fig)
+    canvas = FigureCanvasAgg(fig)
     held = np.zeros(len(xy), dtype=bool)
     held[list(held_out)] = True
     for k, (data, title, cmap) in enumerate(
@@ -113,20 +124,65 @@ def plot_site_map(
             norm=norm,
         )
         ax.scatter(xy[~ok, 0], xy[~ok, 1], facecolors="none", edgecolors="grey", s=90)
-        for i, name in enumerate(names):
-            ax.annotate(
-                name,
+        fig.colorbar(ScalarMappable(norm=norm, cmap=cmap), ax=ax)  # not from one scatter
+        ax.set_title(_plain(title) + ("  (star: held out)" if held.any() else ""))
+        ax.set_xlabel(_plain(axis_labels[0]))
+        ax.set_ylabel(_plain(axis_labels[1]))
+        ax.margins(0.08)
+    fig.tight_layout()  # the axes' final size, in which the names are placed
+    for ax in fig.axes[::2]:  # the maps (each followed by its colour bar)
+        _name_sites(ax, xy, [str(n) for n in names], held, canvas.get_renderer())
+    return _finish(fig, path)
+
+
+#: Where a site's name goes from its marker, in points, best first: above right, above left,
+#: below right, below left (with the text's alignment).
+_NAME_SPOTS = ((4, 4, "left", "bottom"), (-4, 4, "right", "bottom"),
+               (4, -4, "left", "top"), (-4, -4, "right", "top"))  # fmt: skip
+
+
+def _name_sites(
+    ax: Axes, xy: np.ndarray, names: list[str], held: np.ndarray, renderer: Any
+) -> None:
+    """Write each site's name by its marker on ``ax``, at the first spot of
+    :data:`_NAME_SPOTS` where it stays inside the axes and clear of the names placed before
+    (names ran past the frame at its right edge, and those of close sites ran into each
+    other); where no spot is free, the first one that stays inside, else the first, clipped
+    to the axes."""
+    frame = ax.get_window_extent(renderer)
+    placed: list[Any] = []
+    for i, name in enumerate(names):
+        chosen = None
+        for dx, dy, ha, va in _NAME_SPOTS:
+            text = ax.annotate(
+                _plain(name),
                 xy[i],
                 fontsize=7,
-                xytext=(4, 4),
+                xytext=(dx, dy),
                 textcoords="offset points",
+                ha=ha,
+                va=va,
                 fontweight="bold" if held[i] else "normal",
             )
-        fig.colorbar(ScalarMappable(norm=norm, cmap=cmap), ax=ax)  # not from one scatter
-        ax.set_title(title + ("  (star: held out)" if held.any() else ""))
-        ax.set_xlabel(axis_labels[0])
-        ax.set_ylabel(axis_labels[1])
-    return _finish(fig, path)
+            box = text.get_window_extent(renderer)
+            inside = (
+                box.x0 >= frame.x0 and box.x1 <= frame.x1 and box.y0 >= frame.y0
+                and box.y1 <= frame.y1
+            )  # fmt: skip
+            free = not any(box.overlaps(other) for other in placed)
+            rank = 0 if inside and free else 1 if inside else 2
+            if chosen is None or rank < chosen[0]:
+                if chosen is not None:
+                    chosen[1].remove()
+                chosen = (rank, text, box)
+            else:
+                text.remove()
+            if rank == 0:
+                break
+        assert chosen is not None
+        rank, text, box = chosen
+        text.set_clip_on(rank == 2)  # a name that fits nowhere is cut at the frame
+        placed.append(box)
 
 
 def plot_site_series(
@@ -141,7 +197,7 @@ def plot_site_series(
     time_label: str = "time",
 ) -> Figure:
     """The predicted series of one site with its intervals (and the truth when known): one
-    panel per feature, sharing the time axis.
+    panel per feature (at most :data:`~gpvae.app.plots.MAX_PANELS`), sharing the time axis.
 
     Args:
         times: (T,) times (numbers or datetimes; zone-aware ones in their wall clock).
@@ -162,19 +218,24 @@ def plot_site_series(
     if len(t) != T or lo.shape != m.shape or hi.shape != m.shape:
         raise ShapeError(f"times, mean, lower, upper: expected ({T},) and ({T}, {D}) each")
     names = list(feature_names) if feature_names is not None else [f"f{j}" for j in range(D)]
+    if D > MAX_PANELS:
+        raise ValidationError(
+            f"mean: expected at most {MAX_PANELS} features (one panel each), found {D}; plot "
+            "a subset of the features"
+        )
     fig = Figure(figsize=(10.0, 1.9 * D + 0.9))
     FigureCanvasAgg(fig)
     axes = fig.subplots(D, 1, sharex=True, squeeze=False)[:, 0]
     for j, ax in enumerate(axes):
-        ax.fill_between(t, lo[:, j], hi[:, j], color="C0", alpha=0.25, label="90% interval")
-        ax.plot(t, m[:, j], color="C0", lw=1.2, label="prediction")
+        _band(ax, t, lo[:, j], hi[:, j], color="C0", alpha=0.25, label="90% interval")
+        ax.plot(t, m[:, j], color="C0", lw=1.2, label="prediction", **_lone(T))
         if truth is not None:
             tv = np.asarray(truth, dtype=float).reshape(T, -1)[:, j]
-            ax.plot(t, tv, color="k", lw=0.8, label="held-out truth")
-        ax.set_ylabel(names[j], fontsize=8)
+            ax.plot(t, tv, color="k", lw=0.8, label="held-out truth", **_lone(T))
+        ax.set_ylabel(_plain(names[j]), fontsize=8)
         if j == 0:
-            ax.legend(fontsize=7, loc="upper right", ncols=3)
+            _legend_above(ax, fontsize=7)
             if title:
-                ax.set_title(title)
-    axes[-1].set_xlabel(time_label)
+                fig.suptitle(_plain(title))
+    axes[-1].set_xlabel(_plain(time_label))
     return _finish(fig, path)

@@ -26,7 +26,7 @@ import pandas as pd
 from pandas.tseries.api import guess_datetime_format
 
 from gpvae.app.cli.errors import CLIError, info, one_line
-from gpvae.app.cli.offsets import OFFSET, hours_shown, offset_changes
+from gpvae.app.cli.offsets import OFFSET, _minutes_of, hours_shown, offset_changes
 from gpvae.version import __version__
 
 if TYPE_CHECKING:
@@ -860,8 +860,28 @@ def series_frame(frame: pd.DataFrame, spec: ColumnSpec, series: str | None) -> p
     return frame[mask]
 
 
-def time_axis(col: pd.Series) -> np.ndarray:
-    """A time column as a plot axis: datetime64[ns] (time zone dropped) or float64."""
+def time_axis(col: pd.Series, written: pd.Series | None = None) -> np.ndarray:
+    """A time column as a plot axis: datetime64[ns] (time zone dropped) or float64.
+
+    ``written``: the same rows' times as DATA wrote them, in the same order, to draw each
+    time on the data's own clock as the CSV outputs keep it: text whose every time ends with
+    a UTC offset (``2021-03-28T00:00:00+01:00``, then ``+02:00``; :func:`parse_times` reads
+    differing offsets in UTC) is drawn in the wall clock of its own offset. Without
+    ``written`` (or for other times) the zone's wall clock, UTC for such text: sort by
+    that axis, the wall clock of a clock change going back repeats an hour."""
     if pd.api.types.is_datetime64_any_dtype(col.dtype):
-        return np.asarray(pd.to_datetime(col).dt.tz_localize(None), dtype="datetime64[ns]")
+        dated = pd.to_datetime(col)
+        wall = np.asarray(dated.dt.tz_localize(None), dtype="datetime64[ns]")
+        if written is None or dated.dt.tz is None or len(written) != len(col):
+            return wall
+        text = written.astype("string")
+        present = text.notna().to_numpy()
+        if pd.api.types.is_datetime64_any_dtype(written.dtype) or not present.any():
+            return wall
+        if not text[present].str.contains(OFFSET).all():
+            return wall
+        utc = np.asarray(dated.dt.tz_convert("UTC").dt.tz_localize(None), dtype="datetime64[ns]")
+        minutes = np.zeros(len(text), dtype=np.int64)
+        minutes[present] = [_minutes_of(str(v)) for v in text[present]]
+        return utc + minutes.astype("timedelta64[m]").astype("timedelta64[ns]")
     return np.asarray(col, dtype=np.float64)

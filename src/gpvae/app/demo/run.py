@@ -273,7 +273,7 @@ def draw_plots(
     )
     plots.plot_kernels(
         list(model.model_.prior.kernels),
-        max_lag=20.0,
+        max_lag=None,  # one that shows the longest period (365 days) and lengthscale
         title="Learned kernels of the latent channels",
         lag_label="lag τ (days)",
         save=out_dir / "kernels.png",

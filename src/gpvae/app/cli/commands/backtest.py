@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import json
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import click
 import numpy as np
@@ -16,6 +16,9 @@ from gpvae.app.cli.options import (
     merge_option,
     positive_int,
 )
+
+if TYPE_CHECKING:
+    from gpvae.estimator.backtest import BacktestResult
 
 __all__ = ["backtest"]
 
@@ -123,12 +126,11 @@ def backtest(
             num_samples=num_samples,
         )
     ids = ss.layout.series_ids
+    changes = recorded_changes(spec.time_offsets, column)
     report = {
         "horizon": horizon,
         "origins": res.origins.tolist(),
-        "origin_times": _origin_times(
-            res.times[:, :, 0], recorded_changes(spec.time_offsets, column)
-        ),
+        "origin_times": _origin_times(res.times[:, :, 0], changes),
         "series": None if ids is None else [_id_json(i) for i in ids],
         "season": season,
         "refit": refit,
@@ -149,12 +151,12 @@ def backtest(
 
         folder = Path(plot_dir)
         drawn = range(panels_drawn(res.mean.shape[1], MAX_PANELS, "origins", "--plot-dir"))
-        for j, name in enumerate(res.feature_names):
-            safe = "".join(c if c.isalnum() or c in "-_." else "_" for c in name)
+        drawn_res = _on_data_clock(res, changes)
+        for j, file_name in enumerate(_chart_names(res.feature_names)):
             plot_backtest(
-                res,
+                drawn_res,
                 feature=j,
-                save=folder / f"backtest_{safe}.png",
+                save=folder / file_name,
                 origins=drawn,
                 time_label=spec.time_col,
             )
@@ -176,6 +178,53 @@ def _origin_times(times: np.ndarray, changes: list[str] | None) -> list[list[Any
         shown = hours_shown(utc.to_numpy(), changes).reshape(times.shape)
         return [[t.isoformat() for t in row] for row in shown]
     return [[_time_json(t) for t in row] for row in times]
+
+
+def _chart_names(features: list[str]) -> list[str]:
+    """The fan charts' file names, one per feature: ``backtest_<feature>.png``, the name's
+    characters other than letters, digits, ``-``, ``_`` and ``.`` written ``_``; a name that
+    an earlier feature's took (``NO2 (Dongsi)`` and ``NO2 [Dongsi]``; letter case ignored, as
+    some file systems do) gets a number, ``backtest_NO2__Dongsi__2.png``, so no chart is
+    written over another."""
+    taken: set[str] = set()
+    names = []
+    for feature in features:
+        safe = "".join(c if c.isalnum() or c in "-_." else "_" for c in feature)
+        name, k = f"backtest_{safe}", 1
+        while name.casefold() in taken:
+            k += 1
+            name = f"backtest_{safe}_{k}"
+        taken.add(name.casefold())
+        names.append(f"{name}.png")
+    return names
+
+
+def _on_data_clock(res: BacktestResult, changes: list[str] | None) -> BacktestResult:
+    """``res`` for the fan charts: with ``changes`` (``cli.json``'s ``time_offsets``: DATA's
+    text of differing offsets, read in UTC) its times on the data's clock (naive wall-clock
+    datetimes, each in the offset DATA used then), as ``origin_times`` writes them."""
+    import dataclasses
+
+    import pandas as pd
+
+    from gpvae.app.cli.offsets import hours_shown
+
+    if changes is None:
+        return res
+
+    def wall(times: Any) -> Any:
+        arr = np.asarray(times)
+        if arr.size == 0 or not all(isinstance(t, pd.Timestamp) for t in arr.flat):
+            return times
+        utc = pd.DatetimeIndex(arr.ravel())
+        utc = utc.tz_convert("UTC").tz_localize(None) if utc.tz is not None else utc
+        shown = hours_shown(utc.to_numpy(), changes)
+        clock = [t.tz_localize(None).to_datetime64() for t in shown]
+        return np.array(clock, dtype="datetime64[ns]").reshape(arr.shape)
+
+    return dataclasses.replace(
+        res, times=wall(res.times), history_times=[wall(t) for t in res.history_times]
+    )
 
 
 def _time_json(value: Any) -> Any:

@@ -4,6 +4,7 @@ steps above a threshold and report the flagged intervals."""
 from __future__ import annotations
 
 import math
+import warnings
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
@@ -146,6 +147,13 @@ def detect(
                 f"replace it), found {intervals_out!r}, which is {what} {given!r}"
             )
     plot_path = check_plot(plot)
+    if series is not None and plot_path is None:  # before the work
+        warnings.warn(
+            "--series: expected with --plot (it chooses the series that --plot draws), found "
+            "no --plot; it is ignored: every series is scored",
+            UserWarning,
+            stacklevel=2,
+        )
     if threshold is not None and quantile is not None:
         raise CLIError("--quantile: expected either --threshold or --quantile, found both")
     if quantile is not None and not 0.0 < quantile < 1.0:
@@ -241,11 +249,17 @@ def detect(
                 np.logical_or.at(any_label, rows, labels)
                 table["__labels__"] = any_label[rows]
         shown_rows = table if firsts is None else table.iloc[firsts]
-        part = parse_times(series_frame(shown_rows, spec, series), spec.time_col, "DATA")
+        raw = series_frame(shown_rows, spec, series)
+        part = parse_times(raw, spec.time_col, "DATA").assign(
+            __written__=raw[spec.time_col].to_numpy()
+        )
         part = part.sort_values(spec.time_col, kind="stable")
         shown = spec.features[: panels_drawn(len(spec.features), PLOT_MAX_FEATURES, "features")]
+        title = "Anomaly scores"  # naming the series drawn, of a long file
+        if spec.id_col is not None:
+            title += f" of {spec.id_col} {raw[spec.id_col].iloc[0]}"
         fig = plot_anomalies(
-            time_axis(part[spec.time_col]),
+            time_axis(part[spec.time_col], part["__written__"]),  # on the data's clock
             # the alarm: the score the threshold is compared with (score itself without a
             # stored threshold), so the line and the red bands agree
             part["alarm"].to_numpy(dtype=np.float64),
@@ -254,6 +268,7 @@ def detect(
             values=part[shown].to_numpy(dtype=np.float64),
             feature_names=shown,
             labels=None if labels is None else part["__labels__"].to_numpy(),
+            title=title,
             time_label=spec.time_col,
             score_label="alarm",
         )

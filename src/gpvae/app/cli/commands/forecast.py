@@ -78,6 +78,13 @@ def forecast(
     run = shards.job()
     out_path = shards.check_output_path(out, run, data)
     plot_path = check_plot(plot)
+    if series is not None and plot_path is None:  # before the work
+        warnings.warn(
+            "--series: expected with --plot (it chooses the series that --plot draws), found "
+            "no --plot; it is ignored: every series is forecast",
+            UserWarning,
+            stacklevel=2,
+        )
     model, spec = load_model(model_dir, forecasts_only_ok=True)
     source = shards.read_input(data, spec.id_col, run, share=True)
     shards.check_series(source.frame, spec.id_col, series, run)
@@ -100,19 +107,29 @@ def forecast(
         from gpvae.app.plots import MAX_PANELS, plot_forecast
 
         feats = spec.features[: panels_drawn(len(spec.features), MAX_PANELS, "features")]
-        hist = parse_times(series_frame(frame, spec, series), spec.time_col, "DATA")
+        raw = series_frame(frame, spec, series)
+        hist = parse_times(raw, spec.time_col, "DATA").assign(
+            __written__=raw[spec.time_col].to_numpy()
+        )
         hist = hist.sort_values(spec.time_col)
         fut = parse_times(series_frame(table, spec, series), spec.time_col, "OUT")
+        title = "Forecast"  # naming the series drawn, of a long file
+        if spec.id_col is not None:
+            title += f" of {spec.id_col} {raw[spec.id_col].iloc[0]}"
         fig = plot_forecast(
-            time_axis(hist[spec.time_col]),
+            # on the data's clock, as DATA and OUT write the times
+            time_axis(hist[spec.time_col], hist["__written__"]),
             hist[feats].to_numpy(dtype=np.float64),
-            time_axis(fut[spec.time_col]),
+            time_axis(fut[spec.time_col], series_frame(dated, spec, series)[spec.time_col]),
             fut[feats].to_numpy(dtype=np.float64),
             fut[[f"{f}_lower" for f in feats]].to_numpy(dtype=np.float64),
             fut[[f"{f}_upper" for f in feats]].to_numpy(dtype=np.float64),
             levels=[level],
             feature_names=feats,
+            title=title,
             time_label=spec.time_col,
+            # three horizons of history, as backtest's fan charts, and at least 30 steps
+            context=max(3 * horizon, 30),
         )
         save_figure(fig, plot_path)
 

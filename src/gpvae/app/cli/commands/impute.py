@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import warnings
 from collections.abc import Collection
 from pathlib import Path
 from typing import TYPE_CHECKING
@@ -86,6 +87,13 @@ def impute(
     run = shards.job()
     out_path = shards.check_output_path(out, run, data)
     plot_path = check_plot(plot)
+    if series is not None and plot_path is None:  # before the work
+        warnings.warn(
+            "--series: expected with --plot (it chooses the series that --plot draws), found "
+            "no --plot; it is ignored: every series is imputed",
+            UserWarning,
+            stacklevel=2,
+        )
     model, spec = load_model(model_dir, spatial_ok=True)
     sites = model.spatial_ is not None
     if sites:  # before DATA is read, on every process
@@ -128,10 +136,13 @@ def impute(
 
         part = series_frame(table, spec, series)
         raw = series_frame(frame, spec, series)
-        t_all = time_axis(parse_times(part, spec.time_col, "DATA")[spec.time_col])
-        order = np.argsort(t_all)
-        t = t_all[order]
+        parsed = parse_times(part, spec.time_col, "DATA")[spec.time_col]
+        order = np.argsort(time_axis(parsed))
+        t = time_axis(parsed, part[spec.time_col])[order]  # on the data's clock, as OUT
         feats = spec.features[: panels_drawn(len(spec.features), MAX_PANELS, "features")]
+        title = "Imputation"  # naming the series drawn, of a long file
+        if spec.id_col is not None:
+            title += f" of {spec.id_col} {part[spec.id_col].iloc[0]}"
         fig = plot_imputation(
             t,
             raw[feats].to_numpy(dtype=np.float64)[order],
@@ -140,6 +151,7 @@ def impute(
             part[[f"{f}_upper" for f in feats]].to_numpy(dtype=np.float64)[order],
             feature_names=feats,
             level=level,
+            title=title,
             time_label=spec.time_col,
         )
         save_figure(fig, plot_path)

@@ -7,6 +7,7 @@ period to predict (the fit's columns); SITES the id and coordinate columns of th
 
 from __future__ import annotations
 
+import warnings
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
@@ -77,6 +78,13 @@ def predict_sites(
                 f"data), found {out!r}, which is {what} {given!r}"
             )
     map_path, series_path = check_plot(plot), check_plot(series_plot, "--series-plot")
+    if feature is not None and map_path is None:  # before the work
+        warnings.warn(
+            "--feature: expected with --plot (it chooses the feature that --plot's map "
+            "draws), found no --plot; it is ignored: every feature is predicted",
+            UserWarning,
+            stacklevel=2,
+        )
     both = map_path is not None and series_path is not None
     if both and map_path.resolve() == series_path.resolve():  # type: ignore[union-attr]
         raise CLIError(
@@ -137,7 +145,8 @@ def _check_columns(table: pd.DataFrame, spec: Any, what: str, path: str, *, feat
 def _plots(frame, new, res, spec, feature, plot, series_plot) -> None:  # type: ignore[no-untyped-def]
     import pandas as pd
 
-    from gpvae.app.cli.tables import save_figure
+    from gpvae.app.cli.tables import panels_drawn, save_figure
+    from gpvae.app.plots import MAX_PANELS
     from gpvae.app.spatial_plots import plot_site_map, plot_site_series
 
     name = feature or spec.features[0]
@@ -169,7 +178,8 @@ def _plots(frame, new, res, spec, feature, plot, series_plot) -> None:  # type: 
             if spec.time_axis.datetime
             else res.mean.loc[rows, spec.time]
         )
-        feats = list(spec.features)
+        shown = panels_drawn(len(spec.features), MAX_PANELS, "features", "--series-plot")
+        feats = list(spec.features)[:shown]
         fig = plot_site_series(
             t.to_numpy(),
             res.mean.loc[rows, feats].to_numpy(),
