@@ -239,3 +239,39 @@ def test_forecast_memory_remedy_says_data_rows_on_the_command_line() -> None:
     assert said.startswith("--num-samples, DATA: expected less;")
     assert "or only DATA's recent rows, on which alone the forecast then conditions" in said
     assert "[-k:]" not in said
+
+
+def test_impute_forecast_detect_show_progress_unless_quiet(tmp_path, monkeypatch, capsys) -> None:
+    """gpvae impute on a 1e5-row file ran 45 s with nothing on stderr and had no --quiet
+    (audit B3 #6): impute, forecast and detect show a progress bar for long work (here any
+    length: PREDICT_PROGRESS_DELAY 0) whatever fit's --quiet was, and --quiet hides it."""
+    import numpy as np
+    import pandas as pd
+
+    from gpvae import settings
+    from gpvae.app.cli import main
+
+    monkeypatch.setattr(settings, "PREDICT_PROGRESS_DELAY", 0.0)
+    monkeypatch.setattr(settings, "ANOMALY_WINDOW_BATCH", 2)  # detect's windows: batches
+    rng = np.random.default_rng(0)
+    frame = pd.DataFrame(
+        {"id": np.repeat(list("abcdef"), 12), "t": np.tile(np.arange(12), 6)}
+        | {"y": rng.standard_normal(72)}
+    )
+    frame.loc[::5, "y"] = np.nan
+    frame.to_csv(tmp_path / "d.csv", index=False)
+    fit = ["fit", str(tmp_path / "d.csv"), "--time-col", "t", "--id-col", "id", "--quiet"]
+    fit += ["-o", str(tmp_path / "m"), "--epochs", "1", "--batch-size", "2", "--hidden", "8"]
+    assert main(fit) == 0
+    capsys.readouterr()
+    data, model = str(tmp_path / "d.csv"), str(tmp_path / "m")
+    commands = {
+        "impute": ["impute", model, data, "-o", str(tmp_path / "i.csv")],
+        "forecast": ["forecast", model, data, "--horizon", "2", "-o", str(tmp_path / "f.csv")],
+        "anomaly scores": ["detect", model, data, "-o", str(tmp_path / "a.csv")],
+    }
+    for bar, command in commands.items():
+        assert main(command) == 0
+        assert f"{bar}:" in capsys.readouterr().err, command[0]
+        assert main([*command, "--quiet"]) == 0
+        assert f"{bar}:" not in capsys.readouterr().err, command[0]

@@ -174,8 +174,14 @@ level_option = click.option(
 series_option = click.option(
     "--series",
     default=None,
-    help="Series id to plot (long files); default the first one. Checked before any work; "
+    help="Series id to plot (long files; ignored without --plot); default the first one. "
+    "Checked before any work; "
     "refused for a model of one series (fitted on a wide file).",
+)
+quiet_option = click.option(
+    "--quiet",
+    is_flag=True,
+    help="No progress bar (otherwise shown once the work has run a few seconds).",
 )
 merge_option = click.option(
     "--merge-duplicate-times",

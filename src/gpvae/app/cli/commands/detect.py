@@ -19,6 +19,7 @@ from gpvae.app.cli.options import (
     examples,
     merge_option,
     out_option,
+    quiet_option,
     series_option,
 )
 
@@ -79,6 +80,7 @@ __all__ = ["anomaly_table", "describe_intervals", "detect", "interval_table", "l
 )
 @series_option
 @merge_option
+@quiet_option
 @examples(
     "  gpvae detect model/ new_week.csv -o scores.csv --intervals alarms.csv\n"
     "  gpvae detect model/ history.csv -o scores.csv --labels incident --plot scores.png"
@@ -95,6 +97,7 @@ def detect(
     plot: str | None,
     series: str | None,
     merge_duplicates: bool,
+    quiet: bool,
 ) -> None:
     """Score every time step and entry of DATA for anomalies and flag the intervals above
     the threshold (the model is not refitted: DATA may be new data).
@@ -161,6 +164,7 @@ def detect(
     if threshold is not None and not math.isfinite(threshold):
         raise CLIError(f"--threshold: expected a finite number, found {threshold}")
     model, spec = load_model(model_dir)
+    model.progress = not quiet  # a progress bar for long work, as fit's
     data_in = shards.read_input(data, spec.id_col, run, share=True)
     shards.check_series(data_in.frame, spec.id_col, series, run)
     frame = table = data_in.frame

@@ -20,6 +20,7 @@ from gpvae.app.cli.options import (
     num_samples_option,
     out_option,
     positive_int,
+    quiet_option,
     series_option,
 )
 
@@ -53,6 +54,7 @@ __all__ = ["forecast"]
 )
 @series_option
 @merge_option
+@quiet_option
 @examples("  gpvae forecast model/ weather.csv --horizon 28 -o forecast.csv --plot fan.png")
 def forecast(
     model_dir: str,
@@ -64,6 +66,7 @@ def forecast(
     plot: str | None,
     series: str | None,
     merge_duplicates: bool,
+    quiet: bool,
 ) -> None:
     """Forecast every series of DATA --horizon steps past its end.
 
@@ -86,6 +89,7 @@ def forecast(
             stacklevel=2,
         )
     model, spec = load_model(model_dir, forecasts_only_ok=True)
+    model.progress = not quiet  # a progress bar for long work, as fit's
     source = shards.read_input(data, spec.id_col, run, share=True)
     shards.check_series(source.frame, spec.id_col, series, run)
     frame = source.frame

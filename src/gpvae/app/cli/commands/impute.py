@@ -20,6 +20,7 @@ from gpvae.app.cli.options import (
     merge_option,
     num_samples_option,
     out_option,
+    quiet_option,
     series_option,
 )
 
@@ -45,6 +46,7 @@ __all__ = ["impute", "keep_observed"]
 )
 @series_option
 @merge_option
+@quiet_option
 @examples("  gpvae impute model/ weather.csv -o imputed.csv --plot imputed.png")
 def impute(
     model_dir: str,
@@ -55,6 +57,7 @@ def impute(
     plot: str | None,
     series: str | None,
     merge_duplicates: bool,
+    quiet: bool,
 ) -> None:
     """Fill the missing values of DATA, with intervals.
 
@@ -95,6 +98,7 @@ def impute(
             stacklevel=2,
         )
     model, spec = load_model(model_dir, spatial_ok=True)
+    model.progress = not quiet  # a progress bar for long work, as fit's
     sites = model.spatial_ is not None
     if sites:  # before DATA is read, on every process
         _check_sites_options(run, merge_duplicates)
