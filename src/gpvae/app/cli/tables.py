@@ -264,6 +264,20 @@ def make_folder(path: Path, what: str) -> None:
         ) from None
 
 
+def warn_plot_only(option: str, given: object, plot: Path | None, chooses: str, done: str) -> None:
+    """Warn before any work that ``option`` (given: not None) is ignored without ``--plot``
+    (``plot`` None): it ``chooses`` what ``--plot`` draws, and ``done`` says what the command
+    does instead (a user could read the option as a filter)."""
+    if given is None or plot is not None:
+        return
+    warnings.warn(
+        f"{option}: expected with --plot (it chooses {chooses}), found no --plot; it is "
+        f"ignored: {done}",
+        UserWarning,
+        stacklevel=3,
+    )
+
+
 def check_plot(path: str | None, what: str = "--plot") -> Path | None:
     """Check a ``--plot`` file name before any work (None: no plot): its extension, that it
     is not a folder, and its folder, created when missing (it failed only when the figure

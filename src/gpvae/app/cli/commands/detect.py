@@ -4,7 +4,6 @@ steps above a threshold and report the flagged intervals."""
 from __future__ import annotations
 
 import math
-import warnings
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
@@ -132,6 +131,7 @@ def detect(
         check_plot,
         panels_drawn,
         save_figure,
+        warn_plot_only,
         write_table,
     )
 
@@ -150,13 +150,10 @@ def detect(
                 f"replace it), found {intervals_out!r}, which is {what} {given!r}"
             )
     plot_path = check_plot(plot)
-    if series is not None and plot_path is None:  # before the work
-        warnings.warn(
-            "--series: expected with --plot (it chooses the series that --plot draws), found "
-            "no --plot; it is ignored: every series is scored",
-            UserWarning,
-            stacklevel=2,
-        )
+    # before the work
+    warn_plot_only(
+        "--series", series, plot_path, "the series that --plot draws", "every series is scored"
+    )
     if threshold is not None and quantile is not None:
         raise CLIError("--quantile: expected either --threshold or --quantile, found both")
     if quantile is not None and not 0.0 < quantile < 1.0:

@@ -76,18 +76,15 @@ def forecast(
     from gpvae.app.cli import shards
     from gpvae.app.cli.columns import parse_times, series_frame, series_set, time_axis
     from gpvae.app.cli.offsets import recorded_changes
-    from gpvae.app.cli.tables import check_plot, panels_drawn, save_figure
+    from gpvae.app.cli.tables import check_plot, panels_drawn, save_figure, warn_plot_only
 
     run = shards.job()
     out_path = shards.check_output_path(out, run, data)
     plot_path = check_plot(plot)
-    if series is not None and plot_path is None:  # before the work
-        warnings.warn(
-            "--series: expected with --plot (it chooses the series that --plot draws), found "
-            "no --plot; it is ignored: every series is forecast",
-            UserWarning,
-            stacklevel=2,
-        )
+    # before the work
+    warn_plot_only(
+        "--series", series, plot_path, "the series that --plot draws", "every series is forecast"
+    )
     model, spec = load_model(model_dir, forecasts_only_ok=True)
     model.progress = not quiet  # a progress bar for long work, as fit's
     source = shards.read_input(data, spec.id_col, run, share=True)

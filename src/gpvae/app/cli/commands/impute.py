@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import warnings
 from collections.abc import Collection
 from pathlib import Path
 from typing import TYPE_CHECKING
@@ -85,18 +84,15 @@ def impute(
         series_set,
         time_axis,
     )
-    from gpvae.app.cli.tables import check_plot, panels_drawn, save_figure
+    from gpvae.app.cli.tables import check_plot, panels_drawn, save_figure, warn_plot_only
 
     run = shards.job()
     out_path = shards.check_output_path(out, run, data)
     plot_path = check_plot(plot)
-    if series is not None and plot_path is None:  # before the work
-        warnings.warn(
-            "--series: expected with --plot (it chooses the series that --plot draws), found "
-            "no --plot; it is ignored: every series is imputed",
-            UserWarning,
-            stacklevel=2,
-        )
+    # before the work
+    warn_plot_only(
+        "--series", series, plot_path, "the series that --plot draws", "every series is imputed"
+    )
     model, spec = load_model(model_dir, spatial_ok=True)
     model.progress = not quiet  # a progress bar for long work, as fit's
     sites = model.spatial_ is not None

@@ -7,7 +7,6 @@ period to predict (the fit's columns); SITES the id and coordinate columns of th
 
 from __future__ import annotations
 
-import warnings
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
@@ -62,7 +61,13 @@ def predict_sites(
     """
     from gpvae.app.cli import shards
     from gpvae.app.cli.columns import check_site_times, parse_times
-    from gpvae.app.cli.tables import check_output, check_plot, read_table, write_table
+    from gpvae.app.cli.tables import (
+        check_output,
+        check_plot,
+        read_table,
+        warn_plot_only,
+        write_table,
+    )
     from gpvae.estimator import GPVAE
 
     shards.one_process(
@@ -78,13 +83,14 @@ def predict_sites(
                 f"data), found {out!r}, which is {what} {given!r}"
             )
     map_path, series_path = check_plot(plot), check_plot(series_plot, "--series-plot")
-    if feature is not None and map_path is None:  # before the work
-        warnings.warn(
-            "--feature: expected with --plot (it chooses the feature that --plot's map "
-            "draws), found no --plot; it is ignored: every feature is predicted",
-            UserWarning,
-            stacklevel=2,
-        )
+    # before the work
+    warn_plot_only(
+        "--feature",
+        feature,
+        map_path,
+        "the feature that --plot's map draws",
+        "every feature is predicted",
+    )
     both = map_path is not None and series_path is not None
     if both and map_path.resolve() == series_path.resolve():  # type: ignore[union-attr]
         raise CLIError(
