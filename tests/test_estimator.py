@@ -1419,3 +1419,20 @@ def test_long_predictions_show_a_progress_bar(
     monkeypatch.setattr(settings, "PREDICT_PROGRESS_DELAY", 60.0)
     est.impute(X, num_samples=20)
     assert capsys.readouterr().err == ""
+
+
+def test_sample_and_future_times_that_float32_cannot_resolve_are_refused(
+    fitted: tuple[GPVAE, np.ndarray],
+) -> None:
+    """fit and impute refuse series whose times float32 cannot resolve, but sample(times=...)
+    drew at them without a word (audit R: 1-s times two years on merged in groups of 3-4,
+    the draws a staircase), and forecast's future_times were not checked with the history."""
+    est, X = fitted
+    far = np.concatenate([np.arange(100.0), 6.3e7 + np.arange(100.0)])
+    with pytest.raises(ValidationError, match=r"^times: expected times that float32"):
+        est.sample(far, num_samples=1)
+    assert est.sample(6.3e7 + np.arange(100.0), num_samples=1).shape == (1, 100, X.shape[2])
+    future = np.broadcast_to(6.3e7 + np.arange(3.0), (len(X), 3))
+    with pytest.raises(ValidationError, match=r"^future_times: expected times that float32"):
+        est.forecast(X, future_times=future, num_samples=20)
+    assert est.forecast(X, future_times=future[:, :1] * 0 + 25.0, num_samples=20).mean.shape

@@ -245,6 +245,25 @@ class Scaler:
             return False
         return not _any_blurred(x, np.array([len(t) for t in times], dtype=np.int64))
 
+    def check_resolution(self, rows: Sequence[np.ndarray], name: str, what: str) -> None:
+        """Refuse, naming ``name``, time rows that float32 cannot resolve, as
+        :meth:`check_range` refuses a series' own times: ``rows`` are scaled times (each
+        increasing, e.g. a series' times followed by the times it is forecast at, or the
+        times a sample is drawn at); ``what`` names row i in the message (``{i}`` in it).
+
+        Raises:
+            ValidationError: naming ``name`` for the first row that float32 blurs.
+        """
+        lengths = np.array([len(r) for r in rows], dtype=np.int64)
+        x = np.concatenate(rows) if len(rows) else np.empty(0)
+        if not len(x) or not _any_blurred(x, lengths):
+            return
+        for i, row in enumerate(rows):
+            blur = _float32_blur(row)
+            if blur is not None:
+                label = what.format(i)
+                raise ValidationError(_blur_message(blur, row, name, label, self))
+
     def warn_far_times(
         self,
         data: SeriesSet,
@@ -596,5 +615,6 @@ def _blur_message(
         f"times merge and the kernels read wrong distances); split the series at its long "
         f"gaps (its longest: {float(gaps[k]):.4g} steps, after its time number {k}, counting "
         f"from 0 in time order) into parts spanning under ~{limit:.3g} steps each, each "
-        f"part a series of its own (e.g. a new value of a series id column)"
+        f"part a series of its own (e.g. a new value of a series id column), or each "
+        f"part's times a call of their own"
     )

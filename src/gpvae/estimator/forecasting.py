@@ -379,7 +379,10 @@ def forecast_series(
     # (n, H) float, the input's units; a single-step series steps by the training time step
     future = resolve_future_times(ss, horizon, future_times, scaler.time_step_)
     future_name = "horizon" if future_times is None else "future_times"
-    scaler.scaled_times(future, future_name)  # checked before any work
+    x_future = scaler.scaled_times(future, future_name)  # checked before any work
+    # each series' times and its future times in one batch row, which float32 must resolve
+    row_times = [np.concatenate([x, f]) for x, f in zip(scaled.times, x_future)]
+    scaler.check_resolution(row_times, future_name, "series {} with its future times")
     n, H = future.shape
     # steps ahead of each future time: its horizon band and base forecasts (horizon: 1..H)
     ahead = None if future_times is None else steps_ahead(ss, future, scaler.time_step_)

@@ -25,6 +25,7 @@ def sample_series(
     ctx.check_draws("num_samples, times", S, 1, len(t), prior_only=True)
     order = np.argsort(t, kind="stable")
     x = scaler.scaled_times(t[order], "times")
+    scaler.check_resolution([x], "times", "the times to sample at")  # as fit's, impute's
     if len(x):  # moved by whole steps to start in [0, 1): float32 keeps far times apart
         x = x - np.floor(x[0])
     dtype = next(model.parameters()).dtype
