@@ -8,6 +8,7 @@ does not import torch.
 from __future__ import annotations
 
 import importlib
+import importlib.util
 from typing import TYPE_CHECKING, Any
 
 from gpvae import errors
@@ -38,10 +39,15 @@ _LAZY = {
 
 
 def __getattr__(name: str) -> Any:
-    """``gpvae.GPVAE`` and the other names of ``_LAZY``: imported now, kept afterwards."""
-    if name not in _LAZY:
+    """``gpvae.GPVAE`` and the other names of ``_LAZY``, and every module of the package
+    (``gpvae.data``, ``gpvae.settings``, ...; an eager ``import gpvae`` had loaded them with
+    the estimator): imported now, kept afterwards."""
+    if name in _LAZY:
+        module = importlib.import_module(_LAZY[name])
+    elif not name.startswith("_") and importlib.util.find_spec(f"{__name__}.{name}"):
+        module = importlib.import_module(f"{__name__}.{name}")
+    else:
         raise AttributeError(f"module 'gpvae' has no attribute {name!r}")
-    module = importlib.import_module(_LAZY[name])
     value = module if module.__name__ == f"gpvae.{name}" else getattr(module, name)
     globals()[name] = value
     return value

@@ -89,6 +89,23 @@ def test_import_gpvae_is_light_and_every_public_name_is_there() -> None:
     assert found["dir"] == []
 
 
+def test_the_package_modules_are_attributes_of_gpvae_on_first_use() -> None:
+    # an eager ``import gpvae`` had loaded gpvae.data and gpvae.settings with the estimator,
+    # and the README uses them so (gpvae.data.merge_duplicate_times): lazily they were gone
+    code = (
+        "import json, sys\n"
+        "import gpvae\n"
+        "light = not any(m in sys.modules for m in ('torch', 'pandas'))\n"
+        "names = [gpvae.settings.EARLY_STOP_MIN_STEPS > 0,\n"
+        "         callable(gpvae.data.merge_duplicate_times),\n"
+        "         gpvae.estimator.GPVAE is gpvae.GPVAE, gpvae.errors.ValidationError.__name__]\n"
+        "print(json.dumps({'light': light, 'names': names}))\n"
+    )
+    found = _fresh(code)
+    assert found["light"] is True
+    assert found["names"] == [True, True, True, "ValidationError"]
+
+
 def test_unknown_attribute_of_gpvae_is_an_attribute_error() -> None:
     import gpvae
 
