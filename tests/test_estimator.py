@@ -1436,3 +1436,12 @@ def test_sample_and_future_times_that_float32_cannot_resolve_are_refused(
     with pytest.raises(ValidationError, match=r"^future_times: expected times that float32"):
         est.forecast(X, future_times=future, num_samples=20)
     assert est.forecast(X, future_times=future[:, :1] * 0 + 25.0, num_samples=20).mean.shape
+    # the history's times are checked in the model's scaled units, as the future's (the
+    # first version mixed the input's units with the scaled ones and refused ordinary
+    # forecasts of a model whose time step is not 1: test_fuzz_fit found it)
+    far, _ = smooth_series(4, 20)
+    # float32 at 1e6 holds steps of 0.0625; the series start between the model's steps
+    times = 1e6 + 0.01 * np.arange(20.0) + 0.0033 * np.arange(4.0)[:, None]
+    model = GPVAE(**FAST).fit(far, times)
+    fc = model.forecast(far, times, horizon=2, num_samples=20)
+    assert fc.mean.shape == (4, 2, far.shape[2])

@@ -259,7 +259,9 @@ class Scaler:
         if not len(x) or not _any_blurred(x, lengths):
             return
         for i, row in enumerate(rows):
-            blur = _float32_blur(row)
+            # times closer than a step apart (a sample's, near duplicates) may merge: the
+            # kernels, whose scales are steps, cannot tell them apart anyway
+            blur = _float32_blur(row, floor=1.0)
             if blur is not None:
                 label = what.format(i)
                 raise ValidationError(_blur_message(blur, row, name, label, self))
@@ -554,11 +556,11 @@ def _stacked(values: Sequence[np.ndarray], num_features: int) -> np.ndarray:
     return np.concatenate(values) if values else np.empty((0, num_features))
 
 
-def _float32_blur(x: np.ndarray) -> tuple[float, float] | None:
+def _float32_blur(x: np.ndarray, floor: float = 0.0) -> tuple[float, float] | None:
     """For one series' scaled times ``x`` (float64, increasing): (largest move, median
     spacing) in steps when rounding its batch row ``x - floor(x[0])`` to float32 moves a time
-    by more than :data:`TIME_RESOLUTION` of its median spacing; None otherwise (also for fewer
-    than two times)."""
+    by more than :data:`TIME_RESOLUTION` of its median spacing (or of ``floor`` steps, if
+    larger); None otherwise (also for fewer than two times)."""
     if len(x) < 2:
         return None
     p = x - np.floor(x[0])
@@ -567,7 +569,7 @@ def _float32_blur(x: np.ndarray) -> tuple[float, float] | None:
     if move == 0.0:
         return None
     spacing = float(np.median(np.diff(p)))
-    return None if move <= TIME_RESOLUTION * spacing else (move, spacing)
+    return None if move <= TIME_RESOLUTION * max(spacing, floor) else (move, spacing)
 
 
 def _any_blurred(x: np.ndarray, lengths: np.ndarray) -> bool:

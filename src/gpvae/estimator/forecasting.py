@@ -381,7 +381,10 @@ def forecast_series(
     future_name = "horizon" if future_times is None else "future_times"
     x_future = scaler.scaled_times(future, future_name)  # checked before any work
     # each series' times and its future times in one batch row, which float32 must resolve
-    row_times = [np.concatenate([x, f]) for x, f in zip(scaled.times, x_future)]
+    row_times = [
+        np.concatenate([scaler.scaled_times(np.asarray(t, dtype=np.float64)), f])
+        for t, f in zip(ss.times, x_future)
+    ]
     scaler.check_resolution(row_times, future_name, "series {} with its future times")
     n, H = future.shape
     # steps ahead of each future time: its horizon band and base forecasts (horizon: 1..H)
