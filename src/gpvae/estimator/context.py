@@ -268,9 +268,10 @@ class PredictContext:
         calls show nothing); under torchrun on process 0 only."""
         if not self.progress or total < 2 or not is_main_process():
             return items
-        delay = settings.PREDICT_PROGRESS_DELAY
-        bar = progress_bar(total, "batch", True, desc=what, delay=delay, leave=False)
-        return _ticking(items, bar)
+        delay = settings.PREDICT_PROGRESS_DELAY  # tqdm ticks after each item, closes at the end
+        return progress_bar(
+            total, "batch", True, iterable=items, desc=what, delay=delay, leave=False
+        )
 
     def generator(self, *salt: int) -> torch.Generator:
         """A generator seeded by the seed and ``salt``."""
@@ -435,13 +436,3 @@ def allocation_failed(err: BaseException) -> bool:
         or "can't allocate memory" in text
         or "DefaultCPUAllocator" in text
     )
-
-
-def _ticking(items: Iterable[_T], bar: Any) -> Iterator[_T]:
-    """``items``, ticking ``bar`` after each and closing it at the end (or on an error)."""
-    try:
-        for item in items:
-            yield item
-            bar.update()
-    finally:
-        bar.close()
