@@ -59,6 +59,7 @@ __all__ = [
     "PERIODIC_LENGTHSCALE",
     "QUASI_PERIODIC_DECAY",
     "SAMPLE_CHUNK",
+    "SMOOTHER_PASS_POINTS",
     "TREND_SPAN_FRACTION",
 ]
 
@@ -213,6 +214,12 @@ TREND_SPAN_FRACTION = 0.25
 #: Monte Carlo draws are made in chunks of this many samples (bounds memory; a constant, so
 #: that every series consumes its generator the same way whatever the batch).
 SAMPLE_CHUNK = 32
+#: The simulation smoother that draws the latents of series longer than
+#: :data:`DENSE_MAX_POINTS` (impute, anomaly scores) runs over passes of at most this many
+#: latent points (draws x series x points x channels; at least one draw per pass): its
+#: working set, about 80 values per latent point, grows with a pass, not with a chunk's
+#: :data:`SAMPLE_CHUNK` draws (the draws are the same in any passes).
+SMOOTHER_PASS_POINTS = 2**20
 #: Draw values (draws x entries) whose interval quantiles :meth:`GPVAE.impute` takes at once
 #: (16 MiB of float32 per copy; the quantiles are the same in any blocks).
 QUANTILE_BLOCK = 2**22

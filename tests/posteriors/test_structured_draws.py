@@ -74,3 +74,35 @@ def test_draws_of_a_series_do_not_depend_on_its_batch() -> None:
     gens = [torch.Generator().manual_seed(20 + b) for b in rows]
     alone = StructuredSeriesSampler(sub, prior, gens).draw(4)
     torch.testing.assert_close(alone, full[:, rows], rtol=1e-6, atol=1e-6)
+
+
+@torch.no_grad()
+def test_long_series_draws_are_the_same_in_passes_of_few_draws(monkeypatch) -> None:
+    """The simulation smoother of series longer than DENSE_MAX_POINTS runs over passes of
+    at most SMOOTHER_PASS_POINTS latent points (its working set grows with a pass, not with
+    the chunk of draws); the draws are those of one pass bit for bit."""
+    from gpvae import settings
+    from gpvae.posteriors import structured_draws
+
+    monkeypatch.setattr(settings, "DENSE_MAX_POINTS", 4)  # every series of _problem is long
+    prior, gp = _problem(2)
+    B, N, L = gp.mean.shape
+    seeds = [30 + b for b in range(B)]
+    sizes: list[int] = []
+    real = structured_draws.prior_paths
+
+    def counted(kernels, x_sorted, eps):  # type: ignore[no-untyped-def]
+        sizes.append(eps.shape[0])
+        return real(kernels, x_sorted, eps)
+
+    monkeypatch.setattr(structured_draws, "prior_paths", counted)
+    draws = {}
+    for points in (10**9, 2 * B * N * L, 1):  # one pass; passes of 2 draws; of 1 draw
+        monkeypatch.setattr(settings, "SMOOTHER_PASS_POINTS", points)
+        gens = [torch.Generator().manual_seed(s) for s in seeds]
+        sampler = StructuredSeriesSampler(gp, prior, gens)
+        draws[points] = torch.cat([sampler.draw(5), sampler.draw(2)])
+    assert sizes == [5, 2] + [2, 2, 1, 2] + [1] * 7
+    assert torch.equal(draws[2 * B * N * L], draws[10**9])
+    assert torch.equal(draws[1], draws[10**9])
+    assert structured_draws.draws_per_pass(B, N, L) == 1  # at least one draw per pass

@@ -117,7 +117,14 @@ def _markov_draws(
     S: int,
     generators: Sequence[torch.Generator],
 ) -> Tensor:
-    """Draws (S, B', N, L) for the series ``rows`` of the batch (simulation smoother)."""
+    """Draws (S, B', N, L) for the series ``rows`` of the batch (simulation smoother).
+
+    The noise of all S draws is drawn first (each series' generator is consumed as in one
+    pass), then the smoother runs over passes of at most :func:`draws_per_pass` draws: its
+    working set (prior paths, synthetic data, the Kalman filter's and smoother's states of
+    S x B' chains) grows with the draws of a pass, not with S. Every chain is computed on
+    its own, so the draws are those of one pass bit for bit on the CPU.
+    """
     x, valid = gp.x[rows], gp.valid[rows]  # (B', N, d), (B', N)
     mean, var = gp.mean[rows], gp.var[rows]  # (B', N, L) pseudo-observations
     lengths = [int(v) for v in valid.sum(dim=1).tolist()]
@@ -126,9 +133,42 @@ def _markov_draws(
     m_max = max(k.state_dim for k in prior.kernel_list)
     noise = per_series_normal(generators, lengths, S, N, (L, m_max + 1), mean)
     t = filled_times(x, valid)  # (B, N)
-    f_plus = prior_paths(prior.kernel_list, t, noise[..., :m_max]).to(mean.dtype)  # (S,B,N,L)
     inc = torch.isfinite(var) & valid[..., None]  # (B, N, L)
     sd = torch.where(inc, var, torch.ones_like(var)).sqrt()
+    step = draws_per_pass(B, N, L)
+    if step >= S:
+        return _smoothed(prior, x, t, valid, mean, var, inc, sd, noise, m_max)
+    out = mean.new_empty((S, B, N, L))
+    for start in range(0, S, step):
+        part = noise[start : start + step]
+        out[start : start + step] = _smoothed(prior, x, t, valid, mean, var, inc, sd, part, m_max)
+    return out
+
+
+def draws_per_pass(num_series: int, num_points: int, latent_dim: int) -> int:
+    """Draws of a batch's long series (``num_series`` of ``num_points`` points, padded, and
+    ``latent_dim`` channels) that one pass of the simulation smoother makes: at most
+    :data:`gpvae.settings.SMOOTHER_PASS_POINTS` latent points (draws x series x points x
+    channels), and at least one draw."""
+    per_draw = max(1, num_series * num_points * latent_dim)
+    return max(1, settings.SMOOTHER_PASS_POINTS // per_draw)
+
+
+def _smoothed(
+    prior: GPPrior,
+    x: Tensor,
+    t: Tensor,
+    valid: Tensor,
+    mean: Tensor,
+    var: Tensor,
+    inc: Tensor,
+    sd: Tensor,
+    noise: Tensor,
+    m_max: int,
+) -> Tensor:
+    """Posterior draws (S', B, N, L) from the noise (S', B, N, L, m_max + 1) of S' draws."""
+    S, (B, N, L) = noise.shape[0], mean.shape
+    f_plus = prior_paths(prior.kernel_list, t, noise[..., :m_max]).to(mean.dtype)  # (S,B,N,L)
     y_plus = f_plus + sd * noise[..., m_max]  # (S, B, N, L)
     resid = torch.where(inc, mean - y_plus, torch.zeros_like(y_plus))
     x_rep = x.expand(S, *x.shape).reshape(S * B, N, -1)
