@@ -384,9 +384,12 @@ def test_draw_memory_estimate_counts_the_latent_paths(monkeypatch: pytest.Monkey
     with pytest.raises(ValidationError, match=rf"^num_samples, horizon: .*{expected}, about 1\.34"):
         est.forecast(X, horizon=60_000)
     # impute draws in chunks: one chunk's working set and what is kept of all 100 draws
-    # (their draws of y and a margin: 2 values per entry; 13 before the copies went)
-    with pytest.raises(ValidationError, match=r"^num_samples: .*about 1\.38 GiB"):
+    # (their draws of y and a margin: 2 values per entry; 13 before the copies went); a
+    # long series' smoother runs in passes of 8 draws here: 0.49 GiB (1.38 before them)
+    monkeypatch.setattr(arguments, "physical_memory", lambda: 2**28)
+    with pytest.raises(ValidationError, match=r"^num_samples: .*about 0\.49 GiB"):
         est.impute(np.random.default_rng(1).standard_normal((1, 60_000, 2)))
+    monkeypatch.setattr(arguments, "physical_memory", lambda: 2**30)
     assert est.forecast(X, horizon=100).mean.shape == (1, 100, 2)  # small requests still run
     # forecasts of long paths go one series per batch (FORECAST_BATCH_POINTS): the guard
     # counts that batch, not batch_size series (12 BeijingAir stations were refused)
@@ -408,21 +411,33 @@ def test_chunked_draw_memory_counts_one_chunk_working_set(
     est = GPVAE(latent_dim=8, epochs=1, hidden=(8,), progress=False).fit(X)
     ctx = est._context("impute")
     monkeypatch.setattr(arguments, "physical_memory", lambda: 8 * 2**30)
-    ctx.check_draws("num_samples", 5500, 1, 5000)  # 4 B x (714 x 32 + 10 x 5500) x 5000
+    # 4 B x (88 x 8 x 26 + (4 x 8 + 10) x 32 + 10 x 5500) x 5000: the simulation smoother's
+    # passes of 26 draws (2**20 latent points), the noise, z and decoding of a chunk of 32
+    ctx.check_draws("num_samples", 5500, 1, 5000)
     # what is kept of each draw is its draws of y (2 values per entry with a margin; 13 were
     # counted before the quantiles' and the spread's copies went: 7.08 GiB where 1.49 are
     # used now, 3.21 before)
-    monkeypatch.setattr(arguments, "physical_memory", lambda: 1.4 * 2**30)
-    with pytest.raises(ValidationError, match=r"^num_samples: .*5500 draws .*about 1\.45 GiB"):
+    monkeypatch.setattr(arguments, "physical_memory", lambda: 1.3 * 2**30)
+    with pytest.raises(ValidationError, match=r"^num_samples: .*5500 draws .*about 1\.39 GiB"):
         ctx.check_draws("num_samples", 5500, 1, 5000)
-    # below a chunk every draw's working set counts; the chunk comes from the settings
-    one_chunk = 4.0 * (88 * 8 + 2 * 5 + KEPT_PER_ENTRY * 5) * 32 * 5000
+    # below a chunk every draw's noise and decoding count; the chunk and the smoother's
+    # passes come from the settings
+    one_chunk = 4.0 * (88 * 8 * 26 + (4 * 8 + 2 * 5 + KEPT_PER_ENTRY * 5) * 32) * 5000
     monkeypatch.setattr(arguments, "physical_memory", lambda: one_chunk)
     ctx.check_draws("num_samples", 32, 1, 5000)
     with pytest.raises(ValidationError, match="33 draws"):
         ctx.check_draws("num_samples", 33, 1, 5000)
     monkeypatch.setattr(settings, "SAMPLE_CHUNK", 16)
     ctx.check_draws("num_samples", 33, 1, 5000)
+    monkeypatch.setattr(settings, "SAMPLE_CHUNK", 32)
+    monkeypatch.setattr(settings, "SMOOTHER_PASS_POINTS", 8 * 5000 * 20)  # passes of 20
+    ctx.check_draws("num_samples", 33, 1, 5000)
+    # series up to DENSE_MAX_POINTS steps draw from their dense posterior, not in passes
+    short = 4.0 * (88 * 8 + 2 * 5 + KEPT_PER_ENTRY * 5) * 32 * 256
+    monkeypatch.setattr(arguments, "physical_memory", lambda: short)
+    ctx.check_draws("num_samples", 32, 1, 256)
+    with pytest.raises(ValidationError, match="33 draws"):
+        ctx.check_draws("num_samples", 33, 1, 256)
     # forecasts (their own batch) and prior draws make all S at once: all are charged
     monkeypatch.setattr(arguments, "physical_memory", lambda: 8 * 2**30)
     with pytest.raises(ValidationError, match=r"about 24 GiB"):
@@ -1418,6 +1433,32 @@ def test_long_predictions_show_a_progress_bar(
     # a quick call shows nothing
     monkeypatch.setattr(settings, "PREDICT_PROGRESS_DELAY", 60.0)
     est.impute(X, num_samples=20)
+    assert capsys.readouterr().err == ""
+
+
+def test_impute_of_one_series_shows_its_progress_by_chunks_of_draws(
+    fitted: tuple[GPVAE, np.ndarray],
+    monkeypatch: pytest.MonkeyPatch,
+    capsys: pytest.CaptureFixture[str],
+) -> None:
+    """impute's bar ticked per batch, so one long series (a single batch) showed nothing
+    however long it ran (session 42's left-out): it ticks after every chunk of draws now;
+    results are the same with or without it."""
+    est, X = fitted
+    monkeypatch.setattr(settings, "PREDICT_PROGRESS_DELAY", 0.0)
+    monkeypatch.setattr(settings, "SAMPLE_CHUNK", 8)  # 20 draws: 3 chunks
+    one = X[:1]
+    quiet = est.impute(one, num_samples=20)
+    assert capsys.readouterr().err == ""
+    monkeypatch.setattr(est, "progress", True)
+    shown = est.impute(one, num_samples=20)
+    err = capsys.readouterr().err
+    assert "impute:" in err
+    assert "/20 " in err  # 20 draws of one batch
+    assert same_bits(quiet.mean, shown.mean)
+    assert same_bits(quiet.lower, shown.lower)
+    monkeypatch.setattr(settings, "SAMPLE_CHUNK", 32)  # one chunk of one batch: no bar
+    est.impute(one, num_samples=20)
     assert capsys.readouterr().err == ""
 
 

@@ -9,7 +9,7 @@ time), never the estimator itself, so no module below the estimator class refers
 from __future__ import annotations
 
 import warnings
-from collections.abc import Iterable, Iterator, Mapping
+from collections.abc import Callable, Iterable, Iterator, Mapping
 from contextlib import contextmanager
 from dataclasses import dataclass
 from typing import Any, TypeVar
@@ -27,7 +27,9 @@ from gpvae.errors import InputTypeError, ValidationError
 from gpvae.estimator.differencing import Difference, increments
 from gpvae.estimator.forecast_blend import ForecastBlend
 from gpvae.likelihoods import Bernoulli
-from gpvae.model import GPVAEModel
+from gpvae.model import GPVAEModel, sample_chunks
+from gpvae.posteriors import StructuredPosterior
+from gpvae.posteriors.structured_draws import draws_per_pass
 from gpvae.rng import seed_for, series_generators
 from gpvae.training.distributed import is_main_process
 from gpvae.training.loop import progress_bar
@@ -273,6 +275,21 @@ class PredictContext:
             total, "batch", True, iterable=items, desc=what, delay=delay, leave=False
         )
 
+    @contextmanager
+    def draw_progress(self, n: int, S: int, what: str) -> Iterator[Callable[[int], object] | None]:
+        """A progress bar of S draws for each of the batches over n series (tqdm's
+        ``update``, for :meth:`GPVAEModel.predictive_draws`'s ``on_chunk``), or None where
+        :meth:`tracked` would show nothing. It ticks after every chunk of draws, so one
+        long series (a single batch) shows its progress too."""
+        batches = -(-n // self.batch_size)
+        chunks = batches * len(sample_chunks(S))
+        if not self.progress or chunks < 2 or not is_main_process():
+            yield None
+            return
+        delay = settings.PREDICT_PROGRESS_DELAY
+        with progress_bar(batches * S, "draw", True, desc=what, delay=delay, leave=False) as bar:
+            yield bar.update
+
     def generator(self, *salt: int) -> torch.Generator:
         """A generator seeded by the seed and ``salt``."""
         return torch.Generator(device=self.device).manual_seed(seed_for(self.seed, *salt))
@@ -310,7 +327,16 @@ class PredictContext:
           ``batch`` nor ``prior_only`` is given, as :meth:`GPVAE.impute` draws): the working
           set of one chunk, about 88 values per latent channel and 2 per feature per draw
           (a chunk's draws of z and their decoding: about 440 MiB for 32 draws of 5,000
-          steps and 8 channels), and for every one of the S draws what is kept of it:
+          steps and 8 channels). Series longer than
+          :data:`~gpvae.settings.DENSE_MAX_POINTS` (a structured posterior, kernels with a
+          state-space form) run the simulation smoother over passes of fewer draws
+          (:func:`~gpvae.posteriors.structured_draws.draws_per_pass`): the 88 values count
+          for a pass's draws, and for each of the chunk's draws its noise (m + 1 values per
+          channel, m the largest state dimension), z and its decoding. Measured by
+          ``benchmarks/impute_memory.py`` (docs/benchmarks.md, "Imputation of one long
+          series"): 100 draws of 1,000,000 steps, 4 channels, 3 features, peaked at
+          6.4 GiB, 4.3 GiB above the fit's peak (5.5 GiB counted; before the passes this
+          check refused them as about 45 GiB). For every one of the S draws, what is kept of it:
           :data:`KEPT_PER_ENTRY` values per entry (the draws of y, and a margin for the
           quantiles' blocks: the quantiles go in blocks and the draws are moved in place,
           :mod:`~gpvae.estimator.imputation`), :data:`KEPT_RETURNED` with
@@ -345,6 +371,12 @@ class PredictContext:
             chunk = min(S, settings.SAMPLE_CHUNK)
             kept_values = KEPT_RETURNED if returned else KEPT_PER_ENTRY
             values = (88 * L + 2 * D) * chunk + kept_values * D * S
+            if N > settings.DENSE_MAX_POINTS and self._markov_draws():
+                # the simulation smoother's working set for one pass of its draws, and for
+                # the chunk's draws their noise (m + 1 values per channel), z and decoding
+                passes = min(chunk, draws_per_pass(B, N, L))
+                m = max(k.state_dim for k in self.model.prior.kernel_list)
+                values = 88 * L * passes + ((m + 2) * L + 2 * D) * chunk + kept_values * D * S
         else:
             values = ((10 if prior_only else 28) * L + 2 * D) * S
         kept = 24.0 * S * D * returned
@@ -357,6 +389,15 @@ class PredictContext:
         except ValidationError as err:
             remedy = self.draws_remedy(prior_only, returned, history)
             raise ValidationError(f"{err}; {remedy}") from None
+
+    def _markov_draws(self) -> bool:
+        """Whether impute draws the latents of series longer than
+        :data:`~gpvae.settings.DENSE_MAX_POINTS` by the simulation smoother, in passes of
+        :func:`~gpvae.posteriors.structured_draws.draws_per_pass` draws (a structured
+        posterior and kernels with a state-space form)."""
+        kernels = self.model.prior.kernel_list
+        structured = isinstance(self.model.posterior, StructuredPosterior)
+        return structured and all(k.has_state_space for k in kernels)
 
     def _draws_text(self, S: int, B: int, N: int, returned: int, history: int | None) -> str:
         """The draws of :meth:`check_draws` in words."""

@@ -43,10 +43,13 @@ def impute_series(
     spread = ctx.interval_scale
     model.eval()
     # a failed allocation names num_samples, with the remedies of check_draws
-    with ctx.allocating(names, S, ss.num_series, T_max, returned=returned):
-        for idx in ctx.batches(ss.num_series, "impute"):
+    # the bar ticks after every chunk of draws: one long series shows its progress too
+    progress = ctx.draw_progress(ss.num_series, S, "impute")
+    with ctx.allocating(names, S, ss.num_series, T_max, returned=returned), progress as tick:
+        for idx in ctx.batches(ss.num_series):
             batch = ctx.batch(scaled, idx)
-            mean, y = model.predictive_draws(batch, ctx.series_generators(ss, idx, 1), S)
+            gens = ctx.series_generators(ss, idx, 1)
+            mean, y = model.predictive_draws(batch, gens, S, on_chunk=tick)
             # the draws are moved in place (the same values as blend_draws' and a new tensor's):
             # every copy of them costs 4 bytes per draw and entry
             if ctx.blend_weight is not None:  # the draws with their mean (blend_draws)

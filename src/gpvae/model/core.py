@@ -437,14 +437,19 @@ class GPVAEModel(nn.Module):
 
     @torch.no_grad()
     def predictive_draws(
-        self, batch: Batch, generators: Sequence[torch.Generator], num_samples: int
+        self,
+        batch: Batch,
+        generators: Sequence[torch.Generator],
+        num_samples: int,
+        on_chunk: Callable[[int], object] | None = None,
     ) -> tuple[Tensor, Tensor]:
         """Posterior-predictive mean (B, N, D) and S draws (S, B, N, D) of y for a batch.
 
         z ~ q(z | observed entries), joint over each series; y ~ p(y | z), conditioned on
         the observed entries when the likelihood's noise is correlated along the index.
         Draws come in chunks (:func:`sample_chunks`), series b's from ``generators[b]``
-        alone, so a series' draws do not depend on the rest of the batch.
+        alone, so a series' draws do not depend on the rest of the batch. ``on_chunk``: when
+        given, called with each chunk's number of draws once they are made (a progress bar).
         """
         S = check_count("num_samples", num_samples)
         sampler = self.encode(batch).series_sampler(generators)
@@ -464,6 +469,8 @@ class GPVAEModel(nn.Module):
                 draws = y.new_empty((S, *y.shape[1:]))
             draws[start : start + s] = y
             start += s
+            if on_chunk is not None:
+                on_chunk(s)
         assert draws is not None  # S >= 1: at least one chunk
         return mean_sum / S, draws
 
