@@ -132,11 +132,9 @@ def cli(ctx: click.Context, debug: bool, threads: int | None) -> None:
       gpvae fit data.csv --time-col date -o model/
       gpvae impute model/ data.csv -o imputed.csv --plot imputed.png
     """
+    # the command applies --threads once its own arguments have parsed (options.Command):
+    # here torch's import (seconds) would delay its --help and usage errors
     ctx.obj = {"threads": threads}
-    if threads is not None:
-        import torch
-
-        torch.set_num_threads(threads)
 
 
 def _show_warning(
