@@ -4,8 +4,10 @@ from __future__ import annotations
 
 import itertools
 from pathlib import Path
+from typing import Any
 
 import numpy as np
+import pandas as pd
 import pytest
 from matplotlib import cbook
 from matplotlib.axes import Axes
@@ -232,6 +234,80 @@ def test_kernels_curves_match_the_kernel(tmp_path: Path) -> None:
     assert legends == ["z0: Matern32 (ℓ=2)", "z1: Matern52 (ℓ=5)"]
     with pytest.raises(ValidationError, match="max_lag"):
         plots.plot_kernels(kernels, max_lag=0.0)
+
+
+def _fitted_on(times: Any, kernel: str = "matern32+periodic") -> GPVAE:
+    X = np.sin(np.arange(len(times))[None, :, None] / 5 + np.arange(2)) * np.ones((2, 1, 1))
+    model = GPVAE(
+        latent_dim=2,
+        hidden=(8,),
+        epochs=1,
+        val_fraction=0,
+        calibrate=False,
+        seed=0,
+        progress=False,
+        kernel=kernel,
+    )
+    return model.fit(X, [times, times])
+
+
+def test_kernels_of_a_fitted_model_are_labelled_in_the_datas_units() -> None:
+    """The legend gave lengthscales and periods in training steps (ℓ=3 for 1.5 hours of
+    half-hourly data) beside gpvae fit's kernel lines in hours: for a fitted GPVAE the lag
+    axis and the legend are in the data's units (kernel_summary's values), named."""
+    times = pd.date_range("2024-01-01", periods=120, freq="30min")
+    model = _fitted_on(times)
+    rows = model.kernel_summary()
+    latent = rows[rows["source"] == "latent 1"].set_index(["term", "parameter"])["value"]
+    fig = plots.plot_kernels(model)
+    _, legends = _labels(fig)
+    lengthscale, relative, period = (
+        latent[("0", "lengthscale")],
+        latent[("1", "lengthscale")],
+        latent[("1", "period")],
+    )
+    steps = float(model.model_.prior.kernel_list[1].terms[0].lengthscale.detach())
+    assert lengthscale == pytest.approx(steps / 2)  # a step is half an hour
+    assert legends[1] == (
+        f"z1: Matern32 (ℓ={lengthscale:.3g} hours) + HarmonicPeriodic (ℓ={relative:.3g}, "
+        f"p={period:.3g} hours)"
+    )
+    assert fig.axes[0].get_xlabel() == "lag τ (hours)"
+    x = fig.axes[0].get_lines()[1].get_xdata()
+    assert x[-1] == pytest.approx(1.5 * period, rel=1e-5)  # the longest period, in hours
+    fig = plots.plot_kernels(model, max_lag=10.0)  # in hours
+    assert fig.axes[0].get_lines()[0].get_xdata()[-1] == pytest.approx(10.0)
+
+
+def test_kernels_of_a_fitted_model_reaching_48_hours_are_in_days() -> None:
+    # as gpvae fit's kernel lines give 48 hours and more also in days
+    model = _fitted_on(pd.date_range("2024-01-01", periods=60, freq="D"), kernel="matern32")
+    rows = model.kernel_summary()
+    hours = rows[rows["parameter"] == "lengthscale"]["value"].tolist()  # latent 0 and 1's
+    fig = plots.plot_kernels(model)
+    _, legends = _labels(fig)
+    assert legends == [f"z{j}: Matern32 (ℓ={h / 24:.3g} days)" for j, h in enumerate(hours)]
+    assert fig.axes[1].get_xlabel() == "lag τ (days)"
+    x = fig.axes[0].get_lines()[0].get_xdata()
+    assert x[-1] == pytest.approx(3 * max(hours) / 24, rel=1e-5)  # 3 lengthscales, in days
+    fig = plots.plot_kernels(model, max_lag=24.0)  # one day: drawn in hours
+    assert fig.axes[0].get_xlabel() == "lag τ (hours)"
+    assert _labels(fig)[1][0] == f"z0: Matern32 (ℓ={hours[0]:.3g} hours)"
+
+
+def test_kernels_of_a_model_fitted_on_sites_are_refused() -> None:
+    times = pd.date_range("2024-01-01", periods=48, freq="h")
+    df = pd.DataFrame(
+        [
+            {"site": f"s{i}", "time": t, "lat": 50 + i / 10, "lon": 8 + i / 7, "x": np.sin(k + i)}
+            for i in range(4)
+            for k, t in enumerate(times)
+        ]
+    )
+    model = GPVAE(latent_dim=2, epochs=1, batch_size=4, hidden=(8,), progress=False, seed=0)
+    model.fit(df, id="site", time="time", coords=["lat", "lon"], window=24)
+    with pytest.raises(ValidationError, match=r"kernels: expected kernels or a GPVAE fitted on"):
+        plots.plot_kernels(model)
 
 
 def test_samples_and_history(tmp_path: Path, rng: np.random.Generator) -> None:
