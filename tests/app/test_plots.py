@@ -35,11 +35,12 @@ def _check_png(path: Path, min_size: int = 5_000) -> None:
 
 
 def _labels(fig: Figure) -> tuple[list[str], list[str]]:
-    """(y labels of every axes, legend texts of every axes)."""
+    """(y labels of every axes, legend texts of every axes and then of the figure)."""
     ylabels = [ax.get_ylabel() for ax in fig.axes]
     legends = [
         t.get_text() for ax in fig.axes if ax.get_legend() for t in ax.get_legend().get_texts()
     ]
+    legends += [t.get_text() for legend in fig.legends for t in legend.get_texts()]
     return ylabels, legends
 
 
@@ -293,6 +294,24 @@ def test_kernels_of_a_fitted_model_reaching_48_hours_are_in_days() -> None:
     fig = plots.plot_kernels(model, max_lag=24.0)  # one day: drawn in hours
     assert fig.axes[0].get_xlabel() == "lag τ (hours)"
     assert _labels(fig)[1][0] == f"z0: Matern32 (ℓ={hours[0]:.3g} hours)"
+
+
+@pytest.mark.parametrize("channels", [1, 8])
+def test_kernel_legend_lies_in_the_figure_below_the_panels(channels: int) -> None:
+    """The legend sat inside the covariance panel: 8 channels of sums of kernels, in 2
+    columns, ran out of the figure on the left and over both panels' curves."""
+    kernels = [
+        Matern32(lengthscale=1.0 + j) + Periodic(lengthscale=1.03, period=48.0)
+        for j in range(channels)
+    ]
+    fig = plots.plot_kernels(kernels)
+    fig.canvas.draw()
+    (legend,) = [*fig.legends, *(ax.get_legend() for ax in fig.axes if ax.get_legend())]
+    box, whole = legend.get_window_extent(), fig.bbox
+    assert whole.x0 <= box.x0 < box.x1 <= whole.x1
+    assert whole.y0 <= box.y0 < box.y1 <= whole.y1
+    assert all(box.y1 <= ax.get_window_extent().y0 for ax in fig.axes)
+    assert len(legend.get_texts()) == channels
 
 
 def test_kernels_of_a_model_fitted_on_sites_are_refused() -> None:

@@ -659,7 +659,8 @@ def plot_kernels(
     device = first.device if first is not None else torch.device("cpu")
     tau = torch.linspace(0.0, steps, num_points, dtype=dtype, device=device)[:, None]
     zero = torch.zeros(1, 1, dtype=dtype, device=device)
-    fig = _figure(11.0, 4.2)
+    columns = 1 if len(ks) <= 3 else 2
+    fig = _figure(11.0, 4.2 + 0.2 * math.ceil(len(ks) / columns))  # and the legend's rows
     ax_k, ax_r = fig.subplots(1, 2)
     if title:
         fig.suptitle(_plain(title))
@@ -684,7 +685,10 @@ def plot_kernels(
     ax_r.set_ylim(min(-0.05, ax_r.get_ylim()[0]), 1.05)
     for ax in (ax_k, ax_r):
         ax.grid(alpha=0.3)
-    ax_k.legend(fontsize="small", ncol=2 if len(ks) > 6 else 1)
+    # below both panels: inside the covariance's, the labels of a sum of kernels ran out of
+    # the figure on the left and over the curves (8 channels in 2 columns)
+    handles, labels = ax_k.get_legend_handles_labels()
+    fig.legend(handles, labels, loc="outside lower center", ncol=columns, fontsize="small")
     return _finish(fig, path)
 
 
