@@ -546,6 +546,38 @@ def test_forecast_draws_the_context_and_breaks_the_history_at_missing_rows() -> 
         plots.plot_forecast(t, y, tf, np.zeros(3), -np.ones(3), np.ones(3), context=0)
 
 
+def _history_line(fig: Figure) -> tuple[np.ndarray, np.ndarray]:
+    line = next(ln for ln in fig.axes[0].get_lines() if ln.get_label() == "history")
+    return np.asarray(line.get_xdata()), np.asarray(line.get_ydata(), dtype=np.float64)
+
+
+def test_forecast_history_is_not_broken_where_the_clocks_go_forward() -> None:
+    """15-minute steps in Europe/Berlin jump from 01:45 to 03:00 on the wall clock when the
+    clocks go forward: the history's line was broken there as if an hour were missing. The
+    gaps are found in elapsed time (UTC), the line drawn on the wall clock."""
+    t = pd.date_range("2024-03-31 00:00", periods=16, freq="15min", tz="Europe/Berlin")
+    wall = t.tz_localize(None).to_numpy(dtype="datetime64[ns]")
+    assert wall[8] - wall[7] == np.timedelta64(75, "m")  # 01:45 -> 03:00
+    y = np.arange(16.0)
+    tf = t[-1] + pd.to_timedelta([15, 30], unit="min")
+    fan = (np.zeros(2), -np.ones(2), np.ones(2))
+    for times, elapsed in [(t, None), (wall, t.tz_convert("UTC").tz_localize(None))]:
+        fig = plots.plot_forecast(times, y, tf, *fan, history_elapsed=elapsed)
+        x, v = _history_line(fig)
+        np.testing.assert_array_equal(x, wall)  # on the wall clock, unbroken
+        np.testing.assert_array_equal(v, y)
+    # rows missing are still a gap: three steps of 15 minutes across the clock change
+    kept = np.r_[0:7, 10:16]
+    x, v = _history_line(plots.plot_forecast(t[kept], y[kept], tf, *fan))
+    assert len(x) == len(kept) + 1
+    assert np.isnan(v[7])
+    # the wall clock alone has the jump for a gap
+    x, v = _history_line(plots.plot_forecast(wall, y, tf, *fan))
+    assert np.isnan(v[8])
+    with pytest.raises(ShapeError, match=r"history_elapsed: expected shape \(16,\) like"):
+        plots.plot_forecast(t, y, tf, *fan, history_elapsed=wall[1:])
+
+
 def _legends_clear_of_their_axes(fig: Figure) -> int:
     """How many legends ``fig`` has, checking that each lies above its axes, off the data."""
     fig.canvas.draw()

@@ -87,9 +87,17 @@ def _times(t: Any, name: str) -> np.ndarray:
     their own zone's wall clock, as datetime64[ns] without the zone (matplotlib would draw
     them in UTC).
     """
+    return _times_and_elapsed(t, name)[0]
+
+
+def _times_and_elapsed(t: Any, name: str) -> tuple[np.ndarray, np.ndarray]:
+    """:func:`_times` and the same times as elapsed time, in which to measure the spacing:
+    the UTC of zone-aware datetimes (their wall clock jumps at a clock change: an hour of
+    15-minute steps that is not there), else the axis itself."""
     arr = np.asarray(t)
     if arr.ndim != 1:
         raise ShapeError(f"{name}: expected a 1-D array of times (T,), found shape {arr.shape}")
+    elapsed = None
     if arr.dtype.kind == "O" and all(isinstance(v, datetime.datetime) for v in arr):
         try:
             stamps = pd.DatetimeIndex(arr)
@@ -99,6 +107,7 @@ def _times(t: Any, name: str) -> np.ndarray:
                 f"a mix ({err})"
             ) from None
         if stamps.tz is not None:
+            elapsed = stamps.tz_convert("UTC").tz_localize(None).to_numpy(dtype="datetime64[ns]")
             stamps = stamps.tz_localize(None)  # the wall clock of the zone
         arr = stamps.to_numpy(dtype="datetime64[ns]")
     if arr.dtype.kind not in "biufM":
@@ -106,7 +115,7 @@ def _times(t: Any, name: str) -> np.ndarray:
             f"{name}: expected numeric or datetime times (datetime64, or datetimes with a "
             f"time zone), found {arr.dtype}"
         )
-    return arr
+    return arr, arr if elapsed is None else elapsed
 
 
 def _run_extent(t: np.ndarray, first: int, last: int) -> tuple[Any, Any]:
@@ -357,6 +366,7 @@ def plot_forecast(
     time_label: str = "time",
     save: str | os.PathLike[str] | None = None,
     context: int | None = None,
+    history_elapsed: Any | None = None,
 ) -> Figure:
     """A fan chart: the history (its line broken where values are missing and across gaps
     in its times), then the forecast mean with nested interval bands.
@@ -377,6 +387,11 @@ def plot_forecast(
         save: optional path to write the figure to.
         context: draw only the last ``context`` steps of the history (None: all of it; a
             long history leaves the forecast a few pixels at the right edge).
+        history_elapsed: (T,) the history's times as elapsed time (numbers or datetimes,
+            e.g. UTC), in which its gaps are found, for ``history_times`` on a clock that
+            jumps at clock changes (a wall clock: 15-minute steps from 01:45 to 03:00 when
+            the clocks go forward are no gap). None: ``history_times``, or their UTC when
+            zone-aware.
 
     Returns:
         The figure: one panel per feature.
@@ -387,7 +402,14 @@ def plot_forecast(
         raise ValidationError(
             f"context: expected a positive whole number of steps or None, found {context!r}"
         )
-    th = _times(history_times, "history_times")
+    th, elapsed = _times_and_elapsed(history_times, "history_times")
+    if history_elapsed is not None:
+        elapsed = _times(history_elapsed, "history_elapsed")
+        if elapsed.shape != th.shape:
+            raise ShapeError(
+                f"history_elapsed: expected shape {th.shape} like history_times, found "
+                f"{elapsed.shape}"
+            )
     tf = _times(future_times, "future_times")
     y = _as_2d(history, "history", len(th))
     m = _as_2d(mean, "mean", len(tf))
@@ -409,8 +431,8 @@ def plot_forecast(
         _check_same(m, tr, "mean", "truth")
     names = _names(feature_names, y.shape[1], "feature")
     if context is not None:
-        th, y = th[-context:], y[-context:]
-    th, y = _broken(th, y)
+        th, y, elapsed = th[-context:], y[-context:], elapsed[-context:]
+    th, y = _broken(th, y, elapsed)
     fig, axes = _panels(y.shape[1], title, "history")
     for j, ax in enumerate(axes):
         # NaN breaks the line: a missing stretch is not drawn as observed data
@@ -435,19 +457,28 @@ def plot_forecast(
     return _finish(fig, path)
 
 
-def _broken(t: np.ndarray, y: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+def _broken(
+    t: np.ndarray, y: np.ndarray, elapsed: np.ndarray | None = None
+) -> tuple[np.ndarray, np.ndarray]:
     """``t`` and the rows ``y`` with a row of NaN halfway through each gap of the times (a
     spacing over twice the median spacing: rows missing from a regular series), so that a
-    line through them is broken there, not drawn straight across as if observed."""
+    line through them is broken there, not drawn straight across as if observed.
+
+    ``elapsed``: the same times as elapsed time, in which the spacing is measured (default
+    ``t``): a wall clock's jump at a clock change is no gap."""
     if len(t) < 3:
         return t, y
     dated = t.dtype.kind == "M"
     tt = t.astype("datetime64[ns]") if dated else t.astype(np.float64)
-    step = np.diff(tt)
-    spacing = (step.astype(np.int64) if dated else step).astype(np.float64)
+    apart = tt if elapsed is None else elapsed
+    if apart.dtype.kind == "M":
+        spacing = np.diff(apart.astype("datetime64[ns]")).astype(np.int64).astype(np.float64)
+    else:
+        spacing = np.diff(apart.astype(np.float64))
     gaps = np.flatnonzero(spacing > 2 * np.median(spacing))
     if not len(gaps) or not np.median(spacing) > 0:
         return t, y
+    step = np.diff(tt)
     mid = tt[gaps] + step[gaps] / 2
     return np.insert(tt, gaps + 1, mid), np.insert(y, gaps + 1, np.nan, axis=0)
 

@@ -75,7 +75,13 @@ def forecast(
     column, the forecast mean of every feature and <feature>_lower / <feature>_upper.
     """
     from gpvae.app.cli import shards
-    from gpvae.app.cli.columns import parse_times, series_frame, series_set, time_axis
+    from gpvae.app.cli.columns import (
+        elapsed_axis,
+        parse_times,
+        series_frame,
+        series_set,
+        time_axis,
+    )
     from gpvae.app.cli.offsets import recorded_changes
     from gpvae.app.cli.tables import check_plot, panels_drawn, save_figure, warn_plot_only
 
@@ -132,6 +138,8 @@ def forecast(
             time_label=spec.time_col,
             # three horizons of history, as backtest's fan charts, and at least 30 steps
             context=max(3 * horizon, 30),
+            # its gaps in elapsed time: the wall clock jumps at a clock change
+            history_elapsed=elapsed_axis(hist[spec.time_col]),
         )
         save_figure(fig, plot_path)
 
