@@ -314,7 +314,7 @@ def test_kernel_legend_lies_in_the_figure_below_the_panels(channels: int) -> Non
     assert len(legend.get_texts()) == channels
 
 
-def test_kernels_of_a_model_fitted_on_sites_are_refused() -> None:
+def test_kernels_of_a_model_fitted_on_sites_or_an_ensemble_are_refused() -> None:
     times = pd.date_range("2024-01-01", periods=48, freq="h")
     df = pd.DataFrame(
         [
@@ -327,6 +327,11 @@ def test_kernels_of_a_model_fitted_on_sites_are_refused() -> None:
     model.fit(df, id="site", time="time", coords=["lat", "lon"], window=24)
     with pytest.raises(ValidationError, match=r"kernels: expected kernels or a GPVAE fitted on"):
         plots.plot_kernels(model)
+    # an ensemble was "TypeError: 'GPVAEEnsemble' object is not iterable"
+    from gpvae import GPVAEEnsemble
+
+    with pytest.raises(ValidationError, match=r"found GPVAEEnsemble: draw a member's, e\.g\."):
+        plots.plot_kernels(GPVAEEnsemble())  # type: ignore[arg-type]
 
 
 def test_samples_and_history(tmp_path: Path, rng: np.random.Generator) -> None:

@@ -26,7 +26,7 @@ from __future__ import annotations
 import datetime
 import math
 import os
-from collections.abc import Iterator, Mapping, Sequence
+from collections.abc import Iterable, Iterator, Mapping, Sequence
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
@@ -673,8 +673,13 @@ def plot_kernels(
     rows: list[list[list[dict[str, Any]]]] | None = None  # channel, leaf: kernel_summary's
     if isinstance(kernels, GPVAE):
         ks, unit, rows = _in_data_units(kernels)
-    else:
+    elif isinstance(kernels, Iterable):
         ks = list(kernels)
+    else:
+        hint = ": draw a member's, e.g. best_member()'s" if hasattr(kernels, "members_") else ""
+        raise ValidationError(
+            f"kernels: expected kernels or a fitted GPVAE, found {type(kernels).__name__}{hint}"
+        )
     if not ks:
         raise ShapeError("kernels: expected at least one kernel, found none")
     if max_lag is None:
