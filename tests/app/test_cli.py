@@ -2007,6 +2007,37 @@ def test_times_with_changing_utc_offsets_are_read(tmp_path: Path) -> None:
         parse_times(mixed, "time", "DATA")
 
 
+def test_forecast_plot_history_is_unbroken_where_the_clocks_go_forward(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """A 15-minute Europe/Berlin history, drawn on its wall clock, jumps from 01:45 to 03:00
+    when the clocks go forward: forecast --plot broke its line there, as if an hour of rows
+    were missing; the gaps are found in elapsed time."""
+    from gpvae.app import plots
+
+    t = pd.date_range("2024-03-30 20:00", periods=40, freq="15min", tz="Europe/Berlin")
+    y = np.sin(np.arange(40) / 5)
+    data = tmp_path / "berlin.csv"
+    pd.DataFrame({"time": t, "x": y}).to_csv(data, index=False)  # +01:00, then +02:00
+    fit = ["fit", str(data), "--time-col", "time", "-o", str(tmp_path / "m"), "--epochs", "1"]
+    assert main([*fit, "--latent-dim", "2", "--hidden", "8", "--quiet"]) == 0
+    figures: list[Any] = []
+    real = plots.plot_forecast
+
+    def keep(*args: Any, **kwargs: Any) -> Any:
+        figures.append(real(*args, **kwargs))
+        return figures[-1]
+
+    monkeypatch.setattr(plots, "plot_forecast", keep)
+    args = ["forecast", str(tmp_path / "m"), str(data), "--horizon", "2", "-o"]
+    assert main([*args, str(tmp_path / "f.csv"), "--plot", str(tmp_path / "f.png")]) == 0
+    line = next(ln for ln in figures[0].axes[0].get_lines() if ln.get_label() == "history")
+    x = np.asarray(line.get_xdata())
+    np.testing.assert_array_equal(x, t[-30:].tz_localize(None).to_numpy(dtype="datetime64[ns]"))
+    np.testing.assert_allclose(line.get_ydata(), y[-30:])  # no break inserted
+    assert np.timedelta64(75, "m") in np.diff(x)  # across 01:45 -> 03:00
+
+
 def test_merge_back_of_many_columns_does_not_fragment_the_frame() -> None:
     # adding the result columns one at a time made pandas warn twice per feature
     feats = [f"p{k}" for k in range(300)]

@@ -253,6 +253,70 @@ def test_command_help_and_usage_errors_import_neither_torch_nor_pandas(name: str
         assert err.endswith(f"(see 'gpvae {name} --help')\n"), err
 
 
+@pytest.mark.parametrize("name", list(cli_module.COMMAND_MODULES))
+def test_threads_before_a_command_help_or_usage_error_imports_no_torch(name: str) -> None:
+    """``gpvae --threads N`` set torch's threads in the group's callback, which click runs
+    before it parses the command's arguments: ``--threads 1 fit --help`` imported torch
+    (2-3 s) for a help that needs none. The command applies it once its arguments parse."""
+    runs = [["--threads", "1", name, "--help"], ["--threads", "2", *USAGE_ERRORS[name]]]
+    code = (
+        "import contextlib, io, json, sys\n"
+        "from gpvae.app.cli import main\n"
+        "found = []\n"
+        f"for args in {runs!r}:\n"
+        "    out, err = io.StringIO(), io.StringIO()\n"
+        "    with contextlib.redirect_stdout(out), contextlib.redirect_stderr(err):\n"
+        "        rc = main(args)\n"
+        "    found.append([rc, out.getvalue()[:40], err.getvalue()[-40:]])\n"
+        f"print(json.dumps({{'found': found,\n"
+        f"                  'heavy': [m for m in {HEAVY!r} if m in sys.modules]}}))\n"
+    )
+    found = _fresh(code)
+    assert found["heavy"] == []
+    (help_rc, helped, _), (rc, out, err) = found["found"]  # type: ignore[misc]
+    assert (help_rc, rc, out) == (0, 2, "")
+    assert helped.startswith(f"Usage: gpvae {name} [OPTIONS]")
+    assert err.endswith(f"(see 'gpvae {name} --help')\n"), err
+
+
+def test_threads_are_set_before_the_commands_work(tmp_path: Path) -> None:
+    # the command fails on its MODEL_DIR, after its arguments parsed: --threads is set
+    args = ["--threads", "3", "sample", str(tmp_path / "no-model"), "--length", "5"]
+    code = (
+        "import contextlib, io, json\n"
+        "from gpvae.app.cli import main\n"
+        "err = io.StringIO()\n"
+        "with contextlib.redirect_stderr(err):\n"
+        f"    rc = main({[*args, '-o', str(tmp_path / 's.csv')]!r})\n"
+        "import torch\n"
+        "print(json.dumps({'rc': rc, 'err': err.getvalue()[:29], 'n': torch.get_num_threads()}))\n"
+    )
+    assert _fresh(code) == {"rc": 1, "err": "error: MODEL_DIR: not found: ", "n": 3}
+
+
+def test_every_command_applies_threads() -> None:
+    from gpvae.app.cli.options import Command
+
+    assert all(isinstance(command, Command) for command in COMMANDS)
+
+
+@pytest.mark.parametrize(
+    ("value", "said"),
+    [
+        ("0", "0 is not in the range x>=1"),
+        ("-1", "-1 is not in the range x>=1"),
+        ("x", "'x' is not a valid integer range"),
+    ],
+)
+def test_bad_threads_are_usage_errors_naming_threads(
+    value: str, said: str, capsys: pytest.CaptureFixture[str]
+) -> None:
+    assert main(["--threads", value, "fit"]) == 2
+    assert capsys.readouterr().err == (
+        f"error: Invalid value for '--threads': {said}. (see 'gpvae --help')\n"
+    )
+
+
 def test_fit_bad_choice_lists_the_registrys_names_without_torch() -> None:
     code = (
         "import contextlib, io, json, sys\n"

@@ -4,8 +4,10 @@ from __future__ import annotations
 
 import itertools
 from pathlib import Path
+from typing import Any
 
 import numpy as np
+import pandas as pd
 import pytest
 from matplotlib import cbook
 from matplotlib.axes import Axes
@@ -33,11 +35,12 @@ def _check_png(path: Path, min_size: int = 5_000) -> None:
 
 
 def _labels(fig: Figure) -> tuple[list[str], list[str]]:
-    """(y labels of every axes, legend texts of every axes)."""
+    """(y labels of every axes, legend texts of every axes and then of the figure)."""
     ylabels = [ax.get_ylabel() for ax in fig.axes]
     legends = [
         t.get_text() for ax in fig.axes if ax.get_legend() for t in ax.get_legend().get_texts()
     ]
+    legends += [t.get_text() for legend in fig.legends for t in legend.get_texts()]
     return ylabels, legends
 
 
@@ -232,6 +235,103 @@ def test_kernels_curves_match_the_kernel(tmp_path: Path) -> None:
     assert legends == ["z0: Matern32 (ℓ=2)", "z1: Matern52 (ℓ=5)"]
     with pytest.raises(ValidationError, match="max_lag"):
         plots.plot_kernels(kernels, max_lag=0.0)
+
+
+def _fitted_on(times: Any, kernel: str = "matern32+periodic") -> GPVAE:
+    X = np.sin(np.arange(len(times))[None, :, None] / 5 + np.arange(2)) * np.ones((2, 1, 1))
+    model = GPVAE(
+        latent_dim=2,
+        hidden=(8,),
+        epochs=1,
+        val_fraction=0,
+        calibrate=False,
+        seed=0,
+        progress=False,
+        kernel=kernel,
+    )
+    return model.fit(X, [times, times])
+
+
+def test_kernels_of_a_fitted_model_are_labelled_in_the_datas_units() -> None:
+    """The legend gave lengthscales and periods in training steps (ℓ=3 for 1.5 hours of
+    half-hourly data) beside gpvae fit's kernel lines in hours: for a fitted GPVAE the lag
+    axis and the legend are in the data's units (kernel_summary's values), named."""
+    times = pd.date_range("2024-01-01", periods=120, freq="30min")
+    model = _fitted_on(times)
+    rows = model.kernel_summary()
+    latent = rows[rows["source"] == "latent 1"].set_index(["term", "parameter"])["value"]
+    fig = plots.plot_kernels(model)
+    _, legends = _labels(fig)
+    lengthscale, relative, period = (
+        latent[("0", "lengthscale")],
+        latent[("1", "lengthscale")],
+        latent[("1", "period")],
+    )
+    steps = float(model.model_.prior.kernel_list[1].terms[0].lengthscale.detach())
+    assert lengthscale == pytest.approx(steps / 2)  # a step is half an hour
+    assert legends[1] == (
+        f"z1: Matern32 (ℓ={lengthscale:.3g} hours) + HarmonicPeriodic (ℓ={relative:.3g}, "
+        f"p={period:.3g} hours)"
+    )
+    assert fig.axes[0].get_xlabel() == "lag τ (hours)"
+    x = fig.axes[0].get_lines()[1].get_xdata()
+    assert x[-1] == pytest.approx(1.5 * period, rel=1e-5)  # the longest period, in hours
+    fig = plots.plot_kernels(model, max_lag=10.0)  # in hours
+    assert fig.axes[0].get_lines()[0].get_xdata()[-1] == pytest.approx(10.0)
+
+
+def test_kernels_of_a_fitted_model_reaching_48_hours_are_in_days() -> None:
+    # as gpvae fit's kernel lines give 48 hours and more also in days
+    model = _fitted_on(pd.date_range("2024-01-01", periods=60, freq="D"), kernel="matern32")
+    rows = model.kernel_summary()
+    hours = rows[rows["parameter"] == "lengthscale"]["value"].tolist()  # latent 0 and 1's
+    fig = plots.plot_kernels(model)
+    _, legends = _labels(fig)
+    assert legends == [f"z{j}: Matern32 (ℓ={h / 24:.3g} days)" for j, h in enumerate(hours)]
+    assert fig.axes[1].get_xlabel() == "lag τ (days)"
+    x = fig.axes[0].get_lines()[0].get_xdata()
+    assert x[-1] == pytest.approx(3 * max(hours) / 24, rel=1e-5)  # 3 lengthscales, in days
+    fig = plots.plot_kernels(model, max_lag=24.0)  # one day: drawn in hours
+    assert fig.axes[0].get_xlabel() == "lag τ (hours)"
+    assert _labels(fig)[1][0] == f"z0: Matern32 (ℓ={hours[0]:.3g} hours)"
+
+
+@pytest.mark.parametrize("channels", [1, 8])
+def test_kernel_legend_lies_in_the_figure_below_the_panels(channels: int) -> None:
+    """The legend sat inside the covariance panel: 8 channels of sums of kernels, in 2
+    columns, ran out of the figure on the left and over both panels' curves."""
+    kernels = [
+        Matern32(lengthscale=1.0 + j) + Periodic(lengthscale=1.03, period=48.0)
+        for j in range(channels)
+    ]
+    fig = plots.plot_kernels(kernels)
+    fig.canvas.draw()
+    (legend,) = [*fig.legends, *(ax.get_legend() for ax in fig.axes if ax.get_legend())]
+    box, whole = legend.get_window_extent(), fig.bbox
+    assert whole.x0 <= box.x0 < box.x1 <= whole.x1
+    assert whole.y0 <= box.y0 < box.y1 <= whole.y1
+    assert all(box.y1 <= ax.get_window_extent().y0 for ax in fig.axes)
+    assert len(legend.get_texts()) == channels
+
+
+def test_kernels_of_a_model_fitted_on_sites_or_an_ensemble_are_refused() -> None:
+    times = pd.date_range("2024-01-01", periods=48, freq="h")
+    df = pd.DataFrame(
+        [
+            {"site": f"s{i}", "time": t, "lat": 50 + i / 10, "lon": 8 + i / 7, "x": np.sin(k + i)}
+            for i in range(4)
+            for k, t in enumerate(times)
+        ]
+    )
+    model = GPVAE(latent_dim=2, epochs=1, batch_size=4, hidden=(8,), progress=False, seed=0)
+    model.fit(df, id="site", time="time", coords=["lat", "lon"], window=24)
+    with pytest.raises(ValidationError, match=r"kernels: expected kernels or a GPVAE fitted on"):
+        plots.plot_kernels(model)
+    # an ensemble was "TypeError: 'GPVAEEnsemble' object is not iterable"
+    from gpvae import GPVAEEnsemble
+
+    with pytest.raises(ValidationError, match=r"found GPVAEEnsemble: draw a member's, e\.g\."):
+        plots.plot_kernels(GPVAEEnsemble())  # type: ignore[arg-type]
 
 
 def test_samples_and_history(tmp_path: Path, rng: np.random.Generator) -> None:
@@ -449,6 +549,38 @@ def test_forecast_draws_the_context_and_breaks_the_history_at_missing_rows() -> 
     np.testing.assert_array_equal(line.get_xdata(), t[:80])
     with pytest.raises(ValidationError, match="context: expected a positive whole number"):
         plots.plot_forecast(t, y, tf, np.zeros(3), -np.ones(3), np.ones(3), context=0)
+
+
+def _history_line(fig: Figure) -> tuple[np.ndarray, np.ndarray]:
+    line = next(ln for ln in fig.axes[0].get_lines() if ln.get_label() == "history")
+    return np.asarray(line.get_xdata()), np.asarray(line.get_ydata(), dtype=np.float64)
+
+
+def test_forecast_history_is_not_broken_where_the_clocks_go_forward() -> None:
+    """15-minute steps in Europe/Berlin jump from 01:45 to 03:00 on the wall clock when the
+    clocks go forward: the history's line was broken there as if an hour were missing. The
+    gaps are found in elapsed time (UTC), the line drawn on the wall clock."""
+    t = pd.date_range("2024-03-31 00:00", periods=16, freq="15min", tz="Europe/Berlin")
+    wall = t.tz_localize(None).to_numpy(dtype="datetime64[ns]")
+    assert wall[8] - wall[7] == np.timedelta64(75, "m")  # 01:45 -> 03:00
+    y = np.arange(16.0)
+    tf = t[-1] + pd.to_timedelta([15, 30], unit="min")
+    fan = (np.zeros(2), -np.ones(2), np.ones(2))
+    for times, elapsed in [(t, None), (wall, t.tz_convert("UTC").tz_localize(None))]:
+        fig = plots.plot_forecast(times, y, tf, *fan, history_elapsed=elapsed)
+        x, v = _history_line(fig)
+        np.testing.assert_array_equal(x, wall)  # on the wall clock, unbroken
+        np.testing.assert_array_equal(v, y)
+    # rows missing are still a gap: three steps of 15 minutes across the clock change
+    kept = np.r_[0:7, 10:16]
+    x, v = _history_line(plots.plot_forecast(t[kept], y[kept], tf, *fan))
+    assert len(x) == len(kept) + 1
+    assert np.isnan(v[7])
+    # the wall clock alone has the jump for a gap
+    x, v = _history_line(plots.plot_forecast(wall, y, tf, *fan))
+    assert np.isnan(v[8])
+    with pytest.raises(ShapeError, match=r"history_elapsed: expected shape \(16,\) like"):
+        plots.plot_forecast(t, y, tf, *fan, history_elapsed=wall[1:])
 
 
 def _legends_clear_of_their_axes(fig: Figure) -> int:

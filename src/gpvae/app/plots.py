@@ -11,6 +11,8 @@ Shapes: T time steps, D features, H forecast steps, L latent channels, S samples
 Times are numbers or datetimes: datetime64, or zone-aware datetimes (such as the index that
 the estimator returns for zone-aware input), drawn in their zone's wall clock. Names,
 titles and labels are drawn as written (:func:`_plain`: a ``$`` is not matplotlib's mathtext).
+:func:`plot_kernels` also takes a fitted GPVAE, whose kernels it draws in the data's time
+units (its ``kernel_summary``) rather than in training steps.
 
 Example::
 
@@ -24,9 +26,9 @@ from __future__ import annotations
 import datetime
 import math
 import os
-from collections.abc import Mapping, Sequence
+from collections.abc import Iterable, Iterator, Mapping, Sequence
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import matplotlib
 import matplotlib.dates as mdates
@@ -41,6 +43,10 @@ from gpvae.errors import ShapeError, ValidationError
 from gpvae.estimator.anomaly import runs_of
 from gpvae.estimator.backtest import BacktestResult
 from gpvae.kernels import Product, Sum
+
+if TYPE_CHECKING:
+    from gpvae.estimator import GPVAE
+    from gpvae.estimator.kernel_report import TimeUnit
 
 __all__ = [
     "plot_anomalies",
@@ -81,9 +87,17 @@ def _times(t: Any, name: str) -> np.ndarray:
     their own zone's wall clock, as datetime64[ns] without the zone (matplotlib would draw
     them in UTC).
     """
+    return _times_and_elapsed(t, name)[0]
+
+
+def _times_and_elapsed(t: Any, name: str) -> tuple[np.ndarray, np.ndarray]:
+    """:func:`_times` and the same times as elapsed time, in which to measure the spacing:
+    the UTC of zone-aware datetimes (their wall clock jumps at a clock change: an hour of
+    15-minute steps that is not there), else the axis itself."""
     arr = np.asarray(t)
     if arr.ndim != 1:
         raise ShapeError(f"{name}: expected a 1-D array of times (T,), found shape {arr.shape}")
+    elapsed = None
     if arr.dtype.kind == "O" and all(isinstance(v, datetime.datetime) for v in arr):
         try:
             stamps = pd.DatetimeIndex(arr)
@@ -93,6 +107,7 @@ def _times(t: Any, name: str) -> np.ndarray:
                 f"a mix ({err})"
             ) from None
         if stamps.tz is not None:
+            elapsed = stamps.tz_convert("UTC").tz_localize(None).to_numpy(dtype="datetime64[ns]")
             stamps = stamps.tz_localize(None)  # the wall clock of the zone
         arr = stamps.to_numpy(dtype="datetime64[ns]")
     if arr.dtype.kind not in "biufM":
@@ -100,7 +115,7 @@ def _times(t: Any, name: str) -> np.ndarray:
             f"{name}: expected numeric or datetime times (datetime64, or datetimes with a "
             f"time zone), found {arr.dtype}"
         )
-    return arr
+    return arr, arr if elapsed is None else elapsed
 
 
 def _run_extent(t: np.ndarray, first: int, last: int) -> tuple[Any, Any]:
@@ -351,6 +366,7 @@ def plot_forecast(
     time_label: str = "time",
     save: str | os.PathLike[str] | None = None,
     context: int | None = None,
+    history_elapsed: Any | None = None,
 ) -> Figure:
     """A fan chart: the history (its line broken where values are missing and across gaps
     in its times), then the forecast mean with nested interval bands.
@@ -371,6 +387,11 @@ def plot_forecast(
         save: optional path to write the figure to.
         context: draw only the last ``context`` steps of the history (None: all of it; a
             long history leaves the forecast a few pixels at the right edge).
+        history_elapsed: (T,) the history's times as elapsed time (numbers or datetimes,
+            e.g. UTC), in which its gaps are found, for ``history_times`` on a clock that
+            jumps at clock changes (a wall clock: 15-minute steps from 01:45 to 03:00 when
+            the clocks go forward are no gap). None: ``history_times``, or their UTC when
+            zone-aware.
 
     Returns:
         The figure: one panel per feature.
@@ -381,7 +402,14 @@ def plot_forecast(
         raise ValidationError(
             f"context: expected a positive whole number of steps or None, found {context!r}"
         )
-    th = _times(history_times, "history_times")
+    th, elapsed = _times_and_elapsed(history_times, "history_times")
+    if history_elapsed is not None:
+        elapsed = _times(history_elapsed, "history_elapsed")
+        if elapsed.shape != th.shape:
+            raise ShapeError(
+                f"history_elapsed: expected shape {th.shape} like history_times, found "
+                f"{elapsed.shape}"
+            )
     tf = _times(future_times, "future_times")
     y = _as_2d(history, "history", len(th))
     m = _as_2d(mean, "mean", len(tf))
@@ -403,8 +431,8 @@ def plot_forecast(
         _check_same(m, tr, "mean", "truth")
     names = _names(feature_names, y.shape[1], "feature")
     if context is not None:
-        th, y = th[-context:], y[-context:]
-    th, y = _broken(th, y)
+        th, y, elapsed = th[-context:], y[-context:], elapsed[-context:]
+    th, y = _broken(th, y, elapsed)
     fig, axes = _panels(y.shape[1], title, "history")
     for j, ax in enumerate(axes):
         # NaN breaks the line: a missing stretch is not drawn as observed data
@@ -429,19 +457,28 @@ def plot_forecast(
     return _finish(fig, path)
 
 
-def _broken(t: np.ndarray, y: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+def _broken(
+    t: np.ndarray, y: np.ndarray, elapsed: np.ndarray | None = None
+) -> tuple[np.ndarray, np.ndarray]:
     """``t`` and the rows ``y`` with a row of NaN halfway through each gap of the times (a
     spacing over twice the median spacing: rows missing from a regular series), so that a
-    line through them is broken there, not drawn straight across as if observed."""
+    line through them is broken there, not drawn straight across as if observed.
+
+    ``elapsed``: the same times as elapsed time, in which the spacing is measured (default
+    ``t``): a wall clock's jump at a clock change is no gap."""
     if len(t) < 3:
         return t, y
     dated = t.dtype.kind == "M"
     tt = t.astype("datetime64[ns]") if dated else t.astype(np.float64)
-    step = np.diff(tt)
-    spacing = (step.astype(np.int64) if dated else step).astype(np.float64)
+    apart = tt if elapsed is None else elapsed
+    if apart.dtype.kind == "M":
+        spacing = np.diff(apart.astype("datetime64[ns]")).astype(np.int64).astype(np.float64)
+    else:
+        spacing = np.diff(apart.astype(np.float64))
     gaps = np.flatnonzero(spacing > 2 * np.median(spacing))
     if not len(gaps) or not np.median(spacing) > 0:
         return t, y
+    step = np.diff(tt)
     mid = tt[gaps] + step[gaps] / 2
     return np.insert(tt, gaps + 1, mid), np.insert(y, gaps + 1, np.nan, axis=0)
 
@@ -591,55 +628,89 @@ def plot_latents(
 
 
 def plot_kernels(
-    kernels: Sequence[torch.nn.Module],
+    kernels: Sequence[torch.nn.Module] | GPVAE,
     max_lag: float | None = None,
     *,
     num_points: int = 200,
     title: str | None = "Learned kernels k(τ)",
-    lag_label: str = "lag τ",
+    lag_label: str | None = None,
     save: str | os.PathLike[str] | None = None,
 ) -> Figure:
     """The learned covariance k(τ) = k(0, τ) of each latent channel's 1-D kernel.
 
     Args:
         kernels: L kernels (``model.prior.kernels``), each callable as ``k(x1, x2)`` on
-            (N, 1) and (M, 1) tensors, returning (N, M).
-        max_lag: largest lag τ to draw, in the model's time units (None: one that shows the
+            (N, 1) and (M, 1) tensors, returning (N, M), drawn in the model's time units
+            (training steps); or a fitted :class:`~gpvae.GPVAE`, whose latent channels'
+            kernels are drawn in the data's time units: the lag axis, and the legend's
+            lengthscales and periods as :meth:`~gpvae.GPVAE.kernel_summary` gives them, each
+            with its unit (hours for dates and durations, days when the lags shown reach 48
+            hours; steps of the grid for calendar data; the time column's own units for
+            numbers). A periodic kernel's lengthscale, relative to its period, has no unit.
+        max_lag: largest lag τ to draw, in the model's time units for kernels, in the
+            data's (hours for dates and durations) for a GPVAE (None: one that shows the
             longest period and lengthscale of the kernels, see :func:`_lag_shown`).
         num_points: grid size over [0, max_lag].
         title: figure title.
-        lag_label: x-axis label.
+        lag_label: x-axis label (default ``lag τ``, with its unit for a GPVAE:
+            ``lag τ (days)``).
         save: optional path to write the figure to.
 
     Returns:
         The figure: one curve per channel, labelled with its kernel term by term
         (``Matern32 (ℓ=2.9) + Periodic (ℓ=0.8, p=365)``), and k(τ)/k(0) (the correlation)
         on the right.
+
+    Raises:
+        ValidationError: a GPVAE fitted on sites (its kernels act on space and time), or
+            a bad ``max_lag``.
     """
+    from gpvae.estimator import GPVAE
+    from gpvae.estimator.kernel_report import TimeUnit
+
     path = _save_path(save)
-    ks = list(kernels)
+    unit = TimeUnit(1.0, "")  # the axis's units per model step, and their name
+    rows: list[list[list[dict[str, Any]]]] | None = None  # channel, leaf: kernel_summary's
+    if isinstance(kernels, GPVAE):
+        ks, unit, rows = _in_data_units(kernels)
+    elif isinstance(kernels, Iterable):
+        ks = list(kernels)
+    else:
+        hint = ": draw a member's, e.g. best_member()'s" if hasattr(kernels, "members_") else ""
+        raise ValidationError(
+            f"kernels: expected kernels or a fitted GPVAE, found {type(kernels).__name__}{hint}"
+        )
     if not ks:
         raise ShapeError("kernels: expected at least one kernel, found none")
     if max_lag is None:
-        max_lag = _lag_shown(ks)
+        max_lag = _lag_shown(ks) * unit.factor
     if not (isinstance(max_lag, (int, float)) and math.isfinite(max_lag) and max_lag > 0):
         raise ValidationError(f"max_lag: expected a positive finite number, found {max_lag!r}")
+    steps = float(max_lag) / unit.factor  # the largest lag in the model's time units
+    shown = unit
+    if unit.name == "hours" and max_lag >= 48.0:  # as kernel_summary's lines read them
+        shown = TimeUnit(unit.factor / 24.0, "days")
     first = next(iter(ks[0].parameters()), None)
     dtype = first.dtype if first is not None else torch.float32
     device = first.device if first is not None else torch.device("cpu")
-    tau = torch.linspace(0.0, float(max_lag), num_points, dtype=dtype, device=device)[:, None]
+    tau = torch.linspace(0.0, steps, num_points, dtype=dtype, device=device)[:, None]
     zero = torch.zeros(1, 1, dtype=dtype, device=device)
-    fig = _figure(11.0, 4.2)
+    columns = 1 if len(ks) <= 3 else 2
+    fig = _figure(11.0, 4.2 + 0.2 * math.ceil(len(ks) / columns))  # and the legend's rows
     ax_k, ax_r = fig.subplots(1, 2)
     if title:
         fig.suptitle(_plain(title))
-    x = tau[:, 0].cpu().numpy()
+    x = tau[:, 0].cpu().double().numpy() * shown.factor
+    if lag_label is None:
+        lag_label = f"lag τ ({shown.name})" if shown.name else "lag τ"
     cmap = matplotlib.colormaps["tab10" if len(ks) <= 10 else "tab20"]
     with torch.no_grad():
         for j, k in enumerate(ks):
             cov = k(tau, zero)[:, 0].detach().cpu().double().numpy()  # (num_points,)
             color = cmap(j % cmap.N)
-            ax_k.plot(x, cov, color=color, lw=1.3, label=f"z{j}: {_kernel_label(k)}")
+            values = None if rows is None else iter(rows[j])
+            label = _kernel_label(k, values, unit, shown)
+            ax_k.plot(x, cov, color=color, lw=1.3, label=f"z{j}: {label}")
             ax_r.plot(x, cov / cov[0] if cov[0] > 0 else cov, color=color, lw=1.3)
     ax_k.set_xlabel(_plain(lag_label))
     ax_k.set_ylabel("k(τ)")
@@ -650,25 +721,72 @@ def plot_kernels(
     ax_r.set_ylim(min(-0.05, ax_r.get_ylim()[0]), 1.05)
     for ax in (ax_k, ax_r):
         ax.grid(alpha=0.3)
-    ax_k.legend(fontsize="small", ncol=2 if len(ks) > 6 else 1)
+    # below both panels: inside the covariance's, the labels of a sum of kernels ran out of
+    # the figure on the left and over the curves (8 channels in 2 columns)
+    handles, labels = ax_k.get_legend_handles_labels()
+    fig.legend(handles, labels, loc="outside lower center", ncol=columns, fontsize="small")
     return _finish(fig, path)
 
 
-def _kernel_label(kernel: torch.nn.Module) -> str:
+def _in_data_units(
+    model: GPVAE,
+) -> tuple[list[torch.nn.Module], TimeUnit, list[list[list[dict[str, Any]]]]]:
+    """A fitted model's latent kernels, the data's unit of one model step
+    (:func:`~gpvae.estimator.kernel_report.time_unit`) and, per channel and leaf kernel (in
+    the order of :func:`_leaves`), the rows of its :meth:`~gpvae.GPVAE.kernel_summary`."""
+    from gpvae.estimator.kernel_report import time_unit
+
+    if model.spatial_ is not None:
+        raise ValidationError(
+            "kernels: expected kernels or a GPVAE fitted on time series, found one fitted on "
+            "sites (fit(..., coords=...)), whose kernels act on space and time"
+        )
+    kernels: list[torch.nn.Module] = list(model.model_.prior.kernel_list)
+    table = model.kernel_summary().to_dict("records")
+    rows: list[list[list[dict[str, Any]]]] = []
+    for j in range(len(kernels)):
+        terms: dict[str, list[dict[str, Any]]] = {}
+        for row in table:
+            if row["source"] == f"latent {j}":
+                terms.setdefault(row["term"], []).append(row)
+        rows.append(list(terms.values()))
+    return kernels, time_unit(model.scaler_, None), rows
+
+
+def _kernel_label(
+    kernel: torch.nn.Module,
+    rows: Iterator[list[dict[str, Any]]] | None = None,
+    unit: TimeUnit | None = None,
+    shown: TimeUnit | None = None,
+) -> str:
     """``Matern32 (ℓ=2.9)``: the class and, when scalar, the lengthscale and period; a sum or
     product term by term, as ``gpvae fit`` lists the kernels (``Matern32 (ℓ=2.9) + Periodic
-    (ℓ=0.8, p=365)``, not ``Sum``)."""
+    (ℓ=0.8, p=365)``, not ``Sum``).
+
+    With ``rows`` (each leaf kernel's rows of :meth:`~gpvae.GPVAE.kernel_summary`, in the
+    order of :func:`_leaves`) the values are the table's, in the data's units: one in
+    ``unit`` (the table's time unit, e.g. hours) is given in ``shown`` (the lag axis's
+    unit, e.g. days) and names it (``ℓ=2.5 days``); one without a unit as it is.
+    """
     if isinstance(kernel, Sum | Product):
         sign = " + " if isinstance(kernel, Sum) else " × "
-        terms = [_kernel_label(k) for k in kernel.terms]
+        terms = [_kernel_label(k, rows, unit, shown) for k in kernel.terms]
         if isinstance(kernel, Product):  # a sum inside a product in brackets
             terms = [f"({t})" if isinstance(k, Sum) else t for t, k in zip(terms, kernel.terms)]
         return sign.join(terms)
     parts = []
+    found = {r["parameter"]: r for r in next(rows)} if rows is not None else {}
     for name, symbol in (("lengthscale", "ℓ"), ("period", "p")):
-        value = getattr(kernel, name, None)
-        if isinstance(value, torch.Tensor) and value.numel() == 1:
-            parts.append(f"{symbol}={float(value):.3g}")
+        row = found.get(name)  # an ARD one has rows name[0], name[1], ...: not shown
+        if row is not None and unit is not None and shown is not None and row["unit"]:
+            value = row["value"] * shown.factor / unit.factor
+            parts.append(f"{symbol}={value:.3g} {shown.name}")
+        elif row is not None:
+            parts.append(f"{symbol}={row['value']:.3g}")
+        elif rows is None:
+            value = getattr(kernel, name, None)
+            if isinstance(value, torch.Tensor) and value.numel() == 1:
+                parts.append(f"{symbol}={float(value):.3g}")
     return type(kernel).__name__ + (f" ({', '.join(parts)})" if parts else "")
 
 

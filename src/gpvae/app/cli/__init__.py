@@ -11,9 +11,11 @@ This module owns the click group :func:`cli`, which lists the commands (one per 
 :mod:`gpvae.app.cli.commands`) and imports them when one runs or shows its help, and
 :func:`main`, the entry point that turns errors into exit codes and warnings into one line
 each; ``gpvae``, ``gpvae --help`` and ``gpvae --version`` import neither torch nor pandas,
-and neither do a command's ``--help`` and its usage errors: the command modules import
-them (through :mod:`~gpvae.app.cli.tables`, :mod:`~gpvae.app.cli.columns`, the estimator)
-inside the functions that do the work.
+and neither do a command's ``--help`` and its usage errors, after ``--threads N`` too: the
+command modules import them (through :mod:`~gpvae.app.cli.tables`,
+:mod:`~gpvae.app.cli.columns`, the estimator) inside the functions that do the work, and
+each command sets torch's threads once its arguments have parsed
+(:class:`~gpvae.app.cli.options.Command`).
 Its neighbours: :mod:`~gpvae.app.cli.errors` (messages), :mod:`~gpvae.app.cli.tables`
 (files), :mod:`~gpvae.app.cli.columns` (layout), :mod:`~gpvae.app.cli.model_dir`
 (MODEL_DIR), :mod:`~gpvae.app.cli.options` (click plumbing),
@@ -132,11 +134,9 @@ def cli(ctx: click.Context, debug: bool, threads: int | None) -> None:
       gpvae fit data.csv --time-col date -o model/
       gpvae impute model/ data.csv -o imputed.csv --plot imputed.png
     """
+    # the command applies --threads once its own arguments have parsed (options.Command):
+    # here torch's import (seconds) would delay its --help and usage errors
     ctx.obj = {"threads": threads}
-    if threads is not None:
-        import torch
-
-        torch.set_num_threads(threads)
 
 
 def _show_warning(

@@ -37,6 +37,7 @@ __all__ = [
     "ColumnSpec",
     "check_columns",
     "check_site_times",
+    "elapsed_axis",
     "merge_back",
     "parse_times",
     "record_times",
@@ -885,3 +886,13 @@ def time_axis(col: pd.Series, written: pd.Series | None = None) -> np.ndarray:
         minutes[present] = [_minutes_of(str(v)) for v in text[present]]
         return utc + minutes.astype("timedelta64[m]").astype("timedelta64[ns]")
     return np.asarray(col, dtype=np.float64)
+
+
+def elapsed_axis(col: pd.Series) -> np.ndarray | None:
+    """A zone-aware time column's times in UTC (datetime64[ns]): elapsed time, in which a
+    plot finds the gaps of a series whose :func:`time_axis` is a wall clock (15-minute
+    steps from 01:45 to 03:00 when the clocks go forward are no gap); None for other
+    columns, whose axis is elapsed time already."""
+    if not isinstance(col.dtype, pd.DatetimeTZDtype):
+        return None
+    return np.asarray(col.dt.tz_convert("UTC").dt.tz_localize(None), dtype="datetime64[ns]")

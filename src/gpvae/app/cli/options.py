@@ -16,6 +16,7 @@ from gpvae.errors import GPVAEError, ValidationError
 __all__ = [
     "PLOT_FORMATS",
     "PLOT_SUFFIXES",
+    "Command",
     "FiniteFloat",
     "FiniteRange",
     "RegistryChoice",
@@ -48,6 +49,24 @@ def examples(text: str) -> Callable[[_F], _F]:
         return func
 
     return wrap
+
+
+class Command(click.Command):
+    """A ``gpvae`` command: it applies the group's ``--threads`` (``ctx.obj["threads"]``,
+    torch's ``set_num_threads``) once its own arguments have parsed, before its work.
+
+    The group's callback runs before click parses the command's arguments; applying
+    ``--threads`` there imported torch (seconds) for a ``--help`` or a usage error, which
+    need none. Every command of :mod:`gpvae.app.cli.commands` is one.
+    """
+
+    def invoke(self, ctx: click.Context) -> Any:
+        threads = ctx.obj.get("threads") if isinstance(ctx.obj, dict) else None
+        if threads is not None:
+            import torch
+
+            torch.set_num_threads(threads)
+        return super().invoke(ctx)
 
 
 class RegistryChoice(click.Choice):

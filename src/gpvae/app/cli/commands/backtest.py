@@ -12,6 +12,7 @@ import numpy as np
 from gpvae.app.cli.errors import CLIError, as_cli, cli_remedies, cli_warning_words, info
 from gpvae.app.cli.model_dir import load_model
 from gpvae.app.cli.options import (
+    Command,
     examples,
     merge_option,
     positive_int,
@@ -23,7 +24,7 @@ if TYPE_CHECKING:
 __all__ = ["backtest"]
 
 
-@click.command()
+@click.command(cls=Command)
 @click.argument("model_dir", type=str)
 @click.argument("data", type=str)
 @click.option("--horizon", required=True, callback=positive_int, type=int, help="Steps ahead.")

@@ -5,12 +5,12 @@ from __future__ import annotations
 import click
 
 from gpvae.app.cli.errors import info
-from gpvae.app.cli.options import examples, positive_int
+from gpvae.app.cli.options import Command, examples, positive_int
 
 __all__ = ["demo"]
 
 
-@click.command()
+@click.command(cls=Command)
 @click.option(
     "--out",
     "out",

@@ -14,6 +14,7 @@ from gpvae.app.cli.errors import CLIError, as_cli, info
 from gpvae.app.cli.model_dir import load_model
 from gpvae.app.cli.options import (
     PLOT_FORMATS,
+    Command,
     FiniteFloat,
     examples,
     merge_option,
@@ -31,7 +32,7 @@ if TYPE_CHECKING:
 __all__ = ["anomaly_table", "describe_intervals", "detect", "interval_table", "label_column"]
 
 
-@click.command()
+@click.command(cls=Command)
 @click.argument("model_dir", type=str)
 @click.argument("data", type=str)
 @out_option

@@ -33,6 +33,7 @@ from gpvae.app.cli.choices import (
 from gpvae.app.cli.errors import CLIError, as_cli, cli_warning_words, info
 from gpvae.app.cli.model_dir import MODEL_SUBDIR
 from gpvae.app.cli.options import (
+    Command,
     FiniteFloat,
     FiniteRange,
     RegistryChoice,
@@ -48,7 +49,7 @@ from gpvae.errors import NumericalError
 __all__ = ["fit", "fit_spatial"]
 
 
-@click.command()
+@click.command(cls=Command)
 @click.argument("data", type=str)
 @click.option("--time-col", required=True, help="Name of the time column (numbers or dates).")
 @click.option("--id-col", default=None, help="Series id column (long files); omit for one series.")

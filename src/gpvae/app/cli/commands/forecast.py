@@ -13,6 +13,7 @@ from gpvae.app.cli.errors import as_cli, cli_remedies, info
 from gpvae.app.cli.model_dir import load_model
 from gpvae.app.cli.options import (
     PLOT_FORMATS,
+    Command,
     examples,
     interval,
     level_option,
@@ -32,7 +33,7 @@ if TYPE_CHECKING:
 __all__ = ["forecast"]
 
 
-@click.command()
+@click.command(cls=Command)
 @click.argument("model_dir", type=str)
 @click.argument("data", type=str)
 @click.option(
@@ -74,7 +75,13 @@ def forecast(
     column, the forecast mean of every feature and <feature>_lower / <feature>_upper.
     """
     from gpvae.app.cli import shards
-    from gpvae.app.cli.columns import parse_times, series_frame, series_set, time_axis
+    from gpvae.app.cli.columns import (
+        elapsed_axis,
+        parse_times,
+        series_frame,
+        series_set,
+        time_axis,
+    )
     from gpvae.app.cli.offsets import recorded_changes
     from gpvae.app.cli.tables import check_plot, panels_drawn, save_figure, warn_plot_only
 
@@ -131,6 +138,8 @@ def forecast(
             time_label=spec.time_col,
             # three horizons of history, as backtest's fan charts, and at least 30 steps
             context=max(3 * horizon, 30),
+            # its gaps in elapsed time: the wall clock jumps at a clock change
+            history_elapsed=elapsed_axis(hist[spec.time_col]),
         )
         save_figure(fig, plot_path)
 

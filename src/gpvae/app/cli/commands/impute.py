@@ -13,6 +13,7 @@ from gpvae.app.cli.errors import CLIError, as_cli, info
 from gpvae.app.cli.model_dir import load_model
 from gpvae.app.cli.options import (
     PLOT_FORMATS,
+    Command,
     examples,
     interval,
     level_option,
@@ -32,7 +33,7 @@ if TYPE_CHECKING:
 __all__ = ["impute", "keep_observed"]
 
 
-@click.command()
+@click.command(cls=Command)
 @click.argument("model_dir", type=str)
 @click.argument("data", type=str)
 @out_option

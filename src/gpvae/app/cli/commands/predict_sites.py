@@ -15,7 +15,7 @@ import numpy as np
 
 from gpvae.app.cli.errors import CLIError, as_cli, info
 from gpvae.app.cli.model_dir import MODEL_SUBDIR, check_model_dir
-from gpvae.app.cli.options import PLOT_FORMATS, examples, positive_int
+from gpvae.app.cli.options import PLOT_FORMATS, Command, examples, positive_int
 
 if TYPE_CHECKING:
     import pandas as pd
@@ -23,7 +23,7 @@ if TYPE_CHECKING:
 __all__ = ["predict_sites"]
 
 
-@click.command("predict-sites")
+@click.command("predict-sites", cls=Command)
 @click.argument("model_dir", type=str)
 @click.argument("data", type=str)
 @click.argument("sites", type=str)

@@ -9,7 +9,7 @@ import numpy as np
 
 from gpvae.app.cli.errors import as_cli, info
 from gpvae.app.cli.model_dir import load_model
-from gpvae.app.cli.options import PLOT_FORMATS, examples, positive_int
+from gpvae.app.cli.options import PLOT_FORMATS, Command, examples, positive_int
 from gpvae.arguments import check_memory
 
 if TYPE_CHECKING:
@@ -18,7 +18,7 @@ if TYPE_CHECKING:
 __all__ = ["sample"]
 
 
-@click.command()
+@click.command(cls=Command)
 @click.argument("model_dir", type=str)
 @click.option(
     "--length",
