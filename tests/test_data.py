@@ -1075,6 +1075,26 @@ def test_scaler_spacing_rule_keeps_training_rates_and_irregular_times_quiet() ->
     assert len(_far_time_warnings(sc, squeezed)) == 1
 
 
+def test_median_spacings_of_many_series_equal_those_of_each_series() -> None:
+    """The spacings of warn_far_times and fit (time_spacing_) go one length at a time
+    through np.median along rows: the values of the per-series median bit for bit, with
+    repeated times (ignored), decreasing times, single points and empty series."""
+    from gpvae.data.scaler import _median_spacing, _median_spacings
+
+    rng = np.random.default_rng(7)
+    times = []
+    for _ in range(3000):
+        T = int(rng.integers(0, 12))
+        t = np.cumsum(rng.choice([0.0, 0.5, 1.0, 1 / 3, 7.25], size=T) * rng.exponential(1.0))
+        times.append(t[::-1].copy() if rng.random() < 0.05 else t)
+    want = [_median_spacing(t) for t in times]
+    got = _median_spacings(times)
+    assert np.array_equal(got, [np.nan if s is None else s for s in want], equal_nan=True)
+    assert any(s is None for s in want)
+    assert any(0.0 in np.diff(t) for t in times)
+    assert _median_spacings([]).shape == (0,)
+
+
 def test_scaler_checks_features_at_transform() -> None:
     sc = Scaler().fit(to_series_set(np.ones((2, 3, 2))))
     with pytest.raises(ShapeError, match="X"):
