@@ -764,6 +764,35 @@ def test_make_batches_shapes_and_determinism() -> None:
     assert [p.tolist() for p in plain] == [[0, 1], [2, 3], [4]]
 
 
+def test_batch_indices_by_length_put_series_of_one_length_together() -> None:
+    # ragged predictions: a batch of mixed lengths costs padding and one posterior
+    # factorisation per length; with lengths, the longest go first, ties in their order
+    lengths = [3, 5, 3, 1, 5, 4, 3]
+    got = [p.tolist() for p in batch_indices(7, 3, lengths=lengths)]
+    assert got == [[1, 4, 5], [0, 2, 6], [3]]
+    as_array = batch_indices(7, 3, lengths=np.array(lengths, dtype=np.int32), drop_last=True)
+    assert [p.tolist() for p in as_array] == [[1, 4, 5], [0, 2, 6]]
+    assert all(p.dtype == np.int64 for p in batch_indices(7, 3, lengths=lengths))
+    assert list(batch_indices(0, 3, lengths=[])) == []
+
+
+@pytest.mark.parametrize(
+    ("bad", "match"),
+    [
+        ([3, 5], r"lengths: expected \(3,\) integer series lengths, found shape \(2,\)"),
+        ([3.0, 5.0, 1.0], "found shape \\(3,\\) of float64"),
+        ([True, False, True], "of bool"),
+        ([3, -1, 2], "non-negative series lengths, found -1"),
+    ],
+    ids=["count", "float", "bool", "negative"],
+)
+def test_batch_indices_rejects_bad_lengths(bad: Any, match: str) -> None:
+    with pytest.raises(ValidationError, match=match):
+        batch_indices(3, 2, lengths=bad)
+    with pytest.raises(ValidationError, match="lengths: expected None when shuffle is on"):
+        batch_indices(3, 2, shuffle=True, seed=0, lengths=[1, 2, 3])
+
+
 @pytest.mark.parametrize("bad", [0, -1, 1.5, True], ids=["zero", "negative", "float", "bool"])
 def test_make_batches_rejects_bad_batch_size_at_call(bad: Any) -> None:
     ss = to_series_set(np.ones((2, 3, 1)))
@@ -1044,6 +1073,26 @@ def test_scaler_spacing_rule_keeps_training_rates_and_irregular_times_quiet() ->
     assert _far_time_warnings(sc, ss) == []
     squeezed = to_series_set([np.ones((30, 1))], [np.arange(30.0) / 3600])  # seconds
     assert len(_far_time_warnings(sc, squeezed)) == 1
+
+
+def test_median_spacings_of_many_series_equal_those_of_each_series() -> None:
+    """The spacings of warn_far_times and fit (time_spacing_) go one length at a time
+    through np.median along rows: the values of the per-series median bit for bit, with
+    repeated times (ignored), decreasing times, single points and empty series."""
+    from gpvae.data.scaler import _median_spacing, _median_spacings
+
+    rng = np.random.default_rng(7)
+    times = []
+    for _ in range(3000):
+        T = int(rng.integers(0, 12))
+        t = np.cumsum(rng.choice([0.0, 0.5, 1.0, 1 / 3, 7.25], size=T) * rng.exponential(1.0))
+        times.append(t[::-1].copy() if rng.random() < 0.05 else t)
+    want = [_median_spacing(t) for t in times]
+    got = _median_spacings(times)
+    assert np.array_equal(got, [np.nan if s is None else s for s in want], equal_nan=True)
+    assert any(s is None for s in want)
+    assert any(0.0 in np.diff(t) for t in times)
+    assert _median_spacings([]).shape == (0,)
 
 
 def test_scaler_checks_features_at_transform() -> None:

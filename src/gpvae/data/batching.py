@@ -15,7 +15,7 @@ Two ways to split the series among ``world_size`` processes (see :mod:`gpvae.tra
 
 from __future__ import annotations
 
-from collections.abc import Iterator
+from collections.abc import Iterator, Sequence
 from dataclasses import dataclass
 
 import numpy as np
@@ -45,6 +45,7 @@ def batch_indices(
     generator: torch.Generator | None = None,
     seed: int | None = None,
     drop_last: bool = False,
+    lengths: Sequence[int] | np.ndarray | None = None,
 ) -> Iterator[np.ndarray]:
     """Split series numbers 0..n-1 into batches.
 
@@ -56,6 +57,12 @@ def batch_indices(
         generator: explicit random generator; not together with ``seed``.
         seed: seed for a fresh generator; not together with ``generator``.
         drop_last: skip a last batch smaller than ``batch_size``.
+        lengths: (n,) the series' lengths, for predictions over ragged series: the series
+            go from the longest to the shortest (equal lengths in their order) before the
+            split, so that a batch holds series of about one length: less padding, and one
+            dense posterior factorisation per length of a batch instead of up to one per
+            series (the longest first: a batch too large for memory fails at once). Not
+            with ``shuffle``.
 
     Returns:
         An iterator over (B,) int64 arrays of series numbers.
@@ -66,7 +73,11 @@ def batch_indices(
         raise ValidationError(f"batch_size: expected a positive int, found {batch_size}")
     if generator is not None and seed is not None:
         raise ValidationError("seed: expected None when a generator is given, found both")
-    if shuffle:
+    if lengths is not None:
+        if shuffle:
+            raise ValidationError("lengths: expected None when shuffle is on, found both")
+        order = _longest_first(lengths, num_series)
+    elif shuffle:
         if seed is not None:
             generator = torch.Generator().manual_seed(int(seed))
         order = torch.randperm(num_series, generator=generator).numpy().astype(np.int64)
@@ -140,6 +151,22 @@ def make_batches(
         )
         for idx in indices
     )
+
+
+def _longest_first(lengths: Sequence[int] | np.ndarray, num_series: int) -> np.ndarray:
+    """(n,) int64 series numbers from the longest series to the shortest, equal lengths in
+    their order; ``lengths`` is checked to hold n non-negative whole numbers."""
+    arr = np.asarray(lengths)
+    if arr.shape != (num_series,) or (arr.size and arr.dtype.kind not in "iu"):
+        raise ValidationError(
+            f"lengths: expected ({num_series},) integer series lengths, found shape "
+            f"{arr.shape} of {arr.dtype}"
+        )
+    if arr.size and arr.min() < 0:
+        raise ValidationError(
+            f"lengths: expected non-negative series lengths, found {int(arr.min())}"
+        )
+    return np.argsort(-arr.astype(np.int64), kind="stable").astype(np.int64)
 
 
 @dataclass(frozen=True)

@@ -144,8 +144,11 @@ class Scaler:
         self.time_step_ = float(np.median(steps)) if steps.size else 1.0
         self.time_origin_ = float(min(t[0] for t in data.times))
         self.time_end_ = float(max(t[-1] for t in data.times))
-        spacings = [s for s in map(_median_spacing, data.times) if s is not None]
-        self.time_spacing_ = (min(spacings), max(spacings)) if spacings else None
+        spacings = _median_spacings(data.times)
+        spacings = spacings[~np.isnan(spacings)]
+        self.time_spacing_ = (
+            (float(spacings.min()), float(spacings.max())) if spacings.size else None
+        )
         self.time_form_ = (data.layout.time_unit, data.layout.freq)
         return self
 
@@ -327,11 +330,11 @@ class Scaler:
         known = self.time_spacing_
         if data.layout.time_unit is not None:  # dates or durations: no unit to mistake
             known = None
+        far_rows = set(far)  # (a list's membership test made the loop quadratic)
+        spacings = _median_spacings(data.times)
         for i, t in enumerate(data.times):
-            if i in far or not t.size:
-                continue
-            s = _median_spacing(t)
-            if s is None:
+            s = float(spacings[i])
+            if i in far_rows or np.isnan(s):  # far, or fewer than two distinct times
                 continue
             if not lo <= t[-1] <= hi and not step / spacing_factor <= s <= step * spacing_factor:
                 spaced.append((i, s))
@@ -549,6 +552,26 @@ def _median_spacing(t: np.ndarray) -> float | None:
     d = np.diff(np.asarray(t, dtype=np.float64))
     d = d[d > 0]
     return float(np.median(d)) if d.size else None
+
+
+def _median_spacings(times: Sequence[np.ndarray]) -> np.ndarray:
+    """(n,) float64 :func:`_median_spacing` of each series of ``times`` (NaN for None), the
+    same values bit for bit: the series of one length go through one ``np.median`` along
+    their rows (a loop over many short series cost a call each), those with a repeated or
+    decreasing time one at a time."""
+    out = np.full(len(times), np.nan)
+    lengths = np.fromiter((len(t) for t in times), dtype=np.int64, count=len(times))
+    for T in np.unique(lengths[lengths >= 2]).tolist():
+        rows = np.flatnonzero(lengths == T)
+        stacked = np.stack([np.asarray(times[i], dtype=np.float64) for i in rows.tolist()])
+        d = np.diff(stacked, axis=1)
+        rising = (d > 0).all(axis=1)
+        if rising.any():
+            out[rows[rising]] = np.median(d[rising], axis=1)
+        for i in rows[~rising].tolist():
+            s = _median_spacing(times[i])
+            out[i] = np.nan if s is None else s
+    return out
 
 
 def _stacked(values: Sequence[np.ndarray], num_features: int) -> np.ndarray:
