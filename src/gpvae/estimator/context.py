@@ -9,7 +9,7 @@ time), never the estimator itself, so no module below the estimator class refers
 from __future__ import annotations
 
 import warnings
-from collections.abc import Callable, Iterable, Iterator, Mapping
+from collections.abc import Callable, Iterable, Iterator, Mapping, Sequence
 from contextlib import contextmanager
 from dataclasses import dataclass
 from typing import Any, TypeVar
@@ -255,10 +255,14 @@ class PredictContext:
             moved[..., None], dtype=next(self.model.parameters()).dtype, device=self.device
         )
 
-    def batches(self, n: int, what: str | None = None) -> Iterator[np.ndarray]:
+    def batches(
+        self, n: int, what: str | None = None, lengths: Sequence[int] | None = None
+    ) -> Iterator[np.ndarray]:
         """Indices of consecutive batches over n series; with ``what`` (the call's name),
-        shown as a progress bar (:meth:`tracked`)."""
-        idx = batch_indices(n, self.batch_size)
+        shown as a progress bar (:meth:`tracked`); with the series' ``lengths``, from the
+        longest series to the shortest (:func:`~gpvae.data.batch_indices`), so that a
+        batch of ragged series holds about one length."""
+        idx = batch_indices(n, self.batch_size, lengths=lengths)
         if what is None:
             return idx
         return iter(self.tracked(idx, -(-n // self.batch_size), what))

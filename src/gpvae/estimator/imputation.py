@@ -46,7 +46,8 @@ def impute_series(
     # the bar ticks after every chunk of draws: one long series shows its progress too
     progress = ctx.draw_progress(ss.num_series, S, "impute")
     with ctx.allocating(names, S, ss.num_series, T_max, returned=returned), progress as tick:
-        for idx in ctx.batches(ss.num_series):
+        # ragged series batched by length: one dense factorisation per batch, not per series
+        for idx in ctx.batches(ss.num_series, lengths=[len(t) for t in ss.times]):
             batch = ctx.batch(scaled, idx)
             gens = ctx.series_generators(ss, idx, 1)
             mean, y = model.predictive_draws(batch, gens, S, on_chunk=tick)
