@@ -339,8 +339,9 @@ class PredictContext:
           channel, m the largest state dimension), z and its decoding. Measured by
           ``benchmarks/impute_memory.py`` (docs/benchmarks.md, "Imputation of one long
           series"): 100 draws of 1,000,000 steps, 4 channels, 3 features, peaked at
-          6.4 GiB, 4.3 GiB above the fit's peak (5.5 GiB counted; before the passes this
-          check refused them as about 45 GiB). For every one of the S draws, what is kept of it:
+          6.46 GiB, 4.29 GiB above the fit's peak (6.17 GiB counted; before the passes
+          this check refused them as 44.9 GiB); of 300,000 steps 1.17 GiB above it (1.85
+          counted; 10.7 GiB before the passes). For every one of the S draws, what is kept of it:
           :data:`KEPT_PER_ENTRY` values per entry (the draws of y, and a margin for the
           quantiles' blocks: the quantiles go in blocks and the draws are moved in place,
           :mod:`~gpvae.estimator.imputation`), :data:`KEPT_RETURNED` with
@@ -348,7 +349,8 @@ class PredictContext:
           made). This check counted 13 values per entry before those copies went; counting
           the working set for all S, as it did earlier, refused 5,500 draws of one
           5,000-step series as 24 GiB where 2.6 GiB were used. Measured peaks of the whole
-          process (audit B3's series, 3 features, 4 channels; counted in brackets): 100
+          process before the smoother's passes (audit B3's series, 3 features, 4
+          channels; counted in brackets by the count of then): 100
           draws of 100,000 steps 4.15 GiB (4.49), of 300,000 steps 11.5 GiB (13.5); 1,000
           draws of 100,000 steps 5.16 GiB (6.50); 5,500 draws of one 5,000-step series, 8
           channels, 5 features: 1.49 GiB (1.45; 3.21 GiB before the copies went), with
