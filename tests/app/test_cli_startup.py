@@ -49,6 +49,24 @@ def _fresh(code: str, **env: str) -> dict[str, object]:
     return out
 
 
+def _runs_in_fresh_process(runs: list[list[str]]) -> dict[str, object]:
+    """``main(args)`` for each of ``runs`` in one new interpreter: ``found``, [exit code,
+    stdout, stderr] per run, and ``heavy``, the modules of HEAVY it imported."""
+    code = (
+        "import contextlib, io, json, sys\n"
+        "from gpvae.app.cli import main\n"
+        "found = []\n"
+        f"for args in {runs!r}:\n"
+        "    out, err = io.StringIO(), io.StringIO()\n"
+        "    with contextlib.redirect_stdout(out), contextlib.redirect_stderr(err):\n"
+        "        rc = main(args)\n"
+        "    found.append([rc, out.getvalue(), err.getvalue()])\n"
+        f"print(json.dumps({{'found': found,\n"
+        f"                  'heavy': [m for m in {HEAVY!r} if m in sys.modules]}}))\n"
+    )
+    return _fresh(code)
+
+
 @pytest.mark.parametrize("args", [["--help"], ["-h"], [], ["--version"]])
 def test_group_help_and_version_import_neither_torch_nor_pandas(args: list[str]) -> None:
     code = (
@@ -230,19 +248,7 @@ def test_command_help_and_usage_errors_import_neither_torch_nor_pandas(name: str
     runs = [[name, "--help"], [name, "--no-such-option"], USAGE_ERRORS[name]]
     if name != "demo":
         runs.append([name])
-    code = (
-        "import contextlib, io, json, sys\n"
-        "from gpvae.app.cli import main\n"
-        "found = []\n"
-        f"for args in {runs!r}:\n"
-        "    out, err = io.StringIO(), io.StringIO()\n"
-        "    with contextlib.redirect_stdout(out), contextlib.redirect_stderr(err):\n"
-        "        rc = main(args)\n"
-        "    found.append([rc, out.getvalue(), err.getvalue()])\n"
-        f"print(json.dumps({{'found': found,\n"
-        f"                  'heavy': [m for m in {HEAVY!r} if m in sys.modules]}}))\n"
-    )
-    found = _fresh(code)
+    found = _runs_in_fresh_process(runs)
     assert found["heavy"] == []
     (help_rc, helped, _), *errors = found["found"]  # type: ignore[misc]
     assert help_rc == 0
@@ -259,19 +265,7 @@ def test_threads_before_a_command_help_or_usage_error_imports_no_torch(name: str
     before it parses the command's arguments: ``--threads 1 fit --help`` imported torch
     (2-3 s) for a help that needs none. The command applies it once its arguments parse."""
     runs = [["--threads", "1", name, "--help"], ["--threads", "2", *USAGE_ERRORS[name]]]
-    code = (
-        "import contextlib, io, json, sys\n"
-        "from gpvae.app.cli import main\n"
-        "found = []\n"
-        f"for args in {runs!r}:\n"
-        "    out, err = io.StringIO(), io.StringIO()\n"
-        "    with contextlib.redirect_stdout(out), contextlib.redirect_stderr(err):\n"
-        "        rc = main(args)\n"
-        "    found.append([rc, out.getvalue()[:40], err.getvalue()[-40:]])\n"
-        f"print(json.dumps({{'found': found,\n"
-        f"                  'heavy': [m for m in {HEAVY!r} if m in sys.modules]}}))\n"
-    )
-    found = _fresh(code)
+    found = _runs_in_fresh_process(runs)
     assert found["heavy"] == []
     (help_rc, helped, _), (rc, out, err) = found["found"]  # type: ignore[misc]
     assert (help_rc, rc, out) == (0, 2, "")
