@@ -341,7 +341,7 @@ class PredictContext:
           series"): 100 draws of 1,000,000 steps, 4 channels, 3 features, peaked at
           6.46 GiB, 4.29 GiB above the fit's peak (6.17 GiB counted; before the passes
           this check refused them as 44.9 GiB); of 300,000 steps 1.17 GiB above it (1.85
-          counted; 10.7 GiB before the passes). For every one of the S draws, what is kept of it:
+          counted; 10.8 GiB before the passes). For every one of the S draws, what is kept of it:
           :data:`KEPT_PER_ENTRY` values per entry (the draws of y, and a margin for the
           quantiles' blocks: the quantiles go in blocks and the draws are moved in place,
           :mod:`~gpvae.estimator.imputation`), :data:`KEPT_RETURNED` with
