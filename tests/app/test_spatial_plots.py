@@ -135,3 +135,30 @@ def test_site_names_stay_inside_the_map_and_clear_of_each_other(tmp_path: Path) 
             assert frame.y0 <= box.y0
             assert box.y1 <= frame.y1
         assert not any(a.overlaps(b) for a, b in itertools.combinations(boxes, 2))
+
+
+def test_a_crowded_map_leaves_out_the_names_that_would_overlap(tmp_path: Path) -> None:
+    """With no free spot, a name was written over the others anyway: 40 sites in a small
+    cluster gave a block of overlapping names over the markers. Names that fit are written,
+    held-out sites' always, and a note says how many were left out."""
+    rng = np.random.default_rng(0)
+    xy = np.concatenate([rng.uniform(0, 0.05, (40, 2)), [[1.0, 1.0]]])
+    names = [f"station_{k:02d}" for k in range(41)]
+    held = [3, 40]
+    fig = plot_site_map(
+        xy, np.arange(41.0), np.full(41, np.nan), names, held_out=held, save=tmp_path / "m.png"
+    )
+    renderer = fig.canvas.get_renderer()  # type: ignore[attr-defined]
+    for ax in fig.axes[::2]:
+        notes = [t for t in ax.texts if "left out" in t.get_text()]
+        written = [t for t in ax.texts if t not in notes]
+        shown = {t.get_text() for t in written}
+        assert {"station_03", "station_40"} <= shown
+        assert 2 < len(shown) < 41
+        assert len(notes) == 1
+        assert (
+            notes[0].get_text()
+            == f"{41 - len(shown)} of 41 site names left out where they would overlap"
+        )
+        boxes = [t.get_window_extent(renderer) for t in written]
+        assert not any(a.overlaps(b) for a, b in itertools.combinations(boxes, 2))

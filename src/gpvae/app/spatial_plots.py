@@ -147,11 +147,15 @@ def _name_sites(
     """Write each site's name by its marker on ``ax``, at the first spot of
     :data:`_NAME_SPOTS` where it stays inside the axes and clear of the names placed before
     (names ran past the frame at its right edge, and those of close sites ran into each
-    other); where no spot is free, the first one that stays inside, else the first, clipped
-    to the axes."""
+    other). A name with no such spot is left out, and a note in the map's corner says how
+    many were (a crowded map's names covered each other and the markers); a held-out
+    site's name is always written, held-out sites first: at the first spot that stays
+    inside, else the first, clipped to the axes."""
     frame = ax.get_window_extent(renderer)
     placed: list[Any] = []
-    for i, name in enumerate(names):
+    left_out = 0
+    for i in sorted(range(len(names)), key=lambda k: not held[k]):  # held-out sites first
+        name = names[i]
         chosen = None
         for dx, dy, ha, va in _NAME_SPOTS:
             text = ax.annotate(
@@ -181,8 +185,23 @@ def _name_sites(
                 break
         assert chosen is not None
         rank, text, box = chosen
+        if rank > 0 and not held[i]:  # no free spot inside: left out, counted
+            text.remove()
+            left_out += 1
+            continue
         text.set_clip_on(rank == 2)  # a name that fits nowhere is cut at the frame
         placed.append(box)
+    if left_out:
+        ax.text(
+            0.01,
+            0.01,
+            f"{left_out} of {len(names)} site names left out where they would overlap",
+            transform=ax.transAxes,
+            fontsize=6,
+            color="dimgrey",
+            ha="left",
+            va="bottom",
+        )
 
 
 def plot_site_series(
