@@ -956,6 +956,14 @@ class GPVAE(AnomalyMethods, ForecastMethods, SpatialMethods, PersistenceMethods)
         first of ``sample(t, 3)`` is not ``sample(t, 1)``: a series depends on
         ``num_samples`` (and on ``times``), not only on ``seed``.
 
+        The draws are as large and as smooth as the learned kernel says, and on a fit whose
+        kernel has not finished learning they are smaller and rougher than the data: in
+        session 43, 300 epochs on 16 simulated series (latent lengthscale 20 steps) learned
+        lengthscales of about 10 (from a start of 3) and draws with a quarter of the data's
+        variance; ``kernel_lr=0.1`` learned about 21 and draws with the data's variance
+        (0.98-1.04 of it, three seeds; ``docs/results.md``, "The amplitude of sample's
+        draws"). Compare :meth:`kernel_summary`'s ``value`` with its ``initial``.
+
         Args:
             times: (T,) finite, distinct times: numbers in the model's time units (for a
                 model fitted on dates or durations: hours, or steps of its calendar grid,
