@@ -1283,18 +1283,57 @@ def test_heteroscedastic_gaussian_fits_and_imputes_with_ordered_intervals() -> N
     assert (res.upper - res.lower)[~observed].min() > 0
 
 
-def test_sample_refuses_datetimes_it_cannot_place() -> None:
+def test_sample_reads_datetimes_as_forecast_reads_future_times() -> None:
     """sample(pd.date_range(...)) drew the prior at nanoseconds since 1970, so every step
-    was independent of the next, without a word."""
-    import pandas as pd
-
+    was independent of the next, without a word; then it refused datetimes altogether
+    (InputTypeError "expected numbers"), though forecast takes future dates. Datetimes
+    and durations are now read as forecast's future_times are: hours apart, zone-aware
+    ones in UTC (an hour of a clock change is one hour), a calendar model's dates in
+    steps of its grid."""
     frame = pd.DataFrame(
         {"a": np.sin(np.arange(40) / 4.0)}, index=pd.date_range("2020-01-01", periods=40, freq="h")
     )
     model = GPVAE(latent_dim=2, epochs=1, progress=False, hidden=(8,)).fit(frame)
+    hours = model.sample(np.arange(3.0), 4, seed=5)
+    dates = pd.date_range("2020-03-01", periods=3, freq="h")
+    given: list[Any] = [
+        dates,
+        dates.to_numpy(),
+        list(dates),
+        pd.to_timedelta([7, 8, 9], unit="h"),
+        [pd.Timedelta(hours=h) for h in (7, 8, 9)],
+        # 01:00 and 03:00 of the clock change in Berlin are one hour apart
+        pd.DatetimeIndex(["2024-03-31 00:00", "2024-03-31 01:00", "2024-03-31 03:00"]).tz_localize(
+            "Europe/Berlin"
+        ),
+    ]
+    for times in given:
+        np.testing.assert_array_equal(model.sample(times, 4, seed=5), hours)
+    backwards = model.sample(dates[::-1], 4, seed=5)
+    np.testing.assert_array_equal(backwards, hours[:, ::-1])
+    with pytest.raises(InputTypeError, match=r"times: expected datetimes all with a time zone"):
+        model.sample([pd.Timestamp("2020-03-01"), pd.Timestamp("2020-03-01 01:00", tz="UTC")])
+    with pytest.raises(ValidationError, match=r"times: expected finite times, found NaT"):
+        model.sample(pd.DatetimeIndex(["2020-03-01", None]))
+    with pytest.raises(ValidationError, match=r"times: expected distinct times"):
+        model.sample(pd.DatetimeIndex(["2020-03-01", "2020-03-01"]))
+
+    monthly = pd.DataFrame(
+        {"a": np.sin(np.arange(24) / 3.0)}, index=pd.date_range("2020-01-01", periods=24, freq="MS")
+    )
+    months = GPVAE(latent_dim=2, epochs=1, progress=False, hidden=(8,)).fit(monthly)
+    np.testing.assert_array_equal(
+        months.sample(pd.date_range("2031-05-01", periods=3, freq="MS"), 2, seed=1),
+        months.sample(np.arange(3.0), 2, seed=1),
+    )
+    with pytest.raises(ValidationError, match=r"times: expected times on the data's calendar"):
+        months.sample(pd.DatetimeIndex(["2031-05-01", "2031-05-02"]))
+    with pytest.raises(InputTypeError, match=r"times: expected datetimes on the model's calendar"):
+        months.sample(pd.to_timedelta([1, 2], unit="h"))
+
+    numbers = GPVAE(latent_dim=2, epochs=1, progress=False, hidden=(8,)).fit(frame.to_numpy()[None])
     with pytest.raises(InputTypeError, match=r"times: expected numbers in the model's time units"):
-        model.sample(pd.date_range("2020-03-01", periods=3, freq="h"))
-    assert model.sample(np.arange(3.0)).shape == (1, 3, 1)
+        numbers.sample(dates)
 
 
 def test_get_config_rebuilds_the_estimator_and_seeds_fit_64_bits() -> None:

@@ -956,8 +956,24 @@ class GPVAE(AnomalyMethods, ForecastMethods, SpatialMethods, PersistenceMethods)
         first of ``sample(t, 3)`` is not ``sample(t, 1)``: a series depends on
         ``num_samples`` (and on ``times``), not only on ``seed``.
 
+        The draws are as large and as smooth as the learned kernel says, and on a fit whose
+        kernel has not finished learning they are smaller and rougher than the data: in
+        session 43, 300 epochs on 16 simulated series (latent lengthscale 20 steps) learned
+        lengthscales of about 10 (from a start of 3) and draws with a quarter of the data's
+        variance; ``kernel_lr=0.1`` learned about 21 and draws with the data's variance
+        (0.98-1.04 of it, three seeds; ``docs/results.md``, "The amplitude of sample's
+        draws"). Compare :meth:`kernel_summary`'s ``value`` with its ``initial``.
+
         Args:
-            times: (T,) finite, distinct times in the training data's time units.
+            times: (T,) finite, distinct times: numbers in the model's time units (for a
+                model fitted on dates or durations: hours, or steps of its calendar grid,
+                e.g. months); for a model fitted on dates or durations also datetimes
+                (datetime64, a DatetimeIndex, a list of Timestamps) or durations
+                (timedelta64, a TimedeltaIndex, Timedeltas), read as :meth:`forecast`
+                reads ``future_times``: hours apart (zone-aware ones in UTC, so the hour
+                of a clock change is one hour), or steps of the calendar grid (dates off
+                it refused). Only the times' spacing matters: datetimes are counted from
+                the earliest of them, numbers moved by whole steps to start near 0.
             num_samples: S series.
             noise: False gives the smooth signal of each series, E[y | z] along its latent
                 path, without the observation noise (which every step draws on its own:
@@ -968,7 +984,8 @@ class GPVAE(AnomalyMethods, ForecastMethods, SpatialMethods, PersistenceMethods)
                 default): the estimator's ``seed``, which the model keeps.
 
         Returns:
-            (S, T, D) array in original units (points in the order of ``times``).
+            (S, T, D) array in original units (points in the order of ``times``), for
+            datetimes too (their times are ``times`` themselves).
         """
         noise = bool_arg("noise", noise)
         ctx = self._context("sample")
