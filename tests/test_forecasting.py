@@ -93,6 +93,29 @@ def test_period_errors_name_the_argument() -> None:
     with pytest.raises(ValidationError, match=r"'36h' \(1.5 steps\)"):
         GPVAE(kernel="periodic+periodic", period=["7D", "36h"], epochs=1, **SMALL).fit(daily)
     assert GPVAE(kernel="matern32+periodic", period="2D", epochs=1, **SMALL).fit(daily).is_fitted
+    # a number for dates counts hours: period=7 on daily dates said "spaced 24 time units
+    # apart ... found 7 (0.291667 steps)", where 7 days were meant (audit C #5)
+    week = GPVAE(kernel="matern32+periodic", period=7, epochs=1, **SMALL)
+    with pytest.raises(ValidationError) as err:
+        week.fit(daily)
+    assert str(err.value) == (
+        "period: expected at least two time steps per period (the training series are spaced "
+        "24 hours apart in their median step, so a shorter cycle cannot be seen in them), "
+        "found 7 (0.291667 steps): the model counts dates and durations in hours, so the "
+        "number 7 means 7 hours; give the period as a duration string with its unit, such as "
+        "'7D' or '168h' for 7 days"
+    )
+    months = pd.DataFrame({"y": np.sin(np.arange(40) / 3.0)},
+                          index=pd.date_range("2020-01-01", periods=40, freq="MS"))  # fmt: skip
+    with pytest.raises(ValidationError, match=r"spaced 1 steps of MS apart .* found 1 \(1 steps\): "
+                       r"the model counts these dates in steps of their calendar 'MS', so the "
+                       r"number 1 means 1 steps of MS; give at least 2, or the period as a "
+                       r"calendar offset string such as '12MS' or '1YS'$"):  # fmt: skip
+        GPVAE(kernel="matern32+periodic", period=1, epochs=1, **SMALL).fit(months)
+    with pytest.raises(ValidationError, match=r"found '36h' \(1.5 steps\)$"):  # no advice
+        GPVAE(kernel="matern32+periodic", period="36h", epochs=1, **SMALL).fit(daily)
+    with pytest.raises(ValidationError, match=r"spaced 1 time units apart .* found 1 \(1 steps\)$"):
+        GPVAE(kernel="matern32+periodic", period=1, epochs=1, **SMALL).fit(np.zeros((1, 40, 1)))
     # a kernel object's period counts steps; its default of one step was kept without a word
     from gpvae.kernels import HarmonicPeriodic, Matern32, Periodic, SpaceTime
 

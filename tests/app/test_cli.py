@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import json
 import os
+import re
 import subprocess
 import sys
 import warnings
@@ -1604,7 +1605,7 @@ def test_elapsed_times_without_a_date_are_read_as_hours(tmp_path: Path) -> None:
     assert main(["fit", str(data), "--time-col", "Time", "-o", str(tmp_path / "m"),
                  *FIT_OPTIONS]) == 0  # fmt: skip
     spec = json.loads((tmp_path / "m" / CLI_FILE).read_text())
-    assert spec["time_type"] == "numeric"
+    assert spec["time_type"] == "duration"  # (read in hours: fit names them hours)
     assert spec["time_start"] == 0.0
     assert spec["time_step"] == pytest.approx(37 / 60)
 
@@ -2436,6 +2437,47 @@ def test_fit_prints_the_learned_kernels_in_the_data_s_units(
     assert f"Matern32 lengthscale {lengthscale:.4g} hours" in shown[0]
     assert "period 24 hours (fixed)" in shown[0]
     assert lines[at + 1 + KERNEL_LINES].startswith("  ... and 2 more: GPVAE.load(")
+
+
+def test_a_fit_on_durations_names_hours_and_writes_durations_back(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    """A time column of durations ('0 days 01:00:00') is read as numbers of hours, but fit
+    printed 'lengthscale ... time units' and cli.json said time_type 'numeric', so forecast
+    and sample wrote plain numbers (audit C #4). cli.json now says 'duration': the printout
+    names hours, forecast, sample and backtest write durations, and a period given as a
+    duration ('24h') is read in hours. A folder written before keeps its numbers."""
+    n = 96
+    data = tmp_path / "d.csv"
+    pd.DataFrame({"elapsed": pd.to_timedelta(np.arange(n), unit="h").astype(str),
+                  "a": np.sin(np.arange(n) / 4), "b": np.cos(np.arange(n) / 6)}
+                 ).to_csv(data, index=False)  # fmt: skip
+    out_dir = tmp_path / "m"
+    args = ["fit", str(data), "--time-col", "elapsed", "-o", str(out_dir),
+            "--kernel", "matern32+periodic", "--period", "24h", *FIT_OPTIONS]  # fmt: skip
+    assert main(args) == 0
+    shown = capsys.readouterr().out
+    assert "time units" not in shown
+    assert re.search(r"latent 0: Matern32 lengthscale [\d.]+ hours", shown)
+    assert "period 24 hours (fixed)" in shown
+    spec = json.loads((out_dir / CLI_FILE).read_text())
+    assert (spec["time_type"], spec["time_start"], spec["time_step"]) == ("duration", 0.0, 1.0)
+    fc, drawn, bt = tmp_path / "f.csv", tmp_path / "s.csv", tmp_path / "b.json"
+    assert main(["forecast", str(out_dir), str(data), "--horizon", "2", "-o", str(fc)]) == 0
+    assert pd.read_csv(fc)["elapsed"].tolist() == ["4 days 00:00:00", "4 days 01:00:00"]
+    assert main(["sample", str(out_dir), "--length", "3", "-n", "1", "-o", str(drawn)]) == 0
+    assert pd.read_csv(drawn)["elapsed"].tolist() == [
+        "0 days 00:00:00", "0 days 01:00:00", "0 days 02:00:00"
+    ]  # fmt: skip
+    assert main(["backtest", str(out_dir), str(data), "--horizon", "2", "--origins", "1",
+                 "-o", str(bt)]) == 0  # fmt: skip
+    assert json.loads(bt.read_text())["origin_times"] == [["P3DT22H0M0S"]]
+    # a cli.json written before durations were told apart: numbers of hours, as then
+    (out_dir / CLI_FILE).write_text(json.dumps({**spec, "time_type": "numeric"}))
+    assert main(["forecast", str(out_dir), str(data), "--horizon", "2", "-o", str(fc)]) == 0
+    assert pd.read_csv(fc)["elapsed"].tolist() == [96.0, 97.0]
+    assert main(["sample", str(out_dir), "--length", "2", "-n", "1", "-o", str(drawn)]) == 0
+    assert pd.read_csv(drawn)["elapsed"].tolist() == [0.0, 1.0]
 
 
 def test_fit_interrupted_in_training_says_only_the_command_lines_words(

@@ -120,6 +120,37 @@ def given_periods(
     return values, steps
 
 
+def _short_period(
+    value: Any, steps: float, time_unit: str | None, freq: str | None, scaler: Scaler
+) -> str:
+    """The error for a period of under two time steps (``steps``) given as ``value``, in
+    the units the data's times are counted in (``time_unit``, ``freq``: the data's
+    layout). A number for dates or durations counts hours (steps of ``freq`` on a calendar
+    grid), which is said, with the string forms of the period that was likely meant
+    (period=7 on daily dates: 7 hours, not the 7 days of '7D' or '168h')."""
+    step = scaler.time_step_
+    spacing = {"hours": f"{step:g} hours", "steps": f"{step:g} steps of {freq}"}
+    text = (
+        f"period: expected at least two time steps per period (the training series are "
+        f"spaced {spacing.get(str(time_unit), f'{step:g} time units')} apart in their "
+        f"median step, so a shorter cycle cannot be seen in them), found {value!r} "
+        f"({steps:g} steps)"
+    )
+    if isinstance(value, str) or time_unit is None:
+        return text
+    if time_unit == "hours":
+        return (
+            f"{text}: the model counts dates and durations in hours, so the number "
+            f"{value!r} means {value:g} hours; give the period as a duration string with its "
+            f"unit, such as '{value:g}D' or '{24 * value:g}h' for {value:g} days"
+        )
+    return (
+        f"{text}: the model counts these dates in steps of their calendar {freq!r}, so the "
+        f"number {value!r} means {value:g} steps of {freq}; give at least 2, or the period "
+        f"as a calendar offset string such as '12MS' or '1YS'"
+    )
+
+
 def resolve_periods(
     kernel: KernelArg, period: PeriodArg, data: SeriesSet, scaler: Scaler
 ) -> tuple[list[float] | None, bool]:
@@ -141,12 +172,7 @@ def resolve_periods(
         values, steps = given_periods(period, n, (lay.time_unit, lay.freq), scaler.time_step_)
         for v, p in zip(values, steps):
             if p < 2.0:  # e.g. period="24h" on daily data: one value per cycle
-                raise ValidationError(
-                    f"period: expected at least two time steps per period (the training "
-                    f"series are spaced {scaler.time_step_:g} time units apart in their "
-                    f"median step, so a shorter cycle cannot be seen in them), found "
-                    f"{v!r} ({p:g} steps)"
-                )
+                raise ValidationError(_short_period(v, p, lay.time_unit, lay.freq, scaler))
         return steps, False
     found = dominant_periods(data.values, data.times, n)
     if not found:

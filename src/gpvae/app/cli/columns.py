@@ -35,6 +35,7 @@ if TYPE_CHECKING:
 __all__ = [
     "CLI_FILE",
     "ColumnSpec",
+    "as_durations",
     "check_columns",
     "check_site_times",
     "elapsed_axis",
@@ -61,10 +62,16 @@ class ColumnSpec:
         time_col: the time column.
         id_col: the series id column of a long file, None for a wide file (one series).
         features: the feature columns, in the model's order.
-        time_type: "datetime" (dates, converted by gpvae to hours) or "numeric".
+        time_type: "datetime" (dates, converted by gpvae to hours), "duration" (elapsed
+            times: ``47:59``, ``1 days 02:00:00`` or a Parquet duration column, read as
+            numbers of hours; ``forecast`` and ``sample`` write their times back as
+            durations, and fit names the lengthscales' unit hours) or "numeric". Folders
+            written before durations were told apart say "numeric" for them, and keep
+            numbers of hours in their outputs.
         time_step: median spacing of the training times, in the model's time units (hours
-            for dates), used by ``sample`` (and shown by ``forecast``).
-        time_start: the earliest training time (ISO string for dates, a number otherwise).
+            for dates and durations), used by ``sample`` (and shown by ``forecast``).
+        time_start: the earliest training time (ISO string for dates, a number otherwise:
+            hours for durations).
         time_freq: the calendar frequency of dates on a calendar grid (months, business
             days, ...: the model then counts time in steps of it), else None.
         time_zone: the time zone of zone-aware dates (a Parquet column with a zone, or CSV
@@ -220,6 +227,18 @@ def _elapsed_hours(col: pd.Series) -> pd.Series | None:
     else:
         return None
     return hours.reindex(col.index).astype(np.float64)
+
+
+def as_durations(hours: Any) -> pd.Series:
+    """Times in hours (a model's, of a column of durations) as durations, to the nearest
+    nanosecond (pandas' ``1 days 02:00:00`` in a CSV, a duration column in Parquet), as
+    :func:`parse_times` reads them back; missing stays missing."""
+    values = pd.Series(hours, dtype=np.float64)
+    present = values.notna()
+    ns = np.zeros(len(values), dtype=np.int64)
+    ns[present.to_numpy()] = np.round(values[present].to_numpy() * _NS_PER_HOUR)
+    out = pd.Series(ns.astype("timedelta64[ns]"), index=values.index)
+    return out.where(present, pd.NaT)
 
 
 #: How many of DATA's times a date format must write back exactly (:func:`times_as_written`).
@@ -843,6 +862,7 @@ def record_times(spec: ColumnSpec, frame: pd.DataFrame, series: SeriesSet) -> No
         spec.time_type = "datetime"
         spec.time_start = pd.Timestamp(tcol.min()).isoformat()
     elif pd.api.types.is_numeric_dtype(tcol.dtype):
+        spec.time_type = "duration" if _elapsed_hours(frame[time_col]) is not None else "numeric"
         spec.time_start = float(tcol.min())
     else:
         raise CLIError(f"--time-col: expected numbers or dates in {time_col!r}, found {tcol.dtype}")

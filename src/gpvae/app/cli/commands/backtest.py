@@ -131,7 +131,7 @@ def backtest(
     report = {
         "horizon": horizon,
         "origins": res.origins.tolist(),
-        "origin_times": _origin_times(res.times[:, :, 0], changes),
+        "origin_times": _origin_times(res.times[:, :, 0], changes, spec.time_type == "duration"),
         "series": None if ids is None else [_id_json(i) for i in ids],
         "season": season,
         "refit": refit,
@@ -164,14 +164,22 @@ def backtest(
         info(f"wrote {len(res.feature_names)} fan charts to {folder}")
 
 
-def _origin_times(times: np.ndarray, changes: list[str] | None) -> list[list[Any]]:
+def _origin_times(
+    times: np.ndarray, changes: list[str] | None, durations: bool = False
+) -> list[list[Any]]:
     """The origins' times (n, origins) as JSON; with ``changes`` (``cli.json``'s
     ``time_offsets``: DATA's text of differing offsets, read in UTC) on the data's clock,
     each with the offset DATA wrote it with, as ``gpvae forecast`` and ``sample`` write
-    their dates."""
+    their dates. ``durations``: the times are hours of a column of durations (``cli.json``'s
+    ``time_type``), written as ISO durations (``P1DT2H0M0S``)."""
     import pandas as pd
 
+    from gpvae.app.cli.columns import as_durations
     from gpvae.app.cli.offsets import hours_shown
+
+    if durations:
+        flat = as_durations(np.asarray(times, dtype=np.float64).ravel())
+        return [[_time_json(t) for t in row] for row in flat.to_numpy().reshape(times.shape)]
 
     if changes is not None and all(isinstance(t, pd.Timestamp) for t in times.flat):
         utc = pd.DatetimeIndex(times.ravel())

@@ -404,7 +404,7 @@ def fit(
         raise CLIError(f"--out: expected a folder for the model, found the file {str(out)!r}")
     with as_cli("fit", _option_names()):  # the estimator checks the options it takes
         make: Any = partial(GPVAEEnsemble, members) if members > 1 else GPVAE
-        model = make(  # checks the model options before any data is read
+        settings: dict[str, Any] = dict(
             latent_dim=latent_dim,
             kernel=kernel,
             encoder=encoder,
@@ -436,6 +436,7 @@ def fit(
             # a spatial fit writes no checkpoint (GPVAE refuses checkpoint_dir with coords)
             checkpoint_dir=None if coord_cols is not None else str(out / "checkpoints"),
         )
+        model = make(**settings)  # checks the model options before any data is read
     run = shards.job()
     ignored = _ignored_options(coord_cols is not None, difference, difference_columns, inducing)
     if ignored is not None:  # before DATA is read, on every process
@@ -521,6 +522,11 @@ def fit(
             shards.record_times_all(spec, frame, series, run)
         else:
             record_times(spec, frame, series)
+        given = _periods(periods) or []
+        if spec.time_type == "duration" and any(isinstance(p, str) for p in given):
+            # durations reach the model as numbers of hours: '24h' is 24 of them
+            with as_cli("fit", {"period": "--period"}):
+                model = make(**{**settings, "period": _period_hours(given)})
         if run.is_main:
             make_folder(out, "--out")
             make_folder(out / "checkpoints", "--out")  # the fit's, named as --out's part
@@ -577,7 +583,7 @@ def fit(
         f"fitted on {n_series} series{left}, {series.num_features} features "
         f"({', '.join(spec.features)}){last}{processes}; wrote {out}"
     )
-    _print_kernels(model, out / MODEL_SUBDIR)
+    _print_kernels(model, out / MODEL_SUBDIR, spec.time_type)
 
 
 #: The start of the estimator's warning on what an interrupted fit keeps (not said by fit).
@@ -621,12 +627,16 @@ def _kept_epoch(history: list[dict[str, float]]) -> str:
 KERNEL_LINES = 8
 
 
-def _print_kernels(model: Any, folder: Path) -> None:
+def _print_kernels(model: Any, folder: Path, time_type: str = "numeric") -> None:
     """The learned kernels in the data's units (``GPVAE.kernel_summary``), one line per
-    latent channel (an ensemble's first member), at most :data:`KERNEL_LINES` of them."""
+    latent channel (an ensemble's first member), at most :data:`KERNEL_LINES` of them.
+    ``time_type``: cli.json's; for durations (given to the model as numbers of hours, its
+    "time units") the unit is named hours, as the Python API names it for durations."""
     from gpvae.estimator.kernel_report import format_summary
 
     table = model.kernel_summary()
+    if time_type == "duration":
+        table.loc[table["unit"] == "time units", "unit"] = "hours"
     head = "learned kernels (lengthscales and periods in the data's units)"
     if "member" in table.columns:
         head += f", member 0 of {table['member'].nunique()}"
@@ -691,6 +701,14 @@ def _periods(values: tuple[str, ...]) -> list[float | str] | None:
         except ValueError:
             out.append(v)
     return out
+
+
+def _period_hours(periods: list[float | str]) -> list[float]:
+    """--period values in hours, for a time column of durations (read as numbers of
+    hours): a duration string (``24h``, ``7D``) as its hours, a number as it is."""
+    from gpvae.data.calendar import period_in_units
+
+    return [period_in_units(p, "hours", None) for p in periods]
 
 
 def fit_spatial(

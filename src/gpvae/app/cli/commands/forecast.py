@@ -76,6 +76,7 @@ def forecast(
     """
     from gpvae.app.cli import shards
     from gpvae.app.cli.columns import (
+        as_durations,
         elapsed_axis,
         parse_times,
         series_frame,
@@ -109,6 +110,8 @@ def forecast(
     changes = recorded_changes(spec.time_offsets, frame.get(spec.time_col))
     shown = table if changes is None else _on_data_clock(table, frame, spec, changes)
     dated = _dates_like(shown, frame, spec.time_col, changes)
+    if spec.time_type == "duration" and not table.empty:  # hours back to durations
+        dated = dated.assign(**{spec.time_col: as_durations(dated[spec.time_col])})
     shards.write_output(dated, out_path, run, ordered=False)
     info(f"forecast {horizon} steps of {int(run.total(n_series))} series; wrote {out_path}")
     if plot_path is not None and shards.plot_owner(frame, spec.id_col, series, run):

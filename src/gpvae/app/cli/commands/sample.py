@@ -76,6 +76,7 @@ def sample(
     """
     import pandas as pd
 
+    from gpvae.app.cli.columns import as_durations
     from gpvae.app.cli.offsets import recorded_changes, steps_shown
     from gpvae.app.cli.tables import (
         check_output,
@@ -132,6 +133,12 @@ def sample(
                 shown = start + ahead
         if changes is not None:  # offsets that differ: the plot on the data's wall clock
             axis = np.array([t.tz_localize(None).to_datetime64() for t in shown])
+    elif spec.time_type == "duration":  # elapsed times: durations, as DATA held them
+        axis = float(spec.time_start) + steps  # (the plot in hours)
+        # the median step in whole milliseconds, as for dates
+        step_ms = round(spec.time_step * 3_600_000)
+        start_d = as_durations([float(spec.time_start)]).iloc[0]
+        shown = start_d + pd.to_timedelta(np.arange(length) * step_ms, unit="ms")
     else:
         shown = float(spec.time_start) + steps
     id_name = spec.id_col if spec.id_col is not None else _draw_id_name(spec)
