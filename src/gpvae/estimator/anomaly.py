@@ -96,6 +96,13 @@ from gpvae.training.session import check_same_series
 #: observed entry: they have no score, so the threshold is learned without them.
 EMPTY_PROFILED = "they have nothing to score and are left out of the threshold"
 
+#: Scoring data whose share of missing entries exceeds that of the normal data the
+#: threshold was learned from by more than this warns (:func:`heldout_scores`): the
+#: held-out scores of the steps next to gaps are larger than those of complete data (the
+#: encoder's posterior from a partly observed neighbourhood is further off), so the alarm
+#: flags more normal steps than the target rate.
+MISSING_SHARE_MARGIN = 0.05
+
 __all__ = [
     "AnomalyProfile",
     "alarm_scores",
@@ -104,6 +111,7 @@ __all__ = [
     "fit_profile",
     "flagged_intervals",
     "heldout_scores",
+    "missing_share",
     "model_entry_scores",
     "novelty_caps",
     "profile_from_entries",
@@ -167,6 +175,10 @@ class AnomalyProfile:
             has no normal scores to be put on a scale by, so it is left out of the step
             score, the alarm and the intervals' features (its entry scores are still
             reported; None: none, as in profiles saved before this field existed).
+        missing_share: the share of the normal data's entries (of its profiled features)
+            that were missing (:func:`missing_share`); scoring data with a much larger
+            share warns (:data:`MISSING_SHARE_MARGIN`; None: unknown, as in profiles
+            saved before this field existed, and nothing warns).
     """
 
     window: int | None
@@ -194,6 +206,7 @@ class AnomalyProfile:
     alarm_cap: np.ndarray | None = None
     spread_quantile: float = 0.9
     unprofiled: np.ndarray | None = None
+    missing_share: float | None = None
 
     @property
     def alarm_width(self) -> int:
@@ -255,6 +268,9 @@ class AnomalyProfile:
                 ),
                 spread_quantile=float(data.get("spread_quantile", 0.9)),
                 unprofiled=_optional_flags(data.get("unprofiled")),
+                missing_share=None
+                if data.get("missing_share") is None
+                else float(data["missing_share"]),
             )
             ok = (
                 prof.center.shape == (num_features,)
@@ -283,6 +299,7 @@ class AnomalyProfile:
                     )
                 )
                 and (prof.unprofiled is None or prof.unprofiled.shape == (num_features,))
+                and (prof.missing_share is None or 0.0 <= prof.missing_share <= 1.0)
                 and prof.combine in COMBINES
                 and prof.feature_scale in FEATURE_SCALES
                 and (prof.feature_scale != "tail" or _tail_ok(prof, num_features))
@@ -304,7 +321,7 @@ class AnomalyProfile:
                 f"false_alarm_rate, num_steps; optionally baseline, level, alarm_smooth, "
                 f"prior_weight, prior_ratio, causal, spread, level_spread, feature_scale, "
                 f"combine, tail_logp, tail_quantiles, tail_beta, alarm_cap, "
-                f"spread_quantile, unprofiled), "
+                f"spread_quantile, unprofiled, missing_share), "
                 f"found {data!r}"
             )
         return prof
@@ -789,6 +806,7 @@ def heldout_scores(
         step = [step_scores(e, None) for e in entry]
     else:
         _warn_unprofiled(entry, profile, list(ss.feature_names))
+        _warn_missing(entry, profile)
         # the drift baseline (a rolling median) once per series, for both trailing means
         detrended = [_detrended(e, profile) for e in entry]
         step = [_step_mean(d, raw, profile.smooth) for raw, d in detrended]
@@ -840,6 +858,40 @@ def _warn_unprofiled(entry: list[np.ndarray], profile: AnomalyProfile, names: li
             UserWarning,
             stacklevel=4,
         )
+
+
+def missing_share(entry: list[np.ndarray], profile: AnomalyProfile) -> float | None:
+    """The share of missing entries (NaN scores) in the arrays (T_i, D), over every step and
+    the features the profile scores (not ``unprofiled``); None when there is none."""
+    used = (
+        np.ones(entry[0].shape[1], dtype=bool)
+        if profile.unprofiled is None
+        else ~profile.unprofiled
+    )
+    total = sum(e.shape[0] for e in entry) * int(used.sum())
+    if total == 0:
+        return None
+    return float(sum(int(np.isnan(e[:, used]).sum()) for e in entry)) / total
+
+
+def _warn_missing(entry: list[np.ndarray], profile: AnomalyProfile) -> None:
+    """Warn when the scored entries miss a much larger share than the normal data's
+    (:data:`MISSING_SHARE_MARGIN`; nothing for a profile that did not record its share)."""
+    if profile.missing_share is None:
+        return
+    share = missing_share(entry, profile)
+    if share is None or share <= profile.missing_share + MISSING_SHARE_MARGIN:
+        return
+    warnings.warn(
+        f"X: {share:.1%} of the entries are missing, against {profile.missing_share:.1%} in "
+        "the normal data that fit_threshold learned the threshold from; the held-out scores "
+        "of the steps next to gaps are larger than on data as complete as that, so the alarm "
+        f"flags more normal steps than the target false_alarm_rate ({profile.false_alarm_rate:g}"
+        "; e.g. 3 to 4 times as many with 30% missing against complete normal data): call "
+        "fit_threshold with normal data that has gaps like this data's to keep the rate",
+        UserWarning,
+        stacklevel=4,
+    )
 
 
 def _booleans(flags: Any) -> Any:
@@ -1066,6 +1118,7 @@ def profile_from_entries(
             float(np.quantile(summed, spread_quantile)) - prof.level,
             settings.ANOMALY_MIN_SCALE,
         )
+    prof.missing_share = missing_share(entry, prof)
     steps = [alarm_scores(e, prof) for e in entry]
     thr = quantile_threshold(steps, 1.0 - rate)
     if thr is None:
