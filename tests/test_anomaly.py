@@ -324,9 +324,9 @@ def test_scoring_data_with_many_more_gaps_than_the_normal_data_warns(
     """fit_threshold records the normal data's share of missing entries with the profile
     (saved with the model); scoring data that misses a much larger share warns, naming both
     shares and the remedy (a threshold from complete normal data flagged 3-4 times its 1%
-    target on normal data with 30% of its entries missing, silently). A few more gaps, a
-    threshold learned from data with gaps like these, and a profile saved before the share
-    was recorded do not warn."""
+    target on normal data with 30% of its entries missing, silently). A few more gaps, causal
+    scores (whose rate did not move with the share), a threshold learned from data with
+    gaps like these, and a profile saved before the share was recorded do not warn."""
     rng = np.random.default_rng(21)
 
     def holes(y: np.ndarray, share: float) -> np.ndarray:
@@ -358,6 +358,12 @@ def test_scoring_data_with_many_more_gaps_than_the_normal_data_warns(
         del old["missing_share"]
         fitted.anomaly_profile_ = AnomalyProfile.from_json(old, 2)
         assert fitted.anomaly_profile_.missing_share is None
+        with warnings.catch_warnings():
+            warnings.simplefilter("error")
+            fitted.anomaly_scores(gappy[None])
+        # causal scores (forecasts) kept their rate with gaps: nothing warns
+        fitted.fit_threshold([seasonal(400, 23)], num_samples=4, causal=True)
+        assert fitted.anomaly_profile_.missing_share == 0.0
         with warnings.catch_warnings():
             warnings.simplefilter("error")
             fitted.anomaly_scores(gappy[None])
