@@ -341,16 +341,23 @@ def test_scoring_data_with_many_more_gaps_than_the_normal_data_warns(
         prof = fitted.anomaly_profile_
         assert prof is not None
         assert prof.missing_share == 0.0
-        share = float(np.isnan(gappy).mean())
+        part = np.isnan(gappy)[~np.isnan(gappy).all(axis=1)]  # steps with an observed entry
+        share = float(part.mean())
         with pytest.warns(UserWarning, match="missing") as caught:
             fitted.anomaly_scores(gappy[None])
         text = str(caught[0].message)
-        assert f"{share:.1%} of the entries are missing, against 0.0% in the normal" in text
+        assert (
+            f"{share:.1%} of the entries are missing (at the steps with an observed one), "
+            "against 0.0% in the normal data"
+        ) in text
         assert "call fit_threshold with normal data that has gaps like this data's" in text
         with warnings.catch_warnings():
             warnings.simplefilter("error")
             fitted.anomaly_scores(y[None])
             fitted.anomaly_scores(holes(y, 0.02)[None])
+            outage = y.copy()
+            outage[100:190] = np.nan  # whole steps: a gap in time, scored by neither side
+            fitted.anomaly_scores(outage[None])
         fitted.save(tmp_path / "m")
         assert GPVAE.load(tmp_path / "m").anomaly_profile_.missing_share == 0.0
         # a profile saved before the share was recorded: unknown, nothing warns
@@ -370,7 +377,8 @@ def test_scoring_data_with_many_more_gaps_than_the_normal_data_warns(
         # the remedy: a threshold from normal data with gaps like the scored data's
         normal = holes(seasonal(400, 23), 0.3)
         fitted.fit_threshold([normal], num_samples=4)
-        assert fitted.anomaly_profile_.missing_share == pytest.approx(np.isnan(normal).mean())
+        part = np.isnan(normal)[~np.isnan(normal).all(axis=1)]
+        assert fitted.anomaly_profile_.missing_share == pytest.approx(part.mean())
         with warnings.catch_warnings():
             warnings.simplefilter("error")
             fitted.anomaly_scores(gappy[None])
@@ -380,14 +388,16 @@ def test_scoring_data_with_many_more_gaps_than_the_normal_data_warns(
 
 def test_the_missing_share_counts_the_profiled_features_only() -> None:
     """A feature never observed in the normal data is left out of the alarm, and out of the
-    missing share: the share is that of the features the alarm uses."""
+    missing share: the share is that of the features the alarm uses, at the steps where
+    one of them is observed."""
     rng = np.random.default_rng(5)
     normal = rng.exponential(size=(400, 3))
     normal[:, 2] = np.nan
     normal[:40, 0] = np.nan
+    normal[300:350, :2] = np.nan  # steps with nothing observed do not count
     with pytest.warns(UserWarning, match="found none of feature 2"):
         prof = profile_from_entries([normal], 0.01, 4, 5, None, 1, feature_scale="tail")
-    assert prof.missing_share == pytest.approx(40 / 800)
+    assert prof.missing_share == pytest.approx(40 / 700)
     with pytest.raises(ModelFileError, match="missing_share"):
         AnomalyProfile.from_json({**prof.to_json(), "missing_share": 1.5}, 3)
 

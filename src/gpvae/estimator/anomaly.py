@@ -193,10 +193,10 @@ class AnomalyProfile:
             has no normal scores to be put on a scale by, so it is left out of the step
             score, the alarm and the intervals' features (its entry scores are still
             reported; None: none, as in profiles saved before this field existed).
-        missing_share: the share of the normal data's entries (of its profiled features)
-            that were missing (:func:`missing_share`); scoring data with a much larger
-            share warns (:data:`MISSING_SHARE_MARGIN`; None: unknown, as in profiles
-            saved before this field existed, and nothing warns).
+        missing_share: the share of the normal data's entries (of its profiled features, at
+            the steps with one observed) that were missing (:func:`missing_share`); scoring
+            data with a much larger share warns (:data:`MISSING_SHARE_MARGIN`; None:
+            unknown, as in profiles saved before this field existed, and nothing warns).
     """
 
     window: int | None
@@ -879,17 +879,20 @@ def _warn_unprofiled(entry: list[np.ndarray], profile: AnomalyProfile, names: li
 
 
 def missing_share(entry: list[np.ndarray], profile: AnomalyProfile) -> float | None:
-    """The share of missing entries (NaN scores) in the arrays (T_i, D), over every step and
-    the features the profile scores (not ``unprofiled``); None when there is none."""
-    used = (
-        np.ones(entry[0].shape[1], dtype=bool)
-        if profile.unprofiled is None
-        else ~profile.unprofiled
-    )
-    total = sum(e.shape[0] for e in entry) * int(used.sum())
+    """The share of missing entries (NaN scores) in the arrays (T_i, D), over the features
+    the profile scores (not ``unprofiled``) at the steps where at least one of them is
+    observed; None when there is no such step. A step with nothing observed does not count:
+    it is never scored nor flagged, and an outage of whole steps is a gap in time, as rows
+    absent from a frame are, not a partly observed neighbourhood."""
+    used = np.ones(entry[0].shape[1], dtype=bool)
+    if profile.unprofiled is not None:
+        used = ~profile.unprofiled
+    rows = [np.isnan(e[:, used]) for e in entry]
+    rows = [m[~m.all(axis=1)] for m in rows]
+    total = sum(m.size for m in rows)
     if total == 0:
         return None
-    return float(sum(int(np.isnan(e[:, used]).sum()) for e in entry)) / total
+    return float(sum(int(m.sum()) for m in rows)) / total
 
 
 def _warn_missing(entry: list[np.ndarray], profile: AnomalyProfile) -> None:
@@ -903,8 +906,9 @@ def _warn_missing(entry: list[np.ndarray], profile: AnomalyProfile) -> None:
     if share is None or share <= profile.missing_share + MISSING_SHARE_MARGIN:
         return
     warnings.warn(
-        f"X: {share:.1%} of the entries are missing, against {profile.missing_share:.1%} in "
-        "the normal data that fit_threshold learned the threshold from; the held-out scores "
+        f"X: {share:.1%} of the entries are missing (at the steps with an observed one), "
+        f"against {profile.missing_share:.1%} in the normal data that fit_threshold learned "
+        "the threshold from; the held-out scores "
         "of the steps next to gaps are larger than on data as complete as that, so the alarm "
         "flags more normal steps than the target false_alarm_rate "
         f"({profile.false_alarm_rate:g}; 3 to 4 times as many with 30% of the entries "
