@@ -318,6 +318,90 @@ def test_profile_round_trips_through_save_and_load(fitted: GPVAE, tmp_path: Path
         fitted.anomaly_profile_ = None
 
 
+def test_scoring_data_with_many_more_gaps_than_the_normal_data_warns(
+    fitted: GPVAE, tmp_path: Path
+) -> None:
+    """fit_threshold records the normal data's share of missing entries with the profile
+    (saved with the model); scoring data that misses a much larger share warns, naming both
+    shares and the remedy (a threshold from complete normal data flagged 3-4 times its 1%
+    target on normal data with 30% of its entries missing, silently). A few more gaps, causal
+    scores (whose rate did not move with the share), a threshold learned from data with
+    gaps like these, and a profile saved before the share was recorded do not warn."""
+    rng = np.random.default_rng(21)
+
+    def holes(y: np.ndarray, share: float) -> np.ndarray:
+        y = y.copy()
+        y[rng.random(y.shape) < share] = np.nan
+        return y
+
+    y = seasonal(300, 22)
+    gappy = holes(y, 0.3)
+    fitted.fit_threshold([seasonal(400, 23)], num_samples=4)
+    try:
+        prof = fitted.anomaly_profile_
+        assert prof is not None
+        assert prof.missing_share == 0.0
+        part = np.isnan(gappy)[~np.isnan(gappy).all(axis=1)]  # steps with an observed entry
+        share = float(part.mean())
+        with pytest.warns(UserWarning, match="missing") as caught:
+            fitted.anomaly_scores(gappy[None])
+        text = str(caught[0].message)
+        assert (
+            f"{share:.1%} of the entries are missing (at the steps with an observed one), "
+            "against 0.0% in the normal data"
+        ) in text
+        assert "call fit_threshold with normal data that has gaps like this data's" in text
+        with warnings.catch_warnings():
+            warnings.simplefilter("error")
+            fitted.anomaly_scores(y[None])
+            fitted.anomaly_scores(holes(y, 0.02)[None])
+            outage = y.copy()
+            outage[100:190] = np.nan  # whole steps: a gap in time, scored by neither side
+            fitted.anomaly_scores(outage[None])
+        fitted.save(tmp_path / "m")
+        assert GPVAE.load(tmp_path / "m").anomaly_profile_.missing_share == 0.0
+        # a profile saved before the share was recorded: unknown, nothing warns
+        old = prof.to_json()
+        del old["missing_share"]
+        fitted.anomaly_profile_ = AnomalyProfile.from_json(old, 2)
+        assert fitted.anomaly_profile_.missing_share is None
+        with warnings.catch_warnings():
+            warnings.simplefilter("error")
+            fitted.anomaly_scores(gappy[None])
+        # causal scores (forecasts) kept their rate with gaps: nothing warns
+        fitted.fit_threshold([seasonal(400, 23)], num_samples=4, causal=True)
+        assert fitted.anomaly_profile_.missing_share == 0.0
+        with warnings.catch_warnings():
+            warnings.simplefilter("error")
+            fitted.anomaly_scores(gappy[None])
+        # the remedy: a threshold from normal data with gaps like the scored data's
+        normal = holes(seasonal(400, 23), 0.3)
+        fitted.fit_threshold([normal], num_samples=4)
+        part = np.isnan(normal)[~np.isnan(normal).all(axis=1)]
+        assert fitted.anomaly_profile_.missing_share == pytest.approx(part.mean())
+        with warnings.catch_warnings():
+            warnings.simplefilter("error")
+            fitted.anomaly_scores(gappy[None])
+    finally:
+        fitted.anomaly_profile_ = None
+
+
+def test_the_missing_share_counts_the_profiled_features_only() -> None:
+    """A feature never observed in the normal data is left out of the alarm, and out of the
+    missing share: the share is that of the features the alarm uses, at the steps where
+    one of them is observed."""
+    rng = np.random.default_rng(5)
+    normal = rng.exponential(size=(400, 3))
+    normal[:, 2] = np.nan
+    normal[:40, 0] = np.nan
+    normal[300:350, :2] = np.nan  # steps with nothing observed do not count
+    with pytest.warns(UserWarning, match="found none of feature 2"):
+        prof = profile_from_entries([normal], 0.01, 4, 5, None, 1, feature_scale="tail")
+    assert prof.missing_share == pytest.approx(40 / 700)
+    with pytest.raises(ModelFileError, match="missing_share"):
+        AnomalyProfile.from_json({**prof.to_json(), "missing_share": 1.5}, 3)
+
+
 def test_profile_saved_before_the_baseline_keeps_its_meaning() -> None:
     """A profile without baseline / level / alarm_smooth (older model folders): no baseline,
     and the threshold is compared with the smoothed step score, as when it was saved."""

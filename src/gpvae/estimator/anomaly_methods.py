@@ -53,7 +53,12 @@ class AnomalyMethods:
         in the length). The step score is the sum over the observed entries; after
         :meth:`fit_threshold`, the stored profile's scaled, combined and smoothed score,
         with ``flagged`` steps and ``intervals``. Nothing is refitted (see
-        :mod:`gpvae.estimator.anomaly`).
+        :mod:`gpvae.estimator.anomaly`). With a profile, data that misses a much larger share
+        of its entries than the normal data it was learned from (more than
+        :data:`gpvae.estimator.anomaly.MISSING_SHARE_MARGIN` more) warns, unless the
+        scores are causal: its held-out scores are larger next to gaps, and the alarm flags
+        more than the target rate of normal steps (3 to 4 times as many at 30% missing
+        against complete normal data).
 
         Args:
             X, times: data in any accepted form (e.g. new data of a fitted model).
@@ -141,6 +146,13 @@ class AnomalyMethods:
         exponential tail in the alarm too (the step score always does).
         ``spread_quantile`` (None: :data:`gpvae.settings.ANOMALY_SPREAD_QUANTILE`, 0.95; with
         ``spread``): the spread is this quantile of the recent scores less their median.
+
+        The rate holds on new data with about as many gaps as ``X``: the profile records
+        ``X``'s share of missing entries (``missing_share``), and :meth:`anomaly_scores`
+        warns on data that misses much more (not for causal scores, whose rate did not
+        move). To monitor data with gaps, learn the threshold from normal data with gaps
+        like it (a threshold from complete data flagged 3-4% of normal data with 30% of its
+        entries missing, one from normal data with 30% missing 0.8-1.4%, for 1%).
 
         A feature with no observed value in ``X`` has no normal scores to scale it by: it is
         left out of the step score, the alarm and the intervals of this profile (its entry
