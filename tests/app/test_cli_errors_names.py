@@ -275,3 +275,38 @@ def test_impute_forecast_detect_show_progress_unless_quiet(tmp_path, monkeypatch
         assert f"{bar}:" in capsys.readouterr().err, command[0]
         assert main([*command, "--quiet"]) == 0
         assert f"{bar}:" not in capsys.readouterr().err, command[0]
+
+
+def test_detect_says_the_thresholds_remedies_in_the_command_lines_words(tmp_path, capsys) -> None:
+    """detect on data with many more gaps than fit's DATA warns that the alarm flags more
+    normal steps (fixA), but its remedy said "call fit_threshold", a Python call the command
+    line has none of, and named X: it names DATA and a refit with 'gpvae fit'."""
+    import numpy as np
+    import pandas as pd
+
+    from gpvae.app.cli import main
+
+    rng = np.random.default_rng(0)
+    t = np.arange(80.0)
+    frame = pd.DataFrame(
+        {"id": np.repeat(["a", "b", "c"], 80), "t": np.tile(t, 3)}
+        | {f: np.tile(np.sin(t / (4 + k)), 3) + 0.1 * rng.standard_normal(240)
+           for k, f in enumerate("xyz")}
+    )  # fmt: skip
+    frame.to_csv(tmp_path / "d.csv", index=False)
+    fit = ["fit", str(tmp_path / "d.csv"), "--time-col", "t", "--id-col", "id", "--quiet"]
+    fit += ["-o", str(tmp_path / "m"), "--epochs", "2", "--hidden", "8", "--window", "40"]
+    assert main(fit) == 0
+    capsys.readouterr()
+    gaps = frame.copy()
+    hidden = rng.random((240, 3)) < 0.4
+    hidden[:, 0] &= ~hidden.all(axis=1)  # every step keeps an observed entry
+    gaps[["x", "y", "z"]] = gaps[["x", "y", "z"]].mask(hidden)
+    gaps.to_csv(tmp_path / "g.csv", index=False)
+    detect = ["detect", str(tmp_path / "m"), str(tmp_path / "g.csv"), "--quiet"]
+    assert main([*detect, "-o", str(tmp_path / "a.csv")]) == 0
+    said = " ".join(capsys.readouterr().err.split())
+    assert "DATA: " in said
+    assert "of the entries are missing" in said
+    assert "refit with 'gpvae fit' on normal data that has gaps like this data's" in said
+    assert "fit_threshold" not in said

@@ -120,6 +120,11 @@ EMPTY_PROFILED = "they have nothing to score and are left out of the threshold"
 #: ``mask_rate=0.3`` flagged 1.0-1.8% at 30% against 0.9-1.4% on complete data; causal
 #: scores did not move with the share, and do not warn).
 MISSING_SHARE_MARGIN = 0.05
+#: The remedies of the threshold's warnings, which the command line says in its own words
+#: (:mod:`gpvae.app.cli.errors`: its threshold is learned by ``gpvae fit``).
+GAPS_REMEDY = "call fit_threshold with normal data that has gaps like this data's to keep the rate"
+OBSERVED_REMEDY = "call fit_threshold with data where it is observed to include it"
+THRESHOLD_DATA = "in the normal data that fit_threshold learned the threshold from"
 
 __all__ = [
     "AnomalyProfile",
@@ -872,7 +877,7 @@ def _warn_unprofiled(entry: list[np.ndarray], profile: AnomalyProfile, names: li
             f"X: {', '.join(repr(names[d]) for d in seen)} had no observed value in the data "
             "fit_threshold learned from, so it has no normal scores: it is left out of the "
             "step score, the alarm and the intervals (its entry scores are still reported); "
-            "call fit_threshold with data where it is observed to include it",
+            f"{OBSERVED_REMEDY}",
             UserWarning,
             stacklevel=4,
         )
@@ -907,13 +912,11 @@ def _warn_missing(entry: list[np.ndarray], profile: AnomalyProfile) -> None:
         return
     warnings.warn(
         f"X: {share:.1%} of the entries are missing (at the steps with an observed one), "
-        f"against {profile.missing_share:.1%} in the normal data that fit_threshold learned "
-        "the threshold from; the held-out scores "
+        f"against {profile.missing_share:.1%} {THRESHOLD_DATA}; the held-out scores "
         "of the steps next to gaps are larger than on data as complete as that, so the alarm "
         "flags more normal steps than the target false_alarm_rate "
         f"({profile.false_alarm_rate:g}; 3 to 4 times as many with 30% of the entries "
-        "missing against complete normal data): call fit_threshold with normal data that "
-        "has gaps like this data's to keep the rate",
+        f"missing against complete normal data): {GAPS_REMEDY}",
         UserWarning,
         stacklevel=4,
     )
@@ -1126,8 +1129,7 @@ def profile_from_entries(
             f"X: expected observed values of every feature to learn its normal scores from, "
             f"found none of {', '.join(names)}; the threshold leaves it out of the step "
             "score and the alarm (its entry scores are still reported), so that its values "
-            "on new data raise no false alarms: call fit_threshold with data where it is "
-            "observed to include it",
+            f"on new data raise no false alarms: {OBSERVED_REMEDY}",
             UserWarning,
             stacklevel=4,  # profile_from_entries < fit_profile < fit_threshold < the caller
         )

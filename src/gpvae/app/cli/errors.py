@@ -186,9 +186,20 @@ def info(message: str) -> None:
 def _remedies() -> list[tuple[str, str]]:
     """:data:`REMEDIES`, made on first use: the API's words come from
     :mod:`gpvae.estimator.forecasting`, which imports torch."""
+    from gpvae.estimator.anomaly import GAPS_REMEDY, OBSERVED_REMEDY, THRESHOLD_DATA
     from gpvae.estimator.forecasting import CALIBRATE_REMEDY, UNCALIBRATED_REMEDY
 
     return [
+        # the threshold's warnings: the command line learns it in 'gpvae fit', from DATA
+        (r"^X: ", "DATA: "),
+        (
+            re.escape(GAPS_REMEDY),
+            "refit with 'gpvae fit' on normal data that has gaps like this data's (fit "
+            "learns the threshold from its DATA) to keep the rate",
+        ),
+        (re.escape(OBSERVED_REMEDY), "refit with 'gpvae fit' on data where it is observed"),
+        (re.escape(THRESHOLD_DATA), "in the DATA that 'gpvae fit' learned the threshold from"),
+        (r"\bfalse_alarm_rate\b", "--false-alarm-rate"),
         (
             re.escape(UNCALIBRATED_REMEDY),
             "refit with 'gpvae fit --forecast-horizon H' to calibrate them",

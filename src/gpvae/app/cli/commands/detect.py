@@ -10,7 +10,7 @@ from typing import TYPE_CHECKING, Any
 import click
 import numpy as np
 
-from gpvae.app.cli.errors import CLIError, as_cli, info
+from gpvae.app.cli.errors import CLIError, as_cli, cli_remedies, info
 from gpvae.app.cli.model_dir import load_model
 from gpvae.app.cli.options import (
     PLOT_FORMATS,
@@ -178,7 +178,8 @@ def detect(
     with run.together(), as_cli("DATA"):
         if frame.shape[0]:  # a process may have no series (fewer series than processes)
             ss = series_set(frame, spec, "DATA", loose=True, merge=merge_duplicates, model=model)
-            res = model.anomaly_scores(ss, num_samples=num_samples)
+            with cli_remedies():  # the threshold's remedies: a refit with 'gpvae fit'
+                res = model.anomaly_scores(ss, num_samples=num_samples)
             scores = anomaly_table(res, spec)
             if res.flagged is not None:
                 alarm = np.asarray(res.alarm, dtype=np.float64)

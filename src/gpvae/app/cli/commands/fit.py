@@ -30,7 +30,7 @@ from gpvae.app.cli.choices import (
     kernel_key,
     likelihood_key,
 )
-from gpvae.app.cli.errors import CLIError, as_cli, cli_warning_words, info
+from gpvae.app.cli.errors import CLIError, as_cli, cli_remedies, cli_warning_words, info
 from gpvae.app.cli.model_dir import MODEL_SUBDIR
 from gpvae.app.cli.options import (
     Command,
@@ -547,7 +547,7 @@ def fit(
     # (cli.json's 'threshold', a quantile of the training scores that detect used before
     # the profile existed, is no longer computed: detect uses the profile)
     stepped = members > 1 or bool(model.difference)
-    with run.together(), as_cli("DATA"), warnings.catch_warnings():
+    with run.together(), as_cli("DATA"), cli_remedies(), warnings.catch_warnings():
         # the training data's series with nothing observed were left out of training (fit
         # said so); the threshold's warning that they are left out of it says it again
         warnings.filterwarnings("ignore", message=_PRIOR_VALUES, category=UserWarning)
