@@ -25,6 +25,7 @@ __all__ = [
     "ForecastResult",
     "ImputationResult",
     "forecast_frame",
+    "future_times_row",
     "mask_form",
     "resolve_future_times",
     "samples_form",
@@ -332,16 +333,16 @@ def _given_future(ss: SeriesSet, future_times: Any) -> np.ndarray:
         for i, f in enumerate(future_times):
             refuse_masked(f, f"future_times[{i}]")
     if per_series and all(np.ndim(f) == 1 for f in future_times):
-        rows = [_future_row(lay, f, f"future_times[{i}]") for i, f in enumerate(future_times)]
+        rows = [future_times_row(lay, f, f"future_times[{i}]") for i, f in enumerate(future_times)]
         if len({r.shape for r in rows}) != 1:
             raise ShapeError("future_times: expected the same number H of times for every series")
         return np.stack(rows)
     arr = np.asarray(future_times)
     if arr.ndim == 1:
-        row = _future_row(lay, arr, "future_times")
+        row = future_times_row(lay, arr, "future_times")
         return np.repeat(row[None], n, axis=0)
     if arr.ndim == 2 and arr.shape[0] == n:
-        return np.stack([_future_row(lay, r, f"future_times[{i}]") for i, r in enumerate(arr)])
+        return np.stack([future_times_row(lay, r, f"future_times[{i}]") for i, r in enumerate(arr)])
     raise ShapeError(
         f"future_times: expected (H,), ({n}, H) or a list of {n} (H,) arrays, found shape "
         f"{arr.shape}"
@@ -382,7 +383,7 @@ def time_texts(ss: SeriesSet, times: np.ndarray) -> list[str]:
     return out
 
 
-def _future_row(lay: Any, values: Any, name: str) -> np.ndarray:
+def future_times_row(lay: Any, values: Any, name: str) -> np.ndarray:
     """One series' future times in the model's float units (distinct: a repeated date was
     forecast twice, as if two steps)."""
     out = _future_units(lay, values, name)

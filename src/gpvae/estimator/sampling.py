@@ -16,7 +16,7 @@ from gpvae.data.calendar import naive
 from gpvae.data.output import unpad
 from gpvae.errors import InputTypeError
 from gpvae.estimator.context import PredictContext
-from gpvae.estimator.results import _future_row, refuse_masked, times_1d
+from gpvae.estimator.results import future_times_row, refuse_masked, times_1d
 
 __all__ = ["latent_series", "sample_series", "sample_times"]
 
@@ -63,7 +63,7 @@ def sample_times(scaler: Scaler, times: Any) -> np.ndarray:
             )
         values: Any = pd.TimedeltaIndex(arr.ravel()) if arr.dtype.kind == "O" else times
         lay = SimpleNamespace(time_unit=form[0], freq=form[1], tz=None, time_origin=None)
-        return _future_row(lay, values, "times")
+        return future_times_row(lay, values, "times")
     tz, origin = None, np.datetime64("1970-01-01", "ns")  # for times read as an error
     try:
         idx = pd.DatetimeIndex(arr.ravel())
@@ -74,7 +74,7 @@ def sample_times(scaler: Scaler, times: Any) -> np.ndarray:
         wall = form[0] == "steps"  # a calendar grid lies on the zone's own clock
         origin = naive(pd.DatetimeIndex([first]), tz, wall)[0] if tz else first.to_datetime64()
     lay = SimpleNamespace(time_unit=form[0], freq=form[1], tz=tz, time_origin=origin)
-    return _future_row(lay, times, "times")
+    return future_times_row(lay, times, "times")
 
 
 def sample_series(
