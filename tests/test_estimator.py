@@ -1300,6 +1300,10 @@ def test_sample_reads_datetimes_as_forecast_reads_future_times() -> None:
         dates,
         dates.to_numpy(),
         list(dates),
+        # ISO strings, as forecast's future_times take them (audit R #4: refused as
+        # "expected numeric times, found list")
+        ["2020-03-01 00:00", "2020-03-01 01:00", "2020-03-01 02:00"],
+        np.array(["2020-03-01T00:00", "2020-03-01T01:00", "2020-03-01T02:00"]),
         pd.to_timedelta([7, 8, 9], unit="h"),
         [pd.Timedelta(hours=h) for h in (7, 8, 9)],
         # 01:00 and 03:00 of the clock change in Berlin are one hour apart

@@ -29,11 +29,12 @@ _DURATIONS = (datetime.timedelta, np.timedelta64)
 
 def _time_objects(times: Any) -> bool:
     """Whether ``times`` holds datetimes or durations (datetime64 / timedelta64 arrays,
-    DatetimeIndex / TimedeltaIndex, lists of such objects) rather than numbers."""
+    DatetimeIndex / TimedeltaIndex, lists of such objects, or of date strings as forecast's
+    ``future_times`` take them) rather than numbers."""
     arr = np.asarray(times)
-    if arr.dtype.kind in "Mm":
+    if arr.dtype.kind in "MmUS":
         return True
-    kinds = _DATES + _DURATIONS
+    kinds = (*_DATES, *_DURATIONS, str)
     return arr.dtype.kind == "O" and arr.size > 0 and all(isinstance(v, kinds) for v in arr.flat)
 
 
