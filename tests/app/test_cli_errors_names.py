@@ -310,3 +310,7 @@ def test_detect_says_the_thresholds_remedies_in_the_command_lines_words(tmp_path
     assert "of the entries are missing" in said
     assert "refit with 'gpvae fit' on normal data that has gaps like this data's" in said
     assert "fit_threshold" not in said
+    # with a threshold of its own (the quantile of DATA's scores) the warning does not apply
+    for own in (["--quantile", "0.99"], ["--threshold", "3"]):
+        assert main([*detect, "-o", str(tmp_path / "b.csv"), *own]) == 0
+        assert "of the entries are missing" not in capsys.readouterr().err

@@ -4,6 +4,7 @@ steps above a threshold and report the flagged intervals."""
 from __future__ import annotations
 
 import math
+import warnings
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
@@ -22,6 +23,10 @@ from gpvae.app.cli.options import (
     quiet_option,
     series_option,
 )
+
+#: The start of the stored threshold's warning on data with more gaps than its normal data
+#: (:func:`gpvae.estimator.anomaly.missing_share`), not said with --threshold or --quantile.
+GAPS_WARNING = r"X: [0-9.]+% of the entries are missing"
 
 if TYPE_CHECKING:
     import pandas as pd
@@ -178,7 +183,10 @@ def detect(
     with run.together(), as_cli("DATA"):
         if frame.shape[0]:  # a process may have no series (fewer series than processes)
             ss = series_set(frame, spec, "DATA", loose=True, merge=merge_duplicates, model=model)
-            with cli_remedies():  # the threshold's remedies: a refit with 'gpvae fit'
+            with cli_remedies(), warnings.catch_warnings():  # remedies: 'gpvae fit'
+                if threshold is not None or quantile is not None:
+                    # the stored threshold is not used: its warning on gaps does not apply
+                    warnings.filterwarnings("ignore", message=GAPS_WARNING, category=UserWarning)
                 res = model.anomaly_scores(ss, num_samples=num_samples)
             scores = anomaly_table(res, spec)
             if res.flagged is not None:
