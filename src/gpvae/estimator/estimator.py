@@ -961,7 +961,7 @@ class GPVAE(AnomalyMethods, ForecastMethods, SpatialMethods, PersistenceMethods)
         session 43, 300 epochs on 16 simulated series (latent lengthscale 20 steps) learned
         lengthscales of about 10 (from a start of 3) and draws with a quarter of the data's
         variance; ``kernel_lr=0.1`` learned about 21 and draws with the data's variance
-        (0.98-1.04 of it, three seeds; ``docs/results.md``, "The amplitude of sample's
+        (0.97-1.04 of it, three seeds; ``docs/results.md``, "The amplitude of sample's
         draws"). Compare :meth:`kernel_summary`'s ``value`` with its ``initial``.
 
         Args:
