@@ -107,9 +107,9 @@ def test_period_errors_name_the_argument() -> None:
     )
     months = pd.DataFrame({"y": np.sin(np.arange(40) / 3.0)},
                           index=pd.date_range("2020-01-01", periods=40, freq="MS"))  # fmt: skip
-    with pytest.raises(ValidationError, match=r"spaced 1 steps of MS apart .* found 1 \(1 steps\): "
+    with pytest.raises(ValidationError, match=r"spaced 1 step of MS apart .* found 1 \(1 steps\): "
                        r"the model counts these dates in steps of their calendar 'MS', so the "
-                       r"number 1 means 1 steps of MS; give at least 2, or the period as a "
+                       r"number 1 means 1 step of MS; give at least 2, or the period as a "
                        r"calendar offset string such as '12MS' or '1YS'$"):  # fmt: skip
         GPVAE(kernel="matern32+periodic", period=1, epochs=1, **SMALL).fit(months)
     with pytest.raises(ValidationError, match=r"found '36h' \(1.5 steps\)$"):  # no advice

@@ -129,7 +129,7 @@ def _short_period(
     grid), which is said, with the string forms of the period that was likely meant
     (period=7 on daily dates: 7 hours, not the 7 days of '7D' or '168h')."""
     step = scaler.time_step_
-    spacing = {"hours": f"{step:g} hours", "steps": f"{step:g} steps of {freq}"}
+    spacing = {"hours": _count(step, "hour"), "steps": f"{_count(step, 'step')} of {freq}"}
     text = (
         f"period: expected at least two time steps per period (the training series are "
         f"spaced {spacing.get(str(time_unit), f'{step:g} time units')} apart in their "
@@ -141,14 +141,20 @@ def _short_period(
     if time_unit == "hours":
         return (
             f"{text}: the model counts dates and durations in hours, so the number "
-            f"{value!r} means {value:g} hours; give the period as a duration string with its "
-            f"unit, such as '{value:g}D' or '{24 * value:g}h' for {value:g} days"
+            f"{value!r} means {_count(value, 'hour')}; give the period as a duration string "
+            f"with its unit, such as '{value:g}D' or '{24 * value:g}h' for "
+            f"{_count(value, 'day')}"
         )
     return (
         f"{text}: the model counts these dates in steps of their calendar {freq!r}, so the "
-        f"number {value!r} means {value:g} steps of {freq}; give at least 2, or the period "
-        f"as a calendar offset string such as '12MS' or '1YS'"
+        f"number {value!r} means {_count(value, 'step')} of {freq}; give at least 2, or the "
+        f"period as a calendar offset string such as '12MS' or '1YS'"
     )
+
+
+def _count(value: float, unit: str) -> str:
+    """``value`` with its unit in the singular or plural ('1 hour', '7 hours')."""
+    return f"{value:g} {unit}" if value == 1 else f"{value:g} {unit}s"
 
 
 def resolve_periods(
