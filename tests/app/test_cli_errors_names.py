@@ -314,3 +314,27 @@ def test_detect_says_the_thresholds_remedies_in_the_command_lines_words(tmp_path
     for own in (["--quantile", "0.99"], ["--threshold", "3"]):
         assert main([*detect, "-o", str(tmp_path / "b.csv"), *own]) == 0
         assert "of the entries are missing" not in capsys.readouterr().err
+
+
+def test_plots_of_a_durations_time_column_name_hours_on_their_axis(tmp_path, monkeypatch) -> None:
+    """A time column of durations is drawn as numbers of hours, and the axis said only its
+    name (forecast --plot: 270 ... 310 under "time", audit R #6): it names the unit."""
+    import numpy as np
+    import pandas as pd
+
+    from gpvae.app.cli import main, tables
+
+    frame = pd.DataFrame(
+        {"t": pd.to_timedelta(np.arange(60) * 6, unit="h").astype(str), "a": np.sin(np.arange(60))}
+    )
+    frame.to_csv(tmp_path / "d.csv", index=False)
+    fit = ["fit", str(tmp_path / "d.csv"), "--time-col", "t", "-o", str(tmp_path / "m")]
+    assert main([*fit, "--quiet", "--epochs", "1", "--hidden", "8", "--window", "20"]) == 0
+    labels: list[str] = []
+    monkeypatch.setattr(
+        tables, "save_figure", lambda fig, path: labels.append(fig.axes[0].get_xlabel())
+    )
+    forecast = ["forecast", str(tmp_path / "m"), str(tmp_path / "d.csv"), "--horizon", "3"]
+    forecast += ["-o", str(tmp_path / "f.csv"), "--plot", str(tmp_path / "f.png"), "--quiet"]
+    assert main(forecast) == 0
+    assert labels == ["t (hours)"]

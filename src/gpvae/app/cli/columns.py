@@ -46,6 +46,7 @@ __all__ = [
     "series_set",
     "spec_from_fit",
     "time_axis",
+    "time_label",
     "times_as_written",
 ]
 
@@ -906,6 +907,12 @@ def time_axis(col: pd.Series, written: pd.Series | None = None) -> np.ndarray:
         minutes[present] = [_minutes_of(str(v)) for v in text[present]]
         return utc + minutes.astype("timedelta64[m]").astype("timedelta64[ns]")
     return np.asarray(col, dtype=np.float64)
+
+
+def time_label(spec: ColumnSpec) -> str:
+    """The plots' time axis label: the time column's name, with its unit for a column of
+    durations, which the plots draw as numbers of hours."""
+    return f"{spec.time_col} (hours)" if spec.time_type == "duration" else spec.time_col
 
 
 def elapsed_axis(col: pd.Series) -> np.ndarray | None:

@@ -148,6 +148,7 @@ def backtest(
         f"{out_path}"
     )
     if plot_dir is not None:
+        from gpvae.app.cli.columns import time_label
         from gpvae.app.plots import MAX_PANELS, plot_backtest
 
         folder = Path(plot_dir)
@@ -159,7 +160,7 @@ def backtest(
                 feature=j,
                 save=folder / file_name,
                 origins=drawn,
-                time_label=spec.time_col,
+                time_label=time_label(spec),
             )
         info(f"wrote {len(res.feature_names)} fan charts to {folder}")
 

@@ -251,6 +251,7 @@ def detect(
             f"{int((~labels).sum())} unlabelled steps"
         )
     if plot_path is not None and shards.plot_owner(table, spec.id_col, series, run):
+        from gpvae.app.cli.columns import time_label
         from gpvae.app.plots import plot_anomalies
 
         if labels is not None:
@@ -280,7 +281,7 @@ def detect(
             feature_names=shown,
             labels=None if labels is None else part["__labels__"].to_numpy(),
             title=title,
-            time_label=spec.time_col,
+            time_label=time_label(spec),
             score_label="alarm",
         )
         save_figure(fig, plot_path)

@@ -115,6 +115,7 @@ def forecast(
     shards.write_output(dated, out_path, run, ordered=False)
     info(f"forecast {horizon} steps of {int(run.total(n_series))} series; wrote {out_path}")
     if plot_path is not None and shards.plot_owner(frame, spec.id_col, series, run):
+        from gpvae.app.cli.columns import time_label
         from gpvae.app.plots import MAX_PANELS, plot_forecast
 
         feats = spec.features[: panels_drawn(len(spec.features), MAX_PANELS, "features")]
@@ -138,7 +139,7 @@ def forecast(
             levels=[level],
             feature_names=feats,
             title=title,
-            time_label=spec.time_col,
+            time_label=time_label(spec),
             # three horizons of history, as backtest's fan charts, and at least 30 steps
             context=max(3 * horizon, 30),
             # its gaps in elapsed time: the wall clock jumps at a clock change

@@ -133,6 +133,7 @@ def impute(
     missing = run.total(int(frame[spec.features].isna().sum().sum()) if frame.shape[0] else 0)
     info(f"imputed {int(missing)} missing values; wrote {out_path}")
     if plot_path is not None and shards.plot_owner(table, spec.id_col, series, run):
+        from gpvae.app.cli.columns import time_label
         from gpvae.app.plots import MAX_PANELS, plot_imputation
 
         part = series_frame(table, spec, series)
@@ -153,7 +154,7 @@ def impute(
             feature_names=feats,
             level=level,
             title=title,
-            time_label=spec.time_col,
+            time_label=time_label(spec),
         )
         save_figure(fig, plot_path)
 

@@ -152,6 +152,7 @@ def sample(
     write_table(table, out_path)
     info(f"drew {num_samples} series of {length} steps; wrote {out_path}")
     if plot_path is not None:
+        from gpvae.app.cli.columns import time_label
         from gpvae.app.plots import MAX_PANELS, plot_samples
 
         drawn = panels_drawn(len(spec.features), MAX_PANELS, "features")
@@ -159,7 +160,7 @@ def sample(
             np.asarray(shown) if axis is None else axis,
             draws[:, :, :drawn],
             feature_names=spec.features[:drawn],
-            time_label=spec.time_col,
+            time_label=time_label(spec),
         )
         save_figure(fig, plot_path)
 
