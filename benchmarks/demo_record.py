@@ -26,6 +26,8 @@ import textwrap
 from pathlib import Path
 from typing import Any
 
+from _docs import write_region  # benchmarks/ is on sys.path when run as a script
+
 __all__ = ["main"]
 
 HERE = Path(__file__).resolve().parent
@@ -142,16 +144,6 @@ def results_text(data: dict[str, Any]) -> str:
     return "\n\n".join(_wrap(part) for part in parts)
 
 
-def _write_region(path: Path, text: str) -> None:
-    doc = path.read_text()
-    begin, end = f"<!-- {MARKER} -->", f"<!-- /{MARKER} -->"
-    if begin not in doc or end not in doc:
-        raise SystemExit(f"{path.name}: expected a {begin} ... {end} region, found none")
-    head, rest = doc.split(begin, 1)
-    _, tail = rest.split(end, 1)
-    path.write_text(f"{head}{begin}\n{text}\n{end}{tail}")
-
-
 def main(argv: list[str] | None = None) -> int:
     p = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     p.add_argument("--quick", action="store_true", help="record `gpvae demo --quick`")
@@ -163,8 +155,8 @@ def main(argv: list[str] | None = None) -> int:
         RESULTS.write_text(json.dumps(data, indent=1) + "\n")
     if "full" not in data:
         raise SystemExit(f"{RESULTS}: expected a record of the full demo, found none")
-    _write_region(README, readme_text(data))
-    _write_region(RESULTS_DOC, results_text(data))
+    write_region(README, readme_text(data), MARKER)
+    write_region(RESULTS_DOC, results_text(data), MARKER)
     return 0
 
 

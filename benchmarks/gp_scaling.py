@@ -35,7 +35,8 @@ import time
 from pathlib import Path
 from typing import Any
 
-from _worker import run_worker  # benchmarks/ is on sys.path when run as a script
+from _docs import write_region  # benchmarks/ is on sys.path when run as a script
+from _worker import run_worker
 
 __all__ = ["main"]
 
@@ -157,17 +158,6 @@ def render(records: list[dict[str, Any]]) -> str:
     return "\n".join(lines)
 
 
-def write_region(docs: Path, body: str, marker: str) -> None:
-    """Put ``body`` between the ``<!-- marker -->`` markers of ``docs`` (an error when they
-    are missing: the region's place in the document is chosen by hand)."""
-    begin, end = f"<!-- {marker} -->", f"<!-- /{marker} -->"
-    text = docs.read_text()
-    if begin not in text or end not in text:
-        raise SystemExit(f"--marker: expected {begin} and {end} in {docs}, found none")
-    head, rest = text.split(begin, 1)
-    docs.write_text(head + begin + "\n" + body + "\n" + end + rest.split(end, 1)[1])
-
-
 def main(argv: list[str] | None = None) -> int:
     """Run the benchmark (or, with ``--worker``, one configuration) and write the JSON; with
     ``--doc-only``, render the JSON into the docs instead."""
@@ -210,7 +200,8 @@ def main(argv: list[str] | None = None) -> int:
         if args.quick:
             parser.error("--quick: expected no --doc-only, found it (a smoke run never "
                          "writes the docs)")  # fmt: skip
-        write_region(args.docs, render(json.loads(args.results.read_text())), args.marker)
+        body = render(json.loads(args.results.read_text()))
+        write_region(args.docs, body, args.marker, what="--marker")
         print(f"wrote {args.docs}")
         return 0
     if args.quick and args.out is not None and args.out.resolve() == RESULTS:

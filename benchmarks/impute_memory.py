@@ -31,7 +31,8 @@ from pathlib import Path
 from typing import Any
 
 import numpy as np
-from _worker import run_worker  # benchmarks/ is on sys.path when run as a script
+from _docs import write_region  # benchmarks/ is on sys.path when run as a script
+from _worker import run_worker
 
 __all__ = ["main"]
 
@@ -186,16 +187,6 @@ def render(data: dict[str, Any]) -> str:
     return "\n".join(lines)
 
 
-def _write_doc(text: str) -> None:
-    doc = DOC.read_text()
-    begin, end = f"<!-- {MARKER} -->", f"<!-- /{MARKER} -->"
-    if begin not in doc:
-        raise SystemExit(f"docs/benchmarks.md: expected a {begin} ... {end} region, found none")
-    head, rest = doc.split(begin, 1)
-    _, tail = rest.split(end, 1)
-    DOC.write_text(f"{head}{begin}\n{text}\n{end}{tail}")
-
-
 def main(argv: list[str] | None = None) -> int:
     argv = sys.argv[1:] if argv is None else argv
     if argv[:1] == ["--worker"]:
@@ -234,7 +225,7 @@ def main(argv: list[str] | None = None) -> int:
             "command": f"OMP_NUM_THREADS=1 PYTHONPATH={path} python {SCRIPT} {flags}",
         }
         args.out.write_text(json.dumps(data, indent=1) + "\n")
-    _write_doc(render(data))
+    write_region(DOC, render(data), MARKER)
     return 0
 
 

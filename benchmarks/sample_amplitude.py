@@ -38,6 +38,7 @@ from pathlib import Path
 from typing import Any
 
 import numpy as np
+from _docs import write_region  # benchmarks/ is on sys.path when run as a script
 
 __all__ = ["main"]
 
@@ -179,16 +180,6 @@ def render(data: dict[str, Any]) -> str:
     return "\n".join(lines)
 
 
-def _write_doc(text: str) -> None:
-    doc = DOC.read_text()
-    begin, end = f"<!-- {MARKER} -->", f"<!-- /{MARKER} -->"
-    if begin not in doc or end not in doc:
-        raise SystemExit(f"docs/results.md: expected a {begin} ... {end} region, found none")
-    head, rest = doc.split(begin, 1)
-    _, tail = rest.split(end, 1)
-    DOC.write_text(f"{head}{begin}\n{text}\n{end}{tail}")
-
-
 def main(argv: list[str] | None = None) -> int:
     argv = sys.argv[1:] if argv is None else argv
     p = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
@@ -217,7 +208,7 @@ def main(argv: list[str] | None = None) -> int:
             "command": f"PYTHONPATH=src python benchmarks/sample_amplitude.py {flags}".strip(),
         }
         args.out.write_text(json.dumps(data, indent=1) + "\n")
-    _write_doc(render(json.loads(args.out.read_text())))
+    write_region(DOC, render(json.loads(args.out.read_text())), MARKER)
     return 0
 
 
