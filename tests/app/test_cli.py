@@ -31,6 +31,21 @@ FEATURES = ["temp", "humidity", "wind"]
 FIT_OPTIONS = ["--epochs", "4", "--latent-dim", "2", "--hidden", "16,16", "--quiet"]
 
 
+def _keep_figures(monkeypatch: pytest.MonkeyPatch, name: str) -> list[Any]:
+    """The figures that ``gpvae.app.plots.<name>`` returns from now on (it still draws them)."""
+    from gpvae.app import plots
+
+    figures: list[Any] = []
+    real = getattr(plots, name)
+
+    def keep(*args: Any, **kwargs: Any) -> Any:
+        figures.append(real(*args, **kwargs))
+        return figures[-1]
+
+    monkeypatch.setattr(plots, name, keep)
+    return figures
+
+
 def run_cli(*args: str | Path, script: bool = False) -> subprocess.CompletedProcess[str]:
     """Run the CLI in a fresh process; returns the finished process (never raises)."""
     env = {**os.environ, "OMP_NUM_THREADS": "1", "PYTHONWARNINGS": "ignore"}
@@ -1387,16 +1402,8 @@ def test_detect_plot_flags_the_steps_the_output_flags(
     """With the threshold stored by fit, 'anomaly' compares the alarm (the score's rise over
     its recent level) with it, not the score: the plot must flag those steps, and draw the
     alarm under the threshold line (it drew the score, without the line)."""
-    from gpvae.app import plots
 
-    figures: list[Any] = []
-    real = plots.plot_anomalies
-
-    def keep(*args: Any, **kwargs: Any) -> Any:
-        figures.append(real(*args, **kwargs))
-        return figures[-1]
-
-    monkeypatch.setattr(plots, "plot_anomalies", keep)
+    figures = _keep_figures(monkeypatch, "plot_anomalies")
     out = tmp_path / "scores.csv"
     args = ["detect", str(long_model), str(files["long_csv"]), "-o", str(out)]
     assert main([*args, "--plot", str(tmp_path / "scores.png"), "--series", "b"]) == 0
@@ -2014,7 +2021,6 @@ def test_forecast_plot_history_is_unbroken_where_the_clocks_go_forward(
     """A 15-minute Europe/Berlin history, drawn on its wall clock, jumps from 01:45 to 03:00
     when the clocks go forward: forecast --plot broke its line there, as if an hour of rows
     were missing; the gaps are found in elapsed time."""
-    from gpvae.app import plots
 
     t = pd.date_range("2024-03-30 20:00", periods=40, freq="15min", tz="Europe/Berlin")
     y = np.sin(np.arange(40) / 5)
@@ -2022,14 +2028,7 @@ def test_forecast_plot_history_is_unbroken_where_the_clocks_go_forward(
     pd.DataFrame({"time": t, "x": y}).to_csv(data, index=False)  # +01:00, then +02:00
     fit = ["fit", str(data), "--time-col", "time", "-o", str(tmp_path / "m"), "--epochs", "1"]
     assert main([*fit, "--latent-dim", "2", "--hidden", "8", "--quiet"]) == 0
-    figures: list[Any] = []
-    real = plots.plot_forecast
-
-    def keep(*args: Any, **kwargs: Any) -> Any:
-        figures.append(real(*args, **kwargs))
-        return figures[-1]
-
-    monkeypatch.setattr(plots, "plot_forecast", keep)
+    figures = _keep_figures(monkeypatch, "plot_forecast")
     args = ["forecast", str(tmp_path / "m"), str(data), "--horizon", "2", "-o"]
     assert main([*args, str(tmp_path / "f.csv"), "--plot", str(tmp_path / "f.png")]) == 0
     line = next(ln for ln in figures[0].axes[0].get_lines() if ln.get_label() == "history")
