@@ -20,9 +20,10 @@ and patience):
   ``--far``) is also applied to the scored part: ``false_alarm_rate`` is the share of its
   unlabelled steps whose alarm score (``ANOMALY_ALARM_SMOOTH`` steps) is above it;
   ``false_alarm_rate_smoothed`` the same with the threshold on the smoothed score itself;
-  ``step_recall``, ``events`` and ``events_flagged`` (``_spread``: of the spread alarm) what
-  the alarm catches: the share of the labelled steps above the threshold, and how many of
-  the labelled runs have a step above it (records from session 37 on).
+  ``step_recall``, ``events`` and ``events_flagged`` (``_spread``: of the spread alarm;
+  ``_rank``: of the trailing-rank alarm, records from session 44 on) what the alarm
+  catches: the share of the labelled steps above the threshold, and how many of the
+  labelled runs have a step above it (records from session 37 on).
 - ``vae``: the same networks and windows with an N(0, I) prior (white kernel, mean-field
   posterior): a Donut-like VAE, scored by its reconstruction probability (a white prior
   has nothing to say about a hidden step, so its held-out score is the prior's).
@@ -518,6 +519,13 @@ def scale_combine(name: str) -> dict[str, Any]:
 #: Session 13: the same with the alarm's spread from the 95% quantile (chosen on normal data
 #: and the development series' rates; the same VUS-PR again).
 CHOSEN = "k5ph_tailmaxcap95_s32_b512"
+#: The trailing-rank alarm's window in the records (``settings.ANOMALY_RANK_WINDOW`` since
+#: session 44), fixed here so that records keep their meaning if the default moves.
+RANK_WINDOW = 256
+#: The alarms whose thresholds are recorded: (spread, rank window, suffix of the fields):
+#: the plain alarm, the spread alarm (fit_threshold's default from session 12 to 43) and the
+#: trailing-rank alarm (the default from session 44; fields from then on).
+ALARMS = ((False, 0, ""), (True, 0, "_spread"), (True, RANK_WINDOW, "_rank"))
 #: Share of the normal part at its end whose false-alarm rate checks the threshold learned
 #: from the rest (``false_alarm_rate_tail``: label-free, the normal part only).
 TAIL = 0.2
@@ -657,12 +665,13 @@ def run_gpvae(
             e_tr, e_te = np.concatenate([e_tr, l_tr], 1), np.concatenate([e_te, l_te], 1)
         variants[name] = {}
         cut = round((1.0 - TAIL) * len(e_tr))
-        for spread, suffix in ((False, ""), (True, "_spread")):
+        for spread, rank, suffix in ALARMS:
             # label-free check of the threshold: the profile of the normal part's first
             # (1 - TAIL) share, its rate on the last TAIL share (same fit; no test data)
             prof = profile_from_entries([e_tr[:cut]], args.far, args.samples, K, args.window,
                                         smooth, norm, base, settings.ANOMALY_ALARM_SMOOTH,
-                                        spread, **scale_combine(name))  # fmt: skip
+                                        spread, **scale_combine(name),
+                                        rank_window=rank)  # fmt: skip
             tail = np.nan_to_num(alarm_scores(e_tr, prof), nan=-np.inf)[cut:] > prof.threshold
             variants[name][f"false_alarm_rate_tail{suffix}"] = (
                 float(tail.mean()) if len(tail) else None
@@ -674,11 +683,12 @@ def run_gpvae(
                 (f"false_alarm_rate{suffix}", settings.ANOMALY_ALARM_SMOOTH),
                 ("false_alarm_rate_smoothed", smooth),
             ):
-                if spread and alarm != settings.ANOMALY_ALARM_SMOOTH:
+                if suffix and alarm != settings.ANOMALY_ALARM_SMOOTH:
                     continue
                 prof = profile_from_entries([e_tr], args.far, args.samples, K, args.window,
                                             smooth, norm, base, alarm, spread,
-                                            **scale_combine(name))  # fmt: skip
+                                            **scale_combine(name),
+                                            rank_window=rank)  # fmt: skip
                 flagged = np.nan_to_num(alarm_scores(e_te, prof), nan=-np.inf) > prof.threshold
                 variants[name][key] = float(flagged[normal].mean()) if normal.any() else None
                 if key != "false_alarm_rate_smoothed":  # what the library's alarms catch

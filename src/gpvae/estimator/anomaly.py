@@ -202,6 +202,13 @@ class AnomalyProfile:
             the steps with one observed) that were missing (:func:`missing_share`); scoring
             data with a much larger share warns (:data:`MISSING_SHARE_MARGIN`; None:
             unknown, as in profiles saved before this field existed, and nothing warns).
+        rank_window: the alarm is the rank of the step's summed score among those of the
+            previous ``rank_window`` steps (:func:`trailing_ranks`), in place of the
+            baseline and spread; 0: no rank (as in profiles saved before this field
+            existed).
+        rank_reference: (``rank_window``,) the normal data's summed alarm scores at
+            ``rank_window`` evenly spaced quantiles: the steps before a series, which its
+            first steps are ranked among (None without a rank).
     """
 
     window: int | None
@@ -230,6 +237,8 @@ class AnomalyProfile:
     spread_quantile: float = 0.9
     unprofiled: np.ndarray | None = None
     missing_share: float | None = None
+    rank_window: int = 0
+    rank_reference: np.ndarray | None = None
 
     @property
     def alarm_width(self) -> int:
@@ -241,7 +250,7 @@ class AnomalyProfile:
         out = dataclasses.asdict(self)
         out["center"] = [float(c) for c in self.center]
         out["scale"] = [float(s) for s in self.scale]
-        for key in ("prior_ratio", "tail_logp", "tail_quantiles", "tail_beta"):
+        for key in ("prior_ratio", "tail_logp", "tail_quantiles", "tail_beta", "rank_reference"):
             if getattr(self, key) is not None:
                 out[key] = np.asarray(getattr(self, key), dtype=np.float64).tolist()
         if self.unprofiled is not None:
@@ -294,6 +303,8 @@ class AnomalyProfile:
                 missing_share=None
                 if data.get("missing_share") is None
                 else float(data["missing_share"]),
+                rank_window=int(data.get("rank_window", 0)),
+                rank_reference=_optional_array(data.get("rank_reference")),
             )
             ok = (
                 prof.center.shape == (num_features,)
@@ -323,6 +334,7 @@ class AnomalyProfile:
                 )
                 and (prof.unprofiled is None or prof.unprofiled.shape == (num_features,))
                 and (prof.missing_share is None or 0.0 <= prof.missing_share <= 1.0)
+                and _rank_ok(prof)
                 and prof.combine in COMBINES
                 and prof.feature_scale in FEATURE_SCALES
                 and (prof.feature_scale != "tail" or _tail_ok(prof, num_features))
@@ -371,6 +383,20 @@ def _optional_flags(value: object) -> np.ndarray | None:
     if not isinstance(value, list) or not all(isinstance(v, bool) for v in value):
         raise TypeError("expected a list of booleans")
     return np.array(value, dtype=bool)
+
+
+def _rank_ok(prof: AnomalyProfile) -> bool:
+    """A profile without a rank has no reference; one with a rank has ``rank_window``
+    finite, ordered reference scores."""
+    ref = prof.rank_reference
+    if prof.rank_window == 0:
+        return ref is None
+    return (
+        prof.rank_window >= 2
+        and ref is not None
+        and ref.shape == (prof.rank_window,)
+        and bool(np.isfinite(ref).all() and (np.diff(ref) >= 0).all())
+    )
 
 
 def _tail_ok(prof: AnomalyProfile, num_features: int) -> bool:
@@ -774,9 +800,72 @@ def _detrended(
     return raw, raw - _trailing_median(raw, profile.baseline, profile.level)
 
 
+#: Steps ranked at a time by :func:`trailing_ranks` (its working set is this many times
+#: the window).
+RANK_CHUNK = 2048
+
+
+def trailing_ranks(raw: np.ndarray, width: int, reference: np.ndarray, scale: float) -> np.ndarray:
+    """(T,) the rank in [0, 1) of each step's score in ``raw`` (T,) among the finite scores
+    of the ``width`` steps before it, as a continuous share: a score equal to one of them
+    takes its mid-rank (the share below it plus half the share equal to it), a score
+    between two of them the linear interpolation of theirs, a score below them all 0, and
+    one above them all approaches 1 as ``1 - exp(-excess / scale)`` of the last half-share
+    (``scale``: in the score's units). Continuous, so that the normal data's ``1 - rate``
+    quantile of the ranks flags ``rate`` of its steps: whole ranks of a window of 256 steps
+    put that quantile on an atom, and ``> threshold`` then flagged less than half the rate.
+
+    The ``width`` sorted ``reference`` scores stand for the steps before the series, and a
+    step with fewer than ``width // 4`` (at least 2) finite scores before it is ranked among
+    them alone. NaN where the step's own score is NaN. Time and memory are linear in T (a
+    sort of ``width`` scores per step, :data:`RANK_CHUNK` steps at a time)."""
+    raw = np.asarray(raw, dtype=np.float64)
+    padded = np.concatenate([reference, raw])
+    need = max(2, width // 4)
+    out = np.full(raw.shape, np.nan)
+    for a in range(0, len(raw), RANK_CHUNK):
+        b = min(len(raw), a + RANK_CHUNK)
+        # row i: the width scores before step a + i, sorted (NaN last)
+        before = np.sort(
+            np.lib.stride_tricks.sliding_window_view(padded[a : b + width - 1], width), axis=1
+        )
+        few = np.isfinite(before).sum(axis=1) < need
+        before[few] = reference
+        out[a:b] = _interpolated_ranks(raw[a:b], before, scale)
+    return out
+
+
+def _interpolated_ranks(s: np.ndarray, rows: np.ndarray, scale: float) -> np.ndarray:
+    """(n,) :func:`trailing_ranks`' rank of each ``s[i]`` among the finite values of
+    ``rows[i]`` (sorted, NaN last, at least one finite)."""
+    n = np.isfinite(rows).sum(axis=1)
+    idx = np.arange(len(s))
+    below = (rows < s[:, None]).sum(axis=1)  # k: values below the score
+    equal = (rows == s[:, None]).sum(axis=1)
+    top = rows[idx, n - 1]
+    lo = rows[idx, np.maximum(below - 1, 0)]  # the largest value below (k >= 1)
+    # the smallest value above: the first past the values below and equal (k + e < n)
+    hi = rows[idx, np.minimum(below + equal, n - 1)]
+    lo_ties = (rows == lo[:, None]).sum(axis=1)
+    hi_ties = (rows == hi[:, None]).sum(axis=1)
+    with np.errstate(invalid="ignore", divide="ignore"):
+        frac = np.clip((s - lo) / (hi - lo), 0.0, 1.0)
+        between = below - lo_ties / 2.0 + frac * (lo_ties + hi_ties) / 2.0
+        beyond = below - lo_ties / 2.0 * np.exp(-np.maximum(s - top, 0.0) / scale)
+    rank = np.where(equal > 0, below + equal / 2.0, np.where(below >= n, beyond, between))
+    rank = np.where(below == 0, np.where(equal > 0, equal / 2.0, 0.0), rank)
+    return np.where(np.isnan(s), np.nan, rank / n)
+
+
 def _alarm_base(raw: np.ndarray, detrended: np.ndarray, profile: AnomalyProfile) -> np.ndarray:
-    """The detrended score the alarm averages: divided by the summed score's trailing spread
-    with ``profile.spread`` and a baseline (else as it is)."""
+    """The score the alarm averages: the summed score's trailing rank with
+    ``profile.rank_window``; else the detrended score, divided by the summed score's
+    trailing spread with ``profile.spread`` and a baseline (else as it is)."""
+    if profile.rank_window > 0:
+        assert profile.rank_reference is not None
+        return trailing_ranks(
+            raw, profile.rank_window, profile.rank_reference, profile.level_spread
+        )
     if profile.baseline <= 0 or not profile.spread:
         return detrended
     return detrended / _trailing_spread(
@@ -985,6 +1074,7 @@ def fit_profile(
     spread_quantile: float = 0.9,
     comm: Communicator | None = None,
     sharded: bool = False,
+    rank_window: int = 0,
 ) -> AnomalyProfile:
     """Score normal data ``X`` and learn the feature scales and the threshold from it
     (:func:`profile_from_entries`). In a distributed job (``comm``) every process scores
@@ -994,6 +1084,7 @@ def fit_profile(
     _choice("combine", combine, COMBINES)
     _choice("novelty", novelty, NOVELTIES)
     _spread_quantile_arg(spread_quantile)
+    _rank_window_arg(rank_window)
     rate = _rate_arg(false_alarm_rate)
     smooth = int_arg("smooth", smooth)
     baseline = int_arg("baseline", baseline, minimum=0)
@@ -1029,7 +1120,7 @@ def fit_profile(
     prof = profile_from_entries(
         entry, rate, num_samples, num_folds, window, smooth, True, baseline, alarm_smooth,
         spread=spread, feature_scale=feature_scale, combine=combine, novelty=novelty,
-        spread_quantile=spread_quantile, feature_names=names,
+        spread_quantile=spread_quantile, feature_names=names, rank_window=rank_window,
     )  # fmt: skip
     prof.prior_weight, prof.prior_ratio, prof.causal = w, ratio, bool(causal)
     return prof
@@ -1042,6 +1133,16 @@ def _spread_quantile_arg(spread_quantile: float) -> float:
             f"spread_quantile: expected a number in (0.5, 1), found {spread_quantile!r}"
         )
     return q
+
+
+def _rank_window_arg(rank_window: int) -> int:
+    """0 (no rank) or a window of at least 2 steps."""
+    w = int_arg("rank_window", rank_window, minimum=0)
+    if w == 1:
+        raise ValidationError(
+            f"rank_window: expected 0 (no rank) or at least 2 steps to rank among, found {w}"
+        )
+    return w
 
 
 def _rate_arg(false_alarm_rate: float) -> float:
@@ -1069,6 +1170,7 @@ def profile_from_entries(
     novelty: str = "extrapolate",
     spread_quantile: float = 0.9,
     feature_names: list[str] | None = None,
+    rank_window: int = 0,
 ) -> AnomalyProfile:
     """The profile of normal data from its entry scores (n arrays (T_i, D)).
 
@@ -1089,9 +1191,13 @@ def profile_from_entries(
     is marked ``unprofiled`` (left out of the step score, the alarm and the intervals'
     features, so that its first values do not raise false alarms) with a warning that names
     it (``feature_names``, else its position).
+    With ``rank_window`` > 0 the alarm is instead each step's rank among the previous
+    ``rank_window`` steps (:func:`trailing_ranks`; the steps before a series: the normal
+    data's summed alarm scores at ``rank_window`` evenly spaced quantiles).
     The threshold is the ``1 - false_alarm_rate`` quantile of the normal data's alarm scores.
     """
     rate = _rate_arg(false_alarm_rate)
+    rank_window = _rank_window_arg(rank_window)
     feature_scale = _choice("feature_scale", feature_scale, FEATURE_SCALES)
     combine = _choice("combine", combine, COMBINES)
     novelty = _choice("novelty", novelty, NOVELTIES)
@@ -1146,6 +1252,12 @@ def profile_from_entries(
             settings.ANOMALY_MIN_SCALE,
         )
     prof.missing_share = missing_share(entry, prof)
+    if rank_window:
+        alarm = np.concatenate([_summed(e, prof, alarm=True) for e in entry])
+        alarm = alarm[np.isfinite(alarm)]
+        if alarm.size:
+            prof.rank_window = rank_window
+            prof.rank_reference = np.quantile(alarm, (np.arange(rank_window) + 0.5) / rank_window)
     steps = [alarm_scores(e, prof) for e in entry]
     thr = quantile_threshold(steps, 1.0 - rate)
     if thr is None:

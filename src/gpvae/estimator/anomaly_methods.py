@@ -111,6 +111,7 @@ class AnomalyMethods:
         novelty: str | None = None,
         spread_quantile: float | None = None,
         sharded: bool = False,
+        rank_window: int | None = None,
     ) -> _T:
         """Learn the anomaly threshold from normal data ``X`` and store it with the model.
 
@@ -146,6 +147,10 @@ class AnomalyMethods:
         exponential tail in the alarm too (the step score always does).
         ``spread_quantile`` (None: :data:`gpvae.settings.ANOMALY_SPREAD_QUANTILE`, 0.95; with
         ``spread``): the spread is this quantile of the recent scores less their median.
+        ``rank_window`` (None: :data:`gpvae.settings.ANOMALY_RANK_WINDOW`; 0: none): the
+        alarm is instead the rank of the step's score among those of the previous
+        ``rank_window`` steps (0 to 1; the share below it), whatever its level and spread,
+        so the threshold is a share of the recent steps rather than a score.
 
         The rate holds on new data with about as many gaps as ``X``: the profile records
         ``X``'s share of missing entries (``missing_share``), and :meth:`anomaly_scores`
@@ -185,6 +190,7 @@ class AnomalyMethods:
             settings.ANOMALY_NOVELTY if novelty is None else novelty,
             settings.ANOMALY_SPREAD_QUANTILE if spread_quantile is None else spread_quantile,
             distributed.current(ctx.device), bool_arg("sharded", sharded),
+            settings.ANOMALY_RANK_WINDOW if rank_window is None else rank_window,
         )  # fmt: skip
         return self
 
