@@ -20,6 +20,7 @@ the prior's score with weight 0.5, as ``fit_threshold`` combines them), on the t
 with the largest feature, the novelty cap and the spread baseline over 512 steps.
 
     python benchmarks/anomaly_screen.py --dumps DUMPS... --oos OOS_DUMPS... --out screen.json
+    python benchmarks/anomaly_screen.py --records screen.json --rules q95,rank256 --marker M
 """
 
 from __future__ import annotations
@@ -34,6 +35,7 @@ from typing import Any
 import numpy as np
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
+from _docs import write_region
 from anomaly import DEV_SERIES
 
 from gpvae.estimator.anomaly import (
@@ -43,6 +45,7 @@ from gpvae.estimator.anomaly import (
     spread_ratio,
 )
 
+ROOT = Path(__file__).resolve().parents[1]
 #: Share of the normal part at its end that the in-sample check rates.
 TAIL = 0.2
 #: Prior weight of the screened entry scores (the variant ``k5ph``).
@@ -102,8 +105,10 @@ def harrell_davis(a: np.ndarray, far: float) -> float:
     return float((np.diff(grid) * x).sum())
 
 
-#: name -> (spread quantile, threshold rule).
-RULES: dict[str, tuple[float, Callable[[np.ndarray, float], float]]] = {
+#: name -> (spread quantile, threshold rule[, rank window]): ``rankW`` is the trailing-rank
+#: alarm over W steps (session 44; ``profile_from_entries(rank_window=W)``), the others the
+#: spread alarm.
+RULES: dict[str, tuple[Any, ...]] = {
     "q90": (0.9, empirical),
     "q925": (0.925, empirical),
     "q95": (0.95, empirical),
@@ -112,6 +117,9 @@ RULES: dict[str, tuple[float, Callable[[np.ndarray, float], float]]] = {
     "q90_exp10": (0.9, exponential_tail(0.10)),
     "q90_gpd05": (0.9, pareto_tail(0.05)),
     "q90_hd": (0.9, harrell_davis),
+    "rank256": (0.95, empirical, 256),
+    "rank512": (0.95, empirical, 512),
+    "rank1024": (0.95, empirical, 1024),
 }
 
 
@@ -123,16 +131,18 @@ def _entries(z: Any, part: str, ratio: np.ndarray | None = None) -> tuple[np.nda
     return combine_prior([e], [p], PRIOR_WEIGHT, ratio)[0], ratio
 
 
-def _profile(fit: np.ndarray, quantile: float, far: float) -> Any:
+def _profile(fit: np.ndarray, quantile: float, far: float, rank: int = 0) -> Any:
     return profile_from_entries([fit], far, 16, 5, 128, 32, True, 512, 1, True,
                                 feature_scale="tail", combine="max", novelty="cap",
-                                spread_quantile=quantile)  # fmt: skip
+                                spread_quantile=quantile, rank_window=rank)  # fmt: skip
 
 
-def rate(fit: np.ndarray, new: np.ndarray, quantile: float, rule: Any, far: float) -> float:
+def rate(
+    fit: np.ndarray, new: np.ndarray, quantile: float, rule: Any, far: float, rank: int = 0
+) -> float:
     """Share of ``new``'s steps flagged by the rule learned from ``fit``, ``new`` continuing
-    ``fit`` (the alarm's trailing median and spread run on from it)."""
-    prof = _profile(fit, quantile, far)
+    ``fit`` (the alarm's trailing median and spread, or rank, run on from it)."""
+    prof = _profile(fit, quantile, far, rank)
     thr = rule(alarm_scores(fit, prof), far)
     a = np.nan_to_num(alarm_scores(np.concatenate([fit, new]), prof), nan=-np.inf)
     return float((a[len(fit) :] > thr).mean())
@@ -165,10 +175,10 @@ def _checks(z: Any, check: str, dev: bool, rules: Sequence[str], far: float) -> 
     if check == "oos":
         e_fit, ratio = _entries(z, "fit")
         e_held, _ = _entries(z, "train", ratio)
-        return {"oos": {r: rate(e_fit, e_held, *RULES[r], far) for r in rules}}
+        return {"oos": {r: rate(e_fit, e_held, *_rule(r, far)) for r in rules}}
     e_tr, ratio = _entries(z, "train")
     cut = round((1.0 - TAIL) * len(e_tr))
-    out = {"tail": {r: rate(e_tr[:cut], e_tr[cut:], *RULES[r], far) for r in rules}}
+    out = {"tail": {r: rate(e_tr[:cut], e_tr[cut:], *_rule(r, far)) for r in rules}}
     if dev:
         e_te, _ = _entries(z, "test", ratio)
         normal = z["labels"] == 0
@@ -176,12 +186,18 @@ def _checks(z: Any, check: str, dev: bool, rules: Sequence[str], far: float) -> 
     return out
 
 
+def _rule(name: str, far: float) -> tuple[Any, ...]:
+    """``rate``'s arguments after ``fit`` and ``new`` for the rule ``name``."""
+    quantile, read, *rank = RULES[name]
+    return quantile, read, far, *rank
+
+
 def _dev_rate(e_tr: np.ndarray, e_te: np.ndarray, normal: np.ndarray, rule: Any,
               far: float) -> float:  # fmt: skip
     """A development series' test rate: the alarm on its whole test part (as ``detect``
     scores it), the share of its normal steps flagged."""
-    quantile, read = rule
-    prof = _profile(e_tr, quantile, far)
+    quantile, read, *rank = rule
+    prof = _profile(e_tr, quantile, far, *rank)
     thr = read(alarm_scores(e_tr, prof), far)
     flags = np.nan_to_num(alarm_scores(e_te, prof), nan=-np.inf) > thr
     return float(flags[normal].mean())
@@ -222,17 +238,27 @@ def main(argv: Sequence[str] | None = None) -> int:
     p.add_argument("--rules", default=",".join(RULES), help="Names of RULES.")
     p.add_argument("--far", type=float, default=0.01, help="Target false-alarm rate.")
     p.add_argument("--out", type=Path, default=None, help="Write the records here (JSON).")
+    p.add_argument("--records", type=Path, default=None,
+                   help="Screen nothing: summarise these records (an earlier --out).")  # fmt: skip
+    p.add_argument("--docs", type=Path, default=ROOT / "docs" / "benchmarks.md")
+    p.add_argument("--marker", default=None, help="Write the summary between these markers.")
     args = p.parse_args(argv)
     rules = args.rules.split(",")
     unknown = [r for r in rules if r not in RULES]
     if unknown:
         p.error(f"--rules: unknown {unknown}, expected names of {list(RULES)}")
-    records = screen(args.dumps, args.oos, rules, args.far)
+    if args.records is not None:
+        records = json.loads(args.records.read_text())
+    else:
+        records = screen(args.dumps, args.oos, rules, args.far)
     if args.out:
         clean = [{k: ({r: round(x, 6) for r, x in v.items()} if isinstance(v, dict) else v)
                   for k, v in rec.items()} for rec in records]  # fmt: skip
         args.out.write_text(json.dumps(clean, indent=1) + "\n")
-    print(summary(records, rules, args.far))
+    table = summary(records, rules, args.far)
+    print(table)
+    if args.marker is not None:
+        write_region(args.docs, table.rstrip("\n"), args.marker, "--marker")
     return 0
 
 

@@ -7,7 +7,7 @@ start at four time scales (``lengthscale=[3, 6, 12, 24]`` steps): in the anomaly
 this bank did as well as the better single memory on each collection (docs/benchmarks.md,
 "Session 33").
 
-Printed: the flagged intervals (start, end, length, peak score), AUC-ROC and AUC-PR of the step
+Printed: the flagged intervals (start, end, length, highest score), AUC-ROC and AUC-PR of the step
 score against NAB's labelled windows, how many labelled windows get at least one flagged
 step, and the false-alarm rate on the unlabelled scored steps. Written: ``anomalies.png``,
 the score timeline with the labelled windows (orange) and the flagged intervals (red).
@@ -115,11 +115,13 @@ def main(argv: list[str] | None = None) -> int:
     label = labels.astype(bool)
     intervals = res.intervals[0]
     longest = sorted(intervals, key=lambda iv: -iv["steps"])[:10]
+    # the threshold is on the alarm: the rank of the step's score among the previous 256
+    # steps' (a share); the score itself tells how far out an interval goes
     print(f"threshold {res.threshold:.3f}; {len(intervals)} flagged intervals, the longest:")
     for iv in sorted(longest, key=lambda iv: iv["start"]):
         print(
             f"  {minutes(iv['start_time'])} .. {minutes(iv['end_time'])} ({iv['steps']} "
-            f"steps), peak score {iv['peak_score']:.2f} at {minutes(iv['peak_time'])}"
+            f"steps), highest score {score[iv['start'] : iv['end'] + 1].max():.2f}"
         )
     caught = sum(bool(flagged[a : b + 1].any()) for a, b in windows(label))
     print(

@@ -318,10 +318,16 @@ def test_detect_reports_intervals_in_the_users_times_and_labels(
                    "--labels", "incident", "--plot", plot)  # fmt: skip
     _ok(proc)
     table = pd.read_csv(ivs)
-    assert list(table.columns) == ["start", "end", "peak_time", "peak_score", "steps", "features"]
+    assert list(table.columns) == ["start", "end", "peak_time", "peak_score", "max_score",
+                                   "steps", "features"]  # fmt: skip
     hit = table[(table["start"] <= "2021-04-14") & (table["end"] >= "2021-04-10")]
     assert len(hit) >= 1, table
-    best = hit.sort_values("peak_score").iloc[-1]
+    best = hit.sort_values("max_score").iloc[-1]
+    # each interval's max_score is the highest score column inside it
+    scores = pd.read_csv(out)
+    for _, iv in table.iterrows():
+        inside = scores[(scores["date"] >= iv["start"]) & (scores["date"] <= iv["end"])]
+        assert iv["max_score"] == pytest.approx(inside["score"].max(), rel=1e-12)
     assert best["features"].split(";")[0] == "temp"
     assert str(best["start"]).startswith("2021-04-1")  # the file's own dates, not hours
     assert "labels 'incident': flagged" in proc.stdout
@@ -374,14 +380,17 @@ def test_fit_stores_the_tail_scale_and_max_for_detect(
 
 
 def test_fit_stores_the_default_alarm(wide_model: Path) -> None:
-    """Without flags the stored profile has the spread alarm, the novelty cap and the
-    spread's quantile (settings.ANOMALY_SPREAD, ANOMALY_NOVELTY, ANOMALY_SPREAD_QUANTILE)."""
+    """Without flags the stored profile has the spread alarm, the novelty cap, the
+    spread's quantile and the rank's window (settings.ANOMALY_SPREAD, ANOMALY_NOVELTY,
+    ANOMALY_SPREAD_QUANTILE, ANOMALY_RANK_WINDOW)."""
     cfg = json.loads((wide_model / "model" / "config.json").read_text())
     prof = next(v["anomaly_profile"] for v in cfg.values()
                 if isinstance(v, dict) and "anomaly_profile" in v)  # fmt: skip
     assert prof["spread"] is True
     assert len(prof["alarm_cap"]) == len(FEATURES)
     assert prof["spread_quantile"] == settings.ANOMALY_SPREAD_QUANTILE
+    assert prof["rank_window"] == settings.ANOMALY_RANK_WINDOW == 256
+    assert len(prof["rank_reference"]) == 256
 
 
 def test_fit_stores_the_spread_quantile_for_detect(files: dict[str, Path], tmp_path: Path) -> None:
@@ -393,6 +402,27 @@ def test_fit_stores_the_spread_quantile_for_detect(files: dict[str, Path], tmp_p
                   "--spread-quantile", "1.5")  # fmt: skip
     assert res.returncode != 0
     assert "--spread-quantile" in res.stderr
+
+
+def test_fit_stores_the_rank_window_for_detect(
+    files: dict[str, Path], tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    """--rank-window goes into the stored profile, which detect then uses (0: the spread
+    alarm, no reference); a window of 1 step is refused, naming the option, before the fit."""
+    prof = _fit_then_detect_a_fault(files, tmp_path, "--rank-window", "64")
+    assert prof["rank_window"] == 64
+    assert len(prof["rank_reference"]) == 64
+    (tmp_path / "zero").mkdir()
+    prof = _fit_then_detect_a_fault(files, tmp_path / "zero", "--rank-window", "0")
+    assert prof["rank_window"] == 0
+    assert prof["rank_reference"] is None
+    out = tmp_path / "bad"
+    args = ["fit", str(files["wide_parquet"]), "--time-col", "date", "-o", str(out),
+            "--rank-window", "1"]  # fmt: skip
+    _, line = _main_error(capsys, args)
+    assert "--rank-window" in line
+    assert "at least 2 steps" in line
+    assert not out.exists()
 
 
 @pytest.mark.parametrize("model_flags", [["--difference"], ["--members", "2"]])
@@ -1025,14 +1055,18 @@ def test_detect_describes_an_interval_of_one_step_in_the_singular() -> None:
             "start": [3.0, 10.0],
             "end": [3.0, 12.0],
             "peak_time": [3.0, 11.0],
-            "peak_score": [9.0, 5.0],
+            "peak_score": [0.999, 0.999],
+            "max_score": [5.0, 9.0],
             "steps": [1, 3],
             "features": ["a", ""],
         }
     )
+    # the highest score first: the peak alarms, ranks, tie
     lines = describe_intervals(intervals, spec)
-    assert lines[0] == "  3.0 .. 3.0 (1 step), peak 9 at 3.0; features a"
-    assert lines[1] == "  10.0 .. 12.0 (3 steps), peak 5 at 11.0; features -"
+    assert lines == [
+        "  10.0 .. 12.0 (3 steps), highest score 9, peak alarm 0.999 at 11.0; features -",
+        "  3.0 .. 3.0 (1 step), highest score 5, peak alarm 0.999 at 3.0; features a",
+    ]
 
 
 def test_merge_duplicate_times_option(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:

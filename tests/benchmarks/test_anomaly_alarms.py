@@ -105,12 +105,16 @@ def anomaly_data() -> Path:
 def test_the_documented_command_leaves_the_docs_as_committed(  # type: ignore[no-untyped-def]
     bench_script, anomaly_data, tmp_path
 ) -> None:
+    """Every documented command of the table (session 37's and session 44's) regenerates
+    its region as committed."""
     table = bench_script("anomaly_alarm_table")
     docs = (ROOT / "docs" / "benchmarks.md").read_text()
-    [line] = [ln for ln in docs.splitlines() if ln.startswith("python benchmarks/anomaly_alarm_t")]
-    argv = line.split()[2:]
-    argv[argv.index("--data-dir") + 1] = str(anomaly_data)
+    lines = [ln for ln in docs.splitlines() if ln.startswith("python benchmarks/anomaly_alarm_t")]
+    assert len(lines) == 2
     copy = tmp_path / "benchmarks.md"
     copy.write_text(docs)
-    assert table.main([*argv, "--docs", str(copy)]) == 0
+    for line in lines:
+        argv = line.split()[2:]
+        argv[argv.index("--data-dir") + 1] = str(anomaly_data)
+        assert table.main([*argv, "--docs", str(copy)]) == 0
     assert copy.read_text() == docs

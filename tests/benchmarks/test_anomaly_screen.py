@@ -40,10 +40,10 @@ def _dump(path: Path, rng: np.random.Generator, fit: bool) -> None:
     np.savez_compressed(path, **parts)
 
 
-def _by_hand(fit: np.ndarray, new: np.ndarray, q: float) -> float:
+def _by_hand(fit: np.ndarray, new: np.ndarray, q: float, rank: int = 0) -> float:
     prof = profile_from_entries([fit], 0.01, 16, 5, 128, 32, True, 512, 1, True,
                                 feature_scale="tail", combine="max", novelty="cap",
-                                spread_quantile=q)  # fmt: skip
+                                spread_quantile=q, rank_window=rank)  # fmt: skip
     a = np.nan_to_num(alarm_scores(np.concatenate([fit, new]), prof), nan=-np.inf)
     return float((a[len(fit) :] > prof.threshold).mean())
 
@@ -63,7 +63,7 @@ def test_each_check_is_the_rule_by_hand(scr, tmp_path: Path) -> None:  # type: i
     _dump(tmp_path / "b" / "NAB_realX__y_gpvae.npz", rng, True)
     out = tmp_path / "s.json"
     assert scr.main(["--dumps", str(tmp_path / "a"), "--oos", str(tmp_path / "b"),
-                     "--rules", "q90,q95", "--out", str(out)]) == 0  # fmt: skip
+                     "--rules", "q90,q95,rank256", "--out", str(out)]) == 0  # fmt: skip
     recs = {r["series"]: r for r in json.loads(out.read_text())}
     assert set(recs) == {"P-1", "realX/y"}
     assert recs["P-1"]["dev"] is True
@@ -72,13 +72,15 @@ def test_each_check_is_the_rule_by_hand(scr, tmp_path: Path) -> None:  # type: i
     assert "oos" not in recs["P-1"]
     with np.load(tmp_path / "a" / "NAB_realX__y_gpvae.npz") as z:
         e, _ = _k5ph(z, "train")
-    for q, name in ((0.9, "q90"), (0.95, "q95")):
-        want = _by_hand(e[:800], e[800:], q)
+    for q, name, rank in ((0.9, "q90", 0), (0.95, "q95", 0), (0.95, "rank256", 256)):
+        want = _by_hand(e[:800], e[800:], q, rank)
         assert recs["realX/y"]["tail"][name] == pytest.approx(want, abs=1e-6)
     with np.load(tmp_path / "b" / "NAB_realX__y_gpvae.npz") as z:
         fit, ratio = _k5ph(z, "fit")
         held, _ = _k5ph(z, "train", ratio)
     assert recs["realX/y"]["oos"]["q95"] == pytest.approx(_by_hand(fit, held, 0.95), abs=1e-6)
+    want = _by_hand(fit, held, 0.95, 256)
+    assert recs["realX/y"]["oos"]["rank256"] == pytest.approx(want, abs=1e-6)
     with np.load(tmp_path / "a" / "SMAP_P-1_gpvae.npz") as z:
         tr, ratio = _k5ph(z, "train")
         te, _ = _k5ph(z, "test", ratio)
@@ -89,6 +91,17 @@ def test_each_check_is_the_rule_by_hand(scr, tmp_path: Path) -> None:  # type: i
     assert recs["P-1"]["dev_test"]["q90"] == pytest.approx(float(flags[normal].mean()), abs=1e-6)
     with pytest.raises(SystemExit):
         scr.main(["--dumps", str(tmp_path / "a"), "--rules", "q90,nope"])
+    # the summary again from the records alone (no dumps), into a document's region
+    docs = tmp_path / "doc.md"
+    docs.write_text("before\n<!-- screen -->\nold\n<!-- /screen -->\nafter\n")
+    assert scr.main(["--records", str(out), "--rules", "q95,rank256", "--docs", str(docs),
+                     "--marker", "screen"]) == 0  # fmt: skip
+    text = docs.read_text()
+    assert text.startswith("before\n<!-- screen -->\ntail: within 2x")
+    assert "old" not in text
+    assert "| rank256 |" in text
+    assert "| q90 |" not in text
+    assert text.endswith("after\n")
 
 
 def test_the_tail_rules_read_the_level_of_a_known_tail(scr) -> None:  # type: ignore[no-untyped-def]
@@ -101,3 +114,18 @@ def test_the_tail_rules_read_the_level_of_a_known_tail(scr) -> None:  # type: ig
     small = x[:300]
     assert scr.harrell_davis(small, 0.01) != scr.empirical(small, 0.01)
     assert abs(scr.harrell_davis(small, 0.01) - np.log(100.0)) < 1.5
+
+
+def test_the_documented_summary_leaves_the_docs_as_committed(scr, tmp_path: Path) -> None:  # type: ignore[no-untyped-def]
+    """The session-44 screen's documented command regenerates its region from the committed
+    records (no dumps needed)."""
+    root = BENCH.parent
+    docs = (root / "docs" / "benchmarks.md").read_text()
+    [line] = [ln for ln in docs.splitlines()
+              if ln.startswith("python benchmarks/anomaly_screen.py --records")]  # fmt: skip
+    argv = line.split()[2:]
+    argv[argv.index("--records") + 1] = str(root / argv[argv.index("--records") + 1])
+    copy = tmp_path / "benchmarks.md"
+    copy.write_text(docs)
+    assert scr.main([*argv, "--docs", str(copy)]) == 0
+    assert copy.read_text() == docs

@@ -57,8 +57,16 @@ spread of the summed score over the same L steps (its ``spread_quantile`` quanti
 :data:`gpvae.settings.ANOMALY_SPREAD_QUANTILE` by default, less its median; the normal
 data's spread before a series and while fewer than L / 4 steps are there; at least
 :data:`gpvae.settings.ANOMALY_MIN_SPREAD` times it): new data whose normal scores vary more,
-or less, than the normal data's then keep about the target rate. The ranking (step) score
-is not divided. A long mean ranks
+or less, than the normal data's then keep about the target rate. With ``rank_window`` = W
+> 0 (:data:`gpvae.settings.ANOMALY_RANK_WINDOW`, 256, the default since session 44) the
+alarm is instead the **rank** of the step's summed score among those of the previous W steps
+(:func:`trailing_ranks`: a continuous share, 0 to 1; the steps before a series are the
+normal data's summed scores at W evenly spaced quantiles), and the threshold a share of the
+recent steps: new data whose normal scores change in level, spread or shape keep about the
+target rate, which no scale of the normal data's carried over to the next stretch of normal
+data. An anomaly longer than a few percent of W becomes part of what the next steps are
+ranked among, so its start is flagged and fewer of its later steps. The ranking (step)
+score is not divided nor ranked. A long mean ranks
 lasting anomalies better, but its upper quantile rests on a few independent stretches of
 the normal data, which is why the alarm may use a shorter one. :func:`flagged_intervals`
 turns the flagged steps into intervals (start, end, peak score, the features that

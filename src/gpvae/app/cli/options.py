@@ -96,6 +96,16 @@ def positive_int(ctx: click.Context, param: click.Parameter, value: int | None) 
     return value
 
 
+def rank_window(ctx: click.Context, param: click.Parameter, value: int | None) -> int | None:
+    """Callback: None, 0 (no rank) or a window of at least 2 steps (checked before the fit:
+    the library refuses 1 only when the threshold is learned, after it)."""
+    if value is not None and (value < 0 or value == 1):
+        raise click.BadParameter(
+            f"expected 0 (the spread baseline) or a window of at least 2 steps, found {value}"
+        )
+    return value
+
+
 class FiniteRange(click.FloatRange):
     """``click.FloatRange`` without NaN (which compares False with both ends, so passed
     the range and failed only after the fit)."""

@@ -330,7 +330,8 @@ def interval_table(
 ) -> pd.DataFrame:
     """The flagged intervals of every series, with DATA's own time values (as read); an
     interval's peak_time and peak_score are those of its highest ``alarm`` (the score that
-    the threshold is compared with)."""
+    the threshold is compared with), its max_score the highest ``score`` (which ranks
+    anomalies: the alarm is a rank near 1 at the peak of most intervals)."""
     import pandas as pd
 
     from gpvae.app.cli.columns import parse_times, time_axis
@@ -349,6 +350,7 @@ def interval_table(
         entry = part[[f"{f}_score" for f in spec.features]].to_numpy(dtype=np.float64)
         stamps = part[spec.time_col].to_numpy()
         flags = part["anomaly"].to_numpy(dtype=bool)
+        score = part["score"].to_numpy(dtype=np.float64)
         for iv in flagged_intervals(
             step,
             entry,
@@ -364,6 +366,7 @@ def interval_table(
                 end=stamps[iv["end"]],
                 peak_time=stamps[iv["peak"]],
                 peak_score=iv["peak_score"],
+                max_score=float(np.nanmax(score[iv["start"] : iv["end"] + 1])),
                 steps=iv["steps"],
                 features=";".join(iv["features"]),
             )
@@ -373,6 +376,7 @@ def interval_table(
         "end",
         "peak_time",
         "peak_score",
+        "max_score",
         "steps",
         "features",
     ]
@@ -385,14 +389,15 @@ def _steps(n: int) -> str:
 
 
 def describe_intervals(intervals: pd.DataFrame, spec: ColumnSpec, top: int = 5) -> list[str]:
-    """One line per interval with the highest peaks (at most ``top``)."""
-    best = intervals.sort_values("peak_score", ascending=False).head(top)
+    """One line per interval with the highest scores (at most ``top``; ties: the highest
+    peak alarm)."""
+    best = intervals.sort_values(["max_score", "peak_score"], ascending=False).head(top)
     lines = []
     for _, r in best.iterrows():
         where = "" if spec.id_col is None else f"{spec.id_col} {r[spec.id_col]}: "
         lines.append(
-            f"  {where}{r['start']} .. {r['end']} ({_steps(int(r['steps']))}), peak "
-            f"{r['peak_score']:.4g} "
+            f"  {where}{r['start']} .. {r['end']} ({_steps(int(r['steps']))}), highest score "
+            f"{r['max_score']:.4g}, peak alarm {r['peak_score']:.4g} "
             f"at {r['peak_time']}; features {r['features'] or '-'}"
         )
     if len(intervals) > top:

@@ -43,6 +43,7 @@ from gpvae.app.cli.options import (
     merge_option,
     positive_float,
     positive_int,
+    rank_window,
 )
 from gpvae.errors import NumericalError
 
@@ -317,6 +318,16 @@ __all__ = ["fit", "fit_spatial"]
     help="With the spread baseline: detect's spread is this quantile of the recent scores "
     "less their median (default: gpvae.settings.ANOMALY_SPREAD_QUANTILE).",
 )
+@click.option(
+    "--rank-window",
+    default=None,
+    type=int,
+    callback=rank_window,
+    help="detect's alarm is the rank of each step's score among those of the previous N "
+    "steps (a share, 0 to 1), so new data whose normal scores change in level, spread or "
+    "shape keep about the --false-alarm-rate; 0: the spread baseline instead (default: "
+    "gpvae.settings.ANOMALY_RANK_WINDOW, 256).",
+)
 @click.option("--seed", default=0, show_default=True, type=click.IntRange(min=0, max=2**63 - 1))
 @click.option(
     "--members",
@@ -379,6 +390,7 @@ def fit(
     combine: str | None,
     novelty: str | None,
     spread_quantile: float | None,
+    rank_window: int | None,
     coord_cols: str | None,
     inducing: int | None,
     seed: int,
@@ -470,6 +482,7 @@ def fit(
             ("--combine", combine is not None),
             ("--novelty", novelty is not None),
             ("--spread-quantile", spread_quantile is not None),
+            ("--rank-window", rank_window is not None),
         )
         if given
     ]
@@ -565,6 +578,7 @@ def fit(
                 combine=combine,
                 novelty=novelty,
                 spread_quantile=spread_quantile,
+                rank_window=rank_window,
             )
     # Everything is computed before anything is written: an error leaves MODEL_DIR as it was.
     with run.together():
@@ -772,6 +786,7 @@ _SERIES_ONLY = {
     "combine": "--combine",
     "novelty": "--novelty",
     "spread_quantile": "--spread-quantile",
+    "rank_window": "--rank-window",
     "forecast_horizon": "--forecast-horizon",
     "forecast_blend": "--forecast-blend",
     "difference": "--difference",

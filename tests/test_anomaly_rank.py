@@ -1,0 +1,193 @@
+"""The trailing-rank alarm (``rank_window``): each step's summed score ranked among those of
+the previous steps, as a continuous share (against a loop over the definition); the
+threshold from it flags the target share of the normal data itself; it keeps the rate where
+the spread alarm does not (new data whose normal scores change shape); it is stored with the
+profile (profiles saved before it keep the spread alarm) and set by ``fit_threshold``."""
+
+from __future__ import annotations
+
+import math
+
+import numpy as np
+import pytest
+from tests.test_anomaly import fit_seasonal, seasonal
+
+from gpvae import settings
+from gpvae.errors import InputTypeError, ModelFileError, ValidationError
+from gpvae.estimator import anomaly
+from gpvae.estimator.anomaly import (
+    AnomalyProfile,
+    _summed,
+    alarm_scores,
+    profile_from_entries,
+    step_scores,
+    trailing_ranks,
+)
+
+
+def _rank_by_hand(s: float, before: np.ndarray, scale: float) -> float:
+    """The definition, one step: mid-rank at a value of the window, linear between two,
+    0 below them all, ``1 - exp(-excess / scale)`` of the top's half-share above them."""
+    v = np.sort(before[np.isfinite(before)])
+    n = len(v)
+    below, equal = int((v < s).sum()), int((v == s).sum())
+    if equal:
+        return (below + equal / 2) / n
+    if below == 0:
+        return 0.0
+    lo = v[below - 1]
+    lo_ties = int((v == lo).sum())
+    if below == n:
+        return (n - lo_ties / 2 * math.exp(-(s - lo) / scale)) / n
+    hi = v[below]
+    hi_ties = int((v == hi).sum())
+    return (below - lo_ties / 2 + (s - lo) / (hi - lo) * (lo_ties + hi_ties) / 2) / n
+
+
+def _ranks_by_hand(raw: np.ndarray, width: int, ref: np.ndarray, scale: float) -> np.ndarray:
+    padded = np.concatenate([ref, raw])
+    out = np.full(len(raw), np.nan)
+    for t, s in enumerate(raw):
+        if np.isnan(s):
+            continue
+        before = padded[t : t + width]
+        if np.isfinite(before).sum() < max(2, width // 4):
+            before = ref
+        out[t] = _rank_by_hand(s, before, scale)
+    return out
+
+
+def test_ranks_follow_the_definition_with_ties_gaps_and_chunks(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    """Against a loop, on scores with ties (rounded), NaN steps, a stretch with too few
+    finite scores before it (ranked among the reference) and values beyond the window at
+    both ends; chunk boundaries (made small here) change nothing."""
+    monkeypatch.setattr(anomaly, "RANK_CHUNK", 37)
+    rng = np.random.default_rng(4)
+    raw = np.round(rng.standard_normal(700), 1)
+    raw[rng.random(700) < 0.1] = np.nan
+    raw[300:380] = np.nan  # after it fewer than 64 / 4 finite scores
+    raw[[100, 450]] = [9.0, -9.0]
+    ref = np.sort(np.round(rng.standard_normal(64), 1))
+    got = trailing_ranks(raw, 64, ref, 0.7)
+    np.testing.assert_allclose(got, _ranks_by_hand(raw, 64, ref, 0.7), rtol=0, atol=1e-12)
+    assert np.isnan(got[np.isnan(raw)]).all()
+    assert np.nanmin(got) >= 0.0
+    assert np.nanmax(got) < 1.0
+    assert got[450] == 0.0
+    assert got[100] > 1 - 0.5 / 64
+
+
+def test_ranks_are_continuous_in_the_score() -> None:
+    """A score swept across the window's values changes its rank without a jump (at a
+    value, between two, across the largest), and the rank never decreases."""
+    before = np.array([0.0, 1.0, 1.0, 2.0, 5.0])
+    ref = np.sort(before)
+    grid = np.linspace(-1.0, 8.0, 9001)
+    ranks = np.array([trailing_ranks(np.array([s]), 5, ref, 1.0)[0] for s in grid])
+    assert (np.diff(ranks) >= 0).all()
+    assert np.abs(np.diff(ranks[grid > 0.0])).max() < 1e-3  # 0 itself: the jump from 0
+    assert ranks[grid == 1.0][0] == pytest.approx(0.4)  # two of five tied: 1 + 2 / 2
+    assert ranks[-1] < 1.0
+
+
+def test_the_threshold_flags_the_target_share_of_the_normal_data() -> None:
+    """The ``1 - rate`` quantile of continuous ranks flags ``rate`` of the normal steps the
+    threshold was learned from, for a window of 256 steps: whole ranks (k / 256) put that
+    quantile on an atom, and ``> threshold`` flagged 0.4-0.8% there for 1%."""
+    rng = np.random.default_rng(0)
+    for seed in range(3):
+        normal = rng.exponential(size=(6000, 3))
+        prof = profile_from_entries([normal], 0.01, 4, 5, 128, 1, True, 512, 1, True,
+                                    feature_scale="tail", combine="max", novelty="cap",
+                                    rank_window=256)  # fmt: skip
+        share = float((alarm_scores(normal, prof) > prof.threshold).mean())
+        assert 0.009 <= share <= 0.011, (seed, share)
+
+
+def test_the_rank_keeps_the_rate_where_the_spread_alarm_does_not() -> None:
+    """New normal data whose scores have a heavier upper tail than the training data's at
+    the same median and spread: the spread alarm flags several times the target, the rank
+    alarm about the target; a burst in it is flagged at its start by both."""
+    rng = np.random.default_rng(1)
+    normal = rng.normal(size=(4000, 1)) ** 2
+    new = rng.standard_t(2, size=(6000, 1)) ** 2
+    new[3000:3010] += 1e4
+    rates = {}
+    for rank in (0, 256):
+        prof = profile_from_entries([normal], 0.01, 4, 5, 128, 1, False, 512, 1, True,
+                                    rank_window=rank)  # fmt: skip
+        flags = alarm_scores(new, prof) > prof.threshold
+        rates[rank] = float(np.delete(flags, np.s_[3000:3010]).mean())
+        assert flags[3000]
+    assert rates[0] > 0.03
+    assert 0.005 <= rates[256] <= 0.02
+
+
+def test_the_rank_changes_the_alarm_only() -> None:
+    """The step score (what ranks the steps) is the same with and without the rank, and
+    the reference is the normal data's summed alarm scores at evenly spaced quantiles."""
+    rng = np.random.default_rng(5)
+    normal, new = rng.exponential(size=(900, 3)), rng.exponential(size=(700, 3))
+    a = profile_from_entries([normal], 0.02, 4, 5, 128, 4, True, 128, 1, True, rank_window=0)
+    b = profile_from_entries([normal], 0.02, 4, 5, 128, 4, True, 128, 1, True, rank_window=100)
+    np.testing.assert_array_equal(step_scores(new, a), step_scores(new, b))
+    assert a.rank_window == 0
+    assert a.rank_reference is None
+    summed = _summed(normal, b, alarm=True)
+    np.testing.assert_allclose(b.rank_reference, np.quantile(summed, (np.arange(100) + 0.5) / 100))
+    np.testing.assert_allclose(
+        alarm_scores(new, b),
+        trailing_ranks(_summed(new, b, alarm=True), 100, b.rank_reference, b.level_spread),
+    )
+
+
+def test_the_rank_round_trips_and_older_profiles_keep_the_spread_alarm() -> None:
+    normal = np.random.default_rng(2).exponential(size=(500, 3))
+    prof = profile_from_entries([normal], 0.02, 4, 5, 128, 1, True, 128, 1, True,
+                                rank_window=64)  # fmt: skip
+    data = prof.to_json()
+    back = AnomalyProfile.from_json(data, 3)
+    assert back.rank_window == 64
+    np.testing.assert_array_equal(back.rank_reference, prof.rank_reference)
+    np.testing.assert_array_equal(alarm_scores(normal, back), alarm_scores(normal, prof))
+    for broken in (
+        {"rank_window": 32},  # the reference has 64 scores
+        {"rank_reference": None},
+        {"rank_reference": prof.rank_reference[::-1].tolist()},
+        {"rank_window": 0},
+    ):
+        with pytest.raises(ModelFileError):
+            AnomalyProfile.from_json({**data, **broken}, 3)
+    older = {k: v for k, v in data.items() if k not in ("rank_window", "rank_reference")}
+    old = AnomalyProfile.from_json(older, 3)
+    assert old.rank_window == 0
+    assert old.rank_reference is None
+    for bad, error in ((1, ValidationError), (-2, ValidationError), (2.5, InputTypeError)):
+        with pytest.raises(error, match="rank_window"):
+            profile_from_entries([normal], 0.02, 4, 5, 128, 1, rank_window=bad)
+
+
+def test_fit_threshold_takes_the_window_from_settings_unless_given(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    est = fit_seasonal()
+    assert settings.ANOMALY_RANK_WINDOW == 256  # the session-44 default
+    est.fit_threshold([seasonal(400, 21)], num_samples=4)
+    assert est.anomaly_profile_ is not None
+    assert est.anomaly_profile_.rank_window == 256
+    monkeypatch.setattr(settings, "ANOMALY_RANK_WINDOW", 0)
+    est.fit_threshold([seasonal(400, 21)], num_samples=4)
+    assert est.anomaly_profile_.rank_window == 0
+    est.fit_threshold([seasonal(400, 21)], num_samples=4, rank_window=50)
+    assert est.anomaly_profile_.rank_window == 50
+    res = est.anomaly_scores([seasonal(300, 22)])
+    assert res.alarm is not None
+    assert res.flagged is not None
+    alarm = np.asarray(res.alarm[0])
+    assert np.nanmax(alarm) < 1.0
+    assert np.nanmin(alarm) >= 0.0
+    np.testing.assert_array_equal(np.asarray(res.flagged[0]), alarm > res.threshold)
+    with pytest.raises(ValidationError, match="rank_window"):
+        est.fit_threshold([seasonal(400, 21)], num_samples=4, rank_window=1)
