@@ -29,7 +29,7 @@ import pandas as pd
 import pytest
 import torch
 
-from gpvae import GPVAE
+from gpvae import GPVAE, settings
 from gpvae.app.cli import main
 from gpvae.app.cli.columns import ColumnSpec
 from gpvae.io import load_checkpoint
@@ -181,11 +181,13 @@ def test_parquet_folder_fit_and_impute_in_parts(tmp_path: Path) -> None:
         prior_weight=two_proc.prior_weight, causal=two_proc.causal, spread=two_proc.spread,
         feature_scale=two_proc.feature_scale, combine=two_proc.combine,
         novelty="cap" if two_proc.alarm_cap is not None else "extrapolate",
-        spread_quantile=two_proc.spread_quantile,
+        spread_quantile=two_proc.spread_quantile, rank_window=two_proc.rank_window,
     ).anomaly_profile_  # fmt: skip
     assert one_proc is not None
     assert two_proc.threshold == pytest.approx(one_proc.threshold, rel=1e-9)
     np.testing.assert_allclose(two_proc.scale, one_proc.scale, rtol=1e-9)
+    assert two_proc.rank_window == settings.ANOMALY_RANK_WINDOW
+    np.testing.assert_allclose(two_proc.rank_reference, one_proc.rank_reference, rtol=1e-9)
     code, out, err = _run("impute", "m", "data", "-o", "parts", cwd=tmp_path)
     assert code == 0, err
     assert sorted(p.name for p in (tmp_path / "parts").iterdir()) == [
