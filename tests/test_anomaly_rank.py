@@ -63,7 +63,7 @@ def test_ranks_follow_the_definition_with_ties_gaps_and_chunks(
     """Against a loop, on scores with ties (rounded), NaN steps, a stretch with too few
     finite scores before it (ranked among the reference) and values beyond the window at
     both ends; chunk boundaries (made small here) change nothing."""
-    monkeypatch.setattr(anomaly, "RANK_CHUNK", 37)
+    monkeypatch.setattr(anomaly, "RANK_CHUNK", 37 * 64)  # 37 steps of the window of 64
     rng = np.random.default_rng(4)
     raw = np.round(rng.standard_normal(700), 1)
     raw[rng.random(700) < 0.1] = np.nan

@@ -808,9 +808,9 @@ def _detrended(
     return raw, raw - _trailing_median(raw, profile.baseline, profile.level)
 
 
-#: Steps ranked at a time by :func:`trailing_ranks` (its working set is this many times
-#: the window).
-RANK_CHUNK = 2048
+#: Scores that :func:`trailing_ranks` compares at a time (steps times the window; at least
+#: one step): its working set, a few times this many numbers, whatever the window.
+RANK_CHUNK = 2**19
 
 
 def trailing_ranks(raw: np.ndarray, width: int, reference: np.ndarray, scale: float) -> np.ndarray:
@@ -825,14 +825,15 @@ def trailing_ranks(raw: np.ndarray, width: int, reference: np.ndarray, scale: fl
 
     The ``width`` sorted ``reference`` scores stand for the steps before the series, and a
     step with fewer than ``width // 4`` (at least 2) finite scores before it is ranked among
-    them alone. NaN where the step's own score is NaN. Time and memory are linear in T (a
-    sort of ``width`` scores per step, :data:`RANK_CHUNK` steps at a time)."""
+    them alone. NaN where the step's own score is NaN. Time is linear in T (a sort of
+    ``width`` scores per step), and memory bounded (:data:`RANK_CHUNK` scores at a time)."""
     raw = np.asarray(raw, dtype=np.float64)
     padded = np.concatenate([reference, raw])
     need = max(2, width // 4)
     out = np.full(raw.shape, np.nan)
-    for a in range(0, len(raw), RANK_CHUNK):
-        b = min(len(raw), a + RANK_CHUNK)
+    rows = max(1, RANK_CHUNK // width)
+    for a in range(0, len(raw), rows):
+        b = min(len(raw), a + rows)
         # row i: the width scores before step a + i, sorted (NaN last)
         before = np.sort(
             np.lib.stride_tricks.sliding_window_view(padded[a : b + width - 1], width), axis=1
