@@ -132,15 +132,17 @@ def main(argv: list[str] | None = None) -> int:
     )
     out = Path(args.out)
     out.mkdir(parents=True, exist_ok=True)
+    # the step score with the flagged steps: the alarm the threshold is for is a rank (a
+    # share of the recent steps, a band from 0 to 1 when drawn)
     plot_anomalies(
         test_times,
-        np.asarray(res.alarm[0], dtype=np.float64),  # the score the threshold is for
-        res.threshold,
+        np.asarray(res.step[0], dtype=np.float64),
+        None,
         flagged=flagged,
         values=test,
         feature_names=s.features,
         labels=label,
-        title=f"NAB {s.name}: gpvae alarm score",
+        title=f"NAB {s.name}: gpvae anomaly score",
         save=out / "anomalies.png",
     )
     print(f"wrote {out / 'anomalies.png'}")

@@ -1430,26 +1430,38 @@ def test_missing_column_after_fit_names_data_and_the_recorded_layout(
     assert "MODEL_DIR" in line
 
 
+@pytest.mark.parametrize("rank", [True, False])
 def test_detect_plot_flags_the_steps_the_output_flags(
-    long_model: Path, files: dict[str, Path], tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+    rank: bool,
+    long_model: Path,
+    files: dict[str, Path],
+    tmp_path: Path,
+    monkeypatch: pytest.MonkeyPatch,
 ) -> None:
-    """With the threshold stored by fit, 'anomaly' compares the alarm (the score's rise over
-    its recent level) with it, not the score: the plot must flag those steps, and draw the
-    alarm under the threshold line (it drew the score, without the line)."""
-
+    """With the threshold stored by fit, 'anomaly' compares the alarm with it, not the
+    score: the plot must flag those steps. The spread alarm (the score's rise over its
+    recent level; --rank-window 0) is drawn under the threshold line (it drew the score,
+    without the line); the rank alarm (the default), a share of the recent steps that fills
+    a band from 0 to 1, is not: the score is drawn, with the flagged steps and no line."""
+    model = long_model
+    if not rank:
+        model = tmp_path / "spread"
+        _ok(run_cli("fit", files["long_csv"], "--time-col", "t", "--id-col", "station",
+                    "-o", model, "--rank-window", "0", *FIT_OPTIONS))  # fmt: skip
     figures = _keep_figures(monkeypatch, "plot_anomalies")
     out = tmp_path / "scores.csv"
-    args = ["detect", str(long_model), str(files["long_csv"]), "-o", str(out)]
+    args = ["detect", str(model), str(files["long_csv"]), "-o", str(out)]
     assert main([*args, "--plot", str(tmp_path / "scores.png"), "--series", "b"]) == 0
     res = pd.read_csv(out)
     shown = int(res.loc[res["station"] == "b", "anomaly"].sum())
     legends = [t.get_text() for t in figures[0].axes[0].get_legend().get_texts()]
     assert f"flagged ({shown})" in legends, legends
-    assert any(text.startswith("threshold") for text in legends), legends
-    assert "alarm" in legends, legends  # the curve is OUT's alarm column, named so
+    curve = "score" if rank else "alarm"  # OUT's column drawn, named so
+    assert curve in legends, legends
+    assert any(text.startswith("threshold") for text in legends) is not rank, legends
     drawn = np.asarray(figures[0].axes[0].lines[0].get_ydata(), dtype=np.float64)
     part = res[res["station"] == "b"].sort_values("t", kind="stable")
-    np.testing.assert_allclose(drawn, part["alarm"].to_numpy(), equal_nan=True)
+    np.testing.assert_allclose(drawn, part[curve].to_numpy(), equal_nan=True)
 
 
 def test_detect_writes_the_alarm_that_the_threshold_is_compared_with(

@@ -270,19 +270,22 @@ def detect(
         title = "Anomaly scores"  # naming the series drawn, of a long file
         if spec.id_col is not None:
             title += f" of {spec.id_col} {raw[spec.id_col].iloc[0]}"
+        # the alarm: the score the threshold is compared with (score itself without a
+        # stored threshold), so the line and the red bands agree; a rank alarm, a share of
+        # the recent steps, fills a band from 0 to 1 that says little drawn: the score then,
+        # with the flagged steps and no line
+        ranked = stored and profile is not None and profile.rank_window > 0
         fig = plot_anomalies(
             time_axis(part[spec.time_col], part["__written__"]),  # on the data's clock
-            # the alarm: the score the threshold is compared with (score itself without a
-            # stored threshold), so the line and the red bands agree
-            part["alarm"].to_numpy(dtype=np.float64),
-            thr,
+            part["score" if ranked else "alarm"].to_numpy(dtype=np.float64),
+            None if ranked else thr,
             flagged=part["anomaly"].to_numpy(dtype=bool),
             values=part[shown].to_numpy(dtype=np.float64),
             feature_names=shown,
             labels=None if labels is None else part["__labels__"].to_numpy(),
             title=title,
             time_label=time_label(spec),
-            score_label="alarm",
+            score_label="score" if ranked else "alarm",
         )
         save_figure(fig, plot_path)
 
