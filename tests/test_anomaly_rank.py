@@ -6,8 +6,6 @@ profile (profiles saved before it keep the spread alarm) and set by ``fit_thresh
 
 from __future__ import annotations
 
-import math
-
 import numpy as np
 import pytest
 from tests.test_anomaly import fit_seasonal, seasonal
@@ -27,7 +25,7 @@ from gpvae.estimator.anomaly import (
 
 def _rank_by_hand(s: float, before: np.ndarray, scale: float) -> float:
     """The definition, one step: mid-rank at a value of the window, linear between two,
-    0 below them all, ``1 - exp(-excess / scale)`` of the top's half-share above them."""
+    0 below them all, ``1 - 1 / (1 + excess / scale)`` of the top's half-share above them."""
     v = np.sort(before[np.isfinite(before)])
     n = len(v)
     below, equal = int((v < s).sum()), int((v == s).sum())
@@ -38,7 +36,7 @@ def _rank_by_hand(s: float, before: np.ndarray, scale: float) -> float:
     lo = v[below - 1]
     lo_ties = int((v == lo).sum())
     if below == n:
-        return (n - lo_ties / 2 * math.exp(-(s - lo) / scale)) / n
+        return (n - lo_ties / 2 / (1 + (s - lo) / scale)) / n
     hi = v[below]
     hi_ties = int((v == hi).sum())
     return (below - lo_ties / 2 + (s - lo) / (hi - lo) * (lo_ties + hi_ties) / 2) / n
@@ -77,6 +75,37 @@ def test_ranks_follow_the_definition_with_ties_gaps_and_chunks(
     assert np.nanmax(got) < 1.0
     assert got[450] == 0.0
     assert got[100] > 1 - 0.5 / 64
+
+
+def test_infinite_scores_and_scores_near_the_float_limits() -> None:
+    """Infinite scores before a step count as missing ones (the window's ranks stay in
+    [0, 1) among its finite scores); a step's own +inf ranks 1, -inf 0; scores near the
+    float limits do not overflow the interpolation."""
+    ref = np.array([0.0, 1.0, 2.0, 3.0])
+    raw = np.array([0.5, np.inf, 2.0, np.inf, 2.5, -np.inf])
+    got = trailing_ranks(raw, 4, ref, 1.0)
+    clean = np.where(np.isfinite(raw), raw, np.nan)
+    want = _ranks_by_hand(clean, 4, ref, 1.0)
+    finite = np.isfinite(raw)
+    np.testing.assert_allclose(got[finite], want[finite], rtol=0, atol=1e-12)
+    np.testing.assert_array_equal(got[~finite], [1.0, 1.0, 0.0])
+    huge = np.array([-1e308, 1e308, 0.0])
+    assert 0.0 < trailing_ranks(huge, 2, np.array([-1e308, 1e308]), 1.0)[2] < 1.0
+
+
+def test_large_excesses_stay_below_1_so_the_threshold_can_be_exceeded() -> None:
+    """Normal data with isolated spikes far above their windows, more of them than the
+    rate: their ranks stay apart and below 1 (an exponential tail rounded them to 1, the
+    threshold became 1, and nothing could be flagged, not even a far larger anomaly)."""
+    rng = np.random.default_rng(3)
+    normal = rng.normal(size=(6000, 1)) ** 2
+    normal[::300] += 1e3 * (1.0 + rng.random((20, 1)))
+    prof = profile_from_entries([normal], 0.001, 4, 5, 128, 1, False, 512, 1, True,
+                                feature_scale="spread", rank_window=256)  # fmt: skip
+    assert prof.threshold < 1.0
+    new = rng.normal(size=(3000, 1)) ** 2
+    new[1500] += 1e6
+    assert (alarm_scores(new, prof) > prof.threshold)[1500]
 
 
 def test_ranks_are_continuous_in_the_score() -> None:
@@ -164,9 +193,17 @@ def test_the_rank_round_trips_and_older_profiles_keep_the_spread_alarm() -> None
     old = AnomalyProfile.from_json(older, 3)
     assert old.rank_window == 0
     assert old.rank_reference is None
-    for bad, error in ((1, ValidationError), (-2, ValidationError), (2.5, InputTypeError)):
+    top = settings.ANOMALY_RANK_WINDOW_MAX
+    for bad, error in (
+        (1, ValidationError),
+        (-2, ValidationError),
+        (top + 1, ValidationError),
+        (2.5, InputTypeError),
+    ):
         with pytest.raises(error, match="rank_window"):
             profile_from_entries([normal], 0.02, 4, 5, 128, 1, rank_window=bad)
+    with pytest.raises(ValidationError, match="reference: expected 64 finite scores"):
+        trailing_ranks(normal[:, 0], 64, prof.rank_reference[:32], 1.0)
 
 
 def test_fit_threshold_takes_the_window_from_settings_unless_given(

@@ -20,6 +20,7 @@ __all__ = [
     "ANOMALY_NOVELTY",
     "ANOMALY_PRIOR_WEIGHT",
     "ANOMALY_RANK_WINDOW",
+    "ANOMALY_RANK_WINDOW_MAX",
     "ANOMALY_SMOOTH",
     "ANOMALY_SPREAD",
     "ANOMALY_SPREAD_QUANTILE",
@@ -366,11 +367,16 @@ ANOMALY_SPREAD_QUANTILE = 0.95
 #: factor 2 of the target on 84 of the 121 held-out series against 63 for the spread alarm
 #: (77 against 57 with the model, too, fit on the first 80% only), and all 6 development
 #: series' test rates were within it (5 before). A rank has no scale: new data whose normal
-#: scores change in level, spread or shape keep about the target rate. The cost: an anomaly
-#: lasting more than a few percent of the window becomes part of what the next steps are
-#: ranked among, so fewer of a long anomaly's steps are flagged (docs/benchmarks.md,
-#: session 44).
+#: scores change in level, spread or shape keep about the target rate. The cost: the steps
+#: of an anomaly become part of what its later steps are ranked among, so beyond its first
+#: few steps (about the target rate times the window: 2-3 at 1% and 256) fewer are flagged:
+#: a level shift of 200 steps had 13 flagged, against 52 with the spread alarm
+#: (docs/benchmarks.md, session 44).
 ANOMALY_RANK_WINDOW = 256
+#: The largest ``rank_window`` accepted: each step's rank sorts that many scores, and the
+#: profile stores that many reference scores (10,000: 1,000,000 steps ranked in about 3
+#: minutes on one core, and 10,000 numbers in the model's config.json).
+ANOMALY_RANK_WINDOW_MAX = 10_000
 
 # ---------------------------------------------------------------- distributed training
 

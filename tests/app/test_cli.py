@@ -417,12 +417,13 @@ def test_fit_stores_the_rank_window_for_detect(
     assert prof["rank_window"] == 0
     assert prof["rank_reference"] is None
     out = tmp_path / "bad"
-    args = ["fit", str(files["wide_parquet"]), "--time-col", "date", "-o", str(out),
-            "--rank-window", "1"]  # fmt: skip
-    _, line = _main_error(capsys, args)
-    assert "--rank-window" in line
-    assert "at least 2 steps" in line
-    assert not out.exists()
+    for bad in ("1", str(settings.ANOMALY_RANK_WINDOW_MAX + 1)):
+        args = ["fit", str(files["wide_parquet"]), "--time-col", "date", "-o", str(out),
+                "--rank-window", bad]  # fmt: skip
+        _, line = _main_error(capsys, args)
+        assert "--rank-window" in line
+        assert f"2 to {settings.ANOMALY_RANK_WINDOW_MAX} steps" in line
+        assert not out.exists()
 
 
 @pytest.mark.parametrize("model_flags", [["--difference"], ["--members", "2"]])

@@ -64,8 +64,10 @@ alarm is instead the **rank** of the step's summed score among those of the prev
 normal data's summed scores at W evenly spaced quantiles), and the threshold a share of the
 recent steps: new data whose normal scores change in level, spread or shape keep about the
 target rate, which no scale of the normal data's carried over to the next stretch of normal
-data. An anomaly longer than a few percent of W becomes part of what the next steps are
-ranked among, so its start is flagged and fewer of its later steps. The ranking (step)
+data. The steps of an anomaly become part of what its later steps are ranked among, so its
+start is flagged and, beyond its first few steps (about the target rate times W), fewer of
+its later ones. Scores with many ties (a few distinct values) put atoms in the ranks, and
+the rate is then met only to within an atom. The ranking (step)
 score is not divided nor ranked. A long mean ranks
 lasting anomalies better, but its upper quantile rests on a few independent stretches of
 the normal data, which is why the alarm may use a shorter one. :func:`flagged_intervals`
@@ -815,20 +817,31 @@ RANK_CHUNK = 2**19
 
 def trailing_ranks(raw: np.ndarray, width: int, reference: np.ndarray, scale: float) -> np.ndarray:
     """(T,) the rank in [0, 1) of each step's score in ``raw`` (T,) among the finite scores
-    of the ``width`` steps before it, as a continuous share: a score equal to one of them
-    takes its mid-rank (the share below it plus half the share equal to it), a score
-    between two of them the linear interpolation of theirs, a score below them all 0, and
-    one above them all approaches 1 as ``1 - exp(-excess / scale)`` of the last half-share
-    (``scale``: in the score's units). Continuous, so that the normal data's ``1 - rate``
-    quantile of the ranks flags ``rate`` of its steps: whole ranks of a window of 256 steps
-    put that quantile on an atom, and ``> threshold`` then flagged less than half the rate.
+    of the ``width`` steps before it, as a share: a score equal to one of them takes its
+    mid-rank (the share below it plus half the share equal to it), a score between two of
+    them the linear interpolation of theirs, a score below them all 0, and one above them
+    all approaches 1 as ``1 - h / (1 + excess / scale)``, ``h`` the top value's half-share
+    (``scale``: in the score's units; a hyperbola, not an exponential, so that large
+    excesses stay apart from each other and from 1 in floating point: a threshold of exactly
+    1 would never be exceeded). Continuous from the lowest of them up, so that the normal
+    data's ``1 - rate`` quantile of the ranks flags ``rate`` of its steps: whole ranks of a
+    window of 256 steps put that quantile on an atom, and ``> threshold`` then flagged less
+    than half the rate (scores with many ties still put atoms at their values).
 
     The ``width`` sorted ``reference`` scores stand for the steps before the series, and a
     step with fewer than ``width // 4`` (at least 2) finite scores before it is ranked among
-    them alone. NaN where the step's own score is NaN. Time is linear in T (a sort of
-    ``width`` scores per step), and memory bounded (:data:`RANK_CHUNK` scores at a time)."""
+    them alone. NaN where the step's own score is NaN; +inf ranks 1, -inf 0. Time grows as
+    T ``width`` log ``width`` (a sort of ``width`` scores per step), and memory is bounded
+    (:data:`RANK_CHUNK` scores at a time)."""
+    reference = np.asarray(reference, dtype=np.float64)
+    if reference.shape != (width,) or not np.isfinite(reference).all():
+        raise ValidationError(
+            f"reference: expected {width} finite scores (one per step of the window), found "
+            f"shape {reference.shape}"
+        )
     raw = np.asarray(raw, dtype=np.float64)
-    padded = np.concatenate([reference, raw])
+    # non-finite scores before a step count as missing ones (the step's own keeps its sign)
+    padded = np.concatenate([np.sort(reference), np.where(np.isfinite(raw), raw, np.nan)])
     need = max(2, width // 4)
     out = np.full(raw.shape, np.nan)
     rows = max(1, RANK_CHUNK // width)
@@ -839,7 +852,7 @@ def trailing_ranks(raw: np.ndarray, width: int, reference: np.ndarray, scale: fl
             np.lib.stride_tricks.sliding_window_view(padded[a : b + width - 1], width), axis=1
         )
         few = np.isfinite(before).sum(axis=1) < need
-        before[few] = reference
+        before[few] = padded[:width]
         out[a:b] = _interpolated_ranks(raw[a:b], before, scale)
     return out
 
@@ -857,10 +870,12 @@ def _interpolated_ranks(s: np.ndarray, rows: np.ndarray, scale: float) -> np.nda
     hi = rows[idx, np.minimum(below + equal, n - 1)]
     lo_ties = (rows == lo[:, None]).sum(axis=1)
     hi_ties = (rows == hi[:, None]).sum(axis=1)
-    with np.errstate(invalid="ignore", divide="ignore"):
-        frac = np.clip((s - lo) / (hi - lo), 0.0, 1.0)
+    with np.errstate(invalid="ignore", divide="ignore", over="ignore"):
+        # halved, so that values near the float limits do not overflow their difference
+        frac = np.clip((s / 2 - lo / 2) / (hi / 2 - lo / 2), 0.0, 1.0)
         between = below - lo_ties / 2.0 + frac * (lo_ties + hi_ties) / 2.0
-        beyond = below - lo_ties / 2.0 * np.exp(-np.maximum(s - top, 0.0) / scale)
+        excess = np.maximum(s / 2 - top / 2, 0.0) * 2.0 / scale
+        beyond = below - lo_ties / 2.0 / (1.0 + excess)
     rank = np.where(equal > 0, below + equal / 2.0, np.where(below >= n, beyond, between))
     rank = np.where(below == 0, np.where(equal > 0, equal / 2.0, 0.0), rank)
     return np.where(np.isnan(s), np.nan, rank / n)
@@ -1145,11 +1160,13 @@ def _spread_quantile_arg(spread_quantile: float) -> float:
 
 
 def _rank_window_arg(rank_window: int) -> int:
-    """0 (no rank) or a window of at least 2 steps."""
+    """0 (no rank) or a window of 2 to :data:`gpvae.settings.ANOMALY_RANK_WINDOW_MAX` steps."""
     w = int_arg("rank_window", rank_window, minimum=0)
-    if w == 1:
+    top = settings.ANOMALY_RANK_WINDOW_MAX
+    if w == 1 or w > top:
         raise ValidationError(
-            f"rank_window: expected 0 (no rank) or at least 2 steps to rank among, found {w}"
+            f"rank_window: expected 0 (no rank) or 2 to {top} steps to rank among "
+            f"(gpvae.settings.ANOMALY_RANK_WINDOW_MAX), found {w}"
         )
     return w
 

@@ -10,6 +10,7 @@ from typing import Any, TypeVar
 
 import click
 
+from gpvae import settings
 from gpvae.arguments import lengthscale_text
 from gpvae.errors import GPVAEError, ValidationError
 
@@ -97,11 +98,13 @@ def positive_int(ctx: click.Context, param: click.Parameter, value: int | None) 
 
 
 def rank_window(ctx: click.Context, param: click.Parameter, value: int | None) -> int | None:
-    """Callback: None, 0 (no rank) or a window of at least 2 steps (checked before the fit:
-    the library refuses 1 only when the threshold is learned, after it)."""
-    if value is not None and (value < 0 or value == 1):
+    """Callback: None, 0 (no rank) or a window of 2 to
+    ``settings.ANOMALY_RANK_WINDOW_MAX`` steps (checked before the fit: the library refuses
+    the others only when the threshold is learned, after it)."""
+    top = settings.ANOMALY_RANK_WINDOW_MAX
+    if value is not None and (value < 0 or value == 1 or value > top):
         raise click.BadParameter(
-            f"expected 0 (the spread baseline) or a window of at least 2 steps, found {value}"
+            f"expected 0 (the spread baseline) or a window of 2 to {top} steps, found {value}"
         )
     return value
 
