@@ -57,7 +57,7 @@ class AnomalyMethods:
         of its entries than the normal data it was learned from (more than
         :data:`gpvae.estimator.anomaly.MISSING_SHARE_MARGIN` more) warns, unless the
         scores are causal: its held-out scores are larger next to gaps, and the alarm flags
-        more than the target rate of normal steps (3 to 4 times as many at 30% missing
+        more than the target rate of normal steps (2.5 to 5 times as many at 30% missing
         against complete normal data).
 
         Args:
@@ -156,7 +156,7 @@ class AnomalyMethods:
         ``X``'s share of missing entries (``missing_share``), and :meth:`anomaly_scores`
         warns on data that misses much more (not for causal scores, whose rate did not
         move). To monitor data with gaps, learn the threshold from normal data with gaps
-        like it (a threshold from complete data flagged 3-4% of normal data with 30% of its
+        like it (a threshold from complete data flagged 2.5-5% of normal data with 30% of its
         entries missing, one from normal data with 30% missing 0.8-1.4%, for 1%).
 
         A feature with no observed value in ``X`` has no normal scores to scale it by: it is
