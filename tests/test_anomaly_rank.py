@@ -6,6 +6,8 @@ profile (profiles saved before it keep the spread alarm) and set by ``fit_thresh
 
 from __future__ import annotations
 
+from typing import Any
+
 import numpy as np
 import pytest
 from tests.test_anomaly import fit_seasonal, seasonal
@@ -206,6 +208,13 @@ def test_the_rank_round_trips_and_older_profiles_keep_the_spread_alarm() -> None
         trailing_ranks(normal[:, 0], 64, prof.rank_reference[:32], 1.0)
 
 
+@pytest.fixture(scope="module")
+def fitted_rank() -> Any:
+    est = fit_seasonal()
+    est.fit_threshold([seasonal(400, 21)], num_samples=4, rank_window=64)
+    return est
+
+
 def test_fit_threshold_takes_the_window_from_settings_unless_given(
     monkeypatch: pytest.MonkeyPatch,
 ) -> None:
@@ -228,3 +237,22 @@ def test_fit_threshold_takes_the_window_from_settings_unless_given(
     np.testing.assert_array_equal(np.asarray(res.flagged[0]), alarm > res.threshold)
     with pytest.raises(ValidationError, match="rank_window"):
         est.fit_threshold([seasonal(400, 21)], num_samples=4, rank_window=1)
+
+
+def test_intervals_give_their_highest_step_score(fitted_rank: Any) -> None:
+    """With the rank alarm every interval peaks near 1, so each also gives ``max_score``:
+    the highest step score inside it (which ranks anomalies); the peak stays the alarm's."""
+    new = seasonal(300, 23)
+    new[100:104] += 4.0
+    new[200] -= 6.0
+    res = fitted_rank.anomaly_scores([new])
+    assert res.intervals is not None
+    assert res.alarm is not None
+    step, alarm = np.asarray(res.step[0]), np.asarray(res.alarm[0])
+    assert len(res.intervals[0]) >= 2
+    for iv in res.intervals[0]:
+        inside = slice(iv["start"], iv["end"] + 1)
+        assert iv["max_score"] == pytest.approx(float(np.nanmax(step[inside])), rel=1e-12)
+        assert iv["peak_score"] == pytest.approx(float(np.nanmax(alarm[inside])), rel=1e-12)
+    best = max(res.intervals[0], key=lambda iv: iv["max_score"])
+    assert any(best["start"] <= k <= best["end"] for k in (100, 101, 102, 103, 200))

@@ -973,11 +973,19 @@ def heldout_scores(
             _in_input_times(
                 ss,
                 flagged_intervals(
-                    s, e, t, profile.threshold, list(ss.feature_names), profile, flags=f
+                    a,
+                    e,
+                    t,
+                    profile.threshold,
+                    list(ss.feature_names),
+                    profile,
+                    flags=f,
+                    scores=s,
                 ),
             )
-            # the peak is the highest alarm: the score the threshold is compared with
-            for s, e, t, f in zip(alarm or [], entry, ss.times, flagged or [])
+            # the peak is the highest alarm: the score the threshold is compared with; the
+            # max_score the highest step score (the rank alarm peaks near 1 everywhere)
+            for a, e, t, f, s in zip(alarm or [], entry, ss.times, flagged or [], step)
         ],
     )
 
@@ -1314,6 +1322,7 @@ def flagged_intervals(
     profile: AnomalyProfile | None = None,
     top: int = 3,
     flags: np.ndarray | None = None,
+    scores: np.ndarray | None = None,
 ) -> list[dict[str, Any]]:
     """The runs of consecutive flagged steps: ``flags``, else those whose score is above
     ``threshold``.
@@ -1328,6 +1337,10 @@ def flagged_intervals(
         top: features listed per interval.
         flags: (T,) booleans, the flagged steps (e.g. the profile's alarm score above the
             threshold); None: ``step > threshold``.
+        scores: (T,) the step scores whose highest in each interval is its ``max_score``
+            (:meth:`GPVAE.anomaly_scores` and ``gpvae detect`` pass the step score, which
+            ranks anomalies, while the alarm of a rank profile peaks near 1 in every
+            interval); None: ``step``.
 
     Returns:
         One dict per interval: ``start``, ``end`` (positions of its first and last step in
@@ -1335,7 +1348,8 @@ def flagged_intervals(
         ``peak_time`` (``times``' values; :meth:`GPVAE.anomaly_scores` gives them in the
         input's own form: numbers, or ``pd.Timestamp`` / ``pd.Timedelta``; its positions
         count the series' own steps in time order, not a DataFrame's rows or index labels),
-        ``peak_score``, ``steps`` and ``features``: up to
+        ``peak_score``, ``max_score`` (the highest of ``scores`` in the interval; NaN when
+        none is finite), ``steps`` and ``features``: up to
         ``top`` names of the features that contribute materially, most contributing first
         (by the sum of their normalised scores over the interval). Material: with a
         ``feature_scale="tail"`` profile, a feature whose value at some step of the
@@ -1352,10 +1366,13 @@ def flagged_intervals(
     level = None  # the tail score of a value as rare as the target false-alarm rate
     if profile is not None and profile.feature_scale == "tail":
         level = -math.log(profile.false_alarm_rate)
+    magnitude = step if scores is None else np.asarray(scores, dtype=np.float64)
     out = []
     for a, b in runs_of(above):
         seg = step[a : b + 1]
         peak = int(a + np.nanargmax(seg)) if np.isfinite(seg).any() else int(a)
+        inside = magnitude[a : b + 1]
+        top_score = float(np.nanmax(inside)) if np.isfinite(inside).any() else math.nan
         contrib = np.nansum(z[a : b + 1], axis=0)  # (D,)
         if level is None:
             material = contrib > 0
@@ -1372,6 +1389,7 @@ def flagged_intervals(
                 "peak": peak,
                 "peak_time": float(times[peak]),
                 "peak_score": float(step[peak]),
+                "max_score": top_score,
                 "steps": int(b - a + 1),
                 "features": [feature_names[d] for d in order],
             }

@@ -181,7 +181,8 @@ class AnomalyResult:
             values are the input's own: numbers, or ``pd.Timestamp`` (zone-aware in the
             input's zone, or naive) for datetimes, ``pd.Timedelta`` for durations.
             ``peak`` / ``peak_score`` are the interval's highest ``alarm`` (as ``gpvae
-            detect``'s intervals). An interval's ``features`` are those
+            detect``'s intervals; with the rank alarm, a share near 1), ``max_score`` its
+            highest ``step`` score (how far out it goes). An interval's ``features`` are those
             that contribute materially (tail scale: a value at one of its steps as rare,
             on its own, as the profile's ``false_alarm_rate``), up to three.
         series_ids: the id of every series (long DataFrames: in the order each id first

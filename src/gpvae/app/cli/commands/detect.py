@@ -362,6 +362,7 @@ def interval_table(
             spec.features,
             profile,
             flags=flags,
+            scores=score,
         ):
             row = {} if spec.id_col is None else {spec.id_col: key}
             row.update(
@@ -369,7 +370,7 @@ def interval_table(
                 end=stamps[iv["end"]],
                 peak_time=stamps[iv["peak"]],
                 peak_score=iv["peak_score"],
-                max_score=float(np.nanmax(score[iv["start"] : iv["end"] + 1])),
+                max_score=iv["max_score"],
                 steps=iv["steps"],
                 features=";".join(iv["features"]),
             )
