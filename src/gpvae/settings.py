@@ -335,7 +335,8 @@ ANOMALY_FEATURE_SCALE = "tail"
 #: largest feature's) or "sum". Chosen with :data:`ANOMALY_FEATURE_SCALE`.
 ANOMALY_COMBINE = "max"
 #: Whether ``fit_threshold`` divides the alarm's rise over its trailing median by its
-#: trailing spread by default (``spread``). Chosen in session 12 on normal data only: with
+#: trailing spread by default (``spread``; used with ``rank_window=0`` only, see
+#: :data:`ANOMALY_RANK_WINDOW`). Chosen in session 12 on normal data only: with
 #: the tail scale, the threshold from the first 80% of each training part kept its last 20%
 #: within a factor 2 of the target more often with it (docs/benchmarks.md, session 12). It
 #: also flags fewer steps of real anomalies (a long one raises the trailing spread too).

@@ -127,7 +127,8 @@ class AnomalyMethods:
         and used by :meth:`anomaly_scores` (see :mod:`gpvae.estimator.anomaly`), with the
         ``prior_weight`` of the scores (None: :data:`gpvae.settings.ANOMALY_PRIOR_WEIGHT`)
         and their ``causal`` setting (None: False; see :meth:`anomaly_scores`). With
-        ``spread`` (None: :data:`gpvae.settings.ANOMALY_SPREAD`, True; with a baseline) the
+        ``rank_window=0`` and ``spread`` (None: :data:`gpvae.settings.ANOMALY_SPREAD`, True;
+        with a baseline) the
         alarm's difference from the trailing median is also divided by the score's trailing
         spread over the same steps, so that new data whose normal scores vary more or less
         than the normal data's keep about the target rate (the step score, which ranks the

@@ -284,9 +284,9 @@ __all__ = ["fit", "fit_spatial"]
 @click.option(
     "--spread-baseline/--no-spread-baseline",
     default=None,
-    help="detect's alarm divides the score's rise over its recent median by its recent "
-    "spread (the default), so that new data whose normal scores vary more or less than the "
-    "training data's keep about the --false-alarm-rate.",
+    help="With --rank-window 0: detect's alarm divides the score's rise over its recent "
+    "median by its recent spread (the default), so that new data whose normal scores vary "
+    "more or less than the training data's keep about the --false-alarm-rate.",
 )
 @click.option(
     "--feature-scale",
