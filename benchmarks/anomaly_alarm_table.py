@@ -27,7 +27,7 @@ from typing import Any
 import numpy as np
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
-from anomaly import PEER_CHOSEN
+from anomaly import PEER_CHOSEN, RANK_WINDOW
 from anomaly_table import write_region
 
 ROOT = Path(__file__).resolve().parents[1]
@@ -207,8 +207,8 @@ def render(
     others = ["VAE", *(d for d in PEER_LABELS.values() if d in rates)]
     alarm = (
         "with the library's alarm (`fit_threshold`: the rank of the step's score among the "
-        "previous 256 steps'); `spread alarm`: spread-normalised, the default of sessions "
-        "12-43; "
+        f"previous {RANK_WINDOW} steps'); `spread alarm`: spread-normalised, the default of "
+        "sessions 12-43; "
         if has_rank(models, tag)
         else "with the library's alarm (`fit_threshold`, spread-normalised); "
     )
