@@ -405,6 +405,39 @@ def test_duplicate_times_of_stacked_series_say_to_name_the_id_column() -> None:
         merge_duplicate_times(stacked)
 
 
+def test_stacked_series_with_a_genuinely_repeated_time_still_name_their_id() -> None:
+    """Five stays in a long frame whose id column is 'patient', one stay with a time
+    logged twice: that one repeat disqualified 'patient' as the id, so the error gave only
+    the merging advice and merging averaged rows of different patients into one series
+    without a word (audit M #1). A column that explains most repeated times is the id."""
+    t = np.arange(8.0)
+    stacked = pd.DataFrame(
+        {"patient": np.repeat([101, 202, 303, 404, 505], 8), "time": np.tile(t, 5),
+         "hr": np.arange(40.0)}
+    )  # fmt: skip
+    dup = pd.concat([stacked, stacked.iloc[[3]]], ignore_index=True)  # a stay repeats t=3
+    with pytest.raises(ValidationError) as err:
+        to_series_set(dup, time_col="time")
+    message = str(err.value)
+    assert "X looks like several series stacked (the column 'patient' changes where" in message
+    assert message.index("id_col='patient'") < message.index("merge_duplicate_times")
+    with pytest.warns(UserWarning, match=r"id_col: X looks like several .* id_col='patient'"):
+        merge_duplicate_times(dup, time_col="time")
+    # rows sorted by time, text ids: the column names the stays but for the one repeat
+    by_time = dup.assign(patient=dup["patient"].map("P{}".format)).sort_values("time")
+    with pytest.raises(
+        ValidationError, match=r"'patient' has distinct times but on 1 row\(s\), .*id_col='patient'"
+    ):
+        to_series_set(by_time, time_col="time", feature_cols=["hr"])
+    # one series read twice a time, a whole-number feature that differs in most pairs but
+    # not nearly all (equal in 3 of 10): a feature, not an id
+    twice = pd.DataFrame({"time": np.repeat(np.arange(10.0), 2), "level": np.arange(20) % 7})
+    twice.loc[[3, 9, 19], "level"] = twice.loc[[2, 8, 18], "level"].to_numpy()
+    with pytest.raises(ValidationError) as err:
+        to_series_set(twice, time_col="time")
+    assert "several series" not in str(err.value)
+
+
 def test_duplicate_zone_aware_times_are_shown_in_their_zone() -> None:
     """The duplicate-time error showed zone-aware times as naive UTC ('2024-03-29
     23:00:00' for '2024-03-30 00:00:00+01:00') (audit U #8)."""

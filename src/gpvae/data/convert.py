@@ -432,29 +432,32 @@ def stacked_series(
     when no column is one), else None.
 
     ``times``: the frame's times in its row order (float, datetime64 or timedelta64).
-    A column is the id when, none of its entries missing, it takes 2 to R/2 values, each
-    of its values has distinct times, and it changes only where the times restart (a
-    column of whole numbers or text with more than two values may change anywhere, rows
-    sorted by time, when most rows share their time with another: a 0/1 column that
-    alternates within repeated times is taken for a feature); without one, times that
-    restart and repeat on most rows say so."""
+    A column is the id when, none of its entries missing, it takes 2 to R/2 values, it
+    explains the repeated times (rows that share a time differ in it, but for a few
+    genuine repeats within one series: see :func:`_explains_repeats`), and it changes only
+    where the times restart (a column of whole numbers or text with more than two values
+    may change anywhere, rows sorted by time, when most rows share their time with
+    another: a 0/1 column that alternates within repeated times is taken for a feature);
+    without one, times that restart and repeat on most rows say so."""
     R = len(times)
     t = times.astype(np.int64).astype(np.float64) if times.dtype.kind in "mM" else times
     restarts = set((np.flatnonzero(np.diff(t) < 0) + 1).tolist())
     keys = pd.Series(times)
     shared = float(keys.duplicated(keep=False).mean())  # share of rows whose time repeats
-    best: tuple[bool, int, Hashable] | None = None
+    repeats = int(keys.duplicated().sum())  # rows whose time an earlier row has
+    best: tuple[bool, int, Hashable, int] | None = None
     for pos, col in enumerate(frame.columns):
         if col in skip:
             continue
         values = frame[col]
         if values.isna().any() or not 2 <= values.nunique() <= R // 2:
             continue
-        if pd.DataFrame({"c": values.to_numpy(), "t": keys}).duplicated().any():
-            continue
+        left = int(pd.DataFrame({"c": values.to_numpy(), "t": keys}).duplicated().sum())
         arr = values.to_numpy()
         changes = set((np.flatnonzero(arr[1:] != arr[:-1]) + 1).tolist())
         runs = bool(changes) and changes <= restarts
+        if not _explains_repeats(left, repeats, runs):
+            continue
         # (not a 0/1 feature that differs between a few rows of one series at one time,
         # nor between the two readings of every time: two values alternating within
         # repeated times are a feature as well as two series sorted by time, so a column
@@ -465,9 +468,11 @@ def stacked_series(
             and (values.dtype.kind in "iuOSU" or isinstance(values.dtype, pd.CategoricalDtype))
         )
         if (runs or labels) and (best is None or (not runs, pos) < best[:2]):
-            best = (not runs, pos, col)
+            best = (not runs, pos, col, left)
     if best is not None:
         where = "changes where the times restart" if not best[0] else "has distinct times"
+        if best[0] and best[3]:
+            where += f" but on {best[3]} row(s)"
         return f"the column {best[2]!r} {where}, as an id column does", best[2]
     if restarts and shared >= 0.5:
         return (
@@ -476,6 +481,18 @@ def stacked_series(
             None,
         )
     return None
+
+
+def _explains_repeats(left: int, repeats: int, runs: bool) -> bool:
+    """Whether a column explains the repeated times of a frame: of its ``repeats`` rows
+    whose time an earlier row has, ``left`` have an earlier row of the same value too (a
+    time repeated within one series). A column in runs that change where the times
+    restart (``runs``) needs to explain most of them (a stay with one genuinely repeated
+    time among five stays stacked still names its id); another needs to explain at least
+    nine in ten (a feature that differs between most readings of a time is no id)."""
+    if left == 0:
+        return True
+    return 2 * left < repeats if runs else 10 * left <= repeats
 
 
 def _finish(
