@@ -574,6 +574,44 @@ def test_merge_duplicate_times_refuses_rows_without_a_time_or_id() -> None:
         merge_duplicate_times(wide)
 
 
+@pytest.mark.filterwarnings("ignore:time_col. took")  # (the times restart: out of order)
+def test_merge_duplicate_times_refuses_text_it_would_average() -> None:
+    """Three stays stacked, their ids as text in a column 'patient' and id_col not given:
+    merge_duplicate_times crashed with pandas' "dtype 'str' does not support operation
+    'mean'"; with whole-number ids it averaged rows of different stays into one series,
+    one stay repeating a time, without a word (audit M #2)."""
+    t = np.arange(6.0)
+    stays = pd.DataFrame(
+        {"patient": np.repeat(["133064", "133065", "133066"], 6), "time": np.tile(t, 3),
+         "hr": np.arange(18.0)}
+    )  # fmt: skip
+    stays = pd.concat([stays, stays.iloc[[4]]], ignore_index=True)  # a time logged twice
+    with pytest.raises(
+        InputTypeError,
+        match=r"X\['patient'\]: expected numbers \(the merge averages every column other than "
+        r"the id and time\), found 19 text .* such as '133064' \(row 0\); if 'patient' is the "
+        r"id of several series stacked, pass id_col='patient'",
+    ):
+        merge_duplicate_times(stays, time_col="time")
+    # a feature held as text beside whole-number ids: drop it (or convert it), name the id
+    numbered = stays.assign(patient=np.repeat([1, 2, 3, 1], [6, 6, 6, 1]))
+    texts = numbered.assign(hr=numbered["hr"].astype(str))
+    with pytest.raises(
+        InputTypeError,
+        match=r"X\['hr'\]: .* or drop it before merging \(X looks .*id_col='patient'",
+    ):
+        merge_duplicate_times(texts, time_col="time")
+    # whole-number ids: said to look like several series before merging them
+    with pytest.warns(UserWarning, match=r"id_col: X looks like several .* id_col='patient'"):
+        merge_duplicate_times(numbered, time_col="time")
+    # numbers held as objects are still averaged; the ids named, the merge goes through
+    held = stays.assign(hr=stays["hr"].astype(object))
+    with pytest.warns(UserWarning, match="merged 2 rows into 1"):
+        got = merge_duplicate_times(held, id_col="patient", time_col="time")
+    assert got.merged == [{"series": "133064", "time": 4.0, "rows": [4, 18]}]
+    assert got.X["hr"].dtype == np.float64
+
+
 def test_gaussian_gp_per_feature_gives_each_feature_its_own_kernel() -> None:
     X, _ = _sines(12, 20)
     est = GPVAE(**FAST, likelihood="gaussian_gp_per_feature").fit(X)

@@ -22,7 +22,7 @@ import pandas as pd
 
 from gpvae.data.convert import ID_ADVICE, stacked_series, to_series_set
 from gpvae.data.frames import from_frame
-from gpvae.errors import ValidationError
+from gpvae.errors import InputTypeError, ValidationError
 
 __all__ = ["MergedTimes", "merge_duplicate_times"]
 
@@ -60,6 +60,56 @@ def _warn(merged: list[dict[str, Any]], stacklevel: int) -> None:
         )
 
 
+#: What :func:`pandas.api.types.infer_dtype` calls a column of numbers (the merge averages).
+_NUMBERS = {"integer", "floating", "mixed-integer-float", "decimal", "boolean", "empty"}
+
+
+def _number(value: Any) -> bool:
+    """Whether one entry is a number or missing (not text)."""
+    return isinstance(value, (int, float, np.number)) or any(
+        value is missing for missing in (None, pd.NA, pd.NaT)
+    )
+
+
+def _numeric_features(
+    frame: pd.DataFrame, feats: list[Any], id_like: Hashable | None
+) -> pd.DataFrame:
+    """``frame`` with its feature columns ``feats`` as numbers (the merge averages them);
+    a column holding text (even text of digits: ids read as text) is refused, naming it
+    (``id_like``: the column that looks like the id of several series stacked, see
+    :func:`~gpvae.data.convert.stacked_series`)."""
+    converted: dict[Any, pd.Series] = {}
+    for col in feats:
+        values = frame[col]
+        if pd.api.types.is_numeric_dtype(values.dtype) or pd.api.types.is_bool_dtype(values.dtype):
+            continue
+        if pd.api.types.infer_dtype(values, skipna=True) in _NUMBERS:
+            converted[col] = pd.to_numeric(values)
+            continue
+        bad = np.array([not _number(v) for v in values], dtype=bool)
+        first = int(np.flatnonzero(bad)[0]) if bad.any() else 0
+        if col == id_like or id_like is None:
+            advice = (
+                f"if {col!r} is the id of several series stacked, pass id_col={col!r}; "
+                "else convert it to numbers (pd.to_numeric) or drop it before merging"
+            )
+        else:
+            advice = (
+                "convert it to numbers (pd.to_numeric) or drop it before merging (X looks "
+                f"like several series stacked: if so, pass id_col={id_like!r})"
+            )
+        raise InputTypeError(
+            f"X[{col!r}]: expected numbers (the merge averages every column other than the "
+            f"id and time), found {int(bad.sum())} text or other non-numeric value(s) such as "
+            f"{values.iloc[first]!r} (row {frame.index[first]!r}); {advice}"
+        )
+    if converted:
+        frame = frame.copy()
+        for col, numbers in converted.items():
+            frame[col] = numbers
+    return frame
+
+
 def _merge_frame(
     X: pd.DataFrame, id_col: Hashable | None, time_col: Hashable | None
 ) -> MergedTimes:
@@ -91,6 +141,7 @@ def _merge_frame(
                 "fill them before merging"
             )
     feats = [c for c in frame.columns if c not in keys]
+    frame = _numeric_features(frame, feats, None if stacked is None else stacked[1])
     dup = frame.duplicated(keys, keep=False).to_numpy()
     merged: list[dict[str, Any]] = []
     for key, group in frame[dup].groupby(keys, sort=False):
