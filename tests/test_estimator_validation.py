@@ -192,6 +192,27 @@ def test_hidden_targets_are_the_entries_missing_from_x_val() -> None:
         hidden_targets(ss, ss)
 
 
+def test_hidden_targets_that_differ_from_x_val_say_how_many_and_where() -> None:
+    """X_val_target differing from X_val where X_val observes an entry was refused as
+    "found np.float64(999.0) against np.float64(142.0) in series 0, step 2, feature 1":
+    numpy reprs, positions only, and not how many differ (audit M #4)."""
+    val = pd.DataFrame(
+        {"id": ["a"] * 4 + ["b"] * 4, "time": np.tile(np.arange(4.0), 2),
+         "hr": [80.0, np.nan, 82.0, 83.0, 70.0, 71.0, np.nan, 73.0],
+         "bp": [140.0, 141.0, 142.0, np.nan, 120.0, 121.0, 122.0, 123.0]}
+    )  # fmt: skip
+    target = val.fillna(99.0)
+    target.loc[2, "bp"] = 999.0
+    target.loc[5, "hr"] = 0.0
+    with pytest.raises(
+        ValidationError,
+        match=r"^X_val_target: expected the values of X_val where both are observed, found 2 "
+        r"that differ, the first 999\.0 against 142\.0 in series 0 \(id 'a'\), step 2, "
+        r"feature 1 \('bp'\)",
+    ):
+        hidden_targets(to_series_set(val), to_series_set(target))
+
+
 def test_validation_split_sources() -> None:
     X, _full = _sines(10, 40, missing=0.0)
     ss = to_series_set(X)

@@ -93,6 +93,7 @@ def hidden_targets(val_set: SeriesSet, target_set: SeriesSet) -> SeriesSet:
         )
     target_set = _by_id(val_set, target_set)
     held = []
+    differ: list[tuple[int, int, int]] = []  # (series, step, feature) observed in both, unequal
     for i, (v, t, vt, tt) in enumerate(
         zip(val_set.values, val_set.times, target_set.values, target_set.times)
     ):
@@ -106,13 +107,19 @@ def hidden_targets(val_set: SeriesSet, target_set: SeriesSet) -> SeriesSet:
                 f"X_val_target: expected the times of X_val in series {i}, found other times"
             )
         both = ~np.isnan(v) & ~np.isnan(vt)
-        if not np.array_equal(v[both], vt[both]):
-            k, d = (int(a) for a in np.argwhere(both & (v != vt))[0])
-            raise ValidationError(
-                f"X_val_target: expected the values of X_val where both are observed, found "
-                f"{vt[k, d]!r} against {v[k, d]!r} in series {i}, step {k}, feature {d}"
-            )
+        differ.extend((i, int(k), int(d)) for k, d in np.argwhere(both & (v != vt)))
         held.append(np.where(np.isnan(v), vt, np.nan))
+    if differ:
+        i, k, d = differ[0]
+        ids = val_set.layout.series_ids
+        series = f"series {i}" + (f" (id {ids[i]!r})" if ids is not None else "")
+        raise ValidationError(
+            f"X_val_target: expected the values of X_val where both are observed, found "
+            f"{len(differ)} that differ, the first {float(target_set.values[i][k, d])!r} "
+            f"against {float(val_set.values[i][k, d])!r} in {series}, step {k}, feature "
+            f"{d} ({str(val_set.feature_names[d])!r}); X_val_target is X_val with its "
+            "missing entries filled in"
+        )
     out = target_set.with_values(held)
     if out.num_observed == 0:
         raise ValidationError(
