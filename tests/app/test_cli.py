@@ -1853,6 +1853,26 @@ def test_duplicate_time_error_shows_the_time_as_data_wrote_it(
     assert "found duplicate time 2024-03-30T00:00:00+01:00 in DATA" in line
 
 
+def test_repeated_elapsed_times_are_shown_as_data_wrote_them(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    """A repeated HH:MM time (time since admission, 07:17) was shown as its hours, 'found
+    duplicate time 7.283333333333333', and --merge-duplicate-times listed 'rows 4, 29 (time
+    7.283333333333333)' (audit M #5)."""
+    minutes = 17 + 60 * np.arange(30)
+    clock = [f"{m // 60:02d}:{m % 60:02d}" for m in minutes]
+    clock[29] = clock[7]  # 07:17 again
+    frame = pd.DataFrame({"time": clock, "v": np.sin(np.arange(30.0))})
+    data = tmp_path / "hhmm.csv"
+    frame.to_csv(data, index=False)
+    fit = ["fit", str(data), "--time-col", "time", "-o", str(tmp_path / "m"), *FIT_OPTIONS]
+    _, line = _main_error(capsys, fit)
+    assert "found duplicate time 07:17 in DATA" in line, line
+    assert main([*fit, "--merge-duplicate-times"]) == 0
+    out = capsys.readouterr().out
+    assert "rows 7, 29 (time 07:17)" in out, out
+
+
 def test_day_first_dates_print_no_traceback() -> None:
     """Day-first dates made every command print pandas' "Exception ignored in ...
     Traceback" on stderr: the check for one date format turned pandas' warnings into

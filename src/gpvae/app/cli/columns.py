@@ -542,7 +542,7 @@ def series_set(
         if done.merged and spec.id_col is None:
             _warn_stacked(frame, sub, spec, what, id_option)
         sub = done.X
-        _report_merged(done.merged, spec, what)
+        _report_merged(done.merged, spec, what, frame[spec.time_col])
     try:
         return to_series_set(
             sub,
@@ -586,15 +586,20 @@ def _written_time(
     spec: ColumnSpec,
 ) -> str:
     """``message`` showing the repeated time as DATA wrote it (``2024-03-30T00:00:00+01:00``,
-    not its UTC ``2024-03-29 23:00:00+00:00``) when DATA's times are text; ``duplicate``:
-    the time as shown in ``message`` and as parsed (UTC for zone-aware dates)."""
+    not its UTC ``2024-03-29 23:00:00+00:00``; ``07:17``, not its hours
+    ``7.283333333333333``) when DATA's times are text; ``duplicate``: the time as shown in
+    ``message`` and as parsed (UTC for zone-aware dates, hours for elapsed times)."""
     shown, value = duplicate
     written, parsed = frame[spec.time_col], sub[spec.time_col]
-    text = pd.api.types.is_string_dtype(written.dtype)
-    if not text or not pd.api.types.is_datetime64_any_dtype(parsed.dtype):
+    if not pd.api.types.is_string_dtype(written.dtype):
         return message
-    utc = parsed.dt.tz_convert("UTC").dt.tz_localize(None) if parsed.dt.tz else parsed
-    rows = np.flatnonzero(utc.to_numpy() == np.datetime64(value))
+    if pd.api.types.is_datetime64_any_dtype(parsed.dtype):
+        utc = parsed.dt.tz_convert("UTC").dt.tz_localize(None) if parsed.dt.tz else parsed
+        rows = np.flatnonzero(utc.to_numpy() == np.datetime64(value))
+    elif pd.api.types.is_float_dtype(parsed.dtype):  # elapsed times (07:17) as hours
+        rows = np.flatnonzero(parsed.to_numpy() == float(value))
+    else:
+        return message
     if rows.size == 0 or len(sub) != len(frame):
         return message
     return message.replace(f"duplicate time {shown}", f"duplicate time {written.iloc[rows[0]]}")
@@ -681,9 +686,12 @@ def first_rows(rows: np.ndarray) -> np.ndarray:
     return np.unique(rows, return_index=True)[1]
 
 
-def _report_merged(merged: list[dict[str, Any]], spec: ColumnSpec, what: str) -> None:
+def _report_merged(
+    merged: list[dict[str, Any]], spec: ColumnSpec, what: str, written: pd.Series
+) -> None:
     """Say which rows of ``what`` were merged (as :func:`gpvae.data.merge_duplicate_times`
-    does in ``.merged``)."""
+    does in ``.merged``); ``written``: DATA's time column as read (text times are shown as
+    written, ``07:17`` rather than its hours)."""
     if not merged:
         info(f"{MERGE_OPTION}: no rows of {what} share a time within a series; none merged")
         return
@@ -695,7 +703,7 @@ def _report_merged(merged: list[dict[str, Any]], spec: ColumnSpec, what: str) ->
     for m in merged[:_MERGED_SHOWN]:
         where = f"series {m['series']!r}, " if spec.id_col is not None else ""
         listed = ", ".join(str(r) for r in m["rows"])
-        info(f"  rows {listed} ({where}time {_shown_time(m['time'])})")
+        info(f"  rows {listed} ({where}time {_shown_time(m['time'], m['rows'], written)})")
     if len(merged) > _MERGED_SHOWN:
         info(f"  ... and {len(merged) - _MERGED_SHOWN} more groups")
 
@@ -704,7 +712,11 @@ def _report_merged(merged: list[dict[str, Any]], spec: ColumnSpec, what: str) ->
 _MERGED_SHOWN = 20
 
 
-def _shown_time(value: object) -> str:
+def _shown_time(value: object, rows: list[Any], written: pd.Series) -> str:
+    """A merged group's time (``value``, as parsed) as DATA wrote it at its first row when
+    DATA's times are text, else as parsed."""
+    if pd.api.types.is_string_dtype(written.dtype) and rows and rows[0] in written.index:
+        return str(written.loc[rows[0]])
     if isinstance(value, (pd.Timestamp, np.datetime64)):
         return str(pd.Timestamp(value))
     return str(value)
