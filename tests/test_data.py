@@ -438,6 +438,25 @@ def test_stacked_series_with_a_genuinely_repeated_time_still_name_their_id() -> 
     assert "several series" not in str(err.value)
 
 
+def test_elapsed_text_times_are_advised_pd_to_timedelta() -> None:
+    """A DataFrame of HH:MM text times since admission ('00:17', '47:59') was refused with
+    '(parse dates with pd.to_datetime)', which reads 00:17 as today's clock time and fails
+    on 47:59 (audit M #6). The advice is pd.to_timedelta, and it works."""
+    frame = pd.DataFrame({"time": ["00:17", "02:17", "47:59"], "hr": [80.0, 82.0, 90.0]})
+    with pytest.raises(
+        InputTypeError,
+        match=r"X\['time'\]: expected numeric or datetime times, found dtype .* value '00:17' "
+        r"\(elapsed times, hours:minutes since a start: parse them with "
+        r"pd.to_timedelta\(X\['time'\] \+ ':00'\)",
+    ):
+        to_series_set(frame)
+    frame["time"] = pd.to_timedelta(frame["time"] + ":00")
+    np.testing.assert_allclose(to_series_set(frame).times[0], [17 / 60, 2 + 17 / 60, 47 + 59 / 60])
+    # other text times: dates or durations
+    with pytest.raises(InputTypeError, match=r"pd.to_datetime, durations with pd.to_timedelta"):
+        to_series_set(frame.assign(time=["Mon", "Tue", "Wed"]))
+
+
 def test_duplicate_zone_aware_times_are_shown_in_their_zone() -> None:
     """The duplicate-time error showed zone-aware times as naive UTC ('2024-03-29
     23:00:00' for '2024-03-30 00:00:00+01:00') (audit U #8)."""

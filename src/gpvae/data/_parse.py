@@ -5,6 +5,7 @@ Private to :mod:`gpvae.data`; see :func:`gpvae.data.to_series_set` for the publi
 
 from __future__ import annotations
 
+import re
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -146,8 +147,14 @@ def raw_times(a: Any, what: str) -> np.ndarray:
             return arr.astype(np.float64)
         except (ValueError, TypeError):
             bad = first_non_numeric(arr.ravel())
-            advice = "parse dates with pd.to_datetime"
-            if isinstance(bad, pd.Period):  # (pd.to_datetime refuses periods)
+            advice = "parse dates with pd.to_datetime, durations with pd.to_timedelta"
+            if isinstance(bad, str) and re.fullmatch(r"\s*\d+:[0-5]\d\s*", bad):
+                advice = (  # (pd.to_timedelta wants H:MM:SS; pd.to_datetime reads a clock)
+                    "elapsed times, hours:minutes since a start: parse them with "
+                    f"pd.to_timedelta({what} + ':00'); pd.to_datetime reads them as clock "
+                    "times of today and fails past 23:59"
+                )
+            elif isinstance(bad, pd.Period):  # (pd.to_datetime refuses periods)
                 advice = "turn periods into timestamps with .to_timestamp()"
             raise InputTypeError(
                 f"{what}: expected numeric or datetime times, found dtype {arr.dtype} with "
