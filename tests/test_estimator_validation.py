@@ -485,6 +485,24 @@ def test_training_series_of_other_sampling_rates_do_not_warn() -> None:
         est.anomaly_scores(frame[frame["id"] == "slow"], num_samples=2, num_folds=2)
 
 
+def test_num_samples_below_two_is_refused_alike() -> None:
+    """num_samples=0 said "expected an integer >= 1" while num_samples=1 said "at least 2
+    draws" (audit M #7): every count below 2, and a count that is no integer, now get the
+    same expectation."""
+    X, _ = _sines(8, 12)
+    est = GPVAE(**FAST).fit(X)
+    expected = r"^num_samples: expected at least 2 draws for the interval \[lower, upper\]"
+    for call in (
+        lambda s: est.impute(X[:1], num_samples=s),
+        lambda s: est.forecast(X[:1], horizon=2, num_samples=s),
+    ):
+        for s in (0, -3, 1):
+            with pytest.raises(ValidationError, match=rf"{expected}, found {s}$"):
+                call(s)
+        with pytest.raises(InputTypeError, match=rf"{expected} \(an integer\), found 2\.5$"):
+            call(2.5)
+
+
 def test_num_samples_must_give_an_interval() -> None:
     """One draw is refused (lower == upper); draws too few for the interval's level warn,
     naming how many it needs: 19 for (0.05, 0.95), read at positions p (S + 1)."""

@@ -115,10 +115,15 @@ def interval_draws_arg(num_samples: object, quantiles: object) -> tuple[int, flo
     ``num_samples`` below 2 draws (one draw is no interval). Whether the draws are enough
     for the interval's level is :func:`warn_few_draws`, called once the inputs are checked
     (a warning before an error about them would only add noise)."""
-    S = int_arg("num_samples", num_samples)
+    expected = "at least 2 draws for the interval [lower, upper]"
+    if isinstance(num_samples, bool) or not isinstance(num_samples, (int, np.integer)):
+        raise InputTypeError(
+            f"num_samples: expected {expected} (an integer), found {num_samples!r}"
+        )
+    S = int(num_samples)
     lo, hi = quantiles_arg(quantiles)
-    if S < 2:
-        raise invalid("num_samples", "at least 2 draws for the interval [lower, upper]", S)
+    if S < 2:  # (0 said "an integer >= 1" while 1 said this)
+        raise invalid("num_samples", expected, S)
     return S, lo, hi
 
 

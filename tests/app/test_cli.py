@@ -910,9 +910,14 @@ def test_num_samples_too_few_for_the_interval(
     out = tmp_path / "o.csv"
     args = [command, str(long_model), str(files["long_csv"]), "-o", str(out)]
     args += ["--horizon", "2"] if command == "forecast" else []
-    _, line = _main_error(capsys, [*args, "--num-samples", "1"])
-    assert line.startswith("error: --num-samples: expected at least 2 draws")
-    assert not out.exists()
+    for too_few in ("0", "1"):  # refused alike, as a bad option (audit M #7)
+        code, line = _main_error(capsys, [*args, "--num-samples", too_few])
+        assert code == 2
+        assert line.startswith(
+            "error: Invalid value for '--num-samples': expected at least 2 draws for the "
+            f"interval [lower, upper], found {too_few}"
+        ), line
+        assert not out.exists()
     assert main([*args, "--num-samples", "8", "--level", "0.8"]) == 0
     err = capsys.readouterr().err
     assert "warning: --num-samples: 8 draws are too few" in err

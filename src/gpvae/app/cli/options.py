@@ -24,6 +24,7 @@ __all__ = [
     "examples",
     "hidden_sizes",
     "interval",
+    "interval_draws",
     "level_option",
     "merge_option",
     "num_samples_option",
@@ -94,6 +95,15 @@ def positive_int(ctx: click.Context, param: click.Parameter, value: int | None) 
     """Callback: None or an integer >= 1."""
     if value is not None and value < 1:
         raise click.BadParameter(f"expected a positive integer, found {value}")
+    return value
+
+
+def interval_draws(ctx: click.Context, param: click.Parameter, value: int) -> int:
+    """Callback: draws for an interval, at least 2 (0 and 1 fail alike, as bad options)."""
+    if value < 2:
+        raise click.BadParameter(
+            f"expected at least 2 draws for the interval [lower, upper], found {value}"
+        )
     return value
 
 
@@ -192,7 +202,7 @@ num_samples_option = click.option(
     "--num-samples",
     default=100,
     show_default=True,
-    callback=positive_int,
+    callback=interval_draws,
     help="Monte Carlo samples for the mean and the intervals (impute, forecast: at least 2; "
     "a warning says when too few for --level, e.g. 19 for 0.9).",
 )

@@ -14,6 +14,7 @@ from gpvae.app.cli.model_dir import load_model
 from gpvae.app.cli.options import (
     Command,
     examples,
+    interval_draws,
     merge_option,
     positive_int,
 )
@@ -62,7 +63,7 @@ __all__ = ["backtest"]
     "--num-samples",
     default=100,
     show_default=True,
-    callback=positive_int,
+    callback=interval_draws,
     help="Joint forecast paths per origin for the CRPS (at least 2).",
 )
 @click.option("-o", "--out", required=True, help="Output .json file with the scores.")

@@ -15,7 +15,7 @@ import numpy as np
 
 from gpvae.app.cli.errors import CLIError, as_cli, info
 from gpvae.app.cli.model_dir import MODEL_SUBDIR, check_model_dir
-from gpvae.app.cli.options import PLOT_FORMATS, Command, examples, positive_int
+from gpvae.app.cli.options import PLOT_FORMATS, Command, examples, interval_draws
 
 if TYPE_CHECKING:
     import pandas as pd
@@ -28,7 +28,7 @@ __all__ = ["predict_sites"]
 @click.argument("data", type=str)
 @click.argument("sites", type=str)
 @click.option("-o", "--out", required=True, help="Output table (CSV or Parquet).")
-@click.option("--num-samples", default=100, show_default=True, callback=positive_int)
+@click.option("--num-samples", default=100, show_default=True, callback=interval_draws)
 @click.option(
     "--plot",
     default=None,
