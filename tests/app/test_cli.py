@@ -1878,6 +1878,32 @@ def test_repeated_elapsed_times_are_shown_as_data_wrote_them(
     assert "rows 7, 29 (time 07:17)" in out, out
 
 
+def test_a_text_cell_in_a_feature_is_reported_with_its_row(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    """A stray 'error' in a numeric column: at fit without --features the message began
+    with '--features:', an option not given; at impute it named no row (audit M #7)."""
+    rng = np.random.default_rng(0)
+    frame = pd.DataFrame({"t": np.arange(30.0), "a": rng.normal(size=30), "b": rng.normal(size=30)})
+    good, junk = tmp_path / "good.csv", tmp_path / "junk.csv"
+    frame.to_csv(good, index=False)
+    frame.astype({"a": object}).assign(a=lambda f: f["a"].where(f.index != 3, "error")).to_csv(
+        junk, index=False
+    )
+    model = tmp_path / "m"
+    _, line = _main_error(capsys, ["fit", str(junk), "--time-col", "t", "-o", str(model)])
+    assert line.startswith("error: DATA: expected numeric values in column 'a'"), line
+    assert "'error' (row 3)" in line, line
+    assert main(["fit", str(good), "--time-col", "t", "-o", str(model), *FIT_OPTIONS]) == 0
+    capsys.readouterr()
+    impute = ["impute", str(model), str(junk), "-o", str(tmp_path / "o.csv")]
+    for extra in ([], ["--merge-duplicate-times"]):
+        _, line = _main_error(capsys, [*impute, *extra])
+        assert line.startswith("error: DATA['a']: expected numeric values"), line
+        assert "such as 'error' (row 3);" in line, line
+        assert "gpvae.data" not in line, line
+
+
 def test_day_first_dates_print_no_traceback() -> None:
     """Day-first dates made every command print pandas' "Exception ignored in ...
     Traceback" on stderr: the check for one date format turned pandas' warnings into

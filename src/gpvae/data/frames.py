@@ -68,9 +68,10 @@ def _frame_column(frame: pd.DataFrame, col: Hashable, name: str, listed: bool) -
         coerced = pd.to_numeric(s, errors="coerce")
         bad = s[coerced.isna() & s.notna()]
         example = bad.iloc[0] if len(bad) else None
+        where = f" (row {bad.index[0]!r}{', ...' if len(bad) > 1 else ''})" if len(bad) else ""
         raise InputTypeError(
-            f"{what}: expected numeric values (NaN for missing), found dtype {s.dtype} with a "
-            f"value that cannot be converted to float: {example!r}; "
+            f"{what}: expected numeric values (NaN for missing), found dtype {s.dtype} with "
+            f"{len(bad)} value(s) that cannot be converted to float, such as {example!r}{where}; "
             f"{LISTED_FEATURE_ADVICE if listed else DEFAULT_FEATURE_ADVICE}"
         ) from None
     try:

@@ -526,7 +526,7 @@ def series_set(
     of one series is advised a refit with ``--id-col`` (they have no such option)."""
     from gpvae.data import merge_duplicate_times, to_series_set
     from gpvae.data.convert import DUPLICATE_ADVICE
-    from gpvae.data.frames import LISTED_FEATURE_ADVICE
+    from gpvae.data.frames import DEFAULT_FEATURE_ADVICE, LISTED_FEATURE_ADVICE
     from gpvae.errors import InputTypeError, ValidationError
 
     check_recorded_columns(frame, spec, what)
@@ -538,7 +538,14 @@ def series_set(
     if merge:
         with warnings.catch_warnings():
             warnings.simplefilter("ignore", UserWarning)  # reported below, in the CLI's words
-            done = merge_duplicate_times(sub, id_col=spec.id_col, time_col=spec.time_col)
+            try:
+                done = merge_duplicate_times(sub, id_col=spec.id_col, time_col=spec.time_col)
+            except InputTypeError as err:  # a text value in a feature (no feature_cols there)
+                message = str(err)
+                if DEFAULT_FEATURE_ADVICE not in message:
+                    raise
+                advice = f"leave missing values empty, or leave the column out of {FEATURES_OPTION}"
+                raise InputTypeError(message.replace(DEFAULT_FEATURE_ADVICE, advice)) from err
         if done.merged and spec.id_col is None:
             _warn_stacked(frame, sub, spec, what, id_option)
         sub = done.X
@@ -814,7 +821,8 @@ MISSING_WORDS = frozenset({"na", "n.a.", "n/a", "nan", "null", "none", "missing"
 
 def _check_not_mostly_numeric(col: pd.Series, name: str) -> None:
     """Raise for a text column whose values are mostly numbers: a numeric feature with a
-    stray entry (e.g. "n.a."), which would otherwise be left out of the default features."""
+    stray entry (e.g. "n.a."), which would otherwise be left out of the default features
+    (no --features given: the error names DATA, not the option)."""
     present = col.dropna()
     if present.empty or pd.api.types.is_datetime64_any_dtype(col.dtype):
         return
@@ -823,7 +831,7 @@ def _check_not_mostly_numeric(col: pd.Series, name: str) -> None:
     comma = text.str.fullmatch(r"[-+]?\d+,\d+")  # "0,969": a decimal comma
     if comma.mean() >= 0.5:
         raise CLIError(
-            f"--features: expected numeric values in column {name!r}, found numbers written "
+            f"DATA: expected numeric values in column {name!r}, found numbers written "
             f"with a decimal comma such as {present[comma].iloc[0]!r}: write them with a "
             "decimal point, or leave the column out with --features"
         )
@@ -833,14 +841,14 @@ def _check_not_mostly_numeric(col: pd.Series, name: str) -> None:
     numberish = parsed.notna() | text.str.lower().isin(MISSING_WORDS) | truth
     if truth.all():
         raise CLIError(
-            f"--features: expected numeric values in column {name!r}, found True/False with "
+            f"DATA: expected numeric values in column {name!r}, found True/False with "
             "empty cells (read as text): write them as 1/0, or leave the column out with "
             "--features"
         )
     if numberish.mean() >= 0.5:
         bad = present[parsed.isna()]
         raise CLIError(
-            f"--features: expected numeric values in column {name!r}, found mostly numbers "
+            f"DATA: expected numeric values in column {name!r}, found mostly numbers "
             f"and {len(bad)} other value(s) such as {bad.iloc[0]!r} (row {bad.index[0]}); "
             "leave missing values empty, or list the feature columns with --features"
         )
