@@ -1144,12 +1144,12 @@ def test_impute_and_detect_merge_duplicate_times_one_row_per_row(
     detect = ["detect", str(model), str(src), "-o", str(scores), "--merge-duplicate-times"]
     assert main([*detect, "--quantile", "0.5", "--intervals", str(intervals)]) == 0
     text = capsys.readouterr().out
-    assert "of 38 steps" in text  # 40 rows, 38 distinct (series, time) steps
+    assert "of 38 scored steps" in text  # 40 rows, 38 distinct (series, time) steps
     everything = tmp_path / "iv_all.csv"  # every step flagged: one interval of 38 steps
     flag_all = ["detect", str(model), str(src), "-o", str(tmp_path / "s_all.csv"),
                 "--merge-duplicate-times", "--threshold", "-1e9"]  # fmt: skip
     assert main([*flag_all, "--intervals", str(everything)]) == 0
-    assert "flagged 38 of 38 steps in 1 intervals" in capsys.readouterr().out
+    assert "flagged 38 of 38 scored steps (100.00%) in 1 intervals" in capsys.readouterr().out
     assert pd.read_csv(everything)["steps"].tolist() == [38]
     s = pd.read_csv(scores)
     assert len(s) == 40
@@ -1495,6 +1495,63 @@ def test_detect_writes_the_alarm_that_the_threshold_is_compared_with(
     _ok(run_cli("detect", long_model, src, "-o", out, "--quantile", "0.98"))
     res = pd.read_csv(out)
     np.testing.assert_array_equal(res["alarm"].to_numpy(), res["score"].to_numpy())
+
+
+def test_detect_shares_are_out_of_the_scored_steps(
+    long_model: Path, files: dict[str, Path], tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    """A step with nothing observed has no score and is never flagged: the summary's flagged
+    share, and --labels' shares, are out of the scored steps, and the unscored ones are
+    counted apart (detect said "flagged 0.94% of 3073 unlabelled steps" when 948 of them had
+    no score, 1.36% of the scored ones). With --merge-duplicate-times the label shares count
+    steps, not rows of DATA."""
+    frame = pd.read_csv(files["long_csv"])
+    rng = np.random.default_rng(3)
+    blank = rng.random(len(frame)) < 0.3
+    frame.loc[blank, FEATURES] = np.nan
+    frame["incident"] = (np.arange(len(frame)) % 7 == 0).astype(int)
+    src, out = tmp_path / "gappy.csv", tmp_path / "s.csv"
+    frame.to_csv(src, index=False)
+    args = ["detect", str(long_model), str(src), "-o", str(out), "--quantile", "0.5"]
+    assert main([*args, "--labels", "incident"]) == 0
+    text = capsys.readouterr().out
+    res = pd.read_csv(out)
+    scored = res["score"].notna().to_numpy()
+    hit = res["anomaly"].to_numpy(dtype=bool)
+    empty = frame[FEATURES].isna().all(axis=1).to_numpy()  # blanked, or already empty
+    np.testing.assert_array_equal(~scored, empty)
+    assert empty.sum() >= blank.sum() > 0
+    assert not hit[~scored].any()
+    assert (
+        f"flagged {hit.sum()} of {scored.sum()} scored steps ({hit.mean() / scored.mean():.2%})"
+        in text
+    ), text
+    assert f"{(~scored).sum()} steps of {len(res)} had no score" in text, text
+    lab = frame["incident"].to_numpy() == 1
+    for name, mask in (("labelled", lab), ("unlabelled", ~lab)):
+        n = (mask & scored).sum()
+        gone = (mask & ~scored).sum()
+        want = f"{hit[mask & scored].mean():.2%} of {n} scored {name} steps ({gone} unscored)"
+        assert want in text, text
+    # merged rows: three times of station a given twice, labelled; each is one step
+    dup = frame[(frame["station"] == "a")].dropna(subset=FEATURES).iloc[:3].copy()
+    merged = pd.concat([frame.assign(incident=0), dup.assign(incident=1)], ignore_index=True)
+    merged.loc[merged.index[:-3], "incident"] = 0
+    key = set(zip(dup["station"], dup["t"]))
+    twins = np.array([(s, t) in key for s, t in zip(merged["station"], merged["t"])])
+    merged.loc[twins, "incident"] = 1
+    merged.to_csv(src, index=False)
+    assert main([*args, "--labels", "incident", "--merge-duplicate-times"]) == 0
+    text = capsys.readouterr().out
+    res = pd.read_csv(out)
+    steps = res.drop_duplicates(["station", "t"])
+    assert twins.sum() == 6
+    assert len(steps) == len(res) - 3
+    on = steps["incident"].to_numpy() == 1
+    flagged = steps["anomaly"].to_numpy(dtype=bool)
+    assert f"{flagged[on].mean():.2%} of 3 scored labelled steps (0 unscored)" in text, text
+    n_off = int((~on & steps["score"].notna().to_numpy()).sum())
+    assert f"of {n_off} scored unlabelled steps" in text, text
 
 
 @pytest.mark.parametrize("clash", ["OUT", "DATA"])

@@ -34,7 +34,15 @@ if TYPE_CHECKING:
     from gpvae.app.cli.columns import ColumnSpec
     from gpvae.estimator.anomaly import AnomalyProfile
 
-__all__ = ["anomaly_table", "describe_intervals", "detect", "interval_table", "label_column"]
+__all__ = [
+    "anomaly_table",
+    "describe_intervals",
+    "detect",
+    "interval_table",
+    "label_column",
+    "label_summary",
+    "step_labels",
+]
 
 
 @click.command(cls=Command)
@@ -228,38 +236,37 @@ def detect(
         per_row = scores if rows is None else scores.iloc[rows].reset_index(drop=True)
         table = merge_back(frame, per_row, spec)
     shards.write_output(table, out_path, run, ordered=data_in.ordered)
-    flagged, steps = run.sums([int(scores["anomaly"].sum()), len(step)])
+    # the shares are out of the scored steps: a step with nothing observed has no score
+    # and is never flagged
+    scored = np.isfinite(step)
+    flagged, steps, n_scored = run.sums(
+        [int(scores["anomaly"].sum()), len(step), int(scored.sum())]
+    )
     steps_table = table if firsts is None else table.iloc[firsts]
     intervals = interval_table(steps_table, spec, thr, profile) if run.world == 1 else None
     n_iv = "" if intervals is None else f" in {len(intervals)} intervals"
+    unscored = int(steps) - int(n_scored)
     info(
-        f"flagged {int(flagged)} of {int(steps)} steps{n_iv} whose alarm (OUT's alarm column"
-        f"{'' if stored else ': the score'}) is above {thr:.4g} ({source}); wrote {out_path}"
-        + ("" if iv_path is None else f" and {iv_path}")
+        f"flagged {int(flagged)} of {int(n_scored)} scored steps"
+        f"{f' ({flagged / n_scored:.2%})' if n_scored else ''}{n_iv} whose alarm (OUT's "
+        f"alarm column{'' if stored else ': the score'}) is above {thr:.4g} ({source}); "
+        f"{_steps(unscored)} of {int(steps)} had no score (nothing observed); wrote "
+        f"{out_path}" + ("" if iv_path is None else f" and {iv_path}")
     )
     if intervals is not None:
         if iv_path is not None:
             write_table(intervals, iv_path, "--intervals")
         for line in describe_intervals(intervals, spec):
             info(line)
-    if labels is not None:
-        hit = table["anomaly"].to_numpy(dtype=bool)  # per row of DATA, as the labels
-        info(
-            f"labels {labels_col!r}: flagged {hit[labels].mean() if labels.any() else 0:.1%} "
-            f"of {int(labels.sum())} labelled steps and "
-            f"{hit[~labels].mean() if (~labels).any() else 0:.2%} of "
-            f"{int((~labels).sum())} unlabelled steps"
-        )
+    if labels is not None and labels_col is not None:
+        info(label_summary(labels_col, labels, scores, rows))
     if plot_path is not None and shards.plot_owner(table, spec.id_col, series, run):
         from gpvae.app.cli.columns import time_label
         from gpvae.app.plots import plot_anomalies
 
         if labels is not None:
-            table["__labels__"] = labels
-            if rows is not None:  # a merged step is labelled when any of its rows is
-                any_label = np.zeros(rows.max() + 1, dtype=bool)
-                np.logical_or.at(any_label, rows, labels)
-                table["__labels__"] = any_label[rows]
+            # a merged step is labelled when any of its rows is
+            table["__labels__"] = labels if rows is None else step_labels(labels, rows)[rows]
         shown_rows = table if firsts is None else table.iloc[firsts]
         raw = series_frame(shown_rows, spec, series)
         part = parse_times(raw, spec.time_col, "DATA").assign(
@@ -292,6 +299,35 @@ def detect(
 
 #: Feature panels drawn under the score timeline at most (the first ones).
 PLOT_MAX_FEATURES = 8
+
+
+def step_labels(labels: np.ndarray, rows: np.ndarray | None) -> np.ndarray:
+    """The labels of DATA's rows per step: with merged rows (``rows``, the step of each
+    row) a step is labelled when any of its rows is."""
+    if rows is None:
+        return labels
+    per_step = np.zeros(rows.max() + 1, dtype=bool)
+    np.logical_or.at(per_step, rows, labels)
+    return per_step
+
+
+def label_summary(
+    col: str, labels: np.ndarray, scores: pd.DataFrame, rows: np.ndarray | None
+) -> str:
+    """The --labels line: the share of the scored labelled and of the scored unlabelled
+    steps that are flagged (per step: merged rows count once; a step with no score is
+    never flagged and is left out of the shares, and counted apart)."""
+    known = step_labels(labels, rows)
+    hit = scores["anomaly"].to_numpy(dtype=bool)
+    scored = np.isfinite(scores["score"].to_numpy(dtype=np.float64))
+    parts = []
+    for name, mask in (("labelled", known), ("unlabelled", ~known)):
+        n = int((mask & scored).sum())
+        share = hit[mask & scored].mean() if n else 0.0
+        parts.append(
+            f"{share:.2%} of {n} scored {name} steps ({int((mask & ~scored).sum())} unscored)"
+        )
+    return f"labels {col!r}: flagged {parts[0]} and {parts[1]}"
 
 
 def label_column(frame: pd.DataFrame, col: str, spec: ColumnSpec) -> np.ndarray:
