@@ -1554,6 +1554,25 @@ def test_detect_shares_are_out_of_the_scored_steps(
     assert f"of {n_off} scored unlabelled steps" in text, text
 
 
+def test_detect_intervals_end_where_rows_are_missing(
+    wide_model: Path, files: dict[str, Path], tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    """Daily data with ten days of rows missing, every step flagged: detect joined the
+    steps either side of the gap into one interval (it ran over the missing days); the gap
+    ends an interval, as steps with nothing observed do."""
+    frame = pd.read_parquet(files["wide_parquet"]).drop(index=range(30, 40))
+    frame[FEATURES] = frame[FEATURES].ffill().bfill()  # every step scored
+    src, out, ivs = tmp_path / "gap.csv", tmp_path / "s.csv", tmp_path / "iv.csv"
+    frame.to_csv(src, index=False)
+    args = ["detect", str(wide_model), str(src), "-o", str(out), "--intervals", str(ivs)]
+    assert main([*args, "--threshold", "-1e9"]) == 0
+    assert "in 2 intervals" in capsys.readouterr().out
+    table = pd.read_csv(ivs)
+    assert table["start"].tolist() == ["2021-03-01", "2021-04-10"]
+    assert table["end"].tolist() == ["2021-03-30", "2021-05-19"]
+    assert table["steps"].tolist() == [30, 40]
+
+
 @pytest.mark.parametrize("clash", ["OUT", "DATA"])
 def test_detect_intervals_that_would_replace_out_or_data_are_refused(
     clash: str,

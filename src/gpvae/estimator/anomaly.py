@@ -158,6 +158,7 @@ __all__ = [
     "step_scores",
     "tail_fit",
     "tail_scores",
+    "time_gaps",
 ]
 
 
@@ -1304,13 +1305,49 @@ def profile_from_entries(
     return prof
 
 
-def runs_of(mask: np.ndarray) -> list[tuple[int, int]]:
-    """(first, last) positions of the runs of True in a (T,) boolean mask."""
+#: A spacing between consecutive times larger than this many times the series' median
+#: spacing is a gap (rows missing from a regular series): :func:`time_gaps`.
+GAP_FACTOR = 2.0
+
+
+def time_gaps(times: Any) -> np.ndarray:
+    """(T - 1,) booleans: True where the spacing between steps i and i + 1 of the sorted
+    (T,) ``times`` (numbers, or datetime64 / timedelta64) exceeds :data:`GAP_FACTOR` times
+    their median spacing (rows missing from a regular series). None is a gap with fewer than
+    3 times or a median spacing of 0. The rule by which the plots break a line
+    (:mod:`gpvae.app.plots`) and :func:`flagged_intervals` its runs."""
+    t = np.asarray(times)
+    if t.dtype.kind in "mM":
+        unit = "datetime64[ns]" if t.dtype.kind == "M" else "timedelta64[ns]"
+        spacing = np.diff(t.astype(unit)).astype(np.int64).astype(np.float64)
+    else:
+        spacing = np.diff(t.astype(np.float64))
+    if len(t) < 3:
+        return np.zeros(max(len(t) - 1, 0), dtype=bool)
+    median = float(np.median(spacing))
+    if not median > 0:
+        return np.zeros(len(spacing), dtype=bool)
+    return spacing > GAP_FACTOR * median
+
+
+def runs_of(mask: np.ndarray, gaps: np.ndarray | None = None) -> list[tuple[int, int]]:
+    """(first, last) positions of the runs of True in a (T,) boolean mask; with ``gaps``
+    ((T - 1,) booleans, :func:`time_gaps`), a run also ends where a gap follows a step."""
     edges = np.diff(np.concatenate([[0], np.asarray(mask, dtype=bool).astype(np.int8), [0]]))
-    return [
+    runs = [
         (int(a), int(b))
         for a, b in zip(np.flatnonzero(edges == 1), np.flatnonzero(edges == -1) - 1)
     ]
+    if gaps is None or not np.any(gaps):
+        return runs
+    cuts = np.flatnonzero(np.asarray(gaps, dtype=bool))  # a gap after these steps
+    out = []
+    for a, b in runs:
+        for c in cuts[(cuts >= a) & (cuts < b)]:
+            out.append((a, int(c)))
+            a = int(c) + 1
+        out.append((a, b))
+    return out
 
 
 def flagged_intervals(
@@ -1325,7 +1362,9 @@ def flagged_intervals(
     scores: np.ndarray | None = None,
 ) -> list[dict[str, Any]]:
     """The runs of consecutive flagged steps: ``flags``, else those whose score is above
-    ``threshold``.
+    ``threshold``. A run ends at a gap in ``times`` (a spacing over twice the series' median
+    spacing, :func:`time_gaps`: rows missing from a regular series), as it does at a step
+    with no score: two flagged steps either side of missing rows are two intervals.
 
     Args:
         step: (T,) the scores the interval's peak is taken from (:meth:`GPVAE.anomaly_scores`
@@ -1368,7 +1407,7 @@ def flagged_intervals(
         level = -math.log(profile.false_alarm_rate)
     magnitude = step if scores is None else np.asarray(scores, dtype=np.float64)
     out = []
-    for a, b in runs_of(above):
+    for a, b in runs_of(above, time_gaps(times)):
         seg = step[a : b + 1]
         peak = int(a + np.nanargmax(seg)) if np.isfinite(seg).any() else int(a)
         inside = magnitude[a : b + 1]

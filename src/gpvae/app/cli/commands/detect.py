@@ -261,7 +261,7 @@ def detect(
     if labels is not None and labels_col is not None:
         info(label_summary(labels_col, labels, scores, rows))
     if plot_path is not None and shards.plot_owner(table, spec.id_col, series, run):
-        from gpvae.app.cli.columns import time_label
+        from gpvae.app.cli.columns import elapsed_axis, time_label
         from gpvae.app.plots import plot_anomalies
 
         if labels is not None:
@@ -293,6 +293,8 @@ def detect(
             title=title,
             time_label=time_label(spec),
             score_label="score" if ranked else "alarm",
+            # its gaps in elapsed time: the wall clock jumps at a clock change
+            times_elapsed=elapsed_axis(part[spec.time_col]),
         )
         save_figure(fig, plot_path)
 
@@ -367,13 +369,15 @@ def label_column(frame: pd.DataFrame, col: str, spec: ColumnSpec) -> np.ndarray:
 def interval_table(
     table: pd.DataFrame, spec: ColumnSpec, threshold: float, profile: AnomalyProfile | None
 ) -> pd.DataFrame:
-    """The flagged intervals of every series, with DATA's own time values (as read); an
+    """The flagged intervals of every series, with DATA's own time values (as read; an
+    interval ends where rows are missing from the series: a spacing over twice its median,
+    :func:`gpvae.estimator.anomaly.time_gaps`); an
     interval's peak_time and peak_score are those of its highest ``alarm`` (the score that
     the threshold is compared with), its max_score the highest ``score`` (which ranks
     anomalies: the alarm is a rank near 1 at the peak of most intervals)."""
     import pandas as pd
 
-    from gpvae.app.cli.columns import parse_times, time_axis
+    from gpvae.app.cli.columns import elapsed_axis, parse_times, time_axis
     from gpvae.estimator.anomaly import flagged_intervals
 
     rows = []
@@ -382,8 +386,14 @@ def interval_table(
     )
     for key, part in groups:
         parsed = parse_times(part, spec.time_col, "DATA")
-        order = np.argsort(time_axis(parsed[spec.time_col]), kind="stable")
+        axis = time_axis(parsed[spec.time_col])
+        order = np.argsort(axis, kind="stable")
         part = part.iloc[order]
+        # elapsed time, in which an interval ends at a gap (rows missing from the data)
+        elapsed = elapsed_axis(parsed[spec.time_col])
+        clock = (axis if elapsed is None else elapsed)[order]
+        if clock.dtype.kind == "M":  # nanoseconds: flagged_intervals reads numbers
+            clock = clock.astype("datetime64[ns]").astype(np.int64).astype(np.float64)
         # the interval's peak: its highest alarm (the score the threshold is compared with)
         step = part["alarm"].to_numpy(dtype=np.float64)
         entry = part[[f"{f}_score" for f in spec.features]].to_numpy(dtype=np.float64)
@@ -393,7 +403,7 @@ def interval_table(
         for iv in flagged_intervals(
             step,
             entry,
-            np.arange(len(step), dtype=np.float64),
+            clock,
             threshold,
             spec.features,
             profile,
