@@ -527,6 +527,30 @@ def test_flagged_intervals_end_at_gaps_in_time() -> None:
     assert not time_gaps(np.array([0.0, 5.0])).any()  # too few times to tell
 
 
+def test_a_false_alarm_rate_finer_than_the_normal_data_warns(fitted: GPVAE) -> None:
+    """fit_threshold(false_alarm_rate=1e-5) on 600 normal steps stored, silently, a threshold
+    at their largest alarm score, which flags far more than 1e-5 of new normal data (0.1% on
+    the audit's NAB data, 100 times the target): it warns, naming false_alarm_rate, the
+    steps it had and the steps the rate needs. One step in the steps it has does not warn."""
+    try:
+        with pytest.warns(UserWarning, match="false_alarm_rate") as caught:
+            fitted.fit_threshold([seasonal(600, 31)], num_samples=4, false_alarm_rate=1e-5)
+        text = str(caught[0].message)
+        assert caught[0].filename == __file__  # said at the caller's line
+        prof = fitted.anomaly_profile_
+        assert prof is not None
+        n = prof.num_steps
+        assert n == 600
+        assert f"below 1 / {n}" in text
+        assert "the rate cannot be met" in text
+        assert "needs at least 100000 scored normal steps" in text
+        with warnings.catch_warnings():
+            warnings.simplefilter("error")
+            fitted.fit_threshold([seasonal(600, 31)], num_samples=4, false_alarm_rate=1 / 600)
+    finally:
+        fitted.anomaly_profile_ = None
+
+
 def test_runs_of_finds_every_run_including_at_the_ends() -> None:
     mask = np.array([1, 1, 0, 1, 0, 0, 1], dtype=bool)
     assert runs_of(mask) == [(0, 1), (3, 3), (6, 6)]

@@ -1241,7 +1241,9 @@ def profile_from_entries(
     With ``rank_window`` > 0 the alarm is instead each step's rank among the previous
     ``rank_window`` steps (:func:`trailing_ranks`; the steps before a series: the normal
     data's summed alarm scores at ``rank_window`` evenly spaced quantiles).
-    The threshold is the ``1 - false_alarm_rate`` quantile of the normal data's alarm scores.
+    The threshold is the ``1 - false_alarm_rate`` quantile of the normal data's alarm scores;
+    a rate below 1 / (the number of scored normal steps) warns: the threshold is then their
+    largest alarm score, which cannot keep the rate.
     """
     rate = _rate_arg(false_alarm_rate)
     rank_window = _rank_window_arg(rank_window)
@@ -1311,7 +1313,25 @@ def profile_from_entries(
         raise ValidationError("X: expected observed values to learn a threshold from, found none")
     prof.threshold = thr
     prof.num_steps = int(sum(np.isfinite(s).sum() for s in steps))
+    _warn_unresolved_rate(rate, prof.num_steps)
     return prof
+
+
+def _warn_unresolved_rate(rate: float, num_steps: int) -> None:
+    """Warn when ``rate`` is below one step in the ``num_steps`` scored normal steps: their
+    ``1 - rate`` quantile is then (nearly) their largest alarm score, a threshold that cannot
+    keep the rate (``--false-alarm-rate 0.00001`` on 3,468 normal steps flagged 0.1% of
+    them, 100 times the target)."""
+    if num_steps < 1 or rate * num_steps >= 1.0 - 1e-9:  # 1 / n itself is met
+        return
+    warnings.warn(
+        f"false_alarm_rate: {rate:g} is below 1 / {num_steps}, one of the {num_steps} "
+        "scored steps of the normal data: the threshold is then their largest alarm score "
+        f"and the rate cannot be met; a rate of {rate:g} needs at least "
+        f"{math.ceil(1.0 / rate)} scored normal steps",
+        UserWarning,
+        stacklevel=5,  # < profile_from_entries < fit_profile < fit_threshold < the caller
+    )
 
 
 #: A spacing between consecutive times larger than this many times the series' median

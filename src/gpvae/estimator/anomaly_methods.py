@@ -123,8 +123,10 @@ class AnomalyMethods:
         :data:`gpvae.settings.ANOMALY_BASELINE`; 0: nothing), so that a slow drift of new
         data does not raise every score; the step score is averaged over the last ``smooth``
         steps (None: :data:`gpvae.settings.ANOMALY_SMOOTH`). The threshold is the
-        ``1 - false_alarm_rate`` quantile of the normal data's alarm scores: the same,
-        averaged over ``alarm_smooth`` steps (None:
+        ``1 - false_alarm_rate`` quantile of the normal data's alarm scores (a rate below
+        one step in the scored normal steps warns: the threshold is then their largest
+        alarm score and the rate cannot be met): the same, averaged over ``alarm_smooth``
+        steps (None:
         :data:`gpvae.settings.ANOMALY_ALARM_SMOOTH`). The profile is saved by :meth:`save`
         and used by :meth:`anomaly_scores` (see :mod:`gpvae.estimator.anomaly`), with the
         ``prior_weight`` of the scores (None: :data:`gpvae.settings.ANOMALY_PRIOR_WEIGHT`)
