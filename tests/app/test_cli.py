@@ -1460,6 +1460,8 @@ def test_detect_plot_flags_the_steps_the_output_flags(
     curve = "score" if rank else "alarm"  # OUT's column drawn, named so
     assert curve in legends, legends
     assert any(text.startswith("threshold") for text in legends) is not rank, legends
+    # the axis names the curve as the legend does (it said "anomaly score" over the alarm)
+    assert figures[0].axes[0].get_ylabel() == ("anomaly score" if rank else "alarm")
     drawn = np.asarray(figures[0].axes[0].lines[0].get_ydata(), dtype=np.float64)
     part = res[res["station"] == "b"].sort_values("t", kind="stable")
     np.testing.assert_allclose(drawn, part[curve].to_numpy(), equal_nan=True)
@@ -1587,6 +1589,20 @@ def test_fit_warns_of_a_false_alarm_rate_finer_than_its_data(
     assert f"--false-alarm-rate: 1e-05 is below 1 / {n}, one of the {n} scored steps" in said
     assert "needs at least 100000 scored normal steps" in said
     assert "false_alarm_rate" not in said
+
+
+def test_detect_help_explains_the_rank_alarm_and_its_plot(
+    capsys: pytest.CaptureFixture[str],
+) -> None:
+    """detect --help explained the alarm column by 'gpvae fit --spread-baseline' only and said
+    --plot draws the alarm with the threshold, while the default alarm is the rank among the
+    previous steps (--rank-window, 256) and its plot draws the score with no line."""
+    assert main(["detect", "--help"]) == 0
+    text = " ".join(capsys.readouterr().out.split())
+    assert "rank of the step's score among those of the previous steps" in text
+    assert "'gpvae fit --rank-window' (default 256)" in text
+    assert "fitted with --rank-window 0" in text
+    assert "its score column with the flagged steps and no threshold line" in text
 
 
 @pytest.mark.parametrize("clash", ["OUT", "DATA"])

@@ -176,6 +176,11 @@ def test_anomalies_marks_the_given_flags_without_a_threshold(rng: np.random.Gene
     fig = plots.plot_anomalies(t, scores, None, flagged=flagged)
     _, legends = _labels(fig)
     assert legends == ["score", "flagged (3)"]
+    assert fig.axes[0].get_ylabel() == "anomaly score"
+    # another curve (gpvae detect's alarm): the axis names it as the legend does
+    fig = plots.plot_anomalies(t, scores, None, flagged=flagged, score_label="alarm")
+    assert _labels(fig)[1] == ["alarm", "flagged (3)"]
+    assert fig.axes[0].get_ylabel() == "alarm"
     with pytest.raises(ValidationError, match="threshold"):
         plots.plot_anomalies(t, scores, None)
     with pytest.raises(ShapeError, match="flagged"):

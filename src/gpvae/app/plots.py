@@ -522,7 +522,7 @@ def plot_anomalies(
         title: figure title.
         time_label: x-axis label.
         score_label: the legend's name of the curve (``gpvae detect`` draws its ``alarm``),
-            also the score axis' label.
+            also the score axis' label (for "score": "anomaly score").
         save: optional path to write the figure to.
         times_elapsed: (T,) the times as elapsed time, in which the gaps are found, for
             ``times`` on a clock that jumps at clock changes (as ``plot_forecast``'s
@@ -578,7 +578,8 @@ def plot_anomalies(
     if threshold is not None:
         ax.axhline(threshold, color="grey", ls="--", lw=1, label=f"threshold {threshold:.3g}")
     ax.plot(t[flagged], s[flagged], "o", color=_FLAG, ms=4, label=f"flagged ({flagged.sum()})")
-    ax.set_ylabel("anomaly score")
+    # the axis names the curve drawn, as the legend does ("alarm": gpvae detect's)
+    ax.set_ylabel("anomaly score" if score_label == "score" else _plain(score_label))
     ax.grid(alpha=0.3)
     _legend_above(ax)
     if y is not None:

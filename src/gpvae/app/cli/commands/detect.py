@@ -88,8 +88,9 @@ __all__ = [
 @click.option(
     "--plot",
     default=None,
-    help="Also draw the alarm timeline (OUT's alarm column) of one series with the "
-    f"threshold to this image file ({PLOT_FORMATS}).",
+    help="Also draw one series' timeline to this image file "
+    f"({PLOT_FORMATS}): with the stored rank alarm (the default) its score column with the "
+    "flagged steps and no threshold line; else its alarm column with the threshold line.",
 )
 @series_option
 @merge_option
@@ -120,9 +121,12 @@ def detect(
     each feature's scores are first put on the scale of its training scores. OUT has the
     rows and columns of DATA plus: score (per step; empty where nothing is observed),
     <feature>_score (per entry, empty where missing), alarm (the score compared with the
-    threshold: with the threshold stored by fit, the step's score relative to its recent
-    level, see 'gpvae fit --spread-baseline'; with --threshold or --quantile, score itself)
-    and anomaly (true where alarm is above the threshold: the plot flags the same steps).
+    threshold: with the threshold stored by fit, by default the rank of the step's score
+    among those of the previous steps, a share from 0 to 1, see 'gpvae fit --rank-window'
+    (default 256); with a model fitted with --rank-window 0, the step's score relative to
+    its recent level, see 'gpvae fit --spread-baseline'; with --threshold or --quantile,
+    score itself) and anomaly (true where alarm is above the threshold: the plot flags the
+    same steps).
     --intervals' peak_time and peak_score are those of each interval's highest alarm.
     With --merge-duplicate-times the rows of a series that share a time are scored as one
     step (the mean of each feature) and each of them gets that step's scores and flag.
