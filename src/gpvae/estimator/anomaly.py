@@ -114,7 +114,7 @@ from gpvae.arguments import check_memory, float_arg, int_arg
 from gpvae.data import SeriesSet, from_padded
 from gpvae.data.batching import shard_bounds
 from gpvae.data.windows import window_starts
-from gpvae.errors import ModelFileError, ValidationError, invalid
+from gpvae.errors import InputTypeError, ModelFileError, ValidationError, invalid
 from gpvae.estimator.context import EMPTY_SCORED, PredictContext
 from gpvae.estimator.results import AnomalyResult, times_out
 from gpvae.model.scoring import heldout_nlpd, latent_nlpd, prior_nlpd
@@ -1182,13 +1182,16 @@ def _spread_quantile_arg(spread_quantile: float) -> float:
 
 def _rank_window_arg(rank_window: int) -> int:
     """0 (no rank) or a window of 2 to :data:`gpvae.settings.ANOMALY_RANK_WINDOW_MAX` steps."""
-    w = int_arg("rank_window", rank_window, minimum=0)
     top = settings.ANOMALY_RANK_WINDOW_MAX
-    if w == 1 or w > top:
-        raise ValidationError(
-            f"rank_window: expected 0 (no rank) or 2 to {top} steps to rank among "
-            f"(gpvae.settings.ANOMALY_RANK_WINDOW_MAX), found {w}"
-        )
+    expected = (
+        f"rank_window: expected 0 (no rank) or an integer of 2 to {top} steps to rank among "
+        f"(gpvae.settings.ANOMALY_RANK_WINDOW_MAX), found {rank_window!r}"
+    )
+    if isinstance(rank_window, bool) or not isinstance(rank_window, (int, np.integer)):
+        raise InputTypeError(expected)
+    w = int(rank_window)
+    if w < 0 or w == 1 or w > top:  # the same words for every refused window
+        raise ValidationError(expected)
     return w
 
 
