@@ -1605,6 +1605,30 @@ def test_detect_help_explains_the_rank_alarm_and_its_plot(
     assert "its score column with the flagged steps and no threshold line" in text
 
 
+def test_fit_says_the_threshold_it_stored(
+    files: dict[str, Path], tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    """gpvae fit stored detect's threshold without a word on it: it says its value, the
+    alarm it is compared with (the rank among the previous W steps, or the spread
+    baseline) and its target false-alarm rate."""
+    fit = ["fit", str(files["long_csv"]), "--time-col", "t", "--id-col", "station"]
+    for extra, alarm in (
+        (["--rank-window", "32"], "the step's rank among the previous 32 steps"),
+        (["--rank-window", "0"], "divided by its spread there (--rank-window 0"),
+    ):
+        out = tmp_path / extra[-1]
+        argv = [*fit, "-o", str(out), *FIT_OPTIONS, "--false-alarm-rate", "0.02", *extra]
+        assert main(argv) == 0
+        said = capsys.readouterr().out
+        prof = GPVAE.load(out / "model").anomaly_profile_
+        assert prof is not None
+        lines = [ln for ln in said.splitlines() if ln.startswith("stored detect's threshold")]
+        assert len(lines) == 1, said
+        assert f"threshold: {prof.threshold:.4g} on the alarm " in lines[0]
+        assert alarm in lines[0]
+        assert f"--false-alarm-rate of 0.02 on the {prof.num_steps} scored steps" in lines[0]
+
+
 @pytest.mark.parametrize("clash", ["OUT", "DATA"])
 def test_detect_intervals_that_would_replace_out_or_data_are_refused(
     clash: str,
