@@ -22,6 +22,7 @@ from gpvae.estimator.anomaly import (
     profile_from_entries,
     runs_of,
     step_scores,
+    time_gaps,
 )
 
 FAST = {
@@ -351,6 +352,11 @@ def test_scoring_data_with_many_more_gaps_than_the_normal_data_warns(
             "against 0.0% in the normal data"
         ) in text
         assert "call fit_threshold with normal data that has gaps like this data's" in text
+        # the rise was measured on short simulated series, not on long real ones: it said
+        # "2.5 to 5 times as many" as a rule (session 45: no rise on SMAP/MSL A-1 and C-1)
+        assert "may flag more normal steps" in text
+        assert "on simulated series of 200 steps (shorter than the rank window)" in text
+        assert "flagged no more than on complete data" in text
         with warnings.catch_warnings():
             warnings.simplefilter("error")
             fitted.anomaly_scores(y[None])
@@ -499,6 +505,50 @@ def test_flagged_intervals_by_hand() -> None:
     assert ivs[0]["start_time"] == 10.0
     assert ivs[0]["peak_score"] == 6.0
     assert settings.ANOMALY_WINDOW >= 2
+
+
+def test_flagged_intervals_end_at_gaps_in_time() -> None:
+    """Two flagged steps either side of rows missing from a regular series were one
+    interval (an hourly NAB interval ran over 31 hours, 29 of them without rows, with
+    steps=2); the same gap as steps with nothing observed gave two. A spacing over twice
+    the median ends a run (time_gaps, the rule the plots break their lines by); a spacing
+    of twice the median (one irregular step) does not."""
+    times = np.array([0.0, 1, 2, 3, 4, 33, 34, 35, 37, 38])  # 29 missing rows after 4
+    step = np.zeros(len(times))
+    step[[3, 4, 5, 7, 8]] = 9.0  # runs across the gap (4 | 33) and a spacing of 2 (35, 37)
+    entry = np.zeros((len(times), 1))
+    ivs = flagged_intervals(step, entry, times, 1.0, ["a"])
+    got = [(iv["start_time"], iv["end_time"], iv["steps"]) for iv in ivs]
+    assert got == [(3.0, 4.0, 2), (33.0, 33.0, 1), (35.0, 37.0, 2)]
+    np.testing.assert_array_equal(time_gaps(times), np.diff(times) > 2.0)
+    hours = np.datetime64("2014-03-02T00:00") + np.array(times * 60, dtype="timedelta64[m]")
+    np.testing.assert_array_equal(time_gaps(hours), time_gaps(times))
+    assert runs_of(np.ones(len(times), dtype=bool), time_gaps(times)) == [(0, 4), (5, 9)]
+    assert not time_gaps(np.array([0.0, 5.0])).any()  # too few times to tell
+
+
+def test_a_false_alarm_rate_finer_than_the_normal_data_warns(fitted: GPVAE) -> None:
+    """fit_threshold(false_alarm_rate=1e-5) on 600 normal steps stored, silently, a threshold
+    at their largest alarm score, which flags far more than 1e-5 of new normal data (0.1% on
+    the audit's NAB data, 100 times the target): it warns, naming false_alarm_rate, the
+    steps it had and the steps the rate needs. One step in the steps it has does not warn."""
+    try:
+        with pytest.warns(UserWarning, match="false_alarm_rate") as caught:
+            fitted.fit_threshold([seasonal(600, 31)], num_samples=4, false_alarm_rate=1e-5)
+        text = str(caught[0].message)
+        assert caught[0].filename == __file__  # said at the caller's line
+        prof = fitted.anomaly_profile_
+        assert prof is not None
+        n = prof.num_steps
+        assert n == 600
+        assert f"below 1 / {n}" in text
+        assert "the rate cannot be met" in text
+        assert "needs at least 100000 scored normal steps" in text
+        with warnings.catch_warnings():
+            warnings.simplefilter("error")
+            fitted.fit_threshold([seasonal(600, 31)], num_samples=4, false_alarm_rate=1 / 600)
+    finally:
+        fitted.anomaly_profile_ = None
 
 
 def test_runs_of_finds_every_run_including_at_the_ends() -> None:

@@ -239,6 +239,20 @@ def test_fit_threshold_takes_the_window_from_settings_unless_given(
         est.fit_threshold([seasonal(400, 21)], num_samples=4, rank_window=1)
 
 
+def test_a_refused_rank_window_says_every_window_allowed(fitted_rank: Any) -> None:
+    """fit_threshold(rank_window=-5) said "expected an integer >= 0", yet 1 is refused too:
+    every refused window says what the command line does (0, or 2 to the maximum)."""
+    top = settings.ANOMALY_RANK_WINDOW_MAX
+    said = f"rank_window: expected 0 (no rank) or an integer of 2 to {top} steps to rank among"
+    for bad, error in ((-5, ValidationError), (1, ValidationError), (top + 1, ValidationError),
+                       (2.5, InputTypeError), (True, InputTypeError)):  # fmt: skip
+        with pytest.raises(error) as caught:
+            fitted_rank.fit_threshold([seasonal(50, 21)], num_samples=4, rank_window=bad)
+        assert said in str(caught.value)
+        assert f"found {bad!r}" in str(caught.value)
+    assert fitted_rank.anomaly_profile_.rank_window == 64  # the stored profile is kept
+
+
 def test_intervals_give_their_highest_step_score(fitted_rank: Any) -> None:
     """With the rank alarm every interval peaks near 1, so each also gives ``max_score``:
     the highest step score inside it (which ranks anomalies); the peak stays the alarm's."""

@@ -1149,12 +1149,12 @@ def test_impute_and_detect_merge_duplicate_times_one_row_per_row(
     detect = ["detect", str(model), str(src), "-o", str(scores), "--merge-duplicate-times"]
     assert main([*detect, "--quantile", "0.5", "--intervals", str(intervals)]) == 0
     text = capsys.readouterr().out
-    assert "of 38 steps" in text  # 40 rows, 38 distinct (series, time) steps
+    assert "of 38 scored steps" in text  # 40 rows, 38 distinct (series, time) steps
     everything = tmp_path / "iv_all.csv"  # every step flagged: one interval of 38 steps
     flag_all = ["detect", str(model), str(src), "-o", str(tmp_path / "s_all.csv"),
                 "--merge-duplicate-times", "--threshold", "-1e9"]  # fmt: skip
     assert main([*flag_all, "--intervals", str(everything)]) == 0
-    assert "flagged 38 of 38 steps in 1 intervals" in capsys.readouterr().out
+    assert "flagged 38 of 38 scored steps (100.00%) in 1 intervals" in capsys.readouterr().out
     assert pd.read_csv(everything)["steps"].tolist() == [38]
     s = pd.read_csv(scores)
     assert len(s) == 40
@@ -1465,6 +1465,8 @@ def test_detect_plot_flags_the_steps_the_output_flags(
     curve = "score" if rank else "alarm"  # OUT's column drawn, named so
     assert curve in legends, legends
     assert any(text.startswith("threshold") for text in legends) is not rank, legends
+    # the axis names the curve as the legend does (it said "anomaly score" over the alarm)
+    assert figures[0].axes[0].get_ylabel() == ("anomaly score" if rank else "alarm")
     drawn = np.asarray(figures[0].axes[0].lines[0].get_ydata(), dtype=np.float64)
     part = res[res["station"] == "b"].sort_values("t", kind="stable")
     np.testing.assert_allclose(drawn, part[curve].to_numpy(), equal_nan=True)
@@ -1500,6 +1502,136 @@ def test_detect_writes_the_alarm_that_the_threshold_is_compared_with(
     _ok(run_cli("detect", long_model, src, "-o", out, "--quantile", "0.98"))
     res = pd.read_csv(out)
     np.testing.assert_array_equal(res["alarm"].to_numpy(), res["score"].to_numpy())
+
+
+def test_detect_shares_are_out_of_the_scored_steps(
+    long_model: Path, files: dict[str, Path], tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    """A step with nothing observed has no score and is never flagged: the summary's flagged
+    share, and --labels' shares, are out of the scored steps, and the unscored ones are
+    counted apart (detect said "flagged 0.94% of 3073 unlabelled steps" when 948 of them had
+    no score, 1.36% of the scored ones). With --merge-duplicate-times the label shares count
+    steps, not rows of DATA."""
+    frame = pd.read_csv(files["long_csv"])
+    rng = np.random.default_rng(3)
+    blank = rng.random(len(frame)) < 0.3
+    frame.loc[blank, FEATURES] = np.nan
+    frame["incident"] = (np.arange(len(frame)) % 7 == 0).astype(int)
+    src, out = tmp_path / "gappy.csv", tmp_path / "s.csv"
+    frame.to_csv(src, index=False)
+    args = ["detect", str(long_model), str(src), "-o", str(out), "--quantile", "0.5"]
+    assert main([*args, "--labels", "incident"]) == 0
+    text = capsys.readouterr().out
+    res = pd.read_csv(out)
+    scored = res["score"].notna().to_numpy()
+    hit = res["anomaly"].to_numpy(dtype=bool)
+    empty = frame[FEATURES].isna().all(axis=1).to_numpy()  # blanked, or already empty
+    np.testing.assert_array_equal(~scored, empty)
+    assert empty.sum() >= blank.sum() > 0
+    assert not hit[~scored].any()
+    assert (
+        f"flagged {hit.sum()} of {scored.sum()} scored steps ({hit.mean() / scored.mean():.2%})"
+        in text
+    ), text
+    assert f"{(~scored).sum()} steps of {len(res)} had no score" in text, text
+    lab = frame["incident"].to_numpy() == 1
+    for name, mask in (("labelled", lab), ("unlabelled", ~lab)):
+        n = (mask & scored).sum()
+        gone = (mask & ~scored).sum()
+        want = f"{hit[mask & scored].mean():.2%} of {n} scored {name} steps ({gone} unscored)"
+        assert want in text, text
+    # merged rows: three times of station a given twice, labelled; each is one step
+    dup = frame[(frame["station"] == "a")].dropna(subset=FEATURES).iloc[:3].copy()
+    merged = pd.concat([frame.assign(incident=0), dup.assign(incident=1)], ignore_index=True)
+    merged.loc[merged.index[:-3], "incident"] = 0
+    key = set(zip(dup["station"], dup["t"]))
+    twins = np.array([(s, t) in key for s, t in zip(merged["station"], merged["t"])])
+    merged.loc[twins, "incident"] = 1
+    merged.to_csv(src, index=False)
+    assert main([*args, "--labels", "incident", "--merge-duplicate-times"]) == 0
+    text = capsys.readouterr().out
+    res = pd.read_csv(out)
+    steps = res.drop_duplicates(["station", "t"])
+    assert twins.sum() == 6
+    assert len(steps) == len(res) - 3
+    on = steps["incident"].to_numpy() == 1
+    flagged = steps["anomaly"].to_numpy(dtype=bool)
+    assert f"{flagged[on].mean():.2%} of 3 scored labelled steps (0 unscored)" in text, text
+    n_off = int((~on & steps["score"].notna().to_numpy()).sum())
+    assert f"of {n_off} scored unlabelled steps" in text, text
+
+
+def test_detect_intervals_end_where_rows_are_missing(
+    wide_model: Path, files: dict[str, Path], tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    """Daily data with ten days of rows missing, every step flagged: detect joined the
+    steps either side of the gap into one interval (it ran over the missing days); the gap
+    ends an interval, as steps with nothing observed do."""
+    frame = pd.read_parquet(files["wide_parquet"]).drop(index=range(30, 40))
+    frame[FEATURES] = frame[FEATURES].ffill().bfill()  # every step scored
+    src, out, ivs = tmp_path / "gap.csv", tmp_path / "s.csv", tmp_path / "iv.csv"
+    frame.to_csv(src, index=False)
+    args = ["detect", str(wide_model), str(src), "-o", str(out), "--intervals", str(ivs)]
+    assert main([*args, "--threshold", "-1e9"]) == 0
+    assert "in 2 intervals" in capsys.readouterr().out
+    table = pd.read_csv(ivs)
+    assert table["start"].tolist() == ["2021-03-01", "2021-04-10"]
+    assert table["end"].tolist() == ["2021-03-30", "2021-05-19"]
+    assert table["steps"].tolist() == [30, 40]
+
+
+def test_fit_warns_of_a_false_alarm_rate_finer_than_its_data(
+    files: dict[str, Path], tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    """fit --false-alarm-rate 0.00001 on 3,468 normal steps stored, silently, a threshold
+    that flagged 0.1% (100 times the target): below one step in the scored steps, it warns
+    in the command line's words."""
+    fit = ["fit", str(files["long_csv"]), "--time-col", "t", "--id-col", "station"]
+    fit += ["-o", str(tmp_path / "m"), *FIT_OPTIONS]
+    assert main([*fit, "--false-alarm-rate", "0.00001"]) == 0
+    said = " ".join(capsys.readouterr().err.split())
+    n = int(pd.read_csv(files["long_csv"])[FEATURES].notna().any(axis=1).sum())  # scored
+    assert f"--false-alarm-rate: 1e-05 is below 1 / {n}, one of the {n} scored steps" in said
+    assert "needs at least 100000 scored normal steps" in said
+    assert "false_alarm_rate" not in said
+
+
+def test_detect_help_explains_the_rank_alarm_and_its_plot(
+    capsys: pytest.CaptureFixture[str],
+) -> None:
+    """detect --help explained the alarm column by 'gpvae fit --spread-baseline' only and said
+    --plot draws the alarm with the threshold, while the default alarm is the rank among the
+    previous steps (--rank-window, 256) and its plot draws the score with no line."""
+    assert main(["detect", "--help"]) == 0
+    text = " ".join(capsys.readouterr().out.split())
+    assert "rank of the step's score among those of the previous steps" in text
+    assert "'gpvae fit --rank-window' (default 256)" in text
+    assert "fitted with --rank-window 0" in text
+    assert "its score column with the flagged steps and no threshold line" in text
+
+
+def test_fit_says_the_threshold_it_stored(
+    files: dict[str, Path], tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    """gpvae fit stored detect's threshold without a word on it: it says its value, the
+    alarm it is compared with (the rank among the previous W steps, or the spread
+    baseline) and its target false-alarm rate."""
+    fit = ["fit", str(files["long_csv"]), "--time-col", "t", "--id-col", "station"]
+    for extra, alarm in (
+        (["--rank-window", "32"], "the step's rank among the previous 32 steps"),
+        (["--rank-window", "0"], "divided by its spread there (--rank-window 0"),
+    ):
+        out = tmp_path / extra[-1]
+        argv = [*fit, "-o", str(out), *FIT_OPTIONS, "--false-alarm-rate", "0.02", *extra]
+        assert main(argv) == 0
+        said = capsys.readouterr().out
+        prof = GPVAE.load(out / "model").anomaly_profile_
+        assert prof is not None
+        lines = [ln for ln in said.splitlines() if ln.startswith("stored detect's threshold")]
+        assert len(lines) == 1, said
+        assert f"threshold: {prof.threshold:.4g} on the alarm " in lines[0]
+        assert alarm in lines[0]
+        assert f"--false-alarm-rate of 0.02 on the {prof.num_steps} scored steps" in lines[0]
 
 
 @pytest.mark.parametrize("clash", ["OUT", "DATA"])
@@ -1754,6 +1886,7 @@ def test_whole_numbers_beyond_float_precision_with_empty_cells_are_read_as_text(
         assert main(["impute", str(tmp_path / "m"), str(path), "-o", str(out)]) == 0
         written = pd.read_csv(out, dtype=str, keep_default_na=False)["code"]
         assert written.tolist() == [r.split(",")[2] for r in rows[1:]]
+        capsys.readouterr()  # fit's warning on the rate its 33 steps cannot resolve
         for features in (["--features", "x,code"], []):  # listed, or a default feature
             _, line = _main_error(capsys, ["fit", str(path), "--time-col", "time",
                                            *features, *model])  # fmt: skip
@@ -1836,6 +1969,7 @@ def test_an_id_column_of_row_numbers_is_said_to_look_like_row_numbers(
     assert "--features temp,rh" in line
     assert "give --id-col id" not in line
     assert main([*args, "--features", "temp,rh"]) == 0  # following the advice
+    capsys.readouterr()  # its warning on the rate its 30 steps cannot resolve
     # ids of a long file (repeated): --id-col first, --features second
     long = tmp_path / "long.csv"
     pd.read_csv(data).assign(id=np.arange(n) % 3).to_csv(long, index=False)

@@ -176,6 +176,11 @@ def test_anomalies_marks_the_given_flags_without_a_threshold(rng: np.random.Gene
     fig = plots.plot_anomalies(t, scores, None, flagged=flagged)
     _, legends = _labels(fig)
     assert legends == ["score", "flagged (3)"]
+    assert fig.axes[0].get_ylabel() == "anomaly score"
+    # another curve (gpvae detect's alarm): the axis names it as the legend does
+    fig = plots.plot_anomalies(t, scores, None, flagged=flagged, score_label="alarm")
+    assert _labels(fig)[1] == ["alarm", "flagged (3)"]
+    assert fig.axes[0].get_ylabel() == "alarm"
     with pytest.raises(ValidationError, match="threshold"):
         plots.plot_anomalies(t, scores, None)
     with pytest.raises(ShapeError, match="flagged"):
@@ -209,6 +214,33 @@ def test_anomaly_bands_cover_every_step_of_their_run() -> None:
     fig = plots.plot_anomalies(dates, scores, 5.0)
     days = [(b - a) for a, b in _bands(fig.axes[0], plots._FLAG)]  # matplotlib dates: days
     assert days == [1.0, 2.0, 1.0]
+
+
+def test_anomaly_bands_and_lines_stop_at_gaps_in_time() -> None:
+    """Hourly data with 29 hours of rows missing: a red band ran over the whole gap from the
+    flagged step before it to the one after it, and the score and data lines were drawn
+    straight across it. Each side is its own band, covering its own steps, and the lines
+    break there (as the forecast's history line does)."""
+    t = np.array([0.0, 1, 2, 3, 4, 33, 34, 35, 36])
+    scores = np.zeros(len(t))
+    scores[[4, 5]] = 9.0  # the last step before the gap and the first after it
+    labels = np.zeros(len(t), dtype=bool)
+    labels[[3, 4, 5, 6]] = True
+    values = np.arange(2 * len(t), dtype=float).reshape(-1, 2)
+    fig = plots.plot_anomalies(t, scores, 5.0, labels=labels, values=values)
+    assert _bands(fig.axes[0], plots._FLAG) == [(3.5, 4.5), (32.5, 33.5)]
+    assert _bands(fig.axes[0], "orange") == [(2.5, 4.5), (32.5, 34.5)]
+    for ax in fig.axes:  # score panel, then each feature: one NaN halfway through the gap
+        x, y = ax.get_lines()[0].get_data()
+        inside = (np.asarray(x) > 4) & (np.asarray(x) < 33)
+        assert inside.sum() == 1
+        assert np.isnan(np.asarray(y)[inside]).all()
+    # the same on dates with a time zone: the gap is found in elapsed time
+    hours = pd.DatetimeIndex(
+        np.datetime64("2014-03-02T00:00") + (t * 60).astype("timedelta64[m]")
+    ).tz_localize("UTC")
+    fig = plots.plot_anomalies(hours, scores, 5.0)
+    assert len(_bands(fig.axes[0], plots._FLAG)) == 2
 
 
 def test_latents_and_negative_variance(tmp_path: Path, rng: np.random.Generator) -> None:

@@ -40,7 +40,7 @@ from matplotlib.backends.backend_agg import FigureCanvasAgg
 from matplotlib.figure import Figure
 
 from gpvae.errors import ShapeError, ValidationError
-from gpvae.estimator.anomaly import runs_of
+from gpvae.estimator.anomaly import runs_of, time_gaps
 from gpvae.estimator.backtest import BacktestResult
 from gpvae.kernels import Product, Sum
 
@@ -118,12 +118,16 @@ def _times_and_elapsed(t: Any, name: str) -> tuple[np.ndarray, np.ndarray]:
     return arr, arr if elapsed is None else elapsed
 
 
-def _run_extent(t: np.ndarray, first: int, last: int) -> tuple[Any, Any]:
+def _run_extent(
+    t: np.ndarray, first: int, last: int, gaps: np.ndarray | None = None
+) -> tuple[Any, Any]:
     """The stretch of time that the steps ``first..last`` (inclusive) of ``t`` cover, to shade
     a run of flagged or labelled steps: from half a step before the first to half a step
     after the last, a half-step being half the spacing to the neighbouring time on that side
     (at either end of the series, the spacing to the one neighbour there). A run of one step
-    is as wide as the step; a series of one time gets a unit step (1, or a day for dates)."""
+    is as wide as the step; a series of one time gets a unit step (1, or a day for dates).
+    Across a gap (``gaps``, :func:`gpvae.estimator.anomaly.time_gaps`) the half-step is half
+    the median spacing: a band does not cover rows missing from the data."""
     if t.dtype.kind == "M":
         t = t.astype("datetime64[ns]")  # halving whole days would round to nothing
         unit: Any = np.timedelta64(1, "D")
@@ -132,8 +136,12 @@ def _run_extent(t: np.ndarray, first: int, last: int) -> tuple[Any, Any]:
         unit = 1.0
     if len(t) == 1:
         return t[0] - unit / 2, t[0] + unit / 2
-    before = t[first] - t[first - 1] if first > 0 else t[1] - t[0]
-    after = t[last + 1] - t[last] if last < len(t) - 1 else t[-1] - t[-2]
+    spacing = np.diff(t)
+    if gaps is not None and gaps.any():
+        median = np.median(spacing.astype(np.float64 if unit == 1.0 else np.int64))
+        spacing = np.where(gaps, np.asarray(median).astype(spacing.dtype), spacing)
+    before = spacing[first - 1] if first > 0 else spacing[0]
+    after = spacing[last] if last < len(t) - 1 else spacing[-1]
     return t[first] - before / 2, t[last] + after / 2
 
 
@@ -461,22 +469,16 @@ def _broken(
     t: np.ndarray, y: np.ndarray, elapsed: np.ndarray | None = None
 ) -> tuple[np.ndarray, np.ndarray]:
     """``t`` and the rows ``y`` with a row of NaN halfway through each gap of the times (a
-    spacing over twice the median spacing: rows missing from a regular series), so that a
+    spacing over twice the median spacing, :func:`gpvae.estimator.anomaly.time_gaps`: rows
+    missing from a regular series), so that a
     line through them is broken there, not drawn straight across as if observed.
 
     ``elapsed``: the same times as elapsed time, in which the spacing is measured (default
     ``t``): a wall clock's jump at a clock change is no gap."""
-    if len(t) < 3:
-        return t, y
     dated = t.dtype.kind == "M"
     tt = t.astype("datetime64[ns]") if dated else t.astype(np.float64)
-    apart = tt if elapsed is None else elapsed
-    if apart.dtype.kind == "M":
-        spacing = np.diff(apart.astype("datetime64[ns]")).astype(np.int64).astype(np.float64)
-    else:
-        spacing = np.diff(apart.astype(np.float64))
-    gaps = np.flatnonzero(spacing > 2 * np.median(spacing))
-    if not len(gaps) or not np.median(spacing) > 0:
+    gaps = np.flatnonzero(time_gaps(tt if elapsed is None else elapsed))
+    if not len(gaps):
         return t, y
     step = np.diff(tt)
     mid = tt[gaps] + step[gaps] / 2
@@ -496,11 +498,15 @@ def plot_anomalies(
     time_label: str = "time",
     score_label: str = "score",
     save: str | os.PathLike[str] | None = None,
+    times_elapsed: Any | None = None,
 ) -> Figure:
     """The anomaly-score timeline with the threshold, the flagged intervals (red bands on
     the score panel) and, when given, the labelled anomalies (orange bands on every panel).
     A band covers its run of steps: from half a step before the first to half a step after
-    the last (so a run of one step is as wide as a step).
+    the last (so a run of one step is as wide as a step). A gap in the times (a spacing over
+    twice the median, :func:`gpvae.estimator.anomaly.time_gaps`: rows missing from a
+    regular series) breaks the lines and ends a run, as in
+    :func:`gpvae.estimator.anomaly.flagged_intervals`: no band is drawn over missing rows.
 
     Args:
         times: (T,) times.
@@ -515,14 +521,24 @@ def plot_anomalies(
         labels: optional (T,) known anomalies (true / 1 inside a labelled anomaly).
         title: figure title.
         time_label: x-axis label.
-        score_label: the legend's name of the curve (``gpvae detect`` draws its ``alarm``).
+        score_label: the legend's name of the curve (``gpvae detect`` draws its ``alarm``),
+            also the score axis' label (for "score": "anomaly score").
         save: optional path to write the figure to.
+        times_elapsed: (T,) the times as elapsed time, in which the gaps are found, for
+            ``times`` on a clock that jumps at clock changes (as ``plot_forecast``'s
+            ``history_elapsed``). None: ``times``, or their UTC when zone-aware.
 
     Returns:
         The figure: the score panel on top, then the value panels.
     """
     path = _save_path(save)
-    t = _times(times, "times")
+    t, elapsed = _times_and_elapsed(times, "times")
+    if times_elapsed is not None:
+        elapsed = _times(times_elapsed, "times_elapsed")
+        if elapsed.shape != t.shape:
+            raise ShapeError(
+                f"times_elapsed: expected shape {t.shape} like times, found {elapsed.shape}"
+            )
     s = np.asarray(scores, dtype=np.float64)
     if s.shape != t.shape:
         raise ShapeError(f"scores: expected shape {t.shape} like times, found {s.shape}")
@@ -542,31 +558,35 @@ def plot_anomalies(
         known = np.asarray(labels).astype(bool)
         if known.shape != t.shape:
             raise ShapeError(f"labels: expected shape {t.shape} like times, found {known.shape}")
+    gaps = time_gaps(elapsed)
     fig, axes = _panels(D, title, "values", above=1)
     ax = axes[0]
-    for a, b in runs_of(flagged):
-        ax.axvspan(*_run_extent(t, a, b), color=_FLAG, alpha=0.15, lw=0)
+    for a, b in runs_of(flagged, gaps):
+        ax.axvspan(*_run_extent(t, a, b, gaps), color=_FLAG, alpha=0.15, lw=0)
     if known is not None:
-        for k, (a, b) in enumerate(runs_of(known)):
+        for k, (a, b) in enumerate(runs_of(known, gaps)):
             for axis in axes:
                 axis.axvspan(
-                    *_run_extent(t, a, b),
+                    *_run_extent(t, a, b, gaps),
                     color="orange",
                     alpha=0.2,
                     lw=0,
                     label="labelled anomaly" if k == 0 and axis is ax else None,
                 )
-    ax.plot(t, s, color=_MODEL, lw=0.9, label=score_label, **_lone(len(t)))
+    tb, sb = _broken(t, s[:, None], elapsed)  # NaN across gaps: the line breaks there
+    ax.plot(tb, sb[:, 0], color=_MODEL, lw=0.9, label=score_label, **_lone(len(t)))
     if threshold is not None:
         ax.axhline(threshold, color="grey", ls="--", lw=1, label=f"threshold {threshold:.3g}")
     ax.plot(t[flagged], s[flagged], "o", color=_FLAG, ms=4, label=f"flagged ({flagged.sum()})")
-    ax.set_ylabel("anomaly score")
+    # the axis names the curve drawn, as the legend does ("alarm": gpvae detect's)
+    ax.set_ylabel("anomaly score" if score_label == "score" else _plain(score_label))
     ax.grid(alpha=0.3)
     _legend_above(ax)
     if y is not None:
+        yb = _broken(t, y, elapsed)[1]
         for j in range(D):
             ax = axes[1 + j]
-            ax.plot(t, y[:, j], ".-", color=_OBSERVED, ms=2, lw=0.5, label="data")
+            ax.plot(tb, yb[:, j], ".-", color=_OBSERVED, ms=2, lw=0.5, label="data")
             ax.plot(
                 t[flagged], y[flagged, j], "o", color=_FLAG, ms=4, mfc="none", label="flagged step"
             )

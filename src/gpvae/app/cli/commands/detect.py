@@ -34,7 +34,15 @@ if TYPE_CHECKING:
     from gpvae.app.cli.columns import ColumnSpec
     from gpvae.estimator.anomaly import AnomalyProfile
 
-__all__ = ["anomaly_table", "describe_intervals", "detect", "interval_table", "label_column"]
+__all__ = [
+    "anomaly_table",
+    "describe_intervals",
+    "detect",
+    "interval_table",
+    "label_column",
+    "label_summary",
+    "step_labels",
+]
 
 
 @click.command(cls=Command)
@@ -80,8 +88,9 @@ __all__ = ["anomaly_table", "describe_intervals", "detect", "interval_table", "l
 @click.option(
     "--plot",
     default=None,
-    help="Also draw the alarm timeline (OUT's alarm column) of one series with the "
-    f"threshold to this image file ({PLOT_FORMATS}).",
+    help="Also draw one series' timeline to this image file "
+    f"({PLOT_FORMATS}): with the stored rank alarm (the default) its score column with the "
+    "flagged steps and no threshold line; else its alarm column with the threshold line.",
 )
 @series_option
 @merge_option
@@ -112,9 +121,12 @@ def detect(
     each feature's scores are first put on the scale of its training scores. OUT has the
     rows and columns of DATA plus: score (per step; empty where nothing is observed),
     <feature>_score (per entry, empty where missing), alarm (the score compared with the
-    threshold: with the threshold stored by fit, the step's score relative to its recent
-    level, see 'gpvae fit --spread-baseline'; with --threshold or --quantile, score itself)
-    and anomaly (true where alarm is above the threshold: the plot flags the same steps).
+    threshold: with the threshold stored by fit, by default the rank of the step's score
+    among those of the previous steps, a share from 0 to 1, see 'gpvae fit --rank-window'
+    (default 256); with a model fitted with --rank-window 0, the step's score relative to
+    its recent level, see 'gpvae fit --spread-baseline'; with --threshold or --quantile,
+    score itself) and anomaly (true where alarm is above the threshold: the plot flags the
+    same steps).
     --intervals' peak_time and peak_score are those of each interval's highest alarm.
     With --merge-duplicate-times the rows of a series that share a time are scored as one
     step (the mean of each feature) and each of them gets that step's scores and flag.
@@ -228,38 +240,37 @@ def detect(
         per_row = scores if rows is None else scores.iloc[rows].reset_index(drop=True)
         table = merge_back(frame, per_row, spec)
     shards.write_output(table, out_path, run, ordered=data_in.ordered)
-    flagged, steps = run.sums([int(scores["anomaly"].sum()), len(step)])
+    # the shares are out of the scored steps: a step with nothing observed has no score
+    # and is never flagged
+    scored = np.isfinite(step)
+    flagged, steps, n_scored = run.sums(
+        [int(scores["anomaly"].sum()), len(step), int(scored.sum())]
+    )
     steps_table = table if firsts is None else table.iloc[firsts]
     intervals = interval_table(steps_table, spec, thr, profile) if run.world == 1 else None
     n_iv = "" if intervals is None else f" in {len(intervals)} intervals"
+    unscored = int(steps) - int(n_scored)
     info(
-        f"flagged {int(flagged)} of {int(steps)} steps{n_iv} whose alarm (OUT's alarm column"
-        f"{'' if stored else ': the score'}) is above {thr:.4g} ({source}); wrote {out_path}"
-        + ("" if iv_path is None else f" and {iv_path}")
+        f"flagged {int(flagged)} of {int(n_scored)} scored steps"
+        f"{f' ({flagged / n_scored:.2%})' if n_scored else ''}{n_iv} whose alarm (OUT's "
+        f"alarm column{'' if stored else ': the score'}) is above {thr:.4g} ({source}); "
+        f"{_steps(unscored)} of {int(steps)} had no score (nothing observed); wrote "
+        f"{out_path}" + ("" if iv_path is None else f" and {iv_path}")
     )
     if intervals is not None:
         if iv_path is not None:
             write_table(intervals, iv_path, "--intervals")
         for line in describe_intervals(intervals, spec):
             info(line)
-    if labels is not None:
-        hit = table["anomaly"].to_numpy(dtype=bool)  # per row of DATA, as the labels
-        info(
-            f"labels {labels_col!r}: flagged {hit[labels].mean() if labels.any() else 0:.1%} "
-            f"of {int(labels.sum())} labelled steps and "
-            f"{hit[~labels].mean() if (~labels).any() else 0:.2%} of "
-            f"{int((~labels).sum())} unlabelled steps"
-        )
+    if labels is not None and labels_col is not None:
+        info(label_summary(labels_col, labels, scores, rows))
     if plot_path is not None and shards.plot_owner(table, spec.id_col, series, run):
-        from gpvae.app.cli.columns import time_label
+        from gpvae.app.cli.columns import elapsed_axis, time_label
         from gpvae.app.plots import plot_anomalies
 
         if labels is not None:
-            table["__labels__"] = labels
-            if rows is not None:  # a merged step is labelled when any of its rows is
-                any_label = np.zeros(rows.max() + 1, dtype=bool)
-                np.logical_or.at(any_label, rows, labels)
-                table["__labels__"] = any_label[rows]
+            # a merged step is labelled when any of its rows is
+            table["__labels__"] = labels if rows is None else step_labels(labels, rows)[rows]
         shown_rows = table if firsts is None else table.iloc[firsts]
         raw = series_frame(shown_rows, spec, series)
         part = parse_times(raw, spec.time_col, "DATA").assign(
@@ -286,12 +297,43 @@ def detect(
             title=title,
             time_label=time_label(spec),
             score_label="score" if ranked else "alarm",
+            # its gaps in elapsed time: the wall clock jumps at a clock change
+            times_elapsed=elapsed_axis(part[spec.time_col]),
         )
         save_figure(fig, plot_path)
 
 
 #: Feature panels drawn under the score timeline at most (the first ones).
 PLOT_MAX_FEATURES = 8
+
+
+def step_labels(labels: np.ndarray, rows: np.ndarray | None) -> np.ndarray:
+    """The labels of DATA's rows per step: with merged rows (``rows``, the step of each
+    row) a step is labelled when any of its rows is."""
+    if rows is None:
+        return labels
+    per_step = np.zeros(rows.max() + 1, dtype=bool)
+    np.logical_or.at(per_step, rows, labels)
+    return per_step
+
+
+def label_summary(
+    col: str, labels: np.ndarray, scores: pd.DataFrame, rows: np.ndarray | None
+) -> str:
+    """The --labels line: the share of the scored labelled and of the scored unlabelled
+    steps that are flagged (per step: merged rows count once; a step with no score is
+    never flagged and is left out of the shares, and counted apart)."""
+    known = step_labels(labels, rows)
+    hit = scores["anomaly"].to_numpy(dtype=bool)
+    scored = np.isfinite(scores["score"].to_numpy(dtype=np.float64))
+    parts = []
+    for name, mask in (("labelled", known), ("unlabelled", ~known)):
+        n = int((mask & scored).sum())
+        share = hit[mask & scored].mean() if n else 0.0
+        parts.append(
+            f"{share:.2%} of {n} scored {name} steps ({int((mask & ~scored).sum())} unscored)"
+        )
+    return f"labels {col!r}: flagged {parts[0]} and {parts[1]}"
 
 
 def label_column(frame: pd.DataFrame, col: str, spec: ColumnSpec) -> np.ndarray:
@@ -331,13 +373,15 @@ def label_column(frame: pd.DataFrame, col: str, spec: ColumnSpec) -> np.ndarray:
 def interval_table(
     table: pd.DataFrame, spec: ColumnSpec, threshold: float, profile: AnomalyProfile | None
 ) -> pd.DataFrame:
-    """The flagged intervals of every series, with DATA's own time values (as read); an
+    """The flagged intervals of every series, with DATA's own time values (as read; an
+    interval ends where rows are missing from the series: a spacing over twice its median,
+    :func:`gpvae.estimator.anomaly.time_gaps`); an
     interval's peak_time and peak_score are those of its highest ``alarm`` (the score that
     the threshold is compared with), its max_score the highest ``score`` (which ranks
     anomalies: the alarm is a rank near 1 at the peak of most intervals)."""
     import pandas as pd
 
-    from gpvae.app.cli.columns import parse_times, time_axis
+    from gpvae.app.cli.columns import elapsed_axis, parse_times, time_axis
     from gpvae.estimator.anomaly import flagged_intervals
 
     rows = []
@@ -346,8 +390,14 @@ def interval_table(
     )
     for key, part in groups:
         parsed = parse_times(part, spec.time_col, "DATA")
-        order = np.argsort(time_axis(parsed[spec.time_col]), kind="stable")
+        axis = time_axis(parsed[spec.time_col])
+        order = np.argsort(axis, kind="stable")
         part = part.iloc[order]
+        # elapsed time, in which an interval ends at a gap (rows missing from the data)
+        elapsed = elapsed_axis(parsed[spec.time_col])
+        clock = (axis if elapsed is None else elapsed)[order]
+        if clock.dtype.kind == "M":  # nanoseconds: flagged_intervals reads numbers
+            clock = clock.astype("datetime64[ns]").astype(np.int64).astype(np.float64)
         # the interval's peak: its highest alarm (the score the threshold is compared with)
         step = part["alarm"].to_numpy(dtype=np.float64)
         entry = part[[f"{f}_score" for f in spec.features]].to_numpy(dtype=np.float64)
@@ -357,7 +407,7 @@ def interval_table(
         for iv in flagged_intervals(
             step,
             entry,
-            np.arange(len(step), dtype=np.float64),
+            clock,
             threshold,
             spec.features,
             profile,

@@ -597,7 +597,32 @@ def fit(
         f"fitted on {n_series} series{left}, {series.num_features} features "
         f"({', '.join(spec.features)}){last}{processes}; wrote {out}"
     )
+    profile = None if stepped else model.anomaly_profile_
+    if profile is not None:
+        info(threshold_line(profile))
     _print_kernels(model, out / MODEL_SUBDIR, spec.time_type)
+
+
+def threshold_line(profile: Any) -> str:
+    """fit's line on the threshold it stored for detect: its target false-alarm rate, the
+    alarm it is compared with (the rank among the previous W steps, or the spread
+    baseline) and its value."""
+    if profile.rank_window > 0:
+        alarm = f"the step's rank among the previous {profile.rank_window} steps (--rank-window)"
+    elif profile.baseline > 0 and profile.spread:
+        alarm = (
+            f"the score's rise over its median of the previous {profile.baseline} steps, "
+            "divided by its spread there (--rank-window 0, --spread-baseline)"
+        )
+    elif profile.baseline > 0:
+        alarm = f"the score's rise over its median of the previous {profile.baseline} steps"
+    else:
+        alarm = "the step score"
+    return (
+        f"stored detect's threshold: {profile.threshold:.4g} on the alarm {alarm}, for a "
+        f"--false-alarm-rate of {profile.false_alarm_rate:g} on the "
+        f"{profile.num_steps} scored steps of DATA"
+    )
 
 
 #: The start of the estimator's warning on what an interrupted fit keeps (not said by fit).
