@@ -118,6 +118,21 @@ def _times_and_elapsed(t: Any, name: str) -> tuple[np.ndarray, np.ndarray]:
     return arr, arr if elapsed is None else elapsed
 
 
+def _axis_and_elapsed(
+    t: Any, name: str, given: Any, given_name: str
+) -> tuple[np.ndarray, np.ndarray]:
+    """:func:`_times_and_elapsed` of ``t``, with the elapsed times replaced by ``given``
+    (the argument ``given_name``, of ``t``'s shape) when it is not None."""
+    axis, elapsed = _times_and_elapsed(t, name)
+    if given is not None:
+        elapsed = _times(given, given_name)
+        if elapsed.shape != axis.shape:
+            raise ShapeError(
+                f"{given_name}: expected shape {axis.shape} like {name}, found {elapsed.shape}"
+            )
+    return axis, elapsed
+
+
 def _run_extent(
     t: np.ndarray, first: int, last: int, gaps: np.ndarray | None = None
 ) -> tuple[Any, Any]:
@@ -410,14 +425,9 @@ def plot_forecast(
         raise ValidationError(
             f"context: expected a positive whole number of steps or None, found {context!r}"
         )
-    th, elapsed = _times_and_elapsed(history_times, "history_times")
-    if history_elapsed is not None:
-        elapsed = _times(history_elapsed, "history_elapsed")
-        if elapsed.shape != th.shape:
-            raise ShapeError(
-                f"history_elapsed: expected shape {th.shape} like history_times, found "
-                f"{elapsed.shape}"
-            )
+    th, elapsed = _axis_and_elapsed(
+        history_times, "history_times", history_elapsed, "history_elapsed"
+    )
     tf = _times(future_times, "future_times")
     y = _as_2d(history, "history", len(th))
     m = _as_2d(mean, "mean", len(tf))
@@ -532,13 +542,7 @@ def plot_anomalies(
         The figure: the score panel on top, then the value panels.
     """
     path = _save_path(save)
-    t, elapsed = _times_and_elapsed(times, "times")
-    if times_elapsed is not None:
-        elapsed = _times(times_elapsed, "times_elapsed")
-        if elapsed.shape != t.shape:
-            raise ShapeError(
-                f"times_elapsed: expected shape {t.shape} like times, found {elapsed.shape}"
-            )
+    t, elapsed = _axis_and_elapsed(times, "times", times_elapsed, "times_elapsed")
     s = np.asarray(scores, dtype=np.float64)
     if s.shape != t.shape:
         raise ShapeError(f"scores: expected shape {t.shape} like times, found {s.shape}")
