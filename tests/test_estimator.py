@@ -1375,8 +1375,11 @@ def test_frame_columns_that_differ_from_the_fit_are_named() -> None:
         est.impute(frame.assign(c=2.0))
     with pytest.raises(ValidationError, match=r"found \['b'\] missing, \['B'\] besides them"):
         est.impute(frame.rename(columns={"b": "B"}))
-    with pytest.raises(ValidationError, match="same order"):
+    with pytest.raises(ValidationError, match="same order") as info:
         est.impute(frame[["time", "b", "a"]])
+    # the same features in another order: the message says so and how to reorder
+    assert "in another order" in str(info.value)
+    assert "X[[<id and time columns>, *['a', 'b']]]" in str(info.value)
 
 
 @pytest.mark.filterwarnings("ignore:forecast_horizon:UserWarning")  # uncalibrated forecasts

@@ -186,9 +186,16 @@ class Scaler:
             )
         same = tuple(data.feature_names) == self.feature_names_
         if self.names_given_ and data.layout.names_given and not same:
+            fitted = list(self.feature_names_)
+            hint = (
+                f": the same features in another order; put the feature columns in the "
+                f"fit's order, e.g. {name}[[<id and time columns>, *{fitted!r}]]"
+                if sorted(data.feature_names) == sorted(fitted)
+                else ""
+            )
             raise ValidationError(
-                f"{name}: expected features {list(self.feature_names_)} (as at fit, same "
-                f"order), found {list(data.feature_names)}"
+                f"{name}: expected features {fitted} (as at fit, same order), found "
+                f"{list(data.feature_names)}{hint}"
             )
 
     def check_range(self, data: SeriesSet, name: str = "X", times_name: str = "times") -> None:
