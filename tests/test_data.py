@@ -438,6 +438,24 @@ def test_stacked_series_with_a_genuinely_repeated_time_still_name_their_id() -> 
     assert "several series" not in str(err.value)
 
 
+def test_stacked_series_name_the_column_that_explains_the_repeats_best() -> None:
+    """A per-stay column before the id ('unit' 1, 2, 3, 1: constant in each stay, one value
+    recurring) changes where the times restart as well, and leaves the repeats of the two
+    stays that share a unit unexplained; the first such column was named (review N #1),
+    though 'patient' explains every repeat."""
+    parts = [
+        pd.DataFrame({"time": np.arange(10.0), "unit": u, "patient": p, "hr": 80.0 + p % 7})
+        for u, p in zip([1, 2, 3, 1], [101, 102, 103, 104], strict=True)
+    ]
+    stacked = pd.concat(parts, ignore_index=True)
+    with pytest.raises(ValidationError) as err:
+        to_series_set(stacked, time_col="time")
+    assert "(the column 'patient' changes where the times restart" in str(err.value)
+    assert "id_col='unit'" not in str(err.value)
+    with pytest.warns(UserWarning, match=r"id_col='patient'"):
+        merge_duplicate_times(stacked, time_col="time")
+
+
 def test_elapsed_text_times_are_advised_pd_to_timedelta() -> None:
     """A DataFrame of HH:MM text times since admission ('00:17', '47:59') was refused with
     '(parse dates with pd.to_datetime)', which reads 00:17 as today's clock time and fails

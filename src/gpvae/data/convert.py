@@ -445,7 +445,7 @@ def stacked_series(
     keys = pd.Series(times)
     shared = float(keys.duplicated(keep=False).mean())  # share of rows whose time repeats
     repeats = int(keys.duplicated().sum())  # rows whose time an earlier row has
-    best: tuple[bool, int, Hashable, int] | None = None
+    best: tuple[bool, int, int, Hashable] | None = None
     for pos, col in enumerate(frame.columns):
         if col in skip:
             continue
@@ -467,13 +467,16 @@ def stacked_series(
             and values.nunique() > 2
             and (values.dtype.kind in "iuOSU" or isinstance(values.dtype, pd.CategoricalDtype))
         )
-        if (runs or labels) and (best is None or (not runs, pos) < best[:2]):
-            best = (not runs, pos, col, left)
+        # the column in runs first, then the one that leaves the fewest repeats within
+        # its values (a per-stay feature such as a ward that recurs across stays leaves
+        # more than the stays' id), then the first
+        if (runs or labels) and (best is None or (not runs, left, pos) < best[:3]):
+            best = (not runs, left, pos, col)
     if best is not None:
         where = "changes where the times restart" if not best[0] else "has distinct times"
-        if best[0] and best[3]:
-            where += f" but on {best[3]} row(s)"
-        return f"the column {best[2]!r} {where}, as an id column does", best[2]
+        if best[0] and best[1]:
+            where += f" but on {best[1]} row(s)"
+        return f"the column {best[3]!r} {where}, as an id column does", best[3]
     if restarts and shared >= 0.5:
         return (
             f"its times restart {len(restarts)} time(s) and {shared:.0%} of its rows share "
