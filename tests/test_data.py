@@ -1360,3 +1360,31 @@ def test_dates_at_another_rate_are_no_unit_mistake() -> None:
     fitted = Scaler().fit(to_series_set(np.zeros((1, 200, 1)), times=np.arange(200.0) * 24))
     with pytest.warns(UserWarning, match="check the time unit"):
         fitted.warn_far_times(numbers)  # numbers 24 times closer: still said
+
+
+def test_messages_show_row_labels_and_values_as_plain_python() -> None:
+    """Review N #6-#8: a filtered frame's junk cell was reported at 'row np.int64(2)', a
+    list of H:MM times as "value np.str_('00:17')" with advice that fails on a list
+    (pd.to_timedelta(times[0] + ':00')), and a categorical column in a merge as "0 text
+    value(s) such as np.int64(1)"."""
+    frame = pd.DataFrame({"time": [0.0, 1, 2, 3], "hr": [80, 81, "error", 83]}).iloc[1:]
+    with pytest.raises(InputTypeError) as err:
+        to_series_set(frame, time_col="time")
+    assert "such as 'error' (row 2)" in str(err.value)
+    assert "np." not in str(err.value)
+    times = ["00:17", "01:30", "47:59"]
+    with pytest.raises(InputTypeError) as err:
+        to_series_set([np.zeros((3, 1))], times=[times])
+    message = str(err.value)
+    assert "value '00:17'" in message
+    parse = re.search(r"parse them with (pd\.to_timedelta\(.*?\));", message)
+    assert parse is not None
+    assert parse.group(1) == "pd.to_timedelta([t + ':00' for t in times[0]])"
+    advised = eval(parse.group(1), {"pd": pd, "times": [times]})  # the advice works
+    assert list(advised.total_seconds() / 3600) == pytest.approx([17 / 60, 1.5, 47 + 59 / 60])
+    base = pd.DataFrame({"time": [0.0, 1, 1, 2], "hr": [80.0, 81, 83, 82]})
+    with pytest.raises(InputTypeError, match=r"X\['x'\]: .*found a categorical column"):
+        merge_duplicate_times(base.assign(x=pd.Categorical([1, 2, 1, 2])), time_col="time")
+    with pytest.raises(InputTypeError) as err:
+        merge_duplicate_times(base.assign(x=["a", "b", "c", "d"]).iloc[1:], time_col="time")
+    assert "such as 'b' (row 1, ...)" in str(err.value)

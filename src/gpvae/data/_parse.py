@@ -29,6 +29,11 @@ class Parsed:
     layout: dict[str, Any] = field(default_factory=dict)
 
 
+def plain(value: Any) -> Any:
+    """A numpy scalar as the Python value it holds (messages show 2, not np.int64(2))."""
+    return value.item() if isinstance(value, np.generic) else value
+
+
 def kept_float(given: Any) -> np.dtype | None:
     """The dtype a DataFrame's feature column of dtype ``given`` keeps in results: its own
     float dtype (float32 stays float32), None (float64) for other columns (int, bool,
@@ -149,16 +154,23 @@ def raw_times(a: Any, what: str) -> np.ndarray:
             bad = first_non_numeric(arr.ravel())
             advice = "parse dates with pd.to_datetime, durations with pd.to_timedelta"
             if isinstance(bad, str) and re.fullmatch(r"\s*\d+:[0-5]\d\s*", bad):
-                advice = (  # (pd.to_timedelta wants H:MM:SS; pd.to_datetime reads a clock)
-                    "elapsed times, hours:minutes since a start: parse them with "
-                    f"pd.to_timedelta({what} + ':00'); pd.to_datetime reads them as clock "
-                    "times of today and fails past 23:59"
+                # (pd.to_timedelta wants H:MM:SS; pd.to_datetime reads a clock); a frame's
+                # column takes + ':00' itself, a list or array of text one by one
+                column = "['" in what or '["' in what
+                parse = (
+                    f"pd.to_timedelta({what} + ':00')"
+                    if column
+                    else f"pd.to_timedelta([t + ':00' for t in {what}])"
+                )
+                advice = (
+                    f"elapsed times, hours:minutes since a start: parse them with {parse}; "
+                    "pd.to_datetime reads them as clock times of today and fails past 23:59"
                 )
             elif isinstance(bad, pd.Period):  # (pd.to_datetime refuses periods)
                 advice = "turn periods into timestamps with .to_timestamp()"
             raise InputTypeError(
                 f"{what}: expected numeric or datetime times, found dtype {arr.dtype} with "
-                f"value {bad!r} ({advice})"
+                f"value {plain(bad)!r} ({advice})"
             ) from None
     raise InputTypeError(f"{what}: expected numeric or datetime times, found dtype {arr.dtype}")
 

@@ -20,6 +20,7 @@ from typing import Any
 import numpy as np
 import pandas as pd
 
+from gpvae.data._parse import plain
 from gpvae.data.convert import ID_ADVICE, stacked_series, to_series_set
 from gpvae.data.frames import from_frame
 from gpvae.errors import InputTypeError, ValidationError
@@ -83,6 +84,14 @@ def _numeric_features(
         values = frame[col]
         if pd.api.types.is_numeric_dtype(values.dtype) or pd.api.types.is_bool_dtype(values.dtype):
             continue
+        if isinstance(values.dtype, pd.CategoricalDtype):  # categories are not averaged
+            raise InputTypeError(
+                f"X[{col!r}]: expected numbers (the merge averages every column other than "
+                f"the id and time), found a categorical column (dtype {values.dtype}); "
+                f"convert it (X[{col!r}].astype(float) for numbers) or drop it before merging"
+                + (f", or pass id_col={col!r} if it is the id of several series stacked"
+                   if id_like is None or col == id_like else "")
+            )  # fmt: skip
         if pd.api.types.infer_dtype(values, skipna=True) in _NUMBERS:
             converted[col] = pd.to_numeric(values)
             continue
@@ -101,7 +110,7 @@ def _numeric_features(
         raise InputTypeError(
             f"X[{col!r}]: expected numbers (the merge averages every column other than the "
             f"id and time), found {int(bad.sum())} text or other non-numeric value(s) such as "
-            f"{values.iloc[first]!r} (row {frame.index[first]!r}); {advice}"
+            f"{plain(values.iloc[first])!r} (row {plain(frame.index[first])!r}); {advice}"
         )
     if converted:
         frame = frame.copy()

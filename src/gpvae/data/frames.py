@@ -22,7 +22,7 @@ from typing import Any
 import numpy as np
 import pandas as pd
 
-from gpvae.data._parse import Parsed, check_no_inf, kept_float, pandas_times
+from gpvae.data._parse import Parsed, check_no_inf, kept_float, pandas_times, plain
 from gpvae.errors import InputTypeError, ShapeError, ValidationError
 
 __all__ = ["from_frame"]
@@ -68,10 +68,13 @@ def _frame_column(frame: pd.DataFrame, col: Hashable, name: str, listed: bool) -
         coerced = pd.to_numeric(s, errors="coerce")
         bad = s[coerced.isna() & s.notna()]
         example = bad.iloc[0] if len(bad) else None
-        where = f" (row {bad.index[0]!r}{', ...' if len(bad) > 1 else ''})" if len(bad) else ""
+        where = (
+            f" (row {plain(bad.index[0])!r}{', ...' if len(bad) > 1 else ''})" if len(bad) else ""
+        )
         raise InputTypeError(
             f"{what}: expected numeric values (NaN for missing), found dtype {s.dtype} with "
-            f"{len(bad)} value(s) that cannot be converted to float, such as {example!r}{where}; "
+            f"{len(bad)} value(s) that cannot be converted to float, such as "
+            f"{plain(example)!r}{where}; "
             f"{LISTED_FEATURE_ADVICE if listed else DEFAULT_FEATURE_ADVICE}"
         ) from None
     try:
