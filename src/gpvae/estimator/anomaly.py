@@ -1341,13 +1341,24 @@ def _warn_unresolved_rate(rate: float, num_steps: int) -> None:
 #: spacing is a gap (rows missing from a regular series): :func:`time_gaps`.
 GAP_FACTOR = 2.0
 
+#: A series is regularly sampled, and :func:`time_gaps` finds gaps in it, when at least
+#: this share of its spacings lie within :data:`REGULAR_TOLERANCE` of the median spacing.
+REGULAR_SHARE = 0.5
+
+#: How near the median spacing (a share of it) a spacing of a regular series lies.
+REGULAR_TOLERANCE = 0.1
+
 
 def time_gaps(times: Any) -> np.ndarray:
     """(T - 1,) booleans: True where the spacing between steps i and i + 1 of the sorted
     (T,) ``times`` (numbers, or datetime64 / timedelta64) exceeds :data:`GAP_FACTOR` times
-    their median spacing (rows missing from a regular series). None is a gap with fewer than
-    3 times or a median spacing of 0. The rule by which the plots break a line
-    (:mod:`gpvae.app.plots`) and :func:`flagged_intervals` its runs."""
+    their median spacing (rows missing from a regular series), in a regularly sampled
+    series: one with at least half of its spacings within 10% of the median spacing
+    (:data:`REGULAR_SHARE`, :data:`REGULAR_TOLERANCE`; hourly rows, or every 5 minutes give
+    or take seconds). An irregular series has no gaps: a Poisson-sampled series has a
+    quarter of its spacings over twice their median, none of them rows missing. None is a
+    gap either with fewer than 3 times or a median spacing of 0. The rule by which the plots
+    break a line (:mod:`gpvae.app.plots`) and :func:`flagged_intervals` its runs."""
     t = np.asarray(times)
     if t.dtype.kind in "mM":
         unit = "datetime64[ns]" if t.dtype.kind == "M" else "timedelta64[ns]"
@@ -1358,6 +1369,9 @@ def time_gaps(times: Any) -> np.ndarray:
         return np.zeros(max(len(t) - 1, 0), dtype=bool)
     median = float(np.median(spacing))
     if not median > 0:
+        return np.zeros(len(spacing), dtype=bool)
+    near = np.abs(spacing - median) <= REGULAR_TOLERANCE * median
+    if near.mean() < REGULAR_SHARE:  # irregular: no spacing tells rows missing
         return np.zeros(len(spacing), dtype=bool)
     return spacing > GAP_FACTOR * median
 
@@ -1394,9 +1408,10 @@ def flagged_intervals(
     scores: np.ndarray | None = None,
 ) -> list[dict[str, Any]]:
     """The runs of consecutive flagged steps: ``flags``, else those whose score is above
-    ``threshold``. A run ends at a gap in ``times`` (a spacing over twice the series' median
-    spacing, :func:`time_gaps`: rows missing from a regular series), as it does at a step
-    with no score: two flagged steps either side of missing rows are two intervals.
+    ``threshold``. A run ends at a gap in ``times`` (in a regularly sampled series, a
+    spacing over twice its median spacing, :func:`time_gaps`: rows missing), as it does at
+    a step with no score: two flagged steps either side of missing rows are two intervals.
+    An irregular series has no gaps: its runs are of consecutive positions.
 
     Args:
         step: (T,) the scores the interval's peak is taken from (:meth:`GPVAE.anomaly_scores`
