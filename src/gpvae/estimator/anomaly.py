@@ -1245,8 +1245,8 @@ def profile_from_entries(
     ``rank_window`` steps (:func:`trailing_ranks`; the steps before a series: the normal
     data's summed alarm scores at ``rank_window`` evenly spaced quantiles).
     The threshold is the ``1 - false_alarm_rate`` quantile of the normal data's alarm scores;
-    a rate below 1 / (the number of scored normal steps) warns: the threshold is then their
-    largest alarm score, which cannot keep the rate.
+    a rate below 1 / (2 n), n the scored normal steps, warns: the threshold then flags 1 of
+    the n (1 / n, more than twice the rate; the rate needs at least 1 / (2 rate) steps).
     """
     rate = _rate_arg(false_alarm_rate)
     rank_window = _rank_window_arg(rank_window)
@@ -1316,22 +1316,33 @@ def profile_from_entries(
         raise ValidationError("X: expected observed values to learn a threshold from, found none")
     prof.threshold = thr
     prof.num_steps = int(sum(np.isfinite(s).sum() for s in steps))
-    _warn_unresolved_rate(rate, prof.num_steps)
+    flagged = int(sum((np.nan_to_num(s, nan=-np.inf) > thr).sum() for s in steps))
+    _warn_unresolved_rate(rate, prof.num_steps, flagged)
     return prof
 
 
-def _warn_unresolved_rate(rate: float, num_steps: int) -> None:
-    """Warn when ``rate`` is below one step in the ``num_steps`` scored normal steps: their
-    ``1 - rate`` quantile is then (nearly) their largest alarm score, a threshold that cannot
-    keep the rate (``--false-alarm-rate 0.00001`` on 3,468 normal steps flagged 0.1% of
-    them, 100 times the target)."""
-    if num_steps < 1 or rate * num_steps >= 1.0 - 1e-9:  # 1 / n itself is met
+def _warn_unresolved_rate(rate: float, num_steps: int, num_flagged: int) -> None:
+    """Warn when ``rate`` is below 1 / (2 ``num_steps``), half a step of the ``num_steps``
+    scored normal steps. Their ``1 - rate`` quantile (linear interpolation) then lies
+    between their two largest alarm scores and flags one of them (``num_flagged``, what the
+    threshold flags of them: 0 when the largest is tied), a share 1 / ``num_steps`` more
+    than twice the target (``--false-alarm-rate 0.00001`` on 3,468 normal steps flagged
+    0.1% of new normal data, 100 times the target). From 1 / (2 ``num_steps``) on, that one
+    step is within a factor 2 of the rate: no warning."""
+    need = math.ceil(1.0 / (2.0 * rate) - 1e-9)  # the fewest steps with rate >= 1 / (2 n)
+    if num_steps < 1 or num_steps >= need:
         return
+    tail = (
+        "more than twice the target rate"
+        if num_flagged
+        else "none, their largest alarm score being tied, while one is more than twice the "
+        "target rate"
+    )
     warnings.warn(
-        f"false_alarm_rate: {rate:g} is below 1 / {num_steps}, one of the {num_steps} "
-        "scored steps of the normal data: the threshold is then their largest alarm score "
-        f"and the rate cannot be met; a rate of {rate:g} needs at least "
-        f"{math.ceil(1.0 / rate)} scored normal steps",
+        f"false_alarm_rate: {rate:g} is below 1 / (2 x {num_steps}): the threshold flags "
+        f"{num_flagged} of the {num_steps} scored steps of the normal data "
+        f"({num_flagged}/{num_steps} = {100.0 * num_flagged / num_steps:.3g}%), {tail}; "
+        f"a rate of {rate:g} needs at least {need} scored normal steps",
         UserWarning,
         stacklevel=5,  # < profile_from_entries < fit_profile < fit_threshold < the caller
     )
