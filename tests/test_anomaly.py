@@ -527,11 +527,34 @@ def test_flagged_intervals_end_at_gaps_in_time() -> None:
     assert not time_gaps(np.array([0.0, 5.0])).any()  # too few times to tell
 
 
+def test_an_irregular_series_has_no_gaps_and_a_jittered_regular_one_does() -> None:
+    """On a Poisson-sampled series a quarter of the spacings were over twice the median and
+    counted as gaps (24% of NAB TravelTime_451's), so a run of consecutive flagged rows was
+    split into many intervals and detect --plot's lines broken hundreds of times. Gaps are
+    only found in a regularly sampled series (half of its spacings within 10% of the
+    median): an irregular one has none and its flagged run is one interval, while a series
+    every 5 minutes give or take 10 s with an hour of rows missing still breaks there."""
+    rng = np.random.default_rng(0)
+    poisson = np.cumsum(rng.exponential(1.0, 2000))
+    assert not time_gaps(poisson).any()
+    step = np.zeros(len(poisson))
+    step[100:130] = 9.0
+    ivs = flagged_intervals(step, np.zeros((len(poisson), 1)), poisson, 1.0, ["a"])
+    assert [(iv["start"], iv["end"]) for iv in ivs] == [(100, 129)]
+    # every 5 minutes, jittered by up to 10 s, with the hour after row 99 missing
+    minutes = np.arange(300) * 5.0 + rng.uniform(-10 / 60, 10 / 60, 300)
+    minutes[100:] += 60.0
+    stamps = np.datetime64("2024-01-01T00:00") + (minutes * 60e9).astype("timedelta64[ns]")
+    for t in (minutes, stamps):
+        np.testing.assert_array_equal(np.flatnonzero(time_gaps(t)), [99])
+    assert runs_of(np.ones(300, dtype=bool), time_gaps(minutes)) == [(0, 99), (100, 299)]
+
+
 def test_a_false_alarm_rate_finer_than_the_normal_data_warns(fitted: GPVAE) -> None:
     """fit_threshold(false_alarm_rate=1e-5) on 600 normal steps stored, silently, a threshold
     at their largest alarm score, which flags far more than 1e-5 of new normal data (0.1% on
     the audit's NAB data, 100 times the target): it warns, naming false_alarm_rate, the
-    steps it had and the steps the rate needs. One step in the steps it has does not warn."""
+    steps it had and the steps the rate needs. Half a step in the steps it has does not warn."""
     try:
         with pytest.warns(UserWarning, match="false_alarm_rate") as caught:
             fitted.fit_threshold([seasonal(600, 31)], num_samples=4, false_alarm_rate=1e-5)
@@ -541,14 +564,53 @@ def test_a_false_alarm_rate_finer_than_the_normal_data_warns(fitted: GPVAE) -> N
         assert prof is not None
         n = prof.num_steps
         assert n == 600
-        assert f"below 1 / {n}" in text
-        assert "the rate cannot be met" in text
-        assert "needs at least 100000 scored normal steps" in text
+        assert f"below 1 / (2 x {n})" in text
+        assert "more than twice the target rate" in text
+        assert "needs at least 50000 scored normal steps" in text
         with warnings.catch_warnings():
             warnings.simplefilter("error")
-            fitted.fit_threshold([seasonal(600, 31)], num_samples=4, false_alarm_rate=1 / 600)
+            fitted.fit_threshold([seasonal(600, 31)], num_samples=4, false_alarm_rate=1 / 1200)
     finally:
         fitted.anomaly_profile_ = None
+
+
+def test_the_false_alarm_warning_says_what_the_threshold_flags_in_sample() -> None:
+    """The warning fired for every rate below 1 / n and said the threshold was the largest
+    normal alarm score and the rate could not be met; with np.quantile's interpolation the
+    threshold lies between the two largest scores and flags 1 of the n normal steps, within
+    a factor 2 of any rate from 1 / (2 n). It warns only below 1 / (2 n), saying the share
+    the stored threshold flags of the normal data and the steps the rate needs, which is
+    where the warning stops."""
+    rng = np.random.default_rng(3)
+    normal = rng.exponential(size=(400, 2))
+    n = len(normal)
+
+    def fit(rows: np.ndarray, rate: float) -> AnomalyProfile:
+        return profile_from_entries([rows], rate, 4, 5, None, 1)
+
+    def flagged(rows: np.ndarray, prof: AnomalyProfile) -> int:
+        return int((np.nan_to_num(alarm_scores(rows, prof), nan=-np.inf) > prof.threshold).sum())
+
+    with warnings.catch_warnings():
+        warnings.simplefilter("error")
+        for rate in (1 / (2 * n), 0.0013, 1 / n):  # at and just above 1 / (2 n): no warning
+            prof = fit(normal, rate)
+            assert flagged(normal, prof) == 1
+            assert 1 / n <= 2 * rate
+    with pytest.warns(UserWarning, match="false_alarm_rate") as caught:
+        prof = fit(normal, 0.0012)  # just below 1 / (2 n) = 0.00125
+    text = str(caught[0].message)
+    assert prof.num_steps == n
+    assert flagged(normal, prof) == 1
+    assert f"below 1 / (2 x {n}): the threshold flags 1 of the {n} scored steps" in text
+    assert f"(1/{n} = 0.25%), more than twice the target rate" in text
+    assert "needs at least 417 scored normal steps" in text
+    more = np.vstack([normal, rng.exponential(size=(17, 2))])
+    with warnings.catch_warnings():
+        warnings.simplefilter("error")
+        fit(more, 0.0012)  # 417 steps: the number it named
+    with pytest.warns(UserWarning, match="needs at least 417"):
+        fit(more[:416], 0.0012)
 
 
 def test_runs_of_finds_every_run_including_at_the_ends() -> None:

@@ -927,3 +927,53 @@ def test_fit_warns_of_a_feature_constant_in_training() -> None:
     with warnings.catch_warnings():  # features that vary: no such warning
         warnings.filterwarnings("error", message=".*constant feature")
         GPVAE(**FAST).fit(X)
+
+
+def test_fit_does_not_call_a_bernoulli_pixel_that_is_always_0_constant() -> None:
+    """The shipped HMNIST example (likelihood="bernoulli") warned that 156 border pixels,
+    0 in every image, were constant features to drop: 0/1 data the model fits as it is. A
+    Bernoulli fit does not warn of constant features; a Gaussian fit of the same data does."""
+    X, _ = _sines(8, 20)
+    pixels = (np.nan_to_num(X, nan=0.0) > 0).astype(np.float64)
+    pixels[..., 1] = 0.0  # always 0, as an image's border
+    with warnings.catch_warnings():
+        warnings.filterwarnings("error", message=".*constant feature")
+        GPVAE(likelihood="bernoulli", **FAST).fit(pixels)
+    with pytest.warns(UserWarning, match=r"1 constant feature\(s\): 'feature_1'"):
+        GPVAE(**FAST).fit(pixels)
+
+
+def test_a_feature_observed_once_is_not_called_constant() -> None:
+    """A feature observed in one entry of the training data was listed as a 'constant
+    feature' with 'every observed entry 5.0'; it is said to be observed once. A sharded fit
+    (each process its own series) ran no such check: process 0 says the same from the
+    merged statistics."""
+    from gpvae.estimator.fitting import _local_stats, warn_constant_features
+
+    X, _ = _sines(6, 20)
+    once = np.full((*X.shape[:2], 1), np.nan)
+    once[2, 7, 0] = 5.0
+    flat = np.where(np.isnan(X[..., :1]), np.nan, 37.0)
+    data = to_series_set(np.concatenate([X, once, flat], axis=2))
+    said = (
+        "X: expected features that vary in the training data, found 1 constant feature(s): "
+        "'feature_3' (every observed entry 37.0) and 1 feature(s) observed once: "
+        "'feature_2' (5.0); nothing about their variation can be learned"
+    )
+    with pytest.warns(UserWarning, match=re.escape(said)):
+        warn_constant_features(data, stacklevel=1)
+    from gpvae.estimator.fitting import warn_constant_merged  # the sharded fit's
+
+    names = list(data.feature_names)
+    parts = [_local_stats(data.subset(idx)) for idx in ([0, 1, 2], [3, 4, 5])]
+    with pytest.warns(UserWarning, match=re.escape(said)):
+        warn_constant_merged(parts, names, stacklevel=1)
+    flat[3:] += 1.0  # 37.0 in one process's series, 38.0 in the other's: it varies
+    data = to_series_set(np.concatenate([X, once, flat], axis=2))
+    parts = [_local_stats(data.subset(idx)) for idx in ([0, 1, 2], [3, 4, 5])]
+    with pytest.warns(UserWarning, match="found 1 feature\\(s\\) observed once") as caught:
+        warn_constant_merged(parts, names, stacklevel=1)
+    assert "'feature_3'" not in str(caught[0].message)
+    with warnings.catch_warnings():
+        warnings.simplefilter("error")
+        warn_constant_merged(parts, names, stacklevel=1, binary=True)

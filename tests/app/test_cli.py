@@ -1584,15 +1584,16 @@ def test_fit_warns_of_a_false_alarm_rate_finer_than_its_data(
     files: dict[str, Path], tmp_path: Path, capsys: pytest.CaptureFixture[str]
 ) -> None:
     """fit --false-alarm-rate 0.00001 on 3,468 normal steps stored, silently, a threshold
-    that flagged 0.1% (100 times the target): below one step in the scored steps, it warns
-    in the command line's words."""
+    that flagged 0.1% (100 times the target): below half a step in the scored steps, it
+    warns in the command line's words."""
     fit = ["fit", str(files["long_csv"]), "--time-col", "t", "--id-col", "station"]
     fit += ["-o", str(tmp_path / "m"), *FIT_OPTIONS]
     assert main([*fit, "--false-alarm-rate", "0.00001"]) == 0
     said = " ".join(capsys.readouterr().err.split())
     n = int(pd.read_csv(files["long_csv"])[FEATURES].notna().any(axis=1).sum())  # scored
-    assert f"--false-alarm-rate: 1e-05 is below 1 / {n}, one of the {n} scored steps" in said
-    assert "needs at least 100000 scored normal steps" in said
+    assert f"--false-alarm-rate: 1e-05 is below 1 / (2 x {n}): the threshold flags 1 of" in said
+    assert f"of the {n} scored steps of the normal data (1/{n} = " in said
+    assert "needs at least 50000 scored normal steps" in said
     assert "false_alarm_rate" not in said
 
 

@@ -478,10 +478,10 @@ def plot_forecast(
 def _broken(
     t: np.ndarray, y: np.ndarray, elapsed: np.ndarray | None = None
 ) -> tuple[np.ndarray, np.ndarray]:
-    """``t`` and the rows ``y`` with a row of NaN halfway through each gap of the times (a
-    spacing over twice the median spacing, :func:`gpvae.estimator.anomaly.time_gaps`: rows
-    missing from a regular series), so that a
-    line through them is broken there, not drawn straight across as if observed.
+    """``t`` and the rows ``y`` with a row of NaN halfway through each gap of the times (in a
+    regularly sampled series, a spacing over twice the median spacing,
+    :func:`gpvae.estimator.anomaly.time_gaps`: rows missing; an irregular series has none),
+    so that a line through them is broken there, not drawn straight across as if observed.
 
     ``elapsed``: the same times as elapsed time, in which the spacing is measured (default
     ``t``): a wall clock's jump at a clock change is no gap."""
@@ -513,9 +513,9 @@ def plot_anomalies(
     """The anomaly-score timeline with the threshold, the flagged intervals (red bands on
     the score panel) and, when given, the labelled anomalies (orange bands on every panel).
     A band covers its run of steps: from half a step before the first to half a step after
-    the last (so a run of one step is as wide as a step). A gap in the times (a spacing over
-    twice the median, :func:`gpvae.estimator.anomaly.time_gaps`: rows missing from a
-    regular series) breaks the lines and ends a run, as in
+    the last (so a run of one step is as wide as a step). A gap in the times (in a regularly
+    sampled series, a spacing over twice the median, :func:`gpvae.estimator.anomaly.time_gaps`:
+    rows missing; an irregular series has none) breaks the lines and ends a run, as in
     :func:`gpvae.estimator.anomaly.flagged_intervals`: no band is drawn over missing rows.
 
     Args:

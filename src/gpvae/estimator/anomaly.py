@@ -1245,8 +1245,8 @@ def profile_from_entries(
     ``rank_window`` steps (:func:`trailing_ranks`; the steps before a series: the normal
     data's summed alarm scores at ``rank_window`` evenly spaced quantiles).
     The threshold is the ``1 - false_alarm_rate`` quantile of the normal data's alarm scores;
-    a rate below 1 / (the number of scored normal steps) warns: the threshold is then their
-    largest alarm score, which cannot keep the rate.
+    a rate below 1 / (2 n), n the scored normal steps, warns: the threshold then flags 1 of
+    the n (1 / n, more than twice the rate; the rate needs at least 1 / (2 rate) steps).
     """
     rate = _rate_arg(false_alarm_rate)
     rank_window = _rank_window_arg(rank_window)
@@ -1316,22 +1316,33 @@ def profile_from_entries(
         raise ValidationError("X: expected observed values to learn a threshold from, found none")
     prof.threshold = thr
     prof.num_steps = int(sum(np.isfinite(s).sum() for s in steps))
-    _warn_unresolved_rate(rate, prof.num_steps)
+    flagged = int(sum((np.nan_to_num(s, nan=-np.inf) > thr).sum() for s in steps))
+    _warn_unresolved_rate(rate, prof.num_steps, flagged)
     return prof
 
 
-def _warn_unresolved_rate(rate: float, num_steps: int) -> None:
-    """Warn when ``rate`` is below one step in the ``num_steps`` scored normal steps: their
-    ``1 - rate`` quantile is then (nearly) their largest alarm score, a threshold that cannot
-    keep the rate (``--false-alarm-rate 0.00001`` on 3,468 normal steps flagged 0.1% of
-    them, 100 times the target)."""
-    if num_steps < 1 or rate * num_steps >= 1.0 - 1e-9:  # 1 / n itself is met
+def _warn_unresolved_rate(rate: float, num_steps: int, num_flagged: int) -> None:
+    """Warn when ``rate`` is below 1 / (2 ``num_steps``), half a step of the ``num_steps``
+    scored normal steps. Their ``1 - rate`` quantile (linear interpolation) then lies
+    between their two largest alarm scores and flags one of them (``num_flagged``, what the
+    threshold flags of them: 0 when the largest is tied), a share 1 / ``num_steps`` more
+    than twice the target (``--false-alarm-rate 0.00001`` on 3,468 normal steps flagged
+    0.1% of new normal data, 100 times the target). From 1 / (2 ``num_steps``) on, that one
+    step is within a factor 2 of the rate: no warning."""
+    need = math.ceil(1.0 / (2.0 * rate) - 1e-9)  # the fewest steps with rate >= 1 / (2 n)
+    if num_steps < 1 or num_steps >= need:
         return
+    tail = (
+        "more than twice the target rate"
+        if num_flagged
+        else "none, their largest alarm score being tied, while one is more than twice the "
+        "target rate"
+    )
     warnings.warn(
-        f"false_alarm_rate: {rate:g} is below 1 / {num_steps}, one of the {num_steps} "
-        "scored steps of the normal data: the threshold is then their largest alarm score "
-        f"and the rate cannot be met; a rate of {rate:g} needs at least "
-        f"{math.ceil(1.0 / rate)} scored normal steps",
+        f"false_alarm_rate: {rate:g} is below 1 / (2 x {num_steps}): the threshold flags "
+        f"{num_flagged} of the {num_steps} scored steps of the normal data "
+        f"({num_flagged}/{num_steps} = {100.0 * num_flagged / num_steps:.3g}%), {tail}; "
+        f"a rate of {rate:g} needs at least {need} scored normal steps",
         UserWarning,
         stacklevel=5,  # < profile_from_entries < fit_profile < fit_threshold < the caller
     )
@@ -1341,13 +1352,24 @@ def _warn_unresolved_rate(rate: float, num_steps: int) -> None:
 #: spacing is a gap (rows missing from a regular series): :func:`time_gaps`.
 GAP_FACTOR = 2.0
 
+#: A series is regularly sampled, and :func:`time_gaps` finds gaps in it, when at least
+#: this share of its spacings lie within :data:`REGULAR_TOLERANCE` of the median spacing.
+REGULAR_SHARE = 0.5
+
+#: How near the median spacing (a share of it) a spacing of a regular series lies.
+REGULAR_TOLERANCE = 0.1
+
 
 def time_gaps(times: Any) -> np.ndarray:
     """(T - 1,) booleans: True where the spacing between steps i and i + 1 of the sorted
     (T,) ``times`` (numbers, or datetime64 / timedelta64) exceeds :data:`GAP_FACTOR` times
-    their median spacing (rows missing from a regular series). None is a gap with fewer than
-    3 times or a median spacing of 0. The rule by which the plots break a line
-    (:mod:`gpvae.app.plots`) and :func:`flagged_intervals` its runs."""
+    their median spacing (rows missing from a regular series), in a regularly sampled
+    series: one with at least half of its spacings within 10% of the median spacing
+    (:data:`REGULAR_SHARE`, :data:`REGULAR_TOLERANCE`; hourly rows, or every 5 minutes give
+    or take seconds). An irregular series has no gaps: a Poisson-sampled series has a
+    quarter of its spacings over twice their median, none of them rows missing. None is a
+    gap either with fewer than 3 times or a median spacing of 0. The rule by which the plots
+    break a line (:mod:`gpvae.app.plots`) and :func:`flagged_intervals` its runs."""
     t = np.asarray(times)
     if t.dtype.kind in "mM":
         unit = "datetime64[ns]" if t.dtype.kind == "M" else "timedelta64[ns]"
@@ -1358,6 +1380,9 @@ def time_gaps(times: Any) -> np.ndarray:
         return np.zeros(max(len(t) - 1, 0), dtype=bool)
     median = float(np.median(spacing))
     if not median > 0:
+        return np.zeros(len(spacing), dtype=bool)
+    near = np.abs(spacing - median) <= REGULAR_TOLERANCE * median
+    if near.mean() < REGULAR_SHARE:  # irregular: no spacing tells rows missing
         return np.zeros(len(spacing), dtype=bool)
     return spacing > GAP_FACTOR * median
 
@@ -1394,9 +1419,10 @@ def flagged_intervals(
     scores: np.ndarray | None = None,
 ) -> list[dict[str, Any]]:
     """The runs of consecutive flagged steps: ``flags``, else those whose score is above
-    ``threshold``. A run ends at a gap in ``times`` (a spacing over twice the series' median
-    spacing, :func:`time_gaps`: rows missing from a regular series), as it does at a step
-    with no score: two flagged steps either side of missing rows are two intervals.
+    ``threshold``. A run ends at a gap in ``times`` (in a regularly sampled series, a
+    spacing over twice its median spacing, :func:`time_gaps`: rows missing), as it does at
+    a step with no score: two flagged steps either side of missing rows are two intervals.
+    An irregular series has no gaps: its runs are of consecutive positions.
 
     Args:
         step: (T,) the scores the interval's peak is taken from (:meth:`GPVAE.anomaly_scores`

@@ -124,8 +124,9 @@ class AnomalyMethods:
         data does not raise every score; the step score is averaged over the last ``smooth``
         steps (None: :data:`gpvae.settings.ANOMALY_SMOOTH`). The threshold is the
         ``1 - false_alarm_rate`` quantile of the normal data's alarm scores (a rate below
-        one step in the scored normal steps warns: the threshold is then their largest
-        alarm score and the rate cannot be met): the same, averaged over ``alarm_smooth``
+        1 / (2 n), n the scored normal steps, warns: the threshold then flags 1 of the n,
+        1 / n, more than twice the rate, which needs at least 1 / (2 rate) steps): the
+        same, averaged over ``alarm_smooth``
         steps (None:
         :data:`gpvae.settings.ANOMALY_ALARM_SMOOTH`). The profile is saved by :meth:`save`
         and used by :meth:`anomaly_scores` (see :mod:`gpvae.estimator.anomaly`), with the

@@ -154,35 +154,75 @@ def fit_data(
     )
     scaler = Scaler().fit(train_set, standardise=not binary)
     _check_with(scaler, train_set, val_set, target_set)
-    warn_constant_features(train_set, stacklevel=5)  # the caller of GPVAE.fit
+    warn_constant_features(train_set, stacklevel=5, binary=binary)  # the caller of GPVAE.fit
     return train_set, val_set, target_set, scaler
 
 
-def warn_constant_features(data: SeriesSet, stacklevel: int) -> None:
+def warn_constant_features(data: SeriesSet, stacklevel: int, *, binary: bool = False) -> None:
     """Warn when a feature of the training data takes one value wherever it is observed
-    (a temperature recorded as 37.0 throughout): the model learns nothing about how it
-    varies, and imputed 35.9 (31.3 to 38.9) with 90% intervals about 9.6 wide for it,
-    without a word. The scaling of such a feature is unchanged (saved models keep theirs)."""
-    D = data.num_features
-    constant: list[str] = []
-    for j in range(D):
+    (a temperature recorded as 37.0 throughout), or is observed once: the model learns
+    nothing about how it varies, and imputed 35.9 (31.3 to 38.9) with 90% intervals about
+    9.6 wide for it, without a word. The scaling of such a feature is unchanged (saved
+    models keep theirs). ``binary`` (a Bernoulli likelihood): no warning, since a 0/1 pixel
+    that is always 0 (an image's border) is data the model fits, not a mistake."""
+    if binary:
+        return
+    counts, values = [], []
+    for j in range(data.num_features):
         col = np.concatenate([v[:, j] for v in data.values])
         col = col[~np.isnan(col)]
-        if col.size and col.min() == col.max():
-            value = float(col[0])
-            constant.append(f"{data.feature_names[j]!r} (every observed entry {value!r})")
-    if constant:
-        shown = ", ".join(constant[:10]) + (
-            f" and {len(constant) - 10} more" if len(constant) > 10 else ""
-        )
+        counts.append(int(col.size))
+        values.append(float(col[0]) if col.size and col.min() == col.max() else None)
+    _warn_unvarying(list(data.feature_names), counts, values, stacklevel + 1)
+
+
+def _warn_unvarying(
+    names: list[str], counts: list[int], values: list[float | None], stacklevel: int
+) -> None:
+    """The warning of :func:`warn_constant_features`, from each feature's count of observed
+    entries and its one value (None: it varies, or is never observed)."""
+    constant: list[str] = []
+    once: list[str] = []
+    for name, count, value in zip(names, counts, values):
+        if value is None or count < 1:
+            continue
+        if count == 1:
+            once.append(f"{name!r} ({value!r})")
+        else:
+            constant.append(f"{name!r} (every observed entry {value!r})")
+    found = [
+        f"{len(group)} {kind}: "
+        + ", ".join(group[:10])
+        + (f" and {len(group) - 10} more" if len(group) > 10 else "")
+        for kind, group in (("constant feature(s)", constant), ("feature(s) observed once", once))
+        if group
+    ]
+    if found:
         warnings.warn(
-            f"X: expected features that vary in the training data, found {len(constant)} "
-            f"constant feature(s): {shown}; nothing about their variation can be learned, "
-            "so their imputations and intervals are unreliable: drop them, or fit on data "
-            "where they vary",
+            f"X: expected features that vary in the training data, found {' and '.join(found)}"
+            "; nothing about their variation can be learned, so their imputations and "
+            "intervals are unreliable: drop them, or fit on data where they vary",
             UserWarning,
             stacklevel=stacklevel,
         )
+
+
+def warn_constant_merged(
+    parts: list[dict[str, Any]], names: list[str], stacklevel: int, *, binary: bool = False
+) -> None:
+    """:func:`warn_constant_features` from every process's :func:`_local_stats` (a sharded
+    fit): a feature is constant when every process that observes it saw one value (no
+    squared deviation) and all saw the same one."""
+    if binary:
+        return
+    counts, values = [], []
+    for j in range(len(names)):
+        seen = [p for p in parts if p["count"][j] > 0]
+        one = {float(p["mean"][j] * p["big"][j]) for p in seen}  # a constant's value, exactly
+        counts.append(int(sum(p["count"][j] for p in seen)))
+        flat = bool(seen) and len(one) == 1 and all(p["m2"][j] == 0 for p in seen)
+        values.append(one.pop() if flat else None)
+    _warn_unvarying(names, counts, values, stacklevel + 1)
 
 
 # ---------------------------------------------------------------------- distributed fits
@@ -315,15 +355,20 @@ def sharded_fit_data(
     X_val_target: Any = None,
 ) -> tuple[SeriesSet, SeriesSet | None, SeriesSet | None, Scaler]:
     """:func:`fit_data` when every process holds only its own series: the scaler is fitted
-    on every process's series; a bad input on any process stops all of them."""
+    on every process's series, and process 0 warns of features constant over all of them
+    (:func:`warn_constant_merged`); a bad input on any process stops all of them."""
     with comm.together():
         train_set, val_set, target_set = _series(
             X, times, X_val, times_val, binary=binary, X_val_target=X_val_target
         )
         parts = _local_stats(train_set)
-    scaler = merge_scaler(comm.all_gather(parts), train_set, standardise=not binary)
+    gathered = comm.all_gather(parts)
+    scaler = merge_scaler(gathered, train_set, standardise=not binary)
     with comm.together():
         _check_with(scaler, train_set, val_set, target_set)
+    if comm.is_main:  # every process has the same statistics: said once
+        names = list(train_set.feature_names)
+        warn_constant_merged(gathered, names, stacklevel=5, binary=binary)  # GPVAE.fit's caller
     return train_set, val_set, target_set, scaler
 
 

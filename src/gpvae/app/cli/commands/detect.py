@@ -374,8 +374,8 @@ def interval_table(
     table: pd.DataFrame, spec: ColumnSpec, threshold: float, profile: AnomalyProfile | None
 ) -> pd.DataFrame:
     """The flagged intervals of every series, with DATA's own time values (as read; an
-    interval ends where rows are missing from the series: a spacing over twice its median,
-    :func:`gpvae.estimator.anomaly.time_gaps`); an
+    interval ends where rows are missing from the series: in a regularly sampled series, a
+    spacing over twice its median, :func:`gpvae.estimator.anomaly.time_gaps`); an
     interval's peak_time and peak_score are those of its highest ``alarm`` (the score that
     the threshold is compared with), its max_score the highest ``score`` (which ranks
     anomalies: the alarm is a rank near 1 at the peak of most intervals)."""
