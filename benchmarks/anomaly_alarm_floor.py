@@ -32,8 +32,7 @@ from typing import Any
 import numpy as np
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
-from anomaly_alarm_table import COLLECTIONS, PEERS_FILE, _far, _side, model_rates
-from anomaly_table import write_region
+from anomaly_alarm_table import COLLECTIONS, _far, _side, emit, model_rates, record_args
 
 ROOT = Path(__file__).resolve().parents[1]
 RESULTS = ROOT / "benchmarks" / "results"
@@ -187,15 +186,11 @@ def render(record: dict[str, Any], command: str) -> str:
 
 def main(argv: Sequence[str] | None = None) -> int:
     p = argparse.ArgumentParser(description=__doc__.split("\n")[0])
-    p.add_argument("--peers", default=str(PEERS_FILE), help="the records with n and m")
-    p.add_argument("--models", default=str(MODELS_FILE), help="gpvae's refits")
-    p.add_argument("--tag", default=TAG, help="the refits' tag in --models")
+    record_args(p, MODELS_FILE, TAG)
     p.add_argument("--draws", type=int, default=20000, help="draws per series")
     p.add_argument("--seed", type=int, default=0)
     p.add_argument("--out", default=str(OUT_FILE), help="the JSON record")
     p.add_argument("--table", action="store_true", help="render --out only (no draws)")
-    p.add_argument("--docs", default=str(ROOT / "docs" / "benchmarks.md"))
-    p.add_argument("--marker", default=None, help="write the table between these markers")
     args = p.parse_args(argv)
     out = Path(args.out)
     if args.table:
@@ -208,10 +203,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     command = "python benchmarks/anomaly_alarm_floor.py --table"
     if args.marker is not None:
         command += f" --marker {args.marker}"
-    table = render(record, command)
-    print(table)
-    if args.marker is not None:
-        write_region(Path(args.docs), table, f"<!-- {args.marker} -->", f"<!-- /{args.marker} -->")
+    emit(render(record, command), args.docs, args.marker)
     return 0
 
 

@@ -241,22 +241,33 @@ def render(
     return "\n".join(head)
 
 
-def main(argv: Sequence[str] | None = None) -> int:
-    p = argparse.ArgumentParser(description=__doc__.split("\n")[0])
+def record_args(p: argparse.ArgumentParser, models: Path, tag: str) -> None:
+    """The options of the scripts that read the false-alarm records and write a docs
+    region: --peers, --models (default ``models``), --tag (default ``tag``), --docs,
+    --marker."""
     p.add_argument("--peers", default=str(PEERS_FILE), help="anomaly_alarm_peers.py's records")
-    p.add_argument("--models", default=str(MODELS_FILE), help="the refits of the kept runs")
-    p.add_argument("--tag", default=TAG, help="the refits' tag in --models")
-    p.add_argument("--data-dir", default=None, help="the shared data (the events' lengths)")
-    p.add_argument("--raw", action="store_true", help="the baselines' raw score (variant s1)")
+    p.add_argument("--models", default=str(models), help="the refits of the kept runs")
+    p.add_argument("--tag", default=tag, help="the refits' tag in --models")
     p.add_argument("--docs", default=str(ROOT / "docs" / "benchmarks.md"))
     p.add_argument("--marker", default=None, help="write the table between these markers")
+
+
+def emit(table: str, docs: str, marker: str | None) -> None:
+    """Print ``table`` and, with ``marker``, write it between its markers in ``docs``."""
+    print(table)
+    if marker is not None:
+        write_region(Path(docs), table, f"<!-- {marker} -->", f"<!-- /{marker} -->")
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    p = argparse.ArgumentParser(description=__doc__.split("\n")[0])
+    record_args(p, MODELS_FILE, TAG)
+    p.add_argument("--data-dir", default=None, help="the shared data (the events' lengths)")
+    p.add_argument("--raw", action="store_true", help="the baselines' raw score (variant s1)")
     args = p.parse_args(argv)
     peers = json.loads(Path(args.peers).read_text())
     models = json.loads(Path(args.models).read_text())
-    table = render(peers, models, args.raw, args.data_dir, args.tag)
-    print(table)
-    if args.marker is not None:
-        write_region(Path(args.docs), table, f"<!-- {args.marker} -->", f"<!-- /{args.marker} -->")
+    emit(render(peers, models, args.raw, args.data_dir, args.tag), args.docs, args.marker)
     return 0
 
 

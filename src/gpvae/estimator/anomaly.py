@@ -1316,22 +1316,24 @@ def profile_from_entries(
         raise ValidationError("X: expected observed values to learn a threshold from, found none")
     prof.threshold = thr
     prof.num_steps = int(sum(np.isfinite(s).sum() for s in steps))
-    flagged = int(sum((np.nan_to_num(s, nan=-np.inf) > thr).sum() for s in steps))
-    _warn_unresolved_rate(rate, prof.num_steps, flagged)
+    _warn_unresolved_rate(rate, prof.num_steps, steps, thr)
     return prof
 
 
-def _warn_unresolved_rate(rate: float, num_steps: int, num_flagged: int) -> None:
+def _warn_unresolved_rate(
+    rate: float, num_steps: int, steps: list[np.ndarray], threshold: float
+) -> None:
     """Warn when ``rate`` is below 1 / (2 ``num_steps``), half a step of the ``num_steps``
-    scored normal steps. Their ``1 - rate`` quantile (linear interpolation) then lies
-    between their two largest alarm scores and flags one of them (``num_flagged``, what the
-    threshold flags of them: 0 when the largest is tied), a share 1 / ``num_steps`` more
+    scored normal steps (their alarm scores ``steps``). Their ``1 - rate`` quantile
+    ``threshold`` (linear interpolation) then lies between their two largest alarm scores
+    and flags one of them (0 when the largest is tied), a share 1 / ``num_steps`` more
     than twice the target (``--false-alarm-rate 0.00001`` on 3,468 normal steps flagged
     0.1% of new normal data, 100 times the target). From 1 / (2 ``num_steps``) on, that one
     step is within a factor 2 of the rate: no warning."""
     need = math.ceil(1.0 / (2.0 * rate) - 1e-9)  # the fewest steps with rate >= 1 / (2 n)
     if num_steps < 1 or num_steps >= need:
         return
+    num_flagged = int(sum((np.nan_to_num(s, nan=-np.inf) > threshold).sum() for s in steps))
     tail = (
         "more than twice the target rate"
         if num_flagged
@@ -1390,21 +1392,15 @@ def time_gaps(times: Any) -> np.ndarray:
 def runs_of(mask: np.ndarray, gaps: np.ndarray | None = None) -> list[tuple[int, int]]:
     """(first, last) positions of the runs of True in a (T,) boolean mask; with ``gaps``
     ((T - 1,) booleans, :func:`time_gaps`), a run also ends where a gap follows a step."""
-    edges = np.diff(np.concatenate([[0], np.asarray(mask, dtype=bool).astype(np.int8), [0]]))
-    runs = [
-        (int(a), int(b))
-        for a, b in zip(np.flatnonzero(edges == 1), np.flatnonzero(edges == -1) - 1)
-    ]
-    if gaps is None or not np.any(gaps):
-        return runs
-    cuts = np.flatnonzero(np.asarray(gaps, dtype=bool))  # a gap after these steps
-    out = []
-    for a, b in runs:
-        for c in cuts[(cuts >= a) & (cuts < b)]:
-            out.append((a, int(c)))
-            a = int(c) + 1
-        out.append((a, b))
-    return out
+    m = np.asarray(mask, dtype=bool)
+    if not m.size:
+        return []
+    joined = m[1:] & m[:-1]  # step i and i + 1 in one run
+    if gaps is not None:
+        joined &= ~np.asarray(gaps, dtype=bool)
+    starts = np.flatnonzero(m & ~np.concatenate([[False], joined]))
+    ends = np.flatnonzero(m & ~np.concatenate([joined, [False]]))
+    return [(int(a), int(b)) for a, b in zip(starts, ends, strict=True)]
 
 
 def flagged_intervals(

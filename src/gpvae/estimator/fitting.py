@@ -165,15 +165,8 @@ def warn_constant_features(data: SeriesSet, stacklevel: int, *, binary: bool = F
     9.6 wide for it, without a word. The scaling of such a feature is unchanged (saved
     models keep theirs). ``binary`` (a Bernoulli likelihood): no warning, since a 0/1 pixel
     that is always 0 (an image's border) is data the model fits, not a mistake."""
-    if binary:
-        return
-    counts, values = [], []
-    for j in range(data.num_features):
-        col = np.concatenate([v[:, j] for v in data.values])
-        col = col[~np.isnan(col)]
-        counts.append(int(col.size))
-        values.append(float(col[0]) if col.size and col.min() == col.max() else None)
-    _warn_unvarying(list(data.feature_names), counts, values, stacklevel + 1)
+    names = list(data.feature_names)
+    warn_constant_merged([_feature_stats(data)], names, stacklevel + 1, binary=binary)
 
 
 def _warn_unvarying(
@@ -210,9 +203,10 @@ def _warn_unvarying(
 def warn_constant_merged(
     parts: list[dict[str, Any]], names: list[str], stacklevel: int, *, binary: bool = False
 ) -> None:
-    """:func:`warn_constant_features` from every process's :func:`_local_stats` (a sharded
-    fit): a feature is constant when every process that observes it saw one value (no
-    squared deviation) and all saw the same one."""
+    """:func:`warn_constant_features` from every process's :func:`_feature_stats` (in a
+    sharded fit, their :func:`_local_stats`): a feature is constant when every process that
+    observes it saw one value (no squared deviation) and all saw the same one (its mean in
+    units of its largest magnitude, times that, is the value exactly: +-1 or 0 times it)."""
     if binary:
         return
     counts, values = [], []
@@ -228,10 +222,9 @@ def warn_constant_merged(
 # ---------------------------------------------------------------------- distributed fits
 
 
-def _local_stats(data: SeriesSet) -> dict[str, Any]:
-    """What one process contributes to the scaler of every process's series: per feature
-    the count, the largest magnitude and the mean and sum of squared deviations in units of
-    it; the distinct time steps with their counts; the earliest time."""
+def _feature_stats(data: SeriesSet) -> dict[str, np.ndarray]:
+    """Per feature of ``data``: the count of observed entries, their largest magnitude
+    (``big``) and their mean and sum of squared deviations in units of it."""
     D = data.num_features
     count, big, mean, m2 = np.zeros(D), np.zeros(D), np.zeros(D), np.zeros(D)
     for j in range(D):
@@ -243,6 +236,14 @@ def _local_stats(data: SeriesSet) -> dict[str, Any]:
             unit = col / big[j] if big[j] > 0 else col
             mean[j] = float(unit.mean())
             m2[j] = float(((unit - mean[j]) ** 2).sum())
+    return {"count": count, "big": big, "mean": mean, "m2": m2}
+
+
+def _local_stats(data: SeriesSet) -> dict[str, Any]:
+    """What one process contributes to the scaler of every process's series: per feature
+    the count, the largest magnitude and the mean and sum of squared deviations in units of
+    it (:func:`_feature_stats`); the distinct time steps with their counts; the earliest
+    time."""
     with np.errstate(over="ignore", invalid="ignore"):
         steps = np.concatenate([np.diff(t) for t in data.times])
     if not np.isfinite(steps).all():
@@ -253,10 +254,7 @@ def _local_stats(data: SeriesSet) -> dict[str, Any]:
     values, counts = np.unique(steps, return_counts=True)
     return {
         "features": list(data.feature_names),
-        "count": count,
-        "big": big,
-        "mean": mean,
-        "m2": m2,
+        **_feature_stats(data),
         "steps": (values, counts),
         "origin": float(min(t[0] for t in data.times)),
         "form": (data.layout.time_unit, data.layout.freq),
