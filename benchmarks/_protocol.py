@@ -153,10 +153,25 @@ def _standardise(X: np.ndarray, train: np.ndarray) -> tuple[np.ndarray, np.ndarr
     return (X - mean) / std, mean, std
 
 
+def _subset_rows(n: int, subset: int, start: int) -> slice:
+    """Rows ``start`` to ``start + subset - 1`` of ``n`` series (from 0: the first ``subset``,
+    all when there are fewer); a ValueError naming the argument when a later block does not
+    lie inside them."""
+    if subset < 1:
+        raise ValueError(f"subset: expected at least 1 series, found {subset}")
+    if start and (start < 0 or start + subset > n):
+        raise ValueError(
+            f"subset_start: expected 0 to {n - subset} (a block of {subset} series inside "
+            f"the {n}), found {start}"
+        )
+    return slice(start, start + subset)
+
+
 def prepare(
     dataset: str,
     data_dir: str | os.PathLike[str] | None = None,
     subset: int | None = None,
+    subset_start: int = 0,
 ) -> Prepared:
     """Load, split and standardise a data set following the protocol.
 
@@ -165,6 +180,9 @@ def prepare(
         data_dir: the shared data directory (None: ``GPVAE_DATA`` or ``../shared/data``).
         subset: keep only the first ``subset`` series (stays, or windows in time order) before
             splitting (smoke runs, screens and reduced-scale runs). None keeps all.
+        subset_start: with ``subset``, keep series ``subset_start`` to ``subset_start +
+            subset - 1`` instead of the first ones (a reduced-scale run on another block of
+            series, split and standardised exactly as the first block is).
 
     Returns:
         The prepared data set.
@@ -175,8 +193,9 @@ def prepare(
         times = np.asarray(data.times, dtype=np.float64)
         labels = data.labels
         if subset is not None:
-            X, times = X[:subset], times[:subset]
-            labels = None if labels is None else labels[:subset]
+            keep = _subset_rows(len(X), subset, subset_start)
+            X, times = X[keep], times[keep]
+            labels = None if labels is None else labels[keep]
         train, val, test = random_split(len(X), (0.64, 0.16, 0.20), seed=SPLIT_SEED)
         info: dict[str, Any] = {
             "split": f"random 64/16/20 of stays, seed {SPLIT_SEED}",
@@ -188,7 +207,8 @@ def prepare(
         X, times = make_windows(np.asarray(data.X, dtype=np.float64), data.times, 24, 24)
         labels = None
         if subset is not None:
-            X, times = X[:subset], times[:subset]
+            keep = _subset_rows(len(X), subset, subset_start)
+            X, times = X[keep], times[keep]
         train, val, test = chronological_split(len(X), (0.6, 0.2, 0.2))
         info = {
             "split": "chronological 60/20/20 of non-overlapping 24-step windows",
@@ -197,6 +217,10 @@ def prepare(
         }
     else:
         raise ValueError(f"dataset: expected one of {DATASETS}, found {dataset!r}")
+    if subset is None and subset_start:
+        raise ValueError(f"subset_start: expected 0 without a subset, found {subset_start}")
+    if subset_start:
+        info["subset_start"] = subset_start
     Xs, mean, std = _standardise(X, train)
     info.update(
         {
@@ -390,9 +414,10 @@ def records_text(records: list[dict[str, Any]]) -> str:
 class ResultsFile:
     """A JSON list of records, read once and rewritten atomically after every append."""
 
-    KEY = ("dataset", "pattern", "method", "seed", "subset")
+    KEY = ("dataset", "pattern", "method", "seed", "subset", "subset_start")
     """A record's identity; ``subset`` (the first N series, reduced-scale runs) is absent,
-    i.e. None, for runs on the whole data set."""
+    i.e. None, for runs on the whole data set; ``subset_start`` (where the block of series
+    starts) is absent for the first block."""
 
     def __init__(self, path: str | os.PathLike[str]) -> None:
         self.path = Path(path)
@@ -411,9 +436,11 @@ class ResultsFile:
         method: str,
         seed: int,
         subset: int | None = None,
+        subset_start: int | None = None,
     ) -> bool:
-        """True when a record for this (dataset, pattern, method, seed, subset) exists."""
-        key = (dataset, pattern, method, seed, subset)
+        """True when a record for this (dataset, pattern, method, seed, subset,
+        subset_start) exists (``subset_start`` None or 0: the first block)."""
+        key = (dataset, pattern, method, seed, subset, subset_start or None)
         return any(self._key(r) == key for r in self.records)
 
     def add(self, record: dict[str, Any]) -> None:

@@ -373,6 +373,8 @@ def _record(
     }
     if metrics.get("subset") is None:
         metrics.pop("subset", None)
+    if not metrics.get("subset_start"):
+        metrics.pop("subset_start", None)
     record.update(metrics)
     record["created"] = time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime())
     return record
@@ -396,6 +398,7 @@ def run(
     val_only: bool = False,
     subset: int | None = None,
     command: str | None = None,
+    subset_start: int = 0,
 ) -> list[dict[str, Any]]:
     """Run one method on one data set for one seed; append a record per finished part.
 
@@ -423,6 +426,8 @@ def run(
             recorded as ``"subset"`` in every record (part of the record's identity, so it
             never replaces or stands in for a run on the whole data set).
         command: recorded as each record's ``command`` (the command line that made it).
+        subset_start: with ``subset``, the block of series starting here instead of the first
+            (recorded as ``"subset_start"`` when not 0, also part of the identity).
 
     Returns:
         The records written by this call.
@@ -430,16 +435,16 @@ def run(
     if smoke and subset is None:
         subset = SMOKE_SUBSET[dataset]
     if prep is None:
-        prep = prepare(dataset, data_dir, subset)
+        prep = prepare(dataset, data_dir, subset, subset_start)
     written: list[dict[str, Any]] = []
     want_down = downstream and prep.labels is not None and not val_only
     name = method if tag is None else f"{method}[{tag}]"
     for pattern in patterns:
-        need_pattern = force or not results.has(dataset, pattern, name, seed, subset)
+        need_pattern = force or not results.has(dataset, pattern, name, seed, subset, subset_start)
         need_down = (
             pattern == "point"
             and want_down
-            and (force or not results.has(dataset, "downstream", name, seed, subset))
+            and (force or not results.has(dataset, "downstream", name, seed, subset, subset_start))
         )
         if not (need_pattern or need_down):
             print(
@@ -488,6 +493,7 @@ def run(
                 val_mae=val["mae"],
                 val_mse=val["mse"],
                 subset=subset,
+                subset_start=subset_start,
                 **extra,
             )
             if command is not None:
@@ -518,6 +524,7 @@ def run(
                 fit_s=round(fit_s, 3),
                 n_stays=len(prep.X),
                 subset=subset,
+                subset_start=subset_start,
             )
             rec["settings"]["downstream"] = (
                 "imputer fitted for the point pattern (training split, validation selection), "
@@ -567,11 +574,22 @@ def main(argv: Sequence[str] | None = None) -> int:
         "run recorded with its subset",
     )
     parser.add_argument(
+        "--subset-start",
+        type=int,
+        default=0,
+        help="with --subset: the block of N series starting at this one (0-based) instead "
+        "of the first N",
+    )
+    parser.add_argument(
         "--val-only", action="store_true", help="score validation only (exploration)"
     )
     args = parser.parse_args(argv)
     if args.subset is not None and args.subset < 10:
         parser.error(f"--subset: expected at least 10 series, found {args.subset}")
+    if args.subset_start and (args.subset is None or args.smoke):
+        parser.error("--subset-start: expected with --subset (and without --smoke)")
+    if args.subset_start < 0:
+        parser.error(f"--subset-start: expected 0 or more, found {args.subset_start}")
 
     import torch
 
@@ -583,7 +601,10 @@ def main(argv: Sequence[str] | None = None) -> int:
         out = Path(tempfile.gettempdir()) / "imputation_smoke.json" if args.smoke else RESULTS
     results = ResultsFile(out)
     subset = SMOKE_SUBSET[args.dataset] if args.smoke else args.subset
-    prep = prepare(args.dataset, args.data_dir, subset)
+    try:
+        prep = prepare(args.dataset, args.data_dir, subset, args.subset_start)
+    except ValueError as err:
+        parser.error(str(err).replace("subset_start:", "--subset-start:", 1))
     for seed in args.seed:
         run(
             args.dataset,
@@ -602,6 +623,7 @@ def main(argv: Sequence[str] | None = None) -> int:
             val_only=args.val_only,
             subset=subset,
             command=command,
+            subset_start=args.subset_start,
         )
     print(f"results: {out}")
     return 0
