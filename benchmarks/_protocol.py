@@ -55,6 +55,7 @@ __all__ = [
     "Task",
     "coverage",
     "downstream_auroc",
+    "downstream_predictions",
     "machine_info",
     "make_task",
     "prepare",
@@ -328,6 +329,25 @@ def coverage(interval: tuple[np.ndarray, np.ndarray], X_ori: np.ndarray, mask: n
     return float(((lo[mask] <= true) & (true <= hi[mask])).mean())
 
 
+def _downstream_parts(folds: int) -> tuple[Any, Any]:
+    """The protocol's classifier (StandardScaler + LogisticRegression(max_iter=5000)) and its
+    stratified folds (shuffled with ``CV_SEED``)."""
+    from sklearn.linear_model import LogisticRegression
+    from sklearn.model_selection import StratifiedKFold
+    from sklearn.pipeline import make_pipeline
+    from sklearn.preprocessing import StandardScaler
+
+    model = make_pipeline(StandardScaler(), LogisticRegression(max_iter=5000))
+    return model, StratifiedKFold(n_splits=folds, shuffle=True, random_state=CV_SEED)
+
+
+def _flat(imputed: np.ndarray) -> np.ndarray:
+    flat = imputed.reshape(len(imputed), -1)
+    if not np.isfinite(flat).all():
+        raise ValueError("imputed: expected complete series for the downstream task, found NaN")
+    return flat
+
+
 def downstream_auroc(imputed: np.ndarray, labels: np.ndarray, folds: int = 5) -> dict[str, Any]:
     """In-hospital death AUROC of logistic regression on flattened imputed series.
 
@@ -343,18 +363,28 @@ def downstream_auroc(imputed: np.ndarray, labels: np.ndarray, folds: int = 5) ->
     Returns:
         ``{"auroc": mean, "auroc_folds": [per fold]}``.
     """
-    from sklearn.linear_model import LogisticRegression
-    from sklearn.model_selection import StratifiedKFold, cross_val_score
-    from sklearn.pipeline import make_pipeline
-    from sklearn.preprocessing import StandardScaler
+    from sklearn.model_selection import cross_val_score
 
-    flat = imputed.reshape(len(imputed), -1)
-    if not np.isfinite(flat).all():
-        raise ValueError("imputed: expected complete series for the downstream task, found NaN")
-    model = make_pipeline(StandardScaler(), LogisticRegression(max_iter=5000))
-    cv = StratifiedKFold(n_splits=folds, shuffle=True, random_state=CV_SEED)
-    scores = cross_val_score(model, flat, labels, cv=cv, scoring="roc_auc")
+    model, cv = _downstream_parts(folds)
+    scores = cross_val_score(model, _flat(imputed), labels, cv=cv, scoring="roc_auc")
     return {"auroc": float(np.mean(scores)), "auroc_folds": [float(s) for s in scores]}
+
+
+def downstream_predictions(
+    imputed: np.ndarray, labels: np.ndarray, folds: int = 5
+) -> tuple[np.ndarray, np.ndarray]:
+    """The classifier of :func:`downstream_auroc` on the same folds: (n,) out-of-fold death
+    probabilities (each stay's from the model fitted on the other folds) and (n,) the fold of
+    each stay. The AUROC of each fold's predictions is :func:`downstream_auroc`'s fold."""
+    model, cv = _downstream_parts(folds)
+    flat = _flat(imputed)
+    prob = np.empty(len(flat))
+    fold = np.empty(len(flat), dtype=np.int64)
+    for k, (train, test) in enumerate(cv.split(flat, labels)):
+        fitted = model.fit(flat[train], labels[train])
+        prob[test] = fitted.predict_proba(flat[test])[:, 1]
+        fold[test] = k
+    return prob, fold
 
 
 def record_command(script: str, argv: Sequence[str], drop: Sequence[str]) -> str:
