@@ -507,6 +507,20 @@ def test_flagged_intervals_by_hand() -> None:
     assert settings.ANOMALY_WINDOW >= 2
 
 
+def test_an_interval_of_a_univariate_series_names_its_feature() -> None:
+    """An alarm (here a rank alarm's flags, passed as the step score) can flag a run whose
+    one feature sums to no positive normalised score over it: the interval listed no
+    feature, though nothing else can have raised the alarm."""
+    step = np.array([0.0, 2.0, 2.5, 0.0])
+    entry = np.array([[0.0], [-0.5], [-0.6], [0.0]])  # below the normal median
+    prof = AnomalyProfile(None, 5, 4, 1, np.zeros(1), np.ones(1), 1.0, 0.01, 10)
+    ivs = flagged_intervals(step, entry, np.arange(4.0), 1.0, ["value"], prof)
+    assert [iv["features"] for iv in ivs] == [["value"]]
+    two = np.hstack([entry, -entry])
+    ivs = flagged_intervals(step, two, np.arange(4.0), 1.0, ["a", "b"], prof)
+    assert [iv["features"] for iv in ivs] == [["b"]]  # a sums below 0: not material
+
+
 def test_flagged_intervals_end_at_gaps_in_time() -> None:
     """Two flagged steps either side of rows missing from a regular series were one
     interval (an hourly NAB interval ran over 31 hours, 29 of them without rows, with

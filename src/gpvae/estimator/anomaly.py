@@ -1450,7 +1450,8 @@ def flagged_intervals(
         normal data (tail score at least ``-log(false_alarm_rate)``; every tail score is
         >= 0, so a positive sum excludes nothing); else (spread scale, no profile) a
         feature whose summed score over the interval is positive. Empty when no feature
-        qualifies (e.g. the alarm came from several features together).
+        qualifies (e.g. the alarm came from several features together); a series of one
+        feature always names it (nothing else can have raised the alarm).
     """
     above = np.nan_to_num(step, nan=-np.inf) > threshold if flags is None else np.asarray(flags)
     if not above.any():
@@ -1472,7 +1473,7 @@ def flagged_intervals(
         else:
             material = np.where(np.isnan(z[a : b + 1]), -np.inf, z[a : b + 1]).max(0) >= level
         ranked = np.argsort(-contrib, kind="stable")
-        order = [int(d) for d in ranked if material[d]][:top]
+        order = [int(d) for d in ranked if material[d] or len(feature_names) == 1][:top]
         out.append(
             {
                 "start": int(a),
