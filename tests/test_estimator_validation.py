@@ -929,6 +929,24 @@ def test_fit_warns_of_a_feature_constant_in_training() -> None:
         GPVAE(**FAST).fit(X)
 
 
+def test_only_process_0_of_a_distributed_fit_warns_of_a_constant_feature(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    """Every process of a distributed fit that is not sharded reads the same data, and each
+    warned of the same constant feature: process 0 says it once."""
+    from gpvae.estimator import fitting
+
+    X, _ = _sines(4, 20)
+    X[..., 1] = np.where(np.isnan(X[..., 1]), np.nan, 37.0)
+    monkeypatch.setattr(fitting, "is_main_process", lambda: False)
+    with warnings.catch_warnings():
+        warnings.filterwarnings("error", message=".*constant feature")
+        fitting.fit_data(X, None, None, None, binary=False)
+    monkeypatch.setattr(fitting, "is_main_process", lambda: True)
+    with pytest.warns(UserWarning, match=r"1 constant feature\(s\): 'feature_1'"):
+        fitting.fit_data(X, None, None, None, binary=False)
+
+
 def test_fit_does_not_call_a_bernoulli_pixel_that_is_always_0_constant() -> None:
     """The shipped HMNIST example (likelihood="bernoulli") warned that 156 border pixels,
     0 in every image, were constant features to drop: 0/1 data the model fits as it is. A

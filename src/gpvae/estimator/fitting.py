@@ -31,7 +31,7 @@ from gpvae.estimator.validation import validation_split
 from gpvae.kernels import KernelArg
 from gpvae.rng import seed_for
 from gpvae.training import FitSession
-from gpvae.training.distributed import Communicator
+from gpvae.training.distributed import Communicator, is_main_process
 
 __all__ = [
     "calibrate_fit",
@@ -154,7 +154,8 @@ def fit_data(
     )
     scaler = Scaler().fit(train_set, standardise=not binary)
     _check_with(scaler, train_set, val_set, target_set)
-    warn_constant_features(train_set, stacklevel=5, binary=binary)  # the caller of GPVAE.fit
+    if is_main_process():  # every process of a distributed fit holds the same data: one says it
+        warn_constant_features(train_set, stacklevel=5, binary=binary)  # GPVAE.fit's caller
     return train_set, val_set, target_set, scaler
 
 
