@@ -109,11 +109,15 @@ def table(
     records: Sequence[dict[str, Any]],
     deaths: dict[int, int] | None = None,
     seeds: Sequence[int] = (0,),
+    only: Sequence[str] | None = None,
 ) -> str:
-    """Markdown: the AUROC per block and method (means over ``seeds``), the summary over the
-    blocks that every method has, and the points MAE and epochs run per method."""
+    """Markdown: the AUROC per block and method (means over ``seeds``; the methods ``only``,
+    else every one recorded), the summary over the blocks that every method has, and the
+    points MAE and epochs run per method."""
     data = blocks(records, seeds)
-    methods = [m for m in ORDER if any(m in row for row in data.values())]
+    methods = [
+        m for m in ORDER if (only is None or m in only) and any(m in row for row in data.values())
+    ]
     complete = sorted(
         s for s, row in data.items() if all("auroc" in row.get(m, {}) for m in methods)
     )
@@ -125,7 +129,8 @@ def table(
     )
     seed_text = ", ".join(str(x) for x in seeds)
     lines = [
-        f"AUROC per block (seed {seed_text}; a mean over the seeds where more than one):",
+        f"AUROC per block (seed {seed_text}; a mean over the seeds where more than one; "
+        f"peers: {', '.join(peers) or 'none'}):",
         "",
         head,
         "|" + "---|" * (len(methods) + 4),
@@ -169,7 +174,7 @@ def table(
             best = np.array([max(data[s][m]["auroc"] for m in peers) for s in complete])
             mean, lo, hi = paired(g - best)
             summary.append(
-                f"| the best peer of each block | {best.mean():.4f} | "
+                f"| the best peer in each block | {best.mean():.4f} | "
                 f"{mean:+.4f} [{lo:+.4f}, {hi:+.4f}] | {int((g >= best).sum())} of {n} |"
             )
         out.append("\n".join(summary))
@@ -201,6 +206,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     p.add_argument("--results", default=str(OUT), help="the records (imputation.py --out)")
     p.add_argument("--data-dir", default=None, help="shared data dir (deaths per block)")
     p.add_argument("--seed", type=int, nargs="+", default=[0], help="average over these seeds")
+    p.add_argument("--method", nargs="+", default=None, choices=ORDER, help="these only")
     p.add_argument("--docs", default=str(ROOT / "docs" / "benchmarks.md"))
     p.add_argument("--marker", default=None, help="with --table: write it between these markers")
     args = p.parse_args(argv)
@@ -208,7 +214,7 @@ def main(argv: Sequence[str] | None = None) -> int:
         p.error("--table: expected (the runs are made by benchmarks/imputation.py)")
     from _protocol import ResultsFile
 
-    text = table(ResultsFile(args.results).records, _deaths(args.data_dir), args.seed)
+    text = table(ResultsFile(args.results).records, _deaths(args.data_dir), args.seed, args.method)
     print(text)
     if args.marker is not None:
         write_region(Path(args.docs), text, args.marker, "--marker")

@@ -128,11 +128,16 @@ def test_the_table_compares_gpvae_with_each_blocks_best_peer(
     mean, lo, hi = mod.paired(diffs)
     assert mean == pytest.approx(diffs.mean())
     assert lo < mean < hi
-    assert f"| the best peer of each block | {np.mean([0.70, 0.74, 0.61]):.4f} | " in text
+    assert f"| the best peer in each block | {np.mean([0.70, 0.74, 0.61]):.4f} | " in text
+    assert "peers: saits, brits)" in text
     assert f"{mean:+.4f} [{lo:+.4f}, {hi:+.4f}] | 2 of 3 |" in text
     # gpvae against SAITS: above in 2 of the 3 blocks, mean (-0.05 + 0.05 + 0.01) / 3
     assert "| saits | 0.6700 | +0.0033 [" in text
     assert "| gpvae | 4 | 0.2500 | 40 (35); 40 (35); 40 (35); 40 (35) |" in text
+    # a choice of methods: brits left out, SAITS is then each block's best peer
+    text = mod.table(_records(aurocs), None, only=("linear", "gpvae", "saits"))
+    assert "| 300-599 | - | 0.720 | 0.750 | 0.700 | +0.050 | +0.030 |" in text
+    assert "Over the 3 blocks" in text  # 900-1199 has no SAITS record
 
 
 def test_several_seeds_are_averaged_where_every_seed_is_there(
