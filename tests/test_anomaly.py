@@ -21,6 +21,7 @@ from gpvae.estimator.anomaly import (
     flagged_intervals,
     profile_from_entries,
     runs_of,
+    score_settings,
     step_scores,
     time_gaps,
 )
@@ -519,6 +520,25 @@ def test_an_interval_of_a_univariate_series_names_its_feature() -> None:
     two = np.hstack([entry, -entry])
     ivs = flagged_intervals(step, two, np.arange(4.0), 1.0, ["a", "b"], prof)
     assert [iv["features"] for iv in ivs] == [["b"]]  # a sums below 0: not material
+
+
+def test_scores_with_other_settings_than_the_thresholds_warn() -> None:
+    """``gpvae detect --num-samples 1`` scored with 1 draw against a threshold learned from
+    16, without a word: -log of a mean over fewer draws is larger on average, so more normal
+    steps cross it. Any setting other than the stored one now warns, naming it."""
+    prof = AnomalyProfile(None, 5, 4, 1, np.zeros(1), np.ones(1), 1.0, 0.01, 10)
+    with pytest.warns(UserWarning, match=r"^num_samples: expected the settings the stored "
+                      r"threshold was learned with, found num_samples=1 \(the threshold's: "
+                      r"4\): these scores are on another scale"):  # fmt: skip
+        assert score_settings(prof, 1, None, "default")[0] == 1
+    with pytest.warns(UserWarning, match=r"^num_folds, causal: .* num_folds=3 \(the "
+                      r"threshold's: 5\), causal=True \(the threshold's: False\)"):  # fmt: skip
+        score_settings(prof, None, 3, None, causal=True)
+    with warnings.catch_warnings():
+        warnings.simplefilter("error")
+        assert score_settings(prof, 4, 5, None, 0.0, False) == (4, 5, None, 0.0, False)
+        assert score_settings(prof, None, None, "default") == (4, 5, None, 0.0, False)
+        score_settings(None, 1, 3, 50)  # no stored threshold: any settings
 
 
 def test_flagged_intervals_end_at_gaps_in_time() -> None:

@@ -469,8 +469,44 @@ def score_settings(
     if isinstance(window, str):
         if window != "default":
             raise invalid("window", "a number of steps, None or 'default'", window)
-        return S, K, profile.window if profile else settings.ANOMALY_WINDOW, w, c
-    return S, K, window, w, c
+        W = profile.window if profile else settings.ANOMALY_WINDOW
+    else:
+        W = window
+    if profile is not None:
+        _warn_other_settings(profile, (S, K, W, w, c))
+    return S, K, W, w, c
+
+
+def _warn_other_settings(
+    profile: AnomalyProfile, chosen: tuple[int, int, int | None, float, bool]
+) -> None:
+    """Warn when scores of a fitted profile are computed with settings other than those its
+    threshold was learned with: the scores are then on another scale (fewer draws, for one,
+    score every step higher, since ``-log`` of a mean over fewer draws is larger on
+    average), and the flags need not keep the profile's false-alarm rate."""
+    stored = (
+        profile.num_samples,
+        profile.num_folds,
+        profile.window,
+        profile.prior_weight,
+        profile.causal,
+    )
+    names = ("num_samples", "num_folds", "window", "prior_weight", "causal")
+    other = [
+        f"{name}={new!r} (the threshold's: {old!r})"
+        for name, new, old in zip(names, chosen, stored, strict=True)
+        if new != old
+    ]
+    if other:
+        warnings.warn(
+            f"{', '.join(n.split('=')[0] for n in other)}: expected the settings the stored "
+            f"threshold was learned with, found {', '.join(other)}: these scores are on "
+            "another scale, so the flagged share of normal steps need not keep the "
+            f"false-alarm rate ({profile.false_alarm_rate:g}); leave them out to use the "
+            "stored settings, or learn the threshold again with them (fit_threshold)",
+            UserWarning,
+            stacklevel=4,
+        )
 
 
 # ---------------------------------------------------------------- entry scores

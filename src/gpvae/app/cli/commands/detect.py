@@ -83,7 +83,8 @@ __all__ = [
     "--num-samples",
     default=None,
     type=click.IntRange(min=1),
-    help="Monte Carlo draws per step (default: the model's, 16).",
+    help="Monte Carlo draws per step (default: the model's, 16; with a stored threshold, "
+    "another count warns: the threshold was learned from scores of its own count).",
 )
 @click.option(
     "--plot",
