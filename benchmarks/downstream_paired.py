@@ -128,7 +128,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     p.add_argument("--patience", type=int, default=DEFAULT_PATIENCE)
     p.add_argument("--subset", type=int, default=None, help="the first N stays only (tests)")
     p.add_argument("--draws", type=int, default=BOOT, help="bootstrap draws")
-    p.add_argument("--out", default=str(RESULTS))
+    p.add_argument("--out", "--results", dest="out", default=str(RESULTS), help="the records")
     p.add_argument("--save-imputed", default=None, help="keep gpvae's imputed stays here")
     p.add_argument("--imputed", default=None, help="read gpvae's imputed stays, do not fit")
     p.add_argument("--table", action="store_true", help="print the table of --out and stop")
@@ -149,7 +149,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     command = record_command(
         "downstream_paired.py",
         sys.argv[1:] if argv is None else argv,
-        ("--out", "--data-dir", "--save-imputed", "--imputed"),
+        ("--out", "--results", "--data-dir", "--save-imputed", "--imputed"),
     )
     prep = prepare("physionet2012", args.data_dir, args.subset)
     if prep.labels is None:
