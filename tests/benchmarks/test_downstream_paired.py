@@ -4,6 +4,7 @@
 from __future__ import annotations
 
 from collections.abc import Callable
+from pathlib import Path
 from types import ModuleType
 
 import numpy as np
@@ -69,3 +70,17 @@ def test_the_record_compares_both_methods_on_the_same_folds(
     )
     assert text.splitlines()[2].startswith("| 0 | 83 (78) | 0.2000 | ")
     assert f"{rec['pooled_diff']:+.4f} [{lo:+.4f}, {hi:+.4f}]" in text
+
+
+def test_docs_region_is_its_documented_commands_output(
+    bench_script: Callable[[str], ModuleType],
+    rerun_docs_command: Callable[[ModuleType, str, Path], tuple[str, str]],
+    tmp_path: Path,
+) -> None:
+    """docs/benchmarks.md's region is what the command printed beside it writes from the
+    committed records."""
+    docs, rerun = rerun_docs_command(
+        bench_script("downstream_paired"), "downstream-paired", tmp_path
+    )
+    assert "<!-- downstream-paired -->\n| seed | epochs run (best) |" in docs
+    assert rerun == docs

@@ -161,3 +161,18 @@ def test_the_paired_interval_is_the_t_interval(bench_script: Callable[[str], Mod
     mean, lo, hi = mod.paired(d)
     half = 2.7764451051977987 * d.std(ddof=1) / np.sqrt(5)  # t(0.975, 4)
     assert (lo, hi) == pytest.approx((mean - half, mean + half))
+
+
+@pytest.mark.parametrize("marker", ["downstream-subsets", "downstream-subsets-seeds"])
+def test_docs_regions_are_their_documented_commands_output(
+    bench_script: Callable[[str], ModuleType],
+    rerun_docs_command: Callable[[ModuleType, str, Path], tuple[str, str]],
+    physionet_data: Path,
+    tmp_path: Path,
+    marker: str,
+) -> None:
+    """docs/benchmarks.md's regions are what the commands printed beside them write from the
+    committed records (the deaths per block read from the data: skips without it)."""
+    docs, rerun = rerun_docs_command(bench_script("downstream_subsets"), marker, tmp_path)
+    assert f"<!-- {marker} -->\nAUROC per block" in docs
+    assert rerun == docs

@@ -989,6 +989,7 @@ def heldout_scores(
     else:
         _warn_unprofiled(entry, profile, list(ss.feature_names))
         _warn_missing(entry, profile)
+        _warn_short(entry, profile)
         # the drift baseline (a rolling median) once per series, for both trailing means
         detrended = [_detrended(e, profile) for e in entry]
         step = [_step_mean(d, raw, profile.smooth) for raw, d in detrended]
@@ -1087,6 +1088,29 @@ def _warn_missing(entry: list[np.ndarray], profile: AnomalyProfile) -> None:
         "the rank window), while on two real series thousands of steps long (SMAP/MSL "
         "channels A-1 and C-1, one seed each) the default rank alarm flagged no more than on "
         f"complete data: {GAPS_REMEDY}",
+        UserWarning,
+        stacklevel=4,
+    )
+
+
+def _warn_short(entry: list[np.ndarray], profile: AnomalyProfile) -> None:
+    """Warn when a series is shorter than the alarm's trailing window (the rank window, else
+    the baseline): its first steps are compared with fewer steps before them than the
+    threshold's were, and short pieces of new data flag more normal steps than the target
+    rate (measured once on a NAB model: 1.13% scored whole, 1.73% in chunks of 24 steps,
+    2.92% one step at a time; docs/cli.md)."""
+    width = profile.rank_window if profile.rank_window > 0 else max(profile.baseline, 0)
+    lengths = [len(e) for e in entry if len(e)]
+    short = [n for n in lengths if n < width]
+    if not short:
+        return
+    warnings.warn(
+        f"X: expected series of at least {width} steps (the alarm's trailing window), found "
+        f"{len(short)} of {len(lengths)} shorter (the shortest {min(short)} steps): the "
+        "first steps of a series are compared with fewer steps before them than in the "
+        "normal data, so short pieces flag more normal steps than the target "
+        f"false_alarm_rate ({profile.false_alarm_rate:g}); score new data together with its "
+        "recent history and read the flags of the new steps only",
         UserWarning,
         stacklevel=4,
     )
