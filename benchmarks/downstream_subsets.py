@@ -14,6 +14,8 @@ the same epoch cap and patience for every learned method)::
           --epochs 200 --patience 5 --out benchmarks/results/imputation_subsets.json
     done
 
+(seeds 1 and 2 into ``imputation_subsets_seeds12.json``: one file of every seed passes the
+repository's size limit for a results file)
 (and the same for ``mean``, ``locf``, ``linear``, and, in the benchmark environment,
 ``saits``, ``brits``, ``pypots_gpvae``). Then::
 
@@ -203,7 +205,9 @@ def table(
 def main(argv: Sequence[str] | None = None) -> int:
     p = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     p.add_argument("--table", action="store_true", help="print the tables of --out")
-    p.add_argument("--results", default=str(OUT), help="the records (imputation.py --out)")
+    p.add_argument(
+        "--results", nargs="+", default=[str(OUT)], help="the records (imputation.py --out)"
+    )
     p.add_argument("--data-dir", default=None, help="shared data dir (deaths per block)")
     p.add_argument("--seed", type=int, nargs="+", default=[0], help="average over these seeds")
     p.add_argument("--method", nargs="+", default=None, choices=ORDER, help="these only")
@@ -214,7 +218,8 @@ def main(argv: Sequence[str] | None = None) -> int:
         p.error("--table: expected (the runs are made by benchmarks/imputation.py)")
     from _protocol import ResultsFile
 
-    text = table(ResultsFile(args.results).records, _deaths(args.data_dir), args.seed, args.method)
+    records = [r for path in args.results for r in ResultsFile(path).records]
+    text = table(records, _deaths(args.data_dir), args.seed, args.method)
     print(text)
     if args.marker is not None:
         write_region(Path(args.docs), text, args.marker, "--marker")

@@ -208,7 +208,9 @@ def files(draw: st.DrawFn, fit: bool = False) -> File:
         blame.add("DATA")
     elif fault == "word_value":
         set_cell("a", "n.a.")
-        blame.add("--features" if fit else "DATA")
+        # fit without --features: a word among numbers names DATA and its column; a column
+        # of written-out missing values only (and empty cells) is blamed on --features
+        blame.update(("DATA", "--features") if fit else ("DATA",))
     elif fault == "all_missing_series" and fit:  # impute, forecast, detect take it
         for f in FEATURES:
             frame[f] = frame[f].astype(float)
