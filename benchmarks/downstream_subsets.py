@@ -91,19 +91,20 @@ def paired(diff: Sequence[float]) -> tuple[float, float, float]:
 
 
 def _deaths(data_dir: str | None) -> dict[int, int] | None:
-    """Deaths per 300-stay block: ``Outcomes-a.txt`` read in the loader's order of the stays
-    (their RecordIDs, sorted); None when the data are not there."""
-    import pandas as pd
-
+    """Deaths per 300-stay block: the loader's labels (``_read_labels``) in its order of the
+    stays (their RecordIDs, sorted), without reading the stays; None when the data are not
+    there."""
     from gpvae.datasets import resolve_data_dir
+    from gpvae.datasets.physionet2012 import _read_labels
 
     try:
         folder = resolve_data_dir(data_dir) / "physionet2012"
         ids = sorted(int(p.stem) for p in (folder / "set-a").glob("*.txt") if p.stem.isdigit())
-        outcomes = pd.read_csv(folder / "Outcomes-a.txt").set_index("RecordID")
+        labels = _read_labels(folder, np.asarray(ids, dtype=np.int64))
     except (OSError, ValueError):
         return None
-    labels = outcomes.loc[ids, "In-hospital_death"].to_numpy()
+    if labels is None:
+        return None
     return {s: int(labels[s : s + 300].sum()) for s in range(0, len(labels) - 299, 300)}
 
 

@@ -492,15 +492,12 @@ def _warn_other_settings(
         profile.causal,
     )
     names = ("num_samples", "num_folds", "window", "prior_weight", "causal")
-    other = [
-        f"{name}={new!r} (the threshold's: {old!r})"
-        for name, new, old in zip(names, chosen, stored, strict=True)
-        if new != old
-    ]
+    other = [(n, new, old) for n, new, old in zip(names, chosen, stored, strict=True) if new != old]
     if other:
+        found = ", ".join(f"{n}={new!r} (the threshold's: {old!r})" for n, new, old in other)
         warnings.warn(
-            f"{', '.join(n.split('=')[0] for n in other)}: expected the settings the stored "
-            f"threshold was learned with, found {', '.join(other)}: these scores are on "
+            f"{', '.join(n for n, _, _ in other)}: expected the settings the stored "
+            f"threshold was learned with, found {found}: these scores are on "
             "another scale, so the flagged share of normal steps need not keep the "
             f"false-alarm rate ({profile.false_alarm_rate:g}); leave them out to use the "
             "stored settings, or learn the threshold again with them (fit_threshold)",
