@@ -456,6 +456,45 @@ def test_stacked_series_name_the_column_that_explains_the_repeats_best() -> None
         merge_duplicate_times(stacked, time_col="time")
 
 
+def test_stacked_series_that_share_no_time_are_warned_of() -> None:
+    """Audit (session 45): stays stacked in one frame without an id column, whose times
+    never repeat (hours since admission at different minutes, or dates), were read as one
+    series, the stays' rows interleaved by time, without a word (stays whose times repeat
+    raise the duplicate-time error). A column whose values each fill one run of rows, with
+    the times going back only where it changes, is now named as their likely id; a file
+    sorted newest first and a feature whose values recur are not."""
+    rng = np.random.default_rng(0)
+    parts = [
+        pd.DataFrame(
+            {
+                "patient": 100 + p,
+                "time": np.sort(rng.uniform(0, 48, 12)).round(3) + 1e-3 * p,
+                "hr": rng.normal(80, 5, 12),
+            }
+        )
+        for p in range(4)
+    ]
+    stacked = pd.concat(parts, ignore_index=True)
+    assert not stacked["time"].duplicated().any()
+    said = r"X looks like several series stacked \(each of the 4 values of the column 'patient'"
+    with pytest.warns(UserWarning, match=said + r".*name the id column with id_col='patient'"):
+        ss = to_series_set(stacked, time_col="time")
+    assert ss.num_series == 1  # still read as asked
+    dated = stacked.assign(time=pd.Timestamp("2024-01-01") + pd.to_timedelta(stacked["time"], "h"))
+    with pytest.warns(UserWarning, match=said):
+        to_series_set(dated, time_col="time")
+    with warnings.catch_warnings():
+        warnings.simplefilter("error")
+        assert to_series_set(stacked, id_col="patient", time_col="time").num_series == 4
+        # one series, newest row first, with a feature of few values that recur
+        t = np.arange(48.0)
+        newest_first = pd.DataFrame({"time": t, "shift": (t // 8) % 3, "hr": np.sin(t)})[::-1]
+        assert to_series_set(newest_first, time_col="time").num_series == 1
+        # a feature in runs that change where the times go back, one of its values recurring
+        recurs = stacked.assign(unit=np.repeat([1, 2, 1, 3], 12))
+        to_series_set(recurs.drop(columns="patient"), time_col="time")
+
+
 def test_elapsed_text_times_are_advised_pd_to_timedelta() -> None:
     """A DataFrame of HH:MM text times since admission ('00:17', '47:59') was refused with
     '(parse dates with pd.to_datetime)', which reads 00:17 as today's clock time and fails

@@ -1948,6 +1948,46 @@ def test_impute_of_stacked_series_with_a_one_series_model_advises_a_refit(
     assert "refit the model with 'gpvae fit ... --id-col stay'" in err, err
 
 
+def test_stacked_series_that_share_no_time_are_warned_of(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    """Audit (session 45): a wide file of stays stacked without --id-col, whose times never
+    repeat (hours since admission at different minutes), was fitted and imputed as one
+    series without a word. fit now names the column (a text id, not a feature) and
+    --id-col; impute, which reads fit's layout, advises a refit with it."""
+    rng = np.random.default_rng(0)
+    parts = [
+        pd.DataFrame(
+            {
+                "stay": f"s{p}",
+                "time": np.sort(rng.uniform(0, 48, 15)).round(3) + 1e-3 * p,
+                "hr": rng.normal(80, 5, 15),
+                "temp": rng.normal(37, 0.5, 15),
+            }
+        )
+        for p in range(4)
+    ]
+    data = tmp_path / "stays.csv"
+    pd.concat(parts, ignore_index=True).to_csv(data, index=False)
+    model = tmp_path / "m"
+    fit = ["fit", str(data), "--time-col", "time", "-o", str(model), *FIT_OPTIONS]
+    assert main(fit) == 0
+    err = capsys.readouterr().err
+    said = (
+        "warning: DATA looks like several series stacked (each of the 4 values of the column 'stay'"
+    )
+    assert said in err, err
+    assert "it is read as one series: name the id column with --id-col stay" in err, err
+    assert err.count("looks like several series stacked") == 1, err
+    assert main(["impute", str(model), str(data), "-o", str(tmp_path / "o.csv")]) == 0
+    err = capsys.readouterr().err
+    assert said in err, err
+    assert "refit the model with 'gpvae fit ... --id-col stay'" in err, err
+    # following the advice: four series, no such warning
+    assert main([*fit, "--id-col", "stay"]) == 0
+    assert "looks like several series stacked" not in capsys.readouterr().err
+
+
 def test_an_id_column_of_row_numbers_is_said_to_look_like_row_numbers(
     tmp_path: Path, capsys: pytest.CaptureFixture[str]
 ) -> None:

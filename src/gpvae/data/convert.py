@@ -23,6 +23,7 @@ kept so that outputs come back in the input's order. Every problem raises a
 
 from __future__ import annotations
 
+import warnings
 from collections.abc import Hashable, Mapping, Sequence
 from typing import Any
 
@@ -31,11 +32,11 @@ import pandas as pd
 
 from gpvae.data._parse import Parsed, check_no_inf, raw_times, to_float
 from gpvae.data.calendar import calendar_steps, infer_calendar, wall_clock
-from gpvae.data.frames import from_frame
+from gpvae.data.frames import LISTED_FEATURE_ADVICE, from_frame
 from gpvae.data.series import InputKind, Layout, SeriesSet
 from gpvae.errors import InputTypeError, ShapeError, ValidationError
 
-__all__ = ["to_series_set"]
+__all__ = ["to_fitted_series_set", "to_series_set"]
 
 _NS_PER_HOUR = 3.6e12
 
@@ -486,6 +487,59 @@ def stacked_series(
     return None
 
 
+def stacked_runs(frame: pd.DataFrame, times: np.ndarray, skip: set[Any]) -> tuple[Any, int] | None:
+    """Whether a one-series frame whose times go back looks like several series stacked
+    that share no time (stays whose times repeat raise the duplicate-time error instead,
+    see :func:`stacked_series`): the column that looks like their id and its number of
+    values, else None.
+
+    ``times``: the frame's times in its row order (float, datetime64 or timedelta64). A
+    column (not in ``skip``) looks like the id when, none of its entries missing, each of
+    its 2 to R/2 values fills one run of rows and the times go back only where it changes
+    (a file sorted newest first, or a feature whose values recur, is no such column)."""
+    t = times.astype(np.int64).astype(np.float64) if times.dtype.kind in "mM" else times
+    back = np.flatnonzero(np.diff(t) < 0) + 1
+    if back.size == 0:
+        return None
+    R = len(t)
+    for col in frame.columns:
+        if col in skip:
+            continue
+        values = frame[col]
+        count = values.nunique()
+        if values.isna().any() or not 2 <= count <= R // 2:
+            continue
+        arr = values.to_numpy()
+        changes = np.flatnonzero(arr[1:] != arr[:-1]) + 1
+        if len(changes) + 1 == count and np.isin(back, changes).all():
+            return col, int(count)
+    return None
+
+
+#: The start of the warning on a frame that looks like several series stacked, sharing no
+#: time (the command line gives its own, with its option).
+STACKED_WARNING = "looks like several series stacked (each of the "
+
+
+def _warn_stacked(parsed: Parsed, times: list[np.ndarray], name: str) -> None:
+    """Warn when a wide frame (one series) looks like several series stacked that share no
+    time (:func:`stacked_runs`): it was read as one series without a word; it still is,
+    its rows in time order."""
+    frame = parsed.layout.get("frame")
+    if parsed.layout.get("kind") != "dataframe_wide" or frame is None or len(times) != 1:
+        return
+    found = stacked_runs(frame, times[0], {parsed.layout.get("time_col")})
+    if found is not None:
+        col, count = found
+        warnings.warn(
+            f"{name} {STACKED_WARNING}{count} values of the column {col!r} fills one run of "
+            "rows, and the times go back only where it changes, as an id column does); it is "
+            f"read as one series, its rows in time order: {ID_ADVICE.format(col=repr(col))}",
+            UserWarning,
+            stacklevel=4,  # the caller of to_series_set (via _finish)
+        )
+
+
 def _explains_repeats(left: int, repeats: int, runs: bool) -> bool:
     """Whether a column explains the repeated times of a frame: of its ``repeats`` rows
     whose time an earlier row has, ``left`` have an earlier row of the same value too (a
@@ -561,6 +615,7 @@ def _finish(
         times_out.append(ts)
         orders.append(order)
     lay = parsed.layout
+    _warn_stacked(parsed, times, name)
     D = values_out[0].shape[1]
     labels = lay.get("feature_labels", tuple(f"feature_{j}" for j in range(D)))
     rows = lay.get("rows")
@@ -588,3 +643,56 @@ def _finish(
         feature_names=tuple(str(c) for c in labels),
         layout=layout,
     )
+
+
+#: The end of the error on a text value in a model's feature column of a frame (the model
+#: chose the column, not the caller: it cannot be left out).
+FITTED_FEATURE_ADVICE = "write missing values as NaN (the column is one of the model's features)"
+
+
+def to_fitted_series_set(
+    X: Any, times: Any, names: Sequence[str] | None, *, name: str = "X", **kwargs: Any
+) -> tuple[SeriesSet, list[Hashable]]:
+    """:func:`to_series_set` for data given to a fitted model: a DataFrame's features are
+    the model's (``names``, their labels as text, as a model stores them), found by name
+    wherever they stand and whatever other columns the frame has, as the command line
+    finds them.
+
+    Args:
+        X, times: as for :func:`to_series_set`.
+        names: the fitted feature names when they came from the user's columns, else None
+            (data then read as :func:`to_series_set` reads it).
+        name: the argument name for messages.
+        **kwargs: the other arguments of :func:`to_series_set`.
+
+    Returns:
+        The series, and the columns of a frame that were neither its id, its time nor one
+        of the model's features (left out; a frame result keeps them as they are). A frame
+        that lacks one of the features, or holds two columns whose labels read the same, is
+        read as :func:`to_series_set` reads it, whose checks then name what is wrong.
+    """
+    listed = _fitted_columns(X, names)
+    if listed is None:
+        return to_series_set(X, times, name=name, **kwargs), []
+    try:
+        ss = to_series_set(X, times, feature_cols=listed, name=name, **kwargs)
+    except InputTypeError as err:
+        message = str(err)
+        if not message.endswith(LISTED_FEATURE_ADVICE):
+            raise
+        raise InputTypeError(
+            message[: -len(LISTED_FEATURE_ADVICE)] + FITTED_FEATURE_ADVICE
+        ) from None
+    taken = {c for c in (ss.layout.id_col, ss.layout.time_col, *listed) if c is not None}
+    return ss, [c for c in X.columns if c not in taken]
+
+
+def _fitted_columns(X: Any, names: Sequence[str] | None) -> list[Hashable] | None:
+    """The columns of the DataFrame ``X`` labelled ``names`` (as text), in that order; None
+    when there are no names, ``X`` is no DataFrame or it lacks one of them."""
+    if names is None or not isinstance(X, pd.DataFrame) or X.columns.has_duplicates:
+        return None
+    by_label = {str(c): c for c in X.columns}
+    if len(by_label) != X.shape[1] or any(f not in by_label for f in names):
+        return None
+    return [by_label[f] for f in names]

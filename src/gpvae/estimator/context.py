@@ -22,7 +22,8 @@ from torch import Tensor
 from gpvae import settings
 from gpvae.arguments import check_memory
 from gpvae.batch import Batch
-from gpvae.data import Scaler, SeriesSet, batch_indices, to_series_set
+from gpvae.data import Scaler, SeriesSet, batch_indices
+from gpvae.data.convert import to_fitted_series_set
 from gpvae.errors import InputTypeError, ValidationError
 from gpvae.estimator.differencing import Difference, increments
 from gpvae.estimator.forecast_blend import ForecastBlend
@@ -194,15 +195,23 @@ class PredictContext:
                 f"counts time in hours, {step:g} per step), found none: the default 0, 1, "
                 "2, ... would be read as hours; pass times (datetime64, or hours) or the frame"
             )
-        ss = to_series_set(
+        ss, unused = to_fitted_series_set(
             X,
             times,
+            self.scaler.feature_names_ if self.scaler.names_given_ else None,
             # a frame's columns are checked by name below (Scaler.check names them)
             num_features=None if framed else self.scaler.num_features,
             allow_single_step=True,
             allow_empty_series=True,
             time_form=self.scaler.time_form_,
         )
+        if unused:
+            warnings.warn(
+                f"X: columns {unused} are not among the model's features "
+                f"{list(self.scaler.feature_names_)} (nor the id or time): left out",
+                UserWarning,
+                stacklevel=2 + callers,
+            )
         self.scaler.check(ss)
         self.scaler.check_range(ss)
         if isinstance(self.model.likelihood, Bernoulli):  # the fit's check, for new data too

@@ -11,12 +11,12 @@ from __future__ import annotations
 
 import contextlib
 import warnings
-from functools import partial
 from typing import Any
 
 import numpy as np
 
 from gpvae.data import Scaler, SeriesSet, to_series_set
+from gpvae.data.convert import to_fitted_series_set
 from gpvae.data.windows import cut_windows
 from gpvae.errors import ValidationError
 from gpvae.estimator.calibration import (
@@ -68,6 +68,33 @@ def _drop_empty(data: SeriesSet, name: str) -> SeriesSet:
     return data.subset(keep)
 
 
+def _validation(X: Any, times: Any, train_set: SeriesSet, name: str) -> SeriesSet:
+    """Validation data (``name``) read in the training data's time form, as new data is
+    read for a model: a frame's features are X's, found by name; a warning names the
+    frame's columns that are none of them (left out)."""
+    layout = train_set.layout
+    names = list(train_set.feature_names) if layout.names_given else None
+    data, unused = to_fitted_series_set(
+        X,
+        times,
+        names,
+        name=name,
+        times_name="times_val",
+        num_features=train_set.num_features,
+        allow_single_step=True,
+        allow_empty_series=True,
+        time_form=(layout.time_unit, layout.freq),
+    )
+    if unused:
+        warnings.warn(
+            f"{name}: columns {unused} are not among the features of X {names} (nor the id "
+            "or time): left out",
+            UserWarning,
+            stacklevel=6,  # the caller of GPVAE.fit (via fit_inputs, fit_data, _series)
+        )
+    return data
+
+
 def _series(
     X: Any,
     times: Any,
@@ -78,22 +105,14 @@ def _series(
     X_val_target: Any = None,
 ) -> tuple[SeriesSet, SeriesSet | None, SeriesSet | None]:
     """The training, validation and hidden-target series, checked."""
-    loose = partial(to_series_set, allow_single_step=True, allow_empty_series=True)
-    train_set = _drop_empty(loose(X, times), "X")
-    D = train_set.num_features
-    # validation data are read in the training data's time form (not one of their own)
-    loose = partial(loose, time_form=(train_set.layout.time_unit, train_set.layout.freq))
+    train_set = _drop_empty(
+        to_series_set(X, times, allow_single_step=True, allow_empty_series=True), "X"
+    )
     val_set = target_set = None
     if X_val is not None:
-        val_set = loose(X_val, times_val, num_features=D, name="X_val", times_name="times_val")
+        val_set = _validation(X_val, times_val, train_set, "X_val")
         if X_val_target is not None:
-            target_set = loose(
-                X_val_target,
-                times_val,
-                num_features=D,
-                name="X_val_target",
-                times_name="times_val",
-            )
+            target_set = _validation(X_val_target, times_val, train_set, "X_val_target")
     elif times_val is not None:
         raise ValidationError("times_val: expected None when X_val is None, found times")
     elif X_val_target is not None:

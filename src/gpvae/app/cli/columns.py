@@ -525,7 +525,7 @@ def series_set(
     layout that fit recorded, so DATA that looks like several series stacked for a model
     of one series is advised a refit with ``--id-col`` (they have no such option)."""
     from gpvae.data import merge_duplicate_times, to_series_set
-    from gpvae.data.convert import DUPLICATE_ADVICE
+    from gpvae.data.convert import DUPLICATE_ADVICE, STACKED_WARNING
     from gpvae.data.frames import DEFAULT_FEATURE_ADVICE, LISTED_FEATURE_ADVICE
     from gpvae.errors import InputTypeError, ValidationError
 
@@ -550,17 +550,21 @@ def series_set(
             _warn_stacked(frame, sub, spec, what, id_option)
         sub = done.X
         _report_merged(done.merged, spec, what, frame[spec.time_col])
+    rows = sub  # DATA's rows (before a merge), for the check of series stacked
     try:
-        return to_series_set(
-            sub,
-            id_col=spec.id_col,
-            time_col=spec.time_col,
-            feature_cols=spec.features,
-            name=what,
-            allow_single_step=loose,
-            allow_empty_series=loose,
-            time_form=fitted_time_form(model),
-        )
+        with warnings.catch_warnings():
+            # said below in the command line's words, of DATA's other columns too
+            warnings.filterwarnings("ignore", f".*{re.escape(STACKED_WARNING)}", UserWarning)
+            data = to_series_set(
+                sub,
+                id_col=spec.id_col,
+                time_col=spec.time_col,
+                feature_cols=spec.features,
+                name=what,
+                allow_single_step=loose,
+                allow_empty_series=loose,
+                time_form=fitted_time_form(model),
+            )
     except InputTypeError as err:  # a text value in a feature: the data layer's advice
         message = str(err)  # names its own argument, feature_cols
         if LISTED_FEATURE_ADVICE not in message:
@@ -583,6 +587,34 @@ def series_set(
             "time in DATA first)"
         )
         raise ValidationError(message.replace(DUPLICATE_ADVICE, advice)) from err
+    if spec.id_col is None and merge is not True:  # a merge has warned of stacked series
+        _warn_stacked_runs(frame, rows, spec, what, id_option)
+    return data
+
+
+def _warn_stacked_runs(
+    frame: pd.DataFrame, rows: pd.DataFrame, spec: ColumnSpec, what: str, id_option: bool
+) -> None:
+    """Warn when a wide DATA looks like several series stacked whose times are never shared
+    (:func:`gpvae.data.convert.stacked_runs`, any column of DATA but the time): it is read
+    as one series. ``rows``: DATA's id, time and feature columns, times parsed."""
+    from gpvae.data._parse import pandas_times
+    from gpvae.data.convert import stacked_runs
+
+    times = pandas_times(rows[spec.time_col], what)
+    others = frame.drop(columns=[c for c in frame.columns if str(c) == spec.time_col])
+    found = stacked_runs(others, times, set())
+    if found is not None:
+        col, count = found
+        option = f"--id-col {col}"
+        advice = f"name the id column with {option}" if id_option else _refit_advice(option)
+        warnings.warn(
+            f"{what} looks like several series stacked (each of the {count} values of the "
+            f"column {col!r} fills one run of rows, and the times go back only where it "
+            f"changes, as an id column does); it is read as one series: {advice}",
+            UserWarning,
+            stacklevel=2,
+        )
 
 
 def _written_time(
