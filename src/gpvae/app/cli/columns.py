@@ -588,33 +588,8 @@ def series_set(
         )
         raise ValidationError(message.replace(DUPLICATE_ADVICE, advice)) from err
     if spec.id_col is None and merge is not True:  # a merge has warned of stacked series
-        _warn_stacked_runs(frame, rows, spec, what, id_option)
+        _warn_stacked(frame, rows, spec, what, id_option, merged=False)
     return data
-
-
-def _warn_stacked_runs(
-    frame: pd.DataFrame, rows: pd.DataFrame, spec: ColumnSpec, what: str, id_option: bool
-) -> None:
-    """Warn when a wide DATA looks like several series stacked whose times are never shared
-    (:func:`gpvae.data.convert.stacked_runs`, any column of DATA but the time): it is read
-    as one series. ``rows``: DATA's id, time and feature columns, times parsed."""
-    from gpvae.data._parse import pandas_times
-    from gpvae.data.convert import stacked_runs
-
-    times = pandas_times(rows[spec.time_col], what)
-    others = frame.drop(columns=[c for c in frame.columns if str(c) == spec.time_col])
-    found = stacked_runs(others, times, set())
-    if found is not None:
-        col, count = found
-        option = f"--id-col {col}"
-        advice = f"name the id column with {option}" if id_option else _refit_advice(option)
-        warnings.warn(
-            f"{what} looks like several series stacked (each of the {count} values of the "
-            f"column {col!r} fills one run of rows, and the times go back only where it "
-            f"changes, as an id column does); it is read as one series: {advice}",
-            UserWarning,
-            stacklevel=2,
-        )
 
 
 def _written_time(
@@ -645,27 +620,46 @@ def _written_time(
 
 
 def _warn_stacked(
-    frame: pd.DataFrame, sub: pd.DataFrame, spec: ColumnSpec, what: str, id_option: bool
+    frame: pd.DataFrame,
+    sub: pd.DataFrame,
+    spec: ColumnSpec,
+    what: str,
+    id_option: bool,
+    merged: bool = True,
 ) -> None:
-    """Warn when ``--merge-duplicate-times`` merges the rows of a wide DATA that looks like
-    several series stacked (the merge averages them into one series); ``id_option``: the
-    command has ``--id-col`` (see :func:`series_set`)."""
+    """Warn when a wide DATA looks like several series stacked: ``merged``, when
+    ``--merge-duplicate-times`` merged its rows (the merge averages them into one series,
+    :func:`gpvae.data.convert.stacked_series`); else when their times are never shared and
+    it is read as one series (:func:`gpvae.data.convert.stacked_runs`). Any column of DATA
+    but the time may be the id; ``sub``: DATA's id, time and feature columns, times parsed;
+    ``id_option``: the command has ``--id-col`` (see :func:`series_set`)."""
     from gpvae.data._parse import pandas_times
-    from gpvae.data.convert import stacked_series
+    from gpvae.data.convert import stacked_runs, stacked_series
 
     times = pandas_times(sub[spec.time_col], what)
     others = frame.drop(columns=[c for c in frame.columns if str(c) == spec.time_col])
-    stacked = stacked_series(others, times, set())
-    if stacked is not None:
-        why, col = stacked
-        option = f"--id-col {'COLUMN' if col is None else col}"
-        advice = f"name the id column with {option}" if id_option else _refit_advice(option)
-        warnings.warn(
-            f"{MERGE_OPTION}: {what} looks like several series stacked ({why}), which the "
-            f"merge averages into one series; if so, {advice} instead",
-            UserWarning,
-            stacklevel=2,
+    if merged:
+        stacked = stacked_series(others, times, set())
+    else:
+        found = stacked_runs(others, times, set())
+        stacked = found and (
+            f"each of the {found[1]} values of the column {found[0]!r} fills one run of rows, "
+            "and the times go back only where it changes, as an id column does",
+            found[0],
         )
+    if not stacked:
+        return
+    why, col = stacked
+    option = f"--id-col {'COLUMN' if col is None else col}"
+    advice = f"name the id column with {option}" if id_option else _refit_advice(option)
+    said = f"{what} looks like several series stacked ({why})"
+    warnings.warn(
+        f"{MERGE_OPTION}: {said}, which the merge averages into one series; if so, {advice} instead"
+        if merged
+        else f"{said}; it is read as one series: {advice}",
+        UserWarning,
+        stacklevel=2,
+    )
 
 
 def _refit_advice(option: str) -> str:
