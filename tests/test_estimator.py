@@ -1427,6 +1427,12 @@ def test_a_frame_is_read_by_the_names_of_the_fitted_features() -> None:
         train, X_val=hidden, X_val_target=frame
     )
     assert [h["val_score"] for h in fitted.history_] == [h["val_score"] for h in reference.history_]
+    # a validation frame without one of X's features names it (audit, session 47: it said
+    # "expected 2 features (last axis; as at fit), found 1", array words for a frame)
+    for key in ("X_val", "X_val_target"):
+        given = {"X_val": hidden, "X_val_target": frame, key: frame.drop(columns="b")}
+        with pytest.raises(ValidationError, match=rf"^{key}: .*found \['b'\] missing"):
+            GPVAE(**{**FAST, "epochs": 1}).fit(train, **given)
 
 
 @pytest.mark.filterwarnings("ignore:forecast_horizon:UserWarning")  # uncalibrated forecasts

@@ -14,6 +14,7 @@ import warnings
 from typing import Any
 
 import numpy as np
+import pandas as pd
 
 from gpvae.data import Scaler, SeriesSet, to_series_set
 from gpvae.data.convert import to_fitted_series_set
@@ -80,7 +81,8 @@ def _validation(X: Any, times: Any, train_set: SeriesSet, name: str) -> SeriesSe
         names,
         name=name,
         times_name="times_val",
-        num_features=train_set.num_features,
+        # a frame's columns are checked by name (Scaler.check, in _check_with, names them)
+        num_features=None if names and isinstance(X, pd.DataFrame) else train_set.num_features,
         allow_single_step=True,
         allow_empty_series=True,
         time_form=(layout.time_unit, layout.freq),
@@ -145,6 +147,7 @@ def _check_with(
         scaler.warn_far_times(val_set, "X_val", stacklevel=5)
         warn_numbers_for_dates(scaler, val_set, 5, "times_val", "X_val")
     if target_set is not None:
+        scaler.check(target_set, "X_val_target")
         scaler.check_range(target_set, "X_val_target", "times_val")
 
 
