@@ -180,6 +180,24 @@ def test_initial_column_follows_starts_set_from_the_period() -> None:
     assert period["initial"].item() == pytest.approx(6.0)  # 12 steps of half an hour
 
 
+def test_initial_column_of_a_trend_set_from_the_span_is_nan() -> None:
+    """Audit (session 47) #1: a trend's lengthscale starts at a fraction of the training
+    span (49.8 steps on 200 steps), but the column read the default start (3 steps): the
+    two stand-in models had spans of 1 and 2 steps, too short to move it, so they agreed.
+    It reads NaN, as documented (a start taken from the data); a Matern term beside it
+    keeps its start."""
+    from gpvae import settings
+
+    X = np.random.default_rng(0).normal(size=(4, 200, 2))
+    table = GPVAE(**FAST, kernel="matern32+trend").fit(X).kernel_summary()
+    trend = _rows(table, source="latent 0", term="1", parameter="lengthscale")
+    assert trend["kernel"].item() == "Trend"
+    assert trend["value"].item() > 10 * settings.DEFAULT_LENGTHSCALE  # started from the span
+    assert np.isnan(trend["initial"].item())
+    matern = _rows(table, source="latent 0", term="0", parameter="lengthscale")
+    assert matern["initial"].item() == pytest.approx(settings.DEFAULT_LENGTHSCALE)
+
+
 def test_kernel_summary_needs_a_fitted_model() -> None:
     with pytest.raises(NotFittedError, match=r"^kernel_summary: "):
         GPVAE().kernel_summary()

@@ -1053,7 +1053,11 @@ class GPVAE(AnomalyMethods, ForecastMethods, SpatialMethods, PersistenceMethods)
             starts = []
             for scale in (1.0, 2.0):  # starts taken from the data differ between the two
                 guess = [scale] * n if periods is None and n else periods
-                fresh = self._build_model(scaler.num_features, guess, self.period is None, scale)
+                # the span stand-ins are long enough that a trend's lengthscale, the larger of
+                # the default start and a fraction of the span, takes them (a span of 1 or 2
+                # steps left both at the default start, reported as the trend's initial value)
+                span = scale * 1e9
+                fresh = self._build_model(scaler.num_features, guess, self.period is None, span)
                 starts.append(kernel_rows(fresh, unit, names, scaler.std_))
         return pd.DataFrame(with_initial(rows, starts), columns=list(COLUMNS))
 
