@@ -495,6 +495,22 @@ def test_stacked_series_that_share_no_time_are_warned_of() -> None:
         to_series_set(recurs.drop(columns="patient"), time_col="time")
 
 
+def test_stacked_series_advice_says_where_id_col_is_given() -> None:
+    """Audit (session 47) #3: BeijingAir's own 'station' column (text) beside the features
+    was refused with "drop this one", which only led to the duplicate-time error, and that
+    error said "id_col='station'" while GPVAE.fit takes no id_col. The advice on a text
+    column names id_col, and the stacked-series messages say where it is given."""
+    times = np.tile(np.arange(5.0), 2)
+    text = pd.DataFrame({"station": np.repeat(["A", "B"], 5), "time": times, "pm": 1.0})
+    with pytest.raises(InputTypeError, match=r"X\['station'\].*named there with id_col=\.\.\."):
+        to_series_set(text)
+    coded = text.assign(station=np.repeat([1, 2], 5))
+    where = r"id_col='station' \(gpvae\.data\.to_series_set\(X, id_col=\.\.\., time_col=\.\.\.\)"
+    with pytest.raises(ValidationError, match=where):
+        to_series_set(coded)
+    assert to_series_set(text, id_col="station").num_series == 2  # following it
+
+
 def test_elapsed_text_times_are_advised_pd_to_timedelta() -> None:
     """A DataFrame of HH:MM text times since admission ('00:17', '47:59') was refused with
     '(parse dates with pd.to_datetime)', which reads 00:17 as today's clock time and fails

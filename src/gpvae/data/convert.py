@@ -50,6 +50,14 @@ DUPLICATE_ADVICE = (
 #: line replaces it with its option, the error's ``id_column`` holding the candidate).
 ID_ADVICE = "name the id column with id_col={col}"
 
+#: Where ``id_col`` is given, after :data:`ID_ADVICE` in the errors and warnings of
+#: :func:`to_series_set`, which GPVAE's methods read their data with (they take no id_col;
+#: the command line replaces both with its option).
+ID_WHERE = (
+    " (gpvae.data.to_series_set(X, id_col=..., time_col=...), whose result GPVAE's methods "
+    "take: they find an id column by itself only when it is named like 'id')"
+)
+
 
 #: What to pass instead of a list of DataFrames (one per series).
 FRAMES_ADVICE = (
@@ -534,7 +542,8 @@ def _warn_stacked(parsed: Parsed, times: list[np.ndarray], name: str) -> None:
         warnings.warn(
             f"{name} {STACKED_WARNING}{count} values of the column {col!r} fills one run of "
             "rows, and the times go back only where it changes, as an id column does); it is "
-            f"read as one series, its rows in time order: {ID_ADVICE.format(col=repr(col))}",
+            f"read as one series, its rows in time order: {ID_ADVICE.format(col=repr(col))}"
+            f"{ID_WHERE}",
             UserWarning,
             stacklevel=4,  # the caller of to_series_set (via _finish)
         )
@@ -594,7 +603,8 @@ def _finish(
                 why, col = stacked
                 err = ValidationError(
                     f"{found}: {name} looks like several series stacked ({why}): "
-                    f"{ID_ADVICE.format(col='...' if col is None else repr(col))}; if it is "
+                    f"{ID_ADVICE.format(col='...' if col is None else repr(col))}{ID_WHERE}; "
+                    "if it is "
                     f"one series whose rows share times, merge them {DUPLICATE_ADVICE}"
                 )
                 err.id_column = col  # type: ignore[attr-defined]

@@ -47,7 +47,8 @@ LISTED_FEATURE_ADVICE = "write missing values as NaN, or leave the column out of
 DEFAULT_FEATURE_ADVICE = (
     "every column other than the id and time is taken as a feature: drop this one, or "
     "choose the features with gpvae.data.to_series_set(X, feature_cols=[...]) and pass "
-    "its result instead"
+    "its result instead (a column of series ids is named there with id_col=...: only one "
+    "named like 'id' is found by itself)"
 )
 
 

@@ -686,7 +686,7 @@ def _id_option(
     DATA's other columns (text ids are no default feature). ``id_option``: the command has
     ``--id-col`` (fit); the others are advised a refit with it (:func:`series_set`)."""
     from gpvae.data._parse import pandas_times
-    from gpvae.data.convert import ID_ADVICE, stacked_series
+    from gpvae.data.convert import ID_ADVICE, ID_WHERE, stacked_series
 
     found = "..." if column is None else repr(column)
     if column is None:  # another column of DATA, by the times as parsed
@@ -698,7 +698,7 @@ def _id_option(
             message = re.sub(r"stacked \(.*?\): name the id", lambda _: why, message, count=1)
     option = "--id-col COLUMN" if column is None else f"--id-col {column}"
     advice = f"name the id column with {option}" if id_option else _refit_advice(option)
-    return message.replace(ID_ADVICE.format(col=found), advice)
+    return message.replace(ID_ADVICE.format(col=found) + ID_WHERE, advice)
 
 
 def merged_rows(frame: pd.DataFrame, spec: ColumnSpec, what: str) -> np.ndarray:
