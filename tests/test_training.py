@@ -405,6 +405,16 @@ def test_early_stop_after_few_optimiser_steps_warns(monkeypatch: pytest.MonkeyPa
     assert "after 12 optimiser steps (3 epochs, 4 per epoch)" in message
     assert "batch_size" in message
     assert "patience" in message
+    assert caught[0].filename == __file__  # the caller's line (train, called from here)
+    # through GPVAE.fit too (audit, session 47 #7: it pointed at training/session.py)
+    import numpy as np
+
+    from gpvae import GPVAE
+
+    X = np.random.default_rng(0).normal(size=(4, 50, 2))
+    with pytest.warns(UserWarning, match=r"^training: early stopping") as caught:
+        GPVAE(latent_dim=2, epochs=40, patience=2, progress=False, calibrate=False).fit(X)
+    assert [w.filename for w in caught if "early stopping" in str(w.message)] == [__file__]
     # no warning: enough steps, a stop at the last epoch anyway, or no patience
     monkeypatch.setattr(settings, "EARLY_STOP_MIN_STEPS", 12)
     scores = iter([1.0, 2.0, 3.0, 4.0])
