@@ -511,6 +511,40 @@ def test_stacked_series_advice_says_where_id_col_is_given() -> None:
     assert to_series_set(text, id_col="station").num_series == 2  # following it
 
 
+def test_a_multiindex_frame_is_advised_reset_index() -> None:
+    """Audit (session 47) #4: a frame indexed by (id, time), a common pandas layout, was
+    read as a wide frame whose index tuples were times: "expected numeric or datetime
+    times, found ... (1, 0.0) (parse dates with pd.to_datetime)". It is refused by its
+    MultiIndex, with reset_index() as the advice, which works."""
+    frame = pd.DataFrame(
+        {"id": np.repeat([1, 2], 4), "time": np.tile(np.arange(4.0), 2), "a": np.arange(8.0)}
+    )
+    with pytest.raises(InputTypeError, match=r"^X\.index: .*MultiIndex of levels \['id', 'time'\]"):
+        to_series_set(frame.set_index(["id", "time"]))
+    assert to_series_set(frame.set_index(["id", "time"]).reset_index()).num_series == 2
+
+
+def test_the_result_of_merge_duplicate_times_is_read_as_its_data() -> None:
+    """Audit (session 47) #5: passing merge_duplicate_times's result itself (not its .X)
+    raised a numeric-values error that pasted the whole frame's repr. It is read as its
+    data (frames; arrays with their times), and times given twice are refused."""
+    frame = pd.DataFrame({"id": [1] * 5, "time": [0, 1, 1, 2, 3.0], "a": [1, 2, 3, 4, 5.0]})
+    with pytest.warns(UserWarning, match="merged"):
+        merged = merge_duplicate_times(frame)
+    ss = to_series_set(merged)
+    np.testing.assert_array_equal(ss.values[0][:, 0], [1.0, 2.5, 4.0, 5.0])
+    with pytest.warns(UserWarning, match="merged"):
+        arrays = merge_duplicate_times([np.arange(4.0)[:, None]], times=[np.array([0, 1, 1, 2.0])])
+    np.testing.assert_array_equal(to_series_set(arrays).times[0], [0.0, 1.0, 2.0])
+    with pytest.raises(ValidationError, match=r"^times: expected None for X from merge_dup"):
+        to_series_set(arrays, times=[np.arange(3.0)])
+    from gpvae import GPVAE  # the estimator reads it so too, fitting and predicting
+
+    model = GPVAE(latent_dim=1, epochs=1, progress=False, calibrate=False).fit(merged)
+    out = model.impute(merged).to_frame()
+    np.testing.assert_array_equal(out["a"], merged.X["a"])
+
+
 def test_elapsed_text_times_are_advised_pd_to_timedelta() -> None:
     """A DataFrame of HH:MM text times since admission ('00:17', '47:59') was refused with
     '(parse dates with pd.to_datetime)', which reads 00:17 as today's clock time and fails

@@ -36,7 +36,7 @@ from gpvae.data.frames import LISTED_FEATURE_ADVICE, from_frame
 from gpvae.data.series import InputKind, Layout, SeriesSet
 from gpvae.errors import InputTypeError, ShapeError, ValidationError
 
-__all__ = ["to_fitted_series_set", "to_series_set"]
+__all__ = ["to_fitted_series_set", "to_series_set", "unmerged"]
 
 _NS_PER_HOUR = 3.6e12
 
@@ -92,7 +92,8 @@ def to_series_set(
             marks missing entries; masked entries of a numpy masked array are missing. A
             :class:`SeriesSet` is returned as is (after the ``num_features`` check). A
             list of DataFrames is refused (a list holds bare arrays): stack them into one
-            long frame.
+            long frame. The result of :func:`gpvae.data.merge_duplicate_times` is read as
+            its ``.X`` (and ``.times``).
         times: None (0..T_i-1), a (T,) array shared by all series, an (n, T) array or a list
             of n (T_i,) arrays; numeric, datetime64 or timedelta64. Must be None for
             DataFrames (use ``time_col`` or the index).
@@ -125,6 +126,7 @@ def to_series_set(
             dict key other than 'X', 'times' and 'missing_mask', a missing_mask that is not
             0/1 or marks a NaN as observed.
     """
+    X, times = unmerged(X, times, name, times_name)
     if isinstance(X, SeriesSet):
         if times is not None:
             raise ValidationError(
@@ -681,6 +683,7 @@ def to_fitted_series_set(
         that lacks one of the features, or holds two columns whose labels read the same, is
         read as :func:`to_series_set` reads it, whose checks then name what is wrong.
     """
+    X, times = unmerged(X, times, name, kwargs.get("times_name", "times"))
     listed = _fitted_columns(X, names)
     if listed is None:
         return to_series_set(X, times, name=name, **kwargs), []
@@ -695,6 +698,22 @@ def to_fitted_series_set(
         ) from None
     taken = {c for c in (ss.layout.id_col, ss.layout.time_col, *listed) if c is not None}
     return ss, [c for c in X.columns if c not in taken]
+
+
+def unmerged(X: Any, times: Any, name: str, times_name: str) -> tuple[Any, Any]:
+    """The data and times of :func:`gpvae.data.merge_duplicate_times`'s result (its ``.X``
+    and ``.times``; its repr, the whole frame, was pasted into a numeric-values error),
+    else ``X`` and ``times`` as given."""
+    from gpvae.data.duplicates import MergedTimes  # (it imports this module)
+
+    if not isinstance(X, MergedTimes):
+        return X, times
+    if times is not None and X.times is not None:
+        raise ValidationError(
+            f"{times_name}: expected None for {name} from merge_duplicate_times (its times "
+            f"are its .times), found {type(times).__name__}"
+        )
+    return X.X, X.times if times is None else times
 
 
 def _fitted_columns(X: Any, names: Sequence[str] | None) -> list[Hashable] | None:

@@ -135,6 +135,13 @@ def from_frame(
     name: str,
 ) -> Parsed:
     """Parse a long or wide DataFrame (see the module docstring); values are (R, D) rows."""
+    if isinstance(X.index, pd.MultiIndex):  # read as times, it failed on its tuples
+        raise InputTypeError(
+            f"{name}.index: expected one level (a wide frame's times, or row labels), found a "
+            f"MultiIndex of levels {list(X.index.names)}; pass {name}.reset_index() (an id "
+            "and a time column are found by their names) or a SeriesSet from "
+            "gpvae.data.to_series_set(X.reset_index(), id_col=..., time_col=...)"
+        )
     columns: list[Hashable] = list(X.columns)
     if X.columns.has_duplicates:
         dup = X.columns[X.columns.duplicated()].tolist()

@@ -23,7 +23,7 @@ from gpvae import settings
 from gpvae.arguments import check_memory
 from gpvae.batch import Batch
 from gpvae.data import Scaler, SeriesSet, batch_indices
-from gpvae.data.convert import to_fitted_series_set
+from gpvae.data.convert import to_fitted_series_set, unmerged
 from gpvae.errors import InputTypeError, ValidationError
 from gpvae.estimator.differencing import Difference, increments
 from gpvae.estimator.forecast_blend import ForecastBlend
@@ -182,6 +182,7 @@ class PredictContext:
         ``empty``: what the method does with a series that has no observed entry, the end
         of the warning about such series (:data:`EMPTY_PREDICTED`: its values come from
         the prior; the anomaly scores say that such a series has nothing to score)."""
+        X, times = unmerged(X, times, "X", "times")
         form = self.scaler.time_form_
         step = self.scaler.time_step_
         framed = isinstance(X, (pd.DataFrame, pd.Series))  # a Series: its one-column frame
