@@ -811,6 +811,27 @@ def test_semi_monthly_dates_warn_that_forecasts_leave_their_grid() -> None:
         assert list(fc.frame.index) == list(on_grid)
 
 
+def test_durations_or_dates_for_a_model_fitted_on_numbers_warn() -> None:
+    """Audit (session 47) #2: a model fitted on numbers (positions 0..49) given durations
+    of one minute per step read them as hours, 60 times closer than its steps, without a
+    word, while the same times given as numbers (x / 60) warned of their spacing: the
+    spacing check leaves times with a unit alone. Durations and dates now warn, naming the
+    times' argument; numbers in the training data's unit do not."""
+    X = np.random.default_rng(0).normal(size=(4, 50, 2)).cumsum(1)
+    est = GPVAE(**{**FAST, "epochs": 1}).fit(X)
+    minutes = pd.timedelta_range(0, periods=50, freq="min").to_numpy()
+    days = np.datetime64("2021-01-01") + np.arange(50) * np.timedelta64(1, "D")
+    for times, found in ((minutes, "durations: they are read as hours, "), (days, "datetimes")):
+        with pytest.warns(UserWarning, match=r"^times: expected numbers like the training") as w:
+            est.impute(X, times=times, num_samples=19)
+        said = [x for x in w if "expected numbers like" in str(x.message)]
+        assert [x.filename for x in said] == [__file__]
+        assert found in str(said[0].message)
+    with warnings.catch_warnings():
+        warnings.simplefilter("error")
+        est.impute(X, times=np.arange(50.0), num_samples=19)
+
+
 def test_numbers_for_a_model_fitted_on_dates_warn() -> None:
     """Numeric times given to a model fitted on dates were read as hours (or calendar
     steps) without a word. Numbers are an accepted input there (sample takes hours, and the

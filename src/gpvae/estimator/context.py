@@ -37,7 +37,7 @@ from gpvae.training.loop import progress_bar
 
 _T = TypeVar("_T")
 
-__all__ = ["EMPTY_PREDICTED", "EMPTY_SCORED", "PredictContext", "warn_numbers_for_dates"]
+__all__ = ["EMPTY_PREDICTED", "EMPTY_SCORED", "PredictContext", "warn_other_time_kind"]
 
 #: The end of the warning about input series with no observed entry, for the methods that
 #: predict their values (:meth:`PredictContext.input`).
@@ -63,24 +63,43 @@ def check_unit_interval(data: SeriesSet, name: str) -> None:
 _SEMI_DAYS = {"SMS": "the 1st and 15th", "SME": "the 15th and the month's last day"}
 
 
-def warn_numbers_for_dates(
+def warn_other_time_kind(
     scaler: Scaler, ss: SeriesSet, stacklevel: int, name: str = "times", values: str = "X"
 ) -> None:
-    """Warn when a model fitted on datetimes or durations is given numeric times: they
-    are read in the model's unit (hours, or steps of its calendar) since the training
-    data's first time, as :meth:`GPVAE.sample` reads its times and as the error on
-    missing times offers ("pass times (datetime64, or hours)"), so they are accepted,
-    but a number meant as a date or in another unit would be misread without a word.
+    """Warn when the times are of another kind than the training data's.
+
+    A model fitted on datetimes or durations given numbers: they are read in the model's
+    unit (hours, or steps of its calendar) since the training data's first time, as
+    :meth:`GPVAE.sample` reads its times and as the error on missing times offers ("pass
+    times (datetime64, or hours)"), so they are accepted, but a number meant as a date or
+    in another unit would be misread without a word. A model fitted on numbers given
+    datetimes or durations: they are read as hours (datetimes since their own first time),
+    which the model takes for its numbers' unit, whatever that was (durations in minutes
+    were read 60 times closer together without a word; the spacing check of numbers,
+    :meth:`~gpvae.data.Scaler.warn_far_times`, leaves times with a unit alone).
 
     ``name``: the times' argument (``"X['times']"`` for a dict's times); ``values``: the
     data's argument, which names the times of a frame (``X['time']``, ``X.index``).
     ``stacklevel`` as in ``warnings.warn`` from the caller of this function."""
     form = scaler.time_form_
-    if form is None or form[0] is None or ss.layout.time_unit is not None:
+    fitted_numbers = form is None or form[0] is None
+    if fitted_numbers == (ss.layout.time_unit is None):
         return
     lay = ss.layout
     if lay.kind in ("dataframe_long", "dataframe_wide"):  # the times are a column / index
         name = f"{values}.index" if lay.time_col is None else f"{values}[{lay.time_col!r}]"
+    if fitted_numbers:
+        found = "datetimes" if lay.time_origin is not None else "durations"
+        warnings.warn(
+            f"{name}: expected numbers like the training data's (the model counts time in "
+            f"their own unit, {scaler.time_step_:g} per step), found {found}: they are read "
+            f"as hours{' since their first time' if lay.time_origin is not None else ''}, "
+            "which the model takes for that unit; pass numbers in the training data's unit",
+            UserWarning,
+            stacklevel=stacklevel + 1,
+        )
+        return
+    assert form is not None
     unit = "hours" if form[0] == "hours" else f"steps of its calendar {form[1]!r}"
     warnings.warn(
         f"{name}: expected datetimes or durations like the training data's (the model "
@@ -221,7 +240,7 @@ class PredictContext:
         self._warn_grid_in_hours(ss, stacklevel=2 + callers)
         if not defaulted:
             name = "X['times']" if in_dict else "times"
-            warn_numbers_for_dates(self.scaler, ss, 2 + callers, name)
+            warn_other_time_kind(self.scaler, ss, 2 + callers, name)
         count = sum(1 for v in ss.values if np.isnan(v).all())
         if count:
             warnings.warn(

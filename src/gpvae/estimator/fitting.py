@@ -26,7 +26,7 @@ from gpvae.estimator.calibration import (
     heldout_arrays,
     interval_scales,
 )
-from gpvae.estimator.context import PredictContext, check_unit_interval, warn_numbers_for_dates
+from gpvae.estimator.context import PredictContext, check_unit_interval, warn_other_time_kind
 from gpvae.estimator.seasonality import PeriodArg, resolve_periods
 from gpvae.estimator.validation import validation_split
 from gpvae.kernels import KernelArg
@@ -135,7 +135,7 @@ def _check_with(
 ) -> None:
     """Raise when the series do not fit ``scaler`` (features, time range); warn, as
     prediction does (:meth:`~gpvae.data.Scaler.warn_far_times`,
-    :func:`~gpvae.estimator.context.warn_numbers_for_dates`), when the validation times
+    :func:`~gpvae.estimator.context.warn_other_time_kind`), when the validation times
     look like a unit or origin mistake (times in another unit, dates for a model of
     numbers, numbers for a model of dates), which would otherwise be read in the training
     data's units without a word."""
@@ -145,7 +145,7 @@ def _check_with(
         scaler.check_range(val_set, "X_val", "times_val")
         # the caller of GPVAE.fit (via fit_inputs, fit_data or sharded_fit_data, this)
         scaler.warn_far_times(val_set, "X_val", stacklevel=5)
-        warn_numbers_for_dates(scaler, val_set, 5, "times_val", "X_val")
+        warn_other_time_kind(scaler, val_set, 5, "times_val", "X_val")
     if target_set is not None:
         scaler.check(target_set, "X_val_target")
         scaler.check_range(target_set, "X_val_target", "times_val")
