@@ -545,6 +545,23 @@ def test_the_result_of_merge_duplicate_times_is_read_as_its_data() -> None:
     np.testing.assert_array_equal(out["a"], merged.X["a"])
 
 
+def test_a_column_whose_values_recur_is_not_named_as_the_id() -> None:
+    """Audit (session 47, CLI #2): BeijingAir's raw file with the hour as the time was
+    advised "id_col='day'": the day of the month changes where the hours restart, but each
+    day recurs every month, so following the advice merged months together. A column in
+    runs is an id only when each of its values fills one run."""
+    months = [  # days 1-5 of one month, 1-2 of the next: 'day' explains most repeats
+        pd.DataFrame({"month": m, "day": d, "hour": np.arange(4.0), "pm": 1.0})
+        for m, days in ((1, range(1, 6)), (2, range(1, 3)))
+        for d in days
+    ]
+    frame = pd.concat(months, ignore_index=True)
+    with pytest.raises(ValidationError, match="looks like several series stacked") as err:
+        to_series_set(frame, time_col="hour")
+    assert "id_col='day'" not in str(err.value)
+    assert "id_col=..." in str(err.value)
+
+
 def test_elapsed_text_times_are_advised_pd_to_timedelta() -> None:
     """A DataFrame of HH:MM text times since admission ('00:17', '47:59') was refused with
     '(parse dates with pd.to_datetime)', which reads 00:17 as today's clock time and fails

@@ -1988,6 +1988,28 @@ def test_stacked_series_that_share_no_time_are_warned_of(
     assert "looks like several series stacked" not in capsys.readouterr().err
 
 
+def test_a_text_id_of_a_file_sorted_by_time_is_named_in_the_duplicate_time_error(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    """Audit (session 47, CLI #1): stations stacked and sorted by time, their text id
+    'station' no feature, without --id-col: the duplicate-time error offered only
+    --merge-duplicate-times (which averages the stations into one series; the merge then
+    warned of 'station'). The error names --id-col station first, as for a file sorted by
+    station."""
+    hours = pd.date_range("2024-01-01", periods=12, freq="h").astype(str)
+    frame = pd.DataFrame({
+        "time": np.repeat(hours, 3),
+        "pm": np.arange(36.0),
+        "station": np.tile(["A", "B", "C"], 12),
+    })  # fmt: skip
+    data = tmp_path / "bytime.csv"
+    frame.to_csv(data, index=False)
+    args = ["fit", str(data), "--time-col", "time", "-o", str(tmp_path / "m"), *FIT_OPTIONS]
+    _, line = _main_error(capsys, args)
+    assert "DATA looks like several series stacked (the column 'station' " in line, line
+    assert "name the id column with --id-col station; if it is one series" in line, line
+
+
 def test_an_id_column_of_row_numbers_is_said_to_look_like_row_numbers(
     tmp_path: Path, capsys: pytest.CaptureFixture[str]
 ) -> None:

@@ -467,7 +467,7 @@ def stacked_series(
         arr = values.to_numpy()
         changes = set((np.flatnonzero(arr[1:] != arr[:-1]) + 1).tolist())
         runs = bool(changes) and changes <= restarts
-        if not _explains_repeats(left, repeats, runs):
+        if not _explains_repeats(left, repeats):
             continue
         # (not a 0/1 feature that differs between a few rows of one series at one time,
         # nor between the two readings of every time: two values alternating within
@@ -551,16 +551,17 @@ def _warn_stacked(parsed: Parsed, times: list[np.ndarray], name: str) -> None:
         )
 
 
-def _explains_repeats(left: int, repeats: int, runs: bool) -> bool:
+def _explains_repeats(left: int, repeats: int) -> bool:
     """Whether a column explains the repeated times of a frame: of its ``repeats`` rows
     whose time an earlier row has, ``left`` have an earlier row of the same value too (a
-    time repeated within one series). A column in runs that change where the times
-    restart (``runs``) needs to explain most of them (a stay with one genuinely repeated
-    time among five stays stacked still names its id); another needs to explain at least
-    nine in ten (a feature that differs between most readings of a time is no id)."""
+    time repeated within one series). It needs to explain nine in ten: a stay with one
+    genuinely repeated time among five stays stacked still names its id; a feature that
+    differs between most readings of a time, or a day of the month, which changes where
+    the hours restart but recurs every month (half the repeats was enough for a column in
+    runs, and BeijingAir's raw file was advised id_col='day'), is no id."""
     if left == 0:
         return True
-    return 2 * left < repeats if runs else 10 * left <= repeats
+    return 10 * left <= repeats
 
 
 def _finish(

@@ -579,6 +579,8 @@ def series_set(
             message = _written_time(message, err.duplicate_time, frame, sub, spec)
         if hasattr(err, "id_column"):  # DATA looks like several series stacked
             message = _id_option(message, err.id_column, frame, sub, spec, id_option)
+        elif spec.id_col is None:  # their id may be among DATA's other columns (text)
+            message = _stacked_by_others(message, frame, rows, spec, what, id_option)
         advice = (
             f"({MERGE_OPTION} merges the rows of a series that share a time into one, the mean "
             "of each feature, and says which)"
@@ -659,6 +661,38 @@ def _warn_stacked(
         else f"{said}; it is read as one series: {advice}",
         UserWarning,
         stacklevel=2,
+    )
+
+
+def _stacked_by_others(
+    message: str,
+    frame: pd.DataFrame,
+    rows: pd.DataFrame,
+    spec: ColumnSpec,
+    what: str,
+    id_option: bool,
+) -> str:
+    """The duplicate-times error on a wide DATA whose id, time and feature columns do not
+    look like several series stacked, naming a column among DATA's others that does (a
+    text id such as BeijingAir's 'station', no default feature, in a file sorted by time:
+    the error offered only --merge-duplicate-times, which averages the stations into one
+    series, and the merge then warned of the id); else ``message`` as it is."""
+    from gpvae.data._parse import pandas_times
+    from gpvae.data.convert import DUPLICATE_ADVICE, stacked_series
+
+    times = pandas_times(rows[spec.time_col], what)
+    others = frame.drop(columns=[c for c in frame.columns if str(c) == spec.time_col])
+    stacked = stacked_series(others, times, set())
+    if stacked is None or stacked[1] is None:
+        return message
+    why, col = stacked
+    option = f"--id-col {col}"
+    advice = f"name the id column with {option}" if id_option else _refit_advice(option)
+    return message.replace(
+        f" {DUPLICATE_ADVICE}",
+        f": {what} looks like several series stacked ({why}): {advice}; if it is one series "
+        f"whose rows share times, merge them {DUPLICATE_ADVICE}",
+        1,
     )
 
 
