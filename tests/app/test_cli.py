@@ -581,7 +581,16 @@ def test_fit_interrupted_says_what_is_kept_and_how_to_resume(
             assert "rerun the same command with --resume" in lines[0], lines
         else:
             assert "--resume" not in lines[0], lines
+        assert "(MODEL_DIR holds no model until a fit ends)" in lines[0], lines
         assert not (out / "model").exists()
+    # a MODEL_DIR that held a model keeps it (audit, session 47: it said it held none)
+    before = tmp_path / "mTrue" / "model"
+    before.mkdir()
+    (before / "config.json").write_text("{}")
+    assert main([*args, "-o", str(tmp_path / "mTrue"), "--quiet"]) == 130
+    line = capsys.readouterr().err.strip()
+    assert line.endswith("(MODEL_DIR keeps its previous model, unchanged, until a fit ends)")
+    assert (before / "config.json").read_text() == "{}"
     # elsewhere (here while impute loads the model): an interruption, not "aborted"
     import importlib
 

@@ -540,6 +540,7 @@ def fit(
             # durations reach the model as numbers of hours: '24h' is 24 of them
             with as_cli("fit", {"period": "--period"}):
                 model = make(**{**settings, "period": _period_hours(given)})
+        previous = (out / MODEL_SUBDIR / "config.json").is_file()  # kept if interrupted
         if run.is_main:
             make_folder(out, "--out")
             make_folder(out / "checkpoints", "--out")  # the fit's, named as --out's part
@@ -555,7 +556,7 @@ def fit(
                 warnings.filterwarnings("ignore", message=_KEPT_NOTE, category=UserWarning)
                 model.fit(series, resume=resume, sharded=sharded)  # 'cnn' on non-square frames
         except KeyboardInterrupt:  # click would say only "aborted"
-            raise _interrupted(out / "checkpoints") from None
+            raise _interrupted(out / "checkpoints", previous) from None
     # the threshold: a model of increments, or an ensemble, forecasts only: no anomaly scores
     # (cli.json's 'threshold', a quantile of the training scores that detect used before
     # the profile existed, is no longer computed: detect uses the profile)
@@ -629,20 +630,27 @@ def threshold_line(profile: Any) -> str:
 _KEPT_NOTE = r"fit: interrupted \(KeyboardInterrupt\)"
 
 
-def _interrupted(checkpoints: Path) -> CLIError:
-    """The error for a fit stopped by Ctrl-C: what is kept, and how to go on."""
+def _interrupted(checkpoints: Path, previous: bool) -> CLIError:
+    """The error for a fit stopped by Ctrl-C: what is kept, and how to go on. ``previous``:
+    MODEL_DIR held a model before this fit (kept as it was: a fit writes its model when it
+    ends; the message said MODEL_DIR held none)."""
     from gpvae.app.cli.errors import Interrupted
 
+    model = (
+        "MODEL_DIR keeps its previous model, unchanged, until a fit ends"
+        if previous
+        else "MODEL_DIR holds no model until a fit ends"
+    )
     kept = checkpoints.is_dir() and any(checkpoints.iterdir())
     if kept:
         return Interrupted(
             f"fit: interrupted (Ctrl-C); the checkpoint of its last finished epoch in "
             f"{str(checkpoints)!r} is kept: rerun the same command with --resume to continue "
-            "from it (MODEL_DIR holds no model until a fit ends)"
+            f"from it ({model})"
         )
     return Interrupted(
-        "fit: interrupted (Ctrl-C) before it wrote a checkpoint; nothing of it was kept "
-        "(MODEL_DIR holds no model until a fit ends)"
+        f"fit: interrupted (Ctrl-C) before it wrote a checkpoint; nothing of it was kept "
+        f"({model})"
     )
 
 
