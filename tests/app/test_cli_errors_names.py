@@ -62,7 +62,10 @@ def test_cli_fit_and_predict_sites_errors_name_options(tmp_path, capsys) -> None
         capsys.readouterr().err
     )
     assert main([*fit, "--period", "7"]) != 0
-    assert "--period: expected None for --kernel 'matern32'" in capsys.readouterr().err
+    err = capsys.readouterr().err
+    assert "--period: expected None for --kernel 'matern32'" in err
+    # what a period needs, in the command line's words (audit, session 47 CLI #5)
+    assert "a period needs one, e.g. --kernel 'matern32+periodic'" in err, err
 
 
 def test_resume_and_spatial_errors_name_options(tmp_path, capsys) -> None:

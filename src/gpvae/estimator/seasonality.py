@@ -48,8 +48,9 @@ def check_period(period: Any, kernel: KernelArg) -> PeriodArg:
     if n == 0:
         name = kernel if isinstance(kernel, str) else type(kernel).__name__
         raise ValidationError(
-            f"period: expected None for kernel={name!r} (no periodic factor given by name; "
-            f"set a kernel instance's period directly), found {period!r}"
+            f"period: expected None for kernel={name!r}, which has no periodic factor named "
+            f"in it (a period needs one, e.g. kernel='matern32+periodic'; a kernel "
+            f"instance's period is set on the instance), found {period!r}"
         )
     one = isinstance(period, (str, numbers.Real))
     values = [period] if one else period
