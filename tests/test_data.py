@@ -731,12 +731,22 @@ def test_masked_arrays_make_their_masked_entries_missing() -> None:
     bad = np.ma.masked_array(np.array([["1", "x"], ["2", "3"]]), mask=[[0, 1], [0, 0]])
     np.testing.assert_array_equal(to_series_set([bad]).values[0], [[1.0, np.nan], [2.0, 3.0]])
     times = np.ma.masked_array(np.arange(4.0) * 10, mask=[0, 0, 1, 0])
-    with pytest.raises(ValidationError, match="times: expected finite times, found nan"):
+    with pytest.raises(
+        ValidationError, match=r"times: expected finite times, found nan .*\(step 2\)$"
+    ):
         to_series_set(with_nan, times)
     days = np.ma.masked_array(np.arange(4) * np.timedelta64(1, "D") + np.datetime64("2021-01-01"))
     days[1] = np.ma.masked
-    with pytest.raises(ValidationError, match="times: expected finite times, found NaT"):
+    with pytest.raises(
+        ValidationError, match=r"times: expected finite times, found NaT .*\(step 1\)$"
+    ):
         to_series_set(with_nan, days)
+    # a frame's missing time names its row, as a text value does (audit, session 47 CLI #7)
+    frame = pd.DataFrame(
+        {"id": [1, 1, 2, 2], "time": [0, 1, np.nan, 2], "a": 1.0}, index=list("pqrs")
+    )
+    with pytest.raises(ValidationError, match=r"found nan in series 2 \(row 'r'\)$"):
+        to_series_set(frame)
 
 
 def test_timedelta_times_become_hours() -> None:

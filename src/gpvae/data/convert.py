@@ -30,7 +30,7 @@ from typing import Any
 import numpy as np
 import pandas as pd
 
-from gpvae.data._parse import Parsed, check_no_inf, raw_times, to_float
+from gpvae.data._parse import Parsed, check_no_inf, plain, raw_times, to_float
 from gpvae.data.calendar import calendar_steps, infer_calendar, wall_clock
 from gpvae.data.frames import LISTED_FEATURE_ADVICE, from_frame
 from gpvae.data.series import InputKind, Layout, SeriesSet
@@ -402,10 +402,11 @@ def _times_to_hours(
     kind = kinds.pop()
     if kind == "f":
         return parsed.times, None, None, None
-    for t, label in zip(parsed.times, parsed.labels):
+    for i, (t, label) in enumerate(zip(parsed.times, parsed.labels)):
         if np.isnat(t).any():
+            where = _where(parsed, i, int(np.flatnonzero(np.isnat(t))[0]))
             raise ValidationError(
-                f"{parsed.time_name}: expected finite times, found NaT in {label}"
+                f"{parsed.time_name}: expected finite times, found NaT in {label}{where}"
             )
     if kind == "m":
         return [t.astype(np.int64) / _NS_PER_HOUR for t in parsed.times], "hours", None, None
@@ -564,6 +565,17 @@ def _explains_repeats(left: int, repeats: int) -> bool:
     return 10 * left <= repeats
 
 
+def _where(parsed: Parsed, series: int, at: int) -> str:
+    """`` (row R)``: the row label of point ``at`` (input order) of series ``series`` of a
+    frame, as the error on a text value names it; `` (step k)`` otherwise (the message
+    said only which series held a missing time)."""
+    rows = parsed.layout.get("rows")
+    frame = parsed.layout.get("frame")
+    if rows is not None and frame is not None:
+        return f" (row {plain(frame.index[rows[series][at]])!r})"
+    return f" (step {at})"
+
+
 def _finish(
     parsed: Parsed,
     name: str,
@@ -575,11 +587,12 @@ def _finish(
     values_out: list[np.ndarray] = []
     times_out: list[np.ndarray] = []
     orders: list[np.ndarray] = []
-    for v, t, raw, label in zip(parsed.values, times, parsed.times, parsed.labels):
+    for i, (v, t, raw, label) in enumerate(zip(parsed.values, times, parsed.times, parsed.labels)):
         if not np.isfinite(t).all():
-            bad = t[~np.isfinite(t)][0]
+            at = int(np.flatnonzero(~np.isfinite(t))[0])
             raise ValidationError(
-                f"{parsed.time_name}: expected finite times, found {bad} in {label}"
+                f"{parsed.time_name}: expected finite times, found {t[at]} in {label}"
+                f"{_where(parsed, i, at)}"
             )
         if len(t) == 1 and not allow_single_step:
             raise ValidationError(

@@ -649,8 +649,7 @@ def _interrupted(checkpoints: Path, previous: bool) -> CLIError:
             f"from it ({model})"
         )
     return Interrupted(
-        f"fit: interrupted (Ctrl-C) before it wrote a checkpoint; nothing of it was kept "
-        f"({model})"
+        f"fit: interrupted (Ctrl-C) before it wrote a checkpoint; nothing of it was kept ({model})"
     )
 
 
