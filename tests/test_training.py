@@ -563,6 +563,40 @@ def test_the_progress_bar_of_a_log_is_redrawn_rarely(
     assert capsys.readouterr().err.count("\r") >= 40
 
 
+def test_the_progress_bar_shows_on_a_terminal_that_reports_no_size(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    """Audit (session 47, CLI #9): on a terminal that reports 0 columns and 0 rows (``docker
+    run -t``, ``script``; a new pseudo-terminal is one), tqdm drew nothing: it hides a bar
+    below the terminal's last row. The bar takes a size of its own there."""
+    import os
+    import pty
+    import select
+    import sys
+
+    from gpvae.training.loop import progress_bar
+
+    master, slave = pty.openpty()
+    assert os.get_terminal_size(slave) == os.terminal_size((0, 0))
+    term = os.fdopen(slave, "w", buffering=1, encoding="utf-8")
+    try:
+        monkeypatch.setattr(sys, "stderr", term)
+        bar = progress_bar(5, "step", True)
+        bar.update(5)
+        bar.close()
+        term.flush()
+        chunks = []
+        while select.select([master], [], [], 0.2)[0]:  # everything written so far
+            chunks.append(os.read(master, 65536))
+        out = b"".join(chunks).decode("utf-8", "replace")
+    finally:
+        monkeypatch.undo()
+        term.close()
+        os.close(master)
+    assert "100%" in out, repr(out)
+    assert "5/5" in out, repr(out)
+
+
 def _sines() -> Any:
     """12 noisy sine series of 60 steps and 3 features (the audit's data)."""
     import numpy as np

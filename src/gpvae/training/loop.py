@@ -315,7 +315,23 @@ def progress_bar(total: int | None, unit: str, show: bool, **kwargs: Any) -> Any
     second where redraws replace each other (a terminal, a notebook) and every
     :data:`_LOG_SECONDS` in a file or a pipe; ``kwargs`` go to tqdm (``desc``, ``delay``)."""
     pace = {} if _redrawn_often() else {"mininterval": _LOG_SECONDS, "maxinterval": _LOG_SECONDS}
-    return tqdm(total=total, disable=not show, unit=unit, dynamic_ncols=True, **pace, **kwargs)
+    if _sizeless_terminal():  # tqdm hides a bar below a terminal's last row, here row 0
+        size: dict[str, Any] = {"ncols": 80, "nrows": 24, "dynamic_ncols": False}
+    else:
+        size = {"dynamic_ncols": True}
+    return tqdm(total=total, disable=not show, unit=unit, **size, **pace, **kwargs)
+
+
+def _sizeless_terminal() -> bool:
+    """Whether stderr is a terminal that reports no size (0 columns and rows: ``docker run
+    -t``, ``script``), where tqdm drew no bar at all (audit, session 47)."""
+    try:
+        if sys.stderr is None or not sys.stderr.isatty():
+            return False
+        shape = os.get_terminal_size(sys.stderr.fileno())
+    except (AttributeError, ValueError, OSError):  # a closed, unusual or sizeless stream
+        return False
+    return shape.columns == 0 or shape.lines == 0
 
 
 def _snapshot(model: ElboModel, optimizer: torch.optim.Optimizer) -> dict[str, Any]:
