@@ -562,6 +562,22 @@ def test_a_column_whose_values_recur_is_not_named_as_the_id() -> None:
     assert "id_col=..." in str(err.value)
 
 
+def test_a_flat_list_of_times_is_the_times_every_series_shares() -> None:
+    """Audit (session 47) #9: times=[0, 1, ..., 29] for 5 series of 30 steps was refused
+    with "found a list of 30" (read as one array per series), where np.arange(30) was
+    accepted; with as many series as steps, as series' arrays of shape ()."""
+    for n, T in ((5, 30), (5, 5)):
+        ss = to_series_set(np.zeros((n, T, 1)), list(range(T)))
+        for t in ss.times:
+            np.testing.assert_array_equal(t, np.arange(T, dtype=float))
+    ragged = to_series_set([np.zeros((3, 1)), np.zeros((2, 1))], [[0, 1, 2], [5, 6]])
+    np.testing.assert_array_equal(ragged.times[1], [5.0, 6.0])
+    with pytest.raises(
+        ShapeError, match=r"^times: expected None, an \(2, T\) array .*found shape \(2,\)"
+    ):
+        to_series_set(np.zeros((2, 3, 1)), [0, 1])
+
+
 def test_elapsed_text_times_are_advised_pd_to_timedelta() -> None:
     """A DataFrame of HH:MM text times since admission ('00:17', '47:59') was refused with
     '(parse dates with pd.to_datetime)', which reads 00:17 as today's clock time and fails

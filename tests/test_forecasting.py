@@ -14,7 +14,7 @@ import torch
 
 from gpvae import GPVAE
 from gpvae.data import Scaler, to_series_set
-from gpvae.errors import InputTypeError, ValidationError
+from gpvae.errors import InputTypeError, ShapeError, ValidationError
 from gpvae.estimator.backtest import backtest, forecast_scores, seasonal_naive_scale
 from gpvae.estimator.fitting import windowed
 from gpvae.kernels import HarmonicPeriodic, Sum
@@ -409,6 +409,9 @@ def test_repeated_future_dates_are_refused() -> None:
     future = pd.DatetimeIndex([index[-1] + pd.Timedelta(days=1)] * 2)
     with pytest.raises(ValidationError, match=r"future_times: expected distinct times"):
         model.forecast(frame, future_times=future)
+    # a dict (audit, session 47 #9: "found shape ()") is named as one
+    with pytest.raises(ShapeError, match=r"^future_times: expected \(H,\), .*found a dict$"):
+        model.forecast(frame, future_times={0: [41.0, 42.0]})
 
 
 def test_backtest_leaves_the_fits_checkpoints_alone(tmp_path: Path) -> None:

@@ -176,6 +176,8 @@ def _split_times(times: Any, lengths: list[int], times_name: str, name: str) -> 
     if times is None:
         return [np.arange(T, dtype=np.float64) for T in lengths]
     expected = f"None, an ({n}, T) array or a list of {n} arrays (T_i,) matching {name}"
+    if isinstance(times, (list, tuple)) and times and all(np.ndim(t) == 0 for t in times):
+        times = np.asarray(times)  # a list of T times shared by every series, as an array
     if isinstance(times, (list, tuple)):
         if len(times) != n:
             raise ShapeError(f"{times_name}: expected {expected}, found a list of {len(times)}")

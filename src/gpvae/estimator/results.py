@@ -103,7 +103,8 @@ class ForecastResult:
 
     Attributes:
         times: (n, H) future times in the input's time units (datetime64 for datetime
-            inputs).
+            inputs; an object array of pandas Timestamps in their zone for zone-aware
+            ones, which datetime64 cannot hold).
         mean: (n, H, D) predictive mean.
         lower: (n, H, D) lower quantile.
         upper: (n, H, D) upper quantile.
@@ -344,9 +345,13 @@ def _given_future(ss: SeriesSet, future_times: Any) -> np.ndarray:
         return np.repeat(row[None], n, axis=0)
     if arr.ndim == 2 and arr.shape[0] == n:
         return np.stack([future_times_row(lay, r, f"future_times[{i}]") for i, r in enumerate(arr)])
+    found = (
+        f"a {type(future_times).__name__}"
+        if arr.ndim == 0 and arr.dtype == object
+        else f"shape {arr.shape}"
+    )
     raise ShapeError(
-        f"future_times: expected (H,), ({n}, H) or a list of {n} (H,) arrays, found shape "
-        f"{arr.shape}"
+        f"future_times: expected (H,), ({n}, H) or a list of {n} (H,) arrays, found {found}"
     )
 
 
