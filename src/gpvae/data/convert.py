@@ -33,7 +33,7 @@ import pandas as pd
 from gpvae.data._parse import Parsed, check_no_inf, plain, raw_times, to_float
 from gpvae.data.calendar import calendar_steps, infer_calendar, wall_clock
 from gpvae.data.frames import LISTED_FEATURE_ADVICE, from_frame
-from gpvae.data.series import InputKind, Layout, SeriesSet
+from gpvae.data.series import InputKind, Layout, MergedTimes, SeriesSet
 from gpvae.errors import InputTypeError, ShapeError, ValidationError
 
 __all__ = ["to_fitted_series_set", "to_series_set", "unmerged"]
@@ -720,8 +720,6 @@ def unmerged(X: Any, times: Any, name: str, times_name: str) -> tuple[Any, Any]:
     """The data and times of :func:`gpvae.data.merge_duplicate_times`'s result (its ``.X``
     and ``.times``; its repr, the whole frame, was pasted into a numeric-values error),
     else ``X`` and ``times`` as given."""
-    from gpvae.data.duplicates import MergedTimes  # (it imports this module)
-
     if not isinstance(X, MergedTimes):
         return X, times
     if times is not None and X.times is not None:

@@ -14,7 +14,6 @@ from __future__ import annotations
 
 import warnings
 from collections.abc import Hashable, Sequence
-from dataclasses import dataclass, field
 from typing import Any
 
 import numpy as np
@@ -23,27 +22,10 @@ import pandas as pd
 from gpvae.data._parse import plain
 from gpvae.data.convert import ID_ADVICE, stacked_series, to_series_set
 from gpvae.data.frames import from_frame
+from gpvae.data.series import MergedTimes
 from gpvae.errors import InputTypeError, ValidationError
 
 __all__ = ["MergedTimes", "merge_duplicate_times"]
-
-
-@dataclass
-class MergedTimes:
-    """The result of :func:`merge_duplicate_times`.
-
-    Attributes:
-        X: the data with one row per (series, time): a DataFrame for a DataFrame input, else
-            a list of n (U_i, D) arrays.
-        times: None for a DataFrame input, else a list of n (U_i,) arrays: datetime64 for
-            datetime times (in their unit), else float.
-        merged: one dict per merged group: ``series`` (id or position), ``time`` and ``rows``
-            (the input's row labels or positions that were merged).
-    """
-
-    X: Any
-    times: list[np.ndarray] | None
-    merged: list[dict[str, Any]] = field(default_factory=list)
 
 
 def _warn(merged: list[dict[str, Any]], stacklevel: int) -> None:

@@ -24,7 +24,7 @@ import torch
 from gpvae.batch import Batch
 from gpvae.errors import ShapeError, ValidationError
 
-__all__ = ["InputKind", "Layout", "SeriesSet", "check_time_transform"]
+__all__ = ["InputKind", "Layout", "MergedTimes", "SeriesSet", "check_time_transform"]
 
 InputKind = Literal["array", "ragged", "dataframe_long", "dataframe_wide", "dict"]
 
@@ -375,3 +375,22 @@ def _check_indices(indices: Sequence[int] | np.ndarray, ss: SeriesSet) -> np.nda
             f"indices: expected series numbers in [0, {n}), found {idx.min()}..{idx.max()}"
         )
     return idx.astype(np.int64) % n
+
+
+@dataclass
+class MergedTimes:
+    """The result of :func:`gpvae.data.merge_duplicate_times` (here, beside the series, so that
+    :func:`gpvae.data.to_series_set` reads it without importing the merge).
+
+    Attributes:
+        X: the data with one row per (series, time): a DataFrame for a DataFrame input, else
+            a list of n (U_i, D) arrays.
+        times: None for a DataFrame input, else a list of n (U_i,) arrays: datetime64 for
+            datetime times (in their unit), else float.
+        merged: one dict per merged group: ``series`` (id or position), ``time`` and ``rows``
+            (the input's row labels or positions that were merged).
+    """
+
+    X: Any
+    times: list[np.ndarray] | None
+    merged: list[dict[str, Any]] = field(default_factory=list)
