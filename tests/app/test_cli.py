@@ -2019,6 +2019,41 @@ def test_a_text_id_of_a_file_sorted_by_time_is_named_in_the_duplicate_time_error
     assert "name the id column with --id-col station; if it is one series" in line, line
 
 
+def test_no_command_writes_over_the_models_training_data(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    """Audit (session 47, CLI #3): 'gpvae sample MODEL -o train.csv' replaced the training
+    file with the draws without a word (impute, forecast and detect refuse only their own
+    DATA). fit records DATA's path in cli.json; no command writes its OUT there; a folder
+    written before the path was kept still samples."""
+    import json
+    import shutil
+
+    data = tmp_path / "train.csv"
+    pd.DataFrame({"t": np.arange(40.0), "a": np.sin(np.arange(40) / 4)}).to_csv(data, index=False)
+    before = data.read_bytes()
+    model = tmp_path / "m"
+    assert main(["fit", str(data), "--time-col", "t", "-o", str(model), *FIT_OPTIONS]) == 0
+    assert json.loads((model / "cli.json").read_text())["data_path"] == str(data.resolve())
+    other = tmp_path / "other.csv"
+    shutil.copy(data, other)
+    for args in (
+        ["sample", str(model), "--length", "5", "-o", str(data)],
+        ["impute", str(model), str(other), "-o", str(data)],
+        ["forecast", str(model), str(other), "--horizon", "3", "-o", str(data)],
+        ["detect", str(model), str(other), "-o", str(data)],
+    ):
+        capsys.readouterr()
+        code, line = _main_error(capsys, args)
+        assert code == 1, (args, line)
+        assert "OUT: expected a path other than the model's training data" in line, line
+        assert data.read_bytes() == before, args
+    spec = json.loads((model / "cli.json").read_text())
+    del spec["data_path"]  # a folder written before it was kept
+    (model / "cli.json").write_text(json.dumps(spec))
+    assert main(["sample", str(model), "--length", "5", "-o", str(tmp_path / "s.csv")]) == 0
+
+
 def test_an_id_column_of_row_numbers_is_said_to_look_like_row_numbers(
     tmp_path: Path, capsys: pytest.CaptureFixture[str]
 ) -> None:

@@ -89,6 +89,9 @@ class ColumnSpec:
             ``detect`` uses for such folders; None in folders written since (``detect``
             uses the profile's threshold).
         threshold_quantile: the quantile that gave ``threshold``.
+        data_path: DATA's absolute path at fit: no command writes its OUT over it (``sample``,
+            which reads no DATA, replaced the training file without a word). None in folders
+            written before it was kept; written to ``cli.json`` only when set.
     """
 
     time_col: str
@@ -102,14 +105,15 @@ class ColumnSpec:
     time_offsets: list[str] | None = None
     threshold: float | None = None
     threshold_quantile: float | None = None
+    data_path: str | None = None
 
     def save(self, model_dir: Path) -> None:
         """Write ``cli.json`` into ``model_dir``."""
         from gpvae.io import atomic_write_bytes
 
         data = {"format_version": _CLI_FORMAT, "gpvae_version": __version__, **asdict(self)}
-        for key in ("time_zone", "time_offsets"):  # left out when unset: such folders
-            if data[key] is None:  # stay readable by versions before the key was kept
+        for key in ("time_zone", "time_offsets", "data_path"):  # left out when unset: such
+            if data[key] is None:  # folders stay readable by versions before the key was kept
                 del data[key]
         atomic_write_bytes(model_dir / CLI_FILE, (json.dumps(data, indent=2) + "\n").encode())
 

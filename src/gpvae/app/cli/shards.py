@@ -212,15 +212,19 @@ def is_folder(out: str) -> bool:
     return p.is_dir() or p.suffix == ""
 
 
-def check_output_path(out: str, job: Job, data: str | None = None) -> Path:
+def check_output_path(
+    out: str, job: Job, data: str | None = None, trained_on: str | None = None
+) -> Path:
     """OUT checked before any work (by every process; process 0 reports a problem once),
     a Parquet file or folder also for a Parquet engine to write it with; for a folder,
     process 0 removes the parts of an earlier run. OUT may not be DATA
     (``data``) nor, for a folder, hold it: the output would replace the input; nor lie
-    inside a DATA folder: it would become part of the input of the next command on DATA."""
+    inside a DATA folder: it would become part of the input of the next command on DATA;
+    nor be the model's training data (``trained_on``, MODEL_DIR/cli.json's ``data_path``)."""
     p = Path(out)
     with job.together():
         _check_output_path(p, out, data)
+        check_not_training_data(p, out, trained_on)
     if not is_folder(out):
         return p
     with job.together():
@@ -228,6 +232,16 @@ def check_output_path(out: str, job: Job, data: str | None = None) -> Path:
             for old in p.glob(f"{parquet.PART_PREFIX}*.parquet"):
                 old.unlink()
     return p
+
+
+def check_not_training_data(p: Path, out: str, trained_on: str | None) -> None:
+    """Refuse OUT (``p``, as given ``out``) when it is the file or folder the model was
+    fitted on (``trained_on``, recorded by fit; None for folders written before)."""
+    if trained_on is not None and p.resolve() == Path(trained_on):
+        raise CLIError(
+            f"OUT: expected a path other than the model's training data (writing it would "
+            f"replace the data 'gpvae fit' read, recorded in MODEL_DIR/cli.json), found {out!r}"
+        )
 
 
 def _check_output_path(p: Path, out: str, data: str | None) -> None:

@@ -180,6 +180,7 @@ def detect(
     if threshold is not None and not math.isfinite(threshold):
         raise CLIError(f"--threshold: expected a finite number, found {threshold}")
     model, spec = load_model(model_dir)
+    shards.check_not_training_data(out_path, out, spec.data_path)
     model.progress = not quiet  # a progress bar for long work, as fit's
     data_in = shards.read_input(data, spec.id_col, run, share=True)
     shards.check_series(data_in.frame, spec.id_col, series, run)

@@ -585,6 +585,7 @@ def fit(
     with run.together():
         if run.is_main:
             model.save(out / MODEL_SUBDIR)
+            spec.data_path = str(Path(data).resolve())  # no command's OUT may replace it
             spec.save(out)
     hist = getattr(model, "history_", None) or []
     last = f" after {len(hist)} epochs{_kept_epoch(hist) if members == 1 else ''}" if hist else ""

@@ -94,6 +94,7 @@ def forecast(
         "--series", series, plot_path, "the series that --plot draws", "every series is forecast"
     )
     model, spec = load_model(model_dir, forecasts_only_ok=True)
+    shards.check_not_training_data(out_path, out, spec.data_path)
     model.progress = not quiet  # a progress bar for long work, as fit's
     source = shards.read_input(data, spec.id_col, run, share=True)
     shards.check_series(source.frame, spec.id_col, series, run)

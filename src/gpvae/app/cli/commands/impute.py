@@ -95,6 +95,7 @@ def impute(
         "--series", series, plot_path, "the series that --plot draws", "every series is imputed"
     )
     model, spec = load_model(model_dir, spatial_ok=True)
+    shards.check_not_training_data(out_path, out, spec.data_path)
     model.progress = not quiet  # a progress bar for long work, as fit's
     sites = model.spatial_ is not None
     if sites:  # before DATA is read, on every process

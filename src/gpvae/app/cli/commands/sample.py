@@ -78,6 +78,7 @@ def sample(
 
     from gpvae.app.cli.columns import as_durations
     from gpvae.app.cli.offsets import recorded_changes, steps_shown
+    from gpvae.app.cli.shards import check_not_training_data
     from gpvae.app.cli.tables import (
         check_output,
         check_plot,
@@ -90,6 +91,7 @@ def sample(
     out_path = check_output(out)
     plot_path = check_plot(plot)
     model, spec = load_model(model_dir)
+    check_not_training_data(out_path, out, spec.data_path)
     with as_cli("--length", {"times": "--length"}):
         check_memory("times", 16.0 * length, f"{length} steps")  # before allocating them
     steps = np.arange(length, dtype=np.float64) * spec.time_step
