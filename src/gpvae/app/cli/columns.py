@@ -643,6 +643,8 @@ def _warn_stacked(
     from gpvae.data.convert import stacked_runs, stacked_series
 
     times = pandas_times(sub[spec.time_col], what)
+    if not merged and not (times[1:] < times[:-1]).any():
+        return  # times in order: nothing stacked to find (no copy of DATA's columns made)
     others = frame.drop(columns=[c for c in frame.columns if str(c) == spec.time_col])
     if merged:
         stacked = stacked_series(others, times, set())
