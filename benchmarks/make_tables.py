@@ -756,7 +756,7 @@ def render(
                 "The protocol's downstream check (DESIGN.md) is the CV over all 4,000 stays, "
                 "the row issue 15 is judged on; the reduced-scale row is a check of our own "
                 "(a CV over 300 stays, 37 deaths), measured again on 13 blocks of 300 stays "
-                "in \"Session 46\" below.",
+                'in "Session 46" below.',
                 "",
                 auroc,
             ]
