@@ -414,6 +414,27 @@ def test_repeated_future_dates_are_refused() -> None:
         model.forecast(frame, future_times={0: [41.0, 42.0]})
 
 
+def test_a_period_longer_than_the_training_data_warns_naming_its_unit() -> None:
+    """Audit (session 47, anomaly/forecast #1): weekly dates are counted in weeks, so
+    period=8760 (a year in hours) was read as 8,760 weeks without a word. A period longer
+    than the longest training series warns, naming the unit a number is read in; a year
+    given as a duration, or as 52 weeks, does not."""
+    import warnings
+
+    index = pd.date_range("2020-01-06", periods=90, freq="W-MON")
+    frame = pd.DataFrame({"a": np.sin(np.arange(90) / 8.0)}, index=index)
+    make = dict(latent_dim=1, epochs=1, progress=False, hidden=(8,), kernel="matern32+periodic")
+    with pytest.warns(UserWarning, match=r"^period: .*found 8760 \(8760 steps\), longer than") as w:
+        GPVAE(**make, period=8760).fit(frame)
+    said = [x for x in w if str(x.message).startswith("period:")]
+    assert "a number is read in steps of W-MON" in str(said[0].message)
+    assert [x.filename for x in said] == [__file__]  # the caller's line
+    for period in ("365.25D", 52):
+        with warnings.catch_warnings():
+            warnings.filterwarnings("error", message="period:")
+            GPVAE(**make, period=period).fit(frame)
+
+
 def test_backtest_leaves_the_fits_checkpoints_alone(tmp_path: Path) -> None:
     """The backtest's refits wrote into the fitted model's checkpoint_dir, so resuming the
     user's own fit then failed (a checkpoint of other data)."""

@@ -8,6 +8,9 @@ and what was found.
 
 from __future__ import annotations
 
+import os
+import sys
+
 __all__ = [
     "DistributedError",
     "GPVAEError",
@@ -18,6 +21,7 @@ __all__ = [
     "ShapeError",
     "ValidationError",
     "invalid",
+    "outside_stacklevel",
 ]
 
 
@@ -59,3 +63,19 @@ def invalid(argument: str, expected: str, found: object) -> ValidationError:
     Example: ``raise invalid("var", "positive values", "a minimum of -0.5")``.
     """
     return ValidationError(f"{argument}: expected {expected}, found {found}")
+
+
+def outside_stacklevel() -> int:
+    """The ``stacklevel`` at which a warning raised by the caller of this function points at
+    the first frame outside the gpvae package (the user's call of ``fit``), however many of
+    the package's calls lie between (a fit, an ensemble's, a resumed or distributed one),
+    where a fixed level pointed inside the package."""
+    package = os.path.dirname(os.path.abspath(__file__))
+    frame = sys._getframe(1)  # the function that warns: stacklevel 1
+    level = 1
+    while frame.f_back is not None and os.path.abspath(frame.f_code.co_filename).startswith(
+        package + os.sep
+    ):
+        frame = frame.f_back
+        level += 1
+    return level

@@ -249,7 +249,8 @@ def infer_calendar(times: Sequence[np.ndarray]) -> str | None:
         A pandas frequency string (``"MS"``, ``"QS-OCT"``, ``"B"``, ...), a shifted month
         grid (``"MS+14D"``; ``"MS+*"`` when each series is on a day of its own), or None
         when the times are not on one regular calendar grid or the grid has steps of a
-        fixed length (hours, days, weeks: those stay in hours).
+        fixed length (hours, days: those stay in hours; weeks anchored on a weekday, the
+        grid pandas names weekly dates by, ``"W-MON"``, are counted in weeks).
     """
     series = [np.sort(np.asarray(t, dtype="datetime64[ns]")) for t in times]
     freqs = set()

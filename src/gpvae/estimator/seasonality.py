@@ -11,6 +11,7 @@ learned.
 from __future__ import annotations
 
 import numbers
+import warnings
 from collections.abc import Sequence
 from typing import Any, cast
 
@@ -19,7 +20,7 @@ from torch import nn
 from gpvae.data import Scaler, SeriesSet
 from gpvae.data.calendar import check_period_text, period_in_units
 from gpvae.data.spectrum import dominant_periods
-from gpvae.errors import InputTypeError, ValidationError
+from gpvae.errors import InputTypeError, ValidationError, outside_stacklevel
 from gpvae.kernels import (
     HarmonicPeriodic,
     Kernel,
@@ -158,6 +159,31 @@ def _count(value: float, unit: str) -> str:
     return f"{value:g} {unit}" if value == 1 else f"{value:g} {unit}s"
 
 
+def _warn_long_periods(
+    values: list[Any], steps: list[float], data: SeriesSet, scaler: Scaler
+) -> None:
+    """Warn of a given period longer than the longest training series: no cycle of it can
+    be seen in the data, and a number may have been meant in another unit (audit, session
+    47: period=8760, a year in hours, on weekly dates was read as 8,760 weeks without a
+    word; weekly dates are counted in weeks)."""
+    span = max((float(t[-1] - t[0]) for t in data.times if len(t)), default=0.0)
+    span_steps = span / scaler.time_step_
+    lay = data.layout
+    unit = {"hours": "hours", "steps": f"steps of {lay.freq}"}.get(
+        str(lay.time_unit), "the times' own units"
+    )
+    for v, p in zip(values, steps):
+        if span_steps > 0 and p > span_steps:
+            warnings.warn(
+                f"period: expected a cycle the training data can show, found {v!r} "
+                f"({p:g} steps), longer than the longest training series ({span_steps:g} "
+                f"steps); a number is read in {unit} (a string such as '365D' names its "
+                "unit)",
+                UserWarning,
+                stacklevel=outside_stacklevel(),
+            )
+
+
 def resolve_periods(
     kernel: KernelArg, period: PeriodArg, data: SeriesSet, scaler: Scaler
 ) -> tuple[list[float] | None, bool]:
@@ -180,6 +206,7 @@ def resolve_periods(
         for v, p in zip(values, steps):
             if p < 2.0:  # e.g. period="24h" on daily data: one value per cycle
                 raise ValidationError(_short_period(v, p, lay.time_unit, lay.freq, scaler))
+        _warn_long_periods(values, steps, data, scaler)
         return steps, False
     found = dominant_periods(data.values, data.times, n)
     if not found:

@@ -57,7 +57,7 @@ from tqdm.auto import tqdm
 
 from gpvae import settings
 from gpvae.batch import Batch
-from gpvae.errors import NumericalError, ValidationError, invalid
+from gpvae.errors import NumericalError, ValidationError, invalid, outside_stacklevel
 from gpvae.gp import release_arenas
 from gpvae.gp.prior import GPPrior
 from gpvae.kernels import Kernel
@@ -545,24 +545,8 @@ def _warn_few_steps(state: TrainState, config: TrainConfig) -> None:
         "batch_size (more optimiser steps per epoch), a larger patience (or None with enough "
         "epochs), or window= to cut long series into many windows",
         UserWarning,
-        stacklevel=_outside_package(),
+        stacklevel=outside_stacklevel(),
     )
-
-
-def _outside_package() -> int:
-    """The ``stacklevel`` at which a warning raised by the caller of this function points at
-    the first frame outside the gpvae package (the user's call of ``fit``), however many
-    of the package's calls lie between (a fit, an ensemble's, a resumed or distributed
-    one): a fixed level pointed inside the package."""
-    package = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
-    frame = sys._getframe(1)  # the function that warns: stacklevel 1
-    level = 1
-    while frame.f_back is not None and os.path.abspath(frame.f_code.co_filename).startswith(
-        package + os.sep
-    ):
-        frame = frame.f_back
-        level += 1
-    return level
 
 
 def _distributed_step(
