@@ -529,7 +529,13 @@ def test_detect_names_the_empty_cells_of_the_labels_column(
     frame.loc[4, "incident"] = "yes"
     frame.to_csv(src, index=False)
     _, line = _main_error(capsys, [*args, "--labels", "incident"])
-    assert "found other values such as 'no' (row 0)" in line, line
+    assert "found other values such as 'no' (row 0; rows counted from 0 after the" in line, line
+    # a whole number is shown as written (audit, session 47: it read np.int64(2))
+    frame["incident"] = 0
+    frame.loc[6, "incident"] = 2
+    frame.to_csv(src, index=False)
+    _, line = _main_error(capsys, [*args, "--labels", "incident"])
+    assert "found other values such as 2 (row 6;" in line, line
 
 
 def test_fit_summary_names_the_epoch_it_kept(

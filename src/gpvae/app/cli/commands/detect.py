@@ -342,6 +342,8 @@ def label_column(frame: pd.DataFrame, col: str, spec: ColumnSpec) -> np.ndarray:
     """The --labels column of DATA as booleans (1 / true inside a known anomaly)."""
     import pandas as pd
 
+    from gpvae.data._parse import plain
+
     if col not in [str(c) for c in frame.columns]:
         raise CLIError(
             f"--labels: unknown column {col!r} in DATA; columns are {list(map(str, frame.columns))}"
@@ -366,8 +368,8 @@ def label_column(frame: pd.DataFrame, col: str, spec: ColumnSpec) -> np.ndarray:
         row = int(np.argmax(bad))
         raise CLIError(
             f"--labels: expected 0/1 or true/false in column {col!r} (1/true inside a known "
-            f"anomaly, 0/false elsewhere), found other values such as {raw.iloc[row]!r} "
-            f"(row {row})"
+            f"anomaly, 0/false elsewhere), found other values such as {plain(raw.iloc[row])!r} "
+            f"(row {row}; rows counted from 0 after the header)"
         )
     return values.to_numpy() == 1
 
