@@ -832,6 +832,28 @@ def test_durations_or_dates_for_a_model_fitted_on_numbers_warn() -> None:
         est.impute(X, times=np.arange(50.0), num_samples=19)
 
 
+def test_no_times_for_a_model_fitted_on_hourly_dates_warn() -> None:
+    """Audit (session 47, anomaly/forecast #2): an array without times given to a model of
+    hourly dates was read as hours 0, 1, 2, ... from the training start without a word (a
+    model of another step refuses it), and its forecast came back as plain numbers. It
+    warns, saying how the steps are read; the frame, or its dates, do not."""
+    import warnings
+
+    index = pd.date_range("2013-03-01", periods=60, freq="h")
+    frame = pd.DataFrame({"a": np.sin(np.arange(60) / 5.0)}, index=index)
+    est = GPVAE(**{**FAST, "epochs": 1}).fit(frame)
+    later = frame.iloc[30:]
+    with pytest.warns(UserWarning, match=r"^times: expected the times of X .* found none") as w:
+        est.forecast(later.to_numpy()[None], horizon=2, num_samples=19)
+    said = [x for x in w if str(x.message).startswith("times: expected the times of X")]
+    assert [x.filename for x in said] == [__file__]
+    assert "read as 0, 1, 2, ... hours from the training data's first time" in str(said[0].message)
+    with warnings.catch_warnings():
+        warnings.filterwarnings("error", message="times: expected the times")
+        est.forecast(later, horizon=2, num_samples=19)
+        est.forecast(later.to_numpy()[None], later.index.to_numpy(), horizon=2, num_samples=19)
+
+
 def test_numbers_for_a_model_fitted_on_dates_warn() -> None:
     """Numeric times given to a model fitted on dates were read as hours (or calendar
     steps) without a word. Numbers are an accepted input there (sample takes hours, and the
@@ -866,7 +888,9 @@ def test_numbers_for_a_model_fitted_on_dates_warn() -> None:
     ):
         with pytest.warns(UserWarning, match=r"^X\.index: expected datetimes or durations"):
             call()
-    # dates, and the default 0, 1, 2, ... of a model counting one step per unit: no warning
+    # dates: no warning; the default 0, 1, 2, ... of a model counting one step per unit is
+    # read so and warns since session 47 (its own warning: times placed at the training
+    # start put a yearly cycle's phase wherever that start was)
     monthly = pd.DataFrame(
         {"a": v, "b": 2 * v}, index=pd.date_range("2020-01-01", periods=40, freq="MS")
     )
@@ -875,6 +899,7 @@ def test_numbers_for_a_model_fitted_on_dates_warn() -> None:
         warnings.simplefilter("error")
         warnings.filterwarnings("default", message="forecast_horizon: ")
         est.impute(daily.iloc[20:], num_samples=19)
+    with pytest.warns(UserWarning, match=r"^times: expected the times of X .*calendar 'MS'"):
         by_month.impute(monthly.to_numpy()[None, :12], num_samples=19)
     with pytest.warns(UserWarning, match=r"read as steps of its calendar 'MS' since"):
         by_month.impute(monthly.to_numpy()[None, :12], times=np.arange(12.0), num_samples=19)

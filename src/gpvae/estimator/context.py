@@ -215,6 +215,16 @@ class PredictContext:
                 f"counts time in hours, {step:g} per step), found none: the default 0, 1, "
                 "2, ... would be read as hours; pass times (datetime64, or hours) or the frame"
             )
+        if defaulted and form is not None and form[0] is not None:  # one step per unit
+            unit = "hours" if form[0] == "hours" else f"steps of its calendar {form[1]!r}"
+            warnings.warn(
+                f"times: expected the times of X for a model fitted on dates or durations, "
+                f"found none: X's steps are read as 0, 1, 2, ... {unit} from the training "
+                "data's first time, and results keep them as numbers; pass times (datetime64) "
+                "or the frame to place X in time",
+                UserWarning,
+                stacklevel=2 + callers,
+            )
         ss, unused = to_fitted_series_set(
             X,
             times,
