@@ -164,3 +164,48 @@ def test_plot_dir_gives_features_of_one_file_name_charts_of_their_own(
         "backtest_NO2__a__2.png",
         "backtest_no2__a__3.png",
     ]
+
+
+def test_fan_charts_of_a_long_file_name_the_series_they_draw(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]
+) -> None:
+    """Audit (session 47, anomaly/forecast #4): on a long file the fan chart draws the
+    first series, but its title gave the feature and scores without saying whose they were,
+    beside a report whose scores are over every series. The title names the series by its
+    id, with that series' scores; the Python plot names it by position."""
+    from gpvae.app import plots
+    from gpvae.app.plots import plot_backtest
+
+    titles: list[str] = []
+    real = plots.plot_backtest
+
+    def keep(*args: object, **kwargs: object) -> object:
+        fig = real(*args, **kwargs)  # type: ignore[arg-type]
+        titles.append(fig._suptitle.get_text())
+        return fig
+
+    monkeypatch.setattr(plots, "plot_backtest", keep)
+    rng = np.random.default_rng(2)
+    data, model = tmp_path / "d.csv", tmp_path / "m"
+    frame = pd.DataFrame({
+        "site": np.repeat(["north", "south"], 40),
+        "t": np.tile(np.arange(40), 2),
+        "load": rng.normal(size=80),
+    })  # fmt: skip
+    frame.to_csv(data, index=False)
+    fit = ["fit", str(data), "--time-col", "t", "--id-col", "site", "-o", str(model)]
+    assert main([*fit, "--epochs", "1", "--latent-dim", "1", "--hidden", "8", "--quiet"]) == 0
+    args = ["backtest", str(model), str(data), "--horizon", "2", "--origins", "2"]
+    args += ["--num-samples", "10", "-o", str(tmp_path / "bt.json")]
+    assert main([*args, "--plot-dir", str(tmp_path / "fans")]) == 0, capsys.readouterr()
+    assert len(titles) == 1
+    assert titles[0].startswith("load of site north: backtest over 2 origins (MASE "), titles
+    report = json.loads((tmp_path / "bt.json").read_text())
+    assert report["series"] == ["north", "south"]
+    from gpvae import GPVAE
+    from gpvae.data import to_series_set
+
+    series = to_series_set(pd.read_csv(data), id_col="site", time_col="t")
+    res = GPVAE.load(model / "model").backtest(series, horizon=2, num_origins=2, num_samples=10)
+    fig = plot_backtest(res, series=1)
+    assert fig._suptitle.get_text().startswith("load of series 1 of 2: backtest")

@@ -968,7 +968,8 @@ def plot_backtest(
         feature: index or name of the feature.
         series: index of the series.
         context: steps of history drawn before each origin.
-        title: figure title (None: the feature and the scores over every origin).
+        title: figure title (None: the feature, the series when there are several, and
+            that series' scores over every origin).
         save: optional path to write the figure to.
         origins: the origins to draw, as positions 0..n_origins-1 (None: every origin);
             at most 12.
@@ -1001,9 +1002,9 @@ def plot_backtest(
     if title is None:
         mase = np.nanmean(result.scores["scaled_error"][series, :, :, j])
         cov = np.nanmean(result.scores["covered"][series, :, :, j])
-        title = (
-            f"{names[j]}: backtest over {n_org} origins (MASE {mase:.2f}, 90% coverage {cov:.0%})"
-        )
+        n_series = result.mean.shape[0]  # the scores are the drawn series' (audit, session 47)
+        which = names[j] if n_series == 1 else f"{names[j]} of series {series} of {n_series}"
+        title = f"{which}: backtest over {n_org} origins (MASE {mase:.2f}, 90% coverage {cov:.0%})"
     fig, axes = _panels(
         len(drawn),
         title,

@@ -156,14 +156,30 @@ def backtest(
         drawn = range(panels_drawn(res.mean.shape[1], MAX_PANELS, "origins", "--plot-dir"))
         drawn_res = _on_data_clock(res, changes)
         for j, file_name in enumerate(_chart_names(res.feature_names)):
+            title = None
+            if ids is not None and len(ids) > 1:  # the first series: named by its id
+                title = _fan_title(res, j, f"{spec.id_col} {ids[0]}")
             plot_backtest(
                 drawn_res,
                 feature=j,
                 save=folder / file_name,
                 origins=drawn,
                 time_label=time_label(spec),
+                title=title,
             )
         info(f"wrote {len(res.feature_names)} fan charts to {folder}")
+
+
+def _fan_title(res: Any, j: int, series: str) -> str:
+    """The fan chart's title of feature ``j`` of the first series of a long file, named
+    ``series`` (its id), with that series' scores: the title gave the feature and scores
+    without saying whose they were, beside the report's scores over every series."""
+    mase = np.nanmean(res.scores["scaled_error"][0, :, :, j])
+    cov = np.nanmean(res.scores["covered"][0, :, :, j])
+    return (
+        f"{res.feature_names[j]} of {series}: backtest over {res.mean.shape[1]} origins "
+        f"(MASE {mase:.2f}, 90% coverage {cov:.0%})"
+    )
 
 
 def _origin_times(
