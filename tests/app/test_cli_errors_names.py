@@ -80,7 +80,10 @@ def test_resume_and_spatial_errors_name_options(tmp_path, capsys) -> None:
     frame.to_csv(data, index=False)
     fit = ["fit", str(data), "--time-col", "t", "-o", str(tmp_path / "m"), "--quiet"]
     fit += ["--hidden", "8", "--latent-dim", "2"]
-    assert main([*fit, "--epochs", "2"]) == 0
+    # --resume where no checkpoint is yet starts afresh, and says so (audit, session 47)
+    assert main([*fit, "--epochs", "2", "--resume"]) == 0
+    said = f"--resume: no checkpoint in {str(tmp_path / 'm' / 'checkpoints')!r} yet; fitting"
+    assert said in capsys.readouterr().out
     capsys.readouterr()
     assert main([*fit, "--epochs", "1", "--resume"]) != 0
     assert capsys.readouterr().err.startswith("error: --epochs: expected at least the 2 epochs")

@@ -544,6 +544,12 @@ def fit(
         if run.is_main:
             make_folder(out, "--out")
             make_folder(out / "checkpoints", "--out")  # the fit's, named as --out's part
+            from gpvae.training.session import CHECKPOINT_FILE  # (torch: after --help)
+
+            if resume and not (out / "checkpoints" / CHECKPOINT_FILE).is_file():
+                # (the Python API starts afresh so too, as documented; it was not said)
+                info(f"--resume: no checkpoint in {str(out / 'checkpoints')!r} yet; fitting "
+                     "from the start")  # fmt: skip
     flags = {"encoder": "--encoder", "decoder": "--decoder", "period": "--period"}
     names = {**_option_names(), **flags}
     # (resume names epochs, ...); fit's warnings name the options too, as they come
