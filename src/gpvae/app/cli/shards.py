@@ -212,19 +212,17 @@ def is_folder(out: str) -> bool:
     return p.is_dir() or p.suffix == ""
 
 
-def check_output_path(
-    out: str, job: Job, data: str | None = None, trained_on: str | None = None
-) -> Path:
+def check_output_path(out: str, job: Job, data: str | None = None) -> Path:
     """OUT checked before any work (by every process; process 0 reports a problem once),
     a Parquet file or folder also for a Parquet engine to write it with; for a folder,
     process 0 removes the parts of an earlier run. OUT may not be DATA
     (``data``) nor, for a folder, hold it: the output would replace the input; nor lie
-    inside a DATA folder: it would become part of the input of the next command on DATA;
-    nor be the model's training data (``trained_on``, MODEL_DIR/cli.json's ``data_path``)."""
+    inside a DATA folder: it would become part of the input of the next command on DATA.
+    (Nor may it be the model's training data: :func:`check_not_training_data`, once the
+    model is loaded.)"""
     p = Path(out)
     with job.together():
         _check_output_path(p, out, data)
-        check_not_training_data(p, out, trained_on)
     if not is_folder(out):
         return p
     with job.together():
