@@ -645,7 +645,7 @@ def _warn_stacked(
     times = pandas_times(sub[spec.time_col], what)
     if not merged and not (times[1:] < times[:-1]).any():
         return  # times in order: nothing stacked to find (no copy of DATA's columns made)
-    others = frame.drop(columns=[c for c in frame.columns if str(c) == spec.time_col])
+    others = _other_columns(frame, spec)
     if merged:
         stacked = stacked_series(others, times, set())
     else:
@@ -670,6 +670,11 @@ def _warn_stacked(
     )
 
 
+def _other_columns(frame: pd.DataFrame, spec: ColumnSpec) -> pd.DataFrame:
+    """DATA's columns but the time: those a stacked-series check may take for the id."""
+    return frame.drop(columns=[c for c in frame.columns if str(c) == spec.time_col])
+
+
 def _stacked_by_others(
     message: str,
     frame: pd.DataFrame,
@@ -687,7 +692,7 @@ def _stacked_by_others(
     from gpvae.data.convert import DUPLICATE_ADVICE, stacked_series
 
     times = pandas_times(rows[spec.time_col], what)
-    others = frame.drop(columns=[c for c in frame.columns if str(c) == spec.time_col])
+    others = _other_columns(frame, spec)
     stacked = stacked_series(others, times, set())
     if stacked is None or stacked[1] is None:
         return message
@@ -731,7 +736,7 @@ def _id_option(
     found = "..." if column is None else repr(column)
     if column is None:  # another column of DATA, by the times as parsed
         times = pandas_times(sub[spec.time_col], "DATA")
-        others = frame.drop(columns=[c for c in frame.columns if str(c) == spec.time_col])
+        others = _other_columns(frame, spec)
         stacked = stacked_series(others, times, set())
         if stacked is not None and stacked[1] is not None:
             column, why = stacked[1], f"stacked ({stacked[0]}): name the id"
